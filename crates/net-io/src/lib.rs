@@ -1,0 +1,49 @@
+//! Byte channels for network protocols: Ktor's `ByteReadChannel` and `ByteWriteChannel` on tokio.
+//!
+//! - [`ByteReadChannel`] reads lines (with Ktor's line rules and a mandatory length limit),
+//!   big- and little-endian integers and floats, and byte runs from any
+//!   [`AsyncRead`](tokio::io::AsyncRead), and bridges to [`tokio_util::codec`] decoders.
+//! - [`ByteWriteChannel`] writes bytes, text and integers to any
+//!   [`AsyncWrite`](tokio::io::AsyncWrite), buffered or auto-flushed, and closes with a
+//!   half-close.
+//! - [`ByteChannel`] is an in-memory, bounded pipe between the two.
+//! - [`LineEnding`] picks the line delimiters; [`Error`] says what went wrong.
+//!
+//! This crate knows nothing of sockets: `net-sockets` hands out these channels for TCP and Unix
+//! sockets, and `net-tls` for TLS streams.
+//!
+//! # Cancel safety
+//!
+//! Every read that waits for a whole item (a line, an integer, `n` bytes) consumes nothing until
+//! the item is complete, so dropping its future (in a `tokio::select!`, say) loses no bytes: the
+//! next read sees them. Reads that copy into a caller's slice piece by piece
+//! ([`read_fully`](ByteReadChannel::read_fully)), skip ([`discard`](ByteReadChannel::discard))
+//! or pump ([`copy_to`](ByteReadChannel::copy_to)) are not cancel safe, nor are writes. Each
+//! method's `# Cancel safety` section says which it is.
+//!
+//! # Example
+//!
+//! ```
+//! use net_io::{ByteChannel, LineEnding};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+//! let (mut output, mut input) = ByteChannel::new(false);
+//! output.write_string_utf8("Hello\r\nworld\n").await?;
+//! output.flush_and_close().await?;
+//! while let Some(line) = input.read_line(1024, LineEnding::Default).await? {
+//!     println!("{line}");
+//! }
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod line;
+mod pipe;
+mod read;
+mod write;
+
+pub use error::{Error, Result};
+pub use line::LineEnding;
+pub use pipe::ByteChannel;
+pub use read::{ByteReadChannel, Frames};
+pub use write::ByteWriteChannel;

@@ -1,0 +1,257 @@
+//! Ktor's line rules as plain functions over a byte buffer, with no I/O.
+//!
+//! The async line reads of [`ByteReadChannel`](crate::ByteReadChannel) are a thin loop around
+//! [`scan_line`]: scan what is buffered, and if the answer is "need more", read more and scan
+//! again from where the last scan stopped.
+
+use memchr::{memchr, memchr2};
+
+/// Which byte sequences end a line.
+///
+/// In both modes the delimiter is never part of the returned line.
+///
+/// # Examples
+///
+/// ```
+/// use net_io::{ByteReadChannel, LineEnding};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+/// let mut input = ByteReadChannel::from_bytes("a\rb\r\nc");
+/// // Default: a lone CR is content.
+/// assert_eq!(input.read_line(100, LineEnding::Default).await?.as_deref(), Some("a\rb"));
+///
+/// let mut input = ByteReadChannel::from_bytes("a\rb\r\nc");
+/// // Lenient: a lone CR ends a line too.
+/// assert_eq!(input.read_line(100, LineEnding::Lenient).await?.as_deref(), Some("a"));
+/// assert_eq!(input.read_line(100, LineEnding::Lenient).await?.as_deref(), Some("b"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LineEnding {
+    /// LF or CRLF ends a line; a CR not followed by LF is part of the line.
+    #[default]
+    Default,
+    /// LF, CRLF or a lone CR ends a line (Ktor's `readUTF8Line`).
+    Lenient,
+}
+
+/// The outcome of scanning a buffer for one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// A line: its content is `buf[..content]`; `consumed` bytes (content and delimiter) make it.
+    Line {
+        /// Length of the content in bytes.
+        content: usize,
+        /// Bytes to consume, delimiter included.
+        consumed: usize,
+        /// Whether a delimiter ended the line (false: the stream ended).
+        delimited: bool,
+    },
+    /// Not decidable yet: read more, then scan again starting at `from`.
+    NeedMore {
+        /// Where the next scan may start; everything before it holds no delimiter.
+        from: usize,
+    },
+    /// The content already exceeds the limit.
+    TooLong,
+    /// The stream ended before the first byte of a line.
+    Exhausted,
+}
+
+/// Scans `buf` for one line of at most `limit` content bytes.
+///
+/// `eof` says that no more bytes will follow `buf`. `from` is a position that an earlier scan of
+/// the same (grown) buffer returned in [`Scan::NeedMore`]; pass 0 when unsure.
+pub(crate) fn scan_line(
+    buf: &[u8],
+    limit: usize,
+    ending: LineEnding,
+    eof: bool,
+    from: usize,
+) -> Scan {
+    if buf.is_empty() && eof {
+        return Scan::Exhausted;
+    }
+    match ending {
+        LineEnding::Default => scan_default(buf, limit, eof, from),
+        LineEnding::Lenient => scan_lenient(buf, limit, eof, from),
+    }
+}
+
+fn scan_default(buf: &[u8], limit: usize, eof: bool, from: usize) -> Scan {
+    // Content plus CR plus LF: a delimiter past this window means a too-long line.
+    let window = &buf[..buf.len().min(limit.saturating_add(2))];
+    let from = from.min(window.len());
+    if let Some(i) = memchr(b'\n', &window[from..]).map(|i| from + i) {
+        let content = if i > 0 && buf[i - 1] == b'\r' {
+            i - 1
+        } else {
+            i
+        };
+        return if content > limit {
+            Scan::TooLong
+        } else {
+            Scan::Line {
+                content,
+                consumed: i + 1,
+                delimited: true,
+            }
+        };
+    }
+    let len = buf.len();
+    if eof {
+        // A trailing lone CR is content in this mode.
+        return if len > limit {
+            Scan::TooLong
+        } else {
+            Scan::Line {
+                content: len,
+                consumed: len,
+                delimited: false,
+            }
+        };
+    }
+    // Without an LF so far, only a CR at index `limit` can still end the line in time.
+    if len > limit.saturating_add(1) || (len == limit.saturating_add(1) && buf[limit] != b'\r') {
+        return Scan::TooLong;
+    }
+    Scan::NeedMore { from: window.len() }
+}
+
+fn scan_lenient(buf: &[u8], limit: usize, eof: bool, from: usize) -> Scan {
+    let window = &buf[..buf.len().min(limit.saturating_add(1))];
+    let from = from.min(window.len());
+    let len = buf.len();
+    if let Some(i) = memchr2(b'\n', b'\r', &window[from..]).map(|i| from + i) {
+        if buf[i] == b'\n' {
+            return Scan::Line {
+                content: i,
+                consumed: i + 1,
+                delimited: true,
+            };
+        }
+        // A CR: CRLF if the next byte is LF; undecided while the CR is the last byte.
+        return match buf.get(i + 1) {
+            Some(b'\n') => Scan::Line {
+                content: i,
+                consumed: i + 2,
+                delimited: true,
+            },
+            Some(_) => Scan::Line {
+                content: i,
+                consumed: i + 1,
+                delimited: true,
+            },
+            None if eof => Scan::Line {
+                content: i,
+                consumed: i + 1,
+                delimited: true,
+            },
+            None => Scan::NeedMore { from: i },
+        };
+    }
+    if len > limit {
+        return Scan::TooLong;
+    }
+    if eof {
+        return Scan::Line {
+            content: len,
+            consumed: len,
+            delimited: false,
+        };
+    }
+    Scan::NeedMore { from: window.len() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use LineEnding::{Default as D, Lenient as L};
+
+    fn line(content: usize, consumed: usize) -> Scan {
+        Scan::Line {
+            content,
+            consumed,
+            delimited: true,
+        }
+    }
+
+    #[test]
+    fn default_mode_delimiters() {
+        assert_eq!(scan_line(b"ab\ncd", 10, D, false, 0), line(2, 3));
+        assert_eq!(scan_line(b"ab\r\ncd", 10, D, false, 0), line(2, 4));
+        assert_eq!(scan_line(b"a\rb\n", 10, D, false, 0), line(3, 4));
+        assert_eq!(
+            scan_line(b"ab\r", 10, D, false, 0),
+            Scan::NeedMore { from: 3 }
+        );
+        assert_eq!(
+            scan_line(b"ab\r", 10, D, true, 0),
+            Scan::Line {
+                content: 3,
+                consumed: 3,
+                delimited: false
+            }
+        );
+    }
+
+    #[test]
+    fn lenient_mode_delimiters() {
+        assert_eq!(scan_line(b"ab\rcd", 10, L, false, 0), line(2, 3));
+        assert_eq!(scan_line(b"ab\r\ncd", 10, L, false, 0), line(2, 4));
+        assert_eq!(
+            scan_line(b"ab\r", 10, L, false, 0),
+            Scan::NeedMore { from: 2 }
+        );
+        assert_eq!(scan_line(b"ab\r", 10, L, true, 0), line(2, 3));
+        assert_eq!(scan_line(b"\n", 0, L, false, 0), line(0, 1));
+    }
+
+    #[test]
+    fn limit_is_exact() {
+        for mode in [D, L] {
+            assert_eq!(scan_line(b"abc\n", 3, mode, false, 0), line(3, 4));
+            assert_eq!(scan_line(b"abc\r\n", 3, mode, false, 0), line(3, 5));
+            assert_eq!(scan_line(b"abcd\n", 3, mode, false, 0), Scan::TooLong);
+            assert_eq!(scan_line(b"abcd", 3, mode, false, 0), Scan::TooLong);
+            assert_eq!(scan_line(b"abcd", 3, mode, true, 0), Scan::TooLong);
+            assert_eq!(
+                scan_line(b"abc", 3, mode, true, 0),
+                Scan::Line {
+                    content: 3,
+                    consumed: 3,
+                    delimited: false
+                }
+            );
+            assert_eq!(scan_line(b"a\n", 0, mode, false, 0), Scan::TooLong);
+        }
+        // Default mode: "abc\r" may still become "abc\r\n".
+        assert_eq!(
+            scan_line(b"abc\r", 3, D, false, 0),
+            Scan::NeedMore { from: 4 }
+        );
+        assert_eq!(scan_line(b"abc\rx", 3, D, false, 0), Scan::TooLong);
+    }
+
+    #[test]
+    fn exhausted_only_when_empty_at_eof() {
+        assert_eq!(scan_line(b"", 5, D, true, 0), Scan::Exhausted);
+        assert_eq!(scan_line(b"", 5, D, false, 0), Scan::NeedMore { from: 0 });
+    }
+
+    #[test]
+    fn resumed_scan_matches_fresh_scan() {
+        let input = b"hello\r\nworld\rx\n";
+        for mode in [D, L] {
+            for cut in 0..input.len() {
+                if let Scan::NeedMore { from } = scan_line(&input[..cut], 100, mode, false, 0) {
+                    assert_eq!(
+                        scan_line(input, 100, mode, false, from),
+                        scan_line(input, 100, mode, false, 0)
+                    );
+                }
+            }
+        }
+    }
+}

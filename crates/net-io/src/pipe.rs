@@ -1,0 +1,194 @@
+//! The in-memory, bounded pipe behind [`ByteChannel`].
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::{ByteReadChannel, ByteWriteChannel, Error};
+
+/// How many bytes the pipe holds between its two ends (the writer's own buffer comes on top).
+pub(crate) const PIPE_CAPACITY: usize = 64 * 1024;
+
+/// An in-memory, bounded pipe: a [`ByteWriteChannel`] whose bytes come out of a
+/// [`ByteReadChannel`] (Ktor's `ByteChannel()`).
+///
+/// The pipe holds at most 64 KiB between its ends; a writer that gets ahead of its reader waits
+/// (backpressure), so memory stays bounded. The ends behave like a socket's two directions:
+///
+/// - without `auto_flush`, written bytes reach the pipe when the writer's buffer fills or on
+///   [`flush`](ByteWriteChannel::flush);
+/// - [`flush_and_close`](ByteWriteChannel::flush_and_close) and dropping the writer both end
+///   the stream: the reader drains what was delivered, then sees end of stream;
+/// - [`ByteWriteChannel::cancel`] makes the reader fail with [`Error::Cancelled`] once it has
+///   read what was already in the pipe;
+/// - cancelling or dropping the reader makes every later write fail with
+///   [`Error::Cancelled`], including a write already waiting for room.
+///
+/// # Examples
+///
+/// ```
+/// use net_io::{ByteChannel, LineEnding};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+/// let (mut output, mut input) = ByteChannel::new(true);
+/// tokio::spawn(async move {
+///     output.write_string_utf8("ping\n").await?;
+///     output.write_u32(7).await?;
+///     output.flush_and_close().await
+/// });
+/// assert_eq!(input.read_line(64, LineEnding::Default).await?.as_deref(), Some("ping"));
+/// assert_eq!(input.read_u32().await?, 7);
+/// assert!(input.read_u8().await.is_err());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ByteChannel;
+
+impl ByteChannel {
+    /// Creates a pipe and returns its write and read ends.
+    ///
+    /// `auto_flush` is the writer's mode, as in [`ByteWriteChannel::new`].
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(auto_flush: bool) -> (ByteWriteChannel, ByteReadChannel) {
+        let shared = Arc::new(Mutex::new(State::default()));
+        let writer = PipeWriter {
+            shared: Arc::clone(&shared),
+        };
+        let reader = PipeReader { shared };
+        (
+            ByteWriteChannel::from_pipe(writer, auto_flush),
+            ByteReadChannel::new(reader),
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    bytes: VecDeque<u8>,
+    /// The writer closed or went away: end of stream once `bytes` is drained.
+    write_closed: bool,
+    /// The writer cancelled: the reader fails once `bytes` is drained.
+    write_cancelled: bool,
+    /// The reader cancelled or went away: writes fail.
+    read_gone: bool,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+}
+
+fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
+    // The state stays consistent even if a thread panicked while holding the lock.
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn wake(waker: &mut Option<Waker>) {
+    if let Some(w) = waker.take() {
+        w.wake();
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct PipeReader {
+    shared: Arc<Mutex<State>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct PipeWriter {
+    shared: Arc<Mutex<State>>,
+}
+
+impl PipeWriter {
+    /// Ends the stream with an error for the reader.
+    pub(crate) fn cancel(&self) {
+        let mut state = lock(&self.shared);
+        state.write_cancelled = true;
+        wake(&mut state.read_waker);
+    }
+}
+
+impl AsyncRead for PipeReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut state = lock(&self.shared);
+        if !state.bytes.is_empty() {
+            let n = state.bytes.len().min(buf.remaining());
+            let (front, back) = state.bytes.as_slices();
+            let from_front = n.min(front.len());
+            buf.put_slice(&front[..from_front]);
+            buf.put_slice(&back[..n - from_front]);
+            state.bytes.drain(..n);
+            wake(&mut state.write_waker);
+            return Poll::Ready(Ok(()));
+        }
+        if state.write_cancelled {
+            return Poll::Ready(Err(Error::Cancelled.into()));
+        }
+        if state.write_closed {
+            return Poll::Ready(Ok(()));
+        }
+        state.read_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared);
+        state.read_gone = true;
+        state.bytes = VecDeque::new();
+        wake(&mut state.write_waker);
+    }
+}
+
+impl AsyncWrite for PipeWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        src: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut state = lock(&self.shared);
+        if state.read_gone {
+            return Poll::Ready(Err(Error::Cancelled.into()));
+        }
+        if state.write_closed || state.write_cancelled {
+            return Poll::Ready(Err(Error::ClosedForWrite.into()));
+        }
+        let room = PIPE_CAPACITY - state.bytes.len();
+        if room == 0 {
+            state.write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = room.min(src.len());
+        state.bytes.extend(&src[..n]);
+        wake(&mut state.read_waker);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = lock(&self.shared);
+        state.write_closed = true;
+        wake(&mut state.read_waker);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared);
+        state.write_closed = true;
+        wake(&mut state.read_waker);
+    }
+}

@@ -1,0 +1,840 @@
+//! [`ByteReadChannel`]: buffered reads of lines, integers and byte runs from any `AsyncRead`.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::codec::Decoder;
+
+use crate::line::{Scan, scan_line};
+use crate::{ByteWriteChannel, Error, LineEnding, Result};
+
+/// How many bytes one read from the transport asks for, at least.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// The most [`ByteReadChannel::read_remaining`] grows its buffer by in one step.
+const MAX_STEP: usize = 64 * 1024;
+
+/// Runs of at least this size are handed out without copying by [`ByteReadChannel::read_bytes`].
+const ZERO_COPY_MIN: usize = 1024;
+
+type Source = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The reading end of a byte stream: lines, integers and byte runs from any [`AsyncRead`].
+///
+/// A channel owns its reader and a buffer. Reads take what they need from the buffer and read
+/// more from the transport only when the buffer does not hold enough, in chunks of at least
+/// 8 KiB. A read that must wait for more bytes (a line, an integer) keeps the buffer as it is
+/// until the whole item is there, so those reads are cancel safe: dropping the future loses
+/// nothing, and the next read sees every byte (each method's `# Cancel safety` section says
+/// which are).
+///
+/// Memory is bounded by what the reads ask for: a line read never buffers more than its
+/// `limit` plus a delimiter and one transport read, and fails with [`Error::TooLongLine`]
+/// instead of growing further.
+///
+/// After a transport error, every later read fails with that error again (it does not turn into
+/// end of stream), except [`Error::Timeout`], after which reading may go on.
+///
+/// # Examples
+///
+/// ```
+/// use net_io::{ByteReadChannel, LineEnding};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+/// // Any `AsyncRead` works; a byte slice is one.
+/// let mut input = ByteReadChannel::new(&b"HELO example\r\n\x00\x2a"[..]);
+/// assert_eq!(input.read_line(512, LineEnding::Default).await?.as_deref(), Some("HELO example"));
+/// assert_eq!(input.read_u16().await?, 42);
+/// assert_eq!(input.read_line(512, LineEnding::Default).await?, None);
+/// # Ok(()) }
+/// ```
+pub struct ByteReadChannel {
+    source: Option<Source>,
+    buf: BytesMut,
+    eof: bool,
+    cancelled: bool,
+    /// A transport error that ended the stream; reported again by every later read.
+    failed: Option<Error>,
+}
+
+impl fmt::Debug for ByteReadChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ByteReadChannel")
+            .field("buffered", &self.buf.len())
+            .field("eof", &self.eof)
+            .field("cancelled", &self.cancelled)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! typed_reads {
+    ($($(#[$doc:meta])* $name:ident -> $ty:ty = $get:ident;)*) => {$(
+        $(#[$doc])*
+        ///
+        /// # Errors
+        ///
+        /// [`Error::UnexpectedEof`] if the stream ends first (the bytes that did arrive stay
+        /// buffered), or the transport's error.
+        ///
+        /// # Cancel safety
+        ///
+        /// Cancel safe: nothing is consumed until all the bytes are there.
+        pub async fn $name(&mut self) -> Result<$ty> {
+            const SIZE: usize = std::mem::size_of::<$ty>();
+            self.require(SIZE).await?;
+            Ok(self.buf.$get())
+        }
+    )*};
+}
+
+impl ByteReadChannel {
+    /// Wraps a reader.
+    pub fn new<R>(reader: R) -> Self
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        ByteReadChannel {
+            source: Some(Box::new(reader)),
+            buf: BytesMut::new(),
+            eof: false,
+            cancelled: false,
+            failed: None,
+        }
+    }
+
+    /// A channel that holds exactly `bytes` and then ends (for tests and fixtures).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+    /// let mut input = net_io::ByteReadChannel::from_bytes(&b"\x01\x02"[..]);
+    /// assert_eq!(input.read_u16().await?, 0x0102);
+    /// assert!(input.is_closed_for_read());
+    /// # Ok(()) }
+    /// ```
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
+        let bytes: Bytes = bytes.into();
+        ByteReadChannel {
+            source: None,
+            buf: BytesMut::from(&bytes[..]),
+            eof: true,
+            cancelled: false,
+            failed: None,
+        }
+    }
+
+    /// How many bytes are buffered and can be read without waiting.
+    pub fn available_for_read(&self) -> usize {
+        if self.cancelled { 0 } else { self.buf.len() }
+    }
+
+    /// Whether nothing more can be read: the channel was cancelled, failed, or reached the end of
+    /// the stream with nothing left in its buffer.
+    ///
+    /// The end of the stream is known only once a read has seen it.
+    pub fn is_closed_for_read(&self) -> bool {
+        self.cancelled || (self.buf.is_empty() && (self.eof || self.failed.is_some()))
+    }
+
+    /// Discards everything buffered and stops reading: later reads fail with
+    /// [`Error::Cancelled`]. The transport is dropped (for an in-memory [`ByteChannel`]
+    /// (crate::ByteChannel), the writer's next write fails).
+    pub fn cancel(&mut self) {
+        self.cancelled = true;
+        self.buf = BytesMut::new();
+        self.source = None;
+    }
+
+    // ----- lines -------------------------------------------------------------------------
+
+    /// Reads a line with Ktor's `readUTF8Line` rules: LF, CRLF or a lone CR ends it.
+    ///
+    /// The same as [`read_line(limit, LineEnding::Lenient)`](Self::read_line).
+    ///
+    /// # Errors
+    ///
+    /// As [`read_line`](Self::read_line).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is consumed until the whole line is there.
+    pub async fn read_utf8_line(&mut self, limit: usize) -> Result<Option<String>> {
+        self.read_line(limit, LineEnding::Lenient).await
+    }
+
+    /// Reads one line, without its delimiter.
+    ///
+    /// - `limit` is the most bytes of content (delimiter excluded) the line may have, counted as
+    ///   received, before UTF-8 decoding. Exactly `limit` bytes followed by a delimiter or the end
+    ///   of the stream is a line; one more byte is [`Error::TooLongLine`].
+    /// - `ending` picks the delimiters (see [`LineEnding`]). A CR that is the last byte
+    ///   received so far waits for the next byte (or the end of the stream) to tell a lone CR
+    ///   from CRLF.
+    /// - A last line without a delimiter is returned as it is when the stream ends.
+    /// - `Ok(None)` only when the stream ended before the first byte of a line; an empty line is
+    ///   `Some("")`.
+    /// - Invalid or truncated UTF-8 becomes U+FFFD, exactly as [`String::from_utf8_lossy`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLongLine`] (the line stays buffered, unconsumed: [`discard`](Self::discard)
+    /// or [`cancel`](Self::cancel) it), [`Error::Cancelled`], or the transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is consumed until the whole line is there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use net_io::{ByteReadChannel, Error, LineEnding};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+    /// let mut input = ByteReadChannel::from_bytes("four\r\n\nfive!\nlast");
+    /// assert_eq!(input.read_line(4, LineEnding::Default).await?.as_deref(), Some("four"));
+    /// assert_eq!(input.read_line(4, LineEnding::Default).await?.as_deref(), Some(""));
+    /// assert!(matches!(input.read_line(4, LineEnding::Default).await, Err(Error::TooLongLine { limit: 4 })));
+    /// assert_eq!(input.discard(6).await?, 6);
+    /// assert_eq!(input.read_line(4, LineEnding::Default).await?.as_deref(), Some("last"));
+    /// assert_eq!(input.read_line(4, LineEnding::Default).await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_line(&mut self, limit: usize, ending: LineEnding) -> Result<Option<String>> {
+        let Some((content, consumed, _)) = self.next_line(limit, ending).await? else {
+            return Ok(None);
+        };
+        let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
+        self.buf.advance(consumed);
+        Ok(Some(line))
+    }
+
+    /// As [`read_line`](Self::read_line), but a stream that ends after some content and before a
+    /// delimiter is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedEof`] for an unterminated last line (it stays buffered), and the errors
+    /// of [`read_line`](Self::read_line).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is consumed until the whole line is there.
+    pub async fn read_line_strict(
+        &mut self,
+        limit: usize,
+        ending: LineEnding,
+    ) -> Result<Option<String>> {
+        let Some((content, consumed, delimited)) = self.next_line(limit, ending).await? else {
+            return Ok(None);
+        };
+        if !delimited {
+            return Err(Error::UnexpectedEof {
+                needed: consumed + 1,
+                available: consumed,
+            });
+        }
+        let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
+        self.buf.advance(consumed);
+        Ok(Some(line))
+    }
+
+    /// Appends one line to `out`, reusing its allocation; returns how many bytes were appended.
+    ///
+    /// The rules are those of [`read_line`](Self::read_line). With a `String` that is reused
+    /// (cleared between lines), reading a line allocates nothing once the buffers have grown to
+    /// the longest line. `out` is left untouched unless a whole line was read.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_line`](Self::read_line).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is consumed, and `out` is not touched, until the whole line is there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use net_io::{ByteReadChannel, LineEnding};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+    /// let mut input = ByteReadChannel::from_bytes("a\nbb\n");
+    /// let mut line = String::new();
+    /// let mut total = 0;
+    /// while let Some(n) = input.read_line_to(&mut line, 80, LineEnding::Default).await? {
+    ///     total += n;
+    ///     line.clear();
+    /// }
+    /// assert_eq!(total, 3);
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_line_to(
+        &mut self,
+        out: &mut String,
+        limit: usize,
+        ending: LineEnding,
+    ) -> Result<Option<usize>> {
+        let Some((content, consumed, _)) = self.next_line(limit, ending).await? else {
+            return Ok(None);
+        };
+        let before = out.len();
+        out.push_str(&String::from_utf8_lossy(&self.buf[..content]));
+        self.buf.advance(consumed);
+        Ok(Some(out.len() - before))
+    }
+
+    /// Waits until a whole line is buffered; returns (content length, bytes to consume,
+    /// delimited). Consumes nothing.
+    async fn next_line(
+        &mut self,
+        limit: usize,
+        ending: LineEnding,
+    ) -> Result<Option<(usize, usize, bool)>> {
+        let mut from = 0;
+        loop {
+            self.check_readable()?;
+            match scan_line(&self.buf, limit, ending, self.eof, from) {
+                Scan::Line {
+                    content,
+                    consumed,
+                    delimited,
+                } => return Ok(Some((content, consumed, delimited))),
+                Scan::Exhausted => return Ok(None),
+                Scan::TooLong => return Err(Error::TooLongLine { limit }),
+                Scan::NeedMore { from: next } => {
+                    from = next;
+                    self.fill().await?;
+                }
+            }
+        }
+    }
+
+    // ----- typed reads -------------------------------------------------------------------
+
+    typed_reads! {
+        /// Reads one byte.
+        read_u8 -> u8 = get_u8;
+        /// Reads one signed byte.
+        read_i8 -> i8 = get_i8;
+        /// Reads a big-endian `u16`.
+        read_u16 -> u16 = get_u16;
+        /// Reads a big-endian `i16`.
+        read_i16 -> i16 = get_i16;
+        /// Reads a big-endian `u32`.
+        read_u32 -> u32 = get_u32;
+        /// Reads a big-endian `i32`.
+        read_i32 -> i32 = get_i32;
+        /// Reads a big-endian `u64`.
+        read_u64 -> u64 = get_u64;
+        /// Reads a big-endian `i64`.
+        read_i64 -> i64 = get_i64;
+        /// Reads a big-endian IEEE 754 `f32`.
+        read_f32 -> f32 = get_f32;
+        /// Reads a big-endian IEEE 754 `f64`.
+        read_f64 -> f64 = get_f64;
+        /// Reads a little-endian `u16`.
+        read_u16_le -> u16 = get_u16_le;
+        /// Reads a little-endian `i16`.
+        read_i16_le -> i16 = get_i16_le;
+        /// Reads a little-endian `u32`.
+        read_u32_le -> u32 = get_u32_le;
+        /// Reads a little-endian `i32`.
+        read_i32_le -> i32 = get_i32_le;
+        /// Reads a little-endian `u64`.
+        read_u64_le -> u64 = get_u64_le;
+        /// Reads a little-endian `i64`.
+        read_i64_le -> i64 = get_i64_le;
+        /// Reads a little-endian IEEE 754 `f32`.
+        read_f32_le -> f32 = get_f32_le;
+        /// Reads a little-endian IEEE 754 `f64`.
+        read_f64_le -> f64 = get_f64_le;
+    }
+
+    // ----- byte runs ---------------------------------------------------------------------
+
+    /// Fills `dst` completely.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedEof`] if the stream ends first (`dst` then holds the bytes that did
+    /// arrive, at its start), or the transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: bytes already copied into `dst` are consumed. Use
+    /// [`read_bytes`](Self::read_bytes) where the future may be dropped.
+    pub async fn read_fully(&mut self, dst: &mut [u8]) -> Result<()> {
+        let mut filled = 0;
+        while filled < dst.len() {
+            let n = self.read_available(&mut dst[filled..]).await?;
+            if n == 0 {
+                return Err(Error::UnexpectedEof {
+                    needed: dst.len(),
+                    available: filled,
+                });
+            }
+            filled += n;
+        }
+        Ok(())
+    }
+
+    /// Waits for at least one byte, then copies as many as are buffered (up to `dst.len()`).
+    ///
+    /// Returns `Ok(0)` only at the end of the stream or when `dst` is empty. When nothing is
+    /// buffered and `dst` is large, the transport reads straight into `dst`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] or the transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn read_available(&mut self, dst: &mut [u8]) -> Result<usize> {
+        poll_fn(|cx| self.poll_read_available(cx, dst)).await
+    }
+
+    fn poll_read_available(&mut self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<Result<usize>> {
+        self.check_readable()?;
+        if dst.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.buf.is_empty() && dst.len() >= READ_CHUNK && !self.eof {
+            // Skip the copy through our buffer.
+            if let Some(source) = self.source.as_mut() {
+                let mut read_buf = ReadBuf::new(dst);
+                return match ready!(Pin::new(source).poll_read(cx, &mut read_buf)) {
+                    Ok(()) if read_buf.filled().is_empty() => {
+                        self.eof = true;
+                        Poll::Ready(Ok(0))
+                    }
+                    Ok(()) => Poll::Ready(Ok(read_buf.filled().len())),
+                    Err(e) => Poll::Ready(Err(self.fail(e))),
+                };
+            }
+        }
+        if self.buf.is_empty() && ready!(self.poll_fill(cx))? == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let n = self.buf.len().min(dst.len());
+        self.buf.copy_to_slice(&mut dst[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    /// Reads exactly `n` bytes; runs of 1 KiB or more are handed out without a copy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedEof`] if the stream ends first (the bytes stay buffered), or the
+    /// transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is consumed until all `n` bytes are there.
+    pub async fn read_bytes(&mut self, n: usize) -> Result<Bytes> {
+        self.require(n).await?;
+        Ok(self.take(n))
+    }
+
+    /// Reads everything up to the end of the stream, or the first `limit` bytes if the stream is
+    /// longer (the rest stays buffered or unread).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] or the transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is consumed until the end of the stream or `limit` is reached.
+    pub async fn read_remaining(&mut self, limit: usize) -> Result<Bytes> {
+        while self.buf.len() < limit {
+            self.check_readable()?;
+            // Grow step by step: `limit` may be far larger than the stream.
+            if self.fill_by((limit - self.buf.len()).min(MAX_STEP)).await? == 0 {
+                break;
+            }
+        }
+        self.check_readable()?;
+        let n = self.buf.len().min(limit);
+        Ok(self.take(n))
+    }
+
+    /// Skips up to `max` bytes, stopping early at the end of the stream; returns how many were
+    /// skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] or the transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: bytes skipped before the future is dropped are gone, and the count is lost.
+    pub async fn discard(&mut self, max: u64) -> Result<u64> {
+        let mut skipped = 0u64;
+        while skipped < max {
+            self.check_readable()?;
+            if self.buf.is_empty() && self.fill().await? == 0 {
+                break;
+            }
+            let n = usize::try_from(max - skipped)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            self.buf.advance(n);
+            skipped += n as u64;
+        }
+        Ok(skipped)
+    }
+
+    /// Skips exactly `n` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedEof`] if the stream ends first (what was there is skipped), or the
+    /// transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`discard`](Self::discard).
+    pub async fn discard_exact(&mut self, n: u64) -> Result<()> {
+        let skipped = self.discard(n).await?;
+        if skipped < n {
+            let clamp = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+            return Err(Error::UnexpectedEof {
+                needed: clamp(n),
+                available: clamp(skipped),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until at least `min` bytes are buffered: `true` when they are, `false` when the
+    /// stream ended with fewer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] or the transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn await_content(&mut self, min: usize) -> Result<bool> {
+        while self.buf.len() < min {
+            self.check_readable()?;
+            if self.fill_by(min - self.buf.len()).await? == 0 {
+                return Ok(false);
+            }
+        }
+        self.check_readable()?;
+        Ok(true)
+    }
+
+    /// Returns a copy of the next `n` bytes without consuming them; `None` if the stream ends
+    /// with fewer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] or the transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn peek(&mut self, n: usize) -> Result<Option<Bytes>> {
+        if !self.await_content(n).await? {
+            return Ok(None);
+        }
+        Ok(Some(Bytes::copy_from_slice(&self.buf[..n])))
+    }
+
+    /// Consumes `pattern` if the stream continues with it; returns whether it did.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] or the transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn skip_if_found(&mut self, pattern: &[u8]) -> Result<bool> {
+        if !self.await_content(pattern.len()).await? || !self.buf.starts_with(pattern) {
+            return Ok(false);
+        }
+        self.buf.advance(pattern.len());
+        Ok(true)
+    }
+
+    /// Copies up to `limit` bytes (until the end of the stream) into `dst` and flushes it;
+    /// returns how many were copied. `dst` is not closed.
+    ///
+    /// # Errors
+    ///
+    /// Either side's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a chunk may be written to `dst` and still be in this channel.
+    pub async fn copy_to(&mut self, dst: &mut ByteWriteChannel, limit: u64) -> Result<u64> {
+        let mut copied = 0u64;
+        while copied < limit {
+            self.check_readable()?;
+            if self.buf.is_empty() && self.fill().await? == 0 {
+                break;
+            }
+            let n = usize::try_from(limit - copied)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            dst.write_fully(&self.buf[..n]).await?;
+            self.buf.advance(n);
+            copied += n as u64;
+        }
+        dst.flush().await?;
+        Ok(copied)
+    }
+
+    // ----- codec bridge ------------------------------------------------------------------
+
+    /// Decodes the next frame with a [`tokio_util::codec`] decoder; `Ok(None)` at the end of the
+    /// stream.
+    ///
+    /// The decoder works on this channel's buffer directly, so bytes buffered by earlier reads
+    /// are seen by the decoder and vice versa. At the end of the stream the decoder's
+    /// [`decode_eof`](Decoder::decode_eof) decides what leftover bytes mean.
+    ///
+    /// # Errors
+    ///
+    /// The decoder's error; transport errors and [`Error::Cancelled`] reach it through its
+    /// `From<std::io::Error>` (an [`io::Error`] wrapping this crate's [`Error`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe if the decoder consumes nothing until it returns a frame (as tokio-util's
+    /// codecs do).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use net_io::ByteReadChannel;
+    /// use tokio_util::codec::LinesCodec;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut input = ByteReadChannel::from_bytes("one\ntwo\n");
+    /// let mut codec = LinesCodec::new_with_max_length(1024);
+    /// assert_eq!(input.read_frame(&mut codec).await?.as_deref(), Some("one"));
+    /// assert_eq!(input.read_frame(&mut codec).await?.as_deref(), Some("two"));
+    /// assert_eq!(input.read_frame(&mut codec).await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_frame<D>(&mut self, decoder: &mut D) -> Result<Option<D::Item>, D::Error>
+    where
+        D: Decoder,
+        D::Error: From<io::Error>,
+    {
+        poll_fn(|cx| self.poll_frame(cx, decoder)).await
+    }
+
+    /// Turns the channel into a [`Stream`](futures_core::Stream) of frames decoded by `decoder`.
+    ///
+    /// ```
+    /// use std::pin::Pin;
+    /// use futures_core::Stream;
+    /// use net_io::ByteReadChannel;
+    /// use tokio_util::codec::LinesCodec;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mut frames = ByteReadChannel::from_bytes("a\nb\n").into_frames(LinesCodec::new());
+    /// let mut lines = Vec::new();
+    /// while let Some(line) = std::future::poll_fn(|cx| Pin::new(&mut frames).poll_next(cx)).await {
+    ///     lines.push(line.unwrap());
+    /// }
+    /// assert_eq!(lines, ["a", "b"]);
+    /// # }
+    /// ```
+    pub fn into_frames<D: Decoder>(self, decoder: D) -> Frames<D> {
+        Frames {
+            channel: self,
+            decoder,
+            done: false,
+        }
+    }
+
+    fn poll_frame<D>(
+        &mut self,
+        cx: &mut Context<'_>,
+        decoder: &mut D,
+    ) -> Poll<Result<Option<D::Item>, D::Error>>
+    where
+        D: Decoder,
+        D::Error: From<io::Error>,
+    {
+        loop {
+            if let Err(e) = self.check_readable() {
+                return Poll::Ready(Err(io::Error::from(e).into()));
+            }
+            if self.eof {
+                return Poll::Ready(decoder.decode_eof(&mut self.buf));
+            }
+            if let Some(frame) = decoder.decode(&mut self.buf)? {
+                return Poll::Ready(Ok(Some(frame)));
+            }
+            if let Err(e) = ready!(self.poll_fill(cx)) {
+                return Poll::Ready(Err(io::Error::from(e).into()));
+            }
+        }
+    }
+
+    // ----- buffer management -------------------------------------------------------------
+
+    /// Fails if reading cannot go on (cancelled, or an earlier transport error).
+    fn check_readable(&self) -> Result<()> {
+        if self.cancelled {
+            return Err(Error::Cancelled);
+        }
+        match &self.failed {
+            Some(e) => Err(replay(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until `n` bytes are buffered, or fails with `UnexpectedEof`.
+    async fn require(&mut self, n: usize) -> Result<()> {
+        if self.await_content(n).await? {
+            Ok(())
+        } else {
+            Err(Error::UnexpectedEof {
+                needed: n,
+                available: self.buf.len(),
+            })
+        }
+    }
+
+    /// Takes `n` buffered bytes.
+    fn take(&mut self, n: usize) -> Bytes {
+        if n >= ZERO_COPY_MIN {
+            self.buf.split_to(n).freeze()
+        } else {
+            let bytes = Bytes::copy_from_slice(&self.buf[..n]);
+            self.buf.advance(n);
+            bytes
+        }
+    }
+
+    /// Reads once from the transport; `Ok(0)` at the end of the stream.
+    async fn fill(&mut self) -> Result<usize> {
+        self.fill_by(0).await
+    }
+
+    /// As `fill`, making room for at least `want` more bytes first.
+    async fn fill_by(&mut self, want: usize) -> Result<usize> {
+        poll_fn(|cx| self.poll_fill_by(cx, want)).await
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize>> {
+        self.poll_fill_by(cx, 0)
+    }
+
+    fn poll_fill_by(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<Result<usize>> {
+        self.check_readable()?;
+        if self.eof {
+            return Poll::Ready(Ok(0));
+        }
+        let Some(source) = self.source.as_mut() else {
+            self.eof = true;
+            return Poll::Ready(Ok(0));
+        };
+        let spare = self.buf.capacity() - self.buf.len();
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(want.max(READ_CHUNK));
+        } else if spare < want || spare < READ_CHUNK / 2 {
+            // Asking for no more than half a chunk lets `reserve` move the unread tail to the
+            // front of the existing allocation instead of allocating, so a steady stream of
+            // reads does not allocate.
+            self.buf.reserve(want.max(READ_CHUNK / 2));
+        }
+        match ready!(tokio_util::io::poll_read_buf(
+            Pin::new(source),
+            cx,
+            &mut self.buf
+        )) {
+            Ok(0) => {
+                self.eof = true;
+                Poll::Ready(Ok(0))
+            }
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(e) => Poll::Ready(Err(self.fail(e))),
+        }
+    }
+
+    /// Records a transport error so later reads report it too (a timeout is not final).
+    fn fail(&mut self, e: io::Error) -> Error {
+        let e = Error::from(e);
+        if !matches!(e, Error::Timeout) {
+            self.failed = Some(replay(&e));
+            self.source = None;
+        }
+        e
+    }
+}
+
+/// A copy of an error, for reporting it again.
+fn replay(e: &Error) -> Error {
+    match e {
+        Error::TooLongLine { limit } => Error::TooLongLine { limit: *limit },
+        Error::UnexpectedEof { needed, available } => Error::UnexpectedEof {
+            needed: *needed,
+            available: *available,
+        },
+        Error::ClosedForWrite => Error::ClosedForWrite,
+        Error::Cancelled => Error::Cancelled,
+        Error::Timeout => Error::Timeout,
+        Error::Io(e) => Error::Io(io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+/// A [`Stream`](futures_core::Stream) of frames decoded from a [`ByteReadChannel`]; made by
+/// [`ByteReadChannel::into_frames`].
+///
+/// The stream ends (yields `None`) at the end of the channel, and after the first error.
+#[derive(Debug)]
+pub struct Frames<D> {
+    channel: ByteReadChannel,
+    decoder: D,
+    done: bool,
+}
+
+impl<D> Frames<D> {
+    /// Gives back the channel (with whatever is still buffered) and the decoder.
+    pub fn into_parts(self) -> (ByteReadChannel, D) {
+        (self.channel, self.decoder)
+    }
+}
+
+impl<D> futures_core::Stream for Frames<D>
+where
+    D: Decoder + Unpin,
+    D::Error: From<io::Error>,
+{
+    type Item = Result<D::Item, D::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let result = ready!(this.channel.poll_frame(cx, &mut this.decoder));
+        match result {
+            Ok(Some(frame)) => Poll::Ready(Some(Ok(frame))),
+            Ok(None) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                this.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! TLS client and server for `net-sockets` on rustls (work in progress: see the issues).
