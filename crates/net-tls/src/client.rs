@@ -1,0 +1,287 @@
+//! The client side: [`TlsConfig`] and its builder.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+use crate::{Error, Result, TlsVersion, pem, provider};
+
+/// The default time a TLS handshake may take, on either side.
+pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a client sets up TLS: whom it trusts, what it presents, what it offers.
+///
+/// Made by [`TlsConfig::builder`]; cheap to clone (the rustls configuration inside is shared),
+/// `Send + Sync`. Defaults: TLS 1.3 and 1.2, the bundled Mozilla roots (webpki-roots), SNI and
+/// host-name verification against the name given to `connect` (or
+/// [`server_name`](TlsConfigBuilder::server_name)), no client certificate, no ALPN, a 10-second
+/// handshake timeout.
+///
+/// # Examples
+///
+/// ```
+/// let config = net_tls::TlsConfig::builder().alpn_protocols(["http/1.1"]).build()?;
+/// # Ok::<(), net_tls::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct TlsConfig {
+    pub(crate) rustls: Arc<ClientConfig>,
+    pub(crate) server_name: Option<ServerName<'static>>,
+    pub(crate) handshake_timeout: Duration,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("server_name", &self.server_name)
+            .field("alpn_protocols", &self.rustls.alpn_protocols)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsConfig {
+    /// Starts a configuration with the secure defaults listed on [`TlsConfig`].
+    pub fn builder() -> TlsConfigBuilder {
+        TlsConfigBuilder {
+            server_name: None,
+            roots: RootCertStore::empty(),
+            native_roots: false,
+            client_auth: None,
+            alpn: Vec::new(),
+            insecure: false,
+            versions: vec![TlsVersion::Tls13, TlsVersion::Tls12],
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            deferred: None,
+        }
+    }
+
+    /// The name the server is verified against, decided from an explicit
+    /// [`server_name`](TlsConfigBuilder::server_name) or else the host given to `connect`.
+    pub(crate) fn name_for(&self, connect_host: Option<&str>) -> Result<ServerName<'static>> {
+        if let Some(name) = &self.server_name {
+            return Ok(name.clone());
+        }
+        let host = connect_host.ok_or_else(|| Error::InvalidServerName { name: String::new() })?;
+        server_name(host)
+    }
+}
+
+pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>> {
+    // An IPv6 literal may come with brackets from a URL-style host.
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(bare.to_owned()).map_err(|_| Error::InvalidServerName { name: name.into() })
+}
+
+/// Builds a [`TlsConfig`]; see there for the defaults.
+pub struct TlsConfigBuilder {
+    server_name: Option<String>,
+    roots: RootCertStore,
+    native_roots: bool,
+    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    alpn: Vec<Vec<u8>>,
+    insecure: bool,
+    versions: Vec<TlsVersion>,
+    handshake_timeout: Duration,
+    /// An error found by a setter that cannot return one, reported by `build`.
+    deferred: Option<Error>,
+}
+
+impl fmt::Debug for TlsConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfigBuilder")
+            .field("server_name", &self.server_name)
+            .field("custom_roots", &self.roots.len())
+            .field("native_roots", &self.native_roots)
+            .field("client_certificate", &self.client_auth.is_some())
+            .field("insecure", &self.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsConfigBuilder {
+    /// Sends `name` as SNI and verifies the server's certificate against it, instead of the host
+    /// given to `connect`. An IP address is checked against the certificate's IP SANs.
+    ///
+    /// The name is checked when the configuration is built.
+    pub fn server_name(mut self, name: &str) -> Self {
+        self.server_name = Some(name.to_owned());
+        self
+    }
+
+    /// Trusts the CA certificates in a PEM bundle.
+    ///
+    /// Adding any root replaces the bundled Mozilla roots: the client then trusts exactly the
+    /// roots it was given (plus the OS store after [`native_roots`](Self::native_roots)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pem`] for input with no certificate or bad PEM, [`Error::Config`] for a
+    /// certificate that cannot be a trust anchor.
+    pub fn add_root_certificates_pem(mut self, pem: &[u8]) -> Result<Self> {
+        for cert in pem::certificates(pem, pem::BYTES)? {
+            self.roots.add(cert).map_err(Error::Config)?;
+        }
+        Ok(self)
+    }
+
+    /// As [`add_root_certificates_pem`](Self::add_root_certificates_pem), from a file.
+    ///
+    /// # Errors
+    ///
+    /// As there, naming the file.
+    pub fn add_root_certificates_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        for cert in pem::certificates(&pem::read_file(path)?, &origin)? {
+            self.roots.add(cert).map_err(Error::Config)?;
+        }
+        Ok(self)
+    }
+
+    /// Trusts one CA certificate (DER). A certificate that cannot be a trust anchor makes
+    /// [`build`](Self::build) fail with [`Error::Config`].
+    pub fn add_root_certificate(mut self, der: CertificateDer<'static>) -> Self {
+        if let Err(e) = self.roots.add(der) {
+            self.deferred.get_or_insert(Error::Config(e));
+        }
+        self
+    }
+
+    /// Also trusts the operating system's certificate store (read when the configuration is
+    /// built).
+    pub fn native_roots(mut self) -> Self {
+        self.native_roots = true;
+        self
+    }
+
+    /// Presents a client certificate (mutual TLS): a PEM chain, leaf first, and its private key
+    /// (PKCS#8, PKCS#1 or SEC1).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pem`] for unusable PEM.
+    pub fn client_certificate_pem(mut self, chain: &[u8], key: &[u8]) -> Result<Self> {
+        let chain = pem::certificates(chain, pem::BYTES)?;
+        let key = pem::private_key(key, pem::BYTES)?;
+        self.client_auth = Some((chain, key));
+        Ok(self)
+    }
+
+    /// Offers these application protocols (ALPN), most preferred first.
+    pub fn alpn_protocols(mut self, protocols: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Self {
+        self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// Limits the protocol versions offered (default: TLS 1.3 and TLS 1.2).
+    pub fn protocol_versions(mut self, versions: &[TlsVersion]) -> Self {
+        self.versions = versions.to_vec();
+        self
+    }
+
+    /// How long the handshake may take before it fails with [`Error::HandshakeTimeout`]
+    /// (default 10 seconds).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// **Dangerous:** accepts any server certificate, from anyone, for any name: the connection
+    /// is encrypted but not authenticated, so anyone on the path can read and change it.
+    ///
+    /// This is the trust-all mode of Ktor's documentation sample, for testing against a server
+    /// with a throw-away certificate. Building such a configuration logs a warning.
+    pub fn dangerous_accept_any_server_certificate(mut self) -> Self {
+        self.insecure = true;
+        self
+    }
+
+    /// Builds the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidServerName`] for an unusable [`server_name`](Self::server_name),
+    /// [`Error::Config`] when rustls refuses the combination (no protocol version, a client key
+    /// that does not match its certificate), [`Error::Io`] when the OS certificate store was
+    /// asked for and could not be read.
+    pub fn build(self) -> Result<TlsConfig> {
+        if let Some(e) = self.deferred {
+            return Err(e);
+        }
+        let provider = provider();
+        let server_name = self.server_name.as_deref().map(server_name).transpose()?;
+        let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&crate::versions(&self.versions))
+            .map_err(Error::Config)?;
+        let builder = if self.insecure {
+            tracing::warn!("TLS client configured to accept any server certificate: connections are not authenticated");
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyServerCertificate(provider)))
+        } else {
+            let mut roots = self.roots;
+            if self.native_roots {
+                let found = rustls_native_certs::load_native_certs();
+                if found.certs.is_empty() {
+                    if let Some(e) = found.errors.into_iter().next() {
+                        return Err(Error::Io(std::io::Error::other(e).into()));
+                    }
+                }
+                roots.add_parsable_certificates(found.certs);
+            } else if roots.is_empty() {
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            }
+            builder.with_root_certificates(roots)
+        };
+        let mut config = match self.client_auth {
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(Error::Config)?,
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = self.alpn;
+        Ok(TlsConfig { rustls: Arc::new(config), server_name, handshake_timeout: self.handshake_timeout })
+    }
+}
+
+/// Accepts every certificate, but still checks that the handshake is signed by the key in it.
+#[derive(Debug)]
+struct AcceptAnyServerCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyServerCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,105 @@
+//! The crate's error type.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// A specialised `Result` whose error defaults to [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong when configuring TLS or setting up a TLS connection.
+///
+/// Handshake failures carry rustls's reason ([`rustls::Error`]): match on it to tell an untrusted
+/// certificate (`InvalidCertificate(UnknownIssuer)`), an expired one
+/// (`InvalidCertificate(Expired)`), a wrong host (`InvalidCertificate(NotValidForName..)`), a
+/// peer's alert (`AlertReceived(..)`) or garbage on the wire (`InvalidMessage(..)`) apart. The
+/// `Display` text is for people; match on the variants, not on the message.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The TLS handshake failed; the connection was closed.
+    Handshake(rustls::Error),
+    /// The handshake did not complete within the configured time; the connection was closed.
+    HandshakeTimeout(Duration),
+    /// PEM input (a certificate chain, a key or a CA bundle) could not be used.
+    Pem {
+        /// Where the PEM came from: a file's path, or `PEM bytes`.
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls refused the configuration (for example, a key that does not match its
+    /// certificate, or a CA certificate it cannot use).
+    Config(rustls::Error),
+    /// The name to verify the server against is neither a DNS name nor an IP address.
+    InvalidServerName {
+        /// The name that was given.
+        name: String,
+    },
+    /// The transport failed during the handshake, or the socket could not be used.
+    Io(net_io::Error),
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] this error maps to when converted into an [`io::Error`].
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Handshake(_) => io::ErrorKind::InvalidData,
+            Error::HandshakeTimeout(_) => io::ErrorKind::TimedOut,
+            Error::Pem { .. } | Error::Config(_) | Error::InvalidServerName { .. } => io::ErrorKind::InvalidInput,
+            Error::Io(e) => e.kind(),
+        }
+    }
+
+    /// Maps an error from a tokio-rustls handshake: a rustls error inside becomes `Handshake`.
+    pub(crate) fn from_handshake(e: io::Error) -> Self {
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            Some(tls) => Error::Handshake(tls.clone()),
+            None => Error::Io(e.into()),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Handshake(e) => write!(f, "tls handshake failed: {e}"),
+            Error::HandshakeTimeout(d) => write!(f, "tls handshake did not complete within {d:?}"),
+            Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
+            Error::Config(e) => write!(f, "invalid tls configuration: {e}"),
+            Error::InvalidServerName { name } => write!(f, "invalid tls server name {name:?}"),
+            Error::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Handshake(e) | Error::Config(e) => Some(e),
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<net_io::Error> for Error {
+    fn from(e: net_io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e.into())
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(e) => e.into(),
+            other => io::Error::new(other.kind(), other),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The server side: [`TlsServerConfig`], its builder, SNI certificate choice and reloading.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+use crate::client::DEFAULT_HANDSHAKE_TIMEOUT;
+use crate::{Error, Result, TlsVersion, pem, provider};
+
+/// How a server sets up TLS: its certificates, client authentication, ALPN, handshake timeout.
+///
+/// Made by [`TlsServerConfig::builder`]; cheap to clone, `Send + Sync`. Clones share one slot:
+/// [`reload`](Self::reload) on any of them changes what every later handshake uses (open
+/// connections keep the configuration they started with), so a listener can rotate its
+/// certificate without a restart.
+///
+/// # Examples
+///
+/// ```
+/// # fn demo(chain_pem: &[u8], key_pem: &[u8]) -> net_tls::Result<()> {
+/// let config = net_tls::TlsServerConfig::builder()
+///     .certificate_chain_pem(chain_pem)?
+///     .private_key_pem(key_pem)?
+///     .alpn_protocols(["h2", "http/1.1"])
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TlsServerConfig {
+    current: Arc<RwLock<Arc<Settings>>>,
+}
+
+/// One complete server configuration, swapped whole on reload.
+pub(crate) struct Settings {
+    pub(crate) rustls: Arc<ServerConfig>,
+    pub(crate) handshake_timeout: Duration,
+}
+
+impl fmt::Debug for TlsServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings = self.settings();
+        f.debug_struct("TlsServerConfig")
+            .field("alpn_protocols", &settings.rustls.alpn_protocols)
+            .field("handshake_timeout", &settings.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsServerConfig {
+    /// Starts a configuration: TLS 1.3 and 1.2, no client authentication, no ALPN, a 10-second
+    /// handshake timeout. A certificate chain and key are required.
+    pub fn builder() -> TlsServerConfigBuilder {
+        TlsServerConfigBuilder {
+            chain: None,
+            key: None,
+            sni: Vec::new(),
+            client_auth: ClientAuth::None,
+            alpn: Vec::new(),
+            versions: vec![TlsVersion::Tls13, TlsVersion::Tls12],
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// Makes every later handshake, through this value or any clone of it, use `new`'s
+    /// certificates and settings. Connections already open are not affected.
+    pub fn reload(&self, new: &TlsServerConfig) {
+        let settings = new.settings();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = settings;
+    }
+
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[derive(Debug)]
+enum ClientAuth {
+    None,
+    Optional(RootCertStore),
+    Required(RootCertStore),
+}
+
+/// Builds a [`TlsServerConfig`].
+pub struct TlsServerConfigBuilder {
+    chain: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
+    key: Option<rustls_pki_types::PrivateKeyDer<'static>>,
+    sni: Vec<(String, Arc<CertifiedKey>)>,
+    client_auth: ClientAuth,
+    alpn: Vec<Vec<u8>>,
+    versions: Vec<TlsVersion>,
+    handshake_timeout: Duration,
+}
+
+impl fmt::Debug for TlsServerConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsServerConfigBuilder")
+            .field("certificates", &self.chain.as_ref().map_or(0, Vec::len))
+            .field("key", &self.key.is_some())
+            .field("sni_names", &self.sni.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field("client_auth", &self.client_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsServerConfigBuilder {
+    /// The server's certificate chain in PEM, leaf first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pem`] for input with no certificate or bad PEM.
+    pub fn certificate_chain_pem(mut self, pem: &[u8]) -> Result<Self> {
+        self.chain = Some(pem::certificates(pem, pem::BYTES)?);
+        Ok(self)
+    }
+
+    /// As [`certificate_chain_pem`](Self::certificate_chain_pem), from a file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pem`] naming the file when it is missing, empty or malformed.
+    pub fn certificate_chain_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        self.chain = Some(pem::certificates(&pem::read_file(path)?, &path.display().to_string())?);
+        Ok(self)
+    }
+
+    /// The private key of the leaf certificate in PEM: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pem`] when no key is found or the PEM is malformed.
+    pub fn private_key_pem(mut self, pem: &[u8]) -> Result<Self> {
+        self.key = Some(pem::private_key(pem, pem::BYTES)?);
+        Ok(self)
+    }
+
+    /// As [`private_key_pem`](Self::private_key_pem), from a file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pem`] naming the file when it is missing, empty or malformed.
+    pub fn private_key_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        self.key = Some(pem::private_key(&pem::read_file(path)?, &path.display().to_string())?);
+        Ok(self)
+    }
+
+    /// Serves another certificate to clients that ask for `host_name` by SNI (compared without
+    /// regard to ASCII case). Clients that send another name, or none, get the default chain.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pem`] for unusable PEM, [`Error::Config`] when the key does not match the
+    /// certificate.
+    pub fn sni_certificate_pem(mut self, host_name: &str, chain: &[u8], key: &[u8]) -> Result<Self> {
+        let chain = pem::certificates(chain, pem::BYTES)?;
+        let key = pem::private_key(key, pem::BYTES)?;
+        let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(Error::Config)?;
+        self.sni.push((host_name.to_ascii_lowercase(), Arc::new(certified)));
+        Ok(self)
+    }
+
+    /// Asks clients for a certificate and verifies any that is sent against the CAs in
+    /// `ca_pem`; clients without one are still accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pem`] for unusable PEM, [`Error::Config`] for an unusable CA certificate.
+    pub fn client_auth_optional(mut self, ca_pem: &[u8]) -> Result<Self> {
+        self.client_auth = ClientAuth::Optional(roots(ca_pem)?);
+        Ok(self)
+    }
+
+    /// Requires every client to present a certificate issued by one of the CAs in `ca_pem`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pem`] for unusable PEM, [`Error::Config`] for an unusable CA certificate.
+    pub fn client_auth_required(mut self, ca_pem: &[u8]) -> Result<Self> {
+        self.client_auth = ClientAuth::Required(roots(ca_pem)?);
+        Ok(self)
+    }
+
+    /// The application protocols (ALPN) the server accepts, most preferred first. A client that
+    /// offers ALPN but none of these is refused (`no_application_protocol`).
+    pub fn alpn_protocols(mut self, protocols: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Self {
+        self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// Limits the protocol versions accepted (default: TLS 1.3 and TLS 1.2).
+    pub fn protocol_versions(mut self, versions: &[TlsVersion]) -> Self {
+        self.versions = versions.to_vec();
+        self
+    }
+
+    /// How long a client may take to complete the handshake before the connection is closed
+    /// with [`Error::HandshakeTimeout`] (default 10 seconds), so a silent client cannot hold a
+    /// slot forever.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Builds the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the certificate chain or key is missing, the key does not match
+    /// the certificate, or rustls refuses the combination.
+    pub fn build(self) -> Result<TlsServerConfig> {
+        let provider = provider();
+        let (Some(chain), Some(key)) = (self.chain, self.key) else {
+            return Err(Error::Config(rustls::Error::General(
+                "a certificate chain and a private key are required".into(),
+            )));
+        };
+        let default = Arc::new(CertifiedKey::from_der(chain, key, &provider).map_err(Error::Config)?);
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&crate::versions(&self.versions))
+            .map_err(Error::Config)?;
+        let builder = match self.client_auth {
+            ClientAuth::None => builder.with_no_client_auth(),
+            ClientAuth::Optional(roots) => builder.with_client_cert_verifier(
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| Error::Config(rustls::Error::General(e.to_string())))?,
+            ),
+            ClientAuth::Required(roots) => builder.with_client_cert_verifier(
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                    .build()
+                    .map_err(|e| Error::Config(rustls::Error::General(e.to_string())))?,
+            ),
+        };
+        let resolver = SniResolver { default, by_name: self.sni.into_iter().collect() };
+        let mut config = builder.with_cert_resolver(Arc::new(resolver));
+        config.alpn_protocols = self.alpn;
+        let settings = Settings { rustls: Arc::new(config), handshake_timeout: self.handshake_timeout };
+        Ok(TlsServerConfig { current: Arc::new(RwLock::new(Arc::new(settings))) })
+    }
+}
+
+fn roots(ca_pem: &[u8]) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in pem::certificates(ca_pem, pem::BYTES)? {
+        roots.add(cert).map_err(Error::Config)?;
+    }
+    Ok(roots)
+}
+
+/// Picks the certificate by the SNI name a client sent, falling back to the default.
+#[derive(Debug)]
+struct SniResolver {
+    default: Arc<CertifiedKey>,
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let chosen = hello
+            .server_name()
+            .and_then(|name| self.by_name.get(&name.to_ascii_lowercase()))
+            .unwrap_or(&self.default);
+        Some(Arc::clone(chosen))
+    }
+}
