@@ -71,7 +71,9 @@ impl fmt::Display for Error {
             Error::ClosedForWrite => f.write_str("channel closed for write"),
             Error::Cancelled => f.write_str("channel cancelled"),
             Error::Timeout => f.write_str("timed out"),
-            Error::Io(e) => write!(f, "i/o error: {e}"),
+            // Transparent: the I/O error's own message (and its source as ours), so error chains
+            // do not print it twice.
+            Error::Io(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -79,7 +81,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io(e) => Some(e),
+            Error::Io(e) => e.source(),
             _ => None,
         }
     }

@@ -567,8 +567,9 @@ impl ByteReadChannel {
         Ok(true)
     }
 
-    /// Copies up to `limit` bytes (until the end of the stream) into `dst` and flushes it;
-    /// returns how many were copied. `dst` is not closed.
+    /// Copies up to `limit` bytes (until the end of the stream) into `dst`; returns how many were
+    /// copied. `dst` is flushed whenever this channel has nothing buffered and must wait for
+    /// more, and at the end; it is not closed.
     ///
     /// # Errors
     ///
@@ -581,8 +582,13 @@ impl ByteReadChannel {
         let mut copied = 0u64;
         while copied < limit {
             self.check_readable()?;
-            if self.buf.is_empty() && self.fill().await? == 0 {
-                break;
+            if self.buf.is_empty() {
+                // About to wait for the source: let the destination's peer see what it has so
+                // far (an interactive echo must not stall behind a buffer).
+                dst.flush().await?;
+                if self.fill().await? == 0 {
+                    break;
+                }
             }
             let n = usize::try_from(limit - copied)
                 .unwrap_or(usize::MAX)

@@ -1,1 +1,94 @@
-//! TCP, UDP and Unix sockets with Ktor's builder model (work in progress: see the issues).
+//! TCP, UDP and Unix sockets with Ktor's builder model, on tokio and socket2.
+//!
+//! - [`SelectorManager`] is the I/O driver sockets are registered with (the current tokio
+//!   runtime, or one of its own) and the one switch that closes them all.
+//! - [`a_socket`] starts a builder: [`SocketBuilder::tcp`] gives a [`TcpSocketBuilder`] that
+//!   binds a [`ServerSocket`] or connects a [`Socket`]; [`SocketBuilder::udp`] a
+//!   [`UdpSocketBuilder`] that binds a [`BoundDatagramSocket`] or connects a
+//!   [`ConnectedDatagramSocket`]. Options ([`SocketOptions`]) are plain data on the builder,
+//!   applied with socket2.
+//! - A [`Socket`] hands out `net_io` channels: [`Socket::open_read_channel`],
+//!   [`Socket::open_write_channel`], or both as a [`Connection`].
+//! - UDP sends and receives whole [`Datagram`]s.
+//! - Addresses are [`SocketAddress`]es ([`InetSocketAddress`] or [`UnixSocketAddress`]);
+//!   `bind` and `connect` take anything [`ToSocketAddress`]: `("host", port)`, `"host:port"`,
+//!   a [`std::net::SocketAddr`], ...
+//! - [`Error`] says what went wrong; it converts to and from [`std::io::Error`].
+//!
+//! # Example
+//!
+//! The seed's server: greet, then answer every line until the client leaves.
+//!
+//! ```no_run
+//! use net_io::LineEnding;
+//! use net_sockets::{a_socket, SelectorManager};
+//!
+//! # #[tokio::main] async fn main() -> net_sockets::Result<()> {
+//! let selector = SelectorManager::new();
+//! let server = a_socket(&selector).tcp().bind(("127.0.0.1", 9002)).await?;
+//! println!("Server is listening at {}", server.local_address());
+//! loop {
+//!     let mut socket = server.accept().await?;
+//!     tokio::spawn(async move {
+//!         let mut input = socket.open_read_channel()?;
+//!         let mut output = socket.open_write_channel(true)?;
+//!         output.write_string_utf8("Please enter your name\n").await?;
+//!         while let Some(name) = input.read_line(1024, LineEnding::Default).await? {
+//!             output.write_string_utf8(&format!("Hello, {name}!\n")).await?;
+//!         }
+//!         socket.close();
+//!         Ok::<_, net_sockets::Error>(())
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! # Closing
+//!
+//! `close()` on a socket, listener or datagram socket is synchronous, idempotent and callable
+//! from any task: it releases the descriptor at once (after the kernel sends what was written,
+//! then FIN) and fails every pending operation with [`Error::Closed`]. `await_closed()` waits
+//! for that. Closing the [`SelectorManager`] does the same to every socket made through it,
+//! with [`Error::SelectorClosed`].
+//!
+//! # Cancel safety
+//!
+//! `accept`, `receive` and `send` are cancel safe; `connect` and `bind` leave nothing behind
+//! when dropped. The channels' methods document their own cancel safety.
+//!
+//! # Platforms
+//!
+//! Unix (Linux first; macOS and the BSDs compile the same code). Unix datagram sockets are
+//! not supported; Unix stream sockets are, through the TCP builder.
+//!
+//! # Tracing
+//!
+//! Each connection has a `connection` span (fields `local`, `remote`), each listener a
+//! `listener` span; accept, connect and close are `debug` events. Running out of descriptors
+//! in `accept` is one `warn` event per episode.
+
+#![cfg(unix)]
+
+mod address;
+mod builder;
+mod connect;
+mod datagram;
+mod error;
+mod listener;
+mod options;
+mod selector;
+mod socket;
+mod stream;
+
+pub use address::{
+    InetSocketAddress, SocketAddress, SocketTarget, ToSocketAddress, UnixSocketAddress,
+};
+pub use builder::{SocketBuilder, TcpSocketBuilder, UdpSocketBuilder, a_socket};
+pub use datagram::{
+    BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramIncoming, MAX_DATAGRAM_SIZE,
+};
+pub use error::{Error, Result};
+pub use listener::{Incoming, ServerSocket};
+pub use options::SocketOptions;
+pub use selector::{SelectorManager, SelectorManagerBuilder};
+pub use socket::{Connection, Socket, SocketHandle, SocketStream};

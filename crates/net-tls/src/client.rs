@@ -209,7 +209,7 @@ impl TlsConfigBuilder {
     ///
     /// [`Error::InvalidServerName`] for an unusable [`server_name`](Self::server_name),
     /// [`Error::Config`] when rustls refuses the combination (no protocol version, a client key
-    /// that does not match its certificate), [`Error::Io`] when the OS certificate store was
+    /// that does not match its certificate), [`Error::Socket`] (an I/O error) when the OS certificate store was
     /// asked for and could not be read.
     pub fn build(self) -> Result<TlsConfig> {
         if let Some(e) = self.deferred {
@@ -229,7 +229,7 @@ impl TlsConfigBuilder {
                 let found = rustls_native_certs::load_native_certs();
                 if found.certs.is_empty() {
                     if let Some(e) = found.errors.into_iter().next() {
-                        return Err(Error::Io(std::io::Error::other(e).into()));
+                        return Err(Error::Socket(std::io::Error::other(e).into()));
                     }
                 }
                 roots.add_parsable_certificates(found.certs);

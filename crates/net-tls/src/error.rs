@@ -36,8 +36,9 @@ pub enum Error {
         /// The name that was given.
         name: String,
     },
-    /// The transport failed during the handshake, or the socket could not be used.
-    Io(net_io::Error),
+    /// The socket failed during the handshake, or could not be used (already closed, a channel
+    /// already open).
+    Socket(net_sockets::Error),
 }
 
 impl Error {
@@ -47,7 +48,7 @@ impl Error {
             Error::Handshake(_) => io::ErrorKind::InvalidData,
             Error::HandshakeTimeout(_) => io::ErrorKind::TimedOut,
             Error::Pem { .. } | Error::Config(_) | Error::InvalidServerName { .. } => io::ErrorKind::InvalidInput,
-            Error::Io(e) => e.kind(),
+            Error::Socket(e) => e.kind(),
         }
     }
 
@@ -55,7 +56,7 @@ impl Error {
     pub(crate) fn from_handshake(e: io::Error) -> Self {
         match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
             Some(tls) => Error::Handshake(tls.clone()),
-            None => Error::Io(e.into()),
+            None => Error::Socket(e.into()),
         }
     }
 }
@@ -68,7 +69,7 @@ impl fmt::Display for Error {
             Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
             Error::Config(e) => write!(f, "invalid tls configuration: {e}"),
             Error::InvalidServerName { name } => write!(f, "invalid tls server name {name:?}"),
-            Error::Io(e) => write!(f, "{e}"),
+            Error::Socket(e) => write!(f, "{e}"),
         }
     }
 }
@@ -77,28 +78,28 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Handshake(e) | Error::Config(e) => Some(e),
-            Error::Io(e) => Some(e),
+            Error::Socket(e) => Some(e),
             _ => None,
         }
     }
 }
 
-impl From<net_io::Error> for Error {
-    fn from(e: net_io::Error) -> Self {
-        Error::Io(e)
+impl From<net_sockets::Error> for Error {
+    fn from(e: net_sockets::Error) -> Self {
+        Error::Socket(e)
     }
 }
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
-        Error::Io(e.into())
+        Error::Socket(e.into())
     }
 }
 
 impl From<Error> for io::Error {
     fn from(e: Error) -> Self {
         match e {
-            Error::Io(e) => e.into(),
+            Error::Socket(e) => e.into(),
             other => io::Error::new(other.kind(), other),
         }
     }

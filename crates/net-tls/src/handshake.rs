@@ -68,15 +68,16 @@ where
 
 /// Marks the end of a TLS stream without `close_notify`, so readers can tell it from a clean end.
 ///
-/// rustls reports it as an [`io::ErrorKind::UnexpectedEof`] error; this adapter keeps the kind
-/// and gives it a message that names the cause.
+/// rustls reports it as an [`io::ErrorKind::UnexpectedEof`] error (the only source of that kind
+/// on a TLS read); this adapter keeps the kind and makes the inner error a [`Truncated`], which
+/// callers can test for.
 #[derive(Debug)]
 pub(crate) struct TruncationAware<R>(pub(crate) R);
 
 impl<R: AsyncRead + Unpin> AsyncRead for TruncationAware<R> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match Pin::new(&mut self.0).poll_read(cx, buf) {
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof && e.get_ref().is_none() => {
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)))
             }
             other => other,

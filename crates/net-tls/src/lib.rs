@@ -35,6 +35,7 @@ mod error;
 mod handshake;
 mod pem;
 mod server;
+mod socket;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ pub use handshake::Truncated;
 pub use rustls;
 pub use rustls_pki_types::CertificateDer;
 pub use server::{TlsServerConfig, TlsServerConfigBuilder};
+pub use socket::{TlsExt, TlsSocket};
 
 /// A TLS protocol version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

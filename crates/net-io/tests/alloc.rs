@@ -1,0 +1,176 @@
+//! SPEC §3: `read_line_to` with a reused `String` allocates nothing per line.
+//!
+//! This test binary installs a counting global allocator (`stats_alloc`, a wrapper around
+//! `std::alloc::System`; the workspace forbids `unsafe_code`, so the `unsafe impl GlobalAlloc`
+//! lives in that dev-dependency). The counters are process-wide, so this file holds a single
+//! `#[test]` that runs every scenario in turn on a current-thread runtime, and counts only
+//! inside the measured loops.
+
+mod support;
+
+use std::alloc::System;
+
+use net_io::{ByteChannel, ByteReadChannel, ByteWriteChannel, LineEnding};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use support::ChunkedReader;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const WARMUP: usize = 200;
+const MEASURED: usize = 10_000;
+/// Content bytes of every line (see [`line`]).
+const CONTENT_LEN: usize = 27;
+
+/// Allocations plus reallocations so far.
+fn allocation_count() -> usize {
+    let s = GLOBAL.stats();
+    s.allocations + s.reallocations
+}
+
+/// Line `i` of the input: fixed-length content, endings alternating between LF and CRLF (and,
+/// for Lenient, a lone CR every third line).
+fn line(i: usize, ending: LineEnding) -> String {
+    let end = match (i % 3, ending) {
+        (0, _) => "\n",
+        (1, _) => "\r\n",
+        (_, LineEnding::Lenient) => "\r",
+        _ => "\n",
+    };
+    format!("line {i:06} of the input ..{end}")
+}
+
+fn input(lines: usize, ending: LineEnding) -> Vec<u8> {
+    let mut v = Vec::new();
+    for i in 0..lines {
+        v.extend_from_slice(line(i, ending).as_bytes());
+    }
+    v
+}
+
+/// Feeds a `ByteChannel` from the reading task, a little ahead of the reader.
+struct Feeder {
+    w: ByteWriteChannel,
+    data: Vec<u8>,
+    sent: usize,
+    line_len: usize,
+}
+
+impl Feeder {
+    /// Makes sure the bytes of about 100 lines past line `i` have been written and flushed, and
+    /// closes the channel once everything is written.
+    async fn feed(&mut self, i: usize) {
+        let target = ((i + 100) * self.line_len).min(self.data.len());
+        if target > self.sent {
+            self.w
+                .write_fully(&self.data[self.sent..target])
+                .await
+                .unwrap();
+            self.w.flush().await.unwrap();
+            self.sent = target;
+            if target == self.data.len() {
+                // A trailing CR must see EOF to be decided.
+                self.w.flush_and_close().await.unwrap();
+            }
+        }
+    }
+}
+
+/// Reads `WARMUP` lines unmeasured, then `MEASURED` lines with `read_line_to` into one reused
+/// `String`, and returns the allocations made during the measured reads only. A `feeder`, if
+/// given, runs before each line outside the measurement.
+async fn measure(
+    ch: &mut ByteReadChannel,
+    ending: LineEnding,
+    mut feeder: Option<&mut Feeder>,
+) -> usize {
+    let mut buf = String::new();
+    for i in 0..WARMUP {
+        if let Some(f) = feeder.as_deref_mut() {
+            f.feed(i).await;
+        }
+        buf.clear();
+        let n = ch.read_line_to(&mut buf, 64, ending).await.unwrap();
+        assert_eq!(n, Some(CONTENT_LEN), "warm-up line {i}: {buf:?}");
+    }
+    let mut allocations = 0;
+    for i in WARMUP..WARMUP + MEASURED {
+        if let Some(f) = feeder.as_deref_mut() {
+            f.feed(i).await;
+        }
+        let before = allocation_count();
+        buf.clear();
+        let n = ch.read_line_to(&mut buf, 64, ending).await.unwrap();
+        allocations += allocation_count() - before;
+        assert_eq!(n, Some(CONTENT_LEN), "line {i}");
+        assert!(
+            buf.starts_with("line ") && buf.ends_with(".."),
+            "line {i}: {buf:?}"
+        );
+    }
+    allocations
+}
+
+/// Runs `fut` to completion on `rt` under the hang guard (the guard's timer is registered
+/// before the measured loop starts).
+fn run<F: std::future::Future>(rt: &tokio::runtime::Runtime, fut: F) -> F::Output {
+    rt.block_on(async {
+        tokio::time::timeout(support::HANG_GUARD, fut)
+            .await
+            .expect("read hung")
+    })
+}
+
+/// read_line_to into a reused String allocates nothing per line (memory, AsyncRead, ByteChannel).
+#[test]
+fn read_line_to_allocates_nothing_per_line() {
+    // The counter sees allocations at all (the global allocator is installed).
+    let before = allocation_count();
+    let probe = std::hint::black_box(Vec::<u8>::with_capacity(16));
+    assert!(allocation_count() > before, "counting allocator not active");
+    drop(probe);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+
+    let total = WARMUP + MEASURED;
+    let mut report = Vec::new();
+    for ending in [LineEnding::Default, LineEnding::Lenient] {
+        let data = input(total, ending);
+
+        let mut ch = ByteReadChannel::from_bytes(data.clone());
+        let n = run(&rt, measure(&mut ch, ending, None));
+        report.push((format!("from_bytes {ending:?}"), n));
+
+        for pauses in [false, true] {
+            let chunks: Vec<&[u8]> = data.chunks(4096).collect();
+            let reader = if pauses {
+                ChunkedReader::chunks_with_pauses(chunks)
+            } else {
+                ChunkedReader::chunks(chunks)
+            };
+            let mut ch = ByteReadChannel::new(reader);
+            let n = run(&rt, measure(&mut ch, ending, None));
+            report.push((format!("4 KiB chunks, pauses={pauses}, {ending:?}"), n));
+        }
+
+        // A ByteChannel: the writer (same task) sends 100 lines' worth ahead of the reader,
+        // outside the measured region.
+        let (w, mut r) = ByteChannel::new(false);
+        let mut feeder = Feeder {
+            w,
+            line_len: data.len() / total + 2,
+            data: data.clone(),
+            sent: 0,
+        };
+        let n = run(&rt, measure(&mut r, ending, Some(&mut feeder)));
+        report.push((format!("ByteChannel {ending:?}"), n));
+    }
+    let failures: Vec<_> = report.iter().filter(|(_, n)| *n != 0).collect();
+    assert!(
+        failures.is_empty(),
+        "allocations during {MEASURED} measured read_line_to calls: {report:?}"
+    );
+}

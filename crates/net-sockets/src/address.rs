@@ -1,0 +1,419 @@
+//! Socket addresses, and the [`ToSocketAddress`] conversion that `bind` and `connect` accept.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// The address of a socket: an IP address and port, or a Unix domain socket path.
+///
+/// `Display` prints `127.0.0.1:9002`, `[::1]:9002`, or the Unix path.
+///
+/// # Examples
+///
+/// ```
+/// use net_sockets::SocketAddress;
+///
+/// let address = SocketAddress::from("[::1]:9002".parse::<std::net::SocketAddr>().unwrap());
+/// assert_eq!(address.port(), Some(9002));
+/// assert_eq!(address.to_string(), "[::1]:9002");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SocketAddress {
+    /// An IPv4 or IPv6 address and port.
+    Inet(InetSocketAddress),
+    /// A Unix domain socket path.
+    Unix(UnixSocketAddress),
+}
+
+impl SocketAddress {
+    /// The port, or `None` for a Unix socket.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            SocketAddress::Inet(a) => Some(a.port()),
+            SocketAddress::Unix(_) => None,
+        }
+    }
+
+    /// The IP socket address, or `None` for a Unix socket.
+    pub fn as_inet(&self) -> Option<&InetSocketAddress> {
+        match self {
+            SocketAddress::Inet(a) => Some(a),
+            SocketAddress::Unix(_) => None,
+        }
+    }
+
+    /// The Unix socket address, or `None` for an IP socket.
+    pub fn as_unix(&self) -> Option<&UnixSocketAddress> {
+        match self {
+            SocketAddress::Unix(a) => Some(a),
+            SocketAddress::Inet(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for SocketAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SocketAddress::Inet(a) => fmt::Display::fmt(a, f),
+            SocketAddress::Unix(a) => fmt::Display::fmt(a, f),
+        }
+    }
+}
+
+impl From<SocketAddr> for SocketAddress {
+    fn from(a: SocketAddr) -> Self {
+        SocketAddress::Inet(InetSocketAddress::from(a))
+    }
+}
+
+impl From<InetSocketAddress> for SocketAddress {
+    fn from(a: InetSocketAddress) -> Self {
+        SocketAddress::Inet(a)
+    }
+}
+
+impl From<UnixSocketAddress> for SocketAddress {
+    fn from(a: UnixSocketAddress) -> Self {
+        SocketAddress::Unix(a)
+    }
+}
+
+/// An IPv4 or IPv6 address and a port.
+///
+/// # Examples
+///
+/// ```
+/// use net_sockets::InetSocketAddress;
+///
+/// let address = InetSocketAddress::new([127, 0, 0, 1], 9002);
+/// assert_eq!(address.to_string(), "127.0.0.1:9002");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InetSocketAddress {
+    address: SocketAddr,
+}
+
+impl InetSocketAddress {
+    /// An address from an IP address (or anything that converts into one) and a port.
+    pub fn new(ip: impl Into<IpAddr>, port: u16) -> Self {
+        InetSocketAddress {
+            address: SocketAddr::new(ip.into(), port),
+        }
+    }
+
+    /// The IP address.
+    pub fn ip(&self) -> IpAddr {
+        self.address.ip()
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The address as a [`std::net::SocketAddr`].
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl fmt::Display for InetSocketAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.address, f)
+    }
+}
+
+impl From<SocketAddr> for InetSocketAddress {
+    fn from(address: SocketAddr) -> Self {
+        InetSocketAddress { address }
+    }
+}
+
+impl From<InetSocketAddress> for SocketAddr {
+    fn from(a: InetSocketAddress) -> Self {
+        a.address
+    }
+}
+
+/// The path of a Unix domain socket.
+///
+/// A listener bound to a path creates the socket file, and removes it when it is closed.
+///
+/// # Examples
+///
+/// ```
+/// use net_sockets::UnixSocketAddress;
+///
+/// let address = UnixSocketAddress::new("/tmp/x.sock");
+/// assert_eq!(address.to_string(), "/tmp/x.sock");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UnixSocketAddress {
+    path: PathBuf,
+}
+
+impl UnixSocketAddress {
+    /// An address for the socket file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        UnixSocketAddress { path: path.into() }
+    }
+
+    /// The socket file's path (empty for an unnamed socket, such as a connecting client's).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl fmt::Display for UnixSocketAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.path.display(), f)
+    }
+}
+
+/// Where to bind or connect: an address, or a host name still to be resolved.
+///
+/// Produced by [`ToSocketAddress`]; user code rarely names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SocketTarget {
+    /// A resolved address.
+    Address(SocketAddress),
+    /// A host name and port, resolved with the system resolver when used.
+    Host {
+        /// The host name.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+/// Anything `bind` and `connect` accept as an address.
+///
+/// Implemented for `("host", port)`, `"host:port"` (and `String`), [`std::net::SocketAddr`]
+/// (and its V4/V6 forms), `(IpAddr, port)`, [`SocketAddress`], [`InetSocketAddress`] and
+/// [`UnixSocketAddress`]. A host that is an IP literal is used as it is; any other name is
+/// resolved when the socket binds or connects.
+pub trait ToSocketAddress {
+    /// Converts into a target.
+    ///
+    /// # Errors
+    ///
+    /// A `"host:port"` string without a valid port is an [`Error::Io`] of kind
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput).
+    fn to_socket_target(self) -> Result<SocketTarget>;
+}
+
+impl SocketTarget {
+    fn host(host: &str, port: u16) -> SocketTarget {
+        let literal = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        match literal.parse::<IpAddr>() {
+            Ok(ip) => SocketTarget::Address(SocketAddr::new(ip, port).into()),
+            Err(_) => SocketTarget::Host {
+                host: host.to_owned(),
+                port,
+            },
+        }
+    }
+}
+
+impl ToSocketAddress for SocketTarget {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        Ok(self)
+    }
+}
+
+impl ToSocketAddress for SocketAddress {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        Ok(SocketTarget::Address(self))
+    }
+}
+
+impl ToSocketAddress for &SocketAddress {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        Ok(SocketTarget::Address(self.clone()))
+    }
+}
+
+impl ToSocketAddress for InetSocketAddress {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        Ok(SocketTarget::Address(self.into()))
+    }
+}
+
+impl ToSocketAddress for UnixSocketAddress {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        Ok(SocketTarget::Address(self.into()))
+    }
+}
+
+impl ToSocketAddress for &UnixSocketAddress {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        Ok(SocketTarget::Address(self.clone().into()))
+    }
+}
+
+impl ToSocketAddress for SocketAddr {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        Ok(SocketTarget::Address(self.into()))
+    }
+}
+
+impl ToSocketAddress for SocketAddrV4 {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        SocketAddr::V4(self).to_socket_target()
+    }
+}
+
+impl ToSocketAddress for SocketAddrV6 {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        SocketAddr::V6(self).to_socket_target()
+    }
+}
+
+impl ToSocketAddress for (IpAddr, u16) {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        SocketAddr::new(self.0, self.1).to_socket_target()
+    }
+}
+
+impl ToSocketAddress for (Ipv4Addr, u16) {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        SocketAddr::new(self.0.into(), self.1).to_socket_target()
+    }
+}
+
+impl ToSocketAddress for (Ipv6Addr, u16) {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        SocketAddr::new(self.0.into(), self.1).to_socket_target()
+    }
+}
+
+impl ToSocketAddress for (&str, u16) {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        Ok(SocketTarget::host(self.0, self.1))
+    }
+}
+
+impl ToSocketAddress for (String, u16) {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        Ok(SocketTarget::host(&self.0, self.1))
+    }
+}
+
+impl ToSocketAddress for (&String, u16) {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        Ok(SocketTarget::host(self.0, self.1))
+    }
+}
+
+impl ToSocketAddress for &str {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        if let Ok(address) = self.parse::<SocketAddr>() {
+            return Ok(SocketTarget::Address(address.into()));
+        }
+        let invalid = || {
+            Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid socket address {self:?}: expected host:port"),
+            ))
+        };
+        let (host, port) = self.rsplit_once(':').ok_or_else(invalid)?;
+        let port = port.parse::<u16>().map_err(|_| invalid())?;
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        Ok(SocketTarget::host(host, port))
+    }
+}
+
+impl ToSocketAddress for String {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        self.as_str().to_socket_target()
+    }
+}
+
+impl ToSocketAddress for &String {
+    fn to_socket_target(self) -> Result<SocketTarget> {
+        self.as_str().to_socket_target()
+    }
+}
+
+/// Resolves a host name into IP addresses (in the resolver's order), on a blocking thread of
+/// the selector's runtime (so resolution works from any executor).
+pub(crate) async fn resolve(
+    handle: &tokio::runtime::Handle,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let name = host.to_owned();
+    let found = handle
+        .spawn_blocking(move || {
+            (name.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect)
+        })
+        .await;
+    match found {
+        Ok(Ok(addresses)) => {
+            let addresses: Vec<SocketAddr> = addresses;
+            if addresses.is_empty() {
+                Err(Error::Resolve {
+                    host: host.to_owned(),
+                })
+            } else {
+                Ok(addresses)
+            }
+        }
+        _ => Err(Error::Resolve {
+            host: host.to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_parse_into_targets() {
+        let t = "127.0.0.1:80".to_socket_target().unwrap();
+        assert_eq!(
+            t,
+            SocketTarget::Address("127.0.0.1:80".parse::<SocketAddr>().unwrap().into())
+        );
+        let t = "localhost:80".to_socket_target().unwrap();
+        assert_eq!(
+            t,
+            SocketTarget::Host {
+                host: "localhost".into(),
+                port: 80
+            }
+        );
+        let t = ("::1", 80).to_socket_target().unwrap();
+        assert_eq!(
+            t,
+            SocketTarget::Address("[::1]:80".parse::<SocketAddr>().unwrap().into())
+        );
+        assert!("nonsense".to_socket_target().is_err());
+        assert!("host:99999".to_socket_target().is_err());
+    }
+
+    #[test]
+    fn display_matches_ktor() {
+        let v4 = SocketAddress::from("127.0.0.1:9002".parse::<SocketAddr>().unwrap());
+        let v6 = SocketAddress::from("[::1]:9002".parse::<SocketAddr>().unwrap());
+        let unix = SocketAddress::from(UnixSocketAddress::new("/tmp/s.sock"));
+        assert_eq!(v4.to_string(), "127.0.0.1:9002");
+        assert_eq!(v6.to_string(), "[::1]:9002");
+        assert_eq!(unix.to_string(), "/tmp/s.sock");
+        assert_eq!(unix.port(), None);
+        assert_eq!(v6.port(), Some(9002));
+    }
+}

@@ -1,0 +1,312 @@
+//! `a_socket(&selector)` and the TCP and UDP builders: options first, then `bind` or `connect`.
+
+use std::time::Duration;
+
+use crate::address::{SocketTarget, ToSocketAddress, resolve};
+use crate::connect;
+use crate::datagram::{BoundDatagramSocket, ConnectedDatagramSocket};
+use crate::options::SocketOptions;
+use crate::selector::SelectorInner;
+use crate::{Error, Result, SelectorManager, ServerSocket, Socket, SocketAddress};
+
+/// Starts building a socket on `selector`, as Ktor's `aSocket(selector)`.
+///
+/// # Examples
+///
+/// ```no_run
+/// use net_sockets::{a_socket, SelectorManager};
+///
+/// # #[tokio::main] async fn main() -> net_sockets::Result<()> {
+/// let selector = SelectorManager::new();
+/// let server = a_socket(&selector).tcp().backlog(1024).bind(("127.0.0.1", 0)).await?;
+/// let client = a_socket(&selector).tcp().connect(("localhost", server.port().unwrap())).await?;
+/// let udp = a_socket(&selector).udp().broadcast(true).bind(("0.0.0.0", 0)).await?;
+/// # let _ = (client, udp); Ok(()) }
+/// ```
+pub fn a_socket(selector: &SelectorManager) -> SocketBuilder {
+    SocketBuilder {
+        selector: selector.clone(),
+        options: SocketOptions::default(),
+    }
+}
+
+macro_rules! common_setters {
+    () => {
+        /// Sets `SO_REUSEADDR` (default: on for TCP listeners, off otherwise).
+        pub fn reuse_address(mut self, on: bool) -> Self {
+            self.options.reuse_address = Some(on);
+            self
+        }
+
+        /// Sets `SO_REUSEPORT` (default: off).
+        pub fn reuse_port(mut self, on: bool) -> Self {
+            self.options.reuse_port = on;
+            self
+        }
+
+        /// Sets the IP type of service (`IP_TOS`, or `IPV6_TCLASS` on IPv6).
+        pub fn type_of_service(mut self, tos: u8) -> Self {
+            self.options.type_of_service = Some(tos);
+            self
+        }
+
+        /// Sets `SO_SNDBUF` in bytes.
+        pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+            self.options.send_buffer_size = Some(bytes);
+            self
+        }
+
+        /// Sets `SO_RCVBUF` in bytes.
+        pub fn receive_buffer_size(mut self, bytes: usize) -> Self {
+            self.options.receive_buffer_size = Some(bytes);
+            self
+        }
+
+        /// Sets several options at once.
+        pub fn configure(mut self, f: impl FnOnce(&mut SocketOptions)) -> Self {
+            f(&mut self.options);
+            self
+        }
+
+        /// The options set so far.
+        pub fn options(&self) -> &SocketOptions {
+            &self.options
+        }
+    };
+}
+
+/// The first step of [`a_socket`]: options shared by TCP and UDP, then
+/// [`tcp`](Self::tcp) or [`udp`](Self::udp), which carry them on.
+#[derive(Debug, Clone)]
+pub struct SocketBuilder {
+    selector: SelectorManager,
+    options: SocketOptions,
+}
+
+impl SocketBuilder {
+    common_setters!();
+
+    /// Continues with a TCP (or Unix stream) socket.
+    pub fn tcp(self) -> TcpSocketBuilder {
+        TcpSocketBuilder {
+            selector: self.selector,
+            options: self.options,
+        }
+    }
+
+    /// Continues with a UDP socket.
+    pub fn udp(self) -> UdpSocketBuilder {
+        UdpSocketBuilder {
+            selector: self.selector,
+            options: self.options,
+        }
+    }
+}
+
+/// Builds TCP and Unix stream sockets: [`bind`](Self::bind) a [`ServerSocket`] or
+/// [`connect`](Self::connect) a [`Socket`].
+///
+/// Defaults are those of [`SocketOptions`]: `no_delay` on, everything else the OS's, backlog
+/// 1024, no timeouts.
+#[derive(Debug, Clone)]
+pub struct TcpSocketBuilder {
+    selector: SelectorManager,
+    options: SocketOptions,
+}
+
+impl TcpSocketBuilder {
+    common_setters!();
+
+    /// Sets `TCP_NODELAY` (default: on).
+    pub fn no_delay(mut self, on: bool) -> Self {
+        self.options.no_delay = on;
+        self
+    }
+
+    /// Turns `SO_KEEPALIVE` on or off.
+    pub fn keep_alive(mut self, on: bool) -> Self {
+        self.options.keep_alive = Some(on);
+        self
+    }
+
+    /// Sets the keep-alive idle time before the first probe (turns keep-alive on).
+    pub fn keep_alive_idle(mut self, idle: Duration) -> Self {
+        self.options.keep_alive_idle = Some(idle);
+        self
+    }
+
+    /// Sets the keep-alive interval between probes (turns keep-alive on).
+    pub fn keep_alive_interval(mut self, interval: Duration) -> Self {
+        self.options.keep_alive_interval = Some(interval);
+        self
+    }
+
+    /// Sets how many unanswered probes drop the connection (turns keep-alive on).
+    pub fn keep_alive_count(mut self, count: u32) -> Self {
+        self.options.keep_alive_count = Some(count);
+        self
+    }
+
+    /// Sets `SO_LINGER`.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.options.linger = Some(linger);
+        self
+    }
+
+    /// Sets the inactivity timeout on reads and writes of connected and accepted sockets: an
+    /// operation that makes no progress for this long fails with a timeout.
+    pub fn socket_timeout(mut self, timeout: Duration) -> Self {
+        self.options.socket_timeout = Some(timeout);
+        self
+    }
+
+    /// Bounds the whole of [`connect`](Self::connect), name resolution included.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the listen backlog (default 1024).
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.options.backlog = backlog;
+        self
+    }
+
+    /// Binds a listener to `address` (a host name binds its first resolved address; a
+    /// [`UnixSocketAddress`](crate::UnixSocketAddress) creates a Unix socket file).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the socket cannot be created, configured or bound (e.g. kind
+    /// [`AddrInUse`](std::io::ErrorKind::AddrInUse)); [`Error::Resolve`] when a host name
+    /// does not resolve; [`Error::SelectorClosed`] when the selector is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is bound until the future completes.
+    pub async fn bind(self, address: impl ToSocketAddress) -> Result<ServerSocket> {
+        let address = resolve_first(self.selector.inner(), address.to_socket_target()?).await?;
+        ServerSocket::bind(self.selector.inner(), address, self.options)
+    }
+
+    /// Connects to `address`. A host name is resolved and every address tried, IPv6 and IPv4
+    /// interleaved and raced (a new attempt starts every 250 ms, or as soon as one fails), so
+    /// a dead address family does not stall the connect.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] of kind [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused)
+    /// (or another kind) when every attempt failed — the last attempt's error;
+    /// [`Error::Timeout`] after `connect_timeout`; [`Error::Resolve`] when the name does not
+    /// resolve; [`Error::SelectorClosed`] when the selector is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future abandons the attempts and closes their descriptors.
+    pub async fn connect(self, address: impl ToSocketAddress) -> Result<Socket> {
+        let target = address.to_socket_target()?;
+        let selector = self.selector.inner();
+        selector.check_open()?;
+        let attempt = connect::connect(selector, target, &self.options);
+        let guarded = async {
+            tokio::select! {
+                biased;
+                r = attempt => r,
+                () = selector.token().cancelled() => Err(Error::SelectorClosed),
+            }
+        };
+        match self.options.connect_timeout {
+            Some(limit) => {
+                // Timers come from the selector's runtime, so a connect can be awaited anywhere.
+                let limited = {
+                    let _runtime = selector.handle().enter();
+                    tokio::time::timeout(limit, guarded)
+                };
+                limited.await.map_err(|_| Error::Timeout)?
+            }
+            None => guarded.await,
+        }
+    }
+}
+
+/// Builds UDP sockets: [`bind`](Self::bind) a [`BoundDatagramSocket`] or
+/// [`connect`](Self::connect) a [`ConnectedDatagramSocket`].
+#[derive(Debug, Clone)]
+pub struct UdpSocketBuilder {
+    selector: SelectorManager,
+    options: SocketOptions,
+}
+
+impl UdpSocketBuilder {
+    common_setters!();
+
+    /// Sets `SO_BROADCAST`: allows sending to broadcast addresses (default: off).
+    pub fn broadcast(mut self, on: bool) -> Self {
+        self.options.broadcast = on;
+        self
+    }
+
+    /// Binds a datagram socket to `address` (port 0 picks a free port).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the socket cannot be created, configured or bound;
+    /// [`Error::Resolve`]; [`Error::SelectorClosed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is bound until the future completes.
+    pub async fn bind(self, address: impl ToSocketAddress) -> Result<BoundDatagramSocket> {
+        let address = resolve_first(self.selector.inner(), address.to_socket_target()?).await?;
+        BoundDatagramSocket::bind(self.selector.inner(), address, &self.options)
+    }
+
+    /// A datagram socket connected to `remote`, bound to a free port on the unspecified
+    /// address of the same family.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is bound until the future completes.
+    pub async fn connect(self, remote: impl ToSocketAddress) -> Result<ConnectedDatagramSocket> {
+        let remote = resolve_first(self.selector.inner(), remote.to_socket_target()?).await?;
+        ConnectedDatagramSocket::connect(self.selector.inner(), remote, None, &self.options)
+    }
+
+    /// A datagram socket bound to `local` and connected to `remote`.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is bound until the future completes.
+    pub async fn connect_from(
+        self,
+        remote: impl ToSocketAddress,
+        local: impl ToSocketAddress,
+    ) -> Result<ConnectedDatagramSocket> {
+        let remote = resolve_first(self.selector.inner(), remote.to_socket_target()?).await?;
+        let local = resolve_first(self.selector.inner(), local.to_socket_target()?).await?;
+        ConnectedDatagramSocket::connect(self.selector.inner(), remote, Some(local), &self.options)
+    }
+}
+
+/// The target itself, or the first address its host name resolves to.
+async fn resolve_first(selector: &SelectorInner, target: SocketTarget) -> Result<SocketAddress> {
+    match target {
+        SocketTarget::Address(address) => Ok(address),
+        SocketTarget::Host { host, port } => {
+            let addresses = resolve(selector.handle(), &host, port).await?;
+            addresses
+                .into_iter()
+                .next()
+                .map(SocketAddress::from)
+                .ok_or(Error::Resolve { host })
+        }
+    }
+}

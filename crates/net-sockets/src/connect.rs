@@ -1,0 +1,291 @@
+//! Connecting stream sockets: one address, or every address of a host name raced Happy
+//! Eyeballs style (RFC 8305).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use socket2::{Domain, SockAddr, Socket as RawSocket, Type};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::time::Instant;
+
+use crate::address::{SocketTarget, resolve};
+use crate::listener::sock_addr_to_address;
+use crate::options::{Kind, SocketOptions};
+use crate::selector::SelectorInner;
+use crate::stream::{SocketCore, Stream};
+use crate::{Error, Result, Socket, SocketAddress};
+
+/// How long an attempt runs alone before the next address is tried in parallel.
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// `EINPROGRESS` on Linux and the BSDs' `EINPROGRESS` (36).
+fn in_progress(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || matches!(e.raw_os_error(), Some(115 | 36))
+}
+
+pub(crate) async fn connect(
+    selector: &Arc<SelectorInner>,
+    target: SocketTarget,
+    options: &SocketOptions,
+) -> Result<Socket> {
+    let (stream, host) = match target {
+        SocketTarget::Address(SocketAddress::Unix(unix)) => {
+            let raw = RawSocket::new(Domain::UNIX, Type::STREAM, None)?;
+            options.apply(&raw, Kind::Unix, false)?;
+            raw.set_nonblocking(true)?;
+            if let Err(e) = raw.connect(&SockAddr::unix(unix.path())?) {
+                if !in_progress(&e) {
+                    return Err(Error::Io(e));
+                }
+            }
+            let stream = {
+                let _runtime = selector.handle().enter();
+                UnixStream::from_std(raw.into())?
+            };
+            stream.writable().await?;
+            if let Some(e) = stream.take_error()? {
+                return Err(Error::Io(e));
+            }
+            (Stream::Unix(stream), None)
+        }
+        SocketTarget::Address(SocketAddress::Inet(inet)) => {
+            let address = inet.socket_addr();
+            let stream = connect_one(selector, address, options).await?;
+            (Stream::Tcp(stream), Some(address.ip().to_string()))
+        }
+        SocketTarget::Host { host, port } => {
+            let addresses = interleave(resolve(selector.handle(), &host, port).await?);
+            let stream = race(selector, &addresses, options).await?;
+            (Stream::Tcp(stream), Some(host))
+        }
+    };
+    let (local, remote) = match &stream {
+        Stream::Tcp(s) => (
+            SocketAddress::from(s.local_addr()?),
+            SocketAddress::from(s.peer_addr()?),
+        ),
+        Stream::Unix(s) => {
+            let sock = socket2::SockRef::from(s);
+            (
+                sock_addr_to_address(&sock.local_addr()?),
+                sock_addr_to_address(&sock.peer_addr()?),
+            )
+        }
+    };
+    let core = SocketCore::new(
+        selector,
+        stream,
+        local,
+        remote,
+        options.socket_timeout,
+        host,
+    )?;
+    tracing::debug!(parent: &core.span, "connected");
+    Ok(Socket::new(core))
+}
+
+/// One non-blocking TCP connect, registered with the selector's runtime.
+async fn connect_one(
+    selector: &Arc<SelectorInner>,
+    address: SocketAddr,
+    options: &SocketOptions,
+) -> io::Result<TcpStream> {
+    let raw = RawSocket::new(Domain::for_address(address), Type::STREAM, None)?;
+    options.apply(&raw, Kind::TcpStream, address.is_ipv6())?;
+    raw.set_nonblocking(true)?;
+    if let Err(e) = raw.connect(&address.into()) {
+        if !in_progress(&e) {
+            return Err(e);
+        }
+    }
+    let stream = {
+        let _runtime = selector.handle().enter();
+        TcpStream::from_std(raw.into())?
+    };
+    stream.writable().await?;
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    // A connect that failed without a pending error still has no peer.
+    stream.peer_addr()?;
+    Ok(stream)
+}
+
+/// Orders addresses so that the families alternate, starting with the resolver's first.
+fn interleave(addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let Some(first) = addresses.first() else {
+        return addresses;
+    };
+    let first_v6 = first.is_ipv6();
+    let (mut preferred, mut other): (Vec<_>, Vec<_>) =
+        addresses.into_iter().partition(|a| a.is_ipv6() == first_v6);
+    let mut out = Vec::with_capacity(preferred.len() + other.len());
+    preferred.reverse();
+    other.reverse();
+    loop {
+        match (preferred.pop(), other.pop()) {
+            (None, None) => break,
+            (a, b) => out.extend(a.into_iter().chain(b)),
+        }
+    }
+    out
+}
+
+type Attempt<'a> = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send + 'a>>;
+
+/// Races connects to `addresses`: the next starts after [`ATTEMPT_DELAY`] or as soon as one
+/// fails; the first to connect wins and the others are dropped (their descriptors closed).
+async fn race(
+    selector: &Arc<SelectorInner>,
+    addresses: &[SocketAddr],
+    options: &SocketOptions,
+) -> Result<TcpStream> {
+    let mut attempts: Vec<Attempt<'_>> = Vec::new();
+    let mut next = 0;
+    let mut start_now = true;
+    let mut last_error: Option<io::Error> = None;
+    let mut delay = {
+        let _runtime = selector.handle().enter();
+        Box::pin(tokio::time::sleep(ATTEMPT_DELAY))
+    };
+    std::future::poll_fn(|cx| {
+        loop {
+            if next < addresses.len() && (start_now || delay.as_mut().poll(cx).is_ready()) {
+                let address = addresses[next];
+                tracing::debug!(%address, "connect attempt");
+                attempts.push(Box::pin(connect_one(selector, address, options)));
+                next += 1;
+                start_now = false;
+                delay.as_mut().reset(Instant::now() + ATTEMPT_DELAY);
+            }
+            let mut i = 0;
+            while i < attempts.len() {
+                match attempts[i].as_mut().poll(cx) {
+                    Poll::Ready(Ok(stream)) => return Poll::Ready(Ok(stream)),
+                    Poll::Ready(Err(e)) => {
+                        last_error = Some(e);
+                        drop(attempts.swap_remove(i));
+                        start_now = true;
+                    }
+                    Poll::Pending => i += 1,
+                }
+            }
+            if next >= addresses.len() {
+                if attempts.is_empty() {
+                    let error = last_error
+                        .take()
+                        .unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound));
+                    return Poll::Ready(Err(Error::Io(error)));
+                }
+                return Poll::Pending;
+            }
+            if start_now || delay.as_mut().poll(cx).is_ready() {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SelectorManager;
+
+    /// An address whose SYNs go unanswered: a listener with a full backlog that never accepts.
+    fn black_hole() -> (RawSocket, Vec<std::net::TcpStream>, SocketAddr) {
+        let listener = RawSocket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let address = listener.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        while let Ok(s) = std::net::TcpStream::connect_timeout(&address, Duration::from_millis(100))
+        {
+            fillers.push(s);
+            assert!(fillers.len() < 64, "backlog never filled");
+        }
+        (listener, fillers, address)
+    }
+
+    #[tokio::test]
+    async fn a_stalled_address_does_not_stall_the_connect() {
+        let selector = SelectorManager::new();
+        let (_hole, _fillers, stalled) = black_hole();
+        let good = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let good_address = good.local_addr().unwrap();
+        let started = std::time::Instant::now();
+        let stream = race(
+            selector.inner(),
+            &[stalled, good_address],
+            &SocketOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), good_address);
+        // The second attempt started after the attempt delay, not after a connect timeout.
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= ATTEMPT_DELAY && elapsed < Duration::from_secs(2),
+            "{elapsed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_attempt_starts_the_next_at_once() {
+        let selector = SelectorManager::new();
+        let refused = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let good = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let good_address = good.local_addr().unwrap();
+        let started = std::time::Instant::now();
+        let stream = race(
+            selector.inner(),
+            &[refused, good_address],
+            &SocketOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), good_address);
+        assert!(started.elapsed() < ATTEMPT_DELAY, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn all_attempts_failing_reports_the_last_error() {
+        let selector = SelectorManager::new();
+        let refused = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let err = race(
+            selector.inner(),
+            &[refused, refused],
+            &SocketOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn interleave_alternates_families() {
+        let a: Vec<SocketAddr> = ["[::1]:1", "[::2]:1", "1.1.1.1:1", "2.2.2.2:1", "3.3.3.3:1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let out: Vec<String> = interleave(a).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            out,
+            ["[::1]:1", "1.1.1.1:1", "[::2]:1", "2.2.2.2:1", "3.3.3.3:1"]
+        );
+    }
+}

@@ -1,0 +1,473 @@
+//! UDP: [`Datagram`], [`BoundDatagramSocket`] and [`ConnectedDatagramSocket`].
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use socket2::{Domain, Socket as RawSocket, Type};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use crate::options::{Kind, SocketOptions};
+use crate::selector::{Release, SelectorInner, lock};
+use crate::{Error, Result, SocketAddress};
+
+/// The largest payload a UDP datagram can carry over IPv4: 65,535 − 8 (UDP) − 20 (IP) bytes.
+pub const MAX_DATAGRAM_SIZE: usize = 65_507;
+
+/// The receive buffer: larger than any UDP payload, so a datagram is never silently cut.
+const RECEIVE_BUFFER: usize = 65_536;
+
+/// A UDP packet and the address it came from or goes to.
+///
+/// # Examples
+///
+/// ```
+/// use net_sockets::{Datagram, Error, InetSocketAddress};
+///
+/// let to = InetSocketAddress::new([127, 0, 0, 1], 9003);
+/// let datagram = Datagram::new("hello", to)?;
+/// assert_eq!(&datagram.packet[..], b"hello");
+/// assert!(matches!(Datagram::new(vec![0; 65_508], to), Err(Error::DatagramTooLarge { size: 65_508 })));
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    /// The payload (may be empty: a 0-byte datagram is data).
+    pub packet: Bytes,
+    /// The peer: where it came from, or where to send it.
+    pub address: SocketAddress,
+}
+
+impl Datagram {
+    /// A datagram to (or from) `address`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DatagramTooLarge`] when `packet` is over [`MAX_DATAGRAM_SIZE`] bytes.
+    pub fn new(packet: impl Into<Bytes>, address: impl Into<SocketAddress>) -> Result<Datagram> {
+        let packet = packet.into();
+        check_size(packet.len())?;
+        Ok(Datagram {
+            packet,
+            address: address.into(),
+        })
+    }
+}
+
+fn check_size(size: usize) -> Result<()> {
+    if size > MAX_DATAGRAM_SIZE {
+        Err(Error::DatagramTooLarge { size })
+    } else {
+        Ok(())
+    }
+}
+
+struct UdpCore {
+    socket: Mutex<Option<Arc<UdpSocket>>>,
+    weak: Weak<UdpSocket>,
+    token: CancellationToken,
+    selector: Arc<SelectorInner>,
+    id: Option<u64>,
+    local: SocketAddress,
+    remote: Option<SocketAddr>,
+    span: tracing::Span,
+}
+
+impl UdpCore {
+    fn new(
+        selector: &Arc<SelectorInner>,
+        options: &SocketOptions,
+        local: SocketAddr,
+        remote: Option<SocketAddr>,
+    ) -> Result<Arc<UdpCore>> {
+        selector.check_open()?;
+        let raw = RawSocket::new(Domain::for_address(local), Type::DGRAM, None)?;
+        options.apply(&raw, Kind::Udp, local.is_ipv6())?;
+        raw.bind(&local.into())?;
+        if let Some(remote) = remote {
+            raw.connect(&remote.into())?;
+        }
+        raw.set_nonblocking(true)?;
+        let socket = {
+            let _runtime = selector.handle().enter();
+            UdpSocket::from_std(raw.into())?
+        };
+        let local = SocketAddress::from(socket.local_addr()?);
+        let span = match remote {
+            Some(remote) => tracing::debug_span!("udp", local = %local, remote = %remote),
+            None => tracing::debug_span!("udp", local = %local),
+        };
+        let socket = Arc::new(socket);
+        let core = Arc::new_cyclic(|me: &Weak<UdpCore>| UdpCore {
+            weak: Arc::downgrade(&socket),
+            socket: Mutex::new(Some(socket)),
+            token: selector.token().child_token(),
+            id: selector.register(me.clone() as Weak<dyn Release>).ok(),
+            selector: Arc::clone(selector),
+            local,
+            remote,
+            span,
+        });
+        if core.id.is_none() {
+            return Err(Error::SelectorClosed);
+        }
+        tracing::debug!(parent: &core.span, "datagram socket open");
+        Ok(core)
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::closed(self.selector.is_closed())
+    }
+
+    fn socket(&self) -> Result<Arc<UdpSocket>> {
+        if self.token.is_cancelled() {
+            return Err(self.closed_error());
+        }
+        self.weak.upgrade().ok_or_else(|| self.closed_error())
+    }
+
+    /// Polls `op` on the socket until it completes or the socket is closed. The socket is held
+    /// only while `op` is polled, so `close` releases the descriptor at once.
+    async fn run<T>(
+        &self,
+        mut op: impl FnMut(&UdpSocket, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Result<T> {
+        let poll = std::future::poll_fn(|cx| {
+            let socket = match self.socket() {
+                Ok(socket) => socket,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            op(&socket, cx).map_err(Error::Io)
+        });
+        tokio::select! {
+            biased;
+            r = poll => r,
+            () = self.token.cancelled() => Err(self.closed_error()),
+        }
+    }
+
+    async fn send(&self, datagram: &Datagram) -> Result<()> {
+        check_size(datagram.packet.len())?;
+        let SocketAddress::Inet(to) = &datagram.address else {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a UDP socket cannot send to a Unix socket address",
+            )));
+        };
+        let to = to.socket_addr();
+        let packet = &datagram.packet[..];
+        match self.remote {
+            Some(remote) if remote != to => Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("datagram addressed to {to}, but the socket is connected to {remote}"),
+            ))),
+            Some(_) => self.run(|s, cx| s.poll_send(cx, packet)).await.map(drop),
+            None => self
+                .run(|s, cx| s.poll_send_to(cx, packet, to))
+                .await
+                .map(drop),
+        }
+    }
+
+    async fn receive(&self) -> Result<Datagram> {
+        // The async readiness path, not the poll path: only it wakes on an error-only event
+        // (EPOLLERR without EPOLLIN), which is how an ICMP error for a connected UDP socket
+        // arrives. The socket is held while the receive is pending; `close` wakes it, and the
+        // descriptor is released as soon as the woken receive returns.
+        let socket = self.socket()?;
+        let mut buffer = BytesMut::with_capacity(RECEIVE_BUFFER);
+        let received = async {
+            match self.remote {
+                Some(remote) => socket.recv_buf(&mut buffer).await.map(|n| (n, remote)),
+                None => socket.recv_buf_from(&mut buffer).await,
+            }
+        };
+        let (size, from) = tokio::select! {
+            biased;
+            r = received => r.map_err(Error::Io)?,
+            () = self.token.cancelled() => return Err(self.closed_error()),
+        };
+        Ok(Datagram {
+            packet: Bytes::copy_from_slice(&buffer[..size]),
+            address: from.into(),
+        })
+    }
+
+    fn close(&self) {
+        let socket = lock(&self.socket).take();
+        self.token.cancel();
+        if let Some(socket) = socket {
+            drop(socket);
+            if let Some(id) = self.id {
+                self.selector.deregister(id);
+            }
+            tracing::debug!(parent: &self.span, "datagram socket closed");
+        }
+    }
+}
+
+impl Release for UdpCore {
+    fn release(&self) {
+        self.close();
+    }
+}
+
+impl Drop for UdpCore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+macro_rules! datagram_methods {
+    () => {
+        /// Sends one datagram.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::DatagramTooLarge`]; [`Error::Io`] from the OS (for example
+        /// [`PermissionDenied`](io::ErrorKind::PermissionDenied) for a broadcast address
+        /// without `broadcast(true)`); [`Error::Closed`] / [`Error::SelectorClosed`].
+        ///
+        /// # Cancel safety
+        ///
+        /// Cancel safe: the datagram is sent whole or not at all.
+        pub async fn send(&self, datagram: Datagram) -> Result<()> {
+            self.core.send(&datagram).await
+        }
+
+        /// Receives one datagram, whole: the buffer is larger than any UDP payload.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Io`] from the OS; [`Error::Closed`] / [`Error::SelectorClosed`].
+        ///
+        /// # Cancel safety
+        ///
+        /// Cancel safe: a datagram is taken from the socket only when the future completes
+        /// with it.
+        pub async fn receive(&self) -> Result<Datagram> {
+            self.core.receive().await
+        }
+
+        /// The received datagrams as a [`Stream`](futures_core::Stream); errors are items,
+        /// and the stream ends when the socket or its selector is closed.
+        pub fn incoming(&self) -> DatagramIncoming {
+            DatagramIncoming {
+                core: Arc::clone(&self.core),
+                pending: None,
+                done: false,
+            }
+        }
+
+        /// The local address (with the port the OS picked for port 0).
+        pub fn local_address(&self) -> SocketAddress {
+            self.core.local.clone()
+        }
+
+        /// Closes the socket: pending operations fail with [`Error::Closed`] and the
+        /// descriptor is released. Idempotent.
+        pub fn close(&self) {
+            self.core.close();
+        }
+
+        /// Runs `f` with a [`socket2::SockRef`] to the open socket, to read or set options.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Closed`] when the socket is closed; the error `f` returns, as
+        /// [`Error::Io`].
+        pub fn with_sock_ref<R>(
+            &self,
+            f: impl FnOnce(socket2::SockRef<'_>) -> io::Result<R>,
+        ) -> Result<R> {
+            let socket = self.core.socket()?;
+            f(socket2::SockRef::from(&*socket)).map_err(Error::Io)
+        }
+
+        /// Whether the socket is closed.
+        pub fn is_closed(&self) -> bool {
+            self.core.token.is_cancelled()
+        }
+
+        /// Waits until the socket is closed.
+        ///
+        /// # Cancel safety
+        ///
+        /// Cancel safe: dropping the future changes nothing.
+        pub async fn await_closed(&self) {
+            self.core.token.cancelled().await;
+        }
+    };
+}
+
+/// A UDP socket bound to a local address, sending to and receiving from anyone.
+///
+/// Every method takes `&self`: share it in an [`Arc`] to send and receive from different
+/// tasks.
+///
+/// # Examples
+///
+/// ```no_run
+/// use net_sockets::{a_socket, SelectorManager};
+///
+/// # #[tokio::main] async fn main() -> net_sockets::Result<()> {
+/// let selector = SelectorManager::new();
+/// let socket = a_socket(&selector).udp().bind(("127.0.0.1", 9003)).await?;
+/// loop {
+///     let datagram = socket.receive().await?;
+///     socket.send(datagram).await?; // echo
+/// }
+/// # }
+/// ```
+pub struct BoundDatagramSocket {
+    core: Arc<UdpCore>,
+}
+
+impl BoundDatagramSocket {
+    pub(crate) fn bind(
+        selector: &Arc<SelectorInner>,
+        address: SocketAddress,
+        options: &SocketOptions,
+    ) -> Result<BoundDatagramSocket> {
+        let SocketAddress::Inet(local) = address else {
+            return Err(unix_unsupported());
+        };
+        Ok(BoundDatagramSocket {
+            core: UdpCore::new(selector, options, local.socket_addr(), None)?,
+        })
+    }
+
+    datagram_methods!();
+}
+
+/// A UDP socket connected to one peer: it sends only there and receives only from there.
+///
+/// An ICMP "port unreachable" for an earlier datagram surfaces as an [`Error::Io`] of kind
+/// [`ConnectionRefused`](io::ErrorKind::ConnectionRefused) on the next `send` or `receive`;
+/// the socket stays usable.
+///
+/// # Examples
+///
+/// ```no_run
+/// use net_sockets::{a_socket, Datagram, SelectorManager};
+///
+/// # #[tokio::main] async fn main() -> net_sockets::Result<()> {
+/// let selector = SelectorManager::new();
+/// let socket = a_socket(&selector).udp().connect(("127.0.0.1", 9003)).await?;
+/// socket.send(Datagram::new("ping", socket.remote_address())?).await?;
+/// let reply = socket.receive().await?;
+/// # let _ = reply; Ok(()) }
+/// ```
+pub struct ConnectedDatagramSocket {
+    core: Arc<UdpCore>,
+}
+
+impl ConnectedDatagramSocket {
+    pub(crate) fn connect(
+        selector: &Arc<SelectorInner>,
+        remote: SocketAddress,
+        local: Option<SocketAddress>,
+        options: &SocketOptions,
+    ) -> Result<ConnectedDatagramSocket> {
+        let SocketAddress::Inet(remote) = remote else {
+            return Err(unix_unsupported());
+        };
+        let remote = remote.socket_addr();
+        let local = match local {
+            Some(SocketAddress::Inet(local)) => local.socket_addr(),
+            Some(SocketAddress::Unix(_)) => return Err(unix_unsupported()),
+            None => {
+                let ip = if remote.is_ipv6() {
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                } else {
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                };
+                SocketAddr::new(ip, 0)
+            }
+        };
+        Ok(ConnectedDatagramSocket {
+            core: UdpCore::new(selector, options, local, Some(remote))?,
+        })
+    }
+
+    datagram_methods!();
+
+    /// The peer's address.
+    pub fn remote_address(&self) -> SocketAddress {
+        self.core
+            .remote
+            .map(SocketAddress::from)
+            .unwrap_or_else(|| self.core.local.clone())
+    }
+}
+
+fn unix_unsupported() -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "Unix datagram sockets are not supported",
+    ))
+}
+
+impl fmt::Debug for BoundDatagramSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundDatagramSocket")
+            .field("local", &self.core.local)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl fmt::Debug for ConnectedDatagramSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectedDatagramSocket")
+            .field("local", &self.core.local)
+            .field("remote", &self.core.remote)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// The stream of received datagrams, from `incoming()` on a datagram socket.
+pub struct DatagramIncoming {
+    core: Arc<UdpCore>,
+    pending: Option<Pin<Box<dyn Future<Output = Result<Datagram>> + Send>>>,
+    done: bool,
+}
+
+impl fmt::Debug for DatagramIncoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatagramIncoming")
+            .field("local", &self.core.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl futures_core::Stream for DatagramIncoming {
+    type Item = Result<Datagram>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let core = Arc::clone(&this.core);
+        let pending = this
+            .pending
+            .get_or_insert_with(|| Box::pin(async move { core.receive().await }));
+        let result = std::task::ready!(pending.as_mut().poll(cx));
+        this.pending = None;
+        match result {
+            Err(Error::Closed | Error::SelectorClosed) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            other => Poll::Ready(Some(other)),
+        }
+    }
+}

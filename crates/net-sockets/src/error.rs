@@ -1,0 +1,192 @@
+//! The crate's error type and its mapping to [`std::io::Error`].
+
+use std::fmt;
+use std::io;
+
+/// A specialised `Result` whose error defaults to [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong when creating, using or closing a socket.
+///
+/// Operating-system failures keep their [`io::ErrorKind`]: a refused connection is
+/// `Error::Io` with kind [`ConnectionRefused`](io::ErrorKind::ConnectionRefused), a reset one
+/// [`ConnectionReset`](io::ErrorKind::ConnectionReset). [`Error::kind`] gives the kind of every
+/// variant, and `Error` converts into an [`io::Error`] with that kind (and back: an `io::Error`
+/// that carries an `Error` converts back into that variant).
+///
+/// Errors that a channel reports while reading or writing are [`net_io::Error`]s; when the
+/// socket below the channel was closed, that error carries this crate's [`Error::Closed`] or
+/// [`Error::SelectorClosed`], and `Error::from(net_io_error)` recovers it.
+///
+/// The `Display` text is for people; match on the variant, not on the message.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::io::ErrorKind;
+/// use net_sockets::{a_socket, Error, SelectorManager};
+///
+/// # #[tokio::main] async fn main() {
+/// let selector = SelectorManager::new();
+/// match a_socket(&selector).tcp().connect(("127.0.0.1", 9)).await {
+///     Ok(socket) => println!("connected to {}", socket.remote_address()),
+///     Err(e) if e.kind() == ErrorKind::ConnectionRefused => println!("nobody listens"),
+///     Err(Error::Timeout) => println!("too slow"),
+///     Err(e) => println!("failed: {e}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operating system reported an error (connect refused, reset, address in use, ...).
+    Io(io::Error),
+    /// A channel operation failed (a line too long, an unexpected end of stream, ...).
+    Channel(net_io::Error),
+    /// The read or write channel of this socket was already opened.
+    ChannelAlreadyOpen,
+    /// The socket or listener was closed.
+    Closed,
+    /// The [`SelectorManager`](crate::SelectorManager) that made the socket was closed.
+    SelectorClosed,
+    /// A datagram was larger than the 65,507 bytes a UDP packet can carry.
+    DatagramTooLarge {
+        /// The size of the rejected packet in bytes.
+        size: usize,
+    },
+    /// A host name did not resolve to any address.
+    Resolve {
+        /// The host name that failed.
+        host: String,
+    },
+    /// A connect did not finish within its `connect_timeout`, or a socket saw no progress
+    /// within its `socket_timeout`.
+    Timeout,
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] this error maps to when converted into an [`io::Error`].
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Io(e) => e.kind(),
+            Error::Channel(e) => e.kind(),
+            Error::ChannelAlreadyOpen => io::ErrorKind::AlreadyExists,
+            Error::Closed => io::ErrorKind::NotConnected,
+            Error::SelectorClosed => io::ErrorKind::ConnectionAborted,
+            Error::DatagramTooLarge { .. } => io::ErrorKind::InvalidInput,
+            Error::Resolve { .. } => io::ErrorKind::NotFound,
+            Error::Timeout => io::ErrorKind::TimedOut,
+        }
+    }
+
+    /// `Closed`, or `SelectorClosed` when the selector manager was closed.
+    pub(crate) fn closed(selector_closed: bool) -> Self {
+        if selector_closed {
+            Error::SelectorClosed
+        } else {
+            Error::Closed
+        }
+    }
+
+    /// An [`io::Error`] that carries this error, for transport adapters.
+    pub(crate) fn into_io(self) -> io::Error {
+        io::Error::from(self)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Transparent: the wrapped error's message, and its source as ours.
+            Error::Io(e) => fmt::Display::fmt(e, f),
+            Error::Channel(e) => fmt::Display::fmt(e, f),
+            Error::ChannelAlreadyOpen => f.write_str("channel already open"),
+            Error::Closed => f.write_str("socket closed"),
+            Error::SelectorClosed => f.write_str("selector manager closed"),
+            Error::DatagramTooLarge { size } => {
+                write!(
+                    f,
+                    "datagram of {size} bytes exceeds the limit of 65507 bytes"
+                )
+            }
+            Error::Resolve { host } => write!(f, "could not resolve host {host:?}"),
+            Error::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => e.source(),
+            Error::Channel(e) => e.source(),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    /// Wraps an I/O error, unwrapping an `Error` (or a [`net_io::Error`]) carried inside it.
+    fn from(e: io::Error) -> Self {
+        match e.downcast::<Error>() {
+            Ok(inner) => inner,
+            Err(e) => Error::from(net_io::Error::from(e)),
+        }
+    }
+}
+
+impl From<net_io::Error> for Error {
+    /// Maps a channel error: `Timeout` becomes [`Error::Timeout`], an I/O error becomes
+    /// [`Error::Io`] (or the `Error` it carries, such as [`Error::Closed`]), the rest
+    /// [`Error::Channel`].
+    fn from(e: net_io::Error) -> Self {
+        match e {
+            net_io::Error::Timeout => Error::Timeout,
+            net_io::Error::Io(io) => match io.downcast::<Error>() {
+                Ok(inner) => inner,
+                Err(io) => Error::Io(io),
+            },
+            other => Error::Channel(other),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(e) => e,
+            Error::Channel(e) => e.into(),
+            other => io::Error::new(other.kind(), other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_round_trips_through_io_and_net_io() {
+        let io = Error::Closed.into_io();
+        assert_eq!(io.kind(), io::ErrorKind::NotConnected);
+        let channel = net_io::Error::from(io);
+        assert!(matches!(Error::from(channel), Error::Closed));
+    }
+
+    #[test]
+    fn timeout_maps_to_timeout() {
+        assert!(matches!(
+            Error::from(net_io::Error::Timeout),
+            Error::Timeout
+        ));
+        let io = io::Error::new(io::ErrorKind::TimedOut, net_io::Error::Timeout);
+        assert!(matches!(Error::from(io), Error::Timeout));
+    }
+
+    #[test]
+    fn refused_keeps_its_kind() {
+        let e = Error::from(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(matches!(e, Error::Io(_)));
+    }
+}

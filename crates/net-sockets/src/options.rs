@@ -1,0 +1,161 @@
+//! Socket options: plain data set on a builder, applied with socket2.
+
+use std::io;
+use std::time::Duration;
+
+use socket2::{SockRef, Socket as RawSocket, TcpKeepalive};
+
+/// Options for TCP, Unix and UDP sockets, with Ktor's defaults.
+///
+/// Set them with the builder methods of [`TcpSocketBuilder`](crate::TcpSocketBuilder) and
+/// [`UdpSocketBuilder`](crate::UdpSocketBuilder), or several at once with `configure`:
+///
+/// ```
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let selector = net_sockets::SelectorManager::new();
+/// let builder = net_sockets::a_socket(&selector).tcp().configure(|options| {
+///     options.no_delay = false;
+///     options.socket_timeout = Some(Duration::from_secs(30));
+/// });
+/// # let _ = builder; }
+/// ```
+///
+/// `None` leaves the operating system's default. Options that do not apply to a kind of socket
+/// (TCP options on UDP, `broadcast` on TCP, `no_delay` on Unix sockets) are ignored there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SocketOptions {
+    /// `SO_REUSEADDR`. Default: on for TCP listeners (as tokio does), off otherwise.
+    pub reuse_address: Option<bool>,
+    /// `SO_REUSEPORT`. Default: off.
+    pub reuse_port: bool,
+    /// IP type of service (`IP_TOS`, or `IPV6_TCLASS` on IPv6 sockets). Default: the OS's.
+    pub type_of_service: Option<u8>,
+    /// `SO_SNDBUF` in bytes. Default: the OS's.
+    pub send_buffer_size: Option<usize>,
+    /// `SO_RCVBUF` in bytes. Default: the OS's.
+    pub receive_buffer_size: Option<usize>,
+    /// UDP `SO_BROADCAST`: allows sending to broadcast addresses. Default: off.
+    pub broadcast: bool,
+    /// TCP `TCP_NODELAY` (Nagle's algorithm off). Default: on, as in Ktor.
+    pub no_delay: bool,
+    /// TCP `SO_KEEPALIVE`. Default: the OS's (off). Setting any of the `keep_alive_*`
+    /// parameters turns it on.
+    pub keep_alive: Option<bool>,
+    /// TCP keep-alive idle time before the first probe (`TCP_KEEPIDLE`).
+    pub keep_alive_idle: Option<Duration>,
+    /// TCP keep-alive interval between probes (`TCP_KEEPINTVL`).
+    pub keep_alive_interval: Option<Duration>,
+    /// TCP keep-alive probe count before the connection is dropped (`TCP_KEEPCNT`).
+    pub keep_alive_count: Option<u32>,
+    /// `SO_LINGER`. Default: the OS's (off).
+    pub linger: Option<Duration>,
+    /// Inactivity timeout on reads and writes of connected sockets: a read or write that makes
+    /// no progress for this long fails with a timeout (`net_io::Error::Timeout` on the
+    /// channels). Default: none.
+    pub socket_timeout: Option<Duration>,
+    /// Limit on the whole of `connect`, name resolution included. Default: none.
+    pub connect_timeout: Option<Duration>,
+    /// Listen backlog of TCP and Unix listeners. Default: 1024.
+    pub backlog: u32,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            reuse_address: None,
+            reuse_port: false,
+            type_of_service: None,
+            send_buffer_size: None,
+            receive_buffer_size: None,
+            broadcast: false,
+            no_delay: true,
+            keep_alive: None,
+            keep_alive_idle: None,
+            keep_alive_interval: None,
+            keep_alive_count: None,
+            linger: None,
+            socket_timeout: None,
+            connect_timeout: None,
+            backlog: 1024,
+        }
+    }
+}
+
+/// Which kind of socket options are applied to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    TcpListener,
+    TcpStream,
+    Udp,
+    Unix,
+}
+
+impl SocketOptions {
+    /// Applies the options that must be set before `bind`/`connect`.
+    pub(crate) fn apply(&self, socket: &RawSocket, kind: Kind, ipv6: bool) -> io::Result<()> {
+        if kind != Kind::Unix {
+            let reuse = self.reuse_address.unwrap_or(kind == Kind::TcpListener);
+            if reuse {
+                socket.set_reuse_address(true)?;
+            }
+            if self.reuse_port {
+                socket.set_reuse_port(true)?;
+            }
+            if let Some(tos) = self.type_of_service {
+                if ipv6 {
+                    socket.set_tclass_v6(u32::from(tos))?;
+                } else {
+                    socket.set_tos_v4(u32::from(tos))?;
+                }
+            }
+        }
+        if let Some(size) = self.send_buffer_size {
+            socket.set_send_buffer_size(size)?;
+        }
+        if let Some(size) = self.receive_buffer_size {
+            socket.set_recv_buffer_size(size)?;
+        }
+        match kind {
+            Kind::Udp => {
+                if self.broadcast {
+                    socket.set_broadcast(true)?;
+                }
+            }
+            Kind::TcpStream => self.apply_connected(&SockRef::from(socket), true)?,
+            Kind::Unix => self.apply_connected(&SockRef::from(socket), false)?,
+            Kind::TcpListener => {}
+        }
+        Ok(())
+    }
+
+    /// Applies the options that matter on a connected (or accepted) stream.
+    pub(crate) fn apply_connected(&self, socket: &SockRef<'_>, tcp: bool) -> io::Result<()> {
+        if tcp {
+            socket.set_tcp_nodelay(self.no_delay)?;
+            let params = self.keep_alive_idle.is_some()
+                || self.keep_alive_interval.is_some()
+                || self.keep_alive_count.is_some();
+            if params && self.keep_alive != Some(false) {
+                let mut keepalive = TcpKeepalive::new();
+                if let Some(idle) = self.keep_alive_idle {
+                    keepalive = keepalive.with_time(idle);
+                }
+                if let Some(interval) = self.keep_alive_interval {
+                    keepalive = keepalive.with_interval(interval);
+                }
+                if let Some(count) = self.keep_alive_count {
+                    keepalive = keepalive.with_retries(count);
+                }
+                socket.set_tcp_keepalive(&keepalive)?;
+            } else if let Some(on) = self.keep_alive {
+                socket.set_keepalive(on)?;
+            }
+        }
+        if let Some(linger) = self.linger {
+            socket.set_linger(Some(linger))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,244 @@
+//! The [`SelectorManager`]: the I/O driver sockets are registered with, and the one switch that
+//! closes them all.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::runtime::{Handle, Runtime};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Result};
+
+/// The I/O driver that sockets are registered with, and the switch that closes them all.
+///
+/// [`SelectorManager::new`] uses the tokio runtime it is called from;
+/// [`SelectorManager::builder`] starts a runtime of its own, and the sockets made through it
+/// have their I/O readiness driven there (your tasks can run on any runtime).
+///
+/// `SelectorManager` is a cheap handle: clones share one selector. [`close`](Self::close)
+/// closes every socket, listener and datagram socket made through it: their pending
+/// operations fail with [`Error::SelectorClosed`] and their descriptors are released.
+///
+/// # Examples
+///
+/// ```no_run
+/// use net_sockets::{a_socket, SelectorManager};
+///
+/// # #[tokio::main] async fn main() -> net_sockets::Result<()> {
+/// let selector = SelectorManager::new();
+/// let server = a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+/// // ... serve ...
+/// selector.close(); // closes `server` and every connection it accepted
+/// assert!(server.is_closed());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SelectorManager {
+    inner: Arc<SelectorInner>,
+}
+
+/// What every socket made through a selector shares with it.
+pub(crate) struct SelectorInner {
+    handle: Handle,
+    runtime: Mutex<Option<Runtime>>,
+    token: CancellationToken,
+    closed: AtomicBool,
+    registry: Mutex<Registry>,
+}
+
+/// Something a selector can close: a socket, listener or datagram socket core.
+pub(crate) trait Release: Send + Sync {
+    /// Closes it because the selector closed.
+    fn release(&self);
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    entries: HashMap<u64, Weak<dyn Release>>,
+}
+
+impl SelectorManager {
+    /// A selector that drives its sockets with the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Panics when called outside a tokio runtime (as [`Handle::current`] does).
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self::with_handle(Handle::current(), None)
+    }
+
+    /// A builder for a selector with a runtime of its own.
+    pub fn builder() -> SelectorManagerBuilder {
+        SelectorManagerBuilder {
+            worker_threads: None,
+            thread_name: None,
+        }
+    }
+
+    fn with_handle(handle: Handle, runtime: Option<Runtime>) -> Self {
+        SelectorManager {
+            inner: Arc::new(SelectorInner {
+                handle,
+                runtime: Mutex::new(runtime),
+                token: CancellationToken::new(),
+                closed: AtomicBool::new(false),
+                registry: Mutex::new(Registry::default()),
+            }),
+        }
+    }
+
+    /// Closes the selector and every socket made through it.
+    ///
+    /// Pending operations on those sockets fail with [`Error::SelectorClosed`], their
+    /// descriptors are released, and new sockets cannot be made through it. Idempotent.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<SelectorInner> {
+        &self.inner
+    }
+}
+
+impl fmt::Debug for SelectorManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelectorManager")
+            .field("closed", &self.is_closed())
+            .field("own_runtime", &lock(&self.inner.runtime).is_some())
+            .finish()
+    }
+}
+
+impl fmt::Debug for SelectorInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelectorInner")
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SelectorInner {
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Fails with [`Error::SelectorClosed`] once the selector is closed.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            Err(Error::SelectorClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Registers a core so that [`close`](Self::close) reaches it; fails once closed.
+    pub(crate) fn register(&self, core: Weak<dyn Release>) -> Result<u64> {
+        let mut registry = lock(&self.registry);
+        if self.is_closed() {
+            return Err(Error::SelectorClosed);
+        }
+        let id = registry.next_id;
+        registry.next_id += 1;
+        registry.entries.insert(id, core);
+        Ok(id)
+    }
+
+    pub(crate) fn deregister(&self, id: u64) {
+        lock(&self.registry).entries.remove(&id);
+    }
+
+    fn close(&self) {
+        let entries = {
+            let mut registry = lock(&self.registry);
+            if self.closed.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            std::mem::take(&mut registry.entries)
+        };
+        tracing::debug!(sockets = entries.len(), "selector manager closing");
+        // Every socket's token is a child of this one: cancelling first makes every pending
+        // operation fail with `SelectorClosed` before any descriptor (and so any peer of a
+        // socket of this selector) is closed.
+        self.token.cancel();
+        for core in entries.into_values().filter_map(|weak| weak.upgrade()) {
+            core.release();
+        }
+    }
+}
+
+impl Drop for SelectorInner {
+    fn drop(&mut self) {
+        if let Some(runtime) = lock(&self.runtime).take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Builds a [`SelectorManager`] with a tokio runtime of its own.
+///
+/// # Examples
+///
+/// ```
+/// let selector = net_sockets::SelectorManager::builder().worker_threads(2).build()?;
+/// selector.close();
+/// # Ok::<(), net_sockets::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SelectorManagerBuilder {
+    worker_threads: Option<usize>,
+    thread_name: Option<String>,
+}
+
+impl SelectorManagerBuilder {
+    /// How many threads the selector's runtime runs (default: tokio's, one per core).
+    pub fn worker_threads(mut self, n: usize) -> Self {
+        self.worker_threads = Some(n.max(1));
+        self
+    }
+
+    /// The name of the runtime's threads (default `net-selector`).
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.thread_name = Some(name.into());
+        self
+    }
+
+    /// Starts the runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the runtime's threads or I/O driver cannot be created.
+    pub fn build(self) -> Result<SelectorManager> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder
+            .enable_all()
+            .thread_name(self.thread_name.unwrap_or_else(|| "net-selector".into()));
+        if let Some(n) = self.worker_threads {
+            builder.worker_threads(n);
+        }
+        let runtime = builder.build().map_err(Error::Io)?;
+        let handle = runtime.handle().clone();
+        Ok(SelectorManager::with_handle(handle, Some(runtime)))
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (the guarded data stays consistent on every path).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,82 @@
+//! The seed's socket client: prints every line from the server and sends each line of stdin.
+//!
+//! ```text
+//! cargo run -p examples --bin sockets-client -- [HOST] [PORT]    # default 127.0.0.1 9002
+//! printf 'Alice\nBob\n' | cargo run -p examples --bin sockets-client
+//! ```
+//!
+//! When the server closes the connection it prints `Server closed a connection` and exits 0.
+//! At the end of stdin it half-closes (the server sees the end of input) and exits once the
+//! server has answered and closed.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use net_io::{ByteReadChannel, LineEnding};
+use net_sockets::a_socket;
+
+/// The longest line accepted from the server or from stdin, in bytes.
+const LINE_LIMIT: usize = 64 * 1024;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let status = examples::run("sockets-client", chat()).await;
+    // stdin is read on a blocking thread that may still wait for input; do not wait for it.
+    let _ = std::io::stdout().flush();
+    std::process::exit(if status == ExitCode::SUCCESS { 0 } else { 1 });
+}
+
+async fn chat() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (host, port) = examples::host_and_port(&args, "127.0.0.1", 9002)?;
+    let selector = net_sockets::SelectorManager::new();
+    let mut socket = a_socket(&selector)
+        .tcp()
+        .connect((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot connect to {host}:{port}"))?;
+    let mut input = socket.open_read_channel()?;
+    let mut output = socket.open_write_channel(true)?;
+
+    let mut server_lines = tokio::spawn(async move {
+        while let Some(line) = input.read_line(LINE_LIMIT, LineEnding::Default).await? {
+            println!("{line}");
+        }
+        println!("Server closed a connection");
+        anyhow::Ok(())
+    });
+
+    let mut stdin = ByteReadChannel::new(tokio::io::stdin());
+    let send_stdin = async {
+        while let Some(line) = stdin
+            .read_line(LINE_LIMIT, LineEnding::Default)
+            .await
+            .context("reading stdin")?
+        {
+            if output
+                .write_string_utf8(&format!("{line}\n"))
+                .await
+                .is_err()
+            {
+                // The server is gone; the reader reports how.
+                return anyhow::Ok(());
+            }
+        }
+        // End of input: half-close, and let the server answer what it has.
+        let _ = output.flush_and_close().await;
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        result = &mut server_lines => {
+            result.context("reader task failed")??;
+        }
+        sent = send_stdin => {
+            sent?;
+            server_lines.await.context("reader task failed")??;
+        }
+    }
+    socket.close();
+    selector.close();
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! UDP echo server and client in one program.
+//!
+//! ```text
+//! cargo run -p examples --bin udp-echo -- server [HOST] [PORT]   # default 127.0.0.1 9003
+//! cargo run -p examples --bin udp-echo -- client [HOST] [PORT]   # sends stdin lines, prints replies
+//! ```
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use net_io::{ByteReadChannel, LineEnding};
+use net_sockets::{Datagram, MAX_DATAGRAM_SIZE, SelectorManager, a_socket};
+
+/// How long the client waits for each echo.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let status = examples::run("udp-echo", dispatch()).await;
+    let _ = std::io::stdout().flush();
+    std::process::exit(if status == ExitCode::SUCCESS { 0 } else { 1 });
+}
+
+async fn dispatch() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mode, rest) = args
+        .split_first()
+        .context("usage: udp-echo server|client [HOST] [PORT]")?;
+    let (host, port) = examples::host_and_port(rest, "127.0.0.1", 9003)?;
+    let selector = SelectorManager::new();
+    match mode.as_str() {
+        "server" => server(&selector, &host, port).await,
+        "client" => client(&selector, &host, port).await,
+        other => {
+            anyhow::bail!("unknown mode {other:?} (usage: udp-echo server|client [HOST] [PORT])")
+        }
+    }
+}
+
+async fn server(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Result<()> {
+    let socket = a_socket(selector)
+        .udp()
+        .bind((host, port))
+        .await
+        .with_context(|| format!("cannot bind {host}:{port}"))?;
+    println!("UDP echo server is listening at {}", socket.local_address());
+    loop {
+        match socket.receive().await {
+            Ok(datagram) => {
+                println!(
+                    "Echoing {} bytes to {}",
+                    datagram.packet.len(),
+                    datagram.address
+                );
+                if let Err(e) = socket.send(datagram).await {
+                    eprintln!("udp-echo: send failed: {e}");
+                }
+            }
+            // An ICMP error for an earlier reply; the socket keeps working.
+            Err(net_sockets::Error::Io(e)) => eprintln!("udp-echo: receive failed: {e}"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn client(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Result<()> {
+    let socket = a_socket(selector)
+        .udp()
+        .connect((host, port))
+        .await
+        .with_context(|| format!("cannot reach {host}:{port}"))?;
+    let remote = socket.remote_address();
+    let mut stdin = ByteReadChannel::new(tokio::io::stdin());
+    while let Some(line) = stdin
+        .read_line(MAX_DATAGRAM_SIZE, LineEnding::Default)
+        .await?
+    {
+        socket
+            .send(Datagram::new(line.into_bytes(), remote.clone())?)
+            .await?;
+        let reply = tokio::time::timeout(REPLY_TIMEOUT, socket.receive())
+            .await
+            .map_err(|_| anyhow::anyhow!("no reply from {remote} within {REPLY_TIMEOUT:?}"))?
+            .with_context(|| format!("no reply from {remote}"))?;
+        println!("{}", String::from_utf8_lossy(&reply.packet));
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Selector lifecycle: closing the selector fails pending operations; a selector with its own
+//! runtime; sockets made after close.
+
+use std::sync::Arc;
+
+use net_io::LineEnding;
+use net_sockets::{Datagram, Error, SelectorManager, a_socket};
+use net_tests::{echo_server, within};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_selector_fails_pending_operations() {
+    let selector = SelectorManager::new();
+    let listener = Arc::new(
+        a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap(),
+    );
+    let mut client = a_socket(&selector)
+        .tcp()
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let server_side = listener.accept().await.unwrap();
+    let udp = Arc::new(
+        a_socket(&selector)
+            .udp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap(),
+    );
+
+    let mut input = client.open_read_channel().unwrap();
+    let read = tokio::spawn(async move { input.read_line(64, LineEnding::Default).await });
+    let accepting = Arc::clone(&listener);
+    let accept = tokio::spawn(async move { accepting.accept().await });
+    let receiving = Arc::clone(&udp);
+    let receive = tokio::spawn(async move { receiving.receive().await });
+    tokio::task::yield_now().await;
+
+    selector.close();
+    assert!(selector.is_closed());
+    let err = within(read).await.unwrap().unwrap_err();
+    assert!(matches!(Error::from(err), Error::SelectorClosed));
+    assert!(matches!(
+        within(accept).await.unwrap(),
+        Err(Error::SelectorClosed)
+    ));
+    assert!(matches!(
+        within(receive).await.unwrap(),
+        Err(Error::SelectorClosed)
+    ));
+    for closed in [
+        client.is_closed(),
+        server_side.is_closed(),
+        listener.is_closed(),
+        udp.is_closed(),
+    ] {
+        assert!(closed);
+    }
+    within(client.await_closed()).await;
+    within(listener.await_closed()).await;
+    within(udp.await_closed()).await;
+
+    // Nothing new can be made through it.
+    let err = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::SelectorClosed));
+    let err = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::SelectorClosed));
+    assert!(matches!(
+        client.open_write_channel(true),
+        Err(Error::SelectorClosed)
+    ));
+    let err = udp
+        .send(Datagram::new("x", udp.local_address()).unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::SelectorClosed));
+}
+
+#[tokio::test]
+async fn closing_the_selector_fails_a_pending_connect() {
+    let selector = SelectorManager::new();
+    // A full backlog keeps later connects pending.
+    let listener = a_socket(&selector)
+        .tcp()
+        .backlog(0)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let other = SelectorManager::new();
+    let mut fillers = Vec::new();
+    let address = listener.local_address();
+    let pending = loop {
+        let mut attempt = Box::pin(a_socket(&other).tcp().connect(address.clone()));
+        match tokio::time::timeout(std::time::Duration::from_millis(200), &mut attempt).await {
+            Ok(socket) => fillers.push(socket.unwrap()),
+            Err(_) => break tokio::spawn(attempt),
+        }
+        assert!(fillers.len() < 64, "connects never stalled");
+    };
+    other.close();
+    assert!(matches!(
+        within(pending).await.unwrap(),
+        Err(Error::SelectorClosed)
+    ));
+}
+
+#[test]
+fn a_selector_with_its_own_runtime_serves_another_runtime() {
+    let selector = SelectorManager::builder()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let server = echo_server(&selector).await;
+        let mut socket = a_socket(&selector)
+            .tcp()
+            .connect(server.local_address())
+            .await
+            .unwrap();
+        let mut input = socket.open_read_channel().unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        output.write_string_utf8("hello\n").await.unwrap();
+        let line = within(input.read_line(64, LineEnding::Default))
+            .await
+            .unwrap();
+        assert_eq!(line.as_deref(), Some("hello"));
+        selector.close();
+        let err = within(input.read_u8()).await.unwrap_err();
+        assert!(matches!(Error::from(err), Error::SelectorClosed));
+    });
+    drop(selector);
+}
+
+#[tokio::test]
+async fn dropping_everything_without_close_is_fine() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    for _ in 0..10 {
+        let mut socket = a_socket(&selector)
+            .tcp()
+            .connect(server.local_address())
+            .await
+            .unwrap();
+        let _input = socket.open_read_channel().unwrap();
+        drop(socket);
+    }
+    drop(selector);
+    server.close();
+}
+
+#[test]
+fn the_public_types_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<SelectorManager>();
+    send_sync::<net_sockets::Socket>();
+    send_sync::<net_sockets::ServerSocket>();
+    send_sync::<net_sockets::BoundDatagramSocket>();
+    send_sync::<net_sockets::ConnectedDatagramSocket>();
+    send_sync::<net_sockets::SocketHandle>();
+    send_sync::<net_sockets::Error>();
+    send_sync::<net_sockets::SocketAddress>();
+    fn send_static<T: Send + 'static>() {}
+    send_static::<net_sockets::Incoming>();
+    send_static::<net_sockets::DatagramIncoming>();
+    send_static::<net_sockets::SocketStream>();
+    send_static::<net_sockets::Connection>();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        send(&a_socket(&selector).tcp().connect(("localhost", 1)));
+        send(&a_socket(&selector).tcp().bind(("127.0.0.1", 0)));
+        send(&a_socket(&selector).udp().bind(("127.0.0.1", 0)));
+        let server = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        send(&server.accept());
+        send(&server.await_closed());
+        let udp = a_socket(&selector)
+            .udp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        send(&udp.receive());
+        send(&udp.send(Datagram::new("x", udp.local_address()).unwrap()));
+    });
+}
+
+/// A minimal executor with no tokio context at all.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = std::time::Instant::now() + net_tests::HANG_LIMIT;
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        assert!(std::time::Instant::now() < deadline, "hung");
+        std::thread::park_timeout(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_selector_with_its_own_runtime_works_without_any_tokio_context() {
+    let selector = SelectorManager::builder()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    block_on(async {
+        let listener = a_socket(&selector)
+            .tcp()
+            .socket_timeout(std::time::Duration::from_secs(5))
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let mut client = a_socket(&selector)
+            .tcp()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect(("localhost", listener.port().unwrap()))
+            .await
+            .unwrap();
+        let mut server_side = listener.accept().await.unwrap();
+        let mut output = client.open_write_channel(true).unwrap();
+        let mut input = server_side.open_read_channel().unwrap();
+        output.write_string_utf8("no tokio here\n").await.unwrap();
+        let line = input.read_line(64, LineEnding::Default).await.unwrap();
+        assert_eq!(line.as_deref(), Some("no tokio here"));
+        let udp = a_socket(&selector)
+            .udp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        udp.send(Datagram::new("d", udp.local_address()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(&udp.receive().await.unwrap().packet[..], b"d");
+    });
+    selector.close();
+}

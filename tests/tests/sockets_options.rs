@@ -1,0 +1,193 @@
+//! Every option set on a builder is visible through `getsockopt` on the real socket.
+
+use std::time::Duration;
+
+use net_sockets::{SelectorManager, a_socket};
+use net_tests::{echo_server, within};
+
+#[tokio::test]
+async fn tcp_client_options_reach_the_socket() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    let socket = a_socket(&selector)
+        .tcp()
+        .no_delay(false)
+        .keep_alive(true)
+        .keep_alive_idle(Duration::from_secs(42))
+        .keep_alive_interval(Duration::from_secs(7))
+        .keep_alive_count(5)
+        .reuse_address(true)
+        .reuse_port(true)
+        .type_of_service(0x10)
+        .send_buffer_size(64 * 1024)
+        .receive_buffer_size(96 * 1024)
+        .linger(Duration::from_secs(3))
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    socket
+        .with_sock_ref(|s| {
+            assert!(!s.tcp_nodelay()?);
+            assert!(s.keepalive()?);
+            assert_eq!(s.tcp_keepalive_time()?, Duration::from_secs(42));
+            assert_eq!(s.tcp_keepalive_interval()?, Duration::from_secs(7));
+            assert_eq!(s.tcp_keepalive_retries()?, 5);
+            assert!(s.reuse_address()?);
+            assert!(s.reuse_port()?);
+            assert_eq!(s.tos_v4()?, 0x10);
+            // Linux doubles the requested sizes for bookkeeping.
+            assert!(s.send_buffer_size()? >= 64 * 1024);
+            assert!(s.recv_buffer_size()? >= 96 * 1024);
+            assert_eq!(s.linger()?, Some(Duration::from_secs(3)));
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn defaults_are_no_delay_on_and_keep_alive_off() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    let socket = a_socket(&selector)
+        .tcp()
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    socket
+        .with_sock_ref(|s| {
+            assert!(s.tcp_nodelay()?);
+            assert!(!s.keepalive()?);
+            assert_eq!(s.linger()?, None);
+            Ok(())
+        })
+        .unwrap();
+    // A listener reuses its address by default (as tokio's do), so a restarted server binds.
+    server
+        .with_sock_ref(|s| s.reuse_address())
+        .map(|on| assert!(on))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn listener_options_and_options_of_accepted_sockets() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .reuse_address(false)
+        .reuse_port(true)
+        .receive_buffer_size(128 * 1024)
+        .no_delay(false)
+        .keep_alive(true)
+        .backlog(16)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    listener
+        .with_sock_ref(|s| {
+            assert!(!s.reuse_address()?);
+            assert!(s.reuse_port()?);
+            assert!(s.recv_buffer_size()? >= 128 * 1024);
+            Ok(())
+        })
+        .unwrap();
+    let client = a_socket(&selector)
+        .tcp()
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let accepted = within(listener.accept()).await.unwrap();
+    accepted
+        .with_sock_ref(|s| {
+            assert!(!s.tcp_nodelay()?);
+            assert!(s.keepalive()?);
+            Ok(())
+        })
+        .unwrap();
+    client.close();
+}
+
+#[tokio::test]
+async fn options_set_on_a_socket_carry_into_tcp_and_udp() {
+    let selector = SelectorManager::new();
+    let base = a_socket(&selector).configure(|o| {
+        o.type_of_service = Some(0x08);
+        o.send_buffer_size = Some(48 * 1024);
+        o.reuse_port = true;
+    });
+    let udp = base.clone().udp().bind(("127.0.0.1", 0)).await.unwrap();
+    udp.with_sock_ref(|s| {
+        assert_eq!(s.tos_v4()?, 0x08);
+        assert!(s.send_buffer_size()? >= 48 * 1024);
+        assert!(s.reuse_port()?);
+        assert!(!s.broadcast()?);
+        Ok(())
+    })
+    .unwrap();
+    let server = echo_server(&selector).await;
+    let tcp = base
+        .tcp()
+        .configure(|o| o.no_delay = false)
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    tcp.with_sock_ref(|s| {
+        assert_eq!(s.tos_v4()?, 0x08);
+        assert!(s.reuse_port()?);
+        assert!(!s.tcp_nodelay()?);
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[tokio::test]
+async fn udp_options_reach_the_socket() {
+    let selector = SelectorManager::new();
+    let udp = a_socket(&selector)
+        .udp()
+        .broadcast(true)
+        .reuse_address(true)
+        .reuse_port(true)
+        .receive_buffer_size(200 * 1024)
+        .send_buffer_size(100 * 1024)
+        .type_of_service(0x04)
+        .bind(("0.0.0.0", 0))
+        .await
+        .unwrap();
+    udp.with_sock_ref(|s| {
+        assert!(s.broadcast()?);
+        assert!(s.reuse_address()?);
+        assert!(s.reuse_port()?);
+        assert!(s.recv_buffer_size()? >= 200 * 1024);
+        assert!(s.send_buffer_size()? >= 100 * 1024);
+        assert_eq!(s.tos_v4()?, 0x04);
+        Ok(())
+    })
+    .unwrap();
+    let connected = a_socket(&selector)
+        .udp()
+        .broadcast(true)
+        .connect(udp.local_address())
+        .await;
+    // 0.0.0.0:port as a destination means this host; connecting to it works on Linux.
+    if let Ok(connected) = connected {
+        assert!(connected.with_sock_ref(|s| s.broadcast()).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn ipv6_sockets_take_the_traffic_class() {
+    let selector = SelectorManager::new();
+    let Ok(listener) = a_socket(&selector)
+        .tcp()
+        .type_of_service(0x20)
+        .bind(("::1", 0))
+        .await
+    else {
+        return; // no IPv6 loopback on this machine
+    };
+    listener
+        .with_sock_ref(|s| s.tclass_v6())
+        .map(|tclass| assert_eq!(tclass, 0x20))
+        .unwrap();
+    assert!(listener.local_address().to_string().starts_with("[::1]:"));
+}

@@ -1,0 +1,685 @@
+//! TCP on loopback: echo with half-close, refused connects, resets, closing, flushing.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use net_io::LineEnding;
+use net_sockets::{Error, SelectorManager, SocketAddress, a_socket};
+use net_tests::{echo_server, payload, within};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_with_half_close_for_every_size() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    let port = server.port().unwrap();
+    for size in [0, 1, 4095, 4096, 4097, 40960, 8 * 1024 * 1024] {
+        let mut socket = a_socket(&selector)
+            .tcp()
+            .connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut input = socket.open_read_channel().unwrap();
+        let mut output = socket.open_write_channel(false).unwrap();
+        let data = payload(size);
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            output.write_fully(&sent).await?;
+            output.flush_and_close().await
+        });
+        let echoed = within(input.read_remaining(usize::MAX)).await.unwrap();
+        within(writer).await.unwrap().unwrap();
+        assert_eq!(echoed.len(), size, "size {size}");
+        assert!(echoed[..] == data[..], "payload of {size} bytes differs");
+        // Both directions are done: the socket closed itself.
+        within(socket.await_closed()).await;
+        assert!(socket.is_closed());
+    }
+    server.close();
+}
+
+#[tokio::test]
+async fn reading_after_local_close_fails() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    let mut socket = a_socket(&selector)
+        .tcp()
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    let mut input = socket.open_read_channel().unwrap();
+    socket.close();
+    let err = within(input.read_u8()).await.unwrap_err();
+    assert!(matches!(Error::from(err), Error::Closed));
+    within(socket.await_closed()).await;
+}
+
+#[tokio::test]
+async fn connecting_to_a_closed_port_is_refused() {
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = server.port().unwrap();
+    server.close();
+    let err = within(a_socket(&selector).tcp().connect(("127.0.0.1", port)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err:?}");
+    assert!(matches!(err, Error::Io(ref e) if e.kind() == io::ErrorKind::ConnectionRefused));
+    // By name too (every resolved address refuses).
+    let err = within(a_socket(&selector).tcp().connect(("localhost", port)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err:?}");
+}
+
+#[tokio::test]
+async fn peer_disconnect_ends_a_pending_typed_read_and_everything_closes() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let mut client = a_socket(&selector)
+        .tcp()
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let mut server_side = within(listener.accept()).await.unwrap();
+    let mut input = server_side.open_read_channel().unwrap();
+    let pending = tokio::spawn(async move { input.read_u32().await });
+    let mut output = client.open_write_channel(true).unwrap();
+    output.write_u16(7).await.unwrap();
+    client.close();
+    let err = within(pending).await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            net_io::Error::UnexpectedEof {
+                needed: 4,
+                available: 2
+            }
+        ),
+        "{err:?}"
+    );
+    server_side.close();
+    listener.close();
+    assert!(client.is_closed() && server_side.is_closed() && listener.is_closed());
+    within(client.await_closed()).await;
+    within(server_side.await_closed()).await;
+    within(listener.await_closed()).await;
+}
+
+#[tokio::test]
+async fn pending_accept_fails_when_the_listener_closes() {
+    let selector = SelectorManager::new();
+    let listener = Arc::new(
+        a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap(),
+    );
+    let accepting = Arc::clone(&listener);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let pending = tokio::spawn(async move {
+        let accept = accepting.accept();
+        started_tx.send(()).unwrap();
+        accept.await
+    });
+    started_rx.await.unwrap();
+    tokio::task::yield_now().await;
+    listener.close();
+    let result = within(pending).await.unwrap();
+    assert!(matches!(result, Err(Error::Closed)), "{result:?}");
+    assert!(listener.is_closed());
+}
+
+#[tokio::test]
+async fn accept_on_an_immediately_closed_listener_fails() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    listener.close();
+    assert!(matches!(
+        within(listener.accept()).await,
+        Err(Error::Closed)
+    ));
+    // The stream of connections simply ends.
+    let mut incoming = listener.incoming();
+    let next = within(std::future::poll_fn(|cx| {
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut incoming), cx)
+    }))
+    .await;
+    assert!(next.is_none());
+}
+
+#[tokio::test]
+async fn the_same_port_can_be_bound_again_after_close() {
+    let selector = SelectorManager::new();
+    let first = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = first.port().unwrap();
+    assert_ne!(port, 0);
+    first.close();
+    for _ in 0..10 {
+        let again = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        assert_eq!(again.port(), Some(port));
+        again.close();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_write_close_await_closed_256_times() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    for _ in 0..256 {
+        let mut socket = a_socket(&selector)
+            .tcp()
+            .connect(server.local_address())
+            .await
+            .unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        output.write_string_utf8("x\n").await.unwrap();
+        socket.close();
+        within(socket.await_closed()).await;
+    }
+}
+
+#[tokio::test]
+async fn auto_flush_delivers_without_flush_and_buffered_writes_after_flush() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let mut client = a_socket(&selector)
+        .tcp()
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let mut server_side = listener.accept().await.unwrap();
+    let mut input = server_side.open_read_channel().unwrap();
+
+    let mut auto = client.open_write_channel(true).unwrap();
+    auto.write_string_utf8("one\n").await.unwrap();
+    let line = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("one"));
+    drop(auto);
+
+    let mut client2 = a_socket(&selector)
+        .tcp()
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let mut server2 = listener.accept().await.unwrap();
+    let mut input2 = server2.open_read_channel().unwrap();
+    let mut buffered = client2.open_write_channel(false).unwrap();
+    buffered.write_string_utf8("two\n").await.unwrap();
+    // Not flushed: nothing may arrive (a negative check needs a bound; 200 ms is generous on
+    // loopback, where the flushed case below takes microseconds).
+    let early = tokio::time::timeout(Duration::from_millis(200), input2.await_content(1)).await;
+    assert!(early.is_err(), "unflushed data arrived");
+    buffered.flush().await.unwrap();
+    let line = within(input2.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("two"));
+    client.close();
+    client2.close();
+}
+
+#[tokio::test]
+async fn channels_open_once() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    let mut socket = a_socket(&selector)
+        .tcp()
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    let _input = socket.open_read_channel().unwrap();
+    let _output = socket.open_write_channel(true).unwrap();
+    assert!(matches!(
+        socket.open_read_channel(),
+        Err(Error::ChannelAlreadyOpen)
+    ));
+    assert!(matches!(
+        socket.open_write_channel(false),
+        Err(Error::ChannelAlreadyOpen)
+    ));
+    assert!(matches!(
+        socket.connection(),
+        Err(Error::ChannelAlreadyOpen)
+    ));
+}
+
+#[tokio::test]
+async fn connection_bundles_both_channels_without_auto_flush() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    let socket = a_socket(&selector)
+        .tcp()
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    let mut connection = socket.connection().unwrap();
+    assert!(!connection.output.auto_flush());
+    connection.output.write_string_utf8("ping\n").await.unwrap();
+    connection.output.flush().await.unwrap();
+    let line = within(connection.input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("ping"));
+    connection.socket.close();
+}
+
+#[tokio::test]
+async fn every_address_form_connects() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    let port = server.port().unwrap();
+    let text = format!("127.0.0.1:{port}");
+    let std_address: std::net::SocketAddr = text.parse().unwrap();
+    let targets: Vec<net_sockets::SocketTarget> = vec![
+        net_sockets::ToSocketAddress::to_socket_target(("127.0.0.1", port)).unwrap(),
+        net_sockets::ToSocketAddress::to_socket_target(("localhost", port)).unwrap(),
+        net_sockets::ToSocketAddress::to_socket_target(text.as_str()).unwrap(),
+        net_sockets::ToSocketAddress::to_socket_target(format!("localhost:{port}")).unwrap(),
+        net_sockets::ToSocketAddress::to_socket_target(std_address).unwrap(),
+        net_sockets::ToSocketAddress::to_socket_target(SocketAddress::from(std_address)).unwrap(),
+    ];
+    for target in targets {
+        let socket = within(a_socket(&selector).tcp().connect(target.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            socket.remote_address(),
+            SocketAddress::from(std_address),
+            "{target:?}"
+        );
+        assert_eq!(socket.local_address().port().map(|p| p != 0), Some(true));
+        socket.close();
+    }
+    let by_name = a_socket(&selector)
+        .tcp()
+        .connect(("localhost", port))
+        .await
+        .unwrap();
+    assert_eq!(by_name.connect_host(), Some("localhost"));
+}
+
+#[tokio::test]
+async fn an_unknown_host_is_a_resolve_error() {
+    let selector = SelectorManager::new();
+    let err = within(
+        a_socket(&selector)
+            .tcp()
+            .connect(("no-such-host.invalid", 80)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Resolve { ref host } if host == "no-such-host.invalid"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn peer_reset_is_connection_reset() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    // linger 0: close sends RST instead of FIN.
+    let client = a_socket(&selector)
+        .tcp()
+        .linger(Duration::ZERO)
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let mut server_side = listener.accept().await.unwrap();
+    let mut input = server_side.open_read_channel().unwrap();
+    client.close();
+    let err = within(input.read_u8()).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err:?}");
+    assert_eq!(Error::from(err).kind(), io::ErrorKind::ConnectionReset);
+}
+
+#[tokio::test]
+async fn writing_to_a_peer_that_left_is_an_error_not_a_signal() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let mut client = a_socket(&selector)
+        .tcp()
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let server_side = listener.accept().await.unwrap();
+    server_side.close();
+    let mut output = client.open_write_channel(true).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let err = within(async {
+        loop {
+            if let Err(e) = output.write_fully(&chunk).await {
+                break e;
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(
+            err.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn peer_half_close_while_we_still_write() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let mut client = a_socket(&selector)
+        .tcp()
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let mut server_side = listener.accept().await.unwrap();
+    let mut client_out = client.open_write_channel(true).unwrap();
+    let mut client_in = client.open_read_channel().unwrap();
+    client_out.flush_and_close().await.unwrap();
+    let mut server_in = server_side.open_read_channel().unwrap();
+    let mut server_out = server_side.open_write_channel(true).unwrap();
+    assert_eq!(
+        within(server_in.read_line(10, LineEnding::Default))
+            .await
+            .unwrap(),
+        None
+    );
+    for i in 0..100 {
+        server_out
+            .write_string_utf8(&format!("line {i}\n"))
+            .await
+            .unwrap();
+    }
+    server_out.flush_and_close().await.unwrap();
+    for i in 0..100 {
+        let line = within(client_in.read_line(64, LineEnding::Default))
+            .await
+            .unwrap();
+        assert_eq!(line, Some(format!("line {i}")));
+    }
+    assert_eq!(
+        within(client_in.read_line(64, LineEnding::Default))
+            .await
+            .unwrap(),
+        None
+    );
+    within(server_side.await_closed()).await;
+    within(client.await_closed()).await;
+}
+
+#[tokio::test]
+async fn socket_timeout_ends_an_idle_read_with_timeout() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .socket_timeout(Duration::from_millis(100))
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let client = a_socket(&selector)
+        .tcp()
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let mut server_side = listener.accept().await.unwrap();
+    let mut input = server_side.open_read_channel().unwrap();
+    let err = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, net_io::Error::Timeout), "{err:?}");
+    assert!(matches!(Error::from(err), Error::Timeout));
+    client.close();
+}
+
+#[tokio::test]
+async fn socket_timeout_is_about_inactivity_not_total_time() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let mut client = a_socket(&selector)
+        .tcp()
+        .socket_timeout(Duration::from_millis(300))
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let mut server_side = listener.accept().await.unwrap();
+    let mut output = server_side.open_write_channel(true).unwrap();
+    let mut input = client.open_read_channel().unwrap();
+    let writer = tokio::spawn(async move {
+        for i in 0..6 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            output.write_string_utf8(&format!("{i}\n")).await?;
+        }
+        output.flush_and_close().await
+    });
+    // 600 ms in total, but never 300 ms without data.
+    for i in 0..6 {
+        let line = within(input.read_line(8, LineEnding::Default))
+            .await
+            .unwrap();
+        assert_eq!(line, Some(i.to_string()));
+    }
+    within(writer).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn connect_timeout_bounds_a_connect_that_cannot_finish() {
+    let selector = SelectorManager::new();
+    // A listener that never accepts, with a full backlog: further SYNs are dropped, so connects
+    // stay pending.
+    let listener = a_socket(&selector)
+        .tcp()
+        .backlog(0)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let mut fillers = Vec::new();
+    let outcome = within(async {
+        for _ in 0..64 {
+            let attempt = a_socket(&selector)
+                .tcp()
+                .connect_timeout(Duration::from_millis(300))
+                .connect(listener.local_address())
+                .await;
+            match attempt {
+                Ok(socket) => fillers.push(socket),
+                Err(e) => return e,
+            }
+        }
+        panic!("64 connects to a full backlog all succeeded");
+    })
+    .await;
+    assert!(matches!(outcome, Error::Timeout), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn incoming_yields_connections() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let address = listener.local_address();
+    let mut incoming = listener.incoming();
+    for _ in 0..3 {
+        let client = a_socket(&selector)
+            .tcp()
+            .connect(address.clone())
+            .await
+            .unwrap();
+        let accepted = within(std::future::poll_fn(|cx| {
+            futures_core::Stream::poll_next(std::pin::Pin::new(&mut incoming), cx)
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(accepted.remote_address(), client.local_address());
+    }
+}
+
+#[tokio::test]
+async fn close_is_idempotent_and_callable_from_other_tasks() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    let mut socket = a_socket(&selector)
+        .tcp()
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    let mut input = socket.open_read_channel().unwrap();
+    let socket = Arc::new(socket);
+    let reader = tokio::spawn(async move { input.read_u8().await });
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let s = Arc::clone(&socket);
+            tokio::spawn(async move { s.await_closed().await })
+        })
+        .collect();
+    let closers: Vec<_> = (0..4)
+        .map(|_| {
+            let s = Arc::clone(&socket);
+            tokio::spawn(async move { s.close() })
+        })
+        .collect();
+    for c in closers {
+        within(c).await.unwrap();
+    }
+    for w in waiters {
+        within(w).await.unwrap();
+    }
+    let err = within(reader).await.unwrap().unwrap_err();
+    assert!(matches!(Error::from(err), Error::Closed));
+    socket.close();
+    assert!(socket.is_closed());
+}
+
+#[tokio::test]
+async fn socket_timeout_ends_a_write_the_peer_never_reads() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .receive_buffer_size(16 * 1024)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let mut client = a_socket(&selector)
+        .tcp()
+        .send_buffer_size(16 * 1024)
+        .socket_timeout(Duration::from_millis(200))
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let _server_side = listener.accept().await.unwrap(); // never reads
+    let mut output = client.open_write_channel(false).unwrap();
+    let chunk = vec![1u8; 64 * 1024];
+    let err = within(async {
+        loop {
+            if let Err(e) = output.write_fully(&chunk).await {
+                break e;
+            }
+        }
+    })
+    .await;
+    assert!(matches!(err, net_io::Error::Timeout), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_dropped_read_future_loses_no_bytes() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let mut client = a_socket(&selector)
+        .tcp()
+        .connect(listener.local_address())
+        .await
+        .unwrap();
+    let mut server_side = listener.accept().await.unwrap();
+    let mut input = server_side.open_read_channel().unwrap();
+    let mut output = client.open_write_channel(true).unwrap();
+    output.write_string_utf8("half a li").await.unwrap();
+    // The line is incomplete: the read waits; drop it once the bytes are buffered.
+    within(input.await_content(9)).await.unwrap();
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(20),
+        input.read_line(64, LineEnding::Default),
+    )
+    .await;
+    assert!(dropped.is_err());
+    output.write_string_utf8("ne\n").await.unwrap();
+    let line = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("half a line"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_connections_are_unaffected_by_a_misbehaving_one() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    let bad = a_socket(&selector)
+        .tcp()
+        .linger(Duration::ZERO)
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    let mut good = a_socket(&selector)
+        .tcp()
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    bad.close(); // reset
+    let mut input = good.open_read_channel().unwrap();
+    let mut output = good.open_write_channel(true).unwrap();
+    output.write_string_utf8("still here\n").await.unwrap();
+    let line = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("still here"));
+}

@@ -1,0 +1,263 @@
+//! UDP on loopback: datagrams to self, large datagrams, connected sockets, broadcast, ICMP.
+
+use std::io;
+use std::sync::Arc;
+
+use net_sockets::{Datagram, Error, MAX_DATAGRAM_SIZE, SelectorManager, SocketAddress, a_socket};
+use net_tests::{payload, within};
+
+#[tokio::test]
+async fn ten_datagrams_to_self() {
+    let selector = SelectorManager::new();
+    let socket = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let me = socket.local_address();
+    for i in 0..10u8 {
+        socket
+            .send(Datagram::new(vec![i; usize::from(i)], me.clone()).unwrap())
+            .await
+            .unwrap();
+    }
+    for i in 0..10u8 {
+        let datagram = within(socket.receive()).await.unwrap();
+        assert_eq!(
+            datagram.packet.len(),
+            usize::from(i),
+            "0-byte datagrams are data too"
+        );
+        assert!(datagram.packet.iter().all(|&b| b == i));
+        assert_eq!(datagram.address, me);
+    }
+}
+
+#[tokio::test]
+async fn large_datagrams_round_trip_intact() {
+    let selector = SelectorManager::new();
+    let a = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let b = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    for size in [10_000, MAX_DATAGRAM_SIZE] {
+        let data = payload(size);
+        a.send(Datagram::new(data.clone(), b.local_address()).unwrap())
+            .await
+            .unwrap();
+        let got = within(b.receive()).await.unwrap();
+        assert_eq!(got.packet.len(), size);
+        assert!(got.packet[..] == data[..]);
+        assert_eq!(got.address, a.local_address());
+        // Echo it back.
+        b.send(got).await.unwrap();
+        let back = within(a.receive()).await.unwrap();
+        assert!(back.packet[..] == data[..]);
+    }
+}
+
+#[test]
+fn oversized_datagrams_are_rejected() {
+    let to = SocketAddress::from("127.0.0.1:9".parse::<std::net::SocketAddr>().unwrap());
+    let err = Datagram::new(vec![0; 65_508], to.clone()).unwrap_err();
+    assert!(matches!(err, Error::DatagramTooLarge { size: 65_508 }));
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert!(Datagram::new(vec![0; 65_507], to).is_ok());
+}
+
+#[tokio::test]
+async fn send_rechecks_the_size_of_a_hand_built_datagram() {
+    let selector = SelectorManager::new();
+    let socket = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let datagram = Datagram {
+        packet: vec![0; 70_000].into(),
+        address: socket.local_address(),
+    };
+    assert!(matches!(
+        socket.send(datagram).await,
+        Err(Error::DatagramTooLarge { size: 70_000 })
+    ));
+}
+
+#[tokio::test]
+async fn a_connected_socket_talks_to_its_peer_only() {
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let client = a_socket(&selector)
+        .udp()
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    assert_eq!(client.remote_address(), server.local_address());
+    client
+        .send(Datagram::new("ping", client.remote_address()).unwrap())
+        .await
+        .unwrap();
+    let got = within(server.receive()).await.unwrap();
+    assert_eq!(&got.packet[..], b"ping");
+    assert_eq!(got.address, client.local_address());
+    server
+        .send(Datagram::new("pong", got.address).unwrap())
+        .await
+        .unwrap();
+    let reply = within(client.receive()).await.unwrap();
+    assert_eq!(&reply.packet[..], b"pong");
+    assert_eq!(reply.address, server.local_address());
+
+    let elsewhere = SocketAddress::from("127.0.0.1:9".parse::<std::net::SocketAddr>().unwrap());
+    let err = client
+        .send(Datagram::new("x", elsewhere).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}
+
+#[tokio::test]
+async fn icmp_unreachable_is_connection_refused_and_the_socket_survives() {
+    let selector = SelectorManager::new();
+    let gone = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let gone_address = gone.local_address();
+    gone.close();
+    let client = a_socket(&selector)
+        .udp()
+        .connect(gone_address.clone())
+        .await
+        .unwrap();
+    client
+        .send(Datagram::new("anyone?", gone_address.clone()).unwrap())
+        .await
+        .unwrap();
+    let err = within(client.receive()).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err:?}");
+
+    // Still usable: a new listener on the same port answers.
+    let back = a_socket(&selector)
+        .udp()
+        .bind(gone_address.clone())
+        .await
+        .unwrap();
+    client
+        .send(Datagram::new("again", gone_address).unwrap())
+        .await
+        .unwrap();
+    let got = within(back.receive()).await.unwrap();
+    assert_eq!(&got.packet[..], b"again");
+    back.send(Datagram::new("yes", got.address).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(&within(client.receive()).await.unwrap().packet[..], b"yes");
+}
+
+#[tokio::test]
+async fn broadcast_needs_the_option() {
+    let selector = SelectorManager::new();
+    let to = SocketAddress::from("255.255.255.255:9".parse::<std::net::SocketAddr>().unwrap());
+    let plain = a_socket(&selector)
+        .udp()
+        .bind(("0.0.0.0", 0))
+        .await
+        .unwrap();
+    let err = plain
+        .send(Datagram::new("hi", to.clone()).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err:?}");
+
+    let allowed = a_socket(&selector)
+        .udp()
+        .broadcast(true)
+        .bind(("0.0.0.0", 0))
+        .await
+        .unwrap();
+    assert!(allowed.with_sock_ref(|s| s.broadcast()).unwrap());
+    match allowed.send(Datagram::new("hi", to).unwrap()).await {
+        Ok(()) => {}
+        // A machine without any route for the limited broadcast address cannot send it at all;
+        // the permission check passed, which is what the option controls.
+        Err(e) if e.kind() == io::ErrorKind::NetworkUnreachable => {}
+        Err(e) => panic!("broadcast with the option failed: {e:?}"),
+    }
+}
+
+#[tokio::test]
+async fn close_fails_a_pending_receive_and_ends_incoming() {
+    let selector = SelectorManager::new();
+    let socket = Arc::new(
+        a_socket(&selector)
+            .udp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap(),
+    );
+    let receiver = Arc::clone(&socket);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let pending = tokio::spawn(async move {
+        let receive = receiver.receive();
+        started_tx.send(()).unwrap();
+        receive.await
+    });
+    started_rx.await.unwrap();
+    socket.close();
+    assert!(matches!(within(pending).await.unwrap(), Err(Error::Closed)));
+    assert!(socket.is_closed());
+    within(socket.await_closed()).await;
+    let mut incoming = socket.incoming();
+    let next = within(std::future::poll_fn(|cx| {
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut incoming), cx)
+    }))
+    .await;
+    assert!(next.is_none());
+    assert!(matches!(
+        socket
+            .send(Datagram::new("x", socket.local_address()).unwrap())
+            .await,
+        Err(Error::Closed)
+    ));
+}
+
+#[tokio::test]
+async fn incoming_yields_datagrams() {
+    let selector = SelectorManager::new();
+    let socket = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let sender = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let mut incoming = socket.incoming();
+    for i in 0..3u8 {
+        sender
+            .send(Datagram::new(vec![i], socket.local_address()).unwrap())
+            .await
+            .unwrap();
+        let got = within(std::future::poll_fn(|cx| {
+            futures_core::Stream::poll_next(std::pin::Pin::new(&mut incoming), cx)
+        }))
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(&got.packet[..], &[i]);
+    }
+}

@@ -1,0 +1,107 @@
+//! Unix domain stream sockets: echo with half-close, the socket file's lifetime.
+
+use std::path::PathBuf;
+
+use net_sockets::{Error, SelectorManager, SocketAddress, UnixSocketAddress, a_socket};
+use net_tests::{payload, serve_echo, within};
+
+/// A fresh socket path in the temporary directory.
+fn socket_path(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("net-sockets-{}-{name}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_echo_with_half_close() {
+    let selector = SelectorManager::new();
+    let path = socket_path("echo");
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    assert_eq!(listener.port(), None);
+    assert_eq!(
+        listener.local_address().to_string(),
+        path.display().to_string()
+    );
+    let server = serve_echo(listener);
+    for size in [0, 1, 4096, 40960, 1024 * 1024] {
+        let mut socket = a_socket(&selector)
+            .tcp()
+            .connect(UnixSocketAddress::new(&path))
+            .await
+            .unwrap();
+        assert_eq!(
+            socket.remote_address(),
+            SocketAddress::Unix(UnixSocketAddress::new(&path))
+        );
+        let mut input = socket.open_read_channel().unwrap();
+        let mut output = socket.open_write_channel(false).unwrap();
+        let data = payload(size);
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            output.write_fully(&sent).await?;
+            output.flush_and_close().await
+        });
+        let echoed = within(input.read_remaining(usize::MAX)).await.unwrap();
+        within(writer).await.unwrap().unwrap();
+        assert!(echoed[..] == data[..], "{size} bytes");
+        within(socket.await_closed()).await;
+    }
+    server.close();
+}
+
+#[tokio::test]
+async fn the_socket_file_is_removed_when_the_listener_closes() {
+    let selector = SelectorManager::new();
+    let path = socket_path("lifetime");
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    assert!(path.exists());
+    listener.close();
+    assert!(!path.exists());
+    // Dropping without close removes it too.
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    assert!(path.exists());
+    drop(listener);
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn pending_unix_accept_fails_on_close() {
+    let selector = SelectorManager::new();
+    let path = socket_path("accept");
+    let listener = std::sync::Arc::new(
+        a_socket(&selector)
+            .tcp()
+            .bind(UnixSocketAddress::new(&path))
+            .await
+            .unwrap(),
+    );
+    let accepting = std::sync::Arc::clone(&listener);
+    let pending = tokio::spawn(async move { accepting.accept().await });
+    tokio::task::yield_now().await;
+    listener.close();
+    assert!(matches!(within(pending).await.unwrap(), Err(Error::Closed)));
+}
+
+#[tokio::test]
+async fn connecting_to_a_missing_path_fails() {
+    let selector = SelectorManager::new();
+    let path = socket_path("missing");
+    let err = a_socket(&selector)
+        .tcp()
+        .connect(UnixSocketAddress::new(&path))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err:?}");
+}
