@@ -1,0 +1,63 @@
+//! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, describe, project_root};
+
+/// Runs the steps.
+pub(crate) fn run() -> Result<()> {
+    let root = project_root();
+    let steps: Vec<(&str, Command)> = vec![
+        ("format", cargo(&root, &["fmt", "--all", "--", "--check"])),
+        (
+            "clippy",
+            cargo(
+                &root,
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--locked",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            ),
+        ),
+        (
+            "tests (unit, integration, doc)",
+            cargo(&root, &["test", "--workspace", "--locked"]),
+        ),
+        ("docs", {
+            let mut c = cargo(&root, &["doc", "--workspace", "--no-deps", "--locked"]);
+            c.env("RUSTDOCFLAGS", "-D warnings");
+            c
+        }),
+        (
+            "benchmark smoke run",
+            cargo(
+                &root,
+                &[
+                    "run", "--locked", "-p", "bench", "--bin", "lines", "--", "--smoke",
+                ],
+            ),
+        ),
+    ];
+    let total = steps.len();
+    for (i, (name, mut cmd)) in steps.into_iter().enumerate() {
+        println!("==> [{}/{total}] {name}: {}", i + 1, describe(&cmd));
+        let status = cmd
+            .status()
+            .with_context(|| format!("could not start step `{name}`"))?;
+        if !status.success() {
+            bail!(
+                "step `{name}` failed ({status}); command: {}",
+                describe(&cmd)
+            );
+        }
+    }
+    println!("==> ci: all {total} steps passed");
+    Ok(())
+}
