@@ -5,12 +5,15 @@
 //! - [`echo_server`]: a TCP or Unix echo server on `net-sockets` that echoes each connection
 //!   until the client's FIN, then half-closes its side.
 //! - [`fd_count`]: open descriptors of this process, from `/proc/self/fd`.
+//! - [`tls`]: a test PKI (a CA and the leaves it issues), made at test time with rcgen.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use net_sockets::{SelectorManager, ServerSocket, Socket, a_socket};
+
+pub mod tls;
 
 /// The hang safety net used by the tests.
 pub const HANG_LIMIT: Duration = Duration::from_secs(20);

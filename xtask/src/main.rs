@@ -3,6 +3,8 @@
 //! - `cargo xtask ci` — everything CI checks, in order, stopping at the first failure.
 //! - `cargo xtask bench [SCENARIO…]` — release-build the benchmark programs and run them
 //!   (see `BENCHMARKS.md`). `cargo xtask bench --list` names the scenarios.
+//! - `cargo xtask interop` — TLS against real `openssl s_server`, `openssl s_client` and `curl`.
+//! - `cargo xtask fuzz --seconds N` — the cargo-fuzz targets, N seconds each.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -10,14 +12,20 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod ci;
+mod fuzz;
+mod interop;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(&args[1..]),
+        Some("interop") => interop::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask ci | cargo xtask bench [--list] [SCENARIO…]");
+            eprintln!(
+                "usage: cargo xtask ci | bench [--list] [SCENARIO…] | interop | fuzz --seconds N"
+            );
             return ExitCode::from(2);
         }
     };

@@ -724,12 +724,6 @@ fn io_variant_is_passed_through_unchanged() {
         matches!(&e, Error::Io(i) if i.kind() == io::ErrorKind::BrokenPipe),
         "{e:?}"
     );
-
-    let wrapped = Error::Io(io::Error::other(Marker));
-    assert!(
-        std::error::Error::source(&wrapped).is_some(),
-        "Io has no source"
-    );
 }
 
 /// An io::Error carrying a net_io::Error (from an adapter) is unwrapped to that variant.

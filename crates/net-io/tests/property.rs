@@ -224,8 +224,7 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// Every line-reading method agrees with the reference model on random input, random
-    /// chunking and a random limit.
+    /// Every line-reading method matches the reference model on random input, chunking and limit.
     #[test]
     fn line_reads_match_model(
         input in line_input(),
@@ -250,9 +249,7 @@ proptest! {
         }
     }
 
-    /// Sequences of u8/u16/u32/u64 reads (big- and little-endian) over random chunking decode
-    /// what `to_be_bytes`/`to_le_bytes` encoded; a truncated last value is
-    /// `UnexpectedEof { needed, available }` and its bytes stay readable.
+    /// Random u8..u64 BE/LE reads over random chunking match the reference; a cut tail is kept.
     #[test]
     fn typed_reads_match_reference(
         ops in prop::collection::vec((0u8..7, any::<u64>()), 0..40),
@@ -339,8 +336,7 @@ proptest! {
     }
 }
 
-/// The reference model itself follows SPEC §2.1 on hand-checked inputs (so a model bug cannot
-/// hide an implementation bug).
+/// The reference model itself follows SPEC §2.1 on hand-checked inputs.
 #[test]
 fn model_sanity() {
     use Outcome::*;

@@ -56,8 +56,7 @@ async fn read_typed_fixture(ch: &mut ByteReadChannel) {
     assert_eq!(guard(ch.read_f64_le()).await.unwrap(), 1e300);
 }
 
-/// Every typed read (u8..f64, big- and little-endian) decodes correctly from an in-memory
-/// channel and then reports the end.
+/// Every typed read (u8..f64, BE and LE) decodes correctly from an in-memory channel.
 #[tokio::test]
 async fn typed_reads_from_bytes() {
     let mut ch = ByteReadChannel::from_bytes(typed_fixture());
@@ -71,8 +70,7 @@ async fn typed_reads_from_bytes() {
     ));
 }
 
-/// Every typed read decodes correctly when the bytes arrive one per read with a pause before
-/// each, so every integer straddles reads (KTOR-7571).
+/// Every typed read decodes correctly with one byte per read and a pause before each (KTOR-7571).
 #[tokio::test]
 async fn typed_reads_one_byte_per_read() {
     let mut ch = ByteReadChannel::new(ChunkedReader::bytewise(&typed_fixture()));
@@ -94,8 +92,7 @@ async fn typed_reads_at_every_split() {
     }
 }
 
-/// The typed writes produce exactly the big- and little-endian bytes Rust's `to_be_bytes` /
-/// `to_le_bytes` give, and reading them back through a `ByteChannel` round-trips every value.
+/// Typed writes emit to_be/to_le_bytes and round-trip through a ByteChannel.
 #[tokio::test]
 async fn typed_writes_round_trip_through_byte_channel() {
     for auto_flush in [false, true] {
@@ -147,8 +144,7 @@ async fn typed_writes_round_trip_through_byte_channel() {
     }
 }
 
-/// EOF in the middle of an integer is `UnexpectedEof { needed: size, available: buffered }` and
-/// the partial bytes stay readable afterwards.
+/// EOF mid-integer is UnexpectedEof { needed, available } and the partial bytes stay readable.
 #[tokio::test]
 async fn eof_mid_integer_is_unexpected_eof_and_keeps_bytes() {
     let mut ch = ByteReadChannel::from_bytes(&[1u8, 2, 3][..]);
@@ -221,8 +217,7 @@ async fn eof_mid_integer_is_unexpected_eof_and_keeps_bytes() {
     );
 }
 
-/// `read_fully` fills the slice exactly (across reads) and is `UnexpectedEof` when the input
-/// ends first.
+/// read_fully fills the slice exactly across reads, or fails with UnexpectedEof.
 #[tokio::test]
 async fn read_fully_fills_exactly_or_fails() {
     let mut ch = ByteReadChannel::new(ChunkedReader::chunks_with_pauses([
@@ -240,8 +235,7 @@ async fn read_fully_fills_exactly_or_fails() {
     assert!(matches!(r, Err(Error::UnexpectedEof { .. })), "got {r:?}");
 }
 
-/// `read_available` waits for at least one byte, copies what is buffered (up to the slice), and
-/// returns `Ok(0)` only at EOF or for an empty slice.
+/// read_available waits for a byte, copies what is buffered, and is Ok(0) only at EOF/empty slice.
 #[tokio::test]
 async fn read_available_semantics() {
     let mut ch = ByteReadChannel::from_bytes(&b"abc"[..]);
@@ -271,8 +265,7 @@ async fn read_available_semantics() {
     assert_eq!(guard(r.read_available(&mut buf)).await.unwrap(), 0);
 }
 
-/// `read_bytes(n)` returns exactly `n` bytes (assembled across reads), `read_bytes(0)` is empty,
-/// and too few bytes before EOF is `UnexpectedEof`.
+/// read_bytes(n) returns exactly n bytes across reads, or UnexpectedEof when the input is short.
 #[tokio::test]
 async fn read_bytes_exact_or_unexpected_eof() {
     let mut ch = ByteReadChannel::new(ChunkedReader::bytewise(b"hello world"));
@@ -297,8 +290,7 @@ async fn read_bytes_exact_or_unexpected_eof() {
     assert!(matches!(r, Err(Error::UnexpectedEof { .. })), "got {r:?}");
 }
 
-/// `read_remaining(limit)` returns everything up to EOF but at most `limit` bytes; the rest
-/// stays readable.
+/// read_remaining(limit) returns everything up to EOF but at most `limit` bytes.
 #[tokio::test]
 async fn read_remaining_respects_limit() {
     let mut ch = ByteReadChannel::new(ChunkedReader::chunks_with_pauses([
@@ -331,8 +323,7 @@ async fn read_remaining_respects_limit() {
     writer.await.unwrap();
 }
 
-/// `discard(max)` skips up to `max` bytes and says how many; `discard_exact(n)` skips exactly
-/// `n` (across reads) or fails with `UnexpectedEof`.
+/// discard(max) skips up to max and counts; discard_exact(n) skips n or fails with UnexpectedEof.
 #[tokio::test]
 async fn discard_and_discard_exact() {
     let mut ch = ByteReadChannel::from_bytes(&b"abcdef"[..]);
@@ -350,8 +341,7 @@ async fn discard_and_discard_exact() {
     assert!(matches!(r, Err(Error::UnexpectedEof { .. })), "got {r:?}");
 }
 
-/// `await_content(min)` is true once `min` bytes are buffered (waiting across reads, consuming
-/// nothing) and false at EOF with fewer.
+/// await_content(min) is true once min bytes are buffered (consuming none), false at EOF.
 #[tokio::test]
 async fn await_content_semantics() {
     let mut ch = ByteReadChannel::from_bytes(&b"abc"[..]);
@@ -374,8 +364,7 @@ async fn await_content_semantics() {
     );
 }
 
-/// `peek(n)` returns the next `n` bytes without consuming them (waiting across reads), and
-/// `None` at EOF with fewer than `n`, still consuming nothing.
+/// peek(n) returns the next n bytes without consuming them, None at EOF with fewer.
 #[tokio::test]
 async fn peek_looks_ahead_without_consuming() {
     let mut ch = ByteReadChannel::new(ChunkedReader::bytewise(b"abc"));
@@ -400,8 +389,7 @@ async fn peek_looks_ahead_without_consuming() {
     );
 }
 
-/// `skip_if_found(pattern)` consumes the pattern and returns true when the next bytes match
-/// (also across reads); otherwise it returns false and consumes nothing.
+/// skip_if_found consumes the pattern only when the next bytes match it.
 #[tokio::test]
 async fn skip_if_found_consumes_only_a_match() {
     let mut ch = ByteReadChannel::new(ChunkedReader::bytewise(b"abcdef"));
@@ -419,8 +407,7 @@ async fn skip_if_found_consumes_only_a_match() {
     );
 }
 
-/// `available_for_read` counts buffered bytes, and `is_closed_for_read` turns true only once
-/// EOF has been seen and nothing is buffered.
+/// available_for_read counts buffered bytes; is_closed_for_read needs EOF and an empty buffer.
 #[tokio::test]
 async fn available_and_closed_state() {
     let mut ch = ByteReadChannel::from_bytes(&b"ab"[..]);
@@ -451,8 +438,7 @@ async fn available_and_closed_state() {
     assert!(r.is_closed_for_read());
 }
 
-/// `from_bytes` makes a channel that holds exactly the given bytes (from any `Into<Bytes>`) and
-/// is already at EOF.
+/// from_bytes holds exactly the given bytes (any Into<Bytes>) and is already at EOF.
 #[tokio::test]
 async fn from_bytes_holds_exactly_those_bytes() {
     let mut a = ByteReadChannel::from_bytes(vec![1u8, 2, 3]);

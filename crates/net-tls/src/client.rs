@@ -68,7 +68,9 @@ impl TlsConfig {
         if let Some(name) = &self.server_name {
             return Ok(name.clone());
         }
-        let host = connect_host.ok_or_else(|| Error::InvalidServerName { name: String::new() })?;
+        let host = connect_host.ok_or_else(|| Error::InvalidServerName {
+            name: String::new(),
+        })?;
         server_name(host)
     }
 }
@@ -76,7 +78,8 @@ impl TlsConfig {
 pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>> {
     // An IPv6 literal may come with brackets from a URL-style host.
     let bare = name.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(bare.to_owned()).map_err(|_| Error::InvalidServerName { name: name.into() })
+    ServerName::try_from(bare.to_owned())
+        .map_err(|_| Error::InvalidServerName { name: name.into() })
 }
 
 /// Builds a [`TlsConfig`]; see there for the defaults.
@@ -221,8 +224,12 @@ impl TlsConfigBuilder {
             .with_protocol_versions(&crate::versions(&self.versions))
             .map_err(Error::Config)?;
         let builder = if self.insecure {
-            tracing::warn!("TLS client configured to accept any server certificate: connections are not authenticated");
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyServerCertificate(provider)))
+            tracing::warn!(
+                "TLS client configured to accept any server certificate: connections are not authenticated"
+            );
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCertificate(provider)))
         } else {
             let mut roots = self.roots;
             if self.native_roots {
@@ -239,11 +246,17 @@ impl TlsConfigBuilder {
             builder.with_root_certificates(roots)
         };
         let mut config = match self.client_auth {
-            Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(Error::Config)?,
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(Error::Config)?,
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = self.alpn;
-        Ok(TlsConfig { rustls: Arc::new(config), server_name, handshake_timeout: self.handshake_timeout })
+        Ok(TlsConfig {
+            rustls: Arc::new(config),
+            server_name,
+            handshake_timeout: self.handshake_timeout,
+        })
     }
 }
 
@@ -269,7 +282,12 @@ impl ServerCertVerifier for AcceptAnyServerCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -278,7 +296,12 @@ impl ServerCertVerifier for AcceptAnyServerCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -47,14 +47,19 @@ impl Error {
         match self {
             Error::Handshake(_) => io::ErrorKind::InvalidData,
             Error::HandshakeTimeout(_) => io::ErrorKind::TimedOut,
-            Error::Pem { .. } | Error::Config(_) | Error::InvalidServerName { .. } => io::ErrorKind::InvalidInput,
+            Error::Pem { .. } | Error::Config(_) | Error::InvalidServerName { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             Error::Socket(e) => e.kind(),
         }
     }
 
     /// Maps an error from a tokio-rustls handshake: a rustls error inside becomes `Handshake`.
     pub(crate) fn from_handshake(e: io::Error) -> Self {
-        match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
             Some(tls) => Error::Handshake(tls.clone()),
             None => Error::Socket(e.into()),
         }

@@ -28,14 +28,21 @@ impl Session {
             alpn_protocol: state.alpn_protocol().map(<[u8]>::to_vec),
             protocol_version: state.protocol_version().and_then(TlsVersion::from_rustls),
             cipher_suite: state.negotiated_cipher_suite().map(|s| s.suite()),
-            peer_certificates: state.peer_certificates().map(<[_]>::to_vec).unwrap_or_default(),
+            peer_certificates: state
+                .peer_certificates()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
             server_name,
         }
     }
 }
 
 /// Runs the client handshake; on failure or timeout `io` is dropped (closed).
-pub(crate) async fn connect<S>(io: S, config: &TlsConfig, connect_host: Option<&str>) -> Result<(TlsStream<S>, Session)>
+pub(crate) async fn connect<S>(
+    io: S,
+    config: &TlsConfig,
+    connect_host: Option<&str>,
+) -> Result<(TlsStream<S>, Session)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -75,7 +82,11 @@ where
 pub(crate) struct TruncationAware<R>(pub(crate) R);
 
 impl<R: AsyncRead + Unpin> AsyncRead for TruncationAware<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match Pin::new(&mut self.0).poll_read(cx, buf) {
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)))

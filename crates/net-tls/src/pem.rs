@@ -12,14 +12,22 @@ pub(crate) const BYTES: &str = "PEM bytes";
 
 /// Reads a PEM file.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Pem { origin: path.display().to_string(), reason: format!("cannot read: {e}") })
+    std::fs::read(path).map_err(|e| Error::Pem {
+        origin: path.display().to_string(),
+        reason: format!("cannot read: {e}"),
+    })
 }
 
 /// Every certificate in `pem`, in order; at least one.
 pub(crate) fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| bad(origin, e))?;
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(origin, e))?;
     if certs.is_empty() {
-        return Err(Error::Pem { origin: origin.into(), reason: "no CERTIFICATE section found".into() });
+        return Err(Error::Pem {
+            origin: origin.into(),
+            reason: "no CERTIFICATE section found".into(),
+        });
     }
     Ok(certs)
 }
@@ -29,14 +37,18 @@ pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'sta
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
         pem::Error::NoItemsFound => Error::Pem {
             origin: origin.into(),
-            reason: "no private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section) found".into(),
+            reason: "no private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section) found"
+                .into(),
         },
         e => bad(origin, e),
     })
 }
 
 fn bad(origin: &str, e: pem::Error) -> Error {
-    Error::Pem { origin: origin.into(), reason: e.to_string() }
+    Error::Pem {
+        origin: origin.into(),
+        reason: e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -47,7 +59,10 @@ mod tests {
     fn empty_and_garbage_pem_are_errors_naming_the_origin() {
         for input in [&b""[..], b"hello", b"-----BEGIN CERTIFICATE-----\nAAAA"] {
             let e = certificates(input, "ca.pem").unwrap_err();
-            assert!(matches!(&e, Error::Pem { origin, .. } if origin == "ca.pem"), "{e}");
+            assert!(
+                matches!(&e, Error::Pem { origin, .. } if origin == "ca.pem"),
+                "{e}"
+            );
             assert!(private_key(input, "key.pem").is_err());
         }
     }

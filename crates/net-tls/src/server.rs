@@ -7,9 +7,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::RootCertStore;
+use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
 
 use crate::client::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::{Error, Result, TlsVersion, pem, provider};
@@ -103,7 +103,10 @@ impl fmt::Debug for TlsServerConfigBuilder {
         f.debug_struct("TlsServerConfigBuilder")
             .field("certificates", &self.chain.as_ref().map_or(0, Vec::len))
             .field("key", &self.key.is_some())
-            .field("sni_names", &self.sni.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "sni_names",
+                &self.sni.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .field("client_auth", &self.client_auth)
             .finish_non_exhaustive()
     }
@@ -127,7 +130,10 @@ impl TlsServerConfigBuilder {
     /// [`Error::Pem`] naming the file when it is missing, empty or malformed.
     pub fn certificate_chain_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        self.chain = Some(pem::certificates(&pem::read_file(path)?, &path.display().to_string())?);
+        self.chain = Some(pem::certificates(
+            &pem::read_file(path)?,
+            &path.display().to_string(),
+        )?);
         Ok(self)
     }
 
@@ -148,7 +154,10 @@ impl TlsServerConfigBuilder {
     /// [`Error::Pem`] naming the file when it is missing, empty or malformed.
     pub fn private_key_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        self.key = Some(pem::private_key(&pem::read_file(path)?, &path.display().to_string())?);
+        self.key = Some(pem::private_key(
+            &pem::read_file(path)?,
+            &path.display().to_string(),
+        )?);
         Ok(self)
     }
 
@@ -159,11 +168,17 @@ impl TlsServerConfigBuilder {
     ///
     /// [`Error::Pem`] for unusable PEM, [`Error::Config`] when the key does not match the
     /// certificate.
-    pub fn sni_certificate_pem(mut self, host_name: &str, chain: &[u8], key: &[u8]) -> Result<Self> {
+    pub fn sni_certificate_pem(
+        mut self,
+        host_name: &str,
+        chain: &[u8],
+        key: &[u8],
+    ) -> Result<Self> {
         let chain = pem::certificates(chain, pem::BYTES)?;
         let key = pem::private_key(key, pem::BYTES)?;
         let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(Error::Config)?;
-        self.sni.push((host_name.to_ascii_lowercase(), Arc::new(certified)));
+        self.sni
+            .push((host_name.to_ascii_lowercase(), Arc::new(certified)));
         Ok(self)
     }
 
@@ -222,7 +237,8 @@ impl TlsServerConfigBuilder {
                 "a certificate chain and a private key are required".into(),
             )));
         };
-        let default = Arc::new(CertifiedKey::from_der(chain, key, &provider).map_err(Error::Config)?);
+        let default =
+            Arc::new(CertifiedKey::from_der(chain, key, &provider).map_err(Error::Config)?);
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&crate::versions(&self.versions))
             .map_err(Error::Config)?;
@@ -240,11 +256,19 @@ impl TlsServerConfigBuilder {
                     .map_err(|e| Error::Config(rustls::Error::General(e.to_string())))?,
             ),
         };
-        let resolver = SniResolver { default, by_name: self.sni.into_iter().collect() };
+        let resolver = SniResolver {
+            default,
+            by_name: self.sni.into_iter().collect(),
+        };
         let mut config = builder.with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = self.alpn;
-        let settings = Settings { rustls: Arc::new(config), handshake_timeout: self.handshake_timeout };
-        Ok(TlsServerConfig { current: Arc::new(RwLock::new(Arc::new(settings))) })
+        let settings = Settings {
+            rustls: Arc::new(config),
+            handshake_timeout: self.handshake_timeout,
+        };
+        Ok(TlsServerConfig {
+            current: Arc::new(RwLock::new(Arc::new(settings))),
+        })
     }
 }
 

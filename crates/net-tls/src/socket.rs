@@ -63,7 +63,8 @@ pub trait TlsExt: Sized {
     /// # Cancel safety
     ///
     /// Dropping the future closes the socket.
-    fn tls_server(self, config: &TlsServerConfig) -> impl Future<Output = Result<TlsSocket>> + Send;
+    fn tls_server(self, config: &TlsServerConfig)
+    -> impl Future<Output = Result<TlsSocket>> + Send;
 }
 
 impl TlsExt for Socket {
@@ -72,7 +73,10 @@ impl TlsExt for Socket {
         let stream = self.into_stream()?;
         let handle = stream.socket().handle();
         let span = stream.socket().span().clone();
-        match handshake::connect(stream, &config, host.as_deref()).instrument(span).await {
+        match handshake::connect(stream, &config, host.as_deref())
+            .instrument(span)
+            .await
+        {
             Ok((stream, session)) => {
                 tracing::debug!(version = ?session.protocol_version, "tls client handshake done");
                 Ok(TlsSocket::new(stream, session, handle))
@@ -144,7 +148,13 @@ impl fmt::Debug for TlsSocket {
 
 impl TlsSocket {
     fn new(stream: TlsStream<SocketStream>, session: Session, handle: SocketHandle) -> Self {
-        TlsSocket { shared: Arc::new(Mutex::new(stream)), session, handle, read_opened: false, write_opened: false }
+        TlsSocket {
+            shared: Arc::new(Mutex::new(stream)),
+            session,
+            handle,
+            read_opened: false,
+            write_opened: false,
+        }
     }
 
     /// Opens the channel that reads decrypted bytes (once).
@@ -156,7 +166,9 @@ impl TlsSocket {
     pub fn open_read_channel(&mut self) -> Result<ByteReadChannel> {
         self.check_open(self.read_opened)?;
         self.read_opened = true;
-        Ok(ByteReadChannel::new(TruncationAware(ReadHalf(Arc::clone(&self.shared)))))
+        Ok(ByteReadChannel::new(TruncationAware(ReadHalf(Arc::clone(
+            &self.shared,
+        )))))
     }
 
     /// Opens the channel that writes bytes to encrypt and send (once). With `auto_flush`, every
@@ -168,7 +180,10 @@ impl TlsSocket {
     pub fn open_write_channel(&mut self, auto_flush: bool) -> Result<ByteWriteChannel> {
         self.check_open(self.write_opened)?;
         self.write_opened = true;
-        Ok(ByteWriteChannel::new(WriteHalf(Arc::clone(&self.shared)), auto_flush))
+        Ok(ByteWriteChannel::new(
+            WriteHalf(Arc::clone(&self.shared)),
+            auto_flush,
+        ))
     }
 
     fn check_open(&self, opened: bool) -> Result<()> {
@@ -261,13 +276,21 @@ struct ReadHalf(Shared);
 struct WriteHalf(Shared);
 
 impl AsyncRead for ReadHalf {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut *lock(&self.0)).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for WriteHalf {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut *lock(&self.0)).poll_write(cx, buf)
     }
 

@@ -3,16 +3,14 @@
 //! certificate reload. Every failure case also proves that the server keeps serving a
 //! well-behaved client afterwards.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, ServerSocket, a_socket};
+use net_tests::tls::{Leaf, TestCa};
 use net_tls::rustls::{self, CertificateError};
 use net_tls::{Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket, TlsVersion, Truncated};
-use support::{Leaf, TestCa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -40,7 +38,13 @@ struct SessionView {
 }
 
 async fn start_server(selector: &SelectorManager, config: TlsServerConfig) -> Server {
-    let listener = Arc::new(a_socket(selector).tcp().bind(("127.0.0.1", 0)).await.unwrap());
+    let listener = Arc::new(
+        a_socket(selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap(),
+    );
     let port = listener.port().unwrap();
     let (tx, outcomes) = mpsc::unbounded_channel();
     let l = Arc::clone(&listener);
@@ -68,18 +72,31 @@ async fn start_server(selector: &SelectorManager, config: TlsServerConfig) -> Se
             });
         }
     });
-    Server { port, outcomes, _listener: listener }
+    Server {
+        port,
+        outcomes,
+        _listener: listener,
+    }
 }
 
 async fn serve(tls: &mut TlsSocket) {
-    let (Ok(mut input), Ok(mut output)) = (tls.open_read_channel(), tls.open_write_channel(true)) else {
+    let (Ok(mut input), Ok(mut output)) = (tls.open_read_channel(), tls.open_write_channel(true))
+    else {
         return;
     };
-    if output.write_string_utf8("Please enter your name\n").await.is_err() {
+    if output
+        .write_string_utf8("Please enter your name\n")
+        .await
+        .is_err()
+    {
         return;
     }
     while let Ok(Some(line)) = input.read_line(LIMIT, LineEnding::Default).await {
-        if output.write_string_utf8(&format!("Hello, {line}!\n")).await.is_err() {
+        if output
+            .write_string_utf8(&format!("Hello, {line}!\n"))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -96,10 +113,17 @@ fn server_config(leaf: &Leaf) -> net_tls::TlsServerConfigBuilder {
 }
 
 fn client_config(ca: &TestCa) -> net_tls::TlsConfigBuilder {
-    TlsConfig::builder().add_root_certificates_pem(ca.pem.as_bytes()).unwrap()
+    TlsConfig::builder()
+        .add_root_certificates_pem(ca.pem.as_bytes())
+        .unwrap()
 }
 
-async fn connect(selector: &SelectorManager, host: &str, port: u16, config: TlsConfig) -> Result<TlsSocket, Error> {
+async fn connect(
+    selector: &SelectorManager,
+    host: &str,
+    port: u16,
+    config: TlsConfig,
+) -> Result<TlsSocket, Error> {
     let socket = a_socket(selector).tcp().connect((host, port)).await?;
     socket.tls(config).await
 }
@@ -108,22 +132,48 @@ async fn connect(selector: &SelectorManager, host: &str, port: u16, config: TlsC
 async fn round_trip(tls: &mut TlsSocket, name: &str) {
     let mut input = tls.open_read_channel().unwrap();
     let mut output = tls.open_write_channel(true).unwrap();
-    assert_eq!(input.read_line(LIMIT, LineEnding::Default).await.unwrap().as_deref(), Some("Please enter your name"));
-    output.write_string_utf8(&format!("{name}\n")).await.unwrap();
-    assert_eq!(input.read_line(LIMIT, LineEnding::Default).await.unwrap(), Some(format!("Hello, {name}!")));
+    assert_eq!(
+        input
+            .read_line(LIMIT, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Please enter your name")
+    );
+    output
+        .write_string_utf8(&format!("{name}\n"))
+        .await
+        .unwrap();
+    assert_eq!(
+        input.read_line(LIMIT, LineEnding::Default).await.unwrap(),
+        Some(format!("Hello, {name}!"))
+    );
     output.flush_and_close().await.unwrap();
-    assert_eq!(input.read_line(LIMIT, LineEnding::Default).await.unwrap(), None);
+    assert_eq!(
+        input.read_line(LIMIT, LineEnding::Default).await.unwrap(),
+        None
+    );
 }
 
 /// Proves the server still serves a good client.
 async fn good_client_works(selector: &SelectorManager, server: &mut Server, ca: &TestCa) {
-    let mut tls = connect(selector, "localhost", server.port, client_config(ca).build().unwrap()).await.unwrap();
+    let mut tls = connect(
+        selector,
+        "localhost",
+        server.port,
+        client_config(ca).build().unwrap(),
+    )
+    .await
+    .unwrap();
     round_trip(&mut tls, "still-here").await;
     assert!(next_outcome(server).await.is_ok());
 }
 
 async fn next_outcome(server: &mut Server) -> Result<SessionView, Error> {
-    tokio::time::timeout(SAFETY, server.outcomes.recv()).await.expect("server reported nothing").unwrap()
+    tokio::time::timeout(SAFETY, server.outcomes.recv())
+        .await
+        .expect("server reported nothing")
+        .unwrap()
 }
 
 fn certificate_error(e: &Error) -> Option<&CertificateError> {
@@ -141,10 +191,19 @@ async fn both_versions_negotiate_and_report_the_session() {
     let ca = TestCa::new("test ca");
     let leaf = ca.server(&["localhost", "127.0.0.1"]);
     for version in [TlsVersion::Tls13, TlsVersion::Tls12] {
-        let config = server_config(&leaf).protocol_versions(&[version]).alpn_protocols(["h2", "http/1.1"]).build().unwrap();
+        let config = server_config(&leaf)
+            .protocol_versions(&[version])
+            .alpn_protocols(["h2", "http/1.1"])
+            .build()
+            .unwrap();
         let mut server = start_server(&selector, config).await;
-        let client = client_config(&ca).alpn_protocols(["http/1.1"]).build().unwrap();
-        let mut tls = connect(&selector, "localhost", server.port, client).await.unwrap();
+        let client = client_config(&ca)
+            .alpn_protocols(["http/1.1"])
+            .build()
+            .unwrap();
+        let mut tls = connect(&selector, "localhost", server.port, client)
+            .await
+            .unwrap();
         assert_eq!(tls.protocol_version(), Some(version));
         assert_eq!(tls.alpn_protocol(), Some(&b"http/1.1"[..]));
         assert_eq!(tls.server_name(), Some("localhost"));
@@ -168,15 +227,42 @@ async fn both_versions_negotiate_and_report_the_session() {
 async fn ip_address_is_checked_against_ip_sans() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("test ca");
-    let mut with_ip = start_server(&selector, server_config(&ca.server(&["127.0.0.1"])).build().unwrap()).await;
-    let mut tls = connect(&selector, "127.0.0.1", with_ip.port, client_config(&ca).build().unwrap()).await.unwrap();
+    let mut with_ip = start_server(
+        &selector,
+        server_config(&ca.server(&["127.0.0.1"])).build().unwrap(),
+    )
+    .await;
+    let mut tls = connect(
+        &selector,
+        "127.0.0.1",
+        with_ip.port,
+        client_config(&ca).build().unwrap(),
+    )
+    .await
+    .unwrap();
     round_trip(&mut tls, "ip").await;
     assert!(next_outcome(&mut with_ip).await.is_ok());
 
-    let without_ip = start_server(&selector, server_config(&ca.server(&["localhost"])).build().unwrap()).await;
-    let e = connect(&selector, "127.0.0.1", without_ip.port, client_config(&ca).build().unwrap()).await.unwrap_err();
+    let without_ip = start_server(
+        &selector,
+        server_config(&ca.server(&["localhost"])).build().unwrap(),
+    )
+    .await;
+    let e = connect(
+        &selector,
+        "127.0.0.1",
+        without_ip.port,
+        client_config(&ca).build().unwrap(),
+    )
+    .await
+    .unwrap_err();
     assert!(
-        matches!(certificate_error(&e), Some(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. })),
+        matches!(
+            certificate_error(&e),
+            Some(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+            )
+        ),
         "{e:?}"
     );
 }
@@ -190,26 +276,77 @@ async fn verification_failures_are_typed_and_the_server_keeps_serving() {
     let other_ca = TestCa::new("other ca");
 
     // Wrong host: the certificate names another host.
-    let mut server = start_server(&selector, server_config(&ca.server(&["example.test"])).build().unwrap()).await;
-    let e = connect(&selector, "localhost", server.port, client_config(&ca).build().unwrap()).await.unwrap_err();
+    let mut server = start_server(
+        &selector,
+        server_config(&ca.server(&["example.test"]))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let e = connect(
+        &selector,
+        "localhost",
+        server.port,
+        client_config(&ca).build().unwrap(),
+    )
+    .await
+    .unwrap_err();
     assert!(
-        matches!(certificate_error(&e), Some(CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. })),
+        matches!(
+            certificate_error(&e),
+            Some(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+            )
+        ),
         "{e:?}"
     );
-    assert!(next_outcome(&mut server).await.is_err(), "the server saw the client's alert");
+    assert!(
+        next_outcome(&mut server).await.is_err(),
+        "the server saw the client's alert"
+    );
 
     // Untrusted: signed by a CA the client does not trust.
-    let mut server = start_server(&selector, server_config(&ca.server(&["localhost"])).build().unwrap()).await;
-    let e = connect(&selector, "localhost", server.port, client_config(&other_ca).build().unwrap()).await.unwrap_err();
-    assert!(matches!(certificate_error(&e), Some(CertificateError::UnknownIssuer)), "{e:?}");
+    let mut server = start_server(
+        &selector,
+        server_config(&ca.server(&["localhost"])).build().unwrap(),
+    )
+    .await;
+    let e = connect(
+        &selector,
+        "localhost",
+        server.port,
+        client_config(&other_ca).build().unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(certificate_error(&e), Some(CertificateError::UnknownIssuer)),
+        "{e:?}"
+    );
     assert!(next_outcome(&mut server).await.is_err());
     good_client_works(&selector, &mut server, &ca).await;
 
     // Expired.
-    let mut server = start_server(&selector, server_config(&ca.expired_server(&["localhost"])).build().unwrap()).await;
-    let e = connect(&selector, "localhost", server.port, client_config(&ca).build().unwrap()).await.unwrap_err();
+    let mut server = start_server(
+        &selector,
+        server_config(&ca.expired_server(&["localhost"]))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let e = connect(
+        &selector,
+        "localhost",
+        server.port,
+        client_config(&ca).build().unwrap(),
+    )
+    .await
+    .unwrap_err();
     assert!(
-        matches!(certificate_error(&e), Some(CertificateError::Expired | CertificateError::ExpiredContext { .. })),
+        matches!(
+            certificate_error(&e),
+            Some(CertificateError::Expired | CertificateError::ExpiredContext { .. })
+        ),
         "{e:?}"
     );
     assert!(next_outcome(&mut server).await.is_err());
@@ -220,9 +357,23 @@ async fn verification_failures_are_typed_and_the_server_keeps_serving() {
 async fn default_roots_do_not_trust_a_private_ca() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("test ca");
-    let server = start_server(&selector, server_config(&ca.server(&["localhost"])).build().unwrap()).await;
-    let e = connect(&selector, "localhost", server.port, TlsConfig::builder().build().unwrap()).await.unwrap_err();
-    assert!(matches!(certificate_error(&e), Some(CertificateError::UnknownIssuer)), "{e:?}");
+    let server = start_server(
+        &selector,
+        server_config(&ca.server(&["localhost"])).build().unwrap(),
+    )
+    .await;
+    let e = connect(
+        &selector,
+        "localhost",
+        server.port,
+        TlsConfig::builder().build().unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(certificate_error(&e), Some(CertificateError::UnknownIssuer)),
+        "{e:?}"
+    );
 }
 
 /// The seed's trust-all mode connects to a server whose certificate nobody vouches for.
@@ -230,9 +381,20 @@ async fn default_roots_do_not_trust_a_private_ca() {
 async fn dangerous_mode_accepts_any_certificate() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("test ca");
-    let server = start_server(&selector, server_config(&ca.server(&["elsewhere.test"])).build().unwrap()).await;
-    let config = TlsConfig::builder().dangerous_accept_any_server_certificate().build().unwrap();
-    let mut tls = connect(&selector, "localhost", server.port, config).await.unwrap();
+    let server = start_server(
+        &selector,
+        server_config(&ca.server(&["elsewhere.test"]))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let config = TlsConfig::builder()
+        .dangerous_accept_any_server_certificate()
+        .build()
+        .unwrap();
+    let mut tls = connect(&selector, "localhost", server.port, config)
+        .await
+        .unwrap();
     round_trip(&mut tls, "trusting").await;
 }
 
@@ -255,27 +417,47 @@ async fn mutual_tls_requires_a_client_certificate() {
         let mut server = start_server(&selector, config).await;
 
         let with_cert = client_config(&ca)
-            .client_certificate_pem(client_leaf.chain_pem.as_bytes(), client_leaf.key_pem.as_bytes())
+            .client_certificate_pem(
+                client_leaf.chain_pem.as_bytes(),
+                client_leaf.key_pem.as_bytes(),
+            )
             .unwrap()
             .build()
             .unwrap();
-        let mut tls = connect(&selector, "localhost", server.port, with_cert).await.unwrap();
+        let mut tls = connect(&selector, "localhost", server.port, with_cert)
+            .await
+            .unwrap();
         assert_eq!(next_outcome(&mut server).await.unwrap().client_certs, 2);
         round_trip(&mut tls, "certified").await;
 
-        let client = connect(&selector, "localhost", server.port, client_config(&ca).build().unwrap()).await;
+        let client = connect(
+            &selector,
+            "localhost",
+            server.port,
+            client_config(&ca).build().unwrap(),
+        )
+        .await;
         match client {
             Err(e) => assert!(matches!(e, Error::Handshake(_)), "{e:?}"),
             Ok(mut tls) => {
                 let mut input = tls.open_read_channel().unwrap();
-                let e = input.read_line(LIMIT, LineEnding::Default).await.unwrap_err();
+                let e = input
+                    .read_line(LIMIT, LineEnding::Default)
+                    .await
+                    .unwrap_err();
                 let io = std::io::Error::from(e);
                 let tls_error = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-                assert!(matches!(tls_error, Some(rustls::Error::AlertReceived(_))), "{io:?}");
+                assert!(
+                    matches!(tls_error, Some(rustls::Error::AlertReceived(_))),
+                    "{io:?}"
+                );
             }
         }
         let e = next_outcome(&mut server).await.unwrap_err();
-        assert!(matches!(e, Error::Handshake(rustls::Error::NoCertificatesPresented)), "{e:?}");
+        assert!(
+            matches!(e, Error::Handshake(rustls::Error::NoCertificatesPresented)),
+            "{e:?}"
+        );
     }
 }
 
@@ -285,25 +467,42 @@ async fn mutual_tls_requires_a_client_certificate() {
 async fn garbage_and_silent_clients_fail_without_blocking_others() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("test ca");
-    let config = server_config(&ca.server(&["localhost"])).handshake_timeout(Duration::from_millis(500)).build().unwrap();
+    let config = server_config(&ca.server(&["localhost"]))
+        .handshake_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
     let mut server = start_server(&selector, config).await;
 
-    let mut garbage = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
-    garbage.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut garbage = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let e = next_outcome(&mut server).await.unwrap_err();
     assert!(matches!(e, Error::Handshake(_)), "{e:?}");
     // The server closed the raw connection: reading ends (with EOF or a reset) instead of hanging.
     let mut rest = Vec::new();
-    let _ = tokio::time::timeout(SAFETY, garbage.read_to_end(&mut rest)).await.expect("raw connection left open");
+    let _ = tokio::time::timeout(SAFETY, garbage.read_to_end(&mut rest))
+        .await
+        .expect("raw connection left open");
 
-    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
     // While the silent client holds its slot, a good client is served.
     good_client_works(&selector, &mut server, &ca).await;
     let e = next_outcome(&mut server).await.unwrap_err();
     assert!(matches!(e, Error::HandshakeTimeout(_)), "{e:?}");
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(SAFETY, silent.read(&mut buf)).await.unwrap();
-    assert!(matches!(n, Ok(0) | Err(_)), "the server closed the silent connection: {n:?}");
+    let n = tokio::time::timeout(SAFETY, silent.read(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        matches!(n, Ok(0) | Err(_)),
+        "the server closed the silent connection: {n:?}"
+    );
 }
 
 /// A peer that drops the connection without close_notify is reported as truncation, while a
@@ -313,7 +512,11 @@ async fn truncation_is_distinct_from_a_clean_close() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("test ca");
     let config = server_config(&ca.server(&["localhost"])).build().unwrap();
-    let listener = a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await.unwrap();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
     let port = listener.port().unwrap();
 
     // Truncating peer: plain tokio-rustls, dropped without shutdown.
@@ -329,7 +532,9 @@ async fn truncation_is_distinct_from_a_clean_close() {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let mut tls = connector.connect(name, tcp).await.unwrap();
@@ -338,11 +543,29 @@ async fn truncation_is_distinct_from_a_clean_close() {
         drop(tls); // FIN without close_notify
         ca
     });
-    let mut tls = listener.accept().await.unwrap().tls_server(&config).await.unwrap();
+    let mut tls = listener
+        .accept()
+        .await
+        .unwrap()
+        .tls_server(&config)
+        .await
+        .unwrap();
     let ca = raw.await.unwrap();
     let mut input = tls.open_read_channel().unwrap();
-    assert_eq!(input.read_line(LIMIT, LineEnding::Default).await.unwrap().as_deref(), Some("partial line"));
-    let e = std::io::Error::from(input.read_line(LIMIT, LineEnding::Default).await.unwrap_err());
+    assert_eq!(
+        input
+            .read_line(LIMIT, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("partial line")
+    );
+    let e = std::io::Error::from(
+        input
+            .read_line(LIMIT, LineEnding::Default)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     assert!(e.get_ref().is_some_and(|i| i.is::<Truncated>()), "{e:?}");
 
@@ -350,24 +573,44 @@ async fn truncation_is_distinct_from_a_clean_close() {
     let client = tokio::spawn({
         let selector = selector.clone();
         async move {
-            let mut tls = connect(&selector, "localhost", port, rustls_client).await.unwrap();
+            let mut tls = connect(&selector, "localhost", port, rustls_client)
+                .await
+                .unwrap();
             let mut output = tls.open_write_channel(false).unwrap();
             output.write_string_utf8("whole line\n").await.unwrap();
             output.flush_and_close().await.unwrap();
             tls
         }
     });
-    let mut tls = listener.accept().await.unwrap().tls_server(&config).await.unwrap();
+    let mut tls = listener
+        .accept()
+        .await
+        .unwrap()
+        .tls_server(&config)
+        .await
+        .unwrap();
     let mut input = tls.open_read_channel().unwrap();
-    assert_eq!(input.read_line(LIMIT, LineEnding::Default).await.unwrap().as_deref(), Some("whole line"));
-    assert_eq!(input.read_line(LIMIT, LineEnding::Default).await.unwrap(), None);
+    assert_eq!(
+        input
+            .read_line(LIMIT, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("whole line")
+    );
+    assert_eq!(
+        input.read_line(LIMIT, LineEnding::Default).await.unwrap(),
+        None
+    );
     drop(client.await.unwrap());
     drop(ca);
 }
 
 fn rustls_pki_types_certs(pem: &str) -> Vec<net_tls::CertificateDer<'static>> {
     use rustls::pki_types::pem::PemObject;
-    net_tls::CertificateDer::pem_slice_iter(pem.as_bytes()).map(Result::unwrap).collect()
+    net_tls::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(Result::unwrap)
+        .collect()
 }
 
 /// Half-close over TLS: the client sends, closes its write side with close_notify, and still
@@ -377,12 +620,22 @@ async fn half_close_and_large_transfers_arrive_intact() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("test ca");
     let config = server_config(&ca.server(&["localhost"])).build().unwrap();
-    let listener = a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await.unwrap();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
     let port = listener.port().unwrap();
     // Echo server: reads until close_notify, then sends everything back and closes.
     let server = tokio::spawn(async move {
         for _ in 0..2 {
-            let mut tls = listener.accept().await.unwrap().tls_server(&config).await.unwrap();
+            let mut tls = listener
+                .accept()
+                .await
+                .unwrap()
+                .tls_server(&config)
+                .await
+                .unwrap();
             let mut input = tls.open_read_channel().unwrap();
             let mut output = tls.open_write_channel(false).unwrap();
             tokio::spawn(async move {
@@ -393,8 +646,19 @@ async fn half_close_and_large_transfers_arrive_intact() {
         }
     });
     for size in [1 << 20, 64 << 20] {
-        let payload: Arc<Vec<u8>> = Arc::new((0..size).map(|i: usize| (i.wrapping_mul(31) >> 3) as u8).collect());
-        let mut tls = connect(&selector, "localhost", port, client_config(&ca).build().unwrap()).await.unwrap();
+        let payload: Arc<Vec<u8>> = Arc::new(
+            (0..size)
+                .map(|i: usize| (i.wrapping_mul(31) >> 3) as u8)
+                .collect(),
+        );
+        let mut tls = connect(
+            &selector,
+            "localhost",
+            port,
+            client_config(&ca).build().unwrap(),
+        )
+        .await
+        .unwrap();
         let mut input = tls.open_read_channel().unwrap();
         let mut output = tls.open_write_channel(false).unwrap();
         let sent = Arc::clone(&payload);
@@ -402,7 +666,10 @@ async fn half_close_and_large_transfers_arrive_intact() {
             output.write_fully(&sent).await.unwrap();
             output.flush_and_close().await.unwrap();
         });
-        let echoed = tokio::time::timeout(SAFETY * 4, input.read_remaining(usize::MAX)).await.unwrap().unwrap();
+        let echoed = tokio::time::timeout(SAFETY * 4, input.read_remaining(usize::MAX))
+            .await
+            .unwrap()
+            .unwrap();
         writer.await.unwrap();
         assert_eq!(echoed.len(), payload.len());
         assert!(echoed[..] == payload[..], "{size} bytes came back changed");
@@ -420,24 +687,50 @@ async fn reload_and_sni_choose_the_certificate() {
     let second = ca.server(&["localhost"]);
     let named = ca.server(&["other.test"]);
     let config = server_config(&first)
-        .sni_certificate_pem("Other.Test", named.chain_pem.as_bytes(), named.key_pem.as_bytes())
+        .sni_certificate_pem(
+            "Other.Test",
+            named.chain_pem.as_bytes(),
+            named.key_pem.as_bytes(),
+        )
         .unwrap()
         .build()
         .unwrap();
     let mut server = start_server(&selector, config.clone()).await;
     let leaf_der = |leaf: &Leaf| rustls_pki_types_certs(&leaf.chain_pem).remove(0);
 
-    let mut open = connect(&selector, "localhost", server.port, client_config(&ca).build().unwrap()).await.unwrap();
+    let mut open = connect(
+        &selector,
+        "localhost",
+        server.port,
+        client_config(&ca).build().unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(open.peer_certificates()[0], leaf_der(&first));
     assert!(next_outcome(&mut server).await.is_ok());
 
-    let by_name = client_config(&ca).server_name("other.test").build().unwrap();
-    let tls = connect(&selector, "localhost", server.port, by_name).await.unwrap();
+    let by_name = client_config(&ca)
+        .server_name("other.test")
+        .build()
+        .unwrap();
+    let tls = connect(&selector, "localhost", server.port, by_name)
+        .await
+        .unwrap();
     assert_eq!(tls.peer_certificates()[0], leaf_der(&named));
-    assert_eq!(next_outcome(&mut server).await.unwrap().sni.as_deref(), Some("other.test"));
+    assert_eq!(
+        next_outcome(&mut server).await.unwrap().sni.as_deref(),
+        Some("other.test")
+    );
 
     config.reload(&server_config(&second).build().unwrap());
-    let mut fresh = connect(&selector, "localhost", server.port, client_config(&ca).build().unwrap()).await.unwrap();
+    let mut fresh = connect(
+        &selector,
+        "localhost",
+        server.port,
+        client_config(&ca).build().unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(fresh.peer_certificates()[0], leaf_der(&second));
     assert!(next_outcome(&mut server).await.is_ok());
     round_trip(&mut fresh, "new").await;
