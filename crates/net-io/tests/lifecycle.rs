@@ -315,19 +315,28 @@ async fn reader_cancel_discards_and_fails_later_reads() {
     assert_cancelled!(r.read_u8());
 }
 
-/// A write blocked on a full ByteChannel fails with Cancelled when the reader is cancelled.
+/// A write blocked on a full ByteChannel fails with Cancelled when the reader is cancelled/dropped.
 #[tokio::test]
 async fn blocked_writer_released_by_reader_cancel() {
     let data = pattern(256 * 1024);
-    let (mut w, mut r) = ByteChannel::new(false);
-    let mut fut = pin!(w.write_fully(&data));
-    assert!(
-        is_pending(fut.as_mut()).await,
-        "256 KiB write into a 64 KiB pipe completed"
-    );
-    r.cancel();
-    let res = guard(fut).await;
-    assert!(matches!(res, Err(Error::Cancelled)), "{res:?}");
+    for drop_reader in [false, true] {
+        let (mut w, mut r) = ByteChannel::new(false);
+        let mut fut = pin!(w.write_fully(&data));
+        assert!(
+            is_pending(fut.as_mut()).await,
+            "256 KiB write into a 64 KiB pipe completed"
+        );
+        if drop_reader {
+            drop(r);
+        } else {
+            r.cancel();
+        }
+        let res = guard(fut).await;
+        assert!(
+            matches!(res, Err(Error::Cancelled)),
+            "drop_reader={drop_reader}: {res:?}"
+        );
+    }
 }
 
 /// A writer task blocked on a full ByteChannel ends with Cancelled on reader cancel or drop.

@@ -124,14 +124,14 @@ async fn typed_writes_round_trip_through_byte_channel() {
 
         let (mut w, mut r) = ByteChannel::new(auto_flush);
         let writer = tokio::spawn(async move {
-            for i in 0..1000u32 {
+            for i in 0..10_000u32 {
                 w.write_u32(i.wrapping_mul(2_654_435_761)).await.unwrap();
                 w.write_i16_le(-(i as i16)).await.unwrap();
                 w.write_f64(f64::from(i) / 3.0).await.unwrap();
             }
             w.flush_and_close().await.unwrap();
         });
-        for i in 0..1000u32 {
+        for i in 0..10_000u32 {
             assert_eq!(
                 guard(r.read_u32()).await.unwrap(),
                 i.wrapping_mul(2_654_435_761)
