@@ -174,7 +174,9 @@ impl ByteReadChannel {
     ///   of the stream is a line; one more byte is [`Error::TooLongLine`].
     /// - `ending` picks the delimiters (see [`LineEnding`]). A CR that is the last byte
     ///   received so far waits for the next byte (or the end of the stream) to tell a lone CR
-    ///   from CRLF.
+    ///   from CRLF. So in `Lenient` mode a peer that sends `"cmd\r"` and then waits for an
+    ///   answer gets none until it sends another byte or closes; protocols that end lines with
+    ///   CRLF are better read with `Default`.
     /// - A last line without a delimiter is returned as it is when the stream ends.
     /// - `Ok(None)` only when the stream ended before the first byte of a line; an empty line is
     ///   `Some("")`.
