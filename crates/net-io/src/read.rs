@@ -142,8 +142,8 @@ impl ByteReadChannel {
     }
 
     /// Discards everything buffered and stops reading: later reads fail with
-    /// [`Error::Cancelled`]. The transport is dropped (for an in-memory [`ByteChannel`]
-    /// (crate::ByteChannel), the writer's next write fails).
+    /// [`Error::Cancelled`]. The transport is dropped (for an in-memory
+    /// [`ByteChannel`](crate::ByteChannel), the writer's next write fails).
     pub fn cancel(&mut self) {
         self.cancelled = true;
         self.buf = BytesMut::new();
