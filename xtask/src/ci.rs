@@ -27,7 +27,7 @@ pub(crate) fn run() -> Result<()> {
             ),
         ),
         (
-            "tests (unit, integration, doc)",
+            "tests (unit, integration, doc; examples end to end)",
             cargo(&root, &["test", "--workspace", "--locked"]),
         ),
         ("docs", {
