@@ -186,6 +186,22 @@ impl TlsSocket {
         ))
     }
 
+    /// Opens both channels at once (the write channel without auto-flush, as
+    /// [`Socket::connection`] does).
+    ///
+    /// # Errors
+    ///
+    /// As [`open_read_channel`](Self::open_read_channel).
+    pub fn connection(mut self) -> Result<TlsConnection> {
+        let input = self.open_read_channel()?;
+        let output = self.open_write_channel(false)?;
+        Ok(TlsConnection {
+            socket: self,
+            input,
+            output,
+        })
+    }
+
     fn check_open(&self, opened: bool) -> Result<()> {
         if opened {
             return Err(Error::Socket(net_sockets::Error::ChannelAlreadyOpen));
@@ -267,6 +283,18 @@ impl TlsSocket {
     }
 }
 
+/// A [`TlsSocket`] with both channels open, from [`TlsSocket::connection`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct TlsConnection {
+    /// The socket, for addresses, session queries and closing.
+    pub socket: TlsSocket,
+    /// Decrypted bytes from the peer.
+    pub input: ByteReadChannel,
+    /// Bytes to encrypt and send (no auto-flush).
+    pub output: ByteWriteChannel,
+}
+
 /// The read direction of a shared TLS stream.
 #[derive(Debug)]
 struct ReadHalf(Shared);
@@ -300,5 +328,33 @@ impl AsyncWrite for WriteHalf {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut *lock(&self.0)).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// Compiles only if both handshake futures are `Send` (they run inside `tokio::spawn`).
+    #[allow(dead_code)]
+    fn handshake_futures_are_send(
+        client: Socket,
+        server: Socket,
+        c: TlsConfig,
+        s: &TlsServerConfig,
+    ) {
+        assert_send(&client.tls(c));
+        assert_send(&server.tls_server(s));
+    }
+
+    #[test]
+    fn sockets_and_configs_can_be_shared_across_tasks() {
+        assert_send_sync::<TlsSocket>();
+        assert_send_sync::<TlsConfig>();
+        assert_send_sync::<TlsServerConfig>();
     }
 }
