@@ -45,7 +45,7 @@ pub(crate) fn run() -> Result<()> {
             ),
         ),
     ];
-    let total = steps.len();
+    let total = steps.len() + 1;
     for (i, (name, mut cmd)) in steps.into_iter().enumerate() {
         println!("==> [{}/{total}] {name}: {}", i + 1, describe(&cmd));
         let status = cmd
@@ -58,6 +58,9 @@ pub(crate) fn run() -> Result<()> {
             );
         }
     }
+    // The interop matrix also runs inside the test step; this run prints it case by case.
+    println!("==> [{total}/{total}] TLS interop against openssl and curl: cargo xtask interop");
+    crate::interop::run(&[]).context("step `TLS interop` failed")?;
     println!("==> ci: all {total} steps passed");
     Ok(())
 }

@@ -74,16 +74,18 @@ impl fmt::Display for Error {
             Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
             Error::Config(e) => write!(f, "invalid tls configuration: {e}"),
             Error::InvalidServerName { name } => write!(f, "invalid tls server name {name:?}"),
-            Error::Socket(e) => write!(f, "{e}"),
+            Error::Socket(e) => fmt::Display::fmt(e, f),
         }
     }
 }
 
 impl std::error::Error for Error {
+    /// The `Display` text already includes rustls's reason, and `Socket` is transparent, so
+    /// no error chain repeats a message: `Handshake` and `Config` have no source (match on the
+    /// variant to get the rustls error), `Socket` has its inner error's source.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Handshake(e) | Error::Config(e) => Some(e),
-            Error::Socket(e) => Some(e),
+            Error::Socket(e) => e.source(),
             _ => None,
         }
     }

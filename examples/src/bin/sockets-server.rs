@@ -8,17 +8,9 @@
 //! `Hello, null!` loop), and a line over 8192 bytes ends only that connection.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
-use net_io::LineEnding;
 use net_sockets::{Socket, a_socket};
-
-/// The longest line the server accepts, in bytes.
-const LINE_LIMIT: usize = 8192;
-
-/// How long a connection that broke the rules is drained before it is closed.
-const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -54,26 +46,6 @@ async fn greet(mut socket: Socket) {
 async fn converse(socket: &mut Socket) -> net_sockets::Result<()> {
     let mut input = socket.open_read_channel()?;
     let mut output = socket.open_write_channel(true)?;
-    output.write_string_utf8("Please enter your name\n").await?;
-    loop {
-        match input.read_line(LINE_LIMIT, LineEnding::Default).await {
-            Ok(Some(name)) => {
-                output
-                    .write_string_utf8(&format!("Hello, {name}!\n"))
-                    .await?
-            }
-            Ok(None) => return Ok(()),
-            Err(e @ net_io::Error::TooLongLine { .. }) => {
-                let notice =
-                    format!("Line too long (limit {LINE_LIMIT} bytes), closing the connection\n");
-                output.write_string_utf8(&notice).await?;
-                // Send FIN, then drain what the client still sends for a moment: closing with
-                // unread input would reset the connection and could destroy the notice.
-                output.flush_and_close().await?;
-                let _ = tokio::time::timeout(DRAIN_TIME, input.discard(u64::MAX)).await;
-                return Err(e.into());
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    examples::greet(&mut input, &mut output).await?;
+    Ok(())
 }
