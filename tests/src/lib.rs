@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use net_sockets::{SelectorManager, ServerSocket, Socket, a_socket};
 
+pub mod fault;
 pub mod tls;
 
 /// The hang safety net used by the tests.

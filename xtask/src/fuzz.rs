@@ -1,8 +1,106 @@
-//! `cargo xtask fuzz --seconds N`: the cargo-fuzz targets, each for N seconds.
+//! `cargo xtask fuzz --seconds N [TARGET…]`: runs each cargo-fuzz target in `fuzz/` for N
+//! seconds (default 60), one after the other, on stable Rust (`-s none`: no sanitizer).
+//!
+//! cargo-fuzz is installed with `cargo install cargo-fuzz` first if it is missing. A crash stops
+//! the run with a non-zero status; libFuzzer leaves the input in `fuzz/artifacts/TARGET/`, and
+//! `cargo fuzz run TARGET -s none fuzz/artifacts/TARGET/crash-…` replays it.
 
-use anyhow::{Result, bail};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, describe, project_root};
+
+/// The targets in `fuzz/fuzz_targets/`.
+const TARGETS: &[&str] = &["line_reader", "typed_reads"];
 
 /// Runs the fuzz targets.
-pub(crate) fn run(_args: &[String]) -> Result<()> {
-    bail!("fuzz is not implemented yet")
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let mut seconds: u64 = 60;
+    let mut targets: Vec<&str> = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                let value = args.next().context("--seconds needs a number")?;
+                seconds = value
+                    .parse()
+                    .with_context(|| format!("--seconds: {value:?} is not a number"))?;
+            }
+            "--list" => {
+                for target in TARGETS {
+                    println!("{target}");
+                }
+                return Ok(());
+            }
+            name => match TARGETS.iter().find(|t| **t == name) {
+                Some(target) => targets.push(target),
+                None => bail!(
+                    "unknown argument {name:?} (usage: cargo xtask fuzz [--seconds N] [--list] \
+                     [TARGET…]; targets: {})",
+                    TARGETS.join(", ")
+                ),
+            },
+        }
+    }
+    if seconds == 0 {
+        bail!("--seconds must be at least 1");
+    }
+    if targets.is_empty() {
+        targets = TARGETS.to_vec();
+    }
+    ensure_cargo_fuzz()?;
+
+    let root = project_root();
+    let fuzz_dir = root.join("fuzz");
+    for target in &targets {
+        let time = format!("-max_total_time={seconds}");
+        let mut cmd = cargo(
+            &fuzz_dir,
+            &["fuzz", "run", target, "-s", "none", "--", &time],
+        );
+        println!(
+            "xtask: fuzzing {target} for {seconds} s: {}",
+            describe(&cmd)
+        );
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot run {}", describe(&cmd)))?;
+        if !status.success() {
+            bail!(
+                "fuzz target {target} failed ({status}); the crashing input is in \
+                 fuzz/artifacts/{target}/ — replay it with \
+                 `cd fuzz && cargo fuzz run {target} -s none artifacts/{target}/<file>`"
+            );
+        }
+    }
+    println!(
+        "xtask: {} fuzz target(s) ran {seconds} s each without a crash",
+        targets.len()
+    );
+    Ok(())
+}
+
+/// Installs cargo-fuzz with `cargo install` when `cargo fuzz` is not available.
+fn ensure_cargo_fuzz() -> Result<()> {
+    let root = project_root();
+    let probe = cargo(&root, &["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if probe.is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    println!(
+        "xtask: cargo-fuzz is not installed; installing it with `cargo install cargo-fuzz --locked` \
+         (this compiles it: a few minutes)"
+    );
+    let mut install: Command = cargo(&root, &["install", "cargo-fuzz", "--locked"]);
+    let status = install
+        .status()
+        .with_context(|| format!("cannot run {}", describe(&install)))?;
+    if !status.success() {
+        bail!("installing cargo-fuzz failed ({status}); install it by hand and try again");
+    }
+    Ok(())
 }

@@ -14,6 +14,8 @@
 //!   `bind` and `connect` take anything [`ToSocketAddress`]: `("host", port)`, `"host:port"`,
 //!   a [`std::net::SocketAddr`], ...
 //! - [`Error`] says what went wrong; it converts to and from [`std::io::Error`].
+//! - [`guarantees`] lists, in one place, what every failure returns and what it does to the
+//!   connection and to other connections.
 //!
 //! # Example
 //!
@@ -68,6 +70,9 @@
 //! in `accept` is one `warn` event per episode.
 
 #![cfg(unix)]
+
+#[doc = include_str!("guarantees.md")]
+pub mod guarantees {}
 
 mod address;
 mod builder;

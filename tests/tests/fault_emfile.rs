@@ -1,0 +1,104 @@
+//! Fault suite, descriptors: a server under a low descriptor limit is flooded with connections
+//! past it. While it is out of descriptors it does not spin (its CPU time stays low), a client
+//! connected before the flood is answered throughout, and once descriptors are free again it
+//! accepts and serves new clients.
+//!
+//! `sockets_emfile.rs` checks the accept back-off alone; this adds the flood and the
+//! well-behaved connection. The check runs in a child process (this test binary again) under
+//! `ulimit -n 64`, so that the low limit touches nothing else.
+
+use std::process::Command;
+use std::time::Duration;
+
+use net_sockets::SelectorManager;
+use net_tests::fault::{GoodClient, LineServer, cpu_ticks};
+
+const CHILD_ENV: &str = "NET_TESTS_FAULT_EMFILE_CHILD";
+
+#[test]
+fn a_flood_past_the_descriptor_limit_neither_spins_nor_starves_others() {
+    let exe = std::env::current_exe().unwrap();
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 64 && exec "$0" --exact flood_child --nocapture --test-threads=1"#)
+        .arg(exe)
+        .env(CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in text.lines().filter(|l| l.contains("ticks")) {
+        eprintln!("child: {line}");
+    }
+    assert!(output.status.success(), "child failed:\n{text}");
+    assert!(
+        text.contains("flood child passed"),
+        "child did not run:\n{text}"
+    );
+}
+
+#[test]
+fn flood_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let server = LineServer::start(&selector, 1024, |b| b).await;
+        let port = server.port();
+        let mut good = GoodClient::connect(&selector, port).await;
+        good.round_trip("before the flood").await;
+        let stat = std::fs::File::open("/proc/self/stat").unwrap();
+
+        // Connect until this process has no descriptor left: every connection waits in the
+        // backlog (its server side needs a descriptor that does not exist), and the next
+        // `socket()` fails with EMFILE.
+        let mut flood = Vec::new();
+        loop {
+            match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(stream) => flood.push(stream),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(24), "{e:?}");
+                    break;
+                }
+            }
+        }
+        assert!(flood.len() > 10, "only {} connections", flood.len());
+
+        // At the limit, for about half a second: the good client is answered every 50 ms, and
+        // the accept loop, which cannot accept, must not spin.
+        let cpu_before = cpu_ticks(&stat);
+        let started = std::time::Instant::now();
+        for i in 0..10 {
+            good.round_trip(&format!("at the limit {i}")).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let spent = cpu_ticks(&stat) - cpu_before;
+        let elapsed = started.elapsed();
+        println!(
+            "{} flooding connections; {spent} ticks of CPU in {elapsed:?} at the limit",
+            flood.len()
+        );
+        // A spinning accept loop burns all of it (50 ticks at 100 Hz for 500 ms).
+        assert!(
+            spent < 15,
+            "{spent} ticks of CPU in {elapsed:?} at the limit"
+        );
+
+        // Descriptors free again: the server accepts and serves new clients.
+        drop(flood);
+        let mut fresh = GoodClient::connect(&selector, port).await;
+        fresh.round_trip("after the flood").await;
+        good.round_trip("still here").await;
+        fresh.finish().await;
+        good.finish().await;
+        println!("flood child passed");
+    });
+}

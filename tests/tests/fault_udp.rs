@@ -1,0 +1,222 @@
+//! Fault suite, UDP: oversized sends, ICMP port unreachable, and a flood of datagrams to a
+//! receiver that does not keep up. Each case checks that the socket (and an echo server's other
+//! clients) keep working afterwards.
+
+use std::io;
+
+use bytes::Bytes;
+use net_sockets::{
+    BoundDatagramSocket, Datagram, Error, MAX_DATAGRAM_SIZE, SelectorManager, SocketAddress,
+    a_socket,
+};
+use net_tests::{payload, within};
+use tokio::sync::mpsc;
+
+/// A UDP echo server on 127.0.0.1 that survives errors: each is reported, and it goes on
+/// serving until it is closed.
+async fn echo_server(
+    selector: &SelectorManager,
+) -> (
+    std::sync::Arc<BoundDatagramSocket>,
+    mpsc::UnboundedReceiver<Error>,
+) {
+    let socket = std::sync::Arc::new(
+        a_socket(selector)
+            .udp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap(),
+    );
+    let (tx, errors) = mpsc::unbounded_channel();
+    let server = std::sync::Arc::clone(&socket);
+    tokio::spawn(async move {
+        loop {
+            let result = match server.receive().await {
+                Ok(datagram) => server.send(datagram).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(Error::Closed | Error::SelectorClosed) => return,
+                Err(e) => {
+                    let _ = tx.send(e);
+                }
+                Ok(()) => {}
+            }
+        }
+    });
+    (socket, errors)
+}
+
+/// Sends `packet` to the echo server at `to` and checks that it comes back intact.
+async fn echo_round_trip(client: &BoundDatagramSocket, to: &SocketAddress, packet: &[u8]) {
+    client
+        .send(Datagram::new(packet.to_vec(), to.clone()).unwrap())
+        .await
+        .unwrap();
+    let back = within(client.receive()).await.unwrap();
+    assert_eq!(&back.packet[..], packet);
+    assert_eq!(&back.address, to);
+}
+
+async fn bound(selector: &SelectorManager) -> BoundDatagramSocket {
+    a_socket(selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap()
+}
+
+/// A datagram over 65,507 bytes is refused with `DatagramTooLarge` (kind `InvalidInput`), when
+/// made and when a hand-built one is sent; nothing is sent, and the socket goes on working.
+#[tokio::test]
+async fn oversized_sends_are_rejected_and_the_socket_keeps_working() {
+    let selector = SelectorManager::new();
+    let (server, mut errors) = echo_server(&selector).await;
+    let to = server.local_address();
+    let good = bound(&selector).await;
+    let client = bound(&selector).await;
+    echo_round_trip(&good, &to, b"before").await;
+
+    for size in [MAX_DATAGRAM_SIZE + 1, 70_000, 1 << 20] {
+        let made = Datagram::new(vec![0u8; size], to.clone()).unwrap_err();
+        assert!(matches!(made, Error::DatagramTooLarge { size: s } if s == size));
+        let hand_built = Datagram {
+            packet: Bytes::from(vec![0u8; size]),
+            address: to.clone(),
+        };
+        let sent = within(client.send(hand_built)).await.unwrap_err();
+        assert!(
+            matches!(sent, Error::DatagramTooLarge { size: s } if s == size),
+            "{sent:?}"
+        );
+        assert_eq!(sent.kind(), io::ErrorKind::InvalidInput);
+        echo_round_trip(&good, &to, format!("after {size}").as_bytes()).await;
+    }
+    // The largest datagram still goes through whole, from the same socket.
+    echo_round_trip(&client, &to, &payload(MAX_DATAGRAM_SIZE)).await;
+    assert!(errors.try_recv().is_err(), "the server saw no error");
+}
+
+/// ICMP port unreachable: a connected socket gets `ConnectionRefused` on its next receive and
+/// stays usable; an echo server whose answer goes to a port that closed sees no error and keeps
+/// serving its other clients.
+#[tokio::test]
+async fn icmp_unreachable_fails_only_the_connected_socket() {
+    let selector = SelectorManager::new();
+    let (server, mut errors) = echo_server(&selector).await;
+    let to = server.local_address();
+    let good = bound(&selector).await;
+
+    // A client that leaves before the answer: the server's reply meets a closed port.
+    let leaver = bound(&selector).await;
+    let leaver_address = leaver.local_address();
+    leaver
+        .send(Datagram::new("answer me later", to.clone()).unwrap())
+        .await
+        .unwrap();
+    leaver.close();
+    echo_round_trip(&good, &to, b"served after the unreachable reply").await;
+
+    // A connected socket to the closed port learns of the ICMP error.
+    let connected = a_socket(&selector)
+        .udp()
+        .connect(leaver_address.clone())
+        .await
+        .unwrap();
+    connected
+        .send(Datagram::new("anyone?", leaver_address.clone()).unwrap())
+        .await
+        .unwrap();
+    let refused = within(connected.receive()).await.unwrap_err();
+    assert!(matches!(refused, Error::Io(_)), "{refused:?}");
+    assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+    echo_round_trip(&good, &to, b"served while a neighbour was refused").await;
+
+    // Still usable: once someone listens there again, it talks.
+    let back = a_socket(&selector)
+        .udp()
+        .bind(leaver_address.clone())
+        .await
+        .unwrap();
+    connected
+        .send(Datagram::new("again", leaver_address).unwrap())
+        .await
+        .unwrap();
+    let got = within(back.receive()).await.unwrap();
+    assert_eq!(&got.packet[..], b"again");
+    assert!(errors.try_recv().is_err(), "the server saw no error");
+}
+
+/// 20,000 datagrams to a receiver with a small receive buffer that reads none of them while
+/// they arrive: the kernel drops what does not fit, and every datagram that is delivered is
+/// intact and in order; afterwards the receiver gets new datagrams intact.
+#[tokio::test]
+async fn a_flood_to_a_slow_receiver_drops_in_the_kernel_and_the_socket_keeps_working() {
+    const FLOOD: u32 = 20_000;
+    let selector = SelectorManager::new();
+    let receiver = a_socket(&selector)
+        .udp()
+        .receive_buffer_size(16 * 1024)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let to = receiver.local_address();
+    let sender = bound(&selector).await;
+    let datagram = |seq: u32| {
+        let mut packet = seq.to_be_bytes().to_vec();
+        packet.extend_from_slice(&payload(200));
+        packet
+    };
+    within(async {
+        for seq in 0..FLOOD {
+            sender
+                .send(Datagram::new(datagram(seq), to.clone()).unwrap())
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+
+    // Drain what the kernel kept, without waiting: a non-blocking receive says when it is empty.
+    let mut delivered = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        // The socket is non-blocking (it is registered with tokio): `read` says `WouldBlock`
+        // when the queue is empty.
+        let received = receiver
+            .with_sock_ref(|s| io::Read::read(&mut &*s, &mut buf))
+            .map_err(io::Error::from);
+        match received {
+            Ok(n) => {
+                let bytes = &buf[..n];
+                let seq = u32::from_be_bytes(bytes[..4].try_into().unwrap());
+                assert_eq!(bytes, datagram(seq), "datagram {seq} intact");
+                delivered.push(seq);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("receive failed: {e:?}"),
+        }
+    }
+    eprintln!(
+        "{} of {FLOOD} flooded datagrams were delivered",
+        delivered.len()
+    );
+    assert!(!delivered.is_empty(), "the queue held some datagrams");
+    assert!(
+        delivered.len() < FLOOD as usize,
+        "a 16 KiB buffer cannot hold 20,000 datagrams: the kernel dropped some"
+    );
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "in order");
+
+    // The socket keeps working: new datagrams arrive whole, through the normal receive.
+    for i in 0..5u32 {
+        let packet = datagram(FLOOD + i);
+        sender
+            .send(Datagram::new(packet.clone(), to.clone()).unwrap())
+            .await
+            .unwrap();
+        let got = within(receiver.receive()).await.unwrap();
+        assert_eq!(&got.packet[..], &packet[..]);
+        assert_eq!(got.address, sender.local_address());
+    }
+}
