@@ -128,9 +128,7 @@ impl TlsConfigBuilder {
     /// [`Error::Pem`] for input with no certificate or bad PEM, [`Error::Config`] for a
     /// certificate that cannot be a trust anchor.
     pub fn add_root_certificates_pem(mut self, pem: &[u8]) -> Result<Self> {
-        for cert in pem::certificates(pem, pem::BYTES)? {
-            self.roots.add(cert).map_err(Error::Config)?;
-        }
+        pem::add_roots(&mut self.roots, pem, pem::BYTES)?;
         Ok(self)
     }
 
@@ -141,10 +139,11 @@ impl TlsConfigBuilder {
     /// As there, naming the file.
     pub fn add_root_certificates_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let origin = path.display().to_string();
-        for cert in pem::certificates(&pem::read_file(path)?, &origin)? {
-            self.roots.add(cert).map_err(Error::Config)?;
-        }
+        pem::add_roots(
+            &mut self.roots,
+            &pem::read_file(path)?,
+            &path.display().to_string(),
+        )?;
         Ok(self)
     }
 

@@ -32,6 +32,14 @@ pub(crate) fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDe
     Ok(certs)
 }
 
+/// Adds every certificate in `pem` to `roots` as a trust anchor.
+pub(crate) fn add_roots(roots: &mut rustls::RootCertStore, pem: &[u8], origin: &str) -> Result<()> {
+    for cert in certificates(pem, origin)? {
+        roots.add(cert).map_err(Error::Config)?;
+    }
+    Ok(())
+}
+
 /// The first private key in `pem`: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
 pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {

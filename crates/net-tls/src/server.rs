@@ -274,9 +274,7 @@ impl TlsServerConfigBuilder {
 
 fn roots(ca_pem: &[u8]) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
-    for cert in pem::certificates(ca_pem, pem::BYTES)? {
-        roots.add(cert).map_err(Error::Config)?;
-    }
+    pem::add_roots(&mut roots, ca_pem, pem::BYTES)?;
     Ok(roots)
 }
 
