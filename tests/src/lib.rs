@@ -70,3 +70,31 @@ pub fn fd_count() -> usize {
 pub fn payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
+
+/// Runs the test `child` of the current test binary again, in a child process whose descriptor
+/// limit is `fd_limit` (`ulimit -n`), with the environment variable `env` set so that the child
+/// test knows it is the child. Panics unless the child succeeds and prints `marker`; returns its
+/// stdout and stderr.
+///
+/// A low limit in a child touches no other test of the binary.
+pub fn run_child_with_fd_limit(child: &str, env: &str, fd_limit: u32, marker: &str) -> String {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let script = format!(
+        r#"ulimit -n {fd_limit} && exec "$0" --exact {child} --nocapture --test-threads=1"#
+    );
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(exe)
+        .env(env, "1")
+        .output()
+        .expect("could not start the child test process");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "child failed:\n{text}");
+    assert!(text.contains(marker), "child did not run:\n{text}");
+    text
+}

@@ -7,7 +7,6 @@
 //! well-behaved connection. The check runs in a child process (this test binary again) under
 //! `ulimit -n 64`, so that the low limit touches nothing else.
 
-use std::process::Command;
 use std::time::Duration;
 
 use net_sockets::SelectorManager;
@@ -17,27 +16,11 @@ const CHILD_ENV: &str = "NET_TESTS_FAULT_EMFILE_CHILD";
 
 #[test]
 fn a_flood_past_the_descriptor_limit_neither_spins_nor_starves_others() {
-    let exe = std::env::current_exe().unwrap();
-    let output = Command::new("sh")
-        .arg("-c")
-        .arg(r#"ulimit -n 64 && exec "$0" --exact flood_child --nocapture --test-threads=1"#)
-        .arg(exe)
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text =
+        net_tests::run_child_with_fd_limit("flood_child", CHILD_ENV, 64, "flood child passed");
     for line in text.lines().filter(|l| l.contains("ticks")) {
         eprintln!("child: {line}");
     }
-    assert!(output.status.success(), "child failed:\n{text}");
-    assert!(
-        text.contains("flood child passed"),
-        "child did not run:\n{text}"
-    );
 }
 
 #[test]

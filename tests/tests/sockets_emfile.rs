@@ -4,7 +4,6 @@
 //! The check runs in a child process (this test binary again) under `ulimit -n 64`, so that the
 //! low limit touches nothing else.
 
-use std::process::Command;
 use std::time::Duration;
 
 use net_sockets::{SelectorManager, a_socket};
@@ -14,24 +13,7 @@ const CHILD_ENV: &str = "NET_TESTS_EMFILE_CHILD";
 
 #[test]
 fn accept_survives_descriptor_exhaustion() {
-    let exe = std::env::current_exe().unwrap();
-    let output = Command::new("sh")
-        .arg("-c")
-        .arg(r#"ulimit -n 64 && exec "$0" --exact emfile_child --nocapture --test-threads=1"#)
-        .arg(exe)
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "child failed:\n{text}");
-    assert!(
-        text.contains("emfile child passed"),
-        "child did not run:\n{text}"
-    );
+    net_tests::run_child_with_fd_limit("emfile_child", CHILD_ENV, 64, "emfile child passed");
 }
 
 /// CPU time (user + system) of this process, in clock ticks, read from an already open
