@@ -1,4 +1,13 @@
-//! `cargo xtask bench [SCENARIO…]`: release-build the benchmark programs and run them.
+//! `cargo xtask bench [--smoke] [--list] [SCENARIO…] [-- NETBENCH-OPTIONS]`: build the benchmark
+//! programs and run them.
+//!
+//! - No scenario: all of them. `--list` names them.
+//! - `--smoke`: a debug build and a few seconds of `lines` and `pingpong-1`, to prove the
+//!   harness works (CI runs this; the numbers mean nothing).
+//! - Anything after `--` goes to `netbench` (`--rounds N`, `--secs S`, `--only ours|raw`).
+//!
+//! Line parsing runs in the `lines` program; every network scenario in one `netbench` run,
+//! which prints one table at the end.
 
 use std::process::Command;
 
@@ -6,34 +15,51 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cargo, describe, project_root};
 
-/// The benchmark scenarios: name, binary in the `bench` package, and its arguments.
-const SCENARIOS: &[(&str, &str, &[&str])] = &[("lines", "lines", &[])];
+/// The benchmark scenarios and the program that runs each.
+const SCENARIOS: &[(&str, &str)] = &[
+    ("lines", "lines"),
+    ("pingpong-1", "netbench"),
+    ("pingpong-50", "netbench"),
+    ("pingpong-500", "netbench"),
+    ("echo-1", "netbench"),
+    ("echo-16", "netbench"),
+    ("tls-echo", "netbench"),
+    ("tls-handshake", "netbench"),
+    ("udp-64", "netbench"),
+    ("udp-1400", "netbench"),
+    ("idle", "netbench"),
+];
 
 /// Runs the chosen scenarios (all when none is named).
 pub(crate) fn run(args: &[String]) -> Result<()> {
+    let (args, passed) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
     if args.iter().any(|a| a == "--list") {
-        for (name, _, _) in SCENARIOS {
+        for (name, _) in SCENARIOS {
             println!("{name}");
         }
         return Ok(());
     }
-    let chosen: Vec<_> = if args.is_empty() {
-        SCENARIOS.iter().collect()
-    } else {
-        let mut chosen = Vec::new();
-        for a in args {
-            match SCENARIOS.iter().find(|(name, _, _)| name == a) {
-                Some(s) => chosen.push(s),
-                None => bail!("unknown scenario `{a}` (try `cargo xtask bench --list`)"),
-            }
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let mut chosen = Vec::new();
+    for a in args.iter().filter(|a| *a != "--smoke") {
+        match SCENARIOS.iter().find(|(name, _)| name == a) {
+            Some(s) => chosen.push(*s),
+            None => bail!("unknown scenario `{a}` (try `cargo xtask bench --list`)"),
         }
-        chosen
-    };
+    }
+    if chosen.is_empty() && !smoke {
+        chosen = SCENARIOS.to_vec();
+    }
+
     let root = project_root();
-    let mut build = cargo(
-        &root,
-        &["build", "--release", "--locked", "-p", "bench", "--bins"],
-    );
+    let mut build_args = vec!["build", "--locked", "-p", "bench", "--bins"];
+    if !smoke {
+        build_args.insert(1, "--release");
+    }
+    let mut build = cargo(&root, &build_args);
     println!("==> {}", describe(&build));
     if !build
         .status()
@@ -42,19 +68,41 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     {
         bail!("building the benchmark programs failed");
     }
-    for (name, bin, bin_args) in chosen {
-        let path = root.join("target/release").join(bin);
-        println!(
-            "==> scenario {name}: {} {}",
-            path.display(),
-            bin_args.join(" ")
-        );
-        let status = Command::new(&path)
-            .args(*bin_args)
+    let bin_dir = root.join(if smoke {
+        "target/debug"
+    } else {
+        "target/release"
+    });
+
+    let mut runs: Vec<Command> = Vec::new();
+    if smoke {
+        for (bin, bin_args) in [("lines", ["--smoke"]), ("netbench", ["--smoke"])] {
+            let mut c = Command::new(bin_dir.join(bin));
+            c.args(bin_args);
+            runs.push(c);
+        }
+    } else {
+        if chosen.iter().any(|(_, bin)| *bin == "lines") {
+            runs.push(Command::new(bin_dir.join("lines")));
+        }
+        let net: Vec<&str> = chosen
+            .iter()
+            .filter(|(_, bin)| *bin == "netbench")
+            .map(|(name, _)| *name)
+            .collect();
+        if !net.is_empty() {
+            let mut c = Command::new(bin_dir.join("netbench"));
+            c.args(passed).args(net);
+            runs.push(c);
+        }
+    }
+    for mut cmd in runs {
+        println!("==> {}", describe(&cmd));
+        let status = cmd
             .status()
-            .with_context(|| format!("could not run {}", path.display()))?;
+            .with_context(|| format!("could not run {}", describe(&cmd)))?;
         if !status.success() {
-            bail!("scenario `{name}` failed ({status})");
+            bail!("benchmark failed ({status}): {}", describe(&cmd));
         }
     }
     Ok(())

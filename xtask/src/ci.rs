@@ -35,17 +35,8 @@ pub(crate) fn run() -> Result<()> {
             c.env("RUSTDOCFLAGS", "-D warnings");
             c
         }),
-        (
-            "benchmark smoke run",
-            cargo(
-                &root,
-                &[
-                    "run", "--locked", "-p", "bench", "--bin", "lines", "--", "--smoke",
-                ],
-            ),
-        ),
     ];
-    let total = steps.len() + 1;
+    let total = steps.len() + 2;
     for (i, (name, mut cmd)) in steps.into_iter().enumerate() {
         println!("==> [{}/{total}] {name}: {}", i + 1, describe(&cmd));
         let status = cmd
@@ -58,6 +49,11 @@ pub(crate) fn run() -> Result<()> {
             );
         }
     }
+    println!(
+        "==> [{}/{total}] benchmark smoke run: cargo xtask bench --smoke",
+        total - 1
+    );
+    crate::bench::run(&["--smoke".to_owned()]).context("step `benchmark smoke run` failed")?;
     // The interop matrix also runs inside the test step; this run prints it case by case.
     println!("==> [{total}/{total}] TLS interop against openssl and curl: cargo xtask interop");
     crate::interop::run(&[]).context("step `TLS interop` failed")?;

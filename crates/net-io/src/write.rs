@@ -41,6 +41,26 @@ impl Sink {
 /// the transport's write side down (a socket sends FIN; its read side keeps working). Dropping
 /// the channel instead drops the transport **without** writing what is still buffered.
 ///
+/// # Dropped writes
+///
+/// No write is all-or-nothing, but dropping a write future before it completes (a
+/// `tokio::select!` branch that lost, a timeout) leaves the channel open and in a defined state:
+///
+/// - Bytes that reached the channel's buffer stay there, in order, until they are written: the
+///   next write, [`flush`](Self::flush) or [`flush_and_close`](Self::flush_and_close) sends
+///   them. Nothing is written twice.
+/// - Typed writes (`write_u32`, ...), [`write_frame`](Self::write_frame) and, but for the case
+///   below, writes that fit the room left in the buffer copy their bytes into it whole before
+///   they wait, so a dropped one is never lost: it is sent with what follows.
+/// - A write that goes to the transport directly — one larger than the room left in the buffer,
+///   or, in `auto_flush` mode, one made while the buffer is empty — may be dropped after the
+///   transport took a prefix of it: that prefix is sent, the rest of the slice is not.
+///
+/// So the peer receives everything written before the dropped write, then a prefix (from
+/// nothing to all) of its bytes, then whatever is written next. A protocol with framing cannot
+/// go on after that; close or [`cancel`](Self::cancel) the channel. [`flush`](Self::flush)
+/// itself loses nothing when dropped.
+///
 /// # Examples
 ///
 /// ```
@@ -173,7 +193,8 @@ impl ByteWriteChannel {
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: part of `src` may have been written or buffered.
+    /// Not cancel safe: part of `src` may have been written or buffered (see
+    /// [Dropped writes](Self#dropped-writes) for exactly what the peer then receives).
     pub async fn write_fully(&mut self, src: &[u8]) -> Result<()> {
         self.check_open()?;
         if self.buf.len() + src.len() <= WRITE_BUFFER && !(self.auto_flush && self.buf.is_empty()) {
@@ -351,6 +372,14 @@ impl ByteWriteChannel {
         })
         .await
         .map_err(|e| self.write_failed(e))
+    }
+
+    /// Writes what is buffered, then `src`, to the transport, without copying `src` into the
+    /// buffer (for [`ByteReadChannel::copy_to`](crate::ByteReadChannel::copy_to)).
+    pub(crate) async fn write_through(&mut self, src: &[u8]) -> Result<()> {
+        self.check_open()?;
+        self.write_buffered().await?;
+        self.write_direct(src).await
     }
 
     /// Writes `src` straight to the transport (the buffer must be empty).

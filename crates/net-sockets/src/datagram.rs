@@ -5,6 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
@@ -72,6 +73,11 @@ struct UdpCore {
     socket: Mutex<Option<Arc<UdpSocket>>>,
     weak: Weak<UdpSocket>,
     token: CancellationToken,
+    /// Set by `close` first: checked on every operation, where `token.is_cancelled()` would
+    /// take the token's mutex.
+    closing: AtomicBool,
+    /// The receive buffer, kept between receives.
+    spare: Mutex<BytesMut>,
     selector: Arc<SelectorInner>,
     id: Option<u64>,
     local: SocketAddress,
@@ -108,6 +114,8 @@ impl UdpCore {
             weak: Arc::downgrade(&socket),
             socket: Mutex::new(Some(socket)),
             token: selector.token().child_token(),
+            closing: AtomicBool::new(false),
+            spare: Mutex::new(BytesMut::new()),
             id: selector.register(me.clone() as Weak<dyn Release>).ok(),
             selector: Arc::clone(selector),
             local,
@@ -126,7 +134,9 @@ impl UdpCore {
     }
 
     fn socket(&self) -> Result<Arc<UdpSocket>> {
-        if self.token.is_cancelled() {
+        // A closing selector cancels the token first and closes its sockets right after; an
+        // operation waiting meanwhile is failed by the token in `run` / `receive`.
+        if self.closing.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
         self.weak.upgrade().ok_or_else(|| self.closed_error())
@@ -138,6 +148,12 @@ impl UdpCore {
         &self,
         mut op: impl FnMut(&UdpSocket, &mut Context<'_>) -> Poll<io::Result<T>>,
     ) -> Result<T> {
+        // Fast path: an operation that completes at once needs no wake-up on close.
+        let socket = self.socket()?;
+        if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(op(&socket, cx))).await {
+            return r.map_err(Error::Io);
+        }
+        drop(socket);
         let poll = std::future::poll_fn(|cx| {
             let socket = match self.socket() {
                 Ok(socket) => socket,
@@ -181,25 +197,45 @@ impl UdpCore {
         // arrives. The socket is held while the receive is pending; `close` wakes it, and the
         // descriptor is released as soon as the woken receive returns.
         let socket = self.socket()?;
-        let mut buffer = BytesMut::with_capacity(RECEIVE_BUFFER);
-        let received = async {
-            match self.remote {
-                Some(remote) => socket.recv_buf(&mut buffer).await.map(|n| (n, remote)),
-                None => socket.recv_buf_from(&mut buffer).await,
+        // The receive buffer is kept between receives (a concurrent receive makes its own):
+        // a datagram is copied out at its own size, so the buffer is free again at once.
+        let mut buffer = std::mem::take(&mut *lock(&self.spare));
+        if buffer.capacity() < RECEIVE_BUFFER {
+            buffer = BytesMut::with_capacity(RECEIVE_BUFFER);
+        }
+        // Fast path: a datagram already queued needs no wake-up on close.
+        let ready = match self.remote {
+            Some(remote) => socket.try_recv_buf(&mut buffer).map(|n| (n, remote)),
+            None => socket.try_recv_buf_from(&mut buffer),
+        };
+        let (size, from) = match ready {
+            Ok(received) => received,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let received = async {
+                    match self.remote {
+                        Some(remote) => socket.recv_buf(&mut buffer).await.map(|n| (n, remote)),
+                        None => socket.recv_buf_from(&mut buffer).await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    r = received => r.map_err(Error::Io)?,
+                    () = self.token.cancelled() => return Err(self.closed_error()),
+                }
             }
+            Err(e) => return Err(Error::Io(e)),
         };
-        let (size, from) = tokio::select! {
-            biased;
-            r = received => r.map_err(Error::Io)?,
-            () = self.token.cancelled() => return Err(self.closed_error()),
-        };
-        Ok(Datagram {
+        let datagram = Datagram {
             packet: Bytes::copy_from_slice(&buffer[..size]),
             address: from.into(),
-        })
+        };
+        buffer.clear();
+        *lock(&self.spare) = buffer;
+        Ok(datagram)
     }
 
     fn close(&self) {
+        self.closing.store(true, Ordering::Release);
         let socket = lock(&self.socket).take();
         self.token.cancel();
         if let Some(socket) = socket {

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -46,10 +46,34 @@ impl Stream {
         }
     }
 
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.try_read(buf),
-            Stream::Unix(s) => s.try_read(buf),
+    /// Reads into the unfilled part of `buf` without zeroing it first (tokio's `try_read_buf`
+    /// reads into uninitialised memory soundly; safe code would have to zero it, which cost a
+    /// memset of the whole buffer on every read).
+    ///
+    /// A read that returns fewer bytes than asked for has drained the socket: its readiness is
+    /// cleared (as tokio's own `poll_read` does), so the next read waits for the reactor instead
+    /// of making a `recv` that would only say `EAGAIN`. The readiness cleared is the one seen
+    /// before the read, so an event that arrives after it is not lost.
+    fn try_read_buf(&self, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
+        let wanted = buf.remaining();
+        let mut got = None;
+        let mut read = |n: io::Result<usize>| {
+            let n = n?;
+            got = Some(n);
+            if n > 0 && n < wanted {
+                // Makes `try_io` clear the readiness; `got` carries the bytes read.
+                Err(io::Error::from(io::ErrorKind::WouldBlock))
+            } else {
+                Ok(n)
+            }
+        };
+        let outcome = match self {
+            Stream::Tcp(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
+            Stream::Unix(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
+        };
+        match got {
+            Some(n) => Ok(n),
+            None => outcome,
         }
     }
 
@@ -98,9 +122,6 @@ impl AsFd for Stream {
     }
 }
 
-/// The most one read asks the kernel for.
-const MAX_READ: usize = 64 * 1024;
-
 const READ_DONE: u8 = 1;
 const WRITE_DONE: u8 = 2;
 
@@ -110,6 +131,9 @@ pub(crate) struct SocketCore {
     stream: Mutex<Option<Arc<Stream>>>,
     weak: Weak<Stream>,
     token: CancellationToken,
+    /// Set by `close` before anything else: the adapters check it on every operation, where
+    /// `token.is_cancelled()` would take the token's mutex.
+    closing: AtomicBool,
     selector: Arc<SelectorInner>,
     id: Option<u64>,
     done: AtomicU8,
@@ -136,6 +160,7 @@ impl SocketCore {
             weak: Arc::downgrade(&stream),
             stream: Mutex::new(Some(stream)),
             token: selector.token().child_token(),
+            closing: AtomicBool::new(false),
             id: selector.register(me.clone() as Weak<dyn Release>).ok(),
             selector: Arc::clone(selector),
             done: AtomicU8::new(0),
@@ -154,6 +179,7 @@ impl SocketCore {
     /// Releases the descriptor (after what was written is sent, the kernel sends FIN) and wakes
     /// every pending operation. Idempotent.
     pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::Release);
         let stream = lock(&self.stream).take();
         self.token.cancel();
         if let Some(stream) = stream {
@@ -282,7 +308,9 @@ impl Half {
 
     /// The stream, or the error that says why it is gone.
     fn stream(&self) -> io::Result<Arc<Stream>> {
-        if self.core.token.is_cancelled() {
+        // A selector that closes cancels the token first and closes its sockets right after;
+        // an operation waiting meanwhile is failed by `poll_wait`.
+        if self.core.closing.load(Ordering::Acquire) {
             return Err(self.core.closed_error());
         }
         self.stream
@@ -290,11 +318,11 @@ impl Half {
             .ok_or_else(|| self.core.closed_error())
     }
 
-    /// Called when the stream is not ready: `Ready(Ok)` to retry (closed meanwhile),
-    /// `Ready(Err)` on timeout, `Pending` to wait.
+    /// Called when the stream is not ready: `Ready(Err)` when the socket was closed meanwhile
+    /// or on timeout, `Pending` to wait (`Ready(Ok)` is never returned: the caller retries).
     fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.cancelled.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Err(self.core.closed_error()));
         }
         if let Some(timer) = &mut self.timer {
             if timer.poll_expired(cx) {
@@ -339,12 +367,8 @@ impl AsyncRead for ReadHalf {
             let stream = half.stream()?;
             match stream.poll_read_ready(cx) {
                 Poll::Ready(Ok(())) => {
-                    // Safe code cannot hand the uninitialised part of `buf` to the kernel, so
-                    // it is zeroed first; bounded so that a huge buffer costs no huge memset.
-                    let dst = buf.initialize_unfilled_to(buf.remaining().min(MAX_READ));
-                    match stream.try_read(dst) {
+                    match stream.try_read_buf(buf) {
                         Ok(n) => {
-                            buf.advance(n);
                             half.progress();
                             if n == 0 {
                                 // An end of stream caused by our own close (of this socket's

@@ -1,0 +1,438 @@
+//! The load generator: plain tokio (and tokio-rustls) clients, the same for both servers, on
+//! loopback only. Every run is bounded in time (a warm-up, then a measured window) and in count
+//! (a cap on operations per connection), and the whole run has a hard timeout.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{Barrier, Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::server::GREETING;
+
+/// The most operations one connection performs in one run (a count bound besides the time one).
+const MAX_OPS: u64 = 50_000_000;
+/// The bulk echo's write size.
+pub(crate) const CHUNK: usize = 64 * 1024;
+/// How many 64 KiB chunks one bulk connection keeps in flight.
+const WINDOW: usize = 4;
+/// The name the ping-pong client sends.
+const NAME: &str = "Alice";
+/// How many connections are being set up at once, at most.
+const CONNECTING: usize = 64;
+/// How long setting one connection up may take.
+const SETUP_LIMIT: Duration = Duration::from_secs(10);
+/// How long a UDP client waits for an echo before counting the datagram lost.
+const UDP_WAIT: Duration = Duration::from_millis(200);
+
+/// When the measured window starts and ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub(crate) start: Instant,
+    pub(crate) end: Instant,
+}
+
+impl Window {
+    fn new(warmup: Duration, secs: Duration) -> Window {
+        let start = Instant::now() + warmup;
+        Window {
+            start,
+            end: start + secs,
+        }
+    }
+
+    fn contains(&self, t: Instant) -> bool {
+        t >= self.start && t < self.end
+    }
+
+    fn over(&self) -> bool {
+        Instant::now() >= self.end
+    }
+}
+
+/// What one connection (or client) measured inside the window.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// Completed operations (round trips, chunks, handshakes, datagrams).
+    pub(crate) ops: u64,
+    /// Payload bytes those operations carried back.
+    pub(crate) bytes: u64,
+    /// The latency of each operation, in nanoseconds.
+    pub(crate) latencies: Vec<u64>,
+    /// UDP datagrams that got no echo in time.
+    pub(crate) lost: u64,
+}
+
+impl Tally {
+    fn record(&mut self, window: &Window, started: Instant, bytes: usize) {
+        let now = Instant::now();
+        if window.contains(now) {
+            self.ops += 1;
+            self.bytes += bytes as u64;
+            self.latencies
+                .push(u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX));
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.ops += other.ops;
+        self.bytes += other.bytes;
+        self.latencies.extend(other.latencies);
+        self.lost += other.lost;
+    }
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    pub(crate) ops_per_sec: f64,
+    pub(crate) bytes_per_sec: f64,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) lost: u64,
+}
+
+fn finish(mut total: Tally, secs: Duration) -> Outcome {
+    total.latencies.sort_unstable();
+    let at = |q: f64| {
+        let n = total.latencies.len();
+        if n == 0 {
+            return Duration::ZERO;
+        }
+        let i = ((n as f64 * q) as usize).min(n - 1);
+        Duration::from_nanos(total.latencies[i])
+    };
+    Outcome {
+        ops_per_sec: total.ops as f64 / secs.as_secs_f64(),
+        bytes_per_sec: total.bytes as f64 / secs.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+        lost: total.lost,
+    }
+}
+
+async fn collect(mut tasks: JoinSet<Result<Tally>>, secs: Duration) -> Result<Outcome> {
+    let mut total = Tally::default();
+    while let Some(joined) = tasks.join_next().await {
+        total.merge(joined.context("load task panicked")??);
+    }
+    Ok(finish(total, secs))
+}
+
+/// Sets a connection up with at most [`CONNECTING`] others at once and within [`SETUP_LIMIT`].
+///
+/// A burst of hundreds of connects overflows the listener's queues; with SYN cookies a client
+/// can then believe it is connected to a server that forgot it, and wait forever for the
+/// greeting.
+async fn bounded<T>(gate: &Semaphore, setup: impl Future<Output = Result<T>>) -> Result<T> {
+    let _permit = gate.acquire().await?;
+    tokio::time::timeout(SETUP_LIMIT, setup)
+        .await
+        .context("a connection took too long to set up")?
+}
+
+async fn connect(addr: SocketAddr) -> Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Reads one `\n`-terminated line (the greeting) byte-run by byte-run, without a buffer that
+/// could swallow more.
+async fn read_greeting<S: AsyncRead + Unpin>(stream: &mut S) -> Result<()> {
+    let mut got = Vec::with_capacity(GREETING.len());
+    let mut buf = [0u8; 64];
+    while !got.ends_with(b"\n") {
+        let want = (GREETING.len() - got.len()).clamp(1, buf.len());
+        let n = stream.read(&mut buf[..want]).await?;
+        ensure!(n > 0, "connection closed before the greeting");
+        got.extend_from_slice(&buf[..n]);
+    }
+    ensure!(got == GREETING.as_bytes(), "unexpected greeting {got:?}");
+    Ok(())
+}
+
+// ----- ping-pong -----------------------------------------------------------------------------
+
+/// `conns` connections, each: read the greeting, then send `Alice` and wait for `Hello, Alice!`
+/// in a loop. One operation is one round trip.
+pub(crate) async fn pingpong(
+    addr: SocketAddr,
+    conns: usize,
+    warmup: Duration,
+    secs: Duration,
+) -> Result<Outcome> {
+    let barrier = Arc::new(Barrier::new(conns + 1));
+    let (window_tx, window_rx) = tokio::sync::watch::channel(None::<Window>);
+    let gate = Arc::new(Semaphore::new(CONNECTING));
+    let mut tasks = JoinSet::new();
+    for _ in 0..conns {
+        let barrier = Arc::clone(&barrier);
+        let gate = Arc::clone(&gate);
+        let mut window_rx = window_rx.clone();
+        tasks.spawn(async move {
+            let connected = bounded(&gate, async {
+                let mut stream = BufReader::new(connect(addr).await?);
+                read_greeting(&mut stream).await?;
+                Ok(stream)
+            })
+            .await;
+            barrier.wait().await;
+            let mut stream = connected?;
+            let window = *window_rx.wait_for(Option::is_some).await?;
+            let window = window.expect("set");
+            let request = format!("{NAME}\n");
+            let expected = format!("Hello, {NAME}!\n");
+            let mut line = String::new();
+            let mut tally = Tally::default();
+            for _ in 0..MAX_OPS {
+                if window.over() {
+                    break;
+                }
+                let started = Instant::now();
+                stream.write_all(request.as_bytes()).await?;
+                line.clear();
+                stream.read_line(&mut line).await?;
+                ensure!(line == expected, "unexpected answer {line:?}");
+                tally.record(&window, started, line.len());
+            }
+            Ok(tally)
+        });
+    }
+    barrier.wait().await;
+    let _ = window_tx.send(Some(Window::new(warmup, secs)));
+    collect(tasks, secs).await
+}
+
+// ----- bulk echo -----------------------------------------------------------------------------
+
+/// A TLS client stream for the load generator.
+pub(crate) type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// How the bulk client reaches the server.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    Tcp,
+    Tls(tokio_rustls::TlsConnector),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Tcp => "Tcp",
+            Transport::Tls(_) => "Tls",
+        })
+    }
+}
+
+async fn tls_connect(connector: &tokio_rustls::TlsConnector, addr: SocketAddr) -> Result<Tls> {
+    let stream = connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost")?;
+    Ok(connector.connect(name, stream).await?)
+}
+
+/// `conns` connections, each streaming 64 KiB writes to an echo server with up to four chunks
+/// in flight while a second task reads the echo back. One operation is one 64 KiB chunk back;
+/// its latency runs from the start of its write to the arrival of its last byte.
+pub(crate) async fn echo(
+    addr: SocketAddr,
+    conns: usize,
+    transport: Transport,
+    warmup: Duration,
+    secs: Duration,
+) -> Result<Outcome> {
+    let barrier = Arc::new(Barrier::new(conns + 1));
+    let (window_tx, window_rx) = tokio::sync::watch::channel(None::<Window>);
+    let gate = Arc::new(Semaphore::new(CONNECTING));
+    let mut tasks = JoinSet::new();
+    for i in 0..conns {
+        let barrier = Arc::clone(&barrier);
+        let gate = Arc::clone(&gate);
+        let mut window_rx = window_rx.clone();
+        let transport = transport.clone();
+        tasks.spawn(async move {
+            let connected = bounded(&gate, async {
+                Ok(match &transport {
+                    Transport::Tcp => {
+                        let (r, w) = connect(addr).await?.into_split();
+                        (
+                            Box::new(r) as Box<dyn AsyncRead + Send + Unpin>,
+                            Box::new(w) as Box<dyn AsyncWrite + Send + Unpin>,
+                        )
+                    }
+                    Transport::Tls(connector) => {
+                        let (r, w) = tokio::io::split(tls_connect(connector, addr).await?);
+                        (
+                            Box::new(r) as Box<dyn AsyncRead + Send + Unpin>,
+                            Box::new(w) as Box<dyn AsyncWrite + Send + Unpin>,
+                        )
+                    }
+                })
+            })
+            .await;
+            barrier.wait().await;
+            let (mut reader, mut writer) = connected?;
+            let window = window_rx.wait_for(Option::is_some).await?.expect("set");
+            let chunk: Vec<u8> = (0..CHUNK).map(|b| (b * 31 + i) as u8).collect();
+            let (sent_tx, mut sent_rx) = mpsc::channel::<Instant>(WINDOW);
+            let write = tokio::spawn(async move {
+                for _ in 0..MAX_OPS {
+                    if window.over() || sent_tx.send(Instant::now()).await.is_err() {
+                        break;
+                    }
+                    writer.write_all(&chunk).await?;
+                }
+                writer.flush().await?;
+                Ok::<_, std::io::Error>(writer)
+            });
+            let mut buf = vec![0u8; CHUNK];
+            let mut received = 0usize;
+            let mut tally = Tally::default();
+            let end = tokio::time::Instant::from_std(window.end);
+            while !window.over() {
+                // The writer may stop (at the end of the window) with nothing left in flight.
+                let Ok(n) = tokio::time::timeout_at(end, reader.read(&mut buf)).await else {
+                    break;
+                };
+                let n = n?;
+                if n == 0 {
+                    bail!("echo server closed the connection");
+                }
+                received += n;
+                while received >= CHUNK {
+                    received -= CHUNK;
+                    let started = sent_rx.recv().await.context("writer gone")?;
+                    tally.record(&window, started, CHUNK);
+                }
+            }
+            // The server may be blocked writing to us: do not wait for the writer.
+            write.abort();
+            Ok(tally)
+        });
+    }
+    barrier.wait().await;
+    let _ = window_tx.send(Some(Window::new(warmup, secs)));
+    collect(tasks, secs).await
+}
+
+// ----- TLS handshakes ------------------------------------------------------------------------
+
+/// `clients` loops, each: connect, full TLS 1.3 handshake (no resumption), read the greeting,
+/// leave with a reset (`SO_LINGER` 0, so no `TIME_WAIT` piles up). One operation is one new
+/// session; its latency runs from `connect` to the greeting.
+pub(crate) async fn handshakes(
+    addr: SocketAddr,
+    clients: usize,
+    connector: tokio_rustls::TlsConnector,
+    warmup: Duration,
+    secs: Duration,
+) -> Result<Outcome> {
+    let window = Window::new(warmup, secs);
+    let mut tasks = JoinSet::new();
+    for _ in 0..clients {
+        let connector = connector.clone();
+        tasks.spawn(async move {
+            let mut tally = Tally::default();
+            for _ in 0..MAX_OPS {
+                if window.over() {
+                    break;
+                }
+                let started = Instant::now();
+                let tls = tokio::time::timeout(SETUP_LIMIT, async {
+                    let mut tls = tls_connect(&connector, addr).await?;
+                    read_greeting(&mut tls).await?;
+                    Ok::<_, anyhow::Error>(tls)
+                })
+                .await
+                .context("a TLS connection took too long to set up")??;
+                tally.record(&window, started, GREETING.len());
+                socket2::SockRef::from(tls.get_ref().0).set_linger(Some(Duration::ZERO))?;
+            }
+            Ok(tally)
+        });
+    }
+    collect(tasks, secs).await
+}
+
+// ----- UDP -----------------------------------------------------------------------------------
+
+/// `clients` connected UDP sockets, each sending a `size`-byte datagram (a sequence number
+/// first) and waiting for its echo, one at a time. One operation is one echoed datagram; a
+/// datagram without an echo within 200 ms counts as lost.
+pub(crate) async fn udp(
+    addr: SocketAddr,
+    clients: usize,
+    size: usize,
+    warmup: Duration,
+    secs: Duration,
+) -> Result<Outcome> {
+    let window = Window::new(warmup, secs);
+    let mut tasks = JoinSet::new();
+    for _ in 0..clients {
+        tasks.spawn(async move {
+            let socket = UdpSocket::bind("127.0.0.1:0").await?;
+            socket.connect(addr).await?;
+            let mut out = vec![0x5au8; size.max(8)];
+            let mut back = vec![0u8; 65_536];
+            let mut tally = Tally::default();
+            for seq in 0..MAX_OPS {
+                if window.over() {
+                    break;
+                }
+                out[..8].copy_from_slice(&seq.to_be_bytes());
+                let started = Instant::now();
+                socket.send(&out).await?;
+                loop {
+                    match tokio::time::timeout(UDP_WAIT, socket.recv(&mut back)).await {
+                        Err(_) => {
+                            tally.lost += 1;
+                            break;
+                        }
+                        Ok(n) => {
+                            let n = n?;
+                            if n == out.len() && back[..8] == out[..8] {
+                                tally.record(&window, started, n);
+                                break;
+                            }
+                            // A late echo of an earlier datagram: skip it.
+                        }
+                    }
+                }
+            }
+            Ok(tally)
+        });
+    }
+    collect(tasks, secs).await
+}
+
+// ----- idle connections ----------------------------------------------------------------------
+
+/// Opens `conns` connections to a ping-pong server (at most 100 connecting at once), reads each
+/// greeting, and returns the open streams.
+pub(crate) async fn open_idle(addr: SocketAddr, conns: usize) -> Result<Vec<TcpStream>> {
+    let mut streams = Vec::with_capacity(conns);
+    let mut pending = JoinSet::new();
+    let mut started = 0;
+    while streams.len() < conns {
+        while started < conns && pending.len() < CONNECTING {
+            started += 1;
+            pending.spawn(async move {
+                tokio::time::timeout(SETUP_LIMIT, async {
+                    let mut stream = connect(addr).await?;
+                    read_greeting(&mut stream).await?;
+                    Ok::<_, anyhow::Error>(stream)
+                })
+                .await
+                .context("a connection took too long to set up")?
+            });
+        }
+        let stream = pending.join_next().await.context("no task")???;
+        streams.push(stream);
+    }
+    Ok(streams)
+}

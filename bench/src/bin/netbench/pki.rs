@@ -1,0 +1,87 @@
+//! The benchmark's certificates: a CA and a `localhost` server leaf made with rcgen at start-up,
+//! written to PEM files that both TLS servers (ours and the baseline) load, so both present the
+//! same certificate chain and key.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Where the PEM files of one run live.
+#[derive(Debug, Clone)]
+pub(crate) struct Pki {
+    pub(crate) ca: PathBuf,
+    pub(crate) chain: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
+impl Pki {
+    /// Makes a CA and a leaf for `localhost` / 127.0.0.1 (ECDSA P-256) and writes them to `dir`.
+    pub(crate) fn create(dir: &Path) -> Result<Pki> {
+        std::fs::create_dir_all(dir)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "netbench CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+        let mut leaf =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        leaf.is_ca = IsCa::ExplicitNoCa;
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate()?;
+        let cert = leaf.signed_by(&key, &issuer)?;
+
+        let pki = Pki {
+            ca: dir.join("ca.pem"),
+            chain: dir.join("chain.pem"),
+            key: dir.join("key.pem"),
+        };
+        std::fs::write(&pki.ca, issuer.pem())?;
+        std::fs::write(&pki.chain, format!("{}{}", cert.pem(), issuer.pem()))?;
+        std::fs::write(&pki.key, key.serialize_pem())?;
+        Ok(pki)
+    }
+}
+
+/// The ring provider, passed explicitly everywhere (as net-tls does).
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The load generator's client configuration: trusts the CA, no session resumption (every
+/// handshake is a full one).
+pub(crate) fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).context("reading the CA")? {
+        roots.add(cert?)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// The baseline server's configuration, as a tokio-rustls user writes it.
+pub(crate) fn raw_server_config(chain: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
+    let chain = CertificateDer::pem_file_iter(chain)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,316 @@
+//! The servers under test, one process each: `netbench serve --impl ours|raw --role ROLE`.
+//!
+//! Each binds 127.0.0.1 on a port the OS picks, prints `PORT <n>` on stdout, and serves until
+//! its stdin closes (the driver holds the other end) or it is killed. The runtime is tokio's
+//! default multi-threaded one, as `#[tokio::main]` gives a user.
+//!
+//! The baselines (`raw`) are the plainest good tokio / tokio-rustls code a user writes by hand;
+//! `ours` is the same server written with net-sockets, net-io channels and net-tls.
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use net_io::LineEnding;
+use net_sockets::{SelectorManager, a_socket};
+use net_tls::{TlsExt, TlsServerConfig};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UdpSocket};
+
+/// The greeting of the sample protocol.
+pub(crate) const GREETING: &str = "Please enter your name\n";
+/// The line limit our server reads with (the baseline has none).
+const LINE_LIMIT: usize = 1024;
+/// The baseline's echo buffer.
+const ECHO_BUFFER: usize = 64 * 1024;
+
+/// Which implementation a server process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Impl {
+    Ours,
+    Raw,
+}
+
+impl Impl {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Impl::Ours => "ours",
+            Impl::Raw => "raw",
+        }
+    }
+}
+
+/// What a server process does with its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The sample protocol: greet, then answer each line `name` with `Hello, name!`.
+    PingPong,
+    /// Echo every byte back until the client's FIN.
+    Echo,
+    /// TLS, then echo.
+    TlsEcho,
+    /// TLS, then greet, then wait for the client to leave.
+    TlsHandshake,
+    /// Echo every datagram to its sender.
+    Udp,
+}
+
+impl Role {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::PingPong => "pingpong",
+            Role::Echo => "echo",
+            Role::TlsEcho => "tls-echo",
+            Role::TlsHandshake => "tls-handshake",
+            Role::Udp => "udp",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Role> {
+        Ok(match s {
+            "pingpong" => Role::PingPong,
+            "echo" => Role::Echo,
+            "tls-echo" => Role::TlsEcho,
+            "tls-handshake" => Role::TlsHandshake,
+            "udp" => Role::Udp,
+            _ => bail!("unknown role {s}"),
+        })
+    }
+}
+
+/// `serve --impl ours|raw --role ROLE [--chain PEM --key PEM]`.
+pub(crate) fn main(args: &[String]) -> Result<()> {
+    let mut imp = None;
+    let mut role = None;
+    let mut chain = None;
+    let mut key = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().context("missing value");
+        match a.as_str() {
+            "--impl" => {
+                imp = Some(match value()?.as_str() {
+                    "ours" => Impl::Ours,
+                    "raw" => Impl::Raw,
+                    other => bail!("unknown impl {other}"),
+                })
+            }
+            "--role" => role = Some(Role::parse(&value()?)?),
+            "--chain" => chain = Some(PathBuf::from(value()?)),
+            "--key" => key = Some(PathBuf::from(value()?)),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let (Some(imp), Some(role)) = (imp, role) else {
+        bail!("serve needs --impl and --role");
+    };
+    // Leave when the driver goes away, whatever the server is doing.
+    std::thread::spawn(|| {
+        let _ = io::copy(&mut io::stdin(), &mut io::sink());
+        std::process::exit(0);
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let tls = || -> Result<(PathBuf, PathBuf)> {
+            Ok((
+                chain.clone().context("TLS needs --chain")?,
+                key.clone().context("TLS needs --key")?,
+            ))
+        };
+        match (imp, role) {
+            (Impl::Ours, Role::PingPong) => ours_tcp(Role::PingPong, None).await,
+            (Impl::Ours, Role::Echo) => ours_tcp(Role::Echo, None).await,
+            (Impl::Ours, Role::TlsEcho | Role::TlsHandshake) => {
+                let (chain, key) = tls()?;
+                let config = TlsServerConfig::builder()
+                    .certificate_chain_pem_file(&chain)?
+                    .private_key_pem_file(&key)?
+                    .build()?;
+                ours_tcp(role, Some(config)).await
+            }
+            (Impl::Ours, Role::Udp) => ours_udp().await,
+            (Impl::Raw, Role::Udp) => raw_udp().await,
+            (Impl::Raw, _) => {
+                let acceptor = match role {
+                    Role::TlsEcho | Role::TlsHandshake => {
+                        let (chain, key) = tls()?;
+                        Some(tokio_rustls::TlsAcceptor::from(
+                            crate::pki::raw_server_config(&chain, &key)?,
+                        ))
+                    }
+                    _ => None,
+                };
+                raw_tcp(role, acceptor).await
+            }
+        }
+    })
+}
+
+fn announce(port: u16) -> Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "PORT {port}")?;
+    out.flush()?;
+    Ok(())
+}
+
+// ----- ours ----------------------------------------------------------------------------------
+
+async fn ours_tcp(role: Role, tls: Option<TlsServerConfig>) -> Result<()> {
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+    announce(server.port().context("no port")?)?;
+    loop {
+        let Ok(socket) = server.accept().await else {
+            continue;
+        };
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _ = ours_connection(role, socket, tls).await;
+        });
+    }
+}
+
+async fn ours_connection(
+    role: Role,
+    mut socket: net_sockets::Socket,
+    tls: Option<TlsServerConfig>,
+) -> Result<()> {
+    match role {
+        Role::PingPong => {
+            let mut input = socket.open_read_channel()?;
+            let mut output = socket.open_write_channel(true)?;
+            output.write_string_utf8(GREETING).await?;
+            while let Some(name) = input.read_line(LINE_LIMIT, LineEnding::Default).await? {
+                output
+                    .write_string_utf8(&format!("Hello, {name}!\n"))
+                    .await?;
+            }
+            socket.close();
+        }
+        Role::Echo => {
+            let mut input = socket.open_read_channel()?;
+            let mut output = socket.open_write_channel(false)?;
+            input.copy_to(&mut output, u64::MAX).await?;
+            output.flush_and_close().await?;
+        }
+        Role::TlsEcho => {
+            let mut tls = socket.tls_server(&tls.context("no TLS config")?).await?;
+            let mut input = tls.open_read_channel()?;
+            let mut output = tls.open_write_channel(false)?;
+            input.copy_to(&mut output, u64::MAX).await?;
+            output.flush_and_close().await?;
+        }
+        Role::TlsHandshake => {
+            let mut tls = socket.tls_server(&tls.context("no TLS config")?).await?;
+            let mut input = tls.open_read_channel()?;
+            let mut output = tls.open_write_channel(true)?;
+            output.write_string_utf8(GREETING).await?;
+            // The client leaves (with a reset) once it has the greeting.
+            let _ = input.read_line(LINE_LIMIT, LineEnding::Default).await;
+            tls.close();
+        }
+        Role::Udp => unreachable!(),
+    }
+    Ok(())
+}
+
+async fn ours_udp() -> Result<()> {
+    let selector = SelectorManager::new();
+    let socket = a_socket(&selector).udp().bind(("127.0.0.1", 0)).await?;
+    announce(socket.local_address().port().context("no port")?)?;
+    loop {
+        let datagram = socket.receive().await?;
+        socket.send(datagram).await?;
+    }
+}
+
+// ----- the baselines -------------------------------------------------------------------------
+
+async fn raw_tcp(role: Role, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    announce(listener.local_addr()?.port())?;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        // Our sockets default to TCP_NODELAY; a careful user sets it too.
+        stream.set_nodelay(true)?;
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _ = raw_connection(role, stream, acceptor).await;
+        });
+    }
+}
+
+async fn raw_connection(
+    role: Role,
+    stream: tokio::net::TcpStream,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> io::Result<()> {
+    match role {
+        Role::PingPong => {
+            let mut stream = BufReader::new(stream);
+            stream.write_all(GREETING.as_bytes()).await?;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if stream.read_line(&mut line).await? == 0 {
+                    break;
+                }
+                let name = line.trim_end_matches(['\r', '\n']);
+                stream
+                    .write_all(format!("Hello, {name}!\n").as_bytes())
+                    .await?;
+            }
+        }
+        Role::Echo => {
+            let mut stream = stream;
+            let (mut reader, mut writer) = stream.split();
+            let mut buf = vec![0u8; ECHO_BUFFER];
+            loop {
+                let n = reader.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                writer.write_all(&buf[..n]).await?;
+            }
+            writer.shutdown().await?;
+        }
+        Role::TlsEcho => {
+            let acceptor = acceptor.expect("TLS acceptor");
+            let mut tls = acceptor.accept(stream).await?;
+            let mut buf = vec![0u8; ECHO_BUFFER];
+            loop {
+                let n = tls.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                tls.write_all(&buf[..n]).await?;
+                tls.flush().await?;
+            }
+            tls.shutdown().await?;
+        }
+        Role::TlsHandshake => {
+            let acceptor = acceptor.expect("TLS acceptor");
+            let mut tls = BufReader::new(acceptor.accept(stream).await?);
+            tls.write_all(GREETING.as_bytes()).await?;
+            tls.flush().await?;
+            let mut line = String::new();
+            let _ = tls.read_line(&mut line).await;
+        }
+        Role::Udp => unreachable!(),
+    }
+    Ok(())
+}
+
+async fn raw_udp() -> Result<()> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    announce(socket.local_addr()?.port())?;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).await?;
+        socket.send_to(&buf[..n], from).await?;
+    }
+}
