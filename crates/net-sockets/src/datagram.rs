@@ -1,7 +1,6 @@
 //! UDP: [`Datagram`], [`BoundDatagramSocket`] and [`ConnectedDatagramSocket`].
 
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
@@ -15,6 +14,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::options::{Kind, SocketOptions};
+use crate::repeat::Repeat;
 use crate::selector::{Release, SelectorInner, lock};
 use crate::{Error, Result, SocketAddress};
 
@@ -294,11 +294,7 @@ macro_rules! datagram_methods {
         /// The received datagrams as a [`Stream`](futures_core::Stream); errors are items,
         /// and the stream ends when the socket or its selector is closed.
         pub fn incoming(&self) -> DatagramIncoming {
-            DatagramIncoming {
-                core: Arc::clone(&self.core),
-                pending: None,
-                done: false,
-            }
+            DatagramIncoming::new(Arc::clone(&self.core))
         }
 
         /// The local address (with the port the OS picked for port 0).
@@ -471,15 +467,21 @@ impl fmt::Debug for ConnectedDatagramSocket {
 
 /// The stream of received datagrams, from `incoming()` on a datagram socket.
 pub struct DatagramIncoming {
-    core: Arc<UdpCore>,
-    pending: Option<Pin<Box<dyn Future<Output = Result<Datagram>> + Send>>>,
-    done: bool,
+    inner: Repeat<UdpCore, Datagram>,
+}
+
+impl DatagramIncoming {
+    fn new(core: Arc<UdpCore>) -> Self {
+        DatagramIncoming {
+            inner: Repeat::new(core, |core| Box::pin(async move { core.receive().await })),
+        }
+    }
 }
 
 impl fmt::Debug for DatagramIncoming {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatagramIncoming")
-            .field("local", &self.core.local)
+            .field("local", &self.inner.core().local)
             .finish_non_exhaustive()
     }
 }
@@ -488,22 +490,6 @@ impl futures_core::Stream for DatagramIncoming {
     type Item = Result<Datagram>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        let core = Arc::clone(&this.core);
-        let pending = this
-            .pending
-            .get_or_insert_with(|| Box::pin(async move { core.receive().await }));
-        let result = std::task::ready!(pending.as_mut().poll(cx));
-        this.pending = None;
-        match result {
-            Err(Error::Closed | Error::SelectorClosed) => {
-                this.done = true;
-                Poll::Ready(None)
-            }
-            other => Poll::Ready(Some(other)),
-        }
+        self.get_mut().inner.poll_next(cx)
     }
 }

@@ -1,7 +1,6 @@
 //! The listening socket: [`ServerSocket`] and its [`Incoming`] stream.
 
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -16,6 +15,7 @@ use tokio::io::unix::AsyncFd;
 use tokio_util::sync::CancellationToken;
 
 use crate::options::{Kind, SocketOptions};
+use crate::repeat::Repeat;
 use crate::selector::{Release, SelectorInner, lock};
 use crate::stream::{SocketCore, Stream};
 use crate::{Error, Result, Socket, SocketAddress, UnixSocketAddress};
@@ -150,11 +150,7 @@ impl ServerSocket {
     /// The accepted connections as a [`Stream`](futures_core::Stream); it ends when the
     /// listener or its selector is closed.
     pub fn incoming(&self) -> Incoming {
-        Incoming {
-            core: Arc::clone(&self.core),
-            pending: None,
-            done: false,
-        }
+        Incoming::new(Arc::clone(&self.core))
     }
 
     /// The address the listener is bound to (with the port the OS picked for port 0).
@@ -365,15 +361,21 @@ pub(crate) fn sock_addr_to_address(address: &SockAddr) -> SocketAddress {
 /// The stream of accepted connections of a [`ServerSocket`], from
 /// [`ServerSocket::incoming`]; it ends when the listener or its selector is closed.
 pub struct Incoming {
-    core: Arc<ListenerCore>,
-    pending: Option<Pin<Box<dyn Future<Output = Result<Socket>> + Send>>>,
-    done: bool,
+    inner: Repeat<ListenerCore, Socket>,
+}
+
+impl Incoming {
+    fn new(core: Arc<ListenerCore>) -> Self {
+        Incoming {
+            inner: Repeat::new(core, |core| Box::pin(async move { core.accept().await })),
+        }
+    }
 }
 
 impl fmt::Debug for Incoming {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Incoming")
-            .field("local", &self.core.local)
+            .field("local", &self.inner.core().local)
             .finish_non_exhaustive()
     }
 }
@@ -382,22 +384,6 @@ impl futures_core::Stream for Incoming {
     type Item = Result<Socket>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        let core = Arc::clone(&this.core);
-        let pending = this
-            .pending
-            .get_or_insert_with(|| Box::pin(async move { core.accept().await }));
-        let result = std::task::ready!(pending.as_mut().poll(cx));
-        this.pending = None;
-        match result {
-            Err(Error::Closed | Error::SelectorClosed) => {
-                this.done = true;
-                Poll::Ready(None)
-            }
-            other => Poll::Ready(Some(other)),
-        }
+        self.get_mut().inner.poll_next(cx)
     }
 }
