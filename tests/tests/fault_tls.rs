@@ -274,7 +274,6 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
         .connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let raw = socket.handle();
     let mut tls = within(socket.tls(named("localhost"))).await.unwrap();
     let mut input = tls.open_read_channel().unwrap();
     let mut output = tls.open_write_channel(true).unwrap();
@@ -290,7 +289,9 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
         .unwrap();
     assert_eq!(answer.as_deref(), Some("Hello, whole line!"));
     output.write_string_utf8("half a li").await.unwrap();
-    raw.close(); // FIN without close_notify
+    // FIN without close_notify.
+    tls.with_sock_ref(|s| s.shutdown(std::net::Shutdown::Write))
+        .unwrap();
     match next(&mut outcomes).await {
         Outcome::Session { lines, end } => {
             assert_eq!(lines, ["whole line"]);

@@ -172,7 +172,6 @@ fn the_public_types_and_futures_are_send_and_sync() {
     send_sync::<net_sockets::ServerSocket>();
     send_sync::<net_sockets::BoundDatagramSocket>();
     send_sync::<net_sockets::ConnectedDatagramSocket>();
-    send_sync::<net_sockets::SocketHandle>();
     send_sync::<net_sockets::Error>();
     send_sync::<net_sockets::SocketAddress>();
     fn send_static<T: Send + 'static>() {}

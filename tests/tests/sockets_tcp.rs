@@ -298,32 +298,37 @@ async fn every_address_form_connects() {
     let port = server.port().unwrap();
     let text = format!("127.0.0.1:{port}");
     let std_address: std::net::SocketAddr = text.parse().unwrap();
-    let targets: Vec<net_sockets::SocketTarget> = vec![
-        net_sockets::ToSocketAddress::to_socket_target(("127.0.0.1", port)).unwrap(),
-        net_sockets::ToSocketAddress::to_socket_target(("localhost", port)).unwrap(),
-        net_sockets::ToSocketAddress::to_socket_target(text.as_str()).unwrap(),
-        net_sockets::ToSocketAddress::to_socket_target(format!("localhost:{port}")).unwrap(),
-        net_sockets::ToSocketAddress::to_socket_target(std_address).unwrap(),
-        net_sockets::ToSocketAddress::to_socket_target(SocketAddress::from(std_address)).unwrap(),
-    ];
-    for target in targets {
-        let socket = within(a_socket(&selector).tcp().connect(target.clone()))
-            .await
-            .unwrap();
-        assert_eq!(
-            socket.remote_address(),
-            SocketAddress::from(std_address),
-            "{target:?}"
-        );
-        assert_eq!(socket.local_address().port().map(|p| p != 0), Some(true));
-        socket.close();
-    }
-    let by_name = a_socket(&selector)
-        .tcp()
-        .connect(("localhost", port))
+    let expected = SocketAddress::from(std_address);
+    connects(&selector, ("127.0.0.1", port), &expected).await;
+    connects(&selector, ("localhost", port), &expected).await;
+    connects(&selector, ("localhost".to_owned(), port), &expected).await;
+    connects(&selector, text.as_str(), &expected).await;
+    connects(&selector, &text, &expected).await;
+    connects(&selector, format!("localhost:{port}"), &expected).await;
+    connects(&selector, std_address, &expected).await;
+    connects(&selector, (std_address.ip(), port), &expected).await;
+    connects(&selector, &expected, &expected).await;
+    connects(&selector, &&expected, &expected).await;
+    connects(&selector, expected.clone(), &expected).await;
+}
+
+/// Connects to `address` and checks that the socket's peer is `expected`.
+async fn connects(
+    selector: &SelectorManager,
+    address: impl net_sockets::ToSocketAddress + std::fmt::Debug,
+    expected: &SocketAddress,
+) {
+    let shown = format!("{address:?}");
+    let socket = within(a_socket(selector).tcp().connect(address))
         .await
         .unwrap();
-    assert_eq!(by_name.connect_host(), Some("localhost"));
+    assert_eq!(&socket.remote_address(), expected, "{shown}");
+    assert_eq!(
+        socket.local_address().port().map(|p| p != 0),
+        Some(true),
+        "{shown}"
+    );
+    socket.close();
 }
 
 #[tokio::test]
@@ -337,9 +342,12 @@ async fn an_unknown_host_is_a_resolve_error() {
     .await
     .unwrap_err();
     assert!(
-        matches!(err, Error::Resolve { ref host } if host == "no-such-host.invalid"),
+        matches!(err, Error::Resolve { ref host, .. } if host == "no-such-host.invalid"),
         "{err:?}"
     );
+    // The resolver's own error is kept as the source.
+    let source = std::error::Error::source(&err).expect("the resolver's error");
+    assert!(source.is::<std::io::Error>(), "{source:?}");
 }
 
 #[tokio::test]

@@ -173,37 +173,13 @@ impl fmt::Display for UnixSocketAddress {
     }
 }
 
-/// Where to bind or connect: an address, or a host name still to be resolved.
-///
-/// Produced by [`ToSocketAddress`]; user code rarely names it.
+/// What `bind` and `connect` were given: an address, or a host name still to resolve.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SocketTarget {
-    /// A resolved address.
+pub(crate) enum SocketTarget {
+    /// A literal address (an IP literal given as a host is one).
     Address(SocketAddress),
-    /// A host name and port, resolved with the system resolver when used.
-    Host {
-        /// The host name.
-        host: String,
-        /// The port.
-        port: u16,
-    },
-}
-
-/// Anything `bind` and `connect` accept as an address.
-///
-/// Implemented for `("host", port)`, `"host:port"` (and `String`), [`std::net::SocketAddr`]
-/// (and its V4/V6 forms), `(IpAddr, port)`, [`SocketAddress`], [`InetSocketAddress`] and
-/// [`UnixSocketAddress`]. A host that is an IP literal is used as it is; any other name is
-/// resolved when the socket binds or connects.
-pub trait ToSocketAddress {
-    /// Converts into a target.
-    ///
-    /// # Errors
-    ///
-    /// A `"host:port"` string without a valid port is an [`Error::Io`] of kind
-    /// [`InvalidInput`](io::ErrorKind::InvalidInput).
-    fn to_socket_target(self) -> Result<SocketTarget>;
+    /// A host name, resolved by `connect` (every address tried) or `bind` (the first).
+    Host { host: String, port: u16 },
 }
 
 impl SocketTarget {
@@ -222,159 +198,82 @@ impl SocketTarget {
     }
 }
 
-impl ToSocketAddress for SocketTarget {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        Ok(self)
-    }
+mod sealed {
+    /// Keeps [`ToSocketAddress`](super::ToSocketAddress) implemented by this crate only.
+    pub trait Sealed {}
 }
 
-impl ToSocketAddress for SocketAddress {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        Ok(SocketTarget::Address(self))
-    }
+/// Anything `bind` and `connect` accept as an address: `("host", port)`, `"host:port"`, a
+/// [`SocketAddr`] (and its V4/V6 forms), `(IpAddr, port)`, an [`InetSocketAddress`], a
+/// [`UnixSocketAddress`], a [`SocketAddress`] — and a reference to any of these.
+///
+/// A host that is an IP literal (`"127.0.0.1"`, `"::1"`, `"[::1]"`) is used as it is; any other
+/// host name is resolved when the socket is bound or connected.
+///
+/// The trait is sealed: the conversions are the ones listed here.
+pub trait ToSocketAddress: sealed::Sealed {
+    /// The address, or the host name to resolve.
+    #[doc(hidden)]
+    #[allow(private_interfaces)]
+    fn to_socket_target(&self) -> Result<SocketTarget>;
 }
 
-impl ToSocketAddress for &SocketAddress {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        Ok(SocketTarget::Address(self.clone()))
-    }
-}
+macro_rules! to_socket_address {
+    ($($ty:ty => |$v:ident| $body:expr;)*) => {$(
+        impl sealed::Sealed for $ty {}
 
-impl ToSocketAddress for InetSocketAddress {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        Ok(SocketTarget::Address(self.into()))
-    }
-}
-
-impl ToSocketAddress for UnixSocketAddress {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        Ok(SocketTarget::Address(self.into()))
-    }
-}
-
-impl ToSocketAddress for &UnixSocketAddress {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        Ok(SocketTarget::Address(self.clone().into()))
-    }
-}
-
-impl ToSocketAddress for SocketAddr {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        Ok(SocketTarget::Address(self.into()))
-    }
-}
-
-impl ToSocketAddress for SocketAddrV4 {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        SocketAddr::V4(self).to_socket_target()
-    }
-}
-
-impl ToSocketAddress for SocketAddrV6 {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        SocketAddr::V6(self).to_socket_target()
-    }
-}
-
-impl ToSocketAddress for (IpAddr, u16) {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        SocketAddr::new(self.0, self.1).to_socket_target()
-    }
-}
-
-impl ToSocketAddress for (Ipv4Addr, u16) {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        SocketAddr::new(self.0.into(), self.1).to_socket_target()
-    }
-}
-
-impl ToSocketAddress for (Ipv6Addr, u16) {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        SocketAddr::new(self.0.into(), self.1).to_socket_target()
-    }
-}
-
-impl ToSocketAddress for (&str, u16) {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        Ok(SocketTarget::host(self.0, self.1))
-    }
-}
-
-impl ToSocketAddress for (String, u16) {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        Ok(SocketTarget::host(&self.0, self.1))
-    }
-}
-
-impl ToSocketAddress for (&String, u16) {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        Ok(SocketTarget::host(self.0, self.1))
-    }
-}
-
-impl ToSocketAddress for &str {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        if let Ok(address) = self.parse::<SocketAddr>() {
-            return Ok(SocketTarget::Address(address.into()));
-        }
-        let invalid = || {
-            Error::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid socket address {self:?}: expected host:port"),
-            ))
-        };
-        let (host, port) = self.rsplit_once(':').ok_or_else(invalid)?;
-        let port = port.parse::<u16>().map_err(|_| invalid())?;
-        if host.is_empty() {
-            return Err(invalid());
-        }
-        Ok(SocketTarget::host(host, port))
-    }
-}
-
-impl ToSocketAddress for String {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        self.as_str().to_socket_target()
-    }
-}
-
-impl ToSocketAddress for &String {
-    fn to_socket_target(self) -> Result<SocketTarget> {
-        self.as_str().to_socket_target()
-    }
-}
-
-/// Resolves a host name into IP addresses (in the resolver's order), on a blocking thread of
-/// the selector's runtime (so resolution works from any executor).
-pub(crate) async fn resolve(
-    handle: &tokio::runtime::Handle,
-    host: &str,
-    port: u16,
-) -> Result<Vec<SocketAddr>> {
-    use std::net::ToSocketAddrs;
-    let name = host.to_owned();
-    let found = handle
-        .spawn_blocking(move || {
-            (name.as_str(), port)
-                .to_socket_addrs()
-                .map(Iterator::collect)
-        })
-        .await;
-    match found {
-        Ok(Ok(addresses)) => {
-            let addresses: Vec<SocketAddr> = addresses;
-            if addresses.is_empty() {
-                Err(Error::Resolve {
-                    host: host.to_owned(),
-                })
-            } else {
-                Ok(addresses)
+        impl ToSocketAddress for $ty {
+            #[allow(private_interfaces)]
+            fn to_socket_target(&self) -> Result<SocketTarget> {
+                let $v = self;
+                $body
             }
         }
-        _ => Err(Error::Resolve {
-            host: host.to_owned(),
-        }),
+    )*};
+}
+
+to_socket_address! {
+    SocketAddress => |a| Ok(SocketTarget::Address(a.clone()));
+    InetSocketAddress => |a| Ok(SocketTarget::Address((*a).into()));
+    UnixSocketAddress => |a| Ok(SocketTarget::Address(a.clone().into()));
+    SocketAddr => |a| Ok(SocketTarget::Address((*a).into()));
+    SocketAddrV4 => |a| SocketAddr::V4(*a).to_socket_target();
+    SocketAddrV6 => |a| SocketAddr::V6(*a).to_socket_target();
+    (IpAddr, u16) => |a| SocketAddr::new(a.0, a.1).to_socket_target();
+    (Ipv4Addr, u16) => |a| SocketAddr::new(a.0.into(), a.1).to_socket_target();
+    (Ipv6Addr, u16) => |a| SocketAddr::new(a.0.into(), a.1).to_socket_target();
+    (&str, u16) => |a| Ok(SocketTarget::host(a.0, a.1));
+    (String, u16) => |a| Ok(SocketTarget::host(&a.0, a.1));
+    str => |a| parse_host_port(a);
+    String => |a| parse_host_port(a);
+}
+
+impl<T: ToSocketAddress + ?Sized> sealed::Sealed for &T {}
+
+impl<T: ToSocketAddress + ?Sized> ToSocketAddress for &T {
+    #[allow(private_interfaces)]
+    fn to_socket_target(&self) -> Result<SocketTarget> {
+        (**self).to_socket_target()
     }
+}
+
+/// Parses `"host:port"` (`"[::1]:80"` for IPv6 literals).
+fn parse_host_port(text: &str) -> Result<SocketTarget> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(SocketTarget::Address(address.into()));
+    }
+    let invalid = || {
+        Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid socket address {text:?}: expected host:port"),
+        ))
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
+    let port = port.parse::<u16>().map_err(|_| invalid())?;
+    if host.is_empty() {
+        return Err(invalid());
+    }
+    Ok(SocketTarget::host(host, port))
 }
 
 #[cfg(test)]
@@ -397,6 +296,7 @@ mod tests {
             }
         );
         let t = ("::1", 80).to_socket_target().unwrap();
+        assert_eq!(t, (&&("::1", 80)).to_socket_target().unwrap());
         assert_eq!(
             t,
             SocketTarget::Address("[::1]:80".parse::<SocketAddr>().unwrap().into())

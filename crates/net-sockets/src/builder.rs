@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use crate::address::{SocketTarget, ToSocketAddress, resolve};
-use crate::connect;
+use crate::address::ToSocketAddress;
+use crate::connect::{self, resolve_first};
 use crate::datagram::{BoundDatagramSocket, ConnectedDatagramSocket};
 use crate::options::SocketOptions;
-use crate::selector::SelectorInner;
-use crate::{Error, Result, SelectorManager, ServerSocket, Socket, SocketAddress};
+use crate::{Error, Result, SelectorManager, ServerSocket, Socket};
 
 /// Starts building a socket on `selector`, as Ktor's `aSocket(selector)`.
 ///
@@ -293,20 +292,5 @@ impl UdpSocketBuilder {
         let remote = resolve_first(self.selector.inner(), remote.to_socket_target()?).await?;
         let local = resolve_first(self.selector.inner(), local.to_socket_target()?).await?;
         ConnectedDatagramSocket::connect(self.selector.inner(), remote, Some(local), &self.options)
-    }
-}
-
-/// The target itself, or the first address its host name resolves to.
-async fn resolve_first(selector: &SelectorInner, target: SocketTarget) -> Result<SocketAddress> {
-    match target {
-        SocketTarget::Address(address) => Ok(address),
-        SocketTarget::Host { host, port } => {
-            let addresses = resolve(selector.handle(), &host, port).await?;
-            addresses
-                .into_iter()
-                .next()
-                .map(SocketAddress::from)
-                .ok_or(Error::Resolve { host })
-        }
     }
 }

@@ -13,19 +13,74 @@ use socket2::{Domain, SockAddr, Socket as RawSocket, Type};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
-use crate::address::{SocketTarget, resolve};
-use crate::listener::sock_addr_to_address;
+use crate::address::SocketTarget;
+use crate::core::Owner;
 use crate::options::{Kind, SocketOptions};
 use crate::selector::SelectorInner;
-use crate::stream::{SocketCore, Stream};
-use crate::{Error, Result, Socket, SocketAddress};
+use crate::stream::{Conn, Stream};
+use crate::transport::Link;
+use crate::{Error, Result, Socket, SocketAddress, UnixSocketAddress};
 
 /// How long an attempt runs alone before the next address is tried in parallel.
 const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
-/// `EINPROGRESS` on Linux and the BSDs' `EINPROGRESS` (36).
-fn in_progress(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock || matches!(e.raw_os_error(), Some(115 | 36))
+/// Whether a non-blocking `connect(2)` is under way rather than failed.
+///
+/// `EINPROGRESS` is the usual answer; a Unix socket whose listener's backlog is full answers
+/// `EAGAIN`, which is a failure (the connection was not queued), so only TCP treats it as
+/// pending (tokio's `WouldBlock` mapping would otherwise hide it).
+fn in_progress(e: &io::Error, tcp: bool) -> bool {
+    e.raw_os_error() == Some(libc::EINPROGRESS) || (tcp && e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// Resolves a host name into IP addresses (in the resolver's order), on a blocking thread of
+/// `handle`'s runtime.
+///
+/// # Errors
+///
+/// [`Error::Resolve`] with the resolver's error as its source (an empty answer is a
+/// [`NotFound`](io::ErrorKind::NotFound) source).
+pub(crate) async fn resolve(
+    handle: &tokio::runtime::Handle,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let name = host.to_owned();
+    let found = handle
+        .spawn_blocking(move || {
+            (name.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect::<Vec<_>>)
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+    let failed = |source| Error::Resolve {
+        host: host.to_owned(),
+        source,
+    };
+    match found {
+        Ok(addresses) if addresses.is_empty() => Err(failed(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the name resolved to no address",
+        ))),
+        Ok(addresses) => Ok(addresses),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// The target itself, or the first address its host name resolves to (for `bind`).
+pub(crate) async fn resolve_first(
+    selector: &SelectorInner,
+    target: SocketTarget,
+) -> Result<SocketAddress> {
+    match target {
+        SocketTarget::Address(address) => Ok(address),
+        SocketTarget::Host { host, port } => {
+            let addresses = resolve(selector.handle(), &host, port).await?;
+            Ok(SocketAddress::from(addresses[0]))
+        }
+    }
 }
 
 pub(crate) async fn connect(
@@ -39,7 +94,7 @@ pub(crate) async fn connect(
             options.apply(&raw, Kind::Unix, false)?;
             raw.set_nonblocking(true)?;
             if let Err(e) = raw.connect(&SockAddr::unix(unix.path())?) {
-                if !in_progress(&e) {
+                if !in_progress(&e, false) {
                     return Err(Error::Io(e));
                 }
             }
@@ -77,16 +132,23 @@ pub(crate) async fn connect(
             )
         }
     };
-    let core = SocketCore::new(
-        selector,
-        stream,
-        local,
-        remote,
-        options.socket_timeout,
-        host,
-    )?;
-    tracing::debug!(parent: &core.span, "connected");
-    Ok(Socket::new(core))
+    let conn = Conn::open(selector, stream, local, remote, options, host)?;
+    tracing::debug!(parent: conn.core().span(), "connected");
+    Ok(Socket::new(Link { conn }))
+}
+
+/// A socket2 address as ours (an unnamed Unix peer is the empty path).
+fn sock_addr_to_address(address: &SockAddr) -> SocketAddress {
+    match address.as_socket() {
+        Some(inet) => inet.into(),
+        None => UnixSocketAddress::new(
+            address
+                .as_pathname()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
+        )
+        .into(),
+    }
 }
 
 /// One non-blocking TCP connect, registered with the selector's runtime.
@@ -99,7 +161,7 @@ async fn connect_one(
     options.apply(&raw, Kind::TcpStream, address.is_ipv6())?;
     raw.set_nonblocking(true)?;
     if let Err(e) = raw.connect(&address.into()) {
-        if !in_progress(&e) {
+        if !in_progress(&e, true) {
             return Err(e);
         }
     }

@@ -4,22 +4,25 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Socket as RawSocket, Type};
 use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
 
+use crate::core::{CloseMode, Core, Owner, Setup};
 use crate::options::{Kind, SocketOptions};
 use crate::repeat::Repeat;
-use crate::selector::{Release, SelectorInner, lock};
+use crate::selector::{SelectorInner, lock};
 use crate::{Error, Result, SocketAddress};
 
 /// The largest payload a UDP datagram can carry over IPv4: 65,535 − 8 (UDP) − 20 (IP) bytes.
 pub const MAX_DATAGRAM_SIZE: usize = 65_507;
+
+/// The largest payload a UDP datagram can carry over IPv6 (without jumbograms): 65,535 − 8
+/// (UDP) bytes, the IPv6 header not counting towards its payload length.
+pub const MAX_DATAGRAM_SIZE_V6: usize = 65_527;
 
 /// The receive buffer: larger than any UDP payload, so a datagram is never silently cut.
 const RECEIVE_BUFFER: usize = 65_536;
@@ -46,23 +49,30 @@ pub struct Datagram {
 }
 
 impl Datagram {
-    /// A datagram to (or from) `address`.
+    /// A datagram to (or from) `address`. An empty packet is a datagram too.
     ///
     /// # Errors
     ///
-    /// [`Error::DatagramTooLarge`] when `packet` is over [`MAX_DATAGRAM_SIZE`] bytes.
+    /// [`Error::DatagramTooLarge`] when `packet` is over [`MAX_DATAGRAM_SIZE`] bytes for an IPv4
+    /// address, or over [`MAX_DATAGRAM_SIZE_V6`] for an IPv6 address.
     pub fn new(packet: impl Into<Bytes>, address: impl Into<SocketAddress>) -> Result<Datagram> {
         let packet = packet.into();
-        check_size(packet.len())?;
-        Ok(Datagram {
-            packet,
-            address: address.into(),
-        })
+        let address = address.into();
+        if let SocketAddress::Inet(inet) = &address {
+            check_size(packet.len(), &inet.socket_addr())?;
+        }
+        Ok(Datagram { packet, address })
     }
 }
 
-fn check_size(size: usize) -> Result<()> {
-    if size > MAX_DATAGRAM_SIZE {
+/// Refuses payloads larger than UDP over `to`'s family can carry.
+fn check_size(size: usize, to: &SocketAddr) -> Result<()> {
+    let limit = if to.is_ipv6() {
+        MAX_DATAGRAM_SIZE_V6
+    } else {
+        MAX_DATAGRAM_SIZE
+    };
+    if size > limit {
         Err(Error::DatagramTooLarge { size })
     } else {
         Ok(())
@@ -70,19 +80,19 @@ fn check_size(size: usize) -> Result<()> {
 }
 
 struct UdpCore {
-    socket: Mutex<Option<Arc<UdpSocket>>>,
-    weak: Weak<UdpSocket>,
-    token: CancellationToken,
-    /// Set by `close` first: checked on every operation, where `token.is_cancelled()` would
-    /// take the token's mutex.
-    closing: AtomicBool,
+    core: Core<UdpSocket>,
     /// The receive buffer, kept between receives.
     spare: Mutex<BytesMut>,
-    selector: Arc<SelectorInner>,
-    id: Option<u64>,
     local: SocketAddress,
     remote: Option<SocketAddr>,
-    span: tracing::Span,
+}
+
+impl Owner for UdpCore {
+    type Io = UdpSocket;
+
+    fn core(&self) -> &Core<UdpSocket> {
+        &self.core
+    }
 }
 
 impl UdpCore {
@@ -109,67 +119,17 @@ impl UdpCore {
             Some(remote) => tracing::debug_span!("udp", local = %local, remote = %remote),
             None => tracing::debug_span!("udp", local = %local),
         };
-        let socket = Arc::new(socket);
-        let core = Arc::new_cyclic(|me: &Weak<UdpCore>| UdpCore {
-            weak: Arc::downgrade(&socket),
-            socket: Mutex::new(Some(socket)),
-            token: selector.token().child_token(),
-            closing: AtomicBool::new(false),
+        let udp = Core::open(selector, socket, Setup::new(span), |core| UdpCore {
+            core,
             spare: Mutex::new(BytesMut::new()),
-            id: selector.register(me.clone() as Weak<dyn Release>).ok(),
-            selector: Arc::clone(selector),
             local,
             remote,
-            span,
-        });
-        if core.id.is_none() {
-            return Err(Error::SelectorClosed);
-        }
-        tracing::debug!(parent: &core.span, "datagram socket open");
-        Ok(core)
-    }
-
-    fn closed_error(&self) -> Error {
-        Error::closed(self.selector.is_closed())
-    }
-
-    fn socket(&self) -> Result<Arc<UdpSocket>> {
-        // A closing selector cancels the token first and closes its sockets right after; an
-        // operation waiting meanwhile is failed by the token in `run` / `receive`.
-        if self.closing.load(Ordering::Acquire) {
-            return Err(self.closed_error());
-        }
-        self.weak.upgrade().ok_or_else(|| self.closed_error())
-    }
-
-    /// Polls `op` on the socket until it completes or the socket is closed. The socket is held
-    /// only while `op` is polled, so `close` releases the descriptor at once.
-    async fn run<T>(
-        &self,
-        mut op: impl FnMut(&UdpSocket, &mut Context<'_>) -> Poll<io::Result<T>>,
-    ) -> Result<T> {
-        // Fast path: an operation that completes at once needs no wake-up on close.
-        let socket = self.socket()?;
-        if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(op(&socket, cx))).await {
-            return r.map_err(Error::Io);
-        }
-        drop(socket);
-        let poll = std::future::poll_fn(|cx| {
-            let socket = match self.socket() {
-                Ok(socket) => socket,
-                Err(e) => return Poll::Ready(Err(e)),
-            };
-            op(&socket, cx).map_err(Error::Io)
-        });
-        tokio::select! {
-            biased;
-            r = poll => r,
-            () = self.token.cancelled() => Err(self.closed_error()),
-        }
+        })?;
+        tracing::debug!(parent: udp.core.span(), "datagram socket open");
+        Ok(udp)
     }
 
     async fn send(&self, datagram: &Datagram) -> Result<()> {
-        check_size(datagram.packet.len())?;
         let SocketAddress::Inet(to) = &datagram.address else {
             return Err(Error::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -177,14 +137,20 @@ impl UdpCore {
             )));
         };
         let to = to.socket_addr();
+        check_size(datagram.packet.len(), &to)?;
         let packet = &datagram.packet[..];
         match self.remote {
             Some(remote) if remote != to => Err(Error::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("datagram addressed to {to}, but the socket is connected to {remote}"),
             ))),
-            Some(_) => self.run(|s, cx| s.poll_send(cx, packet)).await.map(drop),
+            Some(_) => self
+                .core
+                .run(|s, cx| s.poll_send(cx, packet))
+                .await
+                .map(drop),
             None => self
+                .core
                 .run(|s, cx| s.poll_send_to(cx, packet, to))
                 .await
                 .map(drop),
@@ -196,7 +162,7 @@ impl UdpCore {
         // (EPOLLERR without EPOLLIN), which is how an ICMP error for a connected UDP socket
         // arrives. The socket is held while the receive is pending; `close` wakes it, and the
         // descriptor is released as soon as the woken receive returns.
-        let socket = self.socket()?;
+        let socket = self.core.io()?;
         // The receive buffer is kept between receives (a concurrent receive makes its own):
         // a datagram is copied out at its own size, so the buffer is free again at once.
         let mut buffer = std::mem::take(&mut *lock(&self.spare));
@@ -217,11 +183,7 @@ impl UdpCore {
                         None => socket.recv_buf_from(&mut buffer).await,
                     }
                 };
-                tokio::select! {
-                    biased;
-                    r = received => r.map_err(Error::Io)?,
-                    () = self.token.cancelled() => return Err(self.closed_error()),
-                }
+                self.core.guard(received).await?
             }
             Err(e) => return Err(Error::Io(e)),
         };
@@ -232,31 +194,6 @@ impl UdpCore {
         buffer.clear();
         *lock(&self.spare) = buffer;
         Ok(datagram)
-    }
-
-    fn close(&self) {
-        self.closing.store(true, Ordering::Release);
-        let socket = lock(&self.socket).take();
-        self.token.cancel();
-        if let Some(socket) = socket {
-            drop(socket);
-            if let Some(id) = self.id {
-                self.selector.deregister(id);
-            }
-            tracing::debug!(parent: &self.span, "datagram socket closed");
-        }
-    }
-}
-
-impl Release for UdpCore {
-    fn release(&self) {
-        self.close();
-    }
-}
-
-impl Drop for UdpCore {
-    fn drop(&mut self) {
-        self.close();
     }
 }
 
@@ -305,7 +242,7 @@ macro_rules! datagram_methods {
         /// Closes the socket: pending operations fail with [`Error::Closed`] and the
         /// descriptor is released. Idempotent.
         pub fn close(&self) {
-            self.core.close();
+            self.core.core.close(CloseMode::Graceful);
         }
 
         /// Runs `f` with a [`socket2::SockRef`] to the open socket, to read or set options.
@@ -318,13 +255,12 @@ macro_rules! datagram_methods {
             &self,
             f: impl FnOnce(socket2::SockRef<'_>) -> io::Result<R>,
         ) -> Result<R> {
-            let socket = self.core.socket()?;
-            f(socket2::SockRef::from(&*socket)).map_err(Error::Io)
+            self.core.core.with_sock_ref(f)
         }
 
         /// Whether the socket is closed.
         pub fn is_closed(&self) -> bool {
-            self.core.token.is_cancelled()
+            self.core.core.is_closed()
         }
 
         /// Waits until the socket is closed.
@@ -333,7 +269,7 @@ macro_rules! datagram_methods {
         ///
         /// Cancel safe: dropping the future changes nothing.
         pub async fn await_closed(&self) {
-            self.core.token.cancelled().await;
+            self.core.core.await_closed().await;
         }
     };
 }

@@ -49,15 +49,29 @@ pub enum Error {
     Closed,
     /// The [`SelectorManager`](crate::SelectorManager) that made the socket was closed.
     SelectorClosed,
-    /// A datagram was larger than the 65,507 bytes a UDP packet can carry.
+    /// A datagram was larger than a UDP packet can carry: 65,507 bytes over IPv4, 65,527 over
+    /// IPv6.
     DatagramTooLarge {
         /// The size of the rejected packet in bytes.
         size: usize,
     },
     /// A host name did not resolve to any address.
+    #[non_exhaustive]
     Resolve {
         /// The host name that failed.
         host: String,
+        /// The resolver's error (kind [`NotFound`](io::ErrorKind::NotFound) when the name
+        /// resolved to no address).
+        source: io::Error,
+    },
+    /// The operating system refused a socket option's value (for example a keep-alive interval
+    /// of zero): `bind` or `connect` fails instead of every connection failing later.
+    #[non_exhaustive]
+    InvalidOption {
+        /// The option, as the builder method that sets it is named (`keep_alive_interval`).
+        option: &'static str,
+        /// The operating system's error.
+        source: io::Error,
     },
     /// A connect did not finish within its `connect_timeout`, or a socket saw no progress
     /// within its `socket_timeout`.
@@ -75,6 +89,7 @@ impl Error {
             Error::SelectorClosed => io::ErrorKind::ConnectionAborted,
             Error::DatagramTooLarge { .. } => io::ErrorKind::InvalidInput,
             Error::Resolve { .. } => io::ErrorKind::NotFound,
+            Error::InvalidOption { .. } => io::ErrorKind::InvalidInput,
             Error::Timeout => io::ErrorKind::TimedOut,
         }
     }
@@ -86,11 +101,6 @@ impl Error {
         } else {
             Error::Closed
         }
-    }
-
-    /// An [`io::Error`] that carries this error, for transport adapters.
-    pub(crate) fn into_io(self) -> io::Error {
-        io::Error::from(self)
     }
 }
 
@@ -106,10 +116,13 @@ impl fmt::Display for Error {
             Error::DatagramTooLarge { size } => {
                 write!(
                     f,
-                    "datagram of {size} bytes exceeds the limit of 65507 bytes"
+                    "datagram of {size} bytes exceeds what UDP can carry to its address"
                 )
             }
-            Error::Resolve { host } => write!(f, "could not resolve host {host:?}"),
+            Error::Resolve { host, .. } => write!(f, "could not resolve host {host:?}"),
+            Error::InvalidOption { option, .. } => {
+                write!(f, "the operating system refused the value of {option}")
+            }
             Error::Timeout => f.write_str("timed out"),
         }
     }
@@ -120,6 +133,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io(e) => e.source(),
             Error::Channel(e) => e.source(),
+            Error::Resolve { source, .. } | Error::InvalidOption { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -167,7 +181,7 @@ mod tests {
 
     #[test]
     fn closed_round_trips_through_io_and_net_io() {
-        let io = Error::Closed.into_io();
+        let io = io::Error::from(Error::Closed);
         assert_eq!(io.kind(), io::ErrorKind::NotConnected);
         let channel = net_io::Error::from(io);
         assert!(matches!(Error::from(channel), Error::Closed));

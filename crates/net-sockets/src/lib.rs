@@ -77,6 +77,7 @@ pub mod guarantees {}
 mod address;
 mod builder;
 mod connect;
+mod core;
 mod datagram;
 mod error;
 mod listener;
@@ -85,16 +86,25 @@ mod repeat;
 mod selector;
 mod socket;
 mod stream;
+mod transport;
 
-pub use address::{
-    InetSocketAddress, SocketAddress, SocketTarget, ToSocketAddress, UnixSocketAddress,
-};
+pub use address::{InetSocketAddress, SocketAddress, ToSocketAddress, UnixSocketAddress};
 pub use builder::{SocketBuilder, TcpSocketBuilder, UdpSocketBuilder, a_socket};
 pub use datagram::{
     BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramIncoming, MAX_DATAGRAM_SIZE,
+    MAX_DATAGRAM_SIZE_V6,
 };
 pub use error::{Error, Result};
 pub use listener::{Incoming, ServerSocket};
 pub use options::SocketOptions;
 pub use selector::{SelectorManager, SelectorManagerBuilder};
-pub use socket::{Connection, Socket, SocketHandle, SocketStream};
+pub use socket::{Connection, Socket, SocketStream};
+pub use transport::Plain;
+
+/// The seam a protocol layer (TLS, in `net-tls`) plugs into. Not part of the API: hidden from
+/// the documentation and free to change.
+#[doc(hidden)]
+pub mod layer {
+    pub use crate::stream::{ReadHalf, WriteHalf};
+    pub use crate::transport::{Ending, Link, RawStream, Transport};
+}

@@ -2,25 +2,27 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use socket2::{Domain, SockAddr, SockRef, Socket as RawSocket, Type};
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
-use tokio_util::sync::CancellationToken;
+use tokio::net::{TcpListener, UnixListener};
 
+use crate::core::{Core, OnRelease, Owner, Setup};
 use crate::options::{Kind, SocketOptions};
 use crate::repeat::Repeat;
-use crate::selector::{Release, SelectorInner, lock};
-use crate::stream::{SocketCore, Stream};
+use crate::selector::SelectorInner;
+use crate::stream::{Conn, Stream};
+use crate::transport::Link;
 use crate::{Error, Result, Socket, SocketAddress, UnixSocketAddress};
 
-/// How long the accept loop pauses when the process or system is out of file descriptors.
+/// How long the accept loop pauses when the process or system is out of descriptors or memory.
 const EXHAUSTION_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A listening TCP or Unix socket, as `bind` on a TCP builder returns it.
@@ -29,9 +31,13 @@ const EXHAUSTION_BACKOFF: Duration = Duration::from_millis(100);
 /// another task while one is blocked in [`accept`](Self::accept), which then fails with
 /// [`Error::Closed`].
 ///
-/// When the process runs out of file descriptors (`EMFILE`/`ENFILE`), `accept` neither fails
-/// nor spins: it logs one warning, pauses 100 ms at a time, and resumes once descriptors are
-/// free. A Unix listener removes its socket file when it is closed or dropped.
+/// `accept` keeps going through the errors `accept(2)` says to retry (a connection aborted
+/// before it was accepted, network errors of that connection). When the process runs out of
+/// file descriptors (`EMFILE`/`ENFILE`) or memory (`ENOBUFS`/`ENOMEM`), it neither fails nor
+/// spins: it logs one warning, pauses 100 ms at a time, and resumes once resources are free.
+///
+/// A Unix listener removes its socket file when it is closed or dropped, if the file is still
+/// the one it created (a successor that bound the same path keeps its file).
 ///
 /// # Examples
 ///
@@ -49,20 +55,56 @@ const EXHAUSTION_BACKOFF: Duration = Duration::from_millis(100);
 /// # }
 /// ```
 pub struct ServerSocket {
-    core: Arc<ListenerCore>,
+    inner: Arc<ListenerInner>,
 }
 
-struct ListenerCore {
-    fd: Mutex<Option<Arc<AsyncFd<RawSocket>>>>,
-    weak: Weak<AsyncFd<RawSocket>>,
-    token: CancellationToken,
-    selector: Arc<SelectorInner>,
-    id: Option<u64>,
+/// A listening socket of either family.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Stream, SocketAddress)>> {
+        match self {
+            Listener::Tcp(l) => l
+                .poll_accept(cx)
+                .map_ok(|(s, peer)| (Stream::Tcp(s), peer.into())),
+            Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, peer)| {
+                let path = peer.as_pathname().map(Path::to_path_buf);
+                (
+                    Stream::Unix(s),
+                    UnixSocketAddress::new(path.unwrap_or_default()).into(),
+                )
+            }),
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
+struct ListenerInner {
+    core: Core<Listener>,
     local: SocketAddress,
-    unix_path: Option<PathBuf>,
     options: SocketOptions,
+    /// Whether the last accept ran out of resources (one warning per episode).
     exhausted: AtomicBool,
-    span: tracing::Span,
+}
+
+impl Owner for ListenerInner {
+    type Io = Listener;
+
+    fn core(&self) -> &Core<Listener> {
+        &self.core
+    }
 }
 
 impl ServerSocket {
@@ -73,61 +115,75 @@ impl ServerSocket {
         options: SocketOptions,
     ) -> Result<ServerSocket> {
         selector.check_open()?;
-        let (raw, local, unix_path) = match &address {
+        let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
+        match &address {
             SocketAddress::Inet(inet) => {
                 let target = inet.socket_addr();
                 let raw = RawSocket::new(Domain::for_address(target), Type::STREAM, None)?;
                 options.apply(&raw, Kind::TcpListener, target.is_ipv6())?;
+                // Accepted sockets get these; a value the OS refuses fails here, not on every
+                // accepted connection.
+                options.apply_connected(&SockRef::from(&raw), true)?;
                 raw.bind(&target.into())?;
-                let local = raw
-                    .local_addr()?
-                    .as_socket()
-                    .map_or(address.clone(), SocketAddress::from);
-                (raw, local, None)
+                raw.listen(backlog)?;
+                raw.set_nonblocking(true)?;
+                let listener = {
+                    let _runtime = selector.handle().enter();
+                    TcpListener::from_std(raw.into())?
+                };
+                let local = SocketAddress::from(listener.local_addr()?);
+                Self::open(selector, Listener::Tcp(listener), local, options, None)
             }
             SocketAddress::Unix(unix) => {
                 let raw = RawSocket::new(Domain::UNIX, Type::STREAM, None)?;
                 options.apply(&raw, Kind::Unix, false)?;
                 raw.bind(&SockAddr::unix(unix.path())?)?;
-                (raw, address.clone(), Some(unix.path().to_path_buf()))
+                // From here on the file is ours: remove it on every error path.
+                let owned = SocketFile::record(unix.path());
+                let listening = (|| {
+                    raw.listen(backlog)?;
+                    raw.set_nonblocking(true)?;
+                    let _runtime = selector.handle().enter();
+                    UnixListener::from_std(raw.into())
+                })();
+                let listener = match listening {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        owned.remove();
+                        return Err(e.into());
+                    }
+                };
+                let on_release: OnRelease = Box::new(move || owned.remove());
+                Self::open(
+                    selector,
+                    Listener::Unix(listener),
+                    address.clone(),
+                    options,
+                    Some(on_release),
+                )
             }
+        }
+    }
+
+    fn open(
+        selector: &Arc<SelectorInner>,
+        listener: Listener,
+        local: SocketAddress,
+        options: SocketOptions,
+        on_release: Option<OnRelease>,
+    ) -> Result<ServerSocket> {
+        let setup = Setup {
+            on_release,
+            ..Setup::new(tracing::debug_span!("listener", local = %local))
         };
-        let listening = (|| {
-            raw.listen(i32::try_from(options.backlog).unwrap_or(i32::MAX))?;
-            raw.set_nonblocking(true)?;
-            let _runtime = selector.handle().enter();
-            // Deprecated only because an arbitrary `AsRawFd` may close its descriptor early; a
-            // socket2 `Socket` owns its descriptor until it is dropped, so this use is sound.
-            #[allow(deprecated)]
-            AsyncFd::with_interest(raw, Interest::READABLE)
-        })();
-        let fd = match listening {
-            Ok(fd) => Arc::new(fd),
-            Err(e) => {
-                if let Some(path) = &unix_path {
-                    let _ = std::fs::remove_file(path);
-                }
-                return Err(e.into());
-            }
-        };
-        let span = tracing::debug_span!("listener", local = %local);
-        let core = Arc::new_cyclic(|me: &Weak<ListenerCore>| ListenerCore {
-            weak: Arc::downgrade(&fd),
-            fd: Mutex::new(Some(fd)),
-            token: selector.token().child_token(),
-            id: selector.register(me.clone() as Weak<dyn Release>).ok(),
-            selector: Arc::clone(selector),
+        let inner = Core::open(selector, listener, setup, |core| ListenerInner {
+            core,
             local,
-            unix_path,
             options,
             exhausted: AtomicBool::new(false),
-            span,
-        });
-        if core.id.is_none() {
-            return Err(Error::SelectorClosed);
-        }
-        tracing::debug!(parent: &core.span, "listening");
-        Ok(ServerSocket { core })
+        })?;
+        tracing::debug!(parent: inner.core.span(), "listening");
+        Ok(ServerSocket { inner })
     }
 
     /// Waits for the next connection and returns it as a [`Socket`], with the builder's
@@ -136,37 +192,38 @@ impl ServerSocket {
     /// # Errors
     ///
     /// [`Error::Closed`] when the listener is (or gets) closed, [`Error::SelectorClosed`] when
-    /// its selector is; [`Error::Io`] for other failures. Running out of descriptors is not an
-    /// error: `accept` waits until one is free.
+    /// its selector is; [`Error::Io`] for errors `accept(2)` does not say to retry (the
+    /// retryable ones, and running out of descriptors or memory, make `accept` wait instead).
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: a connection is taken from the kernel's queue only when the future
     /// completes with it.
     pub async fn accept(&self) -> Result<Socket> {
-        self.core.accept().await
+        self.inner.accept().await
     }
 
     /// The accepted connections as a [`Stream`](futures_core::Stream); it ends when the
     /// listener or its selector is closed.
     pub fn incoming(&self) -> Incoming {
-        Incoming::new(Arc::clone(&self.core))
+        Incoming::new(Arc::clone(&self.inner))
     }
 
     /// The address the listener is bound to (with the port the OS picked for port 0).
     pub fn local_address(&self) -> SocketAddress {
-        self.core.local.clone()
+        self.inner.local.clone()
     }
 
     /// The port the listener is bound to; `None` for a Unix socket.
     pub fn port(&self) -> Option<u16> {
-        self.core.local.port()
+        self.inner.local.port()
     }
 
     /// Closes the listener: pending and later `accept` calls fail with [`Error::Closed`], the
-    /// descriptor is released and a Unix socket file removed. Idempotent.
+    /// descriptor is released (new connects are refused) and a Unix socket file removed.
+    /// Idempotent.
     pub fn close(&self) {
-        self.core.close();
+        self.inner.core.close(crate::core::CloseMode::Graceful);
     }
 
     /// Runs `f` with a [`socket2::SockRef`] to the open listener, to read or set options.
@@ -175,14 +232,12 @@ impl ServerSocket {
     ///
     /// [`Error::Closed`] when the listener is closed; the error `f` returns, as [`Error::Io`].
     pub fn with_sock_ref<R>(&self, f: impl FnOnce(SockRef<'_>) -> io::Result<R>) -> Result<R> {
-        let fd = self.core.weak.upgrade().filter(|_| !self.is_closed());
-        let fd = fd.ok_or_else(|| self.core.closed_error())?;
-        f(SockRef::from(fd.get_ref())).map_err(Error::Io)
+        self.inner.core.with_sock_ref(f)
     }
 
     /// Whether the listener is closed.
     pub fn is_closed(&self) -> bool {
-        self.core.token.is_cancelled()
+        self.inner.core.is_closed()
     }
 
     /// Waits until the listener is closed.
@@ -191,183 +246,173 @@ impl ServerSocket {
     ///
     /// Cancel safe: dropping the future changes nothing.
     pub async fn await_closed(&self) {
-        self.core.token.cancelled().await;
+        self.inner.core.await_closed().await;
     }
 }
 
 impl fmt::Debug for ServerSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerSocket")
-            .field("local", &self.core.local)
+            .field("local", &self.inner.local)
             .field("closed", &self.is_closed())
             .finish()
     }
 }
 
-impl ListenerCore {
-    fn closed_error(&self) -> Error {
-        Error::closed(self.selector.is_closed())
-    }
-
+impl ListenerInner {
     async fn accept(&self) -> Result<Socket> {
+        let selector = self.core.selector();
         loop {
-            if self.token.is_cancelled() {
-                return Err(self.closed_error());
-            }
-            // The accept future holds the listener only while it is polled, so `close` releases
-            // the descriptor at once even while an accept is pending.
-            let result = tokio::select! {
-                biased;
-                () = self.token.cancelled() => return Err(self.closed_error()),
-                r = std::future::poll_fn(|cx| self.poll_accept(cx)) => match r {
-                    Some(r) => r,
-                    None => return Err(self.closed_error()),
-                },
-            };
-            match result {
-                Ok((raw, peer)) => {
-                    if self.exhausted.swap(false, Ordering::Relaxed) {
-                        tracing::debug!(parent: &self.span, "descriptors available again, accepting");
+            let accepted = self
+                .core
+                .run(|listener, cx| {
+                    // The accepted stream registers with the runtime current while it is made:
+                    // the selector's.
+                    let _runtime = selector.handle().enter();
+                    listener.poll_accept(cx)
+                })
+                .await;
+            let (stream, remote) = match accepted {
+                Ok(accepted) => accepted,
+                Err(Error::Io(e)) => match classify(&e) {
+                    AcceptError::Retry => {
+                        tracing::debug!(parent: self.core.span(), error = %e, "accept failed; retrying");
+                        continue;
                     }
-                    match self.wrap(raw, &peer) {
-                        Ok(socket) => return Ok(socket),
-                        Err(Error::SelectorClosed) => return Err(Error::SelectorClosed),
-                        Err(e) => {
-                            tracing::debug!(parent: &self.span, error = %e, "dropped a connection that failed set-up")
+                    AcceptError::Exhausted => {
+                        if !self.exhausted.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(parent: self.core.span(), error = %e, "out of descriptors or memory; accept pauses and retries every 100 ms");
                         }
+                        let backoff = {
+                            let _runtime = selector.handle().enter();
+                            tokio::time::sleep(EXHAUSTION_BACKOFF)
+                        };
+                        self.core
+                            .guard(async {
+                                backoff.await;
+                                Ok(())
+                            })
+                            .await?;
+                        continue;
                     }
+                    AcceptError::Fatal => return Err(Error::Io(e)),
+                },
+                Err(e) => return Err(e),
+            };
+            if self.exhausted.swap(false, Ordering::Relaxed) {
+                tracing::debug!(parent: self.core.span(), "resources available again, accepting");
+            }
+            match self.wrap(stream, remote) {
+                Ok(socket) => return Ok(socket),
+                Err(Error::SelectorClosed) => return Err(Error::SelectorClosed),
+                Err(e) => {
+                    tracing::warn!(parent: self.core.span(), error = %e, "dropped a connection that failed set-up");
                 }
-                Err(e) if is_descriptor_exhaustion(&e) => {
-                    if !self.exhausted.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(parent: &self.span, error = %e, "out of file descriptors; accept pauses and retries every 100 ms");
-                    }
-                    tokio::select! {
-                        biased;
-                        () = self.token.cancelled() => return Err(self.closed_error()),
-                        () = self.backoff() => {}
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(Error::Io(e)),
             }
         }
     }
 
-    /// Turns an accepted descriptor into a [`Socket`] registered with the selector.
-    fn wrap(&self, raw: RawSocket, peer: &SockAddr) -> Result<Socket> {
-        raw.set_nonblocking(true)?;
-        let tcp = self.unix_path.is_none() && !peer.is_unix();
-        self.options.apply_connected(&SockRef::from(&raw), tcp)?;
-        let local = if tcp {
-            raw.local_addr()?
-                .as_socket()
-                .map_or_else(|| self.local.clone(), SocketAddress::from)
-        } else {
-            self.local.clone()
+    /// Turns an accepted stream into a [`Socket`] registered with the selector.
+    fn wrap(&self, stream: Stream, remote: SocketAddress) -> Result<Socket> {
+        let tcp = matches!(stream, Stream::Tcp(_));
+        self.options.apply_connected(&SockRef::from(&stream), tcp)?;
+        let local = match &stream {
+            Stream::Tcp(s) => SocketAddress::from(s.local_addr()?),
+            Stream::Unix(_) => self.local.clone(),
         };
-        let remote = sock_addr_to_address(peer);
-        let stream = {
-            let _runtime = self.selector.handle().enter();
-            if tcp {
-                Stream::Tcp(tokio::net::TcpStream::from_std(raw.into())?)
-            } else {
-                Stream::Unix(tokio::net::UnixStream::from_std(raw.into())?)
-            }
-        };
-        let core = SocketCore::new(
-            &self.selector,
+        let conn = Conn::open(
+            self.core.selector(),
             stream,
             local,
             remote,
-            self.options.socket_timeout,
+            &self.options,
             None,
         )?;
-        tracing::debug!(parent: &core.span, "accepted");
-        Ok(Socket::new(core))
+        tracing::debug!(parent: conn.core().span(), "accepted");
+        Ok(Socket::new(Link { conn }))
     }
+}
 
-    /// The pause after running out of descriptors, timed by the selector's runtime.
-    fn backoff(&self) -> tokio::time::Sleep {
-        let _runtime = self.selector.handle().enter();
-        tokio::time::sleep(EXHAUSTION_BACKOFF)
+/// What the accept loop does after an error.
+#[derive(Debug, PartialEq, Eq)]
+enum AcceptError {
+    /// A failure of the one connection being accepted: take the next.
+    Retry,
+    /// Out of descriptors or memory: pause, then retry.
+    Exhausted,
+    /// The listener itself is broken.
+    Fatal,
+}
+
+/// Classifies an `accept(2)` error as its manual page says: errors of the pending connection
+/// (including the network errors Linux passes on from it, and `EPERM` from a firewall) are
+/// retried; running out of descriptors or memory waits.
+fn classify(e: &io::Error) -> AcceptError {
+    if e.kind() == io::ErrorKind::Interrupted {
+        return AcceptError::Retry;
     }
+    let Some(code) = e.raw_os_error() else {
+        return AcceptError::Fatal;
+    };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if code == libc::ENONET {
+        return AcceptError::Retry;
+    }
+    match code {
+        libc::ECONNABORTED
+        | libc::ECONNRESET
+        | libc::EPROTO
+        | libc::ENETDOWN
+        | libc::ENOPROTOOPT
+        | libc::EHOSTDOWN
+        | libc::EHOSTUNREACH
+        | libc::EOPNOTSUPP
+        | libc::ENETUNREACH
+        | libc::EPERM
+        | libc::EINTR => AcceptError::Retry,
+        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => AcceptError::Exhausted,
+        _ => AcceptError::Fatal,
+    }
+}
 
-    /// One accept; `None` when the listener is gone.
-    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<io::Result<(RawSocket, SockAddr)>>> {
-        loop {
-            let Some(fd) = self.weak.upgrade() else {
-                return Poll::Ready(None);
-            };
-            let mut guard = match std::task::ready!(fd.poll_read_ready(cx)) {
-                Ok(guard) => guard,
-                Err(e) => return Poll::Ready(Some(Err(e))),
-            };
-            if let Ok(result) = guard.try_io(|inner| inner.get_ref().accept()) {
-                return Poll::Ready(Some(result));
-            }
+/// A Unix socket file this listener made, identified by device and inode, so that it is only
+/// removed while it is still that file.
+struct SocketFile {
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    fn record(path: &Path) -> SocketFile {
+        SocketFile {
+            path: path.to_path_buf(),
+            identity: identity(path),
         }
     }
 
-    fn close(&self) {
-        let fd = lock(&self.fd).take();
-        self.token.cancel();
-        if let Some(fd) = fd {
-            drop(fd);
-            if let Some(path) = &self.unix_path {
-                let _ = std::fs::remove_file(path);
-            }
-            if let Some(id) = self.id {
-                self.selector.deregister(id);
-            }
-            tracing::debug!(parent: &self.span, "listener closed");
+    fn remove(&self) {
+        if self.identity.is_some() && identity(&self.path) == self.identity {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
 
-impl Release for ListenerCore {
-    fn release(&self) {
-        self.close();
-    }
-}
-
-impl Drop for ListenerCore {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
-
-/// `EMFILE`, `ENFILE` (and the allocation failures `ENOBUFS`, `ENOMEM`): the accept loop
-/// waits for resources instead of failing. Rust reports these as `Uncategorized`.
-fn is_descriptor_exhaustion(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12))
-}
-
-pub(crate) fn sock_addr_to_address(address: &SockAddr) -> SocketAddress {
-    match address.as_socket() {
-        Some(inet) => inet.into(),
-        None => {
-            UnixSocketAddress::new(address.as_pathname().map(PathBuf::from).unwrap_or_default())
-                .into()
-        }
-    }
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// The stream of accepted connections of a [`ServerSocket`], from
 /// [`ServerSocket::incoming`]; it ends when the listener or its selector is closed.
 pub struct Incoming {
-    inner: Repeat<ListenerCore, Socket>,
+    inner: Repeat<ListenerInner, Socket>,
 }
 
 impl Incoming {
-    fn new(core: Arc<ListenerCore>) -> Self {
+    fn new(inner: Arc<ListenerInner>) -> Self {
         Incoming {
-            inner: Repeat::new(core, |core| Box::pin(async move { core.accept().await })),
+            inner: Repeat::new(inner, |inner| Box::pin(async move { inner.accept().await })),
         }
     }
 }
@@ -385,5 +430,49 @@ impl futures_core::Stream for Incoming {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().inner.poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_classified_as_accept_2_says() {
+        let retry = [
+            libc::ECONNABORTED,
+            libc::ECONNRESET,
+            libc::EPROTO,
+            libc::ENETDOWN,
+            libc::ENOPROTOOPT,
+            libc::EHOSTDOWN,
+            libc::EHOSTUNREACH,
+            libc::EOPNOTSUPP,
+            libc::ENETUNREACH,
+            libc::EPERM,
+            libc::EINTR,
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            libc::ENONET,
+        ];
+        for code in retry {
+            let e = io::Error::from_raw_os_error(code);
+            assert_eq!(classify(&e), AcceptError::Retry, "{e}");
+        }
+        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            let e = io::Error::from_raw_os_error(code);
+            assert_eq!(classify(&e), AcceptError::Exhausted, "{e}");
+        }
+        for code in [libc::EBADF, libc::EINVAL, libc::ENOTSOCK, libc::EFAULT] {
+            let e = io::Error::from_raw_os_error(code);
+            assert_eq!(classify(&e), AcceptError::Fatal, "{e}");
+        }
+        assert_eq!(
+            classify(&io::Error::from(io::ErrorKind::Interrupted)),
+            AcceptError::Retry
+        );
+        assert_eq!(
+            classify(&io::Error::other("not from the OS")),
+            AcceptError::Fatal
+        );
     }
 }

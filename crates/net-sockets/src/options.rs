@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use socket2::{SockRef, Socket as RawSocket, TcpKeepalive};
 
+use crate::{Error, Result};
+
 /// Options for TCP, Unix and UDP sockets, with Ktor's defaults.
 ///
 /// Set them with the builder methods of [`TcpSocketBuilder`](crate::TcpSocketBuilder) and
@@ -94,33 +96,38 @@ pub(crate) enum Kind {
 
 impl SocketOptions {
     /// Applies the options that must be set before `bind`/`connect`.
-    pub(crate) fn apply(&self, socket: &RawSocket, kind: Kind, ipv6: bool) -> io::Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] naming the option the OS refused.
+    pub(crate) fn apply(&self, socket: &RawSocket, kind: Kind, ipv6: bool) -> Result<()> {
         if kind != Kind::Unix {
             let reuse = self.reuse_address.unwrap_or(kind == Kind::TcpListener);
             if reuse {
-                socket.set_reuse_address(true)?;
+                set("reuse_address", socket.set_reuse_address(true))?;
             }
             if self.reuse_port {
-                socket.set_reuse_port(true)?;
+                set("reuse_port", socket.set_reuse_port(true))?;
             }
             if let Some(tos) = self.type_of_service {
-                if ipv6 {
-                    socket.set_tclass_v6(u32::from(tos))?;
+                let result = if ipv6 {
+                    socket.set_tclass_v6(u32::from(tos))
                 } else {
-                    socket.set_tos_v4(u32::from(tos))?;
-                }
+                    socket.set_tos_v4(u32::from(tos))
+                };
+                set("type_of_service", result)?;
             }
         }
         if let Some(size) = self.send_buffer_size {
-            socket.set_send_buffer_size(size)?;
+            set("send_buffer_size", socket.set_send_buffer_size(size))?;
         }
         if let Some(size) = self.receive_buffer_size {
-            socket.set_recv_buffer_size(size)?;
+            set("receive_buffer_size", socket.set_recv_buffer_size(size))?;
         }
         match kind {
             Kind::Udp => {
                 if self.broadcast {
-                    socket.set_broadcast(true)?;
+                    set("broadcast", socket.set_broadcast(true))?;
                 }
             }
             Kind::TcpStream => self.apply_connected(&SockRef::from(socket), true)?,
@@ -131,31 +138,47 @@ impl SocketOptions {
     }
 
     /// Applies the options that matter on a connected (or accepted) stream.
-    pub(crate) fn apply_connected(&self, socket: &SockRef<'_>, tcp: bool) -> io::Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] naming the option the OS refused.
+    pub(crate) fn apply_connected(&self, socket: &SockRef<'_>, tcp: bool) -> Result<()> {
         if tcp {
-            socket.set_tcp_nodelay(self.no_delay)?;
+            set("no_delay", socket.set_tcp_nodelay(self.no_delay))?;
             let params = self.keep_alive_idle.is_some()
                 || self.keep_alive_interval.is_some()
                 || self.keep_alive_count.is_some();
             if params && self.keep_alive != Some(false) {
-                let mut keepalive = TcpKeepalive::new();
+                set("keep_alive", socket.set_keepalive(true))?;
                 if let Some(idle) = self.keep_alive_idle {
-                    keepalive = keepalive.with_time(idle);
+                    let idle = TcpKeepalive::new().with_time(idle);
+                    set("keep_alive_idle", socket.set_tcp_keepalive(&idle))?;
                 }
+                #[cfg(not(any(target_os = "openbsd", target_os = "haiku")))]
                 if let Some(interval) = self.keep_alive_interval {
-                    keepalive = keepalive.with_interval(interval);
+                    let interval = TcpKeepalive::new().with_interval(interval);
+                    set("keep_alive_interval", socket.set_tcp_keepalive(&interval))?;
                 }
+                #[cfg(not(any(target_os = "openbsd", target_os = "haiku")))]
                 if let Some(count) = self.keep_alive_count {
-                    keepalive = keepalive.with_retries(count);
+                    let count = TcpKeepalive::new().with_retries(count);
+                    set("keep_alive_count", socket.set_tcp_keepalive(&count))?;
                 }
-                socket.set_tcp_keepalive(&keepalive)?;
             } else if let Some(on) = self.keep_alive {
-                socket.set_keepalive(on)?;
+                set("keep_alive", socket.set_keepalive(on))?;
             }
         }
         if let Some(linger) = self.linger {
-            socket.set_linger(Some(linger))?;
+            // The kernel takes whole seconds in a C int: clamp rather than wrap to negative.
+            let seconds = linger.as_secs().min(i32::MAX as u64);
+            let linger = Duration::from_secs(seconds);
+            set("linger", socket.set_linger(Some(linger)))?;
         }
         Ok(())
     }
+}
+
+/// Names the option a failed `setsockopt` was for.
+fn set(option: &'static str, result: io::Result<()>) -> Result<()> {
+    result.map_err(|source| Error::InvalidOption { option, source })
 }

@@ -1,30 +1,48 @@
-//! A connected stream socket ([`Socket`]), its channels, and the raw [`SocketStream`].
+//! A connected stream socket ([`Socket`]), its channels ([`Connection`]), and the socket as one
+//! tokio stream ([`SocketStream`]) — written once for every transport: the plain connection, and
+//! the layers (TLS) that `net-tls` puts over it.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
+use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::Bytes;
 use net_io::{ByteReadChannel, ByteWriteChannel};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tracing::Instrument;
 
-use crate::stream::{ReadHalf, SocketCore, WriteHalf};
+use crate::core::{CloseMode, Owner};
+use crate::transport::{Link, Plain, RawStream, Transport};
 use crate::{Error, Result, SocketAddress};
 
-/// A connected TCP or Unix stream socket, as `connect` and `accept` return it.
+/// A connected TCP or Unix stream socket, as `connect` and `accept` return it; with a TLS layer
+/// (`net-tls`'s `TlsSocket`), the same socket over TLS.
 ///
 /// Read and write through channels: [`open_read_channel`](Self::open_read_channel) and
 /// [`open_write_channel`](Self::open_write_channel) (each at most once), or both at once with
 /// [`connection`](Self::connection). The channels are `Send + 'static` and can live in
 /// different tasks from each other and from the socket.
 ///
-/// [`close`](Self::close) (from any clone of a reference, any task) sends what was already
-/// written, then FIN, and releases the descriptor; pending reads and writes on the channels
-/// fail with [`Error::Closed`]. Closing only the write channel
-/// ([`flush_and_close`](ByteWriteChannel::flush_and_close)) is a half-close: the read channel
-/// keeps working. Once the read channel has seen the peer's FIN and the write channel was
-/// closed, the socket closes itself. Dropping the `Socket` and its channels closes it too.
+/// A socket dereferences to its transport layer: for a plain socket that is nothing; for a TLS
+/// socket, the session's queries (negotiated protocol, peer certificates, ...).
+///
+/// # Closing
+///
+/// - [`close`](Self::close) (from any task) is immediate and synchronous: the kernel sends what
+///   was already written to the socket, then FIN, and the descriptor is released; pending reads
+///   and writes on the channels fail with [`Error::Closed`]. Bytes still buffered in a write
+///   channel are not sent (flush first), and Linux answers a close with unread input with a
+///   reset that also drops queued output: [`Connection::close_gracefully`] avoids both.
+/// - After a write, flush or write timeout failed, a close resets the connection (plain TCP) or
+///   omits TLS's `close_notify`, so the peer never takes the end for a clean one.
+/// - Closing only the write channel ([`flush_and_close`](ByteWriteChannel::flush_and_close)) is a
+///   half-close: the read channel keeps working. Once the read channel has seen the peer's FIN
+///   and the write channel was closed, the socket closes itself.
+/// - Dropping the socket and its channels closes it.
 ///
 /// # Examples
 ///
@@ -43,8 +61,9 @@ use crate::{Error, Result, SocketAddress};
 /// socket.await_closed().await;
 /// # Ok(()) }
 /// ```
-pub struct Socket {
-    core: Arc<SocketCore>,
+pub struct Socket<T = Plain> {
+    link: Link,
+    transport: T,
     read_opened: bool,
     write_opened: bool,
 }
@@ -54,19 +73,68 @@ pub struct Socket {
 /// The write channel does not auto-flush (as Ktor's `connection()`): call
 /// [`flush`](ByteWriteChannel::flush).
 #[derive(Debug)]
-pub struct Connection {
+#[non_exhaustive]
+pub struct Connection<T = Plain> {
     /// The socket: addresses, `close`, `await_closed`.
-    pub socket: Socket,
+    pub socket: Socket<T>,
     /// The read channel.
     pub input: ByteReadChannel,
     /// The write channel, without auto-flush.
     pub output: ByteWriteChannel,
 }
 
-impl Socket {
-    pub(crate) fn new(core: Arc<SocketCore>) -> Socket {
+impl Socket<Plain> {
+    pub(crate) fn new(link: Link) -> Socket<Plain> {
+        Socket::with_transport(link, Plain)
+    }
+
+    /// Hands the connection to a layer (TLS): `start` gets its bytes as one stream and returns
+    /// the layer. On error, or when the returned future is dropped, the socket is closed.
+    #[doc(hidden)]
+    pub async fn upgrade<T, E, F, Fut>(self, start: F) -> Result<Socket<T>, E>
+    where
+        T: Transport,
+        E: From<Error>,
+        F: FnOnce(RawStream) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if self.read_opened || self.write_opened {
+            return Err(Error::ChannelAlreadyOpen.into());
+        }
+        self.upgrade_with(Bytes::new(), start).await
+    }
+
+    async fn upgrade_with<T, E, F, Fut>(self, prefix: Bytes, start: F) -> Result<Socket<T>, E>
+    where
+        T: Transport,
+        E: From<Error>,
+        F: FnOnce(RawStream) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.link.conn.core().check_open()?;
+        let link = self.link.clone();
+        // Whatever happens next, the plain socket's handle is gone: a dropped upgrade drops the
+        // stream and with it the last reference, which closes the socket.
+        drop(self);
+        let span = link.conn.core().span().clone();
+        match start(RawStream::new(link.clone(), prefix))
+            .instrument(span)
+            .await
+        {
+            Ok(transport) => Ok(Socket::with_transport(link, transport)),
+            Err(e) => {
+                link.conn.close();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<T: Transport> Socket<T> {
+    fn with_transport(link: Link, transport: T) -> Socket<T> {
         Socket {
-            core,
+            link,
+            transport,
             read_opened: false,
             write_opened: false,
         }
@@ -83,12 +151,8 @@ impl Socket {
     /// [`Error::ChannelAlreadyOpen`] on a second call; [`Error::Closed`] (or
     /// [`Error::SelectorClosed`]) when the socket is closed.
     pub fn open_read_channel(&mut self) -> Result<ByteReadChannel> {
-        if self.read_opened {
-            return Err(Error::ChannelAlreadyOpen);
-        }
-        self.core.check_open()?;
-        self.read_opened = true;
-        Ok(ByteReadChannel::new(ReadHalf::new(Arc::clone(&self.core))))
+        self.open(true)?;
+        Ok(ByteReadChannel::new(self.transport.reader(&self.link)))
     }
 
     /// Opens the channel that writes to the socket; with `auto_flush` every write reaches the
@@ -104,15 +168,26 @@ impl Socket {
     /// [`Error::ChannelAlreadyOpen`] on a second call; [`Error::Closed`] (or
     /// [`Error::SelectorClosed`]) when the socket is closed.
     pub fn open_write_channel(&mut self, auto_flush: bool) -> Result<ByteWriteChannel> {
-        if self.write_opened {
-            return Err(Error::ChannelAlreadyOpen);
-        }
-        self.core.check_open()?;
-        self.write_opened = true;
+        self.open(false)?;
         Ok(ByteWriteChannel::new(
-            WriteHalf::new(Arc::clone(&self.core)),
+            self.transport.writer(&self.link),
             auto_flush,
         ))
+    }
+
+    /// Marks a channel open, once.
+    fn open(&mut self, read: bool) -> Result<()> {
+        let opened = if read {
+            &mut self.read_opened
+        } else {
+            &mut self.write_opened
+        };
+        if *opened {
+            return Err(Error::ChannelAlreadyOpen);
+        }
+        self.link.conn.core().check_open()?;
+        *opened = true;
+        Ok(())
     }
 
     /// Opens both channels (the write channel without auto-flush) and bundles them with the
@@ -122,7 +197,7 @@ impl Socket {
     ///
     /// As [`open_read_channel`](Self::open_read_channel) and
     /// [`open_write_channel`](Self::open_write_channel).
-    pub fn connection(mut self) -> Result<Connection> {
+    pub fn connection(mut self) -> Result<Connection<T>> {
         let input = self.open_read_channel()?;
         let output = self.open_write_channel(false)?;
         Ok(Connection {
@@ -132,72 +207,51 @@ impl Socket {
         })
     }
 
-    /// Turns the socket into one [`AsyncRead`] + [`AsyncWrite`] stream, for protocol layers
-    /// such as TLS that wrap the transport themselves.
+    /// Turns the socket into one [`AsyncRead`] + [`AsyncWrite`] stream, for code written against
+    /// tokio's I/O traits.
     ///
-    /// The stream keeps the socket's `socket_timeout`, and closing the socket (or its
-    /// selector) fails its pending operations, as with the channels.
+    /// The stream keeps the socket's `socket_timeout`, and closing the socket (or its selector)
+    /// fails its pending operations, as with the channels. `poll_shutdown` half-closes.
     ///
     /// # Errors
     ///
     /// [`Error::ChannelAlreadyOpen`] when a channel was already opened; [`Error::Closed`] (or
     /// [`Error::SelectorClosed`]) when the socket is closed.
-    pub fn into_stream(mut self) -> Result<SocketStream> {
-        if self.read_opened || self.write_opened {
-            return Err(Error::ChannelAlreadyOpen);
-        }
-        self.core.check_open()?;
-        self.read_opened = true;
-        self.write_opened = true;
+    pub fn into_stream(mut self) -> Result<SocketStream<T>> {
+        self.open(true)?;
+        self.open(false)?;
         Ok(SocketStream {
-            read: ReadHalf::new(Arc::clone(&self.core)),
-            write: WriteHalf::new(Arc::clone(&self.core)),
+            reader: self.transport.reader(&self.link),
+            writer: self.transport.writer(&self.link),
             socket: self,
         })
     }
 
     /// The local address.
     pub fn local_address(&self) -> SocketAddress {
-        self.core.local.clone()
+        self.link.conn.local.clone()
     }
 
     /// The peer's address.
     pub fn remote_address(&self) -> SocketAddress {
-        self.core.remote.clone()
+        self.link.conn.remote.clone()
     }
 
-    /// The host name given to `connect` (before resolution), if it was a name or literal;
-    /// `None` for accepted sockets and Unix sockets. TLS uses it for SNI and verification.
-    pub fn connect_host(&self) -> Option<&str> {
-        self.core.connect_host.as_deref()
-    }
-
-    /// A cheap, cloneable handle to this socket's addresses and `close`, for code that hands
-    /// the socket (or its stream) away but must still close it.
-    pub fn handle(&self) -> SocketHandle {
-        SocketHandle {
-            core: Arc::clone(&self.core),
-        }
-    }
-
-    /// The tracing span of this connection (fields `local` and `remote`).
-    pub fn span(&self) -> &tracing::Span {
-        &self.core.span
-    }
-
-    /// Closes the socket: what was already written is sent, then FIN; the descriptor is
-    /// released and pending channel operations fail with [`Error::Closed`]. Idempotent.
-    ///
-    /// Bytes still buffered in a write channel that was not flushed are not sent: flush (or
-    /// `flush_and_close`) the channel first.
+    /// Closes the socket at once; idempotent. See [Closing](Self#closing) for what the peer
+    /// sees.
     pub fn close(&self) {
-        self.core.close();
+        let core = self.link.conn.core();
+        if core.is_closed() {
+            return;
+        }
+        let ending = self.transport.closing(&self.link);
+        core.close(CloseMode::from(ending));
     }
 
     /// Whether the socket is closed (by [`close`](Self::close), by its selector, or because
     /// both directions finished).
     pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
+        self.link.conn.core().is_closed()
     }
 
     /// Waits until the socket is closed.
@@ -206,7 +260,7 @@ impl Socket {
     ///
     /// Cancel safe: dropping the future changes nothing.
     pub async fn await_closed(&self) {
-        self.core.await_closed().await;
+        self.link.conn.core().await_closed().await;
     }
 
     /// Runs `f` with a [`socket2::SockRef`] to the open socket, to read or set options.
@@ -218,113 +272,143 @@ impl Socket {
         &self,
         f: impl FnOnce(socket2::SockRef<'_>) -> io::Result<R>,
     ) -> Result<R> {
-        self.core
-            .with_stream(|stream| f(socket2::SockRef::from(stream)))
+        self.link.conn.core().with_sock_ref(f)
     }
 }
 
-impl fmt::Debug for Socket {
+impl<T> Deref for Socket<T> {
+    type Target = T;
+
+    /// The transport layer: for a TLS socket, the session's queries.
+    fn deref(&self) -> &T {
+        &self.transport
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Socket<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Socket")
-            .field("local", &self.core.local)
-            .field("remote", &self.core.remote)
-            .field("closed", &self.is_closed())
+            .field("local", &self.link.conn.local)
+            .field("remote", &self.link.conn.remote)
+            .field("closed", &self.link.conn.core().is_closed())
+            .field("transport", &self.transport)
             .finish()
     }
 }
 
-impl fmt::Display for Socket {
+impl<T> fmt::Display for Socket<T> {
     /// Prints `local -> remote`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} -> {}", self.core.local, self.core.remote)
+        write!(f, "{} -> {}", self.link.conn.local, self.link.conn.remote)
     }
 }
 
-/// A cloneable handle to a [`Socket`]'s addresses and lifecycle, from [`Socket::handle`].
-///
-/// It keeps the socket's shared state alive (not its channels): closing through it is the same
-/// as [`Socket::close`].
-#[derive(Clone)]
-pub struct SocketHandle {
-    core: Arc<SocketCore>,
-}
-
-impl SocketHandle {
-    /// The local address.
-    pub fn local_address(&self) -> SocketAddress {
-        self.core.local.clone()
-    }
-
-    /// The peer's address.
-    pub fn remote_address(&self) -> SocketAddress {
-        self.core.remote.clone()
-    }
-
-    /// Closes the socket, as [`Socket::close`].
-    pub fn close(&self) {
-        self.core.close();
-    }
-
-    /// Whether the socket is closed.
-    pub fn is_closed(&self) -> bool {
-        self.core.is_closed()
-    }
-
-    /// Waits until the socket is closed.
+impl<T: Transport> Connection<T> {
+    /// Closes without losing what was accepted: flushes and closes the output (FIN; over TLS,
+    /// `close_notify` first), reads and discards input until the peer's end of stream or until
+    /// `wait` has passed, then closes the socket.
+    ///
+    /// Reading the peer's input to its end keeps the kernel from answering the close with a
+    /// reset that would destroy output still queued for the peer.
+    ///
+    /// # Errors
+    ///
+    /// The error of the flush or of the output's close (the connection is then reset, as after
+    /// any failed write); errors while discarding input are not reported (the output already
+    /// reached the peer's kernel).
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropping the future changes nothing.
-    pub async fn await_closed(&self) {
-        self.core.await_closed().await;
+    /// Dropping the future closes the socket at once, as [`Socket::close`].
+    pub async fn close_gracefully(self, wait: Duration) -> Result<()> {
+        let Connection {
+            socket,
+            mut input,
+            mut output,
+        } = self;
+        if let Err(e) = output.flush_and_close().await {
+            socket.close();
+            return Err(e.into());
+        }
+        let drain = async { while input.discard(u64::MAX).await.is_ok_and(|n| n > 0) {} };
+        let deadline = {
+            let _runtime = socket.link.conn.core().selector().handle().enter();
+            tokio::time::timeout(wait, drain)
+        };
+        let _ = deadline.await;
+        socket.close();
+        Ok(())
     }
 }
 
-impl fmt::Debug for SocketHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SocketHandle")
-            .field("local", &self.core.local)
-            .field("remote", &self.core.remote)
-            .field("closed", &self.is_closed())
-            .finish()
+impl Connection<Plain> {
+    /// Hands the connection to a layer (STARTTLS): the output is flushed first, and input already
+    /// buffered (bytes that arrived with the plain-text command) is the layer's first input.
+    #[doc(hidden)]
+    pub async fn upgrade<T, E, F, Fut>(self, start: F) -> Result<Socket<T>, E>
+    where
+        T: Transport,
+        E: From<Error>,
+        F: FnOnce(RawStream) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let Connection {
+            socket,
+            mut input,
+            mut output,
+        } = self;
+        let taken = async {
+            output.flush().await?;
+            input.read_bytes(input.available_for_read()).await
+        };
+        let prefix = match taken.await {
+            Ok(prefix) => prefix,
+            Err(e) => {
+                socket.close();
+                return Err(Error::from(e).into());
+            }
+        };
+        drop((input, output));
+        socket.upgrade_with(prefix, start).await
     }
 }
 
 /// A [`Socket`] as one [`AsyncRead`] + [`AsyncWrite`] stream, from [`Socket::into_stream`].
 ///
-/// `poll_shutdown` half-closes (sends FIN); [`socket`](Self::socket) gives the addresses,
-/// `close` and `await_closed`.
+/// It dereferences to the socket (addresses, `close`, the transport's queries).
+/// `poll_shutdown` half-closes (sends FIN; over TLS, `close_notify` first).
 #[derive(Debug)]
-pub struct SocketStream {
-    socket: Socket,
-    read: ReadHalf,
-    write: WriteHalf,
+pub struct SocketStream<T: Transport = Plain> {
+    socket: Socket<T>,
+    reader: T::Reader,
+    writer: T::Writer,
 }
 
-impl SocketStream {
-    /// The socket this stream reads and writes.
-    pub fn socket(&self) -> &Socket {
+impl<T: Transport> Deref for SocketStream<T> {
+    type Target = Socket<T>;
+
+    fn deref(&self) -> &Socket<T> {
         &self.socket
     }
 }
 
-impl AsyncRead for SocketStream {
+impl<T: Transport> AsyncRead for SocketStream<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().read).poll_read(cx, buf)
+        Pin::new(&mut self.get_mut().reader).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for SocketStream {
+impl<T: Transport> AsyncWrite for SocketStream<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().write).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().writer).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -332,18 +416,18 @@ impl AsyncWrite for SocketStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().write).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.get_mut().writer).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.writer.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().write).poll_flush(cx)
+        Pin::new(&mut self.get_mut().writer).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().write).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().writer).poll_shutdown(cx)
     }
 }

@@ -1,17 +1,14 @@
-//! The shared core of a connected socket and the read/write adapters its channels wrap.
+//! A connected stream socket's shared state ([`Conn`]) and the raw read and write adapters its
+//! channels (or a protocol layer such as TLS) wrap.
 //!
-//! The core owns the only strong reference to the tokio stream; the adapters hold a weak one
-//! and upgrade it per poll (one atomic operation, no lock), so closing the core — by
-//! [`Socket::close`](crate::Socket::close) or by the selector — releases the descriptor at
-//! once, even while the channels live on in other tasks. The core's cancellation token wakes
-//! adapters that are waiting for readiness; it is only polled on the pending path.
+//! The socket itself is owned by the [`Core`]; the adapters take it per poll, so closing releases
+//! the descriptor at once, even while the channels live on in other tasks.
 
-use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -19,10 +16,11 @@ use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::selector::{Release, SelectorInner, lock};
-use crate::{Error, Result, SocketAddress};
+use crate::core::{CloseMode, CloseWait, Core, Owner, Setup};
+use crate::options::SocketOptions;
+use crate::selector::SelectorInner;
+use crate::{Result, SocketAddress};
 
 /// A connected stream of either family.
 #[derive(Debug)]
@@ -32,63 +30,77 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Stream::Tcp(s) => s.poll_read_ready(cx),
-            Stream::Unix(s) => s.poll_read_ready(cx),
-        }
-    }
-
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Stream::Tcp(s) => s.poll_write_ready(cx),
-            Stream::Unix(s) => s.poll_write_ready(cx),
-        }
-    }
-
-    /// Reads into the unfilled part of `buf` without zeroing it first (tokio's `try_read_buf`
-    /// reads into uninitialised memory soundly; safe code would have to zero it, which cost a
-    /// memset of the whole buffer on every read).
+    /// Reads into the unfilled part of `buf` once the socket is readable; the byte count (0 at
+    /// the end of the stream).
     ///
-    /// A read that returns fewer bytes than asked for has drained the socket: its readiness is
-    /// cleared (as tokio's own `poll_read` does), so the next read waits for the reactor instead
-    /// of making a `recv` that would only say `EAGAIN`. The readiness cleared is the one seen
-    /// before the read, so an event that arrives after it is not lost.
-    fn try_read_buf(&self, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
-        let wanted = buf.remaining();
-        let mut got = None;
-        let mut read = |n: io::Result<usize>| {
-            let n = n?;
-            got = Some(n);
-            if n > 0 && n < wanted {
-                // Makes `try_io` clear the readiness; `got` carries the bytes read.
-                Err(io::Error::from(io::ErrorKind::WouldBlock))
-            } else {
-                Ok(n)
+    /// tokio's `try_read_buf` reads into uninitialised memory soundly (safe code would have to
+    /// zero the buffer first). A read that returns fewer bytes than asked for has drained the
+    /// socket: its readiness is cleared (as tokio's own `poll_read` does), so the next read waits
+    /// for the reactor instead of making a `recv` that would only say `EAGAIN`.
+    fn poll_read_into(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self {
+                Stream::Tcp(s) => ready!(s.poll_read_ready(cx))?,
+                Stream::Unix(s) => ready!(s.poll_read_ready(cx))?,
             }
-        };
-        let outcome = match self {
-            Stream::Tcp(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
-            Stream::Unix(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
-        };
-        match got {
-            Some(n) => Ok(n),
-            None => outcome,
+            let wanted = buf.remaining();
+            let mut got = None;
+            let mut read = |n: io::Result<usize>| {
+                let n = n?;
+                got = Some(n);
+                if n > 0 && n < wanted {
+                    // Makes `try_io` clear the readiness; `got` carries the bytes read.
+                    Err(io::Error::from(io::ErrorKind::WouldBlock))
+                } else {
+                    Ok(n)
+                }
+            };
+            let outcome = match self {
+                Stream::Tcp(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
+                Stream::Unix(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
+            };
+            match (got, outcome) {
+                (Some(n), _) => return Poll::Ready(Ok(n)),
+                (None, Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                (None, outcome) => return Poll::Ready(outcome),
+            }
         }
     }
 
-    /// Writes with `MSG_NOSIGNAL`: a peer that is gone is an `EPIPE` error, never a `SIGPIPE`,
-    /// even in a process that does not ignore the signal (Rust programs do; C hosts may not).
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+    /// Runs `send` once the socket is writable.
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        send: impl Fn(SockRef<'_>) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let sent = match self {
+                Stream::Tcp(s) => {
+                    ready!(s.poll_write_ready(cx))?;
+                    s.try_io(Interest::WRITABLE, || send(SockRef::from(s)))
+                }
+                Stream::Unix(s) => {
+                    ready!(s.poll_write_ready(cx))?;
+                    s.try_io(Interest::WRITABLE, || send(SockRef::from(s)))
+                }
+            };
+            match sent {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                sent => return Poll::Ready(sent),
+            }
+        }
+    }
+}
+
+impl Stream {
+    /// Sends what the socket takes now, without waiting and without registering a wake-up
+    /// (`WouldBlock` when it takes nothing).
+    fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
         let send = || SockRef::from(self).send_with_flags(buf, SEND_FLAGS);
-        match self {
-            Stream::Tcp(s) => s.try_io(Interest::WRITABLE, send),
-            Stream::Unix(s) => s.try_io(Interest::WRITABLE, send),
-        }
-    }
-
-    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let send = || SockRef::from(self).send_vectored_with_flags(bufs, SEND_FLAGS);
         match self {
             Stream::Tcp(s) => s.try_io(Interest::WRITABLE, send),
             Stream::Unix(s) => s.try_io(Interest::WRITABLE, send),
@@ -96,6 +108,18 @@ impl Stream {
     }
 }
 
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+/// Writes use `MSG_NOSIGNAL` where the OS has it: a peer that is gone is an `EPIPE` error, never
+/// a `SIGPIPE`, even in a process that does not ignore the signal (Rust programs do; C hosts may
+/// not).
 #[cfg(any(
     target_os = "linux",
     target_os = "android",
@@ -113,102 +137,92 @@ const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 )))]
 const SEND_FLAGS: libc::c_int = 0;
 
-impl AsFd for Stream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Stream::Tcp(s) => s.as_fd(),
-            Stream::Unix(s) => s.as_fd(),
-        }
-    }
-}
-
 const READ_DONE: u8 = 1;
 const WRITE_DONE: u8 = 2;
 
-/// What a [`Socket`](crate::Socket) and its channels share.
+/// No write failed (or the last failure was a timeout that a flush has since made good).
+const CLEAN: u8 = 0;
+/// The last write timed out; a later successful flush makes the connection clean again.
+const TIMED_OUT: u8 = 1;
+/// A write failed: the connection can only be reset.
+const FAILED: u8 = 2;
+
+/// What a connected socket, its channels and its adapters share.
 #[derive(Debug)]
-pub(crate) struct SocketCore {
-    stream: Mutex<Option<Arc<Stream>>>,
-    weak: Weak<Stream>,
-    token: CancellationToken,
-    /// Set by `close` before anything else: the adapters check it on every operation, where
-    /// `token.is_cancelled()` would take the token's mutex.
-    closing: AtomicBool,
-    selector: Arc<SelectorInner>,
-    id: Option<u64>,
+pub(crate) struct Conn {
+    core: Core<Stream>,
+    /// Which directions finished (`READ_DONE`, `WRITE_DONE`).
     done: AtomicU8,
+    /// Whether a write failed: `CLEAN`, `TIMED_OUT` or `FAILED`.
+    write_state: AtomicU8,
     pub(crate) local: SocketAddress,
     pub(crate) remote: SocketAddress,
-    pub(crate) socket_timeout: Option<Duration>,
+    socket_timeout: Option<Duration>,
+    /// The host name given to `connect`, for TLS.
     pub(crate) connect_host: Option<String>,
-    pub(crate) span: tracing::Span,
 }
 
-impl SocketCore {
-    /// Wraps a connected stream; fails (dropping the stream) when the selector is closed.
-    pub(crate) fn new(
+impl Owner for Conn {
+    type Io = Stream;
+
+    fn core(&self) -> &Core<Stream> {
+        &self.core
+    }
+}
+
+impl Conn {
+    /// Registers a connected stream with the selector.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SelectorClosed`](crate::Error::SelectorClosed) when the selector is closed.
+    pub(crate) fn open(
         selector: &Arc<SelectorInner>,
         stream: Stream,
         local: SocketAddress,
         remote: SocketAddress,
-        socket_timeout: Option<Duration>,
+        options: &SocketOptions,
         connect_host: Option<String>,
-    ) -> Result<Arc<SocketCore>> {
+    ) -> Result<Arc<Conn>> {
         let span = tracing::debug_span!("connection", local = %local, remote = %remote);
-        let stream = Arc::new(stream);
-        let core = Arc::new_cyclic(|me: &Weak<SocketCore>| SocketCore {
-            weak: Arc::downgrade(&stream),
-            stream: Mutex::new(Some(stream)),
-            token: selector.token().child_token(),
-            closing: AtomicBool::new(false),
-            id: selector.register(me.clone() as Weak<dyn Release>).ok(),
-            selector: Arc::clone(selector),
+        let setup = Setup {
+            blocking_close: options.linger.is_some_and(|l| !l.is_zero()),
+            ..Setup::new(span)
+        };
+        Core::open(selector, stream, setup, |core| Conn {
+            core,
             done: AtomicU8::new(0),
+            write_state: AtomicU8::new(CLEAN),
             local,
             remote,
-            socket_timeout,
+            socket_timeout: options.socket_timeout,
             connect_host,
-            span,
-        });
-        if core.id.is_none() {
-            return Err(Error::SelectorClosed);
-        }
-        Ok(core)
+        })
     }
 
-    /// Releases the descriptor (after what was written is sent, the kernel sends FIN) and wakes
-    /// every pending operation. Idempotent.
+    /// Closes the socket: gracefully, or with a reset when a write failed.
     pub(crate) fn close(&self) {
-        self.closing.store(true, Ordering::Release);
-        let stream = lock(&self.stream).take();
-        self.token.cancel();
-        if let Some(stream) = stream {
-            drop(stream);
-            if let Some(id) = self.id {
-                self.selector.deregister(id);
-            }
-            tracing::debug!(parent: &self.span, "socket closed");
-        }
+        self.close_with(self.close_mode());
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
-        self.token.is_cancelled()
+    /// Closes the socket with `mode`.
+    pub(crate) fn close_with(&self, mode: CloseMode) {
+        self.core.close(mode);
     }
 
-    pub(crate) async fn await_closed(&self) {
-        self.token.cancelled().await;
-    }
-
-    pub(crate) fn check_open(&self) -> Result<()> {
-        if self.is_closed() {
-            Err(Error::closed(self.selector.is_closed()))
+    /// How a plain close ends the connection: a reset once a write failed, so the peer cannot
+    /// take the end for a clean one.
+    pub(crate) fn close_mode(&self) -> CloseMode {
+        if self.write_failed() {
+            CloseMode::Reset
         } else {
-            Ok(())
+            CloseMode::Graceful
         }
     }
 
-    fn closed_error(&self) -> io::Error {
-        Error::closed(self.selector.is_closed()).into_io()
+    /// Whether a write, flush or write timeout failed (and no later flush made good a timeout).
+    pub(crate) fn write_failed(&self) -> bool {
+        self.write_state.load(Ordering::Acquire) != CLEAN
     }
 
     /// Marks one direction finished; once both are, the socket closes itself (as Ktor's does
@@ -220,39 +234,22 @@ impl SocketCore {
         }
     }
 
-    /// Runs `f` on the stream while it is open.
-    pub(crate) fn with_stream<R>(&self, f: impl FnOnce(&Stream) -> io::Result<R>) -> Result<R> {
-        match self.weak.upgrade() {
-            Some(stream) if !self.is_closed() => f(&stream).map_err(Error::Io),
-            _ => Err(Error::closed(self.selector.is_closed())),
-        }
-    }
-
     fn timer(&self) -> Option<Timer> {
         let duration = self.socket_timeout?;
-        let _runtime = self.selector.handle().enter();
-        let sleep = Box::pin(tokio::time::sleep(duration));
+        let _runtime = self.core.selector().handle().enter();
         Some(Timer {
             duration,
-            sleep,
+            sleep: Box::pin(tokio::time::sleep(duration)),
             armed: false,
         })
     }
 }
 
-impl Release for SocketCore {
-    fn release(&self) {
-        self.close();
-    }
-}
-
-impl Drop for SocketCore {
+impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(id) = self.id {
-            if lock(&self.stream).is_some() {
-                self.selector.deregister(id);
-            }
-        }
+        // Dropped without `close` (the socket and its channels all gone): a connection whose
+        // writes failed still ends with a reset.
+        self.core.close(self.close_mode());
     }
 }
 
@@ -266,9 +263,14 @@ struct Timer {
 }
 
 impl Timer {
+    /// Whether the operation waited `duration` without progress. A duration too large for the
+    /// clock never expires.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
         if !self.armed {
-            self.sleep.as_mut().reset(Instant::now() + self.duration);
+            let Some(deadline) = Instant::now().checked_add(self.duration) else {
+                return false;
+            };
+            self.sleep.as_mut().reset(deadline);
             self.armed = true;
         }
         if self.sleep.as_mut().poll(cx).is_ready() {
@@ -277,78 +279,65 @@ impl Timer {
         }
         false
     }
-
-    fn progress(&mut self) {
-        self.armed = false;
-    }
 }
 
 fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, net_io::Error::Timeout)
 }
 
-/// The state one direction's adapter keeps: the weak stream, the wake-up on close, the timer.
+/// The state one direction's adapter keeps: the connection, the wake-up on close, the timer.
 #[derive(Debug)]
 struct Half {
-    core: Arc<SocketCore>,
-    stream: Weak<Stream>,
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    conn: Arc<Conn>,
+    wait: CloseWait,
     timer: Option<Timer>,
 }
 
 impl Half {
-    fn new(core: Arc<SocketCore>) -> Half {
+    fn new(conn: Arc<Conn>) -> Half {
         Half {
-            stream: core.weak.clone(),
-            cancelled: Box::pin(core.token.clone().cancelled_owned()),
-            timer: core.timer(),
-            core,
+            timer: conn.timer(),
+            conn,
+            wait: CloseWait::default(),
         }
     }
 
-    /// The stream, or the error that says why it is gone.
-    fn stream(&self) -> io::Result<Arc<Stream>> {
-        // A selector that closes cancels the token first and closes its sockets right after;
-        // an operation waiting meanwhile is failed by `poll_wait`.
-        if self.core.closing.load(Ordering::Acquire) {
-            return Err(self.core.closed_error());
-        }
-        self.stream
-            .upgrade()
-            .ok_or_else(|| self.core.closed_error())
-    }
-
-    /// Called when the stream is not ready: `Ready(Err)` when the socket was closed meanwhile
-    /// or on timeout, `Pending` to wait (`Ready(Ok)` is never returned: the caller retries).
-    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.cancelled.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(self.core.closed_error()));
-        }
-        if let Some(timer) = &mut self.timer {
-            if timer.poll_expired(cx) {
-                return Poll::Ready(Err(timed_out()));
+    /// Polls `op`; a pending operation that outlives `socket_timeout` fails with a timeout.
+    fn poll<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(&Stream, &mut Context<'_>) -> Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match self.conn.core.poll_io(cx, &mut self.wait, op) {
+            Poll::Ready(r) => {
+                if let Some(timer) = &mut self.timer {
+                    timer.armed = false;
+                }
+                Poll::Ready(r)
             }
-        }
-        Poll::Pending
-    }
-
-    fn progress(&mut self) {
-        if let Some(timer) = &mut self.timer {
-            timer.progress();
+            Poll::Pending => {
+                let expired = self.timer.as_mut().is_some_and(|t| t.poll_expired(cx));
+                if expired {
+                    Poll::Ready(Err(timed_out()))
+                } else {
+                    Poll::Pending
+                }
+            }
         }
     }
 }
 
-/// The read direction of a socket, as an [`AsyncRead`] for a `ByteReadChannel`.
+/// The read direction of a connected socket, as an [`AsyncRead`].
+#[doc(hidden)]
 #[derive(Debug)]
-pub(crate) struct ReadHalf {
+pub struct ReadHalf {
     half: Half,
 }
 
 impl ReadHalf {
-    pub(crate) fn new(core: Arc<SocketCore>) -> ReadHalf {
+    pub(crate) fn new(conn: Arc<Conn>) -> ReadHalf {
         ReadHalf {
-            half: Half::new(core),
+            half: Half::new(conn),
         }
     }
 }
@@ -363,76 +352,75 @@ impl AsyncRead for ReadHalf {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        loop {
-            let stream = half.stream()?;
-            match stream.poll_read_ready(cx) {
-                Poll::Ready(Ok(())) => {
-                    match stream.try_read_buf(buf) {
-                        Ok(n) => {
-                            half.progress();
-                            if n == 0 {
-                                // An end of stream caused by our own close (of this socket's
-                                // peer through the same selector) reports the close.
-                                if half.core.token.is_cancelled() {
-                                    return Poll::Ready(Err(half.core.closed_error()));
-                                }
-                                half.core.finish(READ_DONE);
-                            }
-                            return Poll::Ready(Ok(()));
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(e) => return Poll::Ready(Err(e)),
-                    }
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    drop(stream);
-                    ready!(half.poll_wait(cx))?;
-                }
+        let n = ready!(half.poll(cx, |s, cx| s.poll_read_into(cx, buf)))?;
+        if n == 0 {
+            let conn = &half.conn;
+            // An end of stream caused by our own close (of this socket's peer through the same
+            // selector) reports the close.
+            if conn.core.is_closed() {
+                return Poll::Ready(Err(conn.core.closed_error().into()));
             }
+            conn.finish(READ_DONE);
         }
+        Poll::Ready(Ok(()))
     }
 }
 
-/// The write direction of a socket, as an [`AsyncWrite`] for a `ByteWriteChannel`.
+/// The write direction of a connected socket, as an [`AsyncWrite`]. Writes go to the kernel at
+/// once (`poll_flush` has nothing to do).
+#[doc(hidden)]
 #[derive(Debug)]
-pub(crate) struct WriteHalf {
+pub struct WriteHalf {
     half: Half,
     shut_down: bool,
 }
 
 impl WriteHalf {
-    pub(crate) fn new(core: Arc<SocketCore>) -> WriteHalf {
+    pub(crate) fn new(conn: Arc<Conn>) -> WriteHalf {
         WriteHalf {
-            half: Half::new(core),
+            half: Half::new(conn),
             shut_down: false,
         }
     }
 
-    fn poll_write_with(
+    /// Sends what the socket takes now, without waiting and without taking over the wake-up of
+    /// a task waiting to write (`WouldBlock` when it takes nothing). For bytes a protocol layer
+    /// owes the peer while it reads.
+    pub(crate) fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let stream = self.half.conn.core.io().map_err(io::Error::from)?;
+        let result = stream.try_send(buf);
+        self.record(result)
+    }
+
+    fn poll_send(
         &mut self,
         cx: &mut Context<'_>,
-        mut write: impl FnMut(&Stream) -> io::Result<usize>,
+        send: impl Fn(SockRef<'_>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        let half = &mut self.half;
-        loop {
-            let stream = half.stream()?;
-            match stream.poll_write_ready(cx) {
-                Poll::Ready(Ok(())) => match write(&stream) {
-                    Ok(n) => {
-                        half.progress();
-                        return Poll::Ready(Ok(n));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Poll::Ready(Err(e)),
-                },
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    drop(stream);
-                    ready!(half.poll_wait(cx))?;
-                }
+        let result = ready!(self.half.poll(cx, |s, cx| s.poll_send(cx, send)));
+        Poll::Ready(self.record(result))
+    }
+
+    /// Marks the connection's writes failed after an error (a close is not one).
+    fn record(&self, result: io::Result<usize>) -> io::Result<usize> {
+        if let Err(e) = &result {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                return result;
+            }
+            // A close is not a write failure: the close itself decided how the connection ends.
+            if !self.half.conn.core.is_closed() {
+                let state = if e.kind() == io::ErrorKind::TimedOut {
+                    TIMED_OUT
+                } else {
+                    FAILED
+                };
+                self.half
+                    .conn
+                    .write_state
+                    .fetch_max(state, Ordering::AcqRel);
             }
         }
+        result
     }
 }
 
@@ -445,7 +433,8 @@ impl AsyncWrite for WriteHalf {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.get_mut().poll_write_with(cx, |s| s.try_write(buf))
+        self.get_mut()
+            .poll_send(cx, |s| s.send_with_flags(buf, SEND_FLAGS))
     }
 
     fn poll_write_vectored(
@@ -454,7 +443,7 @@ impl AsyncWrite for WriteHalf {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.get_mut()
-            .poll_write_with(cx, |s| s.try_write_vectored(bufs))
+            .poll_send(cx, |s| s.send_vectored_with_flags(bufs, SEND_FLAGS))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -462,6 +451,13 @@ impl AsyncWrite for WriteHalf {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Everything written is with the kernel: a timed-out write has been made good.
+        let _ = self.half.conn.write_state.compare_exchange(
+            TIMED_OUT,
+            CLEAN,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
         Poll::Ready(Ok(()))
     }
 
@@ -470,7 +466,15 @@ impl AsyncWrite for WriteHalf {
         if this.shut_down {
             return Poll::Ready(Ok(()));
         }
-        let stream = this.half.stream()?;
+        let conn = &this.half.conn;
+        if conn.write_failed() {
+            // No FIN after a failed write: the close resets the connection instead.
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write failed; the connection is reset on close instead of shut down",
+            )));
+        }
+        let stream = conn.core.io().map_err(io::Error::from)?;
         match SockRef::from(&*stream).shutdown(std::net::Shutdown::Write) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
@@ -478,8 +482,8 @@ impl AsyncWrite for WriteHalf {
         }
         drop(stream);
         this.shut_down = true;
-        tracing::debug!(parent: &this.half.core.span, "write side shut down");
-        this.half.core.finish(WRITE_DONE);
+        tracing::debug!(parent: conn.core.span(), "write side shut down");
+        conn.finish(WRITE_DONE);
         Poll::Ready(Ok(()))
     }
 }

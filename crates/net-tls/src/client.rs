@@ -211,8 +211,8 @@ impl TlsConfigBuilder {
     ///
     /// [`Error::InvalidServerName`] for an unusable [`server_name`](Self::server_name),
     /// [`Error::Config`] when rustls refuses the combination (no protocol version, a client key
-    /// that does not match its certificate), [`Error::Socket`] (an I/O error) when the OS certificate store was
-    /// asked for and could not be read.
+    /// that does not match its certificate), [`Error::NativeRoots`] when the OS certificate
+    /// store was asked for and could not be read.
     pub fn build(self) -> Result<TlsConfig> {
         if let Some(e) = self.deferred {
             return Err(e);
@@ -235,7 +235,7 @@ impl TlsConfigBuilder {
                 let found = rustls_native_certs::load_native_certs();
                 if found.certs.is_empty() {
                     if let Some(e) = found.errors.into_iter().next() {
-                        return Err(Error::Socket(std::io::Error::other(e).into()));
+                        return Err(Error::NativeRoots(Box::new(e)));
                     }
                 }
                 roots.add_parsable_certificates(found.certs);

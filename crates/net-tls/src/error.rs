@@ -31,6 +31,16 @@ pub enum Error {
     /// rustls refused the configuration (for example, a key that does not match its
     /// certificate, or a CA certificate it cannot use).
     Config(rustls::Error),
+    /// A server configuration was built without a certificate chain.
+    MissingCertificateChain,
+    /// A server configuration was built without a private key.
+    MissingPrivateKey,
+    /// The client-certificate verifier could not be built from the given roots (for example,
+    /// none was usable).
+    ClientVerifier(rustls::server::VerifierBuilderError),
+    /// The operating system's certificate store could not be read and held no certificate
+    /// ([`native_roots`](crate::TlsConfigBuilder::native_roots)).
+    NativeRoots(Box<dyn std::error::Error + Send + Sync>),
     /// The name to verify the server against is neither a DNS name nor an IP address.
     InvalidServerName {
         /// The name that was given.
@@ -47,9 +57,13 @@ impl Error {
         match self {
             Error::Handshake(_) => io::ErrorKind::InvalidData,
             Error::HandshakeTimeout(_) => io::ErrorKind::TimedOut,
-            Error::Pem { .. } | Error::Config(_) | Error::InvalidServerName { .. } => {
-                io::ErrorKind::InvalidInput
-            }
+            Error::Pem { .. }
+            | Error::Config(_)
+            | Error::InvalidServerName { .. }
+            | Error::MissingCertificateChain
+            | Error::MissingPrivateKey
+            | Error::ClientVerifier(_) => io::ErrorKind::InvalidInput,
+            Error::NativeRoots(_) => io::ErrorKind::NotFound,
             Error::Socket(e) => e.kind(),
         }
     }
@@ -74,6 +88,10 @@ impl fmt::Display for Error {
             Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
             Error::Config(e) => write!(f, "invalid tls configuration: {e}"),
             Error::InvalidServerName { name } => write!(f, "invalid tls server name {name:?}"),
+            Error::MissingCertificateChain => f.write_str("no certificate chain was given"),
+            Error::MissingPrivateKey => f.write_str("no private key was given"),
+            Error::ClientVerifier(_) => f.write_str("cannot verify client certificates"),
+            Error::NativeRoots(_) => f.write_str("cannot read the system's certificate store"),
             Error::Socket(e) => fmt::Display::fmt(e, f),
         }
     }
@@ -82,10 +100,13 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     /// The `Display` text already includes rustls's reason, and `Socket` is transparent, so
     /// no error chain repeats a message: `Handshake` and `Config` have no source (match on the
-    /// variant to get the rustls error), `Socket` has its inner error's source.
+    /// variant to get the rustls error), `Socket` has its inner error's source, and
+    /// `ClientVerifier` and `NativeRoots` have the error that caused them.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Socket(e) => e.source(),
+            Error::ClientVerifier(e) => Some(e),
+            Error::NativeRoots(e) => Some(e.as_ref()),
             _ => None,
         }
     }

@@ -1,13 +1,11 @@
 //! TLS handshakes over any transport, bounded by a timeout, and what they negotiated.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
+use net_sockets::layer::RawStream;
 use rustls::{CipherSuite, CommonState};
 use rustls_pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
@@ -37,62 +35,51 @@ impl Session {
     }
 }
 
-/// Runs the client handshake; on failure or timeout `io` is dropped (closed).
-pub(crate) async fn connect<S>(
-    io: S,
+/// Runs the client handshake; on failure or timeout `raw` is dropped (closed). SNI and
+/// verification use the host name given to `connect` unless `config` names another.
+pub(crate) async fn connect(
+    raw: RawStream,
     config: &TlsConfig,
-    connect_host: Option<&str>,
-) -> Result<(TlsStream<S>, Session)>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let name = config.name_for(connect_host)?;
+) -> Result<(TlsStream<RawStream>, Session)> {
+    let name = config.name_for(raw.connect_host())?;
     let name_text = name.to_str().into_owned();
+    let timer = raw.sleep(config.handshake_timeout);
     let connector = TlsConnector::from(Arc::clone(&config.rustls));
-    let stream = tokio::time::timeout(config.handshake_timeout, connector.connect(name, io))
-        .await
-        .map_err(|_| Error::HandshakeTimeout(config.handshake_timeout))?
-        .map_err(Error::from_handshake)?;
+    let stream = bounded(
+        timer,
+        config.handshake_timeout,
+        connector.connect(name, raw),
+    )
+    .await?;
     let session = Session::from_state(stream.get_ref().1, Some(name_text));
     Ok((TlsStream::Client(stream), session))
 }
 
 /// Runs the server handshake with the configuration current at this moment.
-pub(crate) async fn accept<S>(io: S, config: &TlsServerConfig) -> Result<(TlsStream<S>, Session)>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+pub(crate) async fn accept(
+    raw: RawStream,
+    config: &TlsServerConfig,
+) -> Result<(TlsStream<RawStream>, Session)> {
     let settings = config.settings();
+    let timer = raw.sleep(settings.handshake_timeout);
     let acceptor = TlsAcceptor::from(Arc::clone(&settings.rustls));
-    let stream = tokio::time::timeout(settings.handshake_timeout, acceptor.accept(io))
-        .await
-        .map_err(|_| Error::HandshakeTimeout(settings.handshake_timeout))?
-        .map_err(Error::from_handshake)?;
+    let stream = bounded(timer, settings.handshake_timeout, acceptor.accept(raw)).await?;
     let (_, conn) = stream.get_ref();
     let session = Session::from_state(conn, conn.server_name().map(str::to_owned));
     Ok((TlsStream::Server(stream), session))
 }
 
-/// Marks the end of a TLS stream without `close_notify`, so readers can tell it from a clean end.
-///
-/// rustls reports it as an [`io::ErrorKind::UnexpectedEof`] error (the only source of that kind
-/// on a TLS read); this adapter keeps the kind and makes the inner error a [`Truncated`], which
-/// callers can test for.
-#[derive(Debug)]
-pub(crate) struct TruncationAware<R>(pub(crate) R);
-
-impl<R: AsyncRead + Unpin> AsyncRead for TruncationAware<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.0).poll_read(cx, buf) {
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)))
-            }
-            other => other,
-        }
+/// Runs `handshake` until `timer` fires. The timer comes from the selector's runtime, so the
+/// handshake can be polled by any executor.
+async fn bounded<T>(
+    timer: tokio::time::Sleep,
+    limit: std::time::Duration,
+    handshake: impl std::future::Future<Output = io::Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        biased;
+        done = handshake => done.map_err(Error::from_handshake),
+        () = timer => Err(Error::HandshakeTimeout(limit)),
     }
 }
 

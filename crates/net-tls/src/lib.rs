@@ -45,7 +45,7 @@ pub use handshake::Truncated;
 pub use rustls;
 pub use rustls_pki_types::CertificateDer;
 pub use server::{TlsServerConfig, TlsServerConfigBuilder};
-pub use socket::{TlsConnection, TlsExt, TlsSocket};
+pub use socket::{TlsConnection, TlsExt, TlsSession, TlsSocket, TlsStream};
 
 /// A TLS protocol version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

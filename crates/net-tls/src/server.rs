@@ -228,15 +228,14 @@ impl TlsServerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the certificate chain or key is missing, the key does not match
-    /// the certificate, or rustls refuses the combination.
+    /// [`Error::MissingCertificateChain`] / [`Error::MissingPrivateKey`] when either was not
+    /// given; [`Error::ClientVerifier`] when the client-certificate roots are unusable;
+    /// [`Error::Config`] when the key does not match the certificate or rustls refuses the
+    /// combination.
     pub fn build(self) -> Result<TlsServerConfig> {
         let provider = provider();
-        let (Some(chain), Some(key)) = (self.chain, self.key) else {
-            return Err(Error::Config(rustls::Error::General(
-                "a certificate chain and a private key are required".into(),
-            )));
-        };
+        let chain = self.chain.ok_or(Error::MissingCertificateChain)?;
+        let key = self.key.ok_or(Error::MissingPrivateKey)?;
         let default =
             Arc::new(CertifiedKey::from_der(chain, key, &provider).map_err(Error::Config)?);
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
@@ -248,12 +247,12 @@ impl TlsServerConfigBuilder {
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
                     .allow_unauthenticated()
                     .build()
-                    .map_err(|e| Error::Config(rustls::Error::General(e.to_string())))?,
+                    .map_err(Error::ClientVerifier)?,
             ),
             ClientAuth::Required(roots) => builder.with_client_cert_verifier(
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
                     .build()
-                    .map_err(|e| Error::Config(rustls::Error::General(e.to_string())))?,
+                    .map_err(Error::ClientVerifier)?,
             ),
         };
         let resolver = SniResolver {
@@ -292,5 +291,42 @@ impl ResolvesServerCert for SniResolver {
             .and_then(|name| self.by_name.get(&name.to_ascii_lowercase()))
             .unwrap_or(&self.default);
         Some(Arc::clone(chosen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_chain_or_key_is_named() {
+        let missing_both = TlsServerConfig::builder().build().unwrap_err();
+        assert!(
+            matches!(missing_both, Error::MissingCertificateChain),
+            "{missing_both:?}"
+        );
+        let key = rcgen::KeyPair::generate().unwrap();
+        let missing_chain = TlsServerConfig::builder()
+            .private_key_pem(key.serialize_pem().as_bytes())
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(missing_chain, Error::MissingCertificateChain),
+            "{missing_chain:?}"
+        );
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let missing_key = TlsServerConfig::builder()
+            .certificate_chain_pem(cert.pem().as_bytes())
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(missing_key, Error::MissingPrivateKey),
+            "{missing_key:?}"
+        );
     }
 }

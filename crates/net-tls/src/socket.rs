@@ -1,24 +1,59 @@
-//! [`TlsSocket`] and the [`TlsExt`] trait that makes one from a connected [`Socket`].
+//! TLS as a transport layer of a [`Socket`]: [`TlsSession`], the [`TlsSocket`] it makes, and the
+//! [`TlsExt`] trait that starts it on a connected socket or, for STARTTLS, on a connection.
+//!
+//! Channels, addresses and closing are the socket's own (written once, in `net-sockets`); this
+//! file is only about TLS: the handshakes, the session the two channels share, what a close
+//! sends, and what the handshake negotiated.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use net_io::{ByteReadChannel, ByteWriteChannel};
-use net_sockets::{Socket, SocketAddress, SocketHandle, SocketStream};
+use net_sockets::layer::{Ending, Link, RawStream, Transport};
+use net_sockets::{Connection, Socket, SocketStream};
 use rustls::CipherSuite;
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_rustls::TlsStream;
-use tracing::Instrument;
 
-use crate::handshake::{self, Session, TruncationAware};
-use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
+use crate::Truncated;
+use crate::handshake::{self, Session};
+use crate::{Result, TlsConfig, TlsServerConfig, TlsVersion};
 
-/// Adds TLS to a connected [`Socket`].
+/// A TLS connection: a [`Socket`] whose channels read and write through a TLS session.
+///
+/// It has the surface of a plain socket — channels (each once), [`connection`](Socket::connection),
+/// [`into_stream`](Socket::into_stream), addresses, `close`, `await_closed` — and, through
+/// [`TlsSession`], what the handshake negotiated: `tls.alpn_protocol()`,
+/// `tls.protocol_version()`, `tls.cipher_suite()`, `tls.peer_certificates()`,
+/// `tls.server_name()`.
+///
+/// - [`close`](Socket::close) sends TLS's `close_notify`, then closes the socket. After a write,
+///   flush or write timeout failed it sends no `close_notify`, so the peer sees the stream end
+///   truncated instead of cleanly.
+/// - [`flush_and_close`](net_io::ByteWriteChannel::flush_and_close) on the write channel sends
+///   `close_notify` and FIN: a half-close; the read channel keeps working.
+/// - A peer that sends `close_notify` gives a clean end of stream; one that just drops the
+///   connection makes reads fail with [`Truncated`](crate::Truncated) (an
+///   [`io::ErrorKind::UnexpectedEof`] error).
+/// - A connection that only reads still answers what the session owes the peer: a KeyUpdate
+///   reply, a fatal alert for a corrupted record.
+pub type TlsSocket = Socket<TlsSession>;
+
+/// A [`TlsSocket`] with both channels open, from [`connection`](Socket::connection).
+pub type TlsConnection = Connection<TlsSession>;
+
+/// A [`TlsSocket`] as one [`AsyncRead`] + [`AsyncWrite`] stream, from
+/// [`into_stream`](Socket::into_stream), for code written against tokio's I/O traits (hyper,
+/// `tokio::io::copy_bidirectional`, codecs). It dereferences to the socket, so the session
+/// queries work on it too; `poll_shutdown` sends `close_notify` and FIN.
+pub type TlsStream = SocketStream<TlsSession>;
+
+/// Adds TLS to a connected [`Socket`] or, for STARTTLS, to a [`Connection`] that already
+/// exchanged plain text.
 ///
 /// # Examples
 ///
@@ -34,16 +69,33 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 /// output.write_string_utf8("GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n").await?;
 /// # Ok(()) }
 /// ```
+///
+/// STARTTLS: the plain-text exchange uses the connection's channels; `tls` flushes the output,
+/// and bytes the input already holds (a ClientHello that arrived with the command) are the
+/// handshake's first input.
+///
+/// ```no_run
+/// use net_io::LineEnding;
+/// use net_tls::{TlsExt, TlsServerConfig, TlsSocket};
+///
+/// # async fn demo(socket: net_sockets::Socket, config: TlsServerConfig) -> Result<TlsSocket, Box<dyn std::error::Error>> {
+/// let mut connection = socket.connection()?;
+/// if connection.input.read_line(512, LineEnding::Default).await?.as_deref() == Some("STARTTLS") {
+///     connection.output.write_string_utf8("220 Ready to start TLS\r\n").await?;
+/// }
+/// let tls = connection.tls_server(&config).await?;
+/// # Ok(tls) }
+/// ```
 pub trait TlsExt: Sized {
     /// Runs the client handshake. SNI and certificate verification use the host name given to
     /// `connect` unless `config` names another ([`TlsConfigBuilder::server_name`](crate::TlsConfigBuilder::server_name)).
     ///
     /// # Errors
     ///
-    /// [`Error::Handshake`] with rustls's reason (untrusted, expired, wrong host, an alert from
-    /// the server), [`Error::HandshakeTimeout`], [`Error::InvalidServerName`] when there is no
+    /// [`Error::Handshake`](crate::Error::Handshake) with rustls's reason (untrusted, expired, wrong host, an alert from
+    /// the server), [`Error::HandshakeTimeout`](crate::Error::HandshakeTimeout), [`Error::InvalidServerName`](crate::Error::InvalidServerName) when there is no
     /// usable name (a socket connected to a bare address still has its IP literal), or
-    /// [`Error::Socket`]. On error the socket is closed.
+    /// [`Error::Socket`](crate::Error::Socket). On error the socket is closed.
     ///
     /// # Cancel safety
     ///
@@ -55,9 +107,9 @@ pub trait TlsExt: Sized {
     ///
     /// # Errors
     ///
-    /// [`Error::Handshake`] with rustls's reason (garbage instead of a ClientHello, no client
-    /// certificate when one is required, no common protocol), [`Error::HandshakeTimeout`] for
-    /// a client that does not complete the handshake in time, or [`Error::Socket`]. On error
+    /// [`Error::Handshake`](crate::Error::Handshake) with rustls's reason (garbage instead of a ClientHello, no client
+    /// certificate when one is required, no common protocol), [`Error::HandshakeTimeout`](crate::Error::HandshakeTimeout) for
+    /// a client that does not complete the handshake in time, or [`Error::Socket`](crate::Error::Socket). On error
     /// the socket is closed.
     ///
     /// # Cancel safety
@@ -69,157 +121,76 @@ pub trait TlsExt: Sized {
 
 impl TlsExt for Socket {
     async fn tls(self, config: TlsConfig) -> Result<TlsSocket> {
-        let host = self.connect_host().map(str::to_owned);
-        let stream = self.into_stream()?;
-        let handle = stream.socket().handle();
-        let span = stream.socket().span().clone();
-        match handshake::connect(stream, &config, host.as_deref())
-            .instrument(span)
-            .await
-        {
-            Ok((stream, session)) => {
-                tracing::debug!(version = ?session.protocol_version, "tls client handshake done");
-                Ok(TlsSocket::new(stream, session, handle))
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "tls client handshake failed");
-                handle.close();
-                Err(e)
-            }
-        }
+        self.upgrade(|raw| client(raw, config)).await
     }
 
     async fn tls_server(self, config: &TlsServerConfig) -> Result<TlsSocket> {
-        let stream = self.into_stream()?;
-        let handle = stream.socket().handle();
-        let span = stream.socket().span().clone();
-        match handshake::accept(stream, config).instrument(span).await {
-            Ok((stream, session)) => {
-                tracing::debug!(version = ?session.protocol_version, "tls server handshake done");
-                Ok(TlsSocket::new(stream, session, handle))
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "tls server handshake failed");
-                handle.close();
-                Err(e)
-            }
+        self.upgrade(|raw| server(raw, config)).await
+    }
+}
+
+impl TlsExt for Connection {
+    async fn tls(self, config: TlsConfig) -> Result<TlsSocket> {
+        self.upgrade(|raw| client(raw, config)).await
+    }
+
+    async fn tls_server(self, config: &TlsServerConfig) -> Result<TlsSocket> {
+        self.upgrade(|raw| server(raw, config)).await
+    }
+}
+
+async fn client(raw: RawStream, config: TlsConfig) -> Result<TlsSession> {
+    let started = handshake::connect(raw, &config).await;
+    finished(started, "client")
+}
+
+async fn server(raw: RawStream, config: &TlsServerConfig) -> Result<TlsSession> {
+    let started = handshake::accept(raw, config).await;
+    finished(started, "server")
+}
+
+fn finished(
+    started: Result<(tokio_rustls::TlsStream<RawStream>, Session)>,
+    side: &'static str,
+) -> Result<TlsSession> {
+    match started {
+        Ok((stream, session)) => {
+            tracing::debug!(side, version = ?session.protocol_version, "tls handshake done");
+            Ok(TlsSession::new(stream, session))
+        }
+        Err(e) => {
+            tracing::debug!(side, error = %e, "tls handshake failed");
+            Err(e)
         }
     }
 }
 
-type Shared = Arc<Mutex<TlsStream<SocketStream>>>;
+type Shared = Arc<Mutex<tokio_rustls::TlsStream<RawStream>>>;
 
-fn lock(shared: &Shared) -> MutexGuard<'_, TlsStream<SocketStream>> {
+fn lock(shared: &Shared) -> MutexGuard<'_, tokio_rustls::TlsStream<RawStream>> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A TLS connection over a [`Socket`]: the same channels, addresses and closing, plus what the
-/// handshake negotiated.
+/// The TLS layer of a [`TlsSocket`]: the session both channels share, and what its handshake
+/// negotiated.
 ///
-/// The read and write channels can live in different tasks. Both directions share one TLS
-/// session, so each read or write takes a short lock on it (never held across an await).
-///
-/// - [`close`](Self::close) sends TLS's `close_notify`, then closes the socket as
-///   [`Socket::close`] does.
-/// - [`ByteWriteChannel::flush_and_close`] on the write channel sends `close_notify` and FIN:
-///   a half-close; the read channel keeps working.
-/// - A peer that sends `close_notify` gives a clean end of stream; one that just drops the
-///   connection makes reads fail with [`Truncated`](crate::Truncated) (an
-///   [`io::ErrorKind::UnexpectedEof`] error).
-pub struct TlsSocket {
+/// Its methods are reached through the socket (`tls.alpn_protocol()`). The read and write
+/// channels can live in different tasks: each read or write takes a short lock on the session
+/// (never held across an await).
+pub struct TlsSession {
     shared: Shared,
     session: Session,
-    handle: SocketHandle,
-    read_opened: bool,
-    write_opened: bool,
+    /// A write or flush through TLS failed: the session must not end with `close_notify`.
+    failed: Arc<AtomicBool>,
 }
 
-impl fmt::Debug for TlsSocket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsSocket")
-            .field("local", &self.handle.local_address())
-            .field("remote", &self.handle.remote_address())
-            .field("protocol_version", &self.session.protocol_version)
-            .field("cipher_suite", &self.session.cipher_suite)
-            .field("closed", &self.is_closed())
-            .finish_non_exhaustive()
-    }
-}
-
-impl TlsSocket {
-    fn new(stream: TlsStream<SocketStream>, session: Session, handle: SocketHandle) -> Self {
-        TlsSocket {
+impl TlsSession {
+    fn new(stream: tokio_rustls::TlsStream<RawStream>, session: Session) -> Self {
+        TlsSession {
             shared: Arc::new(Mutex::new(stream)),
             session,
-            handle,
-            read_opened: false,
-            write_opened: false,
+            failed: Arc::new(AtomicBool::new(false)),
         }
-    }
-
-    /// Opens the channel that reads decrypted bytes (once).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Socket`] with [`net_sockets::Error::ChannelAlreadyOpen`] on a second call, or
-    /// [`net_sockets::Error::Closed`] after close.
-    pub fn open_read_channel(&mut self) -> Result<ByteReadChannel> {
-        self.check_open(self.read_opened)?;
-        self.read_opened = true;
-        Ok(ByteReadChannel::new(TruncationAware(ReadHalf(Arc::clone(
-            &self.shared,
-        )))))
-    }
-
-    /// Opens the channel that writes bytes to encrypt and send (once). With `auto_flush`, every
-    /// write call ends flushed.
-    ///
-    /// # Errors
-    ///
-    /// As [`open_read_channel`](Self::open_read_channel).
-    pub fn open_write_channel(&mut self, auto_flush: bool) -> Result<ByteWriteChannel> {
-        self.check_open(self.write_opened)?;
-        self.write_opened = true;
-        Ok(ByteWriteChannel::new(
-            WriteHalf(Arc::clone(&self.shared)),
-            auto_flush,
-        ))
-    }
-
-    /// Opens both channels at once (the write channel without auto-flush, as
-    /// [`Socket::connection`] does).
-    ///
-    /// # Errors
-    ///
-    /// As [`open_read_channel`](Self::open_read_channel).
-    pub fn connection(mut self) -> Result<TlsConnection> {
-        let input = self.open_read_channel()?;
-        let output = self.open_write_channel(false)?;
-        Ok(TlsConnection {
-            socket: self,
-            input,
-            output,
-        })
-    }
-
-    fn check_open(&self, opened: bool) -> Result<()> {
-        if opened {
-            return Err(Error::Socket(net_sockets::Error::ChannelAlreadyOpen));
-        }
-        if self.handle.is_closed() {
-            return Err(Error::Socket(net_sockets::Error::Closed));
-        }
-        Ok(())
-    }
-
-    /// The local address.
-    pub fn local_address(&self) -> SocketAddress {
-        self.handle.local_address()
-    }
-
-    /// The peer's address.
-    pub fn remote_address(&self) -> SocketAddress {
-        self.handle.remote_address()
     }
 
     /// The application protocol agreed by ALPN, if any.
@@ -248,86 +219,154 @@ impl TlsSocket {
     pub fn server_name(&self) -> Option<&str> {
         self.session.server_name.as_deref()
     }
+}
 
-    /// Sends `close_notify` (as far as the socket takes it without waiting), then closes the
-    /// socket as [`Socket::close`] does. Idempotent.
-    pub fn close(&self) {
-        if self.handle.is_closed() {
-            return;
-        }
-        {
-            let mut stream = lock(&self.shared);
-            match &mut *stream {
-                TlsStream::Client(s) => s.get_mut().1.send_close_notify(),
-                TlsStream::Server(s) => s.get_mut().1.send_close_notify(),
-            }
-            // Best effort without blocking: write what the socket's buffer takes now.
-            let mut cx = Context::from_waker(Waker::noop());
-            let _ = Pin::new(&mut *stream).poll_flush(&mut cx);
-        }
-        self.handle.close();
-    }
-
-    /// Whether the socket is closed.
-    pub fn is_closed(&self) -> bool {
-        self.handle.is_closed()
-    }
-
-    /// Waits until the socket is closed.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe.
-    pub async fn await_closed(&self) {
-        self.handle.await_closed().await;
+impl fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSession")
+            .field("protocol_version", &self.session.protocol_version)
+            .field("cipher_suite", &self.session.cipher_suite)
+            .field("alpn_protocol", &self.session.alpn_protocol)
+            .finish_non_exhaustive()
     }
 }
 
-/// A [`TlsSocket`] with both channels open, from [`TlsSocket::connection`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct TlsConnection {
-    /// The socket, for addresses, session queries and closing.
-    pub socket: TlsSocket,
-    /// Decrypted bytes from the peer.
-    pub input: ByteReadChannel,
-    /// Bytes to encrypt and send (no auto-flush).
-    pub output: ByteWriteChannel,
+impl Transport for TlsSession {
+    type Reader = TlsRead;
+    type Writer = TlsWrite;
+
+    fn reader(&self, _link: &Link) -> Self::Reader {
+        TlsRead(Arc::clone(&self.shared))
+    }
+
+    fn writer(&self, _link: &Link) -> Self::Writer {
+        TlsWrite {
+            shared: Arc::clone(&self.shared),
+            failed: Arc::clone(&self.failed),
+        }
+    }
+
+    fn closing(&self, link: &Link) -> Ending {
+        if self.failed.load(Ordering::Acquire) || link.write_failed() {
+            // No close_notify: the peer sees a truncated stream, never a clean end.
+            return Ending::Graceful;
+        }
+        let mut stream = lock(&self.shared);
+        stream.get_mut().1.send_close_notify();
+        send_owed(&mut stream);
+        Ending::Graceful
+    }
 }
 
-/// The read direction of a shared TLS stream.
-#[derive(Debug)]
-struct ReadHalf(Shared);
+/// Sends the records `session` has queued, as far as the socket takes them now, without waiting
+/// and without taking over the wake-up of a task waiting to write; what is left goes with the
+/// next write or flush.
+fn send_owed(stream: &mut tokio_rustls::TlsStream<RawStream>) {
+    match stream {
+        tokio_rustls::TlsStream::Client(s) => {
+            let (raw, session) = s.get_mut();
+            write_now(raw, session);
+        }
+        tokio_rustls::TlsStream::Server(s) => {
+            let (raw, session) = s.get_mut();
+            write_now(raw, session);
+        }
+    }
+}
 
-/// The write direction of a shared TLS stream.
-#[derive(Debug)]
-struct WriteHalf(Shared);
+fn write_now<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) {
+    struct Now<'a>(&'a mut RawStream);
 
-impl AsyncRead for ReadHalf {
+    impl io::Write for Now<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.try_write(buf)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    while session.wants_write() {
+        if session.write_tls(&mut Now(raw)).is_err() {
+            break;
+        }
+    }
+}
+
+/// The read direction of a shared TLS session.
+///
+/// rustls reports a stream that ends without `close_notify` as an
+/// [`io::ErrorKind::UnexpectedEof`] error (the only source of that kind on a TLS read); this
+/// reader keeps the kind and makes the inner error a [`Truncated`], which callers can test for.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct TlsRead(Shared);
+
+impl AsyncRead for TlsRead {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut *lock(&self.0)).poll_read(cx, buf)
+        let mut stream = lock(&self.0);
+        let read = Pin::new(&mut *stream).poll_read(cx, buf);
+        // tokio-rustls writes only on write or flush: send now what reading made the session
+        // owe the peer (a KeyUpdate reply, or a fatal alert for a bad record), so a connection
+        // that only reads still answers.
+        if stream.get_ref().1.wants_write() {
+            send_owed(&mut stream);
+        }
+        match read {
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)))
+            }
+            other => other,
+        }
     }
 }
 
-impl AsyncWrite for WriteHalf {
+/// The write direction of a shared TLS session; a failure marks the session failed.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct TlsWrite {
+    shared: Shared,
+    failed: Arc<AtomicBool>,
+}
+
+impl TlsWrite {
+    fn check<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Err(_)) = &result {
+            self.failed.store(true, Ordering::Release);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for TlsWrite {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *lock(&self.0)).poll_write(cx, buf)
+        let result = Pin::new(&mut *lock(&self.shared)).poll_write(cx, buf);
+        self.check(result)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *lock(&self.0)).poll_flush(cx)
+        let result = Pin::new(&mut *lock(&self.shared)).poll_flush(cx);
+        self.check(result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *lock(&self.0)).poll_shutdown(cx)
+        if self.failed.load(Ordering::Acquire) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write failed; the session ends without close_notify",
+            )));
+        }
+        let result = Pin::new(&mut *lock(&self.shared)).poll_shutdown(cx);
+        self.check(result)
     }
 }
 
@@ -339,21 +378,24 @@ mod tests {
 
     fn assert_send<T: Send>(_: &T) {}
 
-    /// Compiles only if both handshake futures are `Send` (they run inside `tokio::spawn`).
+    /// Compiles only if the handshake futures are `Send` (they run inside `tokio::spawn`).
     #[allow(dead_code)]
     fn handshake_futures_are_send(
         client: Socket,
         server: Socket,
+        connection: Connection,
         c: TlsConfig,
         s: &TlsServerConfig,
     ) {
-        assert_send(&client.tls(c));
+        assert_send(&client.tls(c.clone()));
         assert_send(&server.tls_server(s));
+        assert_send(&connection.tls(c));
     }
 
     #[test]
     fn sockets_and_configs_can_be_shared_across_tasks() {
         assert_send_sync::<TlsSocket>();
+        assert_send_sync::<TlsStream>();
         assert_send_sync::<TlsConfig>();
         assert_send_sync::<TlsServerConfig>();
     }

@@ -1,0 +1,318 @@
+//! The registered-socket core: what every socket of this crate — connected stream, listener,
+//! datagram socket — is built on.
+//!
+//! A [`Core`] owns the tokio socket it holds (`S`) and is the one place that knows how a socket
+//! lives and dies:
+//!
+//! - **Ownership.** The core holds the only long-lived strong reference to the socket.
+//!   Operations take a short-lived strong reference per poll ([`Core::io`]), so closing releases
+//!   the descriptor at once, even while channels or `accept` calls are pending in other tasks.
+//! - **Registration.** The core is registered with its [`SelectorInner`] when it is made, and
+//!   deregistered when it closes, so closing the selector reaches every open socket.
+//! - **Closing.** [`Core::close`] is synchronous and idempotent: it marks the core closed, wakes
+//!   every pending operation (which then fails with [`Error::Closed`], or
+//!   [`Error::SelectorClosed`] when the selector closed it), deregisters, and releases the
+//!   descriptor — gracefully (the kernel sends what was written, then FIN) or, with
+//!   [`CloseMode::Reset`], with a reset. A socket whose `SO_LINGER` makes the kernel's close
+//!   block has that last close run on a blocking thread, never on a runtime thread. Dropping the
+//!   last reference closes gracefully.
+//! - **Waiting.** [`Core::poll_io`] polls an operation and, when it must wait, also waits for the
+//!   close, so a pending operation never outlives the socket.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+
+use socket2::SockRef;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::selector::{Release, SelectorInner, lock};
+use crate::{Error, Result};
+
+/// How [`Core::close`] ends a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CloseMode {
+    /// The kernel sends what was written, then FIN.
+    Graceful,
+    /// `SO_LINGER` 0: the kernel drops unsent data and sends RST, so the peer cannot mistake the
+    /// end for a clean one.
+    Reset,
+}
+
+/// Something to run once the descriptor is released (a Unix listener removes its file).
+pub(crate) type OnRelease = Box<dyn Fn() + Send + Sync>;
+
+/// What a [`Core`] can hold: a tokio socket (a stream, a listener, a UDP socket).
+pub(crate) trait SocketIo: AsFd + Send + Sync + 'static {}
+
+impl<S: AsFd + Send + Sync + 'static> SocketIo for S {}
+
+/// The lifecycle every socket shares; `S` is the tokio socket it holds.
+pub(crate) struct Core<S: SocketIo> {
+    io: Mutex<Option<Arc<S>>>,
+    weak: Weak<S>,
+    /// Cancelled by `close`; a child of the selector's token, so a closing selector wakes every
+    /// pending operation before it closes anything.
+    token: CancellationToken,
+    /// Set first by `close`: checked on every operation, where `token.is_cancelled()` would take
+    /// the token's lock.
+    closing: AtomicBool,
+    selector: Arc<SelectorInner>,
+    id: Option<u64>,
+    /// Whether the kernel's close of this socket may block (`SO_LINGER` with a time).
+    blocking_close: bool,
+    on_release: Option<OnRelease>,
+    span: tracing::Span,
+}
+
+/// A socket type built around a [`Core`]: the selector closes it through its core.
+pub(crate) trait Owner: Send + Sync + 'static {
+    /// The tokio socket the core holds.
+    type Io: SocketIo;
+
+    /// The core.
+    fn core(&self) -> &Core<Self::Io>;
+}
+
+impl<T: Owner> Release for T {
+    fn release(&self) {
+        self.core().close(CloseMode::Graceful);
+    }
+}
+
+/// How a [`Core`] is made: the parts that differ between socket kinds.
+pub(crate) struct Setup {
+    /// The span of this socket's events.
+    pub(crate) span: tracing::Span,
+    /// Whether the kernel's close may block (`SO_LINGER` with a non-zero time).
+    pub(crate) blocking_close: bool,
+    /// Run once the descriptor is released.
+    pub(crate) on_release: Option<OnRelease>,
+}
+
+impl Setup {
+    /// A setup with only a span.
+    pub(crate) fn new(span: tracing::Span) -> Setup {
+        Setup {
+            span,
+            blocking_close: false,
+            on_release: None,
+        }
+    }
+}
+
+impl<S: SocketIo> Core<S> {
+    /// Registers `io` with `selector` and builds its owner around the new core.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SelectorClosed`] when the selector is closed (`io` is dropped).
+    pub(crate) fn open<T>(
+        selector: &Arc<SelectorInner>,
+        io: S,
+        setup: Setup,
+        build: impl FnOnce(Core<S>) -> T,
+    ) -> Result<Arc<T>>
+    where
+        T: Owner<Io = S>,
+    {
+        let io = Arc::new(io);
+        let owner = Arc::new_cyclic(|me: &Weak<T>| {
+            build(Core {
+                weak: Arc::downgrade(&io),
+                io: Mutex::new(Some(io)),
+                token: selector.token().child_token(),
+                closing: AtomicBool::new(false),
+                id: selector.register(me.clone() as Weak<dyn Release>).ok(),
+                selector: Arc::clone(selector),
+                blocking_close: setup.blocking_close,
+                on_release: setup.on_release,
+                span: setup.span,
+            })
+        });
+        if owner.core().id.is_none() {
+            return Err(Error::SelectorClosed);
+        }
+        Ok(owner)
+    }
+
+    /// The socket, while it is open.
+    ///
+    /// # Errors
+    ///
+    /// The close error ([`Error::Closed`] or [`Error::SelectorClosed`]) once closing began.
+    pub(crate) fn io(&self) -> Result<Arc<S>> {
+        // A closing selector cancels the token first and closes its sockets right after; an
+        // operation waiting meanwhile is failed by `poll_io`'s close wait.
+        if self.closing.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        self.weak.upgrade().ok_or_else(|| self.closed_error())
+    }
+
+    /// Polls `op` on the open socket. When `op` is pending, the task also waits for the close:
+    /// a close makes the next poll fail with the close error.
+    ///
+    /// The socket is held only while `op` runs. Errors are `io::Error`s; the close error is one
+    /// that carries [`Error::Closed`] / [`Error::SelectorClosed`] (`Error::from` recovers it).
+    pub(crate) fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        wait: &mut CloseWait,
+        op: impl FnOnce(&S, &mut Context<'_>) -> Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        let io = self.io()?;
+        match op(&io, cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => {
+                drop(io);
+                match wait.poll(cx, &self.token) {
+                    Poll::Ready(()) => Poll::Ready(Err(self.closed_error().into())),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    /// Repeats `op` until it completes or the socket closes (an `async` form of
+    /// [`poll_io`](Self::poll_io)).
+    pub(crate) async fn run<R>(
+        &self,
+        mut op: impl FnMut(&S, &mut Context<'_>) -> Poll<io::Result<R>>,
+    ) -> Result<R> {
+        let mut wait = CloseWait::default();
+        std::future::poll_fn(|cx| self.poll_io(cx, &mut wait, &mut op))
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Runs `future` (which holds the socket) until it completes or the socket closes.
+    pub(crate) async fn guard<R>(&self, future: impl Future<Output = io::Result<R>>) -> Result<R> {
+        tokio::select! {
+            biased;
+            r = future => r.map_err(Error::Io),
+            () = self.token.cancelled() => Err(self.closed_error()),
+        }
+    }
+
+    /// Runs `f` with a [`SockRef`] to the open socket.
+    ///
+    /// # Errors
+    ///
+    /// The close error when closed; the error `f` returns, as [`Error::Io`].
+    pub(crate) fn with_sock_ref<R>(
+        &self,
+        f: impl FnOnce(SockRef<'_>) -> io::Result<R>,
+    ) -> Result<R> {
+        let io = self.io()?;
+        f(SockRef::from(&*io)).map_err(Error::Io)
+    }
+
+    /// Closes the socket (see the module docs). Idempotent; the first call's mode wins.
+    pub(crate) fn close(&self, mode: CloseMode) {
+        self.closing.store(true, Ordering::Release);
+        let io = lock(&self.io).take();
+        self.token.cancel();
+        if let Some(io) = io {
+            self.release(io, mode);
+            tracing::debug!(parent: &self.span, reset = mode == CloseMode::Reset, "closed");
+        }
+    }
+
+    fn release(&self, io: Arc<S>, mode: CloseMode) {
+        if mode == CloseMode::Reset {
+            // Best effort: a socket that cannot take the option still closes.
+            let _ = SockRef::from(&*io).set_linger(Some(std::time::Duration::ZERO));
+        } else if self.blocking_close {
+            // With SO_LINGER set, the kernel's close of the last descriptor waits for the
+            // peer. Keep a duplicate for a blocking thread to close, so the descriptor the
+            // runtime knows is released here without blocking.
+            if let Ok(duplicate) = SockRef::from(&*io).try_clone() {
+                drop(
+                    self.selector
+                        .handle()
+                        .spawn_blocking(move || drop(duplicate)),
+                );
+            }
+        }
+        drop(io);
+        if let Some(id) = self.id {
+            self.selector.deregister(id);
+        }
+        if let Some(on_release) = &self.on_release {
+            on_release();
+        }
+    }
+
+    /// Whether `close` was called, or the selector began closing the socket.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closing.load(Ordering::Acquire) || self.token.is_cancelled()
+    }
+
+    /// Waits until the socket is closed.
+    pub(crate) async fn await_closed(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed.
+    pub(crate) fn closed_error(&self) -> Error {
+        Error::closed(self.selector.is_closed())
+    }
+
+    /// Fails with the close error once closed.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            Err(self.closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The selector the socket is registered with.
+    pub(crate) fn selector(&self) -> &Arc<SelectorInner> {
+        &self.selector
+    }
+
+    /// The span of this socket's events.
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+}
+
+impl<S: SocketIo> Drop for Core<S> {
+    fn drop(&mut self) {
+        self.close(CloseMode::Graceful);
+    }
+}
+
+impl<S: SocketIo> fmt::Debug for Core<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("closed", &self.closing.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The wake-up on close of one pending operation; made on the first wait.
+#[derive(Default)]
+pub(crate) struct CloseWait(Option<Pin<Box<WaitForCancellationFutureOwned>>>);
+
+impl CloseWait {
+    fn poll(&mut self, cx: &mut Context<'_>, token: &CancellationToken) -> Poll<()> {
+        self.0
+            .get_or_insert_with(|| Box::pin(token.clone().cancelled_owned()))
+            .as_mut()
+            .poll(cx)
+    }
+}
+
+impl fmt::Debug for CloseWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CloseWait").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,198 @@
+//! What a [`Socket`](crate::Socket) reads and writes through: the plain connection, or a
+//! protocol layer over it (TLS, in `net-tls`).
+//!
+//! This is the seam between the socket (channels, addresses, closing: written once, in
+//! `socket.rs`) and the layer that turns the connection's bytes into the application's. Its
+//! items are public only so that `net-tls` can implement a layer; they are hidden from the
+//! documentation and not part of the API.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::core::{CloseMode, Owner};
+use crate::stream::{Conn, ReadHalf, WriteHalf};
+
+/// A layer a [`Socket`](crate::Socket) reads and writes through.
+#[doc(hidden)]
+pub trait Transport: fmt::Debug + Send + Sync + Unpin + Sized + 'static {
+    /// What the read channel reads from.
+    type Reader: AsyncRead + Send + Unpin + 'static;
+    /// What the write channel writes to.
+    type Writer: AsyncWrite + Send + Unpin + 'static;
+
+    /// The reading end, for the read channel (made at most once per socket).
+    fn reader(&self, link: &Link) -> Self::Reader;
+
+    /// The writing end, for the write channel (made at most once per socket).
+    fn writer(&self, link: &Link) -> Self::Writer;
+
+    /// Called once when the socket is closed, before the descriptor is released: says how the
+    /// connection ends (and may queue a last message, such as TLS's `close_notify`).
+    fn closing(&self, link: &Link) -> Ending;
+}
+
+/// How a closing layer wants the connection to end.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ending {
+    /// What was written, then FIN.
+    Graceful,
+    /// A reset: the peer cannot take the end for a clean one.
+    Reset,
+}
+
+impl From<Ending> for CloseMode {
+    fn from(ending: Ending) -> Self {
+        match ending {
+            Ending::Graceful => CloseMode::Graceful,
+            Ending::Reset => CloseMode::Reset,
+        }
+    }
+}
+
+/// A layer's view of the connection under it.
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub(crate) conn: Arc<Conn>,
+}
+
+impl Link {
+    /// Whether a write to the connection failed (or timed out and was not made good): the
+    /// connection must not end as if nothing was lost.
+    pub fn write_failed(&self) -> bool {
+        self.conn.write_failed()
+    }
+}
+
+/// The plain connection: the channels read and write the socket's bytes as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Plain;
+
+impl Transport for Plain {
+    type Reader = ReadHalf;
+    type Writer = WriteHalf;
+
+    fn reader(&self, link: &Link) -> ReadHalf {
+        ReadHalf::new(Arc::clone(&link.conn))
+    }
+
+    fn writer(&self, link: &Link) -> WriteHalf {
+        WriteHalf::new(Arc::clone(&link.conn))
+    }
+
+    fn closing(&self, link: &Link) -> Ending {
+        match link.conn.close_mode() {
+            CloseMode::Graceful => Ending::Graceful,
+            CloseMode::Reset => Ending::Reset,
+        }
+    }
+}
+
+/// The connection's bytes as one stream, for a layer's handshake and records: what the
+/// connection already received (for STARTTLS: bytes that came with the plain-text command)
+/// first, then the socket.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct RawStream {
+    prefix: Bytes,
+    read: ReadHalf,
+    write: WriteHalf,
+    link: Link,
+}
+
+impl RawStream {
+    pub(crate) fn new(link: Link, prefix: Bytes) -> RawStream {
+        RawStream {
+            prefix,
+            read: ReadHalf::new(Arc::clone(&link.conn)),
+            write: WriteHalf::new(Arc::clone(&link.conn)),
+            link,
+        }
+    }
+
+    /// The host name given to `connect` (before resolution); `None` for accepted and Unix
+    /// sockets.
+    pub fn connect_host(&self) -> Option<&str> {
+        self.link.conn.connect_host.as_deref()
+    }
+
+    /// A timer on the selector's runtime, so a layer's handshake can be bounded whatever
+    /// executor polls it.
+    pub fn sleep(&self, duration: Duration) -> tokio::time::Sleep {
+        let _runtime = self.link.conn.core().selector().handle().enter();
+        tokio::time::sleep(duration)
+    }
+
+    /// The connection.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// Sends what the socket takes now, without waiting and without taking over the wake-up
+    /// of a task that waits to write: for records a layer owes the peer while it reads or
+    /// closes. `WouldBlock` when the socket takes nothing.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error; `WouldBlock` as said.
+    pub fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write.try_write(buf)
+    }
+}
+
+impl AsyncRead for RawStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.prefix.has_remaining() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.read).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for RawStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().write).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().write).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().write).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().write).poll_shutdown(cx)
+    }
+}
