@@ -82,6 +82,7 @@ mod datagram;
 mod error;
 mod listener;
 mod options;
+mod proxy_protocol;
 mod repeat;
 mod selector;
 mod socket;
