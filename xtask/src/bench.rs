@@ -2,9 +2,15 @@
 //! programs and run them.
 //!
 //! - No scenario: all of them. `--list` names them.
-//! - `--smoke`: a debug build and a few seconds of `lines` and `pingpong-1`, to prove the
-//!   harness works (CI runs this; the numbers mean nothing).
-//! - Anything after `--` goes to `netbench` (`--rounds N`, `--secs S`, `--only ours|raw`).
+//! - `--smoke`: a debug build and a few seconds of `lines`, `pingpong-1` and `pipeline-50`
+//!   (without the Go baseline), to prove the harness works (CI runs this; the numbers mean
+//!   nothing).
+//! - Anything after `--` goes to `netbench` (`--rounds N`, `--secs S`,
+//!   `--only ours|raw|tuned|go`, `--no-go`, `--go-flush idle|each`).
+//!
+//! The Go baseline of the ping-pong and pipeline scenarios is built from `bench/go/` when a
+//! `go` tool is on `PATH` (or named by `NETBENCH_GO`); without one those scenarios run without
+//! it and say so. Nothing here requires Go.
 //!
 //! Line parsing runs in the `lines` program; every network scenario in one `netbench` run,
 //! which prints one table at the end.
@@ -21,6 +27,8 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("pingpong-1", "netbench"),
     ("pingpong-50", "netbench"),
     ("pingpong-500", "netbench"),
+    ("pipeline-1", "netbench"),
+    ("pipeline-50", "netbench"),
     ("echo-1", "netbench"),
     ("echo-16", "netbench"),
     ("tls-echo", "netbench"),
@@ -68,11 +76,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     {
         bail!("building the benchmark programs failed");
     }
-    let bin_dir = root.join(if smoke {
-        "target/debug"
-    } else {
-        "target/release"
-    });
+    // Cargo puts the programs under `$CARGO_TARGET_DIR` when that is set.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let bin_dir = target_dir.join(if smoke { "debug" } else { "release" });
 
     let mut runs: Vec<Command> = Vec::new();
     if smoke {

@@ -23,6 +23,8 @@ pub(crate) const CHUNK: usize = 64 * 1024;
 const WINDOW: usize = 4;
 /// The name the ping-pong client sends.
 const NAME: &str = "Alice";
+/// How many request lines a pipelining client sends in one write.
+pub(crate) const BURST: usize = 16;
 /// How many connections are being set up at once, at most.
 const CONNECTING: usize = 64;
 /// How long setting one connection up may take.
@@ -58,21 +60,24 @@ impl Window {
 /// What one connection (or client) measured inside the window.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
-    /// Completed operations (round trips, chunks, handshakes, datagrams).
+    /// Completed operations (round trips, pipelined requests, chunks, handshakes, datagrams).
     pub(crate) ops: u64,
     /// Payload bytes those operations carried back.
     pub(crate) bytes: u64,
-    /// The latency of each operation, in nanoseconds.
+    /// The latency of each recorded exchange (an operation, or a burst of pipelined ones), in
+    /// nanoseconds.
     pub(crate) latencies: Vec<u64>,
     /// UDP datagrams that got no echo in time.
     pub(crate) lost: u64,
 }
 
 impl Tally {
-    fn record(&mut self, window: &Window, started: Instant, bytes: usize) {
+    /// Records an exchange of `ops` operations that began at `started` and ends now, if it ends
+    /// inside the window.
+    fn record(&mut self, window: &Window, started: Instant, ops: u64, bytes: usize) {
         let now = Instant::now();
         if window.contains(now) {
-            self.ops += 1;
+            self.ops += ops;
             self.bytes += bytes as u64;
             self.latencies
                 .push(u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX));
@@ -157,7 +162,47 @@ async fn read_greeting<S: AsyncRead + Unpin>(stream: &mut S) -> Result<()> {
     Ok(())
 }
 
-// ----- ping-pong -----------------------------------------------------------------------------
+// ----- ping-pong and pipelining ------------------------------------------------------------
+
+/// Sets up `conns` connections (each greeted), then runs `client` on each over the same
+/// measured window and adds up what they measured.
+async fn greeted_clients<F, Fut>(
+    addr: SocketAddr,
+    conns: usize,
+    warmup: Duration,
+    secs: Duration,
+    client: F,
+) -> Result<Outcome>
+where
+    F: Fn(TcpStream, Window) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<Tally>> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(conns + 1));
+    let (window_tx, window_rx) = tokio::sync::watch::channel(None::<Window>);
+    let gate = Arc::new(Semaphore::new(CONNECTING));
+    let mut tasks = JoinSet::new();
+    for _ in 0..conns {
+        let barrier = Arc::clone(&barrier);
+        let gate = Arc::clone(&gate);
+        let mut window_rx = window_rx.clone();
+        let client = client.clone();
+        tasks.spawn(async move {
+            let connected = bounded(&gate, async {
+                let mut stream = connect(addr).await?;
+                read_greeting(&mut stream).await?;
+                Ok(stream)
+            })
+            .await;
+            barrier.wait().await;
+            let stream = connected?;
+            let window = window_rx.wait_for(Option::is_some).await?.expect("set");
+            client(stream, window).await
+        });
+    }
+    barrier.wait().await;
+    let _ = window_tx.send(Some(Window::new(warmup, secs)));
+    collect(tasks, secs).await
+}
 
 /// `conns` connections, each: read the greeting, then send `Alice` and wait for `Hello, Alice!`
 /// in a loop. One operation is one round trip.
@@ -167,46 +212,67 @@ pub(crate) async fn pingpong(
     warmup: Duration,
     secs: Duration,
 ) -> Result<Outcome> {
-    let barrier = Arc::new(Barrier::new(conns + 1));
-    let (window_tx, window_rx) = tokio::sync::watch::channel(None::<Window>);
-    let gate = Arc::new(Semaphore::new(CONNECTING));
-    let mut tasks = JoinSet::new();
-    for _ in 0..conns {
-        let barrier = Arc::clone(&barrier);
-        let gate = Arc::clone(&gate);
-        let mut window_rx = window_rx.clone();
-        tasks.spawn(async move {
-            let connected = bounded(&gate, async {
-                let mut stream = BufReader::new(connect(addr).await?);
-                read_greeting(&mut stream).await?;
-                Ok(stream)
-            })
-            .await;
-            barrier.wait().await;
-            let mut stream = connected?;
-            let window = *window_rx.wait_for(Option::is_some).await?;
-            let window = window.expect("set");
-            let request = format!("{NAME}\n");
-            let expected = format!("Hello, {NAME}!\n");
-            let mut line = String::new();
+    greeted_clients(addr, conns, warmup, secs, |stream, window| async move {
+        let mut stream = BufReader::new(stream);
+        let request = format!("{NAME}\n");
+        let expected = format!("Hello, {NAME}!\n");
+        let mut line = String::new();
+        let mut tally = Tally::default();
+        for _ in 0..MAX_OPS {
+            if window.over() {
+                break;
+            }
+            let started = Instant::now();
+            stream.write_all(request.as_bytes()).await?;
+            line.clear();
+            stream.read_line(&mut line).await?;
+            ensure!(line == expected, "unexpected answer {line:?}");
+            tally.record(&window, started, 1, line.len());
+        }
+        Ok(tally)
+    })
+    .await
+}
+
+/// `conns` connections, each: read the greeting, then in a loop send `burst` lines `Alice` in
+/// one write and wait for all `burst` replies `Hello, Alice!` before the next burst. One
+/// operation is one request; a latency is one burst's (its write to its last reply).
+pub(crate) async fn pipeline(
+    addr: SocketAddr,
+    conns: usize,
+    burst: usize,
+    warmup: Duration,
+    secs: Duration,
+) -> Result<Outcome> {
+    let request = Arc::new(format!("{NAME}\n").repeat(burst).into_bytes());
+    let expected = Arc::new(format!("Hello, {NAME}!\n").repeat(burst).into_bytes());
+    greeted_clients(addr, conns, warmup, secs, move |mut stream, window| {
+        let (request, expected) = (Arc::clone(&request), Arc::clone(&expected));
+        async move {
+            let mut got = vec![0u8; expected.len()];
             let mut tally = Tally::default();
-            for _ in 0..MAX_OPS {
+            for _ in 0..MAX_OPS / burst as u64 {
                 if window.over() {
                     break;
                 }
                 let started = Instant::now();
-                stream.write_all(request.as_bytes()).await?;
-                line.clear();
-                stream.read_line(&mut line).await?;
-                ensure!(line == expected, "unexpected answer {line:?}");
-                tally.record(&window, started, line.len());
+                stream.write_all(&request).await?;
+                // The replies have a known total length: read exactly that much.
+                stream
+                    .read_exact(&mut got)
+                    .await
+                    .context("reading a burst's replies")?;
+                ensure!(
+                    got == *expected,
+                    "unexpected answer {:?}",
+                    String::from_utf8_lossy(&got)
+                );
+                tally.record(&window, started, burst as u64, got.len());
             }
             Ok(tally)
-        });
-    }
-    barrier.wait().await;
-    let _ = window_tx.send(Some(Window::new(warmup, secs)));
-    collect(tasks, secs).await
+        }
+    })
+    .await
 }
 
 // ----- bulk echo -----------------------------------------------------------------------------
@@ -307,7 +373,7 @@ pub(crate) async fn echo(
                 while received >= CHUNK {
                     received -= CHUNK;
                     let started = sent_rx.recv().await.context("writer gone")?;
-                    tally.record(&window, started, CHUNK);
+                    tally.record(&window, started, 1, CHUNK);
                 }
             }
             // The server may be blocked writing to us: do not wait for the writer.
@@ -350,7 +416,7 @@ pub(crate) async fn handshakes(
                 })
                 .await
                 .context("a TLS connection took too long to set up")??;
-                tally.record(&window, started, GREETING.len());
+                tally.record(&window, started, 1, GREETING.len());
                 socket2::SockRef::from(tls.get_ref().0).set_linger(Some(Duration::ZERO))?;
             }
             Ok(tally)
@@ -396,7 +462,7 @@ pub(crate) async fn udp(
                         Ok(n) => {
                             let n = n?;
                             if n == out.len() && back[..8] == out[..8] {
-                                tally.record(&window, started, n);
+                                tally.record(&window, started, 1, n);
                                 break;
                             }
                             // A late echo of an earlier datagram: skip it.

@@ -1,11 +1,17 @@
-//! The servers under test, one process each: `netbench serve --impl ours|raw --role ROLE`.
+//! The servers under test, one process each:
+//! `netbench serve --impl ours|raw|tuned|go --role ROLE [--go-flush idle|each]`.
 //!
 //! Each binds 127.0.0.1 on a port the OS picks, prints `PORT <n>` on stdout, and serves until
 //! its stdin closes (the driver holds the other end) or it is killed. The runtime is tokio's
 //! default multi-threaded one, as `#[tokio::main]` gives a user.
 //!
-//! The baselines (`raw`) are the plainest good tokio / tokio-rustls code a user writes by hand;
-//! `ours` is the same server written with net-sockets, net-io channels and net-tls.
+//! - `raw`: the plainest good tokio / tokio-rustls code a user writes by hand (every role).
+//! - `tuned`: the ping-pong protocol hand-tuned for pipelining: replies collect in a
+//!   `BufWriter` that is flushed only when the `BufReader` holds no complete request line.
+//! - `go`: the ping-pong protocol in Go (`bench/go/server.go`, see [`crate::go`]); `serve
+//!   --impl go` builds it and runs it in this process's place (the driver starts the Go
+//!   executable itself).
+//! - `ours`: the same servers written with net-sockets, net-io channels and net-tls.
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
@@ -14,8 +20,10 @@ use anyhow::{Context, Result, bail};
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, a_socket};
 use net_tls::{TlsExt, TlsServerConfig};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use crate::go;
 
 /// The greeting of the sample protocol.
 pub(crate) const GREETING: &str = "Please enter your name\n";
@@ -29,6 +37,8 @@ const ECHO_BUFFER: usize = 64 * 1024;
 pub(crate) enum Impl {
     Ours,
     Raw,
+    Tuned,
+    Go,
 }
 
 impl Impl {
@@ -36,7 +46,19 @@ impl Impl {
         match self {
             Impl::Ours => "ours",
             Impl::Raw => "raw",
+            Impl::Tuned => "tuned",
+            Impl::Go => "go",
         }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Impl> {
+        Ok(match s {
+            "ours" => Impl::Ours,
+            "raw" => Impl::Raw,
+            "tuned" => Impl::Tuned,
+            "go" => Impl::Go,
+            _ => bail!("unknown impl {s} (ours, raw, tuned or go)"),
+        })
     }
 }
 
@@ -78,32 +100,34 @@ impl Role {
     }
 }
 
-/// `serve --impl ours|raw --role ROLE [--chain PEM --key PEM]`.
+/// `serve --impl ours|raw|tuned|go --role ROLE [--chain PEM --key PEM] [--go-flush idle|each]`.
 pub(crate) fn main(args: &[String]) -> Result<()> {
     let mut imp = None;
     let mut role = None;
     let mut chain = None;
     let mut key = None;
+    let mut go_flush = go::Flush::Idle;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().context("missing value");
         match a.as_str() {
-            "--impl" => {
-                imp = Some(match value()?.as_str() {
-                    "ours" => Impl::Ours,
-                    "raw" => Impl::Raw,
-                    other => bail!("unknown impl {other}"),
-                })
-            }
+            "--impl" => imp = Some(Impl::parse(&value()?)?),
             "--role" => role = Some(Role::parse(&value()?)?),
             "--chain" => chain = Some(PathBuf::from(value()?)),
             "--key" => key = Some(PathBuf::from(value()?)),
+            "--go-flush" => go_flush = go::Flush::parse(&value()?)?,
             other => bail!("unknown argument {other}"),
         }
     }
     let (Some(imp), Some(role)) = (imp, role) else {
         bail!("serve needs --impl and --role");
     };
+    if matches!(imp, Impl::Tuned | Impl::Go) && role != Role::PingPong {
+        bail!("--impl {} serves only --role pingpong", imp.name());
+    }
+    if imp == Impl::Go {
+        return serve_go(go_flush);
+    }
     // Leave when the driver goes away, whatever the server is doing.
     std::thread::spawn(|| {
         let _ = io::copy(&mut io::stdin(), &mut io::sink());
@@ -131,6 +155,8 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
                 ours_tcp(role, Some(config)).await
             }
             (Impl::Ours, Role::Udp) => ours_udp().await,
+            (Impl::Tuned, _) => tuned_tcp().await,
+            (Impl::Go, _) => unreachable!("handled above"),
             (Impl::Raw, Role::Udp) => raw_udp().await,
             (Impl::Raw, _) => {
                 let acceptor = match role {
@@ -313,4 +339,71 @@ async fn raw_udp() -> Result<()> {
         let (n, from) = socket.recv_from(&mut buf).await?;
         socket.send_to(&buf[..n], from).await?;
     }
+}
+
+// ----- the hand-tuned baseline ---------------------------------------------------------------
+
+async fn tuned_tcp() -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    announce(listener.local_addr()?.port())?;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        stream.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let _ = tuned_connection(stream).await;
+        });
+    }
+}
+
+/// The ping-pong protocol, tuned for pipelined clients: every reply goes into a `BufWriter`,
+/// which is flushed only when the next `read_line` would wait for the network, that is when the
+/// `BufReader` holds no complete line. A burst of requests that arrived together is answered
+/// with one `send`; a lone request is answered at once.
+async fn tuned_connection(mut stream: TcpStream) -> io::Result<()> {
+    let (reader, writer) = stream.split();
+    let mut reader = BufReader::new(reader);
+    let mut writer = BufWriter::new(writer);
+    writer.write_all(GREETING.as_bytes()).await?;
+    writer.flush().await?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).await? == 0 {
+            break;
+        }
+        let name = line.trim_end_matches(['\r', '\n']);
+        writer.write_all(b"Hello, ").await?;
+        writer.write_all(name.as_bytes()).await?;
+        writer.write_all(b"!\n").await?;
+        if !reader.buffer().contains(&b'\n') {
+            writer.flush().await?;
+        }
+    }
+    writer.flush().await
+}
+
+// ----- Go ------------------------------------------------------------------------------------
+
+/// Builds the Go server and runs it with this process's stdin and stdout (so it announces its
+/// port and leaves with its stdin as ours would), for starting one by hand.
+fn serve_go(flush: go::Flush) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("netbench-go-{}", std::process::id()));
+    let server = go::build(&dir)?.context("no `go` tool found (set NETBENCH_GO or install Go)")?;
+    eprintln!(
+        "netbench: Go server {} ({}), -flush {}",
+        server.path.display(),
+        server.version,
+        flush.name()
+    );
+    let status = std::process::Command::new(&server.path)
+        .args(["-flush", flush.name()])
+        .status()
+        .context("starting the Go server")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !status.success() {
+        bail!("the Go server exited with {status}");
+    }
+    Ok(())
 }

@@ -1,0 +1,3 @@
+module netbench/goserver
+
+go 1.19
