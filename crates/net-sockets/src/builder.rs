@@ -5,8 +5,8 @@ use std::time::Duration;
 use crate::address::ToSocketAddress;
 use crate::connect::{self, resolve_first};
 use crate::datagram::{BoundDatagramSocket, ConnectedDatagramSocket};
-use crate::options::SocketOptions;
-use crate::{Error, Result, SelectorManager, ServerSocket, Socket};
+use crate::options::{ProxyProtocol, SocketOptions};
+use crate::{Error, Result, SelectorManager, ServerSocket, Socket, SocketAddress};
 
 /// Starts building a socket on `selector`, as Ktor's `aSocket(selector)`.
 ///
@@ -165,9 +165,44 @@ impl TcpSocketBuilder {
         self
     }
 
+    /// Binds the connecting socket to `address` before it connects (a chosen source address,
+    /// or port). With a host name, only the addresses of `address`'s family are tried.
+    pub fn local_address(mut self, address: impl Into<SocketAddress>) -> Self {
+        self.options.local_address = Some(address.into());
+        self
+    }
+
     /// Sets the listen backlog (default 1024).
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.options.backlog = backlog;
+        self
+    }
+
+    /// Caps the connections a listener has open at once: `accept` waits while `n` connections
+    /// it accepted are open, and goes on when one closes (default: no cap).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.options.max_connections = Some(n);
+        self
+    }
+
+    /// Caps the connections one client address may have open on a listener: one more is
+    /// closed at once (default: no cap). Behind a PROXY protocol header the client is the
+    /// address the proxy reports.
+    pub fn max_connections_per_ip(mut self, n: usize) -> Self {
+        self.options.max_connections_per_ip = Some(n);
+        self
+    }
+
+    /// Expects a PROXY protocol header (v1 or v2) on each accepted connection (default:
+    /// [`ProxyProtocol::Off`]); see [`ProxyProtocol`].
+    pub fn proxy_protocol(mut self, mode: ProxyProtocol) -> Self {
+        self.options.proxy_protocol = mode;
+        self
+    }
+
+    /// How long a connection may take to send its PROXY protocol header (default 5 s).
+    pub fn proxy_header_timeout(mut self, timeout: Duration) -> Self {
+        self.options.proxy_header_timeout = timeout;
         self
     }
 

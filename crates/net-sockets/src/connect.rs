@@ -17,7 +17,7 @@ use crate::address::SocketTarget;
 use crate::core::Owner;
 use crate::options::{Kind, SocketOptions};
 use crate::selector::SelectorInner;
-use crate::stream::{Conn, Stream};
+use crate::stream::{Conn, Origin, Stream};
 use crate::transport::Link;
 use crate::{Error, Result, Socket, SocketAddress, UnixSocketAddress};
 
@@ -92,6 +92,9 @@ pub(crate) async fn connect(
         SocketTarget::Address(SocketAddress::Unix(unix)) => {
             let raw = RawSocket::new(Domain::UNIX, Type::STREAM, None)?;
             options.apply(&raw, Kind::Unix, false)?;
+            if let Some(SocketAddress::Unix(local)) = &options.local_address {
+                raw.bind(&SockAddr::unix(local.path())?)?;
+            }
             raw.set_nonblocking(true)?;
             if let Err(e) = raw.connect(&SockAddr::unix(unix.path())?) {
                 if !in_progress(&e, false) {
@@ -114,7 +117,11 @@ pub(crate) async fn connect(
             (Stream::Tcp(stream), Some(address.ip().to_string()))
         }
         SocketTarget::Host { host, port } => {
-            let addresses = interleave(resolve(selector.handle(), &host, port).await?);
+            let mut addresses = resolve(selector.handle(), &host, port).await?;
+            if let Some(SocketAddress::Inet(local)) = &options.local_address {
+                addresses.retain(|a| a.is_ipv6() == local.socket_addr().is_ipv6());
+            }
+            let addresses = interleave(addresses);
             let stream = race(selector, &addresses, options).await?;
             (Stream::Tcp(stream), Some(host))
         }
@@ -132,7 +139,14 @@ pub(crate) async fn connect(
             )
         }
     };
-    let conn = Conn::open(selector, stream, local, remote, options, host)?;
+    let conn = Conn::open(
+        selector,
+        stream,
+        local,
+        remote,
+        options,
+        Origin::Connected { host },
+    )?;
     tracing::debug!(parent: conn.core().span(), "connected");
     Ok(Socket::new(Link { conn }))
 }
@@ -158,7 +172,12 @@ async fn connect_one(
     options: &SocketOptions,
 ) -> io::Result<TcpStream> {
     let raw = RawSocket::new(Domain::for_address(address), Type::STREAM, None)?;
-    options.apply(&raw, Kind::TcpStream, address.is_ipv6())?;
+    options
+        .apply(&raw, Kind::TcpStream, address.is_ipv6())
+        .map_err(io::Error::from)?;
+    if let Some(SocketAddress::Inet(local)) = &options.local_address {
+        raw.bind(&local.socket_addr().into())?;
+    }
     raw.set_nonblocking(true)?;
     if let Err(e) = raw.connect(&address.into()) {
         if !in_progress(&e, true) {
@@ -242,7 +261,7 @@ async fn race(
                     let error = last_error
                         .take()
                         .unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound));
-                    return Poll::Ready(Err(Error::Io(error)));
+                    return Poll::Ready(Err(Error::from(error)));
                 }
                 return Poll::Pending;
             }

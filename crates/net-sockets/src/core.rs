@@ -77,11 +77,18 @@ pub(crate) trait Owner: Send + Sync + 'static {
 
     /// The core.
     fn core(&self) -> &Core<Self::Io>;
+
+    /// A graceful shutdown of the selector began (a listener stops accepting).
+    fn stop_accepting(&self) {}
 }
 
 impl<T: Owner> Release for T {
     fn release(&self) {
         self.core().close(CloseMode::Graceful);
+    }
+
+    fn stop_accepting(&self) {
+        Owner::stop_accepting(self);
     }
 }
 
@@ -196,6 +203,18 @@ impl<S: SocketIo> Core<S> {
         tokio::select! {
             biased;
             r = future => r.map_err(Error::Io),
+            () = self.token.cancelled() => Err(self.closed_error()),
+        }
+    }
+
+    /// Runs `future` until it completes or the socket closes (then fails with the close error).
+    pub(crate) async fn until_closed<R>(
+        &self,
+        future: impl Future<Output = Result<R>>,
+    ) -> Result<R> {
+        tokio::select! {
+            biased;
+            r = future => r,
             () = self.token.cancelled() => Err(self.closed_error()),
         }
     }

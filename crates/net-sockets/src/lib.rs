@@ -80,6 +80,7 @@ mod connect;
 mod core;
 mod datagram;
 mod error;
+mod group;
 mod listener;
 mod options;
 mod proxy_protocol;
@@ -96,8 +97,9 @@ pub use datagram::{
     MAX_DATAGRAM_SIZE_V6,
 };
 pub use error::{Error, Result};
+pub use group::{ListenerStats, ShutdownReport};
 pub use listener::{Incoming, ServerSocket};
-pub use options::SocketOptions;
+pub use options::{ProxyProtocol, SocketOptions};
 pub use selector::{SelectorManager, SelectorManagerBuilder};
 pub use socket::{Connection, Socket, SocketStream};
 pub use transport::Plain;

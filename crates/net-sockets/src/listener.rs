@@ -11,14 +11,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use socket2::{Domain, SockAddr, SockRef, Socket as RawSocket, Type};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use crate::core::{Core, OnRelease, Owner, Setup};
-use crate::options::{Kind, SocketOptions};
+use crate::core::{CloseMode, Core, OnRelease, Owner, Setup};
+use crate::group::{Group, ListenerStats, Membership, ShutdownReport};
+use crate::options::{Kind, ProxyProtocol, SocketOptions};
+use crate::proxy_protocol::{self, Parse, ProxyError, ProxyHeader};
 use crate::repeat::Repeat;
 use crate::selector::SelectorInner;
-use crate::stream::{Conn, Stream};
+use crate::stream::{Conn, Origin, Stream};
 use crate::transport::Link;
 use crate::{Error, Result, Socket, SocketAddress, UnixSocketAddress};
 
@@ -97,6 +101,17 @@ struct ListenerInner {
     options: SocketOptions,
     /// Whether the last accept ran out of resources (one warning per episode).
     exhausted: AtomicBool,
+    /// The connections this listener accepted: caps, shutdown signal, counters.
+    group: Arc<Group>,
+    /// With a PROXY protocol header to read, connections whose header was read (in tasks of
+    /// their own, so a slow one holds up no other) wait here for `accept`.
+    proxied: Option<Proxied>,
+}
+
+/// The queue of connections whose PROXY protocol header was read.
+struct Proxied {
+    sender: mpsc::UnboundedSender<Socket>,
+    receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<Socket>>,
 }
 
 impl Owner for ListenerInner {
@@ -104,6 +119,10 @@ impl Owner for ListenerInner {
 
     fn core(&self) -> &Core<Listener> {
         &self.core
+    }
+
+    fn stop_accepting(&self) {
+        self.core.close(CloseMode::Graceful);
     }
 }
 
@@ -176,11 +195,25 @@ impl ServerSocket {
             on_release,
             ..Setup::new(tracing::debug_span!("listener", local = %local))
         };
+        let group = Group::new(
+            selector.draining().child_token(),
+            options.max_connections,
+            options.max_connections_per_ip,
+        );
+        let proxied = (options.proxy_protocol != ProxyProtocol::Off).then(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            Proxied {
+                sender,
+                receiver: tokio::sync::Mutex::new(receiver),
+            }
+        });
         let inner = Core::open(selector, listener, setup, |core| ListenerInner {
             core,
             local,
             options,
             exhausted: AtomicBool::new(false),
+            group,
+            proxied,
         })?;
         tracing::debug!(parent: inner.core.span(), "listening");
         Ok(ServerSocket { inner })
@@ -223,7 +256,40 @@ impl ServerSocket {
     /// descriptor is released (new connects are refused) and a Unix socket file removed.
     /// Idempotent.
     pub fn close(&self) {
-        self.inner.core.close(crate::core::CloseMode::Graceful);
+        self.inner.core.close(CloseMode::Graceful);
+    }
+
+    /// Shuts down gracefully: stops accepting at once (new connects are refused; pending
+    /// `accept` calls fail with [`Error::Closed`]), tells every connection it accepted that
+    /// shutdown began ([`Socket::shutdown_requested`]), waits up to `grace` for them to close,
+    /// then closes the rest, and reports how many finished and how many were cut.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the shutdown begun (the listener closed, connections
+    /// signalled) but closes no connection.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(server: net_sockets::ServerSocket) {
+    /// let report = server.shutdown(std::time::Duration::from_secs(10)).await;
+    /// println!("{} finished, {} cut", report.finished, report.cut);
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.close();
+        let timer = {
+            let _runtime = self.inner.core.selector().handle().enter();
+            tokio::time::sleep(grace)
+        };
+        self.inner.group.drain(grace, timer).await
+    }
+
+    /// Counters of this listener: connections accepted and open, refused by
+    /// `max_connections_per_ip`, dropped for a bad PROXY protocol header.
+    pub fn stats(&self) -> ListenerStats {
+        self.inner.group.stats()
     }
 
     /// Runs `f` with a [`socket2::SockRef`] to the open listener, to read or set options.
@@ -260,7 +326,44 @@ impl fmt::Debug for ServerSocket {
 }
 
 impl ListenerInner {
-    async fn accept(&self) -> Result<Socket> {
+    /// The next connection: admitted (within the caps), with its PROXY protocol header read.
+    async fn accept(self: &Arc<Self>) -> Result<Socket> {
+        loop {
+            let taken = async {
+                let slot = self.group.slot().await;
+                Ok((slot, self.accept_stream().await?))
+            };
+            let (slot, (stream, peer)) = match &self.proxied {
+                None => self.core.until_closed(taken).await?,
+                Some(proxied) => {
+                    let mut ready = proxied.receiver.lock().await;
+                    let next = tokio::select! {
+                        biased;
+                        socket = ready.recv() => Err(socket),
+                        taken = taken => Ok(taken),
+                    };
+                    drop(ready);
+                    match next {
+                        Err(Some(socket)) => return Ok(socket),
+                        // The listener keeps a sender: the queue never ends.
+                        Err(None) => return Err(self.core.closed_error()),
+                        Ok(taken) => {
+                            let (slot, (stream, peer)) = taken?;
+                            self.read_header_later(stream, peer, slot);
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Some(socket) = self.admit(stream, peer, slot, None, Bytes::new()) {
+                return Ok(socket);
+            }
+        }
+    }
+
+    /// Takes the next connection from the kernel, retrying the errors `accept(2)` says to
+    /// retry and pausing while descriptors or memory are exhausted.
+    async fn accept_stream(&self) -> Result<(Stream, SocketAddress)> {
         let selector = self.core.selector();
         loop {
             let accepted = self
@@ -272,12 +375,16 @@ impl ListenerInner {
                     listener.poll_accept(cx)
                 })
                 .await;
-            let (stream, remote) = match accepted {
-                Ok(accepted) => accepted,
+            match accepted {
+                Ok(accepted) => {
+                    if self.exhausted.swap(false, Ordering::Relaxed) {
+                        tracing::debug!(parent: self.core.span(), "resources available again, accepting");
+                    }
+                    return Ok(accepted);
+                }
                 Err(Error::Io(e)) => match classify(&e) {
                     AcceptError::Retry => {
                         tracing::debug!(parent: self.core.span(), error = %e, "accept failed; retrying");
-                        continue;
                     }
                     AcceptError::Exhausted => {
                         if !self.exhausted.swap(true, Ordering::Relaxed) {
@@ -288,37 +395,112 @@ impl ListenerInner {
                             tokio::time::sleep(EXHAUSTION_BACKOFF)
                         };
                         self.core
-                            .guard(async {
+                            .until_closed(async {
                                 backoff.await;
                                 Ok(())
                             })
                             .await?;
-                        continue;
                     }
                     AcceptError::Fatal => return Err(Error::Io(e)),
                 },
                 Err(e) => return Err(e),
-            };
-            if self.exhausted.swap(false, Ordering::Relaxed) {
-                tracing::debug!(parent: self.core.span(), "resources available again, accepting");
             }
-            match self.wrap(stream, remote) {
-                Ok(socket) => return Ok(socket),
-                Err(Error::SelectorClosed) => return Err(Error::SelectorClosed),
-                Err(e) => {
-                    tracing::warn!(parent: self.core.span(), error = %e, "dropped a connection that failed set-up");
+        }
+    }
+
+    /// Reads the PROXY protocol header of `stream` in a task of its own (bounded by the header
+    /// timeout and by the listener's close); a connection with a good header joins the queue
+    /// `accept` takes from.
+    fn read_header_later(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        peer: SocketAddress,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
+        let inner = Arc::clone(self);
+        let required = self.options.proxy_protocol == ProxyProtocol::Required;
+        let limit = self.options.proxy_header_timeout;
+        let timer = {
+            let _runtime = self.core.selector().handle().enter();
+            tokio::time::sleep(limit)
+        };
+        let task = async move {
+            let read = tokio::select! {
+                biased;
+                () = inner.core.await_closed() => return,
+                read = read_proxy_header(&mut stream, required) => read,
+                () = timer => Err(HeaderError::Late(limit)),
+            };
+            match read {
+                Ok((proxy, received)) => {
+                    let (remote, via) = match proxy.and_then(|h| h.addresses) {
+                        Some(addresses) => {
+                            (SocketAddress::from(addresses.source), Some(peer.clone()))
+                        }
+                        None => (peer, None),
+                    };
+                    if let Some(socket) = inner.admit(stream, remote, slot, via, received) {
+                        if let Some(proxied) = &inner.proxied {
+                            let _ = proxied.sender.send(socket);
+                        }
+                    }
                 }
+                Err(e) => {
+                    inner
+                        .group
+                        .proxy_header_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(parent: inner.core.span(), peer = %peer, error = %e, "dropped a connection: bad PROXY protocol header");
+                }
+            }
+        };
+        drop(self.core.selector().handle().spawn(task));
+    }
+
+    /// Admits an accepted stream under the per-address cap and makes it a [`Socket`]; `None`
+    /// when it was refused or failed set-up (it is closed, with a `debug` or `warn` event).
+    fn admit(
+        &self,
+        stream: Stream,
+        remote: SocketAddress,
+        slot: Option<OwnedSemaphorePermit>,
+        proxy: Option<SocketAddress>,
+        received: Bytes,
+    ) -> Option<Socket> {
+        let ip = remote.as_inet().map(|a| a.ip().to_canonical());
+        let Some(membership) = self.group.admit(ip, slot) else {
+            tracing::debug!(parent: self.core.span(), remote = %remote, "refused: too many connections from this address");
+            return None;
+        };
+        match self.wrap(stream, remote, membership, proxy, received) {
+            Ok(socket) => Some(socket),
+            Err(e) => {
+                tracing::warn!(parent: self.core.span(), error = %e, "dropped a connection that failed set-up");
+                None
             }
         }
     }
 
     /// Turns an accepted stream into a [`Socket`] registered with the selector.
-    fn wrap(&self, stream: Stream, remote: SocketAddress) -> Result<Socket> {
+    fn wrap(
+        &self,
+        stream: Stream,
+        remote: SocketAddress,
+        membership: Membership,
+        proxy: Option<SocketAddress>,
+        received: Bytes,
+    ) -> Result<Socket> {
         let tcp = matches!(stream, Stream::Tcp(_));
         self.options.apply_connected(&SockRef::from(&stream), tcp)?;
         let local = match &stream {
             Stream::Tcp(s) => SocketAddress::from(s.local_addr()?),
             Stream::Unix(_) => self.local.clone(),
+        };
+        let origin = Origin::Accepted {
+            group: Arc::clone(&self.group),
+            membership,
+            proxy,
+            received,
         };
         let conn = Conn::open(
             self.core.selector(),
@@ -326,10 +508,69 @@ impl ListenerInner {
             local,
             remote,
             &self.options,
-            None,
+            origin,
         )?;
         tracing::debug!(parent: conn.core().span(), "accepted");
         Ok(Socket::new(Link { conn }))
+    }
+}
+
+/// Why a PROXY protocol header was not accepted.
+#[derive(Debug)]
+enum HeaderError {
+    Missing,
+    Invalid(ProxyError),
+    Late(Duration),
+    Ended,
+    Io(io::Error),
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::Missing => f.write_str("the connection did not start with one"),
+            HeaderError::Invalid(e) => fmt::Display::fmt(e, f),
+            HeaderError::Late(limit) => write!(f, "not complete within {limit:?}"),
+            HeaderError::Ended => f.write_str("the connection ended before it was complete"),
+            HeaderError::Io(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+/// Reads a PROXY protocol header from the start of `stream`, never past its end. Returns the
+/// header (`None` when an optional header is absent) and the bytes read that belong to the
+/// application (when the header was absent).
+async fn read_proxy_header(
+    stream: &mut Stream,
+    required: bool,
+) -> std::result::Result<(Option<ProxyHeader>, Bytes), HeaderError> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0; proxy_protocol::MAX_HEADER];
+    let mut have = 0;
+    loop {
+        let want = match proxy_protocol::parse(&buf[..have]) {
+            Parse::Done { header, consumed } => {
+                debug_assert_eq!(consumed, have, "read past the header");
+                return Ok((Some(header), Bytes::new()));
+            }
+            Parse::NotProxy if required => return Err(HeaderError::Missing),
+            Parse::NotProxy => {
+                buf.truncate(have);
+                return Ok((None, Bytes::from(buf)));
+            }
+            Parse::Invalid(e) => return Err(HeaderError::Invalid(e)),
+            Parse::NeedMore { at_least } => (have + at_least).min(buf.len()),
+        };
+        // At most what the parser needs: a valid header is never read past its end.
+        let n = match stream {
+            Stream::Tcp(s) => s.read(&mut buf[have..want]).await,
+            Stream::Unix(s) => s.read(&mut buf[have..want]).await,
+        }
+        .map_err(HeaderError::Io)?;
+        if n == 0 {
+            return Err(HeaderError::Ended);
+        }
+        have += n;
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use socket2::{SockRef, Socket as RawSocket, TcpKeepalive};
 
-use crate::{Error, Result};
+use crate::{Error, Result, SocketAddress};
 
 /// Options for TCP, Unix and UDP sockets, with Ktor's defaults.
 ///
@@ -61,6 +61,45 @@ pub struct SocketOptions {
     pub connect_timeout: Option<Duration>,
     /// Listen backlog of TCP and Unix listeners. Default: 1024.
     pub backlog: u32,
+    /// TCP `connect`: the local address to bind to first (bind-before-connect: a source address
+    /// or port of your choosing). With a host name, only the addresses of its family are tried.
+    /// Default: the OS picks.
+    pub local_address: Option<SocketAddress>,
+    /// Listeners: how many accepted connections may be open at once; `accept` waits while that
+    /// many are. Default: no cap.
+    pub max_connections: Option<usize>,
+    /// Listeners: how many connections one client address may have open; one more is closed at
+    /// once (a `debug` event, counted in [`ListenerStats`](crate::ListenerStats)). Behind a
+    /// PROXY protocol header, the client is the address the proxy reports. Default: no cap.
+    pub max_connections_per_ip: Option<usize>,
+    /// Listeners: whether each connection starts with a PROXY protocol header (v1 or v2) that
+    /// names the client. Default: [`ProxyProtocol::Off`].
+    pub proxy_protocol: ProxyProtocol,
+    /// Listeners: how long a connection may take to send its PROXY protocol header before it
+    /// is dropped. Default: 5 seconds.
+    pub proxy_header_timeout: Duration,
+}
+
+/// Whether a listener expects a PROXY protocol header (HAProxy's v1 or v2) at the start of each
+/// connection, as a load balancer in front of it sends.
+///
+/// With a header, the accepted socket's [`remote_address`](crate::Socket::remote_address) is
+/// the client the proxy names, and [`proxy_address`](crate::Socket::proxy_address) the proxy.
+/// A header that is malformed, or missing when required, or not complete within
+/// [`proxy_header_timeout`](SocketOptions::proxy_header_timeout) drops that connection with a
+/// `warn` event; other connections are not affected, and `accept` goes on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyProtocol {
+    /// No header: the peer is the client.
+    #[default]
+    Off,
+    /// A header may come first; a connection without one is taken as it is. Only for listeners
+    /// that clients cannot reach but through the proxy: a client could otherwise send a header
+    /// that names any address.
+    Optional,
+    /// Every connection must start with a header.
+    Required,
 }
 
 impl Default for SocketOptions {
@@ -81,6 +120,11 @@ impl Default for SocketOptions {
             socket_timeout: None,
             connect_timeout: None,
             backlog: 1024,
+            local_address: None,
+            max_connections: None,
+            max_connections_per_ip: None,
+            proxy_protocol: ProxyProtocol::Off,
+            proxy_header_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::runtime::{Handle, Runtime};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, Result};
+use crate::{Error, Result, ShutdownReport};
 
 /// The I/O driver that sockets are registered with, and the switch that closes them all.
 ///
@@ -46,12 +47,21 @@ pub(crate) struct SelectorInner {
     token: CancellationToken,
     closed: AtomicBool,
     registry: Mutex<Registry>,
+    /// Cancelled when a graceful shutdown begins: every connection's "shutdown began" signal
+    /// descends from it.
+    draining: CancellationToken,
+    /// Open connected sockets, for a graceful shutdown to wait on.
+    open_connections: AtomicUsize,
+    connection_left: Notify,
 }
 
 /// Something a selector can close: a socket, listener or datagram socket core.
 pub(crate) trait Release: Send + Sync {
     /// Closes it because the selector closed.
     fn release(&self);
+
+    /// A graceful shutdown began: a listener stops accepting; other sockets do nothing.
+    fn stop_accepting(&self) {}
 }
 
 #[derive(Default)]
@@ -87,6 +97,9 @@ impl SelectorManager {
                 token: CancellationToken::new(),
                 closed: AtomicBool::new(false),
                 registry: Mutex::new(Registry::default()),
+                draining: CancellationToken::new(),
+                open_connections: AtomicUsize::new(0),
+                connection_left: Notify::new(),
             }),
         }
     }
@@ -97,6 +110,61 @@ impl SelectorManager {
     /// descriptors are released, and new sockets cannot be made through it. Idempotent.
     pub fn close(&self) {
         self.inner.close();
+    }
+
+    /// Shuts down gracefully: every listener made through this selector stops accepting at
+    /// once (new connects are refused), every connection learns that shutdown began
+    /// ([`Socket::shutdown_requested`](crate::Socket::shutdown_requested)), the selector waits
+    /// up to `grace` for the connections to close, then [closes](Self::close) everything left.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the shutdown begun (listeners closed, connections signalled)
+    /// but closes nothing else.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(selector: net_sockets::SelectorManager) {
+    /// let report = selector.shutdown(std::time::Duration::from_secs(10)).await;
+    /// println!("{} finished, {} cut", report.finished, report.cut);
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, grace: std::time::Duration) -> ShutdownReport {
+        let inner = &self.inner;
+        let entries: Vec<_> = lock(&inner.registry)
+            .entries
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for entry in entries {
+            entry.stop_accepting();
+        }
+        inner.draining.cancel();
+        let at_start = inner.open_connections.load(Ordering::Acquire);
+        let all_left = async {
+            loop {
+                let left = inner.connection_left.notified();
+                if inner.open_connections.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                left.await;
+            }
+        };
+        let timer = {
+            let _runtime = inner.handle.enter();
+            tokio::time::sleep(grace)
+        };
+        tokio::select! {
+            () = all_left => {}
+            () = timer => {}
+        }
+        let cut = inner.open_connections.load(Ordering::Acquire);
+        inner.close();
+        ShutdownReport {
+            finished: at_start.saturating_sub(cut),
+            cut,
+        }
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -146,6 +214,17 @@ impl SelectorInner {
         } else {
             Ok(())
         }
+    }
+
+    /// The token cancelled when a graceful shutdown begins.
+    pub(crate) fn draining(&self) -> &CancellationToken {
+        &self.draining
+    }
+
+    /// Counts a connection open until the guard is dropped.
+    pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenConnection {
+        self.open_connections.fetch_add(1, Ordering::AcqRel);
+        OpenConnection(Arc::clone(self))
     }
 
     /// Registers a core so that [`close`](Self::close) reaches it; fails once closed.
@@ -235,6 +314,16 @@ impl SelectorManagerBuilder {
         let runtime = builder.build().map_err(Error::Io)?;
         let handle = runtime.handle().clone();
         Ok(SelectorManager::with_handle(handle, Some(runtime)))
+    }
+}
+
+/// One open connection in its selector's count; dropped when the connection closes.
+pub(crate) struct OpenConnection(Arc<SelectorInner>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+        self.0.connection_left.notify_waiters();
     }
 }
 

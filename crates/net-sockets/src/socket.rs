@@ -237,6 +237,48 @@ impl<T: Transport> Socket<T> {
         self.link.conn.remote.clone()
     }
 
+    /// The proxy this connection came through, when the listener read a PROXY protocol header
+    /// that named the client ([`remote_address`](Self::remote_address) is then the client).
+    pub fn proxy_address(&self) -> Option<SocketAddress> {
+        self.link.conn.proxy.clone()
+    }
+
+    /// Waits until a graceful shutdown of the listener that accepted this socket (or of its
+    /// selector) begins: the moment to finish the exchange under way, say goodbye, and close.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: made to be a branch of `tokio::select!` beside a read.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use net_io::LineEnding;
+    ///
+    /// # async fn serve(socket: net_sockets::Socket) -> net_sockets::Result<()> {
+    /// let mut connection = socket.connection()?;
+    /// loop {
+    ///     let line = tokio::select! {
+    ///         line = connection.input.read_line(1024, LineEnding::Default) => line?,
+    ///         () = connection.socket.shutdown_requested() => break,
+    ///     };
+    ///     let Some(line) = line else { break };
+    ///     connection.output.write_string_utf8(&format!("Hello, {line}!\n")).await?;
+    ///     connection.output.flush().await?;
+    /// }
+    /// connection.output.write_string_utf8("Server is shutting down\n").await?;
+    /// connection.close_gracefully(std::time::Duration::from_secs(1)).await
+    /// # }
+    /// ```
+    pub async fn shutdown_requested(&self) {
+        self.link.conn.draining.cancelled().await;
+    }
+
+    /// Whether a graceful shutdown of this socket's listener or selector began.
+    pub fn is_shutdown_requested(&self) -> bool {
+        self.link.conn.draining.is_cancelled()
+    }
+
     /// Closes the socket at once; idempotent. See [Closing](Self#closing) for what the peer
     /// sees.
     pub fn close(&self) {

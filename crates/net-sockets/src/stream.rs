@@ -7,19 +7,23 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::core::{CloseMode, CloseWait, Core, Owner, Setup};
+use crate::group::{Group, Membership};
 use crate::options::SocketOptions;
-use crate::selector::SelectorInner;
+use crate::selector::{SelectorInner, lock};
 use crate::{Result, SocketAddress};
 
 /// A connected stream of either family.
@@ -160,6 +164,30 @@ pub(crate) struct Conn {
     socket_timeout: Option<Duration>,
     /// The host name given to `connect`, for TLS.
     pub(crate) connect_host: Option<String>,
+    /// The proxy the connection came through, when a PROXY protocol header named the client.
+    pub(crate) proxy: Option<SocketAddress>,
+    /// Cancelled when a graceful shutdown of the listener or selector begins.
+    pub(crate) draining: CancellationToken,
+    /// Bytes received before the socket was handed out (after a PROXY protocol header, when the
+    /// header was optional and absent): the read channel's first bytes.
+    received: Mutex<Bytes>,
+}
+
+/// Where a connection came from: what its socket keeps of it.
+pub(crate) enum Origin {
+    /// `connect`, given this host (or IP literal), if any.
+    Connected { host: Option<String> },
+    /// A listener's `accept`.
+    Accepted {
+        /// The listener's group of connections.
+        group: Arc<Group>,
+        /// This connection's place in it.
+        membership: Membership,
+        /// The proxy, when a PROXY protocol header named the client as `remote`.
+        proxy: Option<SocketAddress>,
+        /// Bytes already read from the connection that belong to the application.
+        received: Bytes,
+    },
 }
 
 impl Owner for Conn {
@@ -182,14 +210,51 @@ impl Conn {
         local: SocketAddress,
         remote: SocketAddress,
         options: &SocketOptions,
-        connect_host: Option<String>,
+        origin: Origin,
     ) -> Result<Arc<Conn>> {
-        let span = tracing::debug_span!("connection", local = %local, remote = %remote);
+        let span = match &origin {
+            Origin::Accepted {
+                proxy: Some(proxy), ..
+            } => {
+                tracing::debug_span!("connection", local = %local, remote = %remote, via = %proxy)
+            }
+            _ => tracing::debug_span!("connection", local = %local, remote = %remote),
+        };
+        let (connect_host, proxy, draining, group, held, received) = match origin {
+            Origin::Connected { host } => (
+                host,
+                None,
+                selector.draining().child_token(),
+                None,
+                None,
+                Bytes::new(),
+            ),
+            Origin::Accepted {
+                group,
+                membership,
+                proxy,
+                received,
+            } => {
+                let draining = group.draining().clone();
+                let key = membership.key();
+                (
+                    None,
+                    proxy,
+                    draining,
+                    Some((group, key)),
+                    Some(membership),
+                    received,
+                )
+            }
+        };
+        // Released with the descriptor: the selector's count, and the group's slot.
+        let held = Mutex::new(Some((selector.connection_opened(), held)));
         let setup = Setup {
             blocking_close: options.linger.is_some_and(|l| !l.is_zero()),
+            on_release: Some(Box::new(move || drop(lock(&held).take()))),
             ..Setup::new(span)
         };
-        Core::open(selector, stream, setup, |core| Conn {
+        let conn = Core::open(selector, stream, setup, |core| Conn {
             core,
             done: AtomicU8::new(0),
             write_state: AtomicU8::new(CLEAN),
@@ -197,7 +262,14 @@ impl Conn {
             remote,
             socket_timeout: options.socket_timeout,
             connect_host,
-        })
+            proxy,
+            draining,
+            received: Mutex::new(received),
+        })?;
+        if let Some((group, key)) = group {
+            group.enrol(key, &conn);
+        }
+        Ok(conn)
     }
 
     /// Closes the socket: gracefully, or with a reset when a write failed.
@@ -218,6 +290,11 @@ impl Conn {
         } else {
             CloseMode::Graceful
         }
+    }
+
+    /// Whether the socket is closed (or its selector began closing it).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.core.is_closed()
     }
 
     /// Whether a write, flush or write timeout failed (and no later flush made good a timeout).
@@ -332,12 +409,16 @@ impl Half {
 #[derive(Debug)]
 pub struct ReadHalf {
     half: Half,
+    /// Bytes received before the socket was handed out, read first.
+    received: Bytes,
 }
 
 impl ReadHalf {
     pub(crate) fn new(conn: Arc<Conn>) -> ReadHalf {
+        let received = std::mem::take(&mut *lock(&conn.received));
         ReadHalf {
             half: Half::new(conn),
+            received,
         }
     }
 }
@@ -348,10 +429,16 @@ impl AsyncRead for ReadHalf {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let half = &mut self.get_mut().half;
+        let this = self.get_mut();
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
+        if !this.received.is_empty() {
+            let n = this.received.len().min(buf.remaining());
+            buf.put_slice(&this.received.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        let half = &mut this.half;
         let n = ready!(half.poll(cx, |s, cx| s.poll_read_into(cx, buf)))?;
         if n == 0 {
             let conn = &half.conn;

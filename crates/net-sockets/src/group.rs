@@ -1,0 +1,221 @@
+//! The connections a listener accepted, as one group: admission control (a cap on open
+//! connections, a cap per client address), the "shutdown began" signal, and the bookkeeping a
+//! graceful shutdown needs (who is still open, how many finished, how many were cut).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::core::CloseMode;
+use crate::selector::lock;
+use crate::stream::Conn;
+
+/// What a graceful shutdown did: how many connections finished within the grace period and how
+/// many were still open when it ended and were closed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Connections that closed by themselves within the grace period.
+    pub finished: usize,
+    /// Connections still open when the grace period ended, closed then.
+    pub cut: usize,
+}
+
+/// Counters of a listener, from [`ServerSocket::stats`](crate::ServerSocket::stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenerStats {
+    /// Connections handed out by `accept`.
+    pub accepted: u64,
+    /// Of those, how many are open now.
+    pub open: usize,
+    /// Connections closed at once because their client address had `max_connections_per_ip`
+    /// connections open.
+    pub refused_per_ip: u64,
+    /// Connections dropped because their PROXY protocol header was missing, malformed or late.
+    pub proxy_header_failures: u64,
+}
+
+/// The accepted connections of one listener.
+#[derive(Debug)]
+pub(crate) struct Group {
+    /// Cancelled when a shutdown begins (a child of the selector's).
+    draining: CancellationToken,
+    /// `max_connections`: a permit per open connection.
+    slots: Option<Arc<Semaphore>>,
+    per_ip_limit: Option<usize>,
+    state: Mutex<Members>,
+    /// Woken when a member leaves.
+    left: Notify,
+    accepted: AtomicU64,
+    refused_per_ip: AtomicU64,
+    pub(crate) proxy_header_failures: AtomicU64,
+    open: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Members {
+    next: u64,
+    open: HashMap<u64, Weak<Conn>>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// A connection's place in its group, released when the connection closes.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    group: Arc<Group>,
+    key: u64,
+    ip: Option<IpAddr>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Membership {
+    /// The key the group knows this connection by.
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        {
+            let mut members = lock(&self.group.state);
+            members.open.remove(&self.key);
+            if let Some(ip) = self.ip {
+                if let Some(count) = members.per_ip.get_mut(&ip) {
+                    *count -= 1;
+                    if *count == 0 {
+                        members.per_ip.remove(&ip);
+                    }
+                }
+            }
+        }
+        self.group.open.fetch_sub(1, Ordering::AcqRel);
+        self.group.left.notify_waiters();
+    }
+}
+
+impl Group {
+    pub(crate) fn new(
+        draining: CancellationToken,
+        max_connections: Option<usize>,
+        max_per_ip: Option<usize>,
+    ) -> Arc<Group> {
+        Arc::new(Group {
+            draining,
+            slots: max_connections.map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS)))),
+            per_ip_limit: max_per_ip,
+            state: Mutex::new(Members::default()),
+            left: Notify::new(),
+            accepted: AtomicU64::new(0),
+            refused_per_ip: AtomicU64::new(0),
+            proxy_header_failures: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
+        })
+    }
+
+    /// Waits for a free slot under `max_connections` (at once without a cap).
+    ///
+    /// Cancel safe: a slot is taken only when the future completes.
+    pub(crate) async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        let slots = self.slots.as_ref()?;
+        // The semaphore is never closed.
+        Arc::clone(slots).acquire_owned().await.ok()
+    }
+
+    /// Admits a connection from `ip`, or refuses it when its address is at its cap.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        ip: Option<IpAddr>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Option<Membership> {
+        let mut members = lock(&self.state);
+        if let (Some(ip), Some(limit)) = (ip, self.per_ip_limit) {
+            let count = members.per_ip.entry(ip).or_insert(0);
+            if *count >= limit {
+                drop(members);
+                self.refused_per_ip.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            *count += 1;
+        }
+        let key = members.next;
+        members.next += 1;
+        drop(members);
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Some(Membership {
+            group: Arc::clone(self),
+            key,
+            ip: ip.filter(|_| self.per_ip_limit.is_some()),
+            _slot: slot,
+        })
+    }
+
+    /// Records the connection of membership `key`, so a shutdown can close it.
+    pub(crate) fn enrol(&self, key: u64, conn: &Arc<Conn>) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        let mut members = lock(&self.state);
+        // A connection that closed already left; recording it would only keep a dead entry.
+        if !conn.is_closed() {
+            members.open.insert(key, Arc::downgrade(conn));
+        }
+    }
+
+    /// The token cancelled when a shutdown begins.
+    pub(crate) fn draining(&self) -> &CancellationToken {
+        &self.draining
+    }
+
+    pub(crate) fn stats(&self) -> ListenerStats {
+        ListenerStats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            open: self.open.load(Ordering::Acquire),
+            refused_per_ip: self.refused_per_ip.load(Ordering::Relaxed),
+            proxy_header_failures: self.proxy_header_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Signals every member that shutdown began, waits up to `grace` for them to close, then
+    /// closes the rest.
+    pub(crate) async fn drain(&self, grace: Duration, timer: tokio::time::Sleep) -> ShutdownReport {
+        self.draining.cancel();
+        let at_start = self.open.load(Ordering::Acquire);
+        let all_left = async {
+            loop {
+                let left = self.left.notified();
+                if self.open.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                left.await;
+            }
+        };
+        tokio::select! {
+            () = all_left => {}
+            () = timer => {}
+        }
+        let remaining: Vec<Arc<Conn>> = lock(&self.state)
+            .open
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let cut = remaining.len();
+        for conn in remaining {
+            conn.close_with(CloseMode::Graceful);
+        }
+        tracing::debug!(
+            finished = at_start.saturating_sub(cut),
+            cut,
+            ?grace,
+            "shutdown drained"
+        );
+        ShutdownReport {
+            finished: at_start.saturating_sub(cut),
+            cut,
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! The server toolkit: graceful shutdown, admission control, PROXY protocol headers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use net_io::LineEnding;
+use net_sockets::{
+    Error, InetSocketAddress, ProxyProtocol, SelectorManager, ServerSocket, Socket, SocketAddress,
+    a_socket,
+};
+use net_tests::within;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A window in which something that must not happen would have happened if it were going to:
+/// used only to assert that an `accept` stays pending.
+const QUIET: Duration = Duration::from_millis(300);
+
+async fn listener(
+    configure: impl FnOnce(net_sockets::TcpSocketBuilder) -> net_sockets::TcpSocketBuilder,
+) -> (SelectorManager, ServerSocket, SocketAddr) {
+    let selector = SelectorManager::new();
+    let server = configure(a_socket(&selector).tcp())
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let address = SocketAddr::from(([127, 0, 0, 1], server.port().unwrap()));
+    (selector, server, address)
+}
+
+/// Serves the seed's protocol until the client leaves or shutdown begins; then says
+/// `Server is shutting down` and closes gracefully.
+async fn polite(socket: Socket) -> net_sockets::Result<()> {
+    let mut connection = socket.connection()?;
+    loop {
+        let line = tokio::select! {
+            line = connection.input.read_line(1024, LineEnding::Default) => line?,
+            () = connection.socket.shutdown_requested() => break,
+        };
+        let Some(name) = line else { break };
+        connection
+            .output
+            .write_string_utf8(&format!("Hello, {name}!\n"))
+            .await?;
+        connection.output.flush().await?;
+    }
+    connection
+        .output
+        .write_string_utf8("Server is shutting down\n")
+        .await?;
+    connection.close_gracefully(Duration::from_secs(2)).await
+}
+
+/// Reads everything until EOF (or an error) and returns it as text.
+async fn read_all(stream: &mut TcpStream) -> String {
+    let mut all = Vec::new();
+    let _ = within(stream.read_to_end(&mut all)).await;
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[tokio::test]
+async fn graceful_shutdown_signals_waits_and_cuts_what_is_left() {
+    let (_selector, server, address) = listener(|b| b).await;
+    let server = std::sync::Arc::new(server);
+
+    // A polite connection, mid-conversation, and one whose handler ignores the signal.
+    let mut polite_client = TcpStream::connect(address).await.unwrap();
+    let polite_side = within(server.accept()).await.unwrap();
+    let polite_task = tokio::spawn(polite(polite_side));
+    polite_client.write_all(b"Alice\n").await.unwrap();
+    let mut answer = [0; 14];
+    within(polite_client.read_exact(&mut answer)).await.unwrap();
+    assert_eq!(&answer, b"Hello, Alice!\n");
+
+    let mut stubborn_client = TcpStream::connect(address).await.unwrap();
+    let stubborn_side = within(server.accept()).await.unwrap();
+    assert!(!stubborn_side.is_shutdown_requested());
+    let stubborn_task = tokio::spawn(async move {
+        let mut input = stubborn_side.connection().unwrap().input;
+        // Reads until the socket is closed under it.
+        input.read_line(1024, LineEnding::Default).await
+    });
+
+    let pending_accept = {
+        let server = std::sync::Arc::clone(&server);
+        tokio::spawn(async move { server.accept().await })
+    };
+    // The polite client reads to the end, then leaves (as clients do when the server closes).
+    let polite_reader = tokio::spawn(async move { read_all(&mut polite_client).await });
+    let report = within(server.shutdown(Duration::from_millis(1500))).await;
+    assert_eq!(report.finished, 1, "{report:?}");
+    assert_eq!(report.cut, 1, "{report:?}");
+
+    // The polite client got its goodbye, then the end of the stream.
+    assert_eq!(
+        within(polite_reader).await.unwrap(),
+        "Server is shutting down\n"
+    );
+    within(polite_task).await.unwrap().unwrap();
+    // The stubborn handler's read failed when its socket was closed.
+    let cut = within(stubborn_task).await.unwrap().unwrap_err();
+    assert!(
+        matches!(Error::from(cut), Error::Closed),
+        "the cut connection's read reports the close"
+    );
+    let mut rest = Vec::new();
+    let _ = within(stubborn_client.read_to_end(&mut rest)).await;
+    // Accepting stopped at once: the pending accept failed, new connects are refused.
+    assert!(matches!(
+        within(pending_accept).await.unwrap(),
+        Err(Error::Closed)
+    ));
+    let refused = TcpStream::connect(address).await.unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+#[tokio::test]
+async fn a_selector_shutdown_reaches_every_listener_and_connection() {
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = server.port().unwrap();
+    let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let accepted = within(server.accept()).await.unwrap();
+    let handler = tokio::spawn(polite(accepted));
+    let reader = tokio::spawn(async move { read_all(&mut client).await });
+    let report = within(selector.shutdown(Duration::from_secs(5))).await;
+    assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
+    assert_eq!(within(reader).await.unwrap(), "Server is shutting down\n");
+    within(handler).await.unwrap().unwrap();
+    assert!(server.is_closed());
+    assert!(selector.is_closed());
+}
+
+#[tokio::test]
+async fn max_connections_makes_accept_wait_for_a_free_slot() {
+    let (_selector, server, address) = listener(|b| b.max_connections(2)).await;
+    let _c1 = TcpStream::connect(address).await.unwrap();
+    let _c2 = TcpStream::connect(address).await.unwrap();
+    let _c3 = TcpStream::connect(address).await.unwrap();
+    let s1 = within(server.accept()).await.unwrap();
+    let _s2 = within(server.accept()).await.unwrap();
+    assert_eq!(server.stats().open, 2);
+    // The third waits while two are open ...
+    let third = tokio::time::timeout(QUIET, server.accept()).await;
+    assert!(third.is_err(), "accept went past max_connections");
+    // ... and is accepted once one closes.
+    s1.close();
+    let s3 = within(server.accept()).await.unwrap();
+    assert_eq!(server.stats().open, 2);
+    drop(s3);
+    assert_eq!(server.stats().accepted, 3);
+}
+
+#[tokio::test]
+async fn max_connections_per_ip_closes_the_one_too_many_and_spares_other_addresses() {
+    let (selector, server, address) = listener(|b| b.max_connections_per_ip(1)).await;
+    let mut first = TcpStream::connect(address).await.unwrap();
+    let kept = within(server.accept()).await.unwrap();
+    let mut second = TcpStream::connect(address).await.unwrap();
+    // From another source address on loopback: its own quota.
+    let other = within(
+        a_socket(&selector)
+            .tcp()
+            .local_address(InetSocketAddress::new([127, 0, 0, 2], 0))
+            .connect(address),
+    )
+    .await
+    .unwrap();
+    let from_other = within(server.accept()).await.unwrap();
+    assert_eq!(
+        from_other.remote_address().as_inet().map(|a| a.ip()),
+        Some([127, 0, 0, 2].into())
+    );
+    // The second from 127.0.0.1 was closed at once: its client sees the end.
+    let mut byte = [0; 1];
+    let end = within(second.read(&mut byte)).await;
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    assert_eq!(server.stats().refused_per_ip, 1);
+    // The slot frees when the kept connection closes.
+    kept.close();
+    let mut rest = Vec::new();
+    let _ = within(first.read_to_end(&mut rest)).await;
+    let _again = TcpStream::connect(address).await.unwrap();
+    let again = within(server.accept()).await.unwrap();
+    assert_eq!(
+        again.remote_address().as_inet().map(|a| a.ip()),
+        Some([127, 0, 0, 1].into())
+    );
+    drop((other, from_other));
+}
+
+/// A PROXY v1 line.
+fn v1(client: &str, port: u16) -> String {
+    format!("PROXY TCP4 {client} 127.0.0.1 {port} 9002\r\n")
+}
+
+/// A PROXY v2 header for IPv6 addresses, with one TLV (which the listener skips).
+fn v2_ipv6(client: [u16; 8], port: u16) -> Vec<u8> {
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.push(0x21); // version 2, PROXY
+    header.push(0x21); // AF_INET6, STREAM
+    let tlv = [0x04, 0x00, 0x02, b'h', b'i']; // a NOOP TLV of 2 bytes
+    let length = 36 + tlv.len();
+    header.extend_from_slice(&u16::try_from(length).unwrap().to_be_bytes());
+    for part in client {
+        header.extend_from_slice(&part.to_be_bytes());
+    }
+    header.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    header.extend_from_slice(&port.to_be_bytes());
+    header.extend_from_slice(&9002u16.to_be_bytes());
+    header.extend_from_slice(&tlv);
+    header
+}
+
+async fn first_line(socket: &mut Socket) -> Option<String> {
+    let mut input = socket.open_read_channel().unwrap();
+    within(input.read_line(1024, LineEnding::Default))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn proxy_headers_name_the_client_and_keep_the_proxy() {
+    let (_selector, server, address) =
+        listener(|b| b.proxy_protocol(ProxyProtocol::Required)).await;
+
+    let mut c1 = TcpStream::connect(address).await.unwrap();
+    c1.write_all(format!("{}hello\n", v1("192.0.2.7", 4242)).as_bytes())
+        .await
+        .unwrap();
+    let mut s1 = within(server.accept()).await.unwrap();
+    assert_eq!(s1.remote_address().to_string(), "192.0.2.7:4242");
+    let proxy = s1.proxy_address().expect("the proxy's address");
+    assert_eq!(proxy, SocketAddress::from(c1.local_addr().unwrap()));
+    assert_eq!(first_line(&mut s1).await.as_deref(), Some("hello"));
+
+    let mut c2 = TcpStream::connect(address).await.unwrap();
+    let mut bytes = v2_ipv6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 9], 5353);
+    bytes.extend_from_slice(b"after the header\n");
+    c2.write_all(&bytes).await.unwrap();
+    let mut s2 = within(server.accept()).await.unwrap();
+    assert_eq!(s2.remote_address().to_string(), "[2001:db8::9]:5353");
+    assert_eq!(
+        first_line(&mut s2).await.as_deref(),
+        Some("after the header")
+    );
+    assert_eq!(server.stats().proxy_header_failures, 0);
+}
+
+#[tokio::test]
+async fn bad_or_missing_proxy_headers_drop_only_their_connection() {
+    let (_selector, server, address) = listener(|b| {
+        b.proxy_protocol(ProxyProtocol::Required)
+            .proxy_header_timeout(Duration::from_millis(400))
+    })
+    .await;
+    // Missing (plain text where a header must be), malformed, and too slow.
+    let mut missing = TcpStream::connect(address).await.unwrap();
+    missing.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut malformed = TcpStream::connect(address).await.unwrap();
+    malformed
+        .write_all(b"PROXY TCP4 300.1.2.3 127.0.0.1 1 2\r\n")
+        .await
+        .unwrap();
+    let mut slow = TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"PROXY TCP4 192.0.2.1").await.unwrap();
+    // A good one behind them is not held up by the slow one.
+    let mut good = TcpStream::connect(address).await.unwrap();
+    good.write_all(format!("{}hi\n", v1("192.0.2.8", 1)).as_bytes())
+        .await
+        .unwrap();
+    let mut accepted = within(server.accept()).await.unwrap();
+    assert_eq!(accepted.remote_address().to_string(), "192.0.2.8:1");
+    assert_eq!(first_line(&mut accepted).await.as_deref(), Some("hi"));
+    for stream in [&mut missing, &mut malformed, &mut slow] {
+        let mut rest = Vec::new();
+        let end = within(stream.read_to_end(&mut rest)).await;
+        assert!(rest.is_empty(), "a dropped connection got data");
+        let _ = end;
+    }
+    assert_eq!(server.stats().proxy_header_failures, 3);
+}
+
+#[tokio::test]
+async fn an_optional_proxy_header_may_be_absent_and_nothing_is_lost() {
+    let (_selector, server, address) =
+        listener(|b| b.proxy_protocol(ProxyProtocol::Optional)).await;
+    let mut plain = TcpStream::connect(address).await.unwrap();
+    // Starts like "PROXY" for three bytes: those bytes are the application's.
+    plain.write_all(b"PROBLEM report\n").await.unwrap();
+    let mut accepted = within(server.accept()).await.unwrap();
+    assert_eq!(accepted.proxy_address(), None);
+    assert_eq!(
+        accepted.remote_address(),
+        SocketAddress::from(plain.local_addr().unwrap())
+    );
+    assert_eq!(
+        first_line(&mut accepted).await.as_deref(),
+        Some("PROBLEM report")
+    );
+
+    let mut proxied = TcpStream::connect(address).await.unwrap();
+    proxied
+        .write_all(format!("{}x\n", v1("192.0.2.9", 9)).as_bytes())
+        .await
+        .unwrap();
+    let accepted = within(server.accept()).await.unwrap();
+    assert_eq!(accepted.remote_address().to_string(), "192.0.2.9:9");
+}
+
+#[tokio::test]
+async fn per_ip_caps_count_the_client_the_proxy_names() {
+    let (_selector, server, address) = listener(|b| {
+        b.proxy_protocol(ProxyProtocol::Required)
+            .max_connections_per_ip(1)
+    })
+    .await;
+    // Two connections from the same proxy, for two different clients: both admitted.
+    let mut a = TcpStream::connect(address).await.unwrap();
+    a.write_all(v1("192.0.2.1", 1).as_bytes()).await.unwrap();
+    let mut b = TcpStream::connect(address).await.unwrap();
+    b.write_all(v1("192.0.2.2", 2).as_bytes()).await.unwrap();
+    let first = within(server.accept()).await.unwrap();
+    let second = within(server.accept()).await.unwrap();
+    let mut clients = [
+        first.remote_address().to_string(),
+        second.remote_address().to_string(),
+    ];
+    clients.sort();
+    assert_eq!(clients, ["192.0.2.1:1", "192.0.2.2:2"]);
+    // A second connection for 192.0.2.1 is refused when the server accepts it.
+    let server = std::sync::Arc::new(server);
+    let accepting = {
+        let server = std::sync::Arc::clone(&server);
+        tokio::spawn(async move { server.accept().await })
+    };
+    let mut c = TcpStream::connect(address).await.unwrap();
+    c.write_all(v1("192.0.2.1", 3).as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = within(c.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty());
+    assert_eq!(server.stats().refused_per_ip, 1);
+    assert!(
+        !accepting.is_finished(),
+        "the refused connection was handed out"
+    );
+    drop((first, second));
+}
