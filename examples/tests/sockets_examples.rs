@@ -1,115 +1,45 @@
 //! End-to-end runs of the sample programs against each other, with the exact texts.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use net_tests::harness::{Process, RunOutput, run_with_input};
 
-/// A server program running on a free port; killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
+const CLIENT: &str = env!("CARGO_BIN_EXE_sockets-client");
 
-impl Server {
-    /// Starts `program ARGS 127.0.0.1 0` and reads the port from its first line, which ends
-    /// in `127.0.0.1:PORT`.
-    fn start(program: &str, args: &[&str]) -> Server {
-        let mut child = Command::new(program)
-            .args(args)
-            .args(["127.0.0.1", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .expect("port in first line");
-        Server { child, port }
-    }
-
-    fn first_line_prefix(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `program args` with `input` on stdin; returns (status ok, stdout).
-fn run_with_input(program: &str, args: &[&str], input: &str) -> (bool, String, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start client");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+/// Starts the server `program ARGS 127.0.0.1 0` and reads its port from the line where it says
+/// it is listening.
+fn start_server(program: &str, args: &[&str]) -> (Process, u16) {
+    let mut server = Process::start(program, args.iter().chain(&["127.0.0.1", "0"]));
+    let port = server.listening_port();
+    (server, port)
 }
 
 #[test]
 fn sockets_client_talks_to_sockets_server_with_piped_stdin() {
-    let server = Server::start(env!("CARGO_BIN_EXE_sockets-server"), &[]);
-    assert!(!server.first_line_prefix().is_empty());
-    let port = server.port.to_string();
-    let (ok, stdout, stderr) = run_with_input(
-        env!("CARGO_BIN_EXE_sockets-client"),
-        &["127.0.0.1", &port],
-        "Alice\nBob\n",
-    );
-    assert!(ok, "client failed: {stderr}");
+    let (_server, port) = start_server(env!("CARGO_BIN_EXE_sockets-server"), &[]);
+    let port = port.to_string();
+    let client = |input: &str| run_with_input(CLIENT, ["127.0.0.1", &port], input);
+    let RunOutput {
+        status,
+        stdout,
+        stderr,
+    } = client("Alice\nBob\n");
+    assert!(status.success(), "client failed: {stderr}");
     assert_eq!(
         stdout,
         "Please enter your name\nHello, Alice!\nHello, Bob!\nServer closed a connection\n"
     );
     // Empty input: just the prompt, then the server closes.
-    let (ok, stdout, _) = run_with_input(
-        env!("CARGO_BIN_EXE_sockets-client"),
-        &["127.0.0.1", &port],
-        "",
-    );
-    assert!(ok);
+    let RunOutput { status, stdout, .. } = client("");
+    assert!(status.success());
     assert_eq!(
         stdout,
         "Please enter your name\nServer closed a connection\n"
     );
     // A line over the limit ends that connection with a message; the server keeps serving.
-    let long = format!("{}\n", "a".repeat(9000));
-    let (ok, stdout, _) = run_with_input(
-        env!("CARGO_BIN_EXE_sockets-client"),
-        &["127.0.0.1", &port],
-        &long,
-    );
-    assert!(ok);
+    let RunOutput { status, stdout, .. } = client(&format!("{}\n", "a".repeat(9000)));
+    assert!(status.success());
     assert!(stdout.contains("Line too long"), "{stdout}");
-    let (ok, stdout, _) = run_with_input(
-        env!("CARGO_BIN_EXE_sockets-client"),
-        &["127.0.0.1", &port],
-        "Carol\n",
-    );
-    assert!(ok);
+    let RunOutput { status, stdout, .. } = client("Carol\n");
+    assert!(status.success());
     assert_eq!(
         stdout,
         "Please enter your name\nHello, Carol!\nServer closed a connection\n"
@@ -122,12 +52,12 @@ fn sockets_client_fails_with_one_line_when_nobody_listens() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port().to_string()
     };
-    let (ok, stdout, stderr) = run_with_input(
-        env!("CARGO_BIN_EXE_sockets-client"),
-        &["127.0.0.1", &port],
-        "",
-    );
-    assert!(!ok);
+    let RunOutput {
+        status,
+        stdout,
+        stderr,
+    } = run_with_input(CLIENT, ["127.0.0.1", &port], "");
+    assert!(!status.success());
     assert_eq!(stdout, "");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("refused"), "{stderr}");
@@ -135,14 +65,18 @@ fn sockets_client_fails_with_one_line_when_nobody_listens() {
 
 #[test]
 fn udp_echo_client_and_server() {
-    let server = Server::start(env!("CARGO_BIN_EXE_udp-echo"), &["server"]);
-    let port = server.port.to_string();
-    let (ok, stdout, stderr) = run_with_input(
+    let (_server, port) = start_server(env!("CARGO_BIN_EXE_udp-echo"), &["server"]);
+    let port = port.to_string();
+    let RunOutput {
+        status,
+        stdout,
+        stderr,
+    } = run_with_input(
         env!("CARGO_BIN_EXE_udp-echo"),
-        &["client", "127.0.0.1", &port],
+        ["client", "127.0.0.1", &port],
         "one\ntwo\n",
     );
-    assert!(ok, "{stderr}");
+    assert!(status.success(), "{stderr}");
     assert_eq!(stdout, "one\ntwo\n");
 }
 
@@ -156,8 +90,8 @@ fn bad_arguments_are_one_line_and_non_zero() {
         (env!("CARGO_BIN_EXE_udp-echo"), &["sideways"][..]),
         (env!("CARGO_BIN_EXE_udp-echo"), &[][..]),
     ] {
-        let (ok, _, stderr) = run_with_input(program, args, "");
-        assert!(!ok, "{program} {args:?}");
+        let RunOutput { status, stderr, .. } = run_with_input(program, args, "");
+        assert!(!status.success(), "{program} {args:?}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }

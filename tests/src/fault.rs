@@ -1,35 +1,24 @@
 //! Fixtures for the fault suite (`tests/tests/fault_*.rs`): a line server that reports how
 //! each of its connections ended, a well-behaved client that keeps talking to it while another
-//! connection misbehaves, hostile raw peers, and process measurements (memory, CPU time).
+//! connection misbehaves, and hostile raw peers. Process measurements are in
+//! [`probe`](crate::probe).
 //!
-//! The server speaks the seed's protocol: it greets with `Please enter your name`, answers
-//! every line with `Hello, <line>!`, and stops at the client's FIN. A line over its limit ends
-//! the conversation; the server then drains the rest of the connection (counting the bytes) so
+//! The server speaks the seed's protocol with [`serve_lines`]: a line over its limit ends the
+//! conversation, and the server then drains the rest of the connection (counting the bytes) so
 //! that a test can check that nothing was lost and memory stayed bounded.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
 use net_sockets::{SelectorManager, ServerSocket, Socket, TcpSocketBuilder, a_socket};
 use tokio::sync::mpsc;
 
+use crate::greeting::{GreetingClient, Outcome, serve_lines};
 use crate::within;
 
-/// The greeting the line server sends first.
-pub const GREETING: &str = "Please enter your name";
-
-/// How one connection of a [`LineServer`] ended, as the server saw it.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The lines the server read, in order.
-    pub lines: Vec<String>,
-    /// `Ok` at the client's FIN, or the error that ended the conversation.
-    pub end: Result<(), net_io::Error>,
-    /// After [`net_io::Error::TooLongLine`]: how many bytes the server drained until the
-    /// client's FIN (the unconsumed line included), or the error that stopped the drain.
-    pub drained: Option<Result<u64, net_io::Error>>,
-}
+/// The well-behaved client of the fault tests: connected before a test misbehaves, it proves,
+/// round trip by round trip, that it is still served.
+pub type GoodClient = GreetingClient<Socket>;
 
 /// A TCP line server on `127.0.0.1:0` that reports each connection's [`Outcome`].
 #[derive(Debug)]
@@ -70,114 +59,25 @@ impl LineServer {
         self.listener.port().expect("an inet listener")
     }
 
+    /// A raw tokio connection to the server, for a test that misbehaves byte by byte.
+    pub async fn raw_client(&self) -> tokio::net::TcpStream {
+        within(tokio::net::TcpStream::connect(("127.0.0.1", self.port())))
+            .await
+            .expect("raw client connects")
+    }
+
     /// The outcome of the next connection to end (hang safety net: [`within`]).
     pub async fn next_outcome(&mut self) -> Outcome {
         within(self.outcomes.recv())
             .await
             .expect("the server stopped reporting")
     }
-}
 
-/// Serves one connection with the line protocol until it ends; returns how it ended.
-pub async fn serve_lines(mut socket: Socket, limit: usize) -> Outcome {
-    let mut outcome = Outcome {
-        lines: Vec::new(),
-        end: Ok(()),
-        drained: None,
-    };
-    let (mut input, mut output) =
-        match (socket.open_read_channel(), socket.open_write_channel(true)) {
-            (Ok(input), Ok(output)) => (input, output),
-            (Err(e), _) | (_, Err(e)) => {
-                outcome.end = Err(std::io::Error::from(e).into());
-                return outcome;
-            }
-        };
-    outcome.end = talk(&mut input, &mut output, limit, &mut outcome.lines).await;
-    if matches!(outcome.end, Err(net_io::Error::TooLongLine { .. })) {
-        outcome.drained = Some(input.discard(u64::MAX).await);
-    }
-    let _ = output.flush_and_close().await;
-    socket.close();
-    outcome
-}
-
-async fn talk(
-    input: &mut ByteReadChannel,
-    output: &mut ByteWriteChannel,
-    limit: usize,
-    lines: &mut Vec<String>,
-) -> Result<(), net_io::Error> {
-    output.write_string_utf8(&format!("{GREETING}\n")).await?;
-    while let Some(line) = input.read_line(limit, LineEnding::Default).await? {
-        output
-            .write_string_utf8(&format!("Hello, {line}!\n"))
-            .await?;
-        lines.push(line);
-    }
-    Ok(())
-}
-
-/// A well-behaved client of a [`LineServer`] (or of [`serve_lines`]): it is
-/// connected before a test misbehaves and proves, round trip by round trip, that it is served.
-#[derive(Debug)]
-pub struct GoodClient {
-    socket: Socket,
-    input: ByteReadChannel,
-    output: ByteWriteChannel,
-    sent: Vec<String>,
-}
-
-impl GoodClient {
-    /// Connects to `127.0.0.1:port` and reads the greeting.
-    pub async fn connect(selector: &SelectorManager, port: u16) -> GoodClient {
-        let socket = a_socket(selector)
-            .tcp()
-            .connect(("127.0.0.1", port))
-            .await
-            .expect("good client connects");
-        GoodClient::greeted(socket).await
-    }
-
-    /// Opens the channels of a connected socket and reads the greeting.
-    async fn greeted(mut socket: Socket) -> GoodClient {
-        let mut input = socket.open_read_channel().unwrap();
-        let output = socket.open_write_channel(true).unwrap();
-        let greeting = within(input.read_line(1024, LineEnding::Default))
-            .await
-            .expect("good client reads the greeting");
-        assert_eq!(greeting.as_deref(), Some(GREETING));
-        GoodClient {
-            socket,
-            input,
-            output,
-            sent: Vec::new(),
-        }
-    }
-
-    /// Says `name` and checks that the answer is `Hello, <name>!`.
-    pub async fn round_trip(&mut self, name: &str) {
-        self.output
-            .write_string_utf8(&format!("{name}\n"))
-            .await
-            .expect("good client writes");
-        let answer = within(self.input.read_line(64 * 1024, LineEnding::Default))
-            .await
-            .expect("good client reads");
-        assert_eq!(answer, Some(format!("Hello, {name}!")));
-        self.sent.push(name.to_owned());
-    }
-
-    /// Half-closes, checks that the server ends the conversation cleanly, and returns the
-    /// names this client sent (to compare with the server's [`Outcome::lines`]).
-    pub async fn finish(mut self) -> Vec<String> {
-        self.output.flush_and_close().await.unwrap();
-        let end = within(self.input.read_line(1024, LineEnding::Default))
-            .await
-            .expect("good client reads the end");
-        assert_eq!(end, None);
-        self.socket.close();
-        self.sent
+    /// Ends `good`'s conversation cleanly and checks that the server read exactly the names it
+    /// sent. Its connection must be the next of this server's to end.
+    pub async fn finish_good(&mut self, good: GoodClient) {
+        let sent = good.finish().await;
+        assert_eq!(self.next_outcome().await.lines, sent);
     }
 }
 
@@ -194,8 +94,41 @@ pub async fn good_client_of(
         within(listener.accept())
     );
     let served = tokio::spawn(serve_lines(accepted.expect("accept the good client"), 1024));
-    let client = GoodClient::greeted(connected.expect("good client connects")).await;
+    let client = GoodClient::start(connected.expect("good client connects")).await;
     (client, served)
+}
+
+/// Ends the conversation of a client from [`good_client_of`] cleanly and checks that its server
+/// task read exactly the names it sent.
+pub async fn finish_good_client_of(good: GoodClient, served: tokio::task::JoinHandle<Outcome>) {
+    let sent = good.finish().await;
+    let outcome = within(served).await.expect("the good client's server task");
+    assert_eq!(outcome.lines, sent);
+}
+
+/// Connects a raw tokio peer (a hostile client that the test drives byte by byte) to
+/// `listener` and accepts it: (the peer, our accepted side).
+pub async fn raw_peer_of(listener: &ServerSocket) -> (tokio::net::TcpStream, Socket) {
+    let peer = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    raw_peer_from(peer, listener).await
+}
+
+/// Like [`raw_peer_of`], for a peer socket the test has configured (buffer sizes).
+pub async fn raw_peer_from(
+    peer: tokio::net::TcpSocket,
+    listener: &ServerSocket,
+) -> (tokio::net::TcpStream, Socket) {
+    let address = listener
+        .local_address()
+        .as_inet()
+        .expect("an inet listener")
+        .socket_addr();
+    let (peer, accepted) =
+        within(async { tokio::join!(peer.connect(address), listener.accept()) }).await;
+    (
+        peer.expect("raw peer connects"),
+        accepted.expect("accept the raw peer"),
+    )
 }
 
 /// Makes `stream` reset its connection when it is dropped (`SO_LINGER` 0), then drops it.
@@ -204,36 +137,4 @@ pub fn reset(stream: tokio::net::TcpStream) {
         .set_linger(Some(Duration::ZERO))
         .expect("set SO_LINGER 0");
     drop(stream);
-}
-
-/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`, ...).
-pub fn proc_status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            rest.trim().trim_end_matches("kB").trim().parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
-}
-
-/// Resets this process's peak resident set size (`VmHWM`) to its current size; false when the
-/// kernel does not allow it (then `VmHWM` keeps the older peak, which only makes a growth check
-/// stricter).
-pub fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// CPU time (user + system) of this process in clock ticks, from `/proc/self/stat`, read
-/// through an already open file (a process out of descriptors cannot open it).
-pub fn cpu_ticks(stat: &std::fs::File) -> u64 {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; 4096];
-    let n = stat.read_at(&mut buf, 0).expect("read /proc/self/stat");
-    let stat = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let after_name = &stat[stat.rfind(')').expect("a stat line") + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of proc_pid_stat(5) are utime and stime; `after_name` starts at field 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }

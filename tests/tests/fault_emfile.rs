@@ -10,14 +10,15 @@
 use std::time::Duration;
 
 use net_sockets::SelectorManager;
-use net_tests::fault::{GoodClient, LineServer, cpu_ticks};
+use net_tests::fault::{GoodClient, LineServer};
+use net_tests::harness::{rerun_self_with_fd_limit, run_if_child};
+use net_tests::probe::{CpuClock, exhaust_descriptors};
 
 const CHILD_ENV: &str = "NET_TESTS_FAULT_EMFILE_CHILD";
 
 #[test]
 fn a_flood_past_the_descriptor_limit_neither_spins_nor_starves_others() {
-    let text =
-        net_tests::run_child_with_fd_limit("flood_child", CHILD_ENV, 64, "flood child passed");
+    let text = rerun_self_with_fd_limit("flood_child", CHILD_ENV, 64, "flood child passed");
     for line in text.lines().filter(|l| l.contains("ticks")) {
         eprintln!("child: {line}");
     }
@@ -25,45 +26,29 @@ fn a_flood_past_the_descriptor_limit_neither_spins_nor_starves_others() {
 
 #[test]
 fn flood_child() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    run_if_child(CHILD_ENV, async {
         let selector = SelectorManager::new();
         let server = LineServer::start(&selector, 1024, |b| b).await;
         let port = server.port();
         let mut good = GoodClient::connect(&selector, port).await;
         good.round_trip("before the flood").await;
-        let stat = std::fs::File::open("/proc/self/stat").unwrap();
+        let cpu = CpuClock::open();
 
         // Connect until this process has no descriptor left: every connection waits in the
         // backlog (its server side needs a descriptor that does not exist), and the next
         // `socket()` fails with EMFILE.
-        let mut flood = Vec::new();
-        loop {
-            match std::net::TcpStream::connect(("127.0.0.1", port)) {
-                Ok(stream) => flood.push(stream),
-                Err(e) => {
-                    assert_eq!(e.raw_os_error(), Some(24), "{e:?}");
-                    break;
-                }
-            }
-        }
+        let flood = exhaust_descriptors(|| std::net::TcpStream::connect(("127.0.0.1", port)));
         assert!(flood.len() > 10, "only {} connections", flood.len());
 
         // At the limit, for about half a second: the good client is answered every 50 ms, and
         // the accept loop, which cannot accept, must not spin.
-        let cpu_before = cpu_ticks(&stat);
+        let cpu_before = cpu.ticks();
         let started = std::time::Instant::now();
         for i in 0..10 {
             good.round_trip(&format!("at the limit {i}")).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let spent = cpu_ticks(&stat) - cpu_before;
+        let spent = cpu.ticks() - cpu_before;
         let elapsed = started.elapsed();
         println!(
             "{} flooding connections; {spent} ticks of CPU in {elapsed:?} at the limit",

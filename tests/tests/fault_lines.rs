@@ -5,20 +5,15 @@
 //! The 100 MiB line has a test binary of its own (`fault_long_line.rs`): it measures memory.
 
 use net_io::LineEnding;
-use net_sockets::{SelectorManager, a_socket};
-use net_tests::fault::{GoodClient, LineServer, good_client_of};
-use net_tests::within;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
+use net_sockets::SelectorManager;
+use net_tests::fault::{
+    GoodClient, LineServer, finish_good_client_of, good_client_of, raw_peer_of,
+};
+use net_tests::loopback::tcp_listener;
+use net_tests::{pending_after_one_poll, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: usize = 1024;
-
-/// Polls `future` once; `true` if it is still pending.
-async fn pending_after_one_poll<F: Future>(mut future: Pin<&mut F>) -> bool {
-    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_pending())).await
-}
 
 /// Invalid and truncated UTF-8 in lines is replaced with U+FFFD exactly as
 /// `String::from_utf8_lossy` does; the connection goes on, and so does another one.
@@ -36,9 +31,7 @@ async fn invalid_utf8_is_replaced_and_the_connection_goes_on() {
         b"\xed\xa0\x80 surrogate",
         "plain é €".as_bytes(),
     ];
-    let mut hostile = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
-        .await
-        .unwrap();
+    let mut hostile = server.raw_client().await;
     let mut expected_answers = b"Please enter your name\n".to_vec();
     for input in inputs {
         hostile.write_all(input).await.unwrap();
@@ -64,8 +57,7 @@ async fn invalid_utf8_is_replaced_and_the_connection_goes_on() {
     assert_eq!(outcome.lines, expected);
 
     good.round_trip("after").await;
-    let sent = good.finish().await;
-    assert_eq!(server.next_outcome().await.lines, sent);
+    server.finish_good(good).await;
 }
 
 /// A line of 1-, 2-, 3- and 4-byte characters, sent as two separate writes split at every byte
@@ -73,22 +65,13 @@ async fn invalid_utf8_is_replaced_and_the_connection_goes_on() {
 #[tokio::test]
 async fn utf8_split_at_every_byte_boundary_decodes_exactly() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let (mut good, good_served) = good_client_of(&selector, &listener).await;
 
     let text = "aé€😀z ∑x\u{10FFFF}";
     let line = format!("{text}\r\n");
     let bytes = line.as_bytes();
-    let (peer, accepted) = tokio::join!(
-        tokio::net::TcpStream::connect(listener.local_address().as_inet().unwrap().socket_addr()),
-        listener.accept()
-    );
-    let mut peer = peer.unwrap();
-    let mut accepted = accepted.unwrap();
+    let (mut peer, mut accepted) = raw_peer_of(&listener).await;
     let mut input = accepted.open_read_channel().unwrap();
     for cut in 1..bytes.len() {
         peer.write_all(&bytes[..cut]).await.unwrap();
@@ -112,8 +95,7 @@ async fn utf8_split_at_every_byte_boundary_decodes_exactly() {
             .unwrap(),
         None
     );
-    let sent = good.finish().await;
-    assert_eq!(within(good_served).await.unwrap().lines, sent);
+    finish_good_client_of(good, good_served).await;
 }
 
 /// A line arriving one byte at a time, with a `read_line` started and dropped after every byte,
@@ -121,18 +103,9 @@ async fn utf8_split_at_every_byte_boundary_decodes_exactly() {
 #[tokio::test]
 async fn reads_dropped_at_every_byte_lose_nothing() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let (mut good, good_served) = good_client_of(&selector, &listener).await;
-    let (peer, accepted) = tokio::join!(
-        tokio::net::TcpStream::connect(listener.local_address().as_inet().unwrap().socket_addr()),
-        listener.accept()
-    );
-    let mut peer = peer.unwrap();
-    let mut accepted = accepted.unwrap();
+    let (mut peer, mut accepted) = raw_peer_of(&listener).await;
     let mut input = accepted.open_read_channel().unwrap();
 
     let line = "dropped reads keep every byte é\r\n";
@@ -165,6 +138,5 @@ async fn reads_dropped_at_every_byte_lose_nothing() {
         0x0102_0304_0506_0708
     );
     assert_eq!(input.available_for_read(), 0);
-    let sent = good.finish().await;
-    assert_eq!(within(good_served).await.unwrap().lines, sent);
+    finish_good_client_of(good, good_served).await;
 }

@@ -2,15 +2,16 @@
 //! write; slow and idle peers against `socket_timeout`; a dropped write future. Each case runs
 //! over real loopback sockets while a well-behaved client of the same server is answered.
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::task::Poll;
 use std::time::Duration;
 
 use net_sockets::{SelectorManager, a_socket};
-use net_tests::fault::{GoodClient, LineServer, good_client_of, reset};
-use net_tests::{payload, within};
+use net_tests::fault::{
+    GoodClient, LineServer, finish_good_client_of, good_client_of, raw_peer_from, raw_peer_of,
+    reset,
+};
+use net_tests::loopback::{tcp_listener, write_until_error};
+use net_tests::{payload, pending_after_one_poll, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: usize = 1024;
@@ -31,9 +32,7 @@ async fn peer_reset_mid_line_is_connection_reset() {
     let mut server = LineServer::start(&selector, LIMIT, |b| b).await;
     let mut good = GoodClient::connect(&selector, server.port()).await;
 
-    let mut hostile = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
-        .await
-        .unwrap();
+    let mut hostile = server.raw_client().await;
     let mut greeting = [0u8; 23];
     within(hostile.read_exact(&mut greeting)).await.unwrap();
     hostile.write_all(b"first\nhalf a li").await.unwrap();
@@ -50,8 +49,7 @@ async fn peer_reset_mid_line_is_connection_reset() {
         other => panic!("expected Io(ConnectionReset), got {other:?}"),
     }
     good.round_trip("after the reset").await;
-    let sent = good.finish().await;
-    assert_eq!(server.next_outcome().await.lines, sent);
+    server.finish_good(good).await;
 }
 
 /// The peer half-closes (sends FIN) right after its lines, before reading anything: the server
@@ -63,9 +61,7 @@ async fn peer_half_close_while_we_still_write() {
     let mut server = LineServer::start(&selector, LIMIT, |b| b).await;
     let mut good = GoodClient::connect(&selector, server.port()).await;
 
-    let mut peer = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
-        .await
-        .unwrap();
+    let mut peer = server.raw_client().await;
     let names: Vec<String> = (0..2000).map(|i| format!("name {i}")).collect();
     let mut request = String::new();
     for name in &names {
@@ -93,8 +89,7 @@ async fn peer_half_close_while_we_still_write() {
     outcome.end.expect("end of stream is a clean end");
     assert_eq!(outcome.lines, names);
     good.round_trip("after the half-close").await;
-    let sent = good.finish().await;
-    assert_eq!(server.next_outcome().await.lines, sent);
+    server.finish_good(good).await;
 }
 
 /// Writing to a peer that left fails with `BrokenPipe` or `ConnectionReset` (the process gets
@@ -102,30 +97,15 @@ async fn peer_half_close_while_we_still_write() {
 #[tokio::test]
 async fn writes_after_the_peer_left_fail_without_a_signal() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let (mut good, good_served) = good_client_of(&selector, &listener).await;
-    let (peer, accepted) = tokio::join!(
-        tokio::net::TcpStream::connect(listener.local_address().as_inet().unwrap().socket_addr()),
-        listener.accept()
-    );
-    let mut accepted = accepted.unwrap();
+    let (peer, mut accepted) = raw_peer_of(&listener).await;
     let mut output = accepted.open_write_channel(true).unwrap();
     output.write_string_utf8("hello\n").await.unwrap();
     drop(peer); // unread data: the peer's kernel answers with RST
 
     let chunk = payload(16 * 1024);
-    let first = within(async {
-        loop {
-            if let Err(e) = output.write_fully(&chunk).await {
-                break e;
-            }
-        }
-    })
-    .await;
+    let first = write_until_error(&mut output, &chunk).await;
     assert!(matches!(first, net_io::Error::Io(_)), "{first:?}");
     assert!(is_reset_or_broken_pipe(first.kind()), "{first:?}");
     good.round_trip("after the first failed write").await;
@@ -134,8 +114,7 @@ async fn writes_after_the_peer_left_fail_without_a_signal() {
         assert!(is_reset_or_broken_pipe(again.kind()), "{again:?}");
     }
     good.round_trip("after more failed writes").await;
-    let sent = good.finish().await;
-    assert_eq!(within(good_served).await.unwrap().lines, sent);
+    finish_good_client_of(good, good_served).await;
 }
 
 /// Against `socket_timeout`: a peer that sends one byte at a time, each well within the
@@ -149,12 +128,8 @@ async fn slow_peer_is_served_and_idle_peer_times_out() {
     let mut server = LineServer::start(&selector, LIMIT, |b| b.socket_timeout(TIMEOUT)).await;
     let mut good = GoodClient::connect(&selector, server.port()).await;
 
-    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
-        .await
-        .unwrap();
-    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
-        .await
-        .unwrap();
+    let mut idle = server.raw_client().await;
+    let mut slow = server.raw_client().await;
     let started = tokio::time::Instant::now();
     let slow_client = async {
         let mut greeting = [0u8; 23];
@@ -203,13 +178,7 @@ async fn slow_peer_is_served_and_idle_peer_times_out() {
     assert_eq!(seen, b"Please enter your name\n");
 
     good.round_trip("done").await;
-    let sent = good.finish().await;
-    assert_eq!(server.next_outcome().await.lines, sent);
-}
-
-/// Polls `future` once; `true` if it is still pending.
-async fn pending_after_one_poll<F: Future>(mut future: Pin<&mut F>) -> bool {
-    std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_pending())).await
+    server.finish_good(good).await;
 }
 
 /// A write future dropped while the peer does not read leaves the channel open, in the state
@@ -228,12 +197,7 @@ async fn a_dropped_write_future_leaves_a_defined_state() {
     let (mut good, good_served) = good_client_of(&selector, &listener).await;
     let peer_socket = tokio::net::TcpSocket::new_v4().unwrap();
     peer_socket.set_recv_buffer_size(16 * 1024).unwrap();
-    let (peer, accepted) = tokio::join!(
-        peer_socket.connect(listener.local_address().as_inet().unwrap().socket_addr()),
-        listener.accept()
-    );
-    let mut peer = peer.unwrap();
-    let mut accepted = accepted.unwrap();
+    let (mut peer, mut accepted) = raw_peer_from(peer_socket, &listener).await;
     let mut output = accepted.open_write_channel(false).unwrap();
 
     output.write_string_utf8("head\n").await.unwrap(); // buffered
@@ -277,8 +241,7 @@ async fn a_dropped_write_future_leaves_a_defined_state() {
     );
 
     good.round_trip("after").await;
-    let sent = good.finish().await;
-    assert_eq!(within(good_served).await.unwrap().lines, sent);
+    finish_good_client_of(good, good_served).await;
 }
 
 /// A read of a whole line (`read_line`) at a peer that never finishes it does not stop the
@@ -289,9 +252,7 @@ async fn an_unfinished_line_blocks_only_its_own_connection() {
     let selector = SelectorManager::new();
     let mut server = LineServer::start(&selector, LIMIT, |b| b).await;
     let mut good = GoodClient::connect(&selector, server.port()).await;
-    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
-        .await
-        .unwrap();
+    let mut stalled = server.raw_client().await;
     stalled.write_all(b"never fin").await.unwrap();
     for i in 0..5 {
         good.round_trip(&format!("meanwhile {i}")).await;
@@ -302,7 +263,5 @@ async fn an_unfinished_line_blocks_only_its_own_connection() {
     within(stalled.read_to_string(&mut answers)).await.unwrap();
     assert_eq!(answers, "Please enter your name\nHello, never finished!\n");
     assert_eq!(server.next_outcome().await.lines, ["never finished"]);
-    let sent = good.finish().await;
-    let outcome = server.next_outcome().await;
-    assert_eq!(outcome.lines, sent);
+    server.finish_good(good).await;
 }

@@ -6,171 +6,54 @@
 
 use std::time::Duration;
 
-use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
 use net_sockets::{SelectorManager, a_socket};
-use net_tests::tls::{Leaf, TestCa};
+use net_tests::greeting::{GreetingClient, Outcome, serve_lines};
+use net_tests::pki::TestCa;
+use net_tests::tls::{
+    TlsTestServer, assert_refused_without_certificate, certificate_error, connect, garbage_client,
+    is_expired, is_not_valid_for_name, is_unknown_issuer,
+};
 use net_tests::within;
 use net_tls::rustls::{self, CertificateError};
-use net_tls::{Error, TlsConfig, TlsConfigBuilder, TlsExt, TlsServerConfig, TlsSocket, Truncated};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use net_tls::{Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket, Truncated};
+use tokio::io::AsyncReadExt;
 
 const LIMIT: usize = 1024;
 
-/// How one connection to the server ended.
-#[derive(Debug)]
-enum Outcome {
-    /// The handshake failed.
-    Handshake(Error),
-    /// A session: the lines it read and how the conversation ended.
-    Session {
-        lines: Vec<String>,
-        end: Result<(), net_io::Error>,
-    },
-}
+/// A TLS server that speaks the seed's protocol and reports how every connection ended: the
+/// session's [`Outcome`], or the handshake's error.
+type Server = TlsTestServer<Outcome>;
 
-/// A TLS line server (greeting, then `Hello, <line>!` per line) reporting every connection.
-async fn start_server(
-    selector: &SelectorManager,
-    config: TlsServerConfig,
-) -> (u16, mpsc::UnboundedReceiver<Outcome>) {
-    let listener = a_socket(selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let port = listener.port().unwrap();
-    let (tx, outcomes) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(socket) = listener.accept().await {
-            let (config, tx) = (config.clone(), tx.clone());
-            tokio::spawn(async move {
-                let outcome = match socket.tls_server(&config).await {
-                    Err(e) => Outcome::Handshake(e),
-                    Ok(mut tls) => {
-                        let mut lines = Vec::new();
-                        let end = serve(&mut tls, &mut lines).await;
-                        tls.close();
-                        Outcome::Session { lines, end }
-                    }
-                };
-                let _ = tx.send(outcome);
-            });
-        }
-    });
-    (port, outcomes)
-}
-
-async fn serve(tls: &mut TlsSocket, lines: &mut Vec<String>) -> Result<(), net_io::Error> {
-    let mut input = tls.open_read_channel().unwrap();
-    let mut output = tls.open_write_channel(true).unwrap();
-    output.write_string_utf8("Please enter your name\n").await?;
-    while let Some(line) = input.read_line(LIMIT, LineEnding::Default).await? {
-        output
-            .write_string_utf8(&format!("Hello, {line}!\n"))
-            .await?;
-        lines.push(line);
-    }
-    output.flush_and_close().await
-}
-
-async fn next(outcomes: &mut mpsc::UnboundedReceiver<Outcome>) -> Outcome {
-    within(outcomes.recv()).await.expect("server reports")
-}
-
-fn server_config(leaf: &Leaf) -> net_tls::TlsServerConfigBuilder {
-    TlsServerConfig::builder()
-        .certificate_chain_pem(leaf.chain_pem.as_bytes())
-        .unwrap()
-        .private_key_pem(leaf.key_pem.as_bytes())
-        .unwrap()
-}
-
-fn client_config(ca: &TestCa) -> TlsConfigBuilder {
-    TlsConfig::builder()
-        .add_root_certificates_pem(ca.pem.as_bytes())
-        .unwrap()
-}
-
-async fn connect(
-    selector: &SelectorManager,
-    port: u16,
-    config: TlsConfig,
-) -> Result<TlsSocket, Error> {
-    let socket = a_socket(selector)
-        .tcp()
-        .connect(("127.0.0.1", port))
-        .await?;
-    socket.tls(config).await
+async fn start_server(selector: &SelectorManager, config: TlsServerConfig) -> Server {
+    TlsTestServer::start(selector, config, |tls, reporter| async move {
+        reporter.report(serve_lines(tls, LIMIT).await);
+    })
+    .await
 }
 
 /// A TLS session that stays open for the whole test.
-struct Good {
-    tls: TlsSocket,
-    input: ByteReadChannel,
-    output: ByteWriteChannel,
-    sent: Vec<String>,
+type Good = GreetingClient<TlsSocket>;
+
+/// Connects a [`Good`] session to `server` with `config`.
+async fn good_session(selector: &SelectorManager, server: &Server, config: TlsConfig) -> Good {
+    let tls = within(connect(selector, "127.0.0.1", server.port(), config))
+        .await
+        .unwrap();
+    GreetingClient::start(tls).await
 }
 
-impl Good {
-    async fn connect(selector: &SelectorManager, port: u16, config: TlsConfig) -> Good {
-        let mut tls = within(connect(selector, port, config)).await.unwrap();
-        let mut input = tls.open_read_channel().unwrap();
-        let output = tls.open_write_channel(true).unwrap();
-        let greeting = within(input.read_line(LIMIT, LineEnding::Default))
-            .await
-            .unwrap();
-        assert_eq!(greeting.as_deref(), Some("Please enter your name"));
-        Good {
-            tls,
-            input,
-            output,
-            sent: Vec::new(),
-        }
-    }
-
-    async fn round_trip(&mut self, name: &str) {
-        self.output
-            .write_string_utf8(&format!("{name}\n"))
-            .await
-            .unwrap();
-        let answer = within(self.input.read_line(LIMIT, LineEnding::Default))
-            .await
-            .unwrap();
-        assert_eq!(answer, Some(format!("Hello, {name}!")));
-        self.sent.push(name.to_owned());
-    }
-
-    async fn finish(mut self, outcomes: &mut mpsc::UnboundedReceiver<Outcome>) {
-        self.output.flush_and_close().await.unwrap();
-        let end = within(self.input.read_line(LIMIT, LineEnding::Default))
-            .await
-            .unwrap();
-        assert_eq!(end, None, "a clean end (close_notify)");
-        self.tls.close();
-        match next(outcomes).await {
-            Outcome::Session { lines, end } => {
-                end.expect("the good session ended cleanly");
-                assert_eq!(lines, self.sent);
-            }
-            other => panic!("expected the good session, got {other:?}"),
-        }
-    }
+/// Ends the good session cleanly (close_notify both ways) and checks that the server read
+/// every line it sent.
+async fn finish(good: Good, server: &mut Server) {
+    let sent = good.finish().await;
+    let outcome = server.next().await.expect("the good session");
+    outcome.end.expect("the good session ended cleanly");
+    assert_eq!(outcome.lines, sent);
 }
 
-fn certificate_error(e: &Error) -> Option<&CertificateError> {
-    match e {
-        Error::Handshake(rustls::Error::InvalidCertificate(c)) => Some(c),
-        _ => None,
-    }
-}
-
-/// Asserts that the next outcome is a failed handshake, and returns its error.
-async fn failed_handshake(outcomes: &mut mpsc::UnboundedReceiver<Outcome>) -> Error {
-    match next(outcomes).await {
-        Outcome::Handshake(e) => e,
-        other => panic!("expected a failed handshake, got {other:?}"),
-    }
+/// Asserts that the next report is a failed handshake, and returns its error.
+async fn failed_handshake(server: &mut Server) -> Error {
+    server.next().await.expect_err("a failed handshake")
 }
 
 #[tokio::test]
@@ -180,36 +63,22 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
     let other_ca = TestCa::new("other ca");
     let expired = ca.expired_server(&["expired.test"]);
     let untrusted = other_ca.server(&["untrusted.test"]);
-    let config = server_config(&ca.server(&["localhost"]))
-        .sni_certificate_pem(
-            "expired.test",
-            expired.chain_pem.as_bytes(),
-            expired.key_pem.as_bytes(),
-        )
-        .unwrap()
-        .sni_certificate_pem(
-            "untrusted.test",
-            untrusted.chain_pem.as_bytes(),
-            untrusted.key_pem.as_bytes(),
-        )
-        .unwrap()
+    let config = ca.server(&["localhost"]).server_config();
+    let config = expired.sni_certificate("expired.test", config);
+    let config = untrusted
+        .sni_certificate("untrusted.test", config)
         .handshake_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    let (port, mut outcomes) = start_server(&selector, config).await;
-    let named = |name: &str| client_config(&ca).server_name(name).build().unwrap();
-    let mut good = Good::connect(&selector, port, named("localhost")).await;
+    let mut server = start_server(&selector, config).await;
+    let port = server.port();
+    let named = |name: &str| ca.client_config().server_name(name).build().unwrap();
+    let mut good = good_session(&selector, &server, named("localhost")).await;
     good.round_trip("first").await;
 
     // Garbage instead of a ClientHello: a typed handshake error; the raw connection is closed.
-    let mut garbage = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    garbage
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let e = failed_handshake(&mut outcomes).await;
+    let mut garbage = garbage_client(port).await;
+    let e = failed_handshake(&mut server).await;
     assert!(
         matches!(e, Error::Handshake(rustls::Error::InvalidMessage(_))),
         "{e:?}"
@@ -223,7 +92,7 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
         .await
         .unwrap();
     good.round_trip("while a client is silent").await;
-    let e = failed_handshake(&mut outcomes).await;
+    let e = failed_handshake(&mut server).await;
     assert!(matches!(e, Error::HandshakeTimeout(_)), "{e:?}");
     let mut buf = [0u8; 16];
     assert!(matches!(
@@ -235,29 +104,17 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
     // Certificates the client rejects: wrong host, untrusted issuer, expired.
     type Check = fn(&CertificateError) -> bool;
     let cases: [(&str, Check); 3] = [
-        ("wrong.test", |c| {
-            matches!(
-                c,
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
-            )
-        }),
-        ("untrusted.test", |c| {
-            matches!(c, CertificateError::UnknownIssuer)
-        }),
-        ("expired.test", |c| {
-            matches!(
-                c,
-                CertificateError::Expired | CertificateError::ExpiredContext { .. }
-            )
-        }),
+        ("wrong.test", is_not_valid_for_name),
+        ("untrusted.test", is_unknown_issuer),
+        ("expired.test", is_expired),
     ];
     for (name, check) in cases {
-        let e = within(connect(&selector, port, named(name)))
+        let e = within(connect(&selector, "127.0.0.1", port, named(name)))
             .await
             .unwrap_err();
         assert!(certificate_error(&e).is_some_and(check), "{name}: {e:?}");
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{name}: {e:?}");
-        let server_side = failed_handshake(&mut outcomes).await;
+        let server_side = failed_handshake(&mut server).await;
         assert!(
             matches!(
                 server_side,
@@ -274,36 +131,25 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
         .connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let mut tls = within(socket.tls(named("localhost"))).await.unwrap();
-    let mut input = tls.open_read_channel().unwrap();
-    let mut output = tls.open_write_channel(true).unwrap();
+    let tls = within(socket.tls(named("localhost"))).await.unwrap();
     // Read everything the server sends before leaving: unread data would turn the FIN into a
     // reset.
-    let greeting = within(input.read_line(LIMIT, LineEnding::Default))
-        .await
-        .unwrap();
-    assert_eq!(greeting.as_deref(), Some("Please enter your name"));
-    output.write_string_utf8("whole line\n").await.unwrap();
-    let answer = within(input.read_line(LIMIT, LineEnding::Default))
-        .await
-        .unwrap();
-    assert_eq!(answer.as_deref(), Some("Hello, whole line!"));
-    output.write_string_utf8("half a li").await.unwrap();
+    let mut truncating = GreetingClient::start(tls).await;
+    truncating.round_trip("whole line").await;
+    truncating.say(b"half a li").await;
     // FIN without close_notify.
-    tls.with_sock_ref(|s| s.shutdown(std::net::Shutdown::Write))
+    truncating
+        .connection()
+        .with_sock_ref(|s| s.shutdown(std::net::Shutdown::Write))
         .unwrap();
-    match next(&mut outcomes).await {
-        Outcome::Session { lines, end } => {
-            assert_eq!(lines, ["whole line"]);
-            let e = std::io::Error::from(end.unwrap_err());
-            assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
-            assert!(e.get_ref().is_some_and(|i| i.is::<Truncated>()), "{e:?}");
-        }
-        other => panic!("expected a truncated session, got {other:?}"),
-    }
-    drop(tls);
+    let outcome = server.next().await.expect("a truncated session");
+    assert_eq!(outcome.lines, ["whole line"]);
+    let e = std::io::Error::from(outcome.end.unwrap_err());
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    assert!(e.get_ref().is_some_and(|i| i.is::<Truncated>()), "{e:?}");
+    drop(truncating);
     good.round_trip("after truncation").await;
-    good.finish(&mut outcomes).await;
+    finish(good, &mut server).await;
 }
 
 #[tokio::test]
@@ -312,46 +158,27 @@ async fn a_client_without_certificate_is_refused_under_mutual_tls_while_others_a
     let ca = TestCa::new("test ca");
     let client_ca = TestCa::new("client ca");
     let client_leaf = client_ca.client("client.test");
-    let config = server_config(&ca.server(&["localhost"]))
-        .client_auth_required(client_ca.pem.as_bytes())
+    let config = ca
+        .server(&["localhost"])
+        .server_config()
+        .client_auth_required(client_ca.pem().as_bytes())
         .unwrap()
         .build()
         .unwrap();
-    let (port, mut outcomes) = start_server(&selector, config).await;
-    let certified = client_config(&ca)
-        .server_name("localhost")
-        .client_certificate_pem(
-            client_leaf.chain_pem.as_bytes(),
-            client_leaf.key_pem.as_bytes(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-    let mut good = Good::connect(&selector, port, certified).await;
+    let mut server = start_server(&selector, config).await;
+    let trusting = || ca.client_config().server_name("localhost");
+    let certified = client_leaf.client_certificate(trusting()).build().unwrap();
+    let mut good = good_session(&selector, &server, certified).await;
     good.round_trip("certified").await;
 
-    let anonymous = client_config(&ca).server_name("localhost").build().unwrap();
-    match within(connect(&selector, port, anonymous)).await {
-        Err(e) => assert!(matches!(e, Error::Handshake(_)), "{e:?}"),
-        // TLS 1.3: the client learns of the rejection on its first read.
-        Ok(mut tls) => {
-            let mut input = tls.open_read_channel().unwrap();
-            let e = within(input.read_line(LIMIT, LineEnding::Default))
-                .await
-                .unwrap_err();
-            let io = std::io::Error::from(e);
-            let tls_error = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-            assert!(
-                matches!(tls_error, Some(rustls::Error::AlertReceived(_))),
-                "{io:?}"
-            );
-        }
-    }
-    let e = failed_handshake(&mut outcomes).await;
+    let anonymous = trusting().build().unwrap();
+    let client = within(connect(&selector, "127.0.0.1", server.port(), anonymous)).await;
+    assert_refused_without_certificate(client).await;
+    let e = failed_handshake(&mut server).await;
     assert!(
         matches!(e, Error::Handshake(rustls::Error::NoCertificatesPresented)),
         "{e:?}"
     );
     good.round_trip("still certified").await;
-    good.finish(&mut outcomes).await;
+    finish(good, &mut server).await;
 }

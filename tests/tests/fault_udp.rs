@@ -9,6 +9,7 @@ use net_sockets::{
     BoundDatagramSocket, Datagram, Error, MAX_DATAGRAM_SIZE, SelectorManager, SocketAddress,
     a_socket,
 };
+use net_tests::loopback::udp_socket;
 use net_tests::{payload, within};
 use tokio::sync::mpsc;
 
@@ -20,13 +21,7 @@ async fn echo_server(
     std::sync::Arc<BoundDatagramSocket>,
     mpsc::UnboundedReceiver<Error>,
 ) {
-    let socket = std::sync::Arc::new(
-        a_socket(selector)
-            .udp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap(),
-    );
+    let socket = std::sync::Arc::new(udp_socket(selector).await);
     let (tx, errors) = mpsc::unbounded_channel();
     let server = std::sync::Arc::clone(&socket);
     tokio::spawn(async move {
@@ -58,14 +53,6 @@ async fn echo_round_trip(client: &BoundDatagramSocket, to: &SocketAddress, packe
     assert_eq!(&back.address, to);
 }
 
-async fn bound(selector: &SelectorManager) -> BoundDatagramSocket {
-    a_socket(selector)
-        .udp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap()
-}
-
 /// A datagram over 65,507 bytes is refused with `DatagramTooLarge` (kind `InvalidInput`), when
 /// made and when a hand-built one is sent; nothing is sent, and the socket goes on working.
 #[tokio::test]
@@ -73,8 +60,8 @@ async fn oversized_sends_are_rejected_and_the_socket_keeps_working() {
     let selector = SelectorManager::new();
     let (server, mut errors) = echo_server(&selector).await;
     let to = server.local_address();
-    let good = bound(&selector).await;
-    let client = bound(&selector).await;
+    let good = udp_socket(&selector).await;
+    let client = udp_socket(&selector).await;
     echo_round_trip(&good, &to, b"before").await;
 
     for size in [MAX_DATAGRAM_SIZE + 1, 70_000, 1 << 20] {
@@ -105,10 +92,10 @@ async fn icmp_unreachable_fails_only_the_connected_socket() {
     let selector = SelectorManager::new();
     let (server, mut errors) = echo_server(&selector).await;
     let to = server.local_address();
-    let good = bound(&selector).await;
+    let good = udp_socket(&selector).await;
 
     // A client that leaves before the answer: the server's reply meets a closed port.
-    let leaver = bound(&selector).await;
+    let leaver = udp_socket(&selector).await;
     let leaver_address = leaver.local_address();
     leaver
         .send(Datagram::new("answer me later", to.clone()).unwrap())
@@ -161,7 +148,7 @@ async fn a_flood_to_a_slow_receiver_drops_in_the_kernel_and_the_socket_keeps_wor
         .await
         .unwrap();
     let to = receiver.local_address();
-    let sender = bound(&selector).await;
+    let sender = udp_socket(&selector).await;
     let datagram = |seq: u32| {
         let mut packet = seq.to_be_bytes().to_vec();
         packet.extend_from_slice(&payload(200));

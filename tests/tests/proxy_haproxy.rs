@@ -10,37 +10,18 @@ use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
 use net_sockets::{InetSocketAddress, ProxyProtocol, SelectorManager, a_socket};
-use net_tests::within;
+use net_tests::{TempDir, within};
 
 /// A HAProxy process in the foreground, killed when dropped.
 struct Haproxy {
     child: Child,
-    _dir: tempdir::Dir,
+    _dir: TempDir,
 }
 
 impl Drop for Haproxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-mod tempdir {
-    /// A directory removed when dropped.
-    pub(crate) struct Dir(pub(crate) std::path::PathBuf);
-
-    impl Dir {
-        pub(crate) fn new(name: &str) -> Dir {
-            let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }
 
@@ -56,7 +37,7 @@ fn free_port() -> u16 {
 /// Starts HAProxy listening on a free port and relaying to `backend` with `send` (`send-proxy`
 /// or `send-proxy-v2`); returns it and its frontend address once it accepts connections.
 fn haproxy(backend: SocketAddr, send: &str) -> (Haproxy, SocketAddr) {
-    let dir = tempdir::Dir::new(&format!("haproxy-{send}"));
+    let dir = TempDir::new(&format!("haproxy-{send}"));
     let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let config = format!(
         "global\n    maxconn 64\n\
@@ -64,8 +45,7 @@ fn haproxy(backend: SocketAddr, send: &str) -> (Haproxy, SocketAddr) {
          frontend front\n    bind {front}\n    default_backend back\n\
          backend back\n    server app {backend} {send}\n"
     );
-    let path = dir.0.join("haproxy.cfg");
-    std::fs::write(&path, config).unwrap();
+    let path = dir.write("haproxy.cfg", &config);
     let child = Command::new("haproxy")
         .arg("-db")
         .arg("-f")

@@ -6,75 +6,37 @@
 
 use std::time::Duration;
 
-use net_sockets::{SelectorManager, a_socket};
+use net_sockets::SelectorManager;
+use net_tests::harness::{rerun_self_with_fd_limit, run_if_child};
+use net_tests::loopback::{connect, tcp_listener};
+use net_tests::probe::{CpuClock, exhaust_descriptors};
 use net_tests::within;
 
 const CHILD_ENV: &str = "NET_TESTS_EMFILE_CHILD";
 
 #[test]
 fn accept_survives_descriptor_exhaustion() {
-    net_tests::run_child_with_fd_limit("emfile_child", CHILD_ENV, 64, "emfile child passed");
-}
-
-/// CPU time (user + system) of this process, in clock ticks, read from an already open
-/// `/proc/self/stat` (no descriptor is free to open it when it matters).
-fn cpu_ticks(stat: &std::fs::File) -> u64 {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; 4096];
-    let n = stat.read_at(&mut buf, 0).unwrap();
-    let stat = String::from_utf8_lossy(&buf[..n]).into_owned();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5) are utime and stime; `after_name` starts at field 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    rerun_self_with_fd_limit("emfile_child", CHILD_ENV, 64, "emfile child passed");
 }
 
 #[test]
 fn emfile_child() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    run_if_child(CHILD_ENV, async {
         let selector = SelectorManager::new();
-        let listener = a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
+        let listener = tcp_listener(&selector).await;
         // Two connections wait in the backlog; their client descriptors exist already.
-        let _a = a_socket(&selector)
-            .tcp()
-            .connect(listener.local_address())
-            .await
-            .unwrap();
-        let _b = a_socket(&selector)
-            .tcp()
-            .connect(listener.local_address())
-            .await
-            .unwrap();
-        let stat = std::fs::File::open("/proc/self/stat").unwrap();
-        let mut filler = Vec::new();
-        loop {
-            match std::fs::File::open("/dev/null") {
-                Ok(file) => filler.push(file),
-                Err(e) => {
-                    assert_eq!(e.raw_os_error(), Some(24), "{e:?}");
-                    break;
-                }
-            }
-        }
-        let cpu_before = cpu_ticks(&stat);
+        let _a = connect(&selector, listener.local_address()).await;
+        let _b = connect(&selector, listener.local_address()).await;
+        let cpu = CpuClock::open();
+        let filler = exhaust_descriptors(|| std::fs::File::open("/dev/null"));
+        let cpu_before = cpu.ticks();
         let mut accept = Box::pin(listener.accept());
         let early = tokio::time::timeout(Duration::from_millis(500), &mut accept).await;
         assert!(
             early.is_err(),
             "accept returned while out of descriptors: {early:?}"
         );
-        let spent = cpu_ticks(&stat) - cpu_before;
+        let spent = cpu.ticks() - cpu_before;
         // A spinning loop burns the whole 500 ms (50 ticks at 100 Hz).
         assert!(
             spent < 15,

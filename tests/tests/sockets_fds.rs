@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use net_io::LineEnding;
-use net_sockets::{SelectorManager, a_socket};
-use net_tests::{echo_server, fd_count, within};
+use net_sockets::SelectorManager;
+use net_tests::loopback::{connect, connected_pair, echo_server, tcp_listener, udp_socket};
+use net_tests::probe::fd_count;
+use net_tests::within;
 
 /// Waits (polling, bounded by the hang limit) until the descriptor count is back to `expected`.
 async fn settle_to(expected: usize) {
@@ -34,27 +36,12 @@ fn descriptors_are_released() {
 async fn selector_close_releases_every_descriptor() {
     let before = fd_count();
     let selector = SelectorManager::new();
-    let listener = Arc::new(
-        a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap(),
-    );
-    let udp = a_socket(&selector)
-        .udp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = Arc::new(tcp_listener(&selector).await);
+    let udp = udp_socket(&selector).await;
     let mut readers = Vec::new();
     let mut sockets = Vec::new();
     for _ in 0..20 {
-        let mut client = a_socket(&selector)
-            .tcp()
-            .connect(listener.local_address())
-            .await
-            .unwrap();
-        let mut server_side = listener.accept().await.unwrap();
+        let (mut client, mut server_side) = connected_pair(&selector, &listener).await;
         // Channels held by other tasks, with reads pending.
         for socket in [&mut client, &mut server_side] {
             let mut input = socket.open_read_channel().unwrap();
@@ -97,12 +84,7 @@ async fn ten_thousand_connect_close_cycles_leak_nothing() {
     let before = fd_count();
     let started = std::time::Instant::now();
     for _ in 0..10_000 {
-        let socket = a_socket(&selector)
-            .tcp()
-            .connect(address.clone())
-            .await
-            .unwrap();
-        socket.close();
+        connect(&selector, address.clone()).await.close();
     }
     // The server side closes each connection when it sees the client's FIN.
     settle_to(before).await;

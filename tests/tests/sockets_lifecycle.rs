@@ -5,31 +5,17 @@ use std::sync::Arc;
 
 use net_io::LineEnding;
 use net_sockets::{Datagram, Error, SelectorManager, a_socket};
-use net_tests::{echo_server, within};
+use net_tests::loopback::{
+    connect, connected_pair, echo_server, never_accepting_listener, tcp_listener, udp_socket,
+};
+use net_tests::within;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_selector_fails_pending_operations() {
     let selector = SelectorManager::new();
-    let listener = Arc::new(
-        a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap(),
-    );
-    let mut client = a_socket(&selector)
-        .tcp()
-        .connect(listener.local_address())
-        .await
-        .unwrap();
-    let server_side = listener.accept().await.unwrap();
-    let udp = Arc::new(
-        a_socket(&selector)
-            .udp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap(),
-    );
+    let listener = Arc::new(tcp_listener(&selector).await);
+    let (mut client, server_side) = connected_pair(&selector, &listener).await;
+    let udp = Arc::new(udp_socket(&selector).await);
 
     let mut input = client.open_read_channel().unwrap();
     let read = tokio::spawn(async move { input.read_line(64, LineEnding::Default).await });
@@ -91,12 +77,7 @@ async fn closing_the_selector_fails_pending_operations() {
 async fn closing_the_selector_fails_a_pending_connect() {
     let selector = SelectorManager::new();
     // A full backlog keeps later connects pending.
-    let listener = a_socket(&selector)
-        .tcp()
-        .backlog(0)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = never_accepting_listener(&selector).await;
     let other = SelectorManager::new();
     let mut fillers = Vec::new();
     let address = listener.local_address();
@@ -127,11 +108,7 @@ fn a_selector_with_its_own_runtime_serves_another_runtime() {
         .unwrap();
     runtime.block_on(async {
         let server = echo_server(&selector).await;
-        let mut socket = a_socket(&selector)
-            .tcp()
-            .connect(server.local_address())
-            .await
-            .unwrap();
+        let mut socket = connect(&selector, server.local_address()).await;
         let mut input = socket.open_read_channel().unwrap();
         let mut output = socket.open_write_channel(true).unwrap();
         output.write_string_utf8("hello\n").await.unwrap();
@@ -151,11 +128,7 @@ async fn dropping_everything_without_close_is_fine() {
     let selector = SelectorManager::new();
     let server = echo_server(&selector).await;
     for _ in 0..10 {
-        let mut socket = a_socket(&selector)
-            .tcp()
-            .connect(server.local_address())
-            .await
-            .unwrap();
+        let mut socket = connect(&selector, server.local_address()).await;
         let _input = socket.open_read_channel().unwrap();
         drop(socket);
     }
@@ -189,18 +162,10 @@ fn the_public_types_and_futures_are_send_and_sync() {
         send(&a_socket(&selector).tcp().connect(("localhost", 1)));
         send(&a_socket(&selector).tcp().bind(("127.0.0.1", 0)));
         send(&a_socket(&selector).udp().bind(("127.0.0.1", 0)));
-        let server = a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
+        let server = tcp_listener(&selector).await;
         send(&server.accept());
         send(&server.await_closed());
-        let udp = a_socket(&selector)
-            .udp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
+        let udp = udp_socket(&selector).await;
         send(&udp.receive());
         send(&udp.send(Datagram::new("x", udp.local_address()).unwrap()));
     });

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use net_sockets::{SelectorManager, a_socket};
-use net_tests::{echo_server, within};
+use net_tests::loopback::{connect, echo_server};
+use net_tests::within;
 
 #[tokio::test]
 async fn tcp_client_options_reach_the_socket() {
@@ -48,11 +49,7 @@ async fn tcp_client_options_reach_the_socket() {
 async fn defaults_are_no_delay_on_and_keep_alive_off() {
     let selector = SelectorManager::new();
     let server = echo_server(&selector).await;
-    let socket = a_socket(&selector)
-        .tcp()
-        .connect(server.local_address())
-        .await
-        .unwrap();
+    let socket = connect(&selector, server.local_address()).await;
     socket
         .with_sock_ref(|s| {
             assert!(s.tcp_nodelay()?);
@@ -90,11 +87,7 @@ async fn listener_options_and_options_of_accepted_sockets() {
             Ok(())
         })
         .unwrap();
-    let client = a_socket(&selector)
-        .tcp()
-        .connect(listener.local_address())
-        .await
-        .unwrap();
+    let client = connect(&selector, listener.local_address()).await;
     let accepted = within(listener.accept()).await.unwrap();
     accepted
         .with_sock_ref(|s| {

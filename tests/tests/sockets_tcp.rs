@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use net_io::LineEnding;
 use net_sockets::{Error, SelectorManager, SocketAddress, a_socket};
-use net_tests::{echo_server, payload, within};
+use net_tests::loopback::{
+    connect, connected_pair, echo_server, never_accepting_listener, next_item, send_and_read_back,
+    tcp_listener, write_until_error,
+};
+use net_tests::{payload, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_with_half_close_for_every_size() {
@@ -14,21 +18,9 @@ async fn echo_with_half_close_for_every_size() {
     let server = echo_server(&selector).await;
     let port = server.port().unwrap();
     for size in [0, 1, 4095, 4096, 4097, 40960, 8 * 1024 * 1024] {
-        let mut socket = a_socket(&selector)
-            .tcp()
-            .connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let mut input = socket.open_read_channel().unwrap();
-        let mut output = socket.open_write_channel(false).unwrap();
+        let mut socket = connect(&selector, ("127.0.0.1", port)).await;
         let data = payload(size);
-        let sent = data.clone();
-        let writer = tokio::spawn(async move {
-            output.write_fully(&sent).await?;
-            output.flush_and_close().await
-        });
-        let echoed = within(input.read_remaining(usize::MAX)).await.unwrap();
-        within(writer).await.unwrap().unwrap();
+        let echoed = send_and_read_back(&mut socket, &data).await;
         assert_eq!(echoed.len(), size, "size {size}");
         assert!(echoed[..] == data[..], "payload of {size} bytes differs");
         // Both directions are done: the socket closed itself.
@@ -42,11 +34,7 @@ async fn echo_with_half_close_for_every_size() {
 async fn reading_after_local_close_fails() {
     let selector = SelectorManager::new();
     let server = echo_server(&selector).await;
-    let mut socket = a_socket(&selector)
-        .tcp()
-        .connect(server.local_address())
-        .await
-        .unwrap();
+    let mut socket = connect(&selector, server.local_address()).await;
     let mut input = socket.open_read_channel().unwrap();
     socket.close();
     let err = within(input.read_u8()).await.unwrap_err();
@@ -57,11 +45,7 @@ async fn reading_after_local_close_fails() {
 #[tokio::test]
 async fn connecting_to_a_closed_port_is_refused() {
     let selector = SelectorManager::new();
-    let server = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let server = tcp_listener(&selector).await;
     let port = server.port().unwrap();
     server.close();
     let err = within(a_socket(&selector).tcp().connect(("127.0.0.1", port)))
@@ -79,17 +63,8 @@ async fn connecting_to_a_closed_port_is_refused() {
 #[tokio::test]
 async fn peer_disconnect_ends_a_pending_typed_read_and_everything_closes() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let mut client = a_socket(&selector)
-        .tcp()
-        .connect(listener.local_address())
-        .await
-        .unwrap();
-    let mut server_side = within(listener.accept()).await.unwrap();
+    let listener = tcp_listener(&selector).await;
+    let (mut client, mut server_side) = connected_pair(&selector, &listener).await;
     let mut input = server_side.open_read_channel().unwrap();
     let pending = tokio::spawn(async move { input.read_u32().await });
     let mut output = client.open_write_channel(true).unwrap();
@@ -117,13 +92,7 @@ async fn peer_disconnect_ends_a_pending_typed_read_and_everything_closes() {
 #[tokio::test]
 async fn pending_accept_fails_when_the_listener_closes() {
     let selector = SelectorManager::new();
-    let listener = Arc::new(
-        a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap(),
-    );
+    let listener = Arc::new(tcp_listener(&selector).await);
     let accepting = Arc::clone(&listener);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let pending = tokio::spawn(async move {
@@ -142,11 +111,7 @@ async fn pending_accept_fails_when_the_listener_closes() {
 #[tokio::test]
 async fn accept_on_an_immediately_closed_listener_fails() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     listener.close();
     assert!(matches!(
         within(listener.accept()).await,
@@ -154,21 +119,13 @@ async fn accept_on_an_immediately_closed_listener_fails() {
     ));
     // The stream of connections simply ends.
     let mut incoming = listener.incoming();
-    let next = within(std::future::poll_fn(|cx| {
-        futures_core::Stream::poll_next(std::pin::Pin::new(&mut incoming), cx)
-    }))
-    .await;
-    assert!(next.is_none());
+    assert!(next_item(&mut incoming).await.is_none());
 }
 
 #[tokio::test]
 async fn the_same_port_can_be_bound_again_after_close() {
     let selector = SelectorManager::new();
-    let first = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let first = tcp_listener(&selector).await;
     let port = first.port().unwrap();
     assert_ne!(port, 0);
     first.close();
@@ -188,11 +145,7 @@ async fn connect_write_close_await_closed_256_times() {
     let selector = SelectorManager::new();
     let server = echo_server(&selector).await;
     for _ in 0..256 {
-        let mut socket = a_socket(&selector)
-            .tcp()
-            .connect(server.local_address())
-            .await
-            .unwrap();
+        let mut socket = connect(&selector, server.local_address()).await;
         let mut output = socket.open_write_channel(true).unwrap();
         output.write_string_utf8("x\n").await.unwrap();
         socket.close();
@@ -203,17 +156,8 @@ async fn connect_write_close_await_closed_256_times() {
 #[tokio::test]
 async fn auto_flush_delivers_without_flush_and_buffered_writes_after_flush() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let mut client = a_socket(&selector)
-        .tcp()
-        .connect(listener.local_address())
-        .await
-        .unwrap();
-    let mut server_side = listener.accept().await.unwrap();
+    let listener = tcp_listener(&selector).await;
+    let (mut client, mut server_side) = connected_pair(&selector, &listener).await;
     let mut input = server_side.open_read_channel().unwrap();
 
     let mut auto = client.open_write_channel(true).unwrap();
@@ -224,12 +168,7 @@ async fn auto_flush_delivers_without_flush_and_buffered_writes_after_flush() {
     assert_eq!(line.as_deref(), Some("one"));
     drop(auto);
 
-    let mut client2 = a_socket(&selector)
-        .tcp()
-        .connect(listener.local_address())
-        .await
-        .unwrap();
-    let mut server2 = listener.accept().await.unwrap();
+    let (mut client2, mut server2) = connected_pair(&selector, &listener).await;
     let mut input2 = server2.open_read_channel().unwrap();
     let mut buffered = client2.open_write_channel(false).unwrap();
     buffered.write_string_utf8("two\n").await.unwrap();
@@ -250,11 +189,7 @@ async fn auto_flush_delivers_without_flush_and_buffered_writes_after_flush() {
 async fn channels_open_once() {
     let selector = SelectorManager::new();
     let server = echo_server(&selector).await;
-    let mut socket = a_socket(&selector)
-        .tcp()
-        .connect(server.local_address())
-        .await
-        .unwrap();
+    let mut socket = connect(&selector, server.local_address()).await;
     let _input = socket.open_read_channel().unwrap();
     let _output = socket.open_write_channel(true).unwrap();
     assert!(matches!(
@@ -275,11 +210,7 @@ async fn channels_open_once() {
 async fn connection_bundles_both_channels_without_auto_flush() {
     let selector = SelectorManager::new();
     let server = echo_server(&selector).await;
-    let socket = a_socket(&selector)
-        .tcp()
-        .connect(server.local_address())
-        .await
-        .unwrap();
+    let socket = connect(&selector, server.local_address()).await;
     let mut connection = socket.connection().unwrap();
     assert!(!connection.output.auto_flush());
     connection.output.write_string_utf8("ping\n").await.unwrap();
@@ -353,11 +284,7 @@ async fn an_unknown_host_is_a_resolve_error() {
 #[tokio::test]
 async fn peer_reset_is_connection_reset() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     // linger 0: close sends RST instead of FIN.
     let client = a_socket(&selector)
         .tcp()
@@ -376,28 +303,11 @@ async fn peer_reset_is_connection_reset() {
 #[tokio::test]
 async fn writing_to_a_peer_that_left_is_an_error_not_a_signal() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let mut client = a_socket(&selector)
-        .tcp()
-        .connect(listener.local_address())
-        .await
-        .unwrap();
-    let server_side = listener.accept().await.unwrap();
+    let listener = tcp_listener(&selector).await;
+    let (mut client, server_side) = connected_pair(&selector, &listener).await;
     server_side.close();
     let mut output = client.open_write_channel(true).unwrap();
-    let chunk = vec![7u8; 64 * 1024];
-    let err = within(async {
-        loop {
-            if let Err(e) = output.write_fully(&chunk).await {
-                break e;
-            }
-        }
-    })
-    .await;
+    let err = write_until_error(&mut output, &[7u8; 64 * 1024]).await;
     assert!(
         matches!(
             err.kind(),
@@ -410,17 +320,8 @@ async fn writing_to_a_peer_that_left_is_an_error_not_a_signal() {
 #[tokio::test]
 async fn peer_half_close_while_we_still_write() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let mut client = a_socket(&selector)
-        .tcp()
-        .connect(listener.local_address())
-        .await
-        .unwrap();
-    let mut server_side = listener.accept().await.unwrap();
+    let listener = tcp_listener(&selector).await;
+    let (mut client, mut server_side) = connected_pair(&selector, &listener).await;
     let mut client_out = client.open_write_channel(true).unwrap();
     let mut client_in = client.open_read_channel().unwrap();
     client_out.flush_and_close().await.unwrap();
@@ -464,12 +365,7 @@ async fn socket_timeout_ends_an_idle_read_with_timeout() {
         .bind(("127.0.0.1", 0))
         .await
         .unwrap();
-    let client = a_socket(&selector)
-        .tcp()
-        .connect(listener.local_address())
-        .await
-        .unwrap();
-    let mut server_side = listener.accept().await.unwrap();
+    let (client, mut server_side) = connected_pair(&selector, &listener).await;
     let mut input = server_side.open_read_channel().unwrap();
     let err = within(input.read_line(64, LineEnding::Default))
         .await
@@ -482,11 +378,7 @@ async fn socket_timeout_ends_an_idle_read_with_timeout() {
 #[tokio::test]
 async fn socket_timeout_is_about_inactivity_not_total_time() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let mut client = a_socket(&selector)
         .tcp()
         .socket_timeout(Duration::from_millis(600))
@@ -518,12 +410,7 @@ async fn connect_timeout_bounds_a_connect_that_cannot_finish() {
     let selector = SelectorManager::new();
     // A listener that never accepts, with a full backlog: further SYNs are dropped, so connects
     // stay pending.
-    let listener = a_socket(&selector)
-        .tcp()
-        .backlog(0)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = never_accepting_listener(&selector).await;
     let mut fillers = Vec::new();
     let outcome = within(async {
         for _ in 0..64 {
@@ -546,25 +433,12 @@ async fn connect_timeout_bounds_a_connect_that_cannot_finish() {
 #[tokio::test]
 async fn incoming_yields_connections() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let address = listener.local_address();
     let mut incoming = listener.incoming();
     for _ in 0..3 {
-        let client = a_socket(&selector)
-            .tcp()
-            .connect(address.clone())
-            .await
-            .unwrap();
-        let accepted = within(std::future::poll_fn(|cx| {
-            futures_core::Stream::poll_next(std::pin::Pin::new(&mut incoming), cx)
-        }))
-        .await
-        .unwrap()
-        .unwrap();
+        let client = connect(&selector, address.clone()).await;
+        let accepted = next_item(&mut incoming).await.unwrap().unwrap();
         assert_eq!(accepted.remote_address(), client.local_address());
     }
 }
@@ -573,11 +447,7 @@ async fn incoming_yields_connections() {
 async fn close_is_idempotent_and_callable_from_other_tasks() {
     let selector = SelectorManager::new();
     let server = echo_server(&selector).await;
-    let mut socket = a_socket(&selector)
-        .tcp()
-        .connect(server.local_address())
-        .await
-        .unwrap();
+    let mut socket = connect(&selector, server.local_address()).await;
     let mut input = socket.open_read_channel().unwrap();
     let socket = Arc::new(socket);
     let reader = tokio::spawn(async move { input.read_u8().await });
@@ -623,32 +493,15 @@ async fn socket_timeout_ends_a_write_the_peer_never_reads() {
         .unwrap();
     let _server_side = listener.accept().await.unwrap(); // never reads
     let mut output = client.open_write_channel(false).unwrap();
-    let chunk = vec![1u8; 64 * 1024];
-    let err = within(async {
-        loop {
-            if let Err(e) = output.write_fully(&chunk).await {
-                break e;
-            }
-        }
-    })
-    .await;
+    let err = write_until_error(&mut output, &[1u8; 64 * 1024]).await;
     assert!(matches!(err, net_io::Error::Timeout), "{err:?}");
 }
 
 #[tokio::test]
 async fn a_dropped_read_future_loses_no_bytes() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let mut client = a_socket(&selector)
-        .tcp()
-        .connect(listener.local_address())
-        .await
-        .unwrap();
-    let mut server_side = listener.accept().await.unwrap();
+    let listener = tcp_listener(&selector).await;
+    let (mut client, mut server_side) = connected_pair(&selector, &listener).await;
     let mut input = server_side.open_read_channel().unwrap();
     let mut output = client.open_write_channel(true).unwrap();
     output.write_string_utf8("half a li").await.unwrap();
@@ -677,11 +530,7 @@ async fn other_connections_are_unaffected_by_a_misbehaving_one() {
         .connect(server.local_address())
         .await
         .unwrap();
-    let mut good = a_socket(&selector)
-        .tcp()
-        .connect(server.local_address())
-        .await
-        .unwrap();
+    let mut good = connect(&selector, server.local_address()).await;
     bad.close(); // reset
     let mut input = good.open_read_channel().unwrap();
     let mut output = good.open_write_channel(true).unwrap();

@@ -4,16 +4,13 @@ use std::io;
 use std::sync::Arc;
 
 use net_sockets::{Datagram, Error, MAX_DATAGRAM_SIZE, SelectorManager, SocketAddress, a_socket};
+use net_tests::loopback::{next_item, udp_socket};
 use net_tests::{payload, within};
 
 #[tokio::test]
 async fn ten_datagrams_to_self() {
     let selector = SelectorManager::new();
-    let socket = a_socket(&selector)
-        .udp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let socket = udp_socket(&selector).await;
     let me = socket.local_address();
     for i in 0..10u8 {
         socket
@@ -36,16 +33,8 @@ async fn ten_datagrams_to_self() {
 #[tokio::test]
 async fn large_datagrams_round_trip_intact() {
     let selector = SelectorManager::new();
-    let a = a_socket(&selector)
-        .udp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let b = a_socket(&selector)
-        .udp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let a = udp_socket(&selector).await;
+    let b = udp_socket(&selector).await;
     for size in [10_000, MAX_DATAGRAM_SIZE] {
         let data = payload(size);
         a.send(Datagram::new(data.clone(), b.local_address()).unwrap())
@@ -74,11 +63,7 @@ fn oversized_datagrams_are_rejected() {
 #[tokio::test]
 async fn send_rechecks_the_size_of_a_hand_built_datagram() {
     let selector = SelectorManager::new();
-    let socket = a_socket(&selector)
-        .udp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let socket = udp_socket(&selector).await;
     let datagram = Datagram {
         packet: vec![0; 70_000].into(),
         address: socket.local_address(),
@@ -92,11 +77,7 @@ async fn send_rechecks_the_size_of_a_hand_built_datagram() {
 #[tokio::test]
 async fn a_connected_socket_talks_to_its_peer_only() {
     let selector = SelectorManager::new();
-    let server = a_socket(&selector)
-        .udp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let server = udp_socket(&selector).await;
     let client = a_socket(&selector)
         .udp()
         .connect(server.local_address())
@@ -129,11 +110,7 @@ async fn a_connected_socket_talks_to_its_peer_only() {
 #[tokio::test]
 async fn icmp_unreachable_is_connection_refused_and_the_socket_survives() {
     let selector = SelectorManager::new();
-    let gone = a_socket(&selector)
-        .udp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let gone = udp_socket(&selector).await;
     let gone_address = gone.local_address();
     gone.close();
     let client = a_socket(&selector)
@@ -200,13 +177,7 @@ async fn broadcast_needs_the_option() {
 #[tokio::test]
 async fn close_fails_a_pending_receive_and_ends_incoming() {
     let selector = SelectorManager::new();
-    let socket = Arc::new(
-        a_socket(&selector)
-            .udp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap(),
-    );
+    let socket = Arc::new(udp_socket(&selector).await);
     let receiver = Arc::clone(&socket);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let pending = tokio::spawn(async move {
@@ -220,11 +191,7 @@ async fn close_fails_a_pending_receive_and_ends_incoming() {
     assert!(socket.is_closed());
     within(socket.await_closed()).await;
     let mut incoming = socket.incoming();
-    let next = within(std::future::poll_fn(|cx| {
-        futures_core::Stream::poll_next(std::pin::Pin::new(&mut incoming), cx)
-    }))
-    .await;
-    assert!(next.is_none());
+    assert!(next_item(&mut incoming).await.is_none());
     assert!(matches!(
         socket
             .send(Datagram::new("x", socket.local_address()).unwrap())
@@ -236,28 +203,15 @@ async fn close_fails_a_pending_receive_and_ends_incoming() {
 #[tokio::test]
 async fn incoming_yields_datagrams() {
     let selector = SelectorManager::new();
-    let socket = a_socket(&selector)
-        .udp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let sender = a_socket(&selector)
-        .udp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let socket = udp_socket(&selector).await;
+    let sender = udp_socket(&selector).await;
     let mut incoming = socket.incoming();
     for i in 0..3u8 {
         sender
             .send(Datagram::new(vec![i], socket.local_address()).unwrap())
             .await
             .unwrap();
-        let got = within(std::future::poll_fn(|cx| {
-            futures_core::Stream::poll_next(std::pin::Pin::new(&mut incoming), cx)
-        }))
-        .await
-        .unwrap()
-        .unwrap();
+        let got = next_item(&mut incoming).await.unwrap().unwrap();
         assert_eq!(&got.packet[..], &[i]);
     }
 }

@@ -1,9 +1,12 @@
 //! Unix domain stream sockets: echo with half-close, the socket file's lifetime.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use net_sockets::{Error, SelectorManager, SocketAddress, UnixSocketAddress, a_socket};
-use net_tests::{payload, serve_echo, within};
+use net_sockets::{
+    Error, SelectorManager, ServerSocket, SocketAddress, UnixSocketAddress, a_socket,
+};
+use net_tests::loopback::{connect, send_and_read_back, serve_echo};
+use net_tests::{payload, within};
 
 /// A fresh socket path in the temporary directory.
 fn socket_path(name: &str) -> PathBuf {
@@ -12,15 +15,20 @@ fn socket_path(name: &str) -> PathBuf {
     path
 }
 
+/// A listener on the Unix socket at `path`.
+async fn unix_listener(selector: &SelectorManager, path: &Path) -> ServerSocket {
+    a_socket(selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(path))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unix_echo_with_half_close() {
     let selector = SelectorManager::new();
     let path = socket_path("echo");
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(UnixSocketAddress::new(&path))
-        .await
-        .unwrap();
+    let listener = unix_listener(&selector, &path).await;
     assert_eq!(listener.port(), None);
     assert_eq!(
         listener.local_address().to_string(),
@@ -28,25 +36,13 @@ async fn unix_echo_with_half_close() {
     );
     let server = serve_echo(listener);
     for size in [0, 1, 4096, 40960, 1024 * 1024] {
-        let mut socket = a_socket(&selector)
-            .tcp()
-            .connect(UnixSocketAddress::new(&path))
-            .await
-            .unwrap();
+        let mut socket = connect(&selector, UnixSocketAddress::new(&path)).await;
         assert_eq!(
             socket.remote_address(),
             SocketAddress::Unix(UnixSocketAddress::new(&path))
         );
-        let mut input = socket.open_read_channel().unwrap();
-        let mut output = socket.open_write_channel(false).unwrap();
         let data = payload(size);
-        let sent = data.clone();
-        let writer = tokio::spawn(async move {
-            output.write_fully(&sent).await?;
-            output.flush_and_close().await
-        });
-        let echoed = within(input.read_remaining(usize::MAX)).await.unwrap();
-        within(writer).await.unwrap().unwrap();
+        let echoed = send_and_read_back(&mut socket, &data).await;
         assert!(echoed[..] == data[..], "{size} bytes");
         within(socket.await_closed()).await;
     }
@@ -57,20 +53,12 @@ async fn unix_echo_with_half_close() {
 async fn the_socket_file_is_removed_when_the_listener_closes() {
     let selector = SelectorManager::new();
     let path = socket_path("lifetime");
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(UnixSocketAddress::new(&path))
-        .await
-        .unwrap();
+    let listener = unix_listener(&selector, &path).await;
     assert!(path.exists());
     listener.close();
     assert!(!path.exists());
     // Dropping without close removes it too.
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(UnixSocketAddress::new(&path))
-        .await
-        .unwrap();
+    let listener = unix_listener(&selector, &path).await;
     assert!(path.exists());
     drop(listener);
     assert!(!path.exists());
@@ -80,13 +68,7 @@ async fn the_socket_file_is_removed_when_the_listener_closes() {
 async fn pending_unix_accept_fails_on_close() {
     let selector = SelectorManager::new();
     let path = socket_path("accept");
-    let listener = std::sync::Arc::new(
-        a_socket(&selector)
-            .tcp()
-            .bind(UnixSocketAddress::new(&path))
-            .await
-            .unwrap(),
-    );
+    let listener = std::sync::Arc::new(unix_listener(&selector, &path).await);
     let accepting = std::sync::Arc::clone(&listener);
     let pending = tokio::spawn(async move { accepting.accept().await });
     tokio::task::yield_now().await;

@@ -4,21 +4,20 @@
 //! both ends report the same version, suite and ALPN protocol, then moves data both ways.
 //!
 //! Needs `openssl` and `curl` on `PATH` (`.ci/run` installs them; `cargo xtask interop` runs
-//! this file). Certificates are made at test time by [`TestCa`] and written to a fresh
+//! this file). Certificates are made at test time by the kit's [`Pki`] and written to a fresh
 //! directory under the system's temporary directory, removed when the test ends. Every child
 //! process is killed when its guard is dropped, on every path.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
 
 use net_io::LineEnding;
-use net_sockets::{SelectorManager, ServerSocket, a_socket};
-use net_tests::tls::TestCa;
+use net_sockets::SelectorManager;
+use net_tests::harness::{Process, path_arg, port_at_end};
+use net_tests::loopback::connect;
+use net_tests::pki::{CLIENT_NAME, Pki, PkiFiles};
+use net_tests::tls::{SessionView, TlsTestServer};
 use net_tests::within;
 use net_tls::{Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket, TlsVersion};
-use tokio::sync::mpsc;
 
 /// A cipher suite by its OpenSSL name and by the IANA name rustls's `Debug` prints.
 #[derive(Clone, Copy, Debug)]
@@ -42,7 +41,7 @@ const TLS13_SUITES: [Suite; 3] = [
     },
 ];
 
-/// TLS 1.2 suites for the ECDSA keys [`TestCa`] makes.
+/// TLS 1.2 suites for the ECDSA keys [`Pki`] makes.
 const TLS12_SUITES: [Suite; 3] = [
     Suite {
         openssl: "ECDHE-ECDSA-AES128-GCM-SHA256",
@@ -164,182 +163,16 @@ fn require(tool: &str, version_arg: &str) {
     );
 }
 
-/// A fresh directory under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "net-tls-interop-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create temporary directory");
-        TempDir(path)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).expect("write temporary file");
-        path.to_str().expect("UTF-8 temporary path").to_owned()
-    }
+/// The test PKI, in memory (for our side) and as PEM files (for openssl and curl).
+struct Certs {
+    pki: Pki,
+    files: PkiFiles,
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A test PKI: a CA, a server leaf for `localhost` and `127.0.0.1`, a client leaf; in memory
-/// and as PEM files.
-struct Pki {
-    ca_pem: String,
-    server_chain_pem: String,
-    server_key_pem: String,
-    client_chain_pem: String,
-    client_key_pem: String,
-    ca: String,
-    server_chain: String,
-    server_key: String,
-    client_chain: String,
-    client_key: String,
-    _dir: TempDir,
-}
-
-fn pki() -> Pki {
-    let ca = TestCa::new("interop test CA");
-    let server = ca.server(&["localhost", "127.0.0.1"]);
-    let client = ca.client("interop client");
-    let dir = TempDir::new();
-    Pki {
-        ca: dir.write("ca.pem", &ca.pem),
-        server_chain: dir.write("server.pem", &server.chain_pem),
-        server_key: dir.write("server.key", &server.key_pem),
-        client_chain: dir.write("client.pem", &client.chain_pem),
-        client_key: dir.write("client.key", &client.key_pem),
-        ca_pem: ca.pem,
-        server_chain_pem: server.chain_pem,
-        server_key_pem: server.key_pem,
-        client_chain_pem: client.chain_pem,
-        client_key_pem: client.key_pem,
-        _dir: dir,
-    }
-}
-
-/// A child process whose stdout and stderr lines arrive on channels; killed when dropped.
-struct Peer {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: mpsc::UnboundedReceiver<String>,
-    stderr: mpsc::UnboundedReceiver<String>,
-    /// Every stdout line read so far, for failure messages.
-    seen: Vec<String>,
-}
-
-impl Peer {
-    fn spawn(program: &str, args: &[String]) -> Peer {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        let stdout = forward_lines(child.stdout.take().expect("stdout"));
-        let stderr = forward_lines(child.stderr.take().expect("stderr"));
-        Peer {
-            stdin: child.stdin.take(),
-            child,
-            stdout,
-            stderr,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads stdout until a line satisfies `wanted`, and returns it.
-    async fn line(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        loop {
-            match within(self.stdout.recv()).await {
-                Some(line) => {
-                    self.seen.push(line.clone());
-                    if wanted(&line) {
-                        return line;
-                    }
-                }
-                None => {
-                    let stderr = self.drain_stderr();
-                    panic!(
-                        "no {what} before the end of output; stdout: {:#?}, stderr: {stderr:#?}",
-                        self.seen
-                    )
-                }
-            }
-        }
-    }
-
-    /// Writes `text` to the peer's stdin.
-    fn send(&mut self, text: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        stdin.write_all(text.as_bytes()).expect("write to peer");
-        stdin.flush().expect("flush to peer");
-    }
-
-    /// Waits for the peer to end its output and exit; returns its status, all of its stdout
-    /// and all of its stderr.
-    async fn exit(&mut self) -> (ExitStatus, Vec<String>, Vec<String>) {
-        self.stdin = None;
-        while let Some(line) = within(self.stdout.recv()).await {
-            self.seen.push(line);
-        }
-        let mut stderr = Vec::new();
-        while let Some(line) = within(self.stderr.recv()).await {
-            stderr.push(line);
-        }
-        // Both pipes are closed: the process has exited or is about to.
-        let status = self.child.wait().expect("wait for peer");
-        (status, self.seen.clone(), stderr)
-    }
-
-    fn drain_stderr(&mut self) -> Vec<String> {
-        let mut lines = Vec::new();
-        while let Ok(line) = self.stderr.try_recv() {
-            lines.push(line);
-        }
-        lines
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends each line of `pipe` (without its line ending) to a channel from a thread; the channel
-/// closes at EOF.
-fn forward_lines(pipe: impl Read + Send + 'static) -> mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        loop {
-            let mut line = Vec::new();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let text = String::from_utf8_lossy(&line);
-            if tx
-                .send(text.trim_end_matches(['\r', '\n']).to_owned())
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-    rx
+fn certs() -> Certs {
+    let pki = Pki::generate();
+    let files = pki.temp_files();
+    Certs { pki, files }
 }
 
 /// A line of `len` printable, non-palindromic bytes.
@@ -349,17 +182,13 @@ fn text_line(len: usize) -> String {
         .collect()
 }
 
-fn suite_name(tls: &TlsSocket) -> String {
-    format!("{:?}", tls.cipher_suite().expect("a negotiated suite"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Our client against `openssl s_server`.
 // ---------------------------------------------------------------------------------------------
 
 /// Starts `openssl s_server -rev` (answers each line reversed) for one connection and returns
 /// it with its port, read from its `ACCEPT` line.
-async fn s_server(pki: &Pki, case: Case, require_client_cert: bool) -> (Peer, u16) {
+fn s_server(files: &PkiFiles, case: Case, require_client_cert: bool) -> (Process, u16) {
     let mut args: Vec<String> = [
         "s_server",
         "-accept",
@@ -368,44 +197,37 @@ async fn s_server(pki: &Pki, case: Case, require_client_cert: bool) -> (Peer, u1
         "1",
         "-rev",
         "-cert",
-        &pki.server_chain,
+        path_arg(&files.server_chain),
         "-key",
-        &pki.server_key,
+        path_arg(&files.server_key),
     ]
     .map(str::to_owned)
     .to_vec();
     args.extend(case.version.openssl_args(case.suite));
     if require_client_cert {
         args.extend(
-            ["-Verify", "1", "-verify_return_error", "-CAfile", &pki.ca].map(str::to_owned),
+            [
+                "-Verify",
+                "1",
+                "-verify_return_error",
+                "-CAfile",
+                path_arg(&files.ca),
+            ]
+            .map(str::to_owned),
         );
     }
     if case.alpn {
         args.extend(["-alpn", "http/1.1"].map(str::to_owned));
     }
-    let mut server = Peer::spawn("openssl", &args);
-    let accept = server
-        .line("ACCEPT line", |l| l.starts_with("ACCEPT "))
-        .await;
-    let port = accept
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {accept:?}"));
-    (server, port)
+    let mut server = Process::start("openssl", &args);
+    let accept = server.stdout_line_where("ACCEPT line", |l| l.starts_with("ACCEPT "));
+    (server, port_at_end(&accept))
 }
 
 fn our_client_config(pki: &Pki, case: Case) -> TlsConfig {
-    let mut config = TlsConfig::builder()
-        .add_root_certificates_pem(pki.ca_pem.as_bytes())
-        .unwrap();
+    let mut config = pki.client_config();
     if case.mtls {
-        config = config
-            .client_certificate_pem(
-                pki.client_chain_pem.as_bytes(),
-                pki.client_key_pem.as_bytes(),
-            )
-            .unwrap();
+        config = pki.client.client_certificate(config);
     }
     if case.alpn {
         // The server's choice, not our first preference, must be reported.
@@ -414,19 +236,17 @@ fn our_client_config(pki: &Pki, case: Case) -> TlsConfig {
     config.build().unwrap()
 }
 
-async fn our_client_against_s_server(pki: &Pki, case: Case) {
-    let (mut server, port) = s_server(pki, case, case.mtls).await;
+async fn our_client_against_s_server(certs: &Certs, case: Case) {
+    let (mut server, port) = s_server(&certs.files, case, case.mtls);
     let selector = SelectorManager::new();
-    let socket = within(a_socket(&selector).tcp().connect(("127.0.0.1", port)))
-        .await
-        .unwrap();
-    let mut tls = within(socket.tls(our_client_config(pki, case)))
+    let socket = connect(&selector, ("127.0.0.1", port)).await;
+    let mut tls = within(socket.tls(our_client_config(&certs.pki, case)))
         .await
         .unwrap_or_else(|e| panic!("{case}: handshake failed: {e}"));
 
     // What our client reports.
     assert_eq!(tls.protocol_version(), Some(case.version.ours()), "{case}");
-    assert_eq!(suite_name(&tls), case.suite.iana, "{case}");
+    assert_eq!(SessionView::of(&tls).suite, case.suite.iana, "{case}");
     let expected_alpn = case.alpn.then_some(&b"http/1.1"[..]);
     assert_eq!(tls.alpn_protocol(), expected_alpn, "{case}");
     assert_eq!(tls.server_name(), Some("127.0.0.1"), "{case}");
@@ -451,22 +271,27 @@ async fn our_client_against_s_server(pki: &Pki, case: Case) {
     let end = within(input.read_line(8192, LineEnding::Default)).await;
     assert!(matches!(end, Ok(None)), "{case}: {end:?}");
     tls.close();
-    let (status, stdout, stderr) = server.exit().await;
-    assert!(status.success(), "{case}: s_server {status}: {stderr:#?}");
+    let exit = server.finish();
+    let stderr = &exit.stderr;
+    assert!(
+        exit.status.success(),
+        "{case}: s_server {}: {stderr:#?}",
+        exit.status
+    );
 
-    // What openssl reports about the same session: ALPN on stdout, the rest on stderr in -rev
-    // mode.
+    // What openssl reports about the same session: ALPN on stdout (after the ACCEPT line read
+    // above: it is printed once the handshake is done), the rest on stderr in -rev mode.
     let has = |line: &str| stderr.iter().any(|l| l == line);
     let version = format!("Protocol version: {}", case.version.name());
     assert!(has(&version), "{case}: {version:?} not in {stderr:#?}");
     let cipher = format!("Ciphersuite: {}", case.suite.openssl);
     assert!(has(&cipher), "{case}: {cipher:?} not in {stderr:#?}");
     let alpn = "ALPN protocols selected: http/1.1";
-    let alpn_reported = stdout.iter().any(|l| l == alpn);
-    assert_eq!(alpn_reported, case.alpn, "{case}: {stdout:#?}");
+    let alpn_reported = exit.stdout.iter().any(|l| l == alpn);
+    assert_eq!(alpn_reported, case.alpn, "{case}: {:#?}", exit.stdout);
     if case.mtls {
         assert!(
-            has("Peer certificate: CN = interop client"),
+            has(&format!("Peer certificate: CN = {CLIENT_NAME}")),
             "{case}: {stderr:#?}"
         );
     } else {
@@ -478,25 +303,25 @@ async fn our_client_against_s_server(pki: &Pki, case: Case) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_against_openssl_s_server_tls13() {
     require("openssl", "version");
-    let pki = pki();
+    let certs = certs();
     for case in matrix(Version::Tls13) {
-        our_client_against_s_server(&pki, case).await;
+        our_client_against_s_server(&certs, case).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_against_openssl_s_server_tls12() {
     require("openssl", "version");
-    let pki = pki();
+    let certs = certs();
     for case in matrix(Version::Tls12) {
-        our_client_against_s_server(&pki, case).await;
+        our_client_against_s_server(&certs, case).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_s_server_refuses_our_client_without_a_certificate() {
     require("openssl", "version");
-    let pki = pki();
+    let certs = certs();
     for version in [Version::Tls12, Version::Tls13] {
         let case = Case {
             version,
@@ -504,12 +329,10 @@ async fn openssl_s_server_refuses_our_client_without_a_certificate() {
             alpn: false,
             ..matrix(version)[0]
         };
-        let (mut server, port) = s_server(&pki, case, true).await;
+        let (mut server, port) = s_server(&certs.files, case, true);
         let selector = SelectorManager::new();
-        let socket = within(a_socket(&selector).tcp().connect(("127.0.0.1", port)))
-            .await
-            .unwrap();
-        let refusal = match within(socket.tls(our_client_config(&pki, case))).await {
+        let socket = connect(&selector, ("127.0.0.1", port)).await;
+        let refusal = match within(socket.tls(our_client_config(&certs.pki, case))).await {
             // TLS 1.2: the server's alert ends the handshake.
             Err(Error::Handshake(e)) => e.to_string(),
             Err(e) => panic!("{case}: unexpected error {e}"),
@@ -533,7 +356,7 @@ async fn openssl_s_server_refuses_our_client_without_a_certificate() {
             "{case}: {refusal}"
         );
         // s_server says why, and (with -naccept 1) exits.
-        let (_, _, stderr) = server.exit().await;
+        let stderr = server.finish().stderr;
         assert!(
             stderr
                 .iter()
@@ -554,11 +377,7 @@ async fn openssl_s_server_refuses_our_client_without_a_certificate() {
 /// What our server saw of one connection.
 #[derive(Debug)]
 struct ServerView {
-    version: Option<TlsVersion>,
-    suite: String,
-    alpn: Option<Vec<u8>>,
-    sni: Option<String>,
-    client_certificates: usize,
+    session: SessionView,
     /// The lines the client sent (an HTTP request's lines, or the lines of a conversation).
     received: Vec<String>,
 }
@@ -572,43 +391,22 @@ enum Talk {
     Http,
 }
 
-/// Our server (the library, in this process) on 127.0.0.1:0. Each connection's outcome is sent
-/// on the returned channel once the client is done.
+/// Our server (the library, in this process) on 127.0.0.1:0. Each connection's outcome is
+/// reported once the client is done.
 async fn our_server(
     selector: &SelectorManager,
     config: TlsServerConfig,
     talk: Talk,
-) -> (u16, mpsc::UnboundedReceiver<Result<ServerView, Error>>) {
-    let listener: ServerSocket = a_socket(selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let port = listener.port().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(socket) = listener.accept().await {
-            let config = config.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let outcome = match socket.tls_server(&config).await {
-                    Ok(tls) => Ok(converse(tls, talk).await),
-                    Err(e) => Err(e),
-                };
-                let _ = tx.send(outcome);
-            });
-        }
-    });
-    (port, rx)
+) -> TlsTestServer<ServerView> {
+    TlsTestServer::start(selector, config, move |tls, reporter| async move {
+        reporter.report(converse(tls, talk).await);
+    })
+    .await
 }
 
 async fn converse(mut tls: TlsSocket, talk: Talk) -> ServerView {
     let mut view = ServerView {
-        version: tls.protocol_version(),
-        suite: suite_name(&tls),
-        alpn: tls.alpn_protocol().map(<[u8]>::to_vec),
-        sni: tls.server_name().map(str::to_owned),
-        client_certificates: tls.peer_certificates().len(),
+        session: SessionView::of(&tls),
         received: Vec::new(),
     };
     let mut input = tls.open_read_channel().unwrap();
@@ -651,13 +449,11 @@ async fn converse(mut tls: TlsSocket, talk: Talk) -> ServerView {
 }
 
 fn our_server_config(pki: &Pki, case: Case) -> TlsServerConfig {
-    let mut config = TlsServerConfig::builder()
-        .certificate_chain_pem(pki.server_chain_pem.as_bytes())
-        .unwrap()
-        .private_key_pem(pki.server_key_pem.as_bytes())
-        .unwrap();
+    let mut config = pki.server_config();
     if case.mtls {
-        config = config.client_auth_required(pki.ca_pem.as_bytes()).unwrap();
+        config = config
+            .client_auth_required(pki.ca.pem().as_bytes())
+            .unwrap();
     }
     if case.alpn {
         config = config.alpn_protocols(["http/1.1"]);
@@ -665,7 +461,26 @@ fn our_server_config(pki: &Pki, case: Case) -> TlsServerConfig {
     config.build().unwrap()
 }
 
-fn s_client_args(pki: &Pki, case: Case, port: u16, with_cert: bool) -> Vec<String> {
+/// Checks what our server reports about a session with openssl or curl, which connect to
+/// `localhost` and, with a client certificate, send the leaf and the CA (s_client finds the CA
+/// in -CAfile; client.pem holds both for curl).
+async fn assert_our_server_saw(server: &mut TlsTestServer<ServerView>, case: Case) -> ServerView {
+    let view = server
+        .next()
+        .await
+        .unwrap_or_else(|e| panic!("{case}: our server failed: {e}"));
+    let expected = SessionView {
+        version: Some(case.version.ours()),
+        suite: case.suite.iana.to_owned(),
+        alpn: case.alpn.then(|| b"http/1.1".to_vec()),
+        server_name: Some("localhost".to_owned()),
+        peer_certificates: 2 * usize::from(case.mtls),
+    };
+    assert_eq!(view.session, expected, "{case}");
+    view
+}
+
+fn s_client_args(files: &PkiFiles, case: Case, port: u16, with_cert: bool) -> Vec<String> {
     let mut args: Vec<String> = [
         "s_client",
         "-connect",
@@ -673,7 +488,7 @@ fn s_client_args(pki: &Pki, case: Case, port: u16, with_cert: bool) -> Vec<Strin
         "-servername",
         "localhost",
         "-CAfile",
-        &pki.ca,
+        path_arg(&files.ca),
         "-verify_return_error",
         "-ign_eof",
     ]
@@ -681,7 +496,15 @@ fn s_client_args(pki: &Pki, case: Case, port: u16, with_cert: bool) -> Vec<Strin
     .to_vec();
     args.extend(case.version.openssl_args(case.suite));
     if with_cert {
-        args.extend(["-cert", &pki.client_chain, "-key", &pki.client_key].map(str::to_owned));
+        args.extend(
+            [
+                "-cert",
+                path_arg(&files.client_chain),
+                "-key",
+                path_arg(&files.client_key),
+            ]
+            .map(str::to_owned),
+        );
     }
     if case.alpn {
         args.extend(["-alpn", "h2,http/1.1"].map(str::to_owned));
@@ -689,21 +512,17 @@ fn s_client_args(pki: &Pki, case: Case, port: u16, with_cert: bool) -> Vec<Strin
     args
 }
 
-async fn s_client_against_our_server(pki: &Pki, case: Case) {
+async fn s_client_against_our_server(certs: &Certs, case: Case) {
     let selector = SelectorManager::new();
-    let (port, mut outcomes) =
-        our_server(&selector, our_server_config(pki, case), Talk::Lines).await;
-    let mut client = Peer::spawn("openssl", &s_client_args(pki, case, port, case.mtls));
+    let mut server = our_server(&selector, our_server_config(&certs.pki, case), Talk::Lines).await;
+    let args = s_client_args(&certs.files, case, server.port(), case.mtls);
+    let mut client = Process::start("openssl", &args);
     let long = text_line(3000);
     client.send(&format!("Hello, rustls\n{long}\nbye\n"));
 
     // What s_client reports, in the order it prints it.
-    client
-        .line("verification", |l| l == "Verification: OK")
-        .await;
-    let new = client
-        .line("session line", |l| l.starts_with("New, "))
-        .await;
+    client.stdout_line_where("verification", |l| l == "Verification: OK");
+    let new = client.stdout_line_where("session line", |l| l.starts_with("New, "));
     assert_eq!(
         new,
         format!(
@@ -713,11 +532,9 @@ async fn s_client_against_our_server(pki: &Pki, case: Case) {
         ),
         "{case}"
     );
-    let alpn = client
-        .line("ALPN line", |l| {
-            l.starts_with("ALPN protocol: ") || l == "No ALPN negotiated"
-        })
-        .await;
+    let alpn = client.stdout_line_where("ALPN line", |l| {
+        l.starts_with("ALPN protocol: ") || l == "No ALPN negotiated"
+    });
     if case.alpn {
         assert_eq!(alpn, "ALPN protocol: http/1.1", "{case}");
     } else {
@@ -725,31 +542,15 @@ async fn s_client_against_our_server(pki: &Pki, case: Case) {
     }
 
     // Data both ways, then our close_notify ends s_client.
-    client
-        .line("first answer", |l| l == "Hello, Hello, rustls!")
-        .await;
+    client.stdout_line_where("first answer", |l| l == "Hello, Hello, rustls!");
     let expected_long = format!("Hello, {long}!");
-    client.line("long answer", |l| l == expected_long).await;
-    client.line("goodbye", |l| l == "Bye!").await;
-    let (status, _, _) = client.exit().await;
+    client.stdout_line_where("long answer", |l| l == expected_long);
+    client.stdout_line_where("goodbye", |l| l == "Bye!");
+    let status = client.finish().status;
     assert!(status.success(), "{case}: s_client {status}");
 
     // What our server reports about the same session.
-    let view = within(outcomes.recv())
-        .await
-        .expect("an outcome")
-        .unwrap_or_else(|e| panic!("{case}: our server failed: {e}"));
-    assert_eq!(view.version, Some(case.version.ours()), "{case}");
-    assert_eq!(view.suite, case.suite.iana, "{case}");
-    let expected_alpn = case.alpn.then(|| b"http/1.1".to_vec());
-    assert_eq!(view.alpn, expected_alpn, "{case}");
-    assert_eq!(view.sni.as_deref(), Some("localhost"), "{case}");
-    // With -cert, s_client sends its leaf and the CA it finds in -CAfile.
-    assert_eq!(
-        view.client_certificates,
-        2 * usize::from(case.mtls),
-        "{case}"
-    );
+    let view = assert_our_server_saw(&mut server, case).await;
     assert_eq!(
         view.received,
         ["Hello, rustls", long.as_str(), "bye"],
@@ -761,25 +562,25 @@ async fn s_client_against_our_server(pki: &Pki, case: Case) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_s_client_against_our_server_tls13() {
     require("openssl", "version");
-    let pki = pki();
+    let certs = certs();
     for case in matrix(Version::Tls13) {
-        s_client_against_our_server(&pki, case).await;
+        s_client_against_our_server(&certs, case).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_s_client_against_our_server_tls12() {
     require("openssl", "version");
-    let pki = pki();
+    let certs = certs();
     for case in matrix(Version::Tls12) {
-        s_client_against_our_server(&pki, case).await;
+        s_client_against_our_server(&certs, case).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_server_refuses_openssl_s_client_without_a_certificate() {
     require("openssl", "version");
-    let pki = pki();
+    let certs = certs();
     for version in [Version::Tls12, Version::Tls13] {
         let case = Case {
             version,
@@ -788,17 +589,21 @@ async fn our_server_refuses_openssl_s_client_without_a_certificate() {
             ..matrix(version)[0]
         };
         let selector = SelectorManager::new();
-        let (port, mut outcomes) =
-            our_server(&selector, our_server_config(&pki, case), Talk::Lines).await;
-        let mut client = Peer::spawn("openssl", &s_client_args(&pki, case, port, false));
+        let mut server =
+            our_server(&selector, our_server_config(&certs.pki, case), Talk::Lines).await;
+        let args = s_client_args(&certs.files, case, server.port(), false);
+        let mut client = Process::start("openssl", &args);
         client.send("Hello\n");
-        let outcome = within(outcomes.recv()).await.expect("an outcome");
-        match outcome {
+        match server.next().await {
             Err(Error::Handshake(net_tls::rustls::Error::NoCertificatesPresented)) => {}
             other => panic!("{case}: expected NoCertificatesPresented, got {other:?}"),
         }
-        let (status, stdout, _) = client.exit().await;
-        assert!(!status.success(), "{case}: s_client succeeded: {stdout:#?}");
+        let exit = client.finish();
+        let stdout = &exit.stdout;
+        assert!(
+            !exit.status.success(),
+            "{case}: s_client succeeded: {stdout:#?}"
+        );
         assert!(
             !stdout.iter().any(|l| l.starts_with("Hello, ")),
             "{case}: {stdout:#?}"
@@ -810,18 +615,19 @@ async fn our_server_refuses_openssl_s_client_without_a_certificate() {
     }
 }
 
-async fn curl_against_our_server(pki: &Pki, case: Case) {
+async fn curl_against_our_server(certs: &Certs, case: Case) {
     let selector = SelectorManager::new();
-    let (port, mut outcomes) =
-        our_server(&selector, our_server_config(pki, case), Talk::Http).await;
+    let mut server = our_server(&selector, our_server_config(&certs.pki, case), Talk::Http).await;
+    let port = server.port();
     let url = format!("https://localhost:{port}/");
+    let files = &certs.files;
     let mut args: Vec<String> = [
         "--silent",
         "--show-error",
         "--verbose",
         "--http1.1",
         "--cacert",
-        &pki.ca,
+        path_arg(&files.ca),
         "--resolve",
         &format!("localhost:{port}:127.0.0.1"),
         "--write-out",
@@ -832,13 +638,21 @@ async fn curl_against_our_server(pki: &Pki, case: Case) {
     .to_vec();
     args.extend(case.version.curl_args(case.suite));
     if case.mtls {
-        args.extend(["--cert", &pki.client_chain, "--key", &pki.client_key].map(str::to_owned));
+        args.extend(
+            [
+                "--cert",
+                path_arg(&files.client_chain),
+                "--key",
+                path_arg(&files.client_key),
+            ]
+            .map(str::to_owned),
+        );
     }
     if !case.alpn {
         args.push("--no-alpn".to_owned());
     }
-    let mut curl = Peer::spawn("curl", &args);
-    let (status, stdout, stderr) = curl.exit().await;
+    let exit = Process::start("curl", &args).finish();
+    let (status, stdout, stderr) = (exit.status, exit.stdout, exit.stderr);
     assert!(status.success(), "{case}: curl {status}: {stderr:#?}");
 
     // What curl reports: the body, then status, HTTP version and verification result (0: ok).
@@ -859,21 +673,7 @@ async fn curl_against_our_server(pki: &Pki, case: Case) {
     assert_eq!(accepted, case.alpn, "{case}: {stderr:#?}");
 
     // What our server reports about the same session, and the request it got.
-    let view = within(outcomes.recv())
-        .await
-        .expect("an outcome")
-        .unwrap_or_else(|e| panic!("{case}: our server failed: {e}"));
-    assert_eq!(view.version, Some(case.version.ours()), "{case}");
-    assert_eq!(view.suite, case.suite.iana, "{case}");
-    let expected_alpn = case.alpn.then(|| b"http/1.1".to_vec());
-    assert_eq!(view.alpn, expected_alpn, "{case}");
-    assert_eq!(view.sni.as_deref(), Some("localhost"), "{case}");
-    // client.pem holds the leaf and the CA; curl sends both.
-    assert_eq!(
-        view.client_certificates,
-        2 * usize::from(case.mtls),
-        "{case}"
-    );
+    let view = assert_our_server_saw(&mut server, case).await;
     assert_eq!(view.received[0], "GET / HTTP/1.1", "{case}");
     assert!(
         view.received.contains(&format!("Host: localhost:{port}")),
@@ -887,17 +687,17 @@ async fn curl_against_our_server(pki: &Pki, case: Case) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_against_our_server_tls13() {
     require("curl", "--version");
-    let pki = pki();
+    let certs = certs();
     for case in matrix(Version::Tls13) {
-        curl_against_our_server(&pki, case).await;
+        curl_against_our_server(&certs, case).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_against_our_server_tls12() {
     require("curl", "--version");
-    let pki = pki();
+    let certs = certs();
     for case in matrix(Version::Tls12) {
-        curl_against_our_server(&pki, case).await;
+        curl_against_our_server(&certs, case).await;
     }
 }

@@ -1,15 +1,12 @@
-//! The benchmark's certificates: a CA and a `localhost` server leaf made with rcgen at start-up,
-//! written to PEM files that both TLS servers (ours and the baseline) load, so both present the
-//! same certificate chain and key.
+//! The benchmark's certificates: the test kit's PKI (`net_tests::pki`: a CA and a server leaf
+//! for `localhost`, 127.0.0.1 and ::1, made with rcgen at start-up), written to PEM files that
+//! both TLS servers (ours and the baseline) load, so both present the same certificate chain and
+//! key.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -22,36 +19,17 @@ pub(crate) struct Pki {
 }
 
 impl Pki {
-    /// Makes a CA and a leaf for `localhost` / 127.0.0.1 (ECDSA P-256) and writes them to `dir`.
+    /// Makes the kit's CA and server leaf (ECDSA P-256) and writes them to `dir`.
     pub(crate) fn create(dir: &Path) -> Result<Pki> {
         std::fs::create_dir_all(dir)?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "netbench CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let issuer = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-
-        let mut leaf =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
-        leaf.distinguished_name
-            .push(DnType::CommonName, "localhost");
-        leaf.is_ca = IsCa::ExplicitNoCa;
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let key = KeyPair::generate()?;
-        let cert = leaf.signed_by(&key, &issuer)?;
-
-        let pki = Pki {
-            ca: dir.join("ca.pem"),
-            chain: dir.join("chain.pem"),
-            key: dir.join("key.pem"),
-        };
-        std::fs::write(&pki.ca, issuer.pem())?;
-        std::fs::write(&pki.chain, format!("{}{}", cert.pem(), issuer.pem()))?;
-        std::fs::write(&pki.key, key.serialize_pem())?;
-        Ok(pki)
+        let files = net_tests::pki::Pki::generate()
+            .write_to(dir)
+            .with_context(|| format!("writing the certificates to {}", dir.display()))?;
+        Ok(Pki {
+            ca: files.ca,
+            chain: files.server_chain,
+            key: files.server_key,
+        })
     }
 }
 

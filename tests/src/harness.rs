@@ -1,0 +1,326 @@
+//! Child processes for tests: a program (an example binary, `openssl`, `curl`) run with its
+//! output read line by line and killed on drop, and this test binary run again under a
+//! descriptor limit.
+//!
+//! [`Process`]'s reads block the calling thread (bounded by [`HANG_LIMIT`]). From an async test,
+//! call them on a multi-thread runtime: `#[tokio::test(flavor = "multi_thread")]` runs the test's
+//! own future on the test thread, so the runtime's workers keep serving while it waits.
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+
+use crate::HANG_LIMIT;
+
+/// A running program whose stdout and stderr arrive line by line; killed when dropped.
+///
+/// Lines come without their `\n` (a `\r` before it stays). Every wait for a line panics after
+/// [`HANG_LIMIT`] or at the end of the output, with what the program printed.
+#[derive(Debug)]
+pub struct Process {
+    program: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    /// The stdout lines taken so far, for failure messages.
+    seen: Vec<String>,
+}
+
+/// How a [`Process`] ended, and what it printed that had not been taken yet.
+#[derive(Debug)]
+pub struct Finished {
+    /// The program that ran.
+    pub program: String,
+    /// The exit status.
+    pub status: ExitStatus,
+    /// The stdout lines not taken before [`Process::finish`].
+    pub stdout: Vec<String>,
+    /// The stderr lines not taken before [`Process::finish`].
+    pub stderr: Vec<String>,
+}
+
+impl Process {
+    /// Starts `program` with `args`, its stdin a pipe (see [`Process::send`]) and its stdout
+    /// and stderr read by threads.
+    pub fn start<I, S>(program: &str, args: I) -> Process
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut child = spawn_piped(program, args);
+        let stdout = forward_lines(child.stdout.take().expect("stdout"));
+        let stderr = forward_lines(child.stderr.take().expect("stderr"));
+        Process {
+            program: program.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line on stdout.
+    pub fn stdout_line(&mut self) -> String {
+        self.stdout_line_where("a line", |_| true)
+    }
+
+    /// Reads stdout until a line satisfies `wanted` (`what` names it in a failure), and returns
+    /// that line; the lines before it are passed over.
+    pub fn stdout_line_where(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        loop {
+            match self.stdout.recv_timeout(HANG_LIMIT) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => {
+                    let stderr: Vec<String> = self.stderr.try_iter().collect();
+                    panic!(
+                        "{}: no {what} on stdout ({e:?}); stdout so far: {:#?}, \
+                         stderr: {stderr:#?}",
+                        self.program, self.seen
+                    )
+                }
+            }
+        }
+    }
+
+    /// The next line on stderr.
+    pub fn stderr_line(&mut self) -> String {
+        match self.stderr.recv_timeout(HANG_LIMIT) {
+            Ok(line) => line,
+            Err(e) => panic!(
+                "{}: no line on stderr ({e:?}); stdout so far: {:#?}",
+                self.program, self.seen
+            ),
+        }
+    }
+
+    /// Reads the next stdout line, which must be a server's `... is listening at HOST:PORT`
+    /// (how the example servers announce themselves), and returns the port.
+    pub fn listening_port(&mut self) -> u16 {
+        let line = self.stdout_line();
+        assert!(
+            line.contains(" is listening at "),
+            "not a listening line: {line:?}"
+        );
+        port_at_end(&line)
+    }
+
+    /// Writes `text` to the program's stdin.
+    pub fn send(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(text.as_bytes()).expect("write to stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// Whether the program is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Kills the program (a server that would run forever) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Closes stdin, reads stdout and stderr to their end and waits for the program to exit.
+    pub fn finish(&mut self) -> Finished {
+        self.stdin = None;
+        let rest = |lines: &mpsc::Receiver<String>, which: &str| {
+            let mut rest = Vec::new();
+            loop {
+                match lines.recv_timeout(HANG_LIMIT) {
+                    Ok(line) => rest.push(line),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return rest,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        panic!("{}: {which} did not end: {rest:#?}", self.program)
+                    }
+                }
+            }
+        };
+        let stdout = rest(&self.stdout, "stdout");
+        let stderr = rest(&self.stderr, "stderr");
+        // Both pipes are closed: the program has exited or is about to.
+        let status = self.child.wait().expect("wait for the program");
+        Finished {
+            program: self.program.clone(),
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Finished {
+    /// Asserts that the program failed the way the examples report errors — a non-zero exit
+    /// status, nothing on stdout and exactly one line on stderr — and returns that line.
+    pub fn failure_line(&self) -> &str {
+        let Finished {
+            program,
+            status,
+            stdout,
+            stderr,
+        } = self;
+        assert!(
+            !status.success(),
+            "{program} succeeded: {stdout:?} {stderr:?}"
+        );
+        assert!(stdout.is_empty(), "{program}: {stdout:?}");
+        assert_eq!(stderr.len(), 1, "{program}: {stderr:?}");
+        &stderr[0]
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `program` with `args` and pipes for stdin, stdout and stderr.
+fn spawn_piped<I, S>(program: &str, args: I) -> Child
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
+}
+
+/// What [`run_with_input`] returns: the exit status and the whole output, as text.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// Everything the program wrote to stdout.
+    pub stdout: String,
+    /// Everything the program wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs `program` with `args` to its end with `input` on stdin (then closed), and returns its
+/// exit status and output (for checks on the exact text, line endings included).
+pub fn run_with_input<I, S>(program: &str, args: I, input: &str) -> RunOutput
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = spawn_piped(program, args);
+    let mut stdin = child.stdin.take().expect("stdin");
+    // From a thread: a program that writes much before it reads could otherwise block us both.
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().expect("wait for the program");
+    writer
+        .join()
+        .expect("the stdin writer")
+        .unwrap_or_else(|e| panic!("{program}: writing stdin failed: {e}"));
+    RunOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Sends each line of `pipe` (without its `\n`) to a channel from a thread; the channel closes
+/// at the end of the output.
+fn forward_lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        loop {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if tx
+                .send(String::from_utf8_lossy(&line).into_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// `path` as a command-line argument; panics unless it is UTF-8.
+pub fn path_arg(path: &Path) -> &str {
+    path.to_str()
+        .unwrap_or_else(|| panic!("not a UTF-8 path: {}", path.display()))
+}
+
+/// The port at the end of `line` (`... 127.0.0.1:PORT`, `... [::1]:PORT`); panics if there is
+/// none.
+pub fn port_at_end(line: &str) -> u16 {
+    line.trim_end()
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port at the end of {line:?}"))
+}
+
+/// Runs the test `child_test` of the current test binary again, in a child process whose
+/// descriptor limit is `fd_limit` (`ulimit -n`), with the environment variable `env` set so
+/// that the child test knows it is the child (see [`run_if_child`]). Panics unless the child
+/// succeeds and prints `marker`; returns its stdout and stderr.
+///
+/// A low limit in a child touches no other test of the binary.
+pub fn rerun_self_with_fd_limit(
+    child_test: &str,
+    env: &str,
+    fd_limit: u32,
+    marker: &str,
+) -> String {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let script = format!(
+        r#"ulimit -n {fd_limit} && exec "$0" --exact {child_test} --nocapture --test-threads=1"#
+    );
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(exe)
+        .env(env, "1")
+        .output()
+        .expect("could not start the child test process");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "child failed:\n{text}");
+    assert!(text.contains(marker), "child did not run:\n{text}");
+    text
+}
+
+/// The body of a child test (see [`rerun_self_with_fd_limit`]): runs `body` on a
+/// current-thread runtime when the environment variable `env` is set, and does nothing (the
+/// test passes) in the ordinary run of the test binary.
+pub fn run_if_child(env: &str, body: impl Future<Output = ()>) {
+    if std::env::var_os(env).is_none() {
+        return;
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(body);
+}
