@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use socket2::Socket as RawSocket;
+
 use crate::address::ToSocketAddress;
+use crate::adopt::StdListener;
 use crate::connect::{self, resolve_first};
 use crate::datagram::{BoundDatagramSocket, ConnectedDatagramSocket};
 use crate::options::{ProxyProtocol, SocketOptions};
@@ -221,6 +224,55 @@ impl TcpSocketBuilder {
     pub async fn bind(self, address: impl ToSocketAddress) -> Result<ServerSocket> {
         let address = resolve_first(self.selector.inner(), address.to_socket_target()?).await?;
         ServerSocket::bind(self.selector.inner(), address, self.options)
+    }
+
+    /// Adopts a listening `std` socket ([`std::net::TcpListener`] or
+    /// [`std::os::unix::net::UnixListener`], from a supervisor or another library) with this
+    /// builder's options for the connections it accepts (`backlog`, `reuse_*` and the other
+    /// options set before `bind` are the socket's own already).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the socket is not listening; [`Error::InvalidOption`];
+    /// [`Error::SelectorClosed`].
+    pub fn from_std(self, listener: impl StdListener) -> Result<ServerSocket> {
+        let (fd, _) = listener.into_parts();
+        ServerSocket::adopt(self.selector.inner(), RawSocket::from(fd), self.options)
+    }
+
+    /// The listening sockets systemd passed to this socket-activated process (`LISTEN_PID`,
+    /// `LISTEN_FDS`, `LISTEN_FDNAMES`), with this builder's options for the connections they
+    /// accept, each with its name (the socket unit's `FileDescriptorName=`, or `unknown`), in
+    /// the order systemd passed them.
+    ///
+    /// The descriptors can be taken once per process. The variables are left as they are (a
+    /// child process does not match `LISTEN_PID`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] of kind [`NotFound`](std::io::ErrorKind::NotFound) when the process was not
+    /// socket-activated; of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the
+    /// variables are malformed, the descriptors were taken already, or one is not a listening
+    /// TCP or Unix stream socket (datagram sockets are not supported).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> net_sockets::Result<()> {
+    /// let selector = net_sockets::SelectorManager::new();
+    /// for (name, server) in net_sockets::a_socket(&selector).tcp().systemd_listeners()? {
+    ///     println!("{name}: listening at {}", server.local_address());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn systemd_listeners(self) -> Result<Vec<(String, ServerSocket)>> {
+        crate::adopt::systemd_listen_fds()?
+            .into_iter()
+            .map(|(name, raw)| {
+                ServerSocket::adopt(self.selector.inner(), raw, self.options.clone())
+                    .map(|server| (name, server))
+            })
+            .collect()
     }
 
     /// Connects to `address`. A host name is resolved and every address tried, IPv6 and IPv4

@@ -15,7 +15,7 @@ use crate::core::{CloseMode, Core, Owner, Setup};
 use crate::options::{Kind, SocketOptions};
 use crate::repeat::Repeat;
 use crate::selector::{SelectorInner, lock};
-use crate::{Error, Result, SocketAddress};
+use crate::{Error, Result, SelectorManager, SocketAddress};
 
 /// The largest payload a UDP datagram can carry over IPv4: 65,535 − 8 (UDP) − 20 (IP) bytes.
 pub const MAX_DATAGRAM_SIZE: usize = 65_507;
@@ -109,10 +109,20 @@ impl UdpCore {
         if let Some(remote) = remote {
             raw.connect(&remote.into())?;
         }
-        raw.set_nonblocking(true)?;
+        Self::adopt(selector, raw.into(), remote)
+    }
+
+    /// Registers a bound (and, with `remote`, connected) `std` UDP socket.
+    fn adopt(
+        selector: &Arc<SelectorInner>,
+        socket: std::net::UdpSocket,
+        remote: Option<SocketAddr>,
+    ) -> Result<Arc<UdpCore>> {
+        selector.check_open()?;
+        socket.set_nonblocking(true)?;
         let socket = {
             let _runtime = selector.handle().enter();
-            UdpSocket::from_std(raw.into())?
+            UdpSocket::from_std(socket)?
         };
         let local = SocketAddress::from(socket.local_addr()?);
         let span = match remote {
@@ -311,6 +321,20 @@ impl BoundDatagramSocket {
         })
     }
 
+    /// Adopts a bound `std` UDP socket (from a supervisor or another library).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when it cannot be registered; [`Error::SelectorClosed`].
+    pub fn from_std(
+        selector: &SelectorManager,
+        socket: std::net::UdpSocket,
+    ) -> Result<BoundDatagramSocket> {
+        Ok(BoundDatagramSocket {
+            core: UdpCore::adopt(selector.inner(), socket, None)?,
+        })
+    }
+
     datagram_methods!();
 }
 
@@ -361,6 +385,22 @@ impl ConnectedDatagramSocket {
         };
         Ok(ConnectedDatagramSocket {
             core: UdpCore::new(selector, options, local, Some(remote))?,
+        })
+    }
+
+    /// Adopts a connected `std` UDP socket (from a supervisor or another library).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] of kind [`NotConnected`](io::ErrorKind::NotConnected) when it has no
+    /// peer, or when it cannot be registered; [`Error::SelectorClosed`].
+    pub fn from_std(
+        selector: &SelectorManager,
+        socket: std::net::UdpSocket,
+    ) -> Result<ConnectedDatagramSocket> {
+        let remote = socket.peer_addr()?;
+        Ok(ConnectedDatagramSocket {
+            core: UdpCore::adopt(selector.inner(), socket, Some(remote))?,
         })
     }
 

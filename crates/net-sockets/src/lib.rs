@@ -75,6 +75,7 @@
 pub mod guarantees {}
 
 mod address;
+mod adopt;
 mod builder;
 mod connect;
 mod core;
@@ -91,6 +92,7 @@ mod stream;
 mod transport;
 
 pub use address::{InetSocketAddress, SocketAddress, ToSocketAddress, UnixSocketAddress};
+pub use adopt::{StdListener, StdStream};
 pub use builder::{SocketBuilder, TcpSocketBuilder, UdpSocketBuilder, a_socket};
 pub use datagram::{
     BoundDatagramSocket, ConnectedDatagramSocket, Datagram, DatagramIncoming, MAX_DATAGRAM_SIZE,

@@ -16,6 +16,7 @@ use socket2::{Domain, SockAddr, SockRef, Socket as RawSocket, Type};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
+use crate::adopt::StdListener;
 use crate::core::{CloseMode, Core, OnRelease, Owner, Setup};
 use crate::group::{Group, ListenerStats, Membership, ShutdownReport};
 use crate::options::{Kind, ProxyProtocol, SocketOptions};
@@ -24,7 +25,7 @@ use crate::repeat::Repeat;
 use crate::selector::SelectorInner;
 use crate::stream::{Conn, Origin, Stream};
 use crate::transport::Link;
-use crate::{Error, Result, Socket, SocketAddress, UnixSocketAddress};
+use crate::{Error, Result, SelectorManager, Socket, SocketAddress, UnixSocketAddress};
 
 /// How long the accept loop pauses when the process or system is out of descriptors or memory.
 const EXHAUSTION_BACKOFF: Duration = Duration::from_millis(100);
@@ -182,6 +183,53 @@ impl ServerSocket {
                 )
             }
         }
+    }
+
+    /// Adopts a socket that is already listening (from `std`, or passed by systemd), with
+    /// `options` for the connections it accepts. An adopted Unix listener does not remove its
+    /// file on close (the file is not this listener's).
+    pub(crate) fn adopt(
+        selector: &Arc<SelectorInner>,
+        raw: RawSocket,
+        options: SocketOptions,
+    ) -> Result<ServerSocket> {
+        selector.check_open()?;
+        if !raw.is_listener()? {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the socket to adopt is not listening",
+            )));
+        }
+        raw.set_nonblocking(true)?;
+        let unix = raw.domain()? == Domain::UNIX;
+        options.apply_connected(&SockRef::from(&raw), !unix)?;
+        let _runtime = selector.handle().enter();
+        if unix {
+            let listener = UnixListener::from_std(raw.into())?;
+            let path = listener.local_addr()?.as_pathname().map(Path::to_path_buf);
+            let local = UnixSocketAddress::new(path.unwrap_or_default()).into();
+            Self::open(selector, Listener::Unix(listener), local, options, None)
+        } else {
+            let listener = TcpListener::from_std(raw.into())?;
+            let local = SocketAddress::from(listener.local_addr()?);
+            Self::open(selector, Listener::Tcp(listener), local, options, None)
+        }
+    }
+
+    /// Adopts a listening `std` socket ([`std::net::TcpListener`] or
+    /// [`std::os::unix::net::UnixListener`]) handed over by a supervisor or another library;
+    /// the connections it accepts get the defaults of [`SocketOptions`]. To choose options, use
+    /// [`TcpSocketBuilder::from_std`](crate::TcpSocketBuilder::from_std).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the socket is not listening or cannot be registered;
+    /// [`Error::SelectorClosed`].
+    pub fn from_std(
+        selector: &SelectorManager,
+        listener: impl StdListener,
+    ) -> Result<ServerSocket> {
+        crate::a_socket(selector).tcp().from_std(listener)
     }
 
     fn open(

@@ -15,9 +15,12 @@ use net_io::{ByteReadChannel, ByteWriteChannel};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::Instrument;
 
+use crate::adopt::StdStream;
 use crate::core::{CloseMode, Owner};
+use crate::options::SocketOptions;
+use crate::stream::{Conn, Origin, Stream};
 use crate::transport::{Link, Plain, RawStream, Transport};
-use crate::{Error, Result, SocketAddress};
+use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 
 /// A connected TCP or Unix stream socket, as `connect` and `accept` return it; with a TLS layer
 /// (`net-tls`'s `TlsSocket`), the same socket over TLS.
@@ -86,6 +89,54 @@ pub struct Connection<T = Plain> {
 impl Socket<Plain> {
     pub(crate) fn new(link: Link) -> Socket<Plain> {
         Socket::with_transport(link, Plain)
+    }
+
+    /// Adopts a connected `std` stream ([`std::net::TcpStream`] or
+    /// [`std::os::unix::net::UnixStream`]) handed over by a supervisor or another library. Its
+    /// options are left as they are; it has no `socket_timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when it is not connected or cannot be registered;
+    /// [`Error::SelectorClosed`].
+    pub fn from_std(selector: &SelectorManager, stream: impl StdStream) -> Result<Socket> {
+        let (fd, unix) = stream.into_parts();
+        let inner = selector.inner();
+        inner.check_open()?;
+        let (stream, local, remote) = {
+            let _runtime = inner.handle().enter();
+            if unix {
+                let stream = std::os::unix::net::UnixStream::from(fd);
+                stream.set_nonblocking(true)?;
+                let path = |a: std::os::unix::net::SocketAddr| {
+                    UnixSocketAddress::new(
+                        a.as_pathname()
+                            .map(std::path::Path::to_path_buf)
+                            .unwrap_or_default(),
+                    )
+                };
+                let local = path(stream.local_addr()?);
+                let remote = path(stream.peer_addr()?);
+                let stream = Stream::Unix(tokio::net::UnixStream::from_std(stream)?);
+                (stream, local.into(), remote.into())
+            } else {
+                let stream = std::net::TcpStream::from(fd);
+                stream.set_nonblocking(true)?;
+                let (local, remote) = (stream.local_addr()?, stream.peer_addr()?);
+                let stream = Stream::Tcp(tokio::net::TcpStream::from_std(stream)?);
+                (stream, local.into(), remote.into())
+            }
+        };
+        let origin = Origin::Connected { host: None };
+        let conn = Conn::open(
+            inner,
+            stream,
+            local,
+            remote,
+            &SocketOptions::default(),
+            origin,
+        )?;
+        Ok(Socket::new(Link { conn }))
     }
 
     /// Hands the connection to a layer (TLS): `start` gets its bytes as one stream and returns

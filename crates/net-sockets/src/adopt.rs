@@ -1,0 +1,125 @@
+//! Adopting sockets made elsewhere: `std` sockets handed over by a supervisor or another library,
+//! and the listening sockets systemd passes to a socket-activated service.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use socket2::{Domain, Socket as RawSocket, Type};
+
+use crate::{Error, Result};
+
+mod sealed {
+    /// Keeps [`StdListener`](super::StdListener) and [`StdStream`](super::StdStream)
+    /// implemented by this crate only.
+    pub trait Sealed {}
+}
+
+/// A listening `std` socket [`ServerSocket::from_std`](crate::ServerSocket::from_std) can adopt:
+/// [`std::net::TcpListener`] or [`std::os::unix::net::UnixListener`].
+pub trait StdListener: sealed::Sealed {
+    /// The socket, and whether it is a Unix socket.
+    #[doc(hidden)]
+    fn into_parts(self) -> (OwnedFd, bool);
+}
+
+/// A connected `std` stream [`Socket::from_std`](crate::Socket::from_std) can adopt:
+/// [`std::net::TcpStream`] or [`std::os::unix::net::UnixStream`].
+pub trait StdStream: sealed::Sealed {
+    /// The socket, and whether it is a Unix socket.
+    #[doc(hidden)]
+    fn into_parts(self) -> (OwnedFd, bool);
+}
+
+macro_rules! std_socket {
+    ($trait:ident: $($ty:ty => $unix:expr),*) => {$(
+        impl sealed::Sealed for $ty {}
+
+        impl $trait for $ty {
+            fn into_parts(self) -> (OwnedFd, bool) {
+                (OwnedFd::from(self), $unix)
+            }
+        }
+    )*};
+}
+
+std_socket!(StdListener: std::net::TcpListener => false, std::os::unix::net::UnixListener => true);
+std_socket!(StdStream: std::net::TcpStream => false, std::os::unix::net::UnixStream => true);
+
+/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: RawFd = 3;
+
+/// Set once the descriptors systemd passed were taken: each may have one owner only.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The listening sockets systemd passed to this process (socket activation: `LISTEN_PID`,
+/// `LISTEN_FDS`, `LISTEN_FDNAMES`), each with its name (`FileDescriptorName=` of the socket
+/// unit; `unknown` when none was given), in the order systemd passed them.
+///
+/// # Errors
+///
+/// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when the variables are
+/// malformed, the descriptors were taken already (each may be taken once per process), or one
+/// is not a listening stream socket; [`NotFound`](io::ErrorKind::NotFound) when the variables
+/// are not set for this process. On error, descriptors already taken are closed.
+pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
+    let invalid = |what: String| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, what));
+    let var = |name: &str| std::env::var(name).ok();
+    let (Some(pid), Some(count)) = (var("LISTEN_PID"), var("LISTEN_FDS")) else {
+        return Err(Error::Io(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no socket activation: LISTEN_PID and LISTEN_FDS are not set",
+        )));
+    };
+    let pid: u32 = pid
+        .parse()
+        .map_err(|_| invalid(format!("LISTEN_PID={pid:?} is not a process id")))?;
+    if pid != std::process::id() {
+        return Err(Error::Io(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no socket activation: LISTEN_PID names another process",
+        )));
+    }
+    let count: RawFd = count
+        .parse()
+        .ok()
+        .filter(|n| (0..=4096).contains(n))
+        .ok_or_else(|| invalid(format!("LISTEN_FDS={count:?} is not a descriptor count")))?;
+    let names: Vec<String> = var("LISTEN_FDNAMES")
+        .map(|names| names.split(':').map(str::to_owned).collect())
+        .unwrap_or_default();
+    if TAKEN.swap(true, Ordering::AcqRel) {
+        return Err(invalid(
+            "the descriptors of socket activation were taken already".into(),
+        ));
+    }
+    let mut sockets = Vec::new();
+    for i in 0..count {
+        let fd = LISTEN_FDS_START + i;
+        let socket = RawSocket::from(take_inherited(fd));
+        socket.set_cloexec(true)?;
+        let listening = socket.r#type()? == Type::STREAM
+            && socket.is_listener()?
+            && matches!(
+                socket.domain()?,
+                d if d == Domain::IPV4 || d == Domain::IPV6 || d == Domain::UNIX
+            );
+        if !listening {
+            return Err(invalid(format!(
+                "descriptor {fd} of socket activation is not a listening TCP or Unix stream socket"
+            )));
+        }
+        let name = names.get(i as usize).cloned();
+        sockets.push((name.unwrap_or_else(|| "unknown".into()), socket));
+    }
+    Ok(sockets)
+}
+
+/// Takes ownership of a descriptor systemd passed.
+#[allow(unsafe_code)]
+fn take_inherited(fd: RawFd) -> OwnedFd {
+    // SAFETY: socket activation hands this process descriptors LISTEN_FDS_START ..
+    // LISTEN_FDS_START + LISTEN_FDS, open and owned by nobody else in it (LISTEN_PID names this
+    // process). `TAKEN` makes sure they are taken once, so each gets exactly one owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}

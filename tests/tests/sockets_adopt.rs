@@ -1,0 +1,213 @@
+//! Adopting sockets made elsewhere: `std` listeners, streams and UDP sockets, and systemd
+//! socket activation (`LISTEN_PID` / `LISTEN_FDS` / `LISTEN_FDNAMES`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use net_io::LineEnding;
+use net_sockets::{
+    BoundDatagramSocket, ConnectedDatagramSocket, Datagram, Error, SelectorManager, ServerSocket,
+    Socket, SocketAddress, a_socket,
+};
+use net_tests::{TempDir, within};
+
+#[tokio::test]
+async fn a_std_listener_is_adopted_with_the_builders_options() {
+    let selector = SelectorManager::new();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = std_listener.local_addr().unwrap();
+    let server = a_socket(&selector)
+        .tcp()
+        .socket_timeout(Duration::from_millis(300))
+        .from_std(std_listener)
+        .unwrap();
+    assert_eq!(server.local_address(), SocketAddress::from(address));
+    let _client = std::net::TcpStream::connect(address).unwrap();
+    let mut accepted = within(server.accept()).await.unwrap();
+    // The builder's socket_timeout reached the accepted socket.
+    let mut input = accepted.open_read_channel().unwrap();
+    let idle = within(input.read_line(64, LineEnding::Default)).await;
+    assert!(matches!(idle, Err(net_io::Error::Timeout)), "{idle:?}");
+    // The plain form takes the defaults.
+    let again = ServerSocket::from_std(
+        &selector,
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    )
+    .unwrap();
+    assert!(again.port().is_some());
+}
+
+#[tokio::test]
+async fn a_socket_that_is_not_listening_is_refused() {
+    let selector = SelectorManager::new();
+    let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    raw.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    let not_listening = std::net::TcpListener::from(raw);
+    let e = ServerSocket::from_std(&selector, not_listening).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+}
+
+#[tokio::test]
+async fn std_streams_of_both_families_are_adopted() {
+    let selector = SelectorManager::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    let socket = Socket::from_std(&selector, client).unwrap();
+    assert_eq!(
+        socket.remote_address(),
+        SocketAddress::from(listener.local_addr().unwrap())
+    );
+    let mut connection = socket.connection().unwrap();
+    connection.output.write_string_utf8("ping\n").await.unwrap();
+    connection.output.flush().await.unwrap();
+    let mut line = String::new();
+    BufReader::new(&mut peer).read_line(&mut line).unwrap();
+    assert_eq!(line, "ping\n");
+    peer.write_all(b"pong\n").unwrap();
+    let answer = within(connection.input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(answer.as_deref(), Some("pong"));
+
+    let dir = TempDir::new("adopt-unix");
+    let path = dir.join("s.sock");
+    let unix_listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let server = ServerSocket::from_std(&selector, unix_listener).unwrap();
+    assert_eq!(
+        server.local_address().to_string(),
+        path.display().to_string()
+    );
+    let unix_client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let mut adopted = Socket::from_std(&selector, unix_client).unwrap();
+    let mut accepted = within(server.accept()).await.unwrap();
+    let mut output = adopted.open_write_channel(true).unwrap();
+    output.write_string_utf8("over unix\n").await.unwrap();
+    let mut input = accepted.open_read_channel().unwrap();
+    let line = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("over unix"));
+    // An adopted Unix listener leaves the file, which is not its own, when it closes.
+    server.close();
+    assert!(path.exists());
+}
+
+#[tokio::test]
+async fn std_udp_sockets_are_adopted() {
+    let selector = SelectorManager::new();
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b_address = b.local_addr().unwrap();
+    a.connect(b_address).unwrap();
+    let bound = BoundDatagramSocket::from_std(&selector, b).unwrap();
+    let connected = ConnectedDatagramSocket::from_std(&selector, a).unwrap();
+    assert_eq!(connected.remote_address(), SocketAddress::from(b_address));
+    connected
+        .send(Datagram::new("hi", connected.remote_address()).unwrap())
+        .await
+        .unwrap();
+    let got = within(bound.receive()).await.unwrap();
+    assert_eq!(&got.packet[..], b"hi");
+    let unconnected = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let e = ConnectedDatagramSocket::from_std(&selector, unconnected).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotConnected, "{e:?}");
+}
+
+#[tokio::test]
+async fn without_socket_activation_there_is_nothing_to_take() {
+    if std::env::var_os(ACTIVATED).is_some() {
+        return;
+    }
+    let selector = SelectorManager::new();
+    let e = a_socket(&selector).tcp().systemd_listeners().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e:?}");
+}
+
+/// Set in the child that plays a socket-activated service.
+const ACTIVATED: &str = "NET_TESTS_SYSTEMD_CHILD";
+
+/// As systemd does: the listening socket is descriptor 3 of the service's process, and
+/// `LISTEN_PID` is that process's id (bash sets it to its own and `exec`s the service, which
+/// keeps the id).
+#[test]
+fn a_socket_activated_process_takes_its_listener() {
+    if std::env::var_os(ACTIVATED).is_some() {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let inherited = socket2::SockRef::from(&listener);
+    inherited.set_cloexec(false).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    // Move the socket to descriptor 3 (unless it is there already).
+    let to_three = if fd == 3 {
+        String::new()
+    } else {
+        format!("exec 3<&{fd} {fd}<&-; ")
+    };
+    let script = format!(
+        "{to_three}LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec \"$0\" \
+         --exact activated_child --nocapture"
+    );
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg(std::env::current_exe().unwrap())
+        .env(ACTIVATED, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // The parent's copy closes; the child's descriptor 3 keeps the socket listening.
+    drop(listener);
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(&mut stream).read_line(&mut line).unwrap();
+    assert_eq!(line, "hello from web\n");
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the activated child failed: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// The socket-activated side of the test above (does nothing in a normal run).
+#[test]
+fn activated_child() {
+    if std::env::var_os(ACTIVATED).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let mut listeners = a_socket(&selector).tcp().systemd_listeners().unwrap();
+        assert_eq!(listeners.len(), 1);
+        let (name, server) = listeners.remove(0);
+        assert_eq!(name, "web");
+        // Taken once per process.
+        let again = a_socket(&selector).tcp().systemd_listeners().unwrap_err();
+        assert!(matches!(&again, Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidInput));
+        let mut socket = within(server.accept()).await.unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        output
+            .write_string_utf8(&format!("hello from {name}\n"))
+            .await
+            .unwrap();
+        output.flush_and_close().await.unwrap();
+    });
+}
