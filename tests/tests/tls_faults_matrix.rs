@@ -227,6 +227,8 @@ async fn a_tls_1_1_client_is_refused() {
 struct OneByteWrites<S> {
     inner: S,
     unflushed: bool,
+    /// Writes made so far (one byte each).
+    writes: usize,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for OneByteWrites<S> {
@@ -254,6 +256,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for OneByteWrites<S> {
         }
         let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &buf[..1]))?;
         self.unflushed = true;
+        self.writes += n;
         Poll::Ready(Ok(n))
     }
 
@@ -287,6 +290,7 @@ async fn byte_at_a_time_records_complete_the_handshake_and_carry_data() {
     let trickle = OneByteWrites {
         inner: tcp,
         unflushed: false,
+        writes: 0,
     };
     let client = within(TlsConnector::from(rustls_client(&ca)).connect(localhost(), trickle))
         .await
@@ -308,6 +312,11 @@ async fn byte_at_a_time_records_complete_the_handshake_and_carry_data() {
         assert_eq!(line.trim_end(), format!("Hello, {name}!"));
     }
     good.round_trip("during the trickle").await;
+    let writes = client.get_ref().get_ref().0.writes;
+    assert!(
+        writes > LIMIT + 200,
+        "every byte its own write: {writes} writes"
+    );
     client.get_mut().shutdown().await.unwrap();
     let mut rest = String::new();
     within(client.read_to_string(&mut rest)).await.unwrap();
