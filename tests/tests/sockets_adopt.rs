@@ -157,7 +157,7 @@ fn a_socket_activated_process_takes_its_listener() {
         "{to_three}LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec \"$0\" \
          --exact activated_child --nocapture"
     );
-    let mut child = Command::new("bash")
+    let child = Command::new("bash")
         .arg("-c")
         .arg(script)
         .arg(std::env::current_exe().unwrap())

@@ -62,6 +62,117 @@ impl TlsConfig {
         }
     }
 
+    /// Uses a rustls client configuration as it is: the escape hatch for what the builder does
+    /// not offer (a custom certificate verifier such as pinning, session resumption settings,
+    /// key logging, another crypto provider).
+    ///
+    /// The configuration is used as given, including its crypto provider, protocol versions,
+    /// ALPN protocols, client certificate and `enable_sni`; nothing of the builder's defaults is
+    /// added. The name sent as SNI and passed to the verifier is the host given to `connect` (a
+    /// socket connected to a bare address passes its IP literal); whether and how the
+    /// certificate is checked against it is up to the configuration's verifier. The handshake
+    /// timeout is the default, 10 seconds.
+    ///
+    /// # Examples
+    ///
+    /// Certificate pinning: trust exactly one server certificate, known by the SHA-256 of its
+    /// DER encoding, whoever issued it and whatever names it carries. The handshake's signature
+    /// is still checked against the key in that certificate.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use net_tls::rustls::client::danger::{
+    ///     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+    /// };
+    /// use net_tls::rustls::crypto::{
+    ///     CryptoProvider, ring, verify_tls12_signature, verify_tls13_signature,
+    /// };
+    /// use net_tls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    /// use net_tls::rustls::{self, CertificateError, DigitallySignedStruct, SignatureScheme};
+    /// use net_tls::TlsConfig;
+    ///
+    /// /// The SHA-256 of `data`, from rustls's ring provider (no other crate needed).
+    /// fn sha256(data: &[u8]) -> Vec<u8> {
+    ///     let suite = ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+    ///     let hash = suite.tls13().expect("a TLS 1.3 suite").common.hash_provider;
+    ///     hash.hash(data).as_ref().to_vec()
+    /// }
+    ///
+    /// /// Accepts only the server certificate whose SHA-256 is `pin`.
+    /// #[derive(Debug)]
+    /// struct PinnedCertificate {
+    ///     pin: Vec<u8>,
+    ///     provider: Arc<CryptoProvider>,
+    /// }
+    ///
+    /// impl ServerCertVerifier for PinnedCertificate {
+    ///     fn verify_server_cert(
+    ///         &self,
+    ///         end_entity: &CertificateDer<'_>,
+    ///         _intermediates: &[CertificateDer<'_>],
+    ///         _server_name: &ServerName<'_>,
+    ///         _ocsp_response: &[u8],
+    ///         _now: UnixTime,
+    ///     ) -> Result<ServerCertVerified, rustls::Error> {
+    ///         if sha256(end_entity) == self.pin {
+    ///             Ok(ServerCertVerified::assertion())
+    ///         } else {
+    ///             Err(rustls::Error::InvalidCertificate(
+    ///                 CertificateError::ApplicationVerificationFailure,
+    ///             ))
+    ///         }
+    ///     }
+    ///
+    ///     fn verify_tls12_signature(
+    ///         &self,
+    ///         message: &[u8],
+    ///         cert: &CertificateDer<'_>,
+    ///         dss: &DigitallySignedStruct,
+    ///     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+    ///         let algorithms = &self.provider.signature_verification_algorithms;
+    ///         verify_tls12_signature(message, cert, dss, algorithms)
+    ///     }
+    ///
+    ///     fn verify_tls13_signature(
+    ///         &self,
+    ///         message: &[u8],
+    ///         cert: &CertificateDer<'_>,
+    ///         dss: &DigitallySignedStruct,
+    ///     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+    ///         let algorithms = &self.provider.signature_verification_algorithms;
+    ///         verify_tls13_signature(message, cert, dss, algorithms)
+    ///     }
+    ///
+    ///     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+    ///         self.provider.signature_verification_algorithms.supported_schemes()
+    ///     }
+    /// }
+    ///
+    /// # fn demo(server_certificate_der: &[u8]) -> Result<TlsConfig, rustls::Error> {
+    /// let provider = Arc::new(ring::default_provider());
+    /// let verifier = PinnedCertificate {
+    ///     pin: sha256(server_certificate_der),
+    ///     provider: Arc::clone(&provider),
+    /// };
+    /// let rustls_config = rustls::ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()?
+    ///     .dangerous()
+    ///     .with_custom_certificate_verifier(Arc::new(verifier))
+    ///     .with_no_client_auth();
+    /// let config = TlsConfig::from_rustls(Arc::new(rustls_config));
+    /// // tcp_socket.tls(config).await? now connects only to the pinned server.
+    /// # Ok(config) }
+    /// # demo(b"a certificate").unwrap();
+    /// ```
+    pub fn from_rustls(config: Arc<ClientConfig>) -> TlsConfig {
+        TlsConfig {
+            rustls: config,
+            server_name: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
     /// The name the server is verified against, decided from an explicit
     /// [`server_name`](TlsConfigBuilder::server_name) or else the host given to `connect`.
     pub(crate) fn name_for(&self, connect_host: Option<&str>) -> Result<ServerName<'static>> {
@@ -174,6 +285,30 @@ impl TlsConfigBuilder {
         let key = pem::private_key(key, pem::BYTES)?;
         self.client_auth = Some((chain, key));
         Ok(self)
+    }
+
+    /// Presents a client certificate (mutual TLS) given in DER: the chain, leaf first, and its
+    /// private key.
+    ///
+    /// A key that does not match the leaf, or an empty chain, makes [`build`](Self::build) fail
+    /// with [`Error::Config`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use net_tls::{CertificateDer, PrivateKeyDer, TlsConfig};
+    ///
+    /// # fn demo(leaf: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> net_tls::Result<()> {
+    /// let config = TlsConfig::builder().client_certificate_der([leaf], key).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn client_certificate_der(
+        mut self,
+        chain: impl IntoIterator<Item = CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Self {
+        self.client_auth = Some((chain.into_iter().collect(), key));
+        self
     }
 
     /// Offers these application protocols (ALPN), most preferred first.
@@ -305,5 +440,68 @@ impl ServerCertVerifier for AcceptAnyServerCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_leaf() -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (cert.der().clone(), key)
+    }
+
+    #[test]
+    fn der_client_certificate_is_checked_at_build() {
+        let (cert, key) = client_leaf();
+        let built = TlsConfig::builder()
+            .client_certificate_der([cert.clone()], key.clone_key())
+            .build();
+        assert!(built.is_ok(), "{built:?}");
+
+        let (_, other_key) = client_leaf();
+        let mismatch = TlsConfig::builder()
+            .client_certificate_der([cert], other_key)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                mismatch,
+                Error::Config(rustls::Error::InconsistentKeys(
+                    rustls::InconsistentKeys::KeyMismatch
+                ))
+            ),
+            "{mismatch:?}"
+        );
+
+        let empty = TlsConfig::builder()
+            .client_certificate_der([], key)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(empty, Error::Config(rustls::Error::NoCertificatesPresented)),
+            "{empty:?}"
+        );
+    }
+
+    #[test]
+    fn from_rustls_keeps_the_given_configuration() {
+        let rustls_config = Arc::new(
+            ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(RootCertStore::empty())
+                .with_no_client_auth(),
+        );
+        let config = TlsConfig::from_rustls(Arc::clone(&rustls_config));
+        assert!(Arc::ptr_eq(&config.rustls, &rustls_config));
+        assert_eq!(config.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
+        assert!(config.server_name.is_none());
     }
 }

@@ -31,7 +31,7 @@ pub enum Error {
     /// rustls refused the configuration (for example, a key that does not match its
     /// certificate, or a CA certificate it cannot use).
     Config(rustls::Error),
-    /// A server configuration was built without a certificate chain.
+    /// A server configuration was built without a certificate chain, or with an empty one.
     MissingCertificateChain,
     /// A server configuration was built without a private key.
     MissingPrivateKey,

@@ -7,6 +7,10 @@
 //! - A [`TlsSocket`] has the surface of a `Socket` — channels, addresses, `close`,
 //!   `await_closed` — plus what the handshake negotiated.
 //! - [`Error`] says what failed, with rustls's reason for handshake failures.
+//! - Certificates and keys come as PEM (bytes or files) or as DER ([`CertificateDer`],
+//!   [`PrivateKeyDer`]); for anything the builders do not offer (a custom verifier, certificate
+//!   pinning), [`TlsConfig::from_rustls`] and [`TlsServerConfig::from_rustls`] take a rustls
+//!   configuration as it is.
 //!
 //! # Secure by default
 //!
@@ -43,7 +47,7 @@ pub use client::{TlsConfig, TlsConfigBuilder};
 pub use error::{Error, Result};
 pub use handshake::Truncated;
 pub use rustls;
-pub use rustls_pki_types::CertificateDer;
+pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 pub use server::{TlsServerConfig, TlsServerConfigBuilder};
 pub use socket::{TlsConnection, TlsExt, TlsSession, TlsSocket, TlsStream};
 

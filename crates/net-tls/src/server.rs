@@ -10,6 +10,7 @@ use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::client::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::{Error, Result, TlsVersion, pem, provider};
@@ -68,6 +69,43 @@ impl TlsServerConfig {
         }
     }
 
+    /// Uses a rustls server configuration as it is: the escape hatch for what the builder does
+    /// not offer (a custom client-certificate verifier or certificate resolver, session
+    /// storage, key logging, another crypto provider).
+    ///
+    /// The configuration is used as given, including its crypto provider, protocol versions,
+    /// ALPN protocols, client authentication and certificate resolver (which decides how SNI
+    /// chooses a certificate); nothing of the builder's defaults is added. The handshake timeout
+    /// is the default, 10 seconds. The result can be [`reload`](Self::reload)ed like any other.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use net_tls::rustls::{self, crypto::ring};
+    /// use net_tls::{CertificateDer, PrivateKeyDer, TlsServerConfig};
+    ///
+    /// # fn demo(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<(), rustls::Error> {
+    /// let mut rustls_config =
+    ///     rustls::ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    ///         .with_protocol_versions(&[&rustls::version::TLS13])?
+    ///         .with_no_client_auth()
+    ///         .with_single_cert(chain, key)?;
+    /// rustls_config.alpn_protocols = vec![b"h2".to_vec()];
+    /// let config = TlsServerConfig::from_rustls(Arc::new(rustls_config));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_rustls(config: Arc<ServerConfig>) -> TlsServerConfig {
+        let settings = Settings {
+            rustls: config,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        };
+        TlsServerConfig {
+            current: Arc::new(RwLock::new(Arc::new(settings))),
+        }
+    }
+
     /// Makes every later handshake, through this value or any clone of it, use `new`'s
     /// certificates and settings. Connections already open are not affected.
     pub fn reload(&self, new: &TlsServerConfig) {
@@ -89,8 +127,8 @@ enum ClientAuth {
 
 /// Builds a [`TlsServerConfig`].
 pub struct TlsServerConfigBuilder {
-    chain: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
-    key: Option<rustls_pki_types::PrivateKeyDer<'static>>,
+    chain: Option<Vec<CertificateDer<'static>>>,
+    key: Option<PrivateKeyDer<'static>>,
     sni: Vec<(String, Arc<CertifiedKey>)>,
     client_auth: ClientAuth,
     alpn: Vec<Vec<u8>>,
@@ -135,6 +173,37 @@ impl TlsServerConfigBuilder {
             &path.display().to_string(),
         )?);
         Ok(self)
+    }
+
+    /// The server's certificate chain in DER, leaf first. An empty chain makes
+    /// [`build`](Self::build) fail with [`Error::MissingCertificateChain`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use net_tls::{CertificateDer, PrivateKeyDer, TlsServerConfig};
+    ///
+    /// # fn demo(leaf: CertificateDer<'static>, ca: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> net_tls::Result<()> {
+    /// let config = TlsServerConfig::builder()
+    ///     .certificate_chain_der([leaf, ca])
+    ///     .private_key_der(key)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn certificate_chain_der(
+        mut self,
+        chain: impl IntoIterator<Item = CertificateDer<'static>>,
+    ) -> Self {
+        self.chain = Some(chain.into_iter().collect());
+        self
+    }
+
+    /// The private key of the leaf certificate in DER (PKCS#8, PKCS#1 or SEC1, as the
+    /// [`PrivateKeyDer`] variant says). A key rustls cannot use, or one that does not match the
+    /// certificate, makes [`build`](Self::build) fail with [`Error::Config`].
+    pub fn private_key_der(mut self, key: PrivateKeyDer<'static>) -> Self {
+        self.key = Some(key);
+        self
     }
 
     /// The private key of the leaf certificate in PEM: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
@@ -229,12 +298,15 @@ impl TlsServerConfigBuilder {
     /// # Errors
     ///
     /// [`Error::MissingCertificateChain`] / [`Error::MissingPrivateKey`] when either was not
-    /// given; [`Error::ClientVerifier`] when the client-certificate roots are unusable;
+    /// given (or the chain is empty); [`Error::ClientVerifier`] when the client-certificate roots are unusable;
     /// [`Error::Config`] when the key does not match the certificate or rustls refuses the
     /// combination.
     pub fn build(self) -> Result<TlsServerConfig> {
         let provider = provider();
-        let chain = self.chain.ok_or(Error::MissingCertificateChain)?;
+        let chain = self
+            .chain
+            .filter(|chain| !chain.is_empty())
+            .ok_or(Error::MissingCertificateChain)?;
         let key = self.key.ok_or(Error::MissingPrivateKey)?;
         let default =
             Arc::new(CertifiedKey::from_der(chain, key, &provider).map_err(Error::Config)?);
@@ -328,5 +400,65 @@ mod tests {
             matches!(missing_key, Error::MissingPrivateKey),
             "{missing_key:?}"
         );
+    }
+
+    fn self_signed(name: &str) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (cert.der().clone(), key)
+    }
+
+    #[test]
+    fn der_chain_and_key_build_and_are_checked() {
+        let (cert, key) = self_signed("localhost");
+        let config = TlsServerConfig::builder()
+            .certificate_chain_der([cert.clone()])
+            .private_key_der(key.clone_key())
+            .build();
+        assert!(config.is_ok(), "{config:?}");
+
+        let empty = TlsServerConfig::builder()
+            .certificate_chain_der([])
+            .private_key_der(key.clone_key())
+            .build()
+            .unwrap_err();
+        assert!(matches!(empty, Error::MissingCertificateChain), "{empty:?}");
+
+        let (_, other_key) = self_signed("localhost");
+        let mismatch = TlsServerConfig::builder()
+            .certificate_chain_der([cert])
+            .private_key_der(other_key)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                mismatch,
+                Error::Config(rustls::Error::InconsistentKeys(
+                    rustls::InconsistentKeys::KeyMismatch
+                ))
+            ),
+            "{mismatch:?}"
+        );
+    }
+
+    #[test]
+    fn from_rustls_keeps_the_given_configuration() {
+        let (cert, key) = self_signed("localhost");
+        let mut rustls_config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        rustls_config.alpn_protocols = vec![b"h2".to_vec()];
+        let rustls_config = Arc::new(rustls_config);
+        let config = TlsServerConfig::from_rustls(Arc::clone(&rustls_config));
+        let settings = config.settings();
+        assert!(Arc::ptr_eq(&settings.rustls, &rustls_config));
+        assert_eq!(settings.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
     }
 }

@@ -1,0 +1,307 @@
+//! TLS configuration inputs beside the PEM builders: the `from_rustls` escape hatches (a
+//! certificate-pinning verifier on the client, a rustls server configuration used as given)
+//! and DER certificates and keys on both sides. Each case talks to a server that keeps serving
+//! a well-behaved session.
+
+mod tls_kit;
+
+use std::sync::Arc;
+
+use net_sockets::{SelectorManager, a_socket};
+use net_tests::pki::TestCa;
+use net_tests::within;
+use net_tls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use net_tls::rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use net_tls::rustls::pki_types::{ServerName, UnixTime};
+use net_tls::rustls::{
+    self, AlertDescription, CertificateError, DigitallySignedStruct, SignatureScheme,
+};
+use net_tls::{CertificateDer, Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket, TlsVersion};
+use tls_kit::{
+    Good, LineServer, client_config, der_chain, der_key, provider, server_config, sha256,
+};
+
+/// Accepts only the server certificate whose SHA-256 is `pin`; the handshake signature is
+/// still checked against the key in that certificate.
+#[derive(Debug)]
+struct PinnedCertificate {
+    pin: Vec<u8>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if sha256(end_entity) == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A client configuration that trusts only the certificate `leaf` (DER), through `from_rustls`.
+fn pinned(leaf: &CertificateDer<'_>) -> TlsConfig {
+    let provider = provider();
+    let verifier = PinnedCertificate {
+        pin: sha256(leaf),
+        provider: Arc::clone(&provider),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    TlsConfig::from_rustls(Arc::new(config))
+}
+
+async fn connect(
+    selector: &SelectorManager,
+    port: u16,
+    config: TlsConfig,
+) -> Result<TlsSocket, Error> {
+    let socket = a_socket(selector)
+        .tcp()
+        .connect(("127.0.0.1", port))
+        .await?;
+    within(socket.tls(config)).await
+}
+
+/// A client pinning the server's certificate completes the handshake, with no CA involved (the
+/// pin, not the name `127.0.0.1` the certificate lacks, decides); a client pinning another
+/// certificate is refused with a typed handshake error, and the server sees its alert.
+#[tokio::test]
+async fn a_pinned_certificate_is_accepted_and_any_other_refused() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("pinning ca");
+    let leaf = ca.server(&["localhost"]);
+    let served = der_chain(&leaf.chain_pem()).remove(0);
+    let other = der_chain(&ca.server(&["localhost"]).chain_pem()).remove(0);
+    let mut server = LineServer::start(&selector, server_config(&leaf).build().unwrap()).await;
+    let mut good = Good::connect(&selector, server.port, client_config(&ca).build().unwrap()).await;
+    good.round_trip("before pinning").await;
+
+    let mut pinned_client = Good::connect(&selector, server.port, pinned(&served)).await;
+    assert_eq!(
+        pinned_client.tls().peer_certificates().first(),
+        Some(&served)
+    );
+    assert_eq!(pinned_client.tls().server_name(), Some("127.0.0.1"));
+    pinned_client.round_trip("pinned").await;
+    let view = pinned_client.finish(&mut server).await;
+    assert_eq!(view.sni, None, "an IP literal is not sent as SNI");
+    good.round_trip("after the pinned client").await;
+
+    let e = connect(&selector, server.port, pinned(&other))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Handshake(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure
+            ))
+        ),
+        "{e:?}"
+    );
+    let server_side = server.failed_handshake().await;
+    assert!(
+        matches!(
+            server_side,
+            Error::Handshake(rustls::Error::AlertReceived(_))
+        ),
+        "{server_side:?}"
+    );
+    good.round_trip("after the refused client").await;
+    good.finish(&mut server).await;
+}
+
+/// A rustls server configuration is used as given: its ALPN list and its protocol versions
+/// (TLS 1.3 only here) decide, with nothing of the builder's defaults added.
+#[tokio::test]
+async fn a_rustls_server_configuration_is_used_as_given() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("from_rustls ca");
+    let leaf = ca.server(&["localhost"]);
+    let mut rustls_config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(der_chain(&leaf.chain_pem()), der_key(&leaf.key_pem()))
+        .unwrap();
+    rustls_config.alpn_protocols = vec![b"line/1".to_vec()];
+    let config = TlsServerConfig::from_rustls(Arc::new(rustls_config));
+    let mut server = LineServer::start(&selector, config).await;
+
+    let offers = client_config(&ca)
+        .alpn_protocols(["h2", "line/1"])
+        .build()
+        .unwrap();
+    let mut good = Good::connect(&selector, server.port, offers).await;
+    good.round_trip("negotiated").await;
+
+    let tls12_only = client_config(&ca)
+        .protocol_versions(&[TlsVersion::Tls12])
+        .build()
+        .unwrap();
+    let e = connect(&selector, server.port, tls12_only)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Handshake(rustls::Error::AlertReceived(
+                AlertDescription::ProtocolVersion
+            ))
+        ),
+        "{e:?}"
+    );
+    let server_side = server.failed_handshake().await;
+    assert!(
+        matches!(
+            server_side,
+            Error::Handshake(rustls::Error::PeerIncompatible(_))
+        ),
+        "{server_side:?}"
+    );
+
+    good.round_trip("after the TLS 1.2 client").await;
+    let view = good.finish(&mut server).await;
+    assert_eq!(view.version, Some(TlsVersion::Tls13));
+    assert_eq!(view.alpn.as_deref(), Some(&b"line/1"[..]));
+}
+
+/// A server built from a DER chain and key serves a client that trusts the CA given as DER
+/// (`add_root_certificate`); the client sees the chain it was given.
+#[tokio::test]
+async fn der_chain_key_and_root_make_a_working_session() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("der ca");
+    let leaf = ca.server(&["localhost"]);
+    let chain = der_chain(&leaf.chain_pem());
+    let config = TlsServerConfig::builder()
+        .certificate_chain_der(chain.clone())
+        .private_key_der(der_key(&leaf.key_pem()))
+        .build()
+        .unwrap();
+    let mut server = LineServer::start(&selector, config).await;
+    let client = TlsConfig::builder()
+        .add_root_certificate(der_chain(&ca.pem()).remove(0))
+        .server_name("localhost")
+        .build()
+        .unwrap();
+    let mut good = Good::connect(&selector, server.port, client).await;
+    assert_eq!(good.tls().peer_certificates(), &chain[..]);
+    good.round_trip("der").await;
+    let view = good.finish(&mut server).await;
+    assert_eq!(view.sni.as_deref(), Some("localhost"));
+
+    // The DER root replaced the bundled roots: a CA it did not name is not trusted.
+    let other_ca = TestCa::new("other ca");
+    let refused = TlsConfig::builder()
+        .add_root_certificate(der_chain(&other_ca.pem()).remove(0))
+        .server_name("localhost")
+        .build()
+        .unwrap();
+    let e = connect(&selector, server.port, refused).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Handshake(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            ))
+        ),
+        "{e:?}"
+    );
+    let server_side = server.failed_handshake().await;
+    assert!(
+        matches!(
+            server_side,
+            Error::Handshake(rustls::Error::AlertReceived(_))
+        ),
+        "{server_side:?}"
+    );
+}
+
+/// A client certificate given as DER passes mutual TLS; the server sees the chain that was
+/// sent, and a client without one is still refused.
+#[tokio::test]
+async fn a_der_client_certificate_passes_mutual_tls() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("server ca");
+    let client_ca = TestCa::new("client ca");
+    let client_leaf = client_ca.client("client.test");
+    let config = server_config(&ca.server(&["localhost"]))
+        .client_auth_required(client_ca.pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut server = LineServer::start(&selector, config).await;
+    let client_chain = der_chain(&client_leaf.chain_pem());
+    let certified = client_config(&ca)
+        .client_certificate_der(client_chain.clone(), der_key(&client_leaf.key_pem()))
+        .build()
+        .unwrap();
+    let mut good = Good::connect(&selector, server.port, certified).await;
+    good.round_trip("certified by der").await;
+    let view = good.finish(&mut server).await;
+    assert_eq!(view.peer_certificates, client_chain);
+
+    // Without a certificate: refused (in TLS 1.3 the client learns it on its first read).
+    let anonymous = client_config(&ca).build().unwrap();
+    if let Ok(mut tls) = connect(&selector, server.port, anonymous).await {
+        let mut input = tls.open_read_channel().unwrap();
+        let e = within(input.read_line(1024, net_io::LineEnding::Default))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                tls_kit::rustls_error(&e),
+                Some(rustls::Error::AlertReceived(_))
+            ),
+            "{e:?}"
+        );
+    }
+    let e = server.failed_handshake().await;
+    assert!(
+        matches!(e, Error::Handshake(rustls::Error::NoCertificatesPresented)),
+        "{e:?}"
+    );
+}

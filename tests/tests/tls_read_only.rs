@@ -1,0 +1,445 @@
+//! The round-two TLS rules (SPEC §4.1) that concern a connection's quiet side:
+//!
+//! - after the peer's KeyUpdate, a side that only read still reads, and its later writes work
+//!   (both directions: our server and our client each face a tokio-rustls peer);
+//! - a fatal alert we owe the peer (for a corrupted record) is sent although we never write;
+//! - the handshake timer runs on the selector's runtime, whatever executor polls the handshake;
+//! - a failed write never ends with `close_notify`: the peer sees truncation.
+
+mod tls_kit;
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use net_io::LineEnding;
+use net_sockets::{SelectorManager, a_socket};
+use net_tests::pki::TestCa;
+use net_tests::{HANG_LIMIT, within};
+use net_tls::rustls::{self, AlertDescription};
+use net_tls::{Error, TlsExt, TlsVersion};
+use tls_kit::{
+    LIMIT, client_config, is_truncated, localhost, rustls_client, rustls_error, rustls_io_error,
+    rustls_server, server_config,
+};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// Our server only reads while a tokio-rustls client updates its keys (requesting that we
+/// update ours): the server reads what the client sends under the new keys, and when it writes
+/// at last, its KeyUpdate reply goes first and the client reads the data under the server's new
+/// keys.
+#[tokio::test]
+async fn our_reading_server_follows_the_peers_key_update_and_writes_afterwards() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("key update ca");
+    let config = server_config(&ca.server(&["localhost"])).build().unwrap();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let connector = TlsConnector::from(rustls_client(&ca));
+    let (server, client) = within(async {
+        tokio::join!(
+            async { listener.accept().await.unwrap().tls_server(&config).await },
+            async {
+                let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                connector.connect(localhost(), tcp).await
+            }
+        )
+    })
+    .await;
+    let mut server = server.unwrap();
+    let mut client = client.unwrap();
+    assert_eq!(server.protocol_version(), Some(TlsVersion::Tls13));
+    let mut input = server.open_read_channel().unwrap();
+
+    client.write_all(b"before the update\n").await.unwrap();
+    client.flush().await.unwrap();
+    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("before the update"));
+
+    // KeyUpdate (update_requested) goes out with the next record.
+    client.get_mut().1.refresh_traffic_keys().unwrap();
+    client.write_all(b"after the update\n").await.unwrap();
+    client.flush().await.unwrap();
+    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("after the update"));
+    client.write_all(b"still reading\n").await.unwrap();
+    client.flush().await.unwrap();
+    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("still reading"));
+
+    // Only now does our server write: the client can decrypt it, so the server's KeyUpdate
+    // reply came first.
+    let mut output = server.open_write_channel(true).unwrap();
+    output.write_string_utf8("reply\n").await.unwrap();
+    let mut client = BufReader::new(client);
+    let mut reply = String::new();
+    within(client.read_line(&mut reply)).await.unwrap();
+    assert_eq!(reply, "reply\n");
+
+    // And both directions go on.
+    client.write_all(b"again\n").await.unwrap();
+    client.flush().await.unwrap();
+    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("again"));
+    output.flush_and_close().await.unwrap();
+    let mut rest = Vec::new();
+    within(client.read_to_end(&mut rest)).await.unwrap();
+    assert!(rest.is_empty(), "a clean end after the reply: {rest:?}");
+    server.close();
+}
+
+/// The reverse: our client only reads while a tokio-rustls server updates its keys and
+/// requests that ours be updated too; our client reads the data under the new keys, and its
+/// later writes (preceded by its KeyUpdate reply) are read by the server.
+#[tokio::test]
+async fn our_reading_client_follows_the_peers_key_update_and_writes_afterwards() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("key update ca");
+    let acceptor = TlsAcceptor::from(rustls_server(&ca.server(&["localhost"])));
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = client_config(&ca).build().unwrap();
+    let (peer, ours) = within(async {
+        tokio::join!(
+            async {
+                let (tcp, _) = listener.accept().await.unwrap();
+                acceptor.accept(tcp).await
+            },
+            async {
+                let socket = a_socket(&selector)
+                    .tcp()
+                    .connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                socket.tls(config).await
+            }
+        )
+    })
+    .await;
+    let mut peer = peer.unwrap();
+    let mut ours = ours.unwrap();
+    let mut input = ours.open_read_channel().unwrap();
+
+    peer.write_all(b"one\n").await.unwrap();
+    peer.flush().await.unwrap();
+    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("one"));
+
+    peer.get_mut().1.refresh_traffic_keys().unwrap();
+    peer.write_all(b"two\n").await.unwrap();
+    peer.flush().await.unwrap();
+    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("two"));
+
+    let mut output = ours.open_write_channel(true).unwrap();
+    output.write_string_utf8("three\n").await.unwrap();
+    let mut peer = BufReader::new(peer);
+    let mut line = String::new();
+    within(peer.read_line(&mut line)).await.unwrap();
+    assert_eq!(line, "three\n");
+    output.write_string_utf8("four\n").await.unwrap();
+    line.clear();
+    within(peer.read_line(&mut line)).await.unwrap();
+    assert_eq!(line, "four\n");
+    output.flush_and_close().await.unwrap();
+    line.clear();
+    assert_eq!(within(peer.read_line(&mut line)).await.unwrap(), 0);
+    ours.close();
+}
+
+/// Forwards TLS records from `from` to `to`, whole; once `armed` is set, flips a bit in the
+/// last byte (the AEAD tag) of the next application-data record. Ends at `from`'s end (or on
+/// an error) by shutting `to`'s write side.
+async fn forward_records(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    armed: Arc<AtomicBool>,
+) {
+    const APPLICATION_DATA: u8 = 23;
+    let mut header = [0u8; 5];
+    let mut body = vec![0u8; 1 << 15];
+    // At most one record per pass, and the stream ends when the test ends: bounded by the data.
+    while from.read_exact(&mut header).await.is_ok() {
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        let Some(body) = body.get_mut(..len) else {
+            break;
+        };
+        if from.read_exact(body).await.is_err() {
+            break;
+        }
+        if header[0] == APPLICATION_DATA && armed.swap(false, Ordering::AcqRel) {
+            if let Some(last) = body.last_mut() {
+                *last ^= 0x01;
+            }
+        }
+        if to.write_all(&header).await.is_err() || to.write_all(body).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// A client (tokio-rustls) talks to our server through a man in the middle that corrupts one
+/// byte of its first application record. Our server, which has no write channel and never
+/// writes, gets a typed error (a rustls error inside an `InvalidData` I/O error) and no
+/// corrupted plaintext, and the client receives the fatal `bad_record_mac` alert our server
+/// owed it.
+#[tokio::test]
+async fn a_corrupted_record_gets_its_fatal_alert_though_our_server_never_writes() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("bad record ca");
+    let config = server_config(&ca.server(&["localhost"])).build().unwrap();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let server_port = listener.port().unwrap();
+
+    // The man in the middle: one connection, records from the client inspected.
+    let middle = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let middle_port = middle.local_addr().unwrap().port();
+    let armed = Arc::new(AtomicBool::new(false));
+    let trigger = Arc::clone(&armed);
+    let relay = tokio::spawn(async move {
+        let (client_side, _) = middle.accept().await.unwrap();
+        let server_side = TcpStream::connect(("127.0.0.1", server_port))
+            .await
+            .unwrap();
+        let (from_client, mut to_client) = client_side.into_split();
+        let (mut from_server, to_server) = server_side.into_split();
+        let downstream = async {
+            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+            let _ = to_client.shutdown().await;
+        };
+        tokio::join!(forward_records(from_client, to_server, trigger), downstream);
+    });
+
+    let connector = TlsConnector::from(rustls_client(&ca));
+    let (server, client) = within(async {
+        tokio::join!(
+            async { listener.accept().await.unwrap().tls_server(&config).await },
+            async {
+                let tcp = TcpStream::connect(("127.0.0.1", middle_port))
+                    .await
+                    .unwrap();
+                connector.connect(localhost(), tcp).await
+            }
+        )
+    })
+    .await;
+    let mut server = server.unwrap();
+    let mut client = client.unwrap();
+    // Our server opens no write channel: anything it sends from here on is owed by reading.
+    let mut input = server.open_read_channel().unwrap();
+
+    // The server's handshake is done, so the client's Finished has passed the relay: the next
+    // application-data record from the client is its data.
+    armed.store(true, Ordering::Release);
+    client.write_all(b"secret line\n").await.unwrap();
+    client.flush().await.unwrap();
+
+    let mut buf = [0u8; 64];
+    let e = within(input.read_available(&mut buf)).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e:?}");
+    assert!(
+        matches!(rustls_error(&e), Some(rustls::Error::DecryptError)),
+        "{e:?}"
+    );
+    // Nothing of the corrupted record is ever delivered.
+    let again = within(input.read_available(&mut buf)).await;
+    assert!(again.is_err(), "{again:?}");
+
+    let mut received = Vec::new();
+    let e = within(client.read_to_end(&mut received)).await.unwrap_err();
+    assert!(
+        matches!(
+            rustls_io_error(&e),
+            Some(rustls::Error::AlertReceived(AlertDescription::BadRecordMac))
+        ),
+        "{e:?}"
+    );
+    assert!(received.is_empty(), "{received:?}");
+    server.close();
+    drop(client);
+    within(relay).await.unwrap();
+}
+
+/// Polls `future` to completion on the calling thread, which parks between polls: no tokio
+/// runtime is involved. Panics if it takes longer than [`HANG_LIMIT`].
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(Thread);
+
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let deadline = Instant::now() + HANG_LIMIT;
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "block_on: the future hung for {HANG_LIMIT:?}"
+        );
+        thread::park_timeout(left);
+    }
+}
+
+/// A connect and a client handshake polled by a plain thread (no tokio runtime) against a
+/// server that accepts and stays silent: the handshake timeout, a timer on the selector's own
+/// runtime, fires and the handshake fails with `HandshakeTimeout`, without a panic.
+#[test]
+fn the_handshake_timer_runs_on_the_selectors_runtime() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let selector = SelectorManager::builder()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let silent = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        let accepted = silent.accept();
+        // Hold the connection, silent, until the test is done.
+        let _ = finished.recv_timeout(HANG_LIMIT);
+        drop(accepted);
+    });
+    let ca = TestCa::new("silent server ca");
+    let config = client_config(&ca)
+        .handshake_timeout(TIMEOUT)
+        .build()
+        .unwrap();
+
+    let polled = thread::spawn(move || {
+        let started = Instant::now();
+        let result = block_on(async {
+            let socket = a_socket(&selector)
+                .tcp()
+                .connect(("127.0.0.1", port))
+                .await?;
+            socket.tls(config).await
+        });
+        (result, started.elapsed(), selector)
+    });
+    let (result, elapsed, selector) = polled.join().expect("the polling thread panicked");
+    let _ = done.send(());
+    holder.join().unwrap();
+    assert!(
+        matches!(result, Err(Error::HandshakeTimeout(limit)) if limit == TIMEOUT),
+        "{result:?}"
+    );
+    assert!(elapsed >= TIMEOUT, "{elapsed:?}");
+    assert!(elapsed < TIMEOUT * 10, "{elapsed:?}");
+    selector.close();
+}
+
+/// Our server's writes to a client that reads nothing time out (`socket_timeout`). The client
+/// then reads everything the server's completed writes sent, and only then does the server
+/// call `flush_and_close` (which fails) and `close` — at a moment when a `close_notify` could
+/// reach the client. The client reading on sees truncation, never a clean end: the bytes of
+/// the write that timed out were lost.
+#[tokio::test]
+async fn a_failed_write_never_ends_with_close_notify() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    const CHUNK: usize = 64 * 1024;
+    /// Far more than loopback's socket buffers hold: the writes must stall.
+    const MAX_CHUNKS: usize = 1024;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("failed write ca");
+    let config = server_config(&ca.server(&["localhost"])).build().unwrap();
+    let listener = a_socket(&selector)
+        .tcp()
+        .socket_timeout(TIMEOUT)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let (timed_out, stalled) = tokio::sync::oneshot::channel();
+    let (close_now, close) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let mut tls = listener
+            .accept()
+            .await
+            .unwrap()
+            .tls_server(&config)
+            .await
+            .unwrap();
+        // auto_flush: every completed write is with TLS when it returns.
+        let mut output = tls.open_write_channel(true).unwrap();
+        let chunk = net_tests::payload(CHUNK);
+        let mut written = 0usize;
+        let mut failure = None;
+        for _ in 0..MAX_CHUNKS {
+            match output.write_fully(&chunk).await {
+                Ok(()) => written += CHUNK,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let _ = timed_out.send((written, failure));
+        let _ = within(close).await;
+        let closed = output.flush_and_close().await;
+        tls.close();
+        closed
+    });
+
+    let socket = a_socket(&selector)
+        .tcp()
+        .connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut tls = within(socket.tls(client_config(&ca).build().unwrap()))
+        .await
+        .unwrap();
+    let mut input = tls.open_read_channel().unwrap();
+    // Stall, reading nothing, until the server's write has timed out.
+    let (written, failure) = within(stalled).await.unwrap();
+    let failure = failure.expect("a write timed out");
+    assert!(matches!(failure, net_io::Error::Timeout), "{failure:?}");
+
+    let mut buf = vec![0u8; CHUNK];
+    let mut received = 0usize;
+    let mut close_now = Some(close_now);
+    // Each pass reads at least one byte or ends the loop.
+    let end = loop {
+        if received >= written {
+            if let Some(signal) = close_now.take() {
+                let _ = signal.send(());
+            }
+        }
+        match within(input.read_available(&mut buf)).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => received += n,
+            Err(e) => break Err(e),
+        }
+    };
+    let closed = within(server).await.unwrap();
+    assert!(
+        closed.is_err(),
+        "flush_and_close after a failed write: {closed:?}"
+    );
+    assert!(received >= written, "{received} of {written} bytes");
+    let e = end.expect_err("a truncated stream, not a clean end");
+    assert!(is_truncated(&e), "{e:?}");
+    tls.close();
+}

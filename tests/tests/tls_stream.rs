@@ -1,0 +1,204 @@
+//! `TlsSocket::into_stream()`: the TLS socket as one tokio `AsyncRead + AsyncWrite` stream, used
+//! by code written against tokio's traits — `tokio::io::copy_bidirectional` in a TLS-terminating
+//! relay, and hyper serving HTTP/1.1 to `curl` — with the session queries still answered on
+//! the stream.
+//!
+//! `hyper_serves_http1_over_a_tls_stream_to_curl` needs `curl` on `PATH`, as the interop tests
+//! do.
+
+mod tls_kit;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use net_sockets::{SelectorManager, a_socket};
+use net_tests::pki::TestCa;
+use net_tests::{payload, within};
+use net_tls::{TlsExt, TlsVersion};
+use tls_kit::{client_config, server_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A relay that terminates TLS with `into_stream` and `copy_bidirectional` in front of a plain
+/// echo server: a client (also a `TlsStream`) sends 1 MiB and half-closes, gets every byte back
+/// and a clean end; the relay's copy reports the same count each way; both streams answer the
+/// session queries (ALPN, version, SNI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_stream_works_with_copy_bidirectional_and_answers_session_queries() {
+    const LEN: usize = 1 << 20;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("stream ca");
+    let backend = net_tests::loopback::echo_server(&selector).await;
+    let backend_port = backend.port().unwrap();
+    let config = server_config(&ca.server(&["localhost"]))
+        .alpn_protocols(["echo/1"])
+        .build()
+        .unwrap();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let relay = tokio::spawn(async move {
+        let tls = listener
+            .accept()
+            .await
+            .unwrap()
+            .tls_server(&config)
+            .await
+            .unwrap();
+        let mut stream = tls.into_stream().unwrap();
+        assert_eq!(stream.alpn_protocol(), Some(&b"echo/1"[..]));
+        assert_eq!(stream.protocol_version(), Some(TlsVersion::Tls13));
+        assert_eq!(stream.server_name(), Some("localhost"));
+        assert!(stream.cipher_suite().is_some());
+        let mut upstream = TcpStream::connect(("127.0.0.1", backend_port))
+            .await
+            .unwrap();
+        tokio::io::copy_bidirectional(&mut stream, &mut upstream).await
+    });
+
+    let socket = a_socket(&selector)
+        .tcp()
+        .connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let config = client_config(&ca)
+        .alpn_protocols(["echo/1"])
+        .build()
+        .unwrap();
+    let tls = within(socket.tls(config)).await.unwrap();
+    let client = tls.into_stream().unwrap();
+    assert_eq!(client.alpn_protocol(), Some(&b"echo/1"[..]));
+    assert_eq!(client.server_name(), Some("localhost"));
+    assert_eq!(client.peer_certificates().len(), 2, "leaf and CA");
+    let (mut reader, mut writer) = tokio::io::split(client);
+    let data = payload(LEN);
+    let sending = data.clone();
+    let sender = tokio::spawn(async move {
+        writer.write_all(&sending).await?;
+        // close_notify and FIN: the relay's copy toward the echo server ends cleanly.
+        writer.shutdown().await?;
+        Ok::<_, std::io::Error>(writer)
+    });
+    let mut echoed = Vec::with_capacity(LEN);
+    within(reader.read_to_end(&mut echoed))
+        .await
+        .expect("every byte back, then a clean end");
+    assert_eq!(echoed.len(), LEN);
+    assert!(echoed == data, "the echo differs from what was sent");
+    let writer = within(sender).await.unwrap().unwrap();
+    let copied = within(relay).await.unwrap().unwrap();
+    assert_eq!(copied, (LEN as u64, LEN as u64));
+    reader.unsplit(writer).close();
+    backend.close();
+}
+
+/// A file in the system's temporary directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("net-tls-stream-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).expect("write a temporary file");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// hyper's HTTP/1.1 server runs over our `TlsStream` (server side, ALPN `http/1.1`), and
+/// `curl --http1.1`, verifying our certificate against the test CA, gets the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_serves_http1_over_a_tls_stream_to_curl() {
+    const BODY: &str = "hello from hyper over net-tls\n";
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("hyper ca");
+    let config = server_config(&ca.server(&["localhost"]))
+        .alpn_protocols(["http/1.1"])
+        .build()
+        .unwrap();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&requests);
+    let server = tokio::spawn(async move {
+        let tls = listener
+            .accept()
+            .await
+            .unwrap()
+            .tls_server(&config)
+            .await
+            .unwrap();
+        let stream = tls.into_stream().unwrap();
+        let alpn = stream.alpn_protocol().map(<[u8]>::to_vec);
+        let service = service_fn(move |request: Request<Incoming>| {
+            let line = format!(
+                "{} {} {:?}",
+                request.method(),
+                request.uri(),
+                request.version()
+            );
+            seen.lock().unwrap().push(line);
+            async move {
+                // `connection: close`: hyper shuts the stream down (close_notify) after the
+                // response, so the connection's future ends by itself.
+                Response::builder()
+                    .header("connection", "close")
+                    .body(BODY.to_owned())
+            }
+        });
+        let served = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+        (alpn, served)
+    });
+
+    let ca_file = TempFile::new("ca.pem()", &ca.pem());
+    let ca_path = ca_file.0.to_str().expect("a UTF-8 path").to_owned();
+    let curl = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args([
+                "--silent",
+                "--show-error",
+                "--http1.1",
+                "--cacert",
+                &ca_path,
+            ])
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .arg(format!("https://localhost:{port}/hello"))
+            .stdin(Stdio::null())
+            .output()
+    });
+    let output = within(curl)
+        .await
+        .unwrap()
+        .expect("`curl` is needed by this test (Debian: apt-get install curl)");
+    assert!(
+        output.status.success(),
+        "curl {}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), BODY);
+    let (alpn, served) = within(server).await.unwrap();
+    served.expect("hyper served the connection to its end");
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(*requests.lock().unwrap(), ["GET /hello HTTP/1.1"]);
+}
