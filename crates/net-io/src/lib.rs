@@ -42,7 +42,7 @@ mod pipe;
 mod read;
 mod write;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, SharedError};
 pub use line::LineEnding;
 pub use pipe::ByteChannel;
 pub use read::{ByteReadChannel, Frames};
