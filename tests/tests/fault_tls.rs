@@ -294,9 +294,12 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
     match next(&mut outcomes).await {
         Outcome::Session { lines, end } => {
             assert_eq!(lines, ["whole line"]);
-            let e = std::io::Error::from(end.unwrap_err());
+            let e = end.unwrap_err();
             assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
-            assert!(e.get_ref().is_some_and(|i| i.is::<Truncated>()), "{e:?}");
+            assert!(
+                e.inner_error().is_some_and(|i| i.is::<Truncated>()),
+                "{e:?}"
+            );
         }
         other => panic!("expected a truncated session, got {other:?}"),
     }
@@ -338,11 +341,12 @@ async fn a_client_without_certificate_is_refused_under_mutual_tls_while_others_a
             let e = within(input.read_line(LIMIT, LineEnding::Default))
                 .await
                 .unwrap_err();
-            let io = std::io::Error::from(e);
-            let tls_error = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+            let tls_error = e
+                .inner_error()
+                .and_then(|i| i.downcast_ref::<rustls::Error>());
             assert!(
                 matches!(tls_error, Some(rustls::Error::AlertReceived(_))),
-                "{io:?}"
+                "{e:?}"
             );
         }
     }

@@ -445,11 +445,12 @@ async fn mutual_tls_requires_a_client_certificate() {
                     .read_line(LIMIT, LineEnding::Default)
                     .await
                     .unwrap_err();
-                let io = std::io::Error::from(e);
-                let tls_error = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+                let tls_error = e
+                    .inner_error()
+                    .and_then(|i| i.downcast_ref::<rustls::Error>());
                 assert!(
                     matches!(tls_error, Some(rustls::Error::AlertReceived(_))),
-                    "{io:?}"
+                    "{e:?}"
                 );
             }
         }
@@ -560,14 +561,15 @@ async fn truncation_is_distinct_from_a_clean_close() {
             .as_deref(),
         Some("partial line")
     );
-    let e = std::io::Error::from(
-        input
-            .read_line(LIMIT, LineEnding::Default)
-            .await
-            .unwrap_err(),
-    );
+    let e = input
+        .read_line(LIMIT, LineEnding::Default)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
-    assert!(e.get_ref().is_some_and(|i| i.is::<Truncated>()), "{e:?}");
+    assert!(
+        e.inner_error().is_some_and(|i| i.is::<Truncated>()),
+        "{e:?}"
+    );
 
     // Clean close: our client half-closes with close_notify.
     let client = tokio::spawn({
