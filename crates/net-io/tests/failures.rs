@@ -347,3 +347,136 @@ fn dropping_unflushed_bytes_warns_once() {
         "cancel drops the bytes on purpose"
     );
 }
+
+// ----- the inner error -------------------------------------------------------------------
+
+/// A custom inner error for the identity tests.
+#[derive(Debug)]
+struct Marker(u32);
+
+impl std::fmt::Display for Marker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "marker {}", self.0)
+    }
+}
+
+impl std::error::Error for Marker {}
+
+/// Where the inner error of `e` lives (to tell "the same error" from "an equal one").
+fn inner_address(e: &Error) -> *const u8 {
+    let inner = e.inner_error().expect("an inner error");
+    std::ptr::from_ref(inner).cast()
+}
+
+/// A custom inner error delivered by the reader is the same object, downcastable through the
+/// accessor, on every report; converting to io::Error and back keeps it.
+#[tokio::test]
+async fn a_custom_inner_error_is_the_same_on_every_report() {
+    let mut ch = ByteReadChannel::new(ChunkedReader::new([
+        Step::Data(b"line\n".to_vec()),
+        Step::Fail(io::Error::new(io::ErrorKind::ConnectionAborted, Marker(7))),
+    ]));
+    assert_eq!(
+        guard(ch.read_line(10, LineEnding::Default))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("line")
+    );
+    let first = guard(ch.read_line(10, LineEnding::Default))
+        .await
+        .unwrap_err();
+    let second = guard(ch.read_u8()).await.unwrap_err();
+    for e in [&first, &second] {
+        assert!(matches!(e, Error::Io(_)), "{e:?}");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
+        let marker = e.inner_error().and_then(|i| i.downcast_ref::<Marker>());
+        assert_eq!(marker.map(|m| m.0), Some(7), "{e:?}");
+        assert_eq!(e.to_string(), "marker 7");
+    }
+    assert_eq!(inner_address(&first), inner_address(&second));
+
+    // Through io::Error and back (as a codec or a trait user would carry it).
+    let back = Error::from(io::Error::from(second));
+    assert_eq!(back.kind(), io::ErrorKind::ConnectionAborted);
+    assert_eq!(inner_address(&back), inner_address(&first));
+}
+
+/// The write side keeps a custom inner error the same way.
+#[tokio::test]
+async fn a_write_failure_keeps_its_inner_error() {
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), true);
+    mock.on_write([Act::Fail(io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        Marker(9),
+    ))]);
+    let first = w.write_fully(b"x").await.unwrap_err();
+    let second = w.flush_and_close().await.unwrap_err();
+    for e in [&first, &second] {
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        assert!(e.inner_error().is_some_and(|i| i.is::<Marker>()), "{e:?}");
+    }
+    assert_eq!(inner_address(&first), inner_address(&second));
+    assert_eq!(mock.shutdowns(), 0);
+}
+
+/// The accessor: None for variants without an io::Error, for OS errors and bare kinds; the
+/// inner error itself for a plain io::Error; through the wrapper for a shared one.
+#[test]
+fn inner_error_accessor() {
+    assert!(Error::Timeout.inner_error().is_none());
+    assert!(Error::Io(reset()).inner_error().is_none());
+    assert!(
+        Error::Io(io::Error::from(io::ErrorKind::BrokenPipe))
+            .inner_error()
+            .is_none()
+    );
+    let plain = Error::Io(io::Error::other(Marker(1)));
+    assert!(plain.inner_error().is_some_and(|i| i.is::<Marker>()));
+    let shared = net_io::SharedError::new(Marker(2));
+    assert!(shared.get_ref().is::<Marker>());
+    let wrapped = Error::Io(io::Error::other(shared.clone()));
+    assert!(wrapped.inner_error().is_some_and(|i| i.is::<Marker>()));
+    // Not wrapped twice.
+    let again = net_io::SharedError::new(shared.clone());
+    assert!(again.same_as(&shared));
+    assert_eq!(again.to_string(), "marker 2");
+}
+
+/// An io::Error carrying one of this crate's errors converts back to that variant, also when
+/// the carried error sits in a SharedError.
+#[test]
+fn carried_errors_convert_back_through_the_wrapper() {
+    for (variant, kind) in [
+        (Error::Cancelled, io::ErrorKind::ConnectionAborted),
+        (Error::Timeout, io::ErrorKind::TimedOut),
+        (Error::ClosedForWrite, io::ErrorKind::BrokenPipe),
+        (Error::TooLongLine { limit: 3 }, io::ErrorKind::InvalidData),
+    ] {
+        let text = format!("{variant:?}");
+        let io = io::Error::new(kind, net_io::SharedError::new(variant));
+        assert_eq!(format!("{:?}", Error::from(io)), text);
+    }
+    let io = io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        net_io::SharedError::new(Error::Io(reset())),
+    );
+    match Error::from(io) {
+        Error::Io(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET)),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A cancelled pipe writer: the reader reports Cancelled, after the delivered bytes, every time.
+#[tokio::test]
+async fn a_cancelled_writer_is_cancelled_on_every_read() {
+    let (mut w, mut r) = net_io::ByteChannel::new(true);
+    w.write_fully(b"ab").await.unwrap();
+    w.cancel();
+    assert_eq!(guard(r.read_u16()).await.unwrap(), 0x6162);
+    for _ in 0..2 {
+        let res = guard(r.read_u8()).await;
+        assert!(matches!(res, Err(Error::Cancelled)), "{res:?}");
+    }
+}
