@@ -1,60 +1,10 @@
-// Shared by the fuzz targets (included with `include!`): a reader that hands out the input in
-// the chunks the fuzzer chose, sometimes answering `Pending` first, and a poller that drives a
-// future to completion without a runtime.
+// Shared by the fuzz targets (included with `include!`): a poller that drives a future to
+// completion without a runtime. The scripted reader and the reference model come from
+// `crates/net-io/tests/support/model.rs`, which each target includes as `mod model` (the
+// property tests use the same file).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-
-use tokio::io::{AsyncRead, ReadBuf};
-
-/// Hands out `chunks` one read at a time (a chunk larger than the caller's buffer is split).
-/// Before a chunk whose first length byte is odd it answers `Pending` once (waking at once), so
-/// reads resume after a wait at every kind of boundary.
-struct ChunkedReader {
-    chunks: Vec<Vec<u8>>,
-    next: usize,
-    offset: usize,
-    stalled: bool,
-}
-
-impl ChunkedReader {
-    fn new(chunks: Vec<Vec<u8>>) -> Self {
-        ChunkedReader {
-            chunks: chunks.into_iter().filter(|c| !c.is_empty()).collect(),
-            next: 0,
-            offset: 0,
-            stalled: false,
-        }
-    }
-}
-
-impl AsyncRead for ChunkedReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        let Some(chunk) = this.chunks.get(this.next) else {
-            return Poll::Ready(Ok(())); // end of stream
-        };
-        if this.offset == 0 && chunk.len() % 2 == 1 && !this.stalled {
-            this.stalled = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        this.stalled = false;
-        let n = (chunk.len() - this.offset).min(buf.remaining());
-        buf.put_slice(&chunk[this.offset..this.offset + n]);
-        this.offset += n;
-        if this.offset == chunk.len() {
-            this.next += 1;
-            this.offset = 0;
-        }
-        Poll::Ready(Ok(()))
-    }
-}
 
 /// Polls `future` until it completes. The reader wakes at once whenever it is pending, so a
 /// bounded number of polls suffices; more means a read that never finishes (a hang).
@@ -67,4 +17,33 @@ fn drive<F: Future>(future: F) -> F::Output {
         }
     }
     panic!("a read did not complete although all input was available");
+}
+
+/// A count from the fuzz input: mostly small, sometimes hostile (up to `u64::MAX`).
+#[allow(dead_code)]
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Count {
+    Small(u16),
+    /// `u64::MAX >> (n % 64)`: 2^k - 1 for every k, `u64::MAX` and `u32::MAX` among them.
+    AllOnes(u8),
+    /// `1 << (n % 64)`.
+    Power(u8),
+    Raw(u64),
+}
+
+#[allow(dead_code)]
+impl Count {
+    fn get(self) -> u64 {
+        match self {
+            Count::Small(n) => u64::from(n),
+            Count::AllOnes(n) => u64::MAX >> (n % 64),
+            Count::Power(n) => 1 << (n % 64),
+            Count::Raw(n) => n,
+        }
+    }
+
+    /// As a `usize` (saturating; this is a 64-bit target).
+    fn len(self) -> usize {
+        usize::try_from(self.get()).unwrap_or(usize::MAX)
+    }
 }

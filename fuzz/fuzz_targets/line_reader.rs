@@ -1,12 +1,19 @@
-//! The line reader against a small reference model: every mode (`read_line` with both endings,
-//! `read_line_strict`, `read_line_to`, `read_utf8_line`), a random limit, and the input cut into
-//! chunks chosen by the fuzzer. After `TooLongLine` the line must still be there, unconsumed.
+//! Line reads and `read_until` against the shared reference model (SPEC §2.1, §4.2): every line
+//! mode (`read_line` with both endings, `read_line_strict`, `read_line_to`, `read_utf8_line`),
+//! `read_until` with one- and multi-byte (and empty) delimiters, random limits, over-long lines
+//! skipped by the next read, other reads in between, and the input cut into chunks chosen by
+//! the fuzzer.
 
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use net_io::{ByteReadChannel, Error, LineEnding};
+
+#[path = "../../crates/net-io/tests/support/model.rs"]
+mod model;
+
+use model::{ChunkedReader, Model, Outcome};
 
 include!("../common.rs");
 
@@ -43,57 +50,53 @@ impl Method {
 }
 
 #[derive(Arbitrary, Debug)]
+enum Delimiter {
+    Lf,
+    CrLf,
+    Blank,
+    Other(Vec<u8>),
+}
+
+impl Delimiter {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Delimiter::Lf => b"\n",
+            Delimiter::CrLf => b"\r\n",
+            Delimiter::Blank => b"\r\n\r\n",
+            Delimiter::Other(bytes) => bytes,
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum Read {
+    Line { method: Method, limit: u8 },
+    Until { delimiter: Delimiter, limit: u8 },
+    /// A read that is not a line read (it drops the skip of an over-long line).
+    Byte,
+}
+
+#[derive(Arbitrary, Debug)]
 struct Case {
-    method: Method,
-    limit: u8,
+    reads: Vec<Read>,
     chunks: Vec<Vec<u8>>,
 }
 
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    Line(String),
-    End,
-    TooLong,
-    UnexpectedEof,
-}
-
-/// The next line of `rest` by the rules of SPEC §2.1, as (outcome, bytes consumed).
-fn model_line(rest: &[u8], lenient: bool, strict: bool, limit: usize) -> (Outcome, usize) {
-    if rest.is_empty() {
-        return (Outcome::End, 0);
-    }
-    let delimiter = rest
-        .iter()
-        .position(|&b| b == b'\n' || (lenient && b == b'\r'));
-    let (content, consumed) = match delimiter {
-        Some(i) if rest[i] == b'\r' => (
-            i,
-            if rest.get(i + 1) == Some(&b'\n') {
-                i + 2
-            } else {
-                i + 1
-            },
-        ),
-        Some(i) if !lenient && i > 0 && rest[i - 1] == b'\r' => (i - 1, i + 1),
-        Some(i) => (i, i + 1),
-        None => {
-            if rest.len() > limit {
-                return (Outcome::TooLong, 0);
-            }
-            if strict {
-                return (Outcome::UnexpectedEof, 0);
-            }
-            (rest.len(), rest.len())
+fn outcome<T>(result: net_io::Result<Option<T>>, limit: usize, wrap: impl Fn(T) -> Outcome) -> Outcome {
+    match result {
+        Ok(Some(v)) => wrap(v),
+        Ok(None) => Outcome::End,
+        Err(Error::TooLongLine { limit: l }) => {
+            assert_eq!(l, limit);
+            Outcome::TooLong
         }
-    };
-    if content > limit {
-        return (Outcome::TooLong, 0);
+        Err(Error::UnexpectedEof { .. }) => Outcome::UnexpectedEof,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Outcome::InvalidInput,
+        Err(e) => panic!("unexpected error {e:?}"),
     }
-    let line = String::from_utf8_lossy(&rest[..content]).into_owned();
-    (Outcome::Line(line), consumed)
 }
 
-async fn read(channel: &mut ByteReadChannel, method: Method, limit: usize) -> Outcome {
+async fn read_line(channel: &mut ByteReadChannel, method: Method, limit: usize) -> Outcome {
     let result = match method {
         Method::Default | Method::Lenient => channel.read_line(limit, method.ending()).await,
         Method::StrictDefault | Method::StrictLenient => {
@@ -119,65 +122,46 @@ async fn read(channel: &mut ByteReadChannel, method: Method, limit: usize) -> Ou
             }
         }
     };
-    match result {
-        Ok(Some(line)) => Outcome::Line(line),
-        Ok(None) => Outcome::End,
-        Err(Error::TooLongLine { limit: l }) => {
-            assert_eq!(l, limit);
-            Outcome::TooLong
-        }
-        Err(Error::UnexpectedEof { .. }) => Outcome::UnexpectedEof,
-        Err(e) => panic!("unexpected error {e:?}"),
-    }
+    outcome(result, limit, Outcome::Line)
 }
 
 fuzz_target!(|case: Case| {
     let input: Vec<u8> = case.chunks.concat();
-    let limit = usize::from(case.limit);
-    let mut channel = ByteReadChannel::new(ChunkedReader::new(case.chunks));
-    let (lenient, strict) = (case.method.lenient(), case.method.strict());
-    let mut position = 0;
+    let mut channel = ByteReadChannel::new(ChunkedReader::chunks_pausing_at_odd(&case.chunks));
+    let mut model = Model::new(&input);
     drive(async {
-        loop {
-            let (expected, consumed) = model_line(&input[position..], lenient, strict, limit);
-            let actual = read(&mut channel, case.method, limit).await;
-            // An unterminated last line over the limit may be reported either way by a strict
-            // read: both are true.
-            let either = strict
-                && expected == Outcome::TooLong
-                && actual == Outcome::UnexpectedEof
-                && !input[position..]
-                    .iter()
-                    .any(|&b| b == b'\n' || (lenient && b == b'\r'));
-            assert!(
-                actual == expected || either,
-                "at byte {position}: expected {expected:?}, got {actual:?}"
-            );
-            match actual {
-                Outcome::Line(_) => position += consumed,
-                Outcome::End => {
-                    assert!(channel.is_closed_for_read());
-                    // And again: the end is sticky.
-                    assert_eq!(read(&mut channel, case.method, limit).await, Outcome::End);
-                    return;
+        for read in &case.reads {
+            let (expected, actual) = match read {
+                Read::Line { method, limit } => {
+                    let limit = usize::from(*limit);
+                    let expected = model.line(method.lenient(), method.strict(), limit);
+                    (expected, read_line(&mut channel, *method, limit).await)
                 }
-                Outcome::TooLong | Outcome::UnexpectedEof => {
-                    // Nothing was consumed: without a limit (and not strict), the same line.
-                    let (expected, _) = model_line(&input[position..], lenient, false, usize::MAX);
-                    let again = read(
-                        &mut channel,
-                        if lenient {
-                            Method::Lenient
-                        } else {
-                            Method::Default
-                        },
-                        usize::MAX,
-                    )
-                    .await;
-                    assert_eq!(again, expected, "the line stayed buffered");
-                    return;
+                Read::Until { delimiter, limit } => {
+                    let limit = usize::from(*limit);
+                    let delimiter = delimiter.bytes();
+                    let expected = model.until(delimiter, limit);
+                    let actual = channel.read_until(delimiter, limit).await;
+                    (expected, outcome(actual, limit, |b| Outcome::Item(b.to_vec())))
                 }
+                Read::Byte => {
+                    let expected = model.take(1).map_or(Outcome::End, Outcome::Item);
+                    let actual = match channel.read_u8().await {
+                        Ok(b) => Outcome::Item(vec![b]),
+                        Err(Error::UnexpectedEof { .. }) => Outcome::End,
+                        Err(e) => panic!("read_u8: {e:?}"),
+                    };
+                    (expected, actual)
+                }
+            };
+            assert_eq!(actual, expected, "{read:?} after {} bytes", model.consumed());
+            assert_eq!(channel.total_bytes_read(), model.consumed() as u64);
+            if expected == Outcome::End {
+                assert!(channel.is_closed_for_read());
             }
         }
+        // Whatever the reads left is still there, in order.
+        let left = channel.read_remaining(usize::MAX).await.expect("read_remaining");
+        assert_eq!(&left[..], model.rest());
     });
 });

@@ -1,12 +1,19 @@
-//! Typed reads and byte-run reads against a cursor over the same bytes, with the input cut into
-//! chunks chosen by the fuzzer: every value is assembled across chunk boundaries correctly, and
-//! a read that runs out of input fails with `UnexpectedEof` and consumes nothing.
+//! Typed reads and count-taking reads against the shared reference model, with the input cut
+//! into chunks chosen by the fuzzer: every value is assembled across chunk boundaries
+//! correctly, a read that runs out of input fails with `UnexpectedEof` and consumes nothing,
+//! and counts from the input, up to `u64::MAX`, neither panic nor allocate what the input
+//! does not hold (SPEC §4.1: memory follows bytes received).
 
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use net_io::{ByteReadChannel, Error};
+
+#[path = "../../crates/net-io/tests/support/model.rs"]
+mod model;
+
+use model::{ChunkedReader, Model};
 
 include!("../common.rs");
 
@@ -21,11 +28,13 @@ enum Op {
     U64Le,
     F32,
     F64Le,
-    Bytes(u16),
-    Peek(u8),
-    Discard(u16),
+    Bytes(Count),
+    Peek(Count),
+    AwaitContent(Count),
+    Discard(Count),
+    DiscardExact(Count),
+    ReadFully(u16),
     SkipIfFound(Vec<u8>),
-    AwaitContent(u8),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -34,144 +43,121 @@ struct Case {
     chunks: Vec<Vec<u8>>,
 }
 
-/// What the model says an operation yields: the bytes it returns, and how many it consumes.
-fn expected(op: &Op, rest: &[u8]) -> (Result<Vec<u8>, usize>, usize) {
-    let take = |n: usize| {
-        if rest.len() >= n {
-            (Ok(rest[..n].to_vec()), n)
-        } else {
-            (Err(n), 0)
+/// Compares a read of `n` bytes (its bytes, or its error) with the model's answer.
+fn check(op: &Op, want: Option<Vec<u8>>, got: net_io::Result<Vec<u8>>, n: usize, left: usize) {
+    match (want, got) {
+        (Some(want), Ok(got)) => assert_eq!(got, want, "{op:?}"),
+        (None, Err(Error::UnexpectedEof { needed, available })) => {
+            assert_eq!(needed, n, "{op:?}");
+            assert_eq!(available, left, "{op:?}: everything left stays buffered");
         }
-    };
-    match op {
-        Op::U8 => take(1),
-        Op::I16 | Op::U16Le => take(2),
-        Op::U32 | Op::I32Le | Op::F32 => take(4),
-        Op::U64 | Op::U64Le | Op::F64Le => take(8),
-        Op::Bytes(n) => take(usize::from(*n)),
-        Op::Peek(n) => match take(usize::from(*n)) {
-            (Ok(bytes), _) => (Ok(bytes), 0),
-            other => other,
-        },
-        Op::Discard(n) => {
-            let n = usize::from(*n).min(rest.len());
-            (Ok(rest[..n].to_vec()), n)
-        }
-        Op::SkipIfFound(pattern) => {
-            if rest.starts_with(pattern) {
-                (Ok(pattern.clone()), pattern.len())
-            } else {
-                (Ok(Vec::new()), 0)
-            }
-        }
-        Op::AwaitContent(n) => {
-            let n = usize::from(*n);
-            (Ok(rest[..n.min(rest.len())].to_vec()), 0)
-        }
+        (want, got) => panic!("{op:?}: expected {want:?}, got {got:?}"),
     }
 }
 
-/// Runs `op`; returns the bytes it stands for (a value's encoding, what was skipped) or the
-/// `needed` of an `UnexpectedEof`.
-async fn run(channel: &mut ByteReadChannel, op: &Op, rest: &[u8]) -> Result<Vec<u8>, usize> {
-    let eof = |e: Error| match e {
-        Error::UnexpectedEof { needed, available } => {
-            assert!(available < needed, "{e:?}");
-            assert_eq!(available, rest.len(), "everything left stays buffered");
-            needed
-        }
-        e => panic!("unexpected error {e:?}"),
-    };
+async fn run(channel: &mut ByteReadChannel, model: &mut Model, op: &Op) {
+    let left = model.rest().len();
     match op {
-        Op::U8 => channel.read_u8().await.map(|v| vec![v]).map_err(eof),
-        Op::I16 => channel
-            .read_i16()
-            .await
-            .map(|v| v.to_be_bytes().to_vec())
-            .map_err(eof),
-        Op::U16Le => channel
-            .read_u16_le()
-            .await
-            .map(|v| v.to_le_bytes().to_vec())
-            .map_err(eof),
-        Op::U32 => channel
-            .read_u32()
-            .await
-            .map(|v| v.to_be_bytes().to_vec())
-            .map_err(eof),
-        Op::I32Le => channel
-            .read_i32_le()
-            .await
-            .map(|v| v.to_le_bytes().to_vec())
-            .map_err(eof),
-        Op::U64 => channel
-            .read_u64()
-            .await
-            .map(|v| v.to_be_bytes().to_vec())
-            .map_err(eof),
-        Op::U64Le => channel
-            .read_u64_le()
-            .await
-            .map(|v| v.to_le_bytes().to_vec())
-            .map_err(eof),
-        Op::F32 => channel
-            .read_f32()
-            .await
-            .map(|v| v.to_bits().to_be_bytes().to_vec())
-            .map_err(eof),
-        Op::F64Le => channel
-            .read_f64_le()
-            .await
-            .map(|v| v.to_bits().to_le_bytes().to_vec())
-            .map_err(eof),
-        Op::Bytes(n) => channel
-            .read_bytes(usize::from(*n))
-            .await
-            .map(|b| b.to_vec())
-            .map_err(eof),
-        Op::Peek(n) => match channel.peek(usize::from(*n)).await {
-            Ok(Some(bytes)) => Ok(bytes.to_vec()),
-            Ok(None) => Err(usize::from(*n)),
-            Err(e) => panic!("peek failed: {e:?}"),
-        },
-        Op::Discard(n) => {
-            let skipped = channel.discard(u64::from(*n)).await.expect("discard");
-            Ok(rest[..usize::try_from(skipped).unwrap()].to_vec())
+        Op::U8 => check(op, model.take(1), channel.read_u8().await.map(|v| vec![v]), 1, left),
+        Op::I16 => {
+            let got = channel.read_i16().await.map(|v| v.to_be_bytes().to_vec());
+            check(op, model.take(2), got, 2, left);
         }
-        Op::SkipIfFound(pattern) => {
-            if channel.skip_if_found(pattern).await.expect("skip_if_found") {
-                Ok(pattern.clone())
+        Op::U16Le => {
+            let got = channel.read_u16_le().await.map(|v| v.to_le_bytes().to_vec());
+            check(op, model.take(2), got, 2, left);
+        }
+        Op::U32 => {
+            let got = channel.read_u32().await.map(|v| v.to_be_bytes().to_vec());
+            check(op, model.take(4), got, 4, left);
+        }
+        Op::I32Le => {
+            let got = channel.read_i32_le().await.map(|v| v.to_le_bytes().to_vec());
+            check(op, model.take(4), got, 4, left);
+        }
+        Op::U64 => {
+            let got = channel.read_u64().await.map(|v| v.to_be_bytes().to_vec());
+            check(op, model.take(8), got, 8, left);
+        }
+        Op::U64Le => {
+            let got = channel.read_u64_le().await.map(|v| v.to_le_bytes().to_vec());
+            check(op, model.take(8), got, 8, left);
+        }
+        Op::F32 => {
+            let got = channel.read_f32().await.map(|v| v.to_bits().to_be_bytes().to_vec());
+            check(op, model.take(4), got, 4, left);
+        }
+        Op::F64Le => {
+            let got = channel.read_f64_le().await.map(|v| v.to_bits().to_le_bytes().to_vec());
+            check(op, model.take(8), got, 8, left);
+        }
+        Op::Bytes(count) => {
+            let n = count.len();
+            let got = channel.read_bytes(n).await.map(|b| b.to_vec());
+            check(op, model.take(n), got, n, left);
+        }
+        Op::Peek(count) => {
+            let n = count.len();
+            let got = channel.peek(n).await.expect("peek");
+            assert_eq!(got.map(|b| b.to_vec()), model.peek(n), "{op:?}");
+        }
+        Op::AwaitContent(count) => {
+            let n = count.len();
+            let enough = channel.await_content(n).await.expect("await_content");
+            assert_eq!(enough, model.has(n), "{op:?}");
+            assert!(channel.available_for_read() >= n.min(left), "{op:?}");
+        }
+        Op::Discard(count) => {
+            let skipped = channel.discard(count.get()).await.expect("discard");
+            assert_eq!(skipped, model.discard(count.get()) as u64, "{op:?}");
+        }
+        Op::DiscardExact(count) => {
+            let result = channel.discard_exact(count.get()).await;
+            if model.discard_exact(count.get()) {
+                result.expect("discard_exact");
             } else {
-                Ok(Vec::new())
+                match result {
+                    Err(Error::UnexpectedEof { needed, available }) => {
+                        assert_eq!(needed, count.len(), "{op:?}");
+                        assert_eq!(available, left, "{op:?}");
+                    }
+                    other => panic!("{op:?}: expected UnexpectedEof, got {other:?}"),
+                }
             }
         }
-        Op::AwaitContent(n) => {
+        Op::ReadFully(n) => {
             let n = usize::from(*n);
-            let enough = channel.await_content(n).await.expect("await_content");
-            assert_eq!(enough, rest.len() >= n);
-            assert!(channel.available_for_read() >= n.min(rest.len()));
-            Ok(rest[..n.min(rest.len())].to_vec())
+            let mut dst = vec![0u8; n];
+            match channel.read_fully(&mut dst).await {
+                Ok(()) => assert_eq!(Some(dst), model.take(n), "{op:?}"),
+                Err(Error::UnexpectedEof { needed, available }) => {
+                    // What was there was copied (and consumed).
+                    assert_eq!((needed, available), (n, left), "{op:?}");
+                    assert_eq!(model.take(n), None);
+                    assert_eq!(dst[..left], model.rest()[..left]);
+                    model.discard(left as u64);
+                }
+                Err(e) => panic!("{op:?}: {e:?}"),
+            }
+        }
+        Op::SkipIfFound(pattern) => {
+            let found = channel.skip_if_found(pattern).await.expect("skip_if_found");
+            assert_eq!(found, model.skip_if_found(pattern), "{op:?}");
         }
     }
 }
 
 fuzz_target!(|case: Case| {
     let input: Vec<u8> = case.chunks.concat();
-    let mut channel = ByteReadChannel::new(ChunkedReader::new(case.chunks));
-    let mut position = 0;
+    let mut channel = ByteReadChannel::new(ChunkedReader::chunks_pausing_at_odd(&case.chunks));
+    let mut model = Model::new(&input);
     drive(async {
         for op in &case.ops {
-            let rest = &input[position..];
-            let (want, consumed) = expected(op, rest);
-            let got = run(&mut channel, op, rest).await;
-            assert_eq!(got, want, "{op:?} at byte {position}");
-            position += consumed;
+            run(&mut channel, &mut model, op).await;
+            assert_eq!(channel.total_bytes_read(), model.consumed() as u64, "{op:?}");
         }
         // Whatever is left is still there, in order.
-        let left = channel
-            .read_remaining(usize::MAX)
-            .await
-            .expect("read_remaining");
-        assert_eq!(&left[..], &input[position..]);
+        let left = channel.read_remaining(usize::MAX).await.expect("read_remaining");
+        assert_eq!(&left[..], model.rest());
     });
 });

@@ -187,11 +187,12 @@ pub async fn assert_refused_without_certificate(client: Result<TlsSocket, Error>
             let e = within(input.read_line(1024, LineEnding::Default))
                 .await
                 .expect_err("a read without a certificate must fail");
-            let io = std::io::Error::from(e);
-            let tls_error = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+            let tls_error = e
+                .inner_error()
+                .and_then(|i| i.downcast_ref::<rustls::Error>());
             assert!(
                 matches!(tls_error, Some(rustls::Error::AlertReceived(_))),
-                "{io:?}"
+                "{e:?}"
             );
         }
     }

@@ -144,9 +144,12 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
         .unwrap();
     let outcome = server.next().await.expect("a truncated session");
     assert_eq!(outcome.lines, ["whole line"]);
-    let e = std::io::Error::from(outcome.end.unwrap_err());
+    let e = outcome.end.unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
-    assert!(e.get_ref().is_some_and(|i| i.is::<Truncated>()), "{e:?}");
+    assert!(
+        e.inner_error().is_some_and(|i| i.is::<Truncated>()),
+        "{e:?}"
+    );
     drop(truncating);
     good.round_trip("after truncation").await;
     finish(good, &mut server).await;

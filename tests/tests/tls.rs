@@ -352,14 +352,15 @@ async fn truncation_is_distinct_from_a_clean_close() {
             .as_deref(),
         Some("partial line")
     );
-    let e = std::io::Error::from(
-        input
-            .read_line(LIMIT, LineEnding::Default)
-            .await
-            .unwrap_err(),
-    );
+    let e = input
+        .read_line(LIMIT, LineEnding::Default)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
-    assert!(e.get_ref().is_some_and(|i| i.is::<Truncated>()), "{e:?}");
+    assert!(
+        e.inner_error().is_some_and(|i| i.is::<Truncated>()),
+        "{e:?}"
+    );
 
     // Clean close: our client half-closes with close_notify.
     let client = tokio::spawn({

@@ -36,7 +36,7 @@ pub(crate) fn run() -> Result<()> {
             c
         }),
     ];
-    let total = steps.len() + 2;
+    let total = steps.len() + 3;
     for (i, (name, mut cmd)) in steps.into_iter().enumerate() {
         println!("==> [{}/{total}] {name}: {}", i + 1, describe(&cmd));
         let status = cmd
@@ -49,6 +49,13 @@ pub(crate) fn run() -> Result<()> {
             );
         }
     }
+    // Every fuzz target briefly: hostile lengths and the line rules against the model.
+    println!(
+        "==> [{}/{total}] fuzz targets, 20 s each: cargo xtask fuzz --seconds 20",
+        total - 2
+    );
+    crate::fuzz::run(&["--seconds".to_owned(), "20".to_owned()])
+        .context("step `fuzz targets` failed")?;
     println!(
         "==> [{}/{total}] benchmark smoke run: cargo xtask bench --smoke",
         total - 1

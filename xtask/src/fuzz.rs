@@ -1,9 +1,18 @@
 //! `cargo xtask fuzz --seconds N [TARGET…]`: runs each cargo-fuzz target in `fuzz/` for N
 //! seconds (default 60), one after the other, on stable Rust (`-s none`: no sanitizer).
+//! `cargo xtask ci` runs every target for 20 seconds.
 //!
-//! cargo-fuzz is installed with `cargo install cargo-fuzz` first if it is missing. A crash stops
-//! the run with a non-zero status; libFuzzer leaves the input in `fuzz/artifacts/TARGET/`, and
-//! `cargo fuzz run TARGET -s none fuzz/artifacts/TARGET/crash-…` replays it.
+//! cargo-fuzz is installed with `cargo install cargo-fuzz --version 0.13.2 --locked` first if
+//! it is missing (about 22 s on the 2-core CI machine). The fuzz project is a workspace of its
+//! own with a committed `fuzz/Cargo.lock`, checked with `cargo fetch --locked` before the build
+//! (cargo-fuzz has no `--locked`), so a clean clone builds exactly what was tested; after
+//! changing `net-io`'s dependencies, refresh it with
+//! `cargo update --manifest-path fuzz/Cargo.toml --workspace`. libfuzzer-sys compiles
+//! libFuzzer, which needs a C++ compiler (`c++`).
+//!
+//! A crash stops the run with a non-zero status; libFuzzer leaves the input in
+//! `fuzz/artifacts/TARGET/`, and `cargo fuzz run TARGET -s none fuzz/artifacts/TARGET/crash-…`
+//! replays it.
 
 use std::process::{Command, Stdio};
 
@@ -53,12 +62,25 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
     let root = project_root();
     let fuzz_dir = root.join("fuzz");
+    let mut fetch = cargo(&fuzz_dir, &["fetch", "--locked"]);
+    println!("xtask: checking fuzz/Cargo.lock: {}", describe(&fetch));
+    let status = fetch
+        .status()
+        .with_context(|| format!("cannot run {}", describe(&fetch)))?;
+    if !status.success() {
+        bail!(
+            "fuzz/Cargo.lock is missing or out of date ({status}); refresh it with \
+             `cargo update --manifest-path fuzz/Cargo.toml --workspace` and commit it"
+        );
+    }
     for target in &targets {
         let time = format!("-max_total_time={seconds}");
         let mut cmd = cargo(
             &fuzz_dir,
             &["fuzz", "run", target, "-s", "none", "--", &time],
         );
+        // Instrumented builds stay in fuzz/target, apart from the workspace's own.
+        cmd.env_remove("CARGO_TARGET_DIR");
         println!(
             "xtask: fuzzing {target} for {seconds} s: {}",
             describe(&cmd)
@@ -81,6 +103,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The cargo-fuzz release that `ensure_cargo_fuzz` installs.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// Installs cargo-fuzz with `cargo install` when `cargo fuzz` is not available.
 fn ensure_cargo_fuzz() -> Result<()> {
     let root = project_root();
@@ -92,10 +117,19 @@ fn ensure_cargo_fuzz() -> Result<()> {
         return Ok(());
     }
     println!(
-        "xtask: cargo-fuzz is not installed; installing it with `cargo install cargo-fuzz --locked` \
-         (this compiles it: a few minutes)"
+        "xtask: cargo-fuzz is not installed; installing cargo-fuzz {CARGO_FUZZ_VERSION} with \
+         `cargo install` (this compiles it: about half a minute)"
     );
-    let mut install: Command = cargo(&root, &["install", "cargo-fuzz", "--locked"]);
+    let mut install: Command = cargo(
+        &root,
+        &[
+            "install",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+            "--locked",
+        ],
+    );
     let status = install
         .status()
         .with_context(|| format!("cannot run {}", describe(&install)))?;

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 /// A specialised `Result` whose error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -14,13 +15,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// `io::Error::new(io::ErrorKind::TimedOut, Error::Timeout)` and the channel's user still sees
 /// `Error::Timeout`.
 ///
+/// # Failures reported again
+///
+/// A channel whose transport failed reports that failure to every later operation that needs
+/// the transport. Each report is an equal `Error`: the same variant, and for [`Error::Io`] the
+/// same [`io::ErrorKind`], the same [`raw_os_error`](io::Error::raw_os_error) and the same inner
+/// error. An inner error cannot be copied, so a channel keeps it in a [`SharedError`] and every
+/// report (the first one included) carries that wrapper; [`Error::inner_error`] looks through
+/// it.
+///
 /// The `Display` text is for people; match on the variant, not on the message.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A line had more than `limit` bytes of content before its delimiter.
+    /// A line (or a [`read_until`](crate::ByteReadChannel::read_until) item) had more than
+    /// `limit` bytes of content before its delimiter.
     ///
-    /// The line is left unconsumed in the channel's buffer.
+    /// Nothing is consumed by the failed read. If the next read of the channel is a line read
+    /// (or `read_until`), it first skips the rest of the over-long line, through its delimiter.
     TooLongLine {
         /// The limit the read was given.
         limit: usize,
@@ -56,6 +68,60 @@ impl Error {
             Error::Io(e) => e.kind(),
         }
     }
+
+    /// The inner error of an [`Error::Io`], looking through the [`SharedError`] wrapper that a
+    /// channel puts around a failure it reports more than once; `None` for other variants and
+    /// for I/O errors without an inner error (an OS error code, a bare kind).
+    ///
+    /// Downcast it to find an error type of a lower layer, such as a TLS crate's marker for a
+    /// truncated stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    /// use net_io::{ByteReadChannel, Error, LineEnding};
+    ///
+    /// #[derive(Debug)]
+    /// struct Truncated;
+    /// impl std::fmt::Display for Truncated {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         f.write_str("truncated")
+    ///     }
+    /// }
+    /// impl std::error::Error for Truncated {}
+    ///
+    /// /// A reader that fails at once with a custom inner error.
+    /// struct Failing;
+    /// impl tokio::io::AsyncRead for Failing {
+    ///     fn poll_read(
+    ///         self: std::pin::Pin<&mut Self>,
+    ///         _: &mut std::task::Context<'_>,
+    ///         _: &mut tokio::io::ReadBuf<'_>,
+    ///     ) -> std::task::Poll<io::Result<()>> {
+    ///         std::task::Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mut input = ByteReadChannel::new(Failing);
+    /// for _ in 0..2 {
+    ///     let e = input.read_line(80, LineEnding::Default).await.unwrap_err();
+    ///     assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    ///     assert!(e.inner_error().is_some_and(|inner| inner.is::<Truncated>()));
+    /// }
+    /// # }
+    /// ```
+    pub fn inner_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        let Error::Io(e) = self else {
+            return None;
+        };
+        let inner = e.get_ref()?;
+        match inner.downcast_ref::<SharedError>() {
+            Some(shared) => Some(shared.get_ref()),
+            None => Some(inner),
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -88,11 +154,22 @@ impl std::error::Error for Error {
 }
 
 impl From<io::Error> for Error {
-    /// Wraps an I/O error, unwrapping an `Error` that an adapter carried inside it.
+    /// Wraps an I/O error, unwrapping an `Error` that an adapter carried inside it (directly,
+    /// or inside a [`SharedError`]).
     fn from(e: io::Error) -> Self {
         match e.downcast::<Error>() {
             Ok(inner) => inner,
-            Err(e) => Error::Io(e),
+            Err(e) => {
+                let carried = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<SharedError>())
+                    .and_then(|shared| shared.get_ref().downcast_ref::<Error>())
+                    .and_then(Failure::copy);
+                match carried {
+                    Some(failure) => failure.report(),
+                    None => Error::Io(e),
+                }
+            }
         }
     }
 }
@@ -102,6 +179,133 @@ impl From<Error> for io::Error {
         match e {
             Error::Io(e) => e,
             other => io::Error::new(other.kind(), other),
+        }
+    }
+}
+
+/// An inner error shared by every report of one failure.
+///
+/// A channel that fails keeps the failure and reports it again to every later operation (see
+/// [Failures reported again](Error#failures-reported-again)). An [`io::Error`]'s inner error
+/// cannot be copied, so the channel moves it into a `SharedError` (an [`Arc`]) and each report
+/// is a new `io::Error` of the same kind around a clone of it. [`Error::inner_error`] looks
+/// through the wrapper; so does [`get_ref`](Self::get_ref). `Display` and
+/// [`source`](std::error::Error::source) are those of the wrapped error.
+#[derive(Clone)]
+pub struct SharedError(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl SharedError {
+    /// Wraps `error` (a `SharedError` given here is not wrapped twice).
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        match error.into().downcast::<SharedError>() {
+            Ok(shared) => *shared,
+            Err(other) => SharedError(Arc::from(other)),
+        }
+    }
+
+    /// The wrapped error, for downcasting.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+
+    /// Whether `self` and `other` wrap the very same error (not merely equal ones).
+    pub fn same_as(&self, other: &SharedError) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for SharedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedError").field(&self.0).finish()
+    }
+}
+
+impl fmt::Display for SharedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// A failure a channel keeps, to report it again (as an equal [`Error`]) to every later
+/// operation.
+#[derive(Debug)]
+pub(crate) struct Failure(Repr);
+
+#[derive(Debug)]
+enum Repr {
+    TooLongLine(usize),
+    UnexpectedEof(usize, usize),
+    ClosedForWrite,
+    Cancelled,
+    Timeout,
+    /// An OS error code (`io::Error::from_raw_os_error`).
+    Os(i32),
+    /// An I/O error of a kind and nothing more.
+    Kind(io::ErrorKind),
+    /// An I/O error with an inner error.
+    Shared(io::ErrorKind, SharedError),
+}
+
+impl Failure {
+    /// Keeps `e`; an inner error moves into a [`SharedError`].
+    pub(crate) fn new(e: Error) -> Failure {
+        Failure(match e {
+            Error::TooLongLine { limit } => Repr::TooLongLine(limit),
+            Error::UnexpectedEof { needed, available } => Repr::UnexpectedEof(needed, available),
+            Error::ClosedForWrite => Repr::ClosedForWrite,
+            Error::Cancelled => Repr::Cancelled,
+            Error::Timeout => Repr::Timeout,
+            Error::Io(io) => match io.raw_os_error() {
+                Some(code) => Repr::Os(code),
+                None => {
+                    let kind = io.kind();
+                    match io.into_inner() {
+                        Some(inner) => Repr::Shared(kind, SharedError::new(inner)),
+                        None => Repr::Kind(kind),
+                    }
+                }
+            },
+        })
+    }
+
+    /// A copy of `e`; `None` for an I/O error whose inner error is not shared.
+    fn copy(e: &Error) -> Option<Failure> {
+        Some(Failure(match e {
+            Error::TooLongLine { limit } => Repr::TooLongLine(*limit),
+            Error::UnexpectedEof { needed, available } => Repr::UnexpectedEof(*needed, *available),
+            Error::ClosedForWrite => Repr::ClosedForWrite,
+            Error::Cancelled => Repr::Cancelled,
+            Error::Timeout => Repr::Timeout,
+            Error::Io(io) => match (io.raw_os_error(), io.get_ref()) {
+                (Some(code), _) => Repr::Os(code),
+                (None, None) => Repr::Kind(io.kind()),
+                (None, Some(inner)) => {
+                    Repr::Shared(io.kind(), inner.downcast_ref::<SharedError>()?.clone())
+                }
+            },
+        }))
+    }
+
+    /// The failure as an error to return.
+    pub(crate) fn report(&self) -> Error {
+        match &self.0 {
+            Repr::TooLongLine(limit) => Error::TooLongLine { limit: *limit },
+            Repr::UnexpectedEof(needed, available) => Error::UnexpectedEof {
+                needed: *needed,
+                available: *available,
+            },
+            Repr::ClosedForWrite => Error::ClosedForWrite,
+            Repr::Cancelled => Error::Cancelled,
+            Repr::Timeout => Error::Timeout,
+            Repr::Os(code) => Error::Io(io::Error::from_raw_os_error(*code)),
+            Repr::Kind(kind) => Error::Io(io::Error::from(*kind)),
+            Repr::Shared(kind, shared) => Error::Io(io::Error::new(*kind, shared.clone())),
         }
     }
 }

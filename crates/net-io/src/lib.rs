@@ -7,7 +7,21 @@
 //!   [`AsyncWrite`](tokio::io::AsyncWrite), buffered or auto-flushed, and closes with a
 //!   half-close.
 //! - [`ByteChannel`] is an in-memory, bounded pipe between the two.
-//! - [`LineEnding`] picks the line delimiters; [`Error`] says what went wrong.
+//! - [`LineEnding`] picks the line delimiters; [`Error`] says what went wrong, and
+//!   [`SharedError`] carries the inner error of a failure that a channel reports more than once.
+//!
+//! Both channels implement tokio's I/O traits ([`AsyncRead`](tokio::io::AsyncRead) and
+//! [`AsyncBufRead`](tokio::io::AsyncBufRead) for reading, [`AsyncWrite`](tokio::io::AsyncWrite)
+//! for writing), so [`tokio::io::copy`], `copy_bidirectional` and tokio-util's `Framed` work on
+//! them, mixed freely with the channels' own methods.
+//!
+//! # Failures
+//!
+//! Memory follows the bytes received, never a count the peer sent; a failure is reported again,
+//! with its type, to every later operation, after the bytes received before it were read; a
+//! write that failed is never retried into duplicates, and a failed write channel never closes
+//! as if all went well. [`ByteReadChannel`] and [`ByteWriteChannel`] each document their rules
+//! in a `# Failures` section.
 //!
 //! This crate knows nothing of sockets: `net-sockets` hands out these channels for TCP and Unix
 //! sockets, and `net-tls` for TLS streams.
@@ -42,7 +56,7 @@ mod pipe;
 mod read;
 mod write;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, SharedError};
 pub use line::LineEnding;
 pub use pipe::ByteChannel;
 pub use read::{ByteReadChannel, Frames};

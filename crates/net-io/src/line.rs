@@ -1,9 +1,10 @@
-//! Ktor's line rules as plain functions over a byte buffer, with no I/O.
+//! Ktor's line rules, and `read_until`'s, as plain functions over a byte buffer, with no I/O.
 //!
 //! The async line reads of [`ByteReadChannel`](crate::ByteReadChannel) are a thin loop around
-//! [`scan_line`]: scan what is buffered, and if the answer is "need more", read more and scan
-//! again from where the last scan stopped.
+//! [`scan_line`] (and `read_until` around [`scan_until`]): scan what is buffered, and if the
+//! answer is "need more", read more and scan again from where the last scan stopped.
 
+use memchr::memmem::Finder;
 use memchr::{memchr, memchr2};
 
 /// Which byte sequences end a line.
@@ -164,6 +165,67 @@ fn scan_lenient(buf: &[u8], limit: usize, eof: bool, from: usize) -> Scan {
     Scan::NeedMore { from: window.len() }
 }
 
+/// The outcome of scanning a buffer for one item ended by a delimiter (`read_until`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// The item is `buf[..content]`; the delimiter follows it.
+    Found {
+        /// Length of the item in bytes.
+        content: usize,
+    },
+    /// Not decidable yet: read more, then scan again starting at `from`.
+    NeedMore {
+        /// Where the next scan may start; no delimiter starts before it.
+        from: usize,
+    },
+    /// The item already exceeds the limit.
+    TooLong,
+    /// The stream ended after some bytes and no delimiter.
+    Unterminated,
+    /// The stream ended before the first byte of an item.
+    Exhausted,
+}
+
+/// Scans `buf` for an item of at most `limit` bytes ended by `finder`'s delimiter (not empty).
+///
+/// Exactly `limit` bytes and then the delimiter is an item; a byte more is [`Until::TooLong`],
+/// decided as soon as no delimiter can start at or before index `limit` any more (at once for
+/// a one-byte delimiter; a multi-byte one whose first bytes end the buffer there waits for the
+/// rest). At the end of the stream, leftover bytes are [`Until::TooLong`] past the limit and
+/// [`Until::Unterminated`] within it. `from` is as for [`scan_line`].
+pub(crate) fn scan_until(
+    buf: &[u8],
+    finder: &Finder<'_>,
+    limit: usize,
+    eof: bool,
+    from: usize,
+) -> Until {
+    let delimiter = finder.needle();
+    if buf.is_empty() && eof {
+        return Until::Exhausted;
+    }
+    // A delimiter that starts at or before `limit` ends within this window.
+    let window = &buf[..buf.len().min(limit.saturating_add(delimiter.len()))];
+    let from = from.min(window.len());
+    if let Some(i) = finder.find(&window[from..]) {
+        return Until::Found { content: from + i };
+    }
+    let len = buf.len();
+    // A delimiter not wholly here may start where fewer than its length of bytes are left.
+    let partial_from = len.saturating_sub(delimiter.len().saturating_sub(1));
+    let next = Until::NeedMore {
+        from: window
+            .len()
+            .saturating_sub(delimiter.len().saturating_sub(1)),
+    };
+    if len > limit {
+        // Only a delimiter that starts at or before `limit` keeps the item within the limit.
+        let may_start = !eof && (partial_from..=limit).any(|p| delimiter.starts_with(&buf[p..]));
+        return if may_start { next } else { Until::TooLong };
+    }
+    if eof { Until::Unterminated } else { next }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +311,73 @@ mod tests {
                     assert_eq!(
                         scan_line(input, 100, mode, false, from),
                         scan_line(input, 100, mode, false, 0)
+                    );
+                }
+            }
+        }
+    }
+
+    fn until(buf: &[u8], delimiter: &[u8], limit: usize, eof: bool) -> Until {
+        scan_until(buf, &Finder::new(delimiter), limit, eof, 0)
+    }
+
+    #[test]
+    fn until_finds_single_and_multi_byte_delimiters() {
+        assert_eq!(
+            until(b"ab;cd", b";", 10, false),
+            Until::Found { content: 2 }
+        );
+        assert_eq!(
+            until(b"ab\r\ncd", b"\r\n", 10, false),
+            Until::Found { content: 2 }
+        );
+        assert_eq!(until(b";", b";", 0, false), Until::Found { content: 0 });
+        assert_eq!(
+            until(b"ab\r", b"\r\n", 10, false),
+            Until::NeedMore { from: 2 }
+        );
+        assert_eq!(until(b"ab", b"--", 10, true), Until::Unterminated);
+        assert_eq!(until(b"", b"--", 10, true), Until::Exhausted);
+        assert_eq!(until(b"", b"--", 10, false), Until::NeedMore { from: 0 });
+    }
+
+    #[test]
+    fn until_limit_is_exact() {
+        assert_eq!(until(b"abc;", b";", 3, false), Until::Found { content: 3 });
+        assert_eq!(until(b"abcd", b";", 3, false), Until::TooLong);
+        assert_eq!(until(b"abcd;", b";", 3, false), Until::TooLong);
+        assert_eq!(until(b"abcd", b";", 3, true), Until::TooLong);
+        assert_eq!(until(b"abc", b";", 3, true), Until::Unterminated);
+        // The delimiter's first byte right at the limit: wait for the rest.
+        assert_eq!(
+            until(b"abc\r", b"\r\n", 3, false),
+            Until::NeedMore { from: 3 }
+        );
+        assert_eq!(
+            until(b"abc\r\n", b"\r\n", 3, false),
+            Until::Found { content: 3 }
+        );
+        assert_eq!(until(b"abc\rx", b"\r\n", 3, false), Until::TooLong);
+        assert_eq!(until(b"abcd\r", b"\r\n", 3, false), Until::TooLong);
+        assert_eq!(until(b"abc\r", b"\r\n", 3, true), Until::TooLong);
+        assert_eq!(
+            until(b"x", b";", usize::MAX, false),
+            Until::NeedMore { from: 1 }
+        );
+    }
+
+    #[test]
+    fn resumed_until_scan_matches_fresh_scan() {
+        let input = b"one\r\n\r\ntwo\r\r\n";
+        for delimiter in [&b"\r\n"[..], b"\r\n\r\n", b"\n", b"o\r"] {
+            let finder = Finder::new(delimiter);
+            for cut in 0..input.len() {
+                if let Until::NeedMore { from } = scan_until(&input[..cut], &finder, 100, false, 0)
+                {
+                    assert_eq!(
+                        scan_until(input, &finder, 100, false, from),
+                        scan_until(input, &finder, 100, false, 0),
+                        "{delimiter:?} cut {cut}"
                     );
                 }
             }

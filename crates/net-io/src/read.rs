@@ -7,16 +7,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncRead, ReadBuf};
+use memchr::memmem::Finder;
+use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 use tokio_util::codec::Decoder;
 
-use crate::line::{Scan, scan_line};
+use crate::error::Failure;
+use crate::line::{Scan, Until, scan_line, scan_until};
 use crate::{ByteWriteChannel, Error, LineEnding, Result};
 
 /// How many bytes one read from the transport asks for, at least.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// The most [`ByteReadChannel::read_remaining`] grows its buffer by in one step.
+/// The most the buffer grows by in one step while a read waits for a count of bytes (a count
+/// that may come from the peer), and the size of one read of a bulk copy.
 const MAX_STEP: usize = 64 * 1024;
 
 /// Runs of at least this size are handed out without copying by [`ByteReadChannel::read_bytes`].
@@ -33,12 +36,31 @@ type Source = Box<dyn AsyncRead + Send + Unpin>;
 /// nothing, and the next read sees every byte (each method's `# Cancel safety` section says
 /// which are).
 ///
-/// Memory is bounded by what the reads ask for: a line read never buffers more than its
-/// `limit` plus a delimiter and one transport read, and fails with [`Error::TooLongLine`]
-/// instead of growing further.
+/// # Memory
 ///
-/// After a transport error, every later read fails with that error again (it does not turn into
-/// end of stream), except [`Error::Timeout`], after which reading may go on.
+/// Memory follows the bytes received, never a count the peer sent: a line read never buffers
+/// more than its `limit` plus a delimiter and one transport read, and fails with
+/// [`Error::TooLongLine`] instead of growing further; a read that waits for a count of bytes
+/// ([`read_bytes`](Self::read_bytes), [`peek`](Self::peek),
+/// [`await_content`](Self::await_content), the typed reads) grows the buffer as the bytes
+/// arrive, by at most 64 KiB at a time, so `read_bytes(0xFFFF_FFFF)` after a hostile length
+/// prefix costs a few KiB until the bytes really come.
+///
+/// # Failures
+///
+/// After a transport error, bytes received before it are still read first: a read that the
+/// buffer can satisfy (a whole line, an integer, `n` bytes) succeeds. A read that needs more
+/// reports the error, and so does every later one: the same variant, [`io::ErrorKind`],
+/// OS error code and inner error each time (see
+/// [Failures reported again](Error#failures-reported-again)); a failed channel never turns
+/// into an end of stream. [`Error::Timeout`] is not final: reading may go on after it.
+///
+/// # tokio's I/O traits
+///
+/// The channel is an [`AsyncRead`] and an [`AsyncBufRead`], so it works with
+/// [`tokio::io::copy`], [`tokio_util::codec::FramedRead`] and anything else written against
+/// tokio's traits. Trait reads and the channel's own reads share one buffer and may be mixed
+/// freely. Errors travel inside an [`io::Error`]; `Error::from` recovers this crate's error.
 ///
 /// # Examples
 ///
@@ -58,8 +80,15 @@ pub struct ByteReadChannel {
     buf: BytesMut,
     eof: bool,
     cancelled: bool,
-    /// A transport error that ended the stream; reported again by every later read.
-    failed: Option<Error>,
+    /// A transport error that ended the stream; reported again by every later read that needs
+    /// more than the buffer holds.
+    failed: Option<Failure>,
+    /// A line read (or `read_until`) failed with `TooLongLine`: if the next read is one too, it
+    /// first skips the rest of that line through its delimiter.
+    skip_line: bool,
+    /// Bytes received from the transport (or given to `from_bytes`), less those `cancel`
+    /// dropped: what reads consumed is this less what is buffered.
+    received: u64,
 }
 
 impl fmt::Debug for ByteReadChannel {
@@ -69,6 +98,7 @@ impl fmt::Debug for ByteReadChannel {
             .field("eof", &self.eof)
             .field("cancelled", &self.cancelled)
             .field("failed", &self.failed)
+            .field("total_bytes_read", &self.total_bytes_read())
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +135,8 @@ impl ByteReadChannel {
             eof: false,
             cancelled: false,
             failed: None,
+            skip_line: false,
+            received: 0,
         }
     }
 
@@ -125,6 +157,8 @@ impl ByteReadChannel {
             eof: true,
             cancelled: false,
             failed: None,
+            skip_line: false,
+            received: bytes.len() as u64,
         }
     }
 
@@ -141,11 +175,31 @@ impl ByteReadChannel {
         self.cancelled || (self.buf.is_empty() && (self.eof || self.failed.is_some()))
     }
 
+    /// How many bytes reads have consumed so far (Ktor's `totalBytesRead`): returned, skipped
+    /// or copied, delimiters included; not those still buffered or dropped by
+    /// [`cancel`](Self::cancel).
+    ///
+    /// ```
+    /// use net_io::{ByteReadChannel, LineEnding};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+    /// let mut input = ByteReadChannel::from_bytes("ab\r\n\x00\x07");
+    /// input.read_line(10, LineEnding::Default).await?;
+    /// assert_eq!(input.total_bytes_read(), 4);
+    /// input.read_u16().await?;
+    /// assert_eq!(input.total_bytes_read(), 6);
+    /// # Ok(()) }
+    /// ```
+    pub fn total_bytes_read(&self) -> u64 {
+        self.received - self.buf.len() as u64
+    }
+
     /// Discards everything buffered and stops reading: later reads fail with
     /// [`Error::Cancelled`]. The transport is dropped (for an in-memory
     /// [`ByteChannel`](crate::ByteChannel), the writer's next write fails).
     pub fn cancel(&mut self) {
         self.cancelled = true;
+        self.received -= self.buf.len() as u64;
         self.buf = BytesMut::new();
         self.source = None;
     }
@@ -182,14 +236,24 @@ impl ByteReadChannel {
     ///   `Some("")`.
     /// - Invalid or truncated UTF-8 becomes U+FFFD, exactly as [`String::from_utf8_lossy`] does.
     ///
+    /// # Over-long lines
+    ///
+    /// A line with more than `limit` bytes fails with [`Error::TooLongLine`] as soon as the
+    /// limit is passed, without waiting for its delimiter, and consumes nothing. If the next
+    /// read is a line read (or [`read_until`](Self::read_until)), it first discards the rest of
+    /// the over-long line through its delimiter, as tokio-util's `LinesCodec` does, then reads
+    /// the following line: a server can answer "line too long" and go on. Memory stays bounded
+    /// while it skips, however long the line is. Any other read instead sees the over-long
+    /// line's bytes as they are.
+    ///
     /// # Errors
     ///
-    /// [`Error::TooLongLine`] (the line stays buffered, unconsumed: [`discard`](Self::discard)
-    /// or [`cancel`](Self::cancel) it), [`Error::Cancelled`], or the transport's error.
+    /// [`Error::TooLongLine`], [`Error::Cancelled`], or the transport's error.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: nothing is consumed until the whole line is there.
+    /// Cancel safe: nothing of the line is consumed until the whole line is there (skipping an
+    /// over-long line before it may be interrupted, and goes on with the next line read).
     ///
     /// # Examples
     ///
@@ -201,7 +265,7 @@ impl ByteReadChannel {
     /// assert_eq!(input.read_line(4, LineEnding::Default).await?.as_deref(), Some("four"));
     /// assert_eq!(input.read_line(4, LineEnding::Default).await?.as_deref(), Some(""));
     /// assert!(matches!(input.read_line(4, LineEnding::Default).await, Err(Error::TooLongLine { limit: 4 })));
-    /// assert_eq!(input.discard(6).await?, 6);
+    /// // The over-long "five!" is skipped.
     /// assert_eq!(input.read_line(4, LineEnding::Default).await?.as_deref(), Some("last"));
     /// assert_eq!(input.read_line(4, LineEnding::Default).await?, None);
     /// # Ok(()) }
@@ -297,9 +361,12 @@ impl ByteReadChannel {
         limit: usize,
         ending: LineEnding,
     ) -> Result<Option<(usize, usize, bool)>> {
+        self.check_cancelled()?;
+        if self.skip_line {
+            self.skip_rest_of_line(ending).await?;
+        }
         let mut from = 0;
         loop {
-            self.check_readable()?;
             match scan_line(&self.buf, limit, ending, self.eof, from) {
                 Scan::Line {
                     content,
@@ -307,13 +374,134 @@ impl ByteReadChannel {
                     delimited,
                 } => return Ok(Some((content, consumed, delimited))),
                 Scan::Exhausted => return Ok(None),
-                Scan::TooLong => return Err(Error::TooLongLine { limit }),
+                Scan::TooLong => {
+                    self.skip_line = true;
+                    return Err(Error::TooLongLine { limit });
+                }
                 Scan::NeedMore { from: next } => {
                     from = next;
                     self.fill().await?;
                 }
             }
         }
+    }
+
+    /// Discards the rest of an over-long line through its delimiter (or to the end of the
+    /// stream), keeping no more than one transport read buffered.
+    async fn skip_rest_of_line(&mut self, ending: LineEnding) -> Result<()> {
+        loop {
+            match scan_line(&self.buf, usize::MAX, ending, self.eof, 0) {
+                Scan::Line { consumed, .. } => {
+                    self.buf.advance(consumed);
+                    break;
+                }
+                Scan::NeedMore { from } => {
+                    // Nothing before `from` ends the line; a CR at `from` may start a CRLF.
+                    self.buf.advance(from);
+                    self.fill().await?;
+                }
+                Scan::Exhausted | Scan::TooLong => break,
+            }
+        }
+        self.skip_line = false;
+        Ok(())
+    }
+
+    /// Reads the bytes before the next `delimiter`, which is consumed and not returned; `None`
+    /// when the stream ended before the first byte of an item.
+    ///
+    /// The limit rule is [`read_line`](Self::read_line)'s: exactly `limit` bytes followed by the
+    /// delimiter is an item; one byte more is [`Error::TooLongLine`], decided without waiting for
+    /// the delimiter (a multi-byte delimiter whose first bytes sit right at the limit waits for
+    /// the rest). After `TooLongLine`, the next `read_until` (or line read) first skips the rest
+    /// of the over-long item through its delimiter, and memory stays bounded while it does. A
+    /// multi-byte delimiter split across transport reads is found.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLongLine`]; [`Error::UnexpectedEof`] if the stream ends after some bytes and
+    /// no delimiter (they stay buffered; `TooLongLine` instead if they are more than `limit`);
+    /// an [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) for an empty
+    /// `delimiter`; [`Error::Cancelled`]; or the transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing of the item is consumed until it is all there (skipping an
+    /// over-long item before it may be interrupted, and goes on with the next read).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use net_io::{ByteReadChannel, Error};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+    /// let mut input = ByteReadChannel::from_bytes("HEAD\r\n\r\noversized body\r\n\r\nend");
+    /// assert_eq!(input.read_until(b"\r\n\r\n", 8).await?.as_deref(), Some(&b"HEAD"[..]));
+    /// assert!(matches!(input.read_until(b"\r\n\r\n", 8).await, Err(Error::TooLongLine { limit: 8 })));
+    /// // The over-long item is skipped; "end" has no delimiter.
+    /// assert!(matches!(input.read_until(b"\r\n\r\n", 8).await, Err(Error::UnexpectedEof { .. })));
+    /// assert_eq!(input.read_remaining(8).await?, &b"end"[..]);
+    /// assert_eq!(input.read_until(b"\r\n\r\n", 8).await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_until(&mut self, delimiter: &[u8], limit: usize) -> Result<Option<Bytes>> {
+        if delimiter.is_empty() {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "read_until: empty delimiter",
+            )));
+        }
+        self.check_cancelled()?;
+        let finder = Finder::new(delimiter);
+        if self.skip_line {
+            self.skip_through(&finder).await?;
+        }
+        let mut from = 0;
+        loop {
+            match scan_until(&self.buf, &finder, limit, self.eof, from) {
+                Until::Found { content } => {
+                    let item = self.take(content);
+                    self.buf.advance(delimiter.len());
+                    return Ok(Some(item));
+                }
+                Until::Exhausted => return Ok(None),
+                Until::TooLong => {
+                    self.skip_line = true;
+                    return Err(Error::TooLongLine { limit });
+                }
+                Until::Unterminated => {
+                    return Err(Error::UnexpectedEof {
+                        needed: self.buf.len().saturating_add(delimiter.len()),
+                        available: self.buf.len(),
+                    });
+                }
+                Until::NeedMore { from: next } => {
+                    from = next;
+                    self.fill().await?;
+                }
+            }
+        }
+    }
+
+    /// Discards the rest of an over-long item through the next delimiter (or to the end of the
+    /// stream), keeping no more than one transport read buffered.
+    async fn skip_through(&mut self, finder: &Finder<'_>) -> Result<()> {
+        let keep = finder.needle().len() - 1;
+        loop {
+            if let Some(i) = finder.find(&self.buf) {
+                self.buf.advance(i + finder.needle().len());
+                break;
+            }
+            if self.eof {
+                self.buf.clear();
+                break;
+            }
+            // The delimiter's first bytes may end the buffer.
+            self.buf.advance(self.buf.len().saturating_sub(keep));
+            self.fill().await?;
+        }
+        self.skip_line = false;
+        Ok(())
     }
 
     // ----- typed reads -------------------------------------------------------------------
@@ -398,37 +586,51 @@ impl ByteReadChannel {
     ///
     /// Cancel safe.
     pub async fn read_available(&mut self, dst: &mut [u8]) -> Result<usize> {
-        poll_fn(|cx| self.poll_read_available(cx, dst)).await
+        let mut out = ReadBuf::new(dst);
+        poll_fn(|cx| self.poll_read_into(cx, &mut out)).await?;
+        Ok(out.filled().len())
     }
 
-    fn poll_read_available(&mut self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<Result<usize>> {
-        self.check_readable()?;
-        if dst.is_empty() {
-            return Poll::Ready(Ok(0));
+    /// Waits for at least one byte (unless `out` is full), then copies as many as are buffered
+    /// into `out`; nothing at the end of the stream.
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<Result<()>> {
+        self.begin_read()?;
+        if out.remaining() == 0 {
+            return Poll::Ready(Ok(()));
         }
-        if self.buf.is_empty() && dst.len() >= READ_CHUNK && !self.eof {
-            // Skip the copy through our buffer.
-            if let Some(source) = self.source.as_mut() {
-                let mut read_buf = ReadBuf::new(dst);
-                return match ready!(Pin::new(source).poll_read(cx, &mut read_buf)) {
-                    Ok(()) if read_buf.filled().is_empty() => {
-                        self.eof = true;
-                        Poll::Ready(Ok(0))
-                    }
-                    Ok(()) => Poll::Ready(Ok(read_buf.filled().len())),
-                    Err(e) => Poll::Ready(Err(self.fail(e))),
-                };
+        if self.buf.is_empty() {
+            if out.remaining() >= READ_CHUNK && !self.eof && self.failed.is_none() {
+                if let Some(source) = self.source.as_mut() {
+                    // Skip the copy through our buffer.
+                    let before = out.filled().len();
+                    return match ready!(Pin::new(source).poll_read(cx, out)) {
+                        Ok(()) => {
+                            let n = out.filled().len() - before;
+                            if n == 0 {
+                                self.eof = true;
+                            }
+                            self.received += n as u64;
+                            Poll::Ready(Ok(()))
+                        }
+                        Err(e) => Poll::Ready(Err(self.fail(e))),
+                    };
+                }
+            }
+            if ready!(self.poll_fill(cx))? == 0 {
+                return Poll::Ready(Ok(()));
             }
         }
-        if self.buf.is_empty() && ready!(self.poll_fill(cx))? == 0 {
-            return Poll::Ready(Ok(0));
-        }
-        let n = self.buf.len().min(dst.len());
-        self.buf.copy_to_slice(&mut dst[..n]);
-        Poll::Ready(Ok(n))
+        let n = self.buf.len().min(out.remaining());
+        out.put_slice(&self.buf[..n]);
+        self.buf.advance(n);
+        Poll::Ready(Ok(()))
     }
 
     /// Reads exactly `n` bytes; runs of 1 KiB or more are handed out without a copy.
+    ///
+    /// The buffer grows as the bytes arrive (see [Memory](Self#memory)): `n` may come from the
+    /// peer, and even `usize::MAX` only waits for bytes (and at the end of the stream is
+    /// [`Error::UnexpectedEof`]).
     ///
     /// # Errors
     ///
@@ -454,14 +656,13 @@ impl ByteReadChannel {
     ///
     /// Cancel safe: nothing is consumed until the end of the stream or `limit` is reached.
     pub async fn read_remaining(&mut self, limit: usize) -> Result<Bytes> {
+        self.begin_read()?;
         while self.buf.len() < limit {
-            self.check_readable()?;
             // Grow step by step: `limit` may be far larger than the stream.
-            if self.fill_by((limit - self.buf.len()).min(MAX_STEP)).await? == 0 {
+            if self.fill_toward(limit).await? == 0 {
                 break;
             }
         }
-        self.check_readable()?;
         let n = self.buf.len().min(limit);
         Ok(self.take(n))
     }
@@ -477,9 +678,9 @@ impl ByteReadChannel {
     ///
     /// Not cancel safe: bytes skipped before the future is dropped are gone, and the count is lost.
     pub async fn discard(&mut self, max: u64) -> Result<u64> {
+        self.begin_read()?;
         let mut skipped = 0u64;
         while skipped < max {
-            self.check_readable()?;
             if self.buf.is_empty() && self.fill().await? == 0 {
                 break;
             }
@@ -517,6 +718,9 @@ impl ByteReadChannel {
     /// Waits until at least `min` bytes are buffered: `true` when they are, `false` when the
     /// stream ended with fewer.
     ///
+    /// The buffer grows as the bytes arrive, never by `min` at once (see
+    /// [Memory](Self#memory)).
+    ///
     /// # Errors
     ///
     /// [`Error::Cancelled`] or the transport's error.
@@ -525,13 +729,12 @@ impl ByteReadChannel {
     ///
     /// Cancel safe.
     pub async fn await_content(&mut self, min: usize) -> Result<bool> {
+        self.begin_read()?;
         while self.buf.len() < min {
-            self.check_readable()?;
-            if self.fill_by(min - self.buf.len()).await? == 0 {
+            if self.fill_toward(min).await? == 0 {
                 return Ok(false);
             }
         }
-        self.check_readable()?;
         Ok(true)
     }
 
@@ -581,9 +784,9 @@ impl ByteReadChannel {
     ///
     /// Not cancel safe: a chunk may be written to `dst` and still be in this channel.
     pub async fn copy_to(&mut self, dst: &mut ByteWriteChannel, limit: u64) -> Result<u64> {
+        self.begin_read()?;
         let mut copied = 0u64;
         while copied < limit {
-            self.check_readable()?;
             if self.buf.is_empty() {
                 // About to wait for the source: let the destination's peer see what it has so
                 // far (an interactive echo must not stall behind a buffer).
@@ -603,6 +806,42 @@ impl ByteReadChannel {
             copied += n as u64;
         }
         dst.flush().await?;
+        Ok(copied)
+    }
+
+    /// Copies up to `limit` bytes (until the end of the stream) into `dst` as
+    /// [`copy_to`](Self::copy_to) does, then closes `dst` with
+    /// [`flush_and_close`](ByteWriteChannel::flush_and_close); returns how many were copied
+    /// (Ktor's `copyAndClose`).
+    ///
+    /// If the copy fails, `dst` is left open: closing it would tell its peer that the data
+    /// ended when it did not. [`cancel`](ByteWriteChannel::cancel) it, or handle it as the
+    /// error calls for.
+    ///
+    /// # Errors
+    ///
+    /// Either side's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`copy_to`](Self::copy_to).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use net_io::{ByteChannel, ByteReadChannel};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+    /// let (mut output, mut input) = ByteChannel::new(false);
+    /// let mut source = ByteReadChannel::from_bytes("payload");
+    /// assert_eq!(source.copy_and_close(&mut output, u64::MAX).await?, 7);
+    /// assert!(output.is_closed_for_write());
+    /// assert_eq!(input.read_remaining(100).await?, &b"payload"[..]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn copy_and_close(&mut self, dst: &mut ByteWriteChannel, limit: u64) -> Result<u64> {
+        let copied = self.copy_to(dst, limit).await?;
+        dst.flush_and_close().await?;
         Ok(copied)
     }
 
@@ -681,13 +920,14 @@ impl ByteReadChannel {
         D: Decoder,
         D::Error: From<io::Error>,
     {
+        if let Err(e) = self.begin_read() {
+            return Poll::Ready(Err(io::Error::from(e).into()));
+        }
         loop {
-            if let Err(e) = self.check_readable() {
-                return Poll::Ready(Err(io::Error::from(e).into()));
-            }
             if self.eof {
                 return Poll::Ready(decoder.decode_eof(&mut self.buf));
             }
+            // What is buffered is decoded first, even after a transport error.
             if let Some(frame) = decoder.decode(&mut self.buf)? {
                 return Poll::Ready(Ok(Some(frame)));
             }
@@ -699,15 +939,20 @@ impl ByteReadChannel {
 
     // ----- buffer management -------------------------------------------------------------
 
-    /// Fails if reading cannot go on (cancelled, or an earlier transport error).
-    fn check_readable(&self) -> Result<()> {
+    /// Fails once the channel was cancelled.
+    fn check_cancelled(&self) -> Result<()> {
         if self.cancelled {
-            return Err(Error::Cancelled);
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
         }
-        match &self.failed {
-            Some(e) => Err(replay(e)),
-            None => Ok(()),
-        }
+    }
+
+    /// Starts a read other than a line read: the skip of an over-long line is dropped.
+    fn begin_read(&mut self) -> Result<()> {
+        self.check_cancelled()?;
+        self.skip_line = false;
+        Ok(())
     }
 
     /// Waits until `n` bytes are buffered, or fails with `UnexpectedEof`.
@@ -743,12 +988,27 @@ impl ByteReadChannel {
         poll_fn(|cx| self.poll_fill_by(cx, want)).await
     }
 
+    /// As `fill`, on the way to `target` buffered bytes, a count that may come from the peer:
+    /// the buffer grows by what is buffered already (at least a chunk, at most 64 KiB), never
+    /// by the count itself.
+    async fn fill_toward(&mut self, target: usize) -> Result<usize> {
+        let len = self.buf.len();
+        let want = target
+            .saturating_sub(len)
+            .min(len.max(READ_CHUNK))
+            .min(MAX_STEP);
+        self.fill_by(want).await
+    }
+
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize>> {
         self.poll_fill_by(cx, 0)
     }
 
     fn poll_fill_by(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<Result<usize>> {
-        self.check_readable()?;
+        self.check_cancelled()?;
+        if let Some(failure) = &self.failed {
+            return Poll::Ready(Err(failure.report()));
+        }
         if self.eof {
             return Poll::Ready(Ok(0));
         }
@@ -774,34 +1034,59 @@ impl ByteReadChannel {
                 self.eof = true;
                 Poll::Ready(Ok(0))
             }
-            Ok(n) => Poll::Ready(Ok(n)),
+            Ok(n) => {
+                self.received += n as u64;
+                Poll::Ready(Ok(n))
+            }
             Err(e) => Poll::Ready(Err(self.fail(e))),
         }
     }
 
-    /// Records a transport error so later reads report it too (a timeout is not final).
+    /// Records a transport error so later reads report it too (a timeout is not final); returns
+    /// its first report.
     fn fail(&mut self, e: io::Error) -> Error {
         let e = Error::from(e);
-        if !matches!(e, Error::Timeout) {
-            self.failed = Some(replay(&e));
-            self.source = None;
+        if matches!(e, Error::Timeout) {
+            return e;
         }
-        e
+        let failure = Failure::new(e);
+        let first = failure.report();
+        self.failed = Some(failure);
+        self.source = None;
+        first
     }
 }
 
-/// A copy of an error, for reporting it again.
-fn replay(e: &Error) -> Error {
-    match e {
-        Error::TooLongLine { limit } => Error::TooLongLine { limit: *limit },
-        Error::UnexpectedEof { needed, available } => Error::UnexpectedEof {
-            needed: *needed,
-            available: *available,
-        },
-        Error::ClosedForWrite => Error::ClosedForWrite,
-        Error::Cancelled => Error::Cancelled,
-        Error::Timeout => Error::Timeout,
-        Error::Io(e) => Error::Io(io::Error::new(e.kind(), e.to_string())),
+impl AsyncRead for ByteReadChannel {
+    /// Reads what is buffered, or waits for the transport (as
+    /// [`read_available`](ByteReadChannel::read_available)); this crate's errors travel inside
+    /// the [`io::Error`].
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .poll_read_into(cx, buf)
+            .map_err(io::Error::from)
+    }
+}
+
+impl AsyncBufRead for ByteReadChannel {
+    /// The channel's buffer, filled from the transport first if it is empty.
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        this.begin_read()?;
+        if this.buf.is_empty() {
+            ready!(this.poll_fill(cx))?;
+        }
+        Poll::Ready(Ok(&this.buf[..]))
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        let n = amt.min(this.buf.len());
+        this.buf.advance(n);
     }
 }
 

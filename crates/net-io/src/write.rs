@@ -10,11 +10,15 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio_util::codec::Encoder;
 
+use crate::error::Failure;
 use crate::pipe::PipeWriter;
 use crate::{Error, Result};
 
 /// The most bytes a writer buffers before it writes them to the transport.
 const WRITE_BUFFER: usize = 8 * 1024;
+
+/// The most bytes one `poll_write` hands to the transport directly.
+const MAX_DIRECT: usize = 64 * 1024;
 
 enum Sink {
     Io(Box<dyn AsyncWrite + Send + Unpin>),
@@ -39,7 +43,32 @@ impl Sink {
 ///
 /// Close with [`flush_and_close`](Self::flush_and_close): it writes what is buffered, then shuts
 /// the transport's write side down (a socket sends FIN; its read side keeps working). Dropping
-/// the channel instead drops the transport **without** writing what is still buffered.
+/// the channel instead drops the transport **without** writing what is still buffered, and
+/// logs a `warn` event with the number of bytes lost.
+///
+/// [`total_bytes_written`](Self::total_bytes_written) counts the bytes writes accepted.
+///
+/// # Failures
+///
+/// A failed write is never retried into duplicates, and a failed channel never closes cleanly:
+///
+/// - **[`Error::Timeout`] during a write call** (the transport saw no progress in time): if
+///   none of the call's bytes had reached the transport, the call had no effect: its bytes
+///   are taken out of the buffer again (bytes accepted by earlier calls stay buffered, in
+///   order), the error is returned and the channel stays usable, so retrying the call sends
+///   its bytes exactly once. If some of its bytes had reached the transport, the channel is
+///   failed for good, as below (a retry would send them twice).
+/// - **`Error::Timeout` during [`flush`](Self::flush)**: the buffer is kept; retrying the
+///   flush goes on where it stopped, nothing is sent twice.
+/// - **Any other transport error** during a write or a flush fails the channel for good: the
+///   buffer and the transport are dropped, and every later write, flush or close reports the
+///   same error (the same variant, [`io::ErrorKind`], OS error code and inner error, see
+///   [Failures reported again](Error#failures-reported-again)).
+///   [`is_closed_for_write`](Self::is_closed_for_write) is then true.
+/// - **[`flush_and_close`](Self::flush_and_close) on a failed channel, or when its own flush
+///   fails** (a timeout included), does not shut the transport down (no FIN, no TLS
+///   `close_notify`, nothing that tells the peer the data ended well): it drops the transport
+///   and returns the error, and the channel is failed for good.
 ///
 /// # Dropped writes
 ///
@@ -61,6 +90,21 @@ impl Sink {
 /// go on after that; close or [`cancel`](Self::cancel) the channel. [`flush`](Self::flush)
 /// itself loses nothing when dropped.
 ///
+/// # tokio's I/O traits
+///
+/// The channel is an [`AsyncWrite`], so it works with [`tokio::io::copy`],
+/// [`tokio_util::codec::FramedWrite`] and anything else written against tokio's traits:
+///
+/// - `poll_write` accepts what fits in the buffer (a large write with an empty buffer goes to
+///   the transport directly), as [`write_fully`](Self::write_fully) does; in `auto_flush`
+///   mode it then tries to flush without waiting (call `poll_flush` to be sure, as the trait
+///   says). The rules of [Failures](#failures) apply to each call.
+/// - `poll_flush` is [`flush`](Self::flush).
+/// - `poll_shutdown` is [`flush_and_close`](Self::flush_and_close), with its failure rules;
+///   on a channel already closed cleanly it returns `Ok(())` (it may be called again).
+///
+/// Errors travel inside an [`io::Error`]; `Error::from` recovers this crate's error.
+///
 /// # Examples
 ///
 /// ```
@@ -79,10 +123,14 @@ impl Sink {
 /// # Ok(()) }
 /// ```
 pub struct ByteWriteChannel {
-    /// `None` once closed or cancelled.
+    /// `None` once closed, cancelled or failed.
     sink: Option<Sink>,
     buf: BytesMut,
     auto_flush: bool,
+    /// The failure every later operation reports.
+    failed: Option<Failure>,
+    /// Bytes accepted by writes.
+    written: u64,
 }
 
 impl fmt::Debug for ByteWriteChannel {
@@ -91,6 +139,8 @@ impl fmt::Debug for ByteWriteChannel {
             .field("buffered", &self.buf.len())
             .field("auto_flush", &self.auto_flush)
             .field("closed", &self.sink.is_none())
+            .field("failed", &self.failed)
+            .field("total_bytes_written", &self.written)
             .finish_non_exhaustive()
     }
 }
@@ -101,15 +151,18 @@ macro_rules! typed_writes {
         ///
         /// # Errors
         ///
-        /// [`Error::ClosedForWrite`] after close, or the transport's error.
+        /// [`Error::ClosedForWrite`] after close, or the transport's error (see
+        /// [Failures](Self#failures)).
         ///
         /// # Cancel safety
         ///
         /// Not cancel safe: the value may be buffered, partly written or not written.
         pub async fn $name(&mut self, value: $ty) -> Result<()> {
-            self.check_open()?;
+            self.check_writable()?;
             self.buffer().$put(value);
-            self.after_write().await
+            let call = std::mem::size_of::<$ty>();
+            self.written += call as u64;
+            self.after_write(call).await
         }
     )*};
 }
@@ -132,6 +185,8 @@ impl ByteWriteChannel {
             sink: Some(sink),
             buf: BytesMut::new(),
             auto_flush,
+            failed: None,
+            written: 0,
         }
     }
 
@@ -140,10 +195,26 @@ impl ByteWriteChannel {
         self.auto_flush
     }
 
-    /// Whether the channel was closed or cancelled; writes then fail with
-    /// [`Error::ClosedForWrite`].
+    /// Whether the channel was closed, cancelled or failed for good; writes then fail (with
+    /// [`Error::ClosedForWrite`], or with the failure).
     pub fn is_closed_for_write(&self) -> bool {
         self.sink.is_none()
+    }
+
+    /// How many bytes writes have accepted so far (Ktor's `totalBytesWritten`), whether or not
+    /// they have left the buffer yet. A write call that had no effect (see
+    /// [Failures](Self#failures)) counts nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+    /// let (mut output, _input) = net_io::ByteChannel::new(false);
+    /// output.write_string_utf8("abc").await?;
+    /// output.write_u32(7).await?;
+    /// assert_eq!(output.total_bytes_written(), 7);
+    /// # Ok(()) }
+    /// ```
+    pub fn total_bytes_written(&self) -> u64 {
+        self.written
     }
 
     typed_writes! {
@@ -189,23 +260,26 @@ impl ByteWriteChannel {
     ///
     /// # Errors
     ///
-    /// [`Error::ClosedForWrite`] after close, or the transport's error.
+    /// [`Error::ClosedForWrite`] after close, or the transport's error: after
+    /// [`Error::Timeout`] the call either had no effect or the channel failed for good (see
+    /// [Failures](Self#failures)).
     ///
     /// # Cancel safety
     ///
     /// Not cancel safe: part of `src` may have been written or buffered (see
     /// [Dropped writes](Self#dropped-writes) for exactly what the peer then receives).
     pub async fn write_fully(&mut self, src: &[u8]) -> Result<()> {
-        self.check_open()?;
+        self.check_writable()?;
         if self.buf.len() + src.len() <= WRITE_BUFFER && !(self.auto_flush && self.buf.is_empty()) {
             self.buffer().extend_from_slice(src);
-            return self.after_write().await;
+            self.written += src.len() as u64;
+            return self.after_write(src.len()).await;
         }
         // Too big for the buffer, or about to be flushed anyway: skip the copy.
-        self.write_buffered().await?;
-        self.write_direct(src).await?;
+        self.write_through(src).await?;
         if self.auto_flush {
-            self.flush().await?;
+            // All of `src` reached the transport: a failure now fails the channel.
+            self.flush_call(0).await?;
         }
         Ok(())
     }
@@ -238,6 +312,8 @@ impl ByteWriteChannel {
 
     /// Encodes `item` with a [`tokio_util::codec`] encoder and writes it.
     ///
+    /// If the encoder fails, whatever it put into the buffer is taken out again.
+    ///
     /// # Errors
     ///
     /// The encoder's error; [`Error::ClosedForWrite`] and transport errors reach it through its
@@ -264,9 +340,15 @@ impl ByteWriteChannel {
         E: Encoder<T>,
         E::Error: From<io::Error>,
     {
-        self.check_open().map_err(io::Error::from)?;
-        encoder.encode(item, self.buffer())?;
-        self.after_write().await.map_err(io::Error::from)?;
+        self.check_writable().map_err(io::Error::from)?;
+        let before = self.buf.len();
+        if let Err(e) = encoder.encode(item, self.buffer()) {
+            self.buf.truncate(before);
+            return Err(e);
+        }
+        let call = self.buf.len() - before;
+        self.written += call as u64;
+        self.after_write(call).await.map_err(io::Error::from)?;
         Ok(())
     }
 
@@ -274,46 +356,42 @@ impl ByteWriteChannel {
     ///
     /// # Errors
     ///
-    /// [`Error::ClosedForWrite`] after close, or the transport's error.
+    /// [`Error::ClosedForWrite`] after close, or the transport's error. After
+    /// [`Error::Timeout`] the buffer is kept and the channel stays usable; any other error
+    /// fails it for good (see [Failures](Self#failures)).
     ///
     /// # Cancel safety
     ///
     /// Cancel safe in that nothing is lost or written twice: bytes not yet written stay
     /// buffered for the next flush.
     pub async fn flush(&mut self) -> Result<()> {
-        self.check_open()?;
-        self.write_buffered().await?;
-        let sink = self.sink.as_mut().ok_or(Error::ClosedForWrite)?;
-        poll_fn(|cx| sink.pin().poll_flush(cx)).await?;
-        Ok(())
+        self.check_writable()?;
+        poll_fn(|cx| self.poll_flush_buffer(cx)).await
     }
 
     /// Flushes, then closes the write side of the transport (a socket sends FIN, and its read
     /// side keeps working: a half-close). Later writes fail with [`Error::ClosedForWrite`].
     ///
-    /// The channel counts as closed even when flushing fails; the error is returned.
+    /// A channel that failed, or whose flush here fails, is not shut down (the peer must not
+    /// take a failed stream for a complete one): the transport is dropped and the error
+    /// returned (see [Failures](Self#failures)).
     ///
     /// # Errors
     ///
-    /// [`Error::ClosedForWrite`] if already closed, or the transport's error.
+    /// [`Error::ClosedForWrite`] if already closed, the channel's failure, or the transport's
+    /// error.
     ///
     /// # Cancel safety
     ///
     /// Not cancel safe: if dropped before it completes, the channel may stay open with some bytes
     /// unwritten.
     pub async fn flush_and_close(&mut self) -> Result<()> {
-        let flushed = self.flush().await;
-        let Some(mut sink) = self.sink.take() else {
-            return flushed;
-        };
-        self.buf = BytesMut::new();
-        let shut = poll_fn(|cx| sink.pin().poll_shutdown(cx)).await;
-        flushed?;
-        shut?;
-        Ok(())
+        self.check_writable()?;
+        poll_fn(|cx| self.poll_close(cx)).await
     }
 
-    /// Drops what is buffered and closes: later writes fail with [`Error::ClosedForWrite`].
+    /// Drops what is buffered and closes: later writes fail with [`Error::ClosedForWrite`]
+    /// (or, on a channel that had failed, with its failure).
     ///
     /// The transport is dropped without a graceful shutdown. The reader of an in-memory
     /// [`ByteChannel`](crate::ByteChannel) fails with [`Error::Cancelled`] once it has read what
@@ -334,80 +412,263 @@ impl ByteWriteChannel {
         &mut self.buf
     }
 
-    fn check_open(&self) -> Result<()> {
+    /// Fails with the channel's failure, or [`Error::ClosedForWrite`] once closed.
+    fn check_writable(&self) -> Result<()> {
+        if let Some(failure) = &self.failed {
+            return Err(failure.report());
+        }
         if self.sink.is_none() {
-            Err(Error::ClosedForWrite)
-        } else {
-            Ok(())
+            return Err(Error::ClosedForWrite);
         }
+        Ok(())
     }
 
-    /// After bytes were added to the buffer: write it out if full, flush in auto-flush mode.
-    async fn after_write(&mut self) -> Result<()> {
+    /// After a call added its last `call` bytes to the buffer: write it out if full, flush in
+    /// auto-flush mode.
+    async fn after_write(&mut self, call: usize) -> Result<()> {
         if self.auto_flush {
-            self.flush().await
+            self.flush_call(call).await
         } else if self.buf.len() >= WRITE_BUFFER {
-            self.write_buffered().await
+            poll_fn(|cx| self.poll_drain(cx))
+                .await
+                .map_err(|e| self.call_failed(e, call))
         } else {
             Ok(())
         }
     }
 
-    /// Writes out the buffer (no transport flush).
-    async fn write_buffered(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let Self { sink, buf, .. } = self;
-        let sink = sink.as_mut().ok_or(Error::ClosedForWrite)?;
-        poll_fn(|cx| {
-            while !buf.is_empty() {
-                let n = ready!(sink.pin().poll_write(cx, buf))?;
-                if n == 0 {
-                    return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero)));
-                }
-                buf.advance(n);
-            }
-            Poll::Ready(Ok(()))
-        })
-        .await
-        .map_err(|e| self.write_failed(e))
+    /// Writes out and flushes the buffer, whose last `call` bytes are the current write
+    /// call's.
+    async fn flush_call(&mut self, call: usize) -> Result<()> {
+        poll_fn(|cx| self.poll_drain(cx))
+            .await
+            .map_err(|e| self.call_failed(e, call))?;
+        let sink = self.sink.as_mut().ok_or(Error::ClosedForWrite)?;
+        // The call's bytes all reached the transport: a failure now fails the channel.
+        poll_fn(|cx| sink.pin().poll_flush(cx))
+            .await
+            .map_err(|e| self.fail(Error::from(e)))
     }
 
     /// Writes what is buffered, then `src`, to the transport, without copying `src` into the
-    /// buffer (for [`ByteReadChannel::copy_to`](crate::ByteReadChannel::copy_to)).
+    /// buffer (also for [`ByteReadChannel::copy_to`](crate::ByteReadChannel::copy_to)).
+    ///
+    /// On [`Error::Timeout`] before any of `src` was taken, the call had no effect.
     pub(crate) async fn write_through(&mut self, src: &[u8]) -> Result<()> {
-        self.check_open()?;
-        self.write_buffered().await?;
-        self.write_direct(src).await
-    }
-
-    /// Writes `src` straight to the transport (the buffer must be empty).
-    async fn write_direct(&mut self, mut src: &[u8]) -> Result<()> {
-        let sink = self.sink.as_mut().ok_or(Error::ClosedForWrite)?;
-        poll_fn(|cx| poll_write_all(sink, cx, &mut src))
+        self.check_writable()?;
+        poll_fn(|cx| self.poll_drain(cx))
             .await
-            .map_err(|e| self.write_failed(e))
+            .map_err(|e| self.call_failed(e, 0))?;
+        let mut sent = 0;
+        poll_fn(|cx| self.poll_write_direct(cx, src, &mut sent))
+            .await
+            .map_err(|e| {
+                if sent == 0 {
+                    self.call_failed(e, 0)
+                } else {
+                    self.fail(Error::from(e))
+                }
+            })
     }
 
-    /// Maps a transport error; a cancelled reader closes this end for good.
-    fn write_failed(&mut self, e: io::Error) -> Error {
-        let e = Error::from(e);
-        if matches!(e, Error::Cancelled) {
-            self.sink = None;
-            self.buf = BytesMut::new();
+    /// Writes `src[*sent..]` straight to the transport (the buffer is empty), counting what
+    /// it takes in `sent`.
+    fn poll_write_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &[u8],
+        sent: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        let Some(sink) = self.sink.as_mut() else {
+            return Poll::Ready(Err(Error::ClosedForWrite.into()));
+        };
+        while *sent < src.len() {
+            let n = ready!(sink.pin().poll_write(cx, &src[*sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *sent += n;
+            self.written += n as u64;
         }
-        e
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes the buffer out to the transport (no transport flush).
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Self { sink, buf, .. } = self;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let Some(sink) = sink.as_mut() else {
+            return Poll::Ready(Err(Error::ClosedForWrite.into()));
+        };
+        while !buf.is_empty() {
+            let n = ready!(sink.pin().poll_write(cx, buf))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            buf.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes the buffer out and flushes the transport.
+    fn poll_drain_and_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        match self.sink.as_mut() {
+            Some(sink) => sink.pin().poll_flush(cx),
+            None => Poll::Ready(Err(Error::ClosedForWrite.into())),
+        }
+    }
+
+    /// [`flush`](Self::flush) on a writable channel.
+    fn poll_flush_buffer(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match ready!(self.poll_drain_and_flush(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(e) => {
+                let e = Error::from(e);
+                if matches!(e, Error::Timeout) {
+                    // The buffer is kept: the next flush goes on from where this one stopped.
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(Err(self.fail(e)))
+            }
+        }
+    }
+
+    /// [`flush_and_close`](Self::flush_and_close) on a writable channel.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if let Err(e) = ready!(self.poll_drain_and_flush(cx)) {
+            // Not everything left: drop the transport without shutting it down.
+            return Poll::Ready(Err(self.fail(Error::from(e))));
+        }
+        let Some(sink) = self.sink.as_mut() else {
+            return Poll::Ready(Err(Error::ClosedForWrite));
+        };
+        let shut = ready!(sink.pin().poll_shutdown(cx));
+        self.sink = None;
+        self.buf = BytesMut::new();
+        Poll::Ready(shut.map_err(Error::from))
+    }
+
+    /// `poll_write` of [`AsyncWrite`]: accepts what fits in the buffer.
+    fn poll_write_buffered(&mut self, cx: &mut Context<'_>, src: &[u8]) -> Poll<Result<usize>> {
+        self.check_writable()?;
+        if src.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.buf.len() >= WRITE_BUFFER {
+            // None of `src` is in the buffer: a timeout here leaves the call without effect.
+            if let Err(e) = ready!(self.poll_drain(cx)) {
+                return Poll::Ready(Err(self.call_failed(e, 0)));
+            }
+        }
+        let n = if self.buf.is_empty() && src.len() >= WRITE_BUFFER {
+            // Large, and nothing buffered: one write straight to the transport.
+            let Some(sink) = self.sink.as_mut() else {
+                return Poll::Ready(Err(Error::ClosedForWrite));
+            };
+            match ready!(sink.pin().poll_write(cx, &src[..src.len().min(MAX_DIRECT)])) {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Poll::Ready(Err(self.fail(e.into())));
+                }
+                Ok(n) => {
+                    self.written += n as u64;
+                    n
+                }
+                // A transport write that fails took nothing: the call had no effect.
+                Err(e) => return Poll::Ready(Err(self.call_failed(e, 0))),
+            }
+        } else {
+            let n = (WRITE_BUFFER - self.buf.len()).min(src.len());
+            self.buffer().extend_from_slice(&src[..n]);
+            self.written += n as u64;
+            n
+        };
+        if self.auto_flush {
+            // Push it on if the transport is ready; what is left goes with the next write or
+            // `poll_flush`. The bytes are accepted either way.
+            if let Poll::Ready(Err(e)) = self.poll_drain_and_flush(cx) {
+                let e = Error::from(e);
+                if !matches!(e, Error::Timeout) {
+                    return Poll::Ready(Err(self.fail(e)));
+                }
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Maps a transport error met by a write call whose bytes are the buffer's last `call`
+    /// (0 when they are not in the buffer and none was written).
+    ///
+    /// A timeout before any of them left the buffer makes the call one without effect: they are
+    /// taken out again, and the channel stays usable. Anything else fails it for good.
+    fn call_failed(&mut self, e: io::Error, call: usize) -> Error {
+        let e = Error::from(e);
+        if matches!(e, Error::Timeout) && self.buf.len() >= call {
+            let keep = self.buf.len() - call;
+            self.buf.truncate(keep);
+            self.written -= call as u64;
+            return e;
+        }
+        self.fail(e)
+    }
+
+    /// Fails the channel for good: the buffer and the transport are dropped (not shut down),
+    /// and every later operation reports `e`. Returns the first report.
+    fn fail(&mut self, e: Error) -> Error {
+        let failure = Failure::new(e);
+        let first = failure.report();
+        self.failed = Some(failure);
+        self.sink = None;
+        self.buf = BytesMut::new();
+        first
     }
 }
 
-fn poll_write_all(sink: &mut Sink, cx: &mut Context<'_>, src: &mut &[u8]) -> Poll<io::Result<()>> {
-    while !src.is_empty() {
-        let n = ready!(sink.pin().poll_write(cx, src))?;
-        if n == 0 {
-            return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero)));
-        }
-        *src = &src[n..];
+impl AsyncWrite for ByteWriteChannel {
+    /// Accepts what fits in the buffer (see [tokio's I/O traits](ByteWriteChannel#tokios-io-traits)).
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        src: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_buffered(cx, src)
+            .map_err(io::Error::from)
     }
-    Poll::Ready(Ok(()))
+
+    /// [`flush`](ByteWriteChannel::flush).
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check_writable()?;
+        this.poll_flush_buffer(cx).map_err(io::Error::from)
+    }
+
+    /// [`flush_and_close`](ByteWriteChannel::flush_and_close); `Ok(())` on a channel already
+    /// closed cleanly.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(failure) = &this.failed {
+            return Poll::Ready(Err(failure.report().into()));
+        }
+        if this.sink.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_close(cx).map_err(io::Error::from)
+    }
+}
+
+impl Drop for ByteWriteChannel {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            tracing::warn!(
+                unflushed = self.buf.len(),
+                "write channel dropped with {} unflushed bytes; they are not sent (call \
+                 flush_and_close, or cancel to drop them on purpose)",
+                self.buf.len()
+            );
+        }
+    }
 }

@@ -534,24 +534,86 @@ async fn too_long_is_reported_without_waiting_for_delimiter() {
     }
 }
 
-/// After TooLongLine the line stays buffered: a larger limit then reads it whole.
+/// After TooLongLine the next line read skips the rest of the over-long line through its
+/// delimiter and returns the following line (SPEC §4.2, as tokio-util's LinesCodec).
 #[tokio::test]
-async fn too_long_line_is_left_unconsumed() {
+async fn too_long_line_is_skipped_by_the_next_line_read() {
     for via in ALL_VIAS {
-        let mut ch = ByteReadChannel::from_bytes(&b"abcdef\nxy\n"[..]);
-        assert_too_long(&mut ch, via, 3, "abcdef").await;
+        for input in [&b"abcdef\nxy\n"[..], b"abcdef\r\nxy\n"] {
+            let mut ch = ByteReadChannel::from_bytes(input);
+            assert_too_long(&mut ch, via, 3, "abcdef").await;
+            assert_eq!(
+                via.read(&mut ch, 3).await.unwrap().as_deref(),
+                Some("xy"),
+                "{via:?} {input:?}"
+            );
+            assert_eq!(via.read(&mut ch, 3).await.unwrap(), None, "{via:?}");
+        }
+        // The delimiter of the over-long line arrives later, one byte at a time.
+        let mut ch = ByteReadChannel::new(ChunkedReader::bytewise(b"abcdefgh\r\nxy\n"));
+        assert_too_long(&mut ch, via, 3, "abcdefgh").await;
         assert_eq!(
-            via.read(&mut ch, 10).await.unwrap().as_deref(),
-            Some("abcdef"),
-            "{via:?}"
-        );
-        assert_eq!(
-            via.read(&mut ch, 10).await.unwrap().as_deref(),
+            via.read(&mut ch, 3).await.unwrap().as_deref(),
             Some("xy"),
-            "{via:?}"
+            "{via:?} bytewise"
         );
-        assert_eq!(via.read(&mut ch, 10).await.unwrap(), None, "{via:?}");
+        // An over-long last line without a delimiter is skipped to the end of the stream.
+        let mut ch = ByteReadChannel::from_bytes(&b"ok\nabcdef"[..]);
+        assert_eq!(via.read(&mut ch, 3).await.unwrap().as_deref(), Some("ok"));
+        assert_too_long(&mut ch, via, 3, "abcdef at EOF").await;
+        assert_eq!(via.read(&mut ch, 3).await.unwrap(), None, "{via:?}");
     }
+    // Lenient: a lone CR ends the over-long line; a CRLF split after the CR is one delimiter.
+    for ending in [LineEnding::Lenient] {
+        let mut ch = ByteReadChannel::from_bytes(&b"abcdef\rxy\n"[..]);
+        assert!(matches!(
+            ch.read_line(3, ending).await,
+            Err(Error::TooLongLine { limit: 3 })
+        ));
+        assert_eq!(
+            ch.read_line(3, ending).await.unwrap().as_deref(),
+            Some("xy")
+        );
+        let mut ch = ByteReadChannel::new(ChunkedReader::chunks_with_pauses([
+            &b"abcdef\r"[..],
+            b"\nxy\n",
+        ]));
+        assert!(matches!(
+            guard(ch.read_line(3, ending)).await,
+            Err(Error::TooLongLine { limit: 3 })
+        ));
+        assert_eq!(
+            guard(ch.read_line(3, ending)).await.unwrap().as_deref(),
+            Some("xy")
+        );
+        assert_eq!(guard(ch.read_line(3, ending)).await.unwrap(), None);
+    }
+}
+
+/// A read other than a line read after TooLongLine sees the over-long line's bytes as they
+/// are, and the skip is dropped.
+#[tokio::test]
+async fn other_reads_after_too_long_line_see_its_bytes() {
+    let mut ch = ByteReadChannel::from_bytes(&b"abcdef\nxy\n"[..]);
+    assert!(matches!(
+        ch.read_line(3, LineEnding::Default).await,
+        Err(Error::TooLongLine { limit: 3 })
+    ));
+    assert_eq!(ch.read_u8().await.unwrap(), b'a');
+    assert_eq!(
+        ch.read_line(10, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("bcdef")
+    );
+    assert_eq!(
+        ch.read_line(10, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("xy")
+    );
 }
 
 /// 2-, 3- and 4-byte UTF-8 split across reads at every byte boundary decodes correctly.
@@ -624,38 +686,23 @@ async fn invalid_utf8_is_replaced_like_from_utf8_lossy() {
 /// The limit counts raw bytes received, before UTF-8 decoding.
 #[tokio::test]
 async fn limit_counts_raw_bytes() {
+    let cases: [(&[u8], usize, &str); 4] = [
+        ("\u{e9}\n".as_bytes(), 1, "\u{e9}"),
+        ("\u{1f600}\n".as_bytes(), 3, "\u{1f600}"),
+        (b"\xff\xfe\xff\n", 2, "\u{fffd}\u{fffd}\u{fffd}"),
+        (b"\xe2\x82\n", 1, "\u{fffd}"),
+    ];
     for via in ALL_VIAS {
-        let mut ch = ByteReadChannel::from_bytes("\u{e9}\n".as_bytes().to_vec());
-        assert_too_long(&mut ch, via, 1, "é").await;
-        assert_eq!(
-            via.read(&mut ch, 2).await.unwrap().as_deref(),
-            Some("\u{e9}"),
-            "{via:?}"
-        );
-
-        let mut ch = ByteReadChannel::from_bytes("\u{1f600}\n".as_bytes().to_vec());
-        assert_too_long(&mut ch, via, 3, "😀").await;
-        assert_eq!(
-            via.read(&mut ch, 4).await.unwrap().as_deref(),
-            Some("\u{1f600}"),
-            "{via:?}"
-        );
-
-        let mut ch = ByteReadChannel::from_bytes(&b"\xff\xfe\xff\n"[..]);
-        assert_too_long(&mut ch, via, 2, "three invalid bytes").await;
-        assert_eq!(
-            via.read(&mut ch, 3).await.unwrap().as_deref(),
-            Some("\u{fffd}\u{fffd}\u{fffd}"),
-            "{via:?}"
-        );
-
-        let mut ch = ByteReadChannel::from_bytes(&b"\xe2\x82\n"[..]);
-        assert_too_long(&mut ch, via, 1, "truncated 3-byte char").await;
-        assert_eq!(
-            via.read(&mut ch, 2).await.unwrap().as_deref(),
-            Some("\u{fffd}"),
-            "{via:?}"
-        );
+        for (input, too_small, decoded) in cases {
+            let mut ch = ByteReadChannel::from_bytes(input.to_vec());
+            assert_too_long(&mut ch, via, too_small, decoded).await;
+            let mut ch = ByteReadChannel::from_bytes(input.to_vec());
+            assert_eq!(
+                via.read(&mut ch, too_small + 1).await.unwrap().as_deref(),
+                Some(decoded),
+                "{via:?}"
+            );
+        }
     }
 }
 

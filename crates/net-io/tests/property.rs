@@ -1,5 +1,6 @@
-//! Property tests: the line reader and typed reads over random chunkings of random input,
-//! compared with a plain reference model.
+//! Property tests: the line reader, `read_until`, byte runs and typed reads over random
+//! chunkings of random input, compared with the reference model (`support/model.rs`, which the
+//! fuzz targets share).
 
 mod support;
 
@@ -7,20 +8,8 @@ use std::time::Duration;
 
 use net_io::{ByteReadChannel, Error, LineEnding};
 use proptest::prelude::*;
+use support::model::{Model, Outcome};
 use support::{ChunkedReader, split_by};
-
-/// What one line read produced, in a comparable form.
-#[derive(Clone, Debug, PartialEq)]
-enum Outcome {
-    Line(String),
-    TooLong,
-    UnexpectedEof,
-    /// `None`: the input is exhausted.
-    End,
-    /// Either `TooLong` or `UnexpectedEof` is acceptable (strict read, too-long partial last
-    /// line: both rules apply and SPEC does not order them).
-    TooLongOrEof,
-}
 
 /// The line-reading method under test.
 #[derive(Clone, Copy, Debug)]
@@ -57,133 +46,86 @@ impl Method {
     }
 }
 
-/// The reference model: the outcomes of reading `input` line by line until the end or the
-/// first error, per SPEC §2.1.
-fn model(input: &[u8], lenient: bool, strict: bool, limit: usize) -> Vec<Outcome> {
-    let mut out = Vec::new();
-    let mut p = 0;
-    loop {
-        if p == input.len() {
-            out.push(Outcome::End);
-            return out;
+/// Maps a read's result to the model's form; any other error fails the test.
+fn outcome<T>(
+    res: net_io::Result<Option<T>>,
+    limit: usize,
+    wrap: impl Fn(T) -> Outcome,
+) -> Outcome {
+    match res {
+        Ok(Some(v)) => wrap(v),
+        Ok(None) => Outcome::End,
+        Err(Error::TooLongLine { limit: l }) => {
+            assert_eq!(l, limit, "TooLongLine carries the wrong limit");
+            Outcome::TooLong
         }
-        let rest = &input[p..];
-        let delim = if lenient {
-            rest.iter().position(|&b| b == b'\n' || b == b'\r')
-        } else {
-            rest.iter().position(|&b| b == b'\n')
-        };
-        match delim {
-            Some(i) => {
-                let (content_len, consumed) = if rest[i] == b'\r' {
-                    // Lenient only: CRLF or a lone CR.
-                    if rest.get(i + 1) == Some(&b'\n') {
-                        (i, i + 2)
-                    } else {
-                        (i, i + 1)
-                    }
-                } else if !lenient && i > 0 && rest[i - 1] == b'\r' {
-                    (i - 1, i + 1)
-                } else {
-                    (i, i + 1)
-                };
-                if content_len > limit {
-                    out.push(Outcome::TooLong);
-                    return out;
-                }
-                out.push(Outcome::Line(
-                    String::from_utf8_lossy(&rest[..content_len]).into_owned(),
-                ));
-                p += consumed;
-            }
-            None => {
-                if rest.len() > limit {
-                    out.push(if strict {
-                        Outcome::TooLongOrEof
-                    } else {
-                        Outcome::TooLong
-                    });
-                    return out;
-                }
-                if strict {
-                    out.push(Outcome::UnexpectedEof);
-                    return out;
-                }
-                out.push(Outcome::Line(String::from_utf8_lossy(rest).into_owned()));
-                p = input.len();
-            }
-        }
+        Err(Error::UnexpectedEof { .. }) => Outcome::UnexpectedEof,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Outcome::InvalidInput,
+        Err(e) => panic!("unexpected error {e:?}"),
     }
 }
 
-/// Reads `input`, delivered in `chunks`, line by line with `method` until the end or the first
-/// error, recording each outcome.
-async fn run_reader(
+/// One line read with `method`.
+async fn read_line(ch: &mut ByteReadChannel, method: Method, limit: usize) -> Outcome {
+    let res = match method {
+        Method::Line(e) => ch.read_line(limit, e).await,
+        Method::Strict(e) => ch.read_line_strict(limit, e).await,
+        Method::Utf8 => ch.read_utf8_line(limit).await,
+        Method::LineTo(e) => {
+            let mut buf = String::from("\u{e9}");
+            let res = ch.read_line_to(&mut buf, limit, e).await;
+            match res {
+                Ok(Some(n)) => {
+                    assert_eq!(n, buf.len() - 2, "read_line_to count vs appended");
+                    Ok(Some(buf[2..].to_owned()))
+                }
+                Ok(None) => {
+                    assert_eq!(buf, "\u{e9}", "read_line_to touched the string");
+                    Ok(None)
+                }
+                Err(e) => {
+                    assert_eq!(buf, "\u{e9}", "read_line_to touched the string");
+                    Err(e)
+                }
+            }
+        }
+    };
+    outcome(res, limit, Outcome::Line)
+}
+
+/// Reads `input`, delivered in `chunks`, line by line with `method` until the end or an
+/// unterminated strict line, beside the model; returns (actual, expected) outcomes.
+async fn run_lines(
+    input: &[u8],
     chunks: &[Vec<u8>],
     pauses: bool,
     method: Method,
     limit: usize,
-) -> Vec<Outcome> {
+) -> (Vec<Outcome>, Vec<Outcome>) {
     let reader = if pauses {
         ChunkedReader::chunks_with_pauses(chunks)
     } else {
         ChunkedReader::chunks(chunks)
     };
     let mut ch = ByteReadChannel::new(reader);
-    let total: usize = chunks.iter().map(Vec::len).sum();
-    let mut out = Vec::new();
-    let mut buf = String::from("\u{e9}");
-    for _ in 0..total + 2 {
-        let res = match method {
-            Method::Line(e) => ch.read_line(limit, e).await,
-            Method::Strict(e) => ch.read_line_strict(limit, e).await,
-            Method::Utf8 => ch.read_utf8_line(limit).await,
-            Method::LineTo(e) => {
-                let before = buf.len();
-                let res = ch.read_line_to(&mut buf, limit, e).await;
-                match res {
-                    Ok(Some(n)) => {
-                        assert_eq!(n, buf.len() - before, "read_line_to count vs appended");
-                        let line = buf[before..].to_owned();
-                        buf.truncate(before);
-                        Ok(Some(line))
-                    }
-                    Ok(None) => {
-                        assert_eq!(buf.len(), before, "read_line_to appended at end");
-                        Ok(None)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        match res {
-            Ok(Some(line)) => out.push(Outcome::Line(line)),
-            Ok(None) => {
-                out.push(Outcome::End);
-                return out;
-            }
-            Err(Error::TooLongLine { limit: l }) => {
-                assert_eq!(l, limit, "TooLongLine carries the wrong limit");
-                out.push(Outcome::TooLong);
-                return out;
-            }
-            Err(Error::UnexpectedEof { .. }) => {
-                out.push(Outcome::UnexpectedEof);
-                return out;
-            }
-            Err(e) => panic!("unexpected error {e:?} after {out:?}"),
+    let mut model = Model::new(input);
+    let (mut actual, mut expected) = (Vec::new(), Vec::new());
+    for _ in 0..input.len() + 2 {
+        let want = model.line(method.lenient(), method.strict(), limit);
+        let got = read_line(&mut ch, method, limit).await;
+        let done = matches!(want, Outcome::End | Outcome::UnexpectedEof);
+        expected.push(want);
+        actual.push(got);
+        if done || actual != expected {
+            break;
         }
+        assert_eq!(
+            ch.total_bytes_read(),
+            model.consumed() as u64,
+            "total_bytes_read"
+        );
     }
-    panic!("more lines than input bytes (endless lines?): {out:?}")
-}
-
-/// Whether the actual outcomes match the model's.
-fn matches_model(actual: &[Outcome], expected: &[Outcome]) -> bool {
-    actual.len() == expected.len()
-        && actual.iter().zip(expected).all(|(a, e)| match e {
-            Outcome::TooLongOrEof => matches!(a, Outcome::TooLong | Outcome::UnexpectedEof),
-            e => a == e,
-        })
+    (actual, expected)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -213,6 +155,84 @@ fn limit() -> impl Strategy<Value = usize> {
     prop_oneof![4 => 0usize..=20, 1 => Just(1usize << 16), 1 => Just(usize::MAX)]
 }
 
+/// One read of a mixed sequence.
+#[derive(Clone, Debug)]
+enum Op {
+    Line(usize, usize),
+    Until(Vec<u8>, usize),
+    Bytes(usize),
+    Peek(usize),
+    Discard(u64),
+    SkipIfFound(Vec<u8>),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let delimiter = prop_oneof![
+        Just(b"\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"a\r".to_vec()),
+        Just(b"\r\n\r\n".to_vec()),
+        Just(Vec::new()),
+    ];
+    prop_oneof![
+        4 => (0..METHODS.len(), 0usize..=12).prop_map(|(m, l)| Op::Line(m, l)),
+        4 => (delimiter, 0usize..=12).prop_map(|(d, l)| Op::Until(d, l)),
+        1 => (0usize..=6).prop_map(Op::Bytes),
+        1 => (0usize..=6).prop_map(Op::Peek),
+        1 => (0u64..=6).prop_map(Op::Discard),
+        1 => prop::collection::vec(prop::sample::select(vec![b'a', b'\r', b'\n']), 0..3)
+            .prop_map(Op::SkipIfFound),
+    ]
+}
+
+/// Runs `op` on the channel and on the model; returns (actual, expected).
+async fn run_op(ch: &mut ByteReadChannel, model: &mut Model, op: &Op) -> (Outcome, Outcome) {
+    let bytes = |v: Option<Vec<u8>>| v.map_or(Outcome::End, Outcome::Item);
+    match op {
+        Op::Line(m, limit) => {
+            let method = METHODS[*m];
+            let want = model.line(method.lenient(), method.strict(), *limit);
+            (read_line(ch, method, *limit).await, want)
+        }
+        Op::Until(delimiter, limit) => {
+            let want = model.until(delimiter, *limit);
+            let got = outcome(ch.read_until(delimiter, *limit).await, *limit, |b| {
+                Outcome::Item(b.to_vec())
+            });
+            (got, want)
+        }
+        Op::Bytes(n) => {
+            let want = bytes(model.take(*n));
+            let got = match ch.read_bytes(*n).await {
+                Ok(b) => Outcome::Item(b.to_vec()),
+                Err(Error::UnexpectedEof { .. }) => Outcome::End,
+                Err(e) => panic!("read_bytes: {e:?}"),
+            };
+            (got, want)
+        }
+        Op::Peek(n) => {
+            let want = bytes(model.peek(*n));
+            (bytes(ch.peek(*n).await.unwrap().map(|b| b.to_vec())), want)
+        }
+        Op::Discard(n) => {
+            let want = model.discard(*n) as u64;
+            let got = ch.discard(*n).await.unwrap();
+            (
+                Outcome::Item(got.to_be_bytes().to_vec()),
+                Outcome::Item(want.to_be_bytes().to_vec()),
+            )
+        }
+        Op::SkipIfFound(pattern) => {
+            let want = model.skip_if_found(pattern);
+            let got = ch.skip_if_found(pattern).await.unwrap();
+            (
+                Outcome::Item(vec![u8::from(got)]),
+                Outcome::Item(vec![u8::from(want)]),
+            )
+        }
+    }
+}
+
 fn chunk_sizes() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(prop_oneof![4 => 1usize..=4, 1 => 5usize..=40], 1..16)
 }
@@ -224,7 +244,8 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// Every line-reading method matches the reference model on random input, chunking and limit.
+    /// Every line-reading method matches the reference model on random input, chunking and
+    /// limit, over- long lines (skipped by the next read) included.
     #[test]
     fn line_reads_match_model(
         input in line_input(),
@@ -235,18 +256,46 @@ proptest! {
         let chunks = split_by(&input, &sizes);
         let rt = runtime();
         for method in METHODS {
-            let expected = model(&input, method.lenient(), method.strict(), limit);
-            let actual = rt.block_on(async {
-                tokio::time::timeout(Duration::from_secs(10), run_reader(&chunks, pauses, method, limit))
+            let (actual, expected) = rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), run_lines(&input, &chunks, pauses, method, limit))
                     .await
                     .expect("line read hung")
             });
-            prop_assert!(
-                matches_model(&actual, &expected),
-                "{:?} limit {} chunks {:?}\n  actual   {:?}\n  expected {:?}",
-                method, limit, chunks, actual, expected
+            prop_assert_eq!(
+                &actual, &expected,
+                "{:?} limit {} chunks {:?}", method, limit, chunks
             );
         }
+    }
+
+    /// Random mixes of line reads (every method), read_until (one- and multi-byte delimiters),
+    /// byte runs, look-ahead and skips match the model, bytes consumed included.
+    #[test]
+    fn mixed_reads_match_model(
+        input in line_input(),
+        ops in prop::collection::vec(op(), 1..24),
+        sizes in chunk_sizes(),
+        pauses in any::<bool>(),
+    ) {
+        let chunks = split_by(&input, &sizes);
+        let reader = if pauses {
+            ChunkedReader::chunks_with_pauses(&chunks)
+        } else {
+            ChunkedReader::chunks(&chunks)
+        };
+        let mut ch = ByteReadChannel::new(reader);
+        let mut model = Model::new(&input);
+        runtime().block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                for (i, op) in ops.iter().enumerate() {
+                    let (got, want) = run_op(&mut ch, &mut model, op).await;
+                    assert_eq!(got, want, "op {i} {op:?} in {ops:?}, chunks {chunks:?}");
+                    assert_eq!(ch.total_bytes_read(), model.consumed() as u64, "after op {i} {op:?}");
+                }
+            })
+            .await
+            .expect("read hung");
+        });
     }
 
     /// Random u8..u64 BE/LE reads over random chunking match the reference; a cut tail is kept.
@@ -336,25 +385,59 @@ proptest! {
     }
 }
 
-/// The reference model itself follows SPEC §2.1 on hand-checked inputs.
+/// Every outcome of line reads with these rules until the end (or an unterminated strict line).
+fn model_lines(input: &[u8], lenient: bool, strict: bool, limit: usize) -> Vec<Outcome> {
+    let mut model = Model::new(input);
+    let mut out = Vec::new();
+    loop {
+        let o = model.line(lenient, strict, limit);
+        let done = matches!(o, Outcome::End | Outcome::UnexpectedEof);
+        out.push(o);
+        if done {
+            return out;
+        }
+    }
+}
+
+/// The reference model itself follows SPEC §2.1 and §4.2 on hand-checked inputs.
 #[test]
 fn model_sanity() {
     use Outcome::*;
     let l = |s: &str| Line(s.to_owned());
     assert_eq!(
-        model(b"a\nb\r\nc\rd", true, false, 10),
+        model_lines(b"a\nb\r\nc\rd", true, false, 10),
         [l("a"), l("b"), l("c"), l("d"), End]
     );
     assert_eq!(
-        model(b"a\nb\r\nc\rd", false, false, 10),
+        model_lines(b"a\nb\r\nc\rd", false, false, 10),
         [l("a"), l("b"), l("c\rd"), End]
     );
-    assert_eq!(model(b"abc\r", false, false, 3), [TooLong]);
-    assert_eq!(model(b"abc\r\n", false, false, 3), [l("abc"), End]);
-    assert_eq!(model(b"abc\r", true, false, 3), [l("abc"), End]);
-    assert_eq!(model(b"abc", false, true, 3), [UnexpectedEof]);
-    assert_eq!(model(b"", false, true, 3), [End]);
-    assert_eq!(model(b"\r\r", true, false, 0), [l(""), l(""), End]);
-    assert_eq!(model(b"\xff\n", true, false, 1), [l("\u{fffd}"), End]);
-    assert_eq!(model(b"\xe9\n", true, false, 0), [TooLong]);
+    assert_eq!(model_lines(b"abc\r", false, false, 3), [TooLong, End]);
+    assert_eq!(model_lines(b"abc\r\n", false, false, 3), [l("abc"), End]);
+    assert_eq!(model_lines(b"abc\r", true, false, 3), [l("abc"), End]);
+    assert_eq!(model_lines(b"abc", false, true, 3), [UnexpectedEof]);
+    assert_eq!(model_lines(b"abcd", false, true, 3), [TooLong, End]);
+    assert_eq!(model_lines(b"", false, true, 3), [End]);
+    assert_eq!(model_lines(b"\r\r", true, false, 0), [l(""), l(""), End]);
+    assert_eq!(model_lines(b"\xff\n", true, false, 1), [l("\u{fffd}"), End]);
+    assert_eq!(model_lines(b"\xe9\n", true, false, 0), [TooLong, End]);
+    // The over-long line is skipped through its delimiter, CRLF (lenient) as one.
+    assert_eq!(
+        model_lines(b"abcd\r\nx\n", true, false, 3),
+        [TooLong, l("x"), End]
+    );
+    assert_eq!(model_lines(b"abcd\rx\n", false, false, 3), [TooLong, End]);
+
+    let mut m = Model::new(b"ab--cdefg--h");
+    assert_eq!(m.until(b"--", 2), Item(b"ab".to_vec()));
+    assert_eq!(m.until(b"--", 2), TooLong);
+    assert_eq!(m.until(b"--", 2), UnexpectedEof);
+    assert_eq!(m.take(1), Some(b"h".to_vec()));
+    assert_eq!(m.until(b"--", 2), End);
+    assert_eq!(m.until(b"", 2), InvalidInput);
+    // Another read drops the skip.
+    let mut m = Model::new(b"abcd\nx\n");
+    assert_eq!(m.line(false, false, 3), TooLong);
+    assert_eq!(m.take(1), Some(b"a".to_vec()));
+    assert_eq!(m.line(false, false, 3), l("bcd"));
 }

@@ -154,6 +154,16 @@ impl From<net_io::Error> for Error {
     /// [`Error::Io`] (or the `Error` it carries, such as [`Error::Closed`]), the rest
     /// [`Error::Channel`].
     fn from(e: net_io::Error) -> Self {
+        // A channel reports a failure again with its inner error shared (`net_io::SharedError`):
+        // recover our unit variants through the accessor.
+        match e
+            .inner_error()
+            .and_then(|inner| inner.downcast_ref::<Error>())
+        {
+            Some(Error::Closed) => return Error::Closed,
+            Some(Error::SelectorClosed) => return Error::SelectorClosed,
+            _ => {}
+        }
         match e {
             net_io::Error::Timeout => Error::Timeout,
             net_io::Error::Io(io) => match io.downcast::<Error>() {
@@ -185,6 +195,21 @@ mod tests {
         assert_eq!(io.kind(), io::ErrorKind::NotConnected);
         let channel = net_io::Error::from(io);
         assert!(matches!(Error::from(channel), Error::Closed));
+    }
+
+    #[test]
+    fn closed_is_recovered_through_a_shared_inner_error() {
+        for closed in [Error::Closed, Error::SelectorClosed] {
+            let kind = closed.kind();
+            let shared = net_io::SharedError::new(closed);
+            let channel = net_io::Error::Io(io::Error::new(kind, shared));
+            let back = Error::from(channel);
+            assert!(
+                matches!(back, Error::Closed | Error::SelectorClosed),
+                "{back:?}"
+            );
+            assert_eq!(back.kind(), kind);
+        }
     }
 
     #[test]

@@ -35,30 +35,16 @@ pub(crate) const GREETING: &str = "Please enter your name";
 // Looking inside errors.
 // ---------------------------------------------------------------------------------------------
 
-/// The error a channel error carries inside (an adapter's error, such as [`Truncated`] or a
-/// [`rustls::Error`]).
-///
-/// The one place the tests look through a channel error: once `net_io::Error::inner_error()`
-/// exists (it also looks through a stored error that is reported again, wrapped), this body
-/// becomes a call to it.
-pub(crate) fn inner_error(
-    e: &net_io::Error,
-) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
-    match e {
-        net_io::Error::Io(io) => io.get_ref(),
-        _ => None,
-    }
-}
-
 /// Whether `e` is a TLS truncation: the peer ended the stream without `close_notify`.
 pub(crate) fn is_truncated(e: &net_io::Error) -> bool {
     e.kind() == std::io::ErrorKind::UnexpectedEof
-        && inner_error(e).is_some_and(|inner| inner.is::<Truncated>())
+        && e.inner_error().is_some_and(|inner| inner.is::<Truncated>())
 }
 
 /// The rustls error inside a channel error, if any.
 pub(crate) fn rustls_error(e: &net_io::Error) -> Option<&rustls::Error> {
-    inner_error(e).and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    e.inner_error()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
 /// The rustls error inside an I/O error from a tokio-rustls stream, if any.

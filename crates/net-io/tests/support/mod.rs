@@ -1,128 +1,18 @@
-//! Helpers shared by the integration tests: a scripted `AsyncRead`, a one-shot poll, and a
-//! hang guard.
+//! Helpers shared by the integration tests: the scripted `AsyncRead` and the reference model
+//! (in `model.rs`, shared with the fuzz targets), a one-shot poll, and a hang guard.
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
+pub(crate) mod model;
+
 use std::future::Future;
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, ReadBuf};
+#[allow(unused_imports)]
+pub(crate) use model::{ChunkedReader, Step};
 
 /// How long a test may wait for something that must happen before it is declared hung.
 pub(crate) const HANG_GUARD: Duration = Duration::from_secs(10);
-
-/// One step of a [`ChunkedReader`] script.
-#[derive(Debug)]
-pub(crate) enum Step {
-    /// Hand out these bytes (over several reads if the caller's buffer is smaller).
-    Data(Vec<u8>),
-    /// Return `Poll::Pending` once, waking the task immediately.
-    Pending,
-    /// Fail the read with this error.
-    Fail(io::Error),
-}
-
-/// An `AsyncRead` that plays back a script of chunks, pauses and errors, then reports EOF.
-///
-/// Each `poll_read` hands out bytes from one `Data` step at most, so a reader sees exactly the
-/// chunk boundaries the test chose. A `Pending` step returns `Poll::Pending` after waking the
-/// task, so the reader must cope with data arriving over several polls.
-#[derive(Debug, Default)]
-pub(crate) struct ChunkedReader {
-    steps: VecDeque<Step>,
-    /// Current position inside the front `Data` step.
-    offset: usize,
-    /// How many times `poll_read` has been called.
-    pub(crate) polls: usize,
-}
-
-impl ChunkedReader {
-    /// A reader that plays back `steps` and then reports EOF.
-    pub(crate) fn new(steps: impl IntoIterator<Item = Step>) -> Self {
-        ChunkedReader {
-            steps: steps.into_iter().collect(),
-            offset: 0,
-            polls: 0,
-        }
-    }
-
-    /// A reader that hands out `chunks` one per read, with no pauses.
-    pub(crate) fn chunks<I, C>(chunks: I) -> Self
-    where
-        I: IntoIterator<Item = C>,
-        C: AsRef<[u8]>,
-    {
-        Self::new(chunks.into_iter().map(|c| Step::Data(c.as_ref().to_vec())))
-    }
-
-    /// A reader that hands out `chunks` one per read with a `Poll::Pending` before each one.
-    pub(crate) fn chunks_with_pauses<I, C>(chunks: I) -> Self
-    where
-        I: IntoIterator<Item = C>,
-        C: AsRef<[u8]>,
-    {
-        let mut steps = Vec::new();
-        for c in chunks {
-            steps.push(Step::Pending);
-            steps.push(Step::Data(c.as_ref().to_vec()));
-        }
-        Self::new(steps)
-    }
-
-    /// A reader that hands out `data` one byte per read, pausing before every byte.
-    pub(crate) fn bytewise(data: &[u8]) -> Self {
-        Self::chunks_with_pauses(data.chunks(1))
-    }
-}
-
-impl AsyncRead for ChunkedReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        this.polls += 1;
-        loop {
-            match this.steps.front_mut() {
-                None => return Poll::Ready(Ok(())),
-                Some(Step::Pending) => {
-                    this.steps.pop_front();
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                Some(Step::Fail(_)) => {
-                    let Some(Step::Fail(e)) = this.steps.pop_front() else {
-                        unreachable!()
-                    };
-                    return Poll::Ready(Err(e));
-                }
-                Some(Step::Data(data)) => {
-                    let rest = &data[this.offset..];
-                    if rest.is_empty() {
-                        this.steps.pop_front();
-                        this.offset = 0;
-                        continue;
-                    }
-                    if buf.remaining() == 0 {
-                        return Poll::Ready(Ok(()));
-                    }
-                    let n = rest.len().min(buf.remaining());
-                    buf.put_slice(&rest[..n]);
-                    this.offset += n;
-                    if this.offset == data.len() {
-                        this.steps.pop_front();
-                        this.offset = 0;
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-            }
-        }
-    }
-}
 
 /// Polls `fut` exactly once, then drops it. `Some(output)` if it completed on that poll.
 ///
@@ -163,4 +53,103 @@ pub(crate) fn split_by(data: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
         i += 1;
     }
     out
+}
+
+/// What a [`MockWriter`] does on its next `poll_write` or `poll_flush`.
+#[derive(Debug)]
+pub(crate) enum Act {
+    /// Take at most this many bytes (a write) or succeed (a flush).
+    Take(usize),
+    /// Return `Poll::Pending` without waking anyone: the transport is stuck.
+    Stall,
+    /// Fail with this error.
+    Fail(std::io::Error),
+}
+
+/// What a [`MockWriter`] saw: the bytes it accepted, and how often it was flushed and shut down.
+#[derive(Debug, Default)]
+pub(crate) struct MockLog {
+    pub(crate) accepted: Vec<u8>,
+    pub(crate) flushes: usize,
+    pub(crate) shutdowns: usize,
+    /// Acts for the coming `poll_write` calls, in order; when empty, writes take everything.
+    pub(crate) writes: std::collections::VecDeque<Act>,
+    /// Acts for the coming `poll_flush` calls; when empty, flushes succeed.
+    pub(crate) flush_acts: std::collections::VecDeque<Act>,
+}
+
+/// A transport that records what it accepted and follows a script of stalls and failures.
+/// Clones share the log, so a test keeps one while the channel owns another.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MockWriter(pub(crate) std::sync::Arc<std::sync::Mutex<MockLog>>);
+
+impl MockWriter {
+    pub(crate) fn log(&self) -> std::sync::MutexGuard<'_, MockLog> {
+        self.0.lock().unwrap()
+    }
+
+    /// Queues acts for the coming writes.
+    pub(crate) fn on_write(&self, acts: impl IntoIterator<Item = Act>) {
+        self.log().writes.extend(acts);
+    }
+
+    /// Queues acts for the coming flushes.
+    pub(crate) fn on_flush(&self, acts: impl IntoIterator<Item = Act>) {
+        self.log().flush_acts.extend(acts);
+    }
+
+    /// Everything accepted so far.
+    pub(crate) fn accepted(&self) -> Vec<u8> {
+        self.log().accepted.clone()
+    }
+
+    pub(crate) fn shutdowns(&self) -> usize {
+        self.log().shutdowns
+    }
+}
+
+/// `Error::Timeout` as a transport reports it.
+pub(crate) fn timeout() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, net_io::Error::Timeout)
+}
+
+impl tokio::io::AsyncWrite for MockWriter {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        src: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut log = self.log();
+        let n = match log.writes.pop_front() {
+            None => src.len(),
+            Some(Act::Take(n)) => n.min(src.len()),
+            Some(Act::Stall) => return Poll::Pending,
+            Some(Act::Fail(e)) => return Poll::Ready(Err(e)),
+        };
+        log.accepted.extend_from_slice(&src[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let mut log = self.log();
+        match log.flush_acts.pop_front() {
+            None | Some(Act::Take(_)) => {
+                log.flushes += 1;
+                Poll::Ready(Ok(()))
+            }
+            Some(Act::Stall) => Poll::Pending,
+            Some(Act::Fail(e)) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.log().shutdowns += 1;
+        Poll::Ready(Ok(()))
+    }
 }

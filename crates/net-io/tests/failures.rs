@@ -1,0 +1,482 @@
+//! SPEC §4.1 failure semantics: errors keep their type when reported again, bytes received
+//! before a read error are read first, a failed write is never retried into duplicates, and a
+//! failed write channel never closes cleanly.
+
+mod support;
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use net_io::{ByteReadChannel, ByteWriteChannel, Error, LineEnding};
+use support::{Act, ChunkedReader, MockWriter, Step, guard, poll_once, timeout};
+
+fn reset() -> io::Error {
+    io::Error::from_raw_os_error(libc::ECONNRESET)
+}
+
+/// Asserts that `res` is the connection reset, as an OS error with its code.
+fn assert_reset<T: std::fmt::Debug>(res: net_io::Result<T>, what: &str) {
+    match res {
+        Err(Error::Io(e)) => {
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{what}: {e:?}");
+            assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET), "{what}: {e:?}");
+        }
+        other => panic!("{what}: expected the reset, got {other:?}"),
+    }
+}
+
+// ----- reads -----------------------------------------------------------------------------
+
+/// "a\nb\n" then ECONNRESET: lines a and b, then the reset twice, kind and OS code intact.
+#[tokio::test]
+async fn lines_before_a_reset_then_the_same_error_twice() {
+    let mut ch = ByteReadChannel::new(ChunkedReader::new([
+        Step::Data(b"a\nb\n".to_vec()),
+        Step::Fail(reset()),
+    ]));
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        lines.push(guard(ch.read_line(10, LineEnding::Default)).await.unwrap());
+    }
+    assert_eq!(lines, [Some("a".to_owned()), Some("b".to_owned())]);
+    assert_reset(
+        guard(ch.read_line(10, LineEnding::Default)).await,
+        "first report",
+    );
+    assert_reset(
+        guard(ch.read_line(10, LineEnding::Default)).await,
+        "second report",
+    );
+    assert_reset(guard(ch.read_u8()).await, "third report, another read");
+    assert!(ch.is_closed_for_read());
+}
+
+/// After the error, reads the buffer can satisfy still succeed; one that needs more reports
+/// the error again.
+#[tokio::test]
+async fn buffered_items_are_read_after_the_error() {
+    let mut ch = ByteReadChannel::new(ChunkedReader::new([
+        Step::Data(b"a\nb\r\n\x00\x07xyz".to_vec()),
+        Step::Fail(reset()),
+    ]));
+    // A read that needs more than arrived meets the error first.
+    assert_reset(guard(ch.peek(100)).await, "peek(100)");
+    assert_eq!(ch.available_for_read(), 10);
+    assert!(!ch.is_closed_for_read());
+    assert_eq!(
+        guard(ch.read_line(10, LineEnding::Default))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        guard(ch.read_line(10, LineEnding::Default))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("b")
+    );
+    assert_eq!(guard(ch.read_u16()).await.unwrap(), 7);
+    assert!(guard(ch.await_content(3)).await.unwrap());
+    assert_eq!(guard(ch.peek(2)).await.unwrap().unwrap(), &b"xy"[..]);
+    // "xyz" is not a line: the stream did not end, it failed.
+    assert_reset(
+        guard(ch.read_line(10, LineEnding::Default)).await,
+        "partial line",
+    );
+    assert_reset(guard(ch.read_u32()).await, "u32 from 3 bytes");
+    assert_eq!(guard(ch.read_bytes(3)).await.unwrap(), &b"xyz"[..]);
+    assert_reset(guard(ch.read_u8()).await, "empty buffer");
+    assert!(ch.is_closed_for_read());
+}
+
+/// A timeout is not final: the bytes before it stay, and reading goes on after it.
+#[tokio::test]
+async fn a_read_timeout_is_not_final() {
+    let mut ch = ByteReadChannel::new(ChunkedReader::new([
+        Step::Data(b"ab".to_vec()),
+        Step::Fail(timeout()),
+        Step::Data(b"c\n".to_vec()),
+    ]));
+    let res = guard(ch.read_line(10, LineEnding::Default)).await;
+    assert!(matches!(res, Err(Error::Timeout)), "{res:?}");
+    assert_eq!(
+        guard(ch.read_line(10, LineEnding::Default))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("abc")
+    );
+}
+
+// ----- writes ----------------------------------------------------------------------------
+
+/// A write call whose bytes reached nothing before a timeout had no effect: the retry delivers
+/// each byte exactly once (buffered and auto-flush modes, typed and slice writes).
+#[tokio::test]
+async fn retry_after_timeout_delivers_each_byte_once() {
+    // Auto-flush: the call's bytes are buffered, then the flush times out before any left.
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), true);
+    w.write_fully(b"one ").await.unwrap();
+    mock.on_write([Act::Fail(timeout())]);
+    let res = w.write_u32(0x3132_3334).await;
+    assert!(matches!(res, Err(Error::Timeout)), "{res:?}");
+    assert!(!w.is_closed_for_write());
+    w.write_u32(0x3132_3334).await.unwrap();
+    assert_eq!(mock.accepted(), b"one 1234");
+
+    // Buffered: earlier calls' bytes fill the buffer; this call pushes it over, and the
+    // transport takes part of the earlier bytes only, then times out.
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), false);
+    let earlier = vec![b'e'; 8190];
+    w.write_fully(&earlier).await.unwrap();
+    mock.on_write([Act::Take(100), Act::Fail(timeout())]);
+    let res = w.write_fully(b"call").await;
+    assert!(matches!(res, Err(Error::Timeout)), "{res:?}");
+    w.write_fully(b"call").await.unwrap();
+    w.flush().await.unwrap();
+    let mut want = earlier.clone();
+    want.extend_from_slice(b"call");
+    assert_eq!(mock.accepted(), want);
+
+    // A large write goes to the transport directly: a timeout before it took anything.
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), false);
+    w.write_fully(b"head").await.unwrap();
+    let big = vec![b'b'; 20_000];
+    mock.on_write([Act::Take(4), Act::Fail(timeout())]);
+    let res = w.write_fully(&big).await;
+    assert!(matches!(res, Err(Error::Timeout)), "{res:?}");
+    w.write_fully(&big).await.unwrap();
+    w.flush_and_close().await.unwrap();
+    let mut want = b"head".to_vec();
+    want.extend_from_slice(&big);
+    assert_eq!(mock.accepted(), want);
+    assert_eq!(mock.shutdowns(), 1);
+}
+
+/// A timeout after some of the call's bytes reached the transport fails the channel for good:
+/// no retry can duplicate them, and the channel does not close cleanly.
+#[tokio::test]
+async fn timeout_after_a_partial_write_fails_the_channel() {
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), true);
+    mock.on_write([Act::Take(3), Act::Fail(timeout())]);
+    let res = w.write_fully(b"abcdef").await;
+    assert!(matches!(res, Err(Error::Timeout)), "{res:?}");
+    assert!(w.is_closed_for_write());
+    let res = w.write_fully(b"abcdef").await;
+    assert!(matches!(res, Err(Error::Timeout)), "retry: {res:?}");
+    let res = w.flush_and_close().await;
+    assert!(matches!(res, Err(Error::Timeout)), "close: {res:?}");
+    assert_eq!(mock.accepted(), b"abc");
+    assert_eq!(mock.shutdowns(), 0, "a failed channel was shut down");
+}
+
+/// A flush that times out keeps the buffer; the next flush goes on where it stopped.
+#[tokio::test]
+async fn flush_timeout_keeps_the_buffer() {
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), false);
+    w.write_fully(b"hello world").await.unwrap();
+    mock.on_write([Act::Take(5), Act::Fail(timeout())]);
+    let res = w.flush().await;
+    assert!(matches!(res, Err(Error::Timeout)), "{res:?}");
+    mock.on_flush([Act::Fail(timeout())]);
+    let res = w.flush().await;
+    assert!(
+        matches!(res, Err(Error::Timeout)),
+        "transport flush: {res:?}"
+    );
+    w.flush().await.unwrap();
+    w.flush().await.unwrap();
+    assert_eq!(mock.accepted(), b"hello world");
+}
+
+/// Any other transport error fails the channel for good: every later operation reports the
+/// same error, OS code included.
+#[tokio::test]
+async fn a_write_error_is_reported_again_and_again() {
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), false);
+    w.write_fully(b"lost").await.unwrap();
+    mock.on_write([Act::Fail(reset())]);
+    assert_reset(w.flush().await, "flush");
+    assert!(w.is_closed_for_write());
+    assert_reset(w.write_fully(b"x").await, "write after");
+    assert_reset(w.write_u64(1).await, "typed write after");
+    assert_reset(w.flush().await, "flush after");
+    assert_reset(w.flush_and_close().await, "close after");
+    assert_reset(w.flush_and_close().await, "close again");
+    assert!(mock.accepted().is_empty());
+    assert_eq!(mock.shutdowns(), 0);
+}
+
+/// A failed flush, then flush_and_close: the error, and no shutdown (no FIN, no close_notify).
+#[tokio::test]
+async fn failed_flush_then_close_does_not_shut_down() {
+    for fail_in in ["write", "flush"] {
+        let mock = MockWriter::default();
+        let mut w = ByteWriteChannel::new(mock.clone(), false);
+        w.write_fully(b"data").await.unwrap();
+        match fail_in {
+            "write" => mock.on_write([Act::Fail(reset())]),
+            _ => mock.on_flush([Act::Fail(reset())]),
+        }
+        assert_reset(w.flush().await, fail_in);
+        assert_reset(w.flush_and_close().await, fail_in);
+        assert_eq!(mock.shutdowns(), 0, "{fail_in}: shut down after a failure");
+    }
+}
+
+/// flush_and_close whose own flush fails (even by a timeout) does not shut down either.
+#[tokio::test]
+async fn close_whose_flush_fails_does_not_shut_down() {
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), false);
+    w.write_fully(b"data").await.unwrap();
+    mock.on_write([Act::Fail(timeout())]);
+    let res = w.flush_and_close().await;
+    assert!(matches!(res, Err(Error::Timeout)), "{res:?}");
+    assert_eq!(mock.shutdowns(), 0);
+    assert!(w.is_closed_for_write());
+    let res = w.write_fully(b"x").await;
+    assert!(matches!(res, Err(Error::Timeout)), "{res:?}");
+
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), true);
+    mock.on_flush([Act::Fail(reset())]);
+    assert_reset(w.write_fully(b"data").await, "auto-flush write");
+    assert_reset(w.flush_and_close().await, "close");
+    assert_eq!(mock.shutdowns(), 0);
+}
+
+/// A stalled transport holds a write back; dropping the write and retrying later sends
+/// nothing twice (a flush is cancel safe).
+#[tokio::test]
+async fn a_dropped_flush_on_a_stalled_transport_loses_nothing() {
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), false);
+    w.write_fully(b"0123456789").await.unwrap();
+    mock.on_write([Act::Take(4), Act::Stall]);
+    assert!(poll_once(w.flush()).await.is_none());
+    w.flush().await.unwrap();
+    assert_eq!(mock.accepted(), b"0123456789");
+}
+
+// ----- dropping a channel with unflushed bytes -------------------------------------------
+
+/// The `tracing` events seen while a closure ran: (level, fields).
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<(tracing::Level, String)>>>);
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, "{}={:?} ", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        self.0
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), fields.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl Capture {
+    fn during(f: impl FnOnce()) -> Vec<(tracing::Level, String)> {
+        let capture = Capture::default();
+        tracing::subscriber::with_default(capture.clone(), f);
+        capture.0.lock().unwrap().clone()
+    }
+}
+
+/// Dropping a channel that holds unflushed bytes warns once, naming the count; nothing when
+/// the buffer is empty.
+#[test]
+fn dropping_unflushed_bytes_warns_once() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), false);
+    runtime.block_on(w.write_fully(b"12345")).unwrap();
+    let events = Capture::during(|| drop(w));
+    let warnings: Vec<_> = events
+        .iter()
+        .filter(|(level, _)| *level == tracing::Level::WARN)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{events:?}");
+    assert!(warnings[0].1.contains("unflushed=5"), "{events:?}");
+    assert!(mock.accepted().is_empty());
+
+    let mut w = ByteWriteChannel::new(MockWriter::default(), false);
+    runtime.block_on(async {
+        w.write_fully(b"12345").await.unwrap();
+        w.flush().await.unwrap();
+    });
+    assert_eq!(Capture::during(|| drop(w)), []);
+    let w = ByteWriteChannel::new(MockWriter::default(), false);
+    assert_eq!(Capture::during(|| drop(w)), []);
+    let mut w = ByteWriteChannel::new(MockWriter::default(), false);
+    runtime.block_on(w.write_fully(b"12345")).unwrap();
+    w.cancel();
+    assert_eq!(
+        Capture::during(|| drop(w)),
+        [],
+        "cancel drops the bytes on purpose"
+    );
+}
+
+// ----- the inner error -------------------------------------------------------------------
+
+/// A custom inner error for the identity tests.
+#[derive(Debug)]
+struct Marker(u32);
+
+impl std::fmt::Display for Marker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "marker {}", self.0)
+    }
+}
+
+impl std::error::Error for Marker {}
+
+/// Where the inner error of `e` lives (to tell "the same error" from "an equal one").
+fn inner_address(e: &Error) -> *const u8 {
+    let inner = e.inner_error().expect("an inner error");
+    std::ptr::from_ref(inner).cast()
+}
+
+/// A custom inner error delivered by the reader is the same object, downcastable through the
+/// accessor, on every report; converting to io::Error and back keeps it.
+#[tokio::test]
+async fn a_custom_inner_error_is_the_same_on_every_report() {
+    let mut ch = ByteReadChannel::new(ChunkedReader::new([
+        Step::Data(b"line\n".to_vec()),
+        Step::Fail(io::Error::new(io::ErrorKind::ConnectionAborted, Marker(7))),
+    ]));
+    assert_eq!(
+        guard(ch.read_line(10, LineEnding::Default))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("line")
+    );
+    let first = guard(ch.read_line(10, LineEnding::Default))
+        .await
+        .unwrap_err();
+    let second = guard(ch.read_u8()).await.unwrap_err();
+    for e in [&first, &second] {
+        assert!(matches!(e, Error::Io(_)), "{e:?}");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
+        let marker = e.inner_error().and_then(|i| i.downcast_ref::<Marker>());
+        assert_eq!(marker.map(|m| m.0), Some(7), "{e:?}");
+        assert_eq!(e.to_string(), "marker 7");
+    }
+    assert_eq!(inner_address(&first), inner_address(&second));
+
+    // Through io::Error and back (as a codec or a trait user would carry it).
+    let back = Error::from(io::Error::from(second));
+    assert_eq!(back.kind(), io::ErrorKind::ConnectionAborted);
+    assert_eq!(inner_address(&back), inner_address(&first));
+}
+
+/// The write side keeps a custom inner error the same way.
+#[tokio::test]
+async fn a_write_failure_keeps_its_inner_error() {
+    let mock = MockWriter::default();
+    let mut w = ByteWriteChannel::new(mock.clone(), true);
+    mock.on_write([Act::Fail(io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        Marker(9),
+    ))]);
+    let first = w.write_fully(b"x").await.unwrap_err();
+    let second = w.flush_and_close().await.unwrap_err();
+    for e in [&first, &second] {
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        assert!(e.inner_error().is_some_and(|i| i.is::<Marker>()), "{e:?}");
+    }
+    assert_eq!(inner_address(&first), inner_address(&second));
+    assert_eq!(mock.shutdowns(), 0);
+}
+
+/// The accessor: None for variants without an io::Error, for OS errors and bare kinds; the
+/// inner error itself for a plain io::Error; through the wrapper for a shared one.
+#[test]
+fn inner_error_accessor() {
+    assert!(Error::Timeout.inner_error().is_none());
+    assert!(Error::Io(reset()).inner_error().is_none());
+    assert!(
+        Error::Io(io::Error::from(io::ErrorKind::BrokenPipe))
+            .inner_error()
+            .is_none()
+    );
+    let plain = Error::Io(io::Error::other(Marker(1)));
+    assert!(plain.inner_error().is_some_and(|i| i.is::<Marker>()));
+    let shared = net_io::SharedError::new(Marker(2));
+    assert!(shared.get_ref().is::<Marker>());
+    let wrapped = Error::Io(io::Error::other(shared.clone()));
+    assert!(wrapped.inner_error().is_some_and(|i| i.is::<Marker>()));
+    // Not wrapped twice.
+    let again = net_io::SharedError::new(shared.clone());
+    assert!(again.same_as(&shared));
+    assert_eq!(again.to_string(), "marker 2");
+}
+
+/// An io::Error carrying one of this crate's errors converts back to that variant, also when
+/// the carried error sits in a SharedError.
+#[test]
+fn carried_errors_convert_back_through_the_wrapper() {
+    for (variant, kind) in [
+        (Error::Cancelled, io::ErrorKind::ConnectionAborted),
+        (Error::Timeout, io::ErrorKind::TimedOut),
+        (Error::ClosedForWrite, io::ErrorKind::BrokenPipe),
+        (Error::TooLongLine { limit: 3 }, io::ErrorKind::InvalidData),
+    ] {
+        let text = format!("{variant:?}");
+        let io = io::Error::new(kind, net_io::SharedError::new(variant));
+        assert_eq!(format!("{:?}", Error::from(io)), text);
+    }
+    let io = io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        net_io::SharedError::new(Error::Io(reset())),
+    );
+    match Error::from(io) {
+        Error::Io(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET)),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A cancelled pipe writer: the reader reports Cancelled, after the delivered bytes, every time.
+#[tokio::test]
+async fn a_cancelled_writer_is_cancelled_on_every_read() {
+    let (mut w, mut r) = net_io::ByteChannel::new(true);
+    w.write_fully(b"ab").await.unwrap();
+    w.cancel();
+    assert_eq!(guard(r.read_u16()).await.unwrap(), 0x6162);
+    for _ in 0..2 {
+        let res = guard(r.read_u8()).await;
+        assert!(matches!(res, Err(Error::Cancelled)), "{res:?}");
+    }
+}

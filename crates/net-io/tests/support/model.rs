@@ -1,0 +1,328 @@
+//! The one reference model of `ByteReadChannel`'s reads, and the one scripted reader that feeds
+//! them, shared by the property tests (`tests/support/mod.rs` includes this file) and the fuzz
+//! targets (`fuzz/common.rs` includes it with `#[path]`).
+//!
+//! It depends on std and tokio only, so that it can be included anywhere. The model is written
+//! as plainly as possible, straight from SPEC §2.1 and §4.2, with no cleverness shared with the
+//! implementation: a cursor over the whole input, which it sees at once.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// What one read produced, in a comparable form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A line, decoded as `String::from_utf8_lossy` does.
+    Line(String),
+    /// The bytes `read_until` returned.
+    Item(Vec<u8>),
+    /// `Error::TooLongLine`.
+    TooLong,
+    /// `Error::UnexpectedEof`.
+    UnexpectedEof,
+    /// An `Error::Io` of kind `InvalidInput` (`read_until` with an empty delimiter).
+    InvalidInput,
+    /// `Ok(None)`: the input is exhausted.
+    End,
+}
+
+/// A cursor over the input with the channel's rules.
+///
+/// Reads that fail consume nothing. After `TooLong` from a line read or `read_until`, the next
+/// line read or `read_until` first skips through the next delimiter (its own delimiter rules);
+/// any other read drops that skip.
+#[derive(Debug)]
+pub(crate) struct Model {
+    input: Vec<u8>,
+    pos: usize,
+    skip: bool,
+}
+
+impl Model {
+    pub(crate) fn new(input: &[u8]) -> Self {
+        Model {
+            input: input.to_vec(),
+            pos: 0,
+            skip: false,
+        }
+    }
+
+    /// What the channel has not consumed yet.
+    pub(crate) fn rest(&self) -> &[u8] {
+        &self.input[self.pos..]
+    }
+
+    /// How many bytes reads consumed (`total_bytes_read`).
+    pub(crate) fn consumed(&self) -> usize {
+        self.pos
+    }
+
+    /// `read_line` (`strict`: `read_line_strict`); `lenient`: `LineEnding::Lenient`, else
+    /// `LineEnding::Default`.
+    pub(crate) fn line(&mut self, lenient: bool, strict: bool, limit: usize) -> Outcome {
+        if self.skip {
+            self.skip = false;
+            let rest = self.rest();
+            let skipped = match line_delimiter(rest, lenient) {
+                Some((_, end)) => end,
+                None => rest.len(),
+            };
+            self.pos += skipped;
+        }
+        let rest = self.rest();
+        if rest.is_empty() {
+            return Outcome::End;
+        }
+        // A last line without a delimiter: over the limit it is too long (strict or not).
+        let (content, end) = match line_delimiter(rest, lenient) {
+            Some(found) => found,
+            None if strict && rest.len() <= limit => return Outcome::UnexpectedEof,
+            None => (rest.len(), rest.len()),
+        };
+        if content > limit {
+            self.skip = true;
+            return Outcome::TooLong;
+        }
+        let line = String::from_utf8_lossy(&rest[..content]).into_owned();
+        self.pos += end;
+        Outcome::Line(line)
+    }
+
+    /// `read_until(delimiter, limit)`.
+    pub(crate) fn until(&mut self, delimiter: &[u8], limit: usize) -> Outcome {
+        if delimiter.is_empty() {
+            return Outcome::InvalidInput;
+        }
+        if self.skip {
+            self.skip = false;
+            let rest = self.rest();
+            let skipped = match find(rest, delimiter) {
+                Some(i) => i + delimiter.len(),
+                None => rest.len(),
+            };
+            self.pos += skipped;
+        }
+        let rest = self.rest();
+        if rest.is_empty() {
+            return Outcome::End;
+        }
+        match find(rest, delimiter) {
+            Some(i) if i <= limit => {
+                let item = rest[..i].to_vec();
+                self.pos += i + delimiter.len();
+                Outcome::Item(item)
+            }
+            Some(_) => {
+                self.skip = true;
+                Outcome::TooLong
+            }
+            None if rest.len() > limit => {
+                self.skip = true;
+                Outcome::TooLong
+            }
+            None => Outcome::UnexpectedEof,
+        }
+    }
+
+    /// Exactly `n` bytes (`read_bytes`, typed reads), or `None` at the end of the input (then
+    /// nothing is consumed).
+    pub(crate) fn take(&mut self, n: usize) -> Option<Vec<u8>> {
+        self.skip = false;
+        let bytes = self.rest().get(..n)?.to_vec();
+        self.pos += n;
+        Some(bytes)
+    }
+
+    /// The next `n` bytes without consuming them (`peek`), `None` if the input has fewer.
+    pub(crate) fn peek(&mut self, n: usize) -> Option<Vec<u8>> {
+        self.skip = false;
+        self.rest().get(..n).map(<[u8]>::to_vec)
+    }
+
+    /// Whether `n` bytes are there (`await_content`).
+    pub(crate) fn has(&mut self, n: usize) -> bool {
+        self.skip = false;
+        self.rest().len() >= n
+    }
+
+    /// Skips up to `max` bytes (`discard`); returns how many.
+    pub(crate) fn discard(&mut self, max: u64) -> usize {
+        self.skip = false;
+        let n = usize::try_from(max)
+            .unwrap_or(usize::MAX)
+            .min(self.rest().len());
+        self.pos += n;
+        n
+    }
+
+    /// Skips exactly `n` bytes (`discard_exact`): false at the end of the input, when what
+    /// was there is skipped anyway.
+    pub(crate) fn discard_exact(&mut self, n: u64) -> bool {
+        let enough = self.rest().len() as u64 >= n;
+        self.discard(n);
+        enough
+    }
+
+    /// Consumes `pattern` if the input continues with it (`skip_if_found`).
+    pub(crate) fn skip_if_found(&mut self, pattern: &[u8]) -> bool {
+        self.skip = false;
+        if self.rest().starts_with(pattern) {
+            self.pos += pattern.len();
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The first line delimiter in `rest`: (content length, bytes up to the delimiter's end).
+fn line_delimiter(rest: &[u8], lenient: bool) -> Option<(usize, usize)> {
+    let i = rest
+        .iter()
+        .position(|&b| b == b'\n' || (lenient && b == b'\r'))?;
+    Some(if rest[i] == b'\r' {
+        // Lenient only: CRLF, or a lone CR (also when it is the input's last byte).
+        if rest.get(i + 1) == Some(&b'\n') {
+            (i, i + 2)
+        } else {
+            (i, i + 1)
+        }
+    } else if !lenient && i > 0 && rest[i - 1] == b'\r' {
+        (i - 1, i + 1)
+    } else {
+        (i, i + 1)
+    })
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One step of a [`ChunkedReader`] script.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Hand out these bytes (over several reads if the caller's buffer is smaller).
+    Data(Vec<u8>),
+    /// Return `Poll::Pending` once, waking the task immediately.
+    Pending,
+    /// Fail the read with this error.
+    Fail(io::Error),
+}
+
+/// An `AsyncRead` that plays back a script of chunks, pauses and errors, then reports EOF.
+///
+/// Each `poll_read` hands out bytes from one `Data` step at most, so a reader sees exactly the
+/// chunk boundaries the script chose. A `Pending` step returns `Poll::Pending` after waking the
+/// task, so the reader must cope with data arriving over several polls.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkedReader {
+    steps: VecDeque<Step>,
+    /// Current position inside the front `Data` step.
+    offset: usize,
+    /// How many times `poll_read` has been called.
+    pub(crate) polls: usize,
+}
+
+impl ChunkedReader {
+    /// A reader that plays back `steps` and then reports EOF.
+    pub(crate) fn new(steps: impl IntoIterator<Item = Step>) -> Self {
+        ChunkedReader {
+            steps: steps.into_iter().collect(),
+            offset: 0,
+            polls: 0,
+        }
+    }
+
+    /// A reader that hands out `chunks` one per read, with no pauses.
+    pub(crate) fn chunks<I, C>(chunks: I) -> Self
+    where
+        I: IntoIterator<Item = C>,
+        C: AsRef<[u8]>,
+    {
+        Self::new(chunks.into_iter().map(|c| Step::Data(c.as_ref().to_vec())))
+    }
+
+    /// A reader that hands out `chunks` one per read with a `Poll::Pending` before each one.
+    pub(crate) fn chunks_with_pauses<I, C>(chunks: I) -> Self
+    where
+        I: IntoIterator<Item = C>,
+        C: AsRef<[u8]>,
+    {
+        let mut steps = Vec::new();
+        for c in chunks {
+            steps.push(Step::Pending);
+            steps.push(Step::Data(c.as_ref().to_vec()));
+        }
+        Self::new(steps)
+    }
+
+    /// A reader that hands out `chunks` one per read, with a `Poll::Pending` before each chunk
+    /// of odd length (the fuzz targets' choice: the fuzzer picks the pauses with the lengths).
+    pub(crate) fn chunks_pausing_at_odd<I, C>(chunks: I) -> Self
+    where
+        I: IntoIterator<Item = C>,
+        C: AsRef<[u8]>,
+    {
+        let mut steps = Vec::new();
+        for c in chunks {
+            let c = c.as_ref();
+            if c.len() % 2 == 1 {
+                steps.push(Step::Pending);
+            }
+            steps.push(Step::Data(c.to_vec()));
+        }
+        Self::new(steps)
+    }
+
+    /// A reader that hands out `data` one byte per read, pausing before every byte.
+    pub(crate) fn bytewise(data: &[u8]) -> Self {
+        Self::chunks_with_pauses(data.chunks(1))
+    }
+}
+
+impl AsyncRead for ChunkedReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        this.polls += 1;
+        loop {
+            match this.steps.pop_front() {
+                None => return Poll::Ready(Ok(())),
+                Some(Step::Pending) => {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Some(Step::Fail(e)) => return Poll::Ready(Err(e)),
+                Some(Step::Data(data)) => {
+                    let rest = &data[this.offset..];
+                    if rest.is_empty() {
+                        this.offset = 0;
+                        continue;
+                    }
+                    if buf.remaining() == 0 {
+                        this.steps.push_front(Step::Data(data));
+                        return Poll::Ready(Ok(()));
+                    }
+                    let n = rest.len().min(buf.remaining());
+                    buf.put_slice(&rest[..n]);
+                    this.offset += n;
+                    if this.offset == data.len() {
+                        this.offset = 0;
+                    } else {
+                        this.steps.push_front(Step::Data(data));
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+}
