@@ -95,7 +95,7 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// tests that use it need KeyUpdate or TLS 1.3 records).
 pub(crate) fn rustls_client(ca: &TestCa) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
-    for cert in der_chain(&ca.pem()) {
+    for cert in der_chain(ca.pem()) {
         roots.add(cert).unwrap();
     }
     Arc::new(
@@ -114,7 +114,7 @@ pub(crate) fn rustls_server(leaf: &Leaf) -> Arc<ServerConfig> {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(der_chain(&leaf.chain_pem()), der_key(&leaf.key_pem()))
+            .with_single_cert(der_chain(leaf.chain_pem()), der_key(leaf.key_pem()))
             .unwrap(),
     )
 }
