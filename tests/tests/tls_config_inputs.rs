@@ -112,8 +112,8 @@ async fn a_pinned_certificate_is_accepted_and_any_other_refused() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("pinning ca");
     let leaf = ca.server(&["localhost"]);
-    let served = der_chain(&leaf.chain_pem()).remove(0);
-    let other = der_chain(&ca.server(&["localhost"]).chain_pem()).remove(0);
+    let served = der_chain(leaf.chain_pem()).remove(0);
+    let other = der_chain(ca.server(&["localhost"]).chain_pem()).remove(0);
     let mut server = LineServer::start(&selector, server_config(&leaf).build().unwrap()).await;
     let mut good = Good::connect(&selector, server.port, client_config(&ca).build().unwrap()).await;
     good.round_trip("before pinning").await;
@@ -164,7 +164,7 @@ async fn a_rustls_server_configuration_is_used_as_given() {
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(der_chain(&leaf.chain_pem()), der_key(&leaf.key_pem()))
+        .with_single_cert(der_chain(leaf.chain_pem()), der_key(leaf.key_pem()))
         .unwrap();
     rustls_config.alpn_protocols = vec![b"line/1".to_vec()];
     let config = TlsServerConfig::from_rustls(Arc::new(rustls_config));
@@ -215,15 +215,15 @@ async fn der_chain_key_and_root_make_a_working_session() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("der ca");
     let leaf = ca.server(&["localhost"]);
-    let chain = der_chain(&leaf.chain_pem());
+    let chain = der_chain(leaf.chain_pem());
     let config = TlsServerConfig::builder()
         .certificate_chain_der(chain.clone())
-        .private_key_der(der_key(&leaf.key_pem()))
+        .private_key_der(der_key(leaf.key_pem()))
         .build()
         .unwrap();
     let mut server = LineServer::start(&selector, config).await;
     let client = TlsConfig::builder()
-        .add_root_certificate(der_chain(&ca.pem()).remove(0))
+        .add_root_certificate(der_chain(ca.pem()).remove(0))
         .server_name("localhost")
         .build()
         .unwrap();
@@ -236,7 +236,7 @@ async fn der_chain_key_and_root_make_a_working_session() {
     // The DER root replaced the bundled roots: a CA it did not name is not trusted.
     let other_ca = TestCa::new("other ca");
     let refused = TlsConfig::builder()
-        .add_root_certificate(der_chain(&other_ca.pem()).remove(0))
+        .add_root_certificate(der_chain(other_ca.pem()).remove(0))
         .server_name("localhost")
         .build()
         .unwrap();
@@ -274,9 +274,9 @@ async fn a_der_client_certificate_passes_mutual_tls() {
         .build()
         .unwrap();
     let mut server = LineServer::start(&selector, config).await;
-    let client_chain = der_chain(&client_leaf.chain_pem());
+    let client_chain = der_chain(client_leaf.chain_pem());
     let certified = client_config(&ca)
-        .client_certificate_der(client_chain.clone(), der_key(&client_leaf.key_pem()))
+        .client_certificate_der(client_chain.clone(), der_key(client_leaf.key_pem()))
         .build()
         .unwrap();
     let mut good = Good::connect(&selector, server.port, certified).await;

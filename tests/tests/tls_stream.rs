@@ -8,7 +8,6 @@
 
 mod tls_kit;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -101,24 +100,6 @@ async fn a_tls_stream_works_with_copy_bidirectional_and_answers_session_queries(
     backend.close();
 }
 
-/// A file in the system's temporary directory, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, contents: &str) -> TempFile {
-        let path =
-            std::env::temp_dir().join(format!("net-tls-stream-{}-{name}", std::process::id()));
-        std::fs::write(&path, contents).expect("write a temporary file");
-        TempFile(path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// hyper's HTTP/1.1 server runs over our `TlsStream` (server side, ALPN `http/1.1`), and
 /// `curl --http1.1`, verifying our certificate against the test CA, gets the body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,8 +151,9 @@ async fn hyper_serves_http1_over_a_tls_stream_to_curl() {
         (alpn, served)
     });
 
-    let ca_file = TempFile::new("ca.pem()", &ca.pem());
-    let ca_path = ca_file.0.to_str().expect("a UTF-8 path").to_owned();
+    let dir = net_tests::TempDir::new("tls-stream");
+    let ca_file = dir.write("ca.pem", ca.pem());
+    let ca_path = ca_file.to_str().expect("a UTF-8 path").to_owned();
     let curl = tokio::task::spawn_blocking(move || {
         Command::new("curl")
             .args([
