@@ -64,8 +64,6 @@ pub(crate) struct Core<S: SocketIo> {
     closing: AtomicBool,
     selector: Arc<SelectorInner>,
     id: Option<u64>,
-    /// Whether the kernel's close of this socket may block (`SO_LINGER` with a time).
-    blocking_close: bool,
     on_release: Option<OnRelease>,
     span: tracing::Span,
 }
@@ -96,8 +94,6 @@ impl<T: Owner> Release for T {
 pub(crate) struct Setup {
     /// The span of this socket's events.
     pub(crate) span: tracing::Span,
-    /// Whether the kernel's close may block (`SO_LINGER` with a non-zero time).
-    pub(crate) blocking_close: bool,
     /// Run once the descriptor is released.
     pub(crate) on_release: Option<OnRelease>,
 }
@@ -107,7 +103,6 @@ impl Setup {
     pub(crate) fn new(span: tracing::Span) -> Setup {
         Setup {
             span,
-            blocking_close: false,
             on_release: None,
         }
     }
@@ -137,7 +132,6 @@ impl<S: SocketIo> Core<S> {
                 closing: AtomicBool::new(false),
                 id: selector.register(me.clone() as Weak<dyn Release>).ok(),
                 selector: Arc::clone(selector),
-                blocking_close: setup.blocking_close,
                 on_release: setup.on_release,
                 span: setup.span,
             })
@@ -247,7 +241,7 @@ impl<S: SocketIo> Core<S> {
         if mode == CloseMode::Reset {
             // Best effort: a socket that cannot take the option still closes.
             let _ = SockRef::from(&*io).set_linger(Some(std::time::Duration::ZERO));
-        } else if self.blocking_close {
+        } else if lingers(&io) {
             // With SO_LINGER set, the kernel's close of the last descriptor waits for the
             // peer. Keep a duplicate for a blocking thread to close, so the descriptor the
             // runtime knows is released here without blocking.
@@ -301,6 +295,14 @@ impl<S: SocketIo> Core<S> {
     pub(crate) fn span(&self) -> &tracing::Span {
         &self.span
     }
+}
+
+/// Whether the kernel's close of `io` waits for the peer (`SO_LINGER` with a time, set by the
+/// builder's `linger` or through `with_sock_ref`).
+fn lingers(io: &impl AsFd) -> bool {
+    SockRef::from(io)
+        .linger()
+        .is_ok_and(|linger| linger.is_some_and(|time| !time.is_zero()))
 }
 
 impl<S: SocketIo> Drop for Core<S> {

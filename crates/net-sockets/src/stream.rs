@@ -250,7 +250,6 @@ impl Conn {
         // Released with the descriptor: the selector's count, and the group's slot.
         let held = Mutex::new(Some((selector.connection_opened(), held)));
         let setup = Setup {
-            blocking_close: options.linger.is_some_and(|l| !l.is_zero()),
             on_release: Some(Box::new(move || drop(lock(&held).take()))),
             ..Setup::new(span)
         };

@@ -1,0 +1,488 @@
+//! Failure semantics of connected sockets (SPEC §4.1): errors that keep their type when reported
+//! again, failed writes that never end as a clean close, closing that loses nothing, durations and
+//! options that cannot crash a program, `linger` off the runtime, Unix path ownership, datagram
+//! sizes.
+
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use net_io::{ByteWriteChannel, LineEnding};
+use net_sockets::{
+    Datagram, Error, InetSocketAddress, MAX_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE_V6, SelectorManager,
+    UnixSocketAddress, a_socket,
+};
+use net_tests::loopback::{connected_pair, tcp_listener};
+use net_tests::{TempDir, payload, within};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The OS error code and the socket-level variant of a channel error, to compare two reports.
+fn identity(e: net_io::Error) -> (ErrorKind, Option<i32>, String) {
+    let kind = e.kind();
+    let os = match &e {
+        net_io::Error::Io(io) => io.raw_os_error(),
+        _ => None,
+    };
+    (kind, os, format!("{:?}", Error::from(e)))
+}
+
+#[tokio::test]
+async fn a_reset_is_reported_again_with_its_kind_and_os_code() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let address = ("127.0.0.1", listener.port().unwrap());
+    let peer = TcpStream::connect(address).await.unwrap();
+    let mut socket = within(listener.accept()).await.unwrap();
+    let mut input = socket.open_read_channel().unwrap();
+    // RST: SO_LINGER 0, then close.
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    let first = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap_err();
+    let second = within(input.read_u8()).await.unwrap_err();
+    let (first, second) = (identity(first), identity(second));
+    assert_eq!(first.0, ErrorKind::ConnectionReset, "{first:?}");
+    assert_eq!(first.1, Some(libc::ECONNRESET));
+    assert_eq!(first, second);
+}
+
+#[tokio::test]
+async fn a_local_close_and_a_selector_close_are_reported_again_with_their_variants() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (client, server) = connected_pair(&selector, &listener).await;
+    let mut client = client.connection().unwrap();
+    let mut server = server.connection().unwrap();
+    client.output.write_string_utf8("a\nb\n").await.unwrap();
+    client.output.flush().await.unwrap();
+    let a = within(server.input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(a.as_deref(), Some("a"));
+    server.socket.close();
+    // What arrived before the close is still read, then the close, twice.
+    let b = within(server.input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(b.as_deref(), Some("b"));
+    for _ in 0..2 {
+        let e = within(server.input.read_line(64, LineEnding::Default))
+            .await
+            .unwrap_err();
+        assert!(matches!(Error::from(e), Error::Closed));
+    }
+
+    // A selector close: SelectorClosed on every report.
+    selector.close();
+    for _ in 0..2 {
+        let e = within(client.input.read_u8()).await.unwrap_err();
+        assert!(matches!(Error::from(e), Error::SelectorClosed));
+    }
+}
+
+/// Writes until a write fails (the peer reads nothing), returning the error.
+async fn write_until_stuck(output: &mut ByteWriteChannel) -> net_io::Error {
+    net_tests::loopback::write_until_error(output, &payload(64 * 1024)).await
+}
+
+#[tokio::test]
+async fn a_failed_write_ends_the_connection_with_a_reset_not_a_clean_end() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .socket_timeout(Duration::from_millis(300))
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
+        .await
+        .unwrap();
+    let socket = within(listener.accept()).await.unwrap();
+    let mut connection = socket.connection().unwrap();
+    // The peer stalls: the write times out.
+    let e = write_until_stuck(&mut connection.output).await;
+    assert!(matches!(e, net_io::Error::Timeout), "{e:?}");
+    // No FIN as if all was well: flush_and_close reports the failure ...
+    assert!(connection.output.flush_and_close().await.is_err());
+    // ... and the close resets.
+    connection.socket.close();
+    let mut received = Vec::new();
+    let end = within(peer.read_to_end(&mut received)).await;
+    let e = end.expect_err("the peer must not see a clean end after lost data");
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+}
+
+#[tokio::test]
+async fn close_gracefully_delivers_everything_though_input_was_never_read() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
+        .await
+        .unwrap();
+    let socket = within(listener.accept()).await.unwrap();
+    // 1 KiB the server never reads: a plain close would answer it with a reset.
+    peer.write_all(&payload(1024)).await.unwrap();
+    let mut connection = socket.connection().unwrap();
+    let body = payload(100 * 1024);
+    let reader = tokio::spawn(async move {
+        let mut received = Vec::new();
+        let end = peer.read_to_end(&mut received).await;
+        (end, received)
+    });
+    connection.output.write_fully(&body).await.unwrap();
+    within(connection.close_gracefully(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let (end, received) = within(reader).await.unwrap();
+    assert_eq!(end.unwrap(), body.len(), "EOF after everything");
+    assert_eq!(received, body);
+}
+
+#[tokio::test]
+async fn durations_too_large_for_the_clock_mean_no_timeout() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .socket_timeout(Duration::MAX)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let client = within(
+        a_socket(&selector)
+            .tcp()
+            .connect_timeout(Duration::MAX)
+            .socket_timeout(Duration::MAX)
+            .connect(("127.0.0.1", port)),
+    )
+    .await
+    .unwrap();
+    let mut server = within(listener.accept()).await.unwrap();
+    let mut input = server.open_read_channel().unwrap();
+    // A read that waits (this panicked with an Instant overflow) ...
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(100),
+        input.read_line(64, LineEnding::Default),
+    )
+    .await;
+    assert!(waiting.is_err(), "nothing was sent yet");
+    // ... and then gets its line.
+    let mut client = client.connection().unwrap();
+    client.output.write_string_utf8("late\n").await.unwrap();
+    client.output.flush().await.unwrap();
+    let line = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("late"));
+}
+
+#[tokio::test]
+async fn an_option_the_os_refuses_fails_bind_and_connect() {
+    let selector = SelectorManager::new();
+    let e = a_socket(&selector)
+        .tcp()
+        .keep_alive_interval(Duration::ZERO)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidOption { option, .. } if *option == "keep_alive_interval"),
+        "{e:?}"
+    );
+    let listener = tcp_listener(&selector).await;
+    let e = a_socket(&selector)
+        .tcp()
+        .keep_alive_interval(Duration::ZERO)
+        .connect(("127.0.0.1", listener.port().unwrap()))
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, Error::InvalidOption { .. }), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
+
+/// `linger` with a time makes the kernel's close wait for the peer; the close must not block a
+/// runtime thread: a ticker on the same current-thread runtime keeps ticking.
+#[tokio::test(flavor = "current_thread")]
+async fn linger_never_blocks_the_runtime() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .linger(Duration::from_secs(3))
+        .send_buffer_size(32 * 1024)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    // The peer never reads.
+    let _peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
+        .await
+        .unwrap();
+    let socket = within(listener.accept()).await.unwrap();
+    let mut connection = socket.connection().unwrap();
+    // Fill the send path, so that the close has data the stalled peer never takes.
+    let fill = payload(16 * 1024 * 1024);
+    let filled = tokio::time::timeout(
+        Duration::from_millis(500),
+        connection.output.write_fully(&fill),
+    )
+    .await;
+    assert!(filled.is_err(), "the peer took 16 MiB without reading");
+    let ticker = tokio::spawn(async {
+        let mut longest = Duration::ZERO;
+        let mut last = Instant::now();
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            longest = longest.max(last.elapsed());
+            last = Instant::now();
+        }
+        longest
+    });
+    tokio::task::yield_now().await;
+    let started = Instant::now();
+    connection.socket.close();
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "close blocked {:?}",
+        started.elapsed()
+    );
+    let longest = within(ticker).await.unwrap();
+    assert!(
+        longest < Duration::from_millis(100),
+        "runtime stalled {longest:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_unix_listener_removes_only_its_own_file() {
+    let selector = SelectorManager::new();
+    let dir = TempDir::new("unix-ownership");
+    let path = dir.join("s.sock");
+    let first = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    // A successor replaces the file (as a restarted server does) ...
+    std::fs::remove_file(&path).unwrap();
+    let second = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    // ... and the first one's close leaves the successor's file alone.
+    first.close();
+    assert!(path.exists(), "the successor's socket file was removed");
+    second.close();
+    assert!(!path.exists(), "the listener's own file stayed");
+}
+
+#[tokio::test]
+async fn a_full_unix_backlog_is_an_error_not_a_hang() {
+    let selector = SelectorManager::new();
+    let dir = TempDir::new("unix-backlog");
+    let path = dir.join("full.sock");
+    let _listener = a_socket(&selector)
+        .tcp()
+        .backlog(0)
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    let e = within(async {
+        loop {
+            match a_socket(&selector)
+                .tcp()
+                .connect(UnixSocketAddress::new(&path))
+                .await
+            {
+                Ok(socket) => held.push(socket),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 64, "the backlog never filled");
+        }
+    })
+    .await;
+    assert!(
+        matches!(&e, Error::Io(io) if io.raw_os_error() == Some(libc::EAGAIN)),
+        "{e:?}"
+    );
+    assert_ne!(e.kind(), ErrorKind::NotConnected);
+}
+
+#[tokio::test]
+async fn datagrams_of_zero_bytes_and_of_the_largest_sizes_go_through() {
+    let selector = SelectorManager::new();
+    let v4 = InetSocketAddress::new([127, 0, 0, 1], 9);
+    let v6 = InetSocketAddress::new(std::net::Ipv6Addr::LOCALHOST, 9);
+    assert!(Datagram::new(vec![0; MAX_DATAGRAM_SIZE], v4).is_ok());
+    assert!(Datagram::new(vec![0; MAX_DATAGRAM_SIZE + 1], v4).is_err());
+    assert!(Datagram::new(vec![0; MAX_DATAGRAM_SIZE_V6], v6).is_ok());
+    assert!(matches!(
+        Datagram::new(vec![0; MAX_DATAGRAM_SIZE_V6 + 1], v6),
+        Err(Error::DatagramTooLarge { size }) if size == MAX_DATAGRAM_SIZE_V6 + 1
+    ));
+
+    let receiver = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let sender = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    // A zero-length datagram is data, received as such, in order with the others.
+    sender
+        .send(Datagram::new(Vec::new(), receiver.local_address()).unwrap())
+        .await
+        .unwrap();
+    sender
+        .send(Datagram::new("after", receiver.local_address()).unwrap())
+        .await
+        .unwrap();
+    assert!(within(receiver.receive()).await.unwrap().packet.is_empty());
+    assert_eq!(
+        &within(receiver.receive()).await.unwrap().packet[..],
+        b"after"
+    );
+
+    // The largest IPv6 payload, over ::1 where the machine has it.
+    let Ok(receiver6) = a_socket(&selector).udp().bind(("::1", 0)).await else {
+        eprintln!("no IPv6 loopback: skipping the IPv6 size check");
+        return;
+    };
+    let sender6 = a_socket(&selector).udp().bind(("::1", 0)).await.unwrap();
+    let big = payload(MAX_DATAGRAM_SIZE_V6);
+    sender6
+        .send(Datagram::new(big.clone(), receiver6.local_address()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(within(receiver6.receive()).await.unwrap().packet, big);
+}
+
+#[tokio::test]
+async fn flush_and_close_after_the_peers_reset_is_a_typed_error() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
+        .await
+        .unwrap();
+    let socket = within(listener.accept()).await.unwrap();
+    let mut connection = socket.connection().unwrap();
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    // The reset arrives; what is written next cannot be delivered.
+    let _ = within(connection.input.read_u8()).await;
+    connection.output.write_fully(b"too late").await.unwrap();
+    let e = within(connection.output.flush_and_close())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset),
+        "{e:?}"
+    );
+    assert!(connection.output.is_closed_for_write());
+}
+
+/// Dropping the write channel sends nothing (unlike tokio's `OwnedWriteHalf`, which sends FIN):
+/// the connection stays open, and the peer sees the end when the socket closes.
+#[tokio::test]
+async fn dropping_the_write_channel_sends_nothing_until_the_socket_closes() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
+        .await
+        .unwrap();
+    let mut socket = within(listener.accept()).await.unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    output.write_string_utf8("before\n").await.unwrap();
+    drop(output);
+    let mut received = [0; 7];
+    within(peer.read_exact(&mut received)).await.unwrap();
+    assert_eq!(&received, b"before\n");
+    let mut byte = [0; 1];
+    let nothing = tokio::time::timeout(Duration::from_millis(200), peer.read(&mut byte)).await;
+    assert!(nothing.is_err(), "the peer saw {nothing:?} after the drop");
+    socket.close();
+    assert_eq!(within(peer.read(&mut byte)).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_holds_the_writer_back_and_loses_nothing() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
+        .await
+        .unwrap();
+    let mut socket = within(listener.accept()).await.unwrap();
+    let mut output = socket.open_write_channel(false).unwrap();
+    let body = payload(32 * 1024 * 1024);
+    let expected = body.clone();
+    let writer = tokio::spawn(async move {
+        output.write_fully(&body).await?;
+        output.flush_and_close().await?;
+        Ok::<_, net_io::Error>(output.total_bytes_written())
+    });
+    // The peer reads nothing for a while: the writer waits (the kernel's buffers are far
+    // smaller than 32 MiB, and the channel holds at most its own buffer).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !writer.is_finished(),
+        "a writer with a stalled peer finished"
+    );
+    // Then it reads: the writer goes on, and every byte arrives once, in order.
+    let mut received = Vec::new();
+    within(peer.read_to_end(&mut received)).await.unwrap();
+    assert_eq!(received.len(), expected.len());
+    assert!(received == expected);
+    assert_eq!(
+        within(writer).await.unwrap().unwrap(),
+        expected.len() as u64
+    );
+}
+
+#[tokio::test]
+async fn a_tls_truncation_is_reported_again_as_truncated() {
+    use net_tls::{TlsExt, Truncated};
+    let selector = SelectorManager::new();
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki.server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let accept = async {
+        let socket = listener.accept().await.unwrap();
+        socket.tls_server(&server_config).await.unwrap()
+    };
+    let connect = async {
+        let socket = a_socket(&selector)
+            .tcp()
+            .connect(("localhost", port))
+            .await
+            .unwrap();
+        socket
+            .tls(pki.client_config().build().unwrap())
+            .await
+            .unwrap()
+    };
+    let (mut server, client) = within(async { tokio::join!(accept, connect) }).await;
+    let mut input = server.open_read_channel().unwrap();
+    // FIN without close_notify.
+    client
+        .with_sock_ref(|s| s.shutdown(std::net::Shutdown::Write))
+        .unwrap();
+    for _ in 0..2 {
+        let e = within(input.read_line(64, LineEnding::Default))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnexpectedEof);
+        assert!(
+            e.inner_error().is_some_and(|i| i.is::<Truncated>()),
+            "{e:?}"
+        );
+    }
+}
