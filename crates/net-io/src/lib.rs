@@ -50,12 +50,14 @@
 //! # Ok(()) }
 //! ```
 
+mod backlog;
 mod error;
 mod line;
 mod pipe;
 mod read;
 mod write;
 
+pub use backlog::Backlog;
 pub use error::{Error, Result, SharedError};
 pub use line::LineEnding;
 pub use pipe::ByteChannel;

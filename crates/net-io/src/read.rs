@@ -13,7 +13,7 @@ use tokio_util::codec::Decoder;
 
 use crate::error::Failure;
 use crate::line::{Scan, Until, scan_line, scan_until};
-use crate::{ByteWriteChannel, Error, LineEnding, Result};
+use crate::{Backlog, ByteWriteChannel, Error, LineEnding, Result};
 
 /// How many bytes one read from the transport asks for, at least.
 const READ_CHUNK: usize = 8 * 1024;
@@ -89,6 +89,8 @@ pub struct ByteReadChannel {
     /// Bytes received from the transport (or given to `from_bytes`), less those `cancel`
     /// dropped: what reads consumed is this less what is buffered.
     received: u64,
+    /// Told whether unconsumed input is buffered, for flush coalescing.
+    backlog: Option<Backlog>,
 }
 
 impl fmt::Debug for ByteReadChannel {
@@ -118,7 +120,9 @@ macro_rules! typed_reads {
         pub async fn $name(&mut self) -> Result<$ty> {
             const SIZE: usize = std::mem::size_of::<$ty>();
             self.require(SIZE).await?;
-            Ok(self.buf.$get())
+            let value = self.buf.$get();
+            self.publish();
+            Ok(value)
         }
     )*};
 }
@@ -137,6 +141,7 @@ impl ByteReadChannel {
             failed: None,
             skip_line: false,
             received: 0,
+            backlog: None,
         }
     }
 
@@ -159,6 +164,7 @@ impl ByteReadChannel {
             failed: None,
             skip_line: false,
             received: bytes.len() as u64,
+            backlog: None,
         }
     }
 
@@ -194,6 +200,20 @@ impl ByteReadChannel {
         self.received - self.buf.len() as u64
     }
 
+    /// Keeps `backlog` told whether this channel holds input not consumed yet (see
+    /// [`Backlog`]): after every read, and whenever input arrives.
+    pub fn share_backlog(&mut self, backlog: Backlog) {
+        backlog.set(!self.buf.is_empty());
+        self.backlog = Some(backlog);
+    }
+
+    /// Tells the backlog (if any) whether input is buffered.
+    fn publish(&self) {
+        if let Some(backlog) = &self.backlog {
+            backlog.set(!self.buf.is_empty());
+        }
+    }
+
     /// Discards everything buffered and stops reading: later reads fail with
     /// [`Error::Cancelled`]. The transport is dropped (for an in-memory
     /// [`ByteChannel`](crate::ByteChannel), the writer's next write fails).
@@ -202,6 +222,7 @@ impl ByteReadChannel {
         self.received -= self.buf.len() as u64;
         self.buf = BytesMut::new();
         self.source = None;
+        self.publish();
     }
 
     // ----- lines -------------------------------------------------------------------------
@@ -276,6 +297,7 @@ impl ByteReadChannel {
         };
         let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
         self.buf.advance(consumed);
+        self.publish();
         Ok(Some(line))
     }
 
@@ -306,6 +328,7 @@ impl ByteReadChannel {
         }
         let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
         self.buf.advance(consumed);
+        self.publish();
         Ok(Some(line))
     }
 
@@ -351,6 +374,7 @@ impl ByteReadChannel {
         let before = out.len();
         out.push_str(&String::from_utf8_lossy(&self.buf[..content]));
         self.buf.advance(consumed);
+        self.publish();
         Ok(Some(out.len() - before))
     }
 
@@ -462,6 +486,7 @@ impl ByteReadChannel {
                 Until::Found { content } => {
                     let item = self.take(content);
                     self.buf.advance(delimiter.len());
+                    self.publish();
                     return Ok(Some(item));
                 }
                 Until::Exhausted => return Ok(None),
@@ -623,6 +648,7 @@ impl ByteReadChannel {
         let n = self.buf.len().min(out.remaining());
         out.put_slice(&self.buf[..n]);
         self.buf.advance(n);
+        self.publish();
         Poll::Ready(Ok(()))
     }
 
@@ -690,6 +716,7 @@ impl ByteReadChannel {
             self.buf.advance(n);
             skipped += n as u64;
         }
+        self.publish();
         Ok(skipped)
     }
 
@@ -769,6 +796,7 @@ impl ByteReadChannel {
             return Ok(false);
         }
         self.buf.advance(pattern.len());
+        self.publish();
         Ok(true)
     }
 
@@ -803,6 +831,7 @@ impl ByteReadChannel {
             // Straight from this buffer to the transport: no copy into `dst`'s buffer.
             dst.write_through(&self.buf[..n]).await?;
             self.buf.advance(n);
+            self.publish();
             copied += n as u64;
         }
         dst.flush().await?;
@@ -929,6 +958,7 @@ impl ByteReadChannel {
             }
             // What is buffered is decoded first, even after a transport error.
             if let Some(frame) = decoder.decode(&mut self.buf)? {
+                self.publish();
                 return Poll::Ready(Ok(Some(frame)));
             }
             if let Err(e) = ready!(self.poll_fill(cx)) {
@@ -969,13 +999,15 @@ impl ByteReadChannel {
 
     /// Takes `n` buffered bytes.
     fn take(&mut self, n: usize) -> Bytes {
-        if n >= ZERO_COPY_MIN {
+        let bytes = if n >= ZERO_COPY_MIN {
             self.buf.split_to(n).freeze()
         } else {
             let bytes = Bytes::copy_from_slice(&self.buf[..n]);
             self.buf.advance(n);
             bytes
-        }
+        };
+        self.publish();
+        bytes
     }
 
     /// Reads once from the transport; `Ok(0)` at the end of the stream.
@@ -1036,6 +1068,7 @@ impl ByteReadChannel {
             }
             Ok(n) => {
                 self.received += n as u64;
+                self.publish();
                 Poll::Ready(Ok(n))
             }
             Err(e) => Poll::Ready(Err(self.fail(e))),
@@ -1054,6 +1087,15 @@ impl ByteReadChannel {
         self.failed = Some(failure);
         self.source = None;
         first
+    }
+}
+
+impl Drop for ByteReadChannel {
+    /// A channel nobody reads any more has no backlog to wait for.
+    fn drop(&mut self) {
+        if let Some(backlog) = &self.backlog {
+            backlog.set(false);
+        }
     }
 }
 
@@ -1087,6 +1129,7 @@ impl AsyncBufRead for ByteReadChannel {
         let this = self.get_mut();
         let n = amt.min(this.buf.len());
         this.buf.advance(n);
+        this.publish();
     }
 }
 

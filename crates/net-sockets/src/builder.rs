@@ -175,6 +175,14 @@ impl TcpSocketBuilder {
         self
     }
 
+    /// Coalesces flushes (default: on): while the read channel holds requests not yet read,
+    /// answers are held back and leave together when the reader is about to wait; see
+    /// [`SocketOptions::coalesce_flushes`].
+    pub fn coalesce_flushes(mut self, on: bool) -> Self {
+        self.options.coalesce_flushes = on;
+        self
+    }
+
     /// Sets the listen backlog (default 1024).
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.options.backlog = backlog;

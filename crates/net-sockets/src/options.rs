@@ -61,6 +61,12 @@ pub struct SocketOptions {
     pub connect_timeout: Option<Duration>,
     /// Listen backlog of TCP and Unix listeners. Default: 1024.
     pub backlog: u32,
+    /// Connected and accepted sockets: while the read channel holds requests not yet read,
+    /// answers written to the write channel are held back (up to 64 KiB) and leave together when
+    /// the reader is about to wait for more input — a burst of pipelined requests is answered
+    /// with one send, not one per request. A lone request's answer leaves at once, and a socket
+    /// that only writes flushes as it always does. Default: on.
+    pub coalesce_flushes: bool,
     /// TCP `connect`: the local address to bind to first (bind-before-connect: a source address
     /// or port of your choosing). With a host name, only the addresses of its family are tried.
     /// Default: the OS picks.
@@ -120,6 +126,7 @@ impl Default for SocketOptions {
             socket_timeout: None,
             connect_timeout: None,
             backlog: 1024,
+            coalesce_flushes: true,
             local_address: None,
             max_connections: None,
             max_connections_per_ip: None,

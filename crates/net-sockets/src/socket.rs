@@ -203,7 +203,11 @@ impl<T: Transport> Socket<T> {
     /// [`Error::SelectorClosed`]) when the socket is closed.
     pub fn open_read_channel(&mut self) -> Result<ByteReadChannel> {
         self.open(true)?;
-        Ok(ByteReadChannel::new(self.transport.reader(&self.link)))
+        let mut channel = ByteReadChannel::new(self.transport.reader(&self.link));
+        if let Some(backlog) = self.link.conn.backlog() {
+            channel.share_backlog(backlog.clone());
+        }
+        Ok(channel)
     }
 
     /// Opens the channel that writes to the socket; with `auto_flush` every write reaches the
@@ -338,7 +342,7 @@ impl<T: Transport> Socket<T> {
             return;
         }
         let ending = self.transport.closing(&self.link);
-        core.close(CloseMode::from(ending));
+        self.link.conn.close_with(CloseMode::from(ending));
     }
 
     /// Whether the socket is closed (by [`close`](Self::close), by its selector, or because

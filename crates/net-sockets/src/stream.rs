@@ -7,12 +7,13 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
+use net_io::Backlog;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -141,6 +142,12 @@ const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 )))]
 const SEND_FLAGS: libc::c_int = 0;
 
+/// The most bytes flush coalescing holds back; a write that would exceed it sends.
+const CORK_LIMIT: usize = 64 * 1024;
+
+/// The largest cork allocation kept between bursts.
+const CORK_KEEP: usize = 16 * 1024;
+
 const READ_DONE: u8 = 1;
 const WRITE_DONE: u8 = 2;
 
@@ -171,6 +178,15 @@ pub(crate) struct Conn {
     /// Bytes received before the socket was handed out (after a PROXY protocol header, when the
     /// header was optional and absent): the read channel's first bytes.
     received: Mutex<Bytes>,
+    /// With flush coalescing: whether the read channel holds requests not yet read.
+    backlog: Option<Backlog>,
+    /// Written bytes held back while the reader has a backlog (flush coalescing); they leave
+    /// before any later byte, and when the reader is about to wait.
+    cork: Mutex<BytesMut>,
+    /// Whether `cork` may hold bytes (checked without the lock on every read).
+    corked: AtomicBool,
+    /// Whether a task is sending the cork for a reader that could not wait for it.
+    cork_task: AtomicBool,
 }
 
 /// Where a connection came from: what its socket keeps of it.
@@ -264,6 +280,10 @@ impl Conn {
             proxy,
             draining,
             received: Mutex::new(received),
+            backlog: options.coalesce_flushes.then(Backlog::new),
+            cork: Mutex::new(BytesMut::new()),
+            corked: AtomicBool::new(false),
+            cork_task: AtomicBool::new(false),
         })?;
         if let Some((group, key)) = group {
             group.enrol(key, &conn);
@@ -276,9 +296,95 @@ impl Conn {
         self.close_with(self.close_mode());
     }
 
-    /// Closes the socket with `mode`.
+    /// Closes the socket with `mode` (gracefully: after sending what the cork holds, as far as
+    /// the socket takes it now).
     pub(crate) fn close_with(&self, mode: CloseMode) {
+        if mode == CloseMode::Graceful {
+            let _ = self.send_cork_now();
+        }
         self.core.close(mode);
+    }
+
+    /// The backlog the read channel keeps up to date, when flushes are coalesced.
+    pub(crate) fn backlog(&self) -> Option<&Backlog> {
+        self.backlog.as_ref()
+    }
+
+    /// Whether writes are held back now: the reader has requests still to read.
+    fn deferring(&self) -> bool {
+        self.backlog.as_ref().is_some_and(Backlog::is_pending)
+    }
+
+    /// Holds `buf` back in the cork, if it fits; `false` when it must be sent instead.
+    fn hold(&self, buf: &[u8]) -> bool {
+        let mut cork = lock(&self.cork);
+        if cork.len() + buf.len() > CORK_LIMIT {
+            return false;
+        }
+        cork.extend_from_slice(buf);
+        self.corked.store(true, Ordering::Release);
+        true
+    }
+
+    /// Sends what the cork holds as far as the socket takes it now, without waiting; whether
+    /// the cork is empty.
+    fn send_cork_now(&self) -> bool {
+        if !self.corked.load(Ordering::Acquire) {
+            return true;
+        }
+        let Ok(stream) = self.core.io() else {
+            return true;
+        };
+        let mut cork = lock(&self.cork);
+        while !cork.is_empty() {
+            match stream.try_send(&cork) {
+                Ok(bytes) => {
+                    tracing::trace!(parent: self.core.span(), bytes, "sent");
+                    cork.advance(bytes);
+                }
+                Err(_) => return false,
+            }
+        }
+        self.release_cork(&mut cork);
+        true
+    }
+
+    /// Marks an empty cork, giving back a large allocation.
+    fn release_cork(&self, cork: &mut BytesMut) {
+        self.corked.store(false, Ordering::Release);
+        if cork.capacity() > CORK_KEEP {
+            *cork = BytesMut::new();
+        }
+    }
+
+    /// Before the reader waits for input: the held-back answers leave now. What the socket does
+    /// not take at once is sent by a task of its own as the socket drains, so the reader neither
+    /// waits for it nor takes over the wake-up of a task waiting to write.
+    fn uncork_for_reader(self: &Arc<Self>) {
+        if self.send_cork_now() || self.cork_task.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let conn = Arc::clone(self);
+        let task = async move {
+            loop {
+                let Ok(stream) = conn.core.io() else { break };
+                let writable = async {
+                    match &*stream {
+                        Stream::Tcp(s) => s.writable().await,
+                        Stream::Unix(s) => s.writable().await,
+                    }
+                };
+                if conn.core.guard(writable).await.is_err() {
+                    break;
+                }
+                drop(stream);
+                if conn.send_cork_now() {
+                    break;
+                }
+            }
+            conn.cork_task.store(false, Ordering::Release);
+        };
+        drop(self.core.selector().handle().spawn(task));
     }
 
     /// How a plain close ends the connection: a reset once a write failed, so the peer cannot
@@ -325,7 +431,7 @@ impl Drop for Conn {
     fn drop(&mut self) {
         // Dropped without `close` (the socket and its channels all gone): a connection whose
         // writes failed still ends with a reset.
-        self.core.close(self.close_mode());
+        self.close_with(self.close_mode());
     }
 }
 
@@ -438,6 +544,9 @@ impl AsyncRead for ReadHalf {
             return Poll::Ready(Ok(()));
         }
         let half = &mut this.half;
+        if half.conn.corked.load(Ordering::Acquire) {
+            half.conn.uncork_for_reader();
+        }
         let n = ready!(half.poll(cx, |s, cx| s.poll_read_into(cx, buf)))?;
         if n == 0 {
             let conn = &half.conn;
@@ -473,7 +582,12 @@ impl WriteHalf {
     /// a task waiting to write (`WouldBlock` when it takes nothing). For bytes a protocol layer
     /// owes the peer while it reads.
     pub(crate) fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let stream = self.half.conn.core.io().map_err(io::Error::from)?;
+        let conn = &self.half.conn;
+        // Held-back bytes leave first; when they cannot, these join them.
+        if !conn.send_cork_now() && conn.hold(buf) {
+            return Ok(buf.len());
+        }
+        let stream = conn.core.io().map_err(io::Error::from)?;
         let result = stream.try_send(buf);
         self.record(result)
     }
@@ -484,6 +598,9 @@ impl WriteHalf {
         send: impl Fn(SockRef<'_>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let result = ready!(self.half.poll(cx, |s, cx| s.poll_send(cx, send)));
+        if let Ok(bytes) = &result {
+            tracing::trace!(parent: self.half.conn.core.span(), bytes, "sent");
+        }
         Poll::Ready(self.record(result))
     }
 
@@ -510,6 +627,43 @@ impl WriteHalf {
     }
 }
 
+impl WriteHalf {
+    /// Sends `buf`, after what the cork holds: the cork and `buf` go in one system call where the
+    /// socket takes them; returns how many bytes of `buf` were sent.
+    fn poll_send_after_cork(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let conn = Arc::clone(&self.half.conn);
+        while conn.corked.load(Ordering::Acquire) {
+            let mut cork = lock(&conn.cork);
+            if cork.is_empty() {
+                conn.release_cork(&mut cork);
+                break;
+            }
+            let held = cork.len();
+            let sent = ready!(self.poll_send(cx, |s| {
+                let bufs = [io::IoSlice::new(&cork), io::IoSlice::new(buf)];
+                s.send_vectored_with_flags(&bufs, SEND_FLAGS)
+            }))?;
+            if sent >= held {
+                cork.clear();
+                conn.release_cork(&mut cork);
+                if sent > held || buf.is_empty() {
+                    return Poll::Ready(Ok(sent - held));
+                }
+            } else {
+                cork.advance(sent);
+            }
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.poll_send(cx, |s| s.send_with_flags(buf, SEND_FLAGS))
+    }
+}
+
 impl AsyncWrite for WriteHalf {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -519,8 +673,11 @@ impl AsyncWrite for WriteHalf {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.get_mut()
-            .poll_send(cx, |s| s.send_with_flags(buf, SEND_FLAGS))
+        let this = self.get_mut();
+        if this.half.conn.deferring() && this.half.conn.hold(buf) {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        this.poll_send_after_cork(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -528,17 +685,30 @@ impl AsyncWrite for WriteHalf {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_send(cx, |s| s.send_vectored_with_flags(bufs, SEND_FLAGS))
+        let this = self.get_mut();
+        if this.half.conn.corked.load(Ordering::Acquire) || this.half.conn.deferring() {
+            // One slice at a time through the cork: the vectored form is for the plain path.
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return Pin::new(this).poll_write(cx, first);
+        }
+        this.poll_send(cx, |s| s.send_vectored_with_flags(bufs, SEND_FLAGS))
     }
 
     fn is_write_vectored(&self) -> bool {
         true
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Everything written is with the kernel: a timed-out write has been made good.
-        let _ = self.half.conn.write_state.compare_exchange(
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.half.conn.deferring() {
+            ready!(this.poll_send_after_cork(cx, &[]))?;
+        }
+        // Everything written is with the kernel (or held back to leave before anything else):
+        // a timed-out write has been made good.
+        let _ = this.half.conn.write_state.compare_exchange(
             TIMED_OUT,
             CLEAN,
             Ordering::AcqRel,
@@ -547,11 +717,13 @@ impl AsyncWrite for WriteHalf {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.shut_down {
             return Poll::Ready(Ok(()));
         }
+        // What the cork holds leaves before the FIN.
+        ready!(this.poll_send_after_cork(cx, &[]))?;
         let conn = &this.half.conn;
         if conn.write_failed() {
             // No FIN after a failed write: the close resets the connection instead.

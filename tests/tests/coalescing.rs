@@ -1,0 +1,295 @@
+//! Flush coalescing (SPEC §4.4), counted in sends: the socket emits a `trace` event named
+//! `sent` for every send system call, and this test binary counts them with a subscriber of
+//! its own (each test runs on a current-thread runtime in its own thread, so a thread-local
+//! subscriber sees exactly its own sends).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use net_io::LineEnding;
+use net_sockets::{SelectorManager, Socket, a_socket};
+use net_tests::within;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Counts the `sent` events of net-sockets.
+#[derive(Clone, Default)]
+struct Sends(Arc<AtomicUsize>);
+
+impl Sends {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl tracing::Subscriber for Sends {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target().starts_with("net_sockets")
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(bool);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" && format!("{value:?}") == "sent" {
+                    self.0 = true;
+                }
+            }
+        }
+        let mut message = Message(false);
+        event.record(&mut message);
+        if message.0 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Runs `test` on a current-thread runtime with `sends` counting.
+fn counting(test: impl std::future::Future<Output = ()>, sends: &Sends) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(sends.clone(), || runtime.block_on(test));
+}
+
+/// The seed's server loop: greet, answer each line with `Hello, NAME!`.
+async fn greet(mut socket: Socket) {
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    output
+        .write_string_utf8("Please enter your name\n")
+        .await
+        .unwrap();
+    while let Ok(Some(name)) = input.read_line(1024, LineEnding::Default).await {
+        output
+            .write_string_utf8(&format!("Hello, {name}!\n"))
+            .await
+            .unwrap();
+    }
+}
+
+async fn read_exactly(stream: &mut TcpStream, text: &str) {
+    let mut buf = vec![0; text.len()];
+    within(stream.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf), text);
+}
+
+#[test]
+fn a_burst_of_sixteen_requests_is_answered_with_one_send() {
+    let sends = Sends::default();
+    let counted = sends.clone();
+    counting(
+        async move {
+            let selector = SelectorManager::new();
+            let server = a_socket(&selector)
+                .tcp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let mut client = TcpStream::connect(("127.0.0.1", server.port().unwrap()))
+                .await
+                .unwrap();
+            let accepted = within(server.accept()).await.unwrap();
+            let serving = tokio::spawn(greet(accepted));
+            read_exactly(&mut client, "Please enter your name\n").await;
+            let before = counted.count();
+            let burst: String = (0..16).map(|i| format!("n{i:02}\n")).collect();
+            client.write_all(burst.as_bytes()).await.unwrap();
+            let answers: String = (0..16).map(|i| format!("Hello, n{i:02}!\n")).collect();
+            read_exactly(&mut client, &answers).await;
+            assert_eq!(counted.count() - before, 1, "sends for one burst of 16");
+            drop(client);
+            within(serving).await.unwrap();
+        },
+        &sends,
+    );
+}
+
+#[test]
+fn without_coalescing_each_answer_is_a_send() {
+    let sends = Sends::default();
+    let counted = sends.clone();
+    counting(
+        async move {
+            let selector = SelectorManager::new();
+            let server = a_socket(&selector)
+                .tcp()
+                .coalesce_flushes(false)
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let mut client = TcpStream::connect(("127.0.0.1", server.port().unwrap()))
+                .await
+                .unwrap();
+            let accepted = within(server.accept()).await.unwrap();
+            let serving = tokio::spawn(greet(accepted));
+            read_exactly(&mut client, "Please enter your name\n").await;
+            let before = counted.count();
+            let burst: String = (0..16).map(|i| format!("n{i:02}\n")).collect();
+            client.write_all(burst.as_bytes()).await.unwrap();
+            let answers: String = (0..16).map(|i| format!("Hello, n{i:02}!\n")).collect();
+            read_exactly(&mut client, &answers).await;
+            assert_eq!(counted.count() - before, 16);
+            drop(client);
+            within(serving).await.unwrap();
+        },
+        &sends,
+    );
+}
+
+/// A lone request's answer leaves when it is written, not when the server next reads.
+#[test]
+fn a_lone_request_is_answered_before_the_server_waits_again() {
+    let sends = Sends::default();
+    counting(
+        async {
+            let selector = SelectorManager::new();
+            let server = a_socket(&selector)
+                .tcp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let mut client = TcpStream::connect(("127.0.0.1", server.port().unwrap()))
+                .await
+                .unwrap();
+            let mut socket = within(server.accept()).await.unwrap();
+            let serving = tokio::spawn(async move {
+                let mut input = socket.open_read_channel().unwrap();
+                let mut output = socket.open_write_channel(true).unwrap();
+                let name = input
+                    .read_line(1024, LineEnding::Default)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                output
+                    .write_string_utf8(&format!("Hello, {name}!\n"))
+                    .await
+                    .unwrap();
+                // Busy elsewhere for a long while before reading again.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(input);
+            });
+            client.write_all(b"Alice\n").await.unwrap();
+            let mut answer = [0; 14];
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut answer))
+                .await
+                .expect("the answer waited for the server's next read")
+                .unwrap();
+            assert_eq!(&answer, b"Hello, Alice!\n");
+            serving.abort();
+        },
+        &sends,
+    );
+}
+
+/// A socket that only writes flushes every auto-flushed write at once.
+#[test]
+fn a_writer_without_reads_sends_each_write_at_once() {
+    let sends = Sends::default();
+    let counted = sends.clone();
+    counting(
+        async move {
+            let selector = SelectorManager::new();
+            let server = a_socket(&selector)
+                .tcp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let mut client = TcpStream::connect(("127.0.0.1", server.port().unwrap()))
+                .await
+                .unwrap();
+            let mut socket = within(server.accept()).await.unwrap();
+            let mut output = socket.open_write_channel(true).unwrap();
+            for i in 0..5 {
+                let before = counted.count();
+                output
+                    .write_string_utf8(&format!("tick {i}\n"))
+                    .await
+                    .unwrap();
+                assert_eq!(counted.count() - before, 1);
+                read_exactly(&mut client, &format!("tick {i}\n")).await;
+            }
+        },
+        &sends,
+    );
+}
+
+/// TLS coalesces too: the records of a burst's answers leave in one send.
+#[test]
+fn a_tls_burst_is_answered_with_one_send() {
+    use net_tls::TlsExt;
+    let sends = Sends::default();
+    let counted = sends.clone();
+    counting(
+        async move {
+            let selector = SelectorManager::new();
+            let pki = net_tests::pki::Pki::generate();
+            let server_config = pki.server_config().build().unwrap();
+            let server = a_socket(&selector)
+                .tcp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let port = server.port().unwrap();
+            let serving = tokio::spawn(async move {
+                let socket = server.accept().await.unwrap();
+                let mut tls = socket.tls_server(&server_config).await.unwrap();
+                let mut input = tls.open_read_channel().unwrap();
+                let mut output = tls.open_write_channel(true).unwrap();
+                while let Ok(Some(name)) = input.read_line(1024, LineEnding::Default).await {
+                    output
+                        .write_string_utf8(&format!("Hello, {name}!\n"))
+                        .await
+                        .unwrap();
+                }
+            });
+            let client = a_socket(&selector)
+                .tcp()
+                .connect(("localhost", port))
+                .await
+                .unwrap();
+            let mut tls = within(client.tls(pki.client_config().build().unwrap()))
+                .await
+                .unwrap();
+            let mut connection_input = tls.open_read_channel().unwrap();
+            let mut connection_output = tls.open_write_channel(false).unwrap();
+            // Let the server finish its side of the handshake first.
+            connection_output.write_string_utf8("warm\n").await.unwrap();
+            connection_output.flush().await.unwrap();
+            let warm = within(connection_input.read_line(64, LineEnding::Default))
+                .await
+                .unwrap();
+            assert_eq!(warm.as_deref(), Some("Hello, warm!"));
+            let before = counted.count();
+            for i in 0..16 {
+                connection_output
+                    .write_string_utf8(&format!("n{i:02}\n"))
+                    .await
+                    .unwrap();
+            }
+            connection_output.flush().await.unwrap();
+            let client_sends = counted.count() - before;
+            for i in 0..16 {
+                let line = within(connection_input.read_line(64, LineEnding::Default))
+                    .await
+                    .unwrap();
+                assert_eq!(line, Some(format!("Hello, n{i:02}!")));
+            }
+            // The client's own flush was one send (its writes were buffered); the server's
+            // sixteen answers one more.
+            assert_eq!(client_sends, 1);
+            assert_eq!(counted.count() - before, 2, "sends for one TLS burst of 16");
+            drop((tls, connection_input, connection_output));
+            within(serving).await.unwrap();
+        },
+        &sends,
+    );
+}
