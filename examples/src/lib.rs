@@ -4,7 +4,7 @@
 //!   argument exits 2 with one line, a runtime failure exits 1 with one line).
 //! - [`greet`]: the seed's greeting conversation, used by `sockets-server` and
 //!   `sockets-server-tls`.
-//! - [`shutdown`]: graceful shutdown on SIGINT/SIGTERM for `sockets-server`.
+//! - [`shutdown`]: graceful shutdown on SIGINT/SIGTERM for `sockets-server` and `chat-server`.
 //! - [`tls`]: certificates, trust and session descriptions for the TLS programs.
 
 pub mod cli;
