@@ -6,8 +6,10 @@
 //!   `sockets-server-tls`.
 //! - [`shutdown`]: graceful shutdown on SIGINT/SIGTERM for `sockets-server` and `chat-server`.
 //! - [`tls`]: certificates, trust and session descriptions for the TLS programs.
+//! - [`proxy_v2`]: the PROXY protocol v2 header `tcp-proxy --send-proxy-v2` sends.
 
 pub mod cli;
+pub mod proxy_v2;
 pub mod shutdown;
 pub mod tls;
 
