@@ -125,11 +125,12 @@ impl Program {
 
     /// Sends the program a signal (`"TERM"`, `"INT"`).
     pub(crate) fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
+        // The shell's own `kill`: no dependency on procps.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -s {name} {}", self.child.id()))
             .status()
-            .expect("run kill");
+            .expect("run sh -c kill");
         assert!(status.success(), "kill -{name} failed");
     }
 
