@@ -12,39 +12,50 @@
 //! goes to stderr. A server that ends the connection without TLS's `close_notify` makes the
 //! program fail after printing what arrived, since the response may then be cut short.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Parser;
 use net_sockets::a_socket;
-use net_tls::{TlsConfig, TlsExt};
+use net_tls::TlsExt;
 use tokio::io::AsyncWriteExt;
 
-const USAGE: &str = "usage: [HOST] [PORT] [--ca FILE] [--insecure]";
+/// Sends `GET /` over TLS and prints the response (the Ktor sample's TLS client).
+#[derive(Parser, Debug)]
+#[command(name = env!("CARGO_BIN_NAME"), version)]
+struct Args {
+    /// Server to connect to; its certificate must be valid for this name.
+    #[arg(default_value = "youtrack.jetbrains.com")]
+    host: String,
+    /// Its port.
+    #[arg(default_value_t = 443)]
+    port: u16,
+    /// Trust the CA certificates in this PEM file instead of the bundled roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Accept any server certificate (the Kotlin sample's trust-all mode; unsafe).
+    #[arg(long)]
+    insecure: bool,
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    examples::run("sockets-client-tls", fetch()).await
+    let args = examples::cli::parse::<Args>();
+    if args.ca.is_some() && args.insecure {
+        examples::cli::usage_error::<Args>("--ca and --insecure exclude each other");
+    }
+    examples::run("sockets-client-tls", fetch(args)).await
 }
 
-async fn fetch() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = examples::Flags::parse(&args, &["--ca"], &["--insecure"]).context(USAGE)?;
-    let (host, port) = examples::host_and_port(&flags.positional, "youtrack.jetbrains.com", 443)?;
-
-    let mut config = TlsConfig::builder();
-    match (flags.value("--ca"), flags.is_set("--insecure")) {
-        (Some(_), true) => anyhow::bail!("--ca and --insecure exclude each other ({USAGE})"),
-        (Some(ca), false) => config = config.add_root_certificates_pem_file(ca)?,
-        (None, true) => {
-            eprintln!(
-                "warning: --insecure: the server's certificate is not verified; \
-                 anyone on the path can read and change this connection"
-            );
-            config = config.dangerous_accept_any_server_certificate();
-        }
-        (None, false) => {}
-    }
-    let config = config.build()?;
+async fn fetch(args: Args) -> anyhow::Result<()> {
+    let Args {
+        host,
+        port,
+        ca,
+        insecure,
+    } = args;
+    let config = examples::tls::client_config(ca.as_deref(), insecure)?;
 
     let selector = net_sockets::SelectorManager::new();
     let socket = a_socket(&selector)

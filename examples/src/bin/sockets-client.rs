@@ -13,23 +13,35 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Parser;
 use net_io::{ByteReadChannel, LineEnding};
 use net_sockets::a_socket;
 
 /// The longest line accepted from the server or from stdin, in bytes.
 const LINE_LIMIT: usize = 64 * 1024;
 
+/// Prints every line from the server and sends each line of stdin (the Ktor sample's client).
+#[derive(Parser, Debug)]
+#[command(name = env!("CARGO_BIN_NAME"), version)]
+struct Args {
+    /// Server to connect to.
+    #[arg(default_value = "127.0.0.1")]
+    host: String,
+    /// Its port.
+    #[arg(default_value_t = 9002)]
+    port: u16,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let status = examples::run("sockets-client", chat()).await;
+    let args = examples::cli::parse::<Args>();
+    let status = examples::run("sockets-client", chat(args)).await;
     // stdin is read on a blocking thread that may still wait for input; do not wait for it.
     let _ = std::io::stdout().flush();
     std::process::exit(if status == ExitCode::SUCCESS { 0 } else { 1 });
 }
 
-async fn chat() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (host, port) = examples::host_and_port(&args, "127.0.0.1", 9002)?;
+async fn chat(Args { host, port }: Args) -> anyhow::Result<()> {
     let selector = net_sockets::SelectorManager::new();
     let mut socket = a_socket(&selector)
         .tcp()

@@ -13,31 +13,48 @@
 //! `--insecure` can be checked by hand. A client whose handshake fails costs one line on stderr;
 //! the server keeps serving everyone else.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Parser;
+use examples::shutdown::ShutdownNotice;
 use net_sockets::{Socket, a_socket};
-use net_tls::rustls::pki_types::CertificateDer;
-use net_tls::rustls::pki_types::pem::PemObject;
 use net_tls::{TlsExt, TlsServerConfig, TlsSocket};
 
-const USAGE: &str =
-    "usage: [HOST] [PORT] [--cert FILE --key FILE] [--client-ca FILE] [--alpn PROTOCOL,…]";
-
-/// The names the self-signed certificate is valid for.
-const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+/// Greets each client over TLS and answers every line with `Hello, <line>!`.
+#[derive(Parser, Debug)]
+#[command(name = env!("CARGO_BIN_NAME"), version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port).
+    #[arg(default_value_t = 9443)]
+    port: u16,
+    /// The certificate chain, leaf first (PEM); default: a self-signed certificate.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Require client certificates issued by the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<PathBuf>,
+    /// ALPN protocols to accept, preferred first.
+    #[arg(long, value_name = "PROTOCOL,...", value_delimiter = ',')]
+    alpn: Vec<String>,
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    examples::run("sockets-server-tls", serve()).await
+    let args = examples::cli::parse::<Args>();
+    examples::run("sockets-server-tls", serve(args)).await
 }
 
-async fn serve() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flags = examples::Flags::parse(&args, &["--cert", "--key", "--client-ca", "--alpn"], &[])
-        .context(USAGE)?;
-    let (host, port) = examples::host_and_port(&flags.positional, "127.0.0.1", 9443)?;
-    let (config, about) = server_config(&flags)?;
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let (config, about) = server_config(&args)?;
+    let Args { host, port, .. } = args;
 
     let selector = net_sockets::SelectorManager::new();
     let server = a_socket(&selector)
@@ -56,73 +73,26 @@ async fn serve() -> anyhow::Result<()> {
     }
 }
 
-/// The TLS configuration from the flags, and lines that say which certificate is served.
-fn server_config(flags: &examples::Flags) -> anyhow::Result<(TlsServerConfig, Vec<String>)> {
-    let mut about = Vec::new();
-    let builder = match (flags.value("--cert"), flags.value("--key")) {
-        (Some(cert), Some(key)) => {
-            let builder = TlsServerConfig::builder()
-                .certificate_chain_pem_file(cert)
-                .and_then(|b| b.private_key_pem_file(key))?;
-            // The file was just read and parsed; its first certificate is the leaf.
-            let leaf = CertificateDer::from_pem_file(cert)
-                .with_context(|| format!("no certificate in {cert}"))?;
-            about.push(format!("Certificate: {cert}"));
-            about.push(format!(
-                "SHA-256 fingerprint: {}",
-                examples::sha256_fingerprint(&leaf)
-            ));
-            builder
-        }
-        (None, None) => {
-            let (cert_pem, key_pem, der) = self_signed()?;
-            about.push(format!(
-                "Certificate: self-signed for {}",
-                SELF_SIGNED_NAMES.join(", ")
-            ));
-            about.push(format!(
-                "SHA-256 fingerprint: {}",
-                examples::sha256_fingerprint(&der)
-            ));
-            TlsServerConfig::builder()
-                .certificate_chain_pem(cert_pem.as_bytes())
-                .and_then(|b| b.private_key_pem(key_pem.as_bytes()))?
-        }
-        _ => anyhow::bail!("--cert and --key go together ({USAGE})"),
-    };
-    let builder = match flags.value("--client-ca") {
+/// The TLS configuration from the arguments, and lines that say which certificate is served.
+fn server_config(args: &Args) -> anyhow::Result<(TlsServerConfig, Vec<String>)> {
+    let cert_and_key = args.cert.as_deref().zip(args.key.as_deref());
+    let (builder, about) = examples::tls::server_identity(cert_and_key, "sockets-server-tls")?;
+    let builder = match &args.client_ca {
         Some(file) => {
-            let pem = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+            let pem =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
             builder
                 .client_auth_required(&pem)
-                .with_context(|| format!("unusable client CA in {file}"))?
+                .with_context(|| format!("unusable client CA in {}", file.display()))?
         }
         None => builder,
     };
-    let builder = match flags.value("--alpn") {
-        Some(list) => builder.alpn_protocols(list.split(',').filter(|p| !p.is_empty())),
-        None => builder,
+    let builder = if args.alpn.is_empty() {
+        builder
+    } else {
+        builder.alpn_protocols(args.alpn.iter().filter(|p| !p.is_empty()))
     };
     Ok((builder.build()?, about))
-}
-
-/// A fresh self-signed end-entity certificate (not a CA: rustls refuses a CA certificate as a
-/// server's own) for [`SELF_SIGNED_NAMES`]: its PEM, its key's PEM, and its DER.
-fn self_signed() -> anyhow::Result<(String, String, Vec<u8>)> {
-    use rcgen::{
-        CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-    };
-    let mut params = CertificateParams::new(SELF_SIGNED_NAMES.map(str::to_owned).to_vec())
-        .context("certificate names")?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "sockets-server-tls");
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().context("generating a key")?;
-    let cert = params.self_signed(&key).context("making the certificate")?;
-    Ok((cert.pem(), key.serialize_pem(), cert.der().to_vec()))
 }
 
 /// One client: the handshake, then the conversation of `sockets-server`.
@@ -145,7 +115,7 @@ async fn greet(socket: Socket, config: TlsServerConfig) {
 async fn converse(tls: &mut TlsSocket) -> anyhow::Result<()> {
     let mut input = tls.open_read_channel()?;
     let mut output = tls.open_write_channel(true)?;
-    examples::greet(&mut input, &mut output).await?;
+    examples::greet(&mut input, &mut output, &mut ShutdownNotice::never()).await?;
     // The client has finished: answer its close_notify with ours.
     output.flush_and_close().await?;
     Ok(())

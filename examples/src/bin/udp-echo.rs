@@ -10,32 +10,56 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use net_io::{ByteReadChannel, LineEnding};
 use net_sockets::{Datagram, MAX_DATAGRAM_SIZE, SelectorManager, a_socket};
 
 /// How long the client waits for each echo.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// UDP echo server and client in one program.
+#[derive(Parser, Debug)]
+#[command(name = env!("CARGO_BIN_NAME"), version, disable_help_subcommand = true, arg_required_else_help = false)]
+struct Args {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Echo every datagram back to its sender.
+    Server {
+        /// Address to listen on.
+        #[arg(default_value = "127.0.0.1")]
+        host: String,
+        /// Port to listen on (0: any free port).
+        #[arg(default_value_t = 9003)]
+        port: u16,
+    },
+    /// Send each line of stdin as a datagram and print each reply.
+    Client {
+        /// Server to send to.
+        #[arg(default_value = "127.0.0.1")]
+        host: String,
+        /// Its port.
+        #[arg(default_value_t = 9003)]
+        port: u16,
+    },
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let status = examples::run("udp-echo", dispatch()).await;
+    let args = examples::cli::parse::<Args>();
+    let status = examples::run("udp-echo", dispatch(args)).await;
     let _ = std::io::stdout().flush();
     std::process::exit(if status == ExitCode::SUCCESS { 0 } else { 1 });
 }
 
-async fn dispatch() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mode, rest) = args
-        .split_first()
-        .context("usage: udp-echo server|client [HOST] [PORT]")?;
-    let (host, port) = examples::host_and_port(rest, "127.0.0.1", 9003)?;
+async fn dispatch(args: Args) -> anyhow::Result<()> {
     let selector = SelectorManager::new();
-    match mode.as_str() {
-        "server" => server(&selector, &host, port).await,
-        "client" => client(&selector, &host, port).await,
-        other => {
-            anyhow::bail!("unknown mode {other:?} (usage: udp-echo server|client [HOST] [PORT])")
-        }
+    match args.mode {
+        Mode::Server { host, port } => server(&selector, &host, port).await,
+        Mode::Client { host, port } => client(&selector, &host, port).await,
     }
 }
 

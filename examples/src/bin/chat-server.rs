@@ -1,0 +1,379 @@
+//! A line-based chat room: every line one client sends reaches every other client.
+//!
+//! ```text
+//! cargo run -p examples --bin chat-server -- [HOST] [PORT]    # default 127.0.0.1 9004
+//!     [--grace SECS]    # how long shutdown waits for open connections (default 10)
+//! ```
+//!
+//! Each client is asked `Your name?`; its first line is its nick. Every later line `L` (up to
+//! 8192 bytes) reaches every other client as `NICK: L`; joins and leaves are announced to the
+//! others as `* NICK joined` and `* NICK left`.
+//!
+//! A slow client never stalls the others: lines for a client wait in a queue of its own
+//! ([`QUEUE_LINES`] lines; the kernel holds at most about [`SEND_BUFFER`] bytes more), and a
+//! client that falls further behind is dropped, which the others see as `* NICK left`.
+//!
+//! On SIGINT or SIGTERM it shuts down as `sockets-server` does: `Shutting down (N open)`, the
+//! listener closed at once, each client sent `Server is shutting down` after the line being
+//! written, at most the grace period of waiting, `Server stopped`, exit status 0.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use examples::shutdown::{SHUTDOWN_LINE, ShutdownNotice, Signals, serve_until_signal};
+use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
+use net_sockets::{SelectorManager, Socket, a_socket};
+use tokio::sync::mpsc;
+
+/// The longest line a client may send, in bytes.
+const LINE_LIMIT: usize = examples::LINE_LIMIT;
+
+/// The longest nick, in bytes.
+const NICK_LIMIT: usize = 32;
+
+/// How many lines may wait for a client before it counts as too slow and is dropped.
+const QUEUE_LINES: usize = 256;
+
+/// The kernel send buffer asked for on every connection, so that what a client that stopped
+/// reading can hold in the kernel is bounded too (Linux doubles the number it is given).
+const SEND_BUFFER: usize = 64 * 1024;
+
+/// How long a client that must leave (line too long) is drained before its socket closes.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// A chat room: every line one client sends reaches the others.
+#[derive(Parser, Debug)]
+#[command(name = env!("CARGO_BIN_NAME"), version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port).
+    #[arg(default_value_t = 9004)]
+    port: u16,
+    /// On SIGINT/SIGTERM, wait at most this many seconds for open connections to finish.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = examples::cli::seconds)]
+    grace: Duration,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = examples::cli::parse::<Args>();
+    examples::run("chat-server", serve(args)).await
+}
+
+async fn serve(Args { host, port, grace }: Args) -> anyhow::Result<()> {
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector)
+        .tcp()
+        .send_buffer_size(SEND_BUFFER)
+        .bind((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot listen at {host}:{port}"))?;
+    let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
+    println!("Chat server is listening at {}", server.local_address());
+    let room = Arc::new(Room::default());
+    serve_until_signal(
+        &server,
+        signals,
+        usize::MAX,
+        grace,
+        |socket, connections| {
+            println!("Accepted {}", socket.remote_address());
+            let room = Arc::clone(&room);
+            connections.spawn(|stop| chat(socket, room, stop));
+        },
+    )
+    .await?;
+    selector.close();
+    Ok(())
+}
+
+/// The members of the room, each with the queue of lines waiting to be written to it.
+#[derive(Debug, Default)]
+struct Room {
+    members: Mutex<HashMap<u64, Member>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Member {
+    nick: Arc<str>,
+    queue: mpsc::Sender<Arc<str>>,
+    /// To drop the member when it falls behind: closing fails its pending read and write.
+    socket: Arc<Socket>,
+}
+
+impl Room {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Member>> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a member goes by `nick`.
+    fn has_nick(&self, nick: &str) -> bool {
+        self.lock().values().any(|m| &*m.nick == nick)
+    }
+
+    /// Adds a member and announces it to the others; returns its id, the queue of lines for
+    /// it, and the nicks of those already here.
+    fn join(
+        &self,
+        nick: &Arc<str>,
+        socket: &Arc<Socket>,
+    ) -> (u64, mpsc::Receiver<Arc<str>>, Vec<Arc<str>>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (queue, lines) = mpsc::channel(QUEUE_LINES);
+        let mut members = self.lock();
+        let mut present: Vec<Arc<str>> = members.values().map(|m| Arc::clone(&m.nick)).collect();
+        present.sort();
+        Self::broadcast(&mut members, id, format!("* {nick} joined\n"));
+        let member = Member {
+            nick: Arc::clone(nick),
+            queue,
+            socket: Arc::clone(socket),
+        };
+        members.insert(id, member);
+        (id, lines, present)
+    }
+
+    /// Sends `line` to every member but `from`.
+    fn say(&self, from: u64, line: String) {
+        Self::broadcast(&mut self.lock(), from, line);
+    }
+
+    /// Queues `line` for member `id` alone, if it is still here and keeping up.
+    fn tell(&self, id: u64, line: String) {
+        if let Some(member) = self.lock().get(&id) {
+            let _ = member.queue.try_send(Arc::from(line));
+        }
+    }
+
+    /// Removes member `id` (if a broadcast has not dropped it already) and announces that it
+    /// left.
+    fn leave(&self, id: u64) {
+        let mut members = self.lock();
+        if let Some(member) = members.remove(&id) {
+            println!("{} left", member.nick);
+            Self::broadcast(&mut members, id, format!("* {} left\n", member.nick));
+        }
+    }
+
+    /// Queues `line` for every member but `from`, without ever waiting: a member whose queue
+    /// is full is dropped (its socket closed) and the others are told it left, which may drop
+    /// more.
+    fn broadcast(members: &mut HashMap<u64, Member>, from: u64, line: String) {
+        let mut pending = vec![(from, Arc::<str>::from(line))];
+        while let Some((from, line)) = pending.pop() {
+            let mut behind = Vec::new();
+            for (&id, member) in members.iter() {
+                if id == from {
+                    continue;
+                }
+                match member.queue.try_send(Arc::clone(&line)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => behind.push(id),
+                    // Its writer has ended: the member is leaving by itself.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+            for id in behind {
+                if let Some(member) = members.remove(&id) {
+                    println!(
+                        "Dropped {} ({}): {QUEUE_LINES} lines behind",
+                        member.nick,
+                        member.socket.remote_address()
+                    );
+                    member.socket.close();
+                    pending.push((id, Arc::from(format!("* {} left\n", member.nick))));
+                }
+            }
+        }
+    }
+}
+
+/// One client: its nick, then its lines to the room and the room's lines to it, until it
+/// leaves, falls behind, or the server shuts down.
+async fn chat(mut socket: Socket, room: Arc<Room>, mut stop: ShutdownNotice) {
+    let remote = socket.remote_address();
+    let channels = socket
+        .open_read_channel()
+        .and_then(|input| Ok((input, socket.open_write_channel(false)?)));
+    let (mut input, mut output) = match channels {
+        Ok(channels) => channels,
+        Err(e) => {
+            println!("Connection with {remote} ended: {e}");
+            return;
+        }
+    };
+    let socket = Arc::new(socket);
+    let nick = match ask_nick(&mut input, &mut output, &room, &mut stop).await {
+        Ok(Some(nick)) => nick,
+        Ok(None) => {
+            let told = stop.has_begun() && output.write_string_utf8(SHUTDOWN_LINE).await.is_ok();
+            finish(&socket, &mut input, &mut output, told).await;
+            return;
+        }
+        Err(e) => {
+            println!("Connection with {remote} ended: {e}");
+            socket.close();
+            return;
+        }
+    };
+    println!("{remote} joined as {nick}");
+    let (id, lines, present) = room.join(&nick, &socket);
+    let welcome = if present.is_empty() {
+        format!("* Welcome, {nick}. Nobody else is here yet.\n")
+    } else {
+        format!("* Welcome, {nick}. Here: {}\n", present.join(", "))
+    };
+    let writing = async {
+        let written = write_lines(&mut output, welcome, lines, stop.clone()).await;
+        if written.is_err() {
+            // The client cannot be written to: end its reading too.
+            socket.close();
+        }
+        written
+    };
+    let reading = read_lines(&mut input, &room, id, &nick, stop.clone());
+    let (written, read) = tokio::join!(writing, reading);
+    // Whichever side ended first, the member is gone now (a no-op if the room dropped it).
+    room.leave(id);
+    match (written, read) {
+        (Ok(told), Ok(())) => finish(&socket, &mut input, &mut output, told).await,
+        // Told, and the write side closed: drain a moment so the notice is not reset away.
+        (Ok(told), Err(e @ net_io::Error::TooLongLine { .. })) => {
+            println!("Connection with {remote} ended: {e}");
+            finish(&socket, &mut input, &mut output, told).await;
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            // A member the room dropped was closed on purpose and reported then.
+            if !socket.is_closed() {
+                println!("Connection with {remote} ended: {e}");
+            }
+            socket.close();
+        }
+    }
+}
+
+/// Asks for a nick until the client gives a usable one; `None` when it leaves first or the
+/// server shuts down.
+async fn ask_nick(
+    input: &mut ByteReadChannel,
+    output: &mut ByteWriteChannel,
+    room: &Room,
+    stop: &mut ShutdownNotice,
+) -> net_io::Result<Option<Arc<str>>> {
+    loop {
+        output.write_string_utf8("Your name?\n").await?;
+        output.flush().await?;
+        let line = tokio::select! {
+            biased;
+            line = input.read_line(LINE_LIMIT, LineEnding::Default) => line?,
+            () = stop.begun() => return Ok(None),
+        };
+        let Some(line) = line else { return Ok(None) };
+        let nick = line.trim();
+        let problem = if nick.is_empty() {
+            "* A name cannot be empty.\n".to_owned()
+        } else if nick.len() > NICK_LIMIT {
+            format!("* A name has at most {NICK_LIMIT} bytes.\n")
+        } else if room.has_nick(nick) {
+            format!("* {nick} is taken.\n")
+        } else {
+            return Ok(Some(Arc::from(nick)));
+        };
+        output.write_string_utf8(&problem).await?;
+    }
+}
+
+/// Writes the welcome, then the room's lines as they come, flushing when none waits; ends when
+/// the member leaves the room (its queue closes) or the server shuts down. Returns whether the
+/// client was told of the shutdown (and the write side closed).
+async fn write_lines(
+    output: &mut ByteWriteChannel,
+    welcome: String,
+    mut lines: mpsc::Receiver<Arc<str>>,
+    mut stop: ShutdownNotice,
+) -> net_io::Result<bool> {
+    output.write_string_utf8(&welcome).await?;
+    output.flush().await?;
+    loop {
+        // A line is only taken from the queue when it is written whole: the shutdown waits
+        // for the line being written.
+        let line = tokio::select! {
+            biased;
+            () = stop.begun() => {
+                output.write_string_utf8(SHUTDOWN_LINE).await?;
+                output.flush_and_close().await?;
+                return Ok(true);
+            }
+            line = lines.recv() => line,
+        };
+        let Some(line) = line else {
+            output.flush_and_close().await?;
+            return Ok(false);
+        };
+        output.write_string_utf8(&line).await?;
+        if lines.is_empty() {
+            output.flush().await?;
+        }
+    }
+}
+
+/// Sends the client's lines to the room until it closes its side or the server shuts down;
+/// then leaves the room (which ends [`write_lines`]).
+async fn read_lines(
+    input: &mut ByteReadChannel,
+    room: &Room,
+    id: u64,
+    nick: &str,
+    mut stop: ShutdownNotice,
+) -> net_io::Result<()> {
+    loop {
+        let line = tokio::select! {
+            biased;
+            () = stop.begun() => return Ok(()),
+            line = input.read_line(LINE_LIMIT, LineEnding::Default) => line,
+        };
+        match line {
+            Ok(Some(line)) => room.say(id, format!("{nick}: {line}\n")),
+            Ok(None) => {
+                room.leave(id);
+                return Ok(());
+            }
+            Err(e) => {
+                if let net_io::Error::TooLongLine { limit } = e {
+                    let notice = format!("* Line too long (limit {limit} bytes), goodbye.\n");
+                    room.tell(id, notice);
+                }
+                // Leaving closes the queue: what is queued for this client is still written.
+                room.leave(id);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Ends a connection whose write side is closed (or is closed here): reads until the client
+/// leaves, so that unread input does not turn the close into a reset. After a shutdown notice
+/// the grace period bounds the wait; otherwise [`DRAIN_TIME`] does.
+async fn finish(
+    socket: &Socket,
+    input: &mut ByteReadChannel,
+    output: &mut ByteWriteChannel,
+    shutting_down: bool,
+) {
+    let _ = output.flush_and_close().await;
+    let drain = async { while input.discard(u64::MAX).await.is_ok_and(|n| n > 0) {} };
+    if shutting_down {
+        drain.await;
+    } else {
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    }
+    socket.close();
+}

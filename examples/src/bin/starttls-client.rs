@@ -1,0 +1,149 @@
+//! The client side of `starttls-server`: a plain-text SMTP-style conversation upgraded to TLS
+//! with `STARTTLS` (RFC 3207), through `connection.tls(config)`.
+//!
+//! ```text
+//! cargo run -p examples --bin starttls-client -- HOST PORT
+//!     [--ca FILE]      # trust the CA certificates in this PEM file instead of the bundled roots
+//!     [--insecure]     # accept any server certificate
+//! ```
+//!
+//! It reads the greeting, sends `EHLO`, checks that `STARTTLS` is offered, sends `STARTTLS`,
+//! upgrades, then sends `EHLO`, `NOOP` and `QUIT` over TLS. Every line the server sends is
+//! printed as it came (without its CRLF), and after the handshake one line says what it
+//! negotiated: `TLS: TLS 1.3, TLS13_..., no ALPN, peer certificate SHA-256 ...`. The
+//! certificate is verified against HOST by default. Any reply other than the expected one ends
+//! the program with status 1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
+use net_sockets::a_socket;
+use net_tls::TlsExt;
+
+/// The longest reply line accepted (RFC 5321 sets 512 octets).
+const REPLY_LIMIT: usize = 512;
+
+/// The name this client gives in `EHLO`.
+const CLIENT_NAME: &str = "starttls-client.localhost";
+
+/// Talks SMTP-style to HOST:PORT and upgrades the connection with STARTTLS.
+#[derive(Parser, Debug)]
+#[command(name = env!("CARGO_BIN_NAME"), version)]
+struct Args {
+    /// Server to connect to; its certificate must be valid for this name.
+    host: String,
+    /// Its port.
+    port: u16,
+    /// Trust the CA certificates in this PEM file instead of the bundled roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Accept any server certificate (unsafe: for tests against a self-signed server).
+    #[arg(long)]
+    insecure: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = examples::cli::parse::<Args>();
+    if args.ca.is_some() && args.insecure {
+        examples::cli::usage_error::<Args>("--ca and --insecure exclude each other");
+    }
+    examples::run("starttls-client", talk(args)).await
+}
+
+async fn talk(args: Args) -> anyhow::Result<()> {
+    let Args {
+        host,
+        port,
+        ca,
+        insecure,
+    } = args;
+    let config = examples::tls::client_config(ca.as_deref(), insecure)?;
+    let selector = net_sockets::SelectorManager::new();
+    let socket = a_socket(&selector)
+        .tcp()
+        .connect((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot connect to {host}:{port}"))?;
+    let mut plain = socket.connection()?;
+    let (input, output) = (&mut plain.input, &mut plain.output);
+    expect(input, "220", "the greeting").await?;
+    let extensions = command(input, output, &format!("EHLO {CLIENT_NAME}"), "250").await?;
+    if !offers(&extensions, "STARTTLS") {
+        anyhow::bail!("{host}:{port} does not offer STARTTLS");
+    }
+    command(input, output, "STARTTLS", "220").await?;
+
+    let tls = plain
+        .tls(config)
+        .await
+        .with_context(|| format!("no TLS with {host}:{port}"))?;
+    println!("TLS: {}", examples::describe_session(&tls));
+    let mut secure = tls.connection()?;
+    let (input, output) = (&mut secure.input, &mut secure.output);
+    let extensions = command(input, output, &format!("EHLO {CLIENT_NAME}"), "250").await?;
+    if offers(&extensions, "STARTTLS") {
+        anyhow::bail!("{host}:{port} still offers STARTTLS over TLS");
+    }
+    command(input, output, "NOOP", "250").await?;
+    command(input, output, "QUIT", "221").await?;
+    secure
+        .close_gracefully(std::time::Duration::from_secs(5))
+        .await?;
+    selector.close();
+    Ok(())
+}
+
+/// Sends `line` (with CRLF) and reads the reply, which must have status `code`.
+async fn command(
+    input: &mut ByteReadChannel,
+    output: &mut ByteWriteChannel,
+    line: &str,
+    code: &str,
+) -> anyhow::Result<Vec<String>> {
+    output.write_string_utf8(&format!("{line}\r\n")).await?;
+    output.flush().await?;
+    let verb = line.split(' ').next().unwrap_or(line);
+    expect(input, code, verb).await
+}
+
+/// Reads one reply, printing its lines: every line but the last has `-` after the status
+/// (`250-...`), the last a space or nothing (`250 ...`). The status must be `code`.
+async fn expect(
+    input: &mut ByteReadChannel,
+    code: &str,
+    answering: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    loop {
+        let line = input
+            .read_line(REPLY_LIMIT, LineEnding::Default)
+            .await
+            .with_context(|| format!("reading the reply to {answering}"))?
+            .with_context(|| {
+                format!("the server closed the connection before answering {answering}")
+            })?;
+        println!("{line}");
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        let status_ok = line.starts_with(code);
+        lines.push(line);
+        if !status_ok {
+            anyhow::bail!("unexpected reply to {answering}: {:?}", lines.join(" / "));
+        }
+        if last {
+            return Ok(lines);
+        }
+    }
+}
+
+/// Whether an EHLO reply lists `extension` (one of the lines after the first).
+fn offers(reply: &[String], extension: &str) -> bool {
+    reply.iter().skip(1).any(|line| {
+        line.get(4..)
+            .and_then(|rest| rest.split(' ').next())
+            .is_some_and(|keyword| keyword.eq_ignore_ascii_case(extension))
+    })
+}

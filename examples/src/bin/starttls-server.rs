@@ -1,0 +1,235 @@
+//! A minimal SMTP-style server that upgrades a plain-text connection to TLS with `STARTTLS`
+//! (RFC 3207): the connection's channels become a TLS session with one call,
+//! `connection.tls_server(&config)`.
+//!
+//! ```text
+//! cargo run -p examples --bin starttls-server -- [HOST] [PORT]     # default 127.0.0.1 9025
+//!     [--cert FILE --key FILE]    # PEM chain (leaf first) and key; default: self-signed
+//! ```
+//!
+//! The conversation (replies end in CRLF; commands may end in CRLF or LF and are
+//! case-insensitive):
+//!
+//! ```text
+//! S: 220 HOST ready
+//! C: EHLO client.example          S: 250-HOST / 250-PIPELINING / 250 STARTTLS
+//! C: STARTTLS                     S: 220 Ready to start TLS      (then the TLS handshake)
+//! C: EHLO client.example          S: 250-HOST / 250 PIPELINING   (no STARTTLS once secure)
+//! C: NOOP                         S: 250 OK
+//! C: QUIT                         S: 221 Bye                     (and the server closes)
+//! ```
+//!
+//! Anything else is answered `502 Command not implemented`. Bytes a client sends right after
+//! `STARTTLS` (its ClientHello, in the same packet) go to TLS; plain-text commands pipelined
+//! after `STARTTLS` are therefore never run as if they had come over TLS (they break the
+//! handshake instead). Without `--cert`/`--key` the server makes a self-signed certificate at
+//! start-up and prints its SHA-256 fingerprint, as `sockets-server-tls` does.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
+use net_sockets::{Socket, a_socket};
+use net_tls::{TlsExt, TlsServerConfig};
+
+/// The longest command line, CRLF included (RFC 5321, 4.5.3.1.4).
+const COMMAND_LIMIT: usize = 512;
+
+/// How long a client that sends nothing keeps its connection (RFC 5321 asks for 5 minutes).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long the server reads a leaving client's last bytes before closing.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// A minimal SMTP-style server that upgrades connections to TLS with STARTTLS.
+#[derive(Parser, Debug)]
+#[command(name = env!("CARGO_BIN_NAME"), version)]
+struct Args {
+    /// Address to listen on; also the name the server greets with.
+    #[arg(default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port).
+    #[arg(default_value_t = 9025)]
+    port: u16,
+    /// The certificate chain, leaf first (PEM); default: a self-signed certificate.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = examples::cli::parse::<Args>();
+    examples::run("starttls-server", serve(args)).await
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let cert_and_key = args.cert.as_deref().zip(args.key.as_deref());
+    let (builder, about) = examples::tls::server_identity(cert_and_key, "starttls-server")?;
+    let config = builder.build()?;
+    let Args { host, port, .. } = args;
+
+    let selector = net_sockets::SelectorManager::new();
+    let server = a_socket(&selector)
+        .tcp()
+        .socket_timeout(IDLE_TIMEOUT)
+        .bind((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot listen at {host}:{port}"))?;
+    for line in about {
+        println!("{line}");
+    }
+    println!("Server is listening at {}", server.local_address());
+    let host: Arc<str> = Arc::from(host);
+    loop {
+        let socket = server.accept().await.context("accept failed")?;
+        let remote = socket.remote_address();
+        println!("Accepted {remote}");
+        let (config, host) = (config.clone(), Arc::clone(&host));
+        tokio::spawn(async move {
+            if let Err(e) = session(socket, &config, &host).await {
+                println!("Connection with {remote} ended: {e:#}");
+            }
+        });
+    }
+}
+
+/// One client: the plain-text part, the upgrade, the part over TLS.
+async fn session(socket: Socket, config: &TlsServerConfig, host: &str) -> anyhow::Result<()> {
+    let remote = socket.remote_address();
+    let mut plain = socket.connection()?;
+    let greeting = format!("220 {host} ready\r\n");
+    plain.output.write_string_utf8(&greeting).await?;
+    plain.output.flush().await?;
+    if converse(&mut plain.input, &mut plain.output, host, false).await? != Next::StartTls {
+        plain.close_gracefully(CLOSE_WAIT).await?;
+        return Ok(());
+    }
+    // Flushes `220 Ready to start TLS` first; a ClientHello already read with the command is
+    // the handshake's first input.
+    let tls = match plain.tls_server(config).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("Handshake with {remote} failed: {e}");
+            return Ok(());
+        }
+    };
+    println!("TLS with {remote}: {}", examples::describe_session(&tls));
+    let mut secure = tls.connection()?;
+    converse(&mut secure.input, &mut secure.output, host, true).await?;
+    secure.close_gracefully(CLOSE_WAIT).await?;
+    Ok(())
+}
+
+/// Why a conversation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// The client asked for TLS and was told to go ahead.
+    StartTls,
+    /// The client said `QUIT` and was answered.
+    Quit,
+    /// The client closed its side, or broke the rules and was told.
+    Close,
+}
+
+/// Answers commands until one of them changes the connection. Replies to pipelined commands
+/// are sent together, when no further command is waiting (RFC 2920).
+async fn converse(
+    input: &mut ByteReadChannel,
+    output: &mut ByteWriteChannel,
+    host: &str,
+    secure: bool,
+) -> net_io::Result<Next> {
+    loop {
+        let line = match input.read_line(COMMAND_LIMIT, LineEnding::Default).await {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(Next::Close),
+            Err(net_io::Error::TooLongLine { .. }) => {
+                output
+                    .write_string_utf8("500 Line too long, closing the connection\r\n")
+                    .await?;
+                output.flush().await?;
+                return Ok(Next::Close);
+            }
+            Err(e) => return Err(e),
+        };
+        let (reply, next) = reply(&line, host, secure);
+        output.write_string_utf8(&reply).await?;
+        if next.is_some() || input.available_for_read() == 0 {
+            output.flush().await?;
+        }
+        if let Some(next) = next {
+            return Ok(next);
+        }
+    }
+}
+
+/// The reply to one command line (CRLF-terminated lines), and what comes next when the
+/// command ends this part of the conversation.
+fn reply(line: &str, host: &str, secure: bool) -> (String, Option<Next>) {
+    let (verb, argument) = match line.trim().split_once(' ') {
+        Some((verb, argument)) => (verb, argument.trim()),
+        None => (line.trim(), ""),
+    };
+    match verb.to_ascii_uppercase().as_str() {
+        "EHLO" if argument.is_empty() => ("501 Syntax: EHLO domain\r\n".to_owned(), None),
+        "EHLO" if secure => (format!("250-{host}\r\n250 PIPELINING\r\n"), None),
+        "EHLO" => (
+            format!("250-{host}\r\n250-PIPELINING\r\n250 STARTTLS\r\n"),
+            None,
+        ),
+        "HELO" if argument.is_empty() => ("501 Syntax: HELO domain\r\n".to_owned(), None),
+        "HELO" => (format!("250 {host}\r\n"), None),
+        "STARTTLS" if secure => ("503 TLS is already active\r\n".to_owned(), None),
+        "STARTTLS" if !argument.is_empty() => ("501 Syntax: STARTTLS\r\n".to_owned(), None),
+        "STARTTLS" => (
+            "220 Ready to start TLS\r\n".to_owned(),
+            Some(Next::StartTls),
+        ),
+        "NOOP" => ("250 OK\r\n".to_owned(), None),
+        "QUIT" => ("221 Bye\r\n".to_owned(), Some(Next::Quit)),
+        _ => ("502 Command not implemented\r\n".to_owned(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ehlo_lists_starttls_only_before_tls() {
+        let (plain, next) = reply("EHLO client.example", "mx", false);
+        assert_eq!(plain, "250-mx\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+        assert_eq!(next, None);
+        let (secure, _) = reply("ehlo client.example", "mx", true);
+        assert_eq!(secure, "250-mx\r\n250 PIPELINING\r\n");
+        assert!(reply("EHLO", "mx", false).0.starts_with("501 "));
+    }
+
+    #[test]
+    fn starttls_noop_quit_and_the_rest() {
+        assert_eq!(
+            reply("STARTTLS", "mx", false),
+            (
+                "220 Ready to start TLS\r\n".to_owned(),
+                Some(Next::StartTls)
+            )
+        );
+        assert!(reply("STARTTLS", "mx", true).0.starts_with("503 "));
+        assert!(reply("STARTTLS now", "mx", false).0.starts_with("501 "));
+        assert_eq!(reply("noop", "mx", true), ("250 OK\r\n".to_owned(), None));
+        assert_eq!(
+            reply("QUIT", "mx", false),
+            ("221 Bye\r\n".to_owned(), Some(Next::Quit))
+        );
+        for other in ["MAIL FROM:<a@b>", "RSET", "", "VRFY x"] {
+            assert!(reply(other, "mx", false).0.starts_with("502 "), "{other}");
+        }
+    }
+}

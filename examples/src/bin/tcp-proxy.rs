@@ -1,0 +1,235 @@
+//! A TCP proxy: forwards every connection accepted at LISTEN to UPSTREAM, both ways, with
+//! tokio's `copy_bidirectional` over the sockets as tokio streams (`socket.into_stream()`).
+//!
+//! ```text
+//! cargo run -p examples --bin tcp-proxy -- LISTEN UPSTREAM       # each HOST:PORT
+//!     [--tls-cert FILE --tls-key FILE]   # terminate TLS on the listening side
+//!     [--send-proxy-v2]                  # tell UPSTREAM the client's address (PROXY protocol v2)
+//!     [--max-connections N]              # accept no more while N are open
+//! ```
+//!
+//! When one side finishes sending (FIN, or TLS `close_notify` then FIN), the proxy half-closes
+//! the other side's write direction and keeps forwarding the other way until that finishes
+//! too, so a client that sends its request and shuts down its write side still gets the
+//! whole response. It prints one line per connection: `CLIENT -> UPSTREAM: N bytes up, M bytes
+//! down` (up is client to upstream), or what went wrong.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use net_sockets::{SelectorManager, Socket, SocketAddress, a_socket};
+use net_tls::{TlsExt, TlsServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+/// How long connecting to UPSTREAM may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Forwards every connection accepted at LISTEN to UPSTREAM.
+#[derive(Parser, Debug)]
+#[command(name = env!("CARGO_BIN_NAME"), version)]
+struct Args {
+    /// Where to accept connections, HOST:PORT (port 0: any free port).
+    #[arg(value_name = "LISTEN", value_parser = host_port)]
+    listen: (String, u16),
+    /// Where to forward them, HOST:PORT.
+    #[arg(value_name = "UPSTREAM", value_parser = host_port)]
+    upstream: (String, u16),
+    /// Terminate TLS on the listening side with this certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Send UPSTREAM a PROXY protocol v2 header with the client's address first.
+    #[arg(long)]
+    send_proxy_v2: bool,
+    /// Accept no new connection while this many are open.
+    #[arg(long, value_name = "N", value_parser = examples::cli::at_least_one)]
+    max_connections: Option<usize>,
+}
+
+/// Splits `HOST:PORT` (`[::1]:80` for an IPv6 address) into its host and port.
+fn host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("{port:?} in {text:?} is not a port number"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return Err(format!("{text:?} has no host"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = examples::cli::parse::<Args>();
+    examples::run("tcp-proxy", serve(args)).await
+}
+
+/// What every connection needs to know.
+#[derive(Debug)]
+struct Route {
+    selector: SelectorManager,
+    upstream: (String, u16),
+    tls: Option<TlsServerConfig>,
+    send_proxy_v2: bool,
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let tls = match args.tls_cert.as_deref().zip(args.tls_key.as_deref()) {
+        Some(files) => {
+            let (builder, about) = examples::tls::server_identity(Some(files), "tcp-proxy")?;
+            for line in about {
+                println!("{line}");
+            }
+            Some(builder.build()?)
+        }
+        None => None,
+    };
+    let selector = SelectorManager::new();
+    let (host, port) = &args.listen;
+    let server = a_socket(&selector)
+        .tcp()
+        .bind((host.as_str(), *port))
+        .await
+        .with_context(|| format!("cannot listen at {host}:{port}"))?;
+    let (up_host, up_port) = &args.upstream;
+    println!("Forwarding to {up_host}:{up_port}");
+    println!("Proxy is listening at {}", server.local_address());
+
+    let limit = args.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+    let route = Arc::new(Route {
+        selector: selector.clone(),
+        upstream: args.upstream,
+        tls,
+        send_proxy_v2: args.send_proxy_v2,
+    });
+    loop {
+        // With --max-connections, a place is taken before accepting: while every place is
+        // held, new clients wait in the listen backlog.
+        let permit = match &limit {
+            Some(limit) => Some(Arc::clone(limit).acquire_owned().await?),
+            None => None,
+        };
+        let client = server.accept().await.context("accept failed")?;
+        let route = Arc::clone(&route);
+        tokio::spawn(async move {
+            let remote = client.remote_address();
+            let upstream = format!("{}:{}", route.upstream.0, route.upstream.1);
+            match relay(client, &route).await {
+                Ok((up, down)) => {
+                    println!("{remote} -> {upstream}: {up} bytes up, {down} bytes down")
+                }
+                Err(e) => println!("{remote} -> {upstream}: {e:#}"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// One connection: TLS (when terminating it), the upstream connection with the PROXY header
+/// (when asked for), then both directions until both have finished. Returns the bytes copied
+/// up and down.
+async fn relay(client: Socket, route: &Route) -> anyhow::Result<(u64, u64)> {
+    let header = route
+        .send_proxy_v2
+        .then(|| proxy_header(&client.remote_address(), &client.local_address()));
+    match &route.tls {
+        Some(config) => {
+            let tls = client
+                .tls_server(config)
+                .await
+                .context("TLS handshake failed")?;
+            let upstream = connect_upstream(route, header).await?;
+            copy_both_ways(tls.into_stream()?, upstream).await
+        }
+        None => {
+            let upstream = connect_upstream(route, header).await?;
+            copy_both_ways(client.into_stream()?, upstream).await
+        }
+    }
+}
+
+/// Connects to UPSTREAM and sends `header` first.
+async fn connect_upstream(
+    route: &Route,
+    header: Option<Vec<u8>>,
+) -> anyhow::Result<net_sockets::SocketStream> {
+    let (host, port) = &route.upstream;
+    let upstream = a_socket(&route.selector)
+        .tcp()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect((host.as_str(), *port))
+        .await
+        .context("cannot connect upstream")?;
+    let mut upstream = upstream.into_stream()?;
+    if let Some(header) = header {
+        upstream
+            .write_all(&header)
+            .await
+            .context("sending the PROXY header")?;
+    }
+    Ok(upstream)
+}
+
+/// Copies both ways until both directions have finished, half-closing each direction's
+/// destination when its source ends.
+async fn copy_both_ways(
+    mut client: impl AsyncRead + AsyncWrite + Unpin,
+    mut upstream: impl AsyncRead + AsyncWrite + Unpin,
+) -> anyhow::Result<(u64, u64)> {
+    let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(copied)
+}
+
+/// The PROXY v2 header for a client at `client` that reached us at `local`; `LOCAL` (no
+/// addresses) when they are not IP addresses.
+fn proxy_header(client: &SocketAddress, local: &SocketAddress) -> Vec<u8> {
+    let ip = |a: &SocketAddress| a.as_inet().map(|inet| inet.socket_addr());
+    match (ip(client), ip(local)) {
+        (Some(source), Some(destination)) => examples::proxy_v2::header(source, destination),
+        _ => examples::proxy_v2::local_header(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(host_port("127.0.0.1:80"), Ok(("127.0.0.1".to_owned(), 80)));
+        assert_eq!(host_port("[::1]:8080"), Ok(("::1".to_owned(), 8080)));
+        assert_eq!(host_port("localhost:0"), Ok(("localhost".to_owned(), 0)));
+        assert!(host_port("localhost").is_err());
+        assert!(host_port(":80").is_err());
+        assert!(host_port("a:99999").is_err());
+    }
+
+    #[test]
+    fn unix_addresses_get_a_local_header() {
+        let unix = SocketAddress::Unix(net_sockets::UnixSocketAddress::new("/tmp/x"));
+        let inet = SocketAddress::Inet(net_sockets::InetSocketAddress::new(
+            SocketAddr::from(([127, 0, 0, 1], 1)).ip(),
+            1,
+        ));
+        assert_eq!(
+            proxy_header(&unix, &inet),
+            examples::proxy_v2::local_header()
+        );
+        assert_eq!(proxy_header(&inet, &inet).len(), 28);
+    }
+}

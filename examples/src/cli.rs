@@ -1,0 +1,149 @@
+//! How every example program treats its command line and reports failure, so that each behaves
+//! like a tool a user can script:
+//!
+//! - `--help` prints the usage and exits 0 (`--version` likewise);
+//! - a bad argument prints one line, `PROGRAM: what is wrong (see --help)`, on stderr and exits
+//!   with status [`USAGE_ERROR`] (2);
+//! - a runtime failure prints one line, `PROGRAM: what failed: why`, on stderr and exits 1
+//!   ([`run`]).
+
+use std::fmt::Display;
+use std::future::Future;
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
+/// The exit status for a bad command line.
+pub const USAGE_ERROR: i32 = 2;
+
+/// Parses this process's arguments into `A`.
+///
+/// Exits 0 after printing the help or version when asked for them; exits
+/// [`USAGE_ERROR`] after printing one line on stderr when the arguments are wrong.
+pub fn parse<A: Parser>() -> A {
+    A::try_parse().unwrap_or_else(|e| exit_on::<A>(e))
+}
+
+/// Reports a bad combination of arguments that `A`'s own rules cannot express (one line on
+/// stderr, as [`parse`] does) and exits with [`USAGE_ERROR`].
+pub fn usage_error<A: CommandFactory>(message: impl Display) -> ! {
+    exit_on::<A>(A::command().error(ErrorKind::ArgumentConflict, message))
+}
+
+/// Runs a program's body: exit status 0 on success, or one line on stderr, `NAME: error`, and
+/// status 1.
+pub async fn run(name: &str, body: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    match body.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {}", one_line(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints what clap has to say and exits: 0 for help and version, [`USAGE_ERROR`] with one
+/// line on stderr for anything else.
+fn exit_on<A: CommandFactory>(error: clap::Error) -> ! {
+    match error.kind() {
+        // clap prints these on stdout and exits 0.
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => error.exit(),
+        _ => {
+            let name = A::command().get_name().to_owned();
+            eprintln!("{name}: {} (see --help)", clap_message(&error));
+            std::process::exit(USAGE_ERROR)
+        }
+    }
+}
+
+/// The first paragraph of clap's message (without `error: `, the usage and the tips), on one
+/// line: `the following required arguments were not provided: --key <FILE>`.
+fn clap_message(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let first = rendered.split("\n\n").next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    one_line(first)
+}
+
+/// `text` with its lines trimmed and joined by a space (`:` then a list stays readable).
+fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" ")
+}
+
+/// Parses a whole number of seconds for a duration option (`--grace 10`).
+///
+/// # Errors
+///
+/// A message for clap when `text` is not a whole number of seconds.
+pub fn seconds(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<u64>()
+        .map(std::time::Duration::from_secs)
+        .map_err(|_| format!("{text:?} is not a whole number of seconds"))
+}
+
+/// Parses a count that must be at least 1 (`--max-connections 100`).
+///
+/// # Errors
+///
+/// A message for clap when `text` is not a number from 1 up.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a number from 1 up")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    #[command(name = "demo")]
+    struct Demo {
+        #[arg(long, requires = "key")]
+        cert: Option<String>,
+        #[arg(long, requires = "cert")]
+        key: Option<String>,
+        #[arg(default_value_t = 1)]
+        port: u16,
+    }
+
+    fn message(args: &[&str]) -> String {
+        let error = Demo::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
+            .expect_err("a bad command line");
+        clap_message(&error)
+    }
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        assert_eq!(
+            message(&["--cert", "c.pem"]),
+            "the following required arguments were not provided: --key <KEY>"
+        );
+        assert_eq!(
+            message(&["x"]),
+            "invalid value 'x' for '[PORT]': invalid digit found in string"
+        );
+        let unknown = message(&["--bogus"]);
+        assert!(
+            unknown.starts_with("unexpected argument '--bogus' found"),
+            "{unknown}"
+        );
+        assert!(!unknown.contains('\n'));
+    }
+
+    #[test]
+    fn durations_and_counts() {
+        assert_eq!(seconds("10"), Ok(std::time::Duration::from_secs(10)));
+        assert!(seconds("-1").is_err());
+        assert!(seconds("1.5").is_err());
+        assert_eq!(at_least_one("3"), Ok(3));
+        assert!(at_least_one("0").is_err());
+    }
+}

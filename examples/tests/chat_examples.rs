@@ -1,0 +1,172 @@
+//! `chat-server` end to end: nicks, lines to everyone but the sender, joins and leaves, the
+//! line limit, a client that stops reading (dropped, never stalling the others), and graceful
+//! shutdown.
+
+mod support;
+
+use std::io::Write;
+use std::sync::mpsc;
+
+use support::{HANG_LIMIT, LineClient, Program};
+
+const CHAT: &str = env!("CARGO_BIN_EXE_chat-server");
+
+fn start() -> (Program, u16) {
+    let mut server = Program::start(CHAT, ["127.0.0.1", "0"]);
+    let port = server.listening_port();
+    (server, port)
+}
+
+/// A client that has given its nick and read its welcome.
+fn join(port: u16, nick: &str, welcome: &str) -> LineClient {
+    let mut client = LineClient::connect(port);
+    client.expect("Your name?");
+    client.send(nick);
+    client.expect(welcome);
+    client
+}
+
+#[test]
+fn three_clients_chat() {
+    let (_server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    let mut carol = join(port, "carol", "* Welcome, carol. Here: alice, bob");
+    alice.expect("* carol joined");
+    bob.expect("* carol joined");
+
+    // A taken or empty name is refused and asked again.
+    let mut late = LineClient::connect(port);
+    late.expect("Your name?");
+    late.send("alice");
+    late.expect("* alice is taken.");
+    late.expect("Your name?");
+    late.send("  ");
+    late.expect("* A name cannot be empty.");
+    late.expect("Your name?");
+    drop(late);
+
+    alice.send("hello");
+    bob.expect("alice: hello");
+    carol.expect("alice: hello");
+    bob.send("hi alice");
+    carol.expect("bob: hi alice");
+    // Alice's next line is Bob's: her own line did not come back to her.
+    alice.expect("bob: hi alice");
+    // Exactly the line limit goes through.
+    let longest = format!("{}!", "x".repeat(8191));
+    carol.send(&longest);
+    alice.expect(&format!("carol: {longest}"));
+    bob.expect(&format!("carol: {longest}"));
+
+    carol.shutdown_write();
+    carol.expect_end();
+    alice.expect("* carol left");
+    bob.expect("* carol left");
+
+    // One byte over the limit: that client is told and leaves; the others are not disturbed.
+    bob.send(&"y".repeat(8193));
+    bob.expect("* Line too long (limit 8192 bytes), goodbye.");
+    bob.expect_end();
+    alice.expect("* bob left");
+    let mut dave = join(port, "dave", "* Welcome, dave. Here: alice");
+    alice.expect("* dave joined");
+    dave.send("anyone?");
+    alice.expect("dave: anyone?");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_and_never_stalls_the_others() {
+    const LINES: usize = 4000;
+    const BATCH: usize = 100;
+    let (mut server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    // Carol joins, then never reads again.
+    let mut carol = join(port, "carol", "* Welcome, carol. Here: alice, bob");
+    alice.expect("* carol joined");
+    bob.expect("* carol joined");
+
+    // Bob reads everything in a thread and reports each line's number as it arrives; Alice
+    // sends batches of long lines and waits for Bob after each one, so Bob is never more than
+    // a batch behind while Carol falls further and further behind.
+    let (progress, progressed) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut saw_carol_leave = false;
+        let mut next = 0;
+        while next < LINES || !saw_carol_leave {
+            let line = bob.line().expect("bob's connection stays open");
+            if line == "* carol left" {
+                saw_carol_leave = true;
+                continue;
+            }
+            let (number, _) = line
+                .strip_prefix("alice: ")
+                .and_then(|rest| rest.split_once(' '))
+                .unwrap_or_else(|| panic!("unexpected line for bob: {line:.80}"));
+            assert_eq!(number.parse::<usize>().unwrap(), next, "bob lost a line");
+            next += 1;
+            progress.send(next).unwrap();
+        }
+        bob
+    });
+    let padding = "z".repeat(1000);
+    let mut batch = String::new();
+    for start in (0..LINES).step_by(BATCH) {
+        batch.clear();
+        for n in start..start + BATCH {
+            batch.push_str(&format!("{n} {padding}\n"));
+        }
+        alice.stream().write_all(batch.as_bytes()).unwrap();
+        loop {
+            let got = progressed
+                .recv_timeout(HANG_LIMIT)
+                .expect("bob keeps receiving");
+            if got == start + BATCH {
+                break;
+            }
+        }
+    }
+    let mut bob = reader.join().expect("bob got every line, in order");
+    alice.expect("* carol left");
+    server.stdout_line_where("carol dropped", |l| {
+        l.starts_with("Dropped carol (127.0.0.1:") && l.ends_with("256 lines behind")
+    });
+
+    // Carol's connection was closed: what she had buffered, then the end.
+    let received = carol.lines_until_end();
+    assert!(received < LINES, "carol got everything: {received}");
+
+    // The room goes on.
+    alice.send("still here");
+    bob.expect("alice: still here");
+}
+
+#[test]
+fn sigterm_says_goodbye_to_every_member_and_stops() {
+    let (mut server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    // One that has not given a name yet is told too.
+    let mut anonymous = LineClient::connect(port);
+    anonymous.expect("Your name?");
+    server.stdout_line_where("bob joined", |l| l.ends_with("joined as bob"));
+
+    server.signal("TERM");
+    for client in [&mut alice, &mut bob, &mut anonymous] {
+        client.expect("Server is shutting down");
+        client.expect_end();
+    }
+    server.stdout_line_where("shutting down", |l| l == "Shutting down (3 open)");
+    drop((alice, bob, anonymous));
+    let (status, stdout, stderr) = server.finish();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    let (last, before) = stdout.split_last().unwrap();
+    assert_eq!(last, "Server stopped");
+    let mut left = before.to_vec();
+    left.sort();
+    assert_eq!(left, ["alice left", "bob left"]);
+}

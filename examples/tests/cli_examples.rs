@@ -1,0 +1,148 @@
+//! Every example program behaves like a command-line tool: `--help` prints the usage and exits
+//! 0, a bad argument is one line on stderr and exit status 2, a runtime failure one line and
+//! status 1.
+
+mod support;
+
+use support::Program;
+
+const PROGRAMS: [&str; 9] = [
+    env!("CARGO_BIN_EXE_sockets-server"),
+    env!("CARGO_BIN_EXE_sockets-client"),
+    env!("CARGO_BIN_EXE_sockets-client-tls"),
+    env!("CARGO_BIN_EXE_sockets-server-tls"),
+    env!("CARGO_BIN_EXE_udp-echo"),
+    env!("CARGO_BIN_EXE_chat-server"),
+    env!("CARGO_BIN_EXE_starttls-server"),
+    env!("CARGO_BIN_EXE_starttls-client"),
+    env!("CARGO_BIN_EXE_tcp-proxy"),
+];
+
+fn name(program: &str) -> &str {
+    program.rsplit('/').next().unwrap()
+}
+
+#[test]
+fn help_prints_usage_with_the_programs_name_and_exits_0() {
+    for program in PROGRAMS {
+        for flag in ["--help", "-h"] {
+            let (status, stdout, stderr) = Program::run(program, [flag]);
+            assert_eq!(status.code(), Some(0), "{program} {flag}: {stderr:?}");
+            assert!(stderr.is_empty(), "{program} {flag}: {stderr:?}");
+            let usage = format!("Usage: {}", name(program));
+            assert!(
+                stdout.iter().any(|l| l.starts_with(&usage)),
+                "{program} {flag}: {stdout:#?}"
+            );
+        }
+    }
+    // Even where a host name is expected first: not resolved as a host called "--help".
+    let (status, stdout, _) = Program::run(PROGRAMS[0], ["localhost", "--help"]);
+    assert_eq!(status.code(), Some(0));
+    assert!(stdout.iter().any(|l| l.contains("--idle-timeout <SECS>")));
+    let (status, stdout, _) = Program::run(PROGRAMS[4], ["server", "--help"]);
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        stdout
+            .iter()
+            .any(|l| l.starts_with("Usage: udp-echo server"))
+    );
+}
+
+#[test]
+fn bad_arguments_are_one_line_and_exit_2() {
+    let server = PROGRAMS[0];
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            server,
+            &["127.0.0.1", "notaport"],
+            "'notaport' for '[PORT]'",
+        ),
+        (server, &["127.0.0.1", "70000"], "70000"),
+        (server, &["a", "1", "extra"], "unexpected argument 'extra'"),
+        (server, &["--idle-timeout", "0"], "at least 1 second"),
+        (server, &["--idle-timeout", "soon"], "--idle-timeout"),
+        (server, &["--max-connections", "0"], "--max-connections"),
+        (server, &["--max-per-ip", "-3"], "'-3'"),
+        (server, &["--grace", "1.5"], "--grace"),
+        (server, &["--bogus"], "--bogus"),
+        (PROGRAMS[1], &["--port", "1"], "--port"),
+        (PROGRAMS[2], &["--ca", "x", "--insecure"], "exclude"),
+        (PROGRAMS[3], &["--key", "k.pem"], "--cert"),
+        (PROGRAMS[4], &[], "subcommand"),
+        (PROGRAMS[4], &["sideways"], "sideways"),
+        (PROGRAMS[5], &["--grace", "x"], "--grace"),
+        (PROGRAMS[6], &["--cert", "c.pem"], "--key"),
+        (PROGRAMS[7], &["localhost"], "<PORT>"),
+        (
+            PROGRAMS[7],
+            &["localhost", "25", "--ca", "x", "--insecure"],
+            "exclude",
+        ),
+        (PROGRAMS[8], &["127.0.0.1:0"], "<UPSTREAM>"),
+        (PROGRAMS[8], &["127.0.0.1", "127.0.0.1:1"], "HOST:PORT"),
+        (PROGRAMS[8], &["127.0.0.1:0", "[::1]:x"], "port number"),
+        (
+            PROGRAMS[8],
+            &["127.0.0.1:0", "h:1", "--tls-key", "k"],
+            "--tls-cert",
+        ),
+        (
+            PROGRAMS[8],
+            &["127.0.0.1:0", "h:1", "--max-connections", "0"],
+            "--max-connections",
+        ),
+    ];
+    for &(program, args, needle) in cases {
+        let (status, stdout, stderr) = Program::run(program, args);
+        assert_eq!(status.code(), Some(2), "{program} {args:?}: {stderr:?}");
+        assert!(stdout.is_empty(), "{program} {args:?}: {stdout:?}");
+        assert_eq!(stderr.len(), 1, "{program} {args:?}: {stderr:#?}");
+        let prefix = format!("{}: ", name(program));
+        assert!(stderr[0].starts_with(&prefix), "{stderr:?}");
+        assert!(stderr[0].contains(needle), "{program} {args:?}: {stderr:?}");
+        assert!(stderr[0].ends_with("(see --help)"), "{stderr:?}");
+    }
+}
+
+#[test]
+fn runtime_failures_are_one_line_and_exit_1() {
+    // A port that is taken (servers) or where nobody listens (clients).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let free = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port().to_string()
+    };
+    let to_free = format!("127.0.0.1:{free}");
+    let on_taken = format!("127.0.0.1:{port}");
+    let cases: &[(&str, Vec<&str>, &str)] = &[
+        (PROGRAMS[0], vec!["127.0.0.1", &port], "cannot listen at"),
+        (
+            PROGRAMS[0],
+            vec!["127.0.0.1", "0", "--proxy-protocol"],
+            "PROXY",
+        ),
+        (PROGRAMS[5], vec!["127.0.0.1", &port], "cannot listen at"),
+        (PROGRAMS[6], vec!["127.0.0.1", &port], "cannot listen at"),
+        (
+            PROGRAMS[6],
+            vec!["--cert", "/nonexistent.pem", "--key", "/nonexistent.key"],
+            "nonexistent",
+        ),
+        (PROGRAMS[7], vec!["127.0.0.1", &free], "cannot connect"),
+        (PROGRAMS[8], vec![&on_taken, &to_free], "cannot listen at"),
+    ];
+    for (program, args, needle) in cases {
+        let (status, stdout, stderr) = Program::run(program, args);
+        assert_eq!(status.code(), Some(1), "{program} {args:?}: {stderr:?}");
+        assert!(stdout.is_empty(), "{program} {args:?}: {stdout:?}");
+        assert_eq!(stderr.len(), 1, "{program} {args:?}: {stderr:#?}");
+        assert!(
+            stderr[0].starts_with(&format!("{}: ", name(program))),
+            "{stderr:?}"
+        );
+        assert!(stderr[0].contains(needle), "{program} {args:?}: {stderr:?}");
+    }
+    drop(taken);
+}

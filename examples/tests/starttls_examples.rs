@@ -1,0 +1,372 @@
+//! `starttls-server` and `starttls-client` end to end: against each other, against
+//! `openssl s_client -starttls smtp`, against Python's `smtplib`, and against a client that
+//! sends `STARTTLS` and its ClientHello in one write (the bytes after the command must reach
+//! TLS, not be lost or read as a command).
+
+mod support;
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use net_tls::rustls;
+use net_tls::rustls::pki_types::pem::PemObject;
+use support::{HANG_LIMIT, Pki, Program};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_starttls-server");
+const CLIENT: &str = env!("CARGO_BIN_EXE_starttls-client");
+
+/// `starttls-server 127.0.0.1 0 EXTRA...`: (program, port, fingerprint printed).
+fn start_server(extra: &[&str]) -> (Program, u16, String) {
+    let mut args = vec!["127.0.0.1", "0"];
+    args.extend_from_slice(extra);
+    let mut server = Program::start(SERVER, args);
+    let fingerprint = server
+        .stdout_line_where("fingerprint", |l| l.starts_with("SHA-256 fingerprint: "))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let port = server.listening_port();
+    (server, port, fingerprint)
+}
+
+/// What the server says over TLS, after the upgrade, to EHLO, NOOP and QUIT.
+const AFTER_TLS: [&str; 4] = ["250-127.0.0.1", "250 PIPELINING", "250 OK", "221 Bye"];
+
+#[test]
+fn starttls_client_and_server_with_a_ca_issued_certificate() {
+    let pki = Pki::new();
+    let (mut server, port, fingerprint) = start_server(&["--cert", &pki.chain, "--key", &pki.key]);
+    let port_text = port.to_string();
+    let (status, stdout, stderr) = Program::run(CLIENT, ["localhost", &port_text, "--ca", &pki.ca]);
+    assert!(status.success(), "{stderr:?}");
+    assert!(stderr.is_empty(), "{stderr:?}");
+    let (before, rest) = stdout.split_at(5);
+    assert_eq!(
+        before,
+        [
+            "220 127.0.0.1 ready",
+            "250-127.0.0.1",
+            "250-PIPELINING",
+            "250 STARTTLS",
+            "220 Ready to start TLS"
+        ]
+    );
+    assert!(rest[0].starts_with("TLS: TLS 1.3, TLS13_"), "{rest:?}");
+    assert!(
+        rest[0].ends_with(&format!("peer certificate SHA-256 {fingerprint}")),
+        "{rest:?}"
+    );
+    assert_eq!(&rest[1..], AFTER_TLS);
+
+    let accepted = server.stdout_line_where("accept", |l| l.starts_with("Accepted "));
+    let session = server.stdout_line();
+    assert!(
+        session.starts_with(&format!("TLS with {}: TLS 1.3", &accepted[9..])),
+        "{session}"
+    );
+}
+
+#[test]
+fn starttls_client_verifies_by_default_and_insecure_gets_through() {
+    let (_server, port, fingerprint) = start_server(&[]);
+    let port_text = port.to_string();
+    let (status, stdout, stderr) = Program::run(CLIENT, ["localhost", &port_text]);
+    assert_eq!(status.code(), Some(1));
+    // The plain-text part was printed; the upgrade failed on the untrusted certificate.
+    assert_eq!(
+        stdout.last().map(String::as_str),
+        Some("220 Ready to start TLS")
+    );
+    assert_eq!(stderr.len(), 1, "{stderr:?}");
+    assert!(
+        stderr[0].starts_with(&format!("starttls-client: no TLS with localhost:{port}: ")),
+        "{stderr:?}"
+    );
+    assert!(stderr[0].contains("UnknownIssuer"), "{stderr:?}");
+
+    let (status, stdout, stderr) = Program::run(CLIENT, ["localhost", &port_text, "--insecure"]);
+    assert!(status.success(), "{stderr:?}");
+    assert!(stderr[0].starts_with("warning: --insecure"), "{stderr:?}");
+    assert!(stdout[5].ends_with(&fingerprint), "{stdout:?}");
+    assert_eq!(&stdout[6..], AFTER_TLS);
+}
+
+#[test]
+fn openssl_s_client_starttls_smtp() {
+    let pki = Pki::new();
+    let (_server, port, _) = start_server(&["--cert", &pki.chain, "--key", &pki.key]);
+    let connect = format!("127.0.0.1:{port}");
+    let mut openssl = Program::start_with_input(
+        "openssl",
+        [
+            "s_client",
+            "-starttls",
+            "smtp",
+            "-connect",
+            &connect,
+            "-CAfile",
+            &pki.ca,
+            "-verify_return_error",
+            "-verify_hostname",
+            "localhost",
+            "-quiet",
+            "-crlf",
+        ],
+        Some("EHLO openssl.test\nNOOP\nHELP\nQUIT\n"),
+    );
+    let (status, stdout, stderr) = openssl.finish();
+    assert!(status.success(), "{stdout:?} {stderr:?}");
+    // `-quiet` shows what the server sent after the upgrade, CRLF and all.
+    assert_eq!(
+        stdout,
+        [
+            "250-127.0.0.1\r",
+            "250 PIPELINING\r",
+            "250 OK\r",
+            "502 Command not implemented\r",
+            "221 Bye\r"
+        ]
+    );
+}
+
+const SMTPLIB: &str = r#"
+import smtplib, ssl, sys
+host, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if ca == "none":
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+else:
+    context = ssl.create_default_context(cafile=ca)
+smtp = smtplib.SMTP(host, port, timeout=20)
+print(smtp.ehlo())
+print(smtp.starttls(context=context))
+print(smtp.sock.version())
+print(smtp.ehlo())
+print(smtp.noop())
+print(smtp.quit())
+"#;
+
+#[test]
+fn python_smtplib_upgrades_with_starttls() {
+    let expected = [
+        r"(250, b'127.0.0.1\nPIPELINING\nSTARTTLS')",
+        "(220, b'Ready to start TLS')",
+        "TLSv1.3",
+        r"(250, b'127.0.0.1\nPIPELINING')",
+        "(250, b'OK')",
+        "(221, b'Bye')",
+    ];
+    // Verified against the test CA.
+    let pki = Pki::new();
+    let (_server, port, _) = start_server(&["--cert", &pki.chain, "--key", &pki.key]);
+    let port_text = port.to_string();
+    let (status, stdout, stderr) =
+        Program::run("python3", ["-c", SMTPLIB, "localhost", &port_text, &pki.ca]);
+    assert!(status.success(), "{stderr:#?}");
+    assert_eq!(stdout, expected);
+
+    // The self-signed certificate, unverified.
+    let (_server, port, _) = start_server(&[]);
+    let port_text = port.to_string();
+    let (status, stdout, stderr) =
+        Program::run("python3", ["-c", SMTPLIB, "127.0.0.1", &port_text, "none"]);
+    assert!(status.success(), "{stderr:#?}");
+    assert_eq!(stdout, expected);
+}
+
+/// A stream that puts `command` in front of the first write, so that the command and the
+/// first TLS record (the ClientHello) leave in one `write`, and that reads the server's
+/// one-line reply to the command before anything else is read. It records the size of each
+/// write made on the socket.
+struct CommandThenTls {
+    inner: TcpStream,
+    command: Option<Vec<u8>>,
+    /// The command and the first write's bytes, while not all written.
+    pending: Vec<u8>,
+    /// The length the first write reports once `pending` is written.
+    first_len: usize,
+    reply: Vec<u8>,
+    reply_done: bool,
+    writes: Vec<usize>,
+}
+
+impl CommandThenTls {
+    fn new(inner: TcpStream, command: &str) -> Self {
+        CommandThenTls {
+            inner,
+            command: Some(command.as_bytes().to_vec()),
+            pending: Vec::new(),
+            first_len: 0,
+            reply: Vec::new(),
+            reply_done: false,
+            writes: Vec::new(),
+        }
+    }
+}
+
+impl AsyncWrite for CommandThenTls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if let Some(mut command) = this.command.take() {
+            command.extend_from_slice(buf);
+            this.pending = command;
+            this.first_len = buf.len();
+        }
+        if this.pending.is_empty() {
+            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+            this.writes.push(n);
+            return Poll::Ready(Ok(n));
+        }
+        while !this.pending.is_empty() {
+            let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &this.pending))?;
+            this.writes.push(n);
+            this.pending.drain(..n);
+        }
+        Poll::Ready(Ok(this.first_len))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for CommandThenTls {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        while !this.reply_done {
+            // One byte at a time: nothing after the reply's line end is taken from TLS.
+            let mut byte = [0u8; 1];
+            let mut one = tokio::io::ReadBuf::new(&mut byte);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut one))?;
+            if one.filled().is_empty() {
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+            this.reply.push(byte[0]);
+            this.reply_done = byte[0] == b'\n' || this.reply.len() > 512;
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+/// Reads one SMTP reply (all its lines) byte by byte, so that nothing past it is consumed.
+async fn read_reply(stream: &mut TcpStream) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        while line.last() != Some(&b'\n') {
+            line.push(stream.read_u8().await.expect("a reply byte"));
+        }
+        let line = String::from_utf8(line).unwrap().trim_end().to_owned();
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        lines.push(line);
+        if last {
+            return lines;
+        }
+    }
+}
+
+/// Connects, reads the greeting and does the plain-text EHLO.
+async fn plain_ehlo(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    assert_eq!(read_reply(&mut stream).await, ["220 127.0.0.1 ready"]);
+    stream.write_all(b"EHLO hard.case\r\n").await.unwrap();
+    assert_eq!(
+        read_reply(&mut stream).await,
+        ["250-127.0.0.1", "250-PIPELINING", "250 STARTTLS"]
+    );
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_and_the_client_hello_in_one_write() {
+    let pki = Pki::new();
+    let (_server, port, _) = start_server(&["--cert", &pki.chain, "--key", &pki.key]);
+    let stream = plain_ehlo(port).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let adapter = CommandThenTls::new(stream, "STARTTLS\r\n");
+    let tls = tokio::time::timeout(HANG_LIMIT, connector.connect(name, adapter))
+        .await
+        .expect("the handshake does not hang")
+        .expect("the handshake succeeds");
+
+    let (adapter, _) = tls.get_ref();
+    assert_eq!(adapter.reply, b"220 Ready to start TLS\r\n");
+    // The command and the whole ClientHello went out in the first write on the socket.
+    assert_eq!(adapter.writes[0], "STARTTLS\r\n".len() + adapter.first_len);
+    assert!(adapter.first_len > 100, "{}", adapter.first_len);
+
+    let mut tls = BufReader::new(tls);
+    let mut replies = Vec::new();
+    for command in ["EHLO hard.case", "NOOP", "QUIT"] {
+        tls.write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .unwrap();
+        tls.flush().await.unwrap();
+        loop {
+            let mut line = String::new();
+            tls.read_line(&mut line).await.unwrap();
+            let line = line.trim_end().to_owned();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            replies.push(line);
+            if last {
+                break;
+            }
+        }
+    }
+    assert_eq!(replies, AFTER_TLS);
+    // The server ends the session cleanly (close_notify): a clean end of stream.
+    let mut rest = Vec::new();
+    tls.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_text_pipelined_after_starttls_is_never_run_as_a_command() {
+    let (mut server, port, _) = start_server(&[]);
+    let mut stream = plain_ehlo(port).await;
+    // RFC 3207 forbids this; a server that answered the NOOP would let an attacker inject
+    // commands into the TLS session (the STARTTLS command injection flaw).
+    stream.write_all(b"STARTTLS\r\nNOOP\r\n").await.unwrap();
+    assert_eq!(read_reply(&mut stream).await, ["220 Ready to start TLS"]);
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(HANG_LIMIT, stream.read_to_end(&mut rest))
+        .await
+        .expect("the server ends the connection");
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("250"),
+        "answered in plain text: {rest:?}"
+    );
+    let failed = tokio::task::spawn_blocking(move || server.stderr_line())
+        .await
+        .unwrap();
+    assert!(failed.starts_with("Handshake with 127.0.0.1:"), "{failed}");
+}
