@@ -16,7 +16,8 @@ pub mod tls;
 pub use cli::run;
 pub use tls::{describe_session, sha256_fingerprint};
 
-use shutdown::{SHUTDOWN_LINE, ShutdownNotice};
+use net_sockets::ShutdownSignal;
+use shutdown::SHUTDOWN_LINE;
 
 /// The longest line the greeting servers accept, in bytes.
 pub const LINE_LIMIT: usize = 8192;
@@ -54,7 +55,7 @@ pub enum Ending {
 pub async fn greet(
     input: &mut net_io::ByteReadChannel,
     output: &mut net_io::ByteWriteChannel,
-    stop: &mut ShutdownNotice,
+    stop: &ShutdownSignal,
 ) -> net_io::Result<Ending> {
     output.write_string_utf8("Please enter your name\n").await?;
     loop {
@@ -62,7 +63,7 @@ pub async fn greet(
         let line = tokio::select! {
             biased;
             line = input.read_line(LINE_LIMIT, net_io::LineEnding::Default) => line,
-            () = stop.begun() => {
+            () = stop.requested() => {
                 output.write_string_utf8(SHUTDOWN_LINE).await?;
                 output.flush_and_close().await?;
                 return Ok(Ending::ShutDown);

@@ -118,11 +118,6 @@ fn runtime_failures_are_one_line_and_exit_1() {
     let on_taken = format!("127.0.0.1:{port}");
     let cases: &[(&str, Vec<&str>, &str)] = &[
         (PROGRAMS[0], vec!["127.0.0.1", &port], "cannot listen at"),
-        (
-            PROGRAMS[0],
-            vec!["127.0.0.1", "0", "--proxy-protocol"],
-            "PROXY",
-        ),
         (PROGRAMS[5], vec!["127.0.0.1", &port], "cannot listen at"),
         (PROGRAMS[6], vec!["127.0.0.1", &port], "cannot listen at"),
         (

@@ -103,7 +103,7 @@ pub use group::{ListenerStats, ShutdownReport};
 pub use listener::{Incoming, ServerSocket};
 pub use options::{ProxyProtocol, SocketOptions};
 pub use selector::{SelectorManager, SelectorManagerBuilder};
-pub use socket::{Connection, Socket, SocketStream};
+pub use socket::{Connection, ShutdownSignal, Socket, SocketStream};
 pub use transport::Plain;
 
 /// The seam a protocol layer (TLS, in `net-tls`) plugs into. Not part of the API: hidden from

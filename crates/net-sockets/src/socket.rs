@@ -334,6 +334,12 @@ impl<T: Transport> Socket<T> {
         self.link.conn.draining.is_cancelled()
     }
 
+    /// The "shutdown began" signal of [`shutdown_requested`](Self::shutdown_requested) as a
+    /// handle of its own, for tasks that hold this socket's channels but not the socket.
+    pub fn shutdown_signal(&self) -> ShutdownSignal {
+        ShutdownSignal(self.link.conn.draining.clone())
+    }
+
     /// Closes the socket at once; idempotent. See [Closing](Self#closing) for what the peer
     /// sees.
     pub fn close(&self) {
@@ -467,6 +473,27 @@ impl Connection<Plain> {
         };
         drop((input, output));
         socket.upgrade_with(prefix, start).await
+    }
+}
+
+/// Tells a connection that a graceful shutdown of its listener or selector began; from
+/// [`Socket::shutdown_signal`]. Cheap to clone; clones share one signal.
+#[derive(Clone, Debug)]
+pub struct ShutdownSignal(tokio_util::sync::CancellationToken);
+
+impl ShutdownSignal {
+    /// Waits until the shutdown began (at once if it already has).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: made to be a branch of `tokio::select!` beside a read.
+    pub async fn requested(&self) {
+        self.0.cancelled().await;
+    }
+
+    /// Whether the shutdown began.
+    pub fn is_requested(&self) -> bool {
+        self.0.is_cancelled()
     }
 }
 

@@ -25,9 +25,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use examples::shutdown::{SHUTDOWN_LINE, ShutdownNotice, Signals, serve_until_signal};
+use examples::shutdown::{SHUTDOWN_LINE, Signals, serve_until_signal};
 use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
-use net_sockets::{SelectorManager, Socket, a_socket};
+use net_sockets::{SelectorManager, ShutdownSignal, Socket, a_socket};
 use tokio::sync::mpsc;
 
 /// The longest line a client may send, in bytes.
@@ -78,17 +78,10 @@ async fn serve(Args { host, port, grace }: Args) -> anyhow::Result<()> {
     let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     println!("Chat server is listening at {}", server.local_address());
     let room = Arc::new(Room::default());
-    serve_until_signal(
-        &server,
-        signals,
-        usize::MAX,
-        grace,
-        |socket, connections| {
-            println!("Accepted {}", socket.remote_address());
-            let room = Arc::clone(&room);
-            connections.spawn(|stop| chat(socket, room, stop));
-        },
-    )
+    serve_until_signal(&server, signals, grace, |socket| {
+        println!("Accepted {}", socket.remote_address());
+        tokio::spawn(chat(socket, Arc::clone(&room)));
+    })
     .await?;
     selector.close();
     Ok(())
@@ -198,8 +191,9 @@ impl Room {
 
 /// One client: its nick, then its lines to the room and the room's lines to it, until it
 /// leaves, falls behind, or the server shuts down.
-async fn chat(mut socket: Socket, room: Arc<Room>, mut stop: ShutdownNotice) {
+async fn chat(mut socket: Socket, room: Arc<Room>) {
     let remote = socket.remote_address();
+    let stop = socket.shutdown_signal();
     let channels = socket
         .open_read_channel()
         .and_then(|input| Ok((input, socket.open_write_channel(false)?)));
@@ -211,10 +205,10 @@ async fn chat(mut socket: Socket, room: Arc<Room>, mut stop: ShutdownNotice) {
         }
     };
     let socket = Arc::new(socket);
-    let nick = match ask_nick(&mut input, &mut output, &room, &mut stop).await {
+    let nick = match ask_nick(&mut input, &mut output, &room, &stop).await {
         Ok(Some(nick)) => nick,
         Ok(None) => {
-            let told = stop.has_begun() && output.write_string_utf8(SHUTDOWN_LINE).await.is_ok();
+            let told = stop.is_requested() && output.write_string_utf8(SHUTDOWN_LINE).await.is_ok();
             finish(&socket, &mut input, &mut output, told).await;
             return;
         }
@@ -266,7 +260,7 @@ async fn ask_nick(
     input: &mut ByteReadChannel,
     output: &mut ByteWriteChannel,
     room: &Room,
-    stop: &mut ShutdownNotice,
+    stop: &ShutdownSignal,
 ) -> net_io::Result<Option<Arc<str>>> {
     loop {
         output.write_string_utf8("Your name?\n").await?;
@@ -274,7 +268,7 @@ async fn ask_nick(
         let line = tokio::select! {
             biased;
             line = input.read_line(LINE_LIMIT, LineEnding::Default) => line?,
-            () = stop.begun() => return Ok(None),
+            () = stop.requested() => return Ok(None),
         };
         let Some(line) = line else { return Ok(None) };
         let nick = line.trim();
@@ -298,7 +292,7 @@ async fn write_lines(
     output: &mut ByteWriteChannel,
     welcome: String,
     mut lines: mpsc::Receiver<Arc<str>>,
-    mut stop: ShutdownNotice,
+    stop: ShutdownSignal,
 ) -> net_io::Result<bool> {
     output.write_string_utf8(&welcome).await?;
     output.flush().await?;
@@ -307,7 +301,7 @@ async fn write_lines(
         // for the line being written.
         let line = tokio::select! {
             biased;
-            () = stop.begun() => {
+            () = stop.requested() => {
                 output.write_string_utf8(SHUTDOWN_LINE).await?;
                 output.flush_and_close().await?;
                 return Ok(true);
@@ -332,12 +326,12 @@ async fn read_lines(
     room: &Room,
     id: u64,
     nick: &str,
-    mut stop: ShutdownNotice,
+    stop: ShutdownSignal,
 ) -> net_io::Result<()> {
     loop {
         let line = tokio::select! {
             biased;
-            () = stop.begun() => return Ok(()),
+            () = stop.requested() => return Ok(()),
             line = input.read_line(LINE_LIMIT, LineEnding::Default) => line,
         };
         match line {

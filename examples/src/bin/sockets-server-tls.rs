@@ -18,7 +18,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use examples::shutdown::ShutdownNotice;
 use net_sockets::{Socket, a_socket};
 use net_tls::{TlsExt, TlsServerConfig, TlsSocket};
 
@@ -115,7 +114,8 @@ async fn greet(socket: Socket, config: TlsServerConfig) {
 async fn converse(tls: &mut TlsSocket) -> anyhow::Result<()> {
     let mut input = tls.open_read_channel()?;
     let mut output = tls.open_write_channel(true)?;
-    examples::greet(&mut input, &mut output, &mut ShutdownNotice::never()).await?;
+    let stop = tls.shutdown_signal();
+    examples::greet(&mut input, &mut output, &stop).await?;
     // The client has finished: answer its close_notify with ours.
     output.flush_and_close().await?;
     Ok(())
