@@ -116,7 +116,7 @@ fn an_idle_client_is_dropped_while_an_active_one_is_served() {
 
 #[test]
 fn max_per_ip_closes_extra_connections_and_frees_places_when_they_close() {
-    let (mut server, port) = start(&["--max-per-ip", "2"]);
+    let (_server, port) = start(&["--max-per-ip", "2"]);
     let mut first = greeted(port);
     let _second = greeted(port);
 
