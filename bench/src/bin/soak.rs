@@ -422,7 +422,8 @@ impl Stats {
         self.errors.iter().map(|e| e.load(Ordering::Relaxed)).sum()
     }
 
-    /// The latency under which a fraction `q` of the answers came (a bucket's upper bound).
+    /// The latency under which a fraction `q` of the answers came (a bucket's upper bound, or
+    /// the largest latency seen if that is lower).
     fn percentile_us(&self, q: f64) -> u64 {
         let counts: Vec<u64> = self
             .latency
@@ -435,7 +436,7 @@ impl Stats {
         for (i, count) in counts.iter().enumerate() {
             seen += count;
             if seen >= wanted.max(1) {
-                return bucket_end(i);
+                return bucket_end(i).min(self.max_latency_us.load(Ordering::Relaxed));
             }
         }
         0
@@ -607,7 +608,8 @@ mod tests {
             stats.answered(Duration::from_micros(us));
         }
         assert_eq!(stats.percentile_us(0.5), bucket_end(bucket(50)));
-        assert_eq!(stats.percentile_us(0.99), bucket_end(bucket(99)));
+        assert_eq!(stats.percentile_us(0.99), bucket_end(bucket(99)).min(100));
+        assert_eq!(stats.percentile_us(1.0), 100);
         assert_eq!(stats.max_latency_us.load(Ordering::Relaxed), 100);
     }
 }
