@@ -5,6 +5,9 @@
 //!   (see `BENCHMARKS.md`). `cargo xtask bench --list` names the scenarios.
 //! - `cargo xtask interop` — TLS against real `openssl s_server`, `openssl s_client` and `curl`.
 //! - `cargo xtask fuzz --seconds N` — the cargo-fuzz targets, N seconds each.
+//! - `cargo xtask soak [--minutes N] [--conns C] [--port P]` — C ping-pong connections to the
+//!   example `sockets-server` for N minutes; checks its memory and descriptors stay flat (see
+//!   `RELIABILITY.md`). Minutes long, so not part of `ci`.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,7 @@ mod bench;
 mod ci;
 mod fuzz;
 mod interop;
+mod soak;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -22,9 +26,11 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("interop") => interop::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("soak") => soak::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci | bench [--list] [SCENARIO…] | interop | fuzz --seconds N"
+                "usage: cargo xtask ci | bench [--list] [SCENARIO…] | interop | fuzz --seconds N \
+                 | soak [--minutes N] [--conns C] [--port P]   (soak: minutes long, not in ci)"
             );
             return ExitCode::from(2);
         }
@@ -58,4 +64,10 @@ pub(crate) fn project_root() -> PathBuf {
         .parent()
         .expect("xtask lives one level below the root")
         .to_path_buf()
+}
+
+/// Where cargo puts build outputs: `$CARGO_TARGET_DIR` (relative to `root`, where the build
+/// commands run) when that is set, else `root/target`.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
