@@ -18,6 +18,10 @@ use crate::{Backlog, ByteWriteChannel, Error, LineEnding, Result};
 /// How many bytes one read from the transport asks for, at least.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// The first read of a channel, before it has a buffer, takes at most this many bytes (into a
+/// buffer on the stack).
+const PROBE: usize = 1024;
+
 /// The most the buffer grows by in one step while a read waits for a count of bytes (a count
 /// that may come from the peer), and the size of one read of a bulk copy.
 const MAX_STEP: usize = 64 * 1024;
@@ -1048,10 +1052,30 @@ impl ByteReadChannel {
             self.eof = true;
             return Poll::Ready(Ok(0));
         };
-        let spare = self.buf.capacity() - self.buf.len();
         if self.buf.capacity() == 0 {
-            self.buf.reserve(want.max(READ_CHUNK));
-        } else if spare < want || spare < READ_CHUNK / 2 {
+            // A channel that has received nothing yet has no buffer: its first read goes to a
+            // small buffer on the stack, and the channel's own is made when bytes arrive. An
+            // idle connection holds no read buffer.
+            let mut probe = [0; PROBE];
+            let mut read_buf = ReadBuf::new(&mut probe);
+            return match ready!(Pin::new(source).poll_read(cx, &mut read_buf)) {
+                Ok(()) if read_buf.filled().is_empty() => {
+                    self.eof = true;
+                    Poll::Ready(Ok(0))
+                }
+                Ok(()) => {
+                    let n = read_buf.filled().len();
+                    self.buf.reserve(want.max(READ_CHUNK));
+                    self.buf.extend_from_slice(read_buf.filled());
+                    self.received += n as u64;
+                    self.publish();
+                    Poll::Ready(Ok(n))
+                }
+                Err(e) => Poll::Ready(Err(self.fail(e))),
+            };
+        }
+        let spare = self.buf.capacity() - self.buf.len();
+        if spare < want || spare < READ_CHUNK / 2 {
             // Asking for no more than half a chunk lets `reserve` move the unread tail to the
             // front of the existing allocation instead of allocating, so a steady stream of
             // reads does not allocate.
