@@ -82,13 +82,33 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         .map_or_else(|| root.join("target"), |dir| root.join(dir));
     let bin_dir = target_dir.join(if smoke { "debug" } else { "release" });
 
+    // netbench is a `harness = false` bench target (its test PKI comes from a
+    // dev-dependency): `cargo bench` builds and runs it optimised, `cargo test` in debug.
+    let netbench = |args: &[&str]| {
+        let mut c = if smoke {
+            cargo(
+                &root,
+                &[
+                    "test", "--locked", "-p", "bench", "--bench", "netbench", "--",
+                ],
+            )
+        } else {
+            cargo(
+                &root,
+                &[
+                    "bench", "--locked", "-p", "bench", "--bench", "netbench", "--",
+                ],
+            )
+        };
+        c.args(args);
+        c
+    };
     let mut runs: Vec<Command> = Vec::new();
     if smoke {
-        for (bin, bin_args) in [("lines", ["--smoke"]), ("netbench", ["--smoke"])] {
-            let mut c = Command::new(bin_dir.join(bin));
-            c.args(bin_args);
-            runs.push(c);
-        }
+        let mut lines = Command::new(bin_dir.join("lines"));
+        lines.arg("--smoke");
+        runs.push(lines);
+        runs.push(netbench(&["--smoke"]));
     } else {
         if chosen.iter().any(|(_, bin)| *bin == "lines") {
             runs.push(Command::new(bin_dir.join("lines")));
@@ -99,8 +119,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             .map(|(name, _)| *name)
             .collect();
         if !net.is_empty() {
-            let mut c = Command::new(bin_dir.join("netbench"));
-            c.args(passed).args(net);
+            let passed: Vec<&str> = passed.iter().map(String::as_str).collect();
+            let mut c = netbench(&passed);
+            c.args(net);
             runs.push(c);
         }
     }

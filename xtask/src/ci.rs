@@ -35,6 +35,16 @@ pub(crate) fn run() -> Result<()> {
             c.env("RUSTDOCFLAGS", "-D warnings");
             c
         }),
+        (
+            // Every crate packages and builds from its package alone (knet-io, knet-sockets and
+            // knet-tls are the ones meant for crates.io). `--allow-dirty` lets a developer run
+            // this mid-change; CI runs on a clean clone.
+            "packaging",
+            cargo(
+                &root,
+                &["package", "--workspace", "--locked", "--allow-dirty"],
+            ),
+        ),
     ];
     let total = steps.len() + 3;
     for (i, (name, mut cmd)) in steps.into_iter().enumerate() {

@@ -29,11 +29,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use net_tests::greeting::GREETING;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+/// The prompt `sockets-server` greets each connection with (without its newline).
+const GREETING: &str = "Please enter your name";
 
 /// How long each connection waits after an answer before its next request.
 const THINK: Duration = Duration::from_millis(100);
