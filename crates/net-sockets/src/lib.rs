@@ -8,7 +8,18 @@
 //!   [`ConnectedDatagramSocket`]. Options ([`SocketOptions`]) are plain data on the builder,
 //!   applied with socket2.
 //! - A [`Socket`] hands out `net_io` channels: [`Socket::open_read_channel`],
-//!   [`Socket::open_write_channel`], or both as a [`Connection`].
+//!   [`Socket::open_write_channel`], or both as a [`Connection`]; or it becomes one tokio
+//!   stream ([`Socket::into_stream`]). The same socket type carries TLS (`net-tls`'s
+//!   `TlsSocket` is a `Socket` over a TLS session).
+//! - A server toolkit on the TCP builder and the listener: graceful shutdown
+//!   ([`ServerSocket::shutdown`], [`SelectorManager::shutdown`], [`Socket::shutdown_requested`]),
+//!   admission control ([`TcpSocketBuilder::max_connections`],
+//!   [`TcpSocketBuilder::max_connections_per_ip`]), the PROXY protocol ([`ProxyProtocol`]), and
+//!   flush coalescing for pipelined requests ([`TcpSocketBuilder::coalesce_flushes`], on by
+//!   default).
+//! - Sockets made elsewhere are adopted: [`ServerSocket::from_std`], [`Socket::from_std`], the
+//!   datagram sockets' `from_std`, and systemd socket activation
+//!   ([`TcpSocketBuilder::systemd_listeners`]).
 //! - UDP sends and receives whole [`Datagram`]s.
 //! - Addresses are [`SocketAddress`]es ([`InetSocketAddress`] or [`UnixSocketAddress`]);
 //!   `bind` and `connect` take anything [`ToSocketAddress`]: `("host", port)`, `"host:port"`,
@@ -51,7 +62,13 @@
 //! from any task: it releases the descriptor at once (after the kernel sends what was written,
 //! then FIN) and fails every pending operation with [`Error::Closed`]. `await_closed()` waits
 //! for that. Closing the [`SelectorManager`] does the same to every socket made through it,
-//! with [`Error::SelectorClosed`].
+//! with [`Error::SelectorClosed`]. After a failed write, a close resets the connection instead
+//! of ending it cleanly; [`Connection::close_gracefully`] closes without losing what was
+//! written (see [`Socket`]'s "Closing" section).
+//!
+//! All of it is one mechanism: every socket kind is built on the same registered core (the
+//! socket it owns, its registration with the selector, closing by itself or by the selector,
+//! waiting for readiness or the close), written once.
 //!
 //! # Cancel safety
 //!
@@ -65,9 +82,11 @@
 //!
 //! # Tracing
 //!
-//! Each connection has a `connection` span (fields `local`, `remote`), each listener a
-//! `listener` span; accept, connect and close are `debug` events. Running out of descriptors
-//! in `accept` is one `warn` event per episode.
+//! Each connection has a `connection` span (fields `local`, `remote`, and `via` behind a PROXY
+//! header), each listener a `listener` span; accept, connect and close are `debug` events, and
+//! each send is a `trace` event. Running out of descriptors in `accept` is one `warn` event per
+//! episode; a dropped connection (bad PROXY header, failed set-up) is a `warn` event; a
+//! connection refused by `max_connections_per_ip` is a `debug` event.
 
 #![cfg(unix)]
 
