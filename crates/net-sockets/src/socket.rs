@@ -139,22 +139,8 @@ impl Socket<Plain> {
         Ok(Socket::new(Link { conn }))
     }
 
-    /// Hands the connection to a layer (TLS): `start` gets its bytes as one stream and returns
-    /// the layer. On error, or when the returned future is dropped, the socket is closed.
-    #[doc(hidden)]
-    pub async fn upgrade<T, E, F, Fut>(self, start: F) -> Result<Socket<T>, E>
-    where
-        T: Transport,
-        E: From<Error>,
-        F: FnOnce(RawStream) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        if self.read_opened || self.write_opened {
-            return Err(Error::ChannelAlreadyOpen.into());
-        }
-        self.upgrade_with(Bytes::new(), start).await
-    }
-
+    /// Hands the connection to a layer: `start` gets its bytes (`prefix` first) as one stream and
+    /// returns the layer. On error, or when the returned future is dropped, the socket is closed.
     async fn upgrade_with<T, E, F, Fut>(self, prefix: Bytes, start: F) -> Result<Socket<T>, E>
     where
         T: Transport,
@@ -445,8 +431,10 @@ impl<T: Transport> Connection<T> {
 }
 
 impl Connection<Plain> {
-    /// Hands the connection to a layer (STARTTLS): the output is flushed first, and input already
-    /// buffered (bytes that arrived with the plain-text command) is the layer's first input.
+    /// Hands the connection to a layer (TLS; for STARTTLS after a plain-text exchange): the
+    /// output is flushed first, and input already buffered (bytes that arrived with the
+    /// plain-text command) is the layer's first input. On error, or when the returned future is
+    /// dropped, the socket is closed.
     #[doc(hidden)]
     pub async fn upgrade<T, E, F, Fut>(self, start: F) -> Result<Socket<T>, E>
     where

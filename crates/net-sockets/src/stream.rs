@@ -520,7 +520,19 @@ pub struct ReadHalf {
 
 impl ReadHalf {
     pub(crate) fn new(conn: Arc<Conn>) -> ReadHalf {
-        let received = std::mem::take(&mut *lock(&conn.received));
+        Self::after(conn, Bytes::new())
+    }
+
+    /// A read half whose first bytes are `earlier`: bytes read from the socket before, by a
+    /// channel that is gone (for STARTTLS), after any the connection kept from before the socket
+    /// was handed out.
+    pub(crate) fn after(conn: Arc<Conn>, earlier: Bytes) -> ReadHalf {
+        let kept = std::mem::take(&mut *lock(&conn.received));
+        let received = if kept.is_empty() {
+            earlier
+        } else {
+            [kept, earlier].concat().into()
+        };
         ReadHalf {
             half: Half::new(conn),
             received,

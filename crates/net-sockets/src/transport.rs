@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::core::{CloseMode, Owner};
@@ -104,7 +104,6 @@ impl Transport for Plain {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct RawStream {
-    prefix: Bytes,
     read: ReadHalf,
     write: WriteHalf,
     link: Link,
@@ -113,8 +112,7 @@ pub struct RawStream {
 impl RawStream {
     pub(crate) fn new(link: Link, prefix: Bytes) -> RawStream {
         RawStream {
-            prefix,
-            read: ReadHalf::new(Arc::clone(&link.conn)),
+            read: ReadHalf::after(Arc::clone(&link.conn), prefix),
             write: WriteHalf::new(Arc::clone(&link.conn)),
             link,
         }
@@ -156,14 +154,7 @@ impl AsyncRead for RawStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.prefix.has_remaining() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.read).poll_read(cx, buf)
+        Pin::new(&mut self.get_mut().read).poll_read(cx, buf)
     }
 }
 

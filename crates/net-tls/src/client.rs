@@ -38,11 +38,13 @@ pub struct TlsConfig {
 
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsConfig")
-            .field("server_name", &self.server_name)
-            .field("alpn_protocols", &self.rustls.alpn_protocols)
-            .field("handshake_timeout", &self.handshake_timeout)
-            .finish_non_exhaustive()
+        let mut debug = f.debug_struct("TlsConfig");
+        debug.field("server_name", &self.server_name);
+        crate::negotiated(
+            &mut debug,
+            &self.rustls.alpn_protocols,
+            self.handshake_timeout,
+        )
     }
 }
 
@@ -311,23 +313,11 @@ impl TlsConfigBuilder {
         self
     }
 
-    /// Offers these application protocols (ALPN), most preferred first.
-    pub fn alpn_protocols(mut self, protocols: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Self {
-        self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
-        self
-    }
-
-    /// Limits the protocol versions offered (default: TLS 1.3 and TLS 1.2).
-    pub fn protocol_versions(mut self, versions: &[TlsVersion]) -> Self {
-        self.versions = versions.to_vec();
-        self
-    }
-
-    /// How long the handshake may take before it fails with [`Error::HandshakeTimeout`]
-    /// (default 10 seconds).
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
-        self
+    negotiation_setters! {
+        alpn: "Offers these application protocols (ALPN), most preferred first.",
+        versions: "Limits the protocol versions offered (default: TLS 1.3 and TLS 1.2).",
+        timeout: "How long the handshake may take before it fails with \
+                  [`Error::HandshakeTimeout`] (default 10 seconds)."
     }
 
     /// **Dangerous:** accepts any server certificate, from anyone, for any name: the connection

@@ -34,6 +34,33 @@
 //! [`std::io::ErrorKind::UnexpectedEof`] error whose inner error is [`Truncated`], where a clean
 //! close gives an ordinary end of stream (`Ok(None)` from a line read).
 
+/// The setters both configuration builders have (ALPN, protocol versions, handshake timeout),
+/// with each side's documentation.
+macro_rules! negotiation_setters {
+    (alpn: $alpn:literal, versions: $versions:literal, timeout: $timeout:literal) => {
+        #[doc = $alpn]
+        pub fn alpn_protocols(
+            mut self,
+            protocols: impl IntoIterator<Item = impl AsRef<[u8]>>,
+        ) -> Self {
+            self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+            self
+        }
+
+        #[doc = $versions]
+        pub fn protocol_versions(mut self, versions: &[TlsVersion]) -> Self {
+            self.versions = versions.to_vec();
+            self
+        }
+
+        #[doc = $timeout]
+        pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+            self.handshake_timeout = timeout;
+            self
+        }
+    };
+}
+
 mod client;
 mod error;
 mod handshake;
@@ -79,6 +106,18 @@ fn versions(versions: &[TlsVersion]) -> Vec<&'static rustls::SupportedProtocolVe
             TlsVersion::Tls13 => &rustls::version::TLS13,
         })
         .collect()
+}
+
+/// Ends a configuration's `Debug` with what both sides negotiate.
+fn negotiated(
+    debug: &mut std::fmt::DebugStruct<'_, '_>,
+    alpn: &[Vec<u8>],
+    handshake_timeout: std::time::Duration,
+) -> std::fmt::Result {
+    debug
+        .field("alpn_protocols", &alpn)
+        .field("handshake_timeout", &handshake_timeout)
+        .finish_non_exhaustive()
 }
 
 /// The one crypto provider this crate uses (see the crate docs).

@@ -47,10 +47,12 @@ pub(crate) struct Settings {
 impl fmt::Debug for TlsServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let settings = self.settings();
-        f.debug_struct("TlsServerConfig")
-            .field("alpn_protocols", &settings.rustls.alpn_protocols)
-            .field("handshake_timeout", &settings.handshake_timeout)
-            .finish_non_exhaustive()
+        let mut debug = f.debug_struct("TlsServerConfig");
+        crate::negotiated(
+            &mut debug,
+            &settings.rustls.alpn_protocols,
+            settings.handshake_timeout,
+        )
     }
 }
 
@@ -272,25 +274,13 @@ impl TlsServerConfigBuilder {
         Ok(self)
     }
 
-    /// The application protocols (ALPN) the server accepts, most preferred first. A client that
-    /// offers ALPN but none of these is refused (`no_application_protocol`).
-    pub fn alpn_protocols(mut self, protocols: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Self {
-        self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
-        self
-    }
-
-    /// Limits the protocol versions accepted (default: TLS 1.3 and TLS 1.2).
-    pub fn protocol_versions(mut self, versions: &[TlsVersion]) -> Self {
-        self.versions = versions.to_vec();
-        self
-    }
-
-    /// How long a client may take to complete the handshake before the connection is closed
-    /// with [`Error::HandshakeTimeout`] (default 10 seconds), so a silent client cannot hold a
-    /// slot forever.
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
-        self
+    negotiation_setters! {
+        alpn: "The application protocols (ALPN) the server accepts, most preferred first. A \
+               client that offers ALPN but none of these is refused (`no_application_protocol`).",
+        versions: "Limits the protocol versions accepted (default: TLS 1.3 and TLS 1.2).",
+        timeout: "How long a client may take to complete the handshake before the connection \
+                  is closed with [`Error::HandshakeTimeout`] (default 10 seconds), so a silent \
+                  client cannot hold a slot forever."
     }
 
     /// Builds the configuration.

@@ -121,11 +121,11 @@ pub trait TlsExt: Sized {
 
 impl TlsExt for Socket {
     async fn tls(self, config: TlsConfig) -> Result<TlsSocket> {
-        self.upgrade(|raw| client(raw, config)).await
+        self.connection()?.tls(config).await
     }
 
     async fn tls_server(self, config: &TlsServerConfig) -> Result<TlsSocket> {
-        self.upgrade(|raw| server(raw, config)).await
+        self.connection()?.tls_server(config).await
     }
 }
 
