@@ -239,14 +239,25 @@ impl TlsServerConfigBuilder {
     ///
     /// [`Error::Pem`] for unusable PEM, [`Error::Config`] when the key does not match the
     /// certificate.
-    pub fn sni_certificate_pem(
-        mut self,
-        host_name: &str,
-        chain: &[u8],
-        key: &[u8],
-    ) -> Result<Self> {
+    pub fn sni_certificate_pem(self, host_name: &str, chain: &[u8], key: &[u8]) -> Result<Self> {
         let chain = pem::certificates(chain, pem::BYTES)?;
         let key = pem::private_key(key, pem::BYTES)?;
+        self.sni_certificate_der(host_name, chain, key)
+    }
+
+    /// As [`sni_certificate_pem`](Self::sni_certificate_pem), from DER: the chain (leaf
+    /// first) and its key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the key does not match the certificate or the chain is empty.
+    pub fn sni_certificate_der(
+        mut self,
+        host_name: &str,
+        chain: impl IntoIterator<Item = CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self> {
+        let chain = chain.into_iter().collect();
         let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(Error::Config)?;
         self.sni
             .push((host_name.to_ascii_lowercase(), Arc::new(certified)));
@@ -271,6 +282,29 @@ impl TlsServerConfigBuilder {
     /// [`Error::Pem`] for unusable PEM, [`Error::Config`] for an unusable CA certificate.
     pub fn client_auth_required(mut self, ca_pem: &[u8]) -> Result<Self> {
         self.client_auth = ClientAuth::Required(roots(ca_pem)?);
+        Ok(self)
+    }
+
+    /// As [`client_auth_optional`](Self::client_auth_optional) or, with `required`,
+    /// [`client_auth_required`](Self::client_auth_required), with the CA certificates in DER.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an unusable CA certificate.
+    pub fn client_auth_der(
+        mut self,
+        cas: impl IntoIterator<Item = CertificateDer<'static>>,
+        required: bool,
+    ) -> Result<Self> {
+        let mut roots = RootCertStore::empty();
+        for ca in cas {
+            roots.add(ca).map_err(Error::Config)?;
+        }
+        self.client_auth = if required {
+            ClientAuth::Required(roots)
+        } else {
+            ClientAuth::Optional(roots)
+        };
         Ok(self)
     }
 
@@ -433,6 +467,32 @@ mod tests {
             ),
             "{mismatch:?}"
         );
+    }
+
+    #[test]
+    fn sni_certificates_and_client_roots_in_der() {
+        let (cert, key) = self_signed("localhost");
+        let (other, other_key) = self_signed("other.test");
+        let (ca, _) = self_signed("client ca");
+        let built = TlsServerConfig::builder()
+            .certificate_chain_der([cert])
+            .private_key_der(key)
+            .sni_certificate_der("Other.Test", [other], other_key)
+            .unwrap()
+            .client_auth_der([ca], true)
+            .unwrap()
+            .build();
+        assert!(built.is_ok(), "{built:?}");
+        let (cert, _) = self_signed("localhost");
+        let (_, wrong_key) = self_signed("x");
+        let mismatch = TlsServerConfig::builder()
+            .sni_certificate_der("x", [cert], wrong_key)
+            .unwrap_err();
+        assert!(matches!(mismatch, Error::Config(_)), "{mismatch:?}");
+        let garbage = TlsServerConfig::builder()
+            .client_auth_der([CertificateDer::from(vec![1, 2, 3])], false)
+            .unwrap_err();
+        assert!(matches!(garbage, Error::Config(_)), "{garbage:?}");
     }
 
     #[test]
