@@ -369,6 +369,7 @@ impl LineClient {
     }
 
     /// Sends `line` and a newline.
+    #[track_caller]
     pub fn send(&mut self, line: &str) {
         self.stream
             .write_all(format!("{line}\n").as_bytes())
@@ -377,6 +378,7 @@ impl LineClient {
 
     /// The next line without its line ending; `None` at the end of stream. Panics on a timeout
     /// or an error.
+    #[track_caller]
     pub fn line(&mut self) -> Option<String> {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
@@ -391,6 +393,7 @@ impl LineClient {
     }
 
     /// Asserts that the next line is `expected`.
+    #[track_caller]
     pub fn expect(&mut self, expected: &str) {
         assert_eq!(self.line().as_deref(), Some(expected));
     }
@@ -418,6 +421,7 @@ impl LineClient {
     }
 
     /// Waits for the server to close: end of stream (or a reset) without any further byte.
+    #[track_caller]
     pub fn expect_end(&mut self) {
         let mut rest = String::new();
         match self.reader.read_to_string(&mut rest) {
