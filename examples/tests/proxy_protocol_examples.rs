@@ -27,10 +27,12 @@ fn start(send: SendProxy, extra: &[&str]) -> (Process, u16, Haproxy) {
     (server, port, haproxy)
 }
 
-/// A client from `source` through `haproxy` that has read the prompt.
-fn greeted(source: IpAddr, haproxy: &Haproxy) -> LineClient {
+/// A client from `source` through `haproxy` that has read the prompt, and that `server` has
+/// announced as `Accepted <client> via <proxy>` (see [`accepted_via_proxy`]).
+fn greeted(server: &mut Process, haproxy: &Haproxy, source: IpAddr) -> LineClient {
     let mut client = LineClient::connect_from(source, haproxy.front());
     client.expect("Please enter your name");
+    accepted_via_proxy(server, client.local_addr());
     client
 }
 
@@ -59,9 +61,8 @@ fn accepted_via_proxy(server: &mut Process, client: SocketAddr) {
 /// it with its own address and port and HAProxy's as the proxy.
 fn served_through_haproxy(send: SendProxy) {
     let (mut server, _, haproxy) = start(send, &[]);
-    let mut client = greeted(CLIENT, &haproxy);
+    let mut client = greeted(&mut server, &haproxy, CLIENT);
     round_trip(&mut client, "Alice");
-    accepted_via_proxy(&mut server, client.local_addr());
     round_trip(&mut client, "Bob");
     client.shutdown_write();
     client.expect_end();
@@ -90,9 +91,8 @@ fn a_direct_client_without_a_header_is_dropped_while_the_proxied_one_is_served()
     // Not a PROXY header: closed unanswered (a reset when the rest of the line was unread).
     talking.expect_end();
 
-    let mut proxied = greeted(CLIENT, &haproxy);
+    let mut proxied = greeted(&mut server, &haproxy, CLIENT);
     round_trip(&mut proxied, "Alice");
-    accepted_via_proxy(&mut server, proxied.local_addr());
 
     // The silent one waited for a header that never came, and got a clean end, no greeting.
     assert_eq!(silent.line(), None, "the silent direct client");
@@ -117,23 +117,20 @@ fn a_direct_client_without_a_header_is_dropped_while_the_proxied_one_is_served()
 #[test]
 fn max_per_ip_behind_haproxy_counts_the_client_the_header_names() {
     let (mut server, _, haproxy) = start(SendProxy::V2, &["--max-per-ip", "1"]);
-    let mut first = greeted(CLIENT, &haproxy);
-    accepted_via_proxy(&mut server, first.local_addr());
+    let mut first = greeted(&mut server, &haproxy, CLIENT);
 
     // The same client address again: closed at once, unanswered.
     let mut second = LineClient::connect_from(CLIENT, haproxy.front());
     second.expect_end();
 
     // Another client address through the same HAProxy (the same proxy address): served.
-    let mut other = greeted(OTHER_CLIENT, &haproxy);
+    let mut other = greeted(&mut server, &haproxy, OTHER_CLIENT);
     round_trip(&mut other, "Carol");
-    accepted_via_proxy(&mut server, other.local_addr());
     round_trip(&mut first, "Alice");
 
     // The first leaves; its place is free once it has seen the end.
     first.shutdown_write();
     first.expect_end();
-    let mut again = greeted(CLIENT, &haproxy);
+    let mut again = greeted(&mut server, &haproxy, CLIENT);
     round_trip(&mut again, "Alice again");
-    accepted_via_proxy(&mut server, again.local_addr());
 }

@@ -267,6 +267,14 @@ impl Leaf {
             .expect("the leaf's key")
     }
 
+    /// A server configuration that presents this leaf and requires a client certificate
+    /// issued by `client_ca` (mutual TLS); set more options, then `build()`.
+    pub fn mutual_tls_server_config(&self, client_ca: &TestCa) -> TlsServerConfigBuilder {
+        self.server_config()
+            .client_auth_required(client_ca.pem().as_bytes())
+            .expect("the client CA's PEM")
+    }
+
     /// `config` with this leaf as the certificate for clients that ask for `name` (SNI).
     pub fn sni_certificate(
         &self,

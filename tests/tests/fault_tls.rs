@@ -135,9 +135,7 @@ async fn a_client_without_certificate_is_refused_under_mutual_tls_while_others_a
     let client_leaf = client_ca.client("client.test");
     let config = ca
         .server(&["localhost"])
-        .server_config()
-        .client_auth_required(client_ca.pem().as_bytes())
-        .unwrap()
+        .mutual_tls_server_config(&client_ca)
         .build()
         .unwrap();
     let mut server = TlsLineServer::lines(&selector, config).await;

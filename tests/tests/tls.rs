@@ -248,9 +248,7 @@ async fn mutual_tls_requires_a_client_certificate() {
     for version in [TlsVersion::Tls13, TlsVersion::Tls12] {
         let config = ca
             .server(&["localhost"])
-            .server_config()
-            .client_auth_required(client_ca.pem().as_bytes())
-            .unwrap()
+            .mutual_tls_server_config(&client_ca)
             .protocol_versions(&[version])
             .build()
             .unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use net_sockets::{SelectorManager, a_socket};
 use net_tests::pki::TestCa;
-use net_tests::tls::{TlsLineServer, provider, rustls_error, sha256};
+use net_tests::tls::{TlsLineServer, assert_refused_without_certificate, provider, sha256};
 use net_tests::within;
 use net_tls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
@@ -93,6 +93,16 @@ fn localhost_client(ca: &TestCa) -> TlsConfig {
     ca.client_config().server_name("localhost").build().unwrap()
 }
 
+/// Asserts that the server's next failed handshake ended on the client's alert (a client that
+/// refused the server's certificate).
+async fn assert_server_saw_an_alert(server: &mut TlsLineServer) {
+    let e = server.failed_handshake().await;
+    assert!(
+        matches!(e, Error::Handshake(rustls::Error::AlertReceived(_))),
+        "{e:?}"
+    );
+}
+
 async fn connect(
     selector: &SelectorManager,
     port: u16,
@@ -145,14 +155,7 @@ async fn a_pinned_certificate_is_accepted_and_any_other_refused() {
         ),
         "{e:?}"
     );
-    let server_side = server.failed_handshake().await;
-    assert!(
-        matches!(
-            server_side,
-            Error::Handshake(rustls::Error::AlertReceived(_))
-        ),
-        "{server_side:?}"
-    );
+    assert_server_saw_an_alert(&mut server).await;
     good.round_trip("after the refused client").await;
     server.finish_good(good).await;
 }
@@ -260,14 +263,7 @@ async fn der_chain_key_and_root_make_a_working_session() {
         ),
         "{e:?}"
     );
-    let server_side = server.failed_handshake().await;
-    assert!(
-        matches!(
-            server_side,
-            Error::Handshake(rustls::Error::AlertReceived(_))
-        ),
-        "{server_side:?}"
-    );
+    assert_server_saw_an_alert(&mut server).await;
 }
 
 /// A client certificate given as DER passes mutual TLS; the server sees the chain that was
@@ -280,9 +276,7 @@ async fn a_der_client_certificate_passes_mutual_tls() {
     let client_leaf = client_ca.client("client.test");
     let config = ca
         .server(&["localhost"])
-        .server_config()
-        .client_auth_required(client_ca.pem().as_bytes())
-        .unwrap()
+        .mutual_tls_server_config(&client_ca)
         .build()
         .unwrap();
     let mut server = TlsLineServer::lines(&selector, config).await;
@@ -300,16 +294,7 @@ async fn a_der_client_certificate_passes_mutual_tls() {
 
     // Without a certificate: refused (in TLS 1.3 the client learns it on its first read).
     let anonymous = localhost_client(&ca);
-    if let Ok(mut tls) = connect(&selector, server.port(), anonymous).await {
-        let mut input = tls.open_read_channel().unwrap();
-        let e = within(input.read_line(1024, net_io::LineEnding::Default))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(rustls_error(&e), Some(rustls::Error::AlertReceived(_))),
-            "{e:?}"
-        );
-    }
+    assert_refused_without_certificate(connect(&selector, server.port(), anonymous).await).await;
     let e = server.failed_handshake().await;
     assert!(
         matches!(e, Error::Handshake(rustls::Error::NoCertificatesPresented)),

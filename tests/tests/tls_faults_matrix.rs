@@ -18,7 +18,7 @@ use net_sockets::{SelectorManager, a_socket};
 use net_tests::fault::reset;
 use net_tests::greeting::GREETING;
 use net_tests::pki::TestCa;
-use net_tests::tls::{LINE_LIMIT as LIMIT, TlsLineServer, localhost, rustls_client};
+use net_tests::tls::{GoodTlsClient, LINE_LIMIT as LIMIT, TlsLineServer, localhost, rustls_client};
 use net_tests::within;
 use net_tls::rustls::{self, AlertDescription};
 use net_tls::{Error, TlsConfig, TlsExt};
@@ -37,10 +37,31 @@ fn client_hello(ca: &TestCa) -> Vec<u8> {
     hello
 }
 
-/// A server for `localhost` issued by `ca`, speaking the seed's protocol.
-async fn line_server(selector: &SelectorManager, ca: &TestCa) -> TlsLineServer {
+/// A line server for `localhost` issued by `ca`, and a good session with it, answered once
+/// (`before`) before the test misbehaves.
+async fn serving(selector: &SelectorManager, ca: &TestCa) -> (TlsLineServer, GoodTlsClient) {
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    TlsLineServer::lines(selector, config).await
+    let server = TlsLineServer::lines(selector, config).await;
+    let mut good = server.good_client(selector, localhost_client(ca)).await;
+    good.round_trip("before").await;
+    (server, good)
+}
+
+/// Reads the next line from a tokio-rustls client and checks it.
+async fn expect_line<S: AsyncRead + Unpin>(client: &mut BufReader<S>, expected: &str) {
+    let mut line = String::new();
+    within(client.read_line(&mut line)).await.unwrap();
+    assert_eq!(line.trim_end(), expected);
+}
+
+/// Says `name` from a tokio-rustls client and checks the answer.
+async fn raw_round_trip<S: AsyncRead + AsyncWrite + Unpin>(client: &mut BufReader<S>, name: &str) {
+    client
+        .write_all(format!("{name}\n").as_bytes())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    expect_line(client, &format!("Hello, {name}!")).await;
 }
 
 /// A client configuration that trusts `ca` and verifies the name `localhost`.
@@ -52,9 +73,7 @@ fn localhost_client(ca: &TestCa) -> TlsConfig {
 async fn fin_or_reset_in_the_middle_of_a_handshake_fails_typed_while_others_are_served() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("mid-handshake ca");
-    let mut server = line_server(&selector, &ca).await;
-    let mut good = server.good_client(&selector, localhost_client(&ca)).await;
-    good.round_trip("before").await;
+    let (mut server, mut good) = serving(&selector, &ca).await;
     let hello = client_hello(&ca);
     let half = &hello[..hello.len() / 2];
 
@@ -92,9 +111,7 @@ async fn fin_or_reset_in_the_middle_of_a_handshake_fails_typed_while_others_are_
 async fn a_reset_during_a_session_is_a_typed_connection_reset() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("reset ca");
-    let mut server = line_server(&selector, &ca).await;
-    let mut good = server.good_client(&selector, localhost_client(&ca)).await;
-    good.round_trip("before").await;
+    let (mut server, mut good) = serving(&selector, &ca).await;
 
     let tcp = TcpStream::connect(("127.0.0.1", server.port()))
         .await
@@ -103,14 +120,8 @@ async fn a_reset_during_a_session_is_a_typed_connection_reset() {
         .await
         .unwrap();
     let mut client = BufReader::new(client);
-    let mut line = String::new();
-    within(client.read_line(&mut line)).await.unwrap();
-    assert_eq!(line.trim_end(), GREETING);
-    client.write_all(b"doomed\n").await.unwrap();
-    client.flush().await.unwrap();
-    line.clear();
-    within(client.read_line(&mut line)).await.unwrap();
-    assert_eq!(line.trim_end(), "Hello, doomed!");
+    expect_line(&mut client, GREETING).await;
+    raw_round_trip(&mut client, "doomed").await;
     good.round_trip("during").await;
     let (tcp, _) = client.into_inner().into_inner();
     reset(tcp);
@@ -178,9 +189,7 @@ async fn an_alpn_mismatch_fails_with_no_application_protocol() {
 async fn a_tls_1_1_client_is_refused() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("old version ca");
-    let mut server = line_server(&selector, &ca).await;
-    let mut good = server.good_client(&selector, localhost_client(&ca)).await;
-    good.round_trip("before").await;
+    let (mut server, mut good) = serving(&selector, &ca).await;
 
     // Security level 0 lets OpenSSL 3 offer TLS 1.1 at all; `-tls1_1` allows only it.
     let connect = format!("127.0.0.1:{}", server.port());
@@ -264,9 +273,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for OneByteWrites<S> {
 async fn byte_at_a_time_records_complete_the_handshake_and_carry_data() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("trickle ca");
-    let mut server = line_server(&selector, &ca).await;
-    let mut good = server.good_client(&selector, localhost_client(&ca)).await;
-    good.round_trip("before").await;
+    let (mut server, mut good) = serving(&selector, &ca).await;
 
     let tcp = TcpStream::connect(("127.0.0.1", server.port()))
         .await
@@ -282,19 +289,10 @@ async fn byte_at_a_time_records_complete_the_handshake_and_carry_data() {
         .expect("a handshake written a byte at a time");
     good.round_trip("during the handshake's end").await;
     let mut client = BufReader::new(client);
-    let mut line = String::new();
-    within(client.read_line(&mut line)).await.unwrap();
-    assert_eq!(line.trim_end(), GREETING);
+    expect_line(&mut client, GREETING).await;
     let long = "x".repeat(LIMIT);
     for name in ["first trickle", long.as_str(), "last trickle"] {
-        client
-            .write_all(format!("{name}\n").as_bytes())
-            .await
-            .unwrap();
-        client.flush().await.unwrap();
-        line.clear();
-        within(client.read_line(&mut line)).await.unwrap();
-        assert_eq!(line.trim_end(), format!("Hello, {name}!"));
+        raw_round_trip(&mut client, name).await;
     }
     good.round_trip("during the trickle").await;
     let writes = client.get_ref().get_ref().0.writes;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, a_socket};
+use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
 use net_tests::tls::{
     LINE_LIMIT as LIMIT, is_truncated, localhost, rustls_client, rustls_error, rustls_io_error,
@@ -37,11 +38,7 @@ async fn our_reading_server_follows_the_peers_key_update_and_writes_afterwards()
     let selector = SelectorManager::new();
     let ca = TestCa::new("key update ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let port = listener.port().unwrap();
     let connector = TlsConnector::from(rustls_client(&ca));
     let (server, client) = within(async {
@@ -197,11 +194,7 @@ async fn a_corrupted_record_gets_its_fatal_alert_though_our_server_never_writes(
     let selector = SelectorManager::new();
     let ca = TestCa::new("bad record ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let server_port = listener.port().unwrap();
 
     // The man in the middle: one connection, records from the client inspected.

@@ -15,6 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use net_sockets::{SelectorManager, a_socket};
+use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
 use net_tests::{payload, within};
 use net_tls::{TlsExt, TlsVersion};
@@ -38,11 +39,7 @@ async fn a_tls_stream_works_with_copy_bidirectional_and_answers_session_queries(
         .alpn_protocols(["echo/1"])
         .build()
         .unwrap();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let port = listener.port().unwrap();
     let relay = tokio::spawn(async move {
         let tls = listener
@@ -114,11 +111,7 @@ async fn hyper_serves_http1_over_a_tls_stream_to_curl() {
         .alpn_protocols(["http/1.1"])
         .build()
         .unwrap();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let port = listener.port().unwrap();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&requests);
