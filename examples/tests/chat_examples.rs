@@ -2,17 +2,16 @@
 //! line limit, a client that stops reading (dropped, never stalling the others), and graceful
 //! shutdown.
 
-mod support;
-
 use std::io::Write;
 use std::sync::mpsc;
 
-use support::{HANG_LIMIT, LineClient, Program};
+use net_tests::HANG_LIMIT;
+use net_tests::harness::{LineClient, Process};
 
 const CHAT: &str = env!("CARGO_BIN_EXE_chat-server");
 
-fn start() -> (Program, u16) {
-    let mut server = Program::start(CHAT, ["127.0.0.1", "0"]);
+fn start() -> (Process, u16) {
+    let mut server = Process::start(CHAT, ["127.0.0.1", "0"]);
     let port = server.listening_port();
     (server, port)
 }
@@ -162,9 +161,9 @@ fn sigterm_says_goodbye_to_every_member_and_stops() {
     }
     server.stdout_line_where("shutting down", |l| l == "Shutting down (3 open)");
     drop((alice, bob, anonymous));
-    let (status, stdout, stderr) = server.finish();
-    assert_eq!(status.code(), Some(0), "{stderr:?}");
-    let (last, before) = stdout.split_last().unwrap();
+    let finished = server.finish();
+    assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
+    let (last, before) = finished.stdout.split_last().unwrap();
     assert_eq!(last, "Server stopped");
     let mut left = before.to_vec();
     left.sort();

@@ -2,9 +2,7 @@
 //! 0, a bad argument is one line on stderr and exit status 2, a runtime failure one line and
 //! status 1.
 
-mod support;
-
-use support::Program;
+use net_tests::harness::{Finished, Process, free_port};
 
 const PROGRAMS: [&str; 9] = [
     env!("CARGO_BIN_EXE_sockets-server"),
@@ -18,6 +16,20 @@ const PROGRAMS: [&str; 9] = [
     env!("CARGO_BIN_EXE_tcp-proxy"),
 ];
 
+/// `program ARGS` run to its end.
+fn run<S: AsRef<std::ffi::OsStr>>(
+    program: &str,
+    args: impl IntoIterator<Item = S>,
+) -> (std::process::ExitStatus, Vec<String>, Vec<String>) {
+    let Finished {
+        status,
+        stdout,
+        stderr,
+        ..
+    } = Process::run(program, args);
+    (status, stdout, stderr)
+}
+
 fn name(program: &str) -> &str {
     program.rsplit('/').next().unwrap()
 }
@@ -26,7 +38,7 @@ fn name(program: &str) -> &str {
 fn help_prints_usage_with_the_programs_name_and_exits_0() {
     for program in PROGRAMS {
         for flag in ["--help", "-h"] {
-            let (status, stdout, stderr) = Program::run(program, [flag]);
+            let (status, stdout, stderr) = run(program, [flag]);
             assert_eq!(status.code(), Some(0), "{program} {flag}: {stderr:?}");
             assert!(stderr.is_empty(), "{program} {flag}: {stderr:?}");
             let usage = format!("Usage: {}", name(program));
@@ -37,10 +49,10 @@ fn help_prints_usage_with_the_programs_name_and_exits_0() {
         }
     }
     // Even where a host name is expected first: not resolved as a host called "--help".
-    let (status, stdout, _) = Program::run(PROGRAMS[0], ["localhost", "--help"]);
+    let (status, stdout, _) = run(PROGRAMS[0], ["localhost", "--help"]);
     assert_eq!(status.code(), Some(0));
     assert!(stdout.iter().any(|l| l.contains("--idle-timeout <SECS>")));
-    let (status, stdout, _) = Program::run(PROGRAMS[4], ["server", "--help"]);
+    let (status, stdout, _) = run(PROGRAMS[4], ["server", "--help"]);
     assert_eq!(status.code(), Some(0));
     assert!(
         stdout
@@ -94,7 +106,7 @@ fn bad_arguments_are_one_line_and_exit_2() {
         ),
     ];
     for &(program, args, needle) in cases {
-        let (status, stdout, stderr) = Program::run(program, args);
+        let (status, stdout, stderr) = run(program, args);
         assert_eq!(status.code(), Some(2), "{program} {args:?}: {stderr:?}");
         assert!(stdout.is_empty(), "{program} {args:?}: {stdout:?}");
         assert_eq!(stderr.len(), 1, "{program} {args:?}: {stderr:#?}");
@@ -110,10 +122,7 @@ fn runtime_failures_are_one_line_and_exit_1() {
     // A port that is taken (servers) or where nobody listens (clients).
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let free = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port().to_string()
-    };
+    let free = free_port().to_string();
     let to_free = format!("127.0.0.1:{free}");
     let on_taken = format!("127.0.0.1:{port}");
     let cases: &[(&str, Vec<&str>, &str)] = &[
@@ -129,7 +138,7 @@ fn runtime_failures_are_one_line_and_exit_1() {
         (PROGRAMS[8], vec![&on_taken, &to_free], "cannot listen at"),
     ];
     for (program, args, needle) in cases {
-        let (status, stdout, stderr) = Program::run(program, args);
+        let (status, stdout, stderr) = run(program, args);
         assert_eq!(status.code(), Some(1), "{program} {args:?}: {stderr:?}");
         assert!(stdout.is_empty(), "{program} {args:?}: {stdout:?}");
         assert_eq!(stderr.len(), 1, "{program} {args:?}: {stderr:#?}");

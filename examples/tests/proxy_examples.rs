@@ -2,32 +2,32 @@
 //! termination; half-closes each way; the PROXY v2 header it sends upstream; and its
 //! connection cap.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use support::{HANG_LIMIT, Pki, Program, TempDir};
+use net_tests::harness::{Process, path_arg};
+use net_tests::pki::Pki;
+use net_tests::{HANG_LIMIT, TempDir};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_tcp-proxy");
 
 /// `tcp-proxy 127.0.0.1:0 127.0.0.1:UPSTREAM EXTRA...` and the port it listens on.
-fn start_proxy(upstream: u16, extra: &[&str]) -> (Program, u16) {
+fn start_proxy(upstream: u16, extra: &[&str]) -> (Process, u16) {
     let upstream = format!("127.0.0.1:{upstream}");
     let mut args = vec!["127.0.0.1:0", upstream.as_str()];
     args.extend_from_slice(extra);
-    let mut proxy = Program::start(PROXY, args);
-    let port = proxy.listening_port();
+    let mut proxy = Process::start(PROXY, args);
+    let port = proxy.listening_port_after_banner();
     (proxy, port)
 }
 
 /// Python's `http.server` serving `dir` on 127.0.0.1 and a free port, once it listens.
-fn http_server(dir: &TempDir) -> (Program, u16) {
-    let dir = dir.path().to_str().unwrap();
-    let mut python = Program::start(
+fn http_server(dir: &TempDir) -> (Process, u16) {
+    let dir = path_arg(dir.path());
+    let mut python = Process::start(
         "python3",
         [
             "-u",
@@ -62,12 +62,12 @@ fn site() -> TempDir {
 fn curl(args: &[&str]) -> (bool, Vec<String>, Vec<String>) {
     let mut all = vec!["-sS", "--max-time", "20"];
     all.extend_from_slice(args);
-    let (status, stdout, stderr) = Program::run("curl", all);
-    (status.success(), stdout, stderr)
+    let curl = Process::run("curl", all);
+    (curl.status.success(), curl.stdout, curl.stderr)
 }
 
 /// Waits for the proxy's line about a finished connection and returns (up, down) bytes.
-fn connection_line(proxy: &mut Program) -> (u64, u64) {
+fn connection_line(proxy: &mut Process) -> (u64, u64) {
     let line = proxy.stdout_line_where("a connection line", |l| l.ends_with(" bytes down"));
     let numbers: Vec<u64> = line
         .split_whitespace()
@@ -103,14 +103,18 @@ fn curl_through_the_proxy_to_python_http_server() {
 #[test]
 fn curl_through_the_proxy_terminating_tls() {
     let site = site();
-    let pki = Pki::new();
+    let files = Pki::generate().temp_files();
+    let (chain, key, ca) = (
+        path_arg(&files.server_chain),
+        path_arg(&files.server_key),
+        path_arg(&files.ca),
+    );
     let (_python, upstream) = http_server(&site);
-    let (mut proxy, port) =
-        start_proxy(upstream, &["--tls-cert", &pki.chain, "--tls-key", &pki.key]);
+    let (mut proxy, port) = start_proxy(upstream, &["--tls-cert", chain, "--tls-key", key]);
 
     let resolve = format!("localhost:{port}:127.0.0.1");
     let url = format!("https://localhost:{port}/hello.txt");
-    let (ok, stdout, stderr) = curl(&["--cacert", &pki.ca, "--resolve", &resolve, &url]);
+    let (ok, stdout, stderr) = curl(&["--cacert", ca, "--resolve", &resolve, &url]);
     assert!(ok, "{stderr:?}");
     assert_eq!(stdout, ["hello through the proxy"]);
     connection_line(&mut proxy);
@@ -118,7 +122,7 @@ fn curl_through_the_proxy_terminating_tls() {
     let url = format!("https://localhost:{port}/big.bin");
     let (ok, stdout, stderr) = curl(&[
         "--cacert",
-        &pki.ca,
+        ca,
         "--resolve",
         &resolve,
         "-o",

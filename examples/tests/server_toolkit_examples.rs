@@ -2,20 +2,19 @@
 //! grace period, the idle timeout against a silent client (slow-loris), and the connection
 //! caps.
 
-mod support;
-
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use support::{LineClient, Program};
+use net_tests::HANG_LIMIT;
+use net_tests::harness::{LineClient, Process};
 
 const SERVER: &str = env!("CARGO_BIN_EXE_sockets-server");
 
 /// `sockets-server 127.0.0.1 0 EXTRA...` and its port.
-fn start(extra: &[&str]) -> (Program, u16) {
+fn start(extra: &[&str]) -> (Process, u16) {
     let mut args = vec!["127.0.0.1", "0"];
     args.extend_from_slice(extra);
-    let mut server = Program::start(SERVER, args);
+    let mut server = Process::start(SERVER, args);
     let port = server.listening_port();
     (server, port)
 }
@@ -54,11 +53,11 @@ fn sigterm_answers_the_request_in_flight_then_says_goodbye_and_stops() {
     // Both clients left: the server stops without waiting out the 10-second grace period.
     drop((busy, idle));
     let started = Instant::now();
-    let (status, stdout, stderr) = server.finish();
+    let finished = server.finish();
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(status.code(), Some(0), "{stderr:?}");
-    assert_eq!(stdout, ["Server stopped"]);
-    assert!(stderr.is_empty(), "{stderr:?}");
+    assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
+    assert_eq!(finished.stdout, ["Server stopped"]);
+    assert!(finished.stderr.is_empty(), "{:?}", finished.stderr);
 }
 
 #[test]
@@ -70,11 +69,11 @@ fn a_client_that_never_leaves_is_cut_after_the_grace_period() {
     let signalled = Instant::now();
     server.signal("INT");
     assert_eq!(server.stdout_line(), "Shutting down (1 open)");
-    let (status, stdout, _) = server.finish();
+    let finished = server.finish();
     let took = signalled.elapsed();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(finished.status.code(), Some(0));
     assert_eq!(
-        stdout,
+        finished.stdout,
         [
             "Closed 1 connection still open after the grace period",
             "Server stopped"
@@ -151,10 +150,7 @@ fn max_connections_makes_new_clients_wait_until_a_place_frees() {
         ),
         "{waited}"
     );
-    second
-        .stream()
-        .set_read_timeout(Some(support::HANG_LIMIT))
-        .unwrap();
+    second.stream().set_read_timeout(Some(HANG_LIMIT)).unwrap();
 
     first.shutdown_write();
     first.expect_end();

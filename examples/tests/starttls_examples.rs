@@ -3,27 +3,39 @@
 //! sends `STARTTLS` and its ClientHello in one write (the bytes after the command must reach
 //! TLS, not be lost or read as a command).
 
-mod support;
-
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use net_tests::HANG_LIMIT;
+use net_tests::harness::{Process, path_arg};
+use net_tests::pki::{Pki, PkiFiles};
+use net_tests::tls::{localhost, rustls_client_config};
 use net_tls::rustls;
-use net_tls::rustls::pki_types::pem::PemObject;
-use support::{HANG_LIMIT, Pki, Program};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_starttls-server");
 const CLIENT: &str = env!("CARGO_BIN_EXE_starttls-client");
 
+/// A test PKI and its PEM files.
+fn pki() -> (Pki, PkiFiles) {
+    let pki = Pki::generate();
+    let files = pki.temp_files();
+    (pki, files)
+}
+
+/// `starttls-server 127.0.0.1 0` with the server certificate of `files`.
+fn start_server_with(files: &PkiFiles) -> (Process, u16, String) {
+    let chain = path_arg(&files.server_chain);
+    start_server(&["--cert", chain, "--key", path_arg(&files.server_key)])
+}
+
 /// `starttls-server 127.0.0.1 0 EXTRA...`: (program, port, fingerprint printed).
-fn start_server(extra: &[&str]) -> (Program, u16, String) {
+fn start_server(extra: &[&str]) -> (Process, u16, String) {
     let mut args = vec!["127.0.0.1", "0"];
     args.extend_from_slice(extra);
-    let mut server = Program::start(SERVER, args);
+    let mut server = Process::start(SERVER, args);
     let fingerprint = server
         .stdout_line_where("fingerprint", |l| l.starts_with("SHA-256 fingerprint: "))
         .rsplit(' ')
@@ -39,13 +51,16 @@ const AFTER_TLS: [&str; 4] = ["250-127.0.0.1", "250 PIPELINING", "250 OK", "221 
 
 #[test]
 fn starttls_client_and_server_with_a_ca_issued_certificate() {
-    let pki = Pki::new();
-    let (mut server, port, fingerprint) = start_server(&["--cert", &pki.chain, "--key", &pki.key]);
+    let (_, files) = pki();
+    let (mut server, port, fingerprint) = start_server_with(&files);
     let port_text = port.to_string();
-    let (status, stdout, stderr) = Program::run(CLIENT, ["localhost", &port_text, "--ca", &pki.ca]);
-    assert!(status.success(), "{stderr:?}");
-    assert!(stderr.is_empty(), "{stderr:?}");
-    let (before, rest) = stdout.split_at(5);
+    let client = Process::run(
+        CLIENT,
+        ["localhost", &port_text, "--ca", path_arg(&files.ca)],
+    );
+    assert!(client.status.success(), "{:?}", client.stderr);
+    assert!(client.stderr.is_empty(), "{:?}", client.stderr);
+    let (before, rest) = client.stdout.split_at(5);
     assert_eq!(
         before,
         [
@@ -75,13 +90,14 @@ fn starttls_client_and_server_with_a_ca_issued_certificate() {
 fn starttls_client_verifies_by_default_and_insecure_gets_through() {
     let (_server, port, fingerprint) = start_server(&[]);
     let port_text = port.to_string();
-    let (status, stdout, stderr) = Program::run(CLIENT, ["localhost", &port_text]);
-    assert_eq!(status.code(), Some(1));
+    let verifying = Process::run(CLIENT, ["localhost", &port_text]);
+    assert_eq!(verifying.status.code(), Some(1));
     // The plain-text part was printed; the upgrade failed on the untrusted certificate.
     assert_eq!(
-        stdout.last().map(String::as_str),
+        verifying.stdout.last().map(String::as_str),
         Some("220 Ready to start TLS")
     );
+    let stderr = &verifying.stderr;
     assert_eq!(stderr.len(), 1, "{stderr:?}");
     assert!(
         stderr[0].starts_with(&format!("starttls-client: no TLS with localhost:{port}: ")),
@@ -89,8 +105,9 @@ fn starttls_client_verifies_by_default_and_insecure_gets_through() {
     );
     assert!(stderr[0].contains("UnknownIssuer"), "{stderr:?}");
 
-    let (status, stdout, stderr) = Program::run(CLIENT, ["localhost", &port_text, "--insecure"]);
-    assert!(status.success(), "{stderr:?}");
+    let insecure = Process::run(CLIENT, ["localhost", &port_text, "--insecure"]);
+    let (stdout, stderr) = (&insecure.stdout, &insecure.stderr);
+    assert!(insecure.status.success(), "{stderr:?}");
     assert!(stderr[0].starts_with("warning: --insecure"), "{stderr:?}");
     assert!(stdout[5].ends_with(&fingerprint), "{stdout:?}");
     assert_eq!(&stdout[6..], AFTER_TLS);
@@ -98,10 +115,10 @@ fn starttls_client_verifies_by_default_and_insecure_gets_through() {
 
 #[test]
 fn openssl_s_client_starttls_smtp() {
-    let pki = Pki::new();
-    let (_server, port, _) = start_server(&["--cert", &pki.chain, "--key", &pki.key]);
+    let (_, files) = pki();
+    let (_server, port, _) = start_server_with(&files);
     let connect = format!("127.0.0.1:{port}");
-    let mut openssl = Program::start_with_input(
+    let mut openssl = Process::start(
         "openssl",
         [
             "s_client",
@@ -110,17 +127,18 @@ fn openssl_s_client_starttls_smtp() {
             "-connect",
             &connect,
             "-CAfile",
-            &pki.ca,
+            path_arg(&files.ca),
             "-verify_return_error",
             "-verify_hostname",
             "localhost",
             "-quiet",
             "-crlf",
         ],
-        Some("EHLO openssl.test\nNOOP\nHELP\nQUIT\n"),
     );
-    let (status, stdout, stderr) = openssl.finish();
-    assert!(status.success(), "{stdout:?} {stderr:?}");
+    openssl.send("EHLO openssl.test\nNOOP\nHELP\nQUIT\n");
+    let finished = openssl.finish();
+    let (stdout, stderr) = (finished.stdout, finished.stderr);
+    assert!(finished.status.success(), "{stdout:?} {stderr:?}");
     // `-quiet` shows what the server sent after the upgrade, CRLF and all.
     assert_eq!(
         stdout,
@@ -163,21 +181,20 @@ fn python_smtplib_upgrades_with_starttls() {
         "(221, b'Bye')",
     ];
     // Verified against the test CA.
-    let pki = Pki::new();
-    let (_server, port, _) = start_server(&["--cert", &pki.chain, "--key", &pki.key]);
+    let (_, files) = pki();
+    let (_server, port, _) = start_server_with(&files);
     let port_text = port.to_string();
-    let (status, stdout, stderr) =
-        Program::run("python3", ["-c", SMTPLIB, "localhost", &port_text, &pki.ca]);
-    assert!(status.success(), "{stderr:#?}");
-    assert_eq!(stdout, expected);
+    let ca = path_arg(&files.ca);
+    let smtplib = Process::run("python3", ["-c", SMTPLIB, "localhost", &port_text, ca]);
+    assert!(smtplib.status.success(), "{:#?}", smtplib.stderr);
+    assert_eq!(smtplib.stdout, expected);
 
     // The self-signed certificate, unverified.
     let (_server, port, _) = start_server(&[]);
     let port_text = port.to_string();
-    let (status, stdout, stderr) =
-        Program::run("python3", ["-c", SMTPLIB, "127.0.0.1", &port_text, "none"]);
-    assert!(status.success(), "{stderr:#?}");
-    assert_eq!(stdout, expected);
+    let smtplib = Process::run("python3", ["-c", SMTPLIB, "127.0.0.1", &port_text, "none"]);
+    assert!(smtplib.status.success(), "{:#?}", smtplib.stderr);
+    assert_eq!(smtplib.stdout, expected);
 }
 
 /// A stream that puts `command` in front of the first write, so that the command and the
@@ -297,23 +314,14 @@ async fn plain_ehlo(port: u16) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starttls_and_the_client_hello_in_one_write() {
-    let pki = Pki::new();
-    let (_server, port, _) = start_server(&["--cert", &pki.chain, "--key", &pki.key]);
+    let (pki, files) = pki();
+    let (_server, port, _) = start_server_with(&files);
     let stream = plain_ehlo(port).await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = rustls::pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap();
-    roots.add(ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let config = rustls_client_config(&pki.ca, rustls::DEFAULT_VERSIONS);
+    let connector = tokio_rustls::TlsConnector::from(config);
     let adapter = CommandThenTls::new(stream, "STARTTLS\r\n");
-    let tls = tokio::time::timeout(HANG_LIMIT, connector.connect(name, adapter))
+    let tls = tokio::time::timeout(HANG_LIMIT, connector.connect(localhost(), adapter))
         .await
         .expect("the handshake does not hang")
         .expect("the handshake succeeds");

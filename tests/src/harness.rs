@@ -1,6 +1,11 @@
-//! Child processes for tests: a program (an example binary, `openssl`, `curl`) run with its
-//! output read line by line and killed on drop, and this test binary run again under a
-//! descriptor limit.
+//! Child processes for tests, and blocking clients of the programs they run:
+//!
+//! - [`Process`]: a program (an example binary, `openssl`, `curl`, `python3`) run with its output
+//!   read line by line, signalled, and killed on drop; [`Process::run`] runs one to its end.
+//! - [`Haproxy`]: a real HAProxy relaying to a backend with a PROXY protocol header.
+//! - [`LineClient`]: a blocking line client on loopback, optionally from another source
+//!   address (`127.0.0.2`), for the tests that drive the example servers from plain threads.
+//! - [`rerun_self_with_fd_limit`]: this test binary run again under a descriptor limit.
 //!
 //! [`Process`]'s reads block the calling thread (bounded by [`HANG_LIMIT`]). From an async test,
 //! call them on a multi-thread runtime: `#[tokio::test(flavor = "multi_thread")]` runs the test's
@@ -9,11 +14,13 @@
 use std::ffi::OsStr;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use crate::HANG_LIMIT;
+use crate::{HANG_LIMIT, TempDir};
 
 /// A running program whose stdout and stderr arrive line by line; killed when dropped.
 ///
@@ -62,6 +69,16 @@ impl Process {
             stderr,
             seen: Vec::new(),
         }
+    }
+
+    /// Runs `program` with `args` to its end, stdin closed at once: its status and every line
+    /// it printed.
+    pub fn run<I, S>(program: &str, args: I) -> Finished
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Process::start(program, args).finish()
     }
 
     /// The next line on stdout.
@@ -114,6 +131,13 @@ impl Process {
         port_at_end(&line)
     }
 
+    /// Reads stdout up to a server's `... is listening at HOST:PORT` line, passing over the
+    /// lines it prints before (`tcp-proxy`'s upstream, a certificate's description), and
+    /// returns the port.
+    pub fn listening_port_after_banner(&mut self) -> u16 {
+        port_at_end(&self.stdout_line_where("listening line", |l| l.contains(" is listening at ")))
+    }
+
     /// Writes `text` to the program's stdin.
     pub fn send(&mut self, text: &str) {
         let stdin = self.stdin.as_mut().expect("stdin still open");
@@ -124,6 +148,23 @@ impl Process {
     /// Whether the program is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// The program's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends the program the signal `name` (`"TERM"`, `"INT"`), as `kill -s NAME PID` does;
+    /// panics if it cannot be sent (the program has been reaped).
+    pub fn signal(&self, name: &str) {
+        // The shell's own `kill`: no dependency on procps, and no `unsafe` for `kill(2)`.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -s {name} {}", self.child.id()))
+            .status()
+            .expect("run sh -c kill");
+        assert!(status.success(), "{}: kill -s {name} failed", self.program);
     }
 
     /// Kills the program (a server that would run forever) and reaps it.
@@ -276,6 +317,219 @@ pub fn port_at_end(line: &str) -> u16 {
         .next()
         .and_then(|port| port.parse().ok())
         .unwrap_or_else(|| panic!("no port at the end of {line:?}"))
+}
+
+/// A blocking line client on loopback, for tests that drive a server from plain threads: every
+/// read waits at most [`HANG_LIMIT`] (then panics), and every failure panics.
+#[derive(Debug)]
+pub struct LineClient {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl LineClient {
+    /// Connects to `127.0.0.1:port`.
+    pub fn connect(port: u16) -> LineClient {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+        LineClient::over(stream)
+    }
+
+    /// Connects to `to` from the address `source` (any port): a client on `127.0.0.2` or
+    /// `127.0.0.3`, which `TcpStream::connect` cannot choose.
+    pub fn connect_from(source: IpAddr, to: SocketAddr) -> LineClient {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))
+            .expect("a TCP socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .unwrap_or_else(|e| panic!("bind {source}:0: {e}"));
+        socket
+            .connect(&to.into())
+            .unwrap_or_else(|e| panic!("connect to {to} from {source}: {e}"));
+        LineClient::over(socket.into())
+    }
+
+    fn over(stream: TcpStream) -> LineClient {
+        stream
+            .set_read_timeout(Some(HANG_LIMIT))
+            .expect("set a read timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+        LineClient { stream, reader }
+    }
+
+    /// The underlying stream (to change options, or to leave it unread).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// The client's own address (what the server sees as its peer, unless a proxy is between).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("the client's address")
+    }
+
+    /// Sends `line` and a newline.
+    #[track_caller]
+    pub fn send(&mut self, line: &str) {
+        self.stream
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("send a line");
+    }
+
+    /// The next line without its line ending; `None` at the end of stream. Panics on a timeout
+    /// or an error.
+    #[track_caller]
+    pub fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                let end = line.trim_end_matches(['\n', '\r']).len();
+                line.truncate(end);
+                Some(line)
+            }
+            Err(e) => panic!("no line from the server: {e}"),
+        }
+    }
+
+    /// Asserts that the next line is `expected`.
+    #[track_caller]
+    pub fn expect(&mut self, expected: &str) {
+        assert_eq!(self.line().as_deref(), Some(expected));
+    }
+
+    /// Reads lines until the connection ends (end of stream or an error such as a reset) and
+    /// returns how many complete lines came.
+    pub fn lines_until_end(&mut self) -> usize {
+        let mut count = 0;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match self.reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return count,
+                Ok(_) if line.ends_with(b"\n") => count += 1,
+                Ok(_) => return count,
+            }
+        }
+    }
+
+    /// Half-closes: the server sees the end of input.
+    pub fn shutdown_write(&self) {
+        self.stream
+            .shutdown(Shutdown::Write)
+            .expect("shut down the write side");
+    }
+
+    /// Waits for the server to close: end of stream (or a reset) without any further byte.
+    #[track_caller]
+    pub fn expect_end(&mut self) {
+        let mut rest = String::new();
+        match self.reader.read_to_string(&mut rest) {
+            Ok(_) => assert_eq!(rest, "", "more lines before the end"),
+            Err(e) => assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "no end from the server: {e}"
+            ),
+        }
+    }
+}
+
+/// The PROXY protocol header that [`Haproxy`] sends its backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendProxy {
+    /// `send-proxy`: the text header (version 1).
+    V1,
+    /// `send-proxy-v2`: the binary header (version 2).
+    V2,
+}
+
+impl SendProxy {
+    /// The keyword of HAProxy's `server` line.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            SendProxy::V1 => "send-proxy",
+            SendProxy::V2 => "send-proxy-v2",
+        }
+    }
+}
+
+/// A real HAProxy (`haproxy -db`; Debian's package, which `.ci/run` installs) in TCP mode on a
+/// loopback port, relaying every connection to one backend with a PROXY protocol header; killed
+/// when dropped.
+#[derive(Debug)]
+pub struct Haproxy {
+    _process: Process,
+    front: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Haproxy {
+    /// Starts HAProxy on a free port of `127.0.0.1` in front of `backend`, sending `send`, and
+    /// returns once its frontend accepts connections.
+    ///
+    /// Finding that out takes one connection (from `127.0.0.1`, closed at once), which HAProxy
+    /// may relay to the backend like any other: a backend tells the test's clients apart by
+    /// their address.
+    pub fn start(backend: SocketAddr, send: SendProxy) -> Haproxy {
+        // The free port is released before HAProxy binds it: another process can take it in
+        // between, so a start that could not bind is tried again on another port.
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            match Haproxy::try_start(backend, send) {
+                Ok(haproxy) => return haproxy,
+                Err(stderr) if attempt < ATTEMPTS && stderr.contains("cannot bind") => continue,
+                Err(stderr) => panic!("haproxy did not start: {stderr}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One start on a free port: HAProxy listening there, or what it printed before it exited.
+    fn try_start(backend: SocketAddr, send: SendProxy) -> Result<Haproxy, String> {
+        let dir = TempDir::new(&format!("haproxy-{}", send.keyword()));
+        let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = format!(
+            "global\n    maxconn 64\n    nbthread 1\n\
+             defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    \
+             timeout server 30s\n\
+             frontend front\n    bind {front}\n    default_backend back\n\
+             backend back\n    server app {backend} {}\n",
+            send.keyword()
+        );
+        let path = dir.write("haproxy.cfg", &config);
+        let mut process = Process::start("haproxy", ["-db", "-f", path_arg(&path)]);
+        let started = Instant::now();
+        while TcpStream::connect(front).is_err() {
+            if !process.is_running() {
+                let finished = process.finish();
+                return Err(format!("{}: {:?}", finished.status, finished.stderr));
+            }
+            assert!(
+                started.elapsed() < HANG_LIMIT,
+                "haproxy did not listen on {front} within {HANG_LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Haproxy {
+            _process: process,
+            front,
+            _dir: dir,
+        })
+    }
+
+    /// The frontend's address, where clients connect.
+    pub fn front(&self) -> SocketAddr {
+        self.front
+    }
+}
+
+/// A free port of `127.0.0.1`: bound, then released for a program that binds it itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// Runs the test `child_test` of the current test binary again, in a child process whose

@@ -11,8 +11,9 @@
 //!   client.
 //! - [`pki`]: the test PKI (a CA and the leaves it issues), made at run time with rcgen, with
 //!   PEM files for tools. [`tls`]: connect, and classify the failures tests expect.
-//! - [`harness`]: child processes — a program read line by line and killed on drop, this test
-//!   binary run again under a descriptor limit.
+//! - [`harness`]: child processes — a program read line by line, signalled and killed on drop,
+//!   a real HAProxy in front of a server, this test binary run again under a descriptor limit —
+//!   and a blocking line client (from `127.0.0.2` if need be) for the example servers.
 //! - [`probe`]: descriptors, CPU time and memory of this process.
 //! - [`fault`]: the fault suite's line server, its well-behaved client and hostile peers.
 //! - [`TempDir`]: a temporary directory that removes itself.

@@ -207,6 +207,7 @@ impl TestCa {
         Leaf {
             cert_pem: cert.pem(),
             chain_pem: format!("{}{}", cert.pem(), self.pem),
+            chain_der: vec![cert.der().clone(), self.der()],
             cert_der: cert.der().clone(),
             key_pem: key.serialize_pem(),
             key_der: key.serialize_der(),
@@ -219,6 +220,7 @@ impl TestCa {
 pub struct Leaf {
     cert_pem: String,
     chain_pem: String,
+    chain_der: Vec<CertificateDer<'static>>,
     cert_der: CertificateDer<'static>,
     key_pem: String,
     key_der: Vec<u8>,
@@ -233,6 +235,12 @@ impl Leaf {
     /// The leaf certificate followed by its CA's, in PEM.
     pub fn chain_pem(&self) -> &str {
         &self.chain_pem
+    }
+
+    /// The leaf certificate followed by its CA's, in DER (what a peer that was sent the chain
+    /// sees as `peer_certificates()`).
+    pub fn chain_der(&self) -> &[CertificateDer<'static>] {
+        &self.chain_der
     }
 
     /// The leaf certificate in DER (what a peer's `peer_certificates()[0]` is).
@@ -257,6 +265,14 @@ impl Leaf {
             .expect("the leaf's chain")
             .private_key_pem(self.key_pem.as_bytes())
             .expect("the leaf's key")
+    }
+
+    /// A server configuration that presents this leaf and requires a client certificate
+    /// issued by `client_ca` (mutual TLS); set more options, then `build()`.
+    pub fn mutual_tls_server_config(&self, client_ca: &TestCa) -> TlsServerConfigBuilder {
+        self.server_config()
+            .client_auth_required(client_ca.pem().as_bytes())
+            .expect("the client CA's PEM")
     }
 
     /// `config` with this leaf as the certificate for clients that ask for `name` (SNI).

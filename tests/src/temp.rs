@@ -37,7 +37,7 @@ impl TempDir {
     /// Writes `contents` to the file `name` in the directory and returns its path.
     ///
     /// Panics if the file cannot be written.
-    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.join(name);
         std::fs::write(&path, contents)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));

@@ -1,16 +1,34 @@
 //! TLS helpers for tests: a server that reports every connection, connect, what a session
 //! negotiated, and the failures a test expects. The certificates are in [`pki`](crate::pki).
+//!
+//! - [`TlsTestServer`]: a TLS server whose `serve` function reports to the test;
+//!   [`TlsLineServer`] is one that speaks the seed's protocol and reports each session's
+//!   [`LineSession`], and [`GoodTlsClient`] the well-behaved session that keeps talking to it
+//!   while other connections misbehave.
+//! - [`connect`], [`SessionView`], [`garbage_client`].
+//! - Looking inside errors: [`certificate_error`] and its predicates, [`is_truncated`],
+//!   [`rustls_error`], [`rustls_io_error`], [`assert_refused_without_certificate`].
+//! - Plain rustls configurations for tokio-rustls peers: [`rustls_client`],
+//!   [`rustls_client_config`], [`rustls_server`], with [`provider`], [`localhost`] and
+//!   [`sha256`].
 
 use std::future::Future;
 use std::sync::Arc;
 
 use net_io::LineEnding;
-use net_sockets::{SelectorManager, ServerSocket, a_socket};
-use net_tls::rustls::{self, CertificateError};
-use net_tls::{Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket, TlsVersion};
+use net_sockets::{SelectorManager, ServerSocket, TcpSocketBuilder, a_socket};
+use net_tls::rustls::crypto::{CryptoProvider, ring};
+use net_tls::rustls::pki_types::ServerName;
+use net_tls::rustls::{
+    self, CertificateError, ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion,
+};
+use net_tls::{
+    CertificateDer, Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket, TlsVersion, Truncated,
+};
 use tokio::sync::mpsc;
 
-use crate::loopback::tcp_listener;
+use crate::greeting::{GreetingClient, Outcome, serve_lines};
+use crate::pki::{Leaf, TestCa};
 use crate::within;
 
 /// A TLS server on `127.0.0.1:0` for tests. It runs the server handshake of every connection
@@ -21,6 +39,8 @@ use crate::within;
 pub struct TlsTestServer<T> {
     listener: Arc<ServerSocket>,
     reports: mpsc::UnboundedReceiver<Result<T, Error>>,
+    /// Reports received while [`next_where`](Self::next_where) looked for another one.
+    early: Vec<Result<T, Error>>,
 }
 
 /// How a [`TlsTestServer`]'s `serve` function reports to the test.
@@ -45,7 +65,26 @@ impl<T: Send + 'static> TlsTestServer<T> {
         F: Fn(TlsSocket, Reporter<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let listener = Arc::new(tcp_listener(selector).await);
+        TlsTestServer::start_with(selector, config, |tcp| tcp, serve).await
+    }
+
+    /// Like [`start`](Self::start), with listener options that `configure` sets (they carry
+    /// into accepted sockets, e.g. `socket_timeout`).
+    pub async fn start_with<F, Fut>(
+        selector: &SelectorManager,
+        config: TlsServerConfig,
+        configure: impl FnOnce(TcpSocketBuilder) -> TcpSocketBuilder,
+        serve: F,
+    ) -> TlsTestServer<T>
+    where
+        F: Fn(TlsSocket, Reporter<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = configure(a_socket(selector).tcp())
+            .bind(("127.0.0.1", 0))
+            .await
+            .expect("bind the TLS test server on 127.0.0.1:0");
+        let listener = Arc::new(listener);
         let (tx, reports) = mpsc::unbounded_channel();
         let accepting = Arc::clone(&listener);
         let serve = Arc::new(serve);
@@ -62,7 +101,11 @@ impl<T: Send + 'static> TlsTestServer<T> {
                 });
             }
         });
-        TlsTestServer { listener, reports }
+        TlsTestServer {
+            listener,
+            reports,
+            early: Vec::new(),
+        }
     }
 
     /// The server's port.
@@ -70,9 +113,35 @@ impl<T: Send + 'static> TlsTestServer<T> {
         self.listener.port().expect("an inet listener")
     }
 
-    /// The next report: what `serve` reported, or the error of a failed handshake (hang safety
-    /// net: [`within`]).
+    /// The next report, in the order the connections ended: what `serve` reported, or the
+    /// error of a failed handshake (hang safety net: [`within`]).
     pub async fn next(&mut self) -> Result<T, Error> {
+        if !self.early.is_empty() {
+            return self.early.remove(0);
+        }
+        self.receive().await
+    }
+
+    /// The first report, in order of ending, that `wanted` picks; the reports passed over are
+    /// kept for later calls. Connections that end at nearly the same time can then be checked
+    /// in any order.
+    pub async fn next_where(
+        &mut self,
+        wanted: impl Fn(&Result<T, Error>) -> bool,
+    ) -> Result<T, Error> {
+        if let Some(i) = self.early.iter().position(&wanted) {
+            return self.early.remove(i);
+        }
+        loop {
+            let report = self.receive().await;
+            if wanted(&report) {
+                return report;
+            }
+            self.early.push(report);
+        }
+    }
+
+    async fn receive(&mut self) -> Result<T, Error> {
         within(self.reports.recv())
             .await
             .expect("the server stopped reporting")
@@ -82,6 +151,108 @@ impl<T: Send + 'static> TlsTestServer<T> {
 impl<T> Drop for TlsTestServer<T> {
     fn drop(&mut self) {
         self.listener.close();
+    }
+}
+
+/// The line limit of a [`TlsLineServer`] (and of the tests' own reads from one).
+pub const LINE_LIMIT: usize = 1024;
+
+/// How a session with a [`TlsLineServer`] went, as the server saw it.
+#[derive(Debug)]
+pub struct LineSession {
+    /// What the session negotiated.
+    pub view: SessionView,
+    /// The certificates the client presented (its chain, under mutual TLS).
+    pub peer_chain: Vec<CertificateDer<'static>>,
+    /// The lines the server read and how the conversation ended.
+    pub outcome: Outcome,
+}
+
+/// A TLS server that speaks the seed's protocol ([`serve_lines`], lines of at most
+/// [`LINE_LIMIT`] bytes) and reports each connection: its [`LineSession`], or the error of its
+/// failed handshake.
+pub type TlsLineServer = TlsTestServer<LineSession>;
+
+/// A well-behaved TLS session with a [`TlsLineServer`]: connected before a test misbehaves, it
+/// proves, round trip by round trip, that the server still serves it.
+pub type GoodTlsClient = GreetingClient<TlsSocket>;
+
+impl TlsTestServer<LineSession> {
+    /// Starts a [`TlsLineServer`] with `config` and the listener's default options.
+    pub async fn lines(selector: &SelectorManager, config: TlsServerConfig) -> TlsLineServer {
+        TlsLineServer::lines_with(selector, config, |tcp| tcp).await
+    }
+
+    /// Starts a [`TlsLineServer`] whose listener options `configure` sets.
+    pub async fn lines_with(
+        selector: &SelectorManager,
+        config: TlsServerConfig,
+        configure: impl FnOnce(TcpSocketBuilder) -> TcpSocketBuilder,
+    ) -> TlsLineServer {
+        TlsTestServer::start_with(selector, config, configure, |tls, reporter| async move {
+            let view = SessionView::of(&tls);
+            let peer_chain = tls.peer_certificates().to_vec();
+            let outcome = serve_lines(tls, LINE_LIMIT).await;
+            reporter.report(LineSession {
+                view,
+                peer_chain,
+                outcome,
+            });
+        })
+        .await
+    }
+
+    /// The error of the next failed handshake, in order of ending (sessions that ended before
+    /// it are kept for later calls).
+    pub async fn failed_handshake(&mut self) -> Error {
+        match self.next_where(Result::is_err).await {
+            Err(e) => e,
+            Ok(_) => unreachable!("picked a failed handshake"),
+        }
+    }
+
+    /// The session whose first line is `first` (or that read no line, for `None`).
+    pub async fn session(&mut self, first: Option<&str>) -> LineSession {
+        let starts_with_first = |report: &Result<LineSession, Error>| {
+            report
+                .as_ref()
+                .is_ok_and(|s| s.outcome.lines.first().map(String::as_str) == first)
+        };
+        match self.next_where(starts_with_first).await {
+            Ok(session) => session,
+            Err(_) => unreachable!("picked a session"),
+        }
+    }
+
+    /// Connects a [`GoodTlsClient`] to this server with `config` and reads the greeting.
+    pub async fn good_client(
+        &self,
+        selector: &SelectorManager,
+        config: TlsConfig,
+    ) -> GoodTlsClient {
+        let tls = within(connect(selector, "127.0.0.1", self.port(), config))
+            .await
+            .expect("the good client connects and completes its handshake");
+        GreetingClient::start(tls).await
+    }
+
+    /// Ends `good`'s session cleanly (`close_notify` both ways), checks that the server read
+    /// every line it sent and saw a clean end, and returns the server's view of the session.
+    pub async fn finish_good(&mut self, good: GoodTlsClient) -> LineSession {
+        let sent = good.finish().await;
+        let session = self.session(sent.first().map(String::as_str)).await;
+        if let Err(e) = &session.outcome.end {
+            panic!("the good session did not end cleanly: {e:?}");
+        }
+        assert_eq!(session.outcome.lines, sent);
+        session
+    }
+
+    /// A whole good session: connect, one round trip saying `name`, a clean end.
+    pub async fn serve_once(&mut self, selector: &SelectorManager, config: TlsConfig, name: &str) {
+        let mut good = self.good_client(selector, config).await;
+        good.round_trip(name).await;
+        self.finish_good(good).await;
     }
 }
 
@@ -187,13 +358,80 @@ pub async fn assert_refused_without_certificate(client: Result<TlsSocket, Error>
             let e = within(input.read_line(1024, LineEnding::Default))
                 .await
                 .expect_err("a read without a certificate must fail");
-            let tls_error = e
-                .inner_error()
-                .and_then(|i| i.downcast_ref::<rustls::Error>());
             assert!(
-                matches!(tls_error, Some(rustls::Error::AlertReceived(_))),
+                matches!(rustls_error(&e), Some(rustls::Error::AlertReceived(_))),
                 "{e:?}"
             );
         }
     }
+}
+
+/// Whether `e` is a TLS truncation: the peer ended the stream without `close_notify`.
+pub fn is_truncated(e: &net_io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::UnexpectedEof
+        && e.inner_error().is_some_and(|inner| inner.is::<Truncated>())
+}
+
+/// The rustls error inside a channel error, if any.
+pub fn rustls_error(e: &net_io::Error) -> Option<&rustls::Error> {
+    e.inner_error()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// The rustls error inside an I/O error from a tokio-rustls stream, if any.
+pub fn rustls_io_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// The ring provider, passed explicitly as the library does.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// A rustls client configuration (for a tokio-rustls peer) that trusts `ca` only and speaks
+/// `versions` (`rustls::DEFAULT_VERSIONS`, or one version).
+pub fn rustls_client_config(
+    ca: &TestCa,
+    versions: &[&'static SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der()).expect("the CA certificate");
+    Arc::new(
+        ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .expect("protocol versions the provider supports")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// A rustls client configuration that trusts `ca`, TLS 1.3 only (for the tests that need
+/// KeyUpdate or TLS 1.3 records).
+pub fn rustls_client(ca: &TestCa) -> Arc<ClientConfig> {
+    rustls_client_config(ca, &[&rustls::version::TLS13])
+}
+
+/// A rustls server configuration (for a tokio-rustls peer) serving `leaf`, TLS 1.3 only.
+pub fn rustls_server(leaf: &Leaf) -> Arc<ServerConfig> {
+    Arc::new(
+        ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_no_client_auth()
+            .with_single_cert(leaf.chain_der().to_vec(), leaf.key_der())
+            .expect("the leaf's chain and key"),
+    )
+}
+
+/// The name tokio-rustls clients verify the server against: `localhost`.
+pub fn localhost() -> ServerName<'static> {
+    ServerName::try_from("localhost").expect("a DNS name")
+}
+
+/// The SHA-256 of `data`, from rustls's ring provider.
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    let suite = ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+    let hash = suite.tls13().expect("a TLS 1.3 suite").common.hash_provider;
+    hash.hash(data).as_ref().to_vec()
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, Socket, a_socket};
+use net_tests::loopback::tcp_listener;
 use net_tests::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -89,11 +90,7 @@ fn a_burst_of_sixteen_requests_is_answered_with_one_send() {
     counting(
         async move {
             let selector = SelectorManager::new();
-            let server = a_socket(&selector)
-                .tcp()
-                .bind(("127.0.0.1", 0))
-                .await
-                .unwrap();
+            let server = tcp_listener(&selector).await;
             let mut client = TcpStream::connect(("127.0.0.1", server.port().unwrap()))
                 .await
                 .unwrap();
@@ -152,11 +149,7 @@ fn a_lone_request_is_answered_before_the_server_waits_again() {
     counting(
         async {
             let selector = SelectorManager::new();
-            let server = a_socket(&selector)
-                .tcp()
-                .bind(("127.0.0.1", 0))
-                .await
-                .unwrap();
+            let server = tcp_listener(&selector).await;
             let mut client = TcpStream::connect(("127.0.0.1", server.port().unwrap()))
                 .await
                 .unwrap();
@@ -198,11 +191,7 @@ fn a_writer_without_reads_sends_each_write_at_once() {
     counting(
         async move {
             let selector = SelectorManager::new();
-            let server = a_socket(&selector)
-                .tcp()
-                .bind(("127.0.0.1", 0))
-                .await
-                .unwrap();
+            let server = tcp_listener(&selector).await;
             let mut client = TcpStream::connect(("127.0.0.1", server.port().unwrap()))
                 .await
                 .unwrap();
@@ -233,11 +222,7 @@ fn a_tls_burst_is_answered_with_one_send() {
             let selector = SelectorManager::new();
             let pki = net_tests::pki::Pki::generate();
             let server_config = pki.server_config().build().unwrap();
-            let server = a_socket(&selector)
-                .tcp()
-                .bind(("127.0.0.1", 0))
-                .await
-                .unwrap();
+            let server = tcp_listener(&selector).await;
             let port = server.port().unwrap();
             let serving = tokio::spawn(async move {
                 let socket = server.accept().await.unwrap();

@@ -7,52 +7,28 @@
 use std::time::Duration;
 
 use net_sockets::{SelectorManager, a_socket};
-use net_tests::greeting::{GreetingClient, Outcome, serve_lines};
+use net_tests::greeting::GreetingClient;
 use net_tests::pki::TestCa;
 use net_tests::tls::{
-    TlsTestServer, assert_refused_without_certificate, certificate_error, connect, garbage_client,
-    is_expired, is_not_valid_for_name, is_unknown_issuer,
+    GoodTlsClient, TlsLineServer, assert_refused_without_certificate, certificate_error, connect,
+    garbage_client, is_expired, is_not_valid_for_name, is_truncated, is_unknown_issuer,
 };
 use net_tests::within;
 use net_tls::rustls::{self, CertificateError};
-use net_tls::{Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket, Truncated};
+use net_tls::{Error, TlsExt};
 use tokio::io::AsyncReadExt;
 
-const LIMIT: usize = 1024;
-
-/// A TLS server that speaks the seed's protocol and reports how every connection ended: the
-/// session's [`Outcome`], or the handshake's error.
-type Server = TlsTestServer<Outcome>;
-
-async fn start_server(selector: &SelectorManager, config: TlsServerConfig) -> Server {
-    TlsTestServer::start(selector, config, |tls, reporter| async move {
-        reporter.report(serve_lines(tls, LIMIT).await);
-    })
-    .await
-}
-
-/// A TLS session that stays open for the whole test.
-type Good = GreetingClient<TlsSocket>;
-
-/// Connects a [`Good`] session to `server` with `config`.
-async fn good_session(selector: &SelectorManager, server: &Server, config: TlsConfig) -> Good {
-    let tls = within(connect(selector, "127.0.0.1", server.port(), config))
-        .await
-        .unwrap();
-    GreetingClient::start(tls).await
-}
-
 /// Ends the good session cleanly (close_notify both ways) and checks that the server read
-/// every line it sent.
-async fn finish(good: Good, server: &mut Server) {
+/// every line it sent; its session must be the next report (nothing else ended unexamined).
+async fn finish(good: GoodTlsClient, server: &mut TlsLineServer) {
     let sent = good.finish().await;
-    let outcome = server.next().await.expect("the good session");
+    let outcome = server.next().await.expect("the good session").outcome;
     outcome.end.expect("the good session ended cleanly");
     assert_eq!(outcome.lines, sent);
 }
 
 /// Asserts that the next report is a failed handshake, and returns its error.
-async fn failed_handshake(server: &mut Server) -> Error {
+async fn failed_handshake(server: &mut TlsLineServer) -> Error {
     server.next().await.expect_err("a failed handshake")
 }
 
@@ -70,10 +46,10 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
         .handshake_timeout(Duration::from_millis(500))
         .build()
         .unwrap();
-    let mut server = start_server(&selector, config).await;
+    let mut server = TlsLineServer::lines(&selector, config).await;
     let port = server.port();
     let named = |name: &str| ca.client_config().server_name(name).build().unwrap();
-    let mut good = good_session(&selector, &server, named("localhost")).await;
+    let mut good = server.good_client(&selector, named("localhost")).await;
     good.round_trip("first").await;
 
     // Garbage instead of a ClientHello: a typed handshake error; the raw connection is closed.
@@ -142,14 +118,10 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
         .connection()
         .with_sock_ref(|s| s.shutdown(std::net::Shutdown::Write))
         .unwrap();
-    let outcome = server.next().await.expect("a truncated session");
+    let outcome = server.next().await.expect("a truncated session").outcome;
     assert_eq!(outcome.lines, ["whole line"]);
     let e = outcome.end.unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
-    assert!(
-        e.inner_error().is_some_and(|i| i.is::<Truncated>()),
-        "{e:?}"
-    );
+    assert!(is_truncated(&e), "{e:?}");
     drop(truncating);
     good.round_trip("after truncation").await;
     finish(good, &mut server).await;
@@ -163,15 +135,13 @@ async fn a_client_without_certificate_is_refused_under_mutual_tls_while_others_a
     let client_leaf = client_ca.client("client.test");
     let config = ca
         .server(&["localhost"])
-        .server_config()
-        .client_auth_required(client_ca.pem().as_bytes())
-        .unwrap()
+        .mutual_tls_server_config(&client_ca)
         .build()
         .unwrap();
-    let mut server = start_server(&selector, config).await;
+    let mut server = TlsLineServer::lines(&selector, config).await;
     let trusting = || ca.client_config().server_name("localhost");
     let certified = client_leaf.client_certificate(trusting()).build().unwrap();
-    let mut good = good_session(&selector, &server, certified).await;
+    let mut good = server.good_client(&selector, certified).await;
     good.round_trip("certified").await;
 
     let anonymous = trusting().build().unwrap();

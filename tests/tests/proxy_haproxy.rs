@@ -5,68 +5,13 @@
 //! Needs `haproxy` on the PATH (`.ci/run` installs Debian's package when it is missing).
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
 use net_sockets::{InetSocketAddress, ProxyProtocol, SelectorManager, a_socket};
-use net_tests::{TempDir, within};
+use net_tests::harness::{Haproxy, SendProxy};
+use net_tests::within;
 
-/// A HAProxy process in the foreground, killed when dropped.
-struct Haproxy {
-    child: Child,
-    _dir: TempDir,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A free loopback port (bound and released: HAProxy binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts HAProxy listening on a free port and relaying to `backend` with `send` (`send-proxy`
-/// or `send-proxy-v2`); returns it and its frontend address once it accepts connections.
-fn haproxy(backend: SocketAddr, send: &str) -> (Haproxy, SocketAddr) {
-    let dir = TempDir::new(&format!("haproxy-{send}"));
-    let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let config = format!(
-        "global\n    maxconn 64\n\
-         defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
-         frontend front\n    bind {front}\n    default_backend back\n\
-         backend back\n    server app {backend} {send}\n"
-    );
-    let path = dir.write("haproxy.cfg", &config);
-    let child = Command::new("haproxy")
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("haproxy is installed (apt-get install haproxy)");
-    let proxy = Haproxy { child, _dir: dir };
-    let started = Instant::now();
-    while std::net::TcpStream::connect(front).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "haproxy did not start listening on {front}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (proxy, front)
-}
-
-async fn through_haproxy(send: &str) {
+async fn through_haproxy(send: SendProxy) {
     let selector = SelectorManager::new();
     let server = a_socket(&selector)
         .tcp()
@@ -75,13 +20,13 @@ async fn through_haproxy(send: &str) {
         .await
         .unwrap();
     let backend = SocketAddr::from(([127, 0, 0, 1], server.port().unwrap()));
-    let (_haproxy, front) = haproxy(backend, send);
+    let haproxy = Haproxy::start(backend, send);
     // HAProxy's readiness probe above was a connection too; serve until ours arrives.
     let client = within(
         a_socket(&selector)
             .tcp()
             .local_address(InetSocketAddress::new([127, 0, 0, 2], 0))
-            .connect(front),
+            .connect(haproxy.front()),
     )
     .await
     .unwrap();
@@ -113,10 +58,10 @@ async fn through_haproxy(send: &str) {
 
 #[tokio::test]
 async fn haproxy_send_proxy_v1_names_the_client() {
-    through_haproxy("send-proxy").await;
+    through_haproxy(SendProxy::V1).await;
 }
 
 #[tokio::test]
 async fn haproxy_send_proxy_v2_names_the_client() {
-    through_haproxy("send-proxy-v2").await;
+    through_haproxy(SendProxy::V2).await;
 }

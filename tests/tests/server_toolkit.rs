@@ -8,6 +8,7 @@ use net_sockets::{
     Error, InetSocketAddress, ProxyProtocol, SelectorManager, ServerSocket, Socket, SocketAddress,
     a_socket,
 };
+use net_tests::loopback::tcp_listener;
 use net_tests::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -117,11 +118,7 @@ async fn graceful_shutdown_signals_waits_and_cuts_what_is_left() {
 #[tokio::test]
 async fn a_selector_shutdown_reaches_every_listener_and_connection() {
     let selector = SelectorManager::new();
-    let server = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let server = tcp_listener(&selector).await;
     let port = server.port().unwrap();
     let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let accepted = within(server.accept()).await.unwrap();

@@ -13,11 +13,12 @@ use net_tests::loopback::tcp_listener;
 use net_tests::pki::{Leaf, TestCa};
 use net_tests::tls::{
     SessionView, TlsTestServer, assert_certificate_error, assert_refused_without_certificate,
-    connect, garbage_client, is_expired, is_not_valid_for_name, is_unknown_issuer,
+    connect, garbage_client, is_expired, is_not_valid_for_name, is_truncated, is_unknown_issuer,
+    localhost, rustls_client_config,
 };
 use net_tests::{payload, within};
 use net_tls::rustls::{self, CertificateError};
-use net_tls::{Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket, TlsVersion, Truncated};
+use net_tls::{Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket, TlsVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: usize = 1024;
@@ -247,9 +248,7 @@ async fn mutual_tls_requires_a_client_certificate() {
     for version in [TlsVersion::Tls13, TlsVersion::Tls12] {
         let config = ca
             .server(&["localhost"])
-            .server_config()
-            .client_auth_required(client_ca.pem().as_bytes())
-            .unwrap()
+            .mutual_tls_server_config(&client_ca)
             .protocol_versions(&[version])
             .build()
             .unwrap();
@@ -322,22 +321,13 @@ async fn truncation_is_distinct_from_a_clean_close() {
     let port = listener.port().unwrap();
 
     // Truncating peer: plain tokio-rustls, dropped without shutdown.
-    let root = ca.der();
+    let cfg = rustls_client_config(&ca, rustls::DEFAULT_VERSIONS);
     let raw = tokio::spawn(async move {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(root).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(cfg);
+        let mut tls = connector.connect(localhost(), tcp).await.unwrap();
         tls.write_all(b"partial line\n").await.unwrap();
         tls.flush().await.unwrap();
         drop(tls); // FIN without close_notify
@@ -356,11 +346,7 @@ async fn truncation_is_distinct_from_a_clean_close() {
         .read_line(LIMIT, LineEnding::Default)
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
-    assert!(
-        e.inner_error().is_some_and(|i| i.is::<Truncated>()),
-        "{e:?}"
-    );
+    assert!(is_truncated(&e), "{e:?}");
 
     // Clean close: our client half-closes with close_notify.
     let client = tokio::spawn({

@@ -3,12 +3,11 @@
 //! and DER certificates and keys on both sides. Each case talks to a server that keeps serving
 //! a well-behaved session.
 
-mod tls_kit;
-
 use std::sync::Arc;
 
 use net_sockets::{SelectorManager, a_socket};
 use net_tests::pki::TestCa;
+use net_tests::tls::{TlsLineServer, assert_refused_without_certificate, provider, sha256};
 use net_tests::within;
 use net_tls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
@@ -19,9 +18,6 @@ use net_tls::rustls::{
     self, AlertDescription, CertificateError, DigitallySignedStruct, SignatureScheme,
 };
 use net_tls::{CertificateDer, Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket, TlsVersion};
-use tls_kit::{
-    Good, LineServer, client_config, der_chain, der_key, provider, server_config, sha256,
-};
 
 /// Accepts only the server certificate whose SHA-256 is `pin`; the handshake signature is
 /// still checked against the key in that certificate.
@@ -92,6 +88,21 @@ fn pinned(leaf: &CertificateDer<'_>) -> TlsConfig {
     TlsConfig::from_rustls(Arc::new(config))
 }
 
+/// A client configuration that trusts `ca` and verifies the name `localhost`.
+fn localhost_client(ca: &TestCa) -> TlsConfig {
+    ca.client_config().server_name("localhost").build().unwrap()
+}
+
+/// Asserts that the server's next failed handshake ended on the client's alert (a client that
+/// refused the server's certificate).
+async fn assert_server_saw_an_alert(server: &mut TlsLineServer) {
+    let e = server.failed_handshake().await;
+    assert!(
+        matches!(e, Error::Handshake(rustls::Error::AlertReceived(_))),
+        "{e:?}"
+    );
+}
+
 async fn connect(
     selector: &SelectorManager,
     port: u16,
@@ -112,24 +123,27 @@ async fn a_pinned_certificate_is_accepted_and_any_other_refused() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("pinning ca");
     let leaf = ca.server(&["localhost"]);
-    let served = der_chain(leaf.chain_pem()).remove(0);
-    let other = der_chain(ca.server(&["localhost"]).chain_pem()).remove(0);
-    let mut server = LineServer::start(&selector, server_config(&leaf).build().unwrap()).await;
-    let mut good = Good::connect(&selector, server.port, client_config(&ca).build().unwrap()).await;
+    let served = leaf.cert_der().clone();
+    let other = ca.server(&["localhost"]).cert_der().clone();
+    let mut server = TlsLineServer::lines(&selector, leaf.server_config().build().unwrap()).await;
+    let mut good = server.good_client(&selector, localhost_client(&ca)).await;
     good.round_trip("before pinning").await;
 
-    let mut pinned_client = Good::connect(&selector, server.port, pinned(&served)).await;
+    let mut pinned_client = server.good_client(&selector, pinned(&served)).await;
     assert_eq!(
-        pinned_client.tls().peer_certificates().first(),
+        pinned_client.connection().peer_certificates().first(),
         Some(&served)
     );
-    assert_eq!(pinned_client.tls().server_name(), Some("127.0.0.1"));
+    assert_eq!(pinned_client.connection().server_name(), Some("127.0.0.1"));
     pinned_client.round_trip("pinned").await;
-    let view = pinned_client.finish(&mut server).await;
-    assert_eq!(view.sni, None, "an IP literal is not sent as SNI");
+    let session = server.finish_good(pinned_client).await;
+    assert_eq!(
+        session.view.server_name, None,
+        "an IP literal is not sent as SNI"
+    );
     good.round_trip("after the pinned client").await;
 
-    let e = connect(&selector, server.port, pinned(&other))
+    let e = connect(&selector, server.port(), pinned(&other))
         .await
         .unwrap_err();
     assert!(
@@ -141,16 +155,9 @@ async fn a_pinned_certificate_is_accepted_and_any_other_refused() {
         ),
         "{e:?}"
     );
-    let server_side = server.failed_handshake().await;
-    assert!(
-        matches!(
-            server_side,
-            Error::Handshake(rustls::Error::AlertReceived(_))
-        ),
-        "{server_side:?}"
-    );
+    assert_server_saw_an_alert(&mut server).await;
     good.round_trip("after the refused client").await;
-    good.finish(&mut server).await;
+    server.finish_good(good).await;
 }
 
 /// A rustls server configuration is used as given: its ALPN list and its protocol versions
@@ -164,24 +171,28 @@ async fn a_rustls_server_configuration_is_used_as_given() {
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(der_chain(leaf.chain_pem()), der_key(leaf.key_pem()))
+        .with_single_cert(leaf.chain_der().to_vec(), leaf.key_der())
         .unwrap();
     rustls_config.alpn_protocols = vec![b"line/1".to_vec()];
     let config = TlsServerConfig::from_rustls(Arc::new(rustls_config));
-    let mut server = LineServer::start(&selector, config).await;
+    let mut server = TlsLineServer::lines(&selector, config).await;
 
-    let offers = client_config(&ca)
+    let offers = ca
+        .client_config()
+        .server_name("localhost")
         .alpn_protocols(["h2", "line/1"])
         .build()
         .unwrap();
-    let mut good = Good::connect(&selector, server.port, offers).await;
+    let mut good = server.good_client(&selector, offers).await;
     good.round_trip("negotiated").await;
 
-    let tls12_only = client_config(&ca)
+    let tls12_only = ca
+        .client_config()
+        .server_name("localhost")
         .protocol_versions(&[TlsVersion::Tls12])
         .build()
         .unwrap();
-    let e = connect(&selector, server.port, tls12_only)
+    let e = connect(&selector, server.port(), tls12_only)
         .await
         .unwrap_err();
     assert!(
@@ -203,7 +214,7 @@ async fn a_rustls_server_configuration_is_used_as_given() {
     );
 
     good.round_trip("after the TLS 1.2 client").await;
-    let view = good.finish(&mut server).await;
+    let view = server.finish_good(good).await.view;
     assert_eq!(view.version, Some(TlsVersion::Tls13));
     assert_eq!(view.alpn.as_deref(), Some(&b"line/1"[..]));
 }
@@ -215,32 +226,34 @@ async fn der_chain_key_and_root_make_a_working_session() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("der ca");
     let leaf = ca.server(&["localhost"]);
-    let chain = der_chain(leaf.chain_pem());
+    let chain = leaf.chain_der().to_vec();
     let config = TlsServerConfig::builder()
         .certificate_chain_der(chain.clone())
-        .private_key_der(der_key(leaf.key_pem()))
+        .private_key_der(leaf.key_der())
         .build()
         .unwrap();
-    let mut server = LineServer::start(&selector, config).await;
+    let mut server = TlsLineServer::lines(&selector, config).await;
     let client = TlsConfig::builder()
-        .add_root_certificate(der_chain(ca.pem()).remove(0))
+        .add_root_certificate(ca.der())
         .server_name("localhost")
         .build()
         .unwrap();
-    let mut good = Good::connect(&selector, server.port, client).await;
-    assert_eq!(good.tls().peer_certificates(), &chain[..]);
+    let mut good = server.good_client(&selector, client).await;
+    assert_eq!(good.connection().peer_certificates(), &chain[..]);
     good.round_trip("der").await;
-    let view = good.finish(&mut server).await;
-    assert_eq!(view.sni.as_deref(), Some("localhost"));
+    let view = server.finish_good(good).await.view;
+    assert_eq!(view.server_name.as_deref(), Some("localhost"));
 
     // The DER root replaced the bundled roots: a CA it did not name is not trusted.
     let other_ca = TestCa::new("other ca");
     let refused = TlsConfig::builder()
-        .add_root_certificate(der_chain(other_ca.pem()).remove(0))
+        .add_root_certificate(other_ca.der())
         .server_name("localhost")
         .build()
         .unwrap();
-    let e = connect(&selector, server.port, refused).await.unwrap_err();
+    let e = connect(&selector, server.port(), refused)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             e,
@@ -250,14 +263,7 @@ async fn der_chain_key_and_root_make_a_working_session() {
         ),
         "{e:?}"
     );
-    let server_side = server.failed_handshake().await;
-    assert!(
-        matches!(
-            server_side,
-            Error::Handshake(rustls::Error::AlertReceived(_))
-        ),
-        "{server_side:?}"
-    );
+    assert_server_saw_an_alert(&mut server).await;
 }
 
 /// A client certificate given as DER passes mutual TLS; the server sees the chain that was
@@ -268,37 +274,27 @@ async fn a_der_client_certificate_passes_mutual_tls() {
     let ca = TestCa::new("server ca");
     let client_ca = TestCa::new("client ca");
     let client_leaf = client_ca.client("client.test");
-    let config = server_config(&ca.server(&["localhost"]))
-        .client_auth_required(client_ca.pem().as_bytes())
-        .unwrap()
+    let config = ca
+        .server(&["localhost"])
+        .mutual_tls_server_config(&client_ca)
         .build()
         .unwrap();
-    let mut server = LineServer::start(&selector, config).await;
-    let client_chain = der_chain(client_leaf.chain_pem());
-    let certified = client_config(&ca)
-        .client_certificate_der(client_chain.clone(), der_key(client_leaf.key_pem()))
+    let mut server = TlsLineServer::lines(&selector, config).await;
+    let client_chain = client_leaf.chain_der().to_vec();
+    let certified = ca
+        .client_config()
+        .server_name("localhost")
+        .client_certificate_der(client_chain.clone(), client_leaf.key_der())
         .build()
         .unwrap();
-    let mut good = Good::connect(&selector, server.port, certified).await;
+    let mut good = server.good_client(&selector, certified).await;
     good.round_trip("certified by der").await;
-    let view = good.finish(&mut server).await;
-    assert_eq!(view.peer_certificates, client_chain);
+    let session = server.finish_good(good).await;
+    assert_eq!(session.peer_chain, client_chain);
 
     // Without a certificate: refused (in TLS 1.3 the client learns it on its first read).
-    let anonymous = client_config(&ca).build().unwrap();
-    if let Ok(mut tls) = connect(&selector, server.port, anonymous).await {
-        let mut input = tls.open_read_channel().unwrap();
-        let e = within(input.read_line(1024, net_io::LineEnding::Default))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                tls_kit::rustls_error(&e),
-                Some(rustls::Error::AlertReceived(_))
-            ),
-            "{e:?}"
-        );
-    }
+    let anonymous = localhost_client(&ca);
+    assert_refused_without_certificate(connect(&selector, server.port(), anonymous).await).await;
     let e = server.failed_handshake().await;
     assert!(
         matches!(e, Error::Handshake(rustls::Error::NoCertificatesPresented)),

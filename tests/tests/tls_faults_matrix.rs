@@ -7,8 +7,6 @@
 //!
 //! `a_tls_1_1_client_is_refused` needs `openssl` on `PATH`, as the interop tests do.
 
-mod tls_kit;
-
 use std::io;
 use std::pin::Pin;
 use std::process::{Command, Stdio};
@@ -17,14 +15,13 @@ use std::time::Duration;
 
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, a_socket};
+use net_tests::fault::reset;
+use net_tests::greeting::GREETING;
 use net_tests::pki::TestCa;
+use net_tests::tls::{GoodTlsClient, LINE_LIMIT as LIMIT, TlsLineServer, localhost, rustls_client};
 use net_tests::within;
 use net_tls::rustls::{self, AlertDescription};
-use net_tls::{Error, TlsExt};
-use socket2::SockRef;
-use tls_kit::{
-    GREETING, Good, LIMIT, LineServer, client_config, localhost, rustls_client, server_config,
-};
+use net_tls::{Error, TlsConfig, TlsExt};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -40,30 +37,48 @@ fn client_hello(ca: &TestCa) -> Vec<u8> {
     hello
 }
 
-/// Ends a TCP connection with a reset instead of a FIN.
-fn reset(tcp: TcpStream) {
-    SockRef::from(&tcp)
-        .set_linger(Some(Duration::ZERO))
+/// A line server for `localhost` issued by `ca`, and a good session with it, answered once
+/// (`before`) before the test misbehaves.
+async fn serving(selector: &SelectorManager, ca: &TestCa) -> (TlsLineServer, GoodTlsClient) {
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let server = TlsLineServer::lines(selector, config).await;
+    let mut good = server.good_client(selector, localhost_client(ca)).await;
+    good.round_trip("before").await;
+    (server, good)
+}
+
+/// Reads the next line from a tokio-rustls client and checks it.
+async fn expect_line<S: AsyncRead + Unpin>(client: &mut BufReader<S>, expected: &str) {
+    let mut line = String::new();
+    within(client.read_line(&mut line)).await.unwrap();
+    assert_eq!(line.trim_end(), expected);
+}
+
+/// Says `name` from a tokio-rustls client and checks the answer.
+async fn raw_round_trip<S: AsyncRead + AsyncWrite + Unpin>(client: &mut BufReader<S>, name: &str) {
+    client
+        .write_all(format!("{name}\n").as_bytes())
+        .await
         .unwrap();
-    drop(tcp);
+    client.flush().await.unwrap();
+    expect_line(client, &format!("Hello, {name}!")).await;
+}
+
+/// A client configuration that trusts `ca` and verifies the name `localhost`.
+fn localhost_client(ca: &TestCa) -> TlsConfig {
+    ca.client_config().server_name("localhost").build().unwrap()
 }
 
 #[tokio::test]
 async fn fin_or_reset_in_the_middle_of_a_handshake_fails_typed_while_others_are_served() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("mid-handshake ca");
-    let mut server = LineServer::start(
-        &selector,
-        server_config(&ca.server(&["localhost"])).build().unwrap(),
-    )
-    .await;
-    let mut good = Good::connect(&selector, server.port, client_config(&ca).build().unwrap()).await;
-    good.round_trip("before").await;
+    let (mut server, mut good) = serving(&selector, &ca).await;
     let hello = client_hello(&ca);
     let half = &hello[..hello.len() / 2];
 
     // Half a ClientHello, then FIN: the handshake ends early, typed by its I/O kind.
-    let mut tcp = TcpStream::connect(("127.0.0.1", server.port))
+    let mut tcp = TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .unwrap();
     tcp.write_all(half).await.unwrap();
@@ -79,7 +94,7 @@ async fn fin_or_reset_in_the_middle_of_a_handshake_fails_typed_while_others_are_
     good.round_trip("after the FIN").await;
 
     // Half a ClientHello, then RST.
-    let mut tcp = TcpStream::connect(("127.0.0.1", server.port))
+    let mut tcp = TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .unwrap();
     tcp.write_all(half).await.unwrap();
@@ -89,73 +104,62 @@ async fn fin_or_reset_in_the_middle_of_a_handshake_fails_typed_while_others_are_
     assert!(matches!(e, Error::Socket(_)), "{e:?}");
     assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e:?}");
     good.round_trip("after the RST").await;
-    good.finish(&mut server).await;
+    server.finish_good(good).await;
 }
 
 #[tokio::test]
 async fn a_reset_during_a_session_is_a_typed_connection_reset() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("reset ca");
-    let mut server = LineServer::start(
-        &selector,
-        server_config(&ca.server(&["localhost"])).build().unwrap(),
-    )
-    .await;
-    let mut good = Good::connect(&selector, server.port, client_config(&ca).build().unwrap()).await;
-    good.round_trip("before").await;
+    let (mut server, mut good) = serving(&selector, &ca).await;
 
-    let tcp = TcpStream::connect(("127.0.0.1", server.port))
+    let tcp = TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .unwrap();
     let client = within(TlsConnector::from(rustls_client(&ca)).connect(localhost(), tcp))
         .await
         .unwrap();
     let mut client = BufReader::new(client);
-    let mut line = String::new();
-    within(client.read_line(&mut line)).await.unwrap();
-    assert_eq!(line.trim_end(), GREETING);
-    client.write_all(b"doomed\n").await.unwrap();
-    client.flush().await.unwrap();
-    line.clear();
-    within(client.read_line(&mut line)).await.unwrap();
-    assert_eq!(line.trim_end(), "Hello, doomed!");
+    expect_line(&mut client, GREETING).await;
+    raw_round_trip(&mut client, "doomed").await;
     good.round_trip("during").await;
     let (tcp, _) = client.into_inner().into_inner();
     reset(tcp);
 
-    let (_, lines, end) = server.session(Some("doomed")).await;
-    assert_eq!(lines, ["doomed"]);
-    let e = end.expect_err("a reset, not a clean end");
+    let outcome = server.session(Some("doomed")).await.outcome;
+    assert_eq!(outcome.lines, ["doomed"]);
+    let e = outcome.end.expect_err("a reset, not a clean end");
     assert!(matches!(&e, net_io::Error::Io(_)), "{e:?}");
     assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e:?}");
     good.round_trip("after").await;
-    good.finish(&mut server).await;
+    server.finish_good(good).await;
 }
 
 #[tokio::test]
 async fn an_alpn_mismatch_fails_with_no_application_protocol() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("alpn ca");
-    let config = server_config(&ca.server(&["localhost"]))
+    let config = ca
+        .server(&["localhost"])
+        .server_config()
         .alpn_protocols(["h2"])
         .build()
         .unwrap();
-    let mut server = LineServer::start(&selector, config).await;
-    let mut good = Good::connect(
-        &selector,
-        server.port,
-        client_config(&ca).alpn_protocols(["h2"]).build().unwrap(),
-    )
-    .await;
+    let mut server = TlsLineServer::lines(&selector, config).await;
+    let offering = |protocol: &str| {
+        ca.client_config()
+            .server_name("localhost")
+            .alpn_protocols([protocol])
+    };
+    let mut good = server
+        .good_client(&selector, offering("h2").build().unwrap())
+        .await;
     good.round_trip("before").await;
 
-    let offers_other = client_config(&ca)
-        .alpn_protocols(["http/1.1"])
-        .build()
-        .unwrap();
+    let offers_other = offering("http/1.1").build().unwrap();
     let socket = a_socket(&selector)
         .tcp()
-        .connect(("127.0.0.1", server.port))
+        .connect(("127.0.0.1", server.port()))
         .await
         .unwrap();
     let e = within(socket.tls(offers_other)).await.unwrap_err();
@@ -177,7 +181,7 @@ async fn an_alpn_mismatch_fails_with_no_application_protocol() {
         "{server_side:?}"
     );
     good.round_trip("after").await;
-    let view = good.finish(&mut server).await;
+    let view = server.finish_good(good).await.view;
     assert_eq!(view.alpn.as_deref(), Some(&b"h2"[..]));
 }
 
@@ -185,16 +189,10 @@ async fn an_alpn_mismatch_fails_with_no_application_protocol() {
 async fn a_tls_1_1_client_is_refused() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("old version ca");
-    let mut server = LineServer::start(
-        &selector,
-        server_config(&ca.server(&["localhost"])).build().unwrap(),
-    )
-    .await;
-    let mut good = Good::connect(&selector, server.port, client_config(&ca).build().unwrap()).await;
-    good.round_trip("before").await;
+    let (mut server, mut good) = serving(&selector, &ca).await;
 
     // Security level 0 lets OpenSSL 3 offer TLS 1.1 at all; `-tls1_1` allows only it.
-    let connect = format!("127.0.0.1:{}", server.port);
+    let connect = format!("127.0.0.1:{}", server.port());
     let s_client = tokio::task::spawn_blocking(move || {
         Command::new("openssl")
             .args(["s_client", "-connect", &connect, "-tls1_1"])
@@ -220,7 +218,7 @@ async fn a_tls_1_1_client_is_refused() {
         String::from_utf8_lossy(&output.stderr)
     );
     good.round_trip("after").await;
-    good.finish(&mut server).await;
+    server.finish_good(good).await;
 }
 
 /// A transport that writes one byte per write and flushes before the next.
@@ -275,15 +273,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for OneByteWrites<S> {
 async fn byte_at_a_time_records_complete_the_handshake_and_carry_data() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("trickle ca");
-    let mut server = LineServer::start(
-        &selector,
-        server_config(&ca.server(&["localhost"])).build().unwrap(),
-    )
-    .await;
-    let mut good = Good::connect(&selector, server.port, client_config(&ca).build().unwrap()).await;
-    good.round_trip("before").await;
+    let (mut server, mut good) = serving(&selector, &ca).await;
 
-    let tcp = TcpStream::connect(("127.0.0.1", server.port))
+    let tcp = TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .unwrap();
     tcp.set_nodelay(true).unwrap();
@@ -297,19 +289,10 @@ async fn byte_at_a_time_records_complete_the_handshake_and_carry_data() {
         .expect("a handshake written a byte at a time");
     good.round_trip("during the handshake's end").await;
     let mut client = BufReader::new(client);
-    let mut line = String::new();
-    within(client.read_line(&mut line)).await.unwrap();
-    assert_eq!(line.trim_end(), GREETING);
+    expect_line(&mut client, GREETING).await;
     let long = "x".repeat(LIMIT);
     for name in ["first trickle", long.as_str(), "last trickle"] {
-        client
-            .write_all(format!("{name}\n").as_bytes())
-            .await
-            .unwrap();
-        client.flush().await.unwrap();
-        line.clear();
-        within(client.read_line(&mut line)).await.unwrap();
-        assert_eq!(line.trim_end(), format!("Hello, {name}!"));
+        raw_round_trip(&mut client, name).await;
     }
     good.round_trip("during the trickle").await;
     let writes = client.get_ref().get_ref().0.writes;
@@ -322,11 +305,14 @@ async fn byte_at_a_time_records_complete_the_handshake_and_carry_data() {
     within(client.read_to_string(&mut rest)).await.unwrap();
     assert_eq!(rest, "", "a clean end");
 
-    let (_, lines, end) = server.session(Some("first trickle")).await;
-    end.expect("the trickling session ended cleanly");
-    assert_eq!(lines, ["first trickle", long.as_str(), "last trickle"]);
+    let outcome = server.session(Some("first trickle")).await.outcome;
+    outcome.end.expect("the trickling session ended cleanly");
+    assert_eq!(
+        outcome.lines,
+        ["first trickle", long.as_str(), "last trickle"]
+    );
     good.round_trip("after").await;
-    good.finish(&mut server).await;
+    server.finish_good(good).await;
 }
 
 /// An idle client after the handshake, under `socket_timeout`: the server's read gets
@@ -339,28 +325,28 @@ async fn an_idle_client_after_the_handshake_gets_a_timeout() {
     const TIMEOUT: Duration = Duration::from_millis(600);
     let selector = SelectorManager::new();
     let ca = TestCa::new("idle ca");
-    let mut server = LineServer::start_with(
+    let mut server = TlsLineServer::lines_with(
         &selector,
-        server_config(&ca.server(&["localhost"])).build().unwrap(),
+        ca.server(&["localhost"]).server_config().build().unwrap(),
         |tcp| tcp.socket_timeout(TIMEOUT),
     )
     .await;
-    let config = client_config(&ca).build().unwrap();
-    Good::once(&selector, &mut server, config.clone(), "before").await;
+    let config = localhost_client(&ca);
+    server.serve_once(&selector, config.clone(), "before").await;
 
     let socket = a_socket(&selector)
         .tcp()
-        .connect(("127.0.0.1", server.port))
+        .connect(("127.0.0.1", server.port()))
         .await
         .unwrap();
     let started = tokio::time::Instant::now();
     let mut idle = within(socket.tls(config.clone())).await.unwrap();
-    Good::once(&selector, &mut server, config.clone(), "during").await;
+    server.serve_once(&selector, config.clone(), "during").await;
 
-    let (_, lines, end) = server.session(None).await;
+    let outcome = server.session(None).await.outcome;
     assert!(started.elapsed() >= TIMEOUT, "{:?}", started.elapsed());
-    assert!(lines.is_empty());
-    let e = end.expect_err("the idle session timed out");
+    assert!(outcome.lines.is_empty());
+    let e = outcome.end.expect_err("the idle session timed out");
     assert!(matches!(e, net_io::Error::Timeout), "{e:?}");
     let mut input = idle.open_read_channel().unwrap();
     let greeting = within(input.read_line(LIMIT, LineEnding::Default))
@@ -371,5 +357,5 @@ async fn an_idle_client_after_the_handshake_gets_a_timeout() {
     assert!(matches!(end, Ok(None)), "a clean end: {end:?}");
     idle.close();
 
-    Good::once(&selector, &mut server, config, "after").await;
+    server.serve_once(&selector, config, "after").await;
 }

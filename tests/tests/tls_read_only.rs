@@ -6,8 +6,6 @@
 //! - the handshake timer runs on the selector's runtime, whatever executor polls the handshake;
 //! - a failed write never ends with `close_notify`: the peer sees truncation.
 
-mod tls_kit;
-
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -18,14 +16,15 @@ use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, a_socket};
+use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
+use net_tests::tls::{
+    LINE_LIMIT as LIMIT, is_truncated, localhost, rustls_client, rustls_error, rustls_io_error,
+    rustls_server,
+};
 use net_tests::{HANG_LIMIT, within};
 use net_tls::rustls::{self, AlertDescription};
 use net_tls::{Error, TlsExt, TlsVersion};
-use tls_kit::{
-    LIMIT, client_config, is_truncated, localhost, rustls_client, rustls_error, rustls_io_error,
-    rustls_server, server_config,
-};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -38,12 +37,8 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 async fn our_reading_server_follows_the_peers_key_update_and_writes_afterwards() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("key update ca");
-    let config = server_config(&ca.server(&["localhost"])).build().unwrap();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
     let port = listener.port().unwrap();
     let connector = TlsConnector::from(rustls_client(&ca));
     let (server, client) = within(async {
@@ -108,7 +103,7 @@ async fn our_reading_client_follows_the_peers_key_update_and_writes_afterwards()
     let acceptor = TlsAcceptor::from(rustls_server(&ca.server(&["localhost"])));
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let config = client_config(&ca).build().unwrap();
+    let config = ca.client_config().server_name("localhost").build().unwrap();
     let (peer, ours) = within(async {
         tokio::join!(
             async {
@@ -198,12 +193,8 @@ async fn forward_records(
 async fn a_corrupted_record_gets_its_fatal_alert_though_our_server_never_writes() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("bad record ca");
-    let config = server_config(&ca.server(&["localhost"])).build().unwrap();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
     let server_port = listener.port().unwrap();
 
     // The man in the middle: one connection, records from the client inspected.
@@ -323,7 +314,9 @@ fn the_handshake_timer_runs_on_the_selectors_runtime() {
         drop(accepted);
     });
     let ca = TestCa::new("silent server ca");
-    let config = client_config(&ca)
+    let config = ca
+        .client_config()
+        .server_name("localhost")
         .handshake_timeout(TIMEOUT)
         .build()
         .unwrap();
@@ -364,7 +357,7 @@ async fn a_failed_write_never_ends_with_close_notify() {
     const MAX_CHUNKS: usize = 1024;
     let selector = SelectorManager::new();
     let ca = TestCa::new("failed write ca");
-    let config = server_config(&ca.server(&["localhost"])).build().unwrap();
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = a_socket(&selector)
         .tcp()
         .socket_timeout(TIMEOUT)
@@ -408,7 +401,7 @@ async fn a_failed_write_never_ends_with_close_notify() {
         .connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let mut tls = within(socket.tls(client_config(&ca).build().unwrap()))
+    let mut tls = within(socket.tls(ca.client_config().server_name("localhost").build().unwrap()))
         .await
         .unwrap();
     let mut input = tls.open_read_channel().unwrap();

@@ -6,8 +6,6 @@
 //! `hyper_serves_http1_over_a_tls_stream_to_curl` needs `curl` on `PATH`, as the interop tests
 //! do.
 
-mod tls_kit;
-
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -17,10 +15,10 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use net_sockets::{SelectorManager, a_socket};
+use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
 use net_tests::{payload, within};
 use net_tls::{TlsExt, TlsVersion};
-use tls_kit::{client_config, server_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -35,15 +33,13 @@ async fn a_tls_stream_works_with_copy_bidirectional_and_answers_session_queries(
     let ca = TestCa::new("stream ca");
     let backend = net_tests::loopback::echo_server(&selector).await;
     let backend_port = backend.port().unwrap();
-    let config = server_config(&ca.server(&["localhost"]))
+    let config = ca
+        .server(&["localhost"])
+        .server_config()
         .alpn_protocols(["echo/1"])
         .build()
         .unwrap();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let port = listener.port().unwrap();
     let relay = tokio::spawn(async move {
         let tls = listener
@@ -69,7 +65,9 @@ async fn a_tls_stream_works_with_copy_bidirectional_and_answers_session_queries(
         .connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let config = client_config(&ca)
+    let config = ca
+        .client_config()
+        .server_name("localhost")
         .alpn_protocols(["echo/1"])
         .build()
         .unwrap();
@@ -107,15 +105,13 @@ async fn hyper_serves_http1_over_a_tls_stream_to_curl() {
     const BODY: &str = "hello from hyper over net-tls\n";
     let selector = SelectorManager::new();
     let ca = TestCa::new("hyper ca");
-    let config = server_config(&ca.server(&["localhost"]))
+    let config = ca
+        .server(&["localhost"])
+        .server_config()
         .alpn_protocols(["http/1.1"])
         .build()
         .unwrap();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let port = listener.port().unwrap();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&requests);
