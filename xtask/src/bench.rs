@@ -29,6 +29,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("pingpong-500", "netbench"),
     ("pipeline-1", "netbench"),
     ("pipeline-50", "netbench"),
+    ("pipeline-500", "netbench"),
     ("echo-1", "netbench"),
     ("echo-16", "netbench"),
     ("tls-echo", "netbench"),

@@ -145,6 +145,15 @@ const SCENARIOS: &[Scenario] = &[
         baselines: PIPELINE,
     },
     Scenario {
+        name: "pipeline-500",
+        role: Role::PingPong,
+        load: Load::Pipeline {
+            conns: 500,
+            burst: load::BURST,
+        },
+        baselines: PIPELINE,
+    },
+    Scenario {
         name: "echo-1",
         role: Role::Echo,
         load: Load::Echo {
