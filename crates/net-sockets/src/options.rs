@@ -66,6 +66,12 @@ pub struct SocketOptions {
     /// the reader is about to wait for more input — a burst of pipelined requests is answered
     /// with one send, not one per request. A lone request's answer leaves at once, and a socket
     /// that only writes flushes as it always does. Default: on.
+    ///
+    /// The trade-off is that of every flush-when-idle server (a hand-tuned tokio server, Go's
+    /// `bufio` idiom): while a client pipelines, an answer waits for the requests received with
+    /// it to be handled. A server that does slow work per request for pipelining clients may
+    /// prefer each answer to leave at once: turn it off. `flush_and_close`, `close` and
+    /// `close_gracefully` send what was held back first.
     pub coalesce_flushes: bool,
     /// TCP `connect`: the local address to bind to first (bind-before-connect: a source address
     /// or port of your choosing). With a host name, only the addresses of its family are tried.
