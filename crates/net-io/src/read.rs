@@ -832,6 +832,11 @@ impl ByteReadChannel {
             let n = usize::try_from(limit - copied)
                 .unwrap_or(usize::MAX)
                 .min(self.buf.len());
+            // These bytes are being passed on, not waiting to be read: a transport that holds
+            // answers back while requests wait (flush coalescing) must not hold these.
+            if let Some(backlog) = &self.backlog {
+                backlog.set(self.buf.len() > n);
+            }
             // Straight from this buffer to the transport: no copy into `dst`'s buffer.
             dst.write_through(&self.buf[..n]).await?;
             self.buf.advance(n);
