@@ -317,6 +317,10 @@ impl Conn {
 
     /// Holds `buf` back in the cork, if it fits; `false` when it must be sent instead.
     fn hold(&self, buf: &[u8]) -> bool {
+        if self.write_state.load(Ordering::Acquire) == FAILED {
+            // Sending reports the failure.
+            return false;
+        }
         let mut cork = lock(&self.cork);
         if cork.len() + buf.len() > CORK_LIMIT {
             return false;
@@ -342,7 +346,13 @@ impl Conn {
                     tracing::trace!(parent: self.core.span(), bytes, "sent");
                     cork.advance(bytes);
                 }
-                Err(_) => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => {
+                    // The peer is gone: what was held back cannot be delivered. The write
+                    // channel learns it from its next write; the close resets.
+                    self.write_state.fetch_max(FAILED, Ordering::AcqRel);
+                    cork.clear();
+                }
             }
         }
         self.release_cork(&mut cork);
