@@ -278,3 +278,48 @@ fn a_tls_burst_is_answered_with_one_send() {
         &sends,
     );
 }
+
+/// Answers held back while the client pipelines, more than the socket takes when the reader
+/// waits: the rest leaves as the socket drains, in order, without the reader waiting for it.
+#[test]
+fn held_back_answers_the_socket_cannot_take_at_once_still_arrive_in_order() {
+    let sends = Sends::default();
+    counting(
+        async {
+            let selector = SelectorManager::new();
+            let server = a_socket(&selector)
+                .tcp()
+                .send_buffer_size(4096)
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let port = server.port().unwrap();
+            let raw =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            raw.set_recv_buffer_size(4096).unwrap();
+            raw.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+                .unwrap();
+            raw.set_nonblocking(true).unwrap();
+            let mut client = TcpStream::from_std(raw.into()).unwrap();
+            let accepted = within(server.accept()).await.unwrap();
+            let serving = tokio::spawn(greet(accepted));
+            read_exactly(&mut client, "Please enter your name\n").await;
+            // About 40 KiB of answers, less than the coalescing limit, far more than the
+            // socket takes; the burst ends in half a request, so the answers are still held
+            // back when the server's reader goes to wait for the rest of it.
+            const N: usize = 3_000;
+            let mut requests: String = (0..N).map(|i| format!("n{i}\n")).collect();
+            requests.push_str("part");
+            client.write_all(requests.as_bytes()).await.unwrap();
+            // Read nothing for a while: the server's socket fills up.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let answers: String = (0..N).map(|i| format!("Hello, n{i}!\n")).collect();
+            read_exactly(&mut client, &answers).await;
+            client.write_all(b"ial\n").await.unwrap();
+            read_exactly(&mut client, "Hello, partial!\n").await;
+            drop(client);
+            within(serving).await.unwrap();
+        },
+        &sends,
+    );
+}
