@@ -93,6 +93,12 @@
 #[doc = include_str!("guarantees.md")]
 pub mod guarantees {}
 
+#[doc = include_str!("guide.md")]
+pub mod guide {}
+
+#[doc = include_str!("coming_from_ktor.md")]
+pub mod coming_from_ktor {}
+
 mod address;
 mod adopt;
 mod builder;

@@ -33,6 +33,245 @@
 //! A peer that ends the TCP stream without TLS's `close_notify` alert makes reads fail with an
 //! [`std::io::ErrorKind::UnexpectedEof`] error whose inner error is [`Truncated`], where a clean
 //! close gives an ordinary end of stream (`Ok(None)` from a line read).
+//!
+//! # Serving TLS in production
+//!
+//! The guide of `net-sockets`, [`net_sockets::guide`], walks the seed's greeting server through
+//! line limits, timeouts, connection caps, graceful shutdown and the PROXY protocol. All of it
+//! holds for a [`TlsSocket`] unchanged, since it is a [`Socket`](net_sockets::Socket) with a
+//! TLS layer; this section adds what is particular to TLS.
+//!
+//! ## Certificates from PEM files
+//!
+//! Build the [`TlsServerConfig`] once, before accepting, and run each handshake in the
+//! connection's own task, so that a slow client holds up no other:
+//!
+//! ```no_run
+//! use net_io::LineEnding;
+//! use net_sockets::{a_socket, SelectorManager, Socket};
+//! use net_tls::{TlsExt, TlsServerConfig};
+//!
+//! type BoxError = Box<dyn std::error::Error + Send + Sync>;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), BoxError> {
+//!     let config = TlsServerConfig::builder()
+//!         .certificate_chain_pem_file("/etc/greeter/tls/fullchain.pem")? // leaf first
+//!         .private_key_pem_file("/etc/greeter/tls/privkey.pem")?
+//!         .build()?;
+//!     let selector = SelectorManager::new();
+//!     let server = a_socket(&selector).tcp().bind(("0.0.0.0", 9443)).await?;
+//!     loop {
+//!         let socket = server.accept().await?;
+//!         let config = config.clone(); // cheap: clones share one configuration
+//!         tokio::spawn(async move {
+//!             let peer = socket.remote_address();
+//!             if let Err(e) = greet(socket, &config).await {
+//!                 eprintln!("{peer}: {e}");
+//!             }
+//!         });
+//!     }
+//! }
+//!
+//! async fn greet(socket: Socket, config: &TlsServerConfig) -> Result<(), BoxError> {
+//!     let mut tls = socket.tls_server(config).await?;
+//!     let mut input = tls.open_read_channel()?;
+//!     let mut output = tls.open_write_channel(true)?;
+//!     output.write_string_utf8("Please enter your name\n").await?;
+//!     while let Some(name) = input.read_line(8192, LineEnding::Default).await? {
+//!         output.write_string_utf8(&format!("Hello, {name}!\n")).await?;
+//!     }
+//!     tls.close(); // sends close_notify
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A missing, empty or malformed file is [`Error::Pem`] naming the file; a key that does not
+//! match the certificate is [`Error::Config`]. The key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+//! [`sni_certificate_pem`](TlsServerConfigBuilder::sni_certificate_pem) adds a certificate for
+//! clients that ask for another name by SNI.
+//!
+//! ## Rotating certificates without a restart
+//!
+//! Clones of a [`TlsServerConfig`] share one slot. [`reload`](TlsServerConfig::reload) puts a
+//! newly built configuration into it: every handshake that starts afterwards uses the new
+//! certificate, and connections already open keep the one they started with. Build the new
+//! configuration first, so that a bad file leaves the old one in place:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use net_tls::TlsServerConfig;
+//!
+//! fn load() -> net_tls::Result<TlsServerConfig> {
+//!     TlsServerConfig::builder()
+//!         .certificate_chain_pem_file("/etc/greeter/tls/fullchain.pem")?
+//!         .private_key_pem_file("/etc/greeter/tls/privkey.pem")?
+//!         .build()
+//! }
+//!
+//! # async fn demo() -> net_tls::Result<()> {
+//! let config = load()?; // given to `tls_server` as above
+//! let rotating = config.clone();
+//! tokio::spawn(async move {
+//!     loop {
+//!         tokio::time::sleep(Duration::from_secs(6 * 60 * 60)).await;
+//!         match load() {
+//!             Ok(new) => rotating.reload(&new),
+//!             Err(e) => eprintln!("keeping the current certificate: {e}"),
+//!         }
+//!     }
+//! });
+//! # Ok(()) }
+//! ```
+//!
+//! A timer is one trigger; a signal (SIGHUP) or a file watcher calls `reload` the same way.
+//!
+//! ## Client certificates (mutual TLS)
+//!
+//! [`client_auth_required`](TlsServerConfigBuilder::client_auth_required) refuses clients without
+//! a certificate issued by one of the given CAs;
+//! [`client_auth_optional`](TlsServerConfigBuilder::client_auth_optional) asks for one, verifies
+//! any that is sent, and accepts clients without. After the handshake,
+//! [`peer_certificates`](TlsSession::peer_certificates) holds the client's chain, its own
+//! certificate first (empty when it sent none):
+//!
+//! ```no_run
+//! use net_tls::{TlsExt, TlsServerConfig};
+//!
+//! # async fn demo(socket: net_sockets::Socket, chain: &[u8], key: &[u8], clients_ca: &[u8]) -> net_tls::Result<()> {
+//! let config = TlsServerConfig::builder()
+//!     .certificate_chain_pem(chain)?
+//!     .private_key_pem(key)?
+//!     .client_auth_required(clients_ca)?
+//!     .build()?;
+//! let tls = socket.tls_server(&config).await?;
+//! let client_certificate = &tls.peer_certificates()[0]; // DER, verified against `clients_ca`
+//! # let _ = client_certificate; Ok(()) }
+//! ```
+//!
+//! A client without a certificate fails the server's handshake with
+//! [`Error::Handshake`]`(rustls::Error::NoCertificatesPresented)`. With TLS 1.3 the client may
+//! learn of the refusal only on its first read.
+//!
+//! ## ALPN
+//!
+//! [`alpn_protocols`](TlsServerConfigBuilder::alpn_protocols) lists the application protocols
+//! the server speaks, most preferred first; [`alpn_protocol`](TlsSession::alpn_protocol) says
+//! which one the handshake chose. A client that offers ALPN but none of these is refused; one
+//! that offers none gets `None`.
+//!
+//! ```no_run
+//! use net_tls::{TlsExt, TlsServerConfig};
+//!
+//! # async fn demo(socket: net_sockets::Socket, chain: &[u8], key: &[u8]) -> net_tls::Result<()> {
+//! let config = TlsServerConfig::builder()
+//!     .certificate_chain_pem(chain)?
+//!     .private_key_pem(key)?
+//!     .alpn_protocols(["h2", "http/1.1"])
+//!     .build()?;
+//! let tls = socket.tls_server(&config).await?;
+//! match tls.alpn_protocol() {
+//!     Some(b"h2") => { /* HTTP/2 */ }
+//!     _ => { /* HTTP/1.1 */ }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## STARTTLS
+//!
+//! A protocol that starts in plain text and upgrades on a command (SMTP, IMAP, ...) talks over
+//! a [`Connection`](net_sockets::Connection) first, then calls
+//! [`tls_server`](TlsExt::tls_server) (or [`tls`](TlsExt::tls) on the client) on it. The
+//! upgrade flushes the connection's output first, and bytes its input already holds (a
+//! ClientHello that arrived together with the command) go to the handshake:
+//!
+//! ```no_run
+//! use net_io::LineEnding;
+//! use net_tls::{TlsExt, TlsServerConfig, TlsSocket};
+//!
+//! # async fn demo(socket: net_sockets::Socket, config: TlsServerConfig) -> Result<Option<TlsSocket>, Box<dyn std::error::Error>> {
+//! let mut plain = socket.connection()?;
+//! plain.output.write_string_utf8("220 greeter ready\r\n").await?;
+//! plain.output.flush().await?;
+//! while let Some(command) = plain.input.read_line(512, LineEnding::Default).await? {
+//!     if command.eq_ignore_ascii_case("STARTTLS") {
+//!         plain.output.write_string_utf8("220 Ready to start TLS\r\n").await?;
+//!         return Ok(Some(plain.tls_server(&config).await?)); // flushes the reply first
+//!     }
+//!     plain.output.write_string_utf8("502 Command not implemented\r\n").await?;
+//!     plain.output.flush().await?;
+//! }
+//! Ok(None) // the client left without upgrading
+//! # }
+//! ```
+//!
+//! ## Handshake timeout
+//!
+//! A server handshake that does not complete within
+//! [`handshake_timeout`](TlsServerConfigBuilder::handshake_timeout) (10 seconds by default)
+//! fails with [`Error::HandshakeTimeout`] and closes the connection, so a client that connects
+//! and sends nothing holds its slot for that long at most. Failed handshakes are worth a log
+//! line, not an alarm: scanners and clients with an outdated trust store make them all the time.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use net_tls::{Error, TlsExt, TlsServerConfig};
+//!
+//! # async fn demo(socket: net_sockets::Socket, chain: &[u8], key: &[u8]) -> net_tls::Result<()> {
+//! let config = TlsServerConfig::builder()
+//!     .certificate_chain_pem(chain)?
+//!     .private_key_pem(key)?
+//!     .handshake_timeout(Duration::from_secs(5))
+//!     .build()?;
+//! let peer = socket.remote_address();
+//! let tls = match socket.tls_server(&config).await {
+//!     Ok(tls) => tls,
+//!     Err(Error::HandshakeTimeout(after)) => {
+//!         eprintln!("{peer}: no handshake within {after:?}");
+//!         return Ok(());
+//!     }
+//!     Err(Error::Handshake(reason)) => {
+//!         eprintln!("{peer}: handshake failed: {reason}");
+//!         return Ok(());
+//!     }
+//!     Err(e) => return Err(e),
+//! };
+//! # let _ = tls; Ok(()) }
+//! ```
+//!
+//! ## tokio's I/O traits: `TlsStream`
+//!
+//! [`into_stream`](net_sockets::Socket::into_stream) turns a [`TlsSocket`] into a
+//! [`TlsStream`]: one `AsyncRead + AsyncWrite + Unpin` value for code written against tokio's
+//! traits, such as `tokio::io::copy_bidirectional` or hyper (through `hyper_util`'s `TokioIo`
+//! adapter). It keeps the socket's `socket_timeout`, dereferences to the socket (addresses,
+//! `close`, the session queries), and its `poll_shutdown` sends `close_notify` and FIN. Here it
+//! terminates TLS in front of a plain-text service:
+//!
+//! ```no_run
+//! use net_sockets::{a_socket, SelectorManager, Socket};
+//! use net_tls::{TlsExt, TlsServerConfig};
+//!
+//! # async fn demo(selector: SelectorManager, socket: Socket, config: TlsServerConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! let mut client = socket.tls_server(&config).await?.into_stream()?;
+//! println!("ALPN: {:?}", client.alpn_protocol()); // the session, through the stream
+//! let upstream = a_socket(&selector).tcp().connect(("127.0.0.1", 8080)).await?;
+//! let mut upstream = upstream.into_stream()?;
+//! let (sent, received) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+//! println!("{sent} bytes up, {received} bytes down");
+//! # Ok(()) }
+//! ```
+//!
+//! ## Closing
+//!
+//! [`close`](net_sockets::Socket::close) sends `close_notify`, then closes at once;
+//! [`Connection::close_gracefully`](net_sockets::Connection::close_gracefully) on a
+//! [`TlsConnection`] flushes, sends `close_notify` and FIN, and waits (up to a time you give)
+//! for the client to close too, so that no reply is lost to a reset. After a failed write
+//! neither sends `close_notify`: the client sees a cut stream ([`Truncated`] on its side, if it
+//! uses this crate), never a clean end.
 
 /// The setters both configuration builders have (ALPN, protocol versions, handshake timeout),
 /// with each side's documentation.
