@@ -248,6 +248,8 @@ fn main() -> Result<()> {
                 );
             }
             "--smoke" => smoke = true,
+            // `cargo bench` passes it to a `harness = false` bench target.
+            "--bench" => {}
             name if !name.starts_with('-') => names.push(name.to_owned()),
             other => bail!("unknown option {other}"),
         }

@@ -750,7 +750,8 @@ impl ByteReadChannel {
     /// stream ended with fewer.
     ///
     /// The buffer grows as the bytes arrive, never by `min` at once (see
-    /// [Memory](Self#memory)).
+    /// [Memory](Self#memory)). A look-ahead: after [`Error::TooLongLine`] the next line read
+    /// still skips the rest of the over-long line (the bytes seen here may be that rest).
     ///
     /// # Errors
     ///
@@ -760,7 +761,8 @@ impl ByteReadChannel {
     ///
     /// Cancel safe.
     pub async fn await_content(&mut self, min: usize) -> Result<bool> {
-        self.begin_read()?;
+        // A look-ahead: the skip of an over-long line stays due for the next line read.
+        self.check_cancelled()?;
         while self.buf.len() < min {
             if self.fill_toward(min).await? == 0 {
                 return Ok(false);
@@ -770,7 +772,7 @@ impl ByteReadChannel {
     }
 
     /// Returns a copy of the next `n` bytes without consuming them; `None` if the stream ends
-    /// with fewer.
+    /// with fewer. A look-ahead, as [`await_content`](Self::await_content).
     ///
     /// # Errors
     ///
@@ -796,6 +798,7 @@ impl ByteReadChannel {
     ///
     /// Cancel safe.
     pub async fn skip_if_found(&mut self, pattern: &[u8]) -> Result<bool> {
+        self.begin_read()?;
         if !self.await_content(pattern.len()).await? || !self.buf.starts_with(pattern) {
             return Ok(false);
         }
@@ -1057,10 +1060,11 @@ impl ByteReadChannel {
             self.eof = true;
             return Poll::Ready(Ok(0));
         };
-        if self.buf.capacity() == 0 {
+        if self.received == 0 && self.buf.capacity() == 0 {
             // A channel that has received nothing yet has no buffer: its first read goes to a
             // small buffer on the stack, and the channel's own is made when bytes arrive. An
-            // idle connection holds no read buffer.
+            // idle connection holds no read buffer. (Later, a buffer read to its end has no
+            // capacity left either, but `reserve` below takes its allocation back.)
             let mut probe = [0; PROBE];
             let mut read_buf = ReadBuf::new(&mut probe);
             return match ready!(Pin::new(source).poll_read(cx, &mut read_buf)) {
@@ -1080,7 +1084,9 @@ impl ByteReadChannel {
             };
         }
         let spare = self.buf.capacity() - self.buf.len();
-        if spare < want || spare < READ_CHUNK / 2 {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(want.max(READ_CHUNK));
+        } else if spare < want || spare < READ_CHUNK / 2 {
             // Asking for no more than half a chunk lets `reserve` move the unread tail to the
             // front of the existing allocation instead of allocating, so a steady stream of
             // reads does not allocate.

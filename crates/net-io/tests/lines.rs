@@ -810,3 +810,20 @@ async fn many_lines_through_byte_channel() {
         guard(writer).await.unwrap();
     }
 }
+
+/// Looking ahead (`await_content`, `peek`) after `TooLongLine` does not cancel the skip: the
+/// next line read still skips the rest of the over-long line.
+#[tokio::test]
+async fn look_ahead_keeps_the_skip_of_an_over_long_line() {
+    let mut input = ByteReadChannel::from_bytes("much too long\nnext\n");
+    assert!(matches!(
+        input.read_line(4, LineEnding::Default).await,
+        Err(Error::TooLongLine { limit: 4 })
+    ));
+    assert!(input.await_content(1).await.unwrap());
+    assert!(input.peek(1).await.unwrap().is_some());
+    assert_eq!(
+        input.read_line(4, LineEnding::Default).await.unwrap().as_deref(),
+        Some("next")
+    );
+}

@@ -78,11 +78,16 @@ pub(crate) trait Owner: Send + Sync + 'static {
 
     /// A graceful shutdown of the selector began (a listener stops accepting).
     fn stop_accepting(&self) {}
+
+    /// The selector closes: close as this kind of socket closes (by default gracefully).
+    fn close_for_selector(&self) {
+        self.core().close(CloseMode::Graceful);
+    }
 }
 
 impl<T: Owner> Release for T {
     fn release(&self) {
-        self.core().close(CloseMode::Graceful);
+        self.close_for_selector();
     }
 
     fn stop_accepting(&self) {

@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::CloseMode;
 use crate::selector::lock;
 use crate::stream::Conn;
 
@@ -205,7 +204,7 @@ impl Group {
             .collect();
         let cut = remaining.len();
         for conn in remaining {
-            conn.close_with(CloseMode::Graceful);
+            conn.close();
         }
         tracing::debug!(
             finished = at_start.saturating_sub(cut),

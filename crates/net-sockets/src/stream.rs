@@ -212,6 +212,11 @@ impl Owner for Conn {
     fn core(&self) -> &Core<Stream> {
         &self.core
     }
+
+    /// Held-back answers go first; a connection whose writes failed is reset.
+    fn close_for_selector(&self) {
+        self.close();
+    }
 }
 
 impl Conn {

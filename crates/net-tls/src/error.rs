@@ -118,6 +118,14 @@ impl From<net_sockets::Error> for Error {
     }
 }
 
+impl From<net_io::Error> for Error {
+    /// A channel error (from reading or writing a TLS socket's channels), as
+    /// [`Error::Socket`]; `net_sockets::Error::from` says how it maps.
+    fn from(e: net_io::Error) -> Self {
+        Error::Socket(e.into())
+    }
+}
+
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::Socket(e.into())

@@ -35,7 +35,8 @@ pub(crate) enum Outcome {
 ///
 /// Reads that fail consume nothing. After `TooLong` from a line read or `read_until`, the next
 /// line read or `read_until` first skips through the next delimiter (its own delimiter rules);
-/// any other read drops that skip.
+/// any other read that consumes drops that skip (the look-aheads `peek` and `await_content`
+/// keep it).
 #[derive(Debug)]
 pub(crate) struct Model {
     input: Vec<u8>,
@@ -140,13 +141,11 @@ impl Model {
 
     /// The next `n` bytes without consuming them (`peek`), `None` if the input has fewer.
     pub(crate) fn peek(&mut self, n: usize) -> Option<Vec<u8>> {
-        self.skip = false;
         self.rest().get(..n).map(<[u8]>::to_vec)
     }
 
     /// Whether `n` bytes are there (`await_content`).
     pub(crate) fn has(&mut self, n: usize) -> bool {
-        self.skip = false;
         self.rest().len() >= n
     }
 
