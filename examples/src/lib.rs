@@ -58,11 +58,16 @@ pub async fn greet(
     stop: &ShutdownSignal,
 ) -> net_io::Result<Ending> {
     output.write_string_utf8("Please enter your name\n").await?;
+    // One line buffer and one reply buffer for the whole conversation: no allocation per line.
+    let mut name = String::new();
+    let mut reply = String::new();
     loop {
-        // Both arms are cancel safe: a line is consumed only when it is returned whole.
+        name.clear();
+        // Both arms are cancel safe: a line is consumed (and `name` touched) only when it is
+        // there whole.
         let line = tokio::select! {
             biased;
-            line = input.read_line(LINE_LIMIT, net_io::LineEnding::Default) => line,
+            line = input.read_line_to(&mut name, LINE_LIMIT, net_io::LineEnding::Default) => line,
             () = stop.requested() => {
                 output.write_string_utf8(SHUTDOWN_LINE).await?;
                 output.flush_and_close().await?;
@@ -70,10 +75,12 @@ pub async fn greet(
             }
         };
         match line {
-            Ok(Some(name)) => {
-                output
-                    .write_string_utf8(&format!("Hello, {name}!\n"))
-                    .await?
+            Ok(Some(_)) => {
+                reply.clear();
+                reply.push_str("Hello, ");
+                reply.push_str(&name);
+                reply.push_str("!\n");
+                output.write_string_utf8(&reply).await?
             }
             Ok(None) => return Ok(Ending::ClientLeft),
             Err(e @ net_io::Error::TooLongLine { .. }) => {

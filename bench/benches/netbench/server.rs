@@ -206,15 +206,27 @@ async fn ours_tcp(role: Role, tls: Option<TlsServerConfig>) -> Result<()> {
     }
 }
 
-/// The seed's server loop, as `sockets-server` runs it.
+/// The seed's server loop, as `sockets-server` runs it (`examples::greet`): an auto-flushed
+/// write channel, `read_line_to` into a reused `String`, the reply built in a reused `String`.
 async fn ours_pingpong(mut socket: net_sockets::Socket) -> Result<()> {
     let mut input = socket.open_read_channel()?;
     let mut output = socket.open_write_channel(true)?;
     output.write_string_utf8(GREETING).await?;
-    while let Some(name) = input.read_line(LINE_LIMIT, LineEnding::Default).await? {
-        output
-            .write_string_utf8(&format!("Hello, {name}!\n"))
-            .await?;
+    let (mut name, mut reply) = (String::new(), String::new());
+    loop {
+        name.clear();
+        if input
+            .read_line_to(&mut name, LINE_LIMIT, LineEnding::Default)
+            .await?
+            .is_none()
+        {
+            break;
+        }
+        reply.clear();
+        reply.push_str("Hello, ");
+        reply.push_str(&name);
+        reply.push_str("!\n");
+        output.write_string_utf8(&reply).await?;
     }
     socket.close();
     Ok(())

@@ -823,7 +823,11 @@ async fn look_ahead_keeps_the_skip_of_an_over_long_line() {
     assert!(input.await_content(1).await.unwrap());
     assert!(input.peek(1).await.unwrap().is_some());
     assert_eq!(
-        input.read_line(4, LineEnding::Default).await.unwrap().as_deref(),
+        input
+            .read_line(4, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
         Some("next")
     );
 }

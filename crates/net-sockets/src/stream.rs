@@ -662,6 +662,14 @@ impl WriteHalf {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if !self.half.conn.corked.load(Ordering::Acquire) {
+            // Nothing held back: the plain path.
+            return if buf.is_empty() {
+                Poll::Ready(Ok(0))
+            } else {
+                self.poll_send(cx, |s| s.send_with_flags(buf, SEND_FLAGS))
+            };
+        }
         let conn = Arc::clone(&self.half.conn);
         while conn.corked.load(Ordering::Acquire) {
             let mut cork = lock(&conn.cork);
@@ -735,12 +743,10 @@ impl AsyncWrite for WriteHalf {
         }
         // Everything written is with the kernel (or held back to leave before anything else):
         // a timed-out write has been made good.
-        let _ = this.half.conn.write_state.compare_exchange(
-            TIMED_OUT,
-            CLEAN,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        let state = &this.half.conn.write_state;
+        if state.load(Ordering::Acquire) == TIMED_OUT {
+            let _ = state.compare_exchange(TIMED_OUT, CLEAN, Ordering::AcqRel, Ordering::Acquire);
+        }
         Poll::Ready(Ok(()))
     }
 
