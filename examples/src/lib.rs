@@ -19,6 +19,25 @@ pub use tls::{describe_session, sha256_fingerprint};
 use net_sockets::ShutdownSignal;
 use shutdown::SHUTDOWN_LINE;
 
+/// Connects to `host:port` (a name is resolved, every address tried), with the error the example
+/// programs print when nobody answers.
+///
+/// # Errors
+///
+/// `cannot connect to HOST:PORT`, with the reason.
+pub async fn connect(
+    selector: &net_sockets::SelectorManager,
+    host: &str,
+    port: u16,
+) -> anyhow::Result<net_sockets::Socket> {
+    use anyhow::Context;
+    net_sockets::a_socket(selector)
+        .tcp()
+        .connect((host, port))
+        .await
+        .with_context(|| format!("cannot connect to {host}:{port}"))
+}
+
 /// The longest line the greeting servers accept, in bytes.
 pub const LINE_LIMIT: usize = 8192;
 

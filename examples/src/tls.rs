@@ -76,27 +76,71 @@ fn self_signed(common_name: &str) -> anyhow::Result<(String, String, Vec<u8>)> {
     Ok((cert.pem(), key.serialize_pem(), cert.der().to_vec()))
 }
 
-/// A client configuration: the bundled roots by default, the CA certificates of the PEM file
-/// `ca` instead, or (`insecure`) no verification at all, with a warning on stderr.
-///
-/// The caller has made sure that `ca` and `insecure` do not come together.
-///
-/// # Errors
-///
-/// A CA file that cannot be read or holds no certificate.
-pub fn client_config(ca: Option<&Path>, insecure: bool) -> anyhow::Result<TlsConfig> {
-    let mut config = TlsConfig::builder();
-    if let Some(ca) = ca {
-        config = config.add_root_certificates_pem_file(ca)?;
+/// A TLS server's certificate, from its command line (`--cert FILE --key FILE`, or neither for a
+/// self-signed one).
+#[derive(clap::Args, Debug)]
+pub struct Identity {
+    /// The certificate chain, leaf first (PEM); default: a self-signed certificate.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl Identity {
+    /// The configuration builder with this certificate, and lines describing it (see
+    /// [`server_identity`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`server_identity`].
+    pub fn builder(&self, program: &str) -> anyhow::Result<(TlsServerConfigBuilder, Vec<String>)> {
+        server_identity(self.cert.as_deref().zip(self.key.as_deref()), program)
     }
-    if insecure {
-        eprintln!(
-            "warning: --insecure: the server's certificate is not verified; \
-             anyone on the path can read and change this connection"
-        );
-        config = config.dangerous_accept_any_server_certificate();
+}
+
+/// How a TLS client decides whom to trust, from its command line (`--ca FILE`, `--insecure`).
+#[derive(clap::Args, Debug)]
+pub struct Trust {
+    /// Trust the CA certificates in this PEM file instead of the bundled roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Accept any server certificate (unsafe: the Kotlin sample's trust-all mode, or a test
+    /// against a self-signed server).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl Trust {
+    /// Ends the program with a usage error (exit status 2) when `--ca` and `--insecure` come
+    /// together; call it right after parsing the command line `A`.
+    pub fn check<A: clap::CommandFactory>(&self) {
+        if self.ca.is_some() && self.insecure {
+            crate::cli::usage_error::<A>("--ca and --insecure exclude each other");
+        }
     }
-    Ok(config.build()?)
+
+    /// The client configuration: the bundled Mozilla roots, the CA file's certificates instead,
+    /// or (with a warning on stderr) no verification at all.
+    ///
+    /// # Errors
+    ///
+    /// A CA file that cannot be read or holds no certificate.
+    pub fn config(&self) -> anyhow::Result<TlsConfig> {
+        let mut config = TlsConfig::builder();
+        if let Some(ca) = &self.ca {
+            config = config.add_root_certificates_pem_file(ca)?;
+        }
+        if self.insecure {
+            eprintln!(
+                "warning: --insecure: the server's certificate is not verified; \
+                 anyone on the path can read and change this connection"
+            );
+            config = config.dangerous_accept_any_server_certificate();
+        }
+        Ok(config.build()?)
+    }
 }
 
 /// The SHA-256 fingerprint of a DER certificate, as upper-case hex pairs joined by colons (the

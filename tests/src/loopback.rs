@@ -7,7 +7,8 @@ use std::sync::Arc;
 use futures_core::Stream;
 use net_io::{ByteReadChannel, ByteWriteChannel};
 use net_sockets::{
-    BoundDatagramSocket, SelectorManager, ServerSocket, Socket, ToSocketAddress, a_socket,
+    BoundDatagramSocket, SelectorManager, ServerSocket, Socket, TcpSocketBuilder, ToSocketAddress,
+    a_socket,
 };
 use net_tls::TlsSocket;
 
@@ -54,8 +55,15 @@ impl_channels!(Socket, TlsSocket);
 
 /// A TCP listener on `127.0.0.1:0`.
 pub async fn tcp_listener(selector: &SelectorManager) -> ServerSocket {
-    a_socket(selector)
-        .tcp()
+    tcp_listener_with(selector, |builder| builder).await
+}
+
+/// A TCP listener on `127.0.0.1:0`, with the options `configure` sets on the builder.
+pub async fn tcp_listener_with(
+    selector: &SelectorManager,
+    configure: impl FnOnce(TcpSocketBuilder) -> TcpSocketBuilder,
+) -> ServerSocket {
+    configure(a_socket(selector).tcp())
         .bind(("127.0.0.1", 0))
         .await
         .expect("bind a TCP listener on 127.0.0.1:0")

@@ -11,7 +11,8 @@ use net_sockets::{
     Datagram, Error, InetSocketAddress, MAX_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE_V6, SelectorManager,
     UnixSocketAddress, a_socket,
 };
-use net_tests::loopback::{connected_pair, tcp_listener};
+use net_tests::fault::raw_peer_of;
+use net_tests::loopback::{connected_pair, tcp_listener, tcp_listener_with};
 use net_tests::{TempDir, payload, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -91,16 +92,9 @@ async fn write_until_stuck(output: &mut ByteWriteChannel) -> net_io::Error {
 #[tokio::test]
 async fn a_failed_write_ends_the_connection_with_a_reset_not_a_clean_end() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .socket_timeout(Duration::from_millis(300))
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
-        .await
-        .unwrap();
-    let socket = within(listener.accept()).await.unwrap();
+    let listener =
+        tcp_listener_with(&selector, |b| b.socket_timeout(Duration::from_millis(300))).await;
+    let (mut peer, socket) = raw_peer_of(&listener).await;
     let mut connection = socket.connection().unwrap();
     // The peer stalls: the write times out.
     let e = write_until_stuck(&mut connection.output).await;
@@ -119,10 +113,7 @@ async fn a_failed_write_ends_the_connection_with_a_reset_not_a_clean_end() {
 async fn close_gracefully_delivers_everything_though_input_was_never_read() {
     let selector = SelectorManager::new();
     let listener = tcp_listener(&selector).await;
-    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
-        .await
-        .unwrap();
-    let socket = within(listener.accept()).await.unwrap();
+    let (mut peer, socket) = raw_peer_of(&listener).await;
     // 1 KiB the server never reads: a plain close would answer it with a reset.
     peer.write_all(&payload(1024)).await.unwrap();
     let mut connection = socket.connection().unwrap();
@@ -144,12 +135,7 @@ async fn close_gracefully_delivers_everything_though_input_was_never_read() {
 #[tokio::test]
 async fn durations_too_large_for_the_clock_mean_no_timeout() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .socket_timeout(Duration::MAX)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener_with(&selector, |b| b.socket_timeout(Duration::MAX)).await;
     let port = listener.port().unwrap();
     let client = within(
         a_socket(&selector)
@@ -208,13 +194,10 @@ async fn an_option_the_os_refuses_fails_bind_and_connect() {
 #[tokio::test(flavor = "current_thread")]
 async fn linger_never_blocks_the_runtime() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .linger(Duration::from_secs(3))
-        .send_buffer_size(32 * 1024)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener_with(&selector, |b| {
+        b.linger(Duration::from_secs(3)).send_buffer_size(32 * 1024)
+    })
+    .await;
     // The peer never reads.
     let _peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
         .await
@@ -395,10 +378,7 @@ async fn flush_and_close_after_the_peers_reset_is_a_typed_error() {
 async fn dropping_the_write_channel_sends_nothing_until_the_socket_closes() {
     let selector = SelectorManager::new();
     let listener = tcp_listener(&selector).await;
-    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
-        .await
-        .unwrap();
-    let mut socket = within(listener.accept()).await.unwrap();
+    let (mut peer, mut socket) = raw_peer_of(&listener).await;
     let mut output = socket.open_write_channel(true).unwrap();
     output.write_string_utf8("before\n").await.unwrap();
     drop(output);
@@ -416,10 +396,7 @@ async fn dropping_the_write_channel_sends_nothing_until_the_socket_closes() {
 async fn a_peer_that_stops_reading_holds_the_writer_back_and_loses_nothing() {
     let selector = SelectorManager::new();
     let listener = tcp_listener(&selector).await;
-    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
-        .await
-        .unwrap();
-    let mut socket = within(listener.accept()).await.unwrap();
+    let (mut peer, mut socket) = raw_peer_of(&listener).await;
     let mut output = socket.open_write_channel(false).unwrap();
     let body = payload(32 * 1024 * 1024);
     let expected = body.clone();

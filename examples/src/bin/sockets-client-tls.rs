@@ -12,12 +12,10 @@
 //! goes to stderr. A server that ends the connection without TLS's `close_notify` makes the
 //! program fail after printing what arrived, since the response may then be cut short.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use net_sockets::a_socket;
 use net_tls::TlsExt;
 use tokio::io::AsyncWriteExt;
 
@@ -31,38 +29,23 @@ struct Args {
     /// Its port.
     #[arg(default_value_t = 443)]
     port: u16,
-    /// Trust the CA certificates in this PEM file instead of the bundled roots.
-    #[arg(long, value_name = "FILE")]
-    ca: Option<PathBuf>,
-    /// Accept any server certificate (the Kotlin sample's trust-all mode; unsafe).
-    #[arg(long)]
-    insecure: bool,
+    #[command(flatten)]
+    trust: examples::tls::Trust,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
-    if args.ca.is_some() && args.insecure {
-        examples::cli::usage_error::<Args>("--ca and --insecure exclude each other");
-    }
+    args.trust.check::<Args>();
     examples::run("sockets-client-tls", fetch(args)).await
 }
 
 async fn fetch(args: Args) -> anyhow::Result<()> {
-    let Args {
-        host,
-        port,
-        ca,
-        insecure,
-    } = args;
-    let config = examples::tls::client_config(ca.as_deref(), insecure)?;
+    let Args { host, port, trust } = args;
+    let config = trust.config()?;
 
     let selector = net_sockets::SelectorManager::new();
-    let socket = a_socket(&selector)
-        .tcp()
-        .connect((host.as_str(), port))
-        .await
-        .with_context(|| format!("cannot connect to {host}:{port}"))?;
+    let socket = examples::connect(&selector, &host, port).await?;
     let mut tls = socket
         .tls(config)
         .await

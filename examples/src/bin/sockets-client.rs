@@ -15,7 +15,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use net_io::{ByteReadChannel, LineEnding};
-use net_sockets::a_socket;
 
 /// The longest line accepted from the server or from stdin, in bytes.
 const LINE_LIMIT: usize = 64 * 1024;
@@ -43,11 +42,7 @@ async fn main() -> ExitCode {
 
 async fn chat(Args { host, port }: Args) -> anyhow::Result<()> {
     let selector = net_sockets::SelectorManager::new();
-    let mut socket = a_socket(&selector)
-        .tcp()
-        .connect((host.as_str(), port))
-        .await
-        .with_context(|| format!("cannot connect to {host}:{port}"))?;
+    let mut socket = examples::connect(&selector, &host, port).await?;
     let mut input = socket.open_read_channel()?;
     let mut output = socket.open_write_channel(true)?;
 

@@ -31,12 +31,8 @@ struct Args {
     /// Port to listen on (0: any free port).
     #[arg(default_value_t = 9443)]
     port: u16,
-    /// The certificate chain, leaf first (PEM); default: a self-signed certificate.
-    #[arg(long, value_name = "FILE", requires = "key")]
-    cert: Option<PathBuf>,
-    /// The certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    key: Option<PathBuf>,
+    #[command(flatten)]
+    identity: examples::tls::Identity,
     /// Require client certificates issued by the CA certificates in this PEM file.
     #[arg(long, value_name = "FILE")]
     client_ca: Option<PathBuf>,
@@ -74,8 +70,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
 /// The TLS configuration from the arguments, and lines that say which certificate is served.
 fn server_config(args: &Args) -> anyhow::Result<(TlsServerConfig, Vec<String>)> {
-    let cert_and_key = args.cert.as_deref().zip(args.key.as_deref());
-    let (builder, about) = examples::tls::server_identity(cert_and_key, "sockets-server-tls")?;
+    let (builder, about) = args.identity.builder("sockets-server-tls")?;
     let builder = match &args.client_ca {
         Some(file) => {
             let pem =

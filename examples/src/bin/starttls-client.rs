@@ -14,13 +14,11 @@
 //! certificate is verified against HOST by default. Any reply other than the expected one ends
 //! the program with status 1.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
-use net_sockets::a_socket;
 use net_tls::TlsExt;
 
 /// The longest reply line accepted (RFC 5321 sets 512 octets).
@@ -37,37 +35,22 @@ struct Args {
     host: String,
     /// Its port.
     port: u16,
-    /// Trust the CA certificates in this PEM file instead of the bundled roots.
-    #[arg(long, value_name = "FILE")]
-    ca: Option<PathBuf>,
-    /// Accept any server certificate (unsafe: for tests against a self-signed server).
-    #[arg(long)]
-    insecure: bool,
+    #[command(flatten)]
+    trust: examples::tls::Trust,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
-    if args.ca.is_some() && args.insecure {
-        examples::cli::usage_error::<Args>("--ca and --insecure exclude each other");
-    }
+    args.trust.check::<Args>();
     examples::run("starttls-client", talk(args)).await
 }
 
 async fn talk(args: Args) -> anyhow::Result<()> {
-    let Args {
-        host,
-        port,
-        ca,
-        insecure,
-    } = args;
-    let config = examples::tls::client_config(ca.as_deref(), insecure)?;
+    let Args { host, port, trust } = args;
+    let config = trust.config()?;
     let selector = net_sockets::SelectorManager::new();
-    let socket = a_socket(&selector)
-        .tcp()
-        .connect((host.as_str(), port))
-        .await
-        .with_context(|| format!("cannot connect to {host}:{port}"))?;
+    let socket = examples::connect(&selector, &host, port).await?;
     let mut plain = socket.connection()?;
     let (input, output) = (&mut plain.input, &mut plain.output);
     expect(input, "220", "the greeting").await?;

@@ -25,7 +25,6 @@
 //! handshake instead). Without `--cert`/`--key` the server makes a self-signed certificate at
 //! start-up and prints its SHA-256 fingerprint, as `sockets-server-tls` does.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,12 +54,8 @@ struct Args {
     /// Port to listen on (0: any free port).
     #[arg(default_value_t = 9025)]
     port: u16,
-    /// The certificate chain, leaf first (PEM); default: a self-signed certificate.
-    #[arg(long, value_name = "FILE", requires = "key")]
-    cert: Option<PathBuf>,
-    /// The certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    key: Option<PathBuf>,
+    #[command(flatten)]
+    identity: examples::tls::Identity,
 }
 
 #[tokio::main]
@@ -70,8 +65,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let cert_and_key = args.cert.as_deref().zip(args.key.as_deref());
-    let (builder, about) = examples::tls::server_identity(cert_and_key, "starttls-server")?;
+    let (builder, about) = args.identity.builder("starttls-server")?;
     let config = builder.build()?;
     let Args { host, port, .. } = args;
 
