@@ -999,6 +999,8 @@ impl ByteReadChannel {
 
     /// Waits until `n` bytes are buffered, or fails with `UnexpectedEof`.
     async fn require(&mut self, n: usize) -> Result<()> {
+        // A read that consumes: the skip of an over-long line is dropped.
+        self.begin_read()?;
         if self.await_content(n).await? {
             Ok(())
         } else {
