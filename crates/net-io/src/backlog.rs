@@ -1,19 +1,24 @@
 //! [`Backlog`]: what a read channel tells the transport under its paired write channel, so that
 //! the transport can coalesce flushes.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::BytesMut;
 
 /// Whether a [`ByteReadChannel`](crate::ByteReadChannel) holds input its reader has not consumed
-/// yet: requests already received and still to be answered.
+/// yet — requests already received and still to be answered — and the answers held back
+/// meanwhile.
 ///
 /// A transport that carries both directions of a connection can use it to coalesce flushes: while
 /// the reader has a backlog, the answers it writes are held back and leave together when the
 /// reader is about to wait for more input, so a burst of pipelined requests is answered with
-/// one send instead of one per request. `net-sockets` does this for its sockets; the channels
-/// themselves only keep the flag up to date (one atomic store per read).
+/// one send instead of one per request. `net-sockets` does this for its sockets; the read
+/// channel only keeps the flag up to date (one atomic store per read), and a write channel that
+/// writes straight to such a transport can hold its answers here itself
+/// ([`ByteWriteChannel::hold_while`](crate::ByteWriteChannel::hold_while)).
 ///
-/// Clones share one flag.
+/// Clones share one backlog.
 ///
 /// # Examples
 ///
@@ -31,24 +36,82 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug, Default)]
-pub struct Backlog(Arc<AtomicBool>);
+pub struct Backlog(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    pending: AtomicBool,
+    /// Whether `held` may hold bytes (checked without the lock).
+    holding: AtomicBool,
+    /// Whether holding ended for good.
+    closed: AtomicBool,
+    held: Mutex<BytesMut>,
+}
+
+/// The largest allocation of held bytes kept between bursts.
+const HELD_KEEP: usize = 16 * 1024;
 
 impl Backlog {
-    /// A flag with no backlog.
+    /// A backlog with no input pending and nothing held.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Whether the read channel holds input its reader has not consumed yet.
     pub fn is_pending(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.pending.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set(&self, pending: bool) {
         // Relaxed: a hint; a stale value only makes one flush leave early or wait for the
         // reader's next wait.
-        if self.0.load(Ordering::Relaxed) != pending {
-            self.0.store(pending, Ordering::Relaxed);
+        if self.0.pending.load(Ordering::Relaxed) != pending {
+            self.0.pending.store(pending, Ordering::Relaxed);
         }
+    }
+
+    /// Holds `bytes` back after those already held, if the total stays within `limit`;
+    /// `false` (nothing held) otherwise. The transport sends held bytes before anything else
+    /// written to it.
+    pub fn hold(&self, bytes: &[u8], limit: usize) -> bool {
+        let mut held = self.lock();
+        if self.0.closed.load(Ordering::Acquire) || held.len() + bytes.len() > limit {
+            return false;
+        }
+        held.extend_from_slice(bytes);
+        self.0.holding.store(true, Ordering::Release);
+        true
+    }
+
+    /// Ends holding for good: from now on [`hold`](Self::hold) returns `false`, so that later
+    /// writes reach the transport and learn that it closed or failed. Bytes already held stay
+    /// until the transport sends or clears them.
+    pub fn close(&self) {
+        // No lock: a transport may close while it sends held bytes. A `hold` racing with this
+        // may still land; the transport sends or clears it with the rest.
+        self.0.closed.store(true, Ordering::Release);
+    }
+
+    /// Whether bytes may be held (cheap: no lock).
+    pub fn is_holding(&self) -> bool {
+        self.0.holding.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on the held bytes (a transport sends a prefix and advances past it, or clears
+    /// them); returns what `f` returns.
+    pub fn with_held<R>(&self, f: impl FnOnce(&mut BytesMut) -> R) -> R {
+        let mut held = self.lock();
+        let result = f(&mut held);
+        if held.is_empty() {
+            self.0.holding.store(false, Ordering::Release);
+            if held.capacity() > HELD_KEEP {
+                *held = BytesMut::new();
+            }
+        }
+        result
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BytesMut> {
+        self.0.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -12,7 +12,11 @@ use tokio_util::codec::Encoder;
 
 use crate::error::Failure;
 use crate::pipe::PipeWriter;
-use crate::{Error, Result};
+use crate::{Backlog, Error, Result};
+
+/// The most bytes held in a shared backlog (see `hold_while`); a write past it goes to the
+/// transport, which sends the held bytes first.
+const HOLD_LIMIT: usize = 64 * 1024;
 
 /// The most bytes a writer buffers before it writes them to the transport.
 const WRITE_BUFFER: usize = 8 * 1024;
@@ -131,6 +135,8 @@ pub struct ByteWriteChannel {
     failed: Option<Failure>,
     /// Bytes accepted by writes.
     written: u64,
+    /// While it is pending, auto-flushed writes are held in it (see `hold_while`).
+    backlog: Option<Backlog>,
 }
 
 impl fmt::Debug for ByteWriteChannel {
@@ -187,7 +193,47 @@ impl ByteWriteChannel {
             auto_flush,
             failed: None,
             written: 0,
+            backlog: None,
         }
+    }
+
+    /// Holds this channel's auto-flushed writes in `backlog` while it is pending (flush
+    /// coalescing without a call into the transport per write).
+    ///
+    /// Only for a channel that writes straight to a transport that sends the backlog's held
+    /// bytes before anything written to it, and when its reader is about to wait for input
+    /// (`net-sockets` does this for its plain sockets); never for a channel under another layer
+    /// (TLS), whose transport holds different bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use net_io::{Backlog, ByteReadChannel, ByteWriteChannel, LineEnding};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+    /// let backlog = Backlog::new();
+    /// let mut input = ByteReadChannel::new(&b"one\ntwo\n"[..]);
+    /// input.share_backlog(backlog.clone());
+    /// let (transport, mut peer) = tokio::io::duplex(64);
+    /// let mut output = ByteWriteChannel::new(transport, true);
+    /// output.hold_while(backlog.clone());
+    ///
+    /// input.read_line(80, LineEnding::Default).await?;
+    /// output.write_string_utf8("1\n").await?; // "two" is pending: held
+    /// backlog.with_held(|held| assert_eq!(&held[..], b"1\n"));
+    /// input.read_line(80, LineEnding::Default).await?;
+    /// output.write_string_utf8("2\n").await?; // nothing pending: to the transport
+    /// # use tokio::io::AsyncReadExt;
+    /// let mut sent = [0; 2];
+    /// peer.read_exact(&mut sent).await?;
+    /// assert_eq!(&sent, b"2\n"); // a real transport sends the held bytes first
+    ///
+    /// backlog.close();
+    /// assert!(!backlog.hold(b"late", 1024));
+    /// # Ok(()) }
+    /// ```
+    pub fn hold_while(&mut self, backlog: Backlog) {
+        self.backlog = Some(backlog);
     }
 
     /// Whether every write call ends flushed.
@@ -270,6 +316,10 @@ impl ByteWriteChannel {
     /// [Dropped writes](Self#dropped-writes) for exactly what the peer then receives).
     pub async fn write_fully(&mut self, src: &[u8]) -> Result<()> {
         self.check_writable()?;
+        if self.auto_flush && self.buf.is_empty() && self.held(src) {
+            self.written += src.len() as u64;
+            return Ok(());
+        }
         if self.buf.len() + src.len() <= WRITE_BUFFER && !(self.auto_flush && self.buf.is_empty()) {
             self.buffer().extend_from_slice(src);
             self.written += src.len() as u64;
@@ -437,9 +487,21 @@ impl ByteWriteChannel {
         }
     }
 
+    /// Holds `bytes` in the shared backlog, when one is pending and they fit; whether they
+    /// were held (and so count as written).
+    fn held(&self, bytes: &[u8]) -> bool {
+        self.backlog
+            .as_ref()
+            .is_some_and(|b| b.is_pending() && b.hold(bytes, HOLD_LIMIT))
+    }
+
     /// Writes out and flushes the buffer, whose last `call` bytes are the current write
     /// call's.
     async fn flush_call(&mut self, call: usize) -> Result<()> {
+        if self.held(&self.buf) {
+            self.buf.clear();
+            return Ok(());
+        }
         poll_fn(|cx| self.poll_drain(cx))
             .await
             .map_err(|e| self.call_failed(e, call))?;

@@ -210,10 +210,13 @@ impl<T: Transport> Socket<T> {
     /// [`Error::SelectorClosed`]) when the socket is closed.
     pub fn open_write_channel(&mut self, auto_flush: bool) -> Result<ByteWriteChannel> {
         self.open(false)?;
-        Ok(ByteWriteChannel::new(
-            self.transport.writer(&self.link),
-            auto_flush,
-        ))
+        let mut channel = ByteWriteChannel::new(self.transport.writer(&self.link), auto_flush);
+        if T::WRITES_TO_SOCKET {
+            if let Some(backlog) = self.link.conn.backlog() {
+                channel.hold_while(backlog.clone());
+            }
+        }
+        Ok(channel)
     }
 
     /// Marks a channel open, once.

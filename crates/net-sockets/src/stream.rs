@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use net_io::Backlog;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -145,9 +145,6 @@ const SEND_FLAGS: libc::c_int = 0;
 /// The most bytes flush coalescing holds back; a write that would exceed it sends.
 const CORK_LIMIT: usize = 64 * 1024;
 
-/// The largest cork allocation kept between bursts.
-const CORK_KEEP: usize = 16 * 1024;
-
 const READ_DONE: u8 = 1;
 const WRITE_DONE: u8 = 2;
 
@@ -178,14 +175,11 @@ pub(crate) struct Conn {
     /// Bytes received before the socket was handed out (after a PROXY protocol header, when the
     /// header was optional and absent): the read channel's first bytes.
     received: Mutex<Bytes>,
-    /// With flush coalescing: whether the read channel holds requests not yet read.
+    /// With flush coalescing: whether the read channel holds requests not yet read, and the
+    /// written bytes held back meanwhile (they leave before any later byte, and when the reader
+    /// is about to wait).
     backlog: Option<Backlog>,
-    /// Written bytes held back while the reader has a backlog (flush coalescing); they leave
-    /// before any later byte, and when the reader is about to wait.
-    cork: Mutex<BytesMut>,
-    /// Whether `cork` may hold bytes (checked without the lock on every read).
-    corked: AtomicBool,
-    /// Whether a task is sending the cork for a reader that could not wait for it.
+    /// Whether a task is sending held bytes for a reader that could not wait for them.
     cork_task: AtomicBool,
 }
 
@@ -286,8 +280,6 @@ impl Conn {
             draining,
             received: Mutex::new(received),
             backlog: options.coalesce_flushes.then(Backlog::new),
-            cork: Mutex::new(BytesMut::new()),
-            corked: AtomicBool::new(false),
             cork_task: AtomicBool::new(false),
         })?;
         if let Some((group, key)) = group {
@@ -301,9 +293,10 @@ impl Conn {
         self.close_with(self.close_mode());
     }
 
-    /// Closes the socket with `mode` (gracefully: after sending what the cork holds, as far as
+    /// Closes the socket with `mode` (gracefully: after sending what is held back, as far as
     /// the socket takes it now).
     pub(crate) fn close_with(&self, mode: CloseMode) {
+        self.stop_holding();
         if mode == CloseMode::Graceful {
             let _ = self.send_cork_now();
         }
@@ -320,56 +313,55 @@ impl Conn {
         self.backlog.as_ref().is_some_and(Backlog::is_pending)
     }
 
-    /// Holds `buf` back in the cork, if it fits; `false` when it must be sent instead.
-    fn hold(&self, buf: &[u8]) -> bool {
-        if self.write_state.load(Ordering::Acquire) == FAILED {
-            // Sending reports the failure.
-            return false;
+    /// Writes are not held back any more (closed, or a send failed): later writes reach the
+    /// socket, which reports why.
+    fn stop_holding(&self) {
+        if let Some(backlog) = &self.backlog {
+            backlog.close();
         }
-        let mut cork = lock(&self.cork);
-        if cork.len() + buf.len() > CORK_LIMIT {
-            return false;
-        }
-        cork.extend_from_slice(buf);
-        self.corked.store(true, Ordering::Release);
-        true
     }
 
-    /// Sends what the cork holds as far as the socket takes it now, without waiting; whether
-    /// the cork is empty.
+    /// Holds `buf` back, if it fits; `false` when it must be sent instead (and after a failed
+    /// send, so that sending reports the failure).
+    fn hold(&self, buf: &[u8]) -> bool {
+        self.backlog
+            .as_ref()
+            .is_some_and(|backlog| backlog.hold(buf, CORK_LIMIT))
+    }
+
+    /// Whether bytes are held back.
+    fn corked(&self) -> bool {
+        self.backlog.as_ref().is_some_and(Backlog::is_holding)
+    }
+
+    /// Sends what is held back as far as the socket takes it now, without waiting; whether
+    /// nothing is left.
     fn send_cork_now(&self) -> bool {
-        if !self.corked.load(Ordering::Acquire) {
+        let Some(backlog) = self.backlog.as_ref().filter(|b| b.is_holding()) else {
             return true;
-        }
+        };
         let Ok(stream) = self.core.io() else {
             return true;
         };
-        let mut cork = lock(&self.cork);
-        while !cork.is_empty() {
-            match stream.try_send(&cork) {
-                Ok(bytes) => {
-                    tracing::trace!(parent: self.core.span(), bytes, "sent");
-                    cork.advance(bytes);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(_) => {
-                    // The peer is gone: what was held back cannot be delivered. The write
-                    // channel learns it from its next write; the close resets.
-                    self.write_state.fetch_max(FAILED, Ordering::AcqRel);
-                    cork.clear();
+        backlog.with_held(|held| {
+            while !held.is_empty() {
+                match stream.try_send(held) {
+                    Ok(bytes) => {
+                        tracing::trace!(parent: self.core.span(), bytes, "sent");
+                        held.advance(bytes);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                    Err(_) => {
+                        // The peer is gone: what was held back cannot be delivered. The write
+                        // channel learns it from its next write; the close resets.
+                        self.write_state.fetch_max(FAILED, Ordering::AcqRel);
+                        self.stop_holding();
+                        held.clear();
+                    }
                 }
             }
-        }
-        self.release_cork(&mut cork);
-        true
-    }
-
-    /// Marks an empty cork, giving back a large allocation.
-    fn release_cork(&self, cork: &mut BytesMut) {
-        self.corked.store(false, Ordering::Release);
-        if cork.capacity() > CORK_KEEP {
-            *cork = BytesMut::new();
-        }
+            true
+        })
     }
 
     /// Before the reader waits for input: the held-back answers leave now. What the socket does
@@ -571,7 +563,7 @@ impl AsyncRead for ReadHalf {
             return Poll::Ready(Ok(()));
         }
         let half = &mut this.half;
-        if half.conn.corked.load(Ordering::Acquire) {
+        if half.conn.corked() {
             half.conn.uncork_for_reader();
         }
         let n = ready!(half.poll(cx, |s, cx| s.poll_read_into(cx, buf)))?;
@@ -648,6 +640,9 @@ impl WriteHalf {
                     .conn
                     .write_state
                     .fetch_max(state, Ordering::AcqRel);
+                if state == FAILED {
+                    self.half.conn.stop_holding();
+                }
             }
         }
         result
@@ -655,41 +650,43 @@ impl WriteHalf {
 }
 
 impl WriteHalf {
-    /// Sends `buf`, after what the cork holds: the cork and `buf` go in one system call where the
+    /// Sends `buf`, after what is held back: both go in one system call where the
     /// socket takes them; returns how many bytes of `buf` were sent.
     fn poll_send_after_cork(
         &mut self,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if !self.half.conn.corked.load(Ordering::Acquire) {
+        let held = match &self.half.conn.backlog {
+            Some(backlog) if backlog.is_holding() => backlog.clone(),
             // Nothing held back: the plain path.
-            return if buf.is_empty() {
-                Poll::Ready(Ok(0))
-            } else {
-                self.poll_send(cx, |s| s.send_with_flags(buf, SEND_FLAGS))
-            };
-        }
-        let conn = Arc::clone(&self.half.conn);
-        while conn.corked.load(Ordering::Acquire) {
-            let mut cork = lock(&conn.cork);
-            if cork.is_empty() {
-                conn.release_cork(&mut cork);
-                break;
+            _ => {
+                return if buf.is_empty() {
+                    Poll::Ready(Ok(0))
+                } else {
+                    self.poll_send(cx, |s| s.send_with_flags(buf, SEND_FLAGS))
+                };
             }
-            let held = cork.len();
-            let sent = ready!(self.poll_send(cx, |s| {
-                let bufs = [io::IoSlice::new(&cork), io::IoSlice::new(buf)];
-                s.send_vectored_with_flags(&bufs, SEND_FLAGS)
-            }))?;
-            if sent >= held {
-                cork.clear();
-                conn.release_cork(&mut cork);
-                if sent > held || buf.is_empty() {
-                    return Poll::Ready(Ok(sent - held));
+        };
+        loop {
+            let sent = held.with_held(|held| {
+                if held.is_empty() {
+                    return Poll::Ready(Ok::<_, io::Error>(None));
                 }
-            } else {
-                cork.advance(sent);
+                let before = held.len();
+                let sent = ready!(self.poll_send(cx, |s| {
+                    let bufs = [io::IoSlice::new(held), io::IoSlice::new(buf)];
+                    s.send_vectored_with_flags(&bufs, SEND_FLAGS)
+                }))?;
+                held.advance(sent.min(before));
+                Poll::Ready(Ok(Some(sent.saturating_sub(before))))
+            });
+            match ready!(sent)? {
+                // All held bytes were sent; some of `buf` too (or `buf` is empty).
+                Some(of_buf) if of_buf > 0 || buf.is_empty() => return Poll::Ready(Ok(of_buf)),
+                // Held bytes remain, or all were sent and none of `buf`: go on.
+                Some(_) => {}
+                None => break,
             }
         }
         if buf.is_empty() {
@@ -721,7 +718,7 @@ impl AsyncWrite for WriteHalf {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.half.conn.corked.load(Ordering::Acquire) || this.half.conn.deferring() {
+        if this.half.conn.corked() || this.half.conn.deferring() {
             // One slice at a time through the cork: the vectored form is for the plain path.
             let first = bufs
                 .iter()

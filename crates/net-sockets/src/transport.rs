@@ -27,6 +27,10 @@ pub trait Transport: fmt::Debug + Send + Sync + Unpin + Sized + 'static {
     /// What the write channel writes to.
     type Writer: AsyncWrite + Send + Unpin + 'static;
 
+    /// Whether the writer's bytes go to the socket unchanged, so that the write channel may
+    /// hold them in the socket's backlog itself (flush coalescing without a call per write).
+    const WRITES_TO_SOCKET: bool = false;
+
     /// The reading end, for the read channel (made at most once per socket).
     fn reader(&self, link: &Link) -> Self::Reader;
 
@@ -81,6 +85,7 @@ pub struct Plain;
 impl Transport for Plain {
     type Reader = ReadHalf;
     type Writer = WriteHalf;
+    const WRITES_TO_SOCKET: bool = true;
 
     fn reader(&self, link: &Link) -> ReadHalf {
         ReadHalf::new(Arc::clone(&link.conn))
