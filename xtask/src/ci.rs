@@ -6,6 +6,43 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cargo, describe, project_root};
 
+/// Our packages' names, as `cargo package` unpacks them.
+const PACKAGES: [&str; 3] = ["knet-io-", "knet-sockets-", "knet-tls-"];
+
+/// Removes the copies of our own packages that an earlier `cargo package --workspace` unpacked
+/// under `$CARGO_HOME/registry/src/-<hash>/`: cargo reuses such a copy when the version is
+/// unchanged, so a second run on the same machine would verify knet-sockets against the old
+/// knet-io. (A fresh machine has none.)
+fn forget_packaged_sources() -> Result<()> {
+    let home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => std::path::PathBuf::from(home),
+        None => match std::env::var_os("HOME") {
+            Some(home) => std::path::PathBuf::from(home).join(".cargo"),
+            None => return Ok(()),
+        },
+    };
+    let Ok(registries) = std::fs::read_dir(home.join("registry/src")) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        // The local registry of `cargo package` is named `-<hash>`; crates.io's is not.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(unpacked) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for package in unpacked.flatten() {
+            let name = package.file_name().to_string_lossy().into_owned();
+            if PACKAGES.iter().any(|p| name.starts_with(p)) {
+                std::fs::remove_dir_all(package.path())
+                    .with_context(|| format!("could not remove {}", package.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the steps.
 pub(crate) fn run() -> Result<()> {
     let root = project_root();
@@ -47,6 +84,7 @@ pub(crate) fn run() -> Result<()> {
         ),
     ];
     let total = steps.len() + 3;
+    forget_packaged_sources()?;
     for (i, (name, mut cmd)) in steps.into_iter().enumerate() {
         println!("==> [{}/{total}] {name}: {}", i + 1, describe(&cmd));
         let status = cmd
