@@ -299,7 +299,7 @@ impl ByteReadChannel {
         let Some((content, consumed, _)) = self.next_line(limit, ending).await? else {
             return Ok(None);
         };
-        let line = lossy(&self.buf[..content]).into_owned();
+        let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
         self.buf.advance(consumed);
         self.publish();
         Ok(Some(line))
@@ -330,7 +330,7 @@ impl ByteReadChannel {
                 available: consumed,
             });
         }
-        let line = lossy(&self.buf[..content]).into_owned();
+        let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
         self.buf.advance(consumed);
         self.publish();
         Ok(Some(line))
@@ -376,7 +376,7 @@ impl ByteReadChannel {
             return Ok(None);
         };
         let before = out.len();
-        out.push_str(&lossy(&self.buf[..content]));
+        out.push_str(&String::from_utf8_lossy(&self.buf[..content]));
         self.buf.advance(consumed);
         self.publish();
         Ok(Some(out.len() - before))
@@ -1212,14 +1212,5 @@ where
                 Poll::Ready(Some(Err(e)))
             }
         }
-    }
-}
-
-/// `bytes` as text, invalid UTF-8 replaced as [`String::from_utf8_lossy`] does; valid input
-/// (the usual case) takes the standard library's faster validation.
-fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => std::borrow::Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
