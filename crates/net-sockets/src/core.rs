@@ -26,7 +26,7 @@ use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use socket2::SockRef;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -177,7 +177,7 @@ impl<S: SocketIo> Core<S> {
             Poll::Ready(r) => Poll::Ready(r),
             Poll::Pending => {
                 drop(io);
-                match wait.poll(cx, &self.token) {
+                match wait.poll(cx, self) {
                     Poll::Ready(()) => Poll::Ready(Err(self.closed_error().into())),
                     Poll::Pending => Poll::Pending,
                 }
@@ -325,15 +325,37 @@ impl<S: SocketIo> fmt::Debug for Core<S> {
 }
 
 /// The wake-up on close of one pending operation; made on the first wait.
+///
+/// Registering takes two locks (the token's and its notifier's), so it is renewed only when the
+/// task's waker changed: the registration made with the same waker still stands, and a close
+/// wakes it. Every cancellation of a core's token comes after its `closing` flag or its
+/// selector's `closed` flag is set, so two atomic loads tell whether the close already happened.
 #[derive(Default)]
-pub(crate) struct CloseWait(Option<Pin<Box<WaitForCancellationFutureOwned>>>);
+pub(crate) struct CloseWait {
+    future: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// The waker the future was last polled with.
+    waker: Option<Waker>,
+}
 
 impl CloseWait {
-    fn poll(&mut self, cx: &mut Context<'_>, token: &CancellationToken) -> Poll<()> {
-        self.0
-            .get_or_insert_with(|| Box::pin(token.clone().cancelled_owned()))
-            .as_mut()
-            .poll(cx)
+    fn poll<S: SocketIo>(&mut self, cx: &mut Context<'_>, core: &Core<S>) -> Poll<()> {
+        let registered = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if registered && !core.closing.load(Ordering::Acquire) && !core.selector.is_closed() {
+            return Poll::Pending;
+        }
+        let future = self
+            .future
+            .get_or_insert_with(|| Box::pin(core.token.clone().cancelled_owned()));
+        match future.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            Poll::Pending => {
+                match &mut self.waker {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    None => self.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 
