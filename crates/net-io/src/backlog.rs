@@ -92,6 +92,11 @@ impl Backlog {
         self.0.closed.store(true, Ordering::Release);
     }
 
+    /// Whether writes are held back now: input is pending and holding has not ended.
+    pub(crate) fn is_deferring(&self) -> bool {
+        self.is_pending() && !self.0.closed.load(Ordering::Acquire)
+    }
+
     /// Whether bytes may be held (cheap: no lock).
     pub fn is_holding(&self) -> bool {
         self.0.holding.load(Ordering::Acquire)

@@ -80,11 +80,33 @@ pub(crate) fn scan_line(
     }
 }
 
+/// Below this many bytes a plain loop finds a byte sooner than `memchr`'s vector code (a short
+/// request line, or the empty rest of a buffer that a read is about to fill).
+const SHORT: usize = 32;
+
+/// The first LF in `hay`.
+fn find_lf(hay: &[u8]) -> Option<usize> {
+    if hay.len() < SHORT {
+        hay.iter().position(|&b| b == b'\n')
+    } else {
+        memchr(b'\n', hay)
+    }
+}
+
+/// The first CR or LF in `hay`.
+fn find_cr_or_lf(hay: &[u8]) -> Option<usize> {
+    if hay.len() < SHORT {
+        hay.iter().position(|&b| b == b'\n' || b == b'\r')
+    } else {
+        memchr2(b'\n', b'\r', hay)
+    }
+}
+
 fn scan_default(buf: &[u8], limit: usize, eof: bool, from: usize) -> Scan {
     // Content plus CR plus LF: a delimiter past this window means a too-long line.
     let window = &buf[..buf.len().min(limit.saturating_add(2))];
     let from = from.min(window.len());
-    if let Some(i) = memchr(b'\n', &window[from..]).map(|i| from + i) {
+    if let Some(i) = find_lf(&window[from..]).map(|i| from + i) {
         let content = if i > 0 && buf[i - 1] == b'\r' {
             i - 1
         } else {
@@ -124,7 +146,7 @@ fn scan_lenient(buf: &[u8], limit: usize, eof: bool, from: usize) -> Scan {
     let window = &buf[..buf.len().min(limit.saturating_add(1))];
     let from = from.min(window.len());
     let len = buf.len();
-    if let Some(i) = memchr2(b'\n', b'\r', &window[from..]).map(|i| from + i) {
+    if let Some(i) = find_cr_or_lf(&window[from..]).map(|i| from + i) {
         if buf[i] == b'\n' {
             return Scan::Line {
                 content: i,

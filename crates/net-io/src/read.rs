@@ -393,25 +393,29 @@ impl ByteReadChannel {
         if self.skip_line {
             self.skip_rest_of_line(ending).await?;
         }
+        // One future for the scans and the reads between them.
         let mut from = 0;
-        loop {
-            match scan_line(&self.buf, limit, ending, self.eof, from) {
-                Scan::Line {
-                    content,
-                    consumed,
-                    delimited,
-                } => return Ok(Some((content, consumed, delimited))),
-                Scan::Exhausted => return Ok(None),
-                Scan::TooLong => {
-                    self.skip_line = true;
-                    return Err(Error::TooLongLine { limit });
-                }
-                Scan::NeedMore { from: next } => {
-                    from = next;
-                    self.fill().await?;
+        poll_fn(|cx| {
+            loop {
+                match scan_line(&self.buf, limit, ending, self.eof, from) {
+                    Scan::Line {
+                        content,
+                        consumed,
+                        delimited,
+                    } => return Poll::Ready(Ok(Some((content, consumed, delimited)))),
+                    Scan::Exhausted => return Poll::Ready(Ok(None)),
+                    Scan::TooLong => {
+                        self.skip_line = true;
+                        return Poll::Ready(Err(Error::TooLongLine { limit }));
+                    }
+                    Scan::NeedMore { from: next } => {
+                        from = next;
+                        ready!(self.poll_fill(cx))?;
+                    }
                 }
             }
-        }
+        })
+        .await
     }
 
     /// Discards the rest of an over-long line through its delimiter (or to the end of the

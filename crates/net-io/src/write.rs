@@ -316,22 +316,57 @@ impl ByteWriteChannel {
     /// [Dropped writes](Self#dropped-writes) for exactly what the peer then receives).
     pub async fn write_fully(&mut self, src: &[u8]) -> Result<()> {
         self.check_writable()?;
-        if self.auto_flush && self.buf.is_empty() && self.held(src) {
-            self.written += src.len() as u64;
-            return Ok(());
+        if self.auto_flush && self.buf.is_empty() {
+            if self.held(src) {
+                self.written += src.len() as u64;
+                return Ok(());
+            }
+            // About to be flushed anyway: skip the copy.
+            return self.send_and_flush(src).await;
         }
-        if self.buf.len() + src.len() <= WRITE_BUFFER && !(self.auto_flush && self.buf.is_empty()) {
+        if self.buf.len() + src.len() <= WRITE_BUFFER {
             self.buffer().extend_from_slice(src);
             self.written += src.len() as u64;
             return self.after_write(src.len()).await;
         }
-        // Too big for the buffer, or about to be flushed anyway: skip the copy.
+        // Too big for the buffer: skip the copy.
         self.write_through(src).await?;
         if self.auto_flush {
             // All of `src` reached the transport: a failure now fails the channel.
             self.flush_call(0).await?;
         }
         Ok(())
+    }
+
+    /// An auto-flushed write with nothing buffered: `src` goes straight to the transport, which
+    /// is then flushed (unless the shared backlog is pending: then the flush waits for the
+    /// reader), in one future.
+    async fn send_and_flush(&mut self, src: &[u8]) -> Result<()> {
+        let mut sent = 0;
+        poll_fn(|cx| {
+            if sent < src.len() {
+                if let Err(e) = ready!(self.poll_write_direct(cx, src, &mut sent)) {
+                    // A timeout before any byte left has no effect; anything else fails.
+                    return Poll::Ready(Err(if sent == 0 {
+                        self.call_failed(e, 0)
+                    } else {
+                        self.fail(Error::from(e))
+                    }));
+                }
+            }
+            if self.backlog.as_ref().is_some_and(Backlog::is_deferring) {
+                return Poll::Ready(Ok(()));
+            }
+            let Some(sink) = self.sink.as_mut() else {
+                return Poll::Ready(Err(Error::ClosedForWrite));
+            };
+            // All of `src` reached the transport: a failure now fails the channel.
+            match ready!(sink.pin().poll_flush(cx)) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(e) => Poll::Ready(Err(self.fail(Error::from(e)))),
+            }
+        })
+        .await
     }
 
     /// Writes all of `src`.
