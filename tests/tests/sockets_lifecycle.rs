@@ -10,6 +10,52 @@ use net_tests::loopback::{
 };
 use net_tests::within;
 
+/// A pending read whose task is polled again and again (another branch of a `select!` wakes it)
+/// registers its close wake-up once, and the close still ends it, with the close's variant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_polled_again_and_again_still_wakes_on_close() {
+    for by_selector in [false, true] {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let (_client, mut server) = connected_pair(&selector, &listener).await;
+        let mut input = server.open_read_channel().unwrap();
+        let (polled, mut polled_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let read = tokio::spawn(async move {
+            let read = input.read_line(64, LineEnding::Default);
+            tokio::pin!(read);
+            let mut ticks = tokio::time::interval(std::time::Duration::from_millis(2));
+            let mut woken = 0;
+            loop {
+                tokio::select! {
+                    biased;
+                    result = &mut read => break result,
+                    // After five wake-ups only the close can wake the task.
+                    _ = ticks.tick(), if woken < 5 => {
+                        woken += 1;
+                        if woken == 5 {
+                            polled.send(()).await.unwrap();
+                        }
+                    }
+                }
+            }
+        });
+        // The read has been polled five times with the same waker, pending each time.
+        within(polled_rx.recv()).await.unwrap();
+        if by_selector {
+            selector.close();
+        } else {
+            server.close();
+        }
+        let err = within(read).await.unwrap().unwrap_err();
+        let expected = if by_selector {
+            matches!(Error::from(err), Error::SelectorClosed)
+        } else {
+            matches!(Error::from(err), Error::Closed)
+        };
+        assert!(expected, "by_selector = {by_selector}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_selector_fails_pending_operations() {
     let selector = SelectorManager::new();
