@@ -126,6 +126,14 @@ async fn retry_after_timeout_delivers_each_byte_once() {
     assert!(!w.is_closed_for_write());
     w.write_u32(0x3132_3334).await.unwrap();
     assert_eq!(mock.accepted(), b"one 1234");
+    // Auto-flush with nothing buffered: the slice goes to the transport directly, which times
+    // out before taking any of it.
+    mock.on_write([Act::Fail(timeout())]);
+    let res = w.write_fully(b" five").await;
+    assert!(matches!(res, Err(Error::Timeout)), "{res:?}");
+    assert!(!w.is_closed_for_write());
+    w.write_fully(b" five").await.unwrap();
+    assert_eq!(mock.accepted(), b"one 1234 five");
 
     // Buffered: earlier calls' bytes fill the buffer; this call pushes it over, and the
     // transport takes part of the earlier bytes only, then times out.
