@@ -211,6 +211,18 @@ impl ByteReadChannel {
         self.backlog = Some(backlog);
     }
 
+    /// Drops the first `n` buffered bytes, which a read consumed, and tells the backlog.
+    fn drop_consumed(&mut self, n: usize) {
+        if n == self.buf.len() {
+            // Emptied: cheaper than `advance`, and the next transport read has the whole
+            // allocation again, with nothing for `reserve` to move back later.
+            self.buf.clear();
+        } else {
+            self.buf.advance(n);
+        }
+        self.publish();
+    }
+
     /// Tells the backlog (if any) whether input is buffered.
     fn publish(&self) {
         if let Some(backlog) = &self.backlog {
@@ -300,8 +312,7 @@ impl ByteReadChannel {
             return Ok(None);
         };
         let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
-        self.buf.advance(consumed);
-        self.publish();
+        self.drop_consumed(consumed);
         Ok(Some(line))
     }
 
@@ -331,8 +342,7 @@ impl ByteReadChannel {
             });
         }
         let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
-        self.buf.advance(consumed);
-        self.publish();
+        self.drop_consumed(consumed);
         Ok(Some(line))
     }
 
@@ -377,8 +387,7 @@ impl ByteReadChannel {
         };
         let before = out.len();
         out.push_str(&String::from_utf8_lossy(&self.buf[..content]));
-        self.buf.advance(consumed);
-        self.publish();
+        self.drop_consumed(consumed);
         Ok(Some(out.len() - before))
     }
 
@@ -393,26 +402,34 @@ impl ByteReadChannel {
         if self.skip_line {
             self.skip_rest_of_line(ending).await?;
         }
-        // One future for the scans and the reads between them.
+        // One future for the scans and the reads between them. The buffer is scanned only when
+        // it may hold an answer it did not hold at the last scan: not while it is empty and
+        // the stream goes on, and not again when a poll finds the transport still not ready.
         let mut from = 0;
+        let mut scan = !self.buf.is_empty() || self.eof;
         poll_fn(|cx| {
             loop {
-                match scan_line(&self.buf, limit, ending, self.eof, from) {
-                    Scan::Line {
-                        content,
-                        consumed,
-                        delimited,
-                    } => return Poll::Ready(Ok(Some((content, consumed, delimited)))),
-                    Scan::Exhausted => return Poll::Ready(Ok(None)),
-                    Scan::TooLong => {
-                        self.skip_line = true;
-                        return Poll::Ready(Err(Error::TooLongLine { limit }));
-                    }
-                    Scan::NeedMore { from: next } => {
-                        from = next;
-                        ready!(self.poll_fill(cx))?;
+                if scan {
+                    match scan_line(&self.buf, limit, ending, self.eof, from) {
+                        Scan::Line {
+                            content,
+                            consumed,
+                            delimited,
+                        } => return Poll::Ready(Ok(Some((content, consumed, delimited)))),
+                        Scan::Exhausted => return Poll::Ready(Ok(None)),
+                        Scan::TooLong => {
+                            self.skip_line = true;
+                            return Poll::Ready(Err(Error::TooLongLine { limit }));
+                        }
+                        Scan::NeedMore { from: next } => {
+                            from = next;
+                            scan = false;
+                        }
                     }
                 }
+                // Bytes, or the end of the stream: either can decide the line.
+                ready!(self.poll_fill(cx))?;
+                scan = true;
             }
         })
         .await
@@ -493,8 +510,7 @@ impl ByteReadChannel {
             match scan_until(&self.buf, &finder, limit, self.eof, from) {
                 Until::Found { content } => {
                     let item = self.take(content);
-                    self.buf.advance(delimiter.len());
-                    self.publish();
+                    self.drop_consumed(delimiter.len());
                     return Ok(Some(item));
                 }
                 Until::Exhausted => return Ok(None),
@@ -655,8 +671,7 @@ impl ByteReadChannel {
         }
         let n = self.buf.len().min(out.remaining());
         out.put_slice(&self.buf[..n]);
-        self.buf.advance(n);
-        self.publish();
+        self.drop_consumed(n);
         Poll::Ready(Ok(()))
     }
 
@@ -806,8 +821,7 @@ impl ByteReadChannel {
         if !self.await_content(pattern.len()).await? || !self.buf.starts_with(pattern) {
             return Ok(false);
         }
-        self.buf.advance(pattern.len());
-        self.publish();
+        self.drop_consumed(pattern.len());
         Ok(true)
     }
 
@@ -846,8 +860,7 @@ impl ByteReadChannel {
             }
             // Straight from this buffer to the transport: no copy into `dst`'s buffer.
             dst.write_through(&self.buf[..n]).await?;
-            self.buf.advance(n);
-            self.publish();
+            self.drop_consumed(n);
             copied += n as u64;
         }
         dst.flush().await?;
@@ -1017,15 +1030,15 @@ impl ByteReadChannel {
 
     /// Takes `n` buffered bytes.
     fn take(&mut self, n: usize) -> Bytes {
-        let bytes = if n >= ZERO_COPY_MIN {
-            self.buf.split_to(n).freeze()
+        if n >= ZERO_COPY_MIN {
+            let bytes = self.buf.split_to(n).freeze();
+            self.publish();
+            bytes
         } else {
             let bytes = Bytes::copy_from_slice(&self.buf[..n]);
-            self.buf.advance(n);
+            self.drop_consumed(n);
             bytes
-        };
-        self.publish();
-        bytes
+        }
     }
 
     /// Reads once from the transport; `Ok(0)` at the end of the stream.
@@ -1069,8 +1082,8 @@ impl ByteReadChannel {
         if self.received == 0 && self.buf.capacity() == 0 {
             // A channel that has received nothing yet has no buffer: its first read goes to a
             // small buffer on the stack, and the channel's own is made when bytes arrive. An
-            // idle connection holds no read buffer. (Later, a buffer read to its end has no
-            // capacity left either, but `reserve` below takes its allocation back.)
+            // idle connection holds no read buffer. (Later, a buffer whose bytes were all split
+            // off has no capacity left either, but `reserve` below takes its allocation back.)
             let mut probe = [0; PROBE];
             let mut read_buf = ReadBuf::new(&mut probe);
             return match ready!(Pin::new(source).poll_read(cx, &mut read_buf)) {
@@ -1169,8 +1182,7 @@ impl AsyncBufRead for ByteReadChannel {
     fn consume(self: Pin<&mut Self>, amt: usize) {
         let this = self.get_mut();
         let n = amt.min(this.buf.len());
-        this.buf.advance(n);
-        this.publish();
+        this.drop_consumed(n);
     }
 }
 
