@@ -540,3 +540,35 @@ async fn other_connections_are_unaffected_by_a_misbehaving_one() {
         .unwrap();
     assert_eq!(line.as_deref(), Some("still here"));
 }
+
+/// A task whose writes never have to wait (the socket always takes them) still lets the other
+/// tasks of its thread run: each send takes a unit of tokio's cooperative budget, as tokio's
+/// own writes do, so the task yields when the budget is spent.
+#[tokio::test(flavor = "current_thread")]
+async fn a_writer_that_never_waits_still_yields_to_other_tasks() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (mut socket, _peer) = connected_pair(&selector, &listener).await;
+    let mut output = socket.open_write_channel(true).unwrap();
+    // The first write may wait for the reactor to report the new socket writable.
+    output.write_u8(0).await.unwrap();
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticker = tokio::spawn({
+        let ticks = Arc::clone(&ticks);
+        async move {
+            loop {
+                ticks.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    // 1,000 one-byte sends: far below what the socket buffers, so none of them waits.
+    for _ in 0..1_000 {
+        output.write_u8(1).await.unwrap();
+    }
+    let ticked = ticks.load(Ordering::Relaxed);
+    ticker.abort();
+    assert!(ticked > 0, "the writing task never yielded to the ticker");
+}

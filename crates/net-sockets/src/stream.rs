@@ -77,25 +77,31 @@ impl Stream {
     }
 
     /// Runs `send` once the socket is writable.
+    ///
+    /// The send is tried first, and the task registers for writability only when the socket
+    /// takes nothing (a socket is writable far more often than not, so the send that goes
+    /// through checks the readiness once, not twice); it takes a unit of the task's
+    /// cooperative budget as tokio's own writes do, so a writer that never waits still yields.
     fn poll_send(
         &self,
         cx: &mut Context<'_>,
         send: impl Fn(SockRef<'_>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         loop {
             let sent = match self {
-                Stream::Tcp(s) => {
-                    ready!(s.poll_write_ready(cx))?;
-                    s.try_io(Interest::WRITABLE, || send(SockRef::from(s)))
-                }
-                Stream::Unix(s) => {
-                    ready!(s.poll_write_ready(cx))?;
-                    s.try_io(Interest::WRITABLE, || send(SockRef::from(s)))
-                }
+                Stream::Tcp(s) => s.try_io(Interest::WRITABLE, || send(SockRef::from(s))),
+                Stream::Unix(s) => s.try_io(Interest::WRITABLE, || send(SockRef::from(s))),
             };
             match sent {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                sent => return Poll::Ready(sent),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self {
+                    Stream::Tcp(s) => ready!(s.poll_write_ready(cx))?,
+                    Stream::Unix(s) => ready!(s.poll_write_ready(cx))?,
+                },
+                sent => {
+                    coop.made_progress();
+                    return Poll::Ready(sent);
+                }
             }
         }
     }
@@ -753,7 +759,7 @@ impl AsyncWrite for WriteHalf {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.half.conn.deferring() {
+        if this.half.conn.corked() && !this.half.conn.deferring() {
             ready!(this.poll_send_after_cork(cx, &[]))?;
         }
         // Everything written is with the kernel (or held back to leave before anything else):
