@@ -215,3 +215,38 @@ async fn incoming_yields_datagrams() {
         assert_eq!(&got.packet[..], &[i]);
     }
 }
+
+/// A task that receives datagrams already queued on its socket (a flood, say) still lets the
+/// other tasks of its thread run: each receive takes a unit of tokio's cooperative budget, so
+/// the task yields when the budget is spent, even though no receive has to wait.
+#[tokio::test(flavor = "current_thread")]
+async fn a_receiver_that_never_waits_still_yields_to_other_tasks() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const QUEUED: usize = 200; // more than a task's budget, fewer than the socket buffer holds
+    let selector = SelectorManager::new();
+    let socket = udp_socket(&selector).await;
+    let me = socket.local_address();
+    for _ in 0..QUEUED {
+        socket
+            .send(Datagram::new(vec![1], me.clone()).unwrap())
+            .await
+            .unwrap();
+    }
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticker = tokio::spawn({
+        let ticks = Arc::clone(&ticks);
+        async move {
+            loop {
+                ticks.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    for _ in 0..QUEUED {
+        within(socket.receive()).await.unwrap();
+    }
+    let ticked = ticks.load(Ordering::Relaxed);
+    ticker.abort();
+    assert!(ticked > 0, "the receiving task never yielded to the ticker");
+}
