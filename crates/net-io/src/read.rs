@@ -392,24 +392,33 @@ impl ByteReadChannel {
     }
 
     /// Waits until a whole line is buffered; returns (content length, bytes to consume,
-    /// delimited). Consumes nothing.
-    async fn next_line(
+    /// delimited). Consumes nothing but the rest of an earlier over-long line.
+    ///
+    /// One future for the skip, the scans and the reads between them (a line read is the
+    /// hottest path of a line protocol's server). The buffer is scanned only when it may hold
+    /// an answer it did not hold at the last scan: not while it is empty and the stream goes
+    /// on, and not again when a poll finds the transport still not ready.
+    fn next_line(
         &mut self,
         limit: usize,
         ending: LineEnding,
-    ) -> Result<Option<(usize, usize, bool)>> {
-        self.check_cancelled()?;
-        if self.skip_line {
-            self.skip_rest_of_line(ending).await?;
-        }
-        // One future for the scans and the reads between them. The buffer is scanned only when
-        // it may hold an answer it did not hold at the last scan: not while it is empty and
-        // the stream goes on, and not again when a poll finds the transport still not ready.
+    ) -> impl Future<Output = Result<Option<(usize, usize, bool)>>> + Send + '_ {
         let mut from = 0;
-        let mut scan = !self.buf.is_empty() || self.eof;
-        poll_fn(|cx| {
+        // Whether to scan before reading; decided at the first poll, after the skip.
+        let mut scan = None;
+        poll_fn(move |cx| {
+            let scan = match &mut scan {
+                Some(scan) => scan,
+                None => {
+                    self.check_cancelled()?;
+                    if self.skip_line {
+                        ready!(self.poll_skip_rest_of_line(cx, ending))?;
+                    }
+                    scan.insert(!self.buf.is_empty() || self.eof)
+                }
+            };
             loop {
-                if scan {
+                if *scan {
                     match scan_line(&self.buf, limit, ending, self.eof, from) {
                         Scan::Line {
                             content,
@@ -423,21 +432,24 @@ impl ByteReadChannel {
                         }
                         Scan::NeedMore { from: next } => {
                             from = next;
-                            scan = false;
+                            *scan = false;
                         }
                     }
                 }
                 // Bytes, or the end of the stream: either can decide the line.
                 ready!(self.poll_fill(cx))?;
-                scan = true;
+                *scan = true;
             }
         })
-        .await
     }
 
     /// Discards the rest of an over-long line through its delimiter (or to the end of the
     /// stream), keeping no more than one transport read buffered.
-    async fn skip_rest_of_line(&mut self, ending: LineEnding) -> Result<()> {
+    fn poll_skip_rest_of_line(
+        &mut self,
+        cx: &mut Context<'_>,
+        ending: LineEnding,
+    ) -> Poll<Result<()>> {
         loop {
             match scan_line(&self.buf, usize::MAX, ending, self.eof, 0) {
                 Scan::Line { consumed, .. } => {
@@ -447,13 +459,13 @@ impl ByteReadChannel {
                 Scan::NeedMore { from } => {
                     // Nothing before `from` ends the line; a CR at `from` may start a CRLF.
                     self.buf.advance(from);
-                    self.fill().await?;
+                    ready!(self.poll_fill(cx))?;
                 }
                 Scan::Exhausted | Scan::TooLong => break,
             }
         }
         self.skip_line = false;
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     /// Reads the bytes before the next `delimiter`, which is consumed and not returned; `None`
