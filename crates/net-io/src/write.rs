@@ -341,9 +341,12 @@ impl ByteWriteChannel {
     /// An auto-flushed write with nothing buffered: `src` goes straight to the transport, which
     /// is then flushed (unless the shared backlog is pending: then the flush waits for the
     /// reader), in one future.
-    async fn send_and_flush(&mut self, src: &[u8]) -> Result<()> {
+    fn send_and_flush<'a>(
+        &'a mut self,
+        src: &'a [u8],
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
         let mut sent = 0;
-        poll_fn(|cx| {
+        poll_fn(move |cx| {
             if sent < src.len() {
                 if let Err(e) = ready!(self.poll_write_direct(cx, src, &mut sent)) {
                     // A timeout before any byte left has no effect; anything else fails.
@@ -366,7 +369,6 @@ impl ByteWriteChannel {
                 Err(e) => Poll::Ready(Err(self.fail(Error::from(e)))),
             }
         })
-        .await
     }
 
     /// Writes all of `src`.
