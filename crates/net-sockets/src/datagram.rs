@@ -168,14 +168,14 @@ impl UdpCore {
     }
 
     async fn receive(&self) -> Result<Datagram> {
-        // The async readiness path, not the poll path: only it wakes on an error-only event
-        // (EPOLLERR without EPOLLIN), which is how an ICMP error for a connected UDP socket
-        // arrives. The socket is held while the receive is pending; `close` wakes it, and the
-        // descriptor is released as soon as the woken receive returns.
         // A unit of the task's cooperative budget, as tokio's own receives take: a task that
         // finds datagrams queued every time (a flood) still yields to the other tasks of its
         // thread. Taken before anything is received, so that yielding here loses nothing.
         tokio::task::coop::consume_budget().await;
+        // The async readiness path, not the poll path: only it wakes on an error-only event
+        // (EPOLLERR without EPOLLIN), which is how an ICMP error for a connected UDP socket
+        // arrives. The socket is held while the receive is pending; `close` wakes it, and the
+        // descriptor is released as soon as the woken receive returns.
         let socket = self.core.io()?;
         // The receive buffer is kept between receives (a concurrent receive makes its own):
         // a datagram is copied out at its own size, so the buffer is free again at once.
