@@ -3,6 +3,7 @@
 //!
 //! - [`within`]: a hang safety net around a future (tests synchronise on events; this only
 //!   turns a bug that hangs into a failure). [`pending_after_one_poll`]: drop a future midway.
+//!   [`Ticker`]: tells whether a task gave other tasks of its thread a turn.
 //!   [`payload`]: deterministic test data.
 //! - [`loopback`]: listeners, connections and UDP sockets on `127.0.0.1:0` in one line, an echo
 //!   server, and [`Channels`](loopback::Channels), which lets one helper serve plain and TLS
@@ -54,4 +55,41 @@ pub fn payload(len: usize) -> Vec<u8> {
 /// cancelled operation leaves behind).
 pub async fn pending_after_one_poll<F: Future>(mut future: Pin<&mut F>) -> bool {
     std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_pending())).await
+}
+
+/// A task that counts its turns on the runtime, to tell whether another task of the same thread
+/// yielded (tokio's cooperative budget) while it never had to wait. Stopped on drop.
+#[derive(Debug)]
+pub struct Ticker {
+    ticks: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Ticker {
+    /// Spawns the counting task on the current runtime; it has its first turn when the
+    /// spawning task first yields.
+    pub fn spawn() -> Ticker {
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let ticks = std::sync::Arc::clone(&ticks);
+            async move {
+                loop {
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        Ticker { ticks, task }
+    }
+
+    /// The turns counted so far.
+    pub fn ticks(&self) -> usize {
+        self.ticks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

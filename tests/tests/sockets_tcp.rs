@@ -10,7 +10,7 @@ use net_tests::loopback::{
     connect, connected_pair, echo_server, never_accepting_listener, next_item, send_and_read_back,
     tcp_listener, write_until_error,
 };
-use net_tests::{payload, within};
+use net_tests::{Ticker, payload, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_with_half_close_for_every_size() {
@@ -546,29 +546,19 @@ async fn other_connections_are_unaffected_by_a_misbehaving_one() {
 /// own writes do, so the task yields when the budget is spent.
 #[tokio::test(flavor = "current_thread")]
 async fn a_writer_that_never_waits_still_yields_to_other_tasks() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     let selector = SelectorManager::new();
     let listener = tcp_listener(&selector).await;
     let (mut socket, _peer) = connected_pair(&selector, &listener).await;
     let mut output = socket.open_write_channel(true).unwrap();
     // The first write may wait for the reactor to report the new socket writable.
     output.write_u8(0).await.unwrap();
-    let ticks = Arc::new(AtomicUsize::new(0));
-    let ticker = tokio::spawn({
-        let ticks = Arc::clone(&ticks);
-        async move {
-            loop {
-                ticks.fetch_add(1, Ordering::Relaxed);
-                tokio::task::yield_now().await;
-            }
-        }
-    });
+    let ticker = Ticker::spawn();
     // 1,000 one-byte sends: far below what the socket buffers, so none of them waits.
     for _ in 0..1_000 {
         output.write_u8(1).await.unwrap();
     }
-    let ticked = ticks.load(Ordering::Relaxed);
-    ticker.abort();
-    assert!(ticked > 0, "the writing task never yielded to the ticker");
+    assert!(
+        ticker.ticks() > 0,
+        "the writing task never yielded to the ticker"
+    );
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use net_sockets::{Datagram, Error, MAX_DATAGRAM_SIZE, SelectorManager, SocketAddress, a_socket};
 use net_tests::loopback::{next_item, udp_socket};
-use net_tests::{payload, within};
+use net_tests::{Ticker, payload, within};
 
 #[tokio::test]
 async fn ten_datagrams_to_self() {
@@ -221,8 +221,6 @@ async fn incoming_yields_datagrams() {
 /// the task yields when the budget is spent, even though no receive has to wait.
 #[tokio::test(flavor = "current_thread")]
 async fn a_receiver_that_never_waits_still_yields_to_other_tasks() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     const QUEUED: usize = 200; // more than a task's budget (128)
     let selector = SelectorManager::new();
     // Room for all of them: a small datagram takes about 1 KiB of receive buffer in the kernel.
@@ -239,20 +237,12 @@ async fn a_receiver_that_never_waits_still_yields_to_other_tasks() {
             .await
             .unwrap();
     }
-    let ticks = Arc::new(AtomicUsize::new(0));
-    let ticker = tokio::spawn({
-        let ticks = Arc::clone(&ticks);
-        async move {
-            loop {
-                ticks.fetch_add(1, Ordering::Relaxed);
-                tokio::task::yield_now().await;
-            }
-        }
-    });
+    let ticker = Ticker::spawn();
     for _ in 0..QUEUED {
         within(socket.receive()).await.unwrap();
     }
-    let ticked = ticks.load(Ordering::Relaxed);
-    ticker.abort();
-    assert!(ticked > 0, "the receiving task never yielded to the ticker");
+    assert!(
+        ticker.ticks() > 0,
+        "the receiving task never yielded to the ticker"
+    );
 }
