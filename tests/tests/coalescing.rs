@@ -354,3 +354,52 @@ async fn held_back_answers_leave_before_a_half_close() {
     within(client.read_to_end(&mut everything)).await.unwrap();
     assert_eq!(everything, b"first\nsecond\n");
 }
+
+/// An answer written while the reader waits for the rest of a line leaves at once: a partial
+/// request is not a pending one, and a waiting reader would never send what is held back (a
+/// chat server writes to a client that is still typing).
+#[tokio::test]
+async fn a_write_while_the_reader_waits_for_the_rest_of_a_line_leaves_at_once() {
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let (mut client, mut socket) = raw_peer_of(&server).await;
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    client.write_all(b"hel").await.unwrap();
+    assert!(within(input.await_content(3)).await.unwrap());
+    let reading = input.read_line(16, LineEnding::Default);
+    tokio::pin!(reading);
+    assert!(net_tests::pending_after_one_poll(reading.as_mut()).await);
+    output.write_string_utf8("news\n").await.unwrap();
+    read_exactly(&mut client, "news\n").await;
+    client.write_all(b"lo\n").await.unwrap();
+    assert_eq!(within(reading).await.unwrap().as_deref(), Some("hello"));
+}
+
+/// The same after the skip of an over-long line emptied the buffer: the reader waits, so an
+/// answer written meanwhile is not held back.
+#[tokio::test]
+async fn a_write_while_the_reader_waits_after_skipping_a_long_line_leaves_at_once() {
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let (mut client, mut socket) = raw_peer_of(&server).await;
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    client
+        .write_all(b"far too long for the limit")
+        .await
+        .unwrap();
+    assert!(within(input.await_content(26)).await.unwrap());
+    let e = input.read_line(4, LineEnding::Default).await.unwrap_err();
+    assert!(
+        matches!(e, net_io::Error::TooLongLine { limit: 4 }),
+        "{e:?}"
+    );
+    let reading = input.read_line(4, LineEnding::Default);
+    tokio::pin!(reading);
+    assert!(net_tests::pending_after_one_poll(reading.as_mut()).await);
+    output.write_string_utf8("too long\n").await.unwrap();
+    read_exactly(&mut client, "too long\n").await;
+    client.write_all(b"\nok\n").await.unwrap();
+    assert_eq!(within(reading).await.unwrap().as_deref(), Some("ok"));
+}

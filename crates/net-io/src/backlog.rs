@@ -8,13 +8,15 @@ use bytes::BytesMut;
 
 /// Whether a [`ByteReadChannel`](crate::ByteReadChannel) holds input its reader has not consumed
 /// yet — requests already received and still to be answered — and the answers held back
-/// meanwhile.
+/// meanwhile. A reader that waits for more input has none pending, whatever part of a request
+/// it holds.
 ///
 /// A transport that carries both directions of a connection can use it to coalesce flushes: while
 /// the reader has a backlog, the answers it writes are held back and leave together when the
 /// reader is about to wait for more input, so a burst of pipelined requests is answered with
 /// one send instead of one per request. `net-sockets` does this for its sockets; the read
-/// channel only keeps the flag up to date (one atomic store per read), and a write channel that
+/// channel only keeps the flag up to date (set after a read that leaves input unconsumed,
+/// cleared before it reads from its transport, which may wait), and a write channel that
 /// writes straight to such a transport can hold its answers here itself
 /// ([`ByteWriteChannel::hold_while`](crate::ByteWriteChannel::hold_while)).
 ///
@@ -57,25 +59,38 @@ impl Backlog {
         Self::default()
     }
 
-    /// Whether the read channel holds input its reader has not consumed yet.
+    /// Whether the read channel holds input its reader has not consumed yet, and is not
+    /// waiting for more.
     pub fn is_pending(&self) -> bool {
         self.0.pending.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set(&self, pending: bool) {
-        // Relaxed: a hint; a stale value only makes one flush leave early or wait for the
-        // reader's next wait.
-        if self.0.pending.load(Ordering::Relaxed) != pending {
-            self.0.pending.store(pending, Ordering::Relaxed);
+        if self.0.pending.load(Ordering::Relaxed) == pending {
+            return;
+        }
+        if pending {
+            // Relaxed: a `hold` that misses it only sends at once.
+            self.0.pending.store(true, Ordering::Relaxed);
+        } else {
+            // Under the lock, which `hold` decides under: a `hold` either came first, and the
+            // reader, which checks for held bytes after this before it waits, sends them; or
+            // it comes after and sees nothing pending.
+            let _held = self.lock();
+            self.0.pending.store(false, Ordering::Relaxed);
         }
     }
 
-    /// Holds `bytes` back after those already held, if the total stays within `limit`;
-    /// `false` (nothing held) otherwise. The transport sends held bytes before anything else
-    /// written to it.
+    /// Holds `bytes` back after those already held, if input is pending or bytes are already
+    /// held (which these must not overtake), and the total stays within `limit`; `false`
+    /// (nothing held) otherwise. The transport sends held bytes before anything else written
+    /// to it.
     pub fn hold(&self, bytes: &[u8], limit: usize) -> bool {
         let mut held = self.lock();
-        if self.0.closed.load(Ordering::Acquire) || held.len() + bytes.len() > limit {
+        if self.0.closed.load(Ordering::Acquire)
+            || held.len() + bytes.len() > limit
+            || (held.is_empty() && !self.0.pending.load(Ordering::Relaxed))
+        {
             return false;
         }
         held.extend_from_slice(bytes);

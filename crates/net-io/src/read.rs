@@ -205,7 +205,8 @@ impl ByteReadChannel {
     }
 
     /// Keeps `backlog` told whether this channel holds input not consumed yet (see
-    /// [`Backlog`]): after every read, and whenever input arrives.
+    /// [`Backlog`]): after every read that consumes, and before every read from the transport
+    /// (which may wait: a waiting reader has nothing pending).
     pub fn share_backlog(&mut self, backlog: Backlog) {
         backlog.set(!self.buf.is_empty());
         self.backlog = Some(backlog);
@@ -1091,6 +1092,12 @@ impl ByteReadChannel {
             self.eof = true;
             return Poll::Ready(Ok(0));
         };
+        if let Some(backlog) = &self.backlog {
+            // The transport may make this reader wait: answers written meanwhile must leave,
+            // whatever part of a request is buffered. (The flag is set again by the read that
+            // consumes and leaves input behind.)
+            backlog.set(false);
+        }
         if self.received == 0 && self.buf.capacity() == 0 {
             // A channel that has received nothing yet has no buffer: its first read goes to a
             // small buffer on the stack, and the channel's own is made when bytes arrive. An
@@ -1108,7 +1115,6 @@ impl ByteReadChannel {
                     self.buf.reserve(want.max(READ_CHUNK));
                     self.buf.extend_from_slice(read_buf.filled());
                     self.received += n as u64;
-                    self.publish();
                     Poll::Ready(Ok(n))
                 }
                 Err(e) => Poll::Ready(Err(self.fail(e))),
@@ -1134,7 +1140,6 @@ impl ByteReadChannel {
             }
             Ok(n) => {
                 self.received += n as u64;
-                self.publish();
                 Poll::Ready(Ok(n))
             }
             Err(e) => Poll::Ready(Err(self.fail(e))),

@@ -1,0 +1,116 @@
+//! The [`Backlog`] a read channel keeps for flush coalescing: input counts as pending only while
+//! the reader has unconsumed input and does not wait for more.
+
+mod support;
+
+use net_io::{Backlog, ByteReadChannel, ByteWriteChannel, Error, LineEnding};
+use tokio::io::AsyncWriteExt;
+
+use support::poll_once;
+
+/// A reader with `backlog` shared, and the peer that writes to it.
+fn reader() -> (tokio::io::DuplexStream, ByteReadChannel, Backlog) {
+    let (peer, transport) = tokio::io::duplex(1 << 16);
+    let backlog = Backlog::new();
+    let mut input = ByteReadChannel::new(transport);
+    input.share_backlog(backlog.clone());
+    (peer, input, backlog)
+}
+
+#[tokio::test]
+async fn a_line_left_unread_is_pending_until_it_is_read() {
+    let (mut peer, mut input, backlog) = reader();
+    peer.write_all(b"one\ntwo\n").await.unwrap();
+    assert_eq!(
+        input
+            .read_line(8, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("one")
+    );
+    assert!(backlog.is_pending());
+    assert_eq!(
+        input
+            .read_line(8, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("two")
+    );
+    assert!(!backlog.is_pending());
+}
+
+/// Part of a request is not a pending request once the reader waits for the rest: an answer
+/// written meanwhile (by another task) must not be held for a reader that waits.
+#[tokio::test]
+async fn a_reader_waiting_for_the_rest_of_a_line_has_nothing_pending() {
+    let (mut peer, mut input, backlog) = reader();
+    peer.write_all(b"one\ntw").await.unwrap();
+    assert_eq!(
+        input
+            .read_line(8, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("one")
+    );
+    assert!(
+        backlog.is_pending(),
+        "`tw` is unread and the reader is not waiting"
+    );
+    assert!(
+        poll_once(input.read_line(8, LineEnding::Default))
+            .await
+            .is_none()
+    );
+    assert!(!backlog.is_pending());
+    let (transport, _peer) = tokio::io::duplex(64);
+    let mut output = ByteWriteChannel::new(transport, true);
+    output.hold_while(backlog.clone());
+    output.write_string_utf8("answer\n").await.unwrap();
+    assert!(!backlog.is_holding(), "held back for a reader that waits");
+}
+
+/// The same once the skip of an over-long line, or a discard, emptied the buffer and the
+/// reader waits.
+#[tokio::test]
+async fn a_reader_waiting_after_a_skip_or_a_discard_has_nothing_pending() {
+    let (mut peer, mut input, backlog) = reader();
+    peer.write_all(b"far too long").await.unwrap();
+    assert!(matches!(
+        input.read_line(4, LineEnding::Default).await,
+        Err(Error::TooLongLine { limit: 4 })
+    ));
+    assert!(
+        poll_once(input.read_line(4, LineEnding::Default))
+            .await
+            .is_none()
+    );
+    assert_eq!(input.available_for_read(), 0);
+    assert!(!backlog.is_pending());
+
+    let (mut peer, mut input, backlog) = reader();
+    peer.write_all(b"0123456789").await.unwrap();
+    assert!(input.await_content(10).await.unwrap());
+    assert!(poll_once(input.discard(100)).await.is_none());
+    assert!(!backlog.is_pending());
+}
+
+/// Bytes held back are never overtaken: while some are held, later ones join them even with
+/// nothing pending; with nothing held and nothing pending, nothing is held.
+#[tokio::test]
+async fn held_bytes_are_not_overtaken() {
+    let (mut peer, mut input, backlog) = reader();
+    peer.write_all(b"a\nb\n").await.unwrap();
+    input.read_line(8, LineEnding::Default).await.unwrap();
+    assert!(backlog.hold(b"1", 64), "`b` is pending");
+    input.read_line(8, LineEnding::Default).await.unwrap();
+    assert!(!backlog.is_pending());
+    assert!(backlog.hold(b"2", 64), "joins the held `1`");
+    backlog.with_held(|held| {
+        assert_eq!(&held[..], b"12");
+        held.clear();
+    });
+    assert!(!backlog.hold(b"3", 64), "nothing held, nothing pending");
+}
