@@ -73,6 +73,9 @@ impl Sink {
 ///   fails** (a timeout included), does not shut the transport down (no FIN, no TLS
 ///   `close_notify`, nothing that tells the peer the data ended well): it drops the transport
 ///   and returns the error, and the channel is failed for good.
+/// - **The transport's shutdown fails** (in [`flush_and_close`](Self::flush_and_close) or
+///   `poll_shutdown`): the channel is failed for good, as above; a second shutdown reports
+///   the same error, not success.
 ///
 /// # Dropped writes
 ///
@@ -461,7 +464,8 @@ impl ByteWriteChannel {
     ///
     /// A channel that failed, or whose flush here fails, is not shut down (the peer must not
     /// take a failed stream for a complete one): the transport is dropped and the error
-    /// returned (see [Failures](Self#failures)).
+    /// returned (see [Failures](Self#failures)). If the shutdown itself fails, the channel is
+    /// failed for good with that error too.
     ///
     /// # Errors
     ///
@@ -644,10 +648,16 @@ impl ByteWriteChannel {
         let Some(sink) = self.sink.as_mut() else {
             return Poll::Ready(Err(Error::ClosedForWrite));
         };
-        let shut = ready!(sink.pin().poll_shutdown(cx));
-        self.sink = None;
-        self.buf = BytesMut::new();
-        Poll::Ready(shut.map_err(Error::from))
+        match ready!(sink.pin().poll_shutdown(cx)) {
+            Ok(()) => {
+                self.sink = None;
+                self.buf = BytesMut::new();
+                Poll::Ready(Ok(()))
+            }
+            // Whether the end reached the peer is unknown: a failure, recorded as any other,
+            // so that no later call (a second shutdown included) reports a clean close.
+            Err(e) => Poll::Ready(Err(self.fail(Error::from(e)))),
+        }
     }
 
     /// `poll_write` of [`AsyncWrite`]: accepts what fits in the buffer.

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use net_io::{ByteReadChannel, ByteWriteChannel, Error, LineEnding};
 use support::{Act, ChunkedReader, MockWriter, Step, guard, poll_once, timeout};
+use tokio::io::AsyncWriteExt;
 
 fn reset() -> io::Error {
     io::Error::from_raw_os_error(libc::ECONNRESET)
@@ -273,6 +274,36 @@ async fn a_dropped_flush_on_a_stalled_transport_loses_nothing() {
     assert!(poll_once(w.flush()).await.is_none());
     w.flush().await.unwrap();
     assert_eq!(mock.accepted(), b"0123456789");
+}
+
+/// A transport whose shutdown fails fails the channel for good, as any other write failure:
+/// a second shutdown, a close, a write and a flush all report the same error (never `Ok` or
+/// `ClosedForWrite`), and nothing retries the shutdown (`flush_and_close` and the
+/// `AsyncWrite` shutdown alike).
+#[tokio::test]
+async fn a_failed_shutdown_fails_the_channel() {
+    for via_trait in [false, true] {
+        let mock = MockWriter::default();
+        let mut w = ByteWriteChannel::new(mock.clone(), false);
+        w.write_fully(b"x").await.unwrap();
+        mock.on_shutdown([Act::Fail(reset())]);
+        let first = if via_trait {
+            AsyncWriteExt::shutdown(&mut w).await.map_err(Error::from)
+        } else {
+            w.flush_and_close().await
+        };
+        assert_reset(first, "shutdown");
+        assert!(w.is_closed_for_write());
+        assert_reset(
+            AsyncWriteExt::shutdown(&mut w).await.map_err(Error::from),
+            "second shutdown",
+        );
+        assert_reset(w.flush_and_close().await, "close after");
+        assert_reset(w.write_fully(b"y").await, "write after");
+        assert_reset(w.flush().await, "flush after");
+        assert_eq!(mock.accepted(), b"x");
+        assert_eq!(mock.shutdowns(), 0, "the failed shutdown was retried");
+    }
 }
 
 // ----- dropping a channel with unflushed bytes -------------------------------------------

@@ -55,10 +55,10 @@ pub(crate) fn split_by(data: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
     out
 }
 
-/// What a [`MockWriter`] does on its next `poll_write` or `poll_flush`.
+/// What a [`MockWriter`] does on its next `poll_write`, `poll_flush` or `poll_shutdown`.
 #[derive(Debug)]
 pub(crate) enum Act {
-    /// Take at most this many bytes (a write) or succeed (a flush).
+    /// Take at most this many bytes (a write) or succeed (a flush or a shutdown).
     Take(usize),
     /// Return `Poll::Pending` without waking anyone: the transport is stuck.
     Stall,
@@ -76,6 +76,8 @@ pub(crate) struct MockLog {
     pub(crate) writes: std::collections::VecDeque<Act>,
     /// Acts for the coming `poll_flush` calls; when empty, flushes succeed.
     pub(crate) flush_acts: std::collections::VecDeque<Act>,
+    /// Acts for the coming `poll_shutdown` calls; when empty, shutdowns succeed.
+    pub(crate) shutdown_acts: std::collections::VecDeque<Act>,
 }
 
 /// A transport that records what it accepted and follows a script of stalls and failures.
@@ -98,11 +100,17 @@ impl MockWriter {
         self.log().flush_acts.extend(acts);
     }
 
+    /// Queues acts for the coming shutdowns.
+    pub(crate) fn on_shutdown(&self, acts: impl IntoIterator<Item = Act>) {
+        self.log().shutdown_acts.extend(acts);
+    }
+
     /// Everything accepted so far.
     pub(crate) fn accepted(&self) -> Vec<u8> {
         self.log().accepted.clone()
     }
 
+    /// How many shutdowns succeeded.
     pub(crate) fn shutdowns(&self) -> usize {
         self.log().shutdowns
     }
@@ -149,7 +157,14 @@ impl tokio::io::AsyncWrite for MockWriter {
         self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> Poll<std::io::Result<()>> {
-        self.log().shutdowns += 1;
-        Poll::Ready(Ok(()))
+        let mut log = self.log();
+        match log.shutdown_acts.pop_front() {
+            None | Some(Act::Take(_)) => {
+                log.shutdowns += 1;
+                Poll::Ready(Ok(()))
+            }
+            Some(Act::Stall) => Poll::Pending,
+            Some(Act::Fail(e)) => Poll::Ready(Err(e)),
+        }
     }
 }
