@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 use tokio_util::codec::Decoder;
 
 use crate::error::Failure;
-use crate::line::{Scan, Until, scan_line, scan_until};
+use crate::line::{Scan, Tail, Until, scan_line, scan_until};
 use crate::{Backlog, ByteWriteChannel, Error, LineEnding, Result};
 
 /// How many bytes one read from the transport asks for, at least.
@@ -265,11 +265,12 @@ impl ByteReadChannel {
     ///   received, before UTF-8 decoding. Exactly `limit` bytes followed by a delimiter or the end
     ///   of the stream is a line; one more byte is [`Error::TooLongLine`].
     /// - `ending` picks the delimiters (see [`LineEnding`]). A CR that is the last byte
-    ///   received so far waits for the next byte (or the end of the stream) to tell a lone CR
-    ///   from CRLF. So in `Lenient` mode a peer that sends `"cmd\r"` and then waits for an
-    ///   answer gets none until it sends another byte or closes; protocols that end lines with
-    ///   CRLF are better read with `Default`.
-    /// - A last line without a delimiter is returned as it is when the stream ends.
+    ///   received so far waits for the next byte to tell a lone CR from CRLF; at the end of the
+    ///   stream, or when the transport fails, it is a lone CR. So in `Lenient` mode a peer that
+    ///   sends `"cmd\r"` and then waits for an answer gets none until it sends another byte or
+    ///   closes; protocols that end lines with CRLF are better read with `Default`.
+    /// - A last line without a delimiter is returned as it is when the stream ends; when the
+    ///   transport fails instead, the failure is reported and the bytes stay buffered.
     /// - `Ok(None)` only when the stream ended before the first byte of a line; an empty line is
     ///   `Some("")`.
     /// - Invalid or truncated UTF-8 becomes U+FFFD, exactly as [`String::from_utf8_lossy`] does.
@@ -407,6 +408,8 @@ impl ByteReadChannel {
         let mut from = 0;
         // Whether to scan before reading; decided at the first poll, after the skip.
         let mut scan = None;
+        // Whether the last scan knew of the transport's failure.
+        let mut scanned_failed = false;
         poll_fn(move |cx| {
             let scan = match &mut scan {
                 Some(scan) => scan,
@@ -420,7 +423,9 @@ impl ByteReadChannel {
             };
             loop {
                 if *scan {
-                    match scan_line(&self.buf, limit, ending, self.eof, from) {
+                    let tail = self.tail();
+                    scanned_failed = tail == Tail::Failed;
+                    match scan_line(&self.buf, limit, ending, tail, from) {
                         Scan::Line {
                             content,
                             consumed,
@@ -437,8 +442,14 @@ impl ByteReadChannel {
                         }
                     }
                 }
-                // Bytes, or the end of the stream: either can decide the line.
-                ready!(self.poll_fill(cx))?;
+                // Bytes, or the end of the stream: either can decide the line. So can a failure:
+                // no byte follows it, so a CR that ends the bytes is no CRLF. Scan once more,
+                // then report it.
+                if let Err(e) = ready!(self.poll_fill(cx)) {
+                    if scanned_failed || self.failed.is_none() {
+                        return Poll::Ready(Err(e));
+                    }
+                }
                 *scan = true;
             }
         })
@@ -452,7 +463,7 @@ impl ByteReadChannel {
         ending: LineEnding,
     ) -> Poll<Result<()>> {
         loop {
-            match scan_line(&self.buf, usize::MAX, ending, self.eof, 0) {
+            match scan_line(&self.buf, usize::MAX, ending, self.tail(), 0) {
                 Scan::Line { consumed, .. } => {
                     self.buf.advance(consumed);
                     break;
@@ -467,6 +478,17 @@ impl ByteReadChannel {
         }
         self.skip_line = false;
         Poll::Ready(Ok(()))
+    }
+
+    /// What follows the buffered bytes, for the line and `read_until` scans.
+    fn tail(&self) -> Tail {
+        if self.eof {
+            Tail::End
+        } else if self.failed.is_some() {
+            Tail::Failed
+        } else {
+            Tail::Open
+        }
     }
 
     /// Reads the bytes before the next `delimiter`, which is consumed and not returned; `None`
@@ -520,7 +542,7 @@ impl ByteReadChannel {
         }
         let mut from = 0;
         loop {
-            match scan_until(&self.buf, &finder, limit, self.eof, from) {
+            match scan_until(&self.buf, &finder, limit, self.tail(), from) {
                 Until::Found { content } => {
                     let item = self.take(content);
                     self.drop_consumed(delimiter.len());
@@ -539,6 +561,8 @@ impl ByteReadChannel {
                 }
                 Until::NeedMore { from: next } => {
                     from = next;
+                    // Unlike a CR for a lenient line, a failure completes no item here (a
+                    // delimiter must be all there): report it.
                     self.fill().await?;
                 }
             }

@@ -111,6 +111,75 @@ async fn a_read_timeout_is_not_final() {
     );
 }
 
+/// Lenient mode: "abc\r" is a whole line whatever follows, and a failed transport sends
+/// nothing more, so the line is read before the reset is reported (every lenient line read,
+/// and a read that met the reset first).
+#[tokio::test]
+async fn a_line_ended_by_cr_before_a_reset_is_read_first() {
+    let input = |data: &[u8]| {
+        ByteReadChannel::new(ChunkedReader::new([
+            Step::Data(data.to_vec()),
+            Step::Fail(reset()),
+        ]))
+    };
+    let mut ch = input(b"abc\r");
+    assert_eq!(
+        guard(ch.read_utf8_line(80)).await.unwrap().as_deref(),
+        Some("abc")
+    );
+    assert_eq!(ch.total_bytes_read(), 4);
+    assert_reset(guard(ch.read_utf8_line(80)).await, "after the line");
+    assert_reset(guard(ch.read_utf8_line(80)).await, "again");
+
+    let mut ch = input(b"a\rb\r");
+    for want in ["a", "b"] {
+        let line = guard(ch.read_line_strict(80, LineEnding::Lenient)).await;
+        assert_eq!(line.unwrap().as_deref(), Some(want));
+    }
+    assert_reset(
+        guard(ch.read_line_strict(80, LineEnding::Lenient)).await,
+        "strict, after the lines",
+    );
+
+    let mut ch = input(b"abc\r");
+    assert_reset(guard(ch.peek(5)).await, "peek(5)");
+    let mut line = String::new();
+    let n = guard(ch.read_line_to(&mut line, 80, LineEnding::Lenient)).await;
+    assert_eq!((n.unwrap(), line.as_str()), (Some(3), "abc"));
+    assert_reset(
+        guard(ch.read_line_to(&mut line, 80, LineEnding::Lenient)).await,
+        "read_line_to, after the line",
+    );
+}
+
+/// Bytes that are not a whole item when the transport fails are not returned as one (only a
+/// clean end makes a last item of them): the reset is reported, and the bytes stay buffered.
+#[tokio::test]
+async fn an_unfinished_item_before_a_reset_is_the_reset() {
+    let input = |data: &[u8]| {
+        ByteReadChannel::new(ChunkedReader::new([
+            Step::Data(data.to_vec()),
+            Step::Fail(reset()),
+        ]))
+    };
+    // Default: a lone CR is content. Lenient: no delimiter at all.
+    for (data, ending) in [
+        (&b"abc\r"[..], LineEnding::Default),
+        (b"abc", LineEnding::Lenient),
+    ] {
+        let mut ch = input(data);
+        let what = format!("{ending:?} {data:?}");
+        assert_reset(guard(ch.read_line(80, ending)).await, &what);
+        assert_reset(guard(ch.read_line(80, ending)).await, &what);
+        assert_eq!(guard(ch.read_bytes(data.len())).await.unwrap(), data);
+    }
+    // A multi-byte delimiter's first byte ends the bytes.
+    let mut ch = input(b"abc\r");
+    assert_reset(guard(ch.read_until(b"\r\n", 80)).await, "read_until");
+    assert_reset(guard(ch.read_until(b"\r\n", 80)).await, "read_until again");
+    assert_eq!(guard(ch.read_bytes(4)).await.unwrap(), &b"abc\r"[..]);
+}
+
 // ----- writes ----------------------------------------------------------------------------
 
 /// A write call whose bytes reached nothing before a timeout had no effect: the retry delivers
