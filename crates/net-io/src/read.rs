@@ -635,10 +635,13 @@ impl ByteReadChannel {
 
     /// Fills `dst` completely.
     ///
+    /// On [`Error::Timeout`] nothing is consumed: the bytes that had arrived are buffered again
+    /// (`dst` holds a copy of them at its start), so a retry reads every byte once, in order.
+    ///
     /// # Errors
     ///
     /// [`Error::UnexpectedEof`] if the stream ends first (`dst` then holds the bytes that did
-    /// arrive, at its start), or the transport's error.
+    /// arrive, at its start), [`Error::Timeout`] as above, or the transport's error.
     ///
     /// # Cancel safety
     ///
@@ -647,7 +650,23 @@ impl ByteReadChannel {
     pub async fn read_fully(&mut self, dst: &mut [u8]) -> Result<()> {
         let mut filled = 0;
         while filled < dst.len() {
-            let n = self.read_available(&mut dst[filled..]).await?;
+            let n = match self.read_available(&mut dst[filled..]).await {
+                Ok(n) => n,
+                Err(Error::Timeout) => {
+                    // Reading may go on after a timeout, and the error carries no count: give
+                    // the bytes back so that a retry starts where this call started. They were
+                    // received, so memory still follows bytes received.
+                    if filled > 0 {
+                        let mut buf = BytesMut::with_capacity(filled + self.buf.len());
+                        buf.extend_from_slice(&dst[..filled]);
+                        buf.extend_from_slice(&self.buf);
+                        self.buf = buf;
+                        self.publish();
+                    }
+                    return Err(Error::Timeout);
+                }
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 return Err(Error::UnexpectedEof {
                     needed: dst.len(),
@@ -758,7 +777,9 @@ impl ByteReadChannel {
     ///
     /// # Errors
     ///
-    /// [`Error::Cancelled`] or the transport's error.
+    /// [`Error::Cancelled`] or the transport's error. On [`Error::Timeout`] (after which
+    /// reading may go on) the bytes skipped so far stay skipped, and the error does not say how
+    /// many: compare [`total_bytes_read`](Self::total_bytes_read) before and after.
     ///
     /// # Cancel safety
     ///
@@ -785,7 +806,8 @@ impl ByteReadChannel {
     /// # Errors
     ///
     /// [`Error::UnexpectedEof`] if the stream ends first (what was there is skipped), or the
-    /// transport's error.
+    /// transport's error. On [`Error::Timeout`] the bytes skipped so far stay skipped, as for
+    /// [`discard`](Self::discard).
     ///
     /// # Cancel safety
     ///

@@ -180,6 +180,34 @@ async fn an_unfinished_item_before_a_reset_is_the_reset() {
     assert_eq!(guard(ch.read_bytes(4)).await.unwrap(), &b"abc\r"[..]);
 }
 
+/// A `read_fully` that times out consumes nothing: the bytes that had arrived are buffered
+/// again, and the retry reads every byte once, in order (through the channel's buffer, and
+/// with a destination large enough to be read into directly).
+#[tokio::test]
+async fn read_fully_consumes_nothing_on_timeout() {
+    for (head, len) in [(4, 8), (4000, 10_000)] {
+        let data: Vec<u8> = (0..len + 4).map(|i| (i % 251) as u8).collect();
+        let mut ch = ByteReadChannel::new(ChunkedReader::new([
+            Step::Data(data[..head].to_vec()),
+            Step::Fail(timeout()),
+            Step::Data(data[head..].to_vec()),
+        ]));
+        let mut dst = vec![0; len];
+        let res = guard(ch.read_fully(&mut dst)).await;
+        assert!(matches!(res, Err(Error::Timeout)), "{len}: {res:?}");
+        assert_eq!(ch.total_bytes_read(), 0, "{len}: consumed on timeout");
+        assert_eq!(ch.available_for_read(), head, "{len}");
+        let mut dst = vec![0; len];
+        guard(ch.read_fully(&mut dst)).await.unwrap();
+        assert!(
+            dst == data[..len],
+            "{len}: retry after Timeout out of order"
+        );
+        assert_eq!(ch.total_bytes_read(), len as u64);
+        assert_eq!(guard(ch.read_bytes(4)).await.unwrap(), &data[len..]);
+    }
+}
+
 // ----- writes ----------------------------------------------------------------------------
 
 /// A write call whose bytes reached nothing before a timeout had no effect: the retry delivers
