@@ -408,8 +408,6 @@ impl ByteReadChannel {
         let mut from = 0;
         // Whether to scan before reading; decided at the first poll, after the skip.
         let mut scan = None;
-        // Whether the last scan knew of the transport's failure.
-        let mut scanned_failed = false;
         poll_fn(move |cx| {
             let scan = match &mut scan {
                 Some(scan) => scan,
@@ -423,8 +421,7 @@ impl ByteReadChannel {
             };
             loop {
                 if *scan {
-                    let tail = self.tail();
-                    scanned_failed = tail == Tail::Failed;
+                    let tail = if self.eof { Tail::End } else { Tail::Open };
                     match scan_line(&self.buf, limit, ending, tail, from) {
                         Scan::Line {
                             content,
@@ -443,16 +440,36 @@ impl ByteReadChannel {
                     }
                 }
                 // Bytes, or the end of the stream: either can decide the line. So can a failure:
-                // no byte follows it, so a CR that ends the bytes is no CRLF. Scan once more,
-                // then report it.
+                // no byte follows it, so a CR that ends the bytes is no CRLF. What that decides
+                // is read first; then the failure is reported. (Off the hot path: the scans
+                // above need not know of failures.)
                 if let Err(e) = ready!(self.poll_fill(cx)) {
-                    if scanned_failed || self.failed.is_none() {
-                        return Poll::Ready(Err(e));
-                    }
+                    return Poll::Ready(self.line_before_failure(e, limit, ending, from));
                 }
                 *scan = true;
             }
         })
+    }
+
+    /// After the transport failed with `e`: the line that its bytes end now that no byte
+    /// follows (a lenient line ended by a CR), or `e`.
+    #[cold]
+    #[inline(never)]
+    fn line_before_failure(
+        &self,
+        e: Error,
+        limit: usize,
+        ending: LineEnding,
+        from: usize,
+    ) -> Result<Option<(usize, usize, bool)>> {
+        match scan_line(&self.buf, limit, ending, Tail::Failed, from) {
+            Scan::Line {
+                content,
+                consumed,
+                delimited,
+            } => Ok(Some((content, consumed, delimited))),
+            _ => Err(e),
+        }
     }
 
     /// Discards the rest of an over-long line through its delimiter (or to the end of the
