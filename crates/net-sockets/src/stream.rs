@@ -509,9 +509,7 @@ impl Half {
     ) -> Poll<io::Result<R>> {
         match self.conn.core.poll_io(cx, &mut self.wait, op) {
             Poll::Ready(r) => {
-                if let Some(timer) = &mut self.timer {
-                    timer.armed = false;
-                }
+                self.done();
                 Poll::Ready(r)
             }
             Poll::Pending => {
@@ -522,6 +520,13 @@ impl Half {
                     Poll::Pending
                 }
             }
+        }
+    }
+
+    /// The operation is over: the next one that waits starts a fresh timer.
+    fn done(&mut self) {
+        if let Some(timer) = &mut self.timer {
+            timer.armed = false;
         }
     }
 }
@@ -554,6 +559,12 @@ impl ReadHalf {
             half: Half::new(conn),
             received,
         }
+    }
+
+    /// A protocol layer's read is over, though a read of the socket it made may still be
+    /// waiting: the next read's wait starts a fresh `socket_timeout`.
+    pub(crate) fn done(&mut self) {
+        self.half.done();
     }
 }
 
@@ -605,6 +616,12 @@ impl WriteHalf {
             half: Half::new(conn),
             shut_down: false,
         }
+    }
+
+    /// A protocol layer's write or flush is over, though a write to the socket it made may
+    /// still be waiting: the next write's wait starts a fresh `socket_timeout`.
+    pub(crate) fn done(&mut self) {
+        self.half.done();
     }
 
     /// Sends what the socket takes now, without waiting and without taking over the wake-up of

@@ -151,6 +151,21 @@ impl RawStream {
     pub fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write.try_write(buf)
     }
+
+    /// The layer's read (a handshake, or a read of the application's) is over. A layer may
+    /// poll the socket again after it has what it returns (tokio-rustls reads on after a
+    /// record), and a socket read left waiting keeps its `socket_timeout` running: without this
+    /// call, the next read would count the time in between as waiting and could time out at
+    /// once.
+    pub fn read_done(&mut self) {
+        self.read.done();
+    }
+
+    /// The layer's write or flush (or handshake) is over: as [`read_done`](Self::read_done),
+    /// for the write direction's `socket_timeout`.
+    pub fn write_done(&mut self) {
+        self.write.done();
+    }
 }
 
 impl AsyncRead for RawStream {
