@@ -4,7 +4,11 @@
 //!   (both directions: our server and our client each face a tokio-rustls peer);
 //! - a fatal alert we owe the peer (for a corrupted record) is sent although we never write;
 //! - the handshake timer runs on the selector's runtime, whatever executor polls the handshake;
-//! - a failed write never ends with `close_notify`: the peer sees truncation.
+//! - a failed write never ends with `close_notify`: the peer sees truncation;
+//! - `socket_timeout` counts from when a read or write starts waiting, not from an earlier one
+//!   that returned (TLS polls the socket more than once per read or write), and a write that
+//!   times out took none of its bytes: retried, each byte arrives once. A write whose bytes
+//!   rustls took succeeds; a socket error after that comes with the next write.
 
 use std::future::Future;
 use std::pin::pin;
@@ -16,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, a_socket};
+use net_tests::fault::reset;
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
 use net_tests::tls::{
@@ -27,6 +32,7 @@ use net_tls::rustls::{self, AlertDescription};
 use net_tls::{Error, TlsExt, TlsVersion};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Our server only reads while a tokio-rustls client updates its keys (requesting that we
@@ -435,4 +441,219 @@ async fn a_failed_write_never_ends_with_close_notify() {
     let e = end.expect_err("a truncated stream, not a clean end");
     assert!(is_truncated(&e), "{e:?}");
     tls.close();
+}
+
+/// `socket_timeout` on a TLS read counts from when the read starts waiting. Our server is busy
+/// for longer than the timeout before each of two reads — after the handshake, and after a
+/// line (tokio-rustls polls the socket once more after each record, and that raw read is left
+/// waiting) — and each line arrives well within the timeout of its read: the server gets both
+/// lines, no `Timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_read_times_out_only_after_waiting_socket_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(500);
+    /// How long the server works between reads: longer than the timeout.
+    const BUSY: Duration = Duration::from_millis(800);
+    /// How long after a read starts its line is sent: well within the timeout.
+    const INTO_THE_READ: Duration = Duration::from_millis(200);
+    const LINES: [&str; 2] = ["first", "second"];
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("read timer ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = a_socket(&selector)
+        .tcp()
+        .socket_timeout(TIMEOUT)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let (reading_now, mut reading) = mpsc::unbounded_channel::<()>();
+    let server = tokio::spawn(async move {
+        let mut tls = listener
+            .accept()
+            .await
+            .unwrap()
+            .tls_server(&config)
+            .await
+            .unwrap();
+        let mut input = tls.open_read_channel().unwrap();
+        let mut lines = Vec::new();
+        for _ in LINES {
+            tokio::time::sleep(BUSY).await;
+            let _ = reading_now.send(());
+            let started = Instant::now();
+            let line = input.read_line(LIMIT, LineEnding::Default).await;
+            lines.push((line, started.elapsed()));
+        }
+        tls.close();
+        lines
+    });
+
+    let socket = a_socket(&selector)
+        .tcp()
+        .connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut tls = within(socket.tls(ca.client_config().server_name("localhost").build().unwrap()))
+        .await
+        .unwrap();
+    let mut output = tls.open_write_channel(true).unwrap();
+    for line in LINES {
+        within(reading.recv()).await.unwrap();
+        tokio::time::sleep(INTO_THE_READ).await;
+        output
+            .write_string_utf8(&format!("{line}\n"))
+            .await
+            .unwrap();
+    }
+    let lines = within(server).await.unwrap();
+    for ((line, waited), expected) in lines.into_iter().zip(LINES) {
+        match line {
+            Ok(line) => assert_eq!(line.as_deref(), Some(expected)),
+            Err(e) => panic!("{expected:?}: {e:?} after waiting {waited:?} (timeout {TIMEOUT:?})"),
+        }
+    }
+    tls.close();
+}
+
+/// `len` bytes of the stream the write test sends, from `offset` on (not all equal, so a
+/// duplicated or misplaced byte shows).
+fn stream_bytes(offset: usize, len: usize) -> Vec<u8> {
+    (offset..offset + len).map(|i| (i % 251) as u8).collect()
+}
+
+/// A TLS write that times out took none of its bytes, so retrying it delivers each byte once
+/// (SPEC §4.1). Our server fills the socket of a client that reads nothing, is idle for longer
+/// than `socket_timeout` (as a server is between answers), then writes on: the writes rustls
+/// has room for succeed, and the first that must wait for the socket times out after waiting
+/// the timeout. Retried once the client reads, every byte arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_write_retried_after_timeout_delivers_each_byte_once() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    /// One write while the socket fills: far more than rustls buffers (64 KiB).
+    const FILL: usize = 1 << 20;
+    const CHUNK: usize = 16 * 1024;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("write retry ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = a_socket(&selector)
+        .tcp()
+        .socket_timeout(TIMEOUT)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let (read_now, may_read) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let tls = listener
+            .accept()
+            .await
+            .unwrap()
+            .tls_server(&config)
+            .await
+            .unwrap();
+        let mut stream = tls.into_stream().unwrap();
+        let mut sent = 0;
+        // A write that takes less than it was given found the socket full.
+        loop {
+            let n = within(stream.write(&stream_bytes(sent, FILL)))
+                .await
+                .unwrap();
+            sent += n;
+            if n < FILL {
+                break;
+            }
+        }
+        tokio::time::sleep(TIMEOUT * 2).await;
+        let (chunk, failure, waited) = loop {
+            let chunk = stream_bytes(sent, CHUNK);
+            let started = Instant::now();
+            match within(stream.write(&chunk)).await {
+                Ok(n) => sent += n,
+                Err(e) => break (chunk, e, started.elapsed()),
+            }
+        };
+        let _ = read_now.send(());
+        within(stream.write_all(&chunk)).await.unwrap();
+        sent += chunk.len();
+        within(stream.flush()).await.unwrap();
+        // The timeout failed the session: the close sends no close_notify.
+        stream.close();
+        (sent, failure, waited)
+    });
+
+    let socket = a_socket(&selector)
+        .tcp()
+        .connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut tls = within(socket.tls(ca.client_config().server_name("localhost").build().unwrap()))
+        .await
+        .unwrap();
+    let mut input = tls.open_read_channel().unwrap();
+    within(may_read).await.unwrap();
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = loop {
+        match within(input.read_available(&mut buf)).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) => break Err(e),
+        }
+    };
+    let (sent, failure, waited) = within(server).await.unwrap();
+    assert_eq!(failure.kind(), std::io::ErrorKind::TimedOut, "{failure:?}");
+    assert_eq!(received.len(), sent, "bytes received, of those written");
+    assert!(
+        received == stream_bytes(0, sent),
+        "the stream differs from what was written"
+    );
+    assert!(waited >= TIMEOUT, "timed out after waiting {waited:?}");
+    let e = end.expect_err("no close_notify after a timeout");
+    assert!(is_truncated(&e), "{e:?}");
+    tls.close();
+}
+
+/// A TLS write that fails took none of its bytes, also when the socket fails under them: our
+/// server's first write after the peer reset is taken by rustls and succeeds (its bytes are as
+/// good as sent: a caller that retried a failed call would send them twice); the socket's error
+/// comes with the next write, before it takes anything, and with every one after it.
+#[tokio::test]
+async fn a_tls_write_whose_bytes_were_taken_succeeds_and_the_next_reports_the_socket_error() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("reset write ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let connector = TlsConnector::from(rustls_client(&ca));
+    let (server, client) = within(async {
+        tokio::join!(
+            async { listener.accept().await.unwrap().tls_server(&config).await },
+            async {
+                let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                connector.connect(localhost(), tcp).await
+            }
+        )
+    })
+    .await;
+    let mut server = server.unwrap().into_stream().unwrap();
+    let (tcp, _) = client.unwrap().into_inner();
+    reset(tcp);
+    // The reset has arrived once a read reports it.
+    let mut buf = [0u8; 16];
+    let e = within(server.read(&mut buf)).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
+
+    let taken = within(server.write(b"taken by rustls\n")).await;
+    assert_eq!(taken.unwrap(), 16);
+    for _ in 0..2 {
+        let e = within(server.write(b"refused\n")).await.unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ),
+            "{e:?}"
+        );
+    }
+    server.close();
 }

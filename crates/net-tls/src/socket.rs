@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -154,8 +154,13 @@ fn finished(
     side: &'static str,
 ) -> Result<TlsSession> {
     match started {
-        Ok((stream, session)) => {
+        Ok((mut stream, session)) => {
             tracing::debug!(side, version = ?session.protocol_version, "tls handshake done");
+            // The handshake ends with socket reads (and maybe writes) still waiting: their
+            // `socket_timeout` must not run on into the application's first read or write.
+            let (raw, _) = stream.get_mut();
+            raw.read_done();
+            raw.write_done();
             Ok(TlsSession::new(stream, session))
         }
         Err(e) => {
@@ -294,11 +299,120 @@ fn write_now<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) 
     }
 }
 
+/// Hands `buf` to `session` and sends its records as far as the socket takes them in this poll,
+/// as tokio-rustls's `poll_write` does, with one difference: a call whose bytes rustls took
+/// never fails, since those bytes are on their way (a caller that retried a failed call would
+/// send them twice). The socket's error after that is reported by the next call instead, which
+/// sends the records left queued before it takes anything; a timeout needs nothing (the records
+/// leave with the next write or flush); any other error marks the session `failed` at once.
+fn write_records<D>(
+    raw: &mut RawStream,
+    session: &mut rustls::ConnectionCommon<D>,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+    failed: &AtomicBool,
+) -> Poll<io::Result<usize>> {
+    // Records an earlier call left queued go first: a socket that failed under them reports
+    // its error here, before this call takes any of its bytes.
+    let mut socket_full = drain(raw, session, cx)? == Drained::Blocked;
+    let mut taken = 0;
+    loop {
+        match session.writer().write(&buf[taken..]) {
+            Ok(n) => taken += n,
+            Err(e) if taken == 0 => return Poll::Ready(Err(e)),
+            Err(_) => {
+                // A fatal session error (the only kind rustls's writer reports): the next call
+                // reports it again.
+                failed.store(true, Ordering::Release);
+                return Poll::Ready(Ok(taken));
+            }
+        }
+        if !socket_full {
+            match drain(raw, session, cx) {
+                Ok(drained) => socket_full = drained == Drained::Blocked,
+                Err(e) if taken == 0 => return Poll::Ready(Err(e)),
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::TimedOut {
+                        failed.store(true, Ordering::Release);
+                    }
+                    return Poll::Ready(Ok(taken));
+                }
+            }
+        }
+        match (taken, socket_full) {
+            (0, true) => return Poll::Pending,
+            (n, true) => return Poll::Ready(Ok(n)),
+            (n, false) if n == buf.len() => return Poll::Ready(Ok(n)),
+            (_, false) => {}
+        }
+    }
+}
+
+/// How far a [`drain`] got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drained {
+    /// Every queued record is with the socket.
+    All,
+    /// The socket takes no more now; the task is woken when it does.
+    Blocked,
+}
+
+/// Sends the records `session` has queued as far as the socket takes them in this poll.
+fn drain<D>(
+    raw: &mut RawStream,
+    session: &mut rustls::ConnectionCommon<D>,
+    cx: &mut Context<'_>,
+) -> io::Result<Drained> {
+    /// The socket as rustls's `io::Write` for one poll: what it cannot take now is
+    /// `WouldBlock`, with the task registered for its wake-up.
+    struct Polled<'a, 'b> {
+        raw: &'a mut RawStream,
+        cx: &'a mut Context<'b>,
+    }
+
+    impl io::Write for Polled<'_, '_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            match Pin::new(&mut *self.raw).poll_write(self.cx, buf) {
+                Poll::Ready(result) => result,
+                Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+
+        // rustls hands over its queued records as one vectored write.
+        fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+            match Pin::new(&mut *self.raw).poll_write_vectored(self.cx, bufs) {
+                Poll::Ready(result) => result,
+                Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+            }
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let mut socket = Polled { raw, cx };
+    while session.wants_write() {
+        match session.write_tls(&mut socket) {
+            // As tokio-rustls: a socket that took nothing is one that is full.
+            Ok(0) => return Ok(Drained::Blocked),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Drained::Blocked),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Drained::All)
+}
+
 /// The read direction of a shared TLS session.
 ///
 /// rustls reports a stream that ends without `close_notify` as an
 /// [`io::ErrorKind::UnexpectedEof`] error (the only source of that kind on a TLS read); this
 /// reader keeps the kind and makes the inner error a [`Truncated`], which callers can test for.
+///
+/// tokio-rustls reads the socket on after it has a record to return, leaving a socket read
+/// waiting; a read that returns ends it, so that `socket_timeout` counts from when the next read
+/// starts waiting.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TlsRead(Shared);
@@ -317,6 +431,9 @@ impl AsyncRead for TlsRead {
         if stream.get_ref().1.wants_write() {
             send_owed(&mut stream);
         }
+        if read.is_ready() {
+            stream.get_mut().0.read_done();
+        }
         match read {
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)))
@@ -327,6 +444,10 @@ impl AsyncRead for TlsRead {
 }
 
 /// The write direction of a shared TLS session; a failure marks the session failed.
+///
+/// A write that fails took none of its bytes, so retrying it after a `Timeout` sends each byte
+/// once; a write or flush that succeeds ends any socket write it left waiting, so that
+/// `socket_timeout` counts from when the next one starts waiting.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TlsWrite {
@@ -343,18 +464,45 @@ impl TlsWrite {
     }
 }
 
+/// After a write or flush: one that succeeded is over, whatever socket write it left waiting.
+fn write_done<T>(stream: &mut tokio_rustls::TlsStream<RawStream>, result: &Poll<io::Result<T>>) {
+    if let Poll::Ready(Ok(_)) = result {
+        stream.get_mut().0.write_done();
+    }
+}
+
 impl AsyncWrite for TlsWrite {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut *lock(&self.shared)).poll_write(cx, buf);
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut stream = lock(&self.shared);
+        // rustls directly, not tokio-rustls's `poll_write`: that one reports the socket's error
+        // from a call whose bytes rustls already took.
+        let result = match &mut *stream {
+            tokio_rustls::TlsStream::Client(s) => {
+                let (raw, session) = s.get_mut();
+                write_records(raw, session, cx, buf, &self.failed)
+            }
+            tokio_rustls::TlsStream::Server(s) => {
+                let (raw, session) = s.get_mut();
+                write_records(raw, session, cx, buf, &self.failed)
+            }
+        };
+        write_done(&mut stream, &result);
+        drop(stream);
         self.check(result)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = Pin::new(&mut *lock(&self.shared)).poll_flush(cx);
+        let mut stream = lock(&self.shared);
+        let result = Pin::new(&mut *stream).poll_flush(cx);
+        write_done(&mut stream, &result);
+        drop(stream);
         self.check(result)
     }
 
