@@ -19,7 +19,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
-use net_sockets::{SelectorManager, a_socket};
+use net_sockets::{SelectorManager, ServerSocket, a_socket};
 use net_tests::fault::reset;
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
@@ -29,11 +29,33 @@ use net_tests::tls::{
 };
 use net_tests::{HANG_LIMIT, within};
 use net_tls::rustls::{self, AlertDescription};
-use net_tls::{Error, TlsExt, TlsVersion};
+use net_tls::{Error, TlsExt, TlsServerConfig, TlsSocket, TlsVersion};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// Our server's TLS socket, accepted from `listener`, and a tokio-rustls client that reached it
+/// through `port` (the listener's, or a relay's in front of it), both past the handshake.
+async fn handshake(
+    listener: &ServerSocket,
+    port: u16,
+    ca: &TestCa,
+    config: &TlsServerConfig,
+) -> (TlsSocket, tokio_rustls::client::TlsStream<TcpStream>) {
+    let connector = TlsConnector::from(rustls_client(ca));
+    let (server, client) = within(async {
+        tokio::join!(
+            async { listener.accept().await.unwrap().tls_server(config).await },
+            async {
+                let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                connector.connect(localhost(), tcp).await
+            }
+        )
+    })
+    .await;
+    (server.unwrap(), client.unwrap())
+}
 
 /// Our server only reads while a tokio-rustls client updates its keys (requesting that we
 /// update ours): the server reads what the client sends under the new keys, and when it writes
@@ -46,19 +68,7 @@ async fn our_reading_server_follows_the_peers_key_update_and_writes_afterwards()
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
     let port = listener.port().unwrap();
-    let connector = TlsConnector::from(rustls_client(&ca));
-    let (server, client) = within(async {
-        tokio::join!(
-            async { listener.accept().await.unwrap().tls_server(&config).await },
-            async {
-                let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-                connector.connect(localhost(), tcp).await
-            }
-        )
-    })
-    .await;
-    let mut server = server.unwrap();
-    let mut client = client.unwrap();
+    let (mut server, mut client) = handshake(&listener, port, &ca, &config).await;
     assert_eq!(server.protocol_version(), Some(TlsVersion::Tls13));
     let mut input = server.open_read_channel().unwrap();
 
@@ -222,21 +232,7 @@ async fn a_corrupted_record_gets_its_fatal_alert_though_our_server_never_writes(
         tokio::join!(forward_records(from_client, to_server, trigger), downstream);
     });
 
-    let connector = TlsConnector::from(rustls_client(&ca));
-    let (server, client) = within(async {
-        tokio::join!(
-            async { listener.accept().await.unwrap().tls_server(&config).await },
-            async {
-                let tcp = TcpStream::connect(("127.0.0.1", middle_port))
-                    .await
-                    .unwrap();
-                connector.connect(localhost(), tcp).await
-            }
-        )
-    })
-    .await;
-    let mut server = server.unwrap();
-    let mut client = client.unwrap();
+    let (mut server, mut client) = handshake(&listener, middle_port, &ca, &config).await;
     // Our server opens no write channel: anything it sends from here on is owed by reading.
     let mut input = server.open_read_channel().unwrap();
 
@@ -624,19 +620,9 @@ async fn a_tls_write_whose_bytes_were_taken_succeeds_and_the_next_reports_the_so
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
     let port = listener.port().unwrap();
-    let connector = TlsConnector::from(rustls_client(&ca));
-    let (server, client) = within(async {
-        tokio::join!(
-            async { listener.accept().await.unwrap().tls_server(&config).await },
-            async {
-                let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-                connector.connect(localhost(), tcp).await
-            }
-        )
-    })
-    .await;
-    let mut server = server.unwrap().into_stream().unwrap();
-    let (tcp, _) = client.unwrap().into_inner();
+    let (server, client) = handshake(&listener, port, &ca, &config).await;
+    let mut server = server.into_stream().unwrap();
+    let (tcp, _) = client.into_inner();
     reset(tcp);
     // The reset has arrived once a read reports it.
     let mut buf = [0u8; 16];
