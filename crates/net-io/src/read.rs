@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 use tokio_util::codec::Decoder;
 
 use crate::error::Failure;
-use crate::line::{Scan, Tail, Until, scan_line, scan_until};
+use crate::line::{Scan, Until, scan_line, scan_until};
 use crate::{Backlog, ByteWriteChannel, Error, LineEnding, Result};
 
 /// How many bytes one read from the transport asks for, at least.
@@ -421,8 +421,7 @@ impl ByteReadChannel {
             };
             loop {
                 if *scan {
-                    let tail = if self.eof { Tail::End } else { Tail::Open };
-                    match scan_line(&self.buf, limit, ending, tail, from) {
+                    match scan_line(&self.buf, limit, ending, self.eof, from) {
                         Scan::Line {
                             content,
                             consumed,
@@ -462,12 +461,14 @@ impl ByteReadChannel {
         ending: LineEnding,
         from: usize,
     ) -> Result<Option<(usize, usize, bool)>> {
-        match scan_line(&self.buf, limit, ending, Tail::Failed, from) {
+        // Scanned as if the stream ended, a lenient CR that ends the bytes is a delimiter; a
+        // line that only the end of the stream would end is no line after a failure.
+        match scan_line(&self.buf, limit, ending, true, from) {
             Scan::Line {
                 content,
                 consumed,
-                delimited,
-            } => Ok(Some((content, consumed, delimited))),
+                delimited: true,
+            } => Ok(Some((content, consumed, true))),
             _ => Err(e),
         }
     }
@@ -480,7 +481,7 @@ impl ByteReadChannel {
         ending: LineEnding,
     ) -> Poll<Result<()>> {
         loop {
-            match scan_line(&self.buf, usize::MAX, ending, self.tail(), 0) {
+            match scan_line(&self.buf, usize::MAX, ending, self.eof, 0) {
                 Scan::Line { consumed, .. } => {
                     self.buf.advance(consumed);
                     break;
@@ -495,17 +496,6 @@ impl ByteReadChannel {
         }
         self.skip_line = false;
         Poll::Ready(Ok(()))
-    }
-
-    /// What follows the buffered bytes, for the line and `read_until` scans.
-    fn tail(&self) -> Tail {
-        if self.eof {
-            Tail::End
-        } else if self.failed.is_some() {
-            Tail::Failed
-        } else {
-            Tail::Open
-        }
     }
 
     /// Reads the bytes before the next `delimiter`, which is consumed and not returned; `None`
@@ -559,7 +549,7 @@ impl ByteReadChannel {
         }
         let mut from = 0;
         loop {
-            match scan_until(&self.buf, &finder, limit, self.tail(), from) {
+            match scan_until(&self.buf, &finder, limit, self.eof, from) {
                 Until::Found { content } => {
                     let item = self.take(content);
                     self.drop_consumed(delimiter.len());
