@@ -200,6 +200,57 @@ async fn forward_records(
     let _ = to.shutdown().await;
 }
 
+/// A man in the middle between a client and our server: it forwards the client's records,
+/// corrupting one byte of the first application record after `corrupt` is set, and the
+/// server's bytes while `down` is set (cleared, it soon stops reading them, and our server's
+/// socket fills).
+struct Relay {
+    port: u16,
+    corrupt: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// A relay for one connection to our server at `server_port`.
+    async fn start(server_port: u16) -> Relay {
+        let middle = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = middle.local_addr().unwrap().port();
+        let corrupt = Arc::new(AtomicBool::new(false));
+        let down = Arc::new(AtomicBool::new(true));
+        let (trigger, forwarding) = (Arc::clone(&corrupt), Arc::clone(&down));
+        let task = tokio::spawn(async move {
+            let (client_side, _) = middle.accept().await.unwrap();
+            let server_side = TcpStream::connect(("127.0.0.1", server_port))
+                .await
+                .unwrap();
+            let (from_client, mut to_client) = client_side.into_split();
+            let (mut from_server, to_server) = server_side.into_split();
+            let downstream = async {
+                let mut buf = vec![0u8; 16 * 1024];
+                while forwarding.load(Ordering::Acquire) {
+                    match from_server.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if to_client.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = to_client.shutdown().await;
+            };
+            tokio::join!(forward_records(from_client, to_server, trigger), downstream);
+        });
+        Relay {
+            port,
+            corrupt,
+            down,
+            task,
+        }
+    }
+}
+
 /// A client (tokio-rustls) talks to our server through a man in the middle that corrupts one
 /// byte of its first application record. Our server, which has no write channel and never
 /// writes, gets a typed error (a rustls error inside an `InvalidData` I/O error) and no
@@ -213,32 +264,14 @@ async fn a_corrupted_record_gets_its_fatal_alert_though_our_server_never_writes(
     let listener = tcp_listener(&selector).await;
     let server_port = listener.port().unwrap();
 
-    // The man in the middle: one connection, records from the client inspected.
-    let middle = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-    let middle_port = middle.local_addr().unwrap().port();
-    let armed = Arc::new(AtomicBool::new(false));
-    let trigger = Arc::clone(&armed);
-    let relay = tokio::spawn(async move {
-        let (client_side, _) = middle.accept().await.unwrap();
-        let server_side = TcpStream::connect(("127.0.0.1", server_port))
-            .await
-            .unwrap();
-        let (from_client, mut to_client) = client_side.into_split();
-        let (mut from_server, to_server) = server_side.into_split();
-        let downstream = async {
-            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
-            let _ = to_client.shutdown().await;
-        };
-        tokio::join!(forward_records(from_client, to_server, trigger), downstream);
-    });
-
-    let (mut server, mut client) = handshake(&listener, middle_port, &ca, &config).await;
+    let relay = Relay::start(server_port).await;
+    let (mut server, mut client) = handshake(&listener, relay.port, &ca, &config).await;
     // Our server opens no write channel: anything it sends from here on is owed by reading.
     let mut input = server.open_read_channel().unwrap();
 
     // The server's handshake is done, so the client's Finished has passed the relay: the next
     // application-data record from the client is its data.
-    armed.store(true, Ordering::Release);
+    relay.corrupt.store(true, Ordering::Release);
     client.write_all(b"secret line\n").await.unwrap();
     client.flush().await.unwrap();
 
@@ -265,7 +298,62 @@ async fn a_corrupted_record_gets_its_fatal_alert_though_our_server_never_writes(
     assert!(received.is_empty(), "{received:?}");
     server.close();
     drop(client);
-    within(relay).await.unwrap();
+    within(relay.task).await.unwrap();
+}
+
+/// The reading task does not take over the wake-up of a writer that waits for a full socket:
+/// a corrupted record makes the session owe the peer a fatal alert while our server's socket is
+/// full, and the attempt to send it, made by the reading task, must leave the waiting writer's
+/// wake-ups alone, so the close that follows the read's error wakes the writer, which fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_record_while_the_writer_waits_leaves_the_writer_its_wake_up() {
+    /// More than the socket buffers between our server and the relay hold.
+    const FILL: usize = 64 << 20;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("waiting writer ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let relay = Relay::start(listener.port().unwrap()).await;
+    let (mut server, mut client) = handshake(&listener, relay.port, &ca, &config).await;
+    let mut input = server.open_read_channel().unwrap();
+    let mut output = server.open_write_channel(false).unwrap();
+    let server = Arc::new(server);
+
+    // Nothing our server writes from here on is read: its writer waits for a full socket, in
+    // a task of its own that runs again only when woken.
+    relay.down.store(false, Ordering::Release);
+    let (waiting, writer_waits) = oneshot::channel();
+    let writer = tokio::spawn(async move {
+        let big = vec![7u8; FILL];
+        let mut writing = pin!(output.write_fully(&big));
+        assert!(net_tests::pending_after_one_poll(writing.as_mut()).await);
+        let _ = waiting.send(());
+        writing.await
+    });
+    within(writer_waits).await.unwrap();
+
+    let reader = tokio::spawn({
+        let server = Arc::clone(&server);
+        async move {
+            let mut buf = [0u8; 64];
+            let read = input.read_available(&mut buf).await;
+            server.close();
+            read
+        }
+    });
+    relay.corrupt.store(true, Ordering::Release);
+    client.write_all(b"secret line\n").await.unwrap();
+    client.flush().await.unwrap();
+    let e = within(reader).await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e:?}");
+
+    let e = within(writer).await.unwrap().unwrap_err();
+    assert!(
+        matches!(net_sockets::Error::from(e), net_sockets::Error::Closed),
+        "the writer fails with the close"
+    );
+    drop(client);
+    relay.task.abort();
 }
 
 /// Polls `future` to completion on the calling thread, which parks between polls: no tokio

@@ -112,6 +112,8 @@ pub struct RawStream {
     read: ReadHalf,
     write: WriteHalf,
     link: Link,
+    /// Whether writes are made for a layer's read (see [`RawStream::reading`]).
+    reading: bool,
 }
 
 impl RawStream {
@@ -120,6 +122,7 @@ impl RawStream {
             read: ReadHalf::after(Arc::clone(&link.conn), prefix),
             write: WriteHalf::new(Arc::clone(&link.conn)),
             link,
+            reading: false,
         }
     }
 
@@ -150,6 +153,17 @@ impl RawStream {
     /// The socket's error; `WouldBlock` as said.
     pub fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write.try_write(buf)
+    }
+
+    /// Marks what follows, until called with `false`, as the layer's read: its writes (such as
+    /// tokio-rustls's last attempt to send a fatal alert when a record is bad) then send what
+    /// the socket takes now and, when it takes nothing, return `Pending` without registering
+    /// the task for writability, and its flushes do nothing. A reading task must not take over
+    /// the wake-up of a task that waits to write (that task would never be woken, not even by
+    /// the close). The records a read makes the layer owe go with [`try_write`](Self::try_write)
+    /// or the next write.
+    pub fn reading(&mut self, on: bool) {
+        self.reading = on;
     }
 
     /// The layer's read (a handshake, or a read of the application's) is over. A layer may
@@ -184,7 +198,11 @@ impl AsyncWrite for RawStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().write).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.reading {
+            return now(this.write.try_write(buf));
+        }
+        Pin::new(&mut this.write).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -192,7 +210,12 @@ impl AsyncWrite for RawStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().write).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.reading {
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+            return now(this.write.try_write(first));
+        }
+        Pin::new(&mut this.write).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -200,10 +223,23 @@ impl AsyncWrite for RawStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().write).poll_flush(cx)
+        let this = self.get_mut();
+        if this.reading {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.write).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().write).poll_shutdown(cx)
+    }
+}
+
+/// A write made for a layer's read (see [`RawStream::reading`]): what the socket took, or
+/// `Pending`, with no wake-up registered, when it took nothing.
+fn now(sent: io::Result<usize>) -> Poll<io::Result<usize>> {
+    match sent {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+        sent => Poll::Ready(sent),
     }
 }

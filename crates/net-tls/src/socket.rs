@@ -424,7 +424,11 @@ impl AsyncRead for TlsRead {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let mut stream = lock(&self.0);
+        // tokio-rustls's read may write (a last try at a fatal alert): not with this task's
+        // wake-up, which would take over the writer's.
+        stream.get_mut().0.reading(true);
         let read = Pin::new(&mut *stream).poll_read(cx, buf);
+        stream.get_mut().0.reading(false);
         // tokio-rustls writes only on write or flush: send now what reading made the session
         // owe the peer (a KeyUpdate reply, or a fatal alert for a bad record), so a connection
         // that only reads still answers.
