@@ -629,9 +629,14 @@ impl WriteHalf {
     /// owes the peer while it reads.
     pub(crate) fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let conn = &self.half.conn;
-        // Held-back bytes leave first; when they cannot, these join them.
-        if !conn.send_cork_now() && conn.hold(buf) {
-            return Ok(buf.len());
+        // Held-back bytes leave first. When they cannot all leave now, these join them, or,
+        // when they do not fit, wait: sent now, they would overtake bytes written before them.
+        if !conn.send_cork_now() {
+            return if conn.hold(buf) {
+                Ok(buf.len())
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
         }
         let stream = conn.core.io().map_err(io::Error::from)?;
         let result = stream.try_send(buf);
