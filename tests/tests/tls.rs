@@ -474,3 +474,30 @@ async fn reload_and_sni_choose_the_certificate() {
     round_trip(fresh, "new").await;
     round_trip(open, "old").await;
 }
+
+/// A listener whose PROXY header is optional reads the first bytes of each connection to look
+/// for one; when there is none, those bytes (here the start of a ClientHello) are the
+/// connection's, and `tls_server` hands them to the handshake first: nothing is lost.
+#[tokio::test]
+async fn tls_after_an_absent_optional_proxy_header_gets_every_byte() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("optional proxy ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = net_sockets::a_socket(&selector)
+        .tcp()
+        .proxy_protocol(net_sockets::ProxyProtocol::Optional)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let served = tokio::spawn(async move {
+        let tls = listener.accept().await?.tls_server(&config).await?;
+        serve_lines(tls, LIMIT).await;
+        Ok::<_, Error>(())
+    });
+    let tls = within(connect_trusting(&selector, port, &ca))
+        .await
+        .unwrap();
+    round_trip(tls, "direct").await;
+    within(served).await.unwrap().unwrap();
+}

@@ -545,15 +545,16 @@ impl ReadHalf {
         Self::after(conn, Bytes::new())
     }
 
-    /// A read half whose first bytes are `earlier`: bytes read from the socket before, by a
-    /// channel that is gone (for STARTTLS), after any the connection kept from before the socket
-    /// was handed out.
+    /// A read half whose first bytes are `earlier` (bytes a channel that is gone read from the
+    /// socket, for STARTTLS), then the bytes the connection keeps (received before the socket
+    /// was handed out, or given back by the read half before this one: see `Drop`), then the
+    /// socket's.
     pub(crate) fn after(conn: Arc<Conn>, earlier: Bytes) -> ReadHalf {
         let kept = std::mem::take(&mut *lock(&conn.received));
-        let received = if kept.is_empty() {
-            earlier
-        } else {
-            [kept, earlier].concat().into()
+        let received = match (earlier.is_empty(), kept.is_empty()) {
+            (_, true) => earlier,
+            (true, false) => kept,
+            (false, false) => [earlier, kept].concat().into(),
         };
         ReadHalf {
             half: Half::new(conn),
@@ -565,6 +566,23 @@ impl ReadHalf {
     /// waiting: the next read's wait starts a fresh `socket_timeout`.
     pub(crate) fn done(&mut self) {
         self.half.done();
+    }
+}
+
+impl Drop for ReadHalf {
+    /// Gives the bytes received before the socket was handed out and not read yet back to the
+    /// connection, for the read half that follows (a layer's, after STARTTLS): a channel that
+    /// read nothing of them before it was dropped must not lose them. They come after whatever
+    /// the dropped channel had buffered, which the next read half gets first.
+    fn drop(&mut self) {
+        if !self.received.is_empty() {
+            let mut kept = lock(&self.half.conn.received);
+            *kept = if kept.is_empty() {
+                std::mem::take(&mut self.received)
+            } else {
+                [&self.received[..], &kept[..]].concat().into()
+            };
+        }
     }
 }
 
