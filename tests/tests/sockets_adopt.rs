@@ -10,6 +10,7 @@ use net_sockets::{
     BoundDatagramSocket, ConnectedDatagramSocket, Datagram, Error, SelectorManager, ServerSocket,
     Socket, SocketAddress, a_socket,
 };
+use net_tests::loopback::tcp_listener;
 use net_tests::{TempDir, within};
 
 #[tokio::test]
@@ -123,7 +124,7 @@ async fn std_udp_sockets_are_adopted() {
 
 #[tokio::test]
 async fn without_socket_activation_there_is_nothing_to_take() {
-    if std::env::var_os(ACTIVATED).is_some() {
+    if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
         return;
     }
     let selector = SelectorManager::new();
@@ -133,13 +134,16 @@ async fn without_socket_activation_there_is_nothing_to_take() {
 
 /// Set in the child that plays a socket-activated service.
 const ACTIVATED: &str = "NET_TESTS_SYSTEMD_CHILD";
+/// Set in the child that plays a service whose `LISTEN_FDS` counts more descriptors than it
+/// was given.
+const MISCOUNTED: &str = "NET_TESTS_SYSTEMD_MISCOUNTED";
 
 /// As systemd does: the listening socket is descriptor 3 of the service's process, and
 /// `LISTEN_PID` is that process's id (bash sets it to its own and `exec`s the service, which
 /// keeps the id).
 #[test]
 fn a_socket_activated_process_takes_its_listener() {
-    if std::env::var_os(ACTIVATED).is_some() {
+    if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
         return;
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -210,4 +214,90 @@ fn activated_child() {
             .unwrap();
         output.flush_and_close().await.unwrap();
     });
+}
+
+/// `LISTEN_FDS` that counts more descriptors than systemd passed (a hand-written unit, a wrapper
+/// script) must not make the process take descriptors it does not own: the call fails with
+/// `InvalidInput`, and what the process had open there (the runtime's own descriptors, a file)
+/// stays open and working — no abort, no descriptor closed under its owner.
+#[test]
+fn a_miscounted_socket_activation_takes_nothing_it_does_not_own() {
+    if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
+        return;
+    }
+    // bash closes what the child would inherit from this process above descriptor 2 (another
+    // test may be passing a listener meanwhile), sets `LISTEN_PID` to its own id and `exec`s
+    // the test binary, which keeps it.
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(
+            "for fd in $(seq 3 15); do eval \"exec $fd<&-\"; done; \
+             LISTEN_PID=$$ LISTEN_FDS=13 exec \"$0\" --exact miscounted_child --nocapture",
+        )
+        .arg(std::env::current_exe().unwrap())
+        .env(MISCOUNTED, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the miscounted child failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The child of the test above (does nothing in a normal run): its runtime's descriptors and an
+/// open file sit where `LISTEN_FDS` says listening sockets are.
+#[test]
+fn miscounted_child() {
+    if std::env::var_os(MISCOUNTED).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let open_before: Vec<bool> = (3..16)
+        .map(|fd| std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists())
+        .collect();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let e = a_socket(&selector).tcp().systemd_listeners().unwrap_err();
+        assert!(
+            matches!(&e, Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidInput),
+            "{e:?}"
+        );
+        // The runtime still polls its sockets: a connection is accepted and answered.
+        let server = tcp_listener(&selector).await;
+        let port = server.port().unwrap();
+        let client = tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut line = String::new();
+            tokio::io::AsyncBufReadExt::read_line(
+                &mut tokio::io::BufReader::new(&mut stream),
+                &mut line,
+            )
+            .await
+            .unwrap();
+            line
+        });
+        let mut socket = within(server.accept()).await.unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        output.write_string_utf8("still polled\n").await.unwrap();
+        assert_eq!(within(client).await.unwrap(), "still polled\n");
+    });
+    let open_after: Vec<bool> = (3..16)
+        .map(|fd| std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists())
+        .collect();
+    assert_eq!(
+        open_before, open_after,
+        "descriptors 3..16 open before and after"
+    );
+    drop(file);
 }

@@ -2,10 +2,10 @@
 //! and the listening sockets systemd passes to a socket-activated service.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use socket2::{Domain, Socket as RawSocket, Type};
+use socket2::{Domain, SockRef, Socket as RawSocket, Type};
 
 use crate::{Error, Result};
 
@@ -96,30 +96,43 @@ pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
     let mut sockets = Vec::new();
     for i in 0..count {
         let fd = LISTEN_FDS_START + i;
-        let socket = RawSocket::from(take_inherited(fd));
-        socket.set_cloexec(true)?;
-        let listening = socket.r#type()? == Type::STREAM
-            && socket.is_listener()?
-            && matches!(
-                socket.domain()?,
-                d if d == Domain::IPV4 || d == Domain::IPV6 || d == Domain::UNIX
-            );
-        if !listening {
+        let Some(socket) = take_inherited(fd) else {
             return Err(invalid(format!(
                 "descriptor {fd} of socket activation is not a listening TCP or Unix stream socket"
             )));
-        }
+        };
+        let socket = RawSocket::from(socket);
+        socket.set_cloexec(true)?;
         let name = names.get(i as usize).cloned();
         sockets.push((name.unwrap_or_else(|| "unknown".into()), socket));
     }
     Ok(sockets)
 }
 
-/// Takes ownership of a descriptor systemd passed.
+/// Takes ownership of a descriptor systemd passed, if it is an open, listening TCP or Unix
+/// stream socket. What is checked first, through a borrow: a `LISTEN_FDS` that counts more
+/// descriptors than were passed must not make this process take one it does not own (closing it
+/// would close what another part of the process owns, such as the runtime's own descriptors,
+/// and closing one that is not open aborts a debug build).
 #[allow(unsafe_code)]
-fn take_inherited(fd: RawFd) -> OwnedFd {
+fn take_inherited(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: `F_GETFD` only reads the descriptor table; any integer is a valid argument.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked just above), and the borrow ends in this
+    // function, before anything here could close it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let socket = SockRef::from(&borrowed);
+    let listening = socket.r#type().ok()? == Type::STREAM
+        && socket.is_listener().ok()?
+        && matches!(
+            socket.domain().ok()?,
+            d if d == Domain::IPV4 || d == Domain::IPV6 || d == Domain::UNIX
+        );
     // SAFETY: socket activation hands this process descriptors LISTEN_FDS_START ..
     // LISTEN_FDS_START + LISTEN_FDS, open and owned by nobody else in it (LISTEN_PID names this
-    // process). `TAKEN` makes sure they are taken once, so each gets exactly one owner.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    // process), and this one is the listening socket it promised. `TAKEN` makes sure they are
+    // taken once, so each gets exactly one owner.
+    listening.then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
