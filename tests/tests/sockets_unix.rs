@@ -87,3 +87,57 @@ async fn connecting_to_a_missing_path_fails() {
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err:?}");
 }
+
+/// `await_closed` returns only once the listener is released: a task it wakes (on any thread,
+/// at once) finds the socket file gone and may bind the path again. The wake-up is observed
+/// where it happens, inside `close`, by the waker itself.
+#[test]
+fn await_closed_wakes_only_once_the_socket_file_is_gone() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::task::{Context, Wake, Waker};
+
+    /// What the socket file was when the waker ran: 0 not woken, 1 gone, 2 still there.
+    struct Watch(PathBuf, AtomicU8);
+
+    impl Wake for Watch {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            let seen = if self.0.exists() { 2 } else { 1 };
+            self.1.store(seen, Ordering::SeqCst);
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _runtime = runtime.enter();
+    let selector = SelectorManager::new();
+    let path = socket_path("await-closed");
+    let listener = runtime.block_on(unix_listener(&selector, &path));
+    let watch = Arc::new(Watch(path.clone(), AtomicU8::new(0)));
+    let waker = Waker::from(Arc::clone(&watch));
+    let mut closed = std::pin::pin!(listener.await_closed());
+    assert!(
+        closed
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    listener.close();
+    assert_eq!(
+        watch.1.load(Ordering::SeqCst),
+        1,
+        "1: woken with the file gone"
+    );
+    assert!(
+        closed
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready()
+    );
+}

@@ -9,11 +9,12 @@
 //!   the descriptor at once, even while channels or `accept` calls are pending in other tasks.
 //! - **Registration.** The core is registered with its [`SelectorInner`] when it is made, and
 //!   deregistered when it closes, so closing the selector reaches every open socket.
-//! - **Closing.** [`Core::close`] is synchronous and idempotent: it marks the core closed, wakes
-//!   every pending operation (which then fails with [`Error::Closed`], or
-//!   [`Error::SelectorClosed`] when the selector closed it), deregisters, and releases the
-//!   descriptor — gracefully (the kernel sends what was written, then FIN) or, with
-//!   [`CloseMode::Reset`], with a reset. A socket whose `SO_LINGER` makes the kernel's close
+//! - **Closing.** [`Core::close`] is synchronous and idempotent: it marks the core closed,
+//!   releases the descriptor — gracefully (the kernel sends what was written, then FIN) or,
+//!   with [`CloseMode::Reset`], with a reset — and deregisters, then wakes every pending
+//!   operation (which then fails with [`Error::Closed`], or [`Error::SelectorClosed`] when the
+//!   selector closed it) and `await_closed`. (A closing selector wakes them all first, before it
+//!   releases any descriptor, so that no socket sees its peer's end before its own close.) A socket whose `SO_LINGER` makes the kernel's close
 //!   block has that last close run on a blocking thread, never on a runtime thread. Dropping the
 //!   last reference closes gracefully.
 //! - **Waiting.** [`Core::poll_io`] polls an operation and, when it must wait, also waits for the
@@ -235,11 +236,14 @@ impl<S: SocketIo> Core<S> {
     pub(crate) fn close(&self, mode: CloseMode) {
         self.closing.store(true, Ordering::Release);
         let io = lock(&self.io).take();
-        self.token.cancel();
         if let Some(io) = io {
             self.release(io, mode);
             tracing::debug!(parent: &self.span, reset = mode == CloseMode::Reset, "closed");
         }
+        // Only now: a task that `await_closed` wakes finds the descriptor released (a Unix
+        // listener's file removed). Operations that start meanwhile fail on `closing`; those
+        // pending are woken here and fail then.
+        self.token.cancel();
     }
 
     fn release(&self, io: Arc<S>, mode: CloseMode) {
