@@ -8,8 +8,8 @@ use net_sockets::{
     Error, InetSocketAddress, ProxyProtocol, SelectorManager, ServerSocket, Socket, SocketAddress,
     a_socket,
 };
-use net_tests::loopback::tcp_listener;
-use net_tests::within;
+use net_tests::loopback::{next_item, tcp_listener};
+use net_tests::{pending_after_one_poll, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -346,4 +346,83 @@ async fn per_ip_caps_count_the_client_the_proxy_names() {
         "the refused connection was handed out"
     );
     drop((first, second));
+}
+
+#[tokio::test]
+async fn closing_a_proxy_listener_at_max_connections_fails_the_pending_accept_and_ends_incoming() {
+    let (_selector, server, address) =
+        listener(|b| b.proxy_protocol(ProxyProtocol::Required).max_connections(1)).await;
+    let mut client = TcpStream::connect(address).await.unwrap();
+    client
+        .write_all(v1("192.0.2.1", 1).as_bytes())
+        .await
+        .unwrap();
+    let _held = within(server.accept()).await.unwrap();
+    // At the cap: both wait for a free slot (or a connection whose header was read).
+    let mut accept = std::pin::pin!(server.accept());
+    assert!(pending_after_one_poll(accept.as_mut()).await);
+    let mut incoming = server.incoming();
+    let mut next = std::pin::pin!(next_item(&mut incoming));
+    assert!(pending_after_one_poll(next.as_mut()).await);
+    server.close();
+    assert!(matches!(within(accept).await, Err(Error::Closed)));
+    assert!(next.await.is_none(), "incoming went on after close");
+}
+
+#[tokio::test]
+async fn shutting_down_a_proxy_listener_at_max_connections_fails_the_pending_accept_at_once() {
+    let (_selector, server, address) =
+        listener(|b| b.proxy_protocol(ProxyProtocol::Required).max_connections(1)).await;
+    let mut client = TcpStream::connect(address).await.unwrap();
+    client
+        .write_all(v1("192.0.2.1", 1).as_bytes())
+        .await
+        .unwrap();
+    let held = within(server.accept()).await.unwrap();
+    let mut accept = std::pin::pin!(server.accept());
+    assert!(pending_after_one_poll(accept.as_mut()).await);
+    // The shutdown begins on its first poll and then waits for the held connection.
+    let mut shutdown = std::pin::pin!(server.shutdown(Duration::from_secs(10)));
+    assert!(pending_after_one_poll(shutdown.as_mut()).await);
+    assert!(matches!(within(accept).await, Err(Error::Closed)));
+    drop(held);
+    let report = within(shutdown).await;
+    assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_closed_proxy_listener_hands_out_counts_and_waits_for_no_connection_it_had_not_handed_out()
+ {
+    let (_selector, server, address) =
+        listener(|b| b.proxy_protocol(ProxyProtocol::Required)).await;
+    let mut clients = [
+        TcpStream::connect(address).await.unwrap(),
+        TcpStream::connect(address).await.unwrap(),
+    ];
+    // This accept takes both from the kernel; their headers have not been sent.
+    let first = tokio::time::timeout(QUIET, server.accept()).await;
+    assert!(first.is_err(), "accepted a connection without its header");
+    for (i, client) in (1..).zip(&mut clients) {
+        client
+            .write_all(v1("192.0.2.1", i).as_bytes())
+            .await
+            .unwrap();
+    }
+    // Meanwhile the headers are read, and the connections wait for an `accept` that never
+    // comes; they are not the application's yet.
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(server.stats().accepted, 0);
+    assert_eq!(server.stats().open, 0);
+    // The shutdown waits for no connection it never handed out: no grace period passes.
+    let grace = Duration::from_secs(10);
+    let report = tokio::time::timeout(grace / 2, server.shutdown(grace))
+        .await
+        .expect("the shutdown waited for connections never handed out");
+    assert_eq!((report.finished, report.cut), (0, 0), "{report:?}");
+    assert!(matches!(within(server.accept()).await, Err(Error::Closed)));
+    assert_eq!(server.stats().accepted, 0);
+    // They were closed with the listener, unanswered.
+    for client in &mut clients {
+        assert_eq!(read_all(client).await, "");
+    }
 }

@@ -1,20 +1,21 @@
 //! The listening socket: [`ServerSocket`] and its [`Incoming`] stream.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use socket2::{Domain, SockAddr, SockRef, Socket as RawSocket, Type};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::adopt::StdListener;
 use crate::core::{CloseMode, Core, OnRelease, Owner, Setup};
@@ -22,7 +23,7 @@ use crate::group::{Group, ListenerStats, Membership, ShutdownReport};
 use crate::options::{Kind, ProxyProtocol, SocketOptions};
 use crate::proxy_protocol::{self, Parse, ProxyError, ProxyHeader};
 use crate::repeat::Repeat;
-use crate::selector::SelectorInner;
+use crate::selector::{SelectorInner, lock};
 use crate::stream::{Conn, Origin, Stream};
 use crate::transport::Link;
 use crate::{Error, Result, SelectorManager, Socket, SocketAddress, UnixSocketAddress};
@@ -106,13 +107,86 @@ struct ListenerInner {
     group: Arc<Group>,
     /// With a PROXY protocol header to read, connections whose header was read (in tasks of
     /// their own, so a slow one holds up no other) wait here for `accept`.
-    proxied: Option<Proxied>,
+    proxied: Option<Arc<HeaderRead>>,
 }
 
-/// The queue of connections whose PROXY protocol header was read.
-struct Proxied {
-    sender: mpsc::UnboundedSender<Socket>,
-    receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<Socket>>,
+/// A connection taken from the kernel and not yet handed out by `accept`. It is not a member
+/// of the group yet (not counted, not waited for by a shutdown) but holds its
+/// `max_connections` slot; dropping it closes it and frees the slot.
+struct Taken {
+    stream: Stream,
+    /// The client: the peer, or the address its PROXY protocol header names.
+    remote: SocketAddress,
+    slot: Option<OwnedSemaphorePermit>,
+    /// The proxy's address, when a PROXY protocol header named the client.
+    proxy: Option<SocketAddress>,
+    /// Bytes read while looking for an optional PROXY protocol header that was not there.
+    received: Bytes,
+}
+
+/// Connections whose PROXY protocol header was read, waiting for `accept`, first come first
+/// served. It is shut when the listener closes: what waits is dropped then, and what arrives
+/// later is refused, so that no connection is handed out after the close and none holds up a
+/// graceful shutdown.
+struct HeaderRead {
+    /// `None` once shut.
+    waiting: Mutex<Option<VecDeque<Taken>>>,
+    /// Woken when a connection joins.
+    joined: Notify,
+}
+
+impl HeaderRead {
+    fn new() -> HeaderRead {
+        HeaderRead {
+            waiting: Mutex::new(Some(VecDeque::new())),
+            joined: Notify::new(),
+        }
+    }
+
+    /// Adds a connection for `accept`; gives it back (for the caller to drop) when the queue
+    /// is shut.
+    fn push(&self, taken: Taken) -> Option<Taken> {
+        match lock(&self.waiting).as_mut() {
+            Some(waiting) => waiting.push_back(taken),
+            None => return Some(taken),
+        }
+        self.joined.notify_waiters();
+        None
+    }
+
+    /// The next connection. Once the queue is shut this never completes: `accept` waits for
+    /// it only together with the listener's close.
+    ///
+    /// Cancel safe: a connection is taken off the queue only when the future completes.
+    async fn pop(&self) -> Taken {
+        loop {
+            // Made before looking, so that a connection joining in between still wakes it.
+            let joined = self.joined.notified();
+            if let Some(taken) = lock(&self.waiting).as_mut().and_then(VecDeque::pop_front) {
+                return taken;
+            }
+            joined.await;
+        }
+    }
+
+    /// Drops every waiting connection (outside the lock: each drop closes a descriptor and
+    /// frees a slot) and refuses the ones that come later.
+    fn shut(&self) {
+        let waiting = lock(&self.waiting).take();
+        drop(waiting);
+    }
+}
+
+/// What one step of `accept` got.
+enum Next {
+    /// A connection to admit and hand out.
+    Ready(Taken),
+    /// A connection whose PROXY protocol header is still to be read.
+    ReadHeader {
+        stream: Stream,
+        peer: SocketAddress,
+        slot: Option<OwnedSemaphorePermit>,
+    },
 }
 
 impl Owner for ListenerInner {
@@ -239,22 +313,32 @@ impl ServerSocket {
         options: SocketOptions,
         on_release: Option<OnRelease>,
     ) -> Result<ServerSocket> {
-        let setup = Setup {
-            on_release,
-            ..Setup::new(tracing::debug_span!("listener", local = %local))
-        };
         let group = Group::new(
             selector.draining().child_token(),
             options.max_connections,
             options.max_connections_per_ip,
         );
-        let proxied = (options.proxy_protocol != ProxyProtocol::Off).then(|| {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            Proxied {
-                sender,
-                receiver: tokio::sync::Mutex::new(receiver),
+        let proxied =
+            (options.proxy_protocol != ProxyProtocol::Off).then(|| Arc::new(HeaderRead::new()));
+        let on_release = match &proxied {
+            None => on_release,
+            Some(proxied) => {
+                // The core runs this once, on whichever path closes the listener (`close`, a
+                // shutdown, the selector, the last drop).
+                let proxied = Arc::clone(proxied);
+                let shut: OnRelease = Box::new(move || {
+                    proxied.shut();
+                    if let Some(on_release) = &on_release {
+                        on_release();
+                    }
+                });
+                Some(shut)
             }
-        });
+        };
+        let setup = Setup {
+            on_release,
+            ..Setup::new(tracing::debug_span!("listener", local = %local))
+        };
         let inner = Core::open(selector, listener, setup, |core| ListenerInner {
             core,
             local,
@@ -302,7 +386,8 @@ impl ServerSocket {
 
     /// Closes the listener: pending and later `accept` calls fail with [`Error::Closed`], the
     /// descriptor is released (new connects are refused) and a Unix socket file removed.
-    /// Idempotent.
+    /// Connections taken from the kernel but not handed out by `accept` (their PROXY protocol
+    /// header being read, or read and waiting) are closed too. Idempotent.
     pub fn close(&self) {
         self.inner.core.close(CloseMode::Graceful);
     }
@@ -377,35 +462,49 @@ impl ListenerInner {
     /// The next connection: admitted (within the caps), with its PROXY protocol header read.
     async fn accept(self: &Arc<Self>) -> Result<Socket> {
         loop {
-            let taken = async {
-                let slot = self.group.slot().await;
-                Ok((slot, self.accept_stream().await?))
-            };
-            let (slot, (stream, peer)) = match &self.proxied {
-                None => self.core.until_closed(taken).await?,
-                Some(proxied) => {
-                    let mut ready = proxied.receiver.lock().await;
-                    let next = tokio::select! {
-                        biased;
-                        socket = ready.recv() => Err(socket),
-                        taken = taken => Ok(taken),
-                    };
-                    drop(ready);
-                    match next {
-                        Err(Some(socket)) => return Ok(socket),
-                        // The listener keeps a sender: the queue never ends.
-                        Err(None) => return Err(self.core.closed_error()),
-                        Ok(taken) => {
-                            let (slot, (stream, peer)) = taken?;
-                            self.read_header_later(stream, peer, slot);
-                            continue;
-                        }
+            let next = self.core.until_closed(self.next()).await?;
+            // A step that completed while the listener was closing hands nothing out: the
+            // connection is dropped, and its slot freed.
+            self.core.check_open()?;
+            match next {
+                Next::Ready(taken) => {
+                    if let Some(socket) = self.admit(taken) {
+                        return Ok(socket);
                     }
                 }
-            };
-            if let Some(socket) = self.admit(stream, peer, slot, None, Bytes::new()) {
-                return Ok(socket);
+                Next::ReadHeader { stream, peer, slot } => {
+                    self.read_header_later(stream, peer, slot);
+                }
             }
+        }
+    }
+
+    /// One step of `accept`: a connection whose header was read, or the next one from the
+    /// kernel (within `max_connections`). Neither is taken unless the future completes.
+    async fn next(&self) -> Result<Next> {
+        let from_kernel = async {
+            let slot = self.group.slot().await;
+            let (stream, peer) = self.accept_stream().await?;
+            Ok(match self.proxied {
+                None => Next::Ready(Taken {
+                    stream,
+                    remote: peer,
+                    slot,
+                    proxy: None,
+                    received: Bytes::new(),
+                }),
+                Some(_) => Next::ReadHeader { stream, peer, slot },
+            })
+        };
+        match &self.proxied {
+            None => from_kernel.await,
+            Some(proxied) => tokio::select! {
+                // The ones whose header was read came first; they also hold slots already, so
+                // at the cap they are all `accept` can hand out.
+                biased;
+                taken = proxied.pop() => Ok(Next::Ready(taken)),
+                next = from_kernel => next,
+            },
         }
     }
 
@@ -458,7 +557,7 @@ impl ListenerInner {
 
     /// Reads the PROXY protocol header of `stream` in a task of its own (bounded by the header
     /// timeout and by the listener's close); a connection with a good header joins the queue
-    /// `accept` takes from.
+    /// `accept` takes from, unless the listener closed meanwhile.
     fn read_header_later(
         self: &Arc<Self>,
         mut stream: Stream,
@@ -481,15 +580,22 @@ impl ListenerInner {
             };
             match read {
                 Ok((proxy, received)) => {
-                    let (remote, via) = match proxy.and_then(|h| h.addresses) {
+                    let (remote, proxy) = match proxy.and_then(|h| h.addresses) {
                         Some(addresses) => {
                             (SocketAddress::from(addresses.source), Some(peer.clone()))
                         }
                         None => (peer, None),
                     };
-                    if let Some(socket) = inner.admit(stream, remote, slot, via, received) {
-                        if let Some(proxied) = &inner.proxied {
-                            let _ = proxied.sender.send(socket);
+                    let taken = Taken {
+                        stream,
+                        remote,
+                        slot,
+                        proxy,
+                        received,
+                    };
+                    if let Some(proxied) = &inner.proxied {
+                        if let Some(taken) = proxied.push(taken) {
+                            tracing::debug!(parent: inner.core.span(), remote = %taken.remote, "dropped a connection whose header was read after the listener closed");
                         }
                     }
                 }
@@ -505,16 +611,17 @@ impl ListenerInner {
         drop(self.core.selector().handle().spawn(task));
     }
 
-    /// Admits an accepted stream under the per-address cap and makes it a [`Socket`]; `None`
-    /// when it was refused or failed set-up (it is closed, with a `debug` or `warn` event).
-    fn admit(
-        &self,
-        stream: Stream,
-        remote: SocketAddress,
-        slot: Option<OwnedSemaphorePermit>,
-        proxy: Option<SocketAddress>,
-        received: Bytes,
-    ) -> Option<Socket> {
+    /// Admits a connection under the per-address cap and makes it a [`Socket`], as `accept`
+    /// hands it out; `None` when it was refused or failed set-up (it is closed, with a `debug`
+    /// or `warn` event).
+    fn admit(&self, taken: Taken) -> Option<Socket> {
+        let Taken {
+            stream,
+            remote,
+            slot,
+            proxy,
+            received,
+        } = taken;
         let ip = remote.as_inet().map(|a| a.ip().to_canonical());
         let Some(membership) = self.group.admit(ip, slot) else {
             tracing::debug!(parent: self.core.span(), remote = %remote, "refused: too many connections from this address");
@@ -763,5 +870,57 @@ mod tests {
             classify(&io::Error::other("not from the OS")),
             AcceptError::Fatal
         );
+    }
+
+    #[tokio::test]
+    async fn a_close_drops_the_connections_whose_header_was_read_and_frees_their_slots() {
+        use tokio::io::AsyncReadExt;
+        let selector = SelectorManager::new();
+        let server = crate::a_socket(&selector)
+            .tcp()
+            .proxy_protocol(ProxyProtocol::Required)
+            .max_connections(1)
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = server.port().unwrap();
+        let inner = &server.inner;
+        let proxied = inner.proxied.as_ref().unwrap();
+        let mut clients = Vec::new();
+        let mut taken = Vec::new();
+        for slot in [inner.group.slot().await, None] {
+            clients.push(
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap(),
+            );
+            let (stream, remote) = inner.accept_stream().await.unwrap();
+            taken.push(Taken {
+                stream,
+                remote,
+                slot,
+                proxy: None,
+                received: Bytes::new(),
+            });
+        }
+        let late = taken.pop().unwrap();
+        // As the header-reading tasks leave them: one before the close, one after.
+        assert!(proxied.push(taken.pop().unwrap()).is_none());
+        server.close();
+        assert!(
+            proxied.push(late).is_some(),
+            "the queue took one after the close"
+        );
+        let accepted = server.accept().await;
+        assert!(matches!(accepted, Err(Error::Closed)), "{accepted:?}");
+        assert_eq!(server.stats(), ListenerStats::default());
+        // The slot is free again, and both clients see the end.
+        let slot = tokio::time::timeout(Duration::from_secs(5), inner.group.slot()).await;
+        assert!(slot.is_ok(), "the slot of a dropped connection stays taken");
+        for client in &mut clients {
+            let mut rest = Vec::new();
+            let read = client.read_to_end(&mut rest).await;
+            assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        }
     }
 }
