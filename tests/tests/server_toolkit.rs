@@ -309,6 +309,41 @@ async fn an_optional_proxy_header_may_be_absent_and_nothing_is_lost() {
     assert_eq!(accepted.remote_address().to_string(), "192.0.2.9:9");
 }
 
+/// With an optional header, a client that sends nothing (the server speaks first, as in the
+/// seed's protocol) or only the start of something is handed out as it is when the header
+/// timeout passes, with what it did send as the first bytes: no header came, and none is
+/// required. (Required, the same connections are dropped: see the test above.)
+#[tokio::test]
+async fn an_optional_header_that_does_not_come_in_time_is_taken_as_absent() {
+    let (_selector, server, address) = listener(|b| {
+        b.proxy_protocol(ProxyProtocol::Optional)
+            .proxy_header_timeout(Duration::from_millis(200))
+    })
+    .await;
+    let mut silent = TcpStream::connect(address).await.unwrap();
+    let mut accepted = within(server.accept()).await.unwrap();
+    assert_eq!(accepted.proxy_address(), None);
+    assert_eq!(
+        accepted.remote_address(),
+        SocketAddress::from(silent.local_addr().unwrap())
+    );
+    let mut output = accepted.open_write_channel(true).unwrap();
+    output
+        .write_string_utf8("Please enter your name\n")
+        .await
+        .unwrap();
+    let mut greeting = vec![0; 23];
+    within(silent.read_exact(&mut greeting)).await.unwrap();
+    assert_eq!(greeting, b"Please enter your name\n");
+
+    let mut hesitant = TcpStream::connect(address).await.unwrap();
+    hesitant.write_all(b"PRO").await.unwrap();
+    let mut accepted = within(server.accept()).await.unwrap();
+    hesitant.write_all(b"BLEM\n").await.unwrap();
+    assert_eq!(first_line(&mut accepted).await.as_deref(), Some("PROBLEM"));
+    assert_eq!(server.stats().proxy_header_failures, 0);
+}
+
 #[tokio::test]
 async fn per_ip_caps_count_the_client_the_proxy_names() {
     let (_selector, server, address) = listener(|b| {

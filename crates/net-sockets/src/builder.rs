@@ -211,7 +211,8 @@ impl TcpSocketBuilder {
         self
     }
 
-    /// How long a connection may take to send its PROXY protocol header (default 5 s).
+    /// How long a connection may take to send its PROXY protocol header (default 5 s): then it
+    /// is dropped when the header is required, and taken as it is when it is optional.
     pub fn proxy_header_timeout(mut self, timeout: Duration) -> Self {
         self.options.proxy_header_timeout = timeout;
         self

@@ -572,11 +572,18 @@ impl ListenerInner {
             tokio::time::sleep(limit)
         };
         let task = async move {
+            let mut start = HeaderBytes::default();
             let read = tokio::select! {
                 biased;
                 () = inner.core.await_closed() => return,
-                read = read_proxy_header(&mut stream, required) => read,
-                () = timer => Err(HeaderError::Late(limit)),
+                read = start.read(&mut stream, required) => read,
+                // No header in time. Optional, the connection is taken as it is, with what it
+                // sent (a client of a protocol where the server speaks first sends nothing).
+                () = timer => if required {
+                    Err(HeaderError::Late(limit))
+                } else {
+                    Ok((None, start.into_bytes()))
+                },
             };
             match read {
                 Ok((proxy, received)) => {
@@ -692,40 +699,54 @@ impl fmt::Display for HeaderError {
     }
 }
 
-/// Reads a PROXY protocol header from the start of `stream`, never past its end. Returns the
-/// header (`None` when an optional header is absent) and the bytes read that belong to the
-/// application (when the header was absent).
-async fn read_proxy_header(
-    stream: &mut Stream,
-    required: bool,
-) -> std::result::Result<(Option<ProxyHeader>, Bytes), HeaderError> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = vec![0; proxy_protocol::MAX_HEADER];
-    let mut have = 0;
-    loop {
-        let want = match proxy_protocol::parse(&buf[..have]) {
-            Parse::Done { header, consumed } => {
-                debug_assert_eq!(consumed, have, "read past the header");
-                return Ok((Some(header), Bytes::new()));
+/// The first bytes of a connection, read to look for a PROXY protocol header.
+#[derive(Default)]
+struct HeaderBytes {
+    buf: Vec<u8>,
+}
+
+impl HeaderBytes {
+    /// Reads a PROXY protocol header from the start of `stream`, never past its end. Returns
+    /// the header (`None` when an optional header is absent) and the bytes read that belong to
+    /// the application (when the header was absent). Cancel safe: what was read stays here.
+    async fn read(
+        &mut self,
+        stream: &mut Stream,
+        required: bool,
+    ) -> std::result::Result<(Option<ProxyHeader>, Bytes), HeaderError> {
+        use bytes::BufMut;
+        use tokio::io::AsyncReadExt;
+        loop {
+            let want = match proxy_protocol::parse(&self.buf) {
+                Parse::Done { header, consumed } => {
+                    debug_assert_eq!(consumed, self.buf.len(), "read past the header");
+                    return Ok((Some(header), Bytes::new()));
+                }
+                Parse::NotProxy if required => return Err(HeaderError::Missing),
+                Parse::NotProxy => return Ok((None, std::mem::take(self).into_bytes())),
+                Parse::Invalid(e) => return Err(HeaderError::Invalid(e)),
+                Parse::NeedMore { at_least } => {
+                    (self.buf.len() + at_least).min(proxy_protocol::MAX_HEADER)
+                }
+            };
+            // At most what the parser needs: a valid header is never read past its end. Only
+            // the bytes read are appended, so a read dropped mid-way leaves nothing behind.
+            let room = want - self.buf.len();
+            let mut room = (&mut self.buf).limit(room);
+            let n = match stream {
+                Stream::Tcp(s) => s.read_buf(&mut room).await,
+                Stream::Unix(s) => s.read_buf(&mut room).await,
             }
-            Parse::NotProxy if required => return Err(HeaderError::Missing),
-            Parse::NotProxy => {
-                buf.truncate(have);
-                return Ok((None, Bytes::from(buf)));
+            .map_err(HeaderError::Io)?;
+            if n == 0 {
+                return Err(HeaderError::Ended);
             }
-            Parse::Invalid(e) => return Err(HeaderError::Invalid(e)),
-            Parse::NeedMore { at_least } => (have + at_least).min(buf.len()),
-        };
-        // At most what the parser needs: a valid header is never read past its end.
-        let n = match stream {
-            Stream::Tcp(s) => s.read(&mut buf[have..want]).await,
-            Stream::Unix(s) => s.read(&mut buf[have..want]).await,
         }
-        .map_err(HeaderError::Io)?;
-        if n == 0 {
-            return Err(HeaderError::Ended);
-        }
-        have += n;
+    }
+
+    /// The bytes read, which are the application's when there is no header.
+    fn into_bytes(self) -> Bytes {
+        Bytes::from(self.buf)
     }
 }
 

@@ -97,18 +97,20 @@ pub struct SocketOptions {
 ///
 /// With a header, the accepted socket's [`remote_address`](crate::Socket::remote_address) is
 /// the client the proxy names, and [`proxy_address`](crate::Socket::proxy_address) the proxy.
-/// A header that is malformed, or missing when required, or not complete within
-/// [`proxy_header_timeout`](SocketOptions::proxy_header_timeout) drops that connection with a
-/// `warn` event; other connections are not affected, and `accept` goes on.
+/// A header that is malformed, or missing or not complete within
+/// [`proxy_header_timeout`](SocketOptions::proxy_header_timeout) when required, drops that
+/// connection with a `warn` event; other connections are not affected, and `accept` goes on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProxyProtocol {
     /// No header: the peer is the client.
     #[default]
     Off,
-    /// A header may come first; a connection without one is taken as it is. Only for listeners
-    /// that clients cannot reach but through the proxy: a client could otherwise send a header
-    /// that names any address.
+    /// A header may come first; a connection without one is taken as it is, and so is one
+    /// that has sent no whole header when the header timeout passes (a client that waits for
+    /// the server to speak first, once the timeout passed). Only for listeners that clients
+    /// cannot reach but through the proxy: a client could otherwise send a header that names
+    /// any address.
     Optional,
     /// Every connection must start with a header.
     Required,
