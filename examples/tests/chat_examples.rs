@@ -131,7 +131,7 @@ fn a_client_that_stops_reading_is_dropped_and_never_stalls_the_others() {
     let mut bob = reader.join().expect("bob got every line, in order");
     alice.expect("* carol left");
     server.stdout_line_where("carol dropped", |l| {
-        l.starts_with("Dropped carol (127.0.0.1:") && l.ends_with("256 lines behind")
+        l.starts_with("Dropped carol (127.0.0.1:") && l.ends_with("too far behind")
     });
 
     // Carol's connection was closed: what she had buffered, then the end.
@@ -141,6 +141,72 @@ fn a_client_that_stops_reading_is_dropped_and_never_stalls_the_others() {
     // The room goes on.
     alice.send("still here");
     bob.expect("alice: still here");
+}
+
+/// One paste of many short lines (more than a member's queue holds) reaches every member that
+/// reads: the sender goes at its readers' pace instead of overrunning their queues, so nobody
+/// who keeps reading is dropped for it.
+#[test]
+fn a_burst_of_lines_reaches_members_that_read_and_drops_nobody() {
+    const LINES: usize = 2000;
+    let (_server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    let burst: String = (0..LINES).map(|n| format!("line {n}\n")).collect();
+    alice.stream().write_all(burst.as_bytes()).unwrap();
+    for n in 0..LINES {
+        bob.expect(&format!("alice: line {n}"));
+    }
+    bob.send("all here");
+    alice.expect("bob: all here");
+}
+
+/// Clients that ask for the same nick at the same moment: exactly one gets it, the others are
+/// told it is taken (the check and the join are one step).
+#[test]
+fn one_nick_goes_to_one_client_however_close_the_race() {
+    const ROUNDS: usize = 40;
+    const RACERS: usize = 4;
+    let (_server, port) = start();
+    for round in 0..ROUNDS {
+        let nick = format!("n{round}");
+        let mut racers: Vec<LineClient> = (0..RACERS)
+            .map(|_| {
+                let mut client = LineClient::connect(port);
+                client.expect("Your name?");
+                client
+            })
+            .collect();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(RACERS));
+        let answers: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = racers
+                .iter_mut()
+                .map(|client| {
+                    let (barrier, nick) = (std::sync::Arc::clone(&barrier), nick.clone());
+                    scope.spawn(move || {
+                        barrier.wait();
+                        client.send(&nick);
+                        client.line().expect("an answer")
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let welcomed = answers
+            .iter()
+            .filter(|a| a.starts_with("* Welcome"))
+            .count();
+        let taken = answers
+            .iter()
+            .filter(|a| *a == &format!("* {nick} is taken."))
+            .count();
+        assert_eq!(
+            (welcomed, taken),
+            (1, RACERS - 1),
+            "round {round}: {answers:?}"
+        );
+    }
 }
 
 #[test]

@@ -9,9 +9,12 @@
 //! 8192 bytes) reaches every other client as `NICK: L`; joins and leaves are announced to the
 //! others as `* NICK joined` and `* NICK left`.
 //!
-//! A slow client never stalls the others: lines for a client wait in a queue of its own
-//! ([`QUEUE_LINES`] lines; the kernel holds at most about [`SEND_BUFFER`] bytes more), and a
-//! client that falls further behind is dropped, which the others see as `* NICK left`.
+//! A slow client never stalls the others for long: lines for a client wait in a queue of its
+//! own ([`QUEUE_LINES`] lines; the kernel holds at most about [`SEND_BUFFER`] bytes more). A
+//! client that sends faster than the others read (one paste of many lines) is slowed to their
+//! pace: before each of its lines it waits, at most [`QUEUE_WAIT`], until every queue has room
+//! for half its lines. A client that does not make that room in time, or whose queue fills, is
+//! dropped, which the others see as `* NICK left`.
 //!
 //! On SIGINT or SIGTERM it shuts down as `sockets-server` does: `Shutting down (N open)`, the
 //! listener closed at once, each client sent `Server is shutting down` after the line being
@@ -38,6 +41,13 @@ const NICK_LIMIT: usize = 32;
 
 /// How many lines may wait for a client before it counts as too slow and is dropped.
 const QUEUE_LINES: usize = 256;
+
+/// The room a sender waits for in every other client's queue before it says a line.
+const HEADROOM: usize = QUEUE_LINES / 2;
+
+/// How long a sender waits for that room; a client that does not make it in this time is
+/// dropped.
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// The kernel send buffer asked for on every connection, so that what a client that stopped
 /// reading can hold in the kernel is bounded too (Linux doubles the number it is given).
@@ -94,6 +104,9 @@ struct Room {
     next_id: AtomicU64,
 }
 
+/// A member's id, the queue of lines for it, and the nicks of those who were here before it.
+type Joined = (u64, mpsc::Receiver<Arc<str>>, Vec<Arc<str>>);
+
 #[derive(Debug)]
 struct Member {
     nick: Arc<str>,
@@ -107,21 +120,17 @@ impl Room {
         self.members.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a member goes by `nick`.
-    fn has_nick(&self, nick: &str) -> bool {
-        self.lock().values().any(|m| &*m.nick == nick)
-    }
-
-    /// Adds a member and announces it to the others; returns its id, the queue of lines for
-    /// it, and the nicks of those already here.
-    fn join(
-        &self,
-        nick: &Arc<str>,
-        socket: &Arc<Socket>,
-    ) -> (u64, mpsc::Receiver<Arc<str>>, Vec<Arc<str>>) {
+    /// Adds a member and announces it to the others, unless a member goes by `nick` already
+    /// (one step under the room's lock, so two clients asking for the same nick at once cannot
+    /// both get it); returns its id, the queue of lines for it, and the nicks of those already
+    /// here.
+    fn join(&self, nick: &Arc<str>, socket: &Arc<Socket>) -> Option<Joined> {
+        let mut members = self.lock();
+        if members.values().any(|m| m.nick == *nick) {
+            return None;
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (queue, lines) = mpsc::channel(QUEUE_LINES);
-        let mut members = self.lock();
         let mut present: Vec<Arc<str>> = members.values().map(|m| Arc::clone(&m.nick)).collect();
         present.sort();
         Self::broadcast(&mut members, id, format!("* {nick} joined\n"));
@@ -131,7 +140,42 @@ impl Room {
             socket: Arc::clone(socket),
         };
         members.insert(id, member);
-        (id, lines, present)
+        Some((id, lines, present))
+    }
+
+    /// Waits, at most [`QUEUE_WAIT`], until every member but `from` has room for [`HEADROOM`]
+    /// lines; drops those that do not make it in time. So a client that sends faster than the
+    /// others read goes at their pace, and one that does not read is dropped.
+    async fn make_room(&self, from: u64) {
+        let crowded: Vec<(u64, mpsc::Sender<Arc<str>>)> = self
+            .lock()
+            .iter()
+            .filter(|(id, member)| **id != from && member.queue.capacity() < HEADROOM)
+            .map(|(id, member)| (*id, member.queue.clone()))
+            .collect();
+        if crowded.is_empty() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
+        let mut behind = Vec::new();
+        for (id, queue) in crowded {
+            // The slots are given back at once: only the room was waited for. (A queue that
+            // closed meanwhile belongs to a member that is leaving by itself.)
+            if tokio::time::timeout_at(deadline, queue.reserve_many(HEADROOM))
+                .await
+                .is_err()
+            {
+                behind.push(id);
+            }
+        }
+        if !behind.is_empty() {
+            let mut members = self.lock();
+            let mut left = Vec::new();
+            for id in behind {
+                Self::drop_behind(&mut members, id, &mut left);
+            }
+            Self::spread(&mut members, left);
+        }
     }
 
     /// Sends `line` to every member but `from`.
@@ -160,7 +204,12 @@ impl Room {
     /// is full is dropped (its socket closed) and the others are told it left, which may drop
     /// more.
     fn broadcast(members: &mut HashMap<u64, Member>, from: u64, line: String) {
-        let mut pending = vec![(from, Arc::<str>::from(line))];
+        Self::spread(members, vec![(from, Arc::from(line))]);
+    }
+
+    /// Queues each `(from, line)` for every member but `from`, as [`broadcast`](Self::broadcast)
+    /// does.
+    fn spread(members: &mut HashMap<u64, Member>, mut pending: Vec<(u64, Arc<str>)>) {
         while let Some((from, line)) = pending.pop() {
             let mut behind = Vec::new();
             for (&id, member) in members.iter() {
@@ -175,16 +224,22 @@ impl Room {
                 }
             }
             for id in behind {
-                if let Some(member) = members.remove(&id) {
-                    println!(
-                        "Dropped {} ({}): {QUEUE_LINES} lines behind",
-                        member.nick,
-                        member.socket.remote_address()
-                    );
-                    member.socket.close();
-                    pending.push((id, Arc::from(format!("* {} left\n", member.nick))));
-                }
+                Self::drop_behind(members, id, &mut pending);
             }
+        }
+    }
+
+    /// Drops member `id`, which fell too far behind (its socket closed), and adds the news that
+    /// it left to `left`, for the others.
+    fn drop_behind(members: &mut HashMap<u64, Member>, id: u64, left: &mut Vec<(u64, Arc<str>)>) {
+        if let Some(member) = members.remove(&id) {
+            println!(
+                "Dropped {} ({}): too far behind",
+                member.nick,
+                member.socket.remote_address()
+            );
+            member.socket.close();
+            left.push((id, Arc::from(format!("* {} left\n", member.nick))));
         }
     }
 }
@@ -205,21 +260,22 @@ async fn chat(mut socket: Socket, room: Arc<Room>) {
         }
     };
     let socket = Arc::new(socket);
-    let nick = match ask_nick(&mut input, &mut output, &room, &stop).await {
-        Ok(Some(nick)) => nick,
-        Ok(None) => {
-            let told = stop.is_requested() && output.write_string_utf8(SHUTDOWN_LINE).await.is_ok();
-            finish(&socket, &mut input, &mut output, told).await;
-            return;
-        }
-        Err(e) => {
-            println!("Connection with {remote} ended: {e}");
-            socket.close();
-            return;
-        }
-    };
+    let (nick, (id, lines, present)) =
+        match ask_nick(&mut input, &mut output, &room, &socket, &stop).await {
+            Ok(Some(joined)) => joined,
+            Ok(None) => {
+                let told =
+                    stop.is_requested() && output.write_string_utf8(SHUTDOWN_LINE).await.is_ok();
+                finish(&socket, &mut input, &mut output, told).await;
+                return;
+            }
+            Err(e) => {
+                println!("Connection with {remote} ended: {e}");
+                socket.close();
+                return;
+            }
+        };
     println!("{remote} joined as {nick}");
-    let (id, lines, present) = room.join(&nick, &socket);
     let welcome = if present.is_empty() {
         format!("* Welcome, {nick}. Nobody else is here yet.\n")
     } else {
@@ -254,14 +310,15 @@ async fn chat(mut socket: Socket, room: Arc<Room>) {
     }
 }
 
-/// Asks for a nick until the client gives a usable one; `None` when it leaves first or the
-/// server shuts down.
+/// Asks for a nick until the client gives a usable one, and joins the room with it; `None`
+/// when it leaves first or the server shuts down.
 async fn ask_nick(
     input: &mut ByteReadChannel,
     output: &mut ByteWriteChannel,
     room: &Room,
+    socket: &Arc<Socket>,
     stop: &ShutdownSignal,
-) -> net_io::Result<Option<Arc<str>>> {
+) -> net_io::Result<Option<(Arc<str>, Joined)>> {
     loop {
         output.write_string_utf8("Your name?\n").await?;
         output.flush().await?;
@@ -276,10 +333,12 @@ async fn ask_nick(
             "* A name cannot be empty.\n".to_owned()
         } else if nick.len() > NICK_LIMIT {
             format!("* A name has at most {NICK_LIMIT} bytes.\n")
-        } else if room.has_nick(nick) {
-            format!("* {nick} is taken.\n")
         } else {
-            return Ok(Some(Arc::from(nick)));
+            let nick: Arc<str> = Arc::from(nick);
+            match room.join(&nick, socket) {
+                Some(joined) => return Ok(Some((nick, joined))),
+                None => format!("* {nick} is taken.\n"),
+            }
         };
         output.write_string_utf8(&problem).await?;
     }
@@ -335,7 +394,10 @@ async fn read_lines(
             line = input.read_line(LINE_LIMIT, LineEnding::Default) => line,
         };
         match line {
-            Ok(Some(line)) => room.say(id, format!("{nick}: {line}\n")),
+            Ok(Some(line)) => {
+                room.make_room(id).await;
+                room.say(id, format!("{nick}: {line}\n"));
+            }
             Ok(None) => {
                 room.leave(id);
                 return Ok(());
