@@ -2,7 +2,7 @@
 //! 0, a bad argument is one line on stderr and exit status 2, a runtime failure one line and
 //! status 1.
 
-use net_tests::harness::{Finished, Process, free_port};
+use net_tests::harness::{Finished, LineClient, Process, free_port};
 
 const PROGRAMS: [&str; 9] = [
     env!("CARGO_BIN_EXE_sockets-server"),
@@ -149,4 +149,67 @@ fn runtime_failures_are_one_line_and_exit_1() {
         assert!(stderr[0].contains(needle), "{program} {args:?}: {stderr:?}");
     }
     drop(taken);
+}
+
+#[test]
+fn huge_counts_and_durations_mean_no_limit() {
+    // `usize::MAX` and `u64::MAX` seconds, and 2^61 (one past tokio's `Semaphore::MAX_PERMITS`):
+    // accepted as "no limit in practice", never a panic (exit 101).
+    let huge = usize::MAX.to_string();
+    let past_max_permits = (1_usize << 61).to_string();
+
+    // tcp-proxy relays a connection to an upstream that says one line and closes.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = format!("127.0.0.1:{}", upstream.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for stream in upstream.incoming().take(2) {
+            let _ = std::io::Write::write_all(&mut stream.unwrap(), b"hi\n");
+        }
+    });
+    for cap in [&past_max_permits, &huge] {
+        let mut proxy = Process::start(
+            PROGRAMS[8],
+            ["127.0.0.1:0", &up, "--max-connections", cap.as_str()],
+        );
+        let mut client = LineClient::connect(proxy.listening_port_after_banner());
+        client.expect("hi");
+        client.expect_end();
+        drop(client);
+        let line = proxy.stdout_line();
+        assert!(
+            line.ends_with("0 bytes up, 3 bytes down"),
+            "{cap}: {line:?}"
+        );
+    }
+
+    // sockets-server with every count and duration at its largest, then a graceful stop.
+    let mut server = Process::start(
+        PROGRAMS[0],
+        [
+            "127.0.0.1",
+            "0",
+            "--max-connections",
+            &huge,
+            "--max-per-ip",
+            &huge,
+            "--idle-timeout",
+            &u64::MAX.to_string(),
+            "--grace",
+            &u64::MAX.to_string(),
+        ],
+    );
+    let mut client = LineClient::connect(server.listening_port());
+    client.expect("Please enter your name");
+    client.send("Ann");
+    client.expect("Hello, Ann!");
+    server.signal("TERM");
+    client.expect("Server is shutting down");
+    client.expect_end();
+    drop(client);
+    let finished = server.finish();
+    assert_eq!(finished.status.code(), Some(0), "{finished:?}");
+    assert_eq!(
+        finished.stdout.last().map(String::as_str),
+        Some("Server stopped")
+    );
 }

@@ -48,7 +48,8 @@ struct Args {
     /// Send UPSTREAM a PROXY protocol v2 header with the client's address first.
     #[arg(long)]
     send_proxy_v2: bool,
-    /// Accept no new connection while this many are open.
+    /// Accept no new connection while this many are open (a number above 2^61 - 1 is taken as
+    /// 2^61 - 1: no cap in practice).
     #[arg(long, value_name = "N", value_parser = examples::cli::at_least_one)]
     max_connections: Option<usize>,
 }
@@ -108,7 +109,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     println!("Forwarding to {up_host}:{up_port}");
     println!("Proxy is listening at {}", server.local_address());
 
-    let limit = args.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+    // `Semaphore::new` panics above `MAX_PERMITS`; so many connections cannot be open at once
+    // anyway, so a larger cap is clamped (as net-sockets' `max_connections` does), not refused.
+    let limit = args
+        .max_connections
+        .map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
     let route = Arc::new(Route {
         selector: selector.clone(),
         upstream: args.upstream,
