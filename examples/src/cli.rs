@@ -5,17 +5,68 @@
 //! - a bad argument prints one line, `PROGRAM: what is wrong (see --help)`, on stderr and exits
 //!   with status [`USAGE_ERROR`] (2);
 //! - a runtime failure prints one line, `PROGRAM: what failed: why`, on stderr and exits 1
-//!   ([`run`]).
+//!   ([`run`]); so does a stdout that is gone, such as a closed pipe (`| head -1`): every line
+//!   a program prints goes through [`say!`](crate::say).
 
 use std::fmt::Display;
 use std::future::Future;
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
 /// The exit status for a bad command line.
 pub const USAGE_ERROR: i32 = 2;
+
+/// The program's name for the failure lines of [`print_line`], given to [`run`].
+static PROGRAM: OnceLock<String> = OnceLock::new();
+
+/// Prints a line on stdout, as `println!` does (same text, flushed at the newline, so that a
+/// reader of a pipe sees each line at once), except when stdout is gone: then, instead of
+/// panicking, prints one line on stderr, `PROGRAM: cannot write to stdout: why`, and exits
+/// with status 1, as a runtime failure does (see [`print_line`]).
+///
+/// # Examples
+///
+/// ```no_run
+/// let port = 9002;
+/// examples::say!("Server is listening at 127.0.0.1:{port}");
+/// ```
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(::std::format_args!($($arg)*))
+    };
+}
+
+/// What [`say!`](crate::say) does: writes `line` and a newline on stdout, or, if that fails,
+/// prints one line on stderr, `PROGRAM: cannot write to stdout: why`, and exits 1.
+///
+/// PROGRAM is the name given to [`run`] (this executable's file name before that).
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    // `Stdout` is line buffered whatever it is connected to: the newline flushes the line.
+    let written = writeln!(std::io::stdout().lock(), "{line}");
+    if let Err(e) = written {
+        let name = PROGRAM.get().cloned().unwrap_or_else(executable_name);
+        // Ignored: with stderr gone too, the exit status is all that is left to tell.
+        let _ = writeln!(std::io::stderr(), "{name}: cannot write to stdout: {e}");
+        // Not a panic: in a connection's task it would end only that task, and in `main` it
+        // exits 101 with a backtrace.
+        std::process::exit(1);
+    }
+}
+
+/// This executable's file name, for a failure line printed before [`run`] was called.
+fn executable_name() -> String {
+    let path = std::env::args_os().next().unwrap_or_default();
+    std::path::Path::new(&path)
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
 
 /// Parses this process's arguments into `A`.
 ///
@@ -33,7 +84,11 @@ pub fn usage_error<A: CommandFactory>(message: impl Display) -> ! {
 
 /// Runs a program's body: exit status 0 on success, or one line on stderr, `NAME: error`, and
 /// status 1.
+///
+/// `NAME` also starts the line [`say!`](crate::say) prints when stdout is gone.
 pub async fn run(name: &str, body: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    // Set once: every program calls `run` once, before anything is printed.
+    let _ = PROGRAM.set(name.to_owned());
     match body.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

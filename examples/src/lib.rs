@@ -1,7 +1,8 @@
 //! Shared pieces of the example programs in `src/bin/`.
 //!
 //! - [`cli`]: the command-line conventions every program follows (`--help` exits 0, a bad
-//!   argument exits 2 with one line, a runtime failure exits 1 with one line).
+//!   argument exits 2 with one line, a runtime failure exits 1 with one line), and [`say!`],
+//!   which prints a line on stdout and treats a stdout that is gone as a runtime failure.
 //! - [`greet`]: the seed's greeting conversation, used by `sockets-server` and
 //!   `sockets-server-tls`.
 //! - [`shutdown`]: graceful shutdown on SIGINT/SIGTERM for `sockets-server` and `chat-server`.

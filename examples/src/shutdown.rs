@@ -78,15 +78,15 @@ pub async fn serve_until_signal(
             socket = server.accept() => accepted(socket.context("accept failed")?),
         }
     }
-    println!("Shutting down ({} open)", server.stats().open);
+    crate::say!("Shutting down ({} open)", server.stats().open);
     let report = server.shutdown(grace).await;
     if report.cut > 0 {
-        println!(
+        crate::say!(
             "Closed {} connection{} still open after the grace period",
             report.cut,
             if report.cut == 1 { "" } else { "s" }
         );
     }
-    println!("Server stopped");
+    crate::say!("Server stopped");
     Ok(())
 }

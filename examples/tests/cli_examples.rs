@@ -213,3 +213,70 @@ fn huge_counts_and_durations_mean_no_limit() {
         Some("Server stopped")
     );
 }
+
+#[test]
+fn a_closed_stdout_is_a_runtime_failure() {
+    // Each server (chat-server aside, for now) with its stdout a pipe whose read end is closed
+    // once it has said where it listens, then what makes it print: a connection (a datagram
+    // for udp-echo). `sockets-server | head -1` and a client, in short.
+    let upstream = format!("127.0.0.1:{}", free_port());
+    let cases: [(&str, Vec<&str>); 5] = [
+        (PROGRAMS[0], vec!["127.0.0.1", "0"]),
+        (PROGRAMS[3], vec!["127.0.0.1", "0"]),
+        (PROGRAMS[4], vec!["server", "127.0.0.1", "0"]),
+        (PROGRAMS[6], vec!["127.0.0.1", "0"]),
+        (PROGRAMS[8], vec!["127.0.0.1:0", &upstream]),
+    ];
+    for (program, args) in cases {
+        let mut child = std::process::Command::new(program)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        // The reader, and with it the pipe's read end, is dropped at the end of this block.
+        let port = {
+            let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            let line = std::io::BufRead::lines(stdout)
+                .map(|line| line.unwrap())
+                .find(|line| line.contains(" is listening at "))
+                .unwrap_or_else(|| panic!("{program}: no listening line"));
+            net_tests::harness::port_at_end(&line)
+        };
+        let stderr = child.stderr.take().unwrap();
+        let (lines, stderr_lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let all: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+                .map_while(Result::ok)
+                .collect();
+            let _ = lines.send(all);
+        });
+        // stderr ends when the program exits. Until then, one more connection (or datagram)
+        // at a time: a process that another test thread starts at that moment holds a copy of
+        // the pipe's read end until it execs, and a line written meanwhile does not fail.
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut peers = Vec::new();
+        let started = std::time::Instant::now();
+        let stderr = loop {
+            if program == PROGRAMS[4] {
+                udp.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+            } else if let Ok(peer) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                peers.push(peer);
+            }
+            match stderr_lines.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(stderr) => break stderr,
+                Err(_) if started.elapsed() < net_tests::HANG_LIMIT => {}
+                Err(e) => {
+                    let _ = child.kill();
+                    panic!("{program}: still running with its stdout closed ({e:?})");
+                }
+            }
+        };
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(1), "{program}: {stderr:#?}");
+        assert_eq!(stderr.len(), 1, "{program}: {stderr:#?}");
+        let expected = format!("{}: cannot write to stdout: ", name(program));
+        assert!(stderr[0].starts_with(&expected), "{program}: {stderr:?}");
+    }
+}

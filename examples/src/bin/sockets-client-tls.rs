@@ -19,6 +19,10 @@ use clap::Parser;
 use net_tls::TlsExt;
 use tokio::io::AsyncWriteExt;
 
+/// What failed when the response cannot be written out: the words of `examples::say!`, whose
+/// line-by-line printing does not fit a response copied as bytes.
+const STDOUT_GONE: &str = "cannot write to stdout";
+
 /// Sends `GET /` over TLS and prints the response (the Ktor sample's TLS client).
 #[derive(Parser, Debug)]
 #[command(name = env!("CARGO_BIN_NAME"), version)]
@@ -72,15 +76,15 @@ async fn fetch(args: Args) -> anyhow::Result<()> {
         let n = match read {
             Ok(n) => n,
             Err(e) => {
-                stdout.flush().await?;
+                stdout.flush().await.context(STDOUT_GONE)?;
                 return Err(e).context("reading the response");
             }
         };
         if n == 0 {
             break;
         }
-        stdout.write_all(&buffer[..n]).await?;
-        stdout.flush().await?;
+        stdout.write_all(&buffer[..n]).await.context(STDOUT_GONE)?;
+        stdout.flush().await.context(STDOUT_GONE)?;
     }
     tls.close();
     selector.close();

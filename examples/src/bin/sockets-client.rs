@@ -48,9 +48,9 @@ async fn chat(Args { host, port }: Args) -> anyhow::Result<()> {
 
     let mut server_lines = tokio::spawn(async move {
         while let Some(line) = input.read_line(LINE_LIMIT, LineEnding::Default).await? {
-            println!("{line}");
+            examples::say!("{line}");
         }
-        println!("Server closed a connection");
+        examples::say!("Server closed a connection");
         anyhow::Ok(())
     });
 

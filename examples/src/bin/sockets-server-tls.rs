@@ -58,12 +58,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen at {host}:{port}"))?;
     for line in about {
-        println!("{line}");
+        examples::say!("{line}");
     }
-    println!("Server is listening at {}", server.local_address());
+    examples::say!("Server is listening at {}", server.local_address());
     loop {
         let socket = server.accept().await.context("accept failed")?;
-        println!("Accepted {}", socket.remote_address());
+        examples::say!("Accepted {}", socket.remote_address());
         tokio::spawn(greet(socket, config.clone()));
     }
 }
@@ -99,9 +99,9 @@ async fn greet(socket: Socket, config: TlsServerConfig) {
             return;
         }
     };
-    println!("TLS with {remote}: {}", examples::describe_session(&tls));
+    examples::say!("TLS with {remote}: {}", examples::describe_session(&tls));
     if let Err(e) = converse(&mut tls).await {
-        println!("Connection with {remote} ended: {e}");
+        examples::say!("Connection with {remote} ended: {e}");
     }
     tls.close();
 }

@@ -82,7 +82,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen at {host}:{port}"))?;
     let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
-    println!("Server is listening at {}", server.local_address());
+    examples::say!("Server is listening at {}", server.local_address());
     serve_until_signal(&server, signals, config.grace, accepted).await?;
     selector.close();
     Ok(())
@@ -108,8 +108,8 @@ fn listener(selector: &SelectorManager, config: &ServerConfig) -> TcpSocketBuild
 /// A new connection: announced, and served in a task of its own.
 fn accepted(socket: Socket) {
     match socket.proxy_address() {
-        Some(proxy) => println!("Accepted {} via {proxy}", socket.remote_address()),
-        None => println!("Accepted {}", socket.remote_address()),
+        Some(proxy) => examples::say!("Accepted {} via {proxy}", socket.remote_address()),
+        None => examples::say!("Accepted {}", socket.remote_address()),
     }
     tokio::spawn(greet(socket));
 }
@@ -121,7 +121,7 @@ async fn greet(mut socket: Socket) {
     match converse(&mut socket).await {
         // Cut at the end of a shutdown's grace period: the server reports those itself.
         Err(net_sockets::Error::Closed) if socket.is_shutdown_requested() => {}
-        Err(e) => println!("Connection with {remote} ended: {e}"),
+        Err(e) => examples::say!("Connection with {remote} ended: {e}"),
         Ok(()) => {}
     }
     socket.close();

@@ -64,7 +64,7 @@ async fn talk(args: Args) -> anyhow::Result<()> {
         .tls(config)
         .await
         .with_context(|| format!("no TLS with {host}:{port}"))?;
-    println!("TLS: {}", examples::describe_session(&tls));
+    examples::say!("TLS: {}", examples::describe_session(&tls));
     let mut secure = tls.connection()?;
     let (input, output) = (&mut secure.input, &mut secure.output);
     let extensions = command(input, output, &format!("EHLO {CLIENT_NAME}"), "250").await?;
@@ -109,7 +109,7 @@ async fn expect(
             .with_context(|| {
                 format!("the server closed the connection before answering {answering}")
             })?;
-        println!("{line}");
+        examples::say!("{line}");
         let last = line.as_bytes().get(3) != Some(&b'-');
         let status_ok = line.starts_with(code);
         lines.push(line);

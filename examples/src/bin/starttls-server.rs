@@ -77,18 +77,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen at {host}:{port}"))?;
     for line in about {
-        println!("{line}");
+        examples::say!("{line}");
     }
-    println!("Server is listening at {}", server.local_address());
+    examples::say!("Server is listening at {}", server.local_address());
     let host: Arc<str> = Arc::from(host);
     loop {
         let socket = server.accept().await.context("accept failed")?;
         let remote = socket.remote_address();
-        println!("Accepted {remote}");
+        examples::say!("Accepted {remote}");
         let (config, host) = (config.clone(), Arc::clone(&host));
         tokio::spawn(async move {
             if let Err(e) = session(socket, &config, &host).await {
-                println!("Connection with {remote} ended: {e:#}");
+                examples::say!("Connection with {remote} ended: {e:#}");
             }
         });
     }
@@ -114,7 +114,7 @@ async fn session(socket: Socket, config: &TlsServerConfig, host: &str) -> anyhow
             return Ok(());
         }
     };
-    println!("TLS with {remote}: {}", examples::describe_session(&tls));
+    examples::say!("TLS with {remote}: {}", examples::describe_session(&tls));
     let mut secure = tls.connection()?;
     converse(&mut secure.input, &mut secure.output, host, true).await?;
     secure.close_gracefully(CLOSE_WAIT).await?;

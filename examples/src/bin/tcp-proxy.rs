@@ -92,7 +92,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         Some(files) => {
             let (builder, about) = examples::tls::server_identity(Some(files), "tcp-proxy")?;
             for line in about {
-                println!("{line}");
+                examples::say!("{line}");
             }
             Some(builder.build()?)
         }
@@ -106,8 +106,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen at {host}:{port}"))?;
     let (up_host, up_port) = &args.upstream;
-    println!("Forwarding to {up_host}:{up_port}");
-    println!("Proxy is listening at {}", server.local_address());
+    examples::say!("Forwarding to {up_host}:{up_port}");
+    examples::say!("Proxy is listening at {}", server.local_address());
 
     // `Semaphore::new` panics above `MAX_PERMITS`; so many connections cannot be open at once
     // anyway, so a larger cap is clamped (as net-sockets' `max_connections` does), not refused.
@@ -134,9 +134,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             let upstream = format!("{}:{}", route.upstream.0, route.upstream.1);
             match relay(client, &route).await {
                 Ok((up, down)) => {
-                    println!("{remote} -> {upstream}: {up} bytes up, {down} bytes down")
+                    examples::say!("{remote} -> {upstream}: {up} bytes up, {down} bytes down")
                 }
-                Err(e) => println!("{remote} -> {upstream}: {e:#}"),
+                Err(e) => examples::say!("{remote} -> {upstream}: {e:#}"),
             }
             drop(permit);
         });

@@ -69,11 +69,11 @@ async fn server(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
         .bind((host, port))
         .await
         .with_context(|| format!("cannot bind {host}:{port}"))?;
-    println!("UDP echo server is listening at {}", socket.local_address());
+    examples::say!("UDP echo server is listening at {}", socket.local_address());
     loop {
         match socket.receive().await {
             Ok(datagram) => {
-                println!(
+                examples::say!(
                     "Echoing {} bytes to {}",
                     datagram.packet.len(),
                     datagram.address
@@ -108,7 +108,7 @@ async fn client(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
             .await
             .map_err(|_| anyhow::anyhow!("no reply from {remote} within {REPLY_TIMEOUT:?}"))?
             .with_context(|| format!("no reply from {remote}"))?;
-        println!("{}", String::from_utf8_lossy(&reply.packet));
+        examples::say!("{}", String::from_utf8_lossy(&reply.packet));
     }
     Ok(())
 }
