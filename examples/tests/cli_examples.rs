@@ -216,14 +216,15 @@ fn huge_counts_and_durations_mean_no_limit() {
 
 #[test]
 fn a_closed_stdout_is_a_runtime_failure() {
-    // Each server (chat-server aside, for now) with its stdout a pipe whose read end is closed
+    // Each server with its stdout a pipe whose read end is closed
     // once it has said where it listens, then what makes it print: a connection (a datagram
     // for udp-echo). `sockets-server | head -1` and a client, in short.
     let upstream = format!("127.0.0.1:{}", free_port());
-    let cases: [(&str, Vec<&str>); 5] = [
+    let cases: [(&str, Vec<&str>); 6] = [
         (PROGRAMS[0], vec!["127.0.0.1", "0"]),
         (PROGRAMS[3], vec!["127.0.0.1", "0"]),
         (PROGRAMS[4], vec!["server", "127.0.0.1", "0"]),
+        (PROGRAMS[5], vec!["127.0.0.1", "0"]),
         (PROGRAMS[6], vec!["127.0.0.1", "0"]),
         (PROGRAMS[8], vec!["127.0.0.1:0", &upstream]),
     ];

@@ -86,10 +86,10 @@ async fn serve(Args { host, port, grace }: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen at {host}:{port}"))?;
     let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
-    println!("Chat server is listening at {}", server.local_address());
+    examples::say!("Chat server is listening at {}", server.local_address());
     let room = Arc::new(Room::default());
     serve_until_signal(&server, signals, grace, |socket| {
-        println!("Accepted {}", socket.remote_address());
+        examples::say!("Accepted {}", socket.remote_address());
         tokio::spawn(chat(socket, Arc::clone(&room)));
     })
     .await?;
@@ -195,7 +195,7 @@ impl Room {
     fn leave(&self, id: u64) {
         let mut members = self.lock();
         if let Some(member) = members.remove(&id) {
-            println!("{} left", member.nick);
+            examples::say!("{} left", member.nick);
             Self::broadcast(&mut members, id, format!("* {} left\n", member.nick));
         }
     }
@@ -233,7 +233,7 @@ impl Room {
     /// it left to `left`, for the others.
     fn drop_behind(members: &mut HashMap<u64, Member>, id: u64, left: &mut Vec<(u64, Arc<str>)>) {
         if let Some(member) = members.remove(&id) {
-            println!(
+            examples::say!(
                 "Dropped {} ({}): too far behind",
                 member.nick,
                 member.socket.remote_address()
@@ -255,7 +255,7 @@ async fn chat(mut socket: Socket, room: Arc<Room>) {
     let (mut input, mut output) = match channels {
         Ok(channels) => channels,
         Err(e) => {
-            println!("Connection with {remote} ended: {e}");
+            examples::say!("Connection with {remote} ended: {e}");
             return;
         }
     };
@@ -270,12 +270,12 @@ async fn chat(mut socket: Socket, room: Arc<Room>) {
                 return;
             }
             Err(e) => {
-                println!("Connection with {remote} ended: {e}");
+                examples::say!("Connection with {remote} ended: {e}");
                 socket.close();
                 return;
             }
         };
-    println!("{remote} joined as {nick}");
+    examples::say!("{remote} joined as {nick}");
     let welcome = if present.is_empty() {
         format!("* Welcome, {nick}. Nobody else is here yet.\n")
     } else {
@@ -297,13 +297,13 @@ async fn chat(mut socket: Socket, room: Arc<Room>) {
         (Ok(told), Ok(())) => finish(&socket, &mut input, &mut output, told).await,
         // Told, and the write side closed: drain a moment so the notice is not reset away.
         (Ok(told), Err(e @ net_io::Error::TooLongLine { .. })) => {
-            println!("Connection with {remote} ended: {e}");
+            examples::say!("Connection with {remote} ended: {e}");
             finish(&socket, &mut input, &mut output, told).await;
         }
         (Err(e), _) | (_, Err(e)) => {
             // A member the room dropped was closed on purpose and reported then.
             if !socket.is_closed() {
-                println!("Connection with {remote} ended: {e}");
+                examples::say!("Connection with {remote} ended: {e}");
             }
             socket.close();
         }
