@@ -24,8 +24,8 @@ use net_tests::fault::reset;
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
 use net_tests::tls::{
-    LINE_LIMIT as LIMIT, is_truncated, localhost, rustls_client, rustls_error, rustls_io_error,
-    rustls_server,
+    LINE_LIMIT as LIMIT, connect, is_truncated, localhost, rustls_client, rustls_error,
+    rustls_io_error, rustls_server,
 };
 use net_tests::{HANG_LIMIT, within};
 use net_tls::rustls::{self, AlertDescription};
@@ -486,12 +486,8 @@ async fn a_failed_write_never_ends_with_close_notify() {
         closed
     });
 
-    let socket = a_socket(&selector)
-        .tcp()
-        .connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let mut tls = within(socket.tls(ca.client_config().server_name("localhost").build().unwrap()))
+    let client_config = ca.client_config().server_name("localhost").build().unwrap();
+    let mut tls = within(connect(&selector, "127.0.0.1", port, client_config))
         .await
         .unwrap();
     let mut input = tls.open_read_channel().unwrap();
@@ -572,12 +568,8 @@ async fn a_tls_read_times_out_only_after_waiting_socket_timeout() {
         lines
     });
 
-    let socket = a_socket(&selector)
-        .tcp()
-        .connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let mut tls = within(socket.tls(ca.client_config().server_name("localhost").build().unwrap()))
+    let client_config = ca.client_config().server_name("localhost").build().unwrap();
+    let mut tls = within(connect(&selector, "127.0.0.1", port, client_config))
         .await
         .unwrap();
     let mut output = tls.open_write_channel(true).unwrap();
@@ -665,12 +657,8 @@ async fn a_tls_write_retried_after_timeout_delivers_each_byte_once() {
         (sent, failure, waited)
     });
 
-    let socket = a_socket(&selector)
-        .tcp()
-        .connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let mut tls = within(socket.tls(ca.client_config().server_name("localhost").build().unwrap()))
+    let client_config = ca.client_config().server_name("localhost").build().unwrap();
+    let mut tls = within(connect(&selector, "127.0.0.1", port, client_config))
         .await
         .unwrap();
     let mut input = tls.open_read_channel().unwrap();
