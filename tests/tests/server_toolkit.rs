@@ -383,16 +383,23 @@ async fn per_ip_caps_count_the_client_the_proxy_names() {
     drop((first, second));
 }
 
-#[tokio::test]
-async fn closing_a_proxy_listener_at_max_connections_fails_the_pending_accept_and_ends_incoming() {
-    let (_selector, server, address) =
+/// A listener that requires a PROXY protocol header and admits one connection at a time, with
+/// that one connection (its client, and the socket `accept` handed out): at its cap.
+async fn proxy_listener_at_its_cap() -> (SelectorManager, ServerSocket, TcpStream, Socket) {
+    let (selector, server, address) =
         listener(|b| b.proxy_protocol(ProxyProtocol::Required).max_connections(1)).await;
     let mut client = TcpStream::connect(address).await.unwrap();
     client
         .write_all(v1("192.0.2.1", 1).as_bytes())
         .await
         .unwrap();
-    let _held = within(server.accept()).await.unwrap();
+    let held = within(server.accept()).await.unwrap();
+    (selector, server, client, held)
+}
+
+#[tokio::test]
+async fn closing_a_proxy_listener_at_max_connections_fails_the_pending_accept_and_ends_incoming() {
+    let (_selector, server, _client, _held) = proxy_listener_at_its_cap().await;
     // At the cap: both wait for a free slot (or a connection whose header was read).
     let mut accept = std::pin::pin!(server.accept());
     assert!(pending_after_one_poll(accept.as_mut()).await);
@@ -406,14 +413,7 @@ async fn closing_a_proxy_listener_at_max_connections_fails_the_pending_accept_an
 
 #[tokio::test]
 async fn shutting_down_a_proxy_listener_at_max_connections_fails_the_pending_accept_at_once() {
-    let (_selector, server, address) =
-        listener(|b| b.proxy_protocol(ProxyProtocol::Required).max_connections(1)).await;
-    let mut client = TcpStream::connect(address).await.unwrap();
-    client
-        .write_all(v1("192.0.2.1", 1).as_bytes())
-        .await
-        .unwrap();
-    let held = within(server.accept()).await.unwrap();
+    let (_selector, server, _client, held) = proxy_listener_at_its_cap().await;
     let mut accept = std::pin::pin!(server.accept());
     assert!(pending_after_one_poll(accept.as_mut()).await);
     // The shutdown begins on its first poll and then waits for the held connection.

@@ -57,6 +57,25 @@ async fn handshake(
     (server.unwrap(), client.unwrap())
 }
 
+/// A CA named `name`, a server configuration for `localhost` it signed, and a listener on
+/// 127.0.0.1 whose connections have `socket_timeout(timeout)`, with its port.
+async fn timed_tls_listener(
+    selector: &SelectorManager,
+    name: &str,
+    timeout: Duration,
+) -> (TestCa, TlsServerConfig, ServerSocket, u16) {
+    let ca = TestCa::new(name);
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = a_socket(selector)
+        .tcp()
+        .socket_timeout(timeout)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    (ca, config, listener, port)
+}
+
 /// Our server only reads while a tokio-rustls client updates its keys (requesting that we
 /// update ours): the server reads what the client sends under the new keys, and when it writes
 /// at last, its KeyUpdate reply goes first and the client reads the data under the server's new
@@ -446,15 +465,8 @@ async fn a_failed_write_never_ends_with_close_notify() {
     /// Far more than loopback's socket buffers hold: the writes must stall.
     const MAX_CHUNKS: usize = 1024;
     let selector = SelectorManager::new();
-    let ca = TestCa::new("failed write ca");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = a_socket(&selector)
-        .tcp()
-        .socket_timeout(TIMEOUT)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let port = listener.port().unwrap();
+    let (ca, config, listener, port) =
+        timed_tls_listener(&selector, "failed write ca", TIMEOUT).await;
     let (timed_out, stalled) = tokio::sync::oneshot::channel();
     let (close_now, close) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -537,15 +549,8 @@ async fn a_tls_read_times_out_only_after_waiting_socket_timeout() {
     const INTO_THE_READ: Duration = Duration::from_millis(200);
     const LINES: [&str; 2] = ["first", "second"];
     let selector = SelectorManager::new();
-    let ca = TestCa::new("read timer ca");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = a_socket(&selector)
-        .tcp()
-        .socket_timeout(TIMEOUT)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let port = listener.port().unwrap();
+    let (ca, config, listener, port) =
+        timed_tls_listener(&selector, "read timer ca", TIMEOUT).await;
     let (reading_now, mut reading) = mpsc::unbounded_channel::<()>();
     let server = tokio::spawn(async move {
         let mut tls = listener
@@ -609,15 +614,8 @@ async fn a_tls_write_retried_after_timeout_delivers_each_byte_once() {
     const FILL: usize = 1 << 20;
     const CHUNK: usize = 16 * 1024;
     let selector = SelectorManager::new();
-    let ca = TestCa::new("write retry ca");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = a_socket(&selector)
-        .tcp()
-        .socket_timeout(TIMEOUT)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let port = listener.port().unwrap();
+    let (ca, config, listener, port) =
+        timed_tls_listener(&selector, "write retry ca", TIMEOUT).await;
     let (read_now, may_read) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let tls = listener
