@@ -443,6 +443,10 @@ impl ByteReadChannel {
                 // is read first; then the failure is reported. (Off the hot path: the scans
                 // above need not know of failures.)
                 if let Err(e) = ready!(self.poll_fill(cx)) {
+                    // Only a failure for good: after a timeout, more bytes may come.
+                    if self.failed.is_none() {
+                        return Poll::Ready(Err(e));
+                    }
                     return Poll::Ready(self.line_before_failure(e, limit, ending, from));
                 }
                 *scan = true;
@@ -450,8 +454,8 @@ impl ByteReadChannel {
         })
     }
 
-    /// After the transport failed with `e`: the line that its bytes end now that no byte
-    /// follows (a lenient line ended by a CR), or `e`.
+    /// After the transport failed for good with `e`: the line that its bytes end now that no
+    /// byte follows (a lenient line ended by a CR), or `e`.
     #[cold]
     #[inline(never)]
     fn line_before_failure(

@@ -111,6 +111,27 @@ async fn a_read_timeout_is_not_final() {
     );
 }
 
+/// A timeout is not an end: a CR that ends the bytes before one still waits for the next byte,
+/// which may be the LF of a CRLF (SPEC: a CR that is the last buffered byte waits for the next
+/// byte or the end of the stream). The line is read once, after the timeout, and the LF is not
+/// taken for an empty line.
+#[tokio::test]
+async fn a_lenient_cr_before_a_timeout_still_waits_for_its_lf() {
+    let mut ch = ByteReadChannel::new(ChunkedReader::new([
+        Step::Data(b"abc\r".to_vec()),
+        Step::Fail(timeout()),
+        Step::Data(b"\ndef\n".to_vec()),
+    ]));
+    assert!(matches!(
+        guard(ch.read_line(80, LineEnding::Lenient)).await,
+        Err(Error::Timeout)
+    ));
+    for want in ["abc", "def"] {
+        let line = guard(ch.read_line(80, LineEnding::Lenient)).await;
+        assert_eq!(line.unwrap().as_deref(), Some(want));
+    }
+}
+
 /// Lenient mode: "abc\r" is a whole line whatever follows, and a failed transport sends
 /// nothing more, so the line is read before the reset is reported (every lenient line read,
 /// and a read that met the reset first).
