@@ -239,11 +239,12 @@ impl<S: SocketIo> Core<S> {
         if let Some(io) = io {
             self.release(io, mode);
             tracing::debug!(parent: &self.span, reset = mode == CloseMode::Reset, "closed");
+            // Only now, and only by the close that released it: a task that `await_closed`
+            // wakes finds the descriptor released (a Unix listener's file removed), also when
+            // another close ran at the same time. Operations that start meanwhile fail on
+            // `closing`; those pending are woken here and fail then.
+            self.token.cancel();
         }
-        // Only now: a task that `await_closed` wakes finds the descriptor released (a Unix
-        // listener's file removed). Operations that start meanwhile fail on `closing`; those
-        // pending are woken here and fail then.
-        self.token.cancel();
     }
 
     fn release(&self, io: Arc<S>, mode: CloseMode) {

@@ -176,6 +176,14 @@ fn lock(shared: &Shared) -> MutexGuard<'_, tokio_rustls::TlsStream<RawStream>> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The session, for a write: with the socket's writes waiting as writes do, even if a read
+/// that marked them as its own ([`RawStream::reading`]) panicked before it could unmark them.
+fn lock_for_writing(shared: &Shared) -> MutexGuard<'_, tokio_rustls::TlsStream<RawStream>> {
+    let mut stream = lock(shared);
+    stream.get_mut().0.reading(false);
+    stream
+}
+
 /// The TLS layer of a [`TlsSocket`]: the session both channels share, and what its handshake
 /// negotiated.
 ///
@@ -484,7 +492,7 @@ impl AsyncWrite for TlsWrite {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut stream = lock(&self.shared);
+        let mut stream = lock_for_writing(&self.shared);
         // rustls directly, not tokio-rustls's `poll_write`: that one reports the socket's error
         // from a call whose bytes rustls already took.
         let result = match &mut *stream {
@@ -503,7 +511,7 @@ impl AsyncWrite for TlsWrite {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut stream = lock(&self.shared);
+        let mut stream = lock_for_writing(&self.shared);
         let result = Pin::new(&mut *stream).poll_flush(cx);
         write_done(&mut stream, &result);
         drop(stream);
@@ -517,7 +525,7 @@ impl AsyncWrite for TlsWrite {
                 "an earlier write failed; the session ends without close_notify",
             )));
         }
-        let result = Pin::new(&mut *lock(&self.shared)).poll_shutdown(cx);
+        let result = Pin::new(&mut *lock_for_writing(&self.shared)).poll_shutdown(cx);
         self.check(result)
     }
 }
