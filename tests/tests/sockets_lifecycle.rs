@@ -275,3 +275,37 @@ fn a_selector_with_its_own_runtime_works_without_any_tokio_context() {
     });
     selector.close();
 }
+
+/// Several tasks may wait in `accept` on one listener: a connection wakes one that still waits,
+/// also when the caller that waited last gave up (its `accept` dropped, as a `select!` branch
+/// that lost), so a connection never sits unaccepted while an `accept` is pending.
+#[tokio::test]
+async fn an_accept_still_waiting_is_woken_when_another_gave_up() {
+    let selector = SelectorManager::new();
+    let server = Arc::new(tcp_listener(&selector).await);
+    let port = server.port().unwrap();
+    // The first waits in a task of its own, which runs again only when woken.
+    let (waiting, first_waits) = tokio::sync::oneshot::channel();
+    let first = tokio::spawn({
+        let server = Arc::clone(&server);
+        async move {
+            let mut accept = std::pin::pin!(server.accept());
+            assert!(net_tests::pending_after_one_poll(accept.as_mut()).await);
+            let _ = waiting.send(());
+            accept.await
+        }
+    });
+    within(first_waits).await.unwrap();
+    {
+        let mut second = std::pin::pin!(server.accept());
+        assert!(net_tests::pending_after_one_poll(second.as_mut()).await);
+    }
+    let client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let accepted = within(first).await.unwrap().unwrap();
+    assert_eq!(
+        accepted.remote_address(),
+        net_sockets::SocketAddress::from(client.local_addr().unwrap())
+    );
+}

@@ -108,6 +108,10 @@ struct ListenerInner {
     /// With a PROXY protocol header to read, connections whose header was read (in tasks of
     /// their own, so a slow one holds up no other) wait here for `accept`.
     proxied: Option<Arc<HeaderRead>>,
+    /// Taken by the one `accept` that waits on the kernel: tokio's listener wakes only the
+    /// last task that polled it, so concurrent `accept`s queue here (each woken in turn), and
+    /// one that gives up hands the turn on instead of leaving a connection unaccepted.
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// A connection taken from the kernel and not yet handed out by `accept`. It is not a member
@@ -346,6 +350,7 @@ impl ServerSocket {
             exhausted: AtomicBool::new(false),
             group,
             proxied,
+            turn: tokio::sync::Mutex::new(()),
         })?;
         tracing::debug!(parent: inner.core.span(), "listening");
         Ok(ServerSocket { inner })
@@ -353,6 +358,9 @@ impl ServerSocket {
 
     /// Waits for the next connection and returns it as a [`Socket`], with the builder's
     /// `no_delay`, keep-alive, `linger` and `socket_timeout` applied.
+    ///
+    /// Several tasks may wait in `accept` on one listener (through an `Arc`): each connection
+    /// goes to one of them, and one that gives up leaves the others waiting, not stranded.
     ///
     /// # Errors
     ///
@@ -484,7 +492,9 @@ impl ListenerInner {
     async fn next(&self) -> Result<Next> {
         let from_kernel = async {
             let slot = self.group.slot().await;
+            let turn = self.turn.lock().await;
             let (stream, peer) = self.accept_stream().await?;
+            drop(turn);
             Ok(match self.proxied {
                 None => Next::Ready(Taken {
                     stream,
