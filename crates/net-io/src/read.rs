@@ -1246,16 +1246,22 @@ impl AsyncBufRead for ByteReadChannel {
     /// The channel's buffer, filled from the transport first if it is empty.
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
         let this = self.get_mut();
-        this.begin_read()?;
+        // A look-ahead: the skip of an over-long line stays due until `consume` takes bytes.
+        this.check_cancelled()?;
         if this.buf.is_empty() {
             ready!(this.poll_fill(cx))?;
         }
         Poll::Ready(Ok(&this.buf[..]))
     }
 
+    /// Consumes `amt` bytes of those [`poll_fill_buf`](Self::poll_fill_buf) returned; taking
+    /// any drops a due skip of an over-long line (the bytes are read as they are).
     fn consume(self: Pin<&mut Self>, amt: usize) {
         let this = self.get_mut();
         let n = amt.min(this.buf.len());
+        if n > 0 {
+            this.skip_line = false;
+        }
         this.drop_consumed(n);
     }
 }

@@ -140,6 +140,8 @@ pub struct ByteWriteChannel {
     written: u64,
     /// While it is pending, auto-flushed writes are held in it (see `hold_while`).
     backlog: Option<Backlog>,
+    /// Whether `cancel` ended it (not a clean close, though no failure is recorded).
+    cancelled: bool,
 }
 
 impl fmt::Debug for ByteWriteChannel {
@@ -197,6 +199,7 @@ impl ByteWriteChannel {
             failed: None,
             written: 0,
             backlog: None,
+            cancelled: false,
         }
     }
 
@@ -493,6 +496,7 @@ impl ByteWriteChannel {
             pipe.cancel();
         }
         self.sink = None;
+        self.cancelled = true;
     }
 
     /// The write buffer, allocated at its full size on first use.
@@ -763,7 +767,12 @@ impl AsyncWrite for ByteWriteChannel {
             return Poll::Ready(Err(failure.report().into()));
         }
         if this.sink.is_none() {
-            return Poll::Ready(Ok(()));
+            // Closed cleanly before, or cancelled: a cancelled channel's end is no clean one.
+            return Poll::Ready(if this.cancelled {
+                Err(Error::ClosedForWrite.into())
+            } else {
+                Ok(())
+            });
         }
         this.poll_close(cx).map_err(io::Error::from)
     }

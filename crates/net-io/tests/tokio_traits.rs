@@ -283,3 +283,41 @@ async fn async_write_in_auto_flush_mode_reaches_the_peer() {
     AsyncWriteExt::flush(&mut w).await.unwrap();
     assert_eq!(guard(r.read_u8()).await.unwrap(), b'h');
 }
+
+/// `poll_shutdown` is `flush_and_close`: on a cancelled channel (its bytes dropped, the reader
+/// told `Cancelled`) it fails as `flush_and_close` does, never reporting a clean end to code
+/// written against the trait (`tokio::io::copy`, hyper).
+#[tokio::test]
+async fn shutdown_of_a_cancelled_channel_is_not_a_clean_end() {
+    let (mut output, _input) = net_io::ByteChannel::new(false);
+    output.write_all(b"abc").await.unwrap();
+    output.cancel();
+    let e = output.shutdown().await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e:?}");
+    assert!(matches!(
+        output.flush_and_close().await,
+        Err(net_io::Error::ClosedForWrite)
+    ));
+}
+
+/// A look-ahead through `AsyncBufRead` (`fill_buf`, then `consume(0)`) consumes nothing, so
+/// the skip of an over-long line that a line read left due still happens at the next line
+/// read, as after `peek` or `await_content`.
+#[tokio::test]
+async fn fill_buf_keeps_the_skip_of_an_over_long_line() {
+    let mut input = ByteReadChannel::from_bytes("toolongline\nnext\n");
+    assert!(matches!(
+        input.read_line(4, LineEnding::Default).await,
+        Err(net_io::Error::TooLongLine { limit: 4 })
+    ));
+    assert!(!input.fill_buf().await.unwrap().is_empty());
+    std::pin::Pin::new(&mut input).consume(0);
+    assert_eq!(
+        input
+            .read_line(100, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("next")
+    );
+}
