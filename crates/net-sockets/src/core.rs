@@ -14,9 +14,9 @@
 //!   with [`CloseMode::Reset`], with a reset — and deregisters, then wakes every pending
 //!   operation (which then fails with [`Error::Closed`], or [`Error::SelectorClosed`] when the
 //!   selector closed it) and `await_closed`. (A closing selector wakes them all first, before it
-//!   releases any descriptor, so that no socket sees its peer's end before its own close.) A socket whose `SO_LINGER` makes the kernel's close
-//!   block has that last close run on a blocking thread, never on a runtime thread. Dropping the
-//!   last reference closes gracefully.
+//!   releases any descriptor, so that no socket sees its peer's end before its own close.) A
+//!   socket whose `SO_LINGER` makes the kernel's close block has that last close run on a
+//!   blocking thread, never on a runtime thread. Dropping the last reference closes gracefully.
 //! - **Waiting.** [`Core::poll_io`] polls an operation and, when it must wait, also waits for the
 //!   close, so a pending operation never outlives the socket.
 
