@@ -17,27 +17,18 @@ fn reader() -> (tokio::io::DuplexStream, ByteReadChannel, Backlog) {
     (peer, input, backlog)
 }
 
+/// The next line, read with a limit of 8.
+async fn line(input: &mut ByteReadChannel) -> Option<String> {
+    input.read_line(8, LineEnding::Default).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_line_left_unread_is_pending_until_it_is_read() {
     let (mut peer, mut input, backlog) = reader();
     peer.write_all(b"one\ntwo\n").await.unwrap();
-    assert_eq!(
-        input
-            .read_line(8, LineEnding::Default)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("one")
-    );
+    assert_eq!(line(&mut input).await.as_deref(), Some("one"));
     assert!(backlog.is_pending());
-    assert_eq!(
-        input
-            .read_line(8, LineEnding::Default)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("two")
-    );
+    assert_eq!(line(&mut input).await.as_deref(), Some("two"));
     assert!(!backlog.is_pending());
 }
 
@@ -47,14 +38,7 @@ async fn a_line_left_unread_is_pending_until_it_is_read() {
 async fn a_reader_waiting_for_the_rest_of_a_line_has_nothing_pending() {
     let (mut peer, mut input, backlog) = reader();
     peer.write_all(b"one\ntw").await.unwrap();
-    assert_eq!(
-        input
-            .read_line(8, LineEnding::Default)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("one")
-    );
+    assert_eq!(line(&mut input).await.as_deref(), Some("one"));
     assert!(
         backlog.is_pending(),
         "`tw` is unread and the reader is not waiting"
@@ -103,9 +87,9 @@ async fn a_reader_waiting_after_a_skip_or_a_discard_has_nothing_pending() {
 async fn held_bytes_are_not_overtaken() {
     let (mut peer, mut input, backlog) = reader();
     peer.write_all(b"a\nb\n").await.unwrap();
-    input.read_line(8, LineEnding::Default).await.unwrap();
+    line(&mut input).await;
     assert!(backlog.hold(b"1", 64), "`b` is pending");
-    input.read_line(8, LineEnding::Default).await.unwrap();
+    line(&mut input).await;
     assert!(!backlog.is_pending());
     assert!(backlog.hold(b"2", 64), "joins the held `1`");
     backlog.with_held(|held| {
