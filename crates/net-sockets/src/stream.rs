@@ -339,6 +339,13 @@ impl Conn {
             .is_some_and(|backlog| backlog.hold(buf, CORK_LIMIT))
     }
 
+    /// Whether bytes are held back, checked under the backlog's lock.
+    fn holds_bytes(&self) -> bool {
+        self.backlog
+            .as_ref()
+            .is_some_and(|backlog| backlog.with_held(|held| !held.is_empty()))
+    }
+
     /// Whether bytes are held back.
     fn corked(&self) -> bool {
         self.backlog.as_ref().is_some_and(Backlog::is_holding)
@@ -395,8 +402,16 @@ impl Conn {
                     break;
                 }
                 drop(stream);
-                if conn.send_cork_now() {
-                    break;
+                if !conn.send_cork_now() {
+                    continue;
+                }
+                conn.cork_task.store(false, Ordering::Release);
+                // Bytes held after that send and before the flag was cleared found this task
+                // still running and started none: they are this task's to send. (The check
+                // takes the backlog's lock, which `hold` takes too, so either it sees them or
+                // their reader sees the flag clear and starts a task.)
+                if !conn.holds_bytes() || conn.cork_task.swap(true, Ordering::AcqRel) {
+                    return;
                 }
             }
             conn.cork_task.store(false, Ordering::Release);
