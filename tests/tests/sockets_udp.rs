@@ -1,11 +1,15 @@
 //! UDP on loopback: datagrams to self, large datagrams, connected sockets, broadcast, ICMP.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+
+use futures_core::Stream;
 
 use net_sockets::{Datagram, Error, MAX_DATAGRAM_SIZE, SelectorManager, SocketAddress, a_socket};
 use net_tests::loopback::{next_item, udp_socket};
-use net_tests::{Ticker, payload, within};
+use net_tests::{Ticker, payload, pending_after_one_poll, within};
 
 #[tokio::test]
 async fn ten_datagrams_to_self() {
@@ -245,4 +249,121 @@ async fn a_receiver_that_never_waits_still_yields_to_other_tasks() {
         ticker.ticks() > 0,
         "the receiving task never yielded to the ticker"
     );
+}
+
+/// `close` releases the port at once though another task waits in `receive` and has not run
+/// since: a server restarted on the same port binds it again straight away. (Before, the
+/// waiting receive held the socket until its task ran again, and the bind failed with
+/// `AddrInUse`.)
+#[tokio::test(flavor = "current_thread")]
+async fn close_releases_the_port_though_a_receive_is_pending() {
+    let selector = SelectorManager::new();
+    let socket = Arc::new(udp_socket(&selector).await);
+    let address = socket.local_address();
+    let receiver = Arc::clone(&socket);
+    let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
+    let pending = tokio::spawn(async move {
+        let mut receive = std::pin::pin!(receiver.receive());
+        assert!(pending_after_one_poll(receive.as_mut()).await);
+        waiting_tx.send(()).unwrap();
+        receive.await
+    });
+    waiting_rx.await.unwrap();
+    socket.close();
+    // The receiving task has not run since: the port must be free all the same.
+    let again = a_socket(&selector).udp().bind(address.clone()).await;
+    assert!(again.is_ok(), "{again:?}");
+    assert!(matches!(within(pending).await.unwrap(), Err(Error::Closed)));
+
+    // The same when the selector closes the socket.
+    let other = SelectorManager::new();
+    let socket = Arc::new(again.unwrap());
+    let receiver = Arc::clone(&socket);
+    let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
+    let pending = tokio::spawn(async move {
+        let mut receive = std::pin::pin!(receiver.receive());
+        assert!(pending_after_one_poll(receive.as_mut()).await);
+        waiting_tx.send(()).unwrap();
+        receive.await
+    });
+    waiting_rx.await.unwrap();
+    selector.close();
+    let again = a_socket(&other).udp().bind(address).await;
+    assert!(again.is_ok(), "{again:?}");
+    assert!(matches!(
+        within(pending).await.unwrap(),
+        Err(Error::SelectorClosed)
+    ));
+}
+
+/// An `incoming()` stream that waited for a datagram and is kept without being polled again
+/// does not keep a closed socket's port: before, it held the socket until it was dropped.
+#[tokio::test]
+async fn close_releases_the_port_though_an_incoming_stream_waited() {
+    let selector = SelectorManager::new();
+    let socket = udp_socket(&selector).await;
+    let address = socket.local_address();
+    let mut incoming = socket.incoming();
+    let waited =
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut incoming).poll_next(cx).is_pending()))
+            .await;
+    assert!(waited);
+    socket.close();
+    within(socket.await_closed()).await;
+    let again = a_socket(&selector).udp().bind(address).await;
+    assert!(again.is_ok(), "{again:?}");
+    assert!(next_item(&mut incoming).await.is_none());
+}
+
+/// A receive dropped while it waits takes nothing: the datagram sent afterwards goes to the
+/// next receive.
+#[tokio::test]
+async fn a_receive_dropped_while_waiting_loses_no_datagram() {
+    let selector = SelectorManager::new();
+    let socket = udp_socket(&selector).await;
+    let sender = udp_socket(&selector).await;
+    for i in 0..3u8 {
+        {
+            let mut receive = std::pin::pin!(socket.receive());
+            assert!(pending_after_one_poll(receive.as_mut()).await);
+        }
+        sender
+            .send(Datagram::new(vec![i], socket.local_address()).unwrap())
+            .await
+            .unwrap();
+        let got = within(socket.receive()).await.unwrap();
+        assert_eq!(&got.packet[..], &[i]);
+    }
+}
+
+/// An ICMP "port unreachable" that arrives while a connected socket's receive already waits
+/// (an error-only readiness event, no datagram) ends that receive with `ConnectionRefused`.
+#[tokio::test]
+async fn icmp_unreachable_ends_a_receive_that_already_waits() {
+    let selector = SelectorManager::new();
+    let gone = udp_socket(&selector).await;
+    let gone_address = gone.local_address();
+    gone.close();
+    let client = Arc::new(
+        a_socket(&selector)
+            .udp()
+            .connect(gone_address.clone())
+            .await
+            .unwrap(),
+    );
+    let receiver = Arc::clone(&client);
+    let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
+    let pending = tokio::spawn(async move {
+        let mut receive = std::pin::pin!(receiver.receive());
+        assert!(pending_after_one_poll(receive.as_mut()).await);
+        waiting_tx.send(()).unwrap();
+        receive.await
+    });
+    waiting_rx.await.unwrap();
+    client
+        .send(Datagram::new("anyone?", gone_address).unwrap())
+        .await
+        .unwrap();
+    let err = within(pending).await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err:?}");
 }

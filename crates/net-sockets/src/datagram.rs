@@ -1,11 +1,13 @@
 //! UDP: [`Datagram`], [`BoundDatagramSocket`] and [`ConnectedDatagramSocket`].
 
+use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use socket2::{Domain, Socket as RawSocket, Type};
@@ -83,8 +85,25 @@ struct UdpCore {
     core: Core<UdpSocket>,
     /// The receive buffer, kept between receives.
     spare: Mutex<BytesMut>,
+    /// The receives waiting for a datagram.
+    receives: Mutex<Receives>,
     local: SocketAddress,
     remote: Option<SocketAddr>,
+}
+
+/// A receive waiting for a datagram: it owns the socket and the buffer while it waits.
+type WaitingReceive =
+    Pin<Box<dyn Future<Output = (io::Result<(usize, SocketAddr)>, BytesMut)> + Send>>;
+
+/// The receives waiting for a datagram, kept by the socket rather than by their tasks: each holds
+/// the socket (tokio's readiness future borrows it), so `close` drops them to release the
+/// descriptor at once, whether or not their tasks ever run again.
+#[derive(Default)]
+struct Receives {
+    /// Set by `close`: no receive waits any more.
+    closed: bool,
+    next: u64,
+    waiting: HashMap<u64, WaitingReceive>,
 }
 
 impl Owner for UdpCore {
@@ -92,6 +111,52 @@ impl Owner for UdpCore {
 
     fn core(&self) -> &Core<UdpSocket> {
         &self.core
+    }
+
+    fn close_for_selector(&self) {
+        self.close();
+    }
+}
+
+/// One receive's place among the waiting ones: polls it, and drops it when dropped itself (the
+/// receive is then abandoned before it took a datagram).
+struct Waiter<'a> {
+    udp: &'a UdpCore,
+    /// `None` once the receive completed.
+    id: Option<u64>,
+}
+
+impl Future for Waiter<'_> {
+    type Output = Result<(usize, SocketAddr, BytesMut)>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(id) = self.id else {
+            return Poll::Ready(Err(self.udp.core.closed_error()));
+        };
+        let mut receives = lock(&self.udp.receives);
+        // Gone: `close` dropped it.
+        let Some(waiting) = receives.waiting.get_mut(&id) else {
+            return Poll::Ready(Err(self.udp.core.closed_error()));
+        };
+        let (received, buffer) = ready!(waiting.as_mut().poll(cx));
+        let done = receives.waiting.remove(&id);
+        drop(receives);
+        drop(done);
+        self.id = None;
+        Poll::Ready(
+            received
+                .map(|(size, from)| (size, from, buffer))
+                .map_err(Error::Io),
+        )
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            let abandoned = lock(&self.udp.receives).waiting.remove(&id);
+            drop(abandoned);
+        }
     }
 }
 
@@ -132,6 +197,7 @@ impl UdpCore {
         let udp = Core::open(selector, socket, Setup::new(span), |core| UdpCore {
             core,
             spare: Mutex::new(BytesMut::new()),
+            receives: Mutex::new(Receives::default()),
             local,
             remote,
         })?;
@@ -172,10 +238,6 @@ impl UdpCore {
         // finds datagrams queued every time (a flood) still yields to the other tasks of its
         // thread. Taken before anything is received, so that yielding here loses nothing.
         tokio::task::coop::consume_budget().await;
-        // The async readiness path, not the poll path: only it wakes on an error-only event
-        // (EPOLLERR without EPOLLIN), which is how an ICMP error for a connected UDP socket
-        // arrives. The socket is held while the receive is pending; `close` wakes it, and the
-        // descriptor is released as soon as the woken receive returns.
         let socket = self.core.io()?;
         // The receive buffer is kept between receives (a concurrent receive makes its own):
         // a datagram is copied out at its own size, so the buffer is free again at once.
@@ -183,24 +245,20 @@ impl UdpCore {
         if buffer.capacity() < RECEIVE_BUFFER {
             buffer = BytesMut::with_capacity(RECEIVE_BUFFER);
         }
-        // Fast path: a datagram already queued needs no wake-up on close.
+        // Fast path: a datagram already queued needs no waiting.
         let ready = match self.remote {
             Some(remote) => socket.try_recv_buf(&mut buffer).map(|n| (n, remote)),
             None => socket.try_recv_buf_from(&mut buffer),
         };
-        let (size, from) = match ready {
-            Ok(received) => received,
+        let (size, from, buffer) = match ready {
+            Ok((size, from)) => (size, from, buffer),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let received = async {
-                    match self.remote {
-                        Some(remote) => socket.recv_buf(&mut buffer).await.map(|n| (n, remote)),
-                        None => socket.recv_buf_from(&mut buffer).await,
-                    }
-                };
-                self.core.guard(received).await?
+                let waiter = self.wait(socket, buffer)?;
+                self.core.until_closed(waiter).await?
             }
             Err(e) => return Err(Error::Io(e)),
         };
+        let mut buffer = buffer;
         let datagram = Datagram {
             packet: Bytes::copy_from_slice(&buffer[..size]),
             address: from.into(),
@@ -208,6 +266,47 @@ impl UdpCore {
         buffer.clear();
         *lock(&self.spare) = buffer;
         Ok(datagram)
+    }
+
+    /// Leaves a receive that must wait in the socket's keeping (see [`Receives`]).
+    ///
+    /// It waits on tokio's readiness future, not the poll path: only that future wakes on an
+    /// error-only event (EPOLLERR without EPOLLIN), which is how an ICMP error for a connected
+    /// UDP socket arrives.
+    fn wait(&self, socket: Arc<UdpSocket>, mut buffer: BytesMut) -> Result<Waiter<'_>> {
+        let remote = self.remote;
+        let waiting: WaitingReceive = Box::pin(async move {
+            let received = match remote {
+                Some(remote) => socket.recv_buf(&mut buffer).await.map(|n| (n, remote)),
+                None => socket.recv_buf_from(&mut buffer).await,
+            };
+            (received, buffer)
+        });
+        let mut receives = lock(&self.receives);
+        if receives.closed {
+            drop(receives);
+            drop(waiting);
+            return Err(self.core.closed_error());
+        }
+        let id = receives.next;
+        receives.next += 1;
+        receives.waiting.insert(id, waiting);
+        Ok(Waiter {
+            udp: self,
+            id: Some(id),
+        })
+    }
+
+    /// Closes the socket: the waiting receives let go of it first, so that the close releases
+    /// the descriptor before anyone is woken.
+    fn close(&self) {
+        let waiting = {
+            let mut receives = lock(&self.receives);
+            receives.closed = true;
+            std::mem::take(&mut receives.waiting)
+        };
+        drop(waiting);
+        self.core.close(CloseMode::Graceful);
     }
 }
 
@@ -254,9 +353,10 @@ macro_rules! datagram_methods {
         }
 
         /// Closes the socket: pending operations fail with [`Error::Closed`] and the
-        /// descriptor is released. Idempotent.
+        /// descriptor is released at once, also while a `receive` (or an `incoming()` stream)
+        /// waits in a task that has not run since. Idempotent.
         pub fn close(&self) {
-            self.core.core.close(CloseMode::Graceful);
+            self.core.close();
         }
 
         /// Runs `f` with a [`socket2::SockRef`] to the open socket, to read or set options.
