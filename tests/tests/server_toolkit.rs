@@ -132,6 +132,57 @@ async fn a_selector_shutdown_reaches_every_listener_and_connection() {
     assert!(selector.is_closed());
 }
 
+/// A connection whose handler closes it the moment shutdown is signalled — on another worker
+/// thread, it may be done before the shutdown looks at the count again. The waker stands in for
+/// that handler, closing the socket as the signal wakes it, so the order is certain.
+struct CloseOnWake(std::sync::Arc<Socket>);
+
+impl std::task::Wake for CloseOnWake {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.close();
+    }
+}
+
+/// `socket`'s `shutdown_requested()`, polled once with a waker that closes `socket`; it waits
+/// for the signal as long as it is kept.
+fn close_when_signalled(
+    socket: &std::sync::Arc<Socket>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
+    let waker = std::task::Waker::from(std::sync::Arc::new(CloseOnWake(std::sync::Arc::clone(
+        socket,
+    ))));
+    let mut signal = Box::pin(socket.shutdown_requested());
+    let polled =
+        std::future::Future::poll(signal.as_mut(), &mut std::task::Context::from_waker(&waker));
+    assert!(polled.is_pending());
+    signal
+}
+
+/// A connection that closes as soon as shutdown is signalled finished within the grace period:
+/// the report counts it as finished (before, the count was taken after the signal, so it
+/// counted neither as finished nor as cut).
+#[tokio::test]
+async fn a_connection_that_closes_at_the_signal_counts_as_finished() {
+    let (_selector, server, address) = listener(|b| b).await;
+    let _client = TcpStream::connect(address).await.unwrap();
+    let accepted = std::sync::Arc::new(within(server.accept()).await.unwrap());
+    let _signal = close_when_signalled(&accepted);
+    let report = within(server.shutdown(Duration::from_secs(5))).await;
+    assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
+    assert!(accepted.is_closed());
+
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let _client = TcpStream::connect(("127.0.0.1", server.port().unwrap()))
+        .await
+        .unwrap();
+    let accepted = std::sync::Arc::new(within(server.accept()).await.unwrap());
+    let _signal = close_when_signalled(&accepted);
+    let report = within(selector.shutdown(Duration::from_secs(5))).await;
+    assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
+    assert!(accepted.is_closed());
+}
+
 #[tokio::test]
 async fn max_connections_makes_accept_wait_for_a_free_slot() {
     let (_selector, server, address) = listener(|b| b.max_connections(2)).await;

@@ -182,8 +182,10 @@ impl Group {
     /// Signals every member that shutdown began, waits up to `grace` for them to close, then
     /// closes the rest.
     pub(crate) async fn drain(&self, grace: Duration, timer: tokio::time::Sleep) -> ShutdownReport {
-        self.draining.cancel();
+        // Counted before the signal: a connection that closes as the signal wakes it (on
+        // another thread, before this one reads on) finished within the grace period.
         let at_start = self.open.load(Ordering::Acquire);
+        self.draining.cancel();
         let all_left = async {
             loop {
                 let left = self.left.notified();

@@ -140,8 +140,10 @@ impl SelectorManager {
         for entry in entries {
             entry.stop_accepting();
         }
-        inner.draining.cancel();
+        // Counted before the signal: a connection that closes as the signal wakes it (on
+        // another thread, before this one reads on) finished within the grace period.
         let at_start = inner.open_connections.load(Ordering::Acquire);
+        inner.draining.cancel();
         let all_left = async {
             loop {
                 let left = inner.connection_left.notified();
