@@ -367,3 +367,52 @@ async fn icmp_unreachable_ends_a_receive_that_already_waits() {
     let err = within(pending).await.unwrap().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err:?}");
 }
+
+/// A dual-stack socket (bound to `::`) sees IPv4 peers as IPv4-mapped IPv6 addresses
+/// (`::ffff:127.0.0.1`); a datagram to one travels as IPv4, so the IPv4 limit applies: a reply
+/// over 65,507 bytes is `DatagramTooLarge`, as to the IPv4 address itself, and the largest one
+/// goes through. (Before, `Datagram::new` took it and `send` failed with the OS's `EMSGSIZE`,
+/// kind `Uncategorized`.)
+#[tokio::test]
+async fn ipv4_mapped_addresses_take_the_ipv4_limit() {
+    let selector = SelectorManager::new();
+    let Ok(dual) = a_socket(&selector).udp().bind(("::", 0)).await else {
+        eprintln!("no IPv6: skipping");
+        return;
+    };
+    let client = udp_socket(&selector).await;
+    let to_dual = SocketAddress::from(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        dual.local_address().port().unwrap(),
+    )));
+    client
+        .send(Datagram::new("hello", to_dual).unwrap())
+        .await
+        .unwrap();
+    let got = within(dual.receive()).await.unwrap();
+    let mapped = got.address.clone();
+    let ip = mapped.as_inet().unwrap().ip();
+    assert!(ip.is_ipv6() && ip.to_canonical().is_ipv4(), "{mapped}");
+
+    let made = Datagram::new(vec![0; MAX_DATAGRAM_SIZE + 1], mapped.clone()).unwrap_err();
+    assert!(
+        matches!(made, Error::DatagramTooLarge { size } if size == MAX_DATAGRAM_SIZE + 1),
+        "{made:?}"
+    );
+    let hand_built = Datagram {
+        packet: vec![0; MAX_DATAGRAM_SIZE + 1].into(),
+        address: mapped.clone(),
+    };
+    let sent = dual.send(hand_built).await.unwrap_err();
+    assert!(
+        matches!(sent, Error::DatagramTooLarge { size } if size == MAX_DATAGRAM_SIZE + 1),
+        "{sent:?}"
+    );
+    assert_eq!(sent.kind(), io::ErrorKind::InvalidInput);
+
+    let largest = payload(MAX_DATAGRAM_SIZE);
+    dual.send(Datagram::new(largest.clone(), mapped).unwrap())
+        .await
+        .unwrap();
+    assert!(within(client.receive()).await.unwrap().packet[..] == largest[..]);
+}

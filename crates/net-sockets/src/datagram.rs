@@ -56,7 +56,9 @@ impl Datagram {
     /// # Errors
     ///
     /// [`Error::DatagramTooLarge`] when `packet` is over [`MAX_DATAGRAM_SIZE`] bytes for an IPv4
-    /// address, or over [`MAX_DATAGRAM_SIZE_V6`] for an IPv6 address.
+    /// address (also one mapped into IPv6, `::ffff:a.b.c.d`, as a socket bound to `::` sees
+    /// IPv4 peers: it is reached over IPv4), or over [`MAX_DATAGRAM_SIZE_V6`] for another IPv6
+    /// address.
     pub fn new(packet: impl Into<Bytes>, address: impl Into<SocketAddress>) -> Result<Datagram> {
         let packet = packet.into();
         let address = address.into();
@@ -67,9 +69,10 @@ impl Datagram {
     }
 }
 
-/// Refuses payloads larger than UDP over `to`'s family can carry.
+/// Refuses payloads larger than UDP over `to`'s family can carry. An IPv4-mapped IPv6 address
+/// (`::ffff:a.b.c.d`, how a dual-stack socket sees IPv4 peers) is reached over IPv4.
 fn check_size(size: usize, to: &SocketAddr) -> Result<()> {
-    let limit = if to.is_ipv6() {
+    let limit = if to.ip().to_canonical().is_ipv6() {
         MAX_DATAGRAM_SIZE_V6
     } else {
         MAX_DATAGRAM_SIZE
