@@ -141,3 +141,57 @@ fn await_closed_wakes_only_once_the_socket_file_is_gone() {
             .is_ready()
     );
 }
+
+/// A socket in Linux's abstract namespace (a name starting with a NUL byte, no file) is named
+/// by its name wherever the crate reports addresses: the client's `remote_address`, the
+/// accepted side's `local_address`, and sockets adopted from `std`. (Before, every one of them
+/// but the bound listener's own was the empty path, which stands for an unnamed socket.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn abstract_names_are_reported_as_such() {
+    use std::os::linux::net::SocketAddrExt;
+
+    let selector = SelectorManager::new();
+    let name = format!("net-sockets-{}-abstract", std::process::id());
+    let address = UnixSocketAddress::new(format!("\0{name}"));
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(address.clone())
+        .await
+        .unwrap();
+    let client = a_socket(&selector)
+        .tcp()
+        .connect(address.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        client.remote_address(),
+        SocketAddress::Unix(address.clone())
+    );
+    assert_eq!(
+        client.local_address(),
+        SocketAddress::Unix(UnixSocketAddress::new(""))
+    );
+    let accepted = within(listener.accept()).await.unwrap();
+    assert_eq!(
+        accepted.local_address(),
+        SocketAddress::Unix(address.clone())
+    );
+    assert_eq!(
+        accepted.remote_address(),
+        SocketAddress::Unix(UnixSocketAddress::new(""))
+    );
+    listener.close();
+
+    // From std: a listener, and a stream connected to it.
+    let std_address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let std_listener = std::os::unix::net::UnixListener::bind_addr(&std_address).unwrap();
+    let std_stream = std::os::unix::net::UnixStream::connect_addr(&std_address).unwrap();
+    let adopted = ServerSocket::from_std(&selector, std_listener).unwrap();
+    assert_eq!(
+        adopted.local_address(),
+        SocketAddress::Unix(address.clone())
+    );
+    let stream = net_sockets::Socket::from_std(&selector, std_stream).unwrap();
+    assert_eq!(stream.remote_address(), SocketAddress::Unix(address));
+}

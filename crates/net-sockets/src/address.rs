@@ -161,9 +161,49 @@ impl UnixSocketAddress {
         UnixSocketAddress { path: path.into() }
     }
 
-    /// The socket file's path (empty for an unnamed socket, such as a connecting client's).
+    /// The socket file's path (empty for an unnamed socket, such as a connecting client's; a
+    /// NUL byte and the name for a socket in Linux's abstract namespace).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The address the OS reports for a Unix socket: its path, a NUL byte and its name for a
+    /// socket in the abstract namespace, or the empty path for an unnamed socket.
+    pub(crate) fn reported(address: &std::os::unix::net::SocketAddr) -> UnixSocketAddress {
+        if let Some(path) = address.as_pathname() {
+            return UnixSocketAddress::new(path);
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            #[cfg(target_os = "android")]
+            use std::os::android::net::SocketAddrExt;
+            #[cfg(target_os = "linux")]
+            use std::os::linux::net::SocketAddrExt;
+            if let Some(name) = address.as_abstract_name() {
+                return UnixSocketAddress::abstract_name(name);
+            }
+        }
+        UnixSocketAddress::new(PathBuf::new())
+    }
+
+    /// As [`reported`](Self::reported), from a socket2 address.
+    pub(crate) fn reported_raw(address: &socket2::SockAddr) -> UnixSocketAddress {
+        if let Some(path) = address.as_pathname() {
+            return UnixSocketAddress::new(path);
+        }
+        match address.as_abstract_namespace() {
+            Some(name) => UnixSocketAddress::abstract_name(name),
+            None => UnixSocketAddress::new(PathBuf::new()),
+        }
+    }
+
+    /// A name in the abstract namespace, written as the path that binds it: a NUL byte first.
+    fn abstract_name(name: &[u8]) -> UnixSocketAddress {
+        use std::os::unix::ffi::OsStringExt;
+        let mut bytes = Vec::with_capacity(name.len() + 1);
+        bytes.push(0);
+        bytes.extend_from_slice(name);
+        UnixSocketAddress::new(std::ffi::OsString::from_vec(bytes))
     }
 }
 

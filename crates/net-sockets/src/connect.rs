@@ -155,13 +155,7 @@ pub(crate) async fn connect(
 fn sock_addr_to_address(address: &SockAddr) -> SocketAddress {
     match address.as_socket() {
         Some(inet) => inet.into(),
-        None => UnixSocketAddress::new(
-            address
-                .as_pathname()
-                .map(std::path::Path::to_path_buf)
-                .unwrap_or_default(),
-        )
-        .into(),
+        None => UnixSocketAddress::reported_raw(address).into(),
     }
 }
 

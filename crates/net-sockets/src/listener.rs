@@ -78,11 +78,8 @@ impl Listener {
                 .poll_accept(cx)
                 .map_ok(|(s, peer)| (Stream::Tcp(s), peer.into())),
             Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, peer)| {
-                let path = peer.as_pathname().map(Path::to_path_buf);
-                (
-                    Stream::Unix(s),
-                    UnixSocketAddress::new(path.unwrap_or_default()).into(),
-                )
+                let peer = std::os::unix::net::SocketAddr::from(peer);
+                (Stream::Unix(s), UnixSocketAddress::reported(&peer).into())
             }),
         }
     }
@@ -284,8 +281,8 @@ impl ServerSocket {
         let _runtime = selector.handle().enter();
         if unix {
             let listener = UnixListener::from_std(raw.into())?;
-            let path = listener.local_addr()?.as_pathname().map(Path::to_path_buf);
-            let local = UnixSocketAddress::new(path.unwrap_or_default()).into();
+            let local = std::os::unix::net::SocketAddr::from(listener.local_addr()?);
+            let local = UnixSocketAddress::reported(&local).into();
             Self::open(selector, Listener::Unix(listener), local, options, None)
         } else {
             let listener = TcpListener::from_std(raw.into())?;

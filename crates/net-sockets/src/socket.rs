@@ -108,15 +108,8 @@ impl Socket<Plain> {
             if unix {
                 let stream = std::os::unix::net::UnixStream::from(fd);
                 stream.set_nonblocking(true)?;
-                let path = |a: std::os::unix::net::SocketAddr| {
-                    UnixSocketAddress::new(
-                        a.as_pathname()
-                            .map(std::path::Path::to_path_buf)
-                            .unwrap_or_default(),
-                    )
-                };
-                let local = path(stream.local_addr()?);
-                let remote = path(stream.peer_addr()?);
+                let local = UnixSocketAddress::reported(&stream.local_addr()?);
+                let remote = UnixSocketAddress::reported(&stream.peer_addr()?);
                 let stream = Stream::Unix(tokio::net::UnixStream::from_std(stream)?);
                 (stream, local.into(), remote.into())
             } else {
