@@ -119,7 +119,8 @@ impl<S: SocketIo> Core<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::SelectorClosed`] when the selector is closed (`io` is dropped).
+    /// [`Error::SelectorClosed`] when the selector is closed, also when it closed while the
+    /// owner was being built (`io` is dropped, its descriptor released).
     pub(crate) fn open<T>(
         selector: &Arc<SelectorInner>,
         io: S,
@@ -142,7 +143,10 @@ impl<S: SocketIo> Core<S> {
                 span: setup.span,
             })
         });
-        if owner.core().id.is_none() {
+        // A selector that closed after the core registered, while it was still being built,
+        // could not reach it (its weak reference did not upgrade yet): fail, and dropping the
+        // owner closes it.
+        if owner.core().id.is_none() || !selector.reaches_registered() {
             return Err(Error::SelectorClosed);
         }
         Ok(owner)
@@ -367,5 +371,50 @@ impl CloseWait {
 impl fmt::Debug for CloseWait {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CloseWait").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SelectorManager;
+
+    /// The simplest owner: a core and nothing else.
+    struct Plain(Core<tokio::net::UdpSocket>);
+
+    impl Owner for Plain {
+        type Io = tokio::net::UdpSocket;
+
+        fn core(&self) -> &Core<tokio::net::UdpSocket> {
+            &self.0
+        }
+    }
+
+    /// The selector closes after the core registered but before it was built (`build` runs
+    /// in between, so closing there hits that instant every time): the selector's sweep cannot
+    /// reach a core not yet built, so `open` must not hand it out as a live socket.
+    #[tokio::test]
+    async fn a_selector_that_closes_while_a_core_is_built_closes_it() {
+        let selector = SelectorManager::new();
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let address = socket.local_addr().unwrap();
+        let opened = Core::open(
+            selector.inner(),
+            socket,
+            Setup::new(tracing::Span::none()),
+            |core| {
+                selector.close();
+                Plain(core)
+            },
+        );
+        if let Ok(plain) = &opened {
+            assert!(
+                plain.core().with_sock_ref(|_| Ok(())).is_err(),
+                "a socket of a closed selector is still open"
+            );
+        }
+        assert!(matches!(opened, Err(Error::SelectorClosed)));
+        // Its descriptor is released: the port is free.
+        std::net::UdpSocket::bind(address).unwrap();
     }
 }

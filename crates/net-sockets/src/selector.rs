@@ -241,6 +241,16 @@ impl SelectorInner {
         Ok(id)
     }
 
+    /// Whether a close will still reach the cores registered so far: `false` once it began.
+    ///
+    /// Read under the registry's lock: a close that began earlier is seen, and one that begins
+    /// later takes its entries after this, when every core registered before is built (its
+    /// weak reference upgrades).
+    pub(crate) fn reaches_registered(&self) -> bool {
+        let _registry = lock(&self.registry);
+        !self.is_closed()
+    }
+
     pub(crate) fn deregister(&self, id: u64) {
         lock(&self.registry).entries.remove(&id);
     }
