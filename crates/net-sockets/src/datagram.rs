@@ -1,6 +1,5 @@
 //! UDP: [`Datagram`], [`BoundDatagramSocket`] and [`ConnectedDatagramSocket`].
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -106,7 +105,22 @@ struct Receives {
     /// Set by `close`: no receive waits any more.
     closed: bool,
     next: u64,
-    waiting: HashMap<u64, WaitingReceive>,
+    /// Usually one or none: a linear search beats hashing.
+    waiting: Vec<(u64, WaitingReceive)>,
+}
+
+impl Receives {
+    fn get_mut(&mut self, id: u64) -> Option<&mut WaitingReceive> {
+        self.waiting
+            .iter_mut()
+            .find(|(each, _)| *each == id)
+            .map(|(_, receive)| receive)
+    }
+
+    fn remove(&mut self, id: u64) -> Option<WaitingReceive> {
+        let at = self.waiting.iter().position(|(each, _)| *each == id)?;
+        Some(self.waiting.swap_remove(at).1)
+    }
 }
 
 impl Owner for UdpCore {
@@ -138,11 +152,11 @@ impl Future for Waiter<'_> {
         };
         let mut receives = lock(&self.udp.receives);
         // Gone: `close` dropped it.
-        let Some(waiting) = receives.waiting.get_mut(&id) else {
+        let Some(waiting) = receives.get_mut(id) else {
             return Poll::Ready(Err(self.udp.core.closed_error()));
         };
         let (received, buffer) = ready!(waiting.as_mut().poll(cx));
-        let done = receives.waiting.remove(&id);
+        let done = receives.remove(id);
         drop(receives);
         drop(done);
         self.id = None;
@@ -157,7 +171,7 @@ impl Future for Waiter<'_> {
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            let abandoned = lock(&self.udp.receives).waiting.remove(&id);
+            let abandoned = lock(&self.udp.receives).remove(id);
             drop(abandoned);
         }
     }
@@ -293,7 +307,7 @@ impl UdpCore {
         }
         let id = receives.next;
         receives.next += 1;
-        receives.waiting.insert(id, waiting);
+        receives.waiting.push((id, waiting));
         Ok(Waiter {
             udp: self,
             id: Some(id),
