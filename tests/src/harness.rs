@@ -565,6 +565,51 @@ pub fn rerun_self_with_fd_limit(
     text
 }
 
+/// Runs the test `child_test` of the current test binary again in a network namespace of its
+/// own whose loopback is slowed to `rate` (a `tc` token-bucket queue), so that packets wait in
+/// a queue and hold their senders' send buffers (the real loopback hands each packet on at
+/// once, so a UDP send never waits there). The environment variable `env` tells the child test
+/// it is the child (see [`run_if_child`]). Panics unless the child succeeds and prints
+/// `marker`; returns its output.
+///
+/// Returns `None`, after saying so on stderr, where this process may not create a network
+/// namespace (`unshare -n` needs root or a user namespace).
+pub fn rerun_self_on_slow_loopback(
+    child_test: &str,
+    env: &str,
+    rate: &str,
+    marker: &str,
+) -> Option<String> {
+    let allowed = Command::new("unshare")
+        .args(["-n", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !allowed {
+        eprintln!("skipped: `unshare -n` is not available or not permitted here");
+        return None;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let script = format!(
+        "ip link set lo up && tc qdisc add dev lo root tbf rate {rate} burst 4kb latency 10s \\
+         && exec \"$0\" --exact {child_test} --nocapture --test-threads=1"
+    );
+    let output = Command::new("unshare")
+        .args(["-n", "sh", "-c", &script])
+        .arg(exe)
+        .env(env, "1")
+        .output()
+        .expect("could not start the child test process");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "child failed:\n{text}");
+    assert!(text.contains(marker), "child did not run:\n{text}");
+    Some(text)
+}
+
 /// The body of a child test (see [`rerun_self_with_fd_limit`]): runs `body` on a
 /// current-thread runtime when the environment variable `env` is set, and does nothing (the
 /// test passes) in the ordinary run of the test binary.

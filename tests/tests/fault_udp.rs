@@ -207,3 +207,67 @@ async fn a_flood_to_a_slow_receiver_drops_in_the_kernel_and_the_socket_keeps_wor
         assert_eq!(got.address, sender.local_address());
     }
 }
+
+const SLOW_LOOPBACK: &str = "NET_TESTS_UDP_SLOW_LOOPBACK";
+
+/// Several tasks sending on one socket whose send buffer is full each finish as it drains:
+/// none is left waiting for a wake-up that went to another. The loopback of a network namespace
+/// of its own is slowed, so that datagrams queue and fill the sender's (small) send buffer.
+#[test]
+fn concurrent_sends_on_a_full_send_buffer_all_finish() {
+    net_tests::harness::rerun_self_on_slow_loopback(
+        "concurrent_sends_on_a_full_send_buffer_all_finish_child",
+        SLOW_LOOPBACK,
+        "4mbit",
+        "all sends finished",
+    );
+}
+
+#[test]
+fn concurrent_sends_on_a_full_send_buffer_all_finish_child() {
+    const TASKS: usize = 8;
+    const EACH: usize = 16;
+    const SIZE: usize = 1_000;
+    net_tests::harness::run_if_child(SLOW_LOOPBACK, async {
+        let selector = SelectorManager::new();
+        let receiver = udp_socket(&selector).await;
+        let to = receiver.local_address().clone();
+        let sender = std::sync::Arc::new(
+            a_socket(&selector)
+                .udp()
+                .send_buffer_size(4_096)
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap(),
+        );
+        let receiving = tokio::spawn(async move {
+            let mut counts = [0usize; TASKS];
+            for _ in 0..TASKS * EACH {
+                let datagram = receiver.receive().await.unwrap();
+                assert_eq!(datagram.packet.len(), SIZE);
+                counts[usize::from(datagram.packet[0])] += 1;
+            }
+            counts
+        });
+        let sends: Vec<_> = (0..TASKS)
+            .map(|task| {
+                let sender = std::sync::Arc::clone(&sender);
+                let to = to.clone();
+                tokio::spawn(async move {
+                    for _ in 0..EACH {
+                        let packet = vec![task as u8; SIZE];
+                        sender
+                            .send(Datagram::new(packet, to.clone()).unwrap())
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for send in sends {
+            within(send).await.unwrap();
+        }
+        println!("all sends finished");
+        assert_eq!(within(receiving).await.unwrap(), [EACH; TASKS]);
+    });
+}

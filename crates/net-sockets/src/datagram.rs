@@ -89,6 +89,8 @@ struct UdpCore {
     spare: Mutex<BytesMut>,
     /// The receives waiting for a datagram.
     receives: Mutex<Receives>,
+    /// Taken by a send that waits for room (see `send_or_wait`).
+    send_turn: tokio::sync::Mutex<()>,
     local: SocketAddress,
     remote: Option<SocketAddr>,
 }
@@ -215,6 +217,7 @@ impl UdpCore {
             core,
             spare: Mutex::new(BytesMut::new()),
             receives: Mutex::new(Receives::default()),
+            send_turn: tokio::sync::Mutex::new(()),
             local,
             remote,
         })?;
@@ -237,17 +240,40 @@ impl UdpCore {
                 io::ErrorKind::InvalidInput,
                 format!("datagram addressed to {to}, but the socket is connected to {remote}"),
             ))),
-            Some(_) => self
-                .core
-                .run(|s, cx| s.poll_send(cx, packet))
+            Some(_) => {
+                self.send_or_wait(|s| s.try_send(packet), |s, cx| s.poll_send(cx, packet))
+                    .await
+            }
+            None => {
+                self.send_or_wait(
+                    |s| s.try_send_to(packet, to),
+                    |s, cx| s.poll_send_to(cx, packet, to),
+                )
                 .await
-                .map(drop),
-            None => self
-                .core
-                .run(|s, cx| s.poll_send_to(cx, packet, to))
-                .await
-                .map(drop),
+            }
         }
+    }
+
+    /// Sends with `try_send` (which registers no wake-up); if the send buffer is full, waits for
+    /// its turn among the sends that wait and then sends with `poll_send`. The socket wakes only
+    /// the last task that polled it for room, so concurrent sends that wait queue on
+    /// `send_turn` (each woken in turn, and one that is dropped hands the turn on) instead of
+    /// leaving all but one waiting for ever.
+    async fn send_or_wait(
+        &self,
+        try_send: impl FnOnce(&UdpSocket) -> io::Result<usize>,
+        poll_send: impl FnMut(&UdpSocket, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Result<()> {
+        match try_send(&*self.core.io()?) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(Error::from(e)),
+            Err(_) => {}
+        }
+        let _turn = self
+            .core
+            .until_closed(async { Ok(self.send_turn.lock().await) })
+            .await?;
+        self.core.run(poll_send).await.map(drop)
     }
 
     async fn receive(&self) -> Result<Datagram> {
@@ -330,6 +356,9 @@ impl UdpCore {
 macro_rules! datagram_methods {
     () => {
         /// Sends one datagram.
+        ///
+        /// Several tasks may send on one socket at once (through an `Arc`): when the send
+        /// buffer is full, those that wait for room take turns, and each goes on as it drains.
         ///
         /// # Errors
         ///
