@@ -1,4 +1,5 @@
-//! Shared helpers for the benchmark programs in `src/bin/` (run them with `cargo xtask bench`).
+//! Shared helpers for the benchmark programs (`src/bin/`, `benches/netbench`; run them with
+//! `cargo xtask bench`).
 
 use std::time::Duration;
 
@@ -30,8 +31,56 @@ impl Rng {
     }
 }
 
-/// The median of some durations (sorts them in place); zero for none.
+/// The median of some durations (sorts them in place): the middle one, or the mean of the
+/// middle two for an even count; zero for none.
 pub fn median(times: &mut [Duration]) -> Duration {
     times.sort();
-    times.get(times.len() / 2).copied().unwrap_or_default()
+    let n = times.len();
+    match n {
+        0 => Duration::ZERO,
+        _ if n % 2 == 1 => times[n / 2],
+        _ => (times[n / 2 - 1] + times[n / 2]) / 2,
+    }
+}
+
+/// The median of some values: the middle one, or the mean of the middle two for an even count
+/// (so two rounds never report the better one as the median); `None` for none.
+pub fn median_of(values: &[f64]) -> Option<f64> {
+    let mut xs = values.to_vec();
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(xs[n / 2]),
+        _ => Some((xs[n / 2 - 1] + xs[n / 2]) / 2.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(list: &[u64]) -> Vec<Duration> {
+        list.iter().map(|&m| Duration::from_millis(m)).collect()
+    }
+
+    #[test]
+    fn the_median_of_an_odd_count_is_the_middle_value() {
+        assert_eq!(median(&mut ms(&[30, 10, 20])), Duration::from_millis(20));
+        assert_eq!(median_of(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut []), Duration::ZERO);
+        assert_eq!(median_of(&[]), None);
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        // With two rounds the median must not be the better round.
+        assert_eq!(median(&mut ms(&[10, 30])), Duration::from_millis(20));
+        assert_eq!(
+            median(&mut ms(&[40, 10, 30, 20])),
+            Duration::from_millis(25)
+        );
+        assert_eq!(median_of(&[100.0, 300.0]), Some(200.0));
+        assert_eq!(median_of(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
 }

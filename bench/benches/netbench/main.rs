@@ -529,14 +529,14 @@ fn unit(load: Load) -> &'static str {
 }
 
 fn summarize(v: &[Stat]) -> Summary {
-    fn med<T: PartialOrd + Copy>(mut xs: Vec<T>) -> Option<T> {
-        xs.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-        xs.get(xs.len() / 2).copied()
+    // The median of the rounds' latencies; `None` when the rounds recorded none.
+    fn med(mut xs: Vec<Duration>) -> Option<Duration> {
+        (!xs.is_empty()).then(|| bench::median(&mut xs))
     }
     let values = v.iter().map(|s| s.value);
     Summary {
         median: Stat {
-            value: med(values.clone().collect()).unwrap_or_default(),
+            value: bench::median_of(&values.clone().collect::<Vec<_>>()).unwrap_or_default(),
             p50: med(v.iter().filter_map(|s| s.p50).collect()),
             p99: med(v.iter().filter_map(|s| s.p99).collect()),
         },
