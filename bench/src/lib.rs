@@ -56,9 +56,70 @@ pub fn median_of(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// Checks that a byte stream is one pattern repeated, however the stream is cut into reads (the
+/// bulk echo's replies: every byte must come back as it was sent).
+#[derive(Debug, Clone)]
+pub struct RepeatCheck {
+    pattern: Vec<u8>,
+    /// Where in `pattern` the next byte falls.
+    at: usize,
+}
+
+impl RepeatCheck {
+    /// A check for `pattern` repeated (`pattern` must not be empty).
+    pub fn new(pattern: Vec<u8>) -> Self {
+        assert!(!pattern.is_empty(), "an empty pattern");
+        RepeatCheck { pattern, at: 0 }
+    }
+
+    /// Whether `got`, the next bytes of the stream, continue the pattern. After a `false` the
+    /// position is unspecified.
+    pub fn check(&mut self, mut got: &[u8]) -> bool {
+        while !got.is_empty() {
+            let want = &self.pattern[self.at..];
+            let n = want.len().min(got.len());
+            if got[..n] != want[..n] {
+                return false;
+            }
+            self.at = (self.at + n) % self.pattern.len();
+            got = &got[n..];
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_pattern_passes_however_it_is_cut() {
+        let pattern: Vec<u8> = (0..10u8).collect();
+        let stream: Vec<u8> = pattern.iter().copied().cycle().take(95).collect();
+        for cut in [1, 3, 7, 10, 13, 95] {
+            let mut check = RepeatCheck::new(pattern.clone());
+            for piece in stream.chunks(cut) {
+                assert!(check.check(piece), "cut {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_byte_anywhere_fails() {
+        let pattern: Vec<u8> = (0..10u8).collect();
+        let stream: Vec<u8> = pattern.iter().copied().cycle().take(35).collect();
+        for wrong in 0..stream.len() {
+            let mut bad = stream.clone();
+            bad[wrong] ^= 1;
+            let mut check = RepeatCheck::new(pattern.clone());
+            assert!(
+                !bad.chunks(4).all(|piece| check.check(piece)),
+                "byte {wrong}"
+            );
+        }
+        // A server that answers with zeros of the right length is wrong too.
+        assert!(!RepeatCheck::new(pattern).check(&[0; 20]));
+    }
 
     fn ms(list: &[u64]) -> Vec<Duration> {
         list.iter().map(|&m| Duration::from_millis(m)).collect()

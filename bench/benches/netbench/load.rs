@@ -303,8 +303,9 @@ async fn tls_connect(connector: &tokio_rustls::TlsConnector, addr: SocketAddr) -
 }
 
 /// `conns` connections, each streaming 64 KiB writes to an echo server with up to four chunks
-/// in flight while a second task reads the echo back. One operation is one 64 KiB chunk back;
-/// its latency runs from the start of its write to the arrival of its last byte.
+/// in flight while a second task reads the echo back and compares every byte with what was
+/// sent. One operation is one 64 KiB chunk back; its latency runs from the start of its write
+/// to the arrival of its last byte.
 pub(crate) async fn echo(
     addr: SocketAddr,
     conns: usize,
@@ -345,6 +346,8 @@ pub(crate) async fn echo(
             let (mut reader, mut writer) = connected?;
             let window = window_rx.wait_for(Option::is_some).await?.expect("set");
             let chunk: Vec<u8> = (0..CHUNK).map(|b| (b * 31 + i) as u8).collect();
+            // Every byte must come back as sent: a server that answers wrong must not score.
+            let mut check = bench::RepeatCheck::new(chunk.clone());
             let (sent_tx, mut sent_rx) = mpsc::channel::<Instant>(WINDOW);
             let write = tokio::spawn(async move {
                 for _ in 0..MAX_OPS {
@@ -369,6 +372,10 @@ pub(crate) async fn echo(
                 if n == 0 {
                     bail!("echo server closed the connection");
                 }
+                ensure!(
+                    check.check(&buf[..n]),
+                    "the echo server sent back bytes it was not sent"
+                );
                 received += n;
                 while received >= CHUNK {
                     received -= CHUNK;
@@ -428,8 +435,9 @@ pub(crate) async fn handshakes(
 // ----- UDP -----------------------------------------------------------------------------------
 
 /// `clients` connected UDP sockets, each sending a `size`-byte datagram (a sequence number
-/// first) and waiting for its echo, one at a time. One operation is one echoed datagram; a
-/// datagram without an echo within 200 ms counts as lost.
+/// first) and waiting for its echo, one at a time; an echo that differs from the datagram in
+/// any byte is an error. One operation is one echoed datagram; a datagram without an echo
+/// within 200 ms counts as lost.
 pub(crate) async fn udp(
     addr: SocketAddr,
     clients: usize,
@@ -461,7 +469,12 @@ pub(crate) async fn udp(
                         }
                         Ok(n) => {
                             let n = n?;
-                            if n == out.len() && back[..8] == out[..8] {
+                            if n >= 8 && back[..8] == out[..8] {
+                                // The echo of this datagram: every byte as sent.
+                                ensure!(
+                                    back[..n] == out[..],
+                                    "the UDP echo of datagram {seq} differs from it ({n} bytes)"
+                                );
                                 tally.record(&window, started, 1, n);
                                 break;
                             }
