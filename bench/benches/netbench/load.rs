@@ -491,18 +491,39 @@ pub(crate) async fn udp(
 
 // ----- idle connections ----------------------------------------------------------------------
 
-/// Opens `conns` connections to a ping-pong server (at most 100 connecting at once), reads each
-/// greeting, and returns the open streams.
+/// How many idle connections come from one client address: half of `sockets-server`'s
+/// default per-address cap, which our ping-pong server keeps.
+const IDLE_PER_SOURCE: usize = crate::server::SHIPPED_MAX_PER_IP / 2;
+
+/// The client address idle connection `i` comes from: 127.0.0.1, 127.0.0.2, … (all loopback),
+/// [`IDLE_PER_SOURCE`] connections each.
+fn idle_source(i: usize) -> Result<std::net::IpAddr> {
+    let host = u8::try_from(1 + i / IDLE_PER_SOURCE)
+        .ok()
+        .filter(|h| *h < 255)
+        .context("too many idle connections for 127.0.0.1-254")?;
+    Ok(std::net::Ipv4Addr::new(127, 0, 0, host).into())
+}
+
+/// Opens `conns` connections to a ping-pong server (at most [`CONNECTING`] connecting at
+/// once, from as many loopback addresses as [`IDLE_PER_SOURCE`] needs), reads each greeting,
+/// and returns the open streams.
 pub(crate) async fn open_idle(addr: SocketAddr, conns: usize) -> Result<Vec<TcpStream>> {
     let mut streams = Vec::with_capacity(conns);
     let mut pending = JoinSet::new();
     let mut started = 0;
     while streams.len() < conns {
         while started < conns && pending.len() < CONNECTING {
+            let source = idle_source(started)?;
             started += 1;
             pending.spawn(async move {
                 tokio::time::timeout(SETUP_LIMIT, async {
-                    let mut stream = connect(addr).await?;
+                    let socket = tokio::net::TcpSocket::new_v4()?;
+                    // Earlier rounds' connections from this address may be in TIME_WAIT.
+                    socket.set_reuseaddr(true)?;
+                    socket.bind(SocketAddr::new(source, 0))?;
+                    let mut stream = socket.connect(addr).await?;
+                    stream.set_nodelay(true)?;
                     read_greeting(&mut stream).await?;
                     Ok::<_, anyhow::Error>(stream)
                 })

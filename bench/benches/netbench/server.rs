@@ -5,13 +5,16 @@
 //! its stdin closes (the driver holds the other end) or it is killed. The runtime is tokio's
 //! default multi-threaded one, as `#[tokio::main]` gives a user.
 //!
-//! - `raw`: the plainest good tokio / tokio-rustls code a user writes by hand (every role).
+//! - `raw`: the plainest good tokio / tokio-rustls code a user writes by hand (every role);
+//!   `TCP_NODELAY` on, as ours has it by default.
 //! - `tuned`: the ping-pong protocol hand-tuned for pipelining: replies collect in a
 //!   `BufWriter` that is flushed only when the `BufReader` holds no complete request line.
 //! - `go`: the ping-pong protocol in Go (`bench/go/server.go`, see [`crate::go`]); `serve
 //!   --impl go` builds it and runs it in this process's place (the driver starts the Go
 //!   executable itself).
-//! - `ours`: the same servers written with net-sockets, net-io channels and net-tls.
+//! - `ours`: the same servers written with net-sockets, net-io channels and net-tls; the
+//!   ping-pong one is `sockets-server` as shipped (`examples::greet`, with that program's
+//!   default idle timeout and connection caps).
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
@@ -27,8 +30,14 @@ use crate::go;
 
 /// The greeting of the sample protocol.
 pub(crate) const GREETING: &str = "Please enter your name\n";
-/// The line limit our server reads with (the baseline has none).
+/// The line limit our TLS handshake server reads with (the baseline has none).
 const LINE_LIMIT: usize = 1024;
+/// `sockets-server`'s default `--idle-timeout` (`examples/src/bin/sockets-server.rs`).
+const SHIPPED_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// `sockets-server`'s default `--max-connections`.
+const SHIPPED_MAX_CONNECTIONS: usize = 10_000;
+/// `sockets-server`'s default `--max-per-ip`.
+pub(crate) const SHIPPED_MAX_PER_IP: usize = 1_000;
 /// The baseline's echo buffer.
 const ECHO_BUFFER: usize = 64 * 1024;
 
@@ -185,7 +194,19 @@ fn announce(port: u16) -> Result<()> {
 
 async fn ours_tcp(role: Role, tls: Option<TlsServerConfig>) -> Result<()> {
     let selector = SelectorManager::new();
-    let server = a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+    let builder = a_socket(&selector).tcp();
+    // The ping-pong server is `sockets-server` as shipped, so it gets that program's default
+    // options (its `listener`): the 300 s idle timeout (`socket_timeout`, a timer on every
+    // wait) and the connection caps. The other roles measure the library with its defaults.
+    let builder = if role == Role::PingPong {
+        builder
+            .socket_timeout(SHIPPED_IDLE_TIMEOUT)
+            .max_connections(SHIPPED_MAX_CONNECTIONS)
+            .max_connections_per_ip(SHIPPED_MAX_PER_IP)
+    } else {
+        builder
+    };
+    let server = builder.bind(("127.0.0.1", 0)).await?;
     announce(server.port().context("no port")?)?;
     loop {
         let Ok(socket) = server.accept().await else {
@@ -206,28 +227,15 @@ async fn ours_tcp(role: Role, tls: Option<TlsServerConfig>) -> Result<()> {
     }
 }
 
-/// The seed's server loop, as `sockets-server` runs it (`examples::greet`): an auto-flushed
-/// write channel, `read_line_to` into a reused `String`, the reply built in a reused `String`.
+/// A connection of `sockets-server` as shipped (its `greet` and `converse`): the shutdown
+/// signal, an auto-flushed write channel and the conversation itself, `examples::greet`
+/// (`read_line_to` into a reused `String` beside the shutdown signal, the reply built in a
+/// reused `String`). Only the `Accepted …` line the program prints per connection is left out.
 async fn ours_pingpong(mut socket: net_sockets::Socket) -> Result<()> {
+    let stop = socket.shutdown_signal();
     let mut input = socket.open_read_channel()?;
     let mut output = socket.open_write_channel(true)?;
-    output.write_string_utf8(GREETING).await?;
-    let (mut name, mut reply) = (String::new(), String::new());
-    loop {
-        name.clear();
-        if input
-            .read_line_to(&mut name, LINE_LIMIT, LineEnding::Default)
-            .await?
-            .is_none()
-        {
-            break;
-        }
-        reply.clear();
-        reply.push_str("Hello, ");
-        reply.push_str(&name);
-        reply.push_str("!\n");
-        output.write_string_utf8(&reply).await?;
-    }
+    examples::greet(&mut input, &mut output, &stop).await?;
     socket.close();
     Ok(())
 }
@@ -300,20 +308,24 @@ async fn raw_tcp(role: Role, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Res
     }
 }
 
-/// The seed's server loop as a user writes it with tokio: a `BufReader` and `write_all`.
+/// The seed's server loop as a user writes it with tokio: a `BufReader`, `read_line` into a
+/// reused `String`, the reply built in a reused `String` (as ours builds it) and sent with
+/// `write_all`, one `send` per reply.
 async fn raw_pingpong(stream: tokio::net::TcpStream) -> io::Result<()> {
     let mut stream = BufReader::new(stream);
     stream.write_all(GREETING.as_bytes()).await?;
-    let mut line = String::new();
+    let (mut line, mut reply) = (String::new(), String::new());
     loop {
         line.clear();
         if stream.read_line(&mut line).await? == 0 {
             break;
         }
         let name = line.trim_end_matches(['\r', '\n']);
-        stream
-            .write_all(format!("Hello, {name}!\n").as_bytes())
-            .await?;
+        reply.clear();
+        reply.push_str("Hello, ");
+        reply.push_str(name);
+        reply.push_str("!\n");
+        stream.write_all(reply.as_bytes()).await?;
     }
     Ok(())
 }
