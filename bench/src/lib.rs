@@ -56,6 +56,35 @@ pub fn median_of(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// A bar a benchmark figure is held to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bar {
+    /// The figure must be at least this (throughput ratios).
+    AtLeast(f64),
+    /// The figure must be at most this (memory ratios and sizes).
+    AtMost(f64),
+}
+
+impl Bar {
+    /// Whether `figure` meets the bar (never for NaN).
+    pub fn met(self, figure: f64) -> bool {
+        match self {
+            Bar::AtLeast(x) => figure >= x,
+            Bar::AtMost(x) => figure <= x,
+        }
+    }
+}
+
+/// The ratio ours ÷ baseline of two medians in the scenario's unit (above 1: ours is higher);
+/// NaN when the baseline is not a positive number, so that no bar is met.
+pub fn ratio(ours: f64, baseline: f64) -> f64 {
+    if baseline > 0.0 && baseline.is_finite() {
+        ours / baseline
+    } else {
+        f64::NAN
+    }
+}
+
 /// Checks that a byte stream is one pattern repeated, however the stream is cut into reads (the
 /// bulk echo's replies: every byte must come back as it was sent).
 #[derive(Debug, Clone)]
@@ -91,6 +120,24 @@ impl RepeatCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratios_are_ours_over_the_baseline_and_bars_hold_them() {
+        // Throughput: 2,000 requests/s against 500 is 4x, which meets ">= 4" and not ">= 4.1".
+        assert_eq!(ratio(2000.0, 500.0), 4.0);
+        assert!(Bar::AtLeast(4.0).met(ratio(2000.0, 500.0)));
+        assert!(!Bar::AtLeast(4.1).met(ratio(2000.0, 500.0)));
+        // Memory: 2,000 bytes against 9,000 is 0.22, under "<= 1.25"; an absolute bar.
+        assert!(Bar::AtMost(1.25).met(ratio(2000.0, 9000.0)));
+        assert!(!Bar::AtMost(1.25).met(ratio(9000.0, 2000.0)));
+        assert!(Bar::AtMost(4096.0).met(4096.0) && !Bar::AtMost(4096.0).met(4097.0));
+        // A baseline that measured nothing meets no bar.
+        for baseline in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(ratio(1.0, baseline).is_nan());
+            assert!(!Bar::AtLeast(0.0).met(ratio(1.0, baseline)));
+            assert!(!Bar::AtMost(1e9).met(ratio(1.0, baseline)));
+        }
+    }
 
     #[test]
     fn a_repeated_pattern_passes_however_it_is_cut() {
