@@ -2,9 +2,9 @@
 //! programs and run them.
 //!
 //! - No scenario: all of them. `--list` names them.
-//! - `--smoke`: a debug build and a few seconds of `lines`, `pingpong-1` and `pipeline-50`
-//!   (without the Go baseline), to prove the harness works (CI runs this; the numbers mean
-//!   nothing).
+//! - `--smoke`: a debug build, a tiny `lines` run, and one short round of every network
+//!   scenario on every side but Go (the idle one with 600 connections), to prove the harness
+//!   works (CI runs this; the numbers mean nothing and nothing is asserted about them).
 //! - Anything after `--` goes to `netbench` (`--rounds N`, `--secs S`,
 //!   `--only ours|raw|tuned|go`, `--no-go`, `--go-flush idle|each`).
 //!
