@@ -44,6 +44,8 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::load::{Outcome, Transport};
 use crate::server::{Impl, Role};
 
+/// How long a server process may take to print its port.
+const START_LIMIT: Duration = Duration::from_secs(30);
 /// How many connections the idle-memory scenario holds (SPEC §4.6).
 const IDLE_CONNS: usize = 10_000;
 /// How many it holds in a smoke run: enough for two client addresses (see `load::open_idle`),
@@ -608,8 +610,21 @@ impl ServerProcess {
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().context("starting the server process")?;
         let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        // Read the first line on a thread of its own, so that a server that never prints it
+        // cannot stall the run: after `START_LIMIT` it is killed (which ends the thread's read).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = tx.send(BufReader::new(stdout).read_line(&mut line).map(|_| line));
+        });
+        let line = match rx.recv_timeout(START_LIMIT) {
+            Ok(line) => line?,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the server did not print its port within {START_LIMIT:?}");
+            }
+        };
         let port: u16 = line
             .strip_prefix("PORT ")
             .and_then(|p| p.trim().parse().ok())
