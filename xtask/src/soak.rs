@@ -6,7 +6,9 @@
 //! - Builds (release) `sockets-server` (package `examples`) and the load program `soak`
 //!   (package `bench`, `bench/src/bin/soak.rs`).
 //! - Starts the server on 127.0.0.1 at port P (default: a free port picked here), its output
-//!   going to `$CARGO_TARGET_DIR/soak/sockets-server.log` (one line per accepted connection).
+//!   going to `$CARGO_TARGET_DIR/soak/sockets-server.log` (one line per accepted connection),
+//!   with its default options, except that for C over 1,000 (10,000) its `--max-per-ip`
+//!   (`--max-connections`) is raised to C: all C connections come from 127.0.0.1.
 //! - Runs the load program against it: C connections (default 1,000), each sending a line and
 //!   waiting for its answer, 100 ms think time between requests, for N minutes (default 3,
 //!   fractions allowed; see "Warm-up" below). It samples the server's `VmRSS` and `/proc/PID/fd` at the start (all
@@ -51,6 +53,10 @@ const LISTEN_LIMIT: Duration = Duration::from_secs(15);
 const LOAD_SLACK: Duration = Duration::from_secs(120);
 /// How often a waiting loop looks again.
 const POLL: Duration = Duration::from_millis(100);
+/// `sockets-server`'s default `--max-per-ip`.
+const SERVER_MAX_PER_IP: usize = 1_000;
+/// `sockets-server`'s default `--max-connections`.
+const SERVER_MAX_CONNECTIONS: usize = 10_000;
 /// The most the end may exceed the middle, as a percentage of the middle (SPEC §4.6: 1.05×).
 const FLAT_PERCENT: u64 = 105;
 
@@ -93,7 +99,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some(port) => port,
         None => free_port()?,
     };
-    let mut server = Server::start(&bin_dir, port, &log_path, raise_to)?;
+    let mut server = Server::start(&bin_dir, port, opts.conns, &log_path, raise_to)?;
     let addr = server.wait_listening()?;
     println!(
         "==> soak: {} connections for {} min against sockets-server at {addr} (pid {}); \
@@ -214,6 +220,20 @@ fn limited(program: &Path, limit: Option<u64>) -> Command {
     }
 }
 
+/// `sockets-server`'s command line for a soak of `conns` connections on `port`: its defaults
+/// (as shipped), except that a cap `conns` would exceed is raised to `conns` (every soak
+/// connection comes from 127.0.0.1, and the server closes those over its per-address cap).
+fn server_args(port: u16, conns: usize) -> Vec<String> {
+    let mut args = vec!["127.0.0.1".to_owned(), port.to_string()];
+    if conns > SERVER_MAX_PER_IP {
+        args.extend(["--max-per-ip".to_owned(), conns.to_string()]);
+    }
+    if conns > SERVER_MAX_CONNECTIONS {
+        args.extend(["--max-connections".to_owned(), conns.to_string()]);
+    }
+    args
+}
+
 /// A port on 127.0.0.1 that was free a moment ago.
 fn free_port() -> Result<u16> {
     let probe = TcpListener::bind("127.0.0.1:0").context("looking for a free port")?;
@@ -228,11 +248,17 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin_dir: &Path, port: u16, log: &Path, limit: Option<u64>) -> Result<Server> {
+    fn start(
+        bin_dir: &Path,
+        port: u16,
+        conns: usize,
+        log: &Path,
+        limit: Option<u64>,
+    ) -> Result<Server> {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         let mut cmd = limited(&bin_dir.join("sockets-server"), limit);
-        cmd.args(["127.0.0.1", &port.to_string()])
+        cmd.args(server_args(port, conns))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -658,6 +684,27 @@ sample label=after at=601.0 rss_kib=9000 peak_rss_kib=10600 fds=10
         );
         assert_eq!(log.accepted, 1);
         assert!(!Verdict::of(&r, &log, true).unwrap().flat);
+    }
+
+    #[test]
+    fn the_server_takes_every_connection_of_the_soak() {
+        // Up to sockets-server's defaults (1,000 per client address, 10,000 in all), as shipped.
+        assert_eq!(server_args(9100, 1000), ["127.0.0.1", "9100"]);
+        // Beyond them, the caps are raised to C: every soak connection comes from 127.0.0.1,
+        // and the server would close the ones over its cap at once.
+        let args = server_args(9100, 1100);
+        let at = args
+            .iter()
+            .position(|a| a == "--max-per-ip")
+            .expect("--max-per-ip");
+        assert_eq!(args[at + 1], "1100");
+        assert!(!args.iter().any(|a| a == "--max-connections"), "{args:?}");
+        let args = server_args(9100, 20_000);
+        let at = args
+            .iter()
+            .position(|a| a == "--max-connections")
+            .expect("--max-connections");
+        assert_eq!(args[at + 1], "20000");
     }
 
     #[test]
