@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -454,7 +454,8 @@ impl Conn {
         Some(Timer {
             duration,
             sleep: Box::pin(tokio::time::sleep(duration)),
-            armed: false,
+            deadline: None,
+            waker: None,
         })
     }
 }
@@ -469,29 +470,64 @@ impl Drop for Conn {
 
 /// The inactivity timer of `socket_timeout`: armed when an operation starts waiting,
 /// disarmed by progress.
+///
+/// Arming only notes the deadline: the sleep is moved (a timer-wheel update) only when it
+/// fires before the deadline it serves, so a busy connection moves it once per `duration`, not
+/// once per wait; and it is polled again only when it fired or another task waits. A sleep
+/// left behind by a disarmed timer may wake its task once, for nothing.
 #[derive(Debug)]
 struct Timer {
     duration: Duration,
     sleep: Pin<Box<Sleep>>,
-    armed: bool,
+    /// When the waiting operation times out; `None` while disarmed.
+    deadline: Option<Instant>,
+    /// The waker `sleep` was last polled with, since it last moved.
+    waker: Option<Waker>,
 }
 
 impl Timer {
     /// Whether the operation waited `duration` without progress. A duration too large for the
     /// clock never expires.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.armed {
-            let Some(deadline) = Instant::now().checked_add(self.duration) else {
-                return false;
-            };
+        let deadline = match self.deadline {
+            Some(deadline) => deadline,
+            None => {
+                let Some(deadline) = Instant::now().checked_add(self.duration) else {
+                    return false;
+                };
+                if self.sleep.deadline() > deadline {
+                    self.sleep.as_mut().reset(deadline);
+                    self.waker = None;
+                }
+                self.deadline = Some(deadline);
+                deadline
+            }
+        };
+        // Not fired, and due to wake this task (at or before `deadline`): nothing to do.
+        if !self.sleep.is_elapsed()
+            && self
+                .waker
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return false;
+        }
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            if self.sleep.deadline() >= deadline {
+                self.deadline = None;
+                self.waker = None;
+                return true;
+            }
+            // It fired for an earlier wait: on to this one's deadline.
             self.sleep.as_mut().reset(deadline);
-            self.armed = true;
         }
-        if self.sleep.as_mut().poll(cx).is_ready() {
-            self.armed = false;
-            return true;
-        }
+        self.waker = Some(cx.waker().clone());
         false
+    }
+
+    /// The operation is over: the next one that waits starts afresh.
+    fn disarm(&mut self) {
+        self.deadline = None;
     }
 }
 
@@ -541,7 +577,7 @@ impl Half {
     /// The operation is over: the next one that waits starts a fresh timer.
     fn done(&mut self) {
         if let Some(timer) = &mut self.timer {
-            timer.armed = false;
+            timer.disarm();
         }
     }
 }
@@ -852,5 +888,81 @@ impl AsyncWrite for WriteHalf {
         tracing::debug!(parent: conn.core.span(), "write side shut down");
         conn.finish(WRITE_DONE);
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    fn timer() -> Timer {
+        Timer {
+            duration: LIMIT,
+            sleep: Box::pin(tokio::time::sleep(LIMIT)),
+            deadline: None,
+            waker: None,
+        }
+    }
+
+    /// Waits until `timer` expires; how long that took.
+    async fn until_expired(timer: &mut Timer) -> Duration {
+        let start = Instant::now();
+        poll_fn(|cx| {
+            if timer.poll_expired(cx) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        start.elapsed()
+    }
+
+    /// Each wait gets the whole duration from its own start, though the sleep was first set
+    /// for an earlier wait; and the waiting task is woken at that moment, not later.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_expires_a_full_duration_after_it_starts() {
+        let mut timer = timer();
+        assert_eq!(until_expired(&mut timer).await, LIMIT);
+
+        // A wait that ends with progress after 4 s, then one that waits for good.
+        let progress = tokio::time::timeout(Duration::from_secs(4), until_expired(&mut timer));
+        assert!(progress.await.is_err());
+        timer.disarm();
+        assert_eq!(until_expired(&mut timer).await, LIMIT);
+
+        // Many short waits in a row, longer than the duration in all: none expires.
+        for _ in 0..30 {
+            let progress = tokio::time::timeout(Duration::from_secs(1), until_expired(&mut timer));
+            assert!(progress.await.is_err());
+            timer.disarm();
+        }
+        assert_eq!(until_expired(&mut timer).await, LIMIT);
+    }
+
+    /// A wait polled by another task than the last one wakes the new task.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_moved_to_another_task_wakes_that_task() {
+        let mut timer = timer();
+        let first = tokio::time::timeout(Duration::from_secs(3), until_expired(&mut timer));
+        assert!(first.await.is_err());
+        // The same wait (not disarmed), now polled by another task.
+        let started = Instant::now();
+        let waited = tokio::spawn(async move {
+            poll_fn(|cx| {
+                if timer.poll_expired(cx) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+        });
+        waited.await.unwrap();
+        assert_eq!(started.elapsed(), LIMIT - Duration::from_secs(3));
     }
 }
