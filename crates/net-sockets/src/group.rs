@@ -3,9 +3,12 @@
 //! graceful shutdown needs (who is still open, how many finished, how many were cut).
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -40,11 +43,85 @@ pub struct ListenerStats {
     pub proxy_header_failures: u64,
 }
 
+/// The "shutdown began" signal of a selector, or of a listener (its selector's child).
+///
+/// A token, cancelled to wake those waiting, and a flag set before any cancellation of it (this
+/// drain's own, or its parent's): so a wait that registered once, and is polled again by the
+/// same task, costs two atomic loads rather than the token's two locks, which every connection
+/// of the listener shares.
+#[derive(Clone, Debug)]
+pub(crate) struct Drain {
+    token: CancellationToken,
+    began: Arc<AtomicBool>,
+    parent: Option<Arc<AtomicBool>>,
+}
+
+impl Drain {
+    /// A selector's drain.
+    pub(crate) fn new() -> Drain {
+        Drain {
+            token: CancellationToken::new(),
+            began: Arc::new(AtomicBool::new(false)),
+            parent: None,
+        }
+    }
+
+    /// A listener's drain: it begins with its own shutdown or with its selector's.
+    pub(crate) fn child(&self) -> Drain {
+        debug_assert!(self.parent.is_none(), "one level of children");
+        Drain {
+            token: self.token.child_token(),
+            began: Arc::new(AtomicBool::new(false)),
+            parent: Some(Arc::clone(&self.began)),
+        }
+    }
+
+    /// Begins the shutdown: wakes every wait on this drain and its children.
+    pub(crate) fn begin(&self) {
+        self.began.store(true, Ordering::Release);
+        self.token.cancel();
+    }
+
+    /// Whether the shutdown began.
+    pub(crate) fn has_begun(&self) -> bool {
+        self.began.load(Ordering::Acquire)
+            || self
+                .parent
+                .as_ref()
+                .is_some_and(|parent| parent.load(Ordering::Acquire))
+    }
+
+    /// Waits until the shutdown began. Cancel safe.
+    pub(crate) async fn requested(&self) {
+        let mut cancelled = pin!(self.token.cancelled());
+        // The waker `cancelled` was last polled with: while it is the task's, the registration
+        // stands and a cancellation wakes it.
+        let mut registered: Option<Waker> = None;
+        poll_fn(|cx| {
+            let same = registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+            if same && !self.has_begun() {
+                return Poll::Pending;
+            }
+            match cancelled.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(()),
+                Poll::Pending => {
+                    match &mut registered {
+                        Some(waker) => waker.clone_from(cx.waker()),
+                        None => registered = Some(cx.waker().clone()),
+                    }
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+    }
+}
+
 /// The accepted connections of one listener.
 #[derive(Debug)]
 pub(crate) struct Group {
-    /// Cancelled when a shutdown begins (a child of the selector's).
-    draining: CancellationToken,
+    /// Begins when a shutdown of the listener or of its selector begins.
+    draining: Drain,
     /// `max_connections`: a permit per open connection.
     slots: Option<Arc<Semaphore>>,
     per_ip_limit: Option<usize>,
@@ -101,7 +178,7 @@ impl Drop for Membership {
 
 impl Group {
     pub(crate) fn new(
-        draining: CancellationToken,
+        draining: Drain,
         max_connections: Option<usize>,
         max_per_ip: Option<usize>,
     ) -> Arc<Group> {
@@ -165,8 +242,8 @@ impl Group {
         }
     }
 
-    /// The token cancelled when a shutdown begins.
-    pub(crate) fn draining(&self) -> &CancellationToken {
+    /// The signal that a shutdown began.
+    pub(crate) fn draining(&self) -> &Drain {
         &self.draining
     }
 
@@ -185,7 +262,7 @@ impl Group {
         // Counted before the signal: a connection that closes as the signal wakes it (on
         // another thread, before this one reads on) finished within the grace period.
         let at_start = self.open.load(Ordering::Acquire);
-        self.draining.cancel();
+        self.draining.begin();
         let all_left = async {
             loop {
                 let left = self.left.notified();
@@ -218,5 +295,82 @@ impl Group {
             finished: at_start.saturating_sub(cut),
             cut,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Context;
+
+    use super::*;
+
+    /// Polls `wait` once with `waker`; whether it completed.
+    fn poll_once(wait: Pin<&mut impl Future<Output = ()>>, waker: &Waker) -> bool {
+        wait.poll(&mut Context::from_waker(waker)).is_ready()
+    }
+
+    /// A waker that counts its wake-ups.
+    fn counting() -> (Waker, Arc<AtomicUsize>) {
+        struct Count(Arc<AtomicUsize>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(AtomicUsize::new(0));
+        (Waker::from(Arc::new(Count(Arc::clone(&count)))), count)
+    }
+
+    /// A wait registered once, then polled again and again by the same task (as a pinned
+    /// `select!` branch is), is woken by its own drain's start and by its parent's.
+    #[test]
+    fn a_wait_polled_again_is_woken_by_its_drain_and_by_the_parent() {
+        for by_parent in [false, true] {
+            let selector = Drain::new();
+            let listener = selector.child();
+            let mut wait = pin!(listener.requested());
+            let (waker, woken) = counting();
+            for _ in 0..3 {
+                assert!(!poll_once(wait.as_mut(), &waker));
+            }
+            assert!(!listener.has_begun());
+            if by_parent {
+                selector.begin();
+            } else {
+                listener.begin();
+            }
+            assert_eq!(woken.load(Ordering::SeqCst), 1);
+            assert!(listener.has_begun());
+            assert!(poll_once(wait.as_mut(), &waker));
+            // The parent's drain does not begin with a listener's.
+            assert_eq!(selector.has_begun(), by_parent);
+        }
+    }
+
+    /// A wait that moves to another task wakes that task.
+    #[test]
+    fn a_wait_polled_by_another_task_wakes_that_task() {
+        let drain = Drain::new();
+        let mut wait = pin!(drain.requested());
+        let (first, first_woken) = counting();
+        let (second, second_woken) = counting();
+        assert!(!poll_once(wait.as_mut(), &first));
+        assert!(!poll_once(wait.as_mut(), &second));
+        drain.begin();
+        assert_eq!(second_woken.load(Ordering::SeqCst), 1);
+        assert_eq!(first_woken.load(Ordering::SeqCst), 0);
+        assert!(poll_once(wait.as_mut(), &second));
+    }
+
+    /// A wait made after the start completes at once.
+    #[test]
+    fn a_wait_after_the_start_completes_at_once() {
+        let drain = Drain::new();
+        let child = drain.child();
+        drain.begin();
+        let (waker, _) = counting();
+        assert!(poll_once(pin!(child.requested()), &waker));
     }
 }

@@ -315,7 +315,7 @@ impl ServerSocket {
         on_release: Option<OnRelease>,
     ) -> Result<ServerSocket> {
         let group = Group::new(
-            selector.draining().child_token(),
+            selector.draining().child(),
             options.max_connections,
             options.max_connections_per_ip,
         );

@@ -10,6 +10,7 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::group::Drain;
 use crate::{Error, Result, ShutdownReport};
 
 /// The I/O driver that sockets are registered with, and the switch that closes them all.
@@ -49,7 +50,7 @@ pub(crate) struct SelectorInner {
     registry: Mutex<Registry>,
     /// Cancelled when a graceful shutdown begins: every connection's "shutdown began" signal
     /// descends from it.
-    draining: CancellationToken,
+    draining: Drain,
     /// Open connected sockets, for a graceful shutdown to wait on.
     open_connections: AtomicUsize,
     connection_left: Notify,
@@ -97,7 +98,7 @@ impl SelectorManager {
                 token: CancellationToken::new(),
                 closed: AtomicBool::new(false),
                 registry: Mutex::new(Registry::default()),
-                draining: CancellationToken::new(),
+                draining: Drain::new(),
                 open_connections: AtomicUsize::new(0),
                 connection_left: Notify::new(),
             }),
@@ -143,7 +144,7 @@ impl SelectorManager {
         // Counted before the signal: a connection that closes as the signal wakes it (on
         // another thread, before this one reads on) finished within the grace period.
         let at_start = inner.open_connections.load(Ordering::Acquire);
-        inner.draining.cancel();
+        inner.draining.begin();
         let all_left = async {
             loop {
                 let left = inner.connection_left.notified();
@@ -218,8 +219,8 @@ impl SelectorInner {
         }
     }
 
-    /// The token cancelled when a graceful shutdown begins.
-    pub(crate) fn draining(&self) -> &CancellationToken {
+    /// The signal that a graceful shutdown began.
+    pub(crate) fn draining(&self) -> &Drain {
         &self.draining
     }
 

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::adopt::StdStream;
 use crate::core::{CloseMode, Owner};
+use crate::group::Drain;
 use crate::options::SocketOptions;
 use crate::stream::{Conn, Origin, Stream};
 use crate::transport::{Link, Plain, RawStream, Transport};
@@ -308,12 +309,12 @@ impl<T: Transport> Socket<T> {
     /// # }
     /// ```
     pub async fn shutdown_requested(&self) {
-        self.link.conn.draining.cancelled().await;
+        self.link.conn.draining.requested().await;
     }
 
     /// Whether a graceful shutdown of this socket's listener or selector began.
     pub fn is_shutdown_requested(&self) -> bool {
-        self.link.conn.draining.is_cancelled()
+        self.link.conn.draining.has_begun()
     }
 
     /// The "shutdown began" signal of [`shutdown_requested`](Self::shutdown_requested) as a
@@ -463,21 +464,24 @@ impl Connection<Plain> {
 /// Tells a connection that a graceful shutdown of its listener or selector began; from
 /// [`Socket::shutdown_signal`]. Cheap to clone; clones share one signal.
 #[derive(Clone, Debug)]
-pub struct ShutdownSignal(tokio_util::sync::CancellationToken);
+pub struct ShutdownSignal(Drain);
 
 impl ShutdownSignal {
     /// Waits until the shutdown began (at once if it already has).
+    ///
+    /// In a loop that selects on it beside a read, make the future once, pin it and select on
+    /// `&mut` it: it then registers its wake-up once, rather than on every pass.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: made to be a branch of `tokio::select!` beside a read.
     pub async fn requested(&self) {
-        self.0.cancelled().await;
+        self.0.requested().await;
     }
 
     /// Whether the shutdown began.
     pub fn is_requested(&self) -> bool {
-        self.0.is_cancelled()
+        self.0.has_begun()
     }
 }
 

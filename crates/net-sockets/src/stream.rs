@@ -19,10 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
-use tokio_util::sync::CancellationToken;
-
 use crate::core::{CloseMode, CloseWait, Core, Owner, Setup};
-use crate::group::{Group, Membership};
+use crate::group::{Drain, Group, Membership};
 use crate::options::SocketOptions;
 use crate::selector::{SelectorInner, lock};
 use crate::{Result, SocketAddress};
@@ -181,7 +179,7 @@ pub(crate) struct Conn {
     /// The proxy the connection came through, when a PROXY protocol header named the client.
     pub(crate) proxy: Option<SocketAddress>,
     /// Cancelled when a graceful shutdown of the listener or selector begins.
-    pub(crate) draining: CancellationToken,
+    pub(crate) draining: Drain,
     /// Bytes received before the socket was handed out (after a PROXY protocol header, when the
     /// header was optional and absent): the read channel's first bytes.
     received: Mutex<Bytes>,
@@ -249,7 +247,7 @@ impl Conn {
             Origin::Connected { host } => (
                 host,
                 None,
-                selector.draining().child_token(),
+                selector.draining().clone(),
                 None,
                 None,
                 Bytes::new(),
