@@ -81,6 +81,9 @@ pub async fn greet(
     // One line buffer and one reply buffer for the whole conversation: no allocation per line.
     let mut name = String::new();
     let mut reply = String::new();
+    // One wait for the signal for the whole conversation: it registers once, not per line.
+    let stop = stop.requested();
+    tokio::pin!(stop);
     loop {
         name.clear();
         // Both arms are cancel safe: a line is consumed (and `name` touched) only when it is
@@ -88,7 +91,7 @@ pub async fn greet(
         let line = tokio::select! {
             biased;
             line = input.read_line_to(&mut name, LINE_LIMIT, net_io::LineEnding::Default) => line,
-            () = stop.requested() => {
+            () = &mut stop => {
                 output.write_string_utf8(SHUTDOWN_LINE).await?;
                 output.flush_and_close().await?;
                 return Ok(Ending::ShutDown);
