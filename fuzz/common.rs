@@ -1,4 +1,4 @@
-// Shared by the fuzz targets (included with `include!`): a poller that drives a future to
+// Shared by the net-io fuzz targets (included with `include!`): a poller that drives a future to
 // completion without a runtime. The scripted reader and the reference model come from
 // `crates/net-io/tests/support/model.rs`, which each target includes as `mod model` (the
 // property tests use the same file).

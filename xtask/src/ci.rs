@@ -97,7 +97,8 @@ pub(crate) fn run() -> Result<()> {
             );
         }
     }
-    // Every fuzz target briefly: hostile lengths and the line rules against the model.
+    // Every fuzz target briefly: hostile lengths and the line rules against the model, and the
+    // PROXY protocol header parser.
     println!(
         "==> [{}/{total}] fuzz targets, 20 s each: cargo xtask fuzz --seconds 20",
         total - 2

@@ -63,6 +63,8 @@
 //! connection. Reading more than [`MAX_HEADER`] bytes is never needed: by then the answer is
 //! decided.
 
+// Only `std` (and no `crate::` items): the fuzz target `fuzz/fuzz_targets/proxy_header.rs`
+// compiles this file into itself.
 use std::error::Error as StdError;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
