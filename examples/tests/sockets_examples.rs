@@ -63,6 +63,58 @@ fn sockets_client_fails_with_one_line_when_nobody_listens() {
     assert!(stderr.contains("refused"), "{stderr}");
 }
 
+/// A runtime failure is one line that says what failed, then why (`PROGRAM: what failed: why`,
+/// as `examples::cli` promises), also when the failure comes from the server or from stdin.
+#[test]
+fn a_failure_after_connecting_names_what_failed() {
+    // A server whose first line is over the client's 64 KiB limit.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut line = vec![b'y'; 70_000];
+        line.push(b'\n');
+        // The client may leave before it has read it all.
+        let _ = stream.write_all(&line);
+        let _ = std::io::copy(&mut stream, &mut std::io::sink());
+    });
+    let RunOutput {
+        status,
+        stdout,
+        stderr,
+    } = run_with_input(CLIENT, ["127.0.0.1", &port.to_string()], "");
+    server.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "sockets-client: reading from 127.0.0.1:{port}: line longer"
+        )),
+        "{stderr}"
+    );
+
+    // A line of stdin over the largest datagram.
+    let (_server, port) = start_server(env!("CARGO_BIN_EXE_udp-echo"), &["server"]);
+    let RunOutput {
+        status,
+        stdout,
+        stderr,
+    } = run_with_input(
+        env!("CARGO_BIN_EXE_udp-echo"),
+        ["client", "127.0.0.1", &port.to_string()],
+        &format!("{}\n", "x".repeat(65_508)),
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("udp-echo: reading stdin: line longer"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn udp_echo_client_and_server() {
     let (_server, port) = start_server(env!("CARGO_BIN_EXE_udp-echo"), &["server"]);

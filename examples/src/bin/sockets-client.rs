@@ -46,8 +46,13 @@ async fn chat(Args { host, port }: Args) -> anyhow::Result<()> {
     let mut input = socket.open_read_channel()?;
     let mut output = socket.open_write_channel(true)?;
 
+    let server = format!("{host}:{port}");
     let mut server_lines = tokio::spawn(async move {
-        while let Some(line) = input.read_line(LINE_LIMIT, LineEnding::Default).await? {
+        while let Some(line) = input
+            .read_line(LINE_LIMIT, LineEnding::Default)
+            .await
+            .with_context(|| format!("reading from {server}"))?
+        {
             examples::say!("{line}");
         }
         examples::say!("Server closed a connection");

@@ -99,11 +99,13 @@ async fn client(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
     let mut stdin = ByteReadChannel::new(tokio::io::stdin());
     while let Some(line) = stdin
         .read_line(MAX_DATAGRAM_SIZE, LineEnding::Default)
-        .await?
+        .await
+        .context("reading stdin")?
     {
         socket
             .send(Datagram::new(line.into_bytes(), remote.clone())?)
-            .await?;
+            .await
+            .with_context(|| format!("sending to {remote}"))?;
         let reply = tokio::time::timeout(REPLY_TIMEOUT, socket.receive())
             .await
             .map_err(|_| anyhow::anyhow!("no reply from {remote} within {REPLY_TIMEOUT:?}"))?
