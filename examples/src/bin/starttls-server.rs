@@ -35,7 +35,8 @@ use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
 use net_sockets::{Socket, a_socket};
 use net_tls::{TlsExt, TlsServerConfig};
 
-/// The longest command line, CRLF included (RFC 5321, 4.5.3.1.4).
+/// The longest command line accepted, in bytes before its line ending (RFC 5321, 4.5.3.1.4,
+/// allows 512 octets with the CRLF; this server takes two more).
 const COMMAND_LIMIT: usize = 512;
 
 /// How long a client that sends nothing keeps its connection (RFC 5321 asks for 5 minutes).
