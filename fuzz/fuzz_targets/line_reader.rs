@@ -70,8 +70,14 @@ impl Delimiter {
 
 #[derive(Arbitrary, Debug)]
 enum Read {
-    Line { method: Method, limit: u8 },
-    Until { delimiter: Delimiter, limit: u8 },
+    Line {
+        method: Method,
+        limit: u8,
+    },
+    Until {
+        delimiter: Delimiter,
+        limit: u8,
+    },
     /// A read that is not a line read (it drops the skip of an over-long line).
     Byte,
 }
@@ -82,7 +88,11 @@ struct Case {
     chunks: Vec<Vec<u8>>,
 }
 
-fn outcome<T>(result: net_io::Result<Option<T>>, limit: usize, wrap: impl Fn(T) -> Outcome) -> Outcome {
+fn outcome<T>(
+    result: net_io::Result<Option<T>>,
+    limit: usize,
+    wrap: impl Fn(T) -> Outcome,
+) -> Outcome {
     match result {
         Ok(Some(v)) => wrap(v),
         Ok(None) => Outcome::End,
@@ -142,7 +152,10 @@ fuzz_target!(|case: Case| {
                     let delimiter = delimiter.bytes();
                     let expected = model.until(delimiter, limit);
                     let actual = channel.read_until(delimiter, limit).await;
-                    (expected, outcome(actual, limit, |b| Outcome::Item(b.to_vec())))
+                    (
+                        expected,
+                        outcome(actual, limit, |b| Outcome::Item(b.to_vec())),
+                    )
                 }
                 Read::Byte => {
                     let expected = model.take(1).map_or(Outcome::End, Outcome::Item);
@@ -154,14 +167,22 @@ fuzz_target!(|case: Case| {
                     (expected, actual)
                 }
             };
-            assert_eq!(actual, expected, "{read:?} after {} bytes", model.consumed());
+            assert_eq!(
+                actual,
+                expected,
+                "{read:?} after {} bytes",
+                model.consumed()
+            );
             assert_eq!(channel.total_bytes_read(), model.consumed() as u64);
             if expected == Outcome::End {
                 assert!(channel.is_closed_for_read());
             }
         }
         // Whatever the reads left is still there, in order.
-        let left = channel.read_remaining(usize::MAX).await.expect("read_remaining");
+        let left = channel
+            .read_remaining(usize::MAX)
+            .await
+            .expect("read_remaining");
         assert_eq!(&left[..], model.rest());
     });
 });

@@ -58,13 +58,22 @@ fn check(op: &Op, want: Option<Vec<u8>>, got: net_io::Result<Vec<u8>>, n: usize,
 async fn run(channel: &mut ByteReadChannel, model: &mut Model, op: &Op) {
     let left = model.rest().len();
     match op {
-        Op::U8 => check(op, model.take(1), channel.read_u8().await.map(|v| vec![v]), 1, left),
+        Op::U8 => check(
+            op,
+            model.take(1),
+            channel.read_u8().await.map(|v| vec![v]),
+            1,
+            left,
+        ),
         Op::I16 => {
             let got = channel.read_i16().await.map(|v| v.to_be_bytes().to_vec());
             check(op, model.take(2), got, 2, left);
         }
         Op::U16Le => {
-            let got = channel.read_u16_le().await.map(|v| v.to_le_bytes().to_vec());
+            let got = channel
+                .read_u16_le()
+                .await
+                .map(|v| v.to_le_bytes().to_vec());
             check(op, model.take(2), got, 2, left);
         }
         Op::U32 => {
@@ -72,7 +81,10 @@ async fn run(channel: &mut ByteReadChannel, model: &mut Model, op: &Op) {
             check(op, model.take(4), got, 4, left);
         }
         Op::I32Le => {
-            let got = channel.read_i32_le().await.map(|v| v.to_le_bytes().to_vec());
+            let got = channel
+                .read_i32_le()
+                .await
+                .map(|v| v.to_le_bytes().to_vec());
             check(op, model.take(4), got, 4, left);
         }
         Op::U64 => {
@@ -80,15 +92,24 @@ async fn run(channel: &mut ByteReadChannel, model: &mut Model, op: &Op) {
             check(op, model.take(8), got, 8, left);
         }
         Op::U64Le => {
-            let got = channel.read_u64_le().await.map(|v| v.to_le_bytes().to_vec());
+            let got = channel
+                .read_u64_le()
+                .await
+                .map(|v| v.to_le_bytes().to_vec());
             check(op, model.take(8), got, 8, left);
         }
         Op::F32 => {
-            let got = channel.read_f32().await.map(|v| v.to_bits().to_be_bytes().to_vec());
+            let got = channel
+                .read_f32()
+                .await
+                .map(|v| v.to_bits().to_be_bytes().to_vec());
             check(op, model.take(4), got, 4, left);
         }
         Op::F64Le => {
-            let got = channel.read_f64_le().await.map(|v| v.to_bits().to_le_bytes().to_vec());
+            let got = channel
+                .read_f64_le()
+                .await
+                .map(|v| v.to_bits().to_le_bytes().to_vec());
             check(op, model.take(8), got, 8, left);
         }
         Op::Bytes(count) => {
@@ -154,10 +175,17 @@ fuzz_target!(|case: Case| {
     drive(async {
         for op in &case.ops {
             run(&mut channel, &mut model, op).await;
-            assert_eq!(channel.total_bytes_read(), model.consumed() as u64, "{op:?}");
+            assert_eq!(
+                channel.total_bytes_read(),
+                model.consumed() as u64,
+                "{op:?}"
+            );
         }
         // Whatever is left is still there, in order.
-        let left = channel.read_remaining(usize::MAX).await.expect("read_remaining");
+        let left = channel
+            .read_remaining(usize::MAX)
+            .await
+            .expect("read_remaining");
         assert_eq!(&left[..], model.rest());
     });
 });
