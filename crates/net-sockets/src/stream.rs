@@ -17,6 +17,7 @@ use net_io::Backlog;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::runtime::Handle;
 use tokio::time::{Instant, Sleep};
 
 use crate::core::{CloseMode, CloseWait, Core, Owner, Setup};
@@ -447,14 +448,7 @@ impl Conn {
     }
 
     fn timer(&self) -> Option<Timer> {
-        let duration = self.socket_timeout?;
-        let _runtime = self.core.selector().handle().enter();
-        Some(Timer {
-            duration,
-            sleep: Box::pin(tokio::time::sleep(duration)),
-            deadline: None,
-            waker: None,
-        })
+        Some(Timer::new(self.socket_timeout?))
     }
 }
 
@@ -472,11 +466,12 @@ impl Drop for Conn {
 /// Arming only notes the deadline: the sleep is moved (a timer-wheel update) only when it
 /// fires before the deadline it serves, so a busy connection moves it once per `duration`, not
 /// once per wait; and it is polled again only when it fired or another task waits. A sleep
-/// left behind by a disarmed timer may wake its task once, for nothing.
+/// left behind by a disarmed timer may wake its task once, for nothing. The sleep is made by the
+/// first wait (a direction that never waits, such as an idle connection's writes, has none).
 #[derive(Debug)]
 struct Timer {
     duration: Duration,
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
     /// When the waiting operation times out; `None` while disarmed.
     deadline: Option<Instant>,
     /// The waker `sleep` was last polled with, since it last moved.
@@ -484,25 +479,45 @@ struct Timer {
 }
 
 impl Timer {
+    fn new(duration: Duration) -> Timer {
+        Timer {
+            duration,
+            sleep: None,
+            deadline: None,
+            waker: None,
+        }
+    }
+
     /// Whether the operation waited `duration` without progress. A duration too large for the
-    /// clock never expires.
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+    /// clock never expires. The sleep is registered with `runtime`'s timer, whatever executor
+    /// polls.
+    fn poll_expired(&mut self, cx: &mut Context<'_>, runtime: &Handle) -> bool {
         let deadline = match self.deadline {
             Some(deadline) => deadline,
             None => {
                 let Some(deadline) = Instant::now().checked_add(self.duration) else {
                     return false;
                 };
-                if self.sleep.deadline() > deadline {
-                    self.sleep.as_mut().reset(deadline);
-                    self.waker = None;
-                }
                 self.deadline = Some(deadline);
                 deadline
             }
         };
+        let sleep = match &mut self.sleep {
+            Some(sleep) => {
+                if sleep.deadline() > deadline {
+                    sleep.as_mut().reset(deadline);
+                    self.waker = None;
+                }
+                sleep
+            }
+            None => {
+                let _runtime = runtime.enter();
+                self.sleep
+                    .insert(Box::pin(tokio::time::sleep_until(deadline)))
+            }
+        };
         // Not fired, and due to wake this task (at or before `deadline`): nothing to do.
-        if !self.sleep.is_elapsed()
+        if !sleep.is_elapsed()
             && self
                 .waker
                 .as_ref()
@@ -510,14 +525,14 @@ impl Timer {
         {
             return false;
         }
-        while self.sleep.as_mut().poll(cx).is_ready() {
-            if self.sleep.deadline() >= deadline {
+        while sleep.as_mut().poll(cx).is_ready() {
+            if sleep.deadline() >= deadline {
                 self.deadline = None;
                 self.waker = None;
                 return true;
             }
             // It fired for an earlier wait: on to this one's deadline.
-            self.sleep.as_mut().reset(deadline);
+            sleep.as_mut().reset(deadline);
         }
         self.waker = Some(cx.waker().clone());
         false
@@ -562,7 +577,11 @@ impl Half {
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                let expired = self.timer.as_mut().is_some_and(|t| t.poll_expired(cx));
+                let runtime = self.conn.core.selector().handle();
+                let expired = self
+                    .timer
+                    .as_mut()
+                    .is_some_and(|t| t.poll_expired(cx, runtime));
                 if expired {
                     Poll::Ready(Err(timed_out()))
                 } else {
@@ -898,19 +917,15 @@ mod tests {
     const LIMIT: Duration = Duration::from_secs(10);
 
     fn timer() -> Timer {
-        Timer {
-            duration: LIMIT,
-            sleep: Box::pin(tokio::time::sleep(LIMIT)),
-            deadline: None,
-            waker: None,
-        }
+        Timer::new(LIMIT)
     }
 
     /// Waits until `timer` expires; how long that took.
     async fn until_expired(timer: &mut Timer) -> Duration {
         let start = Instant::now();
+        let runtime = Handle::current();
         poll_fn(|cx| {
-            if timer.poll_expired(cx) {
+            if timer.poll_expired(cx, &runtime) {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -951,8 +966,9 @@ mod tests {
         // The same wait (not disarmed), now polled by another task.
         let started = Instant::now();
         let waited = tokio::spawn(async move {
+            let runtime = Handle::current();
             poll_fn(|cx| {
-                if timer.poll_expired(cx) {
+                if timer.poll_expired(cx, &runtime) {
                     Poll::Ready(())
                 } else {
                     Poll::Pending
