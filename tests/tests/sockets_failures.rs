@@ -459,3 +459,28 @@ async fn a_tls_truncation_is_reported_again_as_truncated() {
         assert!(net_tests::tls::is_truncated(&e), "{e:?}");
     }
 }
+
+/// A host name none of whose addresses is of the local address's family: a resolve error that
+/// says so, not a bare "entity not found". (`127.1` is glibc's short form of 127.0.0.1: a name
+/// that resolves to one IPv4 address on every machine.)
+#[tokio::test]
+async fn a_host_with_no_address_of_the_local_family_is_a_resolve_error() {
+    let selector = SelectorManager::new();
+    let error = a_socket(&selector)
+        .tcp()
+        .local_address(std::net::SocketAddr::from((
+            std::net::Ipv6Addr::LOCALHOST,
+            0,
+        )))
+        .connect(("127.1", 9))
+        .await
+        .unwrap_err();
+    match &error {
+        Error::Resolve { host, source, .. } => {
+            assert_eq!(host, "127.1");
+            assert_eq!(source.kind(), ErrorKind::NotFound);
+            assert!(source.to_string().contains("IPv6"), "{source}");
+        }
+        other => panic!("expected a resolve error, got {other:?}"),
+    }
+}

@@ -169,7 +169,8 @@ impl TcpSocketBuilder {
     }
 
     /// Binds the connecting socket to `address` before it connects (a chosen source address,
-    /// or port). With a host name, only the addresses of `address`'s family are tried.
+    /// or port). With a host name, only the addresses of `address`'s family are tried;
+    /// [`Error::Resolve`](crate::Error::Resolve) when it has none.
     pub fn local_address(mut self, address: impl Into<SocketAddress>) -> Self {
         self.options.local_address = Some(address.into());
         self

@@ -119,7 +119,18 @@ pub(crate) async fn connect(
         SocketTarget::Host { host, port } => {
             let mut addresses = resolve(selector.handle(), &host, port).await?;
             if let Some(SocketAddress::Inet(local)) = &options.local_address {
-                addresses.retain(|a| a.is_ipv6() == local.socket_addr().is_ipv6());
+                let ipv6 = local.socket_addr().is_ipv6();
+                addresses.retain(|a| a.is_ipv6() == ipv6);
+                if addresses.is_empty() {
+                    let family = if ipv6 { "IPv6" } else { "IPv4" };
+                    return Err(Error::Resolve {
+                        host,
+                        source: io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("the name has no {family} address, the local address's family"),
+                        ),
+                    });
+                }
             }
             let addresses = interleave(addresses);
             let stream = race(selector, &addresses, options).await?;
