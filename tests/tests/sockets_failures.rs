@@ -484,3 +484,23 @@ async fn a_host_with_no_address_of_the_local_family_is_a_resolve_error() {
         other => panic!("expected a resolve error, got {other:?}"),
     }
 }
+
+/// The same for a UDP socket connected from a chosen local address: the remote is picked among
+/// the name's addresses of the local address's family, and none is a resolve error.
+#[tokio::test]
+async fn a_udp_remote_with_no_address_of_the_local_family_is_a_resolve_error() {
+    let selector = SelectorManager::new();
+    let error = a_socket(&selector)
+        .udp()
+        .connect_from(("127.1", 9), ("::1", 0))
+        .await
+        .unwrap_err();
+    match &error {
+        Error::Resolve { host, source, .. } => {
+            assert_eq!(host, "127.1");
+            assert_eq!(source.kind(), ErrorKind::NotFound);
+            assert!(source.to_string().contains("IPv6"), "{source}");
+        }
+        other => panic!("expected a resolve error, got {other:?}"),
+    }
+}

@@ -232,7 +232,8 @@ impl TcpSocketBuilder {
     ///
     /// Cancel safe: nothing is bound until the future completes.
     pub async fn bind(self, address: impl ToSocketAddress) -> Result<ServerSocket> {
-        let address = resolve_first(self.selector.inner(), address.to_socket_target()?).await?;
+        let address =
+            resolve_first(self.selector.inner(), address.to_socket_target()?, None).await?;
         ServerSocket::bind(self.selector.inner(), address, self.options)
     }
 
@@ -353,7 +354,8 @@ impl UdpSocketBuilder {
     ///
     /// Cancel safe: nothing is bound until the future completes.
     pub async fn bind(self, address: impl ToSocketAddress) -> Result<BoundDatagramSocket> {
-        let address = resolve_first(self.selector.inner(), address.to_socket_target()?).await?;
+        let address =
+            resolve_first(self.selector.inner(), address.to_socket_target()?, None).await?;
         BoundDatagramSocket::bind(self.selector.inner(), address, &self.options)
     }
 
@@ -368,15 +370,17 @@ impl UdpSocketBuilder {
     ///
     /// Cancel safe: nothing is bound until the future completes.
     pub async fn connect(self, remote: impl ToSocketAddress) -> Result<ConnectedDatagramSocket> {
-        let remote = resolve_first(self.selector.inner(), remote.to_socket_target()?).await?;
+        let remote = resolve_first(self.selector.inner(), remote.to_socket_target()?, None).await?;
         ConnectedDatagramSocket::connect(self.selector.inner(), remote, None, &self.options)
     }
 
-    /// A datagram socket bound to `local` and connected to `remote`.
+    /// A datagram socket bound to `local` and connected to `remote` (with a host name, its first
+    /// address of `local`'s family).
     ///
     /// # Errors
     ///
-    /// As [`bind`](Self::bind).
+    /// As [`bind`](Self::bind); [`Error::Resolve`] also when `remote`'s name has no address of
+    /// `local`'s family.
     ///
     /// # Cancel safety
     ///
@@ -386,8 +390,13 @@ impl UdpSocketBuilder {
         remote: impl ToSocketAddress,
         local: impl ToSocketAddress,
     ) -> Result<ConnectedDatagramSocket> {
-        let remote = resolve_first(self.selector.inner(), remote.to_socket_target()?).await?;
-        let local = resolve_first(self.selector.inner(), local.to_socket_target()?).await?;
+        let local = resolve_first(self.selector.inner(), local.to_socket_target()?, None).await?;
+        let remote = resolve_first(
+            self.selector.inner(),
+            remote.to_socket_target()?,
+            Some(&local),
+        )
+        .await?;
         ConnectedDatagramSocket::connect(self.selector.inner(), remote, Some(local), &self.options)
     }
 }

@@ -69,15 +69,40 @@ pub(crate) async fn resolve(
     }
 }
 
-/// The target itself, or the first address its host name resolves to (for `bind`).
+/// Keeps the addresses of `local`'s family (a socket bound to `local` can reach no other).
+///
+/// # Errors
+///
+/// [`Error::Resolve`] for `host` when none is left.
+fn keep_family(host: &str, addresses: &mut Vec<SocketAddr>, local: SocketAddr) -> Result<()> {
+    addresses.retain(|a| a.is_ipv6() == local.is_ipv6());
+    if addresses.is_empty() {
+        let family = if local.is_ipv6() { "IPv6" } else { "IPv4" };
+        return Err(Error::Resolve {
+            host: host.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("the name has no {family} address, the local address's family"),
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The target itself, or the first address its host name resolves to (for `bind`); with
+/// `local`, the first of `local`'s family.
 pub(crate) async fn resolve_first(
     selector: &SelectorInner,
     target: SocketTarget,
+    local: Option<&SocketAddress>,
 ) -> Result<SocketAddress> {
     match target {
         SocketTarget::Address(address) => Ok(address),
         SocketTarget::Host { host, port } => {
-            let addresses = resolve(selector.handle(), &host, port).await?;
+            let mut addresses = resolve(selector.handle(), &host, port).await?;
+            if let Some(SocketAddress::Inet(local)) = local {
+                keep_family(&host, &mut addresses, local.socket_addr())?;
+            }
             Ok(SocketAddress::from(addresses[0]))
         }
     }
@@ -119,18 +144,7 @@ pub(crate) async fn connect(
         SocketTarget::Host { host, port } => {
             let mut addresses = resolve(selector.handle(), &host, port).await?;
             if let Some(SocketAddress::Inet(local)) = &options.local_address {
-                let ipv6 = local.socket_addr().is_ipv6();
-                addresses.retain(|a| a.is_ipv6() == ipv6);
-                if addresses.is_empty() {
-                    let family = if ipv6 { "IPv6" } else { "IPv4" };
-                    return Err(Error::Resolve {
-                        host,
-                        source: io::Error::new(
-                            io::ErrorKind::NotFound,
-                            format!("the name has no {family} address, the local address's family"),
-                        ),
-                    });
-                }
+                keep_family(&host, &mut addresses, local.socket_addr())?;
             }
             let addresses = interleave(addresses);
             let stream = race(selector, &addresses, options).await?;
