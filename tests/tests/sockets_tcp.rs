@@ -375,6 +375,37 @@ async fn socket_timeout_ends_an_idle_read_with_timeout() {
     client.close();
 }
 
+/// A read whose first wait comes when its task's cooperative budget is spent (a busy task:
+/// the socket's and the timer's polls are both refused then, and register nothing) still times
+/// out once the task runs again.
+#[tokio::test]
+async fn socket_timeout_ends_a_read_first_polled_without_budget() {
+    use tokio::io::{AsyncRead, ReadBuf};
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .socket_timeout(Duration::from_millis(100))
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let (client, server_side) = connected_pair(&selector, &listener).await;
+    let mut stream = server_side.into_stream().unwrap();
+    let mut first = true;
+    let mut bytes = [0u8; 16];
+    let read = std::future::poll_fn(|cx| {
+        if first {
+            first = false;
+            while let std::task::Poll::Ready(spent) = tokio::task::coop::poll_proceed(cx) {
+                spent.made_progress();
+            }
+        }
+        std::pin::Pin::new(&mut stream).poll_read(cx, &mut ReadBuf::new(&mut bytes))
+    });
+    let err = within(read).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err:?}");
+    client.close();
+}
+
 #[tokio::test]
 async fn socket_timeout_is_about_inactivity_not_total_time() {
     let selector = SelectorManager::new();

@@ -465,8 +465,8 @@ impl Drop for Conn {
 ///
 /// Arming only notes the deadline: the sleep is moved (a timer-wheel update) only when it
 /// fires before the deadline it serves, so a busy connection moves it once per `duration`, not
-/// once per wait; and it is polled again only when it fired or another task waits. A sleep
-/// left behind by a disarmed timer may wake its task once, for nothing. The sleep is made by the
+/// once per wait; and it is polled again only when it fired, another task waits, or its last
+/// poll was refused for the task's spent cooperative budget. A sleep left behind by a disarmed timer may wake its task once, for nothing. The sleep is made by the
 /// first wait (a direction that never waits, such as an idle connection's writes, has none).
 #[derive(Debug)]
 struct Timer {
@@ -534,7 +534,10 @@ impl Timer {
             // It fired for an earlier wait: on to this one's deadline.
             sleep.as_mut().reset(deadline);
         }
-        self.waker = Some(cx.waker().clone());
+        // A poll refused because the task's cooperative budget is spent registered nothing
+        // (a new sleep is not even in the timer wheel): the next poll must poll it again. A
+        // pending poll gives back the budget it took, so what is left now is what it found.
+        self.waker = tokio::task::coop::has_budget_remaining().then(|| cx.waker().clone());
         false
     }
 
@@ -955,6 +958,35 @@ mod tests {
             timer.disarm();
         }
         assert_eq!(until_expired(&mut timer).await, LIMIT);
+    }
+
+    /// A wait first polled when the task's cooperative budget is spent (the sleep is then
+    /// refused its poll, and registers nothing) still expires: the task's next poll registers
+    /// the sleep rather than trusting a registration that was never made.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_first_polled_without_budget_still_expires() {
+        let mut timer = timer();
+        let runtime = Handle::current();
+        let mut first = true;
+        let wait = poll_fn(|cx| {
+            if first {
+                first = false;
+                // Spend the budget, as a task does that found much to do before this wait.
+                while let Poll::Ready(spent) = tokio::task::coop::poll_proceed(cx) {
+                    spent.made_progress();
+                }
+            }
+            if timer.poll_expired(cx, &runtime) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        let started = Instant::now();
+        // The hang guard: a sleep never registered never fires.
+        let expired = tokio::time::timeout(LIMIT * 3, wait).await;
+        assert!(expired.is_ok(), "the wait never expired");
+        assert_eq!(started.elapsed(), LIMIT);
     }
 
     /// A wait polled by another task than the last one wakes the new task.
