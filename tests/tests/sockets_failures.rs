@@ -50,6 +50,32 @@ async fn a_reset_is_reported_again_with_its_kind_and_os_code() {
     assert_eq!(first, second);
 }
 
+/// The same through `into_stream`, which has no channel to remember the failure: the kernel
+/// reports `ECONNRESET` once and an end of stream after it, and the stream must not pass that
+/// on as a clean end.
+#[tokio::test]
+async fn a_reset_is_reported_again_by_a_socket_stream() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let address = ("127.0.0.1", listener.port().unwrap());
+    let peer = TcpStream::connect(address).await.unwrap();
+    let mut stream = within(listener.accept())
+        .await
+        .unwrap()
+        .into_stream()
+        .unwrap();
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    let mut buf = [0; 16];
+    for read in 0..3 {
+        let e = within(stream.read(&mut buf)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "read {read}: {e:?}");
+        assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET), "read {read}");
+    }
+}
+
 #[tokio::test]
 async fn a_local_close_and_a_selector_close_are_reported_again_with_their_variants() {
     let selector = SelectorManager::new();

@@ -17,10 +17,12 @@ use hyper_util::rt::TokioIo;
 use net_sockets::{SelectorManager, a_socket};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
+use net_tests::tls::{localhost, rustls_client};
 use net_tests::{payload, within};
 use net_tls::{TlsExt, TlsVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// A relay that terminates TLS with `into_stream` and `copy_bidirectional` in front of a plain
 /// echo server: a client (also a `TlsStream`) sends 1 MiB and half-closes, gets every byte back
@@ -179,4 +181,49 @@ async fn hyper_serves_http1_over_a_tls_stream_to_curl() {
     served.expect("hyper served the connection to its end");
     assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
     assert_eq!(*requests.lock().unwrap(), ["GET /hello HTTP/1.1"]);
+}
+
+/// A `TlsStream` whose peer resets the connection reports the reset on every later read, not
+/// the reset once and then a truncation (the kernel reports `ECONNRESET` once, then an end of
+/// stream, which rustls would take for a missing `close_notify`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_stream_reports_a_reset_again_on_every_read() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("stream ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let server = tokio::spawn(async move {
+        let socket = listener.accept().await.unwrap();
+        socket
+            .tls_server(&config)
+            .await
+            .unwrap()
+            .into_stream()
+            .unwrap()
+    });
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut peer = within(TlsConnector::from(rustls_client(&ca)).connect(localhost(), tcp))
+        .await
+        .unwrap();
+    peer.write_all(b"data").await.unwrap();
+    peer.flush().await.unwrap();
+    let mut stream = within(server).await.unwrap();
+    let mut buf = [0; 4];
+    within(stream.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"data");
+    let (tcp, _) = peer.into_inner();
+    socket2::SockRef::from(&tcp)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .unwrap();
+    drop(tcp);
+    for read in 0..3 {
+        let e = within(stream.read(&mut buf)).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset,
+            "read {read}: {e:?}"
+        );
+        assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET), "read {read}");
+    }
 }

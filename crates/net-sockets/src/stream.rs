@@ -609,6 +609,11 @@ pub struct ReadHalf {
     half: Half,
     /// Bytes received before the socket was handed out, read first.
     received: Bytes,
+    /// The OS error a read of the socket failed with, reported again by every later read: the
+    /// kernel reports a reset once and an end of stream after it, which a reader without a
+    /// channel to remember the failure (a `SocketStream`, a TLS layer) would take for a clean
+    /// end or a truncation.
+    failed: Option<i32>,
 }
 
 impl ReadHalf {
@@ -630,6 +635,7 @@ impl ReadHalf {
         ReadHalf {
             half: Half::new(conn),
             received,
+            failed: None,
         }
     }
 
@@ -672,11 +678,22 @@ impl AsyncRead for ReadHalf {
             buf.put_slice(&this.received.split_to(n));
             return Poll::Ready(Ok(()));
         }
+        if let Some(code) = this.failed {
+            return Poll::Ready(Err(io::Error::from_raw_os_error(code)));
+        }
         let half = &mut this.half;
         if half.conn.corked() {
             half.conn.uncork_for_reader();
         }
-        let n = ready!(half.poll(cx, |s, cx| s.poll_read_into(cx, buf)))?;
+        let n = match ready!(half.poll(cx, |s, cx| s.poll_read_into(cx, buf))) {
+            Ok(n) => n,
+            Err(e) => {
+                // Only the socket's own errors are final; a timeout or a close is reported by
+                // the next read as it finds things then.
+                this.failed = e.raw_os_error();
+                return Poll::Ready(Err(e));
+            }
+        };
         if n == 0 {
             let conn = &half.conn;
             // An end of stream caused by our own close (of this socket's peer through the same
