@@ -499,6 +499,9 @@ impl ByteReadChannel {
             }
         }
         self.skip_line = false;
+        // Consumed without a read from the transport, which may not come (the end of the
+        // stream): what is left is pending, or nothing is.
+        self.publish();
         Poll::Ready(Ok(()))
     }
 
@@ -598,6 +601,8 @@ impl ByteReadChannel {
             self.fill().await?;
         }
         self.skip_line = false;
+        // As for a line: consumed, perhaps at the end of the stream.
+        self.publish();
         Ok(())
     }
 
@@ -1053,7 +1058,10 @@ impl ByteReadChannel {
         }
         loop {
             if self.eof {
-                return Poll::Ready(decoder.decode_eof(&mut self.buf));
+                // No read from the transport follows to clear the backlog: say what is left.
+                let frame = decoder.decode_eof(&mut self.buf);
+                self.publish();
+                return Poll::Ready(frame);
             }
             // What is buffered is decoded first, even after a transport error.
             if let Some(frame) = decoder.decode(&mut self.buf)? {

@@ -98,3 +98,61 @@ async fn held_bytes_are_not_overtaken() {
     });
     assert!(!backlog.hold(b"3", 64), "nothing held, nothing pending");
 }
+
+/// At the end of the stream the reader never waits, so nothing but the reads themselves can
+/// clear the backlog: a read that consumes the last input (the skip of an over-long line or
+/// item, a frame decoded at the end) leaves nothing pending, and answers written after it are
+/// not held for input that is no longer there.
+#[tokio::test]
+async fn input_consumed_at_the_end_of_the_stream_is_not_pending() {
+    // The end of the stream is seen (by a look-ahead) while lines are still buffered.
+    for until in [false, true] {
+        let (mut peer, mut input, backlog) = reader();
+        peer.write_all(b"ok\nfar too long\n").await.unwrap();
+        peer.shutdown().await.unwrap();
+        assert!(!input.await_content(100).await.unwrap());
+        assert_eq!(line(&mut input).await.as_deref(), Some("ok"));
+        assert!(backlog.is_pending(), "the over-long line is unread");
+        if until {
+            assert!(matches!(
+                input.read_until(b"\n", 8).await,
+                Err(Error::TooLongLine { limit: 8 })
+            ));
+            assert_eq!(input.read_until(b"\n", 8).await.unwrap(), None);
+        } else {
+            assert!(matches!(
+                input.read_line(8, LineEnding::Default).await,
+                Err(Error::TooLongLine { limit: 8 })
+            ));
+            assert_eq!(line(&mut input).await, None);
+        }
+        assert_eq!(input.available_for_read(), 0);
+        assert!(
+            !backlog.is_pending(),
+            "until={until}: nothing is left to read"
+        );
+        let (transport, _peer) = tokio::io::duplex(64);
+        let mut output = ByteWriteChannel::new(transport, true);
+        output.hold_while(backlog.clone());
+        output.write_string_utf8("bye\n").await.unwrap();
+        assert!(
+            !backlog.is_holding(),
+            "until={until}: the answer is held back"
+        );
+    }
+
+    // A frame decoded at the end of the stream.
+    let (mut peer, mut input, backlog) = reader();
+    peer.write_all(b"one\ntwo").await.unwrap();
+    peer.shutdown().await.unwrap();
+    assert!(!input.await_content(100).await.unwrap());
+    assert_eq!(line(&mut input).await.as_deref(), Some("one"));
+    assert!(backlog.is_pending());
+    let mut codec = tokio_util::codec::LinesCodec::new();
+    assert_eq!(
+        input.read_frame(&mut codec).await.unwrap().as_deref(),
+        Some("two")
+    );
+    assert_eq!(input.available_for_read(), 0);
+    assert!(!backlog.is_pending(), "the last frame was read");
+}
