@@ -43,7 +43,10 @@ impl Sink {
 /// Writes go into a buffer of up to 8 KiB, which is written to the transport when it fills, on
 /// [`flush`](Self::flush), and, in `auto_flush` mode, at the end of every write call (the peer
 /// sees each write without a `flush`). A write larger than the buffer goes to the transport
-/// directly. A slow peer holds the writer back (backpressure); memory never grows past the buffer.
+/// directly. A slow peer holds the writer back (backpressure); memory never grows past the
+/// buffer, but for a [`write_frame`](Self::write_frame) whose frame is larger than it: the
+/// buffer then holds the whole frame, and goes back to its usual size when that call has
+/// written it out.
 ///
 /// Close with [`flush_and_close`](Self::flush_and_close): it writes what is buffered, then shuts
 /// the transport's write side down (a socket sends FIN; its read side keeps working). Dropping
@@ -405,7 +408,9 @@ impl ByteWriteChannel {
 
     /// Encodes `item` with a [`tokio_util::codec`] encoder and writes it.
     ///
-    /// If the encoder fails, whatever it put into the buffer is taken out again.
+    /// The encoder writes the whole frame into the channel's buffer, which grows to hold a frame
+    /// larger than it; when this call has written such a frame out, the large allocation is
+    /// given back. If the encoder fails, whatever it put into the buffer is taken out again.
     ///
     /// # Errors
     ///
@@ -440,8 +445,15 @@ impl ByteWriteChannel {
             return Err(e);
         }
         let call = self.buf.len() - before;
+        // The encoder writes the whole frame into the buffer, which grows to hold a large one.
+        let grown = self.buf.capacity() > 2 * WRITE_BUFFER;
         self.written += call as u64;
         self.after_write(call).await.map_err(io::Error::from)?;
+        if grown && self.buf.is_empty() {
+            // The frame has left: give its allocation back, so that the channel holds its usual
+            // buffer again (the next write makes it) instead of the largest frame it ever sent.
+            self.buf = BytesMut::new();
+        }
         Ok(())
     }
 
