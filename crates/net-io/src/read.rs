@@ -29,6 +29,11 @@ const MAX_STEP: usize = 64 * 1024;
 /// Runs of at least this size are handed out without copying by [`ByteReadChannel::read_bytes`].
 const ZERO_COPY_MIN: usize = 1024;
 
+/// A buffer grown past this (by a large item: a long line, `read_bytes` of a large count) is
+/// given back once it is empty, before the next read from the transport, instead of staying
+/// with the channel for the rest of its life. Well above what a bulk copy uses (64 KiB reads).
+const RELEASE_ABOVE: usize = 4 * MAX_STEP;
+
 type Source = Box<dyn AsyncRead + Send + Unpin>;
 
 /// The reading end of a byte stream: lines, integers and byte runs from any [`AsyncRead`].
@@ -49,6 +54,9 @@ type Source = Box<dyn AsyncRead + Send + Unpin>;
 /// [`await_content`](Self::await_content), the typed reads) grows the buffer as the bytes
 /// arrive, by at most 64 KiB at a time, so `read_bytes(0xFFFF_FFFF)` after a hostile length
 /// prefix costs a few KiB until the bytes really come.
+/// A buffer that a large item grew (past 256 KiB) is given back once the item has been
+/// consumed, when the channel next reads from its transport: a connection that once received a
+/// large message or line does not keep that much memory while it waits for the next one.
 ///
 /// # Failures
 ///
@@ -95,6 +103,8 @@ pub struct ByteReadChannel {
     received: u64,
     /// Told whether unconsumed input is buffered, for flush coalescing.
     backlog: Option<Backlog>,
+    /// The buffer grew past `RELEASE_ABOVE`: give it back once it is empty.
+    oversized: bool,
 }
 
 impl fmt::Debug for ByteReadChannel {
@@ -146,6 +156,7 @@ impl ByteReadChannel {
             skip_line: false,
             received: 0,
             backlog: None,
+            oversized: false,
         }
     }
 
@@ -169,6 +180,7 @@ impl ByteReadChannel {
             skip_line: false,
             received: bytes.len() as u64,
             backlog: None,
+            oversized: false,
         }
     }
 
@@ -677,6 +689,7 @@ impl ByteReadChannel {
                         buf.extend_from_slice(&dst[..filled]);
                         buf.extend_from_slice(&self.buf);
                         self.buf = buf;
+                        self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
                         self.publish();
                     }
                     return Err(Error::Timeout);
@@ -721,6 +734,9 @@ impl ByteReadChannel {
         }
         if self.buf.is_empty() {
             if out.remaining() >= READ_CHUNK && !self.eof && self.failed.is_none() {
+                if self.oversized {
+                    self.release();
+                }
                 if let Some(source) = self.source.as_mut() {
                     // Skip the copy through our buffer.
                     let before = out.filled().len();
@@ -1153,6 +1169,10 @@ impl ByteReadChannel {
         if self.eof {
             return Poll::Ready(Ok(0));
         }
+        if self.oversized && self.buf.is_empty() {
+            // A large item has passed: a reader that may now wait holds its usual buffer.
+            self.release();
+        }
         let Some(source) = self.source.as_mut() else {
             self.eof = true;
             return Poll::Ready(Ok(0));
@@ -1188,11 +1208,13 @@ impl ByteReadChannel {
         let spare = self.buf.capacity() - self.buf.len();
         if self.buf.capacity() == 0 {
             self.buf.reserve(want.max(READ_CHUNK));
+            self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
         } else if spare < want || spare < READ_CHUNK / 2 {
             // Asking for no more than half a chunk lets `reserve` move the unread tail to the
             // front of the existing allocation instead of allocating, so a steady stream of
             // reads does not allocate.
             self.buf.reserve(want.max(READ_CHUNK / 2));
+            self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
         }
         match ready!(tokio_util::io::poll_read_buf(
             Pin::new(source),
@@ -1209,6 +1231,13 @@ impl ByteReadChannel {
             }
             Err(e) => Poll::Ready(Err(self.fail(e))),
         }
+    }
+
+    /// Gives back the (empty) buffer that a large item grew; the next read makes a usual one.
+    #[cold]
+    fn release(&mut self) {
+        self.buf = BytesMut::new();
+        self.oversized = false;
     }
 
     /// Records a transport error so later reads report it too (a timeout is not final); returns

@@ -1,0 +1,126 @@
+//! Channels go back to their usual buffers once a large item has passed: one large frame
+//! written, or one large message or line read, does not make every connection that ever had
+//! one hold that much memory for the rest of its life.
+//!
+//! This test binary installs a counting global allocator (`stats_alloc`, as `tests/alloc.rs`
+//! does); the counters are process-wide, so the file holds a single `#[test]` that runs every
+//! scenario in turn.
+
+use std::alloc::System;
+
+use net_io::{ByteChannel, LineEnding};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use tokio_util::codec::BytesCodec;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Bytes allocated and not freed so far.
+fn live() -> isize {
+    let s = GLOBAL.stats();
+    s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated
+}
+
+/// The most a channel may hold once the large item has passed: its usual buffer, with room to
+/// spare (for a read channel, this includes the 64 KiB an in-memory pipe holds, which dropping
+/// its reader frees too).
+const USUAL: isize = 128 * 1024;
+
+/// The size of the large item.
+const LARGE: usize = 4 << 20;
+
+#[test]
+fn large_items_do_not_stay_allocated() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        a_large_frame_written(false).await;
+        a_large_frame_written(true).await;
+        for read in 0..4 {
+            a_large_item_read(read).await;
+        }
+    });
+}
+
+/// `write_frame` of a frame larger than the write buffer, then writing goes on.
+async fn a_large_frame_written(auto_flush: bool) {
+    let (mut output, mut input) = ByteChannel::new(auto_flush);
+    let drain = tokio::spawn(async move { input.discard(u64::MAX).await });
+    let frame = bytes::Bytes::from(vec![1u8; LARGE]);
+    output
+        .write_frame(&mut BytesCodec::new(), frame)
+        .await
+        .unwrap();
+    output.flush().await.unwrap();
+    output.write_u32(7).await.unwrap();
+    output.flush().await.unwrap();
+
+    // What dropping the writer frees is what it held.
+    let held = live();
+    drop(output);
+    let freed = held - live();
+    assert!(
+        freed <= USUAL,
+        "auto_flush={auto_flush}: the writer still held {freed} bytes"
+    );
+    assert_eq!(drain.await.unwrap().unwrap(), LARGE as u64 + 4);
+}
+
+/// A large item read in one of four ways, then reading goes on and waits.
+async fn a_large_item_read(read: usize) {
+    let (mut output, mut input) = ByteChannel::new(false);
+    let feed = tokio::spawn(async move {
+        output.write_fully(&vec![b'a'; LARGE]).await.unwrap();
+        output.write_fully(b"\nxyz\n").await.unwrap();
+        output.flush().await.unwrap();
+        output
+    });
+    match read {
+        0 => drop(input.read_bytes(LARGE).await.unwrap()),
+        1 => {
+            let line = input.read_line(LARGE, LineEnding::Default).await.unwrap();
+            assert_eq!(line.map(|l| l.len()), Some(LARGE));
+        }
+        2 => {
+            assert!(input.await_content(LARGE).await.unwrap());
+            input.discard_exact(LARGE as u64).await.unwrap();
+        }
+        _ => drop(input.read_remaining(LARGE).await.unwrap()),
+    }
+    let _output = feed.await.unwrap();
+    if read != 1 {
+        assert_eq!(input.read_u8().await.unwrap(), b'\n');
+    }
+    assert_eq!(
+        input
+            .read_line(8, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("xyz")
+    );
+    // The reader waits for more input now: an idle connection.
+    assert!(
+        futures_poll_once(input.read_u8()).await.is_none(),
+        "nothing more was sent"
+    );
+
+    let held = live();
+    drop(input);
+    let freed = held - live();
+    assert!(
+        freed <= USUAL,
+        "read {read}: the reader still held {freed} bytes"
+    );
+}
+
+/// Polls `fut` once; `Some` if it completed.
+async fn futures_poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+}
