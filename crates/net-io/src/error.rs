@@ -39,7 +39,9 @@ pub enum Error {
     },
     /// The channel ended before a read had all the bytes it needed.
     ///
-    /// The bytes that did arrive stay buffered and can still be read.
+    /// The bytes that did arrive stay buffered and can still be read, except after
+    /// [`read_fully`](crate::ByteReadChannel::read_fully), which has copied them into its slice,
+    /// and [`discard_exact`](crate::ByteReadChannel::discard_exact), which has skipped them.
     UnexpectedEof {
         /// How many bytes the read needed.
         needed: usize,
