@@ -4,8 +4,6 @@
 //! [`scan_line`] (and `read_until` around [`scan_until`]): scan what is buffered, and if the
 //! answer is "need more", read more and scan again from where the last scan stopped.
 
-use std::borrow::Cow;
-
 use memchr::memmem::Finder;
 use memchr::{memchr, memchr2};
 
@@ -250,19 +248,6 @@ pub(crate) fn scan_until(
     if eof { Until::Unterminated } else { next }
 }
 
-/// A line's bytes as text, each malformed sequence replaced by U+FFFD exactly as
-/// [`String::from_utf8_lossy`] does.
-///
-/// Well-formed input (nearly every line) is checked by [`std::str::from_utf8`] alone, which is
-/// cheaper than the lossy decoder's own pass; only a malformed line is decoded twice.
-#[inline]
-pub(crate) fn decode_lossy(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(bytes),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,29 +403,6 @@ mod tests {
                     );
                 }
             }
-        }
-    }
-
-    #[test]
-    fn decode_lossy_is_from_utf8_lossy() {
-        let cases: [&[u8]; 9] = [
-            b"",
-            b"plain ascii, long enough for word-at-a-time checks",
-            "caf\u{e9} \u{20ac}".as_bytes(),
-            b"\xff",
-            b"a\xc3",
-            b"\xe2\x82",
-            b"ok\xed\xa0\x80ok",
-            b"\xf0\x9f\x98\x80\xf0\x9f",
-            b"mixed \xc3\xa9 and \x80 bad",
-        ];
-        for bytes in cases {
-            let ours = decode_lossy(bytes);
-            assert_eq!(ours, String::from_utf8_lossy(bytes), "{bytes:?}");
-            assert_eq!(
-                matches!(ours, Cow::Borrowed(_)),
-                std::str::from_utf8(bytes).is_ok()
-            );
         }
     }
 }

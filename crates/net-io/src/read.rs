@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 use tokio_util::codec::Decoder;
 
 use crate::error::Failure;
-use crate::line::{Scan, Until, decode_lossy, scan_line, scan_until};
+use crate::line::{Scan, Until, scan_line, scan_until};
 use crate::{Backlog, ByteWriteChannel, Error, LineEnding, Result};
 
 /// How many bytes one read from the transport asks for, at least.
@@ -325,7 +325,7 @@ impl ByteReadChannel {
         let Some((content, consumed, _)) = self.next_line(limit, ending).await? else {
             return Ok(None);
         };
-        let line = decode_lossy(&self.buf[..content]).into_owned();
+        let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
         self.drop_consumed(consumed);
         Ok(Some(line))
     }
@@ -355,7 +355,7 @@ impl ByteReadChannel {
                 available: consumed,
             });
         }
-        let line = decode_lossy(&self.buf[..content]).into_owned();
+        let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
         self.drop_consumed(consumed);
         Ok(Some(line))
     }
@@ -400,7 +400,7 @@ impl ByteReadChannel {
             return Ok(None);
         };
         let before = out.len();
-        out.push_str(&decode_lossy(&self.buf[..content]));
+        out.push_str(&String::from_utf8_lossy(&self.buf[..content]));
         self.drop_consumed(consumed);
         Ok(Some(out.len() - before))
     }
