@@ -544,13 +544,18 @@ pub fn rerun_self_with_fd_limit(
     fd_limit: u32,
     marker: &str,
 ) -> String {
-    let exe = std::env::current_exe().expect("the test binary's path");
     let script = format!(
         r#"ulimit -n {fd_limit} && exec "$0" --exact {child_test} --nocapture --test-threads=1"#
     );
-    let output = Command::new("sh")
-        .arg("-c")
-        .arg(script)
+    rerun_self(Command::new("sh").arg("-c").arg(script), env, marker)
+}
+
+/// Runs `command` (a shell script that `exec`s `$0`) with the current test binary as `$0` and
+/// the environment variable `env` set; panics unless it succeeds and prints `marker`; returns
+/// its stdout and stderr.
+fn rerun_self(command: &mut Command, env: &str, marker: &str) -> String {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let output = command
         .arg(exe)
         .env(env, "1")
         .output()
@@ -589,25 +594,15 @@ pub fn rerun_self_on_slow_loopback(
         eprintln!("skipped: `unshare -n` is not available or not permitted here");
         return None;
     }
-    let exe = std::env::current_exe().expect("the test binary's path");
     let script = format!(
         "ip link set lo up && tc qdisc add dev lo root tbf rate {rate} burst 4kb latency 10s \\
          && exec \"$0\" --exact {child_test} --nocapture --test-threads=1"
     );
-    let output = Command::new("unshare")
-        .args(["-n", "sh", "-c", &script])
-        .arg(exe)
-        .env(env, "1")
-        .output()
-        .expect("could not start the child test process");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "child failed:\n{text}");
-    assert!(text.contains(marker), "child did not run:\n{text}");
-    Some(text)
+    Some(rerun_self(
+        Command::new("unshare").args(["-n", "sh", "-c", &script]),
+        env,
+        marker,
+    ))
 }
 
 /// The body of a child test (see [`rerun_self_with_fd_limit`]): runs `body` on a

@@ -501,14 +501,7 @@ async fn a_host_with_no_address_of_the_local_family_is_a_resolve_error() {
         .connect(("127.1", 9))
         .await
         .unwrap_err();
-    match &error {
-        Error::Resolve { host, source, .. } => {
-            assert_eq!(host, "127.1");
-            assert_eq!(source.kind(), ErrorKind::NotFound);
-            assert!(source.to_string().contains("IPv6"), "{source}");
-        }
-        other => panic!("expected a resolve error, got {other:?}"),
-    }
+    assert_no_address_of_the_family(&error, "127.1", "IPv6");
 }
 
 /// The same for a UDP socket connected from a chosen local address: the remote is picked among
@@ -521,11 +514,16 @@ async fn a_udp_remote_with_no_address_of_the_local_family_is_a_resolve_error() {
         .connect_from(("127.1", 9), ("::1", 0))
         .await
         .unwrap_err();
-    match &error {
+    assert_no_address_of_the_family(&error, "127.1", "IPv6");
+}
+
+/// `error` is the resolve error of a name with no address of the local address's family.
+fn assert_no_address_of_the_family(error: &Error, name: &str, family: &str) {
+    match error {
         Error::Resolve { host, source, .. } => {
-            assert_eq!(host, "127.1");
+            assert_eq!(host, name);
             assert_eq!(source.kind(), ErrorKind::NotFound);
-            assert!(source.to_string().contains("IPv6"), "{source}");
+            assert!(source.to_string().contains(family), "{source}");
         }
         other => panic!("expected a resolve error, got {other:?}"),
     }

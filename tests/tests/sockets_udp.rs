@@ -261,14 +261,7 @@ async fn close_releases_the_port_though_a_receive_is_pending() {
     let socket = Arc::new(udp_socket(&selector).await);
     let address = socket.local_address();
     let receiver = Arc::clone(&socket);
-    let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
-    let pending = tokio::spawn(async move {
-        let mut receive = std::pin::pin!(receiver.receive());
-        assert!(pending_after_one_poll(receive.as_mut()).await);
-        waiting_tx.send(()).unwrap();
-        receive.await
-    });
-    waiting_rx.await.unwrap();
+    let pending = spawn_waiting(async move { receiver.receive().await }).await;
     socket.close();
     // The receiving task has not run since: the port must be free all the same.
     let again = a_socket(&selector).udp().bind(address.clone()).await;
@@ -279,14 +272,7 @@ async fn close_releases_the_port_though_a_receive_is_pending() {
     let other = SelectorManager::new();
     let socket = Arc::new(again.unwrap());
     let receiver = Arc::clone(&socket);
-    let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
-    let pending = tokio::spawn(async move {
-        let mut receive = std::pin::pin!(receiver.receive());
-        assert!(pending_after_one_poll(receive.as_mut()).await);
-        waiting_tx.send(()).unwrap();
-        receive.await
-    });
-    waiting_rx.await.unwrap();
+    let pending = spawn_waiting(async move { receiver.receive().await }).await;
     selector.close();
     let again = a_socket(&other).udp().bind(address).await;
     assert!(again.is_ok(), "{again:?}");
@@ -352,14 +338,7 @@ async fn icmp_unreachable_ends_a_receive_that_already_waits() {
             .unwrap(),
     );
     let receiver = Arc::clone(&client);
-    let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
-    let pending = tokio::spawn(async move {
-        let mut receive = std::pin::pin!(receiver.receive());
-        assert!(pending_after_one_poll(receive.as_mut()).await);
-        waiting_tx.send(()).unwrap();
-        receive.await
-    });
-    waiting_rx.await.unwrap();
+    let pending = spawn_waiting(async move { receiver.receive().await }).await;
     client
         .send(Datagram::new("anyone?", gone_address).unwrap())
         .await
@@ -415,4 +394,21 @@ async fn ipv4_mapped_addresses_take_the_ipv4_limit() {
         .await
         .unwrap();
     assert!(within(client.receive()).await.unwrap().packet[..] == largest[..]);
+}
+
+/// Spawns `receive` and returns once it waits (it was polled once and is pending).
+async fn spawn_waiting<F>(receive: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (waiting_tx, waiting_rx) = tokio::sync::oneshot::channel();
+    let pending = tokio::spawn(async move {
+        let mut receive = std::pin::pin!(receive);
+        assert!(pending_after_one_poll(receive.as_mut()).await);
+        waiting_tx.send(()).unwrap();
+        receive.await
+    });
+    waiting_rx.await.unwrap();
+    pending
 }

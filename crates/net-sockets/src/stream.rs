@@ -1014,17 +1014,7 @@ mod tests {
         assert!(first.await.is_err());
         // The same wait (not disarmed), now polled by another task.
         let started = Instant::now();
-        let waited = tokio::spawn(async move {
-            let runtime = Handle::current();
-            poll_fn(|cx| {
-                if timer.poll_expired(cx, &runtime) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await;
-        });
+        let waited = tokio::spawn(async move { until_expired(&mut timer).await });
         waited.await.unwrap();
         assert_eq!(started.elapsed(), LIMIT - Duration::from_secs(3));
     }
