@@ -922,7 +922,10 @@ impl ByteReadChannel {
     ///
     /// # Errors
     ///
-    /// Either side's error.
+    /// Either side's error. The count of what was copied before an error is not returned: to
+    /// go on after a [`Error::Timeout`] of this channel, compare
+    /// [`total_bytes_read`](Self::total_bytes_read) before and after to know what is left of
+    /// `limit`.
     ///
     /// # Cancel safety
     ///
