@@ -336,35 +336,54 @@ impl<S: SocketIo> fmt::Debug for Core<S> {
 /// The wake-up on close of one pending operation; made on the first wait.
 ///
 /// Registering takes two locks (the token's and its notifier's), so it is renewed only when the
-/// task's waker changed: the registration made with the same waker still stands, and a close
-/// wakes it. Every cancellation of a core's token comes after its `closing` flag or its
-/// selector's `closed` flag is set, so two atomic loads tell whether the close already happened.
+/// task's waker changed (see [`Registered`]). Every cancellation of a core's token comes after
+/// its `closing` flag or its selector's `closed` flag is set, so two atomic loads tell whether
+/// the close already happened.
 #[derive(Default)]
 pub(crate) struct CloseWait {
     future: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
-    /// The waker the future was last polled with.
-    waker: Option<Waker>,
+    registered: Registered,
 }
 
 impl CloseWait {
     fn poll<S: SocketIo>(&mut self, cx: &mut Context<'_>, core: &Core<S>) -> Poll<()> {
-        let registered = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
-        if registered && !core.closing.load(Ordering::Acquire) && !core.selector.is_closed() {
-            return Poll::Pending;
-        }
         let future = self
             .future
             .get_or_insert_with(|| Box::pin(core.token.clone().cancelled_owned()));
-        match future.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(()),
-            Poll::Pending => {
-                match &mut self.waker {
-                    Some(waker) => waker.clone_from(cx.waker()),
-                    None => self.waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
+        self.registered.poll(cx, future.as_mut(), || {
+            core.closing.load(Ordering::Acquire) || core.selector.is_closed()
+        })
+    }
+}
+
+/// The waker a wake-up future (a cancellation token's, whose polls take its locks) was last
+/// polled with: while the same task polls again, its registration stands and a wake-up reaches
+/// it, so the future is polled again only when the task changed or when the event may have
+/// happened (a flag its sender sets before it wakes anyone).
+#[derive(Debug, Default)]
+pub(crate) struct Registered(Option<Waker>);
+
+impl Registered {
+    /// Polls `future` unless this task's registration stands and `may_be_ready()` is false
+    /// (asked only when the registration stands).
+    pub(crate) fn poll<F: Future<Output = ()>>(
+        &mut self,
+        cx: &mut Context<'_>,
+        future: Pin<&mut F>,
+        may_be_ready: impl FnOnce() -> bool,
+    ) -> Poll<()> {
+        let standing = self.0.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if standing && !may_be_ready() {
+            return Poll::Pending;
+        }
+        let polled = future.poll(cx);
+        if polled.is_pending() {
+            match &mut self.0 {
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => self.0 = Some(cx.waker().clone()),
             }
         }
+        polled
     }
 }
 

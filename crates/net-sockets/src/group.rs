@@ -8,12 +8,12 @@ use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::core::Registered;
 use crate::selector::lock;
 use crate::stream::Conn;
 
@@ -94,26 +94,8 @@ impl Drain {
     /// Waits until the shutdown began. Cancel safe.
     pub(crate) async fn requested(&self) {
         let mut cancelled = pin!(self.token.cancelled());
-        // The waker `cancelled` was last polled with: while it is the task's, the registration
-        // stands and a cancellation wakes it.
-        let mut registered: Option<Waker> = None;
-        poll_fn(|cx| {
-            let same = registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
-            if same && !self.has_begun() {
-                return Poll::Pending;
-            }
-            match cancelled.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(()),
-                Poll::Pending => {
-                    match &mut registered {
-                        Some(waker) => waker.clone_from(cx.waker()),
-                        None => registered = Some(cx.waker().clone()),
-                    }
-                    Poll::Pending
-                }
-            }
-        })
-        .await;
+        let mut registered = Registered::default();
+        poll_fn(|cx| registered.poll(cx, cancelled.as_mut(), || self.has_begun())).await;
     }
 }
 
@@ -303,6 +285,7 @@ mod tests {
     use std::future::Future;
     use std::pin::Pin;
     use std::task::Context;
+    use std::task::Waker;
 
     use super::*;
 
