@@ -512,3 +512,33 @@ async fn a_closed_proxy_listener_hands_out_counts_and_waits_for_no_connection_it
         assert_eq!(read_all(client).await, "");
     }
 }
+
+/// Dropping a PROXY listener closes it at once, also while a header is still being read: new
+/// connects are refused, and the connection whose header never came is closed. (Before, the
+/// task reading that header kept the listener alive, listening, until its header timeout.)
+#[tokio::test]
+async fn dropping_a_proxy_listener_closes_it_while_a_header_is_being_read() {
+    let (_selector, server, address) = listener(|b| {
+        b.proxy_protocol(ProxyProtocol::Required)
+            .proxy_header_timeout(Duration::from_secs(60))
+    })
+    .await;
+    // The silent one connects first; the kernel hands connections out in order, so once the
+    // second is accepted, the first was taken too and its header is being read.
+    let mut silent = TcpStream::connect(address).await.unwrap();
+    let mut proxied = TcpStream::connect(address).await.unwrap();
+    proxied
+        .write_all(v1("192.0.2.1", 1).as_bytes())
+        .await
+        .unwrap();
+    let accepted = within(server.accept()).await.unwrap();
+    drop(accepted);
+    drop(server);
+    let refused = TcpStream::connect(address).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "a dropped listener still takes connects: {refused:?}"
+    );
+    assert_eq!(read_all(&mut silent).await, "");
+    let _ = read_all(&mut proxied).await;
+}

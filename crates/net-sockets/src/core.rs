@@ -286,6 +286,12 @@ impl<S: SocketIo> Core<S> {
         self.token.cancelled().await;
     }
 
+    /// A token cancelled once the socket is closed (also by the drop of its owner), for tasks
+    /// that must not keep the owner alive.
+    pub(crate) fn close_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
     /// [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed.
     pub(crate) fn closed_error(&self) -> Error {
         Error::closed(self.selector.is_closed())

@@ -566,12 +566,19 @@ impl ListenerInner {
     /// timeout and by the listener's close); a connection with a good header joins the queue
     /// `accept` takes from, unless the listener closed meanwhile.
     fn read_header_later(
-        self: &Arc<Self>,
+        &self,
         mut stream: Stream,
         peer: SocketAddress,
         slot: Option<OwnedSemaphorePermit>,
     ) {
-        let inner = Arc::clone(self);
+        // The task holds what it needs, never the listener itself: a listener dropped while
+        // a header is being read closes at once (its drop cancels `closed`).
+        let Some(proxied) = self.proxied.clone() else {
+            return;
+        };
+        let closed = self.core.close_token();
+        let group = Arc::clone(&self.group);
+        let span = self.core.span().clone();
         let required = self.options.proxy_protocol == ProxyProtocol::Required;
         let limit = self.options.proxy_header_timeout;
         let timer = {
@@ -582,7 +589,7 @@ impl ListenerInner {
             let mut start = HeaderBytes::default();
             let read = tokio::select! {
                 biased;
-                () = inner.core.await_closed() => return,
+                () = closed.cancelled() => return,
                 read = start.read(&mut stream, required) => read,
                 // No header in time. Optional, the connection is taken as it is, with what it
                 // sent (a client of a protocol where the server speaks first sends nothing).
@@ -607,18 +614,13 @@ impl ListenerInner {
                         proxy,
                         received,
                     };
-                    if let Some(proxied) = &inner.proxied {
-                        if let Some(taken) = proxied.push(taken) {
-                            tracing::debug!(parent: inner.core.span(), remote = %taken.remote, "dropped a connection whose header was read after the listener closed");
-                        }
+                    if let Some(taken) = proxied.push(taken) {
+                        tracing::debug!(parent: &span, remote = %taken.remote, "dropped a connection whose header was read after the listener closed");
                     }
                 }
                 Err(e) => {
-                    inner
-                        .group
-                        .proxy_header_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(parent: inner.core.span(), peer = %peer, error = %e, "dropped a connection: bad PROXY protocol header");
+                    group.proxy_header_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(parent: &span, peer = %peer, error = %e, "dropped a connection: bad PROXY protocol header");
                 }
             }
         };
