@@ -542,3 +542,26 @@ async fn dropping_a_proxy_listener_closes_it_while_a_header_is_being_read() {
     assert_eq!(read_all(&mut silent).await, "");
     let _ = read_all(&mut proxied).await;
 }
+
+/// A listener bound while the selector's graceful shutdown waits out its grace period does not
+/// accept: the bind fails with `SelectorClosed`. (Before, it bound and accepted connections
+/// during the grace period, which the report then counted as cut, not as new.)
+#[tokio::test]
+async fn a_listener_bound_during_a_selector_shutdown_does_not_accept() {
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let _client = TcpStream::connect(("127.0.0.1", server.port().unwrap()))
+        .await
+        .unwrap();
+    let held = within(server.accept()).await.unwrap();
+    let mut shutdown = std::pin::pin!(selector.shutdown(Duration::from_secs(10)));
+    assert!(pending_after_one_poll(shutdown.as_mut()).await);
+    let late = a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await;
+    assert!(
+        matches!(late, Err(Error::SelectorClosed)),
+        "a listener bound during the shutdown: {late:?}"
+    );
+    drop(held);
+    let report = within(shutdown).await;
+    assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
+}

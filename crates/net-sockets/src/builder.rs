@@ -226,7 +226,8 @@ impl TcpSocketBuilder {
     ///
     /// [`Error::Io`] when the socket cannot be created, configured or bound (e.g. kind
     /// [`AddrInUse`](std::io::ErrorKind::AddrInUse)); [`Error::Resolve`] when a host name
-    /// does not resolve; [`Error::SelectorClosed`] when the selector is closed.
+    /// does not resolve; [`Error::SelectorClosed`] when the selector is closed
+    /// or its graceful shutdown began.
     ///
     /// # Cancel safety
     ///

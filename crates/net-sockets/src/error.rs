@@ -47,7 +47,8 @@ pub enum Error {
     ChannelAlreadyOpen,
     /// The socket or listener was closed.
     Closed,
-    /// The [`SelectorManager`](crate::SelectorManager) that made the socket was closed.
+    /// The [`SelectorManager`](crate::SelectorManager) that made the socket was closed (or,
+    /// for a listener being bound or adopted, its graceful shutdown began).
     SelectorClosed,
     /// A datagram was larger than a UDP packet can carry: 65,507 bytes over IPv4, 65,527 over
     /// IPv6.

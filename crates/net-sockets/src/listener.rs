@@ -349,6 +349,11 @@ impl ServerSocket {
             proxied,
             turn: tokio::sync::Mutex::new(()),
         })?;
+        // Checked after registering: a graceful shutdown of the selector that began earlier
+        // stops this listener too (dropping it closes it).
+        if selector.stopped_accepting() {
+            return Err(Error::SelectorClosed);
+        }
         tracing::debug!(parent: inner.core.span(), "listening");
         Ok(ServerSocket { inner })
     }

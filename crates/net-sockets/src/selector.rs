@@ -51,6 +51,9 @@ pub(crate) struct SelectorInner {
     /// Cancelled when a graceful shutdown begins: every connection's "shutdown began" signal
     /// descends from it.
     draining: Drain,
+    /// Set (under the registry's lock) when a graceful shutdown stops the listeners: a
+    /// listener registered later fails to open, so none accepts during the grace period.
+    stopped_accepting: AtomicBool,
     /// Open connected sockets, for a graceful shutdown to wait on.
     open_connections: AtomicUsize,
     connection_left: Notify,
@@ -99,6 +102,7 @@ impl SelectorManager {
                 closed: AtomicBool::new(false),
                 registry: Mutex::new(Registry::default()),
                 draining: Drain::new(),
+                stopped_accepting: AtomicBool::new(false),
                 open_connections: AtomicUsize::new(0),
                 connection_left: Notify::new(),
             }),
@@ -114,7 +118,8 @@ impl SelectorManager {
     }
 
     /// Shuts down gracefully: every listener made through this selector stops accepting at
-    /// once (new connects are refused), every connection learns that shutdown began
+    /// once (new connects are refused; binding a new one fails with
+    /// [`Error::SelectorClosed`](crate::Error::SelectorClosed)), every connection learns that shutdown began
     /// ([`Socket::shutdown_requested`](crate::Socket::shutdown_requested)), the selector waits
     /// up to `grace` for the connections to close, then [closes](Self::close) everything left.
     ///
@@ -133,11 +138,17 @@ impl SelectorManager {
     /// ```
     pub async fn shutdown(&self, grace: std::time::Duration) -> ShutdownReport {
         let inner = &self.inner;
-        let entries: Vec<_> = lock(&inner.registry)
-            .entries
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
+        let entries: Vec<_> = {
+            let registry = lock(&inner.registry);
+            // Under the lock: a listener registered after this sees the flag, one registered
+            // before is among the entries.
+            inner.stopped_accepting.store(true, Ordering::Release);
+            registry
+                .entries
+                .values()
+                .filter_map(Weak::upgrade)
+                .collect()
+        };
         for entry in entries {
             entry.stop_accepting();
         }
@@ -217,6 +228,11 @@ impl SelectorInner {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether a graceful shutdown stopped the listeners (new ones must not accept).
+    pub(crate) fn stopped_accepting(&self) -> bool {
+        self.stopped_accepting.load(Ordering::Acquire)
     }
 
     /// The signal that a graceful shutdown began.
