@@ -99,6 +99,24 @@ impl Drain {
     }
 }
 
+/// Waits until `open` counts none (`left` is notified each time one leaves), or until `timer`
+/// fires: the grace period of a graceful shutdown.
+pub(crate) async fn all_leave_or(open: &AtomicUsize, left: &Notify, timer: tokio::time::Sleep) {
+    let all_left = async {
+        loop {
+            let one_left = left.notified();
+            if open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            one_left.await;
+        }
+    };
+    tokio::select! {
+        () = all_left => {}
+        () = timer => {}
+    }
+}
+
 /// The accepted connections of one listener.
 #[derive(Debug)]
 pub(crate) struct Group {
@@ -245,19 +263,7 @@ impl Group {
         // another thread, before this one reads on) finished within the grace period.
         let at_start = self.open.load(Ordering::Acquire);
         self.draining.begin();
-        let all_left = async {
-            loop {
-                let left = self.left.notified();
-                if self.open.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                left.await;
-            }
-        };
-        tokio::select! {
-            () = all_left => {}
-            () = timer => {}
-        }
+        all_leave_or(&self.open, &self.left, timer).await;
         let remaining: Vec<Arc<Conn>> = lock(&self.state)
             .open
             .values()

@@ -10,7 +10,7 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::group::Drain;
+use crate::group::{Drain, all_leave_or};
 use crate::{Error, Result, ShutdownReport};
 
 /// The I/O driver that sockets are registered with, and the switch that closes them all.
@@ -156,23 +156,11 @@ impl SelectorManager {
         // another thread, before this one reads on) finished within the grace period.
         let at_start = inner.open_connections.load(Ordering::Acquire);
         inner.draining.begin();
-        let all_left = async {
-            loop {
-                let left = inner.connection_left.notified();
-                if inner.open_connections.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                left.await;
-            }
-        };
         let timer = {
             let _runtime = inner.handle.enter();
             tokio::time::sleep(grace)
         };
-        tokio::select! {
-            () = all_left => {}
-            () = timer => {}
-        }
+        all_leave_or(&inner.open_connections, &inner.connection_left, timer).await;
         let cut = inner.open_connections.load(Ordering::Acquire);
         inner.close();
         ShutdownReport {
