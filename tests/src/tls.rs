@@ -5,7 +5,7 @@
 //!   [`TlsLineServer`] is one that speaks the seed's protocol and reports each session's
 //!   [`LineSession`], and [`GoodTlsClient`] the well-behaved session that keeps talking to it
 //!   while other connections misbehave.
-//! - [`connect`], [`SessionView`], [`garbage_client`].
+//! - [`connect`], [`accept`], [`SessionView`], [`garbage_client`].
 //! - Looking inside errors: [`certificate_error`] and its predicates, [`is_truncated`],
 //!   [`rustls_error`], [`rustls_io_error`], [`assert_refused_without_certificate`].
 //! - Plain rustls configurations for tokio-rustls peers: [`rustls_client`],
@@ -297,6 +297,18 @@ pub async fn connect(
 ) -> Result<TlsSocket, Error> {
     let socket = a_socket(selector).tcp().connect((host, port)).await?;
     socket.tls(config).await
+}
+
+/// Accepts the next connection of `listener` and runs the server handshake with `config`;
+/// panics if either fails.
+pub async fn accept(listener: &ServerSocket, config: &TlsServerConfig) -> TlsSocket {
+    listener
+        .accept()
+        .await
+        .expect("accept")
+        .tls_server(config)
+        .await
+        .expect("the server handshake")
 }
 
 /// A raw TCP client of the TLS server at `127.0.0.1:port` that sends an HTTP request where the

@@ -470,13 +470,7 @@ async fn a_failed_write_never_ends_with_close_notify() {
     let (timed_out, stalled) = tokio::sync::oneshot::channel();
     let (close_now, close) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let mut tls = listener
-            .accept()
-            .await
-            .unwrap()
-            .tls_server(&config)
-            .await
-            .unwrap();
+        let mut tls = net_tests::tls::accept(&listener, &config).await;
         // auto_flush: every completed write is with TLS when it returns.
         let mut output = tls.open_write_channel(true).unwrap();
         let chunk = net_tests::payload(CHUNK);
@@ -553,13 +547,7 @@ async fn a_tls_read_times_out_only_after_waiting_socket_timeout() {
         timed_tls_listener(&selector, "read timer ca", TIMEOUT).await;
     let (reading_now, mut reading) = mpsc::unbounded_channel::<()>();
     let server = tokio::spawn(async move {
-        let mut tls = listener
-            .accept()
-            .await
-            .unwrap()
-            .tls_server(&config)
-            .await
-            .unwrap();
+        let mut tls = net_tests::tls::accept(&listener, &config).await;
         let mut input = tls.open_read_channel().unwrap();
         let mut lines = Vec::new();
         for _ in LINES {
@@ -618,13 +606,7 @@ async fn a_tls_write_retried_after_timeout_delivers_each_byte_once() {
         timed_tls_listener(&selector, "write retry ca", TIMEOUT).await;
     let (read_now, may_read) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let tls = listener
-            .accept()
-            .await
-            .unwrap()
-            .tls_server(&config)
-            .await
-            .unwrap();
+        let tls = net_tests::tls::accept(&listener, &config).await;
         let mut stream = tls.into_stream().unwrap();
         let mut sent = 0;
         // A write that takes less than it was given found the socket full.

@@ -44,13 +44,7 @@ async fn a_tls_stream_works_with_copy_bidirectional_and_answers_session_queries(
     let listener = tcp_listener(&selector).await;
     let port = listener.port().unwrap();
     let relay = tokio::spawn(async move {
-        let tls = listener
-            .accept()
-            .await
-            .unwrap()
-            .tls_server(&config)
-            .await
-            .unwrap();
+        let tls = net_tests::tls::accept(&listener, &config).await;
         let mut stream = tls.into_stream().unwrap();
         assert_eq!(stream.alpn_protocol(), Some(&b"echo/1"[..]));
         assert_eq!(stream.protocol_version(), Some(TlsVersion::Tls13));
@@ -118,13 +112,7 @@ async fn hyper_serves_http1_over_a_tls_stream_to_curl() {
     let requests = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&requests);
     let server = tokio::spawn(async move {
-        let tls = listener
-            .accept()
-            .await
-            .unwrap()
-            .tls_server(&config)
-            .await
-            .unwrap();
+        let tls = net_tests::tls::accept(&listener, &config).await;
         let stream = tls.into_stream().unwrap();
         let alpn = stream.alpn_protocol().map(<[u8]>::to_vec);
         let service = service_fn(move |request: Request<Incoming>| {
