@@ -8,7 +8,7 @@ use net_io::LineEnding;
 use net_sockets::{Error, SelectorManager, SocketAddress, a_socket};
 use net_tests::loopback::{
     connect, connected_pair, echo_server, never_accepting_listener, next_item, send_and_read_back,
-    tcp_listener, write_until_error,
+    tcp_listener, tcp_listener_with, write_until_error,
 };
 use net_tests::{Ticker, payload, within};
 
@@ -359,12 +359,8 @@ async fn peer_half_close_while_we_still_write() {
 #[tokio::test]
 async fn socket_timeout_ends_an_idle_read_with_timeout() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .socket_timeout(Duration::from_millis(100))
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener =
+        tcp_listener_with(&selector, |b| b.socket_timeout(Duration::from_millis(100))).await;
     let (client, mut server_side) = connected_pair(&selector, &listener).await;
     let mut input = server_side.open_read_channel().unwrap();
     let err = within(input.read_line(64, LineEnding::Default))
@@ -382,12 +378,8 @@ async fn socket_timeout_ends_an_idle_read_with_timeout() {
 async fn socket_timeout_ends_a_read_first_polled_without_budget() {
     use tokio::io::{AsyncRead, ReadBuf};
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .socket_timeout(Duration::from_millis(100))
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener =
+        tcp_listener_with(&selector, |b| b.socket_timeout(Duration::from_millis(100))).await;
     let (client, server_side) = connected_pair(&selector, &listener).await;
     let mut stream = server_side.into_stream().unwrap();
     let mut first = true;
