@@ -87,10 +87,30 @@ const SHORT: usize = 32;
 /// The first LF in `hay`.
 fn find_lf(hay: &[u8]) -> Option<usize> {
     if hay.len() < SHORT {
-        hay.iter().position(|&b| b == b'\n')
-    } else {
-        memchr(b'\n', hay)
+        return hay.iter().position(|&b| b == b'\n');
     }
+    // A short line among others buffered (pipelined requests) ends within the first two
+    // words: found there without `memchr`'s set-up, which costs more than such a line's scan.
+    if let Some((head, rest)) = hay.split_first_chunk::<16>() {
+        let (w0, w1) = head.split_at(8);
+        if let Some(i) = lf_in_word(w0).or_else(|| lf_in_word(w1).map(|i| 8 + i)) {
+            return Some(i);
+        }
+        return memchr(b'\n', rest).map(|i| 16 + i);
+    }
+    memchr(b'\n', hay)
+}
+
+/// The index of the first LF in an 8-byte `word`.
+#[inline]
+fn lf_in_word(word: &[u8]) -> Option<usize> {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(word);
+    // Zero where the byte is LF; the lowest byte flagged below is the first zero byte
+    // (a borrow can only flag bytes above it).
+    let x = u64::from_le_bytes(bytes) ^ 0x0a0a_0a0a_0a0a_0a0a;
+    let flags = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
+    (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
 }
 
 /// The first CR or LF in `hay`.
@@ -248,6 +268,24 @@ pub(crate) fn scan_until(
     if eof { Until::Unterminated } else { next }
 }
 
+/// Lines up to this long are checked with [`std::str::from_utf8`] first: cheaper than the lossy
+/// decoder's set-up for a short request line (on longer text the lossy decoder's own scan is
+/// the faster check).
+const SHORT_TEXT: usize = 16;
+
+/// Appends a line's bytes to `out` as text, each malformed sequence replaced by U+FFFD exactly
+/// as [`String::from_utf8_lossy`] does.
+#[inline]
+pub(crate) fn push_lossy(out: &mut String, bytes: &[u8]) {
+    if bytes.len() <= SHORT_TEXT {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            out.push_str(text);
+            return;
+        }
+    }
+    out.push_str(&String::from_utf8_lossy(bytes));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +441,51 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn find_lf_finds_the_first_lf_wherever_it_is() {
+        // Every position in and around the two words checked before `memchr`, in buffers
+        // shorter and longer than the cut-over, with LF-like bytes (0x0b, 0x8a, 0x09) around.
+        for len in [0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 40, 100] {
+            for fill in [b'a', 0x0b, 0x8a, 0x09, 0x00, 0xff] {
+                let mut hay = vec![fill; len];
+                assert_eq!(find_lf(&hay), None, "{len} {fill}");
+                for at in 0..len {
+                    hay[at] = b'\n';
+                    if at + 1 < len {
+                        hay[at + 1] = b'\n';
+                    }
+                    assert_eq!(find_lf(&hay), Some(at), "{len} {fill} {at}");
+                    hay.fill(fill);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn push_lossy_is_from_utf8_lossy() {
+        let cases: [&[u8]; 10] = [
+            b"",
+            b"Alice",
+            b"sixteen bytes!!!",
+            b"seventeen bytes!!",
+            "caf\u{e9} \u{20ac}".as_bytes(),
+            b"\xff",
+            b"a\xc3",
+            b"ok\xed\xa0\x80ok",
+            b"\xf0\x9f\x98\x80\xf0\x9f",
+            b"mixed \xc3\xa9 and \x80 bad, and longer than sixteen bytes",
+        ];
+        for bytes in cases {
+            let mut out = String::from("before|");
+            push_lossy(&mut out, bytes);
+            assert_eq!(
+                out,
+                format!("before|{}", String::from_utf8_lossy(bytes)),
+                "{bytes:?}"
+            );
         }
     }
 }

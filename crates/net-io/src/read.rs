@@ -390,19 +390,26 @@ impl ByteReadChannel {
     /// assert_eq!(total, 3);
     /// # Ok(()) }
     /// ```
-    pub async fn read_line_to(
-        &mut self,
-        out: &mut String,
+    pub fn read_line_to<'a>(
+        &'a mut self,
+        out: &'a mut String,
         limit: usize,
         ending: LineEnding,
-    ) -> Result<Option<usize>> {
-        let Some((content, consumed, _)) = self.next_line(limit, ending).await? else {
-            return Ok(None);
-        };
-        let before = out.len();
-        out.push_str(&String::from_utf8_lossy(&self.buf[..content]));
-        self.drop_consumed(consumed);
-        Ok(Some(out.len() - before))
+    ) -> impl Future<Output = Result<Option<usize>>> + Send + 'a {
+        // One poll function, no second state machine around `next_line`'s: the hottest call
+        // of a line protocol's server.
+        let mut state = LineScan::default();
+        poll_fn(move |cx| {
+            let Some((content, consumed, _)) =
+                ready!(self.poll_next_line(cx, &mut state, limit, ending))?
+            else {
+                return Poll::Ready(Ok(None));
+            };
+            let before = out.len();
+            crate::line::push_lossy(out, &self.buf[..content]);
+            self.drop_consumed(consumed);
+            Poll::Ready(Ok(Some(out.len() - before)))
+        })
     }
 
     /// Waits until a whole line is buffered; returns (content length, bytes to consume,
@@ -417,53 +424,63 @@ impl ByteReadChannel {
         limit: usize,
         ending: LineEnding,
     ) -> impl Future<Output = Result<Option<(usize, usize, bool)>>> + Send + '_ {
-        let mut from = 0;
-        // Whether to scan before reading; decided at the first poll, after the skip.
-        let mut scan = None;
-        poll_fn(move |cx| {
-            let scan = match &mut scan {
-                Some(scan) => scan,
-                None => {
-                    self.check_cancelled()?;
-                    if self.skip_line {
-                        ready!(self.poll_skip_rest_of_line(cx, ending))?;
-                    }
-                    scan.insert(!self.buf.is_empty() || self.eof)
+        let mut state = LineScan::default();
+        poll_fn(move |cx| self.poll_next_line(cx, &mut state, limit, ending))
+    }
+
+    /// [`next_line`](Self::next_line) as a poll, its progress kept in `state` (fresh for each
+    /// line).
+    #[inline(always)]
+    fn poll_next_line(
+        &mut self,
+        cx: &mut Context<'_>,
+        state: &mut LineScan,
+        limit: usize,
+        ending: LineEnding,
+    ) -> Poll<Result<Option<(usize, usize, bool)>>> {
+        let LineScan { from, scan } = state;
+        let scan = match scan {
+            Some(scan) => scan,
+            None => {
+                self.check_cancelled()?;
+                if self.skip_line {
+                    ready!(self.poll_skip_rest_of_line(cx, ending))?;
                 }
-            };
-            loop {
-                if *scan {
-                    match scan_line(&self.buf, limit, ending, self.eof, from) {
-                        Scan::Line {
-                            content,
-                            consumed,
-                            delimited,
-                        } => return Poll::Ready(Ok(Some((content, consumed, delimited)))),
-                        Scan::Exhausted => return Poll::Ready(Ok(None)),
-                        Scan::TooLong => {
-                            self.skip_line = true;
-                            return Poll::Ready(Err(Error::TooLongLine { limit }));
-                        }
-                        Scan::NeedMore { from: next } => {
-                            from = next;
-                            *scan = false;
-                        }
-                    }
-                }
-                // Bytes, or the end of the stream: either can decide the line. So can a failure:
-                // no byte follows it, so a CR that ends the bytes is no CRLF. What that decides
-                // is read first; then the failure is reported. (Off the hot path: the scans
-                // above need not know of failures.)
-                if let Err(e) = ready!(self.poll_fill(cx)) {
-                    // Only a failure for good: after a timeout, more bytes may come.
-                    if self.failed.is_none() {
-                        return Poll::Ready(Err(e));
-                    }
-                    return Poll::Ready(self.line_before_failure(e, limit, ending, from));
-                }
-                *scan = true;
+                scan.insert(!self.buf.is_empty() || self.eof)
             }
-        })
+        };
+        loop {
+            if *scan {
+                match scan_line(&self.buf, limit, ending, self.eof, *from) {
+                    Scan::Line {
+                        content,
+                        consumed,
+                        delimited,
+                    } => return Poll::Ready(Ok(Some((content, consumed, delimited)))),
+                    Scan::Exhausted => return Poll::Ready(Ok(None)),
+                    Scan::TooLong => {
+                        self.skip_line = true;
+                        return Poll::Ready(Err(Error::TooLongLine { limit }));
+                    }
+                    Scan::NeedMore { from: next } => {
+                        *from = next;
+                        *scan = false;
+                    }
+                }
+            }
+            // Bytes, or the end of the stream: either can decide the line. So can a failure:
+            // no byte follows it, so a CR that ends the bytes is no CRLF. What that decides
+            // is read first; then the failure is reported. (Off the hot path: the scans
+            // above need not know of failures.)
+            if let Err(e) = ready!(self.poll_fill(cx)) {
+                // Only a failure for good: after a timeout, more bytes may come.
+                if self.failed.is_none() {
+                    return Poll::Ready(Err(e));
+                }
+                return Poll::Ready(self.line_before_failure(e, limit, ending, *from));
+            }
+            *scan = true;
+        }
     }
 
     /// After the transport failed for good with `e`: the line that its bytes end now that no
@@ -1349,4 +1366,13 @@ where
             }
         }
     }
+}
+
+/// The progress of one line read between polls: where the next scan may start, and whether to
+/// scan before reading (decided at the first poll, after skipping the rest of an over-long
+/// line).
+#[derive(Debug, Default)]
+struct LineScan {
+    from: usize,
+    scan: Option<bool>,
 }

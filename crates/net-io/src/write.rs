@@ -402,8 +402,12 @@ impl ByteWriteChannel {
     /// # Cancel safety
     ///
     /// Not cancel safe, as [`write_fully`](Self::write_fully).
-    pub async fn write_string_utf8(&mut self, s: &str) -> Result<()> {
-        self.write_fully(s.as_bytes()).await
+    pub fn write_string_utf8<'a>(
+        &'a mut self,
+        s: &'a str,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        // `write_fully`'s own future: no second state machine around it.
+        self.write_fully(s.as_bytes())
     }
 
     /// Encodes `item` with a [`tokio_util::codec`] encoder and writes it.
