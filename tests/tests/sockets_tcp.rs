@@ -466,6 +466,48 @@ async fn incoming_yields_connections() {
     }
 }
 
+/// A listener whose `accept(2)` fails with an error it does not retry: a listening socket shut
+/// down for reading makes Linux's `accept(2)` fail with `EINVAL`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+async fn a_listener_whose_accept_fails_for_good(
+    selector: &SelectorManager,
+) -> net_sockets::ServerSocket {
+    let listener = tcp_listener(selector).await;
+    listener
+        .with_sock_ref(|sock| sock.shutdown(std::net::Shutdown::Read))
+        .unwrap();
+    listener
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn accept_reports_an_error_it_does_not_retry() {
+    let selector = SelectorManager::new();
+    let listener = a_listener_whose_accept_fails_for_good(&selector).await;
+    for _ in 0..2 {
+        let accepted = within(listener.accept()).await;
+        match accepted {
+            Err(Error::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e:?}"),
+            other => panic!("accept: {other:?}"),
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn incoming_yields_an_error_it_does_not_retry_once_then_ends() {
+    let selector = SelectorManager::new();
+    let listener = a_listener_whose_accept_fails_for_good(&selector).await;
+    let mut incoming = listener.incoming();
+    match next_item(&mut incoming).await {
+        Some(Err(Error::Io(e))) => assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e:?}"),
+        other => panic!("first item: {other:?}"),
+    }
+    let next = next_item(&mut incoming).await;
+    assert!(next.is_none(), "incoming went on after its error: {next:?}");
+    assert!(next_item(&mut incoming).await.is_none());
+}
+
 #[tokio::test]
 async fn close_is_idempotent_and_callable_from_other_tasks() {
     let selector = SelectorManager::new();

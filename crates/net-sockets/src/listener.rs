@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -379,7 +379,10 @@ impl ServerSocket {
     }
 
     /// The accepted connections as a [`Stream`](futures_core::Stream); it ends when the
-    /// listener or its selector is closed.
+    /// listener or its selector is closed, and after an error: the errors `accept(2)` says to
+    /// retry are retried as [`accept`](Self::accept) does, so an [`Error::Io`] item means the
+    /// listener itself is broken, and it is the stream's last item. The listener stays open
+    /// (a later `accept` reports the error again) until it is closed or dropped.
     pub fn incoming(&self) -> Incoming {
         Incoming::new(Arc::clone(&self.inner))
     }
@@ -835,7 +838,8 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// The stream of accepted connections of a [`ServerSocket`], from
-/// [`ServerSocket::incoming`]; it ends when the listener or its selector is closed.
+/// [`ServerSocket::incoming`]; it ends when the listener or its selector is closed, and after
+/// the first error it yields (an error `accept(2)` does not say to retry).
 pub struct Incoming {
     inner: Repeat<ListenerInner, Socket>,
 }
@@ -860,7 +864,14 @@ impl futures_core::Stream for Incoming {
     type Item = Result<Socket>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().inner.poll_next(cx)
+        let inner = &mut self.get_mut().inner;
+        let next = ready!(inner.poll_next(cx));
+        // `accept` retries every error that concerns one connection; one it reports is the
+        // listener's own and comes back on every later try, so it is the last item.
+        if let Some(Err(_)) = next {
+            inner.end();
+        }
+        Poll::Ready(next)
     }
 }
 

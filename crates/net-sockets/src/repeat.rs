@@ -33,6 +33,11 @@ impl<C, T> Repeat<C, T> {
         &self.core
     }
 
+    /// Ends the stream: later polls return `None` without starting the operation again.
+    pub(crate) fn end(&mut self) {
+        self.done = true;
+    }
+
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
         if self.done {
             return Poll::Ready(None);
