@@ -55,7 +55,7 @@
 //!
 //! Read into a buffer, call [`parse`] after each read. [`Parse::NeedMore`] says to read again;
 //! its `at_least` is a number of bytes that reading exactly never reads past a valid header
-//! (for v2, once 16 bytes are in, it is exactly the rest of the header), so a reader that must
+//! nor past the limit of the header's version (for v2, once 16 bytes are in, it is exactly the rest of the header), so a reader that must
 //! not take application bytes can read exactly that many each time. [`Parse::Done`] gives the
 //! header; bytes past `consumed` are the application's and must reach it first.
 //! [`Parse::NotProxy`] means that a required header is missing, or, where the header is
@@ -112,7 +112,8 @@ const V2_FIXED: usize = 16;
 pub(crate) enum Parse {
     /// Not decidable yet: read more, then parse the grown buffer again.
     NeedMore {
-        /// Bytes that can be read without reading past a valid header; at least 1.
+        /// Bytes that can be read without reading past a valid header or the limit of the
+        /// header's version; at least 1.
         at_least: usize,
     },
     /// A whole, valid header.
@@ -378,11 +379,14 @@ fn parse_v1(buf: &[u8]) -> Parse {
     v1_need_more(buf)
 }
 
-/// `NeedMore` for a v1 header without CRLF so far (and shorter than the limit).
+/// `NeedMore` for a v1 header without CRLF so far (and shorter than the limit): enough for
+/// the shortest header, or for the CRLF, but never past the limit (after 106 bytes without a
+/// CR no header can end, and the 107th byte decides it).
 fn v1_need_more(buf: &[u8]) -> Parse {
     let crlf = if buf.ends_with(b"\r") { 1 } else { 2 };
+    let room = V1_MAX_HEADER.saturating_sub(buf.len()).max(1);
     Parse::NeedMore {
-        at_least: V1_MIN_HEADER.saturating_sub(buf.len()).max(crlf),
+        at_least: V1_MIN_HEADER.saturating_sub(buf.len()).max(crlf).min(room),
     }
 }
 
@@ -877,7 +881,8 @@ mod tests {
     fn v1_line_without_crlf_is_invalid_at_107_bytes() {
         let mut line = b"PROXY UNKNOWN ".to_vec();
         line.resize(106, b'x');
-        assert_eq!(parse(&line), Parse::NeedMore { at_least: 2 });
+        // The CRLF cannot fit any more: one byte, the last the limit allows, decides.
+        assert_eq!(parse(&line), Parse::NeedMore { at_least: 1 });
         line.push(b'x');
         assert_eq!(parse(&line), Parse::Invalid(ProxyError::V1TooLong));
 
@@ -896,6 +901,29 @@ mod tests {
         let mut line = b"PROXY TCP4 ".to_vec();
         line.resize(40, b'1');
         assert_eq!(parse(&line), Parse::Invalid(ProxyError::V1BadAddress));
+    }
+
+    #[test]
+    fn v1_need_more_never_asks_past_the_limit() {
+        // Lines without a CRLF yet, cut at every length, ending in a CR or not: a reader that
+        // reads what `NeedMore` asks for never goes past the 107 bytes of the longest line.
+        let mut unknown = b"PROXY UNKNOWN ".to_vec();
+        unknown.resize(V1_MAX_HEADER, b'x');
+        let mut with_cr = unknown.clone();
+        for at in (20..V1_MAX_HEADER).step_by(3) {
+            with_cr[at] = b'\r';
+        }
+        let tcp6 = b"PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255 ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255 65535 65535";
+        for line in [&unknown[..], &with_cr[..], &tcp6[..]] {
+            for cut in 0..line.len().min(V1_MAX_HEADER) {
+                if let Parse::NeedMore { at_least } = parse(&line[..cut]) {
+                    assert!(
+                        cut + at_least <= V1_MAX_HEADER,
+                        "with {cut} bytes it asks for {at_least} more, past {V1_MAX_HEADER}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
