@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use net_io::{ByteReadChannel, LineEnding};
 use net_sockets::{SelectorManager, ServerSocket};
+use net_tests::fault::{raw_peer_of, reset};
 use net_tests::greeting::{GreetingClient, serve_lines};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::{Leaf, TestCa};
@@ -500,4 +501,26 @@ async fn tls_after_an_absent_optional_proxy_header_gets_every_byte() {
         .unwrap();
     round_trip(tls, "direct").await;
     within(served).await.unwrap().unwrap();
+}
+
+/// STARTTLS on a plain connection whose peer reset it, after a read reported the reset: the
+/// handshake reports the reset too (kind `ConnectionReset`), not an end of stream or a
+/// generic handshake failure.
+#[tokio::test]
+async fn starttls_after_a_reset_reports_the_reset() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (peer, socket) = raw_peer_of(&listener).await;
+    let mut connection = socket.connection().unwrap();
+    reset(peer);
+    let read = within(connection.input.read_u8()).await.unwrap_err();
+    assert_eq!(read.kind(), std::io::ErrorKind::ConnectionReset, "{read:?}");
+    let config = TestCa::new("starttls ca")
+        .client_config()
+        .server_name("localhost")
+        .build()
+        .unwrap();
+    let e = within(connection.tls(config)).await.unwrap_err();
+    assert!(matches!(e, Error::Socket(_)), "{e:?}");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
 }

@@ -430,8 +430,9 @@ impl<T: Transport> Connection<T> {
 impl Connection<Plain> {
     /// Hands the connection to a layer (TLS; for STARTTLS after a plain-text exchange): the
     /// output is flushed first, and input already buffered (bytes that arrived with the
-    /// plain-text command) is the layer's first input. On error, or when the returned future is
-    /// dropped, the socket is closed.
+    /// plain-text command) is the layer's first input. When a read of the input already failed
+    /// (the peer reset the connection), that error is returned and no layer is started. On
+    /// error, or when the returned future is dropped, the socket is closed.
     #[doc(hidden)]
     pub async fn upgrade<T, E, F, Fut>(self, start: F) -> Result<Socket<T>, E>
     where
@@ -447,7 +448,14 @@ impl Connection<Plain> {
         } = self;
         let taken = async {
             output.flush().await?;
-            input.read_bytes(input.available_for_read()).await
+            let prefix = input.read_bytes(input.available_for_read()).await?;
+            // A read that failed (a reset) is final, but the socket reports it only once: on
+            // it, the layer would see an end of stream, or a broken pipe when it writes. The
+            // channel reports it again, without reading (an end of stream it saw: `false`).
+            if input.is_closed_for_read() {
+                input.await_content(1).await?;
+            }
+            Ok::<_, net_io::Error>(prefix)
         };
         let prefix = match taken.await {
             Ok(prefix) => prefix,

@@ -184,7 +184,10 @@
 //! a [`Connection`](net_sockets::Connection) first, then calls
 //! [`tls_server`](TlsExt::tls_server) (or [`tls`](TlsExt::tls) on the client) on it. The
 //! upgrade flushes the connection's output first, and bytes its input already holds (a
-//! ClientHello that arrived together with the command) go to the handshake:
+//! ClientHello that arrived together with the command) go to the handshake. When a read of its
+//! input already failed (the peer reset the connection), no handshake starts: the upgrade
+//! fails with that error, as [`Error::Socket`] (kind
+//! [`ConnectionReset`](std::io::ErrorKind::ConnectionReset) for a reset):
 //!
 //! ```no_run
 //! use net_io::LineEnding;
