@@ -565,3 +565,67 @@ async fn a_listener_bound_during_a_selector_shutdown_does_not_accept() {
     let report = within(shutdown).await;
     assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
 }
+
+/// Which graceful shutdown: the listener's or its selector's.
+#[derive(Clone, Copy, Debug)]
+enum Shutdown {
+    Listener,
+    Selector,
+}
+
+impl Shutdown {
+    async fn run(
+        self,
+        selector: &SelectorManager,
+        server: &ServerSocket,
+        grace: Duration,
+    ) -> (usize, usize) {
+        let report = match self {
+            Shutdown::Listener => server.shutdown(grace).await,
+            Shutdown::Selector => selector.shutdown(grace).await,
+        };
+        (report.finished, report.cut)
+    }
+}
+
+/// Two graceful shutdowns at once, a long one and a short one (of the listener, of its selector,
+/// or one of each): the short one cuts the two connections still open at its end, and the long
+/// one, which ends then too, reports them as cut, not as finished. (Before, each shutdown
+/// counted as finished every connection open at its start that it did not cut itself.)
+#[tokio::test]
+async fn two_shutdowns_at_once_both_report_the_cut_connections_as_cut() {
+    use Shutdown::{Listener, Selector};
+    for (long, short) in [
+        (Listener, Listener),
+        (Selector, Listener),
+        (Listener, Selector),
+        (Selector, Selector),
+    ] {
+        let (selector, server, address) = listener(|b| b).await;
+        let mut clients = Vec::new();
+        let mut accepted = Vec::new();
+        for _ in 0..3 {
+            clients.push(TcpStream::connect(address).await.unwrap());
+            accepted.push(within(server.accept()).await.unwrap());
+        }
+        // The long grace is never waited out: everything is gone once the short one cuts.
+        let mut long_shutdown =
+            std::pin::pin!(long.run(&selector, &server, Duration::from_secs(60)));
+        let mut short_shutdown =
+            std::pin::pin!(short.run(&selector, &server, Duration::from_millis(200)));
+        // Both begin on their first poll, with three connections open.
+        assert!(pending_after_one_poll(long_shutdown.as_mut()).await);
+        assert!(pending_after_one_poll(short_shutdown.as_mut()).await);
+        // One finishes within the grace periods; the two others are cut.
+        accepted[0].close();
+        let (long_report, short_report) =
+            within(async { tokio::join!(long_shutdown, short_shutdown) }).await;
+        let case = format!("long {long:?}, short {short:?}");
+        assert_eq!(short_report, (1, 2), "{case}: short (finished, cut)");
+        assert_eq!(long_report, (1, 2), "{case}: long (finished, cut)");
+        assert!(accepted.iter().all(Socket::is_closed), "{case}");
+        for client in &mut clients {
+            let _ = read_all(client).await;
+        }
+    }
+}

@@ -45,8 +45,18 @@ pub(crate) enum CloseMode {
     Reset,
 }
 
-/// Something to run once the descriptor is released (a Unix listener removes its file).
-pub(crate) type OnRelease = Box<dyn Fn() + Send + Sync>;
+/// Why a socket closed, as its [`OnRelease`] hook learns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// Its own close: `close`, both directions finished, the drop of its last handle.
+    Own,
+    /// Cut: by a graceful shutdown at the end of its grace period, or by the selector's close.
+    Cut,
+}
+
+/// Something to run once the descriptor is released (a Unix listener removes its file; a
+/// connection leaves its counts), told why the socket closed.
+pub(crate) type OnRelease = Box<dyn Fn(Cause) + Send + Sync>;
 
 /// What a [`Core`] can hold: a tokio socket (a stream, a listener, a UDP socket).
 pub(crate) trait SocketIo: AsFd + Send + Sync + 'static {}
@@ -238,10 +248,16 @@ impl<S: SocketIo> Core<S> {
 
     /// Closes the socket (see the module docs). Idempotent; the first call's mode wins.
     pub(crate) fn close(&self, mode: CloseMode) {
+        self.close_as(mode, Cause::Own);
+    }
+
+    /// Closes the socket, as [`close`](Self::close), for `cause`: the first call's mode and
+    /// cause win.
+    pub(crate) fn close_as(&self, mode: CloseMode, cause: Cause) {
         self.closing.store(true, Ordering::Release);
         let io = lock(&self.io).take();
         if let Some(io) = io {
-            self.release(io, mode);
+            self.release(io, mode, cause);
             tracing::debug!(parent: &self.span, reset = mode == CloseMode::Reset, "closed");
             // Only now, and only by the close that released it: a task that `await_closed`
             // wakes finds the descriptor released (a Unix listener's file removed), also when
@@ -251,7 +267,7 @@ impl<S: SocketIo> Core<S> {
         }
     }
 
-    fn release(&self, io: Arc<S>, mode: CloseMode) {
+    fn release(&self, io: Arc<S>, mode: CloseMode, cause: Cause) {
         if mode == CloseMode::Reset {
             // Best effort: a socket that cannot take the option still closes.
             let _ = SockRef::from(&*io).set_linger(Some(std::time::Duration::ZERO));
@@ -272,7 +288,7 @@ impl<S: SocketIo> Core<S> {
             self.selector.deregister(id);
         }
         if let Some(on_release) = &self.on_release {
-            on_release();
+            on_release(cause);
         }
     }
 

@@ -6,26 +6,101 @@ use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::IpAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::Registered;
+use crate::core::{Cause, Registered};
 use crate::selector::lock;
 use crate::stream::Conn;
 
-/// What a graceful shutdown did: how many connections finished within the grace period and how
-/// many were still open when it ended and were closed.
+/// What a graceful shutdown did with the connections open when it began: how many finished
+/// within the grace period and how many were cut. `finished + cut` is the number open when it
+/// began.
+///
+/// A connection is cut when a graceful shutdown closes it at the end of its grace period, or the
+/// selector closes it. This holds whichever did it: when two shutdowns run at once (a listener's
+/// and its selector's, or two of one listener) and the shorter one cuts connections, the longer
+/// one, ending with them, reports them as cut too, not as finished.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
     /// Connections that closed by themselves within the grace period.
     pub finished: usize,
-    /// Connections still open when the grace period ended, closed then.
+    /// Connections cut: still open when the grace period ended (of this shutdown or of one
+    /// running at the same time), or when the selector closed.
     pub cut: usize,
+}
+
+impl ShutdownReport {
+    /// The report of a shutdown that began at `start` and ended at `end`, once everything open
+    /// at `start` left.
+    ///
+    /// Cuts of connections made after `start` (a selector's connects during its grace period)
+    /// are counted among those open at `start`, never above their number.
+    pub(crate) fn between(start: Counts, end: Counts) -> ShutdownReport {
+        let cuts = usize::try_from(end.cuts.wrapping_sub(start.cuts)).unwrap_or(usize::MAX);
+        let cut = cuts.min(start.open);
+        ShutdownReport {
+            finished: start.open - cut,
+            cut,
+        }
+    }
+}
+
+/// Open connections, and how many of those that left were cut, in one atomic word, so that a
+/// shutdown reads both at one instant: a connection cut at that very moment is counted either
+/// as open and not yet cut, or as gone and cut, never half of each.
+///
+/// The low 32 bits count the open connections (a process has far fewer descriptors); the high
+/// 32 bits count the cuts, wrapping.
+#[derive(Debug, Default)]
+pub(crate) struct Tally(AtomicU64);
+
+/// One cut, in a [`Tally`]'s word.
+const ONE_CUT: u64 = 1 << 32;
+
+/// [`Tally`]'s counts at one instant.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Counts {
+    /// Connections open.
+    pub(crate) open: usize,
+    /// Connections cut so far (wrapping).
+    pub(crate) cuts: u32,
+}
+
+impl Tally {
+    /// Counts one more open connection.
+    pub(crate) fn join(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts one open connection fewer, and one more cut when `cause` is a cut.
+    pub(crate) fn leave(&self, cause: Cause) {
+        match cause {
+            Cause::Own => self.0.fetch_sub(1, Ordering::AcqRel),
+            // The open count is at least one, so taking one from it borrows nothing from the
+            // cut count: one step adds one cut and takes one open connection.
+            Cause::Cut => self.0.fetch_add(ONE_CUT - 1, Ordering::AcqRel),
+        };
+    }
+
+    /// The counts now.
+    pub(crate) fn counts(&self) -> Counts {
+        let word = self.0.load(Ordering::Acquire);
+        Counts {
+            open: usize::try_from(word & (ONE_CUT - 1)).unwrap_or(usize::MAX),
+            cuts: u32::try_from(word >> 32).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// How many connections are open now.
+    pub(crate) fn open(&self) -> usize {
+        self.counts().open
+    }
 }
 
 /// Counters of a listener, from [`ServerSocket::stats`](crate::ServerSocket::stats).
@@ -99,20 +174,22 @@ impl Drain {
     }
 }
 
-/// Waits until `open` counts none (`left` is notified each time one leaves), or until `timer`
-/// fires: the grace period of a graceful shutdown.
-pub(crate) async fn all_leave_or(open: &AtomicUsize, left: &Notify, timer: tokio::time::Sleep) {
-    let all_left = async {
-        loop {
-            let one_left = left.notified();
-            if open.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            one_left.await;
+/// Waits until `open` counts none (`left` is notified each time one leaves).
+pub(crate) async fn all_leave(open: &Tally, left: &Notify) {
+    loop {
+        let one_left = left.notified();
+        if open.open() == 0 {
+            return;
         }
-    };
+        one_left.await;
+    }
+}
+
+/// Waits until `open` counts none, or until `timer` fires: the grace period of a graceful
+/// shutdown.
+pub(crate) async fn all_leave_or(open: &Tally, left: &Notify, timer: tokio::time::Sleep) {
     tokio::select! {
-        () = all_left => {}
+        () = all_leave(open, left) => {}
         () = timer => {}
     }
 }
@@ -131,7 +208,8 @@ pub(crate) struct Group {
     accepted: AtomicU64,
     refused_per_ip: AtomicU64,
     pub(crate) proxy_header_failures: AtomicU64,
-    open: AtomicUsize,
+    /// The members open, and how many were cut.
+    open: Tally,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +217,9 @@ struct Members {
     next: u64,
     open: HashMap<u64, Weak<Conn>>,
     per_ip: HashMap<IpAddr, usize>,
+    /// A shutdown's grace period ended: a connection admitted before it began and set up only
+    /// now is cut as it enrols.
+    cutting: bool,
 }
 
 /// A connection's place in its group, released when the connection closes.
@@ -148,12 +229,19 @@ pub(crate) struct Membership {
     key: u64,
     ip: Option<IpAddr>,
     _slot: Option<OwnedSemaphorePermit>,
+    /// Why the connection closed, for the group's count of cuts.
+    cause: Cause,
 }
 
 impl Membership {
     /// The key the group knows this connection by.
     pub(crate) fn key(&self) -> u64 {
         self.key
+    }
+
+    /// Leaves the group, the connection having closed for `cause`.
+    pub(crate) fn leave(mut self, cause: Cause) {
+        self.cause = cause;
     }
 }
 
@@ -171,7 +259,7 @@ impl Drop for Membership {
                 }
             }
         }
-        self.group.open.fetch_sub(1, Ordering::AcqRel);
+        self.group.open.leave(self.cause);
         self.group.left.notify_waiters();
     }
 }
@@ -191,7 +279,7 @@ impl Group {
             accepted: AtomicU64::new(0),
             refused_per_ip: AtomicU64::new(0),
             proxy_header_failures: AtomicU64::new(0),
-            open: AtomicUsize::new(0),
+            open: Tally::default(),
         })
     }
 
@@ -222,24 +310,31 @@ impl Group {
         }
         let key = members.next;
         members.next += 1;
+        self.open.join();
         drop(members);
-        self.open.fetch_add(1, Ordering::AcqRel);
         Some(Membership {
             group: Arc::clone(self),
             key,
             ip: ip.filter(|_| self.per_ip_limit.is_some()),
             _slot: slot,
+            cause: Cause::Own,
         })
     }
 
-    /// Records the connection of membership `key`, so a shutdown can close it.
-    pub(crate) fn enrol(&self, key: u64, conn: &Arc<Conn>) {
+    /// Records the connection of membership `key`, so a shutdown can cut it. Returns `false`
+    /// when a shutdown's grace period already ended: the caller cuts the connection.
+    #[must_use]
+    pub(crate) fn enrol(&self, key: u64, conn: &Arc<Conn>) -> bool {
         self.accepted.fetch_add(1, Ordering::Relaxed);
         let mut members = lock(&self.state);
+        if members.cutting {
+            return false;
+        }
         // A connection that closed already left; recording it would only keep a dead entry.
         if !conn.is_closed() {
             members.open.insert(key, Arc::downgrade(conn));
         }
+        true
     }
 
     /// The signal that a shutdown began.
@@ -250,39 +345,41 @@ impl Group {
     pub(crate) fn stats(&self) -> ListenerStats {
         ListenerStats {
             accepted: self.accepted.load(Ordering::Relaxed),
-            open: self.open.load(Ordering::Acquire),
+            open: self.open.open(),
             refused_per_ip: self.refused_per_ip.load(Ordering::Relaxed),
             proxy_header_failures: self.proxy_header_failures.load(Ordering::Relaxed),
         }
     }
 
     /// Signals every member that shutdown began, waits up to `grace` for them to close, then
-    /// closes the rest.
+    /// cuts the rest.
     pub(crate) async fn drain(&self, grace: Duration, timer: tokio::time::Sleep) -> ShutdownReport {
         // Counted before the signal: a connection that closes as the signal wakes it (on
         // another thread, before this one reads on) finished within the grace period.
-        let at_start = self.open.load(Ordering::Acquire);
+        let start = self.open.counts();
         self.draining.begin();
         all_leave_or(&self.open, &self.left, timer).await;
-        let remaining: Vec<Arc<Conn>> = lock(&self.state)
-            .open
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
-        let cut = remaining.len();
+        let remaining: Vec<Arc<Conn>> = {
+            let mut members = lock(&self.state);
+            members.cutting = true;
+            members.open.values().filter_map(Weak::upgrade).collect()
+        };
         for conn in remaining {
-            conn.close();
+            conn.cut();
         }
+        // Those closing meanwhile (by themselves, or cut by another shutdown or the selector
+        // on another thread) have left once their close is done: only then does the count of
+        // cuts say how each of them ended. None stays open: the cut ones are closed, and one
+        // admitted before the start but not yet set up is cut as it enrols.
+        all_leave(&self.open, &self.left).await;
+        let report = ShutdownReport::between(start, self.open.counts());
         tracing::debug!(
-            finished = at_start.saturating_sub(cut),
-            cut,
+            finished = report.finished,
+            cut = report.cut,
             ?grace,
             "shutdown drained"
         );
-        ShutdownReport {
-            finished: at_start.saturating_sub(cut),
-            cut,
-        }
+        report
     }
 }
 
@@ -290,6 +387,7 @@ impl Group {
 mod tests {
     use std::future::Future;
     use std::pin::Pin;
+    use std::sync::atomic::AtomicUsize;
     use std::task::Context;
     use std::task::Waker;
 
@@ -351,6 +449,41 @@ mod tests {
         assert_eq!(second_woken.load(Ordering::SeqCst), 1);
         assert_eq!(first_woken.load(Ordering::SeqCst), 0);
         assert!(poll_once(wait.as_mut(), &second));
+    }
+
+    /// A cut moves one connection from the open count to the cut count in one step, and a
+    /// report counts the cuts between its two readings, the cut count wrapping in between.
+    #[test]
+    fn a_tally_counts_cuts_apart_and_a_report_takes_the_cuts_in_between() {
+        let tally = Tally::default();
+        for _ in 0..3 {
+            tally.join();
+        }
+        let start = tally.counts();
+        tally.leave(Cause::Own);
+        tally.leave(Cause::Cut);
+        let counts = tally.counts();
+        assert_eq!((counts.open, counts.cuts), (1, 1));
+        tally.leave(Cause::Cut);
+        assert_eq!(
+            ShutdownReport::between(start, tally.counts()),
+            ShutdownReport {
+                finished: 1,
+                cut: 2
+            }
+        );
+        let before_wrap = Counts {
+            open: 2,
+            cuts: u32::MAX,
+        };
+        let after_wrap = Counts { open: 0, cuts: 1 };
+        assert_eq!(
+            ShutdownReport::between(before_wrap, after_wrap),
+            ShutdownReport {
+                finished: 0,
+                cut: 2
+            }
+        );
     }
 
     /// A wait made after the start completes at once.

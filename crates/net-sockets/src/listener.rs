@@ -248,7 +248,7 @@ impl ServerSocket {
                         return Err(e.into());
                     }
                 };
-                let on_release: OnRelease = Box::new(move || owned.remove());
+                let on_release: OnRelease = Box::new(move |_| owned.remove());
                 Self::open(
                     selector,
                     Listener::Unix(listener),
@@ -327,10 +327,10 @@ impl ServerSocket {
                 // The core runs this once, on whichever path closes the listener (`close`, a
                 // shutdown, the selector, the last drop).
                 let proxied = Arc::clone(proxied);
-                let shut: OnRelease = Box::new(move || {
+                let shut: OnRelease = Box::new(move |cause| {
                     proxied.shut();
                     if let Some(on_release) = &on_release {
-                        on_release();
+                        on_release(cause);
                     }
                 });
                 Some(shut)
@@ -408,7 +408,9 @@ impl ServerSocket {
     /// Shuts down gracefully: stops accepting at once (new connects are refused; pending
     /// `accept` calls fail with [`Error::Closed`]), tells every connection it accepted that
     /// shutdown began ([`Socket::shutdown_requested`]), waits up to `grace` for them to close,
-    /// then closes the rest, and reports how many finished and how many were cut.
+    /// then closes the rest, and reports how many finished and how many were cut (see
+    /// [`ShutdownReport`] for how they are counted when another shutdown runs at the same
+    /// time).
     ///
     /// # Cancel safety
     ///

@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::group::{Drain, all_leave_or};
+use crate::core::Cause;
+use crate::group::{Drain, Tally, all_leave, all_leave_or};
 use crate::{Error, Result, ShutdownReport};
 
 /// The I/O driver that sockets are registered with, and the switch that closes them all.
@@ -54,8 +55,8 @@ pub(crate) struct SelectorInner {
     /// Set (under the registry's lock) when a graceful shutdown stops the listeners: a
     /// listener registered later fails to open, so none accepts during the grace period.
     stopped_accepting: AtomicBool,
-    /// Open connected sockets, for a graceful shutdown to wait on.
-    open_connections: AtomicUsize,
+    /// Open connected sockets, for a graceful shutdown to wait on, and how many were cut.
+    open_connections: Tally,
     connection_left: Notify,
 }
 
@@ -103,7 +104,7 @@ impl SelectorManager {
                 registry: Mutex::new(Registry::default()),
                 draining: Drain::new(),
                 stopped_accepting: AtomicBool::new(false),
-                open_connections: AtomicUsize::new(0),
+                open_connections: Tally::default(),
                 connection_left: Notify::new(),
             }),
         }
@@ -122,6 +123,10 @@ impl SelectorManager {
     /// [`Error::SelectorClosed`](crate::Error::SelectorClosed)), every connection learns that shutdown began
     /// ([`Socket::shutdown_requested`](crate::Socket::shutdown_requested)), the selector waits
     /// up to `grace` for the connections to close, then [closes](Self::close) everything left.
+    ///
+    /// The report counts the connected sockets open when it began (accepted and connected
+    /// ones): those closed by the selector's close, or cut by a listener's shutdown running at
+    /// the same time, as cut; the others as finished.
     ///
     /// # Cancel safety
     ///
@@ -154,19 +159,20 @@ impl SelectorManager {
         }
         // Counted before the signal: a connection that closes as the signal wakes it (on
         // another thread, before this one reads on) finished within the grace period.
-        let at_start = inner.open_connections.load(Ordering::Acquire);
+        let start = inner.open_connections.counts();
         inner.draining.begin();
         let timer = {
             let _runtime = inner.handle.enter();
             tokio::time::sleep(grace)
         };
         all_leave_or(&inner.open_connections, &inner.connection_left, timer).await;
-        let cut = inner.open_connections.load(Ordering::Acquire);
         inner.close();
-        ShutdownReport {
-            finished: at_start.saturating_sub(cut),
-            cut,
-        }
+        // A close running on another thread (a plain `close`, another shutdown's) may still be
+        // closing connections when this one returns: they have left once it is done, and only
+        // then does the count of cuts say how each ended. None stays open after a close: a
+        // connection still being set up fails to register and is closed.
+        all_leave(&inner.open_connections, &inner.connection_left).await;
+        ShutdownReport::between(start, inner.open_connections.counts())
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -228,10 +234,14 @@ impl SelectorInner {
         &self.draining
     }
 
-    /// Counts a connection open until the guard is dropped.
+    /// Counts a connection open until the guard leaves (or is dropped: the connection closed
+    /// by itself).
     pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenConnection {
-        self.open_connections.fetch_add(1, Ordering::AcqRel);
-        OpenConnection(Arc::clone(self))
+        self.open_connections.join();
+        OpenConnection {
+            selector: Arc::clone(self),
+            cause: Cause::Own,
+        }
     }
 
     /// Registers a core so that [`close`](Self::close) reaches it; fails once closed.
@@ -334,13 +344,24 @@ impl SelectorManagerBuilder {
     }
 }
 
-/// One open connection in its selector's count; dropped when the connection closes.
-pub(crate) struct OpenConnection(Arc<SelectorInner>);
+/// One open connection in its selector's count; leaves when the connection closes.
+pub(crate) struct OpenConnection {
+    selector: Arc<SelectorInner>,
+    /// Why the connection closed, for the selector's count of cuts.
+    cause: Cause,
+}
+
+impl OpenConnection {
+    /// Leaves the count, the connection having closed for `cause`.
+    pub(crate) fn leave(mut self, cause: Cause) {
+        self.cause = cause;
+    }
+}
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
-        self.0.connection_left.notify_waiters();
+        self.selector.open_connections.leave(self.cause);
+        self.selector.connection_left.notify_waiters();
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::runtime::Handle;
 use tokio::time::{Instant, Sleep};
 
-use crate::core::{CloseMode, CloseWait, Core, Owner, Setup};
+use crate::core::{Cause, CloseMode, CloseWait, Core, Owner, Setup};
 use crate::group::{Drain, Group, Membership};
 use crate::options::SocketOptions;
 use crate::selector::{SelectorInner, lock};
@@ -216,9 +216,9 @@ impl Owner for Conn {
         &self.core
     }
 
-    /// Held-back answers go first; a connection whose writes failed is reset.
+    /// Held-back answers go first; a connection whose writes failed is reset. Counted as cut.
     fn close_for_selector(&self) {
-        self.close();
+        self.cut();
     }
 }
 
@@ -271,10 +271,19 @@ impl Conn {
                 )
             }
         };
-        // Released with the descriptor: the selector's count, and the group's slot.
+        // Released with the descriptor: the selector's count, and the group's slot, told
+        // whether the connection was cut.
         let held = Mutex::new(Some((selector.connection_opened(), held)));
         let setup = Setup {
-            on_release: Some(Box::new(move || drop(lock(&held).take()))),
+            on_release: Some(Box::new(move |cause| {
+                let held = lock(&held).take();
+                if let Some((open, membership)) = held {
+                    open.leave(cause);
+                    if let Some(membership) = membership {
+                        membership.leave(cause);
+                    }
+                }
+            })),
             ..Setup::new(span)
         };
         let conn = Core::open(selector, stream, setup, |core| Conn {
@@ -292,7 +301,9 @@ impl Conn {
             cork_task: AtomicBool::new(false),
         })?;
         if let Some((group, key)) = group {
-            group.enrol(key, &conn);
+            if !group.enrol(key, &conn) {
+                conn.cut();
+            }
         }
         Ok(conn)
     }
@@ -305,11 +316,21 @@ impl Conn {
     /// Closes the socket with `mode` (gracefully: after sending what is held back, as far as
     /// the socket takes it now).
     pub(crate) fn close_with(&self, mode: CloseMode) {
+        self.close_as(mode, Cause::Own);
+    }
+
+    /// Cuts the connection: closes it, as [`close`](Self::close) does, for a graceful shutdown
+    /// whose grace period ended or for the selector's close, which count it as cut.
+    pub(crate) fn cut(&self) {
+        self.close_as(self.close_mode(), Cause::Cut);
+    }
+
+    fn close_as(&self, mode: CloseMode, cause: Cause) {
         self.stop_holding();
         if mode == CloseMode::Graceful {
             let _ = self.send_cork_now();
         }
-        self.core.close(mode);
+        self.core.close_as(mode, cause);
     }
 
     /// The backlog the read channel keeps up to date, when flushes are coalesced.
