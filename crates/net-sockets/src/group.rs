@@ -217,9 +217,20 @@ struct Members {
     next: u64,
     open: HashMap<u64, Weak<Conn>>,
     per_ip: HashMap<IpAddr, usize>,
+    /// The listener closed, or a shutdown began: no connection is admitted any more.
+    shut: bool,
     /// A shutdown's grace period ended: a connection admitted before it began and set up only
     /// now is cut as it enrols.
     cutting: bool,
+}
+
+/// Why [`Group::admit`] refused a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Its client address has `max_connections_per_ip` connections open.
+    PerIp,
+    /// The listener closed, or a shutdown began.
+    Shut,
 }
 
 /// A connection's place in its group, released when the connection closes.
@@ -292,19 +303,27 @@ impl Group {
         Arc::clone(slots).acquire_owned().await.ok()
     }
 
-    /// Admits a connection from `ip`, or refuses it when its address is at its cap.
+    /// Admits a connection from `ip`, or refuses it when its address is at its cap or the group
+    /// is [shut](Self::shut).
+    ///
+    /// Under the lock that shutting takes: a connection is admitted before the listener closed
+    /// or a shutdown began (and is among those that shutdown counts open at its start), or not
+    /// at all.
     pub(crate) fn admit(
         self: &Arc<Self>,
         ip: Option<IpAddr>,
         slot: Option<OwnedSemaphorePermit>,
-    ) -> Option<Membership> {
+    ) -> Result<Membership, Refused> {
         let mut members = lock(&self.state);
+        if members.shut {
+            return Err(Refused::Shut);
+        }
         if let (Some(ip), Some(limit)) = (ip, self.per_ip_limit) {
             let count = members.per_ip.entry(ip).or_insert(0);
             if *count >= limit {
                 drop(members);
                 self.refused_per_ip.fetch_add(1, Ordering::Relaxed);
-                return None;
+                return Err(Refused::PerIp);
             }
             *count += 1;
         }
@@ -312,13 +331,18 @@ impl Group {
         members.next += 1;
         self.open.join();
         drop(members);
-        Some(Membership {
+        Ok(Membership {
             group: Arc::clone(self),
             key,
             ip: ip.filter(|_| self.per_ip_limit.is_some()),
             _slot: slot,
             cause: Cause::Own,
         })
+    }
+
+    /// Admits no connection any more: the listener closed.
+    pub(crate) fn shut(&self) {
+        lock(&self.state).shut = true;
     }
 
     /// Records the connection of membership `key`, so a shutdown can cut it. Returns `false`
@@ -355,8 +379,15 @@ impl Group {
     /// cuts the rest.
     pub(crate) async fn drain(&self, grace: Duration, timer: tokio::time::Sleep) -> ShutdownReport {
         // Counted before the signal: a connection that closes as the signal wakes it (on
-        // another thread, before this one reads on) finished within the grace period.
-        let start = self.open.counts();
+        // another thread, before this one reads on) finished within the grace period. Shut
+        // under the same lock: every connection admitted is counted here, none is admitted
+        // after (the listener's close shut the group already, unless another thread's close
+        // of it is still running).
+        let start = {
+            let mut members = lock(&self.state);
+            members.shut = true;
+            self.open.counts()
+        };
         self.draining.begin();
         all_leave_or(&self.open, &self.left, timer).await;
         let remaining: Vec<Arc<Conn>> = {

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::adopt::StdListener;
 use crate::core::{CloseMode, Core, OnRelease, Owner, Setup};
-use crate::group::{Group, ListenerStats, Membership, ShutdownReport};
+use crate::group::{Group, ListenerStats, Membership, Refused, ShutdownReport};
 use crate::options::{Kind, ProxyProtocol, SocketOptions};
 use crate::proxy_protocol::{self, Parse, ProxyError, ProxyHeader};
 use crate::repeat::Repeat;
@@ -321,23 +321,24 @@ impl ServerSocket {
         );
         let proxied =
             (options.proxy_protocol != ProxyProtocol::Off).then(|| Arc::new(HeaderRead::new()));
-        let on_release = match &proxied {
-            None => on_release,
-            Some(proxied) => {
-                // The core runs this once, on whichever path closes the listener (`close`, a
-                // shutdown, the selector, the last drop).
-                let proxied = Arc::clone(proxied);
-                let shut: OnRelease = Box::new(move |cause| {
+        // The core runs this once, on whichever path closes the listener (`close`, a shutdown,
+        // the selector, the last drop), before that close returns: an `accept` that found the
+        // listener open admits its connection before this, or not at all.
+        let shut: OnRelease = {
+            let group = Arc::clone(&group);
+            let proxied = proxied.clone();
+            Box::new(move |cause| {
+                group.shut();
+                if let Some(proxied) = &proxied {
                     proxied.shut();
-                    if let Some(on_release) = &on_release {
-                        on_release(cause);
-                    }
-                });
-                Some(shut)
-            }
+                }
+                if let Some(on_release) = &on_release {
+                    on_release(cause);
+                }
+            })
         };
         let setup = Setup {
-            on_release,
+            on_release: Some(shut),
             ..Setup::new(tracing::debug_span!("listener", local = %local))
         };
         let inner = Core::open(selector, listener, setup, |core| ListenerInner {
@@ -479,11 +480,12 @@ impl ListenerInner {
         loop {
             let next = self.core.until_closed(self.next()).await?;
             // A step that completed while the listener was closing hands nothing out: the
-            // connection is dropped, and its slot freed.
+            // connection is dropped, and its slot freed. (A close landing after this check is
+            // caught by the admission, which the close shuts.)
             self.core.check_open()?;
             match next {
                 Next::Ready(taken) => {
-                    if let Some(socket) = self.admit(taken) {
+                    if let Some(socket) = self.admit(taken)? {
                         return Ok(socket);
                     }
                 }
@@ -640,7 +642,12 @@ impl ListenerInner {
     /// Admits a connection under the per-address cap and makes it a [`Socket`], as `accept`
     /// hands it out; `None` when it was refused or failed set-up (it is closed, with a `debug`
     /// or `warn` event).
-    fn admit(&self, taken: Taken) -> Option<Socket> {
+    ///
+    /// # Errors
+    ///
+    /// The close error when the listener closed (or a shutdown began) since `accept` found it
+    /// open: the connection is closed unanswered.
+    fn admit(&self, taken: Taken) -> Result<Option<Socket>> {
         let Taken {
             stream,
             remote,
@@ -649,15 +656,19 @@ impl ListenerInner {
             received,
         } = taken;
         let ip = remote.as_inet().map(|a| a.ip().to_canonical());
-        let Some(membership) = self.group.admit(ip, slot) else {
-            tracing::debug!(parent: self.core.span(), remote = %remote, "refused: too many connections from this address");
-            return None;
+        let membership = match self.group.admit(ip, slot) {
+            Ok(membership) => membership,
+            Err(Refused::PerIp) => {
+                tracing::debug!(parent: self.core.span(), remote = %remote, "refused: too many connections from this address");
+                return Ok(None);
+            }
+            Err(Refused::Shut) => return Err(self.core.closed_error()),
         };
         match self.wrap(stream, remote, membership, proxy, received) {
-            Ok(socket) => Some(socket),
+            Ok(socket) => Ok(Some(socket)),
             Err(e) => {
                 tracing::warn!(parent: self.core.span(), error = %e, "dropped a connection that failed set-up");
-                None
+                Ok(None)
             }
         }
     }
@@ -970,5 +981,77 @@ mod tests {
             let read = client.read_to_end(&mut rest).await;
             assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
         }
+    }
+
+    /// `accept` found the listener open, then a close or a shutdown landed before it admitted
+    /// the connection it took from the kernel (another thread can close in between): the
+    /// connection is not handed out, and is closed unanswered. The steps of `accept` are taken
+    /// one by one here, so that the close lands in that window every time.
+    #[tokio::test]
+    async fn a_close_after_accepts_open_check_hands_nothing_out() {
+        use tokio::io::AsyncReadExt;
+        for shutdown in [false, true] {
+            let selector = SelectorManager::new();
+            let server = crate::a_socket(&selector)
+                .tcp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let port = server.port().unwrap();
+            let inner = &server.inner;
+            let _held_client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let held = server.accept().await.unwrap();
+            let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let (stream, remote) = inner.accept_stream().await.unwrap();
+            inner.core.check_open().unwrap();
+            // The close lands here (a shutdown begins on its first poll).
+            let draining = if shutdown {
+                let mut draining = Box::pin(server.shutdown(Duration::from_secs(10)));
+                let polled = poll_once(draining.as_mut()).await;
+                assert!(polled.is_none(), "ended with a connection open: {polled:?}");
+                Some(draining)
+            } else {
+                server.close();
+                None
+            };
+            let taken = Taken {
+                stream,
+                remote,
+                slot: None,
+                proxy: None,
+                received: Bytes::new(),
+            };
+            let admitted = inner.admit(taken);
+            assert!(
+                matches!(admitted, Err(Error::Closed)),
+                "shutdown: {shutdown}: {admitted:?}"
+            );
+            assert_eq!(server.stats().accepted, 1);
+            assert_eq!(server.stats().open, 1);
+            let mut rest = Vec::new();
+            let read = client.read_to_end(&mut rest).await;
+            assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+            // The shutdown waits for the one connection it counted, and no other.
+            if let Some(draining) = draining {
+                drop(held);
+                let report = tokio::time::timeout(Duration::from_secs(5), draining)
+                    .await
+                    .unwrap();
+                assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
+            }
+        }
+    }
+
+    /// Polls `future` once: its output, if it completed.
+    async fn poll_once<F: std::future::Future>(mut future: Pin<&mut F>) -> Option<F::Output> {
+        std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+            Poll::Ready(output) => Poll::Ready(Some(output)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
     }
 }
