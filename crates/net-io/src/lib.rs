@@ -51,6 +51,7 @@
 //! ```
 
 mod backlog;
+mod buffer;
 mod error;
 mod line;
 mod pipe;

@@ -11,6 +11,7 @@ use memchr::memmem::Finder;
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 use tokio_util::codec::Decoder;
 
+use crate::buffer::Buffer;
 use crate::error::Failure;
 use crate::line::{Scan, Until, scan_line, scan_until};
 use crate::{Backlog, ByteWriteChannel, Error, LineEnding, Result};
@@ -89,7 +90,7 @@ type Source = Box<dyn AsyncRead + Send + Unpin>;
 /// ```
 pub struct ByteReadChannel {
     source: Option<Source>,
-    buf: BytesMut,
+    buf: Buffer,
     eof: bool,
     cancelled: bool,
     /// A transport error that ended the stream; reported again by every later read that needs
@@ -134,7 +135,7 @@ macro_rules! typed_reads {
         pub async fn $name(&mut self) -> Result<$ty> {
             const SIZE: usize = std::mem::size_of::<$ty>();
             self.require(SIZE).await?;
-            let value = self.buf.$get();
+            let value = self.buf.bytes_mut().$get();
             self.publish();
             Ok(value)
         }
@@ -149,7 +150,7 @@ impl ByteReadChannel {
     {
         ByteReadChannel {
             source: Some(Box::new(reader)),
-            buf: BytesMut::new(),
+            buf: Buffer::default(),
             eof: false,
             cancelled: false,
             failed: None,
@@ -173,7 +174,7 @@ impl ByteReadChannel {
         let bytes: Bytes = bytes.into();
         ByteReadChannel {
             source: None,
-            buf: BytesMut::from(&bytes[..]),
+            buf: Buffer::from(BytesMut::from(&bytes[..])),
             eof: true,
             cancelled: false,
             failed: None,
@@ -226,13 +227,7 @@ impl ByteReadChannel {
 
     /// Drops the first `n` buffered bytes, which a read consumed, and tells the backlog.
     fn drop_consumed(&mut self, n: usize) {
-        if n == self.buf.len() {
-            // Emptied: cheaper than `advance`, and the next transport read has the whole
-            // allocation again, with nothing for `reserve` to move back later.
-            self.buf.clear();
-        } else {
-            self.buf.advance(n);
-        }
+        self.buf.consume(n);
         self.publish();
     }
 
@@ -249,7 +244,7 @@ impl ByteReadChannel {
     pub fn cancel(&mut self) {
         self.cancelled = true;
         self.received -= self.buf.len() as u64;
-        self.buf = BytesMut::new();
+        self.buf = Buffer::default();
         self.source = None;
         self.publish();
     }
@@ -516,12 +511,12 @@ impl ByteReadChannel {
         loop {
             match scan_line(&self.buf, usize::MAX, ending, self.eof, 0) {
                 Scan::Line { consumed, .. } => {
-                    self.buf.advance(consumed);
+                    self.buf.consume(consumed);
                     break;
                 }
                 Scan::NeedMore { from } => {
                     // Nothing before `from` ends the line; a CR at `from` may start a CRLF.
-                    self.buf.advance(from);
+                    self.buf.consume(from);
                     ready!(self.poll_fill(cx))?;
                 }
                 Scan::Exhausted | Scan::TooLong => break,
@@ -618,7 +613,7 @@ impl ByteReadChannel {
         let keep = finder.needle().len() - 1;
         loop {
             if let Some(i) = finder.find(&self.buf) {
-                self.buf.advance(i + finder.needle().len());
+                self.buf.consume(i + finder.needle().len());
                 break;
             }
             if self.eof {
@@ -626,7 +621,7 @@ impl ByteReadChannel {
                 break;
             }
             // The delimiter's first bytes may end the buffer.
-            self.buf.advance(self.buf.len().saturating_sub(keep));
+            self.buf.consume(self.buf.len().saturating_sub(keep));
             self.fill().await?;
         }
         self.skip_line = false;
@@ -705,7 +700,7 @@ impl ByteReadChannel {
                         let mut buf = BytesMut::with_capacity(filled + self.buf.len());
                         buf.extend_from_slice(&dst[..filled]);
                         buf.extend_from_slice(&self.buf);
-                        self.buf = buf;
+                        self.buf = Buffer::from(buf);
                         self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
                         self.publish();
                     }
@@ -843,7 +838,7 @@ impl ByteReadChannel {
             let n = usize::try_from(max - skipped)
                 .unwrap_or(usize::MAX)
                 .min(self.buf.len());
-            self.buf.advance(n);
+            self.buf.consume(n);
             skipped += n as u64;
         }
         self.publish();
@@ -1095,12 +1090,12 @@ impl ByteReadChannel {
         loop {
             if self.eof {
                 // No read from the transport follows to clear the backlog: say what is left.
-                let frame = decoder.decode_eof(&mut self.buf);
+                let frame = decoder.decode_eof(self.buf.bytes_mut());
                 self.publish();
                 return Poll::Ready(frame);
             }
             // What is buffered is decoded first, even after a transport error.
-            if let Some(frame) = decoder.decode(&mut self.buf)? {
+            if let Some(frame) = decoder.decode(self.buf.bytes_mut())? {
                 self.publish();
                 return Poll::Ready(Ok(Some(frame)));
             }
@@ -1145,7 +1140,7 @@ impl ByteReadChannel {
     /// Takes `n` buffered bytes.
     fn take(&mut self, n: usize) -> Bytes {
         if n >= ZERO_COPY_MIN {
-            let bytes = self.buf.split_to(n).freeze();
+            let bytes = self.buf.bytes_mut().split_to(n).freeze();
             self.publish();
             bytes
         } else {
@@ -1217,29 +1212,30 @@ impl ByteReadChannel {
                 }
                 Ok(()) => {
                     let n = read_buf.filled().len();
-                    self.buf.reserve(want.max(READ_CHUNK));
-                    self.buf.extend_from_slice(read_buf.filled());
+                    let buf = self.buf.bytes_mut();
+                    buf.reserve(want.max(READ_CHUNK));
+                    buf.extend_from_slice(read_buf.filled());
                     self.received += n as u64;
                     Poll::Ready(Ok(n))
                 }
                 Err(e) => Poll::Ready(Err(self.fail(e))),
             };
         }
-        let spare = self.buf.capacity() - self.buf.len();
+        let spare = self.buf.spare();
         if self.buf.capacity() == 0 {
-            self.buf.reserve(want.max(READ_CHUNK));
+            self.buf.bytes_mut().reserve(want.max(READ_CHUNK));
             self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
         } else if spare < want || spare < READ_CHUNK / 2 {
             // Asking for no more than half a chunk lets `reserve` move the unread tail to the
             // front of the existing allocation instead of allocating, so a steady stream of
             // reads does not allocate.
-            self.buf.reserve(want.max(READ_CHUNK / 2));
+            self.buf.bytes_mut().reserve(want.max(READ_CHUNK / 2));
             self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
         }
         match ready!(tokio_util::io::poll_read_buf(
             Pin::new(source),
             cx,
-            &mut self.buf
+            self.buf.bytes_mut()
         )) {
             Ok(0) => {
                 self.eof = true;
@@ -1256,7 +1252,7 @@ impl ByteReadChannel {
     /// Gives back the (empty) buffer that a large item grew; the next read makes a usual one.
     #[cold]
     fn release(&mut self) {
-        self.buf = BytesMut::new();
+        self.buf = Buffer::default();
         self.oversized = false;
     }
 
