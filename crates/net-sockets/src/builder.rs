@@ -170,7 +170,10 @@ impl TcpSocketBuilder {
 
     /// Binds the connecting socket to `address` before it connects (a chosen source address,
     /// or port). With a host name, only the addresses of `address`'s family are tried;
-    /// [`Error::Resolve`](crate::Error::Resolve) when it has none.
+    /// [`Error::Resolve`](crate::Error::Resolve) when it has none. With a port other than 0
+    /// the attempts are not raced (each would need that port): the next address is tried when
+    /// the one before fails, so bound the whole with [`connect_timeout`](Self::connect_timeout)
+    /// when an address may not answer at all.
     pub fn local_address(mut self, address: impl Into<SocketAddress>) -> Self {
         self.options.local_address = Some(address.into());
         self
@@ -289,7 +292,8 @@ impl TcpSocketBuilder {
 
     /// Connects to `address`. A host name is resolved and every address tried, IPv6 and IPv4
     /// interleaved and raced (a new attempt starts every 250 ms, or as soon as one fails), so
-    /// a dead address family does not stall the connect.
+    /// a dead address family does not stall the connect (one at a time with a fixed local
+    /// port: see [`local_address`](Self::local_address)).
     ///
     /// # Errors
     ///

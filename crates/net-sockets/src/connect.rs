@@ -240,11 +240,18 @@ type Attempt<'a> = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send + '
 
 /// Races connects to `addresses`: the next starts after [`ATTEMPT_DELAY`] or as soon as one
 /// fails; the first to connect wins and the others are dropped (their descriptors closed).
+///
+/// With a fixed local port the attempts cannot overlap (a second one could not bind the port
+/// the first holds): the next starts only when the one before failed.
 async fn race(
     selector: &Arc<SelectorInner>,
     addresses: &[SocketAddr],
     options: &SocketOptions,
 ) -> Result<TcpStream> {
+    let one_at_a_time = matches!(
+        &options.local_address,
+        Some(SocketAddress::Inet(local)) if local.socket_addr().port() != 0
+    );
     let mut attempts: Vec<Attempt<'_>> = Vec::new();
     let mut next = 0;
     let mut start_now = true;
@@ -255,7 +262,8 @@ async fn race(
     };
     std::future::poll_fn(|cx| {
         loop {
-            if next < addresses.len() && (start_now || delay.as_mut().poll(cx).is_ready()) {
+            let due = start_now || (!one_at_a_time && delay.as_mut().poll(cx).is_ready());
+            if next < addresses.len() && due {
                 let address = addresses[next];
                 tracing::debug!(%address, "connect attempt");
                 attempts.push(Box::pin(connect_one(selector, address, options)));
@@ -284,7 +292,7 @@ async fn race(
                 }
                 return Poll::Pending;
             }
-            if start_now || delay.as_mut().poll(cx).is_ready() {
+            if start_now || (!one_at_a_time && delay.as_mut().poll(cx).is_ready()) {
                 continue;
             }
             return Poll::Pending;
@@ -374,6 +382,44 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    /// A fixed local port: a later attempt cannot bind it while an earlier one still holds it,
+    /// so the attempts must not overlap; the next address is tried when the one before fails.
+    #[tokio::test]
+    async fn with_a_fixed_local_port_the_next_address_is_tried_after_a_slow_failure() {
+        let selector = SelectorManager::new();
+        // Stalled at first (SYNs unanswered), refused once the hole closes: a slow failure.
+        let (hole, fillers, slow) = black_hole();
+        let good = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let good_address = good.local_addr().unwrap();
+        let local = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap()
+        };
+        let options = SocketOptions {
+            local_address: Some(local.into()),
+            ..SocketOptions::default()
+        };
+        let addresses = [slow, good_address];
+        let connect = race(selector.inner(), &addresses, &options);
+        let close_hole = async {
+            // Well after a raced second attempt would have started.
+            tokio::time::sleep(ATTEMPT_DELAY * 2).await;
+            drop((hole, fillers));
+            std::future::pending::<()>().await
+        };
+        let stream = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::select! {
+                stream = connect => stream,
+                () = close_hole => unreachable!(),
+            }
+        })
+        .await
+        .expect("connect hung")
+        .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), good_address);
+        assert_eq!(stream.local_addr().unwrap(), local);
     }
 
     #[test]
