@@ -629,3 +629,31 @@ async fn two_shutdowns_at_once_both_report_the_cut_connections_as_cut() {
         }
     }
 }
+
+/// A selector's shutdown reports on the connections open when it began: one made during its
+/// grace period (an outgoing connect, which a shutdown does not refuse) and cut at its end is
+/// none of them, and does not turn one that finished by itself into a cut one.
+#[tokio::test]
+async fn a_connection_made_during_a_selector_shutdown_is_not_in_its_report() {
+    let peer = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let address = peer.local_addr().unwrap();
+    let selector = SelectorManager::new();
+    let open_at_start = within(a_socket(&selector).tcp().connect(address))
+        .await
+        .unwrap();
+    let _first = within(peer.accept()).await.unwrap();
+    let mut shutdown = std::pin::pin!(selector.shutdown(Duration::from_secs(60)));
+    assert!(pending_after_one_poll(shutdown.as_mut()).await);
+    let made_during = within(a_socket(&selector).tcp().connect(address))
+        .await
+        .unwrap();
+    let _second = within(peer.accept()).await.unwrap();
+    // The one open at the start finishes; the one made since is cut by the close.
+    open_at_start.close();
+    selector.close();
+    let report = within(shutdown).await;
+    assert!(made_during.is_closed());
+    assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
+}

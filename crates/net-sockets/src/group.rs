@@ -39,8 +39,11 @@ impl ShutdownReport {
     /// The report of a shutdown that began at `start` and ended at `end`, once everything open
     /// at `start` left.
     ///
-    /// Cuts of connections made after `start` (a selector's connects during its grace period)
-    /// are counted among those open at `start`, never above their number.
+    /// A connection made after the first shutdown of its tally [began](Tally::begin) (a
+    /// selector's connect during the grace period) is late: its cut is no cut in any tally, so
+    /// it never counts among those open at `start`. (With two shutdowns of one selector at once,
+    /// a late connection made between their starts is open at the second's start, and counts
+    /// there as finished even when it is cut; the cuts are clamped to the connections open.)
     pub(crate) fn between(start: Counts, end: Counts) -> ShutdownReport {
         let cuts = usize::try_from(end.cuts.wrapping_sub(start.cuts)).unwrap_or(usize::MAX);
         let cut = cuts.min(start.open);
@@ -55,13 +58,19 @@ impl ShutdownReport {
 /// shutdown reads both at one instant: a connection cut at that very moment is counted either
 /// as open and not yet cut, or as gone and cut, never half of each.
 ///
-/// The low 32 bits count the open connections (a process has far fewer descriptors); the high
-/// 32 bits count the cuts, wrapping.
+/// The low 31 bits count the open connections (a process has far fewer descriptors); bit 31
+/// says that a shutdown [began](Tally::begin); the high 32 bits count the cuts, wrapping.
 #[derive(Debug, Default)]
 pub(crate) struct Tally(AtomicU64);
 
 /// One cut, in a [`Tally`]'s word.
 const ONE_CUT: u64 = 1 << 32;
+
+/// A shutdown began, in a [`Tally`]'s word: connections that join from then on are late.
+const BEGUN: u64 = 1 << 31;
+
+/// The open connections, in a [`Tally`]'s word.
+const OPEN: u64 = BEGUN - 1;
 
 /// [`Tally`]'s counts at one instant.
 #[derive(Clone, Copy, Debug)]
@@ -73,26 +82,39 @@ pub(crate) struct Counts {
 }
 
 impl Tally {
-    /// Counts one more open connection.
-    pub(crate) fn join(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+    /// Counts one more open connection; returns whether it is late: a shutdown
+    /// [began](Self::begin) before it joined.
+    pub(crate) fn join(&self) -> bool {
+        self.0.fetch_add(1, Ordering::AcqRel) & BEGUN != 0
     }
 
-    /// Counts one open connection fewer, and one more cut when `cause` is a cut.
-    pub(crate) fn leave(&self, cause: Cause) {
-        match cause {
-            Cause::Own => self.0.fetch_sub(1, Ordering::AcqRel),
+    /// Counts one open connection fewer, and one more cut when `cause` is a cut of a
+    /// connection that is not `late` (one made after a shutdown began was not open when it
+    /// began: its cut is none of that shutdown's).
+    pub(crate) fn leave(&self, cause: Cause, late: bool) {
+        if cause == Cause::Cut && !late {
             // The open count is at least one, so taking one from it borrows nothing from the
-            // cut count: one step adds one cut and takes one open connection.
-            Cause::Cut => self.0.fetch_add(ONE_CUT - 1, Ordering::AcqRel),
-        };
+            // flag or the cut count: one step adds one cut and takes one open connection.
+            self.0.fetch_add(ONE_CUT - 1, Ordering::AcqRel);
+        } else {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Marks a shutdown begun, and returns the counts at that instant: a connection joins
+    /// either before (and is among those open) or after (and is late).
+    pub(crate) fn begin(&self) -> Counts {
+        Self::split(self.0.fetch_or(BEGUN, Ordering::AcqRel))
     }
 
     /// The counts now.
     pub(crate) fn counts(&self) -> Counts {
-        let word = self.0.load(Ordering::Acquire);
+        Self::split(self.0.load(Ordering::Acquire))
+    }
+
+    fn split(word: u64) -> Counts {
         Counts {
-            open: usize::try_from(word & (ONE_CUT - 1)).unwrap_or(usize::MAX),
+            open: usize::try_from(word & OPEN).unwrap_or(usize::MAX),
             cuts: u32::try_from(word >> 32).unwrap_or(u32::MAX),
         }
     }
@@ -270,7 +292,8 @@ impl Drop for Membership {
                 }
             }
         }
-        self.group.open.leave(self.cause);
+        // Never late: a group admits nothing once a shutdown began.
+        self.group.open.leave(self.cause, false);
         self.group.left.notify_waiters();
     }
 }
@@ -329,7 +352,7 @@ impl Group {
         }
         let key = members.next;
         members.next += 1;
-        self.open.join();
+        let _late = self.open.join();
         drop(members);
         Ok(Membership {
             group: Arc::clone(self),
@@ -491,11 +514,11 @@ mod tests {
             tally.join();
         }
         let start = tally.counts();
-        tally.leave(Cause::Own);
-        tally.leave(Cause::Cut);
+        tally.leave(Cause::Own, false);
+        tally.leave(Cause::Cut, false);
         let counts = tally.counts();
         assert_eq!((counts.open, counts.cuts), (1, 1));
-        tally.leave(Cause::Cut);
+        tally.leave(Cause::Cut, false);
         assert_eq!(
             ShutdownReport::between(start, tally.counts()),
             ShutdownReport {
@@ -503,6 +526,17 @@ mod tests {
                 cut: 2
             }
         );
+        // Begun: a connection joining now is late, and its cut is none.
+        assert!(!tally.join());
+        let begun = tally.begin();
+        assert_eq!((begun.open, begun.cuts), (1, 2));
+        assert!(tally.join());
+        tally.leave(Cause::Cut, true);
+        tally.leave(Cause::Cut, false);
+        let counts = tally.counts();
+        assert_eq!((counts.open, counts.cuts), (0, 3));
+        assert!(tally.join(), "still begun");
+        tally.leave(Cause::Own, true);
         let before_wrap = Counts {
             open: 2,
             cuts: u32::MAX,

@@ -126,7 +126,8 @@ impl SelectorManager {
     ///
     /// The report counts the connected sockets open when it began (accepted and connected
     /// ones): those closed by the selector's close, or cut by a listener's shutdown running at
-    /// the same time, as cut; the others as finished.
+    /// the same time, as cut; the others as finished. Connections made during the grace period
+    /// are not counted, whether they finish or are cut.
     ///
     /// # Cancel safety
     ///
@@ -159,7 +160,9 @@ impl SelectorManager {
         }
         // Counted before the signal: a connection that closes as the signal wakes it (on
         // another thread, before this one reads on) finished within the grace period.
-        let start = inner.open_connections.counts();
+        // Marked begun at the same instant: a connection made from now on (an outgoing
+        // connect during the grace period) is not one of those this shutdown reports on.
+        let start = inner.open_connections.begin();
         inner.draining.begin();
         let timer = {
             let _runtime = inner.handle.enter();
@@ -237,10 +240,11 @@ impl SelectorInner {
     /// Counts a connection open until the guard leaves (or is dropped: the connection closed
     /// by itself).
     pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenConnection {
-        self.open_connections.join();
+        let late = self.open_connections.join();
         OpenConnection {
             selector: Arc::clone(self),
             cause: Cause::Own,
+            late,
         }
     }
 
@@ -349,6 +353,8 @@ pub(crate) struct OpenConnection {
     selector: Arc<SelectorInner>,
     /// Why the connection closed, for the selector's count of cuts.
     cause: Cause,
+    /// Opened after a graceful shutdown began: not among the connections it reports on.
+    late: bool,
 }
 
 impl OpenConnection {
@@ -360,7 +366,7 @@ impl OpenConnection {
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.selector.open_connections.leave(self.cause);
+        self.selector.open_connections.leave(self.cause, self.late);
         self.selector.connection_left.notify_waiters();
     }
 }
