@@ -488,4 +488,62 @@ mod tests {
             );
         }
     }
+
+    /// Bytes from an alphabet that stresses the word check: LF, bytes one off it, bytes that
+    /// differ from it only in the high bit, zero, CR, and any byte.
+    fn lf_hay() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let byte = prop_oneof![
+            Just(b'\n'),
+            Just(0x0b),
+            Just(0x09),
+            Just(0x8a),
+            Just(0x00),
+            Just(b'\r'),
+            any::<u8>(),
+        ];
+        proptest::collection::vec(byte, 0..80)
+    }
+
+    /// Bytes that stress the lossy decoder: pieces of valid multi-byte sequences, lone
+    /// continuation and lead bytes, surrogates, ASCII.
+    fn text_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            proptest::collection::vec(b'a'..=b'z', 1..4),
+            Just("\u{e9}".as_bytes().to_vec()),
+            Just("\u{20ac}".as_bytes().to_vec()),
+            Just("\u{1f600}".as_bytes().to_vec()),
+            Just(vec![0xc3]),
+            Just(vec![0xe2, 0x82]),
+            Just(vec![0xf0, 0x9f, 0x98]),
+            Just(vec![0x80]),
+            Just(vec![0xed, 0xa0, 0x80]),
+            Just(vec![0xc0, 0xaf]),
+            any::<u8>().prop_map(|b| vec![b]),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 2048,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// `find_lf` is the plain search for the first LF, on any bytes.
+        #[test]
+        fn find_lf_is_the_first_lf_on_any_bytes(hay in lf_hay()) {
+            proptest::prop_assert_eq!(find_lf(&hay), hay.iter().position(|&b| b == b'\n'));
+        }
+
+        /// `push_lossy` appends what `String::from_utf8_lossy` makes of any bytes.
+        #[test]
+        fn push_lossy_is_from_utf8_lossy_on_any_bytes(bytes in text_bytes()) {
+            let mut out = String::from("|");
+            push_lossy(&mut out, &bytes);
+            proptest::prop_assert_eq!(out, format!("|{}", String::from_utf8_lossy(&bytes)));
+        }
+    }
 }
