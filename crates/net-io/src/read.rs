@@ -1095,7 +1095,11 @@ impl ByteReadChannel {
                 return Poll::Ready(frame);
             }
             // What is buffered is decoded first, even after a transport error.
-            if let Some(frame) = decoder.decode(self.buf.bytes_mut())? {
+            let frame = decoder.decode(self.buf.bytes_mut());
+            // A decoder may make room for a whole frame itself: the channel gives a buffer
+            // grown that way back too, once it is empty.
+            self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
+            if let Some(frame) = frame? {
                 self.publish();
                 return Poll::Ready(Ok(Some(frame)));
             }

@@ -10,7 +10,7 @@ use std::alloc::System;
 
 use net_io::{ByteChannel, LineEnding};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
-use tokio_util::codec::BytesCodec;
+use tokio_util::codec::{BytesCodec, LengthDelimitedCodec};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -39,6 +39,9 @@ fn large_items_do_not_stay_allocated() {
         a_large_frame_written(true).await;
         for read in 0..4 {
             a_large_item_read(read).await;
+        }
+        for (before, size) in [(0, 300 << 10), (0, LARGE), (200 << 10, 300 << 10)] {
+            a_large_frame_decoded(before, size).await;
         }
     });
 }
@@ -112,6 +115,47 @@ async fn a_large_item_read(read: usize) {
     assert!(
         freed <= USUAL,
         "read {read}: the reader still held {freed} bytes"
+    );
+}
+
+/// After `before` bytes read (a buffer grown, but not past what is given back), a large frame
+/// read with a decoder that makes room for the whole frame itself (tokio-util's
+/// `LengthDelimitedCodec`), then a small one, then reading waits.
+async fn a_large_frame_decoded(before: usize, size: usize) {
+    let (mut output, mut input) = ByteChannel::new(false);
+    let feed = tokio::spawn(async move {
+        output.write_fully(&vec![b'b'; before]).await.unwrap();
+        output.write_u32(size as u32).await.unwrap();
+        output.write_fully(&vec![b'a'; size]).await.unwrap();
+        output.write_u32(3).await.unwrap();
+        output.write_fully(b"xyz").await.unwrap();
+        output.flush().await.unwrap();
+        output
+    });
+    if before > 0 {
+        drop(input.read_bytes(before).await.unwrap());
+    }
+    let mut codec = LengthDelimitedCodec::new();
+    let frame = input.read_frame(&mut codec).await.unwrap().unwrap();
+    assert_eq!(frame.len(), size);
+    drop(frame);
+    let _output = feed.await.unwrap();
+    let small = input.read_frame(&mut codec).await.unwrap().unwrap();
+    assert_eq!(&small[..], b"xyz");
+    drop(small);
+    assert!(
+        futures_poll_once(input.read_frame(&mut codec))
+            .await
+            .is_none(),
+        "nothing more was sent"
+    );
+
+    let held = live();
+    drop(input);
+    let freed = held - live();
+    assert!(
+        freed <= USUAL,
+        "a decoded frame of {size} bytes after {before}: the reader still held {freed} bytes"
     );
 }
 
