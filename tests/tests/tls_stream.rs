@@ -215,3 +215,54 @@ async fn a_tls_stream_reports_a_reset_again_on_every_read() {
         assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET), "read {read}");
     }
 }
+
+/// A `TlsStream` whose selector closes reports `SelectorClosed` on every later read, never an
+/// end of stream: tokio-rustls takes an error of kind `ConnectionAborted` (the kind of
+/// `SelectorClosed`) for the end of reading, and without care the second read would report a
+/// clean end the peer never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_stream_reports_its_selectors_close_again_on_every_read() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("stream ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let server = tokio::spawn(async move {
+        let socket = listener.accept().await.unwrap();
+        socket
+            .tls_server(&config)
+            .await
+            .unwrap()
+            .into_stream()
+            .unwrap()
+    });
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut peer = within(TlsConnector::from(rustls_client(&ca)).connect(localhost(), tcp))
+        .await
+        .unwrap();
+    peer.write_all(b"data").await.unwrap();
+    peer.flush().await.unwrap();
+    let mut stream = within(server).await.unwrap();
+    let mut buf = [0; 4];
+    within(stream.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"data");
+    selector.close();
+    for read in 0..3 {
+        let e = within(stream.read(&mut buf))
+            .await
+            .expect_err(&format!("read {read}: an error, not an end of stream"));
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionAborted,
+            "read {read}: {e:?}"
+        );
+        assert!(
+            matches!(
+                net_sockets::Error::from(e),
+                net_sockets::Error::SelectorClosed
+            ),
+            "read {read}"
+        );
+    }
+    drop(peer);
+}

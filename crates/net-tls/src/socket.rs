@@ -249,7 +249,10 @@ impl Transport for TlsSession {
     type Writer = TlsWrite;
 
     fn reader(&self, _link: &Link) -> Self::Reader {
-        TlsRead(Arc::clone(&self.shared))
+        TlsRead {
+            shared: Arc::clone(&self.shared),
+            aborted: false,
+        }
     }
 
     fn writer(&self, _link: &Link) -> Self::Writer {
@@ -421,9 +424,17 @@ fn drain<D>(
 /// tokio-rustls reads the socket on after it has a record to return, leaving a socket read
 /// waiting; a read that returns ends it, so that `socket_timeout` counts from when the next read
 /// starts waiting.
+///
+/// tokio-rustls takes a socket error of kind [`io::ErrorKind::ConnectionAborted`] (the kind of
+/// `SelectorClosed`, and of `ECONNABORTED`) for the end of reading and reports an end of stream
+/// on every later read; this reader asks the socket again instead, which reports the same error.
 #[doc(hidden)]
 #[derive(Debug)]
-pub struct TlsRead(Shared);
+pub struct TlsRead {
+    shared: Shared,
+    /// A read failed with `ConnectionAborted`: tokio-rustls would now report an end of stream.
+    aborted: bool,
+}
 
 impl AsyncRead for TlsRead {
     fn poll_read(
@@ -431,7 +442,19 @@ impl AsyncRead for TlsRead {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let mut stream = lock(&self.0);
+        let this = self.get_mut();
+        let mut stream = lock(&this.shared);
+        if this.aborted {
+            // The socket reports its failure again (a closed socket, or the OS error it kept);
+            // what it would give otherwise is no plaintext either.
+            let mut scratch = [0u8; 1];
+            let again =
+                Pin::new(&mut stream.get_mut().0).poll_read(cx, &mut ReadBuf::new(&mut scratch));
+            return match again {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                _ => Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into())),
+            };
+        }
         // tokio-rustls's read may write (a last try at a fatal alert): not with this task's
         // wake-up, which would take over the writer's.
         stream.get_mut().0.reading(true);
@@ -449,6 +472,10 @@ impl AsyncRead for TlsRead {
         match read {
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)))
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                this.aborted = true;
+                Poll::Ready(Err(e))
             }
             other => other,
         }
