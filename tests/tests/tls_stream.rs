@@ -266,3 +266,58 @@ async fn a_tls_stream_reports_its_selectors_close_again_on_every_read() {
     }
     drop(peer);
 }
+
+/// A `TlsStream` written to after its own `close` or `poll_shutdown` fails the write, as a plain
+/// stream does: bytes that can never reach the peer (the socket is closed, or `close_notify` and
+/// FIN already went) are not reported as accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_stream_refuses_writes_after_its_close_or_shutdown() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("stream ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    for shutdown in [true, false] {
+        let accepted = {
+            let config = config.clone();
+            let listener = &listener;
+            async move {
+                let socket = listener.accept().await.unwrap();
+                socket
+                    .tls_server(&config)
+                    .await
+                    .unwrap()
+                    .into_stream()
+                    .unwrap()
+            }
+        };
+        let connecting = async {
+            let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            TlsConnector::from(rustls_client(&ca))
+                .connect(localhost(), tcp)
+                .await
+                .unwrap()
+        };
+        let (mut stream, mut peer) = within(async { tokio::join!(accepted, connecting) }).await;
+        if shutdown {
+            within(stream.shutdown()).await.unwrap();
+        } else {
+            stream.close();
+        }
+        for write in 0..2 {
+            let e = within(stream.write(b"lost\n"))
+                .await
+                .expect_err(&format!("shutdown {shutdown}, write {write}"));
+            if shutdown {
+                assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e:?}");
+            } else {
+                let e = net_sockets::Error::from(e);
+                assert!(matches!(e, net_sockets::Error::Closed), "{e:?}");
+            }
+        }
+        // The peer sees the clean end it was sent, and nothing after it.
+        let mut rest = Vec::new();
+        within(peer.read_to_end(&mut rest)).await.unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
+    }
+}

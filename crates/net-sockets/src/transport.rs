@@ -139,6 +139,17 @@ impl RawStream {
         tokio::time::sleep(duration)
     }
 
+    /// Fails with the close error ([`Error::Closed`](crate::Error::Closed) or
+    /// [`Error::SelectorClosed`](crate::Error::SelectorClosed)) once the socket is closed: for a
+    /// layer that must not take bytes a closed socket can never send.
+    ///
+    /// # Errors
+    ///
+    /// As said.
+    pub fn check_open(&self) -> io::Result<()> {
+        self.link.conn.core().check_open().map_err(io::Error::from)
+    }
+
     /// The connection.
     pub fn link(&self) -> &Link {
         &self.link

@@ -195,6 +195,9 @@ pub struct TlsSession {
     session: Session,
     /// A write or flush through TLS failed: the session must not end with `close_notify`.
     failed: Arc<AtomicBool>,
+    /// `close_notify` is queued (set under the session's lock): nothing written after it can
+    /// reach the peer.
+    ended: Arc<AtomicBool>,
 }
 
 impl TlsSession {
@@ -203,6 +206,7 @@ impl TlsSession {
             shared: Arc::new(Mutex::new(stream)),
             session,
             failed: Arc::new(AtomicBool::new(false)),
+            ended: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -259,6 +263,7 @@ impl Transport for TlsSession {
         TlsWrite {
             shared: Arc::clone(&self.shared),
             failed: Arc::clone(&self.failed),
+            ended: Arc::clone(&self.ended),
         }
     }
 
@@ -268,6 +273,7 @@ impl Transport for TlsSession {
             return Ending::Graceful;
         }
         let mut stream = lock(&self.shared);
+        self.ended.store(true, Ordering::Release);
         stream.get_mut().1.send_close_notify();
         send_owed(&mut stream);
         Ending::Graceful
@@ -487,11 +493,15 @@ impl AsyncRead for TlsRead {
 /// A write that fails took none of its bytes, so retrying it after a `Timeout` sends each byte
 /// once; a write or flush that succeeds ends any socket write it left waiting, so that
 /// `socket_timeout` counts from when the next one starts waiting.
+///
+/// A write after `close_notify` (from `poll_shutdown` or the socket's `close`), or once the
+/// socket is closed, fails before rustls takes anything: its bytes could never reach the peer.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TlsWrite {
     shared: Shared,
     failed: Arc<AtomicBool>,
+    ended: Arc<AtomicBool>,
 }
 
 impl TlsWrite {
@@ -520,6 +530,17 @@ impl AsyncWrite for TlsWrite {
             return Poll::Ready(Ok(0));
         }
         let mut stream = lock_for_writing(&self.shared);
+        // Nothing written after close_notify or the socket's close can reach the peer: fail
+        // before rustls takes the bytes (it would, and the call would succeed).
+        if let Err(e) = stream.get_ref().0.check_open() {
+            return Poll::Ready(Err(e));
+        }
+        if self.ended.load(Ordering::Acquire) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "written after close_notify was sent",
+            )));
+        }
         // rustls directly, not tokio-rustls's `poll_write`: that one reports the socket's error
         // from a call whose bytes rustls already took.
         let result = match &mut *stream {
@@ -552,7 +573,10 @@ impl AsyncWrite for TlsWrite {
                 "an earlier write failed; the session ends without close_notify",
             )));
         }
-        let result = Pin::new(&mut *lock_for_writing(&self.shared)).poll_shutdown(cx);
+        let mut stream = lock_for_writing(&self.shared);
+        self.ended.store(true, Ordering::Release);
+        let result = Pin::new(&mut *stream).poll_shutdown(cx);
+        drop(stream);
         self.check(result)
     }
 }
