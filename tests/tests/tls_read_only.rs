@@ -1,7 +1,8 @@
 //! The round-two TLS rules (SPEC §4.1) that concern a connection's quiet side:
 //!
 //! - after the peer's KeyUpdate, a side that only read still reads, and its later writes work
-//!   (both directions: our server and our client each face a tokio-rustls peer);
+//!   (both directions: our server and our client each face a tokio-rustls peer), also while
+//!   the socket's writer, in another task, waits for a full socket;
 //! - a fatal alert we owe the peer (for a corrupted record) is sent although we never write;
 //! - the handshake timer runs on the selector's runtime, whatever executor polls the handshake;
 //! - a failed write never ends with `close_notify`: the peer sees truncation;
@@ -697,5 +698,58 @@ async fn a_tls_write_whose_bytes_were_taken_succeeds_and_the_next_reports_the_so
             "{e:?}"
         );
     }
+    server.close();
+}
+
+/// The two channels of one TLS socket share its session, each in a task of its own: our
+/// server's writer waits for a full socket (the client reads nothing) while its reader takes a
+/// KeyUpdate (update requested) and the line after it. Neither blocks the other: the reader
+/// gets the line while the writer still waits, and once the client reads, the writer's bytes
+/// — those encrypted before the update, the KeyUpdate reply, those after it — all arrive in
+/// order and decrypt, followed by a clean end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_writer_and_a_reader_taking_a_key_update_share_the_session() {
+    /// More than loopback's socket buffers hold.
+    const FILL: usize = 32 << 20;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("shared session ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let (mut server, mut client) = handshake(&listener, port, &ca, &config).await;
+    assert_eq!(server.protocol_version(), Some(TlsVersion::Tls13));
+    let mut input = server.open_read_channel().unwrap();
+    let mut output = server.open_write_channel(false).unwrap();
+
+    let (waiting, writer_waits) = oneshot::channel();
+    let writer = tokio::spawn(async move {
+        let big = net_tests::payload(FILL);
+        {
+            let mut writing = pin!(output.write_fully(&big));
+            assert!(net_tests::pending_after_one_poll(writing.as_mut()).await);
+            let _ = waiting.send(());
+            writing.await.unwrap();
+        }
+        output.write_string_utf8("after the fill\n").await.unwrap();
+        output.flush_and_close().await.unwrap();
+    });
+    within(writer_waits).await.unwrap();
+
+    client.get_mut().1.refresh_traffic_keys().unwrap();
+    client.write_all(b"under new keys\n").await.unwrap();
+    client.flush().await.unwrap();
+    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("under new keys"));
+    assert!(!writer.is_finished(), "the writer waits for the client");
+
+    let mut received = Vec::with_capacity(FILL + 64);
+    within(client.read_to_end(&mut received)).await.unwrap();
+    within(writer).await.unwrap();
+    let (data, rest) = received.split_at(FILL.min(received.len()));
+    assert!(
+        data == net_tests::payload(FILL).as_slice(),
+        "the fill arrived changed"
+    );
+    assert_eq!(rest, b"after the fill\n");
     server.close();
 }
