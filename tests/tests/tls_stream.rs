@@ -321,3 +321,57 @@ async fn a_tls_stream_refuses_writes_after_its_close_or_shutdown() {
         assert!(rest.is_empty(), "{rest:?}");
     }
 }
+
+/// A `TlsStream` that half-closed (`poll_shutdown`: `close_notify` and FIN) and then sees its
+/// peer end without `close_notify` reports the truncation on every later read. (With both
+/// directions done the socket closes itself, and a read that asked it again would report
+/// `Closed` instead.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_closed_tls_stream_reports_a_truncation_again_on_every_read() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("stream ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let accepted = async {
+        let socket = listener.accept().await.unwrap();
+        socket
+            .tls_server(&config)
+            .await
+            .unwrap()
+            .into_stream()
+            .unwrap()
+    };
+    let connecting = async {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        TlsConnector::from(rustls_client(&ca))
+            .connect(localhost(), tcp)
+            .await
+            .unwrap()
+    };
+    let (mut stream, mut peer) = within(async { tokio::join!(accepted, connecting) }).await;
+    within(stream.write_all(b"bye\n")).await.unwrap();
+    within(stream.shutdown()).await.unwrap();
+    let mut received = Vec::new();
+    within(peer.read_to_end(&mut received)).await.unwrap();
+    assert_eq!(received, b"bye\n");
+    // The peer ends its side without close_notify.
+    let (tcp, _) = peer.into_inner();
+    drop(tcp);
+    let mut buf = [0; 16];
+    for read in 0..3 {
+        let e = within(stream.read(&mut buf))
+            .await
+            .expect_err(&format!("read {read}: a truncation, not an end of stream"));
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof,
+            "read {read}: {e:?}"
+        );
+        assert!(
+            e.get_ref()
+                .is_some_and(|inner| inner.is::<net_tls::Truncated>()),
+            "read {read}: {e:?}"
+        );
+    }
+}

@@ -255,7 +255,7 @@ impl Transport for TlsSession {
     fn reader(&self, _link: &Link) -> Self::Reader {
         TlsRead {
             shared: Arc::clone(&self.shared),
-            aborted: false,
+            ended: None,
         }
     }
 
@@ -431,15 +431,31 @@ fn drain<D>(
 /// waiting; a read that returns ends it, so that `socket_timeout` counts from when the next read
 /// starts waiting.
 ///
-/// tokio-rustls takes a socket error of kind [`io::ErrorKind::ConnectionAborted`] (the kind of
-/// `SelectorClosed`, and of `ECONNABORTED`) for the end of reading and reports an end of stream
-/// on every later read; this reader asks the socket again instead, which reports the same error.
+/// Every read after a failure reports it again, as it was: a truncation (rustls would ask the
+/// socket again, which, closed meanwhile because both directions finished, would say `Closed`),
+/// and an error of kind [`io::ErrorKind::ConnectionAborted`] (the kind of `SelectorClosed`, and
+/// of `ECONNABORTED`), which tokio-rustls takes for the end of reading and answers with an end
+/// of stream from then on (here the socket is asked again, and reports the same error).
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TlsRead {
     shared: Shared,
-    /// A read failed with `ConnectionAborted`: tokio-rustls would now report an end of stream.
-    aborted: bool,
+    /// How reading ended, when tokio-rustls would not report it again as it was.
+    ended: Option<ReadEnd>,
+}
+
+/// A failure of a [`TlsRead`] that it reports again itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadEnd {
+    /// The peer ended the stream without `close_notify`.
+    Truncated,
+    /// The socket failed with `ConnectionAborted`.
+    Aborted,
+}
+
+/// The error of a read that found the stream truncated.
+fn truncated() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)
 }
 
 impl AsyncRead for TlsRead {
@@ -449,8 +465,11 @@ impl AsyncRead for TlsRead {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.ended == Some(ReadEnd::Truncated) {
+            return Poll::Ready(Err(truncated()));
+        }
         let mut stream = lock(&this.shared);
-        if this.aborted {
+        if this.ended == Some(ReadEnd::Aborted) {
             // The socket reports its failure again (a closed socket, or the OS error it kept);
             // what it would give otherwise is no plaintext either.
             let mut scratch = [0u8; 1];
@@ -477,10 +496,11 @@ impl AsyncRead for TlsRead {
         }
         match read {
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)))
+                this.ended = Some(ReadEnd::Truncated);
+                Poll::Ready(Err(truncated()))
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => {
-                this.aborted = true;
+                this.ended = Some(ReadEnd::Aborted);
                 Poll::Ready(Err(e))
             }
             other => other,
