@@ -76,6 +76,30 @@ async fn a_reset_is_reported_again_by_a_socket_stream() {
     }
 }
 
+/// A socket stream that half-closed, then read the peer's end of stream, keeps reading it as
+/// an end of stream (tokio's convention), though both directions being done closed the socket.
+#[tokio::test]
+async fn a_socket_stream_reads_the_end_of_stream_again_after_both_directions_finished() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let address = ("127.0.0.1", listener.port().unwrap());
+    let mut peer = TcpStream::connect(address).await.unwrap();
+    let mut stream = within(listener.accept())
+        .await
+        .unwrap()
+        .into_stream()
+        .unwrap();
+    within(stream.shutdown()).await.unwrap();
+    let mut rest = Vec::new();
+    within(peer.read_to_end(&mut rest)).await.unwrap();
+    peer.shutdown().await.unwrap();
+    let mut buf = [0; 16];
+    for read in 0..3 {
+        let n = within(stream.read(&mut buf)).await;
+        assert!(matches!(n, Ok(0)), "read {read}: {n:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_local_close_and_a_selector_close_are_reported_again_with_their_variants() {
     let selector = SelectorManager::new();

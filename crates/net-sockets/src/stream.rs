@@ -635,6 +635,9 @@ pub struct ReadHalf {
     /// channel to remember the failure (a `SocketStream`, a TLS layer) would take for a clean
     /// end or a truncation.
     failed: Option<i32>,
+    /// The end of stream was read: later reads read it again (once both directions are done
+    /// the socket closes itself, and a read of a closed socket would fail).
+    ended: bool,
 }
 
 impl ReadHalf {
@@ -657,6 +660,7 @@ impl ReadHalf {
             half: Half::new(conn),
             received,
             failed: None,
+            ended: false,
         }
     }
 
@@ -702,6 +706,9 @@ impl AsyncRead for ReadHalf {
         if let Some(code) = this.failed {
             return Poll::Ready(Err(io::Error::from_raw_os_error(code)));
         }
+        if this.ended {
+            return Poll::Ready(Ok(()));
+        }
         let half = &mut this.half;
         if half.conn.corked() {
             half.conn.uncork_for_reader();
@@ -722,6 +729,7 @@ impl AsyncRead for ReadHalf {
             if conn.core.is_closed() {
                 return Poll::Ready(Err(conn.core.closed_error().into()));
             }
+            this.ended = true;
             conn.finish(READ_DONE);
         }
         Poll::Ready(Ok(()))
