@@ -283,3 +283,91 @@ fn max_connections_holds_new_clients_until_a_place_frees() {
     second.read_exact(&mut byte).unwrap();
     assert_eq!(&byte, b"2");
 }
+
+/// What a reader of `stream` sees after the bytes it already has: `Ok(n)` for a clean end of
+/// stream after `n` more bytes, or the error (a reset).
+async fn rest_of(mut stream: tokio::net::TcpStream) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut rest = Vec::new();
+    tokio::time::timeout(HANG_LIMIT, stream.read_to_end(&mut rest))
+        .await
+        .expect("the connection ends")
+}
+
+/// A reset on one side is never passed on as a clean end of stream (which would make a cut
+/// request or response look complete): the proxy resets the other side too. So does a client
+/// whose upstream cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_on_either_side_reaches_the_other_as_a_reset_never_a_clean_end() {
+    use std::io::ErrorKind::ConnectionReset;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_port = listener.local_addr().unwrap().port();
+    let (mut proxy, port) = start_proxy(up_port, &[]);
+
+    // The client resets in the middle of its request, once the upstream has the first half.
+    let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut upstream, _) = listener.accept().await.unwrap();
+    client.write_all(b"half a request").await.unwrap();
+    upstream.read_exact(&mut [0; 14]).await.unwrap();
+    net_tests::fault::reset(client);
+    let end = rest_of(upstream).await;
+    assert_eq!(end.map_err(|e| e.kind()), Err(ConnectionReset));
+    proxy.stdout_line_where("the first connection's end", |l| l.contains("reset"));
+
+    // The upstream resets in the middle of its response, once the client has the first half.
+    let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut upstream, _) = listener.accept().await.unwrap();
+    upstream.write_all(b"half a response").await.unwrap();
+    client.read_exact(&mut [0; 15]).await.unwrap();
+    net_tests::fault::reset(upstream);
+    let end = rest_of(client).await;
+    assert_eq!(end.map_err(|e| e.kind()), Err(ConnectionReset));
+    proxy.stdout_line_where("the second connection's end", |l| l.contains("reset"));
+
+    // Nobody listens upstream any more: the client is reset, not shown a clean end.
+    drop(listener);
+    let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    client.write_all(b"a request").await.unwrap();
+    let end = rest_of(client).await;
+    assert_eq!(end.map_err(|e| e.kind()), Err(ConnectionReset));
+    proxy.stdout_line_where("the third connection's end", |l| {
+        l.ends_with("cannot connect upstream: Connection refused (os error 111)")
+    });
+}
+
+/// With TLS terminated at the proxy, a client whose session ends without `close_notify` (a
+/// truncation) gets its upstream reset, not shown a clean end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_cut_without_close_notify_resets_the_upstream() {
+    use net_tests::tls::{localhost, rustls_client};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let pki = Pki::generate();
+    let files = pki.temp_files();
+    let (chain, key) = (path_arg(&files.server_chain), path_arg(&files.server_key));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_port = listener.local_addr().unwrap().port();
+    let (mut proxy, port) = start_proxy(up_port, &["--tls-cert", chain, "--tls-key", key]);
+
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(rustls_client(&pki.ca));
+    let mut tls = connector.connect(localhost(), tcp).await.unwrap();
+    let (mut upstream, _) = listener.accept().await.unwrap();
+    tls.write_all(b"half a request").await.unwrap();
+    tls.flush().await.unwrap();
+    upstream.read_exact(&mut [0; 14]).await.unwrap();
+    // The TCP connection ends (FIN) without TLS's `close_notify`.
+    let (tcp, _) = tls.into_inner();
+    drop(tcp);
+    let end = rest_of(upstream).await;
+    assert_eq!(
+        end.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
+    proxy.stdout_line_where("the connection's end", |l| l.starts_with("127.0.0.1:"));
+}

@@ -11,8 +11,11 @@
 //! When one side finishes sending (FIN, or TLS `close_notify` then FIN), the proxy half-closes
 //! the other side's write direction and keeps forwarding the other way until that finishes
 //! too, so a client that sends its request and shuts down its write side still gets the
-//! whole response. It prints one line per connection: `CLIENT -> UPSTREAM: N bytes up, M bytes
-//! down` (up is client to upstream), or what went wrong.
+//! whole response. A side that fails instead (a reset, a TLS session cut without
+//! `close_notify`) is not passed on as a clean end, which would make a cut request or response
+//! look complete: the proxy resets the other side too, as it resets a client whose upstream
+//! cannot be reached. It prints one line per connection: `CLIENT -> UPSTREAM: N bytes up, M
+//! bytes down` (up is client to upstream), or what went wrong.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,8 +24,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use net_sockets::{SelectorManager, Socket, SocketAddress, a_socket};
-use net_tls::{TlsExt, TlsServerConfig};
+use net_sockets::{SelectorManager, Socket, SocketAddress, SocketStream, a_socket};
+use net_tls::{TlsExt, TlsServerConfig, TlsSocket, TlsStream};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
@@ -156,21 +159,42 @@ async fn relay(client: Socket, route: &Route) -> anyhow::Result<(u64, u64)> {
                 .tls_server(config)
                 .await
                 .context("TLS handshake failed")?;
-            let upstream = connect_upstream(route, header).await?;
+            let upstream = connect_upstream(route, header)
+                .await
+                .inspect_err(|_| tls.reset_on_close())?;
             copy_both_ways(tls.into_stream()?, upstream).await
         }
         None => {
-            let upstream = connect_upstream(route, header).await?;
+            let upstream = connect_upstream(route, header)
+                .await
+                .inspect_err(|_| client.reset_on_close())?;
             copy_both_ways(client.into_stream()?, upstream).await
         }
     }
 }
 
+/// A connection that can be made to end with a reset (RST) instead of a clean end of stream.
+trait ResetOnClose {
+    /// Sets `SO_LINGER` 0, so that the close which follows sends RST and the peer cannot take
+    /// the end for a clean one. Best effort: a socket that is closed already needs nothing.
+    fn reset_on_close(&self);
+}
+
+/// [`ResetOnClose`] for the connections a relay holds, before and after `into_stream`.
+macro_rules! reset_on_close {
+    ($($connection:ty),*) => {$(
+        impl ResetOnClose for $connection {
+            fn reset_on_close(&self) {
+                let _ = self.with_sock_ref(|socket| socket.set_linger(Some(Duration::ZERO)));
+            }
+        }
+    )*};
+}
+
+reset_on_close!(Socket, TlsSocket, SocketStream, TlsStream);
+
 /// Connects to UPSTREAM and sends `header` first.
-async fn connect_upstream(
-    route: &Route,
-    header: Option<Vec<u8>>,
-) -> anyhow::Result<net_sockets::SocketStream> {
+async fn connect_upstream(route: &Route, header: Option<Vec<u8>>) -> anyhow::Result<SocketStream> {
     let (host, port) = &route.upstream;
     let upstream = a_socket(&route.selector)
         .tcp()
@@ -189,13 +213,20 @@ async fn connect_upstream(
 }
 
 /// Copies both ways until both directions have finished, half-closing each direction's
-/// destination when its source ends.
+/// destination when its source ends. When either side fails (a reset, a TLS session cut
+/// without `close_notify`), both are reset: a failure is never passed on as a clean end.
 async fn copy_both_ways(
-    mut client: impl AsyncRead + AsyncWrite + Unpin,
-    mut upstream: impl AsyncRead + AsyncWrite + Unpin,
+    mut client: impl AsyncRead + AsyncWrite + Unpin + ResetOnClose,
+    mut upstream: SocketStream,
 ) -> anyhow::Result<(u64, u64)> {
-    let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
-    Ok(copied)
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok(copied) => Ok(copied),
+        Err(e) => {
+            client.reset_on_close();
+            upstream.reset_on_close();
+            Err(e.into())
+        }
+    }
 }
 
 /// The PROXY v2 header for a client at `client` that reached us at `local`; `LOCAL` (no
