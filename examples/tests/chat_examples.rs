@@ -235,3 +235,24 @@ fn sigterm_says_goodbye_to_every_member_and_stops() {
     left.sort();
     assert_eq!(left, ["alice left", "bob left"]);
 }
+
+/// A line over the limit where the nick is expected gets the notice a member's over-long line
+/// gets, then the end of the connection (not a reset that destroys the notice); the room is
+/// not disturbed.
+#[test]
+fn an_over_long_line_for_a_nick_is_told_then_ends_that_connection() {
+    let (mut server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut long = LineClient::connect(port);
+    long.expect("Your name?");
+    long.send(&"n".repeat(100_000));
+    long.expect("* Line too long (limit 8192 bytes), goodbye.");
+    long.expect_end();
+    server.stdout_line_where("the connection's end", |l| {
+        l.ends_with("ended: line longer than the limit of 8192 bytes")
+    });
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    bob.send("hi");
+    alice.expect("bob: hi");
+}

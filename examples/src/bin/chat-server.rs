@@ -269,6 +269,15 @@ async fn chat(mut socket: Socket, room: Arc<Room>) {
                 finish(&socket, &mut input, &mut output, told).await;
                 return;
             }
+            Err(e @ net_io::Error::TooLongLine { limit }) => {
+                // Told as a member's over-long line is, and drained so that the notice is not
+                // destroyed by a reset.
+                examples::say!("Connection with {remote} ended: {e}");
+                let notice = format!("* Line too long (limit {limit} bytes), goodbye.\n");
+                let _ = output.write_string_utf8(&notice).await;
+                finish(&socket, &mut input, &mut output, false).await;
+                return;
+            }
             Err(e) => {
                 examples::say!("Connection with {remote} ended: {e}");
                 socket.close();
