@@ -378,3 +378,22 @@ async fn plain_text_pipelined_after_starttls_is_never_run_as_a_command() {
         .unwrap();
     assert!(failed.starts_with("Handshake with 127.0.0.1:"), "{failed}");
 }
+
+/// Replies to pipelined commands may wait for each other, but never for a command that has
+/// not fully arrived: with the start of the next command buffered, the reply to the last whole
+/// one leaves before the server waits for the rest (RFC 2920: flush before waiting for input).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_next_command_does_not_hold_back_the_reply() {
+    let (_server, port, _) = start_server(&[]);
+    let mut stream = plain_ehlo(port).await;
+    stream.write_all(b"NOOP\r\nNOOP\r\nNO").await.unwrap();
+    for _ in 0..2 {
+        let reply = tokio::time::timeout(HANG_LIMIT, read_reply(&mut stream))
+            .await
+            .expect("the replies to the whole commands come without the rest");
+        assert_eq!(reply, ["250 OK"]);
+    }
+    stream.write_all(b"OP\r\nQUIT\r\n").await.unwrap();
+    assert_eq!(read_reply(&mut stream).await, ["250 OK"]);
+    assert_eq!(read_reply(&mut stream).await, ["221 Bye"]);
+}

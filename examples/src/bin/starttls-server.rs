@@ -134,7 +134,8 @@ enum Next {
 }
 
 /// Answers commands until one of them changes the connection. Replies to pipelined commands
-/// are sent together, when no further command is waiting (RFC 2920).
+/// are sent together, when no further whole command is waiting (RFC 2920): the replies are
+/// flushed before the server waits for input, also when the start of a command is buffered.
 async fn converse(
     input: &mut ByteReadChannel,
     output: &mut ByteWriteChannel,
@@ -142,7 +143,18 @@ async fn converse(
     secure: bool,
 ) -> net_io::Result<Next> {
     loop {
-        let line = match input.read_line(COMMAND_LIMIT, LineEnding::Default).await {
+        // A whole command that is already here is answered first; otherwise the replies so
+        // far leave before the wait. `read_line` is cancel safe: a line is consumed only
+        // when it is there whole.
+        let line = tokio::select! {
+            biased;
+            line = input.read_line(COMMAND_LIMIT, LineEnding::Default) => line,
+            () = std::future::ready(()) => {
+                output.flush().await?;
+                input.read_line(COMMAND_LIMIT, LineEnding::Default).await
+            }
+        };
+        let line = match line {
             Ok(Some(line)) => line,
             Ok(None) => return Ok(Next::Close),
             Err(net_io::Error::TooLongLine { .. }) => {
@@ -156,7 +168,7 @@ async fn converse(
         };
         let (reply, next) = reply(&line, host, secure);
         output.write_string_utf8(&reply).await?;
-        if next.is_some() || input.available_for_read() == 0 {
+        if next.is_some() {
             output.flush().await?;
         }
         if let Some(next) = next {
