@@ -375,3 +375,38 @@ async fn a_half_closed_tls_stream_reports_a_truncation_again_on_every_read() {
         );
     }
 }
+
+/// A read into an empty buffer completes at once (tokio's convention), with nothing to read
+/// and the peer silent; reading then goes on as usual.
+#[tokio::test]
+async fn a_tls_stream_read_into_an_empty_buffer_does_not_wait() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("stream ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let accepted = async {
+        let socket = listener.accept().await.unwrap();
+        socket
+            .tls_server(&config)
+            .await
+            .unwrap()
+            .into_stream()
+            .unwrap()
+    };
+    let connecting = async {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        TlsConnector::from(rustls_client(&ca))
+            .connect(localhost(), tcp)
+            .await
+            .unwrap()
+    };
+    let (mut stream, mut peer) = within(async { tokio::join!(accepted, connecting) }).await;
+    let n = within(stream.read(&mut [])).await.unwrap();
+    assert_eq!(n, 0);
+    peer.write_all(b"after\n").await.unwrap();
+    peer.flush().await.unwrap();
+    let mut buf = [0; 6];
+    within(stream.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"after\n");
+}

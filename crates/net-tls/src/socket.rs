@@ -465,6 +465,10 @@ impl AsyncRead for TlsRead {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if buf.remaining() == 0 {
+            // Nothing to read into: done at once, as tokio's own reads are.
+            return Poll::Ready(Ok(()));
+        }
         if this.ended == Some(ReadEnd::Truncated) {
             return Poll::Ready(Err(truncated()));
         }
