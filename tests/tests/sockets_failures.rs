@@ -134,6 +134,31 @@ async fn a_local_close_and_a_selector_close_are_reported_again_with_their_varian
     }
 }
 
+/// A socket closed before its selector reports its own close, also when nothing read it before
+/// the selector closed: the error names the close that happened.
+#[tokio::test]
+async fn a_socket_closed_before_its_selector_reports_its_own_close() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (client, server) = connected_pair(&selector, &listener).await;
+    let mut server = server.connection().unwrap();
+    let mut client = client.connection().unwrap();
+    server.socket.close();
+    selector.close();
+    for _ in 0..2 {
+        let e = within(server.input.read_u8()).await.unwrap_err();
+        assert!(
+            matches!(Error::from(e), Error::Closed),
+            "read after both closes"
+        );
+    }
+    let e = within(client.input.read_u8()).await.unwrap_err();
+    assert!(
+        matches!(Error::from(e), Error::SelectorClosed),
+        "the selector closed it"
+    );
+}
+
 /// Writes until a write fails (the peer reads nothing), returning the error.
 async fn write_until_stuck(output: &mut ByteWriteChannel) -> net_io::Error {
     net_tests::loopback::write_until_error(output, &payload(64 * 1024)).await

@@ -25,7 +25,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -63,6 +63,11 @@ pub(crate) trait SocketIo: AsFd + Send + Sync + 'static {}
 
 impl<S: AsFd + Send + Sync + 'static> SocketIo for S {}
 
+/// [`Core::closed_as`] values.
+const OPEN: u8 = 0;
+const CLOSED_HERE: u8 = 1;
+const CLOSED_BY_SELECTOR: u8 = 2;
+
 /// The lifecycle every socket shares; `S` is the tokio socket it holds.
 pub(crate) struct Core<S: SocketIo> {
     io: Mutex<Option<Arc<S>>>,
@@ -73,6 +78,9 @@ pub(crate) struct Core<S: SocketIo> {
     /// Set first by `close`: checked on every operation, where `token.is_cancelled()` would take
     /// the token's lock.
     closing: AtomicBool,
+    /// Which close came first, for the error every later operation reports: `OPEN` until
+    /// then, `CLOSED_HERE` or `CLOSED_BY_SELECTOR`.
+    closed_as: AtomicU8,
     selector: Arc<SelectorInner>,
     id: Option<u64>,
     on_release: Option<OnRelease>,
@@ -147,6 +155,7 @@ impl<S: SocketIo> Core<S> {
                 io: Mutex::new(Some(io)),
                 token: selector.token().child_token(),
                 closing: AtomicBool::new(false),
+                closed_as: AtomicU8::new(OPEN),
                 id: selector.register(me.clone() as Weak<dyn Release>).ok(),
                 selector: Arc::clone(selector),
                 on_release: setup.on_release,
@@ -254,6 +263,16 @@ impl<S: SocketIo> Core<S> {
     /// Closes the socket, as [`close`](Self::close), for `cause`: the first call's mode and
     /// cause win.
     pub(crate) fn close_as(&self, mode: CloseMode, cause: Cause) {
+        // The first close names the error (a socket closed before its selector reports its own
+        // close, whenever it is asked).
+        let closed_as = if self.selector.is_closed() {
+            CLOSED_BY_SELECTOR
+        } else {
+            CLOSED_HERE
+        };
+        let _ =
+            self.closed_as
+                .compare_exchange(OPEN, closed_as, Ordering::AcqRel, Ordering::Acquire);
         self.closing.store(true, Ordering::Release);
         let io = lock(&self.io).take();
         if let Some(io) = io {
@@ -310,7 +329,12 @@ impl<S: SocketIo> Core<S> {
 
     /// [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed.
     pub(crate) fn closed_error(&self) -> Error {
-        Error::closed(self.selector.is_closed())
+        match self.closed_as.load(Ordering::Acquire) {
+            CLOSED_HERE => Error::Closed,
+            CLOSED_BY_SELECTOR => Error::SelectorClosed,
+            // Not closed yet: an operation failed as its selector closes.
+            _ => Error::closed(self.selector.is_closed()),
+        }
     }
 
     /// Fails with the close error once closed.
