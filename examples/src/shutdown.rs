@@ -9,7 +9,9 @@
 //! 2. print `Shutting down (N open)`; the listener closes at once (new connects are refused);
 //! 3. every connection learns that shutdown began; each finishes the reply it is writing, says
 //!    goodbye in its own protocol and closes;
-//! 4. the listener waits for them at most the grace period, then closes those still open;
+//! 4. the listener waits for them at most the grace period, then closes those still open; a
+//!    second SIGINT or SIGTERM ends the wait at once (`Second signal: not waiting for the grace
+//!    period`), as a second Ctrl-C ends most servers;
 //! 5. print `Server stopped`.
 
 use std::time::Duration;
@@ -57,7 +59,8 @@ impl Signals {
 }
 
 /// Accepts connections on `server` until SIGINT or SIGTERM, then shuts down gracefully (the
-/// steps are in the [module docs](self)); returns when the server has stopped.
+/// steps are in the [module docs](self)), or at once on a second signal; returns when the
+/// server has stopped.
 ///
 /// `accepted` is called for each accepted socket; it decides what to do with it (usually spawn
 /// a task that serves it and watches its shutdown signal).
@@ -79,7 +82,14 @@ pub async fn serve_until_signal(
         }
     }
     crate::say!("Shutting down ({} open)", server.stats().open);
-    let report = server.shutdown(grace).await;
+    let report = tokio::select! {
+        report = server.shutdown(grace) => report,
+        () = signals.recv() => {
+            crate::say!("Second signal: not waiting for the grace period");
+            // The shutdown begun above stays begun; this one closes what is still open now.
+            server.shutdown(Duration::ZERO).await
+        }
+    };
     if report.cut > 0 {
         crate::say!(
             "Closed {} connection{} still open after the grace period",

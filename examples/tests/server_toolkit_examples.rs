@@ -87,6 +87,31 @@ fn a_client_that_never_leaves_is_cut_after_the_grace_period() {
 }
 
 #[test]
+fn a_second_signal_closes_what_is_open_without_waiting_out_the_grace_period() {
+    let (mut server, port) = start(&["--grace", "60"]);
+    let mut stubborn = greeted(port);
+    server.stdout_line_where("accept", |l| l.starts_with("Accepted "));
+
+    server.signal("INT");
+    assert_eq!(server.stdout_line(), "Shutting down (1 open)");
+    stubborn.expect("Server is shutting down");
+    let signalled = Instant::now();
+    server.signal("TERM");
+    let finished = server.finish();
+    assert!(signalled.elapsed() < Duration::from_secs(30));
+    assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
+    assert_eq!(
+        finished.stdout,
+        [
+            "Second signal: not waiting for the grace period",
+            "Closed 1 connection still open after the grace period",
+            "Server stopped"
+        ]
+    );
+    stubborn.expect_end();
+}
+
+#[test]
 fn an_idle_client_is_dropped_while_an_active_one_is_served() {
     let (mut server, port) = start(&["--idle-timeout", "1"]);
     let mut idle = greeted(port);
