@@ -184,3 +184,58 @@ async fn ipv6_sockets_take_the_traffic_class() {
         .unwrap();
     assert!(listener.local_address().to_string().starts_with("[::1]:"));
 }
+
+/// The kernel takes `SO_LINGER` in whole seconds, and 0 seconds means "reset on close". A
+/// linger time under a second (or with a fraction) must not be cut down to 0: that would turn
+/// every graceful close into a reset that the peer reads as `ConnectionReset`, its queued data
+/// at risk. Checked on a connected socket and on an accepted one.
+#[tokio::test]
+async fn a_linger_under_a_second_never_turns_close_into_a_reset() {
+    use net_tests::loopback::tcp_listener_with;
+
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| b.linger(Duration::from_millis(500))).await;
+    for client_closes in [true, false] {
+        let client = a_socket(&selector)
+            .tcp()
+            .linger(Duration::from_millis(1500))
+            .connect(listener.local_address())
+            .await
+            .unwrap();
+        let accepted = within(listener.accept()).await.unwrap();
+        // Rounded up, never down.
+        assert_eq!(
+            client.with_sock_ref(|s| s.linger()).unwrap(),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            accepted.with_sock_ref(|s| s.linger()).unwrap(),
+            Some(Duration::from_secs(1))
+        );
+        if client_closes {
+            close_after_a_line_and_see_a_clean_end(client, accepted).await;
+        } else {
+            close_after_a_line_and_see_a_clean_end(accepted, client).await;
+        }
+    }
+}
+
+/// `closing` writes a line and closes; `reading` must get the line, then a clean end of stream.
+async fn close_after_a_line_and_see_a_clean_end(
+    mut closing: net_sockets::Socket,
+    mut reading: net_sockets::Socket,
+) {
+    use net_io::LineEnding;
+
+    let mut input = reading.open_read_channel().unwrap();
+    let mut output = closing.open_write_channel(true).unwrap();
+    output.write_string_utf8("last words\n").await.unwrap();
+    closing.close();
+    let line = within(input.read_line(64, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("last words"));
+    let end = within(input.read_line(64, LineEnding::Default)).await;
+    assert!(
+        matches!(end, Ok(None)),
+        "a clean end of stream, not {end:?}"
+    );
+}

@@ -149,7 +149,9 @@ impl TcpSocketBuilder {
         self
     }
 
-    /// Sets `SO_LINGER`.
+    /// Sets `SO_LINGER` (the kernel's wait for it runs on a blocking thread, never a runtime
+    /// thread). The kernel counts whole seconds: a time with a fraction is rounded up, so one
+    /// under a second is 1 s. `Duration::ZERO` makes `close` reset the connection.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.options.linger = Some(linger);
         self

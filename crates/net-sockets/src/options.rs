@@ -51,7 +51,9 @@ pub struct SocketOptions {
     pub keep_alive_interval: Option<Duration>,
     /// TCP keep-alive probe count before the connection is dropped (`TCP_KEEPCNT`).
     pub keep_alive_count: Option<u32>,
-    /// `SO_LINGER`. Default: the OS's (off).
+    /// `SO_LINGER`. Default: the OS's (off). The kernel counts whole seconds: a time with a
+    /// fraction is rounded up (so one under a second is 1 s); `Duration::ZERO` makes `close`
+    /// reset the connection.
     pub linger: Option<Duration>,
     /// Inactivity timeout on reads and writes of connected sockets: a read or write that makes
     /// no progress for this long fails with a timeout (`net_io::Error::Timeout` on the
@@ -228,8 +230,13 @@ impl SocketOptions {
             }
         }
         if let Some(linger) = self.linger {
-            // The kernel takes whole seconds in a C int: clamp rather than wrap to negative.
-            let seconds = linger.as_secs().min(i32::MAX as u64);
+            // The kernel takes whole seconds in a C int: round a fraction up (0 seconds means
+            // "reset on close", which a time under a second must not become), and clamp rather
+            // than wrap to negative.
+            let seconds = linger
+                .as_secs()
+                .saturating_add(u64::from(linger.subsec_nanos() > 0))
+                .min(i32::MAX as u64);
             let linger = Duration::from_secs(seconds);
             set("linger", socket.set_linger(Some(linger)))?;
         }
