@@ -301,3 +301,42 @@ fn miscounted_child() {
     );
     drop(file);
 }
+
+/// A `std` wrapper holds whatever descriptor it was made from (`From<OwnedFd>` is safe code):
+/// adopting one of the wrong type or family is an `InvalidInput` error, never a socket that
+/// then reads a datagram socket as a byte stream (or a stream as datagrams).
+#[tokio::test]
+async fn sockets_of_the_wrong_type_or_family_are_refused() {
+    use std::os::fd::OwnedFd;
+
+    let selector = SelectorManager::new();
+    let refused = |e: Error| assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+
+    // A connected UDP socket as a TCP stream.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.connect(udp.local_addr().unwrap()).unwrap();
+    let as_stream = std::net::TcpStream::from(OwnedFd::from(udp));
+    refused(Socket::from_std(&selector, as_stream).unwrap_err());
+
+    // A connected Unix datagram socket as a Unix stream.
+    let (a, _b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    let as_stream = std::os::unix::net::UnixStream::from(OwnedFd::from(a));
+    refused(Socket::from_std(&selector, as_stream).unwrap_err());
+
+    // TCP sockets as UDP sockets: a listener (bound), a connected stream (connected).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let as_udp = std::net::UdpSocket::from(OwnedFd::from(client));
+    refused(ConnectedDatagramSocket::from_std(&selector, as_udp).unwrap_err());
+    let as_udp = std::net::UdpSocket::from(OwnedFd::from(listener));
+    refused(BoundDatagramSocket::from_std(&selector, as_udp).unwrap_err());
+
+    // A listening Unix socket of another type (SOCK_SEQPACKET) as a stream listener.
+    let dir = TempDir::new("adopt-seqpacket");
+    let path = dir.join("s.sock");
+    let raw = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None).unwrap();
+    raw.bind(&socket2::SockAddr::unix(&path).unwrap()).unwrap();
+    raw.listen(8).unwrap();
+    let as_listener = std::os::unix::net::UnixListener::from(OwnedFd::from(raw));
+    refused(ServerSocket::from_std(&selector, as_listener).unwrap_err());
+}

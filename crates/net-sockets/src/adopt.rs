@@ -46,6 +46,33 @@ macro_rules! std_socket {
 std_socket!(StdListener: std::net::TcpListener => false, std::os::unix::net::UnixListener => true);
 std_socket!(StdStream: std::net::TcpStream => false, std::os::unix::net::UnixStream => true);
 
+/// Refuses to adopt `socket` unless it is of type `ty` and of one of `families` (a `std` wrapper
+/// holds whatever descriptor it was made from: `From<OwnedFd>` is safe code). `what` names what
+/// was expected, for the error.
+///
+/// # Errors
+///
+/// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when it is not; the
+/// OS error when it is not a socket at all.
+pub(crate) fn check_kind(
+    socket: &SockRef<'_>,
+    ty: Type,
+    families: &[Domain],
+    what: &str,
+) -> Result<()> {
+    if socket.r#type()? == ty && families.contains(&socket.domain()?) {
+        Ok(())
+    } else {
+        Err(Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the socket to adopt is not a {what}"),
+        )))
+    }
+}
+
+/// The IP families.
+pub(crate) const INET: &[Domain] = &[Domain::IPV4, Domain::IPV6];
+
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: RawFd = 3;
 

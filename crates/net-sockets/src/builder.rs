@@ -250,7 +250,8 @@ impl TcpSocketBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the socket is not listening; [`Error::InvalidOption`];
+    /// [`Error::Io`] of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the socket
+    /// is not listening or is not a TCP or Unix stream socket; [`Error::InvalidOption`];
     /// [`Error::SelectorClosed`].
     pub fn from_std(self, listener: impl StdListener) -> Result<ServerSocket> {
         let (fd, _) = listener.into_parts();

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use socket2::{Domain, Socket as RawSocket, Type};
+use socket2::{Domain, SockRef, Socket as RawSocket, Type};
 use tokio::net::UdpSocket;
 
+use crate::adopt::{INET, check_kind};
 use crate::core::{CloseMode, Core, Owner, Setup};
 use crate::options::{Kind, SocketOptions};
 use crate::repeat::Repeat;
@@ -475,11 +476,14 @@ impl BoundDatagramSocket {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when it cannot be registered; [`Error::SelectorClosed`].
+    /// [`Error::Io`] when it cannot be registered, of kind
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) when the descriptor the wrapper holds is
+    /// not a UDP socket; [`Error::SelectorClosed`].
     pub fn from_std(
         selector: &SelectorManager,
         socket: std::net::UdpSocket,
     ) -> Result<BoundDatagramSocket> {
+        check_kind(&SockRef::from(&socket), Type::DGRAM, INET, "UDP socket")?;
         Ok(BoundDatagramSocket {
             core: UdpCore::adopt(selector.inner(), socket, None)?,
         })
@@ -543,11 +547,14 @@ impl ConnectedDatagramSocket {
     /// # Errors
     ///
     /// [`Error::Io`] of kind [`NotConnected`](io::ErrorKind::NotConnected) when it has no
-    /// peer, or when it cannot be registered; [`Error::SelectorClosed`].
+    /// peer, of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when the descriptor the
+    /// wrapper holds is not a UDP socket, or when it cannot be registered;
+    /// [`Error::SelectorClosed`].
     pub fn from_std(
         selector: &SelectorManager,
         socket: std::net::UdpSocket,
     ) -> Result<ConnectedDatagramSocket> {
+        check_kind(&SockRef::from(&socket), Type::DGRAM, INET, "UDP socket")?;
         let remote = socket.peer_addr()?;
         Ok(ConnectedDatagramSocket {
             core: UdpCore::adopt(selector.inner(), socket, Some(remote))?,

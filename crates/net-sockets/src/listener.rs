@@ -17,7 +17,7 @@ use socket2::{Domain, SockAddr, SockRef, Socket as RawSocket, Type};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
-use crate::adopt::StdListener;
+use crate::adopt::{StdListener, check_kind};
 use crate::core::{CloseMode, Core, OnRelease, Owner, Setup};
 use crate::group::{Group, ListenerStats, Membership, Refused, ShutdownReport};
 use crate::options::{Kind, ProxyProtocol, SocketOptions};
@@ -269,6 +269,13 @@ impl ServerSocket {
         options: SocketOptions,
     ) -> Result<ServerSocket> {
         selector.check_open()?;
+        let families = [Domain::IPV4, Domain::IPV6, Domain::UNIX];
+        check_kind(
+            &SockRef::from(&raw),
+            Type::STREAM,
+            &families,
+            "TCP or Unix stream socket",
+        )?;
         if !raw.is_listener()? {
             return Err(Error::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -298,8 +305,9 @@ impl ServerSocket {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the socket is not listening or cannot be registered;
-    /// [`Error::SelectorClosed`].
+    /// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when the socket is
+    /// not listening or is not a TCP or Unix stream socket, or the OS error when it cannot be
+    /// registered; [`Error::SelectorClosed`].
     pub fn from_std(
         selector: &SelectorManager,
         listener: impl StdListener,

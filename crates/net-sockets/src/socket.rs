@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use net_io::{ByteReadChannel, ByteWriteChannel};
+use socket2::{Domain, SockRef, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::Instrument;
 
-use crate::adopt::StdStream;
+use crate::adopt::{INET, StdStream, check_kind};
 use crate::core::{CloseMode, Owner};
 use crate::group::Drain;
 use crate::options::SocketOptions;
@@ -98,10 +99,17 @@ impl Socket<Plain> {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when it is not connected or cannot be registered;
-    /// [`Error::SelectorClosed`].
+    /// [`Error::Io`] when it is not connected or cannot be registered, of kind
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) when the descriptor the wrapper holds is
+    /// not a stream socket of its family; [`Error::SelectorClosed`].
     pub fn from_std(selector: &SelectorManager, stream: impl StdStream) -> Result<Socket> {
         let (fd, unix) = stream.into_parts();
+        let (families, what) = if unix {
+            (&[Domain::UNIX][..], "Unix stream socket")
+        } else {
+            (INET, "TCP stream socket")
+        };
+        check_kind(&SockRef::from(&fd), Type::STREAM, families, what)?;
         let inner = selector.inner();
         inner.check_open()?;
         let (stream, local, remote) = {
