@@ -195,3 +195,52 @@ async fn abstract_names_are_reported_as_such() {
     let stream = net_sockets::Socket::from_std(&selector, std_stream).unwrap();
     assert_eq!(stream.remote_address(), SocketAddress::Unix(address));
 }
+
+/// An empty path asks Linux to pick a free name in the abstract namespace (autobind): the
+/// listener reports the name it got, as a TCP listener bound to port 0 reports its port, and a
+/// client reaches it there.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn an_empty_path_binds_a_name_the_listener_reports() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(""))
+        .await
+        .unwrap();
+    let local = listener.local_address();
+    let SocketAddress::Unix(name) = &local else {
+        panic!("not a Unix address: {local:?}");
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(name.path().as_os_str());
+    assert!(
+        bytes.len() > 1 && bytes[0] == 0,
+        "the listener reports {local:?}, not the name the OS picked"
+    );
+    let client = within(a_socket(&selector).tcp().connect(local.clone()))
+        .await
+        .unwrap();
+    assert_eq!(client.remote_address(), local);
+    within(listener.accept()).await.unwrap();
+}
+
+/// A path longer than a Unix socket address holds (108 bytes on Linux) is a typed error for
+/// `bind` and `connect`, never a panic or a silently cut path.
+#[tokio::test]
+async fn a_path_too_long_for_a_unix_address_is_invalid_input() {
+    let selector = SelectorManager::new();
+    let path = std::env::temp_dir().join("x".repeat(200));
+    let e = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+    let e = a_socket(&selector)
+        .tcp()
+        .connect(UnixSocketAddress::new(&path))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+    assert!(!path.exists());
+}

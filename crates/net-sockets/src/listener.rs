@@ -249,10 +249,16 @@ impl ServerSocket {
                     }
                 };
                 let on_release: OnRelease = Box::new(move |_| owned.remove());
+                // What the OS bound: the path as given, or for an empty path the abstract name
+                // Linux picked (autobind).
+                let local = match listener.local_addr() {
+                    Ok(bound) => UnixSocketAddress::reported(&bound.into()).into(),
+                    Err(_) => address.clone(),
+                };
                 Self::open(
                     selector,
                     Listener::Unix(listener),
-                    address.clone(),
+                    local,
                     options,
                     Some(on_release),
                 )
@@ -396,7 +402,8 @@ impl ServerSocket {
         Incoming::new(Arc::clone(&self.inner))
     }
 
-    /// The address the listener is bound to (with the port the OS picked for port 0).
+    /// The address the listener is bound to (with the port the OS picked for port 0, and for
+    /// a Unix socket bound to an empty path, the abstract name Linux picked).
     pub fn local_address(&self) -> SocketAddress {
         self.inner.local.clone()
     }
