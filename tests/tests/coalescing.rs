@@ -403,3 +403,68 @@ async fn a_write_while_the_reader_waits_after_skipping_a_long_line_leaves_at_onc
     client.write_all(b"\nok\n").await.unwrap();
     assert_eq!(within(reading).await.unwrap().as_deref(), Some("ok"));
 }
+
+/// Answers held back while a request was pending leave once the read channel is dropped: no
+/// reader will ever wait again to send them, and the writer may have nothing more to write.
+#[tokio::test]
+async fn held_back_answers_leave_when_the_read_channel_is_dropped() {
+    let (_selector, mut client, _socket, input, mut output) = with_a_pending_request().await;
+    output.write_string_utf8("A\n").await.unwrap();
+    drop(input);
+    read_exactly(&mut client, "A\n").await;
+    drop(output);
+}
+
+/// The same when the read channel is cancelled instead.
+#[tokio::test]
+async fn held_back_answers_leave_when_the_read_channel_is_cancelled() {
+    let (_selector, mut client, _socket, mut input, mut output) = with_a_pending_request().await;
+    output.write_string_utf8("A\n").await.unwrap();
+    input.cancel();
+    read_exactly(&mut client, "A\n").await;
+    drop((input, output));
+}
+
+/// The same over TLS, whose read channel does not own the socket's read half: dropping it
+/// sends the records held back for it.
+#[tokio::test]
+async fn held_back_tls_answers_leave_when_the_read_channel_is_dropped() {
+    use net_tls::TlsExt;
+    let selector = SelectorManager::new();
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki.server_config().build().unwrap();
+    let server = tcp_listener(&selector).await;
+    let port = server.port().unwrap();
+    let (done, answered) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        let socket = server.accept().await.unwrap();
+        let mut tls = socket.tls_server(&server_config).await.unwrap();
+        let mut input = tls.open_read_channel().unwrap();
+        let mut output = tls.open_write_channel(true).unwrap();
+        let line = input.read_line(16, LineEnding::Default).await.unwrap();
+        assert_eq!(line.as_deref(), Some("a"));
+        assert_eq!(input.available_for_read(), 2, "`b` is pending");
+        output.write_string_utf8("A\n").await.unwrap();
+        drop(input);
+        // The writer has nothing more to say for now; the connection stays open.
+        let _ = answered.await;
+        drop((tls, output));
+    });
+    let client = a_socket(&selector)
+        .tcp()
+        .connect(("localhost", port))
+        .await
+        .unwrap();
+    let mut tls = within(client.tls(pki.client_config().build().unwrap()))
+        .await
+        .unwrap();
+    let mut input = tls.open_read_channel().unwrap();
+    let mut output = tls.open_write_channel(false).unwrap();
+    output.write_string_utf8("a\nb\n").await.unwrap();
+    output.flush().await.unwrap();
+    let line = within(input.read_line(16, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("A"));
+    drop(done);
+    drop((tls, input, output));
+    within(serving).await.unwrap();
+}

@@ -245,8 +245,10 @@ impl ByteReadChannel {
         self.cancelled = true;
         self.received -= self.buf.len() as u64;
         self.buf = Buffer::default();
-        self.source = None;
+        // Nothing is pending any more, before the transport learns that no reader is left (a
+        // socket then sends the answers it held back for the reader).
         self.publish();
+        self.source = None;
     }
 
     // ----- lines -------------------------------------------------------------------------

@@ -439,6 +439,14 @@ impl Conn {
         drop(self.core.selector().handle().spawn(task));
     }
 
+    /// A reader of the connection is gone (its read channel dropped or cancelled): what was
+    /// held back for it leaves now, since no reader will wait again and send it.
+    pub(crate) fn reader_gone(self: &Arc<Self>) {
+        if self.corked() {
+            self.uncork_for_reader();
+        }
+    }
+
     /// How a plain close ends the connection: a reset once a write failed, so the peer cannot
     /// take the end for a clean one.
     pub(crate) fn close_mode(&self) -> CloseMode {
@@ -676,7 +684,11 @@ impl Drop for ReadHalf {
     /// connection, for the read half that follows (a layer's, after STARTTLS): a channel that
     /// read nothing of them before it was dropped must not lose them. They come after whatever
     /// the dropped channel had buffered, which the next read half gets first.
+    ///
+    /// Answers held back while its reader had requests pending leave now: no reader waits on
+    /// this half any more, so none would send them before the next write or the close.
     fn drop(&mut self) {
+        self.half.conn.reader_gone();
         if !self.received.is_empty() {
             let mut kept = lock(&self.half.conn.received);
             *kept = if kept.is_empty() {

@@ -70,6 +70,14 @@ pub struct Link {
 }
 
 impl Link {
+    /// The layer's reader is gone (its read channel was dropped or cancelled): answers held
+    /// back while that reader had requests pending (flush coalescing) leave now, instead of
+    /// waiting for the next write or the close. A layer whose reader does not own the socket's
+    /// read half calls this when the reader is dropped.
+    pub fn reader_gone(&self) {
+        self.conn.reader_gone();
+    }
+
     /// Whether a write to the connection failed (or timed out and was not made good): the
     /// connection must not end as if nothing was lost.
     pub fn write_failed(&self) -> bool {

@@ -252,10 +252,11 @@ impl Transport for TlsSession {
     type Reader = TlsRead;
     type Writer = TlsWrite;
 
-    fn reader(&self, _link: &Link) -> Self::Reader {
+    fn reader(&self, link: &Link) -> Self::Reader {
         TlsRead {
             shared: Arc::clone(&self.shared),
             ended: None,
+            link: link.clone(),
         }
     }
 
@@ -442,6 +443,16 @@ pub struct TlsRead {
     shared: Shared,
     /// How reading ended, when tokio-rustls would not report it again as it was.
     ended: Option<ReadEnd>,
+    /// The connection, told when this reader is gone.
+    link: Link,
+}
+
+impl Drop for TlsRead {
+    /// Records held back while this reader had requests pending leave now: the socket's read
+    /// half lives on in the session, so its own drop does not say that no reader is left.
+    fn drop(&mut self) {
+        self.link.reader_gone();
+    }
 }
 
 /// A failure of a [`TlsRead`] that it reports again itself.
