@@ -239,3 +239,28 @@ async fn close_after_a_line_and_see_a_clean_end(
         "a clean end of stream, not {end:?}"
     );
 }
+
+/// The kernel counts keep-alive times in whole seconds and refuses 0: a time with a fraction
+/// is rounded up (500 ms is 1 s, 1.5 s is 2 s), never down to a value the OS refuses.
+#[tokio::test]
+async fn keep_alive_times_with_a_fraction_are_rounded_up() {
+    let selector = SelectorManager::new();
+    let server = echo_server(&selector).await;
+    let socket = within(
+        a_socket(&selector)
+            .tcp()
+            .keep_alive_idle(Duration::from_millis(500))
+            .keep_alive_interval(Duration::from_millis(1500))
+            .connect(server.local_address()),
+    )
+    .await
+    .unwrap();
+    socket
+        .with_sock_ref(|s| {
+            assert!(s.keepalive()?);
+            assert_eq!(s.tcp_keepalive_time()?, Duration::from_secs(1));
+            assert_eq!(s.tcp_keepalive_interval()?, Duration::from_secs(2));
+            Ok(())
+        })
+        .unwrap();
+}

@@ -131,13 +131,15 @@ impl TcpSocketBuilder {
         self
     }
 
-    /// Sets the keep-alive idle time before the first probe (turns keep-alive on).
+    /// Sets the keep-alive idle time before the first probe (turns keep-alive on); the kernel
+    /// counts whole seconds, so a fraction is rounded up.
     pub fn keep_alive_idle(mut self, idle: Duration) -> Self {
         self.options.keep_alive_idle = Some(idle);
         self
     }
 
-    /// Sets the keep-alive interval between probes (turns keep-alive on).
+    /// Sets the keep-alive interval between probes (turns keep-alive on); a fraction of a second
+    /// is rounded up.
     pub fn keep_alive_interval(mut self, interval: Duration) -> Self {
         self.options.keep_alive_interval = Some(interval);
         self

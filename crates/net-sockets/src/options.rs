@@ -45,9 +45,11 @@ pub struct SocketOptions {
     /// TCP `SO_KEEPALIVE`. Default: the OS's (off). Setting any of the `keep_alive_*`
     /// parameters turns it on.
     pub keep_alive: Option<bool>,
-    /// TCP keep-alive idle time before the first probe (`TCP_KEEPIDLE`).
+    /// TCP keep-alive idle time before the first probe (`TCP_KEEPIDLE`), in the whole seconds
+    /// the kernel counts (a fraction is rounded up).
     pub keep_alive_idle: Option<Duration>,
-    /// TCP keep-alive interval between probes (`TCP_KEEPINTVL`).
+    /// TCP keep-alive interval between probes (`TCP_KEEPINTVL`), in whole seconds (a fraction
+    /// is rounded up).
     pub keep_alive_interval: Option<Duration>,
     /// TCP keep-alive probe count before the connection is dropped (`TCP_KEEPCNT`).
     pub keep_alive_count: Option<u32>,
@@ -212,12 +214,12 @@ impl SocketOptions {
             if params && self.keep_alive != Some(false) {
                 set("keep_alive", socket.set_keepalive(true))?;
                 if let Some(idle) = self.keep_alive_idle {
-                    let idle = TcpKeepalive::new().with_time(idle);
+                    let idle = TcpKeepalive::new().with_time(whole_seconds(idle));
                     set("keep_alive_idle", socket.set_tcp_keepalive(&idle))?;
                 }
                 #[cfg(not(any(target_os = "openbsd", target_os = "haiku")))]
                 if let Some(interval) = self.keep_alive_interval {
-                    let interval = TcpKeepalive::new().with_interval(interval);
+                    let interval = TcpKeepalive::new().with_interval(whole_seconds(interval));
                     set("keep_alive_interval", socket.set_tcp_keepalive(&interval))?;
                 }
                 #[cfg(not(any(target_os = "openbsd", target_os = "haiku")))]
@@ -230,18 +232,22 @@ impl SocketOptions {
             }
         }
         if let Some(linger) = self.linger {
-            // The kernel takes whole seconds in a C int: round a fraction up (0 seconds means
-            // "reset on close", which a time under a second must not become), and clamp rather
-            // than wrap to negative.
-            let seconds = linger
-                .as_secs()
-                .saturating_add(u64::from(linger.subsec_nanos() > 0))
-                .min(i32::MAX as u64);
-            let linger = Duration::from_secs(seconds);
-            set("linger", socket.set_linger(Some(linger)))?;
+            // 0 seconds means "reset on close", which a time under a second must not become.
+            set("linger", socket.set_linger(Some(whole_seconds(linger))))?;
         }
         Ok(())
     }
+}
+
+/// `time` in the whole seconds the kernel counts in a C int, for linger and keep-alive times: a
+/// fraction rounded up (a time under a second must not become 0, which means something else
+/// or is refused), clamped rather than wrapped to negative.
+fn whole_seconds(time: Duration) -> Duration {
+    let seconds = time
+        .as_secs()
+        .saturating_add(u64::from(time.subsec_nanos() > 0))
+        .min(i32::MAX as u64);
+    Duration::from_secs(seconds)
 }
 
 /// Names the option a failed `setsockopt` was for.
