@@ -159,6 +159,33 @@ async fn a_socket_closed_before_its_selector_reports_its_own_close() {
     );
 }
 
+/// The close error says who closed the socket, as it was when the socket closed: a read that
+/// waited while its socket was closed (as a graceful shutdown cuts a connection) reports
+/// `Closed`, also when the selector closed after the close but before the read's task ran
+/// again. (Before, the variant was read from the selector when the error was made, so such a
+/// read reported `SelectorClosed`: `sockets-server` then printed "ended: selector manager
+/// closed" after "Server stopped", in 2 of 10 runs of
+/// `a_client_that_never_leaves_is_cut_after_the_grace_period`.)
+#[tokio::test]
+async fn a_read_woken_by_a_close_reports_closed_though_the_selector_closed_since() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (_client, mut server) = connected_pair(&selector, &listener).await;
+    let mut input = server.open_read_channel().unwrap();
+    {
+        let mut read = std::pin::pin!(input.read_u8());
+        assert!(net_tests::pending_after_one_poll(read.as_mut()).await);
+        // Closed while the read waits; the selector closes before the read is polled again.
+        server.close();
+        selector.close();
+        let e = Error::from(within(read).await.unwrap_err());
+        assert!(matches!(e, Error::Closed), "{e:?}");
+    }
+    // Closed before the selector: still `Closed` when reported again.
+    let e = Error::from(within(input.read_u8()).await.unwrap_err());
+    assert!(matches!(e, Error::Closed), "{e:?}");
+}
+
 /// Writes until a write fails (the peer reads nothing), returning the error.
 async fn write_until_stuck(output: &mut ByteWriteChannel) -> net_io::Error {
     net_tests::loopback::write_until_error(output, &payload(64 * 1024)).await

@@ -25,7 +25,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -34,6 +34,13 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::selector::{Release, SelectorInner, lock};
 use crate::{Error, Result};
+
+/// `Core::closing`: open.
+const OPEN: u8 = 0;
+/// `Core::closing`: closed by its own close, or cut by a graceful shutdown.
+const CLOSED: u8 = 1;
+/// `Core::closing`: closed while its selector closes.
+const CLOSED_BY_SELECTOR: u8 = 2;
 
 /// How [`Core::close`] ends a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,11 +70,6 @@ pub(crate) trait SocketIo: AsFd + Send + Sync + 'static {}
 
 impl<S: AsFd + Send + Sync + 'static> SocketIo for S {}
 
-/// [`Core::closed_as`] values.
-const OPEN: u8 = 0;
-const CLOSED_HERE: u8 = 1;
-const CLOSED_BY_SELECTOR: u8 = 2;
-
 /// The lifecycle every socket shares; `S` is the tokio socket it holds.
 pub(crate) struct Core<S: SocketIo> {
     io: Mutex<Option<Arc<S>>>,
@@ -75,12 +77,10 @@ pub(crate) struct Core<S: SocketIo> {
     /// Cancelled by `close`; a child of the selector's token, so a closing selector wakes every
     /// pending operation before it closes anything.
     token: CancellationToken,
-    /// Set first by `close`: checked on every operation, where `token.is_cancelled()` would take
-    /// the token's lock.
-    closing: AtomicBool,
-    /// Which close came first, for the error every later operation reports: `OPEN` until
-    /// then, `CLOSED_HERE` or `CLOSED_BY_SELECTOR`.
-    closed_as: AtomicU8,
+    /// Set first by `close` ([`OPEN`], then [`CLOSED`] or [`CLOSED_BY_SELECTOR`], whichever the
+    /// first close found): checked on every operation, where `token.is_cancelled()` would take
+    /// the token's lock, and the variant of the close error from then on.
+    closing: AtomicU8,
     selector: Arc<SelectorInner>,
     id: Option<u64>,
     on_release: Option<OnRelease>,
@@ -154,8 +154,7 @@ impl<S: SocketIo> Core<S> {
                 weak: Arc::downgrade(&io),
                 io: Mutex::new(Some(io)),
                 token: selector.token().child_token(),
-                closing: AtomicBool::new(false),
-                closed_as: AtomicU8::new(OPEN),
+                closing: AtomicU8::new(OPEN),
                 id: selector.register(me.clone() as Weak<dyn Release>).ok(),
                 selector: Arc::clone(selector),
                 on_release: setup.on_release,
@@ -179,7 +178,7 @@ impl<S: SocketIo> Core<S> {
     pub(crate) fn io(&self) -> Result<Arc<S>> {
         // A closing selector cancels the token first and closes its sockets right after; an
         // operation waiting meanwhile is failed by `poll_io`'s close wait.
-        if self.closing.load(Ordering::Acquire) {
+        if self.closing.load(Ordering::Acquire) != OPEN {
             return Err(self.closed_error());
         }
         self.weak.upgrade().ok_or_else(|| self.closed_error())
@@ -263,17 +262,17 @@ impl<S: SocketIo> Core<S> {
     /// Closes the socket, as [`close`](Self::close), for `cause`: the first call's mode and
     /// cause win.
     pub(crate) fn close_as(&self, mode: CloseMode, cause: Cause) {
-        // The first close names the error (a socket closed before its selector reports its own
-        // close, whenever it is asked).
-        let closed_as = if self.selector.is_closed() {
+        // Who closed it is settled here, once: a socket closed before its selector reports
+        // `Closed` also after the selector closed. (The selector's close sets its flag before
+        // it closes any socket.)
+        let closed = if self.selector.is_closed() {
             CLOSED_BY_SELECTOR
         } else {
-            CLOSED_HERE
+            CLOSED
         };
-        let _ =
-            self.closed_as
-                .compare_exchange(OPEN, closed_as, Ordering::AcqRel, Ordering::Acquire);
-        self.closing.store(true, Ordering::Release);
+        let _ = self
+            .closing
+            .compare_exchange(OPEN, closed, Ordering::AcqRel, Ordering::Acquire);
         let io = lock(&self.io).take();
         if let Some(io) = io {
             self.release(io, mode, cause);
@@ -313,7 +312,7 @@ impl<S: SocketIo> Core<S> {
 
     /// Whether `close` was called, or the selector began closing the socket.
     pub(crate) fn is_closed(&self) -> bool {
-        self.closing.load(Ordering::Acquire) || self.token.is_cancelled()
+        self.closing.load(Ordering::Acquire) != OPEN || self.token.is_cancelled()
     }
 
     /// Waits until the socket is closed.
@@ -327,12 +326,12 @@ impl<S: SocketIo> Core<S> {
         self.token.clone()
     }
 
-    /// [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed.
+    /// [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed the socket (or,
+    /// not closed yet, when the selector began closing it), as it was when the socket closed.
     pub(crate) fn closed_error(&self) -> Error {
-        match self.closed_as.load(Ordering::Acquire) {
-            CLOSED_HERE => Error::Closed,
+        match self.closing.load(Ordering::Acquire) {
+            CLOSED => Error::Closed,
             CLOSED_BY_SELECTOR => Error::SelectorClosed,
-            // Not closed yet: an operation failed as its selector closes.
             _ => Error::closed(self.selector.is_closed()),
         }
     }
@@ -374,7 +373,7 @@ impl<S: SocketIo> Drop for Core<S> {
 impl<S: SocketIo> fmt::Debug for Core<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Core")
-            .field("closed", &self.closing.load(Ordering::Relaxed))
+            .field("closed", &(self.closing.load(Ordering::Relaxed) != OPEN))
             .finish_non_exhaustive()
     }
 }
@@ -397,7 +396,7 @@ impl CloseWait {
             .future
             .get_or_insert_with(|| Box::pin(core.token.clone().cancelled_owned()));
         self.registered.poll(cx, future.as_mut(), || {
-            core.closing.load(Ordering::Acquire) || core.selector.is_closed()
+            core.closing.load(Ordering::Acquire) != OPEN || core.selector.is_closed()
         })
     }
 }
