@@ -303,9 +303,10 @@ async fn a_reset_on_either_side_reaches_the_other_as_a_reset_never_a_clean_end()
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up_port = listener.local_addr().unwrap().port();
-    let (mut proxy, port) = start_proxy(up_port, &[]);
+    // The upstream's port stays ours: when its listener stops, connects there are refused.
+    let upstream_port = net_tests::loopback::RefusingPort::new();
+    let listener = TcpListener::from_std(upstream_port.listen()).unwrap();
+    let (mut proxy, port) = start_proxy(upstream_port.port(), &[]);
 
     // The client resets in the middle of its request, once the upstream has the first half.
     let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -328,7 +329,11 @@ async fn a_reset_on_either_side_reaches_the_other_as_a_reset_never_a_clean_end()
     proxy.stdout_line_where("the second connection's end", |l| l.contains("reset"));
 
     // Nobody listens upstream any more: the client is reset, not shown a clean end (the reset
-    // can come before the connect has reported success: then the connect reports it).
+    // can come before the connect has reported success: then the connect reports it). The
+    // listener stops listening, also in a copy of its descriptor that a parallel test's child
+    // holds until its `exec` (a plain drop left it listening there, and the proxy's connect
+    // succeeded, then was reset).
+    net_tests::loopback::stop_listening(&listener);
     drop(listener);
     let end = match TcpStream::connect(("127.0.0.1", port)).await {
         Ok(client) => rest_of(client).await,

@@ -48,10 +48,10 @@ fn sockets_client_talks_to_sockets_server_with_piped_stdin() {
 
 #[test]
 fn sockets_client_fails_with_one_line_when_nobody_listens() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port().to_string()
-    };
+    // Held, never listening: refused for as long as the run takes (a dropped listener's port
+    // can be anyone's again, or still listen in a parallel test's child until its `exec`).
+    let nobody = net_tests::loopback::RefusingPort::new();
+    let port = nobody.port().to_string();
     let RunOutput {
         status,
         stdout,

@@ -80,6 +80,91 @@ pub async fn never_accepting_listener(selector: &SelectorManager) -> ServerSocke
         .expect("bind a TCP listener on 127.0.0.1:0")
 }
 
+/// A port of `127.0.0.1` where connects are refused, for as long as this value lives: a TCP
+/// socket bound there that never listens (a SYN to it is answered with RST), so that no other
+/// socket — of this test binary, of a parallel test's child process, of another program —
+/// can be handed the port and answer instead.
+///
+/// Dropping a listener is no such guarantee: its port is free again for anyone's `bind`, and
+/// while another thread's spawned child has not yet run `exec`, the child's copy of the
+/// descriptor keeps the listener listening (a connect succeeds, then is reset).
+///
+/// [`listen`](Self::listen) opens a listener on the same port, which
+/// [`stop_listening`] turns back into refusing.
+#[derive(Debug)]
+pub struct RefusingPort {
+    _holder: socket2::Socket,
+    address: std::net::SocketAddr,
+}
+
+impl RefusingPort {
+    /// Binds a fresh port of `127.0.0.1` (with `SO_REUSEPORT`, so that [`listen`](Self::listen)
+    /// can share it; no automatic `bind` to port 0 picks a port in use).
+    pub fn new() -> RefusingPort {
+        let holder = reuse_port_socket();
+        holder
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind 127.0.0.1:0");
+        let address = holder
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("the address of a bound TCP socket");
+        RefusingPort {
+            _holder: holder,
+            address,
+        }
+    }
+
+    /// The address: `127.0.0.1` and the port.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// A listener on this port (non-blocking, so that `tokio::net::TcpListener::from_std` can
+    /// take it); connects reach it until [`stop_listening`] or its drop.
+    pub fn listen(&self) -> std::net::TcpListener {
+        // The holder stays bound, never listening: it gets no connection.
+        let listener = reuse_port_socket();
+        listener
+            .bind(&self.address.into())
+            .expect("bind the held port");
+        listener.listen(128).expect("listen on the held port");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        listener.into()
+    }
+}
+
+impl Default for RefusingPort {
+    fn default() -> RefusingPort {
+        RefusingPort::new()
+    }
+}
+
+/// Makes `listener` stop listening at once, whatever other copies of its descriptor exist (a
+/// spawned child's, until it runs `exec`): connections still in its queue are reset, and new
+/// connects are refused once nothing else listens on the port (as with a [`RefusingPort`]).
+/// Linux's `shutdown(SHUT_RD)` of a listening socket.
+pub fn stop_listening(listener: &impl std::os::fd::AsFd) {
+    socket2::SockRef::from(listener)
+        .shutdown(std::net::Shutdown::Read)
+        .expect("shutdown of a listening socket");
+}
+
+fn reuse_port_socket() -> socket2::Socket {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("a TCP socket");
+    socket.set_reuse_port(true).expect("SO_REUSEPORT");
+    socket
+}
+
 /// A TCP connection to `address` with default options.
 pub async fn connect(selector: &SelectorManager, address: impl ToSocketAddress) -> Socket {
     within(a_socket(selector).tcp().connect(address))
@@ -171,4 +256,44 @@ pub async fn write_until_error(output: &mut ByteWriteChannel, chunk: &[u8]) -> n
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+    use std::net::TcpStream;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    /// A child process holding a copy of a listener's descriptor (as a child spawned by another
+    /// thread holds every descriptor until its `exec`) keeps a dropped listener listening;
+    /// `stop_listening` stops it anyway, and the held port refuses.
+    #[test]
+    fn a_stopped_listener_refuses_though_a_child_holds_its_descriptor() {
+        let (dropped, stopped) = (RefusingPort::new(), RefusingPort::new());
+        for port in [&dropped, &stopped] {
+            let refused = TcpStream::connect(port.address()).unwrap_err();
+            assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+        }
+        let listeners = [dropped.listen(), stopped.listen()];
+        for listener in &listeners {
+            socket2::SockRef::from(listener).set_cloexec(false).unwrap();
+        }
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
+        let [first, second] = listeners;
+        drop(first);
+        let answered = TcpStream::connect(dropped.address());
+        stop_listening(&second);
+        drop(second);
+        let refused = TcpStream::connect(stopped.address());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(answered.is_ok(), "the child's copy stopped listening");
+        assert_eq!(refused.unwrap_err().kind(), ErrorKind::ConnectionRefused);
+    }
 }
