@@ -395,6 +395,43 @@ async fn an_optional_header_that_does_not_come_in_time_is_taken_as_absent() {
     assert_eq!(server.stats().proxy_header_failures, 0);
 }
 
+/// With an optional header, a client that ends its sending (half-closes) before a header could
+/// be complete has sent no header: it is handed out as it is, with what it sent, as when the
+/// header timeout passes. Here one sends nothing (it waits for the server to speak first) and
+/// one sends only an empty line, `\r\n`, which starts like a v2 signature. (Before, both were
+/// dropped with a `warn` event as bad headers, and counted as such.)
+#[tokio::test]
+async fn an_optional_header_cut_short_by_the_clients_end_is_taken_as_absent() {
+    let (_selector, server, address) = listener(|b| {
+        b.proxy_protocol(ProxyProtocol::Optional)
+            .proxy_header_timeout(Duration::from_secs(60))
+    })
+    .await;
+    let mut silent = TcpStream::connect(address).await.unwrap();
+    silent.shutdown().await.unwrap();
+    let mut accepted = within(server.accept()).await.unwrap();
+    assert_eq!(accepted.proxy_address(), None);
+    assert_eq!(
+        accepted.remote_address(),
+        SocketAddress::from(silent.local_addr().unwrap())
+    );
+    let mut output = accepted.open_write_channel(true).unwrap();
+    output
+        .write_string_utf8("Please enter your name\n")
+        .await
+        .unwrap();
+    output.flush_and_close().await.unwrap();
+    assert_eq!(read_all(&mut silent).await, "Please enter your name\n");
+
+    let mut blank = TcpStream::connect(address).await.unwrap();
+    blank.write_all(b"\r\n").await.unwrap();
+    blank.shutdown().await.unwrap();
+    let mut accepted = within(server.accept()).await.unwrap();
+    assert_eq!(accepted.proxy_address(), None);
+    assert_eq!(first_line(&mut accepted).await.as_deref(), Some(""));
+    assert_eq!(server.stats().proxy_header_failures, 0);
+}
+
 #[tokio::test]
 async fn per_ip_caps_count_the_client_the_proxy_names() {
     let (_selector, server, address) = listener(|b| {

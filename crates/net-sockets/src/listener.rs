@@ -752,8 +752,9 @@ struct HeaderBytes {
 
 impl HeaderBytes {
     /// Reads a PROXY protocol header from the start of `stream`, never past its end. Returns
-    /// the header (`None` when an optional header is absent) and the bytes read that belong to
-    /// the application (when the header was absent). Cancel safe: what was read stays here.
+    /// the header (`None` when an optional header is absent: the bytes are not a header, or
+    /// the stream ended before one was complete) and the bytes read that belong to the
+    /// application (when the header was absent). Cancel safe: what was read stays here.
     async fn read(
         &mut self,
         stream: &mut Stream,
@@ -784,7 +785,12 @@ impl HeaderBytes {
             }
             .map_err(HeaderError::Io)?;
             if n == 0 {
-                return Err(HeaderError::Ended);
+                // Optional, a client that ended its sending sent no header: what it sent is
+                // the application's, as when the header timeout passes.
+                if required {
+                    return Err(HeaderError::Ended);
+                }
+                return Ok((None, std::mem::take(self).into_bytes()));
             }
         }
     }

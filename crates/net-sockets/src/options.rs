@@ -112,7 +112,7 @@ pub enum ProxyProtocol {
     Off,
     /// A header may come first; a connection without one is taken as it is, and so is one
     /// that has sent no whole header when the header timeout passes (a client that waits for
-    /// the server to speak first, once the timeout passed). Only for listeners that clients
+    /// the server to speak first, once the timeout passed) or when it ends its sending. Only for listeners that clients
     /// cannot reach but through the proxy: a client could otherwise send a header that names
     /// any address.
     Optional,
