@@ -342,13 +342,14 @@ impl Group {
             return Err(Refused::Shut);
         }
         if let (Some(ip), Some(limit)) = (ip, self.per_ip_limit) {
-            let count = members.per_ip.entry(ip).or_insert(0);
-            if *count >= limit {
+            // Looked up before an entry is made: a refusal (any refusal, with a limit of 0)
+            // leaves no entry behind for an address with none open.
+            if members.per_ip.get(&ip).copied().unwrap_or(0) >= limit {
                 drop(members);
                 self.refused_per_ip.fetch_add(1, Ordering::Relaxed);
                 return Err(Refused::PerIp);
             }
-            *count += 1;
+            *members.per_ip.entry(ip).or_insert(0) += 1;
         }
         let key = members.next;
         members.next += 1;
@@ -549,6 +550,34 @@ mod tests {
                 cut: 2
             }
         );
+    }
+
+    /// A refusal records nothing: with `max_connections_per_ip(0)` every connection is
+    /// refused, and the addresses it came from (behind a PROXY protocol header, any address the
+    /// peer names) leave no entry behind. Admitted ones leave none once they closed.
+    #[test]
+    fn per_ip_counts_keep_no_entry_for_refused_or_closed_addresses() {
+        for limit in [0, 1] {
+            let group = Group::new(Drain::new().child(), None, Some(limit));
+            let mut admitted = Vec::new();
+            for i in 0..100u8 {
+                let ip = IpAddr::from([192, 0, 2, i]);
+                match group.admit(Some(ip), None) {
+                    Ok(membership) => admitted.push(membership),
+                    Err(refused) => assert_eq!(refused, Refused::PerIp, "limit {limit}"),
+                }
+            }
+            assert_eq!(admitted.len(), limit * 100);
+            assert_eq!(lock(&group.state).per_ip.len(), admitted.len());
+            drop(admitted);
+            assert!(
+                lock(&group.state).per_ip.is_empty(),
+                "limit {limit}: {} entries left",
+                lock(&group.state).per_ip.len()
+            );
+            let refused = if limit == 0 { 100 } else { 0 };
+            assert_eq!(group.stats().refused_per_ip, refused);
+        }
     }
 
     /// A wait made after the start completes at once.
