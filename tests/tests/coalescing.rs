@@ -468,3 +468,61 @@ async fn held_back_tls_answers_leave_when_the_read_channel_is_dropped() {
     drop((tls, input, output));
     within(serving).await.unwrap();
 }
+
+/// A server socket with a 4 KiB send buffer and a raw client with a 4 KiB receive buffer: far
+/// less than the 40 KiB of answers the tests below hold back.
+async fn with_small_buffers(selector: &SelectorManager) -> (TcpStream, Socket) {
+    let server = a_socket(selector)
+        .tcp()
+        .send_buffer_size(4096)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let peer = tokio::net::TcpSocket::new_v4().unwrap();
+    peer.set_recv_buffer_size(4096).unwrap();
+    net_tests::fault::raw_peer_from(peer, &server).await
+}
+
+/// 400 one-byte requests, answered with 100 bytes each, then `close` with one more request
+/// still pending when the server closes: all of it arrives in the first read of the server.
+const CLOSE_BURST: usize = 400;
+
+fn answer(i: usize) -> String {
+    format!("{i:>99}\n")
+}
+
+/// Answers held back while requests are pending, more than the socket takes at once, and then
+/// the socket is closed (while a request is still pending): every answer arrives, in order,
+/// before the end of the stream, as it would have without coalescing (each write would have
+/// waited for the socket). Before the fix the close sent what the socket took at once and then
+/// a FIN: the peer saw a clean end with most answers missing.
+#[tokio::test]
+async fn a_close_with_more_held_back_than_the_socket_takes_still_delivers_everything() {
+    let selector = SelectorManager::new();
+    let (mut client, mut socket) = with_small_buffers(&selector).await;
+    let serving = tokio::spawn(async move {
+        let mut input = socket.open_read_channel().unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        let mut i = 0;
+        loop {
+            let line = input.read_line(16, LineEnding::Default).await.unwrap();
+            if line.as_deref() == Some("close") {
+                assert!(input.available_for_read() > 0, "a request is pending");
+                socket.close();
+                break;
+            }
+            output.write_string_utf8(&answer(i)).await.unwrap();
+            i += 1;
+        }
+        drop((input, output));
+    });
+    let mut requests = "x\n".repeat(CLOSE_BURST);
+    requests.push_str("close\nextra\n");
+    client.write_all(requests.as_bytes()).await.unwrap();
+    within(serving).await.unwrap();
+    let mut everything = Vec::new();
+    within(client.read_to_end(&mut everything)).await.unwrap();
+    let answers: String = (0..CLOSE_BURST).map(answer).collect();
+    assert_eq!(everything.len(), answers.len(), "answers lost at close");
+    assert_eq!(String::from_utf8(everything).unwrap(), answers);
+}

@@ -42,6 +42,10 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 ///   and writes on the channels fail with [`Error::Closed`]. Bytes still buffered in a write
 ///   channel are not sent (flush first), and Linux answers a close with unread input with a
 ///   reset that also drops queued output: [`Connection::close_gracefully`] avoids both.
+///   Answers held back by flush coalescing ([`SocketOptions::coalesce_flushes`](crate::SocketOptions::coalesce_flushes)) count as
+///   written: those the socket cannot take at once are sent by a task as it drains, and the
+///   descriptor is released after them (a connection reset instead when they cannot be
+///   delivered: a failed send, `socket_timeout` without progress, or the selector's close).
 /// - After a write, flush or write timeout failed, a close resets the connection (plain TCP) or
 ///   omits TLS's `close_notify`, so the peer never takes the end for a clean one.
 /// - Closing only the write channel ([`flush_and_close`](ByteWriteChannel::flush_and_close)) is a

@@ -313,8 +313,8 @@ impl Conn {
         self.close_with(self.close_mode());
     }
 
-    /// Closes the socket with `mode` (gracefully: after sending what is held back, as far as
-    /// the socket takes it now).
+    /// Closes the socket with `mode` (gracefully: after sending what is held back; what the
+    /// socket does not take now is sent by a task as it drains, before the FIN).
     pub(crate) fn close_with(&self, mode: CloseMode) {
         self.close_as(mode, Cause::Own);
     }
@@ -327,10 +327,65 @@ impl Conn {
 
     fn close_as(&self, mode: CloseMode, cause: Cause) {
         self.stop_holding();
-        if mode == CloseMode::Graceful {
-            let _ = self.send_cork_now();
+        if mode == CloseMode::Graceful && !self.send_cork_now() {
+            self.send_held_after_close();
         }
         self.core.close_as(mode, cause);
+    }
+
+    /// A graceful close found held-back answers that the socket cannot take now. Their writes
+    /// reported success, so they are owed as anything written before a close is: a task sends
+    /// them as the socket drains and keeps the descriptor until then (its release then sends
+    /// FIN), as the kernel goes on sending what was written before a close. A failed send, a
+    /// peer that takes nothing for `socket_timeout`, or the selector's close resets the
+    /// connection instead: the peer must not take the end for a clean one.
+    fn send_held_after_close(&self) {
+        let (Some(backlog), Ok(stream)) = (&self.backlog, self.core.io()) else {
+            return;
+        };
+        let mut rest = backlog.with_held(std::mem::take);
+        let selector_closed = self.core.selector().token().clone();
+        let handle = self.core.selector().handle().clone();
+        let span = self.core.span().clone();
+        let timeout = self.socket_timeout;
+        let task = async move {
+            let send = async {
+                while !rest.is_empty() {
+                    let writable = async {
+                        match &*stream {
+                            Stream::Tcp(s) => s.writable().await,
+                            Stream::Unix(s) => s.writable().await,
+                        }
+                    };
+                    match timeout {
+                        Some(limit) => tokio::time::timeout(limit, writable)
+                            .await
+                            .map_err(|_| timed_out())??,
+                        None => writable.await?,
+                    }
+                    match stream.try_send(&rest) {
+                        Ok(bytes) => {
+                            tracing::trace!(parent: &span, bytes, "sent");
+                            rest.advance(bytes);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok::<_, io::Error>(())
+            };
+            let delivered = tokio::select! {
+                biased;
+                sent = send => sent.is_ok(),
+                () = selector_closed.cancelled() => false,
+            };
+            if !delivered {
+                let _ = SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
+            }
+            // The kernel's close may wait for the peer (`SO_LINGER`): not on a runtime thread.
+            drop(tokio::task::spawn_blocking(move || drop(stream)));
+        };
+        drop(handle.spawn(task));
     }
 
     /// The backlog the read channel keeps up to date, when flushes are coalesced.
