@@ -31,8 +31,10 @@ const MAX_STEP: usize = 64 * 1024;
 const ZERO_COPY_MIN: usize = 1024;
 
 /// A buffer grown past this (by a large item: a long line, `read_bytes` of a large count) is
-/// given back once it is empty, before the next read from the transport, instead of staying
-/// with the channel for the rest of its life. Well above what a bulk copy uses (64 KiB reads).
+/// given back once it holds at most `MAX_STEP` bytes (what is left after the item: the start of
+/// the next one, moved to a usual buffer; for a decoder, once it is empty), before the next
+/// read from the transport, instead of staying with the channel for the rest of its life. Well
+/// above what a bulk copy uses (64 KiB reads).
 const RELEASE_ABOVE: usize = 4 * MAX_STEP;
 
 type Source = Box<dyn AsyncRead + Send + Unpin>;
@@ -57,7 +59,10 @@ type Source = Box<dyn AsyncRead + Send + Unpin>;
 /// prefix costs a few KiB until the bytes really come.
 /// A buffer that a large item grew (past 256 KiB) is given back once the item has been
 /// consumed, when the channel next reads from its transport: a connection that once received a
-/// large message or line does not keep that much memory while it waits for the next one.
+/// large message or line does not keep that much memory while it waits for the next one (what
+/// has come of the next one moves to a buffer of the usual size, once it is at most 64 KiB; with
+/// [`read_frame`](Self::read_frame), whose decoder may have made room for a frame it has begun,
+/// the buffer is given back once it is empty).
 ///
 /// # Failures
 ///
@@ -104,7 +109,8 @@ pub struct ByteReadChannel {
     received: u64,
     /// Told whether unconsumed input is buffered, for flush coalescing.
     backlog: Option<Backlog>,
-    /// The buffer grew past `RELEASE_ABOVE`: give it back once it is empty.
+    /// The buffer grew past `RELEASE_ABOVE`: give it back once it holds at most `MAX_STEP`
+    /// bytes.
     oversized: bool,
 }
 
@@ -1105,7 +1111,7 @@ impl ByteReadChannel {
                 self.publish();
                 return Poll::Ready(Ok(Some(frame)));
             }
-            if let Err(e) = ready!(self.poll_fill(cx)) {
+            if let Err(e) = ready!(self.poll_fill_releasing(cx, 0, 0)) {
                 return Poll::Ready(Err(io::Error::from(e).into()));
             }
         }
@@ -1182,7 +1188,20 @@ impl ByteReadChannel {
         self.poll_fill_by(cx, 0)
     }
 
+    #[inline]
     fn poll_fill_by(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<Result<usize>> {
+        self.poll_fill_releasing(cx, want, MAX_STEP)
+    }
+
+    /// As `poll_fill_by`; a buffer that a large item grew is given back first if it holds at
+    /// most `left` bytes. A decoder's reads pass 0: a decoder may have made room for the rest
+    /// of a frame it has begun, which the buffer's first bytes may be.
+    fn poll_fill_releasing(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+        left: usize,
+    ) -> Poll<Result<usize>> {
         self.check_cancelled()?;
         if let Some(failure) = &self.failed {
             return Poll::Ready(Err(failure.report()));
@@ -1190,8 +1209,10 @@ impl ByteReadChannel {
         if self.eof {
             return Poll::Ready(Ok(0));
         }
-        if self.oversized && self.buf.is_empty() {
-            // A large item has passed: a reader that may now wait holds its usual buffer.
+        if self.oversized && self.buf.len() <= left {
+            // A large item has passed: a reader that may now wait holds its usual buffer, with
+            // what has come of the next item. (A copy of at most 64 KiB, once per buffer grown
+            // past 256 KiB: growing that far again takes more bytes received than that.)
             self.release();
         }
         let Some(source) = self.source.as_mut() else {
@@ -1255,10 +1276,17 @@ impl ByteReadChannel {
         }
     }
 
-    /// Gives back the (empty) buffer that a large item grew; the next read makes a usual one.
+    /// Gives back the buffer that a large item grew; what it still holds moves to a buffer of
+    /// the usual size (or the next read makes one).
     #[cold]
     fn release(&mut self) {
-        self.buf = Buffer::default();
+        self.buf = if self.buf.is_empty() {
+            Buffer::default()
+        } else {
+            let mut usual = BytesMut::with_capacity(self.buf.len() + READ_CHUNK);
+            usual.extend_from_slice(&self.buf);
+            Buffer::from(usual)
+        };
         self.oversized = false;
     }
 

@@ -40,6 +40,9 @@ fn large_items_do_not_stay_allocated() {
         for read in 0..4 {
             a_large_item_read(read).await;
         }
+        for read in 0..4 {
+            a_large_item_read_then_part_of_the_next(read).await;
+        }
         for (before, size) in [(0, 300 << 10), (0, LARGE), (200 << 10, 300 << 10)] {
             a_large_frame_decoded(before, size).await;
         }
@@ -115,6 +118,47 @@ async fn a_large_item_read(read: usize) {
     assert!(
         freed <= USUAL,
         "read {read}: the reader still held {freed} bytes"
+    );
+}
+
+/// A large item read in one of four ways, and only the first bytes of the next item follow:
+/// the reader waits for the rest of it, holding those few bytes, not the large item's buffer.
+async fn a_large_item_read_then_part_of_the_next(read: usize) {
+    let (mut output, mut input) = ByteChannel::new(false);
+    let feed = tokio::spawn(async move {
+        output.write_fully(&vec![b'a'; LARGE]).await.unwrap();
+        output.write_fully(b"\nxy").await.unwrap();
+        output.flush().await.unwrap();
+        output
+    });
+    match read {
+        0 => drop(input.read_bytes(LARGE + 1).await.unwrap()),
+        1 => {
+            let line = input.read_line(LARGE, LineEnding::Default).await.unwrap();
+            assert_eq!(line.map(|l| l.len()), Some(LARGE));
+        }
+        2 => {
+            assert!(input.await_content(LARGE + 1).await.unwrap());
+            input.discard_exact(LARGE as u64 + 1).await.unwrap();
+        }
+        _ => drop(input.read_remaining(LARGE + 1).await.unwrap()),
+    }
+    let _output = feed.await.unwrap();
+    // The rest of the next line has not come: the reader waits, with "xy" buffered.
+    assert!(
+        futures_poll_once(input.read_line(8, LineEnding::Default))
+            .await
+            .is_none(),
+        "the next line is not complete"
+    );
+    assert_eq!(input.available_for_read(), 2);
+
+    let held = live();
+    drop(input);
+    let freed = held - live();
+    assert!(
+        freed <= USUAL,
+        "read {read}, then part of the next item: the reader still held {freed} bytes"
     );
 }
 
