@@ -180,23 +180,9 @@ async fn a_tls_stream_reports_a_reset_again_on_every_read() {
     let ca = TestCa::new("stream ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
-    let server = tokio::spawn(async move {
-        let socket = listener.accept().await.unwrap();
-        socket
-            .tls_server(&config)
-            .await
-            .unwrap()
-            .into_stream()
-            .unwrap()
-    });
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut peer = within(TlsConnector::from(rustls_client(&ca)).connect(localhost(), tcp))
-        .await
-        .unwrap();
+    let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
     peer.write_all(b"data").await.unwrap();
     peer.flush().await.unwrap();
-    let mut stream = within(server).await.unwrap();
     let mut buf = [0; 4];
     within(stream.read_exact(&mut buf)).await.unwrap();
     assert_eq!(&buf, b"data");
@@ -226,23 +212,9 @@ async fn a_tls_stream_reports_its_selectors_close_again_on_every_read() {
     let ca = TestCa::new("stream ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
-    let server = tokio::spawn(async move {
-        let socket = listener.accept().await.unwrap();
-        socket
-            .tls_server(&config)
-            .await
-            .unwrap()
-            .into_stream()
-            .unwrap()
-    });
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut peer = within(TlsConnector::from(rustls_client(&ca)).connect(localhost(), tcp))
-        .await
-        .unwrap();
+    let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
     peer.write_all(b"data").await.unwrap();
     peer.flush().await.unwrap();
-    let mut stream = within(server).await.unwrap();
     let mut buf = [0; 4];
     within(stream.read_exact(&mut buf)).await.unwrap();
     assert_eq!(&buf, b"data");
@@ -276,29 +248,8 @@ async fn a_tls_stream_refuses_writes_after_its_close_or_shutdown() {
     let ca = TestCa::new("stream ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
     for shutdown in [true, false] {
-        let accepted = {
-            let config = config.clone();
-            let listener = &listener;
-            async move {
-                let socket = listener.accept().await.unwrap();
-                socket
-                    .tls_server(&config)
-                    .await
-                    .unwrap()
-                    .into_stream()
-                    .unwrap()
-            }
-        };
-        let connecting = async {
-            let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            TlsConnector::from(rustls_client(&ca))
-                .connect(localhost(), tcp)
-                .await
-                .unwrap()
-        };
-        let (mut stream, mut peer) = within(async { tokio::join!(accepted, connecting) }).await;
+        let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
         if shutdown {
             within(stream.shutdown()).await.unwrap();
         } else {
@@ -332,24 +283,7 @@ async fn a_half_closed_tls_stream_reports_a_truncation_again_on_every_read() {
     let ca = TestCa::new("stream ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
-    let accepted = async {
-        let socket = listener.accept().await.unwrap();
-        socket
-            .tls_server(&config)
-            .await
-            .unwrap()
-            .into_stream()
-            .unwrap()
-    };
-    let connecting = async {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        TlsConnector::from(rustls_client(&ca))
-            .connect(localhost(), tcp)
-            .await
-            .unwrap()
-    };
-    let (mut stream, mut peer) = within(async { tokio::join!(accepted, connecting) }).await;
+    let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
     within(stream.write_all(b"bye\n")).await.unwrap();
     within(stream.shutdown()).await.unwrap();
     let mut received = Vec::new();
@@ -384,24 +318,7 @@ async fn a_tls_stream_read_into_an_empty_buffer_does_not_wait() {
     let ca = TestCa::new("stream ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
-    let accepted = async {
-        let socket = listener.accept().await.unwrap();
-        socket
-            .tls_server(&config)
-            .await
-            .unwrap()
-            .into_stream()
-            .unwrap()
-    };
-    let connecting = async {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        TlsConnector::from(rustls_client(&ca))
-            .connect(localhost(), tcp)
-            .await
-            .unwrap()
-    };
-    let (mut stream, mut peer) = within(async { tokio::join!(accepted, connecting) }).await;
+    let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
     let n = within(stream.read(&mut [])).await.unwrap();
     assert_eq!(n, 0);
     peer.write_all(b"after\n").await.unwrap();
@@ -409,4 +326,31 @@ async fn a_tls_stream_read_into_an_empty_buffer_does_not_wait() {
     let mut buf = [0; 6];
     within(stream.read_exact(&mut buf)).await.unwrap();
     assert_eq!(&buf, b"after\n");
+}
+
+/// A server-side `TlsStream` that `listener` accepted, and the tokio-rustls client (trusting
+/// `ca`) connected to it.
+async fn accept_stream(
+    listener: &net_sockets::ServerSocket,
+    config: &net_tls::TlsServerConfig,
+    ca: &TestCa,
+) -> (
+    net_tls::TlsStream,
+    tokio_rustls::client::TlsStream<TcpStream>,
+) {
+    let port = listener.port().unwrap();
+    let accepted = async {
+        net_tests::tls::accept(listener, config)
+            .await
+            .into_stream()
+            .unwrap()
+    };
+    let connecting = async {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        TlsConnector::from(rustls_client(ca))
+            .connect(localhost(), tcp)
+            .await
+            .unwrap()
+    };
+    within(async { tokio::join!(accepted, connecting) }).await
 }
