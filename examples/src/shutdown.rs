@@ -82,17 +82,17 @@ pub async fn serve_until_signal(
         }
     }
     crate::say!("Shutting down ({} open)", server.stats().open);
-    let report = tokio::select! {
-        report = server.shutdown(grace) => report,
+    let (report, when) = tokio::select! {
+        report = server.shutdown(grace) => (report, " after the grace period"),
         () = signals.recv() => {
             crate::say!("Second signal: not waiting for the grace period");
             // The shutdown begun above stays begun; this one closes what is still open now.
-            server.shutdown(Duration::ZERO).await
+            (server.shutdown(Duration::ZERO).await, "")
         }
     };
     if report.cut > 0 {
         crate::say!(
-            "Closed {} connection{} still open after the grace period",
+            "Closed {} connection{} still open{when}",
             report.cut,
             if report.cut == 1 { "" } else { "s" }
         );
