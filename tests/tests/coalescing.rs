@@ -499,7 +499,16 @@ fn answer(i: usize) -> String {
 #[tokio::test]
 async fn a_close_with_more_held_back_than_the_socket_takes_still_delivers_everything() {
     let selector = SelectorManager::new();
-    let (mut client, mut socket) = with_small_buffers(&selector).await;
+    let mut client = closed_with_answers_held_back(&selector).await;
+    let mut everything = Vec::new();
+    within(client.read_to_end(&mut everything)).await.unwrap();
+    assert_every_answer(everything);
+}
+
+/// A server socket that answered [`CLOSE_BURST`] requests (held back, more than the socket
+/// takes) and closed; the raw client, which has read nothing yet.
+async fn closed_with_answers_held_back(selector: &SelectorManager) -> TcpStream {
+    let (mut client, mut socket) = with_small_buffers(selector).await;
     let serving = tokio::spawn(async move {
         let mut input = socket.open_read_channel().unwrap();
         let mut output = socket.open_write_channel(true).unwrap();
@@ -520,9 +529,61 @@ async fn a_close_with_more_held_back_than_the_socket_takes_still_delivers_everyt
     requests.push_str("close\nextra\n");
     client.write_all(requests.as_bytes()).await.unwrap();
     within(serving).await.unwrap();
-    let mut everything = Vec::new();
-    within(client.read_to_end(&mut everything)).await.unwrap();
+    client
+}
+
+fn assert_every_answer(everything: Vec<u8>) {
     let answers: String = (0..CLOSE_BURST).map(answer).collect();
     assert_eq!(everything.len(), answers.len(), "answers lost at close");
     assert_eq!(String::from_utf8(everything).unwrap(), answers);
+}
+
+/// The same close, then a graceful shutdown of the selector: the connection closed by itself,
+/// so the shutdown's close at its end must not reset it while its answers are still on their
+/// way (the shutdown waits for them, within its grace period). Before the fix the shutdown found
+/// no connection open, closed the selector at once, and that reset the connection.
+#[tokio::test]
+async fn a_selector_shutdown_after_such_a_close_waits_for_the_answers() {
+    let selector = SelectorManager::new();
+    let mut client = closed_with_answers_held_back(&selector).await;
+    let shutting_down = {
+        let selector = selector.clone();
+        tokio::spawn(async move { selector.shutdown(Duration::from_secs(30)).await })
+    };
+    let mut everything = Vec::new();
+    let read = within(client.read_to_end(&mut everything)).await;
+    assert!(read.is_ok(), "the connection was reset: {read:?}");
+    assert_every_answer(everything);
+    let report = within(shutting_down).await.unwrap();
+    assert_eq!(report.cut, 0);
+}
+
+/// The same close, and then the runtime that runs the sending task shuts down before the
+/// answers left: the connection is reset, never ended cleanly with answers missing. Before the
+/// fix the dropped task released the descriptor gracefully: a FIN after part of the answers.
+#[test]
+fn a_runtime_shut_down_before_held_back_answers_left_resets_the_connection() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = runtime.block_on(async {
+        let selector = SelectorManager::new();
+        closed_with_answers_held_back(&selector)
+            .await
+            .into_std()
+            .unwrap()
+    });
+    drop(runtime);
+    let mut client = client;
+    client.set_nonblocking(false).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut everything = Vec::new();
+    let read = std::io::Read::read_to_end(&mut client, &mut everything);
+    match read {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(_) => assert_every_answer(everything),
+    }
 }

@@ -349,6 +349,7 @@ impl SelectorManagerBuilder {
 }
 
 /// One open connection in its selector's count; leaves when the connection closes.
+#[derive(Debug)]
 pub(crate) struct OpenConnection {
     selector: Arc<SelectorInner>,
     /// Why the connection closed, for the selector's count of cuts.

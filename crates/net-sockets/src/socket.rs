@@ -45,7 +45,9 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 ///   Answers held back by flush coalescing ([`SocketOptions::coalesce_flushes`](crate::SocketOptions::coalesce_flushes)) count as
 ///   written: those the socket cannot take at once are sent by a task as it drains, and the
 ///   descriptor is released after them (a connection reset instead when they cannot be
-///   delivered: a failed send, `socket_timeout` without progress, or the selector's close).
+///   delivered: a failed send, `socket_timeout` without progress, the selector's close, or the
+///   end of the runtime). Until then the connection counts as open for
+///   [`SelectorManager::shutdown`], which waits for them within its grace period.
 /// - After a write, flush or write timeout failed, a close resets the connection (plain TCP) or
 ///   omits TLS's `close_notify`, so the peer never takes the end for a clean one.
 /// - Closing only the write channel ([`flush_and_close`](ByteWriteChannel::flush_and_close)) is a

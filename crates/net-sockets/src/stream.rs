@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 use crate::core::{Cause, CloseMode, CloseWait, Core, Owner, Setup};
 use crate::group::{Drain, Group, Membership};
 use crate::options::SocketOptions;
-use crate::selector::{SelectorInner, lock};
+use crate::selector::{OpenConnection, SelectorInner, lock};
 use crate::{Result, SocketAddress};
 
 /// A connected stream of either family.
@@ -190,6 +190,18 @@ pub(crate) struct Conn {
     backlog: Option<Backlog>,
     /// Whether a task is sending held bytes for a reader that could not wait for them.
     cork_task: AtomicBool,
+    /// The connection's places in its selector's count and its listener's group, left when
+    /// the descriptor is released (see [`Counted`]).
+    counted: Arc<Mutex<Counted>>,
+}
+
+/// Where an open connection is counted: in its selector's count (taken over by the task that
+/// sends held-back answers after a close, which keeps the descriptor) and in its listener's
+/// group.
+#[derive(Debug)]
+struct Counted {
+    selector: Option<OpenConnection>,
+    group: Option<Membership>,
 }
 
 /// Where a connection came from: what its socket keeps of it.
@@ -273,15 +285,22 @@ impl Conn {
         };
         // Released with the descriptor: the selector's count, and the group's slot, told
         // whether the connection was cut.
-        let held = Mutex::new(Some((selector.connection_opened(), held)));
+        let counted = Arc::new(Mutex::new(Counted {
+            selector: Some(selector.connection_opened()),
+            group: held,
+        }));
+        let released = Arc::clone(&counted);
         let setup = Setup {
             on_release: Some(Box::new(move |cause| {
-                let held = lock(&held).take();
-                if let Some((open, membership)) = held {
+                let (open, membership) = {
+                    let mut counted = lock(&released);
+                    (counted.selector.take(), counted.group.take())
+                };
+                if let Some(open) = open {
                     open.leave(cause);
-                    if let Some(membership) = membership {
-                        membership.leave(cause);
-                    }
+                }
+                if let Some(membership) = membership {
+                    membership.leave(cause);
                 }
             })),
             ..Setup::new(span)
@@ -299,6 +318,7 @@ impl Conn {
             received: Mutex::new(received),
             backlog: options.coalesce_flushes.then(Backlog::new),
             cork_task: AtomicBool::new(false),
+            counted,
         })?;
         if let Some((group, key)) = group {
             if !group.enrol(key, &conn) {
@@ -338,12 +358,20 @@ impl Conn {
     /// them as the socket drains and keeps the descriptor until then (its release then sends
     /// FIN), as the kernel goes on sending what was written before a close. A failed send, a
     /// peer that takes nothing for `socket_timeout`, or the selector's close resets the
-    /// connection instead: the peer must not take the end for a clean one.
+    /// connection instead: the peer must not take the end for a clean one. So does the end of
+    /// the runtime before they all left. The connection stays in its selector's count until
+    /// then, so that a graceful shutdown of the selector waits for them (within its grace
+    /// period) instead of resetting the connection with its close.
     fn send_held_after_close(&self) {
         let (Some(backlog), Ok(stream)) = (&self.backlog, self.core.io()) else {
             return;
         };
         let mut rest = backlog.with_held(std::mem::take);
+        let mut owed = Owed {
+            stream: Some(Arc::clone(&stream)),
+            open: lock(&self.counted).selector.take(),
+            cause: Cause::Own,
+        };
         let selector_closed = self.core.selector().token().clone();
         let handle = self.core.selector().handle().clone();
         let span = self.core.span().clone();
@@ -377,13 +405,15 @@ impl Conn {
             let delivered = tokio::select! {
                 biased;
                 sent = send => sent.is_ok(),
-                () = selector_closed.cancelled() => false,
+                () = selector_closed.cancelled() => {
+                    owed.cause = Cause::Cut;
+                    false
+                }
             };
-            if !delivered {
-                let _ = SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
+            drop(stream);
+            if delivered {
+                owed.delivered();
             }
-            // The kernel's close may wait for the peer (`SO_LINGER`): not on a runtime thread.
-            drop(tokio::task::spawn_blocking(move || drop(stream)));
         };
         drop(handle.spawn(task));
     }
@@ -533,6 +563,44 @@ impl Conn {
 
     fn timer(&self) -> Option<Timer> {
         Some(Timer::new(self.socket_timeout?))
+    }
+}
+
+/// The descriptor of a closed connection whose held-back answers a task still sends, and its
+/// place in the selector's count. Dropped before they all left (a failed send, a timeout, the
+/// selector's close, the task dropped with its runtime), it resets the connection: the peer
+/// must not take the end for a clean one.
+struct Owed {
+    stream: Option<Arc<Stream>>,
+    open: Option<OpenConnection>,
+    /// Why the connection ends, for the selector's count.
+    cause: Cause,
+}
+
+impl Owed {
+    /// Everything left: the descriptor is released gracefully (its release sends the FIN).
+    fn delivered(mut self) {
+        let stream = self.stream.take();
+        let open = self.open.take();
+        // The kernel's close may wait for the peer (`SO_LINGER`): not on a runtime thread. (A
+        // runtime shutting down drops the closure instead, and with it both.)
+        drop(tokio::task::spawn_blocking(move || {
+            drop(stream);
+            if let Some(open) = open {
+                open.leave(Cause::Own);
+            }
+        }));
+    }
+}
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            let _ = SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
+        }
+        if let Some(open) = self.open.take() {
+            open.leave(self.cause);
+        }
     }
 }
 
