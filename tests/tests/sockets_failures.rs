@@ -234,6 +234,51 @@ async fn close_gracefully_delivers_everything_though_input_was_never_read() {
     assert_eq!(received, body);
 }
 
+/// SPEC §4.1: `close_gracefully` is for TLS too: it flushes, sends `close_notify`, drains input
+/// the server never read, and the client receives every byte, then a clean end (not a reset,
+/// not a truncation).
+#[tokio::test]
+async fn a_tls_close_gracefully_delivers_everything_though_input_was_never_read() {
+    use net_tls::TlsExt;
+    let selector = SelectorManager::new();
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki.server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let accept = async {
+        let socket = listener.accept().await.unwrap();
+        socket.tls_server(&server_config).await.unwrap()
+    };
+    let connect = async {
+        let socket = a_socket(&selector)
+            .tcp()
+            .connect(("localhost", port))
+            .await
+            .unwrap();
+        socket
+            .tls(pki.client_config().build().unwrap())
+            .await
+            .unwrap()
+    };
+    let (server, client) = within(async { tokio::join!(accept, connect) }).await;
+    let mut client = client.connection().unwrap();
+    // 1 KiB the server never reads.
+    client.output.write_fully(&payload(1024)).await.unwrap();
+    client.output.flush().await.unwrap();
+    let mut server = server.connection().unwrap();
+    let body = payload(100 * 1024);
+    let closing = tokio::spawn(async move {
+        server.output.write_fully(&body).await.unwrap();
+        server.close_gracefully(Duration::from_secs(2)).await
+    });
+    let received = within(client.input.read_remaining(usize::MAX))
+        .await
+        .expect("every byte, then close_notify: a clean end");
+    assert_eq!(received, payload(100 * 1024));
+    drop(client);
+    within(closing).await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn durations_too_large_for_the_clock_mean_no_timeout() {
     let selector = SelectorManager::new();
@@ -265,6 +310,102 @@ async fn durations_too_large_for_the_clock_mean_no_timeout() {
         .await
         .unwrap();
     assert_eq!(line.as_deref(), Some("late"));
+}
+
+/// SPEC §4.1: "every other duration option" takes `Duration::MAX` without a panic: the PROXY
+/// header deadline, the TLS handshake timeouts, `linger`, the keep-alive times (used, or refused
+/// with a typed error), `close_gracefully`'s wait and both graceful shutdowns' grace periods.
+#[tokio::test]
+async fn every_other_duration_option_takes_duration_max() {
+    use net_sockets::ProxyProtocol;
+    use net_tls::TlsExt;
+    let selector = SelectorManager::new();
+
+    // The PROXY header deadline: a header that comes is read, and the connection handed out.
+    let proxied = tcp_listener_with(&selector, |b| {
+        b.proxy_protocol(ProxyProtocol::Required)
+            .proxy_header_timeout(Duration::MAX)
+    })
+    .await;
+    let mut client = TcpStream::connect(("127.0.0.1", proxied.port().unwrap()))
+        .await
+        .unwrap();
+    client
+        .write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 4242 80\r\n")
+        .await
+        .unwrap();
+    let accepted = within(proxied.accept()).await.unwrap();
+    assert_eq!(accepted.remote_address().to_string(), "192.0.2.7:4242");
+    drop((client, accepted));
+
+    // The handshake timeouts: the handshake completes.
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki
+        .server_config()
+        .handshake_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let client_config = pki
+        .client_config()
+        .handshake_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let accept = async {
+        let socket = listener.accept().await.unwrap();
+        socket.tls_server(&server_config).await.unwrap()
+    };
+    let connect = async {
+        let socket = a_socket(&selector)
+            .tcp()
+            .connect(("localhost", port))
+            .await
+            .unwrap();
+        socket.tls(client_config).await.unwrap()
+    };
+    let (server, client) = within(async { tokio::join!(accept, connect) }).await;
+
+    // close_gracefully's wait: it ends at the peer's end of stream.
+    let mut client = client.connection().unwrap();
+    let closing = tokio::spawn(server.connection().unwrap().close_gracefully(Duration::MAX));
+    let rest = within(client.input.read_remaining(64)).await.unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    drop(client);
+    within(closing).await.unwrap().unwrap();
+
+    // linger and the keep-alive times: used, or refused with a typed error.
+    let address = ("127.0.0.1", listener.port().unwrap());
+    let lingering = within(
+        a_socket(&selector)
+            .tcp()
+            .linger(Duration::MAX)
+            .connect(address),
+    )
+    .await
+    .unwrap();
+    let peer = within(listener.accept()).await.unwrap();
+    lingering.close();
+    peer.close();
+    for keep_alive in [
+        a_socket(&selector).tcp().keep_alive_idle(Duration::MAX),
+        a_socket(&selector).tcp().keep_alive_interval(Duration::MAX),
+    ] {
+        match within(keep_alive.connect(address)).await {
+            Ok(socket) => {
+                let peer = within(listener.accept()).await.unwrap();
+                socket.close();
+                peer.close();
+            }
+            Err(e) => assert!(matches!(e, Error::InvalidOption { .. }), "{e:?}"),
+        }
+    }
+
+    // The grace periods: nothing is open, so both shutdowns end at once.
+    let report = within(listener.shutdown(Duration::MAX)).await;
+    assert_eq!((report.finished, report.cut), (0, 0), "{report:?}");
+    let report = within(selector.shutdown(Duration::MAX)).await;
+    assert_eq!((report.finished, report.cut), (0, 0), "{report:?}");
 }
 
 #[tokio::test]
