@@ -241,6 +241,66 @@ fn child_usize_max() {
     println!("child child_usize_max passed");
 }
 
+/// SPEC §4.1: a count-taking read grows its buffer as bytes arrive, never toward the count:
+/// with 2 MiB received of a hostile count, memory follows the 2 MiB.
+#[test]
+fn hostile_counts_with_bytes_arriving_grow_with_the_bytes() {
+    run_child("child_bytes_arriving");
+}
+
+/// Bytes the writer sends before the hostile read has its count: 2 MiB.
+const ARRIVING: usize = 2 * 1024 * 1024;
+
+/// Feeds `ARRIVING` zero bytes into `w` while `read` waits; panics if `read` completes.
+async fn feed_while_pending<F: Future>(w: &mut ByteWriteChannel, read: std::pin::Pin<&mut F>) {
+    static CHUNK: [u8; 16 * 1024] = [0; 16 * 1024];
+    let mut read = read;
+    let feed = async {
+        for _ in 0..ARRIVING / CHUNK.len() {
+            w.write_fully(&CHUNK).await.unwrap();
+        }
+        w.flush().await.unwrap();
+    };
+    tokio::select! {
+        biased;
+        _ = read.as_mut() => panic!("completed early"),
+        () = feed => {}
+    }
+    // The last bytes the writer handed over reach the reader.
+    assert!(stays_pending(read).await, "completed early");
+}
+
+#[test]
+fn child_bytes_arriving() {
+    if !is_child("child_bytes_arriving") {
+        return;
+    }
+    runtime().block_on(async {
+        let what = [
+            "read_bytes(u32::MAX)",
+            "peek(1 << 30)",
+            "await_content(usize::MAX)",
+            "discard_exact(u64::MAX)",
+        ];
+        for (i, what) in what.into_iter().enumerate() {
+            let (mut w, mut r) = ByteChannel::new(true);
+            let meter = Meter::start();
+            match i {
+                0 => feed_while_pending(&mut w, pin!(r.read_bytes(0xFFFF_FFFF))).await,
+                1 => feed_while_pending(&mut w, pin!(r.peek(1 << 30))).await,
+                2 => feed_while_pending(&mut w, pin!(r.await_content(usize::MAX))).await,
+                _ => feed_while_pending(&mut w, pin!(r.discard_exact(u64::MAX))).await,
+            }
+            meter.check(what);
+            if i < 3 {
+                // Nothing was consumed: the bytes that arrived are all there.
+                assert_eq!(r.available_for_read(), ARRIVING, "{what}");
+            }
+        }
+    });
+    println!("child child_bytes_arriving passed");
+}
+
 /// SPEC §4.2: after `TooLongLine`, the next line read skips a 100 MiB line through its
 /// delimiter in bounded memory and returns the following line.
 #[test]
