@@ -354,3 +354,11 @@ async fn accept_stream(
     };
     within(async { tokio::join!(accepted, connecting) }).await
 }
+
+/// SPEC §4.2: `TlsStream: AsyncRead + AsyncWrite + Send + Unpin + 'static` (checked when this
+/// file compiles).
+#[test]
+fn a_tls_stream_is_async_read_write_send_unpin_and_static() {
+    fn io_type<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static>() {}
+    io_type::<net_tls::TlsStream>();
+}
