@@ -299,6 +299,25 @@ pub async fn connect(
     socket.tls(config).await
 }
 
+/// A TLS connection over loopback: `listener` accepts it with `server_config` while a client of
+/// `selector` connects to `localhost` with `client_config`; returns (server side, client side),
+/// and panics if either side fails.
+pub async fn pair(
+    selector: &SelectorManager,
+    listener: &ServerSocket,
+    server_config: &TlsServerConfig,
+    client_config: TlsConfig,
+) -> (TlsSocket, TlsSocket) {
+    let port = listener.port().expect("a TCP listener");
+    let accept = accept(listener, server_config);
+    let connect = async {
+        connect(selector, "localhost", port, client_config)
+            .await
+            .expect("the client's connect and handshake")
+    };
+    crate::within(async { tokio::join!(accept, connect) }).await
+}
+
 /// Accepts the next connection of `listener` and runs the server handshake with `config`;
 /// panics if either fails.
 pub async fn accept(listener: &ServerSocket, config: &TlsServerConfig) -> TlsSocket {

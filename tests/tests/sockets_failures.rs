@@ -239,28 +239,17 @@ async fn close_gracefully_delivers_everything_though_input_was_never_read() {
 /// not a truncation).
 #[tokio::test]
 async fn a_tls_close_gracefully_delivers_everything_though_input_was_never_read() {
-    use net_tls::TlsExt;
     let selector = SelectorManager::new();
     let pki = net_tests::pki::Pki::generate();
     let server_config = pki.server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
-    let accept = async {
-        let socket = listener.accept().await.unwrap();
-        socket.tls_server(&server_config).await.unwrap()
-    };
-    let connect = async {
-        let socket = a_socket(&selector)
-            .tcp()
-            .connect(("localhost", port))
-            .await
-            .unwrap();
-        socket
-            .tls(pki.client_config().build().unwrap())
-            .await
-            .unwrap()
-    };
-    let (server, client) = within(async { tokio::join!(accept, connect) }).await;
+    let (server, client) = net_tests::tls::pair(
+        &selector,
+        &listener,
+        &server_config,
+        pki.client_config().build().unwrap(),
+    )
+    .await;
     let mut client = client.connection().unwrap();
     // 1 KiB the server never reads.
     client.output.write_fully(&payload(1024)).await.unwrap();
@@ -318,7 +307,6 @@ async fn durations_too_large_for_the_clock_mean_no_timeout() {
 #[tokio::test]
 async fn every_other_duration_option_takes_duration_max() {
     use net_sockets::ProxyProtocol;
-    use net_tls::TlsExt;
     let selector = SelectorManager::new();
 
     // The PROXY header deadline: a header that comes is read, and the connection handed out.
@@ -351,20 +339,8 @@ async fn every_other_duration_option_takes_duration_max() {
         .build()
         .unwrap();
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
-    let accept = async {
-        let socket = listener.accept().await.unwrap();
-        socket.tls_server(&server_config).await.unwrap()
-    };
-    let connect = async {
-        let socket = a_socket(&selector)
-            .tcp()
-            .connect(("localhost", port))
-            .await
-            .unwrap();
-        socket.tls(client_config).await.unwrap()
-    };
-    let (server, client) = within(async { tokio::join!(accept, connect) }).await;
+    let (server, client) =
+        net_tests::tls::pair(&selector, &listener, &server_config, client_config).await;
 
     // close_gracefully's wait: it ends at the peer's end of stream.
     let mut client = client.connection().unwrap();
@@ -668,28 +644,17 @@ async fn a_peer_that_stops_reading_holds_the_writer_back_and_loses_nothing() {
 
 #[tokio::test]
 async fn a_tls_truncation_is_reported_again_as_truncated() {
-    use net_tls::TlsExt;
     let selector = SelectorManager::new();
     let pki = net_tests::pki::Pki::generate();
     let server_config = pki.server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
-    let accept = async {
-        let socket = listener.accept().await.unwrap();
-        socket.tls_server(&server_config).await.unwrap()
-    };
-    let connect = async {
-        let socket = a_socket(&selector)
-            .tcp()
-            .connect(("localhost", port))
-            .await
-            .unwrap();
-        socket
-            .tls(pki.client_config().build().unwrap())
-            .await
-            .unwrap()
-    };
-    let (mut server, client) = within(async { tokio::join!(accept, connect) }).await;
+    let (mut server, client) = net_tests::tls::pair(
+        &selector,
+        &listener,
+        &server_config,
+        pki.client_config().build().unwrap(),
+    )
+    .await;
     let mut input = server.open_read_channel().unwrap();
     // FIN without close_notify.
     client
