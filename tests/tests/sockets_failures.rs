@@ -214,22 +214,26 @@ async fn a_failed_write_ends_the_connection_with_a_reset_not_a_clean_end() {
 #[tokio::test]
 async fn close_gracefully_delivers_everything_though_input_was_never_read() {
     let selector = SelectorManager::new();
-    let listener = tcp_listener(&selector).await;
-    let (mut peer, socket) = raw_peer_of(&listener).await;
-    // 1 KiB the server never reads: a plain close would answer it with a reset.
+    // Room for the whole body in the server's send buffer, little in the peer's receive
+    // buffer: at the close, most of the body is still queued at the server, which is what a
+    // reset would destroy.
+    let listener = tcp_listener_with(&selector, |b| b.send_buffer_size(4 << 20)).await;
+    let peer = tokio::net::TcpSocket::new_v4().unwrap();
+    peer.set_recv_buffer_size(4096).unwrap();
+    let (mut peer, socket) = net_tests::fault::raw_peer_from(peer, &listener).await;
+    // 1 KiB the server never reads, then the peer's end: a plain close would answer the unread
+    // input with a reset.
     peer.write_all(&payload(1024)).await.unwrap();
+    peer.shutdown().await.unwrap();
     let mut connection = socket.connection().unwrap();
-    let body = payload(100 * 1024);
-    let reader = tokio::spawn(async move {
-        let mut received = Vec::new();
-        let end = peer.read_to_end(&mut received).await;
-        (end, received)
-    });
+    let body = payload(256 * 1024);
     connection.output.write_fully(&body).await.unwrap();
-    within(connection.close_gracefully(Duration::from_secs(2)))
+    within(connection.close_gracefully(Duration::from_secs(10)))
         .await
         .unwrap();
-    let (end, received) = within(reader).await.unwrap();
+    // Read only after the close: everything arrives, then the end of stream.
+    let mut received = Vec::new();
+    let end = within(peer.read_to_end(&mut received)).await;
     assert_eq!(end.unwrap(), body.len(), "EOF after everything");
     assert_eq!(received, body);
 }
