@@ -91,17 +91,14 @@ fn find_lf(hay: &[u8]) -> Option<usize> {
     }
     // A short line among others buffered (pipelined requests) ends within the first two
     // words: found there without `memchr`'s set-up, which costs more than such a line's scan.
-    if let Some((head, rest)) = hay.split_first_chunk::<16>() {
-        let (w0, w1) = head.split_at(8);
-        if let Some(i) = lf_in_word(w0).or_else(|| lf_in_word(w1).map(|i| 8 + i)) {
-            return Some(i);
-        }
-        return memchr(b'\n', rest).map(|i| 16 + i);
-    }
-    memchr(b'\n', hay)
+    let (head, rest) = hay.split_at(16);
+    let (w0, w1) = head.split_at(8);
+    lf_in_word(w0)
+        .or_else(|| lf_in_word(w1).map(|i| 8 + i))
+        .or_else(|| memchr(b'\n', rest).map(|i| 16 + i))
 }
 
-/// The index of the first LF in an 8-byte `word`.
+/// The index of the first LF in `word` (8 bytes).
 #[inline]
 fn lf_in_word(word: &[u8]) -> Option<usize> {
     let mut bytes = [0; 8];
