@@ -211,6 +211,83 @@ async fn a_failed_write_ends_the_connection_with_a_reset_not_a_clean_end() {
     assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
 }
 
+/// Bytes a write channel buffered and then threw away (`cancel`, or a drop without a flush) are
+/// lost: the close resets, so that the peer never takes the stream for a complete one. With
+/// nothing thrown away, the close stays clean.
+#[tokio::test]
+async fn a_write_channel_cancelled_or_dropped_with_unsent_bytes_ends_with_a_reset() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    for (how, unsent) in [("cancel", true), ("drop", true), ("cancel", false)] {
+        let (mut peer, socket) = raw_peer_of(&listener).await;
+        // The connection's output does not flush by itself.
+        let connection = socket.connection().unwrap();
+        let (socket, mut output) = (connection.socket, connection.output);
+        output.write_fully(b"sent").await.unwrap();
+        output.flush().await.unwrap();
+        let mut sent = [0u8; 4];
+        within(peer.read_exact(&mut sent)).await.unwrap();
+        if unsent {
+            output.write_fully(b"never sent").await.unwrap();
+        }
+        match how {
+            "cancel" => output.cancel(),
+            _ => drop(output),
+        }
+        socket.close();
+        let mut received = Vec::new();
+        let end = within(peer.read_to_end(&mut received)).await;
+        if unsent {
+            let e = end.expect_err("the peer must not see a clean end after lost bytes");
+            assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{how}: {e:?}");
+        } else {
+            assert_eq!(end.unwrap(), 0, "nothing was lost: a clean end");
+        }
+    }
+}
+
+/// As above, over TLS: bytes a write channel threw away mean no `close_notify`, so the peer
+/// reads a truncation, never a clean end.
+#[tokio::test]
+async fn a_tls_write_channel_cancelled_with_unsent_bytes_never_ends_with_close_notify() {
+    let selector = SelectorManager::new();
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki.server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    for unsent in [true, false] {
+        let (server, client) = net_tests::tls::pair(
+            &selector,
+            &listener,
+            &server_config,
+            pki.client_config().build().unwrap(),
+        )
+        .await;
+        let mut input = client.connection().unwrap().input;
+        let connection = server.connection().unwrap();
+        let (server, mut output) = (connection.socket, connection.output);
+        output.write_string_utf8("sent\n").await.unwrap();
+        output.flush().await.unwrap();
+        let line = within(input.read_line(64, LineEnding::Default)).await;
+        assert_eq!(line.unwrap().as_deref(), Some("sent"));
+        if unsent {
+            output.write_string_utf8("never sent\n").await.unwrap();
+        }
+        output.cancel();
+        server.close();
+        let end = within(input.read_line(64, LineEnding::Default)).await;
+        if unsent {
+            let e = end.expect_err("the peer must not see close_notify after lost bytes");
+            assert!(net_tests::tls::is_truncated(&e), "{e:?}");
+        } else {
+            assert_eq!(
+                end.unwrap(),
+                None,
+                "nothing was lost: close_notify, a clean end"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn close_gracefully_delivers_everything_though_input_was_never_read() {
     let selector = SelectorManager::new();

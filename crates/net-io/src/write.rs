@@ -50,8 +50,9 @@ impl Sink {
 ///
 /// Close with [`flush_and_close`](Self::flush_and_close): it writes what is buffered, then shuts
 /// the transport's write side down (a socket sends FIN; its read side keeps working). Dropping
-/// the channel instead drops the transport **without** writing what is still buffered, and
-/// logs a `warn` event with the number of bytes lost.
+/// the channel instead drops the transport **without** writing what is still buffered, logs a
+/// `warn` event with the number of bytes lost and tells the [`on_abandon`](Self::on_abandon)
+/// hook (a socket then resets the connection on close).
 ///
 /// [`total_bytes_written`](Self::total_bytes_written) counts the bytes writes accepted.
 ///
@@ -145,6 +146,8 @@ pub struct ByteWriteChannel {
     backlog: Option<Backlog>,
     /// Whether `cancel` ended it (not a clean close, though no failure is recorded).
     cancelled: bool,
+    /// Told when buffered bytes are thrown away (see `on_abandon`).
+    on_abandon: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl fmt::Debug for ByteWriteChannel {
@@ -203,6 +206,42 @@ impl ByteWriteChannel {
             written: 0,
             backlog: None,
             cancelled: false,
+            on_abandon: None,
+        }
+    }
+
+    /// Calls `hook` if this channel is cancelled or dropped while it holds bytes that writes
+    /// accepted but that never reached the transport (they are lost), so that the transport
+    /// can end the stream as a failed one rather than a complete one. The sockets of
+    /// `net-sockets` set one: their close then resets the connection instead of sending FIN,
+    /// and TLS sends no `close_notify`. A later call replaces the hook; it runs at most once.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    ///
+    /// use net_io::ByteWriteChannel;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+    /// let lost = Arc::new(AtomicBool::new(false));
+    /// let mut output = ByteWriteChannel::new(tokio::io::sink(), false);
+    /// let told = Arc::clone(&lost);
+    /// output.on_abandon(move || told.store(true, Ordering::Relaxed));
+    /// output.write_fully(b"never flushed").await?;
+    /// output.cancel();
+    /// assert!(lost.load(Ordering::Relaxed));
+    /// # Ok(()) }
+    /// ```
+    pub fn on_abandon(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.on_abandon = Some(Box::new(hook));
+    }
+
+    /// Tells the `on_abandon` hook, if bytes are about to be thrown away.
+    fn abandon_buffered(&mut self) {
+        if !self.buf.is_empty() {
+            if let Some(hook) = self.on_abandon.take() {
+                hook();
+            }
         }
     }
 
@@ -503,10 +542,12 @@ impl ByteWriteChannel {
     /// Drops what is buffered and closes: later writes fail with [`Error::ClosedForWrite`]
     /// (or, on a channel that had failed, with its failure).
     ///
-    /// The transport is dropped without a graceful shutdown. The reader of an in-memory
+    /// The transport is dropped without a graceful shutdown; if bytes were thrown away, the
+    /// [`on_abandon`](Self::on_abandon) hook is told first. The reader of an in-memory
     /// [`ByteChannel`](crate::ByteChannel) fails with [`Error::Cancelled`] once it has read what
     /// was already delivered.
     pub fn cancel(&mut self) {
+        self.abandon_buffered();
         self.buf = BytesMut::new();
         if let Some(Sink::Pipe(pipe)) = &self.sink {
             pipe.cancel();
@@ -803,6 +844,7 @@ impl Drop for ByteWriteChannel {
                  flush_and_close, or cancel to drop them on purpose)",
                 self.buf.len()
             );
+            self.abandon_buffered();
         }
     }
 }

@@ -821,3 +821,46 @@ async fn channels_are_send_and_work_across_threads() {
     guard(writer).await.unwrap().unwrap();
     assert_eq!(guard(reader).await.unwrap().unwrap(), 2000);
 }
+
+/// The `on_abandon` hook hears of bytes thrown away (a cancel or a drop with some unsent), and
+/// of nothing else: not of a cancel or drop with nothing buffered, nor of a clean close.
+#[tokio::test]
+async fn on_abandon_is_told_only_when_buffered_bytes_are_thrown_away() {
+    enum End {
+        Cancel,
+        Drop,
+        Close,
+    }
+    for (unsent, end, told) in [
+        (true, End::Cancel, 1),
+        (true, End::Drop, 1),
+        (false, End::Cancel, 0),
+        (false, End::Drop, 0),
+        (true, End::Close, 0),
+    ] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut output = ByteWriteChannel::new(tokio::io::sink(), false);
+        let counter = Arc::clone(&calls);
+        output.on_abandon(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        output.write_fully(b"flushed").await.unwrap();
+        output.flush().await.unwrap();
+        if unsent {
+            output.write_fully(b"buffered").await.unwrap();
+        }
+        match end {
+            End::Cancel => {
+                output.cancel();
+                output.cancel();
+                drop(output);
+            }
+            End::Drop => drop(output),
+            End::Close => {
+                output.flush_and_close().await.unwrap();
+                drop(output);
+            }
+        }
+        assert_eq!(calls.load(Ordering::Relaxed), told);
+    }
+}

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::io;
 use std::ops::Deref;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -219,6 +220,14 @@ impl<T: Transport> Socket<T> {
     pub fn open_write_channel(&mut self, auto_flush: bool) -> Result<ByteWriteChannel> {
         self.open(false)?;
         let mut channel = ByteWriteChannel::new(self.transport.writer(&self.link), auto_flush);
+        // Bytes the channel throws away (a cancel or drop with some unsent) end the connection
+        // as a failed write does. Weak: a closed channel kept around does not keep the socket.
+        let conn = Arc::downgrade(&self.link.conn);
+        channel.on_abandon(move || {
+            if let Some(conn) = conn.upgrade() {
+                conn.writes_abandoned();
+            }
+        });
         if T::WRITES_TO_SOCKET {
             if let Some(backlog) = self.link.conn.backlog() {
                 channel.hold_while(backlog.clone());

@@ -547,6 +547,12 @@ impl Conn {
         self.core.is_closed()
     }
 
+    /// The write channel threw away bytes its writes had accepted: the connection must not end
+    /// as if nothing was lost, as after a failed write.
+    pub(crate) fn writes_abandoned(&self) {
+        self.write_state.fetch_max(FAILED, Ordering::AcqRel);
+    }
+
     /// Whether a write, flush or write timeout failed (and no later flush made good a timeout).
     pub(crate) fn write_failed(&self) -> bool {
         self.write_state.load(Ordering::Acquire) != CLEAN
