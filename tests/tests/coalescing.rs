@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use net_io::LineEnding;
-use net_sockets::{SelectorManager, Socket, a_socket};
+use net_sockets::{SelectorManager, ServerSocket, Socket, a_socket};
 use net_tests::fault::raw_peer_of;
 use net_tests::loopback::tcp_listener;
 use net_tests::within;
@@ -472,15 +472,24 @@ async fn held_back_tls_answers_leave_when_the_read_channel_is_dropped() {
 /// A server socket with a 4 KiB send buffer and a raw client with a 4 KiB receive buffer: far
 /// less than the 40 KiB of answers the tests below hold back.
 async fn with_small_buffers(selector: &SelectorManager) -> (TcpStream, Socket) {
-    let server = a_socket(selector)
+    with_small_buffers_on(&small_buffer_listener(selector).await).await
+}
+
+/// A listener whose connections have a small send buffer.
+async fn small_buffer_listener(selector: &SelectorManager) -> ServerSocket {
+    a_socket(selector)
         .tcp()
         .send_buffer_size(4096)
         .bind(("127.0.0.1", 0))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A raw client with a small receive buffer, and the socket `server` accepted for it.
+async fn with_small_buffers_on(server: &ServerSocket) -> (TcpStream, Socket) {
     let peer = tokio::net::TcpSocket::new_v4().unwrap();
     peer.set_recv_buffer_size(4096).unwrap();
-    net_tests::fault::raw_peer_from(peer, &server).await
+    net_tests::fault::raw_peer_from(peer, server).await
 }
 
 /// 400 one-byte requests, answered with 100 bytes each, then `close` with one more request
@@ -508,7 +517,12 @@ async fn a_close_with_more_held_back_than_the_socket_takes_still_delivers_everyt
 /// A server socket that answered [`CLOSE_BURST`] requests (held back, more than the socket
 /// takes) and closed; the raw client, which has read nothing yet.
 async fn closed_with_answers_held_back(selector: &SelectorManager) -> TcpStream {
-    let (mut client, mut socket) = with_small_buffers(selector).await;
+    closed_with_answers_held_back_on(&small_buffer_listener(selector).await).await
+}
+
+/// As [`closed_with_answers_held_back`], for a connection accepted by `server`.
+async fn closed_with_answers_held_back_on(server: &ServerSocket) -> TcpStream {
+    let (mut client, mut socket) = with_small_buffers_on(server).await;
     let serving = tokio::spawn(async move {
         let mut input = socket.open_read_channel().unwrap();
         let mut output = socket.open_write_channel(true).unwrap();
@@ -556,6 +570,49 @@ async fn a_selector_shutdown_after_such_a_close_waits_for_the_answers() {
     assert_every_answer(everything);
     let report = within(shutting_down).await.unwrap();
     assert_eq!(report.cut, 0);
+}
+
+/// The same close, then a graceful shutdown of the listener that accepted the connection and,
+/// once it returns, the selector's close (what a server does on its way out): the listener's
+/// shutdown waits for the answers, as the selector's does, and counts the connection as
+/// finished. Before the fix it found no connection open and returned at once, and the
+/// selector's close reset the connection with most answers missing.
+#[tokio::test]
+async fn a_listener_shutdown_after_such_a_close_waits_for_the_answers() {
+    let selector = SelectorManager::new();
+    let server = small_buffer_listener(&selector).await;
+    let mut client = closed_with_answers_held_back_on(&server).await;
+    let shutting_down = {
+        let selector = selector.clone();
+        tokio::spawn(async move {
+            let report = server.shutdown(Duration::from_secs(30)).await;
+            selector.close();
+            report
+        })
+    };
+    let mut everything = Vec::new();
+    let read = within(client.read_to_end(&mut everything)).await;
+    assert!(read.is_ok(), "the connection was reset: {read:?}");
+    assert_every_answer(everything);
+    let report = within(shutting_down).await.unwrap();
+    assert_eq!((report.finished, report.cut), (1, 0));
+}
+
+/// The same close, then a listener's shutdown whose grace period ends while the client reads
+/// nothing: the shutdown returns after its grace period (it does not wait for answers the
+/// client never takes), counts the connection as cut, and the connection is reset, never ended
+/// cleanly with answers missing.
+#[tokio::test]
+async fn a_listener_shutdown_cuts_held_back_answers_at_the_end_of_its_grace_period() {
+    let selector = SelectorManager::new();
+    let server = small_buffer_listener(&selector).await;
+    let mut client = closed_with_answers_held_back_on(&server).await;
+    let report = within(server.shutdown(Duration::from_millis(200))).await;
+    assert_eq!((report.finished, report.cut), (0, 1));
+    let mut everything = Vec::new();
+    let read = within(client.read_to_end(&mut everything)).await;
+    let e = read.expect_err("a clean end with answers missing");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
 }
 
 /// The same close, and then the runtime that runs the sending task shuts down before the

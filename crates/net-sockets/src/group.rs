@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::core::{Cause, Registered};
 use crate::selector::lock;
@@ -232,6 +232,9 @@ pub(crate) struct Group {
     pub(crate) proxy_header_failures: AtomicU64,
     /// The members open, and how many were cut.
     open: Tally,
+    /// Cancelled when a shutdown's grace period ends: members that are closed but still send
+    /// held-back answers (see `Membership::cut_signal`) stop and reset their connection.
+    cut: CancellationToken,
 }
 
 #[derive(Debug, Default)]
@@ -276,6 +279,12 @@ impl Membership {
     pub(crate) fn leave(mut self, cause: Cause) {
         self.cause = cause;
     }
+
+    /// Completes when a shutdown of the group cuts its members (its grace period ended): a
+    /// closed connection whose held-back answers are still being sent stops then.
+    pub(crate) fn cut_signal(&self) -> WaitForCancellationFutureOwned {
+        self.group.cut.clone().cancelled_owned()
+    }
 }
 
 impl Drop for Membership {
@@ -314,6 +323,7 @@ impl Group {
             refused_per_ip: AtomicU64::new(0),
             proxy_header_failures: AtomicU64::new(0),
             open: Tally::default(),
+            cut: CancellationToken::new(),
         })
     }
 
@@ -419,6 +429,7 @@ impl Group {
             members.cutting = true;
             members.open.values().filter_map(Weak::upgrade).collect()
         };
+        self.cut.cancel();
         for conn in remaining {
             conn.cut();
         }

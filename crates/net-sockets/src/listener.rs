@@ -428,6 +428,11 @@ impl ServerSocket {
     /// [`ShutdownReport`] for how they are counted when another shutdown runs at the same
     /// time).
     ///
+    /// A connection closed with answers still held back by flush coalescing (more than its
+    /// socket took at once) counts as open until they all left: the shutdown waits for them
+    /// too, and at the end of the grace period resets such a connection (never a clean end
+    /// with answers missing).
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future leaves the shutdown begun (the listener closed, connections

@@ -367,9 +367,15 @@ impl Conn {
             return;
         };
         let mut rest = backlog.with_held(std::mem::take);
+        let (open, group) = {
+            let mut counted = lock(&self.counted);
+            (counted.selector.take(), counted.group.take())
+        };
+        let group_cut = group.as_ref().map(Membership::cut_signal);
         let mut owed = Owed {
             stream: Some(Arc::clone(&stream)),
-            open: lock(&self.counted).selector.take(),
+            open,
+            group,
             cause: Cause::Own,
         };
         let selector_closed = self.core.selector().token().clone();
@@ -406,6 +412,15 @@ impl Conn {
                 biased;
                 sent = send => sent.is_ok(),
                 () = selector_closed.cancelled() => {
+                    owed.cause = Cause::Cut;
+                    false
+                }
+                () = async {
+                    match group_cut {
+                        Some(cut) => cut.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     owed.cause = Cause::Cut;
                     false
                 }
@@ -579,6 +594,8 @@ impl Conn {
 struct Owed {
     stream: Option<Arc<Stream>>,
     open: Option<OpenConnection>,
+    /// Its place in its listener's group, so that the listener's shutdown waits for it too.
+    group: Option<Membership>,
     /// Why the connection ends, for the selector's count.
     cause: Cause,
 }
@@ -588,12 +605,16 @@ impl Owed {
     fn delivered(mut self) {
         let stream = self.stream.take();
         let open = self.open.take();
+        let group = self.group.take();
         // The kernel's close may wait for the peer (`SO_LINGER`): not on a runtime thread. (A
-        // runtime shutting down drops the closure instead, and with it both.)
+        // runtime shutting down drops the closure instead, and with it all three.)
         drop(tokio::task::spawn_blocking(move || {
             drop(stream);
             if let Some(open) = open {
                 open.leave(Cause::Own);
+            }
+            if let Some(group) = group {
+                group.leave(Cause::Own);
             }
         }));
     }
@@ -606,6 +627,9 @@ impl Drop for Owed {
         }
         if let Some(open) = self.open.take() {
             open.leave(self.cause);
+        }
+        if let Some(group) = self.group.take() {
+            group.leave(self.cause);
         }
     }
 }
