@@ -469,13 +469,9 @@ async fn held_back_tls_answers_leave_when_the_read_channel_is_dropped() {
     within(serving).await.unwrap();
 }
 
-/// A server socket with a 4 KiB send buffer and a raw client with a 4 KiB receive buffer: far
-/// less than the 40 KiB of answers the tests below hold back.
-async fn with_small_buffers(selector: &SelectorManager) -> (TcpStream, Socket) {
-    with_small_buffers_on(&small_buffer_listener(selector).await).await
-}
-
-/// A listener whose connections have a small send buffer.
+/// A listener whose connections have a 4 KiB send buffer: with a client's 4 KiB receive buffer
+/// (see [`with_small_buffers_on`]), far less than the 40 KiB of answers the tests below hold
+/// back.
 async fn small_buffer_listener(selector: &SelectorManager) -> ServerSocket {
     a_socket(selector)
         .tcp()
