@@ -585,6 +585,44 @@ pub fn rerun_self_on_slow_loopback(
     rate: &str,
     marker: &str,
 ) -> Option<String> {
+    rerun_self_in_namespace(
+        "",
+        &format!("tbf rate {rate} burst 4kb latency 10s"),
+        child_test,
+        env,
+        marker,
+    )
+}
+
+/// As [`rerun_self_on_slow_loopback`], for TCP: the loopback also takes Ethernet-sized packets
+/// (an MTU of 1,500 bytes; loopback's usual 64 KiB packets would never fit the queue's 4 KiB
+/// burst). TCP data a socket sent then waits in the queue for its acknowledgement and fills
+/// the sender's send buffer meanwhile, as on a slow path.
+pub fn rerun_self_on_slow_tcp_loopback(
+    child_test: &str,
+    env: &str,
+    rate: &str,
+    marker: &str,
+) -> Option<String> {
+    rerun_self_in_namespace(
+        "mtu 1500",
+        &format!("tbf rate {rate} burst 4kb latency 10s"),
+        child_test,
+        env,
+        marker,
+    )
+}
+
+/// Runs `child_test` again in a network namespace whose loopback has the link settings `link`
+/// (for `ip link set lo`) and the queueing discipline `qdisc` (see
+/// [`rerun_self_on_slow_loopback`]).
+fn rerun_self_in_namespace(
+    link: &str,
+    qdisc: &str,
+    child_test: &str,
+    env: &str,
+    marker: &str,
+) -> Option<String> {
     let allowed = Command::new("unshare")
         .args(["-n", "true"])
         .stderr(std::process::Stdio::null())
@@ -595,7 +633,7 @@ pub fn rerun_self_on_slow_loopback(
         return None;
     }
     let script = format!(
-        "ip link set lo up && tc qdisc add dev lo root tbf rate {rate} burst 4kb latency 10s \\
+        "ip link set lo {link} up && tc qdisc add dev lo root {qdisc} \\
          && exec \"$0\" --exact {child_test} --nocapture --test-threads=1"
     );
     Some(rerun_self(

@@ -349,6 +349,70 @@ async fn a_tls_close_gracefully_delivers_everything_though_input_was_never_read(
     within(closing).await.unwrap().unwrap();
 }
 
+const SLOW_LOOPBACK: &str = "NET_TESTS_TLS_CLOSE_SLOW_LOOPBACK";
+
+/// A TLS close whose `close_notify` the socket cannot take at once (its send buffer is full of
+/// data on its way) still sends it, after everything written: the client reads every byte, then
+/// a clean end. The loopback of a network namespace of its own is slowed, so that the data
+/// written stays in the server's send buffer, unacknowledged, when it closes. Before the fix the
+/// close sent what the socket took at once and then FIN: the client saw `Truncated` though
+/// nothing was lost.
+#[test]
+fn a_tls_close_with_a_full_send_buffer_still_sends_close_notify() {
+    net_tests::harness::rerun_self_on_slow_tcp_loopback(
+        "a_tls_close_with_a_full_send_buffer_still_sends_close_notify_child",
+        SLOW_LOOPBACK,
+        "1mbit",
+        "close_notify arrived",
+    );
+}
+
+#[test]
+fn a_tls_close_with_a_full_send_buffer_still_sends_close_notify_child() {
+    use net_tls::TlsExt;
+    net_tests::harness::run_if_child(SLOW_LOOPBACK, async {
+        let selector = SelectorManager::new();
+        let pki = net_tests::pki::Pki::generate();
+        let server_config = pki.server_config().build().unwrap();
+        let listener = tcp_listener(&selector).await;
+        let port = listener.port().unwrap();
+        let client_config = pki
+            .client_config()
+            .server_name("localhost")
+            .build()
+            .unwrap();
+        let connect = async {
+            a_socket(&selector)
+                .tcp()
+                .connect(("127.0.0.1", port))
+                .await
+                .unwrap()
+                .tls(client_config)
+                .await
+                .unwrap()
+        };
+        let (mut server, mut client) = within(async {
+            tokio::join!(net_tests::tls::accept(&listener, &server_config), connect)
+        })
+        .await;
+        // Less than TCP's initial congestion window: all of it leaves at once (a socket whose
+        // unsent data waits in its queue would append the close_notify to it).
+        let body = payload(8 * 1024);
+        let mut output = server.open_write_channel(true).unwrap();
+        within(output.write_fully(&body)).await.unwrap();
+        // Everything written is on its way, unacknowledged: with the smallest send buffer, the
+        // socket takes nothing more until the client acknowledged it.
+        server.with_sock_ref(|s| s.set_send_buffer_size(0)).unwrap();
+        server.close();
+        let mut input = client.open_read_channel().unwrap();
+        let received = within(input.read_remaining(usize::MAX))
+            .await
+            .expect("every byte, then close_notify: a clean end");
+        assert_eq!(received, body);
+        println!("close_notify arrived");
+    });
+}
+
 #[tokio::test]
 async fn durations_too_large_for_the_clock_mean_no_timeout() {
     let selector = SelectorManager::new();

@@ -22,7 +22,7 @@ use crate::core::{CloseMode, Owner};
 use crate::group::Drain;
 use crate::options::SocketOptions;
 use crate::stream::{Conn, Origin, Stream};
-use crate::transport::{Link, Plain, RawStream, Transport};
+use crate::transport::{Ending, Link, Plain, RawStream, Transport};
 use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 
 /// A connected TCP or Unix stream socket, as `connect` and `accept` return it; with a TLS layer
@@ -353,8 +353,11 @@ impl<T: Transport> Socket<T> {
         if core.is_closed() {
             return;
         }
-        let ending = self.transport.closing(&self.link);
-        self.link.conn.close_with(CloseMode::from(ending));
+        match self.transport.closing(&self.link) {
+            Ending::GracefulAfter(last) => self.link.conn.close_sending(last),
+            Ending::Graceful => self.link.conn.close_with(CloseMode::Graceful),
+            Ending::Reset => self.link.conn.close_with(CloseMode::Reset),
+        }
     }
 
     /// Whether the socket is closed (by [`close`](Self::close), by its selector, or because

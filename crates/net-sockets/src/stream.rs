@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use net_io::Backlog;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -348,9 +348,23 @@ impl Conn {
     fn close_as(&self, mode: CloseMode, cause: Cause) {
         self.stop_holding();
         if mode == CloseMode::Graceful && !self.send_cork_now() {
-            self.send_held_after_close();
+            self.send_held_after_close(&[]);
         }
         self.core.close_as(mode, cause);
+    }
+
+    /// Closes the socket gracefully after `last` (a layer's last message, such as what TLS's
+    /// `close_notify` left that the socket did not take at once): it leaves after the held-back
+    /// answers, as they do (see [`send_held_after_close`](Self::send_held_after_close)).
+    pub(crate) fn close_sending(&self, last: Bytes) {
+        if self.core.is_closed() {
+            return;
+        }
+        self.stop_holding();
+        if !self.send_cork_now() || !last.is_empty() {
+            self.send_held_after_close(&last);
+        }
+        self.core.close_as(CloseMode::Graceful, Cause::Own);
     }
 
     /// A graceful close found held-back answers that the socket cannot take now. Their writes
@@ -362,11 +376,17 @@ impl Conn {
     /// the runtime before they all left. The connection stays in its selector's count until
     /// then, so that a graceful shutdown of the selector waits for them (within its grace
     /// period) instead of resetting the connection with its close.
-    fn send_held_after_close(&self) {
-        let (Some(backlog), Ok(stream)) = (&self.backlog, self.core.io()) else {
+    ///
+    /// `last` goes after the held-back answers.
+    fn send_held_after_close(&self, last: &[u8]) {
+        let Ok(stream) = self.core.io() else {
             return;
         };
-        let mut rest = backlog.with_held(std::mem::take);
+        let mut rest = match &self.backlog {
+            Some(backlog) => backlog.with_held(std::mem::take),
+            None => BytesMut::new(),
+        };
+        rest.extend_from_slice(last);
         let (open, group) = {
             let mut counted = lock(&self.counted);
             (counted.selector.take(), counted.group.take())

@@ -37,29 +37,25 @@ pub trait Transport: fmt::Debug + Send + Sync + Unpin + Sized + 'static {
     /// The writing end, for the write channel (made at most once per socket).
     fn writer(&self, link: &Link) -> Self::Writer;
 
-    /// Called once when the socket is closed, before the descriptor is released: says how the
-    /// connection ends (and may queue a last message, such as TLS's `close_notify`).
+    /// Called once when the socket is [closed](crate::Socket::close), before the descriptor is
+    /// released: says how the connection ends (and may hand over a last message, such as
+    /// TLS's `close_notify`).
     fn closing(&self, link: &Link) -> Ending;
 }
 
 /// How a closing layer wants the connection to end.
 #[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Ending {
     /// What was written, then FIN.
     Graceful,
+    /// What was written, then these bytes (what the layer's last message left that the socket
+    /// did not take at once), then FIN. They are sent as the socket drains, as answers held
+    /// back by flush coalescing are after a close (a failure resets the connection instead).
+    GracefulAfter(Bytes),
     /// A reset: the peer cannot take the end for a clean one.
     Reset,
-}
-
-impl From<Ending> for CloseMode {
-    fn from(ending: Ending) -> Self {
-        match ending {
-            Ending::Graceful => CloseMode::Graceful,
-            Ending::Reset => CloseMode::Reset,
-        }
-    }
 }
 
 /// A layer's view of the connection under it.

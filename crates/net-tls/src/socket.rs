@@ -277,7 +277,33 @@ impl Transport for TlsSession {
         self.ended.store(true, Ordering::Release);
         stream.get_mut().1.send_close_notify();
         send_owed(&mut stream);
-        Ending::Graceful
+        // What the socket did not take at once (its send buffer is full of data on its way)
+        // leaves as it drains, before the FIN: the peer must not see a truncation when
+        // nothing was lost.
+        let rest = take_owed(&mut stream);
+        if rest.is_empty() {
+            Ending::Graceful
+        } else {
+            Ending::GracefulAfter(rest.into())
+        }
+    }
+}
+
+/// The records `session` still has queued, taken out of it.
+fn take_owed(stream: &mut tokio_rustls::TlsStream<RawStream>) -> Vec<u8> {
+    fn take<D>(session: &mut rustls::ConnectionCommon<D>) -> Vec<u8> {
+        let mut rest = Vec::new();
+        while session.wants_write() {
+            // Writing to a `Vec` cannot fail.
+            if session.write_tls(&mut rest).is_err() {
+                break;
+            }
+        }
+        rest
+    }
+    match stream {
+        tokio_rustls::TlsStream::Client(s) => take(s.get_mut().1),
+        tokio_rustls::TlsStream::Server(s) => take(s.get_mut().1),
     }
 }
 
