@@ -524,8 +524,29 @@ impl Haproxy {
     }
 }
 
-/// A free port of `127.0.0.1`: bound, then released for a program that binds it itself.
+/// A free port of `127.0.0.1`, for a program that binds it itself: one below the kernel's range
+/// of ephemeral ports, chosen at random among those free now. Between this check and the
+/// program's bind, no `bind` to port 0 and no outgoing connection (of a test running beside
+/// this one) can take it, as they could take a port the kernel picked from that range.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    const FIRST: u16 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if ephemeral > FIRST + 100 {
+        let span = u64::from(ephemeral - FIRST);
+        let start = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        for step in 0..span.min(1_000) {
+            let port = FIRST + u16::try_from(start.wrapping_add(step * 7_919) % span).unwrap_or(0);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
