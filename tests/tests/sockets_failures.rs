@@ -855,3 +855,38 @@ fn assert_no_address_of_the_family(error: &Error, name: &str, family: &str) {
         other => panic!("expected a resolve error, got {other:?}"),
     }
 }
+
+/// A write after `poll_shutdown` fails (as tokio's `TcpStream` does: `BrokenPipe`), but it is
+/// no failed write of the stream's data: everything written before the shutdown, and the FIN
+/// after it, still reach the peer when the stream is dropped. (A reset would throw away what
+/// the kernel has not sent yet.)
+#[tokio::test]
+async fn a_write_after_shutdown_fails_without_turning_the_close_into_a_reset() {
+    let selector = SelectorManager::new();
+    // A large send buffer takes the whole payload; a peer with a small window holds most of it
+    // in our send queue, behind which the FIN waits.
+    let listener = tcp_listener_with(&selector, |b| b.send_buffer_size(4 << 20)).await;
+    let peer = tokio::net::TcpSocket::new_v4().unwrap();
+    peer.set_recv_buffer_size(4096).unwrap();
+    let mut peer = within(peer.connect(listener.local_address().to_string().parse().unwrap()))
+        .await
+        .unwrap();
+    let mut stream = within(listener.accept())
+        .await
+        .unwrap()
+        .into_stream()
+        .unwrap();
+    let data = payload(512 * 1024);
+    within(stream.write_all(&data)).await.unwrap();
+    within(stream.shutdown()).await.unwrap();
+    let e = within(stream.write(b"late")).await.unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPIPE), "{e:?}");
+    let late = [std::io::IoSlice::new(b"la"), std::io::IoSlice::new(b"te")];
+    let e = within(stream.write_vectored(&late)).await.unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPIPE), "{e:?}");
+    drop(stream);
+    let mut received = Vec::new();
+    within(peer.read_to_end(&mut received)).await.unwrap();
+    assert_eq!(received.len(), data.len());
+    assert!(received == data);
+}

@@ -522,7 +522,10 @@ impl ShutdownSignal {
 /// A [`Socket`] as one [`AsyncRead`] + [`AsyncWrite`] stream, from [`Socket::into_stream`].
 ///
 /// It dereferences to the socket (addresses, `close`, the transport's queries).
-/// `poll_shutdown` half-closes (sends FIN; over TLS, `close_notify` first).
+/// `poll_shutdown` half-closes (sends FIN; over TLS, `close_notify` first). A write after it
+/// fails with `BrokenPipe` (on a plain socket the OS error `EPIPE`, as tokio's `TcpStream`
+/// reports it) and changes nothing: what was written before the shutdown still reaches the
+/// peer, then the end of the stream.
 #[derive(Debug)]
 pub struct SocketStream<T: Transport = Plain> {
     socket: Socket<T>,

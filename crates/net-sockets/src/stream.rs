@@ -948,6 +948,9 @@ impl WriteHalf {
     /// a task waiting to write (`WouldBlock` when it takes nothing). For bytes a protocol layer
     /// owes the peer while it reads.
     pub(crate) fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.shut_down {
+            return Err(written_after_shutdown());
+        }
         let conn = &self.half.conn;
         // Held-back bytes leave first. When they cannot all leave now, these join them, or,
         // when they do not fit, wait: sent now, they would overtake bytes written before them.
@@ -1062,6 +1065,15 @@ impl WriteHalf {
     }
 }
 
+/// The error of a write after the write side was shut down: the kernel's (`EPIPE`), as tokio's
+/// `TcpStream` reports it, without a system call. Such a write is refused, not failed: the
+/// stream's data and its FIN went out before it, so it must not mark the connection's writes
+/// failed (a close would then reset the connection and throw away what the kernel has not sent
+/// yet).
+fn written_after_shutdown() -> io::Error {
+    io::Error::from_raw_os_error(libc::EPIPE)
+}
+
 impl AsyncWrite for WriteHalf {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -1072,6 +1084,9 @@ impl AsyncWrite for WriteHalf {
             return Poll::Ready(Ok(0));
         }
         let this = self.get_mut();
+        if this.shut_down {
+            return Poll::Ready(Err(written_after_shutdown()));
+        }
         if this.half.conn.deferring() && this.half.conn.hold(buf) {
             return Poll::Ready(Ok(buf.len()));
         }
@@ -1084,6 +1099,9 @@ impl AsyncWrite for WriteHalf {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.shut_down {
+            return Poll::Ready(Err(written_after_shutdown()));
+        }
         if this.half.conn.corked() || this.half.conn.deferring() {
             // One slice at a time through the cork: the vectored form is for the plain path.
             let first = bufs
