@@ -748,10 +748,12 @@ impl ByteReadChannel {
     /// Waits for at least one byte (unless `out` is full), then copies as many as are buffered
     /// into `out`; nothing at the end of the stream.
     fn poll_read_into(&mut self, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<Result<()>> {
-        self.begin_read()?;
+        self.check_cancelled()?;
         if out.remaining() == 0 {
+            // Takes nothing: the skip of an over-long line stays due, as after `consume(0)`.
             return Poll::Ready(Ok(()));
         }
+        self.skip_line = false;
         if self.buf.is_empty() {
             if out.remaining() >= READ_CHUNK && !self.eof && self.failed.is_none() {
                 if self.oversized {

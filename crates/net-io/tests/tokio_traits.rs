@@ -321,3 +321,28 @@ async fn fill_buf_keeps_the_skip_of_an_over_long_line() {
         Some("next")
     );
 }
+
+/// A trait read into an empty buffer (tokio's `read(&mut [])`, `read_available(&mut [])`)
+/// takes nothing, so it leaves the skip of an over-long line due, as `consume(0)` does.
+#[tokio::test]
+async fn an_empty_read_keeps_the_skip_of_an_over_long_line() {
+    let mut input = ByteReadChannel::from_bytes("toolongline\nnext\n");
+    assert!(matches!(
+        input.read_line(4, LineEnding::Default).await,
+        Err(Error::TooLongLine { limit: 4 })
+    ));
+    assert_eq!(input.read(&mut []).await.unwrap(), 0);
+    assert_eq!(input.read_available(&mut []).await.unwrap(), 0);
+    assert_eq!(
+        input
+            .read_line(100, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("next")
+    );
+    // A cancelled channel still reports it, also to an empty read.
+    input.cancel();
+    let e = input.read(&mut []).await.unwrap_err();
+    assert!(matches!(Error::from(e), Error::Cancelled));
+}
