@@ -890,3 +890,42 @@ async fn a_write_after_shutdown_fails_without_turning_the_close_into_a_reset() {
     assert_eq!(received.len(), data.len());
     assert!(received == data);
 }
+
+/// A stream write that timed out took nothing; once a retry went through, `shutdown()` (which
+/// tokio's `AsyncWriteExt` makes without a flush first, since a shutdown implies one) sends
+/// the FIN, and the peer receives every byte reported written, then a clean end, not a reset.
+#[tokio::test]
+async fn a_socket_stream_shuts_down_cleanly_after_a_timed_out_write_was_retried() {
+    let selector = SelectorManager::new();
+    let listener =
+        tcp_listener_with(&selector, |b| b.socket_timeout(Duration::from_millis(200))).await;
+    let address = ("127.0.0.1", listener.port().unwrap());
+    let mut peer = TcpStream::connect(address).await.unwrap();
+    let mut stream = within(listener.accept())
+        .await
+        .unwrap()
+        .into_stream()
+        .unwrap();
+    // The peer reads nothing until a write times out.
+    let chunk = payload(64 * 1024);
+    let mut sent = 0;
+    loop {
+        match within(stream.write(&chunk)).await {
+            Ok(n) => sent += n,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
+                break;
+            }
+        }
+    }
+    let reader = tokio::spawn(async move {
+        let mut received = Vec::new();
+        peer.read_to_end(&mut received)
+            .await
+            .map(|_| received.len())
+    });
+    within(stream.write_all(b"tail")).await.unwrap();
+    within(stream.shutdown()).await.unwrap();
+    drop(stream);
+    assert_eq!(within(reader).await.unwrap().unwrap(), sent + 4);
+}

@@ -588,6 +588,15 @@ impl Conn {
         self.write_state.fetch_max(FAILED, Ordering::AcqRel);
     }
 
+    /// After a flush (or the flush a shutdown makes) found everything written with the
+    /// kernel: a write that timed out, and took nothing, has been made good.
+    fn timeout_made_good(&self) {
+        let state = &self.write_state;
+        if state.load(Ordering::Acquire) == TIMED_OUT {
+            let _ = state.compare_exchange(TIMED_OUT, CLEAN, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
     /// Whether a write, flush or write timeout failed (and no later flush made good a timeout).
     pub(crate) fn write_failed(&self) -> bool {
         self.write_state.load(Ordering::Acquire) != CLEAN
@@ -1124,10 +1133,7 @@ impl AsyncWrite for WriteHalf {
         }
         // Everything written is with the kernel (or held back to leave before anything else):
         // a timed-out write has been made good.
-        let state = &this.half.conn.write_state;
-        if state.load(Ordering::Acquire) == TIMED_OUT {
-            let _ = state.compare_exchange(TIMED_OUT, CLEAN, Ordering::AcqRel, Ordering::Acquire);
-        }
+        this.half.conn.timeout_made_good();
         Poll::Ready(Ok(()))
     }
 
@@ -1139,6 +1145,10 @@ impl AsyncWrite for WriteHalf {
         // What the cork holds leaves before the FIN.
         ready!(this.poll_send_after_cork(cx, &[]))?;
         let conn = &this.half.conn;
+        // A shutdown is a flush first (tokio's contract; `AsyncWriteExt::shutdown` does not
+        // flush before it): everything written is with the kernel, so a timed-out write, which
+        // took nothing, has been made good as by `poll_flush`.
+        conn.timeout_made_good();
         if conn.write_failed() {
             // No FIN after a failed write: the close resets the connection instead.
             return Poll::Ready(Err(io::Error::new(
