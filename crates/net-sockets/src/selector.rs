@@ -78,12 +78,26 @@ struct Registry {
 impl SelectorManager {
     /// A selector that drives its sockets with the current tokio runtime.
     ///
+    /// The selector closes when that runtime shuts down (`Runtime::shutdown_timeout`, its
+    /// drop, the end of a `#[tokio::test]`), as [`close`](Self::close) closes it: the sockets
+    /// made through it release their descriptors then, though they are still held, and every
+    /// later operation fails with [`Error::SelectorClosed`], whatever runtime polls it.
+    ///
     /// # Panics
     ///
     /// Panics when called outside a tokio runtime (as [`Handle::current`] does).
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
-        Self::with_handle(Handle::current(), None)
+        let handle = Handle::current();
+        let selector = Self::with_handle(handle.clone(), None);
+        // A task that never ends: the runtime drops it when it shuts down (before its I/O and
+        // time drivers stop), and the drop closes the selector.
+        let end = RuntimeEnd(Arc::downgrade(&selector.inner));
+        drop(handle.spawn(async move {
+            let _end = end;
+            std::future::pending::<()>().await;
+        }));
+        selector
     }
 
     /// A builder for a selector with a runtime of its own.
@@ -168,7 +182,13 @@ impl SelectorManager {
             let _runtime = inner.handle.enter();
             tokio::time::sleep(grace)
         };
-        all_leave_or(&inner.open_connections, &inner.connection_left, timer).await;
+        // A close (also the end of the runtime: its timer cannot be polled after that) ends
+        // the wait: what is left is being closed.
+        tokio::select! {
+            biased;
+            () = inner.token.cancelled() => {}
+            () = all_leave_or(&inner.open_connections, &inner.connection_left, timer) => {}
+        }
         inner.close();
         // A close running on another thread (a plain `close`, another shutdown's) may still be
         // closing connections when this one returns: they have left once it is done, and only
@@ -297,6 +317,19 @@ impl Drop for SelectorInner {
     fn drop(&mut self) {
         if let Some(runtime) = lock(&self.runtime).take() {
             runtime.shutdown_background();
+        }
+    }
+}
+
+/// Closes the selector when dropped: held by a task of the runtime a selector made by
+/// [`SelectorManager::new`] uses, which the runtime drops when it shuts down.
+struct RuntimeEnd(Weak<SelectorInner>);
+
+impl Drop for RuntimeEnd {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            tracing::debug!("the selector's runtime shut down");
+            inner.close();
         }
     }
 }

@@ -1,0 +1,271 @@
+//! The runtime a selector drives its sockets with ends while they are alive, or the sockets are
+//! polled by another runtime or by no runtime at all: no panic, typed errors, descriptors
+//! released.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use net_io::LineEnding;
+use net_sockets::{Error, SelectorManager, a_socket};
+use net_tests::loopback::connected_pair;
+use net_tests::probe::fd_count;
+use net_tests::{HANG_LIMIT, within};
+
+/// The tests of this file count descriptors: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Polls `future` to completion on the calling thread, which parks between polls: no tokio
+/// context at all. Panics if it takes longer than [`HANG_LIMIT`].
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = Instant::now() + HANG_LIMIT;
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "block_on: hung for {HANG_LIMIT:?}");
+        std::thread::park_timeout(left);
+    }
+}
+
+/// The number of sockets among this process's descriptors.
+fn socket_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// A selector made with `SelectorManager::new()` inside a runtime that then shuts down (as a
+/// `#[tokio::test]`'s does when it ends) closes with it: the descriptors of its sockets are
+/// released at once, though the sockets, their channels and the selector are still held, and
+/// every later use, from another runtime, fails with `SelectorClosed` — never a panic.
+#[test]
+fn a_runtime_that_shuts_down_closes_its_selector_and_releases_every_descriptor() {
+    for multi_thread in [false, true] {
+        let _serial = one_at_a_time();
+        let other = current_thread();
+        let before = fd_count();
+        let sockets_before = socket_count();
+        let runtime = if multi_thread {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        } else {
+            current_thread()
+        };
+        let (selector, listener, mut client, server_side, udp) = runtime.block_on(async {
+            let selector = SelectorManager::new();
+            let listener = a_socket(&selector)
+                .tcp()
+                .socket_timeout(Duration::from_secs(5))
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let (client, server_side) = connected_pair(&selector, &listener).await;
+            let udp = a_socket(&selector)
+                .udp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            (selector, listener, client, server_side, udp)
+        });
+        let mut input = client.open_read_channel().unwrap();
+        let mut output = client.open_write_channel(true).unwrap();
+        runtime.shutdown_timeout(Duration::from_secs(1));
+
+        assert!(selector.is_closed(), "multi_thread = {multi_thread}");
+        // (The selector still holds the runtime's handle, and with it a descriptor of its
+        // poller.)
+        assert_eq!(
+            socket_count(),
+            sockets_before,
+            "multi_thread = {multi_thread}"
+        );
+        other.block_on(async {
+            let err = within(input.read_line(64, LineEnding::Default))
+                .await
+                .unwrap_err();
+            assert!(matches!(Error::from(err), Error::SelectorClosed));
+            let err = within(output.write_string_utf8("x\n")).await.unwrap_err();
+            assert!(matches!(Error::from(err), Error::SelectorClosed));
+            assert!(matches!(
+                within(listener.accept()).await,
+                Err(Error::SelectorClosed)
+            ));
+            assert!(matches!(
+                within(udp.receive()).await,
+                Err(Error::SelectorClosed)
+            ));
+            let connect = a_socket(&selector)
+                .tcp()
+                .connect_timeout(Duration::from_secs(5))
+                .connect(("localhost", listener.port().unwrap_or(1)));
+            assert!(matches!(within(connect).await, Err(Error::SelectorClosed)));
+            let bind = a_socket(&selector).tcp().bind(("127.0.0.1", 0));
+            assert!(matches!(within(bind).await, Err(Error::SelectorClosed)));
+            within(server_side.await_closed()).await;
+        });
+        drop((selector, listener, client, server_side, udp, input, output));
+        assert_eq!(fd_count(), before, "multi_thread = {multi_thread}");
+    }
+}
+
+/// A graceful shutdown of a selector whose runtime has ended, with connections still held,
+/// awaited on another runtime or on no runtime: it returns (the sleep of its grace period would
+/// be a timer of the dead runtime, whose poll panics).
+#[test]
+fn a_graceful_shutdown_after_the_runtime_ended_returns_without_a_panic() {
+    let _serial = one_at_a_time();
+    for polled_by_tokio in [true, false] {
+        let runtime = current_thread();
+        let (selector, pair) = runtime.block_on(async {
+            let selector = SelectorManager::new();
+            let listener = net_tests::loopback::tcp_listener(&selector).await;
+            let pair = connected_pair(&selector, &listener).await;
+            (selector, pair)
+        });
+        drop(runtime);
+        let shutdown = selector.shutdown(Duration::from_secs(60));
+        let started = Instant::now();
+        let report = if polled_by_tokio {
+            current_thread().block_on(within(shutdown))
+        } else {
+            block_on(shutdown)
+        };
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "waited the grace"
+        );
+        assert_eq!(report.finished, 0, "{report:?}");
+        drop(pair);
+    }
+}
+
+/// The shutdown of a selector's runtime while a graceful shutdown of that selector is awaited
+/// elsewhere (a plain thread): it returns at once, without a panic.
+#[test]
+fn a_graceful_shutdown_under_way_when_the_runtime_ends_returns() {
+    let _serial = one_at_a_time();
+    let runtime = current_thread();
+    let (selector, pair) = runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = net_tests::loopback::tcp_listener(&selector).await;
+        let pair = connected_pair(&selector, &listener).await;
+        (selector, pair)
+    });
+    let (began, shutdown_began) = std::sync::mpsc::channel();
+    let waiting = std::thread::spawn({
+        let selector = selector.clone();
+        move || {
+            let mut shutdown = std::pin::pin!(selector.shutdown(Duration::from_secs(60)));
+            let first = block_on(std::future::poll_fn(|cx| {
+                Poll::Ready(shutdown.as_mut().poll(cx).is_pending())
+            }));
+            assert!(first, "nothing to wait for");
+            began.send(()).unwrap();
+            block_on(shutdown)
+        }
+    });
+    shutdown_began.recv_timeout(HANG_LIMIT).unwrap();
+    drop(runtime);
+    let report = waiting.join().expect("the waiting thread panicked");
+    assert_eq!(report.finished, 0, "{report:?}");
+    assert!(selector.is_closed());
+    drop(pair);
+}
+
+/// Timers of a selector with a runtime of its own run there, whatever polls the futures: a read
+/// and a write under `socket_timeout`, and a connect under `connect_timeout`, polled by a plain
+/// thread, fail with their timeouts.
+#[test]
+fn timeouts_fire_when_no_tokio_runtime_polls() {
+    const LIMIT: Duration = Duration::from_millis(200);
+    let _serial = one_at_a_time();
+    let selector = SelectorManager::builder()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    block_on(async {
+        let listener = a_socket(&selector)
+            .tcp()
+            .socket_timeout(LIMIT)
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let _client = a_socket(&selector)
+            .tcp()
+            .connect(listener.local_address())
+            .await
+            .unwrap();
+        let mut server_side = listener.accept().await.unwrap();
+        let mut input = server_side.open_read_channel().unwrap();
+        let started = Instant::now();
+        let err = input.read_line(64, LineEnding::Default).await.unwrap_err();
+        assert!(matches!(err, net_io::Error::Timeout), "{err:?}");
+        assert!(started.elapsed() >= LIMIT);
+
+        let mut output = server_side.open_write_channel(false).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut written = 0;
+        let err = loop {
+            match output.write_fully(&chunk).await {
+                Ok(()) => written += 1,
+                Err(e) => break e,
+            }
+            assert!(
+                written < 4096,
+                "256 MiB written to a peer that reads nothing"
+            );
+        };
+        assert!(matches!(err, net_io::Error::Timeout), "{err:?}");
+
+        // A full backlog keeps a connect pending.
+        let full = a_socket(&selector)
+            .tcp()
+            .backlog(0)
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let mut held = Vec::new();
+        let err = loop {
+            match a_socket(&selector)
+                .tcp()
+                .connect_timeout(LIMIT)
+                .connect(full.local_address())
+                .await
+            {
+                Ok(socket) => held.push(socket),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 64, "connects never stalled");
+        };
+        assert!(matches!(err, Error::Timeout), "{err:?}");
+    });
+    selector.close();
+}
