@@ -309,3 +309,27 @@ async fn an_accept_still_waiting_is_woken_when_another_gave_up() {
         net_sockets::SocketAddress::from(client.local_addr().unwrap())
     );
 }
+
+/// The selector closes while a client handshake waits for a silent server: the handshake ends
+/// at once with the selector's close, not with the handshake timeout.
+#[tokio::test]
+async fn closing_the_selector_ends_a_pending_handshake() {
+    let selector = SelectorManager::new();
+    let listener = net_tests::loopback::tcp_listener(&selector).await;
+    let (client, _silent) = connected_pair(&selector, &listener).await;
+    let config = net_tests::pki::TestCa::new("silent ca")
+        .client_config()
+        .server_name("localhost")
+        .handshake_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut handshake = Box::pin(net_tls::TlsExt::tls(client, config));
+    assert!(net_tests::pending_after_one_poll(handshake.as_mut()).await);
+    let handshake = tokio::spawn(handshake);
+    selector.close();
+    let err = within(handshake).await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, net_tls::Error::Socket(Error::SelectorClosed)),
+        "{err:?}"
+    );
+}
