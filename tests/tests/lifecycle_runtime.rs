@@ -269,3 +269,29 @@ fn timeouts_fire_when_no_tokio_runtime_polls() {
     });
     selector.close();
 }
+
+/// The watch a selector keeps on its runtime's end leaves no task behind once the selector is
+/// dropped or closed: a program that makes selectors for ever does not grow.
+#[test]
+fn selectors_dropped_or_closed_leave_no_task_behind() {
+    let _serial = one_at_a_time();
+    let runtime = current_thread();
+    runtime.block_on(async {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        for close in [false, true] {
+            for _ in 0..100 {
+                let selector = SelectorManager::new();
+                if close {
+                    selector.close();
+                }
+            }
+        }
+        within(async {
+            while metrics.num_alive_tasks() != before {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+    });
+}

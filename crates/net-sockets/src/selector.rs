@@ -90,12 +90,14 @@ impl SelectorManager {
     pub fn new() -> Self {
         let handle = Handle::current();
         let selector = Self::with_handle(handle.clone(), None);
-        // A task that never ends: the runtime drops it when it shuts down (before its I/O and
-        // time drivers stop), and the drop closes the selector.
+        // A task that lasts until the selector closes or is dropped: a runtime that shuts down
+        // first drops it (before its I/O and time drivers stop), and the drop closes the
+        // selector.
         let end = RuntimeEnd(Arc::downgrade(&selector.inner));
+        let closed = selector.inner.token.clone();
         drop(handle.spawn(async move {
             let _end = end;
-            std::future::pending::<()>().await;
+            closed.cancelled().await;
         }));
         selector
     }
@@ -315,6 +317,8 @@ impl SelectorInner {
 
 impl Drop for SelectorInner {
     fn drop(&mut self) {
+        // Ends the task that watches for the end of the runtime (no socket is left to wake).
+        self.token.cancel();
         if let Some(runtime) = lock(&self.runtime).take() {
             runtime.shutdown_background();
         }
