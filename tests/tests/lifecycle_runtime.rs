@@ -97,7 +97,10 @@ fn a_runtime_that_shuts_down_closes_its_selector_and_releases_every_descriptor()
         });
         let mut input = client.open_read_channel().unwrap();
         let mut output = client.open_write_channel(true).unwrap();
-        runtime.shutdown_timeout(Duration::from_secs(1));
+        // Returns once the workers dropped every task (long before this bound, but for a
+        // machine busy with other tests: after a short bound, a worker still dropping tasks
+        // would leave descriptors open).
+        runtime.shutdown_timeout(net_tests::HANG_LIMIT);
 
         assert!(selector.is_closed(), "multi_thread = {multi_thread}");
         // (The selector still holds the runtime's handle, and with it a descriptor of its
