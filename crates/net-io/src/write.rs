@@ -110,7 +110,9 @@ impl Sink {
 ///   the transport directly), as [`write_fully`](Self::write_fully) does; in `auto_flush`
 ///   mode it then tries to flush without waiting (call `poll_flush` to be sure, as the trait
 ///   says). The rules of [Failures](#failures) apply to each call.
-/// - `poll_flush` is [`flush`](Self::flush).
+/// - `poll_flush` is [`flush`](Self::flush), but for a channel closed cleanly: there it
+///   returns `Ok(())` (nothing is left to flush), as tokio's `TcpStream` does, so a
+///   `FramedWrite` may be closed twice.
 /// - `poll_shutdown` is [`flush_and_close`](Self::flush_and_close), with its failure rules;
 ///   on a channel already closed cleanly it returns `Ok(())` (it may be called again).
 ///
@@ -809,9 +811,13 @@ impl AsyncWrite for ByteWriteChannel {
             .map_err(io::Error::from)
     }
 
-    /// [`flush`](ByteWriteChannel::flush).
+    /// [`flush`](ByteWriteChannel::flush); `Ok(())` on a channel already closed cleanly.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.sink.is_none() && this.failed.is_none() && !this.cancelled {
+            // Closed cleanly: nothing is left to flush (tokio's own streams say the same).
+            return Poll::Ready(Ok(()));
+        }
         this.check_writable()?;
         this.poll_flush_buffer(cx).map_err(io::Error::from)
     }

@@ -346,3 +346,36 @@ async fn an_empty_read_keeps_the_skip_of_an_over_long_line() {
     let e = input.read(&mut []).await.unwrap_err();
     assert!(matches!(Error::from(e), Error::Cancelled));
 }
+
+/// After a clean `poll_shutdown`, `poll_flush` has nothing to do and succeeds, as tokio's
+/// `TcpStream` and tokio-rustls's streams do: a `FramedWrite` closed twice (a `SinkExt::close`
+/// and then its owner's) does not fail. After `cancel`, the flush still fails: that end was no
+/// clean one.
+#[tokio::test]
+async fn a_flush_after_a_clean_shutdown_succeeds() {
+    let (client, _server) = tokio::io::duplex(1024);
+    let mut output = ByteWriteChannel::new(client, false);
+    output.write_all(b"last\n").await.unwrap();
+    output.shutdown().await.unwrap();
+    AsyncWriteExt::flush(&mut output).await.unwrap();
+    assert!(matches!(
+        output.write_all(b"more").await.map_err(Error::from),
+        Err(Error::ClosedForWrite)
+    ));
+
+    let (client, _server) = tokio::io::duplex(1024);
+    let mut framed = tokio_util::codec::FramedWrite::new(
+        ByteWriteChannel::new(client, false),
+        LinesCodec::new(),
+    );
+    for _ in 0..2 {
+        poll_fn(|cx| Sink::<&str>::poll_close(Pin::new(&mut framed), cx))
+            .await
+            .unwrap();
+    }
+
+    let (client, _server) = tokio::io::duplex(1024);
+    let mut cancelled = ByteWriteChannel::new(client, false);
+    cancelled.cancel();
+    assert!(AsyncWriteExt::flush(&mut cancelled).await.is_err());
+}
