@@ -297,7 +297,7 @@ impl<T: ToSocketAddress + ?Sized> ToSocketAddress for &T {
     }
 }
 
-/// Parses `"host:port"` (`"[::1]:80"` for IPv6 literals).
+/// Parses `"host:port"` (`"[::1]:80"` for IPv6 literals, which need their brackets).
 fn parse_host_port(text: &str) -> Result<SocketTarget> {
     if let Ok(address) = text.parse::<SocketAddr>() {
         return Ok(SocketTarget::Address(address.into()));
@@ -309,6 +309,16 @@ fn parse_host_port(text: &str) -> Result<SocketTarget> {
         ))
     };
     let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
+    if host.contains(':') {
+        // An IPv6 literal without brackets: `::1:80` is also an address of its own.
+        return Err(Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "invalid socket address {text:?}: an IPv6 address takes brackets before its \
+                 port, as in \"[::1]:80\""
+            ),
+        )));
+    }
     let port = port.parse::<u16>().map_err(|_| invalid())?;
     if host.is_empty() {
         return Err(invalid());
@@ -342,6 +352,13 @@ mod tests {
             SocketTarget::Address("[::1]:80".parse::<SocketAddr>().unwrap().into())
         );
         assert!("nonsense".to_socket_target().is_err());
+        // An IPv6 literal without brackets is ambiguous (`::1:80` is also an address of its
+        // own): refused, as `std` refuses it, with a hint.
+        for ambiguous in ["::1:80", "fe80::1:443", "2001:db8::1:8080"] {
+            let e = ambiguous.to_socket_target().unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{ambiguous}");
+            assert!(e.to_string().contains("[::1]:80"), "{ambiguous}: {e}");
+        }
         assert!("host:99999".to_socket_target().is_err());
     }
 
