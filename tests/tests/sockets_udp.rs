@@ -111,6 +111,40 @@ async fn a_connected_socket_talks_to_its_peer_only() {
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
 
+/// Connected to the unspecified address (`0.0.0.0:p`, which the kernel takes for this host),
+/// the socket reports the peer the kernel connected it to: the address replies come from, and
+/// one it may send to. (It reported `0.0.0.0:p`, and refused to send to the address of the
+/// replies as to another peer.)
+#[tokio::test]
+async fn a_socket_connected_to_the_unspecified_address_reports_the_kernels_peer() {
+    let selector = SelectorManager::new();
+    let server = udp_socket(&selector).await;
+    let port = server.local_address().port().unwrap();
+    let client = a_socket(&selector)
+        .udp()
+        .connect(("0.0.0.0", port))
+        .await
+        .unwrap();
+    assert_eq!(client.remote_address(), server.local_address());
+    client
+        .send(Datagram::new("ping", client.remote_address()).unwrap())
+        .await
+        .unwrap();
+    let got = within(server.receive()).await.unwrap();
+    server
+        .send(Datagram::new("pong", got.address).unwrap())
+        .await
+        .unwrap();
+    let reply = within(client.receive()).await.unwrap();
+    assert_eq!(reply.address, client.remote_address());
+    client
+        .send(Datagram::new("again", reply.address).unwrap())
+        .await
+        .unwrap();
+    let again = within(server.receive()).await.unwrap();
+    assert_eq!(&again.packet[..], b"again");
+}
+
 #[tokio::test]
 async fn icmp_unreachable_is_connection_refused_and_the_socket_survives() {
     let selector = SelectorManager::new();

@@ -191,9 +191,15 @@ impl UdpCore {
         let raw = RawSocket::new(Domain::for_address(local), Type::DGRAM, None)?;
         options.apply(&raw, Kind::Udp, local.is_ipv6())?;
         raw.bind(&local.into())?;
-        if let Some(remote) = remote {
-            raw.connect(&remote.into())?;
-        }
+        let remote = match remote {
+            Some(remote) => {
+                raw.connect(&remote.into())?;
+                // The peer as the kernel connected it: for the unspecified address, this host
+                // (`0.0.0.0:p` is `127.0.0.1:p`), where replies come from.
+                Some(raw.peer_addr()?.as_socket().unwrap_or(remote))
+            }
+            None => None,
+        };
         Self::adopt(selector, raw.into(), remote)
     }
 
