@@ -753,7 +753,8 @@ impl ByteReadChannel {
             // Takes nothing: the skip of an over-long line stays due, as after `consume(0)`.
             return Poll::Ready(Ok(()));
         }
-        self.skip_line = false;
+        // The skip of an over-long line is dropped only by a read that takes bytes: one that
+        // waits and is dropped (the read is cancel safe) took none, and leaves it due.
         if self.buf.is_empty() {
             if out.remaining() >= READ_CHUNK && !self.eof && self.failed.is_none() {
                 if self.oversized {
@@ -767,6 +768,8 @@ impl ByteReadChannel {
                             let n = out.filled().len() - before;
                             if n == 0 {
                                 self.eof = true;
+                            } else {
+                                self.skip_line = false;
                             }
                             self.received += n as u64;
                             Poll::Ready(Ok(()))
@@ -781,6 +784,7 @@ impl ByteReadChannel {
         }
         let n = self.buf.len().min(out.remaining());
         out.put_slice(&self.buf[..n]);
+        self.skip_line = false;
         self.drop_consumed(n);
         Poll::Ready(Ok(()))
     }

@@ -379,3 +379,48 @@ async fn a_flush_after_a_clean_shutdown_succeeds() {
     cancelled.cancel();
     assert!(AsyncWriteExt::flush(&mut cancelled).await.is_err());
 }
+
+/// A read that waits and is dropped before it took a byte (`read_available` is cancel safe: a
+/// lost `select!` branch, a timeout) leaves the skip of an over-long line due, as a read into
+/// an empty buffer does: the rest of that line is still skipped, not read as a line. Both the
+/// buffered path and the direct one (a buffer of 8 KiB or more) are tried.
+#[tokio::test]
+async fn a_read_dropped_while_it_waits_keeps_the_skip_of_an_over_long_line() {
+    for size in [16, 64 * 1024] {
+        let (mut output, mut input) = ByteChannel::new(true);
+        output.write_fully(b"toolong").await.unwrap();
+        assert!(matches!(
+            input.read_line(4, LineEnding::Default).await,
+            Err(Error::TooLongLine { limit: 4 })
+        ));
+        // A line read skips what arrived of the over-long line, then waits: dropped there.
+        {
+            let line = std::pin::pin!(input.read_line(100, LineEnding::Default));
+            assert!(poll_once(line).await, "the line read waits");
+        }
+        let mut dst = vec![0u8; size];
+        {
+            let read = std::pin::pin!(input.read_available(&mut dst));
+            assert!(poll_once(read).await, "read_available waits ({size})");
+        }
+        {
+            let read = std::pin::pin!(AsyncReadExt::read(&mut input, &mut dst));
+            assert!(poll_once(read).await, "the trait read waits ({size})");
+        }
+        output.write_fully(b"line\nnext\n").await.unwrap();
+        assert_eq!(
+            input
+                .read_line(100, LineEnding::Default)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("next"),
+            "buffer of {size} bytes"
+        );
+    }
+}
+
+/// Polls `fut` once; whether it is pending.
+async fn poll_once<F: std::future::Future>(mut fut: Pin<&mut F>) -> bool {
+    poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx).is_pending())).await
+}
