@@ -640,3 +640,108 @@ fn a_runtime_shut_down_before_held_back_answers_left_resets_the_connection() {
         Ok(_) => assert_every_answer(everything),
     }
 }
+
+/// Answers held back (more than the socket takes) on a connection still open when a listener's
+/// grace period ends: the shutdown's cut starts their sending after its cut signal was given,
+/// and that sending stops at once (the shutdown returns, not waiting for a client that reads
+/// nothing), the connection counts as cut and is reset, never ended cleanly with answers
+/// missing. (Sound when written; coverage for a cut that starts sending held-back answers.)
+#[tokio::test]
+async fn a_listener_shutdown_cutting_an_open_connection_with_answers_held_back_resets_it() {
+    let selector = SelectorManager::new();
+    let server = small_buffer_listener(&selector).await;
+    let (mut client, kept) = open_with_answers_held_back_on(&server).await;
+    let report = within(server.shutdown(Duration::from_millis(200))).await;
+    assert_eq!((report.finished, report.cut), (0, 1));
+    assert!(kept.0.is_closed());
+    let mut everything = Vec::new();
+    let read = within(client.read_to_end(&mut everything)).await;
+    let e = read.expect_err("a clean end with answers missing");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    assert!(everything.len() < CLOSE_BURST * 100);
+}
+
+/// A connection accepted by `server` that answered [`CLOSE_BURST`] requests (held back, more
+/// than the socket takes) and is kept open, a request still pending; the raw client, which has
+/// read nothing yet.
+async fn open_with_answers_held_back_on(
+    server: &ServerSocket,
+) -> (
+    TcpStream,
+    (Socket, net_io::ByteReadChannel, net_io::ByteWriteChannel),
+) {
+    let (mut client, mut socket) = with_small_buffers_on(server).await;
+    let serving = tokio::spawn(async move {
+        let mut input = socket.open_read_channel().unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        let mut i = 0;
+        loop {
+            let line = input.read_line(16, LineEnding::Default).await.unwrap();
+            if line.as_deref() == Some("close") {
+                assert!(input.available_for_read() > 0, "a request is pending");
+                break;
+            }
+            output.write_string_utf8(&answer(i)).await.unwrap();
+            i += 1;
+        }
+        (socket, input, output)
+    });
+    let mut requests = "x\n".repeat(CLOSE_BURST);
+    requests.push_str("close\nextra\n");
+    client.write_all(requests.as_bytes()).await.unwrap();
+    (client, within(serving).await.unwrap())
+}
+
+/// A selector's graceful shutdown under way on another thread when the selector's runtime
+/// ends, with a connection open whose answers are held back (more than the socket takes): the
+/// runtime's end closes the selector, which cuts the connection, and the task that would send
+/// the answers dies with the runtime, resetting it. The shutdown counts it as cut, as it
+/// counts a connection without held-back answers (`lifecycle_runtime::
+/// a_graceful_shutdown_under_way_when_the_runtime_ends_returns`), never as finished.
+#[test]
+fn a_connection_cut_by_the_end_of_the_runtime_with_answers_held_back_counts_as_cut() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (selector, client, kept) = runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let server = small_buffer_listener(&selector).await;
+        let (client, kept) = open_with_answers_held_back_on(&server).await;
+        (selector, client.into_std().unwrap(), kept)
+    });
+    let (began, shutdown_began) = std::sync::mpsc::channel();
+    let waiting = std::thread::spawn({
+        let selector = selector.clone();
+        move || {
+            let other = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            other.block_on(async move {
+                let mut shutdown = std::pin::pin!(selector.shutdown(Duration::from_secs(60)));
+                let first = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(shutdown.as_mut().poll(cx).is_pending())
+                })
+                .await;
+                assert!(first, "nothing to wait for");
+                began.send(()).unwrap();
+                shutdown.await
+            })
+        }
+    });
+    shutdown_began.recv_timeout(net_tests::HANG_LIMIT).unwrap();
+    drop(runtime);
+    let report = waiting.join().expect("the waiting thread panicked");
+    assert_eq!((report.finished, report.cut), (0, 1));
+    let mut client = client;
+    client.set_nonblocking(false).unwrap();
+    client
+        .set_read_timeout(Some(net_tests::HANG_LIMIT))
+        .unwrap();
+    let mut everything = Vec::new();
+    let read = std::io::Read::read_to_end(&mut client, &mut everything);
+    let e = read.expect_err("a clean end with answers missing");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    drop(kept);
+}

@@ -348,7 +348,7 @@ impl Conn {
     fn close_as(&self, mode: CloseMode, cause: Cause) {
         self.stop_holding();
         if mode == CloseMode::Graceful && !self.send_cork_now() {
-            self.send_held_after_close(&[]);
+            self.send_held_after_close(&[], cause);
         }
         self.core.close_as(mode, cause);
     }
@@ -362,7 +362,7 @@ impl Conn {
         }
         self.stop_holding();
         if !self.send_cork_now() || !last.is_empty() {
-            self.send_held_after_close(&last);
+            self.send_held_after_close(&last, Cause::Own);
         }
         self.core.close_as(CloseMode::Graceful, Cause::Own);
     }
@@ -377,8 +377,10 @@ impl Conn {
     /// then, so that a graceful shutdown of the selector waits for them (within its grace
     /// period) instead of resetting the connection with its close.
     ///
-    /// `last` goes after the held-back answers.
-    fn send_held_after_close(&self, last: &[u8]) {
+    /// `last` goes after the held-back answers. `cause` is why the connection closes: a cut
+    /// stays one in the counts, whether the answers then leave or not (and also when the task
+    /// dies with its runtime unpolled).
+    fn send_held_after_close(&self, last: &[u8], cause: Cause) {
         let Ok(stream) = self.core.io() else {
             return;
         };
@@ -396,7 +398,7 @@ impl Conn {
             stream: Some(Arc::clone(&stream)),
             open,
             group,
-            cause: Cause::Own,
+            cause,
         };
         let selector_closed = self.core.selector().token().clone();
         let handle = self.core.selector().handle().clone();
@@ -632,6 +634,7 @@ struct Owed {
 impl Owed {
     /// Everything left: the descriptor is released gracefully (its release sends the FIN).
     fn delivered(mut self) {
+        let cause = self.cause;
         let stream = self.stream.take();
         let open = self.open.take();
         let group = self.group.take();
@@ -640,10 +643,10 @@ impl Owed {
         drop(tokio::task::spawn_blocking(move || {
             drop(stream);
             if let Some(open) = open {
-                open.leave(Cause::Own);
+                open.leave(cause);
             }
             if let Some(group) = group {
-                group.leave(Cause::Own);
+                group.leave(cause);
             }
         }));
     }
