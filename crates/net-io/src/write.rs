@@ -150,6 +150,9 @@ pub struct ByteWriteChannel {
     cancelled: bool,
     /// Told when buffered bytes are thrown away (see `on_abandon`).
     on_abandon: Option<Box<dyn FnOnce() + Send>>,
+    /// A direct write was dropped after the transport took part of it: the stream ends in the
+    /// middle of that write.
+    torn: bool,
 }
 
 impl fmt::Debug for ByteWriteChannel {
@@ -209,12 +212,15 @@ impl ByteWriteChannel {
             backlog: None,
             cancelled: false,
             on_abandon: None,
+            torn: false,
         }
     }
 
     /// Calls `hook` if this channel is cancelled or dropped while it holds bytes that writes
-    /// accepted but that never reached the transport (they are lost), so that the transport
-    /// can end the stream as a failed one rather than a complete one. The sockets of
+    /// accepted but that never reached the transport (they are lost), or after a write that
+    /// went to the transport directly was dropped part-way (see [Dropped
+    /// writes](Self#dropped-writes)), so that the transport can end the stream as a failed one
+    /// rather than a complete one. The sockets of
     /// `net-sockets` set one: their close then resets the connection instead of sending FIN,
     /// and TLS sends no `close_notify`. A later call replaces the hook; it runs at most once.
     ///
@@ -238,9 +244,10 @@ impl ByteWriteChannel {
         self.on_abandon = Some(Box::new(hook));
     }
 
-    /// Tells the `on_abandon` hook, if bytes are about to be thrown away.
+    /// Tells the `on_abandon` hook, if bytes are about to be thrown away (or a write was cut
+    /// short: the stream already ends in the middle of it).
     fn abandon_buffered(&mut self) {
-        if !self.buf.is_empty() {
+        if !self.buf.is_empty() || self.torn {
             if let Some(hook) = self.on_abandon.take() {
                 hook();
             }
@@ -645,17 +652,29 @@ impl ByteWriteChannel {
         src: &[u8],
         sent: &mut usize,
     ) -> Poll<io::Result<()>> {
-        let Some(sink) = self.sink.as_mut() else {
+        let Self {
+            sink,
+            written,
+            torn,
+            ..
+        } = self;
+        let Some(sink) = sink.as_mut() else {
             return Poll::Ready(Err(Error::ClosedForWrite.into()));
         };
         while *sent < src.len() {
-            let n = ready!(sink.pin().poll_write(cx, &src[*sent..]))?;
+            let Poll::Ready(n) = sink.pin().poll_write(cx, &src[*sent..]) else {
+                // Dropped now, the write would leave a prefix of `src` sent.
+                *torn = *sent > 0;
+                return Poll::Pending;
+            };
+            let n = n?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             *sent += n;
-            self.written += n as u64;
+            *written += n as u64;
         }
+        *torn = false;
         Poll::Ready(Ok(()))
     }
 
@@ -850,7 +869,7 @@ impl Drop for ByteWriteChannel {
                  flush_and_close, or cancel to drop them on purpose)",
                 self.buf.len()
             );
-            self.abandon_buffered();
         }
+        self.abandon_buffered();
     }
 }

@@ -864,3 +864,34 @@ async fn on_abandon_is_told_only_when_buffered_bytes_are_thrown_away() {
         assert_eq!(calls.load(Ordering::Relaxed), told);
     }
 }
+
+/// A write that goes to the transport directly and is dropped after the transport took part of
+/// it leaves the stream ending in the middle of that write: a later cancel tells the
+/// `on_abandon` hook, though nothing is buffered. A write dropped before anything left does
+/// not.
+#[tokio::test]
+async fn on_abandon_is_told_of_a_write_cut_short() {
+    for (prefix_sent, told) in [(true, 1), (false, 0)] {
+        // A pipe of 4 bytes nobody reads: a write takes 4 bytes, or none once it is full.
+        let (client, _server) = tokio::io::duplex(4);
+        let mut output = ByteWriteChannel::new(client, true);
+        if !prefix_sent {
+            output.write_fully(b"full").await.unwrap();
+        }
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        output.on_abandon(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        {
+            let mut write = pin!(output.write_fully(b"longer than the pipe"));
+            assert!(is_pending(write.as_mut()).await);
+        }
+        output.cancel();
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            told,
+            "prefix sent: {prefix_sent}"
+        );
+    }
+}

@@ -198,7 +198,9 @@ impl TcpSocketBuilder {
     }
 
     /// Caps the connections a listener has open at once: `accept` waits while `n` connections
-    /// it accepted are open, and goes on when one closes (default: no cap).
+    /// it accepted are open, and goes on when one closes (default: no cap). A connection closed
+    /// with answers still held back by flush coalescing counts as open until they left (or
+    /// failed: see `socket_timeout` for a peer that stops reading).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.options.max_connections = Some(n);
         self
