@@ -265,3 +265,49 @@ async fn an_unfinished_line_blocks_only_its_own_connection() {
     assert_eq!(server.next_outcome().await.lines, ["never finished"]);
     server.finish_good(good).await;
 }
+
+/// A length the peer sent, passed to a count-taking read (`read_bytes` of `0xFFFF_FFFF`, `2^40`
+/// and `u64::MAX` bytes, the count read from an 8-byte prefix): the read waits for bytes the
+/// peer never sends, with no panic and no abort, and fails with `UnexpectedEof` at the peer's
+/// end of stream, after taking in every byte the peer did send; another connection of the same
+/// listener is answered before, while each read waits, and after.
+#[tokio::test]
+async fn a_hostile_length_waits_on_its_own_connection_while_another_is_answered() {
+    const SENT: usize = 256 * 1024;
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (mut good, good_served) = good_client_of(&selector, &listener).await;
+    good.round_trip("before").await;
+    for count in [u64::from(u32::MAX), 1 << 40, u64::MAX] {
+        let (mut hostile, mut accepted) = raw_peer_of(&listener).await;
+        let (prefix_read, counted) = tokio::sync::oneshot::channel();
+        let served = tokio::spawn(async move {
+            let mut input = accepted.open_read_channel().unwrap();
+            let n = input.read_u64().await.unwrap();
+            let _ = prefix_read.send(n);
+            let body = input
+                .read_bytes(usize::try_from(n).unwrap_or(usize::MAX))
+                .await;
+            (body.map(|b| b.len()), input.total_bytes_read())
+        });
+        hostile.write_all(&count.to_be_bytes()).await.unwrap();
+        assert_eq!(within(counted).await.unwrap(), count);
+        good.round_trip(&format!("while {count} bytes are awaited"))
+            .await;
+        hostile.write_all(&payload(SENT)).await.unwrap();
+        good.round_trip(&format!("while {count} bytes are still awaited"))
+            .await;
+        assert!(!served.is_finished(), "read_bytes({count}) did not wait");
+        hostile.shutdown().await.unwrap();
+        let (body, read) = within(served).await.expect("the reading task ended");
+        let e = body.expect_err("the bytes never came");
+        let needed = usize::try_from(count).unwrap_or(usize::MAX);
+        assert!(
+            matches!(e, net_io::Error::UnexpectedEof { needed: n, available: SENT } if n == needed),
+            "{e:?}"
+        );
+        assert_eq!(read, 8, "only the prefix was consumed");
+        good.round_trip(&format!("after read_bytes({count})")).await;
+    }
+    finish_good_client_of(good, good_served).await;
+}

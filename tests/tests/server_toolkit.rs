@@ -8,6 +8,7 @@ use net_sockets::{
     Error, InetSocketAddress, ProxyProtocol, SelectorManager, ServerSocket, Socket, SocketAddress,
     a_socket,
 };
+use net_tests::fault::{finish_good_client_of, good_client_of};
 use net_tests::loopback::{next_item, tcp_listener};
 use net_tests::{pending_after_one_poll, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -183,24 +184,30 @@ async fn a_connection_that_closes_at_the_signal_counts_as_finished() {
     assert!(accepted.is_closed());
 }
 
+/// Also: an accepted connection (a client of the greeting server) is answered before, while the
+/// third connection waits in the backlog, and after it is accepted.
 #[tokio::test]
 async fn max_connections_makes_accept_wait_for_a_free_slot() {
-    let (_selector, server, address) = listener(|b| b.max_connections(2)).await;
-    let _c1 = TcpStream::connect(address).await.unwrap();
+    let (selector, server, address) = listener(|b| b.max_connections(2)).await;
+    let (mut good, good_served) = good_client_of(&selector, &server).await;
     let _c2 = TcpStream::connect(address).await.unwrap();
     let _c3 = TcpStream::connect(address).await.unwrap();
-    let s1 = within(server.accept()).await.unwrap();
-    let _s2 = within(server.accept()).await.unwrap();
+    let s2 = within(server.accept()).await.unwrap();
     assert_eq!(server.stats().open, 2);
-    // The third waits while two are open ...
-    let third = tokio::time::timeout(QUIET, server.accept()).await;
+    good.round_trip("before the third waits").await;
+    // The third waits while two are open, and the open ones are answered meanwhile ...
+    let (third, ()) = tokio::join!(tokio::time::timeout(QUIET, server.accept()), async {
+        good.round_trip("while the third waits").await;
+    });
     assert!(third.is_err(), "accept went past max_connections");
     // ... and is accepted once one closes.
-    s1.close();
+    s2.close();
     let s3 = within(server.accept()).await.unwrap();
     assert_eq!(server.stats().open, 2);
+    good.round_trip("after the third was accepted").await;
     drop(s3);
     assert_eq!(server.stats().accepted, 3);
+    finish_good_client_of(good, good_served).await;
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use net_sockets::{
     Datagram, Error, InetSocketAddress, MAX_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE_V6, SelectorManager,
     UnixSocketAddress, a_socket,
 };
-use net_tests::fault::raw_peer_of;
+use net_tests::fault::{finish_good_client_of, good_client_of, raw_peer_of};
 use net_tests::loopback::{connected_pair, tcp_listener, tcp_listener_with};
 use net_tests::{TempDir, payload, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -100,11 +100,15 @@ async fn a_socket_stream_reads_the_end_of_stream_again_after_both_directions_fin
     }
 }
 
+/// Also: another connection of the same listener is answered before and after the local close;
+/// the selector's close then ends it too (it ends every connection of the selector).
 #[tokio::test]
 async fn a_local_close_and_a_selector_close_are_reported_again_with_their_variants() {
     let selector = SelectorManager::new();
     let listener = tcp_listener(&selector).await;
+    let (mut good, good_served) = good_client_of(&selector, &listener).await;
     let (client, server) = connected_pair(&selector, &listener).await;
+    good.round_trip("before the close").await;
     let mut client = client.connection().unwrap();
     let mut server = server.connection().unwrap();
     client.output.write_string_utf8("a\nb\n").await.unwrap();
@@ -124,7 +128,9 @@ async fn a_local_close_and_a_selector_close_are_reported_again_with_their_varian
             .await
             .unwrap_err();
         assert!(matches!(Error::from(e), Error::Closed));
+        good.round_trip("after the close").await;
     }
+    finish_good_client_of(good, good_served).await;
 
     // A selector close: SelectorClosed on every report.
     selector.close();
@@ -170,13 +176,19 @@ async fn a_socket_closed_before_its_selector_reports_its_own_close() {
 async fn a_read_woken_by_a_close_reports_closed_though_the_selector_closed_since() {
     let selector = SelectorManager::new();
     let listener = tcp_listener(&selector).await;
+    let (mut good, good_served) = good_client_of(&selector, &listener).await;
     let (_client, mut server) = connected_pair(&selector, &listener).await;
     let mut input = server.open_read_channel().unwrap();
     {
         let mut read = std::pin::pin!(input.read_u8());
         assert!(net_tests::pending_after_one_poll(read.as_mut()).await);
+        // Another connection of the listener is answered while the read waits, and after the
+        // close, until the selector's close ends it too.
+        good.round_trip("while the read waits").await;
         // Closed while the read waits; the selector closes before the read is polled again.
         server.close();
+        good.round_trip("after the close").await;
+        finish_good_client_of(good, good_served).await;
         selector.close();
         let e = Error::from(within(read).await.unwrap_err());
         assert!(matches!(e, Error::Closed), "{e:?}");
@@ -191,24 +203,45 @@ async fn write_until_stuck(output: &mut ByteWriteChannel) -> net_io::Error {
     net_tests::loopback::write_until_error(output, &payload(64 * 1024)).await
 }
 
+/// Also: another connection of the same listener, with the same `socket_timeout`, is answered
+/// before the stall, round trip after round trip while the write waits for the stalled peer
+/// and the connection is reset (so that it is never idle for its timeout), and after.
 #[tokio::test]
 async fn a_failed_write_ends_the_connection_with_a_reset_not_a_clean_end() {
     let selector = SelectorManager::new();
     let listener =
         tcp_listener_with(&selector, |b| b.socket_timeout(Duration::from_millis(300))).await;
+    let (mut good, good_served) = good_client_of(&selector, &listener).await;
     let (mut peer, socket) = raw_peer_of(&listener).await;
     let mut connection = socket.connection().unwrap();
-    // The peer stalls: the write times out.
-    let e = write_until_stuck(&mut connection.output).await;
-    assert!(matches!(e, net_io::Error::Timeout), "{e:?}");
-    // No FIN as if all was well: flush_and_close reports the failure ...
-    assert!(connection.output.flush_and_close().await.is_err());
-    // ... and the close resets.
-    connection.socket.close();
-    let mut received = Vec::new();
-    let end = within(peer.read_to_end(&mut received)).await;
-    let e = end.expect_err("the peer must not see a clean end after lost data");
-    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+    good.round_trip("before the stall").await;
+    let failed = std::cell::Cell::new(false);
+    let failure = async {
+        // The peer stalls: the write times out.
+        let e = write_until_stuck(&mut connection.output).await;
+        assert!(matches!(e, net_io::Error::Timeout), "{e:?}");
+        // No FIN as if all was well: flush_and_close reports the failure ...
+        assert!(connection.output.flush_and_close().await.is_err());
+        // ... and the close resets.
+        connection.socket.close();
+        let mut received = Vec::new();
+        let end = within(peer.read_to_end(&mut received)).await;
+        let e = end.expect_err("the peer must not see a clean end after lost data");
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+        failed.set(true);
+    };
+    let meanwhile = async {
+        let mut answered = 0;
+        while !failed.get() {
+            good.round_trip(&format!("meanwhile {answered}")).await;
+            answered += 1;
+        }
+        answered
+    };
+    let ((), answered) = tokio::join!(failure, meanwhile);
+    assert!(answered > 0, "the other connection was answered meanwhile");
+    good.round_trip("after the reset").await;
+    finish_good_client_of(good, good_served).await;
 }
 
 /// Bytes a write channel buffered and then threw away (`cancel`, or a drop without a flush) are
@@ -710,21 +743,26 @@ async fn datagrams_of_zero_bytes_and_of_the_largest_sizes_go_through() {
     assert_eq!(within(receiver6.receive()).await.unwrap().packet, big);
 }
 
+/// Also: another connection of the same listener is answered before the reset, after it, and
+/// after the failed `flush_and_close`.
 #[tokio::test]
 async fn flush_and_close_after_the_peers_reset_is_a_typed_error() {
     let selector = SelectorManager::new();
     let listener = tcp_listener(&selector).await;
+    let (mut good, good_served) = good_client_of(&selector, &listener).await;
     let peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
         .await
         .unwrap();
     let socket = within(listener.accept()).await.unwrap();
     let mut connection = socket.connection().unwrap();
+    good.round_trip("before the reset").await;
     socket2::SockRef::from(&peer)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(peer);
     // The reset arrives; what is written next cannot be delivered.
     let _ = within(connection.input.read_u8()).await;
+    good.round_trip("after the reset").await;
     connection.output.write_fully(b"too late").await.unwrap();
     let e = within(connection.output.flush_and_close())
         .await
@@ -734,6 +772,8 @@ async fn flush_and_close_after_the_peers_reset_is_a_typed_error() {
         "{e:?}"
     );
     assert!(connection.output.is_closed_for_write());
+    good.round_trip("after the failed flush_and_close").await;
+    finish_good_client_of(good, good_served).await;
 }
 
 /// Dropping the write channel sends nothing (unlike tokio's `OwnedWriteHalf`, which sends FIN):
@@ -756,11 +796,15 @@ async fn dropping_the_write_channel_sends_nothing_until_the_socket_closes() {
     assert_eq!(within(peer.read(&mut byte)).await.unwrap(), 0);
 }
 
+/// Also: another connection of the same listener is answered before, while the writer is held
+/// back, while it resumes, and after.
 #[tokio::test]
 async fn a_peer_that_stops_reading_holds_the_writer_back_and_loses_nothing() {
     let selector = SelectorManager::new();
     let listener = tcp_listener(&selector).await;
+    let (mut good, good_served) = good_client_of(&selector, &listener).await;
     let (mut peer, mut socket) = raw_peer_of(&listener).await;
+    good.round_trip("before the writer starts").await;
     let mut output = socket.open_write_channel(false).unwrap();
     let body = payload(32 * 1024 * 1024);
     let expected = body.clone();
@@ -776,15 +820,22 @@ async fn a_peer_that_stops_reading_holds_the_writer_back_and_loses_nothing() {
         !writer.is_finished(),
         "a writer with a stalled peer finished"
     );
+    good.round_trip("while the writer is held back").await;
+    assert!(!writer.is_finished(), "the writer waits still");
     // Then it reads: the writer goes on, and every byte arrives once, in order.
     let mut received = Vec::new();
-    within(peer.read_to_end(&mut received)).await.unwrap();
+    let (read, ()) = tokio::join!(within(peer.read_to_end(&mut received)), async {
+        good.round_trip("while the writer resumes").await;
+    });
+    read.unwrap();
     assert_eq!(received.len(), expected.len());
     assert!(received == expected);
     assert_eq!(
         within(writer).await.unwrap().unwrap(),
         expected.len() as u64
     );
+    good.round_trip("after the writer finished").await;
+    finish_good_client_of(good, good_served).await;
 }
 
 #[tokio::test]
