@@ -1,6 +1,7 @@
 //! Fault suite, TCP: a peer that resets mid-line, half-closes while we write, or leaves while we
-//! write; slow and idle peers against `socket_timeout`; a dropped write future. Each case runs
-//! over real loopback sockets while a well-behaved client of the same server is answered.
+//! write; slow and idle peers against `socket_timeout`; a dropped write future; a hostile length
+//! given to a count-taking read. Each case runs over real loopback sockets while a well-behaved
+//! client of the same server is answered.
 
 use std::io;
 use std::time::Duration;
