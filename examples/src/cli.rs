@@ -142,6 +142,19 @@ pub fn seconds(text: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("{text:?} is not a whole number of seconds"))
 }
 
+/// Parses a whole number of seconds that must be at least 1, for an idle timeout
+/// (`--idle-timeout 300`): a timeout of 0 would close every connection at once.
+///
+/// # Errors
+///
+/// A message for clap when `text` is not a whole number of seconds, or is 0.
+pub fn at_least_one_second(text: &str) -> Result<std::time::Duration, String> {
+    match seconds(text)? {
+        std::time::Duration::ZERO => Err("the idle timeout must be at least 1 second".to_owned()),
+        timeout => Ok(timeout),
+    }
+}
+
 /// Parses a count that must be at least 1 (`--max-connections 100`).
 ///
 /// # Errors
@@ -198,6 +211,16 @@ mod tests {
         assert_eq!(seconds("10"), Ok(std::time::Duration::from_secs(10)));
         assert!(seconds("-1").is_err());
         assert!(seconds("1.5").is_err());
+        assert_eq!(
+            at_least_one_second("1"),
+            Ok(std::time::Duration::from_secs(1))
+        );
+        assert!(
+            at_least_one_second("0")
+                .unwrap_err()
+                .contains("at least 1 second")
+        );
+        assert!(at_least_one_second("soon").is_err());
         assert_eq!(at_least_one("3"), Ok(3));
         assert!(at_least_one("0").is_err());
     }

@@ -11,7 +11,14 @@ use net_tests::harness::{LineClient, Process};
 const CHAT: &str = env!("CARGO_BIN_EXE_chat-server");
 
 fn start() -> (Process, u16) {
-    let mut server = Process::start(CHAT, ["127.0.0.1", "0"]);
+    start_with(&[])
+}
+
+/// `chat-server 127.0.0.1 0 EXTRA...` and its port.
+fn start_with(extra: &[&str]) -> (Process, u16) {
+    let mut args = vec!["127.0.0.1", "0"];
+    args.extend_from_slice(extra);
+    let mut server = Process::start(CHAT, args);
     let port = server.listening_port();
     (server, port)
 }
@@ -255,4 +262,78 @@ fn an_over_long_line_for_a_nick_is_told_then_ends_that_connection() {
     alice.expect("* bob joined");
     bob.send("hi");
     alice.expect("bob: hi");
+}
+
+/// The next line of `client` other than `* NICK left`; `left` notes that one when it comes.
+fn next_line_but_left(client: &mut LineClient, nick: &str, left: &mut bool) -> Option<String> {
+    loop {
+        let line = client.line();
+        if line.as_deref() == Some(&format!("* {nick} left")) {
+            *left = true;
+        } else {
+            return line;
+        }
+    }
+}
+
+/// With `--idle-timeout 1`, a client that never gives its nick and a member that never says
+/// anything are closed (the room sees the member leave), while members that talk are served.
+#[test]
+fn silent_clients_are_closed_before_and_after_their_nick_while_talkers_stay() {
+    let (mut server, port) = start_with(&["--idle-timeout", "1"]);
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    let mut lurker = join(port, "lurker", "* Welcome, lurker. Here: alice, bob");
+    let lurker_address = lurker.local_addr().to_string();
+    alice.expect("* lurker joined");
+    bob.expect("* lurker joined");
+    let mut nameless = LineClient::connect(port);
+    nameless.expect("Your name?");
+    let nameless_address = nameless.local_addr().to_string();
+
+    // Alice and Bob talk every 300 ms for 2.1 s: more than the idle timeout in all, never
+    // that long silent (the pace is the behaviour here).
+    let started = std::time::Instant::now();
+    let (mut alice_saw, mut bob_saw) = (false, false);
+    for i in 0..7 {
+        alice.send(&format!("round {i}"));
+        assert_eq!(
+            next_line_but_left(&mut bob, "lurker", &mut bob_saw),
+            Some(format!("alice: round {i}"))
+        );
+        bob.send(&format!("ack {i}"));
+        assert_eq!(
+            next_line_but_left(&mut alice, "lurker", &mut alice_saw),
+            Some(format!("bob: ack {i}"))
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(started.elapsed() > std::time::Duration::from_secs(2));
+
+    // The silent two were closed, and the server said why.
+    nameless.expect_end();
+    let heard = lurker.lines_until_end();
+    assert!(heard >= 1, "the lurker heard the others until its end");
+    let mut ends = Vec::new();
+    for _ in 0..2 {
+        ends.push(server.stdout_line_where("a silent client's end", |l| {
+            l.starts_with("Connection with ") && l.contains(" ended")
+        }));
+    }
+    ends.sort();
+    let mut expected = [
+        format!("Connection with {nameless_address} ended: timed out"),
+        format!("Connection with {lurker_address} ended: timed out"),
+    ];
+    expected.sort();
+    assert_eq!(ends, expected);
+    if !alice_saw {
+        alice.expect("* lurker left");
+    }
+    if !bob_saw {
+        bob.expect("* lurker left");
+    }
+    alice.send("still here");
+    bob.expect("alice: still here");
 }

@@ -52,6 +52,15 @@ fn help_prints_usage_with_the_programs_name_and_exits_0() {
     let (status, stdout, _) = run(PROGRAMS[0], ["localhost", "--help"]);
     assert_eq!(status.code(), Some(0));
     assert!(stdout.iter().any(|l| l.contains("--idle-timeout <SECS>")));
+    // Every server that holds connections has the idle timeout.
+    for program in [PROGRAMS[3], PROGRAMS[5], PROGRAMS[8]] {
+        let (status, stdout, _) = run(program, ["--help"]);
+        assert_eq!(status.code(), Some(0));
+        assert!(
+            stdout.iter().any(|l| l.contains("--idle-timeout <SECS>")),
+            "{program}: {stdout:#?}"
+        );
+    }
     let (status, stdout, _) = run(PROGRAMS[4], ["server", "--help"]);
     assert_eq!(status.code(), Some(0));
     assert!(
@@ -81,6 +90,14 @@ fn bad_arguments_are_one_line_and_exit_2() {
         (PROGRAMS[1], &["--port", "1"], "--port"),
         (PROGRAMS[2], &["--ca", "x", "--insecure"], "exclude"),
         (PROGRAMS[3], &["--key", "k.pem"], "--cert"),
+        (PROGRAMS[3], &["--idle-timeout", "0"], "at least 1 second"),
+        (PROGRAMS[5], &["--idle-timeout", "0"], "at least 1 second"),
+        (PROGRAMS[5], &["--idle-timeout", "soon"], "--idle-timeout"),
+        (
+            PROGRAMS[8],
+            &["127.0.0.1:0", "h:1", "--idle-timeout", "0"],
+            "at least 1 second",
+        ),
         (PROGRAMS[4], &[], "subcommand"),
         (PROGRAMS[4], &["sideways"], "sideways"),
         (PROGRAMS[5], &["--grace", "x"], "--grace"),

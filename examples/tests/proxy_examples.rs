@@ -378,3 +378,100 @@ async fn a_tls_client_cut_without_close_notify_resets_the_upstream() {
     );
     proxy.stdout_line_where("the connection's end", |l| l.starts_with("127.0.0.1:"));
 }
+
+/// Whether `result`, what a blocking read or write (bounded by [`HANG_LIMIT`]) came to, is the
+/// end of the connection (end of stream, a reset, a broken pipe), not the hang guard firing.
+fn ended<T: std::fmt::Debug>(result: &std::io::Result<T>) -> bool {
+    use std::io::ErrorKind::{TimedOut, WouldBlock};
+    !matches!(result, Err(e) if matches!(e.kind(), WouldBlock | TimedOut))
+}
+
+/// A client that connects and sends nothing, with an upstream that sends nothing either, is
+/// closed after `--idle-timeout`, and so is its upstream connection; the proxy says why.
+#[test]
+fn a_silent_connection_is_closed_on_both_sides_after_the_idle_timeout() {
+    let (up_port, server) = upstream(|mut stream| {
+        let mut rest = Vec::new();
+        let end = stream.read_to_end(&mut rest);
+        (ended(&end), rest.len())
+    });
+    let (mut proxy, port) = start_proxy(up_port, &["--idle-timeout", "1"]);
+    let mut client = connect(port);
+    let client_port = client.local_addr().unwrap().port();
+    let mut rest = Vec::new();
+    let end = client.read_to_end(&mut rest);
+    assert!(ended(&end), "the client was not closed: {end:?}");
+    assert!(rest.is_empty());
+    assert_eq!(
+        server.join().unwrap(),
+        (true, 0),
+        "the upstream was not closed"
+    );
+    let line = proxy.stdout_line_where("the connection's end", |l| {
+        l.starts_with(&format!("127.0.0.1:{client_port} -> "))
+    });
+    assert!(line.ends_with("timed out"), "{line}");
+}
+
+/// An upstream that takes nothing while the client sends (a write that makes no progress) gets
+/// the connection closed after `--idle-timeout`, the client's side too.
+#[test]
+fn an_upstream_that_takes_nothing_is_closed_with_its_client_after_the_idle_timeout() {
+    let (stalled, stall) = mpsc::channel::<()>();
+    let (up_port, server) = upstream(move |mut stream| {
+        // Reads nothing until the client has seen its end; then what is left ends too.
+        stall.recv_timeout(HANG_LIMIT).unwrap();
+        let mut rest = Vec::new();
+        ended(&stream.read_to_end(&mut rest))
+    });
+    let (mut proxy, port) = start_proxy(up_port, &["--idle-timeout", "1"]);
+    let mut client = connect(port);
+    client.set_write_timeout(Some(HANG_LIMIT)).unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    // More than every buffer on the way holds: the writes stop making progress, until the
+    // proxy closes the connection.
+    let chunk = vec![b'w'; 64 * 1024];
+    let mut written = 0usize;
+    let failed = loop {
+        if let Err(e) = client.write_all(&chunk) {
+            break e;
+        }
+        written += chunk.len();
+        assert!(written < 1 << 30, "a gigabyte went into a stalled upstream");
+    };
+    assert!(ended::<()>(&Err(failed)), "the client was not closed");
+    stalled.send(()).unwrap();
+    assert!(server.join().unwrap(), "the upstream was not closed");
+    let line = proxy.stdout_line_where("the connection's end", |l| {
+        l.starts_with(&format!("127.0.0.1:{client_port} -> "))
+    });
+    assert!(line.ends_with("timed out"), "{line}");
+}
+
+/// A connection where bytes keep moving one way is not idle, however long the other way stays
+/// silent: a client that sent its request and only reads a slow answer for longer than
+/// `--idle-timeout` gets all of it.
+#[test]
+fn a_slow_answer_to_a_silent_client_outlasts_the_idle_timeout() {
+    let (up_port, server) = upstream(|mut stream| {
+        let mut request = [0u8; 4];
+        stream.read_exact(&mut request).unwrap();
+        // A line every 300 ms for 2.1 s: more than the idle timeout in all, never that long
+        // without a byte (the pace is the behaviour here).
+        for i in 0..7 {
+            stream.write_all(format!("part {i}\n").as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        request
+    });
+    let (mut proxy, port) = start_proxy(up_port, &["--idle-timeout", "1"]);
+    let mut client = connect(port);
+    client.write_all(b"GET\n").unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(server.join().unwrap(), *b"GET\n");
+    let expected: String = (0..7).map(|i| format!("part {i}\n")).collect();
+    assert_eq!(answer, expected);
+    assert_eq!(connection_line(&mut proxy), (4, expected.len() as u64));
+}

@@ -241,3 +241,110 @@ fn bad_arguments_and_files_are_one_line_and_non_zero() {
         assert!(failure.contains(needle), "{program} {args:?}: {failure}");
     }
 }
+
+/// With `--idle-timeout 1`, a client that connects and never starts its handshake and one
+/// that completes it and then says nothing are both closed (the first well before the
+/// handshake's own 10-second limit), while a client that talks is served.
+#[test]
+fn silent_clients_are_closed_after_the_idle_timeout_while_a_talking_one_is_served() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    use net_tests::HANG_LIMIT;
+    use net_tests::tls::{localhost, rustls_client};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let (pki, files) = pki();
+    let (mut server, port, _) = start_server(&[
+        "--cert",
+        path_arg(&files.server_chain),
+        "--key",
+        path_arg(&files.server_key),
+        "--idle-timeout",
+        "1",
+    ]);
+    // No handshake at all: how long until the server closes the connection.
+    let mut mute = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    mute.set_read_timeout(Some(HANG_LIMIT)).unwrap();
+    let mute_address = mute.local_addr().unwrap().to_string();
+    let mute = std::thread::spawn(move || {
+        let started = Instant::now();
+        let end = mute.read_to_end(&mut Vec::new());
+        (end.map_err(|e| e.kind()), started.elapsed())
+    });
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(rustls_client(&pki.ca));
+    let greeted = || async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let address = tcp.local_addr().unwrap().to_string();
+        let tls = connector.connect(localhost(), tcp).await.unwrap();
+        let mut tls = BufReader::new(tls);
+        let mut prompt = String::new();
+        tls.read_line(&mut prompt).await.unwrap();
+        assert_eq!(prompt, "Please enter your name\n");
+        (tls, address)
+    };
+    let ((mut silent, silent_address), mut talker) = runtime.block_on(async {
+        let silent = greeted().await;
+        (silent, greeted().await.0)
+    });
+
+    // The talker sends a line every 300 ms for 2.1 s: more than the idle timeout in all,
+    // never that long silent (the pace is the behaviour here).
+    let started = Instant::now();
+    runtime.block_on(async {
+        for i in 0..7 {
+            let mut answer = String::new();
+            talker
+                .write_all(format!("round {i}\n").as_bytes())
+                .await
+                .unwrap();
+            talker.flush().await.unwrap();
+            talker.read_line(&mut answer).await.unwrap();
+            assert_eq!(answer, format!("Hello, round {i}!\n"));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    assert!(started.elapsed() > Duration::from_secs(2));
+
+    // The silent session was closed, and the server said why.
+    let rest = runtime.block_on(async {
+        let mut rest = Vec::new();
+        tokio::time::timeout(HANG_LIMIT, silent.read_to_end(&mut rest))
+            .await
+            .map(|_| rest)
+    });
+    assert_eq!(
+        rest.as_deref().ok(),
+        Some(&[][..]),
+        "the silent session was not closed"
+    );
+    let ended = server.stdout_line_where("the silent session's end", |l| {
+        l.starts_with(&format!("Connection with {silent_address} ended"))
+    });
+    assert!(ended.ends_with("timed out"), "{ended}");
+    // The mute one within a few seconds, not the handshake's 10.
+    let (end, took) = mute.join().unwrap();
+    assert!(
+        !matches!(
+            end,
+            Err(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        ),
+        "the mute client was not closed: {end:?}"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let failed = server.stderr_line();
+    assert!(
+        failed.starts_with(&format!("Handshake with {mute_address} failed")),
+        "{failed}"
+    );
+    runtime.block_on(async {
+        talker.write_all(b"still here\n").await.unwrap();
+        let mut answer = String::new();
+        talker.read_line(&mut answer).await.unwrap();
+        assert_eq!(answer, "Hello, still here!\n");
+    });
+}

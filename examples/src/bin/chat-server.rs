@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run -p examples --bin chat-server -- [HOST] [PORT]    # default 127.0.0.1 9004
-//!     [--grace SECS]    # how long shutdown waits for open connections (default 10)
+//!     [--grace SECS]           # how long shutdown waits for open connections (default 10)
+//!     [--idle-timeout SECS]    # close a client silent this long (default 300)
 //! ```
 //!
 //! Each client is asked `Your name?`; its first line is its nick. Every later line `L` (up to
@@ -15,6 +16,11 @@
 //! pace: before each of its lines it waits, at most [`QUEUE_WAIT`], until every queue has room
 //! for half its lines. A client that does not make that room in time, or whose queue fills, is
 //! dropped, which the others see as `* NICK left`.
+//!
+//! A client that sends nothing (or takes nothing the server writes) for `--idle-timeout`
+//! seconds is closed (the listener's `socket_timeout`), whether it has given its nick or not:
+//! a member that only listens for that long leaves too, and the others see `* NICK left`. The
+//! server reports it as `Connection with CLIENT ended: timed out`.
 //!
 //! On SIGINT or SIGTERM it shuts down as `sockets-server` does: `Shutting down (N open)`, the
 //! listener closed at once, each client sent `Server is shutting down` after the line being
@@ -69,6 +75,9 @@ struct Args {
     /// On SIGINT/SIGTERM, wait at most this many seconds for open connections to finish.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = examples::cli::seconds)]
     grace: Duration,
+    /// Close a connection that sends nothing (or takes nothing we write) for this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = examples::cli::at_least_one_second)]
+    idle_timeout: Duration,
 }
 
 #[tokio::main]
@@ -77,10 +86,20 @@ async fn main() -> ExitCode {
     examples::run("chat-server", serve(args)).await
 }
 
-async fn serve(Args { host, port, grace }: Args) -> anyhow::Result<()> {
+async fn serve(
+    Args {
+        host,
+        port,
+        grace,
+        idle_timeout,
+    }: Args,
+) -> anyhow::Result<()> {
     let selector = SelectorManager::new();
+    // `socket_timeout`, inherited by every accepted socket: a read (the nick, a member's next
+    // line) or a write that makes no progress for this long fails, and the client is closed.
     let server = a_socket(&selector)
         .tcp()
+        .socket_timeout(idle_timeout)
         .send_buffer_size(SEND_BUFFER)
         .bind((host.as_str(), port))
         .await

@@ -6,15 +6,22 @@
 //!     [--cert FILE --key FILE]    # PEM chain (leaf first) and key; default: self-signed
 //!     [--client-ca FILE]          # require client certificates issued by this CA (PEM)
 //!     [--alpn LIST]               # accepted ALPN protocols, comma-separated, preferred first
+//!     [--idle-timeout SECS]       # close a connection silent this long (default 300)
 //! ```
 //!
 //! Without `--cert`/`--key` it makes a self-signed certificate at start-up for `localhost`,
 //! `127.0.0.1` and `::1` and prints its SHA-256 fingerprint, so that a client run with
 //! `--insecure` can be checked by hand. A client whose handshake fails costs one line on stderr;
 //! the server keeps serving everyone else.
+//!
+//! A connection that sends nothing (or takes nothing the server writes) for `--idle-timeout`
+//! seconds is closed, as in `sockets-server` (the listener's `socket_timeout`): after the
+//! handshake it is reported as `Connection with CLIENT ended: timed out`; during the
+//! handshake, which has its own limit of 10 seconds, as a failed handshake.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -39,6 +46,9 @@ struct Args {
     /// ALPN protocols to accept, preferred first.
     #[arg(long, value_name = "PROTOCOL,...", value_delimiter = ',')]
     alpn: Vec<String>,
+    /// Close a connection that sends nothing (or takes nothing we write) for this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = examples::cli::at_least_one_second)]
+    idle_timeout: Duration,
 }
 
 #[tokio::main]
@@ -49,11 +59,20 @@ async fn main() -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let (config, about) = server_config(&args)?;
-    let Args { host, port, .. } = args;
+    let Args {
+        host,
+        port,
+        idle_timeout,
+        ..
+    } = args;
 
     let selector = net_sockets::SelectorManager::new();
+    // `socket_timeout`, inherited by every accepted socket: the TLS session's reads and writes
+    // (and the handshake's, within its own 10-second limit) fail after this long without
+    // progress.
     let server = a_socket(&selector)
         .tcp()
+        .socket_timeout(idle_timeout)
         .bind((host.as_str(), port))
         .await
         .with_context(|| format!("cannot listen at {host}:{port}"))?;

@@ -44,7 +44,7 @@ struct Args {
 #[derive(clap::Args, Debug)]
 struct ServerConfig {
     /// Close a connection that sends nothing (or takes nothing we write) for this many seconds.
-    #[arg(long, value_name = "SECS", default_value = "300", value_parser = idle_timeout)]
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = examples::cli::at_least_one_second)]
     idle_timeout: Duration,
     /// Accept no new connection while this many are open.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = examples::cli::at_least_one)]
@@ -59,13 +59,6 @@ struct ServerConfig {
     /// On SIGINT/SIGTERM, wait at most this many seconds for open connections to finish.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = examples::cli::seconds)]
     grace: Duration,
-}
-
-fn idle_timeout(text: &str) -> Result<Duration, String> {
-    match examples::cli::seconds(text)? {
-        Duration::ZERO => Err("the idle timeout must be at least 1 second".to_owned()),
-        timeout => Ok(timeout),
-    }
 }
 
 #[tokio::main]

@@ -6,6 +6,7 @@
 //!     [--tls-cert FILE --tls-key FILE]   # terminate TLS on the listening side
 //!     [--send-proxy-v2]                  # tell UPSTREAM the client's address (PROXY protocol v2)
 //!     [--max-connections N]              # accept no more while N are open
+//!     [--idle-timeout SECS]              # close a connection nothing moves through this long (default 300)
 //! ```
 //!
 //! When one side finishes sending (FIN, or TLS `close_notify` then FIN), the proxy half-closes
@@ -16,18 +17,29 @@
 //! look complete: the proxy resets the other side too, as it resets a client whose upstream
 //! cannot be reached. It prints one line per connection: `CLIENT -> UPSTREAM: N bytes up, M
 //! bytes down` (up is client to upstream), or what went wrong.
+//!
+//! A connection through which nothing moves, either way, for `--idle-timeout` seconds (no
+//! byte from either side, none taken by either: a silent client with a silent upstream, or a
+//! side that stops taking what is sent to it) is closed on both sides with a reset, as a
+//! failure is, and reported as `CLIENT -> UPSTREAM: nothing moved for N s: timed out`. A
+//! client that sent its request and only reads a long answer is not idle while the answer
+//! moves. The TLS handshake has its own limit of 10 seconds.
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use net_sockets::{SelectorManager, Socket, SocketAddress, SocketStream, a_socket};
 use net_tls::{TlsExt, TlsServerConfig, TlsSocket, TlsStream};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 /// How long connecting to UPSTREAM may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +67,9 @@ struct Args {
     /// 2^61 - 1: no cap in practice).
     #[arg(long, value_name = "N", value_parser = examples::cli::at_least_one)]
     max_connections: Option<usize>,
+    /// Close a connection through which nothing moves, either way, for this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = examples::cli::at_least_one_second)]
+    idle_timeout: Duration,
 }
 
 /// Splits `HOST:PORT` (`[::1]:80` for an IPv6 address) into its host and port.
@@ -88,6 +103,7 @@ struct Route {
     upstream: (String, u16),
     tls: Option<TlsServerConfig>,
     send_proxy_v2: bool,
+    idle_timeout: Duration,
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -122,6 +138,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         upstream: args.upstream,
         tls,
         send_proxy_v2: args.send_proxy_v2,
+        idle_timeout: args.idle_timeout,
     });
     loop {
         // With --max-connections, a place is taken before accepting: while every place is
@@ -162,13 +179,13 @@ async fn relay(client: Socket, route: &Route) -> anyhow::Result<(u64, u64)> {
             let upstream = connect_upstream(route, header)
                 .await
                 .inspect_err(|_| tls.reset_on_close())?;
-            copy_both_ways(tls.into_stream()?, upstream).await
+            copy_both_ways(tls.into_stream()?, upstream, route.idle_timeout).await
         }
         None => {
             let upstream = connect_upstream(route, header)
                 .await
                 .inspect_err(|_| client.reset_on_close())?;
-            copy_both_ways(client.into_stream()?, upstream).await
+            copy_both_ways(client.into_stream()?, upstream, route.idle_timeout).await
         }
     }
 }
@@ -214,18 +231,124 @@ async fn connect_upstream(route: &Route, header: Option<Vec<u8>>) -> anyhow::Res
 
 /// Copies both ways until both directions have finished, half-closing each direction's
 /// destination when its source ends. When either side fails (a reset, a TLS session cut
-/// without `close_notify`), both are reset: a failure is never passed on as a clean end.
+/// without `close_notify`), both are reset: a failure is never passed on as a clean end. So
+/// are both when nothing moves, either way, for `idle_timeout`: no byte read from either side
+/// and none taken by either (a side that takes nothing stops the copying towards it, and then
+/// the reading from the other).
 async fn copy_both_ways(
-    mut client: impl AsyncRead + AsyncWrite + Unpin + ResetOnClose,
-    mut upstream: SocketStream,
+    client: impl AsyncRead + AsyncWrite + Unpin + ResetOnClose,
+    upstream: SocketStream,
+    idle_timeout: Duration,
 ) -> anyhow::Result<(u64, u64)> {
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok(copied) => Ok(copied),
-        Err(e) => {
-            client.reset_on_close();
-            upstream.reset_on_close();
-            Err(e.into())
+    let activity = Activity::new();
+    let mut client = Watched::new(client, &activity);
+    let mut upstream = Watched::new(upstream, &activity);
+    let copied = tokio::select! {
+        copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => copied,
+        () = activity.silence(idle_timeout) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("nothing moved for {} s: timed out", idle_timeout.as_secs()),
+        )),
+    };
+    copied.map_err(|e| {
+        client.inner.reset_on_close();
+        upstream.inner.reset_on_close();
+        e.into()
+    })
+}
+
+/// When bytes last moved through a relay, in either direction, for its idle timeout.
+#[derive(Debug)]
+struct Activity {
+    start: Instant,
+    /// When bytes last moved, in milliseconds after `start`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
         }
+    }
+
+    /// Bytes moved (or a side ended): the relay is not idle now.
+    fn note(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// Returns once nothing has moved for `limit` (never, for a limit too large for the clock).
+    async fn silence(&self, limit: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let Some(due) = last.checked_add(limit) else {
+                return std::future::pending().await;
+            };
+            if Instant::now() >= due {
+                return;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+    }
+}
+
+/// One side of a relay, noting in its [`Activity`] every read and write that completes.
+struct Watched<'a, S> {
+    inner: S,
+    activity: &'a Activity,
+}
+
+impl<'a, S> Watched<'a, S> {
+    fn new(inner: S, activity: &'a Activity) -> Self {
+        Watched { inner, activity }
+    }
+
+    /// Notes `poll` in the activity when it completed.
+    fn noting<T>(&self, poll: Poll<T>) -> Poll<T> {
+        if poll.is_ready() {
+            self.activity.note();
+        }
+        poll
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.noting(poll)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.noting(poll)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.noting(poll)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.noting(poll)
     }
 }
 
