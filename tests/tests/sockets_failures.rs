@@ -446,6 +446,83 @@ fn a_tls_close_with_a_full_send_buffer_still_sends_close_notify_child() {
     });
 }
 
+/// A write channel's `flush_and_close` in one task and the socket's `close` in another, while
+/// records the socket has not taken yet wait in the TLS session: however the two interleave,
+/// the client reads every byte, then `close_notify`. Before the fix, a shutdown polled after
+/// the close had taken the session's last records (to send them as the socket drains) but
+/// before it closed the socket found nothing left to send and sent FIN at once: those records
+/// then went after the FIN (refused: a reset), and the client saw `Truncated` or
+/// `ConnectionReset` in a few of these rounds, though nothing had been lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_flush_and_close_racing_close_still_ends_with_close_notify() {
+    use net_tls::TlsExt;
+    let selector = SelectorManager::new();
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki.server_config().build().unwrap();
+    // Small buffers: the body below fills the path while the client does not read, and the
+    // rest of it waits in the session.
+    let listener = tcp_listener_with(&selector, |b| b.send_buffer_size(4096)).await;
+    let port = listener.port().unwrap();
+    let body = payload(48 * 1024);
+    let started = Instant::now();
+    let mut rounds = 0;
+    // Bounded in count and time; the interleaving that failed came in about one round in a
+    // hundred.
+    while rounds < 500 && started.elapsed() < Duration::from_secs(30) {
+        rounds += 1;
+        let client_config = pki
+            .client_config()
+            .server_name("localhost")
+            .build()
+            .unwrap();
+        let connect = async {
+            a_socket(&selector)
+                .tcp()
+                .receive_buffer_size(4096)
+                .connect(("127.0.0.1", port))
+                .await
+                .unwrap()
+                .tls(client_config)
+                .await
+                .unwrap()
+        };
+        let (mut server, mut client) = within(async {
+            tokio::join!(net_tests::tls::accept(&listener, &server_config), connect)
+        })
+        .await;
+        let mut output = server.open_write_channel(false).unwrap();
+        within(output.write_fully(&body)).await.unwrap();
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(3));
+        let shutting = tokio::spawn({
+            let start = std::sync::Arc::clone(&start);
+            async move {
+                start.wait().await;
+                // Either way is fine here: done, or refused because the close came first.
+                let _ = output.flush_and_close().await;
+            }
+        });
+        let closing = tokio::spawn({
+            let start = std::sync::Arc::clone(&start);
+            async move {
+                start.wait().await;
+                for _ in 0..rounds % 7 {
+                    tokio::task::yield_now().await;
+                }
+                server.close();
+            }
+        });
+        let mut input = client.open_read_channel().unwrap();
+        start.wait().await;
+        let received = within(input.read_remaining(usize::MAX)).await;
+        within(shutting).await.unwrap();
+        within(closing).await.unwrap();
+        match received {
+            Ok(received) => assert!(received == body, "round {rounds}: bytes lost"),
+            Err(e) => panic!("round {rounds}: every byte, then close_notify, expected: {e:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn durations_too_large_for_the_clock_mean_no_timeout() {
     let selector = SelectorManager::new();

@@ -198,6 +198,9 @@ pub struct TlsSession {
     /// `close_notify` is queued (set under the session's lock): nothing written after it can
     /// reach the peer.
     ended: Arc<AtomicBool>,
+    /// The socket's close took the session's last records (set under the session's lock): it
+    /// sends them, then FIN, so a shutdown must send nothing more, not even its FIN.
+    closed: Arc<AtomicBool>,
 }
 
 impl TlsSession {
@@ -207,6 +210,7 @@ impl TlsSession {
             session,
             failed: Arc::new(AtomicBool::new(false)),
             ended: Arc::new(AtomicBool::new(false)),
+            closed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -265,6 +269,7 @@ impl Transport for TlsSession {
             shared: Arc::clone(&self.shared),
             failed: Arc::clone(&self.failed),
             ended: Arc::clone(&self.ended),
+            closed: Arc::clone(&self.closed),
         }
     }
 
@@ -275,6 +280,9 @@ impl Transport for TlsSession {
         }
         let mut stream = lock(&self.shared);
         self.ended.store(true, Ordering::Release);
+        // From here until the socket is closed, a shutdown would find nothing left in the
+        // session and send its FIN before the records taken below.
+        self.closed.store(true, Ordering::Release);
         stream.get_mut().1.send_close_notify();
         send_owed(&mut stream);
         // What the socket did not take at once (its send buffer is full of data on its way)
@@ -557,12 +565,15 @@ impl AsyncRead for TlsRead {
 ///
 /// A write after `close_notify` (from `poll_shutdown` or the socket's `close`), or once the
 /// socket is closed, fails before rustls takes anything: its bytes could never reach the peer.
+/// A shutdown once the socket's close began fails with its error (`Closed`) and sends nothing:
+/// that close sends the session's last records, then the FIN.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TlsWrite {
     shared: Shared,
     failed: Arc<AtomicBool>,
     ended: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
 }
 
 impl TlsWrite {
@@ -635,6 +646,11 @@ impl AsyncWrite for TlsWrite {
             )));
         }
         let mut stream = lock_for_writing(&self.shared);
+        if self.closed.load(Ordering::Acquire) {
+            // The socket's close sends the session's last records and the FIN: the error of a
+            // shutdown after the close, also while that close is still under way.
+            return Poll::Ready(Err(net_sockets::Error::Closed.into()));
+        }
         self.ended.store(true, Ordering::Release);
         let result = Pin::new(&mut *stream).poll_shutdown(cx);
         drop(stream);
