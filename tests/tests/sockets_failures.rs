@@ -279,6 +279,75 @@ async fn a_write_channel_cancelled_or_dropped_with_unsent_bytes_ends_with_a_rese
     }
 }
 
+/// `close()` while the write channel still buffers bytes its writes accepted (never flushed):
+/// `close` does not send them, so the peer must not see a clean end. Plain: a reset; TLS: no
+/// `close_notify`, so a truncation. With everything flushed, the close stays clean.
+#[tokio::test]
+async fn a_close_with_unflushed_bytes_in_the_write_channel_is_no_clean_end() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    for unsent in [true, false] {
+        let (mut peer, socket) = raw_peer_of(&listener).await;
+        let mut connection = socket.connection().unwrap();
+        connection.output.write_fully(b"sent").await.unwrap();
+        connection.output.flush().await.unwrap();
+        let mut sent = [0u8; 4];
+        within(peer.read_exact(&mut sent)).await.unwrap();
+        if unsent {
+            connection.output.write_fully(b"never sent").await.unwrap();
+        }
+        // The channel is still there: only the socket is closed.
+        connection.socket.close();
+        let mut received = Vec::new();
+        let end = within(peer.read_to_end(&mut received)).await;
+        if unsent {
+            let e = end.expect_err("the peer must not see a clean end after lost bytes");
+            assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+        } else {
+            assert_eq!(end.unwrap(), 0, "nothing was lost: a clean end");
+        }
+        drop(connection);
+    }
+
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki.server_config().build().unwrap();
+    for unsent in [true, false] {
+        let (server, client) = net_tests::tls::pair(
+            &selector,
+            &listener,
+            &server_config,
+            pki.client_config().build().unwrap(),
+        )
+        .await;
+        let mut input = client.connection().unwrap().input;
+        let mut connection = server.connection().unwrap();
+        connection.output.write_string_utf8("sent\n").await.unwrap();
+        connection.output.flush().await.unwrap();
+        let line = within(input.read_line(64, LineEnding::Default)).await;
+        assert_eq!(line.unwrap().as_deref(), Some("sent"));
+        if unsent {
+            connection
+                .output
+                .write_string_utf8("never sent\n")
+                .await
+                .unwrap();
+        }
+        connection.socket.close();
+        let end = within(input.read_line(64, LineEnding::Default)).await;
+        if unsent {
+            let e = end.expect_err("the peer must not see close_notify after lost bytes");
+            assert!(net_tests::tls::is_truncated(&e), "{e:?}");
+        } else {
+            assert_eq!(
+                end.unwrap(),
+                None,
+                "nothing was lost: close_notify, a clean end"
+            );
+        }
+        drop(connection);
+    }
+}
+
 /// As above, over TLS: bytes a write channel threw away mean no `close_notify`, so the peer
 /// reads a truncation, never a clean end.
 #[tokio::test]

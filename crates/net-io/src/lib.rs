@@ -57,6 +57,7 @@ mod line;
 mod pipe;
 mod read;
 mod write;
+mod write_state;
 
 pub use backlog::Backlog;
 pub use error::{Error, Result, SharedError};
@@ -64,3 +65,4 @@ pub use line::LineEnding;
 pub use pipe::ByteChannel;
 pub use read::{ByteReadChannel, Frames};
 pub use write::ByteWriteChannel;
+pub use write_state::WriteState;

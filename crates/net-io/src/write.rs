@@ -12,7 +12,7 @@ use tokio_util::codec::Encoder;
 
 use crate::error::Failure;
 use crate::pipe::PipeWriter;
-use crate::{Backlog, Error, Result};
+use crate::{Backlog, Error, Result, WriteState};
 
 /// The most bytes held in a shared backlog (see `hold_while`); a write past it goes to the
 /// transport, which sends the held bytes first.
@@ -51,8 +51,8 @@ impl Sink {
 /// Close with [`flush_and_close`](Self::flush_and_close): it writes what is buffered, then shuts
 /// the transport's write side down (a socket sends FIN; its read side keeps working). Dropping
 /// the channel instead drops the transport **without** writing what is still buffered, logs a
-/// `warn` event with the number of bytes lost and tells the [`on_abandon`](Self::on_abandon)
-/// hook (a socket then resets the connection on close).
+/// `warn` event with the number of bytes lost and tells the [shared state](Self::share_state)
+/// (a socket then resets the connection on close).
 ///
 /// [`total_bytes_written`](Self::total_bytes_written) counts the bytes writes accepted.
 ///
@@ -148,8 +148,8 @@ pub struct ByteWriteChannel {
     backlog: Option<Backlog>,
     /// Whether `cancel` ended it (not a clean close, though no failure is recorded).
     cancelled: bool,
-    /// Told when buffered bytes are thrown away (see `on_abandon`).
-    on_abandon: Option<Box<dyn FnOnce() + Send>>,
+    /// Told whether bytes are held or were thrown away (see `share_state`).
+    state: Option<WriteState>,
     /// A direct write was dropped after the transport took part of it: the stream ends in the
     /// middle of that write.
     torn: bool,
@@ -182,6 +182,7 @@ macro_rules! typed_writes {
         pub async fn $name(&mut self, value: $ty) -> Result<()> {
             self.check_writable()?;
             self.buffer().$put(value);
+            self.note_buffer();
             let call = std::mem::size_of::<$ty>();
             self.written += call as u64;
             self.after_write(call).await
@@ -211,45 +212,37 @@ impl ByteWriteChannel {
             written: 0,
             backlog: None,
             cancelled: false,
-            on_abandon: None,
+            state: None,
             torn: false,
         }
     }
 
-    /// Calls `hook` if this channel is cancelled or dropped while it holds bytes that writes
-    /// accepted but that never reached the transport (they are lost), or after a write that
-    /// went to the transport directly was dropped part-way (see [Dropped
-    /// writes](Self#dropped-writes)), so that the transport can end the stream as a failed one
-    /// rather than a complete one. The sockets of
-    /// `net-sockets` set one: their close then resets the connection instead of sending FIN,
-    /// and TLS sends no `close_notify`. A later call replaces the hook; it runs at most once.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::sync::atomic::{AtomicBool, Ordering};
-    ///
-    /// use net_io::ByteWriteChannel;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
-    /// let lost = Arc::new(AtomicBool::new(false));
-    /// let mut output = ByteWriteChannel::new(tokio::io::sink(), false);
-    /// let told = Arc::clone(&lost);
-    /// output.on_abandon(move || told.store(true, Ordering::Relaxed));
-    /// output.write_fully(b"never flushed").await?;
-    /// output.cancel();
-    /// assert!(lost.load(Ordering::Relaxed));
-    /// # Ok(()) }
-    /// ```
-    pub fn on_abandon(&mut self, hook: impl FnOnce() + Send + 'static) {
-        self.on_abandon = Some(Box::new(hook));
+    /// Keeps `state` told whether this channel holds bytes its writes accepted that have not
+    /// reached the transport, and whether it threw such bytes away: cancelled or dropped while
+    /// it held some, or after a write that went to the transport directly was dropped part-way
+    /// (see [Dropped writes](Self#dropped-writes)). The owner of the transport reads it to end
+    /// the stream as a failed one rather than a complete one when bytes are missing: the
+    /// sockets of `net-sockets` share one with the write channels they open, and their close
+    /// then resets the connection instead of sending FIN (TLS: sends no `close_notify`).
+    /// Replaces a state shared before.
+    pub fn share_state(&mut self, state: WriteState) {
+        state.set_unsent(!self.buf.is_empty());
+        self.state = Some(state);
     }
 
-    /// Tells the `on_abandon` hook, if bytes are about to be thrown away (or a write was cut
+    /// Tells the shared state that the buffer is empty, or not, now.
+    fn note_buffer(&self) {
+        if let Some(state) = &self.state {
+            state.set_unsent(!self.buf.is_empty());
+        }
+    }
+
+    /// Tells the shared state, if bytes are about to be thrown away (or a write was cut
     /// short: the stream already ends in the middle of it).
     fn abandon_buffered(&mut self) {
-        if !self.buf.is_empty() || self.torn {
-            if let Some(hook) = self.on_abandon.take() {
-                hook();
+        if let Some(state) = &self.state {
+            if !self.buf.is_empty() || self.torn {
+                state.set_lost();
             }
         }
     }
@@ -383,6 +376,7 @@ impl ByteWriteChannel {
         }
         if self.buf.len() + src.len() <= WRITE_BUFFER {
             self.buffer().extend_from_slice(src);
+            self.note_buffer();
             self.written += src.len() as u64;
             return self.after_write(src.len()).await;
         }
@@ -492,10 +486,12 @@ impl ByteWriteChannel {
     {
         self.check_writable().map_err(io::Error::from)?;
         let before = self.buf.len();
-        if let Err(e) = encoder.encode(item, self.buffer()) {
+        let encoded = encoder.encode(item, self.buffer());
+        if encoded.is_err() {
             self.buf.truncate(before);
-            return Err(e);
         }
+        self.note_buffer();
+        encoded?;
         let call = self.buf.len() - before;
         // The encoder writes the whole frame into the buffer, which grows to hold a large one.
         let grown = self.buf.capacity() > 2 * WRITE_BUFFER;
@@ -552,12 +548,13 @@ impl ByteWriteChannel {
     /// (or, on a channel that had failed, with its failure).
     ///
     /// The transport is dropped without a graceful shutdown; if bytes were thrown away, the
-    /// [`on_abandon`](Self::on_abandon) hook is told first. The reader of an in-memory
+    /// [shared state](Self::share_state) is told first. The reader of an in-memory
     /// [`ByteChannel`](crate::ByteChannel) fails with [`Error::Cancelled`] once it has read what
     /// was already delivered.
     pub fn cancel(&mut self) {
         self.abandon_buffered();
         self.buf = BytesMut::new();
+        self.note_buffer();
         if let Some(Sink::Pipe(pipe)) = &self.sink {
             pipe.cancel();
         }
@@ -565,7 +562,8 @@ impl ByteWriteChannel {
         self.cancelled = true;
     }
 
-    /// The write buffer, allocated at its full size on first use.
+    /// The write buffer, allocated at its full size on first use. (A caller that adds bytes
+    /// then tells the shared state: `note_buffer`.)
     fn buffer(&mut self) -> &mut BytesMut {
         if self.buf.capacity() == 0 {
             self.buf.reserve(WRITE_BUFFER);
@@ -611,6 +609,7 @@ impl ByteWriteChannel {
     async fn flush_call(&mut self, call: usize) -> Result<()> {
         if self.held(&self.buf) {
             self.buf.clear();
+            self.note_buffer();
             return Ok(());
         }
         poll_fn(|cx| self.poll_drain(cx))
@@ -680,7 +679,9 @@ impl ByteWriteChannel {
 
     /// Writes the buffer out to the transport (no transport flush).
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Self { sink, buf, .. } = self;
+        let Self {
+            sink, buf, state, ..
+        } = self;
         if buf.is_empty() {
             return Poll::Ready(Ok(()));
         }
@@ -693,6 +694,9 @@ impl ByteWriteChannel {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             buf.advance(n);
+        }
+        if let Some(state) = state {
+            state.set_unsent(false);
         }
         Poll::Ready(Ok(()))
     }
@@ -774,6 +778,7 @@ impl ByteWriteChannel {
         } else {
             let n = (WRITE_BUFFER - self.buf.len()).min(src.len());
             self.buffer().extend_from_slice(&src[..n]);
+            self.note_buffer();
             self.written += n as u64;
             n
         };
@@ -800,6 +805,7 @@ impl ByteWriteChannel {
         if matches!(e, Error::Timeout) && self.buf.len() >= call {
             let keep = self.buf.len() - call;
             self.buf.truncate(keep);
+            self.note_buffer();
             self.written -= call as u64;
             return e;
         }
@@ -813,7 +819,10 @@ impl ByteWriteChannel {
         let first = failure.report();
         self.failed = Some(failure);
         self.sink = None;
+        // The transport reports its own failure; bytes the buffer held are lost with it.
+        self.abandon_buffered();
         self.buf = BytesMut::new();
+        self.note_buffer();
         first
     }
 }
@@ -871,5 +880,9 @@ impl Drop for ByteWriteChannel {
             );
         }
         self.abandon_buffered();
+        if let Some(state) = &self.state {
+            // Gone with the channel: thrown away (told just above), not held.
+            state.set_unsent(false);
+        }
     }
 }

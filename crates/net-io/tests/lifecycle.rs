@@ -12,7 +12,9 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
-use net_io::{ByteChannel, ByteReadChannel, ByteWriteChannel, Error, Frames, LineEnding};
+use net_io::{
+    ByteChannel, ByteReadChannel, ByteWriteChannel, Error, Frames, LineEnding, WriteState,
+};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{BytesCodec, LinesCodec, LinesCodecError};
 
@@ -822,33 +824,37 @@ async fn channels_are_send_and_work_across_threads() {
     assert_eq!(guard(reader).await.unwrap().unwrap(), 2000);
 }
 
-/// The `on_abandon` hook hears of bytes thrown away (a cancel or a drop with some unsent), and
-/// of nothing else: not of a cancel or drop with nothing buffered, nor of a clean close.
+/// The shared [`WriteState`] hears of bytes thrown away (a cancel or a drop with some unsent),
+/// and of nothing else: not of a cancel or drop with nothing buffered, nor of a clean close. It
+/// says whether bytes are unsent meanwhile.
 #[tokio::test]
-async fn on_abandon_is_told_only_when_buffered_bytes_are_thrown_away() {
+async fn the_write_state_hears_only_of_buffered_bytes_thrown_away() {
     enum End {
         Cancel,
         Drop,
         Close,
     }
-    for (unsent, end, told) in [
-        (true, End::Cancel, 1),
-        (true, End::Drop, 1),
-        (false, End::Cancel, 0),
-        (false, End::Drop, 0),
-        (true, End::Close, 0),
+    for (unsent, end, lost) in [
+        (true, End::Cancel, true),
+        (true, End::Drop, true),
+        (false, End::Cancel, false),
+        (false, End::Drop, false),
+        (true, End::Close, false),
     ] {
-        let calls = Arc::new(AtomicUsize::new(0));
+        let state = WriteState::new();
         let mut output = ByteWriteChannel::new(tokio::io::sink(), false);
-        let counter = Arc::clone(&calls);
-        output.on_abandon(move || {
-            counter.fetch_add(1, Ordering::Relaxed);
-        });
+        output.share_state(state.clone());
+        // Nothing written, nothing held (a close now would be a clean one).
+        output.write_fully(b"").await.unwrap();
+        assert!(!state.has_unsent());
         output.write_fully(b"flushed").await.unwrap();
+        assert!(state.has_unsent());
         output.flush().await.unwrap();
+        assert!(!state.has_unsent());
         if unsent {
             output.write_fully(b"buffered").await.unwrap();
         }
+        assert_eq!(state.has_unsent(), unsent);
         match end {
             End::Cancel => {
                 output.cancel();
@@ -861,37 +867,30 @@ async fn on_abandon_is_told_only_when_buffered_bytes_are_thrown_away() {
                 drop(output);
             }
         }
-        assert_eq!(calls.load(Ordering::Relaxed), told);
+        assert_eq!(state.lost_bytes(), lost);
+        assert!(!state.has_unsent(), "nothing is held any more");
     }
 }
 
 /// A write that goes to the transport directly and is dropped after the transport took part of
-/// it leaves the stream ending in the middle of that write: a later cancel tells the
-/// `on_abandon` hook, though nothing is buffered. A write dropped before anything left does
-/// not.
+/// it leaves the stream ending in the middle of that write: a later cancel tells the shared
+/// [`WriteState`], though nothing is buffered. A write dropped before anything left does not.
 #[tokio::test]
-async fn on_abandon_is_told_of_a_write_cut_short() {
-    for (prefix_sent, told) in [(true, 1), (false, 0)] {
+async fn the_write_state_hears_of_a_write_cut_short() {
+    for (prefix_sent, lost) in [(true, true), (false, false)] {
         // A pipe of 4 bytes nobody reads: a write takes 4 bytes, or none once it is full.
         let (client, _server) = tokio::io::duplex(4);
         let mut output = ByteWriteChannel::new(client, true);
         if !prefix_sent {
             output.write_fully(b"full").await.unwrap();
         }
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&calls);
-        output.on_abandon(move || {
-            counter.fetch_add(1, Ordering::Relaxed);
-        });
+        let state = WriteState::new();
+        output.share_state(state.clone());
         {
             let mut write = pin!(output.write_fully(b"longer than the pipe"));
             assert!(is_pending(write.as_mut()).await);
         }
         output.cancel();
-        assert_eq!(
-            calls.load(Ordering::Relaxed),
-            told,
-            "prefix sent: {prefix_sent}"
-        );
+        assert_eq!(state.lost_bytes(), lost, "prefix sent: {prefix_sent}");
     }
 }

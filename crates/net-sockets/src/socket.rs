@@ -7,12 +7,11 @@ use std::future::Future;
 use std::io;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use net_io::{ByteReadChannel, ByteWriteChannel};
+use net_io::{ByteReadChannel, ByteWriteChannel, WriteState};
 use socket2::{Domain, SockRef, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::Instrument;
@@ -41,16 +40,22 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 /// - [`close`](Self::close) (from any task) is immediate and synchronous: the kernel sends what
 ///   was already written to the socket, then FIN, and the descriptor is released; pending reads
 ///   and writes on the channels fail with [`Error::Closed`]. Bytes still buffered in a write
-///   channel are not sent (flush first), and Linux answers a close with unread input with a
-///   reset that also drops queued output: [`Connection::close_gracefully`] avoids both.
+///   channel are not sent (flush first): the close then resets the connection (TLS: omits
+///   `close_notify`), so that the peer never takes the stream for a complete one. Linux answers
+///   a close with unread input with a reset that also drops queued output:
+///   [`Connection::close_gracefully`] avoids both. (TLS: a `close_notify` the socket cannot
+///   take at once is sent, after everything written, as it drains, as held-back answers are.)
 ///   Answers held back by flush coalescing ([`SocketOptions::coalesce_flushes`](crate::SocketOptions::coalesce_flushes)) count as
 ///   written: those the socket cannot take at once are sent by a task as it drains, and the
 ///   descriptor is released after them (a connection reset instead when they cannot be
 ///   delivered: a failed send, `socket_timeout` without progress, the selector's close, or the
 ///   end of the runtime). Until then the connection counts as open for
 ///   [`SelectorManager::shutdown`], which waits for them within its grace period.
-/// - After a write, flush or write timeout failed, a close resets the connection (plain TCP) or
-///   omits TLS's `close_notify`, so the peer never takes the end for a clean one.
+/// - After a write, flush or write timeout failed, or after the write channel threw away bytes
+///   its writes accepted (cancelled or dropped with some unsent, or a write to the socket
+///   dropped part-way, see [`ByteWriteChannel`]'s "Dropped writes"), a close resets the
+///   connection (plain TCP) or omits TLS's `close_notify`, so the peer never takes the end for
+///   a clean one.
 /// - Closing only the write channel ([`flush_and_close`](ByteWriteChannel::flush_and_close)) is a
 ///   half-close: the read channel keeps working. Once the read channel has seen the peer's FIN
 ///   and the write channel was closed, the socket closes itself.
@@ -220,14 +225,11 @@ impl<T: Transport> Socket<T> {
     pub fn open_write_channel(&mut self, auto_flush: bool) -> Result<ByteWriteChannel> {
         self.open(false)?;
         let mut channel = ByteWriteChannel::new(self.transport.writer(&self.link), auto_flush);
-        // Bytes the channel throws away (a cancel or drop with some unsent) end the connection
-        // as a failed write does. Weak: a closed channel kept around does not keep the socket.
-        let conn = Arc::downgrade(&self.link.conn);
-        channel.on_abandon(move || {
-            if let Some(conn) = conn.upgrade() {
-                conn.writes_abandoned();
-            }
-        });
+        // Bytes the channel holds unsent at the close, or threw away (a cancel or drop with
+        // some unsent), end the connection as a failed write does.
+        let state = WriteState::new();
+        channel.share_state(state.clone());
+        self.link.conn.watch_channel(state);
         if T::WRITES_TO_SOCKET {
             if let Some(backlog) = self.link.conn.backlog() {
                 channel.hold_while(backlog.clone());

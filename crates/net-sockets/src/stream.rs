@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use net_io::Backlog;
+use net_io::{Backlog, WriteState};
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -172,6 +172,8 @@ pub(crate) struct Conn {
     done: AtomicU8,
     /// Whether a write failed: `CLEAN`, `TIMED_OUT` or `FAILED`.
     write_state: AtomicU8,
+    /// What the write channel holds or threw away, once one is open.
+    channel: Mutex<Option<WriteState>>,
     pub(crate) local: SocketAddress,
     pub(crate) remote: SocketAddress,
     socket_timeout: Option<Duration>,
@@ -309,6 +311,7 @@ impl Conn {
             core,
             done: AtomicU8::new(0),
             write_state: AtomicU8::new(CLEAN),
+            channel: Mutex::new(None),
             local,
             remote,
             socket_timeout: options.socket_timeout,
@@ -584,10 +587,15 @@ impl Conn {
         self.core.is_closed()
     }
 
-    /// The write channel threw away bytes its writes had accepted: the connection must not end
-    /// as if nothing was lost, as after a failed write.
-    pub(crate) fn writes_abandoned(&self) {
-        self.write_state.fetch_max(FAILED, Ordering::AcqRel);
+    /// Watches the write channel's `state`: a channel that holds bytes unsent when the
+    /// connection ends, or threw such bytes away, ends it as a failed write does. It replaces
+    /// the state of a channel opened before (STARTTLS: the plain-text channel, which the
+    /// upgrade flushed; if it had thrown bytes away, that is remembered as a failed write).
+    pub(crate) fn watch_channel(&self, state: WriteState) {
+        let before = lock(&self.channel).replace(state);
+        if before.is_some_and(|before| before.lost_bytes() || before.has_unsent()) {
+            self.write_state.fetch_max(FAILED, Ordering::AcqRel);
+        }
     }
 
     /// After a flush (or the flush a shutdown makes) found everything written with the
@@ -599,9 +607,14 @@ impl Conn {
         }
     }
 
-    /// Whether a write, flush or write timeout failed (and no later flush made good a timeout).
+    /// Whether a write, flush or write timeout failed (and no later flush made good a timeout),
+    /// or the write channel holds or threw away bytes its writes accepted: the connection must
+    /// not end as if nothing was lost.
     pub(crate) fn write_failed(&self) -> bool {
         self.write_state.load(Ordering::Acquire) != CLEAN
+            || lock(&self.channel)
+                .as_ref()
+                .is_some_and(|state| state.has_unsent() || state.lost_bytes())
     }
 
     /// Marks one direction finished; once both are, the socket closes itself (as Ktor's does

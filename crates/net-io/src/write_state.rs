@@ -1,0 +1,67 @@
+//! What a write channel tells the owner of its transport about the bytes it holds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Shared with a [`ByteWriteChannel`](crate::ByteWriteChannel) (see
+/// [`share_state`](crate::ByteWriteChannel::share_state)): whether the channel holds bytes its
+/// writes accepted that have not reached the transport yet, and whether it threw such bytes
+/// away. The owner of the transport reads it when the stream ends: a stream that ends while
+/// either is true ends with bytes missing, and must not look complete to the peer (the sockets
+/// of `net-sockets` then reset the connection instead of sending FIN, and TLS sends no
+/// `close_notify`).
+///
+/// Clones share one state.
+///
+/// ```
+/// use net_io::{ByteWriteChannel, WriteState};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+/// let state = WriteState::new();
+/// let mut output = ByteWriteChannel::new(tokio::io::sink(), false);
+/// output.share_state(state.clone());
+/// output.write_fully(b"not flushed yet").await?;
+/// assert!(state.has_unsent());
+/// output.flush().await?;
+/// assert!(!state.has_unsent());
+/// output.write_fully(b"never flushed").await?;
+/// output.cancel();
+/// assert!(state.lost_bytes());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct WriteState(Arc<Flags>);
+
+#[derive(Debug, Default)]
+struct Flags {
+    unsent: AtomicBool,
+    lost: AtomicBool,
+}
+
+impl WriteState {
+    /// A state for a channel that holds nothing and lost nothing.
+    pub fn new() -> WriteState {
+        WriteState::default()
+    }
+
+    /// Whether the channel holds bytes its writes accepted that have not reached the transport
+    /// (a flush would send them; a stream that ends now ends without them).
+    pub fn has_unsent(&self) -> bool {
+        self.0.unsent.load(Ordering::Acquire)
+    }
+
+    /// Whether the channel threw away bytes its writes accepted: it was cancelled or dropped
+    /// while it held some, or after a write that went to the transport directly was dropped
+    /// part-way (the stream then ends in the middle of that write).
+    pub fn lost_bytes(&self) -> bool {
+        self.0.lost.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_unsent(&self, unsent: bool) {
+        self.0.unsent.store(unsent, Ordering::Release);
+    }
+
+    pub(crate) fn set_lost(&self) {
+        self.0.lost.store(true, Ordering::Release);
+    }
+}
