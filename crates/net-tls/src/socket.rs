@@ -31,9 +31,14 @@ use crate::{Result, TlsConfig, TlsServerConfig, TlsVersion};
 /// `tls.protocol_version()`, `tls.cipher_suite()`, `tls.peer_certificates()`,
 /// `tls.server_name()`.
 ///
-/// - [`close`](Socket::close) sends TLS's `close_notify`, then closes the socket. After a write,
-///   flush or write timeout failed it sends no `close_notify`, so the peer sees the stream end
+/// - [`close`](Socket::close) sends TLS's `close_notify` (after everything written; what the
+///   socket cannot take at once is sent as it drains), then closes the socket. After a write,
+///   flush or write timeout failed, or while the write channel still holds bytes it did not
+///   send (or threw some away), it sends no `close_notify`, so the peer sees the stream end
 ///   truncated instead of cleanly.
+/// - Dropping the socket (and its channels) without `close`, or a [`TlsStream`] without
+///   `poll_shutdown`, sends no `close_notify` either: the peer sees a truncation, as with
+///   tokio-rustls's streams.
 /// - [`flush_and_close`](net_io::ByteWriteChannel::flush_and_close) on the write channel sends
 ///   `close_notify` and FIN: a half-close; the read channel keeps working.
 /// - A peer that sends `close_notify` gives a clean end of stream; one that just drops the
