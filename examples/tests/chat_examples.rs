@@ -141,7 +141,7 @@ fn a_client_that_stops_reading_is_dropped_and_never_stalls_the_others() {
         l.starts_with("Dropped carol (127.0.0.1:") && l.ends_with("too far behind")
     });
 
-    // Carol's connection was closed: what she had buffered, then the end.
+    // Carol's connection was reset: what she had buffered, then the end.
     let received = carol.lines_until_end();
     assert!(received < LINES, "carol got everything: {received}");
 
@@ -336,4 +336,95 @@ fn silent_clients_are_closed_before_and_after_their_nick_while_talkers_stay() {
     }
     alice.send("still here");
     bob.expect("alice: still here");
+}
+
+/// A client dropped for falling behind is cut off in the middle of whatever the server was
+/// writing to it. The end it sees must not pass for a clean one: what it had received, then a
+/// reset; never a line cut short followed by an orderly end of stream, which a client (this
+/// project's `sockets-client` among them) takes for the server's last line.
+#[test]
+fn a_dropped_client_never_sees_a_cut_line_as_a_clean_end() {
+    use std::io::Read;
+
+    const MAX_LINES: usize = 20_000;
+    const BATCH: usize = 100;
+    let (mut server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    // Carol joins on a bare stream (no read-ahead buffer of our own), then never reads again.
+    let mut carol = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    carol.set_read_timeout(Some(HANG_LIMIT)).unwrap();
+    let mut greeting = Vec::new();
+    let mut byte = [0; 1];
+    while greeting.iter().filter(|&&b| b == b'\n').count() < 1 {
+        carol.read_exact(&mut byte).unwrap();
+        greeting.push(byte[0]);
+    }
+    assert_eq!(greeting, b"Your name?\n");
+    carol.write_all(b"carol\n").unwrap();
+    let welcome = b"* Welcome, carol. Here: alice, bob\n";
+    let mut got = vec![0; welcome.len()];
+    carol.read_exact(&mut got).unwrap();
+    assert_eq!(got, welcome);
+    alice.expect("* carol joined");
+    bob.expect("* carol joined");
+
+    // Bob reads everything (in a thread, reporting his progress); Alice sends batches of lines
+    // of an odd length, waiting for Bob after each, until Bob sees Carol dropped.
+    let (progress, progressed) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut count = 0;
+        loop {
+            let line = bob.line().expect("bob's connection stays open");
+            if line == "* carol left" {
+                let _ = progress.send(None);
+                return;
+            }
+            count += 1;
+            if count % BATCH == 0 {
+                let _ = progress.send(Some(count));
+            }
+        }
+    });
+    let padding = "z".repeat(997);
+    let mut sent = 0;
+    'sending: while sent < MAX_LINES {
+        let batch: String = (sent..sent + BATCH)
+            .map(|n| format!("{n} {padding}\n"))
+            .collect();
+        alice.stream().write_all(batch.as_bytes()).unwrap();
+        sent += BATCH;
+        loop {
+            match progressed
+                .recv_timeout(HANG_LIMIT)
+                .expect("bob keeps receiving")
+            {
+                None => break 'sending,
+                Some(count) if count == sent => break,
+                Some(_) => {}
+            }
+        }
+    }
+    reader.join().expect("bob read until carol left");
+    server.stdout_line_where("carol dropped", |l| l.starts_with("Dropped carol ("));
+
+    // What Carol gets: the lines she had not read, then the end.
+    let mut received = Vec::new();
+    let end = loop {
+        let mut chunk = [0; 64 * 1024];
+        match carol.read(&mut chunk) {
+            Ok(0) => break Ok(()),
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(e) => break Err(e),
+        }
+    };
+    match end {
+        Ok(()) => assert!(
+            received.ends_with(b"\n"),
+            "a clean end after a cut line: {:?}",
+            String::from_utf8_lossy(&received[received.len().saturating_sub(40)..])
+        ),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
 }

@@ -15,7 +15,8 @@
 //! client that sends faster than the others read (one paste of many lines) is slowed to their
 //! pace: before each of its lines it waits, at most [`QUEUE_WAIT`], until every queue has room
 //! for half its lines. A client that does not make that room in time, or whose queue fills, is
-//! dropped, which the others see as `* NICK left`.
+//! dropped, which the others see as `* NICK left`; its connection is reset, so that the line
+//! it was in the middle of receiving never passes for a complete last line.
 //!
 //! A client that sends nothing (or takes nothing the server writes) for `--idle-timeout`
 //! seconds is closed (the listener's `socket_timeout`), whether it has given its nick or not:
@@ -248,7 +249,7 @@ impl Room {
         }
     }
 
-    /// Drops member `id`, which fell too far behind (its socket closed), and adds the news that
+    /// Drops member `id`, which fell too far behind (its connection reset), and adds the news that
     /// it left to `left`, for the others.
     fn drop_behind(members: &mut HashMap<u64, Member>, id: u64, left: &mut Vec<(u64, Arc<str>)>) {
         if let Some(member) = members.remove(&id) {
@@ -257,6 +258,12 @@ impl Room {
                 member.nick,
                 member.socket.remote_address()
             );
+            // A reset, not FIN: the close cuts whatever line was being written to it, and a
+            // cut line followed by an orderly end would pass for the server's last line.
+            // (Best effort: a socket closed meanwhile needs nothing.)
+            let _ = member
+                .socket
+                .with_sock_ref(|socket| socket.set_linger(Some(Duration::ZERO)));
             member.socket.close();
             left.push((id, Arc::from(format!("* {} left\n", member.nick))));
         }
