@@ -98,8 +98,10 @@ impl Sink {
 ///
 /// So the peer receives everything written before the dropped write, then a prefix (from
 /// nothing to all) of its bytes, then whatever is written next. A protocol with framing cannot
-/// go on after that; close or [`cancel`](Self::cancel) the channel. [`flush`](Self::flush)
-/// itself loses nothing when dropped.
+/// go on after that: [`cancel`](Self::cancel) (or drop) the channel, which tells the
+/// [shared state](Self::share_state) that bytes were lost, so that a socket's close then
+/// resets the connection instead of ending it cleanly in the middle of that write.
+/// [`flush`](Self::flush) itself loses nothing when dropped.
 ///
 /// # tokio's I/O traits
 ///

@@ -61,10 +61,15 @@
 //! `close()` on a socket, listener or datagram socket is synchronous, idempotent and callable
 //! from any task: it releases the descriptor at once (after the kernel sends what was written,
 //! then FIN) and fails every pending operation with [`Error::Closed`]. `await_closed()` waits
-//! for that. Closing the [`SelectorManager`] does the same to every socket made through it,
-//! with [`Error::SelectorClosed`]. After a failed write, a close resets the connection instead
-//! of ending it cleanly; [`Connection::close_gracefully`] closes without losing what was
-//! written (see [`Socket`]'s "Closing" section).
+//! for that. (A connection's answers held back by flush coalescing, and TLS's `close_notify`,
+//! that the socket cannot take at once are sent by a task as it drains, before the FIN; its
+//! descriptor is released after them.) Closing the
+//! [`SelectorManager`] does the same to every socket made through it, with
+//! [`Error::SelectorClosed`], and so does the end of the tokio runtime a selector made by
+//! [`SelectorManager::new`] runs on. After a failed write, or while the write channel still
+//! buffers bytes (or after it threw some away), a close resets the connection instead of
+//! ending it cleanly; [`Connection::close_gracefully`] closes without losing what was written
+//! (see [`Socket`]'s "Closing" section).
 //!
 //! All of it is one mechanism: every socket kind is built on the same registered core (the
 //! socket it owns, its registration with the selector, closing by itself or by the selector,

@@ -269,12 +269,17 @@
 //!
 //! ## Closing
 //!
-//! [`close`](net_sockets::Socket::close) sends `close_notify`, then closes at once;
+//! [`close`](net_sockets::Socket::close) sends `close_notify`, then FIN, and returns at once:
+//! when the socket's send buffer is full (a slow client still taking what was written), a task
+//! sends the `close_notify` as it drains, then the FIN (a failed send, `socket_timeout`
+//! without progress or the selector's close resets the connection instead).
 //! [`Connection::close_gracefully`](net_sockets::Connection::close_gracefully) on a
 //! [`TlsConnection`] flushes, sends `close_notify` and FIN, and waits (up to a time you give)
 //! for the client to close too, so that no reply is lost to a reset. After a failed write
-//! neither sends `close_notify`: the client sees a cut stream ([`Truncated`] on its side, if it
-//! uses this crate), never a clean end.
+//! neither sends `close_notify`, nor does `close` while the write channel still holds bytes it
+//! did not send (or after it threw some away, cancelled or dropped with bytes unsent): the
+//! client sees a cut stream ([`Truncated`] on its side, if it uses this crate), never a clean
+//! end. Dropping the socket without `close` sends no `close_notify` either.
 
 /// The setters both configuration builders have (ALPN, protocol versions, handshake timeout),
 /// with each side's documentation.
