@@ -49,8 +49,12 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 ///   written: those the socket cannot take at once are sent by a task as it drains, and the
 ///   descriptor is released after them (a connection reset instead when they cannot be
 ///   delivered: a failed send, `socket_timeout` without progress, the selector's close, or the
-///   end of the runtime). Until then the connection counts as open for
-///   [`SelectorManager::shutdown`], which waits for them within its grace period.
+///   end of the runtime or of a graceful shutdown's grace period). Until then the connection
+///   counts as open: it keeps its listener's
+///   [`max_connections`](crate::TcpSocketBuilder::max_connections) slot, and
+///   [`SelectorManager::shutdown`] and the accepting listener's
+///   [`ServerSocket::shutdown`](crate::ServerSocket::shutdown) wait for them within their
+///   grace period.
 /// - After a write, flush or write timeout failed, or after the write channel threw away bytes
 ///   its writes accepted (cancelled or dropped with some unsent, or a write to the socket
 ///   dropped part-way, see [`ByteWriteChannel`]'s "Dropped writes"), a close resets the
