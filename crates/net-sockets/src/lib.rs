@@ -1,7 +1,8 @@
 //! TCP, UDP and Unix sockets with Ktor's builder model, on tokio and socket2.
 //!
 //! - [`SelectorManager`] is the I/O driver sockets are registered with (the current tokio
-//!   runtime, or one of its own) and the one switch that closes them all.
+//!   runtime, whose shutdown closes it, or one of its own) and the one switch that closes them
+//!   all.
 //! - [`a_socket`] starts a builder: [`SocketBuilder::tcp`] gives a [`TcpSocketBuilder`] that
 //!   binds a [`ServerSocket`] or connects a [`Socket`]; [`SocketBuilder::udp`] a
 //!   [`UdpSocketBuilder`] that binds a [`BoundDatagramSocket`] or connects a

@@ -16,8 +16,8 @@ use crate::{Error, Result, ShutdownReport};
 
 /// The I/O driver that sockets are registered with, and the switch that closes them all.
 ///
-/// [`SelectorManager::new`] uses the tokio runtime it is called from;
-/// [`SelectorManager::builder`] starts a runtime of its own, and the sockets made through it
+/// [`SelectorManager::new`] uses the tokio runtime it is called from, and closes when that
+/// runtime shuts down; [`SelectorManager::builder`] starts a runtime of its own, and the sockets made through it
 /// have their I/O readiness driven there (your tasks can run on any runtime).
 ///
 /// `SelectorManager` is a cheap handle: clones share one selector. [`close`](Self::close)
