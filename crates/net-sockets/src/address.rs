@@ -248,7 +248,10 @@ mod sealed {
 /// [`UnixSocketAddress`], a [`SocketAddress`] — and a reference to any of these.
 ///
 /// A host that is an IP literal (`"127.0.0.1"`, `"::1"`, `"[::1]"`) is used as it is; any other
-/// host name is resolved when the socket is bound or connected.
+/// host name is resolved when the socket is bound or connected. In a `"host:port"` string an
+/// IPv6 literal takes brackets (`"[::1]:80"`): without them (`"::1:80"`, itself an IPv6
+/// address) the string is ambiguous and refused with [`Error::Io`](crate::Error::Io) of kind
+/// [`InvalidInput`](std::io::ErrorKind::InvalidInput), as `std` refuses it.
 ///
 /// The trait is sealed: the conversions are the ones listed here.
 pub trait ToSocketAddress: sealed::Sealed {
