@@ -374,6 +374,11 @@ impl UdpSocketBuilder {
     /// A datagram socket connected to `remote`, bound to a free port on the unspecified
     /// address of the same family.
     ///
+    /// The socket's peer is the one the kernel connected it to: for the unspecified address
+    /// (`0.0.0.0:p`), which the kernel takes for this host, that is this host's address
+    /// (`127.0.0.1:p`), where replies come from; `remote_address` reports it, and `send` takes
+    /// it.
+    ///
     /// # Errors
     ///
     /// As [`bind`](Self::bind).
@@ -387,7 +392,8 @@ impl UdpSocketBuilder {
     }
 
     /// A datagram socket bound to `local` and connected to `remote` (with a host name, its first
-    /// address of `local`'s family).
+    /// address of `local`'s family). Its peer is the one the kernel connected it to, as for
+    /// [`connect`](Self::connect).
     ///
     /// # Errors
     ///

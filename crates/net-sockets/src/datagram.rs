@@ -569,7 +569,8 @@ impl ConnectedDatagramSocket {
 
     datagram_methods!();
 
-    /// The peer's address.
+    /// The peer's address, as the kernel connected the socket: for a `remote` given as the
+    /// unspecified address (`0.0.0.0:p`), this host's (`127.0.0.1:p`), where replies come from.
     pub fn remote_address(&self) -> SocketAddress {
         self.core
             .remote
