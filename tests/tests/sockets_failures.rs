@@ -348,6 +348,57 @@ async fn a_close_with_unflushed_bytes_in_the_write_channel_is_no_clean_end() {
     }
 }
 
+/// A write that went to the socket directly and was dropped part-way (a `select!` branch that
+/// lost, a timeout) leaves the stream in the middle of that write: `close()` while the channel
+/// is still there must not end it cleanly (a reset), whatever was written after it, and
+/// `flush_and_close` sends no FIN.
+#[tokio::test]
+async fn a_close_after_a_write_cut_short_is_no_clean_end() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    for later in ["nothing", "a write", "flush_and_close"] {
+        let (mut peer, socket) = raw_peer_of(&listener).await;
+        let mut connection = socket.connection().unwrap();
+        // Far more than the socket's buffers hold while the peer does not read: the write
+        // sends a prefix, then waits.
+        let big = payload(32 << 20);
+        {
+            let mut write = std::pin::pin!(connection.output.write_fully(&big));
+            let pending = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(write.as_mut().poll(cx).is_pending())
+            })
+            .await;
+            assert!(pending, "the write waits for the peer");
+        }
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            let end = peer.read_to_end(&mut received).await;
+            (end, received.len())
+        });
+        match later {
+            "a write" => {
+                // A later write to the socket that completes does not make the stream whole.
+                within(connection.output.write_fully(&payload(64 << 10)))
+                    .await
+                    .unwrap();
+                within(connection.output.flush()).await.unwrap();
+            }
+            "flush_and_close" => {
+                within(connection.output.flush_and_close())
+                    .await
+                    .expect_err("no FIN in the middle of a write");
+            }
+            _ => {}
+        }
+        connection.socket.close();
+        let (end, received) = within(reader).await.unwrap();
+        let e = end.expect_err("the peer must not see a clean end in the middle of a write");
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{later}: {e:?}");
+        assert!(received < big.len(), "{received}");
+        drop(connection);
+    }
+}
+
 /// As above, over TLS: bytes a write channel threw away mean no `close_notify`, so the peer
 /// reads a truncation, never a clean end.
 #[tokio::test]

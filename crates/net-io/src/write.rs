@@ -98,10 +98,12 @@ impl Sink {
 ///
 /// So the peer receives everything written before the dropped write, then a prefix (from
 /// nothing to all) of its bytes, then whatever is written next. A protocol with framing cannot
-/// go on after that: [`cancel`](Self::cancel) (or drop) the channel, which tells the
-/// [shared state](Self::share_state) that bytes were lost, so that a socket's close then
-/// resets the connection instead of ending it cleanly in the middle of that write.
-/// [`flush`](Self::flush) itself loses nothing when dropped.
+/// go on after that: close or [`cancel`](Self::cancel) the channel. The
+/// [shared state](Self::share_state) counts the rest of such a write as unsent until the channel
+/// ends, whatever is written after it, and as lost once it ends: the close of a socket of
+/// `net-sockets` then resets (TLS: sends no `close_notify`), and `flush_and_close` reports an
+/// error instead of sending FIN (or `close_notify`). [`flush`](Self::flush) itself loses
+/// nothing when dropped.
 ///
 /// # tokio's I/O traits
 ///
@@ -152,8 +154,9 @@ pub struct ByteWriteChannel {
     cancelled: bool,
     /// Told whether bytes are held or were thrown away (see `share_state`).
     state: Option<WriteState>,
-    /// A direct write was dropped after the transport took part of it: the stream ends in the
-    /// middle of that write.
+    /// A direct write is waiting, or was dropped, after the transport took part of it: a stream
+    /// that ends now ends in the middle of that write. (The next direct write that starts finds
+    /// the earlier one dropped: its rest is lost for good.)
     torn: bool,
 }
 
@@ -228,14 +231,15 @@ impl ByteWriteChannel {
     /// then resets the connection instead of sending FIN (TLS: sends no `close_notify`).
     /// Replaces a state shared before.
     pub fn share_state(&mut self, state: WriteState) {
-        state.set_unsent(!self.buf.is_empty());
+        state.set_unsent(!self.buf.is_empty() || self.torn);
         self.state = Some(state);
     }
 
-    /// Tells the shared state that the buffer is empty, or not, now.
+    /// Tells the shared state whether bytes are unsent now: buffered, or the rest of a write
+    /// cut short.
     fn note_buffer(&self) {
         if let Some(state) = &self.state {
-            state.set_unsent(!self.buf.is_empty());
+            state.set_unsent(!self.buf.is_empty() || self.torn);
         }
     }
 
@@ -247,6 +251,7 @@ impl ByteWriteChannel {
                 state.set_lost();
             }
         }
+        self.torn = false;
     }
 
     /// Holds this channel's auto-flushed writes in `backlog` while it is pending (flush
@@ -657,15 +662,29 @@ impl ByteWriteChannel {
             sink,
             written,
             torn,
+            state,
             ..
         } = self;
+        if *sent == 0 && *torn {
+            // A new write: the one cut short before it was dropped, its rest is lost.
+            *torn = false;
+            if let Some(state) = state {
+                state.set_lost();
+            }
+        }
         let Some(sink) = sink.as_mut() else {
             return Poll::Ready(Err(Error::ClosedForWrite.into()));
         };
         while *sent < src.len() {
             let Poll::Ready(n) = sink.pin().poll_write(cx, &src[*sent..]) else {
-                // Dropped now, the write would leave a prefix of `src` sent.
-                *torn = *sent > 0;
+                if *sent > 0 && !*torn {
+                    // Dropped now, or ended by a close, the write leaves a prefix of `src`
+                    // sent: the rest is unsent until it goes on.
+                    *torn = true;
+                    if let Some(state) = state {
+                        state.set_unsent(true);
+                    }
+                }
                 return Poll::Pending;
             };
             let n = n?;
@@ -675,14 +694,24 @@ impl ByteWriteChannel {
             *sent += n;
             *written += n as u64;
         }
-        *torn = false;
+        if *torn {
+            // The write went on to its end (the buffer is empty while it runs).
+            *torn = false;
+            if let Some(state) = state {
+                state.set_unsent(false);
+            }
+        }
         Poll::Ready(Ok(()))
     }
 
     /// Writes the buffer out to the transport (no transport flush).
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let Self {
-            sink, buf, state, ..
+            sink,
+            buf,
+            state,
+            torn,
+            ..
         } = self;
         if buf.is_empty() {
             return Poll::Ready(Ok(()));
@@ -698,7 +727,8 @@ impl ByteWriteChannel {
             buf.advance(n);
         }
         if let Some(state) = state {
-            state.set_unsent(false);
+            // The rest of a write cut short is still missing.
+            state.set_unsent(*torn);
         }
         Poll::Ready(Ok(()))
     }

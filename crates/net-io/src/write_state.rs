@@ -45,14 +45,18 @@ impl WriteState {
     }
 
     /// Whether the channel holds bytes its writes accepted that have not reached the transport
-    /// (a flush would send them; a stream that ends now ends without them).
+    /// (a flush would send them; a stream that ends now ends without them), or a write that
+    /// went to the transport directly is waiting, or was dropped, after the transport took a
+    /// prefix of it (a stream that ends now ends in the middle of that write; this stays true
+    /// until that write goes on to its end or the channel ends, whatever is written meanwhile).
     pub fn has_unsent(&self) -> bool {
         self.0.unsent.load(Ordering::Acquire)
     }
 
-    /// Whether the channel threw away bytes its writes accepted: it was cancelled or dropped
-    /// while it held some, or after a write that went to the transport directly was dropped
-    /// part-way (the stream then ends in the middle of that write).
+    /// Whether the channel threw away bytes its writes accepted: it was cancelled, dropped or
+    /// failed while it held some, or a write that went to the transport directly was dropped
+    /// part-way (the stream then ends in the middle of that write), which the channel knows
+    /// once it ends or its next such write starts.
     pub fn lost_bytes(&self) -> bool {
         self.0.lost.load(Ordering::Acquire)
     }

@@ -894,3 +894,45 @@ async fn the_write_state_hears_of_a_write_cut_short() {
         assert_eq!(state.lost_bytes(), lost, "prefix sent: {prefix_sent}");
     }
 }
+
+/// A write cut short stays known until the channel ends, whatever follows it: the state says
+/// bytes are unsent while the channel is still there (a close now ends the stream in the middle
+/// of that write), and a later write that goes to the transport directly and completes, or a
+/// flush, does not make the stream whole again: the cancel that follows still tells of the
+/// loss.
+#[tokio::test]
+async fn the_write_state_keeps_a_write_cut_short_past_later_writes() {
+    for later in ["direct", "buffered and flushed"] {
+        let (client, mut server) = tokio::io::duplex(4);
+        let mut output = ByteWriteChannel::new(client, true);
+        let state = WriteState::new();
+        output.share_state(state.clone());
+        {
+            let mut write = pin!(output.write_fully(b"longer than the pipe"));
+            assert!(is_pending(write.as_mut()).await);
+        }
+        assert!(
+            state.has_unsent() || state.lost_bytes(),
+            "{later}: the stream would end in the middle of a write"
+        );
+        // The peer reads what arrives: later writes complete.
+        let reader = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            server.read_to_end(&mut sink).await.map(|_| sink.len())
+        });
+        if later == "direct" {
+            guard(output.write_fully(&[7; 20_000])).await.unwrap();
+        } else {
+            guard(output.write_fully(b"small")).await.unwrap();
+            guard(output.flush()).await.unwrap();
+        }
+        assert!(
+            state.has_unsent() || state.lost_bytes(),
+            "{later}: the earlier write is still cut short"
+        );
+        output.cancel();
+        assert!(state.lost_bytes(), "{later}: the cut-short write is lost");
+        drop(output);
+        guard(reader).await.unwrap().unwrap();
+    }
+}
