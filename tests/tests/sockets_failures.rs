@@ -399,6 +399,59 @@ async fn a_close_after_a_write_cut_short_is_no_clean_end() {
     }
 }
 
+/// Over TLS, after a write cut short, neither `flush_and_close` nor `close()` sends
+/// `close_notify`: the peer never reads a clean end in the middle of a write.
+#[tokio::test]
+async fn a_tls_stream_with_a_write_cut_short_never_ends_with_close_notify() {
+    let selector = SelectorManager::new();
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki.server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    for close_output in [true, false] {
+        let (server, client) = net_tests::tls::pair(
+            &selector,
+            &listener,
+            &server_config,
+            pki.client_config().build().unwrap(),
+        )
+        .await;
+        let mut input = client.connection().unwrap().input;
+        let mut connection = server.connection().unwrap();
+        let big = payload(32 << 20);
+        {
+            let mut write = std::pin::pin!(connection.output.write_fully(&big));
+            let pending = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(write.as_mut().poll(cx).is_pending())
+            })
+            .await;
+            assert!(pending, "the write waits for the peer");
+        }
+        let reader = tokio::spawn(async move {
+            let mut received = 0;
+            loop {
+                match input.discard(u64::MAX).await {
+                    Ok(0) => return (Ok(()), received),
+                    Ok(n) => received += n,
+                    Err(e) => return (Err(e), received),
+                }
+            }
+        });
+        if close_output {
+            within(connection.output.flush_and_close())
+                .await
+                .expect_err("no close_notify in the middle of a write");
+        }
+        connection.socket.close();
+        let (end, received) = within(reader).await.unwrap();
+        assert!(
+            end.is_err(),
+            "close_output {close_output}: a clean end after {received} bytes"
+        );
+        assert!(received < big.len() as u64, "{received}");
+        drop(connection);
+    }
+}
+
 /// As above, over TLS: bytes a write channel threw away mean no `close_notify`, so the peer
 /// reads a truncation, never a clean end.
 #[tokio::test]

@@ -40,7 +40,9 @@ use crate::{Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   `poll_shutdown`, sends no `close_notify` either: the peer sees a truncation, as with
 ///   tokio-rustls's streams.
 /// - [`flush_and_close`](net_io::ByteWriteChannel::flush_and_close) on the write channel sends
-///   `close_notify` and FIN: a half-close; the read channel keeps working.
+///   `close_notify` and FIN: a half-close; the read channel keeps working. After a failed
+///   write, or a write to the socket dropped part-way (see [`ByteWriteChannel`](net_io::ByteWriteChannel)'s
+///   "Dropped writes"), it sends neither and reports an error.
 /// - A peer that sends `close_notify` gives a clean end of stream; one that just drops the
 ///   connection makes reads fail with [`Truncated`](crate::Truncated) (an
 ///   [`io::ErrorKind::UnexpectedEof`] error).
@@ -269,12 +271,13 @@ impl Transport for TlsSession {
         }
     }
 
-    fn writer(&self, _link: &Link) -> Self::Writer {
+    fn writer(&self, link: &Link) -> Self::Writer {
         TlsWrite {
             shared: Arc::clone(&self.shared),
             failed: Arc::clone(&self.failed),
             ended: Arc::clone(&self.ended),
             closed: Arc::clone(&self.closed),
+            link: link.clone(),
         }
     }
 
@@ -579,6 +582,8 @@ pub struct TlsWrite {
     failed: Arc<AtomicBool>,
     ended: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
+    /// Whether the connection's writes failed, or its write channel lost bytes.
+    link: Link,
 }
 
 impl TlsWrite {
@@ -644,7 +649,9 @@ impl AsyncWrite for TlsWrite {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.failed.load(Ordering::Acquire) {
+        // As the socket's close: no close_notify once bytes are missing (a write channel that
+        // holds or lost some, a write cut short).
+        if self.failed.load(Ordering::Acquire) || self.link.write_failed() {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "an earlier write failed; the session ends without close_notify",
