@@ -185,7 +185,9 @@ async fn slow_peer_is_served_and_idle_peer_times_out() {
 /// A write future dropped while the peer does not read leaves the channel open, in the state
 /// `ByteWriteChannel` documents: bytes that had reached its buffer are still written, in order,
 /// by the next flush; of a large write that bypasses the buffer, exactly the prefix the socket
-/// took was sent, and the rest is discarded. Nothing is written twice.
+/// took was sent, and the rest is discarded. Nothing is written twice. Since the stream now
+/// misses the rest of that write, it never ends cleanly: `flush_and_close` writes everything out
+/// but sends no FIN and reports the loss, and the close resets the connection.
 #[tokio::test]
 async fn a_dropped_write_future_leaves_a_defined_state() {
     let selector = SelectorManager::new();
@@ -219,13 +221,25 @@ async fn a_dropped_write_future_leaves_a_defined_state() {
     good.round_trip("while the writer is stuck").await;
 
     let reader = tokio::spawn(async move {
+        // Everything the channel wrote out, up to its last write; then the end, which must be
+        // no clean one.
         let mut received = Vec::new();
-        peer.read_to_end(&mut received).await.unwrap();
-        received
+        let mut chunk = vec![0u8; 64 * 1024];
+        while !received.ends_with(b"tail") {
+            let n = peer.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "a clean end after {} bytes", received.len());
+            received.extend_from_slice(&chunk[..n]);
+        }
+        (received, peer)
     });
     output.write_string_utf8("tail").await.unwrap();
-    within(output.flush_and_close()).await.unwrap();
-    let received = within(reader).await.unwrap();
+    let e = within(output.flush_and_close()).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e:?}");
+    let (received, mut peer) = within(reader).await.unwrap();
+    accepted.close();
+    let end = within(peer.read(&mut [0u8; 16])).await;
+    let e = end.expect_err("a stream cut in the middle of a write must not end cleanly");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
 
     // head, a prefix of big, all of block, tail.
     assert!(received.starts_with(b"head\n"));
