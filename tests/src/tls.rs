@@ -318,6 +318,23 @@ pub async fn pair(
     crate::within(async { tokio::join!(accept, connect) }).await
 }
 
+/// [`pair`] with `pki`'s usual server and client configurations.
+pub async fn pair_of(
+    selector: &SelectorManager,
+    listener: &ServerSocket,
+    pki: &crate::pki::Pki,
+) -> (TlsSocket, TlsSocket) {
+    let server_config = pki
+        .server_config()
+        .build()
+        .expect("the server configuration");
+    let client_config = pki
+        .client_config()
+        .build()
+        .expect("the client configuration");
+    pair(selector, listener, &server_config, client_config).await
+}
+
 /// Accepts the next connection of `listener` and runs the server handshake with `config`;
 /// panics if either fails.
 pub async fn accept(listener: &ServerSocket, config: &TlsServerConfig) -> TlsSocket {

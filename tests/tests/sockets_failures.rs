@@ -310,15 +310,8 @@ async fn a_close_with_unflushed_bytes_in_the_write_channel_is_no_clean_end() {
     }
 
     let pki = net_tests::pki::Pki::generate();
-    let server_config = pki.server_config().build().unwrap();
     for unsent in [true, false] {
-        let (server, client) = net_tests::tls::pair(
-            &selector,
-            &listener,
-            &server_config,
-            pki.client_config().build().unwrap(),
-        )
-        .await;
+        let (server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
         let mut input = client.connection().unwrap().input;
         let mut connection = server.connection().unwrap();
         connection.output.write_string_utf8("sent\n").await.unwrap();
@@ -405,16 +398,9 @@ async fn a_close_after_a_write_cut_short_is_no_clean_end() {
 async fn a_tls_stream_with_a_write_cut_short_never_ends_with_close_notify() {
     let selector = SelectorManager::new();
     let pki = net_tests::pki::Pki::generate();
-    let server_config = pki.server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
     for close_output in [true, false] {
-        let (server, client) = net_tests::tls::pair(
-            &selector,
-            &listener,
-            &server_config,
-            pki.client_config().build().unwrap(),
-        )
-        .await;
+        let (server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
         let mut input = client.connection().unwrap().input;
         let mut connection = server.connection().unwrap();
         let big = payload(32 << 20);
@@ -458,16 +444,9 @@ async fn a_tls_stream_with_a_write_cut_short_never_ends_with_close_notify() {
 async fn a_tls_write_channel_cancelled_with_unsent_bytes_never_ends_with_close_notify() {
     let selector = SelectorManager::new();
     let pki = net_tests::pki::Pki::generate();
-    let server_config = pki.server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
     for unsent in [true, false] {
-        let (server, client) = net_tests::tls::pair(
-            &selector,
-            &listener,
-            &server_config,
-            pki.client_config().build().unwrap(),
-        )
-        .await;
+        let (server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
         let mut input = client.connection().unwrap().input;
         let connection = server.connection().unwrap();
         let (server, mut output) = (connection.socket, connection.output);
@@ -528,15 +507,8 @@ async fn close_gracefully_delivers_everything_though_input_was_never_read() {
 async fn a_tls_close_gracefully_delivers_everything_though_input_was_never_read() {
     let selector = SelectorManager::new();
     let pki = net_tests::pki::Pki::generate();
-    let server_config = pki.server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let (server, client) = net_tests::tls::pair(
-        &selector,
-        &listener,
-        &server_config,
-        pki.client_config().build().unwrap(),
-    )
-    .await;
+    let (server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
     let mut client = client.connection().unwrap();
     // 1 KiB the server never reads.
     client.output.write_fully(&payload(1024)).await.unwrap();
@@ -1092,15 +1064,8 @@ async fn a_peer_that_stops_reading_holds_the_writer_back_and_loses_nothing() {
 async fn a_tls_truncation_is_reported_again_as_truncated() {
     let selector = SelectorManager::new();
     let pki = net_tests::pki::Pki::generate();
-    let server_config = pki.server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let (mut server, client) = net_tests::tls::pair(
-        &selector,
-        &listener,
-        &server_config,
-        pki.client_config().build().unwrap(),
-    )
-    .await;
+    let (mut server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
     let mut input = server.open_read_channel().unwrap();
     // FIN without close_notify.
     client
