@@ -67,6 +67,27 @@ fn socket_of(fd: std::os::fd::RawFd) -> String {
     target.to_string_lossy().into_owned()
 }
 
+/// Waits until no thread of this process is named `name` any more; panics after
+/// [`HANG_LIMIT`].
+fn threads_end(name: &str) {
+    let deadline = Instant::now() + HANG_LIMIT;
+    loop {
+        let running = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count();
+        if running == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{running} threads named {name} still run"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A selector made with `SelectorManager::new()` inside a runtime that then shuts down (as a
 /// `#[tokio::test]`'s does when it ends) closes with it: the descriptors of its sockets are
 /// released at once, though the sockets, their channels and the selector are still held, and
@@ -227,9 +248,12 @@ fn a_graceful_shutdown_under_way_when_the_runtime_ends_returns() {
 #[test]
 fn timeouts_fire_when_no_tokio_runtime_polls() {
     const LIMIT: Duration = Duration::from_millis(200);
+    // (At most 15 bytes: the kernel's limit for a thread's name.)
+    const THREAD: &str = "timeouts-fire";
     let _serial = one_at_a_time();
     let selector = SelectorManager::builder()
         .worker_threads(1)
+        .thread_name(THREAD)
         .build()
         .unwrap();
     block_on(async {
@@ -289,6 +313,11 @@ fn timeouts_fire_when_no_tokio_runtime_polls() {
         assert!(matches!(err, Error::Timeout), "{err:?}");
     });
     selector.close();
+    drop(selector);
+    // The selector's runtime shuts down in the background, its thread releasing the runtime's
+    // descriptors as it ends: wait for that, so that none goes away while the next test of
+    // this file counts descriptors.
+    threads_end(THREAD);
 }
 
 /// The watch a selector keeps on its runtime's end leaves no task behind once the selector is
