@@ -349,25 +349,24 @@ impl Conn {
     }
 
     fn close_as(&self, mode: CloseMode, cause: Cause) {
-        self.stop_holding();
-        if mode == CloseMode::Graceful && !self.send_cork_now() {
-            self.send_held_after_close(&[], cause);
-        }
-        self.core.close_as(mode, cause);
+        self.close_after(&[], mode, cause);
     }
 
     /// Closes the socket gracefully after `last` (a layer's last message, such as what TLS's
     /// `close_notify` left that the socket did not take at once): it leaves after the held-back
     /// answers, as they do (see [`send_held_after_close`](Self::send_held_after_close)).
     pub(crate) fn close_sending(&self, last: Bytes) {
-        if self.core.is_closed() {
-            return;
-        }
+        self.close_after(&last, CloseMode::Graceful, Cause::Own);
+    }
+
+    /// Closes the socket with `mode`; a graceful close first sends what is held back as far as
+    /// the socket takes it now, and leaves what is left of it, then `last`, to a task.
+    fn close_after(&self, last: &[u8], mode: CloseMode, cause: Cause) {
         self.stop_holding();
-        if !self.send_cork_now() || !last.is_empty() {
-            self.send_held_after_close(&last, Cause::Own);
+        if mode == CloseMode::Graceful && (!self.send_cork_now() || !last.is_empty()) {
+            self.send_held_after_close(last, cause);
         }
-        self.core.close_as(CloseMode::Graceful, Cause::Own);
+        self.core.close_as(mode, cause);
     }
 
     /// A graceful close found held-back answers that the socket cannot take now. Their writes
