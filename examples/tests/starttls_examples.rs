@@ -376,7 +376,7 @@ async fn plain_text_pipelined_after_starttls_is_never_run_as_a_command() {
     let failed = tokio::task::spawn_blocking(move || server.stderr_line())
         .await
         .unwrap();
-    assert!(failed.starts_with("Handshake with 127.0.0.1:"), "{failed}");
+    assert!(failed.starts_with("No TLS with 127.0.0.1:"), "{failed}");
 }
 
 /// Replies to pipelined commands may wait for each other, but never for a command that has

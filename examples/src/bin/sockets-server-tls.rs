@@ -114,7 +114,7 @@ async fn greet(socket: Socket, config: TlsServerConfig) {
     let mut tls = match socket.tls_server(&config).await {
         Ok(tls) => tls,
         Err(e) => {
-            eprintln!("Handshake with {remote} failed: {e}");
+            eprintln!("No TLS with {remote}: {e}");
             return;
         }
     };

@@ -111,7 +111,7 @@ async fn session(socket: Socket, config: &TlsServerConfig, host: &str) -> anyhow
     let tls = match plain.tls_server(config).await {
         Ok(tls) => tls,
         Err(e) => {
-            eprintln!("Handshake with {remote} failed: {e}");
+            eprintln!("No TLS with {remote}: {e}");
             return Ok(());
         }
     };

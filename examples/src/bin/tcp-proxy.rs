@@ -175,7 +175,7 @@ async fn relay(client: Socket, route: &Route) -> anyhow::Result<(u64, u64)> {
             let tls = client
                 .tls_server(config)
                 .await
-                .context("TLS handshake failed")?;
+                .context("no TLS with the client")?;
             let upstream = connect_upstream(route, header)
                 .await
                 .inspect_err(|_| tls.reset_on_close())?;
