@@ -244,3 +244,71 @@ async fn a_path_too_long_for_a_unix_address_is_invalid_input() {
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
     assert!(!path.exists());
 }
+
+/// A connecting socket bound to a local path (`local_address`) made that socket file; the
+/// socket removes it when it closes, as a listener removes its own, and at once when the
+/// connect fails, so the same local path can be used again. (Before, the file stayed: a retry
+/// failed with `AddrInUse`, and every client left a stale file behind.)
+#[tokio::test]
+async fn a_client_socket_file_is_removed_when_the_client_closes_or_fails_to_connect() {
+    let selector = SelectorManager::new();
+    let local = socket_path("client-local");
+    let missing = socket_path("client-missing");
+    for attempt in 0..2 {
+        let err = a_socket(&selector)
+            .tcp()
+            .local_address(UnixSocketAddress::new(&local))
+            .connect(UnixSocketAddress::new(&missing))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::NotFound,
+            "attempt {attempt}: {err:?}"
+        );
+        assert!(!local.exists(), "attempt {attempt}");
+    }
+
+    let path = socket_path("client-server");
+    let listener = unix_listener(&selector, &path).await;
+    for drop_it in [false, true] {
+        let client = a_socket(&selector)
+            .tcp()
+            .local_address(UnixSocketAddress::new(&local))
+            .connect(UnixSocketAddress::new(&path))
+            .await
+            .unwrap();
+        assert_eq!(
+            client.local_address(),
+            SocketAddress::Unix(UnixSocketAddress::new(&local))
+        );
+        assert!(local.exists());
+        let accepted = within(listener.accept()).await.unwrap();
+        assert_eq!(
+            accepted.remote_address(),
+            SocketAddress::Unix(UnixSocketAddress::new(&local))
+        );
+        if drop_it {
+            drop(client);
+        } else {
+            client.close();
+            within(client.await_closed()).await;
+        }
+        assert!(!local.exists(), "dropped: {drop_it}");
+        drop(accepted);
+    }
+
+    // A file that took the path's place after the bind is not the socket's: it stays.
+    let client = a_socket(&selector)
+        .tcp()
+        .local_address(UnixSocketAddress::new(&local))
+        .connect(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    std::fs::remove_file(&local).unwrap();
+    std::fs::write(&local, b"someone else's").unwrap();
+    client.close();
+    within(client.await_closed()).await;
+    assert_eq!(std::fs::read(&local).unwrap(), b"someone else's");
+    std::fs::remove_file(&local).unwrap();
+}

@@ -177,7 +177,9 @@ impl TcpSocketBuilder {
     /// [`Error::Resolve`](crate::Error::Resolve) when it has none. With a port other than 0
     /// the attempts are not raced (each would need that port): the next address is tried when
     /// the one before fails, so bound the whole with [`connect_timeout`](Self::connect_timeout)
-    /// when an address may not answer at all.
+    /// when an address may not answer at all. A Unix path makes a socket file, which the socket
+    /// removes when it closes (while it is still that file), as a listener does, and at once
+    /// when the connect fails.
     pub fn local_address(mut self, address: impl Into<SocketAddress>) -> Self {
         self.options.local_address = Some(address.into());
         self

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::address::SocketTarget;
 use crate::core::Owner;
+use crate::listener::SocketFile;
 use crate::options::{Kind, SocketOptions};
 use crate::selector::SelectorInner;
 use crate::stream::{Conn, Origin, Stream};
@@ -113,33 +114,33 @@ pub(crate) async fn connect(
     target: SocketTarget,
     options: &SocketOptions,
 ) -> Result<Socket> {
-    let (stream, host) = match target {
+    let (stream, host, file) = match target {
         SocketTarget::Address(SocketAddress::Unix(unix)) => {
             let raw = RawSocket::new(Domain::UNIX, Type::STREAM, None)?;
             options.apply(&raw, Kind::Unix, false)?;
-            if let Some(SocketAddress::Unix(local)) = &options.local_address {
-                raw.bind(&SockAddr::unix(local.path())?)?;
-            }
-            raw.set_nonblocking(true)?;
-            if let Err(e) = raw.connect(&SockAddr::unix(unix.path())?) {
-                if !in_progress(&e, false) {
-                    return Err(Error::Io(e));
+            let file = match &options.local_address {
+                Some(SocketAddress::Unix(local)) => {
+                    raw.bind(&SockAddr::unix(local.path())?)?;
+                    Some(SocketFile::record(local.path()))
+                }
+                _ => None,
+            };
+            // From here on the file is ours: removed when the connect fails, else with the
+            // socket.
+            match connect_unix(selector, raw, &unix).await {
+                Ok(stream) => (Stream::Unix(stream), None, file),
+                Err(e) => {
+                    if let Some(file) = file {
+                        file.remove();
+                    }
+                    return Err(e);
                 }
             }
-            let stream = {
-                let _runtime = selector.handle().enter();
-                UnixStream::from_std(raw.into())?
-            };
-            stream.writable().await?;
-            if let Some(e) = stream.take_error()? {
-                return Err(Error::Io(e));
-            }
-            (Stream::Unix(stream), None)
         }
         SocketTarget::Address(SocketAddress::Inet(inet)) => {
             let address = inet.socket_addr();
             let stream = connect_one(selector, address, options).await?;
-            (Stream::Tcp(stream), Some(address.ip().to_string()))
+            (Stream::Tcp(stream), Some(address.ip().to_string()), None)
         }
         SocketTarget::Host { host, port } => {
             let mut addresses = resolve(selector.handle(), &host, port).await?;
@@ -148,7 +149,7 @@ pub(crate) async fn connect(
             }
             let addresses = interleave(addresses);
             let stream = race(selector, &addresses, options).await?;
-            (Stream::Tcp(stream), Some(host))
+            (Stream::Tcp(stream), Some(host), None)
         }
     };
     let (local, remote) = match &stream {
@@ -170,10 +171,33 @@ pub(crate) async fn connect(
         local,
         remote,
         options,
-        Origin::Connected { host },
+        Origin::Connected { host, file },
     )?;
     tracing::debug!(parent: conn.core().span(), "connected");
     Ok(Socket::new(Link { conn }))
+}
+
+/// Connects `raw`, a Unix stream socket, to `target`, registered with the selector's runtime.
+async fn connect_unix(
+    selector: &Arc<SelectorInner>,
+    raw: RawSocket,
+    target: &UnixSocketAddress,
+) -> Result<UnixStream> {
+    raw.set_nonblocking(true)?;
+    if let Err(e) = raw.connect(&SockAddr::unix(target.path())?) {
+        if !in_progress(&e, false) {
+            return Err(Error::Io(e));
+        }
+    }
+    let stream = {
+        let _runtime = selector.handle().enter();
+        UnixStream::from_std(raw.into())?
+    };
+    stream.writable().await?;
+    if let Some(e) = stream.take_error()? {
+        return Err(Error::Io(e));
+    }
+    Ok(stream)
 }
 
 /// A socket2 address as ours (an unnamed Unix peer is the empty path).

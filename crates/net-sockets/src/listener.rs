@@ -848,22 +848,24 @@ fn classify(e: &io::Error) -> AcceptError {
     }
 }
 
-/// A Unix socket file this listener made, identified by device and inode, so that it is only
-/// removed while it is still that file.
-struct SocketFile {
+/// A Unix socket file a socket made by binding (a listener's, or a connecting socket's local
+/// address), identified by device and inode, so that it is only removed while it is still that
+/// file. (An abstract or empty name has no file: removing does nothing.)
+#[derive(Debug)]
+pub(crate) struct SocketFile {
     path: PathBuf,
     identity: Option<(u64, u64)>,
 }
 
 impl SocketFile {
-    fn record(path: &Path) -> SocketFile {
+    pub(crate) fn record(path: &Path) -> SocketFile {
         SocketFile {
             path: path.to_path_buf(),
             identity: identity(path),
         }
     }
 
-    fn remove(&self) {
+    pub(crate) fn remove(&self) {
         if self.identity.is_some() && identity(&self.path) == self.identity {
             let _ = std::fs::remove_file(&self.path);
         }

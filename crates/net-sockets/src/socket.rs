@@ -145,7 +145,10 @@ impl Socket<Plain> {
                 (stream, local.into(), remote.into())
             }
         };
-        let origin = Origin::Connected { host: None };
+        let origin = Origin::Connected {
+            host: None,
+            file: None,
+        };
         let conn = Conn::open(
             inner,
             stream,

@@ -22,6 +22,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::core::{Cause, CloseMode, CloseWait, Core, Owner, Setup};
 use crate::group::{Drain, Group, Membership};
+use crate::listener::SocketFile;
 use crate::options::SocketOptions;
 use crate::selector::{OpenConnection, SelectorInner, lock};
 use crate::{Result, SocketAddress};
@@ -204,12 +205,18 @@ pub(crate) struct Conn {
 struct Counted {
     selector: Option<OpenConnection>,
     group: Option<Membership>,
+    /// The socket file a connecting Unix socket bound to, removed with the descriptor.
+    file: Option<SocketFile>,
 }
 
 /// Where a connection came from: what its socket keeps of it.
 pub(crate) enum Origin {
-    /// `connect`, given this host (or IP literal), if any.
-    Connected { host: Option<String> },
+    /// `connect`, given this host (or IP literal), if any, and the socket file the socket bound
+    /// to (a Unix `local_address`), if any.
+    Connected {
+        host: Option<String>,
+        file: Option<SocketFile>,
+    },
     /// A listener's `accept`.
     Accepted {
         /// The listener's group of connections.
@@ -258,14 +265,15 @@ impl Conn {
             }
             _ => tracing::debug_span!("connection", local = %local, remote = %remote),
         };
-        let (connect_host, proxy, draining, group, held, received) = match origin {
-            Origin::Connected { host } => (
+        let (connect_host, proxy, draining, group, held, received, file) = match origin {
+            Origin::Connected { host, file } => (
                 host,
                 None,
                 selector.draining().clone(),
                 None,
                 None,
                 Bytes::new(),
+                file,
             ),
             Origin::Accepted {
                 group,
@@ -282,22 +290,31 @@ impl Conn {
                     Some((group, key)),
                     Some(membership),
                     received,
+                    None,
                 )
             }
         };
         // Released with the descriptor: the selector's count, and the group's slot, told
-        // whether the connection was cut.
+        // whether the connection was cut; the socket file goes.
         let counted = Arc::new(Mutex::new(Counted {
             selector: Some(selector.connection_opened()),
             group: held,
+            file,
         }));
         let released = Arc::clone(&counted);
         let setup = Setup {
             on_release: Some(Box::new(move |cause| {
-                let (open, membership) = {
+                let (open, membership, file) = {
                     let mut counted = lock(&released);
-                    (counted.selector.take(), counted.group.take())
+                    (
+                        counted.selector.take(),
+                        counted.group.take(),
+                        counted.file.take(),
+                    )
                 };
+                if let Some(file) = file {
+                    file.remove();
+                }
                 if let Some(open) = open {
                     open.leave(cause);
                 }
