@@ -301,3 +301,69 @@ async fn a_der_client_certificate_passes_mutual_tls() {
         "{e:?}"
     );
 }
+
+/// An ALPN name that cannot go on the wire is refused when either side's configuration is
+/// built, and a handshake never starts with it: an empty one (as splitting an empty setting on
+/// commas gives), one longer than the 255 bytes its one-byte length holds, or a list too long
+/// to fit a ClientHello. Once, the client's handshake panicked on the empty name (rustls's
+/// encoder asserts a name is not empty) and sent a ClientHello the server could not decode for
+/// the long one (its length wrapped to 44). A 255-byte name, the longest, still negotiates.
+#[tokio::test]
+async fn alpn_names_that_cannot_be_sent_are_refused_at_build() {
+    let longest = vec![b'a'; 255];
+    let too_long = vec![b'a'; 256];
+    let too_many = vec![longest.clone(); 256]; // 65,536 bytes with their lengths
+    // What is refused, and the name the error names.
+    let refused = [
+        (
+            "an empty name",
+            vec![b"h2".to_vec(), Vec::new()],
+            Vec::new(),
+        ),
+        ("a 256-byte name", vec![too_long.clone()], too_long),
+        ("256 names of 255 bytes", too_many, longest.clone()),
+    ];
+    let ca = TestCa::new("alpn ca");
+    let leaf = ca.server(&["localhost"]);
+    for (what, names, named) in &refused {
+        let client = ca
+            .client_config()
+            .alpn_protocols(names)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&client, Error::InvalidAlpnProtocol { protocol } if protocol == named),
+            "{what}: {client:?}"
+        );
+        assert_eq!(client.kind(), std::io::ErrorKind::InvalidInput);
+        let server = leaf
+            .server_config()
+            .alpn_protocols(names)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&server, Error::InvalidAlpnProtocol { protocol } if protocol == named),
+            "{what}: {server:?}"
+        );
+        assert_eq!(server.kind(), std::io::ErrorKind::InvalidInput);
+    }
+
+    let selector = SelectorManager::new();
+    let config = leaf
+        .server_config()
+        .alpn_protocols([&longest])
+        .build()
+        .unwrap();
+    let mut server = TlsLineServer::lines(&selector, config).await;
+    let offers = ca
+        .client_config()
+        .server_name("localhost")
+        .alpn_protocols([&longest])
+        .build()
+        .unwrap();
+    let mut good = server.good_client(&selector, offers).await;
+    assert_eq!(good.connection().alpn_protocol(), Some(&longest[..]));
+    good.round_trip("a 255-byte ALPN name").await;
+    let session = server.finish_good(good).await;
+    assert_eq!(session.view.alpn, Some(longest));
+}

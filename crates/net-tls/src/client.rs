@@ -335,6 +335,7 @@ impl TlsConfigBuilder {
     /// # Errors
     ///
     /// [`Error::InvalidServerName`] for an unusable [`server_name`](Self::server_name),
+    /// [`Error::InvalidAlpnProtocol`] for an ALPN list that cannot be sent,
     /// [`Error::Config`] when rustls refuses the combination (no protocol version, a client key
     /// that does not match its certificate), [`Error::NativeRoots`] when the OS certificate
     /// store was asked for and could not be read.
@@ -342,6 +343,7 @@ impl TlsConfigBuilder {
         if let Some(e) = self.deferred {
             return Err(e);
         }
+        crate::check_alpn(&self.alpn)?;
         let provider = provider();
         let server_name = self.server_name.as_deref().map(server_name).transpose()?;
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))

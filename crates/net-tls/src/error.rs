@@ -41,6 +41,13 @@ pub enum Error {
     /// The operating system's certificate store could not be read and held no certificate
     /// ([`native_roots`](crate::TlsConfigBuilder::native_roots)).
     NativeRoots(Box<dyn std::error::Error + Send + Sync>),
+    /// An ALPN protocol list that cannot be sent in a handshake: `protocol` is empty or longer
+    /// than 255 bytes, or it is the first name that takes the list past
+    /// [`MAX_ALPN_LIST`](crate::MAX_ALPN_LIST) bytes.
+    InvalidAlpnProtocol {
+        /// The name that was refused.
+        protocol: Vec<u8>,
+    },
     /// The name to verify the server against is neither a DNS name nor an IP address.
     InvalidServerName {
         /// The name that was given.
@@ -60,6 +67,7 @@ impl Error {
             Error::Pem { .. }
             | Error::Config(_)
             | Error::InvalidServerName { .. }
+            | Error::InvalidAlpnProtocol { .. }
             | Error::MissingCertificateChain
             | Error::MissingPrivateKey
             | Error::ClientVerifier(_) => io::ErrorKind::InvalidInput,
@@ -88,6 +96,17 @@ impl fmt::Display for Error {
             Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
             Error::Config(e) => write!(f, "invalid tls configuration: {e}"),
             Error::InvalidServerName { name } => write!(f, "invalid tls server name {name:?}"),
+            Error::InvalidAlpnProtocol { protocol } if crate::alpn_name_fits(protocol) => write!(
+                f,
+                "alpn protocol list longer than {} bytes at {:?}",
+                crate::MAX_ALPN_LIST,
+                protocol.escape_ascii().to_string()
+            ),
+            Error::InvalidAlpnProtocol { protocol } => write!(
+                f,
+                "alpn protocol name of {} bytes (1 to 255 allowed)",
+                protocol.len()
+            ),
             Error::MissingCertificateChain => f.write_str("no certificate chain was given"),
             Error::MissingPrivateKey => f.write_str("no private key was given"),
             Error::ClientVerifier(_) => f.write_str("cannot verify client certificates"),

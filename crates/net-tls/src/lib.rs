@@ -286,6 +286,11 @@
 macro_rules! negotiation_setters {
     (alpn: $alpn:literal, versions: $versions:literal, timeout: $timeout:literal) => {
         #[doc = $alpn]
+        ///
+        /// Each name must be 1 to 255 bytes long, and the names together, each with its length
+        /// byte, at most [`MAX_ALPN_LIST`](crate::MAX_ALPN_LIST) bytes; otherwise
+        /// [`build`](Self::build) fails with
+        /// [`Error::InvalidAlpnProtocol`](crate::Error::InvalidAlpnProtocol).
         pub fn alpn_protocols(
             mut self,
             protocols: impl IntoIterator<Item = impl AsRef<[u8]>>,
@@ -353,6 +358,31 @@ fn versions(versions: &[TlsVersion]) -> Vec<&'static rustls::SupportedProtocolVe
             TlsVersion::Tls13 => &rustls::version::TLS13,
         })
         .collect()
+}
+
+/// The most bytes an ALPN protocol list may take, each name with its length byte: half of the
+/// 65,535 bytes a ClientHello's extensions may take, leaving the other half to the rest.
+pub const MAX_ALPN_LIST: usize = 32 * 1024;
+
+/// Whether `name` can be an ALPN protocol name (1 to 255 bytes: its length is one byte).
+fn alpn_name_fits(name: &[u8]) -> bool {
+    (1..=255).contains(&name.len())
+}
+
+/// Checks that `alpn` can be sent: rustls encodes whatever it is given, so an empty name fails
+/// its assertion (a panic in the handshake) and a longer one, or a longer list, gets a length
+/// that wrapped (a ClientHello the server cannot decode).
+fn check_alpn(alpn: &[Vec<u8>]) -> Result<(), Error> {
+    let mut total = 0;
+    for name in alpn {
+        total += 1 + name.len();
+        if !alpn_name_fits(name) || total > MAX_ALPN_LIST {
+            return Err(Error::InvalidAlpnProtocol {
+                protocol: name.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Ends a configuration's `Debug` with what both sides negotiate.

@@ -323,9 +323,10 @@ impl TlsServerConfigBuilder {
     ///
     /// [`Error::MissingCertificateChain`] / [`Error::MissingPrivateKey`] when either was not
     /// given (or the chain is empty); [`Error::ClientVerifier`] when the client-certificate roots are unusable;
-    /// [`Error::Config`] when the key does not match the certificate or rustls refuses the
-    /// combination.
+    /// [`Error::InvalidAlpnProtocol`] for an ALPN name no client can send; [`Error::Config`]
+    /// when the key does not match the certificate or rustls refuses the combination.
     pub fn build(self) -> Result<TlsServerConfig> {
+        crate::check_alpn(&self.alpn)?;
         let provider = provider();
         let chain = self
             .chain
