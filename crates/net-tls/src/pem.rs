@@ -22,7 +22,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 pub(crate) fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(origin, e))?;
+        .map_err(|e| unusable(pem, origin, bad(origin, e)))?;
     if certs.is_empty() {
         return Err(Error::Pem {
             origin: origin.into(),
@@ -42,14 +42,40 @@ pub(crate) fn add_roots(roots: &mut rustls::RootCertStore, pem: &[u8], origin: &
 
 /// The first private key in `pem`: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
 pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
-        pem::Error::NoItemsFound => Error::Pem {
-            origin: origin.into(),
-            reason: "no private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section) found"
-                .into(),
-        },
-        e => bad(origin, e),
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
+        let e = match e {
+            pem::Error::NoItemsFound => Error::Pem {
+                origin: origin.into(),
+                reason:
+                    "no private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section) found"
+                        .into(),
+            },
+            e => bad(origin, e),
+        };
+        unusable(pem, origin, e)
     })
+}
+
+/// `e`, or, when `pem` holds an encrypted private key, an error saying so: the PEM parser skips
+/// a PKCS#8 `ENCRYPTED PRIVATE KEY` section (its own error would be "no private key found") and
+/// fails on the headers of OpenSSL's traditional encrypted format (a base64 error).
+fn unusable(pem: &[u8], origin: &str, e: Error) -> Error {
+    let encrypted = [
+        &b"-----BEGIN ENCRYPTED PRIVATE KEY-----"[..],
+        b"Proc-Type: 4,ENCRYPTED",
+    ];
+    if encrypted
+        .iter()
+        .any(|marker| pem.windows(marker.len()).any(|w| w == *marker))
+    {
+        return Error::Pem {
+            origin: origin.into(),
+            reason: "the private key is encrypted, and only unencrypted keys can be read \
+                     (decrypt it first, e.g. with `openssl pkey -in KEY -out PLAIN`)"
+                .into(),
+        };
+    }
+    e
 }
 
 fn bad(origin: &str, e: pem::Error) -> Error {
@@ -73,6 +99,60 @@ mod tests {
             );
             assert!(private_key(input, "key.pem").is_err());
         }
+    }
+
+    /// A throw-away P-256 key, encrypted by `openssl pkcs8 -topk8` (PKCS#8).
+    const ENCRYPTED_PKCS8: &str = "\
+-----BEGIN ENCRYPTED PRIVATE KEY-----\n\
+MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAgSNzNs5ghBYQICCAAw\n\
+DAYIKoZIhvcNAgkFADAdBglghkgBZQMEASoEEJ4aH0b1xgu/CdN/TRdbjAcEgZDr\n\
+05fzsiAb2tSegbLZ8YXgmaDK0aAsbn5yKbs1br6rvOUFI7dRwMbOCpNVqHLyr11A\n\
+nFuWdJ3JI9YjsXF4iBAyVbhzFMNGyMJugIQVmb9ItFCnAq91ivne4wSMT2SX40X8\n\
+f3NvzK7vMg6uwsKG8YKNqoxg2AFdIieH2pL8QJ8/2XY0U17wn3tRGDK091A9kvo=\n\
+-----END ENCRYPTED PRIVATE KEY-----\n\
+";
+
+    /// The same kind of key, encrypted by `openssl ec -aes256` (OpenSSL's traditional format).
+    const ENCRYPTED_TRADITIONAL: &str = "\
+-----BEGIN EC PRIVATE KEY-----\n\
+Proc-Type: 4,ENCRYPTED\n\
+DEK-Info: AES-256-CBC,85E5B1ECF940A93834AFF3BBB0F6489A\n\
+\n\
+f2Zf29w3ign1MRocxBBYIkbHUo6GHrbq6yHKlbQp2PJBy0ujuarMmtUYnXXl3Kex\n\
+jkMxvLBi6lm0eA9X3T4XntS+zU+/G06cyNpX0BIIXvJs0Zbg14OStm84WPpUdsjy\n\
+PAFf949od6diBPMB2tC8ls10C719spfNfKApIlwZ56k=\n\
+-----END EC PRIVATE KEY-----\n\
+";
+
+    /// The reason of a PEM error, which must name its origin.
+    fn reason(e: Error, expected_origin: &str) -> String {
+        match e {
+            Error::Pem { origin, reason } if origin == expected_origin => reason,
+            e => panic!("not a PEM error naming {expected_origin}: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn an_encrypted_key_is_reported_as_encrypted() {
+        for pem in [ENCRYPTED_PKCS8, ENCRYPTED_TRADITIONAL] {
+            let e = private_key(pem.as_bytes(), "key.pem").unwrap_err();
+            let reason = reason(e, "key.pem");
+            assert!(reason.contains("encrypted"), "{reason}");
+        }
+        // A file with the certificate and an encrypted traditional key: the certificate cannot
+        // be read past the key's headers either, and the error says why.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let combined = format!("{}{ENCRYPTED_TRADITIONAL}", cert.pem());
+        let e = certificates(combined.as_bytes(), "both.pem").unwrap_err();
+        let reason = reason(e, "both.pem");
+        assert!(reason.contains("encrypted"), "{reason}");
+        // A plain key beside an encrypted one is found.
+        let both = format!("{ENCRYPTED_PKCS8}{}", key.serialize_pem());
+        assert!(private_key(both.as_bytes(), "key.pem").is_ok());
     }
 
     #[test]

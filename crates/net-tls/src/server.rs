@@ -212,7 +212,7 @@ impl TlsServerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] when no key is found or the PEM is malformed.
+    /// [`Error::Pem`] when no key is found, the PEM is malformed or the key is encrypted.
     pub fn private_key_pem(mut self, pem: &[u8]) -> Result<Self> {
         self.key = Some(pem::private_key(pem, pem::BYTES)?);
         Ok(self)
