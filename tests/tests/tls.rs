@@ -524,3 +524,54 @@ async fn starttls_after_a_reset_reports_the_reset() {
     assert!(matches!(e, Error::Socket(_)), "{e:?}");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
 }
+
+/// An SNI name given with the trailing dot of a fully qualified name is the same name: clients
+/// send it without the dot (whether or not theirs had one), and still get its certificate.
+/// (Before, `"other.test."` was kept with its dot and never chosen.)
+#[tokio::test]
+async fn an_sni_name_with_a_trailing_dot_is_chosen() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("sni dot ca");
+    let default = ca.server(&["localhost"]);
+    let named = ca.server(&["other.test"]);
+    let config = named
+        .sni_certificate("Other.Test.", default.server_config())
+        .build()
+        .unwrap();
+    let mut server = start_server(&selector, config).await;
+    for asked in ["other.test", "other.test."] {
+        let by_name = ca.client_config().server_name(asked).build().unwrap();
+        let tls = connect(&selector, "localhost", server.port(), by_name)
+            .await
+            .unwrap();
+        assert_eq!(&tls.peer_certificates()[0], named.cert_der(), "{asked}");
+        assert!(server.next().await.is_ok());
+    }
+}
+
+/// A TCP socket adopted with `Socket::from_std` has no host name, but it has its peer's IP
+/// address: `tls` verifies the server against it, as it does for a socket connected to an
+/// address. A Unix socket has neither: the error says to set a server name. (Before, both
+/// failed with `invalid tls server name ""`.)
+#[tokio::test]
+async fn tls_on_an_adopted_socket_verifies_the_peer_address() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("adopted ca");
+    let leaf = ca.server(&["127.0.0.1"]);
+    let mut server = start_server(&selector, leaf.server_config().build().unwrap()).await;
+    let std_stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    let adopted = net_sockets::Socket::from_std(&selector, std_stream).unwrap();
+    let tls = within(adopted.tls(ca.client_config().build().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(&tls.peer_certificates()[0], leaf.cert_der());
+    assert!(server.next().await.is_ok());
+
+    let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+    let adopted = net_sockets::Socket::from_std(&selector, unix).unwrap();
+    let err = within(adopted.tls(ca.client_config().build().unwrap()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidServerName { .. }), "{err:?}");
+    assert!(err.to_string().contains("server_name"), "{err}");
+}

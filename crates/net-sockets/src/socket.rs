@@ -111,7 +111,9 @@ impl Socket<Plain> {
 
     /// Adopts a connected `std` stream ([`std::net::TcpStream`] or
     /// [`std::os::unix::net::UnixStream`]) handed over by a supervisor or another library. Its
-    /// options are left as they are; it has no `socket_timeout`.
+    /// options are left as they are; it has no `socket_timeout`. It has no host name: a TLS
+    /// client on a TCP socket verifies the server against the peer's IP address unless told
+    /// another name.
     ///
     /// # Errors
     ///
@@ -128,7 +130,7 @@ impl Socket<Plain> {
         check_kind(&SockRef::from(&fd), Type::STREAM, families, what)?;
         let inner = selector.inner();
         inner.check_open()?;
-        let (stream, local, remote) = {
+        let (stream, local, remote): (Stream, SocketAddress, SocketAddress) = {
             let _runtime = inner.handle().enter();
             if unix {
                 let stream = std::os::unix::net::UnixStream::from(fd);
@@ -145,8 +147,10 @@ impl Socket<Plain> {
                 (stream, local.into(), remote.into())
             }
         };
+        // No host name, but a TCP peer's address: a TLS client verifies the server against
+        // it, as for a socket connected to an address.
         let origin = Origin::Connected {
-            host: None,
+            host: remote.as_inet().map(|peer| peer.ip().to_string()),
             file: None,
         };
         let conn = Conn::open(

@@ -48,7 +48,9 @@ pub enum Error {
         /// The name that was refused.
         protocol: Vec<u8>,
     },
-    /// The name to verify the server against is neither a DNS name nor an IP address.
+    /// The name to verify the server against is neither a DNS name nor an IP address, or
+    /// there is none (`name` is empty: a Unix socket, without
+    /// [`server_name`](crate::TlsConfigBuilder::server_name)).
     InvalidServerName {
         /// The name that was given.
         name: String,
@@ -95,6 +97,9 @@ impl fmt::Display for Error {
             Error::HandshakeTimeout(d) => write!(f, "tls handshake did not complete within {d:?}"),
             Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
             Error::Config(e) => write!(f, "invalid tls configuration: {e}"),
+            Error::InvalidServerName { name } if name.is_empty() => f.write_str(
+                "no tls server name to verify the server against (set one with server_name)",
+            ),
             Error::InvalidServerName { name } => write!(f, "invalid tls server name {name:?}"),
             Error::InvalidAlpnProtocol { protocol } if crate::alpn_name_fits(protocol) => write!(
                 f,

@@ -233,7 +233,7 @@ impl TlsServerConfigBuilder {
     }
 
     /// Serves another certificate to clients that ask for `host_name` by SNI (compared without
-    /// regard to ASCII case). Clients that send another name, or none, get the default chain.
+    /// regard to ASCII case, and to a fully qualified name's trailing dot). Clients that send another name, or none, get the default chain.
     ///
     /// # Errors
     ///
@@ -259,8 +259,10 @@ impl TlsServerConfigBuilder {
     ) -> Result<Self> {
         let chain = chain.into_iter().collect();
         let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(Error::Config)?;
+        // Clients send the name without a fully qualified name's trailing dot.
+        let name = host_name.strip_suffix('.').unwrap_or(host_name);
         self.sni
-            .push((host_name.to_ascii_lowercase(), Arc::new(certified)));
+            .push((name.to_ascii_lowercase(), Arc::new(certified)));
         Ok(self)
     }
 

@@ -101,7 +101,9 @@ pub trait TlsExt: Sized {
     ///
     /// [`Error::Handshake`](crate::Error::Handshake) with rustls's reason (untrusted, expired, wrong host, an alert from
     /// the server), [`Error::HandshakeTimeout`](crate::Error::HandshakeTimeout), [`Error::InvalidServerName`](crate::Error::InvalidServerName) when there is no
-    /// usable name (a socket connected to a bare address still has its IP literal), or
+    /// usable name (a socket connected to a bare address still has its IP literal, and a TCP
+    /// socket adopted with `Socket::from_std` its peer's; an adopted or connected Unix socket
+    /// has none), or
     /// [`Error::Socket`](crate::Error::Socket). On error the socket is closed.
     ///
     /// # Cancel safety
