@@ -264,3 +264,30 @@ async fn keep_alive_times_with_a_fraction_are_rounded_up() {
         })
         .unwrap();
 }
+
+/// The kernel takes buffer sizes as a C int. A size above what one holds (a `usize` of
+/// 4 GiB or more) is as large a buffer as the kernel gives, as `i32::MAX` is — never the
+/// low 32 bits of the size, which for exactly 4 GiB is 0: the smallest buffer there is.
+#[cfg(target_pointer_width = "64")]
+#[tokio::test]
+async fn buffer_sizes_beyond_a_c_int_are_the_largest_not_wrapped() {
+    let selector = SelectorManager::new();
+    let sizes = |requested: usize| {
+        let selector = selector.clone();
+        async move {
+            let udp = a_socket(&selector)
+                .udp()
+                .send_buffer_size(requested)
+                .receive_buffer_size(requested)
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            udp.with_sock_ref(|s| Ok((s.send_buffer_size()?, s.recv_buffer_size()?)))
+                .unwrap()
+        }
+    };
+    let largest = sizes(i32::MAX as usize).await;
+    for requested in [1 << 32, (1 << 32) + 4096, usize::MAX] {
+        assert_eq!(sizes(requested).await, largest, "requested {requested}");
+    }
+}

@@ -34,9 +34,11 @@ pub struct SocketOptions {
     pub reuse_port: bool,
     /// IP type of service (`IP_TOS`, or `IPV6_TCLASS` on IPv6 sockets). Default: the OS's.
     pub type_of_service: Option<u8>,
-    /// `SO_SNDBUF` in bytes. Default: the OS's.
+    /// `SO_SNDBUF` in bytes (the kernel caps it at its own limit; a size over `i32::MAX` asks
+    /// for that largest buffer). Default: the OS's.
     pub send_buffer_size: Option<usize>,
-    /// `SO_RCVBUF` in bytes. Default: the OS's.
+    /// `SO_RCVBUF` in bytes (the kernel caps it at its own limit; a size over `i32::MAX` asks
+    /// for that largest buffer). Default: the OS's.
     pub receive_buffer_size: Option<usize>,
     /// UDP `SO_BROADCAST`: allows sending to broadcast addresses. Default: off.
     pub broadcast: bool,
@@ -183,9 +185,11 @@ impl SocketOptions {
             }
         }
         if let Some(size) = self.send_buffer_size {
+            let size = buffer_size(size);
             set("send_buffer_size", socket.set_send_buffer_size(size))?;
         }
         if let Some(size) = self.receive_buffer_size {
+            let size = buffer_size(size);
             set("receive_buffer_size", socket.set_recv_buffer_size(size))?;
         }
         match kind {
@@ -249,6 +253,12 @@ fn whole_seconds(time: Duration) -> Duration {
         .saturating_add(u64::from(time.subsec_nanos() > 0))
         .min(i32::MAX as u64);
     Duration::from_secs(seconds)
+}
+
+/// A buffer size as the kernel takes it, in a C int: a larger one is clamped (the kernel then
+/// gives its largest buffer), not wrapped (4 GiB would become 0, the smallest buffer).
+fn buffer_size(size: usize) -> usize {
+    size.min(i32::MAX as usize)
 }
 
 /// Names the option a failed `setsockopt` was for.
