@@ -251,7 +251,9 @@ mod sealed {
 /// host name is resolved when the socket is bound or connected. In a `"host:port"` string an
 /// IPv6 literal takes brackets (`"[::1]:80"`): without them (`"::1:80"`, itself an IPv6
 /// address) the string is ambiguous and refused with [`Error::Io`](crate::Error::Io) of kind
-/// [`InvalidInput`](std::io::ErrorKind::InvalidInput), as `std` refuses it.
+/// [`InvalidInput`](std::io::ErrorKind::InvalidInput), as `std` refuses it; so is a string
+/// whose bracketed host is not an IPv6 address (`"[fe80::1%eth0]:80"`: a scope is a number)
+/// or whose port is not all digits.
 ///
 /// The trait is sealed: the conversions are the ones listed here.
 pub trait ToSocketAddress: sealed::Sealed {
@@ -312,6 +314,17 @@ fn parse_host_port(text: &str) -> Result<SocketTarget> {
         ))
     };
     let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
+    if let Some(bracketed) = host.strip_prefix('[') {
+        // `SocketAddr` took every IPv6 literal in brackets with a port.
+        let inner = bracketed.strip_suffix(']').ok_or_else(invalid)?;
+        return Err(Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "invalid socket address {text:?}: {inner:?} is not an IPv6 address (a scope is \
+                 a number, as in \"[fe80::1%2]:80\")"
+            ),
+        )));
+    }
     if host.contains(':') {
         // An IPv6 literal without brackets: `::1:80` is also an address of its own.
         return Err(Error::Io(io::Error::new(
@@ -321,6 +334,10 @@ fn parse_host_port(text: &str) -> Result<SocketTarget> {
                  port, as in \"[::1]:80\""
             ),
         )));
+    }
+    // Digits only: `u16`'s parser also takes a sign.
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
     }
     let port = port.parse::<u16>().map_err(|_| invalid())?;
     if host.is_empty() {
@@ -363,6 +380,31 @@ mod tests {
             assert!(e.to_string().contains("[::1]:80"), "{ambiguous}: {e}");
         }
         assert!("host:99999".to_socket_target().is_err());
+    }
+
+    #[test]
+    fn a_bracketed_host_must_be_an_ipv6_address_and_a_port_digits() {
+        // With its brackets, the hint about brackets is wrong: say what is.
+        for (text, says) in [
+            ("[fe80::1%eth0]:80", "is not an IPv6 address"),
+            ("[127.0.0.1]:80", "is not an IPv6 address"),
+            ("[localhost]:80", "is not an IPv6 address"),
+            ("[::1]", "expected host:port"),
+            ("[::1:80", "expected host:port"),
+            ("host:+80", "expected host:port"),
+            ("host:", "expected host:port"),
+            ("host: 80", "expected host:port"),
+        ] {
+            let e = text.to_socket_target().unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{text}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
+        // A numeric scope is std's and works.
+        let t = "[fe80::1%2]:80".to_socket_target().unwrap();
+        assert_eq!(
+            t,
+            SocketTarget::Address("[fe80::1%2]:80".parse::<SocketAddr>().unwrap().into())
+        );
     }
 
     #[test]
