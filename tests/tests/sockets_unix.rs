@@ -312,3 +312,46 @@ async fn a_client_socket_file_is_removed_when_the_client_closes_or_fails_to_conn
     assert_eq!(std::fs::read(&local).unwrap(), b"someone else's");
     std::fs::remove_file(&local).unwrap();
 }
+
+/// A Unix connect bound to a local path whose future is dropped before it completes (as
+/// `connect_timeout`, a `select!` or the selector's close drop it) removes the socket file it
+/// made, as a failed connect does, so the same path can be used again. (Before, the file
+/// stayed when the future was dropped while the connect waited for the socket to be writable:
+/// the next connect with that local path failed with `AddrInUse`.)
+///
+/// On a current-thread runtime the socket's readiness arrives only when the runtime turns its
+/// I/O driver, which it does not during one poll: the first poll of the connect is pending,
+/// and the drop lands while it waits.
+#[tokio::test(flavor = "current_thread")]
+async fn a_unix_connect_dropped_mid_way_removes_its_socket_file() {
+    use std::future::Future;
+    use std::task::Poll;
+    let selector = SelectorManager::new();
+    let path = socket_path("abandoned-server");
+    let local = socket_path("abandoned-local");
+    let listener = unix_listener(&selector, &path).await;
+
+    let mut connect = Box::pin(
+        a_socket(&selector)
+            .tcp()
+            .local_address(UnixSocketAddress::new(&local))
+            .connect(UnixSocketAddress::new(&path)),
+    );
+    let pending =
+        std::future::poll_fn(|cx| Poll::Ready(connect.as_mut().poll(cx).is_pending())).await;
+    assert!(pending, "the connect completed on its first poll");
+    assert!(local.exists(), "the connect bound no socket file");
+    drop(connect);
+    assert!(!local.exists(), "a dropped connect left its socket file");
+    drop(within(listener.accept()).await.unwrap());
+
+    // The path is free again.
+    let client = a_socket(&selector)
+        .tcp()
+        .local_address(UnixSocketAddress::new(&local))
+        .connect(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    drop(client);
+    assert!(!local.exists());
+}

@@ -179,7 +179,7 @@ impl TcpSocketBuilder {
     /// the one before fails, so bound the whole with [`connect_timeout`](Self::connect_timeout)
     /// when an address may not answer at all. A Unix path makes a socket file, which the socket
     /// removes when it closes (while it is still that file), as a listener does, and at once
-    /// when the connect fails.
+    /// when the connect fails or its future is dropped.
     pub fn local_address(mut self, address: impl Into<SocketAddress>) -> Self {
         self.options.local_address = Some(address.into());
         self

@@ -125,22 +125,20 @@ pub(crate) async fn connect(
                 }
                 _ => None,
             };
-            // From here on the file is ours: removed when the connect fails, else with the
-            // socket.
-            match connect_unix(selector, raw, &unix).await {
-                Ok(stream) => (Stream::Unix(stream), None, file),
-                Err(e) => {
-                    if let Some(file) = file {
-                        file.remove();
-                    }
-                    return Err(e);
-                }
-            }
+            // From here on the file is ours: removed when the connect fails or its future is
+            // dropped, else with the socket.
+            let file = Unclaimed(file);
+            let stream = connect_unix(selector, raw, &unix).await?;
+            (Stream::Unix(stream), None, file)
         }
         SocketTarget::Address(SocketAddress::Inet(inet)) => {
             let address = inet.socket_addr();
             let stream = connect_one(selector, address, options).await?;
-            (Stream::Tcp(stream), Some(address.ip().to_string()), None)
+            (
+                Stream::Tcp(stream),
+                Some(address.ip().to_string()),
+                Unclaimed(None),
+            )
         }
         SocketTarget::Host { host, port } => {
             let mut addresses = resolve(selector.handle(), &host, port).await?;
@@ -149,7 +147,7 @@ pub(crate) async fn connect(
             }
             let addresses = interleave(addresses);
             let stream = race(selector, &addresses, options).await?;
-            (Stream::Tcp(stream), Some(host), None)
+            (Stream::Tcp(stream), Some(host), Unclaimed(None))
         }
     };
     let (local, remote) = match &stream {
@@ -171,10 +169,32 @@ pub(crate) async fn connect(
         local,
         remote,
         options,
-        Origin::Connected { host, file },
+        Origin::Connected {
+            host,
+            file: file.claim(),
+        },
     )?;
     tracing::debug!(parent: conn.core().span(), "connected");
     Ok(Socket::new(Link { conn }))
+}
+
+/// The socket file a connecting Unix socket bound to, until the socket that owns it is made:
+/// dropped before (the connect failed, or its future was dropped mid-way), it removes the file.
+struct Unclaimed(Option<SocketFile>);
+
+impl Unclaimed {
+    /// The file, now the socket's to remove.
+    fn claim(mut self) -> Option<SocketFile> {
+        self.0.take()
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        if let Some(file) = self.0.take() {
+            file.remove();
+        }
+    }
 }
 
 /// Connects `raw`, a Unix stream socket, to `target`, registered with the selector's runtime.
