@@ -1097,6 +1097,58 @@ async fn a_host_with_no_address_of_the_local_family_is_a_resolve_error() {
     assert_no_address_of_the_family(&error, "127.1", "IPv6");
 }
 
+/// A local address of the other kind than the target (a Unix path for a TCP connect, an IP
+/// address for a Unix one) cannot be bound: the connect fails, typed, instead of connecting
+/// from an address the OS picked (before, the local address was silently ignored and the
+/// connect succeeded). A host name has no address of a Unix path's family: a resolve error, as
+/// for IPv4 and IPv6.
+#[tokio::test]
+async fn a_local_address_of_the_other_kind_than_the_target_fails_the_connect() {
+    let selector = SelectorManager::new();
+    let dir = TempDir::new("local-kind");
+    let local = dir.path().join("client.sock");
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+
+    let error = a_socket(&selector)
+        .tcp()
+        .local_address(UnixSocketAddress::new(&local))
+        .connect(("127.1", port))
+        .await
+        .unwrap_err();
+    assert_no_address_of_the_family(&error, "127.1", "Unix");
+
+    let error = a_socket(&selector)
+        .tcp()
+        .local_address(UnixSocketAddress::new(&local))
+        .connect(("127.0.0.1", port))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Io(e) if e.kind() == ErrorKind::InvalidInput),
+        "{error:?}"
+    );
+    assert!(!local.exists());
+
+    let path = dir.path().join("server.sock");
+    let unix = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    let error = a_socket(&selector)
+        .tcp()
+        .local_address(InetSocketAddress::new([127, 0, 0, 1], 0))
+        .connect(UnixSocketAddress::new(&path))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Io(e) if e.kind() == ErrorKind::InvalidInput),
+        "{error:?}"
+    );
+    drop((listener, unix));
+}
+
 /// The same for a UDP socket connected from a chosen local address: the remote is picked among
 /// the name's addresses of the local address's family, and none is a resolve error.
 #[tokio::test]

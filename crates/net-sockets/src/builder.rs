@@ -174,7 +174,10 @@ impl TcpSocketBuilder {
 
     /// Binds the connecting socket to `address` before it connects (a chosen source address,
     /// or port). With a host name, only the addresses of `address`'s family are tried;
-    /// [`Error::Resolve`](crate::Error::Resolve) when it has none. With a port other than 0
+    /// [`Error::Resolve`](crate::Error::Resolve) when it has none (always, for a Unix path).
+    /// A Unix path with an IP address to connect to, or an IP address with a Unix socket, fails
+    /// the connect with [`Error::Io`](crate::Error::Io) of kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput). With a port other than 0
     /// the attempts are not raced (each would need that port): the next address is tried when
     /// the one before fails, so bound the whole with [`connect_timeout`](Self::connect_timeout)
     /// when an address may not answer at all. A Unix path makes a socket file, which the socket
@@ -309,7 +312,10 @@ impl TcpSocketBuilder {
     /// [`Error::Io`] of kind [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused)
     /// (or another kind) when every attempt failed — the last attempt's error;
     /// [`Error::Timeout`] after `connect_timeout`; [`Error::Resolve`] when the name does not
-    /// resolve; [`Error::SelectorClosed`] when the selector is closed.
+    /// resolve (or has no address of the `local_address`'s family); [`Error::Io`] of kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the `local_address` is of the
+    /// other kind than `address` (a Unix path and an IP address); [`Error::SelectorClosed`]
+    /// when the selector is closed.
     ///
     /// # Cancel safety
     ///

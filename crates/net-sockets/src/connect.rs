@@ -116,6 +116,9 @@ pub(crate) async fn connect(
 ) -> Result<Socket> {
     let (stream, host, file) = match target {
         SocketTarget::Address(SocketAddress::Unix(unix)) => {
+            if let Some(SocketAddress::Inet(_)) = &options.local_address {
+                return Err(other_kind("an IP address", "a Unix socket"));
+            }
             let raw = RawSocket::new(Domain::UNIX, Type::STREAM, None)?;
             options.apply(&raw, Kind::Unix, false)?;
             let file = match &options.local_address {
@@ -132,6 +135,9 @@ pub(crate) async fn connect(
             (Stream::Unix(stream), None, file)
         }
         SocketTarget::Address(SocketAddress::Inet(inet)) => {
+            if let Some(SocketAddress::Unix(_)) = &options.local_address {
+                return Err(other_kind("a Unix path", "an IP address"));
+            }
             let address = inet.socket_addr();
             let stream = connect_one(selector, address, options).await?;
             (
@@ -141,6 +147,16 @@ pub(crate) async fn connect(
             )
         }
         SocketTarget::Host { host, port } => {
+            if let Some(SocketAddress::Unix(_)) = &options.local_address {
+                // A name resolves to IP addresses only.
+                return Err(Error::Resolve {
+                    host,
+                    source: io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "a host name has no Unix address, the local address's family",
+                    ),
+                });
+            }
             let mut addresses = resolve(selector.handle(), &host, port).await?;
             if let Some(SocketAddress::Inet(local)) = &options.local_address {
                 keep_family(&host, &mut addresses, local.socket_addr())?;
@@ -176,6 +192,18 @@ pub(crate) async fn connect(
     )?;
     tracing::debug!(parent: conn.core().span(), "connected");
     Ok(Socket::new(Link { conn }))
+}
+
+/// A connect whose local address (`local`) cannot be bound by a socket that reaches its
+/// target (`target`).
+fn other_kind(local: &str, target: &str) -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "the local address is {local}, the target {target}: \
+             no socket binds one and reaches the other"
+        ),
+    ))
 }
 
 /// The socket file a connecting Unix socket bound to, until the socket that owns it is made:

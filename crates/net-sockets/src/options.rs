@@ -81,9 +81,11 @@ pub struct SocketOptions {
     pub coalesce_flushes: bool,
     /// Stream `connect` (`tcp().connect`): the local address to bind to first
     /// (bind-before-connect: a source address or port of your choosing, or a Unix path, whose
-    /// socket file the socket removes when it closes or its connect fails). With a host name,
-    /// only the addresses of its family are tried. Default: the OS picks. (A UDP socket takes
-    /// its local address from `bind` or `connect_from`; its `connect` ignores this.)
+    /// socket file the socket removes when it closes, or at once when its connect fails or is
+    /// dropped). With a host name, only the addresses of its family are tried. Of the other
+    /// kind than the target (a Unix path and an IP address), the connect fails. Default: the
+    /// OS picks. (A UDP socket takes its local address from `bind` or `connect_from`; its
+    /// `connect` ignores this.)
     pub local_address: Option<SocketAddress>,
     /// Listeners: how many accepted connections may be open at once; `accept` waits while that
     /// many are. Default: no cap.
