@@ -298,7 +298,8 @@ impl ByteReadChannel {
     /// the over-long line through its delimiter, as tokio-util's `LinesCodec` does, then reads
     /// the following line: a server can answer "line too long" and go on. Memory stays bounded
     /// while it skips, however long the line is. Any other read instead sees the over-long
-    /// line's bytes as they are.
+    /// line's bytes as they are; one whose future is dropped while it waits took nothing, and
+    /// leaves the skip due.
     ///
     /// # Errors
     ///
@@ -819,13 +820,19 @@ impl ByteReadChannel {
     ///
     /// Cancel safe: nothing is consumed until the end of the stream or `limit` is reached.
     pub async fn read_remaining(&mut self, limit: usize) -> Result<Bytes> {
-        self.begin_read()?;
-        while self.buf.len() < limit {
-            // Grow step by step: `limit` may be far larger than the stream.
-            if self.fill_toward(limit).await? == 0 {
-                break;
+        self.check_cancelled()?;
+        let filled: Result<()> = async {
+            while self.buf.len() < limit {
+                // Grow step by step: `limit` may be far larger than the stream.
+                if self.fill_toward(limit).await? == 0 {
+                    break;
+                }
             }
+            Ok(())
         }
+        .await;
+        self.end_read();
+        filled?;
         let n = self.buf.len().min(limit);
         Ok(self.take(n))
     }
@@ -934,8 +941,10 @@ impl ByteReadChannel {
     ///
     /// Cancel safe.
     pub async fn skip_if_found(&mut self, pattern: &[u8]) -> Result<bool> {
-        self.begin_read()?;
-        if !self.await_content(pattern.len()).await? || !self.buf.starts_with(pattern) {
+        self.check_cancelled()?;
+        let complete = self.await_content(pattern.len()).await;
+        self.end_read();
+        if !complete? || !self.buf.starts_with(pattern) {
             return Ok(false);
         }
         self.drop_consumed(pattern.len());
@@ -1098,9 +1107,24 @@ impl ByteReadChannel {
         D: Decoder,
         D::Error: From<io::Error>,
     {
-        if let Err(e) = self.begin_read() {
+        if let Err(e) = self.check_cancelled() {
             return Poll::Ready(Err(io::Error::from(e).into()));
         }
+        let frame = ready!(self.poll_decode(cx, decoder));
+        self.end_read();
+        Poll::Ready(frame)
+    }
+
+    /// [`poll_frame`](Self::poll_frame)'s decoding and reading.
+    fn poll_decode<D>(
+        &mut self,
+        cx: &mut Context<'_>,
+        decoder: &mut D,
+    ) -> Poll<Result<Option<D::Item>, D::Error>>
+    where
+        D: Decoder,
+        D::Error: From<io::Error>,
+    {
         loop {
             if self.eof {
                 // No read from the transport follows to clear the backlog: say what is left.
@@ -1141,11 +1165,19 @@ impl ByteReadChannel {
         Ok(())
     }
 
+    /// Ends a cancel-safe read other than a line read, whatever its outcome: the skip of an
+    /// over-long line is dropped. Called once the read is done, not when it starts: one dropped
+    /// while it waits took nothing, and leaves the skip due (as `read_available` does).
+    fn end_read(&mut self) {
+        self.skip_line = false;
+    }
+
     /// Waits until `n` bytes are buffered, or fails with `UnexpectedEof`.
     async fn require(&mut self, n: usize) -> Result<()> {
-        // A read that consumes: the skip of an over-long line is dropped.
-        self.begin_read()?;
-        if self.await_content(n).await? {
+        self.check_cancelled()?;
+        let complete = self.await_content(n).await;
+        self.end_read();
+        if complete? {
             Ok(())
         } else {
             Err(Error::UnexpectedEof {

@@ -196,3 +196,55 @@ async fn read_line_losing_a_select_race_loses_nothing() {
         Some("first half")
     );
 }
+
+/// A cancel-safe read that waits and is dropped before it took a byte (a lost `select!`
+/// branch, a timeout) leaves the skip of an over-long line due, as `read_available` does: the
+/// next line read still skips the rest of that line, and does not return its tail as a line.
+/// Here the skip has already begun (a line read dropped mid-skip), so the buffer starts in the
+/// middle of the over-long line: a lost skip would hand its tail ("QUIT") to the server as a
+/// line of its own.
+#[tokio::test]
+async fn a_dropped_read_keeps_the_skip_of_an_over_long_line() {
+    use tokio_util::codec::LinesCodec;
+    for read in [
+        "read_u32",
+        "read_u16_le",
+        "read_bytes",
+        "read_remaining",
+        "skip_if_found",
+        "read_frame",
+    ] {
+        let (mut w, mut r) = ByteChannel::new(true);
+        w.write_fully(b"toolong").await.unwrap();
+        assert!(matches!(
+            r.read_line(4, LineEnding::Default).await,
+            Err(net_io::Error::TooLongLine { limit: 4 })
+        ));
+        // A line read skips what arrived of the over-long line, then waits: dropped there.
+        assert!(
+            poll_once(r.read_line(100, LineEnding::Default))
+                .await
+                .is_none()
+        );
+        assert_eq!(r.available_for_read(), 0);
+        let mut codec = LinesCodec::new();
+        let pending = match read {
+            "read_u32" => poll_once(r.read_u32()).await.is_none(),
+            "read_u16_le" => poll_once(r.read_u16_le()).await.is_none(),
+            "read_bytes" => poll_once(r.read_bytes(4)).await.is_none(),
+            "read_remaining" => poll_once(r.read_remaining(4)).await.is_none(),
+            "skip_if_found" => poll_once(r.skip_if_found(b"QU")).await.is_none(),
+            _ => poll_once(r.read_frame(&mut codec)).await.is_none(),
+        };
+        assert!(pending, "{read} waits");
+        w.write_fully(b"QUIT\nnext\n").await.unwrap();
+        assert_eq!(
+            guard(r.read_line(100, LineEnding::Default))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("next"),
+            "after a dropped {read}"
+        );
+    }
+}
