@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
 /// A small deterministic pseudo-random generator (xorshift64*), so every run sees the same input.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -117,6 +119,34 @@ impl RepeatCheck {
     }
 }
 
+/// Ends a conversation of requests and answers once every request sent has had its answer: shuts
+/// the writing side down (a server under test closes when its client leaves) and reads until the
+/// server closes, within `limit`.
+///
+/// Fails when a byte arrives, an answer nobody asked for: a server that answers twice would
+/// otherwise have its extra answer taken for the next request's, and be counted as faster than
+/// it is. Also fails when the server does not close within `limit`, or on an I/O error.
+pub async fn expect_no_more<S>(stream: &mut S, limit: Duration) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let check = async {
+        stream.shutdown().await?;
+        let mut extra = [0u8; 64];
+        let n = stream.read(&mut extra).await?;
+        anyhow::ensure!(
+            n == 0,
+            "the server sent bytes after the answer to the last request: {:?}",
+            String::from_utf8_lossy(&extra[..n])
+        );
+        Ok(())
+    };
+    match tokio::time::timeout(limit, check).await {
+        Ok(result) => result,
+        Err(_) => anyhow::bail!("the server did not close within {limit:?} after the client left"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +220,80 @@ mod tests {
         );
         assert_eq!(median_of(&[100.0, 300.0]), Some(200.0));
         assert_eq!(median_of(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    /// A server end that answers what `client` sent with `answer`, then waits for the client to
+    /// leave and closes.
+    async fn answering(mut server: tokio::io::DuplexStream, answer: &'static [u8]) {
+        let mut request = [0u8; 6];
+        server.read_exact(&mut request).await.expect("request");
+        server.write_all(answer).await.expect("answer");
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await.expect("client leaves");
+        assert!(rest.is_empty(), "{rest:?}");
+    }
+
+    #[tokio::test]
+    async fn a_conversation_that_ends_after_its_last_answer_passes() {
+        let (client, server) = tokio::io::duplex(1024);
+        let serving = tokio::spawn(answering(server, b"Hello, Alice!\n"));
+        let mut client = tokio::io::BufReader::new(client);
+        client.write_all(b"Alice\n").await.unwrap();
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut client, &mut line)
+            .await
+            .unwrap();
+        assert_eq!(line, "Hello, Alice!\n");
+        expect_no_more(&mut client, Duration::from_secs(10))
+            .await
+            .unwrap();
+        drop(client);
+        serving.await.unwrap();
+    }
+
+    const TWICE: &[u8] = b"Hello, Alice!\nHello, Alice!\n";
+
+    #[tokio::test]
+    async fn an_answer_sent_twice_is_caught_in_the_read_buffer() {
+        // As in netbench's ping-pong client: the second answer sits in the client's buffer.
+        let (client, server) = tokio::io::duplex(1024);
+        let serving = tokio::spawn(answering(server, TWICE));
+        let mut client = tokio::io::BufReader::new(client);
+        client.write_all(b"Alice\n").await.unwrap();
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut client, &mut line)
+            .await
+            .unwrap();
+        let err = expect_no_more(&mut client, Duration::from_secs(10))
+            .await
+            .expect_err("a surplus answer");
+        assert!(err.to_string().contains("Hello, Alice!"), "{err:#}");
+        drop(client);
+        serving.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_answer_sent_twice_is_caught_on_the_wire() {
+        // As in netbench's pipelining client, which reads exactly the answers' length.
+        let (mut client, server) = tokio::io::duplex(1024);
+        let serving = tokio::spawn(answering(server, TWICE));
+        client.write_all(b"Alice\n").await.unwrap();
+        let mut first = [0u8; 14];
+        client.read_exact(&mut first).await.unwrap();
+        let err = expect_no_more(&mut client, Duration::from_secs(10))
+            .await
+            .expect_err("a surplus answer");
+        assert!(err.to_string().contains("Hello, Alice!"), "{err:#}");
+        drop(client);
+        serving.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_closes_is_caught() {
+        let (mut client, _server) = tokio::io::duplex(1024);
+        let err = expect_no_more(&mut client, Duration::from_millis(50))
+            .await
+            .expect_err("no close");
+        assert!(err.to_string().contains("did not close"), "{err:#}");
     }
 }

@@ -205,7 +205,8 @@ where
 }
 
 /// `conns` connections, each: read the greeting, then send `Alice` and wait for `Hello, Alice!`
-/// in a loop. One operation is one round trip.
+/// in a loop. One operation is one round trip. At the end the client leaves, and a byte from
+/// the server before it closes is an error (see [`bench::expect_no_more`]).
 pub(crate) async fn pingpong(
     addr: SocketAddr,
     conns: usize,
@@ -229,6 +230,8 @@ pub(crate) async fn pingpong(
             ensure!(line == expected, "unexpected answer {line:?}");
             tally.record(&window, started, 1, line.len());
         }
+        // An extra answer would have been taken for the next request's: check there was none.
+        bench::expect_no_more(&mut stream, SETUP_LIMIT).await?;
         Ok(tally)
     })
     .await
@@ -236,7 +239,8 @@ pub(crate) async fn pingpong(
 
 /// `conns` connections, each: read the greeting, then in a loop send `burst` lines `Alice` in
 /// one write and wait for all `burst` replies `Hello, Alice!` before the next burst. One
-/// operation is one request; a latency is one burst's (its write to its last reply).
+/// operation is one request; a latency is one burst's (its write to its last reply). At the end
+/// the client leaves, and a byte from the server before it closes is an error.
 pub(crate) async fn pipeline(
     addr: SocketAddr,
     conns: usize,
@@ -269,6 +273,8 @@ pub(crate) async fn pipeline(
                 );
                 tally.record(&window, started, burst as u64, got.len());
             }
+            // Extra answers would have been taken for the next burst's: check there were none.
+            bench::expect_no_more(&mut stream, SETUP_LIMIT).await?;
             Ok(tally)
         }
     })
