@@ -15,6 +15,18 @@ fn socket_path(name: &str) -> PathBuf {
     path
 }
 
+/// Connects to the Unix socket at `target` from a socket bound to `local`.
+fn connect_from(
+    selector: &SelectorManager,
+    local: &Path,
+    target: &Path,
+) -> impl std::future::Future<Output = Result<net_sockets::Socket, Error>> + use<> {
+    a_socket(selector)
+        .tcp()
+        .local_address(UnixSocketAddress::new(local))
+        .connect(UnixSocketAddress::new(target))
+}
+
 /// A listener on the Unix socket at `path`.
 async fn unix_listener(selector: &SelectorManager, path: &Path) -> ServerSocket {
     a_socket(selector)
@@ -255,12 +267,7 @@ async fn a_client_socket_file_is_removed_when_the_client_closes_or_fails_to_conn
     let local = socket_path("client-local");
     let missing = socket_path("client-missing");
     for attempt in 0..2 {
-        let err = a_socket(&selector)
-            .tcp()
-            .local_address(UnixSocketAddress::new(&local))
-            .connect(UnixSocketAddress::new(&missing))
-            .await
-            .unwrap_err();
+        let err = connect_from(&selector, &local, &missing).await.unwrap_err();
         assert_eq!(
             err.kind(),
             std::io::ErrorKind::NotFound,
@@ -272,12 +279,7 @@ async fn a_client_socket_file_is_removed_when_the_client_closes_or_fails_to_conn
     let path = socket_path("client-server");
     let listener = unix_listener(&selector, &path).await;
     for drop_it in [false, true] {
-        let client = a_socket(&selector)
-            .tcp()
-            .local_address(UnixSocketAddress::new(&local))
-            .connect(UnixSocketAddress::new(&path))
-            .await
-            .unwrap();
+        let client = connect_from(&selector, &local, &path).await.unwrap();
         assert_eq!(
             client.local_address(),
             SocketAddress::Unix(UnixSocketAddress::new(&local))
@@ -299,12 +301,7 @@ async fn a_client_socket_file_is_removed_when_the_client_closes_or_fails_to_conn
     }
 
     // A file that took the path's place after the bind is not the socket's: it stays.
-    let client = a_socket(&selector)
-        .tcp()
-        .local_address(UnixSocketAddress::new(&local))
-        .connect(UnixSocketAddress::new(&path))
-        .await
-        .unwrap();
+    let client = connect_from(&selector, &local, &path).await.unwrap();
     std::fs::remove_file(&local).unwrap();
     std::fs::write(&local, b"someone else's").unwrap();
     client.close();
@@ -331,12 +328,7 @@ async fn a_unix_connect_dropped_mid_way_removes_its_socket_file() {
     let local = socket_path("abandoned-local");
     let listener = unix_listener(&selector, &path).await;
 
-    let mut connect = Box::pin(
-        a_socket(&selector)
-            .tcp()
-            .local_address(UnixSocketAddress::new(&local))
-            .connect(UnixSocketAddress::new(&path)),
-    );
+    let mut connect = Box::pin(connect_from(&selector, &local, &path));
     let pending =
         std::future::poll_fn(|cx| Poll::Ready(connect.as_mut().poll(cx).is_pending())).await;
     assert!(pending, "the connect completed on its first poll");
@@ -346,12 +338,7 @@ async fn a_unix_connect_dropped_mid_way_removes_its_socket_file() {
     drop(within(listener.accept()).await.unwrap());
 
     // The path is free again.
-    let client = a_socket(&selector)
-        .tcp()
-        .local_address(UnixSocketAddress::new(&local))
-        .connect(UnixSocketAddress::new(&path))
-        .await
-        .unwrap();
+    let client = connect_from(&selector, &local, &path).await.unwrap();
     drop(client);
     assert!(!local.exists());
 }
