@@ -4,6 +4,7 @@
 //!   (both directions: our server and our client each face a tokio-rustls peer), also while
 //!   the socket's writer, in another task, waits for a full socket;
 //! - a fatal alert we owe the peer (for a corrupted record) is sent although we never write;
+//! - a client that only writes ends cleanly though it never read the server's session tickets;
 //! - the handshake timer runs on the selector's runtime, whatever executor polls the handshake;
 //! - a failed write never ends with `close_notify`: the peer sees truncation;
 //! - `socket_timeout` counts from when a read or write starts waiting, not from an earlier one
@@ -752,4 +753,65 @@ async fn a_waiting_writer_and_a_reader_taking_a_key_update_share_the_session() {
     );
     assert_eq!(rest, b"after the fill\n");
     server.close();
+}
+
+/// A TLS 1.3 client that only writes never reads the session tickets the server sends after
+/// the handshake; they wait in its socket's receive buffer. Our client writes more than the
+/// server has read (the rest waits in the client's send buffer) and ends: with `close`, or with
+/// the write channel's `flush_and_close` and then the socket's drop. The server, reading only
+/// now, gets every byte and then `close_notify`, a clean end. Before the fix the unread tickets
+/// made the kernel answer the close with a reset that threw the queued bytes (and the
+/// `close_notify` and FIN after them) away: the server read a part, then `ConnectionReset`.
+#[tokio::test]
+async fn a_writing_clients_end_is_clean_though_it_never_read_the_session_tickets() {
+    /// More than the server's small receive window, less than the client's send buffer.
+    const BODY: usize = 256 * 1024;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("write-only client ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = a_socket(&selector)
+        .tcp()
+        .receive_buffer_size(4096)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let body = net_tests::payload(BODY);
+    for by_close in [true, false] {
+        let client_config = ca.client_config().server_name("localhost").build().unwrap();
+        let connect = async {
+            a_socket(&selector)
+                .tcp()
+                .send_buffer_size(4 << 20)
+                .connect(("127.0.0.1", port))
+                .await
+                .unwrap()
+                .tls(client_config)
+                .await
+                .unwrap()
+        };
+        // The server's handshake ends once its tickets are sent.
+        let (mut server, mut client) =
+            within(async { tokio::join!(net_tests::tls::accept(&listener, &config), connect) })
+                .await;
+        assert_eq!(client.protocol_version(), Some(TlsVersion::Tls13));
+        let mut output = client.open_write_channel(false).unwrap();
+        within(output.write_fully(&body)).await.unwrap();
+        if by_close {
+            within(output.flush()).await.unwrap();
+            client.close();
+        } else {
+            within(output.flush_and_close()).await.unwrap();
+            drop((output, client));
+        }
+
+        let mut input = server.open_read_channel().unwrap();
+        let received = within(input.read_remaining(usize::MAX))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("by close: {by_close}: every byte, then close_notify, not {e:?}")
+            });
+        assert!(received == body, "{} of {BODY} bytes", received.len());
+        server.close();
+    }
 }

@@ -108,6 +108,15 @@ impl Stream {
 }
 
 impl Stream {
+    /// Reads what the socket holds now, without waiting and without registering a wake-up
+    /// (`WouldBlock` when it holds nothing). The socket is asked even when the runtime has not
+    /// yet seen it readable (input that came while its task never yielded); a reader that was
+    /// woken for what this takes finds nothing and waits again, as after any spurious wake-up.
+    fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::io::Read as _;
+        (&*SockRef::from(self)).read(buf)
+    }
+
     /// Sends what the socket takes now, without waiting and without registering a wake-up
     /// (`WouldBlock` when it takes nothing).
     fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
@@ -890,6 +899,35 @@ impl ReadHalf {
     /// waiting: the next read's wait starts a fresh `socket_timeout`.
     pub(crate) fn done(&mut self) {
         self.half.done();
+    }
+
+    /// Reads what is there now, without waiting and without registering a wake-up
+    /// (`WouldBlock` when nothing is): for input a protocol layer takes in as it ends its
+    /// sending. The end of stream is `Ok(0)`, left for the next read to find; a socket error
+    /// is final, as a read's.
+    pub(crate) fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.received.is_empty() {
+            let n = self.received.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.received.split_to(n));
+            return Ok(n);
+        }
+        if let Some(code) = self.failed {
+            return Err(io::Error::from_raw_os_error(code));
+        }
+        if self.ended {
+            return Ok(0);
+        }
+        let stream = self.half.conn.core.io().map_err(io::Error::from)?;
+        let read = stream.try_recv(buf);
+        if let Err(e) = &read {
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) {
+                self.failed = e.raw_os_error();
+            }
+        }
+        read
     }
 }
 

@@ -170,6 +170,19 @@ impl RawStream {
         self.write.try_write(buf)
     }
 
+    /// Reads what the connection holds now, without waiting and without taking over the
+    /// wake-up of a task that waits to read: for a layer that takes in its own messages as it
+    /// ends its sending (a close with input left unread is answered with a reset that
+    /// destroys the output still queued). `WouldBlock` when there is nothing; the end of
+    /// stream is `Ok(0)`, and the next read finds it again.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error (reported again by every later read); `WouldBlock` as said.
+    pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read.try_read(buf)
+    }
+
     /// Marks what follows, until called with `false`, as the layer's read: its writes (such as
     /// tokio-rustls's last attempt to send a fatal alert when a record is bad) then send what
     /// the socket takes now and, when it takes nothing, return `Pending` without registering

@@ -48,6 +48,12 @@ use crate::{Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   [`io::ErrorKind::UnexpectedEof`] error).
 /// - A connection that only reads still answers what the session owes the peer: a KeyUpdate
 ///   reply, a fatal alert for a corrupted record.
+/// - A connection that only writes still takes in the session's own messages when its
+///   sending ends (`close`, `flush_and_close`, `poll_shutdown`): the session tickets a TLS 1.3
+///   server sends after the handshake, which such a client never reads, would otherwise make
+///   the kernel answer the close with a reset that destroys what is still on its way.
+///   Application data nobody read is left in the socket, as on a plain socket (see
+///   [`Connection::close_gracefully`]).
 pub type TlsSocket = Socket<TlsSession>;
 
 /// A [`TlsSocket`] with both channels open, from [`connection`](Socket::connection).
@@ -289,6 +295,7 @@ impl Transport for TlsSession {
             return Ending::Graceful;
         }
         let mut stream = lock(&self.shared);
+        receive_own(&mut stream);
         self.ended.store(true, Ordering::Release);
         // From here until the socket is closed, a shutdown would find nothing left in the
         // session and send its FIN before the records taken below.
@@ -303,6 +310,51 @@ impl Transport for TlsSession {
             Ending::Graceful
         } else {
             Ending::GracefulAfter(rest.into())
+        }
+    }
+}
+
+/// Takes in, without waiting, the records the socket holds now, as long as they carry no
+/// application data: the session's own messages (a TLS 1.3 server's session tickets, which a
+/// client that only writes never reads; a KeyUpdate). Before its sending ends: the kernel
+/// answers the close of a socket with input left unread with a reset, which destroys what is
+/// still queued for the peer (the last data, `close_notify`, the FIN). Application data
+/// stays for the reader, and what comes after it in the socket is left there, as on a plain
+/// socket; so is the end of stream.
+fn receive_own(stream: &mut tokio_rustls::TlsStream<RawStream>) {
+    fn receive<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) {
+        struct Now<'a>(&'a mut RawStream);
+
+        impl io::Read for Now<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.try_read(buf) {
+                    // Not taken in: the reader finds it.
+                    Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+                    read => read,
+                }
+            }
+        }
+
+        // `wants_read` turns false once application data (or `close_notify`) came in.
+        while session.wants_read() {
+            if !matches!(session.read_tls(&mut Now(raw)), Ok(n) if n > 0) {
+                break;
+            }
+            // An error stays in the session for the reader; a fatal alert it owes the peer
+            // goes out with the records sent next.
+            if session.process_new_packets().is_err() {
+                break;
+            }
+        }
+    }
+    match stream {
+        tokio_rustls::TlsStream::Client(s) => {
+            let (raw, session) = s.get_mut();
+            receive(raw, session);
+        }
+        tokio_rustls::TlsStream::Server(s) => {
+            let (raw, session) = s.get_mut();
+            receive(raw, session);
         }
     }
 }
@@ -664,6 +716,10 @@ impl AsyncWrite for TlsWrite {
             // The socket's close sends the session's last records and the FIN: the error of a
             // shutdown after the close, also while that close is still under way.
             return Poll::Ready(Err(net_sockets::Error::Closed.into()));
+        }
+        if !self.ended.load(Ordering::Acquire) {
+            // The FIN must not be followed by a close answered with a reset.
+            receive_own(&mut stream);
         }
         self.ended.store(true, Ordering::Release);
         let result = Pin::new(&mut *stream).poll_shutdown(cx);
