@@ -322,6 +322,45 @@ async fn a_corrupted_record_gets_its_fatal_alert_though_our_server_never_writes(
     within(relay.task).await.unwrap();
 }
 
+/// Through the tokio view (`into_stream`) too, a read that failed on a corrupted record fails
+/// again, at once and with the same rustls error, while the peer keeps its connection open.
+/// (Before, the next read waited for the peer's close or `socket_timeout`: rustls does not
+/// report its stored error again, and the read channel, which remembers it, was not there.)
+#[tokio::test]
+async fn a_corrupted_record_fails_every_later_read_of_the_stream_view() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("bad record stream ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let relay = Relay::start(listener.port().unwrap()).await;
+    let (server, mut client) = handshake(&listener, relay.port, &ca, &config).await;
+    let mut stream = server.into_stream().unwrap();
+
+    relay.corrupt.store(true, Ordering::Release);
+    client.write_all(b"secret line\n").await.unwrap();
+    client.flush().await.unwrap();
+
+    let mut buf = [0u8; 64];
+    for read in 0..3 {
+        let e = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("read {read} waited instead of failing again"))
+            .unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::InvalidData,
+            "read {read}: {e:?}"
+        );
+        assert!(
+            matches!(rustls_io_error(&e), Some(rustls::Error::DecryptError)),
+            "read {read}: {e:?}"
+        );
+    }
+    drop(stream);
+    drop(client);
+    within(relay.task).await.unwrap();
+}
+
 /// The reading task does not take over the wake-up of a writer that waits for a full socket:
 /// a corrupted record makes the session owe the peer a fatal alert while our server's socket is
 /// full, and the attempt to send it, made by the reading task, must leave the waiting writer's

@@ -285,7 +285,9 @@ impl<T: Transport> Socket<T> {
     /// tokio's I/O traits.
     ///
     /// The stream keeps the socket's `socket_timeout`, and closing the socket (or its selector)
-    /// fails its pending operations, as with the channels. `poll_shutdown` half-closes.
+    /// fails its pending operations, as with the channels. `poll_shutdown` half-closes. A read
+    /// that failed for good (the socket's error; TLS: a truncation, a corrupted record, the
+    /// peer's fatal alert) fails again, the same way, every later read.
     ///
     /// # Errors
     ///

@@ -552,12 +552,15 @@ impl Drop for TlsRead {
 }
 
 /// A failure of a [`TlsRead`] that it reports again itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 enum ReadEnd {
     /// The peer ended the stream without `close_notify`.
     Truncated,
     /// The socket failed with `ConnectionAborted`.
     Aborted,
+    /// The session failed (a corrupted record, the peer's fatal alert): rustls keeps its
+    /// error but does not report it again, and would wait for more input instead.
+    Failed(rustls::Error),
 }
 
 /// The error of a read that found the stream truncated.
@@ -576,8 +579,12 @@ impl AsyncRead for TlsRead {
             // Nothing to read into: done at once, as tokio's own reads are.
             return Poll::Ready(Ok(()));
         }
-        if this.ended == Some(ReadEnd::Truncated) {
-            return Poll::Ready(Err(truncated()));
+        match &this.ended {
+            Some(ReadEnd::Truncated) => return Poll::Ready(Err(truncated())),
+            Some(ReadEnd::Failed(e)) => {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e.clone())));
+            }
+            _ => {}
         }
         let mut stream = lock(&this.shared);
         if this.ended == Some(ReadEnd::Aborted) {
@@ -612,6 +619,12 @@ impl AsyncRead for TlsRead {
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => {
                 this.ended = Some(ReadEnd::Aborted);
+                Poll::Ready(Err(e))
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                if let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                    this.ended = Some(ReadEnd::Failed(tls.clone()));
+                }
                 Poll::Ready(Err(e))
             }
             other => other,
