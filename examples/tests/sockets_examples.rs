@@ -147,3 +147,39 @@ fn bad_arguments_are_one_line_and_non_zero() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+/// Over IPv6 a datagram carries up to 65,527 bytes (`MAX_DATAGRAM_SIZE_V6`), 20 more than over
+/// IPv4: the client sends a line of that size to an IPv6 server, and refuses only a longer one.
+#[test]
+fn udp_echo_client_sends_the_largest_ipv6_datagram() {
+    let mut server = Process::start(env!("CARGO_BIN_EXE_udp-echo"), ["server", "::1", "0"]);
+    let port = server.listening_port().to_string();
+    let largest = "x".repeat(65_527);
+    let RunOutput {
+        status,
+        stdout,
+        stderr,
+    } = run_with_input(
+        env!("CARGO_BIN_EXE_udp-echo"),
+        ["client", "::1", &port],
+        &format!("{largest}\n"),
+    );
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout, format!("{largest}\n"));
+
+    let RunOutput {
+        status,
+        stdout,
+        stderr,
+    } = run_with_input(
+        env!("CARGO_BIN_EXE_udp-echo"),
+        ["client", "::1", &port],
+        &format!("{largest}x\n"),
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with("udp-echo: reading stdin: line longer than the limit of 65527 bytes"),
+        "{stderr}"
+    );
+}

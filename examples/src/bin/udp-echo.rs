@@ -4,6 +4,9 @@
 //! cargo run -p examples --bin udp-echo -- server [HOST] [PORT]   # default 127.0.0.1 9003
 //! cargo run -p examples --bin udp-echo -- client [HOST] [PORT]   # sends stdin lines, prints replies
 //! ```
+//!
+//! The client sends each line of stdin (without its line ending) as one datagram: a line of up
+//! to 65,507 bytes to an IPv4 server, 65,527 to an IPv6 one; a longer line ends it with status 1.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,7 +15,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use net_io::{ByteReadChannel, LineEnding};
-use net_sockets::{Datagram, MAX_DATAGRAM_SIZE, SelectorManager, a_socket};
+use net_sockets::{
+    Datagram, MAX_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE_V6, SelectorManager, SocketAddress, a_socket,
+};
 
 /// How long the client waits for each echo.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -96,9 +101,10 @@ async fn client(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
         .await
         .with_context(|| format!("cannot reach {host}:{port}"))?;
     let remote = socket.remote_address();
+    let limit = largest_datagram(&remote);
     let mut stdin = ByteReadChannel::new(tokio::io::stdin());
     while let Some(line) = stdin
-        .read_line(MAX_DATAGRAM_SIZE, LineEnding::Default)
+        .read_line(limit, LineEnding::Default)
         .await
         .context("reading stdin")?
     {
@@ -113,4 +119,13 @@ async fn client(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
         examples::say!("{}", String::from_utf8_lossy(&reply.packet));
     }
     Ok(())
+}
+
+/// The largest payload one datagram to `remote` carries: more over IPv6 than over IPv4 (an
+/// IPv4-mapped IPv6 address is reached over IPv4).
+fn largest_datagram(remote: &SocketAddress) -> usize {
+    match remote.as_inet() {
+        Some(inet) if inet.socket_addr().ip().to_canonical().is_ipv6() => MAX_DATAGRAM_SIZE_V6,
+        _ => MAX_DATAGRAM_SIZE,
+    }
 }
