@@ -242,6 +242,65 @@ fn a_graceful_shutdown_under_way_when_the_runtime_ends_returns() {
     drop(pair);
 }
 
+/// A listener's graceful shutdown when its selector's runtime ends, called after the end
+/// (polled by another runtime or by none) or under way then (on a plain thread): it returns,
+/// without a panic on the dead runtime's timer. The wait polls its branches in a random order,
+/// so each case runs several rounds (a timer polled first in any of them panicked).
+#[test]
+fn a_listener_shutdown_after_or_during_the_end_of_the_runtime_returns_without_a_panic() {
+    let _serial = one_at_a_time();
+    for round in 0..24 {
+        let runtime = current_thread();
+        let (selector, listener, pair) = runtime.block_on(async {
+            let selector = SelectorManager::new();
+            let listener = net_tests::loopback::tcp_listener(&selector).await;
+            let pair = connected_pair(&selector, &listener).await;
+            (selector, listener, pair)
+        });
+        let listener = Arc::new(listener);
+        let started = Instant::now();
+        let report = match round % 3 {
+            0 => {
+                drop(runtime);
+                current_thread().block_on(within(listener.shutdown(Duration::from_secs(60))))
+            }
+            1 => {
+                drop(runtime);
+                block_on(listener.shutdown(Duration::from_secs(60)))
+            }
+            _ => {
+                let (began, shutdown_began) = std::sync::mpsc::channel();
+                let waiting = std::thread::spawn({
+                    let listener = Arc::clone(&listener);
+                    move || {
+                        let mut shutdown =
+                            std::pin::pin!(listener.shutdown(Duration::from_secs(60)));
+                        let first = block_on(std::future::poll_fn(|cx| {
+                            Poll::Ready(shutdown.as_mut().poll(cx).is_pending())
+                        }));
+                        assert!(first, "nothing to wait for");
+                        began.send(()).unwrap();
+                        block_on(shutdown)
+                    }
+                });
+                shutdown_began.recv_timeout(HANG_LIMIT).unwrap();
+                drop(runtime);
+                let report = waiting.join().expect("the waiting thread panicked");
+                // Open when it began, then cut by the selector's close.
+                assert_eq!(report.cut, 1, "round {round}: {report:?}");
+                report
+            }
+        };
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "round {round}: waited the grace"
+        );
+        assert_eq!(report.finished, 0, "round {round}: {report:?}");
+        assert!(selector.is_closed() && listener.is_closed());
+        drop(pair);
+    }
+}
+
 /// Timers of a selector with a runtime of its own run there, whatever polls the futures: a read
 /// and a write under `socket_timeout`, and a connect under `connect_timeout`, polled by a plain
 /// thread, fail with their timeouts.

@@ -409,9 +409,16 @@ impl Group {
         }
     }
 
-    /// Signals every member that shutdown began, waits up to `grace` for them to close, then
-    /// cuts the rest.
-    pub(crate) async fn drain(&self, grace: Duration, timer: tokio::time::Sleep) -> ShutdownReport {
+    /// Signals every member that shutdown began, waits up to `grace` (`timer`) for them to
+    /// close, then cuts the rest. The selector's close (`closed`: its token) ends the wait
+    /// too: it cuts the members itself, and when it is the end of the selector's runtime, that
+    /// runtime's timer cannot be polled any more.
+    pub(crate) async fn drain(
+        &self,
+        grace: Duration,
+        timer: tokio::time::Sleep,
+        closed: &CancellationToken,
+    ) -> ShutdownReport {
         // Counted before the signal: a connection that closes as the signal wakes it (on
         // another thread, before this one reads on) finished within the grace period. Shut
         // under the same lock: every connection admitted is counted here, none is admitted
@@ -423,7 +430,11 @@ impl Group {
             self.open.counts()
         };
         self.draining.begin();
-        all_leave_or(&self.open, &self.left, timer).await;
+        tokio::select! {
+            biased;
+            () = closed.cancelled() => {}
+            () = all_leave_or(&self.open, &self.left, timer) => {}
+        }
         let remaining: Vec<Arc<Conn>> = {
             let mut members = lock(&self.state);
             members.cutting = true;

@@ -452,7 +452,8 @@ impl ServerSocket {
             let _runtime = self.inner.core.selector().handle().enter();
             tokio::time::sleep(grace)
         };
-        self.inner.group.drain(grace, timer).await
+        let closed = self.inner.core.selector().token();
+        self.inner.group.drain(grace, timer, closed).await
     }
 
     /// Counters of this listener: connections accepted and open, refused by
