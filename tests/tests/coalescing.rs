@@ -745,3 +745,54 @@ fn a_connection_cut_by_the_end_of_the_runtime_with_answers_held_back_counts_as_c
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
     drop(kept);
 }
+
+/// Answers held back (more than the socket takes) when the reader goes to wait, so that a task
+/// sends them as the socket drains; the client reads nothing, the server's read times out
+/// (`socket_timeout`) and the server drops the socket and its channels. That drop closes the
+/// connection, and its held-back answers, never taken for a `socket_timeout`, reset it: the
+/// connection leaves its listener's count. Before the fix the sending task kept the
+/// connection alive, unclosed and counted open, for as long as the client read nothing.
+#[tokio::test]
+async fn a_connection_dropped_while_its_held_back_answers_wait_is_closed_by_socket_timeout() {
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector)
+        .tcp()
+        .send_buffer_size(4096)
+        .socket_timeout(Duration::from_millis(200))
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let (mut client, mut socket) = with_small_buffers_on(&server).await;
+    let serving = tokio::spawn(async move {
+        let mut input = socket.open_read_channel().unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        let mut i = 0;
+        // Answers every request; the read of the unfinished last one waits, and times out.
+        let e = loop {
+            match input.read_line(16, LineEnding::Default).await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the client ended"),
+                Err(e) => break e,
+            }
+            output.write_string_utf8(&answer(i)).await.unwrap();
+            i += 1;
+        };
+        assert!(matches!(e, net_io::Error::Timeout), "{e}");
+        drop((socket, input, output));
+    });
+    let mut requests = "x\n".repeat(CLOSE_BURST);
+    requests.push_str("unfinished");
+    client.write_all(requests.as_bytes()).await.unwrap();
+    within(serving).await.unwrap();
+    let closed = async {
+        while server.stats().open > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let closed = tokio::time::timeout(Duration::from_secs(5), closed).await;
+    assert!(closed.is_ok(), "the dropped connection is still open");
+    let mut everything = Vec::new();
+    let read = within(client.read_to_end(&mut everything)).await;
+    let e = read.expect_err("a clean end with answers missing");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+}

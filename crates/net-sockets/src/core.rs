@@ -220,15 +220,6 @@ impl<S: SocketIo> Core<S> {
             .map_err(Error::from)
     }
 
-    /// Runs `future` (which holds the socket) until it completes or the socket closes.
-    pub(crate) async fn guard<R>(&self, future: impl Future<Output = io::Result<R>>) -> Result<R> {
-        tokio::select! {
-            biased;
-            r = future => r.map_err(Error::Io),
-            () = self.token.cancelled() => Err(self.closed_error()),
-        }
-    }
-
     /// Runs `future` until it completes or the socket closes (then fails with the close error).
     pub(crate) async fn until_closed<R>(
         &self,

@@ -554,24 +554,38 @@ impl Conn {
     /// Before the reader waits for input: the held-back answers leave now. What the socket does
     /// not take at once is sent by a task of its own as the socket drains, so the reader neither
     /// waits for it nor takes over the wake-up of a task waiting to write.
+    ///
+    /// The task keeps the connection only while it sends: while it waits for the socket to
+    /// drain it holds no strong reference, so a connection whose socket and channels are all
+    /// dropped closes, and its close takes the held bytes over (with their `socket_timeout`,
+    /// see [`send_held_after_close`](Self::send_held_after_close)).
     fn uncork_for_reader(self: &Arc<Self>) {
         if self.send_cork_now() || self.cork_task.swap(true, Ordering::AcqRel) {
             return;
         }
-        let conn = Arc::clone(self);
+        let weak = Arc::downgrade(self);
+        let closed = self.core.close_token();
         let task = async move {
             loop {
-                let Ok(stream) = conn.core.io() else { break };
+                let Some(stream) = weak.upgrade().and_then(|conn| conn.core.io().ok()) else {
+                    break;
+                };
                 let writable = async {
                     match &*stream {
                         Stream::Tcp(s) => s.writable().await,
                         Stream::Unix(s) => s.writable().await,
                     }
                 };
-                if conn.core.guard(writable).await.is_err() {
+                let drained = tokio::select! {
+                    biased;
+                    ready = writable => ready.is_ok(),
+                    () = closed.cancelled() => false,
+                };
+                drop(stream);
+                if !drained {
                     break;
                 }
-                drop(stream);
+                let Some(conn) = weak.upgrade() else { return };
                 if !conn.send_cork_now() {
                     continue;
                 }
@@ -584,7 +598,9 @@ impl Conn {
                     return;
                 }
             }
-            conn.cork_task.store(false, Ordering::Release);
+            if let Some(conn) = weak.upgrade() {
+                conn.cork_task.store(false, Ordering::Release);
+            }
         };
         drop(self.core.selector().handle().spawn(task));
     }
