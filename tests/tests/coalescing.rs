@@ -796,3 +796,46 @@ async fn a_connection_dropped_while_its_held_back_answers_wait_is_closed_by_sock
     let e = read.expect_err("a clean end with answers missing");
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
 }
+
+/// Answers held back (more than the socket takes at once) on an open connection, a request
+/// still pending, and then the write channel's `flush_and_close`: every answer leaves, in
+/// order, before the FIN, as the socket drains. Before the fix the half-close sent what the
+/// socket took at once and then the FIN: the client saw a clean end with most answers missing.
+#[tokio::test]
+async fn a_half_close_with_more_held_back_than_the_socket_takes_still_delivers_everything() {
+    let selector = SelectorManager::new();
+    let server = small_buffer_listener(&selector).await;
+    let (mut client, (socket, input, mut output)) = open_with_answers_held_back_on(&server).await;
+    let closing = tokio::spawn(async move {
+        output.flush_and_close().await.unwrap();
+        (socket, input)
+    });
+    let mut everything = Vec::new();
+    within(client.read_to_end(&mut everything)).await.unwrap();
+    assert_every_answer(everything);
+    drop(within(closing).await.unwrap());
+}
+
+/// The same with a flush instead of a half-close, once the pending request was read: a flush
+/// that returns has every held-back answer with the kernel, so the client gets them all while
+/// the server waits (here, for the client's next request). Before the fix the flush returned
+/// with most of them still held back.
+#[tokio::test]
+async fn a_flush_with_more_held_back_than_the_socket_takes_sends_everything() {
+    let selector = SelectorManager::new();
+    let server = small_buffer_listener(&selector).await;
+    let (mut client, (socket, mut input, mut output)) =
+        open_with_answers_held_back_on(&server).await;
+    let line = input.read_line(16, LineEnding::Default).await.unwrap();
+    assert_eq!(line.as_deref(), Some("extra"));
+    assert_eq!(input.available_for_read(), 0, "nothing is pending");
+    let flushing = tokio::spawn(async move {
+        output.flush().await.unwrap();
+        (socket, input, output)
+    });
+    let answers: String = (0..CLOSE_BURST).map(answer).collect();
+    let mut everything = vec![0; answers.len()];
+    within(client.read_exact(&mut everything)).await.unwrap();
+    assert_eq!(String::from_utf8(everything).unwrap(), answers);
+    let (_socket, _input, _output) = within(flushing).await.unwrap();
+}

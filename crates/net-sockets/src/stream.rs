@@ -1101,7 +1101,8 @@ impl WriteHalf {
 
 impl WriteHalf {
     /// Sends `buf`, after what is held back: both go in one system call where the
-    /// socket takes them; returns how many bytes of `buf` were sent.
+    /// socket takes them; returns how many bytes of `buf` were sent (none of them before every
+    /// held byte left; an empty `buf`, for a flush or a shutdown, once nothing is held back).
     fn poll_send_after_cork(
         &mut self,
         cx: &mut Context<'_>,
@@ -1130,7 +1131,7 @@ impl WriteHalf {
                         s.send_vectored_with_flags(&bufs, SEND_FLAGS)
                     }))?;
                     held.advance(sent.min(before));
-                    return Poll::Ready(Ok(Some(sent.saturating_sub(before))));
+                    return Poll::Ready(Ok(went(held, sent.saturating_sub(before))));
                 }
                 // A small `buf` is copied after the held bytes: one plain send, cheaper than a
                 // vectored one. What of `buf` does not go is taken back out.
@@ -1143,13 +1144,15 @@ impl WriteHalf {
                 held.advance(sent);
                 let of_buf = sent.saturating_sub(before);
                 held.truncate(held.len() - (buf.len() - of_buf));
-                Poll::Ready(Ok(Some(of_buf)))
+                Poll::Ready(Ok(went(held, of_buf)))
             });
             match ready!(sent)? {
-                // All held bytes were sent; some of `buf` too (or `buf` is empty).
-                Some(of_buf) if of_buf > 0 || buf.is_empty() => return Poll::Ready(Ok(of_buf)),
-                // Held bytes remain, or all were sent and none of `buf`: go on.
+                // All held bytes were sent, and some of `buf`.
+                Some(of_buf) if of_buf > 0 => return Poll::Ready(Ok(of_buf)),
+                // Held bytes remain (also when `buf` is empty: a flush or a shutdown returns
+                // only once they all left): go on.
                 Some(_) => {}
+                // Nothing held (any more), none of `buf` sent.
                 None => break,
             }
         }
@@ -1158,6 +1161,13 @@ impl WriteHalf {
         }
         self.poll_send(cx, |s| s.send_with_flags(buf, SEND_FLAGS))
     }
+}
+
+/// What a send of held-back bytes followed by `of_buf` bytes of the write's own left: `None`
+/// when nothing is held any more and none of the write's bytes went, so the write goes on
+/// without the held bytes.
+fn went(held: &BytesMut, of_buf: usize) -> Option<usize> {
+    (of_buf > 0 || !held.is_empty()).then_some(of_buf)
 }
 
 /// The error of a write after the write side was shut down: the kernel's (`EPIPE`), as tokio's
