@@ -124,7 +124,9 @@ impl Backlog {
         let result = f(&mut held);
         if held.is_empty() {
             self.0.holding.store(false, Ordering::Release);
-            if held.capacity() > HELD_KEEP {
+            // Bytes sent were advanced past, and `capacity()` counts only what is left after
+            // them: take the whole allocation back (no copy: nothing is held) to see its size.
+            if held.capacity() > HELD_KEEP || held.try_reclaim(HELD_KEEP + 1) {
                 *held = BytesMut::new();
             }
         }
