@@ -214,8 +214,9 @@ pub(crate) struct Conn {
 struct Counted {
     selector: Option<OpenConnection>,
     group: Option<Membership>,
-    /// The socket file a connecting Unix socket bound to, removed with the descriptor.
-    file: Option<SocketFile>,
+    /// The socket file a connecting Unix socket bound to, removed with the descriptor (boxed:
+    /// rare, and every connection keeps this record).
+    file: Option<Box<SocketFile>>,
 }
 
 /// Where a connection came from: what its socket keeps of it.
@@ -308,7 +309,7 @@ impl Conn {
         let counted = Arc::new(Mutex::new(Counted {
             selector: Some(selector.connection_opened()),
             group: held,
-            file,
+            file: file.map(Box::new),
         }));
         let released = Arc::clone(&counted);
         let setup = Setup {
