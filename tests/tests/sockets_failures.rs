@@ -952,10 +952,11 @@ async fn datagrams_of_zero_bytes_and_of_the_largest_sizes_go_through() {
     );
 
     // The largest IPv6 payload, over ::1 where the machine has it.
-    let Ok(receiver6) = a_socket(&selector).udp().bind(("::1", 0)).await else {
+    if !net_tests::loopback::has_ipv6_loopback() {
         eprintln!("no IPv6 loopback: skipping the IPv6 size check");
         return;
-    };
+    }
+    let receiver6 = a_socket(&selector).udp().bind(("::1", 0)).await.unwrap();
     let sender6 = a_socket(&selector).udp().bind(("::1", 0)).await.unwrap();
     let big = payload(MAX_DATAGRAM_SIZE_V6);
     sender6

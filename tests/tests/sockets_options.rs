@@ -170,14 +170,16 @@ async fn udp_options_reach_the_socket() {
 #[tokio::test]
 async fn ipv6_sockets_take_the_traffic_class() {
     let selector = SelectorManager::new();
-    let Ok(listener) = a_socket(&selector)
+    if !net_tests::loopback::has_ipv6_loopback() {
+        eprintln!("no IPv6 loopback: skipping");
+        return;
+    }
+    let listener = a_socket(&selector)
         .tcp()
         .type_of_service(0x20)
         .bind(("::1", 0))
         .await
-    else {
-        return; // no IPv6 loopback on this machine
-    };
+        .unwrap();
     listener
         .with_sock_ref(|s| s.tclass_v6())
         .map(|tclass| assert_eq!(tclass, 0x20))

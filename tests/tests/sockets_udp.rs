@@ -389,10 +389,11 @@ async fn icmp_unreachable_ends_a_receive_that_already_waits() {
 #[tokio::test]
 async fn ipv4_mapped_addresses_take_the_ipv4_limit() {
     let selector = SelectorManager::new();
-    let Ok(dual) = a_socket(&selector).udp().bind(("::", 0)).await else {
+    if !net_tests::loopback::has_ipv6_loopback() {
         eprintln!("no IPv6: skipping");
         return;
-    };
+    }
+    let dual = a_socket(&selector).udp().bind(("::", 0)).await.unwrap();
     let client = udp_socket(&selector).await;
     let to_dual = SocketAddress::from(std::net::SocketAddr::from((
         [127, 0, 0, 1],
