@@ -165,14 +165,20 @@ impl Room {
 
     /// Waits, at most [`QUEUE_WAIT`], until every member but `from` has room for [`HEADROOM`]
     /// lines; drops those that do not make it in time. So a client that sends faster than the
-    /// others read goes at their pace, and one that does not read is dropped.
+    /// others read goes at their pace, and one that does not read is dropped. Nothing when
+    /// `from` is no longer a member: a line it will not say makes nobody wait or leave.
     async fn make_room(&self, from: u64) {
-        let crowded: Vec<(u64, mpsc::Sender<Arc<str>>)> = self
-            .lock()
-            .iter()
-            .filter(|(id, member)| **id != from && member.queue.capacity() < HEADROOM)
-            .map(|(id, member)| (*id, member.queue.clone()))
-            .collect();
+        let crowded: Vec<(u64, mpsc::Sender<Arc<str>>)> = {
+            let members = self.lock();
+            if !members.contains_key(&from) {
+                return;
+            }
+            members
+                .iter()
+                .filter(|(id, member)| **id != from && member.queue.capacity() < HEADROOM)
+                .map(|(id, member)| (*id, member.queue.clone()))
+                .collect()
+        };
         if crowded.is_empty() {
             return;
         }
@@ -198,9 +204,16 @@ impl Room {
         }
     }
 
-    /// Sends `line` to every member but `from`.
-    fn say(&self, from: u64, line: String) {
-        Self::broadcast(&mut self.lock(), from, line);
+    /// Sends `line` to every member but `from`, if `from` is still a member; returns whether it
+    /// was. (A member the room dropped may still have lines it read before its socket closed:
+    /// the others were told it left, so it must not be heard again.)
+    fn say(&self, from: u64, line: String) -> bool {
+        let mut members = self.lock();
+        if !members.contains_key(&from) {
+            return false;
+        }
+        Self::broadcast(&mut members, from, line);
+        true
     }
 
     /// Queues `line` for member `id` alone, if it is still here and keeping up.
@@ -431,7 +444,10 @@ async fn read_lines(
         match line {
             Ok(Some(line)) => {
                 room.make_room(id).await;
-                room.say(id, format!("{nick}: {line}\n"));
+                if !room.say(id, format!("{nick}: {line}\n")) {
+                    // Dropped by the room (its socket closed): what it had sent is not said.
+                    return Ok(());
+                }
             }
             Ok(None) => {
                 room.leave(id);
@@ -467,4 +483,70 @@ async fn finish(
         let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
     }
     socket.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member the room dropped (too far behind) while lines of its paste were still in its
+    /// read buffer — its reader waiting in `make_room` between them — says none of them (the
+    /// others were told it left, and a member that left never speaks again), and they make
+    /// nobody wait or leave.
+    #[tokio::test]
+    async fn a_dropped_member_says_nothing_of_what_it_had_buffered() {
+        let selector = SelectorManager::new();
+        let server = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let address = server.local_address().as_inet().unwrap().socket_addr();
+        let mut sockets = Vec::new();
+        for _ in 0..3 {
+            let client = a_socket(&selector).tcp().connect(address).await.unwrap();
+            let mut accepted = server.accept().await.unwrap();
+            let input = accepted.open_read_channel().unwrap();
+            sockets.push((client, Arc::new(accepted), Some(input)));
+        }
+        let stop = sockets[0].1.shutdown_signal();
+        let room = Room::default();
+        let (w, mut watcher, _) = room.join(&Arc::from("w"), &sockets[0].1).unwrap();
+        let (x, _x_lines, _) = room.join(&Arc::from("x"), &sockets[1].1).unwrap();
+        let (_, _s_lines, _) = room.join(&Arc::from("s"), &sockets[2].1).unwrap();
+        assert_eq!(&*watcher.recv().await.unwrap(), "* x joined\n");
+        assert_eq!(&*watcher.recv().await.unwrap(), "* s joined\n");
+
+        // x pasted two lines; its reader has them, and waits (in `make_room`) before saying them.
+        let mut paste = sockets[1].0.open_write_channel(true).unwrap();
+        paste.write_string_utf8("one\ntwo\n").await.unwrap();
+        let mut buffered = sockets[1].2.take().unwrap();
+        assert!(buffered.await_content(8).await.unwrap());
+
+        // The room drops x, as a broadcast or another member's `make_room` does.
+        {
+            let mut members = room.lock();
+            let mut left = Vec::new();
+            Room::drop_behind(&mut members, x, &mut left);
+            Room::spread(&mut members, left);
+        }
+        assert_eq!(&*watcher.recv().await.unwrap(), "* x left\n");
+        // s reads slowly: its queue has less room than a speaker waits for.
+        for _ in 0..=QUEUE_LINES - HEADROOM {
+            assert!(room.say(w, "w: hi\n".to_owned()));
+        }
+
+        // x's reader goes on with the lines it had already read from its socket (which the
+        // drop closed).
+        let _ = read_lines(&mut buffered, &room, x, "x", stop).await;
+        room.leave(x);
+        let mut heard = Vec::new();
+        while let Ok(line) = watcher.try_recv() {
+            heard.push(line);
+        }
+        assert!(heard.is_empty(), "a member that left was heard: {heard:?}");
+        // Nor did its lines make the room wait for s, or drop it.
+        assert_eq!(room.lock().len(), 2);
+        selector.close();
+    }
 }
