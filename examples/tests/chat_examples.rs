@@ -264,6 +264,35 @@ fn an_over_long_line_for_a_nick_is_told_then_ends_that_connection() {
     alice.expect("bob: hi");
 }
 
+/// A nick with a separator of the room's lines in it is refused: with it, `NICK: LINE` (or the
+/// welcome's list of who is here) would no longer tell who said what, and one member could
+/// put words in another's mouth.
+#[test]
+fn a_nick_with_a_separator_in_it_is_refused() {
+    let (_server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    let mut mallory = LineClient::connect(port);
+    mallory.expect("Your name?");
+    // As a member, its `ok` would reach alice as `bob: I quit: ok`.
+    mallory.send("bob: I quit");
+    mallory.expect("* A name cannot contain \": \" or \", \".");
+    mallory.expect("Your name?");
+    // In the welcome's list, it would pass for two members.
+    mallory.send("carol, dave");
+    mallory.expect("* A name cannot contain \": \" or \", \".");
+    mallory.expect("Your name?");
+    // Either character alone is fine.
+    mallory.send("m:a,l");
+    mallory.expect("* Welcome, m:a,l. Here: alice, bob");
+    alice.expect("* m:a,l joined");
+    mallory.send("ok");
+    alice.expect("m:a,l: ok");
+    bob.expect("* m:a,l joined");
+    bob.expect("m:a,l: ok");
+}
+
 /// The next line of `client` other than `* NICK left`; `left` notes that one when it comes.
 fn next_line_but_left(client: &mut LineClient, nick: &str, left: &mut bool) -> Option<String> {
     loop {

@@ -8,7 +8,9 @@
 //!
 //! Each client is asked `Your name?`; its first line is its nick. Every later line `L` (up to
 //! 8192 bytes) reaches every other client as `NICK: L`; joins and leaves are announced to the
-//! others as `* NICK joined` and `* NICK left`.
+//! others as `* NICK joined` and `* NICK left`. A nick that is empty, taken, longer than
+//! [`NICK_LIMIT`] bytes, or contains `": "` or `", "` (which would make `NICK: L`, or the
+//! welcome's list of who is here, ambiguous) is refused, and the name asked again.
 //!
 //! A slow client never stalls the others for long: lines for a client wait in a queue of its
 //! own ([`QUEUE_LINES`] lines; the kernel holds at most about [`SEND_BUFFER`] bytes more). A
@@ -381,6 +383,9 @@ async fn ask_nick(
             "* A name cannot be empty.\n".to_owned()
         } else if nick.len() > NICK_LIMIT {
             format!("* A name has at most {NICK_LIMIT} bytes.\n")
+        } else if nick.contains(": ") || nick.contains(", ") {
+            // Either would make `NICK: L`, or the welcome's list of who is here, ambiguous.
+            "* A name cannot contain \": \" or \", \".\n".to_owned()
         } else {
             let nick: Arc<str> = Arc::from(nick);
             match room.join(&nick, socket) {
