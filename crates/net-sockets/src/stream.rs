@@ -187,7 +187,8 @@ pub(crate) struct Conn {
     pub(crate) local: SocketAddress,
     pub(crate) remote: SocketAddress,
     socket_timeout: Option<Duration>,
-    /// The host name given to `connect`, for TLS.
+    /// The host name given to `connect`, else a connected or adopted TCP socket's peer IP
+    /// address, for TLS.
     pub(crate) connect_host: Option<String>,
     /// The proxy the connection came through, when a PROXY protocol header named the client.
     pub(crate) proxy: Option<SocketAddress>,

@@ -130,8 +130,9 @@ impl RawStream {
         }
     }
 
-    /// The host name given to `connect` (before resolution); `None` for accepted and Unix
-    /// sockets.
+    /// The host name given to `connect` (before resolution), or the IP address of the peer
+    /// when there is none (a connect to an address, a TCP socket adopted with
+    /// [`Socket::from_std`](crate::Socket::from_std)); `None` for accepted and Unix sockets.
     pub fn connect_host(&self) -> Option<&str> {
         self.link.conn.connect_host.as_deref()
     }
