@@ -140,7 +140,10 @@ impl From<InetSocketAddress> for SocketAddr {
 
 /// The path of a Unix domain socket.
 ///
-/// A listener bound to a path creates the socket file, and removes it when it is closed.
+/// A listener bound to a path creates the socket file, and removes it when it is closed; so
+/// does a connecting socket given a path as its
+/// [`local_address`](crate::TcpSocketBuilder::local_address), when it closes or its connect
+/// fails or is dropped. Either removes the file only while it is still the one it made.
 ///
 /// # Examples
 ///
@@ -161,8 +164,9 @@ impl UnixSocketAddress {
         UnixSocketAddress { path: path.into() }
     }
 
-    /// The socket file's path (empty for an unnamed socket, such as a connecting client's; a
-    /// NUL byte and the name for a socket in Linux's abstract namespace).
+    /// The socket file's path (empty for an unnamed socket, such as a connecting client's that
+    /// was given no `local_address`; a NUL byte and the name for a socket in Linux's abstract
+    /// namespace).
     pub fn path(&self) -> &Path {
         &self.path
     }
