@@ -277,11 +277,11 @@ impl TlsConfigBuilder {
     }
 
     /// Presents a client certificate (mutual TLS): a PEM chain, leaf first, and its private key
-    /// (PKCS#8, PKCS#1 or SEC1).
+    /// (PKCS#8, PKCS#1 or SEC1, unencrypted).
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] for unusable PEM.
+    /// [`Error::Pem`] for unusable PEM or an encrypted key.
     pub fn client_certificate_pem(mut self, chain: &[u8], key: &[u8]) -> Result<Self> {
         let chain = pem::certificates(chain, pem::BYTES)?;
         let key = pem::private_key(key, pem::BYTES)?;

@@ -361,8 +361,8 @@ fn versions(versions: &[TlsVersion]) -> Vec<&'static rustls::SupportedProtocolVe
         .collect()
 }
 
-/// The most bytes an ALPN protocol list may take, each name with its length byte: half of the
-/// 65,535 bytes a ClientHello's extensions may take, leaving the other half to the rest.
+/// The most bytes an ALPN protocol list may take, each name with its length byte: about half
+/// of the 65,535 bytes a ClientHello's extensions may take, leaving the rest to the others.
 pub const MAX_ALPN_LIST: usize = 32 * 1024;
 
 /// Whether `name` can be an ALPN protocol name (1 to 255 bytes: its length is one byte).

@@ -222,7 +222,8 @@ impl TlsServerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] naming the file when it is missing, empty or malformed.
+    /// [`Error::Pem`] naming the file when it is missing, empty or malformed, or its key is
+    /// encrypted.
     pub fn private_key_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         self.key = Some(pem::private_key(
@@ -233,7 +234,8 @@ impl TlsServerConfigBuilder {
     }
 
     /// Serves another certificate to clients that ask for `host_name` by SNI (compared without
-    /// regard to ASCII case, and to a fully qualified name's trailing dot). Clients that send another name, or none, get the default chain.
+    /// regard to ASCII case, and to a fully qualified name's trailing dot). Clients that send
+    /// another name, or none, get the default chain.
     ///
     /// # Errors
     ///
