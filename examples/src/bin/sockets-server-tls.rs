@@ -11,13 +11,14 @@
 //!
 //! Without `--cert`/`--key` it makes a self-signed certificate at start-up for `localhost`,
 //! `127.0.0.1` and `::1` and prints its SHA-256 fingerprint, so that a client run with
-//! `--insecure` can be checked by hand. A client whose handshake fails costs one line on stderr;
-//! the server keeps serving everyone else.
+//! `--insecure` can be checked by hand. A client whose handshake fails costs one line on stderr,
+//! `No TLS with CLIENT: REASON`; the server keeps serving everyone else.
 //!
 //! A connection that sends nothing (or takes nothing the server writes) for `--idle-timeout`
 //! seconds is closed, as in `sockets-server` (the listener's `socket_timeout`): after the
 //! handshake it is reported as `Connection with CLIENT ended: timed out`; during the
-//! handshake, which has its own limit of 10 seconds, as a failed handshake.
+//! handshake, which has its own limit of 10 seconds, as a failed handshake (`No TLS with
+//! CLIENT: …`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
