@@ -228,13 +228,14 @@ pub(crate) enum SocketTarget {
 
 impl SocketTarget {
     fn host(host: &str, port: u16) -> SocketTarget {
-        let literal = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        match literal.parse::<IpAddr>() {
-            Ok(ip) => SocketTarget::Address(SocketAddr::new(ip, port).into()),
-            Err(_) => SocketTarget::Host {
+        // Brackets make an IPv6 literal (as in `"[::1]:80"`), never an IPv4 one.
+        let literal = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(inner) => inner.parse::<Ipv6Addr>().map(IpAddr::V6).ok(),
+            None => host.parse::<IpAddr>().ok(),
+        };
+        match literal {
+            Some(ip) => SocketTarget::Address(SocketAddr::new(ip, port).into()),
+            None => SocketTarget::Host {
                 host: host.to_owned(),
                 port,
             },
@@ -251,8 +252,9 @@ mod sealed {
 /// [`SocketAddr`] (and its V4/V6 forms), `(IpAddr, port)`, an [`InetSocketAddress`], a
 /// [`UnixSocketAddress`], a [`SocketAddress`] — and a reference to any of these.
 ///
-/// A host that is an IP literal (`"127.0.0.1"`, `"::1"`, `"[::1]"`) is used as it is; any other
-/// host name is resolved when the socket is bound or connected. In a `"host:port"` string an
+/// A host that is an IP literal (`"127.0.0.1"`, `"::1"`, `"[::1]"`: brackets go only around an
+/// IPv6 address) is used as it is; any other host name is resolved when the socket is bound or
+/// connected. In a `"host:port"` string an
 /// IPv6 literal takes brackets (`"[::1]:80"`): without them (`"::1:80"`, itself an IPv6
 /// address) the string is ambiguous and refused with [`Error::Io`](crate::Error::Io) of kind
 /// [`InvalidInput`](std::io::ErrorKind::InvalidInput), as `std` refuses it; so is a string
@@ -403,6 +405,15 @@ mod tests {
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{text}");
             assert!(e.to_string().contains(says), "{text}: {e}");
         }
+        // The `(host, port)` form agrees: brackets make an IPv6 literal, never an IPv4 one.
+        assert!(matches!(
+            ("[127.0.0.1]", 80).to_socket_target().unwrap(),
+            SocketTarget::Host { .. }
+        ));
+        assert_eq!(
+            ("[::1]", 80).to_socket_target().unwrap(),
+            SocketTarget::Address("[::1]:80".parse::<SocketAddr>().unwrap().into())
+        );
         // A numeric scope is std's and works.
         let t = "[fe80::1%2]:80".to_socket_target().unwrap();
         assert_eq!(
