@@ -367,3 +367,62 @@ async fn alpn_names_that_cannot_be_sent_are_refused_at_build() {
     let session = server.finish_good(good).await;
     assert_eq!(session.view.alpn, Some(longest));
 }
+
+/// A rustls client configuration given through `from_rustls` with an ALPN name that cannot be
+/// sent fails its handshake with `InvalidAlpnProtocol` before a byte is sent, as the builder's
+/// would have at `build()`. Once, the empty name panicked in rustls's encoder (a debug
+/// assertion; in a release build, a ClientHello no server decodes). A well-formed list still
+/// negotiates.
+#[tokio::test]
+async fn a_from_rustls_alpn_name_that_cannot_be_sent_fails_the_handshake_with_a_typed_error() {
+    let ca = TestCa::new("from_rustls alpn ca");
+    let leaf = ca.server(&["localhost"]);
+    let selector = SelectorManager::new();
+    let config = leaf
+        .server_config()
+        .alpn_protocols([b"h2"])
+        .build()
+        .unwrap();
+    let mut server = TlsLineServer::lines(&selector, config).await;
+    let with_alpn = |alpn: Vec<Vec<u8>>| {
+        let provider = provider();
+        let verifier = PinnedCertificate {
+            pin: sha256(leaf.cert_der()),
+            provider: Arc::clone(&provider),
+        };
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        config.alpn_protocols = alpn;
+        TlsConfig::from_rustls(Arc::new(config))
+    };
+    let refused = [
+        (
+            "an empty name",
+            vec![b"h2".to_vec(), Vec::new()],
+            Vec::new(),
+        ),
+        ("a 256-byte name", vec![vec![b'a'; 256]], vec![b'a'; 256]),
+    ];
+    for (what, alpn, named) in refused {
+        let socket = a_socket(&selector)
+            .tcp()
+            .connect(("localhost", server.port()))
+            .await
+            .unwrap();
+        let e = within(socket.tls(with_alpn(alpn))).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidAlpnProtocol { protocol } if *protocol == named),
+            "{what}: {e:?}"
+        );
+    }
+    let mut good = server
+        .good_client(&selector, with_alpn(vec![b"h2".to_vec()]))
+        .await;
+    assert_eq!(good.connection().alpn_protocol(), Some(&b"h2"[..]));
+    good.round_trip("a well-formed list").await;
+    server.finish_good(good).await;
+}

@@ -73,7 +73,9 @@ impl TlsConfig {
     /// added. The name sent as SNI and passed to the verifier is the host given to `connect` (a
     /// socket connected to a bare address passes its IP literal); whether and how the
     /// certificate is checked against it is up to the configuration's verifier. The handshake
-    /// timeout is the default, 10 seconds.
+    /// timeout is the default, 10 seconds. An ALPN list that cannot be sent (a name empty or
+    /// over 255 bytes, a list over [`MAX_ALPN_LIST`](crate::MAX_ALPN_LIST)) fails each
+    /// handshake with [`Error::InvalidAlpnProtocol`] before anything is sent.
     ///
     /// # Examples
     ///

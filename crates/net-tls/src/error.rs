@@ -43,7 +43,9 @@ pub enum Error {
     NativeRoots(Box<dyn std::error::Error + Send + Sync>),
     /// An ALPN protocol list that cannot be sent in a handshake: `protocol` is empty or longer
     /// than 255 bytes, or it is the first name that takes the list past
-    /// [`MAX_ALPN_LIST`](crate::MAX_ALPN_LIST) bytes.
+    /// [`MAX_ALPN_LIST`](crate::MAX_ALPN_LIST) bytes. Reported by a builder's `build()`, and
+    /// by the client handshake for a configuration given through
+    /// [`TlsConfig::from_rustls`](crate::TlsConfig::from_rustls).
     InvalidAlpnProtocol {
         /// The name that was refused.
         protocol: Vec<u8>,

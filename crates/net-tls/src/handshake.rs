@@ -41,6 +41,9 @@ pub(crate) async fn connect(
     raw: RawStream,
     config: &TlsConfig,
 ) -> Result<(TlsStream<RawStream>, Session)> {
+    // A builder's list was checked at `build()`; one given through `from_rustls` is checked
+    // here (rustls would panic on an empty name, or send a length that wrapped).
+    crate::check_alpn(&config.rustls.alpn_protocols)?;
     let name = config.name_for(raw.connect_host())?;
     let name_text = name.to_str().into_owned();
     let timer = raw.sleep(config.handshake_timeout);
