@@ -1248,3 +1248,66 @@ async fn a_socket_stream_shuts_down_cleanly_after_a_timed_out_write_was_retried(
     drop(stream);
     assert_eq!(within(reader).await.unwrap().unwrap(), sent + 4);
 }
+
+/// Writes `chunk` through the channel's `AsyncWrite` (which takes what the socket takes) until a
+/// write times out, the peer reading nothing; how many bytes were taken. The call that timed out
+/// took nothing (`poll_write` reports partial writes), so it had no effect. Returns the bytes
+/// taken, in order.
+async fn write_until_a_write_without_effect_times_out(
+    output: &mut ByteWriteChannel,
+    chunk: &[u8],
+) -> Vec<u8> {
+    within(async {
+        let mut sent = Vec::new();
+        loop {
+            match output.write(chunk).await {
+                Ok(n) => sent.extend_from_slice(&chunk[..n]),
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
+                    assert!(!output.is_closed_for_write(), "the call had no effect");
+                    break sent;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// A write that timed out having taken nothing, and was then retried with success, leaves
+/// nothing missing: a plain `close()` afterwards (no flush needed: the retry went to the socket
+/// directly, and nothing is buffered) delivers every byte once, then a clean end, as the same
+/// writes without the timeout would. (Before, the timeout was made good only by a flush, so the
+/// close reset the connection and the kernel threw away what the peer had not read yet.) A
+/// timed-out call that is not retried still ends the connection with a reset.
+#[tokio::test]
+async fn a_close_after_a_timed_out_write_was_retried_delivers_every_byte() {
+    let selector = SelectorManager::new();
+    let listener =
+        tcp_listener_with(&selector, |b| b.socket_timeout(Duration::from_millis(200))).await;
+    let chunk = payload(64 * 1024);
+    for retried in [true, false] {
+        let (mut peer, mut socket) = raw_peer_of(&listener).await;
+        let mut output = socket.open_write_channel(false).unwrap();
+        let mut expected = write_until_a_write_without_effect_times_out(&mut output, &chunk).await;
+        assert_eq!(output.total_bytes_written(), expected.len() as u64);
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            peer.read_to_end(&mut received).await.map(|_| received)
+        });
+        if retried {
+            within(output.write_fully(&chunk)).await.unwrap();
+            expected.extend_from_slice(&chunk);
+            assert_eq!(output.total_bytes_written(), expected.len() as u64);
+        }
+        socket.close();
+        let end = within(reader).await.unwrap();
+        if retried {
+            let received = end.expect("every byte, then a clean end");
+            assert_eq!(received.len(), expected.len(), "each byte once");
+            assert!(received == expected);
+        } else {
+            let e = end.expect_err("a write given up must not end cleanly");
+            assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+        }
+    }
+}

@@ -167,9 +167,11 @@ const SEND_COPY_LIMIT: usize = 4 * 1024;
 const READ_DONE: u8 = 1;
 const WRITE_DONE: u8 = 2;
 
-/// No write failed (or the last failure was a timeout that a flush has since made good).
+/// No write failed (or the last failure was a timeout that a send or a flush has since made
+/// good).
 const CLEAN: u8 = 0;
-/// The last write timed out; a later successful flush makes the connection clean again.
+/// The last write timed out; a later successful send (or hold) or flush makes the connection
+/// clean again.
 const TIMED_OUT: u8 = 1;
 /// A write failed: the connection can only be reset.
 const FAILED: u8 = 2;
@@ -641,8 +643,9 @@ impl Conn {
         }
     }
 
-    /// After a flush (or the flush a shutdown makes) found everything written with the
-    /// kernel: a write that timed out, and took nothing, has been made good.
+    /// After a send went through, or a flush (or the flush a shutdown makes) found everything
+    /// written with the kernel (or held back to leave before anything else): a write that
+    /// timed out, and took nothing, has been made good.
     fn timeout_made_good(&self) {
         let state = &self.write_state;
         if state.load(Ordering::Acquire) == TIMED_OUT {
@@ -1075,7 +1078,8 @@ impl WriteHalf {
         Poll::Ready(self.record(result))
     }
 
-    /// Marks the connection's writes failed after an error (a close is not one).
+    /// Marks the connection's writes failed after an error (a close is not one); after a send,
+    /// a timed-out write is made good.
     fn record(&self, result: io::Result<usize>) -> io::Result<usize> {
         if let Err(e) = &result {
             if e.kind() == io::ErrorKind::WouldBlock {
@@ -1096,6 +1100,11 @@ impl WriteHalf {
                     self.half.conn.stop_holding();
                 }
             }
+        } else {
+            // Bytes went on after a write that timed out, which took nothing: the stream has no
+            // gap where it stopped (the caller retried it, or went on without it), as after a
+            // flush. A close need not reset it any more.
+            self.half.conn.timeout_made_good();
         }
         result
     }
@@ -1195,6 +1204,8 @@ impl AsyncWrite for WriteHalf {
             return Poll::Ready(Err(written_after_shutdown()));
         }
         if this.half.conn.deferring() && this.half.conn.hold(buf) {
+            // Held back to leave before anything written later: as good as sent.
+            this.half.conn.timeout_made_good();
             return Poll::Ready(Ok(buf.len()));
         }
         this.poll_send_after_cork(cx, buf)
