@@ -1311,3 +1311,42 @@ async fn a_close_after_a_timed_out_write_was_retried_delivers_every_byte() {
         }
     }
 }
+
+/// The same when the retry is held back by flush coalescing (the reader has requests pending
+/// by then): the held answer counts as written, so the close sends it, then FIN, not a reset.
+#[tokio::test]
+async fn a_close_after_a_timed_out_write_was_retried_into_held_back_answers_delivers_every_byte() {
+    let selector = SelectorManager::new();
+    let listener =
+        tcp_listener_with(&selector, |b| b.socket_timeout(Duration::from_millis(200))).await;
+    let chunk = payload(64 * 1024);
+    let (mut peer, mut socket) = raw_peer_of(&listener).await;
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    peer.write_all(b"a\n").await.unwrap();
+    let a = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(a.as_deref(), Some("a"));
+    let mut expected = write_until_a_write_without_effect_times_out(&mut output, &chunk).await;
+    // Two requests in one segment: after the first is read, the second is pending.
+    peer.write_all(b"b\nc\n").await.unwrap();
+    let b = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(b.as_deref(), Some("b"));
+    within(output.write_fully(&chunk)).await.unwrap();
+    expected.extend_from_slice(&chunk);
+    assert_eq!(output.total_bytes_written(), expected.len() as u64);
+    let reader = tokio::spawn(async move {
+        let mut received = Vec::new();
+        peer.read_to_end(&mut received).await.map(|_| received)
+    });
+    socket.close();
+    let received = within(reader)
+        .await
+        .unwrap()
+        .expect("every byte, then a clean end");
+    assert_eq!(received.len(), expected.len(), "each byte once");
+    assert!(received == expected);
+}

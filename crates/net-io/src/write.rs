@@ -158,6 +158,10 @@ pub struct ByteWriteChannel {
     /// that ends now ends in the middle of that write. (The next direct write that starts finds
     /// the earlier one dropped: its rest is lost for good.)
     torn: bool,
+    /// A write call timed out without effect: the next one is not held in the backlog but goes
+    /// to the transport (which holds it itself if it may), so that the transport learns that
+    /// the stream goes on, and a close does not end it as a failed one.
+    timed_out: bool,
 }
 
 impl fmt::Debug for ByteWriteChannel {
@@ -219,6 +223,7 @@ impl ByteWriteChannel {
             cancelled: false,
             state: None,
             torn: false,
+            timed_out: false,
         }
     }
 
@@ -374,7 +379,7 @@ impl ByteWriteChannel {
     pub async fn write_fully(&mut self, src: &[u8]) -> Result<()> {
         self.check_writable()?;
         if self.auto_flush && self.buf.is_empty() {
-            if self.held(src) {
+            if !std::mem::take(&mut self.timed_out) && self.held(src) {
                 self.written += src.len() as u64;
                 return Ok(());
             }
@@ -614,7 +619,7 @@ impl ByteWriteChannel {
     /// Writes out and flushes the buffer, whose last `call` bytes are the current write
     /// call's.
     async fn flush_call(&mut self, call: usize) -> Result<()> {
-        if self.held(&self.buf) {
+        if !std::mem::take(&mut self.timed_out) && self.held(&self.buf) {
             self.buf.clear();
             self.note_buffer();
             return Ok(());
@@ -839,6 +844,7 @@ impl ByteWriteChannel {
             self.buf.truncate(keep);
             self.note_buffer();
             self.written -= call as u64;
+            self.timed_out = true;
             return e;
         }
         self.fail(e)
