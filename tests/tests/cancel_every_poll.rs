@@ -1,0 +1,687 @@
+//! Cancellation at every poll: each operation is polled k times (k = 1, 2, … until it
+//! completes), woken only by its own waker, then dropped, as `select!` or `timeout` would; then
+//! what its documentation promises is checked (nothing lost or doubled, the socket still usable
+//! or closed, the peer told, no descriptor kept).
+//!
+//! The tests run one at a time (a lock), so that descriptor counts see no other test's sockets.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use net_io::LineEnding;
+use net_sockets::{Datagram, ProxyProtocol, SelectorManager, ServerSocket, a_socket};
+use net_tests::loopback::{connect, connected_pair, tcp_listener, tcp_listener_with, udp_socket};
+use net_tests::pki::Pki;
+use net_tests::probe::fd_count;
+use net_tests::{payload, within};
+use net_tls::{TlsConfig, TlsExt, TlsServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Serialises the tests of this binary (descriptor counts).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The most polls tried for one operation before the test gives up on it completing.
+const MAX_POLLS: usize = 64;
+
+/// How long a pending operation may wait for its wake-up (less than the hang net's limit).
+const WAKE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Polls `future` at most `polls` times, each time after its waker was woken (the first at
+/// once); `Some` with its output if it completed, `None` if it was still pending after the
+/// last poll, and then it is dropped before this returns. Panics when no wake-up came for
+/// [`WAKE_LIMIT`] (the operation hung, or the test waits for an event that cannot come).
+async fn poll_at_most<F: Future>(future: F, polls: usize) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let mut done = 0;
+    let mut last = Instant::now();
+    within(std::future::poll_fn(|cx| {
+        // The hang net's own timer wakes this task too: that is no wake-up of the future.
+        assert!(
+            last.elapsed() < WAKE_LIMIT,
+            "no wake-up for poll {} in {WAKE_LIMIT:?}",
+            done + 1
+        );
+        done += 1;
+        match future.as_mut().poll(cx) {
+            Poll::Ready(output) => Poll::Ready(Some(output)),
+            Poll::Pending if done >= polls => Poll::Ready(None),
+            Poll::Pending => {
+                last = Instant::now();
+                Poll::Pending
+            }
+        }
+    }))
+    .await
+}
+
+/// Waits (bounded) until the descriptor count is back to `expected`.
+async fn settle_to(expected: usize) {
+    within(async {
+        while fd_count() > expected {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// Waits (bounded) until `listener` counts no open connection.
+async fn no_open_connection(listener: &ServerSocket) {
+    within(async {
+        while listener.stats().open != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+fn tls_configs(pki: &Pki) -> (TlsServerConfig, TlsConfig) {
+    let server = pki.server_config().build().unwrap();
+    let client = pki.client_config().build().unwrap();
+    (server, client)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A client handshake dropped after k polls: the server's handshake fails (never hangs until
+/// its timeout, never succeeds), the listener counts the connection gone, and the descriptors
+/// come back.
+#[test]
+fn a_client_handshake_dropped_at_every_poll_leaves_nothing_behind() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let pki = Pki::generate();
+        let (server_config, client_config) = tls_configs(&pki);
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let port = listener.port().unwrap();
+        let before = fd_count();
+        for polls in 1..=MAX_POLLS {
+            let socket = connect(&selector, ("localhost", port)).await;
+            let accepted = within(listener.accept()).await.unwrap();
+            let server_config = server_config.clone();
+            let server = tokio::spawn(async move { accepted.tls_server(&server_config).await });
+            let handshake = socket.tls(client_config.clone());
+            let Some(done) = poll_at_most(handshake, polls).await else {
+                let served = within(server).await.unwrap();
+                assert!(
+                    served.is_err(),
+                    "the server's handshake completed with a client that gave up at poll {polls}"
+                );
+                no_open_connection(&listener).await;
+                continue;
+            };
+            let mut tls = done.expect("the client's handshake");
+            let mut served = within(server)
+                .await
+                .unwrap()
+                .expect("the server's handshake");
+            // Both sides work.
+            let mut output = tls.open_write_channel(true).unwrap();
+            output.write_string_utf8("ping\n").await.unwrap();
+            let mut input = served.open_read_channel().unwrap();
+            let line = within(input.read_line(64, LineEnding::Default)).await;
+            assert_eq!(line.unwrap().as_deref(), Some("ping"));
+            drop((input, output, tls, served));
+            no_open_connection(&listener).await;
+            settle_to(before).await;
+            return;
+        }
+        panic!("the handshake did not complete in {MAX_POLLS} polls");
+    });
+}
+
+/// A server handshake dropped after k polls: the client's handshake fails with a typed error,
+/// the listener counts the connection gone, and the descriptors come back.
+#[test]
+fn a_server_handshake_dropped_at_every_poll_leaves_nothing_behind() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let pki = Pki::generate();
+        let (server_config, client_config) = tls_configs(&pki);
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let port = listener.port().unwrap();
+        let before = fd_count();
+        for polls in 1..=MAX_POLLS {
+            let client_config = client_config.clone();
+            let selector_c = selector.clone();
+            let client = tokio::spawn(async move {
+                let socket = a_socket(&selector_c)
+                    .tcp()
+                    .connect(("localhost", port))
+                    .await?;
+                socket.tls(client_config).await
+            });
+            let accepted = within(listener.accept()).await.unwrap();
+            let handshake = accepted.tls_server(&server_config);
+            let Some(done) = poll_at_most(handshake, polls).await else {
+                eprintln!("server handshake dropped at poll {polls}");
+                let client = within(client).await.unwrap();
+                eprintln!("client: {:?}", client.as_ref().err());
+                if let Ok(mut tls) = client {
+                    // TLS 1.3: the client may finish first; its first read must then fail.
+                    let mut input = tls.open_read_channel().unwrap();
+                    let read = within(input.read_line(64, LineEnding::Default)).await;
+                    assert!(read.is_err(), "gave up at poll {polls}, read: {read:?}");
+                }
+                no_open_connection(&listener).await;
+                continue;
+            };
+            done.expect("the server's handshake");
+            within(client)
+                .await
+                .unwrap()
+                .expect("the client's handshake");
+            no_open_connection(&listener).await;
+            settle_to(before).await;
+            return;
+        }
+        panic!("the handshake did not complete in {MAX_POLLS} polls");
+    });
+}
+
+/// STARTTLS on a `Connection` (plain-text exchange first, then the handshake) dropped after k
+/// polls: the peer's handshake fails, the connection is closed and counted gone.
+#[test]
+fn a_starttls_upgrade_dropped_at_every_poll_closes_the_connection() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let pki = Pki::generate();
+        let (server_config, client_config) = tls_configs(&pki);
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let port = listener.port().unwrap();
+        let before = fd_count();
+        for polls in 1..=MAX_POLLS {
+            let client_config = client_config.clone();
+            let selector_c = selector.clone();
+            let client = tokio::spawn(async move {
+                let socket = a_socket(&selector_c)
+                    .tcp()
+                    .connect(("localhost", port))
+                    .await?;
+                let mut connection = socket.connection()?;
+                connection.output.write_string_utf8("STARTTLS\r\n").await?;
+                connection.output.flush().await?;
+                let go = connection.input.read_line(64, LineEnding::Default).await?;
+                assert_eq!(go.as_deref(), Some("GO"));
+                connection.tls(client_config).await
+            });
+            let accepted = within(listener.accept()).await.unwrap();
+            let mut connection = accepted.connection().unwrap();
+            let line = within(connection.input.read_line(64, LineEnding::Default)).await;
+            assert_eq!(line.unwrap().as_deref(), Some("STARTTLS"));
+            // Buffered, not flushed: the upgrade flushes it.
+            connection.output.write_string_utf8("GO\r\n").await.unwrap();
+            let upgrade = connection.tls_server(&server_config);
+            let Some(done) = poll_at_most(upgrade, polls).await else {
+                let client = within(client).await.unwrap();
+                if let Ok(mut tls) = client {
+                    let mut input = tls.open_read_channel().unwrap();
+                    let read = within(input.read_line(64, LineEnding::Default)).await;
+                    assert!(read.is_err(), "gave up at poll {polls}, read: {read:?}");
+                }
+                no_open_connection(&listener).await;
+                continue;
+            };
+            let mut served = done.expect("the server's upgrade");
+            let mut tls = within(client).await.unwrap().expect("the client's upgrade");
+            let mut output = tls.open_write_channel(true).unwrap();
+            output.write_string_utf8("secret\n").await.unwrap();
+            let mut input = served.open_read_channel().unwrap();
+            let line = within(input.read_line(64, LineEnding::Default)).await;
+            assert_eq!(line.unwrap().as_deref(), Some("secret"));
+            drop((input, output, tls, served));
+            no_open_connection(&listener).await;
+            settle_to(before).await;
+            return;
+        }
+        panic!("the upgrade did not complete in {MAX_POLLS} polls");
+    });
+}
+
+/// `accept` dropped after k polls while connections arrive, on a plain listener and on one that
+/// reads PROXY protocol headers: the next `accept` hands out every connection, once, in order.
+#[test]
+fn accepts_dropped_at_every_poll_lose_no_connection() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        for proxied in [false, true] {
+            let listener = if proxied {
+                tcp_listener_with(&selector, |b| b.proxy_protocol(ProxyProtocol::Required)).await
+            } else {
+                tcp_listener(&selector).await
+            };
+            let port = listener.port().unwrap();
+            for polls in 1..=6 {
+                let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                let local = client.local_addr().unwrap();
+                let header =
+                    format!("PROXY TCP4 192.0.2.{polls} 192.0.2.200 4000 80\r\nhello {polls}\n");
+                let body = format!("hello {polls}\n");
+                let sent = if proxied { &header } else { &body };
+                // The header in pieces, so that accepts are dropped while it is read.
+                let writer = tokio::spawn({
+                    let sent = sent.clone();
+                    async move {
+                        for chunk in sent.as_bytes().chunks(7) {
+                            client.write_all(chunk).await.unwrap();
+                            tokio::task::yield_now().await;
+                        }
+                        client
+                    }
+                });
+                let mut got = None;
+                for k in 1..=polls {
+                    let accept = listener.accept();
+                    if let Some(done) = poll_at_most(accept, k).await {
+                        got = Some(done.unwrap());
+                        break;
+                    }
+                }
+                let mut socket = match got {
+                    Some(socket) => socket,
+                    None => within(listener.accept()).await.unwrap(),
+                };
+                let remote = socket.remote_address().to_string();
+                if proxied {
+                    assert_eq!(remote, format!("192.0.2.{polls}:4000"));
+                } else {
+                    assert_eq!(remote, local.to_string());
+                }
+                let mut input = socket.open_read_channel().unwrap();
+                let line = within(input.read_line(64, LineEnding::Default)).await;
+                assert_eq!(line.unwrap(), Some(format!("hello {polls}")));
+                let client = within(writer).await.unwrap();
+                drop((input, socket, client));
+            }
+            no_open_connection(&listener).await;
+            assert_eq!(listener.stats().proxy_header_failures, 0);
+        }
+    });
+}
+
+/// `flush` is documented cancel safe: flushes dropped after k polls while the peer reads
+/// slowly through small socket buffers lose and double nothing; the peer reads the exact
+/// stream and a clean end.
+#[test]
+fn flushes_dropped_at_every_poll_send_the_exact_stream() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener_with(&selector, |b| b.receive_buffer_size(4096)).await;
+        let mut ours = a_socket(&selector)
+            .tcp()
+            .send_buffer_size(4096)
+            .connect(listener.local_address())
+            .await
+            .unwrap();
+        let mut theirs = within(listener.accept()).await.unwrap();
+        let mut output = ours.open_write_channel(false).unwrap();
+        let mut input = theirs.open_read_channel().unwrap();
+        let data = payload(1_000_000);
+        // The reader starts once a flush had to wait (the socket buffers full).
+        let (go, started) = tokio::sync::oneshot::channel::<()>();
+        let reader = tokio::spawn(async move {
+            let _ = started.await;
+            let mut got = Vec::with_capacity(1_000_000);
+            let mut room = [0u8; 1024];
+            loop {
+                let n = within(input.read_available(&mut room)).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&room[..n]);
+                tokio::task::yield_now().await;
+            }
+            (got, input.total_bytes_read())
+        });
+        let mut go = Some(go);
+        let mut polls = 1;
+        let mut dropped = 0;
+        for chunk in data.chunks(1000) {
+            within(output.write_fully(chunk)).await.unwrap();
+            // One poll until the reader runs: no wake-up would come for a second.
+            let tries = if go.is_some() { 1 } else { polls };
+            match poll_at_most(output.flush(), tries).await {
+                Some(done) => done.unwrap(),
+                None => {
+                    dropped += 1;
+                    if let Some(go) = go.take() {
+                        go.send(()).unwrap();
+                    }
+                }
+            }
+            polls = polls % 4 + 1;
+        }
+        assert!(dropped > 0, "no flush had to wait: the test shows nothing");
+        within(output.flush_and_close()).await.unwrap();
+        assert_eq!(output.total_bytes_written(), data.len() as u64);
+        let (got, read) = within(reader).await.unwrap();
+        assert_eq!(read, data.len() as u64);
+        assert!(got == data, "the peer's stream differs");
+    });
+}
+
+/// `read_until` and `read_frame` (tokio-util's length-delimited codec, which keeps its state
+/// in the decoder) dropped after every byte of their item: nothing is lost, and the counts
+/// agree.
+#[test]
+fn delimited_and_frame_reads_dropped_at_every_byte_lose_nothing() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let (mut ours, mut theirs) = connected_pair(&selector, &listener).await;
+        let mut output = theirs.open_write_channel(true).unwrap();
+        let mut input = ours.open_read_channel().unwrap();
+
+        let item = b"alpha--beta--";
+        for (i, byte) in item.iter().enumerate() {
+            output.write_u8(*byte).await.unwrap();
+            assert!(within(input.await_content(i + 1)).await.unwrap());
+            if i + 1 < 7 {
+                let read = input.read_until(b"--", 64);
+                assert!(poll_at_most(read, 1).await.is_none(), "complete at {i}");
+            }
+        }
+        let first = within(input.read_until(b"--", 64)).await.unwrap();
+        assert_eq!(first.as_deref(), Some(&b"alpha"[..]));
+        let second = within(input.read_until(b"--", 64)).await.unwrap();
+        assert_eq!(second.as_deref(), Some(&b"beta"[..]));
+
+        let mut codec = tokio_util::codec::LengthDelimitedCodec::new();
+        let frame = b"\x00\x00\x00\x05hello\x00\x00\x00\x03end";
+        let mut frames = Vec::new();
+        for byte in frame {
+            output.write_u8(*byte).await.unwrap();
+            // One poll: the byte may already be in (then no wake-up comes for a second poll
+            // until the next byte, written after it). It completes a frame or is dropped.
+            if let Some(done) = poll_at_most(input.read_frame(&mut codec), 1).await {
+                frames.extend(done.unwrap());
+            }
+        }
+        while frames.len() < 2 {
+            let next = within(input.read_frame(&mut codec)).await.unwrap();
+            frames.push(next.expect("a frame"));
+        }
+        assert_eq!(frames[0].as_ref(), b"hello");
+        assert_eq!(frames[1].as_ref(), b"end");
+        assert_eq!(input.total_bytes_read(), (item.len() + frame.len()) as u64);
+        assert_eq!(input.available_for_read(), 0);
+    });
+}
+
+/// UDP `receive` and `send` dropped after k polls: every datagram is received once, whole.
+#[test]
+fn datagram_operations_dropped_at_every_poll_lose_and_double_nothing() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        let receiver = udp_socket(&selector).await;
+        let sender = udp_socket(&selector).await;
+        let to = receiver.local_address();
+        let mut expected = Vec::new();
+        for i in 0..40u32 {
+            let packet = Bytes::from(format!("datagram {i}"));
+            let send = sender.send(Datagram::new(packet.clone(), to.clone()).unwrap());
+            // Sent whole or not at all: one dropped and sent anyway would be received below
+            // where another is expected.
+            if let Some(done) = poll_at_most(send, (i % 3 + 1) as usize).await {
+                done.unwrap();
+                expected.push(packet);
+            }
+            if expected.is_empty() {
+                // Nothing to wake a receive that waits.
+                continue;
+            }
+            for k in 1..=3 {
+                let receive = receiver.receive();
+                if let Some(done) = poll_at_most(receive, k).await {
+                    let got = done.unwrap();
+                    assert_eq!(Some(&got.packet), expected.first(), "at {i}");
+                    expected.remove(0);
+                    break;
+                }
+            }
+        }
+        let end = Bytes::from_static(b"end");
+        within(sender.send(Datagram::new(end.clone(), to.clone()).unwrap()))
+            .await
+            .unwrap();
+        expected.push(end);
+        while !expected.is_empty() {
+            let got = within(receiver.receive()).await.unwrap();
+            assert_eq!(got.packet, expected.remove(0));
+        }
+    });
+}
+
+/// A listener's graceful `shutdown` dropped after its first poll (it is woken again only by a
+/// connection leaving or the end of its grace period) leaves the shutdown begun (listener
+/// closed, connections signalled) and closes no connection; a second `shutdown` completes and
+/// counts the connection as finished.
+#[test]
+fn a_listener_shutdown_dropped_after_its_first_poll_can_be_awaited_again() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        for round in 0..3 {
+            let listener = tcp_listener(&selector).await;
+            let (mut client, mut served) = connected_pair(&selector, &listener).await;
+            let shutdown = listener.shutdown(Duration::from_secs(10));
+            assert!(poll_at_most(shutdown, 1).await.is_none());
+            assert!(listener.is_closed());
+            within(served.shutdown_requested()).await;
+            assert!(
+                !served.is_closed(),
+                "a dropped shutdown closed a connection"
+            );
+            // The connection still works.
+            let mut output = served.open_write_channel(true).unwrap();
+            output.write_string_utf8("still here\n").await.unwrap();
+            let mut input = client.open_read_channel().unwrap();
+            let line = within(input.read_line(64, LineEnding::Default)).await;
+            assert_eq!(line.unwrap().as_deref(), Some("still here"));
+            // The second shutdown counts the connections open when it begins (its first poll).
+            let mut again = pin!(listener.shutdown(Duration::from_secs(10)));
+            let first =
+                std::future::poll_fn(|cx| Poll::Ready(again.as_mut().poll(cx).is_pending())).await;
+            assert!(first, "the shutdown ended with a connection open");
+            drop((output, served));
+            let report = within(again).await;
+            assert_eq!((report.finished, report.cut), (1, 0), "round {round}");
+            drop((input, client));
+        }
+    });
+}
+
+/// A reader that drops its futures after reading from a raw peer at every byte: `read_line_to`
+/// leaves the string untouched until a line is complete, and a dropped `read_bytes` keeps its
+/// bytes for the next read.
+#[test]
+fn raw_peer_reads_dropped_at_every_poll_keep_the_exact_stream() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let mut peer = tokio::net::TcpStream::connect(listener.local_address().to_string())
+            .await
+            .unwrap();
+        let mut socket = within(listener.accept()).await.unwrap();
+        let mut input = socket.open_read_channel().unwrap();
+        let data = payload(3000);
+        let writer = tokio::spawn(async move {
+            for chunk in data.chunks(13) {
+                peer.write_all(chunk).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            peer.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            peer.read_to_end(&mut rest).await.unwrap();
+        });
+        let mut got = Vec::new();
+        let mut polls = 1;
+        loop {
+            let read = input.read_bytes(100);
+            match poll_at_most(read, polls).await {
+                Some(Ok(bytes)) => got.extend_from_slice(&bytes),
+                Some(Err(_)) => break,
+                None => {}
+            }
+            polls = polls % 5 + 1;
+        }
+        // The end: what is left is less than one read.
+        let rest = within(input.read_remaining(1000)).await.unwrap();
+        got.extend_from_slice(&rest);
+        assert!(got == payload(3000), "the stream differs");
+        assert_eq!(input.total_bytes_read(), 3000);
+        drop((input, socket));
+        within(writer).await.unwrap();
+    });
+}
+
+/// A TCP connect to a name with several addresses (`localhost`: `::1` and `127.0.0.1`, tried
+/// in turn) dropped after k polls leaves no descriptor behind.
+#[test]
+fn connects_dropped_at_every_poll_leak_no_descriptor() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        // Only on 127.0.0.1: an attempt to ::1 is refused first, when there is a ::1.
+        let listener = tcp_listener(&selector).await;
+        let port = listener.port().unwrap();
+        let before = fd_count();
+        for polls in 1..=MAX_POLLS {
+            let connect = a_socket(&selector).tcp().connect(("localhost", port));
+            if let Some(done) = poll_at_most(connect, polls).await {
+                let socket = done.unwrap();
+                // The connects dropped after the kernel completed them wait in the backlog
+                // before this one: accept them all, and close them.
+                let ours = socket.local_address();
+                loop {
+                    let accepted = within(listener.accept()).await.unwrap();
+                    if accepted.remote_address() == ours {
+                        break;
+                    }
+                }
+                drop(socket);
+                settle_to(before).await;
+                return;
+            }
+        }
+        panic!("the connect did not complete in {MAX_POLLS} polls");
+    });
+}
+
+/// Over TLS: a `read_line` dropped at every poll while the line arrives one record per byte,
+/// and flushes dropped at every poll while the peer reads slowly: the exact streams, and a
+/// clean end (`close_notify`).
+#[test]
+fn tls_reads_and_flushes_dropped_at_every_poll_keep_the_exact_stream() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let pki = Pki::generate();
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let (mut server, mut client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+        let mut server_out = server.open_write_channel(true).unwrap();
+        let mut client_in = client.open_read_channel().unwrap();
+        let line = "one record per byte, é\r\n";
+        let writer = tokio::spawn(async move {
+            for byte in line.as_bytes() {
+                server_out.write_u8(*byte).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            server_out
+        });
+        let mut polls = 1;
+        let got = loop {
+            let read = client_in.read_line(64, LineEnding::Default);
+            if let Some(done) = poll_at_most(read, polls).await {
+                break done.unwrap();
+            }
+            polls = polls % 3 + 1;
+        };
+        assert_eq!(got.as_deref(), Some("one record per byte, é"));
+        let _server_out = within(writer).await.unwrap();
+
+        // Flushes dropped while the peer reads slowly.
+        let mut client_out = client.open_write_channel(false).unwrap();
+        let mut server_in = server.open_read_channel().unwrap();
+        let data = payload(1_000_000);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::with_capacity(1_000_000);
+            let mut room = [0u8; 4096];
+            loop {
+                let n = within(server_in.read_available(&mut room)).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&room[..n]);
+                tokio::task::yield_now().await;
+            }
+            got
+        });
+        for chunk in data.chunks(3000) {
+            within(client_out.write_fully(chunk)).await.unwrap();
+            if let Some(done) = poll_at_most(client_out.flush(), polls).await {
+                done.unwrap();
+            }
+            polls = polls % 4 + 1;
+        }
+        within(client_out.flush_and_close()).await.unwrap();
+        let got = within(reader).await.unwrap();
+        assert!(
+            got == data,
+            "the peer's stream differs ({} bytes)",
+            got.len()
+        );
+    });
+}
+
+/// `Connection::close_gracefully` dropped while it waits for the peer's end (after its first
+/// poll: a silent peer wakes it no more) closes the socket at once: the peer reads what was
+/// written, then the end, and the listener counts the connection gone.
+#[test]
+fn a_graceful_close_dropped_while_it_waits_closes_at_once() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        for round in 0..3 {
+            let mut peer = tokio::net::TcpStream::connect(listener.local_address().to_string())
+                .await
+                .unwrap();
+            let accepted = within(listener.accept()).await.unwrap();
+            let mut connection = accepted.connection().unwrap();
+            connection.output.write_string_utf8("bye\n").await.unwrap();
+            // The peer never ends its side: the close waits, until it is dropped.
+            let close = connection.close_gracefully(Duration::from_secs(30));
+            assert!(poll_at_most(close, 1).await.is_none(), "round {round}");
+            let mut got = Vec::new();
+            within(peer.read_to_end(&mut got)).await.unwrap();
+            assert_eq!(got, b"bye\n");
+            no_open_connection(&listener).await;
+        }
+    });
+}
