@@ -750,6 +750,11 @@ impl fmt::Display for HeaderError {
     }
 }
 
+/// The most bytes a read for a PROXY protocol header asks for, unless the header needs more:
+/// room for any v1 header, and for a v2 header with IPv6 addresses and the TLVs proxies
+/// commonly add, with the first bytes of the application's data.
+const HEADER_READ: usize = 512;
+
 /// The first bytes of a connection, read to look for a PROXY protocol header.
 #[derive(Default)]
 struct HeaderBytes {
@@ -757,10 +762,12 @@ struct HeaderBytes {
 }
 
 impl HeaderBytes {
-    /// Reads a PROXY protocol header from the start of `stream`, never past its end. Returns
-    /// the header (`None` when an optional header is absent: the bytes are not a header, or
-    /// the stream ended before one was complete) and the bytes read that belong to the
-    /// application (when the header was absent). Cancel safe: what was read stays here.
+    /// Reads a PROXY protocol header from the start of `stream`. Returns the header (`None`
+    /// when an optional header is absent: the bytes are not a header, or the stream ended
+    /// before one was complete) and the bytes read that belong to the application: all of
+    /// them when the header is absent, those that came after it otherwise (each read takes
+    /// what has arrived, up to [`HEADER_READ`] bytes, so a header usually takes one read).
+    /// Cancel safe: what was read stays here.
     async fn read(
         &mut self,
         stream: &mut Stream,
@@ -771,19 +778,23 @@ impl HeaderBytes {
         loop {
             let want = match proxy_protocol::parse(&self.buf) {
                 Parse::Done { header, consumed } => {
-                    debug_assert_eq!(consumed, self.buf.len(), "read past the header");
-                    return Ok((Some(header), Bytes::new()));
+                    let after = if consumed == self.buf.len() {
+                        Bytes::new()
+                    } else {
+                        Bytes::from(std::mem::take(&mut self.buf)).slice(consumed..)
+                    };
+                    return Ok((Some(header), after));
                 }
                 Parse::NotProxy if required => return Err(HeaderError::Missing),
                 Parse::NotProxy => return Ok((None, std::mem::take(self).into_bytes())),
                 Parse::Invalid(e) => return Err(HeaderError::Invalid(e)),
-                Parse::NeedMore { at_least } => {
-                    (self.buf.len() + at_least).min(proxy_protocol::MAX_HEADER)
-                }
+                Parse::NeedMore { at_least } => self.buf.len() + at_least.max(HEADER_READ),
             };
-            // At most what the parser needs: a valid header is never read past its end. Only
-            // the bytes read are appended, so a read dropped mid-way leaves nothing behind.
-            let room = want - self.buf.len();
+            // What the parser needs, or more if it has come (the bytes after a header are the
+            // application's), never more than decides (the limit of both versions). Only the
+            // bytes read are appended, so a read dropped mid-way leaves nothing behind.
+            let room = want.min(proxy_protocol::MAX_HEADER) - self.buf.len();
+            self.buf.reserve(room);
             let mut room = (&mut self.buf).limit(room);
             let n = match stream {
                 Stream::Tcp(s) => s.read_buf(&mut room).await,
@@ -1082,5 +1093,36 @@ mod tests {
             Poll::Pending => Poll::Ready(None),
         })
         .await
+    }
+
+    /// A header and the application's first bytes that arrive together are taken in one read
+    /// (before, a v1 header was read in pieces of what the parser was sure of: about 15 reads),
+    /// and the bytes after the header are handed on, not lost.
+    #[tokio::test]
+    async fn a_header_and_what_follows_it_are_read_at_once() {
+        use std::io::Write as _;
+        use tokio::net::UnixStream;
+
+        let v1 = b"PROXY TCP4 192.0.2.7 198.51.100.1 4242 443\r\n".to_vec();
+        let mut v2 = b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+        v2.extend_from_slice(&[192, 0, 2, 7, 198, 51, 100, 1, 0x10, 0x92, 0x01, 0xbb]);
+        for header in [v1, v2] {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            let mut sent = header.clone();
+            sent.extend_from_slice(b"hello\n");
+            (&theirs).write_all(&sent).unwrap();
+            ours.set_nonblocking(true).unwrap();
+            let mut stream = Stream::Unix(UnixStream::from_std(ours).unwrap());
+            let mut bytes = HeaderBytes::default();
+            let (read, after) = bytes.read(&mut stream, true).await.unwrap();
+            let addresses = read.and_then(|h| h.addresses).expect("the addresses");
+            assert_eq!(addresses.source.to_string(), "192.0.2.7:4242");
+            assert_eq!(&after[..], b"hello\n");
+            let Stream::Unix(ours) = &stream else {
+                unreachable!()
+            };
+            let left = ours.try_read(&mut [0; 1]).unwrap_err();
+            assert_eq!(left.kind(), io::ErrorKind::WouldBlock, "read in one go");
+        }
     }
 }
