@@ -59,8 +59,8 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 ///   its writes accepted (cancelled or dropped with some unsent, or a write to the socket
 ///   dropped part-way, see [`ByteWriteChannel`]'s "Dropped writes"), a close resets the
 ///   connection (plain TCP) or omits TLS's `close_notify`, so the peer never takes the end for
-///   a clean one. (Plain TCP: a write that timed out having taken nothing is made good by a
-///   later write that reaches the socket, such as its retry, or by a flush.)
+///   a clean one. (A write that timed out having taken nothing is made good by a later write
+///   that reaches the socket, or TLS, such as its retry, or by a flush.)
 /// - Closing only the write channel ([`flush_and_close`](ByteWriteChannel::flush_and_close)) is a
 ///   half-close: the read channel keeps working. Once the read channel has seen the peer's FIN
 ///   and the write channel was closed, the socket closes itself.

@@ -663,6 +663,15 @@ impl Conn {
                 .is_some_and(|state| state.has_unsent() || state.lost_bytes())
     }
 
+    /// Whether a write failed other than by timing out, or the write channel holds or threw
+    /// away bytes its writes accepted (see [`Link::bytes_lost`](crate::layer::Link::bytes_lost)).
+    pub(crate) fn bytes_lost(&self) -> bool {
+        self.write_state.load(Ordering::Acquire) == FAILED
+            || lock(&self.channel)
+                .as_ref()
+                .is_some_and(|state| state.has_unsent() || state.lost_bytes())
+    }
+
     /// Marks one direction finished; once both are, the socket closes itself (as Ktor's does
     /// when both of its channels are done).
     fn finish(&self, direction: u8) {

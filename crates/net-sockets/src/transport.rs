@@ -79,6 +79,15 @@ impl Link {
     pub fn write_failed(&self) -> bool {
         self.conn.write_failed()
     }
+
+    /// Whether bytes written to the connection may be lost: a write failed other than by
+    /// timing out, or the write channel holds or threw away bytes its writes accepted. For a
+    /// layer that keeps what the socket did not take (a socket write that times out takes
+    /// nothing, so it loses nothing) and decides itself whether a timeout of its own calls was
+    /// made good.
+    pub fn bytes_lost(&self) -> bool {
+        self.conn.bytes_lost()
+    }
 }
 
 /// The plain connection: the channels read and write the socket's bytes as they are.

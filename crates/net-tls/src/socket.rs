@@ -35,7 +35,9 @@ use crate::{Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   socket cannot take at once is sent as it drains), then closes the socket. After a write,
 ///   flush or write timeout failed, or while the write channel still holds bytes it did not
 ///   send (or threw some away), it sends no `close_notify`, so the peer sees the stream end
-///   truncated instead of cleanly.
+///   truncated instead of cleanly. (A write or flush that timed out took nothing: a later
+///   write that goes through, such as its retry, or a flush makes it good, as on a plain
+///   socket.)
 /// - Dropping the socket (and its channels) without `close`, or a [`TlsStream`] without
 ///   `poll_shutdown`, sends no `close_notify` either: the peer sees a truncation, as with
 ///   tokio-rustls's streams.
@@ -210,6 +212,9 @@ pub struct TlsSession {
     session: Session,
     /// A write or flush through TLS failed: the session must not end with `close_notify`.
     failed: Arc<AtomicBool>,
+    /// A write or flush through TLS timed out, and no write or flush went through since: the
+    /// session must not end with `close_notify` until one does (see [`TlsWrite`]).
+    timed_out: Arc<AtomicBool>,
     /// `close_notify` is queued (set under the session's lock): nothing written after it can
     /// reach the peer.
     ended: Arc<AtomicBool>,
@@ -224,6 +229,7 @@ impl TlsSession {
             shared: Arc::new(Mutex::new(stream)),
             session,
             failed: Arc::new(AtomicBool::new(false)),
+            timed_out: Arc::new(AtomicBool::new(false)),
             ended: Arc::new(AtomicBool::new(false)),
             closed: Arc::new(AtomicBool::new(false)),
         }
@@ -283,6 +289,7 @@ impl Transport for TlsSession {
         TlsWrite {
             shared: Arc::clone(&self.shared),
             failed: Arc::clone(&self.failed),
+            timed_out: Arc::clone(&self.timed_out),
             ended: Arc::clone(&self.ended),
             closed: Arc::clone(&self.closed),
             link: link.clone(),
@@ -290,7 +297,7 @@ impl Transport for TlsSession {
     }
 
     fn closing(&self, link: &Link) -> Ending {
-        if self.failed.load(Ordering::Acquire) || link.write_failed() {
+        if ends_failed(&self.failed, &self.timed_out, link) {
             // No close_notify: the peer sees a truncated stream, never a clean end.
             return Ending::Graceful;
         }
@@ -312,6 +319,15 @@ impl Transport for TlsSession {
             Ending::GracefulAfter(rest.into())
         }
     }
+}
+
+/// Whether the session must end without `close_notify`: a write or flush failed, or timed out
+/// and nothing went through since, or the connection lost bytes (a failed socket write, a write
+/// channel that holds or threw away bytes). A socket write that timed out is none of these by
+/// itself: it took nothing, and rustls keeps the records it did not take, which leave with the
+/// next write or flush, or with the close.
+fn ends_failed(failed: &AtomicBool, timed_out: &AtomicBool, link: &Link) -> bool {
+    failed.load(Ordering::Acquire) || timed_out.load(Ordering::Acquire) || link.bytes_lost()
 }
 
 /// Takes in, without waiting, the records the socket holds now, as long as they carry no
@@ -418,7 +434,8 @@ fn write_now<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) 
 /// never fails, since those bytes are on their way (a caller that retried a failed call would
 /// send them twice). The socket's error after that is reported by the next call instead, which
 /// sends the records left queued before it takes anything; a timeout needs nothing (the records
-/// leave with the next write or flush); any other error marks the session `failed` at once.
+/// leave with the next write or flush, or with the close); any other error marks the session
+/// `failed` at once.
 fn write_records<D>(
     raw: &mut RawStream,
     session: &mut rustls::ConnectionCommon<D>,
@@ -638,6 +655,13 @@ impl AsyncRead for TlsRead {
 /// once; a write or flush that succeeds ends any socket write it left waiting, so that
 /// `socket_timeout` counts from when the next one starts waiting.
 ///
+/// A write or flush that times out leaves the session as it was before the call: rustls took
+/// none of the write's bytes, and keeps every record the socket has not taken, up to the byte
+/// (it hands the socket its queue and drops only what the socket took). So a timeout does not
+/// fail the session for good, as on a plain socket: the session ends without `close_notify`
+/// only until a later write goes through (rustls takes its bytes: the retry, or whatever the
+/// caller writes instead) or a flush does. Any other failure is for good.
+///
 /// A write after `close_notify` (from `poll_shutdown` or the socket's `close`), or once the
 /// socket is closed, fails before rustls takes anything: its bytes could never reach the peer.
 /// A shutdown once the socket's close began fails with its error (`Closed`) and sends nothing:
@@ -649,12 +673,33 @@ pub struct TlsWrite {
     failed: Arc<AtomicBool>,
     ended: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
+    timed_out: Arc<AtomicBool>,
     /// Whether the connection's writes failed, or its write channel lost bytes.
     link: Link,
 }
 
 impl TlsWrite {
+    /// After a write or flush: a timeout is made good by the next call that goes through; any
+    /// other failure fails the session for good.
     fn check<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match &result {
+            Poll::Ready(Ok(_)) => {
+                if self.timed_out.load(Ordering::Acquire) {
+                    self.timed_out.store(false, Ordering::Release);
+                }
+            }
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                self.timed_out.store(true, Ordering::Release);
+            }
+            Poll::Ready(Err(_)) => self.failed.store(true, Ordering::Release),
+            Poll::Pending => {}
+        }
+        result
+    }
+
+    /// After a shutdown: any failure fails the session for good (`close_notify` may be
+    /// queued, and nothing may be written after it).
+    fn check_shutdown(&self, result: Poll<io::Result<()>>) -> Poll<io::Result<()>> {
         if let Poll::Ready(Err(_)) = &result {
             self.failed.store(true, Ordering::Release);
         }
@@ -718,7 +763,7 @@ impl AsyncWrite for TlsWrite {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // As the socket's close: no close_notify once bytes are missing (a write channel that
         // holds or lost some, a write cut short).
-        if self.failed.load(Ordering::Acquire) || self.link.write_failed() {
+        if ends_failed(&self.failed, &self.timed_out, &self.link) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "an earlier write failed; the session ends without close_notify",
@@ -737,7 +782,7 @@ impl AsyncWrite for TlsWrite {
         self.ended.store(true, Ordering::Release);
         let result = Pin::new(&mut *stream).poll_shutdown(cx);
         drop(stream);
-        self.check(result)
+        self.check_shutdown(result)
     }
 }
 
