@@ -56,7 +56,12 @@ type Source = Box<dyn AsyncRead + Send + Unpin>;
 /// ([`read_bytes`](Self::read_bytes), [`peek`](Self::peek),
 /// [`await_content`](Self::await_content), the typed reads) grows the buffer as the bytes
 /// arrive, by at most 64 KiB at a time, so `read_bytes(0xFFFF_FFFF)` after a hostile length
-/// prefix costs a few KiB until the bytes really come.
+/// prefix costs a few KiB until the bytes really come. A decoder given to
+/// [`read_frame`](Self::read_frame) may make room for a whole frame when it reads the frame's
+/// length (tokio-util's `LengthDelimitedCodec` does, up to its `max_frame_length`); room past
+/// 256 KiB and past twice what is buffered is given back at once, before the next read from
+/// the transport, so the buffer then grows as the frame's bytes arrive (once per frame: room a
+/// decoder makes again for the same frame is kept, as its `max_frame_length` bounds it).
 /// A buffer that a large item grew (past 256 KiB) is given back once the item has been
 /// consumed, when the channel next reads from its transport: a connection that once received a
 /// large message or line does not keep that much memory while it waits for the next one (what
@@ -112,6 +117,10 @@ pub struct ByteReadChannel {
     /// The buffer grew past `RELEASE_ABOVE`: give it back once it holds at most `MAX_STEP`
     /// bytes.
     oversized: bool,
+    /// Room a decoder made for the frame it has begun, ahead of the frame's bytes, was given
+    /// back; not again until a frame is decoded (a decoder that makes room at every call would
+    /// otherwise have what is buffered copied at every read).
+    room_given_back: bool,
 }
 
 impl fmt::Debug for ByteReadChannel {
@@ -164,6 +173,7 @@ impl ByteReadChannel {
             received: 0,
             backlog: None,
             oversized: false,
+            room_given_back: false,
         }
     }
 
@@ -188,6 +198,7 @@ impl ByteReadChannel {
             received: bytes.len() as u64,
             backlog: None,
             oversized: false,
+            room_given_back: false,
         }
     }
 
@@ -1138,8 +1149,20 @@ impl ByteReadChannel {
             // grown that way back too, once it is empty.
             self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
             if let Some(frame) = frame? {
+                self.room_given_back = false;
                 self.publish();
                 return Poll::Ready(Ok(Some(frame)));
+            }
+            if self.oversized
+                && !self.room_given_back
+                && self.buf.capacity() > self.buf.len().saturating_mul(2) + MAX_STEP
+            {
+                // The room is for a length the peer announced, not for bytes received (a
+                // 4-byte prefix saying 8 MiB made `LengthDelimitedCodec` reserve 8 MiB): give
+                // it back, so that the buffer grows as the frame's bytes arrive. Once per
+                // frame, a copy of what is buffered.
+                self.release();
+                self.room_given_back = true;
             }
             if let Err(e) = ready!(self.poll_fill_releasing(cx, 0, 0)) {
                 return Poll::Ready(Err(io::Error::from(e).into()));
