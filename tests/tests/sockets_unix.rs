@@ -342,3 +342,95 @@ async fn a_unix_connect_dropped_mid_way_removes_its_socket_file() {
     drop(client);
     assert!(!local.exists());
 }
+
+/// A path with a NUL byte past its start cannot be put in a socket address: the kernel reads a
+/// path up to its first NUL, so `"dir/a\0b"` would bind (or reach) `"dir/a"`, and the listener
+/// could not remove the file it made. `bind`, `connect` and a connect's `local_address` fail
+/// with `InvalidInput`, and no file is made. (Before, the path was cut at the NUL: the bind
+/// made `dir/a` and left it behind on close.)
+#[tokio::test]
+async fn a_path_with_a_nul_byte_is_invalid_input_not_cut_short() {
+    let selector = SelectorManager::new();
+    let cut = socket_path("nul");
+    let mut with_nul = cut.clone().into_os_string();
+    with_nul.push("\0rest");
+    let with_nul = PathBuf::from(with_nul);
+
+    let bound = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&with_nul))
+        .await;
+    let made = cut.exists();
+    if let Ok(listener) = &bound {
+        listener.close();
+    }
+    let _ = std::fs::remove_file(&cut);
+    let e = bound.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+    assert!(
+        !made,
+        "the bind made the file at the path cut at its NUL byte"
+    );
+    assert!(e.to_string().contains("NUL"), "{e}");
+
+    // The connect does not reach the listener at the cut path.
+    let listener = unix_listener(&selector, &cut).await;
+    let e = a_socket(&selector)
+        .tcp()
+        .connect(UnixSocketAddress::new(&with_nul))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+
+    // Nor does a local address with one bind the cut path.
+    let local = socket_path("nul-local");
+    let mut local_with_nul = local.clone().into_os_string();
+    local_with_nul.push("\0rest");
+    let e = connect_from(&selector, Path::new(&local_with_nul), &cut)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+    assert!(!local.exists());
+    listener.close();
+}
+
+/// A path of exactly 108 bytes (no room for the terminating NUL) is refused, one of 107 bytes
+/// works; the error names the path and the limit.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn the_unix_path_limit_is_exact_and_named() {
+    let selector = SelectorManager::new();
+    let dir = std::env::temp_dir();
+    let base = format!("{}/nsl-{}-", dir.display(), std::process::id());
+    let fill = |total: usize| PathBuf::from(format!("{base}{}", "y".repeat(total - base.len())));
+    let longest = fill(107);
+    let _ = std::fs::remove_file(&longest);
+    let listener = unix_listener(&selector, &longest).await;
+    let client = within(
+        a_socket(&selector)
+            .tcp()
+            .connect(UnixSocketAddress::new(&longest)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        client.remote_address(),
+        SocketAddress::Unix(UnixSocketAddress::new(&longest))
+    );
+    listener.close();
+    assert!(!longest.exists());
+
+    let too_long = fill(108);
+    let e = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&too_long))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+    assert!(!too_long.exists());
+    let message = e.to_string();
+    assert!(
+        message.contains("108") && message.contains("107"),
+        "{message}"
+    );
+}

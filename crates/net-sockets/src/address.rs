@@ -145,6 +145,13 @@ impl From<InetSocketAddress> for SocketAddr {
 /// [`local_address`](crate::TcpSocketBuilder::local_address), when it closes or its connect
 /// fails or is dropped. Either removes the file only while it is still the one it made.
 ///
+/// A path holds at most 107 bytes on Linux (an abstract name, a NUL byte first, 108 with that
+/// NUL), and no other NUL byte: `bind` and `connect` refuse a longer one, or one with a NUL
+/// byte past its start, with [`Error::Io`] of kind
+/// [`InvalidInput`](std::io::ErrorKind::InvalidInput), never cutting it short. A relative path
+/// is the OS's: resolved against the working directory when the socket is bound or connected,
+/// and reported as it was given.
+///
 /// # Examples
 ///
 /// ```
@@ -199,6 +206,47 @@ impl UnixSocketAddress {
             Some(name) => UnixSocketAddress::abstract_name(name),
             None => UnixSocketAddress::new(PathBuf::new()),
         }
+    }
+
+    /// The socket address for this path, as `bind` and `connect` give it to the OS.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`], naming the path, when it does not fit in a socket
+    /// address (107 bytes on Linux, the terminating NUL taking the last of 108; an abstract
+    /// name, which has none, may take all 108 with its leading NUL), or when a path that is not
+    /// an abstract name holds a NUL byte: the OS would read the path only up to it, so a
+    /// different path would be bound or reached, and its file would never be removed.
+    pub(crate) fn sock_addr(&self) -> io::Result<socket2::SockAddr> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = self.path.as_os_str().as_bytes();
+        let capacity = std::mem::size_of::<libc::sockaddr_un>()
+            - std::mem::offset_of!(libc::sockaddr_un, sun_path);
+        let (is_abstract, limit) = match bytes.first() {
+            Some(0) => (true, capacity),
+            _ => (false, capacity - 1),
+        };
+        if !is_abstract && bytes.contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "Unix socket path {:?} holds a NUL byte (only an abstract name starts \
+                     with one): the OS would take the path only up to it",
+                    self.path
+                ),
+            ));
+        }
+        if bytes.len() > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "Unix socket path {:?} is {} bytes; a socket address holds at most {limit}",
+                    self.path,
+                    bytes.len()
+                ),
+            ));
+        }
+        socket2::SockAddr::unix(&self.path)
     }
 
     /// A name in the abstract namespace, written as the path that binds it: a NUL byte first.

@@ -123,7 +123,7 @@ pub(crate) async fn connect(
             options.apply(&raw, Kind::Unix, false)?;
             let file = match &options.local_address {
                 Some(SocketAddress::Unix(local)) => {
-                    raw.bind(&SockAddr::unix(local.path())?)?;
+                    raw.bind(&local.sock_addr()?)?;
                     Some(SocketFile::record(local.path()))
                 }
                 _ => None,
@@ -232,7 +232,7 @@ async fn connect_unix(
     target: &UnixSocketAddress,
 ) -> Result<UnixStream> {
     raw.set_nonblocking(true)?;
-    if let Err(e) = raw.connect(&SockAddr::unix(target.path())?) {
+    if let Err(e) = raw.connect(&target.sock_addr()?) {
         if !in_progress(&e, false) {
             return Err(Error::Io(e));
         }

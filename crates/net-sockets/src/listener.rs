@@ -13,7 +13,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use socket2::{Domain, SockAddr, SockRef, Socket as RawSocket, Type};
+use socket2::{Domain, SockRef, Socket as RawSocket, Type};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
@@ -232,7 +232,7 @@ impl ServerSocket {
             SocketAddress::Unix(unix) => {
                 let raw = RawSocket::new(Domain::UNIX, Type::STREAM, None)?;
                 options.apply(&raw, Kind::Unix, false)?;
-                raw.bind(&SockAddr::unix(unix.path())?)?;
+                raw.bind(&unix.sock_addr()?)?;
                 // From here on the file is ours: remove it on every error path.
                 let owned = SocketFile::record(unix.path());
                 let listening = (|| {
