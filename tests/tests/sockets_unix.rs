@@ -434,3 +434,37 @@ async fn the_unix_path_limit_is_exact_and_named() {
         "{message}"
     );
 }
+
+/// A socket file left behind by a process that ended without removing it (a crash) is not
+/// replaced: `bind` fails with `AddrInUse`, and the message names the path and says what to do,
+/// since the OS's own ("Address already in use") names neither. The file is left as it is.
+#[tokio::test]
+async fn binding_over_a_stale_socket_file_is_addr_in_use_naming_the_path() {
+    let selector = SelectorManager::new();
+    let path = socket_path("stale");
+    // A std listener does not remove its file: dropped, it leaves it as a crash would.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let e = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e:?}");
+    let message = e.to_string();
+    assert!(message.contains(&*path.to_string_lossy()), "{message}");
+    assert!(path.exists(), "the stale file was removed");
+    std::fs::remove_file(&path).unwrap();
+    unix_listener(&selector, &path).await.close();
+
+    // An abstract name has no file: its message says it is in use, and names it.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let name = UnixSocketAddress::new(format!("\0net-sockets-{}-taken", std::process::id()));
+        let first = a_socket(&selector).tcp().bind(name.clone()).await.unwrap();
+        let e = a_socket(&selector).tcp().bind(name).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e:?}");
+        assert!(e.to_string().contains("taken\" is in use"), "{e}");
+        first.close();
+    }
+}

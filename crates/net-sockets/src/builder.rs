@@ -239,7 +239,9 @@ impl TcpSocketBuilder {
     /// # Errors
     ///
     /// [`Error::Io`] when the socket cannot be created, configured or bound (e.g. kind
-    /// [`AddrInUse`](std::io::ErrorKind::AddrInUse)); [`Error::Resolve`] when a host name
+    /// [`AddrInUse`](std::io::ErrorKind::AddrInUse); for a Unix path, also when a file is
+    /// there, such as the socket file of a process that ended without removing it: it is not
+    /// replaced, and the message names it); [`Error::Resolve`] when a host name
     /// does not resolve; [`Error::SelectorClosed`] when the selector is closed
     /// or its graceful shutdown began.
     ///
