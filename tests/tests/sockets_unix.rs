@@ -468,3 +468,80 @@ async fn binding_over_a_stale_socket_file_is_addr_in_use_naming_the_path() {
         first.close();
     }
 }
+
+/// A Unix client has no IP address: `max_connections_per_ip` does not apply to it (all
+/// Unix clients are unnamed, so counting them by address would put every one in one bucket). With a PROXY protocol header, the client the header names is
+/// counted, as on a TCP listener.
+#[tokio::test]
+async fn a_unix_listener_caps_per_ip_only_the_clients_a_proxy_names() {
+    use net_sockets::ProxyProtocol;
+    use tokio::io::AsyncWriteExt;
+    let selector = SelectorManager::new();
+    let path = socket_path("per-ip");
+    let listener = a_socket(&selector)
+        .tcp()
+        .max_connections_per_ip(1)
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    let first = connect(&selector, UnixSocketAddress::new(&path)).await;
+    let second = connect(&selector, UnixSocketAddress::new(&path)).await;
+    let a = within(listener.accept()).await.unwrap();
+    let b = within(listener.accept()).await.unwrap();
+    assert_eq!(listener.stats().refused_per_ip, 0);
+    assert_eq!(listener.stats().open, 2);
+    assert_eq!(
+        a.remote_address(),
+        SocketAddress::Unix(UnixSocketAddress::new(""))
+    );
+    drop((a, b, first, second));
+    listener.close();
+
+    // Behind a PROXY header on a Unix listener, the named client is counted.
+    let listener = a_socket(&selector)
+        .tcp()
+        .max_connections_per_ip(1)
+        .proxy_protocol(ProxyProtocol::Required)
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for port in [1000, 1001, 1002] {
+        let mut raw = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let header = format!("PROXY TCP4 192.0.2.7 192.0.2.1 {port} 80\r\n");
+        raw.write_all(header.as_bytes()).await.unwrap();
+        clients.push(raw);
+    }
+    let accepted = within(listener.accept()).await.unwrap();
+    let remote = accepted.remote_address();
+    assert_eq!(
+        remote.as_inet().map(|a| a.ip()),
+        Some("192.0.2.7".parse().unwrap()),
+        "{remote}"
+    );
+    assert_eq!(
+        accepted.proxy_address(),
+        Some(SocketAddress::Unix(UnixSocketAddress::new("")))
+    );
+    // The other two come from the same client: an `accept` closes them (the client sees the
+    // end of its stream) and hands out neither.
+    let accepting = listener.accept();
+    tokio::pin!(accepting);
+    within(async {
+        tokio::select! {
+            r = &mut accepting => panic!("a second connection of one client: {r:?}"),
+            () = async {
+                let served = remote.port().unwrap_or(0);
+                let others = [1000, 1001, 1002].into_iter().zip(&mut clients);
+                for (_, client) in others.filter(|(port, _)| *port != served) {
+                    let mut rest = Vec::new();
+                    let _ = tokio::io::AsyncReadExt::read_to_end(client, &mut rest).await;
+                }
+            } => {}
+        }
+    })
+    .await;
+    assert_eq!(listener.stats().refused_per_ip, 2);
+    drop(accepted);
+    listener.close();
+}

@@ -213,7 +213,9 @@ impl TcpSocketBuilder {
 
     /// Caps the connections one client address may have open on a listener: one more is
     /// closed at once (default: no cap). Behind a PROXY protocol header the client is the
-    /// address the proxy reports.
+    /// address the proxy reports. A client of a Unix listener has no IP address (every one is
+    /// unnamed): the cap does not apply to it, unless a PROXY protocol header names its IP
+    /// address; [`max_connections`](Self::max_connections) bounds them all.
     pub fn max_connections_per_ip(mut self, n: usize) -> Self {
         self.options.max_connections_per_ip = Some(n);
         self

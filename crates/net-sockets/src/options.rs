@@ -92,7 +92,9 @@ pub struct SocketOptions {
     pub max_connections: Option<usize>,
     /// Listeners: how many connections one client address may have open; one more is closed at
     /// once (a `debug` event, counted in [`ListenerStats`](crate::ListenerStats)). Behind a
-    /// PROXY protocol header, the client is the address the proxy reports. Default: no cap.
+    /// PROXY protocol header, the client is the address the proxy reports. A Unix listener's
+    /// clients have no IP address: the cap does not apply to them unless a header names one.
+    /// Default: no cap.
     pub max_connections_per_ip: Option<usize>,
     /// Listeners: whether each connection starts with a PROXY protocol header (v1 or v2) that
     /// names the client. Default: [`ProxyProtocol::Off`].
