@@ -295,3 +295,57 @@ async fn buffer_sizes_beyond_a_c_int_are_the_largest_not_wrapped() {
         assert_eq!(sizes(requested).await, largest, "requested {requested}");
     }
 }
+
+/// On a Unix socket the TCP and IP options (`no_delay`, keep-alive, type of service, the
+/// `reuse_*` flags) are ignored, as `SocketOptions` says, even with values the OS would refuse
+/// on TCP (a keep-alive interval of zero): `bind`, `connect` and `accept` succeed. The buffer
+/// sizes and `linger` reach the listener, the client and the accepted socket.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn tcp_and_ip_options_are_ignored_on_unix_sockets_and_buffer_sizes_apply() {
+    let selector = SelectorManager::new();
+    let path = std::env::temp_dir().join(format!("net-sockets-{}-opts.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let builder = a_socket(&selector)
+        .tcp()
+        .no_delay(true)
+        .keep_alive(true)
+        .keep_alive_interval(Duration::ZERO)
+        .keep_alive_count(0)
+        .type_of_service(0x10)
+        .reuse_address(true)
+        .reuse_port(true)
+        .send_buffer_size(16 * 1024)
+        .receive_buffer_size(24 * 1024)
+        .linger(Duration::from_secs(3));
+    let address = net_sockets::UnixSocketAddress::new(&path);
+    let server = builder.clone().bind(address.clone()).await.unwrap();
+    let client = within(builder.connect(address)).await.unwrap();
+    let accepted = within(server.accept()).await.unwrap();
+    let check = |which: &'static str| {
+        move |s: socket2::SockRef<'_>| {
+            // Linux doubles what it is asked for; its defaults are far larger.
+            assert_eq!(s.send_buffer_size()?, 2 * 16 * 1024, "{which}");
+            assert_eq!(s.recv_buffer_size()?, 2 * 24 * 1024, "{which}");
+            assert!(!s.keepalive()?, "{which}");
+            Ok(())
+        }
+    };
+    server.with_sock_ref(check("listener")).unwrap();
+    client.with_sock_ref(check("client")).unwrap();
+    accepted.with_sock_ref(check("accepted")).unwrap();
+    client
+        .with_sock_ref(|s| {
+            assert_eq!(s.linger()?, Some(Duration::from_secs(3)));
+            Ok(())
+        })
+        .unwrap();
+    accepted
+        .with_sock_ref(|s| {
+            assert_eq!(s.linger()?, Some(Duration::from_secs(3)));
+            assert!(!s.keepalive()?);
+            Ok(())
+        })
+        .unwrap();
+    server.close();
+}

@@ -705,6 +705,10 @@ impl ListenerInner {
     ) -> Result<Socket> {
         let tcp = matches!(stream, Stream::Tcp(_));
         self.options.apply_connected(&SockRef::from(&stream), tcp)?;
+        if !tcp {
+            // A TCP connection inherits the listener's buffer sizes; a Unix one does not.
+            self.options.apply_buffer_sizes(&SockRef::from(&stream))?;
+        }
         let local = match &stream {
             Stream::Tcp(s) => SocketAddress::from(s.local_addr()?),
             Stream::Unix(_) => self.local.clone(),

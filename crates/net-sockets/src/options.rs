@@ -24,7 +24,10 @@ use crate::{Error, Result, SocketAddress};
 /// ```
 ///
 /// `None` leaves the operating system's default. Options that do not apply to a kind of socket
-/// (TCP options on UDP, `broadcast` on TCP, `no_delay` on Unix sockets) are ignored there.
+/// (TCP options on UDP, `broadcast` on TCP, the TCP and IP options on Unix sockets: `no_delay`,
+/// keep-alive, `type_of_service`, `reuse_address`, `reuse_port`) are ignored there, also with a
+/// value the OS would refuse. The buffer sizes a listener is built with reach each socket it
+/// accepts, Unix ones included (whose OS does not pass a listener's on).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SocketOptions {
@@ -189,14 +192,7 @@ impl SocketOptions {
                 set("type_of_service", result)?;
             }
         }
-        if let Some(size) = self.send_buffer_size {
-            let size = buffer_size(size);
-            set("send_buffer_size", socket.set_send_buffer_size(size))?;
-        }
-        if let Some(size) = self.receive_buffer_size {
-            let size = buffer_size(size);
-            set("receive_buffer_size", socket.set_recv_buffer_size(size))?;
-        }
+        self.apply_buffer_sizes(&SockRef::from(socket))?;
         match kind {
             Kind::Udp => {
                 if self.broadcast {
@@ -206,6 +202,25 @@ impl SocketOptions {
             Kind::TcpStream => self.apply_connected(&SockRef::from(socket), true)?,
             Kind::Unix => self.apply_connected(&SockRef::from(socket), false)?,
             Kind::TcpListener => {}
+        }
+        Ok(())
+    }
+
+    /// Applies `send_buffer_size` and `receive_buffer_size`: before `bind`/`connect`, and to
+    /// each stream a Unix listener accepts (which, unlike a TCP one's, gets the OS's defaults,
+    /// not the listener's sizes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] naming the option the OS refused.
+    pub(crate) fn apply_buffer_sizes(&self, socket: &SockRef<'_>) -> Result<()> {
+        if let Some(size) = self.send_buffer_size {
+            let size = buffer_size(size);
+            set("send_buffer_size", socket.set_send_buffer_size(size))?;
+        }
+        if let Some(size) = self.receive_buffer_size {
+            let size = buffer_size(size);
+            set("receive_buffer_size", socket.set_recv_buffer_size(size))?;
         }
         Ok(())
     }
