@@ -545,3 +545,38 @@ async fn a_unix_listener_caps_per_ip_only_the_clients_a_proxy_names() {
     drop(accepted);
     listener.close();
 }
+
+/// A graceful shutdown of a Unix listener counts and cuts its connections as a TCP one's does:
+/// one that closes when told finished, one that holds on is cut after the grace period; the
+/// socket file is gone, and a connect fails at once.
+#[tokio::test]
+async fn a_unix_listener_shuts_down_gracefully_and_counts_its_connections() {
+    let selector = SelectorManager::new();
+    let path = socket_path("shutdown");
+    let listener = a_socket(&selector)
+        .tcp()
+        .max_connections(2)
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    let _polite_client = connect(&selector, UnixSocketAddress::new(&path)).await;
+    let polite = within(listener.accept()).await.unwrap();
+    let _stubborn_client = connect(&selector, UnixSocketAddress::new(&path)).await;
+    let stubborn = within(listener.accept()).await.unwrap();
+    assert_eq!(listener.stats().open, 2);
+    let polite_task = tokio::spawn(async move {
+        polite.shutdown_requested().await;
+        polite.close();
+    });
+    let report = within(listener.shutdown(std::time::Duration::from_millis(300))).await;
+    assert_eq!((report.finished, report.cut), (1, 1), "{report:?}");
+    within(polite_task).await.unwrap();
+    assert!(stubborn.is_closed());
+    assert!(!path.exists());
+    let e = a_socket(&selector)
+        .tcp()
+        .connect(UnixSocketAddress::new(&path))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e:?}");
+}

@@ -575,3 +575,90 @@ async fn tls_on_an_adopted_socket_verifies_the_peer_address() {
     assert!(matches!(err, Error::InvalidServerName { .. }), "{err:?}");
     assert!(err.to_string().contains("server_name"), "{err}");
 }
+
+/// TLS over a Unix socket, both ways: the client names the server (`server_name`, a Unix path
+/// is no name), the server runs `tls_server` on what a Unix listener accepted; then the same
+/// after a STARTTLS exchange in plain text on the connection's channels.
+#[tokio::test]
+async fn tls_and_starttls_over_a_unix_socket() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("unix ca");
+    let leaf = ca.server(&["unix.test"]);
+    let server_config = leaf.server_config().build().unwrap();
+    let path = std::env::temp_dir().join(format!("net-tls-{}-unix.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let address = net_sockets::UnixSocketAddress::new(&path);
+    let listener = net_sockets::a_socket(&selector)
+        .tcp()
+        .bind(address.clone())
+        .await
+        .unwrap();
+
+    for starttls in [false, true] {
+        // A Unix connect completes once the kernel queued it: accept after it.
+        let socket = within(
+            net_sockets::a_socket(&selector)
+                .tcp()
+                .connect(address.clone()),
+        )
+        .await
+        .unwrap();
+        let accepted = within(listener.accept()).await.unwrap();
+        let serving = async {
+            let tls = if starttls {
+                let mut plain = accepted.connection().unwrap();
+                let line = plain.input.read_line(64, LineEnding::Default).await;
+                assert_eq!(line.unwrap().as_deref(), Some("STARTTLS"));
+                plain.output.write_string_utf8("220 go\r\n").await.unwrap();
+                plain.tls_server(&server_config).await.unwrap()
+            } else {
+                accepted.tls_server(&server_config).await.unwrap()
+            };
+            let mut connection = tls.connection().unwrap();
+            let line = connection.input.read_line(64, LineEnding::Default).await;
+            let line = line.unwrap().unwrap();
+            connection
+                .output
+                .write_string_utf8(&format!("{line}!\n"))
+                .await
+                .unwrap();
+            connection.output.flush().await.unwrap();
+            connection
+        };
+        let client = async {
+            let config = ca.client_config().server_name("unix.test").build().unwrap();
+            let tls = if starttls {
+                let mut plain = socket.connection().unwrap();
+                plain
+                    .output
+                    .write_string_utf8("STARTTLS\r\n")
+                    .await
+                    .unwrap();
+                plain.output.flush().await.unwrap();
+                let line = plain.input.read_line(64, LineEnding::Default).await;
+                assert_eq!(line.unwrap().as_deref(), Some("220 go"));
+                plain.tls(config).await.unwrap()
+            } else {
+                socket.tls(config).await.unwrap()
+            };
+            assert_eq!(&tls.peer_certificates()[0], leaf.cert_der());
+            let mut connection = tls.connection().unwrap();
+            connection
+                .output
+                .write_string_utf8("hello\n")
+                .await
+                .unwrap();
+            connection.output.flush().await.unwrap();
+            let line = connection.input.read_line(64, LineEnding::Default).await;
+            assert_eq!(
+                line.unwrap().as_deref(),
+                Some("hello!"),
+                "starttls: {starttls}"
+            );
+            connection
+        };
+        let (server_side, client_side) = within(async { tokio::join!(serving, client) }).await;
+        drop((server_side, client_side));
+    }
+    listener.close();
+}
