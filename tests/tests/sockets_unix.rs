@@ -580,3 +580,36 @@ async fn a_unix_listener_shuts_down_gracefully_and_counts_its_connections() {
         .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e:?}");
 }
+
+/// A client bound to an abstract name (given as its `local_address`, or picked by Linux for an
+/// empty one) is seen by the server under that name: the accepted socket's `remote_address`
+/// is what the client's `local_address` is, never the empty path of an unnamed client.
+/// (Before, it was the empty path: the address `accept(2)` hands back, as tokio reads it,
+/// loses an abstract name, which the socket's peer address still has.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn a_client_bound_to_an_abstract_name_is_seen_under_it() {
+    let selector = SelectorManager::new();
+    let path = socket_path("abstract-client");
+    let listener = unix_listener(&selector, &path).await;
+    let named = UnixSocketAddress::new(format!("\0net-sockets-{}-client", std::process::id()));
+    for local in [named.clone(), UnixSocketAddress::new("")] {
+        let client = within(
+            a_socket(&selector)
+                .tcp()
+                .local_address(local.clone())
+                .connect(UnixSocketAddress::new(&path)),
+        )
+        .await
+        .unwrap();
+        let accepted = within(listener.accept()).await.unwrap();
+        let bound = client.local_address();
+        if local == named {
+            assert_eq!(bound, SocketAddress::Unix(named.clone()));
+        } else {
+            assert_ne!(bound, SocketAddress::Unix(local), "no name was picked");
+        }
+        assert_eq!(accepted.remote_address(), bound);
+    }
+    listener.close();
+}

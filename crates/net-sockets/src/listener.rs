@@ -79,7 +79,16 @@ impl Listener {
                 .map_ok(|(s, peer)| (Stream::Tcp(s), peer.into())),
             Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, peer)| {
                 let peer = std::os::unix::net::SocketAddr::from(peer);
-                (Stream::Unix(s), UnixSocketAddress::reported(&peer).into())
+                let mut remote = UnixSocketAddress::reported(&peer);
+                if remote.path().as_os_str().is_empty() {
+                    // The address `accept` hands back, as tokio reads it, loses a client's
+                    // abstract name (its own or the one Linux picked); the socket's peer
+                    // address has it. An unnamed client stays the empty path.
+                    if let Ok(peer) = s.peer_addr() {
+                        remote = UnixSocketAddress::reported(&peer.into());
+                    }
+                }
+                (Stream::Unix(s), remote.into())
             }),
         }
     }
