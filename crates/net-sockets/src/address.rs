@@ -259,9 +259,27 @@ impl UnixSocketAddress {
     }
 }
 
+/// A path as its file's name; a name in the abstract namespace as `ss` and systemd write it,
+/// `@` then the name with control characters escaped (it may hold any byte, NUL included);
+/// `(unnamed)` for the empty path of an unnamed socket.
 impl fmt::Display for UnixSocketAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.path.display(), f)
+        let bytes = self.path.as_os_str().as_encoded_bytes();
+        match bytes.split_first() {
+            None => f.write_str("(unnamed)"),
+            Some((0, name)) => {
+                f.write_str("@")?;
+                for c in String::from_utf8_lossy(name).chars() {
+                    if c.is_control() {
+                        write!(f, "{}", c.escape_debug())?;
+                    } else {
+                        write!(f, "{c}")?;
+                    }
+                }
+                Ok(())
+            }
+            Some(_) => fmt::Display::fmt(&self.path.display(), f),
+        }
     }
 }
 
@@ -403,6 +421,24 @@ fn parse_host_port(text: &str) -> Result<SocketTarget> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name in Linux's abstract namespace displays as `ss` and systemd write it, `@` then the
+    /// name (control characters escaped), never with a raw NUL byte; an unnamed socket (the
+    /// empty path) displays as such rather than as nothing.
+    #[test]
+    fn abstract_and_unnamed_addresses_display_readably() {
+        let abstract_name = UnixSocketAddress::new("\0net-sockets\0x\n");
+        assert_eq!(abstract_name.to_string(), "@net-sockets\\0x\\n");
+        assert_eq!(
+            SocketAddress::Unix(UnixSocketAddress::new("\0a")).to_string(),
+            "@a"
+        );
+        assert_eq!(UnixSocketAddress::new("").to_string(), "(unnamed)");
+        assert_eq!(
+            UnixSocketAddress::new("/tmp/x.sock").to_string(),
+            "/tmp/x.sock"
+        );
+    }
 
     #[test]
     fn strings_parse_into_targets() {
