@@ -701,3 +701,85 @@ async fn a_connection_made_during_a_selector_shutdown_is_not_in_its_report() {
     assert!(made_during.is_closed());
     assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
 }
+
+/// Three connections accepted by `server`, and their clients.
+async fn three_accepted(server: &ServerSocket) -> (Vec<std::sync::Arc<Socket>>, Vec<TcpStream>) {
+    let port = server.port().unwrap();
+    let mut clients = Vec::new();
+    let mut accepted = Vec::new();
+    for _ in 0..3 {
+        clients.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        accepted.push(std::sync::Arc::new(within(server.accept()).await.unwrap()));
+    }
+    (accepted, clients)
+}
+
+/// A selector's shutdown whose future was dropped during its grace period (a `timeout` around
+/// it) leaves the shutdown begun; a second one, called later, reports on the connections open
+/// when it began, as its documentation says: an outgoing connection made between the two is one
+/// of them, and cut by the second's close, counts as cut. (Before, it counted as finished: the
+/// selector took every connection made after its first shutdown began for one no shutdown
+/// reports on, and never counted its cut.)
+#[tokio::test]
+async fn a_second_selector_shutdown_after_a_dropped_one_counts_what_it_cut_as_cut() {
+    let peer = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let (accepted, _clients) = three_accepted(&server).await;
+    // The first accepted one closes at the signal; the others never close by themselves.
+    let _signal = close_when_signalled(&accepted[0]);
+    let first = tokio::time::timeout(
+        Duration::from_millis(50),
+        selector.shutdown(Duration::from_secs(60)),
+    )
+    .await;
+    assert!(first.is_err(), "the first shutdown ended: {first:?}");
+    assert!(accepted[0].is_closed());
+    assert!(!selector.is_closed());
+    let connected = within(
+        a_socket(&selector)
+            .tcp()
+            .connect(peer.local_addr().unwrap()),
+    )
+    .await
+    .unwrap();
+    let _peer_side = within(peer.accept()).await.unwrap();
+    // Open at its start: the two accepted ones left and the outgoing one; none leaves by itself.
+    let report = within(selector.shutdown(Duration::ZERO)).await;
+    assert!(accepted.iter().all(|socket| socket.is_closed()));
+    assert!(connected.is_closed());
+    assert_eq!((report.finished, report.cut), (0, 3), "{report:?}");
+}
+
+/// Two shutdowns of one selector at once, a long one and a short one, with an outgoing
+/// connection made between their starts: the long one does not count it (it was made during its
+/// grace period), the short one, open at whose start it was, counts it as cut with the two
+/// accepted connections it cut. (Before, the short one counted it as finished.)
+#[tokio::test]
+async fn a_connection_made_between_two_selector_shutdowns_counts_as_cut_in_the_later_one() {
+    let peer = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let (accepted, _clients) = three_accepted(&server).await;
+    let _signal = close_when_signalled(&accepted[0]);
+    let mut long = std::pin::pin!(selector.shutdown(Duration::from_secs(60)));
+    assert!(pending_after_one_poll(long.as_mut()).await);
+    assert!(accepted[0].is_closed());
+    let connected = within(
+        a_socket(&selector)
+            .tcp()
+            .connect(peer.local_addr().unwrap()),
+    )
+    .await
+    .unwrap();
+    let _peer_side = within(peer.accept()).await.unwrap();
+    let short = selector.shutdown(Duration::from_millis(100));
+    let (long, short) = within(async { tokio::join!(long, short) }).await;
+    assert!(connected.is_closed());
+    assert_eq!((long.finished, long.cut), (1, 2), "long: {long:?}");
+    assert_eq!((short.finished, short.cut), (0, 3), "short: {short:?}");
+}

@@ -36,16 +36,15 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
-    /// The report of a shutdown that began at `start` and ended at `end`, once everything open
-    /// at `start` left.
+    /// The report of a shutdown that began at `start` (its [`Tally::begin`]) and ended at
+    /// `end` (the [`Tally::counts_since`] of `start`), once everything open at `start` left.
     ///
-    /// A connection made after the first shutdown of its tally [began](Tally::begin) (a
-    /// selector's connect during the grace period) is late: its cut is no cut in any tally, so
-    /// it never counts among those open at `start`. (With two shutdowns of one selector at once,
-    /// a late connection made between their starts is open at the second's start, and counts
-    /// there as finished even when it is cut; the cuts are clamped to the connections open.)
+    /// Both count only the cuts of connections that joined before `start`: one made since (a
+    /// selector's connect during the grace period) is none of this shutdown's, finished or cut,
+    /// though it may be one of a shutdown that began after it was made.
     pub(crate) fn between(start: Counts, end: Counts) -> ShutdownReport {
-        let cuts = usize::try_from(end.cuts.wrapping_sub(start.cuts)).unwrap_or(usize::MAX);
+        let cuts = usize::try_from(end.cuts.saturating_sub(start.cuts)).unwrap_or(usize::MAX);
+        // The cuts counted are of connections open at `start`: never more than those.
         let cut = cuts.min(start.open);
         ShutdownReport {
             finished: start.open - cut,
@@ -54,74 +53,98 @@ impl ShutdownReport {
     }
 }
 
-/// Open connections, and how many of those that left were cut, in one atomic word, so that a
-/// shutdown reads both at one instant: a connection cut at that very moment is counted either
-/// as open and not yet cut, or as gone and cut, never half of each.
+/// Open connections, and how many of those that left were cut, by the shutdowns that began
+/// before each joined, so that every shutdown counts the cuts of the connections open when it
+/// began, and no other, whatever other shutdowns began before or since (one whose future was
+/// dropped, or one running at the same time).
 ///
-/// The low 31 bits count the open connections (a process has far fewer descriptors); bit 31
-/// says that a shutdown [began](Tally::begin); the high 32 bits count the cuts, wrapping.
+/// Under one lock, so that a shutdown reads both at one instant: a connection cut at that very
+/// moment is counted either as open and not yet cut, or as gone and cut, never half of each.
+/// Taken once when a connection opens and once when it closes, never per operation.
 #[derive(Debug, Default)]
-pub(crate) struct Tally(AtomicU64);
+pub(crate) struct Tally(Mutex<TallyState>);
 
-/// One cut, in a [`Tally`]'s word.
-const ONE_CUT: u64 = 1 << 32;
+#[derive(Debug, Default)]
+struct TallyState {
+    /// Connections open.
+    open: usize,
+    /// The generation a connection joining now is of: connections of an earlier generation
+    /// were open (or gone) when the latest shutdown began, those of this one were not.
+    generation: usize,
+    /// Whether a connection joined since the latest shutdown began (the next one then starts
+    /// a generation; otherwise it shares the latest one's boundary).
+    joined: bool,
+    /// The cuts of the connections of each generation.
+    cuts: Vec<u64>,
+}
 
-/// A shutdown began, in a [`Tally`]'s word: connections that join from then on are late.
-const BEGUN: u64 = 1 << 31;
+/// The generation of a connection in its [`Tally`]: which shutdowns began before it joined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Generation(usize);
 
-/// The open connections, in a [`Tally`]'s word.
-const OPEN: u64 = BEGUN - 1;
-
-/// [`Tally`]'s counts at one instant.
+/// [`Tally`]'s counts at one instant, for the connections of the generations before `before`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Counts {
-    /// Connections open.
+    /// Connections open (of every generation).
     pub(crate) open: usize,
-    /// Connections cut so far (wrapping).
-    pub(crate) cuts: u32,
+    /// Connections of a generation before `before` cut so far.
+    pub(crate) cuts: u64,
+    before: usize,
+}
+
+impl TallyState {
+    fn counts(&self, before: usize) -> Counts {
+        Counts {
+            open: self.open,
+            cuts: self.cuts.iter().take(before).sum(),
+            before,
+        }
+    }
 }
 
 impl Tally {
-    /// Counts one more open connection; returns whether it is late: a shutdown
-    /// [began](Self::begin) before it joined.
-    pub(crate) fn join(&self) -> bool {
-        self.0.fetch_add(1, Ordering::AcqRel) & BEGUN != 0
+    /// Counts one more open connection; returns its generation, for [`leave`](Self::leave).
+    pub(crate) fn join(&self) -> Generation {
+        let mut state = lock(&self.0);
+        state.open += 1;
+        state.joined = true;
+        Generation(state.generation)
     }
 
-    /// Counts one open connection fewer, and one more cut when `cause` is a cut of a
-    /// connection that is not `late` (one made after a shutdown began was not open when it
-    /// began: its cut is none of that shutdown's).
-    pub(crate) fn leave(&self, cause: Cause, late: bool) {
-        if cause == Cause::Cut && !late {
-            // The open count is at least one, so taking one from it borrows nothing from the
-            // flag or the cut count: one step adds one cut and takes one open connection.
-            self.0.fetch_add(ONE_CUT - 1, Ordering::AcqRel);
-        } else {
-            self.0.fetch_sub(1, Ordering::AcqRel);
+    /// Counts one open connection fewer, of generation `generation`, and one more cut of that
+    /// generation when `cause` is a cut.
+    pub(crate) fn leave(&self, cause: Cause, generation: Generation) {
+        let mut state = lock(&self.0);
+        state.open -= 1;
+        if cause == Cause::Cut {
+            let Generation(generation) = generation;
+            if state.cuts.len() <= generation {
+                state.cuts.resize(generation + 1, 0);
+            }
+            state.cuts[generation] += 1;
         }
     }
 
     /// Marks a shutdown begun, and returns the counts at that instant: a connection joins
-    /// either before (and is among those open) or after (and is late).
+    /// either before (and is among those open) or after (and is of a later generation, none of
+    /// this shutdown's).
     pub(crate) fn begin(&self) -> Counts {
-        Self::split(self.0.fetch_or(BEGUN, Ordering::AcqRel))
-    }
-
-    /// The counts now.
-    pub(crate) fn counts(&self) -> Counts {
-        Self::split(self.0.load(Ordering::Acquire))
-    }
-
-    fn split(word: u64) -> Counts {
-        Counts {
-            open: usize::try_from(word & OPEN).unwrap_or(usize::MAX),
-            cuts: u32::try_from(word >> 32).unwrap_or(u32::MAX),
+        let mut state = lock(&self.0);
+        if state.joined {
+            state.joined = false;
+            state.generation += 1;
         }
+        state.counts(state.generation)
+    }
+
+    /// The counts now of the generations `start` counts: its shutdown's.
+    pub(crate) fn counts_since(&self, start: Counts) -> Counts {
+        lock(&self.0).counts(start.before)
     }
 
     /// How many connections are open now.
     pub(crate) fn open(&self) -> usize {
-        self.counts().open
+        lock(&self.0).open
     }
 }
 
@@ -267,6 +290,7 @@ pub(crate) struct Membership {
     _slot: Option<OwnedSemaphorePermit>,
     /// Why the connection closed, for the group's count of cuts.
     cause: Cause,
+    generation: Generation,
 }
 
 impl Membership {
@@ -301,8 +325,7 @@ impl Drop for Membership {
                 }
             }
         }
-        // Never late: a group admits nothing once a shutdown began.
-        self.group.open.leave(self.cause, false);
+        self.group.open.leave(self.cause, self.generation);
         self.group.left.notify_waiters();
     }
 }
@@ -363,7 +386,7 @@ impl Group {
         }
         let key = members.next;
         members.next += 1;
-        let _late = self.open.join();
+        let generation = self.open.join();
         drop(members);
         Ok(Membership {
             group: Arc::clone(self),
@@ -371,6 +394,7 @@ impl Group {
             ip: ip.filter(|_| self.per_ip_limit.is_some()),
             _slot: slot,
             cause: Cause::Own,
+            generation,
         })
     }
 
@@ -427,7 +451,7 @@ impl Group {
         let start = {
             let mut members = lock(&self.state);
             members.shut = true;
-            self.open.counts()
+            self.open.begin()
         };
         self.draining.begin();
         tokio::select! {
@@ -449,7 +473,7 @@ impl Group {
         // cuts say how each of them ended. None stays open: the cut ones are closed, and one
         // admitted before the start but not yet set up is cut as it enrols.
         all_leave(&self.open, &self.left).await;
-        let report = ShutdownReport::between(start, self.open.counts());
+        let report = ShutdownReport::between(start, self.open.counts_since(start));
         tracing::debug!(
             finished = report.finished,
             cut = report.cut,
@@ -528,50 +552,34 @@ mod tests {
         assert!(poll_once(wait.as_mut(), &second));
     }
 
-    /// A cut moves one connection from the open count to the cut count in one step, and a
-    /// report counts the cuts between its two readings, the cut count wrapping in between.
+    /// A report counts the cuts, between its two readings, of the connections open when its
+    /// shutdown began: not those of connections that joined since, and those of connections
+    /// that joined after an earlier shutdown began (one whose future was dropped) but before it.
     #[test]
-    fn a_tally_counts_cuts_apart_and_a_report_takes_the_cuts_in_between() {
+    fn a_tally_counts_the_cuts_of_the_connections_open_when_each_shutdown_began() {
         let tally = Tally::default();
-        for _ in 0..3 {
-            tally.join();
-        }
-        let start = tally.counts();
-        tally.leave(Cause::Own, false);
-        tally.leave(Cause::Cut, false);
-        let counts = tally.counts();
-        assert_eq!((counts.open, counts.cuts), (1, 1));
-        tally.leave(Cause::Cut, false);
-        assert_eq!(
-            ShutdownReport::between(start, tally.counts()),
-            ShutdownReport {
-                finished: 1,
-                cut: 2
-            }
-        );
-        // Begun: a connection joining now is late, and its cut is none.
-        assert!(!tally.join());
-        let begun = tally.begin();
-        assert_eq!((begun.open, begun.cuts), (1, 2));
-        assert!(tally.join());
-        tally.leave(Cause::Cut, true);
-        tally.leave(Cause::Cut, false);
-        let counts = tally.counts();
-        assert_eq!((counts.open, counts.cuts), (0, 3));
-        assert!(tally.join(), "still begun");
-        tally.leave(Cause::Own, true);
-        let before_wrap = Counts {
-            open: 2,
-            cuts: u32::MAX,
-        };
-        let after_wrap = Counts { open: 0, cuts: 1 };
-        assert_eq!(
-            ShutdownReport::between(before_wrap, after_wrap),
-            ShutdownReport {
-                finished: 0,
-                cut: 2
-            }
-        );
+        let first: Vec<_> = (0..3).map(|_| tally.join()).collect();
+        let first_start = tally.begin();
+        assert_eq!((first_start.open, first_start.cuts), (3, 0));
+        tally.leave(Cause::Own, first[0]);
+        // Joined after the first shutdown began, before the second.
+        let between = tally.join();
+        let second_start = tally.begin();
+        assert_eq!((second_start.open, second_start.cuts), (3, 0));
+        // A third beginning with nobody joined since reads as the second.
+        let third_start = tally.begin();
+        let after = tally.join();
+        tally.leave(Cause::Cut, first[1]);
+        tally.leave(Cause::Cut, between);
+        tally.leave(Cause::Cut, after);
+        tally.leave(Cause::Cut, first[2]);
+        assert_eq!(tally.open(), 0);
+        let report = |start| ShutdownReport::between(start, tally.counts_since(start));
+        let (finished, cut) = (1, 2);
+        assert_eq!(report(first_start), ShutdownReport { finished, cut });
+        let (finished, cut) = (0, 3);
+        assert_eq!(report(second_start), ShutdownReport { finished, cut });
+        assert_eq!(report(third_start), ShutdownReport { finished, cut });
     }
 
     /// A refusal records nothing: with `max_connections_per_ip(0)` every connection is

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::Cause;
-use crate::group::{Drain, Tally, all_leave, all_leave_or};
+use crate::group::{Drain, Generation, Tally, all_leave, all_leave_or};
 use crate::{Error, Result, ShutdownReport};
 
 /// The I/O driver that sockets are registered with, and the switch that closes them all.
@@ -197,7 +197,7 @@ impl SelectorManager {
         // then does the count of cuts say how each ended. None stays open after a close: a
         // connection still being set up fails to register and is closed.
         all_leave(&inner.open_connections, &inner.connection_left).await;
-        ShutdownReport::between(start, inner.open_connections.counts())
+        ShutdownReport::between(start, inner.open_connections.counts_since(start))
     }
 
     /// Whether [`close`](Self::close) was called.
@@ -262,11 +262,11 @@ impl SelectorInner {
     /// Counts a connection open until the guard leaves (or is dropped: the connection closed
     /// by itself).
     pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenConnection {
-        let late = self.open_connections.join();
+        let generation = self.open_connections.join();
         OpenConnection {
             selector: Arc::clone(self),
             cause: Cause::Own,
-            late,
+            generation,
         }
     }
 
@@ -391,8 +391,8 @@ pub(crate) struct OpenConnection {
     selector: Arc<SelectorInner>,
     /// Why the connection closed, for the selector's count of cuts.
     cause: Cause,
-    /// Opened after a graceful shutdown began: not among the connections it reports on.
-    late: bool,
+    /// Which graceful shutdowns began before it opened: it is none of those's reports.
+    generation: Generation,
 }
 
 impl OpenConnection {
@@ -404,7 +404,9 @@ impl OpenConnection {
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.selector.open_connections.leave(self.cause, self.late);
+        self.selector
+            .open_connections
+            .leave(self.cause, self.generation);
         self.selector.connection_left.notify_waiters();
     }
 }
