@@ -783,3 +783,146 @@ async fn a_connection_made_between_two_selector_shutdowns_counts_as_cut_in_the_l
     assert_eq!((long.finished, long.cut), (1, 2), "long: {long:?}");
     assert_eq!((short.finished, short.cut), (0, 3), "short: {short:?}");
 }
+
+/// How an accepted connection ends, for the caps test.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// The client resets it; the server's read fails, then the server drops it.
+    Reset,
+    /// The client sends nothing; the server's read times out, then the server drops it.
+    Timeout,
+    /// The client speaks no TLS: the server's handshake fails.
+    TlsHandshakeFails,
+    /// The client sends nothing: the server's handshake times out.
+    TlsHandshakeTimesOut,
+    /// The server drops it without closing it, its channels too.
+    Dropped,
+    /// The server closes it while its read waits in another task.
+    ClosedUnderARead,
+    /// The server turns it into a `SocketStream` and drops that.
+    StreamDropped,
+}
+
+/// `max_connections(1)` with `max_connections_per_ip(1)`: however the one connection ends, its
+/// place frees, so the next client from the same address is accepted (a place never given back
+/// would make `accept` wait for ever, or the per-address cap refuse every later client).
+#[tokio::test]
+async fn caps_free_their_place_however_a_connection_ends() {
+    use net_tls::TlsExt;
+    let pki = net_tests::pki::Pki::generate();
+    let tls = pki
+        .server_config()
+        .handshake_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let (_selector, server, address) = listener(|b| {
+        b.max_connections(1)
+            .max_connections_per_ip(1)
+            .socket_timeout(Duration::from_millis(200))
+    })
+    .await;
+    for ending in [
+        Ending::Reset,
+        Ending::Timeout,
+        Ending::TlsHandshakeFails,
+        Ending::TlsHandshakeTimesOut,
+        Ending::Dropped,
+        Ending::ClosedUnderARead,
+        Ending::StreamDropped,
+    ] {
+        for round in 0..2 {
+            let mut client = within(TcpStream::connect(address)).await.unwrap();
+            let mut socket = within(server.accept())
+                .await
+                .unwrap_or_else(|e| panic!("{ending:?}, round {round}: {e}"));
+            match ending {
+                Ending::Reset => {
+                    net_tests::fault::reset(client);
+                    let mut input = socket.open_read_channel().unwrap();
+                    let read = within(input.read_line(64, LineEnding::Default)).await;
+                    assert!(read.is_err(), "{read:?}");
+                    drop(input);
+                    drop(socket);
+                }
+                Ending::Timeout => {
+                    let mut input = socket.open_read_channel().unwrap();
+                    let read = within(input.read_line(64, LineEnding::Default)).await;
+                    assert!(read.is_err(), "{read:?}");
+                    drop((input, socket, client));
+                }
+                Ending::TlsHandshakeFails => {
+                    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+                    assert!(within(socket.tls_server(&tls)).await.is_err());
+                }
+                Ending::TlsHandshakeTimesOut => {
+                    assert!(within(socket.tls_server(&tls)).await.is_err());
+                    drop(client);
+                }
+                Ending::Dropped => {
+                    let connection = socket.connection().unwrap();
+                    drop(connection);
+                    drop(client);
+                }
+                Ending::ClosedUnderARead => {
+                    let mut input = socket.open_read_channel().unwrap();
+                    let read = tokio::spawn(async move {
+                        input.read_line(64, LineEnding::Default).await.map(|_| ())
+                    });
+                    socket.close();
+                    assert!(within(read).await.unwrap().is_err());
+                    drop(client);
+                }
+                Ending::StreamDropped => {
+                    let stream = socket.into_stream().unwrap();
+                    drop(stream);
+                    let _ = read_all(&mut client).await;
+                }
+            }
+        }
+    }
+    let _client = within(TcpStream::connect(address)).await.unwrap();
+    let last = within(server.accept()).await.unwrap();
+    assert_eq!(server.stats().open, 1);
+    drop(last);
+}
+
+/// `max_connections(1)` with a PROXY protocol header required: a connection dropped for its
+/// header (malformed, or not complete in time) gives its place back, so the next one, with a
+/// good header, is accepted; with `max_connections_per_ip(1)`, the address its header named
+/// frees too once it closes.
+#[tokio::test]
+async fn caps_free_the_place_of_a_connection_dropped_for_its_proxy_header() {
+    let (_selector, server, address) = listener(|b| {
+        b.proxy_protocol(ProxyProtocol::Required)
+            .proxy_header_timeout(Duration::from_millis(200))
+            .max_connections(1)
+            .max_connections_per_ip(1)
+    })
+    .await;
+    let server = std::sync::Arc::new(server);
+    for round in 0..2 {
+        // `accept` takes the connections from the kernel (and reads their headers) while the
+        // clients come.
+        let accepting = std::sync::Arc::clone(&server);
+        let accept = tokio::spawn(async move { accepting.accept().await });
+        let mut malformed = within(TcpStream::connect(address)).await.unwrap();
+        malformed
+            .write_all(b"PROXY TCP4 300.1.2.3 127.0.0.1 1 2\r\n")
+            .await
+            .unwrap();
+        assert!(read_all(&mut malformed).await.is_empty());
+        let mut slow = within(TcpStream::connect(address)).await.unwrap();
+        slow.write_all(b"PROXY TCP4 192.0.2.1").await.unwrap();
+        assert!(read_all(&mut slow).await.is_empty());
+        let mut good = within(TcpStream::connect(address)).await.unwrap();
+        good.write_all(v1("192.0.2.8", 1).as_bytes()).await.unwrap();
+        let accepted = within(accept)
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(accepted.remote_address().to_string(), "192.0.2.8:1");
+        drop(accepted);
+        drop(good);
+    }
+    assert_eq!(server.stats().proxy_header_failures, 4);
+}

@@ -333,3 +333,59 @@ async fn closing_the_selector_ends_a_pending_handshake() {
         "{err:?}"
     );
 }
+
+/// A selector with its own runtime, shut down gracefully by two threads at once, neither in a
+/// tokio context, then closed during their grace periods: both shutdowns return at the close
+/// and report alike, the connection that closed during the grace period as finished and the two
+/// still open as cut. Two shutdowns with no grace cut everything.
+#[test]
+fn an_own_runtime_selector_shut_down_from_two_threads_then_closed_reports_alike() {
+    use std::future::Future;
+    use std::time::Duration;
+    for grace in [Duration::from_secs(60), Duration::ZERO] {
+        let selector = SelectorManager::builder()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let server = block_on(a_socket(&selector).tcp().bind(("127.0.0.1", 0))).unwrap();
+        let port = server.port().unwrap();
+        let mut clients = Vec::new();
+        let mut accepted = Vec::new();
+        for _ in 0..3 {
+            clients.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+            accepted.push(block_on(server.accept()).unwrap());
+        }
+        // Both begin here, with three connections open; then each finishes on a thread of its
+        // own.
+        let waker = std::task::Waker::noop();
+        let shutdowns = [grace, grace / 2].map(|grace| {
+            let selector = selector.clone();
+            let mut shutdown = Box::pin(async move { selector.shutdown(grace).await });
+            let poll = shutdown
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(waker));
+            (shutdown, poll.is_ready())
+        });
+        if grace.is_zero() {
+            // No grace: nothing finishes, everything open is cut.
+            let [(first, _), (second, _)] = shutdowns;
+            let first = block_on(first);
+            assert_eq!((first.finished, first.cut), (0, 3), "{first:?}");
+            let second = block_on(second);
+            assert_eq!(second.finished, 0, "{second:?}");
+            assert!(selector.is_closed());
+            continue;
+        }
+        let threads = shutdowns.map(|(shutdown, done)| {
+            assert!(!done);
+            std::thread::spawn(move || block_on(shutdown))
+        });
+        accepted[0].close();
+        selector.close();
+        for thread in threads {
+            let report = thread.join().unwrap();
+            assert_eq!((report.finished, report.cut), (1, 2), "{report:?}");
+        }
+        assert!(accepted.iter().all(|socket| socket.is_closed()));
+    }
+}

@@ -662,3 +662,46 @@ async fn tls_and_starttls_over_a_unix_socket() {
     }
     listener.close();
 }
+
+/// A selector's graceful shutdown reaches the owners of TLS connections: one that says goodbye
+/// and closes at the signal ends its session cleanly (its client reads the goodbye, then
+/// `close_notify`: a clean end) and counts as finished; one that ignores the signal is cut at
+/// the end of the grace period, and its client sees no clean end (no `close_notify`).
+#[tokio::test]
+async fn a_selector_shutdown_reaches_tls_connections_and_a_polite_one_ends_with_close_notify() {
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki.server_config().build().unwrap();
+    let selector = SelectorManager::new();
+    let clients_selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let mut servers = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let client_config = pki.client_config().build().unwrap();
+        let (server, client) =
+            net_tests::tls::pair(&clients_selector, &listener, &server_config, client_config).await;
+        servers.push(server);
+        clients.push(client.connection().unwrap());
+    }
+    let ignoring = servers.pop().unwrap();
+    let polite = servers.pop().unwrap();
+    let polite = tokio::spawn(async move {
+        let mut connection = polite.connection().unwrap();
+        connection.socket.shutdown_requested().await;
+        connection.output.write_string_utf8("bye\n").await.unwrap();
+        connection.output.flush_and_close().await.unwrap();
+        connection.socket.close();
+    });
+    let report = within(selector.shutdown(Duration::from_millis(300))).await;
+    within(polite).await.unwrap();
+    assert_eq!((report.finished, report.cut), (1, 1), "{report:?}");
+    assert!(ignoring.is_closed());
+    let polite = &mut clients[0].input;
+    let line = within(polite.read_line(LIMIT, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("bye"));
+    let end = within(polite.read_line(LIMIT, LineEnding::Default)).await;
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    let cut = &mut clients[1].input;
+    let end = within(cut.read_line(LIMIT, LineEnding::Default)).await;
+    assert!(end.is_err(), "a cut TLS session ended cleanly: {end:?}");
+}
