@@ -1055,7 +1055,10 @@ impl ByteReadChannel {
     /// # Errors
     ///
     /// The decoder's error; transport errors and [`Error::Cancelled`] reach it through its
-    /// `From<std::io::Error>` (an [`io::Error`] wrapping this crate's [`Error`]).
+    /// `From<std::io::Error>`, as the [`io::Error`] that `From<Error>` makes: the I/O error
+    /// itself for [`Error::Io`], an `io::Error` wrapping this crate's [`Error`] otherwise.
+    /// `Error::from` on that `io::Error` gives this crate's error back in both cases (then
+    /// [`Error::inner_error`] reaches an I/O error's cause, such as a TLS error).
     ///
     /// # Cancel safety
     ///

@@ -525,6 +525,11 @@ impl ByteWriteChannel {
     /// [`Error::Timeout`] the buffer is kept and the channel stays usable; any other error
     /// fails it for good (see [Failures](Self#failures)).
     ///
+    /// The [`AsyncWrite`] implementation's flush differs after a clean close: it returns
+    /// `Ok(())`, as tokio's own streams do. With `tokio::io::AsyncWriteExt` in scope,
+    /// `channel.flush()` still calls this method; `AsyncWriteExt::flush(&mut channel)` calls
+    /// the trait's.
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe in that nothing is lost or written twice: bytes not yet written stay
