@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use crate::{cargo, describe, project_root};
 
 /// The targets in `fuzz/fuzz_targets/`.
-const TARGETS: &[&str] = &["line_reader", "typed_reads", "proxy_header"];
+const TARGETS: &[&str] = &["line_reader", "typed_reads", "frames", "proxy_header"];
 
 /// Runs the fuzz targets.
 pub(crate) fn run(args: &[String]) -> Result<()> {
