@@ -157,17 +157,24 @@ enum Piece {
     OverMax(u8),
     /// A header whose field says this.
     Header(u64),
-    /// Up to 1 MiB of one byte value; for the length-delimited codec, a frame holding it: an
-    /// item past 256 KiB, whose room the channel gives back and which then does come.
+    /// `2^(shift % 21) + extra` bytes (up to 1 MiB and a little) of one value; for the
+    /// length-delimited codec, a frame holding them: an item past 256 KiB, whose room the
+    /// channel gives back and which then does come. Sizes are spread evenly over the powers of
+    /// two, and only the first two big pieces of an input count (the others are empty), so
+    /// that most runs stay short.
     Big {
-        len: u32,
+        shift: u8,
+        extra: u16,
         byte: u8,
     },
 }
 
+/// How many [`Piece::Big`] of an input count.
+const BIG_PIECES: usize = 2;
+
 /// The bytes of a [`Piece::Big`].
-fn big(len: u32, byte: u8) -> Vec<u8> {
-    vec![byte; len as usize % (1 << 20) + 1]
+fn big(shift: u8, extra: u16, byte: u8) -> Vec<u8> {
+    vec![byte; (1 << (shift % 21)) + usize::from(extra)]
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -461,19 +468,26 @@ fn frame(out: &mut Vec<u8>, length: &Length, payload: &[u8]) {
 /// piece holds no byte of `delimiters` (a million empty items would only slow the fuzzer).
 fn input(case: &Case, length: Option<&Length>, delimiters: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
+    let mut bigs = 0;
     for piece in &case.pieces {
+        if let Piece::Big { .. } = piece {
+            bigs += 1;
+            if bigs > BIG_PIECES {
+                continue;
+            }
+        }
         let Some(length) = length else {
             match piece {
                 Piece::Raw(bytes) | Piece::Frame(bytes) => out.extend_from_slice(bytes),
                 Piece::AllOnes => out.extend_from_slice(&[0xff; 8]),
                 Piece::OverMax(d) => out.push(*d),
                 Piece::Header(v) => out.extend_from_slice(&v.to_be_bytes()),
-                Piece::Big { len, byte } => {
+                Piece::Big { shift, extra, byte } => {
                     if let Some(byte) = (0..=255)
                         .map(|b| byte.wrapping_add(b))
                         .find(|b| !delimiters.contains(b))
                     {
-                        out.extend(big(*len, byte));
+                        out.extend(big(*shift, *extra, byte));
                     }
                 }
             }
@@ -482,7 +496,9 @@ fn input(case: &Case, length: Option<&Length>, delimiters: &[u8]) -> Vec<u8> {
         match piece {
             Piece::Raw(bytes) => out.extend_from_slice(bytes),
             Piece::Frame(payload) => frame(&mut out, length, payload),
-            Piece::Big { len, byte } => frame(&mut out, length, &big(*len, *byte)),
+            Piece::Big { shift, extra, byte } => {
+                frame(&mut out, length, &big(*shift, *extra, *byte))
+            }
             Piece::AllOnes => out.extend(length.header(u64::MAX, 0)),
             Piece::OverMax(d) => {
                 out.extend(length.header((length.max as u64).saturating_add(u64::from(*d)), 1))
