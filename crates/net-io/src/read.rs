@@ -118,8 +118,9 @@ pub struct ByteReadChannel {
     /// bytes.
     oversized: bool,
     /// Room a decoder made for the frame it has begun, ahead of the frame's bytes, was given
-    /// back; not again until a frame is decoded (a decoder that makes room at every call would
-    /// otherwise have what is buffered copied at every read).
+    /// back; not again until a frame is decoded or `read_frame` is called again (a decoder
+    /// that makes room at every call would otherwise have what is buffered copied at every
+    /// read).
     room_given_back: bool,
 }
 
@@ -1084,6 +1085,9 @@ impl ByteReadChannel {
         D: Decoder,
         D::Error: From<io::Error>,
     {
+        // Room is given back once per frame, or per call: the decoder may be another one than
+        // the last call's (which may have been dropped after it gave back its room).
+        self.room_given_back = false;
         poll_fn(|cx| self.poll_frame(cx, decoder)).await
     }
 

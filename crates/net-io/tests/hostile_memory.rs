@@ -106,7 +106,35 @@ fn memory_follows_bytes_a_trickling_peer_sent() {
     a_long_line_one_byte_at_a_time();
     a_long_delimiter_that_never_completes();
     a_frame_whose_length_says_huge();
+    a_new_decoder_after_a_dropped_read_frame();
     a_large_frame_that_does_come();
+}
+
+/// A `read_frame` that gave back the room its decoder reserved, then dropped while it waits
+/// (a timeout), and a new decoder on the same channel whose first length prefix also says
+/// huge: the new decoder's room is given back too (it was kept: the channel took it for the
+/// room of the frame it had already given back once).
+fn a_new_decoder_after_a_dropped_read_frame() {
+    let announced: u32 = 8 * 1024 * 1024 - 1;
+    let mut start = announced.to_be_bytes().to_vec();
+    start.extend_from_slice(&announced.to_be_bytes());
+    start.extend_from_slice(b"0123456789");
+    let mut input = channel(vec![start]);
+    let mut first = LengthDelimitedCodec::new();
+    assert!(
+        drive(input.read_frame(&mut first)).is_none(),
+        "the first frame is not there"
+    );
+    let mut second = LengthDelimitedCodec::new();
+    assert!(
+        drive(input.read_frame(&mut second)).is_none(),
+        "the second decoder's frame is not there"
+    );
+    let held = live() - BASE.with(Cell::get);
+    assert!(
+        held <= SLACK,
+        "a second decoder's frame announced as 8 MiB with 18 bytes received: {held} bytes held"
+    );
 }
 
 /// A 1 MiB frame whose prefix came with its first bytes, then the rest in 64 KiB reads: the
