@@ -308,7 +308,11 @@ impl Transport for TlsSession {
         // session and send its FIN before the records taken below.
         self.closed.store(true, Ordering::Release);
         stream.get_mut().1.send_close_notify();
-        send_owed(&mut stream);
+        if send_owed(&mut stream).is_err() {
+            // The socket failed (the peer reset the connection): nothing more reaches the
+            // peer, and a close task would only try again. The end is no clean one.
+            return Ending::Reset;
+        }
         // What the socket did not take at once (its send buffer is full of data on its way)
         // leaves as it drains, before the FIN: the peer must not see a truncation when
         // nothing was lost.
@@ -396,20 +400,24 @@ fn take_owed(stream: &mut tokio_rustls::TlsStream<RawStream>) -> Vec<u8> {
 /// Sends the records `session` has queued, as far as the socket takes them now, without waiting
 /// and without taking over the wake-up of a task waiting to write; what is left goes with the
 /// next write or flush.
-fn send_owed(stream: &mut tokio_rustls::TlsStream<RawStream>) {
+///
+/// # Errors
+///
+/// The socket's error, other than that it would block (then the rest simply waits).
+fn send_owed(stream: &mut tokio_rustls::TlsStream<RawStream>) -> io::Result<()> {
     match stream {
         tokio_rustls::TlsStream::Client(s) => {
             let (raw, session) = s.get_mut();
-            write_now(raw, session);
+            write_now(raw, session)
         }
         tokio_rustls::TlsStream::Server(s) => {
             let (raw, session) = s.get_mut();
-            write_now(raw, session);
+            write_now(raw, session)
         }
     }
 }
 
-fn write_now<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) {
+fn write_now<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) -> io::Result<()> {
     struct Now<'a>(&'a mut RawStream);
 
     impl io::Write for Now<'_> {
@@ -423,10 +431,13 @@ fn write_now<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) 
     }
 
     while session.wants_write() {
-        if session.write_tls(&mut Now(raw)).is_err() {
-            break;
+        match session.write_tls(&mut Now(raw)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+            Ok(_) => {}
         }
     }
+    Ok(())
 }
 
 /// Hands `buf` to `session` and sends its records as far as the socket takes them in this poll,
@@ -624,7 +635,8 @@ impl AsyncRead for TlsRead {
         // owe the peer (a KeyUpdate reply, or a fatal alert for a bad record), so a connection
         // that only reads still answers.
         if stream.get_ref().1.wants_write() {
-            send_owed(&mut stream);
+            // A socket that failed fails the next write or flush too.
+            let _ = send_owed(&mut stream);
         }
         if read.is_ready() {
             stream.get_mut().0.read_done();
