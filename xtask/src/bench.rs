@@ -36,6 +36,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("tls-handshake", "netbench"),
     ("udp-64", "netbench"),
     ("udp-1400", "netbench"),
+    ("churn-50", "netbench"),
     ("idle", "netbench"),
 ];
 
