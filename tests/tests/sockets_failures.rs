@@ -808,29 +808,26 @@ async fn an_option_the_os_refuses_fails_bind_and_connect() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
 }
 
-/// `linger` with a time makes the kernel's close wait for the peer; the close must not block a
-/// runtime thread: a ticker on the same current-thread runtime keeps ticking.
-#[tokio::test(flavor = "current_thread")]
-async fn linger_never_blocks_the_runtime() {
-    let selector = SelectorManager::new();
-    let listener = tcp_listener_with(&selector, |b| {
-        b.linger(Duration::from_secs(3)).send_buffer_size(32 * 1024)
-    })
-    .await;
-    // The peer never reads.
-    let _peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
+/// A peer of the server at `port` with a 4 KiB receive buffer, which never reads.
+async fn stalled_peer(port: u16) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    within(socket.connect(([127, 0, 0, 1], port).into()))
         .await
-        .unwrap();
-    let socket = within(listener.accept()).await.unwrap();
+        .unwrap()
+}
+
+/// Writes 16 KiB through `socket` (a 32 KiB send buffer, set by the caller) to a peer that
+/// never reads and takes only a few KiB (as from [`stalled_peer`]), and closes it gracefully
+/// with most of it still in the kernel: a lingering `SO_LINGER` makes that close wait for the
+/// peer, so it must run off the runtime: `close` returns at once, and a ticker on the same
+/// current-thread runtime keeps ticking. (A write abandoned half-way would make the close a
+/// reset, which never waits.)
+async fn assert_lingering_close_stays_off_the_runtime(socket: net_sockets::Socket) {
     let mut connection = socket.connection().unwrap();
-    // Fill the send path, so that the close has data the stalled peer never takes.
-    let fill = payload(16 * 1024 * 1024);
-    let filled = tokio::time::timeout(
-        Duration::from_millis(500),
-        connection.output.write_fully(&fill),
-    )
-    .await;
-    assert!(filled.is_err(), "the peer took 16 MiB without reading");
+    let data = payload(16 * 1024);
+    within(connection.output.write_fully(&data)).await.unwrap();
+    within(connection.output.flush()).await.unwrap();
     let ticker = tokio::spawn(async {
         let mut longest = Duration::ZERO;
         let mut last = Instant::now();
@@ -854,6 +851,20 @@ async fn linger_never_blocks_the_runtime() {
         longest < Duration::from_millis(100),
         "runtime stalled {longest:?}"
     );
+}
+
+/// `linger` with a time makes the kernel's close wait for the peer; the close must not block a
+/// runtime thread.
+#[tokio::test(flavor = "current_thread")]
+async fn linger_never_blocks_the_runtime() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| {
+        b.linger(Duration::from_secs(3)).send_buffer_size(32 * 1024)
+    })
+    .await;
+    let _peer = stalled_peer(listener.port().unwrap()).await;
+    let socket = within(listener.accept()).await.unwrap();
+    assert_lingering_close_stays_off_the_runtime(socket).await;
 }
 
 #[tokio::test]
