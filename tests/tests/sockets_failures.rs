@@ -822,7 +822,8 @@ async fn stalled_peer(port: u16) -> TcpStream {
 /// with most of it still in the kernel: a lingering `SO_LINGER` makes that close wait for the
 /// peer, so it must run off the runtime: `close` returns at once, and a ticker on the same
 /// current-thread runtime keeps ticking. (A write abandoned half-way would make the close a
-/// reset, which never waits.)
+/// reset, which never waits; and the helper does not look at the socket through
+/// `with_sock_ref`, which alone makes the close ask the kernel.)
 async fn assert_lingering_close_stays_off_the_runtime(socket: net_sockets::Socket) {
     let mut connection = socket.connection().unwrap();
     let data = payload(16 * 1024);
@@ -864,6 +865,81 @@ async fn linger_never_blocks_the_runtime() {
     .await;
     let _peer = stalled_peer(listener.port().unwrap()).await;
     let socket = within(listener.accept()).await.unwrap();
+    assert_lingering_close_stays_off_the_runtime(socket).await;
+}
+
+/// `SO_LINGER` set on an accepted socket through `with_sock_ref`, not the builder.
+#[tokio::test(flavor = "current_thread")]
+async fn linger_set_through_with_sock_ref_never_blocks_the_runtime() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let _peer = stalled_peer(listener.port().unwrap()).await;
+    let socket = within(listener.accept()).await.unwrap();
+    socket
+        .with_sock_ref(|s| {
+            s.set_send_buffer_size(32 * 1024)?;
+            s.set_linger(Some(Duration::from_secs(3)))
+        })
+        .unwrap();
+    assert_lingering_close_stays_off_the_runtime(socket).await;
+}
+
+/// `SO_LINGER` set on the listener through its `with_sock_ref`: Linux copies it to every socket
+/// the listener accepts afterwards (the first accepted socket shows it), and their close must
+/// still stay off the runtime (the second one, not looked at through `with_sock_ref`).
+#[tokio::test(flavor = "current_thread")]
+async fn linger_set_on_the_listener_is_inherited_and_never_blocks_the_runtime() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| b.send_buffer_size(32 * 1024)).await;
+    listener
+        .with_sock_ref(|s| s.set_linger(Some(Duration::from_secs(3))))
+        .unwrap();
+    let port = listener.port().unwrap();
+    let _first_peer = stalled_peer(port).await;
+    let first = within(listener.accept()).await.unwrap();
+    assert_eq!(
+        first.with_sock_ref(|s| s.linger()).unwrap(),
+        Some(Duration::from_secs(3)),
+        "the accepted socket did not inherit the listener's SO_LINGER"
+    );
+    let _peer = stalled_peer(port).await;
+    let socket = within(listener.accept()).await.unwrap();
+    assert_lingering_close_stays_off_the_runtime(socket).await;
+}
+
+/// A listener adopted with `SO_LINGER` already set (by whoever made it).
+#[tokio::test(flavor = "current_thread")]
+async fn linger_on_an_adopted_listener_never_blocks_the_runtime() {
+    let selector = SelectorManager::new();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let raw = socket2::SockRef::from(&std_listener);
+    raw.set_linger(Some(Duration::from_secs(3))).unwrap();
+    raw.set_send_buffer_size(32 * 1024).unwrap();
+    let listener = net_sockets::ServerSocket::from_std(&selector, std_listener).unwrap();
+    let _peer = stalled_peer(listener.port().unwrap()).await;
+    let socket = within(listener.accept()).await.unwrap();
+    assert_lingering_close_stays_off_the_runtime(socket).await;
+}
+
+/// A connected stream adopted with `SO_LINGER` already set.
+#[tokio::test(flavor = "current_thread")]
+async fn linger_on_an_adopted_stream_never_blocks_the_runtime() {
+    let selector = SelectorManager::new();
+    let peer_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // The peer takes only a few KiB (its accepted socket inherits the receive buffer).
+    socket2::SockRef::from(&peer_listener)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    peer_listener.set_nonblocking(true).unwrap();
+    let peer_listener = tokio::net::TcpListener::from_std(peer_listener).unwrap();
+    let std_stream = std::net::TcpStream::connect(peer_listener.local_addr().unwrap()).unwrap();
+    // The peer never reads.
+    let _peer = within(peer_listener.accept()).await.unwrap();
+    let raw = socket2::SockRef::from(&std_stream);
+    raw.set_linger(Some(Duration::from_secs(3))).unwrap();
+    raw.set_send_buffer_size(32 * 1024).unwrap();
+    std_stream.set_nonblocking(true).unwrap();
+    let socket = net_sockets::Socket::from_std(&selector, std_stream).unwrap();
     assert_lingering_close_stays_off_the_runtime(socket).await;
 }
 

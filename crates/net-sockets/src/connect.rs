@@ -189,6 +189,8 @@ pub(crate) async fn connect(
             host,
             file: file.claim(),
         },
+        // Made here: it lingers only with the builder's `linger`.
+        options.linger.is_some(),
     )?;
     tracing::debug!(parent: conn.core().span(), "connected");
     Ok(Socket::new(Link { conn }))

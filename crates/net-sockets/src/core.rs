@@ -25,7 +25,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -84,6 +84,11 @@ pub(crate) struct Core<S: SocketIo> {
     selector: Arc<SelectorInner>,
     id: Option<u64>,
     on_release: Option<OnRelease>,
+    /// Whether something may have given the socket a lingering `SO_LINGER`, so that `close`
+    /// must ask the kernel: set where the socket was made with one (the builder's `linger`),
+    /// could have come with one (adopted, or accepted from a listener that may linger), or by
+    /// [`with_sock_ref`](Self::with_sock_ref). A socket without it skips the `getsockopt`.
+    may_linger: AtomicBool,
     span: tracing::Span,
 }
 
@@ -120,6 +125,9 @@ pub(crate) struct Setup {
     pub(crate) span: tracing::Span,
     /// Run once the descriptor is released.
     pub(crate) on_release: Option<OnRelease>,
+    /// Whether the socket may have a lingering `SO_LINGER` from the start (see
+    /// `Core::may_linger`); `true` unless its maker knows it has none.
+    pub(crate) may_linger: bool,
 }
 
 impl Setup {
@@ -128,6 +136,7 @@ impl Setup {
         Setup {
             span,
             on_release: None,
+            may_linger: true,
         }
     }
 }
@@ -158,6 +167,7 @@ impl<S: SocketIo> Core<S> {
                 id: selector.register(me.clone() as Weak<dyn Release>).ok(),
                 selector: Arc::clone(selector),
                 on_release: setup.on_release,
+                may_linger: AtomicBool::new(setup.may_linger),
                 span: setup.span,
             })
         });
@@ -242,7 +252,15 @@ impl<S: SocketIo> Core<S> {
         f: impl FnOnce(SockRef<'_>) -> io::Result<R>,
     ) -> Result<R> {
         let io = self.io()?;
+        // `f` may set SO_LINGER: from now on `close` asks the kernel. Stored before `f` runs,
+        // so that a listener's socket accepted after `f` set it sees this too.
+        self.may_linger.store(true, Ordering::SeqCst);
         f(SockRef::from(&*io)).map_err(Error::Io)
+    }
+
+    /// Whether something may have given the socket a lingering `SO_LINGER` (see the field).
+    pub(crate) fn may_linger(&self) -> bool {
+        self.may_linger.load(Ordering::SeqCst)
     }
 
     /// Closes the socket (see the module docs). Idempotent; the first call's mode wins.
@@ -280,7 +298,7 @@ impl<S: SocketIo> Core<S> {
         if mode == CloseMode::Reset {
             // Best effort: a socket that cannot take the option still closes.
             let _ = SockRef::from(&*io).set_linger(Some(std::time::Duration::ZERO));
-        } else if lingers(&io) {
+        } else if self.may_linger() && lingers(&io) {
             // With SO_LINGER set, the kernel's close of the last descriptor waits for the
             // peer. Keep a duplicate for a blocking thread to close, so the descriptor the
             // runtime knows is released here without blocking.
@@ -348,7 +366,8 @@ impl<S: SocketIo> Core<S> {
 }
 
 /// Whether the kernel's close of `io` waits for the peer (`SO_LINGER` with a time, set by the
-/// builder's `linger` or through `with_sock_ref`).
+/// builder's `linger`, through `with_sock_ref`, inherited from the listener, or there when the
+/// socket was adopted).
 fn lingers(io: &impl AsFd) -> bool {
     SockRef::from(io)
         .linger()

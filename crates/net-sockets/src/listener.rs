@@ -236,7 +236,14 @@ impl ServerSocket {
                     TcpListener::from_std(raw.into())?
                 };
                 let local = SocketAddress::from(listener.local_addr()?);
-                Self::open(selector, Listener::Tcp(listener), local, options, None)
+                Self::open(
+                    selector,
+                    Listener::Tcp(listener),
+                    local,
+                    options,
+                    None,
+                    false,
+                )
             }
             SocketAddress::Unix(unix) => {
                 let raw = RawSocket::new(Domain::UNIX, Type::STREAM, None)?;
@@ -270,6 +277,7 @@ impl ServerSocket {
                     local,
                     options,
                     Some(on_release),
+                    false,
                 )
             }
         }
@@ -305,11 +313,26 @@ impl ServerSocket {
             let listener = UnixListener::from_std(raw.into())?;
             let local = std::os::unix::net::SocketAddr::from(listener.local_addr()?);
             let local = UnixSocketAddress::reported(&local).into();
-            Self::open(selector, Listener::Unix(listener), local, options, None)
+            // Adopted: whoever made it may have set SO_LINGER, which its sockets inherit.
+            Self::open(
+                selector,
+                Listener::Unix(listener),
+                local,
+                options,
+                None,
+                true,
+            )
         } else {
             let listener = TcpListener::from_std(raw.into())?;
             let local = SocketAddress::from(listener.local_addr()?);
-            Self::open(selector, Listener::Tcp(listener), local, options, None)
+            Self::open(
+                selector,
+                Listener::Tcp(listener),
+                local,
+                options,
+                None,
+                true,
+            )
         }
     }
 
@@ -336,6 +359,7 @@ impl ServerSocket {
         local: SocketAddress,
         options: SocketOptions,
         on_release: Option<OnRelease>,
+        may_linger: bool,
     ) -> Result<ServerSocket> {
         let group = Group::new(
             selector.draining().child(),
@@ -362,6 +386,7 @@ impl ServerSocket {
         };
         let setup = Setup {
             on_release: Some(shut),
+            may_linger,
             ..Setup::new(tracing::debug_span!("listener", local = %local))
         };
         let inner = Core::open(selector, listener, setup, |core| ListenerInner {
@@ -735,6 +760,8 @@ impl ListenerInner {
             remote,
             &self.options,
             origin,
+            // Linux copies the listener's SO_LINGER to the sockets it accepts.
+            self.options.linger.is_some() || self.core.may_linger(),
         )?;
         tracing::debug!(parent: conn.core().span(), "accepted");
         Ok(Socket::new(Link { conn }))

@@ -161,6 +161,8 @@ impl Socket<Plain> {
             remote,
             &SocketOptions::default(),
             origin,
+            // Adopted: whoever made it may have set SO_LINGER.
+            true,
         )?;
         Ok(Socket::new(Link { conn }))
     }

@@ -257,7 +257,8 @@ impl Owner for Conn {
 }
 
 impl Conn {
-    /// Registers a connected stream with the selector.
+    /// Registers a connected stream with the selector. `may_linger`: whether the stream may
+    /// have a lingering `SO_LINGER` already (see `Core::may_linger`).
     ///
     /// # Errors
     ///
@@ -269,6 +270,7 @@ impl Conn {
         remote: SocketAddress,
         options: &SocketOptions,
         origin: Origin,
+        may_linger: bool,
     ) -> Result<Arc<Conn>> {
         let span = match &origin {
             Origin::Accepted {
@@ -335,6 +337,7 @@ impl Conn {
                     membership.leave(cause);
                 }
             })),
+            may_linger,
             ..Setup::new(span)
         };
         let conn = Core::open(selector, stream, setup, |core| Conn {
