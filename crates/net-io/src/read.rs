@@ -118,9 +118,9 @@ pub struct ByteReadChannel {
     /// bytes.
     oversized: bool,
     /// Room a decoder made for the frame it has begun, ahead of the frame's bytes, was given
-    /// back; not again until a frame is decoded or `read_frame` is called again (a decoder
-    /// that makes room at every call would otherwise have what is buffered copied at every
-    /// read).
+    /// back; not again until a frame is decoded, `read_frame` is called again or the channel
+    /// becomes a stream of frames (a decoder that makes room at every call would otherwise
+    /// have what is buffered copied at every read).
     room_given_back: bool,
 }
 
@@ -1108,7 +1108,10 @@ impl ByteReadChannel {
     /// assert_eq!(lines, ["a", "b"]);
     /// # }
     /// ```
-    pub fn into_frames<D: Decoder>(self, decoder: D) -> Frames<D> {
+    pub fn into_frames<D: Decoder>(mut self, decoder: D) -> Frames<D> {
+        // A new decoder, as for every `read_frame` call: an earlier call (dropped after it gave
+        // back its decoder's room) must not keep this one's room.
+        self.room_given_back = false;
         Frames {
             channel: self,
             decoder,

@@ -107,6 +107,7 @@ fn memory_follows_bytes_a_trickling_peer_sent() {
     a_long_delimiter_that_never_completes();
     a_frame_whose_length_says_huge();
     a_new_decoder_after_a_dropped_read_frame();
+    frames_after_a_dropped_read_frame();
     a_large_frame_that_does_come();
 }
 
@@ -134,6 +135,34 @@ fn a_new_decoder_after_a_dropped_read_frame() {
     assert!(
         held <= SLACK,
         "a second decoder's frame announced as 8 MiB with 18 bytes received: {held} bytes held"
+    );
+}
+
+/// As [`a_new_decoder_after_a_dropped_read_frame`], with the channel then turned into a
+/// stream of frames (`into_frames`) with a new decoder: its room is given back too.
+fn frames_after_a_dropped_read_frame() {
+    let announced: u32 = 8 * 1024 * 1024 - 1;
+    let mut start = announced.to_be_bytes().to_vec();
+    start.extend_from_slice(&announced.to_be_bytes());
+    start.extend_from_slice(b"0123456789");
+    let mut input = channel(vec![start]);
+    let mut first = LengthDelimitedCodec::new();
+    assert!(
+        drive(input.read_frame(&mut first)).is_none(),
+        "the first frame is not there"
+    );
+    let mut frames = input.into_frames(LengthDelimitedCodec::new());
+    assert!(
+        drive(std::future::poll_fn(|cx| {
+            futures_core::Stream::poll_next(Pin::new(&mut frames), cx)
+        }))
+        .is_none(),
+        "the stream's first frame is not there"
+    );
+    let held = live() - BASE.with(Cell::get);
+    assert!(
+        held <= SLACK,
+        "a stream's frame announced as 8 MiB with 18 bytes received: {held} bytes held"
     );
 }
 
