@@ -1063,8 +1063,11 @@ impl ByteReadChannel {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe if the decoder consumes nothing until it returns a frame (as tokio-util's
-    /// codecs do).
+    /// Cancel safe when the next call passes the same decoder: what a decoder consumed of a
+    /// frame it had begun stays in the decoder (tokio-util's `LengthDelimitedCodec` keeps the
+    /// length prefix it read; its line and delimiter codecs consume nothing until they return
+    /// a frame), and the channel keeps every byte not consumed. A new decoder after a dropped
+    /// call starts from what the channel holds, without what the old one consumed.
     ///
     /// # Examples
     ///
@@ -1150,6 +1153,13 @@ impl ByteReadChannel {
             if self.eof {
                 // No read from the transport follows to clear the backlog: say what is left.
                 let frame = decoder.decode_eof(self.buf.bytes_mut());
+                if self.buf.capacity() > RELEASE_ABOVE
+                    && self.buf.capacity() > self.buf.len().saturating_mul(2) + MAX_STEP
+                {
+                    // Room the decoder made for a length the peer announced, which no byte
+                    // will fill any more.
+                    self.release();
+                }
                 self.publish();
                 return Poll::Ready(frame);
             }

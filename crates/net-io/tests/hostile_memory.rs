@@ -35,8 +35,14 @@ const SLACK: isize = 24 * 1024;
 
 /// A channel over a [`Source`] that hands out `chunks`, whose memory is counted from now on.
 fn channel(chunks: Vec<Vec<u8>>) -> ByteReadChannel {
+    channel_with_end(chunks, false)
+}
+
+/// As [`channel`]; with `ends`, the peer closes after its chunks instead of going silent.
+fn channel_with_end(chunks: Vec<Vec<u8>>, ends: bool) -> ByteReadChannel {
     let source = Source {
         chunks: chunks.into(),
+        ends,
     };
     BASE.with(|b| b.set(live()));
     SENT.with(|s| s.set(0));
@@ -51,11 +57,13 @@ thread_local! {
 }
 
 /// The peer: hands out its chunks one per transport read (never more than the read has room
-/// for), then waits for ever (without waking: the scenarios poll by hand). At every read it
+/// for), then waits for ever (without waking: the scenarios poll by hand), or closes. At every read it
 /// records how far the memory allocated since the scenario began exceeds twice the bytes
 /// handed out.
 struct Source {
     chunks: VecDeque<Vec<u8>>,
+    /// Whether the peer closes after its chunks.
+    ends: bool,
 }
 
 impl AsyncRead for Source {
@@ -69,7 +77,11 @@ impl AsyncRead for Source {
         let over = live() + sent as isize - BASE.with(Cell::get) - 2 * sent as isize;
         WORST.with(|w| w.set(w.get().max(over)));
         let Some(mut chunk) = self.chunks.pop_front() else {
-            return Poll::Pending;
+            return if self.ends {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            };
         };
         let n = chunk.len().min(buf.remaining());
         buf.put_slice(&chunk[..n]);
@@ -108,7 +120,32 @@ fn memory_follows_bytes_a_trickling_peer_sent() {
     a_frame_whose_length_says_huge();
     a_new_decoder_after_a_dropped_read_frame();
     frames_after_a_dropped_read_frame();
+    a_frame_announced_after_the_end();
     a_large_frame_that_does_come();
+}
+
+/// A peer that sends a length prefix announcing 8 MiB and a few bytes, and closes, all before
+/// the channel decodes the prefix (a look-ahead reached the end first): the decoder's end of
+/// stream is an error, and the room it made for the announced length is not kept.
+fn a_frame_announced_after_the_end() {
+    let announced: u32 = 8 * 1024 * 1024 - 1;
+    let mut start = announced.to_be_bytes().to_vec();
+    start.extend_from_slice(b"0123");
+    let mut input = channel_with_end(vec![start], true);
+    assert!(
+        matches!(drive(input.await_content(64)), Some(Ok(false))),
+        "the look-ahead did not see the end"
+    );
+    let mut codec = LengthDelimitedCodec::new();
+    assert!(
+        matches!(drive(input.read_frame(&mut codec)), Some(Err(_))),
+        "a frame cut short by the end is not an error"
+    );
+    let held = live() - BASE.with(Cell::get);
+    assert!(
+        held <= SLACK,
+        "a frame announced as 8 MiB with 8 bytes received before the end: {held} bytes held"
+    );
 }
 
 /// A `read_frame` that gave back the room its decoder reserved, then dropped while it waits
