@@ -28,6 +28,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -297,20 +298,20 @@ impl<S: SocketIo> Core<S> {
     fn release(&self, io: Arc<S>, mode: CloseMode, cause: Cause) {
         if mode == CloseMode::Reset {
             // Best effort: a socket that cannot take the option still closes.
-            let _ = SockRef::from(&*io).set_linger(Some(std::time::Duration::ZERO));
-        } else if self.may_linger() && lingers(&io) {
-            // With SO_LINGER set, the kernel's close of the last descriptor waits for the
-            // peer. Keep a duplicate for a blocking thread to close, so the descriptor the
-            // runtime knows is released here without blocking.
-            if let Ok(duplicate) = SockRef::from(&*io).try_clone() {
-                drop(
-                    self.selector
-                        .handle()
-                        .spawn_blocking(move || drop(duplicate)),
-                );
-            }
+            let _ = SockRef::from(&*io).set_linger(Some(Duration::ZERO));
+            drop(io);
+        } else if let Some(linger) = self.may_linger().then(|| linger_time(&io)).flatten() {
+            // With SO_LINGER set, the kernel's close of the socket waits for the peer, on the
+            // thread that drops the last reference: a blocking thread takes this one and drops
+            // it once it is the last (see `drop_when_last`), not a runtime thread.
+            drop(
+                self.selector
+                    .handle()
+                    .spawn_blocking(move || drop_when_last(io, linger)),
+            );
+        } else {
+            drop(io);
         }
-        drop(io);
         if let Some(id) = self.id {
             self.selector.deregister(id);
         }
@@ -365,13 +366,40 @@ impl<S: SocketIo> Core<S> {
     }
 }
 
-/// Whether the kernel's close of `io` waits for the peer (`SO_LINGER` with a time, set by the
-/// builder's `linger`, through `with_sock_ref`, inherited from the listener, or there when the
-/// socket was adopted).
-fn lingers(io: &impl AsFd) -> bool {
+/// Drops `io` once no other reference to it is left, so that the socket's lingering close
+/// waits for the peer on this (blocking) thread; waits at most `linger` (the socket's linger
+/// time) for the others. They hold theirs briefly (an operation while it runs, a task that
+/// sends held-back answers for a reader until the close wakes it), except a task that sends
+/// held-back answers after the close (bounded by `socket_timeout`): one still at it after
+/// `linger` drops its reference last, on a blocking thread too, or resets the connection.
+/// (Closing a duplicate descriptor here instead
+/// raced with the runtime thread's drop of the original: whichever closed last waited for the
+/// peer, sometimes a runtime thread.)
+fn drop_when_last<S>(mut io: Arc<S>, linger: Duration) {
+    let until = Instant::now() + linger;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match Arc::try_unwrap(io) {
+            Ok(last) => return drop(last),
+            Err(shared) if Instant::now() < until => {
+                io = shared;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(shared) => return drop(shared),
+        }
+    }
+}
+
+/// The time the kernel's close of `io` waits for the peer, if it does (`SO_LINGER` with a time,
+/// set by the builder's `linger`, through `with_sock_ref`, inherited from the listener, or there
+/// when the socket was adopted).
+fn linger_time(io: &impl AsFd) -> Option<Duration> {
     SockRef::from(io)
         .linger()
-        .is_ok_and(|linger| linger.is_some_and(|time| !time.is_zero()))
+        .ok()
+        .flatten()
+        .filter(|time| !time.is_zero())
 }
 
 impl<S: SocketIo> Drop for Core<S> {

@@ -603,3 +603,52 @@ impl<T: Transport> AsyncWrite for SocketStream<T> {
         Pin::new(&mut self.get_mut().writer).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::core::Owner;
+    use crate::{SelectorManager, a_socket};
+
+    /// A lingering close while something else still holds the socket (an operation that runs,
+    /// a task that waits for the socket to drain), with data the peer has not taken: whoever
+    /// lets go last makes the kernel's close, which waits for the peer. That must be the
+    /// blocking thread the close runs on, never the holder (a runtime thread). It was the holder
+    /// whenever the blocking thread closed its duplicate descriptor first.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_holder_of_a_lingering_socket_lets_go_without_waiting_for_the_peer() {
+        let selector = SelectorManager::new();
+        let listener = a_socket(&selector)
+            .tcp()
+            .linger(Duration::from_secs(3))
+            .send_buffer_size(32 * 1024)
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        // A peer that takes a few KiB and never reads.
+        let peer = tokio::net::TcpSocket::new_v4().unwrap();
+        peer.set_recv_buffer_size(4096).unwrap();
+        let port = listener.local_address().as_inet().unwrap().port();
+        let _peer = peer.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        let socket = listener.accept().await.unwrap();
+        let mut connection = socket.connection().unwrap();
+        connection
+            .output
+            .write_fully(&vec![7; 16 * 1024])
+            .await
+            .unwrap();
+        connection.output.flush().await.unwrap();
+        let held = connection.socket.link.conn.core().io().unwrap();
+        connection.socket.close();
+        // Time for the close's blocking thread to do what it does first.
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        drop(held);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "letting go of the socket waited {:?} for the peer",
+            started.elapsed()
+        );
+    }
+}
