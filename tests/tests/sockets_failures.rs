@@ -943,6 +943,96 @@ async fn linger_on_an_adopted_stream_never_blocks_the_runtime() {
     assert_lingering_close_stays_off_the_runtime(socket).await;
 }
 
+/// Set in the environment of a test run again in a network namespace of its own.
+const IN_OWN_NETNS: &str = "NET_TESTS_IN_OWN_NETNS";
+
+/// Runs this binary's test `name` again in a network namespace of its own (`unshare -n`), where
+/// it may take the loopback interface down without touching the machine's, and asserts that it
+/// ran and passed. Where no namespace can be made (not root, or no `unshare` or `ip`), returns
+/// with a note instead.
+fn run_in_own_netns(name: &str) {
+    let probe = std::process::Command::new("unshare")
+        .args(["-n", "ip", "link", "set", "lo", "up"])
+        .output();
+    if !matches!(&probe, Ok(out) if out.status.success()) {
+        eprintln!(
+            "{name}: skipped, no network namespace can be made here (needs root, unshare, ip)"
+        );
+        return;
+    }
+    let out = std::process::Command::new("unshare")
+        .arg("-n")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_OWN_NETNS, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} in its own network namespace: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+}
+
+/// Runs `ip` with `args` (in the test's own network namespace).
+fn ip(args: &[&str]) {
+    let status = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ip {args:?}: {status}");
+}
+
+/// A listener with `linger` copies its `SO_LINGER` to every connection the kernel accepts, and
+/// a lingering close waits, on the thread that makes it, until the peer acknowledges the end:
+/// up to the linger time when the peer's host never answers (gone, or a flooder that drops
+/// what it gets). A connection the listener refuses (one per address here) is closed before
+/// it is ever handed out, with nothing sent on it; that close must not stop the runtime. The
+/// peer's silence is made by taking the loopback interface down, in a network namespace of the
+/// test's own.
+#[test]
+fn a_connection_a_lingering_listener_refuses_never_blocks_the_runtime() {
+    let name = "a_connection_a_lingering_listener_refuses_never_blocks_the_runtime";
+    if std::env::var_os(IN_OWN_NETNS).is_none() {
+        return run_in_own_netns(name);
+    }
+    ip(&["link", "set", "lo", "up"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener_with(&selector, |b| {
+            b.linger(Duration::from_secs(3)).max_connections_per_ip(1)
+        })
+        .await;
+        let address = ("127.0.0.1", listener.port().unwrap());
+        let _first_peer = within(TcpStream::connect(address)).await.unwrap();
+        let first = within(listener.accept()).await.unwrap();
+        assert_eq!(
+            first.with_sock_ref(|s| s.linger()).unwrap(),
+            Some(Duration::from_secs(3)),
+            "an admitted connection lost the builder's linger"
+        );
+        // Set up in the kernel's queue; accepted (and refused) only by the next `accept`.
+        let _second_peer = within(TcpStream::connect(address)).await.unwrap();
+        // No end of the refused connection is ever acknowledged now.
+        ip(&["link", "set", "lo", "down"]);
+        let started = Instant::now();
+        let next = tokio::time::timeout(Duration::from_millis(500), listener.accept()).await;
+        assert!(next.is_err(), "a connection was handed out: {next:?}");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "the refused connection's close held the runtime: a 500 ms wait took {took:?}"
+        );
+        drop(first);
+    });
+}
+
 #[tokio::test]
 async fn a_unix_listener_removes_only_its_own_file() {
     let selector = SelectorManager::new();

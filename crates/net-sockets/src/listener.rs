@@ -601,6 +601,16 @@ impl ListenerInner {
                     if self.exhausted.swap(false, Ordering::Relaxed) {
                         tracing::debug!(parent: self.core.span(), "resources available again, accepting");
                     }
+                    if self.lingers() {
+                        // Linux copied the listener's SO_LINGER to the connection, and a
+                        // lingering close waits, on the thread that makes it, for the peer to
+                        // acknowledge the end (for the whole linger time when its host never
+                        // answers). A connection refused or dropped before it is handed out
+                        // is closed on a runtime thread, with nothing sent on it: it must not
+                        // linger. `wrap` gives it its linger back as it becomes a socket, whose
+                        // lingering close runs off the runtime.
+                        let _ = SockRef::from(&accepted.0).set_linger(None);
+                    }
                     return Ok(accepted);
                 }
                 Err(Error::Io(e)) => match classify(&e) {
@@ -728,6 +738,13 @@ impl ListenerInner {
         }
     }
 
+    /// Whether the connections this listener accepts may come with a lingering `SO_LINGER`:
+    /// Linux copies the listener's, set by the builder's `linger`, through `with_sock_ref`, or
+    /// before the listener was adopted.
+    fn lingers(&self) -> bool {
+        self.options.linger.is_some() || self.core.may_linger()
+    }
+
     /// Turns an accepted stream into a [`Socket`] registered with the selector.
     fn wrap(
         &self,
@@ -738,15 +755,24 @@ impl ListenerInner {
         received: Bytes,
     ) -> Result<Socket> {
         let tcp = matches!(stream, Stream::Tcp(_));
-        self.options.apply_connected(&SockRef::from(&stream), tcp)?;
-        if !tcp {
-            // A TCP connection inherits the listener's buffer sizes; a Unix one does not.
-            self.options.apply_buffer_sizes(&SockRef::from(&stream))?;
-        }
         let local = match &stream {
             Stream::Tcp(s) => SocketAddress::from(s.local_addr()?),
             Stream::Unix(_) => self.local.clone(),
         };
+        if !tcp {
+            // A TCP connection inherits the listener's buffer sizes; a Unix one does not.
+            self.options.apply_buffer_sizes(&SockRef::from(&stream))?;
+        }
+        // The builder's linger among them, last: a connection that fails here closes on this
+        // thread, and must not linger (see `accept_stream`).
+        self.options.apply_connected(&SockRef::from(&stream), tcp)?;
+        if self.options.linger.is_none() && self.core.may_linger() {
+            // The listener's own SO_LINGER (set through `with_sock_ref`, or before it was
+            // adopted), which `accept_stream` took off the connection.
+            if let Ok(Ok(Some(time))) = self.core.io().map(|l| SockRef::from(&*l).linger()) {
+                SockRef::from(&stream).set_linger(Some(time))?;
+            }
+        }
         let origin = Origin::Accepted {
             group: Arc::clone(&self.group),
             membership,
@@ -760,8 +786,7 @@ impl ListenerInner {
             remote,
             &self.options,
             origin,
-            // Linux copies the listener's SO_LINGER to the sockets it accepts.
-            self.options.linger.is_some() || self.core.may_linger(),
+            self.lingers(),
         )?;
         tracing::debug!(parent: conn.core().span(), "accepted");
         Ok(Socket::new(Link { conn }))
