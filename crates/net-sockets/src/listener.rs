@@ -308,19 +308,23 @@ impl ServerSocket {
         raw.set_nonblocking(true)?;
         let unix = raw.domain()? == Domain::UNIX;
         options.apply_connected(&SockRef::from(&raw), !unix)?;
+        // Whoever made it may have set a lingering SO_LINGER, which the sockets it accepts
+        // inherit; asked once here (after this, only `with_sock_ref` can set one, and it says so).
+        let lingers = raw
+            .linger()
+            .map_or(true, |linger| linger.is_some_and(|time| !time.is_zero()));
         let _runtime = selector.handle().enter();
         if unix {
             let listener = UnixListener::from_std(raw.into())?;
             let local = std::os::unix::net::SocketAddr::from(listener.local_addr()?);
             let local = UnixSocketAddress::reported(&local).into();
-            // Adopted: whoever made it may have set SO_LINGER, which its sockets inherit.
             Self::open(
                 selector,
                 Listener::Unix(listener),
                 local,
                 options,
                 None,
-                true,
+                lingers,
             )
         } else {
             let listener = TcpListener::from_std(raw.into())?;
@@ -331,7 +335,7 @@ impl ServerSocket {
                 local,
                 options,
                 None,
-                true,
+                lingers,
             )
         }
     }
