@@ -1033,6 +1033,50 @@ fn a_connection_a_lingering_listener_refuses_never_blocks_the_runtime() {
     });
 }
 
+/// `linger(Duration::ZERO)` makes the close of a connection a reset, also of one the listener
+/// refuses before handing it out (here one over `max_connections_per_ip`): such a close never
+/// waits for the peer, and the reset leaves nothing behind (no `TIME_WAIT` on the listener's
+/// host for a flood of refused connections). So does `SO_LINGER` 0 set on the listener through
+/// `with_sock_ref`.
+#[tokio::test]
+async fn a_connection_a_listener_with_linger_zero_refuses_is_reset() {
+    for through_sock_ref in [false, true] {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener_with(&selector, |b| {
+            let b = b.max_connections_per_ip(1);
+            if through_sock_ref {
+                b
+            } else {
+                b.linger(Duration::ZERO)
+            }
+        })
+        .await;
+        if through_sock_ref {
+            listener
+                .with_sock_ref(|s| s.set_linger(Some(Duration::ZERO)))
+                .unwrap();
+        }
+        let address = ("127.0.0.1", listener.port().unwrap());
+        let _first_peer = within(TcpStream::connect(address)).await.unwrap();
+        let first = within(listener.accept()).await.unwrap();
+        assert_eq!(
+            first.with_sock_ref(|s| s.linger()).unwrap(),
+            Some(Duration::ZERO),
+            "an admitted connection lost its linger 0 (through with_sock_ref: {through_sock_ref})"
+        );
+        let mut refused = within(TcpStream::connect(address)).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(next.is_err(), "a connection was handed out: {next:?}");
+        let read = within(refused.read(&mut [0; 16])).await;
+        assert!(
+            matches!(&read, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+            "the refused connection ended with {read:?}, not a reset (through with_sock_ref: \
+             {through_sock_ref})"
+        );
+        drop(first);
+    }
+}
+
 #[tokio::test]
 async fn a_unix_listener_removes_only_its_own_file() {
     let selector = SelectorManager::new();

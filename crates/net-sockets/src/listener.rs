@@ -605,14 +605,15 @@ impl ListenerInner {
                     if self.exhausted.swap(false, Ordering::Relaxed) {
                         tracing::debug!(parent: self.core.span(), "resources available again, accepting");
                     }
-                    if self.lingers() {
+                    if self.inherits_a_linger_time(&accepted.0) {
                         // Linux copied the listener's SO_LINGER to the connection, and a
                         // lingering close waits, on the thread that makes it, for the peer to
                         // acknowledge the end (for the whole linger time when its host never
                         // answers). A connection refused or dropped before it is handed out
                         // is closed on a runtime thread, with nothing sent on it: it must not
                         // linger. `wrap` gives it its linger back as it becomes a socket, whose
-                        // lingering close runs off the runtime.
+                        // lingering close runs off the runtime. (A linger of 0 stays: that
+                        // close is a reset, which never waits.)
                         let _ = SockRef::from(&accepted.0).set_linger(None);
                     }
                     return Ok(accepted);
@@ -747,6 +748,19 @@ impl ListenerInner {
     /// before the listener was adopted.
     fn lingers(&self) -> bool {
         self.options.linger.is_some() || self.core.may_linger()
+    }
+
+    /// Whether `stream`, just accepted, came with a lingering `SO_LINGER` (a time, not 0, which
+    /// makes a close a reset) copied from the listener: the builder's, known here; one set
+    /// through `with_sock_ref` or before the listener was adopted, asked of the kernel.
+    fn inherits_a_linger_time(&self, stream: &Stream) -> bool {
+        if self.core.may_linger() {
+            SockRef::from(stream)
+                .linger()
+                .map_or(true, |linger| linger.is_some_and(|time| !time.is_zero()))
+        } else {
+            self.options.linger.is_some_and(|time| !time.is_zero())
+        }
     }
 
     /// Turns an accepted stream into a [`Socket`] registered with the selector.
