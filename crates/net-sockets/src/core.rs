@@ -375,13 +375,16 @@ impl<S: SocketIo> Core<S> {
 /// (Closing a duplicate descriptor here instead
 /// raced with the runtime thread's drop of the original: whichever closed last waited for the
 /// peer, sometimes a runtime thread.)
+///
+/// A time too large for the clock (the kernel reports a time of 2^31 s or more set through
+/// socket2 as a negative one, read as some 10^19 s) sets no limit.
 fn drop_when_last<S>(mut io: Arc<S>, linger: Duration) {
-    let until = Instant::now() + linger;
+    let until = Instant::now().checked_add(linger);
     let mut pause = Duration::from_micros(100);
     loop {
         match Arc::try_unwrap(io) {
             Ok(last) => return drop(last),
-            Err(shared) if Instant::now() < until => {
+            Err(shared) if until.is_none_or(|until| Instant::now() < until) => {
                 io = shared;
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
@@ -490,6 +493,21 @@ mod tests {
         fn core(&self) -> &Core<tokio::net::UdpSocket> {
             &self.0
         }
+    }
+
+    /// A linger time the clock cannot reach: socket2's `set_linger` writes a time of 2^31 s or
+    /// more (`Duration::MAX` here, through `with_sock_ref`, or a C program's negative
+    /// `l_linger` on an adopted socket) as a negative C int, which the kernel reports back and
+    /// socket2 reads as some 10^19 s. The close's wait for the other holders must not overflow
+    /// the clock (a panic on the blocking thread, an abort where panics abort).
+    #[test]
+    fn a_linger_time_beyond_the_clock_never_panics_the_close() {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        SockRef::from(&socket)
+            .set_linger(Some(Duration::MAX))
+            .unwrap();
+        let linger = linger_time(&socket).expect("a linger time");
+        drop_when_last(Arc::new(socket), linger);
     }
 
     /// The selector closes after the core registered but before it was built (`build` runs
