@@ -921,6 +921,38 @@ async fn linger_on_an_adopted_listener_never_blocks_the_runtime() {
     assert_lingering_close_stays_off_the_runtime(socket).await;
 }
 
+/// A listener's close never waits for a peer (the kernel's close of a listening socket does not
+/// linger), so a listener adopted with `SO_LINGER` set, or one given it through `with_sock_ref`,
+/// releases its descriptor as `close` returns, as every listener does: new connects are
+/// refused at once.
+#[tokio::test]
+async fn a_lingering_listener_refuses_new_connects_as_its_close_returns() {
+    let selector = SelectorManager::new();
+    for adopted in [true, false] {
+        let listener = if adopted {
+            let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            socket2::SockRef::from(&std_listener)
+                .set_linger(Some(Duration::from_secs(3)))
+                .unwrap();
+            net_sockets::ServerSocket::from_std(&selector, std_listener).unwrap()
+        } else {
+            let listener = tcp_listener(&selector).await;
+            listener
+                .with_sock_ref(|s| s.set_linger(Some(Duration::from_secs(3))))
+                .unwrap();
+            listener
+        };
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], listener.port().unwrap()));
+        listener.close();
+        let connect = std::net::TcpStream::connect(address);
+        assert!(
+            matches!(&connect, Err(e) if e.kind() == ErrorKind::ConnectionRefused),
+            "a connect right after the close of a lingering listener (adopted: {adopted}): \
+             {connect:?}"
+        );
+    }
+}
+
 /// A connected stream adopted with `SO_LINGER` already set.
 #[tokio::test(flavor = "current_thread")]
 async fn linger_on_an_adopted_stream_never_blocks_the_runtime() {

@@ -90,6 +90,9 @@ pub(crate) struct Core<S: SocketIo> {
     /// could have come with one (adopted, or accepted from a listener that may linger), or by
     /// [`with_sock_ref`](Self::with_sock_ref). A socket without it skips the `getsockopt`.
     may_linger: AtomicBool,
+    /// Whether the kernel's close never waits for the peer, whatever `SO_LINGER` says (a
+    /// listening socket's): then `close` releases the descriptor at once, on its own thread.
+    never_lingers: bool,
     span: tracing::Span,
 }
 
@@ -129,6 +132,9 @@ pub(crate) struct Setup {
     /// Whether the socket may have a lingering `SO_LINGER` from the start (see
     /// `Core::may_linger`); `true` unless its maker knows it has none.
     pub(crate) may_linger: bool,
+    /// Whether the kernel's close of the socket never waits for the peer, whatever its
+    /// `SO_LINGER` (a listening socket's; see `Core::never_lingers`).
+    pub(crate) never_lingers: bool,
 }
 
 impl Setup {
@@ -138,6 +144,7 @@ impl Setup {
             span,
             on_release: None,
             may_linger: true,
+            never_lingers: false,
         }
     }
 }
@@ -169,6 +176,7 @@ impl<S: SocketIo> Core<S> {
                 selector: Arc::clone(selector),
                 on_release: setup.on_release,
                 may_linger: AtomicBool::new(setup.may_linger),
+                never_lingers: setup.never_lingers,
                 span: setup.span,
             })
         });
@@ -300,7 +308,10 @@ impl<S: SocketIo> Core<S> {
             // Best effort: a socket that cannot take the option still closes.
             let _ = SockRef::from(&*io).set_linger(Some(Duration::ZERO));
             drop(io);
-        } else if let Some(linger) = self.may_linger().then(|| linger_time(&io)).flatten() {
+        } else if let Some(linger) = (!self.never_lingers && self.may_linger())
+            .then(|| linger_time(&io))
+            .flatten()
+        {
             // With SO_LINGER set, the kernel's close of the socket waits for the peer, on the
             // thread that drops the last reference: a blocking thread takes this one and drops
             // it once it is the last (see `drop_when_last`), not a runtime thread.

@@ -390,7 +390,11 @@ impl ServerSocket {
         };
         let setup = Setup {
             on_release: Some(shut),
+            // For the connections it accepts (Linux copies the listener's SO_LINGER to them).
             may_linger,
+            // The kernel closes a listening socket at once, SO_LINGER or not: its close
+            // releases the descriptor before it returns (new connects are refused).
+            never_lingers: true,
             ..Setup::new(tracing::debug_span!("listener", local = %local))
         };
         let inner = Core::open(selector, listener, setup, |core| ListenerInner {
