@@ -1166,6 +1166,28 @@ async fn a_full_unix_backlog_is_an_error_not_a_hang() {
     assert_ne!(e.kind(), ErrorKind::NotConnected);
 }
 
+/// The kernel's close of a UDP socket never waits, whatever `SO_LINGER` says: a datagram
+/// socket given one through `with_sock_ref` releases its port as `close` returns, as any does.
+#[tokio::test]
+async fn a_datagram_socket_with_linger_releases_its_port_as_its_close_returns() {
+    let selector = SelectorManager::new();
+    let socket = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    socket
+        .with_sock_ref(|s| s.set_linger(Some(Duration::from_secs(3))))
+        .unwrap();
+    let port = socket.local_address().port().unwrap();
+    socket.close();
+    let again = std::net::UdpSocket::bind(("127.0.0.1", port));
+    assert!(
+        again.is_ok(),
+        "the port of a closed datagram socket was still taken: {again:?}"
+    );
+}
+
 #[tokio::test]
 async fn datagrams_of_zero_bytes_and_of_the_largest_sizes_go_through() {
     let selector = SelectorManager::new();

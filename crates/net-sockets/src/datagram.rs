@@ -220,7 +220,14 @@ impl UdpCore {
             Some(remote) => tracing::debug_span!("udp", local = %local, remote = %remote),
             None => tracing::debug_span!("udp", local = %local),
         };
-        let udp = Core::open(selector, socket, Setup::new(span), |core| UdpCore {
+        let setup = Setup {
+            // The kernel closes a UDP socket at once, SO_LINGER or not: its close releases the
+            // port before it returns, and never asks for SO_LINGER.
+            may_linger: false,
+            never_lingers: true,
+            ..Setup::new(span)
+        };
+        let udp = Core::open(selector, socket, setup, |core| UdpCore {
             core,
             spare: Mutex::new(BytesMut::new()),
             receives: Mutex::new(Receives::default()),
