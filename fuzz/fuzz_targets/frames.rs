@@ -16,10 +16,12 @@
 
 #![no_main]
 
-use std::alloc::System;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicIsize, Ordering};
 
 use bytes::BytesMut;
 use futures_core::Stream;
@@ -35,13 +37,136 @@ use tokio_util::codec::{
 
 include!("../common.rs");
 
+/// The counting allocator, wrapped to record the peak of the live bytes (`stats_alloc` keeps
+/// none): the memory bound must hold at every instant, not only where the target looks.
+struct Peak(&'static StatsAlloc<System>);
+
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: Peak = Peak(&INSTRUMENTED_SYSTEM);
+
+/// The most bytes live since [`reset_peak`].
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+impl Peak {
+    fn note(&self) {
+        PEAK.fetch_max(live(), Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call goes unchanged to `stats_alloc`'s allocator (which counts it and calls
+// `System`); the wrapper only reads the counters after an allocation.
+unsafe impl GlobalAlloc for Peak {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let ptr = unsafe { self.0.alloc(layout) };
+        self.note();
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let ptr = unsafe { self.0.alloc_zeroed(layout) };
+        self.note();
+        ptr
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let ptr = unsafe { self.0.realloc(ptr, layout, new_size) };
+        self.note();
+        ptr
+    }
+}
 
 /// Bytes allocated and not freed so far.
 fn live() -> isize {
-    let s = GLOBAL.stats();
+    let s = GLOBAL.0.stats();
     s.bytes_allocated as isize - s.bytes_deallocated as isize
+}
+
+thread_local! {
+    /// What was live when the channel under test was made; `None` while nothing is measured
+    /// (the reference run).
+    static BASE: Cell<Option<isize>> = const { Cell::new(None) };
+    /// What the decoder's own calls added to the peak since the last checkpoint (see
+    /// [`Measured`]).
+    static DECODER: Cell<isize> = const { Cell::new(0) };
+    /// Timeouts the script has reported.
+    static TIMEOUTS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Starts measuring the channel: from now on, checkpoints check.
+fn start_measuring() {
+    DECODER.set(0);
+    PEAK.store(live(), Ordering::Relaxed);
+    BASE.set(Some(live()));
+}
+
+/// Checks memory, at a transport read, after a frame and at the end, with `received` bytes
+/// received so far: what is live now, and the peak since the last checkpoint, at most twice
+/// the bytes received plus [`SLACK`]. The peak may also hold what the decoder's own calls
+/// allocated since the last checkpoint, which the channel cannot prevent: room
+/// `LengthDelimitedCodec` reserves for a frame whose length it read (up to
+/// `max_frame_length`, before the channel gives it back), or the `String` `LinesCodec` copies
+/// a line into while the buffer still holds it. Nothing else: the channel's own copies and
+/// growth (giving room back, growing the buffer) stay within the bound at every instant.
+fn checkpoint(received: usize, at: &dyn Fn() -> String) {
+    let Some(base) = BASE.get() else {
+        return;
+    };
+    let now = live();
+    let bound = 2 * received as isize + SLACK;
+    let held = now - base;
+    assert!(
+        held <= bound,
+        "the channel holds {held} bytes {} after receiving {received}",
+        at()
+    );
+    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let decoder = DECODER.get();
+    assert!(
+        peak <= bound + decoder,
+        "memory peaked at {peak} bytes before {}, after receiving {received} (the decoder's \
+         calls allocated {decoder})",
+        at()
+    );
+    DECODER.set(0);
+    PEAK.store(now, Ordering::Relaxed);
+}
+
+/// A decoder whose calls are measured: what each adds to the peak (a reservation, a copied
+/// item) is counted in [`DECODER`], and kept out of the peak the channel is held to.
+#[derive(Debug)]
+struct Measured<D>(D);
+
+impl<D> Measured<D> {
+    fn call<T>(f: impl FnOnce() -> T) -> T {
+        let before = live();
+        let outer = PEAK.swap(before, Ordering::Relaxed);
+        let out = f();
+        let inner = PEAK.load(Ordering::Relaxed);
+        DECODER.set(DECODER.get() + (inner - before));
+        PEAK.fetch_max(outer, Ordering::Relaxed);
+        out
+    }
+}
+
+impl<D: Decoder> Decoder for Measured<D> {
+    type Item = D::Item;
+    type Error = D::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<D::Item>, D::Error> {
+        Self::call(|| self.0.decode(src))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<D::Item>, D::Error> {
+        Self::call(|| self.0.decode_eof(src))
+    }
 }
 
 /// The most the channel may hold beyond twice the bytes received: room a decoder reserved that
@@ -183,6 +308,17 @@ enum Failure {
     Other,
 }
 
+/// What may come before a chunk, besides the `Pending` of a chunk of odd length.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Stall {
+    Nothing,
+    /// A `Pending` (where a cancelling reader drops its `read_frame`).
+    Pending,
+    /// A transport timeout (`Error::Timeout`, not final): `read_frame` fails with it, and the
+    /// next call goes on.
+    TimedOut,
+}
+
 #[derive(Arbitrary, Debug)]
 struct Case {
     codec: Codec,
@@ -193,19 +329,26 @@ struct Case {
     cuts: Vec<u16>,
     /// Ends the stream with a transport error instead of an end of stream.
     fail: Option<Failure>,
+    /// Used in turn before each chunk (nothing if empty), only for `read_frame`: `FramedRead`
+    /// reads the same chunks without them.
+    stalls: Vec<Stall>,
+    /// `read_frame`'s future is dropped at every `Pending`, and called again with the same
+    /// decoder (cancel safe).
+    cancel: bool,
 }
 
 /// One read of the script.
 #[derive(Debug)]
 enum Step {
     Pending,
+    TimedOut,
     Data(usize),
 }
 
 /// The scripted transport: plays the chunks (one per read, less if the read has less room),
 /// a `Pending` before each of odd length, then an end of stream or the chosen error. It holds
-/// the whole input from the start, so it frees nothing while the channel reads; with `check`,
-/// every read first checks what has been allocated since `base` against what it handed out.
+/// the whole input from the start, so it frees nothing while the channel reads; every read
+/// first passes a [`checkpoint`] (which checks only while the channel is measured).
 struct Script {
     input: Vec<u8>,
     steps: Vec<Step>,
@@ -213,11 +356,10 @@ struct Script {
     /// Bytes handed out.
     pos: usize,
     fail: Option<Failure>,
-    check: Option<isize>,
 }
 
 impl Script {
-    fn new(input: &[u8], cuts: &[u16], fail: Option<Failure>) -> Self {
+    fn new(input: &[u8], cuts: &[u16], fail: Option<Failure>, stalls: &[Stall]) -> Self {
         let mut steps = Vec::new();
         // No more than about 1024 chunks (`drive` polls a read at most a million times).
         let least = input.len() / 1024;
@@ -229,6 +371,11 @@ impl Script {
                 None => input.len(),
             };
             let n = want.min(input.len() - at);
+            match stalls.get(i % stalls.len().max(1)) {
+                None | Some(Stall::Nothing) => {}
+                Some(Stall::Pending) => steps.push(Step::Pending),
+                Some(Stall::TimedOut) => steps.push(Step::TimedOut),
+            }
             if n % 2 == 1 {
                 steps.push(Step::Pending);
             }
@@ -242,18 +389,6 @@ impl Script {
             step: 0,
             pos: 0,
             fail,
-            check: None,
-        }
-    }
-
-    fn check_memory(&self) {
-        if let Some(base) = self.check {
-            let held = live() - base;
-            assert!(
-                held <= 2 * self.pos as isize + SLACK,
-                "the channel holds {held} bytes after receiving {}",
-                self.pos
-            );
         }
     }
 }
@@ -265,7 +400,7 @@ impl AsyncRead for Script {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        this.check_memory();
+        checkpoint(this.pos, &|| "at a transport read".to_owned());
         match this.steps.get_mut(this.step) {
             None => match this.fail {
                 None => Poll::Ready(Ok(())),
@@ -276,6 +411,15 @@ impl AsyncRead for Script {
                 this.step += 1;
                 cx.waker().wake_by_ref();
                 Poll::Pending
+            }
+            Some(Step::TimedOut) => {
+                this.step += 1;
+                TIMEOUTS.set(TIMEOUTS.get() + 1);
+                // As a transport adapter reports it: not final.
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    net_io::Error::Timeout,
+                )))
             }
             Some(Step::Data(left)) => {
                 let n = (*left).min(buf.remaining());
@@ -309,12 +453,17 @@ fn io_end(e: &io::Error) -> End {
 /// The decoders' results in a comparable form.
 trait Comparable: Decoder {
     fn bytes(item: Self::Item) -> Vec<u8>;
+    /// The item's bytes, not copied (the checked run allocates nothing of its own).
+    fn slice(item: &Self::Item) -> &[u8];
     fn end(e: &Self::Error) -> End;
 }
 
 impl Comparable for LengthDelimitedCodec {
     fn bytes(item: BytesMut) -> Vec<u8> {
         item.to_vec()
+    }
+    fn slice(item: &BytesMut) -> &[u8] {
+        item
     }
     fn end(e: &io::Error) -> End {
         io_end(e)
@@ -325,6 +474,9 @@ impl Comparable for BytesCodec {
     fn bytes(item: BytesMut) -> Vec<u8> {
         item.to_vec()
     }
+    fn slice(item: &BytesMut) -> &[u8] {
+        item
+    }
     fn end(e: &io::Error) -> End {
         io_end(e)
     }
@@ -333,6 +485,9 @@ impl Comparable for BytesCodec {
 impl Comparable for LinesCodec {
     fn bytes(item: String) -> Vec<u8> {
         item.into_bytes()
+    }
+    fn slice(item: &String) -> &[u8] {
+        item.as_bytes()
     }
     fn end(e: &LinesCodecError) -> End {
         match e {
@@ -345,6 +500,9 @@ impl Comparable for LinesCodec {
 impl Comparable for AnyDelimiterCodec {
     fn bytes(item: bytes::Bytes) -> Vec<u8> {
         item.to_vec()
+    }
+    fn slice(item: &bytes::Bytes) -> &[u8] {
+        item
     }
     fn end(e: &AnyDelimiterCodecError) -> End {
         match e {
@@ -390,57 +548,96 @@ fn reference<D: Comparable>(decoder: D, script: Script) -> Run {
     }
 }
 
+/// One `read_frame` to its end, polled by hand; with `cancel`, its future is dropped at every
+/// `Pending` and `read_frame` called again with the same decoder. `pendings` counts the
+/// `Pending`s of the whole run (a bounded number: the script wakes at once whenever it is
+/// pending, and stalls but once before each chunk).
+fn next_frame<D>(
+    channel: &mut ByteReadChannel,
+    decoder: &mut Measured<D>,
+    cancel: bool,
+    pendings: &mut usize,
+) -> Result<Option<D::Item>, D::Error>
+where
+    D: Decoder,
+    D::Error: From<io::Error>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        let mut read = pin!(channel.read_frame(decoder));
+        loop {
+            if let Poll::Ready(frame) = read.as_mut().poll(&mut cx) {
+                return frame;
+            }
+            *pendings += 1;
+            assert!(
+                *pendings < 1_000_000,
+                "a read did not complete although all input was available"
+            );
+            if cancel {
+                break;
+            }
+        }
+    }
+}
+
 /// `read_frame` over the script, compared with `want` frame by frame as they come (so that
-/// no frame is held while memory is counted).
-fn check<D: Comparable>(mut decoder: D, mut script: Script, want: &Run, whole_frames: bool) {
+/// no frame is held while memory is counted). A timeout is no end: reading goes on.
+fn check<D: Comparable>(decoder: D, script: Script, want: &Run, whole_frames: bool, cancel: bool) {
     let mut concat_want: Vec<u8> = Vec::new();
     if !whole_frames {
         concat_want = want.frames.concat();
     }
-    let base = live();
-    script.check = Some(base);
+    let mut decoder = Measured(decoder);
+    start_measuring();
     let mut channel = ByteReadChannel::new(script);
     let mut count = 0usize;
     let mut seen = 0usize;
-    let end = drive(async {
-        loop {
-            match channel.read_frame(&mut decoder).await {
-                Ok(Some(frame)) => {
-                    let frame = D::bytes(frame);
-                    if whole_frames {
-                        assert!(count < want.frames.len(), "an extra frame {frame:?}");
-                        assert_eq!(frame, want.frames[count], "frame {count}");
-                        assert_eq!(
-                            channel.total_bytes_read(),
-                            want.consumed[count],
-                            "bytes consumed after frame {count}"
-                        );
-                    } else {
-                        assert!(!frame.is_empty(), "an empty frame");
-                        assert_eq!(
-                            frame[..],
-                            concat_want[seen..(seen + frame.len()).min(concat_want.len())],
-                            "frame {count} at byte {seen}"
-                        );
-                        seen += frame.len();
-                        assert_eq!(channel.total_bytes_read(), seen as u64);
-                    }
-                    count += 1;
-                    drop(frame);
-                    let held = live() - base;
-                    assert!(
-                        held <= 2
-                            * (channel.total_bytes_read() as isize
-                                + channel.available_for_read() as isize)
-                            + SLACK,
-                        "the channel holds {held} bytes after frame {count}"
-                    );
+    let mut pendings = 0usize;
+    let mut timeouts = 0usize;
+    TIMEOUTS.set(0);
+    let received = |channel: &ByteReadChannel| {
+        (channel.total_bytes_read() + channel.available_for_read() as u64) as usize
+    };
+    let end = loop {
+        let frame = match next_frame(&mut channel, &mut decoder, cancel, &mut pendings) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break End::Clean,
+            Err(e) => match D::end(&e) {
+                End::Io(io::ErrorKind::TimedOut, _) => {
+                    // Each once: the channel must not keep a timeout as its failure.
+                    timeouts += 1;
+                    assert_eq!(timeouts, TIMEOUTS.get(), "a timeout reported again");
+                    continue;
                 }
-                Ok(None) => return End::Clean,
-                Err(e) => return D::end(&e),
-            }
+                end => break end,
+            },
+        };
+        let bytes = D::slice(&frame);
+        if whole_frames {
+            assert!(count < want.frames.len(), "an extra frame {bytes:?}");
+            assert_eq!(bytes, &want.frames[count][..], "frame {count}");
+            assert_eq!(
+                channel.total_bytes_read(),
+                want.consumed[count],
+                "bytes consumed after frame {count}"
+            );
+        } else {
+            assert!(!bytes.is_empty(), "an empty frame");
+            assert_eq!(
+                bytes,
+                &concat_want[seen..(seen + bytes.len()).min(concat_want.len())],
+                "frame {count} at byte {seen}"
+            );
+            seen += bytes.len();
+            assert_eq!(channel.total_bytes_read(), seen as u64);
         }
-    });
+        count += 1;
+        drop(frame);
+        checkpoint(received(&channel), &|| format!("after frame {count}"));
+    };
+    checkpoint(received(&channel), &|| format!("at the end ({end:?})"));
+    BASE.set(None);
     if whole_frames {
         assert_eq!(count, want.frames.len(), "frames missing");
     } else {
@@ -510,12 +707,16 @@ fn input(case: &Case, length: Option<&Length>, delimiters: &[u8]) -> Vec<u8> {
 }
 
 fn compare<D: Comparable + Clone>(decoder: D, input: &[u8], case: &Case, whole_frames: bool) {
-    let want = reference(decoder.clone(), Script::new(input, &case.cuts, case.fail));
+    let want = reference(
+        decoder.clone(),
+        Script::new(input, &case.cuts, case.fail, &[]),
+    );
     check(
         decoder,
-        Script::new(input, &case.cuts, case.fail),
+        Script::new(input, &case.cuts, case.fail, &case.stalls),
         &want,
         whole_frames,
+        case.cancel,
     );
 }
 
