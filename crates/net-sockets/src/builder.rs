@@ -153,7 +153,10 @@ impl TcpSocketBuilder {
 
     /// Sets `SO_LINGER` (the kernel's wait for it runs on a blocking thread, never a runtime
     /// thread). The kernel counts whole seconds: a time with a fraction is rounded up, so one
-    /// under a second is 1 s. `Duration::ZERO` makes `close` reset the connection.
+    /// under a second is 1 s. `Duration::ZERO` makes `close` reset the connection. On a
+    /// listener it applies to the connections `accept` hands out; one the listener refuses or
+    /// drops before that (over `max_connections_per_ip`, a bad PROXY header) closes without
+    /// lingering, as nothing was sent on it (with `Duration::ZERO`, with a reset).
     pub fn linger(mut self, linger: Duration) -> Self {
         self.options.linger = Some(linger);
         self
