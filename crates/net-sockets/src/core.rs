@@ -383,9 +383,8 @@ impl<S: SocketIo> Core<S> {
 /// sends held-back answers for a reader until the close wakes it), except a task that sends
 /// held-back answers after the close (bounded by `socket_timeout`): one still at it after
 /// `linger` drops its reference last, on a blocking thread too, or resets the connection.
-/// (Closing a duplicate descriptor here instead
-/// raced with the runtime thread's drop of the original: whichever closed last waited for the
-/// peer, sometimes a runtime thread.)
+/// (Closing a duplicate descriptor here instead raced with the runtime thread's drop of the
+/// original: whichever closed last waited for the peer, sometimes a runtime thread.)
 ///
 /// A time too large for the clock (the kernel reports a time of 2^31 s or more set through
 /// socket2 as a negative one, read as some 10^19 s) sets no limit.
@@ -408,7 +407,7 @@ fn drop_when_last<S>(mut io: Arc<S>, linger: Duration) {
 /// The time the kernel's close of `io` waits for the peer, if it does (`SO_LINGER` with a time,
 /// set by the builder's `linger`, through `with_sock_ref`, inherited from the listener, or there
 /// when the socket was adopted).
-fn linger_time(io: &impl AsFd) -> Option<Duration> {
+pub(crate) fn linger_time(io: &impl AsFd) -> Option<Duration> {
     SockRef::from(io)
         .linger()
         .ok()

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::adopt::{StdListener, check_kind};
-use crate::core::{CloseMode, Core, OnRelease, Owner, Setup};
+use crate::core::{CloseMode, Core, OnRelease, Owner, Setup, linger_time};
 use crate::group::{Group, ListenerStats, Membership, Refused, ShutdownReport};
 use crate::options::{Kind, ProxyProtocol, SocketOptions};
 use crate::proxy_protocol::{self, Parse, ProxyError, ProxyHeader};
@@ -310,9 +310,7 @@ impl ServerSocket {
         options.apply_connected(&SockRef::from(&raw), !unix)?;
         // Whoever made it may have set a lingering SO_LINGER, which the sockets it accepts
         // inherit; asked once here (after this, only `with_sock_ref` can set one, and it says so).
-        let lingers = raw
-            .linger()
-            .map_or(true, |linger| linger.is_some_and(|time| !time.is_zero()));
+        let lingers = linger_time(&raw).is_some();
         let _runtime = selector.handle().enter();
         if unix {
             let listener = UnixListener::from_std(raw.into())?;
@@ -759,9 +757,7 @@ impl ListenerInner {
     /// through `with_sock_ref` or before the listener was adopted, asked of the kernel.
     fn inherits_a_linger_time(&self, stream: &Stream) -> bool {
         if self.core.may_linger() {
-            SockRef::from(stream)
-                .linger()
-                .map_or(true, |linger| linger.is_some_and(|time| !time.is_zero()))
+            linger_time(stream).is_some()
         } else {
             self.options.linger.is_some_and(|time| !time.is_zero())
         }
