@@ -1152,12 +1152,16 @@ impl ByteReadChannel {
         loop {
             if self.eof {
                 // No read from the transport follows to clear the backlog: say what is left.
+                let before = self.buf.capacity();
                 let frame = decoder.decode_eof(self.buf.bytes_mut());
-                if self.buf.capacity() > RELEASE_ABOVE
-                    && self.buf.capacity() > self.buf.len().saturating_mul(2) + MAX_STEP
+                let after = self.buf.capacity();
+                if after > before
+                    && after > RELEASE_ABOVE
+                    && after > self.buf.len().saturating_mul(2) + MAX_STEP
                 {
-                    // Room the decoder made for a length the peer announced, which no byte
-                    // will fill any more.
+                    // Room the decoder made just now for a length the peer announced, which
+                    // no byte will fill any more. (Only that: a buffer the channel grew with
+                    // the bytes it received is not copied at every frame read after the end.)
                     self.release();
                 }
                 self.publish();

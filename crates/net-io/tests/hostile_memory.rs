@@ -121,7 +121,45 @@ fn memory_follows_bytes_a_trickling_peer_sent() {
     a_new_decoder_after_a_dropped_read_frame();
     frames_after_a_dropped_read_frame();
     a_frame_announced_after_the_end();
+    frames_read_after_the_end_are_not_copied();
     a_large_frame_that_does_come();
+}
+
+/// Many frames received whole, the end of the stream seen by a look-ahead, then the frames read
+/// one by one: the buffer the channel grew with the bytes it received is not the decoder's
+/// room for an announced length, and is not copied (it was, as the frames were read, with the
+/// copy and the old buffer both held: over twice the bytes received at that instant).
+fn frames_read_after_the_end_are_not_copied() {
+    for total_frames in [300, 700, 1000, 1500, 2000] {
+        let mut stream = Vec::new();
+        for i in 0..total_frames {
+            stream.extend_from_slice(&1020u32.to_be_bytes());
+            stream.extend_from_slice(&[i as u8; 1020]);
+        }
+        let received = stream.len();
+        let chunks = stream.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+        let mut input = channel_with_end(chunks, true);
+        assert!(
+            matches!(drive(input.await_content(received + 1)), Some(Ok(false))),
+            "the look-ahead did not see the end"
+        );
+        let mut codec = LengthDelimitedCodec::new();
+        let allocated = || GLOBAL.stats().bytes_allocated;
+        let before = allocated();
+        for _ in 0..total_frames {
+            let frame = drive(input.read_frame(&mut codec));
+            assert!(matches!(frame, Some(Ok(Some(_)))), "a frame is missing");
+        }
+        assert!(matches!(
+            drive(input.read_frame(&mut codec)),
+            Some(Ok(None))
+        ));
+        let copied = allocated() - before;
+        assert!(
+            copied <= SLACK as usize,
+            "reading {total_frames} frames ({received} bytes) after the end allocated {copied} bytes"
+        );
+    }
 }
 
 /// A peer that sends a length prefix announcing 8 MiB and a few bytes, and closes, all before
