@@ -332,9 +332,26 @@ struct Case {
     /// Used in turn before each chunk (nothing if empty), only for `read_frame`: `FramedRead`
     /// reads the same chunks without them.
     stalls: Vec<Stall>,
-    /// `read_frame`'s future is dropped at every `Pending`, and called again with the same
-    /// decoder (cancel safe).
-    cancel: bool,
+    /// Bit 0: `read_frame`'s future is dropped at every `Pending`, and called again with the
+    /// same decoder (cancel safe). Bit 1: a look-ahead before each `read_frame`, see
+    /// [`Case::ahead`].
+    flags: u8,
+}
+
+impl Case {
+    fn cancel(&self) -> bool {
+        self.flags & 1 != 0
+    }
+
+    /// With bit 1 of the flags, how many bytes beyond those buffered each `read_frame` is
+    /// preceded by an `await_content` for (bits 2 to 7: 0 to 31 bytes, or 2 KiB to 64 KiB).
+    /// It consumes nothing, so the frames stay `FramedRead`'s; one that reaches the end of the
+    /// stream first makes `read_frame` decode what is buffered with `decode_eof` at once (a
+    /// length prefix there may be the first the decoder sees).
+    fn ahead(&self) -> Option<usize> {
+        let n = usize::from(self.flags >> 2);
+        (self.flags & 2 != 0).then_some(if n < 32 { n } else { (n - 31) * 2048 })
+    }
 }
 
 /// One read of the script.
@@ -581,9 +598,44 @@ where
     }
 }
 
+/// `await_content(min)` to its end, polled (and with `cancel`, dropped at every `Pending` and
+/// called again) as [`next_frame`] does.
+fn look_ahead(
+    channel: &mut ByteReadChannel,
+    min: usize,
+    cancel: bool,
+    pendings: &mut usize,
+) -> net_io::Result<bool> {
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        let mut read = pin!(channel.await_content(min));
+        loop {
+            if let Poll::Ready(done) = read.as_mut().poll(&mut cx) {
+                return done;
+            }
+            *pendings += 1;
+            assert!(
+                *pendings < 1_000_000,
+                "a look-ahead did not complete although all input was available"
+            );
+            if cancel {
+                break;
+            }
+        }
+    }
+}
+
 /// `read_frame` over the script, compared with `want` frame by frame as they come (so that
-/// no frame is held while memory is counted). A timeout is no end: reading goes on.
-fn check<D: Comparable>(decoder: D, script: Script, want: &Run, whole_frames: bool, cancel: bool) {
+/// no frame is held while memory is counted), each preceded by `await_content` for `ahead`
+/// more bytes than are buffered if there is one. A timeout is no end: reading goes on.
+fn check<D: Comparable>(
+    decoder: D,
+    script: Script,
+    want: &Run,
+    whole_frames: bool,
+    cancel: bool,
+    ahead: Option<usize>,
+) {
     let mut concat_want: Vec<u8> = Vec::new();
     if !whole_frames {
         concat_want = want.frames.concat();
@@ -600,6 +652,27 @@ fn check<D: Comparable>(decoder: D, script: Script, want: &Run, whole_frames: bo
         (channel.total_bytes_read() + channel.available_for_read() as u64) as usize
     };
     let end = loop {
+        if let Some(ahead) = ahead {
+            let min = channel.available_for_read() + ahead;
+            match look_ahead(&mut channel, min, cancel, &mut pendings) {
+                Ok(complete) => assert_eq!(
+                    complete,
+                    channel.available_for_read() >= min,
+                    "await_content({min})'s answer"
+                ),
+                Err(net_io::Error::Timeout) => {
+                    timeouts += 1;
+                    assert_eq!(timeouts, TIMEOUTS.get(), "a timeout reported again");
+                    continue;
+                }
+                // The transport's error: `read_frame` decodes what is buffered, then reports
+                // it too.
+                Err(_) => {}
+            }
+            checkpoint(received(&channel), &|| {
+                format!("after a look-ahead for {min} bytes")
+            });
+        }
         let frame = match next_frame(&mut channel, &mut decoder, cancel, &mut pendings) {
             Ok(Some(frame)) => frame,
             Ok(None) => break End::Clean,
@@ -716,7 +789,8 @@ fn compare<D: Comparable + Clone>(decoder: D, input: &[u8], case: &Case, whole_f
         Script::new(input, &case.cuts, case.fail, &case.stalls),
         &want,
         whole_frames,
-        case.cancel,
+        case.cancel(),
+        case.ahead(),
     );
 }
 
