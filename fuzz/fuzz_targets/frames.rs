@@ -16,19 +16,15 @@
 
 #![no_main]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::future::poll_fn;
 use std::io;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicIsize, Ordering};
 
 use bytes::BytesMut;
 use futures_core::Stream;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use net_io::ByteReadChannel;
-use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::codec::{
     AnyDelimiterCodec, AnyDelimiterCodecError, BytesCodec, Decoder, FramedRead,
@@ -37,62 +33,7 @@ use tokio_util::codec::{
 
 include!("../common.rs");
 
-/// The counting allocator, wrapped to record the peak of the live bytes (`stats_alloc` keeps
-/// none): the memory bound must hold at every instant, not only where the target looks.
-struct Peak(&'static StatsAlloc<System>);
-
-#[global_allocator]
-static GLOBAL: Peak = Peak(&INSTRUMENTED_SYSTEM);
-
-/// The most bytes live since [`reset_peak`].
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-impl Peak {
-    fn note(&self) {
-        PEAK.fetch_max(live(), Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call goes unchanged to `stats_alloc`'s allocator (which counts it and calls
-// `System`); the wrapper only reads the counters after an allocation.
-unsafe impl GlobalAlloc for Peak {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract, passed on.
-        let ptr = unsafe { self.0.alloc(layout) };
-        self.note();
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract, passed on.
-        unsafe { self.0.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract, passed on.
-        let ptr = unsafe { self.0.alloc_zeroed(layout) };
-        self.note();
-        ptr
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract, passed on.
-        let ptr = unsafe { self.0.realloc(ptr, layout, new_size) };
-        self.note();
-        ptr
-    }
-}
-
-/// Bytes allocated and not freed so far.
-fn live() -> isize {
-    let s = GLOBAL.0.stats();
-    s.bytes_allocated as isize - s.bytes_deallocated as isize
-}
-
 thread_local! {
-    /// What was live when the channel under test was made; `None` while nothing is measured
-    /// (the reference run).
-    static BASE: Cell<Option<isize>> = const { Cell::new(None) };
     /// What the decoder's own calls added to the peak since the last checkpoint (see
     /// [`Measured`]).
     static DECODER: Cell<isize> = const { Cell::new(0) };
@@ -101,10 +42,9 @@ thread_local! {
 }
 
 /// Starts measuring the channel: from now on, checkpoints check.
-fn start_measuring() {
+fn start_measuring_decoder() {
     DECODER.set(0);
-    PEAK.store(live(), Ordering::Relaxed);
-    BASE.set(Some(live()));
+    start_measuring();
 }
 
 /// Checks memory, at a transport read, after a frame and at the end, with `received` bytes
@@ -116,27 +56,8 @@ fn start_measuring() {
 /// a line into while the buffer still holds it. Nothing else: the channel's own copies and
 /// growth (giving room back, growing the buffer) stay within the bound at every instant.
 fn checkpoint(received: usize, at: &dyn Fn() -> String) {
-    let Some(base) = BASE.get() else {
-        return;
-    };
-    let now = live();
-    let bound = 2 * received as isize + SLACK;
-    let held = now - base;
-    assert!(
-        held <= bound,
-        "the channel holds {held} bytes {} after receiving {received}",
-        at()
-    );
-    let peak = PEAK.load(Ordering::Relaxed) - base;
-    let decoder = DECODER.get();
-    assert!(
-        peak <= bound + decoder,
-        "memory peaked at {peak} bytes before {}, after receiving {received} (the decoder's \
-         calls allocated {decoder})",
-        at()
-    );
+    check_memory(received, SLACK, DECODER.get(), at);
     DECODER.set(0);
-    PEAK.store(now, Ordering::Relaxed);
 }
 
 /// A decoder whose calls are measured: what each adds to the peak (a reservation, a copied
@@ -146,7 +67,7 @@ struct Measured<D>(D);
 
 impl<D> Measured<D> {
     fn call<T>(f: impl FnOnce() -> T) -> T {
-        let before = live();
+        let before = measured();
         let outer = PEAK.swap(before, Ordering::Relaxed);
         let out = f();
         let inner = PEAK.load(Ordering::Relaxed);
@@ -641,7 +562,7 @@ fn check<D: Comparable>(
         concat_want = want.frames.concat();
     }
     let mut decoder = Measured(decoder);
-    start_measuring();
+    start_measuring_decoder();
     let mut channel = ByteReadChannel::new(script);
     let mut count = 0usize;
     let mut seen = 0usize;
@@ -710,7 +631,7 @@ fn check<D: Comparable>(
         checkpoint(received(&channel), &|| format!("after frame {count}"));
     };
     checkpoint(received(&channel), &|| format!("at the end ({end:?})"));
-    BASE.set(None);
+    stop_measuring();
     if whole_frames {
         assert_eq!(count, want.frames.len(), "frames missing");
     } else {

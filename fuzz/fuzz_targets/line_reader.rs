@@ -2,7 +2,9 @@
 //! mode (`read_line` with both endings, `read_line_strict`, `read_line_to`, `read_utf8_line`),
 //! `read_until` with one- and multi-byte (and empty) delimiters, random limits, over-long lines
 //! skipped by the next read, other reads in between, and the input cut into chunks chosen by
-//! the fuzzer.
+//! the fuzzer. Memory the channel holds, counted by a global allocator at every transport read
+//! and after every read, and its peak between those points, stays within twice the bytes the
+//! transport handed out plus [`SLACK`] (and, for the peak, the line or item returned; SPEC §4).
 
 #![no_main]
 
@@ -88,16 +90,26 @@ struct Case {
     chunks: Vec<Vec<u8>>,
 }
 
+/// The most the channel may hold beyond twice the bytes the transport handed out: its usual
+/// buffer (8 KiB, `READ_CHUNK`) made before the first byte lands in it, one growth step of at
+/// most 64 KiB (`MAX_STEP`) made before the read that fills it, the 1 KiB probe of the first
+/// read, and small allocations (the channel's state, `read_line_to`'s 5-byte `String`). The
+/// line or item a read returns, a copy by contract of at most the limit (255 bytes) and a
+/// delimiter, is allowed for the peak separately; what the target keeps (the model's answers,
+/// the comparison) is allocated [`outside`] the measurement, and results are dropped before
+/// each check.
+const SLACK: isize = 64 * 1024 + 8 * 1024 + 8 * 1024;
+
 fn outcome<T>(
-    result: net_io::Result<Option<T>>,
+    result: &net_io::Result<Option<T>>,
     limit: usize,
-    wrap: impl Fn(T) -> Outcome,
+    wrap: impl Fn(&T) -> Outcome,
 ) -> Outcome {
     match result {
         Ok(Some(v)) => wrap(v),
         Ok(None) => Outcome::End,
         Err(Error::TooLongLine { limit: l }) => {
-            assert_eq!(l, limit);
+            assert_eq!(*l, limit);
             Outcome::TooLong
         }
         Err(Error::UnexpectedEof { .. }) => Outcome::UnexpectedEof,
@@ -106,8 +118,13 @@ fn outcome<T>(
     }
 }
 
-async fn read_line(channel: &mut ByteReadChannel, method: Method, limit: usize) -> Outcome {
-    let result = match method {
+/// A line read by `method`, as the channel returned it (for `read_line_to`, what it appended).
+async fn read_line(
+    channel: &mut ByteReadChannel,
+    method: Method,
+    limit: usize,
+) -> net_io::Result<Option<String>> {
+    match method {
         Method::Default | Method::Lenient => channel.read_line(limit, method.ending()).await,
         Method::StrictDefault | Method::StrictLenient => {
             channel.read_line_strict(limit, method.ending()).await
@@ -119,7 +136,9 @@ async fn read_line(channel: &mut ByteReadChannel, method: Method, limit: usize) 
                 Ok(Some(n)) => {
                     assert_eq!(n, out.len() - 5, "returned length");
                     assert!(out.starts_with("kept:"));
-                    Ok(Some(out[5..].to_owned()))
+                    // In place: no copy of the line.
+                    out.drain(..5);
+                    Ok(Some(out))
                 }
                 Ok(None) => {
                     assert_eq!(out, "kept:", "untouched at the end");
@@ -131,50 +150,66 @@ async fn read_line(channel: &mut ByteReadChannel, method: Method, limit: usize) 
                 }
             }
         }
-    };
-    outcome(result, limit, Outcome::Line)
+    }
 }
 
 fuzz_target!(|case: Case| {
     let input: Vec<u8> = case.chunks.concat();
-    let mut channel = ByteReadChannel::new(ChunkedReader::chunks_pausing_at_odd(&case.chunks));
+    let reader = Metered::new(ChunkedReader::chunks_pausing_at_odd(&case.chunks), SLACK);
     let mut model = Model::new(&input);
+    start_measuring();
+    let mut channel = ByteReadChannel::new(reader);
     drive(async {
         for read in &case.reads {
-            let (expected, actual) = match read {
+            // The read (measured), then its answer compared with the model's outside the
+            // measurement; the bytes of the returned line or item, which the peak may hold.
+            let (end, copy) = match read {
                 Read::Line { method, limit } => {
                     let limit = usize::from(*limit);
-                    let expected = model.line(method.lenient(), method.strict(), limit);
-                    (expected, read_line(&mut channel, *method, limit).await)
+                    let actual = read_line(&mut channel, *method, limit).await;
+                    let copy = actual
+                        .as_ref()
+                        .map_or(0, |line| line.as_ref().map_or(0, String::capacity));
+                    let end = outside(|| {
+                        let expected = model.line(method.lenient(), method.strict(), limit);
+                        let actual = outcome(&actual, limit, |s| Outcome::Line(s.clone()));
+                        compare(read, actual, expected, &model)
+                    });
+                    (end, copy)
                 }
                 Read::Until { delimiter, limit } => {
                     let limit = usize::from(*limit);
                     let delimiter = delimiter.bytes();
-                    let expected = model.until(delimiter, limit);
                     let actual = channel.read_until(delimiter, limit).await;
-                    (
-                        expected,
-                        outcome(actual, limit, |b| Outcome::Item(b.to_vec())),
-                    )
+                    let copy = actual
+                        .as_ref()
+                        .map_or(0, |item| item.as_ref().map_or(0, |b| b.len()));
+                    let end = outside(|| {
+                        let expected = model.until(delimiter, limit);
+                        let actual = outcome(&actual, limit, |b| Outcome::Item(b.to_vec()));
+                        compare(read, actual, expected, &model)
+                    });
+                    (end, copy)
                 }
                 Read::Byte => {
-                    let expected = model.take(1).map_or(Outcome::End, Outcome::Item);
-                    let actual = match channel.read_u8().await {
-                        Ok(b) => Outcome::Item(vec![b]),
-                        Err(Error::UnexpectedEof { .. }) => Outcome::End,
-                        Err(e) => panic!("read_u8: {e:?}"),
-                    };
-                    (expected, actual)
+                    let actual = channel.read_u8().await;
+                    let end = outside(|| {
+                        let expected = model.take(1).map_or(Outcome::End, Outcome::Item);
+                        let actual = match actual {
+                            Ok(b) => Outcome::Item(vec![b]),
+                            Err(Error::UnexpectedEof { .. }) => Outcome::End,
+                            Err(e) => panic!("read_u8: {e:?}"),
+                        };
+                        compare(read, actual, expected, &model)
+                    });
+                    (end, 0)
                 }
             };
-            assert_eq!(
-                actual,
-                expected,
-                "{read:?} after {} bytes",
-                model.consumed()
-            );
+            check_memory(HANDED.get(), SLACK, copy as isize, &|| {
+                format!("after {read:?}")
+            });
             assert_eq!(channel.total_bytes_read(), model.consumed() as u64);
-            if expected == Outcome::End {
+            if end {
                 assert!(channel.is_closed_for_read());
             }
         }
@@ -183,6 +218,20 @@ fuzz_target!(|case: Case| {
             .read_remaining(usize::MAX)
             .await
             .expect("read_remaining");
-        assert_eq!(&left[..], model.rest());
+        outside(|| assert_eq!(&left[..], model.rest()));
+        drop(left);
+        check_memory(HANDED.get(), SLACK, 0, &|| "after read_remaining".to_owned());
     });
+    stop_measuring();
 });
+
+/// Compares a read's outcome with the model's; whether it was the end of the input.
+fn compare(read: &Read, actual: Outcome, expected: Outcome, model: &Model) -> bool {
+    assert_eq!(
+        actual,
+        expected,
+        "{read:?} after {} bytes",
+        model.consumed()
+    );
+    expected == Outcome::End
+}

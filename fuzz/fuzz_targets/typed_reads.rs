@@ -2,7 +2,10 @@
 //! into chunks chosen by the fuzzer: every value is assembled across chunk boundaries
 //! correctly, a read that runs out of input fails with `UnexpectedEof` and consumes nothing,
 //! and counts from the input, up to `u64::MAX`, neither panic nor allocate what the input
-//! does not hold (SPEC §4.1: memory follows bytes received).
+//! does not hold (SPEC §4.1: memory follows bytes received). Memory the channel holds, counted
+//! by a global allocator at every transport read and after every operation, and its peak
+//! between those points, stays within twice the bytes the transport handed out plus
+//! [`SLACK`] (and, for the peak, the copy a `peek` returns).
 
 #![no_main]
 
@@ -43,113 +46,126 @@ struct Case {
     chunks: Vec<Vec<u8>>,
 }
 
+/// The most the channel may hold beyond twice the bytes the transport handed out: its usual
+/// buffer (8 KiB, `READ_CHUNK`) made before the first byte lands in it, one growth step of at
+/// most 64 KiB (`MAX_STEP`) made before the read that fills it, the 1 KiB probe of the first
+/// read, and small allocations (the channel's state, the copy of up to 1 KiB `read_bytes` makes
+/// of a short run). Copies the API makes by contract (a `peek`) are allowed for the peak
+/// separately; what the target keeps (the model's answers, `read_fully`'s destination) is
+/// allocated [`outside`] the measurement, and results are dropped before each check.
+const SLACK: isize = 64 * 1024 + 8 * 1024 + 8 * 1024;
+
 /// Compares a read of `n` bytes (its bytes, or its error) with the model's answer.
-fn check(op: &Op, want: Option<Vec<u8>>, got: net_io::Result<Vec<u8>>, n: usize, left: usize) {
+fn check<B: AsRef<[u8]>>(
+    op: &Op,
+    want: Option<Vec<u8>>,
+    got: &net_io::Result<B>,
+    n: usize,
+    left: usize,
+) {
     match (want, got) {
-        (Some(want), Ok(got)) => assert_eq!(got, want, "{op:?}"),
+        (Some(want), Ok(got)) => assert_eq!(got.as_ref(), &want[..], "{op:?}"),
         (None, Err(Error::UnexpectedEof { needed, available })) => {
-            assert_eq!(needed, n, "{op:?}");
-            assert_eq!(available, left, "{op:?}: everything left stays buffered");
+            assert_eq!(*needed, n, "{op:?}");
+            assert_eq!(*available, left, "{op:?}: everything left stays buffered");
         }
-        (want, got) => panic!("{op:?}: expected {want:?}, got {got:?}"),
+        (want, got) => panic!(
+            "{op:?}: expected {want:?}, got {:?}",
+            got.as_ref().map(|b| b.as_ref())
+        ),
     }
 }
 
-async fn run(channel: &mut ByteReadChannel, model: &mut Model, op: &Op) {
+/// Runs `op` on the channel, then checks its result against the model [`outside`] the
+/// measurement, and drops it; returns the bytes of a copy the API makes by contract (a
+/// `peek`), which the peak since the last check may hold besides the channel's own.
+async fn run(channel: &mut ByteReadChannel, model: &mut Model, op: &Op) -> isize {
     let left = model.rest().len();
     match op {
-        Op::U8 => check(
-            op,
-            model.take(1),
-            channel.read_u8().await.map(|v| vec![v]),
-            1,
-            left,
-        ),
+        Op::U8 => {
+            let got = channel.read_u8().await.map(|v| [v]);
+            outside(|| check(op, model.take(1), &got, 1, left));
+        }
         Op::I16 => {
-            let got = channel.read_i16().await.map(|v| v.to_be_bytes().to_vec());
-            check(op, model.take(2), got, 2, left);
+            let got = channel.read_i16().await.map(|v| v.to_be_bytes());
+            outside(|| check(op, model.take(2), &got, 2, left));
         }
         Op::U16Le => {
-            let got = channel
-                .read_u16_le()
-                .await
-                .map(|v| v.to_le_bytes().to_vec());
-            check(op, model.take(2), got, 2, left);
+            let got = channel.read_u16_le().await.map(|v| v.to_le_bytes());
+            outside(|| check(op, model.take(2), &got, 2, left));
         }
         Op::U32 => {
-            let got = channel.read_u32().await.map(|v| v.to_be_bytes().to_vec());
-            check(op, model.take(4), got, 4, left);
+            let got = channel.read_u32().await.map(|v| v.to_be_bytes());
+            outside(|| check(op, model.take(4), &got, 4, left));
         }
         Op::I32Le => {
-            let got = channel
-                .read_i32_le()
-                .await
-                .map(|v| v.to_le_bytes().to_vec());
-            check(op, model.take(4), got, 4, left);
+            let got = channel.read_i32_le().await.map(|v| v.to_le_bytes());
+            outside(|| check(op, model.take(4), &got, 4, left));
         }
         Op::U64 => {
-            let got = channel.read_u64().await.map(|v| v.to_be_bytes().to_vec());
-            check(op, model.take(8), got, 8, left);
+            let got = channel.read_u64().await.map(|v| v.to_be_bytes());
+            outside(|| check(op, model.take(8), &got, 8, left));
         }
         Op::U64Le => {
-            let got = channel
-                .read_u64_le()
-                .await
-                .map(|v| v.to_le_bytes().to_vec());
-            check(op, model.take(8), got, 8, left);
+            let got = channel.read_u64_le().await.map(|v| v.to_le_bytes());
+            outside(|| check(op, model.take(8), &got, 8, left));
         }
         Op::F32 => {
-            let got = channel
-                .read_f32()
-                .await
-                .map(|v| v.to_bits().to_be_bytes().to_vec());
-            check(op, model.take(4), got, 4, left);
+            let got = channel.read_f32().await.map(|v| v.to_bits().to_be_bytes());
+            outside(|| check(op, model.take(4), &got, 4, left));
         }
         Op::F64Le => {
             let got = channel
                 .read_f64_le()
                 .await
-                .map(|v| v.to_bits().to_le_bytes().to_vec());
-            check(op, model.take(8), got, 8, left);
+                .map(|v| v.to_bits().to_le_bytes());
+            outside(|| check(op, model.take(8), &got, 8, left));
         }
         Op::Bytes(count) => {
             let n = count.len();
-            let got = channel.read_bytes(n).await.map(|b| b.to_vec());
-            check(op, model.take(n), got, n, left);
+            // Zero-copy from 1 KiB on; a shorter run is a copy (within the slack).
+            let got = channel.read_bytes(n).await;
+            outside(|| check(op, model.take(n), &got, n, left));
         }
         Op::Peek(count) => {
             let n = count.len();
             let got = channel.peek(n).await.expect("peek");
-            assert_eq!(got.map(|b| b.to_vec()), model.peek(n), "{op:?}");
+            let copy = got.as_ref().map_or(0, |b| b.len() as isize);
+            outside(|| assert_eq!(got.as_deref(), model.peek(n).as_deref(), "{op:?}"));
+            return copy;
         }
         Op::AwaitContent(count) => {
             let n = count.len();
             let enough = channel.await_content(n).await.expect("await_content");
-            assert_eq!(enough, model.has(n), "{op:?}");
+            outside(|| assert_eq!(enough, model.has(n), "{op:?}"));
             assert!(channel.available_for_read() >= n.min(left), "{op:?}");
         }
         Op::Discard(count) => {
             let skipped = channel.discard(count.get()).await.expect("discard");
-            assert_eq!(skipped, model.discard(count.get()) as u64, "{op:?}");
+            outside(|| assert_eq!(skipped, model.discard(count.get()) as u64, "{op:?}"));
         }
         Op::DiscardExact(count) => {
             let result = channel.discard_exact(count.get()).await;
-            if model.discard_exact(count.get()) {
-                result.expect("discard_exact");
-            } else {
-                match result {
-                    Err(Error::UnexpectedEof { needed, available }) => {
-                        assert_eq!(needed, count.len(), "{op:?}");
-                        assert_eq!(available, left, "{op:?}");
+            outside(|| {
+                if model.discard_exact(count.get()) {
+                    result.expect("discard_exact");
+                } else {
+                    match result {
+                        Err(Error::UnexpectedEof { needed, available }) => {
+                            assert_eq!(needed, count.len(), "{op:?}");
+                            assert_eq!(available, left, "{op:?}");
+                        }
+                        other => panic!("{op:?}: expected UnexpectedEof, got {other:?}"),
                     }
-                    other => panic!("{op:?}: expected UnexpectedEof, got {other:?}"),
                 }
-            }
+            });
         }
         Op::ReadFully(n) => {
             let n = usize::from(*n);
-            let mut dst = vec![0u8; n];
-            match channel.read_fully(&mut dst).await {
+            // The target's: allocated and freed outside the measurement.
+            let mut dst = outside(|| vec![0u8; n]);
+            let result = channel.read_fully(&mut dst).await;
+            outside(move || match result {
                 Ok(()) => assert_eq!(Some(dst), model.take(n), "{op:?}"),
                 Err(Error::UnexpectedEof { needed, available }) => {
                     // What was there was copied (and consumed).
@@ -159,22 +175,26 @@ async fn run(channel: &mut ByteReadChannel, model: &mut Model, op: &Op) {
                     model.discard(left as u64);
                 }
                 Err(e) => panic!("{op:?}: {e:?}"),
-            }
+            });
         }
         Op::SkipIfFound(pattern) => {
             let found = channel.skip_if_found(pattern).await.expect("skip_if_found");
-            assert_eq!(found, model.skip_if_found(pattern), "{op:?}");
+            outside(|| assert_eq!(found, model.skip_if_found(pattern), "{op:?}"));
         }
     }
+    0
 }
 
 fuzz_target!(|case: Case| {
     let input: Vec<u8> = case.chunks.concat();
-    let mut channel = ByteReadChannel::new(ChunkedReader::chunks_pausing_at_odd(&case.chunks));
+    let reader = Metered::new(ChunkedReader::chunks_pausing_at_odd(&case.chunks), SLACK);
     let mut model = Model::new(&input);
+    start_measuring();
+    let mut channel = ByteReadChannel::new(reader);
     drive(async {
         for op in &case.ops {
-            run(&mut channel, &mut model, op).await;
+            let copy = run(&mut channel, &mut model, op).await;
+            check_memory(HANDED.get(), SLACK, copy, &|| format!("after {op:?}"));
             assert_eq!(
                 channel.total_bytes_read(),
                 model.consumed() as u64,
@@ -186,6 +206,9 @@ fuzz_target!(|case: Case| {
             .read_remaining(usize::MAX)
             .await
             .expect("read_remaining");
-        assert_eq!(&left[..], model.rest());
+        outside(|| assert_eq!(&left[..], model.rest()));
+        drop(left);
+        check_memory(HANDED.get(), SLACK, 0, &|| "after read_remaining".to_owned());
     });
+    stop_measuring();
 });
