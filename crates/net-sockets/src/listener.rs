@@ -970,24 +970,58 @@ fn classify(e: &io::Error) -> AcceptError {
 /// A Unix socket file a socket made by binding (a listener's, or a connecting socket's local
 /// address), identified by device and inode, so that it is only removed while it is still that
 /// file. (An abstract or empty name has no file: removing does nothing.)
+///
+/// Where the OS allows (`O_PATH`, Linux), the record holds the file's inode open until the file
+/// is removed: the socket's close, which comes first, would otherwise free the inode of a file
+/// someone else unlinked, and a file bound at the path in between could get its number (ext4
+/// gives it out again at once) and be taken for this one. Held, the number stays this file's.
 #[derive(Debug)]
 pub(crate) struct SocketFile {
     path: PathBuf,
     identity: Option<(u64, u64)>,
+    /// The file's inode, held open (one descriptor) until `remove`.
+    pinned: Mutex<Option<std::fs::File>>,
 }
 
 impl SocketFile {
     pub(crate) fn record(path: &Path) -> SocketFile {
+        let pinned = pin(path);
+        let identity = match &pinned {
+            Some(file) => file.metadata().ok().map(|m| (m.dev(), m.ino())),
+            None => identity(path),
+        };
         SocketFile {
             path: path.to_path_buf(),
-            identity: identity(path),
+            identity,
+            pinned: Mutex::new(pinned),
         }
     }
 
     pub(crate) fn remove(&self) {
+        // Let go of the inode only after the comparison and the unlink.
+        let _pinned = lock(&self.pinned).take();
         if self.identity.is_some() && identity(&self.path) == self.identity {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// The inode at `path` (the link itself, as `identity` sees it), held open without opening the
+/// socket behind it; `None` where the OS cannot (then the record holds the numbers only).
+fn pin(path: &Path) -> Option<std::fs::File> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+            .open(path)
+            .ok()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = path;
+        None
     }
 }
 
@@ -1038,6 +1072,46 @@ impl futures_core::Stream for Incoming {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listener's file is unlinked by someone else (a new instance of the service, which
+    /// then binds the path again). The listener's close releases its descriptor first, which
+    /// frees the file's inode, and removes its file right after: a file bound at the path in
+    /// between may get the freed inode number (ext4 gives it to the next file at once), and
+    /// must not be taken for the listener's and removed.
+    #[test]
+    fn a_file_bound_after_the_socket_closed_is_not_removed_though_it_reused_the_inode() {
+        use std::os::unix::net::UnixListener as StdUnixListener;
+        let dir = std::env::temp_dir().join(format!(
+            "net-sockets-{}-socket-file-reuse",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let mut reused = 0;
+        for _ in 0..20 {
+            let first = StdUnixListener::bind(&path).unwrap();
+            let file = SocketFile::record(&path);
+            let first_inode = std::fs::symlink_metadata(&path).unwrap().ino();
+            // Someone else unlinks it; the listener closes (as `Core::release` does: the
+            // descriptor first, then the file); a new listener binds the path in between.
+            std::fs::remove_file(&path).unwrap();
+            drop(first);
+            let second = StdUnixListener::bind(&path).unwrap();
+            if std::fs::symlink_metadata(&path).unwrap().ino() == first_inode {
+                reused += 1;
+            }
+            file.remove();
+            assert!(
+                std::fs::symlink_metadata(&path).is_ok(),
+                "the first listener's close removed the second listener's file \
+                 (the inode number was reused {reused} times)"
+            );
+            drop(second);
+            std::fs::remove_file(&path).unwrap();
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn accept_errors_are_classified_as_accept_2_says() {
