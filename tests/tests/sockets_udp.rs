@@ -145,6 +145,49 @@ async fn a_socket_connected_to_the_unspecified_address_reports_the_kernels_peer(
     assert_eq!(&again.packet[..], b"again");
 }
 
+/// Connected from a dual-stack local address (`[::]:0`) to an IPv4 peer, the kernel reports the
+/// peer IPv4-mapped (`[::ffff:127.0.0.1]:p`): the address the socket was given is the same
+/// peer, and `send` takes it as it takes `remote_address()`. (It refused it: "datagram
+/// addressed to 127.0.0.1:p, but the socket is connected to [::ffff:127.0.0.1]:p".) A peer at
+/// another port, in either form, is still refused.
+#[tokio::test]
+async fn a_dual_stack_socket_connected_to_an_ipv4_peer_sends_to_either_form_of_it() {
+    let selector = SelectorManager::new();
+    if !net_tests::loopback::has_ipv6_loopback() {
+        eprintln!("no IPv6: skipping");
+        return;
+    }
+    let server = udp_socket(&selector).await;
+    let given = server.local_address();
+    let port = given.port().unwrap();
+    let client = a_socket(&selector)
+        .udp()
+        .connect_from(given.clone(), ("::", 0))
+        .await
+        .unwrap();
+    let mapped = SocketAddress::from(std::net::SocketAddr::new(
+        std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(),
+        port,
+    ));
+    assert_eq!(client.remote_address(), mapped);
+    for (to, text) in [(given, "given"), (mapped, "mapped")] {
+        client.send(Datagram::new(text, to).unwrap()).await.unwrap();
+        let got = within(server.receive()).await.unwrap();
+        assert_eq!(&got.packet[..], text.as_bytes());
+    }
+    for other in ["127.0.0.1:9", "[::ffff:127.0.0.1]:9", "127.0.0.2"] {
+        let other = match other.parse::<std::net::SocketAddr>() {
+            Ok(address) => address,
+            Err(_) => std::net::SocketAddr::new(other.parse().unwrap(), port),
+        };
+        let err = client
+            .send(Datagram::new("x", other).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{other}");
+    }
+}
+
 #[tokio::test]
 async fn icmp_unreachable_is_connection_refused_and_the_socket_survives() {
     let selector = SelectorManager::new();

@@ -84,6 +84,16 @@ fn check_size(size: usize, to: &SocketAddr) -> Result<()> {
     }
 }
 
+/// Whether `to` is the connected peer `remote`, also written in the other family's form: a
+/// dual-stack socket connected to an IPv4 peer has it as `[::ffff:a.b.c.d]:p`, and `a.b.c.d:p`
+/// is the same peer (and the other way round).
+fn same_peer(remote: SocketAddr, to: SocketAddr) -> bool {
+    remote == to
+        || (remote.port() == to.port()
+            && (remote.is_ipv4() || to.is_ipv4())
+            && remote.ip().to_canonical() == to.ip().to_canonical())
+}
+
 struct UdpCore {
     core: Core<UdpSocket>,
     /// The receive buffer, kept between receives.
@@ -250,7 +260,7 @@ impl UdpCore {
         check_size(datagram.packet.len(), &to)?;
         let packet = &datagram.packet[..];
         match self.remote {
-            Some(remote) if remote != to => Err(Error::Io(io::Error::new(
+            Some(remote) if !same_peer(remote, to) => Err(Error::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("datagram addressed to {to}, but the socket is connected to {remote}"),
             ))),
@@ -506,6 +516,11 @@ impl BoundDatagramSocket {
 }
 
 /// A UDP socket connected to one peer: it sends only there and receives only from there.
+///
+/// `send` takes a datagram addressed to the peer as [`remote_address`](Self::remote_address)
+/// reports it or, for an IPv4 peer, in the other form (`a.b.c.d:p` and `[::ffff:a.b.c.d]:p`
+/// are the same peer); any other address is refused with [`Error::Io`] of kind
+/// [`InvalidInput`](io::ErrorKind::InvalidInput).
 ///
 /// An ICMP "port unreachable" for an earlier datagram surfaces as an [`Error::Io`] of kind
 /// [`ConnectionRefused`](io::ErrorKind::ConnectionRefused) on the next `send` or `receive`;
