@@ -1425,6 +1425,62 @@ async fn a_local_address_of_the_other_kind_than_the_target_fails_the_connect() {
     drop((listener, unix));
 }
 
+/// A local IP address of the other family than an IP literal to connect to (IPv6 and IPv4)
+/// cannot reach it: the connect fails as for a Unix path and an IP address, with `Error::Io` of
+/// kind `InvalidInput` naming both families, whichever way round (before, the OS's errors came
+/// through: `EAFNOSUPPORT`, kind `Uncategorized`, "Address family not supported by protocol",
+/// for an IPv6 local address; `EINVAL`, "Invalid argument", for an IPv4 one). A UDP socket
+/// bound to an IPv4 address cannot be connected to an IPv6 peer either; one bound to IPv6 `::`
+/// reaches an IPv4 peer (through its IPv4-mapped form).
+#[tokio::test]
+async fn a_local_address_of_the_other_ip_family_than_the_target_fails_the_connect() {
+    if !net_tests::loopback::has_ipv6_loopback() {
+        eprintln!("no IPv6: skipping");
+        return;
+    }
+    let selector = SelectorManager::new();
+    let v4 = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let v6 = a_socket(&selector).tcp().bind(("::1", 0)).await.unwrap();
+    let v4_target = v4.local_address();
+    let v6_target = v6.local_address();
+    let v6_local = InetSocketAddress::new(std::net::Ipv6Addr::UNSPECIFIED, 0);
+    let v4_local = InetSocketAddress::new([127, 0, 0, 1], 0);
+    for (local, target) in [(v6_local, &v4_target), (v4_local, &v6_target)] {
+        let error = a_socket(&selector)
+            .tcp()
+            .local_address(local)
+            .connect(target)
+            .await
+            .unwrap_err();
+        match &error {
+            Error::Io(e) if e.kind() == ErrorKind::InvalidInput => {
+                let message = e.to_string();
+                assert!(
+                    message.contains("IPv4") && message.contains("IPv6"),
+                    "{local} to {target}: {message}"
+                );
+            }
+            other => panic!("{local} to {target}: {other:?}"),
+        }
+    }
+    let udp = a_socket(&selector).udp().bind(("::1", 0)).await.unwrap();
+    let error = a_socket(&selector)
+        .udp()
+        .connect_from(udp.local_address(), v4_local)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Io(e) if e.kind() == ErrorKind::InvalidInput
+            && e.to_string().contains("IPv4") && e.to_string().contains("IPv6")),
+        "{error:?}"
+    );
+    drop((v4, v6, udp));
+}
+
 /// The same for a UDP socket connected from a chosen local address: the remote is picked among
 /// the name's addresses of the local address's family, and none is a resolve error.
 #[tokio::test]

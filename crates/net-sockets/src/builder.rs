@@ -178,7 +178,8 @@ impl TcpSocketBuilder {
     /// Binds the connecting socket to `address` before it connects (a chosen source address,
     /// or port). With a host name, only the addresses of `address`'s family are tried;
     /// [`Error::Resolve`](crate::Error::Resolve) when it has none (always, for a Unix path).
-    /// A Unix path with an IP address to connect to, or an IP address with a Unix socket, fails
+    /// A Unix path with an IP address to connect to, an IP address with a Unix socket, or an IP
+    /// address of the other family than an IP address to connect to (IPv4 and IPv6), fails
     /// the connect with [`Error::Io`](crate::Error::Io) of kind
     /// [`InvalidInput`](std::io::ErrorKind::InvalidInput). With a port other than 0
     /// the attempts are not raced (each would need that port): the next address is tried when
@@ -321,7 +322,8 @@ impl TcpSocketBuilder {
     /// [`Error::Timeout`] after `connect_timeout`; [`Error::Resolve`] when the name does not
     /// resolve (or has no address of the `local_address`'s family); [`Error::Io`] of kind
     /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the `local_address` is of the
-    /// other kind than `address` (a Unix path and an IP address); [`Error::SelectorClosed`]
+    /// other kind than `address` (a Unix path and an IP address), or of the other IP family
+    /// than an IP address given as `address`; [`Error::SelectorClosed`]
     /// when the selector is closed.
     ///
     /// # Cancel safety
@@ -413,7 +415,9 @@ impl UdpSocketBuilder {
     /// # Errors
     ///
     /// As [`bind`](Self::bind); [`Error::Resolve`] also when `remote`'s name has no address of
-    /// `local`'s family.
+    /// `local`'s family; [`Error::Io`] of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput)
+    /// when `local` is an IPv4 address and `remote` an IPv6 address (a local IPv6 address
+    /// reaches an IPv4 `remote`, through its IPv4-mapped form).
     ///
     /// # Cancel safety
     ///

@@ -135,10 +135,16 @@ pub(crate) async fn connect(
             (Stream::Unix(stream), None, file)
         }
         SocketTarget::Address(SocketAddress::Inet(inet)) => {
-            if let Some(SocketAddress::Unix(_)) = &options.local_address {
-                return Err(other_kind("a Unix path", "an IP address"));
-            }
             let address = inet.socket_addr();
+            match &options.local_address {
+                Some(SocketAddress::Unix(_)) => {
+                    return Err(other_kind("a Unix path", "an IP address"));
+                }
+                Some(SocketAddress::Inet(local)) => {
+                    check_family(local.socket_addr(), address)?;
+                }
+                None => {}
+            }
             let stream = connect_one(selector, address, options).await?;
             (
                 Stream::Tcp(stream),
@@ -206,6 +212,28 @@ fn other_kind(local: &str, target: &str) -> Error {
              no socket binds one and reaches the other"
         ),
     ))
+}
+
+/// Fails when `local` is of the other IP family than `target`: a socket bound to one cannot
+/// connect to the other.
+///
+/// # Errors
+///
+/// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput), naming both.
+pub(crate) fn check_family(local: SocketAddr, target: SocketAddr) -> Result<()> {
+    let family = |a: SocketAddr| if a.is_ipv6() { "IPv6" } else { "IPv4" };
+    if local.is_ipv6() == target.is_ipv6() {
+        return Ok(());
+    }
+    Err(Error::Io(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "the local address {local} is an {} address, the target {target} an {} address: \
+             the socket is of one family",
+            family(local),
+            family(target)
+        ),
+    )))
 }
 
 /// The socket file a connecting Unix socket bound to, until the socket that owns it is made:

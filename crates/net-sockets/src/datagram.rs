@@ -554,7 +554,15 @@ impl ConnectedDatagramSocket {
         };
         let remote = remote.socket_addr();
         let local = match local {
-            Some(SocketAddress::Inet(local)) => local.socket_addr(),
+            Some(SocketAddress::Inet(local)) => {
+                let local = local.socket_addr();
+                // A dual-stack IPv6 socket reaches an IPv4 peer (through its IPv4-mapped form);
+                // an IPv4 one reaches no IPv6 peer.
+                if local.is_ipv4() {
+                    crate::connect::check_family(local, remote)?;
+                }
+                local
+            }
             Some(SocketAddress::Unix(_)) => return Err(unix_unsupported()),
             None => {
                 let ip = if remote.is_ipv6() {
