@@ -571,6 +571,15 @@ pub fn rerun_self_with_fd_limit(
     rerun_self(Command::new("sh").arg("-c").arg(script), env, marker)
 }
 
+/// Runs the test `child_test` of the current test binary again in a child process of its own,
+/// with the environment variable `env` set (see [`run_if_child`]): for a test that changes
+/// what the whole process shares (its working directory), which would touch the tests running
+/// beside it. Panics unless the child succeeds and prints `marker`; returns its output.
+pub fn rerun_self_alone(child_test: &str, env: &str, marker: &str) -> String {
+    let script = format!(r#"exec "$0" --exact {child_test} --nocapture --test-threads=1"#);
+    rerun_self(Command::new("sh").arg("-c").arg(script), env, marker)
+}
+
 /// Runs `command` (a shell script that `exec`s `$0`) with the current test binary as `$0` and
 /// the environment variable `env` set; panics unless it succeeds and prints `marker`; returns
 /// its stdout and stderr.

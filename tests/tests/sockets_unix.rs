@@ -6,7 +6,7 @@ use net_sockets::{
     Error, SelectorManager, ServerSocket, SocketAddress, UnixSocketAddress, a_socket,
 };
 use net_tests::loopback::{connect, send_and_read_back, serve_echo};
-use net_tests::{payload, within};
+use net_tests::{TempDir, payload, within};
 
 /// A fresh socket path in the temporary directory.
 fn socket_path(name: &str) -> PathBuf {
@@ -74,6 +74,67 @@ async fn the_socket_file_is_removed_when_the_listener_closes() {
     assert!(path.exists());
     drop(listener);
     assert!(!path.exists());
+}
+
+const WORKING_DIRECTORY_CHILD: &str = "NET_TESTS_UNIX_WORKING_DIRECTORY";
+
+/// A listener bound to a relative path (and a connecting socket given one as its
+/// `local_address`) removes its file when it closes, though the process
+/// changed its working directory since (the path was resolved against the directory of the
+/// bind): else the file stays, and the next bind of the path fails with `AddrInUse`. (Run in a
+/// child process: the working directory is the whole process's.)
+#[test]
+fn a_relative_socket_file_is_removed_though_the_working_directory_changed() {
+    net_tests::harness::rerun_self_alone(
+        "a_relative_socket_file_is_removed_though_the_working_directory_changed_child",
+        WORKING_DIRECTORY_CHILD,
+        "relative socket file removed",
+    );
+}
+
+#[test]
+fn a_relative_socket_file_is_removed_though_the_working_directory_changed_child() {
+    net_tests::harness::run_if_child(WORKING_DIRECTORY_CHILD, async {
+        let selector = SelectorManager::new();
+        let bound_in = TempDir::new("unix-relative-bound");
+        let later_in = TempDir::new("unix-relative-later");
+        std::env::set_current_dir(bound_in.path()).unwrap();
+        let listener = unix_listener(&selector, Path::new("rel.sock")).await;
+        let file = bound_in.join("rel.sock");
+        assert!(file.exists());
+        std::env::set_current_dir(later_in.path()).unwrap();
+        listener.close();
+        assert!(
+            !file.exists(),
+            "the socket file bound in the old working directory was left behind"
+        );
+        // The path can be bound again there.
+        std::env::set_current_dir(bound_in.path()).unwrap();
+        unix_listener(&selector, Path::new("rel.sock"))
+            .await
+            .close();
+        assert!(!file.exists());
+        // So does a connecting socket's relative `local_address`.
+        let server = unix_listener(&selector, &later_in.join("server.sock")).await;
+        let client = within(connect_from(
+            &selector,
+            Path::new("client.sock"),
+            &later_in.join("server.sock"),
+        ))
+        .await
+        .unwrap();
+        let client_file = bound_in.join("client.sock");
+        assert!(client_file.exists());
+        std::env::set_current_dir(later_in.path()).unwrap();
+        client.close();
+        assert!(
+            !client_file.exists(),
+            "the client's socket file bound in the old working directory was left behind"
+        );
+        server.close();
+        std::env::set_current_dir("/").unwrap();
+        println!("relative socket file removed");
+    });
 }
 
 #[tokio::test]

@@ -150,7 +150,8 @@ impl From<InetSocketAddress> for SocketAddr {
 /// byte past its start, with [`Error::Io`] of kind
 /// [`InvalidInput`](std::io::ErrorKind::InvalidInput), never cutting it short. A relative path
 /// is the OS's: resolved against the working directory when the socket is bound or connected,
-/// and reported as it was given.
+/// and reported as it was given; the file it made is removed there, though the working
+/// directory changed since.
 ///
 /// # Examples
 ///

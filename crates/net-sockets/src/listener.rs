@@ -991,7 +991,9 @@ impl SocketFile {
             None => identity(path),
         };
         SocketFile {
-            path: path.to_path_buf(),
+            // A relative path as it resolved when the socket was bound: the working directory
+            // may change before the file is removed.
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             identity,
             pinned: Mutex::new(pinned),
         }
