@@ -1065,6 +1065,75 @@ fn a_connection_a_lingering_listener_refuses_never_blocks_the_runtime() {
     });
 }
 
+/// A connect with `linger` whose future is dropped (a `select!` that lost, a timeout) after the
+/// kernel finished the handshake, but before the future saw it, closes that socket; the close
+/// must not wait for the peer on the thread that drops the future (a runtime thread), as a
+/// close with `SO_LINGER` does: here the peer went silent (the loopback taken down), and the drop
+/// took the whole linger time, 3 s. The same holds for an attempt that loses the race of a
+/// host name's addresses. In a network namespace of the test's own.
+#[test]
+fn a_connect_dropped_after_its_handshake_never_waits_for_the_linger() {
+    let name = "a_connect_dropped_after_its_handshake_never_waits_for_the_linger";
+    if std::env::var_os(IN_OWN_NETNS).is_none() {
+        return run_in_own_netns(name);
+    }
+    ip(&["link", "set", "lo", "up"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        // A connect that completes keeps its `linger`.
+        let kept = within(
+            a_socket(&selector)
+                .tcp()
+                .linger(Duration::from_secs(3))
+                .connect(address),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            kept.with_sock_ref(|s| s.linger()).unwrap(),
+            Some(Duration::from_secs(3))
+        );
+        drop(listener.accept().unwrap());
+        // Closed without waiting for the peer, which goes silent later.
+        kept.with_sock_ref(|s| s.set_linger(None)).unwrap();
+        kept.close();
+        let connect = a_socket(&selector)
+            .tcp()
+            .linger(Duration::from_secs(3))
+            .connect(address);
+        let mut connect = Box::pin(connect);
+        assert!(net_tests::pending_after_one_poll(connect.as_mut()).await);
+        // The handshake is done once the listener can accept the connection.
+        listener.set_nonblocking(true).unwrap();
+        let started = Instant::now();
+        let _accepted = loop {
+            match listener.accept() {
+                Ok((accepted, _)) => break accepted,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(started.elapsed() < Duration::from_secs(10), "no handshake");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        // No end of the connection is ever acknowledged now.
+        ip(&["link", "set", "lo", "down"]);
+        let started = Instant::now();
+        drop(connect);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(1000),
+            "dropping the connect future waited {took:?} for the peer"
+        );
+    });
+}
+
 /// `linger(Duration::ZERO)` makes the close of a connection a reset, also of one the listener
 /// refuses before handing it out (here one over `max_connections_per_ip`): such a close never
 /// waits for the peer, and the reset leaves nothing behind (no `TIME_WAIT` on the listener's

@@ -156,7 +156,10 @@ impl TcpSocketBuilder {
     /// under a second is 1 s. `Duration::ZERO` makes `close` reset the connection. On a
     /// listener it applies to the connections `accept` hands out; one the listener refuses or
     /// drops before that (over `max_connections_per_ip`, a bad PROXY header) closes without
-    /// lingering, as nothing was sent on it (with `Duration::ZERO`, with a reset).
+    /// lingering, as nothing was sent on it (with `Duration::ZERO`, with a reset). On a connect
+    /// it is set on the connection `connect` returns: an attempt dropped before (one that lost
+    /// the race of a host name's addresses, or any when the connect's future is dropped) closes
+    /// without lingering too.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.options.linger = Some(linger);
         self

@@ -185,6 +185,12 @@ pub(crate) async fn connect(
             )
         }
     };
+    if let Stream::Tcp(s) = &stream {
+        // Only now, on the attempt kept, which the socket closes from here on: a lingering
+        // close of one dropped before (it lost, or the connect's future was dropped) would wait
+        // for the peer on this thread.
+        options.apply_linger(&socket2::SockRef::from(s))?;
+    }
     let conn = Conn::open(
         selector,
         stream,
@@ -341,7 +347,8 @@ fn interleave(addresses: Vec<SocketAddr>) -> Vec<SocketAddr> {
 type Attempt<'a> = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send + 'a>>;
 
 /// Races connects to `addresses`: the next starts after [`ATTEMPT_DELAY`] or as soon as one
-/// fails; the first to connect wins and the others are dropped (their descriptors closed).
+/// fails; the first to connect wins and the others are dropped (their descriptors closed, at
+/// once: the attempts have no `linger` yet, see `Kind::TcpStream`).
 ///
 /// With a fixed local port the attempts cannot overlap (a second one could not bind the port
 /// the first holds): the next starts only when the one before failed.

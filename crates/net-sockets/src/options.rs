@@ -199,7 +199,9 @@ impl SocketOptions {
                     set("broadcast", socket.set_broadcast(true))?;
                 }
             }
-            Kind::TcpStream => self.apply_connected(&SockRef::from(socket), true)?,
+            // Not `linger`: a connect attempt that is dropped (it lost, or the connect's future
+            // was) must close without waiting for the peer; the one kept gets it.
+            Kind::TcpStream => self.apply_stream(&SockRef::from(socket), true)?,
             Kind::Unix => self.apply_connected(&SockRef::from(socket), false)?,
             Kind::TcpListener => {}
         }
@@ -231,6 +233,16 @@ impl SocketOptions {
     ///
     /// [`Error::InvalidOption`] naming the option the OS refused.
     pub(crate) fn apply_connected(&self, socket: &SockRef<'_>, tcp: bool) -> Result<()> {
+        self.apply_stream(socket, tcp)?;
+        self.apply_linger(socket)
+    }
+
+    /// Applies the options of [`apply_connected`](Self::apply_connected) but `linger`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] naming the option the OS refused.
+    fn apply_stream(&self, socket: &SockRef<'_>, tcp: bool) -> Result<()> {
         if tcp {
             set("no_delay", socket.set_tcp_nodelay(self.no_delay))?;
             let params = self.keep_alive_idle.is_some()
@@ -256,6 +268,15 @@ impl SocketOptions {
                 set("keep_alive", socket.set_keepalive(on))?;
             }
         }
+        Ok(())
+    }
+
+    /// Applies `linger`: to a connected stream once it is kept (see `Kind::TcpStream`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] when the OS refused it.
+    pub(crate) fn apply_linger(&self, socket: &SockRef<'_>) -> Result<()> {
         if let Some(linger) = self.linger {
             // 0 seconds means "reset on close", which a time under a second must not become.
             set("linger", socket.set_linger(Some(whole_seconds(linger))))?;
