@@ -1499,8 +1499,9 @@ async fn a_local_address_of_the_other_kind_than_the_target_fails_the_connect() {
 /// kind `InvalidInput` naming both families, whichever way round (before, the OS's errors came
 /// through: `EAFNOSUPPORT`, kind `Uncategorized`, "Address family not supported by protocol",
 /// for an IPv6 local address; `EINVAL`, "Invalid argument", for an IPv4 one). A UDP socket
-/// bound to an IPv4 address cannot be connected to an IPv6 peer either; one bound to IPv6 `::`
-/// reaches an IPv4 peer (through its IPv4-mapped form).
+/// bound to an IPv4 address cannot be connected to an IPv6 peer either, nor one bound to `::1`
+/// to an IPv4 peer (`EAFNOSUPPORT` before); one bound to IPv6 `::` reaches an IPv4 peer
+/// (through its IPv4-mapped form).
 #[tokio::test]
 async fn a_local_address_of_the_other_ip_family_than_the_target_fails_the_connect() {
     if !net_tests::loopback::has_ipv6_loopback() {
@@ -1537,17 +1538,34 @@ async fn a_local_address_of_the_other_ip_family_than_the_target_fails_the_connec
         }
     }
     let udp = a_socket(&selector).udp().bind(("::1", 0)).await.unwrap();
-    let error = a_socket(&selector)
+    let udp_v4 = a_socket(&selector)
         .udp()
-        .connect_from(udp.local_address(), v4_local)
+        .bind(("127.0.0.1", 0))
         .await
-        .unwrap_err();
-    assert!(
-        matches!(&error, Error::Io(e) if e.kind() == ErrorKind::InvalidInput
-            && e.to_string().contains("IPv4") && e.to_string().contains("IPv6")),
-        "{error:?}"
-    );
-    drop((v4, v6, udp));
+        .unwrap();
+    let v6_loopback = InetSocketAddress::new(std::net::Ipv6Addr::LOCALHOST, 0);
+    for (target, local) in [
+        (udp.local_address(), v4_local),
+        (udp_v4.local_address(), v6_loopback),
+    ] {
+        let error = a_socket(&selector)
+            .udp()
+            .connect_from(&target, local)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::Io(e) if e.kind() == ErrorKind::InvalidInput
+                && e.to_string().contains("IPv4") && e.to_string().contains("IPv6")),
+            "UDP {local} to {target}: {error:?}"
+        );
+    }
+    // `::` is dual-stack: it reaches an IPv4 peer.
+    a_socket(&selector)
+        .udp()
+        .connect_from(udp_v4.local_address(), v6_local)
+        .await
+        .unwrap();
+    drop((v4, v6, udp, udp_v4));
 }
 
 /// The same for a UDP socket connected from a chosen local address: the remote is picked among

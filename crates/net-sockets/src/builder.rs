@@ -419,8 +419,9 @@ impl UdpSocketBuilder {
     ///
     /// As [`bind`](Self::bind); [`Error::Resolve`] also when `remote`'s name has no address of
     /// `local`'s family; [`Error::Io`] of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput)
-    /// when `local` is an IPv4 address and `remote` an IPv6 address (a local IPv6 address
-    /// reaches an IPv4 `remote`, through its IPv4-mapped form).
+    /// when `local` and `remote` are of different IP families, except a dual-stack `local`
+    /// (`::`, or an IPv4-mapped address) with an IPv4 `remote`, which it reaches through its
+    /// IPv4-mapped form.
     ///
     /// # Cancel safety
     ///

@@ -556,9 +556,11 @@ impl ConnectedDatagramSocket {
         let local = match local {
             Some(SocketAddress::Inet(local)) => {
                 let local = local.socket_addr();
-                // A dual-stack IPv6 socket reaches an IPv4 peer (through its IPv4-mapped form);
-                // an IPv4 one reaches no IPv6 peer.
-                if local.is_ipv4() {
+                // A dual-stack socket (bound to `::`, or to an IPv4-mapped address) reaches an
+                // IPv4 peer through its IPv4-mapped form; no other reaches the other family.
+                let dual_stack = local.is_ipv6()
+                    && (local.ip().is_unspecified() || local.ip().to_canonical().is_ipv4());
+                if !(dual_stack && remote.is_ipv4()) {
                     crate::connect::check_family(local, remote)?;
                 }
                 local
