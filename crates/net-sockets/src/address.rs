@@ -297,16 +297,34 @@ impl SocketTarget {
     fn host(host: &str, port: u16) -> SocketTarget {
         // Brackets make an IPv6 literal (as in `"[::1]:80"`), never an IPv4 one.
         let literal = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            Some(inner) => inner.parse::<Ipv6Addr>().map(IpAddr::V6).ok(),
-            None => host.parse::<IpAddr>().ok(),
+            Some(inner) => ipv6_literal(inner, port),
+            None => host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, port))
+                .or_else(|| ipv6_literal(host, port)),
         };
         match literal {
-            Some(ip) => SocketTarget::Address(SocketAddr::new(ip, port).into()),
+            Some(address) => SocketTarget::Address(address.into()),
             None => SocketTarget::Host {
                 host: host.to_owned(),
                 port,
             },
         }
+    }
+}
+
+/// An IPv6 address, with a numeric scope if it has one (`fe80::1%2`), as `std` parses it in
+/// `"[fe80::1%2]:80"`.
+fn ipv6_literal(text: &str, port: u16) -> Option<SocketAddr> {
+    if text.contains('%') {
+        format!("[{text}]:{port}")
+            .parse::<SocketAddrV6>()
+            .ok()
+            .map(SocketAddr::V6)
+    } else {
+        let ip = text.parse::<Ipv6Addr>().ok()?;
+        Some(SocketAddr::new(IpAddr::V6(ip), port))
     }
 }
 
@@ -320,8 +338,8 @@ mod sealed {
 /// [`UnixSocketAddress`], a [`SocketAddress`] — and a reference to any of these.
 ///
 /// A host that is an IP literal (`"127.0.0.1"`, `"::1"`, `"[::1]"`: brackets go only around an
-/// IPv6 address) is used as it is; any other host name is resolved when the socket is bound or
-/// connected. In a `"host:port"` string an
+/// IPv6 address, which may have a numeric scope, `"fe80::1%2"`) is used as it is; any other
+/// host name is resolved when the socket is bound or connected. In a `"host:port"` string an
 /// IPv6 literal takes brackets (`"[::1]:80"`): without them (`"::1:80"`, itself an IPv6
 /// address) the string is ambiguous and refused with [`Error::Io`](crate::Error::Io) of kind
 /// [`InvalidInput`](std::io::ErrorKind::InvalidInput), as `std` refuses it; so is a string
@@ -505,6 +523,29 @@ mod tests {
             t,
             SocketTarget::Address("[fe80::1%2]:80".parse::<SocketAddr>().unwrap().into())
         );
+    }
+
+    /// A scoped IPv6 literal (`fe80::1%2`: the scope is a number) in the `(host, port)` form is
+    /// the same address as in the `"host:port"` form, with or without its brackets. (With them
+    /// it was taken for a host name, which no resolver knows, and failed with a resolve error;
+    /// without them it went to the resolver, on a blocking thread.)
+    #[test]
+    fn a_scoped_ipv6_literal_is_an_address_in_every_form() {
+        let scoped = SocketTarget::Address("[fe80::1%2]:80".parse::<SocketAddr>().unwrap().into());
+        assert_eq!("[fe80::1%2]:80".to_socket_target().unwrap(), scoped);
+        assert_eq!(("[fe80::1%2]", 80).to_socket_target().unwrap(), scoped);
+        assert_eq!(("fe80::1%2", 80).to_socket_target().unwrap(), scoped);
+        assert_eq!(
+            (String::from("[fe80::1%2]"), 80)
+                .to_socket_target()
+                .unwrap(),
+            scoped
+        );
+        // A scope that is a name is the resolver's to look up (it knows interface names).
+        assert!(matches!(
+            ("fe80::1%eth0", 80).to_socket_target().unwrap(),
+            SocketTarget::Host { .. }
+        ));
     }
 
     #[test]
