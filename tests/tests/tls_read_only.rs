@@ -35,7 +35,7 @@ use net_tls::rustls::{self, AlertDescription};
 use net_tls::{Error, TlsExt, TlsServerConfig, TlsSocket, TlsVersion};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Our server's TLS socket, accepted from `listener`, and a tokio-rustls client that reached it
@@ -191,12 +191,14 @@ async fn our_reading_client_follows_the_peers_key_update_and_writes_afterwards()
 }
 
 /// Forwards TLS records from `from` to `to`, whole; once `armed` is set, flips a bit in the
-/// last byte (the AEAD tag) of the next application-data record. Ends at `from`'s end (or on
-/// an error) by shutting `to`'s write side.
+/// last byte (the AEAD tag) of the next application-data record, and tells `corrupted` once that
+/// record is written to `to`. Ends at `from`'s end (or on an error) by shutting `to`'s write
+/// side.
 async fn forward_records(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     armed: Arc<AtomicBool>,
+    corrupted: Arc<Notify>,
 ) {
     const APPLICATION_DATA: u8 = 23;
     let mut header = [0u8; 5];
@@ -210,25 +212,33 @@ async fn forward_records(
         if from.read_exact(body).await.is_err() {
             break;
         }
-        if header[0] == APPLICATION_DATA && armed.swap(false, Ordering::AcqRel) {
+        let corrupt = header[0] == APPLICATION_DATA && armed.swap(false, Ordering::AcqRel);
+        if corrupt {
             if let Some(last) = body.last_mut() {
                 *last ^= 0x01;
             }
         }
-        if to.write_all(&header).await.is_err() || to.write_all(body).await.is_err() {
+        // One write: on loopback, once it returns, the record is in the receiver's queue.
+        let record = [&header[..], body].concat();
+        if to.write_all(&record).await.is_err() {
             break;
+        }
+        if corrupt {
+            corrupted.notify_one();
         }
     }
     let _ = to.shutdown().await;
 }
 
 /// A man in the middle between a client and our server: it forwards the client's records,
-/// corrupting one byte of the first application record after `corrupt` is set, and the
-/// server's bytes while `down` is set (cleared, it soon stops reading them, and our server's
-/// socket fills).
+/// corrupting one byte of the first application record after `corrupt` is set (and tells
+/// `corrupted` once that record is in our server's socket: on loopback, a write that returned
+/// is in the receiver's queue), and the server's bytes while `down` is set (cleared, it soon
+/// stops reading them, and our server's socket fills).
 struct Relay {
     port: u16,
     corrupt: Arc<AtomicBool>,
+    corrupted: Arc<Notify>,
     down: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -239,13 +249,16 @@ impl Relay {
         let middle = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let port = middle.local_addr().unwrap().port();
         let corrupt = Arc::new(AtomicBool::new(false));
+        let corrupted = Arc::new(Notify::new());
         let down = Arc::new(AtomicBool::new(true));
         let (trigger, forwarding) = (Arc::clone(&corrupt), Arc::clone(&down));
+        let told = Arc::clone(&corrupted);
         let task = tokio::spawn(async move {
             let (client_side, _) = middle.accept().await.unwrap();
             let server_side = TcpStream::connect(("127.0.0.1", server_port))
                 .await
                 .unwrap();
+            server_side.set_nodelay(true).unwrap();
             let (from_client, mut to_client) = client_side.into_split();
             let (mut from_server, to_server) = server_side.into_split();
             let downstream = async {
@@ -262,11 +275,15 @@ impl Relay {
                 }
                 let _ = to_client.shutdown().await;
             };
-            tokio::join!(forward_records(from_client, to_server, trigger), downstream);
+            tokio::join!(
+                forward_records(from_client, to_server, trigger, told),
+                downstream
+            );
         });
         Relay {
             port,
             corrupt,
+            corrupted,
             down,
             task,
         }
@@ -358,6 +375,52 @@ async fn a_corrupted_record_fails_every_later_read_of_the_stream_view() {
         );
     }
     drop(stream);
+    drop(client);
+    within(relay.task).await.unwrap();
+}
+
+/// A corrupted record that our server's half-close takes in (a shutdown reads what the socket
+/// holds, so that the FIN is not answered with a reset) fails the next read at once, with the
+/// rustls error, while the peer, which got our fatal alert, keeps its connection open. (Before,
+/// rustls kept the error and the read waited for more bytes from the peer: for ever, or until
+/// `socket_timeout`.)
+#[tokio::test]
+async fn a_corrupted_record_taken_in_by_our_half_close_fails_the_next_read_at_once() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("bad record half-close ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let relay = Relay::start(listener.port().unwrap()).await;
+    let (server, mut client) = handshake(&listener, relay.port, &ca, &config).await;
+    let mut connection = server.connection().unwrap();
+
+    relay.corrupt.store(true, Ordering::Release);
+    client.write_all(b"secret line\n").await.unwrap();
+    client.flush().await.unwrap();
+    within(relay.corrupted.notified()).await;
+    // No read is waiting: the half-close is the first to see the record.
+    let _ = within(connection.output.flush_and_close()).await;
+
+    let mut buf = [0u8; 64];
+    for read in 0..2 {
+        let e = tokio::time::timeout(
+            Duration::from_secs(5),
+            connection.input.read_available(&mut buf),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("read {read} waited for the peer instead of failing"))
+        .unwrap_err();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::InvalidData,
+            "read {read}: {e:?}"
+        );
+        assert!(
+            matches!(rustls_error(&e), Some(rustls::Error::DecryptError)),
+            "read {read}: {e:?}"
+        );
+    }
+    connection.socket.close();
     drop(client);
     within(relay.task).await.unwrap();
 }

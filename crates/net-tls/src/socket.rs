@@ -221,6 +221,10 @@ pub struct TlsSession {
     /// The socket's close took the session's last records (set under the session's lock): it
     /// sends them, then FIN, so a shutdown must send nothing more, not even its FIN.
     closed: Arc<AtomicBool>,
+    /// Records taken in as the sending ended ([`receive_own`]) failed the session (set under
+    /// the session's lock): a read that finds no more input reports that error (see
+    /// [`TlsRead`]).
+    failed_in: Arc<AtomicBool>,
 }
 
 impl TlsSession {
@@ -232,6 +236,7 @@ impl TlsSession {
             timed_out: Arc::new(AtomicBool::new(false)),
             ended: Arc::new(AtomicBool::new(false)),
             closed: Arc::new(AtomicBool::new(false)),
+            failed_in: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -281,6 +286,7 @@ impl Transport for TlsSession {
         TlsRead {
             shared: Arc::clone(&self.shared),
             ended: None,
+            failed_in: Arc::clone(&self.failed_in),
             link: link.clone(),
         }
     }
@@ -292,6 +298,7 @@ impl Transport for TlsSession {
             timed_out: Arc::clone(&self.timed_out),
             ended: Arc::clone(&self.ended),
             closed: Arc::clone(&self.closed),
+            failed_in: Arc::clone(&self.failed_in),
             link: link.clone(),
         }
     }
@@ -302,7 +309,9 @@ impl Transport for TlsSession {
             return Ending::Graceful;
         }
         let mut stream = lock(&self.shared);
-        receive_own(&mut stream);
+        if !receive_own(&mut stream) {
+            self.failed_in.store(true, Ordering::Release);
+        }
         self.ended.store(true, Ordering::Release);
         // From here until the socket is closed, a shutdown would find nothing left in the
         // session and send its FIN before the records taken below.
@@ -341,8 +350,12 @@ fn ends_failed(failed: &AtomicBool, timed_out: &AtomicBool, link: &Link) -> bool
 /// still queued for the peer (the last data, `close_notify`, the FIN). Application data
 /// stays for the reader, and what comes after it in the socket is left there, as on a plain
 /// socket; so is the end of stream.
-fn receive_own(stream: &mut tokio_rustls::TlsStream<RawStream>) {
-    fn receive<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) {
+///
+/// Returns `false` when a record taken in failed the session (a corrupted record, the peer's
+/// fatal alert): rustls keeps the error but reports it only when it processes more input, so
+/// the caller tells the reader (see [`TlsRead`]).
+fn receive_own(stream: &mut tokio_rustls::TlsStream<RawStream>) -> bool {
+    fn receive<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) -> bool {
         struct Now<'a>(&'a mut RawStream);
 
         impl io::Read for Now<'_> {
@@ -363,20 +376,31 @@ fn receive_own(stream: &mut tokio_rustls::TlsStream<RawStream>) {
             // An error stays in the session for the reader; a fatal alert it owes the peer
             // goes out with the records sent next.
             if session.process_new_packets().is_err() {
-                break;
+                return false;
             }
         }
+        true
     }
     match stream {
         tokio_rustls::TlsStream::Client(s) => {
             let (raw, session) = s.get_mut();
-            receive(raw, session);
+            receive(raw, session)
         }
         tokio_rustls::TlsStream::Server(s) => {
             let (raw, session) = s.get_mut();
-            receive(raw, session);
+            receive(raw, session)
         }
     }
+}
+
+/// The error a failed session keeps, as a read reports it (as tokio-rustls does); `None` while
+/// the session has not failed.
+fn kept_error(stream: &mut tokio_rustls::TlsStream<RawStream>) -> Option<io::Error> {
+    let kept = match stream {
+        tokio_rustls::TlsStream::Client(s) => s.get_mut().1.process_new_packets().err(),
+        tokio_rustls::TlsStream::Server(s) => s.get_mut().1.process_new_packets().err(),
+    }?;
+    Some(io::Error::new(io::ErrorKind::InvalidData, kept))
 }
 
 /// The records `session` still has queued, taken out of it.
@@ -561,12 +585,19 @@ fn drain<D>(
 /// and an error of kind [`io::ErrorKind::ConnectionAborted`] (the kind of `SelectorClosed`, and
 /// of `ECONNABORTED`), which tokio-rustls takes for the end of reading and answers with an end
 /// of stream from then on (here the socket is asked again, and reports the same error).
+///
+/// A session failed by records that the sending side took in as it ended (a shutdown or close
+/// reads what the socket holds: see [`receive_own`]) fails the read that finds no more input,
+/// with that error: rustls would report it only once more input came, and the read would wait
+/// for a peer that, told of the failure by our fatal alert, may send nothing more.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TlsRead {
     shared: Shared,
     /// How reading ended, when tokio-rustls would not report it again as it was.
     ended: Option<ReadEnd>,
+    /// Records taken in as the sending ended failed the session.
+    failed_in: Arc<AtomicBool>,
     /// The connection, told when this reader is gone.
     link: Link,
 }
@@ -629,8 +660,14 @@ impl AsyncRead for TlsRead {
         // tokio-rustls's read may write (a last try at a fatal alert): not with this task's
         // wake-up, which would take over the writer's.
         stream.get_mut().0.reading(true);
-        let read = Pin::new(&mut *stream).poll_read(cx, buf);
+        let mut read = Pin::new(&mut *stream).poll_read(cx, buf);
         stream.get_mut().0.reading(false);
+        if read.is_pending() && this.failed_in.load(Ordering::Acquire) {
+            // Waiting, though the session failed on records the sending side took in.
+            if let Some(e) = kept_error(&mut stream) {
+                read = Poll::Ready(Err(e));
+            }
+        }
         // tokio-rustls writes only on write or flush: send now what reading made the session
         // owe the peer (a KeyUpdate reply, or a fatal alert for a bad record), so a connection
         // that only reads still answers.
@@ -686,6 +723,8 @@ pub struct TlsWrite {
     ended: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
     timed_out: Arc<AtomicBool>,
+    /// Records taken in as the sending ended failed the session: the reader reports it.
+    failed_in: Arc<AtomicBool>,
     /// Whether the connection's writes failed, or its write channel lost bytes.
     link: Link,
 }
@@ -787,9 +826,10 @@ impl AsyncWrite for TlsWrite {
             // shutdown after the close, also while that close is still under way.
             return Poll::Ready(Err(net_sockets::Error::Closed.into()));
         }
-        if !self.ended.load(Ordering::Acquire) {
-            // The FIN must not be followed by a close answered with a reset.
-            receive_own(&mut stream);
+        if !self.ended.load(Ordering::Acquire) && !receive_own(&mut stream) {
+            // The FIN must not be followed by a close answered with a reset; what failed the
+            // session on the way is the reader's to report.
+            self.failed_in.store(true, Ordering::Release);
         }
         self.ended.store(true, Ordering::Release);
         let result = Pin::new(&mut *stream).poll_shutdown(cx);
