@@ -379,6 +379,26 @@ async fn a_corrupted_record_fails_every_later_read_of_the_stream_view() {
     within(relay.task).await.unwrap();
 }
 
+/// Waits until `socket`'s receive queue holds a whole TLS record (peeked through a duplicate of
+/// its descriptor, not read), for at most [`HANG_LIMIT`].
+async fn await_whole_record(socket: &TlsSocket) {
+    let peeker = std::net::TcpStream::from(socket.with_sock_ref(|s| s.try_clone()).unwrap());
+    let started = Instant::now();
+    let mut buf = vec![0u8; 1 << 15];
+    loop {
+        if let Ok(n) = peeker.peek(&mut buf) {
+            if n >= 5 && n >= 5 + usize::from(u16::from_be_bytes([buf[3], buf[4]])) {
+                return;
+            }
+        }
+        assert!(
+            started.elapsed() < HANG_LIMIT,
+            "no whole record arrived in {HANG_LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// A corrupted record that our server's half-close takes in (a shutdown reads what the socket
 /// holds, so that the FIN is not answered with a reset) fails the next read at once, with the
 /// rustls error, while the peer, which got our fatal alert, keeps its connection open. (Before,
@@ -398,6 +418,7 @@ async fn a_corrupted_record_taken_in_by_our_half_close_fails_the_next_read_at_on
     client.write_all(b"secret line\n").await.unwrap();
     client.flush().await.unwrap();
     within(relay.corrupted.notified()).await;
+    await_whole_record(&connection.socket).await;
     // No read is waiting: the half-close is the first to see the record.
     let _ = within(connection.output.flush_and_close()).await;
 
