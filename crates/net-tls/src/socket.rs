@@ -221,9 +221,8 @@ pub struct TlsSession {
     /// The socket's close took the session's last records (set under the session's lock): it
     /// sends them, then FIN, so a shutdown must send nothing more, not even its FIN.
     closed: Arc<AtomicBool>,
-    /// Records taken in as the sending ended ([`receive_own`]) failed the session (set under
-    /// the session's lock): a read that finds no more input reports that error (see
-    /// [`TlsRead`]).
+    /// Records a shutdown took in ([`receive_own`]) failed the session (set under the
+    /// session's lock): a read that finds no more input reports that error (see [`TlsRead`]).
     failed_in: Arc<AtomicBool>,
 }
 
@@ -309,9 +308,8 @@ impl Transport for TlsSession {
             return Ending::Graceful;
         }
         let mut stream = lock(&self.shared);
-        if !receive_own(&mut stream) {
-            self.failed_in.store(true, Ordering::Release);
-        }
+        // A record that fails the session here needs no report: reads fail with the close.
+        receive_own(&mut stream);
         self.ended.store(true, Ordering::Release);
         // From here until the socket is closed, a shutdown would find nothing left in the
         // session and send its FIN before the records taken below.
@@ -586,17 +584,17 @@ fn drain<D>(
 /// of `ECONNABORTED`), which tokio-rustls takes for the end of reading and answers with an end
 /// of stream from then on (here the socket is asked again, and reports the same error).
 ///
-/// A session failed by records that the sending side took in as it ended (a shutdown or close
-/// reads what the socket holds: see [`receive_own`]) fails the read that finds no more input,
-/// with that error: rustls would report it only once more input came, and the read would wait
-/// for a peer that, told of the failure by our fatal alert, may send nothing more.
+/// A session failed by records that a shutdown took in (it reads what the socket holds: see
+/// [`receive_own`]) fails the read that finds no more input, with that error: rustls would
+/// report it only once more input came, and the read would wait for a peer that, told of the
+/// failure by our fatal alert, may send nothing more.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TlsRead {
     shared: Shared,
     /// How reading ended, when tokio-rustls would not report it again as it was.
     ended: Option<ReadEnd>,
-    /// Records taken in as the sending ended failed the session.
+    /// Records a shutdown took in failed the session.
     failed_in: Arc<AtomicBool>,
     /// The connection, told when this reader is gone.
     link: Link,
@@ -663,7 +661,7 @@ impl AsyncRead for TlsRead {
         let mut read = Pin::new(&mut *stream).poll_read(cx, buf);
         stream.get_mut().0.reading(false);
         if read.is_pending() && this.failed_in.load(Ordering::Acquire) {
-            // Waiting, though the session failed on records the sending side took in.
+            // Waiting, though the session failed on records a shutdown took in.
             if let Some(e) = kept_error(&mut stream) {
                 read = Poll::Ready(Err(e));
             }
@@ -723,7 +721,7 @@ pub struct TlsWrite {
     ended: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
     timed_out: Arc<AtomicBool>,
-    /// Records taken in as the sending ended failed the session: the reader reports it.
+    /// Records a shutdown took in failed the session: the reader reports it.
     failed_in: Arc<AtomicBool>,
     /// Whether the connection's writes failed, or its write channel lost bytes.
     link: Link,
