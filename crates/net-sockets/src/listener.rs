@@ -632,12 +632,14 @@ impl ListenerInner {
                             let _runtime = selector.handle().enter();
                             tokio::time::sleep(EXHAUSTION_BACKOFF)
                         };
-                        self.core
-                            .until_closed(async {
-                                backoff.await;
-                                Ok(())
-                            })
-                            .await?;
+                        // The close first: the end of the selector's runtime closes the
+                        // listener, and that runtime's timer must not be polled after it
+                        // (tokio panics), though the task polling is another runtime's.
+                        tokio::select! {
+                            biased;
+                            () = self.core.await_closed() => return Err(self.core.closed_error()),
+                            () = backoff => {}
+                        }
                     }
                     AcceptError::Fatal => return Err(Error::Io(e)),
                 },
