@@ -404,3 +404,45 @@ fn selectors_dropped_or_closed_leave_no_task_behind() {
         .await;
     });
 }
+
+/// A connect to a host name (its attempts raced, with a delay between them) still pending,
+/// polled by another runtime, when the runtime of its `SelectorManager::new()` selector ends: it
+/// fails with `SelectorClosed`, never a panic on the dead runtime's timer.
+#[test]
+fn a_connect_to_a_host_name_pending_when_the_runtime_ends_fails_without_a_panic() {
+    let _serial = one_at_a_time();
+    // The listener whose full backlog keeps a connect pending, on a selector that lives on.
+    let keeper = SelectorManager::builder()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let other = current_thread();
+    let dying = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let selector = dying.block_on(async { SelectorManager::new() });
+    let (listener, _fillers, mut pending) = other.block_on(async {
+        let listener = net_tests::loopback::never_accepting_listener(&keeper).await;
+        let port = listener.port().unwrap();
+        let mut fillers = Vec::new();
+        let pending = loop {
+            let mut attempt = Box::pin(a_socket(&selector).tcp().connect(("localhost", port)));
+            match tokio::time::timeout(Duration::from_millis(600), &mut attempt).await {
+                Ok(socket) => fillers.push(socket.unwrap()),
+                Err(_) => break attempt,
+            }
+            assert!(fillers.len() < 64, "connects never stalled");
+        };
+        (listener, fillers, pending)
+    });
+    drop(dying);
+    let connected = other.block_on(within(&mut pending));
+    assert!(
+        matches!(connected, Err(Error::SelectorClosed)),
+        "{connected:?}"
+    );
+    drop((pending, listener));
+    keeper.close();
+}

@@ -337,11 +337,14 @@ impl TcpSocketBuilder {
         let selector = self.selector.inner();
         selector.check_open()?;
         let attempt = connect::connect(selector, target, &self.options);
+        // The close first: the end of a `SelectorManager::new()` selector's runtime closes the
+        // selector, and the attempts must not be polled after it (their delay is a sleep of
+        // that runtime, whose timer panics once it is gone).
         let guarded = async {
             tokio::select! {
                 biased;
-                r = attempt => r,
                 () = selector.token().cancelled() => Err(Error::SelectorClosed),
+                r = attempt => r,
             }
         };
         match self.options.connect_timeout {
