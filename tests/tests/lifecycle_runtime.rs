@@ -446,3 +446,25 @@ fn a_connect_to_a_host_name_pending_when_the_runtime_ends_fails_without_a_panic(
     drop((pending, listener));
     keeper.close();
 }
+
+/// After the runtime of a `SelectorManager::new()` selector ended, binding or connecting through
+/// it with a host name (resolved on a blocking thread of that runtime) fails with
+/// `SelectorClosed`, as with an address: not with a name-resolution error.
+#[test]
+fn binding_to_a_host_name_after_the_runtime_ended_is_selector_closed() {
+    let _serial = one_at_a_time();
+    let dying = current_thread();
+    let selector = dying.block_on(async { SelectorManager::new() });
+    drop(dying);
+    current_thread().block_on(async {
+        let tcp = within(a_socket(&selector).tcp().bind(("localhost", 0))).await;
+        assert!(matches!(tcp, Err(Error::SelectorClosed)), "{tcp:?}");
+        let udp = within(a_socket(&selector).udp().bind(("localhost", 0))).await;
+        assert!(matches!(udp, Err(Error::SelectorClosed)), "{udp:?}");
+        let connected = within(a_socket(&selector).udp().connect(("localhost", 9))).await;
+        assert!(
+            matches!(connected, Err(Error::SelectorClosed)),
+            "{connected:?}"
+        );
+    });
+}

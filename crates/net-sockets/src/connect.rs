@@ -100,7 +100,13 @@ pub(crate) async fn resolve_first(
     match target {
         SocketTarget::Address(address) => Ok(address),
         SocketTarget::Host { host, port } => {
-            let mut addresses = resolve(selector.handle(), &host, port).await?;
+            // Resolved on a blocking thread of the selector's runtime, which a closed selector
+            // may have lost (its end cancels the resolution): closed, before or meanwhile, the
+            // selector fails it as it fails an address.
+            selector.check_open()?;
+            let resolved = resolve(selector.handle(), &host, port).await;
+            selector.check_open()?;
+            let mut addresses = resolved?;
             if let Some(SocketAddress::Inet(local)) = local {
                 keep_family(&host, &mut addresses, local.socket_addr())?;
             }
