@@ -1768,3 +1768,36 @@ async fn a_close_after_a_timed_out_write_was_retried_into_held_back_answers_deli
     assert_eq!(received.len(), expected.len(), "each byte once");
     assert!(received == expected);
 }
+
+/// `close_gracefully` on a connection whose output was already half-closed
+/// (`flush_and_close`: the answer, then FIN, are on their way) still drains the input the server
+/// never read before it closes, so the close is no reset that destroys the answer still
+/// queued; and it reports no error, the output having closed cleanly.
+#[tokio::test]
+async fn close_gracefully_after_the_output_was_half_closed_still_delivers_everything() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| b.send_buffer_size(4 << 20)).await;
+    let peer = tokio::net::TcpSocket::new_v4().unwrap();
+    peer.set_recv_buffer_size(4096).unwrap();
+    let (mut peer, socket) = net_tests::fault::raw_peer_from(peer, &listener).await;
+    // 1 KiB the server never reads, then the peer's end.
+    peer.write_all(&payload(1024)).await.unwrap();
+    peer.shutdown().await.unwrap();
+    let mut connection = socket.connection().unwrap();
+    let body = payload(256 * 1024);
+    connection.output.write_fully(&body).await.unwrap();
+    connection.output.flush_and_close().await.unwrap();
+    let closed = within(connection.close_gracefully(Duration::from_secs(10))).await;
+    // Read only after the close: everything arrives, then the end of stream.
+    let mut received = Vec::new();
+    let end = within(peer.read_to_end(&mut received)).await;
+    assert_eq!(
+        end.map_err(|e| e.kind()),
+        Ok(body.len()),
+        "EOF after everything ({} bytes of {} came)",
+        received.len(),
+        body.len()
+    );
+    assert_eq!(received, body);
+    closed.unwrap();
+}

@@ -436,16 +436,20 @@ impl<T> fmt::Display for Socket<T> {
 impl<T: Transport> Connection<T> {
     /// Closes without losing what was accepted: flushes and closes the output (FIN; over TLS,
     /// `close_notify` first), reads and discards input until the peer's end of stream or until
-    /// `wait` has passed, then closes the socket.
+    /// `wait` has passed, then closes the socket. An output already closed cleanly
+    /// ([`flush_and_close`](ByteWriteChannel::flush_and_close)) is left as it is, and the input
+    /// is drained all the same.
     ///
     /// Reading the peer's input to its end keeps the kernel from answering the close with a
     /// reset that would destroy output still queued for the peer.
     ///
     /// # Errors
     ///
-    /// The error of the flush or of the output's close (the connection is then reset, as after
-    /// any failed write); errors while discarding input are not reported (the output already
-    /// reached the peer's kernel).
+    /// The error of the flush or of the output's close, or the output's failure, or
+    /// [`ClosedForWrite`](net_io::Error::ClosedForWrite) for an output that was cancelled (the
+    /// socket is then closed at once: with a reset after a failed write or bytes thrown away);
+    /// errors while discarding input are not reported (the output already reached the peer's
+    /// kernel).
     ///
     /// # Cancel safety
     ///
@@ -456,7 +460,10 @@ impl<T: Transport> Connection<T> {
             mut input,
             mut output,
         } = self;
-        if let Err(e) = output.flush_and_close().await {
+        // The channel's `AsyncWrite` shutdown is `flush_and_close`, except on an output already
+        // closed cleanly: that one is done (its FIN on its way), not an error, and the input
+        // must still be drained before the close.
+        if let Err(e) = tokio::io::AsyncWriteExt::shutdown(&mut output).await {
             socket.close();
             return Err(e.into());
         }
