@@ -475,3 +475,33 @@ fn a_slow_answer_to_a_silent_client_outlasts_the_idle_timeout() {
     assert_eq!(answer, expected);
     assert_eq!(connection_line(&mut proxy), (4, expected.len() as u64));
 }
+
+/// SIGTERM (or Ctrl-C) in the middle of a transfer is not passed on as a clean end either:
+/// the proxy resets both sides of every open connection, so that the client never takes a cut
+/// response for a whole one, and exits 0.
+#[test]
+fn a_signal_in_the_middle_of_a_transfer_resets_both_sides_never_a_clean_end() {
+    use std::io::ErrorKind::ConnectionReset;
+    for signal in ["TERM", "INT"] {
+        let (sent, sent_there) = mpsc::channel();
+        let (upstream_port, upstream) = upstream(move |mut stream| {
+            stream.write_all(b"half a response").unwrap();
+            sent.send(()).unwrap();
+            let mut rest = Vec::new();
+            stream.read_to_end(&mut rest).map_err(|e| e.kind())
+        });
+        let (mut proxy, port) = start_proxy(upstream_port, &[]);
+        let mut client = connect(port);
+        sent_there.recv_timeout(HANG_LIMIT).unwrap();
+        client.read_exact(&mut [0; 15]).unwrap();
+
+        proxy.signal(signal);
+        let mut rest = Vec::new();
+        let end = client.read_to_end(&mut rest).map_err(|e| e.kind());
+        assert_eq!(end, Err(ConnectionReset), "SIG{signal}: the client's end");
+        let end = upstream.join().unwrap();
+        assert_eq!(end, Err(ConnectionReset), "SIG{signal}: the upstream's end");
+        let finished = proxy.finish();
+        assert!(finished.status.success(), "SIG{signal}: {finished:?}");
+    }
+}

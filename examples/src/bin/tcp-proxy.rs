@@ -24,6 +24,11 @@
 //! failure is, and reported as `CLIENT -> UPSTREAM: nothing moved for N s: timed out`. A
 //! client that sent its request and only reads a long answer is not idle while the answer
 //! moves. The TLS handshake has its own limit of 10 seconds.
+//!
+//! On SIGINT or SIGTERM the proxy prints `Shutting down (N open)`, closes its listener, resets
+//! both sides of every connection still open (a transfer cut by the stop is never passed on as
+//! a clean end, which would make it look complete), reports each as `CLIENT -> UPSTREAM: the
+//! proxy is stopping`, prints `Proxy stopped` and exits 0.
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -35,10 +40,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use examples::shutdown::Signals;
 use net_sockets::{SelectorManager, Socket, SocketAddress, SocketStream, a_socket};
 use net_tls::{TlsExt, TlsServerConfig, TlsSocket, TlsStream};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 /// How long connecting to UPSTREAM may take.
@@ -124,6 +130,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .bind((host.as_str(), *port))
         .await
         .with_context(|| format!("cannot listen at {host}:{port}"))?;
+    let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     let (up_host, up_port) = &args.upstream;
     examples::say!("Forwarding to {up_host}:{up_port}");
     examples::say!("Proxy is listening at {}", server.local_address());
@@ -140,52 +147,97 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         send_proxy_v2: args.send_proxy_v2,
         idle_timeout: args.idle_timeout,
     });
+    // Every relay holds a receiver until it has ended: the sender learns when all are gone.
+    let (stop, _) = watch::channel(false);
     loop {
         // With --max-connections, a place is taken before accepting: while every place is
         // held, new clients wait in the listen backlog.
-        let permit = match &limit {
-            Some(limit) => Some(Arc::clone(limit).acquire_owned().await?),
-            None => None,
+        let next = async {
+            let permit = match &limit {
+                Some(limit) => Some(Arc::clone(limit).acquire_owned().await?),
+                None => None,
+            };
+            let client = server.accept().await.context("accept failed")?;
+            anyhow::Ok((permit, client))
         };
-        let client = server.accept().await.context("accept failed")?;
+        let (permit, client) = tokio::select! {
+            biased;
+            () = signals.recv() => break,
+            next = next => next?,
+        };
         let route = Arc::clone(&route);
+        let mut stopping = stop.subscribe();
         tokio::spawn(async move {
             let remote = client.remote_address();
             let upstream = format!("{}:{}", route.upstream.0, route.upstream.1);
-            match relay(client, &route).await {
+            match relay(client, &route, &mut stopping).await {
                 Ok((up, down)) => {
                     examples::say!("{remote} -> {upstream}: {up} bytes up, {down} bytes down")
                 }
                 Err(e) => examples::say!("{remote} -> {upstream}: {e:#}"),
             }
             drop(permit);
+            drop(stopping);
         });
     }
+    // Stopping: no new connections; every relay still open resets both its sides (the
+    // process's exit would otherwise end them with a FIN, a clean end) and reports.
+    server.close();
+    examples::say!("Shutting down ({} open)", stop.receiver_count());
+    stop.send_replace(true);
+    if tokio::time::timeout(STOP_TIME, stop.closed())
+        .await
+        .is_err()
+    {
+        examples::say!(
+            "Gave up waiting for {} connection(s)",
+            stop.receiver_count()
+        );
+    }
+    examples::say!("Proxy stopped");
+    Ok(())
+}
+
+/// How long a stopping proxy waits for its relays to reset their connections and report.
+const STOP_TIME: Duration = Duration::from_secs(5);
+
+/// Returns once the proxy is stopping (or its sender is gone, which is the same).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// The error of a connection the proxy cut because it is stopping.
+fn stopped() -> std::io::Error {
+    std::io::Error::other("the proxy is stopping")
 }
 
 /// One connection: TLS (when terminating it), the upstream connection with the PROXY header
 /// (when asked for), then both directions until both have finished. Returns the bytes copied
 /// up and down.
-async fn relay(client: Socket, route: &Route) -> anyhow::Result<(u64, u64)> {
+async fn relay(
+    client: Socket,
+    route: &Route,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<(u64, u64)> {
     let header = route
         .send_proxy_v2
         .then(|| proxy_header(&client.remote_address(), &client.local_address()));
     match &route.tls {
         Some(config) => {
-            let tls = client
-                .tls_server(config)
-                .await
-                .context("no TLS with the client")?;
-            let upstream = connect_upstream(route, header)
+            let tls = tokio::select! {
+                tls = client.tls_server(config) => tls.context("no TLS with the client")?,
+                () = stopping(stop) => return Err(stopped().into()),
+            };
+            let upstream = connect_upstream(route, header, stop)
                 .await
                 .inspect_err(|_| tls.reset_on_close())?;
-            copy_both_ways(tls.into_stream()?, upstream, route.idle_timeout).await
+            copy_both_ways(tls.into_stream()?, upstream, route.idle_timeout, stop).await
         }
         None => {
-            let upstream = connect_upstream(route, header)
+            let upstream = connect_upstream(route, header, stop)
                 .await
                 .inspect_err(|_| client.reset_on_close())?;
-            copy_both_ways(client.into_stream()?, upstream, route.idle_timeout).await
+            copy_both_ways(client.into_stream()?, upstream, route.idle_timeout, stop).await
         }
     }
 }
@@ -210,15 +262,21 @@ macro_rules! reset_on_close {
 
 reset_on_close!(Socket, TlsSocket, SocketStream, TlsStream);
 
-/// Connects to UPSTREAM and sends `header` first.
-async fn connect_upstream(route: &Route, header: Option<Vec<u8>>) -> anyhow::Result<SocketStream> {
+/// Connects to UPSTREAM and sends `header` first (or gives up when the proxy stops).
+async fn connect_upstream(
+    route: &Route,
+    header: Option<Vec<u8>>,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<SocketStream> {
     let (host, port) = &route.upstream;
-    let upstream = a_socket(&route.selector)
+    let connect = a_socket(&route.selector)
         .tcp()
         .connect_timeout(CONNECT_TIMEOUT)
-        .connect((host.as_str(), *port))
-        .await
-        .context("cannot connect upstream")?;
+        .connect((host.as_str(), *port));
+    let upstream = tokio::select! {
+        upstream = connect => upstream.context("cannot connect upstream")?,
+        () = stopping(stop) => return Err(stopped().into()),
+    };
     let mut upstream = upstream.into_stream()?;
     if let Some(header) = header {
         upstream
@@ -234,11 +292,12 @@ async fn connect_upstream(route: &Route, header: Option<Vec<u8>>) -> anyhow::Res
 /// without `close_notify`), both are reset: a failure is never passed on as a clean end. So
 /// are both when nothing moves, either way, for `idle_timeout`: no byte read from either side
 /// and none taken by either (a side that takes nothing stops the copying towards it, and then
-/// the reading from the other).
+/// the reading from the other), and when the proxy stops.
 async fn copy_both_ways(
     client: impl AsyncRead + AsyncWrite + Unpin + ResetOnClose,
     upstream: SocketStream,
     idle_timeout: Duration,
+    stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<(u64, u64)> {
     let activity = Activity::new();
     let mut client = Watched::new(client, &activity);
@@ -249,6 +308,7 @@ async fn copy_both_ways(
             std::io::ErrorKind::TimedOut,
             format!("nothing moved for {} s: timed out", idle_timeout.as_secs()),
         )),
+        () = stopping(stop) => Err(stopped()),
     };
     copied.map_err(|e| {
         client.inner.reset_on_close();
