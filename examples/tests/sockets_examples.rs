@@ -183,3 +183,35 @@ fn udp_echo_client_sends_the_largest_ipv6_datagram() {
         "{stderr}"
     );
 }
+
+/// The client sends a line's bytes as they are, not as text: bytes that are not UTF-8 are not
+/// turned into U+FFFD (three bytes each), so a line of any bytes within the limit goes out as
+/// one datagram of its own length.
+#[test]
+fn udp_echo_client_sends_the_bytes_of_a_line_that_is_not_utf8() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let (mut server, port) = start_server(env!("CARGO_BIN_EXE_udp-echo"), &["server"]);
+    let mut input = b"a\xffb\r\n".to_vec();
+    input.extend(std::iter::repeat_n(0xff, 30_000));
+    input.push(b'\n');
+    let mut client = Command::new(env!("CARGO_BIN_EXE_udp-echo"))
+        .args(["client", "127.0.0.1", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = client.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for size in [3, 30_000] {
+        let wanted = format!("Echoing {size} bytes to ");
+        let line = server.stdout_line();
+        assert!(line.starts_with(&wanted), "{line:?}, not {wanted:?}");
+    }
+}

@@ -5,8 +5,10 @@
 //! cargo run -p examples --bin udp-echo -- client [HOST] [PORT]   # sends stdin lines, prints replies
 //! ```
 //!
-//! The client sends each line of stdin (without its line ending) as one datagram: a line of up
-//! to 65,507 bytes to an IPv4 server, 65,527 to an IPv6 one; a longer line ends it with status 1.
+//! The client sends each line of stdin (without its line ending, LF or CRLF) as one datagram,
+//! its bytes as they are (UTF-8 or not): a line of up to 65,507 bytes to an IPv4 server, 65,527
+//! to an IPv6 one; a longer line ends it with status 1. A reply is printed as text (bytes that
+//! are not UTF-8 shown as U+FFFD).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use net_io::{ByteReadChannel, LineEnding};
+use net_io::ByteReadChannel;
 use net_sockets::{
     Datagram, MAX_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE_V6, SelectorManager, SocketAddress, a_socket,
 };
@@ -103,13 +105,12 @@ async fn client(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
     let remote = socket.remote_address();
     let limit = largest_datagram(&remote);
     let mut stdin = ByteReadChannel::new(tokio::io::stdin());
-    while let Some(line) = stdin
-        .read_line(limit, LineEnding::Default)
+    while let Some(line) = next_line(&mut stdin, limit)
         .await
         .context("reading stdin")?
     {
         socket
-            .send(Datagram::new(line.into_bytes(), remote.clone())?)
+            .send(Datagram::new(line, remote.clone())?)
             .await
             .with_context(|| format!("sending to {remote}"))?;
         let reply = tokio::time::timeout(REPLY_TIMEOUT, socket.receive())
@@ -119,6 +120,30 @@ async fn client(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
         examples::say!("{}", String::from_utf8_lossy(&reply.packet));
     }
     Ok(())
+}
+
+/// The next line of `input` as bytes, without its LF or CRLF (a last line may lack it); `None`
+/// at the end of input.
+///
+/// # Errors
+///
+/// [`net_io::Error::TooLongLine`] for a line over `limit` bytes, and the input's errors.
+async fn next_line(input: &mut ByteReadChannel, limit: usize) -> net_io::Result<Option<Vec<u8>>> {
+    let too_long = || net_io::Error::TooLongLine { limit };
+    // One more byte than `limit`, for the CR of a CRLF.
+    let line = match input.read_until(b"\n", limit + 1).await {
+        Ok(Some(line)) if line.ends_with(b"\r") => line.slice(..line.len() - 1),
+        Ok(Some(line)) => line,
+        Ok(None) => return Ok(None),
+        // A last line without a line ending: what is left.
+        Err(net_io::Error::UnexpectedEof { .. }) => input.read_remaining(limit + 1).await?,
+        Err(net_io::Error::TooLongLine { .. }) => return Err(too_long()),
+        Err(e) => return Err(e),
+    };
+    if line.len() > limit {
+        return Err(too_long());
+    }
+    Ok(Some(line.into()))
 }
 
 /// The largest payload one datagram to `remote` carries: more over IPv6 than over IPv4 (an
