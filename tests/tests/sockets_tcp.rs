@@ -398,6 +398,37 @@ async fn socket_timeout_ends_a_read_first_polled_without_budget() {
     client.close();
 }
 
+/// A read given up while waiting (a `select!` loop that makes a new read each turn) leaves the
+/// timer running for the next read: silence for the timeout ends the loop's read, though no one
+/// read waited that long. A loop of fresh timers would never time out.
+#[tokio::test]
+async fn socket_timeout_counts_silence_across_reads_given_up_by_select() {
+    let selector = SelectorManager::new();
+    let listener =
+        tcp_listener_with(&selector, |b| b.socket_timeout(Duration::from_millis(200))).await;
+    let (client, mut server_side) = connected_pair(&selector, &listener).await;
+    let mut input = server_side.open_read_channel().unwrap();
+    let turns = within(async {
+        let mut turns = 0u32;
+        loop {
+            tokio::select! {
+                read = input.read_line(64, LineEnding::Default) => {
+                    let err = read.unwrap_err();
+                    assert!(matches!(err, net_io::Error::Timeout), "{err:?}");
+                    return turns;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(20)) => turns += 1,
+            }
+        }
+    })
+    .await;
+    assert!(
+        turns > 1,
+        "the read timed out without being given up: {turns} turns"
+    );
+    client.close();
+}
+
 #[tokio::test]
 async fn socket_timeout_is_about_inactivity_not_total_time() {
     let selector = SelectorManager::new();

@@ -167,6 +167,12 @@ impl TcpSocketBuilder {
 
     /// Sets the inactivity timeout on reads and writes of connected and accepted sockets: an
     /// operation that makes no progress for this long fails with a timeout.
+    ///
+    /// The time runs from when a read (or a write) starts waiting, and only one that completes
+    /// (bytes read or sent, the end of the stream, an error) starts it afresh: a read given up
+    /// while waiting (its future dropped by `select!` or `timeout`) leaves it running for the
+    /// next read, so a `select!` loop that makes a new read each turn still ends after this
+    /// long without input.
     pub fn socket_timeout(mut self, timeout: Duration) -> Self {
         self.options.socket_timeout = Some(timeout);
         self
