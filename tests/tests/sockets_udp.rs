@@ -188,6 +188,28 @@ async fn a_dual_stack_socket_connected_to_an_ipv4_peer_sends_to_either_form_of_i
     }
 }
 
+/// A socket bound to an IPv4 address reaches an IPv4 peer written in its IPv6-mapped form
+/// (`[::ffff:a.b.c.d]:p`, as a dual-stack socket reports its peers): the same peer, not the
+/// OS's "address family not supported".
+#[tokio::test]
+async fn an_ipv4_socket_sends_to_an_ipv4_peer_written_in_its_mapped_form() {
+    let selector = SelectorManager::new();
+    let server = udp_socket(&selector).await;
+    let port = server.local_address().port().unwrap();
+    let client = udp_socket(&selector).await;
+    let mapped = SocketAddress::from(std::net::SocketAddr::new(
+        std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(),
+        port,
+    ));
+    client
+        .send(Datagram::new("mapped", mapped).unwrap())
+        .await
+        .unwrap();
+    let got = within(server.receive()).await.unwrap();
+    assert_eq!(&got.packet[..], b"mapped");
+    assert_eq!(got.address, client.local_address());
+}
+
 #[tokio::test]
 async fn icmp_unreachable_is_connection_refused_and_the_socket_survives() {
     let selector = SelectorManager::new();

@@ -256,7 +256,7 @@ impl UdpCore {
                 "a UDP socket cannot send to a Unix socket address",
             )));
         };
-        let to = to.socket_addr();
+        let to = self.reachable(to.socket_addr());
         check_size(datagram.packet.len(), &to)?;
         let packet = &datagram.packet[..];
         match self.remote {
@@ -275,6 +275,21 @@ impl UdpCore {
                 )
                 .await
             }
+        }
+    }
+
+    /// `to` as this socket reaches it: an IPv4 socket reaches an IPv4 peer written in its
+    /// IPv6-mapped form (`[::ffff:a.b.c.d]:p`) at `a.b.c.d:p` (the OS refuses the mapped form
+    /// on an IPv4 socket).
+    fn reachable(&self, to: SocketAddr) -> SocketAddr {
+        match (&self.local, to) {
+            (SocketAddress::Inet(local), SocketAddr::V6(v6)) if local.socket_addr().is_ipv4() => {
+                match v6.ip().to_ipv4_mapped() {
+                    Some(ip) => SocketAddr::new(IpAddr::V4(ip), v6.port()),
+                    None => to,
+                }
+            }
+            _ => to,
         }
     }
 
@@ -459,6 +474,10 @@ macro_rules! datagram_methods {
 }
 
 /// A UDP socket bound to a local address, sending to and receiving from anyone.
+///
+/// A socket bound to an IPv4 address sends a datagram addressed to an IPv4 peer in its
+/// IPv6-mapped form (`[::ffff:a.b.c.d]:p`, as a socket bound to `::` reports its IPv4 peers)
+/// to `a.b.c.d:p`.
 ///
 /// Every method takes `&self`: share it in an [`Arc`] to send and receive from different
 /// tasks.
