@@ -79,8 +79,10 @@ pub struct SocketOptions {
     /// The trade-off is that of every flush-when-idle server (a hand-tuned tokio server, Go's
     /// `bufio` idiom): while a client pipelines, an answer waits for the requests received with
     /// it to be handled. A server that does slow work per request for pipelining clients may
-    /// prefer each answer to leave at once: turn it off. `flush_and_close`, `close` and
-    /// `close_gracefully` send what was held back first.
+    /// prefer each answer to leave at once: turn it off. An explicit `flush` of the write
+    /// channel while requests are pending is held back the same way (it returns, and the bytes
+    /// leave with the burst's answers). `flush_and_close`, `close` and `close_gracefully` send
+    /// what was held back first.
     pub coalesce_flushes: bool,
     /// Stream `connect` (`tcp().connect`): the local address to bind to first
     /// (bind-before-connect: a source address or port of your choosing, or a Unix path, whose
