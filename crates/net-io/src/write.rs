@@ -80,6 +80,13 @@ impl Sink {
 /// - **The transport's shutdown fails** (in [`flush_and_close`](Self::flush_and_close) or
 ///   `poll_shutdown`): the channel is failed for good, as above; a second shutdown reports
 ///   the same error, not success.
+/// - **[`flush_and_close`](Self::flush_and_close) (or `poll_shutdown`) after a write that went
+///   to the transport directly was dropped part-way** (see [Dropped writes](#dropped-writes)),
+///   whatever was written after it: the stream ends in the middle of that write, so the
+///   transport is dropped without a shutdown and the close fails the channel for good with an
+///   [`Error::Io`] of kind [`io::ErrorKind::BrokenPipe`], which every later operation reports.
+///   A write that waited part-way and then went on to its end (its future polled again) left
+///   nothing missing.
 ///
 /// # Dropped writes
 ///
@@ -101,8 +108,10 @@ impl Sink {
 /// go on after that: close or [`cancel`](Self::cancel) the channel. The
 /// [shared state](Self::share_state) counts the rest of such a write as unsent until the channel
 /// ends, whatever is written after it, and as lost once it ends: the close of a socket of
-/// `net-sockets` then resets (TLS: sends no `close_notify`), and `flush_and_close` reports an
-/// error instead of sending FIN (or `close_notify`). [`flush`](Self::flush) itself loses
+/// `net-sockets` then resets (TLS: sends no `close_notify`). On any transport,
+/// `flush_and_close` (and `poll_shutdown`) then reports an error instead of shutting the
+/// transport down (no FIN, no `close_notify`; see [Failures](#failures)).
+/// [`flush`](Self::flush) itself loses
 /// nothing when dropped.
 ///
 /// # tokio's I/O traits
@@ -158,6 +167,9 @@ pub struct ByteWriteChannel {
     /// that ends now ends in the middle of that write. (The next direct write that starts finds
     /// the earlier one dropped: its rest is lost for good.)
     torn: bool,
+    /// A direct write cut short was found dropped (the next direct write started): the
+    /// stream misses the rest of it for good, so it must never end cleanly.
+    gap: bool,
     /// A write call timed out without effect: the next one is not held in the backlog but goes
     /// to the transport (which holds it itself if it may), so that the transport learns that
     /// the stream goes on, and a close does not end it as a failed one.
@@ -223,6 +235,7 @@ impl ByteWriteChannel {
             cancelled: false,
             state: None,
             torn: false,
+            gap: false,
             timed_out: false,
         }
     }
@@ -542,15 +555,17 @@ impl ByteWriteChannel {
     /// Flushes, then closes the write side of the transport (a socket sends FIN, and its read
     /// side keeps working: a half-close). Later writes fail with [`Error::ClosedForWrite`].
     ///
-    /// A channel that failed, or whose flush here fails, is not shut down (the peer must not
-    /// take a failed stream for a complete one): the transport is dropped and the error
-    /// returned (see [Failures](Self#failures)). If the shutdown itself fails, the channel is
-    /// failed for good with that error too.
+    /// A channel that failed, or whose flush here fails, or whose stream misses the rest of a
+    /// write dropped part-way, is not shut down (the peer must not take a failed stream for a
+    /// complete one): the transport is dropped and the error returned (see
+    /// [Failures](Self#failures)). If the shutdown itself fails, the channel is failed for good
+    /// with that error too.
     ///
     /// # Errors
     ///
-    /// [`Error::ClosedForWrite`] if already closed, the channel's failure, or the transport's
-    /// error.
+    /// [`Error::ClosedForWrite`] if already closed, the channel's failure, the transport's
+    /// error, or, after a write dropped part-way, an [`Error::Io`] of kind
+    /// [`io::ErrorKind::BrokenPipe`].
     ///
     /// # Cancel safety
     ///
@@ -672,12 +687,14 @@ impl ByteWriteChannel {
             sink,
             written,
             torn,
+            gap,
             state,
             ..
         } = self;
         if *sent == 0 && *torn {
             // A new write: the one cut short before it was dropped, its rest is lost.
             *torn = false;
+            *gap = true;
             if let Some(state) = state {
                 state.set_lost();
             }
@@ -769,6 +786,16 @@ impl ByteWriteChannel {
 
     /// [`flush_and_close`](Self::flush_and_close) on a writable channel.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.torn || self.gap {
+            // The stream ends in the middle of a write that was dropped part-way: no shutdown,
+            // which would tell the peer that it is complete.
+            let e = io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "a write was dropped after the transport took part of it; the stream misses \
+                 the rest and is not shut down",
+            );
+            return Poll::Ready(Err(self.fail(e.into())));
+        }
         if let Err(e) = ready!(self.poll_drain_and_flush(cx)) {
             // Not everything left: drop the transport without shutting it down.
             return Poll::Ready(Err(self.fail(Error::from(e))));

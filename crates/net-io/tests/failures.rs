@@ -637,3 +637,87 @@ async fn a_cancelled_writer_is_cancelled_on_every_read() {
         assert!(matches!(res, Err(Error::Cancelled)), "{res:?}");
     }
 }
+
+// ----- a write cut short ------------------------------------------------------------------
+
+/// Asserts that `res` is the error of a close after a write cut short: `BrokenPipe`.
+fn assert_cut<T: std::fmt::Debug>(res: net_io::Result<T>, what: &str) {
+    match res {
+        Err(Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{what}: {e:?}"),
+        other => panic!("{what}: expected the cut-short write's error, got {other:?}"),
+    }
+}
+
+/// A write that went to the transport directly and was dropped after the transport took part
+/// of it (a `select!` branch that lost, a timeout) leaves the stream in the middle of that
+/// write: neither `flush_and_close` nor tokio's `shutdown` ends it cleanly, whatever was
+/// written after it. The close reports an error, does not shut the transport down, and every
+/// later operation reports the same error.
+#[tokio::test]
+async fn a_close_after_a_write_cut_short_is_no_clean_end() {
+    for auto_flush in [false, true] {
+        // Auto-flushed, a write with nothing buffered goes to the transport directly; without,
+        // one larger than the buffer does.
+        let cut = vec![7u8; if auto_flush { 20 } else { 20_000 }];
+        for later in ["nothing", "a small write", "a large write"] {
+            for via_trait in [false, true] {
+                let what = format!("auto_flush {auto_flush}, then {later}, trait {via_trait}");
+                let mock = MockWriter::default();
+                let mut w = ByteWriteChannel::new(mock.clone(), auto_flush);
+                w.write_fully(b"head").await.unwrap();
+                w.flush().await.unwrap();
+                mock.on_write([Act::Take(5), Act::Stall]);
+                assert!(poll_once(w.write_fully(&cut)).await.is_none(), "{what}");
+                assert_eq!(mock.accepted().len(), 4 + 5, "{what}");
+                match later {
+                    "a small write" => w.write_fully(b"tail").await.unwrap(),
+                    "a large write" => w.write_fully(&cut).await.unwrap(),
+                    _ => {}
+                }
+                let first = if via_trait {
+                    AsyncWriteExt::shutdown(&mut w).await.map_err(Error::from)
+                } else {
+                    w.flush_and_close().await
+                };
+                assert_cut(first, &what);
+                assert_eq!(
+                    mock.shutdowns(),
+                    0,
+                    "{what}: shut down in the middle of a write"
+                );
+                assert!(w.is_closed_for_write(), "{what}");
+                assert_cut(
+                    AsyncWriteExt::shutdown(&mut w).await.map_err(Error::from),
+                    "second shutdown",
+                );
+                assert_cut(w.flush_and_close().await, "close again");
+                assert_cut(w.write_fully(b"x").await, "write after");
+                assert_cut(w.flush().await, "flush after");
+                assert_eq!(mock.shutdowns(), 0, "{what}");
+            }
+        }
+    }
+}
+
+/// A direct write that waited after the transport took part of it, and then went on to its
+/// end (the same future polled again), left nothing missing: the close is clean.
+#[tokio::test]
+async fn a_write_that_waited_part_way_and_finished_closes_cleanly() {
+    for auto_flush in [false, true] {
+        let src = vec![7u8; if auto_flush { 20 } else { 20_000 }];
+        let mock = MockWriter::default();
+        let mut w = ByteWriteChannel::new(mock.clone(), auto_flush);
+        mock.on_write([Act::Take(5), Act::Stall]);
+        {
+            let mut write = std::pin::pin!(w.write_fully(&src));
+            assert!(poll_once(write.as_mut()).await.is_none());
+            guard(write).await.unwrap();
+        }
+        w.write_fully(b"tail").await.unwrap();
+        guard(w.flush_and_close()).await.unwrap();
+        assert_eq!(mock.shutdowns(), 1, "auto_flush {auto_flush}");
+        let mut want = src.clone();
+        want.extend_from_slice(b"tail");
+        assert_eq!(mock.accepted(), want, "auto_flush {auto_flush}");
+    }
+}
