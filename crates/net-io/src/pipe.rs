@@ -23,8 +23,9 @@ pub(crate) const PIPE_CAPACITY: usize = 64 * 1024;
 ///   [`flush`](ByteWriteChannel::flush);
 /// - [`flush_and_close`](ByteWriteChannel::flush_and_close) and dropping the writer both end
 ///   the stream: the reader drains what was delivered, then sees end of stream;
-/// - [`ByteWriteChannel::cancel`] makes the reader fail with [`Error::Cancelled`] once it has
-///   read what was already in the pipe;
+/// - [`ByteWriteChannel::cancel`], and a writer that failed for good (a close after a write
+///   dropped part-way, see [`ByteWriteChannel`]'s "Failures"), make the reader fail with
+///   [`Error::Cancelled`] once it has read what was already in the pipe;
 /// - cancelling or dropping the reader makes every later write fail with
 ///   [`Error::Cancelled`], including a write already waiting for room.
 ///

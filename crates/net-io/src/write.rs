@@ -69,8 +69,10 @@ impl Sink {
 /// - **`Error::Timeout` during [`flush`](Self::flush)**: the buffer is kept; retrying the
 ///   flush goes on where it stopped, nothing is sent twice.
 /// - **Any other transport error** during a write or a flush fails the channel for good: the
-///   buffer and the transport are dropped, and every later write, flush or close reports the
-///   same error (the same variant, [`io::ErrorKind`], OS error code and inner error, see
+///   buffer and the transport are dropped (the reader of an in-memory
+///   [`ByteChannel`](crate::ByteChannel) then fails with [`Error::Cancelled`] once it has read
+///   what was delivered, never sees a clean end), and every later write, flush or close
+///   reports the same error (the same variant, [`io::ErrorKind`], OS error code and inner error, see
 ///   [Failures reported again](Error#failures-reported-again)).
 ///   [`is_closed_for_write`](Self::is_closed_for_write) is then true.
 /// - **[`flush_and_close`](Self::flush_and_close) on a failed channel, or when its own flush
@@ -110,7 +112,8 @@ impl Sink {
 /// ends, whatever is written after it, and as lost once it ends: the close of a socket of
 /// `net-sockets` then resets (TLS: sends no `close_notify`). On any transport,
 /// `flush_and_close` (and `poll_shutdown`) then reports an error instead of shutting the
-/// transport down (no FIN, no `close_notify`; see [Failures](#failures)).
+/// transport down (no FIN, no `close_notify`; see [Failures](#failures)), and the reader of an
+/// in-memory [`ByteChannel`](crate::ByteChannel) fails instead of seeing a clean end.
 /// [`flush`](Self::flush) itself loses
 /// nothing when dropped.
 ///
@@ -888,6 +891,11 @@ impl ByteWriteChannel {
         let failure = Failure::new(e);
         let first = failure.report();
         self.failed = Some(failure);
+        if let Some(Sink::Pipe(pipe)) = &self.sink {
+            // A failed stream never ends cleanly: the pipe's reader fails too (dropping the
+            // pipe's writer alone would end its stream).
+            pipe.cancel();
+        }
         self.sink = None;
         // The transport reports its own failure; bytes the buffer held are lost with it.
         self.abandon_buffered();

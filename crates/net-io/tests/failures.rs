@@ -721,3 +721,39 @@ async fn a_write_that_waited_part_way_and_finished_closes_cleanly() {
         assert_eq!(mock.accepted(), want, "auto_flush {auto_flush}");
     }
 }
+
+/// Over an in-memory `ByteChannel`, a write cut short (the pipe full, the write dropped) then a
+/// close: the close fails, and the reader, after the bytes delivered, fails too (never a clean
+/// end of stream in the middle of the write), every time it reads.
+#[tokio::test]
+async fn a_pipe_writer_that_failed_never_ends_the_stream_cleanly() {
+    for end in ["flush_and_close", "shutdown", "drop after close"] {
+        let (mut w, mut r) = net_io::ByteChannel::new(true);
+        // More than the pipe holds while nobody reads: the write sends a prefix, then waits.
+        let big = vec![7u8; 100_000];
+        assert!(poll_once(w.write_fully(&big)).await.is_none(), "{end}");
+        let closed = match end {
+            "shutdown" => AsyncWriteExt::shutdown(&mut w).await.map_err(Error::from),
+            _ => w.flush_and_close().await,
+        };
+        assert_cut(closed, end);
+        if end == "drop after close" {
+            drop(w);
+        }
+        let mut received = 0;
+        let res = loop {
+            match guard(r.discard(u64::MAX)).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => received += n,
+                Err(e) => break Err(e),
+            }
+        };
+        assert!(
+            matches!(res, Err(Error::Cancelled)),
+            "{end}: after {received} bytes: {res:?}"
+        );
+        assert!(received < big.len() as u64, "{end}: {received}");
+        let again = guard(r.read_u8()).await;
+        assert!(matches!(again, Err(Error::Cancelled)), "{end}: {again:?}");
+    }
+}
