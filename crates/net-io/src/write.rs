@@ -44,9 +44,12 @@ impl Sink {
 /// [`flush`](Self::flush), and, in `auto_flush` mode, at the end of every write call (the peer
 /// sees each write without a `flush`). A write larger than the buffer goes to the transport
 /// directly. A slow peer holds the writer back (backpressure); memory never grows past the
-/// buffer, but for a [`write_frame`](Self::write_frame) whose frame is larger than it: the
-/// buffer then holds the whole frame, and goes back to its usual size when that call has
-/// written it out.
+/// buffer, also when write calls are dropped while they wait (see
+/// [Dropped writes](#dropped-writes)), but for [`write_frame`](Self::write_frame): a frame
+/// that does not fit the room left is added whole, the buffer's allocation growing to hold it
+/// (doubling: a small frame that meets the end of the buffer leaves it at 16 KiB, which it
+/// keeps), and an allocation larger than 16 KiB (a large frame) is given back when that call
+/// has written it out.
 ///
 /// Close with [`flush_and_close`](Self::flush_and_close): it writes what is buffered, then shuts
 /// the transport's write side down (a socket sends FIN; its read side keeps working). Dropping
@@ -72,8 +75,8 @@ impl Sink {
 ///   buffer and the transport are dropped (the reader of an in-memory
 ///   [`ByteChannel`](crate::ByteChannel) then fails with [`Error::Cancelled`] once it has read
 ///   what was delivered, never sees a clean end), and every later write, flush or close
-///   reports the same error (the same variant, [`io::ErrorKind`], OS error code and inner error, see
-///   [Failures reported again](Error#failures-reported-again)).
+///   reports the same error (the same variant, [`io::ErrorKind`], OS error code and inner
+///   error, see [Failures reported again](Error#failures-reported-again)).
 ///   [`is_closed_for_write`](Self::is_closed_for_write) is then true.
 /// - **[`flush_and_close`](Self::flush_and_close) on a failed channel, or when its own flush
 ///   fails** (a timeout included), does not shut the transport down (no FIN, no TLS
@@ -100,7 +103,12 @@ impl Sink {
 ///   them. Nothing is written twice.
 /// - Typed writes (`write_u32`, ...), [`write_frame`](Self::write_frame) and, but for the case
 ///   below, writes that fit the room left in the buffer copy their bytes into it whole before
-///   they wait, so a dropped one is never lost: it is sent with what follows.
+///   they wait, so a dropped one is never cut: it is sent whole with what follows, or not at
+///   all when it was dropped while it waited for room. A typed write whose value does not fit
+///   the room left, and a `write_frame` that finds the buffer holding 8 KiB or more, first wait
+///   for the buffer to be written out and add nothing until then (as a larger write does), so
+///   calls dropped over and over against a peer that takes nothing never grow the buffer past
+///   its size (`write_frame`: its size and one frame).
 /// - A write that goes to the transport directly — one larger than the room left in the buffer,
 ///   or, in `auto_flush` mode, one made while the buffer is empty — may be dropped after the
 ///   transport took a prefix of it: that prefix is sent, the rest of the slice is not.
@@ -202,12 +210,21 @@ macro_rules! typed_writes {
         ///
         /// # Cancel safety
         ///
-        /// Not cancel safe: the value may be buffered, partly written or not written.
+        /// Not cancel safe, but a dropped call leaves the value either not written at all
+        /// (dropped while it waited for room: a value that does not fit the room left in the
+        /// buffer waits for the buffer to be written out before it is added) or buffered whole,
+        /// to be sent with what follows (dropped while the buffer was written out or flushed
+        /// after it was added); the caller cannot tell which. Calls dropped over and over
+        /// against a peer that takes nothing never grow the buffer past its 8 KiB (see
+        /// [Dropped writes](Self#dropped-writes)).
         pub async fn $name(&mut self, value: $ty) -> Result<()> {
             self.check_writable()?;
+            let call = std::mem::size_of::<$ty>();
+            if self.buf.len() + call > WRITE_BUFFER {
+                self.make_room().await?;
+            }
             self.buffer().$put(value);
             self.note_buffer();
-            let call = std::mem::size_of::<$ty>();
             self.written += call as u64;
             self.after_write(call).await
         }
@@ -493,7 +510,13 @@ impl ByteWriteChannel {
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe, as [`write_fully`](Self::write_fully).
+    /// Not cancel safe, but a dropped call leaves the frame either not encoded at all (dropped
+    /// while it waited for room: a call that finds the buffer holding 8 KiB or more waits for
+    /// it to be written out before it encodes) or buffered whole, to be sent with what follows
+    /// (dropped while the buffer was written out or flushed after it was encoded); the caller
+    /// cannot tell which. Calls dropped over and over against a peer that takes nothing never
+    /// make the buffer hold more than 8 KiB and one frame (see
+    /// [Dropped writes](Self#dropped-writes)).
     ///
     /// # Examples
     ///
@@ -513,6 +536,11 @@ impl ByteWriteChannel {
         E::Error: From<io::Error>,
     {
         self.check_writable().map_err(io::Error::from)?;
+        if self.buf.len() >= WRITE_BUFFER {
+            // Full (calls were dropped while they waited): written out before another frame
+            // is added, so that dropped calls cannot grow the buffer.
+            self.make_room().await.map_err(io::Error::from)?;
+        }
         let before = self.buf.len();
         let encoded = encoder.encode(item, self.buffer());
         if encoded.is_err() {
@@ -615,6 +643,15 @@ impl ByteWriteChannel {
             return Err(Error::ClosedForWrite);
         }
         Ok(())
+    }
+
+    /// Before a call adds bytes to the buffer: writes what is buffered to the transport, so
+    /// that calls dropped while they wait cannot grow the buffer. A timeout leaves the call
+    /// without effect (the buffer is kept); anything else fails the channel.
+    async fn make_room(&mut self) -> Result<()> {
+        poll_fn(|cx| self.poll_drain(cx))
+            .await
+            .map_err(|e| self.call_failed(e, 0))
     }
 
     /// After a call added its last `call` bytes to the buffer: write it out if full, flush in
