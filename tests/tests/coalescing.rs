@@ -839,3 +839,71 @@ async fn a_flush_with_more_held_back_than_the_socket_takes_sends_everything() {
     assert_eq!(String::from_utf8(everything).unwrap(), answers);
     let (_socket, _input, _output) = within(flushing).await.unwrap();
 }
+
+/// Serves one connection as a line server does: each line is answered with `Hello, NAME!`,
+/// except empty ones (a keep-alive, answered with nothing). With `sniff`, it first looks ahead
+/// for 64 bytes (as a server that tells protocols apart does), and so sees the end of a short
+/// stream before it reads a line. Once the stream has ended it keeps the connection open and
+/// neither writes nor closes until `done` fires. Returns the lines answered.
+async fn answer_each_line_then_wait(
+    mut input: net_io::ByteReadChannel,
+    mut output: net_io::ByteWriteChannel,
+    sniff: bool,
+    done: tokio::sync::oneshot::Receiver<()>,
+) -> Vec<String> {
+    if sniff {
+        assert!(!input.await_content(64).await.unwrap(), "a short stream");
+    }
+    let mut lines = Vec::new();
+    while let Some(name) = input.read_line(1024, LineEnding::Default).await.unwrap() {
+        if name.is_empty() {
+            continue;
+        }
+        output
+            .write_string_utf8(&format!("Hello, {name}!\n"))
+            .await
+            .unwrap();
+        lines.push(name);
+    }
+    let _ = done.await;
+    drop((input, output));
+    lines
+}
+
+/// A client pipelines two requests and a keep-alive, and half-closes, in one go; the server
+/// reads `a` and `b` with more input pending (their answers are held back), then the
+/// keep-alive, then the end of the stream. The answers leave, though the server then neither
+/// writes nor closes.
+fn held_back_answers_leave_at_the_end_of_the_stream(sniff: bool) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let server = tcp_listener(&selector).await;
+        let (mut client, mut socket) = raw_peer_of(&server).await;
+        let input = socket.open_read_channel().unwrap();
+        let output = socket.open_write_channel(true).unwrap();
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let serving = tokio::spawn(answer_each_line_then_wait(input, output, sniff, wait));
+        client.write_all(b"a\nb\n\n").await.unwrap();
+        client.shutdown().await.unwrap();
+        read_exactly(&mut client, "Hello, a!\nHello, b!\n").await;
+        drop(done);
+        assert_eq!(within(serving).await.unwrap(), ["a", "b"]);
+        drop(socket);
+    });
+}
+
+#[test]
+fn answers_held_back_for_a_reader_that_reaches_the_end_of_the_stream_leave() {
+    held_back_answers_leave_at_the_end_of_the_stream(false);
+}
+
+/// The same when the server saw the end of the stream before it read the requests: no read
+/// from the socket follows the last one, so none sends what is held back.
+#[test]
+fn answers_held_back_for_a_reader_that_saw_the_end_of_the_stream_first_leave() {
+    held_back_answers_leave_at_the_end_of_the_stream(true);
+}

@@ -9,15 +9,17 @@ use bytes::BytesMut;
 /// Whether a [`ByteReadChannel`](crate::ByteReadChannel) holds input its reader has not consumed
 /// yet — requests already received and still to be answered — and the answers held back
 /// meanwhile. A reader that waits for more input has none pending, whatever part of a request
-/// it holds.
+/// it holds; nor has one that has seen the end of its stream (or whose transport failed for
+/// good), whatever it still holds: it never waits again, so nothing would send answers held
+/// back for it.
 ///
 /// A transport that carries both directions of a connection can use it to coalesce flushes: while
 /// the reader has a backlog, the answers it writes are held back and leave together when the
 /// reader is about to wait for more input, so a burst of pipelined requests is answered with
 /// one send instead of one per request. `net-sockets` does this for its sockets; the read
 /// channel only keeps the flag up to date (set after a read that leaves input unconsumed,
-/// cleared before it reads from its transport, which may wait), and a write channel that
-/// writes straight to such a transport can hold its answers here itself
+/// unless the stream has ended; cleared before it reads from its transport, which may wait),
+/// and a write channel that writes straight to such a transport can hold its answers here itself
 /// ([`ByteWriteChannel::hold_while`](crate::ByteWriteChannel::hold_while)).
 ///
 /// Clones share one backlog.
@@ -60,7 +62,7 @@ impl Backlog {
     }
 
     /// Whether the read channel holds input its reader has not consumed yet, and is not
-    /// waiting for more.
+    /// waiting for more (never once it has seen the end of its stream).
     pub fn is_pending(&self) -> bool {
         self.0.pending.load(Ordering::Relaxed)
     }

@@ -237,10 +237,13 @@ impl ByteReadChannel {
 
     /// Keeps `backlog` told whether this channel holds input not consumed yet (see
     /// [`Backlog`]): after every read that consumes, and before every read from the transport
-    /// (which may wait: a waiting reader has nothing pending).
+    /// (which may wait: a waiting reader has nothing pending). Once a read has seen the end of
+    /// the stream, or the transport failed for good, nothing is pending any more, whatever is
+    /// still buffered: the reader never waits again, so nothing would send what is held back
+    /// for it.
     pub fn share_backlog(&mut self, backlog: Backlog) {
-        backlog.set(!self.buf.is_empty());
         self.backlog = Some(backlog);
+        self.publish();
     }
 
     /// Drops the first `n` buffered bytes, which a read consumed, and tells the backlog.
@@ -251,8 +254,15 @@ impl ByteReadChannel {
 
     /// Tells the backlog (if any) whether input is buffered.
     fn publish(&self) {
+        self.tell(!self.buf.is_empty());
+    }
+
+    /// Tells the backlog (if any) whether `unconsumed` input is pending: never once the stream
+    /// ended or failed for good, since no read from the transport follows (the one before
+    /// which a transport sends what it held back).
+    fn tell(&self, unconsumed: bool) {
         if let Some(backlog) = &self.backlog {
-            backlog.set(!self.buf.is_empty());
+            backlog.set(unconsumed && !self.eof && self.failed.is_none());
         }
     }
 
@@ -996,9 +1006,7 @@ impl ByteReadChannel {
                 .min(self.buf.len());
             // These bytes are being passed on, not waiting to be read: a transport that holds
             // answers back while requests wait (flush coalescing) must not hold these.
-            if let Some(backlog) = &self.backlog {
-                backlog.set(self.buf.len() > n);
-            }
+            self.tell(self.buf.len() > n);
             // Straight from this buffer to the transport: no copy into `dst`'s buffer.
             dst.write_through(&self.buf[..n]).await?;
             self.drop_consumed(n);

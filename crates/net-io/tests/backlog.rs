@@ -99,10 +99,10 @@ async fn held_bytes_are_not_overtaken() {
     assert!(!backlog.hold(b"3", 64), "nothing held, nothing pending");
 }
 
-/// At the end of the stream the reader never waits, so nothing but the reads themselves can
-/// clear the backlog: a read that consumes the last input (the skip of an over-long line or
-/// item, a frame decoded at the end) leaves nothing pending, and answers written after it are
-/// not held for input that is no longer there.
+/// Once the reader has seen the end of the stream it never waits again, so nothing would send
+/// answers held back for it: nothing is pending from then on, even with input still buffered
+/// (an answer written then leaves at once), and the reads that consume the rest (the skip of an
+/// over-long line or item, a frame decoded at the end) leave nothing pending either.
 #[tokio::test]
 async fn input_consumed_at_the_end_of_the_stream_is_not_pending() {
     // The end of the stream is seen (by a look-ahead) while lines are still buffered.
@@ -112,7 +112,14 @@ async fn input_consumed_at_the_end_of_the_stream_is_not_pending() {
         peer.shutdown().await.unwrap();
         assert!(!input.await_content(100).await.unwrap());
         assert_eq!(line(&mut input).await.as_deref(), Some("ok"));
-        assert!(backlog.is_pending(), "the over-long line is unread");
+        assert!(
+            !backlog.is_pending(),
+            "the over-long line is unread, but the stream has ended"
+        );
+        assert!(
+            !backlog.hold(b"ok\n", 64),
+            "held for a reader that never waits"
+        );
         if until {
             assert!(matches!(
                 input.read_until(b"\n", 8).await,
@@ -147,7 +154,10 @@ async fn input_consumed_at_the_end_of_the_stream_is_not_pending() {
     peer.shutdown().await.unwrap();
     assert!(!input.await_content(100).await.unwrap());
     assert_eq!(line(&mut input).await.as_deref(), Some("one"));
-    assert!(backlog.is_pending());
+    assert!(
+        !backlog.is_pending(),
+        "`two` is unread, but the stream has ended"
+    );
     let mut codec = tokio_util::codec::LinesCodec::new();
     assert_eq!(
         input.read_frame(&mut codec).await.unwrap().as_deref(),
