@@ -907,3 +907,78 @@ fn answers_held_back_for_a_reader_that_reaches_the_end_of_the_stream_leave() {
 fn answers_held_back_for_a_reader_that_saw_the_end_of_the_stream_first_leave() {
     held_back_answers_leave_at_the_end_of_the_stream(true);
 }
+
+/// The same over TLS, the client's records and its `close_notify` written in one send: the
+/// server's TLS session sees the end of the stream without reading from the socket again.
+#[tokio::test]
+async fn tls_answers_held_back_for_a_reader_that_reaches_the_end_of_the_stream_leave() {
+    use net_tls::TlsExt;
+    use std::io::{Read, Write};
+    let selector = SelectorManager::new();
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki.server_config().build().unwrap();
+    let server = tcp_listener(&selector).await;
+    let port = server.port().unwrap();
+    let (done, wait) = tokio::sync::oneshot::channel();
+    let serving = tokio::spawn(async move {
+        let socket = server.accept().await.unwrap();
+        let mut tls = socket.tls_server(&server_config).await.unwrap();
+        let input = tls.open_read_channel().unwrap();
+        let output = tls.open_write_channel(true).unwrap();
+        let lines = answer_each_line_then_wait(input, output, false, wait).await;
+        drop(tls);
+        lines
+    });
+    let ca = pki.ca.der();
+    let client = tokio::task::spawn_blocking(move || {
+        let mut roots = net_tls::rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let config =
+            net_tls::rustls::ClientConfig::builder_with_provider(net_tests::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let mut session =
+            net_tls::rustls::ClientConnection::new(Arc::new(config), net_tests::tls::localhost())
+                .unwrap();
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        socket
+            .set_read_timeout(Some(net_tests::HANG_LIMIT))
+            .unwrap();
+        while session.is_handshaking() {
+            session.complete_io(&mut socket).unwrap();
+        }
+        // The requests and the close_notify, in one send, then the FIN.
+        session.writer().write_all(b"a\nb\n\n").unwrap();
+        session.send_close_notify();
+        let mut records = Vec::new();
+        while session.wants_write() {
+            session.write_tls(&mut records).unwrap();
+        }
+        socket.write_all(&records).unwrap();
+        socket.shutdown(std::net::Shutdown::Write).unwrap();
+        let want = b"Hello, a!\nHello, b!\n";
+        let mut answers = Vec::new();
+        while answers.len() < want.len() {
+            // The answers never coming fails here, at the read timeout.
+            let read = session.read_tls(&mut socket).expect("the answers");
+            assert!(read > 0, "the server closed without answering");
+            session.process_new_packets().unwrap();
+            let mut plain = [0; 64];
+            loop {
+                match session.reader().read(&mut plain) {
+                    Ok(0) => break,
+                    Ok(n) => answers.extend_from_slice(&plain[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        String::from_utf8(answers).unwrap()
+    });
+    let answers = client.await.unwrap();
+    assert_eq!(answers, "Hello, a!\nHello, b!\n");
+    drop(done);
+    assert_eq!(within(serving).await.unwrap(), ["a", "b"]);
+}

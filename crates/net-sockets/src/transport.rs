@@ -66,10 +66,12 @@ pub struct Link {
 }
 
 impl Link {
-    /// The layer's reader is gone (its read channel was dropped or cancelled): answers held
-    /// back while that reader had requests pending (flush coalescing) leave now, instead of
-    /// waiting for the next write or the close. A layer whose reader does not own the socket's
-    /// read half calls this when the reader is dropped.
+    /// The layer's reader is gone (its read channel was dropped or cancelled), or will not
+    /// wait again (its stream ended or failed): answers held back while that reader had
+    /// requests pending (flush coalescing) leave now, instead of waiting for the next write or
+    /// the close. A layer whose reader does not own the socket's read half calls this when the
+    /// reader is dropped, and when it reports the end of its stream or a failure that it may
+    /// have found without a read from the socket.
     pub fn reader_gone(&self) {
         self.conn.reader_gone();
     }

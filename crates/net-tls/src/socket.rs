@@ -658,6 +658,7 @@ impl AsyncRead for TlsRead {
         // tokio-rustls's read may write (a last try at a fatal alert): not with this task's
         // wake-up, which would take over the writer's.
         stream.get_mut().0.reading(true);
+        let before = buf.filled().len();
         let mut read = Pin::new(&mut *stream).poll_read(cx, buf);
         stream.get_mut().0.reading(false);
         if read.is_pending() && this.failed_in.load(Ordering::Acquire) {
@@ -675,6 +676,15 @@ impl AsyncRead for TlsRead {
         }
         if read.is_ready() {
             stream.get_mut().0.read_done();
+        }
+        drop(stream);
+        if let Poll::Ready(result) = &read {
+            if result.is_err() || buf.filled().len() == before {
+                // The end of the stream (or a failure), which rustls may report without a read
+                // from the socket (a `close_notify` that came with the last records): the
+                // reader never waits again, so what was held back for it leaves now.
+                this.link.reader_gone();
+            }
         }
         match read {
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
