@@ -1144,6 +1144,11 @@ impl ByteReadChannel {
         }
         let frame = ready!(self.poll_decode(cx, decoder));
         self.end_read();
+        if frame.is_err() {
+            // The decoder may have consumed input before it failed (or the transport failed):
+            // say what is left.
+            self.publish();
+        }
         Poll::Ready(frame)
     }
 

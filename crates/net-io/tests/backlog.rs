@@ -166,3 +166,43 @@ async fn input_consumed_at_the_end_of_the_stream_is_not_pending() {
     assert_eq!(input.available_for_read(), 0);
     assert!(!backlog.is_pending(), "the last frame was read");
 }
+
+/// Decodes `ok\n` frames; anything else is an error that consumes everything buffered (as a
+/// decoder that drops a bad frame does).
+struct OkOrBad;
+
+impl tokio_util::codec::Decoder for OkOrBad {
+    type Item = ();
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut bytes::BytesMut) -> std::io::Result<Option<()>> {
+        if src.len() < 3 {
+            return Ok(None);
+        }
+        if src.starts_with(b"ok\n") {
+            let _ = src.split_to(3);
+            return Ok(Some(()));
+        }
+        src.clear();
+        Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad"))
+    }
+}
+
+/// A decoder's error that consumed what was buffered leaves nothing pending: an answer written
+/// after it (the error's report) is not held for input that is no longer there.
+#[tokio::test]
+async fn a_decoder_error_that_consumed_the_input_leaves_nothing_pending() {
+    let (mut peer, mut input, backlog) = reader();
+    peer.write_all(b"ok\nbad").await.unwrap();
+    assert_eq!(input.read_frame(&mut OkOrBad).await.unwrap(), Some(()));
+    assert!(backlog.is_pending(), "`bad` is unread");
+    let e = input.read_frame(&mut OkOrBad).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    assert_eq!(input.available_for_read(), 0);
+    assert!(!backlog.is_pending(), "the decoder consumed `bad`");
+    let (transport, _peer) = tokio::io::duplex(64);
+    let mut output = ByteWriteChannel::new(transport, true);
+    output.hold_while(backlog.clone());
+    output.write_string_utf8("bad frame\n").await.unwrap();
+    assert!(!backlog.is_holding(), "held back for input that is gone");
+}
