@@ -321,7 +321,8 @@ impl ByteReadChannel {
     /// the following line: a server can answer "line too long" and go on. Memory stays bounded
     /// while it skips, however long the line is. Any other read instead sees the over-long
     /// line's bytes as they are; one whose future is dropped while it waits took nothing, and
-    /// leaves the skip due.
+    /// leaves the skip due, and so does a read of no bytes (`read_bytes(0)`, `discard(0)`, a
+    /// read into an empty buffer).
     ///
     /// # Errors
     ///
@@ -853,7 +854,7 @@ impl ByteReadChannel {
             Ok(())
         }
         .await;
-        self.end_read();
+        self.end_read(limit > 0);
         filled?;
         let n = self.buf.len().min(limit);
         Ok(self.take(n))
@@ -872,7 +873,7 @@ impl ByteReadChannel {
     ///
     /// Not cancel safe: bytes skipped before the future is dropped are gone, and the count is lost.
     pub async fn discard(&mut self, max: u64) -> Result<u64> {
-        self.begin_read()?;
+        self.begin_read(max > 0)?;
         let mut skipped = 0u64;
         while skipped < max {
             if self.buf.is_empty() && self.fill().await? == 0 {
@@ -965,7 +966,7 @@ impl ByteReadChannel {
     pub async fn skip_if_found(&mut self, pattern: &[u8]) -> Result<bool> {
         self.check_cancelled()?;
         let complete = self.await_content(pattern.len()).await;
-        self.end_read();
+        self.end_read(!pattern.is_empty());
         if !complete? || !self.buf.starts_with(pattern) {
             return Ok(false);
         }
@@ -988,7 +989,7 @@ impl ByteReadChannel {
     ///
     /// Not cancel safe: a chunk may be written to `dst` and still be in this channel.
     pub async fn copy_to(&mut self, dst: &mut ByteWriteChannel, limit: u64) -> Result<u64> {
-        self.begin_read()?;
+        self.begin_read(limit > 0)?;
         let mut copied = 0u64;
         while copied < limit {
             if self.buf.is_empty() {
@@ -1143,7 +1144,7 @@ impl ByteReadChannel {
             return Poll::Ready(Err(io::Error::from(e).into()));
         }
         let frame = ready!(self.poll_decode(cx, decoder));
-        self.end_read();
+        self.end_read(true);
         if frame.is_err() {
             // The decoder may have consumed input before it failed (or the transport failed):
             // say what is left.
@@ -1218,25 +1219,30 @@ impl ByteReadChannel {
         }
     }
 
-    /// Starts a read other than a line read: the skip of an over-long line is dropped.
-    fn begin_read(&mut self) -> Result<()> {
+    /// Starts a read other than a line read: the skip of an over-long line is dropped, unless
+    /// the read is one of no bytes (`takes` false), which takes nothing and leaves it due (as
+    /// `read_available` into an empty buffer does).
+    fn begin_read(&mut self, takes: bool) -> Result<()> {
         self.check_cancelled()?;
-        self.skip_line = false;
+        self.end_read(takes);
         Ok(())
     }
 
     /// Ends a cancel-safe read other than a line read, whatever its outcome: the skip of an
-    /// over-long line is dropped. Called once the read is done, not when it starts: one dropped
-    /// while it waits took nothing, and leaves the skip due (as `read_available` does).
-    fn end_read(&mut self) {
-        self.skip_line = false;
+    /// over-long line is dropped, unless the read is one of no bytes (`takes` false). Called
+    /// once the read is done, not when it starts: one dropped while it waits took nothing, and
+    /// leaves the skip due (as `read_available` does).
+    fn end_read(&mut self, takes: bool) {
+        if takes {
+            self.skip_line = false;
+        }
     }
 
     /// Waits until `n` bytes are buffered, or fails with `UnexpectedEof`.
     async fn require(&mut self, n: usize) -> Result<()> {
         self.check_cancelled()?;
         let complete = self.await_content(n).await;
-        self.end_read();
+        self.end_read(n > 0);
         if complete? {
             Ok(())
         } else {

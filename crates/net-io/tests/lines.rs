@@ -831,3 +831,40 @@ async fn look_ahead_keeps_the_skip_of_an_over_long_line() {
         Some("next")
     );
 }
+
+/// A read of no bytes (`read_bytes(0)`, `discard(0)`, `discard_exact(0)`, `read_remaining(0)`,
+/// `skip_if_found(b"")`, `copy_to(.., 0)`, `read_fully(&mut [])`) takes nothing, so it leaves
+/// the skip of an over-long line due, as a read into an empty buffer does: the next line read
+/// skips the rest of the over-long line, whose bytes are not read as a line.
+#[tokio::test]
+async fn a_zero_length_read_keeps_the_skip_of_an_over_long_line() {
+    for read in 0..7 {
+        let mut input = ByteReadChannel::from_bytes("much too long\nnext\n");
+        assert!(matches!(
+            input.read_line(4, LineEnding::Default).await,
+            Err(Error::TooLongLine { limit: 4 })
+        ));
+        match read {
+            0 => assert!(input.read_bytes(0).await.unwrap().is_empty()),
+            1 => assert_eq!(input.discard(0).await.unwrap(), 0),
+            2 => input.discard_exact(0).await.unwrap(),
+            3 => assert!(input.read_remaining(0).await.unwrap().is_empty()),
+            4 => assert!(input.skip_if_found(b"").await.unwrap()),
+            5 => {
+                let (mut sink, _peer) = ByteChannel::new(false);
+                assert_eq!(input.copy_to(&mut sink, 0).await.unwrap(), 0);
+            }
+            _ => input.read_fully(&mut []).await.unwrap(),
+        }
+        assert_eq!(input.total_bytes_read(), 0, "read {read}");
+        assert_eq!(
+            input
+                .read_line(64, LineEnding::Default)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("next"),
+            "read {read}"
+        );
+    }
+}

@@ -35,8 +35,8 @@ pub(crate) enum Outcome {
 ///
 /// Reads that fail consume nothing. After `TooLong` from a line read or `read_until`, the next
 /// line read or `read_until` first skips through the next delimiter (its own delimiter rules);
-/// any other read that consumes drops that skip (the look-aheads `peek` and `await_content`
-/// keep it).
+/// any other read of one byte or more drops that skip, whatever it finds (the look-aheads `peek`
+/// and `await_content`, and reads of no bytes, keep it).
 #[derive(Debug)]
 pub(crate) struct Model {
     input: Vec<u8>,
@@ -133,7 +133,7 @@ impl Model {
     /// Exactly `n` bytes (`read_bytes`, typed reads), or `None` at the end of the input (then
     /// nothing is consumed).
     pub(crate) fn take(&mut self, n: usize) -> Option<Vec<u8>> {
-        self.skip = false;
+        self.skip &= n == 0;
         let bytes = self.rest().get(..n)?.to_vec();
         self.pos += n;
         Some(bytes)
@@ -151,7 +151,7 @@ impl Model {
 
     /// Skips up to `max` bytes (`discard`); returns how many.
     pub(crate) fn discard(&mut self, max: u64) -> usize {
-        self.skip = false;
+        self.skip &= max == 0;
         let n = usize::try_from(max)
             .unwrap_or(usize::MAX)
             .min(self.rest().len());
@@ -169,7 +169,7 @@ impl Model {
 
     /// Consumes `pattern` if the input continues with it (`skip_if_found`).
     pub(crate) fn skip_if_found(&mut self, pattern: &[u8]) -> bool {
-        self.skip = false;
+        self.skip &= pattern.is_empty();
         if self.rest().starts_with(pattern) {
             self.pos += pattern.len();
             true
