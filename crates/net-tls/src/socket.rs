@@ -659,6 +659,8 @@ impl AsyncRead for TlsRead {
         // wake-up, which would take over the writer's.
         stream.get_mut().0.reading(true);
         let before = buf.filled().len();
+        // A read into no room reads nothing without meaning the end.
+        let room = buf.remaining() > 0;
         let mut read = Pin::new(&mut *stream).poll_read(cx, buf);
         stream.get_mut().0.reading(false);
         if read.is_pending() && this.failed_in.load(Ordering::Acquire) {
@@ -679,7 +681,7 @@ impl AsyncRead for TlsRead {
         }
         drop(stream);
         if let Poll::Ready(result) = &read {
-            if result.is_err() || buf.filled().len() == before {
+            if result.is_err() || (room && buf.filled().len() == before) {
                 // The end of the stream (or a failure), which rustls may report without a read
                 // from the socket (a `close_notify` that came with the last records): the
                 // reader never waits again, so what was held back for it leaves now.
