@@ -31,9 +31,21 @@ pub async fn connect(
     host: &str,
     port: u16,
 ) -> anyhow::Result<net_sockets::Socket> {
+    connect_with(net_sockets::a_socket(selector).tcp(), host, port).await
+}
+
+/// [`connect`] with a builder's options (timeouts).
+///
+/// # Errors
+///
+/// `cannot connect to HOST:PORT`, with the reason.
+pub async fn connect_with(
+    builder: net_sockets::TcpSocketBuilder,
+    host: &str,
+    port: u16,
+) -> anyhow::Result<net_sockets::Socket> {
     use anyhow::Context;
-    net_sockets::a_socket(selector)
-        .tcp()
+    builder
         .connect((host, port))
         .await
         .with_context(|| format!("cannot connect to {host}:{port}"))

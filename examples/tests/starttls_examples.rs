@@ -397,3 +397,50 @@ async fn a_partial_next_command_does_not_hold_back_the_reply() {
     assert_eq!(read_reply(&mut stream).await, ["250 OK"]);
     assert_eq!(read_reply(&mut stream).await, ["221 Bye"]);
 }
+
+/// A server that accepts, sends `said` and then stays silent (reading whatever comes until the
+/// client leaves): the client gives up after its `--timeout` with one line saying what it
+/// waited for, instead of waiting for ever.
+#[test]
+fn starttls_client_gives_up_on_a_silent_server() {
+    use std::io::Write;
+    const GREETING: &str = "220 silent.test ready\r\n";
+    const EHLO: &str = "250-silent.test\r\n250 STARTTLS\r\n";
+    const READY: &str = "220 Ready to start TLS\r\n";
+    let cases = [
+        (
+            String::new(),
+            "starttls-client: timed out: no reply to the greeting within 1 s (see --timeout)",
+        ),
+        (
+            GREETING.to_owned(),
+            "starttls-client: timed out: no reply to EHLO within 1 s (see --timeout)",
+        ),
+        (
+            format!("{GREETING}{EHLO}"),
+            "starttls-client: timed out: no reply to STARTTLS within 1 s (see --timeout)",
+        ),
+        (
+            format!("{GREETING}{EHLO}{READY}"),
+            "starttls-client: no TLS with 127.0.0.1:",
+        ),
+    ];
+    for (said, expected) in cases {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.write_all(said.as_bytes()).unwrap();
+            // Ends when the client's exit closes the connection.
+            let _ = std::io::copy(&mut stream, &mut std::io::sink());
+        });
+        let started = std::time::Instant::now();
+        let client = Process::run(CLIENT, ["127.0.0.1", &port, "--timeout", "1"]);
+        let waited = started.elapsed();
+        assert_eq!(client.status.code(), Some(1), "{client:?}");
+        assert_eq!(client.stderr.len(), 1, "{client:?}");
+        assert!(client.stderr[0].starts_with(expected), "{client:?}");
+        assert!(waited >= std::time::Duration::from_secs(1), "{waited:?}");
+        server.join().unwrap();
+    }
+}

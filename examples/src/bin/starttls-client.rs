@@ -5,6 +5,7 @@
 //! cargo run -p examples --bin starttls-client -- HOST PORT
 //!     [--ca FILE]      # trust the CA certificates in this PEM file instead of the bundled roots
 //!     [--insecure]     # accept any server certificate
+//!     [--timeout SECS] # give up on a server silent this long (default 30)
 //! ```
 //!
 //! It reads the greeting, sends `EHLO`, checks that `STARTTLS` is offered, sends `STARTTLS`,
@@ -12,9 +13,12 @@
 //! printed as it came (without its CRLF), and after the handshake one line says what it
 //! negotiated: `TLS: TLS 1.3, TLS13_..., no ALPN, peer certificate SHA-256 ...`. The
 //! certificate is verified against HOST by default. Any reply other than the expected one ends
-//! the program with status 1.
+//! the program with status 1, and so does a server that sends nothing, or takes nothing, for
+//! `--timeout` seconds (connecting included): the socket's `socket_timeout` and the connect's
+//! `connect_timeout`. The TLS handshake has its own limit of 10 seconds.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -37,6 +41,9 @@ struct Args {
     port: u16,
     #[command(flatten)]
     trust: examples::tls::Trust,
+    /// Give up when the server sends nothing (or takes nothing) for this many seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = examples::cli::at_least_one_second)]
+    timeout: Duration,
 }
 
 #[tokio::main]
@@ -47,18 +54,28 @@ async fn main() -> ExitCode {
 }
 
 async fn talk(args: Args) -> anyhow::Result<()> {
-    let Args { host, port, trust } = args;
+    let Args {
+        host,
+        port,
+        trust,
+        timeout,
+    } = args;
     let config = trust.config()?;
     let selector = net_sockets::SelectorManager::new();
-    let socket = examples::connect(&selector, &host, port).await?;
+    let builder = net_sockets::a_socket(&selector)
+        .tcp()
+        .connect_timeout(timeout)
+        .socket_timeout(timeout);
+    let socket = examples::connect_with(builder, &host, port).await?;
     let mut plain = socket.connection()?;
     let (input, output) = (&mut plain.input, &mut plain.output);
-    expect(input, "220", "the greeting").await?;
-    let extensions = command(input, output, &format!("EHLO {CLIENT_NAME}"), "250").await?;
+    expect(input, "220", "the greeting", timeout).await?;
+    let ehlo = format!("EHLO {CLIENT_NAME}");
+    let extensions = command(input, output, &ehlo, "250", timeout).await?;
     if !offers(&extensions, "STARTTLS") {
         anyhow::bail!("{host}:{port} does not offer STARTTLS");
     }
-    command(input, output, "STARTTLS", "220").await?;
+    command(input, output, "STARTTLS", "220", timeout).await?;
 
     let tls = plain
         .tls(config)
@@ -67,12 +84,12 @@ async fn talk(args: Args) -> anyhow::Result<()> {
     examples::say!("TLS: {}", examples::describe_session(&tls));
     let mut secure = tls.connection()?;
     let (input, output) = (&mut secure.input, &mut secure.output);
-    let extensions = command(input, output, &format!("EHLO {CLIENT_NAME}"), "250").await?;
+    let extensions = command(input, output, &ehlo, "250", timeout).await?;
     if offers(&extensions, "STARTTLS") {
         anyhow::bail!("{host}:{port} still offers STARTTLS over TLS");
     }
-    command(input, output, "NOOP", "250").await?;
-    command(input, output, "QUIT", "221").await?;
+    command(input, output, "NOOP", "250", timeout).await?;
+    command(input, output, "QUIT", "221", timeout).await?;
     secure
         .close_gracefully(std::time::Duration::from_secs(5))
         .await?;
@@ -80,31 +97,40 @@ async fn talk(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends `line` (with CRLF) and reads the reply, which must have status `code`.
+/// Sends `line` (with CRLF) and reads the reply, which must have status `code`; `timeout` is
+/// the socket's, for the error message.
 async fn command(
     input: &mut ByteReadChannel,
     output: &mut ByteWriteChannel,
     line: &str,
     code: &str,
+    timeout: Duration,
 ) -> anyhow::Result<Vec<String>> {
     output.write_string_utf8(&format!("{line}\r\n")).await?;
     output.flush().await?;
     let verb = line.split(' ').next().unwrap_or(line);
-    expect(input, code, verb).await
+    expect(input, code, verb, timeout).await
 }
 
 /// Reads one reply, printing its lines: every line but the last has `-` after the status
-/// (`250-...`), the last a space or nothing (`250 ...`). The status must be `code`.
+/// (`250-...`), the last a space or nothing (`250 ...`). The status must be `code`. `timeout` is
+/// the socket's, for the error message when nothing comes.
 async fn expect(
     input: &mut ByteReadChannel,
     code: &str,
     answering: &str,
+    timeout: Duration,
 ) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
     loop {
-        let line = input
-            .read_line(REPLY_LIMIT, LineEnding::Default)
-            .await
+        let line = match input.read_line(REPLY_LIMIT, LineEnding::Default).await {
+            Err(net_io::Error::Timeout) => anyhow::bail!(
+                "timed out: no reply to {answering} within {} s (see --timeout)",
+                timeout.as_secs()
+            ),
+            line => line,
+        };
+        let line = line
             .with_context(|| format!("reading the reply to {answering}"))?
             .with_context(|| {
                 format!("the server closed the connection before answering {answering}")
