@@ -48,7 +48,24 @@ pub async fn connect_with(
     builder
         .connect((host, port))
         .await
-        .with_context(|| format!("cannot connect to {host}:{port}"))
+        .with_context(|| format!("cannot connect to {}", join_host_port(host, port)))
+}
+
+/// `HOST:PORT` as it can be typed back on a command line: an IPv6 address in brackets
+/// (`[::1]:8080`), as `SocketAddr` prints it.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(examples::join_host_port("::1", 8080), "[::1]:8080");
+/// assert_eq!(examples::join_host_port("localhost", 80), "localhost:80");
+/// ```
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// The longest line the greeting servers accept, in bytes.

@@ -505,3 +505,51 @@ fn a_signal_in_the_middle_of_a_transfer_resets_both_sides_never_a_clean_end() {
         assert!(finished.status.success(), "SIG{signal}: {finished:?}");
     }
 }
+
+/// Every address the proxy prints can be pasted back into a command line: an IPv6 one in
+/// brackets (`[::1]:8080`), the upstream as the listening address and the connection's line.
+#[test]
+fn ipv6_addresses_are_printed_in_brackets() {
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let upstream = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.write_all(b"hi\n").unwrap();
+        // Dropped: a clean end, passed on to the client.
+    });
+    let upstream_arg = format!("[::1]:{upstream}");
+    let mut proxy = Process::start(PROXY, ["[::1]:0", &upstream_arg]);
+    assert_eq!(
+        proxy.stdout_line(),
+        format!("Forwarding to [::1]:{upstream}")
+    );
+    let listening = proxy.stdout_line();
+    assert!(
+        listening.starts_with("Proxy is listening at [::1]:"),
+        "{listening}"
+    );
+    let port = net_tests::harness::port_at_end(&listening);
+
+    let mut client = TcpStream::connect(("::1", port)).unwrap();
+    client.set_read_timeout(Some(HANG_LIMIT)).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"hi\n");
+    server.join().unwrap();
+    let line = proxy.stdout_line();
+    let client_port = client.local_addr().unwrap().port();
+    assert_eq!(
+        line,
+        format!("[::1]:{client_port} -> [::1]:{upstream}: 0 bytes up, 3 bytes down")
+    );
+
+    // The address it cannot listen at, too (taken by the proxy above).
+    let listen_arg = format!("[::1]:{port}");
+    let taken = Process::run(PROXY, [listen_arg.as_str(), &upstream_arg]);
+    let failure = taken.failure_line();
+    assert!(
+        failure.starts_with(&format!("tcp-proxy: cannot listen at [::1]:{port}: ")),
+        "{failure}"
+    );
+}

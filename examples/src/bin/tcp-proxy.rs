@@ -129,10 +129,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .tcp()
         .bind((host.as_str(), *port))
         .await
-        .with_context(|| format!("cannot listen at {host}:{port}"))?;
+        .with_context(|| {
+            let listen = examples::join_host_port(host, *port);
+            format!("cannot listen at {listen}")
+        })?;
     let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     let (up_host, up_port) = &args.upstream;
-    examples::say!("Forwarding to {up_host}:{up_port}");
+    examples::say!(
+        "Forwarding to {}",
+        examples::join_host_port(up_host, *up_port)
+    );
     examples::say!("Proxy is listening at {}", server.local_address());
 
     // `Semaphore::new` panics above `MAX_PERMITS`; so many connections cannot be open at once
@@ -169,7 +175,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let mut stopping = stop.subscribe();
         tokio::spawn(async move {
             let remote = client.remote_address();
-            let upstream = format!("{}:{}", route.upstream.0, route.upstream.1);
+            let upstream = examples::join_host_port(&route.upstream.0, route.upstream.1);
             match relay(client, &route, &mut stopping).await {
                 Ok((up, down)) => {
                     examples::say!("{remote} -> {upstream}: {up} bytes up, {down} bytes down")
