@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use net_tls::rustls::pki_types::CertificateDer;
 use net_tls::rustls::pki_types::pem::PemObject;
-use net_tls::{TlsConfig, TlsServerConfigBuilder, TlsSession, TlsVersion};
+use net_tls::{TlsConfig, TlsServerConfig, TlsServerConfigBuilder, TlsSession, TlsVersion};
 
 /// The names a self-signed certificate made by [`server_identity`] is valid for.
 pub const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -57,6 +57,30 @@ pub fn server_identity(
     }
 }
 
+/// Builds a configuration that began with [`server_identity`]`(cert_and_key, ..)`. A private
+/// key that is not the certificate's is reported as such, naming both files (rustls's own
+/// message is `keys may not be consistent: KeyMismatch`).
+///
+/// # Errors
+///
+/// As [`TlsServerConfigBuilder::build`].
+pub fn build_server_config(
+    builder: TlsServerConfigBuilder,
+    cert_and_key: Option<(&Path, &Path)>,
+) -> anyhow::Result<TlsServerConfig> {
+    use net_tls::rustls::{Error::InconsistentKeys, InconsistentKeys::KeyMismatch};
+    builder.build().map_err(|e| match (e, cert_and_key) {
+        (net_tls::Error::Config(InconsistentKeys(KeyMismatch)), Some((cert, key))) => {
+            anyhow::anyhow!(
+                "the private key in {} does not match the certificate in {}",
+                key.display(),
+                cert.display()
+            )
+        }
+        (e, _) => e.into(),
+    })
+}
+
 /// A fresh self-signed end-entity certificate (not a CA: rustls refuses a CA certificate as a
 /// server's own) for [`SELF_SIGNED_NAMES`]: its PEM, its key's PEM, and its DER.
 fn self_signed(common_name: &str) -> anyhow::Result<(String, String, Vec<u8>)> {
@@ -96,7 +120,21 @@ impl Identity {
     ///
     /// As [`server_identity`].
     pub fn builder(&self, program: &str) -> anyhow::Result<(TlsServerConfigBuilder, Vec<String>)> {
-        server_identity(self.cert.as_deref().zip(self.key.as_deref()), program)
+        server_identity(self.files(), program)
+    }
+
+    /// Builds a configuration that began with [`Identity::builder`] (see
+    /// [`build_server_config`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`build_server_config`].
+    pub fn build(&self, builder: TlsServerConfigBuilder) -> anyhow::Result<TlsServerConfig> {
+        build_server_config(builder, self.files())
+    }
+
+    fn files(&self) -> Option<(&Path, &Path)> {
+        self.cert.as_deref().zip(self.key.as_deref())
     }
 }
 

@@ -298,3 +298,45 @@ fn a_closed_stdout_is_a_runtime_failure() {
         assert!(stderr[0].starts_with(&expected), "{program}: {stderr:?}");
     }
 }
+
+/// A private key that is not the certificate's: one line naming both files, exit status 1, and
+/// nothing printed before it (no certificate description for a certificate that is not used).
+#[test]
+fn a_key_that_does_not_match_the_certificate_is_one_line_naming_both_files() {
+    use net_tests::harness::path_arg;
+    let files = net_tests::pki::Pki::generate().temp_files();
+    // The client's key: a valid key, just not the server certificate's.
+    let (cert, key) = (path_arg(&files.server_chain), path_arg(&files.client_key));
+    let cases: [(&str, Vec<&str>); 3] = [
+        (
+            PROGRAMS[3],
+            vec!["127.0.0.1", "0", "--cert", cert, "--key", key],
+        ),
+        (
+            PROGRAMS[6],
+            vec!["127.0.0.1", "0", "--cert", cert, "--key", key],
+        ),
+        (
+            PROGRAMS[8],
+            vec![
+                "127.0.0.1:0",
+                "127.0.0.1:1",
+                "--tls-cert",
+                cert,
+                "--tls-key",
+                key,
+            ],
+        ),
+    ];
+    for (program, args) in cases {
+        let finished = Process::run(program, &args);
+        assert_eq!(finished.status.code(), Some(1), "{finished:?}");
+        assert_eq!(
+            finished.failure_line(),
+            format!(
+                "{}: the private key in {key} does not match the certificate in {cert}",
+                name(program)
+            )
+        );
+    }
+}

@@ -106,7 +106,7 @@ fn server_config(args: &Args) -> anyhow::Result<(TlsServerConfig, Vec<String>)> 
     } else {
         builder.alpn_protocols(args.alpn.iter().filter(|p| !p.is_empty()))
     };
-    Ok((builder.build()?, about))
+    Ok((args.identity.build(builder)?, about))
 }
 
 /// One client: the handshake, then the conversation of `sockets-server`.

@@ -67,7 +67,7 @@ async fn main() -> ExitCode {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let (builder, about) = args.identity.builder("starttls-server")?;
-    let config = builder.build()?;
+    let config = args.identity.build(builder)?;
     let Args { host, port, .. } = args;
 
     let selector = net_sockets::SelectorManager::new();

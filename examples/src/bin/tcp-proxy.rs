@@ -116,10 +116,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let tls = match args.tls_cert.as_deref().zip(args.tls_key.as_deref()) {
         Some(files) => {
             let (builder, about) = examples::tls::server_identity(Some(files), "tcp-proxy")?;
+            // Built before anything is printed: a key that is not the certificate's is one
+            // line on stderr, not a description of a certificate that is not used.
+            let config = examples::tls::build_server_config(builder, Some(files))?;
             for line in about {
                 examples::say!("{line}");
             }
-            Some(builder.build()?)
+            Some(config)
         }
         None => None,
     };
