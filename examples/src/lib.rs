@@ -5,7 +5,8 @@
 //!   which prints a line on stdout and treats a stdout that is gone as a runtime failure.
 //! - [`greet`]: the seed's greeting conversation, used by `sockets-server` and
 //!   `sockets-server-tls`.
-//! - [`shutdown`]: graceful shutdown on SIGINT/SIGTERM for `sockets-server` and `chat-server`.
+//! - [`shutdown`]: graceful shutdown on SIGINT/SIGTERM for `sockets-server`,
+//!   `sockets-server-tls` and `chat-server`.
 //! - [`tls`]: certificates, trust and session descriptions for the TLS programs.
 //! - [`proxy_v2`]: the PROXY protocol v2 header `tcp-proxy --send-proxy-v2` sends.
 

@@ -348,3 +348,98 @@ fn silent_clients_are_closed_after_the_idle_timeout_while_a_talking_one_is_serve
         assert_eq!(answer, "Hello, still here!\n");
     });
 }
+
+/// SIGTERM, as for `sockets-server`: the line already sent is answered, the client is told
+/// `Server is shutting down` and gets the TLS `close_notify` (a clean end, not a cut), new
+/// clients are refused, and once the client has left the server prints `Server stopped` and
+/// exits 0. A client that stays is cut at the end of `--grace`.
+#[test]
+fn sigterm_says_goodbye_with_close_notify_and_exits_0() {
+    use std::time::{Duration, Instant};
+
+    use net_tests::HANG_LIMIT;
+    use net_tests::tls::{localhost, rustls_client};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let (pki, files) = pki();
+    let (cert, key) = (path_arg(&files.server_chain), path_arg(&files.server_key));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(rustls_client(&pki.ca));
+    let greeted = |port: u16| {
+        runtime.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut tls = BufReader::new(connector.connect(localhost(), tcp).await.unwrap());
+            let mut prompt = String::new();
+            tls.read_line(&mut prompt).await.unwrap();
+            assert_eq!(prompt, "Please enter your name\n");
+            tls
+        })
+    };
+    let lines_then_end = |tls: &mut BufReader<_>| {
+        runtime.block_on(async {
+            let mut rest = String::new();
+            tokio::time::timeout(HANG_LIMIT, tls.read_to_string(&mut rest))
+                .await
+                .expect("the server ends the session")
+                .map(|_| rest)
+                .map_err(|e: std::io::Error| e.to_string())
+        })
+    };
+
+    let (mut server, port, _) = start_server(&["--cert", cert, "--key", key]);
+    let mut client = greeted(port);
+    server.stdout_line_where("the session", |l| l.starts_with("TLS with "));
+    runtime.block_on(async {
+        client.write_all(b"Alice\n").await.unwrap();
+        client.flush().await.unwrap();
+        // The line is answered before the signal, so it is in the server's hands.
+        let mut answer = String::new();
+        client.read_line(&mut answer).await.unwrap();
+        assert_eq!(answer, "Hello, Alice!\n");
+        client.write_all(b"Bob\n").await.unwrap();
+        client.flush().await.unwrap();
+    });
+    server.signal("TERM");
+    // A clean end (close_notify): an end without it is an `UnexpectedEof` error here.
+    assert_eq!(
+        lines_then_end(&mut client),
+        Ok("Hello, Bob!\nServer is shutting down\n".to_owned())
+    );
+    assert_eq!(server.stdout_line(), "Shutting down (1 open)");
+    let refused = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    // The client leaves (its own close_notify): the server stops without the grace period.
+    runtime.block_on(async { client.shutdown().await.unwrap() });
+    drop(client);
+    let finished = server.finish();
+    assert_eq!(finished.status.code(), Some(0), "{finished:?}");
+    assert_eq!(finished.stdout, ["Server stopped"]);
+    assert!(finished.stderr.is_empty(), "{finished:?}");
+
+    // A client that does not leave is told, then cut after --grace.
+    let (mut server, port, _) = start_server(&["--cert", cert, "--key", key, "--grace", "1"]);
+    let mut stubborn = greeted(port);
+    server.stdout_line_where("the session", |l| l.starts_with("TLS with "));
+    let signalled = Instant::now();
+    server.signal("INT");
+    let told = runtime.block_on(async {
+        let mut line = String::new();
+        stubborn.read_line(&mut line).await.unwrap();
+        line
+    });
+    assert_eq!(told, "Server is shutting down\n");
+    let finished = server.finish();
+    assert!(signalled.elapsed() >= Duration::from_millis(900));
+    assert_eq!(finished.status.code(), Some(0), "{finished:?}");
+    assert_eq!(
+        finished.stdout,
+        [
+            "Shutting down (1 open)",
+            "Closed 1 connection still open after the grace period",
+            "Server stopped"
+        ]
+    );
+    assert!(finished.stderr.is_empty(), "{finished:?}");
+}

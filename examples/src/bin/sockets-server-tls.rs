@@ -7,6 +7,7 @@
 //!     [--client-ca FILE]          # require client certificates issued by this CA (PEM)
 //!     [--alpn LIST]               # accepted ALPN protocols, comma-separated, preferred first
 //!     [--idle-timeout SECS]       # close a connection silent this long (default 300)
+//!     [--grace SECS]              # how long shutdown waits for open connections (default 10)
 //! ```
 //!
 //! Without `--cert`/`--key` it makes a self-signed certificate at start-up for `localhost`,
@@ -19,6 +20,12 @@
 //! handshake it is reported as `Connection with CLIENT ended: timed out`; during the
 //! handshake, which has its own limit of 10 seconds, as a failed handshake (`No TLS with
 //! CLIENT: …`).
+//!
+//! On SIGINT or SIGTERM it shuts down as `sockets-server` does: it prints `Shutting down (N
+//! open)`, closes the listener at once, lets each connection finish the reply it is writing,
+//! sends it `Server is shutting down` and the TLS `close_notify`, waits at most the grace
+//! period for the clients to leave (a second signal: not at all), prints `Server stopped` and
+//! exits 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +33,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use examples::Ending;
+use examples::shutdown::{Signals, serve_until_signal};
 use net_sockets::{Socket, a_socket};
 use net_tls::{TlsExt, TlsServerConfig, TlsSocket};
 
@@ -50,6 +59,9 @@ struct Args {
     /// Close a connection that sends nothing (or takes nothing we write) for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = examples::cli::at_least_one_second)]
     idle_timeout: Duration,
+    /// On SIGINT/SIGTERM, wait at most this many seconds for open connections to finish.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = examples::cli::seconds)]
+    grace: Duration,
 }
 
 #[tokio::main]
@@ -64,6 +76,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         host,
         port,
         idle_timeout,
+        grace,
         ..
     } = args;
 
@@ -77,15 +90,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .bind((host.as_str(), port))
         .await
         .with_context(|| format!("cannot listen at {host}:{port}"))?;
+    let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     for line in about {
         examples::say!("{line}");
     }
     examples::say!("Server is listening at {}", server.local_address());
-    loop {
-        let socket = server.accept().await.context("accept failed")?;
+    serve_until_signal(&server, signals, grace, |socket| {
         examples::say!("Accepted {}", socket.remote_address());
         tokio::spawn(greet(socket, config.clone()));
-    }
+    })
+    .await?;
+    selector.close();
+    Ok(())
 }
 
 /// The TLS configuration from the arguments, and lines that say which certificate is served.
@@ -120,18 +136,27 @@ async fn greet(socket: Socket, config: TlsServerConfig) {
         }
     };
     examples::say!("TLS with {remote}: {}", examples::describe_session(&tls));
-    if let Err(e) = converse(&mut tls).await {
-        examples::say!("Connection with {remote} ended: {e}");
+    match converse(&mut tls).await {
+        // Cut at the end of a shutdown's grace period: the server reports those itself.
+        Err(net_sockets::Error::Closed) if tls.is_shutdown_requested() => {}
+        Err(e) => examples::say!("Connection with {remote} ended: {e}"),
+        Ok(()) => {}
     }
     tls.close();
 }
 
-async fn converse(tls: &mut TlsSocket) -> anyhow::Result<()> {
+async fn converse(tls: &mut TlsSocket) -> net_sockets::Result<()> {
     let mut input = tls.open_read_channel()?;
     let mut output = tls.open_write_channel(true)?;
     let stop = tls.shutdown_signal();
-    examples::greet(&mut input, &mut output, &stop).await?;
-    // The client has finished: answer its close_notify with ours.
-    output.flush_and_close().await?;
+    match examples::greet(&mut input, &mut output, &stop).await? {
+        // The client has finished: answer its close_notify with ours.
+        Ending::ClientLeft => output.flush_and_close().await?,
+        // Told, and our close_notify sent: read until the client leaves, so that unread input
+        // does not turn the close into a reset; the grace period bounds the wait.
+        Ending::ShutDown => {
+            input.discard(u64::MAX).await?;
+        }
+    }
     Ok(())
 }
