@@ -106,7 +106,7 @@ async fn serve(
         .send_buffer_size(SEND_BUFFER)
         .bind((host.as_str(), port))
         .await
-        .with_context(|| format!("cannot listen at {host}:{port}"))?;
+        .with_context(|| format!("cannot listen at {}", examples::join_host_port(&host, port)))?;
     let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     examples::say!("Chat server is listening at {}", server.local_address());
     let room = Arc::new(Room::default());

@@ -53,7 +53,7 @@ async fn fetch(args: Args) -> anyhow::Result<()> {
     let mut tls = socket
         .tls(config)
         .await
-        .with_context(|| format!("no TLS with {host}:{port}"))?;
+        .with_context(|| format!("no TLS with {}", examples::join_host_port(&host, port)))?;
     eprintln!(
         "Connected to {}: {}",
         tls.remote_address(),

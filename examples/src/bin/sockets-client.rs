@@ -46,7 +46,7 @@ async fn chat(Args { host, port }: Args) -> anyhow::Result<()> {
     let mut input = socket.open_read_channel()?;
     let mut output = socket.open_write_channel(true)?;
 
-    let server = format!("{host}:{port}");
+    let server = examples::join_host_port(&host, port);
     let mut server_lines = tokio::spawn(async move {
         while let Some(line) = input
             .read_line(LINE_LIMIT, LineEnding::Default)

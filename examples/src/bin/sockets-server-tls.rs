@@ -89,7 +89,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .socket_timeout(idle_timeout)
         .bind((host.as_str(), port))
         .await
-        .with_context(|| format!("cannot listen at {host}:{port}"))?;
+        .with_context(|| format!("cannot listen at {}", examples::join_host_port(&host, port)))?;
     let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     for line in about {
         examples::say!("{line}");

@@ -73,7 +73,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let server = listener(&selector, &config)
         .bind((host.as_str(), port))
         .await
-        .with_context(|| format!("cannot listen at {host}:{port}"))?;
+        .with_context(|| format!("cannot listen at {}", examples::join_host_port(&host, port)))?;
     let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     examples::say!("Server is listening at {}", server.local_address());
     serve_until_signal(&server, signals, config.grace, accepted).await?;

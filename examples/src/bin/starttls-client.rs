@@ -73,20 +73,26 @@ async fn talk(args: Args) -> anyhow::Result<()> {
     let ehlo = format!("EHLO {CLIENT_NAME}");
     let extensions = command(input, output, &ehlo, "250", timeout).await?;
     if !offers(&extensions, "STARTTLS") {
-        anyhow::bail!("{host}:{port} does not offer STARTTLS");
+        anyhow::bail!(
+            "{} does not offer STARTTLS",
+            examples::join_host_port(&host, port)
+        );
     }
     command(input, output, "STARTTLS", "220", timeout).await?;
 
     let tls = plain
         .tls(config)
         .await
-        .with_context(|| format!("no TLS with {host}:{port}"))?;
+        .with_context(|| format!("no TLS with {}", examples::join_host_port(&host, port)))?;
     examples::say!("TLS: {}", examples::describe_session(&tls));
     let mut secure = tls.connection()?;
     let (input, output) = (&mut secure.input, &mut secure.output);
     let extensions = command(input, output, &ehlo, "250", timeout).await?;
     if offers(&extensions, "STARTTLS") {
-        anyhow::bail!("{host}:{port} still offers STARTTLS over TLS");
+        anyhow::bail!(
+            "{} still offers STARTTLS over TLS",
+            examples::join_host_port(&host, port)
+        );
     }
     command(input, output, "NOOP", "250", timeout).await?;
     command(input, output, "QUIT", "221", timeout).await?;

@@ -76,7 +76,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .socket_timeout(IDLE_TIMEOUT)
         .bind((host.as_str(), port))
         .await
-        .with_context(|| format!("cannot listen at {host}:{port}"))?;
+        .with_context(|| format!("cannot listen at {}", examples::join_host_port(&host, port)))?;
     for line in about {
         examples::say!("{line}");
     }

@@ -75,7 +75,7 @@ async fn server(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
         .udp()
         .bind((host, port))
         .await
-        .with_context(|| format!("cannot bind {host}:{port}"))?;
+        .with_context(|| format!("cannot bind {}", examples::join_host_port(host, port)))?;
     examples::say!("UDP echo server is listening at {}", socket.local_address());
     loop {
         match socket.receive().await {
@@ -101,7 +101,7 @@ async fn client(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
         .udp()
         .connect((host, port))
         .await
-        .with_context(|| format!("cannot reach {host}:{port}"))?;
+        .with_context(|| format!("cannot reach {}", examples::join_host_port(host, port)))?;
     let remote = socket.remote_address();
     let limit = largest_datagram(&remote);
     let mut stdin = ByteReadChannel::new(tokio::io::stdin());
