@@ -6,7 +6,7 @@
 //! - [`greet`]: the seed's greeting conversation, used by `sockets-server` and
 //!   `sockets-server-tls`.
 //! - [`shutdown`]: graceful shutdown on SIGINT/SIGTERM for `sockets-server`,
-//!   `sockets-server-tls` and `chat-server`.
+//!   `sockets-server-tls`, `chat-server` and `starttls-server`.
 //! - [`tls`]: certificates, trust and session descriptions for the TLS programs.
 //! - [`proxy_v2`]: the PROXY protocol v2 header `tcp-proxy --send-proxy-v2` sends.
 

@@ -444,3 +444,60 @@ fn starttls_client_gives_up_on_a_silent_server() {
         server.join().unwrap();
     }
 }
+
+/// On SIGTERM the server says goodbye as SMTP does (`421 HOST Server is shutting down`, RFC
+/// 5321 3.8) to a session still in plain text and to one over TLS (then `close_notify`: a
+/// clean end), after answering the commands it already received; it exits 0.
+#[test]
+fn sigterm_says_421_in_plain_text_and_over_tls_and_exits_0() {
+    let (pki, files) = pki();
+    let chain = path_arg(&files.server_chain);
+    let key = path_arg(&files.server_key);
+    let (mut server, port, _) = start_server(&["--cert", chain, "--key", key, "--grace", "5"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (mut plain, mut tls) = runtime.block_on(async {
+        let plain = plain_ehlo(port).await;
+        let mut upgraded = plain_ehlo(port).await;
+        upgraded.write_all(b"STARTTLS\r\n").await.unwrap();
+        assert_eq!(read_reply(&mut upgraded).await, ["220 Ready to start TLS"]);
+        let config = rustls_client_config(&pki.ca, rustls::DEFAULT_VERSIONS);
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let tls = connector.connect(localhost(), upgraded).await.unwrap();
+        (BufReader::new(plain), BufReader::new(tls))
+    });
+    server.stdout_line_where("the session", |l| l.starts_with("TLS with "));
+    runtime.block_on(async {
+        // Answered before the signal: both sessions are waiting for a command when it comes.
+        for command in ["NOOP\r\n", "NOOP\r\n"] {
+            plain.write_all(command.as_bytes()).await.unwrap();
+            tls.write_all(command.as_bytes()).await.unwrap();
+            tls.flush().await.unwrap();
+            let (mut a, mut b) = (String::new(), String::new());
+            plain.read_line(&mut a).await.unwrap();
+            tls.read_line(&mut b).await.unwrap();
+            assert_eq!((a.as_str(), b.as_str()), ("250 OK\r\n", "250 OK\r\n"));
+        }
+    });
+    server.signal("TERM");
+    let rest = |stream: &mut (dyn tokio::io::AsyncRead + Unpin + Send)| {
+        runtime.block_on(async {
+            let mut rest = String::new();
+            tokio::time::timeout(HANG_LIMIT, stream.read_to_string(&mut rest))
+                .await
+                .expect("the server ends the session")
+                .map(|_| rest)
+                .map_err(|e| e.to_string())
+        })
+    };
+    let goodbye = "421 127.0.0.1 Server is shutting down\r\n".to_owned();
+    assert_eq!(rest(&mut plain), Ok(goodbye.clone()));
+    // A clean end (close_notify): an end without it is an `UnexpectedEof` error here.
+    assert_eq!(rest(&mut tls), Ok(goodbye));
+    assert_eq!(server.stdout_line(), "Shutting down (2 open)");
+    runtime.block_on(async { tls.shutdown().await.unwrap() });
+    drop((plain, tls));
+    let finished = server.finish();
+    assert_eq!(finished.status.code(), Some(0), "{finished:?}");
+    assert_eq!(finished.stdout, ["Server stopped"]);
+    assert!(finished.stderr.is_empty(), "{finished:?}");
+}

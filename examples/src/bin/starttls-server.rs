@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run -p examples --bin starttls-server -- [HOST] [PORT]     # default 127.0.0.1 9025
 //!     [--cert FILE --key FILE]    # PEM chain (leaf first) and key; default: self-signed
+//!     [--grace SECS]              # how long shutdown waits for open connections (default 10)
 //! ```
 //!
 //! The conversation (replies end in CRLF; commands may end in CRLF or LF and are
@@ -24,6 +25,14 @@
 //! after `STARTTLS` are therefore never run as if they had come over TLS (they break the
 //! handshake instead). Without `--cert`/`--key` the server makes a self-signed certificate at
 //! start-up and prints its SHA-256 fingerprint, as `sockets-server-tls` does.
+//!
+//! On SIGINT or SIGTERM it shuts down as `sockets-server-tls` does: it prints `Shutting down
+//! (N open)` and closes the listener at once; each session answers the commands it already
+//! received, then says goodbye the SMTP way, `421 HOST Server is shutting down` (in plain text,
+//! or over TLS followed by `close_notify`), closes its side and reads what the client still
+//! sends for at most a second; the server waits at most the grace period for them (a second
+//! signal: not at all), prints `Server stopped` and exits 0. A session in the middle of its TLS
+//! handshake finishes it first.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,8 +40,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use examples::shutdown::{Signals, serve_until_signal};
 use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
-use net_sockets::{Socket, a_socket};
+use net_sockets::{ShutdownSignal, Socket, a_socket};
 use net_tls::{TlsExt, TlsServerConfig};
 
 /// The longest command line accepted, in bytes before its line ending (RFC 5321, 4.5.3.1.4,
@@ -57,6 +67,9 @@ struct Args {
     port: u16,
     #[command(flatten)]
     identity: examples::tls::Identity,
+    /// On SIGINT/SIGTERM, wait at most this many seconds for open connections to finish.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = examples::cli::seconds)]
+    grace: Duration,
 }
 
 #[tokio::main]
@@ -68,7 +81,9 @@ async fn main() -> ExitCode {
 async fn serve(args: Args) -> anyhow::Result<()> {
     let (builder, about) = args.identity.builder("starttls-server")?;
     let config = args.identity.build(builder)?;
-    let Args { host, port, .. } = args;
+    let Args {
+        host, port, grace, ..
+    } = args;
 
     let selector = net_sockets::SelectorManager::new();
     let server = a_socket(&selector)
@@ -77,32 +92,57 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .bind((host.as_str(), port))
         .await
         .with_context(|| format!("cannot listen at {}", examples::join_host_port(&host, port)))?;
+    let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     for line in about {
         examples::say!("{line}");
     }
     examples::say!("Server is listening at {}", server.local_address());
     let host: Arc<str> = Arc::from(host);
-    loop {
-        let socket = server.accept().await.context("accept failed")?;
+    serve_until_signal(&server, signals, grace, |socket| {
         let remote = socket.remote_address();
         examples::say!("Accepted {remote}");
         let (config, host) = (config.clone(), Arc::clone(&host));
+        let stop = socket.shutdown_signal();
         tokio::spawn(async move {
-            if let Err(e) = session(socket, &config, &host).await {
-                examples::say!("Connection with {remote} ended: {e:#}");
+            match session(socket, &config, &host, &stop).await {
+                // Cut at the end of a shutdown's grace period: the server reports those itself.
+                Err(e) if stop.is_requested() && is_closed(&e) => {}
+                Err(e) => examples::say!("Connection with {remote} ended: {e:#}"),
+                Ok(()) => {}
             }
         });
-    }
+    })
+    .await?;
+    selector.close();
+    Ok(())
+}
+
+/// Whether `e` says that the socket was closed under the session (as the end of a shutdown's
+/// grace period closes it).
+fn is_closed(e: &anyhow::Error) -> bool {
+    let closed = |e: &net_sockets::Error| matches!(e, net_sockets::Error::Closed);
+    // The channels report it as an I/O error carrying the socket's.
+    let in_channel = || {
+        e.downcast_ref::<net_io::Error>()
+            .and_then(net_io::Error::inner_error)
+            .and_then(|inner| inner.downcast_ref::<net_sockets::Error>())
+    };
+    e.downcast_ref::<net_sockets::Error>().is_some_and(closed) || in_channel().is_some_and(closed)
 }
 
 /// One client: the plain-text part, the upgrade, the part over TLS.
-async fn session(socket: Socket, config: &TlsServerConfig, host: &str) -> anyhow::Result<()> {
+async fn session(
+    socket: Socket,
+    config: &TlsServerConfig,
+    host: &str,
+    stop: &ShutdownSignal,
+) -> anyhow::Result<()> {
     let remote = socket.remote_address();
     let mut plain = socket.connection()?;
     let greeting = format!("220 {host} ready\r\n");
     plain.output.write_string_utf8(&greeting).await?;
     plain.output.flush().await?;
-    if converse(&mut plain.input, &mut plain.output, host, false).await? != Next::StartTls {
+    if converse(&mut plain.input, &mut plain.output, host, false, stop).await? != Next::StartTls {
         plain.close_gracefully(CLOSE_WAIT).await?;
         return Ok(());
     }
@@ -117,7 +157,7 @@ async fn session(socket: Socket, config: &TlsServerConfig, host: &str) -> anyhow
     };
     examples::say!("TLS with {remote}: {}", examples::describe_session(&tls));
     let mut secure = tls.connection()?;
-    converse(&mut secure.input, &mut secure.output, host, true).await?;
+    converse(&mut secure.input, &mut secure.output, host, true, stop).await?;
     secure.close_gracefully(CLOSE_WAIT).await?;
     Ok(())
 }
@@ -129,19 +169,27 @@ enum Next {
     StartTls,
     /// The client said `QUIT` and was answered.
     Quit,
-    /// The client closed its side, or broke the rules and was told.
+    /// The client closed its side, or broke the rules and was told, or the server is shutting
+    /// down and the client was told (`421`).
     Close,
 }
 
 /// Answers commands until one of them changes the connection. Replies to pipelined commands
 /// are sent together, when no further whole command is waiting (RFC 2920): the replies are
 /// flushed before the server waits for input, also when the start of a command is buffered.
+///
+/// When `stop` comes, the commands already here are answered first; then the client is told
+/// `421 HOST Server is shutting down` (RFC 5321, 3.8), and the conversation ends.
 async fn converse(
     input: &mut ByteReadChannel,
     output: &mut ByteWriteChannel,
     host: &str,
     secure: bool,
+    stop: &ShutdownSignal,
 ) -> net_io::Result<Next> {
+    // One wait for the signal for the whole conversation: it registers once, not per command.
+    let stop = stop.requested();
+    tokio::pin!(stop);
     loop {
         // A whole command that is already here is answered first; otherwise the replies so
         // far leave before the wait. `read_line` is cancel safe: a line is consumed only
@@ -151,7 +199,16 @@ async fn converse(
             line = input.read_line(COMMAND_LIMIT, LineEnding::Default) => line,
             () = std::future::ready(()) => {
                 output.flush().await?;
-                input.read_line(COMMAND_LIMIT, LineEnding::Default).await
+                tokio::select! {
+                    biased;
+                    line = input.read_line(COMMAND_LIMIT, LineEnding::Default) => line,
+                    () = &mut stop => {
+                        let goodbye = format!("421 {host} Server is shutting down\r\n");
+                        output.write_string_utf8(&goodbye).await?;
+                        output.flush().await?;
+                        return Ok(Next::Close);
+                    }
+                }
             }
         };
         let line = match line {
