@@ -457,3 +457,29 @@ fn a_dropped_client_never_sees_a_cut_line_as_a_clean_end() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
 }
+
+/// A line that is not UTF-8 is not said to the room: with each bad byte replaced by U+FFFD
+/// (3 bytes), a line within the limit would reach the others (and wait in their queues) at up
+/// to three times the limit. Its sender is told and stays; a nick that is not UTF-8 is refused
+/// and asked again.
+#[test]
+fn a_line_that_is_not_utf8_is_refused_and_its_sender_stays() {
+    let (_server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    let mut bad = vec![0xFF; 8192];
+    bad.extend_from_slice(b"\nok\n");
+    bob.stream().write_all(&bad).unwrap();
+    let next = alice.line().unwrap();
+    assert_eq!(next, "bob: ok", "a line of {} bytes", next.len());
+    bob.expect("* Line not sent: it is not UTF-8.");
+
+    let mut carol = LineClient::connect(port);
+    carol.expect("Your name?");
+    carol.stream().write_all(b"caf\xE9\n").unwrap();
+    carol.expect("* A name must be UTF-8.");
+    carol.expect("Your name?");
+    carol.send("carol");
+    carol.expect("* Welcome, carol. Here: alice, bob");
+}

@@ -9,8 +9,11 @@
 //! Each client is asked `Your name?`; its first line is its nick. Every later line `L` (up to
 //! 8192 bytes) reaches every other client as `NICK: L`; joins and leaves are announced to the
 //! others as `* NICK joined` and `* NICK left`. A nick that is empty, taken, longer than
-//! [`NICK_LIMIT`] bytes, or contains `": "` or `", "` (which would make `NICK: L`, or the
-//! welcome's list of who is here, ambiguous) is refused, and the name asked again.
+//! [`NICK_LIMIT`] bytes, not UTF-8, or contains `": "` or `", "` (which would make `NICK: L`,
+//! or the welcome's list of who is here, ambiguous) is refused, and the name asked again. A
+//! line that is not UTF-8 is not said: its sender is told `* Line not sent: it is not UTF-8.`
+//! and stays (replacing each bad byte by U+FFFD, 3 bytes, would let a line within the limit
+//! reach the others at up to three times it).
 //!
 //! A slow client never stalls the others for long: lines for a client wait in a queue of its
 //! own ([`QUEUE_LINES`] lines; the kernel holds at most about [`SEND_BUFFER`] bytes more). A
@@ -38,7 +41,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use examples::shutdown::{SHUTDOWN_LINE, Signals, serve_until_signal};
-use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
+use net_io::{ByteReadChannel, ByteWriteChannel};
 use net_sockets::{SelectorManager, ShutdownSignal, Socket, a_socket};
 use tokio::sync::mpsc;
 
@@ -374,11 +377,17 @@ async fn ask_nick(
         output.flush().await?;
         let line = tokio::select! {
             biased;
-            line = input.read_line(LINE_LIMIT, LineEnding::Default) => line?,
+            line = read_raw_line(input) => line?,
             () = stop.requested() => return Ok(None),
         };
         let Some(line) = line else { return Ok(None) };
-        let nick = line.trim();
+        let Ok(nick) = std::str::from_utf8(&line) else {
+            output
+                .write_string_utf8("* A name must be UTF-8.\n")
+                .await?;
+            continue;
+        };
+        let nick = nick.trim();
         let problem = if nick.is_empty() {
             "* A name cannot be empty.\n".to_owned()
         } else if nick.len() > NICK_LIMIT {
@@ -444,10 +453,14 @@ async fn read_lines(
         let line = tokio::select! {
             biased;
             () = stop.requested() => return Ok(()),
-            line = input.read_line(LINE_LIMIT, LineEnding::Default) => line,
+            line = read_raw_line(input) => line,
         };
         match line {
             Ok(Some(line)) => {
+                let Ok(line) = std::str::from_utf8(&line) else {
+                    room.tell(id, "* Line not sent: it is not UTF-8.\n".to_owned());
+                    continue;
+                };
                 room.make_room(id).await;
                 if !room.say(id, format!("{nick}: {line}\n")) {
                     // Dropped by the room (its socket closed): what it had sent is not said.
@@ -468,6 +481,41 @@ async fn read_lines(
                 return Err(e);
             }
         }
+    }
+}
+
+/// Reads one line as `read_line(LINE_LIMIT, LineEnding::Default)` does (LF or CRLF ends it; at
+/// most [`LINE_LIMIT`] bytes before its ending, else [`TooLongLine`](net_io::Error::TooLongLine);
+/// a last line without an ending is a line), but as the bytes received: decoding is the
+/// caller's, so that invalid UTF-8 never becomes a longer line of U+FFFD.
+///
+/// # Cancel safety
+///
+/// Cancel safe: nothing of the line is consumed until it is all there.
+async fn read_raw_line(
+    input: &mut ByteReadChannel,
+) -> net_io::Result<Option<impl std::ops::Deref<Target = [u8]> + use<>>> {
+    let too_long = || net_io::Error::TooLongLine { limit: LINE_LIMIT };
+    // One byte more than the limit, for the CR of a CRLF.
+    match input.read_until(b"\n", LINE_LIMIT + 1).await {
+        Ok(Some(line)) => {
+            let content = line.strip_suffix(b"\r").map_or(line.len(), <[u8]>::len);
+            if content > LINE_LIMIT {
+                return Err(too_long());
+            }
+            Ok(Some(line.slice(..content)))
+        }
+        Ok(None) => Ok(None),
+        // The stream ended after a last line without an ending: it is all buffered.
+        Err(net_io::Error::UnexpectedEof { .. }) => {
+            let line = input.read_remaining(LINE_LIMIT + 1).await?;
+            if line.len() > LINE_LIMIT {
+                return Err(too_long());
+            }
+            Ok(Some(line))
+        }
+        Err(net_io::Error::TooLongLine { .. }) => Err(too_long()),
+        Err(e) => Err(e),
     }
 }
 
