@@ -21,7 +21,13 @@ use anyhow::{Context, Result, bail};
 use crate::{cargo, describe, project_root};
 
 /// The targets in `fuzz/fuzz_targets/`.
-const TARGETS: &[&str] = &["line_reader", "typed_reads", "frames", "proxy_header"];
+const TARGETS: &[&str] = &[
+    "line_reader",
+    "typed_reads",
+    "frames",
+    "writes",
+    "proxy_header",
+];
 
 /// Runs the fuzz targets.
 pub(crate) fn run(args: &[String]) -> Result<()> {
