@@ -324,8 +324,9 @@ impl Positions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Status {
     Open,
-    /// Failed for good with an error of this kind.
-    Failed(io::ErrorKind),
+    /// Failed for good with an error of this kind and text (which every later call reports:
+    /// the same variant, kind, OS error code and inner error).
+    Failed(io::ErrorKind, String),
     Cancelled,
     Closed,
 }
@@ -571,7 +572,7 @@ pub(crate) fn run(case: &Case, meter: &impl Meter) {
                 }
                 (Outcome::Done(Err(e)), Status::Open) => {
                     if closed {
-                        status = Status::Failed(e.kind());
+                        status = Status::Failed(e.kind(), e.to_string());
                         Allowed::Prefix
                     } else {
                         // Only a timeout leaves the channel usable, and a write call it
@@ -589,13 +590,13 @@ pub(crate) fn run(case: &Case, meter: &impl Meter) {
                         Allowed::Nothing
                     }
                 }
-                (Outcome::Done(result), Status::Failed(kind)) => {
+                (Outcome::Done(result), Status::Failed(kind, text)) => {
                     match (result, &step.op) {
                         (Ok(()), Op::Cancel) => {}
                         (Ok(()), _) => panic!("Ok on a failed channel: {}", at()),
                         (Err(e), _) => assert_eq!(
-                            e.kind(),
-                            *kind,
+                            (e.kind(), e.to_string()),
+                            (*kind, text.clone()),
                             "a failed channel reported another error ({e:?}): {}",
                             at()
                         ),
@@ -675,7 +676,7 @@ pub(crate) fn run(case: &Case, meter: &impl Meter) {
                 at()
             );
         });
-        if matches!(status, Status::Failed(_) | Status::Cancelled) {
+        if matches!(status, Status::Failed(..) | Status::Cancelled) {
             // The transport is dropped with the buffer.
             assert_eq!(
                 Arc::strong_count(&log.0),
