@@ -10,10 +10,12 @@
 //! - **Registration.** The core is registered with its [`SelectorInner`] when it is made, and
 //!   deregistered when it closes, so closing the selector reaches every open socket.
 //! - **Closing.** [`Core::close`] is synchronous and idempotent: it marks the core closed,
-//!   releases the descriptor — gracefully (the kernel sends what was written, then FIN) or,
-//!   with [`CloseMode::Reset`], with a reset — and deregisters, then wakes every pending
-//!   operation (which then fails with [`Error::Closed`], or [`Error::SelectorClosed`] when the
-//!   selector closed it) and `await_closed`. (A closing selector wakes them all first, before it
+//!   deregisters, runs the release hook (a connection leaves its counts: its place under the
+//!   listener's caps is free before the peer can see the end), releases the descriptor —
+//!   gracefully (the kernel sends what was written, then FIN) or, with [`CloseMode::Reset`],
+//!   with a reset — then wakes every pending operation (which then fails with
+//!   [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed it) and
+//!   `await_closed`. (A closing selector wakes them all first, before it
 //!   releases any descriptor, so that no socket sees its peer's end before its own close.) A
 //!   socket whose `SO_LINGER` makes the kernel's close block has that last close run on a
 //!   blocking thread, never on a runtime thread. Dropping the last reference closes gracefully.
@@ -62,8 +64,9 @@ pub(crate) enum Cause {
     Cut,
 }
 
-/// Something to run once the descriptor is released (a Unix listener removes its file; a
-/// connection leaves its counts), told why the socket closed.
+/// Something to run as the descriptor is released, just before it goes (a Unix listener removes
+/// its file; a connection leaves its counts), told why the socket closed: nothing the peer can
+/// see as the end comes before it.
 pub(crate) type OnRelease = Box<dyn Fn(Cause) + Send + Sync>;
 
 /// What a [`Core`] can hold: a tokio socket (a stream, a listener, a UDP socket).
@@ -127,7 +130,7 @@ impl<T: Owner> Release for T {
 pub(crate) struct Setup {
     /// The span of this socket's events.
     pub(crate) span: tracing::Span,
-    /// Run once the descriptor is released.
+    /// Run as the descriptor is released, just before it goes.
     pub(crate) on_release: Option<OnRelease>,
     /// Whether the socket may have a lingering `SO_LINGER` from the start (see
     /// `Core::may_linger`); `true` unless its maker knows it has none.
@@ -304,6 +307,17 @@ impl<S: SocketIo> Core<S> {
     }
 
     fn release(&self, io: Arc<S>, mode: CloseMode, cause: Cause) {
+        // First the counts: the kernel's close sends the FIN (or the reset), the peer sees the
+        // end at once and may connect again, and another thread may accept that connection
+        // before this one comes back from the close. It must find the place this one held free
+        // (`max_connections_per_ip`, `max_connections`). Those waiting for the socket to close
+        // (`await_closed`, pending operations) are woken only after the descriptor went.
+        if let Some(id) = self.id {
+            self.selector.deregister(id);
+        }
+        if let Some(on_release) = &self.on_release {
+            on_release(cause);
+        }
         if mode == CloseMode::Reset {
             // Best effort: a socket that cannot take the option still closes.
             let _ = SockRef::from(&*io).set_linger(Some(Duration::ZERO));
@@ -322,12 +336,6 @@ impl<S: SocketIo> Core<S> {
             );
         } else {
             drop(io);
-        }
-        if let Some(id) = self.id {
-            self.selector.deregister(id);
-        }
-        if let Some(on_release) = &self.on_release {
-            on_release(cause);
         }
     }
 
@@ -502,6 +510,56 @@ mod tests {
 
         fn core(&self) -> &Core<tokio::net::UdpSocket> {
             &self.0
+        }
+    }
+
+    /// A connection: the simplest owner of a TCP stream.
+    struct PlainTcp(Core<tokio::net::TcpStream>);
+
+    impl Owner for PlainTcp {
+        type Io = tokio::net::TcpStream;
+
+        fn core(&self) -> &Core<tokio::net::TcpStream> {
+            &self.0
+        }
+    }
+
+    /// A socket leaves its counts (runs its release hook) before its peer can see the end: a
+    /// client that saw the FIN (or the reset) of a connection and connects again must find the
+    /// place that connection held under the listener's caps free, also when its new connection
+    /// is accepted on another thread while the close is still returning. The hook ran after the
+    /// kernel's close, which on loopback delivers the FIN before it returns.
+    #[tokio::test]
+    async fn a_socket_leaves_its_counts_before_its_peer_can_see_the_end() {
+        for mode in [CloseMode::Graceful, CloseMode::Reset] {
+            let selector = SelectorManager::new();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            peer.set_nonblocking(true).unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            accepted.set_nonblocking(true).unwrap();
+            let stream = tokio::net::TcpStream::from_std(accepted).unwrap();
+            let seen = Arc::new(Mutex::new(None));
+            let on_release: OnRelease = {
+                let seen = Arc::clone(&seen);
+                Box::new(move |_| {
+                    let mut byte = [0; 1];
+                    let read = std::io::Read::read(&mut &peer, &mut byte);
+                    *lock(&seen) = Some(format!("{read:?}"));
+                })
+            };
+            let setup = Setup {
+                on_release: Some(on_release),
+                may_linger: false,
+                ..Setup::new(tracing::Span::none())
+            };
+            let socket = Core::open(selector.inner(), stream, setup, PlainTcp).unwrap();
+            socket.core().close(mode);
+            let seen = lock(&seen).take().expect("the release hook ran");
+            assert!(
+                seen.contains("WouldBlock"),
+                "{mode:?}: the peer saw the end before the socket left its counts: {seen}"
+            );
         }
     }
 
