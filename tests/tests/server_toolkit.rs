@@ -940,15 +940,24 @@ async fn caps_free_the_place_of_a_connection_dropped_for_its_proxy_header() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_saw_the_end_of_its_connection_is_never_refused_its_place() {
     let (selector, server, address) = listener(|b| b.max_connections_per_ip(1)).await;
-    // Each connection: one byte, then the close as soon as the client's input ends.
+    // Each connection: one byte, then, as soon as the client's input ends, the close, or every
+    // other time the shutdown of the output, which ends the connection as well (both
+    // directions finished).
     let serving = tokio::spawn(async move {
+        let mut shut_down = false;
         while let Ok(mut socket) = server.accept().await {
+            shut_down = !shut_down;
             tokio::spawn(async move {
                 let mut input = socket.open_read_channel()?;
                 let mut output = socket.open_write_channel(true)?;
                 output.write_fully(b"+").await?;
                 input.discard(u64::MAX).await?;
-                socket.close();
+                if shut_down {
+                    output.flush_and_close().await?;
+                    socket.await_closed().await;
+                } else {
+                    socket.close();
+                }
                 Ok::<_, Error>(())
             });
         }

@@ -1278,6 +1278,17 @@ impl AsyncWrite for WriteHalf {
             )));
         }
         let stream = conn.core.io().map_err(io::Error::from)?;
+        if conn.done.load(Ordering::Acquire) & READ_DONE != 0 {
+            // The input ended already: this shutdown ends the connection, which closes instead
+            // (gracefully: what was written, then the FIN), so that its place under the
+            // listener's caps is free before the peer sees the end (see `Core::release`). A
+            // shutdown made before the input ended is a half-close, of a connection still open.
+            drop(stream);
+            this.shut_down = true;
+            tracing::debug!(parent: conn.core.span(), "write side shut down");
+            conn.finish(WRITE_DONE);
+            return Poll::Ready(Ok(()));
+        }
         match SockRef::from(&*stream).shutdown(std::net::Shutdown::Write) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
