@@ -1,7 +1,7 @@
 //! Flush coalescing (SPEC §4.4), counted in sends: the socket emits a `trace` event named
 //! `sent` for every send system call, and this test binary counts them with a subscriber of
-//! its own (each test runs on a current-thread runtime in its own thread, so a thread-local
-//! subscriber sees exactly its own sends).
+//! its own (each test that counts them runs on a current-thread runtime in its own thread, so a
+//! thread-local subscriber sees exactly its own sends).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -540,6 +540,49 @@ async fn closed_with_answers_held_back_on(server: &ServerSocket) -> TcpStream {
     client.write_all(requests.as_bytes()).await.unwrap();
     within(serving).await.unwrap();
     client
+}
+
+/// A client that read every answer of such a close and its end, and connects again, is never
+/// refused for the place the closed connection held (`max_connections_per_ip(1)`): the task that
+/// sends the answers frees the place before its release of the descriptor sends the FIN. It
+/// freed it after, and the next connection, accepted on another thread meanwhile, was refused.
+/// Nothing can hold that instant open from outside, so the test repeats the round for about a
+/// second, on a runtime with threads of its own (see also
+/// `server_toolkit::a_client_that_saw_the_end_of_its_connection_is_never_refused_its_place`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_saw_the_end_after_held_back_answers_is_never_refused_its_place() {
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector)
+        .tcp()
+        .send_buffer_size(4096)
+        .max_connections_per_ip(1)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let address = server.local_address().as_inet().unwrap().socket_addr();
+    let started = std::time::Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(1) {
+        let mut client = closed_with_answers_held_back_on(&server).await;
+        let mut everything = Vec::new();
+        within(client.read_to_end(&mut everything)).await.unwrap();
+        assert_every_answer(everything);
+        // Its next connection: accepted, or closed at once by the listener (refused).
+        let mut next = TcpStream::connect(address).await.unwrap();
+        let mut byte = [0; 1];
+        let accepted = within(async {
+            tokio::select! {
+                accepted = server.accept() => accepted.unwrap(),
+                end = next.read(&mut byte) => {
+                    panic!("round {rounds}: refused after it saw the end ({end:?})")
+                }
+            }
+        })
+        .await;
+        accepted.close();
+        rounds += 1;
+    }
+    assert!(rounds > 0);
 }
 
 fn assert_every_answer(everything: Vec<u8>) {

@@ -710,29 +710,32 @@ impl Owed {
         let open = self.open.take();
         let group = self.group.take();
         // The kernel's close may wait for the peer (`SO_LINGER`): not on a runtime thread. (A
-        // runtime shutting down drops the closure instead, and with it all three.)
+        // runtime shutting down drops the closure instead, and with it all three.) The counts
+        // first: the peer may connect again as soon as it sees the FIN (see `Core::release`).
         drop(tokio::task::spawn_blocking(move || {
-            drop(stream);
             if let Some(open) = open {
                 open.leave(cause);
             }
             if let Some(group) = group {
                 group.leave(cause);
             }
+            drop(stream);
         }));
     }
 }
 
 impl Drop for Owed {
     fn drop(&mut self) {
-        if let Some(stream) = self.stream.take() {
-            let _ = SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
-        }
+        // The counts before the reset, as before a FIN (see `Core::release`).
+        let stream = self.stream.take();
         if let Some(open) = self.open.take() {
             open.leave(self.cause);
         }
         if let Some(group) = self.group.take() {
             group.leave(self.cause);
+        }
+        if let Some(stream) = stream {
+            let _ = SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
         }
     }
 }
