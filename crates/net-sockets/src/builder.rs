@@ -218,7 +218,9 @@ impl TcpSocketBuilder {
     /// Caps the connections a listener has open at once: `accept` waits while `n` connections
     /// it accepted are open, and goes on when one closes (default: no cap). A connection closed
     /// with answers still held back by flush coalescing counts as open until they left (or
-    /// failed: see `socket_timeout` for a peer that stops reading).
+    /// failed: see `socket_timeout` for a peer that stops reading). A connection's slot is free
+    /// before its client can see the end (see
+    /// [`max_connections_per_ip`](Self::max_connections_per_ip)).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.options.max_connections = Some(n);
         self
@@ -229,6 +231,12 @@ impl TcpSocketBuilder {
     /// address the proxy reports. A client of a Unix listener has no IP address (every one is
     /// unnamed): the cap does not apply to it, unless a PROXY protocol header names its IP
     /// address; [`max_connections`](Self::max_connections) bounds them all.
+    ///
+    /// A connection's place is free before its client can see the end of it — the FIN (or
+    /// reset) of its close, or of a shutdown of its write side after its input ended, which
+    /// closes it — so a client that saw the end and connects again at once is never refused for
+    /// that place. A write side shut down while the input has not ended is a half-close: the
+    /// connection is still open, and keeps its place until its input ends too (or it closes).
     pub fn max_connections_per_ip(mut self, n: usize) -> Self {
         self.options.max_connections_per_ip = Some(n);
         self
