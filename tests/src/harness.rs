@@ -473,7 +473,9 @@ impl Haproxy {
     /// their address.
     pub fn start(backend: SocketAddr, send: SendProxy) -> Haproxy {
         // The free port is released before HAProxy binds it: another process can take it in
-        // between, so a start that could not bind is tried again on another port.
+        // between, so a start that could not bind is tried again on another port. HAProxy
+        // binds with `SO_REUSEPORT` unless told `noreuseport`: two tests' HAProxies would then
+        // share a port, each taking some of the other's clients, and cut them when it stops.
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
             match Haproxy::try_start(backend, send) {
@@ -490,7 +492,7 @@ impl Haproxy {
         let dir = TempDir::new(&format!("haproxy-{}", send.keyword()));
         let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = format!(
-            "global\n    maxconn 64\n    nbthread 1\n\
+            "global\n    maxconn 64\n    nbthread 1\n    noreuseport\n\
              defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 30s\n    \
              timeout server 30s\n\
              frontend front\n    bind {front}\n    default_backend back\n\
