@@ -662,9 +662,9 @@ async fn a_failed_write_never_ends_with_close_notify() {
 /// lines, no `Timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_read_times_out_only_after_waiting_socket_timeout() {
-    const TIMEOUT: Duration = Duration::from_millis(500);
+    const TIMEOUT: Duration = Duration::from_millis(1000);
     /// How long the server works between reads: longer than the timeout.
-    const BUSY: Duration = Duration::from_millis(800);
+    const BUSY: Duration = Duration::from_millis(1300);
     /// How long after a read starts its line is sent: well within the timeout.
     const INTO_THE_READ: Duration = Duration::from_millis(200);
     const LINES: [&str; 2] = ["first", "second"];
