@@ -97,6 +97,10 @@ async fn io_split_of_joined_channels_echoes_across_two_tasks() {
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             w.write_all(&b).await.unwrap();
+            // `poll_write` sends only what the socket takes now, auto flush or not: the
+            // rest (in the channel, or a TLS record in the session) leaves with a flush, which
+            // must come before this task waits for more.
+            w.flush().await.unwrap();
         }
         w.shutdown().await.unwrap();
     });
@@ -415,6 +419,10 @@ async fn io_split_of_joined_tls_channels_echoes_across_two_tasks() {
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             w.write_all(&b).await.unwrap();
+            // `poll_write` sends only what the socket takes now, auto flush or not: the
+            // rest (in the channel, or a TLS record in the session) leaves with a flush, which
+            // must come before this task waits for more.
+            w.flush().await.unwrap();
         }
         w.shutdown().await.unwrap();
     });
