@@ -133,7 +133,12 @@ impl Sink {
 /// - `poll_write` accepts what fits in the buffer (a large write with an empty buffer goes to
 ///   the transport directly), as [`write_fully`](Self::write_fully) does; in `auto_flush`
 ///   mode it then tries to flush without waiting (call `poll_flush` to be sure, as the trait
-///   says). The rules of [Failures](#failures) apply to each call.
+///   says). So after `AsyncWriteExt::write_all` on a transport that was full (a TLS record
+///   the socket could not take yet), the last bytes may wait for the next write or a flush:
+///   a task that writes and then waits for something else flushes first
+///   (`AsyncWriteExt::flush`). The channel's own [`write_fully`](Self::write_fully) and
+///   typed writes wait for their auto-flush. The rules of [Failures](#failures) apply to each
+///   call.
 /// - `poll_flush` is [`flush`](Self::flush), but for a channel closed cleanly: there it
 ///   returns `Ok(())` (nothing is left to flush), as tokio's `TcpStream` does, so a
 ///   `FramedWrite` may be closed twice.
