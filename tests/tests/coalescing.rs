@@ -972,19 +972,10 @@ async fn tls_answers_held_back_for_a_reader_that_reaches_the_end_of_the_stream_l
         drop(tls);
         lines
     });
-    let ca = pki.ca.der();
+    let config = net_tests::tls::rustls_client_config(&pki.ca, net_tls::rustls::DEFAULT_VERSIONS);
     let client = tokio::task::spawn_blocking(move || {
-        let mut roots = net_tls::rustls::RootCertStore::empty();
-        roots.add(ca).unwrap();
-        let config =
-            net_tls::rustls::ClientConfig::builder_with_provider(net_tests::tls::provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
         let mut session =
-            net_tls::rustls::ClientConnection::new(Arc::new(config), net_tests::tls::localhost())
-                .unwrap();
+            net_tls::rustls::ClientConnection::new(config, net_tests::tls::localhost()).unwrap();
         let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         socket
             .set_read_timeout(Some(net_tests::HANG_LIMIT))

@@ -215,21 +215,10 @@ async fn starttls_over_unix_with_the_client_hello_in_the_command_write() {
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(lines)
     });
 
-    let ca = pki.ca.der();
+    let config = net_tests::tls::rustls_client_config(&pki.ca, net_tls::rustls::DEFAULT_VERSIONS);
     let client = tokio::task::spawn_blocking(move || {
-        let mut roots = net_tls::rustls::RootCertStore::empty();
-        roots.add(ca).unwrap();
-        let config =
-            net_tls::rustls::ClientConfig::builder_with_provider(net_tests::tls::provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        let mut session = net_tls::rustls::ClientConnection::new(
-            std::sync::Arc::new(config),
-            net_tests::tls::localhost(),
-        )
-        .unwrap();
+        let mut session =
+            net_tls::rustls::ClientConnection::new(config, net_tests::tls::localhost()).unwrap();
         let mut socket = std::os::unix::net::UnixStream::connect(&path).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(20)))
