@@ -183,9 +183,11 @@ pub struct ByteWriteChannel {
     /// that ends now ends in the middle of that write. (The next direct write that starts finds
     /// the earlier one dropped: its rest is lost for good.)
     torn: bool,
-    /// A direct write cut short was found dropped (the next direct write started): the
-    /// stream misses the rest of it for good, so it must never end cleanly.
-    gap: bool,
+    /// Bytes its writes accepted were thrown away: a direct write cut short was found dropped
+    /// (the next direct write started), so the stream misses the rest of it for good and must
+    /// never end cleanly; or the channel ended holding some. A state shared later hears of it
+    /// at once.
+    lost: bool,
     /// A write call timed out without effect: the next one is not held in the backlog but goes
     /// to the transport (which holds it itself if it may), so that the transport learns that
     /// the stream goes on, and a close does not end it as a failed one.
@@ -260,7 +262,7 @@ impl ByteWriteChannel {
             cancelled: false,
             state: None,
             torn: false,
-            gap: false,
+            lost: false,
             timed_out: false,
         }
     }
@@ -272,9 +274,13 @@ impl ByteWriteChannel {
     /// the stream as a failed one rather than a complete one when bytes are missing: the
     /// sockets of `net-sockets` share one with the write channels they open, and their close
     /// then resets the connection instead of sending FIN (TLS: sends no `close_notify`).
-    /// Replaces a state shared before.
+    /// Replaces a state shared before; a state shared after the channel already threw bytes
+    /// away hears of it at once.
     pub fn share_state(&mut self, state: WriteState) {
         state.set_unsent(!self.buf.is_empty() || self.torn);
+        if self.lost {
+            state.set_lost();
+        }
         self.state = Some(state);
     }
 
@@ -289,8 +295,9 @@ impl ByteWriteChannel {
     /// Tells the shared state, if bytes are about to be thrown away (or a write was cut
     /// short: the stream already ends in the middle of it).
     fn abandon_buffered(&mut self) {
-        if let Some(state) = &self.state {
-            if !self.buf.is_empty() || self.torn {
+        if !self.buf.is_empty() || self.torn {
+            self.lost = true;
+            if let Some(state) = &self.state {
                 state.set_lost();
             }
         }
@@ -732,14 +739,14 @@ impl ByteWriteChannel {
             sink,
             written,
             torn,
-            gap,
+            lost,
             state,
             ..
         } = self;
         if *sent == 0 && *torn {
             // A new write: the one cut short before it was dropped, its rest is lost.
             *torn = false;
-            *gap = true;
+            *lost = true;
             if let Some(state) = state {
                 state.set_lost();
             }
@@ -831,7 +838,7 @@ impl ByteWriteChannel {
 
     /// [`flush_and_close`](Self::flush_and_close) on a writable channel.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        if self.torn || self.gap {
+        if self.torn || self.lost {
             // The stream ends in the middle of a write that was dropped part-way: no shutdown,
             // which would tell the peer that it is complete.
             let e = io::Error::new(

@@ -936,3 +936,48 @@ async fn the_write_state_keeps_a_write_cut_short_past_later_writes() {
         guard(reader).await.unwrap().unwrap();
     }
 }
+
+/// A state shared after the channel already lost bytes hears of the loss at once: after a write
+/// cut short and a later direct write (the stream misses bytes for good), and after a failure
+/// that threw buffered bytes away. A state shared after a clean history hears nothing.
+#[tokio::test]
+async fn a_write_state_shared_after_a_loss_hears_of_it() {
+    // A write cut short, then a direct write that starts: the rest of the first is lost.
+    let (client, mut server) = tokio::io::duplex(4);
+    let mut output = ByteWriteChannel::new(client, true);
+    {
+        let mut write = pin!(output.write_fully(b"longer than the pipe"));
+        assert!(is_pending(write.as_mut()).await);
+    }
+    let reader = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        server.read_to_end(&mut sink).await.map(|_| sink.len())
+    });
+    guard(output.write_fully(&[7; 20_000])).await.unwrap();
+    let state = WriteState::new();
+    output.share_state(state.clone());
+    assert!(state.lost_bytes(), "shared after a gap in the stream");
+    drop(output);
+    guard(reader).await.unwrap().unwrap();
+
+    // A failure with bytes buffered.
+    let (client, server) = tokio::io::duplex(64);
+    let mut output = ByteWriteChannel::new(client, false);
+    output.write_fully(b"buffered").await.unwrap();
+    drop(server);
+    assert!(output.flush().await.is_err());
+    let state = WriteState::new();
+    output.share_state(state.clone());
+    assert!(
+        state.lost_bytes(),
+        "shared after a failure that threw bytes away"
+    );
+
+    // Nothing lost.
+    let mut output = ByteWriteChannel::new(tokio::io::sink(), false);
+    output.write_fully(b"sent").await.unwrap();
+    output.flush().await.unwrap();
+    let state = WriteState::new();
+    output.share_state(state.clone());
+    assert!(!state.lost_bytes() && !state.has_unsent());
+}
