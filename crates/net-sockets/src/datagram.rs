@@ -94,6 +94,16 @@ fn same_peer(remote: SocketAddr, to: SocketAddr) -> bool {
             && remote.ip().to_canonical() == to.ip().to_canonical())
 }
 
+/// Whether a datagram from `from` came from the connected peer `remote`. The kernel delivers
+/// only the peer's datagrams once the socket is connected, but keeps those that others sent
+/// before (to a socket bound first, or adopted, or connected by `connect_from` to a fixed
+/// port): they are dropped, as the kernel drops those that come after. Compares the address
+/// (either written in the other family's form, see [`same_peer`]) and the port, not an IPv6
+/// flow label or scope, which the kernel's filter already matched.
+fn from_peer(remote: SocketAddr, from: SocketAddr) -> bool {
+    remote.port() == from.port() && remote.ip().to_canonical() == from.ip().to_canonical()
+}
+
 struct UdpCore {
     core: Core<UdpSocket>,
     /// The receive buffer, kept between receives.
@@ -329,7 +339,13 @@ impl UdpCore {
         }
         // Fast path: a datagram already queued needs no waiting.
         let ready = match self.remote {
-            Some(remote) => socket.try_recv_buf(&mut buffer).map(|n| (n, remote)),
+            Some(remote) => loop {
+                match socket.try_recv_buf_from(&mut buffer) {
+                    // Another's, queued before the socket was connected: dropped.
+                    Ok((_, from)) if !from_peer(remote, from) => buffer.clear(),
+                    other => break other.map(|(size, _)| (size, remote)),
+                }
+            },
             None => socket.try_recv_buf_from(&mut buffer),
         };
         let (size, from, buffer) = match ready {
@@ -359,7 +375,12 @@ impl UdpCore {
         let remote = self.remote;
         let waiting: WaitingReceive = Box::pin(async move {
             let received = match remote {
-                Some(remote) => socket.recv_buf(&mut buffer).await.map(|n| (n, remote)),
+                Some(remote) => loop {
+                    match socket.recv_buf_from(&mut buffer).await {
+                        Ok((_, from)) if !from_peer(remote, from) => buffer.clear(),
+                        other => break other.map(|(size, _)| (size, remote)),
+                    }
+                },
                 None => socket.recv_buf_from(&mut buffer).await,
             };
             (received, buffer)
@@ -534,7 +555,10 @@ impl BoundDatagramSocket {
     datagram_methods!();
 }
 
-/// A UDP socket connected to one peer: it sends only there and receives only from there.
+/// A UDP socket connected to one peer: it sends only there and receives only from there (also
+/// when others sent to its port before it was connected, to a socket adopted with
+/// [`from_std`](Self::from_std) or bound to a fixed port by `connect_from`: the kernel keeps
+/// those datagrams, and `receive` drops them).
 ///
 /// `send` takes a datagram addressed to the peer as [`remote_address`](Self::remote_address)
 /// reports it or, for an IPv4 peer, in the other form (`a.b.c.d:p` and `[::ffff:a.b.c.d]:p`

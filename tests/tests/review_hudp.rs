@@ -1,0 +1,51 @@
+//! UDP review round (hudp): a connected socket's receives, and the address family of a send.
+
+use std::pin::pin;
+
+use net_sockets::{ConnectedDatagramSocket, Datagram, SelectorManager};
+use net_tests::loopback::udp_socket;
+use net_tests::{pending_after_one_poll, within};
+
+/// A connected socket receives only from its peer, also the datagrams that others sent to its
+/// port before it was connected (and that the kernel had queued then): an adopted `std` socket
+/// bound, sent to, then connected. The peer's own datagrams, queued before or sent after, arrive
+/// in order, reported from the peer. (Before, the first `receive` returned another's datagram
+/// as if it came from the peer.)
+#[tokio::test]
+async fn a_connected_socket_drops_datagrams_others_queued_before_its_connect() {
+    let selector = SelectorManager::new();
+    let peer = udp_socket(&selector).await;
+    let other = udp_socket(&selector).await;
+    let std = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = std.local_addr().unwrap();
+    // Loopback queues each datagram on the receiving socket before `send` returns.
+    other
+        .send(Datagram::new("not from the peer", local).unwrap())
+        .await
+        .unwrap();
+    peer.send(Datagram::new("early", local).unwrap())
+        .await
+        .unwrap();
+    other
+        .send(Datagram::new(Vec::new(), local).unwrap())
+        .await
+        .unwrap();
+    std.connect(peer.local_address().as_inet().unwrap().socket_addr())
+        .unwrap();
+    let socket = ConnectedDatagramSocket::from_std(&selector, std).unwrap();
+    peer.send(Datagram::new("late", local).unwrap())
+        .await
+        .unwrap();
+    for expected in ["early", "late"] {
+        let got = within(socket.receive()).await.unwrap();
+        assert_eq!(
+            (&got.packet[..], &got.address),
+            (expected.as_bytes(), &peer.local_address())
+        );
+    }
+    let mut next = pin!(socket.receive());
+    assert!(
+        pending_after_one_poll(next.as_mut()).await,
+        "a datagram from another was received"
+    );
+}
