@@ -1,8 +1,10 @@
 //! UDP review round (hudp): a connected socket's receives, and the address family of a send.
 
+use std::io;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::pin::pin;
 
-use net_sockets::{ConnectedDatagramSocket, Datagram, SelectorManager};
+use net_sockets::{ConnectedDatagramSocket, Datagram, Error, SelectorManager};
 use net_tests::loopback::udp_socket;
 use net_tests::{pending_after_one_poll, within};
 
@@ -48,4 +50,34 @@ async fn a_connected_socket_drops_datagrams_others_queued_before_its_connect() {
         pending_after_one_poll(next.as_mut()).await,
         "a datagram from another was received"
     );
+}
+
+/// A socket bound to an IPv4 address cannot reach an IPv6 one (other than an IPv4 peer in its
+/// IPv6-mapped form): `send` fails with `Error::Io` of kind `InvalidInput`, as a `connect` from
+/// one family to the other does, and the socket goes on sending to IPv4 peers. (Before, the
+/// OS's "address family not supported", of kind `Uncategorized`, which no caller can match.)
+#[tokio::test]
+async fn an_ipv4_socket_sending_to_an_ipv6_address_is_invalid_input() {
+    let selector = SelectorManager::new();
+    let socket = udp_socket(&selector).await;
+    let receiver = udp_socket(&selector).await;
+    for ip in [
+        Ipv6Addr::LOCALHOST,
+        Ipv6Addr::UNSPECIFIED,
+        "fe80::1".parse().unwrap(),
+    ] {
+        let to = SocketAddr::new(ip.into(), 9);
+        let err = socket
+            .send(Datagram::new("x", to).unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Io(_)), "{to}: {err:?}");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{to}: {err:?}");
+        socket
+            .send(Datagram::new("still", receiver.local_address()).unwrap())
+            .await
+            .unwrap();
+        let got = within(receiver.receive()).await.unwrap();
+        assert_eq!(&got.packet[..], b"still");
+    }
 }

@@ -266,7 +266,7 @@ impl UdpCore {
                 "a UDP socket cannot send to a Unix socket address",
             )));
         };
-        let to = self.reachable(to.socket_addr());
+        let to = self.reachable(to.socket_addr())?;
         check_size(datagram.packet.len(), &to)?;
         let packet = &datagram.packet[..];
         match self.remote {
@@ -291,15 +291,27 @@ impl UdpCore {
     /// `to` as this socket reaches it: an IPv4 socket reaches an IPv4 peer written in its
     /// IPv6-mapped form (`[::ffff:a.b.c.d]:p`) at `a.b.c.d:p` (the OS refuses the mapped form
     /// on an IPv4 socket).
-    fn reachable(&self, to: SocketAddr) -> SocketAddr {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) for another IPv6
+    /// address on an IPv4 socket, which cannot reach it (the OS's `EAFNOSUPPORT` has no kind).
+    fn reachable(&self, to: SocketAddr) -> Result<SocketAddr> {
         match (&self.local, to) {
             (SocketAddress::Inet(local), SocketAddr::V6(v6)) if local.socket_addr().is_ipv4() => {
                 match v6.ip().to_ipv4_mapped() {
-                    Some(ip) => SocketAddr::new(IpAddr::V4(ip), v6.port()),
-                    None => to,
+                    Some(ip) => Ok(SocketAddr::new(IpAddr::V4(ip), v6.port())),
+                    None => Err(Error::Io(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "a socket bound to the IPv4 address {} cannot send to the IPv6 \
+                             address {to}",
+                            self.local
+                        ),
+                    ))),
                 }
             }
-            _ => to,
+            _ => Ok(to),
         }
     }
 
@@ -422,7 +434,9 @@ macro_rules! datagram_methods {
         ///
         /// # Errors
         ///
-        /// [`Error::DatagramTooLarge`]; [`Error::Io`] from the OS (for example
+        /// [`Error::DatagramTooLarge`]; [`Error::Io`] of kind
+        /// [`InvalidInput`](io::ErrorKind::InvalidInput) for an IPv6 address (other than an
+        /// IPv4-mapped one) on a socket bound to an IPv4 address, and from the OS (for example
         /// [`PermissionDenied`](io::ErrorKind::PermissionDenied) for a broadcast address
         /// without `broadcast(true)`); [`Error::Closed`] / [`Error::SelectorClosed`].
         ///
