@@ -4,7 +4,7 @@ use std::io;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::pin::pin;
 
-use net_sockets::{ConnectedDatagramSocket, Datagram, Error, SelectorManager};
+use net_sockets::{ConnectedDatagramSocket, Datagram, Error, SelectorManager, a_socket};
 use net_tests::loopback::udp_socket;
 use net_tests::{pending_after_one_poll, within};
 
@@ -79,5 +79,43 @@ async fn an_ipv4_socket_sending_to_an_ipv6_address_is_invalid_input() {
             .unwrap();
         let got = within(receiver.receive()).await.unwrap();
         assert_eq!(&got.packet[..], b"still");
+    }
+}
+
+/// Guard: a received datagram holds an allocation of its own size, not the socket's 64 KiB
+/// receive buffer (a `Bytes` split off it would keep the whole block alive while the caller
+/// holds the datagram): 10,000 small datagrams held at once hold their bytes only.
+#[tokio::test]
+async fn a_received_datagram_holds_only_its_own_bytes() {
+    const HELD: usize = 10_000;
+    let selector = SelectorManager::new();
+    let socket = a_socket(&selector)
+        .udp()
+        .receive_buffer_size(1 << 22)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let sender = udp_socket(&selector).await;
+    let mut held = Vec::with_capacity(HELD);
+    while held.len() < HELD {
+        // In rounds the receive buffer holds whole.
+        let round = (HELD - held.len()).min(500);
+        for i in 0..round {
+            let packet = vec![b'x'; 1 + i % 3];
+            sender
+                .send(Datagram::new(packet, socket.local_address()).unwrap())
+                .await
+                .unwrap();
+        }
+        for _ in 0..round {
+            held.push(within(socket.receive()).await.unwrap().packet);
+        }
+    }
+    for (i, packet) in held.into_iter().enumerate() {
+        let len = packet.len();
+        let own = packet
+            .try_into_mut()
+            .unwrap_or_else(|_| panic!("datagram {i} shares its allocation"));
+        assert_eq!(own.capacity(), len, "datagram {i}");
     }
 }
