@@ -6,7 +6,7 @@ use std::pin::pin;
 
 use net_sockets::{ConnectedDatagramSocket, Datagram, Error, SelectorManager, a_socket};
 use net_tests::loopback::udp_socket;
-use net_tests::{pending_after_one_poll, within};
+use net_tests::{Ticker, pending_after_one_poll, within};
 
 /// A connected socket receives only from its peer, also the datagrams that others sent to its
 /// port before it was connected (and that the kernel had queued then): an adopted `std` socket
@@ -118,4 +118,33 @@ async fn a_received_datagram_holds_only_its_own_bytes() {
             .unwrap_or_else(|_| panic!("datagram {i} shares its allocation"));
         assert_eq!(own.capacity(), len, "datagram {i}");
     }
+}
+
+/// A task whose sends never have to wait (loopback takes every datagram at once) still lets
+/// the other tasks of its thread run: each send takes a unit of tokio's cooperative budget, as
+/// tokio's own sends do (and as this socket's receives and a stream's writes do), so the
+/// sending task yields when the budget is spent. (Before, 1,000 sends ran without a turn for
+/// anyone else.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_sender_that_never_waits_still_yields_to_other_tasks() {
+    let selector = SelectorManager::new();
+    let socket = udp_socket(&selector).await;
+    let sink = udp_socket(&selector).await;
+    let to = sink.local_address();
+    // The first send may wait for the reactor to report the new socket writable.
+    socket
+        .send(Datagram::new(vec![0], to.clone()).unwrap())
+        .await
+        .unwrap();
+    let ticker = Ticker::spawn();
+    for _ in 0..1_000 {
+        socket
+            .send(Datagram::new(vec![1], to.clone()).unwrap())
+            .await
+            .unwrap();
+    }
+    assert!(
+        ticker.ticks() > 0,
+        "the sending task never yielded to the ticker"
+    );
 }

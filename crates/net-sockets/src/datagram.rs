@@ -315,16 +315,20 @@ impl UdpCore {
         }
     }
 
-    /// Sends with `try_send` (which registers no wake-up); if the send buffer is full, waits for
-    /// its turn among the sends that wait and then sends with `poll_send`. The socket wakes only
-    /// the last task that polled it for room, so concurrent sends that wait queue on
-    /// `send_turn` (each woken in turn, and one that is dropped hands the turn on) instead of
-    /// leaving all but one waiting for ever.
+    /// Takes a unit of the cooperative budget, then sends with `try_send` (which registers no
+    /// wake-up); if the send buffer is full, waits for its turn among the sends that wait and
+    /// then sends with `poll_send`. The socket wakes only the last task that polled it for
+    /// room, so concurrent sends that wait queue on `send_turn` (each woken in turn, and one
+    /// that is dropped hands the turn on) instead of leaving all but one waiting for ever.
     async fn send_or_wait(
         &self,
         try_send: impl FnOnce(&UdpSocket) -> io::Result<usize>,
         poll_send: impl FnMut(&UdpSocket, &mut Context<'_>) -> Poll<io::Result<usize>>,
     ) -> Result<()> {
+        // A unit of the task's cooperative budget, as tokio's own sends take: a task whose sends
+        // never wait (loopback, a fast link) still yields to the other tasks of its thread.
+        // Taken before anything is sent, so that yielding here sends nothing.
+        tokio::task::coop::consume_budget().await;
         match try_send(&*self.core.io()?) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(Error::from(e)),
