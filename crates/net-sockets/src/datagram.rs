@@ -460,7 +460,8 @@ macro_rules! datagram_methods {
         /// # Cancel safety
         ///
         /// Cancel safe: a datagram is taken from the socket only when the future completes
-        /// with it.
+        /// with it (a connected socket's receive also takes, and drops, those that others sent
+        /// before it was connected: see [`ConnectedDatagramSocket`]).
         pub async fn receive(&self) -> Result<Datagram> {
             self.core.receive().await
         }
