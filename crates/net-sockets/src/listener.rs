@@ -835,9 +835,10 @@ impl fmt::Display for HeaderError {
     }
 }
 
-/// The most bytes a read for a PROXY protocol header asks for, unless the header needs more:
-/// room for any v1 header, and for a v2 header with IPv6 addresses and the TLVs proxies
-/// commonly add, with the first bytes of the application's data.
+/// The most bytes a read for a PROXY protocol header asks for (and makes room for): room for
+/// any v1 header, and for a v2 header with IPv6 addresses and the TLVs proxies commonly add,
+/// with the first bytes of the application's data. A longer v2 header takes more reads, so
+/// that the memory held for a header follows the bytes received, not the length it announces.
 const HEADER_READ: usize = 512;
 
 /// The first bytes of a connection, read to look for a PROXY protocol header.
@@ -851,7 +852,8 @@ impl HeaderBytes {
     /// when an optional header is absent: the bytes are not a header, or the stream ended
     /// before one was complete) and the bytes read that belong to the application: all of
     /// them when the header is absent, those that came after it otherwise (each read takes
-    /// what has arrived, up to [`HEADER_READ`] bytes, so a header usually takes one read).
+    /// what has arrived, up to [`HEADER_READ`] bytes, so a header usually takes one read; the
+    /// buffer holds at most that much more than was received).
     /// Cancel safe: what was read stays here.
     async fn read(
         &mut self,
@@ -861,7 +863,7 @@ impl HeaderBytes {
         use bytes::BufMut;
         use tokio::io::AsyncReadExt;
         loop {
-            let want = match proxy_protocol::parse(&self.buf) {
+            match proxy_protocol::parse(&self.buf) {
                 Parse::Done { header, consumed } => {
                     let after = if consumed == self.buf.len() {
                         Bytes::new()
@@ -873,13 +875,18 @@ impl HeaderBytes {
                 Parse::NotProxy if required => return Err(HeaderError::Missing),
                 Parse::NotProxy => return Ok((None, std::mem::take(self).into_bytes())),
                 Parse::Invalid(e) => return Err(HeaderError::Invalid(e)),
-                Parse::NeedMore { at_least } => self.buf.len() + at_least.max(HEADER_READ),
-            };
-            // What the parser needs, or more if it has come (the bytes after a header are the
-            // application's), never more than decides (the limit of both versions). Only the
-            // bytes read are appended, so a read dropped mid-way leaves nothing behind.
-            let room = want.min(proxy_protocol::MAX_HEADER) - self.buf.len();
-            self.buf.reserve(room);
+                Parse::NeedMore { .. } => {}
+            }
+            // What has come, up to `HEADER_READ` bytes (the bytes after a header are the
+            // application's), never more than decides (the limit of both versions). Room is
+            // made for that much once the buffer is full, whatever length a v2 header
+            // announced (and not on every read: a header sent a byte at a time fills the room
+            // it has). Only the bytes read are appended, so a read dropped mid-way leaves
+            // nothing behind.
+            let room = (proxy_protocol::MAX_HEADER - self.buf.len()).min(HEADER_READ);
+            if self.buf.len() == self.buf.capacity() {
+                self.buf.reserve_exact(room);
+            }
             let mut room = (&mut self.buf).limit(room);
             let n = match stream {
                 Stream::Tcp(s) => s.read_buf(&mut room).await,
@@ -1278,6 +1285,43 @@ mod tests {
             Poll::Pending => Poll::Ready(None),
         })
         .await
+    }
+
+    /// A v2 header whose length field announces the longest header accepted (4,096 bytes), of
+    /// which the peer sends 20 bytes and then nothing: the memory held for it follows the bytes
+    /// received, not the length the peer announced.
+    #[tokio::test]
+    async fn a_header_announced_long_but_sent_short_holds_memory_for_what_came() {
+        use std::io::Write as _;
+        use tokio::net::UnixStream;
+
+        let mut start = b"\r\n\r\n\x00\r\nQUIT\n\x21\x11".to_vec();
+        let length = u16::try_from(proxy_protocol::MAX_HEADER - 16).unwrap();
+        start.extend_from_slice(&length.to_be_bytes());
+        start.extend_from_slice(&[192, 0, 2, 7]);
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        (&theirs).write_all(&start).unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut stream = Stream::Unix(UnixStream::from_std(ours).unwrap());
+        let mut bytes = HeaderBytes::default();
+        // The read waits for the rest, which never comes; each try is cut short (the read is
+        // cancel safe) until the 20 bytes are in.
+        for _ in 0..500 {
+            let read =
+                tokio::time::timeout(Duration::from_millis(10), bytes.read(&mut stream, true));
+            assert!(read.await.is_err(), "the read ended without a whole header");
+            if bytes.buf.len() == start.len() {
+                break;
+            }
+        }
+        assert_eq!(bytes.buf.len(), start.len());
+        assert!(
+            bytes.buf.capacity() <= start.len() + HEADER_READ,
+            "{} bytes held for the {} received",
+            bytes.buf.capacity(),
+            start.len()
+        );
+        drop(theirs);
     }
 
     /// A header and the application's first bytes that arrive together are taken in one read
