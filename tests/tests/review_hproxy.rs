@@ -1,0 +1,287 @@
+//! PROXY protocol headers on accepted connections, as a hostile or unusual proxy sends them:
+//! headers of every size the parser allows, blocks the listener skips, a header sent a byte at a
+//! time, and what a connection dropped for its header leaves behind.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use net_io::LineEnding;
+use net_sockets::{ProxyProtocol, SelectorManager, ServerSocket, Socket, SocketAddress, a_socket};
+use net_tests::probe::fd_count;
+use net_tests::within;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn listener(
+    configure: impl FnOnce(net_sockets::TcpSocketBuilder) -> net_sockets::TcpSocketBuilder,
+) -> (SelectorManager, ServerSocket, SocketAddr) {
+    let selector = SelectorManager::new();
+    let server = configure(a_socket(&selector).tcp())
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let address = SocketAddr::from(([127, 0, 0, 1], server.port().unwrap()));
+    (selector, server, address)
+}
+
+/// A v2 header: signature, the two bytes, the length of `body`, `body`.
+fn v2(version_command: u8, family_transport: u8, body: &[u8]) -> Vec<u8> {
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.push(version_command);
+    header.push(family_transport);
+    header.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+    header.extend_from_slice(body);
+    header
+}
+
+/// The v2 address block of 192.0.2.7:4242 -> 127.0.0.1:9002.
+fn inet_block() -> Vec<u8> {
+    let mut block = vec![192, 0, 2, 7, 127, 0, 0, 1];
+    block.extend_from_slice(&4242u16.to_be_bytes());
+    block.extend_from_slice(&9002u16.to_be_bytes());
+    block
+}
+
+async fn first_line(socket: &mut Socket) -> Option<String> {
+    let mut input = socket.open_read_channel().unwrap();
+    within(input.read_line(8192, LineEnding::Default))
+        .await
+        .unwrap()
+}
+
+async fn read_all(stream: &mut TcpStream) -> Vec<u8> {
+    let mut rest = Vec::new();
+    let _ = within(stream.read_to_end(&mut rest)).await;
+    rest
+}
+
+/// The longest v2 header accepted (4,096 bytes: addresses, then a NOOP TLV filling it), sent
+/// with the application's first line in one write: the header takes several reads of the
+/// listener's, and the line after it arrives whole and first.
+#[tokio::test]
+async fn the_longest_v2_header_is_read_in_pieces_and_what_follows_is_kept() {
+    let (_selector, server, address) =
+        listener(|b| b.proxy_protocol(ProxyProtocol::Required)).await;
+    let mut body = inet_block();
+    let padding = 4096 - 16 - body.len() - 3;
+    body.extend_from_slice(&[0x04]);
+    body.extend_from_slice(&u16::try_from(padding).unwrap().to_be_bytes());
+    body.extend(std::iter::repeat_n(0xAA, padding));
+    let mut sent = v2(0x21, 0x11, &body);
+    assert_eq!(sent.len(), 4096);
+    let line = "x".repeat(1000);
+    sent.extend_from_slice(format!("{line}\n").as_bytes());
+    let mut client = TcpStream::connect(address).await.unwrap();
+    client.write_all(&sent).await.unwrap();
+    let mut accepted = within(server.accept()).await.unwrap();
+    assert_eq!(accepted.remote_address().to_string(), "192.0.2.7:4242");
+    assert_eq!(first_line(&mut accepted).await, Some(line));
+    assert_eq!(server.stats().proxy_header_failures, 0);
+}
+
+/// Blocks the listener reads and skips, each with the application's first line in the same
+/// write: a `LOCAL` header with an address block and TLVs (a health check), `AF_UNIX`
+/// addresses (216 bytes) with an SSL TLV holding sub-TLVs and a CRC32C TLV that is not
+/// checked, and `AF_UNSPEC`. None names a client: the connection keeps its own address, and
+/// its line arrives whole and first.
+#[tokio::test]
+async fn headers_that_name_no_client_keep_the_peer_and_the_bytes_after_them() {
+    let (_selector, server, address) =
+        listener(|b| b.proxy_protocol(ProxyProtocol::Required)).await;
+    let mut tlvs = vec![0x04, 0x00, 0x00]; // an empty NOOP
+    let ssl = [0x01, 0, 0, 0, 0, 0x21, 0x00, 0x03, b'1', b'.', b'3'];
+    tlvs.push(0x20);
+    tlvs.extend_from_slice(&u16::try_from(ssl.len()).unwrap().to_be_bytes());
+    tlvs.extend_from_slice(&ssl);
+    tlvs.extend_from_slice(&[0x03, 0x00, 0x04, 0xDE, 0xAD, 0xBE, 0xEF]); // a wrong CRC32C
+    let mut local = inet_block();
+    local.extend_from_slice(&tlvs);
+    let mut unix = vec![b'/'; 216];
+    unix.extend_from_slice(&tlvs);
+    let headers = [
+        ("LOCAL", v2(0x20, 0x11, &local)),
+        ("AF_UNIX", v2(0x21, 0x31, &unix)),
+        ("AF_UNSPEC", v2(0x21, 0x00, &tlvs)),
+    ];
+    for (what, header) in headers {
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let mut sent = header;
+        sent.extend_from_slice(what.as_bytes());
+        sent.push(b'\n');
+        client.write_all(&sent).await.unwrap();
+        let mut accepted = within(server.accept()).await.unwrap();
+        assert_eq!(
+            accepted.remote_address(),
+            SocketAddress::from(client.local_addr().unwrap()),
+            "{what}"
+        );
+        assert_eq!(accepted.proxy_address(), None, "{what}");
+        assert_eq!(first_line(&mut accepted).await.as_deref(), Some(what));
+    }
+    assert_eq!(server.stats().proxy_header_failures, 0);
+}
+
+/// A header sent one byte at a time, slower than the header timeout allows: the connection is
+/// dropped when the timeout passes, though bytes keep coming (the timeout bounds the whole
+/// header, not each read), and connections that come meanwhile are accepted: the accept loop
+/// never waits on one client's header.
+#[tokio::test]
+async fn a_header_sent_a_byte_at_a_time_is_cut_off_while_others_are_served() {
+    let limit = Duration::from_millis(500);
+    let (_selector, server, address) = listener(|b| {
+        b.proxy_protocol(ProxyProtocol::Required)
+            .proxy_header_timeout(limit)
+    })
+    .await;
+    let server = std::sync::Arc::new(server);
+    let line = b"PROXY TCP4 192.0.2.1 127.0.0.1 1 9002\r\n";
+    let slow = TcpStream::connect(address).await.unwrap();
+    // The first accept takes the slow connection from the kernel, then the good ones.
+    let started = std::time::Instant::now();
+    let (mut reading, mut writing) = slow.into_split();
+    let watched = std::sync::Arc::clone(&server);
+    // A byte every 40 ms: the whole line would take about 1.5 s.
+    let sending = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < line.len() && watched.stats().proxy_header_failures == 0 {
+            if writing.write_all(&line[sent..=sent]).await.is_err() {
+                break;
+            }
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        (sent, writing)
+    });
+    for port in 1..=3 {
+        let mut good = TcpStream::connect(address).await.unwrap();
+        let header = format!("PROXY TCP4 192.0.2.9 127.0.0.1 {port} 9002\r\nhi\n");
+        good.write_all(header.as_bytes()).await.unwrap();
+        let mut accepted = within(server.accept()).await.unwrap();
+        assert_eq!(
+            accepted.remote_address().to_string(),
+            format!("192.0.2.9:{port}")
+        );
+        assert_eq!(first_line(&mut accepted).await.as_deref(), Some("hi"));
+    }
+    assert_eq!(
+        server.stats().proxy_header_failures,
+        0,
+        "the good connections were served only after the slow one was dropped"
+    );
+    let mut rest = Vec::new();
+    let _ = within(reading.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty());
+    let took = started.elapsed();
+    assert!(took >= limit, "dropped after {took:?}");
+    let (sent, _writing) = within(sending).await.unwrap();
+    assert!(
+        sent < line.len(),
+        "the whole header was sent before the timeout cut it off"
+    );
+    assert_eq!(server.stats().proxy_header_failures, 1);
+}
+
+const ALONE: &str = "REVIEW_HPROXY_ALONE";
+
+/// Connections dropped for their header, of every kind (malformed v1 and v2, a TLV running
+/// past the header, a header cut short by the client's end or by a reset, plain text, a
+/// `TCP4` line with an IPv6 address, a line ended by LF alone), 20 of each: each one's
+/// descriptor is closed and its slot and place freed, so that afterwards the descriptor count
+/// is what it was, and a good connection is accepted under `max_connections(1)` and
+/// `max_connections_per_ip(1)`. Run alone in a process of its own, so that no other test
+/// opens descriptors meanwhile.
+#[test]
+fn connections_dropped_for_their_header_leave_nothing_behind() {
+    net_tests::harness::rerun_self_alone(
+        "connections_dropped_for_their_header_leave_nothing_behind_child",
+        ALONE,
+        "dropped and released",
+    );
+}
+
+#[test]
+fn connections_dropped_for_their_header_leave_nothing_behind_child() {
+    net_tests::harness::run_if_child(ALONE, async {
+        let (_selector, server, address) = listener(|b| {
+            b.proxy_protocol(ProxyProtocol::Required)
+                .max_connections(1)
+                .max_connections_per_ip(1)
+                .proxy_header_timeout(Duration::from_secs(10))
+        })
+        .await;
+        let server = std::sync::Arc::new(server);
+        let mut bad_tlv = inet_block();
+        bad_tlv.extend_from_slice(&[0x04, 0x00, 0x05, 0x00]);
+        let bad: Vec<(&str, Vec<u8>, bool)> = vec![
+            (
+                "malformed v1",
+                b"PROXY TCP4 1.2.3.4 5.6.7.8 1 02\r\n".to_vec(),
+                false,
+            ),
+            (
+                "TCP4 with IPv6",
+                b"PROXY TCP4 ::1 ::1 1 2\r\n".to_vec(),
+                false,
+            ),
+            (
+                "LF alone",
+                b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\nhi\n".to_vec(),
+                false,
+            ),
+            ("bad version", v2(0x11, 0x11, &inet_block()), false),
+            ("bad TLV", v2(0x21, 0x11, &bad_tlv), false),
+            ("plain text", b"GET / HTTP/1.1\r\n\r\n".to_vec(), false),
+            (
+                "v2 cut short",
+                v2(0x21, 0x11, &inet_block())[..20].to_vec(),
+                true,
+            ),
+            ("v1 cut short", b"PROXY TCP4 1.2.3.4".to_vec(), true),
+        ];
+        let before = fd_count();
+        let mut dropped = 0;
+        for round in 0..20 {
+            for (what, bytes, end) in &bad {
+                let accepting = std::sync::Arc::clone(&server);
+                let accept = tokio::spawn(async move { accepting.accept().await });
+                let mut client = TcpStream::connect(address).await.unwrap();
+                client.write_all(bytes).await.unwrap();
+                if *end {
+                    if round % 2 == 0 {
+                        client.shutdown().await.unwrap();
+                    } else {
+                        net_tests::fault::reset(client);
+                        client = TcpStream::connect(address).await.unwrap();
+                        client.shutdown().await.unwrap();
+                        dropped += 1; // the reset one, and this one, cut short at once
+                    }
+                }
+                assert!(read_all(&mut client).await.is_empty(), "{what}");
+                dropped += 1;
+                within(async {
+                    while server.stats().proxy_header_failures < dropped {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+                .await;
+                accept.abort();
+                let _ = accept.await;
+            }
+        }
+        assert_eq!(server.stats().proxy_header_failures, dropped);
+        within(async {
+            while fd_count() != before {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        let mut good = TcpStream::connect(address).await.unwrap();
+        good.write_all(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nhi\n")
+            .await
+            .unwrap();
+        let mut accepted = within(server.accept()).await.unwrap();
+        assert_eq!(first_line(&mut accepted).await.as_deref(), Some("hi"));
+        assert_eq!(server.stats().accepted, 1);
+        println!("dropped and released: {dropped}");
+    });
+}
