@@ -285,3 +285,36 @@ fn connections_dropped_for_their_header_leave_nothing_behind_child() {
         println!("dropped and released: {dropped}");
     });
 }
+
+/// An `accept` dropped while it waits: on a listener that expects a PROXY protocol header,
+/// the connections it took from the kernel meanwhile have their header read without it. One
+/// with a good header waits for the next `accept`, which hands it out with what it sent after
+/// the header; one whose header does not come in time is dropped although no `accept` is
+/// pending (without a header to read, both would wait in the kernel's queue).
+#[tokio::test]
+async fn a_dropped_accept_leaves_the_connections_it_took_to_their_header_reads() {
+    let (_selector, server, address) = listener(|b| {
+        b.proxy_protocol(ProxyProtocol::Required)
+            .proxy_header_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let mut silent = TcpStream::connect(address).await.unwrap();
+    let mut proxied = TcpStream::connect(address).await.unwrap();
+    let dropped = tokio::time::timeout(Duration::from_millis(200), server.accept()).await;
+    assert!(dropped.is_err(), "accepted without a header");
+    // No `accept` is pending now.
+    proxied
+        .write_all(b"PROXY TCP4 192.0.2.3 127.0.0.1 3 9002\r\nhi\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let end = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(end, Ok(Ok(0))),
+        "the silent one was not dropped: {end:?}"
+    );
+    assert_eq!(server.stats().proxy_header_failures, 1);
+    let mut accepted = within(server.accept()).await.unwrap();
+    assert_eq!(accepted.remote_address().to_string(), "192.0.2.3:3");
+    assert_eq!(first_line(&mut accepted).await.as_deref(), Some("hi"));
+}

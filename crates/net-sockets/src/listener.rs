@@ -427,8 +427,12 @@ impl ServerSocket {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a connection is taken from the kernel's queue only when the future
-    /// completes with it.
+    /// Cancel safe: no connection is lost. Without a PROXY protocol header to read, a
+    /// connection is taken from the kernel's queue only when the future completes with it.
+    /// With one, a waiting `accept` takes connections from the kernel as they come and has
+    /// their headers read in tasks of their own; when it is dropped, those reads go on: a
+    /// connection whose header was read waits for the next `accept`, and one whose header is
+    /// bad or late is dropped, whether or not an `accept` is pending.
     pub async fn accept(&self) -> Result<Socket> {
         self.inner.accept().await
     }
