@@ -52,21 +52,32 @@ std_socket!(StdStream: std::net::TcpStream => false, std::os::unix::net::UnixStr
 ///
 /// # Errors
 ///
-/// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when it is not; the
-/// OS error when it is not a socket at all.
+/// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when it is not, also
+/// when it is not a socket at all (a pipe, a file: `ENOTSOCK`, which has no kind of its own);
+/// another OS error as it is.
 pub(crate) fn check_kind(
     socket: &SockRef<'_>,
     ty: Type,
     families: &[Domain],
     what: &str,
 ) -> Result<()> {
-    if socket.r#type()? == ty && families.contains(&socket.domain()?) {
-        Ok(())
-    } else {
+    let refused = |why: &str| {
         Err(Error::Io(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("the socket to adopt is not a {what}"),
+            format!("the socket to adopt is not a {what}{why}"),
         )))
+    };
+    let socket_type = match socket.r#type() {
+        Ok(socket_type) => socket_type,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
+            return refused(": the descriptor is not a socket");
+        }
+        Err(e) => return Err(Error::Io(e)),
+    };
+    if socket_type == ty && families.contains(&socket.domain()?) {
+        Ok(())
+    } else {
+        refused("")
     }
 }
 
