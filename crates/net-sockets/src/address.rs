@@ -344,7 +344,7 @@ mod sealed {
 /// address) the string is ambiguous and refused with [`Error::Io`](crate::Error::Io) of kind
 /// [`InvalidInput`](std::io::ErrorKind::InvalidInput), as `std` refuses it; so is a string
 /// whose bracketed host is not an IPv6 address (`"[fe80::1%eth0]:80"`: a scope is a number)
-/// or whose port is not all digits.
+/// or whose port is not all digits or over 65535.
 ///
 /// The trait is sealed: the conversions are the ones listed here.
 pub trait ToSocketAddress: sealed::Sealed {
@@ -406,8 +406,12 @@ fn parse_host_port(text: &str) -> Result<SocketTarget> {
     };
     let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
     if let Some(bracketed) = host.strip_prefix('[') {
-        // `SocketAddr` took every IPv6 literal in brackets with a port.
+        // `SocketAddr` took every IPv6 literal in brackets with a port: refused with one, it
+        // is the port that is wrong.
         let inner = bracketed.strip_suffix(']').ok_or_else(invalid)?;
+        if ipv6_literal(inner, 0).is_some() {
+            return Err(invalid());
+        }
         return Err(Error::Io(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
@@ -523,6 +527,27 @@ mod tests {
             t,
             SocketTarget::Address("[fe80::1%2]:80".parse::<SocketAddr>().unwrap().into())
         );
+    }
+
+    /// A bracketed IPv6 address with a bad port (out of range, signed, empty) is refused for
+    /// its port, never for its address. (Before, `"[::1]:99999"` was refused with "\"::1\" is
+    /// not an IPv6 address", which sent the user looking at the wrong half.)
+    #[test]
+    fn a_bracketed_ipv6_address_with_a_bad_port_is_refused_for_the_port() {
+        for text in [
+            "[::1]:99999",
+            "[::1]:65536",
+            "[::1]:",
+            "[::1]:+80",
+            "[::1]:-1",
+            "[fe80::1%2]:99999",
+        ] {
+            let e = text.to_socket_target().unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{text}");
+            let message = e.to_string();
+            assert!(message.contains("expected host:port"), "{text}: {e}");
+            assert!(!message.contains("not an IPv6 address"), "{text}: {e}");
+        }
     }
 
     /// A scoped IPv6 literal (`fe80::1%2`: the scope is a number) in the `(host, port)` form is
