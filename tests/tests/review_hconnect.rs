@@ -8,13 +8,33 @@ use net_sockets::{
 };
 use net_tests::probe::fd_count;
 
+/// One test at a time: one counts this process's descriptors.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `test` alone, on a runtime of its own.
+fn run(test: impl std::future::Future<Output = ()>) {
+    let _serial = serial();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
 /// A `std` wrapper holds whatever descriptor it was made from (`From<OwnedFd>` is safe code),
 /// also one that is no socket at all (a device, a file). Adopting it is the documented
 /// `InvalidInput` error of a descriptor of the wrong kind, as for a socket of the wrong type,
 /// and the descriptor is closed (one owner, no leak). (Before, it was the raw `ENOTSOCK`, of
 /// kind `Uncategorized`, which no caller can match on.)
-#[tokio::test]
-async fn a_descriptor_that_is_not_a_socket_is_refused_as_invalid_input() {
+#[test]
+fn a_descriptor_that_is_not_a_socket_is_refused_as_invalid_input() {
+    run(a_descriptor_that_is_not_a_socket_is_refused_as_invalid_input_body());
+}
+
+async fn a_descriptor_that_is_not_a_socket_is_refused_as_invalid_input_body() {
     let selector = SelectorManager::new();
     let refused = |what: &str, e: Error| {
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e:?}");
@@ -73,4 +93,57 @@ async fn a_descriptor_that_is_not_a_socket_is_refused_as_invalid_input() {
             "round {round}: a descriptor was left open"
         );
     }
+}
+
+/// Two listeners on distinct abstract names that differ only where a filesystem path would be
+/// the same (a trailing `/`, a `//`, a `/./`: every byte of an abstract name is its own) are two
+/// sockets, and their addresses are not equal, nor hashed alike: `SocketAddress` equality is
+/// the socket's identity. (Before, `UnixSocketAddress` compared its `PathBuf` component by
+/// component, so `"\0svc"` and `"\0svc/"` were equal, and a map keyed by address merged them.)
+#[test]
+fn abstract_names_that_differ_in_any_byte_are_different_addresses() {
+    run(abstract_names_that_differ_in_any_byte_are_different_addresses_body());
+}
+
+async fn abstract_names_that_differ_in_any_byte_are_different_addresses_body() {
+    use std::collections::HashSet;
+
+    use net_sockets::{SocketAddress, UnixSocketAddress, a_socket};
+
+    let selector = SelectorManager::new();
+    let base = format!("\0net-sockets-review-hconnect-{}", std::process::id());
+    let names = [
+        base.clone(),
+        format!("{base}/"),
+        format!("{base}/x"),
+        format!("{base}//x"),
+        format!("{base}/./x"),
+    ];
+    let mut listeners = Vec::new();
+    for name in &names {
+        let listener = a_socket(&selector)
+            .tcp()
+            .bind(UnixSocketAddress::new(name))
+            .await
+            .unwrap_or_else(|e| panic!("bind {name:?}: {e}"));
+        assert_eq!(
+            listener.local_address(),
+            SocketAddress::Unix(UnixSocketAddress::new(name))
+        );
+        listeners.push(listener);
+    }
+    let addresses: Vec<SocketAddress> = listeners.iter().map(|l| l.local_address()).collect();
+    for (i, a) in addresses.iter().enumerate() {
+        for (j, b) in addresses.iter().enumerate() {
+            assert_eq!(a == b, i == j, "{a:?} and {b:?}");
+            let order = a.as_unix().unwrap().cmp(b.as_unix().unwrap());
+            assert_eq!(
+                order == std::cmp::Ordering::Equal,
+                i == j,
+                "{a:?} and {b:?}"
+            );
+        }
+    }
+    let distinct: HashSet<&SocketAddress> = addresses.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "{addresses:?}");
 }

@@ -153,6 +153,10 @@ impl From<InetSocketAddress> for SocketAddr {
 /// and reported as it was given; the file it made is removed there, though the working
 /// directory changed since.
 ///
+/// Two paths are equal (and hash and order alike) as [`Path`]s are, component by component
+/// (`"/tmp/x.sock"` and `"/tmp//x.sock"` name one file); two names in the abstract namespace
+/// only when every byte is (`"\0svc"` and `"\0svc/"` are two sockets).
+///
 /// # Examples
 ///
 /// ```
@@ -160,10 +164,57 @@ impl From<InetSocketAddress> for SocketAddr {
 ///
 /// let address = UnixSocketAddress::new("/tmp/x.sock");
 /// assert_eq!(address.to_string(), "/tmp/x.sock");
+/// assert_ne!(UnixSocketAddress::new("\0svc"), UnixSocketAddress::new("\0svc/"));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug)]
 pub struct UnixSocketAddress {
     path: PathBuf,
+}
+
+/// What tells two Unix socket addresses apart.
+#[derive(PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Identity<'a> {
+    /// A name in the abstract namespace: every byte is its own (no `/` separates anything).
+    Abstract(&'a [u8]),
+    /// A path, or the empty path of an unnamed socket: as `Path` compares it.
+    Path(&'a Path),
+}
+
+impl UnixSocketAddress {
+    fn identity(&self) -> Identity<'_> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = self.path.as_os_str().as_bytes();
+        match bytes.first() {
+            Some(0) => Identity::Abstract(bytes),
+            _ => Identity::Path(&self.path),
+        }
+    }
+}
+
+impl PartialEq for UnixSocketAddress {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for UnixSocketAddress {}
+
+impl std::hash::Hash for UnixSocketAddress {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+
+impl PartialOrd for UnixSocketAddress {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for UnixSocketAddress {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.identity().cmp(&other.identity())
+    }
 }
 
 impl UnixSocketAddress {
