@@ -147,3 +147,50 @@ async fn abstract_names_that_differ_in_any_byte_are_different_addresses_body() {
     let distinct: HashSet<&SocketAddress> = addresses.iter().collect();
     assert_eq!(distinct.len(), names.len(), "{addresses:?}");
 }
+
+/// A Unix client picks its own path (any byte but NUL), and a server shows its peers'
+/// addresses (its `connection` span's `remote`, its own log lines): a control character in
+/// that path — a newline that starts a forged log line, a terminal escape — is escaped by
+/// `Display`, as it is in an abstract name, never written raw. (Before, a path was displayed
+/// as it is, so a local client could write lines of its own into a server's log.)
+#[test]
+fn a_unix_peer_path_with_control_characters_is_displayed_escaped() {
+    run(a_unix_peer_path_with_control_characters_is_displayed_escaped_body());
+}
+
+async fn a_unix_peer_path_with_control_characters_is_displayed_escaped_body() {
+    use net_sockets::{UnixSocketAddress, a_socket};
+
+    let selector = SelectorManager::new();
+    let dir = net_tests::TempDir::new("review-hconnect-display");
+    let server_path = dir.join("server.sock");
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&server_path))
+        .await
+        .unwrap();
+    let client_path = dir.join("c\nINFO forged line\u{1b}[2J\r.sock");
+    let client = a_socket(&selector)
+        .tcp()
+        .local_address(UnixSocketAddress::new(&client_path))
+        .connect(UnixSocketAddress::new(&server_path))
+        .await
+        .unwrap();
+    let accepted = net_tests::within(listener.accept()).await.unwrap();
+    for shown in [
+        accepted.remote_address().to_string(),
+        client.local_address().to_string(),
+        UnixSocketAddress::new(&client_path).to_string(),
+    ] {
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(
+            shown.ends_with("/c\\nINFO forged line\\u{1b}[2J\\r.sock"),
+            "{shown:?}"
+        );
+    }
+    // A path without control characters is shown as it is.
+    assert_eq!(
+        listener.local_address().to_string(),
+        server_path.display().to_string()
+    );
+}

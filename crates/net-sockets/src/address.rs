@@ -9,7 +9,8 @@ use crate::{Error, Result};
 
 /// The address of a socket: an IP address and port, or a Unix domain socket path.
 ///
-/// `Display` prints `127.0.0.1:9002`, `[::1]:9002`, or the Unix path.
+/// `Display` prints `127.0.0.1:9002`, `[::1]:9002`, or the Unix path (its control characters
+/// escaped: see [`UnixSocketAddress`]'s `Display`).
 ///
 /// # Examples
 ///
@@ -312,26 +313,42 @@ impl UnixSocketAddress {
 }
 
 /// A path as its file's name; a name in the abstract namespace as `ss` and systemd write it,
-/// `@` then the name with control characters escaped (it may hold any byte, NUL included);
-/// `(unnamed)` for the empty path of an unnamed socket.
+/// `@` then the name (it may hold any byte, NUL included); `(unnamed)` for the empty path of an
+/// unnamed socket. Control characters are escaped in both (`\n`, `\u{1b}`): a client picks
+/// its own path or name, and a server shows it as its peer's address, so a newline or a
+/// terminal escape in it never reaches a log raw.
 impl fmt::Display for UnixSocketAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bytes = self.path.as_os_str().as_encoded_bytes();
-        match bytes.split_first() {
-            None => f.write_str("(unnamed)"),
-            Some((0, name)) => {
-                f.write_str("@")?;
-                for c in String::from_utf8_lossy(name).chars() {
-                    if c.is_control() {
-                        write!(f, "{}", c.escape_debug())?;
-                    } else {
-                        write!(f, "{c}")?;
-                    }
-                }
-                Ok(())
-            }
-            Some(_) => fmt::Display::fmt(&self.path.display(), f),
+        if f.width().is_some() || f.precision().is_some() {
+            // Padded as a whole, as an IP address is (`{:>20}`).
+            let mut text = String::new();
+            self.write_shown(&mut text)?;
+            return f.pad(&text);
         }
+        self.write_shown(f)
+    }
+}
+
+impl UnixSocketAddress {
+    /// Writes what `Display` shows.
+    fn write_shown(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        let bytes = self.path.as_os_str().as_encoded_bytes();
+        let shown = match bytes.split_first() {
+            None => return out.write_str("(unnamed)"),
+            Some((0, name)) => {
+                out.write_str("@")?;
+                name
+            }
+            Some(_) => bytes,
+        };
+        for c in String::from_utf8_lossy(shown).chars() {
+            if c.is_control() {
+                write!(out, "{}", c.escape_debug())?;
+            } else {
+                out.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -511,6 +528,15 @@ mod tests {
         assert_eq!(
             UnixSocketAddress::new("/tmp/x.sock").to_string(),
             "/tmp/x.sock"
+        );
+        // Padded as a whole, as a path was before its control characters were escaped.
+        assert_eq!(
+            format!(
+                "{:>14}|{:<4}|",
+                UnixSocketAddress::new("/tmp/\n"),
+                UnixSocketAddress::new("\0a")
+            ),
+            "       /tmp/\\n|@a  |"
         );
     }
 
