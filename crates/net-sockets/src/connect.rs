@@ -384,7 +384,13 @@ async fn race(
                 attempts.push(Box::pin(connect_one(selector, address, options)));
                 next += 1;
                 start_now = false;
-                delay.as_mut().reset(Instant::now() + ATTEMPT_DELAY);
+                // "Now" on the delay's clock, the selector runtime's: the task polling may run
+                // on another runtime, whose clock may be paused, ahead or behind.
+                let now = {
+                    let _runtime = selector.handle().enter();
+                    Instant::now()
+                };
+                delay.as_mut().reset(now + ATTEMPT_DELAY);
             }
             let mut i = 0;
             while i < attempts.len() {
@@ -459,6 +465,47 @@ mod tests {
             elapsed >= ATTEMPT_DELAY && elapsed < Duration::from_secs(2),
             "{elapsed:?}"
         );
+    }
+
+    /// The attempt delay is a timer of the selector's runtime, and runs on its clock, whatever
+    /// polls the connect: here a runtime whose (paused) clock is an hour ahead. (Before, each
+    /// attempt reset the delay to the polling runtime's "now" plus 250 ms, which on the
+    /// selector's clock was an hour away: the next address waited for the stalled one's SYN
+    /// retries to give up, minutes, instead of 250 ms.)
+    #[test]
+    fn the_attempt_delay_runs_on_the_selectors_clock_whatever_polls() {
+        let selector = SelectorManager::builder()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let (_hole, _fillers, stalled) = black_hole();
+        let good = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let good_address = good.local_addr().unwrap();
+        let ahead = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let (done, connected) = std::sync::mpsc::channel();
+        let polling = selector.clone();
+        std::thread::spawn(move || {
+            ahead.block_on(async {
+                tokio::time::advance(Duration::from_secs(3600)).await;
+                let stream = race(
+                    polling.inner(),
+                    &[stalled, good_address],
+                    &SocketOptions::default(),
+                )
+                .await;
+                let _ = done.send(stream.map(|s| s.peer_addr().unwrap()));
+            });
+        });
+        let peer = connected
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the second address was not tried after the attempt delay")
+            .unwrap();
+        assert_eq!(peer, good_address);
+        selector.close();
     }
 
     #[tokio::test]
