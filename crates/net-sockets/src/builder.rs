@@ -46,7 +46,8 @@ macro_rules! common_setters {
             self
         }
 
-        /// Sets the IP type of service (`IP_TOS`, or `IPV6_TCLASS` on IPv6).
+        /// Sets the IP type of service (`IP_TOS`, or `IPV6_TCLASS` on IPv6; on Linux, an IPv6
+        /// socket gets `IP_TOS` too, for the IPv4 traffic of a dual-stack one).
         pub fn type_of_service(mut self, tos: u8) -> Self {
             self.options.type_of_service = Some(tos);
             self

@@ -35,7 +35,8 @@ pub struct SocketOptions {
     pub reuse_address: Option<bool>,
     /// `SO_REUSEPORT`. Default: off.
     pub reuse_port: bool,
-    /// IP type of service (`IP_TOS`, or `IPV6_TCLASS` on IPv6 sockets). Default: the OS's.
+    /// IP type of service (`IP_TOS`, or `IPV6_TCLASS` on IPv6 sockets; on Linux, an IPv6
+    /// socket gets `IP_TOS` too, for the IPv4 traffic of a dual-stack one). Default: the OS's.
     pub type_of_service: Option<u8>,
     /// `SO_SNDBUF` in bytes (the kernel caps it at its own limit; a size over `i32::MAX` asks
     /// for that largest buffer). Default: the OS's.
@@ -186,12 +187,16 @@ impl SocketOptions {
                 set("reuse_port", socket.set_reuse_port(true))?;
             }
             if let Some(tos) = self.type_of_service {
-                let result = if ipv6 {
-                    socket.set_tclass_v6(u32::from(tos))
+                if ipv6 {
+                    set("type_of_service", socket.set_tclass_v6(u32::from(tos)))?;
+                    // A dual-stack socket's IPv4 traffic (IPv4-mapped peers, and the
+                    // connections a listener accepts from them, which inherit it) carries
+                    // `IP_TOS`, not the traffic class: set it too, as the JDK does on Linux.
+                    #[cfg(any(target_os = "linux", target_os = "android"))]
+                    set("type_of_service", socket.set_tos_v4(u32::from(tos)))?;
                 } else {
-                    socket.set_tos_v4(u32::from(tos))
-                };
-                set("type_of_service", result)?;
+                    set("type_of_service", socket.set_tos_v4(u32::from(tos)))?;
+                }
             }
         }
         self.apply_buffer_sizes(&SockRef::from(socket))?;
