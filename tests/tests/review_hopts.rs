@@ -58,3 +58,43 @@ async fn type_of_service_marks_the_ipv4_traffic_of_a_dual_stack_socket() {
     })
     .unwrap();
 }
+
+/// A listener adopted with `from_std` gets the builder's options for the connections it
+/// accepts, the buffer sizes among them, TCP as Unix: each accepted socket has the sizes asked
+/// for. (Before, an adopted Unix listener's connections got them and an adopted TCP one's did
+/// not: they were set on a listener only before its `bind`, and a TCP connection takes its
+/// listener's.)
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_adopted_listener_gives_its_connections_the_builders_buffer_sizes() {
+    let selector = SelectorManager::new();
+    let builder = a_socket(&selector)
+        .tcp()
+        .send_buffer_size(64 * 1024)
+        .receive_buffer_size(96 * 1024);
+    let check = |which: &'static str| {
+        move |s: socket2::SockRef<'_>| {
+            // Linux doubles what it is asked for; its defaults differ.
+            assert_eq!(s.send_buffer_size()?, 2 * 64 * 1024, "{which}");
+            assert_eq!(s.recv_buffer_size()?, 2 * 96 * 1024, "{which}");
+            Ok(())
+        }
+    };
+
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = std_listener.local_addr().unwrap();
+    let server = builder.clone().from_std(std_listener).unwrap();
+    let client = std::net::TcpStream::connect(address).unwrap();
+    let accepted = within(server.accept()).await.unwrap();
+    accepted.with_sock_ref(check("accepted TCP")).unwrap();
+    drop(client);
+
+    let dir = net_tests::TempDir::new("hopts");
+    let path = dir.join("adopted.sock");
+    let std_listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let server = builder.from_std(std_listener).unwrap();
+    let client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let accepted = within(server.accept()).await.unwrap();
+    accepted.with_sock_ref(check("accepted Unix")).unwrap();
+    drop(client);
+}

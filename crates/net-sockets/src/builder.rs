@@ -280,8 +280,9 @@ impl TcpSocketBuilder {
 
     /// Adopts a listening `std` socket ([`std::net::TcpListener`] or
     /// [`std::os::unix::net::UnixListener`], from a supervisor or another library) with this
-    /// builder's options for the connections it accepts (`backlog`, `reuse_*` and the other
-    /// options set before `bind` are the socket's own already).
+    /// builder's options for the connections it accepts, the buffer sizes among them (which are
+    /// set on the listener, as a TCP connection takes its listener's); `backlog`, `reuse_*` and
+    /// the other options set before `bind` are the socket's own already.
     ///
     /// # Errors
     ///

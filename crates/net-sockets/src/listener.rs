@@ -307,6 +307,9 @@ impl ServerSocket {
         }
         raw.set_nonblocking(true)?;
         let unix = raw.domain()? == Domain::UNIX;
+        // The buffer sizes are for the connections it accepts, as a bound listener's are: a
+        // TCP connection takes its listener's (a Unix one gets them in `wrap`).
+        options.apply_buffer_sizes(&SockRef::from(&raw))?;
         options.apply_connected(&SockRef::from(&raw), !unix)?;
         // Whoever made it may have set a lingering SO_LINGER, which the sockets it accepts
         // inherit; asked once here (after this, only `with_sock_ref` can set one, and it says so).
