@@ -429,3 +429,68 @@ async fn connections_outlive_their_dropped_listener_and_the_selector_shutdown_co
     let after = within(connection.input.read_line(64, LineEnding::Default)).await;
     assert!(after.is_err(), "{after:?}");
 }
+
+/// A shutdown that begins while connections keep coming and `accept` keeps handing them out, on
+/// other threads: every connection `accept` handed out is told (a handler that closes when told
+/// ends), and the report counts each one, as finished; none is left to be cut at the end of
+/// the grace period, and none handed out is missing from the count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shutdown_amid_accepts_counts_and_tells_every_connection_handed_out() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let selector = SelectorManager::new();
+    for round in 0..20 {
+        let server = Arc::new(
+            a_socket(&selector)
+                .tcp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap(),
+        );
+        let port = server.port().unwrap();
+        let handed_out = Arc::new(AtomicUsize::new(0));
+        let (enough, mut enough_seen) = tokio::sync::mpsc::channel::<()>(1);
+        let accepting = {
+            let server = Arc::clone(&server);
+            let handed_out = Arc::clone(&handed_out);
+            tokio::spawn(async move {
+                let mut handlers = tokio::task::JoinSet::new();
+                while let Ok(socket) = server.accept().await {
+                    if handed_out.fetch_add(1, Ordering::SeqCst) + 1 == 8 {
+                        let _ = enough.try_send(());
+                    }
+                    handlers.spawn(async move {
+                        socket.shutdown_requested().await;
+                        socket.close();
+                    });
+                }
+                handlers
+            })
+        };
+        let connecting = tokio::spawn(async move {
+            let mut clients = Vec::new();
+            for _ in 0..64 {
+                match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    Ok(client) => clients.push(client),
+                    Err(_) => break,
+                }
+            }
+            clients
+        });
+        within(enough_seen.recv()).await;
+        let report = within(server.shutdown(Duration::from_secs(10))).await;
+        let mut handlers = within(accepting).await.unwrap();
+        let handed_out = handed_out.load(Ordering::SeqCst);
+        assert_eq!(
+            (report.finished, report.cut),
+            (handed_out, 0),
+            "round {round}: {report:?}"
+        );
+        while let Some(ended) = within(handlers.join_next()).await {
+            ended.unwrap();
+        }
+        drop(within(connecting).await.unwrap());
+        assert_eq!(server.stats().open, 0);
+    }
+}
