@@ -11,7 +11,7 @@ use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use net_sockets::layer::{Ending, Link, RawStream, Transport};
 use net_sockets::{Connection, Socket, SocketStream};
@@ -42,7 +42,8 @@ use crate::{Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   `poll_shutdown`, sends no `close_notify` either: the peer sees a truncation, as with
 ///   tokio-rustls's streams.
 /// - [`flush_and_close`](net_io::ByteWriteChannel::flush_and_close) on the write channel sends
-///   `close_notify` and FIN: a half-close; the read channel keeps working. After a failed
+///   `close_notify` and FIN: a half-close; the read channel keeps working (a read waiting in
+///   another task gets what the half-close took in from the socket). After a failed
 ///   write, or a write to the socket dropped part-way (see [`ByteWriteChannel`](net_io::ByteWriteChannel)'s
 ///   "Dropped writes"), it sends neither and reports an error.
 /// - A peer that sends `close_notify` gives a clean end of stream; one that just drops the
@@ -187,18 +188,28 @@ fn finished(
     }
 }
 
-type Shared = Arc<Mutex<tokio_rustls::TlsStream<RawStream>>>;
+type Shared = Arc<Mutex<Locked>>;
 
-fn lock(shared: &Shared) -> MutexGuard<'_, tokio_rustls::TlsStream<RawStream>> {
+/// What the two directions share, behind one lock.
+#[derive(Debug)]
+struct Locked {
+    stream: tokio_rustls::TlsStream<RawStream>,
+    /// The task of the last read that waited for input. A shutdown takes in what the socket
+    /// holds ([`receive_own`]), which may be the very input that read waits for: the socket
+    /// then never tells it of that input, so the shutdown wakes it.
+    reader: Option<Waker>,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Locked> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The session, for a write: with the socket's writes waiting as writes do, even if a read
 /// that marked them as its own ([`RawStream::reading`]) panicked before it could unmark them.
-fn lock_for_writing(shared: &Shared) -> MutexGuard<'_, tokio_rustls::TlsStream<RawStream>> {
-    let mut stream = lock(shared);
-    stream.get_mut().0.reading(false);
-    stream
+fn lock_for_writing(shared: &Shared) -> MutexGuard<'_, Locked> {
+    let mut locked = lock(shared);
+    locked.stream.get_mut().0.reading(false);
+    locked
 }
 
 /// The TLS layer of a [`TlsSocket`]: the session both channels share, and what its handshake
@@ -229,7 +240,10 @@ pub struct TlsSession {
 impl TlsSession {
     fn new(stream: tokio_rustls::TlsStream<RawStream>, session: Session) -> Self {
         TlsSession {
-            shared: Arc::new(Mutex::new(stream)),
+            shared: Arc::new(Mutex::new(Locked {
+                stream,
+                reader: None,
+            })),
             session,
             failed: Arc::new(AtomicBool::new(false)),
             timed_out: Arc::new(AtomicBool::new(false)),
@@ -307,15 +321,16 @@ impl Transport for TlsSession {
             // No close_notify: the peer sees a truncated stream, never a clean end.
             return Ending::Graceful;
         }
-        let mut stream = lock(&self.shared);
+        let mut locked = lock(&self.shared);
+        let stream = &mut locked.stream;
         // A record that fails the session here needs no report: reads fail with the close.
-        receive_own(&mut stream);
+        receive_own(stream);
         self.ended.store(true, Ordering::Release);
         // From here until the socket is closed, a shutdown would find nothing left in the
         // session and send its FIN before the records taken below.
         self.closed.store(true, Ordering::Release);
         stream.get_mut().1.send_close_notify();
-        if send_owed(&mut stream).is_err() {
+        if send_owed(stream).is_err() {
             // The socket failed (the peer reset the connection): nothing more reaches the
             // peer, and a close task would only try again. The end is no clean one.
             return Ending::Reset;
@@ -323,7 +338,7 @@ impl Transport for TlsSession {
         // What the socket did not take at once (its send buffer is full of data on its way)
         // leaves as it drains, before the FIN: the peer must not see a truncation when
         // nothing was lost.
-        let rest = take_owed(&mut stream);
+        let rest = take_owed(stream);
         if rest.is_empty() {
             Ending::Graceful
         } else {
@@ -587,7 +602,9 @@ fn drain<D>(
 /// A session failed by records that a shutdown took in (it reads what the socket holds: see
 /// [`receive_own`]) fails the read that finds no more input, with that error: rustls would
 /// report it only once more input came, and the read would wait for a peer that, told of the
-/// failure by our fatal alert, may send nothing more.
+/// failure by our fatal alert, may send nothing more. A read already waiting then is woken by
+/// that shutdown, as for anything else it took in (data, `close_notify`): the socket, whose
+/// input it consumed, will not wake it.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TlsRead {
@@ -643,7 +660,8 @@ impl AsyncRead for TlsRead {
             }
             _ => {}
         }
-        let mut stream = lock(&this.shared);
+        let mut locked = lock(&this.shared);
+        let Locked { stream, reader } = &mut *locked;
         if this.ended == Some(ReadEnd::Aborted) {
             // The socket reports its failure again (a closed socket, or the OS error it kept);
             // what it would give otherwise is no plaintext either.
@@ -665,8 +683,16 @@ impl AsyncRead for TlsRead {
         stream.get_mut().0.reading(false);
         if read.is_pending() && this.failed_in.load(Ordering::Acquire) {
             // Waiting, though the session failed on records a shutdown took in.
-            if let Some(e) = kept_error(&mut stream) {
+            if let Some(e) = kept_error(stream) {
                 read = Poll::Ready(Err(e));
+            }
+        }
+        if read.is_pending() {
+            // For a shutdown that takes in the input this read waits for (the same task's
+            // waker, as nearly always, is not stored again).
+            match reader {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => *reader = Some(cx.waker().clone()),
             }
         }
         // tokio-rustls writes only on write or flush: send now what reading made the session
@@ -674,12 +700,12 @@ impl AsyncRead for TlsRead {
         // that only reads still answers.
         if stream.get_ref().1.wants_write() {
             // A socket that failed fails the next write or flush too.
-            let _ = send_owed(&mut stream);
+            let _ = send_owed(stream);
         }
         if read.is_ready() {
             stream.get_mut().0.read_done();
         }
-        drop(stream);
+        drop(locked);
         if let Poll::Ready(result) = &read {
             if result.is_err() || (room && buf.filled().len() == before) {
                 // The end of the stream (or a failure), which rustls may report without a read
@@ -784,7 +810,8 @@ impl AsyncWrite for TlsWrite {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut stream = lock_for_writing(&self.shared);
+        let mut locked = lock_for_writing(&self.shared);
+        let stream = &mut locked.stream;
         // Nothing written after close_notify or the socket's close can reach the peer: fail
         // before rustls takes the bytes (it would, and the call would succeed).
         if let Err(e) = stream.get_ref().0.check_open() {
@@ -798,7 +825,7 @@ impl AsyncWrite for TlsWrite {
         }
         // rustls directly, not tokio-rustls's `poll_write`: that one reports the socket's error
         // from a call whose bytes rustls already took.
-        let result = match &mut *stream {
+        let result = match stream {
             tokio_rustls::TlsStream::Client(s) => {
                 let (raw, session) = s.get_mut();
                 write_records(raw, session, cx, buf, &self.failed)
@@ -808,16 +835,17 @@ impl AsyncWrite for TlsWrite {
                 write_records(raw, session, cx, buf, &self.failed)
             }
         };
-        write_done(&mut stream, &result);
-        drop(stream);
+        write_done(stream, &result);
+        drop(locked);
         self.check(result)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut stream = lock_for_writing(&self.shared);
+        let mut locked = lock_for_writing(&self.shared);
+        let stream = &mut locked.stream;
         let result = Pin::new(&mut *stream).poll_flush(cx);
-        write_done(&mut stream, &result);
-        drop(stream);
+        write_done(stream, &result);
+        drop(locked);
         self.check(result)
     }
 
@@ -830,20 +858,29 @@ impl AsyncWrite for TlsWrite {
                 "an earlier write failed; the session ends without close_notify",
             )));
         }
-        let mut stream = lock_for_writing(&self.shared);
+        let mut locked = lock_for_writing(&self.shared);
         if self.closed.load(Ordering::Acquire) {
             // The socket's close sends the session's last records and the FIN: the error of a
             // shutdown after the close, also while that close is still under way.
             return Poll::Ready(Err(net_sockets::Error::Closed.into()));
         }
-        if !self.ended.load(Ordering::Acquire) && !receive_own(&mut stream) {
-            // The FIN must not be followed by a close answered with a reset; what failed the
-            // session on the way is the reader's to report.
-            self.failed_in.store(true, Ordering::Release);
+        let mut woken = None;
+        if !self.ended.load(Ordering::Acquire) {
+            if !receive_own(&mut locked.stream) {
+                // The FIN must not be followed by a close answered with a reset; what failed
+                // the session on the way is the reader's to report.
+                self.failed_in.store(true, Ordering::Release);
+            }
+            // What was taken in (data, `close_notify`, a failure) may be what a waiting read
+            // waits for, and the socket will not tell it.
+            woken = locked.reader.take();
         }
         self.ended.store(true, Ordering::Release);
-        let result = Pin::new(&mut *stream).poll_shutdown(cx);
-        drop(stream);
+        let result = Pin::new(&mut locked.stream).poll_shutdown(cx);
+        drop(locked);
+        if let Some(reader) = woken {
+            reader.wake();
+        }
         self.check_shutdown(result)
     }
 }

@@ -1,0 +1,106 @@
+//! Review round (htls): TLS sessions facing what a demanding user of rustls would try.
+//!
+//! - A read that waits while our half-close (`flush_and_close`) takes in what the socket holds
+//!   is woken for what was taken in: a line, or the peer's `close_notify`.
+
+use std::io::Write as _;
+use std::mem::MaybeUninit;
+use std::net::TcpStream as StdTcpStream;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use net_io::LineEnding;
+use net_sockets::SelectorManager;
+use net_tests::loopback::tcp_listener;
+use net_tests::pki::TestCa;
+use net_tests::tls::{localhost, rustls_client};
+use net_tests::within;
+use net_tls::rustls;
+use net_tls::{TlsExt, TlsSocket};
+
+/// Waits, without yielding to the runtime, until `socket` holds input (which its runtime has
+/// then not seen yet); panics after 5 s.
+fn until_input_waits(socket: &TlsSocket) {
+    let started = Instant::now();
+    loop {
+        let mut one = [MaybeUninit::<u8>::uninit(); 1];
+        if socket
+            .with_sock_ref(|s| s.peek(&mut one))
+            .is_ok_and(|n| n > 0)
+        {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "no input came");
+        std::thread::yield_now();
+    }
+}
+
+/// What the peer sends while our read waits.
+#[derive(Clone, Copy, Debug)]
+enum Sent {
+    Line,
+    CloseNotify,
+}
+
+/// A read waits in its task; the peer's line (or its `close_notify`) arrives, and before the
+/// runtime sees the socket readable, the writer half-closes (`flush_and_close`), which takes in
+/// what the socket holds before its FIN. The peer then stays silent, connection open. Before the
+/// fix, nothing woke the read: the socket had nothing more to say, and the line (or the end)
+/// waited in the session until the peer sent more or went away.
+#[tokio::test]
+async fn a_waiting_read_gets_what_our_half_close_took_in() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let ca = TestCa::new("htls half-close reader");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    for sent in [Sent::Line, Sent::CloseNotify] {
+        // The peer: a blocking rustls client in a thread of its own, told when to send, then
+        // silent with its connection open until told to go.
+        let (to_peer, peer_orders) = std_mpsc::channel::<()>();
+        let (peer_sent, sent_now) = std_mpsc::channel::<()>();
+        let client_config = rustls_client(&ca);
+        let peer = std::thread::spawn(move || {
+            let tcp = StdTcpStream::connect(("127.0.0.1", port)).unwrap();
+            let session = rustls::ClientConnection::new(client_config, localhost()).unwrap();
+            let mut tls = rustls::StreamOwned::new(session, tcp);
+            while tls.conn.is_handshaking() {
+                tls.conn.complete_io(&mut tls.sock).unwrap();
+            }
+            peer_orders.recv().unwrap();
+            match sent {
+                Sent::Line => tls.write_all(b"hello\n").unwrap(),
+                Sent::CloseNotify => tls.conn.send_close_notify(),
+            }
+            tls.flush().unwrap();
+            peer_sent.send(()).unwrap();
+            let _ = peer_orders.recv();
+        });
+
+        let socket = within(listener.accept()).await.unwrap();
+        let mut server = within(socket.tls_server(&config)).await.unwrap();
+        let mut input = server.open_read_channel().unwrap();
+        let mut output = server.open_write_channel(false).unwrap();
+        let reader = tokio::spawn(async move { input.read_line(64, LineEnding::Default).await });
+        // The test's runtime has one thread: the read ran at these yields, and waits.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!reader.is_finished(), "{sent:?}");
+        to_peer.send(()).unwrap();
+        sent_now.recv().unwrap();
+        until_input_waits(&server);
+        within(output.flush_and_close()).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(2), reader).await;
+        to_peer.send(()).unwrap();
+        let read = read
+            .unwrap_or_else(|_| panic!("{sent:?}: the read still waits for what came"))
+            .unwrap();
+        let expected = match sent {
+            Sent::Line => Some("hello"),
+            Sent::CloseNotify => None,
+        };
+        assert_eq!(read.unwrap().as_deref(), expected, "{sent:?}");
+        peer.join().unwrap();
+    }
+}
