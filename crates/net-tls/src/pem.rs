@@ -78,10 +78,29 @@ fn unusable(pem: &[u8], origin: &str, e: Error) -> Error {
     e
 }
 
+/// The parser's error in words: its own text shows the PEM lines it quotes as lists of byte
+/// values, and quotes a line whole, however long.
 fn bad(origin: &str, e: pem::Error) -> Error {
+    /// The most bytes of a line an error quotes.
+    const QUOTED: usize = 64;
+    let reason = match e {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "no \"-----END {}-----\" line (is the file cut short?)",
+            String::from_utf8_lossy(&end_marker[..end_marker.len().min(QUOTED)])
+        ),
+        pem::Error::IllegalSectionStart { line } => {
+            let text = String::from_utf8_lossy(&line[..line.len().min(QUOTED)]);
+            let more = if line.len() > QUOTED { "..." } else { "" };
+            format!(
+                "malformed section start {:?}{more} (expected \"-----BEGIN LABEL-----\")",
+                text.trim_end()
+            )
+        }
+        e => e.to_string(),
+    };
     Error::Pem {
         origin: origin.into(),
-        reason: e.to_string(),
+        reason,
     }
 }
 
@@ -153,6 +172,44 @@ PAFf949od6diBPMB2tC8ls10C719spfNfKApIlwZ56k=\n\
         // A plain key beside an encrypted one is found.
         let both = format!("{ENCRYPTED_PKCS8}{}", key.serialize_pem());
         assert!(private_key(both.as_bytes(), "key.pem").is_ok());
+    }
+
+    /// A file cut short (no END line) or a BEGIN line without its closing dashes: the reason
+    /// quotes the PEM text, not a list of byte values, and a huge line is not quoted whole.
+    #[test]
+    fn malformed_sections_are_told_in_text() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let cut = &cert[..cert.find("-----END").unwrap()];
+        let told = reason(
+            certificates(cut.as_bytes(), "cut.pem").unwrap_err(),
+            "cut.pem",
+        );
+        assert!(told.contains("-----END CERTIFICATE-----"), "{told}");
+        let key_pem = key.serialize_pem();
+        let cut = &key_pem[..key_pem.find("-----END").unwrap()];
+        let told = reason(
+            private_key(cut.as_bytes(), "key.pem").unwrap_err(),
+            "key.pem",
+        );
+        assert!(told.contains("-----END PRIVATE KEY-----"), "{told}");
+
+        let no_dashes = cert.replacen("-----BEGIN CERTIFICATE-----", "-----BEGIN CERTIFICATE", 1);
+        let told = reason(
+            certificates(no_dashes.as_bytes(), "x.pem").unwrap_err(),
+            "x.pem",
+        );
+        assert!(told.contains("\"-----BEGIN CERTIFICATE"), "{told}");
+
+        let mut huge = b"-----BEGIN ".to_vec();
+        huge.resize(1 << 20, b'A');
+        let told = reason(certificates(&huge, "huge.pem").unwrap_err(), "huge.pem");
+        assert!(told.contains("-----BEGIN AAA"), "{told}");
+        assert!(told.len() < 300, "{} bytes of reason", told.len());
     }
 
     #[test]
