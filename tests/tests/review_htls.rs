@@ -104,3 +104,52 @@ async fn a_waiting_read_gets_what_our_half_close_took_in() {
         peer.join().unwrap();
     }
 }
+
+/// STARTTLS response injection, the client's side of CVE-2011-0411: a server (or a
+/// man in the middle) sends plain text right after its "220" reply, in the same segment. Our
+/// client reads the reply line, then starts TLS: the plain text the input already holds is the
+/// handshake's first input, so the handshake fails, typed, and the text is never read as if it
+/// came over TLS. (Guard: this holds on the old code.)
+#[tokio::test]
+async fn plain_text_after_the_servers_starttls_reply_fails_the_handshake() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("htls starttls injection");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tcp = BufReader::new(tcp);
+        let mut command = String::new();
+        tcp.read_line(&mut command).await.unwrap();
+        assert_eq!(command, "STARTTLS\r\n");
+        tcp.write_all(b"220 go\r\n250 injected\r\n").await.unwrap();
+        // Whatever the client sends now (an alert, or nothing), until it goes.
+        let mut rest = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut rest).await;
+    });
+
+    let socket = net_tests::loopback::connect(&selector, ("127.0.0.1", port)).await;
+    let mut plain = socket.connection().unwrap();
+    plain
+        .output
+        .write_string_utf8("STARTTLS\r\n")
+        .await
+        .unwrap();
+    plain.output.flush().await.unwrap();
+    let reply = within(plain.input.read_line(64, LineEnding::Default)).await;
+    assert_eq!(reply.unwrap().as_deref(), Some("220 go"));
+    let config = ca.client_config().server_name("localhost").build().unwrap();
+    let e = within(plain.tls(config)).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            net_tls::Error::Handshake(rustls::Error::InvalidMessage(_))
+        ),
+        "{e:?}"
+    );
+    within(server).await.unwrap();
+}
