@@ -2,6 +2,10 @@
 //!
 //! - A read that waits while our half-close (`flush_and_close`) takes in what the socket holds
 //!   is woken for what was taken in: a line, or the peer's `close_notify`.
+//! - STARTTLS: plain text after the server's reply fails our client's handshake.
+//! - `openssl s_client` / `s_server` as the peer: TLS 1.3 key updates (`k`, `K`) keep the
+//!   session working both ways; a TLS 1.2 renegotiation (`R`, `r`) is refused, and OpenSSL then
+//!   ends the session with a fatal alert that our read reports, typed.
 
 use std::io::Write as _;
 use std::mem::MaybeUninit;
@@ -11,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
 use net_sockets::SelectorManager;
+use net_tests::harness::{Process, path_arg, port_at_end};
 use net_tests::loopback::tcp_listener;
-use net_tests::pki::TestCa;
-use net_tests::tls::{localhost, rustls_client};
+use net_tests::pki::{Pki, TestCa};
+use net_tests::tls::{TlsTestServer, localhost, rustls_client, rustls_error};
 use net_tests::within;
 use net_tls::rustls;
 use net_tls::{TlsExt, TlsSocket};
@@ -152,4 +157,167 @@ async fn plain_text_after_the_servers_starttls_reply_fails_the_handshake() {
         "{e:?}"
     );
     within(server).await.unwrap();
+}
+
+/// Our server: answers each line with `Hello, <line>!`; reports how reading ended.
+async fn echo_lines(mut tls: TlsSocket) -> Result<(), net_io::Error> {
+    let mut input = tls.open_read_channel().unwrap();
+    let mut output = tls.open_write_channel(true).unwrap();
+    let end = loop {
+        match input.read_line(1024, LineEnding::Default).await {
+            Ok(Some(line)) => output
+                .write_string_utf8(&format!("Hello, {line}!\n"))
+                .await
+                .unwrap(),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    tls.close();
+    end
+}
+
+/// Sends `line` to `peer`'s stdin, then waits for the stdout line `wanted`.
+fn say(peer: &mut Process, line: &str, wanted: &str) {
+    peer.send(&format!("{line}\n"));
+    peer.stdout_line_where(wanted, |l| l == wanted);
+}
+
+/// Sends the command `command` to `s_client`'s stdin, then waits for the stderr line `done`,
+/// which it prints once the command ran: openssl drops what follows a command in the same read
+/// of its stdin.
+fn command(client: &mut Process, command: &str, done: &str) {
+    client.send(&format!("{command}\n"));
+    while client.stderr_line() != done {}
+}
+
+/// `openssl s_client` against our server: TLS 1.3 key updates, with and without a request for
+/// ours (`k`, `K`), leave the session working both ways, to a clean end; a TLS 1.2
+/// renegotiation (`R`) is refused (rustls's `no_renegotiation` warning), which OpenSSL answers
+/// with a fatal `handshake_failure`: our read fails with it, typed. (Guard: holds on the old
+/// code.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_client_key_updates_and_renegotiation_against_our_server() {
+    let selector = SelectorManager::new();
+    let pki = Pki::generate();
+    let files = pki.temp_files();
+    let config = pki.server_config().build().unwrap();
+    let mut server = TlsTestServer::start(&selector, config, |tls, reporter| async move {
+        reporter.report(echo_lines(tls).await);
+    })
+    .await;
+    for version in ["-tls1_3", "-tls1_2"] {
+        let port = server.port().to_string();
+        let connect = format!("127.0.0.1:{port}");
+        let mut client = Process::start(
+            "openssl",
+            [
+                "s_client",
+                "-connect",
+                &connect,
+                "-servername",
+                "localhost",
+                "-CAfile",
+                path_arg(&files.ca),
+                "-verify_return_error",
+                version,
+            ],
+        );
+        say(&mut client, "alice", "Hello, alice!");
+        if version == "-tls1_3" {
+            command(&mut client, "k", "KEYUPDATE");
+            say(&mut client, "bob", "Hello, bob!");
+            command(&mut client, "K", "KEYUPDATE");
+            say(&mut client, "carol", "Hello, carol!");
+            // End of stdin: s_client sends close_notify.
+            let exit = client.finish();
+            assert!(exit.status.success(), "{exit:?}");
+            let end = server.next().await.unwrap();
+            assert!(end.is_ok(), "{end:?}");
+        } else {
+            command(&mut client, "R", "RENEGOTIATING");
+            let end = server.next().await.unwrap().unwrap_err();
+            assert_eq!(
+                rustls_error(&end),
+                Some(&rustls::Error::AlertReceived(
+                    rustls::AlertDescription::HandshakeFailure
+                )),
+                "{end:?}"
+            );
+            let exit = client.finish();
+            assert!(
+                exit.stderr.iter().any(|l| l.contains("no renegotiation")),
+                "{exit:?}"
+            );
+        }
+    }
+}
+
+/// Our client against `openssl s_server`: a TLS 1.3 key update it asks us to answer (`k`) keeps
+/// the session working both ways; a TLS 1.2 renegotiation it starts (`r`, a HelloRequest) is
+/// refused, and OpenSSL's fatal `handshake_failure` that follows is our read's error, typed.
+/// (Guard: holds on the old code.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_against_openssl_s_server_key_update_and_renegotiation() {
+    let selector = SelectorManager::new();
+    let pki = Pki::generate();
+    let files = pki.temp_files();
+    for (version, command) in [("-tls1_3", "k"), ("-tls1_2", "r")] {
+        let mut server = Process::start(
+            "openssl",
+            [
+                "s_server",
+                "-accept",
+                "127.0.0.1:0",
+                "-naccept",
+                "1",
+                version,
+                "-cert",
+                path_arg(&files.server_chain),
+                "-key",
+                path_arg(&files.server_key),
+            ],
+        );
+        let accept = server.stdout_line_where("ACCEPT line", |l| l.starts_with("ACCEPT "));
+        let socket =
+            net_tests::loopback::connect(&selector, ("127.0.0.1", port_at_end(&accept))).await;
+        let mut tls = within(socket.tls(pki.client_config().build().unwrap()))
+            .await
+            .unwrap();
+        let mut input = tls.open_read_channel().unwrap();
+        let mut output = tls.open_write_channel(true).unwrap();
+        // s_server prints what it receives, and runs a command that is a line of its own.
+        output.write_string_utf8("hello\n").await.unwrap();
+        server.stdout_line_where("hello", |l| l == "hello");
+        // A line back, read with what came before it (TLS 1.3 session tickets): from here, our
+        // socket holds nothing until the command's record comes.
+        server.send("zero\n");
+        let line = within(input.read_line(64, LineEnding::Default)).await;
+        assert_eq!(line.unwrap().as_deref(), Some("zero"), "{version}");
+        // What it prints about the command waits in a buffer: its record reaching us says
+        // that it ran, and that the next line is read on its own.
+        server.send(&format!("{command}\n"));
+        until_input_waits(&tls);
+        if command == "k" {
+            server.send("one\n");
+            let line = within(input.read_line(64, LineEnding::Default)).await;
+            assert_eq!(line.unwrap().as_deref(), Some("one"));
+            output.write_string_utf8("two\n").await.unwrap();
+            server.stdout_line_where("two", |l| l == "two");
+        } else {
+            // The read takes the HelloRequest and sends the refusal; OpenSSL's alert follows.
+            let end = within(input.read_line(64, LineEnding::Default))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                rustls_error(&end),
+                Some(&rustls::Error::AlertReceived(
+                    rustls::AlertDescription::HandshakeFailure
+                )),
+                "{end:?}"
+            );
+        }
+        tls.close();
+        drop(server);
+    }
 }
