@@ -2,6 +2,8 @@
 //!
 //! - A read that waits while our half-close (`flush_and_close`) takes in what the socket holds
 //!   is woken for what was taken in: a line, or the peer's `close_notify`.
+//! - A read after our `close`, or waiting when it came, fails with `Closed` as on a plain
+//!   socket, though the close took in the peer's last line (to spare the connection a reset).
 //! - STARTTLS: plain text after the server's reply fails our client's handshake.
 //! - `openssl s_client` / `s_server` as the peer: TLS 1.3 key updates (`k`, `K`) keep the
 //!   session working both ways; a TLS 1.2 renegotiation (`R`, `r`) is refused, and OpenSSL then
@@ -107,6 +109,62 @@ async fn a_waiting_read_gets_what_our_half_close_took_in() {
         };
         assert_eq!(read.unwrap().as_deref(), expected, "{sent:?}");
         peer.join().unwrap();
+    }
+}
+
+/// The peer's line arrives; before anything reads it, we `close()`. As on a plain socket, a
+/// read after the close, and one that was waiting when it came, fails with `Error::Closed`.
+/// Before the fix both returned the line: the close takes in what the socket holds (so that the
+/// kernel does not answer the close with a reset), and reads found it in the session.
+#[tokio::test]
+async fn a_read_after_our_close_fails_closed_though_the_close_took_in_the_peers_line() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let ca = TestCa::new("htls read after close");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    for waiting in [false, true] {
+        let (to_peer, peer_orders) = std_mpsc::channel::<()>();
+        let client_config = rustls_client(&ca);
+        let peer = std::thread::spawn(move || {
+            let tcp = StdTcpStream::connect(("127.0.0.1", port)).unwrap();
+            let session = rustls::ClientConnection::new(client_config, localhost()).unwrap();
+            let mut tls = rustls::StreamOwned::new(session, tcp);
+            while tls.conn.is_handshaking() {
+                tls.conn.complete_io(&mut tls.sock).unwrap();
+            }
+            peer_orders.recv().unwrap();
+            tls.write_all(b"hello\n").unwrap();
+            tls.flush().unwrap();
+            let _ = peer_orders.recv();
+        });
+        let socket = within(listener.accept()).await.unwrap();
+        let mut server = within(socket.tls_server(&config)).await.unwrap();
+        let mut input = server.open_read_channel().unwrap();
+        let read = if waiting {
+            let reader =
+                tokio::spawn(async move { input.read_line(64, LineEnding::Default).await });
+            // The test's runtime has one thread: the read ran at these yields, and waits.
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            to_peer.send(()).unwrap();
+            until_input_waits(&server);
+            server.close();
+            within(reader).await.unwrap()
+        } else {
+            to_peer.send(()).unwrap();
+            until_input_waits(&server);
+            server.close();
+            within(input.read_line(64, LineEnding::Default)).await
+        };
+        to_peer.send(()).unwrap();
+        peer.join().unwrap();
+        let e = read.expect_err("a read after close");
+        assert!(
+            matches!(net_sockets::Error::from(e), net_sockets::Error::Closed),
+            "waiting: {waiting}"
+        );
     }
 }
 

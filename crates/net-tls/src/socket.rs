@@ -37,7 +37,10 @@ use crate::{Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   send (or threw some away), it sends no `close_notify`, so the peer sees the stream end
 ///   truncated instead of cleanly. (A write or flush that timed out took nothing: a later
 ///   write that goes through, such as its retry, or a flush makes it good, as on a plain
-///   socket.)
+///   socket.) Reads after the close, and those waiting when it came, fail with
+///   [`Error::Closed`](net_sockets::Error::Closed), as on a plain socket, also when the peer's
+///   last records were still unread (the close takes them in, so that the kernel does not
+///   answer it with a reset).
 /// - Dropping the socket (and its channels) without `close`, or a [`TlsStream`] without
 ///   `poll_shutdown`, sends no `close_notify` either: the peer sees a truncation, as with
 ///   tokio-rustls's streams.
@@ -229,8 +232,10 @@ pub struct TlsSession {
     /// `close_notify` is queued (set under the session's lock): nothing written after it can
     /// reach the peer.
     ended: Arc<AtomicBool>,
-    /// The socket's close took the session's last records (set under the session's lock): it
-    /// sends them, then FIN, so a shutdown must send nothing more, not even its FIN.
+    /// The socket's close began: reads fail from then on (see [`TlsRead`]). One that sends
+    /// `close_notify` sets it under the session's lock as it takes the session's last records
+    /// (and in what the socket held): it sends them, then FIN, so a shutdown must send nothing
+    /// more, not even its FIN.
     closed: Arc<AtomicBool>,
     /// Records a shutdown took in ([`receive_own`]) failed the session (set under the
     /// session's lock): a read that finds no more input reports that error (see [`TlsRead`]).
@@ -300,6 +305,7 @@ impl Transport for TlsSession {
             shared: Arc::clone(&self.shared),
             ended: None,
             failed_in: Arc::clone(&self.failed_in),
+            closed: Arc::clone(&self.closed),
             link: link.clone(),
         }
     }
@@ -319,6 +325,7 @@ impl Transport for TlsSession {
     fn closing(&self, link: &Link) -> Ending {
         if ends_failed(&self.failed, &self.timed_out, link) {
             // No close_notify: the peer sees a truncated stream, never a clean end.
+            self.closed.store(true, Ordering::Release);
             return Ending::Graceful;
         }
         let mut locked = lock(&self.shared);
@@ -605,6 +612,10 @@ fn drain<D>(
 /// failure by our fatal alert, may send nothing more. A read already waiting then is woken by
 /// that shutdown, as for anything else it took in (data, `close_notify`): the socket, whose
 /// input it consumed, will not wake it.
+///
+/// After the socket's `close`, every read fails with the close's error, as a plain socket's
+/// does, also when that close took in what the socket held (before its `close_notify`): input a
+/// plain socket's close would throw away is no data for a read after it.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TlsRead {
@@ -613,6 +624,8 @@ pub struct TlsRead {
     ended: Option<ReadEnd>,
     /// Records a shutdown took in failed the session.
     failed_in: Arc<AtomicBool>,
+    /// The socket's close began (and may have taken in what the socket held).
+    closed: Arc<AtomicBool>,
     /// The connection, told when this reader is gone.
     link: Link,
 }
@@ -662,6 +675,12 @@ impl AsyncRead for TlsRead {
         }
         let mut locked = lock(&this.shared);
         let Locked { stream, reader } = &mut *locked;
+        if this.closed.load(Ordering::Acquire) {
+            // What the close took in, to spare the connection a reset, is input a plain
+            // socket's close throws away: a read after it fails as there, with the close's error.
+            let e = stream.get_ref().0.check_open().err();
+            return Poll::Ready(Err(e.unwrap_or_else(|| net_sockets::Error::Closed.into())));
+        }
         if this.ended == Some(ReadEnd::Aborted) {
             // The socket reports its failure again (a closed socket, or the OS error it kept);
             // what it would give otherwise is no plaintext either.
