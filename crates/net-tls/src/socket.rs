@@ -632,8 +632,11 @@ pub struct TlsRead {
 
 impl Drop for TlsRead {
     /// Records held back while this reader had requests pending leave now: the socket's read
-    /// half lives on in the session, so its own drop does not say that no reader is left.
+    /// half lives on in the session, so its own drop does not say that no reader is left. The
+    /// session lets go of the waker of this reader's last wait (which would keep its task's
+    /// memory for as long as the socket lives).
     fn drop(&mut self) {
+        lock(&self.shared).reader = None;
         self.link.reader_gone();
     }
 }
