@@ -7,6 +7,7 @@ use std::future::Future;
 use std::io;
 use std::ops::Deref;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -88,6 +89,8 @@ pub struct Socket<T = Plain> {
     transport: T,
     read_opened: bool,
     write_opened: bool,
+    /// A [`close`](Self::close) began: the transport's `closing` runs once.
+    closing: AtomicBool,
 }
 
 /// A socket with both channels open, as [`Socket::connection`] returns it.
@@ -202,6 +205,7 @@ impl<T: Transport> Socket<T> {
             transport,
             read_opened: false,
             write_opened: false,
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -365,10 +369,17 @@ impl<T: Transport> Socket<T> {
     }
 
     /// Closes the socket at once; idempotent. See [Closing](Self#closing) for what the peer
-    /// sees.
+    /// sees. A close that finds another under way (another thread's, at the same moment)
+    /// leaves the closing to it and returns.
     pub fn close(&self) {
         let core = self.link.conn.core();
         if core.is_closed() {
+            return;
+        }
+        // The layer's `closing` may hand over its last records (TLS: data rustls took, then
+        // `close_notify`), which the close that took them sends before the FIN: a second close
+        // must not release the socket before that one handed them over.
+        if self.closing.swap(true, Ordering::AcqRel) {
             return;
         }
         match self.transport.closing(&self.link) {
