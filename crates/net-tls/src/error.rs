@@ -57,6 +57,14 @@ pub enum Error {
         /// The name that was given.
         name: String,
     },
+    /// A name given for an SNI certificate
+    /// ([`sni_certificate_pem`](crate::TlsServerConfigBuilder::sni_certificate_pem)) that no
+    /// client sends by SNI: not a DNS name in ASCII (an IP address, a wildcard, a name with
+    /// other characters than its punycode form, an empty one).
+    InvalidSniName {
+        /// The name that was given.
+        name: String,
+    },
     /// The socket failed during the handshake, or could not be used (already closed, a channel
     /// already open).
     Socket(net_sockets::Error),
@@ -71,6 +79,7 @@ impl Error {
             Error::Pem { .. }
             | Error::Config(_)
             | Error::InvalidServerName { .. }
+            | Error::InvalidSniName { .. }
             | Error::InvalidAlpnProtocol { .. }
             | Error::MissingCertificateChain
             | Error::MissingPrivateKey
@@ -103,6 +112,10 @@ impl fmt::Display for Error {
                 "no tls server name to verify the server against (set one with server_name)",
             ),
             Error::InvalidServerName { name } => write!(f, "invalid tls server name {name:?}"),
+            Error::InvalidSniName { name } => write!(
+                f,
+                "no client sends {name:?} by SNI (give a DNS name, in ASCII, without wildcard)"
+            ),
             Error::InvalidAlpnProtocol { protocol } if crate::alpn_name_fits(protocol) => write!(
                 f,
                 "alpn protocol list longer than {} bytes at {:?}",

@@ -10,7 +10,7 @@ use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, DnsName, PrivateKeyDer};
 
 use crate::client::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::{Error, Result, TlsVersion, pem, provider};
@@ -240,7 +240,8 @@ impl TlsServerConfigBuilder {
     /// # Errors
     ///
     /// [`Error::Pem`] for unusable PEM, [`Error::Config`] when the key does not match the
-    /// certificate.
+    /// certificate, [`Error::InvalidSniName`] for a name no client sends by SNI (see
+    /// [`sni_certificate_der`](Self::sni_certificate_der)).
     pub fn sni_certificate_pem(self, host_name: &str, chain: &[u8], key: &[u8]) -> Result<Self> {
         let chain = pem::certificates(chain, pem::BYTES)?;
         let key = pem::private_key(key, pem::BYTES)?;
@@ -252,17 +253,27 @@ impl TlsServerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the key does not match the certificate or the chain is empty.
+    /// [`Error::InvalidSniName`] for a name no client sends by SNI, whose certificate would
+    /// never be served: SNI carries one DNS name, in ASCII, so not an IP address, a wildcard
+    /// (`*.example.com`: add each name) or a name with other characters (give its punycode
+    /// form, `xn--...`). [`Error::Config`] when the key does not match the certificate or the
+    /// chain is empty.
     pub fn sni_certificate_der(
         mut self,
         host_name: &str,
         chain: impl IntoIterator<Item = CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Self> {
-        let chain = chain.into_iter().collect();
-        let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(Error::Config)?;
         // Clients send the name without a fully qualified name's trailing dot.
         let name = host_name.strip_suffix('.').unwrap_or(host_name);
+        if DnsName::try_from(name).is_err() {
+            // As rustls's own SNI resolver refuses it ("Bad DNS name").
+            return Err(Error::InvalidSniName {
+                name: host_name.into(),
+            });
+        }
+        let chain = chain.into_iter().collect();
+        let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(Error::Config)?;
         self.sni
             .push((name.to_ascii_lowercase(), Arc::new(certified)));
         Ok(self)
@@ -498,6 +509,32 @@ mod tests {
             .client_auth_der([CertificateDer::from(vec![1, 2, 3])], false)
             .unwrap_err();
         assert!(matches!(garbage, Error::Config(_)), "{garbage:?}");
+    }
+
+    /// A name no client can send by SNI (clients send one DNS name, ASCII, without wildcard;
+    /// never an IP address) is refused, typed, instead of a certificate that is never served.
+    #[test]
+    fn an_sni_name_no_client_can_send_is_refused() {
+        for name in [
+            "*.example.com",
+            "127.0.0.1",
+            "::1",
+            "",
+            "b\u{fc}cher.example",
+            "a b",
+        ] {
+            let (cert, key) = self_signed("localhost");
+            let refused = TlsServerConfig::builder().sni_certificate_der(name, [cert], key);
+            assert!(
+                matches!(&refused, Err(Error::InvalidSniName { name: n }) if n == name),
+                "{name:?}: {refused:?}"
+            );
+        }
+        for name in ["Other.Test.", "xn--bcher-kva.example", "localhost"] {
+            let (cert, key) = self_signed("localhost");
+            let taken = TlsServerConfig::builder().sni_certificate_der(name, [cert], key);
+            assert!(taken.is_ok(), "{name:?}: {taken:?}");
+        }
     }
 
     #[test]
