@@ -956,6 +956,10 @@ impl ByteReadChannel {
 
     /// Consumes `pattern` if the stream continues with it; returns whether it did.
     ///
+    /// Answers `false` as soon as the bytes buffered differ from the start of `pattern`: it
+    /// waits for more only while they are a prefix of it (a peer that sent a short command and
+    /// waits for the answer is not kept waiting by a check for a longer prefix).
+    ///
     /// # Errors
     ///
     /// [`Error::Cancelled`] or the transport's error.
@@ -965,9 +969,24 @@ impl ByteReadChannel {
     /// Cancel safe.
     pub async fn skip_if_found(&mut self, pattern: &[u8]) -> Result<bool> {
         self.check_cancelled()?;
-        let complete = self.await_content(pattern.len()).await;
+        let found: Result<bool> = async {
+            loop {
+                let n = self.buf.len().min(pattern.len());
+                if self.buf[..n] != pattern[..n] {
+                    return Ok(false);
+                }
+                if n == pattern.len() {
+                    return Ok(true);
+                }
+                // Grows as the bytes arrive (see Memory), as `await_content` does.
+                if self.fill_toward(pattern.len()).await? == 0 {
+                    return Ok(false);
+                }
+            }
+        }
+        .await;
         self.end_read(!pattern.is_empty());
-        if !complete? || !self.buf.starts_with(pattern) {
+        if !found? {
             return Ok(false);
         }
         self.drop_consumed(pattern.len());
