@@ -185,25 +185,54 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Runs `op` on the channel and on the model; returns (actual, expected).
-async fn run_op(ch: &mut ByteReadChannel, model: &mut Model, op: &Op) -> (Outcome, Outcome) {
+/// Awaits the read `$read` (an expression making a new future each time); with `$dropping`,
+/// as a `select!` that keeps losing does: polled once and dropped while it waits, then made
+/// again, until a poll completes it.
+macro_rules! drive {
+    ($dropping:expr, $read:expr) => {{
+        if $dropping {
+            let mut polls = 0;
+            loop {
+                if let Some(done) = support::poll_once($read).await {
+                    break done;
+                }
+                polls += 1;
+                assert!(polls < 100_000, "no progress");
+                tokio::task::yield_now().await;
+            }
+        } else {
+            $read.await
+        }
+    }};
+}
+
+/// Runs `op` on the channel and on the model; returns (actual, expected). With `dropping`, each
+/// cancel-safe read is dropped at every poll that does not complete it (see `drive!`).
+async fn run_op(
+    ch: &mut ByteReadChannel,
+    model: &mut Model,
+    op: &Op,
+    dropping: bool,
+) -> (Outcome, Outcome) {
     let bytes = |v: Option<Vec<u8>>| v.map_or(Outcome::End, Outcome::Item);
     match op {
         Op::Line(m, limit) => {
             let method = METHODS[*m];
             let want = model.line(method.lenient(), method.strict(), *limit);
-            (read_line(ch, method, *limit).await, want)
+            (drive!(dropping, read_line(ch, method, *limit)), want)
         }
         Op::Until(delimiter, limit) => {
             let want = model.until(delimiter, *limit);
-            let got = outcome(ch.read_until(delimiter, *limit).await, *limit, |b| {
-                Outcome::Item(b.to_vec())
-            });
+            let got = outcome(
+                drive!(dropping, ch.read_until(delimiter, *limit)),
+                *limit,
+                |b| Outcome::Item(b.to_vec()),
+            );
             (got, want)
         }
         Op::Bytes(n) => {
             let want = bytes(model.take(*n));
-            let got = match ch.read_bytes(*n).await {
+            let got = match drive!(dropping, ch.read_bytes(*n)) {
                 Ok(b) => Outcome::Item(b.to_vec()),
                 Err(Error::UnexpectedEof { .. }) => Outcome::End,
                 Err(e) => panic!("read_bytes: {e:?}"),
@@ -212,7 +241,8 @@ async fn run_op(ch: &mut ByteReadChannel, model: &mut Model, op: &Op) -> (Outcom
         }
         Op::Peek(n) => {
             let want = bytes(model.peek(*n));
-            (bytes(ch.peek(*n).await.unwrap().map(|b| b.to_vec())), want)
+            let got = drive!(dropping, ch.peek(*n)).unwrap();
+            (bytes(got.map(|b| b.to_vec())), want)
         }
         Op::Discard(n) => {
             let want = model.discard(*n) as u64;
@@ -224,7 +254,7 @@ async fn run_op(ch: &mut ByteReadChannel, model: &mut Model, op: &Op) -> (Outcom
         }
         Op::SkipIfFound(pattern) => {
             let want = model.skip_if_found(pattern);
-            let got = ch.skip_if_found(pattern).await.unwrap();
+            let got = drive!(dropping, ch.skip_if_found(pattern)).unwrap();
             (
                 Outcome::Item(vec![u8::from(got)]),
                 Outcome::Item(vec![u8::from(want)]),
@@ -288,7 +318,32 @@ proptest! {
         runtime().block_on(async {
             tokio::time::timeout(Duration::from_secs(10), async {
                 for (i, op) in ops.iter().enumerate() {
-                    let (got, want) = run_op(&mut ch, &mut model, op).await;
+                    let (got, want) = run_op(&mut ch, &mut model, op, false).await;
+                    assert_eq!(got, want, "op {i} {op:?} in {ops:?}, chunks {chunks:?}");
+                    assert_eq!(ch.total_bytes_read(), model.consumed() as u64, "after op {i} {op:?}");
+                }
+            })
+            .await
+            .expect("read hung");
+        });
+    }
+
+    /// The same mixes, with every cancel-safe read (all but `discard`) dropped at each poll
+    /// that does not complete it, as a `select!` that keeps losing drops it, then made again:
+    /// the outcomes and the bytes consumed are the model's, as if no read had been dropped.
+    #[test]
+    fn mixed_reads_dropped_at_every_poll_match_model(
+        input in line_input(),
+        ops in prop::collection::vec(op(), 1..24),
+        sizes in chunk_sizes(),
+    ) {
+        let chunks = split_by(&input, &sizes);
+        let mut ch = ByteReadChannel::new(ChunkedReader::chunks_with_pauses(&chunks));
+        let mut model = Model::new(&input);
+        runtime().block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                for (i, op) in ops.iter().enumerate() {
+                    let (got, want) = run_op(&mut ch, &mut model, op, true).await;
                     assert_eq!(got, want, "op {i} {op:?} in {ops:?}, chunks {chunks:?}");
                     assert_eq!(ch.total_bytes_read(), model.consumed() as u64, "after op {i} {op:?}");
                 }
