@@ -873,19 +873,28 @@ impl ByteReadChannel {
     ///
     /// Not cancel safe: bytes skipped before the future is dropped are gone, and the count is lost.
     pub async fn discard(&mut self, max: u64) -> Result<u64> {
-        self.begin_read(max > 0)?;
+        self.check_cancelled()?;
         let mut skipped = 0u64;
-        while skipped < max {
-            if self.buf.is_empty() && self.fill().await? == 0 {
-                break;
+        let done: Result<()> = async {
+            while skipped < max {
+                if self.buf.is_empty() && self.fill().await? == 0 {
+                    break;
+                }
+                let n = usize::try_from(max - skipped)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len());
+                self.buf.consume(n);
+                // Bytes taken: the skip of an over-long line is dropped now, not when the call
+                // starts (one dropped while it waits, before it took a byte, leaves it due).
+                self.skip_line = false;
+                skipped += n as u64;
             }
-            let n = usize::try_from(max - skipped)
-                .unwrap_or(usize::MAX)
-                .min(self.buf.len());
-            self.buf.consume(n);
-            skipped += n as u64;
+            Ok(())
         }
+        .await;
+        self.end_read(max > 0);
         self.publish();
+        done?;
         Ok(skipped)
     }
 
@@ -1008,31 +1017,39 @@ impl ByteReadChannel {
     ///
     /// Not cancel safe: a chunk may be written to `dst` and still be in this channel.
     pub async fn copy_to(&mut self, dst: &mut ByteWriteChannel, limit: u64) -> Result<u64> {
-        self.begin_read(limit > 0)?;
+        self.check_cancelled()?;
         let mut copied = 0u64;
-        while copied < limit {
-            if self.buf.is_empty() {
-                // About to wait for the source: let the destination's peer see what it has so
-                // far (an interactive echo must not stall behind a buffer).
-                dst.flush().await?;
-                // A bulk copy reads up to 64 KiB at a time (the usual chunk is 8 KiB): an
-                // eighth of the system calls.
-                if self.fill_by(MAX_STEP).await? == 0 {
-                    break;
+        let done: Result<()> = async {
+            while copied < limit {
+                if self.buf.is_empty() {
+                    // About to wait for the source: let the destination's peer see what it has
+                    // so far (an interactive echo must not stall behind a buffer).
+                    dst.flush().await?;
+                    // A bulk copy reads up to 64 KiB at a time (the usual chunk is 8 KiB): an
+                    // eighth of the system calls.
+                    if self.fill_by(MAX_STEP).await? == 0 {
+                        break;
+                    }
                 }
+                let n = usize::try_from(limit - copied)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len());
+                // These bytes are being passed on, not waiting to be read: a transport that
+                // holds answers back while requests wait (flush coalescing) must not hold these.
+                self.tell(self.buf.len() > n);
+                // Bytes taken: the skip of an over-long line is dropped now, not when the call
+                // starts (one dropped while it waits, before it took a byte, leaves it due).
+                self.skip_line = false;
+                // Straight from this buffer to the transport: no copy into `dst`'s buffer.
+                dst.write_through(&self.buf[..n]).await?;
+                self.drop_consumed(n);
+                copied += n as u64;
             }
-            let n = usize::try_from(limit - copied)
-                .unwrap_or(usize::MAX)
-                .min(self.buf.len());
-            // These bytes are being passed on, not waiting to be read: a transport that holds
-            // answers back while requests wait (flush coalescing) must not hold these.
-            self.tell(self.buf.len() > n);
-            // Straight from this buffer to the transport: no copy into `dst`'s buffer.
-            dst.write_through(&self.buf[..n]).await?;
-            self.drop_consumed(n);
-            copied += n as u64;
+            dst.flush().await
         }
-        dst.flush().await?;
+        .await;
+        self.end_read(limit > 0);
+        done?;
         Ok(copied)
     }
 
@@ -1238,19 +1255,10 @@ impl ByteReadChannel {
         }
     }
 
-    /// Starts a read other than a line read: the skip of an over-long line is dropped, unless
-    /// the read is one of no bytes (`takes` false), which takes nothing and leaves it due (as
-    /// `read_available` into an empty buffer does).
-    fn begin_read(&mut self, takes: bool) -> Result<()> {
-        self.check_cancelled()?;
-        self.end_read(takes);
-        Ok(())
-    }
-
-    /// Ends a cancel-safe read other than a line read, whatever its outcome: the skip of an
-    /// over-long line is dropped, unless the read is one of no bytes (`takes` false). Called
-    /// once the read is done, not when it starts: one dropped while it waits took nothing, and
-    /// leaves the skip due (as `read_available` does).
+    /// Ends a read other than a line read, whatever its outcome: the skip of an over-long line
+    /// is dropped, unless the read is one of no bytes (`takes` false). Called once the read is
+    /// done (or, for one that is not cancel safe, once it takes bytes), not when it starts: one
+    /// dropped while it waits took nothing, and leaves the skip due (as `read_available` does).
     fn end_read(&mut self, takes: bool) {
         if takes {
             self.skip_line = false;
