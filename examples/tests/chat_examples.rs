@@ -169,6 +169,55 @@ fn a_burst_of_lines_reaches_members_that_read_and_drops_nobody() {
     alice.expect("bob: all here");
 }
 
+/// Two members pasting at the same moment reach a member that reads them both, and each
+/// other: every waiting paster is let go when a reader has made room, and the lines they then
+/// say together never overrun its queue, so nobody who keeps reading is dropped for it.
+#[test]
+fn two_pastes_at_once_reach_members_that_read_and_drop_nobody() {
+    const LINES: usize = 4000;
+    let (_server, port) = start();
+    let mut carol = join(port, "carol", "* Welcome, carol. Nobody else is here yet.");
+    let mut alice = join(port, "alice", "* Welcome, alice. Here: carol");
+    carol.expect("* alice joined");
+    let bob = join(port, "bob", "* Welcome, bob. Here: alice, carol");
+    carol.expect("* bob joined");
+    alice.expect("* bob joined");
+
+    // Reads until it has every line of each paster's paste (in order), and returns the client.
+    fn read_pastes(mut client: LineClient, from: &[&str]) -> LineClient {
+        let mut next = vec![0; from.len()];
+        while next.iter().any(|&n| n < LINES) {
+            let line = client.line().expect("the connection stays open");
+            let (nick, number) = line
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("unexpected line: {line:.80}"));
+            let who = from.iter().position(|f| *f == nick).expect("a paster");
+            assert_eq!(number.parse::<usize>().unwrap(), next[who], "{line}");
+            next[who] += 1;
+        }
+        client
+    }
+    let paste: String = (0..LINES).map(|n| format!("{n}\n")).collect();
+    let (mut alice, mut bob, mut carol) = std::thread::scope(|scope| {
+        for client in [&alice, &bob] {
+            let mut stream = client.stream().try_clone().unwrap();
+            let paste = &paste;
+            scope.spawn(move || stream.write_all(paste.as_bytes()).unwrap());
+        }
+        let alice = scope.spawn(|| read_pastes(alice, &["bob"]));
+        let bob = scope.spawn(|| read_pastes(bob, &["alice"]));
+        let carol = scope.spawn(|| read_pastes(carol, &["alice", "bob"]));
+        (
+            alice.join().expect("alice got bob's paste"),
+            bob.join().expect("bob got alice's paste"),
+            carol.join().expect("carol got both pastes"),
+        )
+    });
+    carol.send("all here");
+    alice.expect("carol: all here");
+    bob.expect("carol: all here");
+}
+
 /// Clients that ask for the same nick at the same moment: exactly one gets it, the others are
 /// told it is taken (the check and the join are one step).
 #[test]

@@ -19,9 +19,11 @@
 //! own ([`QUEUE_LINES`] lines; the kernel holds at most about [`SEND_BUFFER`] bytes more). A
 //! client that sends faster than the others read (one paste of many lines) is slowed to their
 //! pace: before each of its lines it waits, at most [`QUEUE_WAIT`], until every queue has room
-//! for half its lines. A client that does not make that room in time, or whose queue fills, is
-//! dropped, which the others see as `* NICK left`; its connection is reset, so that the line
-//! it was in the middle of receiving never passes for a complete last line.
+//! for half its lines (clients that say lines at the same moment take turns at this, so that
+//! together they never overrun a queue that had room for each). A client that does not make
+//! that room in time, or whose queue fills, is dropped, which the others see as `* NICK left`;
+//! its connection is reset, so that the line it was in the middle of receiving never passes for
+//! a complete last line.
 //!
 //! A client that sends nothing (or takes nothing the server writes) for `--idle-timeout`
 //! seconds is closed (the listener's `socket_timeout`), whether it has given its nick or not:
@@ -127,6 +129,9 @@ async fn serve(
 struct Room {
     members: Mutex<HashMap<u64, Member>>,
     next_id: AtomicU64,
+    /// Held by the member whose line is being said, from the wait for room to the queueing
+    /// (see [`Room::speak`]).
+    speaking: tokio::sync::Mutex<()>,
 }
 
 /// A member's id, the queue of lines for it, and the nicks of those who were here before it.
@@ -207,6 +212,18 @@ impl Room {
             }
             Self::spread(&mut members, left);
         }
+    }
+
+    /// Says `line` for member `from`, as [`make_room`](Self::make_room) then
+    /// [`say`](Self::say), on its turn: one member at a time waits for room and queues its
+    /// line, so that room waited for is not taken by the line of another member before this
+    /// one is queued (when a reader makes room, every waiting speaker finds it; queueing all
+    /// their lines at once would overrun that reader's queue and drop it); returns whether
+    /// `from` was still a member.
+    async fn speak(&self, from: u64, line: String) -> bool {
+        let _turn = self.speaking.lock().await;
+        self.make_room(from).await;
+        self.say(from, line)
     }
 
     /// Sends `line` to every member but `from`, if `from` is still a member; returns whether it
@@ -461,8 +478,7 @@ async fn read_lines(
                     room.tell(id, "* Line not sent: it is not UTF-8.\n".to_owned());
                     continue;
                 };
-                room.make_room(id).await;
-                if !room.say(id, format!("{nick}: {line}\n")) {
+                if !room.speak(id, format!("{nick}: {line}\n")).await {
                     // Dropped by the room (its socket closed): what it had sent is not said.
                     return Ok(());
                 }
