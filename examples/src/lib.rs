@@ -53,16 +53,18 @@ pub async fn connect_with(
 }
 
 /// `HOST:PORT` as it can be typed back on a command line: an IPv6 address in brackets
-/// (`[::1]:8080`), as `SocketAddr` prints it.
+/// (`[::1]:8080`), as `SocketAddr` prints it, whether `host` came with its brackets or not.
 ///
 /// # Examples
 ///
 /// ```
 /// assert_eq!(examples::join_host_port("::1", 8080), "[::1]:8080");
+/// assert_eq!(examples::join_host_port("[::1]", 8080), "[::1]:8080"); // typed in brackets
 /// assert_eq!(examples::join_host_port("localhost", 80), "localhost:80");
 /// ```
 pub fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.contains(':') && !bracketed {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")

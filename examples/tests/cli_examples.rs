@@ -142,6 +142,8 @@ fn runtime_failures_are_one_line_and_exit_1() {
     let free = free_port().to_string();
     let to_free = format!("127.0.0.1:{free}");
     let on_taken = format!("127.0.0.1:{port}");
+    // An IPv6 HOST typed in brackets is named as typed, not as `[[::1]]:PORT`.
+    let to_bracketed = format!("cannot connect to [::1]:{free}");
     let cases: &[(&str, Vec<&str>, &str)] = &[
         (PROGRAMS[0], vec!["127.0.0.1", &port], "cannot listen at"),
         (PROGRAMS[5], vec!["127.0.0.1", &port], "cannot listen at"),
@@ -152,6 +154,7 @@ fn runtime_failures_are_one_line_and_exit_1() {
             "nonexistent",
         ),
         (PROGRAMS[7], vec!["127.0.0.1", &free], "cannot connect"),
+        (PROGRAMS[1], vec!["[::1]", &free], &to_bracketed),
         (PROGRAMS[8], vec![&on_taken, &to_free], "cannot listen at"),
     ];
     for (program, args, needle) in cases {
