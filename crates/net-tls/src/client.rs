@@ -271,8 +271,13 @@ impl TlsConfigBuilder {
         self
     }
 
-    /// Also trusts the operating system's certificate store (read when the configuration is
-    /// built).
+    /// Trusts the operating system's certificate store (read when the configuration is
+    /// built) instead of the bundled Mozilla roots, along with any root added.
+    ///
+    /// The store is what OpenSSL reads: the file and directory that `SSL_CERT_FILE` and
+    /// `SSL_CERT_DIR` name, else the platform's usual places. A store that cannot be read, or
+    /// that holds no usable certificate (none found: a container without `ca-certificates`),
+    /// makes [`build`](Self::build) fail with [`Error::NativeRoots`].
     pub fn native_roots(mut self) -> Self {
         self.native_roots = true;
         self
@@ -340,7 +345,7 @@ impl TlsConfigBuilder {
     /// [`Error::InvalidAlpnProtocol`] for an ALPN list that cannot be sent,
     /// [`Error::Config`] when rustls refuses the combination (no protocol version, a client key
     /// that does not match its certificate), [`Error::NativeRoots`] when the OS certificate
-    /// store was asked for and could not be read.
+    /// store was asked for and could not be read or held no usable certificate.
     pub fn build(self) -> Result<TlsConfig> {
         if let Some(e) = self.deferred {
             return Err(e);
@@ -362,12 +367,20 @@ impl TlsConfigBuilder {
             let mut roots = self.roots;
             if self.native_roots {
                 let found = rustls_native_certs::load_native_certs();
-                if found.certs.is_empty() {
-                    if let Some(e) = found.errors.into_iter().next() {
-                        return Err(Error::NativeRoots(Box::new(e)));
-                    }
+                let (added, _) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    // Not one certificate the store could give: a client that goes on would
+                    // trust none of it, and fail each handshake with `UnknownIssuer`.
+                    let e: Box<dyn std::error::Error + Send + Sync> =
+                        match found.errors.into_iter().next() {
+                            Some(e) => Box::new(e),
+                            None => Box::new(std::io::Error::new(
+                                std::io::ErrorKind::NotFound,
+                                "the system's certificate store holds no usable certificate",
+                            )),
+                        };
+                    return Err(Error::NativeRoots(e));
                 }
-                roots.add_parsable_certificates(found.certs);
             } else if roots.is_empty() {
                 roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             }

@@ -38,8 +38,10 @@ pub enum Error {
     /// The client-certificate verifier could not be built from the given roots (for example,
     /// none was usable).
     ClientVerifier(rustls::server::VerifierBuilderError),
-    /// The operating system's certificate store could not be read and held no certificate
-    /// ([`native_roots`](crate::TlsConfigBuilder::native_roots)).
+    /// The operating system's certificate store gave no usable certificate
+    /// ([`native_roots`](crate::TlsConfigBuilder::native_roots)): it could not be read, or it
+    /// holds none. The source is the first error met reading it, or an
+    /// [`io::ErrorKind::NotFound`] error when there was none.
     NativeRoots(Box<dyn std::error::Error + Send + Sync>),
     /// An ALPN protocol list that cannot be sent in a handshake: `protocol` is empty or longer
     /// than 255 bytes, or it is the first name that takes the list past
@@ -130,7 +132,9 @@ impl fmt::Display for Error {
             Error::MissingCertificateChain => f.write_str("no certificate chain was given"),
             Error::MissingPrivateKey => f.write_str("no private key was given"),
             Error::ClientVerifier(_) => f.write_str("cannot verify client certificates"),
-            Error::NativeRoots(_) => f.write_str("cannot read the system's certificate store"),
+            Error::NativeRoots(_) => {
+                f.write_str("no usable certificate in the system's certificate store")
+            }
             Error::Socket(e) => fmt::Display::fmt(e, f),
         }
     }

@@ -1,0 +1,122 @@
+//! Review round (htlsclient) of the TLS client's configuration: the operating system's trust
+//! store (`native_roots`).
+
+use std::process::Command;
+
+use net_sockets::SelectorManager;
+use net_tests::TempDir;
+use net_tests::harness::run_if_child;
+use net_tests::pki::TestCa;
+use net_tests::tls::{TlsTestServer, connect};
+use net_tls::{Error, TlsConfig};
+
+/// Tells [`native_roots_child`] it runs in the child process, and what to expect there.
+const NATIVE_CHILD: &str = "HTLSCLIENT_NATIVE_ROOTS_CHILD";
+/// The directory with the chain and key of a server whose certificate the test CA issued.
+const NATIVE_CA_DIR: &str = "HTLSCLIENT_NATIVE_CA_DIR";
+/// Printed by the child once it checked what it was asked to.
+const NATIVE_MARKER: &str = "native roots child done";
+
+/// Runs [`native_roots_child`] in a child process with `vars` set and the OS store's variables
+/// (`SSL_CERT_FILE`, `SSL_CERT_DIR`) taken from `vars` only; returns its output, and panics
+/// unless it passed.
+fn native_roots_in_child(expect: &str, dir: &TempDir, vars: &[(&str, &str)]) -> String {
+    let mut command = Command::new(std::env::current_exe().expect("the test binary's path"));
+    command
+        .args([
+            "--exact",
+            "native_roots_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .env(NATIVE_CHILD, expect)
+        .env(NATIVE_CA_DIR, dir.path());
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let output = command.output().expect("the child test process");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "child ({expect}) failed:\n{text}");
+    assert!(text.contains(NATIVE_MARKER), "child did not run:\n{text}");
+    text
+}
+
+/// The child of [`native_roots_read_the_os_store_and_an_empty_one_is_an_error`]: builds a
+/// client with `native_roots()` and checks what it was told to expect.
+#[test]
+fn native_roots_child() {
+    let Some(expect) = std::env::var_os(NATIVE_CHILD) else {
+        return;
+    };
+    let expect = expect.into_string().expect("a UTF-8 expectation");
+    run_if_child(NATIVE_CHILD, async move {
+        let built = TlsConfig::builder().native_roots().build();
+        match expect.as_str() {
+            "trusts the CA" => {
+                let dir = std::env::var(NATIVE_CA_DIR).expect("the CA's directory");
+                let key_pem = std::fs::read(format!("{dir}/key.pem")).expect("the leaf's key");
+                let chain = std::fs::read(format!("{dir}/chain.pem")).expect("the chain");
+                let config = net_tls::TlsServerConfig::builder()
+                    .certificate_chain_pem(&chain)
+                    .unwrap()
+                    .private_key_pem(&key_pem)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let selector = SelectorManager::new();
+                let mut server =
+                    TlsTestServer::start(&selector, config, |_tls, reporter| async move {
+                        reporter.report(());
+                    })
+                    .await;
+                let config = built.expect("the OS store holds the test CA");
+                let tls = connect(&selector, "localhost", server.port(), config).await;
+                assert!(tls.is_ok(), "{tls:?}");
+                assert!(server.next().await.is_ok());
+            }
+            "an error" => {
+                let e = built.expect_err("a client that trusts nothing at all");
+                assert!(matches!(e, Error::NativeRoots(_)), "{e:?}");
+                assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+                assert!(std::error::Error::source(&e).is_some(), "{e:?}");
+            }
+            other => panic!("unknown expectation {other:?}"),
+        }
+        println!("{NATIVE_MARKER}");
+    });
+}
+
+/// `native_roots()` trusts the certificates of the OS store (here the file `SSL_CERT_FILE`
+/// names, as OpenSSL reads it). A store that holds no certificate at all (no file, an empty
+/// directory, a file with no certificate in it: a container without `ca-certificates`) fails
+/// `build()` with `Error::NativeRoots`, as one that cannot be read does. (Before, an empty
+/// store built a client that trusted nothing, and every handshake then failed with
+/// `UnknownIssuer`.)
+#[test]
+fn native_roots_read_the_os_store_and_an_empty_one_is_an_error() {
+    let ca = TestCa::new("native roots ca");
+    let leaf = ca.server(&["localhost"]);
+    let dir = TempDir::new("native-roots");
+    let ca_file = dir.write("ca.pem", ca.pem());
+    dir.write("chain.pem", leaf.chain_pem());
+    dir.write("key.pem", leaf.key_pem());
+    let empty_file = dir.write("empty.pem", "no certificate here\n");
+    let empty_dir = dir.join("empty");
+    std::fs::create_dir(&empty_dir).unwrap();
+    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 path").to_owned();
+
+    native_roots_in_child("trusts the CA", &dir, &[("SSL_CERT_FILE", &path(&ca_file))]);
+    native_roots_in_child(
+        "an error",
+        &dir,
+        &[("SSL_CERT_FILE", &path(&dir.join("missing.pem")))],
+    );
+    native_roots_in_child("an error", &dir, &[("SSL_CERT_DIR", &path(&empty_dir))]);
+    native_roots_in_child("an error", &dir, &[("SSL_CERT_FILE", &path(&empty_file))]);
+}
