@@ -1,13 +1,21 @@
 //! Review round (htlsclient) of the TLS client's configuration: the operating system's trust
-//! store (`native_roots`).
+//! store (`native_roots`); hyper over our TLS stream.
 
 use std::process::Command;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use net_io::LineEnding;
 
 use net_sockets::SelectorManager;
 use net_tests::TempDir;
 use net_tests::harness::run_if_child;
 use net_tests::pki::TestCa;
 use net_tests::tls::{TlsTestServer, connect};
+use net_tests::within;
 use net_tls::{Error, TlsConfig};
 
 /// Tells [`native_roots_child`] it runs in the child process, and what to expect there.
@@ -119,4 +127,99 @@ fn native_roots_read_the_os_store_and_an_empty_one_is_an_error() {
     );
     native_roots_in_child("an error", &dir, &[("SSL_CERT_DIR", &path(&empty_dir))]);
     native_roots_in_child("an error", &dir, &[("SSL_CERT_FILE", &path(&empty_file))]);
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` body from `input`: its status line and
+/// its body.
+async fn read_response(input: &mut net_io::ByteReadChannel) -> (String, String) {
+    let status = input
+        .read_line(1024, LineEnding::Default)
+        .await
+        .unwrap()
+        .expect("a status line");
+    let mut length = None;
+    loop {
+        let line = input
+            .read_line(1024, LineEnding::Default)
+            .await
+            .unwrap()
+            .expect("a header line");
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(value.trim().parse::<usize>().unwrap());
+            }
+        }
+    }
+    let mut body = vec![0; length.expect("a content-length")];
+    input.read_fully(&mut body).await.unwrap();
+    (status, String::from_utf8(body).unwrap())
+}
+
+/// hyper's HTTP/1.1 server over our server-side `TlsStream`, with keep-alive: our TLS client
+/// sends three pipelined requests in one write and gets the three answers in order on the one
+/// connection; then the server's graceful shutdown ends the idle connection with
+/// `close_notify`: our client reads a clean end, not `Truncated`, and hyper's connection
+/// future ends with `Ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_keep_alive_pipelining_and_graceful_shutdown_over_a_tls_stream() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("hyper keep-alive ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = net_tests::loopback::tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let stream = net_tests::tls::accept(&listener, &config)
+            .await
+            .into_stream()
+            .unwrap();
+        let service = service_fn(|request: Request<Incoming>| async move {
+            let body = format!("you asked for {}", request.uri().path());
+            Ok::<_, std::convert::Infallible>(Response::new(body))
+        });
+        let connection = http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let mut connection = std::pin::pin!(connection);
+        tokio::select! {
+            done = connection.as_mut() => return done,
+            _ = shutdown_rx => {}
+        }
+        connection.as_mut().graceful_shutdown();
+        connection.await
+    });
+
+    let mut tls = within(connect(
+        &selector,
+        "localhost",
+        port,
+        ca.client_config().build().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let mut input = tls.open_read_channel().unwrap();
+    let mut output = tls.open_write_channel(true).unwrap();
+    let mut requests = String::new();
+    for path in ["/a", "/b", "/c"] {
+        requests.push_str(&format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n"));
+    }
+    output.write_string_utf8(&requests).await.unwrap();
+    for path in ["/a", "/b", "/c"] {
+        let (status, body) = within(read_response(&mut input)).await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body, format!("you asked for {path}"));
+    }
+    shutdown_tx.send(()).unwrap();
+    let end = within(input.read_line(1024, LineEnding::Default)).await;
+    assert!(
+        matches!(end, Ok(None)),
+        "a clean end (close_notify) after hyper's graceful shutdown: {end:?}"
+    );
+    within(server)
+        .await
+        .unwrap()
+        .expect("hyper's connection ends cleanly");
 }
