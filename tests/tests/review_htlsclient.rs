@@ -223,3 +223,49 @@ async fn hyper_keep_alive_pipelining_and_graceful_shutdown_over_a_tls_stream() {
         .unwrap()
         .expect("hyper's connection ends cleanly");
 }
+
+/// A CERTIFICATE section whose content is no certificate (valid base64 of other bytes).
+const NOT_A_CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----\n\
+dGhpcyBERVIgaXMgbm90IGEgY2VydGlmaWNhdGU=\n\
+-----END CERTIFICATE-----\n";
+
+/// A root bundle with a bad certificate among good ones is refused whole, and the error says
+/// where: `add_root_certificates_pem_file` names the file, as its documentation says, and both
+/// it and `add_root_certificates_pem` say which certificate of the bundle (counting from 1).
+/// (Before, both gave `Error::Config(InvalidCertificate(BadEncoding))`, "invalid peer
+/// certificate: BadEncoding", with neither the file nor the certificate, and calling a root
+/// a peer certificate.)
+#[test]
+fn a_bad_certificate_in_a_root_bundle_is_refused_naming_the_file_and_the_certificate() {
+    let (first, second) = (TestCa::new("bundle ca 1"), TestCa::new("bundle ca 2"));
+    let bundle = format!("{}{NOT_A_CERTIFICATE}{}", first.pem(), second.pem());
+    let dir = TempDir::new("root-bundle");
+    let file = dir.write("bundle.pem", &bundle);
+    let path = file.to_str().expect("a UTF-8 path");
+
+    let from_file = TlsConfig::builder()
+        .add_root_certificates_pem_file(&file)
+        .unwrap_err();
+    let from_bytes = TlsConfig::builder()
+        .add_root_certificates_pem(bundle.as_bytes())
+        .unwrap_err();
+    for (e, expected_origin) in [(from_file, path), (from_bytes, "PEM bytes")] {
+        let text = e.to_string();
+        match &e {
+            Error::Pem { origin, reason } => {
+                assert_eq!(origin, expected_origin, "{text}");
+                assert!(reason.contains("certificate 2 "), "{text}");
+                assert!(reason.contains("trust anchor"), "{text}");
+            }
+            other => panic!("not a PEM error naming its origin: {other:?} ({text})"),
+        }
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{text}");
+    }
+    // The good certificates alone are taken.
+    let good = format!("{}{}", first.pem(), second.pem());
+    assert!(
+        TlsConfig::builder()
+            .add_root_certificates_pem(good.as_bytes())
+            .is_ok()
+    );
+}

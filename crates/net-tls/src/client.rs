@@ -240,8 +240,9 @@ impl TlsConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] for input with no certificate or bad PEM, [`Error::Config`] for a
-    /// certificate that cannot be a trust anchor.
+    /// [`Error::Pem`] for input with no certificate, bad PEM, or a certificate that cannot be
+    /// a trust anchor (the reason says which, counting from 1); nothing of the bundle is
+    /// trusted then.
     pub fn add_root_certificates_pem(mut self, pem: &[u8]) -> Result<Self> {
         pem::add_roots(&mut self.roots, pem, pem::BYTES)?;
         Ok(self)

@@ -29,7 +29,8 @@ pub enum Error {
         reason: String,
     },
     /// rustls refused the configuration (for example, a key that does not match its
-    /// certificate, or a CA certificate it cannot use).
+    /// certificate, or a CA certificate given in DER that it cannot use; one from PEM is
+    /// [`Error::Pem`]).
     Config(rustls::Error),
     /// A server configuration was built without a certificate chain, or with an empty one.
     MissingCertificateChain,

@@ -32,10 +32,21 @@ pub(crate) fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDe
     Ok(certs)
 }
 
-/// Adds every certificate in `pem` to `roots` as a trust anchor.
+/// Adds every certificate in `pem` to `roots` as a trust anchor; one that cannot be is an
+/// error naming `origin` and the certificate's place in it, counting from 1.
 pub(crate) fn add_roots(roots: &mut rustls::RootCertStore, pem: &[u8], origin: &str) -> Result<()> {
-    for cert in certificates(pem, origin)? {
-        roots.add(cert).map_err(Error::Config)?;
+    for (place, cert) in certificates(pem, origin)?.into_iter().enumerate() {
+        roots.add(cert).map_err(|e| Error::Pem {
+            origin: origin.into(),
+            reason: format!(
+                "certificate {} cannot be a trust anchor: {}",
+                place + 1,
+                match e {
+                    rustls::Error::InvalidCertificate(reason) => format!("{reason:?}"),
+                    other => other.to_string(),
+                }
+            ),
+        })?;
     }
     Ok(())
 }

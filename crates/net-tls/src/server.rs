@@ -284,7 +284,8 @@ impl TlsServerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] for unusable PEM, [`Error::Config`] for an unusable CA certificate.
+    /// [`Error::Pem`] for unusable PEM or an unusable CA certificate (the reason says which,
+    /// counting from 1).
     pub fn client_auth_optional(mut self, ca_pem: &[u8]) -> Result<Self> {
         self.client_auth = ClientAuth::Optional(roots(ca_pem)?);
         Ok(self)
@@ -294,7 +295,8 @@ impl TlsServerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] for unusable PEM, [`Error::Config`] for an unusable CA certificate.
+    /// [`Error::Pem`] for unusable PEM or an unusable CA certificate (the reason says which,
+    /// counting from 1).
     pub fn client_auth_required(mut self, ca_pem: &[u8]) -> Result<Self> {
         self.client_auth = ClientAuth::Required(roots(ca_pem)?);
         Ok(self)
