@@ -16,7 +16,7 @@ use net_tests::harness::run_if_child;
 use net_tests::pki::TestCa;
 use net_tests::tls::{TlsTestServer, connect};
 use net_tests::within;
-use net_tls::{Error, TlsConfig};
+use net_tls::{Error, TlsConfig, TlsServerConfig, rustls};
 
 /// Tells [`native_roots_child`] it runs in the child process, and what to expect there.
 const NATIVE_CHILD: &str = "HTLSCLIENT_NATIVE_ROOTS_CHILD";
@@ -268,4 +268,172 @@ fn a_bad_certificate_in_a_root_bundle_is_refused_naming_the_file_and_the_certifi
             .add_root_certificates_pem(good.as_bytes())
             .is_ok()
     );
+}
+
+/// A certificate authority made here, to issue what `TestCa` does not: intermediates and
+/// leaves with chosen validity.
+struct Issuer {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl Issuer {
+    fn root(name: &str) -> Issuer {
+        let key = rcgen::KeyPair::generate().unwrap();
+        Issuer {
+            issuer: rcgen::CertifiedIssuer::self_signed(Issuer::ca_params(name), key).unwrap(),
+        }
+    }
+
+    fn ca_params(name: &str) -> rcgen::CertificateParams {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        params
+    }
+
+    fn intermediate(&self, name: &str) -> Issuer {
+        let key = rcgen::KeyPair::generate().unwrap();
+        Issuer {
+            issuer: rcgen::CertifiedIssuer::signed_by(Issuer::ca_params(name), key, &self.issuer)
+                .unwrap(),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server leaf for `localhost`, valid from the first day to the second (year, month,
+    /// day): its PEM and its key's PEM.
+    fn leaf(&self, not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// A server configuration presenting `chain` (PEM, leaf first) with `key`.
+fn serving(chain: &str, key: &str) -> TlsServerConfig {
+    TlsServerConfig::builder()
+        .certificate_chain_pem(chain.as_bytes())
+        .unwrap()
+        .private_key_pem(key.as_bytes())
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+/// Connects to a server presenting `chain` with `key`, trusting only `root`, and returns the
+/// client's result and the server's handshake outcome.
+async fn verify(
+    selector: &SelectorManager,
+    chain: &str,
+    key: &str,
+    root: &Issuer,
+) -> (Result<(), Error>, Result<(), Error>) {
+    let mut server =
+        TlsTestServer::start(selector, serving(chain, key), |_tls, reporter| async move {
+            reporter.report(())
+        })
+        .await;
+    let client = TlsConfig::builder()
+        .add_root_certificates_pem(root.pem().as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let connected = within(connect(selector, "localhost", server.port(), client))
+        .await
+        .map(drop);
+    (connected, server.next().await)
+}
+
+/// The certificate errors the documentation of `net_tls::Error` tells users to match on are
+/// the ones a handshake gives, with the server's view: an expired leaf is
+/// `InvalidCertificate(ExpiredContext { .. })` (the doc named only `Expired`, which rustls no
+/// longer returns, so a `match` written from it never matched), a leaf not valid yet
+/// `NotValidYetContext { .. }`, both carrying the leaf's own dates; the server receives the
+/// client's `certificate_expired` alert. A leaf sent without the intermediate that issued it is
+/// `UnknownIssuer` (the server receives `unknown_ca`), and the same leaf sent with it passes.
+#[tokio::test]
+async fn certificate_time_and_chain_errors_are_the_documented_variants() {
+    use net_tls::rustls::{AlertDescription, CertificateError};
+    let selector = SelectorManager::new();
+    let root = Issuer::root("time root");
+
+    let (expired, key) = root.leaf((2000, 1, 1), (2001, 1, 1));
+    let (client, server) = verify(&selector, &expired, &key, &root).await;
+    let not_after = net_tls::rustls::pki_types::UnixTime::since_unix_epoch(
+        std::time::Duration::from_secs(978_307_200), // 2001-01-01T00:00:00Z
+    );
+    match client {
+        Err(Error::Handshake(rustls::Error::InvalidCertificate(
+            CertificateError::ExpiredContext { not_after: at, .. },
+        ))) => assert_eq!(at, not_after),
+        other => panic!("not ExpiredContext: {other:?}"),
+    }
+    assert!(
+        matches!(
+            server,
+            Err(Error::Handshake(rustls::Error::AlertReceived(
+                AlertDescription::CertificateExpired
+            )))
+        ),
+        "{server:?}"
+    );
+
+    let (early, key) = root.leaf((4000, 1, 1), (4001, 1, 1));
+    let (client, server) = verify(&selector, &early, &key, &root).await;
+    assert!(
+        matches!(
+            client,
+            Err(Error::Handshake(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYetContext { .. }
+            )))
+        ),
+        "{client:?}"
+    );
+    assert!(
+        matches!(
+            server,
+            Err(Error::Handshake(rustls::Error::AlertReceived(
+                AlertDescription::CertificateExpired
+            )))
+        ),
+        "{server:?}"
+    );
+
+    let intermediate = root.intermediate("time intermediate");
+    let (leaf, key) = intermediate.leaf((2000, 1, 1), (4000, 1, 1));
+    let (client, server) = verify(&selector, &leaf, &key, &root).await;
+    assert!(
+        matches!(
+            client,
+            Err(Error::Handshake(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            )))
+        ),
+        "{client:?}"
+    );
+    assert!(
+        matches!(
+            server,
+            Err(Error::Handshake(rustls::Error::AlertReceived(
+                AlertDescription::UnknownCA
+            )))
+        ),
+        "{server:?}"
+    );
+    let chain = format!("{leaf}{}", intermediate.pem());
+    let (client, server) = verify(&selector, &chain, &key, &root).await;
+    assert!(client.is_ok(), "{client:?}");
+    assert!(server.is_ok(), "{server:?}");
 }

@@ -10,10 +10,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What can go wrong when configuring TLS or setting up a TLS connection.
 ///
 /// Handshake failures carry rustls's reason ([`rustls::Error`]): match on it to tell an untrusted
-/// certificate (`InvalidCertificate(UnknownIssuer)`), an expired one
-/// (`InvalidCertificate(Expired)`), a wrong host (`InvalidCertificate(NotValidForName..)`), a
-/// peer's alert (`AlertReceived(..)`) or garbage on the wire (`InvalidMessage(..)`) apart. The
-/// `Display` text is for people; match on the variants, not on the message.
+/// certificate (`InvalidCertificate(UnknownIssuer)`, also when the server left out an
+/// intermediate), an expired one (`InvalidCertificate(ExpiredContext { .. })`, with the time
+/// of the check and the certificate's end; older rustls gave `Expired`), one not valid yet
+/// (`NotValidYetContext { .. }` or `NotValidYet`), a wrong host
+/// (`NotValidForNameContext { .. }` or `NotValidForName`), a peer's alert
+/// (`AlertReceived(..)`) or garbage on the wire (`InvalidMessage(..)`) apart. The `Display`
+/// text is for people; match on the variants, not on the message.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
