@@ -437,3 +437,50 @@ async fn certificate_time_and_chain_errors_are_the_documented_variants() {
     assert!(client.is_ok(), "{client:?}");
     assert!(server.is_ok(), "{server:?}");
 }
+
+/// A client verifying the server by IP address (connected to a bare address, or given one by
+/// `server_name`) checks the certificate's IP SANs but sends no SNI, as RFC 6066 forbids an
+/// address there: the server's `server_name()` is `None`. A DNS name is sent, lowercased and
+/// without a trailing dot, whatever case the client wrote it in. (The docs said the client
+/// sends SNI for whatever name it verifies.)
+#[tokio::test]
+async fn an_ip_address_is_verified_but_never_sent_as_sni() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("sni ip ca");
+    let leaf = ca.server(&["localhost", "127.0.0.1", "::1"]);
+    let mut server = TlsTestServer::start(
+        &selector,
+        leaf.server_config().build().unwrap(),
+        |tls, reporter| async move { reporter.report(tls.server_name().map(str::to_owned)) },
+    )
+    .await;
+    let cases = [
+        ("127.0.0.1", None, "127.0.0.1", None),
+        ("127.0.0.1", Some("::1"), "::1", None),
+        ("127.0.0.1", Some("[::1]"), "::1", None),
+        ("LOCALHOST", None, "LOCALHOST", Some("localhost")),
+        (
+            "127.0.0.1",
+            Some("LocalHost."),
+            "LocalHost",
+            Some("localhost"),
+        ),
+    ];
+    for (host, name, verified, sni) in cases {
+        let mut config = ca.client_config();
+        if let Some(name) = name {
+            config = config.server_name(name);
+        }
+        let tls = within(connect(
+            &selector,
+            host,
+            server.port(),
+            config.build().unwrap(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(tls.server_name(), Some(verified), "{host} {name:?}");
+        let seen = server.next().await.unwrap();
+        assert_eq!(seen.as_deref(), sni, "{host} {name:?}");
+    }
+}

@@ -70,9 +70,10 @@ impl TlsConfig {
     ///
     /// The configuration is used as given, including its crypto provider, protocol versions,
     /// ALPN protocols, client certificate and `enable_sni`; nothing of the builder's defaults is
-    /// added. The name sent as SNI and passed to the verifier is the host given to `connect` (a
-    /// socket connected to a bare address passes its IP literal); whether and how the
-    /// certificate is checked against it is up to the configuration's verifier. The handshake
+    /// added. The name passed to the verifier, and sent as SNI when it is a DNS name (never an
+    /// IP address), is the host given to `connect` (a socket connected to a bare address passes
+    /// its IP literal); whether and how the certificate is checked against it is up to the
+    /// configuration's verifier. The handshake
     /// timeout is the default, 10 seconds. An ALPN list that cannot be sent (a name empty or
     /// over 255 bytes, a list over [`MAX_ALPN_LIST`](crate::MAX_ALPN_LIST)) fails each
     /// handshake with [`Error::InvalidAlpnProtocol`] before anything is sent.
@@ -225,7 +226,8 @@ impl fmt::Debug for TlsConfigBuilder {
 
 impl TlsConfigBuilder {
     /// Sends `name` as SNI and verifies the server's certificate against it, instead of the host
-    /// given to `connect`. An IP address is checked against the certificate's IP SANs.
+    /// given to `connect`. An IP address is checked against the certificate's IP SANs and is
+    /// not sent as SNI (RFC 6066 allows only DNS names there).
     ///
     /// The name is checked when the configuration is built.
     pub fn server_name(mut self, name: &str) -> Self {

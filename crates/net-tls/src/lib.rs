@@ -15,7 +15,8 @@
 //! # Secure by default
 //!
 //! The client sends SNI and verifies the server's certificate against the host name given to
-//! `connect` (an IP address against the certificate's IP SANs), trusting the bundled Mozilla
+//! `connect` (an IP address against the certificate's IP SANs, and without SNI, which only
+//! carries DNS names), trusting the bundled Mozilla
 //! roots unless told otherwise. Trusting everyone takes a call named
 //! [`dangerous_accept_any_server_certificate`](TlsConfigBuilder::dangerous_accept_any_server_certificate).
 //!

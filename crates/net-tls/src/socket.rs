@@ -107,7 +107,8 @@ pub type TlsStream = SocketStream<TlsSession>;
 /// ```
 pub trait TlsExt: Sized {
     /// Runs the client handshake. SNI and certificate verification use the host name given to
-    /// `connect` unless `config` names another ([`TlsConfigBuilder::server_name`](crate::TlsConfigBuilder::server_name)).
+    /// `connect` unless `config` names another ([`TlsConfigBuilder::server_name`](crate::TlsConfigBuilder::server_name));
+    /// an IP address is verified against the certificate's IP SANs and sent without SNI.
     ///
     /// # Errors
     ///
