@@ -484,3 +484,52 @@ async fn an_ip_address_is_verified_but_never_sent_as_sni() {
         assert_eq!(seen.as_deref(), sni, "{host} {name:?}");
     }
 }
+
+/// A client handshake against a server that accepts and stays silent ends at whichever of the
+/// socket's `socket_timeout` and the configuration's `handshake_timeout` comes first: the
+/// handshake's reads are the socket's reads. A shorter `socket_timeout` gives
+/// `Error::Socket(net_sockets::Error::Timeout)` (kind `TimedOut`), a shorter handshake timeout
+/// `Error::HandshakeTimeout`. (The handshake timeout's documentation named only the latter.)
+#[tokio::test]
+async fn a_silent_servers_handshake_ends_at_the_first_of_socket_and_handshake_timeouts() {
+    use std::time::{Duration, Instant};
+    const SHORT: Duration = Duration::from_millis(150);
+    const LONG: Duration = Duration::from_secs(30);
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("silent ca");
+    let silent = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = silent.local_addr().unwrap().port();
+    for (socket_timeout, handshake_timeout) in [(SHORT, LONG), (LONG, SHORT)] {
+        let socket = net_sockets::a_socket(&selector)
+            .tcp()
+            .socket_timeout(socket_timeout)
+            .connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (_held, _) = silent.accept().unwrap();
+        let config = ca
+            .client_config()
+            .server_name("localhost")
+            .handshake_timeout(handshake_timeout)
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let e = within(net_tls::TlsExt::tls(socket, config))
+            .await
+            .expect_err("a silent server");
+        let took = started.elapsed();
+        assert!(took >= SHORT && took < LONG, "{took:?} {e:?}");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e:?}");
+        if socket_timeout == SHORT {
+            assert!(
+                matches!(e, Error::Socket(net_sockets::Error::Timeout)),
+                "{e:?}"
+            );
+        } else {
+            assert!(
+                matches!(e, Error::HandshakeTimeout(t) if t == SHORT),
+                "{e:?}"
+            );
+        }
+    }
+}

@@ -216,7 +216,9 @@
 //! A server handshake that does not complete within
 //! [`handshake_timeout`](TlsServerConfigBuilder::handshake_timeout) (10 seconds by default)
 //! fails with [`Error::HandshakeTimeout`] and closes the connection, so a client that connects
-//! and sends nothing holds its slot for that long at most. Failed handshakes are worth a log
+//! and sends nothing holds its slot for that long at most. A listener's shorter
+//! `socket_timeout` ends such a handshake first, with [`Error::Socket`]`(`[`Timeout`](net_sockets::Error::Timeout)`)`:
+//! both have the kind [`TimedOut`](std::io::ErrorKind::TimedOut). Failed handshakes are worth a log
 //! line, not an alarm: scanners and clients with an outdated trust store make them all the time.
 //!
 //! ```no_run
@@ -308,6 +310,11 @@ macro_rules! negotiation_setters {
         }
 
         #[doc = $timeout]
+        ///
+        /// The handshake reads and writes through the socket, so a shorter `socket_timeout`
+        /// on it ends a handshake whose peer stays silent that long first, with
+        /// [`Error::Socket`](crate::Error::Socket)`(`[`net_sockets::Error::Timeout`]`)`
+        /// (kind [`TimedOut`](std::io::ErrorKind::TimedOut), as this one's).
         pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
             self.handshake_timeout = timeout;
             self
