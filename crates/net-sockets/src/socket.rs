@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use crate::adopt::{INET, StdStream, check_kind};
 use crate::core::{CloseMode, Owner};
 use crate::group::Drain;
 use crate::options::SocketOptions;
+use crate::selector::lock;
 use crate::stream::{Conn, Origin, Stream};
 use crate::transport::{Ending, Link, Plain, RawStream, Transport};
 use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
@@ -89,8 +90,9 @@ pub struct Socket<T = Plain> {
     transport: T,
     read_opened: bool,
     write_opened: bool,
-    /// A [`close`](Self::close) began: the transport's `closing` runs once.
-    closing: AtomicBool,
+    /// Held by a [`close`](Self::close) while it closes: the transport's `closing` runs once,
+    /// and a close that comes meanwhile returns only once the socket is closed.
+    closing: Mutex<()>,
 }
 
 /// A socket with both channels open, as [`Socket::connection`] returns it.
@@ -205,7 +207,7 @@ impl<T: Transport> Socket<T> {
             transport,
             read_opened: false,
             write_opened: false,
-            closing: AtomicBool::new(false),
+            closing: Mutex::new(()),
         }
     }
 
@@ -370,7 +372,7 @@ impl<T: Transport> Socket<T> {
 
     /// Closes the socket at once; idempotent. See [Closing](Self#closing) for what the peer
     /// sees. A close that finds another under way (another thread's, at the same moment)
-    /// leaves the closing to it and returns.
+    /// leaves the closing to it and returns once that one closed the socket.
     pub fn close(&self) {
         let core = self.link.conn.core();
         if core.is_closed() {
@@ -378,8 +380,10 @@ impl<T: Transport> Socket<T> {
         }
         // The layer's `closing` may hand over its last records (TLS: data rustls took, then
         // `close_notify`), which the close that took them sends before the FIN: a second close
-        // must not release the socket before that one handed them over.
-        if self.closing.swap(true, Ordering::AcqRel) {
+        // must not release the socket before that one handed them over. It waits for that one
+        // (which does not wait for the peer), so that the socket is closed when it returns.
+        let _closing = lock(&self.closing);
+        if core.is_closed() {
             return;
         }
         match self.transport.closing(&self.link) {
