@@ -3,6 +3,8 @@
 //! - Two `close` calls at the same moment (two threads sharing the socket): when either
 //!   returns, the socket is closed, as after one close; on a TLS socket too, whose layer's
 //!   closing takes a while.
+//! - A close from another thread while a large write goes to the socket: the peer gets all of
+//!   the write then FIN, or a reset, never part of it then a clean end.
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -81,4 +83,91 @@ async fn a_close_racing_another_returns_only_once_the_socket_is_closed() {
             "round {rounds}: a close returned with the socket still open"
         );
     }
+}
+
+/// What a peer read of a stream: its bytes, and how it ended.
+struct Received {
+    bytes: usize,
+    /// `None`: a clean end (FIN); else the error's kind.
+    error: Option<std::io::ErrorKind>,
+}
+
+/// A close from another thread while a large write (auto-flushed: it goes straight to the
+/// socket, a slice per send) is under way, the peer reading as fast as it can: the peer must
+/// get the whole write then FIN, or a reset — never part of the write then a clean end, which
+/// it would take for the complete stream. A write whose task waited for the socket when the
+/// close came reset the connection; one that was between two sends (or in one) when the
+/// close came let it end with a FIN after the part it had sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_during_a_large_write_never_ends_the_stream_cleanly_after_part_of_it() {
+    use std::io::Read as _;
+
+    const LEN: usize = 4 * 1024 * 1024;
+    let selector = SelectorManager::new();
+    let listener =
+        net_tests::loopback::tcp_listener_with(&selector, |b| b.send_buffer_size(16 * 1024)).await;
+    let port = listener.local_address().as_inet().unwrap().port();
+    let body = Arc::new(net_tests::payload(LEN));
+    let started = Instant::now();
+    let mut rounds = 0;
+    let mut cut = 0;
+    while rounds < 200 && started.elapsed() < Duration::from_millis(1200) {
+        rounds += 1;
+        let peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut socket = within(listener.accept()).await.unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        // The peer reads everything, and says when the write is well under way.
+        let (under_way, wait_under_way) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut peer = peer;
+            let mut buf = vec![0; 64 * 1024];
+            let mut bytes = 0;
+            let mut told = false;
+            loop {
+                match peer.read(&mut buf) {
+                    Ok(0) => return Received { bytes, error: None },
+                    Ok(n) => bytes += n,
+                    Err(e) => {
+                        return Received {
+                            bytes,
+                            error: Some(e.kind()),
+                        };
+                    }
+                }
+                if !told && bytes >= 64 * 1024 {
+                    told = true;
+                    let _ = under_way.send(());
+                }
+            }
+        });
+        let writer = tokio::spawn({
+            let body = Arc::clone(&body);
+            async move { output.write_fully(&body).await }
+        });
+        let socket = Arc::new(socket);
+        let closer = std::thread::spawn({
+            let socket = Arc::clone(&socket);
+            move || {
+                let _ = wait_under_way.recv_timeout(Duration::from_secs(5));
+                socket.close();
+            }
+        });
+        let written = within(writer).await.unwrap();
+        closer.join().unwrap();
+        let received = reader.join().unwrap();
+        if written.is_ok() {
+            // The close came after the write: all of it, then FIN.
+            assert_eq!(received.bytes, LEN, "round {rounds}");
+            assert_eq!(received.error, None, "round {rounds}");
+            continue;
+        }
+        cut += 1;
+        assert!(
+            received.error.is_some() || received.bytes == 0,
+            "round {rounds}: the peer read {} of the {LEN} bytes of a write cut by the close, \
+             then a clean end",
+            received.bytes
+        );
+    }
+    assert!(cut > 0, "no close cut a write in {rounds} rounds");
 }

@@ -755,14 +755,27 @@ impl ByteWriteChannel {
             return Poll::Ready(Err(Error::ClosedForWrite.into()));
         };
         while *sent < src.len() {
+            if *sent == 0 {
+                if let Some(state) = state {
+                    // While the transport may take the first bytes, the write counts as
+                    // unsent: an owner that ends the stream meanwhile (a socket's close on
+                    // another thread) must not end it cleanly after a prefix of it.
+                    state.begin_write();
+                }
+            }
             let Poll::Ready(n) = sink.pin().poll_write(cx, &src[*sent..]) else {
-                if *sent > 0 && !*torn {
-                    // Dropped now, or ended by a close, the write leaves a prefix of `src`
-                    // sent: the rest is unsent until it goes on.
-                    *torn = true;
-                    if let Some(state) = state {
+                if let Some(state) = state {
+                    if *sent == 0 {
+                        // Nothing taken: the write has no effect yet, dropped or not.
+                        state.set_unsent(false);
+                    } else if !*torn {
+                        // Dropped now, or ended by a close, the write leaves a prefix of
+                        // `src` sent: the rest is unsent until it goes on.
                         state.set_unsent(true);
                     }
+                }
+                if *sent > 0 {
+                    *torn = true;
                 }
                 return Poll::Pending;
             };
@@ -773,12 +786,10 @@ impl ByteWriteChannel {
             *sent += n;
             *written += n as u64;
         }
-        if *torn {
-            // The write went on to its end (the buffer is empty while it runs).
-            *torn = false;
-            if let Some(state) = state {
-                state.set_unsent(false);
-            }
+        // The write went on to its end (the buffer is empty while it runs).
+        *torn = false;
+        if let Some(state) = state {
+            state.set_unsent(false);
         }
         Poll::Ready(Ok(()))
     }

@@ -49,8 +49,14 @@ impl WriteState {
     /// went to the transport directly is waiting, or was dropped, after the transport took a
     /// prefix of it (a stream that ends now ends in the middle of that write; this stays true
     /// until that write goes on to its end or the channel ends, whatever is written meanwhile).
+    ///
+    /// A write that goes to the transport directly counts as unsent while a poll of it may hand
+    /// the transport its first bytes. An owner that marks the stream ended (so that no
+    /// transport write starts after) and then asks this gets `true` for a write whose first
+    /// bytes may have gone, or went on, before the mark: both sides are sequentially
+    /// consistent.
     pub fn has_unsent(&self) -> bool {
-        self.0.unsent.load(Ordering::Acquire)
+        self.0.unsent.load(Ordering::SeqCst)
     }
 
     /// Whether the channel threw away bytes its writes accepted: it was cancelled, dropped or
@@ -63,6 +69,12 @@ impl WriteState {
 
     pub(crate) fn set_unsent(&self, unsent: bool) {
         self.0.unsent.store(unsent, Ordering::Release);
+    }
+
+    /// A direct write is about to hand the transport bytes: unsent, sequentially consistent
+    /// with the transport's own check that the stream has not ended (see `has_unsent`).
+    pub(crate) fn begin_write(&self) {
+        self.0.unsent.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn set_lost(&self) {

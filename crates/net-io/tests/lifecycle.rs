@@ -895,6 +895,82 @@ async fn the_write_state_hears_of_a_write_cut_short() {
     }
 }
 
+/// A transport that takes 4 bytes a call, or none (pending) while `pending` is set, and notes
+/// what the shared [`WriteState`] says as each call hands it bytes.
+struct Watching {
+    state: WriteState,
+    seen: Arc<std::sync::Mutex<Vec<bool>>>,
+    pending: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AsyncWrite for Watching {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.pending.load(Ordering::SeqCst) {
+            return Poll::Pending;
+        }
+        self.seen.lock().unwrap().push(self.state.has_unsent());
+        Poll::Ready(Ok(buf.len().min(4)))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// While a write that goes to the transport directly hands it bytes (its first ones
+/// included), the shared state says bytes are unsent: an owner that ends the stream at that
+/// moment (a socket's close on another thread) must not end it cleanly after a prefix of the
+/// write. It said so only once the write had waited part-way, so a close racing a write that
+/// never waited sent FIN after part of it. Once the write is done, or while it waits having
+/// handed over nothing (dropped then, it had no effect), nothing is unsent.
+#[tokio::test]
+async fn the_write_state_counts_a_direct_write_unsent_while_it_hands_over_bytes() {
+    // Auto-flushed (every write goes directly), and too big for the buffer.
+    for (auto_flush, len) in [(true, 10), (false, 20_000)] {
+        let state = WriteState::new();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let pending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let transport = Watching {
+            state: state.clone(),
+            seen: Arc::clone(&seen),
+            pending: Arc::clone(&pending),
+        };
+        let mut output = ByteWriteChannel::new(transport, auto_flush);
+        output.share_state(state.clone());
+        let body = pattern(len);
+        {
+            let mut write = pin!(output.write_fully(&body));
+            assert!(is_pending(write.as_mut()).await);
+            assert!(
+                !state.has_unsent(),
+                "auto flush {auto_flush}: a write that handed over nothing is not unsent"
+            );
+        }
+        assert!(!state.has_unsent() && !state.lost_bytes());
+        pending.store(false, Ordering::SeqCst);
+        output.write_fully(&body).await.unwrap();
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        assert_eq!(seen.len(), len.div_ceil(4));
+        assert!(
+            seen.iter().all(|unsent| *unsent),
+            "auto flush {auto_flush}: the write was not unsent as it handed over bytes: {seen:?}"
+        );
+        assert!(
+            !state.has_unsent(),
+            "auto flush {auto_flush}: the write is done"
+        );
+        assert!(!state.lost_bytes());
+    }
+}
+
 /// A write cut short stays known until the channel ends, whatever follows it: the state says
 /// bytes are unsent while the channel is still there (a close now ends the stream in the middle
 /// of that write), and a later write that goes to the transport directly and completes, or a

@@ -200,7 +200,10 @@ impl<S: SocketIo> Core<S> {
     pub(crate) fn io(&self) -> Result<Arc<S>> {
         // A closing selector cancels the token first and closes its sockets right after; an
         // operation waiting meanwhile is failed by `poll_io`'s close wait.
-        if self.closing.load(Ordering::Acquire) != OPEN {
+        // Sequentially consistent with `close_deciding`'s mark: an operation either finds the
+        // socket closed here, or the close finds what the operation's caller noted before
+        // (a write channel's write under way).
+        if self.closing.load(Ordering::SeqCst) != OPEN {
             return Err(self.closed_error());
         }
         self.weak.upgrade().ok_or_else(|| self.closed_error())
@@ -283,6 +286,14 @@ impl<S: SocketIo> Core<S> {
     /// Closes the socket, as [`close`](Self::close), for `cause`: the first call's mode and
     /// cause win.
     pub(crate) fn close_as(&self, mode: CloseMode, cause: Cause) {
+        self.close_deciding(|| mode, cause);
+    }
+
+    /// Closes the socket, as [`close_as`](Self::close_as), in the mode `mode` returns: asked
+    /// once the socket is marked closed, so that no operation starts after it looked (an
+    /// operation that started before the mark may still be under way: its caller notes that
+    /// first, and `mode` finds it).
+    pub(crate) fn close_deciding(&self, mode: impl FnOnce() -> CloseMode, cause: Cause) {
         // Who closed it is settled here, once: a socket closed before its selector reports
         // `Closed` also after the selector closed. (The selector's close sets its flag before
         // it closes any socket.)
@@ -293,9 +304,10 @@ impl<S: SocketIo> Core<S> {
         };
         let _ = self
             .closing
-            .compare_exchange(OPEN, closed, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(OPEN, closed, Ordering::SeqCst, Ordering::SeqCst);
         let io = lock(&self.io).take();
         if let Some(io) = io {
+            let mode = mode();
             self.release(io, mode, cause);
             tracing::debug!(parent: &self.span, reset = mode == CloseMode::Reset, "closed");
             // Only now, and only by the close that released it: a task that `await_closed`

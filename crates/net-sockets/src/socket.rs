@@ -57,6 +57,10 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 ///   [`SelectorManager::shutdown`] and the accepting listener's
 ///   [`ServerSocket::shutdown`](crate::ServerSocket::shutdown) wait for them within their
 ///   grace period.
+/// - A close of a plain socket (or its selector's) while a write of the write channel is under
+///   way in another task (one that goes to the socket directly: auto-flushed, or larger than
+///   the channel's buffer) resets the connection when any of that write may have left: the
+///   peer never gets part of a write, then a clean end.
 /// - After a write, flush or write timeout failed, or after the write channel threw away bytes
 ///   its writes accepted (cancelled or dropped with some unsent, or a write to the socket
 ///   dropped part-way, see [`ByteWriteChannel`]'s "Dropped writes"), a close resets the
@@ -388,6 +392,9 @@ impl<T: Transport> Socket<T> {
         }
         match self.transport.closing(&self.link) {
             Ending::GracefulAfter(last) => self.link.conn.close_sending(last),
+            // The channels' bytes are the socket's: the connection decides again once the
+            // socket is marked closed (a write under way then resets it).
+            Ending::Graceful if T::WRITES_TO_SOCKET => self.link.conn.close(),
             Ending::Graceful => self.link.conn.close_with(CloseMode::Graceful),
             Ending::Reset => self.link.conn.close_with(CloseMode::Reset),
         }

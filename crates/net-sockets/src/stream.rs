@@ -364,42 +364,59 @@ impl Conn {
         Ok(conn)
     }
 
-    /// Closes the socket: gracefully, or with a reset when a write failed.
+    /// Closes the socket: gracefully, or with a reset when a write failed or bytes were lost,
+    /// also by a write of the write channel under way as the socket was marked closed (see
+    /// [`close_after`](Self::close_after)).
     pub(crate) fn close(&self) {
-        self.close_with(self.close_mode());
+        self.close_as(Cause::Own);
     }
 
-    /// Closes the socket with `mode` (gracefully: after sending what is held back; what the
-    /// socket does not take now is sent by a task as it drains, before the FIN).
+    /// Closes the socket with `mode`, as a layer decided (gracefully: after sending what is
+    /// held back; what the socket does not take now is sent by a task as it drains, before the
+    /// FIN).
     pub(crate) fn close_with(&self, mode: CloseMode) {
-        self.close_as(mode, Cause::Own);
+        self.close_after(&[], mode, Cause::Own, false);
     }
 
     /// Cuts the connection: closes it, as [`close`](Self::close) does, for a graceful shutdown
     /// whose grace period ended or for the selector's close, which count it as cut.
     pub(crate) fn cut(&self) {
-        self.close_as(self.close_mode(), Cause::Cut);
+        self.close_as(Cause::Cut);
     }
 
-    fn close_as(&self, mode: CloseMode, cause: Cause) {
-        self.close_after(&[], mode, cause);
+    fn close_as(&self, cause: Cause) {
+        self.close_after(&[], self.close_mode(), cause, true);
     }
 
     /// Closes the socket gracefully after `last` (a layer's last message, such as what TLS's
     /// `close_notify` left that the socket did not take at once): it leaves after the held-back
     /// answers, as they do (see [`send_held_after_close`](Self::send_held_after_close)).
     pub(crate) fn close_sending(&self, last: Bytes) {
-        self.close_after(&last, CloseMode::Graceful, Cause::Own);
+        self.close_after(&last, CloseMode::Graceful, Cause::Own, false);
     }
 
     /// Closes the socket with `mode`; a graceful close first sends what is held back as far as
     /// the socket takes it now, and leaves what is left of it, then `last`, to a task.
-    fn close_after(&self, last: &[u8], mode: CloseMode, cause: Cause) {
+    ///
+    /// With `again`, a graceful close becomes a reset when, once the socket is marked closed
+    /// (no write starts after), a write failed or the write channel holds unsent bytes: a
+    /// write of the channel that started on another thread after `mode` was decided (its
+    /// first bytes may be with the kernel, the rest never follows) must not end with FIN.
+    fn close_after(&self, last: &[u8], mode: CloseMode, cause: Cause, again: bool) {
         self.stop_holding();
         if mode == CloseMode::Graceful && (!self.send_cork_now() || !last.is_empty()) {
             self.send_held_after_close(last, cause);
         }
-        self.core.close_as(mode, cause);
+        self.core.close_deciding(
+            || {
+                if again && mode == CloseMode::Graceful && self.write_failed() {
+                    CloseMode::Reset
+                } else {
+                    mode
+                }
+            },
+            cause,
+        );
     }
 
     /// A graceful close found held-back answers that the socket cannot take now. Their writes
@@ -744,7 +761,7 @@ impl Drop for Conn {
     fn drop(&mut self) {
         // Dropped without `close` (the socket and its channels all gone): a connection whose
         // writes failed still ends with a reset.
-        self.close_with(self.close_mode());
+        self.close();
     }
 }
 
