@@ -5,6 +5,8 @@
 //!   closing takes a while.
 //! - A close from another thread while a large write goes to the socket: the peer gets all of
 //!   the write then FIN, or a reset, never part of it then a clean end.
+//! - Guard: reads retried after `socket_timeout`s that race arriving bytes, beside a stalled
+//!   write, lose and double nothing (channels and `SocketStream`).
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -170,4 +172,101 @@ async fn a_close_during_a_large_write_never_ends_the_stream_cleanly_after_part_o
         );
     }
     assert!(cut > 0, "no close cut a write in {rounds} rounds");
+}
+
+/// `socket_timeout` firing around the moment bytes arrive, over and over (a peer that sends a
+/// byte about every timeout), while a write of the same socket is outstanding and stalled (the
+/// peer does not read) and times out on its own: every byte arrives once, in order, through
+/// the read channel and through a `SocketStream` (read half) alike, each read retried after
+/// its timeout; the stalled write ends with its own timeout. (Guard: passes on the old code.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_retried_after_timeouts_that_race_arriving_bytes_lose_and_double_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const TIMEOUT: Duration = Duration::from_millis(10);
+    const BYTES: usize = 40;
+    let selector = SelectorManager::new();
+    let listener = net_tests::loopback::tcp_listener_with(&selector, |b| {
+        b.socket_timeout(TIMEOUT).send_buffer_size(4096)
+    })
+    .await;
+    let port = listener.local_address().as_inet().unwrap().port();
+    // A peer that sends one byte about every timeout (a little before, at, a little after)
+    // and never reads.
+    let peer = |port: u16| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        for i in 0..BYTES {
+            let pause = TIMEOUT * 8 / 10 + Duration::from_micros((i as u64 % 5) * 1000);
+            tokio::time::sleep(pause).await;
+            stream.write_all(&[i as u8]).await.unwrap();
+        }
+        stream
+    };
+    let expected: Vec<u8> = (0..BYTES as u8).collect();
+    for stream_form in [false, true] {
+        let peer = tokio::spawn(peer(port));
+        let socket = within(listener.accept()).await.unwrap();
+        let mut timeouts = 0;
+        let mut received = Vec::new();
+        let write_error;
+        if stream_form {
+            let (mut input, mut output) = tokio::io::split(socket.into_stream().unwrap());
+            let writer = tokio::spawn(async move {
+                let chunk = vec![7; 64 * 1024];
+                loop {
+                    if let Err(e) = output.write_all(&chunk).await {
+                        return e.kind();
+                    }
+                }
+            });
+            let mut byte = [0; 8];
+            while received.len() < BYTES {
+                match within(input.read(&mut byte)).await {
+                    Ok(0) => panic!("end of stream after {received:?}"),
+                    Ok(n) => received.extend_from_slice(&byte[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => timeouts += 1,
+                    Err(e) => panic!("{e:?} after {received:?}"),
+                }
+            }
+            write_error = format!("{:?}", within(writer).await.unwrap());
+        } else {
+            let mut connection = socket.connection().unwrap();
+            let mut output = connection.output;
+            let writer = tokio::spawn(async move {
+                let chunk = vec![7; 64 * 1024];
+                loop {
+                    let written = async {
+                        output.write_fully(&chunk).await?;
+                        output.flush().await
+                    };
+                    if let Err(e) = written.await {
+                        return e;
+                    }
+                }
+            });
+            let mut byte = [0; 8];
+            while received.len() < BYTES {
+                match within(connection.input.read_available(&mut byte)).await {
+                    Ok(0) => panic!("end of stream after {received:?}"),
+                    Ok(n) => received.extend_from_slice(&byte[..n]),
+                    Err(net_io::Error::Timeout) => timeouts += 1,
+                    Err(e) => panic!("{e:?} after {received:?}"),
+                }
+            }
+            write_error = format!("{:?}", within(writer).await.unwrap());
+        }
+        assert_eq!(received, expected, "stream form: {stream_form}");
+        assert!(
+            write_error.contains("TimedOut") || write_error.contains("Timeout"),
+            "stream form: {stream_form}: the stalled write ended with {write_error}"
+        );
+        // Pauses of 11 and 12 ms: some reads timed out.
+        assert!(
+            timeouts > 0,
+            "stream form: {stream_form}: no read timed out"
+        );
+        drop(within(peer).await.unwrap());
+    }
 }
