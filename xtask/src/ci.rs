@@ -43,8 +43,11 @@ fn forget_packaged_sources() -> Result<()> {
     Ok(())
 }
 
-/// Runs the steps.
-pub(crate) fn run() -> Result<()> {
+/// Runs the steps. `ci` takes no arguments: any is refused before a step runs.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    if let Some(arg) = args.first() {
+        bail!("unexpected argument {arg:?} (usage: cargo xtask ci)");
+    }
     let root = project_root();
     let steps: Vec<(&str, Command)> = vec![
         ("format", cargo(&root, &["fmt", "--all", "--", "--check"])),
@@ -121,4 +124,15 @@ pub(crate) fn run() -> Result<()> {
     crate::interop::run(&[]).context("step `TLS interop` failed")?;
     println!("==> ci: all {total} steps passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_argument_is_refused_before_any_step_runs() {
+        // `cargo xtask ci --fast` once ran the whole pipeline (many minutes), the argument unseen.
+        let err = super::run(&["--fast".to_owned()]).expect_err("an unknown argument");
+        let msg = err.to_string();
+        assert!(msg.contains("--fast") && msg.contains("usage"), "{msg}");
+    }
 }
