@@ -4,7 +4,8 @@
 //! - No scenario: all of them. `--list` names them.
 //! - `--smoke`: a debug build, a tiny `lines` run, and one short round of every network
 //!   scenario on every side but Go (the idle one with 600 connections), to prove the harness
-//!   works (CI runs this; the numbers mean nothing and nothing is asserted about them).
+//!   works (CI runs this; the numbers mean nothing and nothing is asserted about them). With
+//!   scenarios named, only those; options after `--` still go to `netbench`.
 //! - Anything after `--` goes to `netbench` (`--rounds N`, `--secs S`,
 //!   `--only ours|raw|tuned|go`, `--no-go`, `--go-flush idle|each`).
 //!
@@ -40,6 +41,45 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("idle", "netbench"),
 ];
 
+/// A benchmark program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Program {
+    Lines,
+    Netbench,
+}
+
+/// The programs to run, each with its arguments, for the `chosen` scenarios (all when none is
+/// chosen), in smoke mode or not; `passed` (what followed `--`) goes to netbench.
+fn plan(smoke: bool, chosen: &[(&str, &str)], passed: &[String]) -> Vec<(Program, Vec<String>)> {
+    let all = chosen.is_empty();
+    let mut runs = Vec::new();
+    if all || chosen.iter().any(|(_, bin)| *bin == "lines") {
+        let args = if smoke {
+            vec!["--smoke".to_owned()]
+        } else {
+            vec![]
+        };
+        runs.push((Program::Lines, args));
+    }
+    let net: Vec<String> = chosen
+        .iter()
+        .filter(|(_, bin)| *bin == "netbench")
+        .map(|(name, _)| (*name).to_owned())
+        .collect();
+    if all || !net.is_empty() {
+        let mut args: Vec<String> = if smoke {
+            vec!["--smoke".to_owned()]
+        } else {
+            vec![]
+        };
+        args.extend(passed.iter().cloned());
+        // No name: netbench runs every scenario.
+        args.extend(net);
+        runs.push((Program::Netbench, args));
+    }
+    runs
+}
+
 /// Runs the chosen scenarios (all when none is named).
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let (args, passed) = match args.iter().position(|a| a == "--") {
@@ -53,15 +93,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         return Ok(());
     }
     let smoke = args.iter().any(|a| a == "--smoke");
-    let mut chosen = Vec::new();
+    let mut chosen: Vec<(&str, &str)> = Vec::new();
     for a in args.iter().filter(|a| *a != "--smoke") {
         match SCENARIOS.iter().find(|(name, _)| name == a) {
             Some(s) => chosen.push(*s),
             None => bail!("unknown scenario `{a}` (try `cargo xtask bench --list`)"),
         }
-    }
-    if chosen.is_empty() && !smoke {
-        chosen = SCENARIOS.to_vec();
     }
 
     let root = project_root();
@@ -105,28 +142,17 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         c.args(args);
         c
     };
-    let mut runs: Vec<Command> = Vec::new();
-    if smoke {
-        let mut lines = Command::new(bin_dir.join("lines"));
-        lines.arg("--smoke");
-        runs.push(lines);
-        runs.push(netbench(&["--smoke"]));
-    } else {
-        if chosen.iter().any(|(_, bin)| *bin == "lines") {
-            runs.push(Command::new(bin_dir.join("lines")));
-        }
-        let net: Vec<&str> = chosen
-            .iter()
-            .filter(|(_, bin)| *bin == "netbench")
-            .map(|(name, _)| *name)
-            .collect();
-        if !net.is_empty() {
-            let passed: Vec<&str> = passed.iter().map(String::as_str).collect();
-            let mut c = netbench(&passed);
-            c.args(net);
-            runs.push(c);
-        }
-    }
+    let runs: Vec<Command> = plan(smoke, &chosen, passed)
+        .into_iter()
+        .map(|(program, args)| {
+            let mut c = match program {
+                Program::Lines => Command::new(bin_dir.join("lines")),
+                Program::Netbench => netbench(&[]),
+            };
+            c.args(args);
+            c
+        })
+        .collect();
     for mut cmd in runs {
         println!("==> {}", describe(&cmd));
         let status = cmd
@@ -137,4 +163,55 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_smoke_run_keeps_the_named_scenarios_and_the_options_after_the_dashes() {
+        // `cargo xtask bench --smoke echo-1 -- --only ours` once ran `lines` and every network
+        // scenario on every side, dropping both the name and the option.
+        let chosen = [("echo-1", "netbench")];
+        let runs = plan(true, &chosen, &strings(&["--only", "ours"]));
+        assert_eq!(
+            runs,
+            [(
+                Program::Netbench,
+                strings(&["--smoke", "--only", "ours", "echo-1"])
+            )]
+        );
+        // `lines` alone, in its smoke size.
+        let runs = plan(true, &[("lines", "lines")], &[]);
+        assert_eq!(runs, [(Program::Lines, strings(&["--smoke"]))]);
+    }
+
+    #[test]
+    fn no_name_runs_everything() {
+        assert_eq!(
+            plan(true, &[], &[]),
+            [
+                (Program::Lines, strings(&["--smoke"])),
+                (Program::Netbench, strings(&["--smoke"])),
+            ]
+        );
+        assert_eq!(
+            plan(false, &[], &strings(&["--rounds", "7"])),
+            [
+                (Program::Lines, vec![]),
+                (Program::Netbench, strings(&["--rounds", "7"])),
+            ]
+        );
+        // Named, not smoke: as before.
+        let chosen = [("pingpong-50", "netbench"), ("idle", "netbench")];
+        assert_eq!(
+            plan(false, &chosen, &[]),
+            [(Program::Netbench, strings(&["pingpong-50", "idle"]))]
+        );
+    }
 }
