@@ -24,6 +24,8 @@
 //! `--connect HOST:PORT` measures a server already running there (for example the
 //! `sockets-server` example) instead of starting any: one side, `ext`, no ratios.
 //!
+//! `--rounds` is at least 1; `--secs` is more than 0 and at most 3,600 (an hour a round).
+//!
 //! `--smoke` runs one short round (0.3 s measured) of every scenario (or of those named) on
 //! each side but Go, the idle one with 600 connections instead of 10,000: under a minute that
 //! proves the harness works. Its numbers mean nothing.
@@ -44,6 +46,8 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::load::{Outcome, Transport};
 use crate::server::{Impl, Role};
 
+/// The longest measured window `--secs` may ask for (every run is bounded in time).
+const MAX_SECS: f64 = 3600.0;
 /// How long a server process may take to print its port.
 const START_LIMIT: Duration = Duration::from_secs(30);
 /// How many connections the idle-memory scenario holds (SPEC §4.6).
@@ -260,8 +264,18 @@ fn main() -> Result<()> {
                 }
                 return Ok(());
             }
-            "--rounds" => rounds = it.next().context("--rounds N")?.parse()?,
-            "--secs" => secs = it.next().context("--secs S")?.parse()?,
+            "--rounds" => {
+                let v = it.next().context("--rounds N")?;
+                rounds = v
+                    .parse()
+                    .with_context(|| format!("--rounds {v}: not a whole number"))?;
+            }
+            "--secs" => {
+                let v = it.next().context("--secs S")?;
+                secs = v
+                    .parse()
+                    .with_context(|| format!("--secs {v}: not a number"))?;
+            }
             "--only" => only = Some(Impl::parse(it.next().context("--only IMPL")?)?),
             "--no-go" => use_go = false,
             "--go-flush" => go_flush = go::Flush::parse(it.next().context("--go-flush M")?)?,
@@ -301,6 +315,10 @@ fn main() -> Result<()> {
     ensure!(
         rounds >= 1 && secs > 0.0,
         "need at least one round of some length"
+    );
+    ensure!(
+        secs <= MAX_SECS,
+        "--secs {secs}: at most {MAX_SECS} s a round"
     );
     ensure!(
         connect.is_none() || chosen.iter().all(|s| !matches!(s.load, Load::Idle)),
