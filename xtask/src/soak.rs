@@ -17,8 +17,10 @@
 //! - Prints requests, requests per second, errors (a wrong answer, a reset, the server
 //!   closing, no answer within 5 s, a failed reconnect, and any connection error the server
 //!   logged), latency, RSS and descriptors, and the verdict: **flat** when RSS and descriptors
-//!   at the end are at most 1.05 × the middle's and there were no errors. Otherwise the exit
-//!   status is non-zero.
+//!   at the end are at most 1.05 × the middle's and there were no errors. The run also fails
+//!   when the server holds more descriptors after the load closed its connections than at the
+//!   baseline (a descriptor kept per closed connection leaves middle and end level). Otherwise
+//!   the exit status is non-zero.
 //!
 //! Warm-up: under this load the server's RSS climbs by about 4 KiB per connection during the
 //! first ~50 s of traffic, then stays put. That is bounded, not a leak: it matches each
@@ -479,6 +481,15 @@ impl Verdict {
                 middle.fds, end.fds
             ));
         }
+        // The load closed every connection and waited (up to 10 s) for the server's count to
+        // come back down: what is still open was kept by the server.
+        let (baseline, after) = (report.sample("baseline")?, report.sample("after")?);
+        if after.fds > baseline.fds {
+            why.push(format!(
+                "{} descriptors open after the load closed its connections, baseline {}",
+                after.fds, baseline.fds
+            ));
+        }
         let errors = report.client_errors() + log.ended_with_error.len() as u64;
         if errors > 0 {
             why.push(format!("{errors} errors"));
@@ -570,7 +581,7 @@ fn summary(
     if let (Ok(m), Ok(e)) = (report.sample("middle"), report.sample("end")) {
         let _ = writeln!(
             out,
-            "end/middle  RSS {:.3}, fds {:.3} (flat: both <= 1.05 and 0 errors)",
+            "end/middle  RSS {:.3}, fds {:.3} (flat: both <= 1.05, 0 errors, fds after <= baseline)",
             e.rss_kib as f64 / m.rss_kib.max(1) as f64,
             e.fds as f64 / m.fds.max(1) as f64
         );
@@ -684,6 +695,30 @@ sample label=after at=601.0 rss_kib=9000 peak_rss_kib=10600 fds=10
         );
         assert_eq!(log.accepted, 1);
         assert!(!Verdict::of(&r, &log, true).unwrap().flat);
+    }
+
+    #[test]
+    fn descriptors_kept_after_the_close_fail_the_run() {
+        // A server that keeps each closed connection's descriptor stays level while the
+        // connections are open (middle = end), so only the `after` sample can show it.
+        let clean = ServerLog::default();
+        let kept = REPORT.replace(
+            "label=after at=601.0 rss_kib=9000 peak_rss_kib=10600 fds=10",
+            "label=after at=601.0 rss_kib=9000 peak_rss_kib=10600 fds=1010",
+        );
+        let v = Verdict::of(&Report::parse(&kept).unwrap(), &clean, true).unwrap();
+        assert!(!v.flat, "{v:?}");
+        assert!(
+            v.why[0].contains("1010") && v.why[0].contains("baseline"),
+            "{v:?}"
+        );
+        // Back to the baseline (or below it): flat.
+        let below = REPORT.replace("fds=10\n", "fds=9\n");
+        assert!(
+            Verdict::of(&Report::parse(&below).unwrap(), &clean, true)
+                .unwrap()
+                .flat
+        );
     }
 
     #[test]
