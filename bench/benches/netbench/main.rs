@@ -324,6 +324,18 @@ fn main() -> Result<()> {
         connect.is_none() || chosen.iter().all(|s| !matches!(s.load, Load::Idle)),
         "the idle scenario measures only servers netbench starts (not with --connect)"
     );
+    // The idle scenario reads the started process's RSS: under a wrapper that would be the
+    // profiler's (one that forks, `timeout 600` say, scored 0 bytes/conn, PASS).
+    ensure!(
+        std::env::var("NETBENCH_WRAP")
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .is_none()
+            || chosen.iter().all(|s| !matches!(s.load, Load::Idle)),
+        "the idle scenario measures the server process's own memory: run it without \
+         NETBENCH_WRAP"
+    );
     let dir = TempDir(std::env::temp_dir().join(format!("netbench-{}", std::process::id())));
     let wants_go = connect.is_none()
         && chosen
@@ -624,7 +636,8 @@ impl ServerProcess {
                 ],
             ),
         };
-        // `NETBENCH_WRAP="strace -c -o FILE"` (say) runs the server under a profiler.
+        // `NETBENCH_WRAP="strace -c -o FILE"` (say) runs the server under a profiler (not for
+        // the idle scenario, which reads the started process's memory).
         let wrap = std::env::var("NETBENCH_WRAP").unwrap_or_default();
         let mut wrap = wrap.split_whitespace();
         let mut cmd = match wrap.next() {
