@@ -111,7 +111,7 @@ async fn abstract_names_that_differ_in_any_byte_are_different_addresses_body() {
     use net_sockets::{SocketAddress, UnixSocketAddress, a_socket};
 
     let selector = SelectorManager::new();
-    let base = format!("\0net-sockets-review-hconnect-{}", std::process::id());
+    let base = format!("\0net-sockets-unusual-setup-{}", std::process::id());
     let names = [
         base.clone(),
         format!("{base}/"),
@@ -162,7 +162,7 @@ async fn a_unix_peer_path_with_control_characters_is_displayed_escaped_body() {
     use net_sockets::{UnixSocketAddress, a_socket};
 
     let selector = SelectorManager::new();
-    let dir = net_tests::TempDir::new("review-hconnect-display");
+    let dir = net_tests::TempDir::new("unusual-setup-display");
     let server_path = dir.join("server.sock");
     let listener = a_socket(&selector)
         .tcp()

@@ -1,4 +1,4 @@
-//! Read side review round (hread): `ByteReadChannel`'s look-ahead and the skip of an over-long
+//! `ByteReadChannel`'s look-ahead and the skip of an over-long
 //! line after a read dropped while it waits.
 
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! Review round (htls): TLS sessions facing what a demanding user of rustls would try.
+//! TLS sessions facing what a demanding user of rustls would try.
 //!
 //! - A read that waits while our half-close (`flush_and_close`) takes in what the socket holds
 //!   is woken for what was taken in: a line, or the peer's `close_notify`.

@@ -1,4 +1,4 @@
-//! Review round "hopts": socket options on every kind of socket they apply to (listeners,
+//! Socket options on every kind of socket they apply to (listeners,
 //! accepted, connected, dual-stack), values out of the OS's range, and admission control under
 //! concurrency.
 

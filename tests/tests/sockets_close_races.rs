@@ -1,4 +1,4 @@
-//! Review round (hcore): the socket core under races of its ends.
+//! The socket core under races of its ends.
 //!
 //! - Two `close` calls at the same moment (two threads sharing the socket): when either
 //!   returns, the socket is closed, as after one close; on a TLS socket too, whose layer's

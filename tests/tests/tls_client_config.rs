@@ -1,4 +1,4 @@
-//! Review round (htlsclient) of the TLS client's configuration: the operating system's trust
+//! The TLS client's configuration: the operating system's trust
 //! store (`native_roots`); hyper over our TLS stream.
 
 use std::process::Command;

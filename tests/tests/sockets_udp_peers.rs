@@ -1,4 +1,4 @@
-//! UDP review round (hudp): a connected socket's receives, and the address family of a send.
+//! UDP: a connected socket's receives, and the address family of a send.
 
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr};
