@@ -779,10 +779,22 @@ impl ByteWriteChannel {
                 }
                 return Poll::Pending;
             };
-            let n = n?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
+            let n = match n {
+                Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+                other => other,
+            };
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    if *sent > 0 {
+                        // Failed part-way (a socket closed between two of its sends, say): the
+                        // stream ends in the middle of this write, whatever decides its end
+                        // later (a close that looks after the failure must not send FIN).
+                        *torn = true;
+                    }
+                    return Poll::Ready(Err(e));
+                }
+            };
             *sent += n;
             *written += n as u64;
         }

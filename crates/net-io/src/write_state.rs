@@ -46,9 +46,10 @@ impl WriteState {
 
     /// Whether the channel holds bytes its writes accepted that have not reached the transport
     /// (a flush would send them; a stream that ends now ends without them), or a write that
-    /// went to the transport directly is waiting, or was dropped, after the transport took a
-    /// prefix of it (a stream that ends now ends in the middle of that write; this stays true
-    /// until that write goes on to its end or the channel ends, whatever is written meanwhile).
+    /// went to the transport directly is waiting, was dropped, or failed, after the transport
+    /// took a prefix of it (a stream that ends now ends in the middle of that write; this stays
+    /// true until that write goes on to its end or the channel ends, whatever is written
+    /// meanwhile).
     ///
     /// A write that goes to the transport directly counts as unsent while a poll of it may hand
     /// the transport its first bytes. An owner that marks the stream ended (so that no

@@ -1057,3 +1057,57 @@ async fn a_write_state_shared_after_a_loss_hears_of_it() {
     output.share_state(state.clone());
     assert!(!state.lost_bytes() && !state.has_unsent());
 }
+
+/// A transport that takes 4 bytes, then fails every call (as a socket closed by another
+/// thread between two sends of one write).
+struct FailsAfterFour {
+    taken: bool,
+}
+
+impl AsyncWrite for FailsAfterFour {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if std::mem::replace(&mut self.taken, true) {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        }
+        Poll::Ready(Ok(buf.len().min(4)))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A write that goes to the transport directly and fails after the transport took part of it
+/// (a socket's close on another thread, between two of its sends) leaves the shared state
+/// telling of the loss, also once the write has failed: an owner that decides how the stream
+/// ends after that (the close, which marked the socket closed and looks at the state only
+/// then) must not end it cleanly after a prefix of the write. (Before, the failure cleared
+/// "unsent" and marked nothing lost: a close that looked late sent FIN after the prefix.)
+#[tokio::test]
+async fn a_direct_write_failed_after_a_prefix_leaves_the_state_telling_of_the_loss() {
+    // Auto-flushed (every write goes directly), and too big for the buffer.
+    for (auto_flush, len) in [(true, 10), (false, 20_000)] {
+        let state = WriteState::new();
+        let mut output = ByteWriteChannel::new(FailsAfterFour { taken: false }, auto_flush);
+        output.share_state(state.clone());
+        let e = output.write_fully(&pattern(len)).await.unwrap_err();
+        assert!(matches!(e, Error::Io(_)), "auto flush {auto_flush}: {e:?}");
+        assert!(
+            state.has_unsent() || state.lost_bytes(),
+            "auto flush {auto_flush}: 4 bytes of the write left, the rest never will"
+        );
+        drop(output);
+        assert!(
+            state.lost_bytes(),
+            "auto flush {auto_flush}: after the drop"
+        );
+    }
+}
