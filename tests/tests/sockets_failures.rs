@@ -1801,3 +1801,38 @@ async fn close_gracefully_after_the_output_was_half_closed_still_delivers_everyt
     assert_eq!(received, body);
     closed.unwrap();
 }
+
+/// A `write_fully` larger than the channel's buffer (it goes to the socket directly) that times
+/// out having taken nothing had no effect: once a flush went through, `close()` sends everything
+/// written, then FIN, as guarantees.md's write-timeout row says. (Before, the direct write left
+/// the channel's shared state saying "unsent" when the socket's write timed out, so the close
+/// reset the connection and the peer lost what it had not read yet.)
+#[tokio::test]
+async fn a_direct_write_that_timed_out_without_effect_then_a_flush_ends_with_fin() {
+    let selector = SelectorManager::new();
+    let listener =
+        tcp_listener_with(&selector, |b| b.socket_timeout(Duration::from_millis(200))).await;
+    let chunk = payload(64 * 1024);
+    let (mut peer, mut socket) = raw_peer_of(&listener).await;
+    let mut output = socket.open_write_channel(false).unwrap();
+    let expected = write_until_a_write_without_effect_times_out(&mut output, &chunk).await;
+    // The socket takes nothing more: this direct write times out before it takes a byte.
+    let e = within(output.write_fully(&chunk)).await.unwrap_err();
+    assert!(matches!(e, net_io::Error::Timeout), "{e:?}");
+    assert!(!output.is_closed_for_write(), "the call had no effect");
+    assert_eq!(output.total_bytes_written(), expected.len() as u64);
+    let reader = tokio::spawn(async move {
+        let mut received = Vec::new();
+        peer.read_to_end(&mut received).await.map(|_| received)
+    });
+    within(output.flush())
+        .await
+        .expect("the flush goes through");
+    socket.close();
+    let received = within(reader)
+        .await
+        .unwrap()
+        .expect("every byte written, then a clean end");
+    assert_eq!(received.len(), expected.len(), "each byte once");
+    assert!(received == expected);
+}
