@@ -683,3 +683,340 @@ fn a_graceful_close_dropped_while_it_waits_closes_at_once() {
         }
     });
 }
+
+/// A peer that reads slowly through a small receive buffer, from a listener of its own: what it
+/// read, and how the stream ended (`Ok`: a clean end).
+async fn slow_reader(
+    mut peer: tokio::net::TcpStream,
+    go: tokio::sync::oneshot::Receiver<()>,
+) -> (Vec<u8>, std::io::Result<()>) {
+    let _ = go.await;
+    let mut got = Vec::new();
+    let mut room = [0u8; 1024];
+    let end = loop {
+        match peer.read(&mut room).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => got.extend_from_slice(&room[..n]),
+            Err(e) => break Err(e),
+        }
+        tokio::task::yield_now().await;
+    };
+    (got, end)
+}
+
+/// A raw listener whose connections have a small receive buffer.
+fn small_buffer_peer_listener() -> tokio::net::TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    socket.listen(16).unwrap()
+}
+
+/// Fills the socket buffers through `output` (its peer does not read yet): until a flush still
+/// cannot finish a while after one had to wait (loopback moves bytes on after a write
+/// returned). Then 7 KB more, buffered (8 KiB fit), for a close to flush. Returns what was
+/// written.
+async fn fill_the_socket_then_buffer(output: &mut net_io::ByteWriteChannel) -> Vec<u8> {
+    let mut sent = Vec::new();
+    let mut extra = 0;
+    for chunk in payload(4_000_000).chunks(1000) {
+        within(output.write_fully(chunk)).await.unwrap();
+        sent.extend_from_slice(chunk);
+        if extra > 0 {
+            extra += 1;
+            if extra == 8 {
+                return sent;
+            }
+        } else if poll_at_most(output.flush(), 1).await.is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if poll_at_most(output.flush(), 1).await.is_none() {
+                extra = 1;
+            }
+        }
+    }
+    panic!("the socket buffers took 4 MB");
+}
+
+/// `close` polled at most `polls` times, then dropped; `go` is told after the first poll (the
+/// peer's reader starts then, so that poll has to wait).
+async fn close_then_go(
+    close: impl Future<Output = net_sockets::Result<()>>,
+    go: tokio::sync::oneshot::Sender<()>,
+    polls: usize,
+) -> Option<net_sockets::Result<()>> {
+    let mut close = pin!(close);
+    let mut go = Some(go);
+    let close_then_go = std::future::poll_fn(|cx| {
+        let polled = close.as_mut().poll(cx);
+        if let Some(go) = go.take() {
+            go.send(()).unwrap();
+        }
+        polled
+    });
+    poll_at_most(close_then_go, polls).await
+}
+
+/// `Connection::close_gracefully` dropped after k polls (k = 1, 2, … until it completes) while
+/// it flushes output that the socket buffers cannot take yet, to a peer that reads slowly and
+/// has already ended its side: the socket is closed at once, as `Socket::close` is, so the
+/// peer reads either everything and a clean end, or a prefix and a reset — never a clean end
+/// after a cut stream; and the descriptors come back.
+#[test]
+fn graceful_closes_dropped_at_every_poll_never_end_a_cut_stream_cleanly() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        let peers = small_buffer_peer_listener();
+        let port = peers.local_addr().unwrap().port();
+        let before = fd_count();
+        let mut cut = 0;
+        for polls in 1..=MAX_POLLS {
+            let socket = a_socket(&selector)
+                .tcp()
+                .send_buffer_size(4096)
+                .connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let (mut peer, _) = within(peers.accept()).await.unwrap();
+            // The close's drain sees the peer's end at once: only the flush makes it wait.
+            peer.shutdown().await.unwrap();
+            let (go, started) = tokio::sync::oneshot::channel();
+            let reader = tokio::spawn(slow_reader(peer, started));
+            let mut connection = socket.connection().unwrap();
+            let sent = fill_the_socket_then_buffer(&mut connection.output).await;
+            let close = connection.close_gracefully(Duration::from_secs(10));
+            let done = close_then_go(close, go, polls).await;
+            let (got, end) = within(reader).await.unwrap();
+            assert!(
+                sent.starts_with(&got),
+                "poll {polls}: the peer read bytes that were not sent"
+            );
+            match (&done, end) {
+                (Some(closed), Ok(())) => {
+                    closed.as_ref().unwrap();
+                    assert_eq!(got.len(), sent.len(), "poll {polls}");
+                }
+                (None, Ok(())) => assert_eq!(
+                    got.len(),
+                    sent.len(),
+                    "poll {polls}: a clean end after {} of {} bytes",
+                    got.len(),
+                    sent.len()
+                ),
+                (Some(closed), Err(e)) => {
+                    panic!("poll {polls}: the close returned {closed:?}, the peer read {e:?}")
+                }
+                (None, Err(e)) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
+                    cut += 1;
+                }
+            }
+            settle_to(before).await;
+            if done.is_some() {
+                assert!(cut > 0, "no close was dropped with bytes unsent");
+                return;
+            }
+        }
+        panic!("the close did not complete in {MAX_POLLS} polls");
+    });
+}
+
+/// `copy_to` from one socket to another, dropped after k polls (k = 1, 2, … 5, over and over),
+/// then called again until the source ends. Not cancel safe, but never silently wrong: the
+/// source is read once, to its end; and either the destination's peer reads the exact stream
+/// and a clean end, or the destination refuses the clean end (`flush_and_close` fails, the
+/// peer reads a reset). With a destination that takes everything at once, the copies are
+/// dropped (after one poll) while they wait for the source, and the stream is exact; with one whose peer reads
+/// slowly through small buffers, while the socket took part of a chunk, which stays in the
+/// source (and is sent again), so the stream has no clean end.
+#[test]
+fn copies_dropped_at_every_poll_never_end_a_wrong_stream_cleanly() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let small = small_buffer_peer_listener();
+        let large = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let before = fd_count();
+        for slow in [false, true] {
+            let peers = if slow { &small } else { &large };
+            let port = peers.local_addr().unwrap().port();
+            let data = payload(60_000);
+            let mut source_peer =
+                tokio::net::TcpStream::connect(listener.local_address().to_string())
+                    .await
+                    .unwrap();
+            let mut from = within(listener.accept()).await.unwrap();
+            // With the fast destination, the source sends a chunk each time a copy was
+            // dropped, so that copies are dropped while they wait for it.
+            let chunks = data.chunks(3000).count();
+            let release =
+                std::sync::Arc::new(tokio::sync::Semaphore::new(if slow { chunks } else { 1 }));
+            let writer = tokio::spawn({
+                let data = data.clone();
+                let release = release.clone();
+                async move {
+                    for chunk in data.chunks(3000) {
+                        release.acquire().await.unwrap().forget();
+                        source_peer.write_all(chunk).await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                    source_peer.shutdown().await.unwrap();
+                    source_peer
+                }
+            });
+            let mut to = a_socket(&selector).tcp();
+            if slow {
+                to = to.send_buffer_size(4096);
+            }
+            let mut to = to.connect(("127.0.0.1", port)).await.unwrap();
+            let (peer, _) = within(peers.accept()).await.unwrap();
+            // The slow reader starts once a copy was dropped (the socket buffers full).
+            let (go, started) = tokio::sync::oneshot::channel();
+            let mut go = Some(go);
+            if !slow {
+                go.take().unwrap().send(()).unwrap();
+            }
+            let reader = tokio::spawn(slow_reader(peer, started));
+            let mut input = from.open_read_channel().unwrap();
+            let mut output = to.open_write_channel(false).unwrap();
+            let mut polls = 1;
+            let mut dropped = 0;
+            let mut copies = 0;
+            loop {
+                copies += 1;
+                // A copy dropped after the socket took part of a chunk sends that chunk again
+                // from its start: after 40 copies, one runs to the source's end.
+                // One poll with the fast destination: a copy that waits for the source gets
+                // no wake-up until a chunk is released.
+                let tries = match (copies <= 40, slow) {
+                    (true, true) => polls,
+                    (true, false) => 1,
+                    (false, _) => usize::MAX,
+                };
+                match poll_at_most(input.copy_to(&mut output, u64::MAX), tries).await {
+                    // The source's end.
+                    Some(Ok(_)) => break,
+                    Some(Err(e)) => panic!("copy {copies}: {e:?}"),
+                    None => {
+                        dropped += 1;
+                        if !slow {
+                            release.add_permits(1);
+                        }
+                        if let Some(go) = go.take() {
+                            go.send(()).unwrap();
+                        }
+                    }
+                }
+                polls = polls % 5 + 1;
+            }
+            assert!(dropped > 0, "no copy was dropped: the test shows nothing");
+            assert_eq!(input.total_bytes_read(), data.len() as u64);
+            let closed = within(output.flush_and_close()).await;
+            drop((input, output, from));
+            to.close();
+            drop(to);
+            let (got, end) = within(reader).await.unwrap();
+            match (closed, end) {
+                (Ok(()), Ok(())) => {
+                    assert!(
+                        !slow,
+                        "no copy took part of a chunk: the test shows nothing"
+                    );
+                    assert!(got == data, "a clean end after a wrong stream");
+                }
+                (Err(_), Err(e)) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
+                }
+                (closed, end) => panic!("the close: {closed:?}, the peer's end: {end:?}"),
+            }
+            drop(within(writer).await.unwrap());
+        }
+        settle_to(before).await;
+    });
+}
+
+/// Over TLS: `close_gracefully` dropped after k polls while it flushes output the socket
+/// buffers cannot take yet, to a peer that reads slowly and has already ended its side (with
+/// `close_notify`): the peer reads everything and a clean end (`close_notify`), or a prefix and
+/// an error — never a clean end after a cut stream; the listener counts the connection gone and
+/// the descriptors come back.
+#[test]
+fn tls_graceful_closes_dropped_at_every_poll_never_end_a_cut_stream_cleanly() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let pki = Pki::generate();
+        let (server_config, client_config) = tls_configs(&pki);
+        let selector = SelectorManager::new();
+        let listener = tcp_listener_with(&selector, |b| b.receive_buffer_size(4096)).await;
+        let port = listener.port().unwrap();
+        let before = fd_count();
+        let mut cut = 0;
+        for polls in 1..=MAX_POLLS {
+            let socket = a_socket(&selector)
+                .tcp()
+                .send_buffer_size(4096)
+                .connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let accepted = within(listener.accept()).await.unwrap();
+            let server_config = server_config.clone();
+            let server = tokio::spawn(async move { accepted.tls_server(&server_config).await });
+            let tls = within(socket.tls(client_config.clone())).await.unwrap();
+            let mut served = within(server).await.unwrap().unwrap();
+            // The close's drain sees the peer's end at once: only the flush makes it wait.
+            let mut served_output = served.open_write_channel(false).unwrap();
+            within(served_output.flush_and_close()).await.unwrap();
+            let mut served_input = served.open_read_channel().unwrap();
+            let (go, started) = tokio::sync::oneshot::channel::<()>();
+            let reader = tokio::spawn(async move {
+                let _ = started.await;
+                let mut got = Vec::new();
+                let mut room = [0u8; 1024];
+                let end = loop {
+                    match served_input.read_available(&mut room).await {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => got.extend_from_slice(&room[..n]),
+                        Err(e) => break Err(e),
+                    }
+                    tokio::task::yield_now().await;
+                };
+                drop((served_input, served_output, served));
+                (got, end)
+            });
+            let mut connection = tls.connection().unwrap();
+            let sent = fill_the_socket_then_buffer(&mut connection.output).await;
+            let close = connection.close_gracefully(Duration::from_secs(10));
+            let done = close_then_go(close, go, polls).await;
+            let (got, end) = within(reader).await.unwrap();
+            assert!(
+                sent.starts_with(&got),
+                "poll {polls}: the peer read bytes that were not sent"
+            );
+            match (&done, end) {
+                (Some(closed), Ok(())) => {
+                    closed.as_ref().unwrap();
+                    assert_eq!(got.len(), sent.len(), "poll {polls}");
+                }
+                (None, Ok(())) => assert_eq!(
+                    got.len(),
+                    sent.len(),
+                    "poll {polls}: a clean end after {} of {} bytes",
+                    got.len(),
+                    sent.len()
+                ),
+                (Some(closed), Err(e)) => {
+                    panic!("poll {polls}: the close returned {closed:?}, the peer read {e:?}")
+                }
+                (None, Err(_)) => cut += 1,
+            }
+            no_open_connection(&listener).await;
+            settle_to(before).await;
+            if done.is_some() {
+                assert!(cut > 0, "no close was dropped with bytes unsent");
+                return;
+            }
+        }
+        panic!("the close did not complete in {MAX_POLLS} polls");
+    });
+}
