@@ -6,7 +6,7 @@
 //! The tests run one at a time (a lock), so that descriptor counts see no other test's sockets.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Mutex;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use net_io::LineEnding;
 use net_sockets::{Datagram, ProxyProtocol, SelectorManager, ServerSocket, a_socket};
-use net_tests::loopback::{connect, connected_pair, tcp_listener, tcp_listener_with, udp_socket};
+use net_tests::loopback::{
+    connect, connected_pair, next_item, tcp_listener, tcp_listener_with, udp_socket,
+};
 use net_tests::pki::Pki;
 use net_tests::probe::fd_count;
 use net_tests::{payload, within};
@@ -1018,5 +1020,126 @@ fn tls_graceful_closes_dropped_at_every_poll_never_end_a_cut_stream_cleanly() {
             }
         }
         panic!("the close did not complete in {MAX_POLLS} polls");
+    });
+}
+
+/// `bind` (TCP and UDP) and the UDP `connect` and `connect_from` to a host name (`localhost`,
+/// resolved on a blocking thread) dropped after k polls (k = 1, 2, … until they complete):
+/// nothing is bound, no descriptor is left behind, and the next call binds.
+#[test]
+fn binds_dropped_at_every_poll_leave_nothing_behind() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        let receiver = udp_socket(&selector).await;
+        let port = receiver.local_address().port().unwrap();
+        let before = fd_count();
+        for operation in ["tcp bind", "udp bind", "udp connect", "udp connect_from"] {
+            let mut completed = false;
+            for polls in 1..=MAX_POLLS {
+                let done = match operation {
+                    "tcp bind" => {
+                        let bind = a_socket(&selector).tcp().bind(("localhost", 0));
+                        poll_at_most(bind, polls).await.map(|r| drop(r.unwrap()))
+                    }
+                    "udp bind" => {
+                        let bind = a_socket(&selector).udp().bind(("localhost", 0));
+                        poll_at_most(bind, polls).await.map(|r| drop(r.unwrap()))
+                    }
+                    "udp connect" => {
+                        let connect = a_socket(&selector).udp().connect(("localhost", port));
+                        poll_at_most(connect, polls).await.map(|r| drop(r.unwrap()))
+                    }
+                    _ => {
+                        let connect = a_socket(&selector)
+                            .udp()
+                            .connect_from(("localhost", port), ("127.0.0.1", 0));
+                        poll_at_most(connect, polls).await.map(|r| drop(r.unwrap()))
+                    }
+                };
+                // Dropped or closed: the count comes back (a resolution still running on its
+                // thread may hold /etc/hosts open for a moment).
+                settle_to(before).await;
+                if done.is_some() {
+                    completed = true;
+                    break;
+                }
+            }
+            assert!(
+                completed,
+                "{operation} did not complete in {MAX_POLLS} polls"
+            );
+        }
+    });
+}
+
+/// The `incoming()` streams of a listener and of a datagram socket, each polled k times and
+/// then dropped (the stream itself, with the `accept` or `receive` it runs): a later stream
+/// hands out every connection and every datagram, once, in order.
+#[test]
+fn incoming_streams_dropped_at_every_poll_lose_nothing() {
+    use futures_core::Stream;
+    let _serial = serial();
+    runtime().block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let port = listener.port().unwrap();
+        for round in 1..=6 {
+            let client = tokio::spawn(async move {
+                let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                client
+                    .write_all(format!("hello {round}\n").as_bytes())
+                    .await
+                    .unwrap();
+                client
+            });
+            let mut got = None;
+            for k in 1..=round {
+                let mut incoming = listener.incoming();
+                let next = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_next(cx));
+                if let Some(done) = poll_at_most(next, k).await {
+                    got = Some(done.expect("a connection").unwrap());
+                    break;
+                }
+            }
+            let mut socket = match got {
+                Some(socket) => socket,
+                None => next_item(&mut listener.incoming()).await.unwrap().unwrap(),
+            };
+            let client = within(client).await.unwrap();
+            assert_eq!(socket.remote_address(), client.local_addr().unwrap().into());
+            let mut input = socket.open_read_channel().unwrap();
+            let line = within(input.read_line(64, LineEnding::Default)).await;
+            assert_eq!(line.unwrap(), Some(format!("hello {round}")));
+            drop((input, socket, client));
+        }
+        no_open_connection(&listener).await;
+
+        let receiver = udp_socket(&selector).await;
+        let sender = udp_socket(&selector).await;
+        let to = receiver.local_address();
+        let mut expected = Vec::new();
+        for i in 0..30u32 {
+            let packet = Bytes::from(format!("datagram {i}"));
+            within(sender.send(Datagram::new(packet.clone(), to.clone()).unwrap()))
+                .await
+                .unwrap();
+            expected.push(packet);
+            // A stream polled once, then one polled twice, … : some are dropped at once,
+            // some take a datagram (at most one pending poll: one is on its way).
+            let mut incoming = receiver.incoming();
+            let next = std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_next(cx));
+            if let Some(done) = poll_at_most(next, (i % 3) as usize + 1).await {
+                let got = done.expect("a datagram").unwrap();
+                assert_eq!(got.packet, expected.remove(0), "at {i}");
+            }
+        }
+        let mut incoming = receiver.incoming();
+        while !expected.is_empty() {
+            let got = next_item(&mut incoming).await.unwrap().unwrap();
+            assert_eq!(got.packet, expected.remove(0));
+        }
     });
 }
