@@ -1143,3 +1143,84 @@ fn incoming_streams_dropped_at_every_poll_lose_nothing() {
         }
     });
 }
+
+/// `flush_and_close` dropped after k polls (k = 1, 2, … until it completes) while it flushes
+/// output the socket buffers cannot take yet, then called again: not cancel safe (the channel
+/// stays open with bytes unwritten), but the second call finishes the job; the peer reads the
+/// exact stream, then one clean end (TLS: `close_notify`).
+#[test]
+fn a_flush_and_close_dropped_at_every_poll_then_called_again_ends_the_stream_cleanly() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let pki = Pki::generate();
+        let (server_config, client_config) = tls_configs(&pki);
+        let selector = SelectorManager::new();
+        let listener = tcp_listener_with(&selector, |b| b.receive_buffer_size(4096)).await;
+        let port = listener.port().unwrap();
+        for tls in [false, true] {
+            let mut completed = false;
+            for polls in 1..=MAX_POLLS {
+                let socket = a_socket(&selector)
+                    .tcp()
+                    .send_buffer_size(4096)
+                    .connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                let accepted = within(listener.accept()).await.unwrap();
+                // Our output, the peer's input, and both sockets (kept open meanwhile).
+                let (mut output, mut input, sockets): (_, _, Box<dyn std::any::Any + Send>) = if tls
+                {
+                    let server_config = server_config.clone();
+                    let server =
+                        tokio::spawn(async move { accepted.tls_server(&server_config).await });
+                    let mut client = within(socket.tls(client_config.clone())).await.unwrap();
+                    let mut served = within(server).await.unwrap().unwrap();
+                    let output = client.open_write_channel(false).unwrap();
+                    let input = served.open_read_channel().unwrap();
+                    (output, input, Box::new((client, served)))
+                } else {
+                    let (mut socket, mut accepted) = (socket, accepted);
+                    let output = socket.open_write_channel(false).unwrap();
+                    let input = accepted.open_read_channel().unwrap();
+                    (output, input, Box::new((socket, accepted)))
+                };
+                let (go, started) = tokio::sync::oneshot::channel::<()>();
+                let reader = tokio::spawn(async move {
+                    let _ = started.await;
+                    let mut got = Vec::new();
+                    let mut room = [0u8; 1024];
+                    let end = loop {
+                        match input.read_available(&mut room).await {
+                            Ok(0) => break Ok(()),
+                            Ok(n) => got.extend_from_slice(&room[..n]),
+                            Err(e) => break Err(e),
+                        }
+                        tokio::task::yield_now().await;
+                    };
+                    (got, end)
+                });
+                let sent = fill_the_socket_then_buffer(&mut output).await;
+                let done =
+                    close_then_go(async { Ok(output.flush_and_close().await?) }, go, polls).await;
+                match done {
+                    Some(closed) => {
+                        closed.unwrap();
+                        completed = true;
+                    }
+                    None => within(output.flush_and_close()).await.unwrap(),
+                }
+                let (got, end) = within(reader).await.unwrap();
+                end.unwrap_or_else(|e| panic!("tls {tls}, poll {polls}: {e:?}"));
+                assert!(
+                    got == sent,
+                    "tls {tls}, poll {polls}: the peer's stream differs"
+                );
+                drop((output, sockets));
+                if completed {
+                    break;
+                }
+            }
+            assert!(completed, "the close did not complete in {MAX_POLLS} polls");
+        }
+    });
+}
