@@ -1224,3 +1224,65 @@ fn a_flush_and_close_dropped_at_every_poll_then_called_again_ends_the_stream_cle
         }
     });
 }
+
+/// The client's side of STARTTLS (`Connection::tls` after a plain-text exchange) dropped after
+/// k polls: the socket is closed, the server's upgrade fails (never hangs, never succeeds), the
+/// listener counts the connection gone, and the descriptors come back.
+#[test]
+fn a_client_starttls_upgrade_dropped_at_every_poll_closes_the_connection() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let pki = Pki::generate();
+        let (server_config, client_config) = tls_configs(&pki);
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let port = listener.port().unwrap();
+        let before = fd_count();
+        for polls in 1..=MAX_POLLS {
+            let socket = connect(&selector, ("127.0.0.1", port)).await;
+            let accepted = within(listener.accept()).await.unwrap();
+            let server_config = server_config.clone();
+            let server = tokio::spawn(async move {
+                let mut connection = accepted.connection()?;
+                let line = connection.input.read_line(64, LineEnding::Default).await?;
+                assert_eq!(line.as_deref(), Some("STARTTLS"));
+                connection.output.write_string_utf8("GO\r\n").await?;
+                connection.output.flush().await?;
+                connection.tls_server(&server_config).await
+            });
+            let mut connection = socket.connection().unwrap();
+            connection
+                .output
+                .write_string_utf8("STARTTLS\r\n")
+                .await
+                .unwrap();
+            connection.output.flush().await.unwrap();
+            let go = within(connection.input.read_line(64, LineEnding::Default)).await;
+            assert_eq!(go.unwrap().as_deref(), Some("GO"));
+            let upgrade = connection.tls(client_config.clone());
+            let Some(done) = poll_at_most(upgrade, polls).await else {
+                let served = within(server).await.unwrap();
+                if let Ok(mut tls) = served {
+                    // TLS 1.3: the server may finish first; its first read must then fail.
+                    let mut input = tls.open_read_channel().unwrap();
+                    let read = within(input.read_line(64, LineEnding::Default)).await;
+                    assert!(read.is_err(), "gave up at poll {polls}, read: {read:?}");
+                }
+                no_open_connection(&listener).await;
+                continue;
+            };
+            let mut tls = done.expect("the client's upgrade");
+            let mut served = within(server).await.unwrap().expect("the server's upgrade");
+            let mut output = tls.open_write_channel(true).unwrap();
+            output.write_string_utf8("secret\n").await.unwrap();
+            let mut input = served.open_read_channel().unwrap();
+            let line = within(input.read_line(64, LineEnding::Default)).await;
+            assert_eq!(line.unwrap().as_deref(), Some("secret"));
+            drop((input, output, tls, served));
+            no_open_connection(&listener).await;
+            settle_to(before).await;
+            return;
+        }
+        panic!("the upgrade did not complete in {MAX_POLLS} polls");
+    });
+}
