@@ -241,3 +241,36 @@ async fn tls_answers_from_a_writer_task_are_never_stranded_across_threads() {
     drop((input, output, tls));
     within(serving).await.unwrap();
 }
+
+/// A server that reads a command sent with a trailing empty line, and then only pushes: once
+/// it drops its read channel (as `SocketOptions::coalesce_flushes` advises), each push leaves
+/// when it is written, the client reading one before the server writes the next.
+#[tokio::test]
+async fn a_push_server_that_dropped_its_read_channel_sends_each_push_at_once() {
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let (mut client, mut socket) = raw_peer_of(&server).await;
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    let (next, mut pushes) = tokio::sync::mpsc::channel::<usize>(1);
+    let serving = tokio::spawn(async move {
+        let command = input.read_line(1024, LineEnding::Default).await.unwrap();
+        assert_eq!(command.as_deref(), Some("WATCH"));
+        // The empty line is still unread.
+        drop(input);
+        while let Some(event) = pushes.recv().await {
+            output
+                .write_string_utf8(&format!("event {event}\n"))
+                .await
+                .unwrap();
+        }
+    });
+    client.write_all(b"WATCH\n\n").await.unwrap();
+    for event in 0..3 {
+        next.send(event).await.unwrap();
+        read_exactly(&mut client, &format!("event {event}\n")).await;
+    }
+    drop(next);
+    within(serving).await.unwrap();
+    drop(socket);
+}

@@ -84,6 +84,14 @@ pub struct SocketOptions {
     /// channel while requests are pending is held back the same way (it returns, and the bytes
     /// leave with the burst's answers). `flush_and_close`, `close` and `close_gracefully` send
     /// what was held back first.
+    ///
+    /// Held-back bytes leave when the reader waits for input or sees the end of its stream,
+    /// when its read channel is dropped, when a write would pass the 64 KiB limit, or when the
+    /// write side closes. So a reader that stops reading while input is still unread (a server
+    /// that reads a command sent with a trailing empty line, then only pushes and never reads
+    /// again) keeps what is written after it held back, explicit flushes included. Such a
+    /// server keeps reading (a `select!` on a read beside its pushes), drops its read channel,
+    /// or turns coalescing off.
     pub coalesce_flushes: bool,
     /// Stream `connect` (`tcp().connect`): the local address to bind to first
     /// (bind-before-connect: a source address or port of your choosing, or a Unix path, whose
