@@ -17,6 +17,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// (`NotValidForNameContext { .. }` or `NotValidForName`), a peer's alert
 /// (`AlertReceived(..)`) or garbage on the wire (`InvalidMessage(..)`) apart. The `Display`
 /// text is for people; match on the variants, not on the message.
+///
+/// `Error` converts into an [`io::Error`] of its [`kind`](Error::kind), and that `io::Error`
+/// converts back into the same variant.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -174,8 +177,14 @@ impl From<net_io::Error> for Error {
 }
 
 impl From<io::Error> for Error {
+    /// Unwraps an `Error` carried inside the I/O error (so an `Error` converted into an
+    /// [`io::Error`] converts back into its variant); any other I/O error becomes
+    /// [`Error::Socket`], as `net_sockets::Error::from` maps it.
     fn from(e: io::Error) -> Self {
-        Error::Socket(e.into())
+        match e.downcast::<Error>() {
+            Ok(inner) => inner,
+            Err(e) => Error::Socket(e.into()),
+        }
     }
 }
 
@@ -185,5 +194,40 @@ impl From<Error> for io::Error {
             Error::Socket(e) => e.into(),
             other => io::Error::new(other.kind(), other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_variants_round_trip_through_io_error() {
+        let io = io::Error::from(Error::HandshakeTimeout(Duration::from_secs(3)));
+        assert_eq!(io.kind(), io::ErrorKind::TimedOut);
+        let back = Error::from(io);
+        assert!(
+            matches!(back, Error::HandshakeTimeout(d) if d == Duration::from_secs(3)),
+            "{back:?}"
+        );
+
+        let io = io::Error::from(Error::MissingPrivateKey);
+        let back = Error::from(io);
+        assert!(matches!(back, Error::MissingPrivateKey), "{back:?}");
+
+        let io = io::Error::from(Error::Handshake(rustls::Error::HandshakeNotComplete));
+        let back = Error::from(io);
+        assert!(
+            matches!(back, Error::Handshake(rustls::Error::HandshakeNotComplete)),
+            "{back:?}"
+        );
+
+        // A socket error still goes through net_sockets's mapping.
+        let io = io::Error::from(Error::Socket(net_sockets::Error::Closed));
+        let back = Error::from(io);
+        assert!(
+            matches!(back, Error::Socket(net_sockets::Error::Closed)),
+            "{back:?}"
+        );
     }
 }
