@@ -152,17 +152,23 @@ impl From<io::Error> for Error {
 
 impl From<net_io::Error> for Error {
     /// Maps a channel error: `Timeout` becomes [`Error::Timeout`], an I/O error becomes
-    /// [`Error::Io`] (or the `Error` it carries, such as [`Error::Closed`]), the rest
-    /// [`Error::Channel`].
+    /// [`Error::Io`] (or the `Error` it carries, such as [`Error::Closed`]; also when a channel
+    /// reports its failure again, for every variant but `Io`, `Resolve` and `InvalidOption`),
+    /// the rest [`Error::Channel`].
     fn from(e: net_io::Error) -> Self {
         // A channel reports a failure again with its inner error shared (`net_io::SharedError`):
-        // recover our unit variants through the accessor.
+        // recover our variants that can be copied through the accessor.
         match e
             .inner_error()
             .and_then(|inner| inner.downcast_ref::<Error>())
         {
             Some(Error::Closed) => return Error::Closed,
             Some(Error::SelectorClosed) => return Error::SelectorClosed,
+            Some(Error::ChannelAlreadyOpen) => return Error::ChannelAlreadyOpen,
+            Some(Error::DatagramTooLarge { size }) => {
+                return Error::DatagramTooLarge { size: *size };
+            }
+            Some(Error::Timeout) => return Error::Timeout,
             _ => {}
         }
         match e {
@@ -177,10 +183,15 @@ impl From<net_io::Error> for Error {
 }
 
 impl From<Error> for io::Error {
+    /// An I/O error of the error's [`kind`](Error::kind): `Error::Io` is its I/O error,
+    /// `Error::Channel` and `Error::Timeout` carry the [`net_io::Error`] (`Timeout` carries
+    /// `net_io::Error::Timeout`, so a channel reading through it sees a timeout, not a
+    /// failure), the rest carry the `Error`.
     fn from(e: Error) -> Self {
         match e {
             Error::Io(e) => e,
             Error::Channel(e) => e.into(),
+            Error::Timeout => net_io::Error::Timeout.into(),
             other => io::Error::new(other.kind(), other),
         }
     }
