@@ -513,7 +513,8 @@ impl ByteWriteChannel {
     ///
     /// The encoder writes the whole frame into the channel's buffer, which grows to hold a frame
     /// larger than it; when this call has written such a frame out, the large allocation is
-    /// given back. If the encoder fails, whatever it put into the buffer is taken out again.
+    /// given back. If the encoder fails, whatever it put into the buffer is taken out again,
+    /// and the allocation a large failed frame made is given back.
     ///
     /// # Errors
     ///
@@ -557,6 +558,13 @@ impl ByteWriteChannel {
         let encoded = encoder.encode(item, self.buffer());
         if encoded.is_err() {
             self.buf.truncate(before);
+            if self.buf.capacity() > 2 * WRITE_BUFFER {
+                // The failed frame grew the buffer: give its allocation back (what was
+                // buffered before it, under `WRITE_BUFFER` bytes, moves to a usual buffer).
+                let mut usual = BytesMut::with_capacity(WRITE_BUFFER);
+                usual.extend_from_slice(&self.buf);
+                self.buf = usual;
+            }
         }
         self.note_buffer();
         encoded?;

@@ -40,6 +40,9 @@ fn large_items_do_not_stay_allocated() {
     rt.block_on(async {
         a_large_frame_written(false).await;
         a_large_frame_written(true).await;
+        for before in [0, 100] {
+            a_large_frame_that_fails_to_encode(before).await;
+        }
         for read in 0..4 {
             a_large_item_read(read).await;
         }
@@ -110,6 +113,41 @@ async fn a_large_frame_written(auto_flush: bool) {
         "auto_flush={auto_flush}: the writer still held {freed} bytes"
     );
     assert_eq!(drain.await.unwrap().unwrap(), LARGE as u64 + 4);
+}
+
+/// An encoder that puts most of a large frame into the buffer, then fails.
+struct FailsLate;
+
+impl tokio_util::codec::Encoder<usize> for FailsLate {
+    type Error = std::io::Error;
+
+    fn encode(&mut self, n: usize, dst: &mut bytes::BytesMut) -> std::io::Result<()> {
+        dst.extend_from_slice(&vec![2u8; n]);
+        Err(std::io::Error::other("fails late"))
+    }
+}
+
+/// `write_frame` whose encoder fails after putting a large frame into the buffer (after
+/// `before` bytes were buffered), then plain writes go on: the channel does not keep the
+/// failed frame's allocation.
+async fn a_large_frame_that_fails_to_encode(before: usize) {
+    let (mut output, mut input) = ByteChannel::new(false);
+    let drain = tokio::spawn(async move { input.read_remaining(1 << 20).await });
+    output.write_fully(&vec![1u8; before]).await.unwrap();
+    output.write_frame(&mut FailsLate, LARGE).await.unwrap_err();
+    output.write_u32(7).await.unwrap();
+    output.flush().await.unwrap();
+
+    let held = live();
+    drop(output);
+    let freed = held - live();
+    assert!(
+        freed <= USUAL,
+        "before={before}: the writer still held {freed} bytes after a failed frame"
+    );
+    let all = drain.await.unwrap().unwrap();
+    assert_eq!(all.len(), before + 4);
+    assert!(all[..before].iter().all(|&b| b == 1));
 }
 
 /// A large item read in one of four ways, then reading goes on and waits.
