@@ -224,3 +224,29 @@ async fn a_net_sockets_timeout_from_a_transport_is_a_channel_timeout_not_a_failu
     assert!(matches!(e, net_io::Error::Timeout), "{e:?}");
     assert_eq!(input.read_u16().await.unwrap(), u16::from_be_bytes(*b"ok"));
 }
+
+/// `read_fully` at the end of the stream: the bytes that did arrive are in `dst`, consumed (as
+/// `Error::UnexpectedEof` says), not buffered again as they are after a typed read or
+/// `read_bytes`.
+#[tokio::test]
+async fn read_fully_at_the_end_leaves_the_partial_bytes_in_dst_not_in_the_channel() {
+    let mut input = ByteReadChannel::new(&b"abc"[..]);
+    let mut dst = [0u8; 4];
+    let e = input.read_fully(&mut dst).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            net_io::Error::UnexpectedEof {
+                needed: 4,
+                available: 3
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(&dst[..3], b"abc");
+    assert_eq!(input.read_remaining(16).await.unwrap().len(), 0);
+
+    let mut input = ByteReadChannel::new(&b"abc"[..]);
+    input.read_bytes(4).await.unwrap_err();
+    assert_eq!(&input.read_remaining(16).await.unwrap()[..], b"abc");
+}
