@@ -1,4 +1,4 @@
-//! Review round "htyped": error conversions across the three crates, typed reads, encoders.
+//! Error conversions across the three crates, typed reads, encoders.
 
 use std::io;
 use std::pin::Pin;
