@@ -192,10 +192,16 @@ impl TlsConfig {
 }
 
 pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>> {
-    // An IPv6 literal may come with brackets from a URL-style host.
-    let bare = name.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(bare.to_owned())
-        .map_err(|_| Error::InvalidServerName { name: name.into() })
+    let invalid = || Error::InvalidServerName { name: name.into() };
+    // An IPv6 literal may come with brackets from a URL-style host; nothing else may.
+    if let Some(inner) = name.strip_prefix('[') {
+        let ip: std::net::Ipv6Addr = inner
+            .strip_suffix(']')
+            .and_then(|inner| inner.parse().ok())
+            .ok_or_else(invalid)?;
+        return Ok(ServerName::IpAddress(std::net::IpAddr::V6(ip).into()));
+    }
+    ServerName::try_from(name.to_owned()).map_err(|_| invalid())
 }
 
 /// Builds a [`TlsConfig`]; see there for the defaults.
@@ -227,9 +233,12 @@ impl fmt::Debug for TlsConfigBuilder {
 impl TlsConfigBuilder {
     /// Sends `name` as SNI and verifies the server's certificate against it, instead of the host
     /// given to `connect`. An IP address is checked against the certificate's IP SANs and is
-    /// not sent as SNI (RFC 6066 allows only DNS names there).
+    /// not sent as SNI (RFC 6066 allows only DNS names there). An IPv6 literal may be given in
+    /// brackets (`[::1]`); no other name may.
     ///
-    /// The name is checked when the configuration is built.
+    /// The name is checked when the configuration is built: an empty one, or one that is
+    /// neither a DNS name nor an IP address, makes [`build`](Self::build) fail with
+    /// [`Error::InvalidServerName`].
     pub fn server_name(mut self, name: &str) -> Self {
         self.server_name = Some(name.to_owned());
         self
@@ -498,6 +507,51 @@ mod tests {
             matches!(empty, Error::Config(rustls::Error::NoCertificatesPresented)),
             "{empty:?}"
         );
+    }
+
+    /// `server_name("")` was refused with "no tls server name ... (set one with server_name)",
+    /// although the user had set one: the message must fit an empty name given.
+    #[test]
+    fn an_empty_server_name_is_refused_as_empty() {
+        let err = TlsConfig::builder().server_name("").build().unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidServerName { name } if name.is_empty()),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("empty"), "{text}");
+        assert!(!text.contains("set one"), "{text}");
+        assert!(text.contains("server_name"), "{text}");
+    }
+
+    /// Brackets were trimmed from any name, so `[localhost]` and `[127.0.0.1]` were accepted
+    /// as `localhost` and `127.0.0.1`: brackets belong only around an IPv6 literal.
+    #[test]
+    fn brackets_are_accepted_only_around_an_ipv6_literal() {
+        for name in [
+            "[localhost]",
+            "[127.0.0.1]",
+            "[::1",
+            "::1]",
+            "[[::1]]",
+            "[]",
+            "[example.com",
+        ] {
+            let err = TlsConfig::builder().server_name(name).build().unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidServerName { name: given } if given == name),
+                "{name}: {err:?}"
+            );
+        }
+        for (name, ip) in [("[::1]", "::1"), ("::1", "::1"), ("127.0.0.1", "127.0.0.1")] {
+            let config = TlsConfig::builder().server_name(name).build().unwrap();
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                config.server_name,
+                Some(ServerName::IpAddress(ip.into())),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -59,9 +59,10 @@ pub enum Error {
         /// The name that was refused.
         protocol: Vec<u8>,
     },
-    /// The name to verify the server against is neither a DNS name nor an IP address, or
-    /// there is none (`name` is empty: a Unix socket, without
-    /// [`server_name`](crate::TlsConfigBuilder::server_name)).
+    /// The name to verify the server against is neither a DNS name nor an IP address (brackets
+    /// are allowed only around an IPv6 literal), or it is empty: an empty
+    /// [`server_name`](crate::TlsConfigBuilder::server_name), or none at all (a Unix socket
+    /// without `server_name`).
     InvalidServerName {
         /// The name that was given.
         name: String,
@@ -118,7 +119,7 @@ impl fmt::Display for Error {
             Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
             Error::Config(e) => write!(f, "invalid tls configuration: {e}"),
             Error::InvalidServerName { name } if name.is_empty() => f.write_str(
-                "no tls server name to verify the server against (set one with server_name)",
+                "empty tls server name: give server_name a DNS name or an IP address (a connection without a host name, such as a Unix socket, needs one)",
             ),
             Error::InvalidServerName { name } => write!(f, "invalid tls server name {name:?}"),
             Error::InvalidSniName { name } => write!(
