@@ -23,6 +23,12 @@ pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`server_name`](TlsConfigBuilder::server_name)), no client certificate, no ALPN, a 10-second
 /// handshake timeout.
 ///
+/// Its `Debug` output shows how the server's certificate is checked, as `verification`:
+/// `"enabled"` (against the trusted roots and the server name), `"disabled"` (after
+/// [`dangerous_accept_any_server_certificate`](TlsConfigBuilder::dangerous_accept_any_server_certificate)),
+/// or `"from_rustls"` (by the verifier of a configuration given to
+/// [`from_rustls`](TlsConfig::from_rustls)).
+///
 /// # Examples
 ///
 /// ```
@@ -34,12 +40,16 @@ pub struct TlsConfig {
     pub(crate) rustls: Arc<ClientConfig>,
     pub(crate) server_name: Option<ServerName<'static>>,
     pub(crate) handshake_timeout: Duration,
+    /// How the server's certificate is checked, for `Debug`: "enabled", "disabled" or
+    /// "from_rustls".
+    verification: &'static str,
 }
 
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut debug = f.debug_struct("TlsConfig");
         debug.field("server_name", &self.server_name);
+        debug.field("verification", &self.verification);
         crate::negotiated(
             &mut debug,
             &self.rustls.alpn_protocols,
@@ -175,6 +185,7 @@ impl TlsConfig {
             rustls: config,
             server_name: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            verification: "from_rustls",
         }
     }
 
@@ -409,6 +420,7 @@ impl TlsConfigBuilder {
             rustls: Arc::new(config),
             server_name,
             handshake_timeout: self.handshake_timeout,
+            verification: if self.insecure { "disabled" } else { "enabled" },
         })
     }
 }
@@ -552,6 +564,26 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// The Debug output did not show that certificate verification was turned off
+    /// (`dangerous_accept_any_server_certificate`): a security setting must be visible.
+    #[test]
+    fn debug_shows_whether_certificates_are_verified() {
+        let insecure = TlsConfig::builder()
+            .dangerous_accept_any_server_certificate()
+            .build()
+            .unwrap();
+        let text = format!("{insecure:?}");
+        assert!(text.contains(r#"verification: "disabled""#), "{text}");
+
+        let secure = TlsConfig::builder().build().unwrap();
+        let text = format!("{secure:?}");
+        assert!(text.contains(r#"verification: "enabled""#), "{text}");
+
+        let given = TlsConfig::from_rustls(secure.rustls.clone());
+        let text = format!("{given:?}");
+        assert!(text.contains(r#"verification: "from_rustls""#), "{text}");
     }
 
     #[test]
