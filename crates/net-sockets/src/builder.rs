@@ -222,6 +222,9 @@ impl TcpSocketBuilder {
     /// failed: see `socket_timeout` for a peer that stops reading). A connection's slot is free
     /// before its client can see the end (see
     /// [`max_connections_per_ip`](Self::max_connections_per_ip)).
+    ///
+    /// `n` must be at least 1: with 0, [`bind`](Self::bind), [`from_std`](Self::from_std) and
+    /// [`systemd_listeners`](Self::systemd_listeners) fail with [`Error::InvalidOption`].
     pub fn max_connections(mut self, n: usize) -> Self {
         self.options.max_connections = Some(n);
         self
@@ -238,6 +241,9 @@ impl TcpSocketBuilder {
     /// closes it — so a client that saw the end and connects again at once is never refused for
     /// that place. A write side shut down while the input has not ended is a half-close: the
     /// connection is still open, and keeps its place until its input ends too (or it closes).
+    ///
+    /// `n` must be at least 1: with 0, [`bind`](Self::bind), [`from_std`](Self::from_std) and
+    /// [`systemd_listeners`](Self::systemd_listeners) fail with [`Error::InvalidOption`].
     pub fn max_connections_per_ip(mut self, n: usize) -> Self {
         self.options.max_connections_per_ip = Some(n);
         self
@@ -267,7 +273,8 @@ impl TcpSocketBuilder {
     /// there, such as the socket file of a process that ended without removing it: it is not
     /// replaced, and the message names it); [`Error::Resolve`] when a host name
     /// does not resolve; [`Error::SelectorClosed`] when the selector is closed
-    /// or its graceful shutdown began.
+    /// or its graceful shutdown began; [`Error::InvalidOption`] for an option value the OS
+    /// refuses, or a cap of zero connections.
     ///
     /// # Cancel safety
     ///
@@ -307,7 +314,8 @@ impl TcpSocketBuilder {
     /// [`Error::Io`] of kind [`NotFound`](std::io::ErrorKind::NotFound) when the process was not
     /// socket-activated; of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the
     /// variables are malformed, the descriptors were taken already, or one is not a listening
-    /// TCP or Unix stream socket (datagram sockets are not supported).
+    /// TCP or Unix stream socket (datagram sockets are not supported); [`Error::InvalidOption`]
+    /// for a cap of zero connections (checked before the descriptors are taken).
     ///
     /// # Examples
     ///
@@ -320,6 +328,8 @@ impl TcpSocketBuilder {
     /// # Ok(()) }
     /// ```
     pub fn systemd_listeners(self) -> Result<Vec<(String, ServerSocket)>> {
+        // Before the descriptors are taken, which can be done once only.
+        self.options.check_listener()?;
         crate::adopt::systemd_listen_fds()?
             .into_iter()
             .map(|(name, raw)| {

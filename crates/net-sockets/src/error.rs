@@ -66,12 +66,15 @@ pub enum Error {
         source: io::Error,
     },
     /// The operating system refused a socket option's value (for example a keep-alive interval
-    /// of zero): `bind` or `connect` fails instead of every connection failing later.
+    /// of zero), or a listener option has a value no listener can serve with
+    /// (`max_connections(0)`, `max_connections_per_ip(0)`; `source` then carries no OS error):
+    /// `bind` or `connect` (or a listener's adoption) fails instead of every connection failing
+    /// later.
     #[non_exhaustive]
     InvalidOption {
         /// The option, as the builder method that sets it is named (`keep_alive_interval`).
         option: &'static str,
-        /// The operating system's error.
+        /// The operating system's error, or one saying why the value is invalid.
         source: io::Error,
     },
     /// A connect did not finish within its `connect_timeout`, or a socket saw no progress
@@ -121,9 +124,10 @@ impl fmt::Display for Error {
                 )
             }
             Error::Resolve { host, .. } => write!(f, "could not resolve host {host:?}"),
-            Error::InvalidOption { option, .. } => {
+            Error::InvalidOption { option, source } if source.raw_os_error().is_some() => {
                 write!(f, "the operating system refused the value of {option}")
             }
+            Error::InvalidOption { option, .. } => write!(f, "invalid value of {option}"),
             Error::Timeout => f.write_str("timed out"),
         }
     }

@@ -219,6 +219,7 @@ impl ServerSocket {
         options: SocketOptions,
     ) -> Result<ServerSocket> {
         selector.check_open()?;
+        options.check_listener()?;
         let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
         match &address {
             SocketAddress::Inet(inet) => {
@@ -292,6 +293,7 @@ impl ServerSocket {
         options: SocketOptions,
     ) -> Result<ServerSocket> {
         selector.check_open()?;
+        options.check_listener()?;
         let families = [Domain::IPV4, Domain::IPV6, Domain::UNIX];
         check_kind(
             &SockRef::from(&raw),

@@ -102,13 +102,15 @@ pub struct SocketOptions {
     /// `connect` ignores this.)
     pub local_address: Option<SocketAddress>,
     /// Listeners: how many accepted connections may be open at once; `accept` waits while that
-    /// many are. Default: no cap.
+    /// many are. Default: no cap. `Some(0)` makes the listener's `bind` (or adoption) fail with
+    /// [`Error::InvalidOption`].
     pub max_connections: Option<usize>,
     /// Listeners: how many connections one client address may have open; one more is closed at
     /// once (a `debug` event, counted in [`ListenerStats`](crate::ListenerStats)). Behind a
     /// PROXY protocol header, the client is the address the proxy reports. A Unix listener's
     /// clients have no IP address: the cap does not apply to them unless a header names one.
-    /// Default: no cap.
+    /// Default: no cap. `Some(0)` makes the listener's `bind` (or adoption) fail with
+    /// [`Error::InvalidOption`].
     pub max_connections_per_ip: Option<usize>,
     /// Listeners: whether each connection starts with a PROXY protocol header (v1 or v2) that
     /// names the client. Default: [`ProxyProtocol::Off`].
@@ -315,6 +317,27 @@ fn whole_seconds(time: Duration) -> Duration {
 /// gives its largest buffer), not wrapped (4 GiB would become 0, the smallest buffer).
 fn buffer_size(size: usize) -> usize {
     size.min(i32::MAX as usize)
+}
+
+impl SocketOptions {
+    /// Refuses listener options that no listener can serve with: a cap of zero connections
+    /// (`accept` would wait for ever, or every client would be refused).
+    pub(crate) fn check_listener(&self) -> Result<()> {
+        let caps = [
+            ("max_connections", self.max_connections),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+        ];
+        for (option, cap) in caps {
+            if cap == Some(0) {
+                let source = io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a cap of 0 connections admits none: give at least 1",
+                );
+                return Err(Error::InvalidOption { option, source });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Names the option a failed `setsockopt` was for.
