@@ -582,8 +582,8 @@ mod tests {
         assert_eq!(report(third_start), ShutdownReport { finished, cut });
     }
 
-    /// A refusal records nothing: with `max_connections_per_ip(0)` every connection is
-    /// refused, and the addresses it came from (behind a PROXY protocol header, any address the
+    /// A refusal records nothing: with a per-address cap of 0 (which the builder refuses; the
+    /// group itself takes it) every connection is refused, and the addresses it came from (behind a PROXY protocol header, any address the
     /// peer names) leave no entry behind. Admitted ones leave none once they closed.
     #[test]
     fn per_ip_counts_keep_no_entry_for_refused_or_closed_addresses() {

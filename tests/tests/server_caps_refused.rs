@@ -1,4 +1,4 @@
-//! Review round "hsmall": listener options that no listener can serve with are refused where
+//! Listener options that no listener can serve with are refused where
 //! the listener is made.
 
 use std::io::ErrorKind;
