@@ -20,7 +20,7 @@ use net_tests::loopback::{
 use net_tests::pki::Pki;
 use net_tests::probe::fd_count;
 use net_tests::{payload, within};
-use net_tls::{TlsConfig, TlsExt, TlsServerConfig};
+use net_tls::{TlsConfig, TlsExt, TlsServerConfig, TlsSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Serialises the tests of this binary (descriptor counts).
@@ -196,6 +196,40 @@ fn a_server_handshake_dropped_at_every_poll_leaves_nothing_behind() {
     });
 }
 
+/// One side's STARTTLS upgrade was dropped after `polls` polls: the other side's upgrade
+/// failed, or (TLS 1.3: it may finish first) its first read fails; the listener counts the
+/// connection gone.
+async fn the_other_side_fails<E>(
+    other: Result<TlsSocket, E>,
+    polls: usize,
+    listener: &ServerSocket,
+) {
+    if let Ok(mut tls) = other {
+        let mut input = tls.open_read_channel().unwrap();
+        let read = within(input.read_line(64, LineEnding::Default)).await;
+        assert!(read.is_err(), "gave up at poll {polls}, read: {read:?}");
+    }
+    no_open_connection(listener).await;
+}
+
+/// Both sides upgraded: a line from `client` reaches `served`, and once both are dropped the
+/// listener counts the connection gone and the descriptors come back to `before`.
+async fn a_line_goes_through_then_all_is_released(
+    mut client: TlsSocket,
+    mut served: TlsSocket,
+    listener: &ServerSocket,
+    before: usize,
+) {
+    let mut output = client.open_write_channel(true).unwrap();
+    output.write_string_utf8("secret\n").await.unwrap();
+    let mut input = served.open_read_channel().unwrap();
+    let line = within(input.read_line(64, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("secret"));
+    drop((input, output, client, served));
+    no_open_connection(listener).await;
+    settle_to(before).await;
+}
+
 /// STARTTLS on a `Connection` (plain-text exchange first, then the handshake) dropped after k
 /// polls: the peer's handshake fails, the connection is closed and counted gone.
 #[test]
@@ -231,25 +265,12 @@ fn a_starttls_upgrade_dropped_at_every_poll_closes_the_connection() {
             connection.output.write_string_utf8("GO\r\n").await.unwrap();
             let upgrade = connection.tls_server(&server_config);
             let Some(done) = poll_at_most(upgrade, polls).await else {
-                let client = within(client).await.unwrap();
-                if let Ok(mut tls) = client {
-                    let mut input = tls.open_read_channel().unwrap();
-                    let read = within(input.read_line(64, LineEnding::Default)).await;
-                    assert!(read.is_err(), "gave up at poll {polls}, read: {read:?}");
-                }
-                no_open_connection(&listener).await;
+                the_other_side_fails(within(client).await.unwrap(), polls, &listener).await;
                 continue;
             };
-            let mut served = done.expect("the server's upgrade");
-            let mut tls = within(client).await.unwrap().expect("the client's upgrade");
-            let mut output = tls.open_write_channel(true).unwrap();
-            output.write_string_utf8("secret\n").await.unwrap();
-            let mut input = served.open_read_channel().unwrap();
-            let line = within(input.read_line(64, LineEnding::Default)).await;
-            assert_eq!(line.unwrap().as_deref(), Some("secret"));
-            drop((input, output, tls, served));
-            no_open_connection(&listener).await;
-            settle_to(before).await;
+            let served = done.expect("the server's upgrade");
+            let tls = within(client).await.unwrap().expect("the client's upgrade");
+            a_line_goes_through_then_all_is_released(tls, served, &listener, before).await;
             return;
         }
         panic!("the upgrade did not complete in {MAX_POLLS} polls");
@@ -1261,26 +1282,12 @@ fn a_client_starttls_upgrade_dropped_at_every_poll_closes_the_connection() {
             assert_eq!(go.unwrap().as_deref(), Some("GO"));
             let upgrade = connection.tls(client_config.clone());
             let Some(done) = poll_at_most(upgrade, polls).await else {
-                let served = within(server).await.unwrap();
-                if let Ok(mut tls) = served {
-                    // TLS 1.3: the server may finish first; its first read must then fail.
-                    let mut input = tls.open_read_channel().unwrap();
-                    let read = within(input.read_line(64, LineEnding::Default)).await;
-                    assert!(read.is_err(), "gave up at poll {polls}, read: {read:?}");
-                }
-                no_open_connection(&listener).await;
+                the_other_side_fails(within(server).await.unwrap(), polls, &listener).await;
                 continue;
             };
-            let mut tls = done.expect("the client's upgrade");
-            let mut served = within(server).await.unwrap().expect("the server's upgrade");
-            let mut output = tls.open_write_channel(true).unwrap();
-            output.write_string_utf8("secret\n").await.unwrap();
-            let mut input = served.open_read_channel().unwrap();
-            let line = within(input.read_line(64, LineEnding::Default)).await;
-            assert_eq!(line.unwrap().as_deref(), Some("secret"));
-            drop((input, output, tls, served));
-            no_open_connection(&listener).await;
-            settle_to(before).await;
+            let tls = done.expect("the client's upgrade");
+            let served = within(server).await.unwrap().expect("the server's upgrade");
+            a_line_goes_through_then_all_is_released(tls, served, &listener, before).await;
             return;
         }
         panic!("the upgrade did not complete in {MAX_POLLS} polls");
