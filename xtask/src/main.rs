@@ -19,6 +19,9 @@ mod fuzz;
 mod interop;
 mod soak;
 
+const USAGE: &str = "usage: cargo xtask ci | bench [--list] [SCENARIO…] | interop | fuzz --seconds N \
+                     | soak [--minutes N] [--conns C] [--port P]   (soak: minutes long, not in ci)";
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -27,11 +30,13 @@ fn main() -> ExitCode {
         Some("interop") => interop::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("soak") => soak::run(&args[1..]),
+        // Asked for: the usage on stdout, and success.
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         _ => {
-            eprintln!(
-                "usage: cargo xtask ci | bench [--list] [SCENARIO…] | interop | fuzz --seconds N \
-                 | soak [--minutes N] [--conns C] [--port P]   (soak: minutes long, not in ci)"
-            );
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
