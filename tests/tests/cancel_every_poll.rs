@@ -760,6 +760,48 @@ async fn fill_the_socket_then_buffer(output: &mut net_io::ByteWriteChannel) -> V
     panic!("the socket buffers took 4 MB");
 }
 
+/// What the peer read after a graceful close that completed (`done`) or was dropped after
+/// `polls` polls: a prefix of `sent`; all of it and a clean end after a completed close; after
+/// a dropped one, all of it and a clean end, or a failed end (checked by `check_cut`), never a
+/// clean end after part of it. Returns whether the end was cut.
+fn judge_the_end<E: std::fmt::Debug>(
+    done: &Option<net_sockets::Result<()>>,
+    sent: &[u8],
+    got: &[u8],
+    end: Result<(), E>,
+    polls: usize,
+    check_cut: impl FnOnce(E),
+) -> bool {
+    assert!(
+        sent.starts_with(got),
+        "poll {polls}: the peer read bytes that were not sent"
+    );
+    match (done, end) {
+        (Some(closed), Ok(())) => {
+            closed.as_ref().unwrap();
+            assert_eq!(got.len(), sent.len(), "poll {polls}");
+            false
+        }
+        (None, Ok(())) => {
+            assert_eq!(
+                got.len(),
+                sent.len(),
+                "poll {polls}: a clean end after {} of {} bytes",
+                got.len(),
+                sent.len()
+            );
+            false
+        }
+        (Some(closed), Err(e)) => {
+            panic!("poll {polls}: the close returned {closed:?}, the peer read {e:?}")
+        }
+        (None, Err(e)) => {
+            check_cut(e);
+            true
+        }
+    }
+}
+
 /// `close` polled at most `polls` times, then dropped; `go` is told after the first poll (the
 /// peer's reader starts then, so that poll has to wait).
 async fn close_then_go(
@@ -810,29 +852,10 @@ fn graceful_closes_dropped_at_every_poll_never_end_a_cut_stream_cleanly() {
             let close = connection.close_gracefully(Duration::from_secs(10));
             let done = close_then_go(close, go, polls).await;
             let (got, end) = within(reader).await.unwrap();
-            assert!(
-                sent.starts_with(&got),
-                "poll {polls}: the peer read bytes that were not sent"
-            );
-            match (&done, end) {
-                (Some(closed), Ok(())) => {
-                    closed.as_ref().unwrap();
-                    assert_eq!(got.len(), sent.len(), "poll {polls}");
-                }
-                (None, Ok(())) => assert_eq!(
-                    got.len(),
-                    sent.len(),
-                    "poll {polls}: a clean end after {} of {} bytes",
-                    got.len(),
-                    sent.len()
-                ),
-                (Some(closed), Err(e)) => {
-                    panic!("poll {polls}: the close returned {closed:?}, the peer read {e:?}")
-                }
-                (None, Err(e)) => {
-                    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
-                    cut += 1;
-                }
+            if judge_the_end(&done, &sent, &got, end, polls, |e| {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
+            }) {
+                cut += 1;
             }
             settle_to(before).await;
             if done.is_some() {
@@ -1012,26 +1035,8 @@ fn tls_graceful_closes_dropped_at_every_poll_never_end_a_cut_stream_cleanly() {
             let close = connection.close_gracefully(Duration::from_secs(10));
             let done = close_then_go(close, go, polls).await;
             let (got, end) = within(reader).await.unwrap();
-            assert!(
-                sent.starts_with(&got),
-                "poll {polls}: the peer read bytes that were not sent"
-            );
-            match (&done, end) {
-                (Some(closed), Ok(())) => {
-                    closed.as_ref().unwrap();
-                    assert_eq!(got.len(), sent.len(), "poll {polls}");
-                }
-                (None, Ok(())) => assert_eq!(
-                    got.len(),
-                    sent.len(),
-                    "poll {polls}: a clean end after {} of {} bytes",
-                    got.len(),
-                    sent.len()
-                ),
-                (Some(closed), Err(e)) => {
-                    panic!("poll {polls}: the close returned {closed:?}, the peer read {e:?}")
-                }
-                (None, Err(_)) => cut += 1,
+            if judge_the_end(&done, &sent, &got, end, polls, |_| {}) {
+                cut += 1;
             }
             no_open_connection(&listener).await;
             settle_to(before).await;
