@@ -69,8 +69,9 @@
 //! [`Error::SelectorClosed`], and so does the end of the tokio runtime a selector made by
 //! [`SelectorManager::new`] runs on. After a failed write, or while the write channel still
 //! buffers bytes (or after it threw some away), a close resets the connection instead of
-//! ending it cleanly; [`Connection::close_gracefully`] closes without losing what was written
-//! (see [`Socket`]'s "Closing" section).
+//! ending it cleanly (a TCP connection: a Unix socket has no reset, and ends as a clean close
+//! does); [`Connection::close_gracefully`] closes without losing what was written (see
+//! [`Socket`]'s "Closing" section).
 //!
 //! All of it is one mechanism: every socket kind is built on the same registered core (the
 //! socket it owns, its registration with the selector, closing by itself or by the selector,

@@ -67,6 +67,11 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 ///   connection (plain TCP) or omits TLS's `close_notify`, so the peer never takes the end for
 ///   a clean one. (A write that timed out having taken nothing is made good by a later write
 ///   that reaches the socket, or TLS, such as its retry, or by a flush.)
+/// - A Unix socket has no reset: where these rules reset a TCP connection, a plain Unix
+///   socket's close ends the stream as a clean close does (the peer reads what was sent, then
+///   the end of the stream), so its peer cannot tell that bytes were lost. A protocol over
+///   plain Unix sockets that must notice a cut stream frames its messages (a length, a last
+///   line), or runs TLS, whose missing `close_notify` the peer sees as a truncation.
 /// - Closing only the write channel ([`flush_and_close`](ByteWriteChannel::flush_and_close)) is a
 ///   half-close: the read channel keeps working. Once the read channel has seen the peer's FIN
 ///   and the write channel was closed, the socket closes itself.
