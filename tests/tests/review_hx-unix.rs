@@ -51,3 +51,92 @@ async fn a_unix_close_that_resets_tcp_ends_the_stream_as_unix_has_no_reset() {
         }
     }
 }
+
+/// A name in Linux's abstract namespace is any bytes after its leading NUL, NUL bytes
+/// included, and may be empty: `"\0svc\0a"` binds that name (not `"\0svc"`, which stays free),
+/// and is reported byte for byte; `"\0"` binds the empty name, reported as such (`@`), not as
+/// an unnamed socket. (Before, `UnixSocketAddress`'s documentation said a NUL byte past the
+/// start was refused for every path, abstract names included: `bind` took it.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn an_abstract_name_may_hold_nul_bytes_and_be_empty() {
+    use net_sockets::SocketAddress;
+    let selector = SelectorManager::new();
+    let base = format!("\0net-sockets-{}-review-nul", std::process::id());
+    let inner = UnixSocketAddress::new(format!("{base}\0inner"));
+    let empty = UnixSocketAddress::new("\0");
+    for (address, shown) in [
+        (inner.clone(), format!("@{}\\0inner", &base[1..])),
+        (empty, "@".to_string()),
+    ] {
+        let listener = a_socket(&selector)
+            .tcp()
+            .bind(address.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            listener.local_address(),
+            SocketAddress::Unix(address.clone())
+        );
+        assert_eq!(listener.local_address().to_string(), shown);
+        let client = within(a_socket(&selector).tcp().connect(address.clone()))
+            .await
+            .unwrap();
+        let accepted = within(listener.accept()).await.unwrap();
+        assert_eq!(
+            client.remote_address(),
+            SocketAddress::Unix(address.clone())
+        );
+        assert_eq!(accepted.local_address(), SocketAddress::Unix(address));
+        // The client is unnamed: the empty path, not the empty abstract name.
+        assert_eq!(accepted.remote_address().to_string(), "(unnamed)");
+        if shown != "@" {
+            // The name before the inner NUL is another socket, which nobody serves.
+            let e = a_socket(&selector)
+                .tcp()
+                .connect(UnixSocketAddress::new(&base))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
+        }
+    }
+}
+
+/// An abstract name has no terminating NUL: with its leading NUL it may take all 108 bytes of
+/// a socket address (and is reported whole); 109 bytes are refused with `InvalidInput`, never
+/// cut to the 108 that fit (which would bind another name).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn an_abstract_name_takes_all_108_bytes_and_no_more() {
+    let selector = SelectorManager::new();
+    let base = format!("\0net-sockets-{}-review-limit-", std::process::id());
+    let fill = |total: usize| format!("{base}{}", "z".repeat(total - base.len()));
+    let longest = UnixSocketAddress::new(fill(108));
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(longest.clone())
+        .await
+        .unwrap();
+    assert_eq!(listener.local_address().as_unix(), Some(&longest));
+    let client = within(a_socket(&selector).tcp().connect(longest.clone()))
+        .await
+        .unwrap();
+    assert_eq!(client.remote_address().as_unix(), Some(&longest));
+    listener.close();
+
+    let too_long = fill(109);
+    let e = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&too_long))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e:?}");
+    assert!(e.to_string().contains("109 bytes"), "{e}");
+    // Nothing was bound under the 108 bytes that would have fit.
+    let e = a_socket(&selector)
+        .tcp()
+        .connect(UnixSocketAddress::new(&too_long[..108]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
+}

@@ -146,10 +146,12 @@ impl From<InetSocketAddress> for SocketAddr {
 /// [`local_address`](crate::TcpSocketBuilder::local_address), when it closes or its connect
 /// fails or is dropped. Either removes the file only while it is still the one it made.
 ///
-/// A path holds at most 107 bytes on Linux (an abstract name, a NUL byte first, 108 with that
-/// NUL), and no other NUL byte: `bind` and `connect` refuse a longer one, or one with a NUL
-/// byte past its start, with [`Error::Io`] of kind
-/// [`InvalidInput`](std::io::ErrorKind::InvalidInput), never cutting it short. A relative path
+/// A path holds at most 107 bytes on Linux, and no NUL byte: `bind` and `connect` refuse a
+/// longer one, or one with a NUL byte, with [`Error::Io`] of kind
+/// [`InvalidInput`](std::io::ErrorKind::InvalidInput), never cutting it short. A name in
+/// Linux's abstract namespace is a NUL byte and then any bytes, NUL bytes included (each one
+/// counts: `"\0svc\0a"` is not `"\0svc"`), none at all included (`"\0"`), 108 bytes in all
+/// at most. A relative path
 /// is the OS's: resolved against the working directory when the socket is bound or connected,
 /// and reported as it was given; the file it made is removed there, though the working
 /// directory changed since.
