@@ -140,3 +140,70 @@ async fn an_abstract_name_takes_all_108_bytes_and_no_more() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
 }
+
+/// `bind` never replaces what is at the path: a regular file (its contents untouched) and the
+/// socket file of a listener that someone else serves (which goes on answering) both fail the
+/// bind with `AddrInUse`, as a stale socket file does.
+#[tokio::test]
+async fn binding_over_a_regular_file_or_a_live_listener_is_addr_in_use_and_leaves_both() {
+    let selector = SelectorManager::new();
+    let dir = TempDir::new("hx-unix-over");
+    let file = dir.write("file", b"precious");
+    let live = dir.join("live.sock");
+    let served = std::os::unix::net::UnixListener::bind(&live).unwrap();
+    for path in [&file, &live] {
+        let e = a_socket(&selector)
+            .tcp()
+            .bind(UnixSocketAddress::new(path))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AddrInUse, "{e:?}");
+        assert!(e.to_string().contains(&*path.to_string_lossy()), "{e}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+    let client = within(
+        a_socket(&selector)
+            .tcp()
+            .connect(UnixSocketAddress::new(&live)),
+    )
+    .await
+    .unwrap();
+    served.accept().unwrap();
+    drop(client);
+}
+
+/// A Unix listener closed by its selector (`close`, a graceful `shutdown`) or by the end of
+/// the runtime its selector runs on removes its socket file, as its own close does, though the
+/// `ServerSocket` is still held.
+#[test]
+fn a_unix_listener_closed_by_its_selector_or_runtime_end_removes_its_file() {
+    let dir = TempDir::new("hx-unix-ends");
+    for how in ["selector close", "selector shutdown", "runtime end"] {
+        let path = dir.join(&how.replace(' ', "-"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (selector, listener) = runtime.block_on(async {
+            let selector = SelectorManager::new();
+            let listener = a_socket(&selector)
+                .tcp()
+                .bind(UnixSocketAddress::new(&path))
+                .await
+                .unwrap();
+            (selector, listener)
+        });
+        assert!(path.exists());
+        match how {
+            "selector close" => selector.close(),
+            "selector shutdown" => {
+                let grace = std::time::Duration::from_millis(10);
+                runtime.block_on(within(selector.shutdown(grace)));
+            }
+            _ => drop(runtime),
+        }
+        assert!(!path.exists(), "{how}: the socket file is left");
+        drop(listener);
+    }
+}
