@@ -207,3 +207,56 @@ fn a_unix_listener_closed_by_its_selector_or_runtime_end_removes_its_file() {
         drop(listener);
     }
 }
+
+const EMFILE_CHILD_ENV: &str = "NET_TESTS_REVIEW_HX_UNIX_EMFILE_CHILD";
+
+/// A Unix listener's `accept`, out of descriptors (`EMFILE`), neither fails nor spins: it
+/// pauses, and takes the connections waiting in the backlog once descriptors are free, as a
+/// TCP listener's does. (Run in a child process under `ulimit -n 64`.)
+#[test]
+fn a_unix_accept_out_of_descriptors_waits_and_resumes() {
+    net_tests::harness::rerun_self_with_fd_limit(
+        "unix_emfile_child",
+        EMFILE_CHILD_ENV,
+        64,
+        "unix emfile child passed",
+    );
+}
+
+#[test]
+fn unix_emfile_child() {
+    net_tests::harness::run_if_child(EMFILE_CHILD_ENV, async {
+        let selector = SelectorManager::new();
+        let dir = TempDir::new("hx-unix-emfile");
+        let path = dir.join("s.sock");
+        let listener = a_socket(&selector)
+            .tcp()
+            .bind(UnixSocketAddress::new(&path))
+            .await
+            .unwrap();
+        // Two connections wait in the backlog; their client descriptors exist already.
+        let _a = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let _b = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let cpu = net_tests::probe::CpuClock::open();
+        let filler = net_tests::probe::exhaust_descriptors(|| std::fs::File::open("/dev/null"));
+        let cpu_before = cpu.ticks();
+        let mut accept = Box::pin(listener.accept());
+        let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut accept).await;
+        assert!(
+            early.is_err(),
+            "accept returned while out of descriptors: {early:?}"
+        );
+        let spent = cpu.ticks() - cpu_before;
+        // A spinning loop burns the whole 500 ms (50 ticks at 100 Hz).
+        assert!(
+            spent < 15,
+            "accept loop used {spent} ticks of CPU in 500 ms"
+        );
+        drop(filler);
+        within(accept).await.unwrap();
+        within(listener.accept()).await.unwrap();
+        listener.close();
+        assert!(!path.exists());
+        println!("unix emfile child passed");
+    });
+}
