@@ -289,7 +289,10 @@ impl TcpSocketBuilder {
     /// [`std::os::unix::net::UnixListener`], from a supervisor or another library) with this
     /// builder's options for the connections it accepts, the buffer sizes among them (which are
     /// set on the listener, as a TCP connection takes its listener's); `backlog`, `reuse_*` and
-    /// the other options set before `bind` are the socket's own already.
+    /// the other options set before `bind` are the socket's own already. A Unix listener's socket
+    /// file is not the adopted listener's: closed, it leaves the file where it is (as do the
+    /// Unix listeners of [`systemd_listeners`](Self::systemd_listeners), whose files are
+    /// systemd's).
     ///
     /// # Errors
     ///

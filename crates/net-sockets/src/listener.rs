@@ -43,7 +43,8 @@ const EXHAUSTION_BACKOFF: Duration = Duration::from_millis(100);
 /// spins: it logs one warning, pauses 100 ms at a time, and resumes once resources are free.
 ///
 /// A Unix listener removes its socket file when it is closed or dropped, if the file is still
-/// the one it created (a successor that bound the same path keeps its file).
+/// the one it created (a successor that bound the same path keeps its file). A listener
+/// adopted with `from_std` or from systemd created none: it leaves the file to whoever made it.
 ///
 /// # Examples
 ///
@@ -346,7 +347,8 @@ impl ServerSocket {
     /// Adopts a listening `std` socket ([`std::net::TcpListener`] or
     /// [`std::os::unix::net::UnixListener`]) handed over by a supervisor or another library;
     /// the connections it accepts get the defaults of [`SocketOptions`]. To choose options, use
-    /// [`TcpSocketBuilder::from_std`](crate::TcpSocketBuilder::from_std).
+    /// [`TcpSocketBuilder::from_std`](crate::TcpSocketBuilder::from_std). A Unix listener's
+    /// socket file is not its own: closed, it leaves the file where it is.
     ///
     /// # Errors
     ///
