@@ -513,8 +513,9 @@ impl ByteWriteChannel {
     ///
     /// The encoder writes the whole frame into the channel's buffer, which grows to hold a frame
     /// larger than it; when this call has written such a frame out, the large allocation is
-    /// given back. If the encoder fails, whatever it put into the buffer is taken out again,
-    /// and the allocation a large failed frame made is given back.
+    /// given back. If the encoder fails, or panics, whatever it put into the buffer is taken
+    /// out again, and the allocation a large failed frame made is given back: a caller that
+    /// survives the panic never sends part of a frame (the panic goes on to the caller).
     ///
     /// # Errors
     ///
@@ -555,17 +556,19 @@ impl ByteWriteChannel {
             self.make_room().await.map_err(io::Error::from)?;
         }
         let before = self.buf.len();
-        let encoded = encoder.encode(item, self.buffer());
-        if encoded.is_err() {
-            self.buf.truncate(before);
-            if self.buf.capacity() > 2 * WRITE_BUFFER {
-                // The failed frame grew the buffer: give its allocation back (what was
-                // buffered before it, under `WRITE_BUFFER` bytes, moves to a usual buffer).
-                let mut usual = BytesMut::with_capacity(WRITE_BUFFER);
-                usual.extend_from_slice(&self.buf);
-                self.buf = usual;
-            }
-        }
+        let encoded = {
+            // An encoder that panics part-way must not leave part of a frame to be sent with
+            // the next write (a caller may survive the panic): the guard takes it out as it
+            // unwinds, as for an encoder that fails.
+            let mut guard = PartialFrame {
+                buf: self.buffer(),
+                before,
+                armed: true,
+            };
+            let encoded = encoder.encode(item, guard.buf);
+            guard.armed = encoded.is_err();
+            encoded
+        };
         self.note_buffer();
         encoded?;
         let call = self.buf.len() - before;
@@ -982,6 +985,30 @@ impl ByteWriteChannel {
         self.buf = BytesMut::new();
         self.note_buffer();
         first
+    }
+}
+
+/// The bytes an encoder added after `before`, taken out of the buffer when dropped armed: when
+/// the encoder failed, or panicked.
+struct PartialFrame<'a> {
+    buf: &'a mut BytesMut,
+    before: usize,
+    armed: bool,
+}
+
+impl Drop for PartialFrame<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.buf.truncate(self.before);
+        if self.buf.capacity() > 2 * WRITE_BUFFER {
+            // The failed frame grew the buffer: give its allocation back (what was buffered
+            // before it, under `WRITE_BUFFER` bytes, moves to a usual buffer).
+            let mut usual = BytesMut::with_capacity(WRITE_BUFFER);
+            usual.extend_from_slice(self.buf);
+            *self.buf = usual;
+        }
     }
 }
 
