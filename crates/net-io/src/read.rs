@@ -1114,6 +1114,19 @@ impl ByteReadChannel {
     /// a frame), and the channel keeps every byte not consumed. A new decoder after a dropped
     /// call starts from what the channel holds, without what the old one consumed.
     ///
+    /// Between a call that returned no frame (dropped, or failed, a [`Error::Timeout`] say) and
+    /// the next call with the same decoder, read nothing else from the channel: a decoder may
+    /// keep where it stopped in the buffer (tokio-util's `LinesCodec` and `AnyDelimiterCodec`
+    /// keep how far they searched for the delimiter), and other reads move the buffer under
+    /// it: `LinesCodec` then panics, or returns two lines as one. After other reads, pass a
+    /// new decoder. (Other reads between calls that each returned a frame are fine.)
+    ///
+    /// # Panics
+    ///
+    /// A decoder's panic goes on to the caller; what the decoder consumed before it panicked
+    /// is consumed (and counted by [`total_bytes_read`](Self::total_bytes_read)), the rest stays
+    /// buffered, and the channel reads on.
+    ///
     /// # Examples
     ///
     /// ```
