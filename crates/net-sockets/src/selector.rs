@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use tokio::runtime::{Handle, Runtime};
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +45,11 @@ pub struct SelectorManager {
 /// What every socket made through a selector shares with it.
 pub(crate) struct SelectorInner {
     handle: Handle,
+    /// Whether the runtime's clock is always the system's: a multi-thread runtime's (its own,
+    /// or the one `new` was called in), whose clock tokio never pauses. A current-thread
+    /// runtime's clock may be paused and advanced (tokio's `test-util`), so that "now" must be
+    /// read in its context.
+    system_clock: bool,
     runtime: Mutex<Option<Runtime>>,
     token: CancellationToken,
     closed: AtomicBool,
@@ -111,9 +116,11 @@ impl SelectorManager {
     }
 
     fn with_handle(handle: Handle, runtime: Option<Runtime>) -> Self {
+        let system_clock = handle.runtime_flavor() == RuntimeFlavor::MultiThread;
         SelectorManager {
             inner: Arc::new(SelectorInner {
                 handle,
+                system_clock,
                 runtime: Mutex::new(runtime),
                 token: CancellationToken::new(),
                 closed: AtomicBool::new(false),
@@ -230,6 +237,19 @@ impl fmt::Debug for SelectorInner {
 impl SelectorInner {
     pub(crate) fn handle(&self) -> &Handle {
         &self.handle
+    }
+
+    /// "Now" on the clock of the selector's runtime, whose timers its sockets' timeouts are:
+    /// the task asking may run on another runtime (or none), whose clock may be paused, ahead
+    /// or behind. Free for a multi-thread runtime (the system's clock); for a current-thread
+    /// one, read in its context.
+    pub(crate) fn now(&self) -> tokio::time::Instant {
+        if self.system_clock {
+            tokio::time::Instant::from_std(std::time::Instant::now())
+        } else {
+            let _runtime = self.handle.enter();
+            tokio::time::Instant::now()
+        }
     }
 
     pub(crate) fn token(&self) -> &CancellationToken {

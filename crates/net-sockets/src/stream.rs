@@ -17,7 +17,6 @@ use net_io::{Backlog, WriteState};
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::runtime::Handle;
 use tokio::time::{Instant, Sleep};
 
 use crate::core::{Cause, CloseMode, CloseWait, Core, Owner, Setup};
@@ -794,13 +793,13 @@ impl Timer {
     }
 
     /// Whether the operation waited `duration` without progress. A duration too large for the
-    /// clock never expires. The sleep is registered with `runtime`'s timer, whatever executor
-    /// polls.
-    fn poll_expired(&mut self, cx: &mut Context<'_>, runtime: &Handle) -> bool {
+    /// clock never expires. The sleep is registered with the timer of `selector`'s runtime,
+    /// and the deadline read on its clock, whatever executor polls.
+    fn poll_expired(&mut self, cx: &mut Context<'_>, selector: &SelectorInner) -> bool {
         let deadline = match self.deadline {
             Some(deadline) => deadline,
             None => {
-                let Some(deadline) = Instant::now().checked_add(self.duration) else {
+                let Some(deadline) = selector.now().checked_add(self.duration) else {
                     return false;
                 };
                 self.deadline = Some(deadline);
@@ -816,7 +815,7 @@ impl Timer {
                 sleep
             }
             None => {
-                let _runtime = runtime.enter();
+                let _runtime = selector.handle().enter();
                 self.sleep
                     .insert(Box::pin(tokio::time::sleep_until(deadline)))
             }
@@ -885,11 +884,11 @@ impl Half {
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                let runtime = self.conn.core.selector().handle();
+                let selector = self.conn.core.selector();
                 let expired = self
                     .timer
                     .as_mut()
-                    .is_some_and(|t| t.poll_expired(cx, runtime));
+                    .is_some_and(|t| t.poll_expired(cx, selector));
                 if expired {
                     Poll::Ready(Err(timed_out()))
                 } else {
@@ -1337,9 +1336,9 @@ mod tests {
     /// Waits until `timer` expires; how long that took.
     async fn until_expired(timer: &mut Timer) -> Duration {
         let start = Instant::now();
-        let runtime = Handle::current();
+        let selector = crate::SelectorManager::new();
         poll_fn(|cx| {
-            if timer.poll_expired(cx, &runtime) {
+            if timer.poll_expired(cx, selector.inner()) {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -1377,7 +1376,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_wait_first_polled_without_budget_still_expires() {
         let mut timer = timer();
-        let runtime = Handle::current();
+        let selector = crate::SelectorManager::new();
         let mut first = true;
         let wait = poll_fn(|cx| {
             if first {
@@ -1387,7 +1386,7 @@ mod tests {
                     spent.made_progress();
                 }
             }
-            if timer.poll_expired(cx, &runtime) {
+            if timer.poll_expired(cx, selector.inner()) {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -1398,6 +1397,53 @@ mod tests {
         let expired = tokio::time::timeout(LIMIT * 3, wait).await;
         assert!(expired.is_ok(), "the wait never expired");
         assert_eq!(started.elapsed(), LIMIT);
+    }
+
+    /// `socket_timeout` runs on the selector runtime's clock, whatever polls the read: here a
+    /// task of a runtime whose (paused) clock is an hour ahead, as in a `start_paused` test
+    /// with a selector of its own runtime. (Before, the deadline was taken from the polling
+    /// runtime's "now" and waited for on the selector's clock: the read timed out an hour late.)
+    #[test]
+    fn socket_timeout_runs_on_the_selectors_clock_whatever_polls() {
+        const TIMEOUT: Duration = Duration::from_millis(200);
+        let selector = crate::SelectorManager::builder()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let ahead = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let (done, timed_out) = std::sync::mpsc::channel();
+        let polling = selector.clone();
+        std::thread::spawn(move || {
+            ahead.block_on(async {
+                tokio::time::advance(Duration::from_secs(3600)).await;
+                let listener = crate::a_socket(&polling)
+                    .tcp()
+                    .socket_timeout(TIMEOUT)
+                    .bind(("127.0.0.1", 0))
+                    .await
+                    .unwrap();
+                let _client = crate::a_socket(&polling)
+                    .tcp()
+                    .connect(listener.local_address())
+                    .await
+                    .unwrap();
+                let mut server_side = listener.accept().await.unwrap();
+                let mut input = server_side.open_read_channel().unwrap();
+                let started = std::time::Instant::now();
+                let read = input.read_line(64, net_io::LineEnding::Default).await;
+                let _ = done.send((read, started.elapsed()));
+            });
+        });
+        let (read, waited) = timed_out
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the read did not time out after socket_timeout");
+        assert!(matches!(read, Err(net_io::Error::Timeout)), "{read:?}");
+        assert!(waited >= TIMEOUT, "timed out after {waited:?}");
+        selector.close();
     }
 
     /// A wait polled by another task than the last one wakes the new task.
