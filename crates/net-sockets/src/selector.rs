@@ -83,14 +83,25 @@ struct Registry {
 impl SelectorManager {
     /// A selector that drives its sockets with the current tokio runtime.
     ///
-    /// The selector closes when that runtime shuts down (`Runtime::shutdown_timeout`, its
-    /// drop, the end of a `#[tokio::test]`), as [`close`](Self::close) closes it: the sockets
-    /// made through it release their descriptors then, though they are still held, and every
-    /// later operation fails with [`Error::SelectorClosed`], whatever runtime polls it.
+    /// The selector closes when that runtime shuts down (`Runtime::shutdown_timeout`,
+    /// `shutdown_background`, its drop, the end of a `#[tokio::test]`), as
+    /// [`close`](Self::close) closes it: the sockets made through it release their descriptors
+    /// then, though they are still held, and every later operation, and every one waiting
+    /// then, fails with [`Error::SelectorClosed`], whatever runtime polls it.
+    ///
+    /// Tasks of any runtime (or none) may use the sockets, but their I/O and timers are that
+    /// runtime's: a current-thread runtime drives them only while it runs (inside its
+    /// `block_on`), so an operation polled elsewhere meanwhile waits for it. A selector of its
+    /// own runtime ([`builder`](Self::builder)) has no such dependency.
     ///
     /// # Panics
     ///
-    /// Panics when called outside a tokio runtime (as [`Handle::current`] does).
+    /// Panics when called outside a tokio runtime (as [`Handle::current`] does). The runtime
+    /// needs its I/O and its timers (`enable_all`, as `#[tokio::main]` and `#[tokio::test]`
+    /// give): without I/O, `bind` and `connect` panic; without timers (`enable_io` alone),
+    /// so do a `connect` to a host name (its attempts are 250 ms apart), the graceful
+    /// shutdowns, `close_gracefully`, TLS handshakes and every configured timeout, with tokio's
+    /// message ("timers are disabled").
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         let handle = Handle::current();
