@@ -167,3 +167,74 @@ fn operations_waiting_in_another_runtime_fail_with_selector_closed_when_the_sele
         }
     }
 }
+
+/// A connection of a `SelectorManager::new()` selector on a current-thread runtime, with
+/// `linger(3 s)` and 16 KiB written and flushed to a peer that reads nothing and takes only a
+/// few KiB: most of it still in our kernel, so the kernel's close of it waits for the peer, up
+/// to the linger time. The connection and its channels stay held.
+fn lingering_connection(
+    runtime: &tokio::runtime::Runtime,
+) -> (SelectorManager, net_sockets::Connection, socket2::Socket) {
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = net_tests::loopback::tcp_listener_with(&selector, |b| {
+            b.linger(Duration::from_secs(3)).send_buffer_size(32 * 1024)
+        })
+        .await;
+        let peer =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        peer.set_recv_buffer_size(4096).unwrap();
+        peer.connect(
+            &listener
+                .local_address()
+                .as_inet()
+                .unwrap()
+                .socket_addr()
+                .into(),
+        )
+        .unwrap();
+        let socket = within(listener.accept()).await.unwrap();
+        let mut connection = socket.connection().unwrap();
+        within(
+            connection
+                .output
+                .write_fully(&net_tests::payload(16 * 1024)),
+        )
+        .await
+        .unwrap();
+        within(connection.output.flush()).await.unwrap();
+        (selector, connection, peer)
+    })
+}
+
+/// The end of a current-thread runtime closes its selector's connections; a lingering one's
+/// close waits for the peer, which must happen off the thread ending the runtime, as
+/// everywhere else (`linger` never blocks a runtime thread): `shutdown_background`, made to be
+/// called from an async context (here a task of another runtime), returns at once, and
+/// `shutdown_timeout` (on a plain thread) within its timeout, not after the linger time.
+#[test]
+fn ending_a_runtime_never_waits_for_a_lingering_close() {
+    let other = runtime(false);
+    for background in [true, false] {
+        let dying = runtime(false);
+        let (selector, connection, _peer) = lingering_connection(&dying);
+        let ended = if background {
+            other.block_on(async move {
+                let started = std::time::Instant::now();
+                dying.shutdown_background();
+                started.elapsed()
+            })
+        } else {
+            // (tokio refuses it in an async context.)
+            let started = std::time::Instant::now();
+            dying.shutdown_timeout(Duration::from_millis(100));
+            started.elapsed()
+        };
+        assert!(
+            ended < Duration::from_millis(1000),
+            "background {background}: ending the runtime took {ended:?}"
+        );
+        assert!(selector.is_closed());
+        drop(connection);
+    }
+}

@@ -340,12 +340,13 @@ impl<S: SocketIo> Core<S> {
         {
             // With SO_LINGER set, the kernel's close of the socket waits for the peer, on the
             // thread that drops the last reference: a blocking thread takes this one and drops
-            // it once it is the last (see `drop_when_last`), not a runtime thread.
-            drop(
-                self.selector
-                    .handle()
-                    .spawn_blocking(move || drop_when_last(io, linger)),
-            );
+            // it once it is the last (see `drop_when_last`), not a runtime thread. (A runtime
+            // shutting down refuses it: see `LingeringClose`.)
+            let close = LingeringClose {
+                io: Some(io),
+                linger,
+            };
+            drop(self.selector.handle().spawn_blocking(move || close.run()));
         } else {
             drop(io);
         }
@@ -420,6 +421,38 @@ fn drop_when_last<S>(mut io: Arc<S>, linger: Duration) {
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
             Err(shared) => return drop(shared),
+        }
+    }
+}
+
+/// A lingering close handed to a blocking thread of the selector's runtime.
+///
+/// A runtime that is shutting down (its end closes the selector, and with it this socket)
+/// refuses new blocking work and drops the closure at once, on the thread that closes: the one
+/// ending the runtime (`shutdown_background`, made to be called from an async context;
+/// `shutdown_timeout`, whose timeout it would overrun), or one of its workers, which releases
+/// the selector's other sockets only after this one. Dropped without having run, this close
+/// runs on a thread of its own instead (and only where no thread can be started, on the spot).
+struct LingeringClose<S: SocketIo> {
+    io: Option<Arc<S>>,
+    linger: Duration,
+}
+
+impl<S: SocketIo> LingeringClose<S> {
+    fn run(mut self) {
+        if let Some(io) = self.io.take() {
+            drop_when_last(io, self.linger);
+        }
+    }
+}
+
+impl<S: SocketIo> Drop for LingeringClose<S> {
+    fn drop(&mut self) {
+        if let Some(io) = self.io.take() {
+            let linger = self.linger;
+            let _ = std::thread::Builder::new()
+                .name("net-linger".into())
+                .spawn(move || drop_when_last(io, linger));
         }
     }
 }
