@@ -61,6 +61,17 @@ fn open_sockets() -> Vec<String> {
         .collect()
 }
 
+/// What each of this process's descriptors is, sorted (for a failure's message).
+fn descriptor_targets() -> Vec<String> {
+    let mut targets: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .collect();
+    targets.sort();
+    targets
+}
+
 /// The socket (`socket:[inode]`) behind descriptor `fd`.
 fn socket_of(fd: std::os::fd::RawFd) -> String {
     let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
@@ -98,6 +109,7 @@ fn a_runtime_that_shuts_down_closes_its_selector_and_releases_every_descriptor()
         let _serial = one_at_a_time();
         let other = current_thread();
         let before = fd_count();
+        let before_targets = descriptor_targets();
         let runtime = if multi_thread {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -174,7 +186,13 @@ fn a_runtime_that_shuts_down_closes_its_selector_and_releases_every_descriptor()
             within(server_side.await_closed()).await;
         });
         drop((selector, listener, client, server_side, udp, input, output));
-        assert_eq!(fd_count(), before, "multi_thread = {multi_thread}");
+        let after = fd_count();
+        assert_eq!(
+            after,
+            before,
+            "multi_thread = {multi_thread}: before {before_targets:?}, after {:?}",
+            descriptor_targets()
+        );
     }
 }
 
