@@ -532,3 +532,114 @@ fn a_line_that_is_not_utf8_is_refused_and_its_sender_stays() {
     carol.send("carol");
     carol.expect("* Welcome, carol. Here: alice, bob");
 }
+
+/// Many clients joining at the same moment, then many leaving at the same moment, with small
+/// queues (`--queue-lines 4`, far fewer lines than the notices each member gets): every member
+/// that keeps reading hears every join and every leave and is never dropped for it. Notices
+/// wait for room in every queue as a speaker's lines do, instead of overrunning the queues of
+/// members that read.
+#[test]
+fn many_joins_and_leaves_at_once_drop_nobody_who_reads() {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Barrier};
+
+    const CLIENTS: usize = 40;
+    const LEAVERS: usize = CLIENTS / 2;
+    let (_server, port) = start_with(&["--queue-lines", "4"]);
+    let nicks: Vec<String> = (0..CLIENTS).map(|n| format!("m{n:02}")).collect();
+    let clients: Vec<LineClient> = nicks
+        .iter()
+        .map(|_| {
+            let mut client = LineClient::connect(port);
+            client.expect("Your name?");
+            client
+        })
+        .collect();
+
+    // Every client gives its nick at once, then reads until it knows of every other member
+    // (from its welcome's list, then from `* NICK joined`).
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let clients: Vec<LineClient> = std::thread::scope(|scope| {
+        let handles: Vec<_> = clients
+            .into_iter()
+            .zip(&nicks)
+            .map(|(mut client, nick)| {
+                let (barrier, nicks) = (Arc::clone(&barrier), &nicks);
+                scope.spawn(move || {
+                    barrier.wait();
+                    client.send(nick);
+                    let welcome = client.line().expect("a welcome");
+                    let here = welcome
+                        .strip_prefix(&format!("* Welcome, {nick}. "))
+                        .unwrap_or_else(|| panic!("{nick}: not a welcome: {welcome}"));
+                    let mut known: BTreeSet<String> = match here.strip_prefix("Here: ") {
+                        Some(list) => list.split(", ").map(str::to_owned).collect(),
+                        None => BTreeSet::new(),
+                    };
+                    while known.len() < CLIENTS - 1 {
+                        let line = client
+                            .line()
+                            .unwrap_or_else(|| panic!("{nick} was dropped, knowing {known:?}"));
+                        let joined = line
+                            .strip_prefix("* ")
+                            .and_then(|l| l.strip_suffix(" joined"))
+                            .unwrap_or_else(|| panic!("{nick}: unexpected line: {line}"));
+                        assert!(known.insert(joined.to_owned()), "{nick}: twice: {line}");
+                    }
+                    assert!(!known.contains(nick) && known.iter().all(|k| nicks.contains(k)));
+                    client
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("every member heard every join"))
+            .collect()
+    });
+
+    // Half of them leave at once; every other member hears each of them leave.
+    let mut leavers = clients;
+    let stayers = leavers.split_off(LEAVERS);
+    let (leaving, staying) = nicks.split_at(LEAVERS);
+    let mut stayers: Vec<LineClient> = std::thread::scope(|scope| {
+        let barrier = Arc::new(Barrier::new(LEAVERS));
+        for client in &leavers {
+            let barrier = Arc::clone(&barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                client.shutdown_write();
+            });
+        }
+        let handles: Vec<_> = stayers
+            .into_iter()
+            .zip(staying)
+            .map(|(mut client, nick)| {
+                scope.spawn(move || {
+                    let mut left = BTreeSet::new();
+                    while left.len() < LEAVERS {
+                        let line = client
+                            .line()
+                            .unwrap_or_else(|| panic!("{nick} was dropped, having heard {left:?}"));
+                        let who = line
+                            .strip_prefix("* ")
+                            .and_then(|l| l.strip_suffix(" left"))
+                            .unwrap_or_else(|| panic!("{nick}: unexpected line: {line}"));
+                        assert!(leaving.iter().any(|l| l == who), "{nick}: {line}");
+                        assert!(left.insert(who.to_owned()), "{nick}: twice: {line}");
+                    }
+                    client
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("every member heard every leave"))
+            .collect()
+    });
+
+    // The members that stayed are all still here.
+    stayers[0].send("still here");
+    for client in &mut stayers[1..] {
+        client.expect(&format!("{}: still here", staying[0]));
+    }
+}

@@ -4,6 +4,7 @@
 //! cargo run -p examples --bin chat-server -- [HOST] [PORT]    # default 127.0.0.1 9004
 //!     [--grace SECS]           # how long shutdown waits for open connections (default 10)
 //!     [--idle-timeout SECS]    # close a client silent this long (default 300)
+//!     [--queue-lines N]        # lines that may wait for a client (default 256, at least 2)
 //! ```
 //!
 //! Each client is asked `Your name?`; its first line is its nick. Every later line `L` (up to
@@ -16,14 +17,16 @@
 //! reach the others at up to three times it).
 //!
 //! A slow client never stalls the others for long: lines for a client wait in a queue of its
-//! own ([`QUEUE_LINES`] lines; the kernel holds at most about [`SEND_BUFFER`] bytes more). A
-//! client that sends faster than the others read (one paste of many lines) is slowed to their
-//! pace: before each of its lines it waits, at most [`QUEUE_WAIT`], until every queue has room
-//! for half its lines (clients that say lines at the same moment take turns at this, so that
-//! together they never overrun a queue that had room for each). A client that does not make
-//! that room in time, or whose queue fills, is dropped, which the others see as `* NICK left`;
-//! its connection is reset, so that the line it was in the middle of receiving never passes for
-//! a complete last line.
+//! own (`--queue-lines` lines, [`QUEUE_LINES`] by default; the kernel holds at most about
+//! [`SEND_BUFFER`] bytes more). A client that sends faster than the others read (one paste of
+//! many lines) is slowed to their pace: before each of its lines it waits, at most
+//! [`QUEUE_WAIT`], until every queue has room for half its lines (clients that say lines at
+//! the same moment take turns at this, so that together they never overrun a queue that had
+//! room for each). The news of a join or a leave waits for that room the same way, on the
+//! same turns, so that however many clients come or go at once, a member that reads is never
+//! overrun by the news. A client that does not make that room in time is dropped, which the
+//! others see as `* NICK left`; its connection is reset, so that the line it was in the middle
+//! of receiving never passes for a complete last line.
 //!
 //! A client that sends nothing (or takes nothing the server writes) for `--idle-timeout`
 //! seconds is closed (the listener's `socket_timeout`), whether it has given its nick or not:
@@ -53,11 +56,14 @@ const LINE_LIMIT: usize = examples::LINE_LIMIT;
 /// The longest nick, in bytes.
 const NICK_LIMIT: usize = 32;
 
-/// How many lines may wait for a client before it counts as too slow and is dropped.
-const QUEUE_LINES: usize = 256;
+/// How many lines may wait for a client before it counts as too slow and is dropped, unless
+/// `--queue-lines` says otherwise. The room a sender waits for in every other client's queue
+/// before it says a line is half of it.
+const QUEUE_LINES: u32 = 256;
 
-/// The room a sender waits for in every other client's queue before it says a line.
-const HEADROOM: usize = QUEUE_LINES / 2;
+/// The most `--queue-lines` may be (far more than a chat needs; the queue is only allocated as
+/// it fills).
+const MAX_QUEUE_LINES: u32 = 1 << 20;
 
 /// How long a sender waits for that room; a client that does not make it in this time is
 /// dropped.
@@ -86,6 +92,10 @@ struct Args {
     /// Close a connection that sends nothing (or takes nothing we write) for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = examples::cli::at_least_one_second)]
     idle_timeout: Duration,
+    /// How many lines may wait for a client before it counts as too slow and is dropped (a
+    /// sender waits for room for half of them in every queue before it says a line).
+    #[arg(long, value_name = "N", default_value_t = QUEUE_LINES, value_parser = clap::value_parser!(u32).range(2..=i64::from(MAX_QUEUE_LINES)))]
+    queue_lines: u32,
 }
 
 #[tokio::main]
@@ -100,6 +110,7 @@ async fn serve(
         port,
         grace,
         idle_timeout,
+        queue_lines,
     }: Args,
 ) -> anyhow::Result<()> {
     let selector = SelectorManager::new();
@@ -114,7 +125,8 @@ async fn serve(
         .with_context(|| format!("cannot listen at {}", examples::join_host_port(&host, port)))?;
     let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     examples::say!("Chat server is listening at {}", server.local_address());
-    let room = Arc::new(Room::default());
+    // At most `MAX_QUEUE_LINES`: a `usize` on every platform this builds for.
+    let room = Arc::new(Room::new(queue_lines as usize));
     serve_until_signal(&server, signals, grace, |socket| {
         examples::say!("Accepted {}", socket.remote_address());
         tokio::spawn(chat(socket, Arc::clone(&room)));
@@ -125,9 +137,13 @@ async fn serve(
 }
 
 /// The members of the room, each with the queue of lines waiting to be written to it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Room {
     members: Mutex<HashMap<u64, Member>>,
+    /// How many lines each member's queue holds.
+    queue_lines: usize,
+    /// The room a speaker waits for in every other queue: half of `queue_lines` (at least 1).
+    headroom: usize,
     next_id: AtomicU64,
     /// Held by the member whose line is being said, from the wait for room to the queueing
     /// (see [`Room::speak`]).
@@ -146,21 +162,38 @@ struct Member {
 }
 
 impl Room {
+    /// An empty room whose members' queues hold `queue_lines` lines each (at least 2).
+    fn new(queue_lines: usize) -> Room {
+        Room {
+            members: Mutex::default(),
+            queue_lines,
+            headroom: (queue_lines / 2).max(1),
+            next_id: AtomicU64::default(),
+            speaking: tokio::sync::Mutex::default(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Member>> {
         self.members.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a member and announces it to the others, unless a member goes by `nick` already
-    /// (one step under the room's lock, so two clients asking for the same nick at once cannot
-    /// both get it); returns its id, the queue of lines for it, and the nicks of those already
-    /// here.
-    fn join(&self, nick: &Arc<str>, socket: &Arc<Socket>) -> Option<Joined> {
-        let mut members = self.lock();
-        if members.values().any(|m| m.nick == *nick) {
+    /// Adds a member and announces it to the others, unless a member goes by `nick` already;
+    /// returns its id, the queue of lines for it, and the nicks of those already here. On the
+    /// room's turn (see [`speak`](Self::speak)), as every change of who is here is: two clients
+    /// asking for the same nick at once cannot both get it, and the news waits for room in
+    /// every queue as a line does.
+    async fn join(&self, nick: &Arc<str>, socket: &Arc<Socket>) -> Option<Joined> {
+        let _turn = self.speaking.lock().await;
+        let taken = |members: &HashMap<u64, Member>| members.values().any(|m| m.nick == *nick);
+        if taken(&self.lock()) {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (queue, lines) = mpsc::channel(QUEUE_LINES);
+        self.make_room(id).await;
+        let mut members = self.lock();
+        // Only leaves (and drops) came between: the nick is still free.
+        debug_assert!(!taken(&members));
+        let (queue, lines) = mpsc::channel(self.queue_lines);
         let mut present: Vec<Arc<str>> = members.values().map(|m| Arc::clone(&m.nick)).collect();
         present.sort();
         Self::broadcast(&mut members, id, format!("* {nick} joined\n"));
@@ -173,55 +206,72 @@ impl Room {
         Some((id, lines, present))
     }
 
-    /// Waits, at most [`QUEUE_WAIT`], until every member but `from` has room for [`HEADROOM`]
-    /// lines; drops those that do not make it in time. So a client that sends faster than the
-    /// others read goes at their pace, and one that does not read is dropped. Nothing when
-    /// `from` is no longer a member: a line it will not say makes nobody wait or leave.
+    /// Waits, at most [`QUEUE_WAIT`] at a time, until every member but `from` has room for
+    /// half its queue; drops those that do not make it in time, and says that they left (each
+    /// such news waiting for room the same way). So a client that sends faster than the others
+    /// read goes at their pace, one that does not read is dropped, and news of joins and
+    /// leaves, however many at once, never overruns the queue of a member that reads. Called on
+    /// the room's turn (see [`speak`](Self::speak)): nothing else is queued meanwhile, so the
+    /// room is still there when the caller queues its one line.
     async fn make_room(&self, from: u64) {
-        let crowded: Vec<(u64, mpsc::Sender<Arc<str>>)> = {
-            let members = self.lock();
-            if !members.contains_key(&from) {
+        loop {
+            let mut news = self.wait_for_room(from).await;
+            if news.is_empty() {
                 return;
             }
-            members
-                .iter()
-                .filter(|(id, member)| **id != from && member.queue.capacity() < HEADROOM)
-                .map(|(id, member)| (*id, member.queue.clone()))
-                .collect()
-        };
+            // Each round drops at least one member: the loop ends.
+            while let Some((gone, line)) = news.pop() {
+                news.extend(self.wait_for_room(gone).await);
+                Self::spread(&mut self.lock(), vec![(gone, line)]);
+            }
+        }
+    }
+
+    /// One wait of [`make_room`](Self::make_room): at most [`QUEUE_WAIT`], for room for half
+    /// its queue in every member but `from`; drops those that do not make it in time and
+    /// returns the news that they left, for the caller to say.
+    async fn wait_for_room(&self, from: u64) -> Vec<(u64, Arc<str>)> {
+        let crowded: Vec<(u64, mpsc::Sender<Arc<str>>)> = self
+            .lock()
+            .iter()
+            .filter(|(id, member)| **id != from && member.queue.capacity() < self.headroom)
+            .map(|(id, member)| (*id, member.queue.clone()))
+            .collect();
+        let mut left = Vec::new();
         if crowded.is_empty() {
-            return;
+            return left;
         }
         let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
         let mut behind = Vec::new();
         for (id, queue) in crowded {
             // The slots are given back at once: only the room was waited for. (A queue that
             // closed meanwhile belongs to a member that is leaving by itself.)
-            if tokio::time::timeout_at(deadline, queue.reserve_many(HEADROOM))
+            if tokio::time::timeout_at(deadline, queue.reserve_many(self.headroom))
                 .await
                 .is_err()
             {
                 behind.push(id);
             }
         }
-        if !behind.is_empty() {
-            let mut members = self.lock();
-            let mut left = Vec::new();
-            for id in behind {
-                Self::drop_behind(&mut members, id, &mut left);
-            }
-            Self::spread(&mut members, left);
+        let mut members = self.lock();
+        for id in behind {
+            Self::drop_behind(&mut members, id, &mut left);
         }
+        left
     }
 
-    /// Says `line` for member `from`, as [`make_room`](Self::make_room) then
-    /// [`say`](Self::say), on its turn: one member at a time waits for room and queues its
-    /// line, so that room waited for is not taken by the line of another member before this
-    /// one is queued (when a reader makes room, every waiting speaker finds it; queueing all
-    /// their lines at once would overrun that reader's queue and drop it); returns whether
-    /// `from` was still a member.
+    /// Says `line` for member `from`, on the room's turn: [`make_room`](Self::make_room), then
+    /// [`say`](Self::say). One member at a time waits for room and queues its line (and so do
+    /// joins and leaves), so that room waited for is not taken by the line of another member
+    /// before this one is queued (when a reader makes room, every waiting speaker finds it;
+    /// queueing all their lines at once would overrun that reader's queue and drop it);
+    /// returns whether `from` was still a member. Nothing when it was not: a line it will not
+    /// say makes nobody wait or leave.
     async fn speak(&self, from: u64, line: String) -> bool {
         let _turn = self.speaking.lock().await;
+        if !self.lock().contains_key(&from) {
+            return false;
+        }
         self.make_room(from).await;
         self.say(from, line)
     }
@@ -238,26 +288,31 @@ impl Room {
         true
     }
 
-    /// Queues `line` for member `id` alone, if it is still here and keeping up.
-    fn tell(&self, id: u64, line: String) {
+    /// Queues `line` for member `id` alone, if it is still here and its queue has room (else
+    /// the line is not sent); on the room's turn, so as not to take room another is queueing in.
+    async fn tell(&self, id: u64, line: String) {
+        let _turn = self.speaking.lock().await;
         if let Some(member) = self.lock().get(&id) {
             let _ = member.queue.try_send(Arc::from(line));
         }
     }
 
-    /// Removes member `id` (if a broadcast has not dropped it already) and announces that it
-    /// left.
-    fn leave(&self, id: u64) {
-        let mut members = self.lock();
-        if let Some(member) = members.remove(&id) {
-            examples::say!("{} left", member.nick);
-            Self::broadcast(&mut members, id, format!("* {} left\n", member.nick));
-        }
+    /// Removes member `id` (if the room has not dropped it already) and announces that it
+    /// left, on the room's turn (the news waits for room as a line does).
+    async fn leave(&self, id: u64) {
+        let _turn = self.speaking.lock().await;
+        let Some(member) = self.lock().remove(&id) else {
+            return;
+        };
+        examples::say!("{} left", member.nick);
+        self.make_room(id).await;
+        Self::broadcast(&mut self.lock(), id, format!("* {} left\n", member.nick));
     }
 
     /// Queues `line` for every member but `from`, without ever waiting: a member whose queue
     /// is full is dropped (its socket closed) and the others are told it left, which may drop
-    /// more.
+    /// more. (Called after [`make_room`](Self::make_room), on the room's turn, no queue is
+    /// full.)
     fn broadcast(members: &mut HashMap<u64, Member>, from: u64, line: String) {
         Self::spread(members, vec![(from, Arc::from(line))]);
     }
@@ -362,7 +417,7 @@ async fn chat(mut socket: Socket, room: Arc<Room>) {
     let reading = read_lines(&mut input, &room, id, &nick, stop.clone());
     let (written, read) = tokio::join!(writing, reading);
     // Whichever side ended first, the member is gone now (a no-op if the room dropped it).
-    room.leave(id);
+    room.leave(id).await;
     match (written, read) {
         (Ok(told), Ok(())) => finish(&socket, &mut input, &mut output, told).await,
         // Told, and the write side closed: drain a moment so the notice is not reset away.
@@ -414,7 +469,7 @@ async fn ask_nick(
             "* A name cannot contain \": \" or \", \".\n".to_owned()
         } else {
             let nick: Arc<str> = Arc::from(nick);
-            match room.join(&nick, socket) {
+            match room.join(&nick, socket).await {
                 Some(joined) => return Ok(Some((nick, joined))),
                 None => format!("* {nick} is taken.\n"),
             }
@@ -475,7 +530,8 @@ async fn read_lines(
         match line {
             Ok(Some(line)) => {
                 let Ok(line) = std::str::from_utf8(&line) else {
-                    room.tell(id, "* Line not sent: it is not UTF-8.\n".to_owned());
+                    room.tell(id, "* Line not sent: it is not UTF-8.\n".to_owned())
+                        .await;
                     continue;
                 };
                 if !room.speak(id, format!("{nick}: {line}\n")).await {
@@ -484,16 +540,16 @@ async fn read_lines(
                 }
             }
             Ok(None) => {
-                room.leave(id);
+                room.leave(id).await;
                 return Ok(());
             }
             Err(e) => {
                 if let net_io::Error::TooLongLine { limit } = e {
                     let notice = format!("* Line too long (limit {limit} bytes), goodbye.\n");
-                    room.tell(id, notice);
+                    room.tell(id, notice).await;
                 }
                 // Leaving closes the queue: what is queued for this client is still written.
-                room.leave(id);
+                room.leave(id).await;
                 return Err(e);
             }
         }
@@ -579,10 +635,10 @@ mod tests {
             sockets.push((client, Arc::new(accepted), Some(input)));
         }
         let stop = sockets[0].1.shutdown_signal();
-        let room = Room::default();
-        let (w, mut watcher, _) = room.join(&Arc::from("w"), &sockets[0].1).unwrap();
-        let (x, _x_lines, _) = room.join(&Arc::from("x"), &sockets[1].1).unwrap();
-        let (_, _s_lines, _) = room.join(&Arc::from("s"), &sockets[2].1).unwrap();
+        let room = Room::new(QUEUE_LINES as usize);
+        let (w, mut watcher, _) = room.join(&Arc::from("w"), &sockets[0].1).await.unwrap();
+        let (x, _x_lines, _) = room.join(&Arc::from("x"), &sockets[1].1).await.unwrap();
+        let (_, _s_lines, _) = room.join(&Arc::from("s"), &sockets[2].1).await.unwrap();
         assert_eq!(&*watcher.recv().await.unwrap(), "* x joined\n");
         assert_eq!(&*watcher.recv().await.unwrap(), "* s joined\n");
 
@@ -601,14 +657,14 @@ mod tests {
         }
         assert_eq!(&*watcher.recv().await.unwrap(), "* x left\n");
         // s reads slowly: its queue has less room than a speaker waits for.
-        for _ in 0..=QUEUE_LINES - HEADROOM {
+        for _ in 0..=room.queue_lines - room.headroom {
             assert!(room.say(w, "w: hi\n".to_owned()));
         }
 
         // x's reader goes on with the lines it had already read from its socket (which the
         // drop closed).
         let _ = read_lines(&mut buffered, &room, x, "x", stop).await;
-        room.leave(x);
+        room.leave(x).await;
         let mut heard = Vec::new();
         while let Ok(line) = watcher.try_recv() {
             heard.push(line);
