@@ -501,3 +501,60 @@ fn sigterm_says_421_in_plain_text_and_over_tls_and_exits_0() {
     assert_eq!(finished.stdout, ["Server stopped"]);
     assert!(finished.stderr.is_empty(), "{finished:?}");
 }
+
+/// A server that sends one line at a time, `220-` after `220-`, and never the reply's last
+/// line: each line arrives well within `--timeout`, so the socket's timeout never fires. The
+/// whole reply has one deadline, `--timeout`, and at most `REPLY_LINES` lines (100): the
+/// client gives up on both, with one line saying which, instead of keeping every line for ever.
+#[test]
+fn starttls_client_bounds_a_reply_in_lines_and_in_time() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    // (lines sent at once, then one line every 100 ms; --timeout; the failure expected)
+    let cases = [
+        (
+            100_000,
+            "30",
+            "starttls-client: the reply to the greeting has more than 100 lines",
+        ),
+        (
+            1,
+            "1",
+            "starttls-client: timed out: no complete reply to the greeting within 1 s (see --timeout)",
+        ),
+    ];
+    for (burst, timeout, expected) in cases {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let burst: String = (0..burst).map(|n| format!("220-line {n}\r\n")).collect();
+            if stream.write_all(burst.as_bytes()).is_err() {
+                return;
+            }
+            // A trickle, bounded: 10 s at most, or until the client has gone.
+            for n in 0..100 {
+                std::thread::sleep(Duration::from_millis(100));
+                if stream
+                    .write_all(format!("220-slow {n}\r\n").as_bytes())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let started = Instant::now();
+        let client = Process::run(CLIENT, ["127.0.0.1", &port, "--timeout", timeout]);
+        let waited = started.elapsed();
+        assert_eq!(client.status.code(), Some(1), "{:?}", client.stderr);
+        assert_eq!(client.stderr, [expected], "after {waited:?}");
+        assert!(
+            client.stdout.len() <= 100,
+            "{} lines printed",
+            client.stdout.len()
+        );
+        // Well before the server's trickle ends (10 s).
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        server.join().unwrap();
+    }
+}

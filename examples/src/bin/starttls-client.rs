@@ -15,7 +15,12 @@
 //! certificate is verified against HOST by default. Any reply other than the expected one ends
 //! the program with status 1, and so does a server that sends nothing, or takes nothing, for
 //! `--timeout` seconds (connecting included): the socket's `socket_timeout` and the connect's
-//! `connect_timeout`. The TLS handshake has its own limit of 10 seconds.
+//! `connect_timeout`. A reply has at most [`REPLY_LINES`] lines of at most [`REPLY_LIMIT`]
+//! bytes, and must be complete within `--timeout` of the command (or of the connection, for
+//! the greeting), however steadily its lines come: a server that trickles a reply for ever, or
+//! sends one without end, is given up on (`timed out: no complete reply to EHLO within N s`,
+//! `the reply to EHLO has more than 100 lines`). The TLS handshake has its own limit of 10
+//! seconds.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,6 +32,11 @@ use net_tls::TlsExt;
 
 /// The longest reply line accepted (RFC 5321 sets 512 octets).
 const REPLY_LIMIT: usize = 512;
+
+/// The most lines a reply may have (RFC 5321 sets no limit; an `EHLO` reply lists one
+/// extension a line, and servers list a dozen or two). With [`REPLY_LIMIT`], a reply takes at
+/// most about 50 KB, whatever the server sends.
+const REPLY_LINES: usize = 100;
 
 /// The name this client gives in `EHLO`.
 const CLIENT_NAME: &str = "starttls-client.localhost";
@@ -119,8 +129,9 @@ async fn command(
 }
 
 /// Reads one reply, printing its lines: every line but the last has `-` after the status
-/// (`250-...`), the last a space or nothing (`250 ...`). The status must be `code`. `timeout` is
-/// the socket's, for the error message when nothing comes.
+/// (`250-...`), the last a space or nothing (`250 ...`). The status must be `code`. The reply
+/// must be complete within `timeout` (also the socket's timeout) and have at most
+/// [`REPLY_LINES`] lines.
 async fn expect(
     input: &mut ByteReadChannel,
     code: &str,
@@ -128,12 +139,34 @@ async fn expect(
     timeout: Duration,
 ) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
+    let read = tokio::time::timeout(timeout, read_reply(input, code, answering, &mut lines)).await;
+    match read {
+        Ok(Err(e)) if !matches!(e.downcast_ref(), Some(net_io::Error::Timeout)) => Err(e),
+        Ok(Ok(())) => Ok(lines),
+        // The deadline, or the socket's timeout between two lines: the same limit.
+        _ => {
+            let secs = timeout.as_secs();
+            if lines.is_empty() {
+                anyhow::bail!("timed out: no reply to {answering} within {secs} s (see --timeout)")
+            }
+            anyhow::bail!(
+                "timed out: no complete reply to {answering} within {secs} s (see --timeout)"
+            )
+        }
+    }
+}
+
+/// Reads the lines of one reply into `lines`, as [`expect`] says, without its deadline; fails
+/// with [`net_io::Error::Timeout`] itself when the socket times out.
+async fn read_reply(
+    input: &mut ByteReadChannel,
+    code: &str,
+    answering: &str,
+    lines: &mut Vec<String>,
+) -> anyhow::Result<()> {
     loop {
         let line = match input.read_line(REPLY_LIMIT, LineEnding::Default).await {
-            Err(net_io::Error::Timeout) => anyhow::bail!(
-                "timed out: no reply to {answering} within {} s (see --timeout)",
-                timeout.as_secs()
-            ),
+            Err(e @ net_io::Error::Timeout) => return Err(e.into()),
             line => line,
         };
         let line = line
@@ -149,7 +182,10 @@ async fn expect(
             anyhow::bail!("unexpected reply to {answering}: {:?}", lines.join(" / "));
         }
         if last {
-            return Ok(lines);
+            return Ok(());
+        }
+        if lines.len() == REPLY_LINES {
+            anyhow::bail!("the reply to {answering} has more than {REPLY_LINES} lines");
         }
     }
 }
