@@ -553,3 +553,37 @@ fn ipv6_addresses_are_printed_in_brackets() {
         "{failure}"
     );
 }
+
+/// An UPSTREAM that is the proxy's own listening address (the same address, a name that
+/// resolves to it, or a loopback address when it listens on every address) would make every
+/// connection connect to the proxy again, and that one again, until the descriptors run out:
+/// the proxy refuses to start, with one line saying why. The same port on another address is
+/// not the proxy and is accepted.
+#[test]
+fn an_upstream_that_is_the_proxy_itself_is_refused_at_start() {
+    let port = net_tests::harness::free_port();
+    let at = |host: &str| format!("{host}:{port}");
+    let cases = [
+        (at("127.0.0.1"), at("127.0.0.1")),
+        (at("127.0.0.1"), at("localhost")),
+        (at("0.0.0.0"), at("127.0.0.1")),
+        (at("0.0.0.0"), at("127.0.0.2")),
+    ];
+    for (listen, upstream) in cases {
+        let finished = Process::run(PROXY, [listen.as_str(), upstream.as_str()]);
+        assert_eq!(finished.status.code(), Some(1), "{finished:?}");
+        let line = finished.stderr.last().map(String::as_str).unwrap_or("");
+        let expected = format!(
+            "tcp-proxy: upstream {upstream} is this proxy's own listening address: \
+             every connection would come back to the proxy"
+        );
+        assert!(
+            line.starts_with(&expected),
+            "{listen} {upstream}: {finished:?}"
+        );
+    }
+    // Another address with the same port is another server.
+    let mut proxy = Process::start(PROXY, [at("127.0.0.1"), at("127.0.0.2")]);
+    assert_eq!(proxy.listening_port_after_banner(), port);
+    proxy.kill();
+}

@@ -25,11 +25,18 @@
 //! client that sent its request and only reads a long answer is not idle while the answer
 //! moves. The TLS handshake has its own limit of 10 seconds.
 //!
+//! An UPSTREAM that is the proxy's own listening address (the same address, a name that
+//! resolves to it, or an address of this host when the proxy listens on every address, such
+//! as `0.0.0.0`, with the same port) is refused at start, exit status 1: every connection
+//! would connect to the proxy again, and that one again, until the descriptors ran out. (A
+//! name that resolves to it only later, or two proxies pointed at each other, are not seen.)
+//!
 //! On SIGINT or SIGTERM the proxy prints `Shutting down (N open)`, closes its listener, resets
 //! both sides of every connection still open (a transfer cut by the stop is never passed on as
 //! a clean end, which would make it look complete), reports each as `CLIENT -> UPSTREAM: the
 //! proxy is stopping`, prints `Proxy stopped` and exits 0.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -136,8 +143,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             let listen = examples::join_host_port(host, *port);
             format!("cannot listen at {listen}")
         })?;
-    let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     let (up_host, up_port) = &args.upstream;
+    let listening = server.local_address().as_inet().map(|a| a.socket_addr());
+    if let Some(own) = listening {
+        if let Some(target) = loop_target(&args.upstream, own).await {
+            anyhow::bail!(
+                "upstream {} is this proxy's own listening address: every connection would \
+                 come back to the proxy ({target}, listening at {own})",
+                examples::join_host_port(up_host, *up_port)
+            );
+        }
+    }
+    let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     examples::say!(
         "Forwarding to {}",
         examples::join_host_port(up_host, *up_port)
@@ -205,6 +222,43 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     examples::say!("Proxy stopped");
     Ok(())
+}
+
+/// The address of `upstream` that is the proxy's own listening address `listening`, if one
+/// is. A name that does not resolve now is let through: it may resolve later, and
+/// connecting will tell then.
+async fn loop_target(upstream: &(String, u16), listening: SocketAddr) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let (host, port) = upstream.clone();
+    if port != listening.port() {
+        return None;
+    }
+    let resolved = tokio::task::spawn_blocking(move || {
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .map(Iterator::collect::<Vec<_>>)
+    })
+    .await;
+    let Ok(Ok(addresses)) = resolved else {
+        return None;
+    };
+    addresses
+        .into_iter()
+        .find(|&target| reaches(listening, target))
+}
+
+/// Whether a connection to `target` reaches a listener bound to `listening`: the same address,
+/// or, for a listener on every address (`0.0.0.0`, or `::`, which takes IPv4 too), any address
+/// of this host with its port.
+fn reaches(listening: SocketAddr, target: SocketAddr) -> bool {
+    let (own, ip) = (listening.ip().to_canonical(), target.ip().to_canonical());
+    let every = own.is_unspecified() && (listening.is_ipv6() || ip.is_ipv4());
+    target.port() == listening.port() && (ip == own || (every && is_local(ip)))
+}
+
+/// Whether `ip` is an address of this host: one a socket can be bound to.
+fn is_local(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
 /// How long a stopping proxy waits for its relays to reset their connections and report.
@@ -445,6 +499,20 @@ mod tests {
         assert!(host_port("localhost").is_err());
         assert!(host_port(":80").is_err());
         assert!(host_port("a:99999").is_err());
+    }
+
+    #[test]
+    fn what_reaches_a_listener() {
+        let at = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert!(reaches(at("127.0.0.1:80"), at("127.0.0.1:80")));
+        assert!(!reaches(at("127.0.0.1:80"), at("127.0.0.1:81")));
+        assert!(!reaches(at("127.0.0.1:80"), at("127.0.0.2:80")));
+        assert!(reaches(at("0.0.0.0:80"), at("127.0.0.2:80")));
+        assert!(!reaches(at("0.0.0.0:80"), at("[::1]:80")));
+        assert!(reaches(at("[::]:80"), at("127.0.0.1:80")));
+        assert!(reaches(at("[::ffff:127.0.0.1]:80"), at("127.0.0.1:80")));
+        // TEST-NET-1: no address of this host.
+        assert!(!reaches(at("0.0.0.0:80"), at("192.0.2.1:80")));
     }
 
     #[test]
