@@ -144,9 +144,11 @@ struct Room {
     queue_lines: usize,
     /// The room a speaker waits for in every other queue: half of `queue_lines` (at least 1).
     headroom: usize,
+    /// How long it waits for that room: [`QUEUE_WAIT`].
+    queue_wait: Duration,
     next_id: AtomicU64,
-    /// Held by the member whose line is being said, from the wait for room to the queueing
-    /// (see [`Room::speak`]).
+    /// The room's turn: held by whoever queues something for the others (a member's line, a
+    /// join, a leave), from the wait for room to the queueing (see [`Room::speak`]).
     speaking: tokio::sync::Mutex<()>,
 }
 
@@ -168,6 +170,7 @@ impl Room {
             members: Mutex::default(),
             queue_lines,
             headroom: (queue_lines / 2).max(1),
+            queue_wait: QUEUE_WAIT,
             next_id: AtomicU64::default(),
             speaking: tokio::sync::Mutex::default(),
         }
@@ -241,7 +244,7 @@ impl Room {
         if crowded.is_empty() {
             return left;
         }
-        let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
+        let deadline = tokio::time::Instant::now() + self.queue_wait;
         let mut behind = Vec::new();
         for (id, queue) in crowded {
             // The slots are given back at once: only the room was waited for. (A queue that
@@ -672,6 +675,68 @@ mod tests {
         assert!(heard.is_empty(), "a member that left was heard: {heard:?}");
         // Nor did its lines make the room wait for s, or drop it.
         assert_eq!(room.lock().len(), 2);
+        selector.close();
+    }
+
+    /// A member that stops reading is still dropped when news, not lines, fills its queue:
+    /// the next join waits for room at most the room's wait, drops it (the others hear it
+    /// leave, before the join), and goes on.
+    #[tokio::test]
+    async fn news_of_joins_drops_a_member_that_stopped_reading_and_goes_on() {
+        let selector = SelectorManager::new();
+        let server = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let address = server.local_address().as_inet().unwrap().socket_addr();
+        let mut sockets = Vec::new();
+        for _ in 0..8 {
+            let client = a_socket(&selector).tcp().connect(address).await.unwrap();
+            sockets.push((client, Arc::new(server.accept().await.unwrap())));
+        }
+        let room = Room {
+            queue_wait: Duration::from_millis(100),
+            ..Room::new(4)
+        };
+        let (_, mut watcher, _) = room.join(&Arc::from("w"), &sockets[0].1).await.unwrap();
+        // s never reads its queue again.
+        let (s, _s_lines, _) = room.join(&Arc::from("s"), &sockets[1].1).await.unwrap();
+        // Its queue holds 4 lines; a join waits for room for 2: j0, j1 and j2 are queued, j3
+        // waits.
+        let mut heard = vec![watcher.recv().await.unwrap()];
+        for n in 0..6 {
+            let nick = Arc::from(format!("j{n}"));
+            let started = tokio::time::Instant::now();
+            let joined =
+                tokio::time::timeout(Duration::from_secs(5), room.join(&nick, &sockets[2 + n].1));
+            assert!(
+                joined
+                    .await
+                    .expect("a join waits at most the room's wait")
+                    .is_some()
+            );
+            assert!(started.elapsed() < Duration::from_secs(2));
+            while let Ok(line) = watcher.try_recv() {
+                heard.push(line);
+            }
+        }
+        let heard: Vec<&str> = heard.iter().map(|l| &**l).collect();
+        assert_eq!(
+            heard,
+            [
+                "* s joined\n",
+                "* j0 joined\n",
+                "* j1 joined\n",
+                "* j2 joined\n",
+                "* s left\n",
+                "* j3 joined\n",
+                "* j4 joined\n",
+                "* j5 joined\n",
+            ]
+        );
+        assert!(!room.lock().contains_key(&s));
+        assert!(sockets[1].1.is_closed());
         selector.close();
     }
 }
