@@ -5,7 +5,7 @@
 //! cargo run -p examples --bin starttls-client -- HOST PORT
 //!     [--ca FILE]      # trust the CA certificates in this PEM file instead of the bundled roots
 //!     [--insecure]     # accept any server certificate
-//!     [--timeout SECS] # give up on a server silent this long (default 30)
+//!     [--timeout SECS] # give up on a server silent, or a reply unfinished, this long (default 30)
 //! ```
 //!
 //! It reads the greeting, sends `EHLO`, checks that `STARTTLS` is offered, sends `STARTTLS`,
@@ -51,7 +51,8 @@ struct Args {
     port: u16,
     #[command(flatten)]
     trust: examples::tls::Trust,
-    /// Give up when the server sends nothing (or takes nothing) for this many seconds.
+    /// Give up when the server sends nothing (or takes nothing) for this many seconds, or has
+    /// not completed a reply this long after the command.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = examples::cli::at_least_one_second)]
     timeout: Duration,
 }
