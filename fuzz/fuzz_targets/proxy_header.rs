@@ -147,6 +147,13 @@ enum Start {
     EncodedV1(u8),
     /// The encoders' v2 header for the case's addresses, cut after this many bytes.
     EncodedV2(u8),
+    /// The encoders' v2 header for the case's addresses with its length raised to cover the
+    /// fuzzer's bytes, which are then its TLVs (whole or not).
+    V2Tlvs,
+    /// The encoders' v2 header for the case's addresses followed by whole TLVs made of the
+    /// fuzzer's bytes (see [`whole_tlvs`]), its length covering them; the fuzzer's bytes then
+    /// follow the header.
+    V2WholeTlvs,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -389,6 +396,34 @@ fn mapped(ip: IpAddr) -> Ipv6Addr {
     }
 }
 
+/// A v2 header's bytes with its length field raised by `tlvs.len()` (saturating); with
+/// `append`, `tlvs` follows it (else the caller's bytes will).
+fn with_tlvs(mut header: Vec<u8>, tlvs: &[u8], append: bool) -> Vec<u8> {
+    let length = u16::from_be_bytes([header[14], header[15]]);
+    let raised = length.saturating_add(u16::try_from(tlvs.len()).unwrap_or(u16::MAX));
+    header[14..16].copy_from_slice(&raised.to_be_bytes());
+    if append {
+        header.extend_from_slice(tlvs);
+    }
+    header
+}
+
+/// Whole TLVs made of `bytes`: a type byte, two bytes of length `n` (the high one taken modulo
+/// 16, so that a value fits in a header), then up to `n` bytes of value (as many as are left),
+/// written as type, the value's length in two bytes, the value.
+fn whole_tlvs(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while let [kind, high, low, tail @ ..] = rest {
+        let n = usize::from(u16::from_be_bytes([high % 16, *low])).min(tail.len());
+        out.push(*kind);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+        out.extend_from_slice(&tail[..n]);
+        rest = &tail[n..];
+    }
+    out
+}
+
 /// Encodes the addresses both ways and checks that they parse back, with `tail` after them.
 fn round_trip(source: SocketAddr, destination: SocketAddr, tail: &[u8]) {
     let addresses = Some(as_sent(source, destination));
@@ -430,6 +465,25 @@ fuzz_target!(|case: Case| {
             let mut header = encode_v2(source, destination);
             header.truncate(usize::from(cut));
             header
+        }
+        Start::V2Tlvs => with_tlvs(encode_v2(source, destination), &case.bytes, false),
+        Start::V2WholeTlvs => {
+            let tlvs = whole_tlvs(&case.bytes);
+            let input = with_tlvs(encode_v2(source, destination), &tlvs, true);
+            if input.len() <= V2_MAX_HEADER {
+                // Whole TLVs within the limit: accepted, and nothing after them consumed.
+                let expected = Parse::Done {
+                    header: ProxyHeader {
+                        version: Version::V2,
+                        command: Command::Proxy,
+                        addresses: Some(as_sent(source, destination)),
+                    },
+                    consumed: input.len(),
+                };
+                let whole = [&input[..], &case.bytes[..]].concat();
+                assert_eq!(parse(&whole), expected, "whole TLVs {tlvs:?}");
+            }
+            input
         }
     };
     check(&[&start[..], &case.bytes[..]].concat());

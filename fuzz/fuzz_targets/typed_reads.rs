@@ -1,8 +1,10 @@
 //! Typed reads and count-taking reads against the shared reference model, with the input cut
 //! into chunks chosen by the fuzzer: every value is assembled across chunk boundaries
 //! correctly, a read that runs out of input fails with `UnexpectedEof` and consumes nothing,
-//! and counts from the input, up to `u64::MAX`, neither panic nor allocate what the input
-//! does not hold (SPEC §4.1: memory follows bytes received). Memory the channel holds, counted
+//! and counts and limits from the input, up to `u64::MAX` (`read_bytes`, `peek`,
+//! `await_content`, `discard`, `discard_exact`, `read_remaining`, `copy_to`), neither panic nor
+//! allocate what the input does not hold (SPEC §4.1: memory follows bytes received);
+//! `read_available` hands out a prefix of what is left, at least one byte unless at the end. Memory the channel holds, counted
 //! by a global allocator at every transport read and after every operation, and its peak
 //! between those points, stays within twice the bytes the transport handed out plus
 //! [`SLACK`] (and, for the peak, the copy a `peek` returns).
@@ -11,7 +13,10 @@
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use net_io::{ByteReadChannel, Error};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use net_io::{ByteReadChannel, ByteWriteChannel, Error};
 
 #[path = "../../crates/net-io/tests/support/model.rs"]
 mod model;
@@ -38,6 +43,47 @@ enum Op {
     DiscardExact(Count),
     ReadFully(u16),
     SkipIfFound(Vec<u8>),
+    /// `read_remaining` with a limit from the input.
+    Remaining(Count),
+    /// `read_available` into a buffer of this many bytes.
+    Available(u16),
+    /// `copy_to` a `ByteWriteChannel` with a limit from the input.
+    CopyTo(Count),
+}
+
+/// The transport of `copy_to`'s destination: it keeps what it is given in a `Vec` reserved for
+/// the whole input outside the measurement, so that recording the bytes allocates nothing.
+#[derive(Clone)]
+struct Recorder(Arc<Mutex<Vec<u8>>>);
+
+impl tokio::io::AsyncWrite for Recorder {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut kept = self.0.lock().expect("recorder");
+        assert!(
+            kept.len() + buf.len() <= kept.capacity(),
+            "copy_to wrote more than the input holds"
+        );
+        kept.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// `copy_to`'s destination and what its transport has taken.
+struct Copies {
+    channel: ByteWriteChannel,
+    taken: Recorder,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -79,7 +125,12 @@ fn check<B: AsRef<[u8]>>(
 /// Runs `op` on the channel, then checks its result against the model [`outside`] the
 /// measurement, and drops it; returns the bytes of a copy the API makes by contract (a
 /// `peek`), which the peak since the last check may hold besides the channel's own.
-async fn run(channel: &mut ByteReadChannel, model: &mut Model, op: &Op) -> isize {
+async fn run(
+    channel: &mut ByteReadChannel,
+    model: &mut Model,
+    copies: &mut Copies,
+    op: &Op,
+) -> isize {
     let left = model.rest().len();
     match op {
         Op::U8 => {
@@ -181,6 +232,48 @@ async fn run(channel: &mut ByteReadChannel, model: &mut Model, op: &Op) -> isize
             let found = channel.skip_if_found(pattern).await.expect("skip_if_found");
             outside(|| assert_eq!(found, model.skip_if_found(pattern), "{op:?}"));
         }
+        Op::Remaining(count) => {
+            let n = count.len();
+            let got = channel.read_remaining(n).await.expect("read_remaining");
+            outside(|| {
+                let want = model.take(n.min(left)).expect("what is left");
+                assert_eq!(&got[..], &want[..], "{op:?}");
+            });
+        }
+        Op::Available(n) => {
+            let n = usize::from(*n);
+            let mut dst = outside(|| vec![0u8; n]);
+            let got = channel
+                .read_available(&mut dst)
+                .await
+                .expect("read_available");
+            outside(move || {
+                assert!(got <= n, "{op:?}: {got} bytes");
+                // Nothing only for an empty buffer or at the end of the stream.
+                assert_eq!(
+                    got == 0,
+                    n == 0 || left == 0,
+                    "{op:?}: {got} bytes of {left}"
+                );
+                assert_eq!(Some(dst[..got].to_vec()), model.take(got), "{op:?}");
+            });
+        }
+        Op::CopyTo(count) => {
+            let before = outside(|| copies.taken.0.lock().expect("recorder").len());
+            let copied = channel
+                .copy_to(&mut copies.channel, count.get())
+                .await
+                .expect("copy_to");
+            outside(|| {
+                let want = model
+                    .take(usize::try_from(count.get()).unwrap_or(usize::MAX).min(left))
+                    .expect("what is left");
+                assert_eq!(copied, want.len() as u64, "{op:?}");
+                let taken = copies.taken.0.lock().expect("recorder");
+                // Flushed at the end: every byte copied has reached the transport.
+                assert_eq!(&taken[before..], &want[..], "{op:?}");
+            });
+        }
     }
     0
 }
@@ -189,11 +282,16 @@ fuzz_target!(|case: Case| {
     let input: Vec<u8> = case.chunks.concat();
     let reader = Metered::new(ChunkedReader::chunks_pausing_at_odd(&case.chunks), SLACK);
     let mut model = Model::new(&input);
+    let taken = Recorder(Arc::new(Mutex::new(Vec::with_capacity(input.len()))));
+    let mut copies = Copies {
+        channel: ByteWriteChannel::new(taken.clone(), false),
+        taken,
+    };
     start_measuring();
     let mut channel = ByteReadChannel::new(reader);
     drive(async {
         for op in &case.ops {
-            let copy = run(&mut channel, &mut model, op).await;
+            let copy = run(&mut channel, &mut model, &mut copies, op).await;
             check_memory(HANDED.get(), SLACK, copy, &|| format!("after {op:?}"));
             assert_eq!(
                 channel.total_bytes_read(),
@@ -208,7 +306,9 @@ fuzz_target!(|case: Case| {
             .expect("read_remaining");
         outside(|| assert_eq!(&left[..], model.rest()));
         drop(left);
-        check_memory(HANDED.get(), SLACK, 0, &|| "after read_remaining".to_owned());
+        check_memory(HANDED.get(), SLACK, 0, &|| {
+            "after read_remaining".to_owned()
+        });
     });
     stop_measuring();
 });
