@@ -10,7 +10,9 @@
 //! `cargo update --manifest-path fuzz/Cargo.toml --workspace`. libfuzzer-sys compiles
 //! libFuzzer, which needs a C++ compiler (`c++`).
 //!
-//! A crash stops the run with a non-zero status; libFuzzer leaves the input in
+//! An input that runs for more than [`INPUT_TIMEOUT_S`] seconds is a failure (a hang: a read
+//! that loops without returning), as is a crash. Either stops the run with a non-zero status;
+//! libFuzzer leaves the input (`timeout-…` or `crash-…`) in
 //! `fuzz/artifacts/TARGET/`, and `cargo fuzz run TARGET -s none fuzz/artifacts/TARGET/crash-…`
 //! replays it.
 
@@ -28,6 +30,19 @@ const TARGETS: &[&str] = &[
     "writes",
     "proxy_header",
 ];
+
+/// How long one input may run before libFuzzer reports it as a hang and fails (its own default,
+/// 1,200 s, would hold CI for 20 minutes on a read that loops; an input normally takes well
+/// under a millisecond).
+const INPUT_TIMEOUT_S: u64 = 10;
+
+/// libFuzzer's options for a run of `seconds`.
+fn libfuzzer_args(seconds: u64) -> [String; 2] {
+    [
+        format!("-max_total_time={seconds}"),
+        format!("-timeout={INPUT_TIMEOUT_S}"),
+    ]
+}
 
 /// Runs the fuzz targets.
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -80,11 +95,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         );
     }
     for target in &targets {
-        let time = format!("-max_total_time={seconds}");
-        let mut cmd = cargo(
-            &fuzz_dir,
-            &["fuzz", "run", target, "-s", "none", "--", &time],
-        );
+        let mut cmd = cargo(&fuzz_dir, &["fuzz", "run", target, "-s", "none", "--"]);
+        cmd.args(libfuzzer_args(seconds));
         // Instrumented builds stay in fuzz/target, apart from the workspace's own.
         cmd.env_remove("CARGO_TARGET_DIR");
         println!(
@@ -96,7 +108,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             .with_context(|| format!("cannot run {}", describe(&cmd)))?;
         if !status.success() {
             bail!(
-                "fuzz target {target} failed ({status}); the crashing input is in \
+                "fuzz target {target} failed ({status}); the crashing (or hanging) input is in \
                  fuzz/artifacts/{target}/ — replay it with \
                  `cd fuzz && cargo fuzz run {target} -s none artifacts/{target}/<file>`"
             );
@@ -143,4 +155,17 @@ fn ensure_cargo_fuzz() -> Result<()> {
         bail!("installing cargo-fuzz failed ({status}); install it by hand and try again");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_input_that_hangs_fails_the_run_within_seconds() {
+        // Without `-timeout`, libFuzzer waits 1,200 s on an input that never returns: a
+        // `copy_to` that looped on a limit of 2^32 held `cargo xtask fuzz --seconds 40` past
+        // two minutes without a word.
+        let args = super::libfuzzer_args(20);
+        assert!(args.contains(&"-max_total_time=20".to_owned()), "{args:?}");
+        assert!(args.contains(&"-timeout=10".to_owned()), "{args:?}");
+    }
 }
