@@ -26,9 +26,9 @@
 //!
 //! `--rounds` is at least 1; `--secs` is more than 0 and at most 3,600 (an hour a round).
 //!
-//! `--smoke` runs one short round (0.3 s measured) of every scenario (or of those named) on
-//! each side but Go, the idle one with 600 connections instead of 10,000: under a minute that
-//! proves the harness works. Its numbers mean nothing.
+//! `--smoke` runs one short round (0.3 s measured, unless `--rounds` or `--secs` say otherwise)
+//! of every scenario (or of those named) on each side but Go, the idle one with 600 connections
+//! instead of 10,000: under a minute that proves the harness works. Its numbers mean nothing.
 
 mod go;
 mod load;
@@ -246,8 +246,9 @@ fn main() -> Result<()> {
     if args.first().map(String::as_str) == Some("serve") {
         return server::main(&args[1..]);
     }
-    let mut rounds = 3;
-    let mut secs = 2.0;
+    // `None`: not given, so the default (or `--smoke`'s) applies.
+    let mut rounds: Option<usize> = None;
+    let mut secs: Option<f64> = None;
     let mut warmup = 0.3;
     let mut names = Vec::new();
     let mut only = None;
@@ -266,15 +267,17 @@ fn main() -> Result<()> {
             }
             "--rounds" => {
                 let v = it.next().context("--rounds N")?;
-                rounds = v
-                    .parse()
-                    .with_context(|| format!("--rounds {v}: not a whole number"))?;
+                rounds = Some(
+                    v.parse()
+                        .with_context(|| format!("--rounds {v}: not a whole number"))?,
+                );
             }
             "--secs" => {
                 let v = it.next().context("--secs S")?;
-                secs = v
-                    .parse()
-                    .with_context(|| format!("--secs {v}: not a number"))?;
+                secs = Some(
+                    v.parse()
+                        .with_context(|| format!("--secs {v}: not a number"))?,
+                );
             }
             "--only" => only = Some(Impl::parse(it.next().context("--only IMPL")?)?),
             "--no-go" => use_go = false,
@@ -293,12 +296,14 @@ fn main() -> Result<()> {
             other => bail!("unknown option {other}"),
         }
     }
-    if smoke {
-        rounds = 1;
-        secs = 0.3;
+    // `--smoke` shortens the defaults; a `--rounds` or `--secs` given with it still counts.
+    let (rounds, secs) = if smoke {
         warmup = 0.1;
         use_go = false;
-    }
+        (rounds.unwrap_or(1), secs.unwrap_or(0.3))
+    } else {
+        (rounds.unwrap_or(3), secs.unwrap_or(2.0))
+    };
     let chosen: Vec<&Scenario> = if names.is_empty() {
         SCENARIOS.iter().collect()
     } else {
