@@ -97,6 +97,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     for a in args.iter().filter(|a| *a != "--smoke") {
         match SCENARIOS.iter().find(|(name, _)| name == a) {
             Some(s) => chosen.push(*s),
+            // An option of netbench's given before `--` (`--rounds 3`) is no scenario.
+            None if a.starts_with('-') => bail!(
+                "unknown option `{a}` (usage: cargo xtask bench [--smoke] [--list] [SCENARIO…] \
+                 [-- NETBENCH-OPTIONS]; netbench's options go after `--`, as in \
+                 `cargo xtask bench -- --rounds 3`)"
+            ),
             None => bail!("unknown scenario `{a}` (try `cargo xtask bench --list`)"),
         }
     }
@@ -189,6 +195,22 @@ mod tests {
         // `lines` alone, in its smoke size.
         let runs = plan(true, &[("lines", "lines")], &[]);
         assert_eq!(runs, [(Program::Lines, strings(&["--smoke"]))]);
+    }
+
+    #[test]
+    fn an_option_before_the_dashes_is_refused_as_an_option() {
+        // `cargo xtask bench --rounds 3` once said "unknown scenario `--rounds`".
+        let err = run(&strings(&["--rounds", "3"])).expect_err("not a scenario");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("unknown option `--rounds`") && msg.contains("-- --rounds 3"),
+            "{msg}"
+        );
+        let err = run(&strings(&["pingpong-51"])).expect_err("no such scenario");
+        assert!(
+            err.to_string().contains("unknown scenario `pingpong-51`"),
+            "{err}"
+        );
     }
 
     #[test]

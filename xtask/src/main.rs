@@ -19,7 +19,8 @@ mod fuzz;
 mod interop;
 mod soak;
 
-const USAGE: &str = "usage: cargo xtask ci | bench [--list] [SCENARIO…] | interop | fuzz --seconds N \
+const USAGE: &str = "usage: cargo xtask ci | bench [--smoke] [--list] [SCENARIO…] [-- NETBENCH-OPTIONS] \
+                     | interop | fuzz [--seconds N] [--list] [TARGET…] \
                      | soak [--minutes N] [--conns C] [--port P]   (soak: minutes long, not in ci)";
 
 fn main() -> ExitCode {
@@ -35,7 +36,10 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        _ => {
+        other => {
+            if let Some(task) = other {
+                eprintln!("xtask: unknown task {task:?}");
+            }
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
