@@ -19,8 +19,9 @@
 //!   logged), latency, RSS and descriptors, and the verdict: **flat** when RSS and descriptors
 //!   at the end are at most 1.05 × the middle's and there were no errors. The run also fails
 //!   when the server holds more descriptors after the load closed its connections than at the
-//!   baseline (a descriptor kept per closed connection leaves middle and end level). Otherwise
-//!   the exit status is non-zero.
+//!   baseline (a descriptor kept per closed connection leaves middle and end level), or when
+//!   no request was answered (an idle server proves nothing). Otherwise the exit status is
+//!   non-zero.
 //!
 //! Warm-up: under this load the server's RSS climbs by about 4 KiB per connection during the
 //! first ~50 s of traffic, then stays put. That is bounded, not a leak: it matches each
@@ -392,6 +393,8 @@ struct Report {
 impl Report {
     fn parse(text: &str) -> Result<Report> {
         let mut report = Report::default();
+        // Records a report must have: without them it would read as no errors, or no load.
+        let (mut has_requests, mut has_errors) = (false, false);
         for line in text.lines() {
             let mut words = line.split_whitespace();
             let Some(record) = words.next() else {
@@ -429,8 +432,14 @@ impl Report {
                     report.think_ms = num("think_ms")?;
                     report.answer_limit_ms = num("answer_limit_ms")?;
                 }
-                "requests" => report.requests = num("count")?,
-                "errors" => report.errors = all_nums()?,
+                "requests" => {
+                    report.requests = num("count")?;
+                    has_requests = true;
+                }
+                "errors" => {
+                    report.errors = all_nums()?;
+                    has_errors = true;
+                }
                 "latency_us" => report.latency_us = all_nums()?,
                 "sample" => report.samples.push(Sample {
                     label: get("label")?.to_owned(),
@@ -443,6 +452,8 @@ impl Report {
             }
         }
         ensure!(report.secs > 0.0, "no `run` record");
+        ensure!(has_requests, "no `requests` record");
+        ensure!(has_errors, "no `errors` record");
         Ok(report)
     }
 
@@ -493,6 +504,10 @@ impl Verdict {
         let errors = report.client_errors() + log.ended_with_error.len() as u64;
         if errors > 0 {
             why.push(format!("{errors} errors"));
+        }
+        // A run that answered nothing measured an idle server, not one under load.
+        if report.requests == 0 {
+            why.push("no request was answered".to_owned());
         }
         if !server_alive {
             why.push("the server exited during the run".to_owned());
@@ -695,6 +710,29 @@ sample label=after at=601.0 rss_kib=9000 peak_rss_kib=10600 fds=10
         );
         assert_eq!(log.accepted, 1);
         assert!(!Verdict::of(&r, &log, true).unwrap().flat);
+    }
+
+    #[test]
+    fn a_run_without_traffic_or_without_an_error_count_is_not_flat() {
+        // Once judged flat: a report of 0 requests, and one with no `errors` record at all.
+        let clean = ServerLog::default();
+        let idle = REPORT.replace("count=5000000", "count=0");
+        let v = Verdict::of(&Report::parse(&idle).unwrap(), &clean, true).unwrap();
+        assert!(!v.flat, "{v:?}");
+        assert_eq!(v.why, ["no request was answered"]);
+        let uncounted: String = REPORT
+            .lines()
+            .filter(|l| !l.starts_with("errors "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let err = Report::parse(&uncounted).expect_err("no errors record");
+        assert!(err.to_string().contains("errors"), "{err:#}");
+        let unrequested: String = REPORT
+            .lines()
+            .filter(|l| !l.starts_with("requests "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(Report::parse(&unrequested).is_err());
     }
 
     #[test]
