@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! netbench [--rounds N] [--secs S] [--only ours|raw|tuned|go] [--no-go] [--go-flush idle|each]
-//!          [--connect HOST:PORT] [--smoke] [--list] [SCENARIO…]
+//!          [--connect HOST:PORT] [--smoke] [--list] [--help] [SCENARIO…]
 //! netbench serve --impl ours|raw|tuned|go --role ROLE [--chain PEM --key PEM] [--go-flush M]
 //! ```
 //!
@@ -45,6 +45,13 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crate::load::{Outcome, Transport};
 use crate::server::{Impl, Role};
+
+/// What `--help` prints (the first lines of this file's docs).
+const USAGE: &str = "\
+usage: netbench [--rounds N] [--secs S] [--only ours|raw|tuned|go] [--no-go] [--go-flush idle|each]
+                [--connect HOST:PORT] [--smoke] [--list] [--help] [SCENARIO...]
+       netbench serve --impl ours|raw|tuned|go --role ROLE [--chain PEM --key PEM] [--go-flush M]
+(see bench/benches/netbench/main.rs and BENCHMARKS.md; --list names the scenarios)";
 
 /// The longest measured window `--secs` may ask for (every run is bounded in time).
 const MAX_SECS: f64 = 3600.0;
@@ -259,6 +266,10 @@ fn main() -> Result<()> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
             "--list" => {
                 for s in SCENARIOS {
                     println!("{}", s.name);
@@ -293,7 +304,7 @@ fn main() -> Result<()> {
             // `cargo bench` passes it to a `harness = false` bench target.
             "--bench" => {}
             name if !name.starts_with('-') => names.push(name.to_owned()),
-            other => bail!("unknown option {other}"),
+            other => bail!("unknown option {other}\n{USAGE}"),
         }
     }
     // `--smoke` shortens the defaults; a `--rounds` or `--secs` given with it still counts.
