@@ -34,8 +34,10 @@ use crate::{Result, TlsConfig, TlsServerConfig, TlsVersion};
 /// - [`close`](Socket::close) sends TLS's `close_notify` (after everything written; what the
 ///   socket cannot take at once is sent as it drains), then closes the socket. After a write,
 ///   flush or write timeout failed, or while the write channel still holds bytes it did not
-///   send (or threw some away), it sends no `close_notify`, so the peer sees the stream end
-///   truncated instead of cleanly. (A write or flush that timed out took nothing: a later
+///   send (or threw some away), or while a write of it is under way in another task (any of
+///   it may have left), it sends no `close_notify`, so the peer sees the stream end
+///   truncated instead of cleanly; a write that starts as the close runs fails having sent
+///   nothing. (A write or flush that timed out took nothing: a later
 ///   write that goes through, such as its retry, or a flush makes it good, as on a plain
 ///   socket.) Reads after the close, and those waiting when it came, fail with
 ///   [`Error::Closed`](net_sockets::Error::Closed), as on a plain socket, also when the peer's
@@ -324,12 +326,20 @@ impl Transport for TlsSession {
     }
 
     fn closing(&self, link: &Link) -> Ending {
+        // Decided under the session's lock, which a write takes before rustls takes any of its
+        // bytes: a write of the write channel marks itself under way before it takes the lock
+        // (see `WriteState::has_unsent`), so it either is seen here, or finds `ended` set below
+        // and fails having sent nothing. (Decided before the lock, a write that started in
+        // between sent part of its bytes, then came `close_notify`: a clean end after part of
+        // a write.)
+        let mut locked = lock(&self.shared);
         if ends_failed(&self.failed, &self.timed_out, link) {
             // No close_notify: the peer sees a truncated stream, never a clean end.
             self.closed.store(true, Ordering::Release);
             return Ending::Graceful;
         }
-        let mut locked = lock(&self.shared);
+        #[cfg(test)]
+        tests::close_decided();
         let stream = &mut locked.stream;
         // A record that fails the session here needs no report: reads fail with the close.
         receive_own(stream);
@@ -910,7 +920,159 @@ impl AsyncWrite for TlsWrite {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use net_sockets::{SelectorManager, a_socket};
+
     use super::*;
+
+    thread_local! {
+        /// Run by this thread's next `closing` once it decided whether to send `close_notify`.
+        static CLOSE_DECIDED: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+    }
+
+    /// The seam in `closing`: runs the hook this thread set, if any.
+    pub(super) fn close_decided() {
+        if let Some(hook) = CLOSE_DECIDED.with(|hook| hook.borrow_mut().take()) {
+            hook();
+        }
+    }
+
+    /// A TLS connection over loopback: (client, server).
+    async fn tls_pair(selector: &SelectorManager) -> (TlsSocket, TlsSocket) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let server_config = TlsServerConfig::builder()
+            .certificate_chain_pem(cert.pem().as_bytes())
+            .unwrap()
+            .private_key_pem(key.serialize_pem().as_bytes())
+            .unwrap()
+            .build()
+            .unwrap();
+        let client_config = TlsConfig::builder()
+            .dangerous_accept_any_server_certificate()
+            .server_name("localhost")
+            .build()
+            .unwrap();
+        let listener = a_socket(selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let (client, server) = tokio::join!(
+            a_socket(selector).tcp().connect(listener.local_address()),
+            listener.accept()
+        );
+        let (client, server) = tokio::join!(
+            client.unwrap().tls(client_config),
+            server.unwrap().tls_server(&server_config)
+        );
+        (client.unwrap(), server.unwrap())
+    }
+
+    /// A close (another thread's) that decided on `close_notify` because no write was under
+    /// way, and a write of the write channel that starts right then: the close must not send
+    /// `close_notify` after part of that write. The peer must see none of the write then
+    /// `close_notify`, or the write cut short without it (a truncation), never part of it then
+    /// a clean end. The close pauses just after it decided (a seam in `closing`), the write
+    /// starts meanwhile, and the peer stops reading once it has some bytes of it, so that the
+    /// rest cannot follow before the close goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_starts_as_the_close_decided_is_never_ended_by_close_notify() {
+        // More than loopback's socket buffers hold: the write cannot end while the peer waits.
+        const LEN: usize = 16 * 1024 * 1024;
+        for server_writes in [true, false] {
+            let selector = SelectorManager::new();
+            let (client, server) = tls_pair(&selector).await;
+            let (mut writing, mut peer) = if server_writes {
+                (server, client)
+            } else {
+                (client, server)
+            };
+            let mut output = writing.open_write_channel(true).unwrap();
+            let mut input = peer.open_read_channel().unwrap();
+            let writing = Arc::new(writing);
+            // The peer reads some bytes, says so, waits for `resume`, then reads to the end.
+            let read = Arc::new(AtomicUsize::new(0));
+            let (resume, resumed) = tokio::sync::oneshot::channel::<()>();
+            let reader = tokio::spawn({
+                let read = Arc::clone(&read);
+                async move {
+                    let mut buf = vec![0; 64 * 1024];
+                    let mut resumed = Some(resumed);
+                    loop {
+                        match input.read_available(&mut buf).await {
+                            Ok(0) => return None,
+                            Ok(n) => {
+                                read.fetch_add(n, Ordering::SeqCst);
+                            }
+                            Err(e) => return Some(format!("{e:?}")),
+                        }
+                        if let Some(resumed) = resumed.take() {
+                            let _ = resumed.await;
+                        }
+                    }
+                }
+            });
+            // The close, paused once it decided until `go`.
+            let (decided, has_decided) = mpsc::channel();
+            let (go, wait_go) = mpsc::channel::<()>();
+            let closer = std::thread::spawn({
+                let writing = Arc::clone(&writing);
+                move || {
+                    CLOSE_DECIDED.with(|hook| {
+                        *hook.borrow_mut() = Some(Box::new(move || {
+                            let _ = decided.send(());
+                            let _ = wait_go.recv_timeout(Duration::from_secs(5));
+                        }));
+                    });
+                    writing.close();
+                }
+            });
+            has_decided
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the close decided");
+            // The write, on a thread of its own: it may wait for the session the paused close
+            // holds.
+            let writer = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async move { output.write_fully(&vec![7; LEN]).await.is_ok() })
+            });
+            // Bounded guard: the first bytes of the write reach the peer, or none can.
+            let started = Instant::now();
+            while read.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_millis(300)
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            go.send(()).unwrap();
+            closer.join().unwrap();
+            let _ = resume.send(());
+            let ended = tokio::time::timeout(Duration::from_secs(10), reader)
+                .await
+                .expect("the peer's read ended")
+                .unwrap();
+            let wrote_all = writer.join().unwrap();
+            let read = read.load(Ordering::SeqCst);
+            if ended.is_none() {
+                assert!(
+                    read == 0 || (read == LEN && wrote_all),
+                    "server writes: {server_writes}: the peer read {read} of the {LEN} bytes \
+                     of a write, then close_notify"
+                );
+            }
+            drop(peer);
+            selector.close();
+        }
+    }
 
     fn assert_send_sync<T: Send + Sync>() {}
 
