@@ -15,7 +15,8 @@
 //!   gracefully (the kernel sends what was written, then FIN) or, with [`CloseMode::Reset`],
 //!   with a reset — then wakes every pending operation (which then fails with
 //!   [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed it) and
-//!   `await_closed`. (A closing selector wakes them all first, before it
+//!   `await_closed`. A close that comes while another (another thread's, the selector's)
+//!   releases the descriptor returns only once that one is done. (A closing selector wakes them all first, before it
 //!   releases any descriptor, so that no socket sees its peer's end before its own close.) A
 //!   socket whose `SO_LINGER` makes the kernel's close block has that last close run on a
 //!   blocking thread, never on a runtime thread. Dropping the last reference closes gracefully.
@@ -302,11 +303,15 @@ impl<S: SocketIo> Core<S> {
         } else {
             CLOSED
         };
+        // Held from before the mark until the descriptor is released: a close that comes
+        // meanwhile (another thread's, the selector's) and finds the socket marked waits here,
+        // so that it too returns with the socket closed (a listener's port free, the peer
+        // told), not while this one still releases it.
+        let mut held = lock(&self.io);
         let _ = self
             .closing
             .compare_exchange(OPEN, closed, Ordering::SeqCst, Ordering::SeqCst);
-        let io = lock(&self.io).take();
-        if let Some(io) = io {
+        if let Some(io) = held.take() {
             let mode = mode();
             self.release(io, mode, cause);
             tracing::debug!(parent: &self.span, reset = mode == CloseMode::Reset, "closed");
@@ -318,15 +323,24 @@ impl<S: SocketIo> Core<S> {
         }
     }
 
+    /// For a close that found the socket closed or closing: returns once the close that marked
+    /// it closed (another thread's, the selector's) released the descriptor, with `true`;
+    /// `false` at once when no close marked it yet (its selector's close began, cancelling
+    /// its operations, and has not reached it: the caller closes it as that close will).
+    pub(crate) fn await_release(&self) -> bool {
+        if self.closing.load(Ordering::SeqCst) == OPEN {
+            return false;
+        }
+        drop(lock(&self.io));
+        true
+    }
+
     fn release(&self, io: Arc<S>, mode: CloseMode, cause: Cause) {
         // First the counts: the kernel's close sends the FIN (or the reset), the peer sees the
         // end at once and may connect again, and another thread may accept that connection
         // before this one comes back from the close. It must find the place this one held free
         // (`max_connections_per_ip`, `max_connections`). Those waiting for the socket to close
         // (`await_closed`, pending operations) are woken only after the descriptor went.
-        if let Some(id) = self.id {
-            self.selector.deregister(id);
-        }
         if let Some(on_release) = &self.on_release {
             on_release(cause);
         }
@@ -349,6 +363,11 @@ impl<S: SocketIo> Core<S> {
             drop(self.selector.handle().spawn_blocking(move || close.run()));
         } else {
             drop(io);
+        }
+        // Only once the descriptor went: the selector's close that comes meanwhile still finds
+        // this socket, and waits for this close (see `close_deciding`) before it returns.
+        if let Some(id) = self.id {
+            self.selector.deregister(id);
         }
     }
 

@@ -467,7 +467,9 @@ impl ServerSocket {
     /// Closes the listener: pending and later `accept` calls fail with [`Error::Closed`], the
     /// descriptor is released (new connects are refused) and a Unix socket file removed.
     /// Connections taken from the kernel but not handed out by `accept` (their PROXY protocol
-    /// header being read, or read and waiting) are closed too. Idempotent.
+    /// header being read, or read and waiting) are closed too. Idempotent: a close that finds
+    /// another under way (another thread's, the selector's) returns once that one released
+    /// the descriptor.
     pub fn close(&self) {
         self.inner.core.close(CloseMode::Graceful);
     }

@@ -53,6 +53,9 @@ pub(crate) struct SelectorInner {
     runtime: Mutex<Option<Runtime>>,
     token: CancellationToken,
     closed: AtomicBool,
+    /// Held by `close` while it closes the sockets: a close that comes meanwhile returns once
+    /// they are closed.
+    closing: Mutex<()>,
     registry: Mutex<Registry>,
     /// Cancelled when a graceful shutdown begins: every connection's "shutdown began" signal
     /// descends from it.
@@ -135,6 +138,7 @@ impl SelectorManager {
                 runtime: Mutex::new(runtime),
                 token: CancellationToken::new(),
                 closed: AtomicBool::new(false),
+                closing: Mutex::new(()),
                 registry: Mutex::new(Registry::default()),
                 draining: Drain::new(),
                 stopped_accepting: AtomicBool::new(false),
@@ -147,7 +151,8 @@ impl SelectorManager {
     /// Closes the selector and every socket made through it.
     ///
     /// Pending operations on those sockets fail with [`Error::SelectorClosed`], their
-    /// descriptors are released, and new sockets cannot be made through it. Idempotent.
+    /// descriptors are released, and new sockets cannot be made through it. Idempotent: a close
+    /// that finds another under way (another thread's) returns once that one is done.
     pub fn close(&self) {
         self.inner.close();
     }
@@ -328,6 +333,9 @@ impl SelectorInner {
     }
 
     fn close(&self) {
+        // A close that finds another under way waits for it: it too returns with every socket
+        // closed, its descriptor released.
+        let _closing = lock(&self.closing);
         let entries = {
             let mut registry = lock(&self.registry);
             if self.closed.swap(true, Ordering::AcqRel) {
@@ -363,6 +371,11 @@ struct RuntimeEnd(Weak<SelectorInner>);
 impl Drop for RuntimeEnd {
     fn drop(&mut self) {
         if let Some(inner) = self.0.upgrade() {
+            // Closed already (the usual end of this task: the close's cancel woke it): nobody
+            // waits for this close, which would only wait for that one on a runtime thread.
+            if inner.is_closed() {
+                return;
+            }
             tracing::debug!("the selector's runtime shut down");
             inner.close();
         }

@@ -380,12 +380,13 @@ impl<T: Transport> Socket<T> {
     }
 
     /// Closes the socket at once; idempotent. See [Closing](Self#closing) for what the peer
-    /// sees. A close that finds another under way (another thread's, at the same moment)
-    /// leaves the closing to it and returns once that one closed the socket.
+    /// sees. A close that finds another under way (another thread's at the same moment, or the
+    /// selector's) leaves the closing to it and returns once that one closed the socket and
+    /// released its descriptor.
     pub fn close(&self) {
         let core = self.link.conn.core();
         if core.is_closed() {
-            return;
+            return self.closed_by_another();
         }
         // The layer's `closing` may hand over its last records (TLS: data rustls took, then
         // `close_notify`), which the close that took them sends before the FIN: a second close
@@ -393,7 +394,7 @@ impl<T: Transport> Socket<T> {
         // (which does not wait for the peer), so that the socket is closed when it returns.
         let _closing = lock(&self.closing);
         if core.is_closed() {
-            return;
+            return self.closed_by_another();
         }
         match self.transport.closing(&self.link) {
             Ending::GracefulAfter(last) => self.link.conn.close_sending(last),
@@ -402,6 +403,16 @@ impl<T: Transport> Socket<T> {
             Ending::Graceful if T::WRITES_TO_SOCKET => self.link.conn.close(),
             Ending::Graceful => self.link.conn.close_with(CloseMode::Graceful),
             Ending::Reset => self.link.conn.close_with(CloseMode::Reset),
+        }
+    }
+
+    /// A close that found the socket closed or closing (by another thread's close, or the
+    /// selector's) returns once it is closed: its descriptor released, as after a close of its
+    /// own. One that the selector's close has not reached yet is closed as that close closes
+    /// it.
+    fn closed_by_another(&self) {
+        if !self.link.conn.core().await_release() {
+            self.link.conn.cut();
         }
     }
 

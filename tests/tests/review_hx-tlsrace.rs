@@ -1,0 +1,135 @@
+//! Closes racing other closes and operations (review hx-tlsrace).
+//!
+//! - Two closes of one listener at the same moment (two `close` calls, `close` and the
+//!   selector's close, or two closes of the selector): when either returns, the descriptor is released, so new connects are
+//!   refused, as after one close.
+//! - The same for a connected socket: when either close returns, the peer sees the end.
+
+use std::io::Read as _;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use net_sockets::{SelectorManager, Socket, a_socket};
+use net_tests::loopback::{RefusingPort, tcp_listener};
+use net_tests::within;
+
+/// Runs `close` on two threads at the same moment, each followed by `check` (told which
+/// thread it is); what each check found.
+fn twice_at_once<T: Send + 'static>(
+    close: [Box<dyn FnOnce() + Send>; 2],
+    check: Arc<dyn Fn() -> T + Send + Sync>,
+) -> Vec<T> {
+    let start = Arc::new(Barrier::new(2));
+    let closers: Vec<_> = close
+        .into_iter()
+        .map(|close| {
+            let (check, start) = (Arc::clone(&check), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                close();
+                check()
+            })
+        })
+        .collect();
+    closers.into_iter().map(|c| c.join().unwrap()).collect()
+}
+
+/// How a connect to `port` of 127.0.0.1 went: `None` when it was refused.
+fn connect_to(port: u16) -> Option<String> {
+    match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => None,
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// `ServerSocket::close` and `SelectorManager::close` say the descriptor is released (new
+/// connects are refused): so it must be once any close returns, also a close that found
+/// another one (another thread's, or the selector's) under way. A close that lost the race returned while the winner was still
+/// releasing the descriptor, and a connect right after it still reached the listener. (The
+/// listener shares a port that a [`RefusingPort`] holds, so that no other socket of a
+/// parallel test, nor a connect's own port, can answer on it once it is closed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_close_racing_another_returns_only_once_connects_are_refused() {
+    let started = Instant::now();
+    let mut rounds = 0;
+    while rounds < 400 && started.elapsed() < Duration::from_millis(1500) {
+        rounds += 1;
+        let selector = SelectorManager::new();
+        let held = RefusingPort::new();
+        let listener = a_socket(&selector)
+            .tcp()
+            .reuse_port(true)
+            .bind(held.address())
+            .await
+            .unwrap();
+        let listener = Arc::new(listener);
+        let port = held.port();
+        // The listener's close and another close: the listener's, or the selector's; or two
+        // closes of the selector.
+        let close_listener = || -> Box<dyn FnOnce() + Send> {
+            let listener = Arc::clone(&listener);
+            Box::new(move || listener.close())
+        };
+        let close_selector = || -> Box<dyn FnOnce() + Send> {
+            let selector = selector.clone();
+            Box::new(move || selector.close())
+        };
+        let (first, other) = match rounds % 3 {
+            0 => (close_listener(), close_listener()),
+            1 => (close_listener(), close_selector()),
+            _ => (close_selector(), close_selector()),
+        };
+        let seen = twice_at_once([first, other], Arc::new(move || connect_to(port)));
+        assert!(
+            seen.iter().all(Option::is_none),
+            "round {rounds}: a connect after a close returned was not refused: {seen:?}"
+        );
+    }
+}
+
+/// What a peer's read found, without waiting: `true` for the end (FIN or a reset), `false`
+/// while the connection is still open.
+fn peer_sees_the_end(peer: &std::net::TcpStream) -> bool {
+    let mut byte = [0; 1];
+    !matches!((&*peer).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// `Socket::close` is immediate: the descriptor is released (the kernel sends FIN) before it
+/// returns, also for a close that found another (another thread's, or the selector's) under
+/// way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_close_racing_another_returns_only_once_the_peer_can_see_the_end() {
+    let started = Instant::now();
+    let mut rounds = 0;
+    while rounds < 400 && started.elapsed() < Duration::from_millis(1500) {
+        rounds += 1;
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let peer = std::net::TcpStream::connect(("127.0.0.1", listener.port().unwrap())).unwrap();
+        peer.set_nonblocking(true).unwrap();
+        let socket: Arc<Socket> = Arc::new(within(listener.accept()).await.unwrap());
+        let other: Box<dyn FnOnce() + Send> = if rounds % 2 == 0 {
+            let socket = Arc::clone(&socket);
+            Box::new(move || socket.close())
+        } else {
+            let selector = selector.clone();
+            Box::new(move || selector.close())
+        };
+        let first: Box<dyn FnOnce() + Send> = {
+            let socket = Arc::clone(&socket);
+            Box::new(move || socket.close())
+        };
+        let peer = Arc::new(peer);
+        let seen = twice_at_once(
+            [first, other],
+            Arc::new({
+                let peer = Arc::clone(&peer);
+                move || peer_sees_the_end(&peer)
+            }),
+        );
+        assert!(
+            seen.iter().all(|&end| end),
+            "round {rounds}: a close returned before the peer could see the end: {seen:?}"
+        );
+    }
+}
