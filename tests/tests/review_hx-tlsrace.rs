@@ -1,9 +1,11 @@
 //! Closes racing other closes and operations (review hx-tlsrace).
 //!
 //! - Two closes of one listener at the same moment (two `close` calls, `close` and the
-//!   selector's close, or two closes of the selector): when either returns, the descriptor is released, so new connects are
-//!   refused, as after one close.
+//!   selector's close, or two closes of the selector): when either returns, the descriptor is
+//!   released, so new connects are refused, as after one close.
 //! - The same for a connected socket: when either close returns, the peer sees the end.
+//! - A listener's close while another thread is inside the kernel's accept: once it returns,
+//!   connects are refused, and that accept fails with `Closed`.
 
 use std::io::Read as _;
 use std::sync::{Arc, Barrier};
@@ -130,6 +132,91 @@ async fn a_socket_close_racing_another_returns_only_once_the_peer_can_see_the_en
         assert!(
             seen.iter().all(|&end| end),
             "round {rounds}: a close returned before the peer could see the end: {seen:?}"
+        );
+    }
+}
+
+/// `ServerSocket::close` while another thread is in the middle of an `accept` (connections
+/// keep coming, so the accept task is often inside the kernel's accept): once the close
+/// returns, connects are refused, and the accept fails with `Closed`. An accept in flight held
+/// the listener for the moment of its poll, and its end, not the close, released the
+/// descriptor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_close_during_an_accept_returns_only_once_connects_are_refused() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let selector = SelectorManager::new();
+    let started = Instant::now();
+    let mut rounds = 0;
+    while rounds < 200 && started.elapsed() < Duration::from_millis(1500) {
+        rounds += 1;
+        let held = RefusingPort::new();
+        let port = held.port();
+        let listener = a_socket(&selector)
+            .tcp()
+            .reuse_port(true)
+            .bind(held.address())
+            .await
+            .unwrap();
+        let listener = Arc::new(listener);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let acceptor = tokio::spawn({
+            let (listener, accepted) = (Arc::clone(&listener), Arc::clone(&accepted));
+            async move {
+                loop {
+                    match listener.accept().await {
+                        Ok(socket) => {
+                            accepted.fetch_add(1, Ordering::SeqCst);
+                            drop(socket);
+                        }
+                        Err(e) => return e,
+                    }
+                }
+            }
+        });
+        // Connections keep coming until the close.
+        let stop = Arc::new(AtomicBool::new(false));
+        let connector = std::thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                for _ in 0..10_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let spin = Duration::from_micros((rounds as u64 * 7919) % 500);
+        let seen = std::thread::spawn({
+            let (listener, accepted) = (Arc::clone(&listener), Arc::clone(&accepted));
+            move || {
+                let until = Instant::now() + Duration::from_secs(5);
+                while accepted.load(Ordering::SeqCst) < 3 && Instant::now() < until {
+                    std::thread::yield_now();
+                }
+                let until = Instant::now() + spin;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                listener.close();
+                connect_to(port)
+            }
+        })
+        .join()
+        .unwrap();
+        stop.store(true, Ordering::SeqCst);
+        connector.join().unwrap();
+        let error = within(acceptor).await.unwrap();
+        assert!(
+            seen.is_none(),
+            "round {rounds}: a connect after the close returned was not refused: {seen:?}"
+        );
+        assert!(
+            matches!(error, net_sockets::Error::Closed),
+            "round {rounds}: the accept failed with {error:?}"
         );
     }
 }

@@ -97,6 +97,8 @@ pub(crate) struct Core<S: SocketIo> {
     /// Whether the kernel's close never waits for the peer, whatever `SO_LINGER` says (a
     /// listening socket's): then `close` releases the descriptor at once, on its own thread.
     never_lingers: bool,
+    /// Whether the socket listens: its release stops the listening first (see `release`).
+    listens: bool,
     span: tracing::Span,
 }
 
@@ -139,6 +141,9 @@ pub(crate) struct Setup {
     /// Whether the kernel's close of the socket never waits for the peer, whatever its
     /// `SO_LINGER` (a listening socket's; see `Core::never_lingers`).
     pub(crate) never_lingers: bool,
+    /// Whether the socket is a listening one: its close stops the listening at once, also
+    /// while an `accept` in flight on another thread still holds the socket.
+    pub(crate) listens: bool,
 }
 
 impl Setup {
@@ -149,6 +154,7 @@ impl Setup {
             on_release: None,
             may_linger: true,
             never_lingers: false,
+            listens: false,
         }
     }
 }
@@ -181,6 +187,7 @@ impl<S: SocketIo> Core<S> {
                 on_release: setup.on_release,
                 may_linger: AtomicBool::new(setup.may_linger),
                 never_lingers: setup.never_lingers,
+                listens: setup.listens,
                 span: setup.span,
             })
         });
@@ -343,6 +350,14 @@ impl<S: SocketIo> Core<S> {
         // (`await_closed`, pending operations) are woken only after the descriptor went.
         if let Some(on_release) = &self.on_release {
             on_release(cause);
+        }
+        if self.listens {
+            // An `accept` in flight on another thread holds the socket for the moment of its
+            // poll, and the descriptor would go with its end, after this close returned (a
+            // connect then still reaches the listener, a bind of its port fails). Linux stops
+            // a listening socket at its `shutdown(SHUT_RD)`, whoever still holds it: connects
+            // are refused from now on. (That accept fails, and reports the close.)
+            let _ = SockRef::from(&*io).shutdown(std::net::Shutdown::Read);
         }
         if mode == CloseMode::Reset {
             // Best effort: a socket that cannot take the option still closes.

@@ -400,6 +400,7 @@ impl ServerSocket {
             // The kernel closes a listening socket at once, SO_LINGER or not: its close
             // releases the descriptor before it returns (new connects are refused).
             never_lingers: true,
+            listens: true,
             ..Setup::new(tracing::debug_span!("listener", local = %local))
         };
         let inner = Core::open(selector, listener, setup, |core| ListenerInner {
@@ -632,6 +633,11 @@ impl ListenerInner {
                         let _ = SockRef::from(&accepted.0).set_linger(None);
                     }
                     return Ok(accepted);
+                }
+                // An accept in flight as the listener closed fails on the closed socket
+                // (Linux: `EINVAL` once it stopped listening): that is the close.
+                Err(Error::Io(_)) if self.core.is_closed() => {
+                    return Err(self.core.closed_error());
                 }
                 Err(Error::Io(e)) => match classify(&e) {
                     AcceptError::Retry => {
