@@ -6,6 +6,8 @@
 //! - The same for a connected socket: when either close returns, the peer sees the end.
 //! - A listener's close while another thread is inside the kernel's accept: once it returns,
 //!   connects are refused, and that accept fails with `Closed`.
+//! - A datagram socket's close while another thread is in the middle of a send: once it
+//!   returns, its port can be bound again.
 
 use std::io::Read as _;
 use std::sync::{Arc, Barrier};
@@ -217,6 +219,68 @@ async fn a_listener_close_during_an_accept_returns_only_once_connects_are_refuse
         assert!(
             matches!(error, net_sockets::Error::Closed),
             "round {rounds}: the accept failed with {error:?}"
+        );
+    }
+}
+
+/// `BoundDatagramSocket::close` says the descriptor is released: once it returns, the port can
+/// be bound again, also while another thread is in the middle of a send on the socket (a task
+/// that sends without pause). A send in flight held the socket for the moment of its poll, and
+/// its end, not the close, released the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datagram_close_during_a_send_returns_only_once_the_port_is_free() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let selector = SelectorManager::new();
+    // Where the datagrams go (nobody reads them).
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = sink.local_addr().unwrap();
+    let started = Instant::now();
+    let mut rounds = 0;
+    while rounds < 200 && started.elapsed() < Duration::from_millis(1500) {
+        rounds += 1;
+        let socket = a_socket(&selector)
+            .udp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let address = socket.local_address().as_inet().unwrap().socket_addr();
+        let socket = Arc::new(socket);
+        let sent = Arc::new(AtomicUsize::new(0));
+        let sender = tokio::spawn({
+            let (socket, sent) = (Arc::clone(&socket), Arc::clone(&sent));
+            async move {
+                for _ in 0..1_000_000 {
+                    let datagram = net_sockets::Datagram::new(&b"x"[..], target).unwrap();
+                    if socket.send(datagram).await.is_err() {
+                        return;
+                    }
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        let spin = Duration::from_micros((rounds as u64 * 7919) % 300);
+        let rebound = std::thread::spawn({
+            let (socket, sent) = (Arc::clone(&socket), Arc::clone(&sent));
+            move || {
+                let until = Instant::now() + Duration::from_secs(5);
+                while sent.load(Ordering::SeqCst) < 3 && Instant::now() < until {
+                    std::thread::yield_now();
+                }
+                let until = Instant::now() + spin;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                socket.close();
+                std::net::UdpSocket::bind(address).map(drop)
+            }
+        })
+        .join()
+        .unwrap();
+        within(sender).await.unwrap();
+        assert!(
+            rebound.is_ok(),
+            "round {rounds}: the port was still bound after the close returned: {rebound:?}"
         );
     }
 }

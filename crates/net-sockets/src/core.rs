@@ -376,6 +376,12 @@ impl<S: SocketIo> Core<S> {
                 linger,
             };
             drop(self.selector.handle().spawn_blocking(move || close.run()));
+        } else if self.never_lingers {
+            // A listener's or datagram socket's close never waits for a peer: the descriptor
+            // goes before this close returns, also when an operation in flight on another
+            // thread (a send, an accept) holds the socket for the moment of its poll (its port
+            // would be bound until that poll ended, after the close returned).
+            drop_when_last(io, LET_GO);
         } else {
             drop(io);
         }
@@ -432,9 +438,15 @@ impl<S: SocketIo> Core<S> {
     }
 }
 
+/// The longest a close of a socket that never lingers waits for operations in flight on other
+/// threads to let go of it (they hold it for one poll; a `with_sock_ref` closure that closes
+/// its own socket would hold it until the close returned, which then lets go at this bound).
+const LET_GO: Duration = Duration::from_millis(50);
+
 /// Drops `io` once no other reference to it is left, so that the socket's lingering close
-/// waits for the peer on this (blocking) thread; waits at most `linger` (the socket's linger
-/// time) for the others. They hold theirs briefly (an operation while it runs, a task that
+/// waits for the peer on this (blocking) thread (or, for a socket that never lingers, so that
+/// its descriptor goes before its close returns, with `LET_GO` as `linger`); waits at most
+/// `linger` (the socket's linger time) for the others. They hold theirs briefly (an operation while it runs, a task that
 /// sends held-back answers for a reader until the close wakes it), except a task that sends
 /// held-back answers after the close (bounded by `socket_timeout`): one still at it after
 /// `linger` drops its reference last, on a blocking thread too, or resets the connection.
@@ -445,14 +457,21 @@ impl<S: SocketIo> Core<S> {
 /// socket2 as a negative one, read as some 10^19 s) sets no limit.
 fn drop_when_last<S>(mut io: Arc<S>, linger: Duration) {
     let until = Instant::now().checked_add(linger);
+    // An operation in flight lets go within microseconds: a few turns first, then pauses.
+    let mut turns = 0;
     let mut pause = Duration::from_micros(100);
     loop {
         match Arc::try_unwrap(io) {
             Ok(last) => return drop(last),
             Err(shared) if until.is_none_or(|until| Instant::now() < until) => {
                 io = shared;
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
+                if turns < 64 {
+                    turns += 1;
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
             }
             Err(shared) => return drop(shared),
         }
