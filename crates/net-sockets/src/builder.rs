@@ -81,6 +81,7 @@ macro_rules! common_setters {
 /// The first step of [`a_socket`]: options shared by TCP and UDP, then
 /// [`tcp`](Self::tcp) or [`udp`](Self::udp), which carry them on.
 #[derive(Debug, Clone)]
+#[must_use = "a socket builder does nothing until `tcp()` or `udp()` and then `bind` or `connect`"]
 pub struct SocketBuilder {
     selector: SelectorManager,
     options: SocketOptions,
@@ -112,6 +113,7 @@ impl SocketBuilder {
 /// Defaults are those of [`SocketOptions`]: `no_delay` on, everything else the OS's, backlog
 /// 1024, no timeouts.
 #[derive(Debug, Clone)]
+#[must_use = "a socket builder does nothing until `bind` or `connect`"]
 pub struct TcpSocketBuilder {
     selector: SelectorManager,
     options: SocketOptions,
@@ -393,6 +395,7 @@ impl TcpSocketBuilder {
 /// Builds UDP sockets: [`bind`](Self::bind) a [`BoundDatagramSocket`] or
 /// [`connect`](Self::connect) a [`ConnectedDatagramSocket`].
 #[derive(Debug, Clone)]
+#[must_use = "a socket builder does nothing until `bind` or `connect`"]
 pub struct UdpSocketBuilder {
     selector: SelectorManager,
     options: SocketOptions,
@@ -473,3 +476,57 @@ impl UdpSocketBuilder {
         ConnectedDatagramSocket::connect(self.selector.inner(), remote, Some(local), &self.options)
     }
 }
+
+/// A builder, or a setter's result, that is dropped unused loses its options and binds or
+/// connects nothing: the compiler warns (each builder is `#[must_use]`). Each of these fails
+/// to compile under `deny(unused_must_use)`:
+///
+/// ```compile_fail
+/// #[deny(unused_must_use)]
+/// fn lost(selector: &net_sockets::SelectorManager) {
+///     let tcp = net_sockets::a_socket(selector).tcp();
+///     tcp.clone().no_delay(false); // the option is lost
+///     let _ = tcp;
+/// }
+/// ```
+///
+/// ```compile_fail
+/// #[deny(unused_must_use)]
+/// fn lost(selector: &net_sockets::SelectorManager) {
+///     let udp = net_sockets::a_socket(selector).udp();
+///     udp.clone().broadcast(true);
+///     let _ = udp;
+/// }
+/// ```
+///
+/// ```compile_fail
+/// #[deny(unused_must_use)]
+/// fn lost(selector: &net_sockets::SelectorManager) {
+///     let builder = net_sockets::a_socket(selector);
+///     builder.clone().reuse_port(true);
+///     let _ = builder;
+/// }
+/// ```
+///
+/// ```compile_fail
+/// #[deny(unused_must_use)]
+/// fn lost() {
+///     let builder = net_sockets::SelectorManager::builder();
+///     builder.clone().worker_threads(2);
+///     let _ = builder;
+/// }
+/// ```
+///
+/// The same, used, compiles:
+///
+/// ```
+/// #[deny(unused_must_use)]
+/// fn kept(selector: &net_sockets::SelectorManager) {
+///     let _ = net_sockets::a_socket(selector).reuse_port(true);
+///     let _ = net_sockets::a_socket(selector).tcp().no_delay(false);
+///     let _ = net_sockets::a_socket(selector).udp().broadcast(true);
+///     let _ = net_sockets::SelectorManager::builder().worker_threads(2);
+/// }
+/// ```
+#[cfg(doctest)]
+pub struct BuildersAreMustUse;

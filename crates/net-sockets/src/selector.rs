@@ -392,6 +392,7 @@ impl Drop for RuntimeEnd {
 /// # Ok::<(), net_sockets::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a selector builder does nothing until `build`"]
 pub struct SelectorManagerBuilder {
     worker_threads: Option<usize>,
     thread_name: Option<String>,

@@ -216,6 +216,7 @@ pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>> {
 }
 
 /// Builds a [`TlsConfig`]; see there for the defaults.
+#[must_use = "a configuration builder does nothing until `build`"]
 pub struct TlsConfigBuilder {
     server_name: Option<String>,
     roots: RootCertStore,

@@ -410,3 +410,40 @@ fn negotiated(
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
+
+/// A configuration builder, or a setter's result, that is dropped unused loses its settings:
+/// the compiler warns (both builders are `#[must_use]`). Each of these fails to compile under
+/// `deny(unused_must_use)`:
+///
+/// ```compile_fail
+/// #[deny(unused_must_use)]
+/// fn lost(builder: net_tls::TlsConfigBuilder) {
+///     builder.alpn_protocols(["h2"]); // consumed, and the result dropped
+/// }
+/// ```
+///
+/// ```compile_fail
+/// #[deny(unused_must_use)]
+/// fn lost() {
+///     net_tls::TlsServerConfig::builder();
+/// }
+/// ```
+///
+/// ```compile_fail
+/// #[deny(unused_must_use)]
+/// fn lost() {
+///     net_tls::TlsConfig::builder().dangerous_accept_any_server_certificate();
+/// }
+/// ```
+///
+/// The same, used, compiles:
+///
+/// ```
+/// #[deny(unused_must_use)]
+/// fn kept() -> net_tls::Result<net_tls::TlsConfig> {
+///     let _ = net_tls::TlsServerConfig::builder().handshake_timeout(std::time::Duration::from_secs(1));
+///     net_tls::TlsConfig::builder().server_name("example.com").alpn_protocols(["h2"]).build()
+/// }
+/// ```
+#[cfg(doctest)]
+pub struct BuildersAreMustUse;

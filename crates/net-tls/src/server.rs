@@ -128,6 +128,7 @@ enum ClientAuth {
 }
 
 /// Builds a [`TlsServerConfig`].
+#[must_use = "a configuration builder does nothing until `build`"]
 pub struct TlsServerConfigBuilder {
     chain: Option<Vec<CertificateDer<'static>>>,
     key: Option<PrivateKeyDer<'static>>,
