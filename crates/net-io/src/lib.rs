@@ -66,3 +66,7 @@ pub use pipe::ByteChannel;
 pub use read::{ByteReadChannel, Frames};
 pub use write::ByteWriteChannel;
 pub use write_state::WriteState;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -145,3 +145,7 @@ pub mod layer {
     pub use crate::stream::{ReadHalf, WriteHalf};
     pub use crate::transport::{Ending, Link, RawStream, Transport};
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -447,3 +447,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// ```
 #[cfg(doctest)]
 pub struct BuildersAreMustUse;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
