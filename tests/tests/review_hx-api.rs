@@ -624,3 +624,64 @@ async fn spec_signatures(
     let _: TlsStream = tls.into_stream()?;
     Ok(())
 }
+
+/// A user's connection type that holds the channels, with an `&self` method that awaits: the
+/// task that runs it holds `&Session` across an await, so `tokio::spawn` needs `Session: Sync`
+/// (as it gets with tokio's `TcpStream` or `BufReader<TcpStream>`).
+struct Session {
+    input: ByteReadChannel,
+    output: ByteWriteChannel,
+    frames: net_io::Frames<LinesCodec>,
+}
+
+impl Session {
+    async fn report(&self) -> (u64, u64) {
+        tokio::task::yield_now().await;
+        let _ = &self.frames;
+        (
+            self.input.total_bytes_read(),
+            self.output.total_bytes_written(),
+        )
+    }
+}
+
+#[test]
+fn the_channels_are_sync() {
+    fn sync<T: Sync>() {}
+    sync::<ByteReadChannel>();
+    sync::<ByteWriteChannel>();
+    sync::<Connection>();
+    sync::<TlsConnection>();
+    sync::<net_io::Frames<LinesCodec>>();
+    sync::<SocketStream>();
+    sync::<TlsStream>();
+}
+
+/// A session held by `&self` across an await runs in `tokio::spawn`.
+#[tokio::test]
+async fn a_session_borrowed_across_an_await_can_be_spawned() {
+    let (mut output, input) = ByteChannel::new(false);
+    output.write_string_utf8("one\ntwo\n").await.unwrap();
+    output.flush().await.unwrap();
+    let (_, frame_input) = ByteChannel::new(false);
+    let mut session = Session {
+        input,
+        output,
+        frames: frame_input.into_frames(LinesCodec::new()),
+    };
+    assert_eq!(
+        session
+            .input
+            .read_line(8, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("one")
+    );
+    let task = tokio::spawn(async move {
+        let counts = session.report().await;
+        (session, counts)
+    });
+    let (_session, counts) = net_tests::within(task).await.unwrap();
+    assert_eq!(counts, (4, 8));
+}

@@ -53,6 +53,7 @@
 mod backlog;
 mod buffer;
 mod error;
+mod exclusive;
 mod line;
 mod pipe;
 mod read;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -13,6 +14,7 @@ use tokio_util::codec::Decoder;
 
 use crate::buffer::Buffer;
 use crate::error::Failure;
+use crate::exclusive::{self, Exclusive};
 use crate::line::{Scan, Until, scan_line, scan_until};
 use crate::{Backlog, ByteWriteChannel, Error, LineEnding, Result};
 
@@ -37,7 +39,9 @@ const ZERO_COPY_MIN: usize = 1024;
 /// above what a bulk copy uses (64 KiB reads).
 const RELEASE_ABOVE: usize = 4 * MAX_STEP;
 
-type Source = Box<dyn AsyncRead + Send + Unpin>;
+/// The transport: only `Send` is asked of it, and the channel is `Sync` all the same (see
+/// [`Exclusive`]).
+type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 
 /// The reading end of a byte stream: lines, integers and byte runs from any [`AsyncRead`].
 ///
@@ -47,6 +51,9 @@ type Source = Box<dyn AsyncRead + Send + Unpin>;
 /// until the whole item is there, so those reads are cancel safe: dropping the future loses
 /// nothing, and the next read sees every byte (each method's `# Cancel safety` section says
 /// which are).
+///
+/// A channel is `Send + Sync + 'static` (of the reader, only `Send` is asked): it moves into a
+/// spawned task, and a type that holds one can be borrowed across an `.await` in one.
 ///
 /// # Memory
 ///
@@ -165,7 +172,7 @@ impl ByteReadChannel {
         R: AsyncRead + Send + Unpin + 'static,
     {
         ByteReadChannel {
-            source: Some(Box::new(reader)),
+            source: Some(Box::new(Mutex::new(reader))),
             buf: Buffer::default(),
             eof: false,
             cancelled: false,
@@ -784,7 +791,7 @@ impl ByteReadChannel {
                 if self.oversized {
                     self.release();
                 }
-                if let Some(source) = self.source.as_mut() {
+                if let Some(source) = self.source.as_deref_mut().map(exclusive::get) {
                     // Skip the copy through our buffer.
                     let before = out.filled().len();
                     return match ready!(Pin::new(source).poll_read(cx, out)) {
@@ -1359,7 +1366,7 @@ impl ByteReadChannel {
             // past 256 KiB: growing that far again takes more bytes received than that.)
             self.release();
         }
-        let Some(source) = self.source.as_mut() else {
+        let Some(source) = self.source.as_deref_mut().map(exclusive::get) else {
             self.eof = true;
             return Poll::Ready(Ok(0));
         };

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -11,6 +12,7 @@ use tokio::io::AsyncWrite;
 use tokio_util::codec::Encoder;
 
 use crate::error::Failure;
+use crate::exclusive::{self, Exclusive};
 use crate::pipe::PipeWriter;
 use crate::{Backlog, Error, Result, WriteState};
 
@@ -25,14 +27,16 @@ const WRITE_BUFFER: usize = 8 * 1024;
 const MAX_DIRECT: usize = 64 * 1024;
 
 enum Sink {
-    Io(Box<dyn AsyncWrite + Send + Unpin>),
+    /// Only `Send` is asked of the writer, and the channel is `Sync` all the same (see
+    /// [`Exclusive`]).
+    Io(Exclusive<dyn AsyncWrite + Send + Unpin>),
     Pipe(PipeWriter),
 }
 
 impl Sink {
     fn pin(&mut self) -> Pin<&mut (dyn AsyncWrite + Send + Unpin)> {
         match self {
-            Sink::Io(w) => Pin::new(w.as_mut()),
+            Sink::Io(w) => Pin::new(exclusive::get(w)),
             Sink::Pipe(p) => Pin::new(p),
         }
     }
@@ -58,6 +62,9 @@ impl Sink {
 /// (a socket then resets the connection on close).
 ///
 /// [`total_bytes_written`](Self::total_bytes_written) counts the bytes writes accepted.
+///
+/// A channel is `Send + Sync + 'static` (of the writer, only `Send` is asked): it moves into a
+/// spawned task, and a type that holds one can be borrowed across an `.await` in one.
 ///
 /// # Failures
 ///
@@ -244,7 +251,7 @@ impl ByteWriteChannel {
     where
         W: AsyncWrite + Send + Unpin + 'static,
     {
-        Self::with_sink(Sink::Io(Box::new(writer)), auto_flush)
+        Self::with_sink(Sink::Io(Box::new(Mutex::new(writer))), auto_flush)
     }
 
     pub(crate) fn from_pipe(writer: PipeWriter, auto_flush: bool) -> Self {

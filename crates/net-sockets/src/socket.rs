@@ -31,7 +31,7 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 ///
 /// Read and write through channels: [`open_read_channel`](Self::open_read_channel) and
 /// [`open_write_channel`](Self::open_write_channel) (each at most once), or both at once with
-/// [`connection`](Self::connection). The channels are `Send + 'static` and can live in
+/// [`connection`](Self::connection). The channels are `Send + Sync + 'static` and can live in
 /// different tasks from each other and from the socket.
 ///
 /// A socket dereferences to its transport layer: for a plain socket that is nothing; for a TLS
