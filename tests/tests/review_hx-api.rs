@@ -657,6 +657,15 @@ fn the_channels_are_sync() {
     sync::<TlsStream>();
 }
 
+/// The `incoming()` streams are `Sync` too, as tokio's listener (and `TcpListenerStream`)
+/// are: a type that holds one can be borrowed across an `.await` in a spawned task.
+#[test]
+fn the_incoming_streams_are_sync() {
+    fn sync<T: Sync>() {}
+    sync::<net_sockets::Incoming>();
+    sync::<net_sockets::DatagramIncoming>();
+}
+
 /// A session held by `&self` across an await runs in `tokio::spawn`.
 #[tokio::test]
 async fn a_session_borrowed_across_an_await_can_be_spawned() {

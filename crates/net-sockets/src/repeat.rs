@@ -8,7 +8,9 @@ use std::task::{Context, Poll, ready};
 
 use crate::{Error, Result};
 
-type Op<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
+/// The operation in flight. `Sync` (the operations are), so that the streams are `Sync`, as
+/// tokio's listener is.
+type Op<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + Sync>>;
 
 /// Repeats `start(core)` as a stream: each result is an item, errors included, except
 /// [`Error::Closed`] and [`Error::SelectorClosed`], which end the stream.
