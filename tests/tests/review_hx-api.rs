@@ -694,3 +694,53 @@ async fn a_session_borrowed_across_an_await_can_be_spawned() {
     let (_session, counts) = net_tests::within(task).await.unwrap();
     assert_eq!(counts, (4, 8));
 }
+
+/// A PEM file that cannot be read keeps the operating system's error: its kind (`NotFound` for
+/// a missing file, not `InvalidInput` as for bad PEM) and, through `source()`, the I/O error
+/// itself with its OS code, also once converted into an `io::Error` (`?` into `io::Result`).
+#[test]
+fn an_unreadable_pem_file_keeps_the_os_error() {
+    let dir = net_tests::TempDir::new("hx-api-pem");
+    let missing = dir.join("missing.pem");
+    let cases = [
+        (missing.clone(), io::ErrorKind::NotFound, libc::ENOENT),
+        (
+            dir.path().to_path_buf(),
+            io::ErrorKind::IsADirectory,
+            libc::EISDIR,
+        ),
+    ];
+    for (path, kind, code) in cases {
+        let errors = [
+            TlsServerConfig::builder()
+                .certificate_chain_pem_file(&path)
+                .unwrap_err(),
+            TlsServerConfig::builder()
+                .private_key_pem_file(&path)
+                .unwrap_err(),
+            TlsConfig::builder()
+                .add_root_certificates_pem_file(&path)
+                .unwrap_err(),
+        ];
+        for e in errors {
+            assert_eq!(e.kind(), kind, "{e:?}");
+            let shown = format!("{e}");
+            assert!(shown.contains(&*path.to_string_lossy()), "{shown}");
+            let os = e
+                .source()
+                .and_then(|s| s.downcast_ref::<io::Error>())
+                .and_then(io::Error::raw_os_error);
+            assert_eq!(os, Some(code), "{e:?}");
+            let io = io::Error::from(e);
+            assert_eq!(io.kind(), kind, "{io:?}");
+            let os = io
+                .source()
+                .and_then(|s| s.downcast_ref::<io::Error>())
+                .and_then(io::Error::raw_os_error);
+            assert_eq!(os, Some(code), "{io:?}");
+            // And back: the same variant.
+            let back = net_tls::Error::from(io);
+            assert_eq!(back.kind(), kind, "{back:?}");
+        }
+    }
+}

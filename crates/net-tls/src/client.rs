@@ -275,7 +275,8 @@ impl TlsConfigBuilder {
     ///
     /// # Errors
     ///
-    /// As there, naming the file.
+    /// As there, naming the file; [`Error::ReadFile`] when it cannot be read (missing,
+    /// unreadable), with the operating system's error as its source and kind.
     pub fn add_root_certificates_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         pem::add_roots(

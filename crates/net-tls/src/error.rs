@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A specialised `Result` whose error defaults to [`Error`].
@@ -33,6 +34,17 @@ pub enum Error {
         origin: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A PEM file (a certificate chain, a key or a CA bundle) could not be read: missing,
+    /// unreadable, a directory. The error has the kind of `source`, the operating system's
+    /// error ([`NotFound`](io::ErrorKind::NotFound) for a missing file). A file that was read
+    /// but holds no usable PEM is [`Error::Pem`].
+    #[non_exhaustive]
+    ReadFile {
+        /// The file's path.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: io::Error,
     },
     /// rustls refused the configuration (for example, a key that does not match its
     /// certificate, or a CA certificate given in DER that it cannot use; one from PEM is
@@ -95,6 +107,7 @@ impl Error {
             | Error::MissingPrivateKey
             | Error::ClientVerifier(_) => io::ErrorKind::InvalidInput,
             Error::NativeRoots(_) => io::ErrorKind::NotFound,
+            Error::ReadFile { source, .. } => source.kind(),
             Error::Socket(e) => e.kind(),
         }
     }
@@ -117,6 +130,7 @@ impl fmt::Display for Error {
             Error::Handshake(e) => write!(f, "tls handshake failed: {e}"),
             Error::HandshakeTimeout(d) => write!(f, "tls handshake did not complete within {d:?}"),
             Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
+            Error::ReadFile { path, .. } => write!(f, "cannot read pem file {}", path.display()),
             Error::Config(e) => write!(f, "invalid tls configuration: {e}"),
             Error::InvalidServerName { name } if name.is_empty() => f.write_str(
                 "empty tls server name: give server_name a DNS name or an IP address (a connection without a host name, such as a Unix socket, needs one)",
@@ -152,12 +166,13 @@ impl std::error::Error for Error {
     /// The `Display` text already includes rustls's reason, and `Socket` is transparent, so
     /// no error chain repeats a message: `Handshake` and `Config` have no source (match on the
     /// variant to get the rustls error), `Socket` has its inner error's source, and
-    /// `ClientVerifier` and `NativeRoots` have the error that caused them.
+    /// `ClientVerifier`, `NativeRoots` and `ReadFile` have the error that caused them.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Socket(e) => e.source(),
             Error::ClientVerifier(e) => Some(e),
             Error::NativeRoots(e) => Some(e.as_ref()),
+            Error::ReadFile { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -87,8 +87,10 @@
 //! }
 //! ```
 //!
-//! A missing, empty or malformed file is [`Error::Pem`] naming the file; a key that does not
-//! match the certificate is [`Error::Config`]. The key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC),
+//! A file that cannot be read is [`Error::ReadFile`], whose kind and source are the operating
+//! system's error (`NotFound` for a missing file: a deployment can tell it from a bad file); an
+//! empty or malformed one is [`Error::Pem`] naming the file; a key that does not match the
+//! certificate is [`Error::Config`]. The key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC),
 //! unencrypted: an encrypted one is [`Error::Pem`] saying so.
 //! [`sni_certificate_pem`](TlsServerConfigBuilder::sni_certificate_pem) adds a certificate for
 //! clients that ask for another name by SNI.

@@ -10,11 +10,12 @@ use crate::{Error, Result};
 /// Where PEM input came from, for error messages.
 pub(crate) const BYTES: &str = "PEM bytes";
 
-/// Reads a PEM file.
+/// Reads a PEM file; the operating system's error is kept, as the source of
+/// [`Error::ReadFile`].
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Pem {
-        origin: path.display().to_string(),
-        reason: format!("cannot read: {e}"),
+    std::fs::read(path).map_err(|source| Error::ReadFile {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -227,5 +228,6 @@ PAFf949od6diBPMB2tC8ls10C719spfNfKApIlwZ56k=\n\
     fn missing_file_names_the_path() {
         let e = read_file(Path::new("/nonexistent/cert.pem")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e:?}");
     }
 }

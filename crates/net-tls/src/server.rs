@@ -168,7 +168,9 @@ impl TlsServerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] naming the file when it is missing, empty or malformed.
+    /// [`Error::ReadFile`] when the file cannot be read (missing, unreadable), with the
+    /// operating system's error as its source and kind; [`Error::Pem`] naming the file when it
+    /// is empty or malformed.
     pub fn certificate_chain_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         self.chain = Some(pem::certificates(
@@ -223,8 +225,9 @@ impl TlsServerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] naming the file when it is missing, empty or malformed, or its key is
-    /// encrypted.
+    /// [`Error::ReadFile`] when the file cannot be read (missing, unreadable), with the
+    /// operating system's error as its source and kind; [`Error::Pem`] naming the file when it
+    /// is empty or malformed, or its key is encrypted.
     pub fn private_key_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         self.key = Some(pem::private_key(
