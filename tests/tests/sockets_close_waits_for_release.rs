@@ -1,4 +1,4 @@
-//! Closes racing other closes and operations (review hx-tlsrace).
+//! Closes racing other closes and operations.
 //!
 //! - Two closes of one listener at the same moment (two `close` calls, `close` and the
 //!   selector's close, or two closes of the selector): when either returns, the descriptor is
