@@ -61,7 +61,9 @@ use crate::{Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   server sends after the handshake, which such a client never reads, would otherwise make
 ///   the kernel answer the close with a reset that destroys what is still on its way.
 ///   Application data nobody read is left in the socket, as on a plain socket (see
-///   [`Connection::close_gracefully`]).
+///   [`Connection::close_gracefully`]), and so is what comes past the first 64 KiB of the
+///   session's own messages (a hostile peer can send records without data for ever): the
+///   close is then a reset.
 pub type TlsSocket = Socket<TlsSession>;
 
 /// A [`TlsSocket`] with both channels open, from [`connection`](Socket::connection).
@@ -374,6 +376,10 @@ fn ends_failed(failed: &AtomicBool, timed_out: &AtomicBool, link: &Link) -> bool
     failed.load(Ordering::Acquire) || timed_out.load(Ordering::Acquire) || link.bytes_lost()
 }
 
+/// The most bytes [`receive_own`] takes in: far more than the session's own messages a peer
+/// sends in earnest (a few session tickets of a few hundred bytes each).
+const OWN_INPUT_LIMIT: usize = 64 * 1024;
+
 /// Takes in, without waiting, the records the socket holds now, as long as they carry no
 /// application data: the session's own messages (a TLS 1.3 server's session tickets, which a
 /// client that only writes never reads; a KeyUpdate). Before its sending ends: the kernel
@@ -381,6 +387,11 @@ fn ends_failed(failed: &AtomicBool, timed_out: &AtomicBool, link: &Link) -> bool
 /// still queued for the peer (the last data, `close_notify`, the FIN). Application data
 /// stays for the reader, and what comes after it in the socket is left there, as on a plain
 /// socket; so is the end of stream.
+///
+/// At most [`OWN_INPUT_LIMIT`] bytes are taken in: a peer may send records without data for
+/// ever (TLS 1.3 KeyUpdates, each after an empty data record, stay within rustls's limits),
+/// and this runs in one go, in `close()` or a shutdown's poll, on a thread that serves other
+/// connections. What is left makes the close a reset, as on a plain socket with input unread.
 ///
 /// Returns `false` when a record taken in failed the session (a corrupted record, the peer's
 /// fatal alert): rustls keeps the error but reports it only when it processes more input, so
@@ -400,9 +411,11 @@ fn receive_own(stream: &mut tokio_rustls::TlsStream<RawStream>) -> bool {
         }
 
         // `wants_read` turns false once application data (or `close_notify`) came in.
-        while session.wants_read() {
-            if !matches!(session.read_tls(&mut Now(raw)), Ok(n) if n > 0) {
-                break;
+        let mut taken = 0;
+        while session.wants_read() && taken < OWN_INPUT_LIMIT {
+            match session.read_tls(&mut Now(raw)) {
+                Ok(n) if n > 0 => taken += n,
+                _ => break,
             }
             // An error stays in the session for the reader; a fatal alert it owes the peer
             // goes out with the records sent next.
