@@ -225,3 +225,311 @@ async fn a_close_takes_in_a_bounded_amount_of_records_without_data() {
     };
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
 }
+
+/// The first flight of a rustls client (TLS 1.3 and 1.2) that asks for `name` by SNI and
+/// offers `alpn`: one ClientHello, in as many records as it takes.
+fn client_hello(ca: &TestCa, name: &str, alpn: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut config = (*net_tests::tls::rustls_client_config(ca, rustls::DEFAULT_VERSIONS)).clone();
+    config.alpn_protocols = alpn;
+    let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let mut client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut hello).unwrap();
+    }
+    hello
+}
+
+/// Connects a raw TCP client to `port`, writes `bytes` and keeps the connection open.
+async fn raw_client(port: u16, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let mut tcp = within(tokio::net::TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    tcp
+}
+
+/// Guard (SPEC §4, "memory follows bytes received, never a number a peer sent"): ClientHellos
+/// whose lengths say more than the protocol allows, a server name with control characters and
+/// an ALPN list of 25 KiB each fail the server's handshake with a typed error decided by the
+/// bytes that came (long before the handshake timeout of 20 s), whose message carries none of
+/// the hostile bytes raw, while a session with the same server is answered in between; so do
+/// change_cipher_spec records and empty records sent in a loop.
+#[tokio::test]
+async fn hostile_client_hellos_fail_typed_at_once_while_a_session_goes_on() {
+    use net_tests::tls::{GoodTlsClient, TlsLineServer};
+    use net_tls::Error;
+    use rustls::{InvalidMessage, PeerMisbehaved};
+
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("hostile hello ca");
+    let config = ca
+        .server(&["localhost"])
+        .server_config()
+        .alpn_protocols(["h2"])
+        .handshake_timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut server = TlsLineServer::lines(&selector, config).await;
+    let port = server.port();
+    let client = ca
+        .client_config()
+        .server_name("localhost")
+        .alpn_protocols(["h2"]);
+    let mut good: GoodTlsClient = server.good_client(&selector, client.build().unwrap()).await;
+    good.round_trip("before").await;
+
+    let started = std::time::Instant::now();
+    let mut kept = Vec::new();
+
+    // A record header that says 65,535 bytes: more than any record may hold.
+    kept.push(raw_client(port, &[0x16, 0x03, 0x01, 0xff, 0xff]).await);
+    let e = server.failed_handshake().await;
+    assert!(
+        matches!(
+            e,
+            Error::Handshake(rustls::Error::InvalidMessage(
+                InvalidMessage::MessageTooLarge
+            ))
+        ),
+        "{e:?}"
+    );
+    good.round_trip("after a record of 64 KiB announced").await;
+
+    // A ClientHello that says it is 16 MiB long, in a record of 4 bytes.
+    kept.push(
+        raw_client(
+            port,
+            &[0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0xff, 0xff, 0xff],
+        )
+        .await,
+    );
+    let e = server.failed_handshake().await;
+    assert!(
+        matches!(
+            e,
+            Error::Handshake(rustls::Error::InvalidMessage(
+                InvalidMessage::HandshakePayloadTooLarge
+            ))
+        ),
+        "{e:?}"
+    );
+    good.round_trip("after a ClientHello of 16 MiB announced")
+        .await;
+
+    // A server name with a newline, a carriage return and a terminal escape in it (the
+    // ClientHello of a well-formed name, those bytes changed in place).
+    let placeholder = "abcdefghijklmno.test";
+    let hostile = b"ab\ncd\rINFO\x1b[2Jl.test";
+    assert_eq!(placeholder.len(), hostile.len());
+    let mut hello = client_hello(&ca, placeholder, Vec::new());
+    let at = hello
+        .windows(placeholder.len())
+        .position(|w| w == placeholder.as_bytes())
+        .unwrap();
+    hello[at..at + hostile.len()].copy_from_slice(hostile);
+    kept.push(raw_client(port, &hello).await);
+    let e = server.failed_handshake().await;
+    assert!(
+        matches!(
+            e,
+            Error::Handshake(rustls::Error::PeerMisbehaved(
+                PeerMisbehaved::ServerNameMustContainOneHostName
+            ))
+        ),
+        "{e:?}"
+    );
+    let message = e.to_string();
+    assert!(
+        !message.contains(['\n', '\r', '\x1b']),
+        "the hostile name reached the message: {message:?}"
+    );
+    good.round_trip("after a server name with control characters")
+        .await;
+
+    // 100 ALPN names of 255 bytes each (25 KiB, in two records), none of them the server's.
+    let alpn = (0..100u8).map(|i| vec![b'a' + i % 26; 255]).collect();
+    kept.push(raw_client(port, &client_hello(&ca, "localhost", alpn)).await);
+    let e = server.failed_handshake().await;
+    assert!(
+        matches!(e, Error::Handshake(rustls::Error::NoApplicationProtocol)),
+        "{e:?}"
+    );
+    good.round_trip("after an ALPN list of 25 KiB").await;
+
+    // A ClientHello, then change_cipher_spec records (6 bytes each) in a loop: at most two
+    // are allowed in a TLS 1.3 handshake.
+    let mut flood = client_hello(&ca, "localhost", Vec::new());
+    for _ in 0..1000 {
+        flood.extend_from_slice(&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
+    }
+    kept.push(raw_client(port, &flood).await);
+    let e = server.failed_handshake().await;
+    assert!(
+        matches!(
+            e,
+            Error::Handshake(rustls::Error::PeerMisbehaved(
+                PeerMisbehaved::IllegalMiddleboxChangeCipherSpec
+            ))
+        ),
+        "{e:?}"
+    );
+    good.round_trip("after change_cipher_spec in a loop").await;
+
+    // Empty handshake records in a loop, before any ClientHello.
+    let empties = [0x16, 0x03, 0x01, 0x00, 0x00].repeat(1000);
+    kept.push(raw_client(port, &empties).await);
+    let e = server.failed_handshake().await;
+    assert!(matches!(e, Error::Handshake(_)), "{e:?}");
+    good.round_trip("after empty records in a loop").await;
+
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "decided by the handshake timeout, not by the bytes: {:?}",
+        started.elapsed()
+    );
+    drop(kept);
+    server.finish_good(good).await;
+}
+
+/// Guard ("accept must never wait on a handshake"; SPEC §4, "other connections keep
+/// working"): 50 clients trickle their ClientHello a byte at a time, too slowly to finish
+/// within the server's handshake timeout. Meanwhile the listener goes on accepting: a new
+/// client completes its handshake and is answered, as is one connected before; each slow
+/// client ends with `HandshakeTimeout` after the timeout, not later.
+#[tokio::test]
+async fn clients_trickling_their_client_hello_hold_up_no_other_handshake() {
+    use net_tests::tls::TlsLineServer;
+    use net_tls::Error;
+    use tokio::io::AsyncWriteExt as _;
+
+    const SLOW: usize = 50;
+    let timeout = std::time::Duration::from_millis(400);
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("trickle ca");
+    let config = ca
+        .server(&["localhost"])
+        .server_config()
+        .handshake_timeout(timeout)
+        .build()
+        .unwrap();
+    let mut server = TlsLineServer::lines(&selector, config).await;
+    let port = server.port();
+    let client = || ca.client_config().server_name("localhost").build().unwrap();
+    let mut before = server.good_client(&selector, client()).await;
+    before.round_trip("before").await;
+
+    let hello = Arc::new(client_hello(&ca, "localhost", Vec::new()));
+    let started = std::time::Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..SLOW {
+        let hello = Arc::clone(&hello);
+        slow.push(tokio::spawn(async move {
+            let mut tcp = raw_client(port, &hello[..1]).await;
+            // One byte per 20 ms: a ClientHello of a few hundred bytes takes seconds.
+            for byte in hello[1..].iter().take(200) {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                if tcp.write_all(&[*byte]).await.is_err() {
+                    break; // the server gave up on us
+                }
+            }
+        }));
+    }
+    // While they trickle, a new client connects and is served, and so is the earlier one.
+    let mut during = server.good_client(&selector, client()).await;
+    during.round_trip("during").await;
+    before.round_trip("before, during").await;
+    assert!(
+        started.elapsed() < timeout,
+        "the new handshake waited for the slow ones: {:?}",
+        started.elapsed()
+    );
+    for _ in 0..SLOW {
+        let e = server.failed_handshake().await;
+        assert!(
+            matches!(e, Error::HandshakeTimeout(t) if t == timeout),
+            "{e:?}"
+        );
+    }
+    assert!(
+        started.elapsed() < timeout * 5,
+        "the slow handshakes ended late: {:?}",
+        started.elapsed()
+    );
+    for task in slow {
+        within(task).await.unwrap();
+    }
+    during.round_trip("during, after").await;
+    before.round_trip("before, after").await;
+    server.finish_good(during).await;
+    server.finish_good(before).await;
+}
+
+/// Guard (SPEC §4, for our client): a server that sends a certificate chain of 100 KiB (its
+/// leaf, then six blobs of 16,000 bytes) fails our client's handshake at once with a typed
+/// error, rustls's limit on a handshake message (64 KiB), not after the handshake timeout.
+#[tokio::test]
+async fn an_enormous_certificate_chain_fails_our_client_typed_and_at_once() {
+    use net_tls::Error;
+    use rustls::{InvalidMessage, ServerConfig};
+
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("enormous chain ca");
+    let leaf = ca.server(&["localhost"]);
+    let mut chain = vec![leaf.cert_der().clone()];
+    for i in 0..6u8 {
+        chain.push(rustls::pki_types::CertificateDer::from(vec![i; 16_000]));
+    }
+    let config = Arc::new(
+        ServerConfig::builder_with_provider(net_tests::tls::provider())
+            .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, leaf.key_der())
+            .unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        // The handshake fails when our client refuses the chain.
+        tokio_rustls::TlsAcceptor::from(config)
+            .accept(tcp)
+            .await
+            .err()
+    });
+    let client = ca
+        .client_config()
+        .server_name("localhost")
+        .handshake_timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let e = within(net_tests::tls::connect(
+        &selector,
+        "127.0.0.1",
+        port,
+        client,
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Handshake(rustls::Error::InvalidMessage(
+                InvalidMessage::HandshakePayloadTooLarge
+            ))
+        ),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        within(server).await.unwrap().is_some(),
+        "the server saw the refusal"
+    );
+}
