@@ -533,3 +533,67 @@ async fn an_enormous_certificate_chain_fails_our_client_typed_and_at_once() {
         "the server saw the refusal"
     );
 }
+
+/// Guard (SPEC §4.1, a timeout leaves a channel usable; "a peer sending a record header then
+/// stalling"): a TLS peer sends the header and the first 100 bytes of a 16 KiB record, then
+/// stalls. Our server's read fails with `Timeout` after `socket_timeout`, holding the part
+/// record (memory follows the bytes that came); when the rest arrives, the next read returns
+/// the record's line, whole.
+#[tokio::test]
+async fn a_record_cut_short_by_a_stalling_peer_times_out_then_completes() {
+    use std::io::Write as _;
+
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("stalled record ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let timeout = std::time::Duration::from_millis(200);
+    let listener = tcp_listener_with(&selector, |tcp| tcp.socket_timeout(timeout)).await;
+    let port = listener.port().unwrap();
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        TlsConnector::from(net_tests::tls::rustls_client(&ca))
+            .connect(localhost(), tcp)
+            .await
+            .unwrap()
+    };
+    let accept = async {
+        listener
+            .accept()
+            .await
+            .unwrap()
+            .tls_server(&config)
+            .await
+            .unwrap()
+    };
+    let (client, mut server) = within(async { tokio::join!(connect, accept) }).await;
+    let (mut tcp, mut session) = client.into_inner();
+
+    // One record: a line of 16,000 bytes.
+    let line = "x".repeat(15_999) + "\n";
+    session.writer().write_all(line.as_bytes()).unwrap();
+    let mut record = Vec::new();
+    while session.wants_write() {
+        session.write_tls(&mut record).unwrap();
+    }
+    assert!(record.len() > 16_000, "{}", record.len());
+
+    let mut input = server.open_read_channel().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &record[..105])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let e = within(input.read_line(20_000, net_io::LineEnding::Default))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, net_io::Error::Timeout), "{e:?}");
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &record[105..])
+        .await
+        .unwrap();
+    let read = within(input.read_line(20_000, net_io::LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(read.as_deref(), Some(&line[..15_999]));
+}
