@@ -597,3 +597,105 @@ async fn a_record_cut_short_by_a_stalling_peer_times_out_then_completes() {
         .unwrap();
     assert_eq!(read.as_deref(), Some(&line[..15_999]));
 }
+
+/// Guard (SPEC §4.2's limit rule, over a real socket): a line or item of exactly the limit
+/// whose delimiter is split across TCP segments, the second part written only once the
+/// server's read has scanned the first and waits. Exactly the limit then the delimiter is the
+/// line (item); a lone CR at the limit followed by another byte is a too-long line; a
+/// multi-byte delimiter that starts at the limit and then breaks off is a too-long item, whose
+/// rest the next `read_until` skips through the next delimiter.
+#[tokio::test]
+async fn delimiters_split_across_segments_at_the_limit_follow_the_limit_rule() {
+    use net_io::{ByteReadChannel, Error, LineEnding};
+    use net_tests::loopback::{connected_pair, tcp_listener};
+
+    const LIMIT: usize = 64;
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (mut client, mut server) = connected_pair(&selector, &listener).await;
+    let mut output = client.open_write_channel(true).unwrap();
+    let mut input = server.open_read_channel().unwrap();
+    let x = "x".repeat(LIMIT);
+
+    /// Writes `first`, waits until the server's channel holds it, starts `read` and checks
+    /// that it waits, then writes `second`; returns what `read` gives.
+    async fn split<T>(
+        output: &mut net_io::ByteWriteChannel,
+        input: &mut ByteReadChannel,
+        first: &str,
+        second: &str,
+        read: impl AsyncFnOnce(&mut ByteReadChannel) -> T,
+    ) -> T {
+        output.write_string_utf8(first).await.unwrap();
+        within(input.await_content(first.len())).await.unwrap();
+        let reading = read(input);
+        tokio::pin!(reading);
+        assert!(
+            net_tests::pending_after_one_poll(reading.as_mut()).await,
+            "decided before the second segment: {first:?}"
+        );
+        output.write_string_utf8(second).await.unwrap();
+        within(reading).await
+    }
+
+    // Exactly the limit, then CR | LF.
+    let line = split(
+        &mut output,
+        &mut input,
+        &format!("{x}\r"),
+        "\n",
+        async |i| i.read_line(LIMIT, LineEnding::Default).await,
+    )
+    .await;
+    assert_eq!(line.unwrap().as_deref(), Some(&x[..]));
+
+    // Exactly the limit, then CR | a byte that is no LF: the CR is content, one too many.
+    let line = split(
+        &mut output,
+        &mut input,
+        &format!("{x}\r"),
+        "y\n",
+        async |i| i.read_line(LIMIT, LineEnding::Default).await,
+    )
+    .await;
+    assert!(
+        matches!(line, Err(Error::TooLongLine { limit: LIMIT })),
+        "{line:?}"
+    );
+    // The next line read skips the rest of the over-long one ("y\n").
+    output.write_string_utf8("after\n").await.unwrap();
+    let after = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    assert_eq!(after.unwrap().as_deref(), Some("after"));
+
+    // Exactly the limit, then CRLF | CRLF, with `read_until`'s delimiter CRLFCRLF.
+    let item = split(
+        &mut output,
+        &mut input,
+        &format!("{x}\r\n"),
+        "\r\n",
+        async |i| i.read_until(b"\r\n\r\n", LIMIT).await,
+    )
+    .await;
+    assert_eq!(item.unwrap().as_deref(), Some(x.as_bytes()));
+
+    // Exactly the limit, then CRLFCR | a byte that breaks the delimiter off: too long, and
+    // the next item follows the next delimiter.
+    let item = split(
+        &mut output,
+        &mut input,
+        &format!("{x}\r\n\r"),
+        "x",
+        async |i| i.read_until(b"\r\n\r\n", LIMIT).await,
+    )
+    .await;
+    assert!(
+        matches!(item, Err(Error::TooLongLine { limit: LIMIT })),
+        "{item:?}"
+    );
+    output
+        .write_string_utf8("rest\r\n\r\nnext\r\n\r\n")
+        .await
+        .unwrap();
+    let next = within(input.read_until(b"\r\n\r\n", LIMIT)).await.unwrap();
+    assert_eq!(next.as_deref(), Some(&b"next"[..]));
+}
