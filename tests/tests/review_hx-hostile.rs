@@ -699,3 +699,41 @@ async fn delimiters_split_across_segments_at_the_limit_follow_the_limit_rule() {
     let next = within(input.read_until(b"\r\n\r\n", LIMIT)).await.unwrap();
     assert_eq!(next.as_deref(), Some(&b"next"[..]));
 }
+
+/// A hostile client of a protocol that reads both lines and delimited items (SMTP: commands
+/// by line, a message body up to `CRLF.CRLF`) sends a body over the limit that holds lines
+/// that look like commands. After `TooLongLine`, the next line read must skip the rest of the
+/// over-long item through the item's own delimiter, so that the client loses that item and
+/// nothing else, and none of its bytes is read as a command. Before the fix the line read
+/// skipped only through the first LF, and returned the body's next line, `RCPT TO:<evil>`,
+/// as if it were a command (smuggling).
+#[tokio::test]
+async fn the_rest_of_an_over_long_item_is_never_read_as_lines() {
+    use net_io::{ByteReadChannel, Error, LineEnding};
+
+    let body = format!("{}\r\nRCPT TO:<evil>\r\n", "x".repeat(70));
+    let input = format!("DATA\r\n{body}.\r\nQUIT\r\n");
+    let mut input = ByteReadChannel::from_bytes(input.into_bytes());
+    let command = input.read_line(512, LineEnding::Default).await.unwrap();
+    assert_eq!(command.as_deref(), Some("DATA"));
+    let e = input.read_until(b"\r\n.\r\n", 64).await.unwrap_err();
+    assert!(matches!(e, Error::TooLongLine { limit: 64 }), "{e:?}");
+    let command = input.read_line(512, LineEnding::Default).await.unwrap();
+    assert_eq!(command.as_deref(), Some("QUIT"));
+}
+
+/// The other way round: after an over-long line, a `read_until` skips the rest of that line
+/// through its LF, then reads the item after it (the guide: "the client loses that one line,
+/// nothing else"). Before the fix it skipped through its own delimiter, `CRLFCRLF`, and the
+/// whole header block after the over-long line was lost with it.
+#[tokio::test]
+async fn an_over_long_line_costs_that_line_only_when_read_until_follows() {
+    use net_io::{ByteReadChannel, Error, LineEnding};
+
+    let input = format!("{}\nHost: a\r\nAccept: b\r\n\r\n", "x".repeat(70));
+    let mut input = ByteReadChannel::from_bytes(input.into_bytes());
+    let e = input.read_line(64, LineEnding::Default).await.unwrap_err();
+    assert!(matches!(e, Error::TooLongLine { limit: 64 }), "{e:?}");
+    let headers = input.read_until(b"\r\n\r\n", 64).await.unwrap();
+    assert_eq!(headers.as_deref(), Some(&b"Host: a\r\nAccept: b"[..]));
+}

@@ -32,7 +32,8 @@ pub enum Error {
     /// `limit` bytes of content before its delimiter.
     ///
     /// Nothing is consumed by the failed read. If the next read of the channel is a line read
-    /// (or `read_until`), it first skips the rest of the over-long line, through its delimiter.
+    /// (or `read_until`), it first skips the rest of the over-long line, through its delimiter
+    /// (the over-long line's or item's own, whichever of the two reads comes next).
     TooLongLine {
         /// The limit the read was given.
         limit: usize,

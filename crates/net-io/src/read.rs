@@ -114,8 +114,8 @@ pub struct ByteReadChannel {
     /// more than the buffer holds.
     failed: Option<Failure>,
     /// A line read (or `read_until`) failed with `TooLongLine`: if the next read is one too, it
-    /// first skips the rest of that line through its delimiter.
-    skip_line: bool,
+    /// first skips the rest of that line (or item) through the over-long one's delimiter.
+    skip: Option<Skip>,
     /// Bytes received from the transport (or given to `from_bytes`), less those `cancel`
     /// dropped: what reads consumed is this less what is buffered.
     received: u64,
@@ -165,6 +165,16 @@ macro_rules! typed_reads {
     )*};
 }
 
+/// The delimiter of an over-long line or item, through which the next line read or
+/// `read_until` skips its rest.
+#[derive(Debug)]
+enum Skip {
+    /// A line's, by the ending of the read that found the line too long.
+    Line(LineEnding),
+    /// `read_until`'s.
+    Until(Box<[u8]>),
+}
+
 impl ByteReadChannel {
     /// Wraps a reader.
     pub fn new<R>(reader: R) -> Self
@@ -177,7 +187,7 @@ impl ByteReadChannel {
             eof: false,
             cancelled: false,
             failed: None,
-            skip_line: false,
+            skip: None,
             received: 0,
             backlog: None,
             oversized: false,
@@ -202,7 +212,7 @@ impl ByteReadChannel {
             eof: true,
             cancelled: false,
             failed: None,
-            skip_line: false,
+            skip: None,
             received: bytes.len() as u64,
             backlog: None,
             oversized: false,
@@ -325,7 +335,9 @@ impl ByteReadChannel {
     /// limit is passed, without waiting for its delimiter, and consumes nothing. If the next
     /// read is a line read (or [`read_until`](Self::read_until)), it first discards the rest of
     /// the over-long line through its delimiter, as tokio-util's `LinesCodec` does, then reads
-    /// the following line: a server can answer "line too long" and go on. Memory stays bounded
+    /// the following line: a server can answer "line too long" and go on. The skip ends at the
+    /// over-long line's own delimiter (by this read's `ending`), also for a `read_until` that
+    /// follows, whatever that one's delimiter: the peer loses that line, nothing more. Memory stays bounded
     /// while it skips, however long the line is. Any other read instead sees the over-long
     /// line's bytes as they are; one whose future is dropped while it waits took nothing, and
     /// leaves the skip due, and so does a read of no bytes (`read_bytes(0)`, `discard(0)`, a
@@ -477,8 +489,8 @@ impl ByteReadChannel {
             Some(scan) => scan,
             None => {
                 self.check_cancelled()?;
-                if self.skip_line {
-                    ready!(self.poll_skip_rest_of_line(cx, ending))?;
+                if self.skip.is_some() {
+                    ready!(self.poll_skip_due(cx))?;
                 }
                 scan.insert(!self.buf.is_empty() || self.eof)
             }
@@ -493,7 +505,7 @@ impl ByteReadChannel {
                     } => return Poll::Ready(Ok(Some((content, consumed, delimited)))),
                     Scan::Exhausted => return Poll::Ready(Ok(None)),
                     Scan::TooLong => {
-                        self.skip_line = true;
+                        self.skip = Some(Skip::Line(ending));
                         return Poll::Ready(Err(Error::TooLongLine { limit }));
                     }
                     Scan::NeedMore { from: next } => {
@@ -561,7 +573,6 @@ impl ByteReadChannel {
                 Scan::Exhausted | Scan::TooLong => break,
             }
         }
-        self.skip_line = false;
         // Consumed without a read from the transport, which may not come (the end of the
         // stream): what is left is pending, or nothing is.
         self.publish();
@@ -575,7 +586,9 @@ impl ByteReadChannel {
     /// delimiter is an item; one byte more is [`Error::TooLongLine`], decided without waiting for
     /// the delimiter (a multi-byte delimiter whose first bytes sit right at the limit waits for
     /// the rest). After `TooLongLine`, the next `read_until` (or line read) first skips the rest
-    /// of the over-long item through its delimiter, and memory stays bounded while it does. A
+    /// of the over-long item through its delimiter, and memory stays bounded while it does: this
+    /// call's `delimiter`, also for a line read that follows (a body read up to `"\r\n.\r\n"`,
+    /// then commands by line), so that none of the item's bytes is read as a line of its own. A
     /// multi-byte delimiter split across transport reads is found.
     ///
     /// # Errors
@@ -614,8 +627,8 @@ impl ByteReadChannel {
         }
         self.check_cancelled()?;
         let finder = Finder::new(delimiter);
-        if self.skip_line {
-            self.skip_through(&finder).await?;
+        if self.skip.is_some() {
+            poll_fn(|cx| self.poll_skip_due(cx)).await?;
         }
         let mut from = 0;
         loop {
@@ -627,7 +640,7 @@ impl ByteReadChannel {
                 }
                 Until::Exhausted => return Ok(None),
                 Until::TooLong => {
-                    self.skip_line = true;
+                    self.skip = Some(Skip::Until(delimiter.into()));
                     return Err(Error::TooLongLine { limit });
                 }
                 Until::Unterminated => {
@@ -646,13 +659,14 @@ impl ByteReadChannel {
         }
     }
 
-    /// Discards the rest of an over-long item through the next delimiter (or to the end of the
+    /// Discards the rest of an over-long item through `delimiter` (or to the end of the
     /// stream), keeping no more than one transport read buffered.
-    async fn skip_through(&mut self, finder: &Finder<'_>) -> Result<()> {
-        let keep = finder.needle().len() - 1;
+    fn poll_skip_through(&mut self, cx: &mut Context<'_>, delimiter: &[u8]) -> Poll<Result<()>> {
+        let finder = Finder::new(delimiter);
+        let keep = delimiter.len() - 1;
         loop {
             if let Some(i) = finder.find(&self.buf) {
-                self.buf.consume(i + finder.needle().len());
+                self.buf.consume(i + delimiter.len());
                 break;
             }
             if self.eof {
@@ -661,12 +675,30 @@ impl ByteReadChannel {
             }
             // The delimiter's first bytes may end the buffer.
             self.buf.consume(self.buf.len().saturating_sub(keep));
-            self.fill().await?;
+            ready!(self.poll_fill(cx))?;
         }
-        self.skip_line = false;
         // As for a line: consumed, perhaps at the end of the stream.
         self.publish();
-        Ok(())
+        Poll::Ready(Ok(()))
+    }
+
+    /// Discards the rest of the over-long line or item a line read or `read_until` failed on,
+    /// through that one's own delimiter (a line's ending, or `read_until`'s delimiter), whichever
+    /// of the two reads comes next: the peer loses that line or item, nothing more, and none of
+    /// its bytes is read as a line or item of its own. The skip stays due while it waits, and
+    /// after a failure.
+    fn poll_skip_due(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let Some(skip) = self.skip.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        let skipped = match &skip {
+            Skip::Line(ending) => self.poll_skip_rest_of_line(cx, *ending),
+            Skip::Until(delimiter) => self.poll_skip_through(cx, delimiter),
+        };
+        if !matches!(skipped, Poll::Ready(Ok(()))) {
+            self.skip = Some(skip);
+        }
+        skipped
     }
 
     // ----- typed reads -------------------------------------------------------------------
@@ -800,7 +832,7 @@ impl ByteReadChannel {
                             if n == 0 {
                                 self.eof = true;
                             } else {
-                                self.skip_line = false;
+                                self.skip = None;
                             }
                             self.received += n as u64;
                             Poll::Ready(Ok(()))
@@ -815,7 +847,7 @@ impl ByteReadChannel {
         }
         let n = self.buf.len().min(out.remaining());
         out.put_slice(&self.buf[..n]);
-        self.skip_line = false;
+        self.skip = None;
         self.drop_consumed(n);
         Poll::Ready(Ok(()))
     }
@@ -893,7 +925,7 @@ impl ByteReadChannel {
                 self.buf.consume(n);
                 // Bytes taken: the skip of an over-long line is dropped now, not when the call
                 // starts (one dropped while it waits, before it took a byte, leaves it due).
-                self.skip_line = false;
+                self.skip = None;
                 skipped += n as u64;
             }
             Ok(())
@@ -1046,7 +1078,7 @@ impl ByteReadChannel {
                 self.tell(self.buf.len() > n);
                 // Bytes taken: the skip of an over-long line is dropped now, not when the call
                 // starts (one dropped while it waits, before it took a byte, leaves it due).
-                self.skip_line = false;
+                self.skip = None;
                 // Straight from this buffer to the transport: no copy into `dst`'s buffer.
                 dst.write_through(&self.buf[..n]).await?;
                 self.drop_consumed(n);
@@ -1281,7 +1313,7 @@ impl ByteReadChannel {
     /// dropped while it waits took nothing, and leaves the skip due (as `read_available` does).
     fn end_read(&mut self, takes: bool) {
         if takes {
-            self.skip_line = false;
+            self.skip = None;
         }
     }
 
@@ -1498,7 +1530,7 @@ impl AsyncBufRead for ByteReadChannel {
         let this = self.get_mut();
         let n = amt.min(this.buf.len());
         if n > 0 {
-            this.skip_line = false;
+            this.skip = None;
         }
         this.drop_consumed(n);
     }

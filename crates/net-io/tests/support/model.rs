@@ -34,14 +34,24 @@ pub(crate) enum Outcome {
 /// A cursor over the input with the channel's rules.
 ///
 /// Reads that fail consume nothing. After `TooLong` from a line read or `read_until`, the next
-/// line read or `read_until` first skips through the next delimiter (its own delimiter rules);
-/// any other read of one byte or more drops that skip, whatever it finds (the look-aheads `peek`
-/// and `await_content`, and reads of no bytes, keep it).
+/// line read or `read_until` first skips through the next delimiter of the over-long line or
+/// item (by the rules of the read that found it too long, whichever read comes next); any other
+/// read of one byte or more drops that skip, whatever it finds (the look-aheads `peek` and
+/// `await_content`, and reads of no bytes, keep it).
 #[derive(Debug)]
 pub(crate) struct Model {
     input: Vec<u8>,
     pos: usize,
-    skip: bool,
+    skip: Option<Skip>,
+}
+
+/// The delimiter of an over-long line or item.
+#[derive(Debug)]
+enum Skip {
+    /// A line's (`true`: `LineEnding::Lenient`).
+    Line(bool),
+    /// `read_until`'s.
+    Until(Vec<u8>),
 }
 
 impl Model {
@@ -49,7 +59,7 @@ impl Model {
         Model {
             input: input.to_vec(),
             pos: 0,
-            skip: false,
+            skip: None,
         }
     }
 
@@ -66,15 +76,7 @@ impl Model {
     /// `read_line` (`strict`: `read_line_strict`); `lenient`: `LineEnding::Lenient`, else
     /// `LineEnding::Default`.
     pub(crate) fn line(&mut self, lenient: bool, strict: bool, limit: usize) -> Outcome {
-        if self.skip {
-            self.skip = false;
-            let rest = self.rest();
-            let skipped = match line_delimiter(rest, lenient) {
-                Some((_, end)) => end,
-                None => rest.len(),
-            };
-            self.pos += skipped;
-        }
+        self.skip_due();
         let rest = self.rest();
         if rest.is_empty() {
             return Outcome::End;
@@ -86,7 +88,7 @@ impl Model {
             None => (rest.len(), rest.len()),
         };
         if content > limit {
-            self.skip = true;
+            self.skip = Some(Skip::Line(lenient));
             return Outcome::TooLong;
         }
         let line = String::from_utf8_lossy(&rest[..content]).into_owned();
@@ -94,20 +96,32 @@ impl Model {
         Outcome::Line(line)
     }
 
+    /// Skips the rest of an over-long line or item through its delimiter, if one is due.
+    fn skip_due(&mut self) {
+        let Some(skip) = self.skip.take() else {
+            return;
+        };
+        let rest = self.rest();
+        let skipped = match skip {
+            Skip::Line(lenient) => line_delimiter(rest, lenient).map(|(_, end)| end),
+            Skip::Until(delimiter) => find(rest, &delimiter).map(|i| i + delimiter.len()),
+        };
+        self.pos += skipped.unwrap_or(rest.len());
+    }
+
+    /// A read that takes bytes (`takes`) drops a due skip.
+    fn drop_skip(&mut self, takes: bool) {
+        if takes {
+            self.skip = None;
+        }
+    }
+
     /// `read_until(delimiter, limit)`.
     pub(crate) fn until(&mut self, delimiter: &[u8], limit: usize) -> Outcome {
         if delimiter.is_empty() {
             return Outcome::InvalidInput;
         }
-        if self.skip {
-            self.skip = false;
-            let rest = self.rest();
-            let skipped = match find(rest, delimiter) {
-                Some(i) => i + delimiter.len(),
-                None => rest.len(),
-            };
-            self.pos += skipped;
-        }
+        self.skip_due();
         let rest = self.rest();
         if rest.is_empty() {
             return Outcome::End;
@@ -119,11 +133,11 @@ impl Model {
                 Outcome::Item(item)
             }
             Some(_) => {
-                self.skip = true;
+                self.skip = Some(Skip::Until(delimiter.to_vec()));
                 Outcome::TooLong
             }
             None if rest.len() > limit => {
-                self.skip = true;
+                self.skip = Some(Skip::Until(delimiter.to_vec()));
                 Outcome::TooLong
             }
             None => Outcome::UnexpectedEof,
@@ -133,7 +147,7 @@ impl Model {
     /// Exactly `n` bytes (`read_bytes`, typed reads), or `None` at the end of the input (then
     /// nothing is consumed).
     pub(crate) fn take(&mut self, n: usize) -> Option<Vec<u8>> {
-        self.skip &= n == 0;
+        self.drop_skip(n > 0);
         let bytes = self.rest().get(..n)?.to_vec();
         self.pos += n;
         Some(bytes)
@@ -151,7 +165,7 @@ impl Model {
 
     /// Skips up to `max` bytes (`discard`); returns how many.
     pub(crate) fn discard(&mut self, max: u64) -> usize {
-        self.skip &= max == 0;
+        self.drop_skip(max > 0);
         let n = usize::try_from(max)
             .unwrap_or(usize::MAX)
             .min(self.rest().len());
@@ -169,7 +183,7 @@ impl Model {
 
     /// Consumes `pattern` if the input continues with it (`skip_if_found`).
     pub(crate) fn skip_if_found(&mut self, pattern: &[u8]) -> bool {
-        self.skip &= pattern.is_empty();
+        self.drop_skip(!pattern.is_empty());
         if self.rest().starts_with(pattern) {
             self.pos += pattern.len();
             true
