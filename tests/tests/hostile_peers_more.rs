@@ -1,4 +1,4 @@
-//! Hostile peers against TLS and plain servers built with this workspace (review `hx-hostile`).
+//! Hostile peers against TLS and plain servers built with this workspace.
 //!
 //! Each test names the hostile input and asserts what SPEC §4 asks of it: a typed error, no
 //! panic, no hang, no lost data, memory and work that follow what the peer sent (never a number
