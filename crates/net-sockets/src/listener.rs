@@ -487,6 +487,12 @@ impl ServerSocket {
     /// too, and at the end of the grace period resets such a connection (never a clean end
     /// with answers missing).
     ///
+    /// A connection cut at the end of the grace period is closed as [`Socket::close`] closes a
+    /// plain socket: its peer gets what was written, then a clean end, or a reset when bytes
+    /// were lost (its write channel still buffers some, a write is under way, a write failed;
+    /// a plain Unix socket has no reset). A TLS connection gets no `close_notify`: its peer sees
+    /// the stream truncated, never a clean end.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future leaves the shutdown begun (the listener closed, connections

@@ -168,6 +168,10 @@ impl SelectorManager {
     /// the same time, as cut; the others as finished. Connections made during the grace period
     /// are not counted, whether they finish or are cut.
     ///
+    /// What the peer of a connection cut at the end of the grace period sees is what
+    /// [`ServerSocket::shutdown`](crate::ServerSocket::shutdown) says: a clean end after what
+    /// was written, a reset when bytes were lost, over TLS no `close_notify` (a truncated stream).
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future leaves the shutdown begun (listeners closed, connections signalled)
