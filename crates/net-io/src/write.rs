@@ -52,8 +52,9 @@ impl Sink {
 /// [Dropped writes](#dropped-writes)), but for [`write_frame`](Self::write_frame): a frame
 /// that does not fit the room left is added whole, the buffer's allocation growing to hold it
 /// (doubling: a small frame that meets the end of the buffer leaves it at 16 KiB, which it
-/// keeps), and an allocation larger than 16 KiB (a large frame) is given back when that call
-/// has written it out.
+/// keeps), and an allocation larger than 16 KiB (a large frame) is given back once the frame
+/// has been written out — by that call, or by whatever writes the buffer out after the call
+/// was dropped — or taken out again (a write that timed out without effect).
 ///
 /// Close with [`flush_and_close`](Self::flush_and_close): it writes what is buffered, then shuts
 /// the transport's write side down (a socket sends FIN; its read side keeps working). Dropping
@@ -199,6 +200,10 @@ pub struct ByteWriteChannel {
     /// to the transport (which holds it itself if it may), so that the transport learns that
     /// the stream goes on, and a close does not end it as a failed one.
     timed_out: bool,
+    /// The buffer's allocation grew past twice its usual size to hold a large frame: given back
+    /// once the buffer is written out (by the `write_frame` call, or by whatever writes it out
+    /// after that call was dropped or timed out).
+    large: bool,
 }
 
 impl fmt::Debug for ByteWriteChannel {
@@ -271,6 +276,7 @@ impl ByteWriteChannel {
             torn: false,
             lost: false,
             timed_out: false,
+            large: false,
         }
     }
 
@@ -519,8 +525,9 @@ impl ByteWriteChannel {
     /// Encodes `item` with a [`tokio_util::codec`] encoder and writes it.
     ///
     /// The encoder writes the whole frame into the channel's buffer, which grows to hold a frame
-    /// larger than it; when this call has written such a frame out, the large allocation is
-    /// given back. If the encoder fails, or panics, whatever it put into the buffer is taken
+    /// larger than it; once such a frame has been written out (by this call, or, if it was
+    /// dropped, by the next write or flush that writes the buffer out), or taken out again
+    /// after a timeout without effect, the large allocation is given back. If the encoder fails, or panics, whatever it put into the buffer is taken
     /// out again, and the allocation a large failed frame made is given back: a caller that
     /// survives the panic never sends part of a frame (the panic goes on to the caller).
     ///
@@ -579,14 +586,18 @@ impl ByteWriteChannel {
         self.note_buffer();
         encoded?;
         let call = self.buf.len() - before;
-        // The encoder writes the whole frame into the buffer, which grows to hold a large one.
-        let grown = self.buf.capacity() > 2 * WRITE_BUFFER;
+        // The encoder writes the whole frame into the buffer, which grows to hold a large one:
+        // its allocation is given back once the buffer is written out (`poll_drain`), also
+        // when this call is dropped or times out before that.
+        if self.buf.capacity() > 2 * WRITE_BUFFER {
+            self.large = true;
+        }
         self.written += call as u64;
         self.after_write(call).await.map_err(io::Error::from)?;
-        if grown && self.buf.is_empty() {
-            // The frame has left: give its allocation back, so that the channel holds its usual
-            // buffer again (the next write makes it) instead of the largest frame it ever sent.
-            self.buf = BytesMut::new();
+        if self.large && self.buf.is_empty() {
+            // The frame left without a drain (held back in the shared backlog): give its
+            // allocation back here.
+            self.release_large();
         }
         Ok(())
     }
@@ -824,6 +835,19 @@ impl ByteWriteChannel {
         Poll::Ready(Ok(()))
     }
 
+    /// The buffer holds at most its usual size in a large frame's allocation: back to the usual
+    /// buffer (what it holds moves; an empty one is made by the next write), so that the
+    /// channel does not keep the largest frame it ever sent.
+    fn release_large(&mut self) {
+        let mut usual = BytesMut::new();
+        if !self.buf.is_empty() {
+            usual.reserve(WRITE_BUFFER);
+            usual.extend_from_slice(&self.buf);
+        }
+        self.buf = usual;
+        self.large = false;
+    }
+
     /// Writes the buffer out to the transport (no transport flush).
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let Self {
@@ -849,6 +873,9 @@ impl ByteWriteChannel {
         if let Some(state) = state {
             // The rest of a write cut short is still missing.
             state.set_unsent(*torn);
+        }
+        if self.large {
+            self.release_large();
         }
         Poll::Ready(Ok(()))
     }
@@ -970,6 +997,10 @@ impl ByteWriteChannel {
             self.note_buffer();
             self.written -= call as u64;
             self.timed_out = true;
+            if self.large && keep <= WRITE_BUFFER {
+                // A large frame taken out again: its allocation goes with it.
+                self.release_large();
+            }
             return e;
         }
         self.fail(e)
