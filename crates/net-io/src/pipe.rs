@@ -22,12 +22,17 @@ pub(crate) const PIPE_CAPACITY: usize = 64 * 1024;
 /// - without `auto_flush`, written bytes reach the pipe when the writer's buffer fills or on
 ///   [`flush`](ByteWriteChannel::flush);
 /// - [`flush_and_close`](ByteWriteChannel::flush_and_close) and dropping the writer both end
-///   the stream: the reader drains what was delivered, then sees end of stream;
+///   the stream: the reader drains what was delivered, then sees end of stream (a dropped
+///   writer's unflushed bytes are not delivered);
 /// - [`ByteWriteChannel::cancel`], and a writer that failed for good (a close after a write
 ///   dropped part-way, see [`ByteWriteChannel`]'s "Failures"), make the reader fail with
 ///   [`Error::Cancelled`] once it has read what was already in the pipe;
-/// - cancelling or dropping the reader makes every later write fail with
-///   [`Error::Cancelled`], including a write already waiting for room.
+/// - cancelling or dropping the reader makes every later write that reaches the pipe fail
+///   with [`Error::Cancelled`], including a write already waiting for room, and fails the
+///   writer for good (what its buffer held is thrown away): in `auto_flush` mode every write
+///   call; otherwise a write that fills the writer's buffer or goes to the pipe directly, or a
+///   flush or close with bytes buffered. A write that only adds to the writer's buffer
+///   succeeds, as on a socket whose peer is gone.
 ///
 /// # Examples
 ///

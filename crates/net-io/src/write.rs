@@ -60,7 +60,8 @@ impl Sink {
 /// the transport's write side down (a socket sends FIN; its read side keeps working). Dropping
 /// the channel instead drops the transport **without** writing what is still buffered, logs a
 /// `warn` event with the number of bytes lost and tells the [shared state](Self::share_state)
-/// (a socket then resets the connection on close).
+/// (a socket then resets the connection on close; the reader of an in-memory
+/// [`ByteChannel`](crate::ByteChannel) sees the end of its stream, as for any dropped writer).
 ///
 /// [`total_bytes_written`](Self::total_bytes_written) counts the bytes writes accepted.
 ///
@@ -129,7 +130,8 @@ impl Sink {
 /// `net-sockets` then resets (TLS: sends no `close_notify`). On any transport,
 /// `flush_and_close` (and `poll_shutdown`) then reports an error instead of shutting the
 /// transport down (no FIN, no `close_notify`; see [Failures](#failures)), and the reader of an
-/// in-memory [`ByteChannel`](crate::ByteChannel) fails instead of seeing a clean end.
+/// in-memory [`ByteChannel`](crate::ByteChannel) fails instead of seeing a clean end (a
+/// channel dropped instead ends the pipe's stream, as any dropped writer does).
 /// [`flush`](Self::flush) itself loses
 /// nothing when dropped.
 ///
@@ -369,7 +371,10 @@ impl ByteWriteChannel {
 
     /// How many bytes writes have accepted so far (Ktor's `totalBytesWritten`), whether or not
     /// they have left the buffer yet. A write call that had no effect (see
-    /// [Failures](Self#failures)) counts nothing.
+    /// [Failures](Self#failures)) counts nothing; one dropped before it completed (see
+    /// [Dropped writes](Self#dropped-writes)) counts exactly the bytes it left buffered or
+    /// that the transport took, so the count before and after such a call tells how much of
+    /// it the peer will receive.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {

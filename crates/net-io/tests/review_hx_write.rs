@@ -1,0 +1,113 @@
+//! Review (hx-write): the write side of `ByteWriteChannel` and the in-memory pipe against
+//! their documentation, over in-memory transports.
+
+use std::future::Future;
+use std::task::Poll;
+use std::time::Duration;
+
+use net_io::{ByteChannel, ByteReadChannel, Error};
+
+/// Polls `fut` once, then drops it (a `select!` branch that lost); whether it was pending.
+async fn poll_once_then_drop<F: Future>(fut: F) -> bool {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())).await
+}
+
+async fn guard<F: Future>(fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("hung")
+}
+
+/// The pipe's docs (as corrected): once the reader is cancelled or dropped, every write that
+/// reaches the pipe fails with `Error::Cancelled` and fails the writer for good; in
+/// `auto_flush` mode that is every write call, otherwise a write that only adds to the
+/// buffer succeeds and the flush fails. (They said "every later write", untrue without
+/// `auto_flush`.)
+#[tokio::test]
+async fn a_pipe_writer_whose_reader_is_gone_fails_every_write_that_reaches_the_pipe() {
+    for auto_flush in [false, true] {
+        for cancel in [false, true] {
+            let (mut output, mut input) = ByteChannel::new(auto_flush);
+            output.write_fully(b"before").await.unwrap();
+            output.flush().await.unwrap();
+            if cancel {
+                input.cancel();
+            } else {
+                drop(input);
+            }
+            let what = format!("auto_flush={auto_flush} cancel={cancel}");
+            let first = guard(output.write_u8(1)).await;
+            if auto_flush {
+                assert!(
+                    matches!(first, Err(Error::Cancelled)),
+                    "{what}: write_u8: {first:?}"
+                );
+            } else {
+                assert!(first.is_ok(), "{what}: a buffered write_u8: {first:?}");
+                let flushed = guard(output.flush()).await;
+                assert!(
+                    matches!(flushed, Err(Error::Cancelled)),
+                    "{what}: flush: {flushed:?}"
+                );
+            }
+            assert!(output.is_closed_for_write(), "{what}");
+            let again = guard(output.write_fully(b"more")).await;
+            assert!(
+                matches!(again, Err(Error::Cancelled)),
+                "{what}: write_fully: {again:?}"
+            );
+            let closed = guard(output.flush_and_close()).await;
+            assert!(
+                matches!(closed, Err(Error::Cancelled)),
+                "{what}: close: {closed:?}"
+            );
+        }
+    }
+
+    // A write larger than the buffer goes to the pipe directly: it fails at once.
+    let (mut output, input) = ByteChannel::new(false);
+    drop(input);
+    let big = guard(output.write_fully(&[0u8; 20_000])).await;
+    assert!(matches!(big, Err(Error::Cancelled)), "{big:?}");
+}
+
+/// Reads what `input` delivers until it ends; the bytes and how it ended (`None`: cleanly).
+async fn read_to_end(mut input: ByteReadChannel) -> (Vec<u8>, Option<Error>) {
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match guard(input.read_available(&mut buf)).await {
+            Ok(0) => return (received, None),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) => return (received, Some(e)),
+        }
+    }
+}
+
+/// A `write_fully` that goes to the transport directly, dropped after the transport took part
+/// of it: `total_bytes_written` counts exactly what was taken, so the peer receives exactly
+/// `total_bytes_written` bytes (everything before, the prefix, what came after).
+#[tokio::test]
+async fn total_bytes_written_counts_exactly_the_prefix_of_a_dropped_write() {
+    for auto_flush in [false, true] {
+        let (mut output, input) = ByteChannel::new(auto_flush);
+        output.write_fully(b"head").await.unwrap();
+        let big = vec![7u8; 200_000];
+        assert!(poll_once_then_drop(output.write_fully(&big)).await);
+        let taken = output.total_bytes_written();
+        assert!(
+            taken > 4 && taken < 4 + 200_000,
+            "auto_flush={auto_flush}: {taken}"
+        );
+        let reader = tokio::spawn(read_to_end(input));
+        output.write_fully(b"tail").await.unwrap();
+        output.flush().await.unwrap();
+        let total = output.total_bytes_written();
+        output.cancel();
+        let (received, end) = guard(reader).await.unwrap();
+        assert!(matches!(end, Some(Error::Cancelled)), "{end:?}");
+        assert_eq!(received.len() as u64, total, "auto_flush={auto_flush}");
+        assert!(received.ends_with(b"tail"));
+    }
+}
