@@ -77,7 +77,10 @@ impl Sink {
 ///   are taken out of the buffer again (bytes accepted by earlier calls stay buffered, in
 ///   order), the error is returned and the channel stays usable, so retrying the call sends
 ///   its bytes exactly once. If some of its bytes had reached the transport, the channel is
-///   failed for good, as below (a retry would send them twice).
+///   failed for good, as below (a retry would send them twice). Both return `Timeout`:
+///   [`is_closed_for_write`](Self::is_closed_for_write) tells them apart (`false`: retry;
+///   `true`: every later call returns the same `Timeout` at once, so a loop that retries on
+///   `Timeout` must check it).
 /// - **`Error::Timeout` during [`flush`](Self::flush)**: the buffer is kept; retrying the
 ///   flush goes on where it stopped, nothing is sent twice.
 /// - **Any other transport error** during a write or a flush fails the channel for good: the

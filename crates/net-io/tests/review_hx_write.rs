@@ -2,10 +2,15 @@
 //! their documentation, over in-memory transports.
 
 use std::future::Future;
-use std::task::Poll;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use net_io::{ByteChannel, ByteReadChannel, Error};
+use net_io::{ByteChannel, ByteReadChannel, ByteWriteChannel, Error};
+use tokio::io::AsyncWrite;
 
 /// Polls `fut` once, then drops it (a `select!` branch that lost); whether it was pending.
 async fn poll_once_then_drop<F: Future>(fut: F) -> bool {
@@ -109,5 +114,88 @@ async fn total_bytes_written_counts_exactly_the_prefix_of_a_dropped_write() {
         assert!(matches!(end, Some(Error::Cancelled)), "{end:?}");
         assert_eq!(received.len() as u64, total, "auto_flush={auto_flush}");
         assert!(received.ends_with(b"tail"));
+    }
+}
+
+/// A transport that takes `first` bytes of the first write, then times out every write
+/// (`Error::Timeout`, as `socket_timeout` reports it) while `stalled`.
+struct Stalls {
+    first: usize,
+    stalled: Arc<AtomicBool>,
+    taken: Arc<AtomicUsize>,
+}
+
+impl AsyncWrite for Stalls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.first > 0 {
+            let n = self.first.min(buf.len());
+            self.first -= n;
+            self.taken.fetch_add(n, Ordering::SeqCst);
+            return Poll::Ready(Ok(n));
+        }
+        if self.stalled.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(Error::Timeout.into()));
+        }
+        self.taken.fetch_add(buf.len(), Ordering::SeqCst);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Both kinds of write timeout return `Error::Timeout`: one without effect (retry it) and one
+/// that failed the channel for good (every later call returns the same `Timeout` at once, so
+/// a loop that retries on `Timeout` alone would spin). `is_closed_for_write` tells them apart,
+/// as the docs say.
+#[tokio::test]
+async fn is_closed_for_write_tells_a_retryable_timeout_from_a_final_one() {
+    for auto_flush in [false, true] {
+        // Without effect: nothing of the call reached the transport.
+        let stalled = Arc::new(AtomicBool::new(true));
+        let taken = Arc::new(AtomicUsize::new(0));
+        let mut output = ByteWriteChannel::new(
+            Stalls {
+                first: 0,
+                stalled: Arc::clone(&stalled),
+                taken: Arc::clone(&taken),
+            },
+            auto_flush,
+        );
+        let big = vec![1u8; 20_000];
+        let res = output.write_fully(&big).await;
+        assert!(matches!(res, Err(Error::Timeout)), "{res:?}");
+        assert!(!output.is_closed_for_write(), "auto_flush={auto_flush}");
+        stalled.store(false, Ordering::SeqCst);
+        output.write_fully(&big).await.unwrap();
+        output.flush_and_close().await.unwrap();
+        assert_eq!(taken.load(Ordering::SeqCst), big.len(), "each byte once");
+
+        // Part of the call reached the transport: failed for good.
+        let stalled = Arc::new(AtomicBool::new(true));
+        let mut output = ByteWriteChannel::new(
+            Stalls {
+                first: 100,
+                stalled: Arc::clone(&stalled),
+                taken: Arc::new(AtomicUsize::new(0)),
+            },
+            auto_flush,
+        );
+        let res = output.write_fully(&big).await;
+        assert!(matches!(res, Err(Error::Timeout)), "{res:?}");
+        assert!(output.is_closed_for_write(), "auto_flush={auto_flush}");
+        stalled.store(false, Ordering::SeqCst);
+        let again = output.write_fully(&big).await;
+        assert!(matches!(again, Err(Error::Timeout)), "{again:?}");
+        assert!(output.flush_and_close().await.is_err());
     }
 }
