@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// of `net-sockets` then reset the connection instead of sending FIN, and TLS sends no
 /// `close_notify`).
 ///
-/// Clones share one state.
+/// Clones share one state. Share it with one channel: each channel sets the flags for itself
+/// alone, so a state shared with two channels says what the last of them to act said (one
+/// that flushed clears `has_unsent` while the other still holds bytes).
 ///
 /// ```
 /// use net_io::{ByteWriteChannel, WriteState};

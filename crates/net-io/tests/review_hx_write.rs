@@ -199,3 +199,21 @@ async fn is_closed_for_write_tells_a_retryable_timeout_from_a_final_one() {
         assert!(output.flush_and_close().await.is_err());
     }
 }
+
+/// `WriteState`'s docs: a state is for one channel; shared with two, it says what the last of
+/// them to act said. (A guard for the documented limitation: nothing merges two channels.)
+#[tokio::test]
+async fn a_write_state_shared_with_two_channels_says_what_the_last_said() {
+    let state = net_io::WriteState::new();
+    let mut first = ByteWriteChannel::new(tokio::io::sink(), false);
+    let mut second = ByteWriteChannel::new(tokio::io::sink(), false);
+    first.share_state(state.clone());
+    second.share_state(state.clone());
+    first.write_fully(b"held").await.unwrap();
+    assert!(state.has_unsent());
+    second.write_fully(b"x").await.unwrap();
+    second.flush().await.unwrap();
+    assert!(!state.has_unsent(), "the second channel's flush spoke last");
+    first.cancel();
+    assert!(state.lost_bytes());
+}
