@@ -1,4 +1,4 @@
-//! Review (hx-write): what a write channel keeps allocated after a large frame whose
+//! What a write channel keeps allocated after a large frame whose
 //! `write_frame` call was dropped (a `select!` that lost, a `timeout`) while the frame was on
 //! its way out.
 //!

@@ -1,4 +1,4 @@
-//! Review (hx-write): the write side of `ByteWriteChannel` and the in-memory pipe against
+//! The write side of `ByteWriteChannel` and the in-memory pipe against
 //! their documentation, over in-memory transports.
 
 use std::future::Future;
