@@ -82,7 +82,8 @@ pub enum Error {
     /// A name given for an SNI certificate
     /// ([`sni_certificate_pem`](crate::TlsServerConfigBuilder::sni_certificate_pem)) that no
     /// client sends by SNI: not a DNS name in ASCII (an IP address, a wildcard, a name with
-    /// other characters than its punycode form, an empty one).
+    /// other characters than its punycode form, an empty one, one that ends with more than
+    /// one dot).
     InvalidSniName {
         /// The name that was given.
         name: String,

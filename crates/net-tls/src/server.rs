@@ -260,7 +260,8 @@ impl TlsServerConfigBuilder {
     /// [`Error::InvalidSniName`] for a name no client sends by SNI, whose certificate would
     /// never be served: SNI carries one DNS name, in ASCII, so not an IP address, a wildcard
     /// (`*.example.com`: add each name) or a name with other characters (give its punycode
-    /// form, `xn--...`). [`Error::Config`] when the key does not match the certificate or the
+    /// form, `xn--...`), or one that ends with more than the one trailing dot of a fully
+    /// qualified name. [`Error::Config`] when the key does not match the certificate or the
     /// chain is empty.
     pub fn sni_certificate_der(
         mut self,
@@ -268,9 +269,11 @@ impl TlsServerConfigBuilder {
         chain: impl IntoIterator<Item = CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Self> {
-        // Clients send the name without a fully qualified name's trailing dot.
+        // Clients send the name without a fully qualified name's trailing dot. A second dot
+        // would be kept (a DNS name may end with one), and no client sends the name that
+        // leaves: an empty last label.
         let name = host_name.strip_suffix('.').unwrap_or(host_name);
-        if DnsName::try_from(name).is_err() {
+        if name.ends_with('.') || DnsName::try_from(name).is_err() {
             // As rustls's own SNI resolver refuses it ("Bad DNS name").
             return Err(Error::InvalidSniName {
                 name: host_name.into(),
@@ -528,6 +531,10 @@ mod tests {
             "",
             "b\u{fc}cher.example",
             "a b",
+            // One trailing dot is a fully qualified name's; a second leaves an empty label,
+            // which no client sends (rustls refuses such an SNI name).
+            "other.test..",
+            ".",
         ] {
             let (cert, key) = self_signed("localhost");
             let refused = TlsServerConfig::builder().sni_certificate_der(name, [cert], key);
