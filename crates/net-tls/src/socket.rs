@@ -284,8 +284,12 @@ impl TlsSession {
         &self.session.peer_certificates
     }
 
-    /// On a client, the name the server was verified against; on a server, the name the client
-    /// asked for by SNI, if any.
+    /// On a client, the name it gave for the server (the host given to `connect`, or
+    /// [`server_name`](crate::TlsConfigBuilder::server_name)): the one its certificate was
+    /// verified against, unless verification is off
+    /// ([`dangerous_accept_any_server_certificate`](crate::TlsConfigBuilder::dangerous_accept_any_server_certificate))
+    /// or left to a configuration's own verifier ([`TlsConfig::from_rustls`]). On a server,
+    /// the name the client asked for by SNI, lower-case and without a trailing dot, if any.
     pub fn server_name(&self) -> Option<&str> {
         self.session.server_name.as_deref()
     }
