@@ -22,6 +22,12 @@ use crate::{Error, Result, TlsVersion, pem, provider};
 /// connections keep the configuration they started with), so a listener can rotate its
 /// certificate without a restart.
 ///
+/// Its `Debug` output shows how clients are authenticated, as `client_auth`: `"none"`,
+/// `"optional"` ([`client_auth_optional`](TlsServerConfigBuilder::client_auth_optional)),
+/// `"required"` ([`client_auth_required`](TlsServerConfigBuilder::client_auth_required)), or
+/// `"from_rustls"` (by the verifier of a configuration given to
+/// [`from_rustls`](TlsServerConfig::from_rustls)).
+///
 /// # Examples
 ///
 /// ```
@@ -42,12 +48,16 @@ pub struct TlsServerConfig {
 pub(crate) struct Settings {
     pub(crate) rustls: Arc<ServerConfig>,
     pub(crate) handshake_timeout: Duration,
+    /// How clients are authenticated, for `Debug`: "none", "optional", "required" or
+    /// "from_rustls".
+    client_auth: &'static str,
 }
 
 impl fmt::Debug for TlsServerConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let settings = self.settings();
         let mut debug = f.debug_struct("TlsServerConfig");
+        debug.field("client_auth", &settings.client_auth);
         crate::negotiated(
             &mut debug,
             &settings.rustls.alpn_protocols,
@@ -102,6 +112,7 @@ impl TlsServerConfig {
         let settings = Settings {
             rustls: config,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            client_auth: "from_rustls",
         };
         TlsServerConfig {
             current: Arc::new(RwLock::new(Arc::new(settings))),
@@ -362,6 +373,11 @@ impl TlsServerConfigBuilder {
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&crate::versions(&self.versions))
             .map_err(Error::Config)?;
+        let client_auth = match self.client_auth {
+            ClientAuth::None => "none",
+            ClientAuth::Optional(_) => "optional",
+            ClientAuth::Required(_) => "required",
+        };
         let builder = match self.client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
             ClientAuth::Optional(roots) => builder.with_client_cert_verifier(
@@ -385,6 +401,7 @@ impl TlsServerConfigBuilder {
         let settings = Settings {
             rustls: Arc::new(config),
             handshake_timeout: self.handshake_timeout,
+            client_auth,
         };
         Ok(TlsServerConfig {
             current: Arc::new(RwLock::new(Arc::new(settings))),
@@ -548,6 +565,52 @@ mod tests {
             let taken = TlsServerConfig::builder().sni_certificate_der(name, [cert], key);
             assert!(taken.is_ok(), "{name:?}: {taken:?}");
         }
+    }
+
+    /// The Debug output did not say whether clients must present a certificate: a security
+    /// setting must be visible (as the client's `verification` is), also after a reload.
+    #[test]
+    fn debug_shows_how_clients_are_authenticated() {
+        let (cert, key) = self_signed("localhost");
+        let (ca, _) = self_signed("client ca");
+        let builder = || {
+            TlsServerConfig::builder()
+                .certificate_chain_der([cert.clone()])
+                .private_key_der(key.clone_key())
+        };
+        let none = builder().build().unwrap();
+        let optional = builder()
+            .client_auth_der([ca.clone()], false)
+            .unwrap()
+            .build()
+            .unwrap();
+        let required = builder()
+            .client_auth_der([ca], true)
+            .unwrap()
+            .build()
+            .unwrap();
+        let rustls_config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key.clone_key())
+            .unwrap();
+        let given = TlsServerConfig::from_rustls(Arc::new(rustls_config));
+        for (config, expected) in [
+            (&none, "none"),
+            (&optional, "optional"),
+            (&required, "required"),
+            (&given, "from_rustls"),
+        ] {
+            let text = format!("{config:?}");
+            assert!(
+                text.contains(&format!(r#"client_auth: "{expected}""#)),
+                "{text}"
+            );
+        }
+        none.reload(&required);
+        let text = format!("{none:?}");
+        assert!(text.contains(r#"client_auth: "required""#), "{text}");
     }
 
     #[test]
