@@ -97,7 +97,8 @@ pub(crate) struct Core<S: SocketIo> {
     /// Whether the kernel's close never waits for the peer, whatever `SO_LINGER` says (a
     /// listening socket's): then `close` releases the descriptor at once, on its own thread.
     never_lingers: bool,
-    /// Whether the socket listens: its release stops the listening first (see `release`).
+    /// Whether the socket is a listening one this process made: a close that finds it still
+    /// held by others after `LET_GO` stops the listening (see `release`).
     listens: bool,
     span: tracing::Span,
 }
@@ -141,8 +142,9 @@ pub(crate) struct Setup {
     /// Whether the kernel's close of the socket never waits for the peer, whatever its
     /// `SO_LINGER` (a listening socket's; see `Core::never_lingers`).
     pub(crate) never_lingers: bool,
-    /// Whether the socket is a listening one: its close stops the listening at once, also
-    /// while an `accept` in flight on another thread still holds the socket.
+    /// Whether the socket is a listening one this process bound (not adopted: other processes
+    /// may hold it too): its close stops the listening when an operation in flight on another
+    /// thread still holds the socket after `LET_GO`.
     pub(crate) listens: bool,
 }
 
@@ -351,14 +353,6 @@ impl<S: SocketIo> Core<S> {
         if let Some(on_release) = &self.on_release {
             on_release(cause);
         }
-        if self.listens {
-            // An `accept` in flight on another thread holds the socket for the moment of its
-            // poll, and the descriptor would go with its end, after this close returned (a
-            // connect then still reaches the listener, a bind of its port fails). Linux stops
-            // a listening socket at its `shutdown(SHUT_RD)`, whoever still holds it: connects
-            // are refused from now on. (That accept fails, and reports the close.)
-            let _ = SockRef::from(&*io).shutdown(std::net::Shutdown::Read);
-        }
         if mode == CloseMode::Reset {
             // Best effort: a socket that cannot take the option still closes.
             let _ = SockRef::from(&*io).set_linger(Some(Duration::ZERO));
@@ -381,7 +375,19 @@ impl<S: SocketIo> Core<S> {
             // goes before this close returns, also when an operation in flight on another
             // thread (a send, an accept) holds the socket for the moment of its poll (its port
             // would be bound until that poll ended, after the close returned).
-            drop_when_last(io, LET_GO);
+            if let Some(shared) = drop_when_last(io, LET_GO) {
+                if self.listens {
+                    // Still held (a `with_sock_ref` closure that closes its own listener, a
+                    // thread stalled in its poll): Linux stops a listening socket at its
+                    // `shutdown(SHUT_RD)`, whoever holds it, so connects are refused from now
+                    // on. Only then, and never for an adopted listener: the shutdown stops the
+                    // socket for every descriptor of it, also those of other processes (the
+                    // copy systemd keeps of an activated service's socket, a successor's that
+                    // took the listener over), which closing ours leaves listening.
+                    let _ = SockRef::from(&*shared).shutdown(std::net::Shutdown::Read);
+                }
+                drop(shared);
+            }
         } else {
             drop(io);
         }
@@ -455,14 +461,21 @@ const LET_GO: Duration = Duration::from_millis(50);
 ///
 /// A time too large for the clock (the kernel reports a time of 2^31 s or more set through
 /// socket2 as a negative one, read as some 10^19 s) sets no limit.
-fn drop_when_last<S>(mut io: Arc<S>, linger: Duration) {
+///
+/// Returns the reference when others still hold the socket after `linger`, for the caller to
+/// drop (the descriptor then goes with the last of them).
+#[must_use = "the reference still shared after `linger`"]
+fn drop_when_last<S>(mut io: Arc<S>, linger: Duration) -> Option<Arc<S>> {
     let until = Instant::now().checked_add(linger);
     // An operation in flight lets go within microseconds: a few turns first, then pauses.
     let mut turns = 0;
     let mut pause = Duration::from_micros(100);
     loop {
         match Arc::try_unwrap(io) {
-            Ok(last) => return drop(last),
+            Ok(last) => {
+                drop(last);
+                return None;
+            }
             Err(shared) if until.is_none_or(|until| Instant::now() < until) => {
                 io = shared;
                 if turns < 64 {
@@ -473,7 +486,7 @@ fn drop_when_last<S>(mut io: Arc<S>, linger: Duration) {
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
             }
-            Err(shared) => return drop(shared),
+            Err(shared) => return Some(shared),
         }
     }
 }
@@ -494,7 +507,7 @@ struct LingeringClose<S: SocketIo> {
 impl<S: SocketIo> LingeringClose<S> {
     fn run(mut self) {
         if let Some(io) = self.io.take() {
-            drop_when_last(io, self.linger);
+            drop(drop_when_last(io, self.linger));
         }
     }
 }
@@ -505,7 +518,7 @@ impl<S: SocketIo> Drop for LingeringClose<S> {
             let linger = self.linger;
             let _ = std::thread::Builder::new()
                 .name("net-linger".into())
-                .spawn(move || drop_when_last(io, linger));
+                .spawn(move || drop(drop_when_last(io, linger)));
         }
     }
 }
@@ -673,7 +686,7 @@ mod tests {
             .set_linger(Some(Duration::MAX))
             .unwrap();
         let linger = linger_time(&socket).expect("a linger time");
-        drop_when_last(Arc::new(socket), linger);
+        drop(drop_when_last(Arc::new(socket), linger));
     }
 
     /// The selector closes after the core registered but before it was built (`build` runs

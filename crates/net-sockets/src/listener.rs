@@ -245,6 +245,7 @@ impl ServerSocket {
                     options,
                     None,
                     false,
+                    false,
                 )
             }
             SocketAddress::Unix(unix) => {
@@ -279,6 +280,7 @@ impl ServerSocket {
                     local,
                     options,
                     Some(on_release),
+                    false,
                     false,
                 )
             }
@@ -329,6 +331,7 @@ impl ServerSocket {
                 options,
                 None,
                 lingers,
+                true,
             )
         } else {
             let listener = TcpListener::from_std(raw.into())?;
@@ -340,6 +343,7 @@ impl ServerSocket {
                 options,
                 None,
                 lingers,
+                true,
             )
         }
     }
@@ -369,6 +373,7 @@ impl ServerSocket {
         options: SocketOptions,
         on_release: Option<OnRelease>,
         may_linger: bool,
+        adopted: bool,
     ) -> Result<ServerSocket> {
         let group = Group::new(
             selector.draining().child(),
@@ -400,7 +405,9 @@ impl ServerSocket {
             // The kernel closes a listening socket at once, SO_LINGER or not: its close
             // releases the descriptor before it returns (new connects are refused).
             never_lingers: true,
-            listens: true,
+            // An adopted socket may be another process's too (systemd's copy): its close
+            // must leave it listening for them.
+            listens: !adopted,
             ..Setup::new(tracing::debug_span!("listener", local = %local))
         };
         let inner = Core::open(selector, listener, setup, |core| ListenerInner {
@@ -466,7 +473,9 @@ impl ServerSocket {
     }
 
     /// Closes the listener: pending and later `accept` calls fail with [`Error::Closed`], the
-    /// descriptor is released (new connects are refused) and a Unix socket file removed.
+    /// descriptor is released (new connects are refused) and a Unix socket file removed. A
+    /// socket with other descriptors (adopted from systemd, which keeps a copy, or handed over
+    /// to a successor) goes on listening for them: only this process's descriptor goes.
     /// Connections taken from the kernel but not handed out by `accept` (their PROXY protocol
     /// header being read, or read and waiting) are closed too. Idempotent: a close that finds
     /// another under way (another thread's, the selector's) returns once that one released
@@ -641,7 +650,8 @@ impl ListenerInner {
                     return Ok(accepted);
                 }
                 // An accept in flight as the listener closed fails on the closed socket
-                // (Linux: `EINVAL` once it stopped listening): that is the close.
+                // (Linux: `EINVAL` once the close stopped the listening, when the accept held
+                // the socket for too long): that is the close.
                 Err(Error::Io(_)) if self.core.is_closed() => {
                     return Err(self.core.closed_error());
                 }
