@@ -111,3 +111,89 @@ async fn closing_a_listener_whose_socket_was_handed_over_leaves_the_successor_li
     );
     assert!(accept_on(&successor).is_ok(), "the successor accepts");
 }
+
+/// How a connect to `port` of 127.0.0.1 went: `None` when it was refused.
+fn connect_to(port: u16) -> Option<String> {
+    match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => None,
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// Guard of the one case where a close still stops the listening itself: a listener closed
+/// from inside its own `with_sock_ref` closure, which holds the socket until the closure
+/// returns (after the close). The close waits `LET_GO` for it, then stops the listening:
+/// once `close` returns, connects are refused. (The listener shares a port a
+/// `RefusingPort` holds, so that nothing else answers on it once it is closed.)
+#[tokio::test]
+async fn a_listener_closed_inside_its_own_with_sock_ref_refuses_connects_once_close_returns() {
+    let selector = SelectorManager::new();
+    let held = net_tests::loopback::RefusingPort::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .reuse_port(true)
+        .bind(held.address())
+        .await
+        .unwrap();
+    let port = held.port();
+    let seen = listener
+        .with_sock_ref(|_| {
+            listener.close();
+            Ok(connect_to(port))
+        })
+        .unwrap();
+    assert!(
+        seen.is_none(),
+        "a connect after the close returned: {seen:?}"
+    );
+    assert!(connect_to(port).is_none());
+}
+
+/// Guard: a datagram socket closed (by its own close, or its selector's) while a receive of
+/// another task waits on it, from the thread of that task's runtime: the waiting receive
+/// holds the socket, and the close lets go of it first, so that the port is free as the close
+/// returns (no wait for `LET_GO`, which would end with the port still bound), and the
+/// receive fails with the close.
+#[tokio::test]
+async fn a_datagram_socket_closed_while_a_receive_waits_frees_its_port_at_once() {
+    for by_selector in [false, true] {
+        let selector = SelectorManager::new();
+        let socket = std::sync::Arc::new(
+            a_socket(&selector)
+                .udp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap(),
+        );
+        let address = socket.local_address().as_inet().unwrap().socket_addr();
+        let receiver = tokio::spawn({
+            let socket = std::sync::Arc::clone(&socket);
+            async move { socket.receive().await }
+        });
+        // A current-thread runtime: the receive runs until it waits on these yields.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!receiver.is_finished());
+        let started = std::time::Instant::now();
+        if by_selector {
+            selector.close();
+        } else {
+            socket.close();
+        }
+        let took = started.elapsed();
+        let rebound = std::net::UdpSocket::bind(address);
+        assert!(
+            rebound.is_ok(),
+            "by selector: {by_selector}: the port after the close ({took:?}): {rebound:?}"
+        );
+        let received = net_tests::within(receiver).await.unwrap();
+        assert!(
+            matches!(
+                received,
+                Err(net_sockets::Error::Closed | net_sockets::Error::SelectorClosed)
+            ),
+            "{received:?}"
+        );
+    }
+}

@@ -10,10 +10,10 @@
 //! - **Registration.** The core is registered with its [`SelectorInner`] when it is made, and
 //!   deregistered when it closes, so closing the selector reaches every open socket.
 //! - **Closing.** [`Core::close`] is synchronous and idempotent: it marks the core closed,
-//!   deregisters, runs the release hook (a connection leaves its counts: its place under the
+//!   runs the release hook (a connection leaves its counts: its place under the
 //!   listener's caps is free before the peer can see the end), releases the descriptor —
 //!   gracefully (the kernel sends what was written, then FIN) or, with [`CloseMode::Reset`],
-//!   with a reset — then wakes every pending operation (which then fails with
+//!   with a reset — deregisters, then wakes every pending operation (which then fails with
 //!   [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed it) and
 //!   `await_closed`. A close that comes while another (another thread's, the selector's)
 //!   releases the descriptor returns only once that one is done. (A closing selector wakes them all first, before it
