@@ -486,6 +486,10 @@ macro_rules! datagram_methods {
 
         /// Runs `f` with a [`socket2::SockRef`] to the open socket, to read or set options.
         ///
+        /// `f` holds the socket while it runs: a `close` meanwhile (inside `f`, or on another
+        /// thread) waits up to 50 ms for `f` to return, after which the descriptor (and the
+        /// port) goes as `f` returns, no longer before the close returns.
+        ///
         /// # Errors
         ///
         /// [`Error::Closed`] when the socket is closed; the error `f` returns, as

@@ -533,6 +533,11 @@ impl ServerSocket {
 
     /// Runs `f` with a [`socket2::SockRef`] to the open listener, to read or set options.
     ///
+    /// `f` holds the listener while it runs: a [`close`](Self::close) meanwhile (inside `f`,
+    /// or on another thread) waits up to 50 ms for `f` to return, then stops the listening
+    /// (`shutdown(SHUT_RD)`: connects are refused once it returns; an adopted listener goes
+    /// on listening until `f` returns) and leaves the descriptor to go as `f` returns.
+    ///
     /// # Errors
     ///
     /// [`Error::Closed`] when the listener is closed; the error `f` returns, as [`Error::Io`].
