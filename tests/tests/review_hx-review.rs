@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use net_sockets::{SelectorManager, ServerSocket, a_socket};
 use net_tests::TempDir;
+use net_tls::TlsExt as _;
 
 /// Accepts, within a bounded time, the connection `kept` (a copy of a listening socket) has
 /// in its queue.
@@ -196,4 +197,76 @@ async fn a_datagram_socket_closed_while_a_receive_waits_frees_its_port_at_once()
             "{received:?}"
         );
     }
+}
+
+/// Guard: closes made from inside a socket's own `with_sock_ref` closure (which holds the
+/// socket while the close runs), and a selector's close made from inside one, on a
+/// current-thread runtime: each returns (no deadlock on the close's locks, a listener's and a
+/// datagram socket's close within their 50 ms wait), and once the closure returned, the peer
+/// of a plain and of a TLS socket sees a clean end (TLS: `close_notify`).
+#[test]
+fn closes_from_inside_with_sock_ref_return_and_end_cleanly() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let selector = SelectorManager::new();
+            let listener = net_tests::loopback::tcp_listener(&selector).await;
+            // A plain socket closes itself inside its closure.
+            let (mut client, server_side) =
+                net_tests::loopback::connected_pair(&selector, &listener).await;
+            let mut input = client.open_read_channel().unwrap();
+            server_side
+                .with_sock_ref(|_| {
+                    server_side.close();
+                    Ok(())
+                })
+                .unwrap();
+            let end = net_tests::within(input.read_line(64, net_io::LineEnding::Default)).await;
+            assert!(matches!(end, Ok(None)), "plain: {end:?}");
+            // A TLS socket.
+            let pki = net_tests::pki::Pki::generate();
+            let server_config = pki.server_config().build().unwrap();
+            let client_config = pki.client_config().build().unwrap();
+            let (client, server_side) =
+                net_tests::loopback::connected_pair(&selector, &listener).await;
+            let (client, server_side) = tokio::join!(
+                client.tls(client_config),
+                server_side.tls_server(&server_config)
+            );
+            let (mut client, server_side) = (client.unwrap(), server_side.unwrap());
+            let mut input = client.open_read_channel().unwrap();
+            server_side
+                .with_sock_ref(|_| {
+                    server_side.close();
+                    Ok(())
+                })
+                .unwrap();
+            let end = net_tests::within(input.read_line(64, net_io::LineEnding::Default)).await;
+            assert!(matches!(end, Ok(None)), "tls: {end:?}");
+            // A datagram socket, and the selector's close inside the listener's closure.
+            let udp = net_tests::loopback::udp_socket(&selector).await;
+            udp.with_sock_ref(|_| {
+                udp.close();
+                Ok(())
+            })
+            .unwrap();
+            assert!(udp.is_closed());
+            listener
+                .with_sock_ref(|_| {
+                    selector.close();
+                    Ok(())
+                })
+                .unwrap();
+            assert!(listener.is_closed());
+            assert!(selector.is_closed());
+        });
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the closes from inside with_sock_ref returned");
 }
