@@ -1,5 +1,5 @@
-//! Review of the close paths changed in this pass (listeners stopped at their close, closes
-//! that wait for one another, lingering closes at a runtime's end).
+//! Closes of listeners that other descriptors share (adopted from systemd, handed over to a
+//! successor), and closes made from inside a socket's own `with_sock_ref`.
 
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
