@@ -643,3 +643,54 @@ fn many_joins_and_leaves_at_once_drop_nobody_who_reads() {
         client.expect(&format!("{}: still here", staying[0]));
     }
 }
+
+/// A line or a nick with a control character in it (other than a tab) is refused, as a line
+/// that is not UTF-8 is: with a bare CR, a backspace or an ESC sequence, one member could make
+/// another's terminal show what nobody said (`* bob left` over its own line, a line in another
+/// member's name, a cleared screen). Its sender is told and stays; a nick is asked again. A tab
+/// is ordinary text.
+#[test]
+fn a_line_or_nick_with_control_characters_is_refused_and_its_sender_stays() {
+    let (_server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    let forgeries: [&[u8]; 6] = [
+        // On a terminal: `* bob left`, written over `bob: `.
+        b"x\r* bob left\n",
+        // Backspaces over `bob: `, then another member's words.
+        b"\x08\x08\x08\x08\x08alice: I quit\n",
+        // Clears the screen.
+        b"\x1b[2J\x1b[H\n",
+        // DEL, and a C1 control (U+009B, a CSI to some terminals) in UTF-8.
+        b"a\x7fb\n",
+        "a\u{9b}2Jb\n".as_bytes(),
+        // A NUL.
+        b"a\x00b\n",
+    ];
+    for forgery in forgeries {
+        bob.stream().write_all(forgery).unwrap();
+    }
+    bob.send("tab\tok");
+    // None of the forgeries reached alice: her next line is the one with a tab.
+    let next = alice.line().unwrap();
+    assert_eq!(next, "bob: tab\tok", "alice got {next:?}");
+    for _ in forgeries {
+        bob.expect("* Line not sent: it has control characters.");
+    }
+    // A CRLF ending is a line ending, not a control character in the line.
+    bob.stream().write_all(b"crlf ok\r\n").unwrap();
+    alice.expect("bob: crlf ok");
+
+    let mut carol = LineClient::connect(port);
+    carol.expect("Your name?");
+    carol.stream().write_all(b"bob\x1b[8m\n").unwrap();
+    carol.expect("* A name cannot contain control characters.");
+    carol.expect("Your name?");
+    carol.stream().write_all(b"x\rbob\n").unwrap();
+    carol.expect("* A name cannot contain control characters.");
+    carol.expect("Your name?");
+    carol.send("carol");
+    carol.expect("* Welcome, carol. Here: alice, bob");
+    alice.expect("* carol joined");
+}

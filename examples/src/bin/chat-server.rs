@@ -10,11 +10,15 @@
 //! Each client is asked `Your name?`; its first line is its nick. Every later line `L` (up to
 //! 8192 bytes) reaches every other client as `NICK: L`; joins and leaves are announced to the
 //! others as `* NICK joined` and `* NICK left`. A nick that is empty, taken, longer than
-//! [`NICK_LIMIT`] bytes, not UTF-8, or contains `": "` or `", "` (which would make `NICK: L`,
-//! or the welcome's list of who is here, ambiguous) is refused, and the name asked again. A
-//! line that is not UTF-8 is not said: its sender is told `* Line not sent: it is not UTF-8.`
-//! and stays (replacing each bad byte by U+FFFD, 3 bytes, would let a line within the limit
-//! reach the others at up to three times it).
+//! [`NICK_LIMIT`] bytes, not UTF-8, has a control character other than a tab, or contains
+//! `": "` or `", "` (which would make `NICK: L`, or the welcome's list of who is here,
+//! ambiguous) is refused, and the name asked again. A line that is not UTF-8 is not said: its
+//! sender is told `* Line not sent: it is not UTF-8.` and stays (replacing each bad byte by
+//! U+FFFD, 3 bytes, would let a line within the limit reach the others at up to three times
+//! it). Nor is a line with a control character other than a tab (a bare CR, a backspace, an
+//! ESC sequence: with them one member could make the others' terminals show what nobody said,
+//! such as `* bob left`): its sender is told `* Line not sent: it has control characters.` and
+//! stays.
 //!
 //! A slow client never stalls the others for long: lines for a client wait in a queue of its
 //! own (`--queue-lines` lines, [`QUEUE_LINES`] by default; the kernel holds at most about
@@ -467,6 +471,8 @@ async fn ask_nick(
             "* A name cannot be empty.\n".to_owned()
         } else if nick.len() > NICK_LIMIT {
             format!("* A name has at most {NICK_LIMIT} bytes.\n")
+        } else if has_control(nick) {
+            "* A name cannot contain control characters.\n".to_owned()
         } else if nick.contains(": ") || nick.contains(", ") {
             // Either would make `NICK: L`, or the welcome's list of who is here, ambiguous.
             "* A name cannot contain \": \" or \", \".\n".to_owned()
@@ -537,6 +543,11 @@ async fn read_lines(
                         .await;
                     continue;
                 };
+                if has_control(line) {
+                    let notice = "* Line not sent: it has control characters.\n";
+                    room.tell(id, notice.to_owned()).await;
+                    continue;
+                }
                 if !room.speak(id, format!("{nick}: {line}\n")).await {
                     // Dropped by the room (its socket closed): what it had sent is not said.
                     return Ok(());
@@ -557,6 +568,13 @@ async fn read_lines(
             }
         }
     }
+}
+
+/// Whether `text` has a control character other than a tab (C0, DEL or C1): a bare CR, a
+/// backspace or an escape sequence would let a member rewrite what the others' terminals show
+/// (`* bob left` over its own line, words in another member's name).
+fn has_control(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() && c != '\t')
 }
 
 /// Reads one line as `read_line(LINE_LIMIT, LineEnding::Default)` does (LF or CRLF ends it; at
