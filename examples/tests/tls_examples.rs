@@ -443,3 +443,72 @@ fn sigterm_says_goodbye_with_close_notify_and_exits_0() {
     );
     assert!(finished.stderr.is_empty(), "{finished:?}");
 }
+
+/// `--timeout SECS` bounds every wait of the client: a server that takes the TCP connection
+/// but never starts TLS fails it after SECS (not the handshake's own 10 seconds), and one that
+/// completes the handshake, takes the request and then says nothing fails it after SECS of
+/// silence, instead of keeping it waiting for ever; each with status 1 and one line that says
+/// so.
+#[test]
+fn tls_client_gives_up_on_a_silent_server_after_its_timeout() {
+    use std::time::{Duration, Instant};
+    let (pki, files) = pki();
+    let ca = path_arg(&files.ca);
+
+    // Never answers the ClientHello: the kernel takes the connection, nobody accepts it.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mute_port = mute.local_addr().unwrap().port().to_string();
+    let started = Instant::now();
+    let exit = Process::start(
+        CLIENT,
+        ["localhost", &mute_port, "--ca", ca, "--timeout", "1"],
+    )
+    .finish();
+    let elapsed = started.elapsed();
+    let failure = exit.failure_line();
+    assert!(failure.contains("timed out"), "{failure}");
+    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
+
+    // Completes the handshake, reads the request, then stays silent until the client leaves.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = pki.server_config().build().unwrap();
+    let _guard = runtime.enter();
+    let selector = SelectorManager::new();
+    let mut server = runtime.block_on(TlsTestServer::start(
+        &selector,
+        config,
+        |mut tls, reporter| async move {
+            let mut input = tls.open_read_channel().unwrap();
+            while let Ok(Some(line)) = input.read_line(1024, LineEnding::Default).await {
+                if line.is_empty() {
+                    break;
+                }
+            }
+            reporter.report(());
+            // Silent: the client's timeout, not this server, ends the exchange.
+            let _ = input.discard(u64::MAX).await;
+        },
+    ));
+    let port = server.port().to_string();
+    let started = Instant::now();
+    let mut client = Process::start(CLIENT, ["localhost", &port, "--ca", ca, "--timeout", "1"]);
+    runtime.block_on(server.next()).unwrap();
+    let exit = client.finish();
+    let elapsed = started.elapsed();
+    assert_eq!(exit.status.code(), Some(1), "{:?}", exit.stderr);
+    assert!(exit.stdout.is_empty(), "{:?}", exit.stdout);
+    assert_eq!(exit.stderr.len(), 2, "{:?}", exit.stderr);
+    assert!(
+        exit.stderr[0].starts_with("Connected to "),
+        "{:?}",
+        exit.stderr
+    );
+    assert_eq!(
+        exit.stderr[1],
+        format!(
+            "sockets-client-tls: timed out: nothing from localhost:{port} for 1 s (see --timeout)"
+        )
+    );
+    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
+    selector.close();
+}

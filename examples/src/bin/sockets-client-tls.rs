@@ -4,6 +4,7 @@
 //! cargo run -p examples --bin sockets-client-tls -- [HOST] [PORT]   # default youtrack.jetbrains.com 443
 //!     [--ca FILE]      # trust the CA certificates in this PEM file instead of the bundled roots
 //!     [--insecure]     # accept any server certificate (the Kotlin sample's trust-all mode)
+//!     [--timeout SECS] # give up on a server silent this long (default 30)
 //! ```
 //!
 //! The certificate is verified against HOST by default, with the bundled Mozilla roots. The
@@ -11,8 +12,15 @@
 //! `Connection: close`. The response goes to stdout as received; what the handshake negotiated
 //! goes to stderr. A server that ends the connection without TLS's `close_notify` makes the
 //! program fail after printing what arrived, since the response may then be cut short.
+//!
+//! A server that sends nothing, or takes nothing, for `--timeout` seconds (connecting
+//! included) makes the program fail with status 1 (`timed out: nothing from HOST:PORT for N s`):
+//! the socket's `socket_timeout` and the connect's `connect_timeout`. It bounds silence, not the
+//! whole response: one that keeps coming, however slowly, is printed to its end. The TLS
+//! handshake has its own limit of 10 seconds.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -35,6 +43,10 @@ struct Args {
     port: u16,
     #[command(flatten)]
     trust: examples::tls::Trust,
+    /// Give up when the server sends nothing (or takes nothing) for this many seconds,
+    /// connecting included.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = examples::cli::at_least_one_second)]
+    timeout: Duration,
 }
 
 #[tokio::main]
@@ -45,11 +57,20 @@ async fn main() -> ExitCode {
 }
 
 async fn fetch(args: Args) -> anyhow::Result<()> {
-    let Args { host, port, trust } = args;
+    let Args {
+        host,
+        port,
+        trust,
+        timeout,
+    } = args;
     let config = trust.config()?;
 
     let selector = net_sockets::SelectorManager::new();
-    let socket = examples::connect(&selector, &host, port).await?;
+    let builder = net_sockets::a_socket(&selector)
+        .tcp()
+        .connect_timeout(timeout)
+        .socket_timeout(timeout);
+    let socket = examples::connect_with(builder, &host, port).await?;
     let mut tls = socket
         .tls(config)
         .await
@@ -75,6 +96,14 @@ async fn fetch(args: Args) -> anyhow::Result<()> {
         let read = input.read_available(&mut buffer).await;
         let n = match read {
             Ok(n) => n,
+            Err(net_io::Error::Timeout) => {
+                stdout.flush().await.context(STDOUT_GONE)?;
+                anyhow::bail!(
+                    "timed out: nothing from {} for {} s (see --timeout)",
+                    examples::join_host_port(&host, port),
+                    timeout.as_secs()
+                );
+            }
             Err(e) => {
                 stdout.flush().await.context(STDOUT_GONE)?;
                 return Err(e).context("reading the response");
