@@ -89,6 +89,18 @@ fn bad_arguments_are_one_line_and_exit_2() {
         (server, &["--bogus"], "--bogus"),
         (PROGRAMS[1], &["--port", "1"], "--port"),
         (PROGRAMS[2], &["--ca", "x", "--insecure"], "exclude"),
+        // A client's `--timeout` is not an idle timeout: the message names the option alone.
+        (
+            PROGRAMS[2],
+            &["--timeout", "0"],
+            "'--timeout <SECS>': must be at least 1 second",
+        ),
+        (PROGRAMS[2], &["--timeout", "soon"], "--timeout"),
+        (
+            PROGRAMS[7],
+            &["localhost", "25", "--timeout", "0"],
+            "'--timeout <SECS>': must be at least 1 second",
+        ),
         (PROGRAMS[3], &["--key", "k.pem"], "--cert"),
         (PROGRAMS[3], &["--idle-timeout", "0"], "at least 1 second"),
         (PROGRAMS[5], &["--idle-timeout", "0"], "at least 1 second"),
