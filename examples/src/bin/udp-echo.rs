@@ -7,8 +7,11 @@
 //!
 //! The client sends each line of stdin (without its line ending, LF or CRLF) as one datagram,
 //! its bytes as they are (UTF-8 or not): a line of up to 65,507 bytes to an IPv4 server, 65,527
-//! to an IPv6 one; a longer line ends it with status 1. A reply is printed as text (bytes that
-//! are not UTF-8 shown as U+FFFD).
+//! to an IPv6 one; a longer line ends it with status 1. It waits at most 3 seconds for each
+//! echo (UDP may lose a datagram or its echo, and nothing tells); none in that time ends it
+//! with status 1 (`no reply from HOST:PORT within 3s`), as does an ICMP error for the
+//! datagram (`Connection refused` when nothing listens there). A reply is printed as text
+//! (bytes that are not UTF-8 shown as U+FFFD).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -43,7 +46,8 @@ enum Mode {
         #[arg(default_value_t = 9003)]
         port: u16,
     },
-    /// Send each line of stdin as a datagram and print each reply.
+    /// Send each line of stdin as a datagram and print each reply (waiting at most 3 seconds
+    /// for each).
     Client {
         /// Server to send to.
         #[arg(default_value = "127.0.0.1")]
