@@ -6,7 +6,11 @@
 //!   with status [`USAGE_ERROR`] (2);
 //! - a runtime failure prints one line, `PROGRAM: what failed: why`, on stderr and exits 1
 //!   ([`run`]); so does a stdout that is gone, such as a closed pipe (`| head -1`): every line
-//!   a program prints goes through [`say!`](crate::say).
+//!   a program prints goes through [`say!`](crate::say);
+//! - a stderr that is gone is never a panic (exit status 101): the line that cannot be written
+//!   is dropped and the program exits with the status it was about to exit with (2 for a bad
+//!   argument, 1 for a failure), or with 1 when it was still running: every line a program
+//!   prints on stderr goes through [`say_err!`](crate::say_err).
 
 use std::fmt::Display;
 use std::future::Future;
@@ -39,6 +43,36 @@ macro_rules! say {
     ($($arg:tt)*) => {
         $crate::cli::print_line(::std::format_args!($($arg)*))
     };
+}
+
+/// Prints a line on stderr, as `eprintln!` does, except when stderr is gone: then, instead of
+/// panicking, exits with status 1, as a runtime failure does, without a word (there is nowhere
+/// left to say it).
+///
+/// # Examples
+///
+/// ```no_run
+/// examples::say_err!("No TLS with 127.0.0.1:50000: handshake timed out");
+/// ```
+#[macro_export]
+macro_rules! say_err {
+    ($($arg:tt)*) => {
+        $crate::cli::print_error_line(::std::format_args!($($arg)*))
+    };
+}
+
+/// What [`say_err!`](crate::say_err) does: writes `line` and a newline on stderr, or, if that
+/// fails, exits 1.
+pub fn print_error_line(line: std::fmt::Arguments<'_>) {
+    if write_error_line(line).is_err() {
+        std::process::exit(1);
+    }
+}
+
+/// Writes `line` and a newline on stderr, in one write (stderr is unbuffered).
+fn write_error_line(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    let line = format!("{line}\n");
+    std::io::stderr().lock().write_all(line.as_bytes())
 }
 
 /// What [`say!`](crate::say) does: writes `line` and a newline on stdout, or, if that fails,
@@ -92,7 +126,8 @@ pub async fn run(name: &str, body: impl Future<Output = anyhow::Result<()>>) -> 
     match body.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{name}: {}", one_line(&format!("{e:#}")));
+            // Ignored: with stderr gone, the exit status is all that is left to tell.
+            let _ = write_error_line(format_args!("{name}: {}", one_line(&format!("{e:#}"))));
             ExitCode::FAILURE
         }
     }
@@ -106,7 +141,11 @@ fn exit_on<A: CommandFactory>(error: clap::Error) -> ! {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => error.exit(),
         _ => {
             let name = A::command().get_name().to_owned();
-            eprintln!("{name}: {} (see --help)", clap_message(&error));
+            // Ignored: with stderr gone, the exit status is all that is left to tell.
+            let _ = write_error_line(format_args!(
+                "{name}: {} (see --help)",
+                clap_message(&error)
+            ));
             std::process::exit(USAGE_ERROR)
         }
     }

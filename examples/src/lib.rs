@@ -2,7 +2,8 @@
 //!
 //! - [`cli`]: the command-line conventions every program follows (`--help` exits 0, a bad
 //!   argument exits 2 with one line, a runtime failure exits 1 with one line), and [`say!`],
-//!   which prints a line on stdout and treats a stdout that is gone as a runtime failure.
+//!   which prints a line on stdout and treats a stdout that is gone as a runtime failure
+//!   ([`say_err!`], its twin for stderr, never panics when stderr is gone).
 //! - [`greet`]: the seed's greeting conversation, used by `sockets-server` and
 //!   `sockets-server-tls`.
 //! - [`shutdown`]: graceful shutdown on SIGINT/SIGTERM for `sockets-server`,

@@ -171,7 +171,7 @@ impl Trust {
             config = config.add_root_certificates_pem_file(ca)?;
         }
         if self.insecure {
-            eprintln!(
+            crate::say_err!(
                 "warning: --insecure: the server's certificate is not verified; \
                  anyone on the path can read and change this connection"
             );

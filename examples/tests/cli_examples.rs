@@ -355,3 +355,42 @@ fn a_key_that_does_not_match_the_certificate_is_one_line_naming_both_files() {
         );
     }
 }
+
+/// A program whose stderr is gone (a pipe whose read end is closed: `2>&1 | head -1` after
+/// the first line) exits with the status it would have had, or 1 when it was still going,
+/// never 101 (the panic of `eprintln!`): the usage error 2, the runtime failure 1, and the
+/// TLS client, whose `--insecure` warning is its first line on stderr, 1.
+#[test]
+fn a_closed_stderr_is_a_failure_not_a_panic() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let free = free_port().to_string();
+    let cases: [(&str, Vec<&str>, i32); 3] = [
+        (PROGRAMS[0], vec!["--bogus"], 2),
+        (PROGRAMS[0], vec!["127.0.0.1", &port], 1),
+        (PROGRAMS[2], vec!["--insecure", "127.0.0.1", &free], 1),
+    ];
+    for (program, args, expected) in cases {
+        let mut child = std::process::Command::new(program)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        drop(child.stderr.take());
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > net_tests::HANG_LIMIT {
+                let _ = child.kill();
+                panic!("{program} {args:?}: still running");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(expected), "{program} {args:?}");
+    }
+    drop(taken);
+}

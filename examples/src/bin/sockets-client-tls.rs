@@ -75,7 +75,7 @@ async fn fetch(args: Args) -> anyhow::Result<()> {
         .tls(config)
         .await
         .with_context(|| format!("no TLS with {}", examples::join_host_port(&host, port)))?;
-    eprintln!(
+    examples::say_err!(
         "Connected to {}: {}",
         tls.remote_address(),
         examples::describe_session(&tls)

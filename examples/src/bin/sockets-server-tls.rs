@@ -131,7 +131,7 @@ async fn greet(socket: Socket, config: TlsServerConfig) {
     let mut tls = match socket.tls_server(&config).await {
         Ok(tls) => tls,
         Err(e) => {
-            eprintln!("No TLS with {remote}: {e}");
+            examples::say_err!("No TLS with {remote}: {e}");
             return;
         }
     };

@@ -151,7 +151,7 @@ async fn session(
     let tls = match plain.tls_server(config).await {
         Ok(tls) => tls,
         Err(e) => {
-            eprintln!("No TLS with {remote}: {e}");
+            examples::say_err!("No TLS with {remote}: {e}");
             return Ok(());
         }
     };

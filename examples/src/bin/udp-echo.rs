@@ -90,11 +90,11 @@ async fn server(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
                     datagram.address
                 );
                 if let Err(e) = socket.send(datagram).await {
-                    eprintln!("udp-echo: send failed: {e}");
+                    examples::say_err!("udp-echo: send failed: {e}");
                 }
             }
             // An ICMP error for an earlier reply; the socket keeps working.
-            Err(net_sockets::Error::Io(e)) => eprintln!("udp-echo: receive failed: {e}"),
+            Err(net_sockets::Error::Io(e)) => examples::say_err!("udp-echo: receive failed: {e}"),
             Err(e) => return Err(e.into()),
         }
     }
