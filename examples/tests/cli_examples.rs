@@ -88,6 +88,11 @@ fn bad_arguments_are_one_line_and_exit_2() {
         (server, &["--grace", "1.5"], "--grace"),
         (server, &["--bogus"], "--bogus"),
         (PROGRAMS[1], &["--port", "1"], "--port"),
+        (
+            PROGRAMS[1],
+            &["--timeout", "0"],
+            "'--timeout <SECS>': must be at least 1 second",
+        ),
         (PROGRAMS[2], &["--ca", "x", "--insecure"], "exclude"),
         // A client's `--timeout` is not an idle timeout: the message names the option alone.
         (

@@ -215,3 +215,34 @@ fn udp_echo_client_sends_the_bytes_of_a_line_that_is_not_utf8() {
         assert!(line.starts_with(&wanted), "{line:?}, not {wanted:?}");
     }
 }
+
+/// With `--timeout SECS`, a server that says nothing for SECS ends the client with status 1 and
+/// one line that says so, instead of keeping it waiting for ever (here after its stdin ended
+/// and it half-closed, as `printf 'Alice\n' | sockets-client` does).
+#[test]
+fn sockets_client_gives_up_on_a_silent_server_after_its_timeout() {
+    // The kernel takes the connection (and the client's line) into the backlog; nobody
+    // accepts it or says anything.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let started = std::time::Instant::now();
+    let RunOutput {
+        status,
+        stdout,
+        stderr,
+    } = run_with_input(CLIENT, ["127.0.0.1", &port, "--timeout", "1"], "Alice\n");
+    let elapsed = started.elapsed();
+    drop(silent);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        format!(
+            "sockets-client: timed out: nothing from 127.0.0.1:{port} for 1 s (see --timeout)\n"
+        )
+    );
+    assert!(
+        elapsed < std::time::Duration::from_secs(8),
+        "took {elapsed:?}"
+    );
+}

@@ -3,14 +3,22 @@
 //! ```text
 //! cargo run -p examples --bin sockets-client -- [HOST] [PORT]    # default 127.0.0.1 9002
 //! printf 'Alice\nBob\n' | cargo run -p examples --bin sockets-client
+//!     [--timeout SECS]    # give up on a server silent this long (default: never)
 //! ```
 //!
 //! When the server closes the connection it prints `Server closed a connection` and exits 0.
 //! At the end of stdin it half-closes (the server sees the end of input) and exits once the
 //! server has answered and closed.
+//!
+//! By default it waits for the server as long as the connection lasts, as a chat client must
+//! (`chat-server` may have nothing to say for a long time), and a connect as long as the system
+//! lets it. With `--timeout SECS`, a server that sends nothing, or takes nothing, for SECS
+//! seconds (connecting included) ends the program with status 1 (`timed out: nothing from
+//! HOST:PORT for N s`): the socket's `socket_timeout` and the connect's `connect_timeout`.
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -29,6 +37,10 @@ struct Args {
     /// Its port.
     #[arg(default_value_t = 9002)]
     port: u16,
+    /// Give up when the server sends nothing (or takes nothing) for this many seconds,
+    /// connecting included (default: wait as long as the connection lasts).
+    #[arg(long, value_name = "SECS", value_parser = examples::cli::at_least_one_second)]
+    timeout: Option<Duration>,
 }
 
 #[tokio::main]
@@ -40,19 +52,35 @@ async fn main() -> ExitCode {
     std::process::exit(if status == ExitCode::SUCCESS { 0 } else { 1 });
 }
 
-async fn chat(Args { host, port }: Args) -> anyhow::Result<()> {
+async fn chat(
+    Args {
+        host,
+        port,
+        timeout,
+    }: Args,
+) -> anyhow::Result<()> {
     let selector = net_sockets::SelectorManager::new();
-    let mut socket = examples::connect(&selector, &host, port).await?;
+    let mut builder = net_sockets::a_socket(&selector).tcp();
+    if let Some(timeout) = timeout {
+        builder = builder.connect_timeout(timeout).socket_timeout(timeout);
+    }
+    let mut socket = examples::connect_with(builder, &host, port).await?;
     let mut input = socket.open_read_channel()?;
     let mut output = socket.open_write_channel(true)?;
 
     let server = examples::join_host_port(&host, port);
     let mut server_lines = tokio::spawn(async move {
-        while let Some(line) = input
-            .read_line(LINE_LIMIT, LineEnding::Default)
-            .await
-            .with_context(|| format!("reading from {server}"))?
-        {
+        loop {
+            let line = match input.read_line(LINE_LIMIT, LineEnding::Default).await {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(net_io::Error::Timeout) => {
+                    // Only with --timeout: without it the socket has none.
+                    let secs = timeout.unwrap_or_default().as_secs();
+                    anyhow::bail!("timed out: nothing from {server} for {secs} s (see --timeout)");
+                }
+                Err(e) => return Err(e).with_context(|| format!("reading from {server}")),
+            };
             examples::say!("{line}");
         }
         examples::say!("Server closed a connection");
