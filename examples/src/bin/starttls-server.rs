@@ -24,7 +24,10 @@
 //! `STARTTLS` (its ClientHello, in the same packet) go to TLS; plain-text commands pipelined
 //! after `STARTTLS` are therefore never run as if they had come over TLS (they break the
 //! handshake instead). Without `--cert`/`--key` the server makes a self-signed certificate at
-//! start-up and prints its SHA-256 fingerprint, as `sockets-server-tls` does.
+//! start-up and prints its SHA-256 fingerprint, as `sockets-server-tls` does. A client that
+//! sends nothing for 5 minutes (RFC 5321's timeout; [`IDLE_TIMEOUT`], not an option here) is
+//! closed and reported as `Connection with CLIENT ended: timed out`; the TLS handshake has its
+//! own limit of 10 seconds.
 //!
 //! On SIGINT or SIGTERM it shuts down as `sockets-server-tls` does: it prints `Shutting down
 //! (N open)` and closes the listener at once; each session answers the commands it already
