@@ -694,3 +694,22 @@ fn a_line_or_nick_with_control_characters_is_refused_and_its_sender_stays() {
     carol.expect("* Welcome, carol. Here: alice, bob");
     alice.expect("* carol joined");
 }
+
+/// A nick that starts with `*`, the mark of the server's notices, is refused: as `* bob left`,
+/// its empty line would reach the others as `* bob left: `, the server's notice that bob left
+/// but for a colon. A `*` further on is fine.
+#[test]
+fn a_nick_that_starts_like_a_notice_is_refused() {
+    let (_server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut mallory = LineClient::connect(port);
+    mallory.expect("Your name?");
+    for nick in ["* bob left", "*bob", "  * bob"] {
+        mallory.send(nick);
+        mallory.expect("* A name cannot start with \"*\".");
+        mallory.expect("Your name?");
+    }
+    mallory.send("m*");
+    mallory.expect("* Welcome, m*. Here: alice");
+    alice.expect("* m* joined");
+}

@@ -10,15 +10,16 @@
 //! Each client is asked `Your name?`; its first line is its nick. Every later line `L` (up to
 //! 8192 bytes) reaches every other client as `NICK: L`; joins and leaves are announced to the
 //! others as `* NICK joined` and `* NICK left`. A nick that is empty, taken, longer than
-//! [`NICK_LIMIT`] bytes, not UTF-8, has a control character other than a tab, or contains
-//! `": "` or `", "` (which would make `NICK: L`, or the welcome's list of who is here,
-//! ambiguous) is refused, and the name asked again. A line that is not UTF-8 is not said: its
-//! sender is told `* Line not sent: it is not UTF-8.` and stays (replacing each bad byte by
-//! U+FFFD, 3 bytes, would let a line within the limit reach the others at up to three times
-//! it). Nor is a line with a control character other than a tab (a bare CR, a backspace, an
-//! ESC sequence: with them one member could make the others' terminals show what nobody said,
-//! such as `* bob left`): its sender is told `* Line not sent: it has control characters.` and
-//! stays.
+//! [`NICK_LIMIT`] bytes, not UTF-8, has a control character other than a tab, starts with `*`
+//! (the mark of the server's notices: `* bob left` saying an empty line would show as
+//! `* bob left: `), or contains `": "` or `", "` (which would make `NICK: L`, or the welcome's
+//! list of who is here, ambiguous) is refused, and the name asked again. A line that is not
+//! UTF-8 is not said: its sender is told `* Line not sent: it is not UTF-8.` and stays
+//! (replacing each bad byte by U+FFFD, 3 bytes, would let a line within the limit reach the
+//! others at up to three times it). Nor is a line with a control character other than a tab (a
+//! bare CR, a backspace, an ESC sequence: with them one member could make the others' terminals
+//! show what nobody said, such as `* bob left`): its sender is told `* Line not sent: it has
+//! control characters.` and stays.
 //!
 //! A slow client never stalls the others for long: lines for a client wait in a queue of its
 //! own (`--queue-lines` lines, [`QUEUE_LINES`] by default; the kernel holds at most about
@@ -473,6 +474,10 @@ async fn ask_nick(
             format!("* A name has at most {NICK_LIMIT} bytes.\n")
         } else if has_control(nick) {
             "* A name cannot contain control characters.\n".to_owned()
+        } else if nick.starts_with('*') {
+            // The mark of the server's notices: `* bob left` saying an empty line would
+            // reach the others as `* bob left: `.
+            "* A name cannot start with \"*\".\n".to_owned()
         } else if nick.contains(": ") || nick.contains(", ") {
             // Either would make `NICK: L`, or the welcome's list of who is here, ambiguous.
             "* A name cannot contain \": \" or \", \".\n".to_owned()
