@@ -22,21 +22,8 @@ pub use tls::{describe_session, sha256_fingerprint};
 use net_sockets::ShutdownSignal;
 use shutdown::SHUTDOWN_LINE;
 
-/// Connects to `host:port` (a name is resolved, every address tried), with the error the example
-/// programs print when nobody answers.
-///
-/// # Errors
-///
-/// `cannot connect to HOST:PORT`, with the reason.
-pub async fn connect(
-    selector: &net_sockets::SelectorManager,
-    host: &str,
-    port: u16,
-) -> anyhow::Result<net_sockets::Socket> {
-    connect_with(net_sockets::a_socket(selector).tcp(), host, port).await
-}
-
-/// [`connect`] with a builder's options (timeouts).
+/// Connects to `host:port` with `builder`'s options (timeouts; a name is resolved, every
+/// address tried), with the error the example programs print when nobody answers.
 ///
 /// # Errors
 ///
