@@ -49,6 +49,29 @@ impl Count {
     }
 }
 
+/// A chunk of `2^(shift % 19)` copies of `byte` (up to 256 KiB), put among the fuzzer's chunks
+/// before the one at `at` (modulo their count plus one): an item, a line or a skip that grows
+/// the channel's buffer past the 8 KiB a 4 KiB fuzz input can reach (its growth steps, a buffer
+/// grown past 256 KiB given back), within the same memory bounds.
+#[allow(dead_code)]
+#[derive(Arbitrary, Debug, Clone, Copy)]
+struct Big {
+    at: u8,
+    shift: u8,
+    byte: u8,
+}
+
+/// `chunks` with `big` put among them.
+#[allow(dead_code)]
+fn with_big(chunks: &[Vec<u8>], big: Option<Big>) -> Vec<Vec<u8>> {
+    let mut chunks = chunks.to_vec();
+    if let Some(Big { at, shift, byte }) = big {
+        let at = usize::from(at) % (chunks.len() + 1);
+        chunks.insert(at, vec![byte; 1 << (shift % 19)]);
+    }
+    chunks
+}
+
 // Memory measurement (SPEC §4: memory follows bytes received, never a number a peer sent),
 // shared by the net-io targets: a counting global allocator that records its peak, and
 // checkpoints that hold what the channel has allocated, now and at its peak since the last

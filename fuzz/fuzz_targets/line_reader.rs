@@ -1,10 +1,13 @@
 //! Line reads and `read_until` against the shared reference model (SPEC §2.1, §4.2): every line
 //! mode (`read_line` with both endings, `read_line_strict`, `read_line_to`, `read_utf8_line`),
 //! `read_until` with one- and multi-byte (and empty) delimiters, random limits, over-long lines
-//! skipped by the next read, other reads in between, and the input cut into chunks chosen by
-//! the fuzzer. Memory the channel holds, counted by a global allocator at every transport read
-//! and after every read, and its peak between those points, stays within twice the bytes the
-//! transport handed out plus [`SLACK`] (and, for the peak, the line or item returned; SPEC §4).
+//! skipped by the next read, other reads in between, and the input cut into chunks chosen by the
+//! fuzzer, the stream ending cleanly or (a flag) with a transport failure, before which every read
+//! the bytes decide still succeeds and after which every read that needs more reports it (SPEC §4;
+//! the model's `failing`). Memory the channel holds, counted by a global allocator at every
+//! transport read and after every read, and its peak between those points, stays within twice the
+//! bytes the transport handed out plus [`SLACK`] (and, for the peak, the line or item returned;
+//! SPEC §4).
 
 #![no_main]
 
@@ -87,7 +90,21 @@ enum Read {
 #[derive(Arbitrary, Debug)]
 struct Case {
     reads: Vec<Read>,
+    /// The stream ends with a transport failure (`ConnectionReset`) instead of an end of stream.
+    fail: bool,
+    /// A chunk of up to 256 KiB among the others.
+    big: Option<Big>,
     chunks: Vec<Vec<u8>>,
+}
+
+/// The reader: the chunks, a `Pending` before each of odd length, then the end of the stream
+/// or (`fail`) a `ConnectionReset`.
+fn reader(chunks: &[Vec<u8>], fail: bool) -> ChunkedReader {
+    let mut reader = ChunkedReader::chunks_pausing_at_odd(chunks);
+    if fail {
+        reader.then_fail(std::io::ErrorKind::ConnectionReset.into());
+    }
+    reader
 }
 
 /// The most the channel may hold beyond twice the bytes the transport handed out: its usual
@@ -114,6 +131,7 @@ fn outcome<T>(
         }
         Err(Error::UnexpectedEof { .. }) => Outcome::UnexpectedEof,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Outcome::InvalidInput,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Outcome::Failed,
         Err(e) => panic!("unexpected error {e:?}"),
     }
 }
@@ -154,9 +172,14 @@ async fn read_line(
 }
 
 fuzz_target!(|case: Case| {
-    let input: Vec<u8> = case.chunks.concat();
-    let reader = Metered::new(ChunkedReader::chunks_pausing_at_odd(&case.chunks), SLACK);
-    let mut model = Model::new(&input);
+    let chunks = with_big(&case.chunks, case.big);
+    let input: Vec<u8> = chunks.concat();
+    let reader = Metered::new(reader(&chunks, case.fail), SLACK);
+    let mut model = if case.fail {
+        Model::failing(&input)
+    } else {
+        Model::new(&input)
+    };
     start_measuring();
     let mut channel = ByteReadChannel::new(reader);
     drive(async {
@@ -194,10 +217,18 @@ fuzz_target!(|case: Case| {
                 Read::Byte => {
                     let actual = channel.read_u8().await;
                     let end = outside(|| {
-                        let expected = model.take(1).map_or(Outcome::End, Outcome::Item);
+                        let at_end = if model.fails() {
+                            Outcome::Failed
+                        } else {
+                            Outcome::End
+                        };
+                        let expected = model.take(1).map_or(at_end, Outcome::Item);
                         let actual = match actual {
                             Ok(b) => Outcome::Item(vec![b]),
                             Err(Error::UnexpectedEof { .. }) => Outcome::End,
+                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                                Outcome::Failed
+                            }
                             Err(e) => panic!("read_u8: {e:?}"),
                         };
                         compare(read, actual, expected, &model)
@@ -213,19 +244,36 @@ fuzz_target!(|case: Case| {
                 assert!(channel.is_closed_for_read());
             }
         }
-        // Whatever the reads left is still there, in order.
-        let left = channel
-            .read_remaining(usize::MAX)
-            .await
-            .expect("read_remaining");
+        // Whatever the reads left is still there, in order (after a failure, all of it
+        // buffered: a failed channel never turns into an end of stream).
+        let left = match channel.read_remaining(usize::MAX).await {
+            Ok(left) => {
+                assert!(!model.fails(), "read_remaining ended a failing stream");
+                left
+            }
+            Err(e) => {
+                assert!(model.fails(), "read_remaining: {e:?}");
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
+                assert_eq!(channel.total_bytes_read(), model.consumed() as u64);
+                assert_eq!(
+                    channel.is_closed_for_read(),
+                    channel.available_for_read() == 0
+                );
+                let n = channel.available_for_read();
+                channel.read_bytes(n).await.expect("what is buffered")
+            }
+        };
         outside(|| assert_eq!(&left[..], model.rest()));
         drop(left);
-        check_memory(HANDED.get(), SLACK, 0, &|| "after read_remaining".to_owned());
+        check_memory(HANDED.get(), SLACK, 0, &|| {
+            "after read_remaining".to_owned()
+        });
     });
     stop_measuring();
 });
 
-/// Compares a read's outcome with the model's; whether it was the end of the input.
+/// Compares a read's outcome with the model's; whether it was the end of the input (for a
+/// failure, with nothing left).
 fn compare(read: &Read, actual: Outcome, expected: Outcome, model: &Model) -> bool {
     assert_eq!(
         actual,
@@ -233,5 +281,5 @@ fn compare(read: &Read, actual: Outcome, expected: Outcome, model: &Model) -> bo
         "{read:?} after {} bytes",
         model.consumed()
     );
-    expected == Outcome::End
+    expected == Outcome::End || (expected == Outcome::Failed && model.rest().is_empty())
 }

@@ -4,7 +4,11 @@
 //! and counts and limits from the input, up to `u64::MAX` (`read_bytes`, `peek`,
 //! `await_content`, `discard`, `discard_exact`, `read_remaining`, `copy_to`), neither panic nor
 //! allocate what the input does not hold (SPEC §4.1: memory follows bytes received);
-//! `read_available` hands out a prefix of what is left, at least one byte unless at the end. Memory the channel holds, counted
+//! `read_available` hands out a prefix of what is left, at least one byte unless at the end.
+//! The stream ends cleanly or (a flag) with a transport failure, before which every read the
+//! bytes decide still succeeds and after which every read that needs more reports it, the
+//! bytes a `discard`, `read_fully` or `copy_to` took before it staying taken (SPEC §4; the
+//! model's `failing`). Memory the channel holds, counted
 //! by a global allocator at every transport read and after every operation, and its peak
 //! between those points, stays within twice the bytes the transport handed out plus
 //! [`SLACK`] (and, for the peak, the copy a `peek` returns).
@@ -89,7 +93,29 @@ struct Copies {
 #[derive(Arbitrary, Debug)]
 struct Case {
     ops: Vec<Op>,
+    /// The stream ends with a transport failure (`ConnectionReset`) instead of an end of stream.
+    fail: bool,
+    /// A chunk of up to 256 KiB among the others.
+    big: Option<Big>,
     chunks: Vec<Vec<u8>>,
+}
+
+/// Whether `result` is the transport's failure.
+fn failed<T>(result: &net_io::Result<T>) -> bool {
+    matches!(result, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+/// Checks a read that takes nothing when it fails: the model's failure (`fails`), or its
+/// answer.
+fn or_failed<T: std::fmt::Debug>(op: &Op, fails: bool, result: &net_io::Result<T>) {
+    if fails {
+        assert!(
+            failed(result),
+            "{op:?}: expected the failure, got {result:?}"
+        );
+    } else {
+        assert!(!failed(result), "{op:?}: failed with bytes enough");
+    }
 }
 
 /// The most the channel may hold beyond twice the bytes the transport handed out: its usual
@@ -101,17 +127,23 @@ struct Case {
 /// allocated [`outside`] the measurement, and results are dropped before each check.
 const SLACK: isize = 64 * 1024 + 8 * 1024 + 8 * 1024;
 
-/// Compares a read of `n` bytes (its bytes, or its error) with the model's answer.
+/// Compares a read of `n` bytes (its bytes, or its error) with the model's answer (`None`:
+/// the end of the stream, or the failure if the model `fails`).
 fn check<B: AsRef<[u8]>>(
     op: &Op,
     want: Option<Vec<u8>>,
     got: &net_io::Result<B>,
     n: usize,
     left: usize,
+    fails: bool,
 ) {
     match (want, got) {
         (Some(want), Ok(got)) => assert_eq!(got.as_ref(), &want[..], "{op:?}"),
-        (None, Err(Error::UnexpectedEof { needed, available })) => {
+        // A failing stream (`left < n`: the model said `None`).
+        (None, Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            assert!(left < n, "{op:?}: failed with {left} bytes left");
+        }
+        (None, Err(Error::UnexpectedEof { needed, available })) if !fails => {
             assert_eq!(*needed, n, "{op:?}");
             assert_eq!(*available, left, "{op:?}: everything left stays buffered");
         }
@@ -135,70 +167,92 @@ async fn run(
     match op {
         Op::U8 => {
             let got = channel.read_u8().await.map(|v| [v]);
-            outside(|| check(op, model.take(1), &got, 1, left));
+            outside(|| check(op, model.take(1), &got, 1, left, model.fails()));
         }
         Op::I16 => {
             let got = channel.read_i16().await.map(|v| v.to_be_bytes());
-            outside(|| check(op, model.take(2), &got, 2, left));
+            outside(|| check(op, model.take(2), &got, 2, left, model.fails()));
         }
         Op::U16Le => {
             let got = channel.read_u16_le().await.map(|v| v.to_le_bytes());
-            outside(|| check(op, model.take(2), &got, 2, left));
+            outside(|| check(op, model.take(2), &got, 2, left, model.fails()));
         }
         Op::U32 => {
             let got = channel.read_u32().await.map(|v| v.to_be_bytes());
-            outside(|| check(op, model.take(4), &got, 4, left));
+            outside(|| check(op, model.take(4), &got, 4, left, model.fails()));
         }
         Op::I32Le => {
             let got = channel.read_i32_le().await.map(|v| v.to_le_bytes());
-            outside(|| check(op, model.take(4), &got, 4, left));
+            outside(|| check(op, model.take(4), &got, 4, left, model.fails()));
         }
         Op::U64 => {
             let got = channel.read_u64().await.map(|v| v.to_be_bytes());
-            outside(|| check(op, model.take(8), &got, 8, left));
+            outside(|| check(op, model.take(8), &got, 8, left, model.fails()));
         }
         Op::U64Le => {
             let got = channel.read_u64_le().await.map(|v| v.to_le_bytes());
-            outside(|| check(op, model.take(8), &got, 8, left));
+            outside(|| check(op, model.take(8), &got, 8, left, model.fails()));
         }
         Op::F32 => {
             let got = channel.read_f32().await.map(|v| v.to_bits().to_be_bytes());
-            outside(|| check(op, model.take(4), &got, 4, left));
+            outside(|| check(op, model.take(4), &got, 4, left, model.fails()));
         }
         Op::F64Le => {
             let got = channel
                 .read_f64_le()
                 .await
                 .map(|v| v.to_bits().to_le_bytes());
-            outside(|| check(op, model.take(8), &got, 8, left));
+            outside(|| check(op, model.take(8), &got, 8, left, model.fails()));
         }
         Op::Bytes(count) => {
             let n = count.len();
             // Zero-copy from 1 KiB on; a shorter run is a copy (within the slack).
             let got = channel.read_bytes(n).await;
-            outside(|| check(op, model.take(n), &got, n, left));
+            outside(|| check(op, model.take(n), &got, n, left, model.fails()));
         }
         Op::Peek(count) => {
             let n = count.len();
-            let got = channel.peek(n).await.expect("peek");
+            let got = channel.peek(n).await;
+            let fails = model.fails() && left < n;
+            outside(|| or_failed(op, fails, &got));
+            if fails {
+                return 0;
+            }
+            let got = got.expect("peek");
             let copy = got.as_ref().map_or(0, |b| b.len() as isize);
             outside(|| assert_eq!(got.as_deref(), model.peek(n).as_deref(), "{op:?}"));
             return copy;
         }
         Op::AwaitContent(count) => {
             let n = count.len();
-            let enough = channel.await_content(n).await.expect("await_content");
-            outside(|| assert_eq!(enough, model.has(n), "{op:?}"));
+            let enough = channel.await_content(n).await;
+            let fails = model.fails() && left < n;
+            outside(|| or_failed(op, fails, &enough));
+            if !fails {
+                let enough = enough.expect("await_content");
+                outside(|| assert_eq!(enough, model.has(n), "{op:?}"));
+            }
             assert!(channel.available_for_read() >= n.min(left), "{op:?}");
         }
         Op::Discard(count) => {
-            let skipped = channel.discard(count.get()).await.expect("discard");
-            outside(|| assert_eq!(skipped, model.discard(count.get()) as u64, "{op:?}"));
+            let skipped = channel.discard(count.get()).await;
+            let fails = model.fails() && (left as u64) < count.get();
+            outside(|| {
+                or_failed(op, fails, &skipped);
+                // Before a failure, what was there is skipped all the same.
+                let want = model.discard(count.get()) as u64;
+                if !fails {
+                    assert_eq!(*skipped.as_ref().expect("discard"), want, "{op:?}");
+                }
+            });
         }
         Op::DiscardExact(count) => {
             let result = channel.discard_exact(count.get()).await;
             outside(|| {
-                if model.discard_exact(count.get()) {
+                if model.fails() && (left as u64) < count.get() {
+                    or_failed(op, true, &result);
+                    model.discard(count.get());
+                } else if model.discard_exact(count.get()) {
                     result.expect("discard_exact");
                 } else {
                     match result {
@@ -218,6 +272,12 @@ async fn run(
             let result = channel.read_fully(&mut dst).await;
             outside(move || match result {
                 Ok(()) => assert_eq!(Some(dst), model.take(n), "{op:?}"),
+                // Before a failure, what was there was copied (and consumed).
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    assert!(model.fails() && left < n, "{op:?}: {e:?}");
+                    assert_eq!(dst[..left], model.rest()[..left]);
+                    model.discard(left as u64);
+                }
                 Err(Error::UnexpectedEof { needed, available }) => {
                     // What was there was copied (and consumed).
                     assert_eq!((needed, available), (n, left), "{op:?}");
@@ -229,12 +289,23 @@ async fn run(
             });
         }
         Op::SkipIfFound(pattern) => {
-            let found = channel.skip_if_found(pattern).await.expect("skip_if_found");
-            outside(|| assert_eq!(found, model.skip_if_found(pattern), "{op:?}"));
+            let found = channel.skip_if_found(pattern).await;
+            outside(|| match model.found(pattern) {
+                None => or_failed(op, true, &found),
+                Some(want) => assert_eq!(found.expect("skip_if_found"), want, "{op:?}"),
+            });
         }
         Op::Remaining(count) => {
             let n = count.len();
-            let got = channel.read_remaining(n).await.expect("read_remaining");
+            let got = channel.read_remaining(n).await;
+            if model.fails() && left < n {
+                outside(|| {
+                    or_failed(op, true, &got);
+                    model.drop_skip(true);
+                });
+                return 0;
+            }
+            let got = got.expect("read_remaining");
             outside(|| {
                 let want = model.take(n.min(left)).expect("what is left");
                 assert_eq!(&got[..], &want[..], "{op:?}");
@@ -243,10 +314,13 @@ async fn run(
         Op::Available(n) => {
             let n = usize::from(*n);
             let mut dst = outside(|| vec![0u8; n]);
-            let got = channel
-                .read_available(&mut dst)
-                .await
-                .expect("read_available");
+            let got = channel.read_available(&mut dst).await;
+            let fails = model.fails() && left == 0 && n > 0;
+            outside(|| or_failed(op, fails, &got));
+            if fails {
+                return 0;
+            }
+            let got = got.expect("read_available");
             outside(move || {
                 assert!(got <= n, "{op:?}: {got} bytes");
                 // Nothing only for an empty buffer or at the end of the stream.
@@ -260,15 +334,20 @@ async fn run(
         }
         Op::CopyTo(count) => {
             let before = outside(|| copies.taken.0.lock().expect("recorder").len());
-            let copied = channel
-                .copy_to(&mut copies.channel, count.get())
-                .await
-                .expect("copy_to");
+            let copied = channel.copy_to(&mut copies.channel, count.get()).await;
             outside(|| {
+                let fails = model.fails() && (left as u64) < count.get();
+                or_failed(op, fails, &copied);
                 let want = model
                     .take(usize::try_from(count.get()).unwrap_or(usize::MAX).min(left))
                     .expect("what is left");
-                assert_eq!(copied, want.len() as u64, "{op:?}");
+                if !fails {
+                    assert_eq!(
+                        *copied.as_ref().expect("copy_to"),
+                        want.len() as u64,
+                        "{op:?}"
+                    );
+                }
                 let taken = copies.taken.0.lock().expect("recorder");
                 // Flushed at the end: every byte copied has reached the transport.
                 assert_eq!(&taken[before..], &want[..], "{op:?}");
@@ -279,9 +358,16 @@ async fn run(
 }
 
 fuzz_target!(|case: Case| {
-    let input: Vec<u8> = case.chunks.concat();
-    let reader = Metered::new(ChunkedReader::chunks_pausing_at_odd(&case.chunks), SLACK);
-    let mut model = Model::new(&input);
+    let chunks = with_big(&case.chunks, case.big);
+    let input: Vec<u8> = chunks.concat();
+    let mut chunked = ChunkedReader::chunks_pausing_at_odd(&chunks);
+    let mut model = if case.fail {
+        chunked.then_fail(std::io::ErrorKind::ConnectionReset.into());
+        Model::failing(&input)
+    } else {
+        Model::new(&input)
+    };
+    let reader = Metered::new(chunked, SLACK);
     let taken = Recorder(Arc::new(Mutex::new(Vec::with_capacity(input.len()))));
     let mut copies = Copies {
         channel: ByteWriteChannel::new(taken.clone(), false),
@@ -299,11 +385,19 @@ fuzz_target!(|case: Case| {
                 "{op:?}"
             );
         }
-        // Whatever is left is still there, in order.
-        let left = channel
-            .read_remaining(usize::MAX)
-            .await
-            .expect("read_remaining");
+        // Whatever is left is still there, in order (after a failure, all of it buffered).
+        let left = match channel.read_remaining(usize::MAX).await {
+            Ok(left) => {
+                assert!(!model.fails(), "read_remaining ended a failing stream");
+                left
+            }
+            Err(e) => {
+                assert!(model.fails(), "read_remaining: {e:?}");
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
+                let n = channel.available_for_read();
+                channel.read_bytes(n).await.expect("what is buffered")
+            }
+        };
         outside(|| assert_eq!(&left[..], model.rest()));
         drop(left);
         check_memory(HANDED.get(), SLACK, 0, &|| {

@@ -29,6 +29,9 @@ pub(crate) enum Outcome {
     InvalidInput,
     /// `Ok(None)`: the input is exhausted.
     End,
+    /// The transport's failure, which ends the input of a [`Model::failing`] instead of an end
+    /// of stream: the read needed more than the input holds (or to know where it ends).
+    Failed,
 }
 
 /// A cursor over the input with the channel's rules.
@@ -38,11 +41,21 @@ pub(crate) enum Outcome {
 /// item (by the rules of the read that found it too long, whichever read comes next); any other
 /// read of one byte or more drops that skip, whatever it finds (the look-aheads `peek` and
 /// `await_content`, and reads of no bytes, keep it).
+///
+/// A [`failing`](Self::failing) model's input ends with a transport failure instead of an end of
+/// stream (SPEC §4: "bytes received before it are still read first"): a read that the input
+/// decides without knowing where it ends answers as it would with an end of stream; one that
+/// needs more, or needs to know that nothing follows, fails ([`Outcome::Failed`]; for the
+/// count-taking methods, as documented on each) and consumes nothing unless it is one that
+/// consumes as it goes (`discard`, `read_fully`, `copy_to`, the skip of an over-long line).
+/// The one exception is a lenient line ended by a CR that is the input's last byte: no byte
+/// follows a failure either, so it is a lone CR (as at the end of the stream).
 #[derive(Debug)]
 pub(crate) struct Model {
     input: Vec<u8>,
     pos: usize,
     skip: Option<Skip>,
+    fails: bool,
 }
 
 /// The delimiter of an over-long line or item.
@@ -60,7 +73,24 @@ impl Model {
             input: input.to_vec(),
             pos: 0,
             skip: None,
+            fails: false,
         }
+    }
+
+    /// A model whose input ends with a transport failure instead of an end of stream.
+    pub(crate) fn failing(input: &[u8]) -> Self {
+        Model {
+            fails: true,
+            ..Model::new(input)
+        }
+    }
+
+    /// Whether the input ends with a transport failure (see [`failing`](Self::failing)):
+    /// then `None` from [`take`](Self::take) and [`peek`](Self::peek), `false` from
+    /// [`has`](Self::has) and [`discard_exact`](Self::discard_exact), and a count from
+    /// [`discard`](Self::discard) short of its `max`, each mean the failure.
+    pub(crate) fn fails(&self) -> bool {
+        self.fails
     }
 
     /// What the channel has not consumed yet.
@@ -76,14 +106,30 @@ impl Model {
     /// `read_line` (`strict`: `read_line_strict`); `lenient`: `LineEnding::Lenient`, else
     /// `LineEnding::Default`.
     pub(crate) fn line(&mut self, lenient: bool, strict: bool, limit: usize) -> Outcome {
-        self.skip_due();
+        if !self.skip_due() {
+            return Outcome::Failed;
+        }
         let rest = self.rest();
         if rest.is_empty() {
-            return Outcome::End;
+            return self.end();
         }
         // A last line without a delimiter: over the limit it is too long (strict or not).
         let (content, end) = match line_delimiter(rest, lenient) {
             Some(found) => found,
+            // Before a failure: too long once no delimiter can end it within the limit (in
+            // `Default` mode, a CR right at the limit may still start a CRLF).
+            None if self.fails => {
+                let least = if !lenient && rest.ends_with(b"\r") {
+                    rest.len() - 1
+                } else {
+                    rest.len()
+                };
+                if least > limit {
+                    self.skip = Some(Skip::Line(lenient));
+                    return Outcome::TooLong;
+                }
+                return Outcome::Failed;
+            }
             None if strict && rest.len() <= limit => return Outcome::UnexpectedEof,
             None => (rest.len(), rest.len()),
         };
@@ -96,21 +142,56 @@ impl Model {
         Outcome::Line(line)
     }
 
-    /// Skips the rest of an over-long line or item through its delimiter, if one is due.
-    fn skip_due(&mut self) {
+    /// `Ok(None)` at the end of the input, or the failure that ends it.
+    fn end(&self) -> Outcome {
+        if self.fails {
+            Outcome::Failed
+        } else {
+            Outcome::End
+        }
+    }
+
+    /// Skips the rest of an over-long line or item through its delimiter, if one is due;
+    /// false if the input fails before the delimiter (what was skipped stays skipped, and the
+    /// skip stays due).
+    fn skip_due(&mut self) -> bool {
         let Some(skip) = self.skip.take() else {
-            return;
+            return true;
         };
         let rest = self.rest();
+        if self.fails {
+            let (skipped, found) = match &skip {
+                // A lenient CR that ends the input may start a CRLF: it stays.
+                Skip::Line(true) if rest.ends_with(b"\r") => match line_delimiter(rest, true) {
+                    Some((i, end)) if i + 1 < rest.len() => (end, true),
+                    _ => (rest.len() - 1, false),
+                },
+                Skip::Line(lenient) => match line_delimiter(rest, *lenient) {
+                    Some((_, end)) => (end, true),
+                    None => (rest.len(), false),
+                },
+                // The delimiter's first bytes may end the input: they stay.
+                Skip::Until(delimiter) => match find(rest, delimiter) {
+                    Some(i) => (i + delimiter.len(), true),
+                    None => (rest.len().saturating_sub(delimiter.len() - 1), false),
+                },
+            };
+            self.pos += skipped;
+            if !found {
+                self.skip = Some(skip);
+            }
+            return found;
+        }
         let skipped = match skip {
             Skip::Line(lenient) => line_delimiter(rest, lenient).map(|(_, end)| end),
             Skip::Until(delimiter) => find(rest, &delimiter).map(|i| i + delimiter.len()),
         };
         self.pos += skipped.unwrap_or(rest.len());
+        true
     }
 
     /// A read that takes bytes (`takes`) drops a due skip.
-    fn drop_skip(&mut self, takes: bool) {
+    pub(crate) fn drop_skip(&mut self, takes: bool) {
         if takes {
             self.skip = None;
         }
@@ -121,10 +202,12 @@ impl Model {
         if delimiter.is_empty() {
             return Outcome::InvalidInput;
         }
-        self.skip_due();
+        if !self.skip_due() {
+            return Outcome::Failed;
+        }
         let rest = self.rest();
         if rest.is_empty() {
-            return Outcome::End;
+            return self.end();
         }
         match find(rest, delimiter) {
             Some(i) if i <= limit => {
@@ -135,6 +218,15 @@ impl Model {
             Some(_) => {
                 self.skip = Some(Skip::Until(delimiter.to_vec()));
                 Outcome::TooLong
+            }
+            // Before a failure: undecided while a delimiter may still start at or before the
+            // limit (its first bytes ending the input).
+            None if self.fails
+                && (rest.len() <= limit
+                    || (rest.len().saturating_sub(delimiter.len() - 1)..=limit)
+                        .any(|p| delimiter.starts_with(&rest[p..]))) =>
+            {
+                Outcome::Failed
             }
             None if rest.len() > limit => {
                 self.skip = Some(Skip::Until(delimiter.to_vec()));
@@ -179,6 +271,17 @@ impl Model {
         let enough = self.rest().len() as u64 >= n;
         self.discard(n);
         enough
+    }
+
+    /// `skip_if_found`, `None` for the failure (a failing input that is a proper prefix of
+    /// `pattern`).
+    pub(crate) fn found(&mut self, pattern: &[u8]) -> Option<bool> {
+        let rest = self.rest();
+        if self.fails && rest.len() < pattern.len() && pattern.starts_with(rest) {
+            self.drop_skip(true);
+            return None;
+        }
+        Some(self.skip_if_found(pattern))
     }
 
     /// Consumes `pattern` if the input continues with it (`skip_if_found`).
@@ -291,6 +394,12 @@ impl ChunkedReader {
             steps.push(Step::Data(c.to_vec()));
         }
         Self::new(steps)
+    }
+
+    /// Ends the script with `error` (from then on the transport fails) instead of an end of
+    /// stream.
+    pub(crate) fn then_fail(&mut self, error: io::Error) {
+        self.steps.push_back(Step::Fail(error));
     }
 
     /// A reader that hands out `data` one byte per read, pausing before every byte.
