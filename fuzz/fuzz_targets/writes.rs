@@ -8,8 +8,10 @@
 //! each driven to completion or polled a few times and dropped. Received bytes are the calls'
 //! bytes in order, none duplicated (a dropped call contributes what the docs allow); a clean
 //! shutdown only with every call whole; a failed channel reports its failure to every later
-//! call and its transport sees nothing more; memory the channel holds, after every operation,
-//! and its peak between those points, stays within [`SLACK`] plus twice the largest frame.
+//! call and its transport sees nothing more; `total_bytes_written` counts what the calls
+//! accepted (while the channel is open: the bytes sent plus those buffered); memory the channel
+//! holds, after every operation, and its peak between those points, stays within [`SLACK`] plus
+//! twice the largest frame.
 
 #![no_main]
 

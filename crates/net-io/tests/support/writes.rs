@@ -484,6 +484,7 @@ pub(crate) fn run(case: &Case, meter: &impl Meter) {
             largest_frame = largest_frame.max(bytes.len());
         }
 
+        let written_before = channel.total_bytes_written();
         let polls = step.polls;
         let outcome = match &step.op {
             Op::Fully(_) | Op::Fill(_) => poll_step(channel.write_fully(&bytes), polls),
@@ -628,6 +629,37 @@ pub(crate) fn run(case: &Case, meter: &impl Meter) {
             }
 
             let log = log.log();
+            // (5) `total_bytes_written` counts what writes accepted: all of a call that
+            // returned `Ok` (what `poll_write` took), nothing of one that had no effect; and
+            // while the channel is open, every byte it accepted is buffered or sent.
+            let counted = channel.total_bytes_written() - written_before;
+            if let Some(n) = took {
+                assert_eq!(counted, n as u64, "total_bytes_written: {}", at());
+            } else if is_write {
+                match (&outcome, &calls.last().expect("a write call").allowed) {
+                    (Outcome::Done(Ok(())), _) => {
+                        assert_eq!(counted, bytes.len() as u64, "total_bytes_written: {}", at())
+                    }
+                    (_, Allowed::Nothing) => {
+                        assert_eq!(counted, 0, "total_bytes_written: {}", at())
+                    }
+                    _ => assert!(
+                        counted <= bytes.len() as u64,
+                        "total_bytes_written: {}",
+                        at()
+                    ),
+                }
+            } else {
+                assert_eq!(counted, 0, "total_bytes_written: {}", at());
+            }
+            if status == Status::Open {
+                assert_eq!(
+                    channel.total_bytes_written(),
+                    (log.received.len() + buffered(&channel)) as u64,
+                    "total_bytes_written against the bytes sent and buffered: {}",
+                    at()
+                );
+            }
             // (3) Nothing more reaches a transport that failed, was cancelled or closed.
             if before != Status::Open {
                 assert_eq!(
