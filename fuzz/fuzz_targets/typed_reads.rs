@@ -5,6 +5,8 @@
 //! `await_content`, `discard`, `discard_exact`, `read_remaining`, `copy_to`), neither panic nor
 //! allocate what the input does not hold (SPEC §4.1: memory follows bytes received);
 //! `read_available` hands out a prefix of what is left, at least one byte unless at the end.
+//! Transport timeouts come before the chunks the fuzzer picks (an operation they stop consumes
+//! nothing, or for `discard` and `copy_to` what `total_bytes_read` says, and reading goes on).
 //! The stream ends cleanly or (a flag) with a transport failure, before which every read the
 //! bytes decide still succeeds and after which every read that needs more reports it, the
 //! bytes a `discard`, `read_fully` or `copy_to` took before it staying taken (SPEC §4; the
@@ -25,7 +27,7 @@ use net_io::{ByteReadChannel, ByteWriteChannel, Error};
 #[path = "../../crates/net-io/tests/support/model.rs"]
 mod model;
 
-use model::{ChunkedReader, Model};
+use model::{ChunkedReader, Model, Step};
 
 include!("../common.rs");
 
@@ -97,7 +99,81 @@ struct Case {
     fail: bool,
     /// A chunk of up to 256 KiB among the others.
     big: Option<Big>,
+    /// Used in turn before each chunk and before the end (none if empty): `true` puts a
+    /// transport timeout (`Error::Timeout`, not final) there.
+    stalls: Vec<bool>,
     chunks: Vec<Vec<u8>>,
+}
+
+/// The transport: the chunks, a timeout before those `stalls` picks and a `Pending` before each
+/// of odd length, then the end of the stream or (`fail`) a `ConnectionReset`.
+fn reader(chunks: &[Vec<u8>], stalls: &[bool], fail: bool) -> ChunkedReader {
+    let timeout = || {
+        Step::Fail(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            Error::Timeout,
+        ))
+    };
+    let stalled = |i: usize| !stalls.is_empty() && stalls[i % stalls.len()];
+    let mut steps = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if stalled(i) {
+            steps.push(timeout());
+        }
+        if chunk.len() % 2 == 1 {
+            steps.push(Step::Pending);
+        }
+        steps.push(Step::Data(chunk.clone()));
+    }
+    if stalled(chunks.len()) {
+        steps.push(timeout());
+    }
+    if fail {
+        steps.push(Step::Fail(std::io::ErrorKind::ConnectionReset.into()));
+    }
+    ChunkedReader::new(steps)
+}
+
+/// Where an operation started: the bytes read, and those `copy_to`'s transport had taken.
+struct Start {
+    read: u64,
+    taken: usize,
+}
+
+/// Whether `result` is a transport timeout.
+fn is_timeout<T>(result: &net_io::Result<T>) -> bool {
+    matches!(result, Err(Error::Timeout))
+}
+
+/// After `op` failed with a timeout, which leaves the channel usable: a cancel-safe read (and
+/// `read_fully`, which gives back what it took) consumed nothing; `discard` and `copy_to` keep
+/// what they took (`total_bytes_read` tells how much), and `copy_to` sent exactly that on.
+fn timed_out(
+    channel: &ByteReadChannel,
+    model: &mut Model,
+    copies: &Copies,
+    op: &Op,
+    start: &Start,
+) {
+    let consumed = usize::try_from(channel.total_bytes_read() - start.read).expect("a count");
+    match op {
+        Op::Discard(_) | Op::DiscardExact(_) => {
+            model.discard(consumed as u64);
+        }
+        Op::CopyTo(_) => {
+            let want = model.take(consumed).expect("what was copied");
+            let taken = copies.taken.0.lock().expect("recorder");
+            assert_eq!(
+                &taken[start.taken..],
+                &want[..],
+                "{op:?}: copied before a timeout"
+            );
+        }
+        _ => assert_eq!(
+            consumed, 0,
+            "{op:?}: consumed {consumed} bytes before a timeout"
+        ),
+    }
 }
 
 /// Whether `result` is the transport's failure.
@@ -164,37 +240,58 @@ async fn run(
     op: &Op,
 ) -> isize {
     let left = model.rest().len();
+    let start = Start {
+        read: channel.total_bytes_read(),
+        taken: outside(|| copies.taken.0.lock().expect("recorder").len()),
+    };
+    // Returns from `run` if the read timed out.
+    macro_rules! timeout {
+        ($result:expr) => {
+            if is_timeout(&$result) {
+                outside(|| timed_out(channel, model, copies, op, &start));
+                return 0;
+            }
+        };
+    }
     match op {
         Op::U8 => {
             let got = channel.read_u8().await.map(|v| [v]);
+            timeout!(got);
             outside(|| check(op, model.take(1), &got, 1, left, model.fails()));
         }
         Op::I16 => {
             let got = channel.read_i16().await.map(|v| v.to_be_bytes());
+            timeout!(got);
             outside(|| check(op, model.take(2), &got, 2, left, model.fails()));
         }
         Op::U16Le => {
             let got = channel.read_u16_le().await.map(|v| v.to_le_bytes());
+            timeout!(got);
             outside(|| check(op, model.take(2), &got, 2, left, model.fails()));
         }
         Op::U32 => {
             let got = channel.read_u32().await.map(|v| v.to_be_bytes());
+            timeout!(got);
             outside(|| check(op, model.take(4), &got, 4, left, model.fails()));
         }
         Op::I32Le => {
             let got = channel.read_i32_le().await.map(|v| v.to_le_bytes());
+            timeout!(got);
             outside(|| check(op, model.take(4), &got, 4, left, model.fails()));
         }
         Op::U64 => {
             let got = channel.read_u64().await.map(|v| v.to_be_bytes());
+            timeout!(got);
             outside(|| check(op, model.take(8), &got, 8, left, model.fails()));
         }
         Op::U64Le => {
             let got = channel.read_u64_le().await.map(|v| v.to_le_bytes());
+            timeout!(got);
             outside(|| check(op, model.take(8), &got, 8, left, model.fails()));
         }
         Op::F32 => {
             let got = channel.read_f32().await.map(|v| v.to_bits().to_be_bytes());
+            timeout!(got);
             outside(|| check(op, model.take(4), &got, 4, left, model.fails()));
         }
         Op::F64Le => {
@@ -202,17 +299,20 @@ async fn run(
                 .read_f64_le()
                 .await
                 .map(|v| v.to_bits().to_le_bytes());
+            timeout!(got);
             outside(|| check(op, model.take(8), &got, 8, left, model.fails()));
         }
         Op::Bytes(count) => {
             let n = count.len();
             // Zero-copy from 1 KiB on; a shorter run is a copy (within the slack).
             let got = channel.read_bytes(n).await;
+            timeout!(got);
             outside(|| check(op, model.take(n), &got, n, left, model.fails()));
         }
         Op::Peek(count) => {
             let n = count.len();
             let got = channel.peek(n).await;
+            timeout!(got);
             let fails = model.fails() && left < n;
             outside(|| or_failed(op, fails, &got));
             if fails {
@@ -226,6 +326,7 @@ async fn run(
         Op::AwaitContent(count) => {
             let n = count.len();
             let enough = channel.await_content(n).await;
+            timeout!(enough);
             let fails = model.fails() && left < n;
             outside(|| or_failed(op, fails, &enough));
             if !fails {
@@ -236,6 +337,7 @@ async fn run(
         }
         Op::Discard(count) => {
             let skipped = channel.discard(count.get()).await;
+            timeout!(skipped);
             let fails = model.fails() && (left as u64) < count.get();
             outside(|| {
                 or_failed(op, fails, &skipped);
@@ -248,6 +350,7 @@ async fn run(
         }
         Op::DiscardExact(count) => {
             let result = channel.discard_exact(count.get()).await;
+            timeout!(result);
             outside(|| {
                 if model.fails() && (left as u64) < count.get() {
                     or_failed(op, true, &result);
@@ -270,6 +373,7 @@ async fn run(
             // The target's: allocated and freed outside the measurement.
             let mut dst = outside(|| vec![0u8; n]);
             let result = channel.read_fully(&mut dst).await;
+            timeout!(result);
             outside(move || match result {
                 Ok(()) => assert_eq!(Some(dst), model.take(n), "{op:?}"),
                 // Before a failure, what was there was copied (and consumed).
@@ -290,6 +394,7 @@ async fn run(
         }
         Op::SkipIfFound(pattern) => {
             let found = channel.skip_if_found(pattern).await;
+            timeout!(found);
             outside(|| match model.found(pattern) {
                 None => or_failed(op, true, &found),
                 Some(want) => assert_eq!(found.expect("skip_if_found"), want, "{op:?}"),
@@ -298,6 +403,7 @@ async fn run(
         Op::Remaining(count) => {
             let n = count.len();
             let got = channel.read_remaining(n).await;
+            timeout!(got);
             if model.fails() && left < n {
                 outside(|| {
                     or_failed(op, true, &got);
@@ -315,6 +421,7 @@ async fn run(
             let n = usize::from(*n);
             let mut dst = outside(|| vec![0u8; n]);
             let got = channel.read_available(&mut dst).await;
+            timeout!(got);
             let fails = model.fails() && left == 0 && n > 0;
             outside(|| or_failed(op, fails, &got));
             if fails {
@@ -335,6 +442,7 @@ async fn run(
         Op::CopyTo(count) => {
             let before = outside(|| copies.taken.0.lock().expect("recorder").len());
             let copied = channel.copy_to(&mut copies.channel, count.get()).await;
+            timeout!(copied);
             outside(|| {
                 let fails = model.fails() && (left as u64) < count.get();
                 or_failed(op, fails, &copied);
@@ -360,14 +468,12 @@ async fn run(
 fuzz_target!(|case: Case| {
     let chunks = with_big(&case.chunks, case.big);
     let input: Vec<u8> = chunks.concat();
-    let mut chunked = ChunkedReader::chunks_pausing_at_odd(&chunks);
     let mut model = if case.fail {
-        chunked.then_fail(std::io::ErrorKind::ConnectionReset.into());
         Model::failing(&input)
     } else {
         Model::new(&input)
     };
-    let reader = Metered::new(chunked, SLACK);
+    let reader = Metered::new(reader(&chunks, &case.stalls, case.fail), SLACK);
     let taken = Recorder(Arc::new(Mutex::new(Vec::with_capacity(input.len()))));
     let mut copies = Copies {
         channel: ByteWriteChannel::new(taken.clone(), false),
@@ -386,7 +492,15 @@ fuzz_target!(|case: Case| {
             );
         }
         // Whatever is left is still there, in order (after a failure, all of it buffered).
-        let left = match channel.read_remaining(usize::MAX).await {
+        let mut rest = channel.read_remaining(usize::MAX).await;
+        // Each timeout is reported once, and consumes nothing.
+        for _ in 0..=chunks.len() {
+            if !is_timeout(&rest) {
+                break;
+            }
+            rest = channel.read_remaining(usize::MAX).await;
+        }
+        let left = match rest {
             Ok(left) => {
                 assert!(!model.fails(), "read_remaining ended a failing stream");
                 left
