@@ -72,6 +72,18 @@ fn with_big(chunks: &[Vec<u8>], big: Option<Big>) -> Vec<Vec<u8>> {
     chunks
 }
 
+/// Whether `stalls` (used in turn, none if empty) puts a transport timeout before chunk `i`.
+#[allow(dead_code)]
+fn stalled(stalls: &[bool], i: usize) -> bool {
+    !stalls.is_empty() && stalls[i % stalls.len()]
+}
+
+/// A transport timeout as an adapter reports it: not final.
+#[allow(dead_code)]
+fn timeout() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, net_io::Error::Timeout)
+}
+
 // Memory measurement (SPEC §4: memory follows bytes received, never a number a peer sent),
 // shared by the net-io targets: a counting global allocator that records its peak, and
 // checkpoints that hold what the channel has allocated, now and at its peak since the last

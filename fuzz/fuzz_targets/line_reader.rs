@@ -4,7 +4,9 @@
 //! skipped by the next read, other reads in between, and the input cut into chunks chosen by the
 //! fuzzer, the stream ending cleanly or (a flag) with a transport failure, before which every read
 //! the bytes decide still succeeds and after which every read that needs more reports it (SPEC §4;
-//! the model's `failing`). Memory the channel holds, counted by a global allocator at every
+//! the model's `failing`), and transport timeouts before the chunks the fuzzer picks (a read they
+//! stop consumes nothing but the skip of an over-long line, which stays due unless it got
+//! through its delimiter; reading goes on). Memory the channel holds, counted by a global allocator at every
 //! transport read and after every read, and its peak between those points, stays within twice the
 //! bytes the transport handed out plus [`SLACK`] (and, for the peak, the line or item returned;
 //! SPEC §4).
@@ -94,17 +96,22 @@ struct Case {
     fail: bool,
     /// A chunk of up to 256 KiB among the others.
     big: Option<Big>,
+    /// Used in turn before each chunk and before the end (none if empty): `true` puts a
+    /// transport timeout (`Error::Timeout`, not final) there.
+    stalls: Vec<bool>,
     chunks: Vec<Vec<u8>>,
 }
 
-/// The reader: the chunks, a `Pending` before each of odd length, then the end of the stream
-/// or (`fail`) a `ConnectionReset`.
-fn reader(chunks: &[Vec<u8>], fail: bool) -> ChunkedReader {
-    let mut reader = ChunkedReader::chunks_pausing_at_odd(chunks);
-    if fail {
-        reader.then_fail(std::io::ErrorKind::ConnectionReset.into());
-    }
-    reader
+/// The reader: the chunks, a timeout before those `stalls` picks and a `Pending` before each of
+/// odd length, then the end of the stream or (`fail`) a `ConnectionReset`.
+fn reader(chunks: &[Vec<u8>], stalls: &[bool], fail: bool) -> ChunkedReader {
+    let end = fail.then(|| std::io::ErrorKind::ConnectionReset.into());
+    ChunkedReader::scripted(chunks, |i| stalled(stalls, i), timeout, end)
+}
+
+/// Whether `result` is a transport timeout.
+fn is_timeout<T>(result: &net_io::Result<T>) -> bool {
+    matches!(result, Err(Error::Timeout))
 }
 
 /// The most the channel may hold beyond twice the bytes the transport handed out: its usual
@@ -174,7 +181,7 @@ async fn read_line(
 fuzz_target!(|case: Case| {
     let chunks = with_big(&case.chunks, case.big);
     let input: Vec<u8> = chunks.concat();
-    let reader = Metered::new(reader(&chunks, case.fail), SLACK);
+    let reader = Metered::new(reader(&chunks, &case.stalls, case.fail), SLACK);
     let mut model = if case.fail {
         Model::failing(&input)
     } else {
@@ -184,39 +191,65 @@ fuzz_target!(|case: Case| {
     let mut channel = ByteReadChannel::new(reader);
     drive(async {
         for read in &case.reads {
+            let before = channel.total_bytes_read();
+            // After a timeout (which leaves the channel usable): what the skip of an over-long
+            // line consumed before it, if one was due (see the model).
+            let timed_out = |model: &mut Model, channel: &ByteReadChannel| {
+                let consumed = (channel.total_bytes_read() - before) as usize;
+                assert!(
+                    model.skipped_before_timeout(consumed),
+                    "{read:?} consumed {consumed} bytes before a timeout, after {}",
+                    model.consumed()
+                );
+                (false, 0)
+            };
             // The read (measured), then its answer compared with the model's outside the
             // measurement; the bytes of the returned line or item, which the peak may hold.
             let (end, copy) = match read {
                 Read::Line { method, limit } => {
                     let limit = usize::from(*limit);
                     let actual = read_line(&mut channel, *method, limit).await;
-                    let copy = actual
-                        .as_ref()
-                        .map_or(0, |line| line.as_ref().map_or(0, String::capacity));
-                    let end = outside(|| {
-                        let expected = model.line(method.lenient(), method.strict(), limit);
-                        let actual = outcome(&actual, limit, |s| Outcome::Line(s.clone()));
-                        compare(read, actual, expected, &model)
-                    });
-                    (end, copy)
+                    if is_timeout(&actual) {
+                        outside(|| timed_out(&mut model, &channel))
+                    } else {
+                        let copy = actual
+                            .as_ref()
+                            .map_or(0, |line| line.as_ref().map_or(0, String::capacity));
+                        let end = outside(|| {
+                            let expected = model.line(method.lenient(), method.strict(), limit);
+                            let actual = outcome(&actual, limit, |s| Outcome::Line(s.clone()));
+                            compare(read, actual, expected, &model)
+                        });
+                        (end, copy)
+                    }
                 }
                 Read::Until { delimiter, limit } => {
                     let limit = usize::from(*limit);
                     let delimiter = delimiter.bytes();
                     let actual = channel.read_until(delimiter, limit).await;
-                    let copy = actual
-                        .as_ref()
-                        .map_or(0, |item| item.as_ref().map_or(0, |b| b.len()));
-                    let end = outside(|| {
-                        let expected = model.until(delimiter, limit);
-                        let actual = outcome(&actual, limit, |b| Outcome::Item(b.to_vec()));
-                        compare(read, actual, expected, &model)
-                    });
-                    (end, copy)
+                    if is_timeout(&actual) {
+                        outside(|| timed_out(&mut model, &channel))
+                    } else {
+                        let copy = actual
+                            .as_ref()
+                            .map_or(0, |item| item.as_ref().map_or(0, |b| b.len()));
+                        let end = outside(|| {
+                            let expected = model.until(delimiter, limit);
+                            let actual = outcome(&actual, limit, |b| Outcome::Item(b.to_vec()));
+                            compare(read, actual, expected, &model)
+                        });
+                        (end, copy)
+                    }
                 }
                 Read::Byte => {
                     let actual = channel.read_u8().await;
                     let end = outside(|| {
+                        if is_timeout(&actual) {
+                            // Nothing consumed; a read that takes bytes drops the skip.
+                            assert_eq!(channel.total_bytes_read(), before, "{read:?}");
+                            model.drop_skip(true);
+                            return false;
+                        }
                         let at_end = if model.fails() {
                             Outcome::Failed
                         } else {
@@ -246,7 +279,15 @@ fuzz_target!(|case: Case| {
         }
         // Whatever the reads left is still there, in order (after a failure, all of it
         // buffered: a failed channel never turns into an end of stream).
-        let left = match channel.read_remaining(usize::MAX).await {
+        let mut rest = channel.read_remaining(usize::MAX).await;
+        // Each timeout is reported once, and consumes nothing.
+        for _ in 0..=chunks.len() {
+            if !is_timeout(&rest) {
+                break;
+            }
+            rest = channel.read_remaining(usize::MAX).await;
+        }
+        let left = match rest {
             Ok(left) => {
                 assert!(!model.fails(), "read_remaining ended a failing stream");
                 left

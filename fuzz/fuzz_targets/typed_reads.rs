@@ -27,7 +27,7 @@ use net_io::{ByteReadChannel, ByteWriteChannel, Error};
 #[path = "../../crates/net-io/tests/support/model.rs"]
 mod model;
 
-use model::{ChunkedReader, Model, Step};
+use model::{ChunkedReader, Model};
 
 include!("../common.rs");
 
@@ -108,30 +108,8 @@ struct Case {
 /// The transport: the chunks, a timeout before those `stalls` picks and a `Pending` before each
 /// of odd length, then the end of the stream or (`fail`) a `ConnectionReset`.
 fn reader(chunks: &[Vec<u8>], stalls: &[bool], fail: bool) -> ChunkedReader {
-    let timeout = || {
-        Step::Fail(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            Error::Timeout,
-        ))
-    };
-    let stalled = |i: usize| !stalls.is_empty() && stalls[i % stalls.len()];
-    let mut steps = Vec::new();
-    for (i, chunk) in chunks.iter().enumerate() {
-        if stalled(i) {
-            steps.push(timeout());
-        }
-        if chunk.len() % 2 == 1 {
-            steps.push(Step::Pending);
-        }
-        steps.push(Step::Data(chunk.clone()));
-    }
-    if stalled(chunks.len()) {
-        steps.push(timeout());
-    }
-    if fail {
-        steps.push(Step::Fail(std::io::ErrorKind::ConnectionReset.into()));
-    }
-    ChunkedReader::new(steps)
+    let end = fail.then(|| std::io::ErrorKind::ConnectionReset.into());
+    ChunkedReader::scripted(chunks, |i| stalled(stalls, i), timeout, end)
 }
 
 /// Where an operation started: the bytes read, and those `copy_to`'s transport had taken.

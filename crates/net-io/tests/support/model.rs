@@ -236,6 +236,28 @@ impl Model {
         }
     }
 
+    /// After a line read or `read_until` that timed out having consumed `consumed` bytes: only
+    /// the skip of an over-long line consumes before such a read times out, through its
+    /// delimiter (then it is done) or short of it (then it stays due). Whether the bytes
+    /// consumed fit that (a read with no skip due consumes nothing).
+    pub(crate) fn skipped_before_timeout(&mut self, consumed: usize) -> bool {
+        let Some(region) = self.input.get(self.pos..self.pos + consumed) else {
+            return false;
+        };
+        let end = match &self.skip {
+            None => return consumed == 0,
+            Some(Skip::Line(lenient)) => line_delimiter(region, *lenient).map(|(_, end)| end),
+            Some(Skip::Until(delimiter)) => find(region, delimiter).map(|i| i + delimiter.len()),
+        };
+        match end {
+            Some(end) if end != consumed => return false,
+            Some(_) => self.skip = None,
+            None => {}
+        }
+        self.pos += consumed;
+        true
+    }
+
     /// Exactly `n` bytes (`read_bytes`, typed reads), or `None` at the end of the input (then
     /// nothing is consumed).
     pub(crate) fn take(&mut self, n: usize) -> Option<Vec<u8>> {
@@ -396,10 +418,31 @@ impl ChunkedReader {
         Self::new(steps)
     }
 
-    /// Ends the script with `error` (from then on the transport fails) instead of an end of
+    /// The fuzz targets' reader: `chunks` one per read, with a read failing with `timeout()`
+    /// before each chunk (and before the end) that `stalled` picks by its index, and a
+    /// `Poll::Pending` before each chunk of odd length; then `end`'s error, or the end of the
     /// stream.
-    pub(crate) fn then_fail(&mut self, error: io::Error) {
-        self.steps.push_back(Step::Fail(error));
+    pub(crate) fn scripted(
+        chunks: &[Vec<u8>],
+        stalled: impl Fn(usize) -> bool,
+        timeout: impl Fn() -> io::Error,
+        end: Option<io::Error>,
+    ) -> Self {
+        let mut steps = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            if stalled(i) {
+                steps.push(Step::Fail(timeout()));
+            }
+            if chunk.len() % 2 == 1 {
+                steps.push(Step::Pending);
+            }
+            steps.push(Step::Data(chunk.clone()));
+        }
+        if stalled(chunks.len()) {
+            steps.push(Step::Fail(timeout()));
+        }
+        steps.extend(end.map(Step::Fail));
+        Self::new(steps)
     }
 
     /// A reader that hands out `data` one byte per read, pausing before every byte.
