@@ -29,9 +29,18 @@ fn start(send: SendProxy, extra: &[&str]) -> (Process, u16, Haproxy) {
 
 /// A client from `source` through `haproxy` that has read the prompt, and that `server` has
 /// announced as `Accepted <client> via <proxy>` (see [`accepted_via_proxy`]).
-fn greeted(server: &mut Process, haproxy: &Haproxy, source: IpAddr) -> LineClient {
+fn greeted(server: &mut Process, haproxy: &mut Haproxy, source: IpAddr) -> LineClient {
     let mut client = LineClient::connect_from(source, haproxy.front());
-    client.expect("Please enter your name");
+    let greeting = client.try_line();
+    if !matches!(&greeting, Ok(Some(line)) if line == "Please enter your name") {
+        // (Seen once in CI: a reset before the greeting, not reproduced since; what both
+        // sides printed tells which one gave up.)
+        panic!(
+            "no greeting through HAProxy: {greeting:?}\nserver: {}\nhaproxy: {}",
+            server.printed_so_far(),
+            haproxy.printed_so_far()
+        );
+    }
     accepted_via_proxy(server, client.local_addr());
     client
 }
@@ -60,8 +69,8 @@ fn accepted_via_proxy(server: &mut Process, client: SocketAddr) {
 /// A client from 127.0.0.2 is greeted and answered through HAProxy, and the server announces
 /// it with its own address and port and HAProxy's as the proxy.
 fn served_through_haproxy(send: SendProxy) {
-    let (mut server, _, haproxy) = start(send, &[]);
-    let mut client = greeted(&mut server, &haproxy, CLIENT);
+    let (mut server, _, mut haproxy) = start(send, &[]);
+    let mut client = greeted(&mut server, &mut haproxy, CLIENT);
     round_trip(&mut client, "Alice");
     round_trip(&mut client, "Bob");
     client.shutdown_write();
@@ -84,14 +93,14 @@ fn haproxy_send_proxy_v2_client_is_greeted_and_announced() {
 /// connection is ever announced as accepted.
 #[test]
 fn a_direct_client_without_a_header_is_dropped_while_the_proxied_one_is_served() {
-    let (mut server, port, haproxy) = start(SendProxy::V1, &[]);
+    let (mut server, port, mut haproxy) = start(SendProxy::V1, &[]);
     let mut silent = LineClient::connect(port);
     let mut talking = LineClient::connect(port);
     talking.send("Mallory");
     // Not a PROXY header: closed unanswered (a reset when the rest of the line was unread).
     talking.expect_end();
 
-    let mut proxied = greeted(&mut server, &haproxy, CLIENT);
+    let mut proxied = greeted(&mut server, &mut haproxy, CLIENT);
     round_trip(&mut proxied, "Alice");
 
     // The silent one waited for a header that never came, and got a clean end, no greeting.
@@ -116,21 +125,21 @@ fn a_direct_client_without_a_header_is_dropped_while_the_proxied_one_is_served()
 /// is served, and the first's place is free again once it has left.
 #[test]
 fn max_per_ip_behind_haproxy_counts_the_client_the_header_names() {
-    let (mut server, _, haproxy) = start(SendProxy::V2, &["--max-per-ip", "1"]);
-    let mut first = greeted(&mut server, &haproxy, CLIENT);
+    let (mut server, _, mut haproxy) = start(SendProxy::V2, &["--max-per-ip", "1"]);
+    let mut first = greeted(&mut server, &mut haproxy, CLIENT);
 
     // The same client address again: closed at once, unanswered.
     let mut second = LineClient::connect_from(CLIENT, haproxy.front());
     second.expect_end();
 
     // Another client address through the same HAProxy (the same proxy address): served.
-    let mut other = greeted(&mut server, &haproxy, OTHER_CLIENT);
+    let mut other = greeted(&mut server, &mut haproxy, OTHER_CLIENT);
     round_trip(&mut other, "Carol");
     round_trip(&mut first, "Alice");
 
     // The first leaves; its place is free once it has seen the end.
     first.shutdown_write();
     first.expect_end();
-    let mut again = greeted(&mut server, &haproxy, CLIENT);
+    let mut again = greeted(&mut server, &mut haproxy, CLIENT);
     round_trip(&mut again, "Alice again");
 }

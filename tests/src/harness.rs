@@ -109,6 +109,18 @@ impl Process {
         }
     }
 
+    /// What the process printed so far, for a failure's message: the stdout lines taken and
+    /// those waiting, and the stderr lines waiting (which this takes).
+    pub fn printed_so_far(&mut self) -> String {
+        self.seen.extend(self.stdout.try_iter());
+        let stderr: Vec<String> = self.stderr.try_iter().collect();
+        let running = self.is_running();
+        format!(
+            "{} (running: {running}): stdout {:#?}, stderr {stderr:#?}",
+            self.program, self.seen
+        )
+    }
+
     /// The next line on stderr.
     pub fn stderr_line(&mut self) -> String {
         match self.stderr.recv_timeout(HANG_LIMIT) {
@@ -380,16 +392,22 @@ impl LineClient {
     /// or an error.
     #[track_caller]
     pub fn line(&mut self) -> Option<String> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => None,
-            Ok(_) => {
-                let end = line.trim_end_matches(['\n', '\r']).len();
-                line.truncate(end);
-                Some(line)
-            }
+        match self.try_line() {
+            Ok(line) => line,
             Err(e) => panic!("no line from the server: {e}"),
         }
+    }
+
+    /// The next line without its line ending; `None` at the end of stream; the error of a
+    /// timeout or a failed read.
+    pub fn try_line(&mut self) -> std::io::Result<Option<String>> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let end = line.trim_end_matches(['\n', '\r']).len();
+        line.truncate(end);
+        Ok(Some(line))
     }
 
     /// Asserts that the next line is `expected`.
@@ -459,7 +477,7 @@ impl SendProxy {
 /// when dropped.
 #[derive(Debug)]
 pub struct Haproxy {
-    _process: Process,
+    process: Process,
     front: SocketAddr,
     _dir: TempDir,
 }
@@ -514,7 +532,7 @@ impl Haproxy {
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(Haproxy {
-            _process: process,
+            process,
             front,
             _dir: dir,
         })
@@ -523,6 +541,11 @@ impl Haproxy {
     /// The frontend's address, where clients connect.
     pub fn front(&self) -> SocketAddr {
         self.front
+    }
+
+    /// What HAProxy printed so far, for a failure's message.
+    pub fn printed_so_far(&mut self) -> String {
+        self.process.printed_so_far()
     }
 }
 
