@@ -195,14 +195,7 @@ async fn a_listener_close_during_an_accept_returns_only_once_connects_are_refuse
         let seen = std::thread::spawn({
             let (listener, accepted) = (Arc::clone(&listener), Arc::clone(&accepted));
             move || {
-                let until = Instant::now() + Duration::from_secs(5);
-                while accepted.load(Ordering::SeqCst) < 3 && Instant::now() < until {
-                    std::thread::yield_now();
-                }
-                let until = Instant::now() + spin;
-                while Instant::now() < until {
-                    std::hint::spin_loop();
-                }
+                after_three_then_spin(&accepted, spin);
                 listener.close();
                 connect_to(port)
             }
@@ -263,14 +256,7 @@ async fn a_datagram_close_during_a_send_returns_only_once_the_port_is_free() {
         let rebound = std::thread::spawn({
             let (socket, sent) = (Arc::clone(&socket), Arc::clone(&sent));
             move || {
-                let until = Instant::now() + Duration::from_secs(5);
-                while sent.load(Ordering::SeqCst) < 3 && Instant::now() < until {
-                    std::thread::yield_now();
-                }
-                let until = Instant::now() + spin;
-                while Instant::now() < until {
-                    std::hint::spin_loop();
-                }
+                after_three_then_spin(&sent, spin);
                 let closing = Instant::now();
                 socket.close();
                 let took = closing.elapsed();
@@ -288,5 +274,18 @@ async fn a_datagram_close_during_a_send_returns_only_once_the_port_is_free() {
             "round {rounds}: the port was still bound after the close returned in {took:?}: \
              {rebound:?}"
         );
+    }
+}
+
+/// Waits (at most 5 s) until `count` reaches 3, then spins for `spin`: a close that lands at
+/// a varied moment inside a run of operations on another thread.
+fn after_three_then_spin(count: &std::sync::atomic::AtomicUsize, spin: Duration) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while count.load(std::sync::atomic::Ordering::SeqCst) < 3 && Instant::now() < until {
+        std::thread::yield_now();
+    }
+    let until = Instant::now() + spin;
+    while Instant::now() < until {
+        std::hint::spin_loop();
     }
 }
