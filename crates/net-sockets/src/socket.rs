@@ -382,7 +382,8 @@ impl<T: Transport> Socket<T> {
     /// Closes the socket at once; idempotent. See [Closing](Self#closing) for what the peer
     /// sees. A close that finds another under way (another thread's at the same moment, or the
     /// selector's) leaves the closing to it and returns once that one closed the socket and
-    /// released its descriptor.
+    /// released its descriptor (or, for a socket whose `SO_LINGER` makes the kernel's close
+    /// wait for the peer, handed it to the blocking thread that releases it).
     pub fn close(&self) {
         let core = self.link.conn.core();
         if core.is_closed() {
