@@ -268,6 +268,15 @@ impl TcpSocketBuilder {
     /// Binds a listener to `address` (a host name binds its first resolved address; a
     /// [`UnixSocketAddress`](crate::UnixSocketAddress) creates a Unix socket file).
     ///
+    /// `::` (the IPv6 unspecified address) binds a dual-stack listener, as the OS makes it by
+    /// default (on Linux, `net.ipv6.bindv6only = 0`): it accepts IPv4 clients too, and reports
+    /// them IPv4-mapped (see [`Socket::remote_address`]); the port is then taken for IPv4 as
+    /// well, so binding `0.0.0.0` at it fails with kind
+    /// [`AddrInUse`](std::io::ErrorKind::AddrInUse). A specific IPv6 address (`::1`) takes IPv6
+    /// clients only. The builder has no `IPV6_V6ONLY` option: for an IPv6-only listener on
+    /// `::` (beside an IPv4 one at the same port), make it with `socket2`
+    /// (`set_only_v6(true)` before its `bind`) and adopt it with [`from_std`](Self::from_std).
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] when the socket cannot be created, configured or bound (e.g. kind

@@ -546,6 +546,43 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
     }
 
+    /// Guard: a name that resolves to both loopbacks (`localhost` on many hosts) where only one
+    /// family listens connects to that one, whichever the resolver gave first, at once (a
+    /// refused attempt starts the next); when neither listens, the last attempt's error.
+    #[tokio::test]
+    async fn a_refused_address_of_one_family_falls_back_to_the_other() {
+        if std::net::UdpSocket::bind("[::1]:0").is_err() {
+            eprintln!("no IPv6 loopback: skipping");
+            return;
+        }
+        let selector = SelectorManager::new();
+        let refused = |address: &str| {
+            let l = std::net::TcpListener::bind(address).unwrap();
+            l.local_addr().unwrap()
+        };
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v6 = std::net::TcpListener::bind("[::1]:0").unwrap();
+        for (addresses, listening) in [
+            ([refused("[::1]:0"), v4.local_addr().unwrap()], &v4),
+            ([refused("127.0.0.1:0"), v6.local_addr().unwrap()], &v6),
+        ] {
+            let started = std::time::Instant::now();
+            let stream = race(selector.inner(), &addresses, &SocketOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(stream.peer_addr().unwrap(), listening.local_addr().unwrap());
+            assert!(started.elapsed() < ATTEMPT_DELAY, "{:?}", started.elapsed());
+        }
+        let err = race(
+            selector.inner(),
+            &[refused("[::1]:0"), refused("127.0.0.1:0")],
+            &SocketOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err:?}");
+    }
+
     /// A fixed local port: a later attempt cannot bind it while an earlier one still holds it,
     /// so the attempts must not overlap; the next address is tried when the one before fails.
     #[tokio::test]

@@ -321,12 +321,29 @@ impl<T: Transport> Socket<T> {
         })
     }
 
-    /// The local address.
+    /// The local address. A connection a dual-stack listener (bound to `::`) accepted from an
+    /// IPv4 client has it IPv4-mapped, as [`remote_address`](Self::remote_address) does.
     pub fn local_address(&self) -> SocketAddress {
         self.link.conn.local.clone()
     }
 
     /// The peer's address.
+    ///
+    /// A listener bound to `::` is dual-stack (the OS's default on Linux) and sees an IPv4
+    /// client as the OS reports it, IPv4-mapped: `[::ffff:127.0.0.1]:p`, which is not equal
+    /// to `127.0.0.1:p`. Compare the IP's [`to_canonical`](std::net::IpAddr::to_canonical)
+    /// form with an IPv4 address (`max_connections_per_ip` counts such a client as its IPv4
+    /// address). A listener bound to `0.0.0.0` (or a PROXY protocol header naming an IPv4
+    /// client) gives the plain IPv4 form.
+    ///
+    /// ```no_run
+    /// # async fn f(socket: net_sockets::Socket) {
+    /// let ip = socket.remote_address().as_inet().map(|a| a.ip().to_canonical());
+    /// if ip == Some(std::net::Ipv4Addr::LOCALHOST.into()) {
+    ///     // 127.0.0.1, over IPv4 or IPv4-mapped.
+    /// }
+    /// # }
+    /// ```
     pub fn remote_address(&self) -> SocketAddress {
         self.link.conn.remote.clone()
     }
