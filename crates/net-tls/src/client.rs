@@ -206,13 +206,36 @@ pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>> {
     let invalid = || Error::InvalidServerName { name: name.into() };
     // An IPv6 literal may come with brackets from a URL-style host; nothing else may.
     if let Some(inner) = name.strip_prefix('[') {
-        let ip: std::net::Ipv6Addr = inner
+        let ip = inner
             .strip_suffix(']')
-            .and_then(|inner| inner.parse().ok())
+            .and_then(ipv6_literal)
             .ok_or_else(invalid)?;
         return Ok(ServerName::IpAddress(std::net::IpAddr::V6(ip).into()));
     }
+    if name.contains('%') {
+        let ip = ipv6_literal(name).ok_or_else(invalid)?;
+        return Ok(ServerName::IpAddress(std::net::IpAddr::V6(ip).into()));
+    }
     ServerName::try_from(name.to_owned()).map_err(|_| invalid())
+}
+
+/// An IPv6 address, with or without a scope (`fe80::1%eth0`, `fe80::1%2`), which is dropped:
+/// it says which of this host's links reaches the address, and a certificate's IP SAN has none.
+fn ipv6_literal(text: &str) -> Option<std::net::Ipv6Addr> {
+    let (address, scope) = match text.split_once('%') {
+        Some((address, scope)) => (address, Some(scope)),
+        None => (text, None),
+    };
+    let scope_is_valid = |scope: &str| {
+        !scope.is_empty()
+            && scope
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    if scope.is_some_and(|scope| !scope_is_valid(scope)) {
+        return None;
+    }
+    address.parse().ok()
 }
 
 /// Builds a [`TlsConfig`]; see there for the defaults.
@@ -246,7 +269,9 @@ impl TlsConfigBuilder {
     /// Sends `name` as SNI and verifies the server's certificate against it, instead of the host
     /// given to `connect`. An IP address is checked against the certificate's IP SANs and is
     /// not sent as SNI (RFC 6066 allows only DNS names there). An IPv6 literal may be given in
-    /// brackets (`[::1]`); no other name may.
+    /// brackets (`[::1]`); no other name may. An IPv6 literal's scope (`fe80::1%eth0`,
+    /// `fe80::1%2`, as the host given to `connect` may have it) is dropped: the certificate
+    /// names the address.
     ///
     /// The name is checked when the configuration is built: an empty one, or one that is
     /// neither a DNS name nor an IP address, makes [`build`](Self::build) fail with
@@ -564,6 +589,35 @@ mod tests {
                 config.server_name,
                 Some(ServerName::IpAddress(ip.into())),
                 "{name}"
+            );
+        }
+    }
+
+    /// A scoped IPv6 literal (`fe80::1%eth0`, `fe80::1%2`: link-local addresses need one) is
+    /// the address without its scope, which is this host's routing and no part of the
+    /// certificate's IP SAN. The host given to `connect` keeps a named scope (the resolver
+    /// took it), so a TLS connect to `("fe80::1%eth0", 443)` failed with `InvalidServerName`
+    /// where one to `("fe80::1%2", 443)`, whose host is the address, verified `fe80::1`.
+    #[test]
+    fn a_scoped_ipv6_literal_is_verified_as_its_address() {
+        let ip = ServerName::IpAddress("fe80::1".parse::<std::net::IpAddr>().unwrap().into());
+        for name in ["fe80::1%eth0", "fe80::1%2", "[fe80::1%eth0]", "[fe80::1%2]"] {
+            let config = TlsConfig::builder().server_name(name).build().unwrap();
+            assert_eq!(config.server_name, Some(ip.clone()), "{name}");
+        }
+        let config = TlsConfig::builder().build().unwrap();
+        assert_eq!(config.name_for(Some("fe80::1%eth0")).unwrap(), ip);
+        for name in [
+            "fe80::1%",
+            "[fe80::1%]",
+            "localhost%eth0",
+            "127.0.0.1%1",
+            "fe80::1%a b",
+        ] {
+            let err = TlsConfig::builder().server_name(name).build().unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidServerName { name: given } if given == name),
+                "{name}: {err:?}"
             );
         }
     }

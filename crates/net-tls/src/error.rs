@@ -72,7 +72,8 @@ pub enum Error {
         protocol: Vec<u8>,
     },
     /// The name to verify the server against is neither a DNS name nor an IP address (brackets
-    /// are allowed only around an IPv6 literal), or it is empty: an empty
+    /// are allowed only around an IPv6 literal, and so is a scope, `fe80::1%eth0`, which is
+    /// dropped), or it is empty: an empty
     /// [`server_name`](crate::TlsConfigBuilder::server_name), or none at all (a Unix socket
     /// without `server_name`).
     InvalidServerName {
