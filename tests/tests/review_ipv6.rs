@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use net_io::LineEnding;
 use net_sockets::{
-    Datagram, ProxyProtocol, SelectorManager, ServerSocket, Socket, SocketAddress, a_socket,
+    Datagram, Error, ProxyProtocol, SelectorManager, ServerSocket, Socket, SocketAddress, a_socket,
 };
 use net_tests::loopback::has_ipv6_loopback;
 use net_tests::within;
@@ -501,5 +501,192 @@ async fn check_tls(result: net_tls::Result<net_tls::TlsSocket>, valid: bool, wha
     } else {
         let e = result.expect_err(what);
         net_tests::tls::assert_certificate_error(&e, net_tests::tls::is_not_valid_for_name);
+    }
+}
+
+/// A local address IPv4-mapped (`::ffff:127.0.0.1`, as a dual-stack listener reports an IPv4
+/// client) is IPv4 in effect: a socket bound to it cannot reach an IPv6 address, and one bound
+/// to a specific IPv6 address (`::1`) cannot reach an IPv4-mapped one. A TCP connect with such
+/// a `local_address`, a UDP `connect_from` and a UDP `send` fail with `Error::Io` of kind
+/// `InvalidInput` naming both addresses, as for a local address of the other family. (Before,
+/// the OS's `EAFNOSUPPORT`, kind `Uncategorized`, "Address family not supported by protocol",
+/// for the mapped local address; `ENETUNREACH` for `::1` to a mapped target.) A mapped local
+/// address still reaches IPv4 peers, and `::` both families.
+#[tokio::test]
+async fn a_local_address_ipv4_mapped_reaches_ipv4_only() {
+    if no_ipv6() {
+        return;
+    }
+    let selector = SelectorManager::new();
+    let mapped_local = v6("[::ffff:127.0.0.1]:0");
+    let v6_local = v6("[::1]:0");
+    let tcp_v6 = a_socket(&selector).tcp().bind(("::1", 0)).await.unwrap();
+    let tcp_v4 = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let tcp_v4_mapped = SocketAddr::new(
+        Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(),
+        tcp_v4.port().unwrap(),
+    );
+    let udp_v6 = a_socket(&selector).udp().bind(("::1", 0)).await.unwrap();
+    let udp_v4 = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let udp_v4_mapped = SocketAddr::new(
+        Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(),
+        udp_v4.local_address().port().unwrap(),
+    );
+    let refused = |what: &str, local: SocketAddr, target: &dyn std::fmt::Display, e: Error| {
+        assert!(
+            matches!(&e, Error::Io(io) if io.kind() == io::ErrorKind::InvalidInput),
+            "{what} {local} to {target}: {e:?}"
+        );
+        let message = e.to_string();
+        assert!(
+            message.contains(&local.ip().to_string()),
+            "{what}: {message}"
+        );
+        assert!(message.contains(&target.to_string()), "{what}: {message}");
+    };
+    for (local, target) in [
+        (mapped_local, tcp_v6.local_address()),
+        (v6_local, tcp_v4_mapped.into()),
+    ] {
+        let e = a_socket(&selector)
+            .tcp()
+            .local_address(local)
+            .connect(&target)
+            .await
+            .unwrap_err();
+        refused("TCP", local, &target, e);
+    }
+    for (local, target) in [
+        (mapped_local, udp_v6.local_address()),
+        (v6_local, udp_v4_mapped.into()),
+    ] {
+        let e = a_socket(&selector)
+            .udp()
+            .connect_from(&target, local)
+            .await
+            .unwrap_err();
+        refused("UDP connect_from", local, &target, e);
+    }
+    let bound = a_socket(&selector).udp().bind(mapped_local).await.unwrap();
+    let e = bound
+        .send(Datagram::new("x", udp_v6.local_address()).unwrap())
+        .await
+        .unwrap_err();
+    refused("UDP send", mapped_local, &udp_v6.local_address(), e);
+    // IPv4 peers, in either form, it reaches.
+    for to in [udp_v4.local_address(), udp_v4_mapped.into()] {
+        bound
+            .send(Datagram::new("v4", to.clone()).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("{to}: {e:?}"));
+        let got = within(udp_v4.receive()).await.unwrap();
+        assert_eq!(&got.packet[..], b"v4");
+    }
+    let tcp = a_socket(&selector)
+        .tcp()
+        .local_address(mapped_local)
+        .connect(tcp_v4_mapped)
+        .await
+        .unwrap();
+    assert_eq!(tcp.remote_address(), SocketAddress::from(tcp_v4_mapped));
+    // `::` reaches both.
+    for target in [tcp_v6.local_address(), tcp_v4_mapped.into()] {
+        a_socket(&selector)
+            .tcp()
+            .local_address(v6("[::]:0"))
+            .connect(&target)
+            .await
+            .unwrap_or_else(|e| panic!("{target}: {e:?}"));
+    }
+}
+
+/// A UDP `connect_from` a dual-stack local address (`::`) to a host name whose only address is
+/// IPv4 (`127.1`, as `localhost` is on many hosts) connects to it, as it does to the IPv4
+/// literal. (Before, the name's IPv4 addresses were dropped as "of the other family" and the
+/// connect failed with `Error::Resolve`: "the name has no IPv6 address".)
+#[tokio::test]
+async fn a_dual_stack_udp_connect_from_reaches_a_name_with_ipv4_addresses_only() {
+    if no_ipv6() {
+        return;
+    }
+    let selector = SelectorManager::new();
+    let peer = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = peer.local_address().port().unwrap();
+    let connected = a_socket(&selector)
+        .udp()
+        .connect_from(("127.1", port), ("::", 0))
+        .await
+        .unwrap();
+    let mapped = SocketAddr::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), port);
+    assert_eq!(connected.remote_address(), SocketAddress::from(mapped));
+    connected
+        .send(Datagram::new("hi", connected.remote_address()).unwrap())
+        .await
+        .unwrap();
+    let got = within(peer.receive()).await.unwrap();
+    assert_eq!(&got.packet[..], b"hi");
+}
+
+/// A UDP socket bound to an IPv6 address that is not dual-stack (`::1`) cannot reach an IPv4
+/// address: `send` fails with `Error::Io` of kind `InvalidInput` naming both, as a socket bound
+/// to an IPv4 address sending to an IPv6 one does, and as `connect_from` refuses the same pair;
+/// nothing is sent, and the socket goes on. (Before, the OS's `ENETUNREACH`, kind
+/// `NetworkUnreachable`, which reads as a routing fault: the kernel makes a socket bound to
+/// `::1` IPv6-only.)
+#[tokio::test]
+async fn an_ipv6_only_udp_socket_sending_to_an_ipv4_address_is_invalid_input() {
+    if no_ipv6() {
+        return;
+    }
+    let selector = SelectorManager::new();
+    let socket = a_socket(&selector).udp().bind(("::1", 0)).await.unwrap();
+    let v4_peer = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let v6_peer = a_socket(&selector).udp().bind(("::1", 0)).await.unwrap();
+    let v4_port = v4_peer.local_address().port().unwrap();
+    for to in [
+        v4_peer.local_address(),
+        SocketAddress::from(SocketAddr::new(
+            Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(),
+            v4_port,
+        )),
+    ] {
+        let result = socket.send(Datagram::new("x", to.clone()).unwrap()).await;
+        let err = match result {
+            Err(e) => e,
+            Ok(()) => {
+                let got = tokio::time::timeout(Duration::from_millis(500), v4_peer.receive()).await;
+                panic!("{to}: sent; the peer got {got:?}");
+            }
+        };
+        assert!(matches!(err, Error::Io(_)), "{to}: {err:?}");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{to}: {err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&socket.local_address().to_string()),
+            "{message}"
+        );
+        assert!(message.contains(&to.to_string()), "{message}");
+        socket
+            .send(Datagram::new("still", v6_peer.local_address()).unwrap())
+            .await
+            .unwrap();
+        let got = within(v6_peer.receive()).await.unwrap();
+        assert_eq!(&got.packet[..], b"still");
     }
 }

@@ -193,7 +193,10 @@ impl TcpSocketBuilder {
     /// A Unix path with an IP address to connect to, an IP address with a Unix socket, or an IP
     /// address of the other family than an IP address to connect to (IPv4 and IPv6), fails
     /// the connect with [`Error::Io`](crate::Error::Io) of kind
-    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput). With a port other than 0
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput); so does an IPv4-mapped address
+    /// (`::ffff:a.b.c.d`, IPv4 in effect) with an IPv6 address that is not IPv4-mapped, and
+    /// an IPv6 address other than `::` (such as `::1`) with an IPv4-mapped one. With a port
+    /// other than 0
     /// the attempts are not raced (each would need that port): the next address is tried when
     /// the one before fails, so bound the whole with [`connect_timeout`](Self::connect_timeout)
     /// when an address may not answer at all. A Unix path makes a socket file, which the socket
@@ -456,16 +459,19 @@ impl UdpSocketBuilder {
     }
 
     /// A datagram socket bound to `local` and connected to `remote` (with a host name, its first
-    /// address of `local`'s family). Its peer is the one the kernel connected it to, as for
+    /// address that `local` reaches: of `local`'s family, or for a dual-stack `local`, `::`,
+    /// also an IPv4 one). Its peer is the one the kernel connected it to, as for
     /// [`connect`](Self::connect).
     ///
     /// # Errors
     ///
-    /// As [`bind`](Self::bind); [`Error::Resolve`] also when `remote`'s name has no address of
-    /// `local`'s family; [`Error::Io`] of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput)
-    /// when `local` and `remote` are of different IP families, except a dual-stack `local`
-    /// (`::`, or an IPv4-mapped address) with an IPv4 `remote`, which it reaches through its
-    /// IPv4-mapped form.
+    /// As [`bind`](Self::bind); [`Error::Resolve`] also when `remote`'s name has no address
+    /// that `local` reaches; [`Error::Io`] of kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) when `local` and `remote` are of
+    /// different IP families, except a dual-stack `local` (`::`, or an IPv4-mapped address)
+    /// with an IPv4 `remote`, which it reaches through its IPv4-mapped form; also when `local`
+    /// is IPv4-mapped (IPv4 in effect) and `remote` an IPv6 address that is not, or `local` an
+    /// IPv6 address other than `::` and `remote` IPv4-mapped.
     ///
     /// # Cancel safety
     ///

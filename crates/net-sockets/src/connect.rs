@@ -70,15 +70,23 @@ pub(crate) async fn resolve(
     }
 }
 
-/// Keeps the addresses of `local`'s family (a socket bound to `local` can reach no other).
+/// Keeps the addresses a socket bound to `local` reaches (see [`reaches`]); with
+/// `dual_stack_to_ipv4` (a UDP socket, which sends to an IPv4 address as it is), also the IPv4
+/// addresses when `local` is dual-stack (`::`, or IPv4-mapped).
 ///
 /// # Errors
 ///
 /// [`Error::Resolve`] for `host` when none is left.
-fn keep_family(host: &str, addresses: &mut Vec<SocketAddr>, local: SocketAddr) -> Result<()> {
-    addresses.retain(|a| a.is_ipv6() == local.is_ipv6());
+fn keep_family(
+    host: &str,
+    addresses: &mut Vec<SocketAddr>,
+    local: SocketAddr,
+    dual_stack_to_ipv4: bool,
+) -> Result<()> {
+    let dual_stack = dual_stack_to_ipv4 && crate::datagram::dual_stack(local);
+    addresses.retain(|&a| reaches(local, a) || (dual_stack && a.is_ipv4()));
     if addresses.is_empty() {
-        let family = if local.is_ipv6() { "IPv6" } else { "IPv4" };
+        let family = family(local);
         return Err(Error::Resolve {
             host: host.to_owned(),
             source: io::Error::new(
@@ -91,7 +99,8 @@ fn keep_family(host: &str, addresses: &mut Vec<SocketAddr>, local: SocketAddr) -
 }
 
 /// The target itself, or the first address its host name resolves to (for `bind`); with
-/// `local`, the first of `local`'s family.
+/// `local` (a UDP `connect_from`), the first a UDP socket bound to `local` reaches: of its
+/// family, or any for a dual-stack `local`.
 pub(crate) async fn resolve_first(
     selector: &SelectorInner,
     target: SocketTarget,
@@ -108,7 +117,7 @@ pub(crate) async fn resolve_first(
             selector.check_open()?;
             let mut addresses = resolved?;
             if let Some(SocketAddress::Inet(local)) = local {
-                keep_family(&host, &mut addresses, local.socket_addr())?;
+                keep_family(&host, &mut addresses, local.socket_addr(), true)?;
             }
             Ok(SocketAddress::from(addresses[0]))
         }
@@ -171,7 +180,7 @@ pub(crate) async fn connect(
             }
             let mut addresses = resolve(selector.handle(), &host, port).await?;
             if let Some(SocketAddress::Inet(local)) = &options.local_address {
-                keep_family(&host, &mut addresses, local.socket_addr())?;
+                keep_family(&host, &mut addresses, local.socket_addr(), false)?;
             }
             let addresses = interleave(addresses);
             let stream = race(selector, &addresses, options).await?;
@@ -226,15 +235,40 @@ fn other_kind(local: &str, target: &str) -> Error {
     ))
 }
 
-/// Fails when `local` is of the other IP family than `target`: a socket bound to one cannot
-/// connect to the other.
+/// Whether a socket bound to `local` reaches `target` (of the same `SocketAddr` family: a
+/// socket is of one). An IPv6 socket bound to `::` reaches every IPv6 address, IPv4-mapped ones
+/// (`::ffff:a.b.c.d`) included; one bound to an IPv4-mapped address is IPv4 in effect and
+/// reaches IPv4-mapped addresses only; one bound to another IPv6 address, which the kernel
+/// makes IPv6-only, reaches no IPv4-mapped address.
+pub(crate) fn reaches(local: SocketAddr, target: SocketAddr) -> bool {
+    match (local, target) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) => true,
+        (SocketAddr::V6(local), SocketAddr::V6(target)) => {
+            local.ip().is_unspecified()
+                || local.ip().to_ipv4_mapped().is_some() == target.ip().to_ipv4_mapped().is_some()
+        }
+        _ => false,
+    }
+}
+
+/// The family an address is of in effect: `IPv4`, `IPv4-mapped` (an IPv6 address that is an
+/// IPv4 one) or `IPv6`.
+pub(crate) fn family(address: SocketAddr) -> &'static str {
+    match address {
+        SocketAddr::V4(_) => "IPv4",
+        SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_some() => "IPv4-mapped",
+        SocketAddr::V6(_) => "IPv6",
+    }
+}
+
+/// Fails when a socket bound to `local` cannot reach `target` (see [`reaches`]): of the other
+/// IP family, or, both IPv6, one IPv4-mapped and the other not (unless `local` is `::`).
 ///
 /// # Errors
 ///
 /// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput), naming both.
 pub(crate) fn check_family(local: SocketAddr, target: SocketAddr) -> Result<()> {
-    let family = |a: SocketAddr| if a.is_ipv6() { "IPv6" } else { "IPv4" };
-    if local.is_ipv6() == target.is_ipv6() {
+    if reaches(local, target) {
         return Ok(());
     }
     Err(Error::Io(io::Error::new(

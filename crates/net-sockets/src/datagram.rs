@@ -104,6 +104,26 @@ fn from_peer(remote: SocketAddr, from: SocketAddr) -> bool {
     remote.port() == from.port() && remote.ip().to_canonical() == from.ip().to_canonical()
 }
 
+/// Whether a socket bound to `local` reaches IPv4 peers through their IPv4-mapped form: an
+/// IPv6 socket bound to `::`, or to an IPv4-mapped address.
+pub(crate) fn dual_stack(local: SocketAddr) -> bool {
+    local.is_ipv6() && (local.ip().is_unspecified() || local.ip().to_canonical().is_ipv4())
+}
+
+/// A send from a socket bound to `local` to `to`, which it cannot reach (the OS's error would
+/// be `EAFNOSUPPORT`, which has no kind, or `ENETUNREACH`, which reads as a routing fault).
+fn unreachable(local: SocketAddr, to: SocketAddr) -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "a socket bound to the {} address {local} cannot send to the {} address {to} (one \
+             bound to `::` reaches both families)",
+            crate::connect::family(local),
+            crate::connect::family(to)
+        ),
+    ))
+}
+
 struct UdpCore {
     core: Core<UdpSocket>,
     /// The receive buffer, kept between receives.
@@ -295,23 +315,25 @@ impl UdpCore {
     /// # Errors
     ///
     /// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) for another IPv6
-    /// address on an IPv4 socket, which cannot reach it (the OS's `EAFNOSUPPORT` has no kind).
+    /// address on an IPv4 socket, which cannot reach it (the OS's `EAFNOSUPPORT` has no kind),
+    /// or on one bound to an IPv4-mapped address (IPv4 in effect, and the same error), and for
+    /// an IPv4 address (in either form) on a socket bound to an IPv6 address that is not
+    /// dual-stack (`::1`), which the kernel makes IPv6-only: the OS's `ENETUNREACH` (kind
+    /// `NetworkUnreachable`) would send the caller looking for a routing fault.
     fn reachable(&self, to: SocketAddr) -> Result<SocketAddr> {
-        match (&self.local, to) {
-            (SocketAddress::Inet(local), SocketAddr::V6(v6)) if local.socket_addr().is_ipv4() => {
-                match v6.ip().to_ipv4_mapped() {
-                    Some(ip) => Ok(SocketAddr::new(IpAddr::V4(ip), v6.port())),
-                    None => Err(Error::Io(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "a socket bound to the IPv4 address {} cannot send to the IPv6 \
-                             address {to}",
-                            self.local
-                        ),
-                    ))),
-                }
-            }
-            _ => Ok(to),
+        let SocketAddress::Inet(local) = &self.local else {
+            return Ok(to);
+        };
+        let local = local.socket_addr();
+        match (local, to) {
+            (SocketAddr::V4(_), SocketAddr::V6(v6)) => match v6.ip().to_ipv4_mapped() {
+                Some(ip) => Ok(SocketAddr::new(IpAddr::V4(ip), v6.port())),
+                None => Err(unreachable(local, to)),
+            },
+            // The kernel sends to an IPv4 address as it is from a dual-stack socket.
+            (SocketAddr::V6(_), SocketAddr::V4(_)) if dual_stack(local) => Ok(to),
+            _ if crate::connect::reaches(local, to) => Ok(to),
+            _ => Err(unreachable(local, to)),
         }
     }
 
@@ -440,7 +462,9 @@ macro_rules! datagram_methods {
         ///
         /// [`Error::DatagramTooLarge`]; [`Error::Io`] of kind
         /// [`InvalidInput`](io::ErrorKind::InvalidInput) for an IPv6 address (other than an
-        /// IPv4-mapped one) on a socket bound to an IPv4 address, and from the OS (for example
+        /// IPv4-mapped one) on a socket bound to an IPv4 address (or an IPv4-mapped one, IPv4
+        /// in effect), or an IPv4 address (in either form) on a socket bound to an IPv6 address
+        /// other than `::` (such as `::1`), and from the OS (for example
         /// [`PermissionDenied`](io::ErrorKind::PermissionDenied) for a broadcast address
         /// without `broadcast(true)`); [`Error::Closed`] / [`Error::SelectorClosed`].
         ///
@@ -622,11 +646,9 @@ impl ConnectedDatagramSocket {
         let local = match local {
             Some(SocketAddress::Inet(local)) => {
                 let local = local.socket_addr();
-                // A dual-stack socket (bound to `::`, or to an IPv4-mapped address) reaches an
-                // IPv4 peer through its IPv4-mapped form; no other reaches the other family.
-                let dual_stack = local.is_ipv6()
-                    && (local.ip().is_unspecified() || local.ip().to_canonical().is_ipv4());
-                if !(dual_stack && remote.is_ipv4()) {
+                // A dual-stack socket reaches an IPv4 peer through its IPv4-mapped form; no
+                // other reaches the other family.
+                if !(dual_stack(local) && remote.is_ipv4()) {
                     crate::connect::check_family(local, remote)?;
                 }
                 local
