@@ -504,6 +504,56 @@ async fn check_tls(result: net_tls::Result<net_tls::TlsSocket>, valid: bool, wha
     }
 }
 
+/// Guard (the guide's admission control): on a dual-stack listener, `max_connections_per_ip`
+/// counts an IPv4 client reaching it IPv4-mapped as its IPv4 address, the same client as a
+/// PROXY header naming that IPv4 address; an IPv6 client is another address.
+#[tokio::test]
+async fn the_per_ip_cap_counts_an_ipv4_mapped_client_as_its_ipv4_address() {
+    if no_ipv6() {
+        return;
+    }
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector)
+        .tcp()
+        .max_connections_per_ip(1)
+        .proxy_protocol(ProxyProtocol::Optional)
+        .bind(("::", 0))
+        .await
+        .unwrap();
+    let port = server.port().unwrap();
+    let mut over_v4 = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    over_v4.write_all(b"one\n").await.unwrap();
+    let mut first = within(server.accept()).await.unwrap();
+    let ip = first.remote_address().as_inet().unwrap().ip();
+    assert_eq!(ip, IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped()));
+    assert_eq!(first_line(&mut first).await.as_deref(), Some("one"));
+    // The same client, as a proxy names it: over its cap.
+    let mut named = TcpStream::connect(("::1", port)).await.unwrap();
+    named
+        .write_all(b"PROXY TCP4 127.0.0.1 127.0.0.1 5 6\r\ntwo\n")
+        .await
+        .unwrap();
+    let mut over_v6 = TcpStream::connect(("::1", port)).await.unwrap();
+    over_v6.write_all(b"three\n").await.unwrap();
+    let mut third = within(server.accept()).await.unwrap();
+    assert_eq!(
+        third.remote_address(),
+        SocketAddress::from(over_v6.local_addr().unwrap())
+    );
+    assert_eq!(first_line(&mut third).await.as_deref(), Some("three"));
+    let mut rest = Vec::new();
+    let read = within(named.read_to_end(&mut rest)).await;
+    assert!(read.is_err() || rest.is_empty(), "{read:?} {rest:?}");
+    within(async {
+        while server.stats().refused_per_ip < 1 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert_eq!(server.stats().refused_per_ip, 1);
+    drop(first);
+}
+
 /// A local address IPv4-mapped (`::ffff:127.0.0.1`, as a dual-stack listener reports an IPv4
 /// client) is IPv4 in effect: a socket bound to it cannot reach an IPv6 address, and one bound
 /// to a specific IPv6 address (`::1`) cannot reach an IPv4-mapped one. A TCP connect with such
