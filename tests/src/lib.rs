@@ -93,3 +93,9 @@ impl Drop for Ticker {
         self.task.abort();
     }
 }
+
+/// The workspace README's Rust code, compiled (and run) as doc tests of this package, which is
+/// never published (the README lies outside every published crate).
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct WorkspaceReadme;
