@@ -15,7 +15,7 @@ use crate::{Error, Result, SelectorManager, ServerSocket, Socket, SocketAddress}
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use net_sockets::{a_socket, SelectorManager};
 ///
 /// # #[tokio::main] async fn main() -> net_sockets::Result<()> {

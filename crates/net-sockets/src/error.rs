@@ -22,7 +22,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use std::io::ErrorKind;
 /// use net_sockets::{a_socket, Error, SelectorManager};
 ///

@@ -26,7 +26,7 @@ use crate::{Error, Result, ShutdownReport};
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use net_sockets::{a_socket, SelectorManager};
 ///
 /// # #[tokio::main] async fn main() -> net_sockets::Result<()> {
