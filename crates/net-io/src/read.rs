@@ -151,7 +151,7 @@ macro_rules! typed_reads {
         /// # Errors
         ///
         /// [`Error::UnexpectedEof`] if the stream ends first (the bytes that did arrive stay
-        /// buffered), or the transport's error.
+        /// buffered), [`Error::Cancelled`], or the transport's error.
         ///
         /// # Cancel safety
         ///
@@ -753,7 +753,8 @@ impl ByteReadChannel {
     /// # Errors
     ///
     /// [`Error::UnexpectedEof`] if the stream ends first (`dst` then holds the bytes that did
-    /// arrive, at its start), [`Error::Timeout`] as above, or the transport's error.
+    /// arrive, at its start), [`Error::Timeout`] as above, [`Error::Cancelled`], or the
+    /// transport's error.
     ///
     /// # Cancel safety
     ///
@@ -861,8 +862,8 @@ impl ByteReadChannel {
     ///
     /// # Errors
     ///
-    /// [`Error::UnexpectedEof`] if the stream ends first (the bytes stay buffered), or the
-    /// transport's error.
+    /// [`Error::UnexpectedEof`] if the stream ends first (the bytes stay buffered),
+    /// [`Error::Cancelled`], or the transport's error.
     ///
     /// # Cancel safety
     ///
@@ -942,8 +943,8 @@ impl ByteReadChannel {
     ///
     /// # Errors
     ///
-    /// [`Error::UnexpectedEof`] if the stream ends first (what was there is skipped), or the
-    /// transport's error. On [`Error::Timeout`] the bytes skipped so far stay skipped, as for
+    /// [`Error::UnexpectedEof`] if the stream ends first (what was there is skipped),
+    /// [`Error::Cancelled`], or the transport's error. On [`Error::Timeout`] the bytes skipped so far stay skipped, as for
     /// [`discard`](Self::discard).
     ///
     /// # Cancel safety
