@@ -371,8 +371,9 @@ impl TcpSocketBuilder {
     /// resolve (or has no address of the `local_address`'s family); [`Error::Io`] of kind
     /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the `local_address` is of the
     /// other kind than `address` (a Unix path and an IP address), or of the other IP family
-    /// than an IP address given as `address`; [`Error::SelectorClosed`]
-    /// when the selector is closed.
+    /// than an IP address given as `address`; [`Error::InvalidOption`] for an option value the
+    /// OS refuses (a keep-alive count of 0, say); [`Error::SelectorClosed`] when the selector is
+    /// closed.
     ///
     /// # Cancel safety
     ///
@@ -428,8 +429,8 @@ impl UdpSocketBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the socket cannot be created, configured or bound;
-    /// [`Error::Resolve`]; [`Error::SelectorClosed`].
+    /// [`Error::Io`] when the socket cannot be created or bound; [`Error::InvalidOption`] for
+    /// an option value the OS refuses; [`Error::Resolve`]; [`Error::SelectorClosed`].
     ///
     /// # Cancel safety
     ///
