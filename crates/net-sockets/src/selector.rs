@@ -403,7 +403,8 @@ pub struct SelectorManagerBuilder {
 }
 
 impl SelectorManagerBuilder {
-    /// How many threads the selector's runtime runs (default: tokio's, one per core).
+    /// How many threads the selector's runtime runs (default: tokio's, one per core; 0 is
+    /// taken as 1).
     pub fn worker_threads(mut self, n: usize) -> Self {
         self.worker_threads = Some(n.max(1));
         self
