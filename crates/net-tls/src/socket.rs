@@ -120,8 +120,10 @@ pub trait TlsExt: Sized {
     /// the server), [`Error::HandshakeTimeout`](crate::Error::HandshakeTimeout), [`Error::InvalidServerName`](crate::Error::InvalidServerName) when there is no
     /// usable name (a socket connected to a bare address still has its IP literal, and a TCP
     /// socket adopted with `Socket::from_std` its peer's; an adopted or connected Unix socket
-    /// has none), or
-    /// [`Error::Socket`](crate::Error::Socket). On error the socket is closed.
+    /// has none), [`Error::InvalidAlpnProtocol`](crate::Error::InvalidAlpnProtocol) for a
+    /// configuration from [`TlsConfig::from_rustls`] whose ALPN list cannot be sent (before
+    /// anything is sent), or [`Error::Socket`](crate::Error::Socket). On error the socket is
+    /// closed.
     ///
     /// # Cancel safety
     ///
