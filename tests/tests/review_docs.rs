@@ -285,3 +285,44 @@ async fn an_ipv4_mapped_client_counts_as_its_ipv4_address_for_the_per_ip_cap() {
     );
     assert_eq!(server.stats().refused_per_ip, 1);
 }
+
+/// `with_sock_ref` on a socket, listener or datagram socket that its selector closed fails with
+/// `Error::SelectorClosed` (as every other operation then does), which its "# Errors" section
+/// lists beside `Error::Closed`.
+#[tokio::test]
+async fn with_sock_ref_after_the_selectors_close_is_selector_closed() {
+    use net_sockets::Error;
+    let selector = SelectorManager::new();
+    let server = listener(&selector).await;
+    let client = a_socket(&selector)
+        .tcp()
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    let udp = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    selector.close();
+    let results = [
+        (
+            "socket",
+            client.with_sock_ref(|s| s.tcp_nodelay()).map(drop),
+        ),
+        (
+            "listener",
+            server.with_sock_ref(|s| s.reuse_address()).map(drop),
+        ),
+        (
+            "datagram socket",
+            udp.with_sock_ref(|s| s.broadcast()).map(drop),
+        ),
+    ];
+    for (what, result) in results {
+        assert!(
+            matches!(result, Err(Error::SelectorClosed)),
+            "{what}: {result:?}"
+        );
+    }
+}

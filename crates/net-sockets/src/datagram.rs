@@ -516,8 +516,8 @@ macro_rules! datagram_methods {
         ///
         /// # Errors
         ///
-        /// [`Error::Closed`] when the socket is closed; the error `f` returns, as
-        /// [`Error::Io`].
+        /// [`Error::Closed`] (or [`Error::SelectorClosed`]) when the socket is closed; the
+        /// error `f` returns, as [`Error::Io`].
         pub fn with_sock_ref<R>(
             &self,
             f: impl FnOnce(socket2::SockRef<'_>) -> io::Result<R>,

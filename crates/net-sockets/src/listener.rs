@@ -540,7 +540,8 @@ impl ServerSocket {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] when the listener is closed; the error `f` returns, as [`Error::Io`].
+    /// [`Error::Closed`] (or [`Error::SelectorClosed`]) when the listener is closed; the error
+    /// `f` returns, as [`Error::Io`].
     pub fn with_sock_ref<R>(&self, f: impl FnOnce(SockRef<'_>) -> io::Result<R>) -> Result<R> {
         self.inner.core.with_sock_ref(f)
     }

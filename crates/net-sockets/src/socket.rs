@@ -453,7 +453,8 @@ impl<T: Transport> Socket<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] when the socket is closed; the error `f` returns, as [`Error::Io`].
+    /// [`Error::Closed`] (or [`Error::SelectorClosed`]) when the socket is closed; the error `f`
+    /// returns, as [`Error::Io`].
     pub fn with_sock_ref<R>(
         &self,
         f: impl FnOnce(socket2::SockRef<'_>) -> io::Result<R>,
