@@ -11,6 +11,8 @@
 //!   typed, count-taking and slice-filling reads included (their "# Errors" sections list it).
 //! - The guide's "4. Admission control": an IPv4 client of a dual-stack listener counts as its
 //!   IPv4 address for `max_connections_per_ip`.
+//! - `with_sock_ref` after the selector's close is `Error::SelectorClosed` (its "# Errors"
+//!   sections list it beside `Error::Closed`).
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
