@@ -13,6 +13,7 @@
 //!   IPv4 address for `max_connections_per_ip`.
 //! - `with_sock_ref` after the selector's close is `Error::SelectorClosed` (its "# Errors"
 //!   sections list it beside `Error::Closed`).
+//! - The UDP builder refuses a Unix path with `Error::Io` of kind `Unsupported`.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -327,4 +328,45 @@ async fn with_sock_ref_after_the_selectors_close_is_selector_closed() {
             "{what}: {result:?}"
         );
     }
+}
+
+/// net-sockets' "Platforms": "Unix datagram sockets are not supported": the UDP builder's
+/// `bind`, `connect` and `connect_from` refuse a Unix path with `Error::Io` of kind
+/// `Unsupported` (their "# Errors" sections say so), and make no socket file.
+#[tokio::test]
+async fn the_udp_builder_refuses_a_unix_path_as_unsupported() {
+    use net_sockets::{Error, UnixSocketAddress};
+    let dir = net_tests::TempDir::new("review-docs-unix-udp");
+    let path = dir.join("udp.sock");
+    let selector = SelectorManager::new();
+    let unix = UnixSocketAddress::new(&path);
+    let results = [
+        (
+            "bind",
+            a_socket(&selector).udp().bind(unix.clone()).await.map(drop),
+        ),
+        (
+            "connect",
+            a_socket(&selector)
+                .udp()
+                .connect(unix.clone())
+                .await
+                .map(drop),
+        ),
+        (
+            "connect_from",
+            a_socket(&selector)
+                .udp()
+                .connect_from(unix.clone(), unix.clone())
+                .await
+                .map(drop),
+        ),
+    ];
+    for (what, result) in results {
+        assert!(
+            matches!(&result, Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::Unsupported),
+            "{what}: {result:?}"
+        );
+    }
+    assert!(!path.exists());
 }

@@ -429,8 +429,10 @@ impl UdpSocketBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the socket cannot be created or bound; [`Error::InvalidOption`] for
-    /// an option value the OS refuses; [`Error::Resolve`]; [`Error::SelectorClosed`].
+    /// [`Error::Io`] when the socket cannot be created or bound (of kind
+    /// [`Unsupported`](std::io::ErrorKind::Unsupported) for a Unix socket address: Unix datagram
+    /// sockets are not supported); [`Error::InvalidOption`] for an option value the OS refuses;
+    /// [`Error::Resolve`]; [`Error::SelectorClosed`].
     ///
     /// # Cancel safety
     ///
