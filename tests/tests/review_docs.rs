@@ -14,6 +14,7 @@
 //! - `with_sock_ref` after the selector's close is `Error::SelectorClosed` (its "# Errors"
 //!   sections list it beside `Error::Closed`).
 //! - The UDP builder refuses a Unix path with `Error::Io` of kind `Unsupported`.
+//! - The guide's "6. Behind HAProxy": a v1 `UNKNOWN` header keeps the connection's own address.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -369,4 +370,45 @@ async fn the_udp_builder_refuses_a_unix_path_as_unsupported() {
         );
     }
     assert!(!path.exists());
+}
+
+/// The guide, "6. Behind HAProxy": "A header that names no client (HAProxy's `LOCAL` command
+/// ..., or v1 `UNKNOWN`) leaves the connection's own address as the remote address, and
+/// `proxy_address` is `None`" — here v1 `UNKNOWN`, bare and with addresses, through a listener
+/// that requires a header; the bytes after the header are the read channel's first.
+#[tokio::test]
+async fn a_v1_unknown_header_keeps_the_connections_own_address() {
+    use tokio::io::AsyncWriteExt;
+
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector)
+        .tcp()
+        .proxy_protocol(net_sockets::ProxyProtocol::Required)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let headers = [
+        "PROXY UNKNOWN\r\n",
+        "PROXY UNKNOWN 192.0.2.1 192.0.2.2 1000 2000\r\n", // addresses to ignore
+    ];
+    for header in headers {
+        let mut client = tokio::net::TcpStream::connect(server.local_address().to_string())
+            .await
+            .unwrap();
+        client
+            .write_all(format!("{header}hello\n").as_bytes())
+            .await
+            .unwrap();
+        let mut accepted = net_tests::within(server.accept()).await.unwrap();
+        assert_eq!(
+            accepted.remote_address(),
+            net_sockets::SocketAddress::from(client.local_addr().unwrap()),
+            "{header:?}"
+        );
+        assert_eq!(accepted.proxy_address(), None, "{header:?}");
+        let mut input = accepted.open_read_channel().unwrap();
+        let line = net_tests::within(input.read_line(64, LineEnding::Default)).await;
+        assert_eq!(line.unwrap().as_deref(), Some("hello"), "{header:?}");
+    }
+    assert_eq!(server.stats().proxy_header_failures, 0);
 }
