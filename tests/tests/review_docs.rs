@@ -15,6 +15,8 @@
 //!   sections list it beside `Error::Closed`).
 //! - The UDP builder refuses a Unix path with `Error::Io` of kind `Unsupported`.
 //! - The guide's "6. Behind HAProxy": a v1 `UNKNOWN` header keeps the connection's own address.
+//! - `Connection::close_gracefully` with a cancelled output: `ClosedForWrite`, and the socket
+//!   closed at once.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -411,4 +413,31 @@ async fn a_v1_unknown_header_keeps_the_connections_own_address() {
         assert_eq!(line.unwrap().as_deref(), Some("hello"), "{header:?}");
     }
     assert_eq!(server.stats().proxy_header_failures, 0);
+}
+
+/// `Connection::close_gracefully`'s "# Errors": an output that was cancelled is
+/// `ClosedForWrite` (inside this crate's `Error::Channel`, as every channel error other than
+/// `Io` and `Timeout`), and the socket is closed at once.
+#[tokio::test]
+async fn close_gracefully_after_the_output_was_cancelled_is_closed_for_write() {
+    use net_sockets::Error;
+    let selector = SelectorManager::new();
+    let server = listener(&selector).await;
+    let client = a_socket(&selector)
+        .tcp()
+        .connect(server.local_address())
+        .await
+        .unwrap();
+    let mut accepted = net_tests::within(server.accept()).await.unwrap();
+    let mut connection = client.connection().unwrap();
+    connection.output.cancel();
+    let result = net_tests::within(connection.close_gracefully(Duration::from_secs(5))).await;
+    assert!(
+        matches!(result, Err(Error::Channel(net_io::Error::ClosedForWrite))),
+        "{result:?}"
+    );
+    // Closed at once (nothing was thrown away: a clean end), not after `wait`.
+    let mut input = accepted.open_read_channel().unwrap();
+    let end = net_tests::within(input.read_line(64, LineEnding::Default)).await;
+    assert_eq!(end.unwrap(), None);
 }

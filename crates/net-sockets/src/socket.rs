@@ -503,10 +503,10 @@ impl<T: Transport> Connection<T> {
     /// # Errors
     ///
     /// The error of the flush or of the output's close, or the output's failure, or
-    /// [`ClosedForWrite`](net_io::Error::ClosedForWrite) for an output that was cancelled (the
-    /// socket is then closed at once: with a reset after a failed write or bytes thrown away);
-    /// errors while discarding input are not reported (the output already reached the peer's
-    /// kernel).
+    /// [`Error::Channel`]`(`[`ClosedForWrite`](net_io::Error::ClosedForWrite)`)` for an output
+    /// that was cancelled (the socket is then closed at once: with a reset after a failed write
+    /// or bytes thrown away); errors while discarding input are not reported (the output
+    /// already reached the peer's kernel).
     ///
     /// # Cancel safety
     ///
