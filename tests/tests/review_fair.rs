@@ -13,8 +13,8 @@
 //! second connection's task from ever running, and the ping would time out. (The `copy_to`
 //! tests pass even then: that server task waits on its writes now and then.)
 //!
-//! The accept tests count the turns of a ticker task while a task accepts queued connections
-//! without ever waiting.
+//! The accept tests and the in-memory pipe's count the turns of a ticker task while a task
+//! accepts queued connections, or echoes through a `ByteChannel`, without ever waiting.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_core::Stream as _;
-use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
+use net_io::{ByteChannel, ByteReadChannel, ByteWriteChannel, LineEnding};
 use net_sockets::{SelectorManager, ServerSocket, Socket, a_socket};
 use net_tests::loopback::{Channels, tcp_listener_with};
 use net_tests::pki::Pki;
@@ -510,5 +510,115 @@ async fn incoming_that_never_waits_still_yields_to_other_tasks() {
     assert!(
         ticker.ticks() > 0,
         "the accepting task never yielded to the ticker"
+    );
+}
+
+// ----- the in-memory pipe ------------------------------------------------------------------
+
+/// A task that echoes lines through a [`ByteChannel`] of its own (it writes a line, then reads
+/// it back: neither ever waits) until `stop` or [`FLOOD_LIMIT`], counting its rounds.
+fn pipe_loop(stop: Arc<AtomicBool>, rounds: Arc<AtomicU64>) -> BoxFuture {
+    Box::pin(async move {
+        let (mut output, mut input) = ByteChannel::new(true);
+        let started = Instant::now();
+        while !stop.load(Ordering::Relaxed) && started.elapsed() < FLOOD_LIMIT {
+            output.write_string_utf8("0123456789abcde\n").await.unwrap();
+            let line = input.read_line(1024, LineEnding::Default).await.unwrap();
+            assert_eq!(line.as_deref(), Some("0123456789abcde"));
+            rounds.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+}
+
+/// Two tasks on a [`ByteChannel`]: one writes lines as fast as the pipe takes them, the other
+/// reads them, until `stop` or [`FLOOD_LIMIT`].
+fn pipe_pair(stop: Arc<AtomicBool>, rounds: Arc<AtomicU64>) -> BoxFuture {
+    Box::pin(async move {
+        let (mut output, mut input) = ByteChannel::new(false);
+        let writer = tokio::spawn(async move {
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < FLOOD_LIMIT {
+                if output.write_string_utf8("0123456789abcde\n").await.is_err() {
+                    break;
+                }
+            }
+            let _ = output.flush_and_close().await;
+        });
+        while let Ok(Some(_)) = input.read_line(1024, LineEnding::Default).await {
+            rounds.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = writer.await;
+    })
+}
+
+/// A greedy task on the in-memory pipe, then a ping on a TCP connection of the same runtime.
+fn pipe_and_ping(flavor: Flavor, greedy: fn(Arc<AtomicBool>, Arc<AtomicU64>) -> BoxFuture) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicU64::new(0));
+    let server = Server::start(
+        flavor,
+        Echo::Lines,
+        None,
+        Some(Box::new({
+            let stop = Arc::clone(&stop);
+            let rounds = Arc::clone(&rounds);
+            move || greedy(stop, rounds)
+        })),
+    );
+    let runtime = Flavor::OneWorker.runtime();
+    let answered = runtime.block_on(async {
+        let client = Client {
+            port: server.port,
+            selector: SelectorManager::new(),
+            tls: None,
+        };
+        let started = Instant::now();
+        while rounds.load(Ordering::Relaxed) < 10_000 && started.elapsed() < FLOOD_LIMIT {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        ping(&client).await
+    });
+    let going = !stop.load(Ordering::Relaxed) && rounds.load(Ordering::Relaxed) > 0;
+    stop.store(true, Ordering::Relaxed);
+    drop(server);
+    let took = answered.unwrap_or_else(|e| {
+        panic!(
+            "{flavor:?}: the ping of a connection, while a task echoes through a ByteChannel: {e} ({} rounds)",
+            rounds.load(Ordering::Relaxed)
+        )
+    });
+    assert!(going, "the pipe's task ended before the ping ({took:?})");
+}
+
+#[test]
+fn a_task_echoing_through_a_byte_channel_does_not_starve_a_connection_current_thread() {
+    pipe_and_ping(Flavor::CurrentThread, pipe_loop);
+}
+
+#[test]
+fn a_task_echoing_through_a_byte_channel_does_not_starve_a_connection_one_worker() {
+    pipe_and_ping(Flavor::OneWorker, pipe_loop);
+}
+
+#[test]
+fn a_writer_and_reader_of_a_byte_channel_do_not_starve_a_connection() {
+    pipe_and_ping(Flavor::CurrentThread, pipe_pair);
+}
+
+/// A task that writes to a [`ByteChannel`] and reads the bytes back, so that neither end ever
+/// waits, still lets the other tasks of its thread run: each read and write of the pipe takes
+/// a unit of tokio's cooperative budget, as tokio's `DuplexStream` does.
+#[tokio::test(flavor = "current_thread")]
+async fn a_task_echoing_through_a_byte_channel_yields_to_other_tasks() {
+    let (mut output, mut input) = ByteChannel::new(true);
+    let ticker = Ticker::spawn();
+    for _ in 0..1_000 {
+        output.write_string_utf8("ping\n").await.unwrap();
+        let line = input.read_line(64, LineEnding::Default).await.unwrap();
+        assert_eq!(line.as_deref(), Some("ping"));
+    }
+    assert!(
+        ticker.ticks() > 0,
+        "the task echoing through the pipe never yielded to the ticker"
     );
 }

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -33,6 +33,11 @@ pub(crate) const PIPE_CAPACITY: usize = 64 * 1024;
 ///   call; otherwise a write that fills the writer's buffer or goes to the pipe directly, or a
 ///   flush or close with bytes buffered. A write that only adds to the writer's buffer
 ///   succeeds, as on a socket whose peer is gone.
+///
+/// Each read and write of the pipe takes a unit of tokio's cooperative budget, as tokio's own
+/// `DuplexStream` does: a task that writes to the pipe and reads the bytes back, which never
+/// has to wait, still yields to the other tasks of its thread once its budget is spent (before,
+/// such a task never yielded: connections served by the same thread were never answered).
 ///
 /// # Examples
 ///
@@ -124,6 +129,22 @@ impl AsyncRead for PipeReader {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // A unit of the task's cooperative budget, as tokio's own in-memory pipe
+        // (`DuplexStream`) takes: a task that finds bytes every time (one that writes to the
+        // pipe and reads them back, never waiting) still yields to the other tasks of its
+        // thread. Taken before anything is read, so that yielding here takes nothing.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        let read = self.read_now(cx, buf);
+        if read.is_ready() {
+            coop.made_progress();
+        }
+        read
+    }
+}
+
+impl PipeReader {
+    /// [`poll_read`](AsyncRead::poll_read) once the task may go on.
+    fn read_now(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let mut state = lock(&self.shared);
         if !state.bytes.is_empty() {
             let n = state.bytes.len().min(buf.remaining());
@@ -161,6 +182,31 @@ impl AsyncWrite for PipeWriter {
         cx: &mut Context<'_>,
         src: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // A unit of the task's cooperative budget, as for a read (and as tokio's
+        // `DuplexStream` takes): a writer whose reader keeps up never waits for room.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        let written = self.write_now(cx, src);
+        if written.is_ready() {
+            coop.made_progress();
+        }
+        written
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut state = lock(&self.shared);
+        state.write_closed = true;
+        wake(&mut state.read_waker);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl PipeWriter {
+    /// [`poll_write`](AsyncWrite::poll_write) once the task may go on.
+    fn write_now(&self, cx: &mut Context<'_>, src: &[u8]) -> Poll<io::Result<usize>> {
         let mut state = lock(&self.shared);
         if state.read_gone {
             return Poll::Ready(Err(Error::Cancelled.into()));
@@ -177,17 +223,6 @@ impl AsyncWrite for PipeWriter {
         state.bytes.extend(&src[..n]);
         wake(&mut state.read_waker);
         Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut state = lock(&self.shared);
-        state.write_closed = true;
-        wake(&mut state.read_waker);
-        Poll::Ready(Ok(()))
     }
 }
 

@@ -90,12 +90,13 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 ///
 /// A read served from the buffer takes none of tokio's cooperative budget; a read from the
 /// transport takes what the transport takes. A socket (plain, or TLS, whose records come from
-/// the socket) takes a unit each time it reads from the socket, as tokio's own do. So a task
-/// that reads a flood of pipelined items, and never has to wait, still yields to the other
-/// tasks of its thread: at the latest after 128 reads from the socket (tokio's budget per
-/// turn), each of at most what the channel's buffer has room for (8 KiB usually;
-/// [`copy_to`](Self::copy_to) reads 64 KiB at a time). As with tokio's `BufReader`, how many
-/// items one turn serves follows how small they are.
+/// the socket) takes a unit each time it reads from the socket, and the in-memory
+/// [`ByteChannel`](crate::ByteChannel) one per read, as tokio's own do. So a task that reads a
+/// flood of pipelined items, and never has to wait, still yields to the other tasks of its
+/// thread: at the latest after 128 reads from the socket (tokio's budget per turn), each of
+/// at most what the channel's buffer has room for (8 KiB usually; [`copy_to`](Self::copy_to)
+/// reads 64 KiB at a time). As with tokio's `BufReader`, how many items one turn serves
+/// follows how small they are.
 ///
 /// # tokio's I/O traits
 ///
