@@ -238,10 +238,14 @@ impl ByteReadChannel {
         if self.cancelled { 0 } else { self.buf.len() }
     }
 
-    /// Whether nothing more can be read: the channel was cancelled, failed, or reached the end of
-    /// the stream with nothing left in its buffer.
+    /// Whether nothing more can be read: the channel was cancelled, or its transport ended or
+    /// failed for good and nothing is left in its buffer. Bytes received before a failure keep
+    /// it open for read until they are read (Ktor's `isClosedForRead` is true as soon as the
+    /// channel has a close cause).
     ///
-    /// The end of the stream is known only once a read has seen it.
+    /// The end of the stream (or a failure) is known only once a read has seen it: unlike
+    /// Ktor's `ByteChannel`, whose `isClosedForRead` turns true as soon as its writer closes,
+    /// this stays `false` until a read (or [`await_content`](Self::await_content)) finds the end.
     pub fn is_closed_for_read(&self) -> bool {
         self.cancelled || (self.buf.is_empty() && (self.eof || self.failed.is_some()))
     }
@@ -297,8 +301,13 @@ impl ByteReadChannel {
     }
 
     /// Discards everything buffered and stops reading: later reads fail with
-    /// [`Error::Cancelled`]. The transport is dropped (for an in-memory
-    /// [`ByteChannel`](crate::ByteChannel), the writer's next write fails).
+    /// [`Error::Cancelled`]. The transport is dropped. For an in-memory
+    /// [`ByteChannel`](crate::ByteChannel), the writer's next write that reaches the pipe fails
+    /// with [`Error::Cancelled`] (a write that only adds to the writer's buffer still succeeds,
+    /// as on a socket whose peer is gone), and the writer's
+    /// [`is_closed_for_write`](ByteWriteChannel::is_closed_for_write) turns true only then
+    /// (Ktor's `cancel(cause)` fails the writer's next write at once, with the cause; no cause
+    /// is carried here).
     pub fn cancel(&mut self) {
         self.cancelled = true;
         self.received -= self.buf.len() as u64;
@@ -424,6 +433,10 @@ impl ByteReadChannel {
     /// The rules are those of [`read_line`](Self::read_line). With a `String` that is reused
     /// (cleared between lines), reading a line allocates nothing once the buffers have grown to
     /// the longest line. `out` is left untouched unless a whole line was read.
+    ///
+    /// The count is of the bytes appended to `out`: the bytes received for the line's content,
+    /// but for invalid UTF-8, each replacement character (U+FFFD) taking three bytes (Ktor's
+    /// `readLineTo` returns the bytes received).
     ///
     /// # Errors
     ///
@@ -806,8 +819,10 @@ impl ByteReadChannel {
 
     /// Waits for at least one byte, then copies as many as are buffered (up to `dst.len()`).
     ///
-    /// Returns `Ok(0)` only at the end of the stream or when `dst` is empty. When nothing is
-    /// buffered and `dst` is large, the transport reads straight into `dst`.
+    /// Returns `Ok(0)` only at the end of the stream (Ktor's `readAvailable`: `-1`) or when
+    /// `dst` is empty: an empty `dst` is `Ok(0)` at once, without waiting for a byte (Ktor's
+    /// waits for one first). When nothing is buffered and `dst` is large, the transport reads
+    /// straight into `dst`.
     ///
     /// # Errors
     ///
@@ -1058,6 +1073,11 @@ impl ByteReadChannel {
     /// Copies up to `limit` bytes (until the end of the stream) into `dst`; returns how many were
     /// copied. `dst` is flushed whenever this channel has nothing buffered and must wait for
     /// more, and at the end; it is not closed.
+    ///
+    /// A failure of either side leaves both as the failure left them (Ktor's `copyTo` cancels
+    /// this channel and closes `dst` with the cause): `dst` is not closed (what was copied
+    /// before a failure of this channel's transport was flushed), and on a failure of `dst`
+    /// the chunk it was writing is not consumed here.
     ///
     /// # Errors
     ///

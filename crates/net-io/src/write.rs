@@ -368,6 +368,11 @@ impl ByteWriteChannel {
 
     /// Whether the channel was closed, cancelled or failed for good; writes then fail (with
     /// [`Error::ClosedForWrite`], or with the failure).
+    ///
+    /// It is this channel's own state: a close of its socket, or the cancel of an in-memory
+    /// [`ByteChannel`](crate::ByteChannel)'s reader, is learnt from the first write or flush
+    /// that reaches the transport and fails, and only then does this turn true (Ktor's
+    /// `isClosedForWrite` of a `ByteChannel` turns true as soon as its reader cancels).
     pub fn is_closed_for_write(&self) -> bool {
         self.sink.is_none()
     }
@@ -618,7 +623,8 @@ impl ByteWriteChannel {
     /// [`Error::Timeout`] the buffer is kept and the channel stays usable; any other error
     /// fails it for good (see [Failures](Self#failures)).
     ///
-    /// The [`AsyncWrite`] implementation's flush differs after a clean close: it returns
+    /// After a clean close this is [`Error::ClosedForWrite`] too (Ktor's `flush` does nothing
+    /// there). The [`AsyncWrite`] implementation's flush differs after a clean close: it returns
     /// `Ok(())`, as tokio's own streams do. With `tokio::io::AsyncWriteExt` in scope,
     /// `channel.flush()` still calls this method; `AsyncWriteExt::flush(&mut channel)` calls
     /// the trait's.
@@ -643,9 +649,10 @@ impl ByteWriteChannel {
     ///
     /// # Errors
     ///
-    /// [`Error::ClosedForWrite`] if already closed, the channel's failure, the transport's
-    /// error, or, after a write dropped part-way, an [`Error::Io`] of kind
-    /// [`io::ErrorKind::BrokenPipe`].
+    /// [`Error::ClosedForWrite`] if already closed (a second call after a clean close too:
+    /// Ktor's `flushAndClose` does nothing there; `poll_shutdown` returns `Ok(())`), the
+    /// channel's failure, the transport's error, or, after a write dropped part-way, an
+    /// [`Error::Io`] of kind [`io::ErrorKind::BrokenPipe`].
     ///
     /// # Cancel safety
     ///
@@ -662,7 +669,8 @@ impl ByteWriteChannel {
     /// The transport is dropped without a graceful shutdown; if bytes were thrown away, the
     /// [shared state](Self::share_state) is told first. The reader of an in-memory
     /// [`ByteChannel`](crate::ByteChannel) fails with [`Error::Cancelled`] once it has read what
-    /// was already delivered.
+    /// was already delivered (Ktor's `cancel(cause)` fails the reader at once, buffered bytes
+    /// and all, with the cause; no cause is carried here).
     pub fn cancel(&mut self) {
         self.abandon_buffered();
         self.buf = BytesMut::new();
