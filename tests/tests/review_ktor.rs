@@ -11,6 +11,8 @@ use std::task::{Context, Poll};
 use net_io::{ByteChannel, ByteReadChannel, Error as IoError, LineEnding};
 use net_sockets::{Error, SelectorManager};
 use net_tests::loopback::{connected_pair, tcp_listener};
+use net_tests::pki::TestCa;
+use net_tests::tls::{is_truncated, pair};
 use net_tests::within;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 
@@ -386,4 +388,71 @@ async fn read_line_to_counts_the_bytes_appended_not_those_received() {
         .await
         .unwrap();
     assert_eq!((n, out.as_str()), (Some(2), "ok"));
+}
+
+// ----- TLS ------------------------------------------------------------------------------------
+
+/// Over TLS, a last line without a newline is a line only when the peer ended the stream with
+/// `close_notify`; a peer whose stream is cut (here a close that must not end it cleanly) leaves
+/// it unterminated, and the read
+/// reports the truncation rather than return a cut line (Ktor's TLS channel ends without
+/// telling the two apart).
+#[tokio::test]
+async fn over_tls_a_last_line_without_a_newline_is_a_line_only_after_close_notify() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("ktor parity ca");
+    let server_config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    for clean in [true, false] {
+        let client_config = ca.client_config().build().unwrap();
+        let (mut server, mut client) =
+            pair(&selector, &listener, &server_config, client_config).await;
+        let mut input = server.open_read_channel().unwrap();
+        let mut output = client.open_write_channel(false).unwrap();
+        output.write_string_utf8("whole\nlast").await.unwrap();
+        output.flush().await.unwrap();
+        if clean {
+            output.flush_and_close().await.unwrap();
+        } else {
+            // A close while the channel holds a byte it did not send: no `close_notify`.
+            output.write_u8(b'!').await.unwrap();
+            client.close();
+        }
+        assert_eq!(line(&mut input).await.as_deref(), Some("whole"));
+        if clean {
+            assert_eq!(line(&mut input).await.as_deref(), Some("last"));
+            assert_eq!(line(&mut input).await, None);
+        } else {
+            for _ in 0..2 {
+                let e = within(input.read_utf8_line(64)).await.unwrap_err();
+                assert!(is_truncated(&e), "{e:?}");
+            }
+            // The cut line's bytes stay buffered.
+            assert_eq!(input.available_for_read(), 4);
+            assert!(!input.is_closed_for_read());
+        }
+        server.close();
+    }
+}
+
+/// Dropping a TLS socket and its channels without `close` sends no `close_notify`: the peer
+/// reads what was sent, then a truncation (as the net-tls docs say), also when our side is a
+/// TLS 1.3 client that never read (the server's session tickets unread in its socket).
+#[tokio::test]
+async fn a_dropped_tls_client_that_never_read_ends_truncated_not_reset() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("ktor parity drop ca");
+    let server_config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let client_config = ca.client_config().build().unwrap();
+    let (mut server, mut client) = pair(&selector, &listener, &server_config, client_config).await;
+    let mut input = server.open_read_channel().unwrap();
+    let mut output = client.open_write_channel(true).unwrap();
+    output.write_string_utf8("whole\nlast").await.unwrap();
+    drop(output);
+    drop(client);
+    assert_eq!(line(&mut input).await.as_deref(), Some("whole"));
+    let e = within(input.read_utf8_line(64)).await.unwrap_err();
+    assert!(is_truncated(&e), "{e:?}");
+    server.close();
 }

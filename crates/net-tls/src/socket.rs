@@ -210,6 +210,18 @@ struct Locked {
     reader: Option<Waker>,
 }
 
+impl Drop for Locked {
+    /// The session goes with the last of the socket and its channels (dropped without
+    /// `close`, or after it): the session's own messages the socket holds (a TLS 1.3 server's
+    /// session tickets, which a client that never read leaves there) are taken in first, so
+    /// that the kernel answers the socket's close with the FIN of a truncated stream, not with
+    /// a reset, which the peer would read as `ConnectionReset` and which destroys what is still
+    /// queued for it. (After a close, the socket is closed already and this takes nothing.)
+    fn drop(&mut self) {
+        receive_own(&mut self.stream);
+    }
+}
+
 fn lock(shared: &Shared) -> MutexGuard<'_, Locked> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -342,7 +354,12 @@ impl Transport for TlsSession {
         // a write.)
         let mut locked = lock(&self.shared);
         if ends_failed(&self.failed, &self.timed_out, link) {
-            // No close_notify: the peer sees a truncated stream, never a clean end.
+            // No close_notify: the peer sees a truncated stream, never a clean end. The
+            // session's own messages are taken in all the same (a TLS 1.3 client that never
+            // read holds the server's session tickets): left unread, they make the kernel
+            // answer the close with a reset, which the peer reads as `ConnectionReset`, not a
+            // truncation, and which destroys what is still queued for it.
+            receive_own(&mut locked.stream);
             self.closed.store(true, Ordering::Release);
             return Ending::Graceful;
         }
