@@ -209,7 +209,8 @@ pub async fn next_item<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
 /// Echoes everything a socket receives back to it until the peer's FIN, then half-closes.
 pub async fn echo(mut socket: Socket) -> net_sockets::Result<u64> {
     let mut input = socket.open_read_channel()?;
-    // auto_flush: `copy_to` flushes only at the end, and an interactive peer needs each chunk.
+    // auto_flush as an interactive peer expects; `copy_to` also flushes whenever the input has
+    // nothing buffered.
     let mut output = socket.open_write_channel(true)?;
     let copied = input.copy_to(&mut output, u64::MAX).await?;
     output.flush_and_close().await?;
