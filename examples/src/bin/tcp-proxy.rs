@@ -145,14 +145,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         })?;
     let (up_host, up_port) = &args.upstream;
     let listening = server.local_address().as_inet().map(|a| a.socket_addr());
-    if let Some(own) = listening {
-        if let Some(target) = loop_target(&args.upstream, own).await {
-            anyhow::bail!(
-                "upstream {} is this proxy's own listening address: every connection would \
-                 come back to the proxy ({target}, listening at {own})",
-                examples::join_host_port(up_host, *up_port)
-            );
-        }
+    // Not a let-chain (`if let .. && let ..`): the libraries' Rust 1.85 has none.
+    let looping = match listening {
+        Some(own) => loop_target(&args.upstream, own)
+            .await
+            .map(|target| (target, own)),
+        None => None,
+    };
+    if let Some((target, own)) = looping {
+        anyhow::bail!(
+            "upstream {} is this proxy's own listening address: every connection would \
+             come back to the proxy ({target}, listening at {own})",
+            examples::join_host_port(up_host, *up_port)
+        );
     }
     let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     examples::say!(
