@@ -1,5 +1,7 @@
 //! Shared pieces of the example programs in `src/bin/`.
 //!
+//! - [`address`]: how every program reads HOST and PORT (`HOST PORT` or `HOST:PORT`, an IPv6
+//!   address in brackets before its port), so that all read them alike.
 //! - [`cli`]: the command-line conventions every program follows (`--help` exits 0, a bad
 //!   argument exits 2 with one line, a runtime failure exits 1 with one line), and [`say!`],
 //!   which prints a line on stdout and treats a stdout that is gone as a runtime failure
@@ -11,6 +13,7 @@
 //! - [`tls`]: certificates, trust and session descriptions for the TLS programs.
 //! - [`proxy_v2`]: the PROXY protocol v2 header `tcp-proxy --send-proxy-v2` sends.
 
+pub mod address;
 pub mod cli;
 pub mod proxy_v2;
 pub mod shutdown;

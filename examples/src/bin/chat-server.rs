@@ -85,12 +85,12 @@ const DRAIN_TIME: Duration = Duration::from_secs(1);
 #[derive(Parser, Debug)]
 #[command(name = env!("CARGO_BIN_NAME"), version)]
 struct Args {
-    /// Address to listen on.
-    #[arg(default_value = "127.0.0.1")]
-    host: String,
-    /// Port to listen on (0: any free port).
-    #[arg(default_value_t = 9004)]
-    port: u16,
+    /// Address to listen on: a name or an IP address (IPv6: ::1 or [::1]), or HOST:PORT
+    /// (127.0.0.1:9004, [::1]:9004).
+    #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
+    host: examples::address::HostArg,
+    /// Port to listen on (0: any free port) [default: 9004]
+    port: Option<u16>,
     /// On SIGINT/SIGTERM, wait at most this many seconds for open connections to finish.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = examples::cli::seconds)]
     grace: Duration,
@@ -106,17 +106,19 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
-    examples::run("chat-server", serve(args)).await
+    let (host, port) = examples::address::endpoint::<Args>(&args.host, args.port, Some(9004));
+    examples::run("chat-server", serve(args, host, port)).await
 }
 
 async fn serve(
     Args {
-        host,
-        port,
         grace,
         idle_timeout,
         queue_lines,
+        ..
     }: Args,
+    host: String,
+    port: u16,
 ) -> anyhow::Result<()> {
     let selector = SelectorManager::new();
     // `socket_timeout`, inherited by every accepted socket: a read (the nick, a member's next

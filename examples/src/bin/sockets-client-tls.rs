@@ -35,12 +35,12 @@ const STDOUT_GONE: &str = "cannot write to stdout";
 #[derive(Parser, Debug)]
 #[command(name = env!("CARGO_BIN_NAME"), version)]
 struct Args {
-    /// Server to connect to; its certificate must be valid for this name.
-    #[arg(default_value = "youtrack.jetbrains.com")]
-    host: String,
-    /// Its port.
-    #[arg(default_value_t = 443)]
-    port: u16,
+    /// Server to connect to, whose certificate must be valid for this name: a name or an IP
+    /// address (IPv6: ::1 or [::1]), or HOST:PORT (localhost:9443, [::1]:9443).
+    #[arg(default_value = "youtrack.jetbrains.com", value_parser = examples::address::host)]
+    host: examples::address::HostArg,
+    /// Its port [default: 443]
+    port: Option<u16>,
     #[command(flatten)]
     trust: examples::tls::Trust,
     /// Give up when the server sends nothing (or takes nothing) for this many seconds,
@@ -53,16 +53,12 @@ struct Args {
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
     args.trust.check::<Args>();
-    examples::run("sockets-client-tls", fetch(args)).await
+    let (host, port) = examples::address::endpoint::<Args>(&args.host, args.port, Some(443));
+    examples::run("sockets-client-tls", fetch(args, host, port)).await
 }
 
-async fn fetch(args: Args) -> anyhow::Result<()> {
-    let Args {
-        host,
-        port,
-        trust,
-        timeout,
-    } = args;
+async fn fetch(args: Args, host: String, port: u16) -> anyhow::Result<()> {
+    let Args { trust, timeout, .. } = args;
     let config = trust.config()?;
 
     let selector = net_sockets::SelectorManager::new();

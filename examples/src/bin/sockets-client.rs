@@ -31,12 +31,12 @@ const LINE_LIMIT: usize = 64 * 1024;
 #[derive(Parser, Debug)]
 #[command(name = env!("CARGO_BIN_NAME"), version)]
 struct Args {
-    /// Server to connect to.
-    #[arg(default_value = "127.0.0.1")]
-    host: String,
-    /// Its port.
-    #[arg(default_value_t = 9002)]
-    port: u16,
+    /// Server to connect to: a name or an IP address (IPv6: ::1 or [::1]), or HOST:PORT
+    /// (127.0.0.1:9002, [::1]:9002).
+    #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
+    host: examples::address::HostArg,
+    /// Its port [default: 9002]
+    port: Option<u16>,
     /// Give up when the server sends nothing (or takes nothing) for this many seconds,
     /// connecting included (default: wait as long as the connection lasts).
     #[arg(long, value_name = "SECS", value_parser = examples::cli::at_least_one_second)]
@@ -46,19 +46,14 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
-    let status = examples::run("sockets-client", chat(args)).await;
+    let (host, port) = examples::address::endpoint::<Args>(&args.host, args.port, Some(9002));
+    let status = examples::run("sockets-client", chat(host, port, args.timeout)).await;
     // stdin is read on a blocking thread that may still wait for input; do not wait for it.
     let _ = std::io::stdout().flush();
     std::process::exit(if status == ExitCode::SUCCESS { 0 } else { 1 });
 }
 
-async fn chat(
-    Args {
-        host,
-        port,
-        timeout,
-    }: Args,
-) -> anyhow::Result<()> {
+async fn chat(host: String, port: u16, timeout: Option<Duration>) -> anyhow::Result<()> {
     let selector = net_sockets::SelectorManager::new();
     let mut builder = net_sockets::a_socket(&selector).tcp();
     if let Some(timeout) = timeout {

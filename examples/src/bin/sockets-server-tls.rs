@@ -42,12 +42,12 @@ use net_tls::{TlsExt, TlsServerConfig, TlsSocket};
 #[derive(Parser, Debug)]
 #[command(name = env!("CARGO_BIN_NAME"), version)]
 struct Args {
-    /// Address to listen on.
-    #[arg(default_value = "127.0.0.1")]
-    host: String,
-    /// Port to listen on (0: any free port).
-    #[arg(default_value_t = 9443)]
-    port: u16,
+    /// Address to listen on: a name or an IP address (IPv6: ::1 or [::1]), or HOST:PORT
+    /// (127.0.0.1:9443, [::1]:9443).
+    #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
+    host: examples::address::HostArg,
+    /// Port to listen on (0: any free port) [default: 9443]
+    port: Option<u16>,
     #[command(flatten)]
     identity: examples::tls::Identity,
     /// Require client certificates issued by the CA certificates in this PEM file.
@@ -67,14 +67,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
-    examples::run("sockets-server-tls", serve(args)).await
+    let (host, port) = examples::address::endpoint::<Args>(&args.host, args.port, Some(9443));
+    examples::run("sockets-server-tls", serve(args, host, port)).await
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+async fn serve(args: Args, host: String, port: u16) -> anyhow::Result<()> {
     let (config, about) = server_config(&args)?;
     let Args {
-        host,
-        port,
         idle_timeout,
         grace,
         ..

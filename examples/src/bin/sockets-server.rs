@@ -30,12 +30,12 @@ use net_sockets::{ProxyProtocol, SelectorManager, Socket, TcpSocketBuilder, a_so
 #[derive(Parser, Debug)]
 #[command(name = env!("CARGO_BIN_NAME"), version)]
 struct Args {
-    /// Address to listen on.
-    #[arg(default_value = "127.0.0.1")]
-    host: String,
-    /// Port to listen on (0: any free port).
-    #[arg(default_value_t = 9002)]
-    port: u16,
+    /// Address to listen on: a name or an IP address (IPv6: ::1 or [::1]), or HOST:PORT
+    /// (127.0.0.1:9002, [::1]:9002).
+    #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
+    host: examples::address::HostArg,
+    /// Port to listen on (0: any free port) [default: 9002]
+    port: Option<u16>,
     #[command(flatten)]
     config: ServerConfig,
 }
@@ -64,11 +64,11 @@ struct ServerConfig {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
-    examples::run("sockets-server", serve(args)).await
+    let (host, port) = examples::address::endpoint::<Args>(&args.host, args.port, Some(9002));
+    examples::run("sockets-server", serve(host, port, args.config)).await
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
-    let Args { host, port, config } = args;
+async fn serve(host: String, port: u16, config: ServerConfig) -> anyhow::Result<()> {
     let selector = SelectorManager::new();
     let server = listener(&selector, &config)
         .bind((host.as_str(), port))

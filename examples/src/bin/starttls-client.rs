@@ -45,10 +45,12 @@ const CLIENT_NAME: &str = "starttls-client.localhost";
 #[derive(Parser, Debug)]
 #[command(name = env!("CARGO_BIN_NAME"), version)]
 struct Args {
-    /// Server to connect to; its certificate must be valid for this name.
-    host: String,
-    /// Its port.
-    port: u16,
+    /// Server to connect to, whose certificate must be valid for this name: a name or an IP
+    /// address (IPv6: ::1 or [::1]), or HOST:PORT (localhost:9025, [::1]:9025).
+    #[arg(value_parser = examples::address::host)]
+    host: examples::address::HostArg,
+    /// Its port (unless HOST is HOST:PORT).
+    port: Option<u16>,
     #[command(flatten)]
     trust: examples::tls::Trust,
     /// Give up when the server sends nothing (or takes nothing) for this many seconds, or has
@@ -61,16 +63,12 @@ struct Args {
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
     args.trust.check::<Args>();
-    examples::run("starttls-client", talk(args)).await
+    let (host, port) = examples::address::endpoint::<Args>(&args.host, args.port, None);
+    examples::run("starttls-client", talk(args, host, port)).await
 }
 
-async fn talk(args: Args) -> anyhow::Result<()> {
-    let Args {
-        host,
-        port,
-        trust,
-        timeout,
-    } = args;
+async fn talk(args: Args, host: String, port: u16) -> anyhow::Result<()> {
+    let Args { trust, timeout, .. } = args;
     let config = trust.config()?;
     let selector = net_sockets::SelectorManager::new();
     let builder = net_sockets::a_socket(&selector)

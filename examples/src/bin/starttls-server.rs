@@ -62,12 +62,12 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 #[derive(Parser, Debug)]
 #[command(name = env!("CARGO_BIN_NAME"), version)]
 struct Args {
-    /// Address to listen on; also the name the server greets with.
-    #[arg(default_value = "127.0.0.1")]
-    host: String,
-    /// Port to listen on (0: any free port).
-    #[arg(default_value_t = 9025)]
-    port: u16,
+    /// Address to listen on, also the name the server greets with: a name or an IP address (IPv6: ::1 or [::1]), or HOST:PORT
+    /// (127.0.0.1:9025, [::1]:9025).
+    #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
+    host: examples::address::HostArg,
+    /// Port to listen on (0: any free port) [default: 9025]
+    port: Option<u16>,
     #[command(flatten)]
     identity: examples::tls::Identity,
     /// On SIGINT/SIGTERM, wait at most this many seconds for open connections to finish.
@@ -78,15 +78,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
-    examples::run("starttls-server", serve(args)).await
+    let (host, port) = examples::address::endpoint::<Args>(&args.host, args.port, Some(9025));
+    examples::run("starttls-server", serve(args, host, port)).await
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+async fn serve(args: Args, host: String, port: u16) -> anyhow::Result<()> {
     let (builder, about) = args.identity.builder("starttls-server")?;
     let config = args.identity.build(builder)?;
-    let Args {
-        host, port, grace, ..
-    } = args;
 
     let selector = net_sockets::SelectorManager::new();
     let server = a_socket(&selector)
@@ -101,7 +99,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     examples::say!("Server is listening at {}", server.local_address());
     let host: Arc<str> = Arc::from(host);
-    serve_until_signal(&server, signals, grace, |socket| {
+    serve_until_signal(&server, signals, args.grace, |socket| {
         let remote = socket.remote_address();
         examples::say!("Accepted {remote}");
         let (config, host) = (config.clone(), Arc::clone(&host));

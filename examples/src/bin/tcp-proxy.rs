@@ -61,11 +61,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Parser, Debug)]
 #[command(name = env!("CARGO_BIN_NAME"), version)]
 struct Args {
-    /// Where to accept connections, HOST:PORT (port 0: any free port).
-    #[arg(value_name = "LISTEN", value_parser = host_port)]
+    /// Where to accept connections, HOST:PORT, an IPv6 address in brackets ([::1]:8080; port
+    /// 0: any free port).
+    #[arg(value_name = "LISTEN", value_parser = examples::address::host_port)]
     listen: (String, u16),
-    /// Where to forward them, HOST:PORT.
-    #[arg(value_name = "UPSTREAM", value_parser = host_port)]
+    /// Where to forward them, HOST:PORT ([::1]:8000 for an IPv6 address).
+    #[arg(value_name = "UPSTREAM", value_parser = examples::address::host_port)]
     upstream: (String, u16),
     /// Terminate TLS on the listening side with this certificate chain (PEM, leaf first).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -83,24 +84,6 @@ struct Args {
     /// Close a connection through which nothing moves, either way, for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = examples::cli::at_least_one_second)]
     idle_timeout: Duration,
-}
-
-/// Splits `HOST:PORT` (`[::1]:80` for an IPv6 address) into its host and port.
-fn host_port(text: &str) -> Result<(String, u16), String> {
-    let (host, port) = text
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("{port:?} in {text:?} is not a port number"))?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.is_empty() {
-        return Err(format!("{text:?} has no host"));
-    }
-    Ok((host.to_owned(), port))
 }
 
 #[tokio::main]
@@ -495,16 +478,6 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(host_port("127.0.0.1:80"), Ok(("127.0.0.1".to_owned(), 80)));
-        assert_eq!(host_port("[::1]:8080"), Ok(("::1".to_owned(), 8080)));
-        assert_eq!(host_port("localhost:0"), Ok(("localhost".to_owned(), 0)));
-        assert!(host_port("localhost").is_err());
-        assert!(host_port(":80").is_err());
-        assert!(host_port("a:99999").is_err());
-    }
 
     #[test]
     fn what_reaches_a_listener() {

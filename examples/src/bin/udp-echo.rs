@@ -19,10 +19,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use examples::address::HostArg;
 use net_io::ByteReadChannel;
 use net_sockets::{
     Datagram, MAX_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE_V6, SelectorManager, SocketAddress, a_socket,
 };
+
+/// The port of server and client unless told otherwise.
+const PORT: u16 = 9003;
 
 /// How long the client waits for each echo.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -39,22 +43,22 @@ struct Args {
 enum Mode {
     /// Echo every datagram back to its sender.
     Server {
-        /// Address to listen on.
-        #[arg(default_value = "127.0.0.1")]
-        host: String,
-        /// Port to listen on (0: any free port).
-        #[arg(default_value_t = 9003)]
-        port: u16,
+        /// Address to listen on: a name or an IP address (IPv6: ::1 or [::1]), or HOST:PORT
+        /// (127.0.0.1:9003, [::1]:9003).
+        #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
+        host: HostArg,
+        /// Port to listen on (0: any free port) [default: 9003]
+        port: Option<u16>,
     },
     /// Send each line of stdin as a datagram and print each reply (waiting at most 3 seconds
     /// for each).
     Client {
-        /// Server to send to.
-        #[arg(default_value = "127.0.0.1")]
-        host: String,
-        /// Its port.
-        #[arg(default_value_t = 9003)]
-        port: u16,
+        /// Server to send to: a name or an IP address (IPv6: ::1 or [::1]), or HOST:PORT
+        /// (127.0.0.1:9003, [::1]:9003).
+        #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
+        host: HostArg,
+        /// Its port [default: 9003]
+        port: Option<u16>,
     },
 }
 
@@ -69,8 +73,14 @@ async fn main() -> ExitCode {
 async fn dispatch(args: Args) -> anyhow::Result<()> {
     let selector = SelectorManager::new();
     match args.mode {
-        Mode::Server { host, port } => server(&selector, &host, port).await,
-        Mode::Client { host, port } => client(&selector, &host, port).await,
+        Mode::Server { host, port } => {
+            let (host, port) = examples::address::endpoint::<Args>(&host, port, Some(PORT));
+            server(&selector, &host, port).await
+        }
+        Mode::Client { host, port } => {
+            let (host, port) = examples::address::endpoint::<Args>(&host, port, Some(PORT));
+            client(&selector, &host, port).await
+        }
     }
 }
 

@@ -1,0 +1,304 @@
+//! How every example program reads an address from its command line, so that all read it
+//! alike, and as the library reads a `"host:port"` string:
+//!
+//! - `HOST PORT`, or `HOST:PORT` in the HOST argument (`127.0.0.1:9002`, `[::1]:9002`,
+//!   `localhost:9002`), as the servers print where they listen; `tcp-proxy` takes only
+//!   `HOST:PORT`;
+//! - HOST is a name, an IPv4 address, or an IPv6 address with or without brackets (`::1`,
+//!   `[::1]`, with a scope: `fe80::1%eth0`); brackets go only around an IPv6 address;
+//! - an IPv6 address before its port takes brackets: `::1:9002` is itself an IPv6 address,
+//!   and refused as ambiguous unless PORT is given on its own (then it is the address);
+//! - a port is digits only, 0 to 65535;
+//! - refused, as a bad command line (exit status 2): an empty host, a lone number (the
+//!   system's resolver would read `0` as 0.0.0.0, every address of the host, and `9002` as
+//!   0.0.35.42, far from this host), a path (no program takes a Unix socket), and a port
+//!   given twice.
+
+use std::net::Ipv6Addr;
+
+use clap::CommandFactory;
+
+/// What a HOST argument says: a host, and a port when it was `HOST:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostArg {
+    /// The argument as typed, for messages.
+    text: String,
+    /// The host, without brackets.
+    host: String,
+    /// The port of `HOST:PORT`.
+    port: Option<u16>,
+    /// For an IPv6 address whose last group could be a port (`::1:9002`), that other reading:
+    /// the address before it and the port.
+    other_reading: Option<(String, u16)>,
+}
+
+/// Parses a HOST argument (clap's value parser): a host, or `HOST:PORT`.
+///
+/// # Errors
+///
+/// A message for clap when `text` is no host (see the [module](self) for what is refused).
+///
+/// # Examples
+///
+/// ```
+/// use examples::address::host;
+/// assert_eq!(host("[::1]:9002")?.with_port(None, Some(1))?, ("::1".to_owned(), 9002));
+/// assert_eq!(host("::1")?.with_port(None, Some(1))?, ("::1".to_owned(), 1));
+/// assert!(host("::1:9002")?.with_port(None, Some(1)).is_err()); // which is the port?
+/// assert!(host("0").is_err()); // a port, not a host
+/// # Ok::<(), String>(())
+/// ```
+pub fn host(text: &str) -> Result<HostArg, String> {
+    let arg = |host: &str, port, other_reading| HostArg {
+        text: text.to_owned(),
+        host: host.to_owned(),
+        port,
+        other_reading,
+    };
+    if text.contains('/') {
+        return Err(format!(
+            "{text:?} is a path: Unix sockets are not supported here (give a HOST and PORT)"
+        ));
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        let (inner, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{text:?} has no closing bracket"))?;
+        if !is_ipv6(inner) {
+            return Err(format!(
+                "{inner:?} is not an IPv6 address: brackets go only around one, as in [::1]:9002"
+            ));
+        }
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port_number(port, text)?),
+                None => return Err(format!("{text:?} is not HOST:PORT")),
+            },
+        };
+        return Ok(arg(inner, port, None));
+    }
+    match text.split_once(':') {
+        None => Ok(arg(check_name(text)?, None, None)),
+        // One colon: HOST:PORT.
+        Some((name, port)) if !port.contains(':') => {
+            let port = port_number(port, text)?;
+            Ok(arg(check_name(name)?, Some(port), None))
+        }
+        // More: an IPv6 address.
+        Some(_) => {
+            let split = text
+                .rsplit_once(':')
+                .filter(|(address, port)| is_ipv6(address) && is_digits(port))
+                .and_then(|(address, port)| Some((address.to_owned(), port.parse().ok()?)));
+            if is_ipv6(text) {
+                Ok(arg(text, None, split))
+            } else if let Some((address, port)) = split {
+                Err(format!(
+                    "{text:?}: an IPv6 address takes brackets before its port, as in \
+                     [{address}]:{port}"
+                ))
+            } else {
+                Err(format!("{text:?} is neither a host nor HOST:PORT"))
+            }
+        }
+    }
+}
+
+/// Parses a `HOST:PORT` argument (clap's value parser, for `tcp-proxy`): as [`host`], with a
+/// port that must be there.
+///
+/// # Errors
+///
+/// A message for clap when `text` is not `HOST:PORT`.
+pub fn host_port(text: &str) -> Result<(String, u16), String> {
+    let arg = host(text)?;
+    match (arg.port, &arg.other_reading) {
+        (Some(port), _) => Ok((arg.host, port)),
+        (None, Some(_)) => Err(arg.ambiguity()),
+        (None, None) => Err(format!("{text:?} is not HOST:PORT: it has no port")),
+    }
+}
+
+impl HostArg {
+    /// The host and port to use, with `port` the PORT argument (if given) and `default` the
+    /// port when neither argument gives one (`None`: PORT is required).
+    ///
+    /// # Errors
+    ///
+    /// A message when the port is given twice, missing, or ambiguous (`::1:9002` alone).
+    pub fn with_port(
+        &self,
+        port: Option<u16>,
+        default: Option<u16>,
+    ) -> Result<(String, u16), String> {
+        match (self.port, port) {
+            (Some(_), Some(port)) => Err(format!(
+                "port given twice: {:?} has one, and {port} follows (give HOST:PORT, or HOST PORT)",
+                self.text
+            )),
+            // Given on its own, the port makes the whole text the host, even `::1:9002`.
+            (Some(port), None) | (None, Some(port)) => Ok((self.host.clone(), port)),
+            (None, None) if self.other_reading.is_some() => Err(self.ambiguity()),
+            (None, None) => match default {
+                Some(port) => Ok((self.host.clone(), port)),
+                None => Err(format!(
+                    "{:?} has no port: give <PORT> after it, or HOST:PORT",
+                    self.text
+                )),
+            },
+        }
+    }
+
+    /// The message for an IPv6 address that could end in a port.
+    fn ambiguity(&self) -> String {
+        let (address, port) = self
+            .other_reading
+            .as_ref()
+            .map_or(("", 0), |(a, p)| (a, *p));
+        format!(
+            "{:?} is ambiguous: an IPv6 address takes brackets before its port, as in \
+             [{address}]:{port}",
+            self.text
+        )
+    }
+}
+
+/// The host and port of a program's `[HOST] [PORT]` arguments (see [`HostArg::with_port`]);
+/// exits as a bad command line of `A` (one line, status 2) when they do not make one.
+pub fn endpoint<A: CommandFactory>(
+    host: &HostArg,
+    port: Option<u16>,
+    default: Option<u16>,
+) -> (String, u16) {
+    host.with_port(port, default)
+        .unwrap_or_else(|message| crate::cli::usage_error::<A>(message))
+}
+
+/// `name` if it can be a host: not empty, not a lone number.
+fn check_name(name: &str) -> Result<&str, String> {
+    if name.is_empty() {
+        Err("no host: give a name or an address, such as 127.0.0.1 or ::1".to_owned())
+    } else if is_digits(name) {
+        Err(format!(
+            "{name:?} is not a host (a port goes after its host: 127.0.0.1 {name}, or \
+             127.0.0.1:{name})"
+        ))
+    } else {
+        Ok(name)
+    }
+}
+
+/// A port number: digits only (`u16`'s parser also takes a sign), 0 to 65535.
+fn port_number(port: &str, text: &str) -> Result<u16, String> {
+    port.parse::<u16>()
+        .ok()
+        .filter(|_| is_digits(port))
+        .ok_or_else(|| format!("{port:?} in {text:?} is not a port number (0 to 65535)"))
+}
+
+fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `text` is an IPv6 address, with perhaps a scope after `%` (a number or an
+/// interface's name, which the system's resolver reads).
+fn is_ipv6(text: &str) -> bool {
+    let (address, scope) = match text.split_once('%') {
+        Some((address, scope)) => (address, Some(scope)),
+        None => (text, None),
+    };
+    let scope_ok = scope.is_none_or(|s| !s.is_empty() && !s.contains([':', '%']));
+    scope_ok && address.parse::<Ipv6Addr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both(text: &str, port: Option<u16>) -> Result<(String, u16), String> {
+        host(text)?.with_port(port, Some(7))
+    }
+
+    fn ok(host: &str, port: u16) -> Result<(String, u16), String> {
+        Ok((host.to_owned(), port))
+    }
+
+    #[test]
+    fn hosts_and_host_ports() {
+        assert_eq!(both("127.0.0.1", None), ok("127.0.0.1", 7));
+        assert_eq!(both("127.0.0.1", Some(9)), ok("127.0.0.1", 9));
+        assert_eq!(both("127.0.0.1:9002", None), ok("127.0.0.1", 9002));
+        assert_eq!(both("localhost:0", None), ok("localhost", 0));
+        assert_eq!(both("::1", None), ok("::1", 7));
+        assert_eq!(both("[::1]", Some(9)), ok("::1", 9));
+        assert_eq!(both("[::1]:9002", None), ok("::1", 9002));
+        assert_eq!(both("::", None), ok("::", 7));
+        assert_eq!(both("fe80::1%eth0", None), ok("fe80::1%eth0", 7));
+        assert_eq!(both("[fe80::1%2]:80", None), ok("fe80::1%2", 80));
+        assert_eq!(both("2001:db8::1", None), ok("2001:db8::1", 7));
+        assert_eq!(both("::ffff:127.0.0.1", None), ok("::ffff:127.0.0.1", 7));
+        // Given on its own, the port makes the whole text the address.
+        assert_eq!(both("::1:9002", Some(9)), ok("::1:9002", 9));
+    }
+
+    #[test]
+    fn refused() {
+        for (text, port, says) in [
+            ("::1:9002", None, "as in [::1]:9002"),
+            ("2001:db8::1:80", None, "as in [2001:db8::1]:80"),
+            ("fe80::1%2:80", None, "as in [fe80::1%2]:80"),
+            ("1:2:3:4:5:6:7:8:80", None, "as in [1:2:3:4:5:6:7:8]:80"),
+            ("a:b:c", None, "neither a host nor HOST:PORT"),
+            ("", Some(1), "no host"),
+            (":80", None, "no host"),
+            ("0", None, "\"0\" is not a host"),
+            ("9002", Some(1), "\"9002\" is not a host"),
+            ("1:80", None, "\"1\" is not a host"),
+            ("/tmp/s.sock", None, "Unix sockets"),
+            ("[127.0.0.1]:80", None, "not an IPv6 address"),
+            ("[localhost]", None, "not an IPv6 address"),
+            ("[::1", None, "no closing bracket"),
+            ("[::1]80", None, "is not HOST:PORT"),
+            ("[::1]:", None, "not a port number"),
+            ("[::1]:70000", None, "\"70000\""),
+            ("host:+80", None, "\"+80\""),
+            ("host:", None, "not a port number"),
+            ("host:1", Some(1), "port given twice"),
+        ] {
+            let result = both(text, port);
+            let e = result.expect_err(text);
+            assert!(e.contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn host_port_needs_its_port() {
+        assert_eq!(host_port("[::1]:80"), ok("::1", 80));
+        assert_eq!(host_port("h:1"), ok("h", 1));
+        for (text, says) in [
+            ("::1", "has no port"),
+            ("[::1]", "has no port"),
+            ("localhost", "is not HOST:PORT"),
+            ("::1:80", "as in [::1]:80"),
+            ("0", "is not a host"),
+            ("a:99999", "not a port number"),
+        ] {
+            let e = host_port(text).expect_err(text);
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        assert_eq!(
+            host(":1")
+                .and_then(|a| a.with_port(None, None))
+                .unwrap_err(),
+            "no host: give a name or an address, such as 127.0.0.1 or ::1"
+        );
+        assert!(
+            host("h")
+                .unwrap()
+                .with_port(None, None)
+                .unwrap_err()
+                .contains("<PORT>")
+        );
+    }
+}
