@@ -243,10 +243,12 @@ async fn serve(socket: Socket, tls: Option<TlsServerConfig>, how: Echo) {
             }
         }
         Some(config) => {
-            if let Ok(mut tls) = socket.tls_server(&config).await {
-                if let Ok((input, output)) = tls.open_channels(true) {
-                    echo(how, input, output).await;
-                }
+            let channels = match socket.tls_server(&config).await {
+                Ok(mut tls) => tls.open_channels(true),
+                Err(e) => Err(e.into()),
+            };
+            if let Ok((input, output)) = channels {
+                echo(how, input, output).await;
             }
         }
     }

@@ -147,10 +147,11 @@ async fn read_response(input: &mut net_io::ByteReadChannel) -> (String, String) 
         if line.is_empty() {
             break;
         }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
+        match line.split_once(':') {
+            Some((name, value)) if name.eq_ignore_ascii_case("content-length") => {
                 length = Some(value.trim().parse::<usize>().unwrap());
             }
+            _ => {}
         }
     }
     let mut body = vec![0; length.expect("a content-length")];

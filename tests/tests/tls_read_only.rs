@@ -213,10 +213,9 @@ async fn forward_records(
             break;
         }
         let corrupt = header[0] == APPLICATION_DATA && armed.swap(false, Ordering::AcqRel);
-        if corrupt {
-            if let Some(last) = body.last_mut() {
-                *last ^= 0x01;
-            }
+        match body.last_mut() {
+            Some(last) if corrupt => *last ^= 0x01,
+            _ => {}
         }
         // One write: on loopback, once it returns, the record is in the receiver's queue.
         let record = [&header[..], body].concat();
@@ -386,10 +385,9 @@ async fn await_whole_record(socket: &TlsSocket) {
     let started = Instant::now();
     let mut buf = vec![0u8; 1 << 15];
     loop {
-        if let Ok(n) = peeker.peek(&mut buf) {
-            if n >= 5 && n >= 5 + usize::from(u16::from_be_bytes([buf[3], buf[4]])) {
-                return;
-            }
+        let peeked = peeker.peek(&mut buf).unwrap_or(0);
+        if peeked >= 5 && peeked >= 5 + usize::from(u16::from_be_bytes([buf[3], buf[4]])) {
+            return;
         }
         assert!(
             started.elapsed() < HANG_LIMIT,
@@ -633,10 +631,11 @@ async fn a_failed_write_never_ends_with_close_notify() {
     let mut close_now = Some(close_now);
     // Each pass reads at least one byte or ends the loop.
     let end = loop {
-        if received >= written {
-            if let Some(signal) = close_now.take() {
+        match close_now.take() {
+            Some(signal) if received >= written => {
                 let _ = signal.send(());
             }
+            taken => close_now = taken,
         }
         match within(input.read_available(&mut buf)).await {
             Ok(0) => break Ok(()),
