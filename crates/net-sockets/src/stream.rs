@@ -4,6 +4,7 @@
 //! The socket itself is owned by the [`Core`]; the adapters take it per poll, so closing releases
 //! the descriptor at once, even while the channels live on in other tasks.
 
+use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
@@ -207,6 +208,20 @@ pub(crate) struct Conn {
     /// The connection's places in its selector's count and its listener's group, left when
     /// the descriptor is released (see [`Counted`]).
     counted: Arc<Mutex<Counted>>,
+    /// What the layer over the connection (TLS) does before a cut (see [`Conn::cut`]).
+    before_cut: BeforeCut,
+}
+
+/// A layer's last step before its connection is cut without the layer's `closing` (see
+/// [`Link::before_cut`](crate::transport::Link::before_cut)); taken by the first cut.
+#[derive(Default)]
+struct BeforeCut(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl fmt::Debug for BeforeCut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = lock(&self.0).is_some();
+        f.debug_tuple("BeforeCut").field(&set).finish()
+    }
 }
 
 /// Where an open connection is counted: in its selector's count (taken over by the task that
@@ -354,6 +369,7 @@ impl Conn {
             backlog: options.coalesce_flushes.then(Backlog::new),
             cork_task: AtomicBool::new(false),
             counted,
+            before_cut: BeforeCut::default(),
         })?;
         if let Some((group, key)) = group {
             if !group.enrol(key, &conn) {
@@ -379,8 +395,25 @@ impl Conn {
 
     /// Cuts the connection: closes it, as [`close`](Self::close) does, for a graceful shutdown
     /// whose grace period ended or for the selector's close, which count it as cut.
+    ///
+    /// The layer over the connection runs no `closing` here (no `close_notify`: the peer
+    /// sees a cut stream), but what it gave [`set_before_cut`](Self::set_before_cut) runs
+    /// first: TLS takes in its own messages the socket holds (a TLS 1.3 server's session
+    /// tickets, which a client that never read leaves there), so that the kernel answers the
+    /// close with the FIN of a truncated stream, not with a reset that the peer reads as
+    /// `ConnectionReset` and that destroys what is still queued for it.
     pub(crate) fn cut(&self) {
+        let before = lock(&self.before_cut.0).take();
+        if let Some(before) = before {
+            before();
+        }
         self.close_as(Cause::Cut);
+    }
+
+    /// Sets what runs before a [`cut`](Self::cut) (once per connection: a later call replaces
+    /// it).
+    pub(crate) fn set_before_cut(&self, before: Box<dyn FnOnce() + Send>) {
+        *lock(&self.before_cut.0) = Some(before);
     }
 
     fn close_as(&self, cause: Cause) {

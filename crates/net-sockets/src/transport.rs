@@ -90,6 +90,16 @@ impl Link {
     pub fn bytes_lost(&self) -> bool {
         self.conn.bytes_lost()
     }
+
+    /// Runs `before` (once) when the connection is cut without the layer's
+    /// [`closing`](Transport::closing): by the selector's close, at the end of a graceful
+    /// shutdown's grace period, or at the end of the selector's runtime; before the descriptor
+    /// is released. For a layer that must take in its own messages the socket holds (with
+    /// [`RawStream::try_read`]) so that the kernel does not answer the close with a reset.
+    /// A later call replaces an earlier one.
+    pub fn before_cut(&self, before: impl FnOnce() + Send + 'static) {
+        self.conn.set_before_cut(Box::new(before));
+    }
 }
 
 /// The plain connection: the channels read and write the socket's bytes as they are.

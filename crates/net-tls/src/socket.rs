@@ -226,6 +226,21 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Locked> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The session, for a cut that may come from any thread (the selector's close) while a read
+/// or write of another thread holds it for the moment of its poll: waits for that one a few
+/// turns; `None` when it is still held then (best effort: the cut goes on without it, never a
+/// wait on a lock this thread may hold itself).
+fn lock_unless_busy(shared: &Shared) -> Option<MutexGuard<'_, Locked>> {
+    for _ in 0..100 {
+        match shared.try_lock() {
+            Ok(locked) => return Some(locked),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
+        }
+    }
+    None
+}
+
 /// The session, for a write: with the socket's writes waiting as writes do, even if a read
 /// that marked them as its own ([`RawStream::reading`]) panicked before it could unmark them.
 fn lock_for_writing(shared: &Shared) -> MutexGuard<'_, Locked> {
@@ -263,11 +278,25 @@ pub struct TlsSession {
 
 impl TlsSession {
     fn new(stream: tokio_rustls::TlsStream<RawStream>, session: Session) -> Self {
+        let link = stream.get_ref().0.link().clone();
+        let shared = Arc::new(Mutex::new(Locked {
+            stream,
+            reader: None,
+        }));
+        // A cut (the selector's close, the end of a graceful shutdown's grace period or of the
+        // runtime) sends no `close_notify`, but takes in the session's own messages first, as a
+        // close without `close_notify` does (see `closing`). Weak: the connection outlives
+        // the session, and must not keep it.
+        let session_of_cut = Arc::downgrade(&shared);
+        link.before_cut(move || {
+            if let Some(shared) = session_of_cut.upgrade() {
+                if let Some(mut locked) = lock_unless_busy(&shared) {
+                    receive_own(&mut locked.stream);
+                }
+            }
+        });
         TlsSession {
-            shared: Arc::new(Mutex::new(Locked {
-                stream,
-                reader: None,
-            })),
+            shared,
             session,
             failed: Arc::new(AtomicBool::new(false)),
             timed_out: Arc::new(AtomicBool::new(false)),
