@@ -18,7 +18,7 @@ async fn line(input: &mut ByteReadChannel) -> Option<String> {
 }
 
 /// How a connection of a selector is ended from outside the connection.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum OuterEnd {
     /// `SelectorManager::close`.
     SelectorClose,
@@ -91,5 +91,541 @@ async fn a_tls13_client_that_never_read_ended_by_its_selector_or_runtime_is_trun
             is_truncated(&e) && e.kind() == io::ErrorKind::UnexpectedEof,
             "{end:?}: the peer read {e:?}"
         );
+    }
+}
+
+// ----- The matrix: every way a connection of ours ends, as its peer sees it ------------------
+
+/// How our side ends its connection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Way {
+    /// `Socket::close`.
+    Close,
+    /// `Connection::close_gracefully` (the peer never closes: the wait runs out).
+    CloseGracefully,
+    /// The socket and both channels dropped, no `close`.
+    Drop,
+    /// `flush_and_close` on the write channel, then everything dropped.
+    FlushAndCloseThenDrop,
+    /// `cancel()` on the read channel, then `close`.
+    ReadCancelThenClose,
+    /// Ended from outside: the selector or its runtime.
+    Outer(OuterEnd),
+}
+
+const WAYS: [Way; 8] = [
+    Way::Close,
+    Way::CloseGracefully,
+    Way::Drop,
+    Way::FlushAndCloseThenDrop,
+    Way::ReadCancelThenClose,
+    Way::Outer(OuterEnd::SelectorClose),
+    Way::Outer(OuterEnd::SelectorShutdown),
+    Way::Outer(OuterEnd::RuntimeEnd),
+];
+
+/// What our side holds as it ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Load {
+    /// Everything written was flushed; nothing came from the peer.
+    Nothing,
+    /// `UNSENT` more bytes written and not flushed.
+    Unsent,
+    /// The peer sent this many bytes, which we never read.
+    PeerSentUnread(usize),
+    /// A write of `CUT` bytes (more than the sockets take while the peer does not read) was
+    /// dropped part-way (after its first poll).
+    WriteCutShort,
+}
+
+/// The write dropped part-way with `Load::WriteCutShort`.
+const CUT: usize = 16 << 20;
+
+const LOADS: [Load; 5] = [
+    Load::Nothing,
+    Load::Unsent,
+    Load::PeerSentUnread(10),
+    Load::PeerSentUnread(100_000),
+    Load::WriteCutShort,
+];
+
+/// Writes `CUT` bytes and drops the write after its first poll, which leaves it part-way.
+async fn write_cut_short(output: &mut net_io::ByteWriteChannel) {
+    let big = vec![b'c'; CUT];
+    let write = output.write_fully(&big);
+    let mut write = std::pin::pin!(write);
+    assert!(net_tests::pending_after_one_poll(write.as_mut()).await);
+}
+
+/// What the peer saw: the bytes it read, then how the stream ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Seen {
+    /// A clean end (FIN; over TLS, `close_notify`).
+    Clean(usize),
+    /// `ConnectionReset`.
+    Reset(usize),
+    /// TLS: the end without `close_notify` (`UnexpectedEof`, `Truncated`).
+    Truncated(usize),
+}
+
+/// Flushed before the end.
+const SENT: usize = 10_000;
+/// Written, not flushed, with `Load::Unsent`.
+const UNSENT: usize = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Net {
+    Tcp,
+    Unix,
+}
+
+/// Ends our side as `way` says; `runtime` is the one our selector runs on.
+async fn end_ours<T: net_sockets::layer::Transport>(
+    way: Way,
+    connection: net_sockets::Connection<T>,
+    selector: &SelectorManager,
+    runtime: &mut Option<tokio::runtime::Runtime>,
+) {
+    if way == Way::CloseGracefully {
+        let _ = within(connection.close_gracefully(Duration::from_millis(100))).await;
+        return;
+    }
+    let net_sockets::Connection {
+        socket,
+        mut input,
+        mut output,
+        ..
+    } = connection;
+    match way {
+        Way::Close | Way::CloseGracefully => {
+            socket.close();
+            drop((input, output));
+        }
+        Way::Drop => drop((socket, input, output)),
+        Way::FlushAndCloseThenDrop => {
+            // Fails after a write cut short (and sends no FIN): the peer's view is the check.
+            let _ = within(output.flush_and_close()).await;
+            drop((socket, input, output));
+        }
+        Way::ReadCancelThenClose => {
+            input.cancel();
+            socket.close();
+            drop((input, output));
+        }
+        Way::Outer(OuterEnd::SelectorClose) => {
+            selector.close();
+            drop((socket, input, output));
+        }
+        Way::Outer(OuterEnd::SelectorShutdown) => {
+            within(selector.shutdown(Duration::ZERO)).await;
+            drop((socket, input, output));
+        }
+        Way::Outer(OuterEnd::RuntimeEnd) => {
+            runtime.take().unwrap().shutdown_background();
+            drop((socket, input, output));
+        }
+    }
+}
+
+/// A selector on a runtime of its own (so that its end can be one of the ways).
+fn own_selector() -> (SelectorManager, Option<tokio::runtime::Runtime>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let selector = {
+        let _runtime = runtime.enter();
+        SelectorManager::new()
+    };
+    (selector, Some(runtime))
+}
+
+/// Reads to the end with a plain socket: how many bytes, then a clean end or a reset.
+async fn read_to_end_plain(mut peer: impl tokio::io::AsyncRead + Unpin) -> Seen {
+    use tokio::io::AsyncReadExt;
+    let mut got = 0;
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match within(peer.read(&mut buf)).await {
+            Ok(0) => return Seen::Clean(got),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Seen::Reset(got),
+            Err(e) => panic!("the peer read {e:?}"),
+        }
+    }
+}
+
+/// One cell over plain TCP or Unix: our client (on its own selector and runtime) against a
+/// tokio peer that reads to the end.
+async fn plain_cell(net: Net, way: Way, load: Load) -> Seen {
+    use tokio::io::AsyncWriteExt;
+    let dir = net_tests::TempDir::new("review-ends");
+    let (selector, mut runtime) = own_selector();
+    let builder = net_sockets::a_socket(&selector).tcp();
+    let (socket, mut peer): (_, Box<dyn Peer>) = match net {
+        Net::Tcp => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (socket, peer) = tokio::join!(builder.connect(("127.0.0.1", port)), async {
+                listener.accept().await.unwrap().0
+            });
+            (socket.unwrap(), Box::new(peer))
+        }
+        Net::Unix => {
+            let path = dir.path().join("s");
+            let listener = tokio::net::UnixListener::bind(&path).unwrap();
+            let (socket, peer) = tokio::join!(
+                builder.connect(net_sockets::UnixSocketAddress::new(&path)),
+                async { listener.accept().await.unwrap().0 }
+            );
+            (socket.unwrap(), Box::new(peer))
+        }
+    };
+    let mut connection = socket.connection().unwrap();
+    if let Load::PeerSentUnread(n) = load {
+        // Loopback and Unix sockets take this much at once: once written, it is in our socket.
+        within(peer.write_all(&vec![b'p'; n])).await.unwrap();
+    }
+    connection
+        .output
+        .write_fully(&net_tests::payload(SENT))
+        .await
+        .unwrap();
+    within(connection.output.flush()).await.unwrap();
+    if load == Load::Unsent {
+        connection
+            .output
+            .write_fully(&[b'u'; UNSENT])
+            .await
+            .unwrap();
+    }
+    if load == Load::WriteCutShort {
+        write_cut_short(&mut connection.output).await;
+    }
+    end_ours(way, connection, &selector, &mut runtime).await;
+    let seen = read_to_end_plain(&mut peer).await;
+    if let Some(runtime) = runtime {
+        runtime.shutdown_background();
+    }
+    seen
+}
+
+trait Peer: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<P: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Peer for P {}
+
+/// What the docs promise a plain peer sees, as a check of what it saw.
+fn plain_documented(net: Net, way: Way, load: Load, seen: Seen) -> bool {
+    // A clean end after everything (what was flushed, and what a flushing end flushed).
+    let flushes = matches!(way, Way::CloseGracefully | Way::FlushAndCloseThenDrop);
+    let all = SENT
+        + if load == Load::Unsent && flushes {
+            UNSENT
+        } else {
+            0
+        };
+    let clean = seen == Seen::Clean(all);
+    // Linux answers a close with input unread with a reset (Socket's "Closing"); on a Unix
+    // socket, after every byte sent (guarantees, "A plain Unix socket closed where ...").
+    let unread_reset = match net {
+        Net::Tcp => matches!(seen, Seen::Reset(n) if n <= SENT),
+        Net::Unix => seen == Seen::Reset(SENT),
+    };
+    // Bytes thrown away unsent: a TCP reset; a Unix socket has no reset and ends as a clean
+    // close does, without them.
+    let lost = match net {
+        Net::Tcp => matches!(seen, Seen::Reset(n) if n <= SENT),
+        Net::Unix => seen == Seen::Clean(SENT),
+    };
+    match load {
+        Load::Nothing => clean,
+        Load::Unsent if flushes => clean,
+        Load::Unsent => lost,
+        // The graceful close reads the input, so no reset; the drop after a half-close may
+        // come after the peer read the FIN, or before.
+        Load::PeerSentUnread(_) => match way {
+            Way::CloseGracefully => clean,
+            Way::FlushAndCloseThenDrop => clean || unread_reset,
+            _ => unread_reset,
+        },
+        // Never a clean end after part of a write (guarantees, "A write future dropped before
+        // it completes"), but on a Unix socket, which has no reset.
+        Load::WriteCutShort => match net {
+            Net::Tcp => matches!(seen, Seen::Reset(n) if n < SENT + CUT),
+            Net::Unix => matches!(seen, Seen::Clean(n) if n > SENT && n < SENT + CUT),
+        },
+    }
+}
+
+/// Every way our plain TCP or Unix connection ends, with nothing left, with bytes unsent and
+/// with the peer's bytes unread, ends as the docs say for its peer (see `plain_documented`).
+#[tokio::test]
+async fn every_way_a_plain_connection_ends_is_what_the_docs_say_its_peer_sees() {
+    let mut wrong = Vec::new();
+    for net in [Net::Tcp, Net::Unix] {
+        for way in WAYS {
+            for load in LOADS {
+                let seen = plain_cell(net, way, load).await;
+                eprintln!("{net:?} {way:?} {load:?}: {seen:?}");
+                if !plain_documented(net, way, load, seen) {
+                    wrong.push(format!("{net:?} {way:?} {load:?}: {seen:?}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+// ----- The same matrix over TLS ---------------------------------------------------------------
+
+/// Which side of the TLS connection is ours (the other is this crate's too, as the peer).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Side {
+    Client,
+    Server,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Tls {
+    V12,
+    V13,
+    /// TLS 1.3 with a client certificate.
+    V13Mutual,
+}
+
+/// Reads to the end through the peer's TLS read channel.
+async fn read_to_end_tls(input: &mut ByteReadChannel) -> Seen {
+    // `discard` does not say how many bytes it skipped before an error: the channel's count.
+    let before = input.total_bytes_read();
+    let end = loop {
+        match within(input.discard(u64::MAX)).await {
+            Ok(0) => break Ok(()),
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let got = usize::try_from(input.total_bytes_read() - before).unwrap();
+    match end {
+        Ok(()) => Seen::Clean(got),
+        Err(e) if is_truncated(&e) => Seen::Truncated(got),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Seen::Reset(got),
+        Err(e) => panic!("the peer read {e:?}"),
+    }
+}
+
+/// One TLS cell: our side (on its own selector and runtime) ends as `way` says, the peer
+/// reads to the end. Our client never reads (TLS 1.3: the server's tickets stay unread).
+async fn tls_cell(side: Side, tls: Tls, way: Way, load: Load) -> Seen {
+    use net_tls::TlsVersion;
+    let ca = TestCa::new("review ends matrix ca");
+    let client_leaf = ca.client("review ends client");
+    let server_leaf = ca.server(&["localhost"]);
+    let (server_config, client_config) = match tls {
+        Tls::V12 => (
+            server_leaf.server_config(),
+            ca.client_config().protocol_versions(&[TlsVersion::Tls12]),
+        ),
+        Tls::V13 => (
+            server_leaf.server_config(),
+            ca.client_config().protocol_versions(&[TlsVersion::Tls13]),
+        ),
+        Tls::V13Mutual => (
+            server_leaf.mutual_tls_server_config(&ca),
+            client_leaf.client_certificate(ca.client_config()),
+        ),
+    };
+    let (server_config, client_config) = (
+        server_config.build().unwrap(),
+        client_config.build().unwrap(),
+    );
+    let (ours_selector, mut runtime) = own_selector();
+    let peer_selector = SelectorManager::new();
+    let (ours, peer) = match side {
+        Side::Client => {
+            let listener = tcp_listener(&peer_selector).await;
+            let (server, client) =
+                pair(&ours_selector, &listener, &server_config, client_config).await;
+            (client, server)
+        }
+        Side::Server => {
+            let listener = tcp_listener(&ours_selector).await;
+            let (server, client) =
+                pair(&peer_selector, &listener, &server_config, client_config).await;
+            (server, client)
+        }
+    };
+    assert_eq!(
+        ours.protocol_version(),
+        Some(if tls == Tls::V12 {
+            TlsVersion::Tls12
+        } else {
+            TlsVersion::Tls13
+        })
+    );
+    let mut peer = peer.connection().unwrap();
+    let mut connection = ours.connection().unwrap();
+    if let Load::PeerSentUnread(n) = load {
+        peer.output.write_fully(&vec![b'p'; n]).await.unwrap();
+        within(peer.output.flush()).await.unwrap();
+    }
+    connection
+        .output
+        .write_fully(&net_tests::payload(SENT))
+        .await
+        .unwrap();
+    within(connection.output.flush()).await.unwrap();
+    if load == Load::Unsent {
+        connection
+            .output
+            .write_fully(&[b'u'; UNSENT])
+            .await
+            .unwrap();
+    }
+    if load == Load::WriteCutShort {
+        write_cut_short(&mut connection.output).await;
+    }
+    end_ours(way, connection, &ours_selector, &mut runtime).await;
+    let seen = read_to_end_tls(&mut peer.input).await;
+    peer.socket.close();
+    if let Some(runtime) = runtime {
+        runtime.shutdown_background();
+    }
+    seen
+}
+
+/// What the docs promise a TLS peer sees.
+fn tls_documented(way: Way, load: Load, seen: Seen) -> bool {
+    let flushes = matches!(way, Way::CloseGracefully | Way::FlushAndCloseThenDrop);
+    let all = SENT
+        + if load == Load::Unsent && flushes {
+            UNSENT
+        } else {
+            0
+        };
+    let clean = seen == Seen::Clean(all);
+    // No `close_notify` (a drop, a cut): the FIN of a truncated stream, after everything sent.
+    let truncated = seen == Seen::Truncated(SENT);
+    // Bytes thrown away: never a clean end (no `close_notify`; a reset where the connection
+    // decides that bytes were lost).
+    let not_clean = matches!(seen, Seen::Truncated(n) | Seen::Reset(n) if n <= SENT);
+    let closes = matches!(way, Way::Close | Way::ReadCancelThenClose);
+    match load {
+        Load::Nothing if closes || flushes => clean,
+        Load::Nothing => truncated,
+        Load::Unsent if flushes => clean,
+        Load::Unsent => not_clean,
+        // The close takes the peer's last record in before its `close_notify` (guarantees:
+        // "We `close()` a TLS socket while the peer's last data waits unread in it").
+        Load::PeerSentUnread(10) if closes || flushes => clean,
+        // More than the close takes in (its records after the first that carries data): as a
+        // plain socket closed with input unread, a reset, unless the peer read our
+        // `close_notify` first.
+        Load::PeerSentUnread(_) if closes || flushes => {
+            clean || matches!(seen, Seen::Reset(n) if n <= SENT)
+        }
+        // No `close_notify`: a truncation, or a reset with input unread.
+        Load::PeerSentUnread(_) => truncated || matches!(seen, Seen::Reset(n) if n <= SENT),
+        // Never `close_notify` after part of a write.
+        Load::WriteCutShort => {
+            matches!(seen, Seen::Truncated(n) | Seen::Reset(n) if n < SENT + CUT)
+        }
+    }
+}
+
+/// Every TLS cell of one side: TLS 1.2, 1.3 and mutual TLS, every way, every load.
+async fn tls_cells_of(side: Side) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for tls in [Tls::V12, Tls::V13, Tls::V13Mutual] {
+        for way in WAYS {
+            for load in LOADS {
+                let seen = tls_cell(side, tls, way, load).await;
+                eprintln!("{side:?} {tls:?} {way:?} {load:?}: {seen:?}");
+                if !tls_documented(way, load, seen) {
+                    wrong.push(format!("{side:?} {tls:?} {way:?} {load:?}: {seen:?}"));
+                }
+            }
+        }
+    }
+    wrong
+}
+
+/// Every way our TLS client ends (TLS 1.2, 1.3, mutual TLS; it never reads, so a TLS 1.3
+/// server's session tickets stay unread in its socket), with nothing left, bytes unsent, the
+/// peer's data unread, or a write cut short, ends as the docs say for its peer (see
+/// `tls_documented`). Before the cut took the session's own messages in, its selector's close,
+/// graceful shutdown and runtime end were a reset for TLS 1.3 (6 cells).
+#[tokio::test]
+async fn every_way_a_tls_client_ends_is_what_the_docs_say_its_peer_sees() {
+    let wrong = tls_cells_of(Side::Client).await;
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// The same for our TLS server, whose peer is a client of this crate.
+#[tokio::test]
+async fn every_way_a_tls_server_ends_is_what_the_docs_say_its_peer_sees() {
+    let wrong = tls_cells_of(Side::Server).await;
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+// ----- Through `into_stream` ------------------------------------------------------------------
+
+/// A socket turned into a stream (tokio's I/O traits), written to, then `shutdown()` (a
+/// half-close) and dropped, or dropped without it: its peer reads every byte, then a clean end
+/// after the shutdown (TLS: `close_notify`), and a truncation after a bare drop (TLS; plain:
+/// the FIN), also from a TLS 1.3 client that never read the server's tickets.
+#[tokio::test]
+async fn a_stream_shut_down_ends_cleanly_and_a_stream_dropped_ends_truncated() {
+    use tokio::io::AsyncWriteExt;
+    let selector = SelectorManager::new();
+    for shutdown in [true, false] {
+        // Plain TCP.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (ours, peer) = tokio::join!(
+            net_sockets::a_socket(&selector)
+                .tcp()
+                .connect(("127.0.0.1", port)),
+            async { listener.accept().await.unwrap().0 }
+        );
+        let mut stream = ours.unwrap().into_stream().unwrap();
+        within(stream.write_all(&net_tests::payload(SENT)))
+            .await
+            .unwrap();
+        if shutdown {
+            within(stream.shutdown()).await.unwrap();
+        }
+        drop(stream);
+        assert_eq!(
+            read_to_end_plain(peer).await,
+            Seen::Clean(SENT),
+            "plain, {shutdown}"
+        );
+
+        // TLS 1.3: our client never reads.
+        let ca = TestCa::new("review ends stream ca");
+        let server_config = ca.server(&["localhost"]).server_config().build().unwrap();
+        let listener = tcp_listener(&selector).await;
+        let client_config = ca.client_config().build().unwrap();
+        let (server, client) = pair(&selector, &listener, &server_config, client_config).await;
+        let mut peer = server.connection().unwrap();
+        let mut stream = client.into_stream().unwrap();
+        within(stream.write_all(&net_tests::payload(SENT)))
+            .await
+            .unwrap();
+        if shutdown {
+            within(stream.shutdown()).await.unwrap();
+        }
+        drop(stream);
+        let expected = if shutdown {
+            Seen::Clean(SENT)
+        } else {
+            Seen::Truncated(SENT)
+        };
+        assert_eq!(
+            read_to_end_tls(&mut peer.input).await,
+            expected,
+            "tls, {shutdown}"
+        );
+        peer.socket.close();
     }
 }

@@ -153,6 +153,11 @@ impl SelectorManager {
     /// Pending operations on those sockets fail with [`Error::SelectorClosed`], their
     /// descriptors are released, and new sockets cannot be made through it. Idempotent: a close
     /// that finds another under way (another thread's) returns once that one is done.
+    ///
+    /// Each connection's peer sees what was written, then FIN, or a reset where the socket's
+    /// own close resets (its write channel held or lost bytes; Linux also resets a connection
+    /// closed with input unread). A TLS connection ends without `close_notify`: its peer sees a
+    /// truncation.
     pub fn close(&self) {
         self.inner.close();
     }

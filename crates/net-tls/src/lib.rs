@@ -285,7 +285,9 @@
 //! neither sends `close_notify`, nor does `close` while the write channel still holds bytes it
 //! did not send (or after it threw some away, cancelled or dropped with bytes unsent): the
 //! client sees a cut stream ([`Truncated`] on its side, if it uses this crate), never a clean
-//! end. Dropping the socket without `close` sends no `close_notify` either.
+//! end. Dropping the socket without `close` sends no `close_notify` either, nor does a cut:
+//! the selector's close, the end of its runtime, or the end of a graceful shutdown's grace
+//! period (the client sees [`Truncated`], or a reset when bytes were lost).
 
 /// The setters both configuration builders have (ALPN, protocol versions, handshake timeout),
 /// with each side's documentation.
