@@ -629,3 +629,114 @@ async fn a_stream_shut_down_ends_cleanly_and_a_stream_dropped_ends_truncated() {
         peer.socket.close();
     }
 }
+
+// ----- The reverse: our view of each way the peer ends ----------------------------------------
+
+/// How the peer ends, after `one\ntwo\nthr` (a last line without its newline).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PeerEnd {
+    /// tokio's `shutdown()` (TLS: `close_notify`), then the drop: FIN.
+    Clean,
+    /// A drop without `shutdown()`: FIN (TLS: without `close_notify`).
+    Drop,
+    /// `SO_LINGER` 0, then the drop: a reset.
+    Reset,
+}
+
+/// What our read channel returned: the lines, then the end (`None` for a clean one, else the
+/// error's kind and whether it is a TLS truncation), twice (an end is reported again).
+type OurView = (Vec<String>, Vec<Option<(io::ErrorKind, bool)>>);
+
+async fn our_view(input: &mut ByteReadChannel) -> OurView {
+    let mut lines = Vec::new();
+    let mut ends = Vec::new();
+    while ends.len() < 2 {
+        match within(input.read_utf8_line(64)).await {
+            Ok(Some(line)) => lines.push(line),
+            Ok(None) => ends.push(None),
+            Err(e) => ends.push(Some((e.kind(), is_truncated(&e)))),
+        }
+    }
+    (lines, ends)
+}
+
+/// Ends a tokio peer (`shutdown` for `Clean`), after its last bytes.
+async fn end_peer<S: tokio::io::AsyncWrite + Unpin>(
+    mut peer: S,
+    end: PeerEnd,
+    tcp: impl Fn(&S) -> &tokio::net::TcpStream,
+) {
+    use tokio::io::AsyncWriteExt;
+    // Without Nagle's delay, which would keep the last bytes back behind the TLS server's
+    // unacknowledged session tickets, for its reset to throw away.
+    tcp(&peer).set_nodelay(true).unwrap();
+    within(peer.write_all(b"one\ntwo\nthr")).await.unwrap();
+    within(peer.flush()).await.unwrap();
+    match end {
+        PeerEnd::Clean => within(peer.shutdown()).await.unwrap(),
+        PeerEnd::Drop => {}
+        PeerEnd::Reset => socket2::SockRef::from(tcp(&peer))
+            .set_linger(Some(Duration::ZERO))
+            .unwrap(),
+    }
+    drop(peer);
+}
+
+/// Our plain and TLS 1.3 clients see each way a tokio (tokio-rustls) server ends as the docs
+/// say: a clean end after every line (the last one without its newline included); a reset
+/// after the whole lines only (`ConnectionReset`, again on the next read); over TLS, an end
+/// without `close_notify` after the whole lines only (`UnexpectedEof`, `Truncated`, again).
+#[tokio::test]
+async fn our_side_sees_each_way_the_peer_ends_as_documented() {
+    use net_tests::tls::rustls_server;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("review ends reverse ca");
+    let leaf = ca.server(&["localhost"]);
+    let acceptor = tokio_rustls::TlsAcceptor::from(rustls_server(&leaf));
+    let whole = || vec!["one".to_owned(), "two".to_owned()];
+    let all = || vec!["one".to_owned(), "two".to_owned(), "thr".to_owned()];
+    let reset = Some((io::ErrorKind::ConnectionReset, false));
+    let truncated = Some((io::ErrorKind::UnexpectedEof, true));
+    for end in [PeerEnd::Clean, PeerEnd::Drop, PeerEnd::Reset] {
+        // Plain TCP: a drop is a FIN, as a shutdown.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (ours, peer) = tokio::join!(
+            net_sockets::a_socket(&selector)
+                .tcp()
+                .connect(("127.0.0.1", port)),
+            async { listener.accept().await.unwrap().0 }
+        );
+        let mut ours = ours.unwrap();
+        let mut input = ours.open_read_channel().unwrap();
+        end_peer(peer, end, |s| s).await;
+        let expected = match end {
+            PeerEnd::Clean | PeerEnd::Drop => (all(), vec![None, None]),
+            PeerEnd::Reset => (whole(), vec![reset, reset]),
+        };
+        assert_eq!(our_view(&mut input).await, expected, "plain, {end:?}");
+        ours.close();
+
+        // TLS 1.3, the peer a tokio-rustls server.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client_config = ca.client_config().build().unwrap();
+        let (ours, peer) = tokio::join!(
+            net_tests::tls::connect(&selector, "localhost", port, client_config),
+            async {
+                let tcp = listener.accept().await.unwrap().0;
+                acceptor.accept(tcp).await.unwrap()
+            }
+        );
+        let mut ours = ours.unwrap();
+        let mut input = ours.open_read_channel().unwrap();
+        end_peer(peer, end, |s| s.get_ref().0).await;
+        let expected = match end {
+            PeerEnd::Clean => (all(), vec![None, None]),
+            PeerEnd::Drop => (whole(), vec![truncated, truncated]),
+            PeerEnd::Reset => (whole(), vec![reset, reset]),
+        };
+        assert_eq!(our_view(&mut input).await, expected, "tls, {end:?}");
+        ours.close();
+    }
+}
