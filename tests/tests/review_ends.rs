@@ -416,6 +416,57 @@ async fn read_to_end_tls(input: &mut ByteReadChannel) -> Seen {
 /// One TLS cell: our side (on its own selector and runtime) ends as `way` says, the peer
 /// reads to the end. Our client never reads (TLS 1.3: the server's tickets stay unread).
 async fn tls_cell(side: Side, tls: Tls, way: Way, load: Load) -> Seen {
+    tls_cell_over(Net::Tcp, side, tls, way, load).await
+}
+
+/// A TLS connection over `net`: `listener_selector`'s listener accepts it with
+/// `server_config`, a client of `client_selector` connects with `client_config` (for the name
+/// `localhost`); returns (server side, client side).
+async fn tls_pair_over(
+    net: Net,
+    client_selector: &SelectorManager,
+    listener_selector: &SelectorManager,
+    server_config: &net_tls::TlsServerConfig,
+    client_config: net_tls::TlsConfig,
+    dir: &net_tests::TempDir,
+) -> (net_tls::TlsSocket, net_tls::TlsSocket) {
+    use net_tls::TlsExt;
+    match net {
+        Net::Tcp => {
+            let listener = tcp_listener(listener_selector).await;
+            pair(client_selector, &listener, server_config, client_config).await
+        }
+        Net::Unix => {
+            let address = net_sockets::UnixSocketAddress::new(dir.path().join("tls"));
+            let listener = net_sockets::a_socket(listener_selector)
+                .tcp()
+                .bind(address.clone())
+                .await
+                .unwrap();
+            // A Unix connect completes once the kernel queued it: accept after it.
+            let socket = within(
+                net_sockets::a_socket(client_selector)
+                    .tcp()
+                    .connect(address),
+            )
+            .await
+            .unwrap();
+            let accepted = within(listener.accept()).await.unwrap();
+            let (server, client) = within(async {
+                tokio::join!(
+                    accepted.tls_server(server_config),
+                    socket.tls(client_config)
+                )
+            })
+            .await;
+            (server.unwrap(), client.unwrap())
+        }
+    }
+}
+
+/// [`tls_cell`] over `net`.
+async fn tls_cell_over(net: Net, side: Side, tls: Tls, way: Way, load: Load) -> Seen {
+    let dir = net_tests::TempDir::new("review-ends-tls");
     use net_tls::TlsVersion;
     let ca = TestCa::new("review ends matrix ca");
     let client_leaf = ca.client("review ends client");
@@ -423,15 +474,19 @@ async fn tls_cell(side: Side, tls: Tls, way: Way, load: Load) -> Seen {
     let (server_config, client_config) = match tls {
         Tls::V12 => (
             server_leaf.server_config(),
-            ca.client_config().protocol_versions(&[TlsVersion::Tls12]),
+            ca.client_config()
+                .server_name("localhost")
+                .protocol_versions(&[TlsVersion::Tls12]),
         ),
         Tls::V13 => (
             server_leaf.server_config(),
-            ca.client_config().protocol_versions(&[TlsVersion::Tls13]),
+            ca.client_config()
+                .server_name("localhost")
+                .protocol_versions(&[TlsVersion::Tls13]),
         ),
         Tls::V13Mutual => (
             server_leaf.mutual_tls_server_config(&ca),
-            client_leaf.client_certificate(ca.client_config()),
+            client_leaf.client_certificate(ca.client_config().server_name("localhost")),
         ),
     };
     let (server_config, client_config) = (
@@ -442,15 +497,27 @@ async fn tls_cell(side: Side, tls: Tls, way: Way, load: Load) -> Seen {
     let peer_selector = SelectorManager::new();
     let (ours, peer) = match side {
         Side::Client => {
-            let listener = tcp_listener(&peer_selector).await;
-            let (server, client) =
-                pair(&ours_selector, &listener, &server_config, client_config).await;
+            let (server, client) = tls_pair_over(
+                net,
+                &ours_selector,
+                &peer_selector,
+                &server_config,
+                client_config,
+                &dir,
+            )
+            .await;
             (client, server)
         }
         Side::Server => {
-            let listener = tcp_listener(&ours_selector).await;
-            let (server, client) =
-                pair(&peer_selector, &listener, &server_config, client_config).await;
+            let (server, client) = tls_pair_over(
+                net,
+                &peer_selector,
+                &ours_selector,
+                &server_config,
+                client_config,
+                &dir,
+            )
+            .await;
             (server, client)
         }
     };
@@ -557,6 +624,26 @@ async fn tls_cells_of(side: Side) -> Vec<String> {
 #[tokio::test]
 async fn every_way_a_tls_client_ends_is_what_the_docs_say_its_peer_sees() {
     let wrong = tls_cells_of(Side::Client).await;
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// The same over a Unix socket, TLS 1.3, either side: where the kernel would answer a close
+/// with the peer's input unread with `ECONNRESET` after every byte, the session's own
+/// messages are taken in first as over TCP.
+#[tokio::test]
+async fn every_way_a_tls13_connection_over_unix_ends_is_what_the_docs_say_its_peer_sees() {
+    let mut wrong = Vec::new();
+    for side in [Side::Client, Side::Server] {
+        for way in WAYS {
+            for load in LOADS {
+                let seen = tls_cell_over(Net::Unix, side, Tls::V13, way, load).await;
+                eprintln!("Unix {side:?} {way:?} {load:?}: {seen:?}");
+                if !tls_documented(way, load, seen) {
+                    wrong.push(format!("Unix {side:?} {way:?} {load:?}: {seen:?}"));
+                }
+            }
+        }
+    }
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
