@@ -827,3 +827,53 @@ async fn our_side_sees_each_way_the_peer_ends_as_documented() {
         ours.close();
     }
 }
+
+// ----- After a write that timed out -----------------------------------------------------------
+
+/// A TLS 1.3 client of ours (it never reads: the server's tickets stay unread in its socket)
+/// whose write times out (`socket_timeout`, a server that reads nothing) and which then
+/// `close()`s: no `close_notify` (guarantees: "Our write fails ... then `flush_and_close` /
+/// `close`"), and the FIN of a truncated stream, not a reset: the server reads every byte the
+/// client's socket took, then `Truncated`.
+#[tokio::test]
+async fn a_tls13_client_closed_after_a_timed_out_write_is_truncated_after_everything_sent() {
+    use net_tls::TlsExt;
+    const TIMEOUT: Duration = Duration::from_millis(200);
+    const CHUNK: usize = 64 * 1024;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("review ends timeout ca");
+    let server_config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let client_config = ca.client_config().build().unwrap();
+    let (server, client) = tokio::join!(net_tests::tls::accept(&listener, &server_config), async {
+        let socket = net_sockets::a_socket(&selector)
+            .tcp()
+            .socket_timeout(TIMEOUT)
+            .connect(("localhost", port))
+            .await
+            .unwrap();
+        socket.tls(client_config).await.unwrap()
+    });
+    let mut client = client;
+    let mut output = client.open_write_channel(true).unwrap();
+    let chunk = net_tests::payload(CHUNK);
+    // Far more than loopback's buffers hold: a write must stall, then time out.
+    let mut failure = None;
+    for _ in 0..1024 {
+        if let Err(e) = within(output.write_fully(&chunk)).await {
+            failure = Some(e);
+            break;
+        }
+    }
+    assert!(
+        matches!(failure, Some(net_io::Error::Timeout)),
+        "{failure:?}"
+    );
+    client.close();
+    let mut peer = server.connection().unwrap();
+    let seen = read_to_end_tls(&mut peer.input).await;
+    assert!(matches!(seen, Seen::Truncated(n) if n > 0), "{seen:?}");
+    peer.socket.close();
+    drop(output);
+}
