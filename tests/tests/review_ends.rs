@@ -877,3 +877,139 @@ async fn a_tls13_client_closed_after_a_timed_out_write_is_truncated_after_everyt
     peer.socket.close();
     drop(output);
 }
+
+// ----- Against python3's `ssl` (OpenSSL), which sends two session tickets -----------------------
+
+/// A python3 `ssl` server, TLS 1.3 (OpenSSL sends two session tickets after the handshake): it
+/// prints `listening at 127.0.0.1:PORT`, then for each connection reads to the end (ragged
+/// ends not suppressed) and prints `BYTES clean`, `BYTES eof` (no `close_notify`) or `BYTES
+/// reset`.
+const PYTHON_READER: &str = r#"
+import socket, ssl, sys
+chain, key = sys.argv[1:3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(chain, key)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+server = socket.create_server(("127.0.0.1", 0))
+print("listening at 127.0.0.1:%d" % server.getsockname()[1], flush=True)
+while True:
+    raw, _ = server.accept()
+    tls = ctx.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False)
+    got, end = 0, "clean"
+    try:
+        while True:
+            data = tls.recv(65536)
+            if not data:
+                break
+            got += len(data)
+    except ssl.SSLEOFError:
+        end = "eof"
+    except ConnectionResetError:
+        end = "reset"
+    except Exception as e:
+        end = "other:%r" % (e,)
+    print(got, end, flush=True)
+    raw.close()
+"#;
+
+/// Returns once `socket`'s kernel socket holds bytes not read yet (polled every millisecond).
+async fn until_readable<T: net_sockets::layer::Transport>(socket: &net_sockets::Socket<T>) {
+    loop {
+        let held = socket
+            .with_sock_ref(|s| s.peek(&mut [std::mem::MaybeUninit::uninit(); 1]))
+            .is_ok_and(|n| n > 0);
+        if held {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Our TLS 1.3 client, which never reads (OpenSSL's session tickets stay unread in its
+/// socket), ends each way against python3's `ssl`: a clean end (OpenSSL read our
+/// `close_notify`) after `close`, `close_gracefully` and `flush_and_close`, after every byte;
+/// `SSLEOFError` (no `close_notify`) after a drop, a cut and a `close` with bytes unsent, after
+/// every byte sent. (Guard: the interop of our clean and cut ends. This python reports a reset
+/// in the middle of its read as `SSLEOFError` too, so the FIN-or-reset question is left to the
+/// tests above.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_python_ssl_our_tls13_client_that_never_read_ends_as_documented() {
+    use net_tests::harness::{Process, path_arg, port_at_end};
+    let pki = net_tests::pki::Pki::generate();
+    let files = pki.temp_files();
+    let mut python = Process::start(
+        "python3",
+        [
+            "-c",
+            PYTHON_READER,
+            path_arg(&files.server_chain),
+            path_arg(&files.server_key),
+        ],
+    );
+    let port = port_at_end(&tokio::task::block_in_place(|| python.stdout_line()));
+    let cells = [
+        (Way::Close, Load::Nothing, format!("{SENT} clean")),
+        (Way::CloseGracefully, Load::Nothing, format!("{SENT} clean")),
+        (
+            Way::FlushAndCloseThenDrop,
+            Load::Unsent,
+            format!("{} clean", SENT + UNSENT),
+        ),
+        (Way::Close, Load::Unsent, format!("{SENT} eof")),
+        (Way::Drop, Load::Nothing, format!("{SENT} eof")),
+        (
+            Way::Outer(OuterEnd::SelectorClose),
+            Load::Nothing,
+            format!("{SENT} eof"),
+        ),
+        (
+            Way::Outer(OuterEnd::SelectorShutdown),
+            Load::Nothing,
+            format!("{SENT} eof"),
+        ),
+        (
+            Way::Outer(OuterEnd::RuntimeEnd),
+            Load::Nothing,
+            format!("{SENT} eof"),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (way, load, expected) in cells {
+        let (selector, mut runtime) = own_selector();
+        let config = pki.client_config().build().unwrap();
+        let tls = within(net_tests::tls::connect(
+            &selector,
+            "localhost",
+            port,
+            config,
+        ))
+        .await
+        .unwrap();
+        // OpenSSL sends its tickets as its handshake ends: wait until they are in our socket.
+        within(until_readable(&tls)).await;
+        let mut connection = tls.connection().unwrap();
+        connection
+            .output
+            .write_fully(&net_tests::payload(SENT))
+            .await
+            .unwrap();
+        within(connection.output.flush()).await.unwrap();
+        if load == Load::Unsent {
+            connection
+                .output
+                .write_fully(&[b'u'; UNSENT])
+                .await
+                .unwrap();
+        }
+        end_ours(way, connection, &selector, &mut runtime).await;
+        let line = tokio::task::block_in_place(|| python.stdout_line());
+        if line != expected {
+            wrong.push(format!("{way:?} {load:?}: {line} (documented: {expected})"));
+        }
+        if let Some(runtime) = runtime {
+            runtime.shutdown_background();
+        }
+    }
+    python.kill();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
