@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use socket2::{Domain, SockRef, Socket as RawSocket, Type};
@@ -31,6 +31,12 @@ use crate::{Error, Result, SelectorManager, Socket, SocketAddress, UnixSocketAdd
 /// How long the accept loop pauses when the process or system is out of descriptors or memory.
 const EXHAUSTION_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The least time between two warnings that a listener ran out of descriptors or memory. At
+/// the limit, each connection that ends frees a descriptor, the next accept takes it and runs
+/// out again: an episode each time, as often as clients close connections (up to one per
+/// back-off); the episodes after a warning, within this time, are `debug` events.
+const EXHAUSTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
 /// A listening TCP or Unix socket, as `bind` on a TCP builder returns it.
 ///
 /// Every method takes `&self`, so a `ServerSocket` can be shared in an [`Arc`] and closed from
@@ -40,7 +46,8 @@ const EXHAUSTION_BACKOFF: Duration = Duration::from_millis(100);
 /// `accept` keeps going through the errors `accept(2)` says to retry (a connection aborted
 /// before it was accepted, network errors of that connection). When the process runs out of
 /// file descriptors (`EMFILE`/`ENFILE`) or memory (`ENOBUFS`/`ENOMEM`), it neither fails nor
-/// spins: it logs one warning, pauses 100 ms at a time, and resumes once resources are free.
+/// spins: it logs one event (a warning, at most once a minute per listener), pauses 100 ms at
+/// a time, and resumes once resources are free.
 ///
 /// A Unix listener removes its socket file when it is closed or dropped, if the file is still
 /// the one it created (a successor that bound the same path keeps its file). A listener
@@ -108,8 +115,11 @@ struct ListenerInner {
     core: Core<Listener>,
     local: SocketAddress,
     options: SocketOptions,
-    /// Whether the last accept ran out of resources (one warning per episode).
+    /// Whether the last accept ran out of resources (one event per episode).
     exhausted: AtomicBool,
+    /// When this listener last warned that it ran out of resources (at most one warning per
+    /// [`EXHAUSTION_WARNING_INTERVAL`]).
+    exhaustion_warned: Mutex<Option<Instant>>,
     /// The connections this listener accepted: caps, shutdown signal, counters.
     group: Arc<Group>,
     /// With a PROXY protocol header to read, connections whose header was read (in tasks of
@@ -415,6 +425,7 @@ impl ServerSocket {
             local,
             options,
             exhausted: AtomicBool::new(false),
+            exhaustion_warned: Mutex::new(None),
             group,
             proxied,
             turn: tokio::sync::Mutex::new(()),
@@ -667,7 +678,11 @@ impl ListenerInner {
                     }
                     AcceptError::Exhausted => {
                         if !self.exhausted.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(parent: self.core.span(), error = %e, "out of descriptors or memory; accept pauses and retries every 100 ms");
+                            if self.warn_of_exhaustion() {
+                                tracing::warn!(parent: self.core.span(), error = %e, "out of descriptors or memory; accept pauses and retries every 100 ms");
+                            } else {
+                                tracing::debug!(parent: self.core.span(), error = %e, "out of descriptors or memory; accept pauses and retries every 100 ms");
+                            }
                         }
                         let backoff = {
                             let _runtime = selector.handle().enter();
@@ -687,6 +702,19 @@ impl ListenerInner {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Whether an episode of running out of resources that begins now is a warning: the
+    /// first, and one at least [`EXHAUSTION_WARNING_INTERVAL`] after the last warning.
+    fn warn_of_exhaustion(&self) -> bool {
+        let now = Instant::now();
+        let mut warned = lock(&self.exhaustion_warned);
+        let warn =
+            warned.is_none_or(|last| now.duration_since(last) >= EXHAUSTION_WARNING_INTERVAL);
+        if warn {
+            *warned = Some(now);
+        }
+        warn
     }
 
     /// Reads the PROXY protocol header of `stream` in a task of its own (bounded by the header
@@ -746,8 +774,15 @@ impl ListenerInner {
                     }
                 }
                 Err(e) => {
-                    group.proxy_header_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(parent: &span, peer = %peer, error = %e, "dropped a connection: bad PROXY protocol header");
+                    // A client that skips the proxy (a port scanner, for one) decides how
+                    // often this happens: the listener's first one is a warning (a proxy that
+                    // sends no header shows at `info`), the others are at `debug`, so that
+                    // clients cannot fill a log kept at `info`; the stats count them all.
+                    if group.proxy_header_failures.fetch_add(1, Ordering::Relaxed) == 0 {
+                        tracing::warn!(parent: &span, peer = %peer, error = %e, "dropped a connection: bad PROXY protocol header");
+                    } else {
+                        tracing::debug!(parent: &span, peer = %peer, error = %e, "dropped a connection: bad PROXY protocol header");
+                    }
                 }
             }
         };

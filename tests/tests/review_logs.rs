@@ -1,0 +1,325 @@
+//! The crates' `tracing` output seen by an operator who runs at `info`: a peer must not be able
+//! to make the libraries log at `warn` (or `info`) at a rate it controls, and text a peer chose
+//! must not reach a log line raw (a newline or a terminal escape in it would forge lines).
+//!
+//! A process-wide recorder sees every event of every thread (the selector's runtime threads
+//! included, where PROXY headers are read); each test picks its own events out by the span
+//! they are in (its listener's `local` address, a client connection's `remote`, or a span of
+//! the test's own), so the tests of this binary can run side by side.
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use net_sockets::{ProxyProtocol, SelectorManager};
+use net_tests::harness::{rerun_self_with_fd_limit, run_if_child};
+use net_tests::loopback::{tcp_listener, tcp_listener_with};
+use net_tests::probe::exhaust_descriptors;
+use net_tests::within;
+use tokio::io::AsyncWriteExt;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+/// A span the recorder saw.
+#[derive(Clone, Debug)]
+struct SpanSeen {
+    fields: Vec<(String, String)>,
+    parent: Option<u64>,
+}
+
+/// An event the recorder saw.
+#[derive(Clone, Debug)]
+struct EventSeen {
+    level: Level,
+    target: String,
+    message: String,
+    fields: Vec<(String, String)>,
+    span: Option<u64>,
+}
+
+impl EventSeen {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    /// By id (ids are indices + 1).
+    spans: Vec<SpanSeen>,
+    events: Vec<EventSeen>,
+}
+
+thread_local! {
+    /// The spans entered now on this thread, innermost last.
+    static ENTERED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Collects the fields of a span or an event as text: `%x` fields as their `Display`, `?x`
+/// fields as their `Debug`, strings raw (what a text formatter writes).
+struct Fields(Vec<(String, String)>);
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push((field.name().to_string(), value.to_string()));
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .push((field.name().to_string(), format!("{value:?}")));
+    }
+}
+
+/// Records every event and span of the workspace's crates (and of this test), process-wide.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Seen>>);
+
+impl Subscriber for Recorder {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.target().starts_with("net_") || metadata.target().starts_with("review_logs")
+    }
+    fn new_span(&self, attributes: &Attributes<'_>) -> Id {
+        let mut fields = Fields(Vec::new());
+        attributes.record(&mut fields);
+        let parent = match attributes.parent() {
+            Some(parent) => Some(parent.into_u64()),
+            None if attributes.is_contextual() => ENTERED.with(|e| e.borrow().last().copied()),
+            None => None,
+        };
+        let mut seen = self.0.lock().unwrap();
+        seen.spans.push(SpanSeen {
+            fields: fields.0,
+            parent,
+        });
+        Id::from_u64(seen.spans.len() as u64)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = Fields(Vec::new());
+        event.record(&mut fields);
+        let message = fields
+            .0
+            .iter()
+            .position(|(n, _)| n == "message")
+            .map(|i| fields.0.remove(i).1)
+            .unwrap_or_default();
+        let span = match event.parent() {
+            Some(parent) => Some(parent.into_u64()),
+            None if event.is_contextual() => ENTERED.with(|e| e.borrow().last().copied()),
+            None => None,
+        };
+        self.0.lock().unwrap().events.push(EventSeen {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_string(),
+            message,
+            fields: fields.0,
+            span,
+        });
+    }
+    fn enter(&self, id: &Id) {
+        ENTERED.with(|e| e.borrow_mut().push(id.into_u64()));
+    }
+    fn exit(&self, _: &Id) {
+        ENTERED.with(|e| e.borrow_mut().pop());
+    }
+    fn clone_span(&self, id: &Id) -> Id {
+        id.clone()
+    }
+    fn try_close(&self, _: Id) -> bool {
+        false
+    }
+}
+
+impl Recorder {
+    /// The process-wide recorder, installed as the global default on first use.
+    fn global() -> &'static Recorder {
+        static RECORDER: OnceLock<Recorder> = OnceLock::new();
+        RECORDER.get_or_init(|| {
+            let recorder = Recorder::default();
+            tracing::subscriber::set_global_default(recorder.clone())
+                .expect("no other global subscriber in this test binary");
+            recorder
+        })
+    }
+
+    /// The events in a span (or one of its ancestors) that has the field `name` with the value
+    /// `value`.
+    fn events_in(&self, name: &str, value: &str) -> Vec<EventSeen> {
+        let seen = self.0.lock().unwrap();
+        let matches = |mut id: Option<u64>| {
+            while let Some(i) = id {
+                let span = &seen.spans[(i - 1) as usize];
+                if span.fields.iter().any(|(n, v)| n == name && v == value) {
+                    return true;
+                }
+                id = span.parent;
+            }
+            false
+        };
+        seen.events
+            .iter()
+            .filter(|e| matches(e.span))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (up to 10 s) until `count` returns at least `n`; returns its last value.
+    async fn until_at_least(&self, n: usize, count: impl Fn(&Recorder) -> usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = count(self);
+            if now >= n || Instant::now() > deadline {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn at_warn_or_above(events: &[EventSeen]) -> Vec<&EventSeen> {
+    events.iter().filter(|e| e.level <= Level::INFO).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// PROXY protocol headers
+
+const BAD_HEADER_CLIENTS: usize = 20;
+
+/// A listener that requires a PROXY header is reachable by a port scanner or any client that
+/// skips the proxy: each of its connections fails the header. Before: each one logged a
+/// `warn` (20 of 20 here), a rate the peer picks. Now the listener's first bad header logs a
+/// `warn` (a proxy that sends none shows up at `info`), the others `debug`, and
+/// `ListenerStats::proxy_header_failures` counts them all.
+#[test]
+fn bad_proxy_headers_log_one_warning_per_listener_not_one_per_connection() {
+    let recorder = Recorder::global();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = Arc::new(
+            tcp_listener_with(&selector, |b| b.proxy_protocol(ProxyProtocol::Required)).await,
+        );
+        let local = listener.local_address().to_string();
+        let port = listener.port().unwrap();
+        // `accept` takes connections from the kernel and reads their headers.
+        let taker = {
+            let listener = Arc::clone(&listener);
+            tokio::spawn(async move { while listener.accept().await.is_ok() {} })
+        };
+        for i in 0..BAD_HEADER_CLIENTS {
+            let mut raw = within(tokio::net::TcpStream::connect(("127.0.0.1", port)))
+                .await
+                .unwrap();
+            // Garbage, a header cut short, or nothing at all.
+            match i % 3 {
+                0 => raw.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap(),
+                1 => raw.write_all(b"PROXY TCP4 1.2.3.4\r\n").await.unwrap(),
+                _ => {}
+            }
+            drop(raw);
+        }
+        let dropped = |r: &Recorder| {
+            r.events_in("local", &local)
+                .iter()
+                .filter(|e| e.message == "dropped a connection: bad PROXY protocol header")
+                .count()
+        };
+        let n = recorder.until_at_least(BAD_HEADER_CLIENTS, dropped).await;
+        assert_eq!(n, BAD_HEADER_CLIENTS, "one event per dropped connection");
+        assert_eq!(
+            listener.stats().proxy_header_failures,
+            BAD_HEADER_CLIENTS as u64
+        );
+        let events = recorder.events_in("local", &local);
+        let loud = at_warn_or_above(&events);
+        assert_eq!(
+            loud.len(),
+            1,
+            "events at info or above for {BAD_HEADER_CLIENTS} bad headers: {loud:#?}"
+        );
+        assert_eq!(loud[0].level, Level::WARN);
+        assert!(loud[0].field("peer").is_some(), "{:?}", loud[0]);
+        assert!(loud[0].target.starts_with("net_sockets"), "{:?}", loud[0]);
+        taker.abort();
+        listener.close();
+        selector.close();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Out of descriptors, on and off
+
+const EMFILE_CHILD_ENV: &str = "NET_TESTS_REVIEW_LOGS_EMFILE_CHILD";
+const EMFILE_TOGGLES: usize = 5;
+
+/// A server at its descriptor limit: each connection that ends frees one descriptor, `accept`
+/// takes the next connection with it and is out of descriptors again. Before: each such turn
+/// was a new "episode" with its own `warn` (6 of 6 here, up to 10 a second: one per back-off),
+/// at a pace the clients set by closing and opening connections. Now the warning comes at
+/// most once a minute per listener; the episodes between are at `debug`.
+#[test]
+fn running_out_of_descriptors_again_and_again_warns_once() {
+    rerun_self_with_fd_limit(
+        "emfile_toggle_child",
+        EMFILE_CHILD_ENV,
+        64,
+        "emfile toggle child passed",
+    );
+}
+
+#[test]
+fn emfile_toggle_child() {
+    run_if_child(EMFILE_CHILD_ENV, async {
+        let recorder = Recorder::global();
+        let selector = SelectorManager::new();
+        let listener = Arc::new(tcp_listener(&selector).await);
+        let local = listener.local_address().to_string();
+        // Connections waiting in the backlog, one for each turn and one more.
+        let _clients: Vec<_> = (0..=EMFILE_TOGGLES)
+            .map(|_| std::net::TcpStream::connect(listener.local_address().to_string()).unwrap())
+            .collect();
+        let mut filler = exhaust_descriptors(|| std::fs::File::open("/dev/null"));
+        let exhausted = |r: &Recorder| {
+            r.events_in("local", &local)
+                .iter()
+                .filter(|e| e.message.starts_with("out of descriptors or memory"))
+                .count()
+        };
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let taker = {
+            let accepted = Arc::clone(&accepted);
+            let listener = Arc::clone(&listener);
+            tokio::spawn(async move {
+                while let Ok(socket) = listener.accept().await {
+                    accepted.lock().unwrap().push(socket);
+                }
+            })
+        };
+        assert_eq!(recorder.until_at_least(1, exhausted).await, 1);
+        for turn in 1..=EMFILE_TOGGLES {
+            // One descriptor free: the accept takes a connection with it, then runs out again.
+            filler.pop();
+            let n = recorder.until_at_least(turn + 1, exhausted).await;
+            assert_eq!(n, turn + 1, "turn {turn}");
+            assert_eq!(accepted.lock().unwrap().len(), turn);
+        }
+        let events = recorder.events_in("local", &local);
+        let loud = at_warn_or_above(&events);
+        assert_eq!(
+            loud.len(),
+            1,
+            "warnings for {} times out of descriptors: {loud:#?}",
+            EMFILE_TOGGLES + 1
+        );
+        taker.abort();
+        drop(filler);
+        listener.close();
+        selector.close();
+        println!("emfile toggle child passed");
+    });
+}
