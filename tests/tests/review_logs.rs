@@ -17,7 +17,7 @@ use net_tests::probe::exhaust_descriptors;
 use net_tests::within;
 use tokio::io::AsyncWriteExt;
 use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
+use tracing::{Event, Instrument, Level, Metadata, Subscriber};
 
 /// A span the recorder saw.
 #[derive(Clone, Debug)]
@@ -247,6 +247,123 @@ fn bad_proxy_headers_log_one_warning_per_listener_not_one_per_connection() {
         assert!(loud[0].target.starts_with("net_sockets"), "{:?}", loud[0]);
         taker.abort();
         listener.close();
+        selector.close();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A write channel dropped after its write timed out
+
+/// The guide's complete server, facing a client that sends but never reads: the replies fill
+/// the socket buffers, a flush fails with `Timeout` (the socket timeout), and the `?` drops
+/// the connection with the reply still buffered. The caller was told (the `Timeout`), the
+/// client chose it, and the guide does just this. Before: the drop logged the `warn` meant
+/// for a channel dropped unflushed by mistake, once per such client (1 of 1 here). Now it is
+/// a `debug` event.
+#[test]
+fn a_write_channel_dropped_after_its_flush_timed_out_logs_no_warning() {
+    dropped_after_a_timeout("flush timed out", true);
+}
+
+/// The same with writes alone (no `flush`): the write that fills the buffer writes it out,
+/// times out without effect, and leaves the earlier writes' bytes buffered.
+#[test]
+fn a_write_channel_dropped_after_its_write_timed_out_logs_no_warning() {
+    dropped_after_a_timeout("write timed out", false);
+}
+
+/// Replies that the channel buffers (its buffer holds 8 KiB) to a client that reads nothing,
+/// each flushed when `flush` is set (3 KiB each; else 128 bytes, so that one fills the buffer
+/// exactly), until one times out; then the connection is dropped. Checks the level of the
+/// drop's event (in a span named `case`).
+fn dropped_after_a_timeout(case: &'static str, flush: bool) {
+    let recorder = Recorder::global();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener_with(&selector, |b| {
+            b.socket_timeout(Duration::from_millis(150))
+                .send_buffer_size(16 * 1024)
+        })
+        .await;
+        let port = listener.port().unwrap();
+        // Connected, never read from.
+        let client = within(tokio::net::TcpStream::connect(("127.0.0.1", port)))
+            .await
+            .unwrap();
+        let socket = within(listener.accept()).await.unwrap();
+        let span = tracing::info_span!(target: "review_logs", "case", case);
+        let result: net_sockets::Result<()> = async {
+            let mut connection = socket.connection()?;
+            let reply = vec![b'x'; if flush { 3 * 1024 } else { 128 }];
+            // Bounded: the socket buffers of loopback hold a few MB at most.
+            for _ in 0..200_000 {
+                connection.output.write_fully(&reply).await?;
+                if flush {
+                    connection.output.flush().await?;
+                }
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await;
+        match result {
+            Err(net_sockets::Error::Timeout) => {}
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        let events = recorder.events_in("case", case);
+        let dropped: Vec<_> = events
+            .iter()
+            .filter(|e| e.target.starts_with("net_io") && e.field("unflushed").is_some())
+            .collect();
+        assert_eq!(dropped.len(), 1, "the drop's event: {events:#?}");
+        assert!(
+            dropped[0].level > Level::INFO,
+            "a drop after a timeout logged at {}: {:?}",
+            dropped[0].level,
+            dropped[0]
+        );
+        drop(client);
+        selector.close();
+    });
+}
+
+/// A guard: a write channel dropped with bytes it never tried to send (a forgotten flush, no
+/// error reported to anyone) still logs its `warn`.
+#[test]
+fn a_write_channel_dropped_unflushed_by_mistake_still_warns() {
+    let recorder = Recorder::global();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let port = listener.port().unwrap();
+        let _client = within(tokio::net::TcpStream::connect(("127.0.0.1", port)))
+            .await
+            .unwrap();
+        let socket = within(listener.accept()).await.unwrap();
+        let span = tracing::info_span!(target: "review_logs", "case", case = "forgot to flush");
+        async {
+            let mut connection = socket.connection().unwrap();
+            connection
+                .output
+                .write_fully(b"never flushed")
+                .await
+                .unwrap();
+        }
+        .instrument(span)
+        .await;
+        let events = recorder.events_in("case", "forgot to flush");
+        let loud = at_warn_or_above(&events);
+        assert_eq!(loud.len(), 1, "{events:#?}");
+        assert_eq!(loud[0].level, Level::WARN);
+        assert_eq!(loud[0].field("unflushed"), Some("13"));
         selector.close();
     });
 }

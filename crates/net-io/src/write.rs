@@ -59,7 +59,9 @@ impl Sink {
 /// Close with [`flush_and_close`](Self::flush_and_close): it writes what is buffered, then shuts
 /// the transport's write side down (a socket sends FIN; its read side keeps working). Dropping
 /// the channel instead drops the transport **without** writing what is still buffered, logs a
-/// `warn` event with the number of bytes lost and tells the [shared state](Self::share_state)
+/// `warn` event with the number of bytes lost (a `debug` event once a write or flush of the
+/// channel returned [`Error::Timeout`]: its caller knows, and a peer that reads nothing must
+/// not be able to fill a log kept at `info`) and tells the [shared state](Self::share_state)
 /// (a socket then resets the connection on close; the reader of an in-memory
 /// [`ByteChannel`](crate::ByteChannel) sees the end of its stream, as for any dropped writer).
 ///
@@ -205,6 +207,12 @@ pub struct ByteWriteChannel {
     /// to the transport (which holds it itself if it may), so that the transport learns that
     /// the stream goes on, and a close does not end it as a failed one.
     timed_out: bool,
+    /// A write call or a flush returned [`Error::Timeout`] and kept bytes in the buffer: its
+    /// caller was told that they may never be sent, so a drop that throws bytes away after it
+    /// is no forgotten flush (it logs a `debug` event, not a `warn`). A peer that reads
+    /// nothing decides how often this happens. Never cleared (that would cost every flush a
+    /// store).
+    timeout_reported: bool,
     /// The buffer's allocation grew past twice its usual size to hold a large frame: given back
     /// once the buffer is written out (by the `write_frame` call, or by whatever writes it out
     /// after that call was dropped or timed out).
@@ -281,6 +289,7 @@ impl ByteWriteChannel {
             torn: false,
             lost: false,
             timed_out: false,
+            timeout_reported: false,
             large: false,
         }
     }
@@ -913,6 +922,7 @@ impl ByteWriteChannel {
                 let e = Error::from(e);
                 if matches!(e, Error::Timeout) {
                     // The buffer is kept: the next flush goes on from where this one stopped.
+                    self.timeout_reported = true;
                     return Poll::Ready(Err(e));
                 }
                 Poll::Ready(Err(self.fail(e)))
@@ -1013,6 +1023,7 @@ impl ByteWriteChannel {
             self.note_buffer();
             self.written -= call as u64;
             self.timed_out = true;
+            self.timeout_reported = true;
             if self.large && keep <= WRITE_BUFFER {
                 // A large frame taken out again: its allocation goes with it.
                 self.release_large();
@@ -1111,12 +1122,24 @@ impl AsyncWrite for ByteWriteChannel {
 impl Drop for ByteWriteChannel {
     fn drop(&mut self) {
         if !self.buf.is_empty() {
-            tracing::warn!(
-                unflushed = self.buf.len(),
-                "write channel dropped with {} unflushed bytes; they are not sent (call \
-                 flush_and_close, or cancel to drop them on purpose)",
-                self.buf.len()
-            );
+            if self.timeout_reported {
+                // The caller was told (the timeout), and gave up: the usual end of a
+                // connection whose peer reads nothing, which a peer must not turn into
+                // warnings at a rate of its choosing.
+                tracing::debug!(
+                    unflushed = self.buf.len(),
+                    "write channel dropped with {} unflushed bytes after a write or flush timed \
+                     out; they are not sent",
+                    self.buf.len()
+                );
+            } else {
+                tracing::warn!(
+                    unflushed = self.buf.len(),
+                    "write channel dropped with {} unflushed bytes; they are not sent (call \
+                     flush_and_close, or cancel to drop them on purpose)",
+                    self.buf.len()
+                );
+            }
         }
         self.abandon_buffered();
         if let Some(state) = &self.state {
