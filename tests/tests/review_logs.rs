@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 use net_sockets::{ProxyProtocol, SelectorManager};
 use net_tests::harness::{rerun_self_with_fd_limit, run_if_child};
 use net_tests::loopback::{tcp_listener, tcp_listener_with};
+use net_tests::pki::TestCa;
 use net_tests::probe::exhaust_descriptors;
+use net_tests::tls::connect;
 use net_tests::within;
+use net_tls::TlsExt;
 use tokio::io::AsyncWriteExt;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Instrument, Level, Metadata, Subscriber};
@@ -180,6 +183,12 @@ impl Recorder {
 
 fn at_warn_or_above(events: &[EventSeen]) -> Vec<&EventSeen> {
     events.iter().filter(|e| e.level <= Level::INFO).collect()
+}
+
+/// Whether `text` holds a control character (a newline, a terminal escape) that would reach
+/// a text log raw.
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -364,6 +373,61 @@ fn a_write_channel_dropped_unflushed_by_mistake_still_warns() {
         assert_eq!(loud.len(), 1, "{events:#?}");
         assert_eq!(loud[0].level, Level::WARN);
         assert_eq!(loud[0].field("unflushed"), Some("13"));
+        selector.close();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peer-chosen text in a TLS handshake error
+
+/// A server's certificate names what its owner likes: here a dNSName with a newline and a
+/// terminal escape. The client's handshake fails (not valid for `localhost`), and rustls's
+/// reason quotes the names the certificate holds. Before: `Error`'s `Display` passed them on
+/// raw, into the `tls handshake failed` event (and into whatever log the application writes
+/// the error to): a forged log line. Now control characters are escaped.
+#[test]
+fn a_certificate_name_with_control_characters_reaches_no_log_raw() {
+    let recorder = Recorder::global();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let port = listener.port().unwrap();
+        let ca = TestCa::new("test ca");
+        let evil = "evil.example\n2026-01-01T00:00:00Z  INFO forged: \u{1b}[31mline";
+        let server_config = ca.server(&[evil]).server_config().build().unwrap();
+        let server = async {
+            let socket = within(listener.accept()).await.unwrap();
+            let _ = socket.tls_server(&server_config).await;
+        };
+        let client = connect(
+            &selector,
+            "localhost",
+            port,
+            ca.client_config().build().unwrap(),
+        );
+        let ((), client) = within(async { tokio::join!(server, client) }).await;
+        let e = client.expect_err("the certificate is not valid for localhost");
+        let text = e.to_string();
+        assert!(
+            text.contains("evil.example"),
+            "rustls's reason names the certificate's names: {text}"
+        );
+        assert!(!has_control(&text), "the error's Display: {text:?}");
+
+        let remote = format!("127.0.0.1:{port}");
+        let failed: Vec<_> = recorder
+            .events_in("remote", &remote)
+            .into_iter()
+            .filter(|e| e.message == "tls handshake failed")
+            .collect();
+        assert_eq!(failed.len(), 1, "the client's event");
+        let error = failed[0].field("error").unwrap_or_default();
+        assert!(error.contains("evil.example"), "{error}");
+        assert!(!has_control(error), "the event's error field: {error:?}");
         selector.close();
     });
 }

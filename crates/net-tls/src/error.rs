@@ -17,7 +17,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// (`NotValidYetContext { .. }` or `NotValidYet`), a wrong host
 /// (`NotValidForNameContext { .. }` or `NotValidForName`), a peer's alert
 /// (`AlertReceived(..)`) or garbage on the wire (`InvalidMessage(..)`) apart. The `Display`
-/// text is for people; match on the variants, not on the message.
+/// text is for people; match on the variants, not on the message. It escapes control
+/// characters in rustls's reason (`\n`, `\u{1b}`), which may quote the peer (the names its
+/// certificate holds), so that a peer cannot forge lines in a log the text is written to.
 ///
 /// `Error` converts into an [`io::Error`] of its [`kind`](Error::kind), and that `io::Error`
 /// converts back into the same variant.
@@ -129,7 +131,13 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Handshake(e) => write!(f, "tls handshake failed: {e}"),
+            Error::Handshake(e) => {
+                // rustls's reason may quote the peer: the names in its certificate, which
+                // its owner chose (a newline or a terminal escape there would forge lines
+                // in a log), so control characters are escaped.
+                f.write_str("tls handshake failed: ")?;
+                fmt::Write::write_fmt(&mut EscapeControl(f), format_args!("{e}"))
+            }
             Error::HandshakeTimeout(d) => write!(f, "tls handshake did not complete within {d:?}"),
             Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
             Error::ReadFile { path, .. } => write!(f, "cannot read pem file {}", path.display()),
@@ -161,6 +169,26 @@ impl fmt::Display for Error {
             }
             Error::Socket(e) => fmt::Display::fmt(e, f),
         }
+    }
+}
+
+/// Writes through to a formatter, control characters escaped as Rust escapes them (`\n`,
+/// `\u{1b}`); other text unchanged.
+struct EscapeControl<'a, 'b>(&'a mut fmt::Formatter<'b>);
+
+impl fmt::Write for EscapeControl<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for part in s.split_inclusive(char::is_control) {
+            let mut chars = part.chars();
+            match chars.next_back() {
+                Some(c) if c.is_control() => {
+                    self.0.write_str(chars.as_str())?;
+                    write!(self.0, "{}", c.escape_debug())?;
+                }
+                _ => self.0.write_str(part)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -246,6 +274,17 @@ mod tests {
         assert!(
             matches!(back, Error::Socket(net_sockets::Error::Closed)),
             "{back:?}"
+        );
+    }
+
+    #[test]
+    fn a_handshake_error_shows_control_characters_escaped() {
+        let e = Error::Handshake(rustls::Error::General(
+            "name \"a\nb\u{1b}[31mc\u{7f}\" \u{e9}".into(),
+        ));
+        assert_eq!(
+            e.to_string(),
+            "tls handshake failed: unexpected error: name \"a\\nb\\u{1b}[31mc\\u{7f}\" \u{e9}"
         );
     }
 }
