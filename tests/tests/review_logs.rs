@@ -6,6 +6,7 @@
 //! included, where PROXY headers are read); each test picks its own events out by the span
 //! they are in (its listener's `local` address, a client connection's `remote`, or a span of
 //! the test's own), so the tests of this binary can run side by side.
+
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use net_tests::harness::{rerun_self_with_fd_limit, run_if_child};
 use net_tests::loopback::{tcp_listener, tcp_listener_with};
 use net_tests::pki::TestCa;
 use net_tests::probe::exhaust_descriptors;
-use net_tests::tls::connect;
+use net_tests::tls::{connect, garbage_client};
 use net_tests::within;
 use net_tls::TlsExt;
 use tokio::io::AsyncWriteExt;
@@ -502,5 +503,103 @@ fn emfile_toggle_child() {
         listener.close();
         selector.close();
         println!("emfile toggle child passed");
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guard: what else a peer can do, connection by connection, stays at `debug`
+
+const HOSTILE_ROUNDS: usize = 10;
+
+/// A guard of the guide's claim (section *Tracing*) that no event a peer causes connection by
+/// connection is above `debug`: connections reset before they are accepted, connections over
+/// `max_connections_per_ip`, garbage instead of a ClientHello, a line over the limit. None of
+/// them logs at `info` or above.
+#[test]
+fn a_hostile_peer_s_connections_log_nothing_above_debug() {
+    let recorder = Recorder::global();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener_with(&selector, |b| {
+            b.max_connections_per_ip(1)
+                .keep_alive_idle(Duration::from_secs(30))
+                .no_delay(true)
+        })
+        .await;
+        let local = listener.local_address().to_string();
+        let port = listener.port().unwrap();
+        let ca = TestCa::new("test ca");
+        let server_config = ca.server(&["localhost"]).server_config().build().unwrap();
+        // Reset before the accept (connect, then close with SO_LINGER 0), then one that stays:
+        // `accept` may hand out reset ones first, whose reads fail or end.
+        for _ in 0..HOSTILE_ROUNDS {
+            let reset = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            socket2::SockRef::from(&reset)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(reset);
+        }
+        let mut stays = within(tokio::net::TcpStream::connect(("127.0.0.1", port)))
+            .await
+            .unwrap();
+        stays
+            .write_all(b"a line far over the limit\n")
+            .await
+            .unwrap();
+        let mut held = None;
+        for _ in 0..=HOSTILE_ROUNDS {
+            let mut socket = within(listener.accept()).await.unwrap();
+            let mut input = socket.open_read_channel().unwrap();
+            let line = within(input.read_line(4, net_io::LineEnding::Default)).await;
+            // The one that stays: its line is over the limit.
+            if let Err(net_io::Error::TooLongLine { .. }) = line {
+                held = Some(socket);
+                break;
+            }
+        }
+        assert!(held.is_some(), "the connection that stays was not accepted");
+
+        // Over `max_connections_per_ip` while `held` is open: refused inside `accept`.
+        let over: Vec<_> = {
+            let mut over = Vec::new();
+            for _ in 0..HOSTILE_ROUNDS {
+                over.push(
+                    within(tokio::net::TcpStream::connect(("127.0.0.1", port)))
+                        .await
+                        .unwrap(),
+                );
+            }
+            over
+        };
+        let refused = |r: &Recorder| {
+            r.events_in("local", &local)
+                .iter()
+                .filter(|e| e.message == "refused: too many connections from this address")
+                .count()
+        };
+        tokio::select! {
+            biased;
+            n = recorder.until_at_least(HOSTILE_ROUNDS, refused) => {
+                assert_eq!(n, HOSTILE_ROUNDS);
+            }
+            accepted = listener.accept() => panic!("accepted over the cap: {accepted:?}"),
+        }
+        drop(over);
+        drop(held);
+
+        // Garbage where the ClientHello goes.
+        for _ in 0..HOSTILE_ROUNDS {
+            let _garbage = garbage_client(port).await;
+            let socket = within(listener.accept()).await.unwrap();
+            assert!(within(socket.tls_server(&server_config)).await.is_err());
+        }
+        let events = recorder.events_in("local", &local);
+        let loud = at_warn_or_above(&events);
+        assert!(loud.is_empty(), "{loud:#?}");
+        selector.close();
     });
 }
