@@ -81,7 +81,7 @@ struct Recorder(Arc<Mutex<Seen>>);
 
 impl Subscriber for Recorder {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target().starts_with("net_") || metadata.target().starts_with("review_logs")
+        metadata.target().starts_with("net_") || metadata.target().starts_with("operator_logs")
     }
     fn new_span(&self, attributes: &Attributes<'_>) -> Id {
         let mut fields = Fields(Vec::new());
@@ -305,7 +305,7 @@ fn dropped_after_a_timeout(case: &'static str, flush: bool) {
             .await
             .unwrap();
         let socket = within(listener.accept()).await.unwrap();
-        let span = tracing::info_span!(target: "review_logs", "case", case);
+        let span = tracing::info_span!(target: "operator_logs", "case", case);
         let result: net_sockets::Result<()> = async {
             let mut connection = socket.connection()?;
             let reply = vec![b'x'; if flush { 3 * 1024 } else { 128 }];
@@ -358,7 +358,7 @@ fn a_write_channel_dropped_unflushed_by_mistake_still_warns() {
             .await
             .unwrap();
         let socket = within(listener.accept()).await.unwrap();
-        let span = tracing::info_span!(target: "review_logs", "case", case = "forgot to flush");
+        let span = tracing::info_span!(target: "operator_logs", "case", case = "forgot to flush");
         async {
             let mut connection = socket.connection().unwrap();
             connection
