@@ -42,15 +42,30 @@ impl Stream {
     /// zero the buffer first). A read that returns fewer bytes than asked for has drained the
     /// socket: its readiness is cleared (as tokio's own `poll_read` does), so the next read waits
     /// for the reactor instead of making a `recv` that would only say `EAGAIN`.
+    ///
+    /// `readable` says whether the socket may hold input: false after a read drained it (the
+    /// next read registers for readiness at once), true otherwise (the read is tried first, as
+    /// tokio's `try_read` is, and the task registers only when the runtime has not seen the
+    /// socket readable: a read woken by input checks the readiness once, not twice). Either way
+    /// the read takes a unit of the task's cooperative budget, as tokio's own reads do.
     fn poll_read_into(
         &self,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
+        readable: &mut bool,
     ) -> Poll<io::Result<usize>> {
+        let mut coop = if *readable {
+            Some(ready!(tokio::task::coop::poll_proceed(cx)))
+        } else {
+            None
+        };
         loop {
-            match self {
-                Stream::Tcp(s) => ready!(s.poll_read_ready(cx))?,
-                Stream::Unix(s) => ready!(s.poll_read_ready(cx))?,
+            if coop.is_none() {
+                // `poll_read_ready` takes the budget unit itself.
+                match self {
+                    Stream::Tcp(s) => ready!(s.poll_read_ready(cx))?,
+                    Stream::Unix(s) => ready!(s.poll_read_ready(cx))?,
+                }
             }
             let wanted = buf.remaining();
             let mut got = None;
@@ -68,11 +83,24 @@ impl Stream {
                 Stream::Tcp(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
                 Stream::Unix(s) => s.try_io(Interest::READABLE, || read(s.try_read_buf(buf))),
             };
-            match (got, outcome) {
-                (Some(n), _) => return Poll::Ready(Ok(n)),
-                (None, Err(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                (None, outcome) => return Poll::Ready(outcome),
+            let done = match (got, outcome) {
+                (Some(n), _) => {
+                    *readable = n == 0 || n == wanted;
+                    Ok(n)
+                }
+                (None, Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Not readable (any more): wait for the reactor, which takes its own unit
+                    // of the budget (this one is given back as it drops).
+                    *readable = false;
+                    coop = None;
+                    continue;
+                }
+                (None, outcome) => outcome,
+            };
+            if let Some(coop) = coop {
+                coop.made_progress();
             }
+            return Poll::Ready(done);
         }
     }
 
@@ -954,6 +982,9 @@ pub struct ReadHalf {
     /// The end of stream was read: later reads read it again (once both directions are done
     /// the socket closes itself, and a read of a closed socket would fail).
     ended: bool,
+    /// Whether the socket may hold input: false once a read drained it, until the read that
+    /// waits for the reactor (see `Stream::poll_read_into`).
+    readable: bool,
 }
 
 impl ReadHalf {
@@ -977,6 +1008,7 @@ impl ReadHalf {
             received,
             failed: None,
             ended: false,
+            readable: true,
         }
     }
 
@@ -1062,7 +1094,14 @@ impl AsyncRead for ReadHalf {
         if half.conn.corked() {
             half.conn.uncork_for_reader();
         }
-        let n = match ready!(half.poll(cx, |s, cx| s.poll_read_into(cx, buf))) {
+        let readable = &mut this.readable;
+        let polled = half.poll(cx, |s, cx| s.poll_read_into(cx, buf, readable));
+        if polled.is_pending() {
+            // The next poll comes once the reactor saw input (or for another reason: then the
+            // read finds nothing and waits again).
+            this.readable = true;
+        }
+        let n = match ready!(polled) {
             Ok(n) => n,
             Err(e) => {
                 // Only the socket's own errors are final; a timeout or a close is reported by
