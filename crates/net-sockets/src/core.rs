@@ -224,6 +224,7 @@ impl<S: SocketIo> Core<S> {
     ///
     /// The socket is held only while `op` runs. Errors are `io::Error`s; the close error is one
     /// that carries [`Error::Closed`] / [`Error::SelectorClosed`] (`Error::from` recovers it).
+    #[inline]
     pub(crate) fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,

@@ -110,6 +110,7 @@ impl Stream {
     /// takes nothing (a socket is writable far more often than not, so the send that goes
     /// through checks the readiness once, not twice); it takes a unit of the task's
     /// cooperative budget as tokio's own writes do, so a writer that never waits still yields.
+    #[inline]
     fn poll_send(
         &self,
         cx: &mut Context<'_>,
@@ -934,6 +935,7 @@ impl Half {
     }
 
     /// Polls `op`; a pending operation that outlives `socket_timeout` fails with a timeout.
+    #[inline]
     fn poll<R>(
         &mut self,
         cx: &mut Context<'_>,
@@ -1169,6 +1171,7 @@ impl WriteHalf {
         self.record(result)
     }
 
+    #[inline]
     fn poll_send(
         &mut self,
         cx: &mut Context<'_>,
@@ -1217,22 +1220,32 @@ impl WriteHalf {
     /// Sends `buf`, after what is held back: both go in one system call where the
     /// socket takes them; returns how many bytes of `buf` were sent (none of them before every
     /// held byte left; an empty `buf`, for a flush or a shutdown, once nothing is held back).
+    #[inline]
     fn poll_send_after_cork(
         &mut self,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let held = match &self.half.conn.backlog {
-            Some(backlog) if backlog.is_holding() => backlog.clone(),
-            // Nothing held back: the plain path.
-            _ => {
-                return if buf.is_empty() {
-                    Poll::Ready(Ok(0))
-                } else {
-                    self.poll_send(cx, |s| s.send_with_flags(buf, SEND_FLAGS))
-                };
+        match &self.half.conn.backlog {
+            Some(backlog) if backlog.is_holding() => {
+                let held = backlog.clone();
+                self.poll_send_held(cx, buf, &held)
             }
-        };
+            // Nothing held back: the plain path.
+            _ if buf.is_empty() => Poll::Ready(Ok(0)),
+            _ => self.poll_send(cx, |s| s.send_with_flags(buf, SEND_FLAGS)),
+        }
+    }
+
+    /// [`poll_send_after_cork`](Self::poll_send_after_cork) while bytes may be held back in
+    /// `held` (kept out of line: the plain path is the hot one).
+    #[inline(never)]
+    fn poll_send_held(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        held: &Backlog,
+    ) -> Poll<io::Result<usize>> {
         loop {
             let sent = held.with_held(|held| {
                 if held.is_empty() {
