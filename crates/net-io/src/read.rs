@@ -544,7 +544,7 @@ impl ByteReadChannel {
             // no byte follows it, so a CR that ends the bytes is no CRLF. What that decides
             // is read first; then the failure is reported. (Off the hot path: the scans
             // above need not know of failures.)
-            if let Err(e) = ready!(self.poll_fill(cx)) {
+            if let Err(e) = ready!(self.poll_fill_releasing(cx, 0, MAX_STEP)) {
                 // Only a failure for good: after a timeout, more bytes may come.
                 if self.failed.is_none() {
                     return Poll::Ready(Err(e));
@@ -1413,6 +1413,10 @@ impl ByteReadChannel {
     /// As `poll_fill_by`; a buffer that a large item grew is given back first if it holds at
     /// most `left` bytes. A decoder's reads pass 0: a decoder may have made room for the rest
     /// of a frame it has begun, which the buffer's first bytes may be.
+    ///
+    /// Inlined into its callers (a line read's is the hottest path of a line protocol's
+    /// server): the rare cases (the first read, a buffer to grow or give back) are calls.
+    #[inline(always)]
     fn poll_fill_releasing(
         &mut self,
         cx: &mut Context<'_>,
@@ -1432,50 +1436,26 @@ impl ByteReadChannel {
             // past 256 KiB: growing that far again takes more bytes received than that.)
             self.release();
         }
-        let Some(source) = self.source.as_deref_mut().map(exclusive::get) else {
+        if self.source.is_none() {
             self.eof = true;
             return Poll::Ready(Ok(0));
-        };
+        }
         if let Some(backlog) = &self.backlog {
             // The transport may make this reader wait: answers written meanwhile must leave,
             // whatever part of a request is buffered. (The flag is set again by the read that
             // consumes and leaves input behind.)
             backlog.set(false);
         }
-        if self.received == 0 && self.buf.capacity() == 0 {
-            // A channel that has received nothing yet has no buffer: its first read goes to a
-            // small buffer on the stack, and the channel's own is made when bytes arrive. An
-            // idle connection holds no read buffer. (Later, a buffer whose bytes were all split
-            // off has no capacity left either, but `reserve` below takes its allocation back.)
-            let mut probe = [0; PROBE];
-            let mut read_buf = ReadBuf::new(&mut probe);
-            return match ready!(Pin::new(source).poll_read(cx, &mut read_buf)) {
-                Ok(()) if read_buf.filled().is_empty() => {
-                    self.eof = true;
-                    Poll::Ready(Ok(0))
-                }
-                Ok(()) => {
-                    let n = read_buf.filled().len();
-                    let buf = self.buf.bytes_mut();
-                    buf.reserve(want.max(READ_CHUNK));
-                    buf.extend_from_slice(read_buf.filled());
-                    self.received += n as u64;
-                    Poll::Ready(Ok(n))
-                }
-                Err(e) => Poll::Ready(Err(self.fail(e))),
-            };
-        }
         let spare = self.buf.spare();
-        if self.buf.capacity() == 0 {
-            self.buf.bytes_mut().reserve(want.max(READ_CHUNK));
-            self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
-        } else if spare < want || spare < READ_CHUNK / 2 {
-            // Asking for no more than half a chunk lets the unread tail move to the front of
-            // the existing allocation instead of allocating, so a steady stream of reads does
-            // not allocate.
-            grow(self.buf.bytes_mut(), want.max(READ_CHUNK / 2));
-            self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
+        if spare < want || spare < READ_CHUNK / 2 {
+            if self.received == 0 && self.buf.capacity() == 0 {
+                return self.poll_first_fill(cx, want);
+            }
+            self.make_room(want);
         }
+        let Some(source) = self.source.as_deref_mut().map(exclusive::get) else {
+            return Poll::Ready(Ok(0));
+        };
         match ready!(tokio_util::io::poll_read_buf(
             Pin::new(source),
             cx,
@@ -1491,6 +1471,49 @@ impl ByteReadChannel {
             }
             Err(e) => Poll::Ready(Err(self.fail(e))),
         }
+    }
+
+    /// The first read of a channel that has received nothing yet, and has no buffer: it goes
+    /// to a small buffer on the stack, and the channel's own is made when bytes arrive. An
+    /// idle connection holds no read buffer. (Later, a buffer whose bytes were all split off
+    /// has no capacity left either, but `make_room` takes its allocation back.)
+    #[cold]
+    #[inline(never)]
+    fn poll_first_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<Result<usize>> {
+        let Some(source) = self.source.as_deref_mut().map(exclusive::get) else {
+            return Poll::Ready(Ok(0));
+        };
+        let mut probe = [0; PROBE];
+        let mut read_buf = ReadBuf::new(&mut probe);
+        match ready!(Pin::new(source).poll_read(cx, &mut read_buf)) {
+            Ok(()) if read_buf.filled().is_empty() => {
+                self.eof = true;
+                Poll::Ready(Ok(0))
+            }
+            Ok(()) => {
+                let n = read_buf.filled().len();
+                let buf = self.buf.bytes_mut();
+                buf.reserve(want.max(READ_CHUNK));
+                buf.extend_from_slice(read_buf.filled());
+                self.received += n as u64;
+                Poll::Ready(Ok(n))
+            }
+            Err(e) => Poll::Ready(Err(self.fail(e))),
+        }
+    }
+
+    /// Makes room for at least `want` more bytes, and half a chunk, before a read.
+    #[inline(never)]
+    fn make_room(&mut self, want: usize) {
+        if self.buf.capacity() == 0 {
+            self.buf.bytes_mut().reserve(want.max(READ_CHUNK));
+        } else {
+            // Asking for no more than half a chunk lets the unread tail move to the front of
+            // the existing allocation instead of allocating, so a steady stream of reads does
+            // not allocate.
+            grow(self.buf.bytes_mut(), want.max(READ_CHUNK / 2));
+        }
+        self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
     }
 
     /// Gives back the buffer that a large item grew; what it still holds moves to a buffer of
