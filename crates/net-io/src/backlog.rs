@@ -67,10 +67,17 @@ impl Backlog {
         self.0.pending.load(Ordering::Relaxed)
     }
 
+    /// Called by every read that may wait and every consuming read (a load when the flag
+    /// stays as it is, which is the common case: inlined).
+    #[inline]
     pub(crate) fn set(&self, pending: bool) {
-        if self.0.pending.load(Ordering::Relaxed) == pending {
-            return;
+        if self.0.pending.load(Ordering::Relaxed) != pending {
+            self.change(pending);
         }
+    }
+
+    #[inline(never)]
+    fn change(&self, pending: bool) {
         if pending {
             // Relaxed: a `hold` that misses it only sends at once.
             self.0.pending.store(true, Ordering::Relaxed);

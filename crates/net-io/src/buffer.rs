@@ -40,20 +40,29 @@ impl Buffer {
     }
 
     /// The unconsumed bytes as a `BytesMut` (settled: the consumed ones are dropped from it).
+    #[inline]
     pub(crate) fn bytes_mut(&mut self) -> &mut BytesMut {
         if self.start > 0 {
-            self.bytes.advance(self.start);
-            self.start = 0;
+            self.settle();
         }
         &mut self.bytes
     }
 
+    /// Drops the consumed bytes from the front of `bytes`.
+    #[inline(never)]
+    fn settle(&mut self) {
+        self.bytes.advance(self.start);
+        self.start = 0;
+    }
+
     /// Room for more bytes after those received, without moving or allocating.
+    #[inline]
     pub(crate) fn spare(&self) -> usize {
         self.bytes.capacity() - self.bytes.len()
     }
 
     /// The bytes' capacity, counted from the first byte not yet settled (0: no allocation).
+    #[inline]
     pub(crate) fn capacity(&self) -> usize {
         self.bytes.capacity()
     }

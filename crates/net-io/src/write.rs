@@ -34,6 +34,7 @@ enum Sink {
 }
 
 impl Sink {
+    #[inline]
     fn pin(&mut self) -> Pin<&mut (dyn AsyncWrite + Send + Unpin)> {
         match self {
             Sink::Io(w) => Pin::new(exclusive::get(w)),
@@ -701,6 +702,7 @@ impl ByteWriteChannel {
     }
 
     /// Fails with the channel's failure, or [`Error::ClosedForWrite`] once closed.
+    #[inline]
     fn check_writable(&self) -> Result<()> {
         if let Some(failure) = &self.failed {
             return Err(failure.report());
@@ -736,6 +738,7 @@ impl ByteWriteChannel {
 
     /// Holds `bytes` in the shared backlog, when one is pending and they fit; whether they
     /// were held (and so count as written).
+    #[inline]
     fn held(&self, bytes: &[u8]) -> bool {
         self.backlog
             .as_ref()
