@@ -63,6 +63,7 @@ impl Backlog {
 
     /// Whether the read channel holds input its reader has not consumed yet, and is not
     /// waiting for more (never once it has seen the end of its stream).
+    #[inline]
     pub fn is_pending(&self) -> bool {
         self.0.pending.load(Ordering::Relaxed)
     }
@@ -117,11 +118,13 @@ impl Backlog {
     }
 
     /// Whether writes are held back now: input is pending and holding has not ended.
+    #[inline]
     pub(crate) fn is_deferring(&self) -> bool {
         self.is_pending() && !self.0.closed.load(Ordering::Acquire)
     }
 
     /// Whether bytes may be held (cheap: no lock).
+    #[inline]
     pub fn is_holding(&self) -> bool {
         self.0.holding.load(Ordering::Acquire)
     }

@@ -727,6 +727,7 @@ impl Conn {
     /// After a send went through, or a flush (or the flush a shutdown makes) found everything
     /// written with the kernel (or held back to leave before anything else): a write that
     /// timed out, and took nothing, has been made good.
+    #[inline]
     fn timeout_made_good(&self) {
         let state = &self.write_state;
         if state.load(Ordering::Acquire) == TIMED_OUT {
@@ -1186,33 +1187,39 @@ impl WriteHalf {
 
     /// Marks the connection's writes failed after an error (a close is not one); after a send,
     /// a timed-out write is made good.
+    #[inline]
     fn record(&self, result: io::Result<usize>) -> io::Result<usize> {
-        if let Err(e) = &result {
-            if e.kind() == io::ErrorKind::WouldBlock {
-                return result;
+        match &result {
+            Ok(_) => {
+                // Bytes went on after a write that timed out, which took nothing: the stream
+                // has no gap where it stopped (the caller retried it, or went on without it),
+                // as after a flush. A close need not reset it any more.
+                self.half.conn.timeout_made_good();
             }
-            // A close is not a write failure: the close itself decided how the connection ends.
-            if !self.half.conn.core.is_closed() {
-                let state = if e.kind() == io::ErrorKind::TimedOut {
-                    TIMED_OUT
-                } else {
-                    FAILED
-                };
-                self.half
-                    .conn
-                    .write_state
-                    .fetch_max(state, Ordering::AcqRel);
-                if state == FAILED {
-                    self.half.conn.stop_holding();
-                }
-            }
-        } else {
-            // Bytes went on after a write that timed out, which took nothing: the stream has no
-            // gap where it stopped (the caller retried it, or went on without it), as after a
-            // flush. A close need not reset it any more.
-            self.half.conn.timeout_made_good();
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => self.record_failure(e),
         }
         result
+    }
+
+    /// [`record`](Self::record) for a failed send.
+    #[inline(never)]
+    fn record_failure(&self, e: &io::Error) {
+        // A close is not a write failure: the close itself decided how the connection ends.
+        if !self.half.conn.core.is_closed() {
+            let state = if e.kind() == io::ErrorKind::TimedOut {
+                TIMED_OUT
+            } else {
+                FAILED
+            };
+            self.half
+                .conn
+                .write_state
+                .fetch_max(state, Ordering::AcqRel);
+            if state == FAILED {
+                self.half.conn.stop_holding();
+            }
+        }
     }
 }
 
