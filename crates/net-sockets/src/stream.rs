@@ -858,6 +858,11 @@ impl Timer {
     /// Whether the operation waited `duration` without progress. A duration too large for the
     /// clock never expires. The sleep is registered with the timer of `selector`'s runtime,
     /// and the deadline read on its clock, whatever executor polls.
+    ///
+    /// Inlined into every wait: the common case (the sleep due at or before this wait's
+    /// deadline, not fired, due to wake this task) reads the clock once at the start of a wait
+    /// and compares; the rest is a call.
+    #[inline]
     fn poll_expired(&mut self, cx: &mut Context<'_>, selector: &SelectorInner) -> bool {
         let deadline = match self.deadline {
             Some(deadline) => deadline,
@@ -869,6 +874,23 @@ impl Timer {
                 deadline
             }
         };
+        // Not fired, and due to wake this task (at or before `deadline`): nothing to do.
+        if let (Some(sleep), Some(waker)) = (&self.sleep, &self.waker) {
+            if sleep.deadline() <= deadline && !sleep.is_elapsed() && waker.will_wake(cx.waker()) {
+                return false;
+            }
+        }
+        self.poll_sleep(cx, selector, deadline)
+    }
+
+    /// [`poll_expired`](Self::poll_expired) past its common case.
+    #[inline(never)]
+    fn poll_sleep(
+        &mut self,
+        cx: &mut Context<'_>,
+        selector: &SelectorInner,
+        deadline: Instant,
+    ) -> bool {
         let sleep = match &mut self.sleep {
             Some(sleep) => {
                 if sleep.deadline() > deadline {
