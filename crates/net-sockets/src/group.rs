@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -203,6 +204,7 @@ impl Drain {
     }
 
     /// Whether the shutdown began.
+    #[inline]
     pub(crate) fn has_begun(&self) -> bool {
         self.began.load(Ordering::Acquire)
             || self
@@ -215,7 +217,16 @@ impl Drain {
     pub(crate) async fn requested(&self) {
         let mut cancelled = pin!(self.token.cancelled());
         let mut registered = Registered::default();
-        poll_fn(|cx| registered.poll(cx, cancelled.as_mut(), || self.has_begun())).await;
+        poll_fn(|cx| {
+            // Polled beside every read that waits (`tokio::select!` in a connection's loop):
+            // while this task's registration stands and the shutdown has not begun, two loads
+            // and a waker comparison, inlined.
+            if registered.stands(cx) && !self.has_begun() {
+                return Poll::Pending;
+            }
+            registered.poll(cx, cancelled.as_mut(), || self.has_begun())
+        })
+        .await;
     }
 }
 
