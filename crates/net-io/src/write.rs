@@ -786,6 +786,9 @@ impl ByteWriteChannel {
 
     /// Writes `src[*sent..]` straight to the transport (the buffer is empty), counting what
     /// it takes in `sent`.
+    ///
+    /// Inlined: an auto-flushed write's poll is one function.
+    #[inline(always)]
     fn poll_write_direct(
         &mut self,
         cx: &mut Context<'_>,

@@ -1249,7 +1249,7 @@ impl WriteHalf {
     /// Sends `buf`, after what is held back: both go in one system call where the
     /// socket takes them; returns how many bytes of `buf` were sent (none of them before every
     /// held byte left; an empty `buf`, for a flush or a shutdown, once nothing is held back).
-    #[inline]
+    #[inline(always)]
     fn poll_send_after_cork(
         &mut self,
         cx: &mut Context<'_>,
