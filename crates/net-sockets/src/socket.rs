@@ -500,12 +500,20 @@ impl<T: Transport> Connection<T> {
     /// Reading the peer's input to its end keeps the kernel from answering the close with a
     /// reset that would destroy output still queued for the peer.
     ///
+    /// `wait` bounds the whole call, the flush included: a peer that reads nothing (so that
+    /// the output cannot be flushed) holds it `wait` at most, then the socket is closed at once
+    /// and the call fails with [`Error::Timeout`]. What could not be sent is lost, so that
+    /// close is a reset (TLS: no `close_notify`), never a clean end. A `wait` of
+    /// [`Duration::ZERO`] closes at once, after what can be flushed without waiting; one too
+    /// large for the clock (`Duration::MAX`) is no bound.
+    ///
     /// # Errors
     ///
     /// The error of the flush or of the output's close, or the output's failure, or
     /// [`Error::Channel`]`(`[`ClosedForWrite`](net_io::Error::ClosedForWrite)`)` for an output
     /// that was cancelled (the socket is then closed at once: with a reset after a failed write
-    /// or bytes thrown away); errors while discarding input are not reported (the output
+    /// or bytes thrown away); [`Error::Timeout`] when the output could not be flushed and
+    /// closed within `wait`; errors while discarding input are not reported (the output
     /// already reached the peer's kernel).
     ///
     /// # Cancel safety
@@ -517,19 +525,37 @@ impl<T: Transport> Connection<T> {
             mut input,
             mut output,
         } = self;
+        // One deadline for the whole call, on the selector runtime's clock (the task awaiting
+        // this may run on another runtime, or none): a peer that reads nothing must not hold
+        // the flush for ever.
+        let deadline = {
+            let _runtime = socket.link.conn.core().selector().handle().enter();
+            tokio::time::sleep(wait)
+        };
+        tokio::pin!(deadline);
         // The channel's `AsyncWrite` shutdown is `flush_and_close`, except on an output already
         // closed cleanly: that one is done (its FIN on its way), not an error, and the input
         // must still be drained before the close.
-        if let Err(e) = tokio::io::AsyncWriteExt::shutdown(&mut output).await {
+        let shut = tokio::select! {
+            biased;
+            shut = tokio::io::AsyncWriteExt::shutdown(&mut output) => shut,
+            () = &mut deadline => {
+                // Bytes the channel accepted are still in it (or a flush was cut short): the
+                // channel tells the close, which resets the connection.
+                socket.close();
+                return Err(Error::Timeout);
+            }
+        };
+        if let Err(e) = shut {
             socket.close();
             return Err(e.into());
         }
         let drain = async { while input.discard(u64::MAX).await.is_ok_and(|n| n > 0) {} };
-        let deadline = {
-            let _runtime = socket.link.conn.core().selector().handle().enter();
-            tokio::time::timeout(wait, drain)
-        };
-        let _ = deadline.await;
+        tokio::select! {
+            biased;
+            () = drain => {}
+            () = &mut deadline => {}
+        }
         socket.close();
         Ok(())
     }
