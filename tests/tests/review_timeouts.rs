@@ -5,9 +5,12 @@
 use std::io::{ErrorKind, Read};
 use std::time::{Duration, Instant};
 
-use net_sockets::{Error, SelectorManager, Socket};
+use net_io::LineEnding;
+use net_sockets::{Error, SelectorManager, Socket, a_socket};
 use net_tests::loopback::tcp_listener_with;
 use net_tests::within;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// Fills the kernel's buffers of `socket` towards a peer that reads nothing: sends straight to
 /// the socket (not through its write channel) until it takes no more.
@@ -76,4 +79,118 @@ async fn close_gracefully_returns_within_its_wait_when_the_peer_reads_nothing() 
         matches!(end, Err((_, ErrorKind::ConnectionReset))),
         "{end:?}"
     );
+}
+
+/// Guard: `socket_timeout(Duration::ZERO)` is no "no timeout" (as a socket timeout of 0 is in
+/// Java): every read that has to wait fails at once with `Timeout`, and what had arrived stays
+/// buffered, so the read retried once the rest came returns the line whole.
+#[tokio::test]
+async fn a_zero_socket_timeout_fails_every_wait_at_once_and_loses_nothing() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| b.socket_timeout(Duration::ZERO)).await;
+    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
+        .await
+        .unwrap();
+    let mut server = within(listener.accept()).await.unwrap();
+    let mut input = server.open_read_channel().unwrap();
+    peer.write_all(b"hal").await.unwrap();
+    let started = Instant::now();
+    let read = within(input.read_line(64, LineEnding::Default)).await;
+    assert!(matches!(read, Err(net_io::Error::Timeout)), "{read:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    peer.write_all(b"lo\n").await.unwrap();
+    // Retried until the rest has come: each wait times out, nothing is lost.
+    let line = within(async {
+        loop {
+            match input.read_line(64, LineEnding::Default).await {
+                Err(net_io::Error::Timeout) => tokio::time::sleep(Duration::from_millis(5)).await,
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert_eq!(line.unwrap().as_deref(), Some("hallo"));
+}
+
+/// Guard: `socket_timeout` and `connect_timeout` are stream sockets' options; a datagram
+/// socket ignores them, as the options' documentation says (a UDP `receive` waits until a
+/// datagram comes: bound it with `tokio::time::timeout`, it is cancel safe).
+#[tokio::test]
+async fn socket_timeout_does_not_apply_to_datagram_sockets() {
+    let selector = SelectorManager::new();
+    let other = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let socket = a_socket(&selector)
+        .udp()
+        .configure(|o| o.socket_timeout = Some(Duration::from_millis(10)))
+        .connect(other.local_address())
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(300), socket.receive()).await;
+    assert!(waited.is_err(), "{waited:?}");
+    // The receive given up lost nothing: the next one gets the datagram.
+    other
+        .send(net_sockets::Datagram::new(&b"ping"[..], socket.local_address()).unwrap())
+        .await
+        .unwrap();
+    let datagram = within(socket.receive()).await.unwrap();
+    assert_eq!(&datagram.packet[..], b"ping");
+}
+
+const FDS_CHILD: &str = "NET_TESTS_REVIEW_TIMEOUTS_FDS_CHILD";
+
+/// Guard: a connect that `connect_timeout` ends (a listener whose backlog is full leaves its
+/// SYNs unanswered) leaves no descriptor behind, nor does one given `Duration::ZERO` (which
+/// succeeds when the connect completes without waiting, and is a `Timeout` otherwise).
+/// Counted in a child process of its own, where no other test opens descriptors.
+#[test]
+fn timed_out_connects_leave_no_descriptor_behind() {
+    net_tests::harness::rerun_self_alone(
+        "timed_out_connects_leave_no_descriptor_behind_child",
+        FDS_CHILD,
+        "fds settled",
+    );
+}
+
+#[test]
+fn timed_out_connects_leave_no_descriptor_behind_child() {
+    net_tests::harness::run_if_child(FDS_CHILD, async {
+        use net_tests::probe::fd_count;
+        let selector = SelectorManager::new();
+        let full = net_tests::loopback::never_accepting_listener(&selector).await;
+        // Fill the backlog first (those connects complete in the kernel).
+        let mut fillers = Vec::new();
+        let before = loop {
+            let attempt = a_socket(&selector)
+                .tcp()
+                .connect_timeout(Duration::from_millis(100))
+                .connect(full.local_address())
+                .await;
+            match attempt {
+                Ok(socket) => fillers.push(socket),
+                Err(Error::Timeout) => break fd_count(),
+                Err(e) => panic!("{e:?}"),
+            }
+            assert!(fillers.len() < 64, "the backlog never filled");
+        };
+        for timeout in [Duration::ZERO, Duration::from_millis(20)] {
+            for _ in 0..20 {
+                let attempt = a_socket(&selector)
+                    .tcp()
+                    .connect_timeout(timeout)
+                    .connect(full.local_address())
+                    .await;
+                assert!(matches!(attempt, Err(Error::Timeout)), "{attempt:?}");
+            }
+        }
+        assert_eq!(fd_count(), before, "timed-out connects left descriptors");
+        println!("fds settled");
+    });
 }

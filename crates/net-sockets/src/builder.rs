@@ -176,12 +176,24 @@ impl TcpSocketBuilder {
     /// while waiting (its future dropped by `select!` or `timeout`) leaves it running for the
     /// next read, so a `select!` loop that makes a new read each turn still ends after this
     /// long without input.
+    ///
+    /// It is an inactivity timeout, not a deadline: a peer that sends a byte now and then
+    /// keeps a read going however long it takes (see the
+    /// [guide](crate::guide#3-timeouts-idle-and-slow-clients) for a deadline per request).
+    /// [`Duration::ZERO`] is no "no timeout" (leave it unset for that): every read or write
+    /// that has to wait fails at once, losing nothing (a retry goes on where it stopped). A
+    /// duration too large for the clock (`Duration::MAX`) means no timeout. It applies to
+    /// stream sockets (TCP and Unix); datagram sockets ignore it.
     pub fn socket_timeout(mut self, timeout: Duration) -> Self {
         self.options.socket_timeout = Some(timeout);
         self
     }
 
-    /// Bounds the whole of [`connect`](Self::connect), name resolution included.
+    /// Bounds the whole of [`connect`](Self::connect), name resolution included: one deadline
+    /// for every address of a host name together, not one per attempt. A connect it ends
+    /// fails with [`Error::Timeout`](crate::Error::Timeout) and leaves no descriptor (nor a
+    /// Unix socket file) behind. With [`Duration::ZERO`] only a connect that completes without
+    /// waiting succeeds; a duration too large for the clock (`Duration::MAX`) is no bound.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.options.connect_timeout = Some(timeout);
         self
@@ -264,7 +276,8 @@ impl TcpSocketBuilder {
     }
 
     /// How long a connection may take to send its PROXY protocol header (default 5 s): then it
-    /// is dropped when the header is required, and taken as it is when it is optional.
+    /// is dropped when the header is required, and taken as it is when it is optional. A
+    /// deadline counted from the accept, however slowly the header's bytes come.
     pub fn proxy_header_timeout(mut self, timeout: Duration) -> Self {
         self.options.proxy_header_timeout = timeout;
         self

@@ -63,11 +63,13 @@ pub struct SocketOptions {
     /// fraction is rounded up (so one under a second is 1 s); `Duration::ZERO` makes `close`
     /// reset the connection.
     pub linger: Option<Duration>,
-    /// Inactivity timeout on reads and writes of connected sockets: a read or write that makes
-    /// no progress for this long fails with a timeout (`net_io::Error::Timeout` on the
-    /// channels). Default: none.
+    /// Inactivity timeout on reads and writes of connected and accepted stream sockets (TCP
+    /// and Unix; datagram sockets ignore it): a read or write that makes no progress for this
+    /// long fails with a timeout (`net_io::Error::Timeout` on the channels). `Duration::ZERO`
+    /// fails every operation that has to wait, at once. Default: none.
     pub socket_timeout: Option<Duration>,
-    /// Limit on the whole of `connect`, name resolution included. Default: none.
+    /// Limit on the whole of a stream `connect` (`tcp().connect`), name resolution and every
+    /// address's attempt included; datagram sockets ignore it. Default: none.
     pub connect_timeout: Option<Duration>,
     /// Listen backlog of TCP and Unix listeners. Default: 1024.
     pub backlog: u32,
@@ -116,7 +118,8 @@ pub struct SocketOptions {
     /// names the client. Default: [`ProxyProtocol::Off`].
     pub proxy_protocol: ProxyProtocol,
     /// Listeners: how long a connection may take to send its PROXY protocol header before it
-    /// is dropped. Default: 5 seconds.
+    /// is dropped: a deadline for the whole header from the accept, however slowly its bytes
+    /// come (not an inactivity timeout). Default: 5 seconds.
     pub proxy_header_timeout: Duration,
 }
 
@@ -127,7 +130,9 @@ pub struct SocketOptions {
 /// the client the proxy names, and [`proxy_address`](crate::Socket::proxy_address) the proxy.
 /// A header that is malformed, or missing or not complete within
 /// [`proxy_header_timeout`](SocketOptions::proxy_header_timeout) when required, drops that
-/// connection with a `warn` event; other connections are not affected, and `accept` goes on.
+/// connection with a `debug` event (a `warn` for the listener's first: clients cannot fill a
+/// log kept at `info`), counted in [`ListenerStats`](crate::ListenerStats); other connections
+/// are not affected, and `accept` goes on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProxyProtocol {
