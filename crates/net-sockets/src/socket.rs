@@ -701,6 +701,61 @@ mod tests {
     use crate::core::Owner;
     use crate::{SelectorManager, a_socket};
 
+    /// `close_gracefully`'s `wait` is a timer of the selector's runtime, and runs on its clock,
+    /// whatever polls the call: here a runtime whose paused clock jumps ahead whenever it has
+    /// nothing to do. The call ends after `wait` of real time (the peer reads nothing, so the
+    /// flush never completes), neither at once nor never.
+    #[test]
+    fn close_gracefully_waits_on_the_selectors_clock_whatever_polls() {
+        const WAIT: Duration = Duration::from_millis(300);
+        let selector = SelectorManager::builder()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let paused = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let (done, closed) = std::sync::mpsc::channel();
+        let polling = selector.clone();
+        std::thread::spawn(move || {
+            paused.block_on(async {
+                let listener = a_socket(&polling)
+                    .tcp()
+                    .send_buffer_size(4096)
+                    .bind(("127.0.0.1", 0))
+                    .await
+                    .unwrap();
+                let port = listener.local_address().as_inet().unwrap().port();
+                let peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                socket2::SockRef::from(&peer)
+                    .set_recv_buffer_size(4096)
+                    .unwrap();
+                let socket = listener.accept().await.unwrap();
+                let chunk = vec![7u8; 64 * 1024];
+                socket
+                    .with_sock_ref(|sock| {
+                        while sock.send(&chunk).is_ok() {}
+                        Ok(())
+                    })
+                    .unwrap();
+                let mut connection = socket.connection().unwrap();
+                connection.output.write_fully(b"bye\n").await.unwrap();
+                let started = Instant::now();
+                let result = connection.close_gracefully(WAIT).await;
+                let _ = done.send((result, started.elapsed()));
+                drop(peer);
+            });
+        });
+        let (result, took) = closed
+            .recv_timeout(Duration::from_secs(10))
+            .expect("close_gracefully never returned");
+        assert!(matches!(result, Err(crate::Error::Timeout)), "{result:?}");
+        assert!(took >= WAIT, "{took:?}");
+        selector.close();
+    }
+
     /// A lingering close while something else still holds the socket (an operation that runs,
     /// a task that waits for the socket to drain), with data the peer has not taken: whoever
     /// lets go last makes the kernel's close, which waits for the peer. That must be the
