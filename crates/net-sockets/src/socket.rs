@@ -501,9 +501,10 @@ impl<T: Transport> Connection<T> {
     /// reset that would destroy output still queued for the peer.
     ///
     /// `wait` bounds the whole call, the flush included: a peer that reads nothing (so that
-    /// the output cannot be flushed) holds it `wait` at most, then the socket is closed at once
-    /// and the call fails with [`Error::Timeout`]. What could not be sent is lost, so that
-    /// close is a reset (TLS: no `close_notify`), never a clean end. A `wait` of
+    /// the output cannot be flushed) holds it `wait` at most, then the socket is closed at once,
+    /// as [`Socket::close`] closes it, and the call fails with [`Error::Timeout`]. Bytes the
+    /// write channel still holds then are lost, so that close is a reset (TLS: no
+    /// `close_notify`), never a clean end. A `wait` of
     /// [`Duration::ZERO`] closes at once, after what can be flushed without waiting; one too
     /// large for the clock (`Duration::MAX`) is no bound.
     ///
