@@ -181,9 +181,9 @@ impl TcpSocketBuilder {
     /// keeps a read going however long it takes (see the
     /// [guide](crate::guide#3-timeouts-idle-and-slow-clients) for a deadline per request).
     /// [`Duration::ZERO`] is no "no timeout" (leave it unset for that): every read or write
-    /// that has to wait fails at once, losing nothing (a retry goes on where it stopped). A
-    /// duration too large for the clock (`Duration::MAX`) means no timeout. It applies to
-    /// stream sockets (TCP and Unix); datagram sockets ignore it.
+    /// that has to wait fails at once, as any timeout does (a read loses nothing: retried, it
+    /// goes on where it stopped). A duration too large for the clock (`Duration::MAX`) means
+    /// no timeout. It applies to stream sockets (TCP and Unix); datagram sockets ignore it.
     pub fn socket_timeout(mut self, timeout: Duration) -> Self {
         self.options.socket_timeout = Some(timeout);
         self
