@@ -20,7 +20,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, describe, project_root};
+use crate::{cargo, child_command, describe, project_root};
 
 /// The benchmark scenarios and the program that runs each.
 const SCENARIOS: &[(&str, &str)] = &[
@@ -152,7 +152,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         .into_iter()
         .map(|(program, args)| {
             let mut c = match program {
-                Program::Lines => Command::new(bin_dir.join("lines")),
+                Program::Lines => child_command(bin_dir.join("lines")),
                 Program::Netbench => netbench(&[]),
             };
             c.args(args);

@@ -10,8 +10,10 @@
 //!   `RELIABILITY.md`). Minutes long, so not part of `ci`.
 
 use std::env;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::OnceLock;
 
 mod bench;
 mod ci;
@@ -59,6 +61,38 @@ pub(crate) fn cargo(root: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// A command for `program`, for a child that must not outlive this process: the soak's server
+/// and load program, the benchmark programs.
+///
+/// A destructor that kills the child (`Drop for Server`) runs only when xtask ends by itself;
+/// a signal that ends it (`kill PID`, a CI runner's or supervisor's SIGTERM to xtask alone, a
+/// SIGKILL) would leave the child running, reparented to init. So the command runs under
+/// `setpriv --pdeathsig KILL` (util-linux), which asks the kernel (`PR_SET_PDEATHSIG`) to
+/// SIGKILL the child when the thread that started it dies and then `exec`s the program: same
+/// PID, same arguments, no `unsafe` here. Start such children from the main thread (the
+/// signal follows the thread that forked, not the process). Where `setpriv` is missing the
+/// program runs bare, as before. (A child whose parent dies before `setpriv` made the request,
+/// a window of microseconds after the start, is not covered.)
+pub(crate) fn child_command(program: impl AsRef<OsStr>) -> Command {
+    static SETPRIV: OnceLock<bool> = OnceLock::new();
+    let has_setpriv = *SETPRIV.get_or_init(|| {
+        Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "true"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if has_setpriv {
+        let mut c = Command::new("setpriv");
+        c.args(["--pdeathsig", "KILL"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
 pub(crate) fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {
@@ -79,4 +113,81 @@ pub(crate) fn project_root() -> PathBuf {
 /// commands run) when that is set, else `root/target`.
 pub(crate) fn target_dir(root: &Path) -> PathBuf {
     env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    /// Set in the copy of this test binary that starts a child and dies at once.
+    const PARENT_ENV: &str = "XTASK_TEST_ORPHAN_PARENT";
+
+    /// A child started with `child_command` dies with xtask, even when xtask ends by a way
+    /// that runs no destructor. Once, `kill -TERM` to `cargo xtask soak` alone left the soak
+    /// server running, reparented to init, for ever.
+    #[test]
+    fn a_child_does_not_outlive_xtask() {
+        if env::var_os(PARENT_ENV).is_some() {
+            // The dying parent: start `sleep 30`, say its PID, and end without a destructor
+            // (as a SIGTERM or SIGKILL would).
+            let child = child_command("sleep")
+                .arg("30")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start sleep");
+            // Once it runs `sleep` (setpriv has made its request): a parent dying in the
+            // microseconds before that is the window `child_command` leaves open.
+            let comm = format!("/proc/{}/comm", child.id());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() != "sleep")
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            println!("CHILD {}", child.id());
+            std::process::exit(0);
+        }
+        let mut parent = Command::new(env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "tests::a_child_does_not_outlive_xtask",
+                "--nocapture",
+            ])
+            .env(PARENT_ENV, "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("rerun the test binary");
+        let out = BufReader::new(parent.stdout.take().expect("stdout"));
+        let pid: u32 = out
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.strip_prefix("CHILD ")
+                    .map(|p| p.trim().parse().expect("pid"))
+            })
+            .expect("the parent printed its child's PID");
+        assert!(parent.wait().expect("wait").success());
+        // The orphan, if any, is reaped by init at once when it ends: poll for it to go.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Alive: listed and not a zombie (`/proc/PID/stat`: "PID (COMM) STATE ...").
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+            })
+        };
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let survived = alive();
+        if survived {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        assert!(!survived, "the child {pid} outlived its parent by 5 s");
+    }
 }

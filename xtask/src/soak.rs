@@ -30,6 +30,10 @@
 //! A run whose middle falls inside that climb (under about 2 minutes) is judged not flat; the
 //! default of 3 minutes puts the middle past it.
 //!
+//! Both programs are started under `setpriv --pdeathsig KILL` where `setpriv` exists, so that
+//! they die with xtask even when it is ended by a signal (`kill PID`, a supervisor's SIGTERM),
+//! which runs no destructor.
+//!
 //! The soft descriptor limit is raised to the hard one (`ulimit -S -n`, in a shell around each
 //! program) when C connections would not fit under it; C must leave 64 descriptors spare under
 //! the hard limit.
@@ -44,7 +48,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::{cargo, describe, project_root, target_dir};
+use crate::{cargo, child_command, describe, project_root, target_dir};
 
 /// Usage, for errors.
 const USAGE: &str = "usage: cargo xtask soak [--minutes N] [--conns C] [--port P]";
@@ -209,12 +213,14 @@ fn open_files_limits(limits: &str) -> Option<(u64, u64)> {
     Some((values.next()??, values.next()??))
 }
 
-/// A command for `program`, run under a soft descriptor limit of `limit` when one is given.
+/// A command for `program`, run under a soft descriptor limit of `limit` when one is given,
+/// and killed when xtask dies ([`child_command`]: a SIGTERM to xtask alone once left the server
+/// and the load program running).
 fn limited(program: &Path, limit: Option<u64>) -> Command {
     match limit {
-        None => Command::new(program),
+        None => child_command(program),
         Some(limit) => {
-            let mut c = Command::new("sh");
+            let mut c = child_command("sh");
             c.args(["-c", r#"ulimit -S -n "$0" && exec "$@""#])
                 .arg(limit.to_string())
                 .arg(program);
