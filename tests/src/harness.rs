@@ -1,7 +1,8 @@
 //! Child processes for tests, and blocking clients of the programs they run:
 //!
 //! - [`Process`]: a program (an example binary, `openssl`, `curl`, `python3`) run with its output
-//!   read line by line, signalled, and killed on drop; [`Process::run`] runs one to its end.
+//!   read line by line, signalled, and killed on drop, or when the thread that started it ends
+//!   (so with the test process, even on a signal); [`Process::run`] runs one to its end.
 //! - [`Haproxy`]: a real HAProxy relaying to a backend with a PROXY protocol header.
 //! - [`LineClient`]: a blocking line client on loopback, optionally from another source
 //!   address (`127.0.0.2`), for the tests that drive the example servers from plain threads.
@@ -22,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use crate::{HANG_LIMIT, TempDir};
 
-/// A running program whose stdout and stderr arrive line by line; killed when dropped.
+/// A running program whose stdout and stderr arrive line by line; killed when dropped, and
+/// killed when the thread that started it ends (`setpriv --pdeathsig KILL`, where `setpriv`
+/// exists): keep a `Process` on the thread that started it.
 ///
 /// Lines come without their `\n` (a `\r` before it stays). Every wait for a line panics after
 /// [`HANG_LIMIT`] or at the end of the output, with what the program printed.
@@ -239,13 +242,38 @@ impl Drop for Process {
     }
 }
 
-/// Starts `program` with `args` and pipes for stdin, stdout and stderr.
+/// Starts `program` with `args` and pipes for stdin, stdout and stderr, killed when the thread
+/// that started it ends (the test's thread, or the whole test process on a signal).
+///
+/// A [`Process`] is killed when dropped, but a test binary ended by a signal (a CI runner's
+/// SIGTERM to its PID, a SIGKILL) runs no destructor: its example servers, `haproxy -db` and
+/// `openssl s_server` kept running, reparented to init. So the program runs under `setpriv
+/// --pdeathsig KILL` (util-linux), which asks the kernel (`PR_SET_PDEATHSIG`) to kill it when
+/// its parent thread dies and then `exec`s it (same PID): no `unsafe` here. Where `setpriv` is
+/// missing the program runs bare, as before.
 fn spawn_piped<I, S>(program: &str, args: I) -> Child
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    Command::new(program)
+    static SETPRIV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let has_setpriv = *SETPRIV.get_or_init(|| {
+        Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "true"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    });
+    let mut command = if has_setpriv {
+        let mut c = Command::new("setpriv");
+        c.args(["--pdeathsig", "KILL", program]);
+        c
+    } else {
+        Command::new(program)
+    };
+    command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
