@@ -8,6 +8,9 @@
 //! - `cargo xtask soak [--minutes N] [--conns C] [--port P]` — C ping-pong connections to the
 //!   example `sockets-server` for N minutes; checks its memory and descriptors stay flat (see
 //!   `RELIABILITY.md`). Minutes long, so not part of `ci`.
+//! - `cargo xtask soak-mix [--minutes N] [--workers W]` — W workers churning connections of
+//!   every kind (TCP, TLS, UDP, Unix, PROXY headers, resets, half-closes) through one server
+//!   process for N minutes; checks its memory, descriptors and tasks (see `RELIABILITY.md`).
 
 use std::env;
 use std::ffi::OsStr;
@@ -20,10 +23,12 @@ mod ci;
 mod fuzz;
 mod interop;
 mod soak;
+mod soak_mix;
 
 const USAGE: &str = "usage: cargo xtask ci | bench [--smoke] [--list] [SCENARIO…] [-- NETBENCH-OPTIONS] \
                      | interop | fuzz [--seconds N] [--list] [TARGET…] \
-                     | soak [--minutes N] [--conns C] [--port P]   (soak: minutes long, not in ci)";
+                     | soak [--minutes N] [--conns C] [--port P] | soak-mix [--minutes N] [--workers W]   \
+                     (soak, soak-mix: minutes long, not in ci)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -33,6 +38,7 @@ fn main() -> ExitCode {
         Some("interop") => interop::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("soak") => soak::run(&args[1..]),
+        Some("soak-mix") => soak_mix::run(&args[1..]),
         // Asked for: the usage on stdout, and success.
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");

@@ -1,0 +1,395 @@
+//! `cargo xtask soak-mix [--minutes N] [--workers W]`: the mixed soak. One server process
+//! (`soak-mix serve`, package `bench`, `bench/src/bin/soak_mix.rs`) listens with plain TCP,
+//! TCP behind a required PROXY header, TLS, UDP and a Unix socket; the load program
+//! (`soak-mix load`) runs W workers (default 24) for N minutes (default 20), each opening one
+//! connection after another, going round the shapes: plain TCP, TLS, Unix and PROXY v1 (5
+//! lines in ping-pong, then an orderly close), a TCP half-close, abrupt resets (`SO_LINGER` 0)
+//! of a TCP and a TLS connection, a TLS handshake cut after its first bytes, and a UDP echo.
+//!
+//! Every 30 s (and before the load, and after it) it samples the server's `VmRSS`, open
+//! descriptors (`/proc/PID/fd`), threads (`Threads:` in `/proc/PID/status`) and tasks (tokio's
+//! alive tasks and the connection handlers running, which the server prints every second).
+//! The certificates are made with `openssl` (a CA and a leaf for 127.0.0.1 and `localhost`).
+//!
+//! **Leak-free** means: RSS at the end at most 1.05 × the middle's; after the load stopped
+//! (waiting at most 10 s) the descriptors, the alive tasks and the running handlers back to
+//! the baseline's; no failed connection of an orderly shape. Otherwise the exit status is
+//! non-zero. Not part of `cargo xtask ci`. Results go in `RELIABILITY.md`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::{cargo, child_command, describe, project_root, target_dir};
+
+const USAGE: &str = "usage: cargo xtask soak-mix [--minutes N] [--workers W]";
+/// How often the server is sampled.
+const EVERY: Duration = Duration::from_secs(30);
+/// How long the server may take to come back to its baseline once the load stopped.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// One sample of the server process.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    at_secs: f64,
+    rss_kib: u64,
+    fds: u64,
+    threads: u64,
+    tasks: u64,
+    conns: u64,
+}
+
+/// What the server last printed: `(alive tasks, running handlers)`.
+type Tasks = Arc<Mutex<Option<(u64, u64)>>>;
+
+/// Runs the mixed soak.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let (mut minutes, mut workers) = (20.0_f64, 24_usize);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let value = it
+            .next()
+            .with_context(|| format!("{arg} needs a value ({USAGE})"))?;
+        match arg.as_str() {
+            "--minutes" => minutes = value.parse().context(USAGE)?,
+            "--workers" => workers = value.parse().context(USAGE)?,
+            _ => bail!("unknown argument {arg:?} ({USAGE})"),
+        }
+    }
+    ensure!(
+        (0.1..=240.0).contains(&minutes),
+        "--minutes must be from 0.1 to 240"
+    );
+    ensure!(
+        (1..=256).contains(&workers),
+        "--workers must be from 1 to 256"
+    );
+
+    let root = project_root();
+    let mut build = cargo(
+        &root,
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "bench",
+            "--bin",
+            "soak-mix",
+        ],
+    );
+    println!("==> {}", describe(&build));
+    ensure!(build.status()?.success(), "building soak-mix failed");
+    let exe = target_dir(&root).join("release").join("soak-mix");
+    let dir = target_dir(&root).join("soak-mix");
+    std::fs::create_dir_all(&dir)?;
+    make_pki(&dir)?;
+
+    let mut server = child_command(&exe);
+    server
+        .arg("serve")
+        .arg("--unix")
+        .arg(dir.join("soak.sock"))
+        .arg("--cert")
+        .arg(dir.join("chain.pem"))
+        .arg("--key")
+        .arg(dir.join("key.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    println!("==> {}", describe(&server));
+    let mut server = Guard(server.spawn().context("starting soak-mix serve")?);
+    let pid = server.0.id();
+    let stdout = server.0.stdout.take().context("no stdout")?;
+    let tasks: Tasks = Arc::default();
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let tasks = tasks.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addrs) = line.strip_prefix("listening ") {
+                    let _ = tx.send(addrs.to_owned());
+                } else if let Some(rest) = line.strip_prefix("tasks ") {
+                    *tasks.lock().expect("tasks") = parse_tasks(rest);
+                }
+            }
+        });
+    }
+    let addrs = rx
+        .recv_timeout(Duration::from_secs(15))
+        .context("the server did not print its addresses")?;
+    let addr = |key: &str| -> Result<String> {
+        addrs
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_owned)
+            .with_context(|| format!("no {key} in {addrs:?}"))
+    };
+    println!("==> soak-mix server pid {pid}: {addrs}");
+
+    // Baseline: idle, after its first `tasks` line.
+    thread::sleep(Duration::from_secs(2));
+    let start = Instant::now();
+    let baseline = sample(pid, &tasks, start)?;
+
+    let secs = minutes * 60.0;
+    let mut load = child_command(&exe);
+    load.arg("load");
+    for key in ["tcp", "proxy", "tls", "udp", "unix"] {
+        load.arg(format!("--{key}")).arg(addr(key)?);
+    }
+    load.arg("--ca")
+        .arg(dir.join("ca.pem"))
+        .args(["--workers", &workers.to_string()])
+        .args(["--secs", &format!("{secs:.1}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    println!("==> {}", describe(&load));
+    let mut load = Guard(load.spawn().context("starting soak-mix load")?);
+    let load_out = load.0.stdout.take().context("no stdout")?;
+    let report = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(load_out), &mut text);
+        text
+    });
+
+    let mut samples = Vec::new();
+    let limit = Duration::from_secs_f64(secs) + Duration::from_secs(60);
+    let mut next = EVERY;
+    let status = loop {
+        if let Some(status) = load.0.try_wait()? {
+            break status;
+        }
+        ensure!(start.elapsed() < limit, "the load ran over {limit:?}");
+        ensure!(
+            server.0.try_wait()?.is_none(),
+            "the server exited during the run"
+        );
+        if start.elapsed() >= next {
+            let s = sample(pid, &tasks, start)?;
+            println!(
+                "sample at={:.0}s rss_kib={} fds={} threads={} tasks={} conns={}",
+                s.at_secs, s.rss_kib, s.fds, s.threads, s.tasks, s.conns
+            );
+            samples.push(s);
+            next += EVERY;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let report = report
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))?;
+    ensure!(status.success(), "the load program failed ({status})");
+
+    // After: wait (bounded) for the server to come back to its baseline.
+    let settle = Instant::now();
+    let after = loop {
+        thread::sleep(Duration::from_millis(1100));
+        let s = sample(pid, &tasks, start)?;
+        let settled = s.fds <= baseline.fds && s.tasks <= baseline.tasks && s.conns == 0;
+        if settled || settle.elapsed() >= SETTLE {
+            break s;
+        }
+    };
+    drop(server);
+
+    print!("{report}");
+    println!("\n== soak-mix summary ({minutes} min, {workers} workers) ==");
+    println!(
+        "{:<10} {:>8} {:>10} {:>6} {:>8} {:>6} {:>6}",
+        "sample", "at (s)", "RSS (KiB)", "fds", "threads", "tasks", "conns"
+    );
+    let row = |label: &str, s: &Sample| {
+        println!(
+            "{label:<10} {:>8.0} {:>10} {:>6} {:>8} {:>6} {:>6}",
+            s.at_secs, s.rss_kib, s.fds, s.threads, s.tasks, s.conns
+        );
+    };
+    row("baseline", &baseline);
+    for s in &samples {
+        row("", s);
+    }
+    row("after", &after);
+
+    let mut why = Vec::new();
+    if let (Some(middle), Some(end)) = (samples.get(samples.len() / 2), samples.last()) {
+        if end.rss_kib * 100 > middle.rss_kib * 105 {
+            why.push(format!(
+                "RSS grew from {} KiB (middle) to {} KiB (end)",
+                middle.rss_kib, end.rss_kib
+            ));
+        }
+    } else {
+        why.push("no samples during the load".to_owned());
+    }
+    if after.fds > baseline.fds {
+        why.push(format!(
+            "{} descriptors after, baseline {}",
+            after.fds, baseline.fds
+        ));
+    }
+    if after.tasks > baseline.tasks || after.conns > 0 {
+        why.push(format!(
+            "{} tasks ({} handlers) after, baseline {}",
+            after.tasks, after.conns, baseline.tasks
+        ));
+    }
+    let orderly_failed: u64 = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("shape "))
+        .filter(|l| !l.contains("reset") && !l.contains("cut"))
+        .filter_map(|l| l.split("failed=").nth(1)?.trim().parse::<u64>().ok())
+        .sum();
+    if orderly_failed > 0 {
+        why.push(format!("{orderly_failed} orderly connections failed"));
+    }
+    if why.is_empty() {
+        println!("verdict    leak-free");
+        Ok(())
+    } else {
+        println!("verdict    NOT leak-free: {}", why.join("; "));
+        bail!("soak-mix failed: {}", why.join("; "))
+    }
+}
+
+/// Kills and reaps the child when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `alive=N conns=M`.
+fn parse_tasks(rest: &str) -> Option<(u64, u64)> {
+    let mut alive = None;
+    let mut conns = None;
+    for kv in rest.split_whitespace() {
+        match kv.split_once('=') {
+            Some(("alive", v)) => alive = v.parse().ok(),
+            Some(("conns", v)) => conns = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some((alive?, conns?))
+}
+
+/// The server now.
+fn sample(pid: u32, tasks: &Tasks, start: Instant) -> Result<Sample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
+    let (tasks, conns) = tasks
+        .lock()
+        .expect("tasks")
+        .context("the server printed no task count")?;
+    Ok(Sample {
+        at_secs: start.elapsed().as_secs_f64(),
+        rss_kib: field("VmRSS:")?,
+        fds,
+        threads: field("Threads:")?,
+        tasks,
+        conns,
+    })
+}
+
+/// A CA and a leaf for 127.0.0.1 and `localhost`, made with `openssl`, in `dir`: `ca.pem`,
+/// `chain.pem`, `key.pem`.
+fn make_pki(dir: &Path) -> Result<()> {
+    let ext = dir.join("leaf.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )?;
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=soak-mix CA",
+            "-days",
+            "2",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "chain.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .context("running openssl (needed for the TLS certificates)")?;
+        ensure!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_task_line_is_read() {
+        assert_eq!(parse_tasks("alive=12 conns=3"), Some((12, 3)));
+        assert_eq!(parse_tasks("alive=12"), None);
+        assert_eq!(parse_tasks("alive=x conns=1"), None);
+    }
+}
