@@ -9,6 +9,7 @@ use crate::adopt::StdListener;
 use crate::connect::{self, resolve_first};
 use crate::datagram::{BoundDatagramSocket, ConnectedDatagramSocket};
 use crate::options::{ProxyProtocol, SocketOptions};
+use crate::selector::SelectorSleep;
 use crate::{Error, Result, SelectorManager, ServerSocket, Socket, SocketAddress};
 
 /// Starts building a socket on `selector`, as Ktor's `aSocket(selector)`.
@@ -396,24 +397,28 @@ impl TcpSocketBuilder {
         let selector = self.selector.inner();
         selector.check_open()?;
         let attempt = connect::connect(selector, target, &self.options);
-        // The close first: the end of a `SelectorManager::new()` selector's runtime closes the
-        // selector, and the attempts must not be polled after it (their delay is a sleep of
-        // that runtime, whose timer panics once it is gone).
+        // The close first. An attempt that failed as the selector closed reports the close:
+        // the end of a `SelectorManager::new()` selector's runtime, on another thread, may
+        // come between this check and the attempt's poll, and fail its wait with tokio's own
+        // error ("A Tokio 1.x context was found, but it is being shutdown").
         let guarded = async {
             tokio::select! {
                 biased;
                 () = selector.token().cancelled() => Err(Error::SelectorClosed),
-                r = attempt => r,
+                r = attempt => r.map_err(|e| if selector.is_closed() { Error::SelectorClosed } else { e }),
             }
         };
         match self.options.connect_timeout {
             Some(limit) => {
-                // Timers come from the selector's runtime, so a connect can be awaited anywhere.
-                let limited = {
-                    let _runtime = selector.handle().enter();
-                    tokio::time::timeout(limit, guarded)
-                };
-                limited.await.map_err(|_| Error::Timeout)?
+                // Timers come from the selector's runtime, so a connect can be awaited anywhere;
+                // this one fails with `SelectorClosed` once the selector is closed, never
+                // polled after its runtime ended.
+                let timer = SelectorSleep::new(selector, limit);
+                tokio::select! {
+                    biased;
+                    r = guarded => r,
+                    fired = timer => Err(fired.err().unwrap_or(Error::Timeout)),
+                }
             }
             None => guarded.await,
         }

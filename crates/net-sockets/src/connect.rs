@@ -6,18 +6,17 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket as RawSocket, Type};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::time::Instant;
 
 use crate::address::SocketTarget;
 use crate::core::Owner;
 use crate::listener::SocketFile;
 use crate::options::{Kind, SocketOptions};
-use crate::selector::SelectorInner;
+use crate::selector::{SelectorInner, SelectorSleep};
 use crate::stream::{Conn, Origin, Stream};
 use crate::transport::Link;
 use crate::{Error, Result, Socket, SocketAddress, UnixSocketAddress};
@@ -405,26 +404,21 @@ async fn race(
     let mut next = 0;
     let mut start_now = true;
     let mut last_error: Option<io::Error> = None;
-    let mut delay = {
-        let _runtime = selector.handle().enter();
-        Box::pin(tokio::time::sleep(ATTEMPT_DELAY))
-    };
+    // A sleep of the selector's runtime, which fails with `SelectorClosed` once the selector
+    // is closed (also by the end of that runtime, whose timer cannot be polled then).
+    let mut delay = SelectorSleep::new(selector, ATTEMPT_DELAY);
     std::future::poll_fn(|cx| {
         loop {
-            let due = start_now || (!one_at_a_time && delay.as_mut().poll(cx).is_ready());
+            let due = start_now || (!one_at_a_time && poll_elapsed(&mut delay, cx)?);
             if next < addresses.len() && due {
                 let address = addresses[next];
                 tracing::debug!(%address, "connect attempt");
                 attempts.push(Box::pin(connect_one(selector, address, options)));
                 next += 1;
                 start_now = false;
-                // "Now" on the delay's clock, the selector runtime's: the task polling may run
-                // on another runtime, whose clock may be paused, ahead or behind.
-                let now = {
-                    let _runtime = selector.handle().enter();
-                    Instant::now()
-                };
-                delay.as_mut().reset(now + ATTEMPT_DELAY);
+                // From "now" on the delay's clock, the selector runtime's: the task polling may
+                // run on another runtime, whose clock may be paused, ahead or behind.
+                delay.reset_after(ATTEMPT_DELAY);
             }
             let mut i = 0;
             while i < attempts.len() {
@@ -447,13 +441,21 @@ async fn race(
                 }
                 return Poll::Pending;
             }
-            if start_now || (!one_at_a_time && delay.as_mut().poll(cx).is_ready()) {
+            if start_now || (!one_at_a_time && poll_elapsed(&mut delay, cx)?) {
                 continue;
             }
             return Poll::Pending;
         }
     })
     .await
+}
+
+/// Whether `delay` elapsed; the close error once the selector is closed.
+fn poll_elapsed(delay: &mut SelectorSleep, cx: &mut Context<'_>) -> Result<bool> {
+    match Pin::new(delay).poll(cx) {
+        Poll::Ready(elapsed) => elapsed.map(|()| true),
+        Poll::Pending => Ok(false),
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::core::{Cause, Registered};
-use crate::selector::lock;
+use crate::selector::{SelectorSleep, lock};
 use crate::stream::Conn;
 
 /// What a graceful shutdown did with the connections open when it began: how many finished
@@ -243,10 +243,11 @@ pub(crate) async fn all_leave(open: &Tally, left: &Notify) {
 
 /// Waits until `open` counts none, or until `timer` fires: the grace period of a graceful
 /// shutdown.
-pub(crate) async fn all_leave_or(open: &Tally, left: &Notify, timer: tokio::time::Sleep) {
+/// The timer ends the wait also once the selector is closed (see [`SelectorSleep`]).
+pub(crate) async fn all_leave_or(open: &Tally, left: &Notify, timer: SelectorSleep) {
     tokio::select! {
         () = all_leave(open, left) => {}
-        () = timer => {}
+        _ = timer => {}
     }
 }
 
@@ -451,7 +452,7 @@ impl Group {
     pub(crate) async fn drain(
         &self,
         grace: Duration,
-        timer: tokio::time::Sleep,
+        timer: SelectorSleep,
         closed: &CancellationToken,
     ) -> ShutdownReport {
         // Counted before the signal: a connection that closes as the signal wakes it (on

@@ -143,6 +143,7 @@ pub use transport::Plain;
 /// the documentation and free to change.
 #[doc(hidden)]
 pub mod layer {
+    pub use crate::selector::SelectorSleep;
     pub use crate::stream::{ReadHalf, WriteHalf};
     pub use crate::transport::{Ending, Link, RawStream, Transport};
 }

@@ -23,7 +23,7 @@ use crate::group::{Group, ListenerStats, Membership, Refused, ShutdownReport};
 use crate::options::{Kind, ProxyProtocol, SocketOptions};
 use crate::proxy_protocol::{self, Parse, ProxyError, ProxyHeader};
 use crate::repeat::Repeat;
-use crate::selector::{SelectorInner, lock};
+use crate::selector::{SelectorInner, SelectorSleep, lock};
 use crate::stream::{Conn, Origin, Stream};
 use crate::transport::Link;
 use crate::{Error, Result, SelectorManager, Socket, SocketAddress, UnixSocketAddress};
@@ -528,10 +528,7 @@ impl ServerSocket {
     /// ```
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.close();
-        let timer = {
-            let _runtime = self.inner.core.selector().handle().enter();
-            tokio::time::sleep(grace)
-        };
+        let timer = SelectorSleep::new(self.inner.core.selector(), grace);
         let closed = self.inner.core.selector().token();
         self.inner.group.drain(grace, timer, closed).await
     }
@@ -684,17 +681,18 @@ impl ListenerInner {
                                 tracing::debug!(parent: self.core.span(), error = %e, "out of descriptors or memory; accept pauses and retries every 100 ms");
                             }
                         }
-                        let backoff = {
-                            let _runtime = selector.handle().enter();
-                            tokio::time::sleep(EXHAUSTION_BACKOFF)
-                        };
-                        // The close first: the end of the selector's runtime closes the
-                        // listener, and that runtime's timer must not be polled after it
-                        // (tokio panics), though the task polling is another runtime's.
+                        // A sleep of the selector's runtime, which fails once the selector is
+                        // closed (also by the end of that runtime: its timer must not be
+                        // polled after it, though the task polling is another runtime's).
+                        let backoff = SelectorSleep::new(selector, EXHAUSTION_BACKOFF);
                         tokio::select! {
                             biased;
                             () = self.core.await_closed() => return Err(self.core.closed_error()),
-                            () = backoff => {}
+                            slept = backoff => {
+                                if slept.is_err() {
+                                    return Err(self.core.closed_error());
+                                }
+                            }
                         }
                     }
                     AcceptError::Fatal => return Err(Error::Io(e)),

@@ -3,11 +3,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 use tokio::sync::Notify;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::Cause;
@@ -66,6 +71,11 @@ pub(crate) struct SelectorInner {
     /// Open connected sockets, for a graceful shutdown to wait on, and how many were cut.
     open_connections: Tally,
     connection_left: Notify,
+    /// Held (shared) by every poll of a sleep of the runtime's timer (see
+    /// [`poll_sleep`](SelectorInner::poll_sleep)), and taken (exclusive) once as the runtime of
+    /// a `new()` selector ends, before its timer shuts down: a poll either saw the selector
+    /// closed or is over by then.
+    sleep_polls: RwLock<()>,
 }
 
 /// Something a selector can close: a socket, listener or datagram socket core.
@@ -144,6 +154,7 @@ impl SelectorManager {
                 stopped_accepting: AtomicBool::new(false),
                 open_connections: Tally::default(),
                 connection_left: Notify::new(),
+                sleep_polls: RwLock::new(()),
             }),
         }
     }
@@ -212,12 +223,8 @@ impl SelectorManager {
         // connect during the grace period) is not one of those this shutdown reports on.
         let start = inner.open_connections.begin();
         inner.draining.begin();
-        let timer = {
-            let _runtime = inner.handle.enter();
-            tokio::time::sleep(grace)
-        };
-        // A close (also the end of the runtime: its timer cannot be polled after that) ends
-        // the wait: what is left is being closed.
+        let timer = SelectorSleep::new(inner, grace);
+        // A close (also the end of the runtime) ends the wait: what is left is being closed.
         tokio::select! {
             biased;
             () = inner.token.cancelled() => {}
@@ -279,6 +286,43 @@ impl SelectorInner {
 
     pub(crate) fn token(&self) -> &CancellationToken {
         &self.token
+    }
+
+    /// Polls `sleep`, a sleep of this selector's runtime's timer, from any thread: fails with
+    /// [`Error::SelectorClosed`] once the selector is closed, without polling it.
+    ///
+    /// The end of a `new()` selector's runtime closes the selector, then shuts the runtime's
+    /// timer down, after which tokio panics on a poll of its sleeps ("A Tokio 1.x context was
+    /// found, but it is being shutdown"), or fires them as if elapsed. A check of the close
+    /// just before the poll does not help: the runtime, on another thread, may end in between.
+    /// So the check and the poll are made under `sleep_polls`, which the end of the runtime
+    /// takes before the timer shuts down (see [`RuntimeEnd`]): a poll that found the selector
+    /// open is over before the timer stops. A shared lock, taken only where a sleep is polled
+    /// (a wait's first poll, a sleep that fired), never on a wait's common path.
+    pub(crate) fn poll_sleep(
+        &self,
+        sleep: Pin<&mut Sleep>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<()>> {
+        let _polling = self
+            .sleep_polls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.is_closed() {
+            return Poll::Ready(Err(Error::SelectorClosed));
+        }
+        sleep.poll(cx).map(Ok)
+    }
+
+    /// The runtime's timer may shut down after this: every later poll of its sleeps finds the
+    /// selector closed (see [`poll_sleep`](Self::poll_sleep)).
+    fn stop_sleep_polls(&self) {
+        debug_assert!(self.is_closed());
+        drop(
+            self.sleep_polls
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -382,12 +426,64 @@ impl Drop for RuntimeEnd {
         if let Some(inner) = self.0.upgrade() {
             // Closed already (the usual end of this task: the close's cancel woke it): nobody
             // waits for this close, which would only wait for that one on a runtime thread.
-            if inner.is_closed() {
-                return;
+            if !inner.is_closed() {
+                tracing::debug!("the selector's runtime shut down");
+                inner.close();
             }
-            tracing::debug!("the selector's runtime shut down");
-            inner.close();
+            // Before the runtime's timer shuts down (after its tasks are dropped): a poll of
+            // one of its sleeps on another thread, which found the selector open, is over.
+            inner.stop_sleep_polls();
         }
+    }
+}
+
+/// A sleep on the timer of a selector's runtime, which any thread may poll: it completes with
+/// `Ok(())` when it elapses, or with [`Error::SelectorClosed`] once the selector is closed
+/// (also by the end of a `new()` selector's runtime, whose timer then cannot be polled: see
+/// [`SelectorInner::poll_sleep`]).
+///
+/// For a protocol layer's timers (a TLS handshake's); not part of the API.
+#[doc(hidden)]
+#[must_use = "a sleep does nothing unless polled"]
+pub struct SelectorSleep {
+    sleep: Pin<Box<Sleep>>,
+    selector: Arc<SelectorInner>,
+}
+
+impl SelectorSleep {
+    /// A sleep of `duration` from now on the selector runtime's clock.
+    pub(crate) fn new(selector: &Arc<SelectorInner>, duration: Duration) -> SelectorSleep {
+        let sleep = {
+            let _runtime = selector.handle().enter();
+            tokio::time::sleep(duration)
+        };
+        SelectorSleep {
+            sleep: Box::pin(sleep),
+            selector: Arc::clone(selector),
+        }
+    }
+
+    /// Sets the sleep to end `duration` from now, on the selector runtime's clock.
+    pub(crate) fn reset_after(&mut self, duration: Duration) {
+        let now = self.selector.now();
+        self.sleep.as_mut().reset(now + duration);
+    }
+}
+
+impl Future for SelectorSleep {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        this.selector.poll_sleep(this.sleep.as_mut(), cx)
+    }
+}
+
+impl fmt::Debug for SelectorSleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelectorSleep")
+            .field("deadline", &self.sleep.deadline())
+            .finish_non_exhaustive()
     }
 }
 

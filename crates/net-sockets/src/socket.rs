@@ -21,7 +21,7 @@ use crate::adopt::{INET, StdStream, check_kind};
 use crate::core::{CloseMode, Owner};
 use crate::group::Drain;
 use crate::options::SocketOptions;
-use crate::selector::lock;
+use crate::selector::{SelectorSleep, lock};
 use crate::stream::{Conn, Origin, Stream};
 use crate::transport::{Ending, Link, Plain, RawStream, Transport};
 use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
@@ -528,23 +528,21 @@ impl<T: Transport> Connection<T> {
         } = self;
         // One deadline for the whole call, on the selector runtime's clock (the task awaiting
         // this may run on another runtime, or none): a peer that reads nothing must not hold
-        // the flush for ever.
-        let deadline = {
-            let _runtime = socket.link.conn.core().selector().handle().enter();
-            tokio::time::sleep(wait)
-        };
-        tokio::pin!(deadline);
+        // the flush for ever. A sleep of the selector's runtime, which ends the wait also once
+        // the selector is closed (its runtime may end meanwhile, and its timer cannot be
+        // polled then).
+        let mut deadline = SelectorSleep::new(socket.link.conn.core().selector(), wait);
         // The channel's `AsyncWrite` shutdown is `flush_and_close`, except on an output already
         // closed cleanly: that one is done (its FIN on its way), not an error, and the input
         // must still be drained before the close.
         let shut = tokio::select! {
             biased;
             shut = tokio::io::AsyncWriteExt::shutdown(&mut output) => shut,
-            () = &mut deadline => {
+            over = &mut deadline => {
                 // Bytes the channel accepted are still in it (or a flush was cut short): the
                 // channel tells the close, which resets the connection.
                 socket.close();
-                return Err(Error::Timeout);
+                return Err(over.err().unwrap_or(Error::Timeout));
             }
         };
         if let Err(e) = shut {
@@ -555,7 +553,7 @@ impl<T: Transport> Connection<T> {
         tokio::select! {
             biased;
             () = drain => {}
-            () = &mut deadline => {}
+            _ = &mut deadline => {}
         }
         socket.close();
         Ok(())

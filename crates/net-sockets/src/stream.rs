@@ -855,8 +855,9 @@ impl Timer {
         }
     }
 
-    /// Whether the operation waited `duration` without progress. A duration too large for the
-    /// clock never expires. The sleep is registered with the timer of `selector`'s runtime,
+    /// Whether the operation waited `duration` without progress, or the selector closed (the
+    /// sleep is not polled then: see [`SelectorInner::poll_sleep`]). A duration too large for
+    /// the clock never expires. The sleep is registered with the timer of `selector`'s runtime,
     /// and the deadline read on its clock, whatever executor polls.
     ///
     /// Inlined into every wait: the common case (the sleep due at or before this wait's
@@ -914,14 +915,22 @@ impl Timer {
         {
             return false;
         }
-        while sleep.as_mut().poll(cx).is_ready() {
-            if sleep.deadline() >= deadline {
-                self.deadline = None;
-                self.waker = None;
-                return true;
+        // Polled under the selector's guard: the runtime of the selector may end on another
+        // thread (its timer then panics when polled); the poll then fails with its close.
+        loop {
+            match selector.poll_sleep(sleep.as_mut(), cx) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(())) if sleep.deadline() < deadline => {
+                    // It fired for an earlier wait: on to this one's deadline.
+                    sleep.as_mut().reset(deadline);
+                }
+                // Elapsed, or the selector closed: the wait is over (the caller tells which).
+                Poll::Ready(_) => {
+                    self.deadline = None;
+                    self.waker = None;
+                    return true;
+                }
             }
-            // It fired for an earlier wait: on to this one's deadline.
-            sleep.as_mut().reset(deadline);
         }
         // A poll refused because the task's cooperative budget is spent registered nothing
         // (a new sleep is not even in the timer wheel): the next poll must poll it again. A
@@ -976,11 +985,23 @@ impl Half {
                     .as_mut()
                     .is_some_and(|t| t.poll_expired(cx, selector));
                 if expired {
-                    Poll::Ready(Err(timed_out()))
+                    Poll::Ready(Err(self.expired()))
                 } else {
                     Poll::Pending
                 }
             }
+        }
+    }
+
+    /// Why a wait whose timer said it is over failed: the close, when the selector (or the
+    /// socket) closed meanwhile (the timer is not polled then), else the timeout.
+    #[cold]
+    fn expired(&self) -> io::Error {
+        let core = &self.conn.core;
+        if core.is_closed() || core.selector().is_closed() {
+            core.closed_error().into()
+        } else {
+            timed_out()
         }
     }
 
@@ -1558,6 +1579,38 @@ mod tests {
         assert!(matches!(read, Err(net_io::Error::Timeout)), "{read:?}");
         assert!(waited >= TIMEOUT, "timed out after {waited:?}");
         selector.close();
+    }
+
+    /// A wait polled by a thread of another runtime (or none) after the selector's runtime
+    /// ended, its timer shut down with it: the wait is over (the caller reports the close),
+    /// never tokio's panic ("A Tokio 1.x context was found, but it is being shutdown"), which a
+    /// task racing the end of the runtime (its check of the close just before it) used to hit.
+    #[test]
+    fn a_wait_polled_after_the_selectors_runtime_ended_is_over_without_a_panic() {
+        for multi_thread in [false, true] {
+            let dying = if multi_thread {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            }
+            .unwrap();
+            let selector = dying.block_on(async { crate::SelectorManager::new() });
+            let mut timer = timer();
+            let mut cx = Context::from_waker(Waker::noop());
+            // The wait registers its sleep with the selector's runtime's timer.
+            assert!(!timer.poll_expired(&mut cx, selector.inner()));
+            drop(dying);
+            assert!(selector.is_closed());
+            assert!(
+                timer.poll_expired(&mut cx, selector.inner()),
+                "multi-thread {multi_thread}: the wait went on after the selector closed"
+            );
+        }
     }
 
     /// A wait polled by another task than the last one wakes the new task.

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::core::{CloseMode, Owner};
+use crate::selector::SelectorSleep;
 use crate::stream::{Conn, ReadHalf, WriteHalf};
 
 /// A layer a [`Socket`](crate::Socket) reads and writes through.
@@ -159,10 +160,10 @@ impl RawStream {
     }
 
     /// A timer on the selector's runtime, so a layer's handshake can be bounded whatever
-    /// executor polls it.
-    pub fn sleep(&self, duration: Duration) -> tokio::time::Sleep {
-        let _runtime = self.link.conn.core().selector().handle().enter();
-        tokio::time::sleep(duration)
+    /// executor polls it: `Ok(())` once `duration` passed, [`Error::SelectorClosed`](crate::Error::SelectorClosed) once the
+    /// selector is closed (also by the end of its runtime, whose timer cannot be polled then).
+    pub fn sleep(&self, duration: Duration) -> SelectorSleep {
+        SelectorSleep::new(self.link.conn.core().selector(), duration)
     }
 
     /// Fails with the close error ([`Error::Closed`](crate::Error::Closed) or

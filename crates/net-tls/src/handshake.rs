@@ -3,7 +3,7 @@
 use std::io;
 use std::sync::Arc;
 
-use net_sockets::layer::RawStream;
+use net_sockets::layer::{RawStream, SelectorSleep};
 use rustls::{CipherSuite, CommonState};
 use rustls_pki_types::CertificateDer;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
@@ -73,16 +73,20 @@ pub(crate) async fn accept(
 }
 
 /// Runs `handshake` until `timer` fires. The timer comes from the selector's runtime, so the
-/// handshake can be polled by any executor.
+/// handshake can be polled by any executor; once the selector is closed (also by the end of
+/// that runtime, racing this task) it fails with the close, `Socket(SelectorClosed)`.
 async fn bounded<T>(
-    timer: tokio::time::Sleep,
+    timer: SelectorSleep,
     limit: std::time::Duration,
     handshake: impl std::future::Future<Output = io::Result<T>>,
 ) -> Result<T> {
     tokio::select! {
         biased;
         done = handshake => done.map_err(Error::from_handshake),
-        () = timer => Err(Error::HandshakeTimeout(limit)),
+        fired = timer => match fired {
+            Ok(()) => Err(Error::HandshakeTimeout(limit)),
+            Err(closed) => Err(Error::Socket(closed)),
+        },
     }
 }
 
