@@ -244,6 +244,24 @@ impl<S: SocketIo> Core<S> {
         }
     }
 
+    /// The error of an operation that failed: the close error once the selector is closed.
+    /// The end of a `SelectorManager::new()` selector's runtime closes the selector, then
+    /// shuts its I/O driver down, which fails the waits of the selector's sockets with tokio's
+    /// own error ("A Tokio 1.x context was found, but it is being shutdown"), and the
+    /// selector's close may reset a peer of one of its sockets before it closes that socket:
+    /// an operation of another thread that found the socket open just before gets such an
+    /// error. Applied where the callers of [`poll_io`](Self::poll_io) handle an error (out of
+    /// the way of a successful operation).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn failed(&self, e: io::Error) -> io::Error {
+        if self.selector.is_closed() {
+            self.closed_error().into()
+        } else {
+            e
+        }
+    }
+
     /// Repeats `op` until it completes or the socket closes (an `async` form of
     /// [`poll_io`](Self::poll_io)).
     pub(crate) async fn run<R>(
@@ -253,7 +271,7 @@ impl<S: SocketIo> Core<S> {
         let mut wait = CloseWait::default();
         std::future::poll_fn(|cx| self.poll_io(cx, &mut wait, &mut op))
             .await
-            .map_err(Error::from)
+            .map_err(|e| Error::from(self.failed(e)))
     }
 
     /// Runs `future` until it completes or the socket closes (then fails with the close error).
@@ -633,6 +651,9 @@ impl fmt::Debug for CloseWait {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::pin;
+    use std::task::Waker;
+
     use super::*;
     use crate::SelectorManager;
 
@@ -695,6 +716,68 @@ mod tests {
                 "{mode:?}: the peer saw the end before the socket left its counts: {seen}"
             );
         }
+    }
+
+    /// The end of a `SelectorManager::new()` selector's runtime, on another thread, between an
+    /// operation's check of its socket and its wait on the socket's readiness: the wait fails
+    /// with tokio's own error ("A Tokio 1.x context was found, but it is being shutdown"), and
+    /// the operation reports the close, `SelectorClosed`, as every one waiting then does.
+    #[test]
+    fn an_operation_failed_by_the_end_of_the_selectors_runtime_reports_selector_closed() {
+        let dying = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (selector, udp) = dying.block_on(async {
+            let selector = SelectorManager::new();
+            let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let setup = Setup {
+                may_linger: false,
+                never_lingers: true,
+                ..Setup::new(tracing::Span::none())
+            };
+            let udp = Core::open(selector.inner(), socket, setup, Plain).unwrap();
+            (selector, udp)
+        });
+        let mut dying = Some(dying);
+        let operation = udp.core().run(|socket, cx| {
+            // The socket was found open; the runtime ends before the wait.
+            drop(dying.take());
+            socket.poll_recv_ready(cx)
+        });
+        let polled = pin!(operation).poll(&mut Context::from_waker(Waker::noop()));
+        assert!(selector.is_closed());
+        assert!(
+            matches!(polled, Poll::Ready(Err(Error::SelectorClosed))),
+            "{polled:?}"
+        );
+    }
+
+    /// The selector's close, on another thread, while an operation of one of its sockets runs:
+    /// the operation's failure (here a reset: the close resets the peer, a socket of the same
+    /// selector with input unread, before it closes this one) is the close, `SelectorClosed`,
+    /// as the selector's close promises of every pending operation.
+    #[tokio::test]
+    async fn an_operation_failing_as_the_selector_closes_reports_selector_closed() {
+        let selector = SelectorManager::new();
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let setup = Setup {
+            may_linger: false,
+            never_lingers: true,
+            ..Setup::new(tracing::Span::none())
+        };
+        let udp = Core::open(selector.inner(), socket, setup, Plain).unwrap();
+        let operation = udp.core().run(|_, _| {
+            selector.close();
+            Poll::Ready(Err::<(), _>(io::Error::from(
+                io::ErrorKind::ConnectionReset,
+            )))
+        });
+        let polled = pin!(operation).poll(&mut Context::from_waker(Waker::noop()));
+        assert!(
+            matches!(polled, Poll::Ready(Err(Error::SelectorClosed))),
+            "{polled:?}"
+        );
     }
 
     /// A linger time the clock cannot reach: socket2's `set_linger` writes a time of 2^31 s or

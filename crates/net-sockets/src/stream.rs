@@ -996,6 +996,7 @@ impl Half {
     /// Why a wait whose timer said it is over failed: the close, when the selector (or the
     /// socket) closed meanwhile (the timer is not polled then), else the timeout.
     #[cold]
+    #[inline(never)]
     fn expired(&self) -> io::Error {
         let core = &self.conn.core;
         if core.is_closed() || core.selector().is_closed() {
@@ -1150,6 +1151,8 @@ impl AsyncRead for ReadHalf {
         let n = match ready!(polled) {
             Ok(n) => n,
             Err(e) => {
+                // A failure as the selector closes is the close.
+                let e = half.conn.core.failed(e);
                 // Only the socket's own errors are final; a timeout or a close is reported by
                 // the next read as it finds things then.
                 this.failed = e.raw_os_error();
@@ -1232,22 +1235,23 @@ impl WriteHalf {
     /// a timed-out write is made good.
     #[inline]
     fn record(&self, result: io::Result<usize>) -> io::Result<usize> {
-        match &result {
-            Ok(_) => {
+        match result {
+            Ok(bytes) => {
                 // Bytes went on after a write that timed out, which took nothing: the stream
                 // has no gap where it stopped (the caller retried it, or went on without it),
                 // as after a flush. A close need not reset it any more.
                 self.half.conn.timeout_made_good();
+                Ok(bytes)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => self.record_failure(e),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+            Err(e) => Err(self.record_failure(e)),
         }
-        result
     }
 
-    /// [`record`](Self::record) for a failed send.
+    /// [`record`](Self::record) for a failed send: its error, which is the close once the
+    /// selector is closed (see [`Core::failed`]).
     #[inline(never)]
-    fn record_failure(&self, e: &io::Error) {
+    fn record_failure(&self, e: io::Error) -> io::Error {
         // A close is not a write failure: the close itself decided how the connection ends.
         if !self.half.conn.core.is_closed() {
             let state = if e.kind() == io::ErrorKind::TimedOut {
@@ -1263,6 +1267,7 @@ impl WriteHalf {
                 self.half.conn.stop_holding();
             }
         }
+        self.half.conn.core.failed(e)
     }
 }
 
