@@ -538,7 +538,10 @@ impl<T: Transport> Connection<T> {
         let shut = tokio::select! {
             biased;
             shut = tokio::io::AsyncWriteExt::shutdown(&mut output) => shut,
-            over = &mut deadline => {
+            // Unconstrained, as `tokio::time::timeout` polls its timer: a flush or a drain
+            // that spends the task's cooperative budget every turn (the peer reads or sends as
+            // fast as the socket goes) must not keep the deadline from firing.
+            over = tokio::task::unconstrained(&mut deadline) => {
                 // Bytes the channel accepted are still in it (or a flush was cut short): the
                 // channel tells the close, which resets the connection.
                 socket.close();
@@ -553,7 +556,7 @@ impl<T: Transport> Connection<T> {
         tokio::select! {
             biased;
             () = drain => {}
-            _ = &mut deadline => {}
+            _ = tokio::task::unconstrained(&mut deadline) => {}
         }
         socket.close();
         Ok(())

@@ -1,0 +1,84 @@
+//! An independent review of the pass's library changes: each test pins a behaviour that one of
+//! them could have broken.
+
+use std::io::{ErrorKind, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use net_sockets::SelectorManager;
+use net_tests::loopback::tcp_listener_with;
+use net_tests::within;
+
+/// Sends from `peer` until the connection takes no more (both sides' buffers full); how many
+/// bytes.
+fn fill_towards(peer: &mut std::net::TcpStream) -> usize {
+    peer.set_nonblocking(true).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut sent = 0;
+    for _ in 0..4096 {
+        match peer.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    peer.set_nonblocking(false).unwrap();
+    sent
+}
+
+/// `close_gracefully(wait)`'s deadline fires while the drain of the input still finds bytes
+/// each time: a drain that never has to wait spends the task's cooperative budget every turn,
+/// and a deadline polled after it must not be refused for want of budget (as
+/// `tokio::time::timeout`'s is not: it polls its timer unconstrained then). Otherwise a peer
+/// that sends faster than the drain reads holds the call, and the connection, for ever.
+///
+/// Here the input holds megabytes and `wait` is zero: the call returns in the turn it starts
+/// (another task of the thread does not run meanwhile), as the docs say ("closes at once").
+#[tokio::test]
+async fn close_gracefully_s_deadline_fires_while_the_drain_still_finds_input() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| b.receive_buffer_size(8 << 20)).await;
+    let mut peer = std::net::TcpStream::connect(("127.0.0.1", listener.port().unwrap())).unwrap();
+    socket2::SockRef::from(&peer)
+        .set_send_buffer_size(4 << 20)
+        .unwrap();
+    let server = within(listener.accept()).await.unwrap();
+    let sent = fill_towards(&mut peer);
+    assert!(sent >= 2 << 20, "only {sent} bytes in flight");
+    let connection = server.connection().unwrap();
+    // Another task of this (current-thread) runtime: it runs only when the call yields.
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (ticks, stop) = (Arc::clone(&ticks), Arc::clone(&stop));
+        tokio::spawn(async move {
+            for _ in 0..1_000_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                ticks.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    tokio::task::yield_now().await;
+    let before = ticks.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let closed = tokio::time::timeout(
+        Duration::from_secs(5),
+        connection.close_gracefully(Duration::ZERO),
+    )
+    .await;
+    let took = started.elapsed();
+    let turns = ticks.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    ticker.await.unwrap();
+    let closed =
+        closed.unwrap_or_else(|_| panic!("close_gracefully(0) still drains after {took:?}"));
+    assert!(closed.is_ok(), "{closed:?}");
+    assert!(
+        turns <= 1,
+        "close_gracefully(0) yielded {turns} times to drain the input ({took:?})"
+    );
+}
