@@ -82,3 +82,89 @@ async fn close_gracefully_s_deadline_fires_while_the_drain_still_finds_input() {
         "close_gracefully(0) yielded {turns} times to drain the input ({took:?})"
     );
 }
+
+/// The levels of the events of the `net_io` and `net_sockets` crates on this thread, while it
+/// is set as the thread's default.
+struct Levels(Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>);
+
+impl tracing::Subscriber for Levels {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let target = event.metadata().target();
+        if target.starts_with("net_io") || target.starts_with("net_sockets") {
+            let mut message = String::new();
+            event.record(
+                &mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+                    if field.name() == "message" {
+                        message = format!("{value:?}");
+                    }
+                },
+            );
+            self.0
+                .lock()
+                .unwrap()
+                .push((*event.metadata().level(), message));
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A `close_gracefully(wait)` whose flush timed out (the peer reads nothing) returned
+/// `Error::Timeout`: its caller was told, and the peer chose it. The write channel it drops
+/// with the bytes it could not send must not log the `warn` meant for a channel dropped
+/// unflushed by mistake (a peer would set the rate of warnings in a log kept at `info`, as
+/// after a flush that returned `Timeout`, which logs `debug`).
+#[test]
+fn close_gracefully_that_timed_out_logs_no_warning() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _default = tracing::subscriber::set_default(Levels(Arc::clone(&seen)));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener_with(&selector, |b| b.send_buffer_size(4096)).await;
+        let peer = std::net::TcpStream::connect(("127.0.0.1", listener.port().unwrap())).unwrap();
+        socket2::SockRef::from(&peer)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        let server = within(listener.accept()).await.unwrap();
+        // The peer reads nothing: the kernel's buffers are full, and the channel holds bytes.
+        let chunk = vec![7u8; 64 * 1024];
+        server
+            .with_sock_ref(|sock| {
+                for _ in 0..1024 {
+                    if sock.send(&chunk).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        let mut connection = server.connection().unwrap();
+        connection.output.write_fully(b"goodbye\n").await.unwrap();
+        let closed = within(connection.close_gracefully(Duration::from_millis(100))).await;
+        assert!(
+            matches!(closed, Err(net_sockets::Error::Timeout)),
+            "{closed:?}"
+        );
+        drop(peer);
+    });
+    let warnings: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(level, _)| *level <= tracing::Level::WARN)
+        .cloned()
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

@@ -504,7 +504,9 @@ impl<T: Transport> Connection<T> {
     /// the output cannot be flushed) holds it `wait` at most, then the socket is closed at once,
     /// as [`Socket::close`] closes it, and the call fails with [`Error::Timeout`]. Bytes the
     /// write channel still holds then are lost, so that close is a reset (TLS: no
-    /// `close_notify`), never a clean end. A `wait` of
+    /// `close_notify`), never a clean end; they are thrown away as
+    /// [`cancel`](net_io::ByteWriteChannel::cancel) throws them
+    /// (no `warn` event: the `Timeout` tells the caller). A `wait` of
     /// [`Duration::ZERO`] closes at once, after what can be flushed without waiting; one too
     /// large for the clock (`Duration::MAX`) is no bound.
     ///
@@ -545,6 +547,10 @@ impl<T: Transport> Connection<T> {
                 // Bytes the channel accepted are still in it (or a flush was cut short): the
                 // channel tells the close, which resets the connection.
                 socket.close();
+                // Then they are thrown away on purpose: the caller learns it from the
+                // `Timeout`, so the channel's drop must not log the `warn` meant for a flush
+                // forgotten (a peer that reads nothing would set the rate of warnings).
+                output.cancel();
                 return Err(over.err().unwrap_or(Error::Timeout));
             }
         };
