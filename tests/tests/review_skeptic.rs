@@ -168,3 +168,60 @@ fn close_gracefully_that_timed_out_logs_no_warning() {
         .collect();
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+/// What a `close_gracefully` that timed out loses: its close is a reset, and a reset drops
+/// what the kernel still queues for the peer as well as what the write channel holds. The
+/// peer (which read nothing until then) receives less than was sent to the socket before the
+/// call, then `ConnectionReset`.
+#[tokio::test]
+async fn close_gracefully_that_timed_out_drops_the_kernel_s_queue_too() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| b.send_buffer_size(64 * 1024)).await;
+    let peer = std::net::TcpStream::connect(("127.0.0.1", listener.port().unwrap())).unwrap();
+    socket2::SockRef::from(&peer)
+        .set_recv_buffer_size(16 * 1024)
+        .unwrap();
+    let server = within(listener.accept()).await.unwrap();
+    let chunk = vec![7u8; 16 * 1024];
+    let sent = server
+        .with_sock_ref(|sock| {
+            let mut sent = 0;
+            for _ in 0..4096 {
+                match sock.send(&chunk) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(sent)
+        })
+        .unwrap();
+    let mut connection = server.connection().unwrap();
+    connection.output.write_fully(b"goodbye\n").await.unwrap();
+    let closed = within(connection.close_gracefully(Duration::from_millis(100))).await;
+    assert!(
+        matches!(closed, Err(net_sockets::Error::Timeout)),
+        "{closed:?}"
+    );
+    let (received, end) = tokio::task::spawn_blocking(move || {
+        let mut peer = peer;
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut received = 0;
+        loop {
+            match std::io::Read::read(&mut peer, &mut buf) {
+                Ok(0) => return (received, None),
+                Ok(n) => received += n,
+                Err(e) => return (received, Some(e.kind())),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        end,
+        Some(ErrorKind::ConnectionReset),
+        "after {received} of {sent}"
+    );
+    assert!(received < sent, "{received} of {sent}");
+}

@@ -503,12 +503,13 @@ impl<T: Transport> Connection<T> {
     /// `wait` bounds the whole call, the flush included: a peer that reads nothing (so that
     /// the output cannot be flushed) holds it `wait` at most, then the socket is closed at once,
     /// as [`Socket::close`] closes it, and the call fails with [`Error::Timeout`]. Bytes the
-    /// write channel still holds then are lost, so that close is a reset (TLS: no
-    /// `close_notify`), never a clean end; they are thrown away as
-    /// [`cancel`](net_io::ByteWriteChannel::cancel) throws them
-    /// (no `warn` event: the `Timeout` tells the caller). A `wait` of
-    /// [`Duration::ZERO`] closes at once, after what can be flushed without waiting; one too
-    /// large for the clock (`Duration::MAX`) is no bound.
+    /// write channel still holds then are lost (thrown away as
+    /// [`cancel`](net_io::ByteWriteChannel::cancel) throws them: no `warn` event, the
+    /// `Timeout` tells the caller), so that close is a reset (TLS: no `close_notify`), never a
+    /// clean end; on TCP the reset also drops what the kernel still queued for the peer
+    /// (written before, not received yet). A `wait` of [`Duration::ZERO`] closes at once, after
+    /// what can be flushed without waiting; one too large for the clock (`Duration::MAX`) is
+    /// no bound.
     ///
     /// # Errors
     ///
