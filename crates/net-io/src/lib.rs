@@ -9,6 +9,8 @@
 //! - [`ByteChannel`] is an in-memory, bounded pipe between the two.
 //! - [`LineEnding`] picks the line delimiters; [`Error`] says what went wrong, and
 //!   [`SharedError`] carries the inner error of a failure that a channel reports more than once.
+//! - [`PeerText`] shows text a peer sent with control characters, line separators and bidi
+//!   controls escaped, for logs and terminals.
 //!
 //! Both channels implement tokio's I/O traits ([`AsyncRead`](tokio::io::AsyncRead) and
 //! [`AsyncBufRead`](tokio::io::AsyncBufRead) for reading, [`AsyncWrite`](tokio::io::AsyncWrite)
@@ -53,6 +55,7 @@
 mod backlog;
 mod buffer;
 mod error;
+mod escape;
 mod exclusive;
 mod line;
 mod pipe;
@@ -62,6 +65,7 @@ mod write_state;
 
 pub use backlog::Backlog;
 pub use error::{Error, Result, SharedError};
+pub use escape::PeerText;
 pub use line::LineEnding;
 pub use pipe::ByteChannel;
 pub use read::{ByteReadChannel, Frames};
