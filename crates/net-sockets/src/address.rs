@@ -5,6 +5,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
 
+use net_io::PeerText;
+
 use crate::{Error, Result};
 
 /// The address of a socket: an IP address and port, or a Unix domain socket path.
@@ -316,9 +318,10 @@ impl UnixSocketAddress {
 
 /// A path as its file's name; a name in the abstract namespace as `ss` and systemd write it,
 /// `@` then the name (it may hold any byte, NUL included); `(unnamed)` for the empty path of an
-/// unnamed socket. Control characters are escaped in both (`\n`, `\u{1b}`): a client picks
-/// its own path or name, and a server shows it as its peer's address, so a newline or a
-/// terminal escape in it never reaches a log raw.
+/// unnamed socket. Both are shown as [`net_io::PeerText`] shows text: control characters
+/// (`\n`, `\u{1b}`), line separators (`\u{2028}`) and bidi controls (`\u{202e}`) escaped. A
+/// client picks its own path or name, and a server shows it as its peer's address, so a
+/// newline, a terminal escape or a right-to-left override in it never reaches a log raw.
 impl fmt::Display for UnixSocketAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if f.width().is_some() || f.precision().is_some() {
@@ -343,14 +346,7 @@ impl UnixSocketAddress {
             }
             Some(_) => bytes,
         };
-        for c in String::from_utf8_lossy(shown).chars() {
-            if c.is_control() {
-                write!(out, "{}", c.escape_debug())?;
-            } else {
-                out.write_char(c)?;
-            }
-        }
-        Ok(())
+        write!(out, "{}", PeerText(&String::from_utf8_lossy(shown)))
     }
 }
 
@@ -539,6 +535,21 @@ mod tests {
                 UnixSocketAddress::new("\0a")
             ),
             "       /tmp/\\n|@a  |"
+        );
+    }
+
+    /// A peer picks its own path: a Unicode line or paragraph separator or a bidi control in it
+    /// (a log viewer may break the line, or reorder what follows) is escaped as a control
+    /// character is, in a path as in an abstract name.
+    #[test]
+    fn line_separators_and_bidi_controls_in_a_path_are_escaped() {
+        assert_eq!(
+            UnixSocketAddress::new("/tmp/a\u{2028}b\u{202e}c\u{2067}d\u{85}.sock").to_string(),
+            "/tmp/a\\u{2028}b\\u{202e}c\\u{2067}d\\u{85}.sock"
+        );
+        assert_eq!(
+            UnixSocketAddress::new("\0x\u{2029}\u{202a}").to_string(),
+            "@x\\u{2029}\\u{202a}"
         );
     }
 

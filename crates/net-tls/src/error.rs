@@ -5,6 +5,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use net_io::PeerText;
+
 /// A specialised `Result` whose error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -17,9 +19,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// (`NotValidYetContext { .. }` or `NotValidYet`), a wrong host
 /// (`NotValidForNameContext { .. }` or `NotValidForName`), a peer's alert
 /// (`AlertReceived(..)`) or garbage on the wire (`InvalidMessage(..)`) apart. The `Display`
-/// text is for people; match on the variants, not on the message. It escapes control
-/// characters in rustls's reason (`\n`, `\u{1b}`), which may quote the peer (the names its
-/// certificate holds), so that a peer cannot forge lines in a log the text is written to.
+/// text is for people; match on the variants, not on the message. It shows rustls's reason,
+/// which may quote the peer (the names its certificate holds), as [`net_io::PeerText`] does:
+/// control characters (`\n`, `\u{1b}`), line separators (`\u{2028}`) and bidi controls
+/// (`\u{202e}`) escaped, so that a peer cannot forge or reorder lines in a log the text is
+/// written to.
 ///
 /// `Error` converts into an [`io::Error`] of its [`kind`](Error::kind), and that `io::Error`
 /// converts back into the same variant.
@@ -133,10 +137,9 @@ impl fmt::Display for Error {
         match self {
             Error::Handshake(e) => {
                 // rustls's reason may quote the peer: the names in its certificate, which
-                // its owner chose (a newline or a terminal escape there would forge lines
-                // in a log), so control characters are escaped.
-                f.write_str("tls handshake failed: ")?;
-                fmt::Write::write_fmt(&mut EscapeControl(f), format_args!("{e}"))
+                // its owner chose (a newline, a terminal escape or a bidi control there
+                // would forge or reorder lines in a log), so they are escaped.
+                write!(f, "tls handshake failed: {}", PeerText(&e.to_string()))
             }
             Error::HandshakeTimeout(d) => write!(f, "tls handshake did not complete within {d:?}"),
             Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
@@ -169,26 +172,6 @@ impl fmt::Display for Error {
             }
             Error::Socket(e) => fmt::Display::fmt(e, f),
         }
-    }
-}
-
-/// Writes through to a formatter, control characters escaped as Rust escapes them (`\n`,
-/// `\u{1b}`); other text unchanged.
-struct EscapeControl<'a, 'b>(&'a mut fmt::Formatter<'b>);
-
-impl fmt::Write for EscapeControl<'_, '_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for part in s.split_inclusive(char::is_control) {
-            let mut chars = part.chars();
-            match chars.next_back() {
-                Some(c) if c.is_control() => {
-                    self.0.write_str(chars.as_str())?;
-                    write!(self.0, "{}", c.escape_debug())?;
-                }
-                _ => self.0.write_str(part)?,
-            }
-        }
-        Ok(())
     }
 }
 
@@ -285,6 +268,21 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "tls handshake failed: unexpected error: name \"a\\nb\\u{1b}[31mc\\u{7f}\" \u{e9}"
+        );
+    }
+
+    /// A peer's certificate names reach rustls's reason; a Unicode line or paragraph separator
+    /// (some log viewers break lines on them) or a bidi control (which reorders what follows
+    /// it on screen, "Trojan Source") is escaped as a control character is, and so is NEL.
+    #[test]
+    fn a_handshake_error_shows_line_separators_and_bidi_controls_escaped() {
+        let e = Error::Handshake(rustls::Error::General(
+            "a\u{2028}b\u{2029}c\u{202e}d\u{2066}e\u{2069}f\u{85}g \u{5d0}".into(),
+        ));
+        assert_eq!(
+            e.to_string(),
+            "tls handshake failed: unexpected error: \
+             a\\u{2028}b\\u{2029}c\\u{202e}d\\u{2066}e\\u{2069}f\\u{85}g \u{5d0}"
         );
     }
 }
