@@ -695,6 +695,55 @@ fn a_line_or_nick_with_control_characters_is_refused_and_its_sender_stays() {
     alice.expect("* carol joined");
 }
 
+/// A line or a nick with a Unicode line or paragraph separator or a bidi control in it is
+/// refused as one with a control character is: a log viewer or terminal that breaks the line at
+/// U+2028 would show `* alice left` on a line of its own, and a right-to-left override (U+202E)
+/// or isolate (U+2067) reorders what follows it on the others' screens (a nick with one turns
+/// the welcome's list of who is here around). Its sender is told and stays; a nick is asked
+/// again.
+#[test]
+fn a_line_or_nick_with_line_separators_or_bidi_controls_is_refused() {
+    let (_server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    let forgeries = [
+        "hi\u{2028}* alice left\n",
+        "hi\u{2029}* alice left\n",
+        "\u{202e}tfel ecila *\n",
+        "a\u{2067}b\u{2069}\n",
+        "a\u{85}b\n",
+    ];
+    for forgery in forgeries {
+        bob.stream().write_all(forgery.as_bytes()).unwrap();
+    }
+    bob.send("plain \u{5d0} ok");
+    // None of the forgeries reached alice: her next line is the plain one (Hebrew is text).
+    let next = alice.line().unwrap();
+    assert_eq!(next, "bob: plain \u{5d0} ok", "alice got {next:?}");
+    for _ in forgeries {
+        bob.expect("* Line not sent: it has control characters.");
+    }
+
+    let mut carol = LineClient::connect(port);
+    carol.expect("Your name?");
+    carol
+        .stream()
+        .write_all("\u{202e}carol\n".as_bytes())
+        .unwrap();
+    carol.expect("* A name cannot contain control characters.");
+    carol.expect("Your name?");
+    carol
+        .stream()
+        .write_all("car\u{2028}ol\n".as_bytes())
+        .unwrap();
+    carol.expect("* A name cannot contain control characters.");
+    carol.expect("Your name?");
+    carol.send("carol");
+    carol.expect("* Welcome, carol. Here: alice, bob");
+    alice.expect("* carol joined");
+}
+
 /// A nick that starts with `*`, the mark of the server's notices, is refused: as `* bob left`,
 /// its empty line would reach the others as `* bob left: `, the server's notice that bob left
 /// but for a colon. A `*` further on is fine.

@@ -10,7 +10,8 @@
 //! Each client is asked `Your name?`; its first line is its nick. Every later line `L` (up to
 //! 8192 bytes) reaches every other client as `NICK: L`; joins and leaves are announced to the
 //! others as `* NICK joined` and `* NICK left`. A nick that is empty, taken, longer than
-//! [`NICK_LIMIT`] bytes, not UTF-8, has a control character other than a tab, starts with `*`
+//! [`NICK_LIMIT`] bytes, not UTF-8, has a control character other than a tab (or a separator
+//! or bidi control, as for a line below), starts with `*`
 //! (the mark of the server's notices: `* bob left` saying an empty line would show as
 //! `* bob left: `), or contains `": "` or `", "` (which would make `NICK: L`, or the welcome's
 //! list of who is here, ambiguous) is refused, and the name asked again. A line that is not
@@ -18,8 +19,10 @@
 //! (replacing each bad byte by U+FFFD, 3 bytes, would let a line within the limit reach the
 //! others at up to three times it). Nor is a line with a control character other than a tab (a
 //! bare CR, a backspace, an ESC sequence: with them one member could make the others' terminals
-//! show what nobody said, such as `* bob left`): its sender is told `* Line not sent: it has
-//! control characters.` and stays.
+//! show what nobody said, such as `* bob left`), a Unicode line or paragraph separator (U+2028,
+//! U+2029) or a bidi control (U+202A to U+202E, U+2066 to U+2069, which reorder what follows
+//! them): its sender is told `* Line not sent: it has control characters.` and stays. A nick
+//! with one of these is refused the same way.
 //!
 //! A slow client never stalls the others for long: lines for a client wait in a queue of its
 //! own (`--queue-lines` lines, [`QUEUE_LINES`] by default; the kernel holds at most about
@@ -577,11 +580,16 @@ async fn read_lines(
     }
 }
 
-/// Whether `text` has a control character other than a tab (C0, DEL or C1): a bare CR, a
-/// backspace or an escape sequence would let a member rewrite what the others' terminals show
-/// (`* bob left` over its own line, words in another member's name).
+/// Whether `text` has a character other than a tab that [`PeerText`](net_io::PeerText) escapes:
+/// a control character (C0, DEL or C1), a line or paragraph separator (U+2028, U+2029) or a
+/// bidi control (U+202A to U+202E, U+2066 to U+2069). A bare CR, a backspace or an escape
+/// sequence would let a member rewrite what the others' terminals show (`* bob left` over its
+/// own line, words in another member's name); a separator starts a line of its own where a
+/// terminal or log viewer breaks lines on it; a bidi control reorders what follows it (a
+/// right-to-left override in a nick turns the welcome's list of who is here around).
 fn has_control(text: &str) -> bool {
-    text.chars().any(|c| c.is_control() && c != '\t')
+    text.chars()
+        .any(|c| net_io::PeerText::escapes(c) && c != '\t')
 }
 
 /// Reads one line as `read_line(LINE_LIMIT, LineEnding::Default)` does (LF or CRLF ends it; at
