@@ -147,23 +147,36 @@ pub trait TlsExt: Sized {
     -> impl Future<Output = Result<TlsSocket>> + Send;
 }
 
+// The handshakes' futures are boxed: a task is allocated once, at the size of its largest
+// state, and keeps it for as long as it lives. Inline, rustls's mid-handshake state (about
+// 5 KB) would stay in every connection's task long after its handshake, idle TLS connections
+// included; boxed, the task holds a pointer, and the state is freed when the handshake ends
+// (one allocation per handshake, among rustls's many). Tests:
+// `handshake_futures_are_small_and_still_handshake`, `starttls_handshake_futures_are_small`.
+
 impl TlsExt for Socket {
-    async fn tls(self, config: TlsConfig) -> Result<TlsSocket> {
-        self.connection()?.tls(config).await
+    fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send {
+        Box::pin(async move { self.connection()?.upgrade(|raw| client(raw, config)).await })
     }
 
-    async fn tls_server(self, config: &TlsServerConfig) -> Result<TlsSocket> {
-        self.connection()?.tls_server(config).await
+    fn tls_server(
+        self,
+        config: &TlsServerConfig,
+    ) -> impl Future<Output = Result<TlsSocket>> + Send {
+        Box::pin(async move { self.connection()?.upgrade(|raw| server(raw, config)).await })
     }
 }
 
 impl TlsExt for Connection {
-    async fn tls(self, config: TlsConfig) -> Result<TlsSocket> {
-        self.upgrade(|raw| client(raw, config)).await
+    fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send {
+        Box::pin(self.upgrade(|raw| client(raw, config)))
     }
 
-    async fn tls_server(self, config: &TlsServerConfig) -> Result<TlsSocket> {
-        self.upgrade(|raw| server(raw, config)).await
+    fn tls_server(
+        self,
+        config: &TlsServerConfig,
+    ) -> impl Future<Output = Result<TlsSocket>> + Send {
+        Box::pin(self.upgrade(|raw| server(raw, config)))
     }
 }
 
