@@ -39,6 +39,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("udp-1400", "netbench"),
     ("churn-50", "netbench"),
     ("idle", "netbench"),
+    ("tls-idle", "netbench"),
 ];
 
 /// A benchmark program.

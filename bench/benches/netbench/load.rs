@@ -616,6 +616,42 @@ fn idle_source(i: usize) -> Result<std::net::IpAddr> {
 /// once, from as many loopback addresses as [`IDLE_PER_SOURCE`] needs), reads each greeting,
 /// and returns the open streams.
 pub(crate) async fn open_idle(addr: SocketAddr, conns: usize) -> Result<Vec<TcpStream>> {
+    open_greeted(addr, conns, |stream| async move {
+        let mut stream = stream;
+        read_greeting(&mut stream).await?;
+        Ok(stream)
+    })
+    .await
+}
+
+/// As [`open_idle`], each connection TLS (1.3, as the connector offers) and greeted through
+/// it: the streams returned hold finished sessions that have read the server's tickets too.
+pub(crate) async fn open_tls_idle(
+    addr: SocketAddr,
+    conns: usize,
+    connector: tokio_rustls::TlsConnector,
+) -> Result<Vec<Tls>> {
+    open_greeted(addr, conns, move |stream| {
+        let connector = connector.clone();
+        async move {
+            let name = rustls_pki_types::ServerName::try_from("localhost")?;
+            let mut stream = connector.connect(name, stream).await?;
+            read_greeting(&mut stream).await?;
+            Ok(stream)
+        }
+    })
+    .await
+}
+
+/// Connects `conns` times (at most [`CONNECTING`] at once, from as many loopback addresses as
+/// [`IDLE_PER_SOURCE`] needs) and runs `greet` on each connection, each bounded by
+/// [`SETUP_LIMIT`].
+async fn open_greeted<T, F, Fut>(addr: SocketAddr, conns: usize, greet: F) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(TcpStream) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<T>> + Send + 'static,
+{
     let mut streams = Vec::with_capacity(conns);
     let mut pending = JoinSet::new();
     let mut started = 0;
@@ -623,16 +659,16 @@ pub(crate) async fn open_idle(addr: SocketAddr, conns: usize) -> Result<Vec<TcpS
         while started < conns && pending.len() < CONNECTING {
             let source = idle_source(started)?;
             started += 1;
+            let greet = greet.clone();
             pending.spawn(async move {
-                tokio::time::timeout(SETUP_LIMIT, async {
+                tokio::time::timeout(SETUP_LIMIT, async move {
                     let socket = tokio::net::TcpSocket::new_v4()?;
                     // Earlier rounds' connections from this address may be in TIME_WAIT.
                     socket.set_reuseaddr(true)?;
                     socket.bind(SocketAddr::new(source, 0))?;
-                    let mut stream = socket.connect(addr).await?;
+                    let stream = socket.connect(addr).await?;
                     stream.set_nodelay(true)?;
-                    read_greeting(&mut stream).await?;
-                    Ok::<_, anyhow::Error>(stream)
+                    greet(stream).await
                 })
                 .await
                 .context("a connection took too long to set up")?

@@ -27,8 +27,8 @@
 //! `--rounds` is at least 1; `--secs` is more than 0 and at most 3,600 (an hour a round).
 //!
 //! `--smoke` runs one short round (0.3 s measured, unless `--rounds` or `--secs` say otherwise)
-//! of every scenario (or of those named) on each side but Go, the idle one with 600 connections
-//! instead of 10,000: under a minute that proves the harness works. Its numbers mean nothing.
+//! of every scenario (or of those named) on each side but Go, the idle ones with 600 connections
+//! instead of 10,000 (`idle`) or 2,000 (`tls-idle`): under a minute that proves the harness works. Its numbers mean nothing.
 
 mod go;
 mod load;
@@ -62,17 +62,38 @@ const IDLE_CONNS: usize = 10_000;
 /// How many it holds in a smoke run: enough for two client addresses (see `load::open_idle`),
 /// few enough for a default descriptor limit of 1,024.
 const SMOKE_IDLE_CONNS: usize = 600;
+/// How many TLS connections the TLS idle scenario holds: modest, for the handshakes it takes
+/// to set them up (a smoke run holds [`SMOKE_IDLE_CONNS`]).
+const TLS_IDLE_CONNS: usize = 2_000;
 
 /// What a scenario measures.
 #[derive(Debug, Clone, Copy)]
 enum Load {
-    PingPong { conns: usize },
-    Pipeline { conns: usize, burst: usize },
-    Echo { conns: usize, tls: bool },
-    Handshakes { clients: usize },
-    Udp { clients: usize, size: usize },
-    Churn { clients: usize },
-    Idle,
+    PingPong {
+        conns: usize,
+    },
+    Pipeline {
+        conns: usize,
+        burst: usize,
+    },
+    Echo {
+        conns: usize,
+        tls: bool,
+    },
+    Handshakes {
+        clients: usize,
+    },
+    Udp {
+        clients: usize,
+        size: usize,
+    },
+    Churn {
+        clients: usize,
+    },
+    /// Idle connections, each greeted (through TLS 1.3 when `tls`), then silent.
+    Idle {
+        tls: bool,
+    },
 }
 
 use bench::Bar;
@@ -120,6 +141,9 @@ const IDLE: &[(Impl, Option<Bar>)] = &[(Impl::Raw, Some(Bar::AtMost(1.25)))];
 /// Short-lived connections against raw tokio: SPEC sets no bar, so the ratio is reported
 /// without a verdict.
 const CHURN: &[(Impl, Option<Bar>)] = &[(Impl::Raw, None)];
+/// Idle TLS connections against raw tokio-rustls: SPEC sets no bar, so the ratio is reported
+/// without a verdict.
+const TLS_IDLE: &[(Impl, Option<Bar>)] = &[(Impl::Raw, None)];
 /// SPEC §4.6: at most 4 KiB per greeted, idle connection.
 const IDLE_LIMIT: Bar = Bar::AtMost(4096.0);
 
@@ -242,9 +266,16 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "idle",
         role: Role::PingPong,
-        load: Load::Idle,
+        load: Load::Idle { tls: false },
         baselines: IDLE,
         limit: Some(IDLE_LIMIT),
+    },
+    Scenario {
+        name: "tls-idle",
+        role: Role::TlsHandshake,
+        load: Load::Idle { tls: true },
+        baselines: TLS_IDLE,
+        limit: None,
     },
 ];
 
@@ -337,7 +368,7 @@ fn main() -> Result<()> {
         "--secs {secs}: at most {MAX_SECS} s a round"
     );
     ensure!(
-        connect.is_none() || chosen.iter().all(|s| !matches!(s.load, Load::Idle)),
+        connect.is_none() || chosen.iter().all(|s| !matches!(s.load, Load::Idle { .. })),
         "the idle scenario measures only servers netbench starts (not with --connect)"
     );
     // The idle scenario reads the started process's RSS: under a wrapper that would be the
@@ -348,7 +379,7 @@ fn main() -> Result<()> {
             .split_whitespace()
             .next()
             .is_none()
-            || chosen.iter().all(|s| !matches!(s.load, Load::Idle)),
+            || chosen.iter().all(|s| !matches!(s.load, Load::Idle { .. })),
         "the idle scenario measures the server process's own memory: run it without \
          NETBENCH_WRAP"
     );
@@ -601,7 +632,7 @@ fn unit(load: Load) -> &'static str {
         Load::Handshakes { .. } => "handshakes/s",
         Load::Udp { .. } => "datagrams/s",
         Load::Churn { .. } => "connections/s",
-        Load::Idle => "bytes/conn",
+        Load::Idle { .. } => "bytes/conn",
     }
 }
 
@@ -780,18 +811,29 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
                     let o = load::churn(addr, clients, warmup, secs).await?;
                     throughput(o, o.ops_per_sec)
                 }
-                Load::Idle => {
+                Load::Idle { tls } => {
                     let server = server
                         .as_ref()
                         .context("the idle scenario measures only servers netbench starts")?;
-                    check_descriptor_limit(cfg.idle_conns)?;
+                    let conns = if tls {
+                        cfg.idle_conns.min(TLS_IDLE_CONNS)
+                    } else {
+                        cfg.idle_conns
+                    };
+                    check_descriptor_limit(conns)?;
                     // Let the server settle, then measure before and after.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     let before = server.rss()?;
-                    let streams = load::open_idle(addr, cfg.idle_conns).await?;
+                    let streams: Box<dyn std::any::Any> = if tls {
+                        let connector =
+                            tokio_rustls::TlsConnector::from(pki::client_config(&cfg.pki.ca)?);
+                        Box::new(load::open_tls_idle(addr, conns, connector).await?)
+                    } else {
+                        Box::new(load::open_idle(addr, conns).await?)
+                    };
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     let after = server.rss()?;
-                    let value = (after.saturating_sub(before)) as f64 / cfg.idle_conns as f64;
+                    let value = (after.saturating_sub(before)) as f64 / conns as f64;
                     // The clients close first, so TIME_WAIT stays on their side; every round's
                     // server listens on a new port, so no address pair repeats.
                     drop(streams);
@@ -953,7 +995,8 @@ fn print_table(cfg: &Config, rows: &[Row]) {
     println!(
         "Bars: SPEC §3 (>= 0.95x raw; idle <= 1.25x raw) and §4.6 (pingpong >= 1.0x raw and go; \
          pipeline >= 4x raw, >= 0.9x tuned, >= 1.0x go; §4.6 states the raw and tuned pipeline \
-         bars at 50 connections; idle <= 4096 bytes/conn for ours, the bar on its own row). \
+         bars at 50 connections; idle <= 4096 bytes/conn for ours, the bar on its own row; \
+         tls-idle has none). \
          PASS/FAIL is reported, never the exit status."
     );
 }
