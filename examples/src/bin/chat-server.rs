@@ -45,6 +45,9 @@
 //! listener closed at once, each client sent `Server is shutting down` after the line being
 //! written, at most the grace period of waiting, `Server stopped`, exit status 0.
 
+// The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};

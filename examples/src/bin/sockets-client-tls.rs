@@ -19,6 +19,9 @@
 //! whole response: one that keeps coming, however slowly, is printed to its end. The TLS
 //! handshake has its own limit of 10 seconds.
 
+// The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 

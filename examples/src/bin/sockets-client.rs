@@ -16,6 +16,9 @@
 //! seconds (connecting included) ends the program with status 1 (`timed out: nothing from
 //! HOST:PORT for N s`): the socket's `socket_timeout` and the connect's `connect_timeout`.
 
+// The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -27,6 +27,9 @@
 //! period for the clients to leave (a second signal: not at all), prints `Server stopped` and
 //! exits 0.
 
+// The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -17,6 +17,9 @@
 //! closes it, waits at most the grace period for the clients to leave, prints
 //! `Server stopped` and exits 0.
 
+// The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 

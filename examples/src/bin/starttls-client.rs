@@ -22,6 +22,9 @@
 //! `the reply to EHLO has more than 100 lines`). The TLS handshake has its own limit of 10
 //! seconds.
 
+// The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 

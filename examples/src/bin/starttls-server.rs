@@ -37,6 +37,9 @@
 //! signal: not at all), prints `Server stopped` and exits 0. A session in the middle of its TLS
 //! handshake finishes it first.
 
+// The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;

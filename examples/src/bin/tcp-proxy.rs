@@ -36,6 +36,9 @@
 //! a clean end, which would make it look complete), reports each as `CLIENT -> UPSTREAM: the
 //! proxy is stopping`, prints `Proxy stopped` and exits 0.
 
+// The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;

@@ -13,6 +13,9 @@
 //! datagram (`Connection refused` when nothing listens there). A reply is printed as text
 //! (bytes that are not UTF-8 shown as U+FFFD).
 
+// The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
