@@ -39,7 +39,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -121,6 +121,9 @@ struct Scenario {
     baselines: &'static [(Impl, Option<Bar>)],
     /// A bar for ours' own figure, in the scenario's unit.
     limit: Option<Bar>,
+    /// Ours' selector busy-polls for this window (`SelectorManager::with_busy_poll`); the
+    /// baselines are unchanged.
+    busy_poll: Option<Duration>,
 }
 
 /// SPEC §3: bulk, TLS and UDP scenarios against raw tokio / tokio-rustls.
@@ -144,6 +147,14 @@ const CHURN: &[(Impl, Option<Bar>)] = &[(Impl::Raw, None)];
 /// Idle TLS connections against raw tokio-rustls: SPEC sets no bar, so the ratio is reported
 /// without a verdict.
 const TLS_IDLE: &[(Impl, Option<Bar>)] = &[(Impl::Raw, None)];
+/// Ours with busy polling against the same baselines: an option, not `sockets-server` as
+/// shipped, so SPEC's bars do not apply; the ratios are reported without a verdict.
+const BUSY_PINGPONG: &[(Impl, Option<Bar>)] = &[(Impl::Raw, None), (Impl::Go, None)];
+/// As [`BUSY_PINGPONG`], pipelined.
+const BUSY_PIPELINE: &[(Impl, Option<Bar>)] =
+    &[(Impl::Raw, None), (Impl::Tuned, None), (Impl::Go, None)];
+/// The busy-polling scenarios' window.
+const BUSY_POLL_WINDOW: Duration = Duration::from_micros(200);
 /// SPEC §4.6: at most 4 KiB per greeted, idle connection.
 const IDLE_LIMIT: Bar = Bar::AtMost(4096.0);
 
@@ -154,6 +165,7 @@ const SCENARIOS: &[Scenario] = &[
         load: Load::PingPong { conns: 1 },
         baselines: PINGPONG,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "pingpong-50",
@@ -161,6 +173,7 @@ const SCENARIOS: &[Scenario] = &[
         load: Load::PingPong { conns: 50 },
         baselines: PINGPONG,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "pingpong-500",
@@ -168,6 +181,7 @@ const SCENARIOS: &[Scenario] = &[
         load: Load::PingPong { conns: 500 },
         baselines: PINGPONG,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "pipeline-1",
@@ -178,6 +192,7 @@ const SCENARIOS: &[Scenario] = &[
         },
         baselines: PIPELINE,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "pipeline-50",
@@ -188,6 +203,7 @@ const SCENARIOS: &[Scenario] = &[
         },
         baselines: PIPELINE,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "pipeline-500",
@@ -198,6 +214,7 @@ const SCENARIOS: &[Scenario] = &[
         },
         baselines: PIPELINE,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "echo-1",
@@ -208,6 +225,7 @@ const SCENARIOS: &[Scenario] = &[
         },
         baselines: RAW_ONLY,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "echo-16",
@@ -218,6 +236,7 @@ const SCENARIOS: &[Scenario] = &[
         },
         baselines: RAW_ONLY,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "tls-echo",
@@ -228,6 +247,7 @@ const SCENARIOS: &[Scenario] = &[
         },
         baselines: RAW_ONLY,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "tls-handshake",
@@ -235,6 +255,7 @@ const SCENARIOS: &[Scenario] = &[
         load: Load::Handshakes { clients: 4 },
         baselines: RAW_ONLY,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "udp-64",
@@ -245,6 +266,7 @@ const SCENARIOS: &[Scenario] = &[
         },
         baselines: RAW_ONLY,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "udp-1400",
@@ -255,6 +277,7 @@ const SCENARIOS: &[Scenario] = &[
         },
         baselines: RAW_ONLY,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "churn-50",
@@ -262,6 +285,7 @@ const SCENARIOS: &[Scenario] = &[
         load: Load::Churn { clients: 50 },
         baselines: CHURN,
         limit: None,
+        busy_poll: None,
     },
     Scenario {
         name: "idle",
@@ -269,6 +293,7 @@ const SCENARIOS: &[Scenario] = &[
         load: Load::Idle { tls: false },
         baselines: IDLE,
         limit: Some(IDLE_LIMIT),
+        busy_poll: None,
     },
     Scenario {
         name: "tls-idle",
@@ -276,6 +301,34 @@ const SCENARIOS: &[Scenario] = &[
         load: Load::Idle { tls: true },
         baselines: TLS_IDLE,
         limit: None,
+        busy_poll: None,
+    },
+    Scenario {
+        name: "busy-pingpong-1",
+        role: Role::PingPong,
+        load: Load::PingPong { conns: 1 },
+        baselines: BUSY_PINGPONG,
+        limit: None,
+        busy_poll: Some(BUSY_POLL_WINDOW),
+    },
+    Scenario {
+        name: "busy-pingpong-50",
+        role: Role::PingPong,
+        load: Load::PingPong { conns: 50 },
+        baselines: BUSY_PINGPONG,
+        limit: None,
+        busy_poll: Some(BUSY_POLL_WINDOW),
+    },
+    Scenario {
+        name: "busy-pipeline-1",
+        role: Role::PingPong,
+        load: Load::Pipeline {
+            conns: 1,
+            burst: load::BURST,
+        },
+        baselines: BUSY_PIPELINE,
+        limit: None,
+        busy_poll: Some(BUSY_POLL_WINDOW),
     },
 ];
 
@@ -542,6 +595,9 @@ struct Stat {
     value: f64,
     p50: Option<Duration>,
     p99: Option<Duration>,
+    /// The server process's CPU time over the run (warm-up included) ÷ the run's wall time:
+    /// how many cores it kept busy (a server netbench started; not the idle scenarios).
+    cores: Option<f64>,
 }
 
 fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Result<Row> {
@@ -573,7 +629,10 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
                 match (stat.p50, stat.p99) {
                     (Some(a), Some(b)) => format!("  p50 {} p99 {}", fmt_dur(a), fmt_dur(b)),
                     _ => String::new(),
-                }
+                } + &stat
+                    .cores
+                    .map(|c| format!("  server cpu {c:.2}"))
+                    .unwrap_or_default()
             );
             if let Some((_, v)) = samples.iter_mut().find(|(x, _)| *x == side) {
                 v.push(stat);
@@ -647,6 +706,7 @@ fn summarize(v: &[Stat]) -> Summary {
             value: bench::median_of(&values.clone().collect::<Vec<_>>()).unwrap_or_default(),
             p50: med(v.iter().filter_map(|s| s.p50).collect()),
             p99: med(v.iter().filter_map(|s| s.p99).collect()),
+            cores: None,
         },
         min: values.clone().fold(f64::INFINITY, f64::min),
         max: values.fold(f64::NEG_INFINITY, f64::max),
@@ -660,7 +720,12 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(cfg: &Config, imp: Impl, role: Role) -> Result<ServerProcess> {
+    fn start(
+        cfg: &Config,
+        imp: Impl,
+        role: Role,
+        busy_poll: Option<Duration>,
+    ) -> Result<ServerProcess> {
         // The Go server is its own executable; every other one is this program's `serve`.
         let (exe, args): (PathBuf, Vec<std::ffi::OsString>) = match (imp, &cfg.go) {
             (Impl::Go, GoState::Ready(server)) => (
@@ -668,9 +733,8 @@ impl ServerProcess {
                 vec!["-flush".into(), cfg.go_flush.name().into()],
             ),
             (Impl::Go, _) => bail!("no Go server was built"),
-            _ => (
-                std::env::current_exe()?,
-                vec![
+            _ => {
+                let mut args: Vec<std::ffi::OsString> = vec![
                     "serve".into(),
                     "--impl".into(),
                     imp.name().into(),
@@ -680,8 +744,12 @@ impl ServerProcess {
                     cfg.pki.chain.clone().into(),
                     "--key".into(),
                     cfg.pki.key.clone().into(),
-                ],
-            ),
+                ];
+                if let Some(window) = busy_poll {
+                    args.extend(["--busy-poll".into(), window.as_micros().to_string().into()]);
+                }
+                (std::env::current_exe()?, args)
+            }
         };
         // `NETBENCH_WRAP="strace -c -o FILE"` (say) runs the server under a profiler (not for
         // the idle scenario, which reads the started process's memory).
@@ -726,6 +794,26 @@ impl ServerProcess {
         })
     }
 
+    /// The CPU time (user and system) the server process has used so far.
+    fn cpu(&self) -> Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // After the command's closing parenthesis: utime and stime are fields 14 and 15, in
+        // clock ticks (100 a second on Linux: `getconf CLK_TCK`).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("no command in /proc/PID/stat")?
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| -> Result<u64> {
+            fields
+                .get(i)
+                .and_then(|f| f.parse().ok())
+                .context("no CPU times in /proc/PID/stat")
+        };
+        Ok(Duration::from_millis(10 * (ticks(11)? + ticks(12)?)))
+    }
+
     /// The server's resident set size (`VmRSS`), in bytes.
     fn rss(&self) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
@@ -757,7 +845,8 @@ impl Drop for ServerProcess {
 fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side) -> Result<Stat> {
     let (server, addr) = match side {
         Side::Server(imp) => {
-            let server = ServerProcess::start(cfg, imp, s.role)?;
+            let busy_poll = s.busy_poll.filter(|_| imp == Impl::Ours);
+            let server = ServerProcess::start(cfg, imp, s.role, busy_poll)?;
             let addr = server.addr;
             (Some(server), addr)
         }
@@ -773,8 +862,11 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
             value,
             p50: Some(o.p50),
             p99: Some(o.p99),
+            cores: None,
         }
     };
+    let cpu_before = server.as_ref().and_then(|s| s.cpu().ok());
+    let started = Instant::now();
     let stat = rt.block_on(async {
         let run = async {
             Ok::<_, anyhow::Error>(match s.load {
@@ -841,6 +933,7 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
                         value,
                         p50: None,
                         p99: None,
+                        cores: None,
                     }
                 }
             })
@@ -849,6 +942,13 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
             .await
             .context("the run overran its time limit")?
     })?;
+    let mut stat = stat;
+    if stat.p50.is_some() {
+        let after = server.as_ref().and_then(|s| s.cpu().ok());
+        stat.cores = cpu_before.zip(after).map(|(before, after)| {
+            (after - before).as_secs_f64() / started.elapsed().as_secs_f64()
+        });
+    }
     drop(server);
     Ok(stat)
 }

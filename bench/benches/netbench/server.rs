@@ -1,5 +1,5 @@
 //! The servers under test, one process each:
-//! `netbench serve --impl ours|raw|tuned|go --role ROLE [--go-flush idle|each]`.
+//! `netbench serve --impl ours|raw|tuned|go --role ROLE [--go-flush idle|each] [--busy-poll US]`.
 //!
 //! Each binds 127.0.0.1 on a port the OS picks, prints `PORT <n>` on stdout, and serves until
 //! its stdin closes (the driver holds the other end) or it is killed. The runtime is tokio's
@@ -109,8 +109,10 @@ impl Role {
     }
 }
 
-/// `serve --impl ours|raw|tuned|go --role ROLE [--chain PEM --key PEM] [--go-flush idle|each]`.
+/// `serve --impl ours|raw|tuned|go --role ROLE [--chain PEM --key PEM] [--go-flush idle|each]
+/// [--busy-poll MICROS]` (the last for ours' TCP roles: `SelectorManager::with_busy_poll`).
 pub(crate) fn main(args: &[String]) -> Result<()> {
+    let mut busy_poll = None;
     let mut imp = None;
     let mut role = None;
     let mut chain = None;
@@ -125,6 +127,10 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             "--chain" => chain = Some(PathBuf::from(value()?)),
             "--key" => key = Some(PathBuf::from(value()?)),
             "--go-flush" => go_flush = go::Flush::parse(&value()?)?,
+            "--busy-poll" => {
+                let micros = value()?.parse().context("--busy-poll MICROS")?;
+                busy_poll = Some(std::time::Duration::from_micros(micros));
+            }
             other => bail!("unknown argument {other}"),
         }
     }
@@ -153,15 +159,15 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             ))
         };
         match (imp, role) {
-            (Impl::Ours, Role::PingPong) => ours_tcp(Role::PingPong, None).await,
-            (Impl::Ours, Role::Echo) => ours_tcp(Role::Echo, None).await,
+            (Impl::Ours, Role::PingPong) => ours_tcp(Role::PingPong, None, busy_poll).await,
+            (Impl::Ours, Role::Echo) => ours_tcp(Role::Echo, None, busy_poll).await,
             (Impl::Ours, Role::TlsEcho | Role::TlsHandshake) => {
                 let (chain, key) = tls()?;
                 let config = TlsServerConfig::builder()
                     .certificate_chain_pem_file(&chain)?
                     .private_key_pem_file(&key)?
                     .build()?;
-                ours_tcp(role, Some(config)).await
+                ours_tcp(role, Some(config), busy_poll).await
             }
             (Impl::Ours, Role::Udp) => ours_udp().await,
             (Impl::Tuned, _) => tuned_tcp().await,
@@ -192,8 +198,15 @@ fn announce(port: u16) -> Result<()> {
 
 // ----- ours ----------------------------------------------------------------------------------
 
-async fn ours_tcp(role: Role, tls: Option<TlsServerConfig>) -> Result<()> {
-    let selector = SelectorManager::new();
+async fn ours_tcp(
+    role: Role,
+    tls: Option<TlsServerConfig>,
+    busy_poll: Option<std::time::Duration>,
+) -> Result<()> {
+    let selector = match busy_poll {
+        Some(window) => SelectorManager::with_busy_poll(window),
+        None => SelectorManager::new(),
+    };
     let builder = a_socket(&selector).tcp();
     // The ping-pong server is `sockets-server` as shipped, so it gets that program's default
     // options (its `listener`): the 300 s idle timeout (`socket_timeout`, a timer on every

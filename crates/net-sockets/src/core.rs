@@ -249,6 +249,15 @@ impl<S: SocketIo> Core<S> {
         }
     }
 
+    /// A read of this socket begins waiting for input: the cue of the selector's busy
+    /// polling, when it has it.
+    #[inline]
+    pub(crate) fn reader_waits(&self) {
+        if let Some(busy) = &self.selector.busy {
+            busy.kick();
+        }
+    }
+
     /// The error of an operation that failed: the close error once the selector is closed.
     /// The end of a `SelectorManager::new()` selector's runtime closes the selector, then
     /// shuts its I/O driver down, which fails the waits of the selector's sockets with tokio's

@@ -110,6 +110,7 @@ pub mod coming_from_ktor {}
 mod address;
 mod adopt;
 mod builder;
+mod busy_poll;
 mod connect;
 mod core;
 mod datagram;

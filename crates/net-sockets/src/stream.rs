@@ -1153,6 +1153,7 @@ impl AsyncRead for ReadHalf {
             // The next poll comes once the reactor saw input (or for another reason: then the
             // read finds nothing and waits again).
             this.readable = true;
+            half.conn.core.reader_waits();
         }
         let n = match ready!(polled) {
             Ok(n) => n,
