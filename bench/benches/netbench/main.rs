@@ -6,6 +6,7 @@
 //! netbench [--rounds N] [--secs S] [--only ours|raw|tuned|go] [--no-go] [--go-flush idle|each]
 //!          [--connect HOST:PORT] [--smoke] [--list] [--help] [SCENARIO…]
 //! netbench serve --impl ours|raw|tuned|go --role ROLE [--chain PEM --key PEM] [--go-flush M]
+//!                [--busy-poll MICROS]
 //! ```
 //!
 //! For every scenario the driver starts a fresh server process per measurement, one per side
@@ -51,6 +52,7 @@ const USAGE: &str = "\
 usage: netbench [--rounds N] [--secs S] [--only ours|raw|tuned|go] [--no-go] [--go-flush idle|each]
                 [--connect HOST:PORT] [--smoke] [--list] [--help] [SCENARIO...]
        netbench serve --impl ours|raw|tuned|go --role ROLE [--chain PEM --key PEM] [--go-flush M]
+                [--busy-poll MICROS]
 (see bench/benches/netbench/main.rs and BENCHMARKS.md; --list names the scenarios)";
 
 /// The longest measured window `--secs` may ask for (every run is bounded in time).

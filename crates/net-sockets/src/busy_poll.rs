@@ -166,6 +166,33 @@ mod tests {
         selector.close();
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_datagram_receive_that_begins_waiting_starts_the_polling() {
+        let selector = crate::SelectorManager::with_busy_poll(Duration::from_millis(50));
+        let busy = selector.busy_poll().expect("busy polling");
+        let socket = Arc::new(
+            crate::a_socket(&selector)
+                .udp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap(),
+        );
+        let address = socket.local_address();
+        let receiving = tokio::spawn({
+            let socket = socket.clone();
+            async move { socket.receive().await }
+        });
+        assert!(until(|| !busy.is_dormant()).await, "no polling");
+        assert!(until(|| busy.is_dormant()).await, "still polling");
+        let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let crate::SocketAddress::Inet(to) = address else {
+            panic!("{address:?}")
+        };
+        sender.send_to(b"ping", to.socket_addr()).await.unwrap();
+        assert_eq!(&receiving.await.unwrap().unwrap().packet[..], b"ping");
+        selector.close();
+    }
+
     #[tokio::test]
     async fn a_zero_window_is_no_busy_polling() {
         let selector = crate::SelectorManager::with_busy_poll(Duration::ZERO);

@@ -131,15 +131,18 @@ impl SelectorManager {
     ///
     /// This trades CPU time for latency: a request that arrives while a worker would sleep is
     /// answered without the kernel having to wake that thread, which on a virtual machine
-    /// takes tens of microseconds. On the machine of `BENCHMARKS.md`, one connection in
-    /// ping-pong answers 2–2.4× as many round trips per second (p50 29 µs against 79 µs); the
-    /// price is that one worker is kept busy (a core at 100%) for as long as requests keep
-    /// coming less than `window` apart, and for `window` after the last one. Once no read has
-    /// begun waiting for `window`, nothing polls and nothing is spent until the next one. Where
-    /// the cores are busy anyway (many connections, or a load generator sharing them) the
-    /// polling takes time from other work: measure before choosing it.
+    /// takes tens of microseconds. The price is a worker kept busy for as long as reads keep
+    /// beginning to wait less than `window` apart, and for `window` after the last one; once
+    /// none has for `window`, nothing polls and nothing is spent until the next one. The
+    /// polling thread lets any other runnable thread of its core go first, but where the cores
+    /// are busy anyway (many connections, or other processes sharing them) the polling still
+    /// takes time from other work: measure before choosing it. On the 2-core machine of
+    /// `BENCHMARKS.md`, with the load generator on the same cores, a 200 µs window made one
+    /// connection in ping-pong answer about 2.4× as many round trips per second (p50 30 µs
+    /// against 73 µs) for about the same CPU time per round trip, and 50 connections about
+    /// 0.95× as many.
     ///
-    /// Reads of TCP and Unix stream sockets (TLS included) count; datagram receives and
+    /// Reads of TCP and Unix stream sockets (TLS included) and datagram receives count;
     /// accepts do not. The sockets' tasks must run on this runtime for the polling to reach
     /// them (tasks of another runtime are still woken the usual way). `Duration::ZERO` turns
     /// busy polling off (as `new`).
