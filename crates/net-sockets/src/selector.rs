@@ -125,27 +125,37 @@ impl SelectorManager {
 
     /// A selector that drives its sockets with the current tokio runtime, as
     /// [`new`](Self::new) makes, that also **busy-polls**: for `window` after a read of one of
-    /// its connected sockets begins waiting for input, a task of the runtime keeps yielding, so
-    /// that a worker thread polls for I/O without blocking instead of going to sleep, and input
-    /// arriving then is taken at once.
+    /// its sockets begins waiting for input (a stream read, TLS included, or a datagram
+    /// receive; not an accept), a task of the runtime keeps yielding, so that its worker thread
+    /// polls for I/O without blocking instead of going to sleep, and input arriving then is
+    /// taken at once.
     ///
     /// This trades CPU time for latency: a request that arrives while a worker would sleep is
     /// answered without the kernel having to wake that thread, which on a virtual machine
     /// takes tens of microseconds. The price is a worker kept busy for as long as reads keep
     /// beginning to wait less than `window` apart, and for `window` after the last one; once
-    /// none has for `window`, nothing polls and nothing is spent until the next one. The
-    /// polling thread lets any other runnable thread of its core go first, but where the cores
-    /// are busy anyway (many connections, or other processes sharing them) the polling still
-    /// takes time from other work: measure before choosing it. On the 2-core machine of
-    /// `BENCHMARKS.md`, with the load generator on the same cores, a 200 µs window made one
-    /// connection in ping-pong answer about 2.4× as many round trips per second (p50 30 µs
-    /// against 73 µs) for about the same CPU time per round trip, and 50 connections about
-    /// 0.95× as many.
+    /// none has for `window`, nothing polls and nothing is spent until the next one. On the
+    /// 2-core machine of `BENCHMARKS.md`, with the load generator on the same cores, a 200 µs
+    /// window made one connection in ping-pong answer about 2.4× as many round trips per
+    /// second (p50 30 µs against 73 µs) for about the same CPU time per round trip, and 50
+    /// connections about 0.95× as many.
     ///
-    /// Reads of TCP and Unix stream sockets (TLS included) and datagram receives count;
-    /// accepts do not. The sockets' tasks must run on this runtime for the polling to reach
-    /// them (tasks of another runtime are still woken the usual way). `Duration::ZERO` turns
-    /// busy polling off (as `new`).
+    /// Measure before choosing it:
+    /// - where the cores are busy anyway (many connections, other processes), polling takes
+    ///   time from other work. The polling thread offers its core to other runnable threads at
+    ///   every turn (`sched_yield`, which the kernel takes as a hint), but under a CPU quota (a
+    ///   container's `cpu.max`) the time it spends counts against the process all the same;
+    /// - tokio lets one thread at a time poll for I/O: when an idle worker of the runtime is
+    ///   already asleep polling, the busy one cannot, and input wakes the sleeper as usual, so
+    ///   not every request is caught;
+    /// - each selector made with this polls with a task of its own: several of them on one
+    ///   runtime keep several workers busy;
+    /// - on a runtime whose clock is paused (tokio's `test-util`), time does not auto-advance
+    ///   while the task polls, that is for `window` of real time after a read begins waiting.
+    ///
+    /// The sockets' tasks must run on this runtime for the polling to reach them (tasks of
+    /// another runtime are still woken the usual way). `Duration::ZERO` turns busy polling off
+    /// (as `new`).
     ///
     /// # Panics
     ///
