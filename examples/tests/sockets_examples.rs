@@ -46,6 +46,25 @@ fn sockets_client_talks_to_sockets_server_with_piped_stdin() {
     );
 }
 
+/// `--busy-poll MICROS`: the same conversation, the server's selector busy-polling.
+#[test]
+fn sockets_server_with_busy_polling_talks_to_sockets_client() {
+    let (_server, port) = start_server(
+        env!("CARGO_BIN_EXE_sockets-server"),
+        &["--busy-poll", "200"],
+    );
+    let RunOutput {
+        status,
+        stdout,
+        stderr,
+    } = run_with_input(CLIENT, ["127.0.0.1", &port.to_string()], "Alice\nBob\n");
+    assert!(status.success(), "client failed: {stderr}");
+    assert_eq!(
+        stdout,
+        "Please enter your name\nHello, Alice!\nHello, Bob!\nServer closed a connection\n"
+    );
+}
+
 #[test]
 fn sockets_client_fails_with_one_line_when_nobody_listens() {
     // Held, never listening: refused for as long as the run takes (a dropped listener's port
