@@ -40,10 +40,14 @@ fn a_layer_timer_polled_after_the_selectors_runtime_ended_fails_with_selector_cl
             let started = client
                 .connection()
                 .unwrap()
-                .upgrade(|raw: RawStream| {
-                    timers.send(raw.sleep(Duration::from_secs(60))).unwrap();
-                    async { Err::<Plain, Error>(Error::Closed) }
-                })
+                .upgrade(
+                    Duration::from_secs(60),
+                    || Error::Timeout,
+                    |raw: RawStream, _| {
+                        timers.send(raw.sleep(Duration::from_secs(60))).unwrap();
+                        async { Err::<Plain, Error>(Error::Closed) }
+                    },
+                )
                 .await;
             assert!(started.is_err());
             selector

@@ -576,12 +576,24 @@ impl Connection<Plain> {
     /// plain-text command) is the layer's first input. When a read of the input already failed
     /// (the peer reset the connection), that error is returned and no layer is started. On
     /// error, or when the returned future is dropped, the socket is closed.
+    ///
+    /// `limit` bounds the whole upgrade, the flush included: `start` gets the rest of it, a
+    /// sleep on the selector runtime's clock that ends `limit` after this call was first
+    /// polled, to bound its handshake. A flush still under way then fails the upgrade with
+    /// `timed_out()`'s error (what the output still held is thrown away, as by
+    /// [`close_gracefully`](Connection::close_gracefully)'s `wait`), or with the close once
+    /// the selector is closed.
     #[doc(hidden)]
-    pub async fn upgrade<T, E, F, Fut>(self, start: F) -> Result<Socket<T>, E>
+    pub async fn upgrade<T, E, F, Fut>(
+        self,
+        limit: Duration,
+        timed_out: impl FnOnce() -> E,
+        start: F,
+    ) -> Result<Socket<T>, E>
     where
         T: Transport,
         E: From<Error>,
-        F: FnOnce(RawStream) -> Fut,
+        F: FnOnce(RawStream, SelectorSleep) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         let Connection {
@@ -589,6 +601,10 @@ impl Connection<Plain> {
             mut input,
             mut output,
         } = self;
+        // One deadline for the flush and the layer's handshake: a peer that reads nothing must
+        // not hold the flush for ever. A sleep of the selector's runtime, as the layer's would
+        // be (see `close_gracefully`).
+        let mut deadline = SelectorSleep::new(socket.link.conn.core().selector(), limit);
         let taken = async {
             output.flush().await?;
             let prefix = input.read_bytes(input.available_for_read()).await?;
@@ -600,7 +616,21 @@ impl Connection<Plain> {
             }
             Ok::<_, net_io::Error>(prefix)
         };
-        let prefix = match taken.await {
+        let taken = tokio::select! {
+            biased;
+            taken = taken => taken,
+            // Unconstrained, as in `close_gracefully`.
+            over = tokio::task::unconstrained(&mut deadline) => {
+                socket.close();
+                // Thrown away on purpose: the caller learns it from the error (no `warn`).
+                output.cancel();
+                return Err(match over {
+                    Ok(()) => socket.link.conn.core().span().in_scope(timed_out),
+                    Err(closed) => closed.into(),
+                });
+            }
+        };
+        let prefix = match taken {
             Ok(prefix) => prefix,
             Err(e) => {
                 socket.close();
@@ -608,7 +638,9 @@ impl Connection<Plain> {
             }
         };
         drop((input, output));
-        socket.upgrade_with(prefix, start).await
+        socket
+            .upgrade_with(prefix, |raw| start(raw, deadline))
+            .await
     }
 }
 

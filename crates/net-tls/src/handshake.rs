@@ -8,7 +8,8 @@ use rustls::{CipherSuite, CommonState};
 use rustls_pki_types::CertificateDer;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
-use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
+use crate::server::Settings;
+use crate::{Error, Result, TlsConfig, TlsVersion};
 
 /// What a handshake negotiated, recorded once so that queries need no lock on the stream.
 #[derive(Debug, Clone)]
@@ -35,10 +36,12 @@ impl Session {
     }
 }
 
-/// Runs the client handshake; on failure or timeout `raw` is dropped (closed). SNI and
-/// verification use the host name given to `connect` unless `config` names another.
+/// Runs the client handshake until `timer` fires; on failure or timeout `raw` is dropped
+/// (closed). SNI and verification use the host name given to `connect` unless `config` names
+/// another.
 pub(crate) async fn connect(
     raw: RawStream,
+    timer: SelectorSleep,
     config: &TlsConfig,
 ) -> Result<(TlsStream<RawStream>, Session)> {
     // A builder's list was checked at `build()`; one given through `from_rustls` is checked
@@ -46,7 +49,6 @@ pub(crate) async fn connect(
     crate::check_alpn(&config.rustls.alpn_protocols)?;
     let name = config.name_for(raw.connect_host())?;
     let name_text = name.to_str().into_owned();
-    let timer = raw.sleep(config.handshake_timeout);
     let connector = TlsConnector::from(Arc::clone(&config.rustls));
     let stream = bounded(
         timer,
@@ -58,13 +60,12 @@ pub(crate) async fn connect(
     Ok((TlsStream::Client(stream), session))
 }
 
-/// Runs the server handshake with the configuration current at this moment.
+/// Runs the server handshake with `settings` until `timer` fires.
 pub(crate) async fn accept(
     raw: RawStream,
-    config: &TlsServerConfig,
+    timer: SelectorSleep,
+    settings: &Settings,
 ) -> Result<(TlsStream<RawStream>, Session)> {
-    let settings = config.settings();
-    let timer = raw.sleep(settings.handshake_timeout);
     let acceptor = TlsAcceptor::from(Arc::clone(&settings.rustls));
     let stream = bounded(timer, settings.handshake_timeout, acceptor.accept(raw)).await?;
     let (_, conn) = stream.get_ref();

@@ -188,7 +188,9 @@
 //! a [`Connection`](net_sockets::Connection) first, then calls
 //! [`tls_server`](TlsExt::tls_server) (or [`tls`](TlsExt::tls) on the client) on it. The
 //! upgrade flushes the connection's output first, and bytes its input already holds (a
-//! ClientHello that arrived together with the command) go to the handshake. When a read of its
+//! ClientHello that arrived together with the command) go to the handshake. The handshake
+//! timeout bounds the flush and the handshake together: one deadline, from the start of the
+//! upgrade, so a peer that never reads fails it with [`Error::HandshakeTimeout`] too. When a read of its
 //! input already failed (the peer reset the connection), no handshake starts: the upgrade
 //! fails with that error, as [`Error::Socket`] (kind
 //! [`ConnectionReset`](std::io::ErrorKind::ConnectionReset) for a reset):
@@ -218,7 +220,8 @@
 //! A server handshake that does not complete within
 //! [`handshake_timeout`](TlsServerConfigBuilder::handshake_timeout) (10 seconds by default)
 //! fails with [`Error::HandshakeTimeout`] and closes the connection, so a client that connects
-//! and sends nothing holds its slot for that long at most. A listener's shorter
+//! and sends nothing holds its slot for that long at most (after STARTTLS too, where the flush
+//! of the plain-text output counts against the same deadline). A listener's shorter
 //! `socket_timeout` ends such a handshake first, with [`Error::Socket`]`(`[`Timeout`](net_sockets::Error::Timeout)`)`:
 //! both have the kind [`TimedOut`](std::io::ErrorKind::TimedOut). Failed handshakes are worth a log
 //! line, not an alarm: scanners and clients with an outdated trust store make them all the time.
@@ -314,6 +317,13 @@ macro_rules! negotiation_setters {
         }
 
         #[doc = $timeout]
+        ///
+        /// It bounds the whole upgrade, from the first poll of the future of
+        /// [`tls`](crate::TlsExt::tls) or [`tls_server`](crate::TlsExt::tls_server): on a
+        /// [`Connection`](net_sockets::Connection) (STARTTLS) the flush of its output comes
+        /// first and counts against the same deadline, so a peer that reads nothing cannot
+        /// hold the upgrade longer either (what the output still holds then is thrown away,
+        /// and the close is a reset).
         ///
         /// The handshake reads and writes through the socket, so a shorter `socket_timeout`
         /// on it ends a handshake whose peer stays silent that long first, with

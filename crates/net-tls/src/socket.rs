@@ -21,7 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::Truncated;
 use crate::handshake::{self, Session};
-use crate::{Result, TlsConfig, TlsServerConfig, TlsVersion};
+use crate::server::Settings;
+use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 
 /// A TLS connection: a [`Socket`] whose channels read and write through a TLS session.
 ///
@@ -95,7 +96,9 @@ pub type TlsStream = SocketStream<TlsSession>;
 ///
 /// STARTTLS: the plain-text exchange uses the connection's channels; `tls` flushes the output,
 /// and bytes the input already holds (a ClientHello that arrived with the command) are the
-/// handshake's first input.
+/// handshake's first input. The handshake timeout bounds the flush and the handshake together
+/// (one deadline from the first poll), so a peer that reads nothing cannot hold the upgrade for
+/// longer.
 ///
 /// ```no_run
 /// use net_io::LineEnding;
@@ -110,14 +113,16 @@ pub type TlsStream = SocketStream<TlsSession>;
 /// # Ok(tls) }
 /// ```
 pub trait TlsExt: Sized {
-    /// Runs the client handshake. SNI and certificate verification use the host name given to
+    /// Runs the client handshake, bounded by `config`'s handshake timeout (on a [`Connection`],
+    /// the flush of its output included). SNI and certificate verification use the host name given to
     /// `connect` unless `config` names another ([`TlsConfigBuilder::server_name`](crate::TlsConfigBuilder::server_name));
     /// an IP address is verified against the certificate's IP SANs and sent without SNI.
     ///
     /// # Errors
     ///
     /// [`Error::Handshake`](crate::Error::Handshake) with rustls's reason (untrusted, expired, wrong host, an alert from
-    /// the server), [`Error::HandshakeTimeout`](crate::Error::HandshakeTimeout), [`Error::InvalidServerName`](crate::Error::InvalidServerName) when there is no
+    /// the server), [`Error::HandshakeTimeout`](crate::Error::HandshakeTimeout) (also for a
+    /// server that does not read what a [`Connection`]'s output held in time), [`Error::InvalidServerName`](crate::Error::InvalidServerName) when there is no
     /// usable name (a socket connected to a bare address still has its IP literal, and a TCP
     /// socket adopted with `Socket::from_std` its peer's; an adopted or connected Unix socket
     /// has none), [`Error::InvalidAlpnProtocol`](crate::Error::InvalidAlpnProtocol) for a
@@ -131,13 +136,15 @@ pub trait TlsExt: Sized {
     fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send;
 
     /// Runs the server handshake with the configuration current at this moment (see
-    /// [`TlsServerConfig::reload`]), bounded by its handshake timeout.
+    /// [`TlsServerConfig::reload`]), bounded by its handshake timeout (on a [`Connection`], the
+    /// flush of its output included).
     ///
     /// # Errors
     ///
     /// [`Error::Handshake`](crate::Error::Handshake) with rustls's reason (garbage instead of a ClientHello, no client
     /// certificate when one is required, no common protocol), [`Error::HandshakeTimeout`](crate::Error::HandshakeTimeout) for
-    /// a client that does not complete the handshake in time, or [`Error::Socket`](crate::Error::Socket). On error
+    /// a client that does not complete the handshake in time (or, on a [`Connection`], does not
+    /// read what its output held in time), or [`Error::Socket`](crate::Error::Socket). On error
     /// the socket is closed.
     ///
     /// # Cancel safety
@@ -156,38 +163,52 @@ pub trait TlsExt: Sized {
 
 impl TlsExt for Socket {
     fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send {
-        Box::pin(async move { self.connection()?.upgrade(|raw| client(raw, config)).await })
+        Box::pin(async move { client(self.connection()?, config).await })
     }
 
     fn tls_server(
         self,
         config: &TlsServerConfig,
     ) -> impl Future<Output = Result<TlsSocket>> + Send {
-        Box::pin(async move { self.connection()?.upgrade(|raw| server(raw, config)).await })
+        let settings = config.settings();
+        Box::pin(async move { server(self.connection()?, settings).await })
     }
 }
 
 impl TlsExt for Connection {
     fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send {
-        Box::pin(self.upgrade(|raw| client(raw, config)))
+        Box::pin(client(self, config))
     }
 
     fn tls_server(
         self,
         config: &TlsServerConfig,
     ) -> impl Future<Output = Result<TlsSocket>> + Send {
-        Box::pin(self.upgrade(|raw| server(raw, config)))
+        Box::pin(server(self, config.settings()))
     }
 }
 
-async fn client(raw: RawStream, config: TlsConfig) -> Result<TlsSession> {
-    let started = handshake::connect(raw, &config).await;
-    finished(started, "client")
+// The handshake timeout bounds the whole upgrade: the flush of the connection's output (STARTTLS)
+// and the handshake share one deadline.
+
+async fn client(connection: Connection, config: TlsConfig) -> Result<TlsSocket> {
+    let limit = config.handshake_timeout;
+    let timed_out = || failed("client", Error::HandshakeTimeout(limit));
+    let start = |raw, timer| async move {
+        let started = handshake::connect(raw, timer, &config).await;
+        finished(started, "client")
+    };
+    connection.upgrade(limit, timed_out, start).await
 }
 
-async fn server(raw: RawStream, config: &TlsServerConfig) -> Result<TlsSession> {
-    let started = handshake::accept(raw, config).await;
-    finished(started, "server")
+async fn server(connection: Connection, settings: Arc<Settings>) -> Result<TlsSocket> {
+    let limit = settings.handshake_timeout;
+    let timed_out = || failed("server", Error::HandshakeTimeout(limit));
+    let start = |raw, timer| async move {
+        let started = handshake::accept(raw, timer, &settings).await;
+        finished(started, "server")
+    };
+    connection.upgrade(limit, timed_out, start).await
 }
 
 fn finished(
@@ -204,11 +225,13 @@ fn finished(
             raw.write_done();
             Ok(TlsSession::new(stream, session))
         }
-        Err(e) => {
-            tracing::debug!(side, error = %e, "tls handshake failed");
-            Err(e)
-        }
+        Err(e) => Err(failed(side, e)),
     }
+}
+
+fn failed(side: &'static str, e: Error) -> Error {
+    tracing::debug!(side, error = %e, "tls handshake failed");
+    e
 }
 
 type Shared = Arc<Mutex<Locked>>;
