@@ -6,6 +6,9 @@
 //!   argument exits 2 with one line, a runtime failure exits 1 with one line), and [`say!`],
 //!   which prints a line on stdout and treats a stdout that is gone as a runtime failure
 //!   ([`say_err!`], its twin for stderr, never panics when stderr is gone).
+//! - [`peer`]: what the clients print of what a server sent, escaped as
+//!   [`net_io::PeerText`] escapes peer text ([`peer::PeerLine`] for a line, [`peer::PeerBytes`]
+//!   for a response copied as it comes), so that a server cannot forge what the terminal shows.
 //! - [`greet`]: the seed's greeting conversation, used by `sockets-server` and
 //!   `sockets-server-tls`.
 //! - [`shutdown`]: graceful shutdown on SIGINT/SIGTERM for `sockets-server`,
@@ -15,6 +18,7 @@
 
 pub mod address;
 pub mod cli;
+pub mod peer;
 pub mod proxy_v2;
 pub mod shutdown;
 pub mod tls;

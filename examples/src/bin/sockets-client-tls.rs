@@ -9,9 +9,15 @@
 //!
 //! The certificate is verified against HOST by default, with the bundled Mozilla roots. The
 //! request is `GET / HTTP/1.1` with `Host` (plus `:PORT` when it is not 443) and
-//! `Connection: close`. The response goes to stdout as received; what the handshake negotiated
-//! goes to stderr. A server that ends the connection without TLS's `close_notify` makes the
-//! program fail after printing what arrived, since the response may then be cut short.
+//! `Connection: close`. The response goes to stdout as it arrives, escaped as
+//! `net_io::PeerText` shows peer text (see `examples::peer::PeerBytes`): its line endings (LF,
+//! CRLF) and tabs stay, but a bare CR, an ESC sequence or another control character, a bidi
+//! control or a Unicode line or paragraph separator shows as `\r`, `\u{1b}`, `\u{202e}`,
+//! `\u{2028}`, so that a hostile server cannot drive the terminal; bytes that are not UTF-8 show
+//! as U+FFFD. A UTF-8 text response without these prints byte for byte. What the handshake
+//! negotiated goes to stderr. A server that ends the connection without TLS's `close_notify`
+//! makes the program fail after printing what arrived, since the response may then be cut
+//! short.
 //!
 //! A server that sends nothing, or takes nothing, for `--timeout` seconds (connecting
 //! included) makes the program fail with status 1 (`timed out: nothing from HOST:PORT for N s`):
@@ -27,11 +33,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use examples::peer::PeerBytes;
 use net_tls::TlsExt;
 use tokio::io::AsyncWriteExt;
 
 /// What failed when the response cannot be written out: the words of `examples::say!`, whose
-/// line-by-line printing does not fit a response copied as bytes.
+/// line-by-line printing does not fit a response copied piece by piece as it comes.
 const STDOUT_GONE: &str = "cannot write to stdout";
 
 /// Sends `GET /` over TLS and prints the response (the Ktor sample's TLS client).
@@ -91,28 +98,39 @@ async fn fetch(args: Args, host: String, port: u16) -> anyhow::Result<()> {
     let mut input = tls.open_read_channel()?;
     let mut stdout = tokio::io::stdout();
     let mut buffer = vec![0; 16 * 1024];
-    loop {
-        let read = input.read_available(&mut buffer).await;
-        let n = match read {
+    // The response as it comes, escaped: a hostile server cannot drive the terminal.
+    let mut response = PeerBytes::default();
+    let mut shown = String::new();
+    let ended = loop {
+        let n = match input.read_available(&mut buffer).await {
+            Ok(0) => break Ok(()),
             Ok(n) => n,
-            Err(net_io::Error::Timeout) => {
-                stdout.flush().await.context(STDOUT_GONE)?;
-                anyhow::bail!(
-                    "timed out: nothing from {} for {} s (see --timeout)",
-                    examples::join_host_port(&host, port),
-                    timeout.as_secs()
-                );
-            }
-            Err(e) => {
-                stdout.flush().await.context(STDOUT_GONE)?;
-                return Err(e).context("reading the response");
-            }
+            Err(e) => break Err(e),
         };
-        if n == 0 {
-            break;
-        }
-        stdout.write_all(&buffer[..n]).await.context(STDOUT_GONE)?;
+        shown.clear();
+        response.push(&buffer[..n], &mut shown);
+        stdout
+            .write_all(shown.as_bytes())
+            .await
+            .context(STDOUT_GONE)?;
         stdout.flush().await.context(STDOUT_GONE)?;
+    };
+    // What waited for more: a CR, the start of a character.
+    shown.clear();
+    response.finish(&mut shown);
+    stdout
+        .write_all(shown.as_bytes())
+        .await
+        .context(STDOUT_GONE)?;
+    stdout.flush().await.context(STDOUT_GONE)?;
+    match ended {
+        Ok(()) => {}
+        Err(net_io::Error::Timeout) => anyhow::bail!(
+            "timed out: nothing from {} for {} s (see --timeout)",
+            examples::join_host_port(&host, port),
+            timeout.as_secs()
+        ),
+        Err(e) => return Err(e).context("reading the response"),
     }
     tls.close();
     selector.close();

@@ -6,6 +6,12 @@
 //!     [--timeout SECS]    # give up on a server silent this long (default: never)
 //! ```
 //!
+//! A server's line is printed escaped as `net_io::PeerText` shows peer text (see
+//! `examples::peer`), tabs kept: a control character (an ESC sequence, a bare CR, a backspace),
+//! a bidi control (U+202A to U+202E, U+2066 to U+2069) or a Unicode line or paragraph separator
+//! shows as `\u{1b}`, `\r`, `\u{202e}`, `\u{2028}`, so that a hostile server cannot clear the
+//! screen, write over a line or reorder what the terminal shows. Plain text prints as it came.
+//!
 //! When the server closes the connection it prints `Server closed a connection` and exits 0.
 //! At the end of stdin it half-closes (the server sees the end of input) and exits once the
 //! server has answered and closed.
@@ -25,6 +31,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use examples::peer::PeerLine;
 use net_io::{ByteReadChannel, LineEnding};
 
 /// The longest line accepted from the server or from stdin, in bytes.
@@ -79,7 +86,7 @@ async fn chat(host: String, port: u16, timeout: Option<Duration>) -> anyhow::Res
                 }
                 Err(e) => return Err(e).with_context(|| format!("reading from {server}")),
             };
-            examples::say!("{line}");
+            examples::say!("{}", PeerLine(&line));
         }
         examples::say!("Server closed a connection");
         anyhow::Ok(())

@@ -9,18 +9,20 @@
 //! ```
 //!
 //! It reads the greeting, sends `EHLO`, checks that `STARTTLS` is offered, sends `STARTTLS`,
-//! upgrades, then sends `EHLO`, `NOOP` and `QUIT` over TLS. Every line the server sends is
-//! printed as it came (without its CRLF), and after the handshake one line says what it
-//! negotiated: `TLS: TLS 1.3, TLS13_..., no ALPN, peer certificate SHA-256 ...`. The
-//! certificate is verified against HOST by default. Any reply other than the expected one ends
-//! the program with status 1, and so does a server that sends nothing, or takes nothing, for
-//! `--timeout` seconds (connecting included): the socket's `socket_timeout` and the connect's
-//! `connect_timeout`. A reply has at most [`REPLY_LINES`] lines of at most [`REPLY_LIMIT`]
-//! bytes, and must be complete within `--timeout` of the command (or of the connection, for
-//! the greeting), however steadily its lines come: a server that trickles a reply for ever, or
-//! sends one without end, is given up on (`timed out: no complete reply to EHLO within N s`,
-//! `the reply to EHLO has more than 100 lines`). The TLS handshake has its own limit of 10
-//! seconds.
+//! upgrades, then sends `EHLO`, `NOOP` and `QUIT` over TLS. Every line the server sends is printed
+//! without its CRLF, escaped as `net_io::PeerText` shows peer text, tabs kept (a control character,
+//! a bidi control or a Unicode line or paragraph separator shows as `\u{1b}`, `\r`, `\u{202e}`,
+//! `\u{2028}`: a hostile server cannot drive the terminal), and after the handshake one line says
+//! what it negotiated: `TLS: TLS 1.3, TLS13_..., no ALPN, peer certificate SHA-256 ...`. The
+//! certificate is verified against HOST by default. Any reply other than the expected one ends the
+//! program with status 1 (the reply quoted in the error, escaped as a Rust string literal is), and
+//! so does a server that sends nothing, or takes nothing, for `--timeout` seconds (connecting
+//! included): the socket's `socket_timeout` and the connect's `connect_timeout`. A reply has at
+//! most [`REPLY_LINES`] lines of at most [`REPLY_LIMIT`] bytes, and must be complete within
+//! `--timeout` of the command (or of the connection, for the greeting), however steadily its lines
+//! come: a server that trickles a reply for ever, or sends one without end, is given up on (`timed
+//! out: no complete reply to EHLO within N s`, `the reply to EHLO has more than 100 lines`). The
+//! TLS handshake has its own limit of 10 seconds.
 
 // The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
 #![allow(rustdoc::broken_intra_doc_links)]
@@ -30,6 +32,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use examples::peer::PeerLine;
 use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
 use net_tls::TlsExt;
 
@@ -176,7 +179,7 @@ async fn read_reply(
             .with_context(|| {
                 format!("the server closed the connection before answering {answering}")
             })?;
-        examples::say!("{line}");
+        examples::say!("{}", PeerLine(&line));
         let last = line.as_bytes().get(3) != Some(&b'-');
         let status_ok = line.starts_with(code);
         lines.push(line);

@@ -11,7 +11,9 @@
 //! echo (UDP may lose a datagram or its echo, and nothing tells); none in that time ends it
 //! with status 1 (`no reply from HOST:PORT within 3s`), as does an ICMP error for the
 //! datagram (`Connection refused` when nothing listens there). A reply is printed as text
-//! (bytes that are not UTF-8 shown as U+FFFD).
+//! (bytes that are not UTF-8 shown as U+FFFD), escaped as `net_io::PeerText` shows peer text,
+//! tabs kept: a control character (a LF or CR in the reply included), a bidi control or a
+//! Unicode line or paragraph separator shows as `\n`, `\u{1b}`, `\u{202e}`, `\u{2028}`.
 
 // The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
 #![allow(rustdoc::broken_intra_doc_links)]
@@ -23,6 +25,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use examples::address::HostArg;
+use examples::peer::PeerLine;
 use net_io::ByteReadChannel;
 use net_sockets::{
     Datagram, MAX_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE_V6, SelectorManager, SocketAddress, a_socket,
@@ -134,7 +137,7 @@ async fn client(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
             .await
             .map_err(|_| anyhow::anyhow!("no reply from {remote} within {REPLY_TIMEOUT:?}"))?
             .with_context(|| format!("no reply from {remote}"))?;
-        examples::say!("{}", String::from_utf8_lossy(&reply.packet));
+        examples::say!("{}", PeerLine(&String::from_utf8_lossy(&reply.packet)));
     }
     Ok(())
 }
