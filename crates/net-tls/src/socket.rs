@@ -230,7 +230,15 @@ fn finished(
 }
 
 fn failed(side: &'static str, e: Error) -> Error {
-    tracing::debug!(side, error = %e, "tls handshake failed");
+    match &e {
+        // The message says the handshake failed, as `Error`'s `Display` does: `error` is only
+        // rustls's reason, escaped as there (it may quote the peer).
+        Error::Handshake(reason) => {
+            let reason = reason.to_string();
+            tracing::debug!(side, error = %net_io::PeerText(&reason), "tls handshake failed");
+        }
+        _ => tracing::debug!(side, error = %e, "tls handshake failed"),
+    }
     e
 }
 
