@@ -11,8 +11,9 @@
 //! - a port is digits only, 0 to 65535;
 //! - refused, as a bad command line (exit status 2): an empty host, a lone number (the
 //!   system's resolver would read `0` as 0.0.0.0, every address of the host, and `9002` as
-//!   0.0.35.42, far from this host), a path (no program takes a Unix socket), and a port
-//!   given twice.
+//!   0.0.35.42, far from this host), a path (no program takes a Unix socket), a port
+//!   given twice, and port 0 where a client connects or sends (it means "any free port" only
+//!   where a server listens).
 
 use std::net::Ipv6Addr;
 
@@ -174,6 +175,35 @@ pub fn endpoint<A: CommandFactory>(
     host.with_port(port, default)
         .unwrap_or_else(|message| crate::cli::usage_error::<A>(message))
 }
+
+/// As [`endpoint`], for where a client connects or sends: port 0 is also a bad command line
+/// (it means "any free port" only where a server listens).
+pub fn destination<A: CommandFactory>(
+    host: &HostArg,
+    port: Option<u16>,
+    default: Option<u16>,
+) -> (String, u16) {
+    let (host, port) = endpoint::<A>(host, port, default);
+    if port == 0 {
+        crate::cli::usage_error::<A>(NO_PORT_0);
+    }
+    (host, port)
+}
+
+/// As [`host_port`] (clap's value parser), for where a client connects: port 0 is refused.
+///
+/// # Errors
+///
+/// A message for clap when `text` is not `HOST:PORT`, or its port is 0.
+pub fn destination_host_port(text: &str) -> Result<(String, u16), String> {
+    match host_port(text)? {
+        (_, 0) => Err(format!("{text:?}: {NO_PORT_0}")),
+        destination => Ok(destination),
+    }
+}
+
+/// Why a client refuses port 0.
+const NO_PORT_0: &str = "port 0 is no destination: give the server's port (0 means any free port only where a server listens)";
 
 /// `name` if it can be a host: not empty, not a lone number.
 fn check_name(name: &str) -> Result<&str, String> {

@@ -63,7 +63,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
     args.trust.check::<Args>();
-    let (host, port) = examples::address::endpoint::<Args>(&args.host, args.port, Some(443));
+    let (host, port) = examples::address::destination::<Args>(&args.host, args.port, Some(443));
     examples::run("sockets-client-tls", fetch(args, host, port)).await
 }
 

@@ -56,7 +56,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
-    let (host, port) = examples::address::endpoint::<Args>(&args.host, args.port, Some(9002));
+    let (host, port) = examples::address::destination::<Args>(&args.host, args.port, Some(9002));
     let status = examples::run("sockets-client", chat(host, port, args.timeout)).await;
     // stdin is read on a blocking thread that may still wait for input; do not wait for it.
     let _ = std::io::stdout().flush();

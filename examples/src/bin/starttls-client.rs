@@ -69,7 +69,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
     args.trust.check::<Args>();
-    let (host, port) = examples::address::endpoint::<Args>(&args.host, args.port, None);
+    let (host, port) = examples::address::destination::<Args>(&args.host, args.port, None);
     examples::run("starttls-client", talk(args, host, port)).await
 }
 

@@ -69,7 +69,7 @@ struct Args {
     #[arg(value_name = "LISTEN", value_parser = examples::address::host_port)]
     listen: (String, u16),
     /// Where to forward them, HOST:PORT ([::1]:8000 for an IPv6 address).
-    #[arg(value_name = "UPSTREAM", value_parser = examples::address::host_port)]
+    #[arg(value_name = "UPSTREAM", value_parser = examples::address::destination_host_port)]
     upstream: (String, u16),
     /// Terminate TLS on the listening side with this certificate chain (PEM, leaf first).
     #[arg(long, value_name = "FILE", requires = "tls_key")]

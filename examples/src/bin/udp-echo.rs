@@ -84,7 +84,7 @@ async fn dispatch(args: Args) -> anyhow::Result<()> {
             server(&selector, &host, port).await
         }
         Mode::Client { host, port } => {
-            let (host, port) = examples::address::endpoint::<Args>(&host, port, Some(PORT));
+            let (host, port) = examples::address::destination::<Args>(&host, port, Some(PORT));
             client(&selector, &host, port).await
         }
     }
