@@ -64,7 +64,7 @@ fn starttls_client_and_server_with_a_ca_issued_certificate() {
     assert_eq!(
         before,
         [
-            "220 127.0.0.1 ready",
+            "220 [127.0.0.1] ready",
             "250-127.0.0.1",
             "250-PIPELINING",
             "250 STARTTLS",
@@ -303,7 +303,7 @@ async fn read_reply(stream: &mut TcpStream) -> Vec<String> {
 /// Connects, reads the greeting and does the plain-text EHLO.
 async fn plain_ehlo(port: u16) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    assert_eq!(read_reply(&mut stream).await, ["220 127.0.0.1 ready"]);
+    assert_eq!(read_reply(&mut stream).await, ["220 [127.0.0.1] ready"]);
     stream.write_all(b"EHLO hard.case\r\n").await.unwrap();
     assert_eq!(
         read_reply(&mut stream).await,

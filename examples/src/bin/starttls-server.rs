@@ -20,6 +20,9 @@
 //! C: QUIT                         S: 221 Bye                     (and the server closes)
 //! ```
 //!
+//! The greeting writes an address HOST as RFC 5321's address literal: `220 [127.0.0.1] ready`,
+//! `220 [IPv6:::1] ready`.
+//!
 //! Anything else is answered `502 Command not implemented`. Bytes a client sends right after
 //! `STARTTLS` (its ClientHello, in the same packet) go to TLS; plain-text commands pipelined
 //! after `STARTTLS` are therefore never run as if they had come over TLS (they break the
@@ -40,6 +43,7 @@
 // The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,7 +147,7 @@ async fn session(
 ) -> anyhow::Result<()> {
     let remote = socket.remote_address();
     let mut plain = socket.connection()?;
-    let greeting = format!("220 {host} ready\r\n");
+    let greeting = format!("220 {} ready\r\n", greeting_name(host));
     plain.output.write_string_utf8(&greeting).await?;
     plain.output.flush().await?;
     if converse(&mut plain.input, &mut plain.output, host, false, stop).await? != Next::StartTls {
@@ -235,6 +239,17 @@ async fn converse(
         if let Some(next) = next {
             return Ok(next);
         }
+    }
+}
+
+/// How the greeting names the server (RFC 5321 §4.1.3): an address as an address literal,
+/// `[127.0.0.1]` or `[IPv6:::1]` (without a scope, which SMTP has no room for), a name as it is.
+fn greeting_name(host: &str) -> String {
+    let address = host.split('%').next().unwrap_or(host);
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(address)) => format!("[{address}]"),
+        Ok(IpAddr::V6(address)) => format!("[IPv6:{address}]"),
+        Err(_) => host.to_owned(),
     }
 }
 
