@@ -235,7 +235,10 @@ fn bad_arguments_and_files_are_one_line_and_non_zero() {
     ];
     for (program, args, needle) in cases {
         let mut all = args.clone();
-        all.extend(["127.0.0.1", "0"]);
+        // A server listens on any free port; a client's destination cannot be port 0 (that
+        // is a usage error of its own), so it gets a port nobody listens on.
+        let port = if program == CLIENT { "9" } else { "0" };
+        all.extend(["127.0.0.1", port]);
         let failure = Process::start(program, &all).finish();
         let failure = failure.failure_line();
         assert!(failure.contains(needle), "{program} {args:?}: {failure}");
