@@ -45,9 +45,19 @@ impl BusyPoll {
         }
     }
 
-    /// A read began waiting for input: poll for the next `window`. A load of a line that
-    /// stays shared while the spinner runs and sees reads begin waiting: it is written once per
-    /// look of the spinner, not once per read.
+    /// A read is pending: poll for the next `window`, unless the read is pending only because
+    /// its task spent its cooperative budget (tokio wakes that task itself, input or not). A
+    /// load of a line that stays shared while the spinner runs and sees reads begin waiting: it
+    /// is written once per look of the spinner, not once per read.
+    #[inline]
+    pub(crate) fn kick_unless_budget_spent(&self) {
+        if self.state.load(Ordering::Relaxed) != KICKED && tokio::task::coop::has_budget_remaining()
+        {
+            self.kick_slow();
+        }
+    }
+
+    /// A read found nothing to read and waits: poll for the next `window`.
     #[inline]
     pub(crate) fn kick(&self) {
         if self.state.load(Ordering::Relaxed) != KICKED {
@@ -58,11 +68,6 @@ impl BusyPoll {
     #[cold]
     #[inline(never)]
     fn kick_slow(&self) {
-        // A read pending because its task spent its cooperative budget is not waiting for
-        // input (tokio wakes that task itself, input or not).
-        if !tokio::task::coop::has_budget_remaining() {
-            return;
-        }
         if self.state.swap(KICKED, Ordering::AcqRel) == DORMANT {
             // A permit if the spinner is not waiting yet: it cannot miss this kick.
             self.wake.notify_one();
@@ -77,7 +82,7 @@ impl BusyPoll {
             self.wake.notified().await;
             #[cfg(test)]
             self.wakes.fetch_add(1, Ordering::Relaxed);
-            let mut until = Instant::now() + self.window;
+            let mut until = self.until();
             loop {
                 // tokio runs a task that yielded again once its worker has polled the I/O
                 // driver without blocking (when no other thread holds it) and run the tasks
@@ -89,8 +94,8 @@ impl BusyPoll {
                 std::thread::yield_now();
                 if self.state.load(Ordering::Relaxed) == KICKED {
                     self.state.store(SPINNING, Ordering::Relaxed);
-                    until = Instant::now() + self.window;
-                } else if Instant::now() >= until
+                    until = self.until();
+                } else if until.is_some_and(|until| Instant::now() >= until)
                     && self
                         .state
                         .compare_exchange(SPINNING, DORMANT, Ordering::AcqRel, Ordering::Relaxed)
@@ -100,6 +105,12 @@ impl BusyPoll {
                 }
             }
         }
+    }
+
+    /// When polling ends unless a read begins waiting meanwhile: `window` from now, or never
+    /// for a window beyond the clock's range (`Duration::MAX`).
+    fn until(&self) -> Option<Instant> {
+        Instant::now().checked_add(self.window)
     }
 
     /// Whether the spinner sleeps (for tests).
@@ -250,6 +261,23 @@ mod tests {
         sender.send_to(b"ping", to.socket_addr()).await.unwrap();
         assert_eq!(&receiving.await.unwrap().unwrap().packet[..], b"ping");
         selector.close();
+    }
+
+    /// A window too long for the clock (`Duration::MAX`, "always poll") polls for as long as
+    /// kicks come: the spinner's deadline does not overflow (which panicked the selector's
+    /// task, so that the selector closed as if its runtime had ended).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_window_too_long_for_the_clock_keeps_the_spinner_polling() {
+        let busy = Arc::new(BusyPoll::new(Duration::MAX));
+        let mut spinner = spinner(&busy);
+        for kick in 1..=2 {
+            busy.kick();
+            assert!(until(|| busy.wakes() >= 1).await, "not woken");
+            let ended = tokio::time::timeout(Duration::from_millis(50), &mut spinner).await;
+            assert!(ended.is_err(), "kick {kick}: the spinner ended: {ended:?}");
+            assert!(!busy.is_dormant());
+        }
+        spinner.abort();
     }
 
     #[tokio::test]

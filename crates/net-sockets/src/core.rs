@@ -249,10 +249,19 @@ impl<S: SocketIo> Core<S> {
         }
     }
 
-    /// A read of this socket begins waiting for input: the cue of the selector's busy
-    /// polling, when it has it.
+    /// A read of this socket is pending (maybe only for its task's spent budget): the cue of
+    /// the selector's busy polling, when it has it.
     #[inline]
     pub(crate) fn reader_waits(&self) {
+        if let Some(busy) = &self.selector.busy {
+            busy.kick_unless_budget_spent();
+        }
+    }
+
+    /// A receive found nothing queued and waits for input: the cue of the selector's busy
+    /// polling, when it has it.
+    #[inline]
+    pub(crate) fn receiver_waits(&self) {
         if let Some(busy) = &self.selector.busy {
             busy.kick();
         }

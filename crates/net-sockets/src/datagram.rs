@@ -389,7 +389,7 @@ impl UdpCore {
         let (size, from, buffer) = match ready {
             Ok((size, from)) => (size, from, buffer),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.core.reader_waits();
+                self.core.receiver_waits();
                 let waiter = self.wait(socket, buffer)?;
                 self.core.until_closed(waiter).await?
             }
