@@ -48,14 +48,20 @@ async fn bounded(
     }
 }
 
-/// Reads what `peer` gets until its end (or a reset): the upgrade that failed closed the
-/// socket.
+/// Reads what `peer` gets until its end, which must be a reset (the upgrade gave up on a flush,
+/// throwing away what the output held): the byte count read before it.
 async fn read_to_the_end(peer: &mut tokio::net::TcpStream) -> usize {
     let mut buf = vec![0; 64 * 1024];
     let mut total = 0;
     loop {
         match peer.read(&mut buf).await {
-            Ok(0) | Err(_) => return total,
+            Ok(0) => panic!(
+                "a clean end after {total} bytes: the upgrade gave up on a flush, which resets"
+            ),
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+                return total;
+            }
             Ok(n) => total += n,
         }
     }
