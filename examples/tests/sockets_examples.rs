@@ -46,13 +46,10 @@ fn sockets_client_talks_to_sockets_server_with_piped_stdin() {
     );
 }
 
-/// `--busy-poll MICROS`: the same conversation, the server's selector busy-polling.
+/// `--busy-poll 0`: the same conversation, the server's selector not busy-polling.
 #[test]
-fn sockets_server_with_busy_polling_talks_to_sockets_client() {
-    let (_server, port) = start_server(
-        env!("CARGO_BIN_EXE_sockets-server"),
-        &["--busy-poll", "200"],
-    );
+fn sockets_server_without_busy_polling_talks_to_sockets_client() {
+    let (_server, port) = start_server(env!("CARGO_BIN_EXE_sockets-server"), &["--busy-poll", "0"]);
     let RunOutput {
         status,
         stdout,
@@ -63,6 +60,49 @@ fn sockets_server_with_busy_polling_talks_to_sockets_client() {
         stdout,
         "Please enter your name\nHello, Alice!\nHello, Bob!\nServer closed a connection\n"
     );
+}
+
+/// The CPU time (user and system) process `pid` has spent so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces:
+    // utime and stime are the 14th and 15th fields of the line, in clock ticks.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // Linux counts them in USER_HZ, 100 a second.
+    std::time::Duration::from_millis(ticks * 10)
+}
+
+/// As shipped, `sockets-server` busy-polls (`--busy-poll` 200 µs by default), and it spends
+/// next to no CPU time once its clients fall silent: 1 s with a client connected and silent
+/// costs it under 200 ms (a selector that kept polling would spend most of the second).
+#[test]
+fn sockets_server_busy_polls_by_default_and_spends_no_cpu_while_its_clients_are_silent() {
+    let help = run_with_input(env!("CARGO_BIN_EXE_sockets-server"), ["--help"], "");
+    assert!(
+        help.stdout.contains("[default: 200]"),
+        "--busy-poll's default: {}",
+        help.stdout
+    );
+    let (server, port) = start_server(env!("CARGO_BIN_EXE_sockets-server"), &[]);
+    let mut client = net_tests::harness::LineClient::connect(port);
+    client.expect("Please enter your name");
+    for name in ["Alice", "Bob", "Carol"] {
+        client.send(name);
+        client.expect(&format!("Hello, {name}!"));
+    }
+    // The window after the last read began waiting is long past after 100 ms.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let before = cpu_time(server.id());
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let spent = cpu_time(server.id()) - before;
+    assert!(
+        spent < std::time::Duration::from_millis(200),
+        "{spent:?} of CPU time in 1 s with its client silent"
+    );
+    client.send("Dave");
+    client.expect("Hello, Dave!");
 }
 
 #[test]

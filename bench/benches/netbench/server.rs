@@ -38,6 +38,8 @@ const SHIPPED_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 const SHIPPED_MAX_CONNECTIONS: usize = 10_000;
 /// `sockets-server`'s default `--max-per-ip`.
 pub(crate) const SHIPPED_MAX_PER_IP: usize = 1_000;
+/// `sockets-server`'s default `--busy-poll` (`SelectorManager::with_busy_poll`).
+const SHIPPED_BUSY_POLL: std::time::Duration = std::time::Duration::from_micros(200);
 /// The baseline's echo buffer.
 const ECHO_BUFFER: usize = 64 * 1024;
 
@@ -110,7 +112,9 @@ impl Role {
 }
 
 /// `serve --impl ours|raw|tuned|go --role ROLE [--chain PEM --key PEM] [--go-flush idle|each]
-/// [--busy-poll MICROS]` (the last for ours' TCP roles: `SelectorManager::with_busy_poll`).
+/// [--busy-poll MICROS]` (the last for ours' TCP roles: `SelectorManager::with_busy_poll`, 0 for
+/// off; without it, the ping-pong server busy-polls as `sockets-server` does by default and the
+/// other roles do not).
 pub(crate) fn main(args: &[String]) -> Result<()> {
     let mut busy_poll = None;
     let mut imp = None;
@@ -203,14 +207,17 @@ async fn ours_tcp(
     tls: Option<TlsServerConfig>,
     busy_poll: Option<std::time::Duration>,
 ) -> Result<()> {
-    let selector = match busy_poll {
-        Some(window) => SelectorManager::with_busy_poll(window),
-        None => SelectorManager::new(),
-    };
-    let builder = a_socket(&selector).tcp();
     // The ping-pong server is `sockets-server` as shipped, so it gets that program's default
-    // options (its `listener`): the 300 s idle timeout (`socket_timeout`, a timer on every
-    // wait) and the connection caps. The other roles measure the library with its defaults.
+    // options: its selector's busy polling, and (its `listener`) the 300 s idle timeout
+    // (`socket_timeout`, a timer on every wait) and the connection caps. The other roles
+    // measure the library with its defaults.
+    let shipped = if role == Role::PingPong {
+        SHIPPED_BUSY_POLL
+    } else {
+        std::time::Duration::ZERO
+    };
+    let selector = SelectorManager::with_busy_poll(busy_poll.unwrap_or(shipped));
+    let builder = a_socket(&selector).tcp();
     let builder = if role == Role::PingPong {
         builder
             .socket_timeout(SHIPPED_IDLE_TIMEOUT)
