@@ -322,6 +322,14 @@ const SCENARIOS: &[Scenario] = &[
         busy_poll: Some(Duration::ZERO),
     },
     Scenario {
+        name: "nobusy-pingpong-500",
+        role: Role::PingPong,
+        load: Load::PingPong { conns: 500 },
+        baselines: NOBUSY_PINGPONG,
+        limit: None,
+        busy_poll: Some(Duration::ZERO),
+    },
+    Scenario {
         name: "nobusy-pipeline-1",
         role: Role::PingPong,
         load: Load::Pipeline {
