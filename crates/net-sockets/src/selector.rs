@@ -140,8 +140,9 @@ impl SelectorManager {
     /// cores, a 200 µs window made one connection in ping-pong answer 2.4× the round trips per
     /// second of hand-written tokio and 2.3× Go's (p50 28 µs against 71 and 67 µs), at 37 µs
     /// of the server's CPU time per round trip against 30 and 38; with 50 and 500 connections
-    /// it measured 0.95–1.09× tokio, within the spread of the same server without busy
-    /// polling. The example `sockets-server` uses it with a 200 µs window.
+    /// it measured 0.84–1.09× tokio over several runs, no different from the same server
+    /// without busy polling beyond the spread. The example `sockets-server` uses it with a
+    /// 200 µs window.
     ///
     /// Measure before choosing it:
     /// - where the cores are busy anyway (many connections, other processes), polling takes
