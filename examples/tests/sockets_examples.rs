@@ -62,18 +62,6 @@ fn sockets_server_without_busy_polling_talks_to_sockets_client() {
     );
 }
 
-/// The CPU time (user and system) process `pid` has spent so far, from `/proc/PID/stat`.
-fn cpu_time(pid: u32) -> std::time::Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command name, which is in parentheses and may hold spaces:
-    // utime and stime are the 14th and 15th fields of the line, in clock ticks.
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_name.split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // Linux counts them in USER_HZ, 100 a second.
-    std::time::Duration::from_millis(ticks * 10)
-}
-
 /// The CPU time `sockets-server ARGS` spends in 1 s with a client connected and silent, from
 /// 100 ms after the client's last answer (a 200 µs window is long past by then).
 fn cpu_with_a_silent_client(args: &[&str]) -> std::time::Duration {
@@ -85,9 +73,9 @@ fn cpu_with_a_silent_client(args: &[&str]) -> std::time::Duration {
         client.expect(&format!("Hello, {name}!"));
     }
     std::thread::sleep(std::time::Duration::from_millis(100));
-    let before = cpu_time(server.id());
+    let before = net_tests::probe::process_cpu(server.id());
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let spent = cpu_time(server.id()) - before;
+    let spent = net_tests::probe::process_cpu(server.id()) - before;
     // Still serving.
     client.send("Dave");
     client.expect("Hello, Dave!");

@@ -1,5 +1,6 @@
 //! Measurements of this process, from `/proc/self` (Linux): open descriptors, CPU time, resident
-//! memory; and running out of descriptors on purpose.
+//! memory; and running out of descriptors on purpose. Also the CPU time of another process (a
+//! child server) or of a thread, from its `stat` file.
 
 use std::fs::File;
 use std::io;
@@ -47,13 +48,31 @@ impl CpuClock {
         use std::os::unix::fs::FileExt;
         let mut buf = vec![0u8; 4096];
         let n = self.0.read_at(&mut buf, 0).expect("read /proc/self/stat");
-        let stat = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let after_name = &stat[stat.rfind(')').expect("a stat line") + 2..];
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        // Fields 14 and 15 of proc_pid_stat(5) are utime and stime; `after_name` starts at
-        // field 3.
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+        stat_ticks(&String::from_utf8_lossy(&buf[..n])).expect("CPU times in /proc/self/stat")
     }
+}
+
+/// One clock tick of the CPU times in `/proc/*/stat` (`getconf CLK_TCK` is 100 on Linux).
+pub const CLOCK_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The CPU time (user + system) in a `stat` file of `/proc` (a process's or a thread's,
+/// proc_pid_stat(5)), in clock ticks; `None` when `stat` is not such a line.
+pub fn stat_ticks(stat: &str) -> Option<u64> {
+    // After the command's closing parenthesis (the command may hold spaces and parentheses):
+    // fields 3 on; utime and stime are fields 14 and 15.
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The CPU time (user + system, all threads) process `pid` has spent so far, from
+/// `/proc/PID/stat`.
+pub fn process_cpu(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    let ticks = stat_ticks(&stat).expect("CPU times in /proc/PID/stat");
+    CLOCK_TICK * u32::try_from(ticks).expect("CPU time in range")
 }
 
 /// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`, ...).
@@ -83,4 +102,24 @@ pub fn peak_rss_kib() -> u64 {
 /// stricter).
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_ticks_adds_utime_and_stime_after_a_command_with_spaces_and_parentheses() {
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 3 0 123";
+        assert_eq!(stat_ticks(stat), Some(22));
+        assert_eq!(stat_ticks("4242 (short) S 1"), None);
+        assert_eq!(stat_ticks("no command here"), None);
+    }
+
+    #[test]
+    fn this_process_has_spent_cpu_time() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {}
+        assert!(process_cpu(std::process::id()) >= CLOCK_TICK);
+    }
 }

@@ -114,9 +114,6 @@ async fn a_busy_polling_selector_serves_tcp_unix_and_tls() {
 
 /// The CPU time (user and system) the threads named `name` of this process have used.
 fn cpu_of_threads(name: &str) -> Duration {
-    // `getconf CLK_TCK` is 100 on the Linux targets this project runs on; the test's bound is
-    // ten ticks.
-    const TICK: Duration = Duration::from_millis(10);
     let mut ticks = 0;
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let task = task.unwrap().path();
@@ -129,11 +126,9 @@ fn cpu_of_threads(name: &str) -> Duration {
         let Ok(stat) = std::fs::read_to_string(task.join("stat")) else {
             continue;
         };
-        // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks += net_tests::probe::stat_ticks(&stat).unwrap();
     }
-    TICK * u32::try_from(ticks).unwrap()
+    net_tests::probe::CLOCK_TICK * u32::try_from(ticks).unwrap()
 }
 
 /// After traffic, once the window has passed with no read beginning to wait, the runtime's

@@ -807,21 +807,9 @@ impl ServerProcess {
     /// The CPU time (user and system) the server process has used so far.
     fn cpu(&self) -> Result<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // After the command's closing parenthesis: utime and stime are fields 14 and 15, in
-        // clock ticks (100 a second on Linux: `getconf CLK_TCK`).
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .context("no command in /proc/PID/stat")?
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| -> Result<u64> {
-            fields
-                .get(i)
-                .and_then(|f| f.parse().ok())
-                .context("no CPU times in /proc/PID/stat")
-        };
-        Ok(Duration::from_millis(10 * (ticks(11)? + ticks(12)?)))
+        let ticks =
+            net_tests::probe::stat_ticks(&stat).context("no CPU times in /proc/PID/stat")?;
+        Ok(net_tests::probe::CLOCK_TICK * u32::try_from(ticks)?)
     }
 
     /// The server's resident set size (`VmRSS`), in bytes.
