@@ -131,28 +131,38 @@ fn cpu_of_threads(name: &str) -> Duration {
     net_tests::probe::CLOCK_TICK * u32::try_from(ticks).unwrap()
 }
 
+/// A runtime of two workers named `name` (for [`cpu_of_threads`]).
+fn runtime_of_threads_named(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The CPU time the threads named `name` spend during the next 500 ms.
+async fn cpu_of_threads_in_half_a_second(name: &str) -> Duration {
+    let before = cpu_of_threads(name);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cpu_of_threads(name) - before
+}
+
 /// After traffic, once the window has passed with no read beginning to wait, the runtime's
 /// threads spend (next to) nothing: 500 ms of an idle busy-polling selector costs under 100 ms
 /// of CPU (a poll that never stopped would cost about 500 ms, a core's worth).
 #[test]
 fn a_busy_polling_selector_spends_no_cpu_once_its_window_passes() {
     const THREAD: &str = "busy-poll-idle";
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(THREAD)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime_of_threads_named(THREAD);
     runtime.block_on(async {
         let selector = SelectorManager::with_busy_poll(Duration::from_millis(20));
         let server = echo_server(&selector).await;
         // The echo task's read now waits, with the client idle: polling for 20 ms, then none.
         let _client = ping_pong(server.port().unwrap(), 200).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let before = cpu_of_threads(THREAD);
         let start = Instant::now();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let spent = cpu_of_threads(THREAD) - before;
+        let spent = cpu_of_threads_in_half_a_second(THREAD).await;
         assert!(
             spent < Duration::from_millis(100),
             "{spent:?} of CPU in {:?} idle",
@@ -167,12 +177,7 @@ fn a_busy_polling_selector_spends_no_cpu_once_its_window_passes() {
 #[test]
 fn closing_a_busy_polling_selector_ends_the_polling() {
     const THREAD: &str = "busy-poll-close";
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(THREAD)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime_of_threads_named(THREAD);
     runtime.block_on(async {
         let selector = SelectorManager::with_busy_poll(Duration::from_secs(3600));
         let listener = tcp_listener(&selector).await;
@@ -193,9 +198,7 @@ fn closing_a_busy_polling_selector_ends_the_polling() {
             ),
             "the read ends with the selector"
         );
-        let before = cpu_of_threads(THREAD);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let spent = cpu_of_threads(THREAD) - before;
+        let spent = cpu_of_threads_in_half_a_second(THREAD).await;
         assert!(
             spent < Duration::from_millis(100),
             "{spent:?} of CPU after the close"

@@ -8,11 +8,11 @@ use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use net_sockets::{Connection, SelectorManager};
+use net_sockets::{Connection, SelectorManager, ServerSocket};
 use net_tests::loopback::{connect, tcp_listener};
 use net_tests::pending_after_one_poll;
 use net_tests::pki::Pki;
-use net_tls::{Error, TlsExt, TlsSocket};
+use net_tls::{Error, TlsExt, TlsServerConfig, TlsSocket};
 use tokio::io::AsyncReadExt;
 use tokio_util::codec::BytesCodec;
 
@@ -33,6 +33,41 @@ async fn leave_unflushed(connection: &mut Connection) {
         pending_after_one_poll(writing).await,
         "the socket took {UNFLUSHED} bytes from a peer that reads nothing"
     );
+}
+
+/// A connection accepted by `listener` with `UNFLUSHED` bytes left in its output, and its peer,
+/// which reads nothing.
+async fn unflushed_accepted(listener: &ServerSocket) -> (Connection, tokio::net::TcpStream) {
+    let peer = tokio::net::TcpStream::connect(listener.local_address().to_string())
+        .await
+        .unwrap();
+    let accepted = net_tests::within(listener.accept()).await.unwrap();
+    let mut connection = accepted.connection().unwrap();
+    leave_unflushed(&mut connection).await;
+    (connection, peer)
+}
+
+/// A server configuration from the test PKI with this handshake timeout.
+fn server_config(handshake_timeout: Duration) -> TlsServerConfig {
+    Pki::generate()
+        .server_config()
+        .handshake_timeout(handshake_timeout)
+        .build()
+        .unwrap()
+}
+
+/// The upgrade failed with its handshake timeout, `limit`, no sooner than `limit` after it
+/// began (`took`).
+fn assert_handshake_timeout(
+    upgraded: &net_tls::Result<TlsSocket>,
+    took: Duration,
+    limit: Duration,
+) {
+    assert!(
+        matches!(upgraded, Err(Error::HandshakeTimeout(t)) if *t == limit),
+        "{upgraded:?}"
+    );
+    assert!(took >= limit, "failed after {took:?}, before the timeout");
 }
 
 /// Awaits an upgrade for `OUTER` at most.
@@ -72,27 +107,12 @@ async fn starttls_server_flush_to_a_peer_that_never_reads_ends_at_the_handshake_
     const LIMIT: Duration = Duration::from_millis(200);
     let selector = SelectorManager::new();
     let listener = tcp_listener(&selector).await;
-    let pki = Pki::generate();
-    let config = pki
-        .server_config()
-        .handshake_timeout(LIMIT)
-        .build()
-        .unwrap();
-    let mut peer = tokio::net::TcpStream::connect(listener.local_address().to_string())
-        .await
-        .unwrap();
-    let accepted = net_tests::within(listener.accept()).await.unwrap();
-    let mut connection = accepted.connection().unwrap();
-    leave_unflushed(&mut connection).await;
+    let config = server_config(LIMIT);
+    let (connection, mut peer) = unflushed_accepted(&listener).await;
 
     let started = Instant::now();
     let upgraded = bounded(connection.tls_server(&config)).await;
-    let took = started.elapsed();
-    assert!(
-        matches!(upgraded, Err(Error::HandshakeTimeout(t)) if t == LIMIT),
-        "{upgraded:?}"
-    );
-    assert!(took >= LIMIT, "failed after {took:?}, before the timeout");
+    assert_handshake_timeout(&upgraded, started.elapsed(), LIMIT);
     // The socket is closed: the peer reads up to an end (or a reset), never waits for more.
     let read = net_tests::within(read_to_the_end(&mut peer)).await;
     assert!(read < UNFLUSHED, "the peer read all {read} bytes");
@@ -117,12 +137,7 @@ async fn starttls_client_flush_to_a_peer_that_never_reads_ends_at_the_handshake_
 
     let started = Instant::now();
     let upgraded = bounded(connection.tls(config)).await;
-    let took = started.elapsed();
-    assert!(
-        matches!(upgraded, Err(Error::HandshakeTimeout(t)) if t == LIMIT),
-        "{upgraded:?}"
-    );
-    assert!(took >= LIMIT, "failed after {took:?}, before the timeout");
+    assert_handshake_timeout(&upgraded, started.elapsed(), LIMIT);
     let read = net_tests::within(read_to_the_end(&mut peer)).await;
     assert!(read < UNFLUSHED, "the peer read all {read} bytes");
     selector.close();
@@ -138,18 +153,8 @@ async fn starttls_flush_and_handshake_share_one_deadline() {
     const DRAINS_AFTER: Duration = Duration::from_millis(800);
     let selector = SelectorManager::new();
     let listener = tcp_listener(&selector).await;
-    let pki = Pki::generate();
-    let config = pki
-        .server_config()
-        .handshake_timeout(LIMIT)
-        .build()
-        .unwrap();
-    let mut peer = tokio::net::TcpStream::connect(listener.local_address().to_string())
-        .await
-        .unwrap();
-    let accepted = net_tests::within(listener.accept()).await.unwrap();
-    let mut connection = accepted.connection().unwrap();
-    leave_unflushed(&mut connection).await;
+    let config = server_config(LIMIT);
+    let (connection, mut peer) = unflushed_accepted(&listener).await;
 
     let started = Instant::now();
     // The peer reads all it is sent, from `DRAINS_AFTER` on, and says nothing.
@@ -191,18 +196,8 @@ async fn a_shorter_socket_timeout_ends_the_starttls_flush_first() {
         builder.socket_timeout(Duration::from_millis(200))
     })
     .await;
-    let pki = Pki::generate();
-    let config = pki
-        .server_config()
-        .handshake_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let _peer = tokio::net::TcpStream::connect(listener.local_address().to_string())
-        .await
-        .unwrap();
-    let accepted = net_tests::within(listener.accept()).await.unwrap();
-    let mut connection = accepted.connection().unwrap();
-    leave_unflushed(&mut connection).await;
+    let config = server_config(Duration::from_secs(60));
+    let (connection, _peer) = unflushed_accepted(&listener).await;
 
     let upgraded = bounded(connection.tls_server(&config)).await;
     assert!(
