@@ -845,6 +845,10 @@ impl Drop for Conn {
 struct Timer {
     duration: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// The deadline `sleep` is set for (kept here: a new wait compares it with the clock
+    /// without reading the sleep, which is another allocation, a cache miss at every wait of
+    /// a connection among hundreds).
+    due: Option<Instant>,
     /// When the waiting operation times out; `None` while disarmed.
     deadline: Option<Instant>,
     /// The waker `sleep` was last polled with, since it last moved.
@@ -856,6 +860,7 @@ impl Timer {
         Timer {
             duration,
             sleep: None,
+            due: None,
             deadline: None,
             waker: None,
         }
@@ -872,21 +877,38 @@ impl Timer {
     #[inline]
     fn poll_expired(&mut self, cx: &mut Context<'_>, selector: &SelectorInner) -> bool {
         let deadline = match self.deadline {
-            Some(deadline) => deadline,
+            Some(deadline) => {
+                // A wait polled again: whether its sleep fired, the sleep says.
+                if let (Some(sleep), Some(waker)) = (&self.sleep, &self.waker) {
+                    if self.due <= Some(deadline)
+                        && !sleep.is_elapsed()
+                        && waker.will_wake(cx.waker())
+                    {
+                        return false;
+                    }
+                }
+                deadline
+            }
             None => {
-                let Some(deadline) = selector.now().checked_add(self.duration) else {
+                let now = selector.now();
+                let Some(deadline) = now.checked_add(self.duration) else {
                     return false;
                 };
                 self.deadline = Some(deadline);
+                // A new wait: a sleep fires at or after its deadline, on this clock, so one due
+                // later than now has not fired, and the sleep need not be read.
+                if self.due.is_some_and(|due| now < due && due <= deadline)
+                    && self
+                        .waker
+                        .as_ref()
+                        .is_some_and(|waker| waker.will_wake(cx.waker()))
+                    && !selector.is_closed()
+                {
+                    return false;
+                }
                 deadline
             }
         };
-        // Not fired, and due to wake this task (at or before `deadline`): nothing to do.
-        if let (Some(sleep), Some(waker)) = (&self.sleep, &self.waker) {
-            if sleep.deadline() <= deadline && !sleep.is_elapsed() && waker.will_wake(cx.waker()) {
-                return false;
-            }
-        }
         self.poll_sleep(cx, selector, deadline)
     }
 
@@ -902,12 +924,14 @@ impl Timer {
             Some(sleep) => {
                 if sleep.deadline() > deadline {
                     sleep.as_mut().reset(deadline);
+                    self.due = Some(deadline);
                     self.waker = None;
                 }
                 sleep
             }
             None => {
                 let _runtime = selector.handle().enter();
+                self.due = Some(deadline);
                 self.sleep
                     .insert(Box::pin(tokio::time::sleep_until(deadline)))
             }
@@ -929,6 +953,7 @@ impl Timer {
                 Poll::Ready(Ok(())) if sleep.deadline() < deadline => {
                     // It fired for an earlier wait: on to this one's deadline.
                     sleep.as_mut().reset(deadline);
+                    self.due = Some(deadline);
                 }
                 // Elapsed, or the selector closed: the wait is over (the caller tells which).
                 Poll::Ready(_) => {
@@ -1621,6 +1646,44 @@ mod tests {
             assert!(
                 timer.poll_expired(&mut cx, selector.inner()),
                 "multi-thread {multi_thread}: the wait went on after the selector closed"
+            );
+        }
+    }
+
+    /// Guard: a new wait (the last one ended with progress, its sleep not due yet) polled after
+    /// the selector's runtime ended is over too, though its sleep has not fired: a new wait
+    /// that finds its sleep due later reads the clock, not the sleep, and must still see the
+    /// close.
+    #[test]
+    fn a_new_wait_after_the_selectors_runtime_ended_is_over() {
+        for multi_thread in [false, true] {
+            let dying = if multi_thread {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            }
+            .unwrap();
+            let selector = dying.block_on(async { crate::SelectorManager::new() });
+            let mut timer = timer();
+            // A waker that `will_wake` itself (the no-op waker's vtable may not compare equal).
+            struct Ignored;
+            impl std::task::Wake for Ignored {
+                fn wake(self: Arc<Self>) {}
+            }
+            let waker = Waker::from(Arc::new(Ignored));
+            let mut cx = Context::from_waker(&waker);
+            assert!(!timer.poll_expired(&mut cx, selector.inner()));
+            timer.disarm();
+            drop(dying);
+            assert!(selector.is_closed());
+            assert!(
+                timer.poll_expired(&mut cx, selector.inner()),
+                "multi-thread {multi_thread}: the new wait went on after the selector closed"
             );
         }
     }
