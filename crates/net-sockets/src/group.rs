@@ -3,16 +3,17 @@
 //! graceful shutdown needs (who is still open, how many finished, how many were cut).
 
 use std::collections::HashMap;
-use std::future::poll_fn;
 use std::net::IpAddr;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::{
+    CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned,
+};
 
 use crate::core::{Cause, Registered};
 use crate::selector::{SelectorSleep, lock};
@@ -214,19 +215,49 @@ impl Drain {
     }
 
     /// Waits until the shutdown began. Cancel safe.
-    pub(crate) async fn requested(&self) {
-        let mut cancelled = pin!(self.token.cancelled());
-        let mut registered = Registered::default();
-        poll_fn(|cx| {
-            // Polled beside every read that waits (`tokio::select!` in a connection's loop):
-            // while this task's registration stands and the shutdown has not begun, two loads
-            // and a waker comparison, inlined.
-            if registered.stands(cx) && !self.has_begun() {
-                return Poll::Pending;
-            }
-            registered.poll(cx, cancelled.as_mut(), || self.has_begun())
-        })
-        .await;
+    pub(crate) fn requested(&self) -> Requested<'_> {
+        Requested {
+            drain: self,
+            registered: Registered::default(),
+            cancelled: None,
+        }
+    }
+}
+
+/// The wait of [`Drain::requested`]: polled beside every read that waits (a `tokio::select!`
+/// branch in a connection's loop), so its common case is inlined and touches only its own
+/// few fields: while this task's registration stands and the shutdown has not begun, two
+/// loads and a waker comparison. The token's wait, large and read only to register, is boxed
+/// by the first poll that registers.
+#[derive(Debug)]
+pub(crate) struct Requested<'a> {
+    drain: &'a Drain,
+    registered: Registered,
+    cancelled: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
+}
+
+impl Future for Requested<'_> {
+    type Output = ();
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.registered.stands(cx) && !this.drain.has_begun() {
+            return Poll::Pending;
+        }
+        this.poll_registering(cx)
+    }
+}
+
+impl Requested<'_> {
+    #[inline(never)]
+    fn poll_registering(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let drain = self.drain;
+        let cancelled = self
+            .cancelled
+            .get_or_insert_with(|| Box::pin(drain.token.cancelled()));
+        self.registered
+            .poll(cx, cancelled.as_mut(), || drain.has_begun())
     }
 }
 
@@ -500,6 +531,7 @@ impl Group {
 mod tests {
     use std::future::Future;
     use std::pin::Pin;
+    use std::pin::pin;
     use std::sync::atomic::AtomicUsize;
     use std::task::Context;
     use std::task::Waker;

@@ -658,8 +658,8 @@ impl ShutdownSignal {
     /// # Cancel safety
     ///
     /// Cancel safe: made to be a branch of `tokio::select!` beside a read.
-    pub async fn requested(&self) {
-        self.0.requested().await;
+    pub fn requested(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.0.requested()
     }
 
     /// Whether the shutdown began.
