@@ -1618,12 +1618,17 @@ mod tests {
         selector.close();
     }
 
-    /// A wait polled by a thread of another runtime (or none) after the selector's runtime
-    /// ended, its timer shut down with it: the wait is over (the caller reports the close),
-    /// never tokio's panic ("A Tokio 1.x context was found, but it is being shutdown"), which a
-    /// task racing the end of the runtime (its check of the close just before it) used to hit.
-    #[test]
-    fn a_wait_polled_after_the_selectors_runtime_ended_is_over_without_a_panic() {
+    /// Polls a wait of `timer` with the selector's runtime alive, then (after disarming the
+    /// timer when `new_wait`) with that runtime ended, on a current-thread and on a
+    /// multi-thread runtime: the second poll must find the wait over.
+    fn a_wait_after_the_selectors_runtime_ended(new_wait: bool) {
+        // A waker that `will_wake` itself (the no-op waker's vtable may not compare equal).
+        struct Ignored;
+        impl std::task::Wake for Ignored {
+            fn wake(self: Arc<Self>) {}
+        }
+        let waker = Waker::from(Arc::new(Ignored));
+        let mut cx = Context::from_waker(&waker);
         for multi_thread in [false, true] {
             let dying = if multi_thread {
                 tokio::runtime::Builder::new_multi_thread()
@@ -1638,16 +1643,28 @@ mod tests {
             .unwrap();
             let selector = dying.block_on(async { crate::SelectorManager::new() });
             let mut timer = timer();
-            let mut cx = Context::from_waker(Waker::noop());
             // The wait registers its sleep with the selector's runtime's timer.
             assert!(!timer.poll_expired(&mut cx, selector.inner()));
+            if new_wait {
+                timer.disarm();
+            }
             drop(dying);
             assert!(selector.is_closed());
             assert!(
                 timer.poll_expired(&mut cx, selector.inner()),
-                "multi-thread {multi_thread}: the wait went on after the selector closed"
+                "multi-thread {multi_thread}, new wait {new_wait}: the wait went on after the \
+                 selector closed"
             );
         }
+    }
+
+    /// A wait polled by a thread of another runtime (or none) after the selector's runtime
+    /// ended, its timer shut down with it: the wait is over (the caller reports the close),
+    /// never tokio's panic ("A Tokio 1.x context was found, but it is being shutdown"), which a
+    /// task racing the end of the runtime (its check of the close just before it) used to hit.
+    #[test]
+    fn a_wait_polled_after_the_selectors_runtime_ended_is_over_without_a_panic() {
+        a_wait_after_the_selectors_runtime_ended(false);
     }
 
     /// Guard: a new wait (the last one ended with progress, its sleep not due yet) polled after
@@ -1656,36 +1673,7 @@ mod tests {
     /// close.
     #[test]
     fn a_new_wait_after_the_selectors_runtime_ended_is_over() {
-        for multi_thread in [false, true] {
-            let dying = if multi_thread {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .enable_all()
-                    .build()
-            } else {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-            }
-            .unwrap();
-            let selector = dying.block_on(async { crate::SelectorManager::new() });
-            let mut timer = timer();
-            // A waker that `will_wake` itself (the no-op waker's vtable may not compare equal).
-            struct Ignored;
-            impl std::task::Wake for Ignored {
-                fn wake(self: Arc<Self>) {}
-            }
-            let waker = Waker::from(Arc::new(Ignored));
-            let mut cx = Context::from_waker(&waker);
-            assert!(!timer.poll_expired(&mut cx, selector.inner()));
-            timer.disarm();
-            drop(dying);
-            assert!(selector.is_closed());
-            assert!(
-                timer.poll_expired(&mut cx, selector.inner()),
-                "multi-thread {multi_thread}: the new wait went on after the selector closed"
-            );
-        }
+        a_wait_after_the_selectors_runtime_ended(true);
     }
 
     /// A wait polled by another task than the last one wakes the new task.
