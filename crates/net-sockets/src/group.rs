@@ -664,3 +664,118 @@ mod tests {
         assert!(poll_once(pin!(child.requested()), &waker));
     }
 }
+
+#[cfg(test)]
+/// A shutdown signal's future: polled again after it was ready, dropped while registered,
+/// begun before its first poll, and raced by many tasks.
+mod requested_lifecycle {
+    use std::pin::pin;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Context, Waker};
+
+    use super::*;
+
+    struct Count(AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Ready again when polled again after the start; a dropped wait keeps no waker; a start
+    /// before the first poll (of the drain or its parent) is seen at once.
+    #[test]
+    fn a_wait_is_ready_again_after_the_start_and_keeps_no_waker_once_dropped() {
+        let drain = Drain::new();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        {
+            let mut wait = pin!(drain.requested());
+            let mut cx = Context::from_waker(&waker);
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+            assert!(Arc::strong_count(&count) >= 3);
+            drain.begin();
+            assert_eq!(count.0.load(Ordering::SeqCst), 1);
+            assert!(wait.as_mut().poll(&mut cx).is_ready());
+            assert!(wait.as_mut().poll(&mut cx).is_ready());
+        }
+        drop(waker);
+        assert_eq!(Arc::strong_count(&count), 1);
+        // Registered, then dropped before the start.
+        let drain = Drain::new();
+        let waker = Waker::from(Arc::clone(&count));
+        {
+            let mut wait = pin!(drain.requested());
+            let mut cx = Context::from_waker(&waker);
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+        }
+        drop(waker);
+        assert_eq!(Arc::strong_count(&count), 1);
+        drain.begin();
+        // Begun before the first poll.
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        assert!(pin!(drain.requested()).poll(&mut cx).is_ready());
+        let child = Drain::new();
+        let c = child.child();
+        child.begin();
+        assert!(pin!(c.requested()).poll(&mut cx).is_ready());
+    }
+
+    /// Sixteen tasks selecting on one wait each beside other wake-ups, 40 times over, the start
+    /// coming from the drain or its parent: every task sees it (no lost wake-up).
+    #[test]
+    fn every_task_waiting_on_a_drain_sees_its_start_or_its_parents() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for round in 0..40 {
+                let parent = Drain::new();
+                let child = Arc::new(parent.child());
+                let notify = Arc::new(tokio::sync::Notify::new());
+                let mut tasks = Vec::new();
+                for _ in 0..16 {
+                    let child = Arc::clone(&child);
+                    let notify = Arc::clone(&notify);
+                    tasks.push(tokio::spawn(async move {
+                        let stop = child.requested();
+                        tokio::pin!(stop);
+                        for _ in 0..1_000_000u32 {
+                            tokio::select! {
+                                biased;
+                                () = notify.notified() => {}
+                                () = &mut stop => return,
+                            }
+                        }
+                        panic!("bounded loop ran out");
+                    }));
+                }
+                for i in 0..(round % 7) * 20 {
+                    if i % 3 == 0 {
+                        notify.notify_waiters();
+                    } else {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                if round % 2 == 0 {
+                    parent.begin();
+                } else {
+                    child.begin();
+                }
+                for _ in 0..50 {
+                    notify.notify_waiters();
+                    tokio::task::yield_now().await;
+                }
+                for t in tasks {
+                    tokio::time::timeout(Duration::from_secs(5), t)
+                        .await
+                        .expect("lost wake-up")
+                        .unwrap();
+                }
+            }
+        });
+    }
+}

@@ -1689,3 +1689,88 @@ mod tests {
         assert_eq!(started.elapsed(), LIMIT - Duration::from_secs(3));
     }
 }
+
+#[cfg(test)]
+/// The idle timer against a model: whatever the waits' lengths, gaps and tasks, a wait ends
+/// exactly `socket_timeout` after it began, or not at all when it ends first.
+mod timer_model {
+    use std::future::poll_fn;
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    async fn wait_on(timer: &mut Timer, selector: &crate::SelectorManager) -> Duration {
+        let start = Instant::now();
+        poll_fn(|cx| {
+            if timer.poll_expired(cx, selector.inner()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        start.elapsed()
+    }
+
+    /// Model: waits of pseudo-random lengths, from the main task or a spawned one, with idle
+    /// gaps between (the sleep may fire while nobody polls it): a wait expires exactly LIMIT
+    /// after it starts, never earlier, never later.
+    #[tokio::test(start_paused = true)]
+    async fn waits_of_any_length_from_any_task_expire_exactly_the_timeout_after_they_begin() {
+        let selector = crate::SelectorManager::new();
+        let mut timer = Timer::new(LIMIT);
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for step in 0..400 {
+            let long = next(4) == 0;
+            let w = if long {
+                LIMIT + Duration::from_millis(1000 + next(5000))
+            } else {
+                Duration::from_millis(next(9000))
+            };
+            let gap = match next(3) {
+                0 => Duration::ZERO,
+                1 => Duration::from_millis(next(3000)),
+                _ => Duration::from_millis(next(25000)),
+            };
+            tokio::time::sleep(gap).await;
+            let spawned = next(3) == 0;
+            let (t, res) = if spawned {
+                let sel = selector.clone();
+                tokio::spawn(async move {
+                    let r = tokio::time::timeout(w, wait_on(&mut timer, &sel)).await;
+                    (timer, r)
+                })
+                .await
+                .unwrap()
+            } else {
+                let r = tokio::time::timeout(w, wait_on(&mut timer, &selector)).await;
+                (timer, r)
+            };
+            timer = t;
+            match res {
+                Ok(waited) => {
+                    assert!(
+                        long,
+                        "step {step}: expired early after {waited:?} (w {w:?})"
+                    );
+                    assert_eq!(waited, LIMIT, "step {step}");
+                }
+                Err(_) => {
+                    assert!(
+                        !long,
+                        "step {step}: never expired (w {w:?}, spawned {spawned})"
+                    );
+                    timer.disarm();
+                }
+            }
+        }
+        selector.close();
+    }
+}
