@@ -460,13 +460,16 @@ async fn ask_nick(
     socket: &Arc<Socket>,
     stop: &ShutdownSignal,
 ) -> net_io::Result<Option<(Arc<str>, Joined)>> {
+    // Made once and pinned: it registers its wake-up once, not on every pass.
+    let stopped = stop.requested();
+    tokio::pin!(stopped);
     loop {
         output.write_string_utf8("Your name?\n").await?;
         output.flush().await?;
         let line = tokio::select! {
             biased;
             line = read_raw_line(input) => line?,
-            () = stop.requested() => return Ok(None),
+            () = &mut stopped => return Ok(None),
         };
         let Some(line) = line else { return Ok(None) };
         let Ok(nick) = std::str::from_utf8(&line) else {
@@ -511,12 +514,14 @@ async fn write_lines(
 ) -> net_io::Result<bool> {
     output.write_string_utf8(&welcome).await?;
     output.flush().await?;
+    let stopped = stop.requested();
+    tokio::pin!(stopped);
     loop {
         // A line is only taken from the queue when it is written whole: the shutdown waits
         // for the line being written.
         let line = tokio::select! {
             biased;
-            () = stop.requested() => {
+            () = &mut stopped => {
                 output.write_string_utf8(SHUTDOWN_LINE).await?;
                 output.flush_and_close().await?;
                 return Ok(true);
@@ -543,10 +548,12 @@ async fn read_lines(
     nick: &str,
     stop: ShutdownSignal,
 ) -> net_io::Result<()> {
+    let stopped = stop.requested();
+    tokio::pin!(stopped);
     loop {
         let line = tokio::select! {
             biased;
-            () = stop.requested() => return Ok(()),
+            () = &mut stopped => return Ok(()),
             line = read_raw_line(input) => line,
         };
         match line {
