@@ -108,6 +108,9 @@ fn bad_arguments_are_one_line_and_exit_2() {
         ),
         (PROGRAMS[3], &["--key", "k.pem"], "--cert"),
         (PROGRAMS[3], &["--idle-timeout", "0"], "at least 1 second"),
+        // RFC 7301: a protocol name has 1 to 255 bytes; an empty one is refused, not skipped.
+        (PROGRAMS[3], &["--alpn", "h2,,x"], "1 to 255 bytes"),
+        (PROGRAMS[3], &["--alpn", ""], "1 to 255 bytes"),
         (PROGRAMS[5], &["--idle-timeout", "0"], "at least 1 second"),
         (PROGRAMS[5], &["--idle-timeout", "soon"], "--idle-timeout"),
         (

@@ -57,7 +57,7 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     client_ca: Option<PathBuf>,
     /// ALPN protocols to accept, preferred first.
-    #[arg(long, value_name = "PROTOCOL,...", value_delimiter = ',')]
+    #[arg(long, value_name = "PROTOCOL,...", value_delimiter = ',', value_parser = alpn_protocol)]
     alpn: Vec<String>,
     /// Close a connection that sends nothing (or takes nothing we write) for this many seconds.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = examples::cli::at_least_one_second)]
@@ -122,9 +122,22 @@ fn server_config(args: &Args) -> anyhow::Result<(TlsServerConfig, Vec<String>)> 
     let builder = if args.alpn.is_empty() {
         builder
     } else {
-        builder.alpn_protocols(args.alpn.iter().filter(|p| !p.is_empty()))
+        builder.alpn_protocols(&args.alpn)
     };
     Ok((args.identity.build(builder)?, about))
+}
+
+/// Parses one name of `--alpn`: RFC 7301 gives a protocol name 1 to 255 bytes, so an empty one
+/// (`--alpn ''`, `--alpn h2,,x`) is refused rather than skipped.
+fn alpn_protocol(text: &str) -> Result<String, String> {
+    if (1..=255).contains(&text.len()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "an ALPN protocol name has 1 to 255 bytes, not {}",
+            text.len()
+        ))
+    }
 }
 
 /// One client: the handshake, then the conversation of `sockets-server`.
