@@ -451,7 +451,8 @@ fn sigterm_says_goodbye_with_close_notify_and_exits_0() {
 /// but never starts TLS fails it after SECS (not the handshake's own 10 seconds), and one that
 /// completes the handshake, takes the request and then says nothing fails it after SECS of
 /// silence, instead of keeping it waiting for ever; each with status 1 and one line that says
-/// so.
+/// so. A client that gives up still ends its TLS session cleanly (`close_notify`): the server
+/// sees a normal end, not a truncation.
 #[test]
 fn tls_client_gives_up_on_a_silent_server_after_its_timeout() {
     use std::time::{Duration, Instant};
@@ -487,17 +488,25 @@ fn tls_client_gives_up_on_a_silent_server_after_its_timeout() {
                     break;
                 }
             }
-            reporter.report(());
-            // Silent: the client's timeout, not this server, ends the exchange.
-            let _ = input.discard(u64::MAX).await;
+            reporter.report(None);
+            // Silent: the client's timeout, not this server, ends the exchange. How the stream
+            // ends: the client that gives up still closes with `close_notify`, so the server
+            // sees a clean end, not a truncation.
+            let end = input.discard(u64::MAX).await;
+            reporter.report(Some(end.map(drop).map_err(|e| e.to_string())));
         },
     ));
     let port = server.port().to_string();
     let started = Instant::now();
     let mut client = Process::start(CLIENT, ["localhost", &port, "--ca", ca, "--timeout", "1"]);
-    runtime.block_on(server.next()).unwrap();
+    assert_eq!(runtime.block_on(server.next()).unwrap(), None);
     let exit = client.finish();
     let elapsed = started.elapsed();
+    assert_eq!(
+        runtime.block_on(server.next()).unwrap(),
+        Some(Ok(())),
+        "the client that timed out did not end with close_notify"
+    );
     assert_eq!(exit.status.code(), Some(1), "{:?}", exit.stderr);
     assert!(exit.stdout.is_empty(), "{:?}", exit.stdout);
     assert_eq!(exit.stderr.len(), 2, "{:?}", exit.stderr);

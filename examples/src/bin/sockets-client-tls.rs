@@ -123,6 +123,9 @@ async fn fetch(args: Args, host: String, port: u16) -> anyhow::Result<()> {
         .await
         .context(STDOUT_GONE)?;
     stdout.flush().await.context(STDOUT_GONE)?;
+    // Ends the session cleanly (`close_notify`, then FIN) also when giving up on a silent
+    // server: the server sees a client that left, not a cut connection.
+    tls.close();
     match ended {
         Ok(()) => {}
         Err(net_io::Error::Timeout) => anyhow::bail!(
@@ -132,7 +135,6 @@ async fn fetch(args: Args, host: String, port: u16) -> anyhow::Result<()> {
         ),
         Err(e) => return Err(e).context("reading the response"),
     }
-    tls.close();
     selector.close();
     Ok(())
 }
