@@ -762,3 +762,41 @@ fn a_nick_that_starts_like_a_notice_is_refused() {
     mallory.expect("* Welcome, m*. Here: alice");
     alice.expect("* m* joined");
 }
+
+/// A nick with an invisible formatting character in it (a zero-width space or joiner, a
+/// direction mark, a byte order mark, a soft hyphen, a Hangul filler, a variation selector: the
+/// Default_Ignorable_Code_Point set) is refused and asked again: around or inside a member's
+/// name it would display exactly like that name, and let one client pass for another. A line
+/// with one is said as before.
+#[test]
+fn names_with_invisible_characters_are_refused() {
+    let (_server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut mallory = LineClient::connect(port);
+    mallory.expect("Your name?");
+    let look_alikes = [
+        "alice\u{200e}",
+        "\u{2060}alice",
+        "\u{feff}alice",
+        "\u{61c}alice",
+        "ali\u{200f}ce",
+        "x\u{200b}y",
+        "al\u{ad}ice",
+        "alice\u{34f}",
+        "alice\u{3164}",
+        "alice\u{fe0f}",
+        "alice\u{e0041}",
+        "alice\u{1d173}",
+    ];
+    for nick in look_alikes {
+        mallory.send(nick);
+        mallory.expect("* A name cannot contain invisible characters.");
+        mallory.expect("Your name?");
+    }
+    mallory.send("mallory");
+    mallory.expect("* Welcome, mallory. Here: alice");
+    alice.expect("* mallory joined");
+    // Only names: a line with a zero-width space in it is said as it was sent.
+    mallory.send("zero\u{200b}width");
+    alice.expect("mallory: zero\u{200b}width");
+}

@@ -11,7 +11,9 @@
 //! 8192 bytes) reaches every other client as `NICK: L`; joins and leaves are announced to the
 //! others as `* NICK joined` and `* NICK left`. A nick that is empty, taken, longer than
 //! [`NICK_LIMIT`] bytes, not UTF-8, has a control character other than a tab (or a separator
-//! or bidi control, as for a line below), starts with `*`
+//! or bidi control, as for a line below), has an invisible formatting character (a
+//! zero-width space, a direction mark, a byte order mark: see [`is_invisible`]; with one,
+//! `alice` plus a mark would show exactly as `alice`), starts with `*`
 //! (the mark of the server's notices: `* bob left` saying an empty line would show as
 //! `* bob left: `), or contains `": "` or `", "` (which would make `NICK: L`, or the welcome's
 //! list of who is here, ambiguous) is refused, and the name asked again. A line that is not
@@ -485,6 +487,10 @@ async fn ask_nick(
             format!("* A name has at most {NICK_LIMIT} bytes.\n")
         } else if has_control(nick) {
             "* A name cannot contain control characters.\n".to_owned()
+        } else if nick.chars().any(is_invisible) {
+            // Around or inside a member's name it would show as that name: `alice` followed
+            // by a left-to-right mark could speak as alice.
+            "* A name cannot contain invisible characters.\n".to_owned()
         } else if nick.starts_with('*') {
             // The mark of the server's notices: `* bob left` saying an empty line would
             // reach the others as `* bob left: `.
@@ -600,6 +606,39 @@ async fn read_lines(
 fn has_control(text: &str) -> bool {
     text.chars()
         .any(|c| net_io::PeerText::escapes(c) && c != '\t')
+}
+
+/// Whether `c` is an invisible formatting character, which a nick may not contain: around or
+/// inside a member's name it displays as nothing, so `alice` with a zero-width space, a
+/// direction mark or a byte order mark added would show exactly as `alice`.
+///
+/// The list is Unicode's Default_Ignorable_Code_Point property (DerivedCoreProperties.txt,
+/// Unicode 15.1/16.0: what a renderer draws as nothing when it has no glyph for it, and which
+/// includes the bidi controls and marks U+061C, U+200E, U+200F, U+202A to U+202E and U+2066 to
+/// U+2069), plus the interlinear annotation characters U+FFF9 to U+FFFB, format characters
+/// that are invisible as well. Look-alike letters of other scripts (Cyrillic `а` for Latin `a`)
+/// are not caught.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'                       // soft hyphen
+        | '\u{034F}'                     // combining grapheme joiner
+        | '\u{061C}'                     // Arabic letter mark
+        | '\u{115F}'..='\u{1160}'        // Hangul choseong and jungseong fillers
+        | '\u{17B4}'..='\u{17B5}'        // Khmer inherent vowels
+        | '\u{180B}'..='\u{180F}'        // Mongolian variation selectors, vowel separator
+        | '\u{200B}'..='\u{200F}'        // zero-width space, (non-)joiner, LRM, RLM
+        | '\u{202A}'..='\u{202E}'        // bidi embeddings and overrides
+        | '\u{2060}'..='\u{206F}'        // word joiner, invisible operators, bidi isolates
+        | '\u{3164}'                     // Hangul filler
+        | '\u{FE00}'..='\u{FE0F}'        // variation selectors
+        | '\u{FEFF}'                     // zero-width no-break space (byte order mark)
+        | '\u{FFA0}'                     // halfwidth Hangul filler
+        | '\u{FFF0}'..='\u{FFFB}'        // reserved, interlinear annotation
+        | '\u{1BCA0}'..='\u{1BCA3}'      // shorthand format controls
+        | '\u{1D173}'..='\u{1D17A}'      // musical symbol format controls
+        | '\u{E0000}'..='\u{E0FFF}'      // tags, variation selectors 17 to 256, reserved
+    )
 }
 
 /// Reads one line as `read_line(LINE_LIMIT, LineEnding::Default)` does (LF or CRLF ends it; at
