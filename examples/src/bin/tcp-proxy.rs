@@ -80,8 +80,8 @@ struct Args {
     /// Send UPSTREAM a PROXY protocol v2 header with the client's address first.
     #[arg(long)]
     send_proxy_v2: bool,
-    /// Accept no new connection while this many are open (a number above 2^61 - 1 is taken as
-    /// 2^61 - 1: no cap in practice).
+    /// Accept no new connection while this many are open [default: no cap] (a number beyond
+    /// what can be open at once is no cap either).
     #[arg(long, value_name = "N", value_parser = examples::cli::at_least_one)]
     max_connections: Option<usize>,
     /// Close a connection through which nothing moves, either way, for this many seconds.
