@@ -1,13 +1,15 @@
 //! `sockets-server --proxy-protocol` behind a real HAProxy (`send-proxy` and `send-proxy-v2`):
 //! the client HAProxy saw is the one greeted, announced (`Accepted CLIENT via PROXY`) and
 //! counted by `--max-per-ip`; a client that reaches the server directly, without a header, is
-//! dropped unanswered while the proxied one is served.
+//! dropped unanswered while the proxied one is served, and the server prints that it dropped it.
 //!
 //! The clients connect from `127.0.0.2` and `127.0.0.3`, so that the address the server
 //! reports can only have come from the header (HAProxy itself connects from `127.0.0.1`).
-//! Needs `haproxy` on the PATH (`.ci/run` installs Debian's package when it is missing).
+//! Needs `haproxy` on the PATH (`.ci/run` installs Debian's package when it is missing), except
+//! for the drop line's test, which needs no proxy.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use net_tests::harness::{Haproxy, LineClient, Process, SendProxy};
 
@@ -142,4 +144,37 @@ fn max_per_ip_behind_haproxy_counts_the_client_the_header_names() {
     first.expect_end();
     let mut again = greeted(&mut server, &mut haproxy, CLIENT);
     round_trip(&mut again, "Alice again");
+}
+
+/// Under `--proxy-protocol`, a connection without a valid header is not dropped in silence on
+/// the server's side: it prints `Dropped 1 connection: no valid PROXY header within 5 s` soon
+/// after (a client that sends garbage is dropped at once, so this does not wait out the 5 s).
+#[test]
+fn a_connection_without_a_proxy_header_makes_the_server_print_a_drop_line() {
+    let mut server = Process::start(SERVER, ["127.0.0.1", "0", "--proxy-protocol"]);
+    let port = server.listening_port();
+    let sent = Instant::now();
+    let mut direct = LineClient::connect(port);
+    direct.send("GARBAGE\r");
+    direct.expect_end();
+
+    let line = server.stdout_line_where("the drop line", |l| l.starts_with("Dropped "));
+    assert_eq!(
+        line,
+        "Dropped 1 connection: no valid PROXY header within 5 s"
+    );
+    // Reported soon, not after the header timeout: garbage is refused at once.
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        sent.elapsed()
+    );
+
+    server.signal("TERM");
+    let finished = server.finish();
+    assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
+    assert_eq!(
+        finished.stdout,
+        ["Shutting down (0 open)", "Server stopped"]
+    );
 }

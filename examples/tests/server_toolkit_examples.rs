@@ -1,6 +1,6 @@
 //! `sockets-server`'s server flags end to end: graceful shutdown on SIGTERM and SIGINT with a
 //! grace period, the idle timeout against a silent client (slow-loris), and the connection
-//! caps.
+//! caps, with the line the server prints when `--max-per-ip` refuses a connection.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -152,6 +152,37 @@ fn max_per_ip_closes_extra_connections_and_frees_places_when_they_close() {
     first.shutdown_write();
     first.expect_end();
     let _fourth = greeted(port);
+}
+
+/// A connection refused by `--max-per-ip` is not silent on the server's side: within a second
+/// or so it prints `Refused 1 connection: over --max-per-ip`, once per refusal (only the new
+/// ones are counted in each line), and nothing more when nothing else is refused.
+#[test]
+fn a_connection_over_max_per_ip_makes_the_server_print_a_refusal_line() {
+    let (mut server, port) = start(&["--max-per-ip", "1"]);
+    let _first = greeted(port);
+    server.stdout_line_where("accept", |l| l.starts_with("Accepted "));
+
+    let mut second = LineClient::connect(port);
+    second.expect_end();
+    let line = server.stdout_line_where("the refusal line", |l| l.starts_with("Refused "));
+    assert_eq!(line, "Refused 1 connection: over --max-per-ip");
+
+    // Another one later: a line of its own, which counts only it.
+    let mut third = LineClient::connect(port);
+    third.expect_end();
+    let line = server.stdout_line_where("the second refusal line", |l| l.starts_with("Refused "));
+    assert_eq!(line, "Refused 1 connection: over --max-per-ip");
+
+    server.signal("TERM");
+    let finished = server.finish();
+    assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
+    let refused: Vec<&String> = finished
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with("Refused "))
+        .collect();
+    assert!(refused.is_empty(), "refusals reported twice: {refused:?}");
 }
 
 #[test]

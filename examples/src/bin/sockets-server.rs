@@ -17,6 +17,11 @@
 //! each connection finish the reply it is writing, sends it `Server is shutting down` and
 //! closes it, waits at most the grace period for the clients to leave, prints
 //! `Server stopped` and exits 0.
+//!
+//! Connections the listener turns away are reported too, within a second, one line for those
+//! since the last report: `Refused N connections: over --max-per-ip` for a client address over
+//! its cap, `Dropped N connections: no valid PROXY header within 5 s` under `--proxy-protocol`
+//! (the header missing, malformed or late; `1 connection` for one); nothing when none was.
 
 // The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
 #![allow(rustdoc::broken_intra_doc_links)]
@@ -28,7 +33,9 @@ use anyhow::Context;
 use clap::Parser;
 use examples::Ending;
 use examples::shutdown::{Signals, serve_until_signal};
-use net_sockets::{ProxyProtocol, SelectorManager, Socket, TcpSocketBuilder, a_socket};
+use net_sockets::{
+    ProxyProtocol, SelectorManager, ServerSocket, Socket, TcpSocketBuilder, a_socket,
+};
 
 /// Greets each client and answers every line with `Hello, <line>!` (the Ktor sample's server).
 #[derive(Parser, Debug)]
@@ -85,7 +92,12 @@ async fn serve(host: String, port: u16, config: ServerConfig) -> anyhow::Result<
         .with_context(|| format!("cannot listen at {}", examples::join_host_port(&host, port)))?;
     let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     examples::say!("Server is listening at {}", server.local_address());
-    serve_until_signal(&server, signals, config.grace, accepted).await?;
+    // The reports end with the serving: dropped the moment the server has stopped.
+    tokio::select! {
+        biased;
+        served = serve_until_signal(&server, signals, config.grace, accepted) => served?,
+        never = report_turned_away(&server) => match never {},
+    }
     selector.close();
     Ok(())
 }
@@ -105,6 +117,49 @@ fn listener(selector: &SelectorManager, config: &ServerConfig) -> TcpSocketBuild
         .max_connections(config.max_connections)
         .max_connections_per_ip(config.max_per_ip)
         .proxy_protocol(proxy)
+        .proxy_header_timeout(PROXY_HEADER_TIMEOUT)
+}
+
+/// How often [`report_turned_away`] looks at the listener's counters.
+const REPORT_EVERY: Duration = Duration::from_millis(500);
+
+/// Prints, every [`REPORT_EVERY`] when there are any, the connections the listener turned
+/// away since the last look (they never reach `accepted`, so they are not announced there):
+/// those over `--max-per-ip`, and those without a valid PROXY header in time. Runs until
+/// dropped.
+async fn report_turned_away(server: &ServerSocket) -> std::convert::Infallible {
+    // Counted from zero, the listener's own start, not from a first look: one may come after
+    // a client that connected as soon as the server said it listens was turned away.
+    let (mut refused, mut dropped) = (0, 0);
+    let mut ticks = tokio::time::interval(REPORT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = server.stats();
+        if now.refused_per_ip > refused {
+            let new = now.refused_per_ip - refused;
+            examples::say!("Refused {}: over --max-per-ip", connections(new));
+            refused = now.refused_per_ip;
+        }
+        if now.proxy_header_failures > dropped {
+            let new = now.proxy_header_failures - dropped;
+            examples::say!(
+                "Dropped {}: no valid PROXY header within {} s",
+                connections(new),
+                PROXY_HEADER_TIMEOUT.as_secs()
+            );
+            dropped = now.proxy_header_failures;
+        }
+    }
+}
+
+/// How long the listener waits for a connection's PROXY header: net-sockets' default, which
+/// this server keeps.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `1 connection`, `2 connections`.
+fn connections(n: u64) -> String {
+    format!("{n} connection{}", if n == 1 { "" } else { "s" })
 }
 
 /// A new connection: announced, and served in a task of its own.
