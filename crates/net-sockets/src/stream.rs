@@ -1507,8 +1507,12 @@ mod tests {
 
     /// Waits until `timer` expires; how long that took.
     async fn until_expired(timer: &mut Timer) -> Duration {
+        until_expired_on(timer, &crate::SelectorManager::new()).await
+    }
+
+    /// Waits until `timer` expires, on `selector`'s clock; how long that took.
+    async fn until_expired_on(timer: &mut Timer, selector: &crate::SelectorManager) -> Duration {
         let start = Instant::now();
-        let selector = crate::SelectorManager::new();
         poll_fn(|cx| {
             if timer.poll_expired(cx, selector.inner()) {
                 Poll::Ready(())
@@ -1688,30 +1692,6 @@ mod tests {
         waited.await.unwrap();
         assert_eq!(started.elapsed(), LIMIT - Duration::from_secs(3));
     }
-}
-
-#[cfg(test)]
-/// The idle timer against a model: whatever the waits' lengths, gaps and tasks, a wait ends
-/// exactly `socket_timeout` after it began, or not at all when it ends first.
-mod timer_model {
-    use std::future::poll_fn;
-
-    use super::*;
-
-    const LIMIT: Duration = Duration::from_secs(10);
-
-    async fn wait_on(timer: &mut Timer, selector: &crate::SelectorManager) -> Duration {
-        let start = Instant::now();
-        poll_fn(|cx| {
-            if timer.poll_expired(cx, selector.inner()) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-        start.elapsed()
-    }
 
     /// Model: waits of pseudo-random lengths, from the main task or a spawned one, with idle
     /// gaps between (the sleep may fire while nobody polls it): a wait expires exactly LIMIT
@@ -1719,7 +1699,7 @@ mod timer_model {
     #[tokio::test(start_paused = true)]
     async fn waits_of_any_length_from_any_task_expire_exactly_the_timeout_after_they_begin() {
         let selector = crate::SelectorManager::new();
-        let mut timer = Timer::new(LIMIT);
+        let mut timer = timer();
         let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = move |n: u64| {
             seed ^= seed << 13;
@@ -1744,13 +1724,13 @@ mod timer_model {
             let (t, res) = if spawned {
                 let sel = selector.clone();
                 tokio::spawn(async move {
-                    let r = tokio::time::timeout(w, wait_on(&mut timer, &sel)).await;
+                    let r = tokio::time::timeout(w, until_expired_on(&mut timer, &sel)).await;
                     (timer, r)
                 })
                 .await
                 .unwrap()
             } else {
-                let r = tokio::time::timeout(w, wait_on(&mut timer, &selector)).await;
+                let r = tokio::time::timeout(w, until_expired_on(&mut timer, &selector)).await;
                 (timer, r)
             };
             timer = t;
