@@ -22,9 +22,9 @@
 //! A server that sends nothing, or takes nothing, for `--timeout` seconds (connecting
 //! included) makes the program fail with status 1 (`timed out: nothing from HOST:PORT for N s`),
 //! after it ends its TLS session cleanly (`close_notify`): the socket's `socket_timeout` and the
-//! connect's `connect_timeout`. It bounds silence, not the
-//! whole response: one that keeps coming, however slowly, is printed to its end. The TLS
-//! handshake has its own limit of 10 seconds.
+//! connect's `connect_timeout`. It bounds silence, not the whole response: one that keeps
+//! coming, however slowly, is printed to its end. The TLS handshake has its own limit of 10
+//! seconds.
 
 // The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
 #![allow(rustdoc::broken_intra_doc_links)]
