@@ -68,7 +68,22 @@ pub(crate) enum Cause {
 /// Something to run as the descriptor is released, just before it goes (a Unix listener removes
 /// its file; a connection leaves its counts), told why the socket closed: nothing the peer can
 /// see as the end comes before it.
-pub(crate) type OnRelease = Box<dyn Fn(Cause) + Send + Sync>;
+///
+/// Shared (an `Arc`), so that an owner that keeps what its hook releases (a connection's
+/// counts) holds the hook itself, one allocation for both.
+pub(crate) type OnRelease = Arc<dyn ReleaseHook>;
+
+/// What an [`OnRelease`] runs: a closure, or a record that knows what to release.
+pub(crate) trait ReleaseHook: Send + Sync + 'static {
+    /// The descriptor is released now, the socket having closed for `cause`.
+    fn released(&self, cause: Cause);
+}
+
+impl<F: Fn(Cause) + Send + Sync + 'static> ReleaseHook for F {
+    fn released(&self, cause: Cause) {
+        self(cause);
+    }
+}
 
 /// What a [`Core`] can hold: a tokio socket (a stream, a listener, a UDP socket).
 pub(crate) trait SocketIo: AsFd + Send + Sync + 'static {}
@@ -393,7 +408,7 @@ impl<S: SocketIo> Core<S> {
         // (`max_connections_per_ip`, `max_connections`). Those waiting for the socket to close
         // (`await_closed`, pending operations) are woken only after the descriptor went.
         if let Some(on_release) = &self.on_release {
-            on_release(cause);
+            on_release.released(cause);
         }
         if mode == CloseMode::Reset {
             // Best effort: a socket that cannot take the option still closes.
@@ -720,7 +735,7 @@ mod tests {
             let seen = Arc::new(Mutex::new(None));
             let on_release: OnRelease = {
                 let seen = Arc::clone(&seen);
-                Box::new(move |_| {
+                Arc::new(move |_| {
                     let mut byte = [0; 1];
                     let read = std::io::Read::read(&mut &peer, &mut byte);
                     *lock(&seen) = Some(format!("{read:?}"));

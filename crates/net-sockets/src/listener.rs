@@ -277,7 +277,7 @@ impl ServerSocket {
                         return Err(e.into());
                     }
                 };
-                let on_release: OnRelease = Box::new(move |_| owned.remove());
+                let on_release: OnRelease = Arc::new(move |_| owned.remove());
                 // What the OS bound: the path as given, or for an empty path the abstract name
                 // Linux picked (autobind).
                 let local = match listener.local_addr() {
@@ -398,13 +398,13 @@ impl ServerSocket {
         let shut: OnRelease = {
             let group = Arc::clone(&group);
             let proxied = proxied.clone();
-            Box::new(move |cause| {
+            Arc::new(move |cause| {
                 group.shut();
                 if let Some(proxied) = &proxied {
                     proxied.shut();
                 }
                 if let Some(on_release) = &on_release {
-                    on_release(cause);
+                    on_release.released(cause);
                 }
             })
         };

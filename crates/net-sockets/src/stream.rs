@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
-use crate::core::{Cause, CloseMode, CloseWait, Core, Owner, Setup};
+use crate::core::{Cause, CloseMode, CloseWait, Core, OnRelease, Owner, ReleaseHook, Setup};
 use crate::group::{Drain, Group, Membership};
 use crate::listener::SocketFile;
 use crate::options::SocketOptions;
@@ -271,6 +271,30 @@ struct Counted {
     file: Option<Box<SocketFile>>,
 }
 
+/// Released with the descriptor: the selector's count and the group's slot, told whether the
+/// connection was cut; the socket file goes.
+impl ReleaseHook for Mutex<Counted> {
+    fn released(&self, cause: Cause) {
+        let (open, membership, file) = {
+            let mut counted = lock(self);
+            (
+                counted.selector.take(),
+                counted.group.take(),
+                counted.file.take(),
+            )
+        };
+        if let Some(file) = file {
+            file.remove();
+        }
+        if let Some(open) = open {
+            open.leave(cause);
+        }
+        if let Some(membership) = membership {
+            membership.leave(cause);
+        }
+    }
+}
+
 /// Where a connection came from: what its socket keeps of it.
 pub(crate) enum Origin {
     /// `connect`, given this host (or IP literal), if any, and the socket file the socket bound
@@ -358,34 +382,14 @@ impl Conn {
                 )
             }
         };
-        // Released with the descriptor: the selector's count, and the group's slot, told
-        // whether the connection was cut; the socket file goes.
+        // Released with the descriptor (see its `ReleaseHook`).
         let counted = Arc::new(Mutex::new(Counted {
             selector: Some(selector.connection_opened()),
             group: held,
             file: file.map(Box::new),
         }));
-        let released = Arc::clone(&counted);
         let setup = Setup {
-            on_release: Some(Box::new(move |cause| {
-                let (open, membership, file) = {
-                    let mut counted = lock(&released);
-                    (
-                        counted.selector.take(),
-                        counted.group.take(),
-                        counted.file.take(),
-                    )
-                };
-                if let Some(file) = file {
-                    file.remove();
-                }
-                if let Some(open) = open {
-                    open.leave(cause);
-                }
-                if let Some(membership) = membership {
-                    membership.leave(cause);
-                }
-            })),
+            on_release: Some(Arc::clone(&counted) as OnRelease),
             may_linger,
             ..Setup::new(span)
         };
