@@ -3,6 +3,7 @@
 //! graceful shutdown needs (who is still open, how many finished, how many were cut).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +17,7 @@ use tokio_util::sync::{
 };
 
 use crate::core::{Cause, Registered};
-use crate::selector::{SelectorSleep, lock};
+use crate::selector::{ById, SelectorSleep, lock};
 use crate::stream::Conn;
 
 /// What a graceful shutdown did with the connections open when it began: how many finished
@@ -64,7 +65,13 @@ impl ShutdownReport {
 /// moment is counted either as open and not yet cut, or as gone and cut, never half of each.
 /// Taken once when a connection opens and once when it closes, never per operation.
 #[derive(Debug, Default)]
-pub(crate) struct Tally(Mutex<TallyState>);
+pub(crate) struct Tally {
+    state: Mutex<TallyState>,
+    /// Notified when a connection leaves while a shutdown waits for them all
+    /// ([`all_left`](Self::all_left)); only then, so that the close of a connection takes no
+    /// lock besides the tally's.
+    left: Notify,
+}
 
 #[derive(Debug, Default)]
 struct TallyState {
@@ -78,6 +85,9 @@ struct TallyState {
     joined: bool,
     /// The cuts of the connections of each generation.
     cuts: Vec<u64>,
+    /// How many [`all_left`](Tally::all_left) wait: a connection that leaves notifies `left`
+    /// only when some do.
+    watchers: usize,
 }
 
 /// The generation of a connection in its [`Tally`]: which shutdowns began before it joined.
@@ -107,7 +117,7 @@ impl TallyState {
 impl Tally {
     /// Counts one more open connection; returns its generation, for [`leave`](Self::leave).
     pub(crate) fn join(&self) -> Generation {
-        let mut state = lock(&self.0);
+        let mut state = lock(&self.state);
         state.open += 1;
         state.joined = true;
         Generation(state.generation)
@@ -116,14 +126,20 @@ impl Tally {
     /// Counts one open connection fewer, of generation `generation`, and one more cut of that
     /// generation when `cause` is a cut.
     pub(crate) fn leave(&self, cause: Cause, generation: Generation) {
-        let mut state = lock(&self.0);
-        state.open -= 1;
-        if cause == Cause::Cut {
-            let Generation(generation) = generation;
-            if state.cuts.len() <= generation {
-                state.cuts.resize(generation + 1, 0);
+        let watched = {
+            let mut state = lock(&self.state);
+            state.open -= 1;
+            if cause == Cause::Cut {
+                let Generation(generation) = generation;
+                if state.cuts.len() <= generation {
+                    state.cuts.resize(generation + 1, 0);
+                }
+                state.cuts[generation] += 1;
             }
-            state.cuts[generation] += 1;
+            state.watchers > 0
+        };
+        if watched {
+            self.left.notify_waiters();
         }
     }
 
@@ -131,7 +147,7 @@ impl Tally {
     /// either before (and is among those open) or after (and is of a later generation, none of
     /// this shutdown's).
     pub(crate) fn begin(&self) -> Counts {
-        let mut state = lock(&self.0);
+        let mut state = lock(&self.state);
         if state.joined {
             state.joined = false;
             state.generation += 1;
@@ -141,12 +157,45 @@ impl Tally {
 
     /// The counts now of the generations `start` counts: its shutdown's.
     pub(crate) fn counts_since(&self, start: Counts) -> Counts {
-        lock(&self.0).counts(start.before)
+        lock(&self.state).counts(start.before)
     }
 
     /// How many connections are open now.
     pub(crate) fn open(&self) -> usize {
-        lock(&self.0).open
+        lock(&self.state).open
+    }
+
+    /// Waits until no connection is open.
+    ///
+    /// Counted among the watchers (under the lock a leaving connection reads them with)
+    /// before it creates its first wait for `left`: a connection that leaves before is seen
+    /// in the count it reads next, one that leaves after notifies that wait, which a
+    /// notification reaches once it was created, polled or not.
+    pub(crate) async fn all_left(&self) {
+        let _watching = Watching::new(self);
+        loop {
+            let one_left = self.left.notified();
+            if self.open() == 0 {
+                return;
+            }
+            one_left.await;
+        }
+    }
+}
+
+/// A wait of [`Tally::all_left`], counted among the tally's watchers while it lasts.
+struct Watching<'a>(&'a Tally);
+
+impl<'a> Watching<'a> {
+    fn new(tally: &'a Tally) -> Self {
+        lock(&tally.state).watchers += 1;
+        Watching(tally)
+    }
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).watchers -= 1;
     }
 }
 
@@ -170,48 +219,54 @@ pub struct ListenerStats {
 /// A token, cancelled to wake those waiting, and a flag set before any cancellation of it (this
 /// drain's own, or its parent's): so a wait that registered once, and is polled again by the
 /// same task, costs two atomic loads rather than the token's two locks, which every connection
-/// of the listener shares.
+/// of the listener shares. All of it behind one reference count: every connection and every
+/// shutdown signal holds a clone, so a clone or a drop is one atomic operation on a line that
+/// all of them share, not the token's lock and two more counts.
 #[derive(Clone, Debug)]
-pub(crate) struct Drain {
+pub(crate) struct Drain(Arc<DrainState>);
+
+#[derive(Debug)]
+struct DrainState {
     token: CancellationToken,
-    began: Arc<AtomicBool>,
-    parent: Option<Arc<AtomicBool>>,
+    began: AtomicBool,
+    parent: Option<Drain>,
 }
 
 impl Drain {
     /// A selector's drain.
     pub(crate) fn new() -> Drain {
-        Drain {
+        Drain(Arc::new(DrainState {
             token: CancellationToken::new(),
-            began: Arc::new(AtomicBool::new(false)),
+            began: AtomicBool::new(false),
             parent: None,
-        }
+        }))
     }
 
     /// A listener's drain: it begins with its own shutdown or with its selector's.
     pub(crate) fn child(&self) -> Drain {
-        debug_assert!(self.parent.is_none(), "one level of children");
-        Drain {
-            token: self.token.child_token(),
-            began: Arc::new(AtomicBool::new(false)),
-            parent: Some(Arc::clone(&self.began)),
-        }
+        debug_assert!(self.0.parent.is_none(), "one level of children");
+        Drain(Arc::new(DrainState {
+            token: self.0.token.child_token(),
+            began: AtomicBool::new(false),
+            parent: Some(self.clone()),
+        }))
     }
 
     /// Begins the shutdown: wakes every wait on this drain and its children.
     pub(crate) fn begin(&self) {
-        self.began.store(true, Ordering::Release);
-        self.token.cancel();
+        self.0.began.store(true, Ordering::Release);
+        self.0.token.cancel();
     }
 
     /// Whether the shutdown began.
     #[inline]
     pub(crate) fn has_begun(&self) -> bool {
-        self.began.load(Ordering::Acquire)
+        self.0.began.load(Ordering::Acquire)
             || self
+                .0
                 .parent
                 .as_ref()
-                .is_some_and(|parent| parent.load(Ordering::Acquire))
+                .is_some_and(|parent| parent.0.began.load(Ordering::Acquire))
     }
 
     /// Waits until the shutdown began. Cancel safe.
@@ -255,29 +310,18 @@ impl Requested<'_> {
         let drain = self.drain;
         let cancelled = self
             .cancelled
-            .get_or_insert_with(|| Box::pin(drain.token.cancelled()));
+            .get_or_insert_with(|| Box::pin(drain.0.token.cancelled()));
         self.registered
             .poll(cx, cancelled.as_mut(), || drain.has_begun())
-    }
-}
-
-/// Waits until `open` counts none (`left` is notified each time one leaves).
-pub(crate) async fn all_leave(open: &Tally, left: &Notify) {
-    loop {
-        let one_left = left.notified();
-        if open.open() == 0 {
-            return;
-        }
-        one_left.await;
     }
 }
 
 /// Waits until `open` counts none, or until `timer` fires: the grace period of a graceful
 /// shutdown.
 /// The timer ends the wait also once the selector is closed (see [`SelectorSleep`]).
-pub(crate) async fn all_leave_or(open: &Tally, left: &Notify, timer: SelectorSleep) {
+pub(crate) async fn all_leave_or(open: &Tally, timer: SelectorSleep) {
     tokio::select! {
-        () = all_leave(open, left) => {}
+        () = open.all_left() => {}
         _ = timer => {}
     }
 }
@@ -291,8 +335,6 @@ pub(crate) struct Group {
     slots: Option<Arc<Semaphore>>,
     per_ip_limit: Option<usize>,
     state: Mutex<Members>,
-    /// Woken when a member leaves.
-    left: Notify,
     accepted: AtomicU64,
     refused_per_ip: AtomicU64,
     pub(crate) proxy_header_failures: AtomicU64,
@@ -306,7 +348,7 @@ pub(crate) struct Group {
 #[derive(Debug, Default)]
 struct Members {
     next: u64,
-    open: HashMap<u64, Weak<Conn>>,
+    open: ById<Weak<Conn>>,
     per_ip: HashMap<IpAddr, usize>,
     /// The listener closed, or a shutdown began: no connection is admitted any more.
     shut: bool,
@@ -360,16 +402,15 @@ impl Drop for Membership {
             let mut members = lock(&self.group.state);
             members.open.remove(&self.key);
             if let Some(ip) = self.ip {
-                if let Some(count) = members.per_ip.get_mut(&ip) {
-                    *count -= 1;
-                    if *count == 0 {
-                        members.per_ip.remove(&ip);
+                if let Entry::Occupied(mut count) = members.per_ip.entry(ip) {
+                    *count.get_mut() -= 1;
+                    if *count.get() == 0 {
+                        count.remove();
                     }
                 }
             }
         }
         self.group.open.leave(self.cause, self.generation);
-        self.group.left.notify_waiters();
     }
 }
 
@@ -384,7 +425,6 @@ impl Group {
             slots: max_connections.map(|n| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS)))),
             per_ip_limit: max_per_ip,
             state: Mutex::new(Members::default()),
-            left: Notify::new(),
             accepted: AtomicU64::new(0),
             refused_per_ip: AtomicU64::new(0),
             proxy_header_failures: AtomicU64::new(0),
@@ -418,14 +458,24 @@ impl Group {
             return Err(Refused::Shut);
         }
         if let (Some(ip), Some(limit)) = (ip, self.per_ip_limit) {
-            // Looked up before an entry is made: a refusal (any refusal, with a limit of 0)
-            // leaves no entry behind for an address with none open.
-            if members.per_ip.get(&ip).copied().unwrap_or(0) >= limit {
+            // One lookup; a refusal (any refusal, with a limit of 0) leaves no entry behind
+            // for an address with none open.
+            let admitted = match members.per_ip.entry(ip) {
+                Entry::Occupied(mut open) if *open.get() < limit => {
+                    *open.get_mut() += 1;
+                    true
+                }
+                Entry::Vacant(none) if limit > 0 => {
+                    none.insert(1);
+                    true
+                }
+                _ => false,
+            };
+            if !admitted {
                 drop(members);
                 self.refused_per_ip.fetch_add(1, Ordering::Relaxed);
                 return Err(Refused::PerIp);
             }
-            *members.per_ip.entry(ip).or_insert(0) += 1;
         }
         let key = members.next;
         members.next += 1;
@@ -500,7 +550,7 @@ impl Group {
         tokio::select! {
             biased;
             () = closed.cancelled() => {}
-            () = all_leave_or(&self.open, &self.left, timer) => {}
+            () = all_leave_or(&self.open, timer) => {}
         }
         let remaining: Vec<Arc<Conn>> = {
             let mut members = lock(&self.state);
@@ -515,7 +565,7 @@ impl Group {
         // on another thread) have left once their close is done: only then does the count of
         // cuts say how each of them ended. None stays open: the cut ones are closed, and one
         // admitted before the start but not yet set up is cut as it enrols.
-        all_leave(&self.open, &self.left).await;
+        self.open.all_left().await;
         let report = ShutdownReport::between(start, self.open.counts_since(start));
         tracing::debug!(
             finished = report.finished,
@@ -740,6 +790,69 @@ mod tests {
                         .await
                         .expect("lost wake-up")
                         .unwrap();
+                }
+            }
+        });
+    }
+
+    /// A wait for every connection to leave is woken by the last one to leave and by no
+    /// other, and once it is dropped it is no longer counted: a leave then notifies nobody.
+    #[test]
+    fn all_left_is_woken_by_the_last_leave_and_stops_watching_when_dropped() {
+        let tally = Tally::default();
+        let first = tally.join();
+        let second = tally.join();
+        let (waker, woken) = counting();
+        {
+            let mut wait = pin!(tally.all_left());
+            assert!(!poll_once(wait.as_mut(), &waker));
+            assert_eq!(lock(&tally.state).watchers, 1);
+            tally.leave(Cause::Own, first);
+            assert_eq!(woken.load(Ordering::SeqCst), 1);
+            assert!(!poll_once(wait.as_mut(), &waker), "one is still open");
+            tally.leave(Cause::Cut, second);
+            assert_eq!(woken.load(Ordering::SeqCst), 2);
+            assert!(poll_once(wait.as_mut(), &waker));
+        }
+        assert_eq!(lock(&tally.state).watchers, 0);
+        let third = tally.join();
+        let mut dropped = Box::pin(tally.all_left());
+        assert!(!poll_once(dropped.as_mut(), &waker));
+        drop(dropped);
+        assert_eq!(lock(&tally.state).watchers, 0);
+        tally.leave(Cause::Own, third);
+        assert_eq!(
+            woken.load(Ordering::SeqCst),
+            2,
+            "a dropped wait is not woken"
+        );
+    }
+
+    /// Connections leaving on other threads as the wait begins: however the leaves and the
+    /// wait's start interleave, the wait completes (a leave before the wait watched is in the
+    /// count it reads, one after notifies it).
+    #[test]
+    fn all_left_completes_however_the_leaves_race_its_start() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for round in 0..300 {
+                let tally = Arc::new(Tally::default());
+                let joined: Vec<_> = (0..4).map(|_| tally.join()).collect();
+                let leaving: Vec<_> = joined
+                    .into_iter()
+                    .map(|generation| {
+                        let tally = Arc::clone(&tally);
+                        std::thread::spawn(move || tally.leave(Cause::Own, generation))
+                    })
+                    .collect();
+                tokio::time::timeout(Duration::from_secs(5), tally.all_left())
+                    .await
+                    .unwrap_or_else(|_| panic!("round {round}: the last leave was lost"));
+                for thread in leaving {
+                    thread.join().unwrap();
                 }
             }
         });

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
@@ -11,13 +12,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
-use tokio::sync::Notify;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::busy_poll::BusyPoll;
 use crate::core::Cause;
-use crate::group::{Drain, Generation, Tally, all_leave, all_leave_or};
+use crate::group::{Drain, Generation, Tally, all_leave_or};
 use crate::{Error, Result, ShutdownReport};
 
 /// The I/O driver that sockets are registered with, and the switch that closes them all.
@@ -71,7 +71,6 @@ pub(crate) struct SelectorInner {
     stopped_accepting: AtomicBool,
     /// Open connected sockets, for a graceful shutdown to wait on, and how many were cut.
     open_connections: Tally,
-    connection_left: Notify,
     /// Held (shared) by every poll of a sleep of the runtime's timer (see
     /// [`poll_sleep`](SelectorInner::poll_sleep)), and taken (exclusive) once as the runtime of
     /// a `new()` selector ends, before its timer shuts down: a poll either saw the selector
@@ -93,7 +92,7 @@ pub(crate) trait Release: Send + Sync {
 #[derive(Default)]
 struct Registry {
     next_id: u64,
-    entries: HashMap<u64, Weak<dyn Release>>,
+    entries: ById<Weak<dyn Release>>,
 }
 
 impl SelectorManager {
@@ -234,7 +233,6 @@ impl SelectorManager {
                 draining: Drain::new(),
                 stopped_accepting: AtomicBool::new(false),
                 open_connections: Tally::default(),
-                connection_left: Notify::new(),
                 sleep_polls: RwLock::new(()),
                 busy,
             }),
@@ -310,14 +308,14 @@ impl SelectorManager {
         tokio::select! {
             biased;
             () = inner.token.cancelled() => {}
-            () = all_leave_or(&inner.open_connections, &inner.connection_left, timer) => {}
+            () = all_leave_or(&inner.open_connections, timer) => {}
         }
         inner.close();
         // A close running on another thread (a plain `close`, another shutdown's) may still be
         // closing connections when this one returns: they have left once it is done, and only
         // then does the count of cuts say how each ended. None stays open after a close: a
         // connection still being set up fails to register and is closed.
-        all_leave(&inner.open_connections, &inner.connection_left).await;
+        inner.open_connections.all_left().await;
         ShutdownReport::between(start, inner.open_connections.counts_since(start))
     }
 
@@ -640,11 +638,40 @@ impl Drop for OpenConnection {
         self.selector
             .open_connections
             .leave(self.cause, self.generation);
-        self.selector.connection_left.notify_waiters();
     }
 }
 
 /// Locks a mutex, ignoring poisoning (the guarded data stays consistent on every path).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A map keyed by numbers this crate hands out itself, one after another (a socket's
+/// registration, a connection's membership): never a value a peer chose, so the keys need no
+/// defence against collisions picked on purpose, and a multiplication hashes one.
+pub(crate) type ById<V> = HashMap<u64, V, BuildHasherDefault<Sequential>>;
+
+/// The hasher of [`ById`]: Fibonacci hashing, a multiplication by 2^64 divided by the golden
+/// ratio, which spreads consecutive keys over the whole hash (SipHash, the default, costs some
+/// twenty times as much, for resistance these keys do not need).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Sequential(u64);
+
+impl Hasher for Sequential {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only for keys that are not a `u64` (none in this crate): each byte mixed in.
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
