@@ -47,7 +47,7 @@ fn start_server(extra: &[&str]) -> (Process, u16, String) {
 }
 
 /// What the server says over TLS, after the upgrade, to EHLO, NOOP and QUIT.
-const AFTER_TLS: [&str; 4] = ["250-127.0.0.1", "250 PIPELINING", "250 OK", "221 Bye"];
+const AFTER_TLS: [&str; 4] = ["250-[127.0.0.1]", "250 PIPELINING", "250 OK", "221 Bye"];
 
 #[test]
 fn starttls_client_and_server_with_a_ca_issued_certificate() {
@@ -65,7 +65,7 @@ fn starttls_client_and_server_with_a_ca_issued_certificate() {
         before,
         [
             "220 [127.0.0.1] ready",
-            "250-127.0.0.1",
+            "250-[127.0.0.1]",
             "250-PIPELINING",
             "250 STARTTLS",
             "220 Ready to start TLS"
@@ -143,7 +143,7 @@ fn openssl_s_client_starttls_smtp() {
     assert_eq!(
         stdout,
         [
-            "250-127.0.0.1\r",
+            "250-[127.0.0.1]\r",
             "250 PIPELINING\r",
             "250 OK\r",
             "502 Command not implemented\r",
@@ -173,10 +173,10 @@ print(smtp.quit())
 #[test]
 fn python_smtplib_upgrades_with_starttls() {
     let expected = [
-        r"(250, b'127.0.0.1\nPIPELINING\nSTARTTLS')",
+        r"(250, b'[127.0.0.1]\nPIPELINING\nSTARTTLS')",
         "(220, b'Ready to start TLS')",
         "TLSv1.3",
-        r"(250, b'127.0.0.1\nPIPELINING')",
+        r"(250, b'[127.0.0.1]\nPIPELINING')",
         "(250, b'OK')",
         "(221, b'Bye')",
     ];
@@ -307,7 +307,7 @@ async fn plain_ehlo(port: u16) -> TcpStream {
     stream.write_all(b"EHLO hard.case\r\n").await.unwrap();
     assert_eq!(
         read_reply(&mut stream).await,
-        ["250-127.0.0.1", "250-PIPELINING", "250 STARTTLS"]
+        ["250-[127.0.0.1]", "250-PIPELINING", "250 STARTTLS"]
     );
     stream
 }
@@ -489,7 +489,7 @@ fn sigterm_says_421_in_plain_text_and_over_tls_and_exits_0() {
                 .map_err(|e| e.to_string())
         })
     };
-    let goodbye = "421 127.0.0.1 Server is shutting down\r\n".to_owned();
+    let goodbye = "421 [127.0.0.1] Server is shutting down\r\n".to_owned();
     assert_eq!(rest(&mut plain), Ok(goodbye.clone()));
     // A clean end (close_notify): an end without it is an `UnexpectedEof` error here.
     assert_eq!(rest(&mut tls), Ok(goodbye));

@@ -20,8 +20,8 @@
 //! C: QUIT                         S: 221 Bye                     (and the server closes)
 //! ```
 //!
-//! The greeting writes an address HOST as RFC 5321's address literal: `220 [127.0.0.1] ready`,
-//! `220 [IPv6:::1] ready`.
+//! Every reply that names the server (the greeting, `EHLO`, `HELO`, `421`) writes an address
+//! HOST as RFC 5321's address literal: `220 [127.0.0.1] ready`, `250-[IPv6:::1]`.
 //!
 //! Anything else is answered `502 Command not implemented`. Bytes a client sends right after
 //! `STARTTLS` (its ClientHello, in the same packet) go to TLS; plain-text commands pipelined
@@ -147,7 +147,9 @@ async fn session(
 ) -> anyhow::Result<()> {
     let remote = socket.remote_address();
     let mut plain = socket.connection()?;
-    let greeting = format!("220 {} ready\r\n", greeting_name(host));
+    // Every reply that names the server names it this way (the greeting, EHLO, HELO, 421).
+    let host = &greeting_name(host);
+    let greeting = format!("220 {host} ready\r\n");
     plain.output.write_string_utf8(&greeting).await?;
     plain.output.flush().await?;
     if converse(&mut plain.input, &mut plain.output, host, false, stop).await? != Next::StartTls {
@@ -242,7 +244,7 @@ async fn converse(
     }
 }
 
-/// How the greeting names the server (RFC 5321 §4.1.3): an address as an address literal,
+/// How the replies name the server (RFC 5321 §4.1.3): an address as an address literal,
 /// `[127.0.0.1]` or `[IPv6:::1]` (without a scope, which SMTP has no room for), a name as it is.
 fn greeting_name(host: &str) -> String {
     let address = host.split('%').next().unwrap_or(host);
