@@ -795,8 +795,8 @@ mod tests {
         });
     }
 
-    /// A wait for every connection to leave is woken by the last one to leave and by no
-    /// other, and once it is dropped it is no longer counted: a leave then notifies nobody.
+    /// A wait for every connection to leave is woken by each leave and completes once the
+    /// last one left; once it is dropped it is no longer counted: a leave then wakes nobody.
     #[test]
     fn all_left_is_woken_by_the_last_leave_and_stops_watching_when_dropped() {
         let tally = Tally::default();
