@@ -185,6 +185,33 @@ fn a_connection_over_max_per_ip_makes_the_server_print_a_refusal_line() {
     assert!(refused.is_empty(), "refusals reported twice: {refused:?}");
 }
 
+/// A refusal just before the shutdown is reported too, once, though the shutdown ends long
+/// before the next look at the counters would have come.
+#[test]
+fn a_refusal_just_before_a_shutdown_is_reported_once() {
+    let (mut server, port) = start(&["--max-per-ip", "1"]);
+    let first = greeted(port);
+    server.stdout_line_where("accept", |l| l.starts_with("Accepted "));
+    let mut second = LineClient::connect(port);
+    second.expect_end();
+    drop(first);
+
+    server.signal("TERM");
+    let finished = server.finish();
+    assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
+    let refused: Vec<&String> = finished
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with("Refused "))
+        .collect();
+    assert_eq!(
+        refused,
+        ["Refused 1 connection: over --max-per-ip"],
+        "{:?}",
+        finished.stdout
+    );
+}
+
 #[test]
 fn max_connections_makes_new_clients_wait_until_a_place_frees() {
     let (_server, port) = start(&["--max-connections", "1"]);

@@ -18,8 +18,8 @@
 //! closes it, waits at most the grace period for the clients to leave, prints
 //! `Server stopped` and exits 0.
 //!
-//! Connections the listener turns away are reported too, within a second, one line for those
-//! since the last report: `Refused N connections: over --max-per-ip` for a client address over
+//! Connections the listener turns away are reported too, within a second (and at the latest
+//! as the server stops), one line for those since the last report: `Refused N connections: over --max-per-ip` for a client address over
 //! its cap, `Dropped N connections: no valid PROXY header within 5 s` under `--proxy-protocol`
 //! (the header missing, malformed or late; `1 connection` for one); nothing when none was.
 
@@ -34,7 +34,7 @@ use clap::Parser;
 use examples::Ending;
 use examples::shutdown::{Signals, serve_until_signal};
 use net_sockets::{
-    ProxyProtocol, SelectorManager, ServerSocket, Socket, TcpSocketBuilder, a_socket,
+    ListenerStats, ProxyProtocol, SelectorManager, ServerSocket, Socket, TcpSocketBuilder, a_socket,
 };
 
 /// Greets each client and answers every line with `Hello, <line>!` (the Ktor sample's server).
@@ -92,12 +92,15 @@ async fn serve(host: String, port: u16, config: ServerConfig) -> anyhow::Result<
         .with_context(|| format!("cannot listen at {}", examples::join_host_port(&host, port)))?;
     let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     examples::say!("Server is listening at {}", server.local_address());
-    // The reports end with the serving: dropped the moment the server has stopped.
+    // The reports end with the serving, and take a last look then: the listener closed at the
+    // start of the shutdown, so nothing is turned away after that look.
+    let mut turned_away = TurnedAway::default();
     tokio::select! {
         biased;
         served = serve_until_signal(&server, signals, config.grace, accepted) => served?,
-        never = report_turned_away(&server) => match never {},
+        never = report_turned_away(&server, &mut turned_away) => match never {},
     }
+    turned_away.report(server.stats());
     selector.close();
     Ok(())
 }
@@ -123,32 +126,56 @@ fn listener(selector: &SelectorManager, config: &ServerConfig) -> TcpSocketBuild
 /// How often [`report_turned_away`] looks at the listener's counters.
 const REPORT_EVERY: Duration = Duration::from_millis(500);
 
-/// Prints, every [`REPORT_EVERY`] when there are any, the connections the listener turned
-/// away since the last look (they never reach `accepted`, so they are not announced there):
-/// those over `--max-per-ip`, and those without a valid PROXY header in time. Runs until
-/// dropped.
-async fn report_turned_away(server: &ServerSocket) -> std::convert::Infallible {
-    // Counted from zero, the listener's own start, not from a first look: one may come after
-    // a client that connected as soon as the server said it listens was turned away.
-    let (mut refused, mut dropped) = (0, 0);
-    let mut ticks = tokio::time::interval(REPORT_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let now = server.stats();
-        if now.refused_per_ip > refused {
-            let new = now.refused_per_ip - refused;
+/// What the listener turned away, as far as it was reported: connections over
+/// `--max-per-ip`, and those without a valid PROXY header in time (they never reach
+/// `accepted`, so they are not announced there). Counted from zero, the listener's own start,
+/// not from a first look: one may come after a client that connected as soon as the server
+/// said it listens was turned away.
+#[derive(Default)]
+struct TurnedAway {
+    refused: u64,
+    dropped: u64,
+}
+
+impl TurnedAway {
+    /// Prints those turned away since the last report, one line for each kind there were any
+    /// of.
+    fn report(&mut self, now: ListenerStats) {
+        if now.refused_per_ip > self.refused {
+            let new = now.refused_per_ip - self.refused;
             examples::say!("Refused {}: over --max-per-ip", connections(new));
-            refused = now.refused_per_ip;
+            self.refused = now.refused_per_ip;
         }
-        if now.proxy_header_failures > dropped {
-            let new = now.proxy_header_failures - dropped;
+        if now.proxy_header_failures > self.dropped {
+            let new = now.proxy_header_failures - self.dropped;
             examples::say!(
                 "Dropped {}: no valid PROXY header within {} s",
                 connections(new),
                 PROXY_HEADER_TIMEOUT.as_secs()
             );
-            dropped = now.proxy_header_failures;
+            self.dropped = now.proxy_header_failures;
+        }
+    }
+}
+
+/// Reports what `server` turned away every [`REPORT_EVERY`], and once more as soon as it
+/// closes (a shutdown closes it first; the caller looks a last time after the shutdown, which
+/// may end before this is polled again). Runs until dropped.
+async fn report_turned_away(
+    server: &ServerSocket,
+    turned_away: &mut TurnedAway,
+) -> std::convert::Infallible {
+    let mut ticks = tokio::time::interval(REPORT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let closed = tokio::select! {
+            biased;
+            () = server.await_closed() => true,
+            _ = ticks.tick() => false,
+        };
+        turned_away.report(server.stats());
+        if closed {
+            return std::future::pending().await;
         }
     }
 }
