@@ -587,3 +587,27 @@ fn an_upstream_that_is_the_proxy_itself_is_refused_at_start() {
     assert_eq!(proxy.listening_port_after_banner(), port);
     proxy.kill();
 }
+
+/// An UPSTREAM whose name does not resolve when the proxy starts is worth a line at start (a
+/// typo shows at once, not at the first client), but not a refusal: it may resolve later, so
+/// the proxy listens, and each connection resolves it again and reports its own failure.
+#[test]
+fn an_upstream_that_does_not_resolve_at_start_is_reported_and_tried_again_per_connection() {
+    let upstream = "no-such-host.invalid:80";
+    let mut proxy = Process::start(PROXY, ["127.0.0.1:0", upstream]);
+    let line = proxy.stdout_line_where("the warning", |l| l.starts_with("Upstream "));
+    assert!(
+        line.starts_with(&format!("Upstream {upstream} does not resolve now (")),
+        "{line}"
+    );
+    assert!(line.ends_with("): each connection tries again"), "{line}");
+    let port = proxy.listening_port_after_banner();
+    // The client gets nothing, and the end (a reset: the other side failed).
+    let mut client = connect(port);
+    let mut rest = Vec::new();
+    let read = client.read_to_end(&mut rest);
+    assert!(ended(&read) && rest.is_empty(), "{read:?} {rest:?}");
+    let failed = proxy.stdout_line_where("the connection's line", |l| l.contains(" -> "));
+    assert!(failed.contains(&format!(" -> {upstream}: ")), "{failed}");
+    proxy.kill();
+}

@@ -30,6 +30,9 @@
 //! as `0.0.0.0`, with the same port) is refused at start, exit status 1: every connection
 //! would connect to the proxy again, and that one again, until the descriptors ran out. (A
 //! name that resolves to it only later, or two proxies pointed at each other, are not seen.)
+//! An UPSTREAM whose name does not resolve at start is reported then, `Upstream HOST:PORT does
+//! not resolve now (ERROR): each connection tries again`, and the proxy serves on: each
+//! connection resolves the name again (it may resolve later) and reports its own failure.
 //!
 //! On SIGINT or SIGTERM the proxy prints `Shutting down (N open)`, closes its listener, resets
 //! both sides of every connection still open (a transfer cut by the stop is never passed on as
@@ -130,26 +133,32 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             format!("cannot listen at {listen}")
         })?;
     let (up_host, up_port) = &args.upstream;
+    let upstream = examples::join_host_port(up_host, *up_port);
+    // Resolved once at start, to refuse an upstream that is the proxy itself and to say at
+    // once when the name does not resolve; every connection resolves it again.
+    let resolved = resolve(&args.upstream).await;
     let listening = server.local_address().as_inet().map(|a| a.socket_addr());
     // Not a let-chain (`if let .. && let ..`): the libraries' Rust 1.85 has none.
-    let looping = match listening {
-        Some(own) => loop_target(&args.upstream, own)
-            .await
-            .map(|target| (target, own)),
-        None => None,
+    let looping = match (listening, &resolved) {
+        (Some(own), Ok(addresses)) => addresses
+            .iter()
+            .find(|&&target| reaches(own, target))
+            .map(|&target| (target, own)),
+        _ => None,
     };
     if let Some((target, own)) = looping {
         anyhow::bail!(
-            "upstream {} is this proxy's own listening address: every connection would \
-             come back to the proxy ({target}, listening at {own})",
-            examples::join_host_port(up_host, *up_port)
+            "upstream {upstream} is this proxy's own listening address: every connection \
+             would come back to the proxy ({target}, listening at {own})"
         );
     }
     let mut signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
-    examples::say!(
-        "Forwarding to {}",
-        examples::join_host_port(up_host, *up_port)
-    );
+    examples::say!("Forwarding to {upstream}");
+    if let Err(e) = &resolved {
+        examples::say!(
+            "Upstream {upstream} does not resolve now ({e}): each connection tries again"
+        );
+    }
     examples::say!("Proxy is listening at {}", server.local_address());
 
     // `Semaphore::new` panics above `MAX_PERMITS`; so many connections cannot be open at once
@@ -215,27 +224,17 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The address of `upstream` that is the proxy's own listening address `listening`, if one
-/// is. A name that does not resolve now is let through: it may resolve later, and
-/// connecting will tell then.
-async fn loop_target(upstream: &(String, u16), listening: SocketAddr) -> Option<SocketAddr> {
+/// The addresses `upstream` resolves to now (the system's resolver, on a blocking thread).
+async fn resolve(upstream: &(String, u16)) -> std::io::Result<Vec<SocketAddr>> {
     use std::net::ToSocketAddrs;
     let (host, port) = upstream.clone();
-    if port != listening.port() {
-        return None;
-    }
-    let resolved = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         (host.as_str(), port)
             .to_socket_addrs()
             .map(Iterator::collect::<Vec<_>>)
     })
-    .await;
-    let Ok(Ok(addresses)) = resolved else {
-        return None;
-    };
-    addresses
-        .into_iter()
-        .find(|&target| reaches(listening, target))
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Whether a connection to `target` reaches a listener bound to `listening`: the same address,
