@@ -17,7 +17,8 @@
 //! side's median and spread (min–max over the rounds), the ratio ours ÷ that side, and whether
 //! the ratio meets the bar of SPEC §3 / §4.6 (PASS/FAIL text only: the exit status says
 //! nothing about speed). For throughput a ratio above 1 means we are faster; for idle memory a
-//! ratio below 1 means we use less.
+//! ratio below 1 means we use less. Beside the rate, each side's server CPU time per unit (per
+//! round trip, connection, …; the `cpu µs` column), which a shared machine's swings move less.
 //!
 //! The Go baseline (`bench/go/server.go`) is built with the `go` tool when the run starts; without
 //! one (or with `--no-go`) the scenarios run without it and a note says so.
@@ -598,6 +599,9 @@ struct Summary {
     median: Stat,
     min: f64,
     max: f64,
+    /// The median over the rounds of the server's CPU time per unit, in µs (see
+    /// [`cpu_per_unit`]).
+    cpu_per_unit: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -643,6 +647,9 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
                     .cores
                     .map(|c| format!("  server cpu {c:.2}"))
                     .unwrap_or_default()
+                    + &cpu_per_unit(&stat)
+                        .map(|us| format!(" ({us:.2} µs/{})", unit_one(s.load)))
+                        .unwrap_or_default()
             );
             if let Some((_, v)) = samples.iter_mut().find(|(x, _)| *x == side) {
                 v.push(stat);
@@ -720,6 +727,31 @@ fn summarize(v: &[Stat]) -> Summary {
         },
         min: values.clone().fold(f64::INFINITY, f64::min),
         max: values.fold(f64::NEG_INFINITY, f64::max),
+        cpu_per_unit: bench::median_of(&v.iter().filter_map(cpu_per_unit).collect::<Vec<_>>()),
+    }
+}
+
+/// The server's CPU time (user and system, over the whole round, warm-up included) per unit of
+/// the round's rate, in µs: what one round trip, connection, datagram or MB cost the server.
+/// Steadier than the rate itself on a machine the server shares with the load generator and
+/// others; `None` where the round measured no CPU time (an external server, the idle
+/// scenarios).
+fn cpu_per_unit(stat: &Stat) -> Option<f64> {
+    stat.cores
+        .filter(|_| stat.value > 0.0)
+        .map(|cores| cores / stat.value * 1e6)
+}
+
+/// One unit of `load`'s rate, for [`cpu_per_unit`]: `round trip` of `round trips/s`.
+fn unit_one(load: Load) -> &'static str {
+    match load {
+        Load::PingPong { .. } => "round trip",
+        Load::Pipeline { .. } => "request",
+        Load::Echo { .. } => "MB",
+        Load::Handshakes { .. } => "handshake",
+        Load::Udp { .. } => "datagram",
+        Load::Churn { .. } => "connection",
+        Load::Idle { .. } => "connection",
     }
 }
 
@@ -1001,10 +1033,14 @@ fn print_table(cfg: &Config, rows: &[Row]) {
         _ => "-".to_owned(),
     };
     let spread = |s: &Summary| format!("{}–{}", fmt_value(s.min), fmt_value(s.max));
+    let cpu = |s: &Summary| {
+        s.cpu_per_unit
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.2}"))
+    };
     println!();
     println!(
-        "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} unit",
-        "scenario", "side", "median", "min–max", "p50 / p99", "ours÷it", "bar", "verdict"
+        "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} {:>9}  unit",
+        "scenario", "side", "median", "min–max", "p50 / p99", "ours÷it", "bar", "verdict", "cpu µs"
     );
     for r in rows {
         let mut name = r.name;
@@ -1021,7 +1057,7 @@ fn print_table(cfg: &Config, rows: &[Row]) {
                 None => (String::new(), ""),
             };
             println!(
-                "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} {}",
+                "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} {:>9}  {}",
                 name,
                 "ours",
                 fmt_value(ours.median.value),
@@ -1030,6 +1066,7 @@ fn print_table(cfg: &Config, rows: &[Row]) {
                 "",
                 bar_text,
                 verdict,
+                cpu(ours),
                 r.unit
             );
             name = "";
@@ -1051,7 +1088,7 @@ fn print_table(cfg: &Config, rows: &[Row]) {
                         (None, _) => (String::new(), String::new(), ""),
                     };
                     println!(
-                        "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} {}",
+                        "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} {:>9}  {}",
                         name,
                         other.label,
                         fmt_value(sum.median.value),
@@ -1060,6 +1097,7 @@ fn print_table(cfg: &Config, rows: &[Row]) {
                         ratio_text,
                         bar_text,
                         verdict,
+                        cpu(sum),
                         r.unit
                     );
                 }
@@ -1071,7 +1109,10 @@ fn print_table(cfg: &Config, rows: &[Row]) {
     println!();
     println!(
         "median and min–max over {} round(s) per side; ours÷it = ours ÷ that side's median. \
-         Throughput: higher is better; bytes/conn: lower is better.",
+         Throughput: higher is better; bytes/conn: lower is better. cpu µs: the server's CPU \
+         time (user and system, warm-up included) per unit of the rate (per round trip, \
+         connection, datagram, MB, ...), median over the rounds: lower is better, and steadier \
+         than the rate where the server shares the machine.",
         cfg.rounds
     );
     if rows.iter().any(|r| r.per_burst) {
