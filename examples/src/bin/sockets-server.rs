@@ -19,9 +19,10 @@
 //! `Server stopped` and exits 0.
 //!
 //! Connections the listener turns away are reported too, within a second (and at the latest
-//! as the server stops), one line for those since the last report: `Refused N connections: over --max-per-ip` for a client address over
-//! its cap, `Dropped N connections: no valid PROXY header within 5 s` under `--proxy-protocol`
-//! (the header missing, malformed or late; `1 connection` for one); nothing when none was.
+//! as the server stops), one line for those since the last report: `Refused N connections:
+//! over --max-per-ip` for a client address over its cap, `Dropped N connections: no valid
+//! PROXY header within 5 s` under `--proxy-protocol` (the header missing, malformed or late;
+//! `1 connection` for one); nothing when none was.
 
 // The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
 #![allow(rustdoc::broken_intra_doc_links)]
