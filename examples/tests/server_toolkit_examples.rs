@@ -159,12 +159,7 @@ fn max_per_ip_closes_extra_connections_and_frees_places_when_they_close() {
 /// ones are counted in each line), and nothing more when nothing else is refused.
 #[test]
 fn a_connection_over_max_per_ip_makes_the_server_print_a_refusal_line() {
-    let (mut server, port) = start(&["--max-per-ip", "1"]);
-    let _first = greeted(port);
-    server.stdout_line_where("accept", |l| l.starts_with("Accepted "));
-
-    let mut second = LineClient::connect(port);
-    second.expect_end();
+    let (mut server, port, _first) = one_held_one_refused();
     let line = server.stdout_line_where("the refusal line", |l| l.starts_with("Refused "));
     assert_eq!(line, "Refused 1 connection: over --max-per-ip");
 
@@ -174,38 +169,48 @@ fn a_connection_over_max_per_ip_makes_the_server_print_a_refusal_line() {
     let line = server.stdout_line_where("the second refusal line", |l| l.starts_with("Refused "));
     assert_eq!(line, "Refused 1 connection: over --max-per-ip");
 
+    let finished = stopped(&mut server);
+    let refused = refusal_lines(&finished);
+    assert!(refused.is_empty(), "refusals reported twice: {refused:?}");
+}
+
+/// `sockets-server --max-per-ip 1` holding one greeted client (returned), and a second client
+/// it has refused (the client saw the end).
+fn one_held_one_refused() -> (Process, u16, LineClient) {
+    let (mut server, port) = start(&["--max-per-ip", "1"]);
+    let first = greeted(port);
+    server.stdout_line_where("accept", |l| l.starts_with("Accepted "));
+    let mut second = LineClient::connect(port);
+    second.expect_end();
+    (server, port, first)
+}
+
+/// Sends the server SIGTERM and waits for it to exit 0.
+fn stopped(server: &mut Process) -> net_tests::harness::Finished {
     server.signal("TERM");
     let finished = server.finish();
     assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
-    let refused: Vec<&String> = finished
+    finished
+}
+
+/// The `Refused …` lines among what the server printed.
+fn refusal_lines(finished: &net_tests::harness::Finished) -> Vec<&String> {
+    finished
         .stdout
         .iter()
         .filter(|l| l.starts_with("Refused "))
-        .collect();
-    assert!(refused.is_empty(), "refusals reported twice: {refused:?}");
+        .collect()
 }
 
 /// A refusal just before the shutdown is reported too, once, though the shutdown ends long
 /// before the next look at the counters would have come.
 #[test]
 fn a_refusal_just_before_a_shutdown_is_reported_once() {
-    let (mut server, port) = start(&["--max-per-ip", "1"]);
-    let first = greeted(port);
-    server.stdout_line_where("accept", |l| l.starts_with("Accepted "));
-    let mut second = LineClient::connect(port);
-    second.expect_end();
+    let (mut server, _, first) = one_held_one_refused();
     drop(first);
-
-    server.signal("TERM");
-    let finished = server.finish();
-    assert_eq!(finished.status.code(), Some(0), "{:?}", finished.stderr);
-    let refused: Vec<&String> = finished
-        .stdout
-        .iter()
-        .filter(|l| l.starts_with("Refused "))
-        .collect();
+    let finished = stopped(&mut server);
     assert_eq!(
-        refused,
+        refusal_lines(&finished),
         ["Refused 1 connection: over --max-per-ip"],
         "{:?}",
         finished.stdout
