@@ -648,7 +648,7 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
                     .map(|c| format!("  server cpu {c:.2}"))
                     .unwrap_or_default()
                     + &cpu_per_unit(&stat)
-                        .map(|us| format!(" ({us:.2} µs/{})", unit_one(s.load)))
+                        .map(|us| format!(" ({us:.2} µs/{})", units(s.load).1))
                         .unwrap_or_default()
             );
             if let Some((_, v)) = samples.iter_mut().find(|(x, _)| *x == side) {
@@ -701,14 +701,20 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
 }
 
 fn unit(load: Load) -> &'static str {
+    units(load).0
+}
+
+/// `load`'s unit as the table shows it (`round trips/s`), and one of what it counts, for
+/// [`cpu_per_unit`] (`round trip`).
+fn units(load: Load) -> (&'static str, &'static str) {
     match load {
-        Load::PingPong { .. } => "round trips/s",
-        Load::Pipeline { .. } => "requests/s",
-        Load::Echo { .. } => "MB/s",
-        Load::Handshakes { .. } => "handshakes/s",
-        Load::Udp { .. } => "datagrams/s",
-        Load::Churn { .. } => "connections/s",
-        Load::Idle { .. } => "bytes/conn",
+        Load::PingPong { .. } => ("round trips/s", "round trip"),
+        Load::Pipeline { .. } => ("requests/s", "request"),
+        Load::Echo { .. } => ("MB/s", "MB"),
+        Load::Handshakes { .. } => ("handshakes/s", "handshake"),
+        Load::Udp { .. } => ("datagrams/s", "datagram"),
+        Load::Churn { .. } => ("connections/s", "connection"),
+        Load::Idle { .. } => ("bytes/conn", "connection"),
     }
 }
 
@@ -740,19 +746,6 @@ fn cpu_per_unit(stat: &Stat) -> Option<f64> {
     stat.cores
         .filter(|_| stat.value > 0.0)
         .map(|cores| cores / stat.value * 1e6)
-}
-
-/// One unit of `load`'s rate, for [`cpu_per_unit`]: `round trip` of `round trips/s`.
-fn unit_one(load: Load) -> &'static str {
-    match load {
-        Load::PingPong { .. } => "round trip",
-        Load::Pipeline { .. } => "request",
-        Load::Echo { .. } => "MB",
-        Load::Handshakes { .. } => "handshake",
-        Load::Udp { .. } => "datagram",
-        Load::Churn { .. } => "connection",
-        Load::Idle { .. } => "connection",
-    }
 }
 
 /// A running server process; stopped when dropped.
