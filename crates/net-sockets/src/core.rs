@@ -27,14 +27,13 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 use crate::selector::{Release, SelectorInner, lock};
 use crate::{Error, Result};
@@ -100,8 +99,8 @@ pub(crate) struct Core<S: SocketIo> {
     weak: Weak<S>,
     selector: Arc<SelectorInner>,
     /// Set first by `close` ([`OPEN`], then [`CLOSED`] or [`CLOSED_BY_SELECTOR`], whichever the
-    /// first close found): checked on every operation, where `token.is_cancelled()` would take
-    /// the token's lock, and the variant of the close error from then on.
+    /// first close found): checked on every operation, and the variant of the close error
+    /// from then on.
     closing: AtomicU8,
     /// Whether something may have given the socket a lingering `SO_LINGER`, so that `close`
     /// must ask the kernel: set where the socket was made with one (the builder's `linger`),
@@ -115,9 +114,9 @@ pub(crate) struct Core<S: SocketIo> {
     /// held by others after `LET_GO` stops the listening (see `release`).
     listens: bool,
     id: Option<u64>,
-    /// Cancelled by `close`; a child of the selector's token, so a closing selector wakes every
-    /// pending operation before it closes anything.
-    token: CancellationToken,
+    /// The tasks to wake once the descriptor is released (pending operations, `await_closed`);
+    /// a closing selector wakes them all before it closes any socket.
+    waiters: Mutex<Waiters>,
     io: Mutex<Option<Arc<S>>>,
     on_release: Option<OnRelease>,
     span: tracing::Span,
@@ -147,6 +146,10 @@ impl<T: Owner> Release for T {
 
     fn stop_accepting(&self) {
         Owner::stop_accepting(self);
+    }
+
+    fn wake_for_close(&self) {
+        self.core().wake_for_selector();
     }
 }
 
@@ -202,7 +205,7 @@ impl<S: SocketIo> Core<S> {
             build(Core {
                 weak: Arc::downgrade(&io),
                 io: Mutex::new(Some(io)),
-                token: selector.token().child_token(),
+                waiters: Mutex::default(),
                 closing: AtomicU8::new(OPEN),
                 id: selector.register(me.clone() as Weak<dyn Release>).ok(),
                 selector: Arc::clone(selector),
@@ -228,8 +231,8 @@ impl<S: SocketIo> Core<S> {
     ///
     /// The close error ([`Error::Closed`] or [`Error::SelectorClosed`]) once closing began.
     pub(crate) fn io(&self) -> Result<Arc<S>> {
-        // A closing selector cancels the token first and closes its sockets right after; an
-        // operation waiting meanwhile is failed by `poll_io`'s close wait.
+        // A closing selector wakes the waiting operations first and closes its sockets right
+        // after; an operation waiting meanwhile is failed by `poll_io`'s close wait.
         // Sequentially consistent with `close_deciding`'s mark: an operation either finds the
         // socket closed here, or the close finds what the operation's caller noted before
         // (a write channel's write under way).
@@ -306,8 +309,8 @@ impl<S: SocketIo> Core<S> {
         &self,
         mut op: impl FnMut(&S, &mut Context<'_>) -> Poll<io::Result<R>>,
     ) -> Result<R> {
-        let mut wait = CloseWait::default();
-        std::future::poll_fn(|cx| self.poll_io(cx, &mut wait, &mut op))
+        let mut watch = Watch::new(self);
+        std::future::poll_fn(|cx| self.poll_io(cx, &mut watch.wait, &mut op))
             .await
             .map_err(|e| Error::from(self.failed(e)))
     }
@@ -317,11 +320,15 @@ impl<S: SocketIo> Core<S> {
         &self,
         future: impl Future<Output = Result<R>>,
     ) -> Result<R> {
-        tokio::select! {
-            biased;
-            r = future => r,
-            () = self.token.cancelled() => Err(self.closed_error()),
-        }
+        let mut future = std::pin::pin!(future);
+        let mut watch = Watch::new(self);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = future.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            watch.wait.poll(cx, self).map(|()| Err(self.closed_error()))
+        })
+        .await
     }
 
     /// Runs `f` with a [`SockRef`] to the open socket.
@@ -385,7 +392,15 @@ impl<S: SocketIo> Core<S> {
             // wakes finds the descriptor released (a Unix listener's file removed), also when
             // another close ran at the same time. Operations that start meanwhile fail on
             // `closing`; those pending are woken here and fail then.
-            self.token.cancel();
+            let (woken, token) = {
+                let mut waiters = lock(&self.waiters);
+                waiters.released = true;
+                (waiters.slots.take(), waiters.token.take())
+            };
+            woken.wake();
+            if let Some(token) = token {
+                token.cancel();
+            }
         }
     }
 
@@ -457,18 +472,34 @@ impl<S: SocketIo> Core<S> {
 
     /// Whether `close` was called, or the selector began closing the socket.
     pub(crate) fn is_closed(&self) -> bool {
-        self.closing.load(Ordering::Acquire) != OPEN || self.token.is_cancelled()
+        self.closing.load(Ordering::Acquire) != OPEN || self.selector.is_closed()
     }
 
-    /// Waits until the socket is closed.
+    /// Waits until the socket is closed, its descriptor released.
     pub(crate) async fn await_closed(&self) {
-        self.token.cancelled().await;
+        let mut watch = Watch::new(self);
+        std::future::poll_fn(|cx| watch.wait.poll_released(cx, self)).await;
     }
 
-    /// A token cancelled once the socket is closed (also by the drop of its owner), for tasks
-    /// that must not keep the owner alive.
+    /// A token cancelled once the socket is closed, its descriptor released (also by the drop
+    /// of its owner), for tasks that must not keep the owner alive.
     pub(crate) fn close_token(&self) -> CancellationToken {
-        self.token.clone()
+        let mut waiters = lock(&self.waiters);
+        if waiters.released {
+            let token = CancellationToken::new();
+            token.cancel();
+            return token;
+        }
+        waiters
+            .token
+            .get_or_insert_with(CancellationToken::new)
+            .clone()
+    }
+
+    /// The selector closes: wakes every pending operation (which then fails with
+    /// [`Error::SelectorClosed`]) before the selector closes any socket.
+    pub(crate) fn wake_for_selector(&self) {
+        lock(&self.waiters).slots.wake_by_ref();
     }
 
     /// [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed the socket (or,
@@ -605,85 +636,180 @@ impl<S: SocketIo> fmt::Debug for Core<S> {
     }
 }
 
-/// The wake-up on close of one pending operation; made on the first wait.
+/// The wake-up on close of one pending operation: its place among its core's [`Waiters`],
+/// taken by the first wait and kept (one direction of a connection keeps it for the
+/// connection's life, renewing the waker only when another task polls); given back with
+/// [`leave`](Self::leave) (see [`Watch`]).
 ///
-/// Registering takes two locks (the token's and its notifier's), so it is renewed only when the
-/// task's waker changed (see [`Registered`]). Every cancellation of a core's token comes after
-/// its `closing` flag or its selector's `closed` flag is set, so two atomic loads tell whether
-/// the close already happened.
-#[derive(Default)]
+/// Every wake-up on close comes after the core's `closing` flag or its selector's `closed`
+/// flag is set, so while neither is and this task's waker stands, a wait is two loads and a
+/// waker comparison, inlined into every operation that waits; the rest is a call.
+#[derive(Debug, Default)]
 pub(crate) struct CloseWait {
-    future: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
-    registered: Registered,
+    /// The place taken, and the waker put there.
+    place: Option<(usize, Waker)>,
 }
 
 impl CloseWait {
-    /// Ready once the core closed (or its selector began closing it). While this task's
-    /// registration stands and neither flag is set, two loads and a waker comparison, inlined
-    /// into every operation that waits; the rest is a call.
+    /// Ready once the core closed (its descriptor released) or its selector began closing it.
     #[inline]
     fn poll<S: SocketIo>(&mut self, cx: &mut Context<'_>, core: &Core<S>) -> Poll<()> {
-        if self.future.is_some()
-            && self.registered.stands(cx)
+        if let Some((_, waker)) = &self.place
+            && waker.will_wake(cx.waker())
             && core.closing.load(Ordering::Acquire) == OPEN
             && !core.selector.is_closed()
         {
             return Poll::Pending;
         }
-        self.poll_registering(cx, core)
+        self.poll_registering(cx, core, true)
     }
 
+    /// Ready once the core closed, its descriptor released (not before, also when its selector
+    /// closes it).
+    fn poll_released<S: SocketIo>(&mut self, cx: &mut Context<'_>, core: &Core<S>) -> Poll<()> {
+        self.poll_registering(cx, core, false)
+    }
+
+    /// Under the waiters' lock, which a close takes to wake them: either this sees the close's
+    /// mark, or the close finds the waker put here.
     #[inline(never)]
-    fn poll_registering<S: SocketIo>(&mut self, cx: &mut Context<'_>, core: &Core<S>) -> Poll<()> {
-        let future = self
-            .future
-            .get_or_insert_with(|| Box::pin(core.token.clone().cancelled_owned()));
-        self.registered.poll(cx, future.as_mut(), || {
-            core.closing.load(Ordering::Acquire) != OPEN || core.selector.is_closed()
-        })
-    }
-}
-
-/// The waker a wake-up future (a cancellation token's, whose polls take its locks) was last
-/// polled with: while the same task polls again, its registration stands and a wake-up reaches
-/// it, so the future is polled again only when the task changed or when the event may have
-/// happened (a flag its sender sets before it wakes anyone).
-#[derive(Debug, Default)]
-pub(crate) struct Registered(Option<Waker>);
-
-impl Registered {
-    /// Whether this task's registration stands (the future was last polled with a waker that
-    /// wakes this task).
-    #[inline]
-    pub(crate) fn stands(&self, cx: &Context<'_>) -> bool {
-        self.0.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
-    }
-
-    /// Polls `future` unless this task's registration stands and `may_be_ready()` is false
-    /// (asked only when the registration stands).
-    pub(crate) fn poll<F: Future<Output = ()>>(
+    fn poll_registering<S: SocketIo>(
         &mut self,
         cx: &mut Context<'_>,
-        future: Pin<&mut F>,
-        may_be_ready: impl FnOnce() -> bool,
+        core: &Core<S>,
+        with_selector: bool,
     ) -> Poll<()> {
-        if self.stands(cx) && !may_be_ready() {
-            return Poll::Pending;
+        let mut waiters = lock(&core.waiters);
+        if waiters.released || (with_selector && core.selector.is_closed()) {
+            if let Some((place, _)) = self.place.take() {
+                waiters.slots.remove(place);
+            }
+            return Poll::Ready(());
         }
-        let polled = future.poll(cx);
-        if polled.is_pending() {
-            match &mut self.0 {
-                Some(waker) => waker.clone_from(cx.waker()),
-                None => self.0 = Some(cx.waker().clone()),
+        match &mut self.place {
+            Some((place, waker)) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+                waiters.slots.put(*place, waker.clone());
+            }
+            None => {
+                let place = waiters.slots.insert(cx.waker().clone());
+                self.place = Some((place, cx.waker().clone()));
             }
         }
-        polled
+        Poll::Pending
+    }
+
+    /// Gives the place back: the wait is over for good.
+    pub(crate) fn leave<S: SocketIo>(&mut self, core: &Core<S>) {
+        if let Some((place, _)) = self.place.take() {
+            lock(&core.waiters).slots.remove(place);
+        }
     }
 }
 
-impl fmt::Debug for CloseWait {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CloseWait").finish_non_exhaustive()
+/// A [`CloseWait`] that gives its place back when dropped: the wait of one operation.
+struct Watch<'a, S: SocketIo> {
+    core: &'a Core<S>,
+    wait: CloseWait,
+}
+
+impl<'a, S: SocketIo> Watch<'a, S> {
+    fn new(core: &'a Core<S>) -> Self {
+        Watch {
+            core,
+            wait: CloseWait::default(),
+        }
+    }
+}
+
+impl<S: SocketIo> Drop for Watch<'_, S> {
+    fn drop(&mut self) {
+        self.wait.leave(self.core);
+    }
+}
+
+/// Who waits for a core's close.
+#[derive(Default)]
+struct Waiters {
+    /// Set by the close that released the descriptor, before it wakes anyone.
+    released: bool,
+    slots: Slots,
+    /// The token of [`Core::close_token`], once asked for.
+    token: Option<CancellationToken>,
+}
+
+/// The wakers of the waits of one core, each in a place of its own: two inline (a connection's
+/// two directions), more (a listener's or datagram socket's operations, any number of tasks at
+/// once) in a vector that shrinks as they leave.
+#[derive(Default)]
+struct Slots {
+    inline: [Option<Waker>; 2],
+    more: Vec<Option<Waker>>,
+}
+
+impl Slots {
+    /// The place `place`: `None` once the close took every waker (the place is gone).
+    fn slot(&mut self, place: usize) -> Option<&mut Option<Waker>> {
+        match place {
+            0 | 1 => self.inline.get_mut(place),
+            _ => self.more.get_mut(place - 2),
+        }
+    }
+
+    /// Puts `waker` in a free place, and returns it.
+    fn insert(&mut self, waker: Waker) -> usize {
+        if let Some(free) = self.inline.iter().position(Option::is_none) {
+            self.inline[free] = Some(waker);
+            free
+        } else if let Some(free) = self.more.iter().position(Option::is_none) {
+            self.more[free] = Some(waker);
+            free + 2
+        } else {
+            self.more.push(Some(waker));
+            self.more.len() + 1
+        }
+    }
+
+    /// Puts `waker` in `place`, a place taken before (and not taken away since: the close takes
+    /// them all only once it marked the socket released, after which nobody waits).
+    fn put(&mut self, place: usize, waker: Waker) {
+        if let Some(slot) = self.slot(place) {
+            *slot = Some(waker);
+        }
+    }
+
+    /// Frees `place` (if the close did not take it already).
+    fn remove(&mut self, place: usize) {
+        if let Some(slot) = self.slot(place) {
+            *slot = None;
+        }
+        while self.more.last().is_some_and(Option::is_none) {
+            self.more.pop();
+        }
+    }
+
+    /// Takes every waker out, to wake them once the lock is let go.
+    fn take(&mut self) -> Slots {
+        std::mem::take(self)
+    }
+
+    fn wake(self) {
+        for waker in self.inline.into_iter().chain(self.more).flatten() {
+            waker.wake();
+        }
+    }
+
+    fn wake_by_ref(&self) {
+        for waker in self.inline.iter().chain(&self.more).flatten() {
+            waker.wake_by_ref();
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.inline.iter().chain(&self.more).flatten().count()
     }
 }
 
@@ -715,6 +841,174 @@ mod tests {
         fn core(&self) -> &Core<tokio::net::TcpStream> {
             &self.0
         }
+    }
+
+    /// A UDP socket of `selector` with no release hook.
+    async fn udp_socket(selector: &SelectorManager) -> Arc<Plain> {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let setup = Setup {
+            may_linger: false,
+            never_lingers: true,
+            ..Setup::new(tracing::Span::none())
+        };
+        Core::open(selector.inner(), socket, setup, Plain).unwrap()
+    }
+
+    /// How many waits hold a place among the core's waiters, and the places kept beyond the
+    /// two inline.
+    fn places(core: &Core<tokio::net::UdpSocket>) -> (usize, usize) {
+        let waiters = lock(&core.waiters);
+        (waiters.slots.len(), waiters.slots.more.len())
+    }
+
+    /// Waits that end (completed, cancelled by a drop) give their place among the core's
+    /// waiters back: a socket many tasks wait on in turn (a listener, a datagram socket) keeps
+    /// as many places as wait at once, not one per wait it ever had.
+    #[tokio::test]
+    async fn a_wait_that_ends_gives_its_place_back() {
+        let selector = SelectorManager::new();
+        let udp = udp_socket(&selector).await;
+        let core = udp.core();
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..100 {
+            let mut receive = Box::pin(core.run(|socket, cx| socket.poll_recv_ready(cx)));
+            let mut closed = Box::pin(core.await_closed());
+            let mut until = Box::pin(core.until_closed(std::future::pending::<Result<()>>()));
+            assert!(receive.as_mut().poll(&mut cx).is_pending());
+            assert!(closed.as_mut().poll(&mut cx).is_pending());
+            assert!(until.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(places(core), (3, 1));
+            drop(closed);
+            assert_eq!(places(core), (2, 1));
+            drop((receive, until));
+            assert_eq!(places(core), (0, 0));
+        }
+        // Five at once, left in another order than taken.
+        let mut waits: Vec<_> = (0..5)
+            .map(|_| Box::pin(core.run(|socket, cx| socket.poll_recv_ready(cx))))
+            .collect();
+        for wait in &mut waits {
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(places(core), (5, 3));
+        drop(waits.remove(4));
+        drop(waits.remove(0));
+        assert_eq!(places(core), (3, 2));
+        waits.clear();
+        assert_eq!(places(core), (0, 0));
+        // Ready ones leave too.
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = core.io().unwrap().local_addr().unwrap();
+        let mut receive = Box::pin(core.run(|socket, cx| socket.poll_recv_ready(cx)));
+        assert!(receive.as_mut().poll(&mut cx).is_pending());
+        sender.send_to(b"x", address).unwrap();
+        receive.await.unwrap();
+        assert_eq!(places(core), (0, 0));
+        // Waits that end after the close took every waker: some polled (ready), some dropped.
+        let mut waits: Vec<_> = (0..5).map(|_| Box::pin(core.await_closed())).collect();
+        for wait in &mut waits {
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+        }
+        core.close(CloseMode::Graceful);
+        for wait in waits.iter_mut().step_by(2) {
+            assert!(wait.as_mut().poll(&mut cx).is_ready());
+        }
+        waits.clear();
+        assert_eq!(places(core), (0, 0));
+    }
+
+    /// A wait that begins on one thread while the socket, or its selector, closes on another
+    /// is always woken (the close error), however the two interleave: a lost wake-up would
+    /// leave the operation pending for ever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wait_racing_a_close_on_another_thread_is_always_woken() {
+        for round in 0..400 {
+            let selector = SelectorManager::new();
+            let udp = udp_socket(&selector).await;
+            let by_selector = round % 2 == 1;
+            let waiting = {
+                let udp = Arc::clone(&udp);
+                tokio::spawn(async move {
+                    udp.core()
+                        .run(|socket, cx| socket.poll_recv_ready(cx))
+                        .await
+                })
+            };
+            for _ in 0..round % 7 {
+                tokio::task::yield_now().await;
+            }
+            let closing = std::thread::spawn(move || {
+                if by_selector {
+                    selector.close();
+                } else {
+                    udp.core().close(CloseMode::Graceful);
+                }
+            });
+            let waited = tokio::time::timeout(Duration::from_secs(10), waiting)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: the wait was never woken"))
+                .unwrap();
+            closing.join().unwrap();
+            let expected = if by_selector {
+                Error::SelectorClosed
+            } else {
+                Error::Closed
+            };
+            assert!(
+                matches!(&waited, Err(e) if e.to_string() == expected.to_string()),
+                "round {round}: {waited:?}"
+            );
+        }
+    }
+
+    /// The close lands between an operation's check of the socket and its wait for the close
+    /// (here inside the operation, which then finds nothing ready): the wait, which registers
+    /// after the close woke everyone registered, must see the close and end, not wait for a
+    /// wake-up that came before it.
+    #[tokio::test]
+    async fn a_wait_that_registers_after_the_close_woke_everyone_ends_at_once() {
+        for by_selector in [false, true] {
+            let selector = SelectorManager::new();
+            let udp = udp_socket(&selector).await;
+            let core = udp.core();
+            let operation = core.run(|socket, cx| {
+                if by_selector {
+                    selector.close();
+                } else {
+                    core.close(CloseMode::Graceful);
+                }
+                socket.poll_recv_ready(cx)
+            });
+            let polled = pin!(operation).poll(&mut Context::from_waker(Waker::noop()));
+            let expected = if by_selector {
+                Error::SelectorClosed
+            } else {
+                Error::Closed
+            };
+            assert!(
+                matches!(&polled, Poll::Ready(Err(e)) if e.to_string() == expected.to_string()),
+                "closed by the selector {by_selector}: {polled:?}"
+            );
+        }
+    }
+
+    /// The token of a task that must not keep its socket alive is cancelled once the socket
+    /// closed, whether it was asked for before the close or after.
+    #[tokio::test]
+    async fn a_close_token_is_cancelled_by_the_close_whenever_it_was_asked_for() {
+        let selector = SelectorManager::new();
+        let udp = udp_socket(&selector).await;
+        let before = udp.core().close_token();
+        assert!(!before.is_cancelled());
+        udp.core().close(CloseMode::Graceful);
+        assert!(before.is_cancelled());
+        assert!(udp.core().close_token().is_cancelled());
+        // Closed with its selector.
+        let udp = udp_socket(&selector).await;
+        let before = udp.core().close_token();
+        selector.close();
+        assert!(before.is_cancelled());
+        udp.core().await_closed().await;
     }
 
     /// A socket leaves its counts (runs its release hook) before its peer can see the end: a

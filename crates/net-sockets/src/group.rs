@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -16,7 +16,7 @@ use tokio_util::sync::{
     CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned,
 };
 
-use crate::core::{Cause, Registered};
+use crate::core::Cause;
 use crate::selector::{ById, SelectorSleep, lock};
 use crate::stream::Conn;
 
@@ -574,6 +574,43 @@ impl Group {
             "shutdown drained"
         );
         report
+    }
+}
+
+/// The waker a wake-up future (a cancellation token's, whose polls take its locks) was last
+/// polled with: while the same task polls again, its registration stands and a wake-up reaches
+/// it, so the future is polled again only when the task changed or when the event may have
+/// happened (a flag its sender sets before it wakes anyone).
+#[derive(Debug, Default)]
+struct Registered(Option<Waker>);
+
+impl Registered {
+    /// Whether this task's registration stands (the future was last polled with a waker that
+    /// wakes this task).
+    #[inline]
+    fn stands(&self, cx: &Context<'_>) -> bool {
+        self.0.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+    }
+
+    /// Polls `future` unless this task's registration stands and `may_be_ready()` is false
+    /// (asked only when the registration stands).
+    fn poll<F: Future<Output = ()>>(
+        &mut self,
+        cx: &mut Context<'_>,
+        future: Pin<&mut F>,
+        may_be_ready: impl FnOnce() -> bool,
+    ) -> Poll<()> {
+        if self.stands(cx) && !may_be_ready() {
+            return Poll::Pending;
+        }
+        let polled = future.poll(cx);
+        if polled.is_pending() {
+            match &mut self.0 {
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => self.0 = Some(cx.waker().clone()),
+            }
+        }
+        polled
     }
 }
 

@@ -85,6 +85,9 @@ pub(crate) trait Release: Send + Sync {
     /// Closes it because the selector closed.
     fn release(&self);
 
+    /// The selector closes: wakes its pending operations, before any socket is closed.
+    fn wake_for_close(&self);
+
     /// A graceful shutdown began: a listener stops accepting; other sockets do nothing.
     fn stop_accepting(&self) {}
 }
@@ -477,11 +480,17 @@ impl SelectorInner {
             std::mem::take(&mut registry.entries)
         };
         tracing::debug!(sockets = entries.len(), "selector manager closing");
-        // Every socket's token is a child of this one: cancelling first makes every pending
-        // operation fail with `SelectorClosed` before any descriptor (and so any peer of a
-        // socket of this selector) is closed.
+        // Waking every socket's pending operations first makes each fail with `SelectorClosed`
+        // before any descriptor (and so any peer of a socket of this selector) is closed.
+        let open: Vec<_> = entries
+            .into_values()
+            .filter_map(|weak| weak.upgrade())
+            .collect();
+        for core in &open {
+            core.wake_for_close();
+        }
         self.token.cancel();
-        for core in entries.into_values().filter_map(|weak| weak.upgrade()) {
+        for core in open {
             core.release();
         }
     }

@@ -1049,6 +1049,12 @@ impl Half {
     }
 }
 
+impl Drop for Half {
+    fn drop(&mut self) {
+        self.wait.leave(&self.conn.core);
+    }
+}
+
 /// The read direction of a connected socket, as an [`AsyncRead`].
 #[doc(hidden)]
 #[derive(Debug)]
