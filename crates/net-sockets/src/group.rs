@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::fmt;
+use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,11 +14,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::{
-    CancellationToken, WaitForCancellationFuture, WaitForCancellationFutureOwned,
-};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::core::Cause;
+use crate::core::{Cause, Slots};
 use crate::selector::{ById, SelectorSleep, lock};
 use crate::stream::Conn;
 
@@ -216,46 +216,72 @@ pub struct ListenerStats {
 
 /// The "shutdown began" signal of a selector, or of a listener (its selector's child).
 ///
-/// A token, cancelled to wake those waiting, and a flag set before any cancellation of it (this
-/// drain's own, or its parent's): so a wait that registered once, and is polled again by the
-/// same task, costs two atomic loads rather than the token's two locks, which every connection
-/// of the listener shares. All of it behind one reference count: every connection and every
-/// shutdown signal holds a clone, so a clone or a drop is one atomic operation on a line that
-/// all of them share, not the token's lock and two more counts.
+/// A flag, set before anyone waiting is woken (by this drain's start or its parent's): so a
+/// wait that registered once, and is polled again by the same task, costs two atomic loads.
+/// The waits hold places among the drain's [`Slots`] (a listener's: one per connection that
+/// waits); the start wakes them, and a parent's start its children's too. All of it behind one
+/// reference count: every connection and every shutdown signal holds a clone, so a clone or a
+/// drop is one atomic operation.
 #[derive(Clone, Debug)]
 pub(crate) struct Drain(Arc<DrainState>);
 
-#[derive(Debug)]
 struct DrainState {
-    token: CancellationToken,
     began: AtomicBool,
     parent: Option<Drain>,
+    /// The waits on this drain: taken (and woken) by its start or its parent's.
+    waiting: Mutex<Slots>,
+    /// A selector's drain: its listeners', whose waits its start wakes too.
+    children: Mutex<Vec<Weak<DrainState>>>,
+}
+
+impl fmt::Debug for DrainState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrainState")
+            .field("began", &self.began)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drain {
     /// A selector's drain.
     pub(crate) fn new() -> Drain {
         Drain(Arc::new(DrainState {
-            token: CancellationToken::new(),
             began: AtomicBool::new(false),
             parent: None,
+            waiting: Mutex::default(),
+            children: Mutex::default(),
         }))
     }
 
     /// A listener's drain: it begins with its own shutdown or with its selector's.
     pub(crate) fn child(&self) -> Drain {
         debug_assert!(self.0.parent.is_none(), "one level of children");
-        Drain(Arc::new(DrainState {
-            token: self.0.token.child_token(),
+        let child = Drain(Arc::new(DrainState {
             began: AtomicBool::new(false),
             parent: Some(self.clone()),
-        }))
+            waiting: Mutex::default(),
+            children: Mutex::default(),
+        }));
+        let mut children = lock(&self.0.children);
+        // Listeners come and go: those gone leave no entry behind.
+        children.retain(|child| child.strong_count() > 0);
+        children.push(Arc::downgrade(&child.0));
+        child
     }
 
     /// Begins the shutdown: wakes every wait on this drain and its children.
     pub(crate) fn begin(&self) {
-        self.0.began.store(true, Ordering::Release);
-        self.0.token.cancel();
+        self.0.began.store(true, Ordering::SeqCst);
+        // Each under the waits' lock, which a wait takes to register: it either sees the flag,
+        // or is woken here.
+        lock(&self.0.waiting).take().wake();
+        let children: Vec<_> = lock(&self.0.children)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for child in children {
+            lock(&child.waiting).take().wake();
+        }
     }
 
     /// Whether the shutdown began.
@@ -273,22 +299,21 @@ impl Drain {
     pub(crate) fn requested(&self) -> Requested<'_> {
         Requested {
             drain: self,
-            registered: Registered::default(),
-            cancelled: None,
+            place: None,
         }
     }
 }
 
 /// The wait of [`Drain::requested`]: polled beside every read that waits (a `tokio::select!`
 /// branch in a connection's loop), so its common case is inlined and touches only its own
-/// few fields: while this task's registration stands and the shutdown has not begun, two
-/// loads and a waker comparison. The token's wait, large and read only to register, is boxed
-/// by the first poll that registers.
+/// few fields: while this task's waker stands and the shutdown has not begun, two loads and a
+/// waker comparison. The first poll takes a place among the drain's waits, the drop gives it
+/// back.
 #[derive(Debug)]
 pub(crate) struct Requested<'a> {
     drain: &'a Drain,
-    registered: Registered,
-    cancelled: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
+    /// The place taken, and the waker put there.
+    place: Option<(usize, Waker)>,
 }
 
 impl Future for Requested<'_> {
@@ -297,7 +322,10 @@ impl Future for Requested<'_> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.registered.stands(cx) && !this.drain.has_begun() {
+        if let Some((_, waker)) = &this.place
+            && waker.will_wake(cx.waker())
+            && !this.drain.has_begun()
+        {
             return Poll::Pending;
         }
         this.poll_registering(cx)
@@ -307,12 +335,32 @@ impl Future for Requested<'_> {
 impl Requested<'_> {
     #[inline(never)]
     fn poll_registering(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let drain = self.drain;
-        let cancelled = self
-            .cancelled
-            .get_or_insert_with(|| Box::pin(drain.0.token.cancelled()));
-        self.registered
-            .poll(cx, cancelled.as_mut(), || drain.has_begun())
+        let mut waiting = lock(&self.drain.0.waiting);
+        if self.drain.has_begun() {
+            if let Some((place, _)) = self.place.take() {
+                waiting.remove(place);
+            }
+            return Poll::Ready(());
+        }
+        match &mut self.place {
+            Some((place, waker)) => {
+                waker.clone_from(cx.waker());
+                waiting.put(*place, waker.clone());
+            }
+            None => {
+                let place = waiting.insert(cx.waker().clone());
+                self.place = Some((place, cx.waker().clone()));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Requested<'_> {
+    fn drop(&mut self) {
+        if let Some((place, _)) = self.place.take() {
+            lock(&self.drain.0.waiting).remove(place);
+        }
     }
 }
 
@@ -577,43 +625,6 @@ impl Group {
     }
 }
 
-/// The waker a wake-up future (a cancellation token's, whose polls take its locks) was last
-/// polled with: while the same task polls again, its registration stands and a wake-up reaches
-/// it, so the future is polled again only when the task changed or when the event may have
-/// happened (a flag its sender sets before it wakes anyone).
-#[derive(Debug, Default)]
-struct Registered(Option<Waker>);
-
-impl Registered {
-    /// Whether this task's registration stands (the future was last polled with a waker that
-    /// wakes this task).
-    #[inline]
-    fn stands(&self, cx: &Context<'_>) -> bool {
-        self.0.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
-    }
-
-    /// Polls `future` unless this task's registration stands and `may_be_ready()` is false
-    /// (asked only when the registration stands).
-    fn poll<F: Future<Output = ()>>(
-        &mut self,
-        cx: &mut Context<'_>,
-        future: Pin<&mut F>,
-        may_be_ready: impl FnOnce() -> bool,
-    ) -> Poll<()> {
-        if self.stands(cx) && !may_be_ready() {
-            return Poll::Pending;
-        }
-        let polled = future.poll(cx);
-        if polled.is_pending() {
-            match &mut self.0 {
-                Some(waker) => waker.clone_from(cx.waker()),
-                None => self.0 = Some(cx.waker().clone()),
-            }
-        }
-        polled
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::future::Future;
@@ -739,6 +750,36 @@ mod tests {
             let refused = if limit == 0 { 100 } else { 0 };
             assert_eq!(group.stats().refused_per_ip, refused);
         }
+    }
+
+    /// Waits that end give their place among the drain's waits back, for the next to take: a
+    /// listener whose connections come and go keeps as many places as ever waited at once.
+    /// Listeners that are gone leave no entry among their selector's children.
+    #[test]
+    fn waits_that_end_give_their_place_back_and_gone_listeners_leave_no_entry() {
+        let selector = Drain::new();
+        let listener = selector.child();
+        let (waker, woken) = counting();
+        for _ in 0..100 {
+            let mut waits: Vec<_> = (0..4).map(|_| Box::pin(listener.requested())).collect();
+            for wait in &mut waits {
+                assert!(!poll_once(wait.as_mut(), &waker));
+            }
+            assert_eq!(lock(&listener.0.waiting).count(), (4, 2));
+            waits.truncate(1);
+            assert_eq!(lock(&listener.0.waiting).count(), (1, 2));
+        }
+        for _ in 0..100 {
+            drop(selector.child());
+        }
+        assert_eq!(lock(&selector.0.children).len(), 2);
+        // The selector's start wakes the listener's wait, and takes every place.
+        let mut last = Box::pin(listener.requested());
+        assert!(!poll_once(last.as_mut(), &waker));
+        selector.begin();
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert_eq!(lock(&listener.0.waiting).count(), (0, 0));
+        assert!(poll_once(last.as_mut(), &waker));
     }
 
     /// A wait made after the start completes at once.
