@@ -16,12 +16,15 @@
 //!   with a reset — deregisters, then wakes every pending operation (which then fails with
 //!   [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed it) and
 //!   `await_closed`. A close that comes while another (another thread's, the selector's)
-//!   releases the descriptor returns only once that one is done. (A closing selector wakes them all first, before it
-//!   releases any descriptor, so that no socket sees its peer's end before its own close.) A
-//!   socket whose `SO_LINGER` makes the kernel's close block has that last close run on a
-//!   blocking thread, never on a runtime thread. Dropping the last reference closes gracefully.
+//!   releases the descriptor returns only once that one is done. (A closing selector wakes the
+//!   pending operations of all its sockets first, before it releases any descriptor, so that
+//!   they fail with its close rather than see a peer's end.) A socket whose `SO_LINGER` makes
+//!   the kernel's close block has that last close run on a blocking thread, never on a runtime
+//!   thread. Dropping the last reference closes gracefully.
 //! - **Waiting.** [`Core::poll_io`] polls an operation and, when it must wait, also waits for the
-//!   close, so a pending operation never outlives the socket.
+//!   close, so a pending operation never outlives the socket. The waits hold places among the
+//!   core's own wakers ([`CloseWait`]), under its own lock: a connection's two directions, two
+//!   places kept for its life, allocate nothing.
 
 use std::fmt;
 use std::future::Future;
