@@ -717,10 +717,14 @@ fn a_line_or_nick_with_line_separators_or_bidi_controls_is_refused() {
     for forgery in forgeries {
         bob.stream().write_all(forgery.as_bytes()).unwrap();
     }
-    bob.send("plain \u{5d0} ok");
-    // None of the forgeries reached alice: her next line is the plain one (Hebrew is text).
+    bob.send("plain \u{5d0}\u{200f} 1\u{200e}\u{61c} ok");
+    // None of the forgeries reached alice: her next line is the plain one (Hebrew is text, and
+    // so are the direction marks right-to-left writers use, which reorder no line).
     let next = alice.line().unwrap();
-    assert_eq!(next, "bob: plain \u{5d0} ok", "alice got {next:?}");
+    assert_eq!(
+        next, "bob: plain \u{5d0}\u{200f} 1\u{200e}\u{61c} ok",
+        "alice got {next:?}"
+    );
     for _ in forgeries {
         bob.expect("* Line not sent: it has control characters.");
     }

@@ -6,9 +6,11 @@ use std::fmt;
 /// change how a log or a terminal shows the text around it escaped as Rust escapes them:
 /// control characters (C0 with tab, CR and LF, DEL, C1 with NEL U+0085: `\n`, `\u{1b}`,
 /// `\u{85}`), the Unicode line and paragraph separators (`\u{2028}`, `\u{2029}`: some log
-/// viewers break lines on them) and the bidi embedding, override and isolate controls (U+202A
+/// viewers break lines on them), the bidi embedding, override and isolate controls (U+202A
 /// to U+202E, U+2066 to U+2069: they reorder what follows them on screen, as in "Trojan
-/// Source"). Other text, right-to-left letters included, is shown as it is; so is a backslash.
+/// Source") and the invisible direction marks (U+200E, U+200F, U+061C: they reorder the
+/// digits and punctuation around them). Other text, right-to-left letters included, is shown
+/// as it is; so is a backslash.
 ///
 /// The crates use it wherever they show peer text (a Unix peer's path, a TLS handshake's
 /// reason); use it to log what a peer sent. Padding (`{:>20}`) applies to the escaped text.
@@ -30,12 +32,18 @@ pub struct PeerText<'a>(pub &'a str);
 
 impl PeerText<'_> {
     /// Whether `PeerText` shows `c` escaped: a control character, a line or paragraph
-    /// separator, or a bidi embedding, override or isolate control.
+    /// separator, a bidi embedding, override or isolate control, or a direction mark.
     pub fn escapes(c: char) -> bool {
         c.is_control()
             || matches!(
                 c,
-                '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{61c}'
             )
     }
 
@@ -83,9 +91,16 @@ mod tests {
             PeerText("\u{2066}\u{2067}\u{2068}\u{2069}").to_string(),
             "\\u{2066}\\u{2067}\\u{2068}\\u{2069}"
         );
+        // The implicit direction marks (LRM, RLM, ALM): invisible, and they change the order
+        // in which the neutral characters around them (digits, punctuation) are shown.
+        assert_eq!(
+            PeerText("1\u{200e}2\u{200f}3\u{61c}").to_string(),
+            "1\\u{200e}2\\u{200f}3\\u{61c}"
+        );
         // Everything else as it is: letters of any script, quotes, a backslash, neighbours of
         // the escaped ranges.
-        let plain = "\u{e9}\u{5d0}\u{627} \"q\" 'q' \\ \u{2027}\u{202f}\u{2065}\u{206a}\u{a0}";
+        let plain = "\u{e9}\u{5d0}\u{627} \"q\" 'q' \\ \u{2027}\u{202f}\u{2065}\u{206a}\u{a0}\
+                     \u{200d}\u{2010}\u{61b}\u{61d}";
         assert_eq!(PeerText(plain).to_string(), plain);
         assert_eq!(PeerText("").to_string(), "");
     }

@@ -596,16 +596,20 @@ async fn read_lines(
     }
 }
 
-/// Whether `text` has a character other than a tab that [`PeerText`](net_io::PeerText) escapes:
-/// a control character (C0, DEL or C1), a line or paragraph separator (U+2028, U+2029) or a
-/// bidi control (U+202A to U+202E, U+2066 to U+2069). A bare CR, a backspace or an escape
-/// sequence would let a member rewrite what the others' terminals show (`* bob left` over its
-/// own line, words in another member's name); a separator starts a line of its own where a
-/// terminal or log viewer breaks lines on it; a bidi control reorders what follows it (a
-/// right-to-left override in a nick turns the welcome's list of who is here around).
+/// Whether `text` has a character that [`PeerText`](net_io::PeerText) escapes, other than a
+/// tab and the direction marks: a control character (C0, DEL or C1), a line or paragraph
+/// separator (U+2028, U+2029) or a bidi control (U+202A to U+202E, U+2066 to U+2069). A bare
+/// CR, a backspace or an escape sequence would let a member rewrite what the others' terminals
+/// show (`* bob left` over its own line, words in another member's name); a separator starts a
+/// line of its own where a terminal or log viewer breaks lines on it; a bidi control reorders
+/// what follows it (a right-to-left override in a nick turns the welcome's list of who is here
+/// around). The direction marks (U+200E, U+200F, U+061C) stay in a line: writers of
+/// right-to-left scripts use them, and they reorder only the digits and punctuation next to
+/// them (a nick may not have them: see [`is_invisible`]).
 fn has_control(text: &str) -> bool {
-    text.chars()
-        .any(|c| net_io::PeerText::escapes(c) && c != '\t')
+    text.chars().any(|c| {
+        net_io::PeerText::escapes(c) && !matches!(c, '\t' | '\u{200e}' | '\u{200f}' | '\u{61c}')
+    })
 }
 
 /// Whether `c` is an invisible formatting character, which a nick may not contain: around or
