@@ -58,7 +58,7 @@ pub(crate) enum CloseMode {
     Reset,
 }
 
-/// Why a socket closed, as its [`OnRelease`] hook learns it.
+/// Why a socket closed, as its [`ReleaseHook`] learns it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cause {
     /// Its own close: `close`, both directions finished, the drop of its last handle.
@@ -69,19 +69,21 @@ pub(crate) enum Cause {
 
 /// Something to run as the descriptor is released, just before it goes (a Unix listener removes
 /// its file; a connection leaves its counts), told why the socket closed: nothing the peer can
-/// see as the end comes before it.
-///
-/// Shared (an `Arc`), so that an owner that keeps what its hook releases (a connection's
-/// counts) holds the hook itself, one allocation for both.
-pub(crate) type OnRelease = Arc<dyn ReleaseHook>;
-
-/// What an [`OnRelease`] runs: a closure, or a record that knows what to release.
+/// see as the end comes before it. A core holds its hook in place (a connection's counts are
+/// part of its allocation); `()` is none.
 pub(crate) trait ReleaseHook: Send + Sync + 'static {
     /// The descriptor is released now, the socket having closed for `cause`.
     fn released(&self, cause: Cause);
 }
 
-impl<F: Fn(Cause) + Send + Sync + 'static> ReleaseHook for F {
+impl ReleaseHook for () {
+    fn released(&self, _: Cause) {}
+}
+
+/// A closure as a [`ReleaseHook`], shared (a listener's).
+pub(crate) type OnRelease = Arc<dyn Fn(Cause) + Send + Sync>;
+
+impl ReleaseHook for OnRelease {
     fn released(&self, cause: Cause) {
         self(cause);
     }
@@ -98,7 +100,7 @@ impl<S: AsFd + Send + Sync + 'static> SocketIo for S {}
 /// `closing`) first: with a connection's own hot fields before its core (see `Conn`), one
 /// round trip of a connection touches one or two of its cache lines, not four or five.
 #[repr(C)]
-pub(crate) struct Core<S: SocketIo> {
+pub(crate) struct Core<S: SocketIo, H: ReleaseHook = ()> {
     weak: Weak<S>,
     selector: Arc<SelectorInner>,
     /// Set first by `close` ([`OPEN`], then [`CLOSED`] or [`CLOSED_BY_SELECTOR`], whichever the
@@ -121,17 +123,19 @@ pub(crate) struct Core<S: SocketIo> {
     /// a closing selector wakes them all before it closes any socket.
     waiters: Mutex<Waiters>,
     io: Mutex<Option<Arc<S>>>,
-    on_release: Option<OnRelease>,
     span: tracing::Span,
+    on_release: H,
 }
 
 /// A socket type built around a [`Core`]: the selector closes it through its core.
 pub(crate) trait Owner: Send + Sync + 'static {
     /// The tokio socket the core holds.
     type Io: SocketIo;
+    /// What the core runs as the descriptor is released.
+    type Hook: ReleaseHook;
 
     /// The core.
-    fn core(&self) -> &Core<Self::Io>;
+    fn core(&self) -> &Core<Self::Io, Self::Hook>;
 
     /// A graceful shutdown of the selector began (a listener stops accepting).
     fn stop_accepting(&self) {}
@@ -157,11 +161,11 @@ impl<T: Owner> Release for T {
 }
 
 /// How a [`Core`] is made: the parts that differ between socket kinds.
-pub(crate) struct Setup {
+pub(crate) struct Setup<H: ReleaseHook = ()> {
     /// The span of this socket's events.
     pub(crate) span: tracing::Span,
     /// Run as the descriptor is released, just before it goes.
-    pub(crate) on_release: Option<OnRelease>,
+    pub(crate) on_release: H,
     /// Whether the socket may have a lingering `SO_LINGER` from the start (see
     /// `Core::may_linger`); `true` unless its maker knows it has none.
     pub(crate) may_linger: bool,
@@ -177,9 +181,16 @@ pub(crate) struct Setup {
 impl Setup {
     /// A setup with only a span.
     pub(crate) fn new(span: tracing::Span) -> Setup {
+        Setup::releasing(span, ())
+    }
+}
+
+impl<H: ReleaseHook> Setup<H> {
+    /// A setup with a span and a release hook.
+    pub(crate) fn releasing(span: tracing::Span, on_release: H) -> Setup<H> {
         Setup {
             span,
-            on_release: None,
+            on_release,
             may_linger: true,
             never_lingers: false,
             listens: false,
@@ -187,7 +198,7 @@ impl Setup {
     }
 }
 
-impl<S: SocketIo> Core<S> {
+impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
     /// Registers `io` with `selector` and builds its owner around the new core.
     ///
     /// # Errors
@@ -197,11 +208,11 @@ impl<S: SocketIo> Core<S> {
     pub(crate) fn open<T>(
         selector: &Arc<SelectorInner>,
         io: S,
-        setup: Setup,
-        build: impl FnOnce(Core<S>) -> T,
+        setup: Setup<H>,
+        build: impl FnOnce(Core<S, H>) -> T,
     ) -> Result<Arc<T>>
     where
-        T: Owner<Io = S>,
+        T: Owner<Io = S, Hook = H>,
     {
         let io = Arc::new(io);
         let owner = Arc::new_cyclic(|me: &Weak<T>| {
@@ -425,9 +436,7 @@ impl<S: SocketIo> Core<S> {
         // before this one comes back from the close. It must find the place this one held free
         // (`max_connections_per_ip`, `max_connections`). Those waiting for the socket to close
         // (`await_closed`, pending operations) are woken only after the descriptor went.
-        if let Some(on_release) = &self.on_release {
-            on_release.released(cause);
-        }
+        self.on_release.released(cause);
         if mode == CloseMode::Reset {
             // Best effort: a socket that cannot take the option still closes.
             let _ = SockRef::from(&*io).set_linger(Some(Duration::ZERO));
@@ -471,6 +480,11 @@ impl<S: SocketIo> Core<S> {
         if let Some(id) = self.id {
             self.selector.deregister(id);
         }
+    }
+
+    /// The release hook.
+    pub(crate) fn on_release(&self) -> &H {
+        &self.on_release
     }
 
     /// Whether `close` was called, or the selector began closing the socket.
@@ -625,13 +639,13 @@ pub(crate) fn linger_time(io: &impl AsFd) -> Option<Duration> {
         .filter(|time| !time.is_zero())
 }
 
-impl<S: SocketIo> Drop for Core<S> {
+impl<S: SocketIo, H: ReleaseHook> Drop for Core<S, H> {
     fn drop(&mut self) {
         self.close(CloseMode::Graceful);
     }
 }
 
-impl<S: SocketIo> fmt::Debug for Core<S> {
+impl<S: SocketIo, H: ReleaseHook> fmt::Debug for Core<S, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Core")
             .field("closed", &(self.closing.load(Ordering::Relaxed) != OPEN))
@@ -656,7 +670,11 @@ pub(crate) struct CloseWait {
 impl CloseWait {
     /// Ready once the core closed (its descriptor released) or its selector began closing it.
     #[inline]
-    fn poll<S: SocketIo>(&mut self, cx: &mut Context<'_>, core: &Core<S>) -> Poll<()> {
+    fn poll<S: SocketIo, H: ReleaseHook>(
+        &mut self,
+        cx: &mut Context<'_>,
+        core: &Core<S, H>,
+    ) -> Poll<()> {
         if let Some((_, waker)) = &self.place
             && waker.will_wake(cx.waker())
             && core.closing.load(Ordering::Acquire) == OPEN
@@ -669,17 +687,21 @@ impl CloseWait {
 
     /// Ready once the core closed, its descriptor released (not before, also when its selector
     /// closes it).
-    fn poll_released<S: SocketIo>(&mut self, cx: &mut Context<'_>, core: &Core<S>) -> Poll<()> {
+    fn poll_released<S: SocketIo, H: ReleaseHook>(
+        &mut self,
+        cx: &mut Context<'_>,
+        core: &Core<S, H>,
+    ) -> Poll<()> {
         self.poll_registering(cx, core, false)
     }
 
     /// Under the waiters' lock, which a close takes to wake them: either this sees the close's
     /// mark, or the close finds the waker put here.
     #[inline(never)]
-    fn poll_registering<S: SocketIo>(
+    fn poll_registering<S: SocketIo, H: ReleaseHook>(
         &mut self,
         cx: &mut Context<'_>,
-        core: &Core<S>,
+        core: &Core<S, H>,
         with_selector: bool,
     ) -> Poll<()> {
         let mut waiters = lock(&core.waiters);
@@ -705,7 +727,7 @@ impl CloseWait {
     }
 
     /// Gives the place back: the wait is over for good.
-    pub(crate) fn leave<S: SocketIo>(&mut self, core: &Core<S>) {
+    pub(crate) fn leave<S: SocketIo, H: ReleaseHook>(&mut self, core: &Core<S, H>) {
         if let Some((place, _)) = self.place.take() {
             lock(&core.waiters).slots.remove(place);
         }
@@ -713,13 +735,13 @@ impl CloseWait {
 }
 
 /// A [`CloseWait`] that gives its place back when dropped: the wait of one operation.
-struct Watch<'a, S: SocketIo> {
-    core: &'a Core<S>,
+struct Watch<'a, S: SocketIo, H: ReleaseHook> {
+    core: &'a Core<S, H>,
     wait: CloseWait,
 }
 
-impl<'a, S: SocketIo> Watch<'a, S> {
-    fn new(core: &'a Core<S>) -> Self {
+impl<'a, S: SocketIo, H: ReleaseHook> Watch<'a, S, H> {
+    fn new(core: &'a Core<S, H>) -> Self {
         Watch {
             core,
             wait: CloseWait::default(),
@@ -727,7 +749,7 @@ impl<'a, S: SocketIo> Watch<'a, S> {
     }
 }
 
-impl<S: SocketIo> Drop for Watch<'_, S> {
+impl<S: SocketIo, H: ReleaseHook> Drop for Watch<'_, S, H> {
     fn drop(&mut self) {
         self.wait.leave(self.core);
     }
@@ -877,19 +899,21 @@ mod tests {
 
     impl Owner for Plain {
         type Io = tokio::net::UdpSocket;
+        type Hook = ();
 
         fn core(&self) -> &Core<tokio::net::UdpSocket> {
             &self.0
         }
     }
 
-    /// A connection: the simplest owner of a TCP stream.
-    struct PlainTcp(Core<tokio::net::TcpStream>);
+    /// A connection: the simplest owner of a TCP stream, with a release hook.
+    struct PlainTcp(Core<tokio::net::TcpStream, OnRelease>);
 
     impl Owner for PlainTcp {
         type Io = tokio::net::TcpStream;
+        type Hook = OnRelease;
 
-        fn core(&self) -> &Core<tokio::net::TcpStream> {
+        fn core(&self) -> &Core<tokio::net::TcpStream, OnRelease> {
             &self.0
         }
     }
@@ -1091,9 +1115,8 @@ mod tests {
                 })
             };
             let setup = Setup {
-                on_release: Some(on_release),
                 may_linger: false,
-                ..Setup::new(tracing::Span::none())
+                ..Setup::releasing(tracing::Span::none(), on_release)
             };
             let socket = Core::open(selector.inner(), stream, setup, PlainTcp).unwrap();
             socket.core().close(mode);

@@ -168,6 +168,7 @@ impl Receives {
 
 impl Owner for UdpCore {
     type Io = UdpSocket;
+    type Hook = ();
 
     fn core(&self) -> &Core<UdpSocket> {
         &self.core

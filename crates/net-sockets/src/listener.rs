@@ -112,7 +112,7 @@ impl AsFd for Listener {
 }
 
 struct ListenerInner {
-    core: Core<Listener>,
+    core: Core<Listener, OnRelease>,
     local: SocketAddress,
     options: SocketOptions,
     /// Whether the last accept ran out of resources (one event per episode).
@@ -212,8 +212,9 @@ enum Next {
 
 impl Owner for ListenerInner {
     type Io = Listener;
+    type Hook = OnRelease;
 
-    fn core(&self) -> &Core<Listener> {
+    fn core(&self) -> &Core<Listener, OnRelease> {
         &self.core
     }
 
@@ -404,12 +405,11 @@ impl ServerSocket {
                     proxied.shut();
                 }
                 if let Some(on_release) = &on_release {
-                    on_release.released(cause);
+                    on_release(cause);
                 }
             })
         };
         let setup = Setup {
-            on_release: Some(shut),
             // For the connections it accepts (Linux copies the listener's SO_LINGER to them).
             may_linger,
             // The kernel closes a listening socket at once, SO_LINGER or not: its close
@@ -418,7 +418,7 @@ impl ServerSocket {
             // An adopted socket may be another process's too (systemd's copy): its close
             // must leave it listening for them.
             listens: !adopted,
-            ..Setup::new(tracing::debug_span!("listener", local = %local))
+            ..Setup::releasing(tracing::debug_span!("listener", local = %local), shut)
         };
         let inner = Core::open(selector, listener, setup, |core| ListenerInner {
             core,

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
-use crate::core::{Cause, CloseMode, CloseWait, Core, OnRelease, Owner, ReleaseHook, Setup};
+use crate::core::{Cause, CloseMode, CloseWait, Core, Owner, ReleaseHook, Setup};
 use crate::group::{Drain, Group, Membership};
 use crate::listener::SocketFile;
 use crate::options::SocketOptions;
@@ -224,12 +224,11 @@ pub(crate) struct Conn {
     write_state: AtomicU8,
     /// Whether a task is sending held bytes for a reader that could not wait for them.
     cork_task: AtomicBool,
-    core: Core<Stream>,
+    /// With the connection's places in its selector's count and its listener's group as its
+    /// release hook, left when the descriptor is released (see [`Counted`]).
+    core: Core<Stream, Mutex<Counted>>,
     /// What the write channel holds or threw away, once one is open.
     channel: Mutex<Option<WriteState>>,
-    /// The connection's places in its selector's count and its listener's group, left when
-    /// the descriptor is released (see [`Counted`]).
-    counted: Arc<Mutex<Counted>>,
     /// What the layer over the connection (TLS) does before a cut (see [`Conn::cut`]).
     before_cut: BeforeCut,
     pub(crate) local: SocketAddress,
@@ -263,7 +262,7 @@ impl fmt::Debug for BeforeCut {
 /// sends held-back answers after a close, which keeps the descriptor) and in its listener's
 /// group.
 #[derive(Debug)]
-struct Counted {
+pub(crate) struct Counted {
     selector: Option<OpenConnection>,
     group: Option<Membership>,
     /// The socket file a connecting Unix socket bound to, removed with the descriptor (boxed:
@@ -318,8 +317,9 @@ pub(crate) enum Origin {
 
 impl Owner for Conn {
     type Io = Stream;
+    type Hook = Mutex<Counted>;
 
-    fn core(&self) -> &Core<Stream> {
+    fn core(&self) -> &Core<Stream, Mutex<Counted>> {
         &self.core
     }
 
@@ -383,15 +383,14 @@ impl Conn {
             }
         };
         // Released with the descriptor (see its `ReleaseHook`).
-        let counted = Arc::new(Mutex::new(Counted {
+        let counted = Mutex::new(Counted {
             selector: Some(selector.connection_opened()),
             group: held,
             file: file.map(Box::new),
-        }));
+        });
         let setup = Setup {
-            on_release: Some(Arc::clone(&counted) as OnRelease),
             may_linger,
-            ..Setup::new(span)
+            ..Setup::releasing(span, counted)
         };
         let conn = Core::open(selector, stream, setup, |core| Conn {
             core,
@@ -407,7 +406,6 @@ impl Conn {
             received: Mutex::new(received),
             backlog: options.coalesce_flushes.then(Backlog::new),
             cork_task: AtomicBool::new(false),
-            counted,
             before_cut: BeforeCut::default(),
         })?;
         if let Some((group, key)) = group {
@@ -513,7 +511,7 @@ impl Conn {
         };
         rest.extend_from_slice(last);
         let (open, group) = {
-            let mut counted = lock(&self.counted);
+            let mut counted = lock(self.core.on_release());
             (counted.selector.take(), counted.group.take())
         };
         let group_cut = group.as_ref().map(Membership::cut_signal);
