@@ -663,8 +663,7 @@ impl<S: SocketIo, H: ReleaseHook> fmt::Debug for Core<S, H> {
 /// waker comparison, inlined into every operation that waits; the rest is a call.
 #[derive(Debug, Default)]
 pub(crate) struct CloseWait {
-    /// The place taken, and the waker put there.
-    place: Option<(usize, Waker)>,
+    registration: Registration,
 }
 
 impl CloseWait {
@@ -675,8 +674,7 @@ impl CloseWait {
         cx: &mut Context<'_>,
         core: &Core<S, H>,
     ) -> Poll<()> {
-        if let Some((_, waker)) = &self.place
-            && waker.will_wake(cx.waker())
+        if self.registration.stands(cx)
             && core.closing.load(Ordering::Acquire) == OPEN
             && !core.selector.is_closed()
         {
@@ -706,30 +704,61 @@ impl CloseWait {
     ) -> Poll<()> {
         let mut waiters = lock(&core.waiters);
         if waiters.released || (with_selector && core.selector.is_closed()) {
-            if let Some((place, _)) = self.place.take() {
-                waiters.slots.remove(place);
-            }
+            self.registration.leave(&mut waiters.slots);
             return Poll::Ready(());
         }
-        match &mut self.place {
-            Some((place, waker)) => {
-                if !waker.will_wake(cx.waker()) {
-                    waker.clone_from(cx.waker());
-                }
-                waiters.slots.put(*place, waker.clone());
-            }
-            None => {
-                let place = waiters.slots.insert(cx.waker().clone());
-                self.place = Some((place, cx.waker().clone()));
-            }
-        }
+        self.registration.register(&mut waiters.slots, cx);
         Poll::Pending
     }
 
     /// Gives the place back: the wait is over for good.
     pub(crate) fn leave<S: SocketIo, H: ReleaseHook>(&mut self, core: &Core<S, H>) {
-        if let Some((place, _)) = self.place.take() {
-            lock(&core.waiters).slots.remove(place);
+        if self.registration.is_registered() {
+            self.registration.leave(&mut lock(&core.waiters).slots);
+        }
+    }
+}
+
+/// One wait's place among a [`Slots`] (a core's waiters, a drain's), and the waker it put
+/// there: the registration a wait keeps from poll to poll, renewed only when another task polls.
+#[derive(Debug, Default)]
+pub(crate) struct Registration(Option<(usize, Waker)>);
+
+impl Registration {
+    /// Whether this task's waker is in place: the wait registered, and this task polled it last.
+    #[inline]
+    pub(crate) fn stands(&self, cx: &Context<'_>) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|(_, waker)| waker.will_wake(cx.waker()))
+    }
+
+    /// Whether the wait holds a place.
+    pub(crate) fn is_registered(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Puts this task's waker in the wait's place, taking one the first time; `slots` is
+    /// locked by the caller, who checked under that lock that the event has not come.
+    pub(crate) fn register(&mut self, slots: &mut Slots, cx: &Context<'_>) {
+        match &mut self.0 {
+            Some((place, waker)) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+                slots.put(*place, waker.clone());
+            }
+            None => {
+                let place = slots.insert(cx.waker().clone());
+                self.0 = Some((place, cx.waker().clone()));
+            }
+        }
+    }
+
+    /// Gives the place back (if the event did not take it already).
+    pub(crate) fn leave(&mut self, slots: &mut Slots) {
+        if let Some((place, _)) = self.0.take() {
+            slots.remove(place);
         }
     }
 }
@@ -769,6 +798,7 @@ struct Waiters {
 /// a place of its own until the wait leaves: two inline (a connection's two directions: no
 /// allocation), more (a listener's or datagram socket's operations, a listener's connections)
 /// in a vector whose free places are reused, so it holds as many as ever waited at once.
+#[derive(Debug)]
 pub(crate) struct Slots {
     inline: [Option<Waker>; 2],
     more: Vec<Place>,
@@ -779,6 +809,7 @@ pub(crate) struct Slots {
 const NO_PLACE: usize = usize::MAX;
 
 /// A place of [`Slots::more`].
+#[derive(Debug)]
 enum Place {
     Taken(Waker),
     /// Free; the next free place, or `NO_PLACE`.
@@ -797,7 +828,7 @@ impl Default for Slots {
 
 impl Slots {
     /// Puts `waker` in a free place, and returns it.
-    pub(crate) fn insert(&mut self, waker: Waker) -> usize {
+    fn insert(&mut self, waker: Waker) -> usize {
         if let Some(free) = self.inline.iter().position(Option::is_none) {
             self.inline[free] = Some(waker);
             return free;
@@ -821,7 +852,7 @@ impl Slots {
 
     /// Puts `waker` in `place`, which this wait took and still holds (the places are taken away
     /// only by [`take`](Self::take), once the event came, and no wait takes one after it).
-    pub(crate) fn put(&mut self, place: usize, waker: Waker) {
+    fn put(&mut self, place: usize, waker: Waker) {
         match place {
             0 | 1 => self.inline[place] = Some(waker),
             _ => {
@@ -833,7 +864,7 @@ impl Slots {
     }
 
     /// Frees `place`, unless [`take`](Self::take) took it already.
-    pub(crate) fn remove(&mut self, place: usize) {
+    fn remove(&mut self, place: usize) {
         match place {
             0 | 1 => self.inline[place] = None,
             _ => {

@@ -4,19 +4,18 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::core::{Cause, Slots};
+use crate::core::{Cause, Registration, Slots};
 use crate::selector::{ById, SelectorSleep, lock};
 use crate::stream::Conn;
 
@@ -225,6 +224,7 @@ pub struct ListenerStats {
 #[derive(Clone, Debug)]
 pub(crate) struct Drain(Arc<DrainState>);
 
+#[derive(Debug)]
 struct DrainState {
     began: AtomicBool,
     parent: Option<Drain>,
@@ -232,14 +232,6 @@ struct DrainState {
     waiting: Mutex<Slots>,
     /// A selector's drain: its listeners', whose waits its start wakes too.
     children: Mutex<Vec<Weak<DrainState>>>,
-}
-
-impl fmt::Debug for DrainState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DrainState")
-            .field("began", &self.began)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Drain {
@@ -299,7 +291,7 @@ impl Drain {
     pub(crate) fn requested(&self) -> Requested<'_> {
         Requested {
             drain: self,
-            place: None,
+            registration: Registration::default(),
         }
     }
 }
@@ -312,8 +304,7 @@ impl Drain {
 #[derive(Debug)]
 pub(crate) struct Requested<'a> {
     drain: &'a Drain,
-    /// The place taken, and the waker put there.
-    place: Option<(usize, Waker)>,
+    registration: Registration,
 }
 
 impl Future for Requested<'_> {
@@ -322,10 +313,7 @@ impl Future for Requested<'_> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if let Some((_, waker)) = &this.place
-            && waker.will_wake(cx.waker())
-            && !this.drain.has_begun()
-        {
+        if this.registration.stands(cx) && !this.drain.has_begun() {
             return Poll::Pending;
         }
         this.poll_registering(cx)
@@ -337,29 +325,18 @@ impl Requested<'_> {
     fn poll_registering(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut waiting = lock(&self.drain.0.waiting);
         if self.drain.has_begun() {
-            if let Some((place, _)) = self.place.take() {
-                waiting.remove(place);
-            }
+            self.registration.leave(&mut waiting);
             return Poll::Ready(());
         }
-        match &mut self.place {
-            Some((place, waker)) => {
-                waker.clone_from(cx.waker());
-                waiting.put(*place, waker.clone());
-            }
-            None => {
-                let place = waiting.insert(cx.waker().clone());
-                self.place = Some((place, cx.waker().clone()));
-            }
-        }
+        self.registration.register(&mut waiting, cx);
         Poll::Pending
     }
 }
 
 impl Drop for Requested<'_> {
     fn drop(&mut self) {
-        if let Some((place, _)) = self.place.take() {
-            lock(&self.drain.0.waiting).remove(place);
+        if self.registration.is_registered() {
+            self.registration.leave(&mut lock(&self.drain.0.waiting));
         }
     }
 }
