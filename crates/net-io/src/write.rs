@@ -250,16 +250,30 @@ macro_rules! typed_writes {
         /// after it was added); the caller cannot tell which. Calls dropped over and over
         /// against a peer that takes nothing never grow the buffer past its 8 KiB (see
         /// [Dropped writes](Self#dropped-writes)).
-        pub async fn $name(&mut self, value: $ty) -> Result<()> {
-            self.check_writable()?;
-            let call = std::mem::size_of::<$ty>();
-            if self.buf.len() + call > WRITE_BUFFER {
-                self.make_room().await?;
-            }
-            self.buffer().$put(value);
-            self.note_buffer();
-            self.written += call as u64;
-            self.after_write(call).await
+        pub fn $name(&mut self, value: $ty) -> impl Future<Output = Result<()>> + Send + '_ {
+            const CALL: usize = std::mem::size_of::<$ty>();
+            // Until the value is added to the buffer.
+            let mut value = Some(value);
+            let mut rest = Rest::Start;
+            poll_fn(move |cx| {
+                if let Some(v) = value {
+                    if let Rest::Start = rest {
+                        self.check_writable()?;
+                        rest = if self.buf.len() + CALL > WRITE_BUFFER {
+                            Rest::Room
+                        } else {
+                            Rest::Done
+                        };
+                    }
+                    ready!(self.poll_rest(cx, &[], &mut rest))?;
+                    value = None;
+                    self.buffer().$put(v);
+                    self.note_buffer();
+                    self.written += CALL as u64;
+                    rest = self.after_write(CALL);
+                }
+                self.poll_rest(cx, &[], &mut rest)
+            })
         }
     )*};
 }
@@ -457,62 +471,137 @@ impl ByteWriteChannel {
     ///
     /// Not cancel safe: part of `src` may have been written or buffered (see
     /// [Dropped writes](Self#dropped-writes) for exactly what the peer then receives).
-    pub async fn write_fully(&mut self, src: &[u8]) -> Result<()> {
+    pub fn write_fully<'a>(
+        &'a mut self,
+        src: &'a [u8],
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        // One small state instead of nested async bodies: the task of a connection that awaits
+        // a write holds this future.
+        let mut rest = Rest::Start;
+        poll_fn(move |cx| {
+            if let Rest::Start = rest {
+                rest = self.start_write(src)?;
+            }
+            self.poll_rest(cx, src, &mut rest)
+        })
+    }
+
+    /// The first step of [`write_fully`](Self::write_fully): holds, buffers or hands over
+    /// `src`; returns what is left to do.
+    fn start_write(&mut self, src: &[u8]) -> Result<Rest> {
         self.check_writable()?;
         if self.auto_flush && self.buf.is_empty() {
             if !std::mem::take(&mut self.timed_out) && self.held(src) {
                 self.written += src.len() as u64;
-                return Ok(());
+                return Ok(Rest::Done);
             }
-            // About to be flushed anyway: skip the copy.
-            return self.send_and_flush(src).await;
+            // About to be flushed anyway: skip the copy. Straight to the transport, which is
+            // then flushed (unless the shared backlog is pending: then the flush waits for the
+            // reader).
+            return Ok(Rest::Direct {
+                sent: 0,
+                then: Then::FlushUnlessDeferring,
+            });
         }
         if self.buf.len() + src.len() <= WRITE_BUFFER {
             self.buffer().extend_from_slice(src);
             self.note_buffer();
             self.written += src.len() as u64;
-            return self.after_write(src.len()).await;
+            return Ok(self.after_write(src.len()));
         }
         // Too big for the buffer: skip the copy.
-        self.write_through(src).await?;
-        if self.auto_flush {
-            // All of `src` reached the transport: a failure now fails the channel.
-            self.flush_call(0).await?;
-        }
-        Ok(())
+        Ok(Rest::Through {
+            then: if self.auto_flush {
+                // All of `src` reached the transport: a failure now fails the channel.
+                Then::FlushCall
+            } else {
+                Then::Done
+            },
+        })
     }
 
-    /// An auto-flushed write with nothing buffered: `src` goes straight to the transport, which
-    /// is then flushed (unless the shared backlog is pending: then the flush waits for the
-    /// reader), in one future.
-    fn send_and_flush<'a>(
-        &'a mut self,
-        src: &'a [u8],
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
-        let mut sent = 0;
-        poll_fn(move |cx| {
-            if sent < src.len() {
-                if let Err(e) = ready!(self.poll_write_direct(cx, src, &mut sent)) {
-                    // A timeout before any byte left has no effect; anything else fails.
-                    return Poll::Ready(Err(if sent == 0 {
-                        self.call_failed(e, 0)
+    /// Polls what is left of a write call (see [`Rest`]); `src` is the call's bytes, for the
+    /// steps that write them straight to the transport.
+    fn poll_rest(&mut self, cx: &mut Context<'_>, src: &[u8], rest: &mut Rest) -> Poll<Result<()>> {
+        loop {
+            match rest {
+                Rest::Start | Rest::Done => return Poll::Ready(Ok(())),
+                Rest::FlushCall { call } => {
+                    let call = *call;
+                    *rest = if !std::mem::take(&mut self.timed_out) && self.held(&self.buf) {
+                        self.buf.clear();
+                        self.note_buffer();
+                        Rest::Done
                     } else {
-                        self.fail(Error::from(e))
-                    }));
+                        Rest::Drain { call, flush: true }
+                    };
+                }
+                Rest::Room => {
+                    if let Err(e) = ready!(self.poll_drain(cx)) {
+                        *rest = Rest::Done;
+                        return Poll::Ready(Err(self.call_failed(e, 0)));
+                    }
+                    *rest = Rest::Done;
+                }
+                Rest::Drain { call, flush } => {
+                    let (call, flush) = (*call, *flush);
+                    if let Err(e) = ready!(self.poll_drain(cx)) {
+                        *rest = Rest::Done;
+                        return Poll::Ready(Err(self.call_failed(e, call)));
+                    }
+                    *rest = if flush { Rest::Flush } else { Rest::Done };
+                }
+                Rest::Flush => {
+                    let Some(sink) = self.sink.as_mut() else {
+                        *rest = Rest::Done;
+                        return Poll::Ready(Err(Error::ClosedForWrite));
+                    };
+                    // The call's bytes all reached the transport: a failure now fails the
+                    // channel.
+                    let flushed = ready!(sink.pin().poll_flush(cx));
+                    *rest = Rest::Done;
+                    if let Err(e) = flushed {
+                        return Poll::Ready(Err(self.fail(Error::from(e))));
+                    }
+                }
+                Rest::Through { then } => {
+                    let then = *then;
+                    if let Err(e) = ready!(self.poll_drain(cx)) {
+                        *rest = Rest::Done;
+                        return Poll::Ready(Err(self.call_failed(e, 0)));
+                    }
+                    *rest = Rest::Direct { sent: 0, then };
+                }
+                Rest::Direct { sent, then } => {
+                    let then = *then;
+                    // An auto-flushed write of nothing hands the transport nothing.
+                    if *sent < src.len() || then != Then::FlushUnlessDeferring {
+                        if let Err(e) = ready!(self.poll_write_direct(cx, src, sent)) {
+                            // A timeout before any byte left has no effect; anything else
+                            // fails.
+                            let e = if *sent == 0 {
+                                self.call_failed(e, 0)
+                            } else {
+                                self.fail(Error::from(e))
+                            };
+                            *rest = Rest::Done;
+                            return Poll::Ready(Err(e));
+                        }
+                    }
+                    *rest = match then {
+                        Then::Done => Rest::Done,
+                        Then::FlushCall => Rest::FlushCall { call: 0 },
+                        Then::FlushUnlessDeferring => {
+                            if self.backlog.as_ref().is_some_and(Backlog::is_deferring) {
+                                Rest::Done
+                            } else {
+                                Rest::Flush
+                            }
+                        }
+                    };
                 }
             }
-            if self.backlog.as_ref().is_some_and(Backlog::is_deferring) {
-                return Poll::Ready(Ok(()));
-            }
-            let Some(sink) = self.sink.as_mut() else {
-                return Poll::Ready(Err(Error::ClosedForWrite));
-            };
-            // All of `src` reached the transport: a failure now fails the channel.
-            match ready!(sink.pin().poll_flush(cx)) {
-                Ok(()) => Poll::Ready(Ok(())),
-                Err(e) => Poll::Ready(Err(self.fail(Error::from(e)))),
-            }
-        })
+        }
     }
 
     /// Writes all of `src`.
@@ -524,8 +613,14 @@ impl ByteWriteChannel {
     /// # Cancel safety
     ///
     /// Not cancel safe, as [`write_fully`](Self::write_fully).
-    pub async fn write_bytes(&mut self, src: Bytes) -> Result<()> {
-        self.write_fully(&src).await
+    pub fn write_bytes(&mut self, src: Bytes) -> impl Future<Output = Result<()>> + Send + '_ {
+        let mut rest = Rest::Start;
+        poll_fn(move |cx| {
+            if let Rest::Start = rest {
+                rest = self.start_write(&src)?;
+            }
+            self.poll_rest(cx, &src, &mut rest)
+        })
     }
 
     /// Writes `s` as UTF-8.
@@ -616,7 +711,7 @@ impl ByteWriteChannel {
             self.large = true;
         }
         self.written += call as u64;
-        self.after_write(call).await.map_err(io::Error::from)?;
+        self.finish_write(call).await.map_err(io::Error::from)?;
         if self.large && self.buf.is_empty() {
             // The frame left without a drain (held back in the shared backlog): give its
             // allocation back here.
@@ -717,23 +812,26 @@ impl ByteWriteChannel {
     /// that calls dropped while they wait cannot grow the buffer. A timeout leaves the call
     /// without effect (the buffer is kept); anything else fails the channel.
     async fn make_room(&mut self) -> Result<()> {
-        poll_fn(|cx| self.poll_drain(cx))
-            .await
-            .map_err(|e| self.call_failed(e, 0))
+        let mut rest = Rest::Room;
+        poll_fn(|cx| self.poll_rest(cx, &[], &mut rest)).await
     }
 
-    /// After a call added its last `call` bytes to the buffer: write it out if full, flush in
-    /// auto-flush mode.
-    async fn after_write(&mut self, call: usize) -> Result<()> {
+    /// After a call added its last `call` bytes to the buffer: what is left to do (write it
+    /// out if full, flush in auto-flush mode).
+    fn after_write(&self, call: usize) -> Rest {
         if self.auto_flush {
-            self.flush_call(call).await
+            Rest::FlushCall { call }
         } else if self.buf.len() >= WRITE_BUFFER {
-            poll_fn(|cx| self.poll_drain(cx))
-                .await
-                .map_err(|e| self.call_failed(e, call))
+            Rest::Drain { call, flush: false }
         } else {
-            Ok(())
+            Rest::Done
         }
+    }
+
+    /// Polls [`after_write`](Self::after_write)'s steps to their end.
+    async fn finish_write(&mut self, call: usize) -> Result<()> {
+        let mut rest = self.after_write(call);
+        poll_fn(|cx| self.poll_rest(cx, &[], &mut rest)).await
     }
 
     /// Holds `bytes` in the shared backlog, when one is pending and they fit; whether they
@@ -745,43 +843,22 @@ impl ByteWriteChannel {
             .is_some_and(|b| b.is_pending() && b.hold(bytes, HOLD_LIMIT))
     }
 
-    /// Writes out and flushes the buffer, whose last `call` bytes are the current write
-    /// call's.
-    async fn flush_call(&mut self, call: usize) -> Result<()> {
-        if !std::mem::take(&mut self.timed_out) && self.held(&self.buf) {
-            self.buf.clear();
-            self.note_buffer();
-            return Ok(());
-        }
-        poll_fn(|cx| self.poll_drain(cx))
-            .await
-            .map_err(|e| self.call_failed(e, call))?;
-        let sink = self.sink.as_mut().ok_or(Error::ClosedForWrite)?;
-        // The call's bytes all reached the transport: a failure now fails the channel.
-        poll_fn(|cx| sink.pin().poll_flush(cx))
-            .await
-            .map_err(|e| self.fail(Error::from(e)))
-    }
-
     /// Writes what is buffered, then `src`, to the transport, without copying `src` into the
-    /// buffer (also for [`ByteReadChannel::copy_to`](crate::ByteReadChannel::copy_to)).
+    /// buffer (for [`ByteReadChannel::copy_to`](crate::ByteReadChannel::copy_to)).
     ///
     /// On [`Error::Timeout`] before any of `src` was taken, the call had no effect.
-    pub(crate) async fn write_through(&mut self, src: &[u8]) -> Result<()> {
-        self.check_writable()?;
-        poll_fn(|cx| self.poll_drain(cx))
-            .await
-            .map_err(|e| self.call_failed(e, 0))?;
-        let mut sent = 0;
-        poll_fn(|cx| self.poll_write_direct(cx, src, &mut sent))
-            .await
-            .map_err(|e| {
-                if sent == 0 {
-                    self.call_failed(e, 0)
-                } else {
-                    self.fail(Error::from(e))
-                }
-            })
+    pub(crate) fn write_through<'a>(
+        &'a mut self,
+        src: &'a [u8],
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        let mut rest = Rest::Start;
+        poll_fn(move |cx| {
+            if let Rest::Start = rest {
+                self.check_writable()?;
+                rest = Rest::Through { then: Then::Done };
+            }
+            self.poll_rest(cx, src, &mut rest)
+        })
     }
 
     /// Writes `src[*sent..]` straight to the transport (the buffer is empty), counting what
@@ -1057,6 +1134,47 @@ impl ByteWriteChannel {
         self.note_buffer();
         first
     }
+}
+
+/// What is left of a write call once it started (see `ByteWriteChannel::poll_rest`): a
+/// failure of any step is the call's.
+#[derive(Clone, Copy, Debug)]
+enum Rest {
+    /// Not started yet.
+    Start,
+    /// Nothing: the call is done.
+    Done,
+    /// The buffer is written out to make room for the call's bytes, which are not in it yet (a
+    /// timeout leaves the call without effect).
+    Room,
+    /// The buffer, whose last `call` bytes are the call's, is written out and the transport
+    /// flushed, unless the shared backlog takes the buffer (held back while the reader has
+    /// requests pending).
+    FlushCall { call: usize },
+    /// The buffer, whose last `call` bytes are the call's, is written out (a timeout takes
+    /// them out again: the call has no effect); then the transport is flushed if `flush`.
+    Drain { call: usize, flush: bool },
+    /// The transport is flushed: the call's bytes all reached it, so a failure fails the
+    /// channel.
+    Flush,
+    /// The buffer (none of the call's bytes are in it) is written out, then the call's bytes
+    /// go straight to the transport, then `then`.
+    Through { then: Then },
+    /// The call's bytes from `sent` on go straight to the transport (the buffer is empty),
+    /// then `then`.
+    Direct { sent: usize, then: Then },
+}
+
+/// What a write that went straight to the transport does after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Then {
+    /// Nothing.
+    Done,
+    /// As [`Rest::FlushCall`], with none of the call's bytes in the buffer.
+    FlushCall,
+    /// A flush, unless the shared backlog is deferring (the reader has requests pending: the
+    /// transport sends when the reader is about to wait).
+    FlushUnlessDeferring,
 }
 
 /// The bytes an encoder added after `before`, taken out of the buffer when dropped armed: when
