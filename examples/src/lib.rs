@@ -83,6 +83,19 @@ pub enum Ending {
     ShutDown,
 }
 
+/// Tells a client whose line was over [`LINE_LIMIT`] why it is left, closes the write side, and
+/// drains the input for a moment (so that the notice is not destroyed by a reset).
+async fn refuse_long_line(
+    input: &mut net_io::ByteReadChannel,
+    output: &mut net_io::ByteWriteChannel,
+) -> net_io::Result<()> {
+    let notice = format!("Line too long (limit {LINE_LIMIT} bytes), closing the connection\n");
+    output.write_string_utf8(&notice).await?;
+    output.flush_and_close().await?;
+    let _ = tokio::time::timeout(DRAIN_TIME, input.discard(u64::MAX)).await;
+    Ok(())
+}
+
 /// The greeting conversation of `sockets-server` over any pair of channels: sends
 /// `Please enter your name`, then answers each line with `Hello, <line>!` until the client
 /// closes its side or the server shuts down.
@@ -134,11 +147,9 @@ pub async fn greet(
             }
             Ok(None) => return Ok(Ending::ClientLeft),
             Err(e @ net_io::Error::TooLongLine { .. }) => {
-                let notice =
-                    format!("Line too long (limit {LINE_LIMIT} bytes), closing the connection\n");
-                output.write_string_utf8(&notice).await?;
-                output.flush_and_close().await?;
-                let _ = tokio::time::timeout(DRAIN_TIME, input.discard(u64::MAX)).await;
+                // Boxed: the rare path's futures (the drain's timer among them) would otherwise
+                // make every conversation's future, and so every connection's task, larger.
+                Box::pin(refuse_long_line(input, output)).await?;
                 return Err(e);
             }
             Err(e) => return Err(e),
