@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::BytesMut;
 
+use crate::WriteState;
+use crate::write_state::Flags;
+
 /// Whether a [`ByteReadChannel`](crate::ByteReadChannel) holds input its reader has not consumed
 /// yet — requests already received and still to be answered — and the answers held back
 /// meanwhile. A reader that waits for more input has none pending, whatever part of a request
@@ -42,14 +45,19 @@ use bytes::BytesMut;
 #[derive(Clone, Debug, Default)]
 pub struct Backlog(Arc<Shared>);
 
+/// A backlog's state, and the flags of the [`WriteState`] that lives beside it (see
+/// [`Backlog::write_state`]): one allocation, and one cache line, for what a connection's read
+/// and write channels share with its transport.
 #[derive(Debug, Default)]
-struct Shared {
+pub(crate) struct Shared {
     pending: AtomicBool,
     /// Whether `held` may hold bytes (checked without the lock).
     holding: AtomicBool,
     /// Whether holding ended for good.
     closed: AtomicBool,
     held: Mutex<BytesMut>,
+    /// The write state's flags.
+    pub(crate) flags: Flags,
 }
 
 /// The largest allocation of held bytes kept between bursts.
@@ -59,6 +67,27 @@ impl Backlog {
     /// A backlog with no input pending and nothing held.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The write state that lives in this backlog's allocation, for the write channel paired
+    /// with the read channel that shares the backlog: one allocation instead of two, and one
+    /// cache line that both channels touch. Every call returns the same state (clones share
+    /// it): share it with one channel, as any [`WriteState`].
+    ///
+    /// ```
+    /// use net_io::{Backlog, ByteWriteChannel};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+    /// let backlog = Backlog::new();
+    /// let state = backlog.write_state();
+    /// let mut output = ByteWriteChannel::new(tokio::io::sink(), false);
+    /// output.share_state(backlog.write_state());
+    /// output.write_fully(b"not flushed yet").await?;
+    /// assert!(state.has_unsent());
+    /// # Ok(()) }
+    /// ```
+    pub fn write_state(&self) -> WriteState {
+        WriteState::in_backlog(Arc::clone(&self.0))
     }
 
     /// Whether the read channel holds input its reader has not consumed yet, and is not

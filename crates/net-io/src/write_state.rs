@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::backlog::Shared;
+
 /// Shared with a [`ByteWriteChannel`](crate::ByteWriteChannel) (see
 /// [`share_state`](crate::ByteWriteChannel::share_state)): whether the channel holds bytes its
 /// writes accepted that have not reached the transport yet, and whether it threw such bytes
@@ -32,10 +34,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug, Default)]
-pub struct WriteState(Arc<Flags>);
+pub struct WriteState(Arc<Shared>);
 
+/// A write state's flags, kept in a [`Backlog`](crate::Backlog)'s allocation (which a state
+/// made on its own has too, unused: one type, and no branch at each access).
 #[derive(Debug, Default)]
-struct Flags {
+pub(crate) struct Flags {
     unsent: AtomicBool,
     lost: AtomicBool,
 }
@@ -44,6 +48,16 @@ impl WriteState {
     /// A state for a channel that holds nothing and lost nothing.
     pub fn new() -> WriteState {
         WriteState::default()
+    }
+
+    /// The state in a backlog's allocation (see [`Backlog::write_state`](crate::Backlog::write_state)).
+    pub(crate) fn in_backlog(shared: Arc<Shared>) -> WriteState {
+        WriteState(shared)
+    }
+
+    #[inline]
+    fn flags(&self) -> &Flags {
+        &self.0.flags
     }
 
     /// Whether the channel holds bytes its writes accepted that have not reached the transport
@@ -59,7 +73,7 @@ impl WriteState {
     /// bytes may have gone, or went on, before the mark: both sides are sequentially
     /// consistent.
     pub fn has_unsent(&self) -> bool {
-        self.0.unsent.load(Ordering::SeqCst)
+        self.flags().unsent.load(Ordering::SeqCst)
     }
 
     /// Whether the channel threw away bytes its writes accepted: it was cancelled, dropped or
@@ -67,20 +81,20 @@ impl WriteState {
     /// part-way (the stream then ends in the middle of that write), which the channel knows
     /// once it ends or its next such write starts.
     pub fn lost_bytes(&self) -> bool {
-        self.0.lost.load(Ordering::Acquire)
+        self.flags().lost.load(Ordering::Acquire)
     }
 
     pub(crate) fn set_unsent(&self, unsent: bool) {
-        self.0.unsent.store(unsent, Ordering::Release);
+        self.flags().unsent.store(unsent, Ordering::Release);
     }
 
     /// A direct write is about to hand the transport bytes: unsent, sequentially consistent
     /// with the transport's own check that the stream has not ended (see `has_unsent`).
     pub(crate) fn begin_write(&self) {
-        self.0.unsent.store(true, Ordering::SeqCst);
+        self.flags().unsent.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn set_lost(&self) {
-        self.0.lost.store(true, Ordering::Release);
+        self.flags().lost.store(true, Ordering::Release);
     }
 }

@@ -256,7 +256,11 @@ impl<T: Transport> Socket<T> {
         let mut channel = ByteWriteChannel::new(self.transport.writer(&self.link), auto_flush);
         // Bytes the channel holds unsent at the close, or threw away (a cancel or drop with
         // some unsent), end the connection as a failed write does.
-        let state = WriteState::new();
+        // In the backlog's allocation when there is one (one cache line for both channels).
+        let state = match self.link.conn.backlog() {
+            Some(backlog) => backlog.write_state(),
+            None => WriteState::new(),
+        };
         channel.share_state(state.clone());
         self.link.conn.watch_channel(state);
         if T::WRITES_TO_SOCKET {
