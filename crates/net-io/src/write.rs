@@ -475,14 +475,26 @@ impl ByteWriteChannel {
         &'a mut self,
         src: &'a [u8],
     ) -> impl Future<Output = Result<()>> + Send + 'a {
-        // One small state instead of nested async bodies: the task of a connection that awaits
-        // a write holds this future.
+        self.write_call(src, Self::start_write)
+    }
+
+    /// A write call of `src` as one small state (instead of nested async bodies: the task of a
+    /// connection that awaits a write holds this future): `start` (at the first poll) says
+    /// what is left to do, which [`poll_rest`](Self::poll_rest) then does.
+    fn write_call<'a, B>(
+        &'a mut self,
+        src: B,
+        start: impl Fn(&mut Self, &[u8]) -> Result<Rest> + Send + 'a,
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        B: AsRef<[u8]> + Send + 'a,
+    {
         let mut rest = Rest::Start;
         poll_fn(move |cx| {
             if let Rest::Start = rest {
-                rest = self.start_write(src)?;
+                rest = start(self, src.as_ref())?;
             }
-            self.poll_rest(cx, src, &mut rest)
+            self.poll_rest(cx, src.as_ref(), &mut rest)
         })
     }
 
@@ -614,13 +626,7 @@ impl ByteWriteChannel {
     ///
     /// Not cancel safe, as [`write_fully`](Self::write_fully).
     pub fn write_bytes(&mut self, src: Bytes) -> impl Future<Output = Result<()>> + Send + '_ {
-        let mut rest = Rest::Start;
-        poll_fn(move |cx| {
-            if let Rest::Start = rest {
-                rest = self.start_write(&src)?;
-            }
-            self.poll_rest(cx, &src, &mut rest)
-        })
+        self.write_call(src, Self::start_write)
     }
 
     /// Writes `s` as UTF-8.
@@ -851,13 +857,9 @@ impl ByteWriteChannel {
         &'a mut self,
         src: &'a [u8],
     ) -> impl Future<Output = Result<()>> + Send + 'a {
-        let mut rest = Rest::Start;
-        poll_fn(move |cx| {
-            if let Rest::Start = rest {
-                self.check_writable()?;
-                rest = Rest::Through { then: Then::Done };
-            }
-            self.poll_rest(cx, src, &mut rest)
+        self.write_call(src, |channel, _| {
+            channel.check_writable()?;
+            Ok(Rest::Through { then: Then::Done })
         })
     }
 
