@@ -1,5 +1,6 @@
 //! What a write channel tells the owner of its transport about the bytes it holds.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -33,8 +34,18 @@ use crate::backlog::Shared;
 /// assert!(state.lost_bytes());
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct WriteState(Arc<Shared>);
+
+impl fmt::Debug for WriteState {
+    /// The state's two flags (not the backlog it may live beside).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteState")
+            .field("unsent", &self.has_unsent())
+            .field("lost", &self.lost_bytes())
+            .finish()
+    }
+}
 
 /// A write state's flags, kept in a [`Backlog`](crate::Backlog)'s allocation (which a state
 /// made on its own has too, unused: one type, and no branch at each access).
@@ -96,5 +107,20 @@ impl WriteState {
 
     pub(crate) fn set_lost(&self) {
         self.flags().lost.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Backlog;
+
+    #[test]
+    fn a_write_state_shows_its_flags_and_not_the_backlog_beside_it() {
+        let state = Backlog::new().write_state();
+        state.set_unsent(true);
+        assert_eq!(
+            format!("{state:?}"),
+            "WriteState { unsent: true, lost: false }"
+        );
     }
 }
