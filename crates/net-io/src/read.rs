@@ -128,7 +128,8 @@ pub struct ByteReadChannel {
     failed: Option<Failure>,
     /// A line read (or `read_until`) failed with `TooLongLine`: if the next read is one too, it
     /// first skips the rest of that line (or item) through the over-long one's delimiter.
-    skip: Option<Skip>,
+    /// Boxed, as it is rare: 8 bytes in every channel rather than 24.
+    skip: Option<Box<Skip>>,
     /// Bytes received from the transport (or given to `from_bytes`), less those `cancel`
     /// dropped: what reads consumed is this less what is buffered.
     received: u64,
@@ -531,7 +532,7 @@ impl ByteReadChannel {
                     } => return Poll::Ready(Ok(Some((content, consumed, delimited)))),
                     Scan::Exhausted => return Poll::Ready(Ok(None)),
                     Scan::TooLong => {
-                        self.skip = Some(Skip::Line(ending));
+                        self.skip = Some(Box::new(Skip::Line(ending)));
                         return Poll::Ready(Err(Error::TooLongLine { limit }));
                     }
                     Scan::NeedMore { from: next } => {
@@ -666,7 +667,7 @@ impl ByteReadChannel {
                 }
                 Until::Exhausted => return Ok(None),
                 Until::TooLong => {
-                    self.skip = Some(Skip::Until(delimiter.into()));
+                    self.skip = Some(Box::new(Skip::Until(delimiter.into())));
                     return Err(Error::TooLongLine { limit });
                 }
                 Until::Unterminated => {
@@ -717,7 +718,7 @@ impl ByteReadChannel {
         let Some(skip) = self.skip.take() else {
             return Poll::Ready(Ok(()));
         };
-        let skipped = match &skip {
+        let skipped = match &*skip {
             Skip::Line(ending) => self.poll_skip_rest_of_line(cx, *ending),
             Skip::Until(delimiter) => self.poll_skip_through(cx, delimiter),
         };
