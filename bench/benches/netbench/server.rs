@@ -233,11 +233,11 @@ async fn ours_tcp(
             continue;
         };
         // Each role is a task of its own size: the idle scenario measures what a ping-pong
-        // connection costs, not the largest role's future.
+        // connection costs, not the largest role's future. The connection's future is the
+        // task, as `sockets-server` spawns it (`tokio::spawn(greet(socket))`): no wrapper
+        // future keeping a second slot for the socket.
         if role == Role::PingPong {
-            tokio::spawn(async move {
-                let _ = ours_pingpong(socket).await;
-            });
+            tokio::spawn(ours_pingpong(socket));
             continue;
         }
         let tls = tls.clone();
@@ -316,9 +316,7 @@ async fn raw_tcp(role: Role, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Res
         // Our sockets default to TCP_NODELAY; a careful user sets it too.
         stream.set_nodelay(true)?;
         if role == Role::PingPong {
-            tokio::spawn(async move {
-                let _ = raw_pingpong(stream).await;
-            });
+            tokio::spawn(raw_pingpong(stream));
             continue;
         }
         let acceptor = acceptor.clone();
@@ -417,9 +415,7 @@ async fn tuned_tcp() -> Result<()> {
             continue;
         };
         stream.set_nodelay(true)?;
-        tokio::spawn(async move {
-            let _ = tuned_connection(stream).await;
-        });
+        tokio::spawn(tuned_connection(stream));
     }
 }
 
