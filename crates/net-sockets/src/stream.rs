@@ -841,8 +841,9 @@ impl Drop for Conn {
 /// Arming only notes the deadline: the sleep is moved (a timer-wheel update) only when it
 /// fires before the deadline it serves, so a busy connection moves it once per `duration`, not
 /// once per wait; and it is polled again only when it fired, another task waits, or its last
-/// poll was refused for the task's spent cooperative budget. A sleep left behind by a disarmed timer may wake its task once, for nothing. The sleep is made by the
-/// first wait (a direction that never waits, such as an idle connection's writes, has none).
+/// poll was refused for the task's spent cooperative budget. A sleep left behind by a disarmed
+/// timer may wake its task once, for nothing. The sleep is made by the first wait (a direction
+/// that never waits, such as an idle connection's writes, has none).
 #[derive(Debug)]
 struct Timer {
     duration: Duration,
