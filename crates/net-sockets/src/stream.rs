@@ -1054,13 +1054,46 @@ impl Drop for Half {
     }
 }
 
+/// Bytes a read half returns before the socket's (received before the socket was handed
+/// out). Boxed, and only while there are some: most connections have none, and a read half is
+/// touched on every read, so it is 24 bytes smaller this way.
+#[derive(Debug, Default)]
+struct Early(Option<Box<Bytes>>);
+
+impl Early {
+    fn new(bytes: Bytes) -> Early {
+        Early((!bytes.is_empty()).then(|| Box::new(bytes)))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The first `max` bytes (all of them when fewer), taken.
+    fn take_up_to(&mut self, max: usize) -> Bytes {
+        let Some(bytes) = &mut self.0 else {
+            return Bytes::new();
+        };
+        let taken = bytes.split_to(max.min(bytes.len()));
+        if bytes.is_empty() {
+            self.0 = None;
+        }
+        taken
+    }
+
+    /// All of them, taken.
+    fn take_all(&mut self) -> Bytes {
+        self.0.take().map(|bytes| *bytes).unwrap_or_default()
+    }
+}
+
 /// The read direction of a connected socket, as an [`AsyncRead`].
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct ReadHalf {
     half: Half,
     /// Bytes received before the socket was handed out, read first.
-    received: Bytes,
+    received: Early,
     /// The OS error a read of the socket failed with, reported again by every later read: the
     /// kernel reports a reset once and an end of stream after it, which a reader without a
     /// channel to remember the failure (a `SocketStream`, a TLS layer) would take for a clean
@@ -1092,7 +1125,7 @@ impl ReadHalf {
         };
         ReadHalf {
             half: Half::new(conn),
-            received,
+            received: Early::new(received),
             failed: None,
             ended: false,
             readable: true,
@@ -1111,9 +1144,9 @@ impl ReadHalf {
     /// is final, as a read's.
     pub(crate) fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if !self.received.is_empty() {
-            let n = self.received.len().min(buf.len());
-            buf[..n].copy_from_slice(&self.received.split_to(n));
-            return Ok(n);
+            let early = self.received.take_up_to(buf.len());
+            buf[..early.len()].copy_from_slice(&early);
+            return Ok(early.len());
         }
         if let Some(code) = self.failed {
             return Err(io::Error::from_raw_os_error(code));
@@ -1146,11 +1179,12 @@ impl Drop for ReadHalf {
     fn drop(&mut self) {
         self.half.conn.reader_gone();
         if !self.received.is_empty() {
+            let early = self.received.take_all();
             let mut kept = lock(&self.half.conn.received);
             *kept = if kept.is_empty() {
-                std::mem::take(&mut self.received)
+                early
             } else {
-                [&self.received[..], &kept[..]].concat().into()
+                [&early[..], &kept[..]].concat().into()
             };
         }
     }
@@ -1167,8 +1201,7 @@ impl AsyncRead for ReadHalf {
             return Poll::Ready(Ok(()));
         }
         if !this.received.is_empty() {
-            let n = this.received.len().min(buf.remaining());
-            buf.put_slice(&this.received.split_to(n));
+            buf.put_slice(&this.received.take_up_to(buf.remaining()));
             return Poll::Ready(Ok(()));
         }
         if let Some(code) = this.failed {
@@ -1512,6 +1545,25 @@ mod tests {
 
     fn timer() -> Timer {
         Timer::new(LIMIT)
+    }
+
+    /// Early bytes come out in order, whatever the sizes asked for, and nothing is kept (not
+    /// even an empty box) once they are all taken.
+    #[test]
+    fn early_bytes_come_out_in_order_and_leave_nothing_behind() {
+        let mut early = Early::new(Bytes::from_static(b"hello world"));
+        assert!(!early.is_empty());
+        assert_eq!(early.take_up_to(0), Bytes::new());
+        assert_eq!(early.take_up_to(5), Bytes::from_static(b"hello"));
+        assert_eq!(early.take_up_to(100), Bytes::from_static(b" world"));
+        assert!(early.is_empty() && early.0.is_none());
+        assert_eq!(early.take_all(), Bytes::new());
+
+        let mut early = Early::new(Bytes::from_static(b"ab"));
+        assert_eq!(early.take_up_to(1), Bytes::from_static(b"a"));
+        assert_eq!(early.take_all(), Bytes::from_static(b"b"));
+        assert!(early.is_empty());
+        assert!(Early::new(Bytes::new()).0.is_none());
     }
 
     /// Waits until `timer` expires; how long that took.
