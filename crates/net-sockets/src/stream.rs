@@ -984,11 +984,16 @@ fn timed_out() -> io::Error {
 }
 
 /// The state one direction's adapter keeps: the connection, the wake-up on close, the timer.
+///
+/// Laid out in this order (`repr(C)`), as the read and write halves are: what every operation
+/// reads first, what a wait adds after, so that an operation that does not wait touches as few
+/// cache lines as it can (a connection's among hundreds are not in the core's cache).
 #[derive(Debug)]
+#[repr(C)]
 struct Half {
     conn: Arc<Conn>,
-    wait: CloseWait,
     timer: Option<Timer>,
+    wait: CloseWait,
 }
 
 impl Half {
@@ -1090,8 +1095,8 @@ impl Early {
 /// The read direction of a connected socket, as an [`AsyncRead`].
 #[doc(hidden)]
 #[derive(Debug)]
+#[repr(C)]
 pub struct ReadHalf {
-    half: Half,
     /// Bytes received before the socket was handed out, read first.
     received: Early,
     /// The OS error a read of the socket failed with, reported again by every later read: the
@@ -1105,6 +1110,8 @@ pub struct ReadHalf {
     /// Whether the socket may hold input: false once a read drained it, until the read that
     /// waits for the reactor (see `Stream::poll_read_into`).
     readable: bool,
+    /// Last: what every read checks comes first (see [`Half`]).
+    half: Half,
 }
 
 impl ReadHalf {
@@ -1251,9 +1258,11 @@ impl AsyncRead for ReadHalf {
 /// once (`poll_flush` has nothing to do).
 #[doc(hidden)]
 #[derive(Debug)]
+#[repr(C)]
 pub struct WriteHalf {
-    half: Half,
+    /// First: see [`Half`].
     shut_down: bool,
+    half: Half,
 }
 
 impl WriteHalf {
