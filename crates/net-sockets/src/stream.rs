@@ -844,16 +844,21 @@ impl Drop for Conn {
 /// poll was refused for the task's spent cooperative budget. A sleep left behind by a disarmed
 /// timer may wake its task once, for nothing. The sleep is made by the first wait (a direction
 /// that never waits, such as an idle connection's writes, has none).
+///
+/// Laid out in this order (`repr(C)`): an operation that does not wait reads `duration` (where
+/// `Option<Timer>` keeps whether there is a timer) and writes `deadline`, next to the
+/// [`Half`]'s connection; a wait reads on.
 #[derive(Debug)]
+#[repr(C)]
 struct Timer {
     duration: Duration,
-    sleep: Option<Pin<Box<Sleep>>>,
+    /// When the waiting operation times out; `None` while disarmed.
+    deadline: Option<Instant>,
     /// The deadline `sleep` is set for (kept here: a new wait compares it with the clock
     /// without reading the sleep, which is another allocation, a cache miss at every wait of
     /// a connection among hundreds).
     due: Option<Instant>,
-    /// When the waiting operation times out; `None` while disarmed.
-    deadline: Option<Instant>,
+    sleep: Option<Pin<Box<Sleep>>>,
     /// The waker `sleep` was last polled with, since it last moved.
     waker: Option<Waker>,
 }
