@@ -341,6 +341,69 @@ fn dropped_after_a_timeout(case: &'static str, flush: bool) {
     });
 }
 
+/// A write that timed out, then a flush that sent everything once the client read: the timeout
+/// was made good. Bytes written after that and dropped unflushed are a forgotten flush like any
+/// other, and warn. Before: the channel remembered the timeout for good, and the drop logged a
+/// `debug` event (1 of 1 here).
+#[test]
+fn a_write_channel_dropped_unflushed_after_a_timeout_it_made_good_still_warns() {
+    let recorder = Recorder::global();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener_with(&selector, |b| {
+            b.socket_timeout(Duration::from_millis(150))
+                .send_buffer_size(16 * 1024)
+        })
+        .await;
+        let port = listener.port().unwrap();
+        let mut client = within(tokio::net::TcpStream::connect(("127.0.0.1", port)))
+            .await
+            .unwrap();
+        let socket = within(listener.accept()).await.unwrap();
+        let case = "timeout made good";
+        let span = tracing::info_span!(target: "operator_logs", "case", case);
+        async {
+            let mut connection = socket.connection().unwrap();
+            let reply = [b'x'; 128];
+            // Bounded: the socket buffers of loopback hold a few MB at most.
+            let mut timed_out = false;
+            for _ in 0..200_000 {
+                match connection.output.write_fully(&reply).await {
+                    Ok(()) => {}
+                    Err(net_io::Error::Timeout) => {
+                        timed_out = true;
+                        break;
+                    }
+                    Err(e) => panic!("expected a timeout, got {e:?}"),
+                }
+            }
+            assert!(timed_out, "the client read nothing, yet no write timed out");
+            // The client reads everything from now on; the flush sends what was kept.
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client, &mut tokio::io::sink()).await;
+            });
+            within(connection.output.flush()).await.unwrap();
+            connection
+                .output
+                .write_fully(b"never flushed")
+                .await
+                .unwrap();
+        }
+        .instrument(span)
+        .await;
+        let events = recorder.events_in("case", case);
+        let loud = at_warn_or_above(&events);
+        assert_eq!(loud.len(), 1, "{events:#?}");
+        assert_eq!(loud[0].level, Level::WARN);
+        assert_eq!(loud[0].field("unflushed"), Some("13"));
+        selector.close();
+    });
+}
+
 /// A guard: a write channel dropped with bytes it never tried to send (a forgotten flush, no
 /// error reported to anyone) still logs its `warn`.
 #[test]

@@ -61,8 +61,8 @@ impl Sink {
 /// the transport's write side down (a socket sends FIN; its read side keeps working). Dropping
 /// the channel instead drops the transport **without** writing what is still buffered, logs a
 /// `warn` event with the number of bytes lost (a `debug` event once a write or flush of the
-/// channel returned [`Error::Timeout`]: its caller knows, and a peer that reads nothing must
-/// not be able to fill a log kept at `info`) and tells the [shared state](Self::share_state)
+/// channel returned [`Error::Timeout`], until what it kept was written out: its caller knows,
+/// and a peer that reads nothing must not be able to fill a log kept at `info`) and tells the [shared state](Self::share_state)
 /// (a socket then resets the connection on close; the reader of an in-memory
 /// [`ByteChannel`](crate::ByteChannel) sees the end of its stream, as for any dropped writer).
 ///
@@ -211,8 +211,8 @@ pub struct ByteWriteChannel {
     /// A write call or a flush returned [`Error::Timeout`] and kept bytes in the buffer: its
     /// caller was told that they may never be sent, so a drop that throws bytes away after it
     /// is no forgotten flush (it logs a `debug` event, not a `warn`). A peer that reads
-    /// nothing decides how often this happens. Never cleared (that would cost every flush a
-    /// store).
+    /// nothing decides how often this happens. Cleared once the buffer is written out (the
+    /// kept bytes left): bytes dropped after that are a forgotten flush again.
     timeout_reported: bool,
     /// The buffer's allocation grew past twice its usual size to hold a large frame: given back
     /// once the buffer is written out (by the `write_frame` call, or by whatever writes it out
@@ -980,6 +980,8 @@ impl ByteWriteChannel {
             }
             buf.advance(n);
         }
+        // What a timeout kept has left: see `timeout_reported`.
+        self.timeout_reported = false;
         if let Some(state) = state {
             // The rest of a write cut short is still missing.
             state.set_unsent(*torn);
