@@ -282,6 +282,22 @@ fn a_write_channel_dropped_after_its_write_timed_out_logs_no_warning() {
     dropped_after_a_timeout("write timed out", false);
 }
 
+/// A client connected to a listener with a 150 ms `socket_timeout` and a 16 KiB send buffer
+/// (so that writes to a client that reads nothing time out soon), and its accepted socket.
+async fn slow_reader(selector: &SelectorManager) -> (tokio::net::TcpStream, net_sockets::Socket) {
+    let listener = tcp_listener_with(selector, |b| {
+        b.socket_timeout(Duration::from_millis(150))
+            .send_buffer_size(16 * 1024)
+    })
+    .await;
+    let port = listener.port().unwrap();
+    let client = within(tokio::net::TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .unwrap();
+    let socket = within(listener.accept()).await.unwrap();
+    (client, socket)
+}
+
 /// Replies that the channel buffers (its buffer holds 8 KiB) to a client that reads nothing,
 /// each flushed when `flush` is set (3 KiB each; else 128 bytes, so that one fills the buffer
 /// exactly), until one times out; then the connection is dropped. Checks the level of the
@@ -294,17 +310,8 @@ fn dropped_after_a_timeout(case: &'static str, flush: bool) {
         .unwrap();
     runtime.block_on(async {
         let selector = SelectorManager::new();
-        let listener = tcp_listener_with(&selector, |b| {
-            b.socket_timeout(Duration::from_millis(150))
-                .send_buffer_size(16 * 1024)
-        })
-        .await;
-        let port = listener.port().unwrap();
         // Connected, never read from.
-        let client = within(tokio::net::TcpStream::connect(("127.0.0.1", port)))
-            .await
-            .unwrap();
-        let socket = within(listener.accept()).await.unwrap();
+        let (client, socket) = slow_reader(&selector).await;
         let span = tracing::info_span!(target: "operator_logs", "case", case);
         let result: net_sockets::Result<()> = async {
             let mut connection = socket.connection()?;
@@ -354,16 +361,7 @@ fn a_write_channel_dropped_unflushed_after_a_timeout_it_made_good_still_warns() 
         .unwrap();
     runtime.block_on(async {
         let selector = SelectorManager::new();
-        let listener = tcp_listener_with(&selector, |b| {
-            b.socket_timeout(Duration::from_millis(150))
-                .send_buffer_size(16 * 1024)
-        })
-        .await;
-        let port = listener.port().unwrap();
-        let mut client = within(tokio::net::TcpStream::connect(("127.0.0.1", port)))
-            .await
-            .unwrap();
-        let socket = within(listener.accept()).await.unwrap();
+        let (mut client, socket) = slow_reader(&selector).await;
         let case = "timeout made good";
         let span = tracing::info_span!(target: "operator_logs", "case", case);
         async {

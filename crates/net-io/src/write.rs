@@ -62,9 +62,10 @@ impl Sink {
 /// the channel instead drops the transport **without** writing what is still buffered, logs a
 /// `warn` event with the number of bytes lost (a `debug` event once a write or flush of the
 /// channel returned [`Error::Timeout`], until what it kept was written out: its caller knows,
-/// and a peer that reads nothing must not be able to fill a log kept at `info`) and tells the [shared state](Self::share_state)
-/// (a socket then resets the connection on close; the reader of an in-memory
-/// [`ByteChannel`](crate::ByteChannel) sees the end of its stream, as for any dropped writer).
+/// and a peer that reads nothing must not be able to fill a log kept at `info`) and tells the
+/// [shared state](Self::share_state) (a socket then resets the connection on close; the reader
+/// of an in-memory [`ByteChannel`](crate::ByteChannel) sees the end of its stream, as for any
+/// dropped writer).
 ///
 /// [`total_bytes_written`](Self::total_bytes_written) counts the bytes writes accepted.
 ///
@@ -1009,7 +1010,9 @@ impl ByteWriteChannel {
                 let e = Error::from(e);
                 if matches!(e, Error::Timeout) {
                     // The buffer is kept: the next flush goes on from where this one stopped.
-                    self.timeout_reported = true;
+                    // (A flush that timed out in the transport, with the buffer written out,
+                    // kept nothing here.)
+                    self.timeout_reported = !self.buf.is_empty();
                     return Poll::Ready(Err(e));
                 }
                 Poll::Ready(Err(self.fail(e)))
@@ -1110,7 +1113,7 @@ impl ByteWriteChannel {
             self.note_buffer();
             self.written -= call as u64;
             self.timed_out = true;
-            self.timeout_reported = true;
+            self.timeout_reported = keep > 0;
             if self.large && keep <= WRITE_BUFFER {
                 // A large frame taken out again: its allocation goes with it.
                 self.release_large();
