@@ -58,13 +58,20 @@ pub const CLOCK_TICK: std::time::Duration = std::time::Duration::from_millis(10)
 /// The CPU time (user + system) in a `stat` file of `/proc` (a process's or a thread's,
 /// proc_pid_stat(5)), in clock ticks; `None` when `stat` is not such a line.
 pub fn stat_ticks(stat: &str) -> Option<u64> {
+    stat_times(stat).map(|(user, system)| user + system)
+}
+
+/// The user and the system CPU time, apart, in a `stat` file of `/proc`, in clock ticks: what
+/// the process's own code ran, and what the kernel ran for it (its system calls, and the
+/// network stack's work they did); `None` when `stat` is not such a line.
+pub fn stat_times(stat: &str) -> Option<(u64, u64)> {
     // After the command's closing parenthesis (the command may hold spaces and parentheses):
     // fields 3 on; utime and stime are fields 14 and 15.
     let (_, after_name) = stat.rsplit_once(')')?;
     let mut fields = after_name.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// The CPU time (user + system, all threads) process `pid` has spent so far, from
@@ -112,6 +119,7 @@ mod tests {
     fn stat_ticks_adds_utime_and_stime_after_a_command_with_spaces_and_parentheses() {
         let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 3 0 123";
         assert_eq!(stat_ticks(stat), Some(22));
+        assert_eq!(stat_times(stat), Some((17, 5)));
         assert_eq!(stat_ticks("4242 (short) S 1"), None);
         assert_eq!(stat_ticks("no command here"), None);
     }

@@ -602,6 +602,8 @@ struct Summary {
     /// The median over the rounds of the server's CPU time per unit, in µs (see
     /// [`cpu_per_unit`]).
     cpu_per_unit: Option<f64>,
+    /// The same for its user time alone (see [`user_per_unit`]).
+    user_per_unit: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -612,6 +614,9 @@ struct Stat {
     /// The server process's CPU time over the run (warm-up included) ÷ the run's wall time:
     /// how many cores it kept busy (a server netbench started; not the idle scenarios).
     cores: Option<f64>,
+    /// The part of `cores` the server's own code ran (user time): where servers built on the
+    /// same runtime and system calls differ.
+    user_cores: Option<f64>,
 }
 
 fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Result<Row> {
@@ -648,7 +653,10 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
                     .map(|c| format!("  server cpu {c:.2}"))
                     .unwrap_or_default()
                     + &cpu_per_unit(&stat)
-                        .map(|us| format!(" ({us:.2} µs/{})", units(s.load).1))
+                        .zip(user_per_unit(&stat))
+                        .map(|(us, user)| {
+                            format!(" ({us:.2} µs/{}, user {user:.2})", units(s.load).1)
+                        })
                         .unwrap_or_default()
             );
             if let Some((_, v)) = samples.iter_mut().find(|(x, _)| *x == side) {
@@ -730,10 +738,12 @@ fn summarize(v: &[Stat]) -> Summary {
             p50: med(v.iter().filter_map(|s| s.p50).collect()),
             p99: med(v.iter().filter_map(|s| s.p99).collect()),
             cores: None,
+            user_cores: None,
         },
         min: values.clone().fold(f64::INFINITY, f64::min),
         max: values.fold(f64::NEG_INFINITY, f64::max),
         cpu_per_unit: bench::median_of(&v.iter().filter_map(cpu_per_unit).collect::<Vec<_>>()),
+        user_per_unit: bench::median_of(&v.iter().filter_map(user_per_unit).collect::<Vec<_>>()),
     }
 }
 
@@ -743,9 +753,20 @@ fn summarize(v: &[Stat]) -> Summary {
 /// others; `None` where the round measured no CPU time (an external server, the idle
 /// scenarios).
 fn cpu_per_unit(stat: &Stat) -> Option<f64> {
-    stat.cores
-        .filter(|_| stat.value > 0.0)
-        .map(|cores| cores / stat.value * 1e6)
+    per_unit(stat.cores, stat.value)
+}
+
+/// As [`cpu_per_unit`], the server's user time alone: the time its own code (the library, the
+/// runtime, the program) ran per unit, without the kernel's (the system calls and the network
+/// stack's work they do, which servers making the same calls share).
+fn user_per_unit(stat: &Stat) -> Option<f64> {
+    per_unit(stat.user_cores, stat.value)
+}
+
+fn per_unit(cores: Option<f64>, value: f64) -> Option<f64> {
+    cores
+        .filter(|_| value > 0.0)
+        .map(|cores| cores / value * 1e6)
 }
 
 /// A running server process; stopped when dropped.
@@ -829,12 +850,17 @@ impl ServerProcess {
         })
     }
 
-    /// The CPU time (user and system) the server process has used so far.
-    fn cpu(&self) -> Result<Duration> {
+    /// The CPU time the server process has used so far: user and system together, and user
+    /// alone.
+    fn cpu(&self) -> Result<(Duration, Duration)> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        let ticks =
-            net_tests::probe::stat_ticks(&stat).context("no CPU times in /proc/PID/stat")?;
-        Ok(net_tests::probe::CLOCK_TICK * u32::try_from(ticks)?)
+        let (user, system) =
+            net_tests::probe::stat_times(&stat).context("no CPU times in /proc/PID/stat")?;
+        let tick = net_tests::probe::CLOCK_TICK;
+        Ok((
+            tick * u32::try_from(user + system)?,
+            tick * u32::try_from(user)?,
+        ))
     }
 
     /// The server's resident set size (`VmRSS`), in bytes.
@@ -886,6 +912,7 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
             p50: Some(o.p50),
             p99: Some(o.p99),
             cores: None,
+            user_cores: None,
         }
     };
     let cpu_before = server.as_ref().and_then(|s| s.cpu().ok());
@@ -957,6 +984,7 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
                         p50: None,
                         p99: None,
                         cores: None,
+                        user_cores: None,
                     }
                 }
             })
@@ -968,9 +996,11 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
     let mut stat = stat;
     if stat.p50.is_some() {
         let after = server.as_ref().and_then(|s| s.cpu().ok());
-        stat.cores = cpu_before.zip(after).map(|(before, after)| {
-            (after - before).as_secs_f64() / started.elapsed().as_secs_f64()
-        });
+        let wall = started.elapsed().as_secs_f64();
+        if let Some((before, after)) = cpu_before.zip(after) {
+            stat.cores = Some((after.0 - before.0).as_secs_f64() / wall);
+            stat.user_cores = Some((after.1 - before.1).as_secs_f64() / wall);
+        }
     }
     drop(server);
     Ok(stat)
@@ -1030,10 +1060,23 @@ fn print_table(cfg: &Config, rows: &[Row]) {
         s.cpu_per_unit
             .map_or_else(|| "-".to_owned(), |us| format!("{us:.2}"))
     };
+    let user = |s: &Summary| {
+        s.user_per_unit
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.2}"))
+    };
     println!();
     println!(
-        "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} {:>9}  unit",
-        "scenario", "side", "median", "min–max", "p50 / p99", "ours÷it", "bar", "verdict", "cpu µs"
+        "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} {:>9} {:>8}  unit",
+        "scenario",
+        "side",
+        "median",
+        "min–max",
+        "p50 / p99",
+        "ours÷it",
+        "bar",
+        "verdict",
+        "cpu µs",
+        "user µs"
     );
     for r in rows {
         let mut name = r.name;
@@ -1050,7 +1093,7 @@ fn print_table(cfg: &Config, rows: &[Row]) {
                 None => (String::new(), ""),
             };
             println!(
-                "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} {:>9}  {}",
+                "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} {:>9} {:>8}  {}",
                 name,
                 "ours",
                 fmt_value(ours.median.value),
@@ -1060,6 +1103,7 @@ fn print_table(cfg: &Config, rows: &[Row]) {
                 bar_text,
                 verdict,
                 cpu(ours),
+                user(ours),
                 r.unit
             );
             name = "";
@@ -1081,7 +1125,7 @@ fn print_table(cfg: &Config, rows: &[Row]) {
                         (None, _) => (String::new(), String::new(), ""),
                     };
                     println!(
-                        "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} {:>9}  {}",
+                        "{:<13} {:<5} {:>12} {:<25} {:<21} {:>8}  {:<9} {:<7} {:>9} {:>8}  {}",
                         name,
                         other.label,
                         fmt_value(sum.median.value),
@@ -1091,6 +1135,7 @@ fn print_table(cfg: &Config, rows: &[Row]) {
                         bar_text,
                         verdict,
                         cpu(sum),
+                        user(sum),
                         r.unit
                     );
                 }
@@ -1105,7 +1150,11 @@ fn print_table(cfg: &Config, rows: &[Row]) {
          Throughput: higher is better; bytes/conn: lower is better. cpu µs: the server's CPU \
          time (user and system, warm-up included) per unit of the rate (per round trip, \
          connection, datagram, MB, ...), median over the rounds: lower is better, and steadier \
-         than the rate where the server shares the machine.",
+         than the rate where the server shares the machine. user µs: the part of it the \
+         server's own code ran (the library, the runtime, the program), without the kernel's \
+         system calls and network stack. The kernel splits CPU time into user and system by \
+         sampling at each 10 ms tick: where user time is a tenth of the total, one round's \
+         figure can be a fifth off, and only the median of many rounds says much.",
         cfg.rounds
     );
     if rows.iter().any(|r| r.per_burst) {
