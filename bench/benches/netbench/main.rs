@@ -331,6 +331,14 @@ const SCENARIOS: &[Scenario] = &[
         busy_poll: Some(Duration::ZERO),
     },
     Scenario {
+        name: "nobusy-churn-50",
+        role: Role::PingPong,
+        load: Load::Churn { clients: 50 },
+        baselines: CHURN,
+        limit: None,
+        busy_poll: Some(Duration::ZERO),
+    },
+    Scenario {
         name: "nobusy-pipeline-1",
         role: Role::PingPong,
         load: Load::Pipeline {
