@@ -10,6 +10,10 @@
 //! catches most requests, a read's own task polling instead (no second task, so no second
 //! worker woken) did better on a one-worker runtime and worse on two workers: the task
 //! polling is kept.
+//!
+//! Where reads begin waiting between every two of its turns, the runtime is busy and its
+//! workers find input ready whenever they poll: there the task rests (a 10 ms timer) instead
+//! of polling, and looks again after.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +27,15 @@ const SPINNING: u8 = 1;
 /// A read began waiting since the spinner last looked (or woke it).
 const KICKED: u8 = 2;
 
+/// How many looks in a row that find a read begun waiting since the last tell the spinner the
+/// runtime is busy: its workers had tasks to run between every two of its turns, so their
+/// polls of the I/O driver found input ready anyway, and would have without it.
+const BUSY_LOOKS: u32 = 4;
+
+/// How long the spinner rests once it found the runtime busy (it polls again after, and rests
+/// again as long as the runtime stays busy).
+const REST: Duration = Duration::from_millis(10);
+
 /// A selector's busy polling: how long it lasts, and the spinner's state.
 #[derive(Debug)]
 pub(crate) struct BusyPoll {
@@ -32,6 +45,9 @@ pub(crate) struct BusyPoll {
     /// How many times the spinner woke (for tests).
     #[cfg(test)]
     wakes: std::sync::atomic::AtomicU64,
+    /// How many times the spinner rested (for tests).
+    #[cfg(test)]
+    rests: std::sync::atomic::AtomicU64,
 }
 
 impl BusyPoll {
@@ -42,6 +58,8 @@ impl BusyPoll {
             wake: Notify::new(),
             #[cfg(test)]
             wakes: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(test)]
+            rests: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -77,12 +95,19 @@ impl BusyPoll {
     /// The spinner: sleeps until a read begins waiting, then yields (each yield lets the
     /// worker poll the I/O driver without blocking) until no read has begun waiting for
     /// `window`. Runs until dropped.
+    ///
+    /// While reads begin waiting between every two of its turns ([`BUSY_LOOKS`] in a row), the
+    /// runtime is busy: a worker runs out of tasks only briefly, and its poll of the I/O driver
+    /// then finds input ready, with or without the spinner. Polling more often would only add
+    /// system calls (the polls, the yields) and take the core from other threads, so the
+    /// spinner rests for [`REST`] (a timer; kicks meanwhile wake nothing) and looks again.
     pub(crate) async fn spin(&self) {
         loop {
             self.wake.notified().await;
             #[cfg(test)]
             self.wakes.fetch_add(1, Ordering::Relaxed);
             let mut until = self.until();
+            let mut kicked_in_a_row = 0;
             loop {
                 // tokio runs a task that yielded again once its worker has polled the I/O
                 // driver without blocking (when no other thread holds it) and run the tasks
@@ -94,14 +119,31 @@ impl BusyPoll {
                 std::thread::yield_now();
                 if self.state.load(Ordering::Relaxed) == KICKED {
                     self.state.store(SPINNING, Ordering::Relaxed);
+                    kicked_in_a_row += 1;
+                    if kicked_in_a_row == BUSY_LOOKS {
+                        kicked_in_a_row = 0;
+                        #[cfg(test)]
+                        self.rests.fetch_add(1, Ordering::Relaxed);
+                        // Not dormant meanwhile: kicks only mark the state, and the window
+                        // counts from the first look after the rest.
+                        tokio::time::sleep(REST).await;
+                    }
                     until = self.until();
-                } else if until.is_some_and(|until| Instant::now() >= until)
-                    && self
-                        .state
-                        .compare_exchange(SPINNING, DORMANT, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    break;
+                } else {
+                    kicked_in_a_row = 0;
+                    if until.is_some_and(|until| Instant::now() >= until)
+                        && self
+                            .state
+                            .compare_exchange(
+                                SPINNING,
+                                DORMANT,
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok()
+                    {
+                        break;
+                    }
                 }
             }
         }
@@ -123,6 +165,12 @@ impl BusyPoll {
     #[cfg(test)]
     pub(crate) fn wakes(&self) -> u64 {
         self.wakes.load(Ordering::Relaxed)
+    }
+
+    /// How many times the spinner rested (for tests).
+    #[cfg(test)]
+    pub(crate) fn rests(&self) -> u64 {
+        self.rests.load(Ordering::Relaxed)
     }
 }
 
@@ -261,6 +309,37 @@ mod tests {
         sender.send_to(b"ping", to.socket_addr()).await.unwrap();
         assert_eq!(&receiving.await.unwrap().unwrap().packet[..], b"ping");
         selector.close();
+    }
+
+    /// Reads that begin waiting between every two of the spinner's looks (a busy runtime,
+    /// here a thread kicking without pause) make it rest instead of polling; once they stop,
+    /// it sleeps a window later, as it would without resting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_spinner_that_finds_a_read_begun_waiting_at_every_look_rests() {
+        let busy = Arc::new(BusyPoll::new(Duration::from_millis(20)));
+        let spinner = spinner(&busy);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let kicker = std::thread::spawn({
+            let (busy, stop) = (busy.clone(), stop.clone());
+            move || {
+                let start = Instant::now();
+                while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(20) {
+                    busy.kick();
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let rested = until(|| busy.rests() >= 2).await;
+        stop.store(true, Ordering::Relaxed);
+        kicker.join().unwrap();
+        assert!(rested, "never rested: {} rests", busy.rests());
+        assert!(until(|| busy.is_dormant()).await, "still polling");
+        assert_eq!(
+            busy.wakes(),
+            1,
+            "rests are no sleep: one wake-up for all the kicks"
+        );
+        spinner.abort();
     }
 
     /// A window too long for the clock (`Duration::MAX`, "always poll") polls for as long as

@@ -133,18 +133,19 @@ impl SelectorManager {
     /// taken at once.
     ///
     /// This trades CPU time for latency: a request that arrives while a worker would sleep is
-    /// answered without the kernel having to wake that thread, which on a virtual machine
-    /// takes tens of microseconds. The price is a worker kept busy for as long as reads keep
-    /// beginning to wait less than `window` apart, and for `window` after the last one; once
-    /// none has for `window`, nothing polls and nothing is spent until the next one (a window
-    /// too long for the clock, such as `Duration::MAX`, polls for as long as reads keep
-    /// waiting). On the 2-core machine of `BENCHMARKS.md`, with the load generator on the same
-    /// cores, a 200 µs window made one connection in ping-pong answer 2.4× the round trips per
-    /// second of hand-written tokio and 2.3× Go's (p50 28 µs against 71 and 67 µs), at 37 µs
-    /// of the server's CPU time per round trip against 30 and 38; with 50 and 500 connections
-    /// it measured 0.84–1.09× tokio over several runs, no different from the same server
-    /// without busy polling beyond the spread. The example `sockets-server` uses it with a
-    /// 200 µs window.
+    /// answered without the kernel having to wake that thread, which on a virtual machine takes
+    /// tens of microseconds. The price is a worker kept busy for as long as reads keep beginning to
+    /// wait less than `window` apart, and for `window` after the last one; once none has for
+    /// `window`, nothing polls and nothing is spent until the next one (a window too long for the
+    /// clock, such as `Duration::MAX`, polls for as long as reads keep waiting). Where reads begin
+    /// waiting between every two of the task's turns (many busy connections), the runtime's workers
+    /// find input ready whenever they poll, with or without it: the task then rests for 10 ms at a
+    /// time instead of polling. On the 2-core machine of `BENCHMARKS.md`, with the load generator
+    /// on the same cores, a 200 µs window made one connection in ping-pong answer 2.4× the round
+    /// trips per second of hand-written tokio and 2.3× Go's (p50 28 µs against 71 and 67 µs), at
+    /// 37 µs of the server's CPU time per round trip against 30 and 38; with 50 and 500 connections it
+    /// measured 0.84–1.09× tokio over several runs, no different from the same server without busy
+    /// polling beyond the spread. The example `sockets-server` uses it with a 200 µs window.
     ///
     /// Measure before choosing it:
     /// - where the cores are busy anyway (many connections, other processes), polling takes
@@ -159,7 +160,9 @@ impl SelectorManager {
     /// - each selector made with this polls with a task of its own: several of them on one
     ///   runtime keep several workers busy;
     /// - on a runtime whose clock is paused (tokio's `test-util`), time does not auto-advance
-    ///   while the task polls, that is for `window` of real time after a read begins waiting.
+    ///   while the task polls, that is for `window` of real time after a read begins waiting;
+    ///   the task's rests are timers, which an idle runtime's paused clock advances to as to
+    ///   any other.
     ///
     /// The sockets' tasks must run on this runtime for the polling to reach them (tasks of
     /// another runtime are still woken the usual way). `Duration::ZERO` turns busy polling off
