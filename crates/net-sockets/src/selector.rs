@@ -146,7 +146,7 @@ impl SelectorManager {
     /// 37 µs of the server's CPU time per round trip against 30 and 38. With 50 and 500
     /// connections it measured 0.84–1.09× tokio over several runs, and the same server without
     /// busy polling 0.91–1.02× in the last four; alternated round by round at 50 connections,
-    /// busy polling measured 3–5% below none. The example `sockets-server` uses it with a
+    /// busy polling measured 2–5% below none. The example `sockets-server` uses it with a
     /// 200 µs window.
     ///
     /// Measure before choosing it:
