@@ -192,6 +192,15 @@ fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }
 
+/// Runs `body` on a current-thread runtime of its own, dropped when `body` returns.
+fn block_on<T>(body: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body)
+}
+
 // ---------------------------------------------------------------------------------------------
 // PROXY protocol headers
 
@@ -205,11 +214,7 @@ const BAD_HEADER_CLIENTS: usize = 20;
 #[test]
 fn bad_proxy_headers_log_one_warning_per_listener_not_one_per_connection() {
     let recorder = Recorder::global();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let selector = SelectorManager::new();
         let listener = Arc::new(
             tcp_listener_with(&selector, |b| b.proxy_protocol(ProxyProtocol::Required)).await,
@@ -304,11 +309,7 @@ async fn slow_reader(selector: &SelectorManager) -> (tokio::net::TcpStream, net_
 /// drop's event (in a span named `case`).
 fn dropped_after_a_timeout(case: &'static str, flush: bool) {
     let recorder = Recorder::global();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let selector = SelectorManager::new();
         // Connected, never read from.
         let (client, socket) = slow_reader(&selector).await;
@@ -355,11 +356,7 @@ fn dropped_after_a_timeout(case: &'static str, flush: bool) {
 #[test]
 fn a_write_channel_dropped_unflushed_after_a_timeout_it_made_good_still_warns() {
     let recorder = Recorder::global();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let selector = SelectorManager::new();
         let (mut client, socket) = slow_reader(&selector).await;
         let case = "timeout made good";
@@ -407,11 +404,7 @@ fn a_write_channel_dropped_unflushed_after_a_timeout_it_made_good_still_warns() 
 #[test]
 fn a_write_channel_dropped_unflushed_by_mistake_still_warns() {
     let recorder = Recorder::global();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let selector = SelectorManager::new();
         let listener = tcp_listener(&selector).await;
         let port = listener.port().unwrap();
@@ -450,11 +443,7 @@ fn a_write_channel_dropped_unflushed_by_mistake_still_warns() {
 #[test]
 fn a_certificate_name_with_control_characters_reaches_no_log_raw() {
     let recorder = Recorder::global();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let selector = SelectorManager::new();
         let listener = tcp_listener(&selector).await;
         let port = listener.port().unwrap();
@@ -579,11 +568,7 @@ const HOSTILE_ROUNDS: usize = 10;
 #[test]
 fn a_hostile_peer_s_connections_log_nothing_above_debug() {
     let recorder = Recorder::global();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let selector = SelectorManager::new();
         let listener = tcp_listener_with(&selector, |b| {
             b.max_connections_per_ip(1)
