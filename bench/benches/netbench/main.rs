@@ -9,16 +9,17 @@
 //!                [--busy-poll MICROS]
 //! ```
 //!
-//! For every scenario the driver starts a fresh server process per measurement, one per side
-//! (each baseline the scenario has, then ours), and runs the sides in turn, reversing the order
-//! every round (raw, tuned, go, ours, then ours, go, tuned, raw, …: `--rounds` of each, 3 by
-//! default, no side always first or last). It points the load generator (in the driver's own
-//! process, plain tokio) at the server on 127.0.0.1, and stops the server. It prints each
-//! side's median and spread (min–max over the rounds), the ratio ours ÷ that side, and whether
-//! the ratio meets the bar of SPEC §3 / §4.6 (PASS/FAIL text only: the exit status says
-//! nothing about speed). For throughput a ratio above 1 means we are faster; for idle memory a
-//! ratio below 1 means we use less. Beside the rate, each side's server CPU time per unit (per
-//! round trip, connection, …; the `cpu µs` column), which a shared machine's swings move less.
+//! For every scenario the driver starts a fresh server process per measurement, one per side (each
+//! baseline the scenario has, then ours), and runs the sides in turn, rotating the order every
+//! round (raw, tuned, go, ours, then tuned, go, ours, raw, …: `--rounds` of each, 3 by default,
+//! each side in each place in turn, and with three sides or more none twice in a row). It points
+//! the load generator (in the driver's own process, plain tokio) at the server on 127.0.0.1, and
+//! stops the server. It prints each side's median and spread (min–max over the rounds), the ratio
+//! ours ÷ that side, and whether the ratio meets the bar of SPEC §3 / §4.6 (PASS/FAIL text only:
+//! the exit status says nothing about speed). For throughput a ratio above 1 means we are faster;
+//! for idle memory a ratio below 1 means we use less. Beside the rate, each side's server CPU time
+//! per unit (per round trip, connection, …; the `cpu µs` column), which a shared machine's swings
+//! move less.
 //!
 //! The Go baseline (`bench/go/server.go`) is built with the `go` tool when the run starts; without
 //! one (or with `--no-go`) the scenarios run without it and a note says so.
@@ -491,7 +492,7 @@ fn main() -> Result<()> {
         idle_conns: if smoke { SMOKE_IDLE_CONNS } else { IDLE_CONNS },
     };
     println!(
-        "netbench: {} CPU(s), load average {}; {rounds} round(s) per side, order reversed each \
+        "netbench: {} CPU(s), load average {}; {rounds} round(s) per side, order rotated each \
          round, {secs} s measured after {warmup} s warm-up; server and load generator share the \
          machine",
         std::thread::available_parallelism().map_or(0, usize::from),
@@ -671,8 +672,12 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
                 v.push(stat);
             }
         }
-        // A B C, then C B A, and so on: no side always first or last.
-        sides.reverse();
+        // A B C, then B C A, then C A B, and so on: each side takes each place in turn, and
+        // with three sides or more no side runs twice in a row across the turn of a round, so
+        // a disturbance that outlasts one measurement falls on two sides, not twice on one
+        // (reversing, A B C then C B A, ran the sides at the ends twice in a row and the middle
+        // one never). With two sides this is the same as reversing.
+        sides.rotate_left(1);
     }
     let summary = |side: Side| {
         samples
