@@ -145,9 +145,10 @@ impl SelectorManager {
     /// trips per second of hand-written tokio and 2.3× Go's (p50 28 µs against 71 and 67 µs), at
     /// 37 µs of the server's CPU time per round trip against 30 and 38. With 50 and 500
     /// connections it measured 0.84–1.09× tokio over several runs, and the same server without
-    /// busy polling 0.91–1.02× in the last four; alternated round by round at 50 connections,
-    /// busy polling measured 2–5% below none. The example `sockets-server` uses it with a
-    /// 200 µs window.
+    /// busy polling 0.91–1.02× in the last four; alternated with none round by round, busy
+    /// polling measured 2–5% below none in three batches at 50 connections, then within 0.6% of
+    /// none in three batches of ten pairs at 50 and 500 connections. The example
+    /// `sockets-server` uses it with a 200 µs window.
     ///
     /// Measure before choosing it:
     /// - where the cores are busy anyway (many connections, other processes), polling takes
