@@ -107,7 +107,12 @@ fn executable_name() -> String {
 /// Exits 0 after printing the help or version when asked for them; exits
 /// [`USAGE_ERROR`] after printing one line on stderr when the arguments are wrong.
 pub fn parse<A: Parser>() -> A {
-    A::try_parse().unwrap_or_else(|e| exit_on::<A>(e))
+    // A negative number after an option or in a value's place is that value (`--grace -1`),
+    // which its own check then refuses with a message naming it, not an unknown argument.
+    negative_numbers_are_values(A::command())
+        .try_get_matches()
+        .and_then(|mut matches| A::from_arg_matches_mut(&mut matches))
+        .unwrap_or_else(|e| exit_on::<A>(e))
 }
 
 /// Reports a bad combination of arguments that `A`'s own rules cannot express (one line on
@@ -131,6 +136,17 @@ pub async fn run(name: &str, body: impl Future<Output = anyhow::Result<()>>) -> 
             ExitCode::FAILURE
         }
     }
+}
+
+/// `command` with every argument that takes a value (in its subcommands too) taking one that
+/// looks like a negative number.
+fn negative_numbers_are_values(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            let takes_values = arg.get_action().takes_values();
+            arg.allow_negative_numbers(takes_values)
+        })
+        .mut_subcommands(negative_numbers_are_values)
 }
 
 /// Prints what clap has to say and exits: 0 for help and version, [`USAGE_ERROR`] with one

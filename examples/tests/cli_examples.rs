@@ -84,7 +84,28 @@ fn bad_arguments_are_one_line_and_exit_2() {
         (server, &["--idle-timeout", "0"], "at least 1 second"),
         (server, &["--idle-timeout", "soon"], "--idle-timeout"),
         (server, &["--max-connections", "0"], "--max-connections"),
-        (server, &["--max-per-ip", "-3"], "'-3'"),
+        // A negative number is the option's value, refused by the option's own check, not an
+        // unknown argument.
+        (
+            server,
+            &["--max-per-ip", "-3"],
+            "invalid value '-3' for '--max-per-ip <N>'",
+        ),
+        (
+            server,
+            &["--grace", "-1"],
+            "invalid value '-1' for '--grace <SECS>': \"-1\" is not a whole number of seconds",
+        ),
+        (
+            server,
+            &["127.0.0.1", "-1"],
+            "invalid value '-1' for '[PORT]'",
+        ),
+        (
+            server,
+            &["--busy-poll", "-5"],
+            "invalid value '-5' for '--busy-poll <MICROS>'",
+        ),
         (server, &["--grace", "1.5"], "--grace"),
         (server, &["--bogus"], "--bogus"),
         (PROGRAMS[1], &["--port", "1"], "--port"),
