@@ -192,6 +192,16 @@ fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }
 
+/// Checks that the span `case` saw exactly one event at `warn` or above, a `warn` naming
+/// `unflushed` bytes: what a write channel dropped with bytes it never sent logs.
+fn assert_one_unflushed_warning(recorder: &Recorder, case: &str, unflushed: &str) {
+    let events = recorder.events_in("case", case);
+    let loud = at_warn_or_above(&events);
+    assert_eq!(loud.len(), 1, "{events:#?}");
+    assert_eq!(loud[0].level, Level::WARN);
+    assert_eq!(loud[0].field("unflushed"), Some(unflushed));
+}
+
 /// Runs `body` on a current-thread runtime of its own, dropped when `body` returns.
 fn block_on<T>(body: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
@@ -390,11 +400,7 @@ fn a_write_channel_dropped_unflushed_after_a_timeout_it_made_good_still_warns() 
         }
         .instrument(span)
         .await;
-        let events = recorder.events_in("case", case);
-        let loud = at_warn_or_above(&events);
-        assert_eq!(loud.len(), 1, "{events:#?}");
-        assert_eq!(loud[0].level, Level::WARN);
-        assert_eq!(loud[0].field("unflushed"), Some("13"));
+        assert_one_unflushed_warning(recorder, case, "13");
         selector.close();
     });
 }
@@ -423,11 +429,7 @@ fn a_write_channel_dropped_unflushed_by_mistake_still_warns() {
         }
         .instrument(span)
         .await;
-        let events = recorder.events_in("case", "forgot to flush");
-        let loud = at_warn_or_above(&events);
-        assert_eq!(loud.len(), 1, "{events:#?}");
-        assert_eq!(loud[0].level, Level::WARN);
-        assert_eq!(loud[0].field("unflushed"), Some("13"));
+        assert_one_unflushed_warning(recorder, "forgot to flush", "13");
         selector.close();
     });
 }
