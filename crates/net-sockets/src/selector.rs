@@ -418,6 +418,14 @@ impl SelectorInner {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// The first step of [`close`](Self::close) alone: the selector is closed, its sockets not
+    /// yet. An operation of another thread that found its socket open just before the close
+    /// began sees this state (a test can hold it still).
+    #[cfg(test)]
+    pub(crate) fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
     /// Fails with [`Error::SelectorClosed`] once the selector is closed.
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.is_closed() {

@@ -1166,17 +1166,23 @@ impl ReadHalf {
         if self.ended {
             return Ok(0);
         }
-        let stream = self.half.conn.core.io().map_err(io::Error::from)?;
-        let read = stream.try_recv(buf);
-        if let Err(e) = &read {
-            if !matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) {
+        let core = &self.half.conn.core;
+        let stream = core.io().map_err(io::Error::from)?;
+        match stream.try_recv(buf) {
+            Err(e)
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                // As a waiting read's: a failure as the selector closes is the close, and
+                // only the socket's own errors are final.
+                let e = core.failed(e);
                 self.failed = e.raw_os_error();
+                Err(e)
             }
+            read => read,
         }
-        read
     }
 }
 
@@ -1578,6 +1584,61 @@ mod tests {
         assert_eq!(early.take_all(), Bytes::from_static(b"b"));
         assert!(early.is_empty());
         assert!(Early::new(Bytes::new()).0.is_none());
+    }
+
+    /// A read without waiting (a TLS layer's, as it ends its sending) that fails as the
+    /// selector closes reports the close, as a waiting read does, not the error the closing
+    /// selector caused (a reset from a peer of this socket that it closed first), and does not
+    /// keep that error for the reads after it.
+    #[tokio::test]
+    async fn a_read_without_waiting_that_fails_as_the_selector_closes_reports_the_close() {
+        use std::io::Write as _;
+
+        let selector = crate::SelectorManager::new();
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        // Input of the peer's that it will leave unread.
+        (&ours).write_all(b"unread").unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let local = crate::address::UnixSocketAddress::reported(&ours.local_addr().unwrap());
+        let remote = crate::address::UnixSocketAddress::reported(&ours.peer_addr().unwrap());
+        let stream = {
+            let _runtime = selector.inner().handle().enter();
+            Stream::Unix(tokio::net::UnixStream::from_std(ours).unwrap())
+        };
+        let conn = Conn::open(
+            selector.inner(),
+            stream,
+            local.into(),
+            remote.into(),
+            &SocketOptions::default(),
+            Origin::Connected {
+                host: None,
+                file: None,
+            },
+            false,
+        )
+        .unwrap();
+        let mut read = ReadHalf::new(Arc::clone(&conn));
+        // The peer closes with our bytes unread: our next read is a reset.
+        theirs.write_all(b"unread").unwrap();
+        drop(theirs);
+        // The selector is closing: marked closed, this socket not closed yet.
+        selector.inner().mark_closed();
+        let mut buf = [0; 16];
+        let mut got = read.try_read(&mut buf);
+        // The peer's bytes may come first.
+        if let Ok(n) = got {
+            assert_eq!(&buf[..n], b"unread");
+            got = read.try_read(&mut buf);
+        }
+        let e = crate::Error::from(got.expect_err("a reset"));
+        assert!(
+            matches!(e, crate::Error::SelectorClosed),
+            "the close, not {e:?}"
+        );
+        assert_eq!(read.failed, None, "the reset is not kept");
+        drop(read);
+        conn.close();
     }
 
     /// Waits until `timer` expires; how long that took.
