@@ -1596,7 +1596,7 @@ mod tests {
 
         let selector = crate::SelectorManager::new();
         let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-        // Input of the peer's that it will leave unread.
+        // Bytes of ours that the peer will leave unread.
         (&ours).write_all(b"unread").unwrap();
         ours.set_nonblocking(true).unwrap();
         let local = crate::address::UnixSocketAddress::reported(&ours.local_addr().unwrap());
