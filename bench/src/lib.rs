@@ -87,6 +87,78 @@ pub fn ratio(ours: f64, baseline: f64) -> f64 {
     }
 }
 
+/// Paired rounds of two sides compared: the geometric mean of the per-round ratios ours ÷
+/// baseline, with a 95% bootstrap interval for it (see [`paired_ratio`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairedRatio {
+    /// How many rounds gave both sides a positive, finite figure.
+    pub pairs: usize,
+    /// The geometric mean of those rounds' ratios.
+    pub geomean: f64,
+    /// The 2.5th percentile of the resampled geometric means.
+    pub low: f64,
+    /// The 97.5th percentile of the resampled geometric means.
+    pub high: f64,
+}
+
+/// Where a [`PairedRatio`]'s interval lies against a bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// The whole interval meets the bar.
+    Met,
+    /// No part of the interval meets it.
+    Missed,
+    /// The interval straddles the bar: these rounds cannot tell.
+    Unresolved,
+}
+
+impl PairedRatio {
+    /// Where the interval lies against `bar`.
+    pub fn against(&self, bar: Bar) -> Resolved {
+        match (bar.met(self.low), bar.met(self.high)) {
+            (true, true) => Resolved::Met,
+            (false, false) => Resolved::Missed,
+            _ => Resolved::Unresolved,
+        }
+    }
+}
+
+/// Compares two sides round by round: round `i`'s ratio is `ours[i] ÷ baseline[i]` (both
+/// measured in the same round, a few seconds apart, so a machine that drifts between rounds
+/// moves both). Returns the geometric mean of the ratios and a percentile bootstrap interval
+/// for it: `resamples` draws of the pairs with replacement, from a fixed seed, so the same
+/// figures always give the same interval. Rounds where either figure is not a positive finite
+/// number are left out; `None` with fewer than two pairs left.
+///
+/// With few pairs the interval is too narrow to trust (with three it is little more than the
+/// smallest and largest ratio): netbench reports it from four rounds on.
+pub fn paired_ratio(ours: &[f64], baseline: &[f64], resamples: usize) -> Option<PairedRatio> {
+    let logs: Vec<f64> = ours
+        .iter()
+        .zip(baseline)
+        .filter(|(o, b)| o.is_finite() && b.is_finite() && **o > 0.0 && **b > 0.0)
+        .map(|(o, b)| (o / b).ln())
+        .collect();
+    let n = logs.len();
+    if n < 2 {
+        return None;
+    }
+    let mean = |xs: &mut dyn Iterator<Item = f64>| xs.sum::<f64>() / n as f64;
+    let geomean = mean(&mut logs.iter().copied()).exp();
+    let mut rng = Rng::new(0x5eed_b007_57a9_0f0f);
+    let mut means: Vec<f64> = (0..resamples.max(1))
+        .map(|_| mean(&mut (0..n).map(|_| logs[rng.below(n)])))
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((means.len() - 1) as f64 * q).round() as usize].exp();
+    Some(PairedRatio {
+        pairs: n,
+        geomean,
+        low: at(0.025),
+        high: at(0.975),
+    })
+}
+
 /// Checks that a byte stream is one pattern repeated, however the stream is cut into reads (the
 /// bulk echo's replies: every byte must come back as it was sent).
 #[derive(Debug, Clone)]
@@ -167,6 +239,58 @@ mod tests {
             assert!(!Bar::AtLeast(0.0).met(ratio(1.0, baseline)));
             assert!(!Bar::AtMost(1e9).met(ratio(1.0, baseline)));
         }
+    }
+
+    #[test]
+    fn a_constant_ratio_has_no_spread() {
+        // Rounds eight times apart (a machine whose speed drifts), ours twice the baseline in
+        // each: the drift cancels within each round.
+        let p = paired_ratio(
+            &[200.0, 100.0, 50.0, 400.0],
+            &[100.0, 50.0, 25.0, 200.0],
+            1000,
+        )
+        .unwrap();
+        assert_eq!(p.pairs, 4);
+        for x in [p.geomean, p.low, p.high] {
+            assert!((x - 2.0).abs() < 1e-12, "{p:?}");
+        }
+        assert_eq!(p.against(Bar::AtLeast(1.0)), Resolved::Met);
+        assert_eq!(p.against(Bar::AtLeast(2.5)), Resolved::Missed);
+        assert_eq!(p.against(Bar::AtMost(1.25)), Resolved::Missed);
+    }
+
+    #[test]
+    fn the_interval_holds_the_geometric_mean_and_lies_within_the_ratios() {
+        // Ratios 0.8, 1.25, 0.9, 1.1, 1.0, 0.95: geometric mean 0.9945.
+        let ours = [80.0, 125.0, 90.0, 110.0, 100.0, 95.0];
+        let base = [100.0; 6];
+        let p = paired_ratio(&ours, &base, 10_000).unwrap();
+        let expected = (ours.iter().map(|o| (o / 100.0_f64).ln()).sum::<f64>() / 6.0).exp();
+        assert!((p.geomean - expected).abs() < 1e-12);
+        assert!(
+            0.8 <= p.low && p.low < p.geomean && p.geomean < p.high && p.high <= 1.25,
+            "{p:?}"
+        );
+        assert_eq!(p.against(Bar::AtLeast(1.0)), Resolved::Unresolved);
+        // The same figures give the same interval.
+        assert_eq!(paired_ratio(&ours, &base, 10_000), Some(p));
+    }
+
+    #[test]
+    fn rounds_without_two_figures_are_left_out() {
+        let p = paired_ratio(&[2.0, 0.0, 3.0, f64::NAN], &[1.0, 1.0, 1.5, 1.0], 100).unwrap();
+        assert_eq!(p.pairs, 2);
+        assert!((p.geomean - 2.0).abs() < 1e-12);
+        assert_eq!(paired_ratio(&[2.0, 0.0], &[1.0, 1.0], 100), None);
+        assert_eq!(paired_ratio(&[], &[], 100), None);
+        // Unequal lengths: only the rounds both have.
+        assert_eq!(
+            paired_ratio(&[2.0, 4.0, 9.0], &[1.0, 2.0], 100)
+                .unwrap()
+                .pairs,
+            2
+        );
     }
 
     #[test]

@@ -21,6 +21,12 @@
 //! per unit (per round trip, connection, …; the `cpu µs` column), which a shared machine's swings
 //! move less.
 //!
+//! From 4 rounds on, a second table pairs the rounds: round `i` of ours against round `i` of each
+//! other side (they ran in the same turn, seconds apart), the geometric mean of those ratios
+//! and a 95% bootstrap interval for it, and whether that interval meets the bar, misses it or
+//! straddles it (`bench::paired_ratio`). On a machine whose speed drifts between rounds, this
+//! says more than a ratio of medians: `--rounds 16` resolves a few percent here.
+//!
 //! The Go baseline (`bench/go/server.go`) is built with the `go` tool when the run starts; without
 //! one (or with `--no-go`) the scenarios run without it and a note says so.
 //!
@@ -600,7 +606,15 @@ struct Other {
     bar: Option<Bar>,
     /// The results, or why there are none.
     result: Result<Summary, String>,
+    /// Ours against this side round by round, from [`MIN_PAIRED_ROUNDS`] rounds on.
+    paired: Option<bench::PairedRatio>,
 }
+
+/// The fewest rounds from which the table's paired-rounds section reports a scenario: with
+/// fewer, a bootstrap interval is little more than the smallest and largest ratio.
+const MIN_PAIRED_ROUNDS: usize = 4;
+/// The bootstrap's resamples for each paired comparison.
+const RESAMPLES: usize = 10_000;
 
 /// One side's rounds.
 #[derive(Debug, Clone, Copy)]
@@ -679,11 +693,16 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
         // one never). With two sides this is the same as reversing.
         sides.rotate_left(1);
     }
-    let summary = |side: Side| {
-        samples
-            .iter()
-            .find(|(x, _)| *x == side)
-            .map(|(_, v)| summarize(v))
+    let rounds_of = |side: Side| samples.iter().find(|(x, _)| *x == side).map(|(_, v)| v);
+    let summary = |side: Side| rounds_of(side).map(|v| summarize(v));
+    // Round `i` of every side ran in the same turn of the loop above, so `i` pairs them.
+    let paired = |side: Side| {
+        let values = |v: &Vec<Stat>| v.iter().map(|s| s.value).collect::<Vec<_>>();
+        let ours = rounds_of(Side::Server(Impl::Ours))?;
+        let theirs = rounds_of(side)?;
+        (ours.len().min(theirs.len()) >= MIN_PAIRED_ROUNDS)
+            .then(|| bench::paired_ratio(&values(ours), &values(theirs), RESAMPLES))
+            .flatten()
     };
     let ours = summary(Side::Server(Impl::Ours));
     let mut others = Vec::new();
@@ -692,6 +711,7 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
             label: "ext",
             bar: None,
             result: summary(Side::External(addr)).ok_or_else(String::new),
+            paired: None,
         }),
         None => {
             for (imp, bar) in s.baselines {
@@ -707,6 +727,7 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
                     label: imp.name(),
                     bar: *bar,
                     result,
+                    paired: paired(Side::Server(*imp)),
                 });
             }
         }
@@ -1063,6 +1084,56 @@ fn fmt_value(v: f64) -> String {
     out
 }
 
+/// The paired-rounds section: ours against each side round by round, with an interval, and
+/// where that interval lies against the bar. Nothing when no scenario ran enough rounds.
+fn print_paired(rows: &[Row]) {
+    let paired: Vec<_> = rows
+        .iter()
+        .flat_map(|r| r.others.iter().map(move |o| (r.name, o)))
+        .filter_map(|(name, o)| o.paired.map(|p| (name, o, p)))
+        .collect();
+    if paired.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<13} {:<5} {:>8}  {:<15} {:>6}  {:<9} the interval",
+        "paired", "side", "ours÷it", "95% interval", "rounds", "bar"
+    );
+    let mut name = "";
+    for (row, other, p) in paired {
+        let (bar, verdict) = match other.bar {
+            Some(bar) => (
+                bar_text(bar, true),
+                match p.against(bar) {
+                    bench::Resolved::Met => "meets the bar",
+                    bench::Resolved::Missed => "misses the bar",
+                    bench::Resolved::Unresolved => "straddles the bar",
+                },
+            ),
+            None => (String::new(), ""),
+        };
+        println!(
+            "{:<13} {:<5} {:>8}  {:<15} {:>6}  {:<9} {}",
+            if row == name { "" } else { row },
+            other.label,
+            format!("{:.3}x", p.geomean),
+            format!("{:.3}–{:.3}", p.low, p.high),
+            p.pairs,
+            bar,
+            verdict
+        );
+        name = row;
+    }
+    println!(
+        "paired: ours ÷ that side within each round (the two ran in the same turn, seconds \
+         apart, so a machine whose speed drifts between rounds moves both), the geometric mean \
+         of those ratios and a 95% bootstrap interval for it ({RESAMPLES} resamples, fixed \
+         seed); from {MIN_PAIRED_ROUNDS} rounds on. Where the interval straddles a bar, more \
+         rounds may tell; the table's PASS/FAIL compares medians."
+    );
+}
+
 fn print_table(cfg: &Config, rows: &[Row]) {
     let lat = |s: &Stat| match (s.p50, s.p99) {
         (Some(a), Some(b)) => format!("{} / {}", fmt_dur(a), fmt_dur(b)),
@@ -1193,4 +1264,5 @@ fn print_table(cfg: &Config, rows: &[Row]) {
          tls-idle has none). \
          PASS/FAIL is reported, never the exit status."
     );
+    print_paired(rows);
 }
