@@ -43,13 +43,16 @@
 //! v1: 107 bytes, CRLF included: the specification's longest line (`UNKNOWN` with two full
 //! IPv6 addresses and ports). v2: [`V2_MAX_HEADER`], 4,096 bytes, fixed part included, enforced
 //! when the length field arrives. The specification allows 65,551; what proxies send is far
-//! less: addresses take at most 216 bytes (`AF_UNIX`), and all of the specification's TLVs
-//! together (ALPN, an SNI authority of up to 255 bytes, a unique ID of up to 128, an SSL block
-//! with version, cipher, algorithms and client CN, a CRC) come to well under 1 KiB by our count;
-//! cloud load balancers add a few dozen bytes of their own TLVs. 4,096 leaves room for that
-//! several times over and keeps what a peer can make a server buffer before it is accepted to
-//! one page. Only custom TLVs of arbitrary size (HAProxy's `set-proxy-v2-tlv-fmt`) could need
-//! more.
+//! less: addresses take at most 216 bytes (`AF_UNIX`), and the specification's TLVs other
+//! than the client certificate (ALPN, an SNI authority of up to 255 bytes, a unique ID of up to
+//! 128, an SSL block with version, cipher, algorithms and client CN, a CRC) come to well under
+//! 1 KiB by our count; cloud load balancers add a few dozen bytes of their own TLVs. 4,096
+//! leaves room for that several times over and keeps what a peer can make a server buffer
+//! before it is accepted to one page. What can need more: the SSL block's DER client
+//! certificate (`PP2_SUBTYPE_SSL_CLIENT_CERT`, sent by some TLS-terminating proxies such as
+//! Ghostunnel in its `tls-full` mode, not by HAProxy), typically 1–2 KiB but larger for a
+//! certificate with many names, and custom TLVs of arbitrary size (HAProxy's
+//! `set-proxy-v2-tlv-fmt`). Such a header is refused as too long.
 //!
 //! # Reading a header
 //!
