@@ -48,11 +48,11 @@
 //! 128, an SSL block with version, cipher, algorithms and client CN, a CRC) come to well under
 //! 1 KiB by our count; cloud load balancers add a few dozen bytes of their own TLVs. 4,096
 //! leaves room for that several times over and keeps what a peer can make a server buffer
-//! before it is accepted to one page. What can need more: the SSL block's DER client
-//! certificate (`PP2_SUBTYPE_SSL_CLIENT_CERT`, sent by some TLS-terminating proxies such as
-//! Ghostunnel in its `tls-full` mode, not by HAProxy), typically 1–2 KiB but larger for a
-//! certificate with many names, and custom TLVs of arbitrary size (HAProxy's
-//! `set-proxy-v2-tlv-fmt`). Such a header is refused as too long.
+//! before it is accepted to one page. What can pass it: the SSL block's DER client
+//! certificate (`PP2_SUBTYPE_SSL_CLIENT_CERT`, which some TLS-terminating proxies send, such as
+//! Ghostunnel in its `tls-full` mode), typically 1–2 KiB but larger for a certificate with many
+//! names, and custom TLVs of arbitrary size (HAProxy's `set-proxy-v2-tlv-fmt`). A header
+//! longer than 4,096 bytes is refused as too long.
 //!
 //! # Reading a header
 //!
