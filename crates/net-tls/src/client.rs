@@ -340,7 +340,7 @@ impl TlsConfigBuilder {
     ///
     /// [`Error::Pem`] for unusable PEM or an encrypted key.
     pub fn client_certificate_pem(mut self, chain: &[u8], key: &[u8]) -> Result<Self> {
-        let chain = pem::certificates(chain, pem::BYTES)?;
+        let chain = pem::chain(chain, pem::BYTES)?;
         let key = pem::private_key(key, pem::BYTES)?;
         self.client_auth = Some((chain, key));
         Ok(self)

@@ -20,7 +20,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Every certificate in `pem`, in order; at least one.
-pub(crate) fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>> {
+fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| unusable(pem, origin, bad(origin, e)))?;
@@ -33,6 +33,34 @@ pub(crate) fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDe
     Ok(certs)
 }
 
+/// A certificate chain in `pem`, leaf first: as [`certificates`], and the leaf must parse as a
+/// certificate (rustls parses it when the configuration is built, to match it with its key,
+/// and its error there could not name `origin`). Only the leaf: rustls sends the others as
+/// they are, and a peer may accept what it would not parse.
+pub(crate) fn chain(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let chain = certificates(pem, origin)?;
+    if let Err(e) = rustls::server::ParsedCertificate::try_from(&chain[0]) {
+        return Err(Error::Pem {
+            origin: origin.into(),
+            reason: format!(
+                "the first certificate (the leaf) is not a certificate: {} (is the file \
+                 corrupted?)",
+                reason(e)
+            ),
+        });
+    }
+    Ok(chain)
+}
+
+/// A rustls error about a certificate, in words: the reason alone, without rustls's "invalid
+/// peer certificate" (these certificates are our own).
+fn reason(e: rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(reason) => format!("{reason:?}"),
+        other => other.to_string(),
+    }
+}
+
 /// Adds every certificate in `pem` to `roots` as a trust anchor; one that cannot be is an
 /// error naming `origin` and the certificate's place in it, counting from 1.
 pub(crate) fn add_roots(roots: &mut rustls::RootCertStore, pem: &[u8], origin: &str) -> Result<()> {
@@ -42,19 +70,18 @@ pub(crate) fn add_roots(roots: &mut rustls::RootCertStore, pem: &[u8], origin: &
             reason: format!(
                 "certificate {} cannot be a trust anchor: {}",
                 place + 1,
-                match e {
-                    rustls::Error::InvalidCertificate(reason) => format!("{reason:?}"),
-                    other => other.to_string(),
-                }
+                reason(e)
             ),
         })?;
     }
     Ok(())
 }
 
-/// The first private key in `pem`: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+/// The first private key in `pem`: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), and one that rustls's
+/// provider can sign with (it loads the key when the configuration is built, and its error
+/// there could not name `origin`).
 pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
+    let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
         let e = match e {
             pem::Error::NoItemsFound => Error::Pem {
                 origin: origin.into(),
@@ -65,7 +92,20 @@ pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'sta
             e => bad(origin, e),
         };
         unusable(pem, origin, e)
-    })
+    })?;
+    if let Err(e) = crate::provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+    {
+        return Err(Error::Pem {
+            origin: origin.into(),
+            reason: format!(
+                "the private key cannot be used: {e} (is the file corrupted, or the key of \
+                 another algorithm?)"
+            ),
+        });
+    }
+    Ok(key)
 }
 
 /// `e`, or, when `pem` holds an encrypted private key, an error saying so: the PEM parser skips

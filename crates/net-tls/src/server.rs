@@ -169,9 +169,10 @@ impl TlsServerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] for input with no certificate or bad PEM.
+    /// [`Error::Pem`] for input with no certificate or bad PEM, or whose first certificate (the
+    /// leaf) is not one (its body corrupted).
     pub fn certificate_chain_pem(mut self, pem: &[u8]) -> Result<Self> {
-        self.chain = Some(pem::certificates(pem, pem::BYTES)?);
+        self.chain = Some(pem::chain(pem, pem::BYTES)?);
         Ok(self)
     }
 
@@ -184,7 +185,7 @@ impl TlsServerConfigBuilder {
     /// is empty or malformed.
     pub fn certificate_chain_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        self.chain = Some(pem::certificates(
+        self.chain = Some(pem::chain(
             &pem::read_file(path)?,
             &path.display().to_string(),
         )?);
@@ -226,7 +227,9 @@ impl TlsServerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] when no key is found, the PEM is malformed or the key is encrypted.
+    /// [`Error::Pem`] when no key is found, the PEM is malformed, the key is encrypted, or it is
+    /// not a key rustls can sign with (its body corrupted, or an algorithm other than RSA,
+    /// ECDSA and EdDSA).
     pub fn private_key_pem(mut self, pem: &[u8]) -> Result<Self> {
         self.key = Some(pem::private_key(pem, pem::BYTES)?);
         Ok(self)
@@ -258,7 +261,7 @@ impl TlsServerConfigBuilder {
     /// certificate, [`Error::InvalidSniName`] for a name no client sends by SNI (see
     /// [`sni_certificate_der`](Self::sni_certificate_der)).
     pub fn sni_certificate_pem(self, host_name: &str, chain: &[u8], key: &[u8]) -> Result<Self> {
-        let chain = pem::certificates(chain, pem::BYTES)?;
+        let chain = pem::chain(chain, pem::BYTES)?;
         let key = pem::private_key(key, pem::BYTES)?;
         self.sni_certificate_der(host_name, chain, key)
     }
