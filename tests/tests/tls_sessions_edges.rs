@@ -7,6 +7,10 @@
 //! - Two `close` calls at the same moment (two threads sharing the socket) send the session's
 //!   last records once, then `close_notify`: the peer reads every byte, then a clean end.
 //! - STARTTLS: plain text after the server's reply fails our client's handshake.
+//! - An upgrade refused because a channel is open closes the socket, as its other errors do:
+//!   the peer sees the end, and the open channel reads no more plain text.
+//! - A session ended cleanly both ways (the peer's `close_notify`, our `flush_and_close`), in
+//!   either order, closes its socket itself, as a plain socket does once both directions ended.
 //! - `openssl s_client` / `s_server` as the peer: TLS 1.3 key updates (`k`, `K`) keep the
 //!   session working both ways; a TLS 1.2 renegotiation (`R`, `r`) is refused, and OpenSSL then
 //!   ends the session with a fatal alert that our read reports, typed.
@@ -18,14 +22,16 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
-use net_sockets::SelectorManager;
+use net_sockets::{SelectorManager, a_socket};
+use net_tests::fault::raw_peer_of;
 use net_tests::harness::{Process, path_arg, port_at_end};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::{Pki, TestCa};
 use net_tests::tls::{TlsTestServer, localhost, rustls_client, rustls_error};
 use net_tests::within;
 use net_tls::rustls;
-use net_tls::{TlsExt, TlsSocket};
+use net_tls::{Error, TlsConfig, TlsExt, TlsSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Waits, without yielding to the runtime, until `socket` holds input (which its runtime has
 /// then not seen yet); panics after 5 s.
@@ -452,5 +458,140 @@ async fn our_client_against_openssl_s_server_key_update_and_renegotiation() {
         }
         tls.close();
         drop(server);
+    }
+}
+
+/// `tls_server` and `tls` refuse a socket whose channel is open (`ChannelAlreadyOpen`), and say
+/// that on error the socket is closed. Before the fix the refusal only dropped the socket: the
+/// open channel kept it alive, the peer saw no end, and the channel went on reading the peer's
+/// plain text after the failed upgrade.
+#[tokio::test]
+async fn an_upgrade_refused_for_an_open_channel_closes_the_socket() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let pki = Pki::generate();
+    let config = pki.server_config().build().unwrap();
+
+    // Server side: the read channel is open.
+    let (mut peer, mut socket) = raw_peer_of(&listener).await;
+    let mut input = socket.open_read_channel().unwrap();
+    let refused = within(socket.tls_server(&config)).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::Socket(net_sockets::Error::ChannelAlreadyOpen)
+        ),
+        "{refused:?}"
+    );
+    // The peer's write may be answered with a reset: either is fine, what it reads is not.
+    let _ = peer
+        .write_all(b"plain text after the refused upgrade\n")
+        .await;
+    let mut buf = [0u8; 64];
+    let peer_saw = within(peer.read(&mut buf)).await;
+    assert!(matches!(peer_saw, Ok(0) | Err(_)), "{peer_saw:?}");
+    let ours = within(input.read_line(1024, LineEnding::Default)).await;
+    assert!(ours.is_err(), "the open channel read on: {ours:?}");
+
+    // Client side: the write channel is open.
+    let port = listener.port().unwrap();
+    let mut client = a_socket(&selector)
+        .tcp()
+        .connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut accepted = within(listener.accept()).await.unwrap();
+    let _output = client.open_write_channel(true).unwrap();
+    let client_config: TlsConfig = pki.client_config().build().unwrap();
+    let refused = within(client.tls(client_config)).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::Socket(net_sockets::Error::ChannelAlreadyOpen)
+        ),
+        "{refused:?}"
+    );
+    let mut server_input = accepted.open_read_channel().unwrap();
+    let end = within(server_input.read_line(1024, LineEnding::Default)).await;
+    assert!(matches!(end, Ok(None)), "the server saw no end: {end:?}");
+}
+
+/// Which side ends its sending first.
+#[derive(Clone, Copy, Debug)]
+enum First {
+    Peer,
+    Us,
+}
+
+/// A socket closes itself once its read channel saw the end and its write channel was closed
+/// (`Socket`'s "Closing"). For TLS the read channel's end is the peer's `close_notify`, after
+/// which rustls reads nothing more from the socket: before the fix, the socket's own end of
+/// stream was never read, so a session ended cleanly both ways stayed open (descriptor held,
+/// `await_closed` waiting) until dropped, while one the peer truncated closed itself.
+#[tokio::test]
+async fn a_tls_session_ended_cleanly_both_ways_closes_its_socket() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let pki = Pki::generate();
+    let config = pki.server_config().build().unwrap();
+    let port = listener.port().unwrap();
+    for first in [First::Peer, First::Us] {
+        let client_config = rustls_client(&pki.ca);
+        let (ours_closed_tx, ours_closed_rx) = tokio::sync::oneshot::channel::<()>();
+        let client = tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(client_config)
+                .connect(localhost(), tcp)
+                .await
+                .unwrap();
+            tls.write_all(b"hello\n").await.unwrap();
+            tls.flush().await.unwrap();
+            let mut rest = Vec::new();
+            if let First::Us = first {
+                // Our close_notify first: read to it, then end ours.
+                tls.read_to_end(&mut rest).await.unwrap();
+                tls.shutdown().await.unwrap();
+            } else {
+                tls.shutdown().await.unwrap();
+                tls.read_to_end(&mut rest).await.unwrap();
+            }
+            // The connection stays open until the server's side is done with it.
+            let _ = ours_closed_rx.await;
+            rest
+        });
+        let mut tls = within(listener.accept())
+            .await
+            .unwrap()
+            .tls_server(&config)
+            .await
+            .unwrap();
+        let mut input = tls.open_read_channel().unwrap();
+        let mut output = tls.open_write_channel(false).unwrap();
+        let line = within(input.read_line(64, LineEnding::Default)).await;
+        assert_eq!(line.unwrap().as_deref(), Some("hello"), "{first:?}");
+        match first {
+            First::Peer => {
+                let end = within(input.read_line(64, LineEnding::Default)).await;
+                assert!(matches!(end, Ok(None)), "{first:?}: {end:?}");
+                output.write_string_utf8("bye\n").await.unwrap();
+                within(output.flush_and_close()).await.unwrap();
+            }
+            First::Us => {
+                output.write_string_utf8("bye\n").await.unwrap();
+                within(output.flush_and_close()).await.unwrap();
+                let end = within(input.read_line(64, LineEnding::Default)).await;
+                assert!(matches!(end, Ok(None)), "{first:?}: {end:?}");
+            }
+        }
+        let closed = tokio::time::timeout(Duration::from_secs(5), tls.await_closed()).await;
+        assert!(
+            closed.is_ok(),
+            "{first:?}: ended both ways, yet the TLS socket did not close itself"
+        );
+        let _ = ours_closed_tx.send(());
+        let rest = within(client).await.unwrap();
+        assert_eq!(rest, b"bye\n", "{first:?}");
     }
 }

@@ -294,13 +294,42 @@ impl<T: Transport> Socket<T> {
     /// As [`open_read_channel`](Self::open_read_channel) and
     /// [`open_write_channel`](Self::open_write_channel).
     pub fn connection(mut self) -> Result<Connection<T>> {
-        let input = self.open_read_channel()?;
-        let output = self.open_write_channel(false)?;
+        let (input, output) = self.open_both()?;
         Ok(Connection {
             socket: self,
             input,
             output,
         })
+    }
+
+    /// [`connection`](Self::connection) for a layer that takes the socket over (TLS), whose
+    /// failures close the socket: so does this one's (a channel already open, the socket
+    /// closed). Otherwise the socket, gone with the error, would live on in the open channel,
+    /// which would read on what the peer sends.
+    ///
+    /// # Errors
+    ///
+    /// As [`connection`](Self::connection).
+    #[doc(hidden)]
+    pub fn connection_or_close(mut self) -> Result<Connection<T>> {
+        match self.open_both() {
+            Ok((input, output)) => Ok(Connection {
+                socket: self,
+                input,
+                output,
+            }),
+            Err(e) => {
+                self.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens both channels, the write channel without auto-flush.
+    fn open_both(&mut self) -> Result<(ByteReadChannel, ByteWriteChannel)> {
+        let input = self.open_read_channel()?;
+        let output = self.open_write_channel(false)?;
+        Ok((input, output))
     }
 
     /// Turns the socket into one [`AsyncRead`] + [`AsyncWrite`] stream, for code written against

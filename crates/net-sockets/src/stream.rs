@@ -698,6 +698,13 @@ impl Conn {
         drop(self.core.selector().handle().spawn(task));
     }
 
+    /// The layer's stream ended cleanly, though the socket's may not have (TLS: the peer's
+    /// `close_notify`, after which the layer reads nothing more): the read direction is done,
+    /// as the socket's own end of stream makes it.
+    pub(crate) fn layer_ended(&self) {
+        self.finish(READ_DONE);
+    }
+
     /// A reader of the connection is gone (its read channel dropped or cancelled): what was
     /// held back for it leaves now, since no reader will wait again and send it.
     pub(crate) fn reader_gone(self: &Arc<Self>) {

@@ -77,6 +77,15 @@ impl Link {
         self.conn.reader_gone();
     }
 
+    /// The layer's stream ended cleanly, though the socket's may not have: TLS's `close_notify`
+    /// came, after which the layer reads nothing more from the socket, so the socket's own end
+    /// of stream is never read. The read direction is done, as that end would make it: with the
+    /// write direction done too (the write channel closed), the socket closes itself, as a
+    /// plain socket does.
+    pub fn read_ended(&self) {
+        self.conn.layer_ended();
+    }
+
     /// Whether a write to the connection failed (or timed out and was not made good): the
     /// connection must not end as if nothing was lost.
     pub fn write_failed(&self) -> bool {

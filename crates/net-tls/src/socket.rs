@@ -54,7 +54,9 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   "Dropped writes"), it sends neither and reports an error.
 /// - A peer that sends `close_notify` gives a clean end of stream; one that just drops the
 ///   connection makes reads fail with [`Truncated`](crate::Truncated) (an
-///   [`io::ErrorKind::UnexpectedEof`] error).
+///   [`io::ErrorKind::UnexpectedEof`] error). Once the read channel has had the clean end and
+///   the write channel was closed, the socket closes itself, as a plain socket does after the
+///   peer's FIN.
 /// - A connection that only reads still answers what the session owes the peer: a KeyUpdate
 ///   reply, a fatal alert for a corrupted record.
 /// - A connection that only writes still takes in the session's own messages when its
@@ -163,7 +165,7 @@ pub trait TlsExt: Sized {
 
 impl TlsExt for Socket {
     fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send {
-        Box::pin(async move { client(self.connection()?, config).await })
+        Box::pin(async move { client(self.connection_or_close()?, config).await })
     }
 
     fn tls_server(
@@ -171,7 +173,7 @@ impl TlsExt for Socket {
         config: &TlsServerConfig,
     ) -> impl Future<Output = Result<TlsSocket>> + Send {
         let settings = config.settings();
-        Box::pin(async move { server(self.connection()?, settings).await })
+        Box::pin(async move { server(self.connection_or_close()?, settings).await })
     }
 }
 
@@ -372,8 +374,9 @@ impl TlsSession {
     }
 
     /// On a client, the name it gave for the server (the host given to `connect`, or
-    /// [`server_name`](crate::TlsConfigBuilder::server_name)): the one its certificate was
-    /// verified against, unless verification is off
+    /// [`server_name`](crate::TlsConfigBuilder::server_name)), in the form its certificate was
+    /// verified against (an IPv6 literal without brackets or scope: `fe80::1`, where the host
+    /// was `[fe80::1%eth0]`), unless verification is off
     /// ([`dangerous_accept_any_server_certificate`](crate::TlsConfigBuilder::dangerous_accept_any_server_certificate))
     /// or left to a configuration's own verifier ([`TlsConfig::from_rustls`]). On a server,
     /// the name the client asked for by SNI, lower-case and without a trailing dot, if any.
@@ -849,11 +852,18 @@ impl AsyncRead for TlsRead {
         }
         drop(locked);
         if let Poll::Ready(result) = &read {
-            if result.is_err() || (room && buf.filled().len() == before) {
+            let ended = result.is_ok() && room && buf.filled().len() == before;
+            if result.is_err() || ended {
                 // The end of the stream (or a failure), which rustls may report without a read
                 // from the socket (a `close_notify` that came with the last records): the
                 // reader never waits again, so what was held back for it leaves now.
                 this.link.reader_gone();
+            }
+            if ended {
+                // The peer's `close_notify`: rustls reads nothing more, so the socket's own
+                // end is never read. The read direction is done (with the write channel closed
+                // too, the socket closes itself, as a plain one does).
+                this.link.read_ended();
             }
         }
         match read {
