@@ -363,8 +363,10 @@ impl ByteReadChannel {
     /// follows, whatever that one's delimiter: the peer loses that line, nothing more. Memory stays bounded
     /// while it skips, however long the line is. Any other read instead sees the over-long
     /// line's bytes as they are; one whose future is dropped while it waits took nothing, and
-    /// leaves the skip due, and so does a read of no bytes (`read_bytes(0)`, `discard(0)`, a
-    /// read into an empty buffer).
+    /// leaves the skip due, and so do a read of no bytes (`read_bytes(0)`, `discard(0)`, a
+    /// read into an empty buffer), the look-aheads ([`peek`](Self::peek),
+    /// [`await_content`](Self::await_content)) and a [`skip_if_found`](Self::skip_if_found)
+    /// that finds nothing.
     ///
     /// # Errors
     ///
@@ -1036,7 +1038,9 @@ impl ByteReadChannel {
     ///
     /// Answers `false` as soon as the bytes buffered differ from the start of `pattern`: it
     /// waits for more only while they are a prefix of it (a peer that sent a short command and
-    /// waits for the answer is not kept waiting by a check for a longer prefix).
+    /// waits for the answer is not kept waiting by a check for a longer prefix). One that
+    /// answers `false` (or fails) took nothing: a look-ahead, as [`peek`](Self::peek), after
+    /// which the next line read still skips the rest of an over-long line.
     ///
     /// # Errors
     ///
@@ -1063,7 +1067,10 @@ impl ByteReadChannel {
             }
         }
         .await;
-        self.end_read(!pattern.is_empty());
+        // Finding nothing (or failing) took nothing: a look-ahead, as `peek`, which leaves the
+        // skip of an over-long line due. Were it dropped, a loop that checks for a prefix
+        // before each line read would read an over-long line again and again.
+        self.end_read(!pattern.is_empty() && matches!(found, Ok(true)));
         if !found? {
             return Ok(false);
         }
@@ -1342,10 +1349,11 @@ impl ByteReadChannel {
         }
     }
 
-    /// Ends a read other than a line read, whatever its outcome: the skip of an over-long line
-    /// is dropped, unless the read is one of no bytes (`takes` false). Called once the read is
-    /// done (or, for one that is not cancel safe, once it takes bytes), not when it starts: one
-    /// dropped while it waits took nothing, and leaves the skip due (as `read_available` does).
+    /// Ends a read other than a line read: the skip of an over-long line is dropped, unless the
+    /// read takes no bytes (`takes` false: a read of no bytes, a `skip_if_found` that found
+    /// nothing). Called once the read is done (or, for one that is not cancel safe, once it
+    /// takes bytes), not when it starts: one dropped while it waits took nothing, and leaves the
+    /// skip due (as `read_available` does).
     fn end_read(&mut self, takes: bool) {
         if takes {
             self.skip = None;

@@ -868,3 +868,52 @@ async fn a_zero_length_read_keeps_the_skip_of_an_over_long_line() {
         );
     }
 }
+
+/// `skip_if_found` that finds nothing took nothing: it only looked, as `peek` does, and leaves
+/// the skip of an over-long line due. Before the fix it dropped the skip whatever it found, so
+/// a loop that checks for an optional prefix before each line read (and answers "line too
+/// long" and goes on) read the same over-long line again and again: one hostile line, and the
+/// loop never ended, nor yielded (each round was served from the buffer).
+#[tokio::test]
+async fn skip_if_found_that_finds_nothing_keeps_the_skip_of_an_over_long_line() {
+    let mut input = ByteReadChannel::from_bytes("much too long\nnext\n");
+    assert!(matches!(
+        input.read_line(4, LineEnding::Default).await,
+        Err(Error::TooLongLine { limit: 4 })
+    ));
+    assert!(!input.skip_if_found(b"PING").await.unwrap());
+    assert_eq!(
+        input
+            .read_line(64, LineEnding::Default)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("next")
+    );
+
+    // The loop: an optional prefix, then a line; an over-long line is answered and skipped.
+    let (mut peer, mut input) = ByteChannel::new(false);
+    peer.write_fully(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\nQUIT\r\n")
+        .await
+        .unwrap();
+    peer.flush().await.unwrap();
+    let mut too_long = 0;
+    let served = poll_once(async {
+        for _ in 0..100 {
+            let _prefix = input.skip_if_found(b"PROXY ").await.unwrap();
+            match input.read_line(16, LineEnding::Default).await {
+                Err(Error::TooLongLine { .. }) => too_long += 1,
+                Ok(line) => return line,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        None
+    })
+    .await;
+    assert_eq!(
+        served,
+        Some(Some("QUIT".to_owned())),
+        "{too_long} TooLongLine"
+    );
+    assert_eq!(too_long, 1);
+}

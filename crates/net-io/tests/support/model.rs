@@ -40,7 +40,8 @@ pub(crate) enum Outcome {
 /// line read or `read_until` first skips through the next delimiter of the over-long line or
 /// item (by the rules of the read that found it too long, whichever read comes next); any other
 /// read of one byte or more drops that skip, whatever it finds (the look-aheads `peek` and
-/// `await_content`, and reads of no bytes, keep it).
+/// `await_content`, a `skip_if_found` that finds nothing or fails, and reads of no bytes, keep
+/// it).
 ///
 /// A [`failing`](Self::failing) model's input ends with a transport failure instead of an end of
 /// stream (SPEC §4: "bytes received before it are still read first"): a read that the input
@@ -300,7 +301,6 @@ impl Model {
     pub(crate) fn found(&mut self, pattern: &[u8]) -> Option<bool> {
         let rest = self.rest();
         if self.fails && rest.len() < pattern.len() && pattern.starts_with(rest) {
-            self.drop_skip(true);
             return None;
         }
         Some(self.skip_if_found(pattern))
@@ -308,8 +308,8 @@ impl Model {
 
     /// Consumes `pattern` if the input continues with it (`skip_if_found`).
     pub(crate) fn skip_if_found(&mut self, pattern: &[u8]) -> bool {
-        self.drop_skip(!pattern.is_empty());
         if self.rest().starts_with(pattern) {
+            self.drop_skip(!pattern.is_empty());
             self.pos += pattern.len();
             true
         } else {
