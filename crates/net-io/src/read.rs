@@ -29,7 +29,9 @@ const PROBE: usize = 1024;
 /// that may come from the peer), and the size of one read of a bulk copy.
 const MAX_STEP: usize = 64 * 1024;
 
-/// Runs of at least this size are handed out without copying by [`ByteReadChannel::read_bytes`].
+/// Runs of at least this size are handed out without copying by [`ByteReadChannel::read_bytes`]
+/// (and the other reads that return `Bytes`), sharing the buffer's allocation, unless a large
+/// item grew the buffer (see `take`).
 const ZERO_COPY_MIN: usize = 1024;
 
 /// A buffer grown past this (by a large item: a long line, `read_bytes` of a large count) is
@@ -75,7 +77,9 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// large message or line does not keep that much memory while it waits for the next one (what
 /// has come of the next one moves to a buffer of the usual size, once it is at most 64 KiB; with
 /// [`read_frame`](Self::read_frame), whose decoder may have made room for a frame it has begun,
-/// the buffer is given back once it is empty).
+/// the buffer is given back once it is empty). The `Bytes` that reads return share the buffer
+/// only where that keeps little more than their own bytes alive: after a large item, a smaller
+/// one is copied, so one that the application keeps does not keep the large item's buffer.
 ///
 /// # Failures
 ///
@@ -1375,9 +1379,13 @@ impl ByteReadChannel {
         }
     }
 
-    /// Takes `n` buffered bytes.
+    /// Takes `n` buffered bytes: a run of at least `ZERO_COPY_MIN` shares the buffer's
+    /// allocation, which lives as long as the run does. Not where a large item grew the buffer
+    /// (past `RELEASE_ABOVE`): there only an item of that size shares it, and a smaller one is
+    /// copied, so that one the application keeps does not keep that much memory (a 1 KiB item
+    /// after a 4 MiB line would keep the line's buffer).
     fn take(&mut self, n: usize) -> Bytes {
-        if n >= ZERO_COPY_MIN {
+        if n >= ZERO_COPY_MIN && (!self.oversized || n > RELEASE_ABOVE) {
             let bytes = self.buf.bytes_mut().split_to(n).freeze();
             self.publish();
             bytes

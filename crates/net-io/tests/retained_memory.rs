@@ -49,6 +49,9 @@ fn large_items_do_not_stay_allocated() {
         for read in 0..4 {
             a_large_item_read_then_part_of_the_next(read).await;
         }
+        for read in 0..3 {
+            a_small_item_kept_after_a_large_line(read).await;
+        }
         for (before, size) in [(0, 300 << 10), (0, LARGE), (200 << 10, 300 << 10)] {
             a_large_frame_decoded(before, size).await;
         }
@@ -236,6 +239,40 @@ async fn a_large_item_read_then_part_of_the_next(read: usize) {
     assert!(
         freed <= USUAL,
         "read {read}, then part of the next item: the reader still held {freed} bytes"
+    );
+}
+
+/// A large line, then a small item (large enough to be handed out without copying) read in one
+/// of three ways and kept by the application after the channel is gone: it keeps its own bytes,
+/// not the large line's buffer. Before the fix, a 1 KiB item kept the 4 MiB buffer.
+async fn a_small_item_kept_after_a_large_line(read: usize) {
+    let (mut output, mut input) = ByteChannel::new(false);
+    let feed = tokio::spawn(async move {
+        let mut all = vec![b'a'; LARGE];
+        all.push(b'\n');
+        all.extend_from_slice(&[7; 1024]);
+        all.push(b'\n');
+        output.write_fully(&all).await.unwrap();
+        output.flush().await.unwrap();
+        output
+    });
+    let line = input.read_line(LARGE, LineEnding::Default).await.unwrap();
+    assert_eq!(line.map(|l| l.len()), Some(LARGE));
+    let item = match read {
+        0 => input.read_bytes(1024).await.unwrap(),
+        1 => input.read_until(b"\n", 2048).await.unwrap().unwrap(),
+        _ => input.read_remaining(1024).await.unwrap(),
+    };
+    assert_eq!(&item[..], &[7; 1024][..], "read {read}");
+    drop(input);
+    drop(feed.await.unwrap());
+
+    let held = live();
+    drop(item);
+    let freed = held - live();
+    assert!(
+        freed <= USUAL,
+        "read {read}: a kept 1 KiB item held {freed} bytes"
     );
 }
 
