@@ -77,9 +77,10 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// large message or line does not keep that much memory while it waits for the next one (what
 /// has come of the next one moves to a buffer of the usual size, once it is at most 64 KiB; with
 /// [`read_frame`](Self::read_frame), whose decoder may have made room for a frame it has begun,
-/// the buffer is given back once it is empty). The `Bytes` that reads return share the buffer
-/// only where that keeps little more than their own bytes alive: after a large item, a smaller
-/// one is copied, so one that the application keeps does not keep the large item's buffer.
+/// the buffer is given back once it is empty). The `Bytes` that reads return share the
+/// buffer's allocation from 1 KiB on, except in a buffer that a large item grew: there one of
+/// at most 256 KiB is copied, so that a small item the application keeps does not keep the
+/// large item's buffer alive.
 ///
 /// # Failures
 ///
