@@ -280,7 +280,14 @@ pub(crate) fn push_lossy(out: &mut String, bytes: &[u8]) {
             return;
         }
     }
-    out.push_str(&String::from_utf8_lossy(bytes));
+    // The lossy decoder's own pieces, appended as they come: `String::from_utf8_lossy` would
+    // build a `String` for text with a malformed sequence, which a peer chooses to send.
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            out.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -196,6 +196,31 @@ fn read_line_to_allocates_nothing_per_line() {
             }),
         ));
     }
+    // Invalid UTF-8, which a peer chooses: each malformed sequence becomes U+FFFD in `out`,
+    // still without an allocation (before the fix, the lossy decoder built a `String` per
+    // line that had one).
+    report.push((
+        "from_bytes, invalid UTF-8".to_owned(),
+        fewest(|| {
+            let line: &[u8] = b"a name with \xff and \xe2\x82 in it, and more\n";
+            let mut ch = ByteReadChannel::from_bytes(line.repeat(WARMUP + MEASURED));
+            run(&rt, async move {
+                let mut out = String::new();
+                let mut allocations = 0;
+                for i in 0..WARMUP + MEASURED {
+                    let before = allocation_count();
+                    out.clear();
+                    let n = ch.read_line_to(&mut out, 64, LineEnding::Default).await;
+                    if i >= WARMUP {
+                        allocations += allocation_count() - before;
+                    }
+                    assert_eq!(n.unwrap(), Some(out.len()));
+                    assert_eq!(out, "a name with \u{fffd} and \u{fffd} in it, and more");
+                }
+                allocations
+            })
+        }),
+    ));
     let failures: Vec<_> = report.iter().filter(|(_, n)| *n != 0).collect();
     assert!(
         failures.is_empty(),
