@@ -132,8 +132,9 @@ impl Sink {
 /// So the peer receives everything written before the dropped write, then a prefix (from
 /// nothing to all) of its bytes, then whatever is written next. A protocol with framing cannot
 /// go on after that: close or [`cancel`](Self::cancel) the channel. The
-/// [shared state](Self::share_state) counts the rest of such a write as unsent until the channel
-/// ends, whatever is written after it, and as lost once it ends: the close of a socket of
+/// [shared state](Self::share_state) counts the rest of such a write as unsent, then as lost
+/// once the channel ends or its next write that goes to the transport directly starts: the
+/// close of a socket of
 /// `net-sockets` then resets (TLS: sends no `close_notify`). On any transport,
 /// `flush_and_close` (and `poll_shutdown`) then reports an error instead of shutting the
 /// transport down (no FIN, no `close_notify`; see [Failures](#failures)), and the reader of an

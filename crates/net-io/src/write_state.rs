@@ -75,8 +75,9 @@ impl WriteState {
     /// (a flush would send them; a stream that ends now ends without them), or a write that
     /// went to the transport directly is waiting, was dropped, or failed, after the transport
     /// took a prefix of it (a stream that ends now ends in the middle of that write; this stays
-    /// true until that write goes on to its end or the channel ends, whatever is written
-    /// meanwhile).
+    /// true until that write goes on to its end, or until the channel knows it was dropped
+    /// part-way, when it ends or its next write that goes to the transport directly starts:
+    /// from then on [`lost_bytes`](Self::lost_bytes) says so instead).
     ///
     /// A write that goes to the transport directly counts as unsent while a poll of it may hand
     /// the transport its first bytes. An owner that marks the stream ended (so that no
