@@ -1303,7 +1303,7 @@ impl ByteReadChannel {
             if self.eof {
                 // No read from the transport follows to clear the backlog: say what is left.
                 let before = self.buf.capacity();
-                let frame = decoder.decode_eof(self.buf.bytes_mut());
+                let frame = self.decode_with(|buf| decoder.decode_eof(buf));
                 let after = self.buf.capacity();
                 if after > before
                     && after > RELEASE_ABOVE
@@ -1318,7 +1318,7 @@ impl ByteReadChannel {
                 return Poll::Ready(frame);
             }
             // What is buffered is decoded first, even after a transport error.
-            let frame = decoder.decode(self.buf.bytes_mut());
+            let frame = self.decode_with(|buf| decoder.decode(buf));
             // A decoder may make room for a whole frame itself: the channel gives a buffer
             // grown that way back too, once it is empty.
             self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
@@ -1379,6 +1379,15 @@ impl ByteReadChannel {
                 available: self.buf.len(),
             })
         }
+    }
+
+    /// Runs a decoder's `decode` on the buffer. A decoder only consumes (tokio-util's do); bytes
+    /// one puts in count as received, so that the count of what was read stays whole.
+    fn decode_with<T>(&mut self, decode: impl FnOnce(&mut BytesMut) -> T) -> T {
+        let len = self.buf.len();
+        let decoded = decode(self.buf.bytes_mut());
+        self.received += self.buf.len().saturating_sub(len) as u64;
+        decoded
     }
 
     /// Takes `n` buffered bytes: a run of at least `ZERO_COPY_MIN` shares the buffer's

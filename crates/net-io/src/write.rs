@@ -340,12 +340,17 @@ impl ByteWriteChannel {
     /// short: the stream already ends in the middle of it).
     fn abandon_buffered(&mut self) {
         if !self.buf.is_empty() || self.torn {
-            self.lost = true;
-            if let Some(state) = &self.state {
-                state.set_lost();
-            }
+            self.mark_lost();
         }
         self.torn = false;
+    }
+
+    /// Bytes the channel's writes accepted are lost: the stream must not end cleanly.
+    fn mark_lost(&mut self) {
+        self.lost = true;
+        if let Some(state) = &self.state {
+            state.set_lost();
+        }
     }
 
     /// Holds this channel's auto-flushed writes in `backlog` while it is pending (flush
@@ -660,7 +665,9 @@ impl ByteWriteChannel {
     /// # Errors
     ///
     /// The encoder's error; [`Error::ClosedForWrite`] and transport errors reach it through its
-    /// `From<std::io::Error>`.
+    /// `From<std::io::Error>`. An encoder must only append to the buffer it is given (as
+    /// tokio-util's do): one that removes bytes earlier writes buffered fails the channel for
+    /// good, with an [`InvalidData`](std::io::ErrorKind::InvalidData) error.
     ///
     /// # Cancel safety
     ///
@@ -711,7 +718,16 @@ impl ByteWriteChannel {
         };
         self.note_buffer();
         encoded?;
-        let call = self.buf.len() - before;
+        let Some(call) = self.buf.len().checked_sub(before) else {
+            // An encoder only appends (tokio-util's do): this one took away bytes that earlier
+            // writes had buffered, which are lost. Failed for good, as after any loss.
+            self.mark_lost();
+            let lost = io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the encoder removed bytes that earlier writes had buffered",
+            );
+            return Err(io::Error::from(self.fail(lost.into())).into());
+        };
         // The encoder writes the whole frame into the buffer, which grows to hold a large one:
         // its allocation is given back once the buffer is written out (`poll_drain`), also
         // when this call is dropped or times out before that.

@@ -394,3 +394,66 @@ proptest! {
         });
     }
 }
+
+/// Codecs outside tokio-util's contract (a decoder only consumes from the buffer it is given;
+/// an encoder only appends to it) get no panic from the channel. A decoder that puts bytes
+/// back: they count as received, so `total_bytes_read` stays whole (before the fix it
+/// subtracted past zero: a panic in a debug build). An encoder that clears what earlier writes
+/// buffered: the channel fails with an error instead of sending the frame without them
+/// (before the fix, a subtraction past zero).
+#[tokio::test]
+async fn codecs_that_break_the_buffer_contract_get_no_panic() {
+    struct PutsBack(bool);
+    impl Decoder for PutsBack {
+        type Item = ();
+        type Error = io::Error;
+        fn decode(&mut self, src: &mut BytesMut) -> Result<Option<()>, io::Error> {
+            if std::mem::replace(&mut self.0, true) {
+                return Ok(None);
+            }
+            src.extend_from_slice(b"--");
+            Ok(Some(()))
+        }
+    }
+    let mut input = ByteReadChannel::from_bytes(&b"ab"[..]);
+    assert_eq!(input.peek(2).await.unwrap().as_deref(), Some(&b"ab"[..]));
+    input.read_frame(&mut PutsBack(false)).await.unwrap();
+    assert_eq!(input.total_bytes_read(), 0);
+    assert_eq!(input.read_remaining(10).await.unwrap(), &b"ab--"[..]);
+    assert_eq!(input.total_bytes_read(), 4);
+
+    struct Clears;
+    impl Encoder<&'static [u8]> for Clears {
+        type Error = io::Error;
+        fn encode(&mut self, item: &'static [u8], dst: &mut BytesMut) -> Result<(), io::Error> {
+            dst.clear();
+            dst.extend_from_slice(item);
+            Ok(())
+        }
+    }
+    let mock = MockWriter::default();
+    let mut output = ByteWriteChannel::new(mock.clone(), false);
+    output
+        .write_fully(b"earlier bytes, buffered")
+        .await
+        .unwrap();
+    let refused = output.write_frame(&mut Clears, b"x").await;
+    assert!(refused.is_err(), "{refused:?}");
+    // Failed for good: nothing more goes out, and no clean end.
+    assert!(output.flush().await.is_err());
+    assert!(output.flush_and_close().await.is_err());
+    assert!(mock.accepted().is_empty(), "{:?}", mock.accepted());
+    assert_eq!(mock.shutdowns(), 0);
+
+    // One that leaves nothing at all: the bytes are lost all the same (a socket's close then
+    // resets, as after any loss).
+    let mut output = ByteWriteChannel::new(MockWriter::default(), false);
+    let state = net_io::WriteState::new();
+    output.share_state(state.clone());
+    output
+        .write_fully(b"earlier bytes, buffered")
+        .await
+        .unwrap();
+    assert!(output.write_frame(&mut Clears, b"").await.is_err());
+    assert!(state.lost_bytes());
+}
