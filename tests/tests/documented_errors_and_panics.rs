@@ -17,6 +17,8 @@
 //! - The guide's "6. Behind HAProxy": a v1 `UNKNOWN` header keeps the connection's own address.
 //! - `Connection::close_gracefully` with a cancelled output: `ClosedForWrite`, and the socket
 //!   closed at once.
+//! - `SelectorManagerBuilder::build`'s "# Errors": a thread name no thread can have (a NUL
+//!   byte) is `Error::Io` of kind `InvalidInput`, not a panic.
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -440,4 +442,23 @@ async fn close_gracefully_after_the_output_was_cancelled_is_closed_for_write() {
     let mut input = accepted.open_read_channel().unwrap();
     let end = net_tests::within(input.read_line(64, LineEnding::Default)).await;
     assert_eq!(end.unwrap(), None);
+}
+
+/// Before the fix, std panicked as the runtime named its first thread ("thread name may not
+/// contain interior null bytes"), on the thread that called `build`.
+#[test]
+fn a_thread_name_with_a_nul_byte_is_an_invalid_input_error() {
+    let built = std::panic::catch_unwind(|| {
+        SelectorManager::builder()
+            .worker_threads(1)
+            .thread_name("net\0selector")
+            .build()
+    });
+    match built {
+        Ok(Err(net_sockets::Error::Io(e))) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+        }
+        Ok(other) => panic!("not Error::Io: {other:?}"),
+        Err(payload) => panic!("build panicked: {}", message(&*payload)),
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
@@ -614,7 +615,8 @@ impl SelectorManagerBuilder {
         self
     }
 
-    /// The name of the runtime's threads (default `net-selector`).
+    /// The name of the runtime's threads (default `net-selector`; one with a NUL byte makes
+    /// [`build`](Self::build) fail).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.thread_name = Some(name.into());
         self
@@ -624,12 +626,20 @@ impl SelectorManagerBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the runtime's threads or I/O driver cannot be created.
+    /// [`Error::Io`] when the runtime's threads or I/O driver cannot be created, of kind
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) for a thread name with a NUL byte (which
+    /// no thread can have).
     pub fn build(self) -> Result<SelectorManager> {
+        let name = self.thread_name.unwrap_or_else(|| "net-selector".into());
+        if name.contains('\0') {
+            // std would panic as the runtime names its first thread.
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a thread name may not contain a NUL byte",
+            )));
+        }
         let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder
-            .enable_all()
-            .thread_name(self.thread_name.unwrap_or_else(|| "net-selector".into()));
+        builder.enable_all().thread_name(name);
         if let Some(n) = self.worker_threads {
             builder.worker_threads(n);
         }
