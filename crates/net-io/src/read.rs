@@ -50,10 +50,10 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// A channel owns its reader and a buffer. Reads take what they need from the buffer and read
 /// more from the transport only when the buffer does not hold enough, into a buffer of 8 KiB or
 /// more (the first read, before anything came, takes at most 1 KiB into one on the stack, so
-/// that an idle connection holds no read buffer). A read that must wait for more bytes (a line, an integer) keeps the buffer as it is
-/// until the whole item is there, so those reads are cancel safe: dropping the future loses
-/// nothing, and the next read sees every byte (each method's `# Cancel safety` section says
-/// which are).
+/// that an idle connection holds no read buffer). A read that must wait for more bytes (a
+/// line, an integer) keeps the buffer as it is until the whole item is there, so those reads
+/// are cancel safe: dropping the future loses nothing, and the next read sees every byte (each
+/// method's `# Cancel safety` section says which are).
 ///
 /// A channel is `Send + Sync + 'static` (of the reader, only `Send` is asked): it moves into a
 /// spawned task, and a type that holds one can be borrowed across an `.await` in one.
