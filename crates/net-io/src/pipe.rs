@@ -31,8 +31,8 @@ pub(crate) const PIPE_CAPACITY: usize = 64 * 1024;
 ///   with [`Error::Cancelled`], including a write already waiting for room, and fails the
 ///   writer for good (what its buffer held is thrown away): in `auto_flush` mode every write
 ///   call of at least one byte; otherwise a write that fills the writer's buffer or goes to the
-///   pipe directly, or a flush or close with bytes buffered. A write that only adds to the writer's buffer
-///   succeeds, as on a socket whose peer is gone.
+///   pipe directly, or a flush or close with bytes buffered. A write that only adds to the
+///   writer's buffer succeeds, as on a socket whose peer is gone.
 ///
 /// Each read and write of the pipe takes a unit of tokio's cooperative budget, as tokio's own
 /// `DuplexStream` does: a task that writes to the pipe and reads the bytes back, which never
