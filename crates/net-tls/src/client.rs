@@ -275,7 +275,8 @@ impl TlsConfigBuilder {
     ///
     /// The name is checked when the configuration is built: an empty one, or one that is
     /// neither a DNS name nor an IP address, makes [`build`](Self::build) fail with
-    /// [`Error::InvalidServerName`].
+    /// [`Error::InvalidServerName`]. A DNS name is in ASCII: give an internationalised one in
+    /// its punycode form (`xn--bcher-kva.example` for `bücher.example`).
     pub fn server_name(mut self, name: &str) -> Self {
         self.server_name = Some(name.to_owned());
         self

@@ -253,7 +253,8 @@ impl TlsServerConfigBuilder {
 
     /// Serves another certificate to clients that ask for `host_name` by SNI (compared without
     /// regard to ASCII case, and to a fully qualified name's trailing dot). Clients that send
-    /// another name, or none, get the default chain.
+    /// another name, or none, get the default chain. A name given again replaces its earlier
+    /// certificate.
     ///
     /// # Errors
     ///
