@@ -1593,7 +1593,8 @@ fn assert_no_address_of_the_family(error: &Error, name: &str, family: &str) {
     }
 }
 
-/// A write after `poll_shutdown` fails (as tokio's `TcpStream` does: `BrokenPipe`), but it is
+/// A write after `poll_shutdown` fails (as tokio's `TcpStream` does: `BrokenPipe`, an empty
+/// one too), but it is
 /// no failed write of the stream's data: everything written before the shutdown, and the FIN
 /// after it, still reach the peer when the stream is dropped. (A reset would throw away what
 /// the kernel has not sent yet.)
@@ -1620,6 +1621,9 @@ async fn a_write_after_shutdown_fails_without_turning_the_close_into_a_reset() {
     assert_eq!(e.raw_os_error(), Some(libc::EPIPE), "{e:?}");
     let late = [std::io::IoSlice::new(b"la"), std::io::IoSlice::new(b"te")];
     let e = within(stream.write_vectored(&late)).await.unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPIPE), "{e:?}");
+    // An empty write too, as tokio's (before the fix it returned `Ok(0)`).
+    let e = within(stream.write(b"")).await.unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EPIPE), "{e:?}");
     drop(stream);
     let mut received = Vec::new();

@@ -255,8 +255,9 @@ async fn a_tls_stream_refuses_writes_after_its_close_or_shutdown() {
         } else {
             stream.close();
         }
-        for write in 0..2 {
-            let e = within(stream.write(b"lost\n"))
+        // An empty write fails too (before the fix, `Ok(0)` after a shutdown).
+        for (write, bytes) in [&b"lost\n"[..], b"lost\n", b""].into_iter().enumerate() {
+            let e = within(stream.write(bytes))
                 .await
                 .expect_err(&format!("shutdown {shutdown}, write {write}"));
             if shutdown {

@@ -1468,12 +1468,13 @@ impl AsyncWrite for WriteHalf {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
         let this = self.get_mut();
+        // An empty write after the shutdown fails too, as tokio's `TcpStream`'s.
         if this.shut_down {
             return Poll::Ready(Err(written_after_shutdown()));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
         }
         if this.half.conn.deferring() && this.half.conn.hold(buf) {
             // Held back to leave before anything written later: as good as sent.

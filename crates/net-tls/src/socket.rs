@@ -959,13 +959,11 @@ impl AsyncWrite for TlsWrite {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
         let mut locked = lock_for_writing(&self.shared);
         let stream = &mut locked.stream;
         // Nothing written after close_notify or the socket's close can reach the peer: fail
-        // before rustls takes the bytes (it would, and the call would succeed).
+        // before rustls takes the bytes (it would, and the call would succeed). An empty write
+        // too, as on a plain socket.
         if let Err(e) = stream.get_ref().0.check_open() {
             return Poll::Ready(Err(e));
         }
@@ -974,6 +972,9 @@ impl AsyncWrite for TlsWrite {
                 io::ErrorKind::BrokenPipe,
                 "written after close_notify was sent",
             )));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
         }
         // rustls directly, not tokio-rustls's `poll_write`: that one reports the socket's error
         // from a call whose bytes rustls already took.
