@@ -7,9 +7,17 @@
 //!   the write then FIN, or a reset, never part of it then a clean end.
 //! - Guard: reads retried after `socket_timeout`s that race arriving bytes, beside a stalled
 //!   write, lose and double nothing (channels and `SocketStream`).
+//! - A write that flush coalescing holds back, racing a close from another thread: its bytes
+//!   reach the peer before the FIN, or the write fails, never `Ok` and lost before a clean end.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use net_io::LineEnding;
+use net_tests::fault::raw_peer_of;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use net_sockets::SelectorManager;
 use net_tests::loopback::{connected_pair, tcp_listener};
@@ -268,5 +276,77 @@ async fn reads_retried_after_timeouts_that_race_arriving_bytes_lose_and_double_n
             "stream form: {stream_form}: no read timed out"
         );
         drop(within(peer).await.unwrap());
+    }
+}
+
+/// Polls `future` once on this thread, with a waker that does nothing.
+fn poll_once<F: std::future::Future>(future: F) -> Poll<F::Output> {
+    let mut future = std::pin::pin!(future);
+    future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// An auto-flushed write while a request is pending is held back (flush coalescing) and
+/// returns `Ok` at once: "as good as sent". Racing a `close` on another thread, it must reach
+/// the peer before the FIN, or fail. Before the fix, the close set the backlog's closed flag
+/// and then looked for held bytes without its lock, while the write, which had seen the flag
+/// still clear, was copying its bytes in: the close found nothing held, closed gracefully, and
+/// the write's bytes were never sent; the peer read a clean end (within a few rounds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_back_write_racing_a_close_is_sent_or_fails() {
+    const ANSWER: &[u8] = b"a held-back answer ..........................................\n";
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let started = Instant::now();
+    for round in 0..200u32 {
+        if started.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        let (mut client, mut socket) = raw_peer_of(&server).await;
+        let mut input = socket.open_read_channel().unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        client.write_all(b"a\nb\n").await.unwrap();
+        assert!(within(input.await_content(4)).await.unwrap());
+        let line = input.read_line(16, LineEnding::Default).await.unwrap();
+        assert_eq!(line.as_deref(), Some("a"));
+        assert_eq!(input.available_for_read(), 2, "`b` is pending");
+
+        // Both threads start together; the close comes a little later each round.
+        let go = Arc::new(AtomicU32::new(0));
+        let writer_go = Arc::clone(&go);
+        let writer = std::thread::spawn(move || {
+            writer_go.fetch_add(1, Ordering::SeqCst);
+            while writer_go.load(Ordering::SeqCst) < 2 {
+                std::hint::spin_loop();
+            }
+            let written = poll_once(output.write_fully(ANSWER));
+            (matches!(written, Poll::Ready(Ok(()))), output)
+        });
+        let closer_go = Arc::clone(&go);
+        let closer = std::thread::spawn(move || {
+            closer_go.fetch_add(1, Ordering::SeqCst);
+            while closer_go.load(Ordering::SeqCst) < 2 {
+                std::hint::spin_loop();
+            }
+            for _ in 0..(round % 16) * 10 {
+                std::hint::spin_loop();
+            }
+            socket.close();
+            socket
+        });
+        let (written, output) = writer.join().unwrap();
+        let socket = closer.join().unwrap();
+
+        let mut received = Vec::new();
+        let end = within(client.read_to_end(&mut received)).await;
+        drop((socket, input, output));
+        assert!(
+            !(written && end.is_ok() && received != ANSWER),
+            "round {round}: the write returned Ok, yet the peer read a clean end after {} of \
+             its {} bytes",
+            received.len(),
+            ANSWER.len()
+        );
     }
 }

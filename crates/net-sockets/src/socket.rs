@@ -543,9 +543,12 @@ impl<T: Transport> Connection<T> {
     /// [`cancel`](net_io::ByteWriteChannel::cancel) throws them: no `warn` event, the
     /// `Timeout` tells the caller), so that close is a reset (TLS: no `close_notify`), never a
     /// clean end; on TCP the reset also drops what the kernel still queued for the peer
-    /// (written before, not received yet). A `wait` of [`Duration::ZERO`] closes at once, after
-    /// what can be flushed without waiting; one too large for the clock (`Duration::MAX`) is
-    /// no bound.
+    /// (written before, not received yet). Answers held back by flush coalescing are not among
+    /// the lost: their writes reported them written, and they are sent after the close, as
+    /// after [`Socket::close`] (so `wait` does not bound how long the connection stays open
+    /// then; `socket_timeout` does). A `wait` of [`Duration::ZERO`] closes at once, after what
+    /// can be flushed without waiting; one too large for the clock (`Duration::MAX`) is no
+    /// bound.
     ///
     /// # Errors
     ///

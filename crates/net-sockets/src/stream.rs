@@ -473,6 +473,14 @@ impl Conn {
     /// first bytes may be with the kernel, the rest never follows) must not end with FIN.
     fn close_after(&self, last: &[u8], mode: CloseMode, cause: Cause, again: bool) {
         self.stop_holding();
+        // The backlog's lock, once (the flag above is set without it): a `hold` on another
+        // thread that saw holding still open, and decides under the lock, has finished, and
+        // what it held is found below and sent; a later one sees holding ended and goes to
+        // the socket, as a write under way at the close. Without it, a write could report its
+        // bytes held after this close had looked, and they were lost before a clean FIN.
+        if let Some(backlog) = &self.backlog {
+            backlog.with_held(|_| ());
+        }
         if mode == CloseMode::Graceful && (!self.send_cork_now() || !last.is_empty()) {
             self.send_held_after_close(last, cause);
         }
