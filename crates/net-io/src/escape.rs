@@ -13,7 +13,9 @@ use std::fmt;
 /// as it is; so is a backslash.
 ///
 /// The crates use it wherever they show peer text (a Unix peer's path, a TLS handshake's
-/// reason); use it to log what a peer sent. Padding (`{:>20}`) applies to the escaped text.
+/// reason); use it to log what a peer sent. Padding (`{:>20}`) and precision (`{:.40}`) apply
+/// to the escaped text: a precision may cut an escape short (`\u{1b}` to `\u{`), never
+/// letting the character itself through.
 ///
 /// # Examples
 ///
@@ -111,5 +113,7 @@ mod tests {
             format!("{:>6}|{:<4}|", PeerText("a\n"), PeerText("b")),
             "   a\\n|b   |"
         );
+        // Precision too: it may cut an escape short, never letting the character through.
+        assert_eq!(format!("{:.4}", PeerText("a\u{1b}b")), "a\\u{");
     }
 }
