@@ -481,19 +481,50 @@ impl Conn {
         if let Some(backlog) = &self.backlog {
             backlog.with_held(|_| ());
         }
-        if mode == CloseMode::Graceful && (!self.send_cork_now() || !last.is_empty()) {
-            self.send_held_after_close(last, cause);
-        }
+        let owed = if mode == CloseMode::Graceful && (!self.send_cork_now() || !last.is_empty()) {
+            self.owe(cause)
+        } else {
+            None
+        };
+        #[cfg(test)]
+        tests::between_close_steps();
+        let mut decided = None;
         self.core.close_deciding(
             || {
-                if again && mode == CloseMode::Graceful && self.write_failed() {
+                let mode = if again && mode == CloseMode::Graceful && self.write_failed() {
                     CloseMode::Reset
                 } else {
                     mode
-                }
+                };
+                decided = Some(mode);
+                mode
             },
             cause,
         );
+        // The held-back answers are taken only now that the socket is marked closed: until
+        // then they stay held, so that a write on another thread sends them before its own
+        // bytes (once they are taken, it would find none held and overtake them); from now
+        // on every write fails. A close that became a reset drops them (`Owed` resets).
+        if let Some(owed) = owed.filter(|_| decided != Some(CloseMode::Reset)) {
+            self.send_held_after_close(owed, last);
+        }
+    }
+
+    /// For a graceful close that leaves held-back answers to a task: the descriptor, and the
+    /// connection's places in the counts, which the task keeps until they left (`None` when
+    /// another close released the descriptor already).
+    fn owe(&self, cause: Cause) -> Option<Owed> {
+        let stream = self.core.io().ok()?;
+        let (open, group) = {
+            let mut counted = lock(self.core.on_release());
+            (counted.selector.take(), counted.group.take())
+        };
+        Some(Owed {
+            stream: Some(stream),
+            open,
+            group,
+            cause,
+        })
     }
 
     /// A graceful close found held-back answers that the socket cannot take now. Their writes
@@ -503,14 +534,15 @@ impl Conn {
     /// peer that takes nothing for `socket_timeout`, or the selector's close resets the
     /// connection instead: the peer must not take the end for a clean one. So does the end of
     /// the runtime before they all left. The connection stays in its selector's count until
-    /// then, so that a graceful shutdown of the selector waits for them (within its grace
-    /// period) instead of resetting the connection with its close.
+    /// then (`owed` holds its place, from [`owe`](Self::owe)), so that a graceful shutdown of
+    /// the selector waits for them (within its grace period) instead of resetting the
+    /// connection with its close.
     ///
-    /// `last` goes after the held-back answers. `cause` is why the connection closes: a cut
-    /// stays one in the counts, whether the answers then leave or not (and also when the task
-    /// dies with its runtime unpolled).
-    fn send_held_after_close(&self, last: &[u8], cause: Cause) {
-        let Ok(stream) = self.core.io() else {
+    /// `last` goes after the held-back answers. `owed.cause` is why the connection closes: a
+    /// cut stays one in the counts, whether the answers then leave or not (and also when the
+    /// task dies with its runtime unpolled).
+    fn send_held_after_close(&self, mut owed: Owed, last: &[u8]) {
+        let Some(stream) = owed.stream.clone() else {
             return;
         };
         let mut rest = match &self.backlog {
@@ -518,22 +550,18 @@ impl Conn {
             None => BytesMut::new(),
         };
         rest.extend_from_slice(last);
-        let (open, group) = {
-            let mut counted = lock(self.core.on_release());
-            (counted.selector.take(), counted.group.take())
-        };
-        let group_cut = group.as_ref().map(Membership::cut_signal);
-        let mut owed = Owed {
-            stream: Some(Arc::clone(&stream)),
-            open,
-            group,
-            cause,
-        };
+        let group_cut = owed.group.as_ref().map(Membership::cut_signal);
         let selector_closed = self.core.selector().token().clone();
         let handle = self.core.selector().handle().clone();
         let span = self.core.span().clone();
         let timeout = self.socket_timeout;
+        #[cfg(test)]
+        let gate = tests::GATE.with(|g| g.borrow_mut().take());
         let task = async move {
+            #[cfg(test)]
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
             let send = async {
                 while !rest.is_empty() {
                     let writable = async {
@@ -1655,6 +1683,141 @@ mod tests {
         assert_eq!(read.failed, None, "the reset is not kept");
         drop(read);
         conn.close();
+    }
+
+    thread_local! {
+        /// What runs on this thread in a close, after the held-back answers were looked at and
+        /// before the socket is marked closed.
+        static BETWEEN: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+            std::cell::RefCell::new(None);
+    }
+
+    thread_local! {
+        /// What the task that sends held-back answers after a close waits for first, when
+        /// the close runs on this thread.
+        pub(super) static GATE: std::cell::RefCell<Option<tokio::sync::oneshot::Receiver<()>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    pub(super) fn between_close_steps() {
+        if let Some(step) = BETWEEN.with(|b| b.borrow_mut().take()) {
+            step();
+        }
+    }
+
+    /// A write on another thread that reaches the socket while a close sends the held-back
+    /// answers the socket did not take at once leaves after them, or fails: it must not
+    /// overtake them (the peer would read the answers out of order, then a clean end).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_write_during_a_close_never_overtakes_the_held_back_answers() {
+        use std::io::{Read as _, Write as _};
+        use std::task::{Wake, Waker};
+
+        const FIRST: &[u8] = b"held back before the close\n";
+        const SECOND: &[u8] = b"written during the close\n";
+        struct Noop;
+        impl Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+
+        let selector = crate::SelectorManager::new();
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        // The socket takes nothing more: the held-back answer cannot leave at the close.
+        ours.set_nonblocking(true).unwrap();
+        let mut filled = 0;
+        for size in [4096, 256, 16, 1] {
+            loop {
+                match (&ours).write(&vec![b'.'; size]) {
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        let local = crate::address::UnixSocketAddress::reported(&ours.local_addr().unwrap());
+        let remote = crate::address::UnixSocketAddress::reported(&ours.peer_addr().unwrap());
+        let stream = {
+            let _runtime = selector.inner().handle().enter();
+            Stream::Unix(tokio::net::UnixStream::from_std(ours).unwrap())
+        };
+        let conn = Conn::open(
+            selector.inner(),
+            stream,
+            local.into(),
+            remote.into(),
+            &SocketOptions::default(),
+            Origin::Connected {
+                host: None,
+                file: None,
+            },
+            false,
+        )
+        .unwrap();
+        // A request still to read: writes are held back.
+        let (mut requests, reader) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut requests, b"a\nb\n")
+            .await
+            .unwrap();
+        let mut input = net_io::ByteReadChannel::new(reader);
+        input.share_backlog(conn.backlog().unwrap().clone());
+        input
+            .read_line(8, net_io::LineEnding::Default)
+            .await
+            .unwrap();
+        assert!(conn.backlog().unwrap().is_pending());
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let mut write = WriteHalf::new(Arc::clone(&conn));
+        let held = Pin::new(&mut write).poll_write(&mut cx, FIRST);
+        assert!(matches!(held, Poll::Ready(Ok(n)) if n == FIRST.len()));
+        assert!(conn.corked());
+
+        // Between the close's steps the peer takes what fills the socket, and another write
+        // goes out as soon as the socket takes it (or fails).
+        // The task that sends held-back answers after the close waits until the write is over.
+        let (open_gate, gate) = tokio::sync::oneshot::channel();
+        GATE.with(|g| *g.borrow_mut() = Some(gate));
+        let (done, result) = std::sync::mpsc::channel();
+        BETWEEN.with(|b| {
+            *b.borrow_mut() = Some(Box::new(move || {
+                let mut filler = vec![0; filled];
+                theirs.read_exact(&mut filler).unwrap();
+                let waker = Waker::from(Arc::new(Noop));
+                let mut cx = Context::from_waker(&waker);
+                let started = std::time::Instant::now();
+                let written = loop {
+                    match Pin::new(&mut write).poll_write(&mut cx, SECOND) {
+                        Poll::Ready(written) => break written.ok(),
+                        Poll::Pending if started.elapsed() < LIMIT => std::thread::yield_now(),
+                        Poll::Pending => panic!("the socket never took the write"),
+                    }
+                };
+                let _ = open_gate.send(());
+                done.send((theirs, written, write)).unwrap();
+            }));
+        });
+        conn.close();
+        let (mut theirs, written, write) = result.recv().unwrap();
+        drop(write);
+        let received = tokio::task::spawn_blocking(move || {
+            theirs.set_read_timeout(Some(LIMIT)).unwrap();
+            let mut received = Vec::new();
+            theirs.read_to_end(&mut received).map(|_| received)
+        })
+        .await
+        .unwrap();
+        let expected = match written {
+            Some(n) => [FIRST, &SECOND[..n]].concat(),
+            None => FIRST.to_vec(),
+        };
+        match received {
+            Ok(received) => assert_eq!(
+                String::from_utf8_lossy(&received),
+                String::from_utf8_lossy(&expected),
+                "the answers in the order they were written"
+            ),
+            Err(e) => panic!("the peer read {e} after a close that lost nothing"),
+        }
     }
 
     /// Waits until `timer` expires; how long that took.
