@@ -340,3 +340,98 @@ async fn sockets_of_the_wrong_type_or_family_are_refused() {
     let as_listener = std::os::unix::net::UnixListener::from(OwnedFd::from(raw));
     refused(ServerSocket::from_std(&selector, as_listener).unwrap_err());
 }
+
+/// A datagram or stream socket of another IP protocol (UDP-Lite, SCTP), which no UDP or TCP
+/// peer reaches, is refused as the wrong type is: the type and the family alone let it
+/// through. (Skipped where the kernel has no such protocol.)
+#[tokio::test]
+async fn sockets_of_another_ip_protocol_are_refused() {
+    use socket2::{Domain, Protocol, Socket as RawSocket, Type};
+    use std::os::fd::OwnedFd;
+
+    const UDPLITE: i32 = 136;
+    const SCTP: i32 = 132;
+    let selector = SelectorManager::new();
+    let refused = |e: Error| assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+    let local = "127.0.0.1:0"
+        .parse::<std::net::SocketAddr>()
+        .unwrap()
+        .into();
+
+    if let Ok(raw) = RawSocket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::from(UDPLITE))) {
+        raw.bind(&local).unwrap();
+        let as_udp = std::net::UdpSocket::from(OwnedFd::from(raw.try_clone().unwrap()));
+        refused(BoundDatagramSocket::from_std(&selector, as_udp).unwrap_err());
+        raw.connect(&raw.local_addr().unwrap()).unwrap();
+        let as_udp = std::net::UdpSocket::from(OwnedFd::from(raw));
+        refused(ConnectedDatagramSocket::from_std(&selector, as_udp).unwrap_err());
+    } else {
+        eprintln!("no UDP-Lite here: that part skipped");
+    }
+    if let Ok(raw) = RawSocket::new(Domain::IPV4, Type::STREAM, Some(Protocol::from(SCTP))) {
+        raw.bind(&local).unwrap();
+        raw.listen(8).unwrap();
+        let as_listener = std::net::TcpListener::from(OwnedFd::from(raw));
+        refused(ServerSocket::from_std(&selector, as_listener).unwrap_err());
+    } else {
+        eprintln!("no SCTP here: that part skipped");
+    }
+}
+
+/// A `BoundDatagramSocket` receives from anyone: a `std` socket that was never bound (it has
+/// no port to receive on, and would report `0.0.0.0:0` for ever, though the kernel binds it
+/// at its first send) or that is connected (it receives only from its peer) is refused.
+#[tokio::test]
+async fn a_udp_socket_adopted_as_bound_must_be_bound_and_not_connected() {
+    use socket2::{Domain, Socket as RawSocket, Type};
+
+    let selector = SelectorManager::new();
+    let refused = |e: Error| assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+
+    let unbound = RawSocket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+    refused(BoundDatagramSocket::from_std(&selector, unbound.into()).unwrap_err());
+
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let connected = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    connected.connect(peer.local_addr().unwrap()).unwrap();
+    refused(BoundDatagramSocket::from_std(&selector, connected).unwrap_err());
+}
+
+/// An adopted IPv6-only socket bound to `::` (`IPV6_V6ONLY`, as the builder's docs advise for
+/// IPv6 alone; or every such socket under `net.ipv6.bindv6only = 1`) cannot reach IPv4 peers:
+/// a send to one is `InvalidInput`, as from any socket that is not dual-stack, not the OS's
+/// `NetworkUnreachable`.
+#[tokio::test]
+async fn an_adopted_ipv6_only_udp_socket_sending_to_ipv4_is_invalid_input() {
+    use socket2::{Domain, Socket as RawSocket, Type};
+
+    if !net_tests::loopback::has_ipv6_loopback() {
+        eprintln!("no IPv6 loopback: skipped");
+        return;
+    }
+    let selector = SelectorManager::new();
+    let peer = net_tests::loopback::udp_socket(&selector).await;
+    let raw = RawSocket::new(Domain::IPV6, Type::DGRAM, None).unwrap();
+    raw.set_only_v6(true).unwrap();
+    raw.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    let v6only = BoundDatagramSocket::from_std(&selector, raw.into()).unwrap();
+    let port = peer.local_address().port().unwrap();
+    let mapped =
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), port);
+    for to in [peer.local_address(), SocketAddress::from(mapped)] {
+        let e = v6only
+            .send(Datagram::new("x", to.clone()).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "to {to}: {e:?}");
+    }
+    // IPv6 peers are reached.
+    let peer6 = a_socket(&selector).udp().bind(("::1", 0)).await.unwrap();
+    v6only
+        .send(Datagram::new("six", peer6.local_address()).unwrap())
+        .await
+        .unwrap();
+    let got = within(peer6.receive()).await.unwrap();
+    assert_eq!(&got.packet[..], b"six");
+}

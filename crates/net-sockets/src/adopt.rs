@@ -74,11 +74,40 @@ pub(crate) fn check_kind(
         }
         Err(e) => return Err(Error::Io(e)),
     };
-    if socket_type == ty && families.contains(&socket.domain()?) {
-        Ok(())
-    } else {
-        refused("")
+    let domain = socket.domain()?;
+    if socket_type != ty || !families.contains(&domain) {
+        return refused("");
     }
+    if domain != Domain::UNIX {
+        if let Some(protocol) = other_protocol(socket, ty)? {
+            return refused(&format!(": its IP protocol is {protocol}"));
+        }
+    }
+    Ok(())
+}
+
+/// The IP protocol of an IP socket of type `ty` when it is not the one the type stands for
+/// here (UDP for a datagram socket; TCP, or Multipath TCP, which TCP peers reach, for a
+/// stream): UDP-Lite, SCTP, ICMP echo sockets share the types, and no UDP or TCP peer reaches
+/// them. `None` where the OS does not report the protocol.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn other_protocol(socket: &SockRef<'_>, ty: Type) -> Result<Option<i32>> {
+    /// `IPPROTO_MPTCP`.
+    const MPTCP: i32 = 262;
+    let Some(protocol) = socket.protocol()? else {
+        return Ok(None);
+    };
+    let ours = if ty == Type::DGRAM {
+        protocol == socket2::Protocol::UDP
+    } else {
+        protocol == socket2::Protocol::TCP || protocol == socket2::Protocol::from(MPTCP)
+    };
+    Ok((!ours).then(|| i32::from(protocol)))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn other_protocol(_socket: &SockRef<'_>, _ty: Type) -> Result<Option<i32>> {
+    Ok(None)
 }
 
 /// The IP families.

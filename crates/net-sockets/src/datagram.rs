@@ -117,7 +117,7 @@ fn unreachable(local: SocketAddr, to: SocketAddr) -> Error {
         io::ErrorKind::InvalidInput,
         format!(
             "a socket bound to the {} address {local} cannot send to the {} address {to} (one \
-             bound to `::` reaches both families)",
+             bound to `::`, unless it is IPv6-only, reaches both families)",
             crate::connect::family(local),
             crate::connect::family(to)
         ),
@@ -134,6 +134,9 @@ struct UdpCore {
     send_turn: tokio::sync::Mutex<()>,
     local: SocketAddress,
     remote: Option<SocketAddr>,
+    /// Whether it reaches IPv4 peers too: bound to `::` (or an IPv4-mapped address) and not
+    /// IPv6-only (`IPV6_V6ONLY`, set before its bind, or by `net.ipv6.bindv6only = 1`).
+    dual_stack: bool,
 }
 
 /// A receive waiting for a datagram: it owns the socket and the buffer while it waits.
@@ -234,6 +237,11 @@ impl UdpCore {
         raw.bind(&local.into())?;
         let remote = match remote {
             Some(remote) => {
+                // `::` made IPv6-only by `net.ipv6.bindv6only = 1`: the OS's error for an
+                // IPv4 peer would read as a routing fault.
+                if local.is_ipv6() && remote.is_ipv4() && raw.only_v6()? {
+                    return Err(unreachable(local, remote));
+                }
                 raw.connect(&remote.into())?;
                 // The peer as the kernel connected it: for the unspecified address, this host
                 // (`0.0.0.0:p` is `127.0.0.1:p`), where replies come from.
@@ -252,11 +260,13 @@ impl UdpCore {
     ) -> Result<Arc<UdpCore>> {
         selector.check_open()?;
         socket.set_nonblocking(true)?;
+        let bound = socket.local_addr()?;
+        let dual_stack = dual_stack(bound) && !SockRef::from(&socket).only_v6()?;
         let socket = {
             let _runtime = selector.handle().enter();
             UdpSocket::from_std(socket)?
         };
-        let local = SocketAddress::from(socket.local_addr()?);
+        let local = SocketAddress::from(bound);
         let span = match remote {
             Some(remote) => tracing::debug_span!("udp", local = %local, remote = %remote),
             None => tracing::debug_span!("udp", local = %local),
@@ -275,6 +285,7 @@ impl UdpCore {
             send_turn: tokio::sync::Mutex::new(()),
             local,
             remote,
+            dual_stack,
         })?;
         tracing::debug!(parent: udp.core.span(), "datagram socket open");
         Ok(udp)
@@ -318,9 +329,10 @@ impl UdpCore {
     /// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) for another IPv6
     /// address on an IPv4 socket, which cannot reach it (the OS's `EAFNOSUPPORT` has no kind),
     /// or on one bound to an IPv4-mapped address (IPv4 in effect, and the same error), and for
-    /// an IPv4 address (in either form) on a socket bound to an IPv6 address that is not
-    /// dual-stack (`::1`), which the kernel makes IPv6-only: the OS's `ENETUNREACH` (kind
-    /// `NetworkUnreachable`) would send the caller looking for a routing fault.
+    /// an IPv4 address (in either form) on a socket that is not dual-stack (bound to an IPv6
+    /// address such as `::1`, which the kernel makes IPv6-only, or IPv6-only by its option):
+    /// the OS's `ENETUNREACH` (kind `NetworkUnreachable`) would send the caller looking for a
+    /// routing fault.
     fn reachable(&self, to: SocketAddr) -> Result<SocketAddr> {
         let SocketAddress::Inet(local) = &self.local else {
             return Ok(to);
@@ -332,7 +344,13 @@ impl UdpCore {
                 None => Err(unreachable(local, to)),
             },
             // The kernel sends to an IPv4 address as it is from a dual-stack socket.
-            (SocketAddr::V6(_), SocketAddr::V4(_)) if dual_stack(local) => Ok(to),
+            (SocketAddr::V6(_), SocketAddr::V4(_)) if self.dual_stack => Ok(to),
+            // `::` made IPv6-only reaches no IPv4 peer, in either form.
+            (SocketAddr::V6(_), SocketAddr::V6(v6))
+                if !self.dual_stack && v6.ip().to_ipv4_mapped().is_some() =>
+            {
+                Err(unreachable(local, to))
+            }
             _ if crate::connect::reaches(local, to) => Ok(to),
             _ => Err(unreachable(local, to)),
         }
@@ -590,12 +608,28 @@ impl BoundDatagramSocket {
     ///
     /// [`Error::Io`] when it cannot be registered, of kind
     /// [`InvalidInput`](io::ErrorKind::InvalidInput) when the descriptor the wrapper holds is
-    /// not a UDP socket; [`Error::SelectorClosed`].
+    /// not a UDP socket, when the socket is not bound (it would have no port to receive on
+    /// until its first send), or when it is connected (it would receive from its peer alone:
+    /// adopt it with [`ConnectedDatagramSocket::from_std`]); [`Error::SelectorClosed`].
     pub fn from_std(
         selector: &SelectorManager,
         socket: std::net::UdpSocket,
     ) -> Result<BoundDatagramSocket> {
         check_kind(&SockRef::from(&socket), Type::DGRAM, INET, "UDP socket")?;
+        let refused = |why: &str| {
+            Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the UDP socket to adopt as a bound one {why}"),
+            )))
+        };
+        if socket.local_addr()?.port() == 0 {
+            return refused("is not bound");
+        }
+        if let Ok(peer) = socket.peer_addr() {
+            return refused(&format!(
+                "is connected to {peer}: `ConnectedDatagramSocket::from_std` adopts it"
+            ));
+        }
         Ok(BoundDatagramSocket {
             core: UdpCore::adopt(selector.inner(), socket, None)?,
         })
