@@ -658,16 +658,17 @@ impl ByteWriteChannel {
     /// The encoder writes the whole frame into the channel's buffer, which grows to hold a frame
     /// larger than it; once such a frame has been written out (by this call, or, if it was
     /// dropped, by the next write or flush that writes the buffer out), or taken out again
-    /// after a timeout without effect, the large allocation is given back. If the encoder fails, or panics, whatever it put into the buffer is taken
-    /// out again, and the allocation a large failed frame made is given back: a caller that
-    /// survives the panic never sends part of a frame (the panic goes on to the caller).
+    /// after a timeout without effect, the large allocation is given back. If the encoder
+    /// fails, or panics, whatever it put into the buffer is taken out again, and the
+    /// allocation a large failed frame made is given back: a caller that survives the panic
+    /// never sends part of a frame (the panic goes on to the caller).
     ///
     /// # Errors
     ///
     /// The encoder's error; [`Error::ClosedForWrite`] and transport errors reach it through its
-    /// `From<std::io::Error>`. An encoder must only append to the buffer it is given (as
-    /// tokio-util's do): one that removes bytes earlier writes buffered fails the channel for
-    /// good, with an [`InvalidData`](std::io::ErrorKind::InvalidData) error.
+    /// `From<std::io::Error>`. The encoder is given a buffer of its own, after what earlier
+    /// writes buffered: one that clears it (outside tokio-util's contract, which only appends)
+    /// takes none of their bytes away.
     ///
     /// # Cancel safety
     ///
@@ -703,31 +704,32 @@ impl ByteWriteChannel {
             self.make_room().await.map_err(io::Error::from)?;
         }
         let before = self.buf.len();
-        let encoded = {
+        let encoded = if before == 0 {
             // An encoder that panics part-way must not leave part of a frame to be sent with
             // the next write (a caller may survive the panic): the guard takes it out as it
             // unwinds, as for an encoder that fails.
             let mut guard = PartialFrame {
                 buf: self.buffer(),
-                before,
                 armed: true,
             };
             let encoded = encoder.encode(item, guard.buf);
             guard.armed = encoded.is_err();
             encoded
+        } else {
+            // Bytes earlier writes buffered: the encoder gets a buffer of its own after them
+            // (the rest of the same allocation), so that one outside the contract (which
+            // clears the buffer it is given, say) cannot take them away. A frame that fails,
+            // or panics, is dropped with it.
+            let mut frame = self.buf.split_off(before);
+            let encoded = encoder.encode(item, &mut frame);
+            if encoded.is_ok() {
+                self.buf.unsplit(frame);
+            }
+            encoded
         };
         self.note_buffer();
         encoded?;
-        let Some(call) = self.buf.len().checked_sub(before) else {
-            // An encoder only appends (tokio-util's do): this one took away bytes that earlier
-            // writes had buffered, which are lost. Failed for good, as after any loss.
-            self.mark_lost();
-            let lost = io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the encoder removed bytes that earlier writes had buffered",
-            );
-            return Err(io::Error::from(self.fail(lost.into())).into());
-        };
+        let call = self.buf.len() - before;
         // The encoder writes the whole frame into the buffer, which grows to hold a large one:
         // its allocation is given back once the buffer is written out (`poll_drain`), also
         // when this call is dropped or times out before that.
@@ -1201,11 +1203,10 @@ enum Then {
     FlushUnlessDeferring,
 }
 
-/// The bytes an encoder added after `before`, taken out of the buffer when dropped armed: when
-/// the encoder failed, or panicked.
+/// The bytes an encoder added to an empty buffer, taken out of it when dropped armed: when the
+/// encoder failed, or panicked.
 struct PartialFrame<'a> {
     buf: &'a mut BytesMut,
-    before: usize,
     armed: bool,
 }
 
@@ -1214,13 +1215,12 @@ impl Drop for PartialFrame<'_> {
         if !self.armed {
             return;
         }
-        self.buf.truncate(self.before);
+        // Nothing was buffered before the frame: the allocation a large failed frame made
+        // goes with it.
         if self.buf.capacity() > 2 * WRITE_BUFFER {
-            // The failed frame grew the buffer: give its allocation back (what was buffered
-            // before it, under `WRITE_BUFFER` bytes, moves to a usual buffer).
-            let mut usual = BytesMut::with_capacity(WRITE_BUFFER);
-            usual.extend_from_slice(self.buf);
-            *self.buf = usual;
+            *self.buf = BytesMut::new();
+        } else {
+            self.buf.clear();
         }
     }
 }

@@ -398,9 +398,9 @@ proptest! {
 /// Codecs outside tokio-util's contract (a decoder only consumes from the buffer it is given;
 /// an encoder only appends to it) get no panic from the channel. A decoder that puts bytes
 /// back: they count as received, so `total_bytes_read` stays whole (before the fix it
-/// subtracted past zero: a panic in a debug build). An encoder that clears what earlier writes
-/// buffered: the channel fails with an error instead of sending the frame without them
-/// (before the fix, a subtraction past zero).
+/// subtracted past zero: a panic in a debug build). An encoder that clears the buffer it is
+/// given cannot take away what earlier writes buffered (before, a subtraction past zero, then
+/// a failed channel, or bytes lost silently).
 #[tokio::test]
 async fn codecs_that_break_the_buffer_contract_get_no_panic() {
     struct PutsBack(bool);
@@ -422,38 +422,46 @@ async fn codecs_that_break_the_buffer_contract_get_no_panic() {
     assert_eq!(input.read_remaining(10).await.unwrap(), &b"ab--"[..]);
     assert_eq!(input.total_bytes_read(), 4);
 
+    // An encoder is given a buffer of its own, after what earlier writes buffered: one that
+    // clears it takes away nothing of theirs. (Before, clearing then appending at least as
+    // many bytes sent the frame without them, and `Ok`; clearing then failing lost them, and
+    // the channel still ended cleanly.)
     struct Clears;
     impl Encoder<&'static [u8]> for Clears {
         type Error = io::Error;
         fn encode(&mut self, item: &'static [u8], dst: &mut BytesMut) -> Result<(), io::Error> {
             dst.clear();
+            if item == b"fail" {
+                return Err(io::Error::other("the encoder gave up"));
+            }
             dst.extend_from_slice(item);
             Ok(())
         }
     }
+    for frame in [
+        &b""[..],
+        b"x",
+        b"a frame longer than what was buffered before it",
+    ] {
+        let mock = MockWriter::default();
+        let mut output = ByteWriteChannel::new(mock.clone(), false);
+        output.write_fully(b"earlier, buffered|").await.unwrap();
+        output.write_frame(&mut Clears, frame).await.unwrap();
+        output.flush_and_close().await.unwrap();
+        assert_eq!(
+            mock.accepted(),
+            [&b"earlier, buffered|"[..], frame].concat()
+        );
+        assert_eq!(mock.shutdowns(), 1);
+    }
     let mock = MockWriter::default();
     let mut output = ByteWriteChannel::new(mock.clone(), false);
-    output
-        .write_fully(b"earlier bytes, buffered")
-        .await
-        .unwrap();
-    let refused = output.write_frame(&mut Clears, b"x").await;
-    assert!(refused.is_err(), "{refused:?}");
-    // Failed for good: nothing more goes out, and no clean end.
-    assert!(output.flush().await.is_err());
-    assert!(output.flush_and_close().await.is_err());
-    assert!(mock.accepted().is_empty(), "{:?}", mock.accepted());
-    assert_eq!(mock.shutdowns(), 0);
-
-    // One that leaves nothing at all: the bytes are lost all the same (a socket's close then
-    // resets, as after any loss).
-    let mut output = ByteWriteChannel::new(MockWriter::default(), false);
     let state = net_io::WriteState::new();
     output.share_state(state.clone());
-    output
-        .write_fully(b"earlier bytes, buffered")
-        .await
-        .unwrap();
-    assert!(output.write_frame(&mut Clears, b"").await.is_err());
-    assert!(state.lost_bytes());
+    output.write_fully(b"earlier, buffered|").await.unwrap();
+    assert!(output.write_frame(&mut Clears, b"fail").await.is_err());
+    output.write_fully(b"after").await.unwrap();
+    output.flush_and_close().await.unwrap();
+    assert_eq!(mock.accepted(), &b"earlier, buffered|after"[..]);
+    assert!(!state.lost_bytes());
 }
