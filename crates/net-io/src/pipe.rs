@@ -21,12 +21,14 @@ pub(crate) const PIPE_CAPACITY: usize = 64 * 1024;
 ///
 /// - without `auto_flush`, written bytes reach the pipe when the writer's buffer fills or on
 ///   [`flush`](ByteWriteChannel::flush);
-/// - [`flush_and_close`](ByteWriteChannel::flush_and_close) and dropping the writer both end
-///   the stream: the reader drains what was delivered, then sees end of stream (a dropped
-///   writer's unflushed bytes are not delivered);
-/// - [`ByteWriteChannel::cancel`], and a writer that failed for good (a close after a write
-///   dropped part-way, see [`ByteWriteChannel`]'s "Failures"), make the reader fail with
-///   [`Error::Cancelled`] once it has read what was already in the pipe;
+/// - [`flush_and_close`](ByteWriteChannel::flush_and_close), and dropping a writer that holds
+///   nothing unflushed, end the stream: the reader drains what was delivered, then sees end
+///   of stream;
+/// - [`ByteWriteChannel::cancel`], a writer that failed for good (a close after a write
+///   dropped part-way, see [`ByteWriteChannel`]'s "Failures"), and a writer dropped with bytes
+///   its writes accepted still unflushed, or after a write dropped part-way (those bytes are
+///   not delivered), make the reader fail with [`Error::Cancelled`] once it has read what was
+///   already in the pipe: a stream that lacks bytes never ends cleanly;
 /// - cancelling or dropping the reader makes every later write that reaches the pipe fail
 ///   with [`Error::Cancelled`], including a write already waiting for room, and fails the
 ///   writer for good (what its buffer held is thrown away): in `auto_flush` mode every write

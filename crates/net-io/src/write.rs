@@ -64,8 +64,9 @@ impl Sink {
 /// channel returned [`Error::Timeout`], until what it kept was written out: its caller knows,
 /// and a peer that reads nothing must not be able to fill a log kept at `info`) and tells the
 /// [shared state](Self::share_state) (a socket then resets the connection on close; the reader
-/// of an in-memory [`ByteChannel`](crate::ByteChannel) sees the end of its stream, as for any
-/// dropped writer).
+/// of an in-memory [`ByteChannel`](crate::ByteChannel) fails with [`Error::Cancelled`] once it
+/// has read what was delivered, never seeing a clean end of a stream that lacks those bytes).
+/// A channel dropped with nothing lost ends a pipe's stream cleanly.
 ///
 /// [`total_bytes_written`](Self::total_bytes_written) counts the bytes writes accepted.
 ///
@@ -138,8 +139,8 @@ impl Sink {
 /// `net-sockets` then resets (TLS: sends no `close_notify`). On any transport,
 /// `flush_and_close` (and `poll_shutdown`) then reports an error instead of shutting the
 /// transport down (no FIN, no `close_notify`; see [Failures](#failures)), and the reader of an
-/// in-memory [`ByteChannel`](crate::ByteChannel) fails instead of seeing a clean end (a
-/// channel dropped instead ends the pipe's stream, as any dropped writer does).
+/// in-memory [`ByteChannel`](crate::ByteChannel) fails instead of seeing a clean end (also
+/// when the channel is dropped instead).
 /// [`flush`](Self::flush) itself loses
 /// nothing when dropped.
 ///
@@ -1293,6 +1294,13 @@ impl Drop for ByteWriteChannel {
         if let Some(state) = &self.state {
             // Gone with the channel: thrown away (told just above), not held.
             state.set_unsent(false);
+        }
+        if self.lost {
+            if let Some(Sink::Pipe(pipe)) = &self.sink {
+                // The stream lacks bytes that writes accepted: the reader must not see a clean
+                // end (a socket's close resets for the same reason).
+                pipe.cancel();
+            }
         }
     }
 }

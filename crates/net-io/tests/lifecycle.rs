@@ -397,7 +397,8 @@ async fn writes_after_reader_gone_fail_with_cancelled() {
     }
 }
 
-/// Dropping the writer without closing is a clean EOF for the reader, after what was delivered.
+/// Dropping the writer without closing is a clean EOF for the reader, after what was delivered,
+/// when nothing it accepted is missing; otherwise the reader fails.
 #[tokio::test]
 async fn dropping_writer_is_eof_for_reader() {
     let (mut w, mut r) = ByteChannel::new(true);
@@ -439,13 +440,31 @@ async fn dropping_writer_is_eof_for_reader() {
     );
     assert!(r.is_closed_for_read());
 
-    // A buffered writer dropped without flushing: still a clean EOF for the reader.
+    // A buffered writer dropped with bytes its writes accepted still unflushed: the stream
+    // lacks them, so the reader gets what was delivered, then fails as after a `cancel` (as a
+    // socket's close then resets), never a clean end of a truncated stream. (Before, a clean
+    // end.)
     let (mut w, mut r) = ByteChannel::new(false);
-    w.write_fully(b"unflushed").await.unwrap();
+    w.write_fully(b"delivered").await.unwrap();
+    w.flush().await.unwrap();
+    w.write_fully(b", unflushed").await.unwrap();
     drop(w);
-    let rest = guard(r.read_remaining(usize::MAX)).await.unwrap();
-    assert!(b"unflushed".starts_with(&rest), "{rest:?}");
+    assert_eq!(guard(r.read_bytes(9)).await.unwrap(), &b"delivered"[..]);
+    let res = guard(r.read_remaining(usize::MAX)).await;
+    assert!(matches!(res, Err(Error::Cancelled)), "{res:?}");
     assert!(r.is_closed_for_read());
+
+    // The same after a write that went to the pipe directly and was dropped part-way: the
+    // rest of it is missing.
+    let (mut w, mut r) = ByteChannel::new(true);
+    let big = pattern(200 * 1024);
+    assert!(
+        poll_once(w.write_fully(&big)).await.is_none(),
+        "waits for room"
+    );
+    drop(w);
+    let res = guard(r.read_remaining(usize::MAX)).await;
+    assert!(matches!(res, Err(Error::Cancelled)), "{res:?}");
 }
 
 /// Writer cancel(): later writes are ClosedForWrite; the reader gets what was sent, then Cancelled.
