@@ -1113,6 +1113,9 @@ impl ByteWriteChannel {
             if let Poll::Ready(Err(e)) = self.poll_drain_and_flush(cx) {
                 let e = Error::from(e);
                 if !matches!(e, Error::Timeout) {
+                    // The call fails: what of its bytes is still buffered is thrown away, and
+                    // was not accepted.
+                    self.written -= n.min(self.buf.len()) as u64;
                     return Poll::Ready(Err(self.fail(e)));
                 }
             }
@@ -1140,6 +1143,9 @@ impl ByteWriteChannel {
             }
             return e;
         }
+        // Failed for good: what is left of the call's bytes is thrown away with the buffer,
+        // and the call accepted none of it (what the transport took still counts).
+        self.written -= call.min(self.buf.len()) as u64;
         self.fail(e)
     }
 

@@ -1130,3 +1130,36 @@ async fn a_direct_write_failed_after_a_prefix_leaves_the_state_telling_of_the_lo
         );
     }
 }
+
+/// `total_bytes_written` counts the bytes writes accepted: a write call that fails, with its
+/// bytes thrown away (none reached the pipe, whose reader is gone), accepted none, whichever
+/// path its bytes took. (Before, a buffered `write_fully` of 8 KiB, and an auto-flushed
+/// `poll_write`, counted theirs; a larger or an auto-flushed `write_fully` did not.)
+#[tokio::test]
+async fn a_failed_write_whose_bytes_were_thrown_away_counts_nothing() {
+    for (auto_flush, len, through_the_trait) in [
+        (false, 8193, false),
+        (false, 8192, false),
+        (true, 3, false),
+        (true, 3, true),
+    ] {
+        let (mut w, r) = ByteChannel::new(auto_flush);
+        drop(r);
+        let data = vec![7u8; len];
+        let res = if through_the_trait {
+            AsyncWriteExt::write(&mut w, &data)
+                .await
+                .map(|_| ())
+                .map_err(Error::from)
+        } else {
+            w.write_fully(&data).await
+        };
+        assert!(matches!(res, Err(Error::Cancelled)), "{res:?}");
+        assert!(w.is_closed_for_write());
+        assert_eq!(
+            w.total_bytes_written(),
+            0,
+            "auto_flush {auto_flush}, {len} bytes, through the trait {through_the_trait}"
+        );
+    }
+}
