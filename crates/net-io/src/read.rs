@@ -1145,9 +1145,12 @@ impl ByteReadChannel {
     /// [`flush_and_close`](ByteWriteChannel::flush_and_close); returns how many were copied
     /// (Ktor's `copyAndClose`).
     ///
-    /// If the copy fails, `dst` is left open: closing it would tell its peer that the data
-    /// ended when it did not. [`cancel`](ByteWriteChannel::cancel) it, or handle it as the
-    /// error calls for.
+    /// If the copy fails, `dst` is cut short, as Ktor's `copyAndClose` closes it with the
+    /// cause: what was copied is delivered, then `dst` is [cancelled](ByteWriteChannel::cancel)
+    /// and counts as having lost bytes, so its peer never sees a clean end of a stream that
+    /// stops short (the reader of an in-memory [`ByteChannel`](crate::ByteChannel) fails with
+    /// [`Error::Cancelled`]; a socket's close resets the connection). But for a
+    /// [`Error::Timeout`]: then `dst` stays open, and a later call goes on with the copy.
     ///
     /// # Errors
     ///
@@ -1171,7 +1174,15 @@ impl ByteReadChannel {
     /// # Ok(()) }
     /// ```
     pub async fn copy_and_close(&mut self, dst: &mut ByteWriteChannel, limit: u64) -> Result<u64> {
-        let copied = self.copy_to(dst, limit).await?;
+        let copied = match self.copy_to(dst, limit).await {
+            Ok(copied) => copied,
+            Err(e) => {
+                if !matches!(e, Error::Timeout) {
+                    dst.cut_short();
+                }
+                return Err(e);
+            }
+        };
         dst.flush_and_close().await?;
         Ok(copied)
     }

@@ -814,6 +814,14 @@ impl ByteWriteChannel {
         self.cancelled = true;
     }
 
+    /// Ends the stream short of what it was to carry (a copy whose source failed): as
+    /// [`cancel`](Self::cancel), and the shared state is told that bytes were lost, so that the
+    /// transport's owner never ends it cleanly.
+    pub(crate) fn cut_short(&mut self) {
+        self.mark_lost();
+        self.cancel();
+    }
+
     /// The write buffer, allocated at its full size on first use. (A caller that adds bytes
     /// then tells the shared state: `note_buffer`.)
     fn buffer(&mut self) -> &mut BytesMut {

@@ -211,19 +211,55 @@ async fn copy_and_close_closes_the_destination() {
     assert_eq!(src.read_remaining(100).await.unwrap(), &b"456789"[..]);
 }
 
-/// When the copy fails, the destination is not closed (its peer must not see a clean end).
+/// When the copy fails, the destination is cancelled as cut short, as Ktor's `copyAndClose`
+/// closes it with the cause: what was copied is delivered, then its peer sees no clean end (a
+/// pipe's reader fails, the shared state says bytes were lost, so a socket's close resets),
+/// also when the caller then drops it. (Before, it was left open, and dropping it, as a `?`
+/// does, ended a pipe's stream cleanly: a truncated copy looked complete.) After a timeout it
+/// stays open: the copy can go on.
 #[tokio::test]
-async fn copy_and_close_leaves_the_destination_open_on_error() {
+async fn copy_and_close_cuts_the_destination_short_on_error() {
+    let failing = || {
+        ByteReadChannel::new(ChunkedReader::new([
+            support::Step::Data(b"part".to_vec()),
+            support::Step::Fail(io::Error::from(io::ErrorKind::ConnectionReset)),
+        ]))
+    };
+    let mock = MockWriter::default();
+    let mut dst = ByteWriteChannel::new(mock.clone(), false);
+    let state = net_io::WriteState::new();
+    dst.share_state(state.clone());
+    let e = failing()
+        .copy_and_close(&mut dst, u64::MAX)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+    assert_eq!(mock.accepted(), b"part");
+    assert_eq!(mock.shutdowns(), 0);
+    assert!(dst.is_closed_for_write());
+    assert!(state.lost_bytes());
+
+    let (mut w, mut r) = ByteChannel::new(false);
+    assert!(failing().copy_and_close(&mut w, u64::MAX).await.is_err());
+    drop(w);
+    assert_eq!(guard(r.read_bytes(4)).await.unwrap(), &b"part"[..]);
+    let end = guard(r.read_remaining(100)).await;
+    assert!(matches!(end, Err(Error::Cancelled)), "{end:?}");
+
+    // A timeout leaves the destination open, and the copy goes on.
     let mut src = ByteReadChannel::new(ChunkedReader::new([
-        support::Step::Data(b"part".to_vec()),
-        support::Step::Fail(io::Error::from(io::ErrorKind::ConnectionReset)),
+        support::Step::Data(b"before ".to_vec()),
+        support::Step::Fail(io::Error::from(Error::Timeout)),
+        support::Step::Data(b"after".to_vec()),
     ]));
     let mock = MockWriter::default();
     let mut dst = ByteWriteChannel::new(mock.clone(), false);
     let e = src.copy_and_close(&mut dst, u64::MAX).await.unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
-    assert_eq!(mock.shutdowns(), 0);
+    assert!(matches!(e, Error::Timeout), "{e:?}");
     assert!(!dst.is_closed_for_write());
+    src.copy_and_close(&mut dst, u64::MAX).await.unwrap();
+    assert_eq!(mock.accepted(), b"before after");
+    assert_eq!(mock.shutdowns(), 1);
 }
 
 /// total_bytes_read counts what reads consumed (delimiters, skips and copies included), not what
