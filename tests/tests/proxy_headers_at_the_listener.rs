@@ -318,3 +318,32 @@ async fn a_dropped_accept_leaves_the_connections_it_took_to_their_header_reads()
     assert_eq!(accepted.remote_address().to_string(), "192.0.2.3:3");
     assert_eq!(first_line(&mut accepted).await.as_deref(), Some("hi"));
 }
+
+/// With an optional header, a client that resets before it sends anything sent no bad header:
+/// it is dropped quietly (`debug`), not counted in `proxy_header_failures`, whose warning and
+/// count an operator reads as a proxy's fault. (Before, it was counted, and the listener's
+/// first one logged "bad PROXY protocol header" at `warn`.) With a required header it still
+/// counts, as a header missing (see the test above).
+#[tokio::test]
+async fn an_optional_header_does_not_count_a_client_that_reset_before_sending_anything() {
+    let (_selector, server, address) = listener(|b| {
+        b.proxy_protocol(ProxyProtocol::Optional)
+            .max_connections(1)
+            .proxy_header_timeout(Duration::from_secs(10))
+    })
+    .await;
+    let reset = TcpStream::connect(address).await.unwrap();
+    net_tests::fault::reset(reset);
+    // The reset connection's header read holds the one slot until it ends: the next client is
+    // accepted only after that.
+    let mut plain = TcpStream::connect(address).await.unwrap();
+    plain.write_all(b"hi\n").await.unwrap();
+    let mut accepted = within(server.accept()).await.unwrap();
+    assert_eq!(first_line(&mut accepted).await.as_deref(), Some("hi"));
+    assert_eq!(
+        server.stats().proxy_header_failures,
+        0,
+        "{:?}",
+        server.stats()
+    );
+}

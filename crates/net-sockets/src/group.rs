@@ -209,7 +209,10 @@ pub struct ListenerStats {
     /// Connections closed at once because their client address had `max_connections_per_ip`
     /// connections open.
     pub refused_per_ip: u64,
-    /// Connections dropped because their PROXY protocol header was missing, malformed or late.
+    /// Connections dropped because their PROXY protocol header was missing, malformed or late
+    /// (a required header is missing also when the connection ended or failed before it was
+    /// complete; with an optional one, a connection that failed before sending one is dropped
+    /// without being counted here).
     pub proxy_header_failures: u64,
 }
 

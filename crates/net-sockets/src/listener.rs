@@ -123,7 +123,8 @@ struct ListenerInner {
     /// The connections this listener accepted: caps, shutdown signal, counters.
     group: Arc<Group>,
     /// With a PROXY protocol header to read, connections whose header was read (in tasks of
-    /// their own, so a slow one holds up no other) wait here for `accept`.
+    /// their own, so a slow one holds up no other but for the `max_connections` slot it
+    /// holds) wait here for `accept`.
     proxied: Option<Arc<HeaderRead>>,
     /// Taken by the one `accept` that waits on the kernel: tokio's listener wakes only the
     /// last task that polled it, so concurrent `accept`s queue here (each woken in turn), and
@@ -770,6 +771,12 @@ impl ListenerInner {
                     if let Some(taken) = proxied.push(taken) {
                         tracing::debug!(parent: &span, remote = %taken.remote, "dropped a connection whose header was read after the listener closed");
                     }
+                }
+                // Optional, a connection that failed before a header was complete sent no
+                // bad header: dropped quietly (a proxy's fault is what the count and the
+                // warning tell of).
+                Err(HeaderError::Io(e)) if !required => {
+                    tracing::debug!(parent: &span, peer = %peer, error = %e, "dropped a connection that failed before it sent a PROXY protocol header");
                 }
                 Err(e) => {
                     // A client that skips the proxy (a port scanner, for one) decides how
