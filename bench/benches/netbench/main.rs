@@ -11,8 +11,11 @@
 //!
 //! For every scenario the driver starts a fresh server process per measurement, one per side (each
 //! baseline the scenario has, then ours), and runs the sides in turn, rotating the order every
-//! round (raw, tuned, go, ours, then tuned, go, ours, raw, …: `--rounds` of each, 3 by default,
-//! each side in each place in turn, and with three sides or more none twice in a row). It points
+//! round (raw, tuned, go, ours, then tuned, go, ours, raw, …: `--rounds` of each, 3 by default;
+//! with three sides or more none runs twice in a row). Each side moves one place ahead every
+//! round, so when the number of rounds is a multiple of the number of sides each side runs in
+//! each place equally often; otherwise a side takes some places once more than others (with 3
+//! rounds of 4 sides, one side never runs first and another never last). It points
 //! the load generator (in the driver's own process, plain tokio) at the server on 127.0.0.1, and
 //! stops the server. It prints each side's median and spread (min–max over the rounds), the ratio
 //! ours ÷ that side, and whether the ratio meets the bar of SPEC §3 / §4.6 (PASS/FAIL text only:
@@ -686,11 +689,12 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
                 v.push(stat);
             }
         }
-        // A B C, then B C A, then C A B, and so on: each side takes each place in turn, and
-        // with three sides or more no side runs twice in a row across the turn of a round, so
-        // a disturbance that outlasts one measurement falls on two sides, not twice on one
-        // (reversing, A B C then C B A, ran the sides at the ends twice in a row and the middle
-        // one never). With two sides this is the same as reversing.
+        // A B C, then B C A, then C A B, and so on: each side moves one place ahead every
+        // round (so each takes every place equally often only when the rounds are a multiple
+        // of the sides), and with three sides or more no side runs twice in a row across the
+        // turn of a round, so a disturbance that outlasts one measurement falls on two sides,
+        // not twice on one (reversing, A B C then C B A, ran the sides at the ends twice in a
+        // row and the middle one never). With two sides this is the same as reversing.
         sides.rotate_left(1);
     }
     let rounds_of = |side: Side| samples.iter().find(|(x, _)| *x == side).map(|(_, v)| v);
