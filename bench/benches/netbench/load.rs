@@ -458,9 +458,16 @@ pub(crate) async fn echo(
             let (sent_tx, mut sent_rx) = mpsc::channel::<Instant>(WINDOW);
             let write = tokio::spawn(async move {
                 for _ in 0..MAX_OPS {
-                    if window.over() || sent_tx.send(Instant::now()).await.is_err() {
+                    if window.over() {
                         break;
                     }
+                    // Wait for room in the window of chunks in flight first and only then
+                    // take the chunk's start: the latency runs from its write, not from when
+                    // it began to queue behind the chunks ahead of it.
+                    let Ok(permit) = sent_tx.reserve().await else {
+                        break;
+                    };
+                    permit.send(Instant::now());
                     writer.write_all(&chunk).await?;
                 }
                 writer.flush().await?;
