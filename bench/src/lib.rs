@@ -194,6 +194,47 @@ fn t_975(df: usize) -> f64 {
     }
 }
 
+/// What a netbench server process says on the first line of its stdout once it listens:
+/// `PORT <port> PID <pid>`.
+///
+/// The pid is the server's own (`std::process::id()`, Go's `os.Getpid()`), which the driver
+/// reads the server's CPU time and memory from: with `NETBENCH_WRAP` set (`perf stat …`,
+/// `strace …`) the process the driver started is the wrapper, not the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announcement {
+    /// The port the server listens on (on 127.0.0.1).
+    pub port: u16,
+    /// The server's process id; `None` from a server built before it said it (`PORT <port>`
+    /// alone), whose process the driver then takes to be the one it started.
+    pub pid: Option<u32>,
+}
+
+impl Announcement {
+    /// The line a server prints (without its newline).
+    pub fn line(&self) -> String {
+        match self.pid {
+            Some(pid) => format!("PORT {} PID {pid}", self.port),
+            None => format!("PORT {}", self.port),
+        }
+    }
+
+    /// Reads a server's first line (a trailing newline allowed): `PORT <port> PID <pid>`, or
+    /// `PORT <port>` alone. `None` for anything else.
+    pub fn parse(line: &str) -> Option<Announcement> {
+        let mut words = line.trim_end_matches(['\n', '\r']).split(' ');
+        if words.next()? != "PORT" {
+            return None;
+        }
+        let port = words.next()?.parse().ok()?;
+        let pid = match words.next() {
+            None => None,
+            Some("PID") => Some(words.next()?.parse().ok()?),
+            Some(_) => return None,
+        };
+        words.next().is_none().then_some(Announcement { port, pid })
+    }
+}
+
 /// Checks that a byte stream is one pattern repeated, however the stream is cut into reads (the
 /// bulk echo's replies: every byte must come back as it was sent).
 #[derive(Debug, Clone)]
@@ -372,6 +413,40 @@ mod tests {
             paired_ratio(&[2.0, 4.0, 9.0], &[1.0, 2.0]).unwrap().pairs,
             2
         );
+    }
+
+    #[test]
+    fn a_server_announces_its_port_and_pid() {
+        let both = Announcement {
+            port: 41_234,
+            pid: Some(5_678),
+        };
+        assert_eq!(both.line(), "PORT 41234 PID 5678");
+        assert_eq!(Announcement::parse("PORT 41234 PID 5678\n"), Some(both));
+        assert_eq!(Announcement::parse(&both.line()), Some(both));
+        // A server built before the pid was added: the driver falls back to its child's pid.
+        assert_eq!(
+            Announcement::parse("PORT 41234\n"),
+            Some(Announcement {
+                port: 41_234,
+                pid: None
+            })
+        );
+        for bad in [
+            "",
+            "\n",
+            "PORT\n",
+            "PORT x\n",
+            "PORT 70000\n",
+            "PORT 1 PID\n",
+            "PORT 1 PID -3\n",
+            "PORT 1 PID 2 3\n",
+            "PORT 1 2\n",
+            "port 1\n",
+            "listening on 1\n",
+        ] {
+            assert_eq!(Announcement::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

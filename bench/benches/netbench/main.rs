@@ -454,8 +454,11 @@ fn main() -> Result<()> {
         connect.is_none() || chosen.iter().all(|s| !matches!(s.load, Load::Idle { .. })),
         "the idle scenario measures only servers netbench starts (not with --connect)"
     );
-    // The idle scenario reads the started process's RSS: under a wrapper that would be the
-    // profiler's (one that forks, `timeout 600` say, scored 0 bytes/conn, PASS).
+    // The idle scenario reads the server's RSS. It once read the started process's, which under
+    // a wrapper that forks was the wrapper's (`timeout 600` scored 0 bytes/conn, PASS); it now
+    // reads the pid the server announces, but a profiler can still change the memory it
+    // measures (valgrind runs the server inside its own), and a server too old to announce its
+    // pid would be read through the wrapper again: keep the two apart.
     ensure!(
         std::env::var("NETBENCH_WRAP")
             .unwrap_or_default()
@@ -809,7 +812,12 @@ fn per_unit(cores: Option<f64>, value: f64) -> Option<f64> {
 
 /// A running server process; stopped when dropped.
 struct ServerProcess {
+    /// The process the driver started: the server, or the `NETBENCH_WRAP` program running it.
     child: Child,
+    /// The server's own process id, as it announced it (the child's with a server that did not
+    /// say): what its CPU time and memory are read from, so that under a wrapper they are the
+    /// server's, not the wrapper's.
+    pid: u32,
     addr: SocketAddr,
 }
 
@@ -878,20 +886,22 @@ impl ServerProcess {
                 bail!("the server did not print its port within {START_LIMIT:?}");
             }
         };
-        let port: u16 = line
-            .strip_prefix("PORT ")
-            .and_then(|p| p.trim().parse().ok())
-            .with_context(|| format!("server said {line:?}"))?;
+        let Some(said) = bench::Announcement::parse(&line) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("server said {line:?}, not `PORT <port> PID <pid>`");
+        };
         Ok(ServerProcess {
+            pid: said.pid.unwrap_or_else(|| child.id()),
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::from(([127, 0, 0, 1], said.port)),
         })
     }
 
     /// The CPU time the server process has used so far: user and system together, and user
     /// alone.
     fn cpu(&self) -> Result<(Duration, Duration)> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
         let (user, system) =
             net_tests::probe::stat_times(&stat).context("no CPU times in /proc/PID/stat")?;
         let tick = net_tests::probe::CLOCK_TICK;
@@ -903,7 +913,7 @@ impl ServerProcess {
 
     /// The server's resident set size (`VmRSS`), in bytes.
     fn rss(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
         let kib: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
