@@ -22,7 +22,8 @@
 //! the exit status says nothing about speed). For throughput a ratio above 1 means we are faster;
 //! for idle memory a ratio below 1 means we use less. Beside the rate, each side's server CPU time
 //! per unit (per round trip, connection, …; the `cpu µs` column), which a shared machine's swings
-//! move less.
+//! move less: the CPU time of the measured window alone (read when it opens and when it
+//! closes) ÷ the operations counted in that window.
 //!
 //! From 4 rounds on, a second table pairs the rounds: round `i` of ours against round `i` of each
 //! other side (they ran in the same turn, seconds apart), the geometric mean of those ratios
@@ -52,7 +53,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -640,8 +641,10 @@ struct Stat {
     value: f64,
     p50: Option<Duration>,
     p99: Option<Duration>,
-    /// The server process's CPU time over the run (warm-up included) ÷ the run's wall time:
-    /// how many cores it kept busy (a server netbench started; not the idle scenarios).
+    /// The server process's CPU time over the measured window (read when it opens and when it
+    /// closes: not the setup, the warm-up or the teardown) ÷ the window's length: how many
+    /// cores it kept busy while the operations the rate counts ran (a server netbench started;
+    /// not the idle scenarios).
     cores: Option<f64>,
     /// The part of `cores` the server's own code ran (user time): where servers built on the
     /// same runtime and system calls differ.
@@ -788,8 +791,10 @@ fn summarize(v: &[Stat]) -> Summary {
     }
 }
 
-/// The server's CPU time (user and system, over the whole round, warm-up included) per unit of
-/// the round's rate, in µs: what one round trip, connection, datagram or MB cost the server.
+/// The server's CPU time (user and system) over the measured window ÷ the operations counted in
+/// that window (round trips, connections, datagrams, MB), in µs: what one of them cost the
+/// server. Both cover the window only (see [`Stat::cores`]), so the setup, the warm-up and the
+/// teardown neither add CPU time nor go uncounted.
 /// Steadier than the rate itself on a machine the server shares with the load generator and
 /// others; `None` where the round measured no CPU time (an external server, the idle
 /// scenarios).
@@ -963,17 +968,29 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
             user_cores: None,
         }
     };
-    let cpu_before = server.as_ref().and_then(|s| s.cpu().ok());
-    let started = Instant::now();
-    let stat = rt.block_on(async {
+    // The load tells us its measured window once it has one (after setting its connections up);
+    // the server's CPU time is read when that window opens and when it closes, so that the
+    // CPU figures cover the operations the rate counts and nothing else (not the setup, the
+    // warm-up or the teardown).
+    let (report, window) = tokio::sync::oneshot::channel::<load::Window>();
+    let window_cpu = async {
+        let window = window.await.ok()?;
+        let server = server.as_ref()?;
+        tokio::time::sleep_until(window.start.into()).await;
+        let start = server.cpu().ok()?;
+        tokio::time::sleep_until(window.end.into()).await;
+        let end = server.cpu().ok()?;
+        Some((start, end, window.end - window.start))
+    };
+    let (stat, cpu) = rt.block_on(async {
         let run = async {
             Ok::<_, anyhow::Error>(match s.load {
                 Load::PingPong { conns } => {
-                    let o = load::pingpong(addr, conns, warmup, secs).await?;
+                    let o = load::pingpong(addr, conns, warmup, secs, report).await?;
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Pipeline { conns, burst } => {
-                    let o = load::pipeline(addr, conns, burst, warmup, secs).await?;
+                    let o = load::pipeline(addr, conns, burst, warmup, secs, report).await?;
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Echo { conns, tls } => {
@@ -984,21 +1001,22 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
                     } else {
                         Transport::Tcp
                     };
-                    let o = load::echo(addr, conns, transport, warmup, secs).await?;
+                    let o = load::echo(addr, conns, transport, warmup, secs, report).await?;
                     throughput(o, o.bytes_per_sec / 1e6)
                 }
                 Load::Handshakes { clients } => {
                     let connector =
                         tokio_rustls::TlsConnector::from(pki::client_config(&cfg.pki.ca)?);
-                    let o = load::handshakes(addr, clients, connector, warmup, secs).await?;
+                    let o =
+                        load::handshakes(addr, clients, connector, warmup, secs, report).await?;
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Udp { clients, size } => {
-                    let o = load::udp(addr, clients, size, warmup, secs).await?;
+                    let o = load::udp(addr, clients, size, warmup, secs, report).await?;
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Churn { clients } => {
-                    let o = load::churn(addr, clients, warmup, secs).await?;
+                    let o = load::churn(addr, clients, warmup, secs, report).await?;
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Idle { tls } => {
@@ -1037,18 +1055,20 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
                 }
             })
         };
-        tokio::time::timeout(limit, run)
-            .await
-            .context("the run overran its time limit")?
+        // Both run to the end: the CPU reader stops at the window's end (or at once when the
+        // load fails before it has a window), which comes before the load's time limit.
+        let (stat, cpu) = tokio::join!(tokio::time::timeout(limit, run), window_cpu);
+        let stat = stat.context("the run overran its time limit")??;
+        Ok::<_, anyhow::Error>((stat, cpu))
     })?;
     let mut stat = stat;
-    if stat.p50.is_some() {
-        let after = server.as_ref().and_then(|s| s.cpu().ok());
-        let wall = started.elapsed().as_secs_f64();
-        if let Some((before, after)) = cpu_before.zip(after) {
-            stat.cores = Some((after.0 - before.0).as_secs_f64() / wall);
-            stat.user_cores = Some((after.1 - before.1).as_secs_f64() / wall);
-        }
+    // Over the window only: divided by the window's length, `cores ÷ value` (see `per_unit`)
+    // is the window's CPU time ÷ the operations counted in it. (The idle scenarios, without
+    // latencies, measure memory, not CPU.)
+    if let Some((start, end, length)) = cpu.filter(|_| stat.p50.is_some()) {
+        let length = length.as_secs_f64();
+        stat.cores = Some((end.0 - start.0).as_secs_f64() / length);
+        stat.user_cores = Some((end.1 - start.1).as_secs_f64() / length);
     }
     drop(server);
     Ok(stat)
@@ -1247,13 +1267,14 @@ fn print_table(cfg: &Config, rows: &[Row]) {
     println!(
         "median and min–max over {} round(s) per side; ours÷it = ours ÷ that side's median. \
          Throughput: higher is better; bytes/conn: lower is better. cpu µs: the server's CPU \
-         time (user and system, warm-up included) per unit of the rate (per round trip, \
-         connection, datagram, MB, ...), median over the rounds: lower is better, and steadier \
-         than the rate where the server shares the machine. user µs: the part of it the \
-         server's own code ran (the library, the runtime, the program), without the kernel's \
-         system calls and network stack. The kernel splits CPU time into user and system by \
-         sampling at each 10 ms tick: where user time is a tenth of the total, one round's \
-         figure can be a fifth off, and only the median of many rounds says much.",
+         time (user and system) in the measured window per unit counted in it (per round trip, \
+         connection, datagram, MB, ...; setup, warm-up and teardown left out), median over the \
+         rounds: lower is better, and steadier than the rate where the server shares the \
+         machine. user µs: the part of it the server's own code ran (the library, the \
+         runtime, the program), without the kernel's system calls and network stack. The \
+         kernel splits CPU time into user and system by sampling at each 10 ms tick: where \
+         user time is a tenth of the total, one round's figure can be a fifth off, and only the \
+         median of many rounds says much.",
         cfg.rounds
     );
     if rows.iter().any(|r| r.per_burst) {
