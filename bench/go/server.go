@@ -3,7 +3,8 @@
 //
 //	server [-flush idle|each]
 //
-// It listens on 127.0.0.1 at a port the OS picks, prints "PORT <n>" on stdout, greets every
+// It listens on 127.0.0.1 at a port the OS picks, prints "PORT <n> PID <pid>" on stdout (its
+// own process id, for netbench to read its CPU time from when a profiler wraps it), greets every
 // connection with "Please enter your name", answers every line NAME with "Hello, NAME!", and
 // exits when its stdin closes (the netbench driver holds the other end).
 //
@@ -45,7 +46,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Printf("PORT %d\n", ln.Addr().(*net.TCPAddr).Port)
+	fmt.Printf("PORT %d PID %d\n", ln.Addr().(*net.TCPAddr).Port, os.Getpid())
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
 		os.Exit(0)

@@ -88,16 +88,17 @@ pub fn ratio(ours: f64, baseline: f64) -> f64 {
 }
 
 /// Paired rounds of two sides compared: the geometric mean of the per-round ratios ours ÷
-/// baseline, with a 95% bootstrap interval for it (see [`paired_ratio`]).
+/// baseline, with a 95% Student-t interval for it (see [`paired_ratio`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PairedRatio {
     /// How many rounds gave both sides a positive, finite figure.
     pub pairs: usize,
     /// The geometric mean of those rounds' ratios.
     pub geomean: f64,
-    /// The 2.5th percentile of the resampled geometric means.
+    /// The interval's lower end: `exp(m − h)`, where `m` is the mean log-ratio and `h` the
+    /// interval's half-width on the log scale.
     pub low: f64,
-    /// The 97.5th percentile of the resampled geometric means.
+    /// The interval's upper end: `exp(m + h)`.
     pub high: f64,
 }
 
@@ -125,14 +126,19 @@ impl PairedRatio {
 
 /// Compares two sides round by round: round `i`'s ratio is `ours[i] ÷ baseline[i]` (both
 /// measured in the same round, a few seconds apart, so a machine that drifts between rounds
-/// moves both). Returns the geometric mean of the ratios and a percentile bootstrap interval
-/// for it: `resamples` draws of the pairs with replacement, from a fixed seed, so the same
-/// figures always give the same interval. Rounds where either figure is not a positive finite
-/// number are left out; `None` with fewer than two pairs left.
+/// moves both). Returns the geometric mean of the ratios and a 95% Student-t interval for it,
+/// taken on the log scale: with `m` the mean of the `n` log-ratios and `s` their sample standard
+/// deviation, `exp(m ± t(0.975, n − 1) · s / √n)`. Rounds where either figure is not a positive
+/// finite number are left out; `None` with fewer than two pairs left (one pair has no spread to
+/// measure).
 ///
-/// With few pairs the interval is too narrow to trust (with three it is little more than the
-/// smallest and largest ratio): netbench reports it from four rounds on.
-pub fn paired_ratio(ours: &[f64], baseline: &[f64], resamples: usize) -> Option<PairedRatio> {
+/// Why Student-t and not a bootstrap: a percentile bootstrap of the mean log-ratio treats the
+/// few rounds netbench runs as the whole population, and its "95%" interval held the true ratio
+/// only about 81% of the time with 4 rounds and 92% with 16. The t interval is exact when the
+/// log-ratios are normally distributed and close to it otherwise, at the price of being wide
+/// with few pairs (with 2, the half-width is 12.7 standard errors): netbench reports it from
+/// four rounds on.
+pub fn paired_ratio(ours: &[f64], baseline: &[f64]) -> Option<PairedRatio> {
     let logs: Vec<f64> = ours
         .iter()
         .zip(baseline)
@@ -143,20 +149,90 @@ pub fn paired_ratio(ours: &[f64], baseline: &[f64], resamples: usize) -> Option<
     if n < 2 {
         return None;
     }
-    let mean = |xs: &mut dyn Iterator<Item = f64>| xs.sum::<f64>() / n as f64;
-    let geomean = mean(&mut logs.iter().copied()).exp();
-    let mut rng = Rng::new(0x5eed_b007_57a9_0f0f);
-    let mut means: Vec<f64> = (0..resamples.max(1))
-        .map(|_| mean(&mut (0..n).map(|_| logs[rng.below(n)])))
-        .collect();
-    means.sort_by(f64::total_cmp);
-    let at = |q: f64| means[((means.len() - 1) as f64 * q).round() as usize].exp();
+    // Sums of the logs' differences from the first one rather than of the logs themselves: the
+    // same mean and spread, but rounds with identical ratios give a spread of exactly zero (and
+    // so an interval of exactly one point), and nearly equal ratios lose no precision.
+    let first = logs[0];
+    let shift = logs.iter().map(|l| l - first).sum::<f64>() / n as f64;
+    let mean = first + shift;
+    let squares = logs
+        .iter()
+        .map(|l| (l - first - shift).powi(2))
+        .sum::<f64>();
+    let sd = (squares / (n - 1) as f64).sqrt();
+    let half = t_975(n - 1) * sd / (n as f64).sqrt();
     Some(PairedRatio {
         pairs: n,
-        geomean,
-        low: at(0.025),
-        high: at(0.975),
+        geomean: mean.exp(),
+        low: (mean - half).exp(),
+        high: (mean + half).exp(),
     })
+}
+
+/// Student's t distribution's 97.5th percentile (the factor of a two-sided 95% interval) for
+/// `df` degrees of freedom (at least 1).
+///
+/// Hard-coded rather than computed: the inverse of t's distribution function needs special
+/// functions this crate has no other use for, and netbench runs at most a few dozen rounds.
+/// Exact to three decimals up to 30; beyond, a `df` between two rows of the usual table gets
+/// the row below it (30, 40, 60, 120), whose factor is a little larger than the exact one, so
+/// the interval errs on the wide side (by under 1%).
+fn t_975(df: usize) -> f64 {
+    /// The factors for 1 to 30 degrees of freedom.
+    const UP_TO_30: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => UP_TO_30[df - 1],
+        31..=39 => UP_TO_30[29],
+        40..=59 => 2.021,
+        60..=119 => 2.000,
+        _ => 1.980,
+    }
+}
+
+/// What a netbench server process says on the first line of its stdout once it listens:
+/// `PORT <port> PID <pid>`.
+///
+/// The pid is the server's own (`std::process::id()`, Go's `os.Getpid()`), which the driver
+/// reads the server's CPU time and memory from: with `NETBENCH_WRAP` set (`perf stat …`,
+/// `strace …`) the process the driver started is the wrapper, not the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announcement {
+    /// The port the server listens on (on 127.0.0.1).
+    pub port: u16,
+    /// The server's process id; `None` from a server built before it said it (`PORT <port>`
+    /// alone), whose process the driver then takes to be the one it started.
+    pub pid: Option<u32>,
+}
+
+impl Announcement {
+    /// The line a server prints (without its newline).
+    pub fn line(&self) -> String {
+        match self.pid {
+            Some(pid) => format!("PORT {} PID {pid}", self.port),
+            None => format!("PORT {}", self.port),
+        }
+    }
+
+    /// Reads a server's first line (a trailing newline allowed): `PORT <port> PID <pid>`, or
+    /// `PORT <port>` alone. `None` for anything else.
+    pub fn parse(line: &str) -> Option<Announcement> {
+        let mut words = line.trim_end_matches(['\n', '\r']).split(' ');
+        if words.next()? != "PORT" {
+            return None;
+        }
+        let port = words.next()?.parse().ok()?;
+        let pid = match words.next() {
+            None => None,
+            Some("PID") => Some(words.next()?.parse().ok()?),
+            Some(_) => return None,
+        };
+        words.next().is_none().then_some(Announcement { port, pid })
+    }
 }
 
 /// Checks that a byte stream is one pattern repeated, however the stream is cut into reads (the
@@ -244,53 +320,133 @@ mod tests {
     #[test]
     fn a_constant_ratio_has_no_spread() {
         // Rounds eight times apart (a machine whose speed drifts), ours twice the baseline in
-        // each: the drift cancels within each round.
-        let p = paired_ratio(
-            &[200.0, 100.0, 50.0, 400.0],
-            &[100.0, 50.0, 25.0, 200.0],
-            1000,
-        )
-        .unwrap();
+        // each: the drift cancels within each round, and the interval is the one point.
+        let p = paired_ratio(&[200.0, 100.0, 50.0, 400.0], &[100.0, 50.0, 25.0, 200.0]).unwrap();
         assert_eq!(p.pairs, 4);
-        for x in [p.geomean, p.low, p.high] {
-            assert!((x - 2.0).abs() < 1e-12, "{p:?}");
-        }
+        assert!((p.geomean - 2.0).abs() < 1e-12, "{p:?}");
+        assert_eq!(p.low, p.geomean, "{p:?}");
+        assert_eq!(p.high, p.geomean, "{p:?}");
         assert_eq!(p.against(Bar::AtLeast(1.0)), Resolved::Met);
         assert_eq!(p.against(Bar::AtLeast(2.5)), Resolved::Missed);
         assert_eq!(p.against(Bar::AtMost(1.25)), Resolved::Missed);
     }
 
+    /// Whether `got` is within `tolerance` of `want`, relatively.
+    fn near(got: f64, want: f64, tolerance: f64) -> bool {
+        ((got - want) / want).abs() < tolerance
+    }
+
     #[test]
-    fn the_interval_holds_the_geometric_mean_and_lies_within_the_ratios() {
+    fn the_interval_is_students_t_on_the_log_ratios() {
+        // Ratios 1, 2, 4, 8. In units of ln 2 the log-ratios are 0, 1, 2, 3: mean m = 1.5,
+        // squared deviations 2.25 + 0.25 + 0.25 + 2.25 = 5, s = √(5 / 3) = 1.29099,
+        // standard error s / √4 = 0.645497, t(0.975, 3) = 3.182, half-width h = 2.053972.
+        // Geometric mean 2^1.5 = 2.828427; interval 2^(1.5 − h) = 2^−0.553972 = 0.681142 to
+        // 2^(1.5 + h) = 2^3.553972 = 11.744979.
+        let ours = [100.0, 200.0, 400.0, 800.0];
+        let p = paired_ratio(&ours, &[100.0; 4]).unwrap();
+        assert_eq!(p.pairs, 4);
+        assert!(near(p.geomean, 2.828_427, 1e-6), "{p:?}");
+        assert!(near(p.low, 0.681_142, 1e-5), "{p:?}");
+        assert!(near(p.high, 11.744_979, 1e-6), "{p:?}");
+        // The order of the rounds does not matter, only the pairs.
+        let shuffled = paired_ratio(&[800.0, 100.0, 400.0, 200.0], &[100.0; 4]).unwrap();
+        assert!(near(shuffled.low, p.low, 1e-12) && near(shuffled.high, p.high, 1e-12));
+        assert_eq!(p.against(Bar::AtLeast(1.0)), Resolved::Unresolved);
+    }
+
+    #[test]
+    fn two_pairs_give_the_widest_factor() {
+        // Ratios 1 and 4: log-ratios 0 and 2 ln 2, mean ln 2, s = √2 · ln 2, standard error
+        // s / √2 = ln 2, t(0.975, 1) = 12.706: the interval is 2^(1 ∓ 12.706), 2^−11.706 =
+        // 0.000299325 to 2^13.706 = 13363.40, around a geometric mean of 2.
+        let p = paired_ratio(&[100.0, 400.0], &[100.0, 100.0]).unwrap();
+        assert_eq!(p.pairs, 2);
+        assert!(near(p.geomean, 2.0, 1e-12), "{p:?}");
+        assert!(near(p.low, 2f64.powf(1.0 - 12.706), 1e-12), "{p:?}");
+        assert!(near(p.low, 0.000_299_325, 1e-5), "{p:?}");
+        assert!(near(p.high, 13_363.40, 1e-6), "{p:?}");
+    }
+
+    #[test]
+    fn the_interval_holds_the_geometric_mean_and_narrows_with_more_rounds() {
         // Ratios 0.8, 1.25, 0.9, 1.1, 1.0, 0.95: geometric mean 0.9945.
         let ours = [80.0, 125.0, 90.0, 110.0, 100.0, 95.0];
         let base = [100.0; 6];
-        let p = paired_ratio(&ours, &base, 10_000).unwrap();
+        let p = paired_ratio(&ours, &base).unwrap();
         let expected = (ours.iter().map(|o| (o / 100.0_f64).ln()).sum::<f64>() / 6.0).exp();
         assert!((p.geomean - expected).abs() < 1e-12);
-        assert!(
-            0.8 <= p.low && p.low < p.geomean && p.geomean < p.high && p.high <= 1.25,
-            "{p:?}"
-        );
+        assert!(p.low < p.geomean && p.geomean < p.high, "{p:?}");
+        // Symmetric on the log scale.
+        assert!(near(p.geomean / p.low, p.high / p.geomean, 1e-12), "{p:?}");
         assert_eq!(p.against(Bar::AtLeast(1.0)), Resolved::Unresolved);
-        // The same figures give the same interval.
-        assert_eq!(paired_ratio(&ours, &base, 10_000), Some(p));
+        // The same figures twice over: the same mean, a smaller factor and standard error.
+        let twice = paired_ratio(&[ours, ours].concat(), &[base, base].concat()).unwrap();
+        assert!(near(twice.geomean, p.geomean, 1e-12));
+        assert!(p.low < twice.low && twice.high < p.high, "{p:?} {twice:?}");
+    }
+
+    #[test]
+    fn the_t_factors_shrink_towards_the_normal_one() {
+        assert_eq!(t_975(1), 12.706);
+        assert_eq!(t_975(3), 3.182);
+        assert_eq!(t_975(30), 2.042);
+        // Between rows of the table, the row below: never narrower than the exact interval.
+        assert_eq!(t_975(35), 2.042);
+        assert_eq!(t_975(40), 2.021);
+        assert_eq!(t_975(1000), 1.980);
+        for df in 1..200 {
+            assert!(t_975(df + 1) <= t_975(df), "df {df}");
+            assert!(t_975(df) > 1.96, "df {df}");
+        }
     }
 
     #[test]
     fn rounds_without_two_figures_are_left_out() {
-        let p = paired_ratio(&[2.0, 0.0, 3.0, f64::NAN], &[1.0, 1.0, 1.5, 1.0], 100).unwrap();
+        let p = paired_ratio(&[2.0, 0.0, 3.0, f64::NAN], &[1.0, 1.0, 1.5, 1.0]).unwrap();
         assert_eq!(p.pairs, 2);
         assert!((p.geomean - 2.0).abs() < 1e-12);
-        assert_eq!(paired_ratio(&[2.0, 0.0], &[1.0, 1.0], 100), None);
-        assert_eq!(paired_ratio(&[], &[], 100), None);
+        assert_eq!(paired_ratio(&[2.0, 0.0], &[1.0, 1.0]), None);
+        assert_eq!(paired_ratio(&[], &[]), None);
         // Unequal lengths: only the rounds both have.
         assert_eq!(
-            paired_ratio(&[2.0, 4.0, 9.0], &[1.0, 2.0], 100)
-                .unwrap()
-                .pairs,
+            paired_ratio(&[2.0, 4.0, 9.0], &[1.0, 2.0]).unwrap().pairs,
             2
         );
+    }
+
+    #[test]
+    fn a_server_announces_its_port_and_pid() {
+        let both = Announcement {
+            port: 41_234,
+            pid: Some(5_678),
+        };
+        assert_eq!(both.line(), "PORT 41234 PID 5678");
+        assert_eq!(Announcement::parse("PORT 41234 PID 5678\n"), Some(both));
+        assert_eq!(Announcement::parse(&both.line()), Some(both));
+        // A server built before the pid was added: the driver falls back to its child's pid.
+        assert_eq!(
+            Announcement::parse("PORT 41234\n"),
+            Some(Announcement {
+                port: 41_234,
+                pid: None
+            })
+        );
+        for bad in [
+            "",
+            "\n",
+            "PORT\n",
+            "PORT x\n",
+            "PORT 70000\n",
+            "PORT 1 PID\n",
+            "PORT 1 PID -3\n",
+            "PORT 1 PID 2 3\n",
+            "PORT 1 2\n",
+            "port 1\n",
+            "listening on 1\n",
+        ] {
+            assert_eq!(Announcement::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

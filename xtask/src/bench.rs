@@ -22,7 +22,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cargo, child_command, describe, project_root};
 
-/// The benchmark scenarios and the program that runs each.
+/// The benchmark scenarios and the program that runs each. The netbench ones must be the names
+/// of netbench's own list (`SCENARIOS` in `bench/benches/netbench/main.rs`), in its order: a
+/// test here checks that they are.
 const SCENARIOS: &[(&str, &str)] = &[
     ("lines", "lines"),
     ("pingpong-1", "netbench"),
@@ -40,6 +42,11 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("churn-50", "netbench"),
     ("idle", "netbench"),
     ("tls-idle", "netbench"),
+    ("nobusy-pingpong-1", "netbench"),
+    ("nobusy-pingpong-50", "netbench"),
+    ("nobusy-pingpong-500", "netbench"),
+    ("nobusy-churn-50", "netbench"),
+    ("nobusy-pipeline-1", "netbench"),
 ];
 
 /// A benchmark program.
@@ -212,6 +219,32 @@ mod tests {
             err.to_string().contains("unknown scenario `pingpong-51`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_netbench_scenarios_are_the_ones_netbench_defines() {
+        // `cargo xtask bench nobusy-pingpong-50` once said "unknown scenario": this list had
+        // fallen behind netbench's. Read the names from netbench's source (each scenario's
+        // `name: "…",` line in its `SCENARIOS`), so the two cannot drift apart again.
+        let source = std::fs::read_to_string(project_root().join("bench/benches/netbench/main.rs"))
+            .expect("netbench's source");
+        let list = source
+            .split_once("const SCENARIOS: &[Scenario] = &[")
+            .and_then(|(_, rest)| rest.split_once("\n];"))
+            .expect("netbench's SCENARIOS")
+            .0;
+        let theirs: Vec<&str> = list
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("name: \""))
+            .filter_map(|l| l.strip_suffix("\","))
+            .collect();
+        let ours: Vec<&str> = SCENARIOS
+            .iter()
+            .filter(|(_, bin)| *bin == "netbench")
+            .map(|(name, _)| *name)
+            .collect();
+        assert!(theirs.len() >= 20, "read too few names: {theirs:?}");
+        assert_eq!(ours, theirs);
     }
 
     #[test]

@@ -57,6 +57,13 @@ impl Window {
     }
 }
 
+/// Where a load function tells the driver its measured window once it has fixed it (the
+/// connection-holding loads fix it only after every connection is set up), so that the driver
+/// can read the server's CPU time at the window's start and end: the operations counted are
+/// the window's alone, and so must be the CPU time they are divided into. Dropped unsent when
+/// the load fails before it has a window.
+pub(crate) type WindowReport = tokio::sync::oneshot::Sender<Window>;
+
 /// What one connection (or client) measured inside the window.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
@@ -171,6 +178,7 @@ async fn greeted_clients<F, Fut>(
     conns: usize,
     warmup: Duration,
     secs: Duration,
+    report: WindowReport,
     client: F,
 ) -> Result<Outcome>
 where
@@ -200,7 +208,9 @@ where
         });
     }
     barrier.wait().await;
-    let _ = window_tx.send(Some(Window::new(warmup, secs)));
+    let window = Window::new(warmup, secs);
+    let _ = window_tx.send(Some(window));
+    let _ = report.send(window);
     collect(tasks, secs).await
 }
 
@@ -212,28 +222,36 @@ pub(crate) async fn pingpong(
     conns: usize,
     warmup: Duration,
     secs: Duration,
+    report: WindowReport,
 ) -> Result<Outcome> {
-    greeted_clients(addr, conns, warmup, secs, |stream, window| async move {
-        let mut stream = BufReader::new(stream);
-        let request = format!("{NAME}\n");
-        let expected = format!("Hello, {NAME}!\n");
-        let mut line = String::new();
-        let mut tally = Tally::default();
-        for _ in 0..MAX_OPS {
-            if window.over() {
-                break;
+    greeted_clients(
+        addr,
+        conns,
+        warmup,
+        secs,
+        report,
+        |stream, window| async move {
+            let mut stream = BufReader::new(stream);
+            let request = format!("{NAME}\n");
+            let expected = format!("Hello, {NAME}!\n");
+            let mut line = String::new();
+            let mut tally = Tally::default();
+            for _ in 0..MAX_OPS {
+                if window.over() {
+                    break;
+                }
+                let started = Instant::now();
+                stream.write_all(request.as_bytes()).await?;
+                line.clear();
+                stream.read_line(&mut line).await?;
+                ensure!(line == expected, "unexpected answer {line:?}");
+                tally.record(&window, started, 1, line.len());
             }
-            let started = Instant::now();
-            stream.write_all(request.as_bytes()).await?;
-            line.clear();
-            stream.read_line(&mut line).await?;
-            ensure!(line == expected, "unexpected answer {line:?}");
-            tally.record(&window, started, 1, line.len());
-        }
-        // An extra answer would have been taken for the next request's: check there was none.
-        bench::expect_no_more(&mut stream, SETUP_LIMIT).await?;
-        Ok(tally)
-    })
+            // An extra answer would have been taken for the next request's: check there was none.
+            bench::expect_no_more(&mut stream, SETUP_LIMIT).await?;
+            Ok(tally)
+        },
+    )
     .await
 }
 
@@ -247,37 +265,45 @@ pub(crate) async fn pipeline(
     burst: usize,
     warmup: Duration,
     secs: Duration,
+    report: WindowReport,
 ) -> Result<Outcome> {
     let request = Arc::new(format!("{NAME}\n").repeat(burst).into_bytes());
     let expected = Arc::new(format!("Hello, {NAME}!\n").repeat(burst).into_bytes());
-    greeted_clients(addr, conns, warmup, secs, move |mut stream, window| {
-        let (request, expected) = (Arc::clone(&request), Arc::clone(&expected));
-        async move {
-            let mut got = vec![0u8; expected.len()];
-            let mut tally = Tally::default();
-            for _ in 0..MAX_OPS / burst as u64 {
-                if window.over() {
-                    break;
+    greeted_clients(
+        addr,
+        conns,
+        warmup,
+        secs,
+        report,
+        move |mut stream, window| {
+            let (request, expected) = (Arc::clone(&request), Arc::clone(&expected));
+            async move {
+                let mut got = vec![0u8; expected.len()];
+                let mut tally = Tally::default();
+                for _ in 0..MAX_OPS / burst as u64 {
+                    if window.over() {
+                        break;
+                    }
+                    let started = Instant::now();
+                    stream.write_all(&request).await?;
+                    // The replies have a known total length: read exactly that much.
+                    stream
+                        .read_exact(&mut got)
+                        .await
+                        .context("reading a burst's replies")?;
+                    ensure!(
+                        got == *expected,
+                        "unexpected answer {:?}",
+                        String::from_utf8_lossy(&got)
+                    );
+                    tally.record(&window, started, burst as u64, got.len());
                 }
-                let started = Instant::now();
-                stream.write_all(&request).await?;
-                // The replies have a known total length: read exactly that much.
-                stream
-                    .read_exact(&mut got)
-                    .await
-                    .context("reading a burst's replies")?;
-                ensure!(
-                    got == *expected,
-                    "unexpected answer {:?}",
-                    String::from_utf8_lossy(&got)
-                );
-                tally.record(&window, started, burst as u64, got.len());
+                // Extra answers would have been taken for the next burst's: check there were none.
+                bench::expect_no_more(&mut stream, SETUP_LIMIT).await?;
+                Ok(tally)
             }
-            // Extra answers would have been taken for the next burst's: check there were none.
-            bench::expect_no_more(&mut stream, SETUP_LIMIT).await?;
-            Ok(tally)
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -322,8 +348,10 @@ pub(crate) async fn churn(
     clients: usize,
     warmup: Duration,
     secs: Duration,
+    report: WindowReport,
 ) -> Result<Outcome> {
     let window = Window::new(warmup, secs);
+    let _ = report.send(window);
     let opened = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = JoinSet::new();
     for _ in 0..clients {
@@ -419,6 +447,7 @@ pub(crate) async fn echo(
     transport: Transport,
     warmup: Duration,
     secs: Duration,
+    report: WindowReport,
 ) -> Result<Outcome> {
     let barrier = Arc::new(Barrier::new(conns + 1));
     let (window_tx, window_rx) = tokio::sync::watch::channel(None::<Window>);
@@ -458,9 +487,16 @@ pub(crate) async fn echo(
             let (sent_tx, mut sent_rx) = mpsc::channel::<Instant>(WINDOW);
             let write = tokio::spawn(async move {
                 for _ in 0..MAX_OPS {
-                    if window.over() || sent_tx.send(Instant::now()).await.is_err() {
+                    if window.over() {
                         break;
                     }
+                    // Wait for room in the window of chunks in flight first and only then
+                    // take the chunk's start: the latency runs from its write, not from when
+                    // it began to queue behind the chunks ahead of it.
+                    let Ok(permit) = sent_tx.reserve().await else {
+                        break;
+                    };
+                    permit.send(Instant::now());
                     writer.write_all(&chunk).await?;
                 }
                 writer.flush().await?;
@@ -496,7 +532,9 @@ pub(crate) async fn echo(
         });
     }
     barrier.wait().await;
-    let _ = window_tx.send(Some(Window::new(warmup, secs)));
+    let window = Window::new(warmup, secs);
+    let _ = window_tx.send(Some(window));
+    let _ = report.send(window);
     collect(tasks, secs).await
 }
 
@@ -511,8 +549,10 @@ pub(crate) async fn handshakes(
     connector: tokio_rustls::TlsConnector,
     warmup: Duration,
     secs: Duration,
+    report: WindowReport,
 ) -> Result<Outcome> {
     let window = Window::new(warmup, secs);
+    let _ = report.send(window);
     let mut tasks = JoinSet::new();
     for _ in 0..clients {
         let connector = connector.clone();
@@ -551,8 +591,10 @@ pub(crate) async fn udp(
     size: usize,
     warmup: Duration,
     secs: Duration,
+    report: WindowReport,
 ) -> Result<Outcome> {
     let window = Window::new(warmup, secs);
+    let _ = report.send(window);
     let mut tasks = JoinSet::new();
     for _ in 0..clients {
         tasks.spawn(async move {

@@ -11,21 +11,26 @@
 //!
 //! For every scenario the driver starts a fresh server process per measurement, one per side (each
 //! baseline the scenario has, then ours), and runs the sides in turn, rotating the order every
-//! round (raw, tuned, go, ours, then tuned, go, ours, raw, …: `--rounds` of each, 3 by default,
-//! each side in each place in turn, and with three sides or more none twice in a row). It points
+//! round (raw, tuned, go, ours, then tuned, go, ours, raw, …: `--rounds` of each, 3 by default;
+//! with three sides or more none runs twice in a row). Each side moves one place ahead every
+//! round, so when the number of rounds is a multiple of the number of sides each side runs in
+//! each place equally often; otherwise a side takes some places once more than others (with 3
+//! rounds of 4 sides, one side never runs first and another never last). It points
 //! the load generator (in the driver's own process, plain tokio) at the server on 127.0.0.1, and
 //! stops the server. It prints each side's median and spread (min–max over the rounds), the ratio
 //! ours ÷ that side, and whether the ratio meets the bar of SPEC §3 / §4.6 (PASS/FAIL text only:
 //! the exit status says nothing about speed). For throughput a ratio above 1 means we are faster;
 //! for idle memory a ratio below 1 means we use less. Beside the rate, each side's server CPU time
 //! per unit (per round trip, connection, …; the `cpu µs` column), which a shared machine's swings
-//! move less.
+//! move less: the CPU time of the measured window alone (read when it opens and when it
+//! closes) ÷ the operations counted in that window.
 //!
 //! From 4 rounds on, a second table pairs the rounds: round `i` of ours against round `i` of each
 //! other side (they ran in the same turn, seconds apart), the geometric mean of those ratios
-//! and a 95% bootstrap interval for it, and whether that interval meets the bar, misses it or
-//! straddles it (`bench::paired_ratio`). On a machine whose speed drifts between rounds, this
-//! says more than a ratio of medians: `--rounds 16` resolves a few percent here.
+//! and a 95% Student-t interval for it (taken on the log-ratios), and whether that interval
+//! meets the bar, misses it or straddles it (`bench::paired_ratio`). On a machine whose speed
+//! drifts between rounds, this says more than a ratio of medians: `--rounds 16` resolves a few
+//! percent here.
 //!
 //! The Go baseline (`bench/go/server.go`) is built with the `go` tool when the run starts; without
 //! one (or with `--no-go`) the scenarios run without it and a note says so.
@@ -48,7 +53,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -450,8 +455,11 @@ fn main() -> Result<()> {
         connect.is_none() || chosen.iter().all(|s| !matches!(s.load, Load::Idle { .. })),
         "the idle scenario measures only servers netbench starts (not with --connect)"
     );
-    // The idle scenario reads the started process's RSS: under a wrapper that would be the
-    // profiler's (one that forks, `timeout 600` say, scored 0 bytes/conn, PASS).
+    // The idle scenario reads the server's RSS. It once read the started process's, which under
+    // a wrapper that forks was the wrapper's (`timeout 600` scored 0 bytes/conn, PASS); it now
+    // reads the pid the server announces, but a profiler can still change the memory it
+    // measures (valgrind runs the server inside its own), and a server too old to announce its
+    // pid would be read through the wrapper again: keep the two apart.
     ensure!(
         std::env::var("NETBENCH_WRAP")
             .unwrap_or_default()
@@ -611,10 +619,9 @@ struct Other {
 }
 
 /// The fewest rounds from which the table's paired-rounds section reports a scenario: with
-/// fewer, a bootstrap interval is little more than the smallest and largest ratio.
+/// fewer, the Student-t interval is too wide to resolve anything (its factor is 12.7 standard
+/// errors with two rounds, 4.3 with three, against 3.2 with four).
 const MIN_PAIRED_ROUNDS: usize = 4;
-/// The bootstrap's resamples for each paired comparison.
-const RESAMPLES: usize = 10_000;
 
 /// One side's rounds.
 #[derive(Debug, Clone, Copy)]
@@ -634,8 +641,10 @@ struct Stat {
     value: f64,
     p50: Option<Duration>,
     p99: Option<Duration>,
-    /// The server process's CPU time over the run (warm-up included) ÷ the run's wall time:
-    /// how many cores it kept busy (a server netbench started; not the idle scenarios).
+    /// The server process's CPU time over the measured window (read when it opens and when it
+    /// closes: not the setup, the warm-up or the teardown) ÷ the window's length: how many
+    /// cores it kept busy while the operations the rate counts ran (a server netbench started;
+    /// not the idle scenarios).
     cores: Option<f64>,
     /// The part of `cores` the server's own code ran (user time): where servers built on the
     /// same runtime and system calls differ.
@@ -686,11 +695,12 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
                 v.push(stat);
             }
         }
-        // A B C, then B C A, then C A B, and so on: each side takes each place in turn, and
-        // with three sides or more no side runs twice in a row across the turn of a round, so
-        // a disturbance that outlasts one measurement falls on two sides, not twice on one
-        // (reversing, A B C then C B A, ran the sides at the ends twice in a row and the middle
-        // one never). With two sides this is the same as reversing.
+        // A B C, then B C A, then C A B, and so on: each side moves one place ahead every
+        // round (so each takes every place equally often only when the rounds are a multiple
+        // of the sides), and with three sides or more no side runs twice in a row across the
+        // turn of a round, so a disturbance that outlasts one measurement falls on two sides,
+        // not twice on one (reversing, A B C then C B A, ran the sides at the ends twice in a
+        // row and the middle one never). With two sides this is the same as reversing.
         sides.rotate_left(1);
     }
     let rounds_of = |side: Side| samples.iter().find(|(x, _)| *x == side).map(|(_, v)| v);
@@ -701,7 +711,7 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
         let ours = rounds_of(Side::Server(Impl::Ours))?;
         let theirs = rounds_of(side)?;
         (ours.len().min(theirs.len()) >= MIN_PAIRED_ROUNDS)
-            .then(|| bench::paired_ratio(&values(ours), &values(theirs), RESAMPLES))
+            .then(|| bench::paired_ratio(&values(ours), &values(theirs)))
             .flatten()
     };
     let ours = summary(Side::Server(Impl::Ours));
@@ -781,8 +791,10 @@ fn summarize(v: &[Stat]) -> Summary {
     }
 }
 
-/// The server's CPU time (user and system, over the whole round, warm-up included) per unit of
-/// the round's rate, in µs: what one round trip, connection, datagram or MB cost the server.
+/// The server's CPU time (user and system) over the measured window ÷ the operations counted in
+/// that window (round trips, connections, datagrams, MB), in µs: what one of them cost the
+/// server. Both cover the window only (see [`Stat::cores`]), so the setup, the warm-up and the
+/// teardown neither add CPU time nor go uncounted.
 /// Steadier than the rate itself on a machine the server shares with the load generator and
 /// others; `None` where the round measured no CPU time (an external server, the idle
 /// scenarios).
@@ -805,7 +817,12 @@ fn per_unit(cores: Option<f64>, value: f64) -> Option<f64> {
 
 /// A running server process; stopped when dropped.
 struct ServerProcess {
+    /// The process the driver started: the server, or the `NETBENCH_WRAP` program running it.
     child: Child,
+    /// The server's own process id, as it announced it (the child's with a server that did not
+    /// say): what its CPU time and memory are read from, so that under a wrapper they are the
+    /// server's, not the wrapper's.
+    pid: u32,
     addr: SocketAddr,
 }
 
@@ -874,20 +891,22 @@ impl ServerProcess {
                 bail!("the server did not print its port within {START_LIMIT:?}");
             }
         };
-        let port: u16 = line
-            .strip_prefix("PORT ")
-            .and_then(|p| p.trim().parse().ok())
-            .with_context(|| format!("server said {line:?}"))?;
+        let Some(said) = bench::Announcement::parse(&line) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("server said {line:?}, not `PORT <port> PID <pid>`");
+        };
         Ok(ServerProcess {
+            pid: said.pid.unwrap_or_else(|| child.id()),
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::from(([127, 0, 0, 1], said.port)),
         })
     }
 
     /// The CPU time the server process has used so far: user and system together, and user
     /// alone.
     fn cpu(&self) -> Result<(Duration, Duration)> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
         let (user, system) =
             net_tests::probe::stat_times(&stat).context("no CPU times in /proc/PID/stat")?;
         let tick = net_tests::probe::CLOCK_TICK;
@@ -899,7 +918,7 @@ impl ServerProcess {
 
     /// The server's resident set size (`VmRSS`), in bytes.
     fn rss(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
         let kib: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -949,17 +968,29 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
             user_cores: None,
         }
     };
-    let cpu_before = server.as_ref().and_then(|s| s.cpu().ok());
-    let started = Instant::now();
-    let stat = rt.block_on(async {
+    // The load tells us its measured window once it has one (after setting its connections up);
+    // the server's CPU time is read when that window opens and when it closes, so that the
+    // CPU figures cover the operations the rate counts and nothing else (not the setup, the
+    // warm-up or the teardown).
+    let (report, window) = tokio::sync::oneshot::channel::<load::Window>();
+    let window_cpu = async {
+        let window = window.await.ok()?;
+        let server = server.as_ref()?;
+        tokio::time::sleep_until(window.start.into()).await;
+        let start = server.cpu().ok()?;
+        tokio::time::sleep_until(window.end.into()).await;
+        let end = server.cpu().ok()?;
+        Some((start, end, window.end - window.start))
+    };
+    let (stat, cpu) = rt.block_on(async {
         let run = async {
             Ok::<_, anyhow::Error>(match s.load {
                 Load::PingPong { conns } => {
-                    let o = load::pingpong(addr, conns, warmup, secs).await?;
+                    let o = load::pingpong(addr, conns, warmup, secs, report).await?;
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Pipeline { conns, burst } => {
-                    let o = load::pipeline(addr, conns, burst, warmup, secs).await?;
+                    let o = load::pipeline(addr, conns, burst, warmup, secs, report).await?;
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Echo { conns, tls } => {
@@ -970,21 +1001,22 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
                     } else {
                         Transport::Tcp
                     };
-                    let o = load::echo(addr, conns, transport, warmup, secs).await?;
+                    let o = load::echo(addr, conns, transport, warmup, secs, report).await?;
                     throughput(o, o.bytes_per_sec / 1e6)
                 }
                 Load::Handshakes { clients } => {
                     let connector =
                         tokio_rustls::TlsConnector::from(pki::client_config(&cfg.pki.ca)?);
-                    let o = load::handshakes(addr, clients, connector, warmup, secs).await?;
+                    let o =
+                        load::handshakes(addr, clients, connector, warmup, secs, report).await?;
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Udp { clients, size } => {
-                    let o = load::udp(addr, clients, size, warmup, secs).await?;
+                    let o = load::udp(addr, clients, size, warmup, secs, report).await?;
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Churn { clients } => {
-                    let o = load::churn(addr, clients, warmup, secs).await?;
+                    let o = load::churn(addr, clients, warmup, secs, report).await?;
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Idle { tls } => {
@@ -1023,18 +1055,20 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
                 }
             })
         };
-        tokio::time::timeout(limit, run)
-            .await
-            .context("the run overran its time limit")?
+        // Both run to the end: the CPU reader stops at the window's end (or at once when the
+        // load fails before it has a window), which comes before the load's time limit.
+        let (stat, cpu) = tokio::join!(tokio::time::timeout(limit, run), window_cpu);
+        let stat = stat.context("the run overran its time limit")??;
+        Ok::<_, anyhow::Error>((stat, cpu))
     })?;
     let mut stat = stat;
-    if stat.p50.is_some() {
-        let after = server.as_ref().and_then(|s| s.cpu().ok());
-        let wall = started.elapsed().as_secs_f64();
-        if let Some((before, after)) = cpu_before.zip(after) {
-            stat.cores = Some((after.0 - before.0).as_secs_f64() / wall);
-            stat.user_cores = Some((after.1 - before.1).as_secs_f64() / wall);
-        }
+    // Over the window only: divided by the window's length, `cores ÷ value` (see `per_unit`)
+    // is the window's CPU time ÷ the operations counted in it. (The idle scenarios, without
+    // latencies, measure memory, not CPU.)
+    if let Some((start, end, length)) = cpu.filter(|_| stat.p50.is_some()) {
+        let length = length.as_secs_f64();
+        stat.cores = Some((end.0 - start.0).as_secs_f64() / length);
+        stat.user_cores = Some((end.1 - start.1).as_secs_f64() / length);
     }
     drop(server);
     Ok(stat)
@@ -1127,10 +1161,11 @@ fn print_paired(rows: &[Row]) {
     }
     println!(
         "paired: ours ÷ that side within each round (the two ran in the same turn, seconds \
-         apart, so a machine whose speed drifts between rounds moves both), the geometric mean \
-         of those ratios and a 95% bootstrap interval for it ({RESAMPLES} resamples, fixed \
-         seed); from {MIN_PAIRED_ROUNDS} rounds on. Where the interval straddles a bar, more \
-         rounds may tell; the table's PASS/FAIL compares medians."
+         apart, so a machine whose speed drifts between rounds moves both). ours÷it: the \
+         geometric mean of those ratios; 95% interval: the 95% Student-t interval of the \
+         geometric mean of the paired ratios (taken on their logarithms); from \
+         {MIN_PAIRED_ROUNDS} rounds on. Where the interval straddles a bar, more rounds may \
+         tell; the table's PASS/FAIL compares medians."
     );
 }
 
@@ -1232,13 +1267,14 @@ fn print_table(cfg: &Config, rows: &[Row]) {
     println!(
         "median and min–max over {} round(s) per side; ours÷it = ours ÷ that side's median. \
          Throughput: higher is better; bytes/conn: lower is better. cpu µs: the server's CPU \
-         time (user and system, warm-up included) per unit of the rate (per round trip, \
-         connection, datagram, MB, ...), median over the rounds: lower is better, and steadier \
-         than the rate where the server shares the machine. user µs: the part of it the \
-         server's own code ran (the library, the runtime, the program), without the kernel's \
-         system calls and network stack. The kernel splits CPU time into user and system by \
-         sampling at each 10 ms tick: where user time is a tenth of the total, one round's \
-         figure can be a fifth off, and only the median of many rounds says much.",
+         time (user and system) in the measured window per unit counted in it (per round trip, \
+         connection, datagram, MB, ...; setup, warm-up and teardown left out), median over the \
+         rounds: lower is better, and steadier than the rate where the server shares the \
+         machine. user µs: the part of it the server's own code ran (the library, the \
+         runtime, the program), without the kernel's system calls and network stack. The \
+         kernel splits CPU time into user and system by sampling at each 10 ms tick: where \
+         user time is a tenth of the total, one round's figure can be a fifth off, and only the \
+         median of many rounds says much.",
         cfg.rounds
     );
     if rows.iter().any(|r| r.per_burst) {

@@ -1,8 +1,10 @@
 //! The servers under test, one process each:
 //! `netbench serve --impl ours|raw|tuned|go --role ROLE [--go-flush idle|each] [--busy-poll US]`.
 //!
-//! Each binds 127.0.0.1 on a port the OS picks, prints `PORT <n>` on stdout, and serves until
-//! its stdin closes (the driver holds the other end) or it is killed. The runtime is tokio's
+//! Each binds 127.0.0.1 on a port the OS picks, prints `PORT <n> PID <pid>` on stdout (its own
+//! process id, which differs from the one the driver started when `NETBENCH_WRAP` runs it
+//! under a profiler; see `bench::Announcement`), and serves until its stdin closes (the driver
+//! holds the other end) or it is killed. The runtime is tokio's
 //! default multi-threaded one, as `#[tokio::main]` gives a user.
 //!
 //! - `raw`: the plainest good tokio / tokio-rustls code a user writes by hand (every role);
@@ -193,9 +195,16 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     })
 }
 
+/// Tells the driver where this server listens, and its own process id (see
+/// `bench::Announcement`).
 fn announce(port: u16) -> Result<()> {
+    let line = bench::Announcement {
+        port,
+        pid: Some(std::process::id()),
+    }
+    .line();
     let mut out = io::stdout().lock();
-    writeln!(out, "PORT {port}")?;
+    writeln!(out, "{line}")?;
     out.flush()?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Line parsing in memory: `ByteReadChannel::read_line_to` (and `read_line`) against
-//! tokio-util's `LinesCodec` on the same input, alternating runs, medians and ratios.
+//! tokio-util's `LinesCodec` on the same input, alternating runs (the order rotated every round),
+//! medians and ratios.
 //!
 //! Each contender reads from a `std::io::Cursor` over its own copy of the input (made before
 //! the clock starts), so both pay the same copy from the reader into their buffers.
@@ -54,12 +55,17 @@ fn main() -> Result<()> {
     }
 
     let mut times: [Vec<Duration>; 3] = Default::default();
-    for _ in 0..rounds {
-        for (i, slot) in times.iter_mut().enumerate() {
+    for round in 0..rounds {
+        // The order rotates every round (0 1 2, then 1 2 0, then 2 0 1), as netbench's does:
+        // in a fixed order the first contender would always run on a cold cache and after the
+        // same neighbour, and a machine that speeds up or slows down within a round would
+        // favour the same one each time.
+        for k in 0..NAMES.len() {
+            let i = (round + k) % NAMES.len();
             let copy = input.clone(); // outside the timed work
             let start = Instant::now();
             let got = rt.block_on(contender::<Count>(i, copy))?;
-            slot.push(start.elapsed());
+            times[i].push(start.elapsed());
             ensure!(
                 got == expected.count,
                 "{}: {got:?} in a timed round, {:?} expected",
@@ -71,8 +77,8 @@ fn main() -> Result<()> {
     let mb = input.len() as f64 / 1e6;
     let base = median(&mut times[0].clone());
     println!(
-        "line parsing: {lines} lines, {mb:.1} MB in memory, {rounds} alternating rounds, median \
-         (every contender's lines checked against the input first)"
+        "line parsing: {lines} lines, {mb:.1} MB in memory, {rounds} rounds in rotating order, \
+         median (every contender's lines checked against the input first)"
     );
     println!(
         "{:<38} {:>10} {:>10} {:>8}",
