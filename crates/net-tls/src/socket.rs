@@ -334,7 +334,12 @@ impl TlsSession {
         // close without `close_notify` does (see `closing`). Weak: the connection outlives
         // the session, and must not keep it.
         let session_of_cut = Arc::downgrade(&shared);
+        let closed = Arc::new(AtomicBool::new(false));
+        let closed_by_cut = Arc::clone(&closed);
         link.before_cut(move || {
+            // What the cut takes in is input a plain socket's close throws away: no data for
+            // a read after it, as after `close` (see `TlsRead`).
+            closed_by_cut.store(true, Ordering::Release);
             if let Some(shared) = session_of_cut.upgrade() {
                 if let Some(mut locked) = lock_unless_busy(&shared) {
                     receive_own(&mut locked.stream);
@@ -347,7 +352,7 @@ impl TlsSession {
             failed: Arc::new(AtomicBool::new(false)),
             timed_out: Arc::new(AtomicBool::new(false)),
             ended: Arc::new(AtomicBool::new(false)),
-            closed: Arc::new(AtomicBool::new(false)),
+            closed,
             failed_in: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -405,6 +410,7 @@ impl Transport for TlsSession {
             ended: None,
             failed_in: Arc::clone(&self.failed_in),
             closed: Arc::clone(&self.closed),
+            write_ended: Arc::clone(&self.ended),
             link: link.clone(),
         }
     }
@@ -736,7 +742,8 @@ fn drain<D>(
 /// that shutdown, as for anything else it took in (data, `close_notify`): the socket, whose
 /// input it consumed, will not wake it.
 ///
-/// After the socket's `close`, every read fails with the close's error, as a plain socket's
+/// After the socket's `close`, or a cut (its selector's close, the end of a graceful shutdown's
+/// grace period or of the runtime), every read fails with the close's error, as a plain socket's
 /// does, also when that close took in what the socket held (before its `close_notify`): input a
 /// plain socket's close would throw away is no data for a read after it.
 #[doc(hidden)]
@@ -747,8 +754,10 @@ pub struct TlsRead {
     ended: Option<ReadEnd>,
     /// Records a shutdown took in failed the session.
     failed_in: Arc<AtomicBool>,
-    /// The socket's close began (and may have taken in what the socket held).
+    /// The socket's close began, or a cut (and may have taken in what the socket held).
     closed: Arc<AtomicBool>,
+    /// `close_notify` is queued: nothing may be sent after it.
+    write_ended: Arc<AtomicBool>,
     /// The connection, told when this reader is gone.
     link: Link,
 }
@@ -842,7 +851,15 @@ impl AsyncRead for TlsRead {
         }
         // tokio-rustls writes only on write or flush: send now what reading made the session
         // owe the peer (a KeyUpdate reply, or a fatal alert for a bad record), so a connection
-        // that only reads still answers.
+        // that only reads still answers. rustls holds a KeyUpdate reply back until the next
+        // application data: a write of nothing queues it (and no record of its own), unless
+        // `close_notify` was queued, after which nothing may follow.
+        if !this.write_ended.load(Ordering::Acquire) {
+            let _ = match stream {
+                tokio_rustls::TlsStream::Client(s) => s.get_mut().1.writer().write(&[]),
+                tokio_rustls::TlsStream::Server(s) => s.get_mut().1.writer().write(&[]),
+            };
+        }
         if stream.get_ref().1.wants_write() {
             // A socket that failed fails the next write or flush too.
             let _ = send_owed(stream);
