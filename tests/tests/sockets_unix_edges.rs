@@ -260,3 +260,64 @@ fn unix_emfile_child() {
         println!("unix emfile child passed");
     });
 }
+
+/// A client may bind a path of 108 bytes, the whole of `sun_path` without a terminating NUL
+/// (Linux takes it; std and socket2 refuse to make one). It is a peer's input: the listener
+/// hands the connection out, reporting that path, and serves it. (Before, `accept` panicked
+/// in mio, which reads the address into a buffer one byte short: one `connect` from any local
+/// user stopped a server's accept loop.)
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_client_bound_to_a_108_byte_path_is_accepted() {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::FromRawFd as _;
+
+    let selector = SelectorManager::new();
+    let dir = TempDir::new("hx-unix-108");
+    let path = dir.join("l.sock");
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    let base = dir.path().to_str().unwrap().to_owned() + "/";
+    assert!(base.len() < 100, "{base}");
+    let client_path = format!("{base}{}", "c".repeat(108 - base.len()));
+    // A socket address filled to its last byte: only the C API makes one.
+    #[allow(unsafe_code)]
+    let mut client = unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: `fd` is a new socket this block owns from here on.
+        let client = std::os::unix::net::UnixStream::from_raw_fd(fd);
+        let mut address: libc::sockaddr_un = std::mem::zeroed();
+        address.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (to, byte) in address.sun_path.iter_mut().zip(client_path.bytes()) {
+            *to = byte as libc::c_char;
+        }
+        let length = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        let bound = libc::bind(fd, (&raw const address).cast(), length);
+        assert_eq!(bound, 0, "{}", std::io::Error::last_os_error());
+        client
+    };
+    socket2::SockRef::from(&client)
+        .connect(&socket2::SockAddr::unix(&path).unwrap())
+        .unwrap();
+    let socket = within(listener.accept()).await.unwrap();
+    match socket.remote_address() {
+        net_sockets::SocketAddress::Unix(unix) => {
+            assert_eq!(unix.path().to_str(), Some(client_path.as_str()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut connection = socket.connection().unwrap();
+    client.write_all(b"hi\n").unwrap();
+    let line = within(connection.input.read_line(100, net_io::LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("hi"));
+    connection.output.write_fully(b"ok").await.unwrap();
+    connection.output.flush().await.unwrap();
+    let mut answer = [0u8; 2];
+    client.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"ok");
+    std::fs::remove_file(&client_path).unwrap();
+}

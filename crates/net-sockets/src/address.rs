@@ -148,9 +148,12 @@ impl From<InetSocketAddress> for SocketAddr {
 /// [`local_address`](crate::TcpSocketBuilder::local_address), when it closes or its connect
 /// fails or is dropped. Either removes the file only while it is still the one it made.
 ///
-/// A path holds at most 107 bytes on Linux, and no NUL byte: `bind` and `connect` refuse a
-/// longer one, or one with a NUL byte, with [`Error::Io`] of kind
-/// [`InvalidInput`](std::io::ErrorKind::InvalidInput), never cutting it short. A name in
+/// A path holds at most 107 bytes on Linux (this crate's limit, as std's and socket2's: room
+/// for a terminating NUL), and no NUL byte: `bind` and `connect` refuse a longer one, or one
+/// with a NUL byte, with [`Error::Io`] of kind
+/// [`InvalidInput`](std::io::ErrorKind::InvalidInput), never cutting it short. (Linux also
+/// binds a path of 108 bytes without the NUL, which a client made another way may have: a
+/// listener accepts it, and reports its path.) A name in
 /// Linux's abstract namespace is a NUL byte and then any bytes, NUL bytes included (each one
 /// counts: `"\0svc\0a"` is not `"\0svc"`), none at all included (`"\0"`), 108 bytes in all
 /// at most. A relative path
@@ -270,7 +273,8 @@ impl UnixSocketAddress {
     /// # Errors
     ///
     /// [`io::ErrorKind::InvalidInput`], naming the path, when it does not fit in a socket
-    /// address (107 bytes on Linux, the terminating NUL taking the last of 108; an abstract
+    /// address as this crate makes one (107 bytes on Linux, the terminating NUL taking the last
+    /// of 108, as std and socket2 have it, though Linux takes 108 without it; an abstract
     /// name, which has none, may take all 108 with its leading NUL), or when a path that is not
     /// an abstract name holds a NUL byte: the OS would read the path only up to it, so a
     /// different path would be bound or reached, and its file would never be removed.

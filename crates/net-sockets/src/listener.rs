@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use socket2::{Domain, SockRef, Socket as RawSocket, Type};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use crate::adopt::{StdListener, check_kind};
@@ -73,10 +75,15 @@ pub struct ServerSocket {
 }
 
 /// A listening socket of either family.
+///
+/// A Unix listener is not tokio's: its accept (mio's) reads the client's address into a buffer
+/// one byte short of a path that fills the whole socket address (108 bytes on Linux, no
+/// terminating NUL, which a client may bind), and panics. Ours accepts with socket2, into room
+/// for any address.
 #[derive(Debug)]
 pub(crate) enum Listener {
     Tcp(TcpListener),
-    Unix(UnixListener),
+    Unix(AsyncFd<StdUnixListener>),
 }
 
 impl Listener {
@@ -85,28 +92,61 @@ impl Listener {
             Listener::Tcp(l) => l
                 .poll_accept(cx)
                 .map_ok(|(s, peer)| (Stream::Tcp(s), peer.into())),
-            Listener::Unix(l) => l.poll_accept(cx).map_ok(|(s, peer)| {
-                let peer = std::os::unix::net::SocketAddr::from(peer);
-                let mut remote = UnixSocketAddress::reported(&peer);
-                if remote.path().as_os_str().is_empty() {
-                    // The address `accept` hands back, as tokio reads it, loses a client's
-                    // abstract name (its own or the one Linux picked); the socket's peer
-                    // address has it. An unnamed client stays the empty path.
-                    if let Ok(peer) = s.peer_addr() {
-                        remote = UnixSocketAddress::reported(&peer.into());
-                    }
+            Listener::Unix(l) => loop {
+                let mut ready = ready!(l.poll_read_ready(cx))?;
+                if let Ok(accepted) = ready.try_io(|l| accept_unix(l.get_ref())) {
+                    let (socket, peer) = accepted?;
+                    let stream = tokio::net::UnixStream::from_std(socket.into())?;
+                    let remote = UnixSocketAddress::reported_raw(&peer);
+                    return Poll::Ready(Ok((Stream::Unix(stream), remote.into())));
                 }
-                (Stream::Unix(s), remote.into())
-            }),
+            },
         }
     }
+
+    /// The listener's own address (a Unix listener bound to an empty path: the abstract name
+    /// Linux picked).
+    fn local_address(&self) -> io::Result<SocketAddress> {
+        Ok(match self {
+            Listener::Tcp(l) => SocketAddress::from(l.local_addr()?),
+            Listener::Unix(l) => UnixSocketAddress::reported(&l.get_ref().local_addr()?).into(),
+        })
+    }
+}
+
+/// Registers a listening Unix socket with the current runtime.
+// The crate's one `unsafe`: tokio's registration of a descriptor is `unsafe` (its safe forms
+// are deprecated), for the descriptor must stay open and the same while registered.
+#[allow(unsafe_code)]
+fn unix_listener(raw: RawSocket) -> io::Result<Listener> {
+    let listener = StdUnixListener::from(std::os::fd::OwnedFd::from(raw));
+    // SAFETY: the `AsyncFd` owns the listener, which owns its descriptor: it stays open, and
+    // the same, until the `AsyncFd` (which deregisters it first) drops it; nothing takes the
+    // listener out or replaces it (`get_mut` is never called).
+    let registered =
+        unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) };
+    Ok(Listener::Unix(registered.map_err(io::Error::from)?))
+}
+
+/// Accepts a connection on a non-blocking Unix listener, non-blocking and close-on-exec, with
+/// its peer's address as the kernel wrote it.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn accept_unix(listener: &StdUnixListener) -> io::Result<(RawSocket, socket2::SockAddr)> {
+    SockRef::from(listener).accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn accept_unix(listener: &StdUnixListener) -> io::Result<(RawSocket, socket2::SockAddr)> {
+    let (socket, peer) = SockRef::from(listener).accept()?;
+    socket.set_nonblocking(true)?;
+    Ok((socket, peer))
 }
 
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
             Listener::Tcp(l) => l.as_fd(),
-            Listener::Unix(l) => l.as_fd(),
+            Listener::Unix(l) => l.get_ref().as_fd(),
         }
     }
 }
@@ -270,7 +310,7 @@ impl ServerSocket {
                     raw.listen(backlog)?;
                     raw.set_nonblocking(true)?;
                     let _runtime = selector.handle().enter();
-                    UnixListener::from_std(raw.into())
+                    unix_listener(raw)
                 })();
                 let listener = match listening {
                     Ok(listener) => listener,
@@ -282,13 +322,10 @@ impl ServerSocket {
                 let on_release: OnRelease = Arc::new(move |_| owned.remove());
                 // What the OS bound: the path as given, or for an empty path the abstract name
                 // Linux picked (autobind).
-                let local = match listener.local_addr() {
-                    Ok(bound) => UnixSocketAddress::reported(&bound.into()).into(),
-                    Err(_) => address.clone(),
-                };
+                let local = listener.local_address().unwrap_or_else(|_| address.clone());
                 Self::open(
                     selector,
-                    Listener::Unix(listener),
+                    listener,
                     local,
                     options,
                     Some(on_release),
@@ -333,18 +370,9 @@ impl ServerSocket {
         let lingers = linger_time(&raw).is_some();
         let _runtime = selector.handle().enter();
         if unix {
-            let listener = UnixListener::from_std(raw.into())?;
-            let local = std::os::unix::net::SocketAddr::from(listener.local_addr()?);
-            let local = UnixSocketAddress::reported(&local).into();
-            Self::open(
-                selector,
-                Listener::Unix(listener),
-                local,
-                options,
-                None,
-                lingers,
-                true,
-            )
+            let listener = unix_listener(raw)?;
+            let local = listener.local_address()?;
+            Self::open(selector, listener, local, options, None, lingers, true)
         } else {
             let listener = TcpListener::from_std(raw.into())?;
             let local = SocketAddress::from(listener.local_addr()?);
