@@ -138,6 +138,18 @@ fn without_timers_a_graceful_shutdown_panics() {
     assert!(message.contains("timers are disabled"), "{message}");
 }
 
+/// A busy-polling selector rests its polling with a timer. Without timers it panics where it
+/// is made, as documented, never later in its polling task: that task's end closed the whole
+/// selector, every socket failing with `SelectorClosed` while the runtime ran on. (Before, a
+/// busy runtime's first rest did that.)
+#[test]
+fn without_timers_a_busy_polling_selector_panics_where_it_is_made() {
+    let message = panic_of(io_only, async || {
+        let _selector = SelectorManager::with_busy_poll(Duration::from_micros(200));
+    });
+    assert!(message.contains("timers are disabled"), "{message}");
+}
+
 #[test]
 fn without_timers_close_gracefully_panics() {
     let message = panic_of(io_only, async || {
@@ -460,5 +472,26 @@ fn a_thread_name_with_a_nul_byte_is_an_invalid_input_error() {
         }
         Ok(other) => panic!("not Error::Io: {other:?}"),
         Err(payload) => panic!("build panicked: {}", message(&*payload)),
+    }
+}
+
+/// A worker count no runtime can have is an `InvalidInput` error from `build`, never a panic
+/// (before, tokio's builder overflowed adding it to its blocking threads).
+#[test]
+fn an_absurd_worker_count_is_an_invalid_input_error() {
+    for n in [usize::MAX, 1 << 40] {
+        let built =
+            std::panic::catch_unwind(|| SelectorManager::builder().worker_threads(n).build());
+        match built {
+            Ok(Err(net_sockets::Error::Io(e))) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+            }
+            Ok(Ok(selector)) => {
+                selector.close();
+                panic!("{n} workers were started");
+            }
+            Ok(Err(other)) => panic!("not Error::Io: {other:?}"),
+            Err(payload) => panic!("build panicked: {}", message(&*payload)),
+        }
     }
 }

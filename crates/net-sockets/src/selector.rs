@@ -119,8 +119,9 @@ impl SelectorManager {
     /// needs its I/O and its timers (`enable_all`, as `#[tokio::main]` and `#[tokio::test]`
     /// give): without I/O, `bind` and `connect` panic; without timers (`enable_io` alone),
     /// so do a `connect` to a host name (its attempts are 250 ms apart), the graceful
-    /// shutdowns, `close_gracefully`, TLS handshakes and every configured timeout, with tokio's
-    /// message ("timers are disabled").
+    /// shutdowns, `close_gracefully`, TLS handshakes, every configured timeout, and an
+    /// `accept` that finds the process out of descriptors (it pauses 100 ms before it tries
+    /// again), with tokio's message ("timers are disabled").
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Self::on_current_runtime(None)
@@ -174,7 +175,8 @@ impl SelectorManager {
     ///
     /// # Panics
     ///
-    /// As [`new`](Self::new): outside a tokio runtime.
+    /// As [`new`](Self::new): outside a tokio runtime; and, unless `window` is zero, on a
+    /// runtime without timers (`enable_io` alone), whose polling task could not rest.
     ///
     /// # Examples
     ///
@@ -188,6 +190,11 @@ impl SelectorManager {
     /// # }
     /// ```
     pub fn with_busy_poll(window: Duration) -> Self {
+        if !window.is_zero() {
+            // The polling task rests with a timer: without timers, the panic comes here, as
+            // documented, not in that task, whose end would close the selector.
+            let _runtime_has_timers = tokio::time::sleep(Duration::ZERO);
+        }
         Self::on_current_runtime((!window.is_zero()).then(|| Arc::new(BusyPoll::new(window))))
     }
 
@@ -591,6 +598,9 @@ impl fmt::Debug for SelectorSleep {
     }
 }
 
+/// The most worker threads a selector's own runtime may have.
+const MAX_WORKER_THREADS: usize = 32_768;
+
 /// Builds a [`SelectorManager`] with a tokio runtime of its own.
 ///
 /// # Examples
@@ -609,7 +619,7 @@ pub struct SelectorManagerBuilder {
 
 impl SelectorManagerBuilder {
     /// How many threads the selector's runtime runs (default: tokio's, one per core; 0 is
-    /// taken as 1).
+    /// taken as 1; more than 32,768 makes [`build`](Self::build) fail).
     pub fn worker_threads(mut self, n: usize) -> Self {
         self.worker_threads = Some(n.max(1));
         self
@@ -626,9 +636,14 @@ impl SelectorManagerBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the runtime's threads or I/O driver cannot be created, of kind
+    /// [`Error::Io`] when the runtime's I/O driver cannot be created, of kind
     /// [`InvalidInput`](io::ErrorKind::InvalidInput) for a thread name with a NUL byte (which
-    /// no thread can have).
+    /// no thread can have) or more than 32,768 workers.
+    ///
+    /// # Panics
+    ///
+    /// When the OS refuses to start one of the runtime's threads (tokio's builder panics then,
+    /// "OS can't spawn worker thread").
     pub fn build(self) -> Result<SelectorManager> {
         let name = self.thread_name.unwrap_or_else(|| "net-selector".into());
         if name.contains('\0') {
@@ -636,6 +651,14 @@ impl SelectorManagerBuilder {
             return Err(Error::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a thread name may not contain a NUL byte",
+            )));
+        }
+        if self.worker_threads.is_some_and(|n| n > MAX_WORKER_THREADS) {
+            // tokio's builder would overflow adding its blocking threads, or try to start
+            // them all.
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a selector runs at most {MAX_WORKER_THREADS} worker threads"),
             )));
         }
         let mut builder = tokio::runtime::Builder::new_multi_thread();
