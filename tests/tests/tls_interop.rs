@@ -546,6 +546,9 @@ async fn s_client_against_our_server(certs: &Certs, case: Case) {
     let expected_long = format!("Hello, {long}!");
     client.stdout_line_where("long answer", |l| l == expected_long);
     client.stdout_line_where("goodbye", |l| l == "Bye!");
+    // s_client prints `closed` when its read ends with the peer's close_notify
+    // (`SSL_ERROR_ZERO_RETURN`); an end without one prints `read:errno=0` or an error.
+    client.stdout_line_where("close_notify", |l| l == "closed");
     let status = client.finish().status;
     assert!(status.success(), "{case}: s_client {status}");
 
