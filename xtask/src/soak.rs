@@ -25,12 +25,17 @@
 //!   answered (an idle server proves nothing), or when the server exited during the run.
 //!   Any of these makes the exit status non-zero.
 //!
-//! Warm-up: under this load the server's RSS climbs by about 4 KiB per connection during the
-//! first ~50 s of traffic, then stays put. That is bounded, not a leak: it matches each
-//! connection's 8 KiB read buffer (`net_io`), whose contents move back to its front only once
-//! less than half of it is left, so pages past the first are touched once ~4 KiB have arrived.
-//! A run whose middle falls inside that climb (under about 2 minutes) is judged not flat; the
-//! default of 3 minutes puts the middle past it.
+//! Warm-up: once traffic starts, the server's RSS rises once, by about 4 KiB per connection,
+//! and then stays put. That is each connection's 8 KiB read buffer (`net_io`), allocated when
+//! its first bytes arrive, of which a ping-pong connection touches only the first page: a line
+//! read that takes everything buffered clears the buffer, so the next read lands at its front
+//! again. Every connection sends its first request within one think time, so the rise is over
+//! before the first tenth of the run: 3-minute runs are level from their first sample (18 s),
+//! and a 0.2-minute run at 100 connections from its first (1.2 s), so short runs are judged
+//! flat too. Before `dd6ad7f` the buffer was advanced instead of cleared, its pages past the
+//! first were touched once ~4 KiB had arrived (~50 s in), and a run shorter than about
+//! 2 minutes put its middle inside that climb and was judged not flat; the default of
+//! 3 minutes dates from then.
 //!
 //! Both programs are started under `setpriv --pdeathsig KILL` where `setpriv` exists, so that
 //! they die with xtask even when it is ended by a signal (`kill PID`, a supervisor's SIGTERM),
