@@ -8,14 +8,18 @@
 //!
 //! Every 30 s (and before the load, and after it) it samples the server's `VmRSS`, open
 //! descriptors (`/proc/PID/fd`), threads (`Threads:` in `/proc/PID/status`) and tasks (tokio's
-//! alive tasks and the connection handlers running, which the server prints every second).
-//! The certificates are made with `openssl` (a CA and a leaf for 127.0.0.1 and `localhost`).
+//! alive tasks and the connection handlers running, which the server prints every second with
+//! its counts of handlers that panicked and of accept errors). The server's stderr goes to
+//! `$CARGO_TARGET_DIR/soak-mix/serve.stderr`. The certificates are made with `openssl` (a CA
+//! and a leaf for 127.0.0.1 and `localhost`).
 //!
 //! **Leak-free** means: RSS at the end at most 1.05 × the middle's; after the load stopped
 //! (waiting at most 10 s) the descriptors, the alive tasks and the running handlers back to
-//! the baseline's; no failed connection of an orderly shape. Otherwise the exit status is
-//! non-zero. Not part of `cargo xtask ci`. Results go in `RELIABILITY.md`.
+//! the baseline's; no failed connection of an orderly shape; no handler panic and no accept
+//! error counted by the server, and no `panicked at` on its stderr. Otherwise the exit status
+//! is non-zero. Not part of `cargo xtask ci`. Results go in `RELIABILITY.md`.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -32,6 +36,8 @@ const USAGE: &str = "usage: cargo xtask soak-mix [--minutes N] [--workers W]";
 const EVERY: Duration = Duration::from_secs(30);
 /// How long the server may take to come back to its baseline once the load stopped.
 const SETTLE: Duration = Duration::from_secs(10);
+/// How many lines of the server's stderr the summary shows.
+const STDERR_SHOWN: usize = 5;
 
 /// One sample of the server process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -42,10 +48,27 @@ struct Sample {
     threads: u64,
     tasks: u64,
     conns: u64,
+    /// The server's count of handlers that panicked, so far.
+    panics: u64,
+    /// The server's count of accept errors, so far.
+    accept_errors: u64,
 }
 
-/// What the server last printed: `(alive tasks, running handlers)`.
-type Tasks = Arc<Mutex<Option<(u64, u64)>>>;
+/// The server's `tasks` line: `alive=N conns=M panics=P accept_errors=E`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct TaskLine {
+    /// tokio's alive tasks.
+    alive: u64,
+    /// Connection handlers running.
+    conns: u64,
+    /// Handlers that panicked so far.
+    panics: u64,
+    /// Accept errors so far.
+    accept_errors: u64,
+}
+
+/// What the server last printed.
+type Tasks = Arc<Mutex<Option<TaskLine>>>;
 
 /// Runs the mixed soak.
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -89,6 +112,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let dir = target_dir(&root).join("soak-mix");
     std::fs::create_dir_all(&dir)?;
     make_pki(&dir)?;
+    let stderr_path = dir.join("serve.stderr");
+    let stderr = File::create(&stderr_path)
+        .with_context(|| format!("creating {}", stderr_path.display()))?;
 
     let mut server = child_command(&exe);
     server
@@ -101,8 +127,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         .arg(dir.join("key.pem"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    println!("==> {}", describe(&server));
+        .stderr(stderr);
+    println!("==> {} 2> {}", describe(&server), stderr_path.display());
     let mut server = Guard(server.spawn().context("starting soak-mix serve")?);
     let pid = server.0.id();
     let stdout = server.0.stdout.take().context("no stdout")?;
@@ -169,7 +195,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         ensure!(start.elapsed() < limit, "the load ran over {limit:?}");
         ensure!(
             server.0.try_wait()?.is_none(),
-            "the server exited during the run"
+            "the server exited during the run (its stderr: {})",
+            stderr_path.display()
         );
         if start.elapsed() >= next {
             let s = sample(pid, &tasks, start)?;
@@ -198,6 +225,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
     };
     drop(server);
+    // Complete now: the server is gone.
+    let stderr = std::fs::read_to_string(&stderr_path)
+        .with_context(|| format!("reading {}", stderr_path.display()))?;
 
     print!("{report}");
     println!("\n== soak-mix summary ({minutes} min, {workers} workers) ==");
@@ -216,7 +246,39 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         row("", s);
     }
     row("after", &after);
+    println!(
+        "faults     {} handler panics, {} accept errors (the server's count)",
+        after.panics, after.accept_errors
+    );
+    let stderr_lines: Vec<&str> = stderr.lines().collect();
+    println!(
+        "stderr     {} lines from the server ({})",
+        stderr_lines.len(),
+        stderr_path.display()
+    );
+    for line in stderr_lines.iter().take(STDERR_SHOWN) {
+        println!("           {line}");
+    }
 
+    let why = verdict(&baseline, &samples, &after, &report, &stderr);
+    if why.is_empty() {
+        println!("verdict    leak-free");
+        Ok(())
+    } else {
+        println!("verdict    NOT leak-free: {}", why.join("; "));
+        bail!("soak-mix failed: {}", why.join("; "))
+    }
+}
+
+/// Why the run is not leak-free (nothing when it is), from the server's samples, the load
+/// program's report and the server's stderr.
+fn verdict(
+    baseline: &Sample,
+    samples: &[Sample],
+    after: &Sample,
+    report: &str,
+    stderr: &str,
+) -> Vec<String> {
     let mut why = Vec::new();
     if let (Some(middle), Some(end)) = (samples.get(samples.len() / 2), samples.last()) {
         if end.rss_kib * 100 > middle.rss_kib * 105 {
@@ -240,6 +302,20 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             after.tasks, after.conns, baseline.tasks
         ));
     }
+    // The server's own counts, as last printed (at most a second before `after`); a panic in
+    // that last second still shows on its stderr, read below once it exited.
+    if after.panics > 0 {
+        why.push(format!("{} handler panics", after.panics));
+    }
+    if after.accept_errors > 0 {
+        why.push(format!("{} accept errors", after.accept_errors));
+    }
+    let panicked = stderr.lines().filter(|l| l.contains("panicked at")).count();
+    if panicked > 0 {
+        why.push(format!(
+            "{panicked} `panicked at` lines on the server's stderr"
+        ));
+    }
     let orderly_failed: u64 = report
         .lines()
         .filter_map(|l| l.strip_prefix("shape "))
@@ -249,13 +325,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if orderly_failed > 0 {
         why.push(format!("{orderly_failed} orderly connections failed"));
     }
-    if why.is_empty() {
-        println!("verdict    leak-free");
-        Ok(())
-    } else {
-        println!("verdict    NOT leak-free: {}", why.join("; "));
-        bail!("soak-mix failed: {}", why.join("; "))
-    }
+    why
 }
 
 /// Kills and reaps the child when dropped.
@@ -268,18 +338,29 @@ impl Drop for Guard {
     }
 }
 
-/// `alive=N conns=M`.
-fn parse_tasks(rest: &str) -> Option<(u64, u64)> {
-    let mut alive = None;
-    let mut conns = None;
+/// `alive=N conns=M panics=P accept_errors=E`, each once; `None` when one is missing,
+/// repeated, unknown or not a number (a server of another version, or a garbled line).
+fn parse_tasks(rest: &str) -> Option<TaskLine> {
+    let (mut alive, mut conns, mut panics, mut accept_errors) = (None, None, None, None);
     for kv in rest.split_whitespace() {
-        match kv.split_once('=') {
-            Some(("alive", v)) => alive = v.parse().ok(),
-            Some(("conns", v)) => conns = v.parse().ok(),
-            _ => {}
+        let (key, value) = kv.split_once('=')?;
+        let slot = match key {
+            "alive" => &mut alive,
+            "conns" => &mut conns,
+            "panics" => &mut panics,
+            "accept_errors" => &mut accept_errors,
+            _ => return None,
+        };
+        if slot.replace(value.parse().ok()?).is_some() {
+            return None;
         }
     }
-    Some((alive?, conns?))
+    Some(TaskLine {
+        alive: alive?,
+        conns: conns?,
+        panics: panics?,
+        accept_errors: accept_errors?,
+    })
 }
 
 /// The server now.
@@ -294,7 +375,7 @@ fn sample(pid: u32, tasks: &Tasks, start: Instant) -> Result<Sample> {
             .with_context(|| format!("no {name} in /proc/{pid}/status"))
     };
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64;
-    let (tasks, conns) = tasks
+    let line = tasks
         .lock()
         .expect("tasks")
         .context("the server printed no task count")?;
@@ -303,8 +384,10 @@ fn sample(pid: u32, tasks: &Tasks, start: Instant) -> Result<Sample> {
         rss_kib: field("VmRSS:")?,
         fds,
         threads: field("Threads:")?,
-        tasks,
-        conns,
+        tasks: line.alive,
+        conns: line.conns,
+        panics: line.panics,
+        accept_errors: line.accept_errors,
     })
 }
 
@@ -386,10 +469,96 @@ fn make_pki(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A clean report: every shape, some connections each, none failed.
+    const REPORT: &str = "\
+shape tcp ok=10 failed=0
+shape tls ok=10 failed=0
+shape unix ok=10 failed=0
+shape proxy_v1 ok=10 failed=0
+shape tcp_half_close ok=10 failed=0
+shape tcp_reset ok=10 failed=0
+shape tls_reset ok=10 failed=0
+shape tls_cut_handshake ok=10 failed=0
+shape udp ok=10 failed=0
+total ok=90 failed=0
+";
+
+    fn idle() -> Sample {
+        Sample {
+            rss_kib: 5000,
+            fds: 14,
+            threads: 4,
+            tasks: 6,
+            ..Sample::default()
+        }
+    }
+
+    fn loaded() -> Vec<Sample> {
+        let s = Sample {
+            rss_kib: 7300,
+            fds: 20,
+            threads: 5,
+            tasks: 12,
+            conns: 6,
+            ..Sample::default()
+        };
+        vec![s; 3]
+    }
+
     #[test]
     fn the_task_line_is_read() {
-        assert_eq!(parse_tasks("alive=12 conns=3"), Some((12, 3)));
-        assert_eq!(parse_tasks("alive=12"), None);
-        assert_eq!(parse_tasks("alive=x conns=1"), None);
+        let line = TaskLine {
+            alive: 12,
+            conns: 3,
+            panics: 1,
+            accept_errors: 2,
+        };
+        assert_eq!(
+            parse_tasks("alive=12 conns=3 panics=1 accept_errors=2"),
+            Some(line)
+        );
+        for bad in [
+            "alive=12 conns=3",
+            "alive=12 conns=3 panics=0",
+            "alive=x conns=1 panics=0 accept_errors=0",
+            "alive=1 conns=1 panics=0 accept_errors=0 alive=2",
+            "alive=1 conns=1 panics=0 accept_errors=0 other=2",
+        ] {
+            assert_eq!(parse_tasks(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_clean_run_is_leak_free() {
+        let why = verdict(&idle(), &loaded(), &idle(), REPORT, "");
+        assert!(why.is_empty(), "{why:?}");
+    }
+
+    #[test]
+    fn server_panics_and_accept_errors_fail_the_run() {
+        let after = Sample {
+            panics: 2,
+            ..idle()
+        };
+        assert_eq!(
+            verdict(&idle(), &loaded(), &after, REPORT, ""),
+            ["2 handler panics"]
+        );
+        let after = Sample {
+            accept_errors: 1,
+            ..idle()
+        };
+        assert_eq!(
+            verdict(&idle(), &loaded(), &after, REPORT, ""),
+            ["1 accept errors"]
+        );
+        // A panic the counts did not see yet (or outside a handler) still shows on stderr.
+        let stderr = "accept: too many open files\n\
+                      thread 'tokio-runtime-worker' panicked at bench/src/bin/soak_mix.rs:1:1:\n\
+                      boom\n";
+        assert_eq!(
+            verdict(&idle(), &loaded(), &idle(), REPORT, stderr),
+            ["1 `panicked at` lines on the server's stderr"]
+        );
     }
 }
