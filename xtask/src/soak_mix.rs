@@ -15,7 +15,8 @@
 //!
 //! **Leak-free** means: RSS at the end at most 1.05 × the middle's; after the load stopped
 //! (waiting at most 10 s) the descriptors, the alive tasks and the running handlers back to
-//! the baseline's; no failed connection of an orderly shape; no handler panic and no accept
+//! the baseline's; a load report with every shape's line and the total, every
+//! shape with connections that succeeded and none that failed; no handler panic and no accept
 //! error counted by the server, and no `panicked at` on its stderr. Otherwise the exit status
 //! is non-zero. Not part of `cargo xtask ci`. Results go in `RELIABILITY.md`.
 
@@ -36,6 +37,19 @@ const USAGE: &str = "usage: cargo xtask soak-mix [--minutes N] [--workers W]";
 const EVERY: Duration = Duration::from_secs(30);
 /// How long the server may take to come back to its baseline once the load stopped.
 const SETTLE: Duration = Duration::from_secs(10);
+/// The shapes of the load program (`SHAPES` in `bench/src/bin/soak_mix.rs`), each of which its
+/// report must give a line for.
+const SHAPES: [&str; 9] = [
+    "tcp",
+    "tls",
+    "unix",
+    "proxy_v1",
+    "tcp_half_close",
+    "tcp_reset",
+    "tls_reset",
+    "tls_cut_handshake",
+    "udp",
+];
 /// How many lines of the server's stderr the summary shows.
 const STDERR_SHOWN: usize = 5;
 
@@ -316,16 +330,113 @@ fn verdict(
             "{panicked} `panicked at` lines on the server's stderr"
         ));
     }
-    let orderly_failed: u64 = report
-        .lines()
-        .filter_map(|l| l.strip_prefix("shape "))
-        .filter(|l| !l.contains("reset") && !l.contains("cut"))
-        .filter_map(|l| l.split("failed=").nth(1)?.trim().parse::<u64>().ok())
-        .sum();
-    if orderly_failed > 0 {
-        why.push(format!("{orderly_failed} orderly connections failed"));
+    match parse_report(report) {
+        Ok(shapes) => {
+            // Every shape counts, the reset and cut ones too. Their client counts as failed
+            // only a step that fails before its own cut: a connect, a TLS handshake, a write of
+            // a line or of 7 bytes, `SO_LINGER` 0 set on its own socket. The orderly shapes take
+            // the same steps, and the server cuts such a connection first only at its idle
+            // timeout (30 s) or its per-address cap, which would fail an orderly one just the
+            // same; the cut itself, and what the server makes of it, the client never waits
+            // for. So a failure of one is a fault of the server (or of the machine) as much as
+            // an orderly shape's is.
+            let failed: u64 = shapes.iter().map(|s| s.failed).sum();
+            if failed > 0 {
+                let by_shape: Vec<String> = shapes
+                    .iter()
+                    .filter(|s| s.failed > 0)
+                    .map(|s| format!("{} {}", s.name, s.failed))
+                    .collect();
+                why.push(format!(
+                    "{failed} connections failed ({})",
+                    by_shape.join(", ")
+                ));
+            }
+            // A shape that never succeeded was not exercised: it proves nothing.
+            for shape in shapes.iter().filter(|s| s.ok == 0) {
+                why.push(format!("no {} connection succeeded", shape.name));
+            }
+        }
+        Err(e) => why.push(format!("the load program's report: {e:#}")),
     }
     why
+}
+
+/// One `shape NAME ok=N failed=M` line of the load program's report.
+#[derive(Debug, Clone, PartialEq)]
+struct Shape {
+    name: String,
+    ok: u64,
+    failed: u64,
+}
+
+/// The load program's report: a `shape` line for each of [`SHAPES`] (once, in any order), and
+/// a `total ok=N failed=M` line that adds them up. Anything missing, repeated, unknown or
+/// unparsable is an error, so that a short or garbled report cannot read as no failures.
+fn parse_report(text: &str) -> Result<Vec<Shape>> {
+    let mut shapes: Vec<Shape> = Vec::new();
+    let mut total = None;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let record = words.next();
+        if record != Some("shape") && record != Some("total") {
+            continue;
+        }
+        let name = if record == Some("shape") {
+            let name = words
+                .next()
+                .with_context(|| format!("no name in {line:?}"))?;
+            ensure!(SHAPES.contains(&name), "unknown shape in {line:?}");
+            ensure!(
+                !shapes.iter().any(|s| s.name == name),
+                "shape {name} reported twice"
+            );
+            Some(name)
+        } else {
+            ensure!(total.is_none(), "two `total` lines");
+            None
+        };
+        let (mut ok, mut failed) = (None, None);
+        for kv in words {
+            let (key, value) = kv
+                .split_once('=')
+                .with_context(|| format!("{kv:?} in {line:?}"))?;
+            let slot = match key {
+                "ok" => &mut ok,
+                "failed" => &mut failed,
+                _ => bail!("unknown key {key:?} in {line:?}"),
+            };
+            ensure!(slot.is_none(), "{key} twice in {line:?}");
+            *slot = Some(
+                value
+                    .parse::<u64>()
+                    .with_context(|| format!("{key}={value} in {line:?}"))?,
+            );
+        }
+        let ok = ok.with_context(|| format!("no ok= in {line:?}"))?;
+        let failed = failed.with_context(|| format!("no failed= in {line:?}"))?;
+        match name {
+            Some(name) => shapes.push(Shape {
+                name: name.to_owned(),
+                ok,
+                failed,
+            }),
+            None => total = Some((ok, failed)),
+        }
+    }
+    let missing: Vec<&str> = SHAPES
+        .iter()
+        .copied()
+        .filter(|name| !shapes.iter().any(|s| s.name == *name))
+        .collect();
+    ensure!(missing.is_empty(), "no line for shapes {missing:?}");
+    let (ok, failed) = total.context("no `total` line")?;
+    let sum = |f: fn(&Shape) -> u64| shapes.iter().map(f).sum::<u64>();
+    ensure!(
+        (ok, failed) == (sum(|s| s.ok), sum(|s| s.failed)),
+        "total ok={ok} failed={failed} is not the shapes' sum"
+    );
+    Ok(shapes)
 }
 
 /// Kills and reaps the child when dropped.
@@ -560,5 +671,67 @@ total ok=90 failed=0
             verdict(&idle(), &loaded(), &idle(), REPORT, stderr),
             ["1 `panicked at` lines on the server's stderr"]
         );
+    }
+
+    #[test]
+    fn the_report_is_read_strictly() {
+        let shapes = parse_report(REPORT).unwrap();
+        assert_eq!(shapes.len(), SHAPES.len());
+        assert_eq!(
+            shapes[5],
+            Shape {
+                name: "tcp_reset".to_owned(),
+                ok: 10,
+                failed: 0
+            }
+        );
+        // Once read as 0 failures: no shape lines, an unparsable count.
+        assert!(parse_report("").is_err());
+        assert!(parse_report("total ok=0 failed=0\n").is_err());
+        let garbled = REPORT.replace("shape tls ok=10 failed=0", "shape tls ok=10 failed=x");
+        assert!(parse_report(&garbled).is_err());
+        let without = |prefix: &str| -> String {
+            REPORT
+                .lines()
+                .filter(|l| !l.starts_with(prefix))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        let err = parse_report(&without("shape udp")).unwrap_err();
+        assert!(err.to_string().contains("udp"), "{err:#}");
+        assert!(parse_report(&without("total")).is_err());
+        for bad in [
+            REPORT.replace("shape udp", "shape quic"),
+            REPORT.replace("total ok=90", "total ok=91"),
+            REPORT.replace("ok=10 failed=0\nshape udp", "failed=0\nshape udp"),
+            format!("{REPORT}shape tcp ok=1 failed=0\n"),
+        ] {
+            assert!(parse_report(&bad).is_err(), "{bad}");
+        }
+        // A report that cannot be read fails the verdict, not only the parse.
+        let why = verdict(&idle(), &loaded(), &idle(), "", "");
+        assert!(why[0].starts_with("the load program's report"), "{why:?}");
+    }
+
+    #[test]
+    fn any_failed_or_unexercised_shape_fails_the_run() {
+        for shape in SHAPES {
+            let failed = REPORT
+                .replace(
+                    &format!("shape {shape} ok=10 failed=0"),
+                    &format!("shape {shape} ok=10 failed=1"),
+                )
+                .replace("total ok=90 failed=0", "total ok=90 failed=1");
+            let why = verdict(&idle(), &loaded(), &idle(), &failed, "");
+            assert_eq!(why, [format!("1 connections failed ({shape} 1)")]);
+            let unexercised = REPORT
+                .replace(
+                    &format!("shape {shape} ok=10"),
+                    &format!("shape {shape} ok=0"),
+                )
+                .replace("total ok=90", "total ok=80");
+            let why = verdict(&idle(), &loaded(), &idle(), &unexercised, "");
+            assert_eq!(why, [format!("no {shape} connection succeeded")]);
+        }
     }
 }
