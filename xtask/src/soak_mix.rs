@@ -14,8 +14,8 @@
 //! and a leaf for 127.0.0.1 and `localhost`).
 //!
 //! **Leak-free** means: RSS at the end at most 1.05 × the middle's; after the load stopped
-//! (waiting at most 10 s) the descriptors, the alive tasks and the running handlers back to
-//! the baseline's; a load report with every shape's line and the total, every
+//! (waiting at most 15 s) the descriptors, the threads, the alive tasks and the running
+//! handlers back to the baseline's; a load report with every shape's line and the total, every
 //! shape with connections that succeeded and none that failed; no handler panic and no accept
 //! error counted by the server, and no `panicked at` on its stderr. Otherwise the exit status
 //! is non-zero. Not part of `cargo xtask ci`. Results go in `RELIABILITY.md`.
@@ -35,8 +35,9 @@ use crate::{cargo, child_command, describe, project_root, target_dir};
 const USAGE: &str = "usage: cargo xtask soak-mix [--minutes N] [--workers W]";
 /// How often the server is sampled.
 const EVERY: Duration = Duration::from_secs(30);
-/// How long the server may take to come back to its baseline once the load stopped.
-const SETTLE: Duration = Duration::from_secs(10);
+/// How long the server may take to come back to its baseline once the load stopped: past
+/// tokio's 10 s keep-alive of an idle blocking-pool thread (see [`verdict`]'s thread check).
+const SETTLE: Duration = Duration::from_secs(15);
 /// The shapes of the load program (`SHAPES` in `bench/src/bin/soak_mix.rs`), each of which its
 /// report must give a line for.
 const SHAPES: [&str; 9] = [
@@ -233,7 +234,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let after = loop {
         thread::sleep(Duration::from_millis(1100));
         let s = sample(pid, &tasks, start)?;
-        let settled = s.fds <= baseline.fds && s.tasks <= baseline.tasks && s.conns == 0;
+        let settled = s.fds <= baseline.fds
+            && s.threads <= baseline.threads
+            && s.tasks <= baseline.tasks
+            && s.conns == 0;
         if settled || settle.elapsed() >= SETTLE {
             break s;
         }
@@ -308,6 +312,20 @@ fn verdict(
         why.push(format!(
             "{} descriptors after, baseline {}",
             after.fds, baseline.fds
+        ));
+    }
+    // `Threads:` counts every thread of the server: main, the runtime's workers and the stdin
+    // watcher, all started before the baseline (taken idle, 2 s after the server listened), and
+    // the threads started lazily under load: tokio's blocking pool (net-sockets hands it a close
+    // that must wait), whose idle threads end after 10 s, and short-lived `net-linger` threads.
+    // So the baseline holds every thread an idle server keeps, and `after` was taken once the
+    // threads were back to it or `SETTLE` (past the pool's 10 s) had passed: a thread still
+    // there is one the server kept. (The first sample under load would be a looser reference:
+    // it may catch pool threads that come and go.)
+    if after.threads > baseline.threads {
+        why.push(format!(
+            "{} threads after, baseline {}",
+            after.threads, baseline.threads
         ));
     }
     if after.tasks > baseline.tasks || after.conns > 0 {
@@ -671,6 +689,24 @@ total ok=90 failed=0
             verdict(&idle(), &loaded(), &idle(), REPORT, stderr),
             ["1 `panicked at` lines on the server's stderr"]
         );
+    }
+
+    #[test]
+    fn a_thread_kept_after_the_load_fails_the_run() {
+        // More threads under load (the blocking pool) is fine; still more once settled is not.
+        let after = Sample {
+            threads: 5,
+            ..idle()
+        };
+        assert_eq!(
+            verdict(&idle(), &loaded(), &after, REPORT, ""),
+            ["5 threads after, baseline 4"]
+        );
+        let fewer = Sample {
+            threads: 3,
+            ..idle()
+        };
+        assert!(verdict(&idle(), &loaded(), &fewer, REPORT, "").is_empty());
     }
 
     #[test]
