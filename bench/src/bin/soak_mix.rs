@@ -473,3 +473,39 @@ fn client_config(ca: &PathBuf) -> Result<Arc<rustls::ClientConfig>> {
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_handler_panic_and_an_accept_error_are_counted() {
+        let selector = SelectorManager::new();
+        let listener = a_socket(&selector).tcp().bind("127.0.0.1:0").await.unwrap();
+        let faults = Faults::default();
+        let mut handlers = JoinSet::new();
+        handlers.spawn(async { panic!("a handler's bug") });
+        handlers.spawn(async {});
+        // No client comes: waiting for one reaps the finished handlers, the panic counted
+        // (once; the handler that returned is no fault).
+        let waited = timeout(
+            Duration::from_millis(500),
+            next_connection(&listener, &mut handlers, &faults),
+        )
+        .await;
+        assert!(waited.is_err(), "no connection was made");
+        assert!(handlers.is_empty());
+        assert_eq!(faults.panics.load(Ordering::Relaxed), 1);
+        assert_eq!(faults.accept_errors.load(Ordering::Relaxed), 0);
+
+        // A closed listener's accept fails: counted, and no connection.
+        listener.close();
+        assert!(
+            next_connection(&listener, &mut handlers, &faults)
+                .await
+                .is_none()
+        );
+        assert_eq!(faults.accept_errors.load(Ordering::Relaxed), 1);
+        assert_eq!(faults.panics.load(Ordering::Relaxed), 1);
+    }
+}
