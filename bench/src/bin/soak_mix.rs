@@ -14,8 +14,10 @@
 //! of 30 s and at most 256 connections per client address (the PROXY load names a new client
 //! address for most connections, so the per-address counts see ever new keys); prints one line
 //! `listening tcp=A proxy=A tls=A udp=A unix=PATH`, then every second
-//! `tasks alive=N conns=M` (tokio's alive tasks, and the connection handlers running). Every
-//! stream answers each line `X` with `Hello, X!`; it exits when its stdin closes.
+//! `tasks alive=N conns=M panics=P accept_errors=E` (tokio's alive tasks, the connection
+//! handlers running, the handlers that panicked so far, and the accept errors so far). Every
+//! stream answers each line `X` with `Hello, X!`; it exits when its stdin closes. A panic's
+//! message and each accept error also go to stderr.
 //!
 //! `load` runs W workers for S seconds, each going round the shapes in turn (a 20 ms pause
 //! between two): plain TCP, TLS, Unix, PROXY v1 (5 lines each, then an orderly close), a TCP
@@ -32,12 +34,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
-use net_sockets::{ProxyProtocol, SelectorManager, ServerSocket, UnixSocketAddress, a_socket};
+use net_sockets::{
+    ProxyProtocol, SelectorManager, ServerSocket, Socket, UnixSocketAddress, a_socket,
+};
 use net_tls::{TlsExt, TlsServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket, UnixStream};
+use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, timeout};
 
 /// The longest line a server reads.
@@ -108,6 +113,31 @@ impl Drop for Live {
     }
 }
 
+/// Faults of the server that its clients may not see, counted for the driver. A handler's
+/// panic is caught by tokio and ends only that handler (its client may see no more than a
+/// cut connection, which the reset shapes make on purpose); an accept error is one the
+/// listener does not retry by itself (it retries those `accept(2)` says to), so any is a fault.
+#[derive(Default)]
+struct Faults {
+    panics: AtomicU64,
+    accept_errors: AtomicU64,
+}
+
+impl Faults {
+    /// Counts a finished handler that panicked (its message is already on stderr).
+    fn finished(&self, handler: Result<(), JoinError>) {
+        if handler.is_err_and(|e| e.is_panic()) {
+            self.panics.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts and reports an accept error.
+    fn accept_failed(&self, error: &net_sockets::Error) {
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!("accept: {error}");
+    }
+}
+
 async fn serve(unix: PathBuf, cert: PathBuf, key: PathBuf) -> Result<()> {
     let selector = SelectorManager::new();
     let tcp = || {
@@ -139,10 +169,11 @@ async fn serve(unix: PathBuf, cert: PathBuf, key: PathBuf) -> Result<()> {
         unix.display()
     );
     let conns = Arc::new(AtomicUsize::new(0));
+    let faults = Arc::new(Faults::default());
     for listener in [plain, proxy, local] {
-        tokio::spawn(accept_plain(listener, conns.clone()));
+        tokio::spawn(accept_plain(listener, conns.clone(), faults.clone()));
     }
-    tokio::spawn(accept_tls(tls, config, conns.clone()));
+    tokio::spawn(accept_tls(tls, config, conns.clone(), faults.clone()));
     tokio::spawn(async move {
         while let Ok(datagram) = udp.receive().await {
             let _ = udp.send(datagram).await;
@@ -157,61 +188,86 @@ async fn serve(unix: PathBuf, cert: PathBuf, key: PathBuf) -> Result<()> {
     let metrics = tokio::runtime::Handle::current().metrics();
     loop {
         println!(
-            "tasks alive={} conns={}",
+            "tasks alive={} conns={} panics={} accept_errors={}",
             metrics.num_alive_tasks(),
-            conns.load(Ordering::Relaxed)
+            conns.load(Ordering::Relaxed),
+            faults.panics.load(Ordering::Relaxed),
+            faults.accept_errors.load(Ordering::Relaxed)
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-async fn accept_plain(listener: ServerSocket, conns: Arc<AtomicUsize>) {
+/// The next connection of `listener`, while reaping the finished handlers of `handlers` into
+/// `faults`; `None` after an accept error (counted and reported).
+///
+/// The handlers are kept in a `JoinSet` so that a panic is seen: a handler's own result is
+/// ignored (a reset or a cut handshake fails it on purpose), its panic is not. `accept` is
+/// cancel safe, so a handler finishing first loses no connection.
+async fn next_connection(
+    listener: &ServerSocket,
+    handlers: &mut JoinSet<()>,
+    faults: &Faults,
+) -> Option<Socket> {
     loop {
-        match listener.accept().await {
-            Ok(mut socket) => {
-                let live = Live::new(&conns);
-                tokio::spawn(async move {
-                    let _live = live;
-                    if let (Ok(input), Ok(output)) =
-                        (socket.open_read_channel(), socket.open_write_channel(true))
-                    {
-                        let _ = answer(input, output).await;
-                    }
-                    socket.close();
-                });
-            }
-            Err(e) => {
-                eprintln!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(socket) => return Some(socket),
+                Err(e) => {
+                    faults.accept_failed(&e);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    return None;
+                }
+            },
+            // `None` (no handler) disables this branch until the next call.
+            Some(handler) = handlers.join_next() => faults.finished(handler),
         }
     }
 }
 
-async fn accept_tls(listener: ServerSocket, config: TlsServerConfig, conns: Arc<AtomicUsize>) {
+async fn accept_plain(listener: ServerSocket, conns: Arc<AtomicUsize>, faults: Arc<Faults>) {
+    let mut handlers = JoinSet::new();
     loop {
-        match listener.accept().await {
-            Ok(socket) => {
-                let live = Live::new(&conns);
-                let config = config.clone();
-                tokio::spawn(async move {
-                    let _live = live;
-                    let Ok(mut tls) = socket.tls_server(&config).await else {
-                        return;
-                    };
-                    if let (Ok(input), Ok(output)) =
-                        (tls.open_read_channel(), tls.open_write_channel(true))
-                    {
-                        let _ = answer(input, output).await;
-                    }
-                    tls.close();
-                });
+        let Some(mut socket) = next_connection(&listener, &mut handlers, &faults).await else {
+            continue;
+        };
+        let live = Live::new(&conns);
+        handlers.spawn(async move {
+            let _live = live;
+            if let (Ok(input), Ok(output)) =
+                (socket.open_read_channel(), socket.open_write_channel(true))
+            {
+                let _ = answer(input, output).await;
             }
-            Err(e) => {
-                eprintln!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            socket.close();
+        });
+    }
+}
+
+async fn accept_tls(
+    listener: ServerSocket,
+    config: TlsServerConfig,
+    conns: Arc<AtomicUsize>,
+    faults: Arc<Faults>,
+) {
+    let mut handlers = JoinSet::new();
+    loop {
+        let Some(socket) = next_connection(&listener, &mut handlers, &faults).await else {
+            continue;
+        };
+        let live = Live::new(&conns);
+        let config = config.clone();
+        handlers.spawn(async move {
+            let _live = live;
+            let Ok(mut tls) = socket.tls_server(&config).await else {
+                return;
+            };
+            if let (Ok(input), Ok(output)) = (tls.open_read_channel(), tls.open_write_channel(true))
+            {
+                let _ = answer(input, output).await;
             }
-        }
+            tls.close();
+        });
     }
 }
 
@@ -416,4 +472,40 @@ fn client_config(ca: &PathBuf) -> Result<Arc<rustls::ClientConfig>> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_handler_panic_and_an_accept_error_are_counted() {
+        let selector = SelectorManager::new();
+        let listener = a_socket(&selector).tcp().bind("127.0.0.1:0").await.unwrap();
+        let faults = Faults::default();
+        let mut handlers = JoinSet::new();
+        handlers.spawn(async { panic!("a handler's bug") });
+        handlers.spawn(async {});
+        // No client comes: waiting for one reaps the finished handlers, the panic counted
+        // (once; the handler that returned is no fault).
+        let waited = timeout(
+            Duration::from_millis(500),
+            next_connection(&listener, &mut handlers, &faults),
+        )
+        .await;
+        assert!(waited.is_err(), "no connection was made");
+        assert!(handlers.is_empty());
+        assert_eq!(faults.panics.load(Ordering::Relaxed), 1);
+        assert_eq!(faults.accept_errors.load(Ordering::Relaxed), 0);
+
+        // A closed listener's accept fails: counted, and no connection.
+        listener.close();
+        assert!(
+            next_connection(&listener, &mut handlers, &faults)
+                .await
+                .is_none()
+        );
+        assert_eq!(faults.accept_errors.load(Ordering::Relaxed), 1);
+        assert_eq!(faults.panics.load(Ordering::Relaxed), 1);
+    }
 }
