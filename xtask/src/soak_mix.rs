@@ -6,8 +6,8 @@
 //! lines in ping-pong, then an orderly close), a TCP half-close, abrupt resets (`SO_LINGER` 0)
 //! of a TCP and a TLS connection, a TLS handshake cut after its first bytes, and a UDP echo.
 //!
-//! Every 30 s (and before the load, and after it) it samples the server's `VmRSS`, open
-//! descriptors (`/proc/PID/fd`), threads (`Threads:` in `/proc/PID/status`) and tasks (tokio's
+//! Every 30 s (a tenth of a shorter run; and before the load, and after it) it samples the
+//! server's `VmRSS`, open descriptors (`/proc/PID/fd`), threads (`Threads:` in `/proc/PID/status`) and tasks (tokio's
 //! alive tasks and the connection handlers running, which the server prints every second with
 //! its counts of handlers that panicked and of accept errors). The server's stderr goes to
 //! `$CARGO_TARGET_DIR/soak-mix/serve.stderr`. The certificates are made with `openssl` (a CA
@@ -202,7 +202,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
     let mut samples = Vec::new();
     let limit = Duration::from_secs_f64(secs) + Duration::from_secs(60);
-    let mut next = EVERY;
+    // Every 30 s, or ten times in a shorter run (which would otherwise end before its first
+    // sample, and fail for want of one).
+    let every = EVERY.min(Duration::from_secs_f64(secs / 10.0).max(Duration::from_secs(1)));
+    let mut next = every;
     let status = loop {
         if let Some(status) = load.0.try_wait()? {
             break status;
@@ -220,7 +223,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 s.at_secs, s.rss_kib, s.fds, s.threads, s.tasks, s.conns
             );
             samples.push(s);
-            next += EVERY;
+            next += every;
         }
         thread::sleep(Duration::from_millis(100));
     };
