@@ -157,7 +157,9 @@ impl Sink {
 ///   a task that writes and then waits for something else flushes first
 ///   (`AsyncWriteExt::flush`). The channel's own [`write_fully`](Self::write_fully) and
 ///   typed writes wait for their auto-flush. The rules of [Failures](#failures) apply to each
-///   call.
+///   call, but for one thing: an error from `poll_write` means that it took nothing (tokio's
+///   contract), so one whose bytes the transport took before its flush failed returns how
+///   many it took, and the failure comes with the next call.
 /// - `poll_flush` is [`flush`](Self::flush), but for a channel closed cleanly: there it
 ///   returns `Ok(())` (nothing is left to flush), as tokio's `TcpStream` does, so a
 ///   `FramedWrite` may be closed twice.
@@ -207,9 +209,10 @@ pub struct ByteWriteChannel {
     /// never end cleanly; or the channel ended holding some. A state shared later hears of it
     /// at once.
     lost: bool,
-    /// A write call timed out without effect: the next one is not held in the backlog but goes
-    /// to the transport (which holds it itself if it may), so that the transport learns that
-    /// the stream goes on, and a close does not end it as a failed one.
+    /// A write call or a flush timed out (a write call without effect): the next write is not
+    /// held in the backlog but goes to the transport (which holds it itself if it may), so
+    /// that the transport learns that the stream goes on, and a close does not end it as a
+    /// failed one.
     timed_out: bool,
     /// A write call or a flush returned [`Error::Timeout`] and kept bytes in the buffer: its
     /// caller was told that they may never be sent, so a drop that throws bytes away after it
@@ -551,6 +554,12 @@ impl ByteWriteChannel {
                     *rest = if !std::mem::take(&mut self.timed_out) && self.held(&self.buf) {
                         self.buf.clear();
                         self.note_buffer();
+                        // What was kept after a timeout left with them.
+                        self.timeout_reported = false;
+                        if self.large {
+                            // A large frame's rest left with them: its allocation goes now.
+                            self.release_large();
+                        }
                         Rest::Done
                     } else {
                         Rest::Drain { call, flush: true }
@@ -818,6 +827,11 @@ impl ByteWriteChannel {
     /// [`cancel`](Self::cancel), and the shared state is told that bytes were lost, so that the
     /// transport's owner never ends it cleanly.
     pub(crate) fn cut_short(&mut self) {
+        if self.sink.is_none() {
+            // Closed already (cleanly, or failed, which told the shared state): nothing more
+            // to end, and nothing thrown away.
+            return;
+        }
         self.mark_lost();
         self.cancel();
     }
@@ -1039,8 +1053,10 @@ impl ByteWriteChannel {
                 if matches!(e, Error::Timeout) {
                     // The buffer is kept: the next flush goes on from where this one stopped.
                     // (A flush that timed out in the transport, with the buffer written out,
-                    // kept nothing here.)
+                    // kept nothing here.) The next write goes to the transport, as after a
+                    // write call that timed out (see `timed_out`).
                     self.timeout_reported = !self.buf.is_empty();
+                    self.timed_out = true;
                     return Poll::Ready(Err(e));
                 }
                 Poll::Ready(Err(self.fail(e)))
@@ -1093,6 +1109,11 @@ impl ByteWriteChannel {
         }
         let n = if self.buf.is_empty() && src.len() >= WRITE_BUFFER {
             // Large, and nothing buffered: one write straight to the transport.
+            if self.sink.is_some() && std::mem::take(&mut self.torn) {
+                // A new write to the transport: the one cut short before it was dropped, and
+                // its rest is lost (as in `poll_write_direct`).
+                self.mark_lost();
+            }
             let Some(sink) = self.sink.as_mut() else {
                 return Poll::Ready(Err(Error::ClosedForWrite));
             };
@@ -1120,11 +1141,19 @@ impl ByteWriteChannel {
             // `poll_flush`. The bytes are accepted either way.
             if let Poll::Ready(Err(e)) = self.poll_drain_and_flush(cx) {
                 let e = Error::from(e);
-                if !matches!(e, Error::Timeout) {
-                    // The call fails: what of its bytes is still buffered is thrown away, and
-                    // was not accepted.
-                    self.written -= n.min(self.buf.len()) as u64;
-                    return Poll::Ready(Err(self.fail(e)));
+                if matches!(e, Error::Timeout) {
+                    // Kept, and the next write goes to the transport, as after a write call
+                    // that timed out (see `timed_out`).
+                    self.timed_out = true;
+                } else {
+                    // Failed for good. What of the call's bytes is still buffered is thrown
+                    // away, and was not accepted; what the transport took was: then the call
+                    // reports that (an error says that it took nothing, and a caller that
+                    // retries would send them twice), and the next one the failure.
+                    let left = n.min(self.buf.len());
+                    self.written -= left as u64;
+                    let failure = self.fail(e);
+                    return Poll::Ready(if left < n { Ok(n - left) } else { Err(failure) });
                 }
             }
         }

@@ -327,6 +327,9 @@ enum Status {
     /// Failed for good with an error of this kind and text (which every later call reports:
     /// the same variant, kind, OS error code and inner error).
     Failed(io::ErrorKind, String),
+    /// Failed for good by an auto-flushed `poll_write` that returned what the transport took
+    /// before its flush failed: the next call reports the failure (then `Failed`).
+    FailedUnreported,
     Cancelled,
     Closed,
 }
@@ -562,11 +565,20 @@ pub(crate) fn run(case: &Case, meter: &impl Meter) {
                             checkpoint = true;
                         }
                         Op::Flush => checkpoint = true,
-                        // `poll_write` only tries to flush, in auto-flush mode too.
+                        // `poll_write` only tries to flush, in auto-flush mode too; when that
+                        // fails after the transport took some of its bytes, it returns those
+                        // (an error would say it took none), and the failure comes next.
+                        Op::Write(_) if closed => {
+                            assert!(case.auto_flush, "Ok, but the channel closed: {}", at());
+                            status = Status::FailedUnreported;
+                        }
                         Op::Write(_) => {}
                         _ => checkpoint = case.auto_flush,
                     }
-                    if !matches!(step.op, Op::Cancel | Op::FlushAndClose | Op::Shutdown) {
+                    if !matches!(
+                        step.op,
+                        Op::Cancel | Op::FlushAndClose | Op::Shutdown | Op::Write(_)
+                    ) {
                         assert!(!closed, "Ok, but the channel closed: {}", at());
                     }
                     Allowed::Whole
@@ -601,6 +613,17 @@ pub(crate) fn run(case: &Case, meter: &impl Meter) {
                             "a failed channel reported another error ({e:?}): {}",
                             at()
                         ),
+                    }
+                    Allowed::Nothing
+                }
+                (Outcome::Done(result), Status::FailedUnreported) => {
+                    match (result, &step.op) {
+                        (Ok(()), Op::Cancel) => {}
+                        (Ok(()), _) => panic!("Ok on a failed channel: {}", at()),
+                        (Err(e), _) => {
+                            assert!(!matches!(e, Error::Timeout), "{e:?}: {}", at());
+                            status = Status::Failed(e.kind(), e.to_string());
+                        }
                     }
                     Allowed::Nothing
                 }
@@ -708,7 +731,10 @@ pub(crate) fn run(case: &Case, meter: &impl Meter) {
                 at()
             );
         });
-        if matches!(status, Status::Failed(..) | Status::Cancelled) {
+        if matches!(
+            status,
+            Status::Failed(..) | Status::FailedUnreported | Status::Cancelled
+        ) {
             // The transport is dropped with the buffer.
             assert_eq!(
                 Arc::strong_count(&log.0),

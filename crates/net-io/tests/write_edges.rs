@@ -1,0 +1,132 @@
+//! The write channel at four edges an audit found: an auto-flushed `poll_write` whose flush
+//! fails after the transport took its bytes, a trait write that goes to the transport after a
+//! write cut short, `copy_and_close` into a channel already closed, and a write after a flush
+//! that timed out.
+
+mod support;
+
+use std::io;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use net_io::{Backlog, ByteReadChannel, ByteWriteChannel, Error, LineEnding, WriteState};
+use support::{Act, MockWriter};
+use tokio::io::AsyncWriteExt;
+
+/// Polls `fut` once with a waker that does nothing; `Some(output)` when it completed.
+fn poll1<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
+
+fn broken() -> io::Error {
+    io::ErrorKind::BrokenPipe.into()
+}
+
+/// tokio's contract: a `poll_write` that returns an error took nothing. An auto-flushed one
+/// whose bytes reached the transport, then whose flush failed, reports how many it took, and
+/// the failure comes with the next call; `total_bytes_written` agrees. (Before, it returned
+/// the error though the transport had its bytes: a caller that retries sends them twice.)
+#[test]
+fn an_auto_flushed_poll_write_that_took_bytes_reports_them_and_fails_the_next_call() {
+    // Straight to the transport (10,000 bytes, nothing buffered), then the flush fails.
+    let w = MockWriter::default();
+    w.on_flush([Act::Fail(broken())]);
+    let mut out = ByteWriteChannel::new(w.clone(), true);
+    let n = poll1(AsyncWriteExt::write(&mut out, &[7u8; 10_000])).unwrap();
+    assert_eq!(n.unwrap(), w.accepted().len());
+    assert_eq!(out.total_bytes_written(), w.accepted().len() as u64);
+    let next = poll1(AsyncWriteExt::write(&mut out, b"more")).unwrap();
+    assert_eq!(next.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+
+    // Through the buffer: the transport takes 50 of 100, then fails.
+    let w = MockWriter::default();
+    w.on_write([Act::Take(50), Act::Fail(broken())]);
+    let mut out = ByteWriteChannel::new(w.clone(), true);
+    let n = poll1(AsyncWriteExt::write(&mut out, &[1u8; 100])).unwrap();
+    assert_eq!(n.unwrap(), 50);
+    assert_eq!(out.total_bytes_written(), 50);
+    assert!(poll1(AsyncWriteExt::flush(&mut out)).unwrap().is_err());
+
+    // Nothing taken: the error itself, and nothing counted.
+    let w = MockWriter::default();
+    w.on_write([Act::Fail(broken())]);
+    let mut out = ByteWriteChannel::new(w.clone(), true);
+    let e = poll1(AsyncWriteExt::write(&mut out, &[1u8; 100])).unwrap();
+    assert_eq!(e.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+    assert_eq!(out.total_bytes_written(), 0);
+}
+
+/// "Dropped writes": the rest of a write cut short counts as lost once the next write that
+/// goes to the transport directly starts: a trait write large enough to go there too. (Before,
+/// only the channel's own writes marked it.)
+#[test]
+fn a_trait_write_that_goes_to_the_transport_after_a_cut_write_marks_its_rest_lost() {
+    let w = MockWriter::default();
+    w.on_write([Act::Take(1), Act::Stall]);
+    let mut out = ByteWriteChannel::new(w.clone(), false);
+    let state = WriteState::new();
+    out.share_state(state.clone());
+    assert!(poll1(out.write_fully(&[1u8; 20_000])).is_none());
+    assert!(state.has_unsent() && !state.lost_bytes());
+    let n = poll1(AsyncWriteExt::write(&mut out, &[2u8; 10_000]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.accepted().len(), 1 + n, "went to the transport directly");
+    assert!(state.lost_bytes());
+}
+
+/// `copy_and_close` into a channel already closed cleanly fails with `ClosedForWrite` and
+/// leaves it as it was: nothing was thrown away, so the shared state says no bytes were lost
+/// (a socket would otherwise reset a connection that ended cleanly).
+#[test]
+fn copy_and_close_into_a_closed_channel_leaves_it_clean() {
+    let w = MockWriter::default();
+    let mut out = ByteWriteChannel::new(w.clone(), false);
+    let state = WriteState::new();
+    out.share_state(state.clone());
+    poll1(out.write_fully(b"done")).unwrap().unwrap();
+    poll1(out.flush_and_close()).unwrap().unwrap();
+    let mut src = ByteReadChannel::from_bytes("more");
+    let r = poll1(src.copy_and_close(&mut out, u64::MAX)).unwrap();
+    assert!(matches!(r, Err(Error::ClosedForWrite)), "{r:?}");
+    assert_eq!(w.accepted(), b"done");
+    assert!(!state.lost_bytes());
+    assert!(poll1(AsyncWriteExt::shutdown(&mut out)).unwrap().is_ok());
+}
+
+/// After a write call times out, the next write goes to the transport rather than into the
+/// flush-coalescing backlog, so that the transport learns that the stream goes on (a socket
+/// then does not end it as a failed one); so after a flush that timed out. (Before, the flush's
+/// timeout left the next write held, and the transport saw nothing.)
+#[tokio::test]
+async fn a_write_after_a_timeout_reaches_the_transport_whether_a_write_or_a_flush_timed_out() {
+    for flush_timed_out in [false, true] {
+        let w = MockWriter::default();
+        let mut out = ByteWriteChannel::new(w.clone(), true);
+        let backlog = Backlog::new();
+        out.hold_while(backlog.clone());
+        if flush_timed_out {
+            w.on_write([Act::Stall]);
+            assert!(poll1(out.write_u32(1)).is_none());
+            w.on_write([Act::Fail(support::timeout())]);
+            assert!(matches!(out.flush().await, Err(Error::Timeout)));
+        } else {
+            w.on_write([Act::Fail(support::timeout())]);
+            assert!(matches!(out.write_u32(1).await, Err(Error::Timeout)));
+        }
+        let mut input = ByteReadChannel::new(&b"one\ntwo\n"[..]);
+        input.share_backlog(backlog.clone());
+        input.read_line(80, LineEnding::Default).await.unwrap();
+        assert!(backlog.is_pending());
+        out.write_u8(2).await.unwrap();
+        assert!(
+            !w.accepted().is_empty(),
+            "flush timed out {flush_timed_out}: the write after it was held back ({} bytes)",
+            backlog.with_held(|h| h.len())
+        );
+    }
+}
