@@ -372,7 +372,9 @@ impl ByteReadChannel {
     /// leaves the skip due, and so do a read of no bytes (`read_bytes(0)`, `discard(0)`, a
     /// read into an empty buffer), the look-aheads ([`peek`](Self::peek),
     /// [`await_content`](Self::await_content)) and a [`skip_if_found`](Self::skip_if_found)
-    /// that finds nothing.
+    /// that finds nothing. Another read of one byte or more that fails (a
+    /// [`Error::Timeout`], an early end) ends the skip, as one that succeeds does: the next
+    /// line read starts at the line's bytes as they are.
     ///
     /// # Errors
     ///
@@ -795,6 +797,8 @@ impl ByteReadChannel {
     /// Not cancel safe: bytes already copied into `dst` are consumed. Use
     /// [`read_bytes`](Self::read_bytes) where the future may be dropped.
     pub async fn read_fully(&mut self, dst: &mut [u8]) -> Result<()> {
+        // A read of nothing fails on a cancelled channel too, as every read does.
+        self.check_cancelled()?;
         let mut filled = 0;
         while filled < dst.len() {
             let n = match self.read_available(&mut dst[filled..]).await {
@@ -809,7 +813,9 @@ impl ByteReadChannel {
                         buf.extend_from_slice(&self.buf);
                         self.buf = Buffer::from(buf);
                         self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
-                        self.publish();
+                        // The reader waited for more: nothing is pending, whatever it holds
+                        // (as after every read that timed out).
+                        self.tell(false);
                     }
                     return Err(Error::Timeout);
                 }
