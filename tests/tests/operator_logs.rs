@@ -651,3 +651,62 @@ fn a_hostile_peer_s_connections_log_nothing_above_debug() {
         selector.close();
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Connect attempts
+
+/// The guide's event table: `connect attempt` (debug, in the caller's span), with the
+/// `address`, one per address tried: for a connect to an IP address or a Unix path too, not
+/// only for each address of a host name. (Before, only a host name's attempts logged it.)
+#[test]
+fn every_connect_logs_its_attempts() {
+    let recorder = Recorder::global();
+    block_on(async {
+        let selector = SelectorManager::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let dir = net_tests::TempDir::new("logs-connect-attempt");
+        let path = dir.join("s.sock");
+        let _unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        for (case, target) in [
+            (
+                "attempt by name",
+                net_sockets::SocketAddress::from(listener.local_addr().unwrap()),
+            ),
+            (
+                "attempt by address",
+                net_sockets::SocketAddress::from(listener.local_addr().unwrap()),
+            ),
+            (
+                "attempt by path",
+                net_sockets::UnixSocketAddress::new(&path).into(),
+            ),
+        ] {
+            let span = tracing::info_span!(target: "operator_logs", "case", case = case);
+            async {
+                let connect = net_sockets::a_socket(&selector).tcp();
+                let socket = if case == "attempt by name" {
+                    within(connect.connect(("localhost", port))).await
+                } else {
+                    within(connect.connect(target.clone())).await
+                };
+                socket.unwrap();
+            }
+            .instrument(span)
+            .await;
+            let attempts: Vec<_> = recorder
+                .events_in("case", case)
+                .into_iter()
+                .filter(|e| e.message == "connect attempt")
+                .map(|e| e.field("address").map(str::to_owned))
+                .collect();
+            if case == "attempt by name" {
+                // `localhost` may also name `::1`, tried first.
+                assert_eq!(attempts.last(), Some(&Some(target.to_string())), "{case}");
+            } else {
+                assert_eq!(attempts, [Some(target.to_string())], "{case}");
+            }
+        }
+        selector.close();
+    });
+}

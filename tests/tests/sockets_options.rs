@@ -349,3 +349,36 @@ async fn tcp_and_ip_options_are_ignored_on_unix_sockets_and_buffer_sizes_apply()
         .unwrap();
     server.close();
 }
+
+/// A keep-alive parameter turns keep-alive on, as its docs say, also after `keep_alive(false)`:
+/// the last call wins. (Before, `keep_alive(false)` won whatever came after it.)
+#[tokio::test]
+async fn a_keep_alive_parameter_after_keep_alive_false_turns_it_on() {
+    let selector = net_sockets::SelectorManager::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = net_tests::within(
+        net_sockets::a_socket(&selector)
+            .tcp()
+            .keep_alive(false)
+            .keep_alive_idle(std::time::Duration::from_secs(42))
+            .connect(listener.local_addr().unwrap()),
+    )
+    .await
+    .unwrap();
+    let (on, idle) = socket
+        .with_sock_ref(|s| Ok((s.keepalive()?, s.tcp_keepalive_time()?)))
+        .unwrap();
+    assert!(on);
+    assert_eq!(idle, std::time::Duration::from_secs(42));
+    // And the other way round: `keep_alive(false)` last turns it off.
+    let socket = net_tests::within(
+        net_sockets::a_socket(&selector)
+            .tcp()
+            .keep_alive_count(3)
+            .keep_alive(false)
+            .connect(listener.local_addr().unwrap()),
+    )
+    .await
+    .unwrap();
+    assert!(!socket.with_sock_ref(|s| Ok(s.keepalive()?)).unwrap());
+}

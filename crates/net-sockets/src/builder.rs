@@ -135,22 +135,26 @@ impl TcpSocketBuilder {
         self
     }
 
-    /// Sets the keep-alive idle time before the first probe (turns keep-alive on); the kernel
-    /// counts whole seconds, so a fraction is rounded up.
+    /// Sets the keep-alive idle time before the first probe (turns keep-alive on, also after
+    /// `keep_alive(false)`); the kernel counts whole seconds, so a fraction is rounded up.
     pub fn keep_alive_idle(mut self, idle: Duration) -> Self {
+        self.options.keep_alive = Some(true);
         self.options.keep_alive_idle = Some(idle);
         self
     }
 
-    /// Sets the keep-alive interval between probes (turns keep-alive on); a fraction of a second
-    /// is rounded up.
+    /// Sets the keep-alive interval between probes (turns keep-alive on, also after
+    /// `keep_alive(false)`); a fraction of a second is rounded up.
     pub fn keep_alive_interval(mut self, interval: Duration) -> Self {
+        self.options.keep_alive = Some(true);
         self.options.keep_alive_interval = Some(interval);
         self
     }
 
-    /// Sets how many unanswered probes drop the connection (turns keep-alive on).
+    /// Sets how many unanswered probes drop the connection (turns keep-alive on, also after
+    /// `keep_alive(false)`).
     pub fn keep_alive_count(mut self, count: u32) -> Self {
+        self.options.keep_alive = Some(true);
         self.options.keep_alive_count = Some(count);
         self
     }
@@ -193,8 +197,14 @@ impl TcpSocketBuilder {
     /// Bounds the whole of [`connect`](Self::connect), name resolution included: one deadline
     /// for every address of a host name together, not one per attempt. A connect it ends
     /// fails with [`Error::Timeout`](crate::Error::Timeout) and leaves no descriptor (nor a
-    /// Unix socket file) behind. With [`Duration::ZERO`] only a connect that completes without
-    /// waiting succeeds; a duration too large for the clock (`Duration::MAX`) is no bound.
+    /// Unix socket file) behind, but for a host name's lookup under way: the system resolver
+    /// (`getaddrinfo`, on a blocking thread) cannot be stopped, and runs on, holding that
+    /// thread and its query's socket, until it answers or its own timeout passes (5 s per try
+    /// by default), as after a connect future dropped during the lookup. With
+    /// [`Duration::ZERO`] the deadline passes at the timer's next tick (about 1 ms): only a
+    /// connect that completes by then succeeds (to a loopback address, or a host name found
+    /// at once, it usually does); a duration too large for the clock (`Duration::MAX`) is no
+    /// bound.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.options.connect_timeout = Some(timeout);
         self
@@ -391,7 +401,9 @@ impl TcpSocketBuilder {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropping the future abandons the attempts and closes their descriptors.
+    /// Cancel safe: dropping the future abandons the attempts and closes their descriptors (a
+    /// host name's lookup under way runs on to its end on its blocking thread: see
+    /// [`connect_timeout`](Self::connect_timeout)).
     pub async fn connect(self, address: impl ToSocketAddress) -> Result<Socket> {
         let target = address.to_socket_target()?;
         let selector = self.selector.inner();

@@ -145,6 +145,7 @@ pub(crate) async fn connect(
             // From here on the file is ours: removed when the connect fails or its future is
             // dropped, else with the socket.
             let file = Unclaimed(file);
+            tracing::debug!(address = %unix, "connect attempt");
             let stream = connect_unix(selector, raw, &unix).await?;
             (Stream::Unix(stream), None, file)
         }
@@ -159,6 +160,7 @@ pub(crate) async fn connect(
                 }
                 None => {}
             }
+            tracing::debug!(%address, "connect attempt");
             let stream = connect_one(selector, address, options).await?;
             (
                 Stream::Tcp(stream),

@@ -80,7 +80,8 @@
 //! # Cancel safety
 //!
 //! `accept`, `receive` and `send` are cancel safe; `connect` and `bind` leave nothing behind
-//! when dropped. The channels' methods document their own cancel safety.
+//! when dropped (but a host name's lookup, which the system resolver runs to its end). The
+//! channels' methods document their own cancel safety.
 //!
 //! # Platforms
 //!

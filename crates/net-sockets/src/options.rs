@@ -49,7 +49,8 @@ pub struct SocketOptions {
     /// TCP `TCP_NODELAY` (Nagle's algorithm off). Default: on, as in Ktor.
     pub no_delay: bool,
     /// TCP `SO_KEEPALIVE`. Default: the OS's (off). Setting any of the `keep_alive_*`
-    /// parameters turns it on.
+    /// parameters turns it on, unless this is `Some(false)` (the builder's setters of those
+    /// parameters set it to `Some(true)`).
     pub keep_alive: Option<bool>,
     /// TCP keep-alive idle time before the first probe (`TCP_KEEPIDLE`), in the whole seconds
     /// the kernel counts (a fraction is rounded up).
