@@ -86,7 +86,8 @@ impl TlsConfig {
     /// configuration's verifier. The handshake
     /// timeout is the default, 10 seconds. An ALPN list that cannot be sent (a name empty or
     /// over 255 bytes, a list over [`MAX_ALPN_LIST`](crate::MAX_ALPN_LIST)) fails each
-    /// handshake with [`Error::InvalidAlpnProtocol`] before anything is sent.
+    /// handshake with [`Error::InvalidAlpnProtocol`] before any TLS record is sent (on a
+    /// `Connection`, after its plain-text output was flushed).
     ///
     /// # Examples
     ///

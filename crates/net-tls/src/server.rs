@@ -228,8 +228,8 @@ impl TlsServerConfigBuilder {
     /// # Errors
     ///
     /// [`Error::Pem`] when no key is found, the PEM is malformed, the key is encrypted, or it is
-    /// not a key rustls can sign with (its body corrupted, or an algorithm other than RSA,
-    /// ECDSA and EdDSA).
+    /// not a key the `ring` provider can sign with: its body corrupted, or anything but RSA of
+    /// 2048 bits or more, ECDSA on P-256 or P-384, or Ed25519 (PKCS#8 only).
     pub fn private_key_pem(mut self, pem: &[u8]) -> Result<Self> {
         self.key = Some(pem::private_key(pem, pem::BYTES)?);
         Ok(self)

@@ -43,7 +43,9 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   socket.) Reads after the close, and those waiting when it came, fail with
 ///   [`Error::Closed`](net_sockets::Error::Closed), as on a plain socket, also when the peer's
 ///   last records were still unread (the close takes them in, so that the kernel does not
-///   answer it with a reset).
+///   answer it with a reset); so do reads after a cut (the selector's close, the end of a
+///   graceful shutdown's grace period or of the runtime), with that close's error
+///   (`SelectorClosed`, or `Closed`), never data the cut took in.
 /// - Dropping the socket (and its channels) without `close`, or a [`TlsStream`] without
 ///   `poll_shutdown`, sends no `close_notify` either: the peer sees a truncation, as with
 ///   tokio-rustls's streams.
@@ -129,7 +131,7 @@ pub trait TlsExt: Sized {
     /// socket adopted with `Socket::from_std` its peer's; an adopted or connected Unix socket
     /// has none), [`Error::InvalidAlpnProtocol`](crate::Error::InvalidAlpnProtocol) for a
     /// configuration from [`TlsConfig::from_rustls`] whose ALPN list cannot be sent (before
-    /// anything is sent), or [`Error::Socket`](crate::Error::Socket). On error the socket is
+    /// any TLS record is sent), or [`Error::Socket`](crate::Error::Socket). On error the socket is
     /// closed.
     ///
     /// # Cancel safety
