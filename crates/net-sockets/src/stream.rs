@@ -1630,6 +1630,34 @@ mod tests {
         assert!(Early::new(Bytes::new()).0.is_none());
     }
 
+    /// A connection of `selector` over `ours`, one end of a Unix socket pair (set non-blocking
+    /// here), with the default options.
+    fn unix_conn(
+        selector: &crate::SelectorManager,
+        ours: std::os::unix::net::UnixStream,
+    ) -> Arc<Conn> {
+        ours.set_nonblocking(true).unwrap();
+        let local = crate::address::UnixSocketAddress::reported(&ours.local_addr().unwrap());
+        let remote = crate::address::UnixSocketAddress::reported(&ours.peer_addr().unwrap());
+        let stream = {
+            let _runtime = selector.inner().handle().enter();
+            Stream::Unix(tokio::net::UnixStream::from_std(ours).unwrap())
+        };
+        Conn::open(
+            selector.inner(),
+            stream,
+            local.into(),
+            remote.into(),
+            &SocketOptions::default(),
+            Origin::Connected {
+                host: None,
+                file: None,
+            },
+            false,
+        )
+        .unwrap()
+    }
+
     /// A read without waiting (a TLS layer's, as it ends its sending) that fails as the
     /// selector closes reports the close, as a waiting read does, not the error the closing
     /// selector caused (a reset from a peer of this socket that it closed first), and does not
@@ -1642,26 +1670,7 @@ mod tests {
         let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         // Bytes of ours that the peer will leave unread.
         (&ours).write_all(b"unread").unwrap();
-        ours.set_nonblocking(true).unwrap();
-        let local = crate::address::UnixSocketAddress::reported(&ours.local_addr().unwrap());
-        let remote = crate::address::UnixSocketAddress::reported(&ours.peer_addr().unwrap());
-        let stream = {
-            let _runtime = selector.inner().handle().enter();
-            Stream::Unix(tokio::net::UnixStream::from_std(ours).unwrap())
-        };
-        let conn = Conn::open(
-            selector.inner(),
-            stream,
-            local.into(),
-            remote.into(),
-            &SocketOptions::default(),
-            Origin::Connected {
-                host: None,
-                file: None,
-            },
-            false,
-        )
-        .unwrap();
+        let conn = unix_conn(&selector, ours);
         let mut read = ReadHalf::new(Arc::clone(&conn));
         // The peer closes with our bytes unread: our next read is a reset.
         theirs.write_all(b"unread").unwrap();
@@ -1734,25 +1743,7 @@ mod tests {
                 }
             }
         }
-        let local = crate::address::UnixSocketAddress::reported(&ours.local_addr().unwrap());
-        let remote = crate::address::UnixSocketAddress::reported(&ours.peer_addr().unwrap());
-        let stream = {
-            let _runtime = selector.inner().handle().enter();
-            Stream::Unix(tokio::net::UnixStream::from_std(ours).unwrap())
-        };
-        let conn = Conn::open(
-            selector.inner(),
-            stream,
-            local.into(),
-            remote.into(),
-            &SocketOptions::default(),
-            Origin::Connected {
-                host: None,
-                file: None,
-            },
-            false,
-        )
-        .unwrap();
+        let conn = unix_conn(&selector, ours);
         // A request still to read: writes are held back.
         let (mut requests, reader) = tokio::io::duplex(64);
         tokio::io::AsyncWriteExt::write_all(&mut requests, b"a\nb\n")
