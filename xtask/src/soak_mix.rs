@@ -601,6 +601,25 @@ fn make_pki(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_shapes_are_the_ones_the_load_program_runs() {
+        // Written twice (the two programs share no crate): read the load program's list from
+        // its source, so that a shape added there cannot go unchecked here.
+        let source = std::fs::read_to_string(project_root().join("bench/src/bin/soak_mix.rs"))
+            .expect("the load program's source");
+        let list = source
+            .split_once("const SHAPES: [&str; ")
+            .and_then(|(_, rest)| rest.split_once("];"))
+            .expect("the load program's SHAPES")
+            .0;
+        let theirs: Vec<&str> = list
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix('"'))
+            .filter_map(|l| l.strip_suffix("\","))
+            .collect();
+        assert_eq!(theirs, SHAPES);
+    }
+
     /// A clean report: every shape, some connections each, none failed.
     const REPORT: &str = "\
 shape tcp ok=10 failed=0
