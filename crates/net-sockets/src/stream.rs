@@ -570,8 +570,9 @@ impl Conn {
                             Stream::Unix(s) => s.writable().await,
                         }
                     };
-                    match timeout {
-                        Some(limit) => tokio::time::timeout(limit, writable)
+                    // A duration too large for the clock is no timeout.
+                    match timeout.and_then(|limit| deadline_after(Instant::now(), limit)) {
+                        Some(deadline) => tokio::time::timeout_at(deadline, writable)
                             .await
                             .map_err(|_| timed_out())??,
                         None => writable.await?,
@@ -942,7 +943,7 @@ impl Timer {
             }
             None => {
                 let now = selector.now();
-                let Some(deadline) = now.checked_add(self.duration) else {
+                let Some(deadline) = deadline_after(now, self.duration) else {
                     return false;
                 };
                 self.deadline = Some(deadline);
@@ -1025,6 +1026,14 @@ impl Timer {
     fn disarm(&mut self) {
         self.deadline = None;
     }
+}
+
+/// `now + duration`, or `None` (no timeout) for a duration too large for the clock: also one
+/// that ends in the clock's last millisecond, which tokio's timer would round up past the end
+/// of the clock (an `Instant + Duration` that panics).
+fn deadline_after(now: Instant, duration: Duration) -> Option<Instant> {
+    now.checked_add(duration)
+        .filter(|deadline| deadline.checked_add(Duration::from_millis(1)).is_some())
 }
 
 fn timed_out() -> io::Error {
@@ -1966,6 +1975,50 @@ mod tests {
                  selector closed"
             );
         }
+    }
+
+    /// A `socket_timeout` whose deadline falls in the clock's last millisecond is no timeout,
+    /// as one too large for the clock: tokio's timer rounds a deadline up to the next
+    /// millisecond with an `Instant + Duration` that would panic there (SPEC §4.1: no overflow
+    /// panic for any duration). On a paused clock, so that the wait starts exactly when asked.
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_ending_in_the_clocks_last_millisecond_is_no_timeout() {
+        let selector = crate::SelectorManager::new();
+        let now = selector.inner().now();
+        // The longest duration `now` can take: whole seconds, then nanoseconds.
+        let fits = |d: Duration| now.checked_add(d).is_some();
+        let (mut secs, mut top) = (0u64, u64::MAX);
+        while secs < top {
+            let mid = secs + (top - secs).div_ceil(2);
+            if fits(Duration::from_secs(mid)) {
+                secs = mid
+            } else {
+                top = mid - 1
+            }
+        }
+        let (mut nanos, mut top) = (0u32, 999_999_999u32);
+        while nanos < top {
+            let mid = nanos + (top - nanos).div_ceil(2);
+            if fits(Duration::new(secs, mid)) {
+                nanos = mid
+            } else {
+                top = mid - 1
+            }
+        }
+        let to_end = Duration::new(secs, nanos);
+        for before_end in [Duration::from_micros(500), Duration::ZERO] {
+            let mut timer = Timer::new(to_end - before_end);
+            let expired = poll_fn(|cx| Poll::Ready(timer.poll_expired(cx, selector.inner()))).await;
+            assert!(
+                !expired && timer.sleep.is_none(),
+                "{before_end:?} before the end"
+            );
+        }
+        // Two milliseconds before the end still has a timer.
+        let mut timer = Timer::new(to_end - Duration::from_millis(2));
+        let expired = poll_fn(|cx| Poll::Ready(timer.poll_expired(cx, selector.inner()))).await;
+        assert!(!expired && timer.sleep.is_some());
+        selector.close();
     }
 
     /// A wait polled by a thread of another runtime (or none) after the selector's runtime
