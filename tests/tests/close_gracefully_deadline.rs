@@ -117,6 +117,50 @@ impl tracing::Subscriber for Levels {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
+/// Runs `body` on a current-thread runtime with [`Levels`] as this thread's subscriber; the
+/// `warn` (and `error`) events it logged.
+fn warnings_of(body: impl Future<Output = ()>) -> Vec<(tracing::Level, String)> {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let _default = tracing::subscriber::set_default(Levels(Arc::clone(&seen)));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(body);
+    }
+    let seen = seen.lock().unwrap();
+    seen.iter()
+        .filter(|(level, _)| *level <= tracing::Level::WARN)
+        .cloned()
+        .collect()
+}
+
+/// A connection accepted by a listener of `selector` whose peer reads nothing: the kernel's
+/// buffers are full, and its output holds bytes. The peer comes with it.
+async fn stuck(selector: &SelectorManager) -> (net_sockets::Connection, std::net::TcpStream) {
+    let listener = tcp_listener_with(selector, |b| b.send_buffer_size(4096)).await;
+    let peer = std::net::TcpStream::connect(("127.0.0.1", listener.port().unwrap())).unwrap();
+    socket2::SockRef::from(&peer)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let server = within(listener.accept()).await.unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    server
+        .with_sock_ref(|sock| {
+            for _ in 0..1024 {
+                if sock.send(&chunk).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut connection = server.connection().unwrap();
+    connection.output.write_fully(b"goodbye\n").await.unwrap();
+    (connection, peer)
+}
+
 /// A `close_gracefully(wait)` whose flush timed out (the peer reads nothing) returned
 /// `Error::Timeout`: its caller was told, and the peer chose it. The write channel it drops
 /// with the bytes it could not send must not log the `warn` meant for a channel dropped
@@ -124,48 +168,54 @@ impl tracing::Subscriber for Levels {
 /// after a flush that returned `Timeout`, which logs `debug`).
 #[test]
 fn close_gracefully_that_timed_out_logs_no_warning() {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let _default = tracing::subscriber::set_default(Levels(Arc::clone(&seen)));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    let warnings = warnings_of(async {
         let selector = SelectorManager::new();
-        let listener = tcp_listener_with(&selector, |b| b.send_buffer_size(4096)).await;
-        let peer = std::net::TcpStream::connect(("127.0.0.1", listener.port().unwrap())).unwrap();
-        socket2::SockRef::from(&peer)
-            .set_recv_buffer_size(4096)
-            .unwrap();
-        let server = within(listener.accept()).await.unwrap();
-        // The peer reads nothing: the kernel's buffers are full, and the channel holds bytes.
-        let chunk = vec![7u8; 64 * 1024];
-        server
-            .with_sock_ref(|sock| {
-                for _ in 0..1024 {
-                    if sock.send(&chunk).is_err() {
-                        break;
-                    }
-                }
-                Ok(())
-            })
-            .unwrap();
-        let mut connection = server.connection().unwrap();
-        connection.output.write_fully(b"goodbye\n").await.unwrap();
+        let (connection, _peer) = stuck(&selector).await;
         let closed = within(connection.close_gracefully(Duration::from_millis(100))).await;
         assert!(
             matches!(closed, Err(net_sockets::Error::Timeout)),
             "{closed:?}"
         );
-        drop(peer);
     });
-    let warnings: Vec<_> = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(level, _)| *level <= tracing::Level::WARN)
-        .cloned()
-        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+/// The same for a `close_gracefully` that its caller dropped (a deadline of its own, a
+/// `select!`, an aborted task): the docs say it then closes at once, as `close`; the caller
+/// ended it on purpose, so the bytes its output held are thrown away without the `warn`
+/// ("dropped with N unflushed bytes ... call flush_and_close"), which the peer would set the
+/// rate of.
+#[test]
+fn close_gracefully_dropped_by_its_caller_logs_no_warning() {
+    let warnings = warnings_of(async {
+        let selector = SelectorManager::new();
+        let (connection, _peer) = stuck(&selector).await;
+        let closed = tokio::time::timeout(
+            Duration::from_millis(100),
+            connection.close_gracefully(Duration::from_secs(30)),
+        )
+        .await;
+        assert!(closed.is_err(), "the close completed: {closed:?}");
+    });
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+/// And for a STARTTLS upgrade that its caller dropped while it flushed the plain-text
+/// output (its own handshake timeout logs no `warn` either).
+#[test]
+fn a_starttls_upgrade_dropped_by_its_caller_logs_no_warning() {
+    use net_tls::TlsExt;
+    let config = net_tests::pki::Pki::generate()
+        .client_config()
+        .build()
+        .unwrap();
+    let warnings = warnings_of(async move {
+        let selector = SelectorManager::new();
+        let (connection, _peer) = stuck(&selector).await;
+        let upgraded =
+            tokio::time::timeout(Duration::from_millis(100), connection.tls(config)).await;
+        assert!(upgraded.is_err(), "the upgrade completed");
+    });
     assert!(warnings.is_empty(), "{warnings:?}");
 }
 
