@@ -89,7 +89,8 @@ pub struct SocketOptions {
     /// what was held back first.
     ///
     /// Held-back bytes leave when the reader waits for input or sees the end of its stream,
-    /// when its read channel is dropped, when a write would pass the 64 KiB limit, or when the
+    /// when its read channel is dropped, when a write would pass the 64 KiB limit (on TLS,
+    /// 64 KiB of the records that carry them, about 22 bytes more per record), or when the
     /// write side closes. So a reader that stops reading while input is still unread (a server
     /// that reads a command sent with a trailing empty line, then only pushes and never reads
     /// again) keeps what is written after it held back, explicit flushes included. Such a
