@@ -360,7 +360,7 @@ async fn a_connect_timeout_fires_at_its_time_with_kind_timed_out() {
 #[tokio::test]
 async fn a_connect_to_a_full_unix_backlog_fails_at_once() {
     let selector = SelectorManager::new();
-    let dir = net_tests::TempDir::new("audit-unix-backlog");
+    let dir = net_tests::TempDir::new("unix-backlog");
     let path = dir.join("full.sock");
     let _listener = a_socket(&selector)
         .tcp()
@@ -966,7 +966,7 @@ async fn a_selector_shutdown_signals_and_counts_connected_sockets_and_orphaned_a
     .unwrap();
     let (_outside_peer, _) = within(outside.accept()).await.unwrap();
 
-    let dir = net_tests::TempDir::new("audit-shutdown-unix");
+    let dir = net_tests::TempDir::new("shutdown-unix");
     let path = dir.join("s.sock");
     let _unix_listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let unix = within(
@@ -1121,7 +1121,7 @@ async fn every_cancel_safe_read_dropped_at_every_byte_loses_nothing() {
 async fn a_too_long_unix_path_is_named_with_its_length_and_the_limit_by_bind_and_connect() {
     let selector = SelectorManager::new();
     let dir = std::env::temp_dir();
-    let base = format!("{}/audit-long-{}-", dir.display(), std::process::id());
+    let base = format!("{}/long-{}-", dir.display(), std::process::id());
     let too_long = std::path::PathBuf::from(format!("{base}{}", "z".repeat(150 - base.len())));
     let bind = a_socket(&selector)
         .tcp()

@@ -426,6 +426,7 @@ impl Transport for TlsSession {
             closed: Arc::clone(&self.closed),
             failed_in: Arc::clone(&self.failed_in),
             link: link.clone(),
+            shut_down: false,
         }
     }
 
@@ -934,6 +935,9 @@ pub struct TlsWrite {
     failed_in: Arc<AtomicBool>,
     /// Whether the connection's writes failed, or its write channel lost bytes.
     link: Link,
+    /// This writer's own `poll_shutdown` completed: a later write fails with `BrokenPipe`, as
+    /// on a plain socket, also once the socket closed itself (the peer's end read too).
+    shut_down: bool,
 }
 
 impl TlsWrite {
@@ -978,6 +982,14 @@ impl AsyncWrite for TlsWrite {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.shut_down {
+            // Our own shutdown went first (the socket may have closed itself since, the
+            // peer's end read too): the error of a write after a shutdown, as on a plain socket.
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "written after close_notify was sent",
+            )));
+        }
         let mut locked = lock_for_writing(&self.shared);
         let stream = &mut locked.stream;
         // Nothing written after close_notify or the socket's close can reach the peer: fail
@@ -1021,7 +1033,7 @@ impl AsyncWrite for TlsWrite {
         self.check(result)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // As the socket's close: no close_notify once bytes are missing (a write channel that
         // holds or lost some, a write cut short).
         if ends_failed(&self.failed, &self.timed_out, &self.link) {
@@ -1052,6 +1064,9 @@ impl AsyncWrite for TlsWrite {
         drop(locked);
         if let Some(reader) = woken {
             reader.wake();
+        }
+        if let Poll::Ready(Ok(())) = &result {
+            self.shut_down = true;
         }
         self.check_shutdown(result)
     }
