@@ -3,7 +3,8 @@
 //!
 //! - [`within`]: a hang safety net around a future (tests synchronise on events; this only
 //!   turns a bug that hangs into a failure). [`pending_after_one_poll`]: drop a future midway.
-//!   [`Ticker`]: tells whether a task gave other tasks of its thread a turn.
+//!   [`Ticker`]: tells whether a task gave other tasks of its thread a turn. [`block_on`]:
+//!   a future polled by a plain thread, with no tokio context at all.
 //!   [`payload`]: deterministic test data.
 //! - [`loopback`]: listeners, connections and UDP sockets on `127.0.0.1:0` in one line, an echo
 //!   server, and [`Channels`](loopback::Channels), which lets one helper serve plain and TLS
@@ -34,6 +35,29 @@ mod temp;
 pub mod tls;
 
 pub use temp::TempDir;
+
+/// Polls `future` to completion on the calling thread, which parks between polls: no tokio
+/// context at all. Panics if it takes longer than [`HANG_LIMIT`].
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = std::time::Instant::now() + HANG_LIMIT;
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "block_on: hung for {HANG_LIMIT:?}");
+        std::thread::park_timeout(left);
+    }
+}
 
 /// The hang safety net used by the tests.
 pub const HANG_LIMIT: Duration = Duration::from_secs(20);

@@ -5,7 +5,8 @@
 //!   [`TlsLineServer`] is one that speaks the seed's protocol and reports each session's
 //!   [`LineSession`], and [`GoodTlsClient`] the well-behaved session that keeps talking to it
 //!   while other connections misbehave.
-//! - [`connect`], [`accept`], [`SessionView`], [`garbage_client`].
+//! - [`connect`], [`accept`], [`SessionView`], [`garbage_client`]; [`manual_pair`] and
+//!   [`records`], a rustls client session driven by hand against our server.
 //! - Looking inside errors: [`certificate_error`] and its predicates, [`is_truncated`],
 //!   [`rustls_error`], [`rustls_io_error`], [`assert_refused_without_certificate`].
 //! - Plain rustls configurations for tokio-rustls peers: [`rustls_client`],
@@ -345,6 +346,48 @@ pub async fn accept(listener: &ServerSocket, config: &TlsServerConfig) -> TlsSoc
         .tls_server(config)
         .await
         .expect("the server handshake")
+}
+
+/// Our server's TLS socket (accepted by `listener` with `config`), and a rustls client session
+/// on a raw TCP stream, past the handshake (TLS 1.3): the test drives the client's records by
+/// hand ([`records`]).
+pub async fn manual_pair(
+    listener: &ServerSocket,
+    ca: &TestCa,
+    config: &TlsServerConfig,
+) -> (TlsSocket, tokio::net::TcpStream, rustls::ClientConnection) {
+    let port = listener.port().expect("a TCP listener");
+    let connector = tokio_rustls::TlsConnector::from(rustls_client(ca));
+    let (server, client) = within(async {
+        tokio::join!(
+            async {
+                listener
+                    .accept()
+                    .await
+                    .expect("accept")
+                    .tls_server(config)
+                    .await
+            },
+            async {
+                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .expect("connect");
+                connector.connect(localhost(), tcp).await
+            }
+        )
+    })
+    .await;
+    let (tcp, conn) = client.expect("the client's handshake").into_inner();
+    (server.expect("the server handshake"), tcp, conn)
+}
+
+/// The records `conn` has queued, taken out of it.
+pub fn records(conn: &mut rustls::ClientConnection) -> Vec<u8> {
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).expect("writing to a Vec");
+    }
+    out
 }
 
 /// A raw TCP client of the TLS server at `127.0.0.1:port` that sends an HTTP request where the

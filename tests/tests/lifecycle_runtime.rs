@@ -5,11 +5,12 @@
 use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
 use net_sockets::{Error, SelectorManager, a_socket};
+use net_tests::block_on;
 use net_tests::loopback::connected_pair;
 use net_tests::{HANG_LIMIT, within};
 
@@ -25,29 +26,6 @@ fn current_thread() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Polls `future` to completion on the calling thread, which parks between polls: no tokio
-/// context at all. Panics if it takes longer than [`HANG_LIMIT`].
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    let deadline = Instant::now() + HANG_LIMIT;
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "block_on: hung for {HANG_LIMIT:?}");
-        std::thread::park_timeout(left);
-    }
 }
 
 /// The sockets among this process's descriptors (`socket:[inode]`, one per open socket).

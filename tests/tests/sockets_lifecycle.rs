@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use net_io::LineEnding;
 use net_sockets::{Datagram, Error, SelectorManager, a_socket};
+use net_tests::block_on;
 use net_tests::loopback::{
     connect, connected_pair, echo_server, never_accepting_listener, tcp_listener, udp_socket,
 };
@@ -215,27 +216,6 @@ fn the_public_types_and_futures_are_send_and_sync() {
         send(&udp.receive());
         send(&udp.send(Datagram::new("x", udp.local_address()).unwrap()));
     });
-}
-
-/// A minimal executor with no tokio context at all.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    let deadline = std::time::Instant::now() + net_tests::HANG_LIMIT;
-    loop {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        assert!(std::time::Instant::now() < deadline, "hung");
-        std::thread::park_timeout(std::time::Duration::from_millis(100));
-    }
 }
 
 #[test]

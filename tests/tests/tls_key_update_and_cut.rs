@@ -6,49 +6,16 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
-use net_sockets::{SelectorManager, ServerSocket};
+use net_sockets::SelectorManager;
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
-use net_tests::tls::{localhost, rustls_client};
+use net_tests::tls::{manual_pair, records};
 use net_tests::within;
 use net_tls::rustls;
-use net_tls::{TlsExt, TlsServerConfig, TlsSocket};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const LIMIT: usize = 64 * 1024;
-
-/// Our server's TLS socket, and a rustls client session on a raw TCP stream, past the
-/// handshake (TLS 1.3).
-async fn manual_pair(
-    listener: &ServerSocket,
-    ca: &TestCa,
-    config: &TlsServerConfig,
-) -> (TlsSocket, TcpStream, rustls::ClientConnection) {
-    let port = listener.port().unwrap();
-    let connector = tokio_rustls::TlsConnector::from(rustls_client(ca));
-    let (server, client) = within(async {
-        tokio::join!(
-            async { listener.accept().await.unwrap().tls_server(config).await },
-            async {
-                let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-                connector.connect(localhost(), tcp).await
-            }
-        )
-    })
-    .await;
-    let (tcp, conn) = client.unwrap().into_inner();
-    (server.unwrap(), tcp, conn)
-}
-
-/// The records `conn` has queued, taken out of it.
-fn records(conn: &mut rustls::ClientConnection) -> Vec<u8> {
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).unwrap();
-    }
-    out
-}
 
 /// Takes what the raw socket holds now into `conn`; how many bytes that was.
 fn take_in(tcp: &TcpStream, conn: &mut rustls::ClientConnection) -> usize {

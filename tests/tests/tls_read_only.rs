@@ -13,16 +13,15 @@
 //!   with `close_notify` again (as a plain socket's with FIN). A write whose bytes rustls took
 //!   succeeds; a socket error after that comes with the next write.
 
-use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::thread::{self};
 use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, ServerSocket, a_socket};
+use net_tests::block_on;
 use net_tests::fault::reset;
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
@@ -497,34 +496,6 @@ async fn a_corrupted_record_while_the_writer_waits_leaves_the_writer_its_wake_up
     );
     drop(client);
     relay.task.abort();
-}
-
-/// Polls `future` to completion on the calling thread, which parks between polls: no tokio
-/// runtime is involved. Panics if it takes longer than [`HANG_LIMIT`].
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(Thread);
-
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-
-    let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let deadline = Instant::now() + HANG_LIMIT;
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "block_on: the future hung for {HANG_LIMIT:?}"
-        );
-        thread::park_timeout(left);
-    }
 }
 
 /// A connect and a client handshake polled by a plain thread (no tokio runtime) against a

@@ -506,11 +506,13 @@ const OWN_INPUT_LIMIT: usize = 64 * 1024;
 /// the caller tells the reader (see [`TlsRead`]).
 fn receive_own(stream: &mut tokio_rustls::TlsStream<RawStream>) -> bool {
     fn receive<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) -> bool {
-        struct Now<'a>(&'a mut RawStream);
+        /// Reads what the socket holds now, at most `.1` bytes.
+        struct Now<'a>(&'a mut RawStream, usize);
 
         impl io::Read for Now<'_> {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                match self.0.try_read(buf) {
+                let room = buf.len().min(self.1);
+                match self.0.try_read(&mut buf[..room]) {
                     // Not taken in: the reader finds it.
                     Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
                     read => read,
@@ -521,7 +523,7 @@ fn receive_own(stream: &mut tokio_rustls::TlsStream<RawStream>) -> bool {
         // `wants_read` turns false once application data (or `close_notify`) came in.
         let mut taken = 0;
         while session.wants_read() && taken < OWN_INPUT_LIMIT {
-            match session.read_tls(&mut Now(raw)) {
+            match session.read_tls(&mut Now(raw, OWN_INPUT_LIMIT - taken)) {
                 Ok(n) if n > 0 => taken += n,
                 _ => break,
             }
