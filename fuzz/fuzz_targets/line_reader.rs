@@ -87,6 +87,19 @@ enum Read {
     },
     /// A read that is not a line read (it drops the skip of an over-long line).
     Byte,
+    /// Look-aheads, which keep the skip of an over-long line due (SPEC §4.2; the model's
+    /// `drop_skip`): `peek` and `await_content` for this many bytes, and `skip_if_found` when
+    /// it finds nothing (when it finds a pattern of one byte or more, it drops the skip).
+    Peek(u8),
+    Await(u8),
+    SkipIfFound(Vec<u8>),
+    /// `discard` of up to this many bytes: a read that drops the skip unless it is for none.
+    Discard(u8),
+}
+
+/// Whether `result` is the transport's failure.
+fn failed<T>(result: &net_io::Result<T>) -> bool {
+    matches!(result, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
 }
 
 #[derive(Arbitrary, Debug)]
@@ -141,6 +154,43 @@ fn outcome<T>(
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Outcome::Failed,
         Err(e) => panic!("unexpected error {e:?}"),
     }
+}
+
+/// `UnexpectedEof`'s fields, if `result` is one.
+fn eof_fields<T>(result: &net_io::Result<T>) -> Option<(usize, usize)> {
+    match result {
+        Err(Error::UnexpectedEof { needed, available }) => Some((*needed, *available)),
+        _ => None,
+    }
+}
+
+/// An `UnexpectedEof` says what its docs say (SPEC §4.2): `available` is what was buffered
+/// when the channel ended, which stays buffered (the model's rest, after any skip the read
+/// made), and `needed` is more than that.
+fn check_eof_fields(
+    read: &Read,
+    fields: Option<(usize, usize)>,
+    model: &Model,
+    channel: &ByteReadChannel,
+) {
+    let Some((needed, available)) = fields else {
+        return;
+    };
+    assert_eq!(
+        available,
+        model.rest().len(),
+        "{read:?}: UnexpectedEof's `available` after {} bytes",
+        model.consumed()
+    );
+    assert_eq!(
+        channel.available_for_read(),
+        available,
+        "{read:?}: the bytes of an UnexpectedEof stay buffered"
+    );
+    assert!(
+        needed > available,
+        "{read:?}: UnexpectedEof needed {needed} with {available} available"
+    );
 }
 
 /// A line read by `method`, as the channel returned it (for `read_line_to`, what it appended).
@@ -217,8 +267,11 @@ fuzz_target!(|case: Case| {
                             .map_or(0, |line| line.as_ref().map_or(0, String::capacity));
                         let end = outside(|| {
                             let expected = model.line(method.lenient(), method.strict(), limit);
+                            let fields = eof_fields(&actual);
                             let actual = outcome(&actual, limit, |s| Outcome::Line(s.clone()));
-                            compare(read, actual, expected, &model)
+                            let end = compare(read, actual, expected, &model);
+                            check_eof_fields(read, fields, &model, &channel);
+                            end
                         });
                         (end, copy)
                     }
@@ -235,11 +288,88 @@ fuzz_target!(|case: Case| {
                             .map_or(0, |item| item.as_ref().map_or(0, |b| b.len()));
                         let end = outside(|| {
                             let expected = model.until(delimiter, limit);
+                            let fields = eof_fields(&actual);
                             let actual = outcome(&actual, limit, |b| Outcome::Item(b.to_vec()));
-                            compare(read, actual, expected, &model)
+                            let end = compare(read, actual, expected, &model);
+                            check_eof_fields(read, fields, &model, &channel);
+                            end
                         });
                         (end, copy)
                     }
+                }
+                Read::Peek(n) => {
+                    let n = usize::from(*n);
+                    let left = model.rest().len();
+                    let actual = channel.peek(n).await;
+                    let copy = match &actual {
+                        Ok(Some(b)) => b.len(),
+                        _ => 0,
+                    };
+                    outside(|| {
+                        if is_timeout(&actual) {
+                            assert_eq!(channel.total_bytes_read(), before, "{read:?}");
+                        } else if model.fails() && left < n {
+                            assert!(failed(&actual), "{read:?}: {actual:?}");
+                        } else {
+                            let got = actual.as_ref().expect("peek").as_deref();
+                            assert_eq!(got, model.peek(n).as_deref(), "{read:?}");
+                        }
+                    });
+                    (false, copy)
+                }
+                Read::Await(n) => {
+                    let n = usize::from(*n);
+                    let left = model.rest().len();
+                    let actual = channel.await_content(n).await;
+                    outside(|| {
+                        if is_timeout(&actual) {
+                            assert_eq!(channel.total_bytes_read(), before, "{read:?}");
+                        } else if model.fails() && left < n {
+                            assert!(failed(&actual), "{read:?}: {actual:?}");
+                        } else {
+                            let got = *actual.as_ref().expect("await_content");
+                            assert_eq!(got, model.has(n), "{read:?}");
+                        }
+                    });
+                    (false, 0)
+                }
+                Read::SkipIfFound(pattern) => {
+                    let actual = channel.skip_if_found(pattern).await;
+                    outside(|| {
+                        if is_timeout(&actual) {
+                            assert_eq!(channel.total_bytes_read(), before, "{read:?}");
+                            return;
+                        }
+                        match model.found(pattern) {
+                            None => assert!(failed(&actual), "{read:?}: {actual:?}"),
+                            Some(want) => {
+                                let got = *actual.as_ref().expect("skip_if_found");
+                                assert_eq!(got, want, "{read:?} after {} bytes", model.consumed());
+                            }
+                        }
+                    });
+                    (false, 0)
+                }
+                Read::Discard(n) => {
+                    let n = u64::from(*n);
+                    let left = model.rest().len() as u64;
+                    let actual = channel.discard(n).await;
+                    outside(|| {
+                        if is_timeout(&actual) {
+                            // What it took stays taken; a discard of one byte or more drops
+                            // the skip once it returns, having taken bytes or not.
+                            let consumed = channel.total_bytes_read() - before;
+                            model.discard(consumed);
+                            model.drop_skip(n > 0);
+                        } else if model.fails() && left < n {
+                            assert!(failed(&actual), "{read:?}: {actual:?}");
+                            model.discard(n);
+                        } else {
+                            let got = *actual.as_ref().expect("discard");
+                            assert_eq!(got, model.discard(n) as u64, "{read:?}");
+                        }
+                    });
+                    (false, 0)
                 }
                 Read::Byte => {
                     let actual = channel.read_u8().await;
@@ -258,7 +388,10 @@ fuzz_target!(|case: Case| {
                         let expected = model.take(1).map_or(at_end, Outcome::Item);
                         let actual = match actual {
                             Ok(b) => Outcome::Item(vec![b]),
-                            Err(Error::UnexpectedEof { .. }) => Outcome::End,
+                            Err(Error::UnexpectedEof { needed, available }) => {
+                                assert_eq!((needed, available), (1, 0), "read_u8");
+                                Outcome::End
+                            }
                             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                                 Outcome::Failed
                             }

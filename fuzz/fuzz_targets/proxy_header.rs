@@ -154,6 +154,11 @@ enum Start {
     /// fuzzer's bytes (see [`whole_tlvs`]), its length covering them; the fuzzer's bytes then
     /// follow the header.
     V2WholeTlvs,
+    /// The case's whole v1 line with one byte put in (or, with `replace`, over the one) at
+    /// `at` (modulo its length plus one): a leading zero or a sign on a port, a second space,
+    /// a stray character in an address, which the parser must refuse unless the line is still
+    /// well-formed (`v1_fields_exact` checks every line accepted).
+    EditedV1 { at: u8, byte: u8, replace: bool },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -299,6 +304,7 @@ fn check_done(input: &[u8], header: &ProxyHeader, consumed: usize) {
                     assert!(tcp4 || bytes.starts_with(b"PROXY TCP6 "));
                     assert_eq!(a.source.is_ipv4(), tcp4);
                     assert_eq!(a.destination.is_ipv4(), tcp4);
+                    v1_fields_exact(&bytes[..consumed - 2], tcp4, &a);
                     // What the encoder writes for them reads back the same.
                     round_trip(a.source, a.destination, b"");
                 }
@@ -344,6 +350,37 @@ fn check_done(input: &[u8], header: &ProxyHeader, consumed: usize) {
             }
         }
     }
+}
+
+/// An accepted `TCP4`/`TCP6` line (without its CRLF) is exactly the module docs' grammar,
+/// checked apart from the parser: six fields split by single spaces; addresses that
+/// `std::net` parses as the family's, and the ones reported; ports in decimal without sign or
+/// leading zero, which is how `u16`'s `Display` writes them.
+fn v1_fields_exact(line: &[u8], tcp4: bool, a: &ProxyAddresses) {
+    let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    assert_eq!(fields.len(), 6, "an accepted v1 line has six fields: {line:?}");
+    assert_eq!(fields[0], b"PROXY");
+    assert_eq!(fields[1], if tcp4 { &b"TCP4"[..] } else { b"TCP6" });
+    let ip = |field: &[u8]| -> IpAddr {
+        let text = std::str::from_utf8(field).expect("an accepted address is ASCII");
+        if tcp4 {
+            IpAddr::V4(text.parse().expect("an accepted TCP4 address"))
+        } else {
+            IpAddr::V6(text.parse().expect("an accepted TCP6 address"))
+        }
+    };
+    assert_eq!(ip(fields[2]), a.source.ip(), "source address of {line:?}");
+    assert_eq!(ip(fields[3]), a.destination.ip(), "destination address of {line:?}");
+    assert_eq!(
+        fields[4],
+        a.source.port().to_string().as_bytes(),
+        "source port of {line:?}"
+    );
+    assert_eq!(
+        fields[5],
+        a.destination.port().to_string().as_bytes(),
+        "destination port of {line:?}"
+    );
 }
 
 /// The size of the address block a v2 header's fixed part announces, if it is read: `PROXY`
@@ -459,6 +496,16 @@ fuzz_target!(|case: Case| {
         Start::EncodedV1(cut) => {
             let mut line = case.form.line(source, destination);
             line.truncate(usize::from(cut));
+            line
+        }
+        Start::EditedV1 { at, byte, replace } => {
+            let mut line = case.form.line(source, destination);
+            let at = usize::from(at) % (line.len() + 1);
+            if replace && at < line.len() {
+                line[at] = byte;
+            } else {
+                line.insert(at, byte);
+            }
             line
         }
         Start::EncodedV2(cut) => {

@@ -29,6 +29,7 @@ const TARGETS: &[&str] = &[
     "frames",
     "writes",
     "proxy_header",
+    "peer_text",
 ];
 
 /// How long one input may run before libFuzzer reports it as a hang and fails (its own default,
