@@ -11,9 +11,10 @@
 //! - a port is digits only, 0 to 65535;
 //! - refused, as a bad command line (exit status 2): an empty host, a lone number (the
 //!   system's resolver would read `0` as 0.0.0.0, every address of the host, and `9002` as
-//!   0.0.35.42, far from this host), a path (no program takes a Unix socket), a port
-//!   given twice, and port 0 where a client connects or sends (it means "any free port" only
-//!   where a server listens).
+//!   0.0.35.42, far from this host) and the other short forms of an IPv4 address that the
+//!   resolver reads the same way (`0.0`, `0x0`: 0.0.0.0; `127.1`: 127.0.0.1), a path (no
+//!   program takes a Unix socket), a port given twice, and port 0 where a client connects or
+//!   sends (it means "any free port" only where a server listens).
 
 use std::net::Ipv6Addr;
 
@@ -214,9 +215,54 @@ fn check_name(name: &str) -> Result<&str, String> {
             "{name:?} is not a host (a port goes after its host: 127.0.0.1 {name}, or \
              127.0.0.1:{name})"
         ))
+    } else if let Some(address) = ipv4_short_form(name) {
+        Err(format!(
+            "{name:?} is a short form of the IPv4 address {address}: write the address in full"
+        ))
     } else {
         Ok(name)
     }
+}
+
+/// The IPv4 address the system's resolver reads `name` as when it is one of the short forms
+/// `inet_aton` takes (`0.0`, `127.1`, `0x7f.1`, `0177.0.0.1`: one to four numbers, decimal,
+/// octal after a `0` or hexadecimal after `0x`, the last filling the bytes left), and not the
+/// dotted quad an IPv4 address is written as; `None` for anything else, a name included (no
+/// top-level domain is all digits).
+fn ipv4_short_form(name: &str) -> Option<std::net::Ipv4Addr> {
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return None;
+    }
+    let parts: Vec<u32> = name
+        .split('.')
+        .map(|part| {
+            let (digits, radix) = match part.strip_prefix("0x").or(part.strip_prefix("0X")) {
+                Some(hex) => (hex, 16),
+                None if part.len() > 1 && part.starts_with('0') => (&part[1..], 8),
+                None => (part, 10),
+            };
+            match (digits, radix) {
+                // `0x` alone is 0 to inet_aton.
+                ("", 16) => Some(0),
+                ("", _) => None,
+                _ if digits.starts_with(['+', '-']) => None,
+                _ => u32::from_str_radix(digits, radix).ok(),
+            }
+        })
+        .collect::<Option<_>>()?;
+    let (last, leading) = parts.split_last()?;
+    if parts.len() > 4 || leading.iter().any(|&p| p > 255) {
+        return None;
+    }
+    let last_bits = 8 * (4 - leading.len() as u32);
+    if last_bits < 32 && *last >= 1 << last_bits {
+        return None;
+    }
+    let high = leading
+        .iter()
+        .enumerate()
+        .fold(0u32, |address, (i, &p)| address | p << (24 - 8 * i));
+    Some(std::net::Ipv4Addr::from(high | last))
 }
 
 /// A port number: digits only (`u16`'s parser also takes a sign), 0 to 65535.
@@ -270,6 +316,17 @@ mod tests {
         assert_eq!(both("::ffff:127.0.0.1", None), ok("::ffff:127.0.0.1", 7));
         // Given on its own, the port makes the whole text the address.
         assert_eq!(both("::1:9002", Some(9)), ok("::1:9002", 9));
+        // Names, and what inet_aton does not take as an address.
+        for name in [
+            "example.com",
+            "host-1",
+            "0xbeef.example",
+            "1.2.3.4.5",
+            "08.1",
+            "1.256.1",
+        ] {
+            assert_eq!(both(name, None), ok(name, 7));
+        }
     }
 
     #[test]
@@ -295,6 +352,16 @@ mod tests {
             ("host:+80", None, "\"+80\""),
             ("host:", None, "not a port number"),
             ("host:1", Some(1), "port given twice"),
+            ("0.0", None, "short form of the IPv4 address 0.0.0.0"),
+            ("0x0", Some(1), "short form of the IPv4 address 0.0.0.0"),
+            ("127.1", None, "short form of the IPv4 address 127.0.0.1"),
+            (
+                "0177.0.0.1:80",
+                None,
+                "short form of the IPv4 address 127.0.0.1",
+            ),
+            ("0x7f.1", None, "short form of the IPv4 address 127.0.0.1"),
+            ("1.2.3", None, "short form of the IPv4 address 1.2.0.3"),
         ] {
             let result = both(text, port);
             let e = result.expect_err(text);

@@ -20,7 +20,8 @@
 //! (`chat-server` may have nothing to say for a long time), and a connect as long as the system
 //! lets it. With `--timeout SECS`, a server that sends nothing, or takes nothing, for SECS
 //! seconds (connecting included) ends the program with status 1 (`timed out: nothing from
-//! HOST:PORT for N s`): the socket's `socket_timeout` and the connect's `connect_timeout`.
+//! HOST:PORT for N s`, or `timed out: HOST:PORT took nothing for N s`): the socket's
+//! `socket_timeout` and the connect's `connect_timeout`.
 
 // The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
 #![allow(rustdoc::broken_intra_doc_links)]
@@ -74,6 +75,15 @@ async fn chat(host: String, port: u16, timeout: Option<Duration>) -> anyhow::Res
     let mut output = socket.open_write_channel(true)?;
 
     let server = examples::join_host_port(&host, port);
+    // A write that times out (the server takes nothing for --timeout) ends the program as a
+    // silent server does, not as a server that left: the rest of stdin would go unsent.
+    let took_nothing = {
+        let server = server.clone();
+        move || {
+            let secs = timeout.unwrap_or_default().as_secs();
+            anyhow::anyhow!("timed out: {server} took nothing for {secs} s (see --timeout)")
+        }
+    };
     let mut server_lines = tokio::spawn(async move {
         loop {
             let line = match input.read_line(LINE_LIMIT, LineEnding::Default).await {
@@ -99,17 +109,18 @@ async fn chat(host: String, port: u16, timeout: Option<Duration>) -> anyhow::Res
             .await
             .context("reading stdin")?
         {
-            if output
-                .write_string_utf8(&format!("{line}\n"))
-                .await
-                .is_err()
-            {
+            match output.write_string_utf8(&format!("{line}\n")).await {
+                Ok(()) => {}
+                // Only with --timeout: without it the socket has none.
+                Err(net_io::Error::Timeout) => return Err(took_nothing()),
                 // The server is gone; the reader reports how.
-                return anyhow::Ok(());
+                Err(_) => return anyhow::Ok(()),
             }
         }
         // End of input: half-close, and let the server answer what it has.
-        let _ = output.flush_and_close().await;
+        if let Err(net_io::Error::Timeout) = output.flush_and_close().await {
+            return Err(took_nothing());
+        }
         anyhow::Ok(())
     };
     tokio::select! {
