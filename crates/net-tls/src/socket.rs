@@ -634,7 +634,15 @@ fn write_records<D>(
 ) -> Poll<io::Result<usize>> {
     // Records an earlier call left queued go first: a socket that failed under them reports
     // its error here, before this call takes any of its bytes.
-    let mut socket_full = drain(raw, session, cx)? == Drained::Blocked;
+    if drain(raw, session, cx)? == Drained::Blocked {
+        // The socket takes none of them now: this call waits for it, and hands rustls nothing
+        // meanwhile. rustls would take none of the bytes over its limit, but first moves the
+        // KeyUpdate reply it holds into its queue, whatever the limit, and makes a new one for
+        // the peer's next KeyUpdate: a task polled again and again (its reader's wake-ups, in
+        // a `join!`) would grow the queue by one reply per KeyUpdate of a peer that reads
+        // nothing.
+        return Poll::Pending;
+    }
     let mut taken = 0;
     loop {
         match session.writer().write(&buf[taken..]) {
@@ -647,18 +655,16 @@ fn write_records<D>(
                 return Poll::Ready(Ok(taken));
             }
         }
-        if !socket_full {
-            match drain(raw, session, cx) {
-                Ok(drained) => socket_full = drained == Drained::Blocked,
-                Err(e) if taken == 0 => return Poll::Ready(Err(e)),
-                Err(e) => {
-                    if e.kind() != io::ErrorKind::TimedOut {
-                        failed.store(true, Ordering::Release);
-                    }
-                    return Poll::Ready(Ok(taken));
+        let socket_full = match drain(raw, session, cx) {
+            Ok(drained) => drained == Drained::Blocked,
+            Err(e) if taken == 0 => return Poll::Ready(Err(e)),
+            Err(e) => {
+                if e.kind() != io::ErrorKind::TimedOut {
+                    failed.store(true, Ordering::Release);
                 }
+                return Poll::Ready(Ok(taken));
             }
-        }
+        };
         match (taken, socket_full) {
             (0, true) => return Poll::Pending,
             (n, true) => return Poll::Ready(Ok(n)),
@@ -858,16 +864,25 @@ impl AsyncRead for TlsRead {
         // owe the peer (a KeyUpdate reply, or a fatal alert for a bad record), so a connection
         // that only reads still answers. rustls holds a KeyUpdate reply back until the next
         // application data: a write of nothing queues it (and no record of its own), unless
-        // `close_notify` was queued, after which nothing may follow.
-        if !this.write_ended.load(Ordering::Acquire) {
+        // `close_notify` was queued, after which nothing may follow. It is queued only once
+        // what the session queued before has left the socket: a write of nothing queues the
+        // reply past rustls's buffer limit, and rustls, which holds one reply at a time and
+        // makes no other while it holds one, would make a new one for each KeyUpdate the peer
+        // sends, so that a peer that asks for update after update and reads nothing would
+        // grow the session's queue without bound. (Our next write, or `close_notify`, takes
+        // the reply rustls holds.)
+        if stream.get_ref().1.wants_write() {
+            // A socket that failed fails the next write or flush too.
+            let _ = send_owed(stream);
+        }
+        if !this.write_ended.load(Ordering::Acquire) && !stream.get_ref().1.wants_write() {
             let _ = match stream {
                 tokio_rustls::TlsStream::Client(s) => s.get_mut().1.writer().write(&[]),
                 tokio_rustls::TlsStream::Server(s) => s.get_mut().1.writer().write(&[]),
             };
-        }
-        if stream.get_ref().1.wants_write() {
-            // A socket that failed fails the next write or flush too.
-            let _ = send_owed(stream);
+            if stream.get_ref().1.wants_write() {
+                let _ = send_owed(stream);
+            }
         }
         if read.is_ready() {
             stream.get_mut().0.read_done();
