@@ -48,7 +48,9 @@ macro_rules! common_setters {
         }
 
         /// Sets the IP type of service (`IP_TOS`, or `IPV6_TCLASS` on IPv6; on Linux, an IPv6
-        /// socket gets `IP_TOS` too, for the IPv4 traffic of a dual-stack one).
+        /// socket gets `IP_TOS` too, for the IPv4 traffic of a dual-stack one). On a TCP
+        /// socket Linux keeps only the upper six bits (the DSCP): the two ECN bits are the
+        /// kernel's.
         pub fn type_of_service(mut self, tos: u8) -> Self {
             self.options.type_of_service = Some(tos);
             self
@@ -111,8 +113,9 @@ impl SocketBuilder {
 /// Builds TCP and Unix stream sockets: [`bind`](Self::bind) a [`ServerSocket`] or
 /// [`connect`](Self::connect) a [`Socket`].
 ///
-/// Defaults are those of [`SocketOptions`]: `no_delay` on, everything else the OS's, backlog
-/// 1024, no timeouts.
+/// Defaults are those of [`SocketOptions`]: `no_delay` on, `reuse_address` on for listeners,
+/// backlog 1024, flush coalescing on, a 5 s PROXY header timeout where PROXY headers are
+/// read, no other timeouts, and the OS's for everything else.
 #[derive(Debug, Clone)]
 #[must_use = "a socket builder does nothing until `bind` or `connect`"]
 pub struct TcpSocketBuilder {
@@ -327,9 +330,9 @@ impl TcpSocketBuilder {
 
     /// Adopts a listening `std` socket ([`std::net::TcpListener`] or
     /// [`std::os::unix::net::UnixListener`], from a supervisor or another library) with this
-    /// builder's options for the connections it accepts, the buffer sizes among them (which are
-    /// set on the listener, as a TCP connection takes its listener's); `backlog`, `reuse_*` and
-    /// the other options set before `bind` are the socket's own already. A Unix listener's socket
+    /// builder's options for the connections it accepts, the buffer sizes and the type of
+    /// service among them (which are set on the listener, as a TCP connection takes its
+    /// listener's); `backlog` and `reuse_*` are the socket's own already. A Unix listener's socket
     /// file is not the adopted listener's: closed, it leaves the file where it is (as do the
     /// Unix listeners of [`systemd_listeners`](Self::systemd_listeners), whose files are
     /// systemd's).

@@ -360,7 +360,12 @@ impl ServerSocket {
             )));
         }
         raw.set_nonblocking(true)?;
-        let unix = raw.domain()? == Domain::UNIX;
+        let domain = raw.domain()?;
+        let unix = domain == Domain::UNIX;
+        if !unix {
+            // Marks the connections it accepts, which inherit it, as a bound listener's do.
+            options.apply_type_of_service(&SockRef::from(&raw), domain == Domain::IPV6)?;
+        }
         // The buffer sizes are for the connections it accepts, as a bound listener's are: a
         // TCP connection takes its listener's (a Unix one gets them in `wrap`).
         options.apply_buffer_sizes(&SockRef::from(&raw))?;

@@ -203,18 +203,7 @@ impl SocketOptions {
             if self.reuse_port {
                 set("reuse_port", socket.set_reuse_port(true))?;
             }
-            if let Some(tos) = self.type_of_service {
-                if ipv6 {
-                    set("type_of_service", socket.set_tclass_v6(u32::from(tos)))?;
-                    // A dual-stack socket's IPv4 traffic (IPv4-mapped peers, and the
-                    // connections a listener accepts from them, which inherit it) carries
-                    // `IP_TOS`, not the traffic class: set it too, as the JDK does on Linux.
-                    #[cfg(any(target_os = "linux", target_os = "android"))]
-                    set("type_of_service", socket.set_tos_v4(u32::from(tos)))?;
-                } else {
-                    set("type_of_service", socket.set_tos_v4(u32::from(tos)))?;
-                }
-            }
+            self.apply_type_of_service(&SockRef::from(socket), ipv6)?;
         }
         self.apply_buffer_sizes(&SockRef::from(socket))?;
         match kind {
@@ -228,6 +217,28 @@ impl SocketOptions {
             Kind::TcpStream => self.apply_stream(&SockRef::from(socket), true)?,
             Kind::Unix => self.apply_connected(&SockRef::from(socket), false)?,
             Kind::TcpListener => {}
+        }
+        Ok(())
+    }
+
+    /// Applies `type_of_service`: before `bind`/`connect`, and to a TCP listener adopted with a
+    /// builder (whose connections inherit it, as a bound listener's do).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] when the OS refused it.
+    pub(crate) fn apply_type_of_service(&self, socket: &SockRef<'_>, ipv6: bool) -> Result<()> {
+        if let Some(tos) = self.type_of_service {
+            if ipv6 {
+                set("type_of_service", socket.set_tclass_v6(u32::from(tos)))?;
+                // A dual-stack socket's IPv4 traffic (IPv4-mapped peers, and the
+                // connections a listener accepts from them, which inherit it) carries
+                // `IP_TOS`, not the traffic class: set it too, as the JDK does on Linux.
+                #[cfg(any(target_os = "linux", target_os = "android"))]
+                set("type_of_service", socket.set_tos_v4(u32::from(tos)))?;
+            } else {
+                set("type_of_service", socket.set_tos_v4(u32::from(tos)))?;
+            }
         }
         Ok(())
     }
