@@ -20,8 +20,11 @@ use crate::write_state::Flags;
 /// the reader has a backlog, the answers it writes are held back and leave together when the
 /// reader is about to wait for more input, so a burst of pipelined requests is answered with
 /// one send instead of one per request. `net-sockets` does this for its sockets; the read
-/// channel only keeps the flag up to date (set after a read that leaves input unconsumed,
-/// unless the stream has ended; cleared before it reads from its transport, which may wait),
+/// channel only keeps the flag up to date (set after a read that consumes and leaves input
+/// unconsumed, unless the stream has ended; cleared before it reads from its transport, which
+/// may wait: a look-ahead that had to read, `peek`, `await_content`, a `skip_if_found` that
+/// found nothing or `poll_fill_buf`, leaves it cleared until the next read that consumes, so
+/// answers written after it leave at once),
 /// and a write channel that writes straight to such a transport can hold its answers here itself
 /// ([`ByteWriteChannel::hold_while`](crate::ByteWriteChannel::hold_while)).
 ///
@@ -91,7 +94,8 @@ impl Backlog {
     }
 
     /// Whether the read channel holds input its reader has not consumed yet, and is not
-    /// waiting for more (never once it has seen the end of its stream).
+    /// waiting for more (never once it has seen the end of its stream), as its last read that
+    /// consumed left it: a look-ahead that read from the transport since leaves it `false`.
     #[inline]
     pub fn is_pending(&self) -> bool {
         self.0.pending.load(Ordering::Relaxed)

@@ -47,8 +47,9 @@ impl Sink {
 ///
 /// Writes go into a buffer of up to 8 KiB, which is written to the transport when it fills, on
 /// [`flush`](Self::flush), and, in `auto_flush` mode, at the end of every write call (the peer
-/// sees each write without a `flush`). A write larger than the buffer goes to the transport
-/// directly. A slow peer holds the writer back (backpressure); memory never grows past the
+/// sees each write without a `flush`). A write larger than the room left in the buffer goes
+/// to the transport directly, after what the buffer holds (typed writes, which are small, are
+/// always buffered). A slow peer holds the writer back (backpressure); memory never grows past the
 /// buffer, also when write calls are dropped while they wait (see
 /// [Dropped writes](#dropped-writes)), but for [`write_frame`](Self::write_frame): a frame
 /// that does not fit the room left is added whole, the buffer's allocation growing to hold it
@@ -357,8 +358,10 @@ impl ByteWriteChannel {
         }
     }
 
-    /// Holds this channel's auto-flushed writes in `backlog` while it is pending (flush
-    /// coalescing without a call into the transport per write).
+    /// Holds the auto-flushed writes of this channel's own write methods in `backlog` while it
+    /// is pending (flush coalescing without a call into the transport per write). Writes
+    /// through its [`AsyncWrite`] implementation go to the transport, whose own holding, if
+    /// any, applies (a `net-sockets` socket's does).
     ///
     /// Only for a channel that writes straight to a transport that sends the backlog's held
     /// bytes before anything written to it, and when its reader is about to wait for input
