@@ -185,6 +185,10 @@ impl TcpSocketBuilder {
     /// next read, so a `select!` loop that makes a new read each turn still ends after this
     /// long without input.
     ///
+    /// Over TLS, a read completes when it returns data (or the end, or an error): records that
+    /// carry no data (session tickets, key updates, empty records, which a peer can send for
+    /// ever within rustls's limits) do not start it afresh, nor does part of a record.
+    ///
     /// It is an inactivity timeout, not a deadline: a peer that sends a byte now and then
     /// keeps a read going however long it takes (see the
     /// [guide](crate::guide#3-timeouts-idle-and-slow-clients) for a deadline per request).

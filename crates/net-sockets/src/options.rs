@@ -66,7 +66,8 @@ pub struct SocketOptions {
     pub linger: Option<Duration>,
     /// Inactivity timeout on reads and writes of connected and accepted stream sockets (TCP
     /// and Unix; datagram sockets ignore it): a read or write that makes no progress for this
-    /// long fails with a timeout (`net_io::Error::Timeout` on the channels). `Duration::ZERO`
+    /// long fails with a timeout (`net_io::Error::Timeout` on the channels; over TLS, records
+    /// without data are no progress). `Duration::ZERO`
     /// fails every operation that has to wait, at once. Default: none.
     pub socket_timeout: Option<Duration>,
     /// Limit on the whole of a stream `connect` (`tcp().connect`), name resolution and every

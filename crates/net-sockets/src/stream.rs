@@ -1064,14 +1064,21 @@ impl Half {
 
     /// Polls `op`; a pending operation that outlives `socket_timeout` fails with a timeout.
     #[inline]
+    ///
+    /// With `layered`, an operation that completes leaves the timer armed: the layer above
+    /// (TLS) says when its own operation is over ([`done`](Self::done)), so that records that
+    /// carry nothing for the application do not count as progress.
     fn poll<R>(
         &mut self,
         cx: &mut Context<'_>,
+        layered: bool,
         op: impl FnOnce(&Stream, &mut Context<'_>) -> Poll<io::Result<R>>,
     ) -> Poll<io::Result<R>> {
         match self.conn.core.poll_io(cx, &mut self.wait, op) {
             Poll::Ready(r) => {
-                self.done();
+                if !layered {
+                    self.done();
+                }
                 Poll::Ready(r)
             }
             Poll::Pending => {
@@ -1167,6 +1174,9 @@ pub struct ReadHalf {
     /// Whether the socket may hold input: false once a read drained it, until the read that
     /// waits for the reactor (see `Stream::poll_read_into`).
     readable: bool,
+    /// A protocol layer's reads: a socket read that returns does not end the wait of
+    /// `socket_timeout`; the layer's own read that returns does ([`done`](Self::done)).
+    layered: bool,
     /// Last: what every read checks comes first (see [`Half`]).
     half: Half,
 }
@@ -1193,7 +1203,13 @@ impl ReadHalf {
             failed: None,
             ended: false,
             readable: true,
+            layered: false,
         }
+    }
+
+    /// From now on only [`done`](Self::done) ends a read's wait (see `layered`).
+    pub(crate) fn set_layered(&mut self) {
+        self.layered = true;
     }
 
     /// A protocol layer's read is over, though a read of the socket it made may still be
@@ -1285,7 +1301,9 @@ impl AsyncRead for ReadHalf {
             half.conn.uncork_for_reader();
         }
         let readable = &mut this.readable;
-        let polled = half.poll(cx, |s, cx| s.poll_read_into(cx, buf, readable));
+        let polled = half.poll(cx, this.layered, |s, cx| {
+            s.poll_read_into(cx, buf, readable)
+        });
         if polled.is_pending() {
             // The next poll comes once the reactor saw input (or for another reason: then the
             // read finds nothing and waits again).
@@ -1370,7 +1388,7 @@ impl WriteHalf {
         cx: &mut Context<'_>,
         send: impl Fn(SockRef<'_>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        let result = ready!(self.half.poll(cx, |s, cx| s.poll_send(cx, send)));
+        let result = ready!(self.half.poll(cx, false, |s, cx| s.poll_send(cx, send)));
         if let Ok(bytes) = &result {
             tracing::trace!(parent: self.half.conn.core.span(), bytes, "sent");
         }

@@ -235,6 +235,14 @@ impl RawStream {
         self.read.done();
     }
 
+    /// From now on a read of the socket that returns does not end the wait of
+    /// `socket_timeout`: only [`read_done`](Self::read_done) does. For a layer whose records
+    /// may carry nothing for the application (TLS's), so that a peer sending only those cannot
+    /// keep a read waiting for ever.
+    pub fn count_waits_by_layer(&mut self) {
+        self.read.set_layered();
+    }
+
     /// The layer's write or flush (or handshake) is over: as [`read_done`](Self::read_done),
     /// for the write direction's `socket_timeout`.
     pub fn write_done(&mut self) {

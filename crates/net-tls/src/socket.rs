@@ -227,6 +227,9 @@ fn finished(
             let (raw, _) = stream.get_mut();
             raw.read_done();
             raw.write_done();
+            // Records without data (a KeyUpdate, a session ticket, an empty record) are no
+            // progress of a read: only a read that returns ends its wait.
+            raw.count_waits_by_layer();
             Ok(TlsSession::new(stream, session))
         }
         Err(e) => Err(failed(side, e)),
