@@ -643,7 +643,10 @@ fn write_records<D>(
         // KeyUpdate reply it holds into its queue, whatever the limit, and makes a new one for
         // the peer's next KeyUpdate: a task polled again and again (its reader's wake-ups, in
         // a `join!`) would grow the queue by one reply per KeyUpdate of a peer that reads
-        // nothing.
+        // nothing. A session that failed (the peer's bad record or fatal alert, taken in by a
+        // read) says so at once, as rustls's writer would: the socket may never drain.
+        // (rustls's `flush` only checks for that error; it queues nothing.)
+        session.writer().flush()?;
         return Poll::Pending;
     }
     let mut taken = 0;
