@@ -14,7 +14,7 @@ use net_io::{
     Backlog, ByteChannel, ByteReadChannel, ByteWriteChannel, Error, LineEnding, PeerText,
     SharedError, WriteState,
 };
-use support::{Act, ChunkedReader, MockWriter, Step, guard, poll_once, timeout};
+use support::{Act, Capture, ChunkedReader, MockWriter, Step, guard, poll_once, timeout};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::codec::{Encoder, LinesCodec, LinesCodecError};
 
@@ -813,44 +813,8 @@ async fn copy_and_close_marks_the_destination_lost() {
 
 // ----- drop logging ---------------------------------------------------------------------
 
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>);
-
-struct Fields(String);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        use std::fmt::Write;
-        let _ = write!(self.0, "{}={:?} ", field.name(), value);
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut fields = Fields(String::new());
-        event.record(&mut fields);
-        self.0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), fields.0));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 fn levels_during(f: impl FnOnce()) -> Vec<tracing::Level> {
-    let capture = Capture::default();
-    tracing::subscriber::with_default(capture.clone(), f);
-    let events = capture.0.lock().unwrap();
-    events.iter().map(|(l, _)| *l).collect()
+    Capture::during(f).into_iter().map(|(l, _)| l).collect()
 }
 
 /// ByteWriteChannel: dropping logs "a `debug` event once a write or flush of the channel
