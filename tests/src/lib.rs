@@ -17,6 +17,7 @@
 //!   a real HAProxy in front of a server, this test binary run again under a descriptor limit —
 //!   and a blocking line client (from `127.0.0.2` if need be) for the example servers.
 //! - [`probe`]: descriptors, CPU time and memory of this process.
+//! - [`records`]: TLS 1.3 records written by hand (empty records, KeyUpdates) for hostile peers.
 //! - [`fault`]: the fault suite's line server, its well-behaved client and hostile peers.
 //! - [`TempDir`]: a temporary directory that removes itself.
 
@@ -31,6 +32,7 @@ pub mod harness;
 pub mod loopback;
 pub mod pki;
 pub mod probe;
+pub mod records;
 mod temp;
 pub mod tls;
 

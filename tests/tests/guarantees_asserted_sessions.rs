@@ -10,7 +10,7 @@ use net_sockets::{Error, SelectorManager, a_socket};
 use net_tests::block_on;
 use net_tests::loopback::{tcp_listener, tcp_listener_with};
 use net_tests::pki::TestCa;
-use net_tests::tls::{localhost, manual_pair, records};
+use net_tests::tls::{manual_pair, records};
 use net_tests::{HANG_LIMIT, within};
 use net_tls::rustls;
 use net_tls::{TlsExt, TlsSocket};
@@ -270,115 +270,7 @@ fn operations_after_the_selectors_runtime_ended_fail_with_selector_closed_polled
 }
 
 // ---------------------------------------------------------------------------------------------
-// TLS: records without data while we half-close (helpers copied from hostile_peers_more.rs).
-
-mod no_data_records {
-    use std::sync::{Arc, Mutex};
-
-    use net_tests::pki::TestCa;
-    use net_tls::rustls::crypto::cipher::{AeadKey, Iv, OutboundChunks, OutboundPlainMessage};
-    use net_tls::rustls::crypto::tls13::OkmBlock;
-    use net_tls::rustls::crypto::{CryptoProvider, ring};
-    use net_tls::rustls::{
-        self, ClientConfig, ContentType, KeyLog, ProtocolVersion, RootCertStore,
-        SupportedCipherSuite,
-    };
-
-    const SUITE: SupportedCipherSuite = ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256;
-
-    #[derive(Debug, Default)]
-    pub(crate) struct ClientSecret(pub(crate) Mutex<Option<Vec<u8>>>);
-
-    impl KeyLog for ClientSecret {
-        fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
-            if label == "CLIENT_TRAFFIC_SECRET_0" {
-                *self.0.lock().unwrap() = Some(secret.to_vec());
-            }
-        }
-
-        fn will_log(&self, label: &str) -> bool {
-            label == "CLIENT_TRAFFIC_SECRET_0"
-        }
-    }
-
-    pub(crate) fn secret_logging_client(
-        ca: &TestCa,
-        secret: Arc<ClientSecret>,
-    ) -> Arc<ClientConfig> {
-        let provider = CryptoProvider {
-            cipher_suites: vec![SUITE],
-            ..ring::default_provider()
-        };
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.der()).unwrap();
-        let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.key_log = secret;
-        Arc::new(config)
-    }
-
-    fn expand_label(secret: &[u8], label: &[u8], out: &mut [u8]) {
-        let hkdf = SUITE.tls13().unwrap().hkdf_provider;
-        let expander = hkdf.expander_for_okm(&OkmBlock::new(secret));
-        let length = u16::try_from(out.len()).unwrap().to_be_bytes();
-        let label_len = [u8::try_from(6 + label.len()).unwrap()];
-        expander
-            .expand_slice(&[&length, &label_len, b"tls13 ", label, &[0]], out)
-            .unwrap();
-    }
-
-    pub(crate) struct RecordWriter {
-        secret: [u8; 32],
-        seq: u64,
-        encrypter: Box<dyn rustls::crypto::cipher::MessageEncrypter>,
-    }
-
-    impl RecordWriter {
-        pub(crate) fn new(secret: &[u8]) -> RecordWriter {
-            let secret: [u8; 32] = secret.try_into().unwrap();
-            RecordWriter {
-                secret,
-                seq: 0,
-                encrypter: RecordWriter::encrypter(&secret),
-            }
-        }
-
-        fn encrypter(secret: &[u8; 32]) -> Box<dyn rustls::crypto::cipher::MessageEncrypter> {
-            let mut key = [0u8; 32];
-            let mut iv = [0u8; 12];
-            expand_label(secret, b"key", &mut key);
-            expand_label(secret, b"iv", &mut iv);
-            SUITE
-                .tls13()
-                .unwrap()
-                .aead_alg
-                .encrypter(AeadKey::from(key), Iv::new(iv))
-        }
-
-        pub(crate) fn record(&mut self, typ: ContentType, payload: &[u8], out: &mut Vec<u8>) {
-            let message = OutboundPlainMessage {
-                typ,
-                version: ProtocolVersion::TLSv1_2,
-                payload: OutboundChunks::Single(payload),
-            };
-            let record = self.encrypter.encrypt(message, self.seq).unwrap();
-            self.seq += 1;
-            out.extend_from_slice(&record.encode());
-        }
-
-        pub(crate) fn key_update(&mut self, out: &mut Vec<u8>) {
-            self.record(ContentType::Handshake, &[24, 0, 0, 1, 0], out);
-            let mut next = [0u8; 32];
-            expand_label(&self.secret, b"traffic upd", &mut next);
-            self.secret = next;
-            self.encrypter = RecordWriter::encrypter(&self.secret);
-            self.seq = 0;
-        }
-    }
-}
+// TLS: records without data while we half-close.
 
 /// Row "The peer keeps sending TLS 1.3 records that carry no data ... while we `close()` (or
 /// half-close: `flush_and_close`, `poll_shutdown`)": "it takes in at most 64 KiB of what the
@@ -387,65 +279,13 @@ mod no_data_records {
 /// counted exactly: the kernel's receive queue before and after.
 #[tokio::test]
 async fn a_half_close_takes_in_at_most_64_kib_of_records_without_data() {
-    use net_tls::rustls::ContentType;
-    use no_data_records::{ClientSecret, RecordWriter, secret_logging_client};
     for stream_view in [false, true] {
         let selector = SelectorManager::new();
         let ca = TestCa::new("no-data records, half-close");
         let config = ca.server(&["localhost"]).server_config().build().unwrap();
         let listener = tcp_listener_with(&selector, |tcp| tcp.receive_buffer_size(1 << 20)).await;
-        let port = listener.port().unwrap();
-        let secret = Arc::new(ClientSecret::default());
-        let client_config = secret_logging_client(&ca, Arc::clone(&secret));
-        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
-        tcp.set_send_buffer_size(1 << 20).unwrap();
-        let connect = async {
-            let tcp = tcp.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-            tokio_rustls::TlsConnector::from(client_config)
-                .connect(localhost(), tcp)
-                .await
-                .unwrap()
-        };
-        let accept = async {
-            listener
-                .accept()
-                .await
-                .unwrap()
-                .tls_server(&config)
-                .await
-                .unwrap()
-        };
-        let (client, server) = within(async { tokio::join!(connect, accept) }).await;
-        let secret = secret
-            .0
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("the traffic secret");
-        let (tcp, _session) = client.into_inner();
-        let mut tcp = tcp.into_std().unwrap();
-        let mut records = RecordWriter::new(&secret);
-        let mut filled = 0;
-        'fill: while filled < 1 << 20 {
-            let mut pair = Vec::new();
-            records.record(ContentType::ApplicationData, &[], &mut pair);
-            records.key_update(&mut pair);
-            let mut rest = &pair[..];
-            while !rest.is_empty() {
-                match tcp.write(rest) {
-                    Ok(n) => {
-                        rest = &rest[n..];
-                        filled += n;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break 'fill,
-                    Err(e) => panic!("the peer's write failed: {e}"),
-                }
-            }
-        }
-        assert!(
-            filled >= 256 * 1024,
-            "the socket buffers took only {filled} bytes"
-        );
+        let (server, _tcp, filled) =
+            net_tests::records::no_data_flood(&listener, &ca, &config).await;
         // Until the kernel of our side holds all of it (loopback: at once, but for scheduling).
         let started = Instant::now();
         let before = loop {
