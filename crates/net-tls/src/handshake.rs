@@ -67,7 +67,12 @@ pub(crate) async fn accept(
     settings: &Settings,
 ) -> Result<(TlsStream<RawStream>, Session)> {
     let acceptor = TlsAcceptor::from(Arc::clone(&settings.rustls));
-    let stream = bounded(timer, settings.handshake_timeout, acceptor.accept(raw)).await?;
+    // TLS 1.3 early data (0-RTT), which a configuration from `from_rustls` may allow
+    // (`max_early_data_size`), is refused: tokio-rustls never reads what rustls accepted of
+    // it, so the application would lose those bytes while the client was told they arrived.
+    // Refused, the client knows to send them again after the handshake.
+    let accepting = acceptor.accept_with(raw, |conn| conn.reject_early_data());
+    let stream = bounded(timer, settings.handshake_timeout, accepting).await?;
     let (_, conn) = stream.get_ref();
     let session = Session::from_state(conn, conn.server_name().map(str::to_owned));
     Ok((TlsStream::Server(stream), session))

@@ -92,7 +92,8 @@
 //! empty or malformed one is [`Error::Pem`] naming the file; a key that does not match the
 //! certificate is [`Error::Config`]. The key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC),
 //! unencrypted (an encrypted one is [`Error::Pem`] saying so), and one `ring` signs with: RSA
-//! of 2048 bits or more, ECDSA on P-256 or P-384, or Ed25519.
+//! of 2048 to 4096 bits, ECDSA on P-256 or P-384 (with its public key included, as OpenSSL
+//! writes it), or Ed25519; any other is [`Error::Pem`] saying what is accepted.
 //! [`sni_certificate_pem`](TlsServerConfigBuilder::sni_certificate_pem) adds a certificate for
 //! clients that ask for another name by SNI.
 //!

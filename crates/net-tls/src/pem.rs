@@ -100,8 +100,9 @@ pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'sta
         return Err(Error::Pem {
             origin: origin.into(),
             reason: format!(
-                "the private key cannot be used: {e} (is the file corrupted, or the key of \
-                 another algorithm?)"
+                "the private key cannot be used: {e} (`ring` signs with RSA of 2048 to 4096 \
+                 bits, ECDSA on P-256 or P-384 with its public key included, or Ed25519 in \
+                 PKCS#8; is the file corrupted, or the key of another kind?)"
             ),
         });
     }

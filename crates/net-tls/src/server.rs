@@ -87,8 +87,11 @@ impl TlsServerConfig {
     ///
     /// The configuration is used as given, including its crypto provider, protocol versions,
     /// ALPN protocols, client authentication and certificate resolver (which decides how SNI
-    /// chooses a certificate); nothing of the builder's defaults is added. The handshake timeout
-    /// is the default, 10 seconds. The result can be [`reload`](Self::reload)ed like any other.
+    /// chooses a certificate); nothing of the builder's defaults is added, and one thing is
+    /// taken away: TLS 1.3 early data (0-RTT) is refused whatever `max_early_data_size` says
+    /// (a client sends those bytes again after the handshake), as the socket has no way to
+    /// hand them to the application. The handshake timeout is the default, 10 seconds. The
+    /// result can be [`reload`](Self::reload)ed like any other.
     ///
     /// # Examples
     ///
@@ -229,7 +232,8 @@ impl TlsServerConfigBuilder {
     ///
     /// [`Error::Pem`] when no key is found, the PEM is malformed, the key is encrypted, or it is
     /// not a key the `ring` provider can sign with: its body corrupted, or anything but RSA of
-    /// 2048 bits or more, ECDSA on P-256 or P-384, or Ed25519 (PKCS#8 only).
+    /// 2048 to 4096 bits, ECDSA on P-256 or P-384 with its public key included (OpenSSL
+    /// includes it unless told `-no_public`), or Ed25519 (PKCS#8 only).
     pub fn private_key_pem(mut self, pem: &[u8]) -> Result<Self> {
         self.key = Some(pem::private_key(pem, pem::BYTES)?);
         Ok(self)
