@@ -384,7 +384,11 @@ async fn reloads_racing_handshakes_give_each_one_whole_chain() {
         move || {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 50_000_000 {
-                config.reload(if n.is_multiple_of(2) { &config_b } else { &config_a });
+                config.reload(if n.is_multiple_of(2) {
+                    &config_b
+                } else {
+                    &config_a
+                });
                 n += 1;
             }
             n

@@ -62,8 +62,10 @@ impl Sink {
 /// the transport's write side down (a socket sends FIN; its read side keeps working). Dropping
 /// the channel instead drops the transport **without** writing what is still buffered, logs a
 /// `warn` event with the number of bytes lost (a `debug` event once a write or flush of the
-/// channel returned [`Error::Timeout`], until what it kept was written out: its caller knows,
-/// and a peer that reads nothing must not be able to fill a log kept at `info`) and tells the
+/// channel returned [`Error::Timeout`], until what it kept was written out, or when its last
+/// write or flush was dropped while it waited, by a deadline of the caller's own or a
+/// `select!`: its caller knows, and a peer that reads nothing must not be able to fill a log
+/// kept at `info`) and tells the
 /// [shared state](Self::share_state) (a socket then resets the connection on close; the reader
 /// of an in-memory [`ByteChannel`](crate::ByteChannel) fails with [`Error::Cancelled`] once it
 /// has read what was delivered, never seeing a clean end of a stream that lacks those bytes).
@@ -221,6 +223,11 @@ pub struct ByteWriteChannel {
     /// nothing decides how often this happens. Cleared once the buffer is written out (the
     /// kept bytes left): bytes dropped after that are a forgotten flush again.
     timeout_reported: bool,
+    /// The last write call or flush was left waiting for the transport (it returned
+    /// `Pending`) and has not ended since: a drop now follows a wait that its caller gave up
+    /// (a deadline of its own, a `select!`), as after a `Timeout`, not a forgotten flush (a
+    /// `debug` event, not a `warn`: a peer that reads nothing decides how often this happens).
+    waiting: bool,
     /// The buffer's allocation grew past twice its usual size to hold a large frame: given back
     /// once the buffer is written out (by the `write_frame` call, or by whatever writes it out
     /// after that call was dropped or timed out).
@@ -312,6 +319,7 @@ impl ByteWriteChannel {
             lost: false,
             timed_out: false,
             timeout_reported: false,
+            waiting: false,
             large: false,
         }
     }
@@ -549,6 +557,18 @@ impl ByteWriteChannel {
     /// Polls what is left of a write call (see [`Rest`]); `src` is the call's bytes, for the
     /// steps that write them straight to the transport.
     fn poll_rest(&mut self, cx: &mut Context<'_>, src: &[u8], rest: &mut Rest) -> Poll<Result<()>> {
+        let polled = self.poll_rest_steps(cx, src, rest);
+        self.waiting = polled.is_pending();
+        polled
+    }
+
+    /// [`poll_rest`](Self::poll_rest)'s steps.
+    fn poll_rest_steps(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: &[u8],
+        rest: &mut Rest,
+    ) -> Poll<Result<()>> {
         loop {
             match rest {
                 Rest::Start | Rest::Done => return Poll::Ready(Ok(())),
@@ -1049,7 +1069,9 @@ impl ByteWriteChannel {
 
     /// [`flush`](Self::flush) on a writable channel.
     fn poll_flush_buffer(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        match ready!(self.poll_drain_and_flush(cx)) {
+        let polled = self.poll_drain_and_flush(cx);
+        self.waiting = polled.is_pending();
+        match ready!(polled) {
             Ok(()) => Poll::Ready(Ok(())),
             Err(e) => {
                 let e = Error::from(e);
@@ -1069,6 +1091,13 @@ impl ByteWriteChannel {
 
     /// [`flush_and_close`](Self::flush_and_close) on a writable channel.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let polled = self.poll_close_steps(cx);
+        self.waiting = polled.is_pending();
+        polled
+    }
+
+    /// [`poll_close`](Self::poll_close)'s steps.
+    fn poll_close_steps(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         if self.torn || self.lost {
             // The stream ends in the middle of a write that was dropped part-way: no shutdown,
             // which would tell the peer that it is complete.
@@ -1279,9 +1308,10 @@ impl AsyncWrite for ByteWriteChannel {
         cx: &mut Context<'_>,
         src: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_buffered(cx, src)
-            .map_err(io::Error::from)
+        let this = self.get_mut();
+        let polled = this.poll_write_buffered(cx, src);
+        this.waiting = polled.is_pending();
+        polled.map_err(io::Error::from)
     }
 
     /// [`flush`](ByteWriteChannel::flush); `Ok(())` on a channel already closed cleanly.
@@ -1317,14 +1347,14 @@ impl AsyncWrite for ByteWriteChannel {
 impl Drop for ByteWriteChannel {
     fn drop(&mut self) {
         if !self.buf.is_empty() {
-            if self.timeout_reported {
+            if self.timeout_reported || self.waiting {
                 // The caller was told (the timeout), and gave up: the usual end of a
                 // connection whose peer reads nothing, which a peer must not turn into
                 // warnings at a rate of its choosing.
                 tracing::debug!(
                     unflushed = self.buf.len(),
                     "write channel dropped with {} unflushed bytes after a write or flush timed \
-                     out; they are not sent",
+                     out or was given up while it waited; they are not sent",
                     self.buf.len()
                 );
             } else {
