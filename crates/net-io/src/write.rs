@@ -736,6 +736,9 @@ impl ByteWriteChannel {
             // is added, so that dropped calls cannot grow the buffer.
             self.make_room().await.map_err(io::Error::from)?;
         }
+        // A write call that ends without polling the transport (its encoder failed) ends any
+        // earlier wait too: a drop after it is no given-up wait.
+        self.waiting = false;
         let before = self.buf.len();
         let encoded = if before == 0 {
             // An encoder that panics part-way must not leave part of a frame to be sent with
