@@ -182,6 +182,31 @@ pub async fn connected_pair(
     (client, accepted)
 }
 
+/// A connection accepted by `listener` (on `127.0.0.1`) whose peer reads nothing, with the
+/// kernel's buffers on both sides full (filled through the socket itself, before any channel
+/// is open), so that any flush waits; and its peer, a blocking std stream with a 4 KiB receive
+/// buffer.
+pub async fn accepted_with_full_buffers(listener: &ServerSocket) -> (Socket, std::net::TcpStream) {
+    let port = listener.port().expect("a TCP listener");
+    let peer = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    socket2::SockRef::from(&peer)
+        .set_recv_buffer_size(4096)
+        .expect("SO_RCVBUF");
+    let server = within(listener.accept()).await.expect("accept");
+    let chunk = vec![7u8; 64 * 1024];
+    server
+        .with_sock_ref(|sock| {
+            for _ in 0..1024 {
+                if sock.send(&chunk).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .expect("the socket's descriptor");
+    (server, peer)
+}
+
 /// A UDP socket bound to `127.0.0.1:0`.
 pub async fn udp_socket(selector: &SelectorManager) -> BoundDatagramSocket {
     a_socket(selector)

@@ -140,22 +140,7 @@ fn warnings_of(body: impl Future<Output = ()>) -> Vec<(tracing::Level, String)> 
 /// buffers are full, and its output holds bytes. The peer comes with it.
 async fn stuck(selector: &SelectorManager) -> (net_sockets::Connection, std::net::TcpStream) {
     let listener = tcp_listener_with(selector, |b| b.send_buffer_size(4096)).await;
-    let peer = std::net::TcpStream::connect(("127.0.0.1", listener.port().unwrap())).unwrap();
-    socket2::SockRef::from(&peer)
-        .set_recv_buffer_size(4096)
-        .unwrap();
-    let server = within(listener.accept()).await.unwrap();
-    let chunk = vec![7u8; 64 * 1024];
-    server
-        .with_sock_ref(|sock| {
-            for _ in 0..1024 {
-                if sock.send(&chunk).is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        })
-        .unwrap();
+    let (server, peer) = net_tests::loopback::accepted_with_full_buffers(&listener).await;
     let mut connection = server.connection().unwrap();
     connection.output.write_fully(b"goodbye\n").await.unwrap();
     (connection, peer)

@@ -71,29 +71,6 @@ fn loud_events_of(body: impl Future<Output = ()>) -> Vec<(Level, String, String)
         .collect()
 }
 
-/// A connection accepted by `listener` whose peer reads nothing: the kernel's buffers are full
-/// (filled through the socket itself, before any channel is open), so any flush waits. The
-/// peer comes with it.
-async fn stuck(listener: &net_sockets::ServerSocket) -> (net_sockets::Socket, std::net::TcpStream) {
-    let peer = std::net::TcpStream::connect(("127.0.0.1", listener.port().unwrap())).unwrap();
-    socket2::SockRef::from(&peer)
-        .set_recv_buffer_size(4096)
-        .unwrap();
-    let server = within(listener.accept()).await.unwrap();
-    let chunk = vec![7u8; 64 * 1024];
-    server
-        .with_sock_ref(|sock| {
-            for _ in 0..1024 {
-                if sock.send(&chunk).is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        })
-        .unwrap();
-    (server, peer)
-}
-
 /// The TCP state of `socket` (Linux `TCP_INFO`'s `tcpi_state`; 7 is `TCP_CLOSE`).
 #[allow(unsafe_code)]
 fn tcp_state(socket: &net_sockets::Socket) -> u8 {
@@ -171,7 +148,8 @@ fn a_flush_given_up_by_the_servers_own_deadline_does_not_warn_per_connection() {
             let listener = tcp_listener_with(&selector, |b| b.send_buffer_size(4096)).await;
             let mut peers = Vec::new();
             for _ in 0..N {
-                let (socket, peer) = stuck(&listener).await;
+                let (socket, peer) =
+                    net_tests::loopback::accepted_with_full_buffers(&listener).await;
                 peers.push(peer);
                 let mut connection = socket.connection().unwrap();
                 let deadline = Duration::from_millis(20);
@@ -340,7 +318,7 @@ fn a_shutdown_cutting_flushes_to_clients_that_read_nothing_logs_nothing_loud() {
         let mut peers = Vec::new();
         let mut handlers = Vec::new();
         for _ in 0..N {
-            let (socket, peer) = stuck(&listener).await;
+            let (socket, peer) = net_tests::loopback::accepted_with_full_buffers(&listener).await;
             peers.push(peer);
             handlers.push(tokio::spawn(async move {
                 let mut connection = socket.connection().unwrap();
