@@ -568,11 +568,8 @@ impl<T: Transport> Connection<T> {
         let Connection {
             socket,
             mut input,
-            output,
+            mut output,
         } = self;
-        // Dropped with this call (by the caller's `select!`, deadline or abort), what the
-        // output still holds is thrown away on purpose, as when `wait` runs out: no `warn`.
-        let mut output = ThrownAwayWhenDropped(output);
         // One deadline for the whole call, on the selector runtime's clock (the task awaiting
         // this may run on another runtime, or none): a peer that reads nothing must not hold
         // the flush for ever. A sleep of the selector's runtime, which ends the wait also once
@@ -584,7 +581,7 @@ impl<T: Transport> Connection<T> {
         // must still be drained before the close.
         let shut = tokio::select! {
             biased;
-            shut = tokio::io::AsyncWriteExt::shutdown(&mut output.0) => shut,
+            shut = tokio::io::AsyncWriteExt::shutdown(&mut output) => shut,
             // Unconstrained, as `tokio::time::timeout` polls its timer: a flush or a drain
             // that spends the task's cooperative budget every turn (the peer reads or sends as
             // fast as the socket goes) must not keep the deadline from firing.
@@ -643,11 +640,8 @@ impl Connection<Plain> {
         let Connection {
             socket,
             mut input,
-            output,
+            mut output,
         } = self;
-        // As in `close_gracefully`: dropped with this call, the output's bytes are thrown away
-        // on purpose.
-        let mut output = ThrownAwayWhenDropped(output);
         // One deadline for the flush and the layer's handshake: a peer that reads nothing must
         // not hold the flush for ever. A sleep of the selector's runtime, as the layer's would
         // be (see `close_gracefully`).
@@ -688,31 +682,6 @@ impl Connection<Plain> {
         socket
             .upgrade_with(prefix, |raw| start(raw, deadline))
             .await
-    }
-}
-
-/// The write channel of a call that ends or hands over the connection (`close_gracefully`,
-/// `upgrade`): dropped with that call's future, it throws what it holds away as `cancel` does
-/// (which tells the socket, whose close then resets), without the `warn` of a channel dropped
-/// by mistake: the caller dropped the call on purpose.
-struct ThrownAwayWhenDropped(ByteWriteChannel);
-
-impl std::ops::Deref for ThrownAwayWhenDropped {
-    type Target = ByteWriteChannel;
-    fn deref(&self) -> &ByteWriteChannel {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for ThrownAwayWhenDropped {
-    fn deref_mut(&mut self) -> &mut ByteWriteChannel {
-        &mut self.0
-    }
-}
-
-impl Drop for ThrownAwayWhenDropped {
-    fn drop(&mut self) {
-        self.0.cancel();
     }
 }
 
