@@ -853,10 +853,7 @@ async fn assert_lingering_close_stays_off_the_runtime(socket: net_sockets::Socke
         started.elapsed()
     );
     let longest = within(ticker).await.unwrap();
-    assert!(
-        longest < STALL,
-        "runtime stalled {longest:?}"
-    );
+    assert!(longest < STALL, "runtime stalled {longest:?}");
 }
 
 /// `linger` with a time makes the kernel's close wait for the peer; the close must not block a

@@ -139,7 +139,8 @@ impl SelectorManager {
     /// tens of microseconds. The price is a worker kept busy for as long as reads keep beginning to
     /// wait less than `window` apart, and for `window` after the last one; once none has for
     /// `window`, nothing polls and nothing is spent until the next one (a window too long for the
-    /// clock, such as `Duration::MAX`, polls for as long as reads keep waiting). Where reads begin
+    /// clock, such as `Duration::MAX`, never passes: from the first read that waits, a worker
+    /// polls until the selector closes, even once no socket is left). Where reads begin
     /// waiting between every two of the task's turns (many busy connections), the runtime's workers
     /// find input ready whenever they poll, with or without it: the task then rests for 10 ms at a
     /// time instead of polling. On the 2-core machine of `BENCHMARKS.md`, with the load generator
