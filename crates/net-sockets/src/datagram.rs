@@ -132,6 +132,8 @@ struct UdpCore {
     receives: Mutex<Receives>,
     /// Taken by a send that waits for room (see `send_or_wait`).
     send_turn: tokio::sync::Mutex<()>,
+    /// The wait for room of the send whose turn it is.
+    sends: Mutex<Sends>,
     local: SocketAddress,
     remote: Option<SocketAddr>,
     /// Whether it reaches IPv4 peers too: bound to `::` (or an IPv4-mapped address) and not
@@ -166,6 +168,45 @@ impl Receives {
     fn remove(&mut self, id: u64) -> Option<WaitingReceive> {
         let at = self.waiting.iter().position(|(each, _)| *each == id)?;
         Some(self.waiting.swap_remove(at).1)
+    }
+}
+
+/// A wait for room in the send buffer: it owns a duplicate of the descriptor while it waits.
+type WaitingSend = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// The wait for room of the send whose turn it is, kept by the socket so that `close` drops
+/// it (and the duplicate descriptor) at once.
+#[derive(Default)]
+struct Sends {
+    closed: bool,
+    waiting: Option<WaitingSend>,
+}
+
+/// Polls the waiting send's wait for room; drops it when dropped itself.
+struct SendWaiter<'a> {
+    udp: &'a UdpCore,
+}
+
+impl Future for SendWaiter<'_> {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut sends = lock(&self.udp.sends);
+        let Some(waiting) = sends.waiting.as_mut() else {
+            return Poll::Ready(Err(self.udp.core.closed_error()));
+        };
+        let waited = ready!(waiting.as_mut().poll(cx));
+        let done = sends.waiting.take();
+        drop(sends);
+        drop(done);
+        Poll::Ready(waited.map_err(|e| Error::from(self.udp.core.failed(e))))
+    }
+}
+
+impl Drop for SendWaiter<'_> {
+    fn drop(&mut self) {
+        let abandoned = lock(&self.udp.sends).waiting.take();
+        drop(abandoned);
     }
 }
 
@@ -283,6 +324,7 @@ impl UdpCore {
             spare: Mutex::new(BytesMut::new()),
             receives: Mutex::new(Receives::default()),
             send_turn: tokio::sync::Mutex::new(()),
+            sends: Mutex::new(Sends::default()),
             local,
             remote,
             dual_stack,
@@ -306,16 +348,12 @@ impl UdpCore {
                 io::ErrorKind::InvalidInput,
                 format!("datagram addressed to {to}, but the socket is connected to {remote}"),
             ))),
-            Some(_) => {
-                self.send_or_wait(|s| s.try_send(packet), |s, cx| s.poll_send(cx, packet))
-                    .await
-            }
+            // Sent on the descriptor itself, not through tokio's readiness: see `send_or_wait`.
+            Some(_) => self.send_or_wait(|s| SockRef::from(s).send(packet)).await,
             None => {
-                self.send_or_wait(
-                    |s| s.try_send_to(packet, to),
-                    |s, cx| s.poll_send_to(cx, packet, to),
-                )
-                .await
+                let to = socket2::SockAddr::from(to);
+                self.send_or_wait(|s| SockRef::from(s).send_to(packet, &to))
+                    .await
             }
         }
     }
@@ -356,16 +394,16 @@ impl UdpCore {
         }
     }
 
-    /// Takes a unit of the cooperative budget, then sends with `try_send` (which registers no
-    /// wake-up); if the send buffer is full, waits for its turn among the sends that wait and
-    /// then sends with `poll_send`. The socket wakes only the last task that polled it for
-    /// room, so concurrent sends that wait queue on `send_turn` (each woken in turn, and one
-    /// that is dropped hands the turn on) instead of leaving all but one waiting for ever.
-    async fn send_or_wait(
-        &self,
-        try_send: impl FnOnce(&UdpSocket) -> io::Result<usize>,
-        poll_send: impl FnMut(&UdpSocket, &mut Context<'_>) -> Poll<io::Result<usize>>,
-    ) -> Result<()> {
+    /// Takes a unit of the cooperative budget, then sends with `try_send` (a non-blocking send
+    /// on the descriptor); if the send buffer is full, waits for its turn among the sends that
+    /// wait, then for room, and sends again.
+    ///
+    /// The wait for room is a registration of its own (a duplicate of the descriptor, kept by
+    /// the socket while it waits so that `close` drops it), never the tokio socket's write
+    /// readiness: an ICMP error on a connected socket (`EPOLLERR`) marks that readiness
+    /// "write closed" for good, after which a wait on it returns at once, again and again, and
+    /// a send that waits for room would spin on a CPU until the buffer drains.
+    async fn send_or_wait(&self, try_send: impl Fn(&UdpSocket) -> io::Result<usize>) -> Result<()> {
         // A unit of the task's cooperative budget, as tokio's own sends take: a task whose sends
         // never wait (loopback, a fast link) still yields to the other tasks of its thread.
         // Taken before anything is sent, so that yielding here sends nothing.
@@ -379,7 +417,37 @@ impl UdpCore {
             .core
             .until_closed(async { Ok(self.send_turn.lock().await) })
             .await?;
-        self.core.run(poll_send).await.map(drop)
+        loop {
+            let io = self.core.io()?;
+            match try_send(&io) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                    return Err(Error::from(self.core.failed(e)));
+                }
+                Err(_) => {}
+            }
+            let waiter = self.wait_for_room(&io)?;
+            drop(io);
+            self.core.until_closed(waiter).await?;
+        }
+    }
+
+    /// Leaves a wait for room in the send buffer in the socket's keeping (see [`Sends`]).
+    fn wait_for_room(&self, io: &UdpSocket) -> Result<SendWaiter<'_>> {
+        let copy = SockRef::from(io).try_clone()?;
+        let registered = {
+            let _runtime = self.core.selector().handle().enter();
+            UdpSocket::from_std(std::net::UdpSocket::from(std::os::fd::OwnedFd::from(copy)))?
+        };
+        let waiting: WaitingSend = Box::pin(async move { registered.writable().await });
+        let mut sends = lock(&self.sends);
+        if sends.closed {
+            drop(sends);
+            drop(waiting);
+            return Err(self.core.closed_error());
+        }
+        sends.waiting = Some(waiting);
+        Ok(SendWaiter { udp: self })
     }
 
     async fn receive(&self) -> Result<Datagram> {
@@ -467,6 +535,12 @@ impl UdpCore {
             std::mem::take(&mut receives.waiting)
         };
         drop(waiting);
+        let waiting_send = {
+            let mut sends = lock(&self.sends);
+            sends.closed = true;
+            sends.waiting.take()
+        };
+        drop(waiting_send);
         self.core.close(CloseMode::Graceful);
     }
 }
