@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use socket2::{Domain, SockRef, Socket as RawSocket, Type};
@@ -16,7 +17,7 @@ use crate::adopt::{INET, check_kind};
 use crate::core::{CloseMode, Core, Owner, Setup};
 use crate::options::{Kind, SocketOptions};
 use crate::repeat::Repeat;
-use crate::selector::{SelectorInner, lock};
+use crate::selector::{SelectorInner, SelectorSleep, lock};
 use crate::{Error, Result, SelectorManager, SocketAddress};
 
 /// The largest payload a UDP datagram can carry over IPv4: 65,535 − 8 (UDP) − 20 (IP) bytes.
@@ -28,6 +29,10 @@ pub const MAX_DATAGRAM_SIZE_V6: usize = 65_527;
 
 /// The receive buffer: larger than any UDP payload, so a datagram is never silently cut.
 const RECEIVE_BUFFER: usize = 65_536;
+
+/// How long a send that waits for room on a socket whose readiness is stuck (see
+/// `send_or_wait`) waits before it tries again: the timer's resolution.
+const STUCK_RETRY: Duration = Duration::from_millis(1);
 
 /// A UDP packet and the address it came from or goes to.
 ///
@@ -132,8 +137,6 @@ struct UdpCore {
     receives: Mutex<Receives>,
     /// Taken by a send that waits for room (see `send_or_wait`).
     send_turn: tokio::sync::Mutex<()>,
-    /// The wait for room of the send whose turn it is.
-    sends: Mutex<Sends>,
     local: SocketAddress,
     remote: Option<SocketAddr>,
     /// Whether it reaches IPv4 peers too: bound to `::` (or an IPv4-mapped address) and not
@@ -168,45 +171,6 @@ impl Receives {
     fn remove(&mut self, id: u64) -> Option<WaitingReceive> {
         let at = self.waiting.iter().position(|(each, _)| *each == id)?;
         Some(self.waiting.swap_remove(at).1)
-    }
-}
-
-/// A wait for room in the send buffer: it owns a duplicate of the descriptor while it waits.
-type WaitingSend = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
-
-/// The wait for room of the send whose turn it is, kept by the socket so that `close` drops
-/// it (and the duplicate descriptor) at once.
-#[derive(Default)]
-struct Sends {
-    closed: bool,
-    waiting: Option<WaitingSend>,
-}
-
-/// Polls the waiting send's wait for room; drops it when dropped itself.
-struct SendWaiter<'a> {
-    udp: &'a UdpCore,
-}
-
-impl Future for SendWaiter<'_> {
-    type Output = Result<()>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut sends = lock(&self.udp.sends);
-        let Some(waiting) = sends.waiting.as_mut() else {
-            return Poll::Ready(Err(self.udp.core.closed_error()));
-        };
-        let waited = ready!(waiting.as_mut().poll(cx));
-        let done = sends.waiting.take();
-        drop(sends);
-        drop(done);
-        Poll::Ready(waited.map_err(|e| Error::from(self.udp.core.failed(e))))
-    }
-}
-
-impl Drop for SendWaiter<'_> {
-    fn drop(&mut self) {
-        let abandoned = lock(&self.udp.sends).waiting.take();
-        drop(abandoned);
     }
 }
 
@@ -324,7 +288,6 @@ impl UdpCore {
             spare: Mutex::new(BytesMut::new()),
             receives: Mutex::new(Receives::default()),
             send_turn: tokio::sync::Mutex::new(()),
-            sends: Mutex::new(Sends::default()),
             local,
             remote,
             dual_stack,
@@ -348,13 +311,8 @@ impl UdpCore {
                 io::ErrorKind::InvalidInput,
                 format!("datagram addressed to {to}, but the socket is connected to {remote}"),
             ))),
-            // Sent on the descriptor itself, not through tokio's readiness: see `send_or_wait`.
-            Some(_) => self.send_or_wait(|s| SockRef::from(s).send(packet)).await,
-            None => {
-                let to = socket2::SockAddr::from(to);
-                self.send_or_wait(|s| SockRef::from(s).send_to(packet, &to))
-                    .await
-            }
+            Some(_) => self.send_or_wait(|s| s.try_send(packet)).await,
+            None => self.send_or_wait(|s| s.try_send_to(packet, to)).await,
         }
     }
 
@@ -394,15 +352,17 @@ impl UdpCore {
         }
     }
 
-    /// Takes a unit of the cooperative budget, then sends with `try_send` (a non-blocking send
-    /// on the descriptor); if the send buffer is full, waits for its turn among the sends that
-    /// wait, then for room, and sends again.
+    /// Takes a unit of the cooperative budget, then sends with `try_send` (which registers no
+    /// wake-up); if the send buffer is full, waits for its turn among the sends that wait, then
+    /// for room, and sends again. The socket wakes only the last task that polled it for room,
+    /// so concurrent sends that wait queue on `send_turn` (each woken in turn, and one that is
+    /// dropped hands the turn on) instead of leaving all but one waiting for ever.
     ///
-    /// The wait for room is a registration of its own (a duplicate of the descriptor, kept by
-    /// the socket while it waits so that `close` drops it), never the tokio socket's write
-    /// readiness: an ICMP error on a connected socket (`EPOLLERR`) marks that readiness
-    /// "write closed" for good, after which a wait on it returns at once, again and again, and
-    /// a send that waits for room would spin on a CPU until the buffer drains.
+    /// A wait for room that ends at once, followed by a send that still finds none, means the
+    /// socket's readiness is stuck: tokio takes an error the socket reports (`EPOLLERR`: an
+    /// ICMP error on a connected socket, or anything left on its error queue) for a writing
+    /// side closed for good, and from then on every wait for room ends at once. The send then
+    /// tries again after [`STUCK_RETRY`] rather than at once, again and again, on a CPU.
     async fn send_or_wait(&self, try_send: impl Fn(&UdpSocket) -> io::Result<usize>) -> Result<()> {
         // A unit of the task's cooperative budget, as tokio's own sends take: a task whose sends
         // never wait (loopback, a fast link) still yields to the other tasks of its thread.
@@ -418,36 +378,26 @@ impl UdpCore {
             .until_closed(async { Ok(self.send_turn.lock().await) })
             .await?;
         loop {
-            let io = self.core.io()?;
-            match try_send(&io) {
+            let mut waited = false;
+            self.core
+                .run(|s, cx| {
+                    let ready = s.poll_send_ready(cx);
+                    waited |= ready.is_pending();
+                    ready
+                })
+                .await?;
+            match try_send(&*self.core.io()?) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
                     return Err(Error::from(self.core.failed(e)));
                 }
-                Err(_) => {}
+                Err(_) if waited => {}
+                Err(_) => {
+                    let retry = SelectorSleep::new(self.core.selector(), STUCK_RETRY);
+                    self.core.until_closed(retry).await?;
+                }
             }
-            let waiter = self.wait_for_room(&io)?;
-            drop(io);
-            self.core.until_closed(waiter).await?;
         }
-    }
-
-    /// Leaves a wait for room in the send buffer in the socket's keeping (see [`Sends`]).
-    fn wait_for_room(&self, io: &UdpSocket) -> Result<SendWaiter<'_>> {
-        let copy = SockRef::from(io).try_clone()?;
-        let registered = {
-            let _runtime = self.core.selector().handle().enter();
-            UdpSocket::from_std(std::net::UdpSocket::from(std::os::fd::OwnedFd::from(copy)))?
-        };
-        let waiting: WaitingSend = Box::pin(async move { registered.writable().await });
-        let mut sends = lock(&self.sends);
-        if sends.closed {
-            drop(sends);
-            drop(waiting);
-            return Err(self.core.closed_error());
-        }
-        sends.waiting = Some(waiting);
-        Ok(SendWaiter { udp: self })
     }
 
     async fn receive(&self) -> Result<Datagram> {
@@ -535,12 +485,6 @@ impl UdpCore {
             std::mem::take(&mut receives.waiting)
         };
         drop(waiting);
-        let waiting_send = {
-            let mut sends = lock(&self.sends);
-            sends.closed = true;
-            sends.waiting.take()
-        };
-        drop(waiting_send);
         self.core.close(CloseMode::Graceful);
     }
 }
@@ -551,6 +495,12 @@ macro_rules! datagram_methods {
         ///
         /// Several tasks may send on one socket at once (through an `Arc`): when the send
         /// buffer is full, those that wait for room take turns, and each goes on as it drains.
+        ///
+        /// Once the socket reported an error of its own (`EPOLLERR`: an ICMP error on a
+        /// connected socket, or anything on its error queue with `IP_RECVERR` set through
+        /// `with_sock_ref`), the OS's readiness no longer tells when room frees up (tokio keeps
+        /// the error for good): a send that waits for room then tries again every millisecond,
+        /// rather than being woken as the buffer drains.
         ///
         /// # Errors
         ///
