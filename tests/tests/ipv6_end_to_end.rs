@@ -102,20 +102,37 @@ async fn an_adopted_ipv6_only_listener_shares_its_port_with_an_ipv4_one() {
         return;
     }
     let selector = SelectorManager::new();
-    let raw = RawSocket::new(Domain::IPV6, Type::STREAM, None).unwrap();
-    raw.set_only_v6(true).unwrap();
-    raw.bind(&v6("[::]:0").into()).unwrap();
+    // The IPv4 listener first, on a port the kernel picks free for IPv4: an IPv6-only socket's
+    // port 0 is picked free for IPv6 alone, and on a busy machine IPv4 sockets of others (a
+    // client's in `TIME_WAIT`, another test's listener) often hold it, so that binding its IPv4
+    // side failed with `AddrInUse` (seen in a run of the whole suite; one run in three with
+    // clients' `TIME_WAIT` on a third of the odd ephemeral ports). The IPv6-only bind to that
+    // port is retried (with a fresh port) only while an IPv6 socket holds it: were the socket
+    // dual-stack despite `IPV6_V6ONLY`, the IPv4 listener would refuse every attempt.
+    let mut attempts = 0;
+    let (v4, raw) = loop {
+        attempts += 1;
+        let v4 = a_socket(&selector)
+            .tcp()
+            .bind(("0.0.0.0", 0))
+            .await
+            .unwrap();
+        let port = v4.port().unwrap();
+        let raw = RawSocket::new(Domain::IPV6, Type::STREAM, None).unwrap();
+        raw.set_only_v6(true).unwrap();
+        match raw.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into()) {
+            Ok(()) => break (v4, raw),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempts < 20 => v4.close(),
+            Err(e) => panic!("an IPv6-only `::` on port {port} of an IPv4 listener: {e:?}"),
+        }
+    };
     raw.listen(16).unwrap();
     let only_v6 = a_socket(&selector)
         .tcp()
         .from_std(std::net::TcpListener::from(raw))
         .unwrap();
     let port = only_v6.port().unwrap();
-    let v4 = a_socket(&selector)
-        .tcp()
-        .bind(("0.0.0.0", port))
-        .await
-        .unwrap();
+    assert_eq!(v4.port(), Some(port));
     let over_v4 = a_socket(&selector)
         .tcp()
         .connect(("127.0.0.1", port))

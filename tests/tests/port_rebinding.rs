@@ -100,3 +100,27 @@ async fn a_restarted_listener_binds_while_old_connections_are_open() {
     assert!(again.is_ok(), "{again:?}");
     drop(accepted);
 }
+
+/// A closed listener's port, with no connection left on it, binds again at once, ten times.
+#[tokio::test]
+async fn the_same_port_can_be_bound_again_after_close() {
+    let _alone = ALONE.lock().await;
+    let selector = SelectorManager::new();
+    let first = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = first.port().unwrap();
+    assert_ne!(port, 0);
+    first.close();
+    for _ in 0..10 {
+        let again = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        assert_eq!(again.port(), Some(port));
+        again.close();
+    }
+}

@@ -122,24 +122,6 @@ async fn accept_on_an_immediately_closed_listener_fails() {
     assert!(next_item(&mut incoming).await.is_none());
 }
 
-#[tokio::test]
-async fn the_same_port_can_be_bound_again_after_close() {
-    let selector = SelectorManager::new();
-    let first = tcp_listener(&selector).await;
-    let port = first.port().unwrap();
-    assert_ne!(port, 0);
-    first.close();
-    for _ in 0..10 {
-        let again = a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        assert_eq!(again.port(), Some(port));
-        again.close();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_write_close_await_closed_256_times() {
     let selector = SelectorManager::new();
