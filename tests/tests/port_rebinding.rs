@@ -1,5 +1,6 @@
-//! `SO_REUSEADDR` as a restarted server sees it: binding again a port that this process's
-//! closed listener held, while its connections are still open or in `TIME_WAIT`.
+//! A restarted server binding again the port its closed listener held: with nothing left on
+//! the port, and (`SO_REUSEADDR`) with the old listener's connections still open or in
+//! `TIME_WAIT`.
 //!
 //! These tests have a binary of their own, and run one at a time: Linux lets a `bind` to port
 //! 0 with `SO_REUSEADDR` (every listener's default) pick a port whose only sockets are such
