@@ -25,8 +25,10 @@ fn listen_backlog(args: &[&str], filter: &str) -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// The backlog of the TCP listener on `127.0.0.1:port` (every caller's address: a listener of
+/// another test on `::` or `0.0.0.0` may hold the same port number).
 fn tcp_backlog(port: u16) -> Option<u32> {
-    listen_backlog(&["-ltnH"], &format!("sport = :{port}"))
+    listen_backlog(&["-ltnH"], &format!("src 127.0.0.1 and sport = :{port}"))
 }
 
 fn unique_path(tag: &str) -> std::path::PathBuf {
