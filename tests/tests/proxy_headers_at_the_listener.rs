@@ -347,3 +347,60 @@ async fn an_optional_header_does_not_count_a_client_that_reset_before_sending_an
         server.stats()
     );
 }
+
+/// With `Optional`, a header cut short after its whole signature (`PROXY `, or v2's 12 bytes)
+/// is a header, not the application's data: when the timeout passes or the client ends its
+/// sending, the connection is dropped and counted, as with `Required` (HAProxy's
+/// `proxy-protocol.txt`: the receiver must reject connections with partial headers). Before,
+/// it was handed out with the proxy's address and the header's bytes as its first data.
+#[tokio::test]
+async fn an_optional_header_cut_short_after_its_signature_is_dropped_not_handed_out() {
+    let mut v2_start = v2(0x21, 0x11, &inet_block());
+    v2_start.truncate(20); // signature, version, family, length, 4 of the 12 address bytes
+    let cases: [(&str, Vec<u8>, bool); 4] = [
+        (
+            "v1, timeout",
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 ".to_vec(),
+            false,
+        ),
+        (
+            "v1, end",
+            b"PROXY TCP4 192.0.2.7 127.0.0.1 4242".to_vec(),
+            true,
+        ),
+        ("v2, timeout", v2_start.clone(), false),
+        ("v2, end", v2_start, true),
+    ];
+    for (what, sent, end) in cases {
+        let (_selector, server, address) = listener(|b| {
+            b.proxy_protocol(ProxyProtocol::Optional)
+                .proxy_header_timeout(Duration::from_millis(300))
+        })
+        .await;
+        let mut client = TcpStream::connect(address).await.unwrap();
+        client.write_all(&sent).await.unwrap();
+        if end {
+            client.shutdown().await.unwrap();
+        }
+        // Ten times the header timeout: the header's read has given up long before.
+        if let Ok(accepted) = tokio::time::timeout(Duration::from_secs(3), server.accept()).await {
+            let accepted = accepted.unwrap();
+            panic!(
+                "{what}: a partial header was handed out as data, from {}",
+                accepted.remote_address()
+            );
+        }
+        // The client sees the connection end (an end or a reset), unanswered.
+        let mut rest = Vec::new();
+        let read = within(client.read_to_end(&mut rest)).await;
+        assert!(rest.is_empty(), "{what}: {rest:?}");
+        assert!(
+            read.is_ok()
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "{what}: {read:?}"
+        );
+        assert_eq!(server.stats().proxy_header_failures, 1, "{what}");
+    }
+}

@@ -780,7 +780,7 @@ impl ListenerInner {
                 read = start.read(&mut stream, required) => read,
                 // No header in time. Optional, the connection is taken as it is, with what it
                 // sent (a client of a protocol where the server speaks first sends nothing).
-                () = timer => if required {
+                () = timer => if required || start.has_signature() {
                     Err(HeaderError::Late(limit))
                 } else {
                     Ok((None, start.into_bytes()))
@@ -1010,12 +1010,18 @@ impl HeaderBytes {
             if n == 0 {
                 // Optional, a client that ended its sending sent no header: what it sent is
                 // the application's, as when the header timeout passes.
-                if required {
+                // One that sent a whole signature sent a header, cut short: rejected.
+                if required || self.has_signature() {
                     return Err(HeaderError::Ended);
                 }
                 return Ok((None, std::mem::take(self).into_bytes()));
             }
         }
+    }
+
+    /// Whether the bytes read start with a whole PROXY protocol signature.
+    fn has_signature(&self) -> bool {
+        proxy_protocol::has_signature(&self.buf)
     }
 
     /// The bytes read, which are the application's when there is no header.

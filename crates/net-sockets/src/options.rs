@@ -144,7 +144,9 @@ pub enum ProxyProtocol {
     Off,
     /// A header may come first; a connection without one is taken as it is, and so is one
     /// that has sent no whole header when the header timeout passes (a client that waits for
-    /// the server to speak first, once the timeout passed) or when it ends its sending. Only for listeners that clients
+    /// the server to speak first, once the timeout passed) or when it ends its sending, unless
+    /// what it sent starts with a whole signature (`PROXY`, or the 12 bytes of v2): that is a
+    /// header cut short, dropped and counted as when required. Only for listeners that clients
     /// cannot reach but through the proxy: a client could otherwise send a header that names
     /// any address.
     Optional,

@@ -18,8 +18,11 @@
 //! - Not a header ([`Parse::NotProxy`]): the bytes differ from both signatures (`PROXY` and the
 //!   12 v2 bytes), decided at the first byte that differs; `GET /` is decided after one byte.
 //!   After a whole signature every fault is [`Parse::Invalid`].
-//! - v1 is rejected at the first complete field that is wrong and at the first byte that cannot
-//!   belong to the field it is in; the last field is checked in full once the CRLF arrives. A
+//! - v1 is rejected at the first complete field that is wrong, and within a field at the first
+//!   byte that no field of its kind holds (an address holds digits and `.`, or for `TCP6` hex
+//!   digits, `:` and `.`, and no more bytes than the longest address; it is checked as an
+//!   address once the space after it arrives, so `PROXY TCP4 256` waits for more); the last
+//!   field is checked in full once the CRLF arrives. A
 //!   line is rejected as soon as 107 bytes without a CRLF are there. A CR or LF that is not the
 //!   CRLF is invalid in a `TCP4`/`TCP6` line; an `UNKNOWN` line may hold anything before the
 //!   first CRLF, as the specification says. Ports and IPv4 numbers have no sign or leading
@@ -273,6 +276,13 @@ pub(crate) fn parse(buf: &[u8]) -> Parse {
         Some(&b) if b == V2_SIGNATURE[0] => parse_v2(buf),
         Some(_) => Parse::NotProxy,
     }
+}
+
+/// Whether `buf` starts with a whole signature (`PROXY`, or the 12 bytes of v2): from there on
+/// the bytes are a header (every fault is [`Parse::Invalid`]), and one cut short is a partial
+/// header, which the specification says to reject, not the application's data.
+pub(crate) fn has_signature(buf: &[u8]) -> bool {
+    buf.starts_with(V1_SIGNATURE) || buf.starts_with(&V2_SIGNATURE)
 }
 
 /// A v2 `PROXY` header (transport `STREAM`) for a relayed connection, without TLVs.
