@@ -2,6 +2,7 @@
 //! store (`native_roots`); hyper over our TLS stream.
 
 use std::process::Command;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -533,4 +534,45 @@ async fn a_silent_servers_handshake_ends_at_the_first_of_socket_and_handshake_ti
             );
         }
     }
+}
+
+/// A server that answers our ClientHello with a `close_notify` alert (a warning) and keeps the
+/// connection open counts as one that never answers, as `TlsExt::tls`'s docs say: rustls
+/// ignores warning alerts before the handshake is done, so the handshake ends with
+/// `HandshakeTimeout` once the timeout passes (not at once with the alert).
+#[tokio::test]
+async fn a_close_notify_instead_of_a_server_hello_ends_with_the_handshake_timeout() {
+    use net_tls::TlsExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = server.local_addr().unwrap().port();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let peer = tokio::spawn(async move {
+        let (mut stream, _) = server.accept().await.unwrap();
+        let mut hello = vec![0; 4096];
+        let _ = stream.read(&mut hello).await.unwrap();
+        // A TLS 1.2 plain-text record: alert, level warning (1), close_notify (0).
+        stream
+            .write_all(b"\x15\x03\x03\x00\x02\x01\x00")
+            .await
+            .unwrap();
+        // Open until the client is done.
+        let _ = done_rx.await;
+    });
+    let ca = TestCa::new("close_notify CA");
+    let config = ca
+        .client_config()
+        .handshake_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let selector = SelectorManager::new();
+    let socket = net_sockets::a_socket(&selector)
+        .tcp()
+        .connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let e = within(socket.tls(config)).await.unwrap_err();
+    assert!(matches!(e, Error::HandshakeTimeout(_)), "{e:?}");
+    drop(done_tx);
+    peer.await.unwrap();
 }

@@ -124,9 +124,11 @@ pub trait TlsExt: Sized {
     ///
     /// # Errors
     ///
-    /// [`Error::Handshake`](crate::Error::Handshake) with rustls's reason (untrusted, expired, wrong host, an alert from
-    /// the server), [`Error::HandshakeTimeout`](crate::Error::HandshakeTimeout) (also for a
-    /// server that does not read what a [`Connection`]'s output held in time), [`Error::InvalidServerName`](crate::Error::InvalidServerName) when there is no
+    /// [`Error::Handshake`](crate::Error::Handshake) with rustls's reason (untrusted, expired, wrong host, a fatal alert
+    /// from the server), [`Error::HandshakeTimeout`](crate::Error::HandshakeTimeout) (also for a
+    /// server that does not read what a [`Connection`]'s output held in time, and for one that
+    /// answers with a warning alert such as `close_notify` and stays open: rustls ignores
+    /// warnings before the handshake is done), [`Error::InvalidServerName`](crate::Error::InvalidServerName) when there is no
     /// usable name (a socket connected to a bare address still has its IP literal, and a TCP
     /// socket adopted with `Socket::from_std` its peer's; an adopted or connected Unix socket
     /// has none), [`Error::InvalidAlpnProtocol`](crate::Error::InvalidAlpnProtocol) for a
