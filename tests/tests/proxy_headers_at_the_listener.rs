@@ -348,7 +348,7 @@ async fn an_optional_header_does_not_count_a_client_that_reset_before_sending_an
     );
 }
 
-/// With `Optional`, a header cut short after its whole signature (`PROXY `, or v2's 12 bytes)
+/// With `Optional`, a header cut short after its whole signature (`PROXY`, or v2's 12 bytes)
 /// is a header, not the application's data: when the timeout passes or the client ends its
 /// sending, the connection is dropped and counted, as with `Required` (HAProxy's
 /// `proxy-protocol.txt`: the receiver must reject connections with partial headers). Before,
@@ -403,4 +403,63 @@ async fn an_optional_header_cut_short_after_its_signature_is_dropped_not_handed_
         );
         assert_eq!(server.stats().proxy_header_failures, 1, "{what}");
     }
+}
+
+/// What `ss` shows of the receive queue of the connection from `client` to `server` (both on
+/// 127.0.0.1) on the server's side: `None` where `ss` cannot be run or shows no such socket.
+fn server_receive_queue(server: u16, client: u16) -> Option<u32> {
+    let out = std::process::Command::new("ss")
+        .args(["-tnH", "state", "established"])
+        .arg(format!("src 127.0.0.1:{server} and dst 127.0.0.1:{client}"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().next()?.split_whitespace().next()?.parse().ok()
+}
+
+/// With `Optional`, a header cut short after its whole signature by a reset is counted, as one
+/// cut short by the client's end or the timeout: a proxy that resets mid-header is what the
+/// count tells of. (A connection that resets before a whole signature is still dropped
+/// quietly: `an_optional_header_does_not_count_a_client_that_reset_before_sending_anything`.)
+#[tokio::test]
+async fn an_optional_header_cut_short_by_a_reset_after_its_signature_is_counted() {
+    let (_selector, server, address) = listener(|b| {
+        b.proxy_protocol(ProxyProtocol::Optional)
+            .proxy_header_timeout(Duration::from_secs(60))
+    })
+    .await;
+    let mut client = TcpStream::connect(address).await.unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    client
+        .write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 ")
+        .await
+        .unwrap();
+    // The listener takes the connection and reads the bytes while an `accept` runs: wait (at
+    // most 10 s) until its receive queue is empty, so that the reset comes after the read.
+    let accept = server.accept();
+    tokio::pin!(accept);
+    let started = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            accepted = &mut accept => panic!("handed out: {:?}", accepted.map(|a| a.remote_address())),
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+        match server_receive_queue(address.port(), client_port) {
+            Some(0) => break,
+            None if started.elapsed() > Duration::from_secs(1) => {
+                eprintln!("skipped: `ss` shows no receive queue here");
+                return;
+            }
+            _ => assert!(started.elapsed() < Duration::from_secs(10), "never read"),
+        }
+    }
+    net_tests::fault::reset(client);
+    let started = std::time::Instant::now();
+    while server.stats().proxy_header_failures == 0 && started.elapsed() < Duration::from_secs(10) {
+        tokio::select! {
+            accepted = &mut accept => panic!("handed out: {:?}", accepted.map(|a| a.remote_address())),
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    }
+    assert_eq!(server.stats().proxy_header_failures, 1);
 }

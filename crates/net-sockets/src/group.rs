@@ -209,10 +209,12 @@ pub struct ListenerStats {
     /// Connections closed at once because their client address had `max_connections_per_ip`
     /// connections open.
     pub refused_per_ip: u64,
-    /// Connections dropped because their PROXY protocol header was missing, malformed or late
-    /// (a required header is missing also when the connection ended or failed before it was
-    /// complete; with an optional one, a connection that failed before sending one is dropped
-    /// without being counted here).
+    /// Connections dropped because their PROXY protocol header was missing, malformed, late or
+    /// cut short (a required header is missing also when the connection ended or failed before
+    /// it was complete; an optional one is cut short when the connection ends, fails or times
+    /// out after a whole signature, `PROXY` or v2's 12 bytes, and before the header is
+    /// complete; with an optional one, a connection that failed before a whole signature is
+    /// dropped without being counted here).
     pub proxy_header_failures: u64,
 }
 

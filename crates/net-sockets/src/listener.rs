@@ -805,9 +805,9 @@ impl ListenerInner {
                         tracing::debug!(parent: &span, remote = %taken.remote, "dropped a connection whose header was read after the listener closed");
                     }
                 }
-                // Optional, a connection that failed before a header was complete sent no
-                // bad header: dropped quietly (a proxy's fault is what the count and the
-                // warning tell of).
+                // Optional, a connection that failed before a header began (before a whole
+                // signature) sent no bad header: dropped quietly (a proxy's fault is what the
+                // count and the warning tell of).
                 Err(HeaderError::Io(e)) if !required => {
                     tracing::debug!(parent: &span, peer = %peer, error = %e, "dropped a connection that failed before it sent a PROXY protocol header");
                 }
@@ -934,6 +934,8 @@ enum HeaderError {
     Invalid(ProxyError),
     Late(Duration),
     Ended,
+    /// The connection failed (a reset) after a whole signature: a header cut short.
+    Failed(io::Error),
     Io(io::Error),
 }
 
@@ -944,6 +946,9 @@ impl fmt::Display for HeaderError {
             HeaderError::Invalid(e) => fmt::Display::fmt(e, f),
             HeaderError::Late(limit) => write!(f, "not complete within {limit:?}"),
             HeaderError::Ended => f.write_str("the connection ended before it was complete"),
+            HeaderError::Failed(e) => {
+                write!(f, "the connection failed before it was complete: {e}")
+            }
             HeaderError::Io(e) => fmt::Display::fmt(e, f),
         }
     }
@@ -1006,7 +1011,14 @@ impl HeaderBytes {
                 Stream::Tcp(s) => s.read_buf(&mut room).await,
                 Stream::Unix(s) => s.read_buf(&mut room).await,
             }
-            .map_err(HeaderError::Io)?;
+            .map_err(|e| {
+                // After a whole signature, a header cut short (counted, also when optional).
+                if self.has_signature() {
+                    HeaderError::Failed(e)
+                } else {
+                    HeaderError::Io(e)
+                }
+            })?;
             if n == 0 {
                 // Optional, a client that ended its sending sent no header: what it sent is
                 // the application's, as when the header timeout passes.

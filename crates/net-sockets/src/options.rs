@@ -132,7 +132,8 @@ pub struct SocketOptions {
 /// With a header, the accepted socket's [`remote_address`](crate::Socket::remote_address) is
 /// the client the proxy names, and [`proxy_address`](crate::Socket::proxy_address) the proxy.
 /// A header that is malformed, or missing or not complete within
-/// [`proxy_header_timeout`](SocketOptions::proxy_header_timeout) when required, drops that
+/// [`proxy_header_timeout`](SocketOptions::proxy_header_timeout) when required (or, when
+/// optional, cut short after its whole signature: see [`Optional`](Self::Optional)), drops that
 /// connection with a `debug` event (a `warn` for the listener's first: clients cannot fill a
 /// log kept at `info`), counted in [`ListenerStats`](crate::ListenerStats); other connections
 /// are not affected, and `accept` goes on.
