@@ -358,11 +358,14 @@ impl UdpCore {
     /// so concurrent sends that wait queue on `send_turn` (each woken in turn, and one that is
     /// dropped hands the turn on) instead of leaving all but one waiting for ever.
     ///
-    /// A wait for room that ends at once, followed by a send that still finds none, means the
-    /// socket's readiness is stuck: tokio takes an error the socket reports (`EPOLLERR`: an
+    /// A wait for room that ends at once, followed by a send that still finds none, is taken
+    /// for readiness that is stuck: tokio takes an error the socket reports (`EPOLLERR`: an
     /// ICMP error on a connected socket, or anything left on its error queue) for a writing
     /// side closed for good, and from then on every wait for room ends at once. The send then
-    /// tries again after [`STUCK_RETRY`] rather than at once, again and again, on a CPU.
+    /// tries again after [`STUCK_RETRY`] rather than at once, again and again, on a CPU. (A
+    /// healthy socket can look the same now and then: readiness left over from an event that
+    /// came meanwhile, or a send outside the turns that took the room first. That send then
+    /// waits a millisecond longer than it had to, once.)
     async fn send_or_wait(&self, try_send: impl Fn(&UdpSocket) -> io::Result<usize>) -> Result<()> {
         // A unit of the task's cooperative budget, as tokio's own sends take: a task whose sends
         // never wait (loopback, a fast link) still yields to the other tasks of its thread.

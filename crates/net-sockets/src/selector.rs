@@ -119,9 +119,10 @@ impl SelectorManager {
     /// needs its I/O and its timers (`enable_all`, as `#[tokio::main]` and `#[tokio::test]`
     /// give): without I/O, `bind` and `connect` panic; without timers (`enable_io` alone),
     /// so do a `connect` to a host name (its attempts are 250 ms apart), the graceful
-    /// shutdowns, `close_gracefully`, TLS handshakes, every configured timeout, and an
-    /// `accept` that finds the process out of descriptors (it pauses 100 ms before it tries
-    /// again), with tokio's message ("timers are disabled").
+    /// shutdowns, `close_gracefully`, TLS handshakes, every configured timeout, an `accept`
+    /// that finds the process out of descriptors (it pauses 100 ms before it tries again), and
+    /// a UDP send that waits for room once its socket reported an error (it tries again every
+    /// millisecond: see `send`), with tokio's message ("timers are disabled").
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Self::on_current_runtime(None)
