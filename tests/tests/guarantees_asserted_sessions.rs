@@ -559,13 +559,17 @@ async fn a_corrupted_record_fails_every_later_read_of_the_channel_the_same_way()
 // PROXY protocol and SO_LINGER.
 
 /// Row "With `ProxyProtocol::Optional`: no header (... or ends its sending (half-closes)
-/// before a header could be complete)": "the connection is handed out as it is, its remote
-/// address its own; the bytes read while looking for a header are the read channel's first
-/// bytes". The named test sends nothing or `\r\n` before its end; here the start of a header
-/// of each version, then the end.
+/// before a header could be complete; in the last two cases, what it sent does not begin with
+/// a whole signature)": "the connection is handed out as it is, its remote address its own;
+/// the bytes read while looking for a header are the read channel's first bytes". The named
+/// test sends nothing or `\r\n` before its end; here the start of a signature of each version,
+/// then the end: handed out with its bytes. A whole signature followed by the end is a header
+/// cut short (the row on malformed headers): dropped and counted.
 #[tokio::test]
-async fn an_optional_header_begun_then_cut_by_the_clients_end_is_handed_out_with_its_bytes() {
+async fn an_optional_header_begun_then_cut_by_the_clients_end_is_handed_out_before_a_whole_signature()
+ {
     use net_sockets::ProxyProtocol;
+    use tokio::io::AsyncReadExt;
     let selector = SelectorManager::new();
     let server = a_socket(&selector)
         .tcp()
@@ -575,7 +579,8 @@ async fn an_optional_header_begun_then_cut_by_the_clients_end_is_handed_out_with
         .await
         .unwrap();
     let port = server.port().unwrap();
-    let starts: [&[u8]; 2] = [b"PROXY TCP4 192.0.2.1 ", b"\r\n\r\n\0\r\nQUI"];
+    // Part of `PROXY`, and 11 of v2's 12 signature bytes.
+    let starts: [&[u8]; 2] = [b"PROX", b"\r\n\r\n\0\r\nQUI"];
     for start in starts {
         let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         client.write_all(start).await.unwrap();
@@ -592,6 +597,26 @@ async fn an_optional_header_begun_then_cut_by_the_clients_end_is_handed_out_with
         assert_eq!(&got[..], start);
     }
     assert_eq!(server.stats().proxy_header_failures, 0);
+    // A whole signature of each version, then the end: dropped, counted, never handed out.
+    let cut: [&[u8]; 2] = [b"PROXY TCP4 192.0.2.1 ", b"\r\n\r\n\0\r\nQUIT\n\x21"];
+    for (n, start) in cut.into_iter().enumerate() {
+        let mut client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        client.write_all(start).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        // The listener reads only while an `accept` runs; it hands nothing out here.
+        tokio::select! {
+            accepted = server.accept() => panic!("{start:?} handed out: {:?}", accepted.map(|a| a.remote_address())),
+            read = within(client.read_to_end(&mut rest)) => {
+                assert!(rest.is_empty(), "{start:?}: {rest:?} ({read:?})");
+            }
+        }
+        assert_eq!(
+            server.stats().proxy_header_failures,
+            n as u64 + 1,
+            "{start:?}"
+        );
+    }
 }
 
 /// Row "A listener with `linger(d)` (or `SO_LINGER` set on it another way), and a connection it
