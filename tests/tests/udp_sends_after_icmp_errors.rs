@@ -38,18 +38,31 @@ fn poll_one(fd: &mut libc::pollfd, timeout_ms: i32) -> i32 {
     unsafe { libc::poll(fd, 1, timeout_ms) }
 }
 
+/// A UDP socket connected to a port nobody listens on any more (a socket there was closed),
+/// with a send buffer of `send_buffer` bytes when given; and that port's address.
+async fn connected_to_a_closed_port(
+    selector: &SelectorManager,
+    send_buffer: Option<usize>,
+) -> (
+    net_sockets::ConnectedDatagramSocket,
+    net_sockets::SocketAddress,
+) {
+    let gone = udp_socket(selector).await;
+    let gone_address = gone.local_address();
+    gone.close();
+    let mut builder = a_socket(selector).udp();
+    if let Some(size) = send_buffer {
+        builder = builder.send_buffer_size(size);
+    }
+    let socket = builder.connect(gone_address.clone()).await.unwrap();
+    (socket, gone_address)
+}
+
 /// The ICMP error surfaces on the next `send` too (SPEC: "on the next receive/send").
 #[tokio::test]
 async fn icmp_refused_surfaces_on_the_next_send() {
     let selector = SelectorManager::new();
-    let gone = udp_socket(&selector).await;
-    let gone_address = gone.local_address();
-    gone.close();
-    let client = a_socket(&selector)
-        .udp()
-        .connect(gone_address.clone())
-        .await
-        .unwrap();
+    let (client, gone_address) = connected_to_a_closed_port(&selector, None).await;
     client
         .send(Datagram::new("anyone?", gone_address.clone()).unwrap())
         .await
@@ -126,15 +139,7 @@ fn a_send_waiting_for_room_after_an_icmp_error_does_not_spin_child() {
         println!("control: wall {wall_a:?}, cpu {cpu_a:?}");
 
         // The same, after an ICMP error that `receive` reported.
-        let gone = udp_socket(&selector).await;
-        let gone_address = gone.local_address();
-        gone.close();
-        let refused = a_socket(&selector)
-            .udp()
-            .send_buffer_size(4_096)
-            .connect(gone_address.clone())
-            .await
-            .unwrap();
+        let (refused, gone_address) = connected_to_a_closed_port(&selector, Some(4_096)).await;
         refused
             .send(Datagram::new("anyone?", gone_address.clone()).unwrap())
             .await
@@ -207,14 +212,7 @@ fn close_while_a_send_waits_for_room_frees_the_port_child() {
 #[tokio::test]
 async fn a_receive_waiting_after_an_icmp_error_does_not_spin() {
     let selector = SelectorManager::new();
-    let gone = udp_socket(&selector).await;
-    let gone_address = gone.local_address();
-    gone.close();
-    let client = a_socket(&selector)
-        .udp()
-        .connect(gone_address.clone())
-        .await
-        .unwrap();
+    let (client, gone_address) = connected_to_a_closed_port(&selector, None).await;
     for round in 0..2 {
         client
             .send(Datagram::new("anyone?", gone_address.clone()).unwrap())
@@ -326,15 +324,7 @@ fn a_send_waiting_for_room_with_ip_recverr_does_not_spin_child() {
     const SIZE: usize = 1_000;
     net_tests::harness::run_if_child(RECVERR_ENV, async {
         let selector = SelectorManager::new();
-        let gone = udp_socket(&selector).await;
-        let gone_address = gone.local_address();
-        gone.close();
-        let refused = a_socket(&selector)
-            .udp()
-            .send_buffer_size(4_096)
-            .connect(gone_address.clone())
-            .await
-            .unwrap();
+        let (refused, gone_address) = connected_to_a_closed_port(&selector, Some(4_096)).await;
         refused
             .with_sock_ref(|s| {
                 use std::os::fd::AsRawFd;
@@ -583,17 +573,8 @@ fn icmp_error_while_sends_wait() {
 fn icmp_error_while_sends_wait_child() {
     net_tests::harness::run_if_child(ICMP_WAIT_ENV, async {
         let selector = SelectorManager::new();
-        let gone = udp_socket(&selector).await;
-        let gone_address = gone.local_address();
-        gone.close();
-        let refused = std::sync::Arc::new(
-            a_socket(&selector)
-                .udp()
-                .send_buffer_size(4_096)
-                .connect(gone_address.clone())
-                .await
-                .unwrap(),
-        );
+        let (refused, gone_address) = connected_to_a_closed_port(&selector, Some(4_096)).await;
+        let refused = std::sync::Arc::new(refused);
         let started = std::time::Instant::now();
         let cpu = cpu_time();
         let tasks: Vec<_> = (0..3)
