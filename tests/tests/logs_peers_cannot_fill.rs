@@ -107,7 +107,7 @@ async fn until_reset_arrived(socket: &net_sockets::Socket) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Findings (fail on the current code)
+// A handler that gives up on a client that reads nothing (these once logged a `warn` each)
 
 /// How a handler gives up on a client that reads nothing, with a deadline of its own.
 #[derive(Clone, Copy, Debug)]
@@ -255,7 +255,7 @@ fn a_relay_whose_client_resets_logs_nothing_loud() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Guards (pass on the current code)
+// Other sites a client could reach
 
 /// `dropped a connection that failed set-up` (warn, every time): connections reset before
 /// `accept` on listeners whose set-up applies every option a reset socket could refuse

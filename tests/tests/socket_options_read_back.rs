@@ -427,10 +427,8 @@ async fn an_adopted_listener_gives_defaults_and_keeps_what_it_had() {
 }
 
 /// `TcpSocketBuilder::from_std` adopts "with this builder's options for the connections it
-/// accepts": `no_delay`, keep-alive, linger and the buffer sizes reach them. The type of service
-/// is an option of the connections too (a bound listener's connections carry it), but an
-/// adopted listener's connections do not get it: the builder's `type_of_service` is silently
-/// dropped.
+/// accepts": `no_delay`, keep-alive, linger, the buffer sizes and the type of service reach
+/// them (the type of service once was silently dropped for an adopted listener).
 #[tokio::test]
 async fn an_adopted_listener_gives_the_builders_options_to_its_connections() {
     let selector = SelectorManager::new();
