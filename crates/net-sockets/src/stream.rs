@@ -1063,11 +1063,11 @@ impl Half {
     }
 
     /// Polls `op`; a pending operation that outlives `socket_timeout` fails with a timeout.
-    #[inline]
     ///
     /// With `layered`, an operation that completes leaves the timer armed: the layer above
     /// (TLS) says when its own operation is over ([`done`](Self::done)), so that records that
     /// carry nothing for the application do not count as progress.
+    #[inline]
     fn poll<R>(
         &mut self,
         cx: &mut Context<'_>,
