@@ -860,8 +860,8 @@ impl ByteReadChannel {
             // Takes nothing: the skip of an over-long line stays due, as after `consume(0)`.
             return Poll::Ready(Ok(()));
         }
-        // The skip of an over-long line is dropped only by a read that takes bytes: one that
-        // waits and is dropped (the read is cancel safe) took none, and leaves it due.
+        // The skip of an over-long line is dropped only by a read that takes bytes or fails:
+        // one that waits and is dropped (the read is cancel safe) took none, and leaves it due.
         if self.buf.is_empty() {
             if out.remaining() >= READ_CHUNK && !self.eof && self.failed.is_none() {
                 if self.oversized {
@@ -881,12 +881,23 @@ impl ByteReadChannel {
                             self.received += n as u64;
                             Poll::Ready(Ok(()))
                         }
-                        Err(e) => Poll::Ready(Err(self.fail(e))),
+                        Err(e) => {
+                            // A read of one byte or more that fails ends the skip, as
+                            // `read_bytes` does (see `read_line`'s "Over-long lines").
+                            self.skip = None;
+                            Poll::Ready(Err(self.fail(e)))
+                        }
                     };
                 }
             }
-            if ready!(self.poll_fill(cx))? == 0 {
-                return Poll::Ready(Ok(()));
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) => return Poll::Ready(Ok(())),
+                Ok(_) => {}
+                Err(e) => {
+                    // As above: a failed read of one byte or more ends the skip.
+                    self.skip = None;
+                    return Poll::Ready(Err(e));
+                }
             }
         }
         let n = self.buf.len().min(out.remaining());

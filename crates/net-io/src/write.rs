@@ -839,6 +839,11 @@ impl ByteWriteChannel {
     /// was already delivered (Ktor's `cancel(cause)` fails the reader at once, buffered bytes
     /// and all, with the cause; no cause is carried here).
     pub fn cancel(&mut self) {
+        if self.sink.is_none() {
+            // Closed already (cleanly, cancelled, or failed): nothing to throw away, and a
+            // clean close stays one.
+            return;
+        }
         self.abandon_buffered();
         self.buf = BytesMut::new();
         self.note_buffer();

@@ -984,6 +984,51 @@ async fn a_failed_read_of_bytes_ends_the_skip_and_a_failed_look_ahead_does_not()
     }
 }
 
+/// The same sentence when the skip has taken all that was buffered and then timed out: a read
+/// of one byte or more that finds nothing buffered and fails ends the skip too, whichever read
+/// it is (`read_available`, `read_fully`, the `AsyncRead` implementation each kept it due, so
+/// the next line read threw away a line that `read_bytes` would have kept).
+#[tokio::test]
+async fn a_failed_read_of_bytes_with_nothing_buffered_ends_the_skip() {
+    for read in ["read_bytes", "read_available", "read_fully", "poll_read"] {
+        let mut input = ByteReadChannel::new(ChunkedReader::new([
+            Step::Data(b"abcdef".to_vec()),
+            Step::Fail(timeout()),
+            Step::Fail(timeout()),
+            Step::Data(b"gh\nok\n".to_vec()),
+        ]));
+        assert!(matches!(
+            input.read_line(5, LineEnding::Default).await,
+            Err(Error::TooLongLine { limit: 5 })
+        ));
+        // The skip takes what is buffered of the long line, then times out: still due.
+        assert!(matches!(
+            input.read_line(5, LineEnding::Default).await,
+            Err(Error::Timeout)
+        ));
+        assert_eq!(input.available_for_read(), 0);
+        let e = match read {
+            "read_bytes" => input.read_bytes(10).await.map(drop),
+            "read_available" => input.read_available(&mut [0; 10]).await.map(drop),
+            "read_fully" => input.read_fully(&mut [0; 10]).await,
+            _ => tokio::io::AsyncReadExt::read(&mut input, &mut [0; 10])
+                .await
+                .map(drop)
+                .map_err(Error::from),
+        };
+        assert!(matches!(e, Err(Error::Timeout)), "{read}: {e:?}");
+        assert_eq!(
+            input
+                .read_line(10, LineEnding::Default)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("gh"),
+            "{read}"
+        );
+    }
+}
+
 /// ByteWriteChannel: "A write larger than the room left in the buffer goes to the transport
 /// directly, after what the buffer holds (typed writes, which are small, are always
 /// buffered)."

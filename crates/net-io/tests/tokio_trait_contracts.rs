@@ -35,6 +35,25 @@ async fn a_trait_write_after_shutdown_fails_with_closed_for_write() {
     assert_eq!(out.total_bytes_written(), 3);
 }
 
+/// A `cancel` after a clean close throws nothing away and sends nothing, so the close stays
+/// clean: `poll_flush` and `poll_shutdown` still return `Ok(())`, as the `AsyncWrite` docs say
+/// of a channel closed cleanly (they failed with `ClosedForWrite` once `cancel` had run). A
+/// write still fails.
+#[tokio::test]
+async fn a_cancel_after_a_clean_close_leaves_the_close_clean() {
+    let w = MockWriter::default();
+    let mut out = ByteWriteChannel::new(w.clone(), false);
+    out.write_all(b"abc").await.unwrap();
+    out.flush_and_close().await.unwrap();
+    out.cancel();
+    AsyncWriteExt::flush(&mut out).await.unwrap();
+    out.shutdown().await.unwrap();
+    let e = out.write(b"x").await.unwrap_err();
+    assert!(matches!(Error::from(e), Error::ClosedForWrite));
+    assert_eq!(w.accepted(), b"abc");
+    assert_eq!(out.total_bytes_written(), 3);
+}
+
 /// The channel is not vectored: tokio's default writes the first non-empty slice, counted.
 #[tokio::test]
 async fn a_vectored_write_takes_the_first_non_empty_slice() {
