@@ -442,3 +442,141 @@ async fn io_split_of_joined_tls_channels_echoes_across_two_tasks() {
     within(writer).await.unwrap();
     drop(server);
 }
+
+/// The bytes `0, 1, …, 250, 0, …`: `n` of them.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// A CONNECT-style relay: the request line read with `read_line`, then
+/// `tokio::io::copy_bidirectional` (default buffer sizes) between the connection's channels and
+/// an upstream that takes the client's bytes slowly (an in-memory pipe of 64 bytes). The
+/// upstream takes 64 bytes and answers; whether the answer reaches the client within 5 s.
+async fn relay_delivers_the_upstreams_answer<C>(
+    mut client: C,
+    mut input: net_io::ByteReadChannel,
+    output: net_io::ByteWriteChannel,
+) -> bool
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    // The request line and the first 20 KB of the client's stream, in one write.
+    let mut first = b"CONNECT upstream:1\r\n".to_vec();
+    first.extend_from_slice(&pattern(20_000));
+    client.write_all(&first).await.unwrap();
+    client.flush().await.unwrap();
+    let line = within(input.read_line(1024, net_io::LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("CONNECT upstream:1"));
+    let (mut proxy_side, mut far) = tokio::io::duplex(64);
+    let proxy = tokio::spawn(async move {
+        let mut ours = tokio::io::join(input, output);
+        tokio::io::copy_bidirectional(&mut ours, &mut proxy_side).await
+    });
+    let mut taken = [0u8; 64];
+    within(far.read_exact(&mut taken)).await.unwrap();
+    assert_eq!(&taken[..], &pattern(20_000)[..64]);
+    far.write_all(b"HELLO\n").await.unwrap();
+    let mut got = [0u8; 6];
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.read_exact(&mut got),
+    )
+    .await;
+    proxy.abort();
+    match answer {
+        Ok(read) => {
+            read.unwrap();
+            assert_eq!(&got, b"HELLO\n");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// SPEC §4.2 with §4.4's flush coalescing on (the default): `copy_bidirectional` over a
+/// connection's channels, whose copy towards a slow upstream stops reading with client bytes
+/// still buffered, delivers what it flushes the other way. (The upstream's answer was held back
+/// for ever: a trait read left those bytes pending, as requests a later read would answer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_bidirectional_over_a_connections_channels_delivers_while_the_other_way_waits() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (client, mut socket) = raw_peer_of(&listener).await;
+    let input = socket.open_read_channel().unwrap();
+    let output = socket.open_write_channel(false).unwrap();
+    let delivered = relay_delivers_the_upstreams_answer(client, input, output).await;
+    assert!(
+        delivered,
+        "the upstream's answer never reached the client (plain)"
+    );
+}
+
+/// The same over TLS, whose records are held back under the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_bidirectional_over_tls_channels_delivers_while_the_other_way_waits() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let pki = net_tests::pki::Pki::generate();
+    let (mut server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+    let input = server.open_read_channel().unwrap();
+    let output = server.open_write_channel(false).unwrap();
+    let delivered =
+        relay_delivers_the_upstreams_answer(client.into_stream().unwrap(), input, output).await;
+    server.close();
+    assert!(
+        delivered,
+        "the upstream's answer never reached the client (TLS)"
+    );
+}
+
+/// After `Socket::close`, a flush fails with `Error::Closed`, as every later operation does
+/// (guarantees: "later operations fail with `Error::Closed`"), also when nothing is buffered:
+/// the channel's own flush, the trait's, a `SocketStream`'s and a TLS channel's (each
+/// returned `Ok(())`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_after_the_socket_closed_fails_with_closed() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let closed = |r: &Result<(), String>| matches!(r, Err(e) if e.contains("closed"));
+    let mut outcomes = Vec::new();
+    let (_peer, mut server) = raw_peer_of(&listener).await;
+    let mut output = server.open_write_channel(false).unwrap();
+    output.write_fully(b"hello").await.unwrap();
+    output.flush().await.unwrap();
+    server.close();
+    outcomes.push((
+        "channel flush",
+        output.flush().await.map_err(|e| e.to_string()),
+    ));
+    outcomes.push((
+        "trait flush",
+        AsyncWriteExt::flush(&mut output)
+            .await
+            .map_err(|e| e.to_string()),
+    ));
+    let (_peer, server) = raw_peer_of(&listener).await;
+    let mut stream = server.into_stream().unwrap();
+    stream.write_all(b"hello").await.unwrap();
+    stream.close();
+    outcomes.push((
+        "stream flush",
+        stream.flush().await.map_err(|e| e.to_string()),
+    ));
+    let pki = net_tests::pki::Pki::generate();
+    let (mut server, _client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+    let mut output = server.open_write_channel(false).unwrap();
+    output.write_fully(b"hello").await.unwrap();
+    output.flush().await.unwrap();
+    server.close();
+    outcomes.push((
+        "tls channel flush",
+        output.flush().await.map_err(|e| e.to_string()),
+    ));
+    let wrong: Vec<_> = outcomes.iter().filter(|(_, r)| !closed(r)).collect();
+    assert!(
+        wrong.is_empty(),
+        "not failed with the close after close: {wrong:?}"
+    );
+}

@@ -20,8 +20,10 @@ use crate::write_state::Flags;
 /// the reader has a backlog, the answers it writes are held back and leave together when the
 /// reader is about to wait for more input, so a burst of pipelined requests is answered with
 /// one send instead of one per request. `net-sockets` does this for its sockets; the read
-/// channel only keeps the flag up to date (set after a read that consumes and leaves input
-/// unconsumed, unless the stream has ended; cleared before it reads from its transport, which
+/// channel only keeps the flag up to date (set after a read of its own that consumes and leaves
+/// input unconsumed, unless the stream has ended; cleared by a read through tokio's traits,
+/// which passes its bytes on and may stop reading while its writes wait, and before it reads
+/// from its transport, which
 /// may wait: a look-ahead that had to read, `peek`, `await_content`, a `skip_if_found` that
 /// found nothing or `poll_fill_buf`, leaves it cleared until the next read that consumes, so
 /// answers written after it leave at once),

@@ -111,6 +111,13 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// tokio's traits. Trait reads and the channel's own reads share one buffer and may be mixed
 /// freely. Errors travel inside an [`io::Error`]; `Error::from` recovers this crate's error.
 ///
+/// What a trait read leaves buffered is never taken for pending requests by a
+/// [`Backlog`](crate::Backlog) (flush coalescing): code written against the traits passes its
+/// bytes on, and may stop reading while its writes wait
+/// ([`tokio::io::copy_bidirectional`] stops reading one way while its write that way waits,
+/// and still expects what it flushes the other way to leave), so nothing it writes is held
+/// back for a later read.
+///
 /// # Examples
 ///
 /// ```
@@ -848,13 +855,20 @@ impl ByteReadChannel {
     /// Cancel safe.
     pub async fn read_available(&mut self, dst: &mut [u8]) -> Result<usize> {
         let mut out = ReadBuf::new(dst);
-        poll_fn(|cx| self.poll_read_into(cx, &mut out)).await?;
+        poll_fn(|cx| self.poll_read_into(cx, &mut out, false)).await?;
         Ok(out.filled().len())
     }
 
     /// Waits for at least one byte (unless `out` is full), then copies as many as are buffered
-    /// into `out`; nothing at the end of the stream.
-    fn poll_read_into(&mut self, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<Result<()>> {
+    /// into `out`; nothing at the end of the stream. `passed_on`: the bytes are for code that
+    /// passes them on (tokio's traits), and what stays buffered is no request held for a later
+    /// read (see `AsyncRead`'s implementation): the backlog is told that nothing is pending.
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+        passed_on: bool,
+    ) -> Poll<Result<()>> {
         self.check_cancelled()?;
         if out.remaining() == 0 {
             // Takes nothing: the skip of an over-long line stays due, as after `consume(0)`.
@@ -903,7 +917,12 @@ impl ByteReadChannel {
         let n = self.buf.len().min(out.remaining());
         out.put_slice(&self.buf[..n]);
         self.skip = None;
-        self.drop_consumed(n);
+        if passed_on {
+            self.buf.consume(n);
+            self.tell(false);
+        } else {
+            self.drop_consumed(n);
+        }
         Poll::Ready(Ok(()))
     }
 
@@ -1638,15 +1657,17 @@ impl Drop for ByteReadChannel {
 
 impl AsyncRead for ByteReadChannel {
     /// Reads what is buffered, or waits for the transport (as
-    /// [`read_available`](ByteReadChannel::read_available)); this crate's errors travel inside
-    /// the [`io::Error`].
+    /// [`read_available`](ByteReadChannel::read_available), but what it leaves buffered is
+    /// not pending for a [`Backlog`](crate::Backlog): see
+    /// [tokio's I/O traits](ByteReadChannel#tokios-io-traits)); this crate's errors travel
+    /// inside the [`io::Error`].
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         self.get_mut()
-            .poll_read_into(cx, buf)
+            .poll_read_into(cx, buf, true)
             .map_err(io::Error::from)
     }
 }
@@ -1664,14 +1685,17 @@ impl AsyncBufRead for ByteReadChannel {
     }
 
     /// Consumes `amt` bytes of those [`poll_fill_buf`](Self::poll_fill_buf) returned; taking
-    /// any drops a due skip of an over-long line (the bytes are read as they are).
+    /// any drops a due skip of an over-long line (the bytes are read as they are). What is left
+    /// buffered is not pending for a [`Backlog`](crate::Backlog), as after `poll_read`.
     fn consume(self: Pin<&mut Self>, amt: usize) {
         let this = self.get_mut();
         let n = amt.min(this.buf.len());
         if n > 0 {
             this.skip = None;
         }
-        this.drop_consumed(n);
+        // As after `poll_read`: nothing is held back for a reader through tokio's traits.
+        this.buf.consume(n);
+        this.tell(false);
     }
 }
 

@@ -492,6 +492,14 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         self.closing.load(Ordering::Acquire) != OPEN || self.selector.is_closed()
     }
 
+    /// Whether `close` was called (or the selector closed the socket): as
+    /// [`is_closed`](Self::is_closed) without the selector's own state, for the paths that
+    /// run at every round trip.
+    #[inline]
+    pub(crate) fn close_begun(&self) -> bool {
+        self.closing.load(Ordering::Acquire) != OPEN
+    }
+
     /// Waits until the socket is closed, its descriptor released.
     pub(crate) async fn await_closed(&self) {
         let mut watch = Watch::new(self);

@@ -96,7 +96,9 @@ pub struct SocketOptions {
     /// that reads a command sent with a trailing empty line, then only pushes and never reads
     /// again) keeps what is written after it held back, explicit flushes included. Such a
     /// server keeps reading (a `select!` on a read beside its pushes), drops its read channel,
-    /// or turns coalescing off.
+    /// or turns coalescing off. A read through tokio's `AsyncRead` or `AsyncBufRead` (`copy`,
+    /// `copy_bidirectional`, `FramedRead`) leaves nothing pending, whatever stays buffered:
+    /// such code passes its bytes on and may stop reading while its writes wait.
     pub coalesce_flushes: bool,
     /// Stream `connect` (`tcp().connect`): the local address to bind to first
     /// (bind-before-connect: a source address or port of your choosing, or a Unix path, whose

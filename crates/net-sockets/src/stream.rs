@@ -1573,6 +1573,12 @@ impl AsyncWrite for WriteHalf {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.shut_down && this.half.conn.core.close_begun() {
+            // Closed (by `close`, a cut, the selector): a flush fails as every other operation
+            // does then, also with nothing to send. (After our own shutdown it stays `Ok`:
+            // the socket may have closed itself, both directions being done.)
+            return Poll::Ready(Err(this.half.conn.core.closed_error().into()));
+        }
         if this.half.conn.corked() && !this.half.conn.deferring() {
             ready!(this.poll_send_after_cork(cx, &[]))?;
         }
