@@ -11,13 +11,13 @@ use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 
 use net_sockets::layer::{Ending, Link, RawStream, Transport};
 use net_sockets::{Connection, Socket, SocketStream};
 use rustls::CipherSuite;
 use rustls_pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::Truncated;
 use crate::handshake::{self, Session};
@@ -804,6 +804,50 @@ enum ReadEnd {
     Failed(rustls::Error),
 }
 
+/// Reads what the session has for the application into `buf`: records from at most one round
+/// of socket reads (up to the first that carry plaintext), then what the session decrypted
+/// already, with no more reads of the socket.
+///
+/// Not tokio-rustls's `poll_read`: once that has plaintext, it reads the socket again to fill
+/// the rest of `buf`, and keeps an error of that read for its next call. A `socket_timeout`
+/// whose wait this read began, and whose deadline passed while the task was late to run (the
+/// records had come in time), was then the next read's error, at once, though that read never
+/// waited. Here the end of the stream or an error met after plaintext is left where it is, and
+/// the next call meets it again.
+fn read_session(
+    stream: &mut tokio_rustls::TlsStream<RawStream>,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    let mut pinned = Pin::new(&mut *stream);
+    let data = ready!(pinned.as_mut().poll_fill_buf(cx))?;
+    let n = data.len().min(buf.remaining());
+    buf.put_slice(&data[..n]);
+    pinned.consume(n);
+    if n > 0 {
+        match stream {
+            tokio_rustls::TlsStream::Client(s) => copy_decrypted(s.get_mut().1.reader(), buf),
+            tokio_rustls::TlsStream::Server(s) => copy_decrypted(s.get_mut().1.reader(), buf),
+        }
+    }
+    Poll::Ready(Ok(()))
+}
+
+/// Copies into `buf` what `reader` holds decrypted already, up to `buf`'s room.
+fn copy_decrypted(mut reader: rustls::Reader<'_>, buf: &mut ReadBuf<'_>) {
+    use std::io::BufRead as _;
+
+    while buf.remaining() > 0 {
+        let Ok(chunk) = reader.fill_buf() else { break };
+        if chunk.is_empty() {
+            break;
+        }
+        let n = chunk.len().min(buf.remaining());
+        buf.put_slice(&chunk[..n]);
+        reader.consume(n);
+    }
+}
+
 /// The error of a read that found the stream truncated.
 fn truncated() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)
@@ -852,7 +896,7 @@ impl AsyncRead for TlsRead {
         let before = buf.filled().len();
         // A read into no room reads nothing without meaning the end.
         let room = buf.remaining() > 0;
-        let mut read = Pin::new(&mut *stream).poll_read(cx, buf);
+        let mut read = read_session(stream, cx, buf);
         stream.get_mut().0.reading(false);
         if read.is_pending() && this.failed_in.load(Ordering::Acquire) {
             // Waiting, though the session failed on records a shutdown took in.
