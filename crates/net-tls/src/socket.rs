@@ -261,6 +261,8 @@ struct Locked {
     /// holds ([`receive_own`]), which may be the very input that read waits for: the socket
     /// then never tells it of that input, so the shutdown wakes it.
     reader: Option<Waker>,
+    /// An error a read met after plaintext, for the next read (see `read_session`).
+    kept: Option<io::Error>,
 }
 
 impl Drop for Locked {
@@ -335,6 +337,7 @@ impl TlsSession {
         let shared = Arc::new(Mutex::new(Locked {
             stream,
             reader: None,
+            kept: None,
         }));
         // A cut (the selector's close, the end of a graceful shutdown's grace period or of the
         // runtime) sends no `close_notify`, but takes in the session's own messages first, as a
@@ -804,48 +807,50 @@ enum ReadEnd {
     Failed(rustls::Error),
 }
 
-/// Reads what the session has for the application into `buf`: records from at most one round
-/// of socket reads (up to the first that carry plaintext), then what the session decrypted
-/// already, with no more reads of the socket.
-///
-/// Not tokio-rustls's `poll_read`: once that has plaintext, it reads the socket again to fill
-/// the rest of `buf`, and keeps an error of that read for its next call. A `socket_timeout`
-/// whose wait this read began, and whose deadline passed while the task was late to run (the
-/// records had come in time), was then the next read's error, at once, though that read never
-/// waited. Here the end of the stream or an error met after plaintext is left where it is, and
-/// the next call meets it again.
+/// Reads what the session has for the application into `buf`, as tokio-rustls's `poll_read`
+/// does (once it has plaintext, it reads on while the socket has records, to fill `buf`), but
+/// for one error: a `socket_timeout` met by a read after plaintext is dropped, not kept for the
+/// next call as any other error of such a read is (in `kept`). That timeout is a deadline that
+/// passed while the task was late to run, the records having come in time: this read returns
+/// plaintext, which restarts the timeout, so the next read must wait afresh, not fail at once.
 fn read_session(
     stream: &mut tokio_rustls::TlsStream<RawStream>,
+    kept: &mut Option<io::Error>,
     cx: &mut Context<'_>,
     buf: &mut ReadBuf<'_>,
 ) -> Poll<io::Result<()>> {
-    let mut pinned = Pin::new(&mut *stream);
-    let data = ready!(pinned.as_mut().poll_fill_buf(cx))?;
+    if let Some(e) = kept.take() {
+        return Poll::Ready(Err(e));
+    }
+    let mut stream = Pin::new(stream);
+    let data = ready!(stream.as_mut().poll_fill_buf(cx))?;
     let n = data.len().min(buf.remaining());
     buf.put_slice(&data[..n]);
-    pinned.consume(n);
-    if n > 0 {
-        match stream {
-            tokio_rustls::TlsStream::Client(s) => copy_decrypted(s.get_mut().1.reader(), buf),
-            tokio_rustls::TlsStream::Server(s) => copy_decrypted(s.get_mut().1.reader(), buf),
-        }
+    stream.as_mut().consume(n);
+    while n > 0 && buf.remaining() > 0 {
+        let data = match stream.as_mut().poll_fill_buf(cx) {
+            Poll::Ready(Ok([])) | Poll::Pending => break,
+            Poll::Ready(Ok(data)) => data,
+            Poll::Ready(Err(e)) => {
+                if !is_socket_timeout(&e) {
+                    *kept = Some(e);
+                }
+                break;
+            }
+        };
+        let n = data.len().min(buf.remaining());
+        buf.put_slice(&data[..n]);
+        stream.as_mut().consume(n);
     }
     Poll::Ready(Ok(()))
 }
 
-/// Copies into `buf` what `reader` holds decrypted already, up to `buf`'s room.
-fn copy_decrypted(mut reader: rustls::Reader<'_>, buf: &mut ReadBuf<'_>) {
-    use std::io::BufRead as _;
-
-    while buf.remaining() > 0 {
-        let Ok(chunk) = reader.fill_buf() else { break };
-        if chunk.is_empty() {
-            break;
-        }
-        let n = chunk.len().min(buf.remaining());
-        buf.put_slice(&chunk[..n]);
-        reader.consume(n);
-    }
+/// Whether `e` is the socket's `socket_timeout` (not an error of the OS's).
+fn is_socket_timeout(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::TimedOut
+        && e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<net_io::Error>())
+            .is_some_and(|inner| matches!(inner, net_io::Error::Timeout))
 }
 
 /// The error of a read that found the stream truncated.
@@ -872,7 +877,11 @@ impl AsyncRead for TlsRead {
             _ => {}
         }
         let mut locked = lock(&this.shared);
-        let Locked { stream, reader } = &mut *locked;
+        let Locked {
+            stream,
+            reader,
+            kept,
+        } = &mut *locked;
         if this.closed.load(Ordering::Acquire) {
             // What the close took in, to spare the connection a reset, is input a plain
             // socket's close throws away: a read after it fails as there, with the close's error.
@@ -896,7 +905,7 @@ impl AsyncRead for TlsRead {
         let before = buf.filled().len();
         // A read into no room reads nothing without meaning the end.
         let room = buf.remaining() > 0;
-        let mut read = read_session(stream, cx, buf);
+        let mut read = read_session(stream, kept, cx, buf);
         stream.get_mut().0.reading(false);
         if read.is_pending() && this.failed_in.load(Ordering::Acquire) {
             // Waiting, though the session failed on records a shutdown took in.
