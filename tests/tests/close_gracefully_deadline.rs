@@ -260,3 +260,60 @@ async fn close_gracefully_that_timed_out_drops_the_kernel_s_queue_too() {
     );
     assert!(received < sent, "{received} of {sent}");
 }
+
+/// `close_gracefully(wait)` "reads and discards input until the peer's end of stream or until
+/// `wait` has passed", whatever `socket_timeout` says: a peer silent for longer than the socket
+/// timeout (it has not read our answer yet) that then sends a last word is still drained. The
+/// drain stopped at the first `socket_timeout`, and the close made the kernel answer that word
+/// with a reset, which destroyed the part of the answer still queued for the peer (while the
+/// call returned `Ok`).
+#[tokio::test(flavor = "current_thread")]
+async fn the_drain_outlasts_a_shorter_socket_timeout() {
+    const ANSWER: usize = 256 << 10;
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| {
+        b.socket_timeout(Duration::from_millis(200))
+            .send_buffer_size(1 << 20)
+    })
+    .await;
+    let port = listener.port().unwrap();
+    let client = std::thread::spawn(move || {
+        use std::io::Read;
+        let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        raw.set_recv_buffer_size(4096).unwrap();
+        let to: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        raw.connect(&to.into()).unwrap();
+        let mut tcp: std::net::TcpStream = raw.into();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // Silent, reading nothing, for longer than the server's socket timeout; then a last
+        // word; then it reads the answer to its end.
+        std::thread::sleep(Duration::from_millis(700));
+        tcp.write_all(b"thanks\n").unwrap();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let end = loop {
+            match tcp.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => got += n,
+                Err(e) => break Err(e),
+            }
+        };
+        (got, end)
+    });
+    let socket = within(listener.accept()).await.unwrap();
+    let mut connection = socket.connection().unwrap();
+    connection
+        .output
+        .write_fully(&vec![1u8; ANSWER])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let closed = within(connection.close_gracefully(Duration::from_secs(5))).await;
+    let took = started.elapsed();
+    let (got, end) = client.join().unwrap();
+    assert!(
+        got == ANSWER && end.is_ok() && closed.is_ok(),
+        "the client read {got} of {ANSWER} bytes, then {end:?}; close_gracefully(5 s) returned \
+         {closed:?} after {took:?}"
+    );
+}

@@ -534,7 +534,10 @@ impl<T: Transport> Connection<T> {
     /// is drained all the same.
     ///
     /// Reading the peer's input to its end keeps the kernel from answering the close with a
-    /// reset that would destroy output still queued for the peer.
+    /// reset that would destroy output still queued for the peer. A `socket_timeout` shorter
+    /// than `wait` does not end the drain (a peer may be silent that long, then send a last
+    /// word), but a `socket_timeout` of zero, which fails every wait at once, ends it at the
+    /// first moment the peer has sent nothing more.
     ///
     /// `wait` bounds the whole call, the flush included: a peer that reads nothing (so that
     /// the output cannot be flushed) holds it `wait` at most, then the socket is closed at once,
@@ -600,7 +603,18 @@ impl<T: Transport> Connection<T> {
             socket.close();
             return Err(e.into());
         }
-        let drain = async { while input.discard(u64::MAX).await.is_ok_and(|n| n > 0) {} };
+        // A `socket_timeout` met while draining is the peer's silence, not its end: `wait`
+        // bounds the drain (a zero timeout fails every wait at once: nothing to wait for).
+        let at_once = socket.link.conn.times_out_at_once();
+        let drain = async {
+            loop {
+                match input.discard(u64::MAX).await {
+                    Ok(n) if n > 0 => {}
+                    Err(net_io::Error::Timeout) if !at_once => {}
+                    _ => break,
+                }
+            }
+        };
         tokio::select! {
             biased;
             () = drain => {}

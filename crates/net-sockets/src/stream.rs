@@ -818,6 +818,11 @@ impl Conn {
     fn timer(&self) -> Option<Timer> {
         Some(Timer::new(self.socket_timeout?))
     }
+
+    /// Whether `socket_timeout` is zero: every wait then fails at once.
+    pub(crate) fn times_out_at_once(&self) -> bool {
+        self.socket_timeout.is_some_and(|t| t.is_zero())
+    }
 }
 
 /// The descriptor of a closed connection whose held-back answers a task still sends, and its
