@@ -580,3 +580,152 @@ async fn a_flush_after_the_socket_closed_fails_with_closed() {
         "not failed with the close after close: {wrong:?}"
     );
 }
+
+/// A CONNECT-style relay as the guide's §7 describes it for tokio's traits: the request line
+/// read with `read_line` (the client sent its first bytes right behind it), the relay's answer
+/// written and flushed, then `copy_bidirectional` between the connection's channels and an
+/// upstream that takes 64 bytes and then waits. The answer was flushed before the copy began;
+/// the copy reads through `AsyncRead` (which leaves nothing pending) and then stops reading
+/// while its write to the upstream waits. Returns whether the answer reached the client.
+async fn relay_delivers_an_answer_flushed_before_it<C>(
+    mut client: C,
+    mut input: net_io::ByteReadChannel,
+    mut output: net_io::ByteWriteChannel,
+) -> bool
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut first = b"CONNECT upstream:1\r\n".to_vec();
+    first.extend_from_slice(&pattern(20_000));
+    client.write_all(&first).await.unwrap();
+    client.flush().await.unwrap();
+    // All of it buffered before the line is read (over TLS the reads that read on after
+    // plaintext buffer it as they go; on a plain socket this makes it certain): more than the
+    // copy's 8 KiB buffer stays behind the line.
+    assert!(within(input.await_content(first.len())).await.unwrap());
+    let line = within(input.read_line(1024, net_io::LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("CONNECT upstream:1"));
+    // The relay's answer, flushed (the channel's own flush) before the copy starts.
+    output
+        .write_fully(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .unwrap();
+    output.flush().await.unwrap();
+    let (mut proxy_side, mut far) = tokio::io::duplex(64);
+    let proxy = tokio::spawn(async move {
+        let mut ours = tokio::io::join(input, output);
+        tokio::io::copy_bidirectional(&mut ours, &mut proxy_side).await
+    });
+    // The copy has read through the trait (and now waits to write to the upstream).
+    let mut taken = [0u8; 64];
+    within(far.read_exact(&mut taken)).await.unwrap();
+    assert_eq!(&taken[..], &pattern(20_000)[..64]);
+    let want = b"HTTP/1.1 200 Connection established\r\n\r\n";
+    let mut got = vec![0u8; want.len()];
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        client.read_exact(&mut got),
+    )
+    .await;
+    proxy.abort();
+    drop(far);
+    match answer {
+        Ok(read) => {
+            read.unwrap();
+            assert_eq!(&got[..], &want[..]);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// guide.md §7: nothing is held back for reads through tokio's traits, which may stop reading
+/// one way while their write that way waits. An answer flushed just before such code takes
+/// over (after the request line was read with `read_line`, the client's next bytes buffered
+/// behind it, so the flush was held back) leaves when the first trait read takes bytes: it
+/// stayed held while the copy waited (the trait read cleared the pending flag, but nothing
+/// sent what was held for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_flushed_before_copy_bidirectional_takes_over_reaches_the_client() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (client, mut socket) = raw_peer_of(&listener).await;
+    let input = socket.open_read_channel().unwrap();
+    let output = socket.open_write_channel(false).unwrap();
+    let delivered = relay_delivers_an_answer_flushed_before_it(client, input, output).await;
+    socket.close();
+    assert!(
+        delivered,
+        "the relay's flushed answer never reached the client while copy_bidirectional waited (plain)"
+    );
+}
+
+/// The same over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_answer_flushed_before_copy_bidirectional_takes_over_reaches_the_client() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let pki = net_tests::pki::Pki::generate();
+    let (mut server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+    let input = server.open_read_channel().unwrap();
+    let output = server.open_write_channel(false).unwrap();
+    let delivered =
+        relay_delivers_an_answer_flushed_before_it(client.into_stream().unwrap(), input, output)
+            .await;
+    server.close();
+    assert!(
+        delivered,
+        "the relay's flushed answer never reached the client while copy_bidirectional waited (TLS)"
+    );
+}
+
+/// guide.md §7 again, for `AsyncBufRead`: after the request line was read with `read_line` (the
+/// client's next bytes buffered behind it), a relay hands the channels to trait code: one copy
+/// towards the upstream through `AsyncBufRead` (`tokio::io::copy_buf`), whose first write waits
+/// (the upstream's buffer is full), and one copy back through `tokio::io::copy`, which flushes
+/// the upstream's answer. That answer is held back for as long as the first copy waits: its
+/// `poll_fill_buf` handed out buffered bytes but left them pending, as an own read would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_flushed_while_a_buf_read_copy_waits_reaches_the_client() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (mut client, mut socket) = raw_peer_of(&listener).await;
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(false).unwrap();
+    let mut first = b"CONNECT upstream:1\r\n".to_vec();
+    first.extend_from_slice(&pattern(20_000));
+    client.write_all(&first).await.unwrap();
+    assert!(within(input.await_content(first.len())).await.unwrap());
+    let line = within(input.read_line(1024, net_io::LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("CONNECT upstream:1"));
+    let (proxy_side, mut far) = tokio::io::duplex(64);
+    let (mut up_read, mut up_write) = tokio::io::split(proxy_side);
+    // The upstream's buffer is full: the copy towards it waits at its first write.
+    up_write.write_all(&[0u8; 64]).await.unwrap();
+    let towards = tokio::spawn(async move { tokio::io::copy_buf(&mut input, &mut up_write).await });
+    let back = tokio::spawn(async move {
+        let copied = tokio::io::copy(&mut up_read, &mut output).await;
+        (copied, output)
+    });
+    // Whether or not the copy towards the upstream has taken its first buffered bytes by now
+    // (a trait read), the answer must leave once it has.
+    far.write_all(b"HELLO\n").await.unwrap();
+    let mut got = [0u8; 6];
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        client.read_exact(&mut got),
+    )
+    .await;
+    towards.abort();
+    back.abort();
+    socket.close();
+    assert!(
+        matches!(answer, Ok(Ok(_))) && &got == b"HELLO\n",
+        "the upstream's answer, flushed by tokio::io::copy, never reached the client while \
+         copy_buf waited: {answer:?}"
+    );
+}

@@ -1,8 +1,9 @@
 //! [`Backlog`]: what a read channel tells the transport under its paired write channel, so that
 //! the transport can coalesce flushes.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::BytesMut;
 
@@ -22,7 +23,9 @@ use crate::write_state::Flags;
 /// one send instead of one per request. `net-sockets` does this for its sockets; the read
 /// channel only keeps the flag up to date (set after a read of its own that consumes and leaves
 /// input unconsumed, unless the stream has ended; cleared by a read through tokio's traits,
-/// which passes its bytes on and may stop reading while its writes wait, and before it reads
+/// which passes its bytes on and may stop reading while its writes wait (and which has the
+/// transport send what was held back for an earlier read: see
+/// [`on_passed_on`](Backlog::on_passed_on)), and before it reads
 /// from its transport, which
 /// may wait: a look-ahead that had to read, `peek`, `await_content`, a `skip_if_found` that
 /// found nothing or `poll_fill_buf`, leaves it cleared until the next read that consumes, so
@@ -51,18 +54,39 @@ use crate::write_state::Flags;
 pub struct Backlog(Arc<Shared>);
 
 /// A backlog's state, and the flags of the [`WriteState`] that lives beside it (see
-/// [`Backlog::write_state`]): one allocation, and one cache line, for what a connection's read
-/// and write channels share with its transport.
+/// [`Backlog::write_state`]): one allocation for what a connection's read and write channels
+/// share with its transport. Laid out in this order (`repr(C)`): the flags and the lock that
+/// reads and writes touch fill the allocation's first 64 bytes with the `Arc`'s counts; the
+/// transport's hook, which only a read through tokio's traits with bytes held runs, comes
+/// after them.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct Shared {
     pending: AtomicBool,
     /// Whether `held` may hold bytes (checked without the lock).
     holding: AtomicBool,
     /// Whether holding ended for good.
     closed: AtomicBool,
-    held: Mutex<BytesMut>,
     /// The write state's flags.
     pub(crate) flags: Flags,
+    held: Mutex<BytesMut>,
+    /// What the transport runs when a read through tokio's traits leaves nothing pending while
+    /// bytes are held (see [`Backlog::on_passed_on`]).
+    passed_on: PassedOn,
+}
+
+/// The transport's hook for [`Backlog::on_passed_on`].
+#[derive(Default)]
+struct PassedOn(OnceLock<Box<dyn Fn() + Send + Sync>>);
+
+impl fmt::Debug for PassedOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "PassedOn(set)"
+        } else {
+            "PassedOn(unset)"
+        })
+    }
 }
 
 /// The largest allocation of held bytes kept between bursts.
@@ -126,6 +150,25 @@ impl Backlog {
         }
     }
 
+    /// Sets what the transport runs when a read through tokio's traits (which passes its bytes
+    /// on, and may stop reading while its writes wait) leaves nothing pending while bytes are
+    /// held: the transport sends them, as when its reader is about to wait. Once: a later call
+    /// changes nothing.
+    pub fn on_passed_on(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.0.passed_on.0.set(Box::new(f));
+    }
+
+    /// A read through tokio's traits: nothing is pending, and what is held leaves.
+    #[inline]
+    pub(crate) fn passed_on(&self) {
+        self.set(false);
+        if self.is_holding() {
+            if let Some(f) = self.0.passed_on.0.get() {
+                f();
+            }
+        }
+    }
+
     /// Holds `bytes` back after those already held, if input is pending or bytes are already
     /// held (which these must not overtake), and the total stays within `limit`; `false`
     /// (nothing held) otherwise. The transport sends held bytes before anything else written
@@ -182,5 +225,21 @@ impl Backlog {
 
     fn lock(&self) -> MutexGuard<'_, BytesMut> {
         self.0.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{offset_of, size_of};
+
+    use super::*;
+
+    /// What reads and writes touch ends within the allocation's first 64 bytes (an `Arc`'s
+    /// two counts, 16 bytes, come first): the transport's hook, cold, comes after it.
+    #[test]
+    fn the_hot_fields_fit_in_the_first_64_bytes_of_the_allocation() {
+        let hot_end = offset_of!(Shared, held) + size_of::<Mutex<BytesMut>>();
+        assert!(16 + hot_end <= 64, "{hot_end}");
+        assert!(offset_of!(Shared, passed_on) >= hot_end);
     }
 }

@@ -116,7 +116,8 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// bytes on, and may stop reading while its writes wait
 /// ([`tokio::io::copy_bidirectional`] stops reading one way while its write that way waits,
 /// and still expects what it flushes the other way to leave), so nothing it writes is held
-/// back for a later read.
+/// back for a later read; and what was held back for the channel's own reads before leaves
+/// at the first trait read (`poll_read`, `poll_fill_buf` or `consume`) that finds it held.
 ///
 /// # Examples
 ///
@@ -303,6 +304,15 @@ impl ByteReadChannel {
     /// Tells the backlog (if any) whether input is buffered.
     fn publish(&self) {
         self.tell(!self.buf.is_empty());
+    }
+
+    /// After a read through tokio's traits: nothing is pending, and answers held back before
+    /// (for an own read's pending input) leave, since such code may stop reading while its
+    /// writes wait.
+    fn pass_on(&self) {
+        if let Some(backlog) = &self.backlog {
+            backlog.passed_on();
+        }
     }
 
     /// Tells the backlog (if any) whether `unconsumed` input is pending: never once the stream
@@ -919,7 +929,7 @@ impl ByteReadChannel {
         self.skip = None;
         if passed_on {
             self.buf.consume(n);
-            self.tell(false);
+            self.pass_on();
         } else {
             self.drop_consumed(n);
         }
@@ -1680,6 +1690,10 @@ impl AsyncBufRead for ByteReadChannel {
         this.check_cancelled()?;
         if this.buf.is_empty() {
             ready!(this.poll_fill(cx))?;
+        } else {
+            // What it hands out is passed on, as by `poll_read`: not pending for a backlog,
+            // also before `consume` (the caller may wait on a write first).
+            this.pass_on();
         }
         Poll::Ready(Ok(&this.buf[..]))
     }
@@ -1695,7 +1709,7 @@ impl AsyncBufRead for ByteReadChannel {
         }
         // As after `poll_read`: nothing is held back for a reader through tokio's traits.
         this.buf.consume(n);
-        this.tell(false);
+        this.pass_on();
     }
 }
 

@@ -408,6 +408,16 @@ impl Conn {
             cork_task: AtomicBool::new(false),
             before_cut: BeforeCut::default(),
         })?;
+        if let Some(backlog) = &conn.backlog {
+            // A read through tokio's traits that leaves nothing pending sends what was held
+            // back, as the reader's wait would (the code may stop reading while it writes).
+            let weak = Arc::downgrade(&conn);
+            backlog.on_passed_on(move || {
+                if let Some(conn) = weak.upgrade() {
+                    conn.reader_gone();
+                }
+            });
+        }
         if let Some((group, key)) = group {
             if !group.enrol(key, &conn) {
                 conn.cut();
