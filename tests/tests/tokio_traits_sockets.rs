@@ -448,37 +448,54 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
-/// A CONNECT-style relay: the request line read with `read_line`, then
-/// `tokio::io::copy_bidirectional` (default buffer sizes) between the connection's channels and
-/// an upstream that takes the client's bytes slowly (an in-memory pipe of 64 bytes). The
-/// upstream takes 64 bytes and answers; whether the answer reaches the client within 5 s.
-async fn relay_delivers_the_upstreams_answer<C>(
+/// A CONNECT-style relay: the request line read with `read_line` (the client's first 20 KB
+/// sent right behind it), then `tokio::io::copy_bidirectional` (default buffer sizes) between
+/// the connection's channels and an upstream that takes the client's bytes slowly (an
+/// in-memory pipe of 64 bytes). With `reply`, the relay writes and flushes it before the copy
+/// begins (the client's bytes all buffered first, so that the flush is held back); without,
+/// the upstream takes 64 bytes and answers. Whether that answer reaches the client within 5 s.
+async fn relay_delivers<C>(
     mut client: C,
     mut input: net_io::ByteReadChannel,
-    output: net_io::ByteWriteChannel,
+    mut output: net_io::ByteWriteChannel,
+    reply: Option<&'static [u8]>,
 ) -> bool
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    // The request line and the first 20 KB of the client's stream, in one write.
     let mut first = b"CONNECT upstream:1\r\n".to_vec();
     first.extend_from_slice(&pattern(20_000));
     client.write_all(&first).await.unwrap();
     client.flush().await.unwrap();
+    if reply.is_some() {
+        // More than the copy's 8 KiB buffer stays behind the line, on TLS as on plain TCP.
+        assert!(within(input.await_content(first.len())).await.unwrap());
+    }
     let line = within(input.read_line(1024, net_io::LineEnding::Default))
         .await
         .unwrap();
     assert_eq!(line.as_deref(), Some("CONNECT upstream:1"));
+    if let Some(reply) = reply {
+        output.write_fully(reply).await.unwrap();
+        output.flush().await.unwrap();
+    }
     let (mut proxy_side, mut far) = tokio::io::duplex(64);
     let proxy = tokio::spawn(async move {
         let mut ours = tokio::io::join(input, output);
         tokio::io::copy_bidirectional(&mut ours, &mut proxy_side).await
     });
+    // The copy has read through the trait, and now waits to write to the upstream.
     let mut taken = [0u8; 64];
     within(far.read_exact(&mut taken)).await.unwrap();
     assert_eq!(&taken[..], &pattern(20_000)[..64]);
-    far.write_all(b"HELLO\n").await.unwrap();
-    let mut got = [0u8; 6];
+    let want = match reply {
+        Some(reply) => reply,
+        None => {
+            far.write_all(b"HELLO\n").await.unwrap();
+            b"HELLO\n"
+        }
+    };
+    let mut got = vec![0u8; want.len()];
     let answer = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         client.read_exact(&mut got),
@@ -488,11 +505,36 @@ where
     match answer {
         Ok(read) => {
             read.unwrap();
-            assert_eq!(&got, b"HELLO\n");
+            assert_eq!(&got[..], want);
             true
         }
         Err(_) => false,
     }
+}
+
+/// [`relay_delivers`] over a plain connection.
+async fn plain_relay_delivers(reply: Option<&'static [u8]>) -> bool {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (client, mut socket) = raw_peer_of(&listener).await;
+    let input = socket.open_read_channel().unwrap();
+    let output = socket.open_write_channel(false).unwrap();
+    let delivered = relay_delivers(client, input, output, reply).await;
+    socket.close();
+    delivered
+}
+
+/// [`relay_delivers`] over TLS, whose records are held back under the session.
+async fn tls_relay_delivers(reply: Option<&'static [u8]>) -> bool {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let pki = net_tests::pki::Pki::generate();
+    let (mut server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+    let input = server.open_read_channel().unwrap();
+    let output = server.open_write_channel(false).unwrap();
+    let delivered = relay_delivers(client.into_stream().unwrap(), input, output, reply).await;
+    server.close();
+    delivered
 }
 
 /// SPEC §4.2 with §4.4's flush coalescing on (the default): `copy_bidirectional` over a
@@ -501,14 +543,8 @@ where
 /// for ever: a trait read left those bytes pending, as requests a later read would answer.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_bidirectional_over_a_connections_channels_delivers_while_the_other_way_waits() {
-    let selector = SelectorManager::new();
-    let listener = tcp_listener(&selector).await;
-    let (client, mut socket) = raw_peer_of(&listener).await;
-    let input = socket.open_read_channel().unwrap();
-    let output = socket.open_write_channel(false).unwrap();
-    let delivered = relay_delivers_the_upstreams_answer(client, input, output).await;
     assert!(
-        delivered,
+        plain_relay_delivers(None).await,
         "the upstream's answer never reached the client (plain)"
     );
 }
@@ -516,17 +552,8 @@ async fn copy_bidirectional_over_a_connections_channels_delivers_while_the_other
 /// The same over TLS, whose records are held back under the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_bidirectional_over_tls_channels_delivers_while_the_other_way_waits() {
-    let selector = SelectorManager::new();
-    let listener = tcp_listener(&selector).await;
-    let pki = net_tests::pki::Pki::generate();
-    let (mut server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
-    let input = server.open_read_channel().unwrap();
-    let output = server.open_write_channel(false).unwrap();
-    let delivered =
-        relay_delivers_the_upstreams_answer(client.into_stream().unwrap(), input, output).await;
-    server.close();
     assert!(
-        delivered,
+        tls_relay_delivers(None).await,
         "the upstream's answer never reached the client (TLS)"
     );
 }
@@ -581,65 +608,8 @@ async fn a_flush_after_the_socket_closed_fails_with_closed() {
     );
 }
 
-/// A CONNECT-style relay as the guide's §7 describes it for tokio's traits: the request line
-/// read with `read_line` (the client sent its first bytes right behind it), the relay's answer
-/// written and flushed, then `copy_bidirectional` between the connection's channels and an
-/// upstream that takes 64 bytes and then waits. The answer was flushed before the copy began;
-/// the copy reads through `AsyncRead` (which leaves nothing pending) and then stops reading
-/// while its write to the upstream waits. Returns whether the answer reached the client.
-async fn relay_delivers_an_answer_flushed_before_it<C>(
-    mut client: C,
-    mut input: net_io::ByteReadChannel,
-    mut output: net_io::ByteWriteChannel,
-) -> bool
-where
-    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut first = b"CONNECT upstream:1\r\n".to_vec();
-    first.extend_from_slice(&pattern(20_000));
-    client.write_all(&first).await.unwrap();
-    client.flush().await.unwrap();
-    // All of it buffered before the line is read (over TLS the reads that read on after
-    // plaintext buffer it as they go; on a plain socket this makes it certain): more than the
-    // copy's 8 KiB buffer stays behind the line.
-    assert!(within(input.await_content(first.len())).await.unwrap());
-    let line = within(input.read_line(1024, net_io::LineEnding::Default))
-        .await
-        .unwrap();
-    assert_eq!(line.as_deref(), Some("CONNECT upstream:1"));
-    // The relay's answer, flushed (the channel's own flush) before the copy starts.
-    output
-        .write_fully(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        .await
-        .unwrap();
-    output.flush().await.unwrap();
-    let (mut proxy_side, mut far) = tokio::io::duplex(64);
-    let proxy = tokio::spawn(async move {
-        let mut ours = tokio::io::join(input, output);
-        tokio::io::copy_bidirectional(&mut ours, &mut proxy_side).await
-    });
-    // The copy has read through the trait (and now waits to write to the upstream).
-    let mut taken = [0u8; 64];
-    within(far.read_exact(&mut taken)).await.unwrap();
-    assert_eq!(&taken[..], &pattern(20_000)[..64]);
-    let want = b"HTTP/1.1 200 Connection established\r\n\r\n";
-    let mut got = vec![0u8; want.len()];
-    let answer = tokio::time::timeout(
-        std::time::Duration::from_secs(3),
-        client.read_exact(&mut got),
-    )
-    .await;
-    proxy.abort();
-    drop(far);
-    match answer {
-        Ok(read) => {
-            read.unwrap();
-            assert_eq!(&got[..], &want[..]);
-            true
-        }
-        Err(_) => false,
-    }
-}
+/// A relay's reply to a CONNECT.
+const REPLY: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 
 /// guide.md §7: nothing is held back for reads through tokio's traits, which may stop reading
 /// one way while their write that way waits. An answer flushed just before such code takes
@@ -649,15 +619,8 @@ where
 /// sent what was held for it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_flushed_before_copy_bidirectional_takes_over_reaches_the_client() {
-    let selector = SelectorManager::new();
-    let listener = tcp_listener(&selector).await;
-    let (client, mut socket) = raw_peer_of(&listener).await;
-    let input = socket.open_read_channel().unwrap();
-    let output = socket.open_write_channel(false).unwrap();
-    let delivered = relay_delivers_an_answer_flushed_before_it(client, input, output).await;
-    socket.close();
     assert!(
-        delivered,
+        plain_relay_delivers(Some(REPLY)).await,
         "the relay's flushed answer never reached the client while copy_bidirectional waited (plain)"
     );
 }
@@ -665,18 +628,8 @@ async fn an_answer_flushed_before_copy_bidirectional_takes_over_reaches_the_clie
 /// The same over TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_answer_flushed_before_copy_bidirectional_takes_over_reaches_the_client() {
-    let selector = SelectorManager::new();
-    let listener = tcp_listener(&selector).await;
-    let pki = net_tests::pki::Pki::generate();
-    let (mut server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
-    let input = server.open_read_channel().unwrap();
-    let output = server.open_write_channel(false).unwrap();
-    let delivered =
-        relay_delivers_an_answer_flushed_before_it(client.into_stream().unwrap(), input, output)
-            .await;
-    server.close();
     assert!(
-        delivered,
+        tls_relay_delivers(Some(REPLY)).await,
         "the relay's flushed answer never reached the client while copy_bidirectional waited (TLS)"
     );
 }
