@@ -903,6 +903,12 @@ impl ByteReadChannel {
                                 self.skip = None;
                             }
                             self.received += n as u64;
+                            if passed_on {
+                                // What was held for an own read before leaves: a layer (TLS)
+                                // may have had these bytes without a read of the socket, which
+                                // would have sent it.
+                                self.pass_on();
+                            }
                             Poll::Ready(Ok(()))
                         }
                         Err(e) => {
@@ -1690,11 +1696,11 @@ impl AsyncBufRead for ByteReadChannel {
         this.check_cancelled()?;
         if this.buf.is_empty() {
             ready!(this.poll_fill(cx))?;
-        } else {
-            // What it hands out is passed on, as by `poll_read`: not pending for a backlog,
-            // also before `consume` (the caller may wait on a write first).
-            this.pass_on();
         }
+        // What it hands out is passed on, as by `poll_read`: not pending for a backlog, also
+        // before `consume` (the caller may wait on a write first), and what was held for an
+        // own read before leaves.
+        this.pass_on();
         Poll::Ready(Ok(&this.buf[..]))
     }
 
