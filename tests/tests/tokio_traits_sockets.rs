@@ -682,3 +682,54 @@ async fn an_answer_flushed_while_a_buf_read_copy_waits_reaches_the_client() {
          copy_buf waited: {answer:?}"
     );
 }
+
+/// Over TLS, an answer held back for the channel's own reads, after an own read took all the
+/// channel had buffered (the session still holding plaintext of the same record), leaves at
+/// the first trait read, which goes straight to the session: the session hands out that
+/// plaintext without a read of the socket, the read that would have sent the held answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_tls_answer_leaves_at_a_trait_read_that_goes_straight_to_the_session() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let pki = net_tests::pki::Pki::generate();
+    let (mut server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+    let mut client = client.into_stream().unwrap();
+    let mut input = server.open_read_channel().unwrap();
+    let mut output = server.open_write_channel(false).unwrap();
+    // The request line and 20 KB behind it: the first record (16 KiB of plaintext) is more
+    // than the channel takes from the session at once.
+    let mut first = b"CONNECT upstream:1\r\n".to_vec();
+    first.extend_from_slice(&pattern(20_000));
+    client.write_all(&first).await.unwrap();
+    client.flush().await.unwrap();
+    let line = within(input.read_line(1024, net_io::LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("CONNECT upstream:1"));
+    // Held back: input is pending.
+    output.write_fully(REPLY).await.unwrap();
+    output.flush().await.unwrap();
+    // An own read takes all the channel holds (nothing pending any more; the reply still held).
+    let mut taken = vec![0u8; 64 * 1024];
+    let n = within(input.read_available(&mut taken)).await.unwrap();
+    assert!(n > 0);
+    let (mut proxy_side, mut far) = tokio::io::duplex(64);
+    let proxy = tokio::spawn(async move {
+        let mut ours = tokio::io::join(input, output);
+        tokio::io::copy_bidirectional(&mut ours, &mut proxy_side).await
+    });
+    let mut upstream = [0u8; 64];
+    within(far.read_exact(&mut upstream)).await.unwrap();
+    let mut got = vec![0u8; REPLY.len()];
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.read_exact(&mut got),
+    )
+    .await;
+    proxy.abort();
+    server.close();
+    assert!(
+        matches!(answer, Ok(Ok(_))) && got == REPLY,
+        "the held reply never reached the client while copy_bidirectional waited: {answer:?}"
+    );
+}
