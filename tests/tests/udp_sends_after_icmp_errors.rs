@@ -39,15 +39,28 @@ fn poll_one(fd: &mut libc::pollfd, timeout_ms: i32) -> i32 {
 }
 
 /// A UDP socket connected to a port nobody listens on any more (a socket there was closed),
-/// with a send buffer of `send_buffer` bytes when given; and that port's address.
+/// with a send buffer of `send_buffer` bytes when given; that port's address; and a socket that
+/// keeps the port taken on 127.0.0.1 while it lives.
+///
+/// The closed port is on 127.0.0.93, with the same port bound on 127.0.0.1 meanwhile: the
+/// other tests of this file bind ports 0 on 127.0.0.1 (or `::`) at the same time, and one of
+/// them could otherwise be given the closed port and take the datagrams, so that no ICMP error
+/// ever came (a flaky "no ICMP error arrived").
 async fn connected_to_a_closed_port(
     selector: &SelectorManager,
     send_buffer: Option<usize>,
 ) -> (
     net_sockets::ConnectedDatagramSocket,
     net_sockets::SocketAddress,
+    std::net::UdpSocket,
 ) {
-    let gone = udp_socket(selector).await;
+    let reserved = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+    let port = reserved.local_addr().unwrap().port();
+    let gone = a_socket(selector)
+        .udp()
+        .bind(("127.0.0.93", port))
+        .await
+        .unwrap();
     let gone_address = gone.local_address();
     gone.close();
     let mut builder = a_socket(selector).udp();
@@ -55,14 +68,14 @@ async fn connected_to_a_closed_port(
         builder = builder.send_buffer_size(size);
     }
     let socket = builder.connect(gone_address.clone()).await.unwrap();
-    (socket, gone_address)
+    (socket, gone_address, reserved)
 }
 
 /// The ICMP error surfaces on the next `send` too (SPEC: "on the next receive/send").
 #[tokio::test]
 async fn icmp_refused_surfaces_on_the_next_send() {
     let selector = SelectorManager::new();
-    let (client, gone_address) = connected_to_a_closed_port(&selector, None).await;
+    let (client, gone_address, _port) = connected_to_a_closed_port(&selector, None).await;
     client
         .send(Datagram::new("anyone?", gone_address.clone()).unwrap())
         .await
@@ -139,7 +152,8 @@ fn a_send_waiting_for_room_after_an_icmp_error_does_not_spin_child() {
         println!("control: wall {wall_a:?}, cpu {cpu_a:?}");
 
         // The same, after an ICMP error that `receive` reported.
-        let (refused, gone_address) = connected_to_a_closed_port(&selector, Some(4_096)).await;
+        let (refused, gone_address, _port) =
+            connected_to_a_closed_port(&selector, Some(4_096)).await;
         refused
             .send(Datagram::new("anyone?", gone_address.clone()).unwrap())
             .await
@@ -212,7 +226,7 @@ fn close_while_a_send_waits_for_room_frees_the_port_child() {
 #[tokio::test]
 async fn a_receive_waiting_after_an_icmp_error_does_not_spin() {
     let selector = SelectorManager::new();
-    let (client, gone_address) = connected_to_a_closed_port(&selector, None).await;
+    let (client, gone_address, _port) = connected_to_a_closed_port(&selector, None).await;
     for round in 0..2 {
         client
             .send(Datagram::new("anyone?", gone_address.clone()).unwrap())
@@ -324,7 +338,8 @@ fn a_send_waiting_for_room_with_ip_recverr_does_not_spin_child() {
     const SIZE: usize = 1_000;
     net_tests::harness::run_if_child(RECVERR_ENV, async {
         let selector = SelectorManager::new();
-        let (refused, gone_address) = connected_to_a_closed_port(&selector, Some(4_096)).await;
+        let (refused, gone_address, _port) =
+            connected_to_a_closed_port(&selector, Some(4_096)).await;
         refused
             .with_sock_ref(|s| {
                 use std::os::fd::AsRawFd;
@@ -573,7 +588,8 @@ fn icmp_error_while_sends_wait() {
 fn icmp_error_while_sends_wait_child() {
     net_tests::harness::run_if_child(ICMP_WAIT_ENV, async {
         let selector = SelectorManager::new();
-        let (refused, gone_address) = connected_to_a_closed_port(&selector, Some(4_096)).await;
+        let (refused, gone_address, _port) =
+            connected_to_a_closed_port(&selector, Some(4_096)).await;
         let refused = std::sync::Arc::new(refused);
         let started = std::time::Instant::now();
         let cpu = cpu_time();
