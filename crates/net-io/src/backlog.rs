@@ -22,14 +22,13 @@ use crate::write_state::Flags;
 /// reader is about to wait for more input, so a burst of pipelined requests is answered with
 /// one send instead of one per request. `net-sockets` does this for its sockets; the read
 /// channel only keeps the flag up to date (set after a read of its own that consumes and leaves
-/// input unconsumed, unless the stream has ended; cleared by a read through tokio's traits,
-/// which passes its bytes on and may stop reading while its writes wait (and which has the
-/// transport send what was held back for an earlier read: see
-/// [`on_passed_on`](Backlog::on_passed_on)), and before it reads
-/// from its transport, which
-/// may wait: a look-ahead that had to read, `peek`, `await_content`, a `skip_if_found` that
-/// found nothing or `poll_fill_buf`, leaves it cleared until the next read that consumes, so
-/// answers written after it leave at once),
+/// input unconsumed, unless the stream has ended; cleared by every read through tokio's traits,
+/// `poll_fill_buf` included, which passes its bytes on and may stop reading while its writes
+/// wait (and which has the transport send what was held back for an earlier read: see
+/// [`on_passed_on`](Backlog::on_passed_on)); cleared too before a read reads from its
+/// transport, which may wait: a look-ahead that had to read, `peek`, `await_content` or a
+/// `skip_if_found` that found nothing, leaves it cleared until the next read of its own that
+/// consumes, so answers written after it leave at once),
 /// and a write channel that writes straight to such a transport can hold its answers here itself
 /// ([`ByteWriteChannel::hold_while`](crate::ByteWriteChannel::hold_while)).
 ///
