@@ -302,8 +302,9 @@ async fn an_ip_address_sent_as_sni_gets_the_default_certificate() {
     let selector = SelectorManager::new();
     let pki = Pki::generate();
     let files = pki.temp_files();
-    let named = pki.ca.server(&["127.0.0.1"]);
-    // An SNI certificate for a DNS name: the IP-address SNI must not reach it either.
+    let named = pki.ca.server(&["other.test", "127.0.0.1"]);
+    // An SNI certificate for a DNS name, which would verify for the address too: the
+    // IP-address SNI must not reach it either.
     let config = named
         .sni_certificate("other.test", pki.server_config())
         .build()

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::ServerConfig;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::client::verify_server_name;
+use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::{CertificateDer, DnsName, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
 
 use crate::client::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::{Error, Result, TlsVersion, pem, provider};
@@ -263,7 +264,7 @@ impl TlsServerConfigBuilder {
     /// # Errors
     ///
     /// [`Error::Pem`] for unusable PEM, [`Error::Config`] when the key does not match the
-    /// certificate, [`Error::InvalidSniName`] for a name no client sends by SNI (see
+    /// certificate or the certificate does not cover `host_name`, [`Error::InvalidSniName`] for a name no client sends by SNI (see
     /// [`sni_certificate_der`](Self::sni_certificate_der)).
     pub fn sni_certificate_pem(self, host_name: &str, chain: &[u8], key: &[u8]) -> Result<Self> {
         let chain = pem::chain(chain, pem::BYTES)?;
@@ -280,8 +281,10 @@ impl TlsServerConfigBuilder {
     /// never be served: SNI carries one DNS name, in ASCII, so not an IP address, a wildcard
     /// (`*.example.com`: add each name) or a name with other characters (give its punycode
     /// form, `xn--...`), or one that ends with more than the one trailing dot of a fully
-    /// qualified name. [`Error::Config`] when the key does not match the certificate or the
-    /// chain is empty.
+    /// qualified name. [`Error::Config`] when the key does not match the certificate, the
+    /// chain is empty, or its leaf does not cover `host_name` (a wildcard covers the names it
+    /// matches), as rustls's own SNI resolver refuses it: every client asking for that name
+    /// would fail its handshake.
     pub fn sni_certificate_der(
         mut self,
         host_name: &str,
@@ -292,14 +295,24 @@ impl TlsServerConfigBuilder {
         // would be kept (a DNS name may end with one), and no client sends the name that
         // leaves: an empty last label.
         let name = host_name.strip_suffix('.').unwrap_or(host_name);
-        if name.ends_with('.') || DnsName::try_from(name).is_err() {
+        let dns_name = match DnsName::try_from(name) {
+            Ok(dns_name) if !name.ends_with('.') => dns_name.to_owned(),
             // As rustls's own SNI resolver refuses it ("Bad DNS name").
-            return Err(Error::InvalidSniName {
-                name: host_name.into(),
-            });
-        }
+            _ => {
+                return Err(Error::InvalidSniName {
+                    name: host_name.into(),
+                });
+            }
+        };
         let chain = chain.into_iter().collect();
         let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(Error::Config)?;
+        // A leaf that does not cover the name would fail every handshake that asks for it: a
+        // mistake in the configuration, refused here as rustls's own SNI resolver refuses it.
+        certified
+            .end_entity_cert()
+            .and_then(ParsedCertificate::try_from)
+            .and_then(|leaf| verify_server_name(&leaf, &ServerName::DnsName(dns_name)))
+            .map_err(Error::Config)?;
         self.sni
             .push((name.to_ascii_lowercase(), Arc::new(certified)));
         Ok(self)
@@ -569,10 +582,35 @@ mod tests {
             );
         }
         for name in ["Other.Test.", "xn--bcher-kva.example", "localhost"] {
-            let (cert, key) = self_signed("localhost");
+            let (cert, key) = self_signed(name.trim_end_matches('.'));
             let taken = TlsServerConfig::builder().sni_certificate_der(name, [cert], key);
             assert!(taken.is_ok(), "{name:?}: {taken:?}");
         }
+    }
+
+    /// A certificate that does not cover the name it is given for was taken, and every client
+    /// that asked for that name failed its handshake with a wrong-host error. It is refused, as
+    /// rustls's own SNI resolver refuses it; a wildcard certificate covers the names it matches.
+    #[test]
+    fn an_sni_certificate_for_another_name_is_refused() {
+        let (cert, key) = self_signed("localhost");
+        let refused = TlsServerConfig::builder()
+            .sni_certificate_der("other.test", [cert], key)
+            .unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                Error::Config(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidForName
+                        | rustls::CertificateError::NotValidForNameContext { .. }
+                ))
+            ),
+            "{refused:?}"
+        );
+        let (wildcard, key) = self_signed("*.example.com");
+        let taken =
+            TlsServerConfig::builder().sni_certificate_der("a.example.com", [wildcard], key);
+        assert!(taken.is_ok(), "{taken:?}");
     }
 
     /// The Debug output did not say whether clients must present a certificate: a security
