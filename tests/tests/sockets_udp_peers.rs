@@ -148,3 +148,35 @@ async fn a_sender_that_never_waits_still_yields_to_other_tasks() {
         "the sending task never yielded to the ticker"
     );
 }
+
+/// A UDP `connect` (or `connect_from`) to port 0 can never send anywhere: the kernel takes the
+/// `connect(2)` but leaves the socket without a peer, so the builder's read-back of the peer
+/// failed with the OS's `ENOTCONN` — `Error::Io` of kind `NotConnected`, "Transport endpoint is
+/// not connected", from a call that was connecting it (and the kind `Error::Closed` reports).
+/// It must be refused as `InvalidInput`, naming the port, as a bound socket's `send` to port
+/// 0 is (the OS's `EINVAL`).
+#[tokio::test]
+async fn a_udp_connect_to_port_zero_is_invalid_input() {
+    let selector = SelectorManager::new();
+    for remote in ["127.0.0.1:0", "[::1]:0", "0.0.0.0:0"] {
+        if remote.contains("::1") && !net_tests::loopback::has_ipv6_loopback() {
+            continue;
+        }
+        let e = a_socket(&selector)
+            .udp()
+            .connect(remote)
+            .await
+            .expect_err("a UDP socket connected to port 0");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{remote}: {e:?}");
+        assert!(e.to_string().contains("port 0"), "{remote}: {e}");
+    }
+    let e = a_socket(&selector)
+        .udp()
+        .connect_from("127.0.0.1:0", "127.0.0.1:0")
+        .await
+        .expect_err("a UDP socket connected to port 0");
+    assert!(
+        matches!(&e, Error::Io(io) if io.kind() == io::ErrorKind::InvalidInput),
+        "{e:?}"
+    );
+}

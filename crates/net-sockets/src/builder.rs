@@ -490,7 +490,9 @@ impl UdpSocketBuilder {
     ///
     /// # Errors
     ///
-    /// As [`bind`](Self::bind).
+    /// As [`bind`](Self::bind); [`Error::Io`](crate::Error::Io) of kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) for a `remote` at port 0, which no
+    /// datagram can reach.
     ///
     /// # Cancel safety
     ///
@@ -509,7 +511,8 @@ impl UdpSocketBuilder {
     ///
     /// As [`bind`](Self::bind); [`Error::Resolve`] also when `remote`'s name has no address
     /// that `local` reaches; [`Error::Io`] of kind
-    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) when `local` and `remote` are of
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) for a `remote` at port 0 (as for
+    /// [`connect`](Self::connect)), and when `local` and `remote` are of
     /// different IP families, except a dual-stack `local` (`::`, or an IPv4-mapped address)
     /// with an IPv4 `remote`, which it reaches through its IPv4-mapped form; also when `local`
     /// is IPv4-mapped (IPv4 in effect) and `remote` an IPv6 address that is not, or `local` an

@@ -706,6 +706,14 @@ impl ConnectedDatagramSocket {
             return Err(unix_unsupported());
         };
         let remote = remote.socket_addr();
+        if remote.port() == 0 {
+            // The kernel takes the connect but leaves the socket without a peer: its read-back
+            // would fail with `ENOTCONN`, a kind that reads as a closed socket.
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a UDP socket cannot be connected to port 0 ({remote}): nothing is there"),
+            )));
+        }
         let local = match local {
             Some(SocketAddress::Inet(local)) => {
                 let local = local.socket_addr();
