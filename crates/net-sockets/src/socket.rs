@@ -731,10 +731,11 @@ impl ShutdownSignal {
 /// reports it) and changes nothing: what was written before the shutdown still reaches the
 /// peer, then the end of the stream.
 ///
-/// On a plain socket, a write that timed out (`socket_timeout`) took none of its bytes; once
-/// a retry went through, a flush or the shutdown itself makes it good, and the shutdown sends
-/// FIN as usual. After any other failed write, `poll_shutdown` fails with `BrokenPipe` and
-/// sends no FIN: the socket's close resets the connection instead.
+/// A write that timed out (`socket_timeout`) took none of its bytes; a retry that went
+/// through, a flush or the shutdown itself (a flush first) makes it good, and the shutdown
+/// sends FIN as usual (over TLS, `close_notify` first). After any other failed write,
+/// `poll_shutdown` fails with `BrokenPipe` and sends no FIN: the socket's close resets the
+/// connection instead.
 #[derive(Debug)]
 pub struct SocketStream<T: Transport = Plain> {
     socket: Socket<T>,

@@ -995,7 +995,8 @@ impl AsyncRead for TlsRead {
 /// (it hands the socket its queue and drops only what the socket took). So a timeout does not
 /// fail the session for good, as on a plain socket: the session ends without `close_notify`
 /// only until a later write goes through (rustls takes its bytes: the retry, or whatever the
-/// caller writes instead) or a flush does. Any other failure is for good.
+/// caller writes instead) or a flush does (`poll_shutdown` flushes first, as tokio's contract
+/// has it). Any other failure is for good.
 ///
 /// A write after `close_notify` (from `poll_shutdown` or the socket's `close`), or once the
 /// socket is closed, fails before rustls takes anything: its bytes could never reach the peer.
@@ -1112,6 +1113,13 @@ impl AsyncWrite for TlsWrite {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A shutdown is a flush first (tokio's contract; `AsyncWriteExt::shutdown` does not
+        // flush before it): a write that timed out took nothing, and the flush that sends what
+        // the session holds makes it good, as on a plain socket. (A flush that times out again
+        // fails this shutdown with that timeout, which a retry may make good.)
+        if self.timed_out.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire) {
+            ready!(self.as_mut().poll_flush(cx))?;
+        }
         // As the socket's close: no close_notify once bytes are missing (a write channel that
         // holds or lost some, a write cut short).
         if ends_failed(&self.failed, &self.timed_out, &self.link) {
