@@ -190,7 +190,13 @@
 //! a [`Connection`](net_sockets::Connection) first, then calls
 //! [`tls_server`](TlsExt::tls_server) (or [`tls`](TlsExt::tls) on the client) on it. The
 //! upgrade flushes the connection's output first, and bytes its input already holds (a
-//! ClientHello that arrived together with the command) go to the handshake. The handshake
+//! ClientHello that arrived together with the command) go to the handshake. So plain text a
+//! client sent after the command, which an attacker on the path may have added, is never taken
+//! as if it came under TLS: it fails the handshake ([`Error::Handshake`]). Read the plain-text
+//! phase with the channel's own reads (`read_line`, `read_frame`, and
+//! [`Frames::into_parts`](net_io::Frames::into_parts) to get the channel back): a tokio
+//! `BufReader` or `FramedRead` wrapped around the input keeps what it read ahead in its own
+//! buffer, and a ClientHello there never reaches the handshake. The handshake
 //! timeout bounds the flush and the handshake together: one deadline, from the start of the
 //! upgrade, so a peer that never reads fails it with [`Error::HandshakeTimeout`] too. When a read of its
 //! input already failed (the peer reset the connection), no handshake starts: the upgrade
