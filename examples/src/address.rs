@@ -265,6 +265,36 @@ fn ipv4_short_form(name: &str) -> Option<std::net::Ipv4Addr> {
     Some(std::net::Ipv4Addr::from(high | last))
 }
 
+/// Parses a PORT argument (clap's value parser): digits only, 0 to 65535, as the port of
+/// `HOST:PORT`. (clap's own parser for a `u16`, like `u16`'s, takes a sign: `+9002` would be
+/// port 9002, and `-0`, read as a value as every negative number is, port 0.)
+///
+/// # Errors
+///
+/// A message for clap when `text` is not a port number; `u16`'s own for one that is no number
+/// at all (`invalid digit found in string`).
+///
+/// # Examples
+///
+/// ```
+/// use examples::address::port;
+/// assert_eq!(port("9002"), Ok(9002));
+/// assert!(port("+9002").is_err());
+/// assert!(port("-0").is_err());
+/// assert_eq!(port("70000").unwrap_err(), "70000 is not in 0..=65535");
+/// ```
+pub fn port(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(port) if is_digits(text) => Ok(port),
+        Err(_) if is_digits(text) => Err(format!("{text} is not in 0..=65535")),
+        Err(e) if !text.starts_with(['+', '-']) => Err(e.to_string()),
+        // A sign: `+9002`, `-0`, `-5`.
+        _ => Err(format!(
+            "{text:?} is not a port number (0 to 65535): digits only"
+        )),
+    }
+}
+
 /// A port number: digits only (`u16`'s parser also takes a sign), 0 to 65535.
 fn port_number(port: &str, text: &str) -> Result<u16, String> {
     port.parse::<u16>()

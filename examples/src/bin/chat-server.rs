@@ -98,6 +98,7 @@ struct Args {
     #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
     host: examples::address::HostArg,
     /// Port to listen on (0: any free port) [default: 9004]
+    #[arg(value_parser = examples::address::port)]
     port: Option<u16>,
     /// On SIGINT/SIGTERM, wait at most this many seconds for open connections to finish.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = examples::cli::seconds)]

@@ -51,6 +51,7 @@ struct Args {
     #[arg(default_value = "youtrack.jetbrains.com", value_parser = examples::address::host)]
     host: examples::address::HostArg,
     /// Its port [default: 443]
+    #[arg(value_parser = examples::address::port)]
     port: Option<u16>,
     #[command(flatten)]
     trust: examples::tls::Trust,

@@ -47,6 +47,7 @@ struct Args {
     #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
     host: examples::address::HostArg,
     /// Its port [default: 9002]
+    #[arg(value_parser = examples::address::port)]
     port: Option<u16>,
     /// Give up when the server sends nothing (or takes nothing) for this many seconds,
     /// connecting included (default: wait as long as the connection lasts).

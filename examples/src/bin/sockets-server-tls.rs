@@ -50,6 +50,7 @@ struct Args {
     #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
     host: examples::address::HostArg,
     /// Port to listen on (0: any free port) [default: 9443]
+    #[arg(value_parser = examples::address::port)]
     port: Option<u16>,
     #[command(flatten)]
     identity: examples::tls::Identity,

@@ -56,6 +56,7 @@ struct Args {
     #[arg(value_parser = examples::address::host)]
     host: examples::address::HostArg,
     /// Its port (unless HOST is HOST:PORT).
+    #[arg(value_parser = examples::address::port)]
     port: Option<u16>,
     #[command(flatten)]
     trust: examples::tls::Trust,

@@ -54,6 +54,7 @@ enum Mode {
         #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
         host: HostArg,
         /// Port to listen on (0: any free port) [default: 9003]
+        #[arg(value_parser = examples::address::port)]
         port: Option<u16>,
     },
     /// Send each line of stdin as a datagram and print each reply (waiting at most 3 seconds
@@ -64,6 +65,7 @@ enum Mode {
         #[arg(default_value = "127.0.0.1", value_parser = examples::address::host)]
         host: HostArg,
         /// Its port [default: 9003]
+        #[arg(value_parser = examples::address::port)]
         port: Option<u16>,
     },
 }
