@@ -23,6 +23,14 @@ pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`server_name`](TlsConfigBuilder::server_name)), no client certificate, no ALPN, a 10-second
 /// handshake timeout.
 ///
+/// Sessions are resumed, as rustls does by default: a configuration keeps the sessions its
+/// handshakes made in memory (TLS 1.3 tickets and TLS 1.2 sessions, of the servers it
+/// connected to last: a bounded number), by the name the server was verified against, and its
+/// clones share them, so a client that connects again with a clone skips the full handshake
+/// where the server agrees (the session queries answer as after the full one). A configuration
+/// built anew starts with none. [`from_rustls`](TlsConfig::from_rustls) takes other settings
+/// (`resumption`).
+///
 /// Its `Debug` output shows how the server's certificate is checked, as `verification`:
 /// `"enabled"` (against the trusted roots and the server name), `"disabled"` (after
 /// [`dangerous_accept_any_server_certificate`](TlsConfigBuilder::dangerous_accept_any_server_certificate)),

@@ -101,7 +101,9 @@
 //!
 //! Clones of a [`TlsServerConfig`] share one slot. [`reload`](TlsServerConfig::reload) puts a
 //! newly built configuration into it: every handshake that starts afterwards uses the new
-//! certificate, and connections already open keep the one they started with. Build the new
+//! certificate, and connections already open keep the one they started with. No session made
+//! under the old configuration is resumed under the new one: its clients do a full handshake,
+//! which checks what the new configuration requires (see [`TlsServerConfig`]). Build the new
 //! configuration first, so that a bad file leaves the old one in place:
 //!
 //! ```no_run

@@ -23,6 +23,18 @@ use crate::{Error, Result, TlsVersion, pem, provider};
 /// connections keep the configuration they started with), so a listener can rotate its
 /// certificate without a restart.
 ///
+/// Sessions are resumed, as rustls does by default: a configuration made by
+/// [`build`](TlsServerConfigBuilder::build) keeps the sessions its handshakes made in memory
+/// (the last 256 tickets and session IDs: a TLS 1.3 client gets two tickets, each naming its
+/// session, a TLS 1.2 client a session ID). A session is resumed only under the configuration
+/// that made it: after a [`reload`](Self::reload) to one built anew, none made before is, so
+/// every client does a full handshake under the new configuration, gets its certificate and
+/// meets what it requires (a client certificate, another client CA): resuming skips none of
+/// it.
+/// Configurations given to [`from_rustls`](Self::from_rustls) keep their own
+/// `session_storage` and `ticketer`: two that share them resume each other's sessions, across
+/// a reload too (see rustls's `ServerConfig`).
+///
 /// Its `Debug` output shows how clients are authenticated, as `client_auth`: `"none"`,
 /// `"optional"` ([`client_auth_optional`](TlsServerConfigBuilder::client_auth_optional)),
 /// `"required"` ([`client_auth_required`](TlsServerConfigBuilder::client_auth_required)), or
