@@ -348,6 +348,35 @@ pub async fn accept(listener: &ServerSocket, config: &TlsServerConfig) -> TlsSoc
         .expect("the server handshake")
 }
 
+/// A server-side `TlsStream` that `listener` accepted (handshake with `config`), and a
+/// tokio-rustls client with `client` connected to it.
+pub async fn accept_stream(
+    listener: &ServerSocket,
+    config: &TlsServerConfig,
+    client: Arc<ClientConfig>,
+) -> (
+    net_tls::TlsStream,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) {
+    let port = listener.port().expect("a listener's port");
+    let accepted = async {
+        accept(listener, config)
+            .await
+            .into_stream()
+            .expect("the session as a stream")
+    };
+    let connecting = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        tokio_rustls::TlsConnector::from(client)
+            .connect(localhost(), tcp)
+            .await
+            .expect("the client's handshake")
+    };
+    within(async { tokio::join!(accepted, connecting) }).await
+}
+
 /// Our server's TLS socket (accepted by `listener` with `config`), and a rustls client session
 /// on a raw TCP stream, past the handshake (TLS 1.3): the test drives the client's records by
 /// hand ([`records`]).

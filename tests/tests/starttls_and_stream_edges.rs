@@ -24,35 +24,6 @@ use tokio_rustls::TlsConnector;
 /// ends with `HandshakeTimeout` waited for something that never comes.
 const HANDSHAKE: Duration = Duration::from_secs(5);
 
-/// A server-side `TlsStream` accepted by `listener`, and a tokio-rustls client connected to it.
-async fn accept_stream(
-    listener: &net_sockets::ServerSocket,
-    config: &net_tls::TlsServerConfig,
-    ca: &TestCa,
-) -> (
-    net_tls::TlsStream,
-    tokio_rustls::client::TlsStream<TcpStream>,
-) {
-    let port = listener.port().unwrap();
-    let accepted = async {
-        net_tests::tls::accept(listener, config)
-            .await
-            .into_stream()
-            .unwrap()
-    };
-    let connecting = async {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        TlsConnector::from(net_tests::tls::rustls_client_config(
-            ca,
-            net_tls::rustls::DEFAULT_VERSIONS,
-        ))
-        .connect(localhost(), tcp)
-        .await
-        .unwrap()
-    };
-    within(async { tokio::join!(accepted, connecting) }).await
-}
-
 /// After the peer's `close_notify` (read as the end of the stream) and our own `shutdown`
 /// (both directions done: the socket closes itself), a `TlsStream` read is the end of the
 /// stream again, as tokio's streams and a plain `SocketStream` give it — not an error. TLS 1.3
@@ -72,7 +43,12 @@ async fn a_tls_stream_reads_the_clean_end_again_after_both_sides_closed() {
         for with_fin in [true, false] {
             for shutdown_first in [false, true] {
                 let case = format!("{version:?}, fin {with_fin}, shutdown_first {shutdown_first}");
-                let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
+                let (mut stream, mut peer) = net_tests::tls::accept_stream(
+                    &listener,
+                    &config,
+                    net_tests::tls::rustls_client_config(&ca, net_tls::rustls::DEFAULT_VERSIONS),
+                )
+                .await;
                 if shutdown_first {
                     within(stream.shutdown()).await.unwrap();
                 }
@@ -145,7 +121,12 @@ async fn vectored_writes_through_a_tls_stream_deliver_every_byte_in_order() {
     let ca = TestCa::new("stream edges ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
+    let (mut stream, mut peer) = net_tests::tls::accept_stream(
+        &listener,
+        &config,
+        net_tests::tls::rustls_client_config(&ca, net_tls::rustls::DEFAULT_VERSIONS),
+    )
+    .await;
     let a = net_tests::payload(40_000);
     let b = vec![b'x'; 3];
     let c = net_tests::payload(70_001);
@@ -187,6 +168,17 @@ async fn vectored_writes_through_a_tls_stream_deliver_every_byte_in_order() {
         got.len(),
         expected.len()
     );
+}
+
+/// A plain connection accepted by `listener`, and the tokio `TcpStream` connected to it.
+async fn accepted_plain(
+    listener: &net_sockets::ServerSocket,
+) -> (net_sockets::Connection, TcpStream) {
+    let port = listener.port().unwrap();
+    let (accepted, tcp) =
+        within(async { tokio::join!(listener.accept(), TcpStream::connect(("127.0.0.1", port))) })
+            .await;
+    (accepted.unwrap().connection().unwrap(), tcp.unwrap())
 }
 
 /// What an upgrade of `plain` with `server` (true: `tls_server`) or a client config gives,
@@ -247,14 +239,8 @@ async fn starttls_after_the_output_was_half_closed_fails_at_once() {
     let selector = SelectorManager::new();
     let ca = std::sync::Arc::new(TestCa::new("starttls edges ca"));
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
     for we_are_server in [true, false] {
-        let (accepted, tcp) = within(async {
-            tokio::join!(listener.accept(), TcpStream::connect(("127.0.0.1", port)))
-        })
-        .await;
-        let mut plain = accepted.unwrap().connection().unwrap();
-        let tcp = tcp.unwrap();
+        let (mut plain, tcp) = accepted_plain(&listener).await;
         plain.output.write_string_utf8("220 go\r\n").await.unwrap();
         plain.output.flush_and_close().await.unwrap();
         let peer = {
@@ -278,12 +264,7 @@ async fn starttls_after_the_input_was_cancelled_fails_typed() {
     let selector = SelectorManager::new();
     let ca = std::sync::Arc::new(TestCa::new("starttls edges ca"));
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
-    let (accepted, tcp) =
-        within(async { tokio::join!(listener.accept(), TcpStream::connect(("127.0.0.1", port))) })
-            .await;
-    let mut plain = accepted.unwrap().connection().unwrap();
-    let mut tcp = tcp.unwrap();
+    let (mut plain, mut tcp) = accepted_plain(&listener).await;
     tcp.write_all(b"STARTTLS\r\nsomething more").await.unwrap();
     let line = within(plain.input.read_line(64, LineEnding::Default)).await;
     assert_eq!(line.unwrap().as_deref(), Some("STARTTLS"));
@@ -307,14 +288,8 @@ async fn starttls_after_the_peer_ended_its_side_fails_at_once() {
     let selector = SelectorManager::new();
     let ca = std::sync::Arc::new(TestCa::new("starttls edges ca"));
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
     for read_the_end in [false, true] {
-        let (accepted, tcp) = within(async {
-            tokio::join!(listener.accept(), TcpStream::connect(("127.0.0.1", port)))
-        })
-        .await;
-        let mut plain = accepted.unwrap().connection().unwrap();
-        let mut tcp = tcp.unwrap();
+        let (mut plain, mut tcp) = accepted_plain(&listener).await;
         tcp.write_all(b"STARTTLS\r\n").await.unwrap();
         tcp.shutdown().await.unwrap();
         let line = within(plain.input.read_line(64, LineEnding::Default)).await;
@@ -345,12 +320,7 @@ async fn plain_text_pipelined_after_starttls_fails_the_servers_handshake() {
     let selector = SelectorManager::new();
     let ca = std::sync::Arc::new(TestCa::new("starttls edges ca"));
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
-    let (accepted, tcp) =
-        within(async { tokio::join!(listener.accept(), TcpStream::connect(("127.0.0.1", port))) })
-            .await;
-    let mut plain = accepted.unwrap().connection().unwrap();
-    let mut tcp = tcp.unwrap();
+    let (mut plain, mut tcp) = accepted_plain(&listener).await;
     tcp.write_all(b"STARTTLS\r\nRCPT TO:<evil@example.com>\r\n")
         .await
         .unwrap();
@@ -440,15 +410,9 @@ async fn starttls_after_the_socket_was_closed_is_closed() {
     let selector = SelectorManager::new();
     let ca = std::sync::Arc::new(TestCa::new("starttls edges ca"));
     let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
     for we_are_server in [true, false] {
         for unflushed in [false, true] {
-            let (accepted, tcp) = within(async {
-                tokio::join!(listener.accept(), TcpStream::connect(("127.0.0.1", port)))
-            })
-            .await;
-            let mut plain = accepted.unwrap().connection().unwrap();
-            let _tcp = tcp.unwrap();
+            let (mut plain, _tcp) = accepted_plain(&listener).await;
             if unflushed {
                 plain.output.write_string_utf8("220 go\r\n").await.unwrap();
             }

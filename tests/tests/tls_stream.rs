@@ -17,12 +17,11 @@ use hyper_util::rt::TokioIo;
 use net_sockets::{SelectorManager, a_socket};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
-use net_tests::tls::{localhost, rustls_client};
+use net_tests::tls::rustls_client;
 use net_tests::{payload, within};
 use net_tls::{TlsExt, TlsVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 /// A relay that terminates TLS with `into_stream` and `copy_bidirectional` in front of a plain
 /// echo server: a client (also a `TlsStream`) sends 1 MiB and half-closes, gets every byte back
@@ -180,7 +179,8 @@ async fn a_tls_stream_reports_a_reset_again_on_every_read() {
     let ca = TestCa::new("stream ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
+    let (mut stream, mut peer) =
+        net_tests::tls::accept_stream(&listener, &config, rustls_client(&ca)).await;
     peer.write_all(b"data").await.unwrap();
     peer.flush().await.unwrap();
     let mut buf = [0; 4];
@@ -212,7 +212,8 @@ async fn a_tls_stream_reports_its_selectors_close_again_on_every_read() {
     let ca = TestCa::new("stream ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
+    let (mut stream, mut peer) =
+        net_tests::tls::accept_stream(&listener, &config, rustls_client(&ca)).await;
     peer.write_all(b"data").await.unwrap();
     peer.flush().await.unwrap();
     let mut buf = [0; 4];
@@ -249,7 +250,8 @@ async fn a_tls_stream_refuses_writes_after_its_close_or_shutdown() {
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
     for shutdown in [true, false] {
-        let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
+        let (mut stream, mut peer) =
+            net_tests::tls::accept_stream(&listener, &config, rustls_client(&ca)).await;
         if shutdown {
             within(stream.shutdown()).await.unwrap();
         } else {
@@ -284,7 +286,8 @@ async fn a_half_closed_tls_stream_reports_a_truncation_again_on_every_read() {
     let ca = TestCa::new("stream ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
+    let (mut stream, mut peer) =
+        net_tests::tls::accept_stream(&listener, &config, rustls_client(&ca)).await;
     within(stream.write_all(b"bye\n")).await.unwrap();
     within(stream.shutdown()).await.unwrap();
     let mut received = Vec::new();
@@ -319,7 +322,8 @@ async fn a_tls_stream_read_into_an_empty_buffer_does_not_wait() {
     let ca = TestCa::new("stream ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let listener = tcp_listener(&selector).await;
-    let (mut stream, mut peer) = accept_stream(&listener, &config, &ca).await;
+    let (mut stream, mut peer) =
+        net_tests::tls::accept_stream(&listener, &config, rustls_client(&ca)).await;
     let n = within(stream.read(&mut [])).await.unwrap();
     assert_eq!(n, 0);
     peer.write_all(b"after\n").await.unwrap();
@@ -327,33 +331,6 @@ async fn a_tls_stream_read_into_an_empty_buffer_does_not_wait() {
     let mut buf = [0; 6];
     within(stream.read_exact(&mut buf)).await.unwrap();
     assert_eq!(&buf, b"after\n");
-}
-
-/// A server-side `TlsStream` that `listener` accepted, and the tokio-rustls client (trusting
-/// `ca`) connected to it.
-async fn accept_stream(
-    listener: &net_sockets::ServerSocket,
-    config: &net_tls::TlsServerConfig,
-    ca: &TestCa,
-) -> (
-    net_tls::TlsStream,
-    tokio_rustls::client::TlsStream<TcpStream>,
-) {
-    let port = listener.port().unwrap();
-    let accepted = async {
-        net_tests::tls::accept(listener, config)
-            .await
-            .into_stream()
-            .unwrap()
-    };
-    let connecting = async {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        TlsConnector::from(rustls_client(ca))
-            .connect(localhost(), tcp)
-            .await
-            .unwrap()
-    };
-    within(async { tokio::join!(accepted, connecting) }).await
 }
 
 /// SPEC §4.2: `TlsStream: AsyncRead + AsyncWrite + Send + Unpin + 'static` (checked when this
