@@ -187,10 +187,16 @@ fn an_empty_host_a_port_given_twice_or_a_path_is_a_usage_error() {
     }
 }
 
-/// Out-of-range and malformed ports are refused wherever they are typed.
+/// Out-of-range and malformed ports are refused wherever they are typed. A sign too: before,
+/// a PORT on its own went through clap's `u16` parser, which takes one, so `sockets-server
+/// 127.0.0.1 +1` listened on port 1 and `-0` (read as a value, as every negative number is)
+/// on a random port, while `localhost:+1` was refused.
 #[test]
 fn a_bad_port_is_refused_in_either_place() {
     for (program, before) in SERVERS.into_iter().chain(CLIENTS) {
+        for signed in ["+1", "+09002", "-0"] {
+            assert_refused(program, &with(before, &["127.0.0.1", signed]), signed);
+        }
         assert_refused(program, &with(before, &["127.0.0.1", "70000"]), "70000");
         assert_refused(program, &with(before, &["127.0.0.1:70000"]), "70000");
         assert_refused(program, &with(before, &["[::1]:70000"]), "70000");

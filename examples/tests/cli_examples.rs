@@ -77,9 +77,14 @@ fn bad_arguments_are_one_line_and_exit_2() {
         (
             server,
             &["127.0.0.1", "notaport"],
-            "'notaport' for '[PORT]'",
+            // As README.md shows it.
+            "invalid value 'notaport' for '[PORT]': invalid digit found in string",
         ),
-        (server, &["127.0.0.1", "70000"], "70000"),
+        (
+            server,
+            &["127.0.0.1", "70000"],
+            "invalid value '70000' for '[PORT]': 70000 is not in 0..=65535",
+        ),
         (server, &["a", "1", "extra"], "unexpected argument 'extra'"),
         (server, &["--idle-timeout", "0"], "at least 1 second"),
         (server, &["--idle-timeout", "soon"], "--idle-timeout"),
