@@ -198,11 +198,7 @@ async fn a_session_from_before_a_reload_does_not_skip_the_new_client_authenticat
 async fn alpn_on_one_side_only_agrees_on_none_on_both_sides() {
     let selector = SelectorManager::new();
     let pki = Pki::generate();
-    let listener = net_sockets::a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = net_tests::loopback::tcp_listener(&selector).await;
     for version in VERSIONS {
         for (server_alpn, client_alpn) in [(true, false), (false, true)] {
             let mut server = pki.server_config().protocol_versions(&[version]);
@@ -243,11 +239,7 @@ async fn alpn_on_one_side_only_agrees_on_none_on_both_sides() {
 async fn a_half_closed_client_reads_the_whole_answer_in_both_versions() {
     let selector = SelectorManager::new();
     let pki = Pki::generate();
-    let listener = net_sockets::a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = net_tests::loopback::tcp_listener(&selector).await;
     let answer = net_tests::payload(256 * 1024);
     for version in VERSIONS {
         let server = pki
