@@ -132,7 +132,7 @@ async fn without_socket_activation_there_is_nothing_to_take() {
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e:?}");
 }
 
-/// Set in the child that plays a socket-activated service.
+/// Set in the child that plays a socket-activated service, to the name of its test.
 const ACTIVATED: &str = "NET_TESTS_SYSTEMD_CHILD";
 /// Set in the child that plays a service whose `LISTEN_FDS` counts more descriptors than it
 /// was given.
@@ -148,10 +148,28 @@ fn a_socket_activated_process_takes_its_listener() {
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
-    let inherited = socket2::SockRef::from(&listener);
-    inherited.set_cloexec(false).unwrap();
+    let line = socket_activate(listener.into(), "activated_child", || {
+        let stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Box::new(stream)
+    });
+    assert_eq!(line, "hello from web\n");
+}
+
+/// Passes `listener` to a child process as systemd does (descriptor 3, `LISTEN_PID`,
+/// `LISTEN_FDS=1`), runs the test `child` there, and returns what the child's first
+/// connection, made by `connect`, reads: its first line.
+fn socket_activate(
+    listener: std::os::fd::OwnedFd,
+    child: &str,
+    connect: impl FnOnce() -> Box<dyn std::io::Read>,
+) -> String {
+    socket2::SockRef::from(&listener)
+        .set_cloexec(false)
+        .unwrap();
     let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
-    // Move the socket to descriptor 3 (unless it is there already).
     let to_three = if fd == 3 {
         String::new()
     } else {
@@ -159,38 +177,40 @@ fn a_socket_activated_process_takes_its_listener() {
     };
     let script = format!(
         "{to_three}LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec \"$0\" \
-         --exact activated_child --nocapture"
+         --exact {child} --nocapture"
     );
-    let child = Command::new("bash")
+    let process = Command::new("bash")
         .arg("-c")
         .arg(script)
         .arg(std::env::current_exe().unwrap())
-        .env(ACTIVATED, "1")
+        .env(ACTIVATED, child)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The parent's copy closes; the child's descriptor 3 keeps the socket listening.
+    // The child's descriptor 3 keeps the socket listening.
     drop(listener);
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
     let mut line = String::new();
-    BufReader::new(&mut stream).read_line(&mut line).unwrap();
-    assert_eq!(line, "hello from web\n");
-    let output = child.wait_with_output().unwrap();
+    let _ = BufReader::new(connect()).read_line(&mut line);
+    let output = process.wait_with_output().unwrap();
     assert!(
         output.status.success(),
-        "the activated child failed: {}",
-        String::from_utf8_lossy(&output.stdout)
+        "the activated child failed (read {line:?}): {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
+    line
+}
+
+/// Whether this process is the child `name` of `socket_activate`.
+fn is_child(name: &str) -> bool {
+    std::env::var(ACTIVATED).is_ok_and(|child| child == name)
 }
 
 /// The socket-activated side of the test above (does nothing in a normal run).
 #[test]
 fn activated_child() {
-    if std::env::var_os(ACTIVATED).is_none() {
+    if !is_child("activated_child") {
         return;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -434,4 +454,172 @@ async fn an_adopted_ipv6_only_udp_socket_sending_to_ipv4_is_invalid_input() {
         .unwrap();
     let got = within(peer6.receive()).await.unwrap();
     assert_eq!(&got.packet[..], b"six");
+}
+
+/// `TcpSocketBuilder::from_std` adopts a listener "with this builder's options for the
+/// connections it accepts, the buffer sizes and the type of service among them". A listener
+/// handed over by a supervisor (systemd socket activation above all: the connection that
+/// activates the service is queued before the service runs) often has connections waiting in
+/// its accept queue already. Those finished their handshake before the adoption set the
+/// options on the listener, so they did not inherit them: each must get the builder's buffer
+/// sizes and type of service all the same, as it gets `no_delay`, keep-alive and linger.
+#[tokio::test]
+async fn a_connection_queued_before_the_adoption_gets_the_builders_options() {
+    let selector = SelectorManager::new();
+    for local in ["127.0.0.1:0", "[::1]:0"] {
+        let Ok(std) = std::net::TcpListener::bind(local) else {
+            continue; // no IPv6 here
+        };
+        let address = std.local_addr().unwrap();
+        // Queued before the adoption: the kernel completes the handshake at once.
+        let _early = std::net::TcpStream::connect(address).unwrap();
+        let listener = a_socket(&selector)
+            .tcp()
+            .no_delay(false)
+            .send_buffer_size(64 * 1024)
+            .receive_buffer_size(96 * 1024)
+            .type_of_service(0x28)
+            .from_std(std)
+            .unwrap();
+        let _late = std::net::TcpStream::connect(address).unwrap();
+        for which in ["queued before the adoption", "connected after it"] {
+            let accepted = within(listener.accept()).await.unwrap();
+            let (nodelay, sndbuf, rcvbuf, tos) = accepted
+                .with_sock_ref(|s| {
+                    let tos = if address.is_ipv6() {
+                        s.tclass_v6()?
+                    } else {
+                        s.tos_v4()?
+                    };
+                    Ok((
+                        s.tcp_nodelay()?,
+                        s.send_buffer_size()?,
+                        s.recv_buffer_size()?,
+                        tos,
+                    ))
+                })
+                .unwrap();
+            assert!(!nodelay, "{local}, {which}: no_delay(false)");
+            // Linux doubles what it is asked for.
+            assert_eq!(
+                (sndbuf, rcvbuf, tos),
+                (2 * 64 * 1024, 2 * 96 * 1024, 0x28),
+                "{local}, {which}: the builder's buffer sizes and type of service"
+            );
+        }
+    }
+}
+
+/// `systemd_listeners` takes the descriptors systemd passed "once per process". A call on a
+/// closed selector fails with `Error::SelectorClosed`; a builder with an option value the OS
+/// refuses (a keep-alive count of 0, an idle time over the kernel's 32767 s) fails with
+/// `Error::InvalidOption`, as its docs say. Neither may cost the service its listeners: the
+/// service fixes its options (or selector) and calls again, and gets them. (Before, the
+/// descriptors were taken first and closed on the error: the second call failed with "taken
+/// already", and the service had lost its listeners for good.)
+#[test]
+fn a_refused_option_value_leaves_the_systemd_listeners_to_take() {
+    if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let line = socket_activate(listener.into(), "refused_option_child", || {
+        let stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Box::new(stream)
+    });
+    assert_eq!(line, "hello\n");
+}
+
+/// The socket-activated side of the test above (does nothing in a normal run).
+#[test]
+fn refused_option_child() {
+    if !is_child("refused_option_child") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let closed = SelectorManager::new();
+        closed.close();
+        let e = a_socket(&closed).tcp().systemd_listeners().unwrap_err();
+        assert!(matches!(&e, Error::SelectorClosed), "{e:?}");
+        let selector = SelectorManager::new();
+        let e = a_socket(&selector)
+            .tcp()
+            .keep_alive_count(0)
+            .systemd_listeners()
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::InvalidOption {
+                    option: "keep_alive_count",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let mut listeners = a_socket(&selector)
+            .tcp()
+            .keep_alive_count(3)
+            .systemd_listeners()
+            .expect("a call with a value the OS takes gets the listeners");
+        let (_, server) = listeners.remove(0);
+        let mut socket = within(server.accept()).await.unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        output.write_string_utf8("hello\n").await.unwrap();
+        output.flush_and_close().await.unwrap();
+    });
+}
+
+/// The TCP options are ignored on Unix sockets "also with a value the OS would refuse": a
+/// socket-activated Unix listener is adopted by a builder with a keep-alive count of 0 (the
+/// check of the options for a refused value concerns TCP listeners only).
+#[test]
+fn a_socket_activated_unix_listener_ignores_a_refused_tcp_option() {
+    if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
+        return;
+    }
+    let dir = TempDir::new("aopts");
+    let path = dir.join("activated.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let line = socket_activate(listener.into(), "unix_activated_child", || {
+        let stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Box::new(stream)
+    });
+    assert_eq!(line, "hello\n");
+}
+
+/// The socket-activated side of the test above (does nothing in a normal run).
+#[test]
+fn unix_activated_child() {
+    if !is_child("unix_activated_child") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let mut listeners = a_socket(&selector)
+            .tcp()
+            .keep_alive_count(0)
+            .systemd_listeners()
+            .expect("TCP options are ignored on a Unix listener");
+        let (_, server) = listeners.remove(0);
+        let mut socket = within(server.accept()).await.unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        output.write_string_utf8("hello\n").await.unwrap();
+        output.flush_and_close().await.unwrap();
+    });
 }

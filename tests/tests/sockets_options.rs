@@ -382,3 +382,76 @@ async fn a_keep_alive_parameter_after_keep_alive_false_turns_it_on() {
     .unwrap();
     assert!(!socket.with_sock_ref(|s| s.keepalive()).unwrap());
 }
+
+/// two listeners on one port with `reuse_port` both accept connections (the
+/// kernel spreads them by 4-tuple); 64 clients, each side must get at least one.
+#[tokio::test]
+async fn two_reuse_port_listeners_both_accept() {
+    let selector = SelectorManager::new();
+    let first = a_socket(&selector)
+        .tcp()
+        .reuse_port(true)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = first.port().unwrap();
+    let second = a_socket(&selector)
+        .tcp()
+        .reuse_port(true)
+        .bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..64 {
+        clients.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    }
+    let (mut a, mut b) = (0, 0);
+    while a + b < 64 {
+        tokio::select! {
+            r = first.accept() => { r.unwrap(); a += 1; }
+            r = second.accept() => { r.unwrap(); b += 1; }
+            () = tokio::time::sleep(Duration::from_secs(10)) => panic!("stalled at {a}+{b}"),
+        }
+    }
+    assert!(a > 0 && b > 0, "{a} / {b}");
+}
+
+/// a backlog of 0 still makes a listener that accepts (Linux queues one), TCP and
+/// Unix, and a UDP socket with zero and `usize::MAX` buffer sizes binds and carries a datagram.
+#[tokio::test]
+async fn a_backlog_of_zero_and_extreme_buffer_sizes_still_work() {
+    let selector = SelectorManager::new();
+    let tcp = a_socket(&selector)
+        .tcp()
+        .backlog(0)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let _client = std::net::TcpStream::connect(("127.0.0.1", tcp.port().unwrap())).unwrap();
+    within(tcp.accept()).await.unwrap();
+    let dir = net_tests::TempDir::new("aopt0");
+    let path = dir.join("zero.sock");
+    let unix = a_socket(&selector)
+        .tcp()
+        .backlog(0)
+        .bind(net_sockets::UnixSocketAddress::new(&path))
+        .await
+        .unwrap();
+    let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    within(unix.accept()).await.unwrap();
+    for size in [0, usize::MAX] {
+        let udp = a_socket(&selector)
+            .udp()
+            .send_buffer_size(size)
+            .receive_buffer_size(size)
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender
+            .send_to(b"hello", ("127.0.0.1", udp.local_address().port().unwrap()))
+            .unwrap();
+        let datagram = within(udp.receive()).await.unwrap();
+        assert_eq!(&datagram.packet[..], b"hello", "buffer size {size}");
+    }
+}

@@ -176,6 +176,18 @@ pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
     Ok(sockets)
 }
 
+/// Gives back the descriptors [`systemd_listen_fds`] took, none of them adopted yet: each is
+/// left open where systemd put it (as systemd passed it, without close-on-exec), for a later
+/// call to take.
+pub(crate) fn give_back(sockets: Vec<(String, RawSocket)>) {
+    for (_, socket) in sockets {
+        let _ = socket.set_cloexec(false);
+        // Open, and owned by nobody again until taken anew.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(socket);
+    }
+    TAKEN.store(false, Ordering::Release);
+}
+
 /// Takes ownership of a descriptor systemd passed, if it is an open, listening TCP or Unix
 /// stream socket. What is checked first, through a borrow: a `LISTEN_FDS` that counts more
 /// descriptors than were passed must not make this process take one it does not own (closing it

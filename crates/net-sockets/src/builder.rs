@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use socket2::Socket as RawSocket;
+use socket2::{Domain, Socket as RawSocket};
 
 use crate::address::ToSocketAddress;
 use crate::adopt::StdListener;
@@ -336,10 +336,10 @@ impl TcpSocketBuilder {
     /// [`std::os::unix::net::UnixListener`], from a supervisor or another library) with this
     /// builder's options for the connections it accepts, the buffer sizes and the type of
     /// service among them (which are set on the listener, as a TCP connection takes its
-    /// listener's); `backlog` and `reuse_*` are the socket's own already. A Unix listener's socket
-    /// file is not the adopted listener's: closed, it leaves the file where it is (as do the
-    /// Unix listeners of [`systemd_listeners`](Self::systemd_listeners), whose files are
-    /// systemd's).
+    /// listener's, and on each connection it had queued already); `backlog` and `reuse_*` are
+    /// the socket's own already. A Unix listener's socket file is not the adopted listener's:
+    /// closed, it leaves the file where it is (as do the Unix listeners of
+    /// [`systemd_listeners`](Self::systemd_listeners), whose files are systemd's).
     ///
     /// # Errors
     ///
@@ -365,7 +365,10 @@ impl TcpSocketBuilder {
     /// socket-activated; of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the
     /// variables are malformed, the descriptors were taken already, or one is not a listening
     /// TCP or Unix stream socket (datagram sockets are not supported); [`Error::InvalidOption`]
-    /// for a cap of zero connections (checked before the descriptors are taken).
+    /// for a cap of zero connections or an option value the OS refuses, and
+    /// [`Error::SelectorClosed`] when the selector is closed or its graceful shutdown began (all
+    /// found before a descriptor is adopted: they are left for a call with the options
+    /// corrected, or on an open selector, to take).
     ///
     /// # Examples
     ///
@@ -378,12 +381,32 @@ impl TcpSocketBuilder {
     /// # Ok(()) }
     /// ```
     pub fn systemd_listeners(self) -> Result<Vec<(String, ServerSocket)>> {
-        // Before the descriptors are taken, which can be done once only.
+        // Before the descriptors are taken, which can be done once only: an error after
+        // would close them for good.
         self.options.check_listener()?;
-        crate::adopt::systemd_listen_fds()?
+        let selector = self.selector.inner();
+        selector.check_open()?;
+        if selector.stopped_accepting() {
+            return Err(Error::SelectorClosed);
+        }
+        let taken = crate::adopt::systemd_listen_fds()?;
+        // A value the OS refuses (the TCP options', which Unix sockets ignore) is found before
+        // any descriptor is adopted, and they are given back for a call with the options
+        // corrected: an error after would close them for good.
+        let tcp = taken
+            .iter()
+            .filter_map(|(_, raw)| raw.domain().ok())
+            .find(|domain| *domain != Domain::UNIX);
+        if let Some(domain) = tcp {
+            if let Err(e) = self.options.check_on_a_scratch_socket(domain) {
+                crate::adopt::give_back(taken);
+                return Err(e);
+            }
+        }
+        taken
             .into_iter()
             .map(|(name, raw)| {
-                ServerSocket::adopt(self.selector.inner(), raw, self.options.clone())
+                ServerSocket::adopt(selector, raw, self.options.clone())
                     .map(|server| (name, server))
             })
             .collect()

@@ -170,6 +170,9 @@ struct ListenerInner {
     /// last task that polled it, so concurrent `accept`s queue here (each woken in turn), and
     /// one that gives up hands the turn on instead of leaving a connection unaccepted.
     turn: tokio::sync::Mutex<()>,
+    /// Whether the listener was adopted (`from_std`, systemd): listening before its options
+    /// were set on it, so connections already queued then did not inherit them.
+    adopted: bool,
 }
 
 /// A connection taken from the kernel and not yet handed out by `accept`. It is not a member
@@ -463,6 +466,7 @@ impl ServerSocket {
             group,
             proxied,
             turn: tokio::sync::Mutex::new(()),
+            adopted,
         })?;
         // Checked after registering: a graceful shutdown of the selector that began earlier
         // stops this listener too (dropping it closes it).
@@ -893,9 +897,19 @@ impl ListenerInner {
             Stream::Tcp(s) => SocketAddress::from(s.local_addr()?),
             Stream::Unix(_) => self.local.clone(),
         };
-        if !tcp {
-            // A TCP connection inherits the listener's buffer sizes; a Unix one does not.
-            self.options.apply_buffer_sizes(&SockRef::from(&stream))?;
+        match &stream {
+            // A TCP connection inherits the listener's buffer sizes and type of service; a
+            // Unix one does not.
+            Stream::Unix(_) => self.options.apply_buffer_sizes(&SockRef::from(&stream))?,
+            // An adopted listener got them only as it was adopted: a connection the kernel
+            // queued before (the one that socket-activated the service) has the old ones.
+            Stream::Tcp(s) if self.adopted => {
+                let sock = SockRef::from(s);
+                self.options.apply_buffer_sizes(&sock)?;
+                self.options
+                    .apply_type_of_service(&sock, s.local_addr()?.is_ipv6())?;
+            }
+            Stream::Tcp(_) => {}
         }
         // The builder's linger among them, last: a connection that fails here closes on this
         // thread, and must not linger (see `accept_stream`).

@@ -3,7 +3,7 @@
 use std::io;
 use std::time::Duration;
 
-use socket2::{SockRef, Socket as RawSocket, TcpKeepalive};
+use socket2::{Domain, SockRef, Socket as RawSocket, TcpKeepalive, Type};
 
 use crate::{Error, Result, SocketAddress};
 
@@ -361,6 +361,26 @@ impl SocketOptions {
             }
         }
         Ok(())
+    }
+}
+
+impl SocketOptions {
+    /// Sets the options an adopted TCP listener of `domain` gets (on itself, for its
+    /// connections) on a TCP socket made for the purpose and closed at once: a value the OS
+    /// refuses (a keep-alive count of 0) is found before what can be adopted only once
+    /// (systemd's descriptors) is. Nothing is checked where no such socket can be made.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOption`] naming the option the OS refused.
+    pub(crate) fn check_on_a_scratch_socket(&self, domain: Domain) -> Result<()> {
+        let Ok(scratch) = RawSocket::new(domain, Type::STREAM, None) else {
+            return Ok(());
+        };
+        let socket = SockRef::from(&scratch);
+        self.apply_type_of_service(&socket, domain == Domain::IPV6)?;
+        self.apply_buffer_sizes(&socket)?;
+        self.apply_connected(&socket, true)
     }
 }
 
