@@ -41,7 +41,10 @@ macro_rules! common_setters {
             self
         }
 
-        /// Sets `SO_REUSEPORT` (default: off).
+        /// Sets `SO_REUSEPORT` (default: off). Listeners that all set it, in one process or
+        /// several, share a port, and Linux spreads new connections among them. Closing one
+        /// resets the connections still waiting in its accept queue, unless
+        /// `net.ipv4.tcp_migrate_req` is 1 (Linux 5.14 on), which hands them to another.
         pub fn reuse_port(mut self, on: bool) -> Self {
             self.options.reuse_port = on;
             self
