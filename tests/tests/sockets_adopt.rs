@@ -166,6 +166,17 @@ fn socket_activate(
     child: &str,
     connect: impl FnOnce() -> Box<dyn std::io::Read>,
 ) -> String {
+    socket_activate_after(listener, "", child, connect)
+}
+
+/// [`socket_activate`], with the shell commands `setup` run in the child's shell first (a
+/// `ulimit`).
+fn socket_activate_after(
+    listener: std::os::fd::OwnedFd,
+    setup: &str,
+    child: &str,
+    connect: impl FnOnce() -> Box<dyn std::io::Read>,
+) -> String {
     socket2::SockRef::from(&listener)
         .set_cloexec(false)
         .unwrap();
@@ -176,7 +187,7 @@ fn socket_activate(
         format!("exec 3<&{fd} {fd}<&-; ")
     };
     let script = format!(
-        "{to_three}LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec \"$0\" \
+        "{to_three}{setup}LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec \"$0\" \
          --exact {child} --nocapture"
     );
     let process = Command::new("bash")
@@ -616,6 +627,83 @@ fn unix_activated_child() {
             .keep_alive_count(0)
             .systemd_listeners()
             .expect("TCP options are ignored on a Unix listener");
+        let (_, server) = listeners.remove(0);
+        let mut socket = within(server.accept()).await.unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        output.write_string_utf8("hello\n").await.unwrap();
+        output.flush_and_close().await.unwrap();
+    });
+}
+
+/// `systemd_listeners` finds an option value the OS refuses before it adopts a descriptor, on
+/// a TCP socket made for the purpose; where none can be made (a process out of descriptors,
+/// here `ulimit -n` and the table filled; a unit with `RestrictAddressFamilies=AF_UNIX`, which
+/// socket activation lets serve TCP), on the listener itself. Before, the check was skipped
+/// there: the refused value was found as the listener was adopted, the descriptor was closed,
+/// and the corrected call failed with "taken already".
+#[test]
+fn a_refused_option_leaves_the_listeners_also_when_no_scratch_socket_can_be_made() {
+    if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let line = socket_activate_after(
+        listener.into(),
+        "ulimit -n 256; ",
+        "out_of_descriptors_child",
+        || {
+            let stream = std::net::TcpStream::connect(address).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            Box::new(stream)
+        },
+    );
+    assert_eq!(line, "hello\n");
+}
+
+/// The socket-activated side of the test above (does nothing in a normal run).
+#[test]
+fn out_of_descriptors_child() {
+    if !is_child("out_of_descriptors_child") {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        // Fill the descriptor table (bounded by the `ulimit -n 256` of the script).
+        let mut filler = Vec::new();
+        while filler.len() < 1024 {
+            match std::fs::File::open("/dev/null") {
+                Ok(file) => filler.push(file),
+                Err(_) => break,
+            }
+        }
+        let e = a_socket(&selector)
+            .tcp()
+            .keep_alive_count(0)
+            .systemd_listeners()
+            .unwrap_err();
+        drop(filler);
+        assert!(
+            matches!(
+                &e,
+                Error::InvalidOption {
+                    option: "keep_alive_count",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let mut listeners = a_socket(&selector)
+            .tcp()
+            .keep_alive_count(3)
+            .systemd_listeners()
+            .expect("the corrected call gets the listener");
         let (_, server) = listeners.remove(0);
         let mut socket = within(server.accept()).await.unwrap();
         let mut output = socket.open_write_channel(true).unwrap();

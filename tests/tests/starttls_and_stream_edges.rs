@@ -521,6 +521,147 @@ async fn a_stream_shuts_down_cleanly_after_a_timed_out_write_it_gave_up() {
     }
 }
 
+/// A shutdown flushes first after a write that timed out, and a flush that times out again
+/// fails the shutdown with that timeout, which a retry may make good. Over TLS and plain alike: a write times out, a shutdown while the peer still reads
+/// nothing times out (`TimedOut`, not `BrokenPipe`), the peer reads again, and the retried
+/// shutdown succeeds: the peer reads every byte the writes took, then a clean end. Then the
+/// other ending: a peer that resets instead, where the shutdown must fail, not hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_that_timed_out_after_a_timed_out_write_is_retried() {
+    use net_sockets::SelectorManager;
+    use net_tests::pki::TestCa;
+    use net_tests::tls::{localhost, rustls_client};
+    use net_tests::within;
+    use net_tls::TlsExt;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::TlsConnector;
+
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("review ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = net_tests::loopback::tcp_listener_with(&selector, |b| {
+        b.socket_timeout(Duration::from_millis(200))
+            .send_buffer_size(16 * 1024)
+    })
+    .await;
+    let port = listener.port().unwrap();
+    for (tls, reset) in [(false, false), (true, false), (false, true), (true, true)] {
+        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+        tcp.set_recv_buffer_size(16 * 1024).unwrap();
+        let (accepted, tcp) = within(async {
+            tokio::join!(
+                listener.accept(),
+                tcp.connect(([127, 0, 0, 1], port).into())
+            )
+        })
+        .await;
+        let (accepted, tcp) = (accepted.unwrap(), tcp.unwrap());
+        // `go(true)`: read everything; `go(false)`: reset (close with input unread, linger 0).
+        let (mut stream, go, reader) = if tls {
+            let connector = TlsConnector::from(rustls_client(&ca));
+            let (server, client) = within(async {
+                tokio::join!(
+                    accepted.tls_server(&config),
+                    connector.connect(localhost(), tcp)
+                )
+            })
+            .await;
+            let (mut stream, mut client) =
+                (server.unwrap().into_stream().unwrap(), client.unwrap());
+            let (go, wait) = tokio::sync::oneshot::channel::<bool>();
+            let reader = tokio::spawn(async move {
+                if !wait.await.unwrap() {
+                    socket2::SockRef::from(client.get_ref().0)
+                        .set_linger(Some(Duration::ZERO))
+                        .unwrap();
+                    drop(client);
+                    return Err(std::io::Error::other("reset"));
+                }
+                let mut received = Vec::new();
+                client.read_to_end(&mut received).await.map(|_| received)
+            });
+            within(stream.flush()).await.unwrap();
+            (Box::new(stream) as Box<dyn Io>, go, reader)
+        } else {
+            let stream = accepted.into_stream().unwrap();
+            let mut peer = tcp;
+            let (go, wait) = tokio::sync::oneshot::channel::<bool>();
+            let reader = tokio::spawn(async move {
+                if !wait.await.unwrap() {
+                    socket2::SockRef::from(&peer)
+                        .set_linger(Some(Duration::ZERO))
+                        .unwrap();
+                    drop(peer);
+                    return Err(std::io::Error::other("reset"));
+                }
+                let mut received = Vec::new();
+                peer.read_to_end(&mut received).await.map(|_| received)
+            });
+            (Box::new(stream) as Box<dyn Io>, go, reader)
+        };
+        let chunk = net_tests::payload(16 * 1024);
+        let mut sent = Vec::new();
+        within(async {
+            loop {
+                match stream.write(&chunk).await {
+                    Ok(n) => sent.extend_from_slice(&chunk[..n]),
+                    Err(e) => {
+                        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "tls {tls}: {e:?}");
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+        // The peer still reads nothing. Over TLS, the shutdown's flush times out again (rustls
+        // holds the records the socket did not take); a plain stream holds nothing (the write
+        // that timed out took none of its bytes), so its shutdown queues the FIN at once.
+        let shut = within(stream.shutdown()).await;
+        if tls {
+            assert_eq!(
+                shut.as_ref().map_err(std::io::Error::kind),
+                Err(std::io::ErrorKind::TimedOut),
+                "tls {tls}: {shut:?}"
+            );
+        } else {
+            assert!(shut.is_ok(), "plain: {shut:?}");
+        }
+        go.send(!reset).unwrap();
+        if reset && !tls {
+            let _ = within(reader).await.unwrap();
+            continue;
+        }
+        if reset {
+            // Wait for the reset to arrive, then the shutdown must fail (not hang, not succeed).
+            let _ = within(reader).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let shut = within(stream.shutdown()).await;
+            assert!(
+                shut.is_err(),
+                "tls {tls}: a shutdown after the peer's reset succeeded"
+            );
+            continue;
+        }
+        let shut = within(stream.shutdown()).await;
+        assert!(
+            shut.is_ok(),
+            "tls {tls}: the retried shutdown failed: {shut:?}"
+        );
+        drop(stream);
+        let received = within(reader).await.unwrap();
+        match received {
+            Ok(received) => assert!(
+                received == sent,
+                "tls {tls}: {} bytes received of {}",
+                received.len(),
+                sent.len()
+            ),
+            Err(e) => panic!("tls {tls}: every byte, then a clean end, expected: {e:?}"),
+        }
+    }
+}
+
 /// A plain or TLS stream, boxed.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 

@@ -426,3 +426,60 @@ async fn a_from_rustls_alpn_name_that_cannot_be_sent_fails_the_handshake_with_a_
     good.round_trip("a well-formed list").await;
     server.finish_good(good).await;
 }
+
+/// A self-signed certificate with the given DNS SANs (none: no SAN extension) and common name.
+fn certificate(
+    sans: &[&str],
+    common_name: Option<&str>,
+) -> (CertificateDer<'static>, net_tls::PrivateKeyDer<'static>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+            .unwrap();
+    let mut dn = rcgen::DistinguishedName::new();
+    if let Some(cn) = common_name {
+        dn.push(rcgen::DnType::CommonName, cn);
+    }
+    params.distinguished_name = dn;
+    let cert = params.self_signed(&key).unwrap();
+    let key = net_tls::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    (cert.der().clone(), key)
+}
+
+/// The check of `sni_certificate_der` that the leaf covers the name, on the cases it must take: a name in another case
+/// than the certificate's, with the trailing dot of a fully qualified name, a wildcard, and a
+/// certificate that also names an IP address.
+#[test]
+fn sni_certificates_that_cover_the_name_are_taken() {
+    for (sans, name) in [
+        (&["other.test"][..], "OTHER.TEST."),
+        (&["Other.Test"][..], "other.test"),
+        (&["*.example.com"][..], "A.Example.Com."),
+        (&["127.0.0.1", "other.test"][..], "other.test"),
+    ] {
+        let (cert, key) = certificate(sans, None);
+        let taken = TlsServerConfig::builder().sni_certificate_der(name, [cert], key);
+        assert!(taken.is_ok(), "{sans:?} for {name:?}: {taken:?}");
+    }
+    // And those it must refuse: the wildcard's own parent, a deeper name, an IP-only leaf.
+    for (sans, name) in [
+        (&["*.example.com"][..], "example.com"),
+        (&["*.example.com"][..], "a.b.example.com"),
+        (&["127.0.0.1"][..], "localhost"),
+    ] {
+        let (cert, key) = certificate(sans, None);
+        let taken = TlsServerConfig::builder().sni_certificate_der(name, [cert], key);
+        assert!(taken.is_err(), "{sans:?} for {name:?}: taken");
+    }
+}
+
+/// A leaf without a subjectAltName whose common name is the SNI name (a legacy certificate,
+/// which OpenSSL-based clients — python's `ssl`, `s_client -verify_hostname` — still accept by
+/// their common-name fallback) is taken, as before the check of the name came (which refused
+/// it as `Error::Config(NotValidForName..)`, though not every client fails with it).
+#[test]
+fn a_common_name_only_sni_certificate_is_taken_as_before() {
+    let (cert, key) = certificate(&[], Some("other.test"));
+    let taken = TlsServerConfig::builder().sni_certificate_der("other.test", [cert], key);
+    assert!(taken.is_ok(), "{taken:?}");
+}

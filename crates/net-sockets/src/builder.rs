@@ -41,10 +41,12 @@ macro_rules! common_setters {
             self
         }
 
-        /// Sets `SO_REUSEPORT` (default: off). Listeners that all set it, in one process or
-        /// several, share a port, and Linux spreads new connections among them. Closing one
+        /// Sets `SO_REUSEPORT` (default: off). Sockets that all set it, in one process or
+        /// several of the same user, share a port, and Linux spreads new connections (TCP
+        /// listeners) or the datagrams of each peer (UDP) among them. Closing a TCP listener
         /// resets the connections still waiting in its accept queue, unless
-        /// `net.ipv4.tcp_migrate_req` is 1 (Linux 5.14 on), which hands them to another.
+        /// `net.ipv4.tcp_migrate_req` is 1 (Linux 5.14 on), which hands them to another; a UDP
+        /// socket's close drops the datagrams still waiting in it.
         pub fn reuse_port(mut self, on: bool) -> Self {
             self.options.reuse_port = on;
             self
@@ -398,10 +400,10 @@ impl TcpSocketBuilder {
         // corrected: an error after would close them for good.
         let tcp = taken
             .iter()
-            .filter_map(|(_, raw)| raw.domain().ok())
-            .find(|domain| *domain != Domain::UNIX);
-        if let Some(domain) = tcp {
-            if let Err(e) = self.options.check_on_a_scratch_socket(domain) {
+            .filter_map(|(_, raw)| Some((raw.domain().ok()?, raw)))
+            .find(|(domain, _)| *domain != Domain::UNIX);
+        if let Some((domain, raw)) = tcp {
+            if let Err(e) = self.options.check_on_a_scratch_socket(domain, raw) {
                 crate::adopt::give_back(taken);
                 return Err(e);
             }

@@ -893,9 +893,12 @@ impl ListenerInner {
         received: Bytes,
     ) -> Result<Socket> {
         let tcp = matches!(stream, Stream::Tcp(_));
-        let local = match &stream {
-            Stream::Tcp(s) => SocketAddress::from(s.local_addr()?),
-            Stream::Unix(_) => self.local.clone(),
+        let (local, ipv6) = match &stream {
+            Stream::Tcp(s) => {
+                let local = s.local_addr()?;
+                (SocketAddress::from(local), local.is_ipv6())
+            }
+            Stream::Unix(_) => (self.local.clone(), false),
         };
         match &stream {
             // A TCP connection inherits the listener's buffer sizes and type of service; a
@@ -906,8 +909,7 @@ impl ListenerInner {
             Stream::Tcp(s) if self.adopted => {
                 let sock = SockRef::from(s);
                 self.options.apply_buffer_sizes(&sock)?;
-                self.options
-                    .apply_type_of_service(&sock, s.local_addr()?.is_ipv6())?;
+                self.options.apply_type_of_service(&sock, ipv6)?;
             }
             Stream::Tcp(_) => {}
         }

@@ -368,16 +368,21 @@ impl SocketOptions {
     /// Sets the options an adopted TCP listener of `domain` gets (on itself, for its
     /// connections) on a TCP socket made for the purpose and closed at once: a value the OS
     /// refuses (a keep-alive count of 0) is found before what can be adopted only once
-    /// (systemd's descriptors) is. Nothing is checked where no such socket can be made.
+    /// (systemd's descriptors) is. Where no such socket can be made (a process out of
+    /// descriptors, a unit denied the family, which socket activation lets serve TCP), they are
+    /// set on `listener` itself, as its adoption would set them (one refused leaves those set
+    /// before it there).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidOption`] naming the option the OS refused.
-    pub(crate) fn check_on_a_scratch_socket(&self, domain: Domain) -> Result<()> {
-        let Ok(scratch) = RawSocket::new(domain, Type::STREAM, None) else {
-            return Ok(());
-        };
-        let socket = SockRef::from(&scratch);
+    pub(crate) fn check_on_a_scratch_socket(
+        &self,
+        domain: Domain,
+        listener: &RawSocket,
+    ) -> Result<()> {
+        let scratch = RawSocket::new(domain, Type::STREAM, None).ok();
+        let socket = SockRef::from(scratch.as_ref().unwrap_or(listener));
         self.apply_type_of_service(&socket, domain == Domain::IPV6)?;
         self.apply_buffer_sizes(&socket)?;
         self.apply_connected(&socket, true)

@@ -95,7 +95,8 @@
 //! of 2048 to 4096 bits, ECDSA on P-256 or P-384 (with its public key included, as OpenSSL
 //! writes it), or Ed25519; any other is [`Error::Pem`] saying what is accepted.
 //! [`sni_certificate_pem`](TlsServerConfigBuilder::sni_certificate_pem) adds a certificate for
-//! clients that ask for another name by SNI; its leaf must cover that name.
+//! clients that ask for another name by SNI (a leaf whose subject alternative names do not
+//! cover that name is refused).
 //!
 //! ## Rotating certificates without a restart
 //!

@@ -296,7 +296,8 @@ impl TlsServerConfigBuilder {
     /// qualified name. [`Error::Config`] when the key does not match the certificate, the
     /// chain is empty, or its leaf does not cover `host_name` (a wildcard covers the names it
     /// matches), as rustls's own SNI resolver refuses it: every client asking for that name
-    /// would fail its handshake.
+    /// would fail its handshake. A leaf without a subjectAltName (its host only in the common
+    /// name, which rustls's clients ignore and OpenSSL's still check) is taken.
     pub fn sni_certificate_der(
         mut self,
         host_name: &str,
@@ -320,11 +321,18 @@ impl TlsServerConfigBuilder {
         let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(Error::Config)?;
         // A leaf that does not cover the name would fail every handshake that asks for it: a
         // mistake in the configuration, refused here as rustls's own SNI resolver refuses it.
-        certified
+        // A leaf that names no host at all (no subjectAltName: a legacy certificate with its
+        // host in the common name, which OpenSSL's clients still accept) is taken as before.
+        let covered = certified
             .end_entity_cert()
             .and_then(ParsedCertificate::try_from)
-            .and_then(|leaf| verify_server_name(&leaf, &ServerName::DnsName(dns_name)))
-            .map_err(Error::Config)?;
+            .and_then(|leaf| verify_server_name(&leaf, &ServerName::DnsName(dns_name)));
+        match covered {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { presented, .. },
+            )) if presented.is_empty() => {}
+            covered => covered.map_err(Error::Config)?,
+        }
         self.sni
             .push((name.to_ascii_lowercase(), Arc::new(certified)));
         Ok(self)
