@@ -280,9 +280,10 @@ impl TcpSocketBuilder {
     ///
     /// A connection's place is free before its client can see the end of it — the FIN (or
     /// reset) of its close, or of a shutdown of its write side after its input ended, which
-    /// closes it — so a client that saw the end and connects again at once is never refused for
-    /// that place. A write side shut down while the input has not ended is a half-close: the
-    /// connection is still open, and keeps its place until its input ends too (or it closes).
+    /// closes it; over TLS, the `close_notify` of that close or shutdown — so a client that saw
+    /// the end and connects again at once is never refused for that place. A write side shut
+    /// down while the input has not ended is a half-close: the connection is still open, and
+    /// keeps its place until its input ends too (or it closes).
     ///
     /// `n` must be at least 1: with 0, [`bind`](Self::bind), [`from_std`](Self::from_std) and
     /// [`systemd_listeners`](Self::systemd_listeners) fail with [`Error::InvalidOption`].

@@ -424,6 +424,24 @@ impl Membership {
     pub(crate) fn cut_signal(&self) -> WaitForCancellationFutureOwned {
         self.group.cut.clone().cancelled_owned()
     }
+
+    /// Leaves the per-address count now, ahead of the rest (the slot, the group's count of
+    /// open connections), which go when the membership does.
+    pub(crate) fn leave_address(&mut self) {
+        if let Some(ip) = self.ip.take() {
+            leave_per_ip(&mut lock(&self.group.state), ip);
+        }
+    }
+}
+
+/// Takes one connection of `ip` off the per-address count.
+fn leave_per_ip(members: &mut Members, ip: IpAddr) {
+    if let Entry::Occupied(mut count) = members.per_ip.entry(ip) {
+        *count.get_mut() -= 1;
+        if *count.get() == 0 {
+            count.remove();
+        }
+    }
 }
 
 impl Drop for Membership {
@@ -432,12 +450,7 @@ impl Drop for Membership {
             let mut members = lock(&self.group.state);
             members.open.remove(&self.key);
             if let Some(ip) = self.ip {
-                if let Entry::Occupied(mut count) = members.per_ip.entry(ip) {
-                    *count.get_mut() -= 1;
-                    if *count.get() == 0 {
-                        count.remove();
-                    }
-                }
+                leave_per_ip(&mut members, ip);
             }
         }
         self.group.open.leave(self.cause, self.generation);

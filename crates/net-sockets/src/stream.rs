@@ -752,6 +752,19 @@ impl Conn {
         self.finish(READ_DONE);
     }
 
+    /// Whether the read direction finished (the socket's end of stream, or the layer's).
+    pub(crate) fn input_ended(&self) -> bool {
+        self.done.load(Ordering::Acquire) & READ_DONE != 0
+    }
+
+    /// The connection leaves its place under its listener's `max_connections_per_ip` now (its
+    /// `max_connections` slot and the rest of its counts go with the descriptor, as before).
+    pub(crate) fn leave_address_place(&self) {
+        if let Some(membership) = lock(self.core.on_release()).group.as_mut() {
+            membership.leave_address();
+        }
+    }
+
     /// A reader of the connection is gone (its read channel dropped or cancelled): what was
     /// held back for it leaves now, since no reader will wait again and send it.
     pub(crate) fn reader_gone(self: &Arc<Self>) {

@@ -86,6 +86,26 @@ impl Link {
         self.conn.layer_ended();
     }
 
+    /// The layer is about to send its own end of the stream (TLS's `close_notify`), which the
+    /// peer takes for the end of the connection, before the socket's FIN, and the connection
+    /// ends with it: in [`closing`](Transport::closing), or in a shutdown of the write side
+    /// after the input ended ([`input_ended`](Self::input_ended)), which closes the socket.
+    /// The connection leaves its place under its listener's `max_connections_per_ip` now, as a
+    /// plain socket leaves it before its FIN, so that a peer that connects again as soon as it
+    /// sees that end is never refused for it. Its `max_connections` slot, and a graceful
+    /// shutdown's wait for it, stay until the descriptor is released (after held-back answers,
+    /// as for a plain socket). (A shutdown before the input ended is a half-close: the
+    /// connection stays open, and keeps its place.)
+    pub fn ending(&self) {
+        self.conn.leave_address_place();
+    }
+
+    /// Whether the read direction finished: the socket's end of stream was read, or the layer
+    /// said its stream ended ([`read_ended`](Self::read_ended)).
+    pub fn input_ended(&self) -> bool {
+        self.conn.input_ended()
+    }
+
     /// Whether a write to the connection failed (or timed out and was not made good): the
     /// connection must not end as if nothing was lost.
     pub fn write_failed(&self) -> bool {

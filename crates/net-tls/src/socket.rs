@@ -445,6 +445,11 @@ impl Transport for TlsSession {
         // and fails having sent nothing. (Decided before the lock, a write that started in
         // between sent part of its bytes, then came `close_notify`: a clean end after part of
         // a write.)
+        //
+        // The peer takes our `close_notify` for the end, and may connect again at once: the
+        // connection's per-address place frees before it can be sent (a plain socket's frees
+        // before its FIN), here or by the task that sends it after held-back answers.
+        link.ending();
         let mut locked = lock(&self.shared);
         if ends_failed(&self.failed, &self.timed_out, link) {
             // No close_notify: the peer sees a truncated stream, never a clean end. The
@@ -1146,6 +1151,12 @@ impl AsyncWrite for TlsWrite {
             woken = locked.reader.take();
         }
         self.ended.store(true, Ordering::Release);
+        if self.link.input_ended() {
+            // This shutdown ends the connection (its socket closes once the FIN is sent): its
+            // per-address place frees before the peer can see our `close_notify`, as in
+            // `closing`.
+            self.link.ending();
+        }
         let result = Pin::new(&mut locked.stream).poll_shutdown(cx);
         drop(locked);
         if let Some(reader) = woken {
