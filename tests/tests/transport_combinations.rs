@@ -3,7 +3,9 @@
 //! and graceful closes, socket timeouts inherited by TLS sockets.
 
 use std::io::{Read, Write};
+
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use net_io::LineEnding;
 use net_sockets::{ProxyProtocol, SelectorManager, SocketAddress, UnixSocketAddress, a_socket};
@@ -1220,4 +1222,146 @@ async fn shutdown_rounds(
         rounds += 1;
     }
     rounds
+}
+
+/// Pipelined requests whose answers are held back when the server closes.
+const HELD_BURST: usize = 400;
+
+/// Whether the listener refuses the next connection from 127.0.0.1 (closes it unanswered)
+/// rather than accepting it.
+async fn next_is_refused(server: &net_sockets::ServerSocket) -> bool {
+    let address = server.local_address().as_inet().unwrap().socket_addr();
+    let mut again = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut byte = [0; 1];
+    within(async {
+        tokio::select! {
+            accepted = server.accept() => { drop(accepted.unwrap()); false }
+            _ = again.read(&mut byte) => true,
+        }
+    })
+    .await
+}
+
+/// Over TLS, a connection closed with answers held back by flush coalescing that the client
+/// has not read yet (the task that sends them waits for the client) is still open: it counts
+/// in `ServerSocket::stats().open` and holds its `max_connections` slot, as the docs say, and
+/// its client has not seen the end (no `close_notify`, no FIN). It must keep its place under
+/// `max_connections_per_ip` too, as the same connection over plain TCP does
+/// (`plain_connection_closed_with_undelivered_held_answers_keeps_its_per_ip_place`):
+/// otherwise a client that makes the server close with answers held and stops reading opens
+/// a new connection each time, and one address holds any number of connections (each with
+/// up to 64 KiB held, for `socket_timeout`, or for ever without one) despite a cap of 1.
+/// Since 8b5daad `closing` frees the place at the close, before the held answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connection_closed_with_undelivered_held_answers_keeps_its_per_ip_place() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("review2 ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(net_tests::tls::rustls_client_config(
+        &ca,
+        net_tls::rustls::DEFAULT_VERSIONS,
+    ));
+    let server = a_socket(&selector)
+        .tcp()
+        .send_buffer_size(4096)
+        .max_connections_per_ip(1)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let peer = tokio::net::TcpSocket::new_v4().unwrap();
+    peer.set_recv_buffer_size(4096).unwrap();
+    let (tcp, accepted) = net_tests::fault::raw_peer_from(peer, &server).await;
+    let serving = tokio::spawn(async move {
+        let mut tls = accepted.tls_server(&config).await.unwrap();
+        let mut input = tls.open_read_channel().unwrap();
+        let mut output = tls.open_write_channel(true).unwrap();
+        let mut i = 0;
+        loop {
+            let line = input.read_line(16, LineEnding::Default).await.unwrap();
+            if line.as_deref() == Some("close") {
+                tls.close();
+                break;
+            }
+            output
+                .write_string_utf8(&format!("{i:>99}\n"))
+                .await
+                .unwrap();
+            i += 1;
+        }
+        drop((input, output));
+    });
+    let mut client = within(connector.connect(net_tests::tls::localhost(), tcp))
+        .await
+        .unwrap();
+    let mut requests = "x\n".repeat(HELD_BURST);
+    requests.push_str("close\n");
+    client.write_all(requests.as_bytes()).await.unwrap();
+    client.flush().await.unwrap();
+    within(serving).await.unwrap();
+    // The client reads nothing: the answers wait for it, and the connection is open.
+    assert_eq!(
+        server.stats().open,
+        1,
+        "the closed connection still sends its answers"
+    );
+    let refused = next_is_refused(&server).await;
+    let open = server.stats().open;
+    // Then the client reads it all, and the clean end.
+    let mut everything = Vec::new();
+    within(client.read_to_end(&mut everything)).await.unwrap();
+    assert_eq!(everything.len(), HELD_BURST * 100);
+    assert!(
+        refused,
+        "a second connection from 127.0.0.1 was accepted while the first, closed with \
+         undelivered answers, was still open (stats.open then {open}) under max_connections_per_ip(1)"
+    );
+}
+
+/// The same over plain TCP (passes): the connection keeps its place until its held answers
+/// left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_connection_closed_with_undelivered_held_answers_keeps_its_per_ip_place() {
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector)
+        .tcp()
+        .send_buffer_size(4096)
+        .max_connections_per_ip(1)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let peer = tokio::net::TcpSocket::new_v4().unwrap();
+    peer.set_recv_buffer_size(4096).unwrap();
+    let (mut client, mut accepted) = net_tests::fault::raw_peer_from(peer, &server).await;
+    let serving = tokio::spawn(async move {
+        let mut input = accepted.open_read_channel().unwrap();
+        let mut output = accepted.open_write_channel(true).unwrap();
+        let mut i = 0;
+        loop {
+            let line = input.read_line(16, LineEnding::Default).await.unwrap();
+            if line.as_deref() == Some("close") {
+                accepted.close();
+                break;
+            }
+            output
+                .write_string_utf8(&format!("{i:>99}\n"))
+                .await
+                .unwrap();
+            i += 1;
+        }
+        drop((input, output));
+    });
+    let mut requests = "x\n".repeat(HELD_BURST);
+    requests.push_str("close\n");
+    client.write_all(requests.as_bytes()).await.unwrap();
+    within(serving).await.unwrap();
+    assert_eq!(
+        server.stats().open,
+        1,
+        "the closed connection still sends its answers"
+    );
+    let refused = next_is_refused(&server).await;
+    let mut everything = Vec::new();
+    within(client.read_to_end(&mut everything)).await.unwrap();
+    assert_eq!(everything.len(), HELD_BURST * 100);
+    assert!(refused);
 }

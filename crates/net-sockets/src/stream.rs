@@ -560,6 +560,11 @@ impl Conn {
             None => BytesMut::new(),
         };
         rest.extend_from_slice(last);
+        // The layer's last message (TLS's `close_notify`) is what the peer takes for the end:
+        // the connection leaves its per-address place once only that is left, after the
+        // held-back answers, before it can leave (a layer leaves it itself when nothing is held
+        // back: see `Link::ending`).
+        let layer_end = last.len();
         let group_cut = owed.group.as_ref().map(Membership::cut_signal);
         let selector_closed = self.core.selector().token().clone();
         let handle = self.core.selector().handle().clone();
@@ -572,8 +577,14 @@ impl Conn {
             if let Some(gate) = gate {
                 let _ = gate.await;
             }
+            let group = &mut owed.group;
             let send = async {
                 while !rest.is_empty() {
+                    if rest.len() <= layer_end {
+                        if let Some(group) = group.as_mut() {
+                            group.leave_address();
+                        }
+                    }
                     let writable = async {
                         match &*stream {
                             Stream::Tcp(s) => s.writable().await,
@@ -587,7 +598,13 @@ impl Conn {
                             .map_err(|_| timed_out())??,
                         None => writable.await?,
                     }
-                    match stream.try_send(&rest) {
+                    // The held-back answers in a send of their own: one that took the layer's
+                    // last message with them would let it leave before the place.
+                    let upto = match rest.len().checked_sub(layer_end) {
+                        Some(answers) if answers > 0 => answers,
+                        _ => rest.len(),
+                    };
+                    match stream.try_send(&rest[..upto]) {
                         Ok(bytes) => {
                             tracing::trace!(parent: &span, bytes, "sent");
                             rest.advance(bytes);
@@ -598,11 +615,12 @@ impl Conn {
                 }
                 Ok::<_, io::Error>(())
             };
+            let mut cut = false;
             let delivered = tokio::select! {
                 biased;
                 sent = send => sent.is_ok(),
                 () = selector_closed.cancelled() => {
-                    owed.cause = Cause::Cut;
+                    cut = true;
                     false
                 }
                 () = async {
@@ -611,10 +629,13 @@ impl Conn {
                         None => std::future::pending().await,
                     }
                 } => {
-                    owed.cause = Cause::Cut;
+                    cut = true;
                     false
                 }
             };
+            if cut {
+                owed.cause = Cause::Cut;
+            }
             drop(stream);
             if delivered {
                 owed.delivered();
@@ -650,7 +671,7 @@ impl Conn {
     }
 
     /// Whether bytes are held back, checked under the backlog's lock.
-    fn holds_bytes(&self) -> bool {
+    pub(crate) fn holds_bytes(&self) -> bool {
         self.backlog
             .as_ref()
             .is_some_and(|backlog| backlog.with_held(|held| !held.is_empty()))

@@ -89,7 +89,8 @@ impl Link {
     /// The layer is about to send its own end of the stream (TLS's `close_notify`), which the
     /// peer takes for the end of the connection, before the socket's FIN, and the connection
     /// ends with it: in [`closing`](Transport::closing), or in a shutdown of the write side
-    /// after the input ended ([`input_ended`](Self::input_ended)), which closes the socket.
+    /// after the input ended ([`input_ended`](Self::input_ended)), which closes the socket
+    /// (in `closing`, not while answers are held back: see [`holds_back`](Self::holds_back)).
     /// The connection leaves its place under its listener's `max_connections_per_ip` now, as a
     /// plain socket leaves it before its FIN, so that a peer that connects again as soon as it
     /// sees that end is never refused for it. Its `max_connections` slot, and a graceful
@@ -98,6 +99,15 @@ impl Link {
     /// connection stays open, and keeps its place.)
     pub fn ending(&self) {
         self.conn.leave_address_place();
+    }
+
+    /// Whether answers are held back by flush coalescing: they leave before anything the layer
+    /// sends now. A layer that closes with them held hands its last message to the close
+    /// ([`Ending::GracefulAfter`]) instead of calling [`ending`](Self::ending): the
+    /// connection keeps its place under `max_connections_per_ip` until the answers left (it is
+    /// open until then), and leaves it before that last message.
+    pub fn holds_back(&self) -> bool {
+        self.conn.holds_bytes()
     }
 
     /// Whether the read direction finished: the socket's end of stream was read, or the layer

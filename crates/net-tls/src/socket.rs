@@ -448,9 +448,15 @@ impl Transport for TlsSession {
         //
         // The peer takes our `close_notify` for the end, and may connect again at once: the
         // connection's per-address place frees before it can be sent (a plain socket's frees
-        // before its FIN), here or by the task that sends it after held-back answers.
-        link.ending();
+        // before its FIN): here, or, when answers are held back by flush coalescing (the
+        // connection is open until they left, as a plain one is), by the task that sends them,
+        // then the records handed over below, `close_notify` last. (Under the lock: no write
+        // of ours holds more meanwhile.)
         let mut locked = lock(&self.shared);
+        let held = link.holds_back();
+        if !held {
+            link.ending();
+        }
         if ends_failed(&self.failed, &self.timed_out, link) {
             // No close_notify: the peer sees a truncated stream, never a clean end. The
             // session's own messages are taken in all the same (a TLS 1.3 client that never
@@ -471,6 +477,10 @@ impl Transport for TlsSession {
         // session and send its FIN before the records taken below.
         self.closed.store(true, Ordering::Release);
         stream.get_mut().1.send_close_notify();
+        if held {
+            // After the held-back answers, as the connection's last message.
+            return Ending::GracefulAfter(take_owed(stream).into());
+        }
         if send_owed(stream).is_err() {
             // The socket failed (the peer reset the connection): nothing more reaches the
             // peer, and a close task would only try again. The end is no clean one.
