@@ -1016,23 +1016,8 @@ async fn a_tls_client_that_saw_close_notify_after_held_answers_is_never_refused_
         };
         let config = config.clone();
         let serving = tokio::spawn(async move {
-            let mut tls = accepted.tls_server(&config).await.unwrap();
-            let mut input = tls.open_read_channel().unwrap();
-            let mut output = tls.open_write_channel(true).unwrap();
-            let mut i = 0;
-            loop {
-                let line = input.read_line(16, LineEnding::Default).await.unwrap();
-                if line.as_deref() == Some("close") {
-                    tls.close();
-                    break;
-                }
-                output
-                    .write_string_utf8(&format!("{i:>99}\n"))
-                    .await
-                    .unwrap();
-                i += 1;
-            }
-            drop((input, output));
+            let tls = accepted.tls_server(&config).await.unwrap();
+            answer_until_close(tls).await;
         });
         let mut client = within(connector.connect(net_tests::tls::localhost(), tcp))
             .await
@@ -1272,23 +1257,8 @@ async fn tls_connection_closed_with_undelivered_held_answers_keeps_its_per_ip_pl
     peer.set_recv_buffer_size(4096).unwrap();
     let (tcp, accepted) = net_tests::fault::raw_peer_from(peer, &server).await;
     let serving = tokio::spawn(async move {
-        let mut tls = accepted.tls_server(&config).await.unwrap();
-        let mut input = tls.open_read_channel().unwrap();
-        let mut output = tls.open_write_channel(true).unwrap();
-        let mut i = 0;
-        loop {
-            let line = input.read_line(16, LineEnding::Default).await.unwrap();
-            if line.as_deref() == Some("close") {
-                tls.close();
-                break;
-            }
-            output
-                .write_string_utf8(&format!("{i:>99}\n"))
-                .await
-                .unwrap();
-            i += 1;
-        }
-        drop((input, output));
+        let tls = accepted.tls_server(&config).await.unwrap();
+        answer_until_close(tls).await;
     });
     let mut client = within(connector.connect(net_tests::tls::localhost(), tcp))
         .await
@@ -1331,24 +1301,9 @@ async fn plain_connection_closed_with_undelivered_held_answers_keeps_its_per_ip_
         .unwrap();
     let peer = tokio::net::TcpSocket::new_v4().unwrap();
     peer.set_recv_buffer_size(4096).unwrap();
-    let (mut client, mut accepted) = net_tests::fault::raw_peer_from(peer, &server).await;
+    let (mut client, accepted) = net_tests::fault::raw_peer_from(peer, &server).await;
     let serving = tokio::spawn(async move {
-        let mut input = accepted.open_read_channel().unwrap();
-        let mut output = accepted.open_write_channel(true).unwrap();
-        let mut i = 0;
-        loop {
-            let line = input.read_line(16, LineEnding::Default).await.unwrap();
-            if line.as_deref() == Some("close") {
-                accepted.close();
-                break;
-            }
-            output
-                .write_string_utf8(&format!("{i:>99}\n"))
-                .await
-                .unwrap();
-            i += 1;
-        }
-        drop((input, output));
+        answer_until_close(accepted).await;
     });
     let mut requests = "x\n".repeat(HELD_BURST);
     requests.push_str("close\n");
@@ -1364,4 +1319,25 @@ async fn plain_connection_closed_with_undelivered_held_answers_keeps_its_per_ip_
     within(client.read_to_end(&mut everything)).await.unwrap();
     assert_eq!(everything.len(), HELD_BURST * 100);
     assert!(refused);
+}
+
+/// Answers each line of `socket` with a numbered line of 100 bytes until the line `close`,
+/// then closes the socket.
+async fn answer_until_close<T: net_sockets::layer::Transport>(mut socket: net_sockets::Socket<T>) {
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    let mut i = 0;
+    loop {
+        let line = input.read_line(16, LineEnding::Default).await.unwrap();
+        if line.as_deref() == Some("close") {
+            socket.close();
+            break;
+        }
+        output
+            .write_string_utf8(&format!("{i:>99}\n"))
+            .await
+            .unwrap();
+        i += 1;
+    }
+    drop((input, output));
 }
