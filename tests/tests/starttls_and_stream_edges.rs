@@ -438,182 +438,29 @@ async fn starttls_after_the_socket_was_closed_is_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_shuts_down_cleanly_after_a_timed_out_write_it_gave_up() {
     let selector = SelectorManager::new();
-    let ca = TestCa::new("stream edges ca");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = net_tests::loopback::tcp_listener_with(&selector, |b| {
-        b.socket_timeout(Duration::from_millis(200))
-            .send_buffer_size(16 * 1024)
-    })
-    .await;
-    let port = listener.port().unwrap();
+    let stalled = Stalled::new(&selector).await;
     for tls in [false, true] {
-        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
-        tcp.set_recv_buffer_size(16 * 1024).unwrap();
-        let (accepted, tcp) = within(async {
-            tokio::join!(
-                listener.accept(),
-                tcp.connect(([127, 0, 0, 1], port).into())
-            )
-        })
-        .await;
-        let (accepted, tcp) = (accepted.unwrap(), tcp.unwrap());
-        // The stream under test, and the peer's reader (which reads nothing until told).
-        let (mut stream, go, reader) = if tls {
-            let connector = TlsConnector::from(rustls_client(&ca));
-            let (server, client) = within(async {
-                tokio::join!(
-                    accepted.tls_server(&config),
-                    connector.connect(localhost(), tcp)
-                )
-            })
-            .await;
-            let (mut stream, mut client) =
-                (server.unwrap().into_stream().unwrap(), client.unwrap());
-            let (go, wait) = tokio::sync::oneshot::channel::<()>();
-            let reader = tokio::spawn(async move {
-                let _ = wait.await;
-                let mut received = Vec::new();
-                client.read_to_end(&mut received).await.map(|_| received)
-            });
-            // Quiet: the stream is past its handshake's own writes.
-            within(stream.flush()).await.unwrap();
-            (Box::new(stream) as Box<dyn Io>, go, reader)
-        } else {
-            let stream = accepted.into_stream().unwrap();
-            let mut peer = tcp;
-            let (go, wait) = tokio::sync::oneshot::channel::<()>();
-            let reader = tokio::spawn(async move {
-                let _ = wait.await;
-                let mut received = Vec::new();
-                peer.read_to_end(&mut received).await.map(|_| received)
-            });
-            (Box::new(stream) as Box<dyn Io>, go, reader)
-        };
-        let chunk = net_tests::payload(16 * 1024);
-        let mut sent = Vec::new();
-        within(async {
-            loop {
-                match stream.write(&chunk).await {
-                    Ok(n) => sent.extend_from_slice(&chunk[..n]),
-                    Err(e) => {
-                        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "tls {tls}: {e:?}");
-                        break;
-                    }
-                }
-            }
-        })
-        .await;
+        let (mut stream, go, reader, sent) = stalled.stream(tls).await;
         // The peer reads again; the message whose write timed out is given up.
-        go.send(()).unwrap();
+        go.send(true).unwrap();
         let shut = within(stream.shutdown()).await;
         assert!(shut.is_ok(), "tls {tls}: the shutdown failed: {shut:?}");
         drop(stream);
-        let received = within(reader).await.unwrap();
-        match received {
-            Ok(received) => assert!(
-                received == sent,
-                "tls {tls}: {} bytes received of {}",
-                received.len(),
-                sent.len()
-            ),
-            Err(e) => panic!("tls {tls}: every byte, then a clean end, expected: {e:?}"),
-        }
+        assert_everything_received(tls, reader, &sent).await;
     }
 }
 
 /// A shutdown flushes first after a write that timed out, and a flush that times out again
-/// fails the shutdown with that timeout, which a retry may make good. Over TLS and plain alike: a write times out, a shutdown while the peer still reads
-/// nothing times out (`TimedOut`, not `BrokenPipe`), the peer reads again, and the retried
+/// fails the shutdown with that timeout, which a retry may make good. Over TLS and plain alike: a write times out, a shutdown
+/// while the peer still reads nothing times out (`TimedOut`, not `BrokenPipe`), the peer reads again, and the retried
 /// shutdown succeeds: the peer reads every byte the writes took, then a clean end. Then the
 /// other ending: a peer that resets instead, where the shutdown must fail, not hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_that_timed_out_after_a_timed_out_write_is_retried() {
-    use net_sockets::SelectorManager;
-    use net_tests::pki::TestCa;
-    use net_tests::tls::{localhost, rustls_client};
-    use net_tests::within;
-    use net_tls::TlsExt;
-    use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::TlsConnector;
-
     let selector = SelectorManager::new();
-    let ca = TestCa::new("review ca");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = net_tests::loopback::tcp_listener_with(&selector, |b| {
-        b.socket_timeout(Duration::from_millis(200))
-            .send_buffer_size(16 * 1024)
-    })
-    .await;
-    let port = listener.port().unwrap();
+    let stalled = Stalled::new(&selector).await;
     for (tls, reset) in [(false, false), (true, false), (false, true), (true, true)] {
-        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
-        tcp.set_recv_buffer_size(16 * 1024).unwrap();
-        let (accepted, tcp) = within(async {
-            tokio::join!(
-                listener.accept(),
-                tcp.connect(([127, 0, 0, 1], port).into())
-            )
-        })
-        .await;
-        let (accepted, tcp) = (accepted.unwrap(), tcp.unwrap());
-        // `go(true)`: read everything; `go(false)`: reset (close with input unread, linger 0).
-        let (mut stream, go, reader) = if tls {
-            let connector = TlsConnector::from(rustls_client(&ca));
-            let (server, client) = within(async {
-                tokio::join!(
-                    accepted.tls_server(&config),
-                    connector.connect(localhost(), tcp)
-                )
-            })
-            .await;
-            let (mut stream, mut client) =
-                (server.unwrap().into_stream().unwrap(), client.unwrap());
-            let (go, wait) = tokio::sync::oneshot::channel::<bool>();
-            let reader = tokio::spawn(async move {
-                if !wait.await.unwrap() {
-                    socket2::SockRef::from(client.get_ref().0)
-                        .set_linger(Some(Duration::ZERO))
-                        .unwrap();
-                    drop(client);
-                    return Err(std::io::Error::other("reset"));
-                }
-                let mut received = Vec::new();
-                client.read_to_end(&mut received).await.map(|_| received)
-            });
-            within(stream.flush()).await.unwrap();
-            (Box::new(stream) as Box<dyn Io>, go, reader)
-        } else {
-            let stream = accepted.into_stream().unwrap();
-            let mut peer = tcp;
-            let (go, wait) = tokio::sync::oneshot::channel::<bool>();
-            let reader = tokio::spawn(async move {
-                if !wait.await.unwrap() {
-                    socket2::SockRef::from(&peer)
-                        .set_linger(Some(Duration::ZERO))
-                        .unwrap();
-                    drop(peer);
-                    return Err(std::io::Error::other("reset"));
-                }
-                let mut received = Vec::new();
-                peer.read_to_end(&mut received).await.map(|_| received)
-            });
-            (Box::new(stream) as Box<dyn Io>, go, reader)
-        };
-        let chunk = net_tests::payload(16 * 1024);
-        let mut sent = Vec::new();
-        within(async {
-            loop {
-                match stream.write(&chunk).await {
-                    Ok(n) => sent.extend_from_slice(&chunk[..n]),
-                    Err(e) => {
-                        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "tls {tls}: {e:?}");
-                        break;
-                    }
-                }
-            }
-        })
-        .await;
+        let (mut stream, go, reader, sent) = stalled.stream(tls).await;
         // The peer still reads nothing. Over TLS, the shutdown's flush times out again (rustls
         // holds the records the socket did not take); a plain stream holds nothing (the write
         // that timed out took none of its bytes), so its shutdown queues the FIN at once.
@@ -649,16 +496,133 @@ async fn a_shutdown_that_timed_out_after_a_timed_out_write_is_retried() {
             "tls {tls}: the retried shutdown failed: {shut:?}"
         );
         drop(stream);
-        let received = within(reader).await.unwrap();
-        match received {
-            Ok(received) => assert!(
-                received == sent,
-                "tls {tls}: {} bytes received of {}",
-                received.len(),
-                sent.len()
-            ),
-            Err(e) => panic!("tls {tls}: every byte, then a clean end, expected: {e:?}"),
+        assert_everything_received(tls, reader, &sent).await;
+    }
+}
+
+/// A listener whose streams time out their writes (`socket_timeout` 200 ms, small buffers),
+/// and the certificates of its TLS ones.
+struct Stalled {
+    listener: net_sockets::ServerSocket,
+    ca: TestCa,
+    config: net_tls::TlsServerConfig,
+}
+
+/// The peer's reader: every byte until a clean end, or an error.
+type Reader = tokio::task::JoinHandle<std::io::Result<Vec<u8>>>;
+
+impl Stalled {
+    async fn new(selector: &SelectorManager) -> Stalled {
+        let ca = TestCa::new("stream edges ca");
+        let config = ca.server(&["localhost"]).server_config().build().unwrap();
+        let listener = net_tests::loopback::tcp_listener_with(selector, |b| {
+            b.socket_timeout(Duration::from_millis(200))
+                .send_buffer_size(16 * 1024)
+        })
+        .await;
+        Stalled {
+            listener,
+            ca,
+            config,
         }
+    }
+
+    /// A stream (TLS or plain) whose last write timed out, its peer reading nothing; the bytes
+    /// its writes took; and the peer's reader, which waits for `go`: `true`, read everything;
+    /// `false`, reset (close with the input unread, linger 0).
+    async fn stream(
+        &self,
+        tls: bool,
+    ) -> (
+        Box<dyn Io>,
+        tokio::sync::oneshot::Sender<bool>,
+        Reader,
+        Vec<u8>,
+    ) {
+        let port = self.listener.port().unwrap();
+        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+        tcp.set_recv_buffer_size(16 * 1024).unwrap();
+        let (accepted, tcp) = within(async {
+            tokio::join!(
+                self.listener.accept(),
+                tcp.connect(([127, 0, 0, 1], port).into())
+            )
+        })
+        .await;
+        let (accepted, tcp) = (accepted.unwrap(), tcp.unwrap());
+        let (go, wait) = tokio::sync::oneshot::channel::<bool>();
+        let (mut stream, reader): (Box<dyn Io>, Reader) = if tls {
+            let connector = TlsConnector::from(rustls_client(&self.ca));
+            let (server, client) = within(async {
+                tokio::join!(
+                    accepted.tls_server(&self.config),
+                    connector.connect(localhost(), tcp)
+                )
+            })
+            .await;
+            let mut stream = server.unwrap().into_stream().unwrap();
+            let client = client.unwrap();
+            // Quiet: the stream is past its handshake's own writes.
+            within(stream.flush()).await.unwrap();
+            let reader = tokio::spawn(read_or_reset(client, wait, |client| {
+                socket2::SockRef::from(client.get_ref().0)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }));
+            (Box::new(stream), reader)
+        } else {
+            let stream = accepted.into_stream().unwrap();
+            let reader = tokio::spawn(read_or_reset(tcp, wait, |tcp| {
+                socket2::SockRef::from(tcp)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }));
+            (Box::new(stream), reader)
+        };
+        let chunk = net_tests::payload(16 * 1024);
+        let mut sent = Vec::new();
+        within(async {
+            loop {
+                match stream.write(&chunk).await {
+                    Ok(n) => sent.extend_from_slice(&chunk[..n]),
+                    Err(e) => {
+                        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "tls {tls}: {e:?}");
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+        (stream, go, reader, sent)
+    }
+}
+
+/// Waits for `go`: reads `peer` to its end (`true`), or resets it (`false`: `linger_zero`,
+/// then its close).
+async fn read_or_reset<P: tokio::io::AsyncRead + Unpin>(
+    mut peer: P,
+    go: tokio::sync::oneshot::Receiver<bool>,
+    linger_zero: impl FnOnce(&P),
+) -> std::io::Result<Vec<u8>> {
+    if !go.await.unwrap() {
+        linger_zero(&peer);
+        drop(peer);
+        return Err(std::io::Error::other("reset"));
+    }
+    let mut received = Vec::new();
+    peer.read_to_end(&mut received).await.map(|_| received)
+}
+
+/// The peer's reader read every byte the writes took (`sent`), then a clean end.
+async fn assert_everything_received(tls: bool, reader: Reader, sent: &[u8]) {
+    match within(reader).await.unwrap() {
+        Ok(received) => assert!(
+            received == sent,
+            "tls {tls}: {} bytes received of {}",
+            received.len(),
+            sent.len()
+        ),
+        Err(e) => panic!("tls {tls}: every byte, then a clean end, expected: {e:?}"),
     }
 }
 
