@@ -146,15 +146,7 @@ fn a_socket_activated_process_takes_its_listener() {
     if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
         return;
     }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let line = socket_activate(listener.into(), "activated_child", || {
-        let stream = std::net::TcpStream::connect(address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Box::new(stream)
-    });
+    let line = activate_tcp("", "activated_child");
     assert_eq!(line, "hello from web\n");
 }
 
@@ -213,6 +205,28 @@ fn socket_activate_after(
     line
 }
 
+/// [`socket_activate_after`] with a TCP listener on `127.0.0.1`, which the parent connects to.
+fn activate_tcp(setup: &str, child: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    socket_activate_after(listener.into(), setup, child, || {
+        let stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Box::new(stream)
+    })
+}
+
+/// Runs `future` on a current-thread runtime of its own (a socket-activated child's).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 /// Whether this process is the child `name` of `socket_activate`.
 fn is_child(name: &str) -> bool {
     std::env::var(ACTIVATED).is_ok_and(|child| child == name)
@@ -224,11 +238,7 @@ fn activated_child() {
     if !is_child("activated_child") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let selector = SelectorManager::new();
         let mut listeners = a_socket(&selector).tcp().systemd_listeners().unwrap();
         assert_eq!(listeners.len(), 1);
@@ -533,15 +543,7 @@ fn a_refused_option_value_leaves_the_systemd_listeners_to_take() {
     if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
         return;
     }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let line = socket_activate(listener.into(), "refused_option_child", || {
-        let stream = std::net::TcpStream::connect(address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Box::new(stream)
-    });
+    let line = activate_tcp("", "refused_option_child");
     assert_eq!(line, "hello\n");
 }
 
@@ -551,11 +553,7 @@ fn refused_option_child() {
     if !is_child("refused_option_child") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let closed = SelectorManager::new();
         closed.close();
         let e = a_socket(&closed).tcp().systemd_listeners().unwrap_err();
@@ -616,11 +614,7 @@ fn unix_activated_child() {
     if !is_child("unix_activated_child") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let selector = SelectorManager::new();
         let mut listeners = a_socket(&selector)
             .tcp()
@@ -646,20 +640,7 @@ fn a_refused_option_leaves_the_listeners_also_when_no_scratch_socket_can_be_made
     if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
         return;
     }
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let line = socket_activate_after(
-        listener.into(),
-        "ulimit -n 256; ",
-        "out_of_descriptors_child",
-        || {
-            let stream = std::net::TcpStream::connect(address).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(20)))
-                .unwrap();
-            Box::new(stream)
-        },
-    );
+    let line = activate_tcp("ulimit -n 256; ", "out_of_descriptors_child");
     assert_eq!(line, "hello\n");
 }
 
@@ -669,11 +650,7 @@ fn out_of_descriptors_child() {
     if !is_child("out_of_descriptors_child") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let selector = SelectorManager::new();
         // Fill the descriptor table (bounded by the `ulimit -n 256` of the script).
         let mut filler = Vec::new();
