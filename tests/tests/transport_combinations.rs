@@ -827,8 +827,10 @@ async fn a_tls_clients_first_read_late_after_the_tickets_waits_its_whole_timeout
     let server_config = pki.server_config().build().unwrap();
     let listener = net_tests::loopback::tcp_listener(&selector).await;
     let port = listener.port().unwrap();
-    let timeout = Duration::from_millis(400);
-    for late in [Duration::from_millis(100), Duration::from_millis(250)] {
+    // The answer comes `late` after the read began: a margin of at least 500 ms to the
+    // timeout, so a slow (loaded) scheduler cannot make the read time out first.
+    let timeout = Duration::from_millis(800);
+    for late in [Duration::from_millis(100), Duration::from_millis(300)] {
         let (begin, begun) = tokio::sync::oneshot::channel::<()>();
         let server = async {
             let mut tls = net_tests::tls::accept(&listener, &server_config).await;
