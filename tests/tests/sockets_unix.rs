@@ -515,6 +515,16 @@ async fn binding_over_a_stale_socket_file_is_addr_in_use_naming_the_path() {
     let message = e.to_string();
     assert!(message.contains(&*path.to_string_lossy()), "{message}");
     assert!(path.exists(), "the stale file was removed");
+    // So does a client's `local_address` on a left-behind file (before, only the OS's
+    // "Address already in use", which names no path).
+    let target = socket_path("stale-target");
+    let listener = unix_listener(&selector, &target).await;
+    let e = connect_from(&selector, &path, &target).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e:?}");
+    let message = e.to_string();
+    assert!(message.contains(&*path.to_string_lossy()), "{message}");
+    assert!(path.exists(), "the stale file was removed");
+    listener.close();
     std::fs::remove_file(&path).unwrap();
     unix_listener(&selector, &path).await.close();
 
@@ -523,7 +533,19 @@ async fn binding_over_a_stale_socket_file_is_addr_in_use_naming_the_path() {
     {
         let name = UnixSocketAddress::new(format!("\0net-sockets-{}-taken", std::process::id()));
         let first = a_socket(&selector).tcp().bind(name.clone()).await.unwrap();
-        let e = a_socket(&selector).tcp().bind(name).await.unwrap_err();
+        let e = a_socket(&selector)
+            .tcp()
+            .bind(name.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e:?}");
+        assert!(e.to_string().contains("taken\" is in use"), "{e}");
+        let e = a_socket(&selector)
+            .tcp()
+            .local_address(name)
+            .connect(first.local_address())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e:?}");
         assert!(e.to_string().contains("taken\" is in use"), "{e}");
         first.close();

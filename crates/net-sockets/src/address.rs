@@ -339,6 +339,30 @@ impl fmt::Display for UnixSocketAddress {
 }
 
 impl UnixSocketAddress {
+    /// A bind's error at this address, with the address named when it is in use: the OS's own
+    /// message ("Address already in use") says neither where nor why, and the usual cause is a
+    /// socket file left behind by a process that ended without removing it.
+    pub(crate) fn in_use(&self, e: io::Error) -> io::Error {
+        if e.kind() != io::ErrorKind::AddrInUse {
+            return e;
+        }
+        let is_abstract = self.path.as_os_str().as_encoded_bytes().first() == Some(&0);
+        let message = if is_abstract {
+            format!(
+                "the abstract Unix socket name {:?} is in use: {e}",
+                self.path
+            )
+        } else {
+            format!(
+                "a file exists at Unix socket path {}: another socket's, or one left behind by \
+                 a process that ended without removing it (remove it once no process uses it): \
+                 {e}",
+                self.path.display()
+            )
+        };
+        io::Error::new(io::ErrorKind::AddrInUse, message)
+    }
+
     /// Writes what `Display` shows.
     fn write_shown(&self, out: &mut impl fmt::Write) -> fmt::Result {
         let bytes = self.path.as_os_str().as_encoded_bytes();

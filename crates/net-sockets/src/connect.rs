@@ -137,7 +137,7 @@ pub(crate) async fn connect(
             options.apply(&raw, Kind::Unix, false)?;
             let file = match &options.local_address {
                 Some(SocketAddress::Unix(local)) => {
-                    raw.bind(&local.sock_addr()?)?;
+                    raw.bind(&local.sock_addr()?).map_err(|e| local.in_use(e))?;
                     Some(SocketFile::record(local.path()))
                 }
                 _ => None,

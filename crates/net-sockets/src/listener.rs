@@ -306,7 +306,7 @@ impl ServerSocket {
             SocketAddress::Unix(unix) => {
                 let raw = RawSocket::new(Domain::UNIX, Type::STREAM, None)?;
                 options.apply(&raw, Kind::Unix, false)?;
-                raw.bind(&unix.sock_addr()?).map_err(|e| in_use(e, unix))?;
+                raw.bind(&unix.sock_addr()?).map_err(|e| unix.in_use(e))?;
                 // From here on the file is ours: remove it on every error path.
                 let owned = SocketFile::record(unix.path());
                 let listening = (|| {
@@ -1056,30 +1056,6 @@ impl HeaderBytes {
     fn into_bytes(self) -> Bytes {
         Bytes::from(self.buf)
     }
-}
-
-/// A Unix bind's error, with the path named when it is in use: the OS's own message ("Address
-/// already in use") says neither where nor why, and the usual cause is a socket file left
-/// behind by a process that ended without removing it.
-fn in_use(e: io::Error, unix: &UnixSocketAddress) -> io::Error {
-    if e.kind() != io::ErrorKind::AddrInUse {
-        return e;
-    }
-    let is_abstract = unix.path().as_os_str().as_encoded_bytes().first() == Some(&0);
-    let message = if is_abstract {
-        format!(
-            "the abstract Unix socket name {:?} is in use: {e}",
-            unix.path()
-        )
-    } else {
-        format!(
-            "a file exists at Unix socket path {}: another listener's, or one left behind by a \
-             process that ended without removing it (remove it once no process listens there): \
-             {e}",
-            unix.path().display()
-        )
-    };
-    io::Error::new(io::ErrorKind::AddrInUse, message)
 }
 
 /// What the accept loop does after an error.
