@@ -1003,7 +1003,6 @@ async fn a_tls_client_that_saw_close_notify_after_held_answers_is_never_refused_
         .bind(("127.0.0.1", 0))
         .await
         .unwrap();
-    let address = server.local_address().as_inet().unwrap().socket_addr();
     let started = Instant::now();
     let mut rounds = 0;
     let mut next: Option<(tokio::net::TcpStream, net_sockets::Socket)> = None;
@@ -1036,21 +1035,7 @@ async fn a_tls_client_that_saw_close_notify_after_held_answers_is_never_refused_
         // Its next connection, at once: accepted, or closed by the listener (refused).
         let peer = tokio::net::TcpSocket::new_v4().unwrap();
         peer.set_recv_buffer_size(4096).unwrap();
-        let mut again = peer.connect(address).await.unwrap();
-        let mut byte = [0; 1];
-        let accepted = within(async {
-            tokio::select! {
-                accepted = server.accept() => accepted.unwrap(),
-                end = again.read(&mut byte) => {
-                    panic!(
-                        "round {rounds}: refused after it saw close_notify ({end:?}); stats {:?}",
-                        server.stats()
-                    )
-                }
-            }
-        })
-        .await;
-        next = Some((again, accepted));
+        next = Some(reconnect_never_refused(&server, peer, rounds).await);
         drop(client);
         rounds += 1;
     }
@@ -1077,7 +1062,6 @@ async fn a_tls_client_that_saw_close_notify_is_never_refused_its_place() {
         .bind(("127.0.0.1", 0))
         .await
         .unwrap();
-    let address = server.local_address().as_inet().unwrap().socket_addr();
     let started = Instant::now();
     let mut rounds = 0;
     let mut next: Option<(tokio::net::TcpStream, net_sockets::Socket)> = None;
@@ -1103,22 +1087,10 @@ async fn a_tls_client_that_saw_close_notify_is_never_refused_its_place() {
         let mut everything = Vec::new();
         within(client.read_to_end(&mut everything)).await.unwrap();
         assert_eq!(everything, b"bye\n", "round {rounds}");
-        let mut again = tokio::net::TcpStream::connect(address).await.unwrap();
-        let mut byte = [0; 1];
-        let accepted = within(async {
-            tokio::select! {
-                accepted = server.accept() => accepted.unwrap(),
-                end = again.read(&mut byte) => {
-                    panic!(
-                        "round {rounds}: refused after it saw close_notify ({end:?}); stats {:?}",
-                        server.stats()
-                    )
-                }
-            }
-        })
-        .await;
+        let peer = tokio::net::TcpSocket::new_v4().unwrap();
+        let again = reconnect_never_refused(&server, peer, rounds).await;
         within(serving).await.unwrap();
-        next = Some((again, accepted));
+        next = Some(again);
         drop(client);
         rounds += 1;
     }
@@ -1157,7 +1129,6 @@ async fn shutdown_rounds(
         .bind(("127.0.0.1", 0))
         .await
         .unwrap();
-    let address = server.local_address().as_inet().unwrap().socket_addr();
     let started = Instant::now();
     let mut rounds = 0;
     let mut next: Option<(tokio::net::TcpStream, net_sockets::Socket)> = None;
@@ -1189,26 +1160,41 @@ async fn shutdown_rounds(
         let mut everything = Vec::new();
         within(client.read_to_end(&mut everything)).await.unwrap();
         assert_eq!(everything, b"bye\n", "round {rounds}");
-        let mut again = tokio::net::TcpStream::connect(address).await.unwrap();
-        let mut byte = [0; 1];
-        let accepted = within(async {
-            tokio::select! {
-                accepted = server.accept() => accepted.unwrap(),
-                end = again.read(&mut byte) => {
-                    panic!(
-                        "round {rounds}: refused after it saw close_notify ({end:?}); stats {:?}",
-                        server.stats()
-                    )
-                }
-            }
-        })
-        .await;
+        let peer = tokio::net::TcpSocket::new_v4().unwrap();
+        let again = reconnect_never_refused(&server, peer, rounds).await;
         drop(within(serving).await.unwrap());
-        next = Some((again, accepted));
+        next = Some(again);
         drop(client);
         rounds += 1;
     }
     rounds
+}
+
+/// Connects `peer` to `server` at once, as a client that saw its last connection's end does,
+/// and returns it with the socket the listener accepted; panics, naming `round`, if the
+/// listener refuses it instead (closes it unanswered).
+async fn reconnect_never_refused(
+    server: &net_sockets::ServerSocket,
+    peer: tokio::net::TcpSocket,
+    round: usize,
+) -> (tokio::net::TcpStream, net_sockets::Socket) {
+    use tokio::io::AsyncReadExt;
+    let address = server.local_address().as_inet().unwrap().socket_addr();
+    let mut again = peer.connect(address).await.unwrap();
+    let mut byte = [0; 1];
+    let accepted = within(async {
+        tokio::select! {
+            accepted = server.accept() => accepted.unwrap(),
+            end = again.read(&mut byte) => {
+                panic!(
+                    "round {round}: refused after it saw close_notify ({end:?}); stats {:?}",
+                    server.stats()
+                )
+            }
+        }
+    })
+    .await;
+    (again, accepted)
 }
 
 /// Pipelined requests whose answers are held back when the server closes.
