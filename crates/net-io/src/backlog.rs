@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 
 use bytes::BytesMut;
 
@@ -49,8 +49,21 @@ use crate::write_state::Flags;
 /// assert!(!backlog.is_pending());
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Backlog(Arc<Shared>);
+
+impl fmt::Debug for Backlog {
+    /// The state, and how many bytes are held: never the held bytes, which are the
+    /// application's.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backlog")
+            .field("pending", &self.is_pending())
+            .field("holding", &self.is_holding())
+            .field("closed", &self.0.closed.load(Ordering::Acquire))
+            .field("held_bytes", &held_len(&self.0.held))
+            .finish_non_exhaustive()
+    }
+}
 
 /// A backlog's state, and the flags of the [`WriteState`] that lives beside it (see
 /// [`Backlog::write_state`]): one allocation for what a connection's read and write channels
@@ -85,6 +98,16 @@ impl fmt::Debug for PassedOn {
         } else {
             "PassedOn(unset)"
         })
+    }
+}
+
+/// How many bytes are held; `None` while another thread holds the lock (a `Debug` must not
+/// wait for it).
+fn held_len(held: &Mutex<BytesMut>) -> Option<usize> {
+    match held.try_lock() {
+        Ok(held) => Some(held.len()),
+        Err(TryLockError::Poisoned(held)) => Some(held.into_inner().len()),
+        Err(TryLockError::WouldBlock) => None,
     }
 }
 
@@ -172,6 +195,7 @@ impl Backlog {
     /// held (which these must not overtake), and the total stays within `limit`; `false`
     /// (nothing held) otherwise. The transport sends held bytes before anything else written
     /// to it.
+    #[must_use = "on `false` nothing was held: the bytes must be written another way"]
     pub fn hold(&self, bytes: &[u8], limit: usize) -> bool {
         let mut held = self.lock();
         if self.0.closed.load(Ordering::Acquire)

@@ -1724,6 +1724,7 @@ impl AsyncBufRead for ByteReadChannel {
 ///
 /// The stream ends (yields `None`) at the end of the channel, and after the first error.
 #[derive(Debug)]
+#[must_use = "streams do nothing unless polled"]
 pub struct Frames<D> {
     channel: ByteReadChannel,
     decoder: D,

@@ -23,7 +23,7 @@ use crate::{Error, Result};
 /// assert_eq!(address.port(), Some(9002));
 /// assert_eq!(address.to_string(), "[::1]:9002");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SocketAddress {
     /// An IPv4 or IPv6 address and port.
     Inet(InetSocketAddress),
@@ -138,6 +138,40 @@ impl From<SocketAddr> for InetSocketAddress {
 impl From<InetSocketAddress> for SocketAddr {
     fn from(a: InetSocketAddress) -> Self {
         a.address
+    }
+}
+
+impl From<SocketAddrV4> for InetSocketAddress {
+    fn from(address: SocketAddrV4) -> Self {
+        SocketAddr::V4(address).into()
+    }
+}
+
+impl From<SocketAddrV6> for InetSocketAddress {
+    fn from(address: SocketAddrV6) -> Self {
+        SocketAddr::V6(address).into()
+    }
+}
+
+impl From<SocketAddrV4> for SocketAddress {
+    fn from(address: SocketAddrV4) -> Self {
+        SocketAddr::V4(address).into()
+    }
+}
+
+impl From<SocketAddrV6> for SocketAddress {
+    fn from(address: SocketAddrV6) -> Self {
+        SocketAddr::V6(address).into()
+    }
+}
+
+impl std::str::FromStr for InetSocketAddress {
+    type Err = std::net::AddrParseError;
+
+    /// Parses an IP address and port as [`SocketAddr`] does (`127.0.0.1:80`, `[::1]:80`); a
+    /// host name is not resolved (give it to `connect` as `"host:port"`).
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        text.parse::<SocketAddr>().map(InetSocketAddress::from)
     }
 }
 

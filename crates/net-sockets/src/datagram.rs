@@ -47,7 +47,7 @@ const STUCK_RETRY: Duration = Duration::from_millis(1);
 /// assert!(matches!(Datagram::new(vec![0; 65_508], to), Err(Error::DatagramTooLarge { size: 65_508 })));
 /// # Ok::<(), Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Datagram {
     /// The payload (may be empty: a 0-byte datagram is data).
     pub packet: Bytes,
@@ -797,6 +797,7 @@ impl fmt::Debug for ConnectedDatagramSocket {
 }
 
 /// The stream of received datagrams, from `incoming()` on a datagram socket.
+#[must_use = "streams do nothing unless polled"]
 pub struct DatagramIncoming {
     inner: Repeat<UdpCore, Datagram>,
 }

@@ -1169,6 +1169,7 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 /// The stream of accepted connections of a [`ServerSocket`], from
 /// [`ServerSocket::incoming`]; it ends when the listener or its selector is closed, and after
 /// the first error it yields (an error `accept(2)` does not say to retry).
+#[must_use = "streams do nothing unless polled"]
 pub struct Incoming {
     inner: Repeat<ListenerInner, Socket>,
 }

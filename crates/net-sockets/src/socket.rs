@@ -701,8 +701,17 @@ impl Connection<Plain> {
 
 /// Tells a connection that a graceful shutdown of its listener or selector began; from
 /// [`Socket::shutdown_signal`]. Cheap to clone; clones share one signal.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ShutdownSignal(Drain);
+
+impl fmt::Debug for ShutdownSignal {
+    /// Whether the shutdown began (not the listener's and selector's signals it hangs from).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownSignal")
+            .field("requested", &self.is_requested())
+            .finish_non_exhaustive()
+    }
+}
 
 impl ShutdownSignal {
     /// Waits until the shutdown began (at once if it already has).
@@ -736,11 +745,27 @@ impl ShutdownSignal {
 /// sends FIN as usual (over TLS, `close_notify` first). After any other failed write,
 /// `poll_shutdown` fails with `BrokenPipe` and sends no FIN: the socket's close resets the
 /// connection instead.
-#[derive(Debug)]
 pub struct SocketStream<T: Transport = Plain> {
     socket: Socket<T>,
     reader: T::Reader,
     writer: T::Writer,
+}
+
+impl<T: Transport> fmt::Debug for SocketStream<T> {
+    /// The socket's `Debug` (addresses, state, the transport's queries): never the bytes the
+    /// reader and writer hold, which are the application's.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketStream")
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport> fmt::Display for SocketStream<T> {
+    /// Prints `local -> remote`, as the socket's `Display` does.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.socket, f)
+    }
 }
 
 impl<T: Transport> Deref for SocketStream<T> {

@@ -1,0 +1,230 @@
+//! The public API as a user prints and converts it: `Debug` shows state, never the
+//! application's bytes or key material; addresses and streams have the conversions and traits
+//! of their std counterparts.
+
+use net_io::{Backlog, ByteReadChannel, LineEnding};
+use net_sockets::{ProxyProtocol, SelectorManager, a_socket};
+use tokio::io::AsyncWriteExt;
+
+/// A secret a user's protocol carries in plain text (a password, a bearer token).
+const SECRET: &str = "Authorization: Bearer hunter2-SECRET-TOKEN";
+
+/// `Debug` of a `SocketStream` (and so of a `TlsStream`) shows the stream as `Socket`'s
+/// `Debug` does: addresses and state, never the application bytes it holds (here the first
+/// bytes a client sent, read while looking for an optional PROXY header and kept for the
+/// reader), nor a dump of every internal lock and buffer (hundreds of lines).
+#[tokio::test]
+async fn a_socket_streams_debug_shows_no_application_bytes() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .proxy_protocol(ProxyProtocol::Optional)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    client
+        .write_all(format!("{SECRET}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let accepted = net_tests::within(listener.accept()).await.unwrap();
+    let stream = accepted.into_stream().unwrap();
+    let shown = format!("{stream:?}");
+    assert!(
+        !shown.contains("hunter2"),
+        "Debug of a SocketStream prints the bytes it holds: {}",
+        &shown[shown.find("hunter2").unwrap().saturating_sub(200)..][..300]
+    );
+    assert!(
+        shown.len() < 1000,
+        "Debug of a SocketStream is {} bytes long",
+        shown.len()
+    );
+}
+
+/// `Debug` of a `Backlog` (a public type of `net_io`) shows the state, not the answers it holds
+/// back (application data, of any size).
+#[tokio::test]
+async fn a_backlogs_debug_shows_no_held_bytes() {
+    let backlog = Backlog::new();
+    let mut input = ByteReadChannel::new(&b"one\ntwo\n"[..]);
+    input.share_backlog(backlog.clone());
+    input.read_line(80, LineEnding::Default).await.unwrap();
+    assert!(backlog.is_pending());
+    assert!(backlog.hold(SECRET.as_bytes(), 1 << 20));
+    let shown = format!("{backlog:?}");
+    assert!(
+        !shown.contains("hunter2"),
+        "Debug of a Backlog prints the bytes it holds: {shown}"
+    );
+}
+
+/// The conversions and traits a user expects of address types, as std's and tokio's have them:
+/// `"127.0.0.1:80".parse()` into an `InetSocketAddress` (std's `SocketAddr` parses; the
+/// crate's own type did not), `SocketAddrV4`/`SocketAddrV6` into the crate's addresses (they
+/// are accepted by `connect` already), `SocketAddress` in a `BTreeMap`/sorted (both its
+/// variants are `Ord`; it was not), a `Datagram` in a `HashSet` (both its fields are `Hash`),
+/// and `Display` on a `SocketStream` (`TlsStream`) as on the `Socket` it dereferences to.
+#[tokio::test]
+async fn addresses_and_streams_have_the_std_conversions_and_traits() {
+    use std::collections::{BTreeSet, HashSet};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+    use net_sockets::{Datagram, InetSocketAddress, SocketAddress, UnixSocketAddress};
+
+    let parsed: InetSocketAddress = "127.0.0.1:9002".parse().unwrap();
+    assert_eq!(parsed, InetSocketAddress::new([127, 0, 0, 1], 9002));
+    let parsed: InetSocketAddress = "[::1]:9002".parse().unwrap();
+    assert_eq!(parsed.to_string(), "[::1]:9002");
+    assert!("localhost:80".parse::<InetSocketAddress>().is_err());
+
+    let v4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1);
+    let v6 = SocketAddrV6::new(Ipv6Addr::LOCALHOST, 2, 0, 0);
+    assert_eq!(
+        InetSocketAddress::from(v4).socket_addr(),
+        SocketAddr::V4(v4)
+    );
+    assert_eq!(
+        InetSocketAddress::from(v6).socket_addr(),
+        SocketAddr::V6(v6)
+    );
+    assert_eq!(SocketAddress::from(v4).port(), Some(1));
+    assert_eq!(SocketAddress::from(v6).port(), Some(2));
+
+    let sorted: BTreeSet<SocketAddress> = [
+        SocketAddress::from(UnixSocketAddress::new("/tmp/b")),
+        SocketAddress::from(v6),
+        SocketAddress::from(v4),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(sorted.len(), 3);
+    assert!(SocketAddress::from(v4) < SocketAddress::from(v6));
+
+    let datagram = Datagram::new("x", v4).unwrap();
+    let set: HashSet<Datagram> = [datagram.clone(), datagram].into_iter().collect();
+    assert_eq!(set.len(), 1);
+
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let (client, accepted) = tokio::join!(
+        a_socket(&selector).tcp().connect(("127.0.0.1", port)),
+        listener.accept()
+    );
+    let client = client.unwrap();
+    let shown = client.to_string();
+    let stream = client.into_stream().unwrap();
+    assert_eq!(format!("{stream}"), shown);
+    drop(accepted);
+}
+
+/// `Debug` of a connection's `ShutdownSignal` says whether the shutdown began, as `Socket`'s
+/// `Debug` says whether it is closed: not a dump of the selector's and listener's signal tree
+/// (locks, wait slots, a weak reference per listener of the selector).
+#[tokio::test]
+async fn a_shutdown_signals_debug_is_its_state_not_the_signal_tree() {
+    let selector = SelectorManager::new();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(
+            a_socket(&selector)
+                .tcp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap(),
+        );
+    }
+    let port = listeners[0].port().unwrap();
+    let (client, accepted) = tokio::join!(
+        a_socket(&selector).tcp().connect(("127.0.0.1", port)),
+        listeners[0].accept()
+    );
+    let (_client, accepted) = (client.unwrap(), accepted.unwrap());
+    let shown = format!("{:?}", accepted.shutdown_signal());
+    assert!(
+        !shown.contains("Mutex") && !shown.contains("Weak") && shown.len() < 100,
+        "Debug of a ShutdownSignal: {shown}"
+    );
+    assert!(shown.contains("false"), "{shown}");
+}
+
+/// Regression check (passes): no `Debug` of the TLS types a user prints (builders with a key,
+/// configurations, the socket, its connection and its stream, the errors of a bad key) shows
+/// private key material, as base64 (a line of the PEM) or as bytes (the DER's first bytes as
+/// `Debug` prints a byte list or a byte string).
+#[tokio::test]
+async fn no_tls_debug_shows_private_key_material() {
+    use net_tests::pki::Pki;
+    use net_tls::{TlsConfig, TlsServerConfig};
+
+    let pki = Pki::generate();
+    let pems = [pki.server.key_pem(), pki.client.key_pem()];
+    let ders = [pki.server.key_der(), pki.client.key_der()];
+    let leaks = |shown: &str| {
+        for pem in pems {
+            for line in pem
+                .lines()
+                .filter(|l| !l.starts_with("-----") && l.len() > 16)
+            {
+                assert!(!shown.contains(&line[..16]), "base64 of a key in: {shown}");
+            }
+        }
+        for der in &ders {
+            let bytes = der.secret_der();
+            let tail = &bytes[bytes.len() - 12..];
+            let listed = format!("{tail:?}");
+            assert!(
+                !shown.contains(&listed[1..listed.len() - 1]),
+                "key bytes in: {shown}"
+            );
+            let escaped = tail.escape_ascii().to_string();
+            assert!(!shown.contains(&escaped), "key bytes in: {shown}");
+        }
+    };
+
+    let server_builder = pki
+        .server
+        .sni_certificate("localhost", pki.server_config())
+        .private_key_der(pki.server.key_der());
+    leaks(&format!("{server_builder:?} {server_builder:#?}"));
+    let client_builder = pki.client.client_certificate(pki.client_config());
+    leaks(&format!("{client_builder:?} {client_builder:#?}"));
+    let server_config = server_builder.build().unwrap();
+    let client_config = client_builder.build().unwrap();
+    leaks(&format!("{server_config:?} {client_config:#?}"));
+    let mismatch = TlsServerConfig::builder()
+        .certificate_chain_pem(pki.server.chain_pem().as_bytes())
+        .unwrap()
+        .private_key_der(pki.client.key_der())
+        .build()
+        .unwrap_err();
+    leaks(&format!("{mismatch} {mismatch:?}"));
+    let cut = &pki.server.key_pem()[..pki.server.key_pem().len() - 40];
+    let bad = TlsConfig::builder()
+        .client_certificate_pem(pki.client.chain_pem().as_bytes(), cut.as_bytes())
+        .unwrap_err();
+    leaks(&format!("{bad} {bad:?}"));
+
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let (server, client) =
+        net_tests::tls::pair(&selector, &listener, &server_config, client_config).await;
+    leaks(&format!("{server:?} {client:#?}"));
+    let connection = server.connection().unwrap();
+    leaks(&format!("{connection:?}"));
+    let stream = client.into_stream().unwrap();
+    leaks(&format!("{stream:?} {stream:#?}"));
+    drop((connection, stream));
+}
