@@ -132,7 +132,7 @@ fn without_second_line(pem: &str) -> String {
 /// The origin of a PEM error, or a panic saying what came instead.
 fn pem_origin<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
     match result {
-        Err(Error::Pem { origin, reason }) => {
+        Err(Error::Pem { origin, reason, .. }) => {
             assert!(!reason.is_empty());
             origin
         }

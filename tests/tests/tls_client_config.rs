@@ -254,7 +254,7 @@ fn a_bad_certificate_in_a_root_bundle_is_refused_naming_the_file_and_the_certifi
     for (e, expected_origin) in [(from_file, path), (from_bytes, "PEM bytes")] {
         let text = e.to_string();
         match &e {
-            Error::Pem { origin, reason } => {
+            Error::Pem { origin, reason, .. } => {
                 assert_eq!(origin, expected_origin, "{text}");
                 assert!(reason.contains("certificate 2 "), "{text}");
                 assert!(reason.contains("trust anchor"), "{text}");

@@ -147,7 +147,7 @@ async fn an_rsa_key_over_4096_bits_is_usable_or_refused_saying_why() {
             let leaf = served_leaf(&selector, &listener, &config, any_server()).await;
             assert_eq!(leaf, first_cert_der(&cert));
         }
-        Err(Error::Pem { origin, reason }) => {
+        Err(Error::Pem { origin, reason, .. }) => {
             assert!(origin.ends_with("key.pem"), "{origin}");
             assert!(
                 reason.contains("4096"),
@@ -283,7 +283,7 @@ async fn a_sec1_key_without_its_public_key_is_usable_or_refused_saying_why() {
             let leaf = served_leaf(&selector, &listener, &config, any_server()).await;
             assert_eq!(leaf, first_cert_der(&cert));
         }
-        Err(Error::Pem { origin, reason }) => {
+        Err(Error::Pem { origin, reason, .. }) => {
             assert!(origin.ends_with("bare.pem"), "{origin}");
             assert!(
                 reason.contains("public key"),

@@ -332,7 +332,7 @@ async fn alpn_names_that_cannot_be_sent_are_refused_at_build() {
             .build()
             .unwrap_err();
         assert!(
-            matches!(&client, Error::InvalidAlpnProtocol { protocol } if protocol == named),
+            matches!(&client, Error::InvalidAlpnProtocol { protocol, .. } if protocol == named),
             "{what}: {client:?}"
         );
         assert_eq!(client.kind(), std::io::ErrorKind::InvalidInput);
@@ -342,7 +342,7 @@ async fn alpn_names_that_cannot_be_sent_are_refused_at_build() {
             .build()
             .unwrap_err();
         assert!(
-            matches!(&server, Error::InvalidAlpnProtocol { protocol } if protocol == named),
+            matches!(&server, Error::InvalidAlpnProtocol { protocol, .. } if protocol == named),
             "{what}: {server:?}"
         );
         assert_eq!(server.kind(), std::io::ErrorKind::InvalidInput);
@@ -415,7 +415,7 @@ async fn a_from_rustls_alpn_name_that_cannot_be_sent_fails_the_handshake_with_a_
             .unwrap();
         let e = within(socket.tls(with_alpn(alpn))).await.unwrap_err();
         assert!(
-            matches!(&e, Error::InvalidAlpnProtocol { protocol } if *protocol == named),
+            matches!(&e, Error::InvalidAlpnProtocol { protocol, .. } if *protocol == named),
             "{what}: {e:?}"
         );
     }

@@ -35,6 +35,7 @@ pub enum Error {
     /// The handshake did not complete within the configured time; the connection was closed.
     HandshakeTimeout(Duration),
     /// PEM input (a certificate chain, a key or a CA bundle) could not be used.
+    #[non_exhaustive]
     Pem {
         /// Where the PEM came from: a file's path, or `PEM bytes`.
         origin: String,
@@ -73,6 +74,7 @@ pub enum Error {
     /// [`MAX_ALPN_LIST`](crate::MAX_ALPN_LIST) bytes. Reported by a builder's `build()`, and
     /// by the client handshake for a configuration given through
     /// [`TlsConfig::from_rustls`](crate::TlsConfig::from_rustls).
+    #[non_exhaustive]
     InvalidAlpnProtocol {
         /// The name that was refused.
         protocol: Vec<u8>,
@@ -82,6 +84,7 @@ pub enum Error {
     /// dropped), or it is empty: an empty
     /// [`server_name`](crate::TlsConfigBuilder::server_name), or none at all (a Unix socket
     /// without `server_name`).
+    #[non_exhaustive]
     InvalidServerName {
         /// The name that was given.
         name: String,
@@ -91,6 +94,7 @@ pub enum Error {
     /// client sends by SNI: not a DNS name in ASCII (an IP address, a wildcard, a name with
     /// other characters than its punycode form, an empty one, one that ends with more than
     /// one dot).
+    #[non_exhaustive]
     InvalidSniName {
         /// The name that was given.
         name: String,

@@ -116,7 +116,10 @@ pub type TlsStream = SocketStream<TlsSession>;
 /// let tls = connection.tls_server(&config).await?;
 /// # Ok(tls) }
 /// ```
-pub trait TlsExt: Sized {
+///
+/// The trait is sealed: it is implemented for [`Socket`] and [`Connection`] only, so that
+/// methods can be added to it without breaking anyone.
+pub trait TlsExt: Sized + sealed::Sealed {
     /// Runs the client handshake, bounded by `config`'s handshake timeout (on a [`Connection`],
     /// the flush of its output included). SNI and certificate verification use the host name given to
     /// `connect` unless `config` names another ([`TlsConfigBuilder::server_name`](crate::TlsConfigBuilder::server_name));
@@ -158,6 +161,14 @@ pub trait TlsExt: Sized {
     /// Dropping the future closes the socket.
     fn tls_server(self, config: &TlsServerConfig)
     -> impl Future<Output = Result<TlsSocket>> + Send;
+}
+
+/// Keeps [`TlsExt`] to this crate's implementations.
+mod sealed {
+    /// Implemented by the types [`TlsExt`](super::TlsExt) is for.
+    pub trait Sealed {}
+    impl Sealed for net_sockets::Socket {}
+    impl Sealed for net_sockets::Connection {}
 }
 
 // The handshakes' futures are boxed: a task is allocated once, at the size of its largest
