@@ -151,7 +151,13 @@ async fn accept_until(
 }
 
 async fn step5_serve(socket: Socket) -> net_sockets::Result<()> {
-    let mut connection = socket.connection()?;
+    step5_conversation(socket.connection()?).await
+}
+
+/// Step 5's `serve` after its first line, for any transport (step 9: over TLS, unchanged).
+async fn step5_conversation<T: net_sockets::layer::Transport>(
+    mut connection: net_sockets::Connection<T>,
+) -> net_sockets::Result<()> {
     connection
         .output
         .write_string_utf8("Please enter your name\n")
@@ -694,39 +700,15 @@ async fn guide_step2_limits_at_the_delimiters_edges() {
     assert_eq!(lines_of(&[b"abcdefgh\r"], 4, l).await, ["<too long>"]);
 }
 
-// ---------------------------------------------------------------------------------------
-// Guide, step 9: step 5's `serve` over TLS ("every step of this guide applies to it
-// unchanged ... close_gracefully, which sends TLS's close_notify first").
-
+/// Guide, step 9: step 5's `serve` over TLS ("every step of this guide applies to it
+/// unchanged ... close_gracefully, which sends TLS's close_notify first").
 async fn step5_serve_tls(
     socket: Socket,
     config: net_tls::TlsServerConfig,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     use net_tls::TlsExt;
     let tls = socket.tls_server(&config).await?;
-    let mut connection = tls.connection()?;
-    connection
-        .output
-        .write_string_utf8("Please enter your name\n")
-        .await?;
-    connection.output.flush().await?;
-    loop {
-        let line = tokio::select! {
-            biased;
-            line = connection.input.read_line(8192, LineEnding::Default) => line?,
-            () = connection.socket.shutdown_requested() => {
-                connection.output.write_string_utf8("Server is shutting down\n").await?;
-                break;
-            }
-        };
-        let Some(name) = line else { break };
-        connection
-            .output
-            .write_string_utf8(&format!("Hello, {name}!\n"))
-            .await?;
-        connection.output.flush().await?;
-    }
-    connection.close_gracefully(STEP5_CLOSE_WAIT).await?;
+    step5_conversation(tls.connection()?).await?;
     Ok(())
 }
 
