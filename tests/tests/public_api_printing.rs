@@ -1,6 +1,6 @@
 //! The public API as a user prints and converts it: `Debug` shows state, never the
 //! application's bytes or key material; addresses and streams have the conversions and traits
-//! of their std counterparts.
+//! of their std counterparts; a truncation is found through every crate's error.
 
 use net_io::{Backlog, ByteReadChannel, LineEnding};
 use net_sockets::{ProxyProtocol, SelectorManager, a_socket};
@@ -227,4 +227,37 @@ async fn no_tls_debug_shows_private_key_material() {
     let stream = client.into_stream().unwrap();
     leaks(&format!("{stream:?} {stream:#?}"));
     drop((connection, stream));
+}
+
+/// A TLS peer that ends the TCP stream without `close_notify` is reported as a truncation
+/// (`net_tls::Truncated`) inside the channel's error. A program whose functions return
+/// `net_sockets::Result` or `net_tls::Result` gets that error through `?`, and must still find
+/// the truncation: `inner_error()` on each crate's error reaches it, as on `net_io::Error`
+/// (`source()` cannot: an I/O error's source skips the error it carries). Before, only
+/// `net_io::Error` had `inner_error()`, and nothing in the other two reached it.
+#[tokio::test]
+async fn a_truncation_is_found_through_each_crates_error() {
+    let selector = SelectorManager::new();
+    let listener = net_tests::loopback::tcp_listener(&selector).await;
+    let pki = net_tests::pki::Pki::generate();
+    let (server, mut client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+    // Dropped without `close`: the peer sees the end of TCP without `close_notify`.
+    drop(server);
+    let mut input = client.open_read_channel().unwrap();
+    let read: net_io::Error = net_tests::within(input.read_line(80, LineEnding::Default))
+        .await
+        .unwrap_err();
+    let is_truncated = |inner: Option<&(dyn std::error::Error + Send + Sync + 'static)>| {
+        inner.is_some_and(|inner| inner.is::<net_tls::Truncated>())
+    };
+    assert!(is_truncated(read.inner_error()), "{read:?}");
+    let sockets = net_sockets::Error::from(read);
+    assert!(is_truncated(sockets.inner_error()), "{sockets:?}");
+    let tls = net_tls::Error::from(sockets);
+    assert!(is_truncated(tls.inner_error()), "{tls:?}");
+    // Also after the channel reports its failure again (its inner error then shared).
+    let again = net_tests::within(input.read_line(80, LineEnding::Default))
+        .await
+        .unwrap_err();
+    assert!(is_truncated(net_tls::Error::from(again).inner_error()));
 }

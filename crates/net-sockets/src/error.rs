@@ -98,6 +98,26 @@ impl Error {
         }
     }
 
+    /// The error a transport reported inside an I/O error, found as
+    /// [`net_io::Error::inner_error`] finds it (also when a channel reports its failure again):
+    /// for example `net_tls::Truncated`, when a TLS peer ended the stream without
+    /// `close_notify`. `None` for an operating system's error and for the other variants.
+    /// (`source()` does not reach it: the source of an I/O error is the source of the error it
+    /// carries.)
+    pub fn inner_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            Error::Io(e) => {
+                let inner = e.get_ref()?;
+                match inner.downcast_ref::<net_io::SharedError>() {
+                    Some(shared) => Some(shared.get_ref()),
+                    None => Some(inner),
+                }
+            }
+            Error::Channel(e) => e.inner_error(),
+            _ => None,
+        }
+    }
+
     /// `Closed`, or `SelectorClosed` when the selector manager was closed.
     pub(crate) fn closed(selector_closed: bool) -> Self {
         if selector_closed {

@@ -124,6 +124,35 @@ impl Error {
         }
     }
 
+    /// The error the socket's transport reported inside an I/O error
+    /// ([`net_sockets::Error::inner_error`]): for example [`Truncated`](crate::Truncated),
+    /// when the peer ended the stream without `close_notify`. `None` for the other variants.
+    ///
+    /// ```no_run
+    /// use net_io::LineEnding;
+    /// use net_tls::{Error, TlsSocket, Truncated};
+    ///
+    /// async fn first_line(tls: &mut TlsSocket) -> Result<Option<String>, Error> {
+    ///     let mut input = tls.open_read_channel()?;
+    ///     Ok(input.read_line(1024, LineEnding::Default).await?)
+    /// }
+    ///
+    /// # async fn demo(mut tls: TlsSocket) {
+    /// match first_line(&mut tls).await {
+    ///     Err(e) if e.inner_error().is_some_and(|inner| inner.is::<Truncated>()) => {
+    ///         println!("the peer cut the session")
+    ///     }
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn inner_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            Error::Socket(e) => e.inner_error(),
+            _ => None,
+        }
+    }
+
     /// Maps an error from a tokio-rustls handshake: a rustls error inside becomes `Handshake`.
     pub(crate) fn from_handshake(e: io::Error) -> Self {
         match e
