@@ -2,9 +2,19 @@
 //! application's bytes or key material; addresses and streams have the conversions and traits
 //! of their std counterparts; a truncation is found through every crate's error.
 
+use std::collections::HashSet;
+use std::str::FromStr;
+
 use net_io::{Backlog, ByteReadChannel, LineEnding};
-use net_sockets::{ProxyProtocol, SelectorManager, a_socket};
-use tokio::io::AsyncWriteExt;
+use net_sockets::{
+    InetSocketAddress, ProxyProtocol, SelectorManager, SocketAddress, UnixSocketAddress, a_socket,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Whether `inner` (an error's `inner_error()`) is a TLS truncation.
+fn is_truncated(inner: Option<&(dyn std::error::Error + Send + Sync + 'static)>) -> bool {
+    inner.is_some_and(|inner| inner.is::<net_tls::Truncated>())
+}
 
 /// A secret a user's protocol carries in plain text (a password, a bearer token).
 const SECRET: &str = "Authorization: Bearer hunter2-SECRET-TOKEN";
@@ -247,9 +257,6 @@ async fn a_truncation_is_found_through_each_crates_error() {
     let read: net_io::Error = net_tests::within(input.read_line(80, LineEnding::Default))
         .await
         .unwrap_err();
-    let is_truncated = |inner: Option<&(dyn std::error::Error + Send + Sync + 'static)>| {
-        inner.is_some_and(|inner| inner.is::<net_tls::Truncated>())
-    };
     assert!(is_truncated(read.inner_error()), "{read:?}");
     let sockets = net_sockets::Error::from(read);
     assert!(is_truncated(sockets.inner_error()), "{sockets:?}");
@@ -260,4 +267,99 @@ async fn a_truncation_is_found_through_each_crates_error() {
         .await
         .unwrap_err();
     assert!(is_truncated(net_tls::Error::from(again).inner_error()));
+}
+
+/// A truncation read through tokio's traits (`TlsStream`), whose error is a plain
+/// `io::Error`, is found by `inner_error()` after `?` turned it into either crate's error.
+#[tokio::test]
+async fn a_truncation_read_through_a_tls_stream_is_found_through_each_crates_error() {
+    let selector = SelectorManager::new();
+    let listener = net_tests::loopback::tcp_listener(&selector).await;
+    let pki = net_tests::pki::Pki::generate();
+    let (server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+    drop(server);
+    let mut stream = client.into_stream().unwrap();
+    let mut buf = [0u8; 16];
+    let e: std::io::Error = net_tests::within(stream.read(&mut buf)).await.unwrap_err();
+    let sockets = net_sockets::Error::from(e);
+    assert!(is_truncated(sockets.inner_error()), "{sockets:?}");
+    let tls = net_tls::Error::from(sockets);
+    assert!(is_truncated(tls.inner_error()), "{tls:?}");
+    // Round trip through `io::Error` (a function returning `io::Result` in between).
+    let io: std::io::Error = tls.into();
+    assert!(is_truncated(net_tls::Error::from(io).inner_error()));
+}
+
+/// `Ord`, `Eq` and `Hash` of `SocketAddress` agree, also for Unix paths that `Path` equates.
+#[test]
+fn socket_address_ord_eq_and_hash_agree() {
+    let a = SocketAddress::from(UnixSocketAddress::new("/tmp//x.sock"));
+    let b = SocketAddress::from(UnixSocketAddress::new("/tmp/x.sock"));
+    let c = SocketAddress::from(UnixSocketAddress::new("\0svc"));
+    let d = SocketAddress::from(UnixSocketAddress::new("\0svc/"));
+    let v4 = SocketAddress::from(std::net::SocketAddrV4::new([127, 0, 0, 1].into(), 1));
+    let mapped: SocketAddress = "[::ffff:127.0.0.1]:1"
+        .parse::<InetSocketAddress>()
+        .unwrap()
+        .into();
+    assert_eq!(a, b);
+    assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
+    assert_ne!(c.cmp(&d), std::cmp::Ordering::Equal);
+    assert_ne!(v4, mapped);
+    assert_ne!(v4.cmp(&mapped), std::cmp::Ordering::Equal);
+    let set: HashSet<_> = [a, b, c, d, v4, mapped].into_iter().collect();
+    assert_eq!(set.len(), 5);
+}
+
+/// `InetSocketAddress::from_str` takes what `connect("host:port")` takes as a literal, and
+/// refuses what it refuses.
+#[test]
+fn inet_from_str_agrees_with_the_literal_forms_connect_takes() {
+    for ok in [
+        "127.0.0.1:80",
+        "[::1]:80",
+        "[fe80::1%2]:80",
+        "[::ffff:1.2.3.4]:80",
+    ] {
+        let parsed = InetSocketAddress::from_str(ok).unwrap();
+        assert_eq!(
+            parsed.socket_addr(),
+            ok.parse::<std::net::SocketAddr>().unwrap()
+        );
+    }
+    for bad in [
+        "::1:80",
+        "[fe80::1%eth0]:80",
+        "127.0.0.1:+80",
+        "localhost:80",
+        "1.2.3.4:65536",
+    ] {
+        assert!(InetSocketAddress::from_str(bad).is_err(), "{bad}");
+    }
+}
+
+/// A typed read (`read_bytes`, `read_fully`) cut by a TLS truncation in the middle reports
+/// the truncation (`inner_error()` is `Truncated`), not a plain end of stream.
+#[tokio::test]
+async fn a_typed_read_cut_by_a_truncation_reports_it() {
+    let selector = SelectorManager::new();
+    let listener = net_tests::loopback::tcp_listener(&selector).await;
+    let pki = net_tests::pki::Pki::generate();
+    let (mut server, mut client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+    let mut output = server.open_write_channel(true).unwrap();
+    net_tests::within(output.write_fully(b"ab")).await.unwrap();
+    drop(output);
+    drop(server);
+    let mut input = client.open_read_channel().unwrap();
+    let e = net_tests::within(input.read_bytes(4)).await.unwrap_err();
+    assert!(is_truncated(e.inner_error()), "read_bytes: {e:?}");
+    let mut buf = [0u8; 4];
+    let e = net_tests::within(input.read_fully(&mut buf))
+        .await
+        .unwrap_err();
+    assert!(is_truncated(e.inner_error()), "read_fully: {e:?}");
+    let e = net_tests::within(input.read_remaining(100))
+        .await
+        .unwrap_err();
+    assert!(is_truncated(e.inner_error()), "read_remaining: {e:?}");
 }

@@ -118,3 +118,90 @@ async fn a_read_after_the_selectors_cut_returns_nothing_the_cut_took_in() {
         "a read after the selector's close: {read:?}"
     );
 }
+
+/// A write timeout over TLS (the `socket_timeout` write row of guarantees.md): an auto-flushed
+/// write that finds the socket full is usually the final kind (the session took its bytes
+/// before its flush waited), but not when the session owes the peer records of its own that
+/// wait for the full socket (here the reply to the peer's KeyUpdate, which the reader made):
+/// the write then waits before rustls takes any of its bytes, and its timeout is the kind
+/// without effect, `is_closed_for_write()` false, which tells a retry loop so. (Without the
+/// KeyUpdate, the same write's timeout is final.)
+#[tokio::test]
+async fn a_tls_auto_flushed_write_behind_an_owed_key_update_reply_times_out_without_effect() {
+    use std::io::Write as _;
+    use std::time::Duration;
+
+    use net_io::LineEnding;
+    use net_tests::pki::TestCa;
+    use net_tests::tls::{manual_pair, records};
+    use tokio::io::AsyncWriteExt;
+
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("key update write timeout");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = net_tests::loopback::tcp_listener_with(&selector, |b| {
+        b.socket_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let (mut server, mut tcp, mut conn) = manual_pair(&listener, &ca, &config).await;
+    let mut input = server.open_read_channel().unwrap();
+    let mut output = server.open_write_channel(true).unwrap();
+    conn.writer().write_all(b"before\n").unwrap();
+    tcp.write_all(&records(&mut conn)).await.unwrap();
+    let line = net_tests::within(input.read_line(1024, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("before"));
+
+    // Fill the socket (the client reads nothing): bytes the session never sees, until it
+    // takes no byte more, also after a pause (the kernel moves bytes to the peer meanwhile).
+    socket2::SockRef::from(&tcp)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    let fill = || {
+        server
+            .with_sock_ref(|s| {
+                let mut total = 0usize;
+                for size in [64 * 1024, 1024, 1] {
+                    let chunk = vec![0u8; size];
+                    for _ in 0..4096 {
+                        match s.send(&chunk) {
+                            Ok(n) => total += n,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Ok(total)
+            })
+            .unwrap()
+    };
+    let mut quiet = 0;
+    for _ in 0..100 {
+        if fill() == 0 {
+            quiet += 1;
+            if quiet == 3 {
+                break;
+            }
+        } else {
+            quiet = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(quiet, 3, "the socket never stayed full");
+
+    // The peer asks for a key update: our reader owes it a reply, which waits for the socket.
+    conn.refresh_traffic_keys().unwrap();
+    conn.writer().write_all(b"after\n").unwrap();
+    tcp.write_all(&records(&mut conn)).await.unwrap();
+    let line = net_tests::within(input.read_line(1024, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("after"));
+
+    let e = net_tests::within(output.write_string_utf8("answer\n"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, net_io::Error::Timeout), "{e:?}");
+    assert!(
+        !output.is_closed_for_write(),
+        "the write, which waited behind the KeyUpdate reply, failed the channel"
+    );
+    server.close();
+}
