@@ -400,24 +400,40 @@ async fn guide_complete_server_cut_at_the_end_of_the_grace_period_prints_nothing
     let mut flood = proxied_client(port, "192.0.2.3").await;
     expect(&mut flood, "Please enter your name\n").await;
     let (rd, mut wr) = flood.into_split();
-    // Write until the server stops taking more (its answers fill the buffers our way).
-    let writer = tokio::spawn(async move {
-        let chunk = b"x\n".repeat(8192);
-        for _ in 0..2000 {
-            if !tokio::time::timeout(Duration::from_millis(500), wr.write_all(&chunk))
-                .await
-                .is_ok_and(|r| r.is_ok())
-            {
-                break;
+    // Write for as long as the test runs, so that the server always has lines to answer and
+    // never sees the end of its input; the shutdown begins once the server took nothing more
+    // for a second: it is then stuck writing an answer (its answers fill the buffers our
+    // way), where the shutdown finds it. (A shutdown that found it waiting for a line instead
+    // would let it buffer the goodbye and end the connection itself, by `close_gracefully`'s
+    // wait: finished, not cut. A shorter pause of a busy machine looked like that.)
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let written = std::sync::Arc::clone(&written);
+        tokio::spawn(async move {
+            let chunk = b"x\n".repeat(8192);
+            for _ in 0..100_000 {
+                if wr.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
+        })
+    };
+    let (mut last, mut still) = (usize::MAX, 0);
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = written.load(std::sync::atomic::Ordering::Relaxed);
+        still = if now == last { still + 1 } else { 0 };
+        if still == 4 {
+            break;
         }
-        wr
-    });
-    let _wr = within(writer).await.unwrap();
+        last = now;
+    }
     stop_tx.send(()).unwrap();
     let report = within(running).await.unwrap().unwrap();
     assert_eq!((report.finished, report.cut), (0, 1));
     assert_eq!(within(printed_rx.recv()).await.unwrap(), None);
+    writer.abort();
     drop(rd);
 }
 
