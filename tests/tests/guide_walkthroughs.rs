@@ -327,14 +327,17 @@ async fn proxied_client(port: u16, client: &str) -> TcpStream {
     stream
 }
 
-/// The complete server: greeting, answers, an over-long line answered and the connection
-/// kept, a client too slow told so and closed, a graceful shutdown saying goodbye; nothing
-/// printed as an error, and the report counts the one open connection as finished.
-#[tokio::test]
-async fn guide_complete_server_as_documented() {
+/// The complete server, running until the sender it returns sends: that sender, its port, its
+/// task (which returns the shutdown's report) and what its connections print.
+async fn start_complete_server() -> (
+    tokio::sync::oneshot::Sender<()>,
+    u16,
+    tokio::task::JoinHandle<net_sockets::Result<net_sockets::ShutdownReport>>,
+    tokio::sync::mpsc::UnboundedReceiver<Option<String>>,
+) {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (port_tx, port_rx) = tokio::sync::oneshot::channel();
-    let (printed_tx, mut printed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (printed_tx, printed_rx) = tokio::sync::mpsc::unbounded_channel();
     let running = tokio::spawn(complete::run(
         async move {
             let _ = stop_rx.await;
@@ -342,7 +345,15 @@ async fn guide_complete_server_as_documented() {
         port_tx,
         printed_tx,
     ));
-    let port = port_rx.await.unwrap();
+    (stop_tx, port_rx.await.unwrap(), running, printed_rx)
+}
+
+/// The complete server: greeting, answers, an over-long line answered and the connection
+/// kept, a client too slow told so and closed, a graceful shutdown saying goodbye; nothing
+/// printed as an error, and the report counts the one open connection as finished.
+#[tokio::test]
+async fn guide_complete_server_as_documented() {
+    let (stop_tx, port, running, mut printed_rx) = start_complete_server().await;
 
     let mut slow = proxied_client(port, "192.0.2.2").await;
     expect(&mut slow, "Please enter your name\n").await;
@@ -385,17 +396,7 @@ async fn guide_complete_server_as_documented() {
 /// comment says that cut is `Err(Error::Closed)`, printed by nobody.
 #[tokio::test]
 async fn guide_complete_server_cut_at_the_end_of_the_grace_period_prints_nothing() {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (port_tx, port_rx) = tokio::sync::oneshot::channel();
-    let (printed_tx, mut printed_rx) = tokio::sync::mpsc::unbounded_channel();
-    let running = tokio::spawn(complete::run(
-        async move {
-            let _ = stop_rx.await;
-        },
-        port_tx,
-        printed_tx,
-    ));
-    let port = port_rx.await.unwrap();
+    let (stop_tx, port, running, mut printed_rx) = start_complete_server().await;
 
     let mut flood = proxied_client(port, "192.0.2.3").await;
     expect(&mut flood, "Please enter your name\n").await;
