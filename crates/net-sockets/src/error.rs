@@ -101,7 +101,9 @@ impl Error {
     /// The error a transport reported inside an I/O error, found as
     /// [`net_io::Error::inner_error`] finds it (also when a channel reports its failure again):
     /// for example `net_tls::Truncated`, when a TLS peer ended the stream without
-    /// `close_notify`. `None` for an operating system's error and for the other variants.
+    /// `close_notify`. `None` for the other variants and for an I/O error that carries no error
+    /// of its own (an operating system's error as the system reported it; one this crate
+    /// reworded, such as a Unix path in use, carries its message).
     /// (`source()` does not reach it: the source of an I/O error is the source of the error it
     /// carries.)
     pub fn inner_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
