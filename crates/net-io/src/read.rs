@@ -1140,6 +1140,10 @@ impl ByteReadChannel {
     /// copied. `dst` is flushed whenever this channel has nothing buffered and must wait for
     /// more, and at the end; it is not closed.
     ///
+    /// It reads from the transport up to 64 KiB at a time; the room it makes for that is
+    /// given back when it returns, so a connection that copied a large body holds its usual
+    /// buffer while it waits for the next item.
+    ///
     /// A failure of either side leaves both as the failure left them (Ktor's `copyTo` cancels
     /// this channel and closes `dst` with the cause): `dst` is not closed (what was copied
     /// before a failure of this channel's transport was flushed), and on a failure of `dst`
@@ -1188,6 +1192,12 @@ impl ByteReadChannel {
         }
         .await;
         self.end_read(limit > 0);
+        if !self.oversized && self.buf.capacity() > 2 * READ_CHUNK && self.buf.len() <= READ_CHUNK {
+            // The copy's 64 KiB reads grew the buffer; the reader that waits for its next item
+            // holds its usual one (a keep-alive connection that received one upload through
+            // here kept 64 KiB, eight times its usual buffer, for the rest of its life).
+            self.release();
+        }
         done?;
         Ok(copied)
     }
