@@ -155,7 +155,7 @@ async fn step5_serve(socket: Socket) -> net_sockets::Result<()> {
 }
 
 /// Step 5's `serve` after its first line, for any transport (step 9: over TLS, unchanged).
-async fn step5_conversation<T: net_sockets::layer::Transport>(
+async fn step5_conversation<T: net_sockets::Transport>(
     mut connection: net_sockets::Connection<T>,
 ) -> net_sockets::Result<()> {
     connection

@@ -180,7 +180,7 @@ enum Net {
 }
 
 /// Ends our side as `way` says; `runtime` is the one our selector runs on.
-async fn end_ours<T: net_sockets::layer::Transport>(
+async fn end_ours<T: net_sockets::Transport>(
     way: Way,
     connection: net_sockets::Connection<T>,
     selector: &SelectorManager,
@@ -913,7 +913,7 @@ while True:
 "#;
 
 /// Returns once `socket`'s kernel socket holds bytes not read yet (polled every millisecond).
-async fn until_readable<T: net_sockets::layer::Transport>(socket: &net_sockets::Socket<T>) {
+async fn until_readable<T: net_sockets::Transport>(socket: &net_sockets::Socket<T>) {
     loop {
         let held = socket
             .with_sock_ref(|s| s.peek(&mut [std::mem::MaybeUninit::uninit(); 1]))

@@ -1311,7 +1311,7 @@ async fn plain_connection_closed_with_undelivered_held_answers_keeps_its_per_ip_
 
 /// Answers each line of `socket` with a numbered line of 100 bytes until the line `close`,
 /// then closes the socket.
-async fn answer_until_close<T: net_sockets::layer::Transport>(mut socket: net_sockets::Socket<T>) {
+async fn answer_until_close<T: net_sockets::Transport>(mut socket: net_sockets::Socket<T>) {
     let mut input = socket.open_read_channel().unwrap();
     let mut output = socket.open_write_channel(true).unwrap();
     let mut i = 0;

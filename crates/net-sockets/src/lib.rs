@@ -139,7 +139,7 @@ pub use listener::{Incoming, ServerSocket};
 pub use options::{ProxyProtocol, SocketOptions};
 pub use selector::{SelectorManager, SelectorManagerBuilder};
 pub use socket::{Connection, ShutdownSignal, Socket, SocketStream};
-pub use transport::Plain;
+pub use transport::{Plain, Transport};
 
 /// The seam a protocol layer (TLS, in `net-tls`) plugs into. Not part of the API: hidden from
 /// the documentation and free to change.

@@ -2,9 +2,10 @@
 //! protocol layer over it (TLS, in `net-tls`).
 //!
 //! This is the seam between the socket (channels, addresses, closing: written once, in
-//! `socket.rs`) and the layer that turns the connection's bytes into the application's. Its
-//! items are public only so that `net-tls` can implement a layer; they are hidden from the
-//! documentation and not part of the API.
+//! `socket.rs`) and the layer that turns the connection's bytes into the application's. The
+//! trait is public as a bound for code generic over plain and TLS sockets; its items, and the
+//! types they use, are public only so that `net-tls` can implement a layer: they are hidden
+//! from the documentation and not part of the API.
 
 use std::fmt;
 use std::io;
@@ -20,27 +21,59 @@ use crate::core::{CloseMode, Owner};
 use crate::selector::SelectorSleep;
 use crate::stream::{Conn, ReadHalf, WriteHalf};
 
-/// A layer a [`Socket`](crate::Socket) reads and writes through.
-#[doc(hidden)]
+/// What a [`Socket`](crate::Socket) reads and writes through: [`Plain`] bytes here, a TLS
+/// session in `net-tls` (its `TlsSocket` is a `Socket<TlsSession>`).
+///
+/// Use it as a bound to write a conversation once for plain and TLS connections. The
+/// trait's items are the seam a protocol layer plugs into: they are hidden from the
+/// documentation and may change in any release, so implementing it outside this project's
+/// crates is not supported.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use net_io::LineEnding;
+/// use net_sockets::{Connection, Transport};
+///
+/// /// Greets, then answers each line; serves plain and TLS connections alike.
+/// async fn converse<T: Transport>(mut connection: Connection<T>) -> net_sockets::Result<()> {
+///     connection.output.write_string_utf8("Please enter your name\n").await?;
+///     connection.output.flush().await?;
+///     while let Some(name) = connection.input.read_line(1024, LineEnding::Default).await? {
+///         connection.output.write_string_utf8(&format!("Hello, {name}!\n")).await?;
+///         connection.output.flush().await?;
+///     }
+///     // The client ended its input: send what is left, then a clean end.
+///     connection.close_gracefully(Duration::from_secs(5)).await
+/// }
+/// ```
 pub trait Transport: fmt::Debug + Send + Sync + Unpin + Sized + 'static {
     /// What the read channel reads from.
+    #[doc(hidden)]
     type Reader: AsyncRead + Send + Unpin + 'static;
     /// What the write channel writes to.
+    #[doc(hidden)]
     type Writer: AsyncWrite + Send + Unpin + 'static;
 
     /// Whether the writer's bytes go to the socket unchanged, so that the write channel may
     /// hold them in the socket's backlog itself (flush coalescing without a call per write).
+    #[doc(hidden)]
     const WRITES_TO_SOCKET: bool = false;
 
     /// The reading end, for the read channel (made at most once per socket).
+    #[doc(hidden)]
     fn reader(&self, link: &Link) -> Self::Reader;
 
     /// The writing end, for the write channel (made at most once per socket).
+    #[doc(hidden)]
     fn writer(&self, link: &Link) -> Self::Writer;
 
     /// Called once when the socket is [closed](crate::Socket::close), before the descriptor is
     /// released: says how the connection ends (and may hand over a last message, such as
     /// TLS's `close_notify`).
+    #[doc(hidden)]
     fn closing(&self, link: &Link) -> Ending;
 }
 

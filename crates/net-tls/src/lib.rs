@@ -40,7 +40,9 @@
 //! The guide of `net-sockets`, [`net_sockets::guide`], walks the seed's greeting server through
 //! line limits, timeouts, connection caps, graceful shutdown and the PROXY protocol. All of it
 //! holds for a [`TlsSocket`] unchanged, since it is a [`Socket`](net_sockets::Socket) with a
-//! TLS layer; this section adds what is particular to TLS.
+//! TLS layer: a conversation written for a `Connection<T>` with `T:`
+//! [`Transport`](net_sockets::Transport) serves plain and TLS connections alike. This section
+//! adds what is particular to TLS.
 //!
 //! ## Certificates from PEM files
 //!
