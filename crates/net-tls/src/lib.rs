@@ -35,6 +35,27 @@
 //! [`std::io::ErrorKind::UnexpectedEof`] error whose inner error is [`Truncated`], where a clean
 //! close gives an ordinary end of stream (`Ok(None)` from a line read).
 //!
+//! Many clients close without `close_notify` (Python's `http.client`, for one). A protocol
+//! whose messages carry their own end (a length, a last line) may take a truncation between
+//! two messages for the client's end, after checking that the last message was whole:
+//!
+//! ```
+//! use net_io::{ByteReadChannel, LineEnding};
+//! use net_tls::Truncated;
+//!
+//! /// The next request line, or `None` when the client went away between requests,
+//! /// with or without `close_notify`.
+//! async fn next_request(input: &mut ByteReadChannel) -> net_io::Result<Option<String>> {
+//!     match input.read_line(8192, LineEnding::Default).await {
+//!         Err(e) if e.inner_error().is_some_and(|inner| inner.is::<Truncated>()) => Ok(None),
+//!         read => read,
+//!     }
+//! }
+//! ```
+//!
+//! A truncation in the middle of a line gives the same error and returns none of the line's
+//! bytes, so a half-received request is never taken for a whole one.
+//!
 //! # Serving TLS in production
 //!
 //! The guide of `net-sockets`, [`net_sockets::guide`], walks the seed's greeting server through
