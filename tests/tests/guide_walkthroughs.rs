@@ -1217,3 +1217,46 @@ async fn guide_step3_await_content_then_deadline_after_an_over_long_line() {
         Some("Bob")
     );
 }
+
+/// The guide's "Slow clients" section: a request of several lines (an HTTP head) read line by
+/// line under one deadline loses the lines read before the deadline fired; read whole with
+/// `read_until`, the retry after the deadline gets every line.
+#[tokio::test]
+async fn guide_slow_clients_a_multi_line_request_is_read_whole_under_a_deadline() {
+    let deadline = Duration::from_millis(50);
+    for whole in [false, true] {
+        let (mut client, mut input) = net_io::ByteChannel::new(true);
+        client
+            .write_string_utf8("GET / HTTP/1.1\r\nHost: a\r\n")
+            .await
+            .unwrap();
+        if whole {
+            let read = input.read_until(b"\r\n\r\n", 8192);
+            assert!(tokio::time::timeout(deadline, read).await.is_err());
+        } else {
+            let head = async {
+                let mut lines = Vec::new();
+                while let Some(line) = input.read_line(8192, LineEnding::Default).await? {
+                    if line.is_empty() {
+                        break;
+                    }
+                    lines.push(line);
+                }
+                Ok::<_, net_io::Error>(lines)
+            };
+            assert!(tokio::time::timeout(deadline, head).await.is_err());
+        }
+        client
+            .write_string_utf8("Accept: */*\r\n\r\n")
+            .await
+            .unwrap();
+        if whole {
+            let head = input.read_until(b"\r\n\r\n", 8192).await.unwrap().unwrap();
+            assert_eq!(&head[..], b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*");
+        } else {
+            // The request line and the first header went with the dropped read.
+            let next = input.read_line(8192, LineEnding::Default).await.unwrap();
+            assert_eq!(next.as_deref(), Some("Accept: */*"));
+        }
+    }
+}
