@@ -1,6 +1,7 @@
 //! Closes of listeners that other descriptors share (adopted from systemd, handed over to a
 //! successor), and closes made from inside a socket's own `with_sock_ref`.
 
+use std::future::Future as _;
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
@@ -269,4 +270,32 @@ fn closes_from_inside_with_sock_ref_return_and_end_cleanly() {
     finished
         .recv_timeout(Duration::from_secs(20))
         .expect("the closes from inside with_sock_ref returned");
+}
+
+/// The selector's close ends a waiting `accept` and every later one with
+/// `Error::SelectorClosed` (the listener's own close: `Error::Closed`), as guarantees.md's row on
+/// a listener that closes says.
+#[tokio::test]
+async fn the_selectors_close_fails_pending_and_later_accepts_with_selector_closed() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let mut waiting = std::pin::pin!(listener.accept());
+    // Polled once: it waits (nobody connects).
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(waiting.as_mut().poll(cx))).await;
+    assert!(first.is_pending());
+    selector.close();
+    let pending = net_tests::within(waiting).await.map(drop);
+    assert!(
+        matches!(pending, Err(net_sockets::Error::SelectorClosed)),
+        "{pending:?}"
+    );
+    let later = listener.accept().await.map(drop);
+    assert!(
+        matches!(later, Err(net_sockets::Error::SelectorClosed)),
+        "{later:?}"
+    );
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use bytes::BytesMut;
 
 use crate::WriteState;
+use crate::error::Failure;
 use crate::write_state::Flags;
 
 /// Whether a [`ByteReadChannel`](crate::ByteReadChannel) holds input its reader has not consumed
@@ -85,6 +86,8 @@ pub(crate) struct Shared {
     /// What the transport runs when a read through tokio's traits leaves nothing pending while
     /// bytes are held (see [`Backlog::on_passed_on`]).
     passed_on: PassedOn,
+    /// The transport's end, once its owner ended it ([`WriteState::end`](crate::WriteState::end)).
+    pub(crate) end: OnceLock<Failure>,
 }
 
 /// The transport's hook for [`Backlog::on_passed_on`].

@@ -876,14 +876,22 @@ impl ByteWriteChannel {
         &mut self.buf
     }
 
-    /// Fails with the channel's failure, or [`Error::ClosedForWrite`] once closed.
+    /// Fails with the channel's failure, or [`Error::ClosedForWrite`] once closed; once the
+    /// transport's owner ended the shared state ([`WriteState::end`]), fails the channel with
+    /// that error.
     #[inline]
-    fn check_writable(&self) -> Result<()> {
+    fn check_writable(&mut self) -> Result<()> {
         if let Some(failure) = &self.failed {
             return Err(failure.report());
         }
         if self.sink.is_none() {
             return Err(Error::ClosedForWrite);
+        }
+        // The transport's owner closed it: no bytes are accepted that could never be sent,
+        // and the channel fails with the close's error, as when a write reaches the transport.
+        if let Some(ended) = self.state.as_ref().and_then(WriteState::ended) {
+            let e = ended.report();
+            return Err(self.fail(e));
         }
         Ok(())
     }

@@ -1,10 +1,12 @@
 //! What a write channel tells the owner of its transport about the bytes it holds.
 
 use std::fmt;
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backlog::Shared;
+use crate::error::{Error, Failure};
 
 /// Shared with a [`ByteWriteChannel`](crate::ByteWriteChannel) (see
 /// [`share_state`](crate::ByteWriteChannel::share_state)): whether the channel holds bytes its
@@ -38,11 +40,12 @@ use crate::backlog::Shared;
 pub struct WriteState(Arc<Shared>);
 
 impl fmt::Debug for WriteState {
-    /// The state's two flags (not the backlog it may live beside).
+    /// The state's flags (not the backlog it may live beside).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteState")
             .field("unsent", &self.has_unsent())
             .field("lost", &self.lost_bytes())
+            .field("ended", &self.ended().is_some())
             .finish()
     }
 }
@@ -53,6 +56,9 @@ impl fmt::Debug for WriteState {
 pub(crate) struct Flags {
     unsent: AtomicBool,
     lost: AtomicBool,
+    /// Whether the transport's owner [ended](WriteState::end) it (the error is kept in the
+    /// allocation's cold part).
+    ended: AtomicBool,
 }
 
 impl WriteState {
@@ -109,6 +115,45 @@ impl WriteState {
     pub(crate) fn set_lost(&self) {
         self.flags().lost.store(true, Ordering::Release);
     }
+
+    /// The owner of the transport closed it: from now on every write call of the channel
+    /// (and every flush) fails with `error` (the first given; later calls change nothing),
+    /// reported again as the channel's failures are, instead of buffering bytes that would
+    /// never be sent: a write that returned `Ok` after the close would report bytes written
+    /// that the peer never gets, after an end that looked clean to it. The sockets of
+    /// `net-sockets` end the state of their write channel as they close (their error:
+    /// `Closed`, or `SelectorClosed`).
+    ///
+    /// ```
+    /// use std::io;
+    ///
+    /// use net_io::{ByteWriteChannel, WriteState};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let state = WriteState::new();
+    /// let mut output = ByteWriteChannel::new(tokio::io::sink(), false);
+    /// output.share_state(state.clone());
+    /// state.end(io::Error::new(io::ErrorKind::NotConnected, "closed by its owner"));
+    /// let e = output.write_fully(b"never accepted").await.unwrap_err();
+    /// assert_eq!(e.kind(), io::ErrorKind::NotConnected);
+    /// assert!(output.is_closed_for_write());
+    /// assert!(!state.has_unsent());
+    /// # }
+    /// ```
+    pub fn end(&self, error: io::Error) {
+        let _ = self.0.end.set(Failure::new(Error::Io(error)));
+        self.flags().ended.store(true, Ordering::Release);
+    }
+
+    /// The transport's end, once [`end`](Self::end) was called.
+    #[inline]
+    pub(crate) fn ended(&self) -> Option<&Failure> {
+        if self.flags().ended.load(Ordering::Acquire) {
+            self.0.end.get()
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -121,7 +166,7 @@ mod tests {
         state.set_unsent(true);
         assert_eq!(
             format!("{state:?}"),
-            "WriteState { unsent: true, lost: false }"
+            "WriteState { unsent: true, lost: false, ended: false }"
         );
     }
 }

@@ -501,6 +501,11 @@ impl Conn {
         let mut decided = None;
         self.core.close_deciding(
             || {
+                // From now on the write channel's calls fail with the close's error, so that
+                // none reports bytes written after this close decided (never sent).
+                if let Some(state) = lock(&self.channel).as_ref() {
+                    state.end(io::Error::from(self.core.closed_error()));
+                }
                 let mode = if again && mode == CloseMode::Graceful && self.write_failed() {
                     CloseMode::Reset
                 } else {
