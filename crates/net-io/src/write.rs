@@ -889,11 +889,20 @@ impl ByteWriteChannel {
         }
         // The transport's owner closed it: no bytes are accepted that could never be sent,
         // and the channel fails with the close's error, as when a write reaches the transport.
-        if let Some(ended) = self.state.as_ref().and_then(WriteState::ended) {
-            let e = ended.report();
-            return Err(self.fail(e));
+        if self.state.as_ref().is_some_and(WriteState::is_ended) {
+            return Err(self.fail_ended());
         }
         Ok(())
+    }
+
+    /// Fails the channel with the error its transport's owner [ended](WriteState::end) the
+    /// shared state with (out of line: the write path only loads the flag).
+    #[cold]
+    #[inline(never)]
+    fn fail_ended(&mut self) -> Error {
+        let ended = self.state.as_ref().and_then(WriteState::ended);
+        let e = ended.map_or(Error::ClosedForWrite, Failure::report);
+        self.fail(e)
     }
 
     /// Before a call adds bytes to the buffer: writes what is buffered to the transport, so

@@ -145,8 +145,13 @@ impl WriteState {
         self.flags().ended.store(true, Ordering::Release);
     }
 
-    /// The transport's end, once [`end`](Self::end) was called.
+    /// Whether [`end`](Self::end) was called.
     #[inline]
+    pub(crate) fn is_ended(&self) -> bool {
+        self.flags().ended.load(Ordering::Acquire)
+    }
+
+    /// The transport's end, once [`end`](Self::end) was called.
     pub(crate) fn ended(&self) -> Option<&Failure> {
         if self.flags().ended.load(Ordering::Acquire) {
             self.0.end.get()
