@@ -1140,9 +1140,10 @@ impl ByteReadChannel {
     /// copied. `dst` is flushed whenever this channel has nothing buffered and must wait for
     /// more, and at the end; it is not closed.
     ///
-    /// It reads from the transport up to 64 KiB at a time; the room it makes for that is
-    /// given back when it returns, so a connection that copied a large body holds its usual
-    /// buffer while it waits for the next item.
+    /// It reads from the transport up to 64 KiB at a time (no more than is left to copy).
+    /// After a copy of 64 KiB or more, the room it made is given back when it returns, unless
+    /// more than 8 KiB of what follows is already buffered, so a connection that copied a large
+    /// body holds its usual buffer while it waits for the next item.
     ///
     /// A failure of either side leaves both as the failure left them (Ktor's `copyTo` cancels
     /// this channel and closes `dst` with the cause): `dst` is not closed (what was copied
@@ -1169,8 +1170,9 @@ impl ByteReadChannel {
                     // so far (an interactive echo must not stall behind a buffer).
                     dst.flush().await?;
                     // A bulk copy reads up to 64 KiB at a time (the usual chunk is 8 KiB): an
-                    // eighth of the system calls.
-                    if self.fill_by(MAX_STEP).await? == 0 {
+                    // eighth of the system calls. No more room than is left to copy.
+                    let left = usize::try_from(limit - copied).unwrap_or(usize::MAX);
+                    if self.fill_by(left.min(MAX_STEP)).await? == 0 {
                         break;
                     }
                 }
@@ -1192,10 +1194,16 @@ impl ByteReadChannel {
         }
         .await;
         self.end_read(limit > 0);
-        if !self.oversized && self.buf.capacity() > 2 * READ_CHUNK && self.buf.len() <= READ_CHUNK {
-            // The copy's 64 KiB reads grew the buffer; the reader that waits for its next item
-            // holds its usual one (a keep-alive connection that received one upload through
-            // here kept 64 KiB, eight times its usual buffer, for the rest of its life).
+        if copied >= MAX_STEP as u64
+            && !self.oversized
+            && self.buf.capacity() > 2 * READ_CHUNK
+            && self.buf.len() <= READ_CHUNK
+        {
+            // A large body's 64 KiB reads grew the buffer; the reader that waits for its next
+            // item holds its usual one (a keep-alive connection that received one upload
+            // through here kept 64 KiB, eight times its usual buffer, for the rest of its
+            // life). Copies of smaller items keep the room, so that a loop of them does not
+            // allocate per call.
             self.release();
         }
         done?;

@@ -415,10 +415,12 @@ impl ByteWriteChannel {
     /// Whether the channel was closed, cancelled or failed for good; writes then fail (with
     /// [`Error::ClosedForWrite`], or with the failure).
     ///
-    /// It is this channel's own state: a close of its socket, or the cancel of an in-memory
-    /// [`ByteChannel`](crate::ByteChannel)'s reader, is learnt from the first write or flush
-    /// that reaches the transport and fails, and only then does this turn true (Ktor's
-    /// `isClosedForWrite` of a `ByteChannel` turns true as soon as its reader cancels).
+    /// It is this channel's own state: a close of its socket (or of whatever
+    /// [ended](WriteState::end) its shared state), or the cancel of an in-memory
+    /// [`ByteChannel`](crate::ByteChannel)'s reader, is learnt from the next write or flush
+    /// call (the first that reaches the transport, for a `ByteChannel`), which fails, and only
+    /// then does this turn true (Ktor's `isClosedForWrite` of a `ByteChannel` turns true as soon
+    /// as its reader cancels).
     pub fn is_closed_for_write(&self) -> bool {
         self.sink.is_none()
     }
@@ -1365,6 +1367,8 @@ impl AsyncWrite for ByteWriteChannel {
                 Ok(())
             });
         }
+        // The transport's owner ended it (a socket's close): no clean end from here.
+        this.check_writable()?;
         this.poll_close(cx).map_err(io::Error::from)
     }
 }

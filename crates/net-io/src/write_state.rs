@@ -124,6 +124,10 @@ impl WriteState {
     /// `net-sockets` end the state of their write channel as they close (their error:
     /// `Closed`, or `SelectorClosed`).
     ///
+    /// A call already past its start (waiting for the transport, on another thread) is not
+    /// stopped: it learns of the close from the transport, or, if it only buffers, the next
+    /// call fails. `error` is reported as an error the transport returned would be.
+    ///
     /// ```
     /// use std::io;
     ///
@@ -141,7 +145,7 @@ impl WriteState {
     /// # }
     /// ```
     pub fn end(&self, error: io::Error) {
-        let _ = self.0.end.set(Failure::new(Error::Io(error)));
+        let _ = self.0.end.set(Failure::new(Error::from(error)));
         self.flags().ended.store(true, Ordering::Release);
     }
 

@@ -41,11 +41,13 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 ///
 /// - [`close`](Self::close) (from any task) is immediate and synchronous: the kernel sends what
 ///   was already written to the socket, then FIN, and the descriptor is released; pending reads
-///   and writes on the channels fail with [`Error::Closed`], and so does every later write or
-///   flush, also one that would only add to the write channel's buffer. Bytes still buffered
-///   in a write channel are not sent (flush first): the close then resets the connection (TLS:
-///   omits `close_notify`), so that the peer never takes the stream for a complete one. Linux
-///   answers a close with unread input with a reset that also drops queued output:
+///   and writes on the channels fail with [`Error::Closed`], and so does every write or flush
+///   called after `close` returned, also one that would only add to the write channel's
+///   buffer (one racing the close on another thread may still be buffered: the next call
+///   reports the close). Bytes still buffered in a write channel are not sent (flush first):
+///   the close then resets the connection (TLS: omits `close_notify`), so that the peer never
+///   takes the stream for a complete one. Linux answers a close with unread input with a reset
+///   that also drops queued output:
 ///   [`Connection::close_gracefully`] avoids both. (TLS: a `close_notify` the socket cannot
 ///   take at once is sent, after everything written, as it drains, as held-back answers are.)
 ///   Answers held back by flush coalescing ([`SocketOptions::coalesce_flushes`](crate::SocketOptions::coalesce_flushes)) count as

@@ -819,7 +819,14 @@ impl Conn {
     /// the state of a channel opened before (STARTTLS: the plain-text channel, which the
     /// upgrade flushed; if it had thrown bytes away, that is remembered as a failed write).
     pub(crate) fn watch_channel(&self, state: WriteState) {
-        let before = lock(&self.channel).replace(state);
+        let mut channel = lock(&self.channel);
+        // A close that began before this lock was taken may have looked for a channel to end
+        // already (it ends it under this lock): a channel opened as it closes is ended here.
+        if self.core.close_begun() {
+            state.end(io::Error::from(self.core.closed_error()));
+        }
+        let before = channel.replace(state);
+        drop(channel);
         if before.is_some_and(|before| before.lost_bytes() || before.has_unsent()) {
             self.write_state.fetch_max(FAILED, Ordering::AcqRel);
         }
