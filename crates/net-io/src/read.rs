@@ -1110,11 +1110,16 @@ impl ByteReadChannel {
     pub async fn skip_if_found(&mut self, pattern: &[u8]) -> Result<bool> {
         self.check_cancelled()?;
         let found: Result<bool> = async {
+            // The bytes compared so far: a read only adds bytes, so each is compared once (a
+            // long pattern whose bytes arrive one at a time is not compared again from its
+            // start after every read).
+            let mut checked = 0;
             loop {
                 let n = self.buf.len().min(pattern.len());
-                if self.buf[..n] != pattern[..n] {
+                if self.buf[checked..n] != pattern[checked..n] {
                     return Ok(false);
                 }
+                checked = n;
                 if n == pattern.len() {
                     return Ok(true);
                 }
@@ -1500,13 +1505,21 @@ impl ByteReadChannel {
 
     /// As `fill`, on the way to `target` buffered bytes, a count that may come from the peer:
     /// the buffer grows by what is buffered already (at least a chunk, at most 64 KiB), never
-    /// by the count itself.
+    /// by the count itself; and only once the room an earlier step made is half filled. (The
+    /// request grows with what is buffered, and a step makes just that much room: asked for at
+    /// every read, one byte later the room fell short of it again, and a peer that sent a byte
+    /// per segment had the buffer reallocated at every read, up to 128 KiB.)
     async fn fill_toward(&mut self, target: usize) -> Result<usize> {
         let len = self.buf.len();
         let want = target
             .saturating_sub(len)
             .min(len.max(READ_CHUNK))
             .min(MAX_STEP);
+        let want = if self.buf.spare() >= want.div_ceil(2) {
+            0
+        } else {
+            want
+        };
         self.fill_by(want).await
     }
 

@@ -226,4 +226,52 @@ fn read_line_to_allocates_nothing_per_line() {
         failures.is_empty(),
         "allocations during {MEASURED} measured read_line_to calls: {report:?}"
     );
+
+    count_reads_fed_a_byte_per_read_grow_their_buffer_geometrically(&rt);
+}
+
+/// The reads that wait for a count of bytes, fed one byte per read (a peer that sends a byte
+/// per segment): the buffer grows geometrically, a few dozen allocations for 128 KiB, as a line
+/// read of the same bytes makes. Before the fix, the room these reads asked for before each read
+/// grew with what was buffered, and a reallocation made just that much: one byte later it fell
+/// short again, so the buffer was reallocated at every read (about 131,075 times for
+/// 128 KiB; where `realloc` cannot grow in place, each a copy of everything buffered). Found by
+/// the complexity audit.
+fn count_reads_fed_a_byte_per_read_grow_their_buffer_geometrically(rt: &tokio::runtime::Runtime) {
+    const N: usize = 128 << 10;
+    const MOST: usize = 120;
+    let names = [
+        "read_bytes",
+        "await_content",
+        "peek",
+        "read_remaining",
+        "skip_if_found",
+        "read_line",
+    ];
+    let mut counts = Vec::new();
+    for (which, name) in names.into_iter().enumerate() {
+        let mut ch = ByteReadChannel::new(ChunkedReader::chunks_with_pauses(std::iter::repeat_n(
+            [b'x'],
+            N,
+        )));
+        let before = allocation_count();
+        run(rt, async {
+            match which {
+                0 => assert_eq!(ch.read_bytes(N).await.unwrap().len(), N),
+                1 => assert!(ch.await_content(N).await.unwrap()),
+                2 => assert_eq!(ch.peek(N).await.unwrap().unwrap().len(), N),
+                3 => assert_eq!(ch.read_remaining(N + 1).await.unwrap().len(), N),
+                4 => assert!(ch.skip_if_found(&[b'x'; N]).await.unwrap()),
+                _ => {
+                    let line = ch.read_line(N, LineEnding::Default).await.unwrap();
+                    assert_eq!(line.unwrap().len(), N);
+                }
+            }
+        });
+        counts.push((name, allocation_count() - before));
+    }
+    assert!(
+        counts.iter().all(|&(_, n)| n <= MOST),
+        "allocations for {N} bytes fed a byte per read (at most {MOST}): {counts:?}"
+    );
 }
