@@ -278,11 +278,7 @@ fn closes_from_inside_with_sock_ref_return_and_end_cleanly() {
 #[tokio::test]
 async fn the_selectors_close_fails_pending_and_later_accepts_with_selector_closed() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = net_tests::loopback::tcp_listener(&selector).await;
     let mut waiting = std::pin::pin!(listener.accept());
     // Polled once: it waits (nobody connects).
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(waiting.as_mut().poll(cx))).await;

@@ -1859,31 +1859,12 @@ async fn a_buffered_write_after_the_close_returned_fails_with_the_closes_variant
             let case = format!("tls {tls}, the selector's close {by_selector}");
             let selector = SelectorManager::new();
             let listener = tcp_listener(&selector).await;
-            let (mut output, mut peer, close, _client): (
-                _,
-                _,
-                Box<dyn FnOnce()>,
-                Box<dyn std::any::Any>,
-            ) = if tls {
-                let (server, mut client) = net_tests::tls::pair_of(&clients, &listener, &pki).await;
-                let server = server.connection().unwrap();
-                let socket = server.socket;
-                (
-                    server.output,
-                    client.open_read_channel().unwrap(),
-                    Box::new(move || socket.close()),
-                    Box::new(client),
-                )
+            let (mut output, mut peer, close, _client) = if tls {
+                let (server, client) = net_tests::tls::pair_of(&clients, &listener, &pki).await;
+                server_output_and_client_input(server, client)
             } else {
-                let (mut client, server) = connected_pair(&clients, &listener).await;
-                let server = server.connection().unwrap();
-                let socket = server.socket;
-                (
-                    server.output,
-                    client.open_read_channel().unwrap(),
-                    Box::new(move || socket.close()),
-                    Box::new(client),
-                )
+                let (client, server) = connected_pair(&clients, &listener).await;
+                server_output_and_client_input(server, client)
             };
             output.write_string_utf8("sent\n").await.unwrap();
             output.flush().await.unwrap();
@@ -1948,4 +1929,27 @@ async fn a_buffered_write_after_the_close_returned_fails_with_the_closes_variant
             }
         }
     }
+}
+
+/// The server's write channel and a close of its socket, and the client's read channel (with
+/// the client, kept open), for plain and TLS sockets alike.
+#[allow(clippy::type_complexity)]
+fn server_output_and_client_input<T: net_sockets::Transport, U: net_sockets::Transport>(
+    server: net_sockets::Socket<T>,
+    mut client: net_sockets::Socket<U>,
+) -> (
+    ByteWriteChannel,
+    net_io::ByteReadChannel,
+    Box<dyn FnOnce()>,
+    Box<dyn std::any::Any>,
+) {
+    let server = server.connection().unwrap();
+    let socket = server.socket;
+    let input = client.open_read_channel().unwrap();
+    (
+        server.output,
+        input,
+        Box::new(move || socket.close()),
+        Box::new(client),
+    )
 }
