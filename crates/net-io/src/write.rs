@@ -758,6 +758,13 @@ impl ByteWriteChannel {
             // (the rest of the same allocation), so that one outside the contract (which
             // clears the buffer it is given, say) cannot take them away. A frame that fails,
             // or panics, is dropped with it.
+            //
+            // The two halves share the allocation, so a frame that outgrows the room after the
+            // buffered bytes cannot take the free space before them (where bytes written out
+            // were): it would be encoded into a new allocation and copied back, once per buffer
+            // written out. That space is taken back first, without allocating: a move of the
+            // buffered bytes to the front, only when at least as many were written out since.
+            let _ = self.buf.try_reclaim(WRITE_BUFFER);
             let mut frame = self.buf.split_off(before);
             let encoded = encoder.encode(item, &mut frame);
             if encoded.is_ok() {
@@ -1160,7 +1167,16 @@ impl ByteWriteChannel {
         if src.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if self.buf.len() >= WRITE_BUFFER {
+        let fits = WRITE_BUFFER.saturating_sub(self.buf.len()).min(src.len());
+        if self.buf.len() >= WRITE_BUFFER
+            || (!self.buf.is_empty()
+                && self.buf.capacity() - self.buf.len() < fits
+                && !self.buf.try_reclaim(fits))
+        {
+            // Full; or partly written out, its free space before its bytes where the allocation
+            // cannot take them back yet (as many as it holds must have left first): the rest
+            // is written out before more is added, as when full, instead of growing the
+            // allocation past the buffer's size.
             // None of `src` is in the buffer: a timeout here leaves the call without effect.
             if let Err(e) = ready!(self.poll_drain(cx)) {
                 return Poll::Ready(Err(self.call_failed(e, 0)));
