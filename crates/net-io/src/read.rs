@@ -65,9 +65,9 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// [`Error::TooLongLine`] instead of growing further; a read that waits for a count of bytes
 /// ([`read_bytes`](Self::read_bytes), [`peek`](Self::peek),
 /// [`await_content`](Self::await_content), the typed reads) grows the buffer as the bytes
-/// arrive, asking for at most 64 KiB more at a time, and holds room for at most twice the
-/// bytes it received (or 8 KiB more, for fewer), so `read_bytes(0xFFFF_FFFF)` after a hostile
-/// length prefix costs a few KiB until the bytes really come. A decoder given to
+/// arrive, each step by about what it holds already (8 KiB at first), and holds room for at
+/// most twice the bytes it received (or 8 KiB more, for fewer), so `read_bytes(0xFFFF_FFFF)`
+/// after a hostile length prefix costs a few KiB until the bytes really come. A decoder given to
 /// [`read_frame`](Self::read_frame) may make room for a whole frame when it reads the frame's
 /// length (tokio-util's `LengthDelimitedCodec` does, up to its `max_frame_length`); room past
 /// 256 KiB and past twice what is buffered is given back at once, before the next read from

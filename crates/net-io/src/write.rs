@@ -153,9 +153,11 @@ impl Sink {
 /// [`tokio_util::codec::FramedWrite`] and anything else written against tokio's traits:
 ///
 /// - `poll_write` accepts what fits in the buffer (a large write with an empty buffer goes to
-///   the transport directly), as [`write_fully`](Self::write_fully) does; in `auto_flush`
-///   mode it then tries to flush without waiting (call `poll_flush` to be sure, as the trait
-///   says). So after `AsyncWriteExt::write_all` on a transport that was full (a TLS record
+///   the transport directly), as [`write_fully`](Self::write_fully) does. It writes the
+///   buffer out first when it is full, or when what a slow transport has not taken yet fills
+///   the end of the buffer's allocation (so that the buffer keeps to its 8 KiB). In
+///   `auto_flush` mode it then tries to flush without waiting (call `poll_flush` to be sure,
+///   as the trait says). So after `AsyncWriteExt::write_all` on a transport that was full (a TLS record
 ///   the socket could not take yet), the last bytes may wait for the next write or a flush:
 ///   a task that writes and then waits for something else flushes first
 ///   (`AsyncWriteExt::flush`). The channel's own [`write_fully`](Self::write_fully) and
