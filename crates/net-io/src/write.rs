@@ -541,7 +541,14 @@ impl ByteWriteChannel {
                 then: Then::FlushUnlessDeferring,
             });
         }
-        if self.buf.len() + src.len() <= WRITE_BUFFER {
+        if self.buf.len() + src.len() <= WRITE_BUFFER
+            && (self.buf.capacity() - self.buf.len() >= src.len()
+                || self.buf.is_empty()
+                || self.buf.try_reclaim(src.len()))
+        {
+            // (A buffer left partly written out by a call dropped or timed out while it wrote
+            // it may lack the room at the end of its allocation: then `src` goes after it as a
+            // write too big for the buffer does, instead of doubling the allocation.)
             self.buffer().extend_from_slice(src);
             self.note_buffer();
             self.written += src.len() as u64;
