@@ -546,13 +546,17 @@ impl ByteWriteChannel {
                 || self.buf.is_empty()
                 || self.buf.try_reclaim(src.len()))
         {
-            // (A buffer left partly written out by a call dropped or timed out while it wrote
-            // it may lack the room at the end of its allocation: then `src` goes after it as a
-            // write too big for the buffer does, instead of doubling the allocation.)
             self.buffer().extend_from_slice(src);
             self.note_buffer();
             self.written += src.len() as u64;
             return Ok(self.after_write(src.len()));
+        }
+        if self.buf.len() + src.len() <= WRITE_BUFFER {
+            // A buffer left partly written out by a call dropped or timed out while it wrote
+            // it may lack the room at the end of its allocation: it is written out first, then
+            // `src` is buffered whole (instead of doubling the allocation; not sent after it
+            // as a larger write is, which a drop could cut).
+            return Ok(Rest::RoomFor);
         }
         // Too big for the buffer: skip the copy.
         Ok(Rest::Through {
@@ -605,6 +609,16 @@ impl ByteWriteChannel {
                         return Poll::Ready(Err(self.call_failed(e, 0)));
                     }
                     *rest = Rest::Done;
+                }
+                Rest::RoomFor => {
+                    if let Err(e) = ready!(self.poll_drain(cx)) {
+                        *rest = Rest::Done;
+                        return Poll::Ready(Err(self.call_failed(e, 0)));
+                    }
+                    self.buffer().extend_from_slice(src);
+                    self.note_buffer();
+                    self.written += src.len() as u64;
+                    *rest = self.after_write(src.len());
                 }
                 Rest::Drain { call, flush } => {
                     let (call, flush) = (*call, *flush);
@@ -1301,6 +1315,9 @@ enum Rest {
     /// The buffer is written out to make room for the call's bytes, which are not in it yet (a
     /// timeout leaves the call without effect).
     Room,
+    /// As `Room`, then the call's bytes are copied into the buffer whole and the call goes on
+    /// as one that buffered them at its start.
+    RoomFor,
     /// The buffer, whose last `call` bytes are the call's, is written out and the transport
     /// flushed, unless the shared backlog takes the buffer (held back while the reader has
     /// requests pending).
