@@ -275,7 +275,7 @@ macro_rules! typed_writes {
                 if let Some(v) = value {
                     if let Rest::Start = rest {
                         self.check_writable()?;
-                        rest = if self.buf.len() + CALL > WRITE_BUFFER {
+                        rest = if self.buf.len() + CALL > WRITE_BUFFER || !self.fits_in_place(CALL) {
                             Rest::Room
                         } else {
                             Rest::Done
@@ -541,11 +541,7 @@ impl ByteWriteChannel {
                 then: Then::FlushUnlessDeferring,
             });
         }
-        if self.buf.len() + src.len() <= WRITE_BUFFER
-            && (self.buf.capacity() - self.buf.len() >= src.len()
-                || self.buf.is_empty()
-                || self.buf.try_reclaim(src.len()))
-        {
+        if self.buf.len() + src.len() <= WRITE_BUFFER && self.fits_in_place(src.len()) {
             self.buffer().extend_from_slice(src);
             self.note_buffer();
             self.written += src.len() as u64;
@@ -927,6 +923,16 @@ impl ByteWriteChannel {
         Ok(())
     }
 
+    /// Whether `n` more bytes fit the end of the buffer's allocation without growing it (the
+    /// room before its bytes, where bytes written out were, is taken back when the allocation
+    /// allows, without allocating). An empty buffer always does. A buffer left partly written
+    /// out by a call dropped or timed out while it wrote it may not: a call is then written
+    /// out first, instead of doubling the allocation.
+    #[inline]
+    fn fits_in_place(&mut self, n: usize) -> bool {
+        self.buf.is_empty() || self.buf.capacity() - self.buf.len() >= n || self.buf.try_reclaim(n)
+    }
+
     /// Fails the channel with the error its transport's owner [ended](WriteState::end) the
     /// shared state with (out of line: the write path only loads the flag).
     #[cold]
@@ -1191,11 +1197,7 @@ impl ByteWriteChannel {
             return Poll::Ready(Ok(0));
         }
         let fits = WRITE_BUFFER.saturating_sub(self.buf.len()).min(src.len());
-        if self.buf.len() >= WRITE_BUFFER
-            || (!self.buf.is_empty()
-                && self.buf.capacity() - self.buf.len() < fits
-                && !self.buf.try_reclaim(fits))
-        {
+        if self.buf.len() >= WRITE_BUFFER || !self.fits_in_place(fits) {
             // Full; or partly written out, its free space before its bytes where the allocation
             // cannot take them back yet (as many as it holds must have left first): the rest
             // is written out before more is added, as when full, instead of growing the
