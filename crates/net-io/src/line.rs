@@ -80,6 +80,20 @@ pub(crate) fn scan_line(
     }
 }
 
+// Bytes the scans of this thread looked at (unit tests count them: a line read started again
+// after a cancel goes on where the last scan stopped).
+#[cfg(test)]
+thread_local! {
+    pub(crate) static SCANNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` bytes scanned (unit tests only).
+#[inline(always)]
+fn count_scanned(_n: usize) {
+    #[cfg(test)]
+    SCANNED.with(|scanned| scanned.set(scanned.get() + _n));
+}
+
 /// Below this many bytes a plain loop finds a byte sooner than `memchr`'s vector code (a short
 /// request line, or the empty rest of a buffer that a read is about to fill).
 const SHORT: usize = 32;
@@ -123,6 +137,7 @@ fn scan_default(buf: &[u8], limit: usize, eof: bool, from: usize) -> Scan {
     // Content plus CR plus LF: a delimiter past this window means a too-long line.
     let window = &buf[..buf.len().min(limit.saturating_add(2))];
     let from = from.min(window.len());
+    count_scanned(window.len() - from);
     if let Some(i) = find_lf(&window[from..]).map(|i| from + i) {
         let content = if i > 0 && buf[i - 1] == b'\r' {
             i - 1
@@ -162,6 +177,7 @@ fn scan_default(buf: &[u8], limit: usize, eof: bool, from: usize) -> Scan {
 fn scan_lenient(buf: &[u8], limit: usize, eof: bool, from: usize) -> Scan {
     let window = &buf[..buf.len().min(limit.saturating_add(1))];
     let from = from.min(window.len());
+    count_scanned(window.len() - from);
     let len = buf.len();
     if let Some(i) = find_cr_or_lf(&window[from..]).map(|i| from + i) {
         if buf[i] == b'\n' {
@@ -246,6 +262,7 @@ pub(crate) fn scan_until(
     // A delimiter that starts at or before `limit` ends within this window.
     let window = &buf[..buf.len().min(limit.saturating_add(delimiter.len()))];
     let from = from.min(window.len());
+    count_scanned(window.len() - from);
     if let Some(i) = finder.find(&window[from..]) {
         return Until::Found { content: from + i };
     }

@@ -35,12 +35,14 @@ fn writes_and_line_reads_are_small_futures() {
 
 /// The channels themselves live in the task of every connection that reads and writes: a
 /// failure a channel keeps, and the rest of an over-long line it owes a skip, are rare, and
-/// boxed (they took 24 bytes each in every channel: 128 and 112 bytes before).
+/// boxed (they took 24 bytes each in every channel: 128 and 112 bytes before). Where a line
+/// read stopped scanning a partial line (so that one started again after a cancel goes on from
+/// there) is boxed too, with a flag in the channel: 96 bytes before it, 104 with it.
 #[test]
 fn channels_are_small() {
     use net_io::{ByteReadChannel, ByteWriteChannel};
     let read = std::mem::size_of::<ByteReadChannel>();
     let write = std::mem::size_of::<ByteWriteChannel>();
-    assert!(read <= 96, "ByteReadChannel is {read} bytes, over 96");
+    assert!(read <= 104, "ByteReadChannel is {read} bytes, over 104");
     assert!(write <= 96, "ByteWriteChannel is {write} bytes, over 96");
 }
