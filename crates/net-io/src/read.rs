@@ -111,6 +111,13 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// tokio's traits. Trait reads and the channel's own reads share one buffer and may be mixed
 /// freely. Errors travel inside an [`io::Error`]; `Error::from` recovers this crate's error.
 ///
+/// A [`FramedRead`](tokio_util::codec::FramedRead) over the channel (or over `&mut` it) reads
+/// ahead into a buffer of its own: bytes it took past its last frame are in that buffer, not in
+/// the channel, when the code goes back to the channel's own reads (a protocol that upgrades,
+/// or reads a body after framed headers). [`read_frame`](Self::read_frame) decodes on the
+/// channel's own buffer, and [`into_frames`](Self::into_frames) gives a stream of frames whose
+/// [`into_parts`](Frames::into_parts) hands the channel back with every byte not decoded.
+///
 /// What a trait read leaves buffered is never taken for pending requests by a
 /// [`Backlog`](crate::Backlog) (flush coalescing): code written against the traits passes its
 /// bytes on, and may stop reading while its writes wait

@@ -1098,3 +1098,38 @@ fn display_and_source_are_transparent() {
     assert_eq!(e.source().unwrap().to_string(), "root");
     assert!(e.inner_error().is_some_and(|i| i.is::<Outer>()));
 }
+
+/// ByteReadChannel, "tokio's I/O traits": a `FramedRead` over `&mut` the channel keeps the
+/// bytes it read past its last frame in its own buffer; `read_frame` and `into_frames` (then
+/// `into_parts`) leave them in the channel.
+#[tokio::test]
+async fn framed_read_keeps_bytes_past_its_frame_and_read_frame_does_not() {
+    use futures_core::Stream;
+    use tokio_util::codec::FramedRead;
+    let input = "HELLO\nbody bytes";
+    let mut channel = ByteReadChannel::from_bytes(input);
+    {
+        let mut framed = FramedRead::new(&mut channel, LinesCodec::new());
+        let first = std::future::poll_fn(|cx| Pin::new(&mut framed).poll_next(cx)).await;
+        assert_eq!(first.unwrap().unwrap(), "HELLO");
+        assert_eq!(framed.read_buffer().as_ref(), b"body bytes");
+    }
+    assert_eq!(channel.available_for_read(), 0);
+
+    let mut channel = ByteReadChannel::from_bytes(input);
+    let first = channel.read_frame(&mut LinesCodec::new()).await.unwrap();
+    assert_eq!(first.as_deref(), Some("HELLO"));
+    assert_eq!(
+        channel.read_remaining(64).await.unwrap(),
+        &b"body bytes"[..]
+    );
+
+    let mut frames = ByteReadChannel::from_bytes(input).into_frames(LinesCodec::new());
+    let first = std::future::poll_fn(|cx| Pin::new(&mut frames).poll_next(cx)).await;
+    assert_eq!(first.unwrap().unwrap(), "HELLO");
+    let (mut channel, _) = frames.into_parts();
+    assert_eq!(
+        channel.read_remaining(64).await.unwrap(),
+        &b"body bytes"[..]
+    );
+}
