@@ -157,7 +157,7 @@ impl WriteState {
 
     /// The transport's end, once [`end`](Self::end) was called.
     pub(crate) fn ended(&self) -> Option<&Failure> {
-        if self.flags().ended.load(Ordering::Acquire) {
+        if self.is_ended() {
             self.0.end.get()
         } else {
             None
