@@ -1417,10 +1417,15 @@ impl ByteReadChannel {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let mut frames = ByteReadChannel::from_bytes("a\nb\n").into_frames(LinesCodec::new());
     /// let mut lines = Vec::new();
-    /// while let Some(line) = std::future::poll_fn(|cx| Pin::new(&mut frames).poll_next(cx)).await {
+    /// while let Some(line) = frames.next_frame().await {
     ///     lines.push(line.unwrap());
     /// }
     /// assert_eq!(lines, ["a", "b"]);
+    ///
+    /// // Or as a `Stream`, for code written against one.
+    /// let mut frames = ByteReadChannel::from_bytes("c\n").into_frames(LinesCodec::new());
+    /// let next = std::future::poll_fn(|cx| Pin::new(&mut frames).poll_next(cx)).await;
+    /// assert_eq!(next.unwrap().unwrap(), "c");
     /// # }
     /// ```
     pub fn into_frames<D: Decoder>(mut self, decoder: D) -> Frames<D> {
@@ -1850,6 +1855,45 @@ impl<D> Frames<D> {
     pub fn into_parts(self) -> (ByteReadChannel, D) {
         (self.channel, self.decoder)
     }
+
+    /// The next frame: what the [`Stream`](futures_core::Stream) yields next, without
+    /// `StreamExt` or `poll_fn`; `None` at the end of the stream and after the first error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the decoder stays in `self` with what it consumed of a frame it began, and
+    /// the channel keeps every byte not consumed (see
+    /// [`ByteReadChannel::read_frame`]).
+    pub async fn next_frame(&mut self) -> Option<Result<D::Item, D::Error>>
+    where
+        D: Decoder,
+        D::Error: From<io::Error>,
+    {
+        poll_fn(|cx| self.poll_next_frame(cx)).await
+    }
+
+    /// The stream's poll, for [`next_frame`](Self::next_frame) and `poll_next`.
+    fn poll_next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<D::Item, D::Error>>>
+    where
+        D: Decoder,
+        D::Error: From<io::Error>,
+    {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let result = ready!(self.channel.poll_frame(cx, &mut self.decoder));
+        match result {
+            Ok(Some(frame)) => Poll::Ready(Some(Ok(frame))),
+            Ok(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                self.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
 }
 
 impl<D> futures_core::Stream for Frames<D>
@@ -1860,22 +1904,7 @@ where
     type Item = Result<D::Item, D::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        let result = ready!(this.channel.poll_frame(cx, &mut this.decoder));
-        match result {
-            Ok(Some(frame)) => Poll::Ready(Some(Ok(frame))),
-            Ok(None) => {
-                this.done = true;
-                Poll::Ready(None)
-            }
-            Err(e) => {
-                this.done = true;
-                Poll::Ready(Some(Err(e)))
-            }
-        }
+        self.get_mut().poll_next_frame(cx)
     }
 }
 

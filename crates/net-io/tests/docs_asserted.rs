@@ -234,7 +234,8 @@ async fn flush_and_close_after_a_clean_close_are_closed_for_write() {
 }
 
 /// Frames: "The stream ends (yields None) at the end of the channel, and after the first
-/// error"; into_parts "Gives back the channel (with whatever is still buffered)".
+/// error"; into_parts "Gives back the channel (with whatever is still buffered)"; next_frame
+/// yields what the stream does.
 #[tokio::test]
 async fn frames_end_after_the_first_error_and_give_back_the_channel() {
     use futures_core::Stream;
@@ -255,6 +256,7 @@ async fn frames_end_after_the_first_error_and_give_back_the_channel() {
     }
     assert!(next(&mut frames).await.is_none());
     assert!(next(&mut frames).await.is_none());
+    assert!(frames.next_frame().await.is_none());
     let (mut channel, _) = frames.into_parts();
     assert_eq!(channel.available_for_read(), 1);
     assert_eq!(channel.read_u8().await.unwrap(), b'b');
@@ -1132,4 +1134,27 @@ async fn framed_read_keeps_bytes_past_its_frame_and_read_frame_does_not() {
         channel.read_remaining(64).await.unwrap(),
         &b"body bytes"[..]
     );
+}
+
+/// Frames::next_frame: "what the Stream yields next ... None at the end of the stream and
+/// after the first error".
+#[tokio::test]
+async fn next_frame_yields_frames_then_the_error_then_none() {
+    let input = ByteReadChannel::new(ChunkedReader::new([
+        Step::Data(b"a\nb".to_vec()),
+        Step::Fail(reset()),
+    ]));
+    let mut frames = input.into_frames(LinesCodec::new());
+    assert_eq!(frames.next_frame().await.unwrap().unwrap(), "a");
+    match frames.next_frame().await {
+        Some(Err(LinesCodecError::Io(e))) => {
+            assert_eq!(Error::from(e).kind(), io::ErrorKind::ConnectionReset)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(frames.next_frame().await.is_none());
+    let mut frames = ByteReadChannel::from_bytes("x\ny").into_frames(LinesCodec::new());
+    assert_eq!(frames.next_frame().await.unwrap().unwrap(), "x");
+    assert_eq!(frames.next_frame().await.unwrap().unwrap(), "y");
+    assert!(frames.next_frame().await.is_none());
 }
