@@ -1375,6 +1375,16 @@ impl ByteReadChannel {
     /// it: `LinesCodec` then panics, or returns two lines as one. After other reads, pass a
     /// new decoder. (Other reads between calls that each returned a frame are fine.)
     ///
+    /// One call hands its decoder what is buffered once, and again only after more bytes
+    /// arrive (as tokio-util's `FramedRead`), however often the call is polled. A new call
+    /// cannot know that its decoder is the last call's, so a call made again after every
+    /// cancel (a `select!` loop whose other branch wins) hands the decoder the partial frame
+    /// every time: cheap for tokio-util's codecs, which keep their place, but a decoder that
+    /// searches from the start of the buffer, or reserves room for the whole frame, at every
+    /// call does that work at every cancel. In such a loop, use
+    /// [`into_frames`](Self::into_frames), whose [`next_frame`](Frames::next_frame) knows its
+    /// decoder, or keep one `read_frame` future across the loop's turns.
+    ///
     /// # Panics
     ///
     /// A decoder's panic goes on to the caller; what the decoder consumed before it panicked
@@ -1403,7 +1413,10 @@ impl ByteReadChannel {
         // Room is given back once per frame, or per call: the decoder may be another one than
         // the last call's (which may have been dropped after it gave back its room).
         self.room_given_back = false;
-        poll_fn(|cx| self.poll_frame(cx, decoder)).await
+        // Within this call the decoder is the same: it is not handed the same bytes twice (a
+        // wake-up with nothing new, a `select!` that polls every branch, reads first).
+        let mut undecodable = None;
+        poll_fn(|cx| self.poll_frame(cx, decoder, &mut undecodable)).await
     }
 
     /// Turns the channel into a [`Stream`](futures_core::Stream) of frames decoded by `decoder`.
@@ -1436,13 +1449,20 @@ impl ByteReadChannel {
             channel: self,
             decoder,
             done: false,
+            undecodable: None,
         }
     }
 
+    /// `undecodable`: `received` and the buffer's length when this `decoder` (a stream's own,
+    /// or the same call's) last found no frame; it is not handed the same bytes again before
+    /// more arrive (as tokio-util's `FramedRead`: a decoder that searches from the start would
+    /// otherwise scan what is buffered at every poll, and a stream's `next_frame` made again
+    /// after every cancel).
     fn poll_frame<D>(
         &mut self,
         cx: &mut Context<'_>,
         decoder: &mut D,
+        undecodable: &mut Option<(u64, usize)>,
     ) -> Poll<Result<Option<D::Item>, D::Error>>
     where
         D: Decoder,
@@ -1451,7 +1471,7 @@ impl ByteReadChannel {
         if let Err(e) = self.check_cancelled() {
             return Poll::Ready(Err(io::Error::from(e).into()));
         }
-        let frame = ready!(self.poll_decode(cx, decoder));
+        let frame = ready!(self.poll_decode(cx, decoder, undecodable));
         self.end_read(true);
         if frame.is_err() {
             // The decoder may have consumed input before it failed (or the transport failed):
@@ -1466,11 +1486,14 @@ impl ByteReadChannel {
         &mut self,
         cx: &mut Context<'_>,
         decoder: &mut D,
+        undecodable: &mut Option<(u64, usize)>,
     ) -> Poll<Result<Option<D::Item>, D::Error>>
     where
         D: Decoder,
         D::Error: From<io::Error>,
     {
+        // Nothing received or consumed since this decoder last found no frame: read first.
+        let mut decode = *undecodable != Some((self.received, self.buf.len()));
         loop {
             if self.eof {
                 // No read from the transport follows to clear the backlog: say what is left.
@@ -1489,16 +1512,21 @@ impl ByteReadChannel {
                 self.publish();
                 return Poll::Ready(frame);
             }
-            // What is buffered is decoded first, even after a transport error.
-            let frame = self.decode_with(|buf| decoder.decode(buf));
-            // A decoder may make room for a whole frame itself: the channel gives a buffer
-            // grown that way back too, once it is empty.
-            self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
-            if let Some(frame) = frame? {
-                self.room_given_back = false;
-                self.publish();
-                return Poll::Ready(Ok(Some(frame)));
+            if decode {
+                // What is buffered is decoded first, even after a transport error.
+                *undecodable = None;
+                let frame = self.decode_with(|buf| decoder.decode(buf));
+                // A decoder may make room for a whole frame itself: the channel gives a buffer
+                // grown that way back too, once it is empty.
+                self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
+                if let Some(frame) = frame? {
+                    self.room_given_back = false;
+                    self.publish();
+                    return Poll::Ready(Ok(Some(frame)));
+                }
+                *undecodable = Some((self.received, self.buf.len()));
             }
+            decode = true;
             if self.oversized
                 && !self.room_given_back
                 && self.buf.capacity() > self.buf.len().saturating_mul(2) + MAX_STEP
@@ -1848,6 +1876,8 @@ pub struct Frames<D> {
     channel: ByteReadChannel,
     decoder: D,
     done: bool,
+    /// See [`ByteReadChannel::poll_frame`].
+    undecodable: Option<(u64, usize)>,
 }
 
 impl<D> Frames<D> {
@@ -1881,7 +1911,10 @@ impl<D> Frames<D> {
         if self.done {
             return Poll::Ready(None);
         }
-        let result = ready!(self.channel.poll_frame(cx, &mut self.decoder));
+        let result = ready!(
+            self.channel
+                .poll_frame(cx, &mut self.decoder, &mut self.undecodable)
+        );
         match result {
             Ok(Some(frame)) => Poll::Ready(Some(Ok(frame))),
             Ok(None) => {
