@@ -34,8 +34,9 @@
 //! the item is complete, so dropping its future (in a `tokio::select!`, say) loses no bytes: the
 //! next read sees them. Reads that copy into a caller's slice piece by piece
 //! ([`read_fully`](ByteReadChannel::read_fully)), skip ([`discard`](ByteReadChannel::discard))
-//! or pump ([`copy_to`](ByteReadChannel::copy_to)) are not cancel safe, nor are writes. Each
-//! method's `# Cancel safety` section says which it is.
+//! or pump ([`copy_to`](ByteReadChannel::copy_to)) are not cancel safe, nor are writes
+//! ([`flush`](ByteWriteChannel::flush) is). Each method's `# Cancel safety` section says which
+//! it is.
 //!
 //! # Example
 //!

@@ -100,9 +100,9 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// [`ByteChannel`](crate::ByteChannel) one per read, as tokio's own do. So a task that reads a
 /// flood of pipelined items, and never has to wait, still yields to the other tasks of its
 /// thread: at the latest after 128 reads from the socket (tokio's budget per turn), each of
-/// at most what the channel's buffer has room for (8 KiB usually; [`copy_to`](Self::copy_to)
-/// reads 64 KiB at a time). As with tokio's `BufReader`, how many items one turn serves
-/// follows how small they are.
+/// at most what the channel's buffer has room for (8 KiB usually, 64 KiB in
+/// [`copy_to`](Self::copy_to), up to 256 KiB in a buffer that a large item grew). As with
+/// tokio's `BufReader`, how many items one turn serves follows how small they are.
 ///
 /// # tokio's I/O traits
 ///
@@ -1226,7 +1226,10 @@ impl ByteReadChannel {
     /// copied. `dst` is flushed whenever this channel has nothing buffered and must wait for
     /// more, and at the end; it is not closed.
     ///
-    /// It reads from the transport up to 64 KiB at a time (no more than is left to copy).
+    /// It makes room for up to 64 KiB at a time (no more than is left to copy) and reads into
+    /// all the room the buffer has: a read may take more than is left to copy (what it takes
+    /// past `limit` stays buffered for the next read), and more than 64 KiB when an earlier
+    /// item grew the buffer past that (up to 256 KiB, which is kept).
     /// After a copy of 64 KiB or more, the room it made is given back when it returns, unless
     /// more than 8 KiB of what follows is already buffered, so a connection that copied a large
     /// body holds its usual buffer while it waits for the next item.
