@@ -436,9 +436,11 @@ impl ByteReadChannel {
     ///
     /// Cancel safe: nothing of the line is consumed until the whole line is there (skipping an
     /// over-long line before it may be interrupted, and goes on with the next line read). A
-    /// line read started again after one was dropped (in a `select!` loop whose other branches
-    /// win often) goes on scanning the partial line where the dropped one stopped, so a long
-    /// partial line costs time for the bytes received, not at every cancel (tokio-util's
+    /// line read started again after one was dropped (in a `select!` loop whose other
+    /// branches win often) goes on scanning the partial line where the dropped one stopped, if
+    /// that was the last line read or `read_until` to wait, with the same ending, and nothing
+    /// was consumed since (so do `read_line_to`, `read_line_strict` and `read_utf8_line`): a
+    /// long partial line costs time for the bytes received, not at every cancel (tokio-util's
     /// `LinesCodec` keeps its place the same way).
     ///
     /// # Examples
