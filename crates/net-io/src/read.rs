@@ -101,7 +101,8 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// flood of pipelined items, and never has to wait, still yields to the other tasks of its
 /// thread: at the latest after 128 reads from the socket (tokio's budget per turn), each of
 /// at most what the channel's buffer has room for (8 KiB usually, 64 KiB in
-/// [`copy_to`](Self::copy_to), up to 256 KiB in a buffer that a large item grew). As with
+/// [`copy_to`](Self::copy_to), up to 256 KiB in a buffer that a large item grew; while an
+/// item larger than that arrives, up to about as much as is buffered of it). As with
 /// tokio's `BufReader`, how many items one turn serves follows how small they are.
 ///
 /// # tokio's I/O traits
@@ -1228,10 +1229,11 @@ impl ByteReadChannel {
     /// copied. `dst` is flushed whenever this channel has nothing buffered and must wait for
     /// more, and at the end; it is not closed.
     ///
-    /// It makes room for up to 64 KiB at a time (no more than is left to copy) and reads into
-    /// all the room the buffer has: a read may take more than is left to copy (what it takes
-    /// past `limit` stays buffered for the next read), and more than 64 KiB when an earlier
-    /// item grew the buffer past that (up to 256 KiB, which is kept).
+    /// It makes room for up to 64 KiB at a time (less when less is left to copy, but at least
+    /// 4 KiB) and reads into all the room the buffer has: a read may take more than is left to
+    /// copy (what it takes past `limit` stays buffered for the next read), and more than
+    /// 64 KiB when an earlier item grew the buffer past that (up to 256 KiB, kept for the
+    /// copy).
     /// After a copy of 64 KiB or more, the room it made is given back when it returns, unless
     /// more than 8 KiB of what follows is already buffered, so a connection that copied a large
     /// body holds its usual buffer while it waits for the next item.
@@ -1381,7 +1383,9 @@ impl ByteReadChannel {
     /// new decoder. (Other reads between calls that each returned a frame are fine.)
     ///
     /// One call hands its decoder what is buffered once, and again only after more bytes
-    /// arrive (as tokio-util's `FramedRead`), however often the call is polled. A new call
+    /// arrive (as tokio-util's `FramedRead`), however often the call is polled: a decoder's
+    /// `Ok(None)` means that it needs more bytes (tokio-util's rule), so one that returns it
+    /// while a frame is still there waits for the next bytes, as with `FramedRead`. A new call
     /// cannot know that its decoder is the last call's, so a call made again after every
     /// cancel (a `select!` loop whose other branch wins) hands the decoder the partial frame
     /// every time: cheap for tokio-util's codecs, which keep their place, but a decoder that
