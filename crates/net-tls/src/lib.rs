@@ -387,8 +387,14 @@ pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 pub use server::{TlsServerConfig, TlsServerConfigBuilder};
 pub use socket::{TlsConnection, TlsExt, TlsSession, TlsSocket, TlsStream};
 
-/// A TLS protocol version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A TLS protocol version, ordered from the oldest to the newest.
+///
+/// ```
+/// use net_tls::TlsVersion;
+///
+/// assert!(TlsVersion::Tls12 < TlsVersion::Tls13);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum TlsVersion {
     /// TLS 1.2.
