@@ -186,8 +186,8 @@ async fn slow_peer_is_served_and_idle_peer_times_out() {
 /// `ByteWriteChannel` documents: bytes that had reached its buffer are still written, in order,
 /// by the next flush; of a large write that bypasses the buffer, exactly the prefix the socket
 /// took was sent, and the rest is discarded. Nothing is written twice. Since the stream now
-/// misses the rest of that write, it never ends cleanly: `flush_and_close` writes everything out
-/// but sends no FIN and reports the loss, and the close resets the connection.
+/// misses the rest of that write, it never ends cleanly: a flush writes everything out, but
+/// `flush_and_close` sends no FIN and reports the loss, and the close resets the connection.
 #[tokio::test]
 async fn a_dropped_write_future_leaves_a_defined_state() {
     let selector = SelectorManager::new();
@@ -233,6 +233,7 @@ async fn a_dropped_write_future_leaves_a_defined_state() {
         (received, peer)
     });
     output.write_string_utf8("tail").await.unwrap();
+    within(output.flush()).await.unwrap();
     let e = within(output.flush_and_close()).await.unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e:?}");
     let (received, mut peer) = within(reader).await.unwrap();

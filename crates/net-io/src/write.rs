@@ -47,9 +47,10 @@ impl Sink {
 ///
 /// Writes go into a buffer of up to 8 KiB, which is written to the transport when it fills, on
 /// [`flush`](Self::flush), and, in `auto_flush` mode, at the end of every write call (the peer
-/// sees each write without a `flush`). A write larger than the room left in the buffer goes
-/// to the transport directly, after what the buffer holds (typed writes, which are small, are
-/// always buffered). A slow peer holds the writer back (backpressure); memory never grows past the
+/// sees each write without a `flush`). A write of up to 8 KiB that does not fit the room left
+/// waits for what the buffer holds to be written out, then is buffered whole, as tokio's
+/// `BufWriter` does; a larger write goes to the transport directly, after what the buffer
+/// holds. A slow peer holds the writer back (backpressure); memory never grows past the
 /// buffer, also when write calls are dropped while they wait (see
 /// [Dropped writes](#dropped-writes)), but for [`write_frame`](Self::write_frame): a frame
 /// that does not fit the room left is added whole, the buffer's allocation growing to hold it
@@ -122,16 +123,16 @@ impl Sink {
 ///   next write, [`flush`](Self::flush) or [`flush_and_close`](Self::flush_and_close) sends
 ///   them. Nothing is written twice.
 /// - Typed writes (`write_u32`, ...), [`write_frame`](Self::write_frame) and, but for the case
-///   below, writes that fit the room left in the buffer copy their bytes into it whole before
-///   they wait, so a dropped one is never cut: it is sent whole with what follows, or not at
-///   all when it was dropped while it waited for room. A typed write whose value does not fit
-///   the room left, and a `write_frame` that finds the buffer holding 8 KiB or more, first wait
-///   for the buffer to be written out and add nothing until then (as a larger write does), so
-///   calls dropped over and over against a peer that takes nothing never grow the buffer past
-///   its size (`write_frame`: its size and one frame).
-/// - A write that goes to the transport directly — one larger than the room left in the buffer,
-///   or, in `auto_flush` mode, one made while the buffer is empty — may be dropped after the
-///   transport took a prefix of it: that prefix is sent, the rest of the slice is not.
+///   below, writes of up to 8 KiB copy their bytes into it whole before they wait, so
+///   a dropped one is never cut: it is sent whole with what follows, or not at all when it was
+///   dropped while it waited for room. One that does not fit the room left, and a
+///   `write_frame` that finds the buffer holding 8 KiB or more, first wait for the buffer to be
+///   written out and add nothing until then, so calls dropped over and over against a peer
+///   that takes nothing never grow the buffer past its size (`write_frame`: its size and one
+///   frame).
+/// - A write that goes to the transport directly — one larger than 8 KiB, or, in `auto_flush`
+///   mode, one made while the buffer is empty — may be dropped after the transport took a
+///   prefix of it: that prefix is sent, the rest of the slice is not.
 ///
 /// So the peer receives everything written before the dropped write, then a prefix (from
 /// nothing to all) of its bytes, then whatever is written next. A protocol with framing cannot
@@ -547,11 +548,13 @@ impl ByteWriteChannel {
             self.written += src.len() as u64;
             return Ok(self.after_write(src.len()));
         }
-        if self.buf.len() + src.len() <= WRITE_BUFFER {
-            // A buffer left partly written out by a call dropped or timed out while it wrote
-            // it may lack the room at the end of its allocation: it is written out first, then
-            // `src` is buffered whole (instead of doubling the allocation; not sent after it
-            // as a larger write is, which a drop could cut).
+        if src.len() <= WRITE_BUFFER {
+            // No larger than the buffer, but more than the room left (or, in a buffer left partly
+            // written out by a call dropped or timed out while it wrote it, than the room at
+            // the end of its allocation): the buffer is written out first, then `src` is
+            // buffered whole, as `BufWriter` does (one transport write per buffer, not two;
+            // the allocation never doubles; not sent after the buffer as a larger write is,
+            // which a drop could cut).
             return Ok(Rest::RoomFor);
         }
         // Too big for the buffer: skip the copy.
@@ -839,7 +842,8 @@ impl ByteWriteChannel {
     /// A channel that failed, or whose flush here fails, or whose stream misses the rest of a
     /// write dropped part-way, is not shut down (the peer must not take a failed stream for a
     /// complete one): the transport is dropped and the error returned (see
-    /// [Failures](Self#failures)). If the shutdown itself fails, the channel is failed for good
+    /// [Failures](Self#failures)). In the last case what the channel buffers is not written
+    /// out either ([`flush`](Self::flush) does). If the shutdown itself fails, the channel is failed for good
     /// with that error too.
     ///
     /// # Errors

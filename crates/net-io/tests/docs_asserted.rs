@@ -1031,25 +1031,31 @@ async fn a_failed_read_of_bytes_with_nothing_buffered_ends_the_skip() {
     }
 }
 
-/// ByteWriteChannel: "A write larger than the room left in the buffer goes to the transport
-/// directly, after what the buffer holds (typed writes, which are small, are always
-/// buffered)."
+/// ByteWriteChannel: "A write of up to 8 KiB that does not fit the room left waits for what the
+/// buffer holds to be written out, then is buffered whole, as tokio's `BufWriter` does; a
+/// larger write goes to the transport directly, after what the buffer holds."
 #[tokio::test]
-async fn a_write_larger_than_the_room_left_goes_out_after_the_buffer() {
+async fn a_write_that_does_not_fit_the_room_left_goes_out_after_the_buffer() {
     let mock = MockWriter::default();
     let mut output = ByteWriteChannel::new(mock.clone(), false);
     output.write_fully(&[1; 8190]).await.unwrap();
     assert!(mock.accepted().is_empty());
     output.write_fully(b"abcd").await.unwrap();
-    let accepted = mock.accepted().len();
-    // A typed write of the same size does what the paragraph says.
-    let typed = MockWriter::default();
-    let mut other = ByteWriteChannel::new(typed.clone(), false);
-    other.write_fully(&[1; 8190]).await.unwrap();
-    other.write_u32(0x6162_6364).await.unwrap();
-    assert_eq!(typed.accepted().len(), 8190, "typed write");
-    assert_eq!(accepted, 8194, "the buffer, then the write");
-    assert_eq!(&mock.accepted()[8190..], b"abcd");
+    assert_eq!(mock.accepted().len(), 8190, "the buffer, not the write");
+    // Up to 8 KiB: buffered whole, after the buffer (and a full buffer is written out).
+    output.write_fully(&[2; 8192]).await.unwrap();
+    assert_eq!(mock.accepted().len(), 8194 + 8192);
+    output.write_u8(3).await.unwrap();
+    assert_eq!(mock.accepted().len(), 8194 + 8192, "buffered");
+    // Larger: the buffer, then the write, straight to the transport.
+    output.write_fully(&[4; 8193]).await.unwrap();
+    let accepted = mock.accepted();
+    assert_eq!(accepted.len(), 8194 + 8192 + 1 + 8193);
+    assert!(accepted[..8190].iter().all(|&b| b == 1) && &accepted[8190..8194] == b"abcd");
+    assert!(accepted[8194..8194 + 8192].iter().all(|&b| b == 2));
+    assert_eq!(accepted[8194 + 8192], 3);
+    assert!(accepted[8194 + 8193..].iter().all(|&b| b == 4));
+    assert_eq!(output.total_bytes_written(), accepted.len() as u64);
 }
 
 /// hold_while: "Holds the auto-flushed writes of this channel's own write methods in `backlog`

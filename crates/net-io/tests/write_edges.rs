@@ -228,3 +228,64 @@ async fn a_small_write_dropped_after_a_partly_written_buffer_is_never_cut() {
         got.iter().filter(|&&b| b == b'c').count()
     );
 }
+
+/// Writes smaller than the buffer that do not fit the room left wait for the buffer to be
+/// written out, then are buffered whole, as tokio's `BufWriter` does: 100-byte writes make one
+/// transport write per 8 KiB, not two (before, such a write went to the transport on its own
+/// after the buffer: 255 transport writes per MiB against `BufWriter`'s 129).
+#[tokio::test]
+async fn small_writes_make_no_more_transport_writes_than_a_buf_writer() {
+    const TOTAL: usize = 1 << 20;
+    for size in [100usize, 3_000, 5_000, 8_192, 10_000] {
+        let chunk: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        let ours = MockWriter::default();
+        let mut output = ByteWriteChannel::new(ours.clone(), false);
+        let theirs = MockWriter::default();
+        let mut buf_writer = tokio::io::BufWriter::with_capacity(8192, theirs.clone());
+        for _ in 0..TOTAL / size {
+            output.write_fully(&chunk).await.unwrap();
+            buf_writer.write_all(&chunk).await.unwrap();
+        }
+        output.flush().await.unwrap();
+        buf_writer.flush().await.unwrap();
+        assert!(ours.accepted() == theirs.accepted(), "{size}-byte writes");
+        let (ours, theirs) = (ours.log().write_calls, theirs.log().write_calls);
+        assert!(
+            ours <= theirs,
+            "{size}-byte writes: {ours} transport writes against BufWriter's {theirs}"
+        );
+    }
+}
+
+/// "Dropped writes": a write smaller than the buffer that does not fit the room left is never
+/// cut by a drop either. It waits for the buffer to be written out (a drop then leaves nothing
+/// of it), then is buffered whole and the call completes. Before, it went to the transport on
+/// its own after the buffer; a peer that took part of it and then waited left a call that
+/// could be dropped with its prefix sent, and the close failed with `BrokenPipe`.
+#[tokio::test]
+async fn a_write_smaller_than_the_buffer_that_does_not_fit_the_room_left_is_never_cut() {
+    let peer = Budgeted::default();
+    let mut output = ByteWriteChannel::new(peer.clone(), false);
+    let first = vec![b'a'; 8000];
+    output.write_fully(&first).await.unwrap();
+    // The peer takes the buffer and 100 bytes more, then waits.
+    peer.allow(8100);
+    let second = vec![b'b'; 5000];
+    let done = !pending_after_one_poll(pin!(output.write_fully(&second)));
+    let got = peer.got();
+    assert!(
+        done && got == first,
+        "the write completed: {done}; the peer got {} bytes ({} of the 5,000-byte write)",
+        got.len(),
+        got.iter().filter(|&&b| b == b'b').count()
+    );
+    peer.allow(1 << 20);
+    output.flush_and_close().await.unwrap();
+    let mut whole = first;
+    whole.extend_from_slice(&second);
+    assert!(
+        peer.got() == whole,
+        "the peer got {} bytes",
+        peer.got().len()
+    );
+}

@@ -70,6 +70,8 @@ pub(crate) enum Act {
 #[derive(Debug, Default)]
 pub(crate) struct MockLog {
     pub(crate) accepted: Vec<u8>,
+    /// How many `poll_write` calls took bytes.
+    pub(crate) write_calls: usize,
     pub(crate) flushes: usize,
     pub(crate) shutdowns: usize,
     /// Acts for the coming `poll_write` calls, in order; when empty, writes take everything.
@@ -135,6 +137,7 @@ impl tokio::io::AsyncWrite for MockWriter {
             Some(Act::Fail(e)) => return Poll::Ready(Err(e)),
         };
         log.accepted.extend_from_slice(&src[..n]);
+        log.write_calls += usize::from(n > 0);
         Poll::Ready(Ok(n))
     }
 
