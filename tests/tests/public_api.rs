@@ -744,3 +744,53 @@ fn an_unreadable_pem_file_keeps_the_os_error() {
         }
     }
 }
+
+/// A protocol's codec written only against net-io's re-exports (`net_io::codec`,
+/// `net_io::bytes`), without naming `tokio-util` or `bytes` itself, plugs into `read_frame`,
+/// `into_frames` and `write_frame`.
+#[tokio::test]
+async fn a_codec_written_against_the_reexports_fits_the_channels() {
+    use net_io::bytes::{Buf, BufMut, BytesMut};
+    use net_io::codec::{Decoder, Encoder};
+
+    /// One byte of length, then that many bytes.
+    struct Short;
+    impl Decoder for Short {
+        type Item = net_io::bytes::Bytes;
+        type Error = io::Error;
+        fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<Self::Item>> {
+            let Some(&len) = src.first() else {
+                return Ok(None);
+            };
+            if src.len() < 1 + usize::from(len) {
+                return Ok(None);
+            }
+            src.advance(1);
+            Ok(Some(src.split_to(usize::from(len)).freeze()))
+        }
+    }
+    impl Encoder<&[u8]> for Short {
+        type Error = io::Error;
+        fn encode(&mut self, item: &[u8], dst: &mut BytesMut) -> io::Result<()> {
+            dst.put_u8(u8::try_from(item.len()).map_err(io::Error::other)?);
+            dst.put_slice(item);
+            Ok(())
+        }
+    }
+
+    let (mut output, mut input) = ByteChannel::new(false);
+    output.write_frame(&mut Short, b"one").await.unwrap();
+    output.write_frame(&mut Short, b"two").await.unwrap();
+    output
+        .write_bytes(net_io::bytes::Bytes::from_static(b"\x05three"))
+        .await
+        .unwrap();
+    output.flush_and_close().await.unwrap();
+    let first = input.read_frame(&mut Short).await.unwrap();
+    assert_eq!(first.as_deref(), Some(&b"one"[..]));
+    let mut frames = input.into_frames(Short);
+    for expected in [&b"two"[..], b"three"] {
+        assert_eq!(frames.next_frame().await.unwrap().unwrap(), expected);
+    }
+    assert!(frames.next_frame().await.is_none());
+}

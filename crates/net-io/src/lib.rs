@@ -2,7 +2,8 @@
 //!
 //! - [`ByteReadChannel`] reads lines (with Ktor's line rules and a mandatory length limit),
 //!   big- and little-endian integers and floats, and byte runs from any
-//!   [`AsyncRead`](tokio::io::AsyncRead), and bridges to [`tokio_util::codec`] decoders.
+//!   [`AsyncRead`](tokio::io::AsyncRead), and bridges to [`tokio_util::codec`] decoders
+//!   (re-exported as [`codec`], with [`bytes`]).
 //! - [`ByteWriteChannel`] writes bytes, text and integers to any
 //!   [`AsyncWrite`](tokio::io::AsyncWrite), buffered or auto-flushed, and closes with a
 //!   half-close.
@@ -72,6 +73,17 @@ pub use pipe::ByteChannel;
 pub use read::{ByteReadChannel, Frames};
 pub use write::ByteWriteChannel;
 pub use write_state::WriteState;
+
+/// The `bytes` crate, whose [`Bytes`](bytes::Bytes) the channels' byte reads return and
+/// [`write_bytes`](ByteWriteChannel::write_bytes) takes: the same version these channels use.
+pub use bytes;
+
+/// tokio-util's codec traits and codecs, the same version that
+/// [`read_frame`](ByteReadChannel::read_frame), [`into_frames`](ByteReadChannel::into_frames)
+/// and [`write_frame`](ByteWriteChannel::write_frame) take. A decoder or encoder written
+/// against [`Decoder`](codec::Decoder) and [`Encoder`](codec::Encoder) from here fits the
+/// channels whatever version of `tokio-util` the application itself depends on.
+pub use tokio_util::codec;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
