@@ -1227,7 +1227,9 @@ impl ByteReadChannel {
 
     /// Copies up to `limit` bytes (until the end of the stream) into `dst`; returns how many were
     /// copied. `dst` is flushed whenever this channel has nothing buffered and must wait for
-    /// more, and at the end; it is not closed.
+    /// more (a source that is ready costs no flush), and at the end; it is not closed. (A
+    /// deadline of the source, such as a socket's `socket_timeout`, runs from when the copy
+    /// found it had to wait: the time that flush takes counts.)
     ///
     /// It makes room for up to 64 KiB at a time (less when less is left to copy, but at least
     /// 4 KiB) and reads into all the room the buffer has: a read may take more than is left to
@@ -1259,13 +1261,34 @@ impl ByteReadChannel {
         let done: Result<()> = async {
             while copied < limit {
                 if self.buf.is_empty() {
-                    // About to wait for the source: let the destination's peer see what it has
-                    // so far (an interactive echo must not stall behind a buffer).
-                    dst.flush().await?;
                     // A bulk copy reads up to 64 KiB at a time (the usual chunk is 8 KiB): an
                     // eighth of the system calls. No more room than is left to copy.
                     let left = usize::try_from(limit - copied).unwrap_or(usize::MAX);
-                    if self.fill_by(left.min(MAX_STEP)).await? == 0 {
+                    let want = left.min(MAX_STEP);
+                    // The destination is flushed only when the source makes this copy wait (as
+                    // `tokio::io::copy` does), not before every read: a source that is ready
+                    // (a body already received) costs no flush per chunk.
+                    let read = poll_fn(|cx| match self.poll_fill_by(cx, want) {
+                        Poll::Ready(read) => Poll::Ready(Some(read)),
+                        Poll::Pending => Poll::Ready(None),
+                    })
+                    .await;
+                    let read = match read {
+                        Some(Err(e)) => {
+                            // What was copied before the source failed reaches the peer.
+                            dst.flush().await?;
+                            return Err(e);
+                        }
+                        Some(Ok(n)) => n,
+                        None => {
+                            // About to wait for the source: let the destination's peer see
+                            // what it has so far (an interactive echo must not stall behind a
+                            // buffer).
+                            dst.flush().await?;
+                            self.fill_by(want).await?
+                        }
+                    };
+                    if read == 0 {
                         break;
                     }
                 }

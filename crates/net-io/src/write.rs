@@ -282,12 +282,20 @@ macro_rules! typed_writes {
                             Rest::Done
                         };
                     }
-                    ready!(self.poll_rest(cx, &[], &mut rest))?;
+                    if !matches!(rest, Rest::Done) {
+                        ready!(self.poll_rest(cx, &[], &mut rest))?;
+                    }
                     value = None;
                     self.buffer().$put(v);
                     self.note_buffer();
                     self.written += CALL as u64;
                     rest = self.after_write(CALL);
+                }
+                if let Rest::Done = rest {
+                    // Added to the buffer, nothing to write out (the usual case): as
+                    // `poll_rest` would answer, without the call.
+                    self.waiting = false;
+                    return Poll::Ready(Ok(()));
                 }
                 self.poll_rest(cx, &[], &mut rest)
             })
@@ -786,7 +794,14 @@ impl ByteWriteChannel {
             // were): it would be encoded into a new allocation and copied back, once per buffer
             // written out. That space is taken back first, without allocating: a move of the
             // buffered bytes to the front, only when at least as many were written out since.
-            let _ = self.buf.try_reclaim(WRITE_BUFFER);
+            // Only a buffer partly written out has such space (its capacity, counted from
+            // its first byte, is then less than its allocation's), and only asking for what
+            // completes the allocation can take it back: `try_reclaim(WRITE_BUFFER)`, room
+            // for 8 KiB more past bytes buffered in an 8 KiB allocation, never could, and
+            // cost a call at every frame.
+            if self.buf.capacity() < WRITE_BUFFER {
+                let _ = self.buf.try_reclaim(WRITE_BUFFER.saturating_sub(before));
+            }
             let mut frame = self.buf.split_off(before);
             let encoded = encoder.encode(item, &mut frame);
             if encoded.is_ok() {
@@ -970,6 +985,11 @@ impl ByteWriteChannel {
     /// Polls [`after_write`](Self::after_write)'s steps to their end.
     async fn finish_write(&mut self, call: usize) -> Result<()> {
         let mut rest = self.after_write(call);
+        if let Rest::Done = rest {
+            // Nothing to write out (the usual case): no poll of the steps.
+            self.waiting = false;
+            return Ok(());
+        }
         poll_fn(|cx| self.poll_rest(cx, &[], &mut rest)).await
     }
 
