@@ -153,8 +153,9 @@ impl Sink {
 /// The channel is an [`AsyncWrite`], so it works with [`tokio::io::copy`],
 /// [`tokio_util::codec::FramedWrite`] and anything else written against tokio's traits:
 ///
-/// - `poll_write` accepts what fits in the buffer (a large write with an empty buffer goes to
-///   the transport directly), as [`write_fully`](Self::write_fully) does. It writes the
+/// - `poll_write` accepts what fits in the room left in the buffer (unlike
+///   [`write_fully`](Self::write_fully), which buffers a call whole or not at all), and a
+///   write of 8 KiB or more with an empty buffer goes to the transport directly. It writes the
 ///   buffer out first when it is full, or when what a slow transport has not taken yet fills
 ///   the end of the buffer's allocation (so that the buffer keeps to its 8 KiB). In
 ///   `auto_flush` mode it then tries to flush without waiting (call `poll_flush` to be sure,
@@ -504,8 +505,10 @@ impl ByteWriteChannel {
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: part of `src` may have been written or buffered (see
-    /// [Dropped writes](Self#dropped-writes) for exactly what the peer then receives).
+    /// Not cancel safe: a dropped call of up to 8 KiB that went into the buffer is sent whole
+    /// or not at all, but part of a larger one, or of one that went to the transport directly
+    /// in `auto_flush` mode, may have been written (see [Dropped writes](Self#dropped-writes)
+    /// for exactly what the peer then receives).
     pub fn write_fully<'a>(
         &'a mut self,
         src: &'a [u8],

@@ -232,7 +232,7 @@ async fn a_small_write_dropped_after_a_partly_written_buffer_is_never_cut() {
 /// Writes smaller than the buffer that do not fit the room left wait for the buffer to be
 /// written out, then are buffered whole, as tokio's `BufWriter` does: 100-byte writes make one
 /// transport write per 8 KiB, not two (before, such a write went to the transport on its own
-/// after the buffer: 255 transport writes per MiB against `BufWriter`'s 129).
+/// after the buffer: 255 transport writes per MiB against `BufWriter`'s 130).
 #[tokio::test]
 async fn small_writes_make_no_more_transport_writes_than_a_buf_writer() {
     const TOTAL: usize = 1 << 20;

@@ -477,6 +477,11 @@ pub(crate) fn run(case: &Case, meter: &impl Meter) {
             _ => (Vec::new(), None),
         });
         let text = meter.outside(|| String::from_utf8(bytes.clone()).unwrap_or_default());
+        // Whether a dropped `write_fully`/`write_string_utf8` may be cut ("Dropped writes"): one
+        // of up to 8 KiB is buffered whole before it waits, but for an auto-flushed one made
+        // with nothing buffered, which goes to the transport directly, as a larger one does.
+        let may_be_cut = bytes.len() > WRITE_BUFFER
+            || (case.auto_flush && meter.outside(|| buffered(&channel)) == 0);
         let is_write = matches!(
             step.op,
             Op::Fully(_) | Op::Fill(_) | Op::Str(_) | Op::Write(_) | Op::Typed(_) | Op::Frame(..)
@@ -542,7 +547,7 @@ pub(crate) fn run(case: &Case, meter: &impl Meter) {
                 (Outcome::Dropped, Status::Open) => {
                     assert!(!closed, "a pending call closed the channel: {}", at());
                     match step.op {
-                        Op::Fully(_) | Op::Fill(_) | Op::Str(_) => Allowed::Prefix,
+                        Op::Fully(_) | Op::Fill(_) | Op::Str(_) if may_be_cut => Allowed::Prefix,
                         Op::Write(_) => Allowed::Nothing,
                         _ => Allowed::WholeOrNothing,
                     }
@@ -743,6 +748,39 @@ pub(crate) fn run(case: &Case, meter: &impl Meter) {
             );
         }
         meter.check(largest_frame, &|| format!("after step {index} {step:?}"));
+    }
+    // (6) The end: once the transport takes everything, a flush writes every accepted byte
+    // out, and `flush_and_close` ends the stream cleanly exactly when no write was cut
+    // part-way (`BrokenPipe` otherwise).
+    if status == Status::Open {
+        meter.outside(|| {
+            let mut log = log.log();
+            log.next = log.script.len();
+        });
+        let flushed = poll_step(channel.flush(), None);
+        assert!(
+            matches!(flushed, Some(Ok(()))),
+            "the last flush returned {flushed:?}: {case:?}"
+        );
+        let uncut = meter.outside(|| {
+            let log = log.log();
+            assert!(
+                any.feed(&calls, &log.received) && any.complete(&calls),
+                "after the last flush, the received bytes are not the calls': {case:?}"
+            );
+            clean.feed(&calls, &log.received) && clean.complete(&calls)
+        });
+        let closed = poll_step(channel.flush_and_close(), None).expect("driven to its end");
+        match &closed {
+            Ok(()) => assert!(uncut, "a clean close after a write cut part-way: {case:?}"),
+            Err(e) => {
+                assert!(
+                    !uncut,
+                    "no write was cut, but the close failed ({e:?}): {case:?}"
+                );
+                assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e:?}: {case:?}");
+            }
+        }
     }
     drop(channel);
 }
