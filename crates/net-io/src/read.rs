@@ -1227,9 +1227,11 @@ impl ByteReadChannel {
 
     /// Copies up to `limit` bytes (until the end of the stream) into `dst`; returns how many were
     /// copied. `dst` is flushed whenever this channel has nothing buffered and must wait for
-    /// more (a source that is ready costs no flush), and at the end; it is not closed. (A
-    /// deadline of the source, such as a socket's `socket_timeout`, runs from when the copy
-    /// found it had to wait: the time that flush takes counts.)
+    /// more (a source that is ready costs no flush), and at the end; it is not closed. (What
+    /// `dst` buffered is written out before the source is read; a deadline of the source,
+    /// such as a socket's `socket_timeout`, runs from when the copy found it had to wait, so
+    /// the time the transport's own flush then takes, a TLS session's records that the socket
+    /// had no room for, counts.)
     ///
     /// It makes room for up to 64 KiB at a time (less when less is left to copy, but at least
     /// 4 KiB) and reads into all the room the buffer has: a read may take more than is left to
@@ -1261,6 +1263,12 @@ impl ByteReadChannel {
         let done: Result<()> = async {
             while copied < limit {
                 if self.buf.is_empty() {
+                    if dst.has_buffered() {
+                        // Bytes the caller wrote before the copy: written out before the
+                        // source is polled, so that a wait for them does not count against
+                        // the source's deadline (a write that waits is not its silence).
+                        dst.flush().await?;
+                    }
                     // A bulk copy reads up to 64 KiB at a time (the usual chunk is 8 KiB): an
                     // eighth of the system calls. No more room than is left to copy.
                     let left = usize::try_from(limit - copied).unwrap_or(usize::MAX);

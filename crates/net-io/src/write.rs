@@ -1005,6 +1005,12 @@ impl ByteWriteChannel {
             .is_some_and(|b| b.is_pending() && b.hold(bytes, HOLD_LIMIT))
     }
 
+    /// Whether bytes its writes accepted wait in the buffer (for
+    /// [`ByteReadChannel::copy_to`](crate::ByteReadChannel::copy_to)).
+    pub(crate) fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// Writes what is buffered, then `src`, to the transport, without copying `src` into the
     /// buffer (for [`ByteReadChannel::copy_to`](crate::ByteReadChannel::copy_to)).
     ///
