@@ -53,8 +53,9 @@ fn start_measuring_decoder() {
 /// allocated since the last checkpoint, which the channel cannot prevent: room
 /// `LengthDelimitedCodec` reserves for a frame whose length it read (up to
 /// `max_frame_length`, before the channel gives it back), or the `String` `LinesCodec` copies
-/// a line into while the buffer still holds it. Nothing else: the channel's own copies and
-/// growth (giving room back, growing the buffer) stay within the bound at every instant.
+/// a line into while the buffer still holds it; and the copy that gives such room back (see
+/// [`Measured::give_back`]). Nothing else: the channel's own copies and growth (giving back a
+/// buffer it grew, growing the buffer) stay within the bound at every instant.
 fn checkpoint(received: usize, at: &dyn Fn() -> String) {
     check_memory(received, SLACK, DECODER.get(), at);
     DECODER.set(0);
@@ -75,6 +76,21 @@ impl<D> Measured<D> {
         PEAK.fetch_max(outer, Ordering::Relaxed);
         out
     }
+
+    /// Counts, for a call that made room in the buffer (`before`: its capacity before the
+    /// call), the copy that gives that room back. Room past 256 KiB and past twice what is
+    /// buffered is given back at once (the channel's `# Memory`), by moving what is buffered
+    /// to a buffer of the usual size (what is buffered and a read of 8 KiB) while the room is
+    /// still allocated. Without the room there would be no copy, and the copy follows what is
+    /// buffered, up to every byte received, which the channel may hold in room for twice as
+    /// many (a look-ahead grew the buffer before the decoder read the frame's length): so it
+    /// is counted with the room, not held to the slack.
+    fn give_back(src: &BytesMut, before: usize) {
+        let room = src.capacity();
+        if room > before && room > 256 * 1024 && room > 2 * src.len() {
+            DECODER.set(DECODER.get() + (src.len() + 8 * 1024) as isize);
+        }
+    }
 }
 
 impl<D: Decoder> Decoder for Measured<D> {
@@ -82,11 +98,17 @@ impl<D: Decoder> Decoder for Measured<D> {
     type Error = D::Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<D::Item>, D::Error> {
-        Self::call(|| self.0.decode(src))
+        let before = src.capacity();
+        let out = Self::call(|| self.0.decode(src));
+        Self::give_back(src, before);
+        out
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<D::Item>, D::Error> {
-        Self::call(|| self.0.decode_eof(src))
+        let before = src.capacity();
+        let out = Self::call(|| self.0.decode_eof(src));
+        Self::give_back(src, before);
+        out
     }
 }
 
