@@ -861,8 +861,8 @@ impl ByteWriteChannel {
     /// write dropped part-way, is not shut down (the peer must not take a failed stream for a
     /// complete one): the transport is dropped and the error returned (see
     /// [Failures](Self#failures)). In the last case what the channel buffers is not written
-    /// out either ([`flush`](Self::flush) does). If the shutdown itself fails, the channel is failed for good
-    /// with that error too.
+    /// out either ([`flush`](Self::flush) does). If the shutdown itself fails, the channel is
+    /// failed for good with that error too.
     ///
     /// # Errors
     ///
