@@ -25,6 +25,44 @@ async fn read_exact(input: &mut ByteReadChannel, n: usize) -> Vec<u8> {
     got
 }
 
+/// The channels of a connection's two ends, plain or TLS: the near end's output in
+/// `auto_flush` mode, the far end's auto-flushed; and what keeps both sockets open.
+struct Ends {
+    near_in: ByteReadChannel,
+    near_out: ByteWriteChannel,
+    far_in: ByteReadChannel,
+    far_out: ByteWriteChannel,
+    keep: Box<dyn Send>,
+}
+
+async fn ends(
+    selector: &SelectorManager,
+    listener: &net_sockets::ServerSocket,
+    pki: &Pki,
+    tls: bool,
+    auto_flush: bool,
+) -> Ends {
+    if tls {
+        let (mut near, mut far) = pair_of(selector, listener, pki).await;
+        Ends {
+            near_in: near.open_read_channel().unwrap(),
+            near_out: near.open_write_channel(auto_flush).unwrap(),
+            far_in: far.open_read_channel().unwrap(),
+            far_out: far.open_write_channel(true).unwrap(),
+            keep: Box::new((near, far)),
+        }
+    } else {
+        let (mut near, mut far) = connected_pair(selector, listener).await;
+        Ends {
+            near_in: near.open_read_channel().unwrap(),
+            near_out: near.open_write_channel(auto_flush).unwrap(),
+            far_in: far.open_read_channel().unwrap(),
+            far_out: far.open_write_channel(true).unwrap(),
+            keep: Box::new((near, far)),
+        }
+    }
+}
+
 /// A relay `copy_to` from one socket to another (plain or TLS), in both write modes: every
 /// message reaches the far peer while the source stays open and silent (the copy waits for
 /// it), also a large one that the far peer starts to read late (TLS records queued in the
@@ -39,18 +77,12 @@ async fn a_relay_between_sockets_never_stalls_behind_its_destination() {
             let (mut src_peer, mut src) = connected_pair(&selector, &listener).await;
             let mut to_src = src_peer.open_write_channel(true).unwrap();
             let mut input = src.open_read_channel().unwrap();
-            let (output, mut far_input, keep): (ByteWriteChannel, ByteReadChannel, Box<dyn Send>) =
-                if tls {
-                    let (mut server, mut client) = pair_of(&selector, &listener, &pki).await;
-                    let output = server.open_write_channel(auto_flush).unwrap();
-                    let far = client.open_read_channel().unwrap();
-                    (output, far, Box::new((server, client)))
-                } else {
-                    let (mut near, mut far) = connected_pair(&selector, &listener).await;
-                    let output = near.open_write_channel(auto_flush).unwrap();
-                    let far_input = far.open_read_channel().unwrap();
-                    (output, far_input, Box::new((near, far)))
-                };
+            let Ends {
+                near_out: output,
+                far_in: mut far_input,
+                keep,
+                ..
+            } = ends(&selector, &listener, &pki, tls, auto_flush).await;
             let relay = tokio::spawn(async move {
                 let mut output = output;
                 let copied = input.copy_to(&mut output, u64::MAX).await;
@@ -94,18 +126,12 @@ async fn copy_and_close_relays_everything_then_a_clean_end() {
         let (mut src_peer, mut src) = connected_pair(&selector, &listener).await;
         let mut to_src = src_peer.open_write_channel(false).unwrap();
         let mut input = src.open_read_channel().unwrap();
-        let (output, mut far_input, keep): (ByteWriteChannel, ByteReadChannel, Box<dyn Send>) =
-            if tls {
-                let (mut server, mut client) = pair_of(&selector, &listener, &pki).await;
-                let output = server.open_write_channel(false).unwrap();
-                let far = client.open_read_channel().unwrap();
-                (output, far, Box::new((server, client)))
-            } else {
-                let (mut near, mut far) = connected_pair(&selector, &listener).await;
-                let output = near.open_write_channel(false).unwrap();
-                let far_input = far.open_read_channel().unwrap();
-                (output, far_input, Box::new((near, far)))
-            };
+        let Ends {
+            near_out: output,
+            far_in: mut far_input,
+            keep,
+            ..
+        } = ends(&selector, &listener, &pki, tls, false).await;
         let relay = tokio::spawn(async move {
             let mut output = output;
             input.copy_and_close(&mut output, u64::MAX).await
@@ -137,44 +163,20 @@ async fn an_echo_server_that_copies_answers_every_message() {
     let pki = Pki::generate();
     for tls in [false, true] {
         for auto_flush in [false, true] {
-            let (server_io, client_io, keep): (
-                (ByteReadChannel, ByteWriteChannel),
-                (ByteReadChannel, ByteWriteChannel),
-                Box<dyn Send>,
-            ) = if tls {
-                let (mut server, mut client) = pair_of(&selector, &listener, &pki).await;
-                (
-                    (
-                        server.open_read_channel().unwrap(),
-                        server.open_write_channel(auto_flush).unwrap(),
-                    ),
-                    (
-                        client.open_read_channel().unwrap(),
-                        client.open_write_channel(true).unwrap(),
-                    ),
-                    Box::new((server, client)),
-                )
-            } else {
-                let (mut client, mut server) = connected_pair(&selector, &listener).await;
-                (
-                    (
-                        server.open_read_channel().unwrap(),
-                        server.open_write_channel(auto_flush).unwrap(),
-                    ),
-                    (
-                        client.open_read_channel().unwrap(),
-                        client.open_write_channel(true).unwrap(),
-                    ),
-                    Box::new((server, client)),
-                )
-            };
+            let Ends {
+                near_in,
+                near_out,
+                far_in: mut from_server,
+                far_out: mut to_server,
+                keep,
+            } = ends(&selector, &listener, &pki, tls, auto_flush).await;
+            let server_io = (near_in, near_out);
             let echo = tokio::spawn(async move {
                 let (mut input, mut output) = server_io;
                 let copied = input.copy_to(&mut output, u64::MAX).await;
                 let _ = output.flush_and_close().await;
                 copied
             });
-            let (mut from_server, mut to_server) = client_io;
             let mut total = 0;
             for i in 0..200usize {
                 let data = payload(1 + (i * 977) % 5000);
@@ -215,18 +217,12 @@ async fn a_source_with_a_socket_timeout_that_keeps_sending_never_times_out() {
         let (mut src_peer, mut src) = connected_pair(&selector, &timed).await;
         let mut to_src = src_peer.open_write_channel(true).unwrap();
         let mut input = src.open_read_channel().unwrap();
-        let (output, mut far_input, keep): (ByteWriteChannel, ByteReadChannel, Box<dyn Send>) =
-            if tls {
-                let (mut server, mut client) = pair_of(&selector, &listener, &pki).await;
-                let output = server.open_write_channel(false).unwrap();
-                let far = client.open_read_channel().unwrap();
-                (output, far, Box::new((server, client)))
-            } else {
-                let (mut near, mut far) = connected_pair(&selector, &listener).await;
-                let output = near.open_write_channel(false).unwrap();
-                let far_input = far.open_read_channel().unwrap();
-                (output, far_input, Box::new((near, far)))
-            };
+        let Ends {
+            near_out: output,
+            far_in: mut far_input,
+            keep,
+            ..
+        } = ends(&selector, &listener, &pki, tls, false).await;
         let relay = tokio::spawn(async move {
             let mut output = output;
             input.copy_to(&mut output, u64::MAX).await
