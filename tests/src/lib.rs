@@ -33,6 +33,7 @@ pub mod loopback;
 pub mod pki;
 pub mod probe;
 pub mod records;
+pub mod sends;
 mod temp;
 pub mod tls;
 

@@ -11,47 +11,10 @@ use net_io::LineEnding;
 use net_sockets::{SelectorManager, ServerSocket, Socket, a_socket};
 use net_tests::fault::raw_peer_of;
 use net_tests::loopback::tcp_listener;
+use net_tests::sends::Sends;
 use net_tests::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Counts the `sent` events of net-sockets.
-#[derive(Clone, Default)]
-struct Sends(Arc<AtomicUsize>);
-
-impl Sends {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl tracing::Subscriber for Sends {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        metadata.target().starts_with("net_sockets")
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Message(bool);
-        impl tracing::field::Visit for Message {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" && format!("{value:?}") == "sent" {
-                    self.0 = true;
-                }
-            }
-        }
-        let mut message = Message(false);
-        event.record(&mut message);
-        if message.0 {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
 
 /// Runs `test` on a current-thread runtime with `sends` counting.
 fn counting(test: impl std::future::Future<Output = ()>, sends: &Sends) {

@@ -295,44 +295,12 @@ async fn copy_to_leaves_the_destination_open_and_its_copied_bytes_sent_when_the_
     assert_eq!(rest, b"; and after");
 }
 
-/// Counts net-sockets' `sent` events (as tests/coalescing.rs does).
-#[derive(Clone, Default)]
-struct Sends(std::sync::Arc<std::sync::atomic::AtomicUsize>);
-
-impl tracing::Subscriber for Sends {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        metadata.target().starts_with("net_sockets")
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Message(bool);
-        impl tracing::field::Visit for Message {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" && format!("{value:?}") == "sent" {
-                    self.0 = true;
-                }
-            }
-        }
-        let mut message = Message(false);
-        event.record(&mut message);
-        if message.0 {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 /// lib.rs, "Tracing": "each send of a stream socket (TCP or Unix, TLS included) is a `trace`
 /// event, `sent` (a datagram socket's sends are not traced)". (The sentence said "each send",
 /// which a datagram socket's `send` is too: it produced no `sent` event.)
 #[test]
 fn a_datagram_sockets_sends_are_not_traced() {
-    let sends = Sends::default();
+    let sends = net_tests::sends::Sends::default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -349,11 +317,7 @@ fn a_datagram_sockets_sends_are_not_traced() {
             }
         });
     });
-    assert_eq!(
-        sends.0.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "`sent` events for datagrams sent"
-    );
+    assert_eq!(sends.count(), 0, "`sent` events for datagrams sent");
 }
 
 /// `BoundDatagramSocket::send`'s errors: "`Error::Io` of kind `InvalidInput` for an IPv6
