@@ -191,15 +191,14 @@ async fn copy_and_close_goes_on_after_a_source_timeout_and_ends_the_destination_
     assert_eq!(received, b"hello world");
 }
 
-/// guarantees.md, "A write times out": a write of up to 8 KiB that does not fit the room left
-/// (new: it waits for the buffer to be written out) times out without effect — none of its own
-/// bytes reached the socket — so `is_closed_for_write()` is false, the retry sends each byte
-/// once, and the connection then ends cleanly ("close() sends everything written, then FIN").
-#[tokio::test]
-async fn a_small_write_that_timed_out_waiting_for_room_is_retried_and_the_end_is_clean() {
-    let selector = SelectorManager::new();
+/// A connection (`socket_timeout` 300 ms) whose kernel buffers are full and whose write channel
+/// holds 4,000 bytes; a `write_fully` of 5,000 more (which does not fit the room left, so waits
+/// for the buffer to be written out) has just returned `Timeout`. Also the peer.
+async fn a_small_write_timed_out_waiting_for_room(
+    selector: &SelectorManager,
+) -> (Socket, ByteWriteChannel, std::net::TcpStream) {
     let listener =
-        tcp_listener_with(&selector, |b| b.socket_timeout(Duration::from_millis(300))).await;
+        tcp_listener_with(selector, |b| b.socket_timeout(Duration::from_millis(300))).await;
     let (mut socket, peer) = stalled(&listener).await;
     let mut output = socket.open_write_channel(false).unwrap();
     output.write_fully(&[b'a'; 4000]).await.unwrap();
@@ -208,6 +207,17 @@ async fn a_small_write_that_timed_out_waiting_for_room_is_retried_and_the_end_is
         matches!(timed_out, Err(net_io::Error::Timeout)),
         "{timed_out:?}"
     );
+    (socket, output, peer)
+}
+
+/// guarantees.md, "A write times out": a write of up to 8 KiB that does not fit the room left
+/// (new: it waits for the buffer to be written out) times out without effect — none of its own
+/// bytes reached the socket — so `is_closed_for_write()` is false, the retry sends each byte
+/// once, and the connection then ends cleanly ("close() sends everything written, then FIN").
+#[tokio::test]
+async fn a_small_write_that_timed_out_waiting_for_room_is_retried_and_the_end_is_clean() {
+    let selector = SelectorManager::new();
+    let (socket, mut output, peer) = a_small_write_timed_out_waiting_for_room(&selector).await;
     assert!(!output.is_closed_for_write(), "a call without effect");
     assert_eq!(
         output.total_bytes_written(),
@@ -236,16 +246,7 @@ async fn a_small_write_that_timed_out_waiting_for_room_is_retried_and_the_end_is
 async fn a_small_write_that_timed_out_waiting_for_room_and_was_given_up_ends_cleanly_after_a_flush()
 {
     let selector = SelectorManager::new();
-    let listener =
-        tcp_listener_with(&selector, |b| b.socket_timeout(Duration::from_millis(300))).await;
-    let (mut socket, peer) = stalled(&listener).await;
-    let mut output = socket.open_write_channel(false).unwrap();
-    output.write_fully(&[b'a'; 4000]).await.unwrap();
-    let timed_out = within(output.write_fully(&[b'b'; 5000])).await;
-    assert!(
-        matches!(timed_out, Err(net_io::Error::Timeout)),
-        "{timed_out:?}"
-    );
+    let (socket, mut output, peer) = a_small_write_timed_out_waiting_for_room(&selector).await;
     let reader = read_to_end_in_a_thread(peer);
     within(output.flush()).await.unwrap();
     socket.close();
