@@ -1279,6 +1279,12 @@ impl ReadHalf {
         self.half.done();
     }
 
+    /// Whether the last read drained the socket (it returned less than it asked for: see
+    /// `readable`): a read now waits, unless the reactor has seen input since.
+    pub(crate) fn drained(&self) -> bool {
+        !self.readable && self.received.is_empty() && self.failed.is_none() && !self.ended
+    }
+
     /// Reads what is there now, without waiting and without registering a wake-up
     /// (`WouldBlock` when nothing is): for input a protocol layer takes in as it ends its
     /// sending. The end of stream is `Ok(0)`, left for the next read to find; a socket error

@@ -212,6 +212,9 @@ pub struct RawStream {
     link: Link,
     /// Whether writes are made for a layer's read (see [`RawStream::reading`]).
     reading: bool,
+    /// Whether a read returned something (bytes, the end of stream) since
+    /// [`took_input`](RawStream::took_input) last said.
+    took: bool,
 }
 
 impl RawStream {
@@ -221,6 +224,7 @@ impl RawStream {
             write: WriteHalf::new(Arc::clone(&link.conn)),
             link,
             reading: false,
+            took: false,
         }
     }
 
@@ -275,7 +279,26 @@ impl RawStream {
     ///
     /// The socket's error (reported again by every later read); `WouldBlock` as said.
     pub fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read.try_read(buf)
+        let read = self.read.try_read(buf);
+        if read.is_ok() {
+            self.took = true;
+        }
+        read
+    }
+
+    /// Whether the last read of this stream drained the socket: a read now would only wait,
+    /// unless the reactor has seen input since (which a later read finds all the same). For a
+    /// layer that reads on after it has something to return, so that it can skip a read that
+    /// would only wait.
+    pub fn drained(&self) -> bool {
+        self.read.drained()
+    }
+
+    /// Whether a read of this stream ([`poll_read`](AsyncRead::poll_read) or
+    /// [`try_read`](Self::try_read)) returned bytes or the end of stream since the last call:
+    /// for a layer that has work to do only after it took in input (records it must answer).
+    pub fn took_input(&mut self) -> bool {
+        std::mem::take(&mut self.took)
     }
 
     /// Marks what follows, until called with `false`, as the layer's read: its writes (such as
@@ -319,7 +342,12 @@ impl AsyncRead for RawStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().read).poll_read(cx, buf)
+        let this = self.get_mut();
+        let read = Pin::new(&mut this.read).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = read {
+            this.took = true;
+        }
+        read
     }
 }
 

@@ -274,6 +274,9 @@ struct Locked {
     reader: Option<Waker>,
     /// An error a read met after plaintext, for the next read (see `read_session`).
     kept: Option<io::Error>,
+    /// Input came in (and rustls may have taken a KeyUpdate from it) since a read last asked
+    /// rustls for the reply it may hold back (see [`answer_owed`]).
+    unanswered: bool,
 }
 
 impl Drop for Locked {
@@ -349,6 +352,8 @@ impl TlsSession {
             stream,
             reader: None,
             kept: None,
+            // The handshake's last reads may have brought records in.
+            unanswered: true,
         }));
         // A cut (the selector's close, the end of a graceful shutdown's grace period or of the
         // runtime) sends no `close_notify`, but takes in the session's own messages first, as a
@@ -834,11 +839,13 @@ enum ReadEnd {
 }
 
 /// Reads what the session has for the application into `buf`, as tokio-rustls's `poll_read`
-/// does (once it has plaintext, it reads on while the socket has records, to fill `buf`), but
-/// for one error: a `socket_timeout` met by a read after plaintext is dropped, not kept for the
-/// next call as any other error of such a read is (in `kept`). That timeout is a deadline that
-/// passed while the task was late to run, the records having come in time: this read returns
-/// plaintext, which restarts the timeout, so the next read must wait afresh, not fail at once.
+/// does (once it has plaintext, it reads on while the socket has records, to fill `buf`; but
+/// not once a read drained the socket, where tokio-rustls polls it once more to be told to
+/// wait), but for one error: a `socket_timeout` met by a read after plaintext is dropped, not
+/// kept for the next call as any other error of such a read is (in `kept`). That timeout is a
+/// deadline that passed while the task was late to run, the records having come in time: this
+/// read returns plaintext, which restarts the timeout, so the next read must wait afresh, not
+/// fail at once.
 fn read_session(
     stream: &mut tokio_rustls::TlsStream<RawStream>,
     kept: &mut Option<io::Error>,
@@ -854,6 +861,11 @@ fn read_session(
     buf.put_slice(&data[..n]);
     stream.as_mut().consume(n);
     while n > 0 && buf.remaining() > 0 {
+        if stream.get_ref().1.wants_read() && stream.get_ref().0.drained() {
+            // rustls holds no more plaintext, and the socket has nothing now: reading on
+            // would only wait.
+            break;
+        }
         let data = match stream.as_mut().poll_fill_buf(cx) {
             Poll::Ready(Ok([])) | Poll::Pending => break,
             Poll::Ready(Ok(data)) => data,
@@ -884,6 +896,45 @@ fn truncated() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, Truncated)
 }
 
+/// After a read's poll: sends what reading made the session owe the peer, and ends the read's
+/// socket wait when the read is `done`.
+///
+/// tokio-rustls writes only on write or flush: what reading made the session owe the peer (a
+/// KeyUpdate reply, or a fatal alert for a bad record) is sent now, so a connection that only
+/// reads still answers. rustls holds a KeyUpdate reply back until the next application data: a
+/// write of nothing queues it (and no record of its own), unless `close_notify` was queued
+/// (`write_ended`), after which nothing may follow. It is queued only once what the session
+/// queued before has left the socket: a write of nothing queues the reply past rustls's buffer
+/// limit, and rustls, which holds one reply at a time and makes no other while it holds one,
+/// would make a new one for each KeyUpdate the peer sends, so that a peer that asks for update
+/// after update and reads nothing would grow the session's queue without bound. (Our next
+/// write, or `close_notify`, takes the reply rustls holds.) rustls makes a reply only as it
+/// takes in records, which only come with input: the write of nothing is made once after input
+/// came (`unanswered`), not on every poll (a read that waits took in nothing).
+fn answer_owed<D>(
+    raw: &mut RawStream,
+    session: &mut rustls::ConnectionCommon<D>,
+    unanswered: &mut bool,
+    write_ended: bool,
+    done: bool,
+) {
+    *unanswered |= raw.took_input();
+    if session.wants_write() {
+        // A socket that failed fails the next write or flush too.
+        let _ = write_now(raw, session);
+    }
+    if *unanswered && !write_ended && !session.wants_write() {
+        *unanswered = false;
+        let _ = session.writer().write(&[]);
+        if session.wants_write() {
+            let _ = write_now(raw, session);
+        }
+    }
+    if done {
+        raw.read_done();
+    }
+}
+
 impl AsyncRead for TlsRead {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -907,6 +958,7 @@ impl AsyncRead for TlsRead {
             stream,
             reader,
             kept,
+            unanswered,
         } = &mut *locked;
         if this.closed.load(Ordering::Acquire) {
             // What the close took in, to spare the connection a reset, is input a plain
@@ -947,32 +999,16 @@ impl AsyncRead for TlsRead {
                 _ => *reader = Some(cx.waker().clone()),
             }
         }
-        // tokio-rustls writes only on write or flush: send now what reading made the session
-        // owe the peer (a KeyUpdate reply, or a fatal alert for a bad record), so a connection
-        // that only reads still answers. rustls holds a KeyUpdate reply back until the next
-        // application data: a write of nothing queues it (and no record of its own), unless
-        // `close_notify` was queued, after which nothing may follow. It is queued only once
-        // what the session queued before has left the socket: a write of nothing queues the
-        // reply past rustls's buffer limit, and rustls, which holds one reply at a time and
-        // makes no other while it holds one, would make a new one for each KeyUpdate the peer
-        // sends, so that a peer that asks for update after update and reads nothing would
-        // grow the session's queue without bound. (Our next write, or `close_notify`, takes
-        // the reply rustls holds.)
-        if stream.get_ref().1.wants_write() {
-            // A socket that failed fails the next write or flush too.
-            let _ = send_owed(stream);
-        }
-        if !this.write_ended.load(Ordering::Acquire) && !stream.get_ref().1.wants_write() {
-            let _ = match stream {
-                tokio_rustls::TlsStream::Client(s) => s.get_mut().1.writer().write(&[]),
-                tokio_rustls::TlsStream::Server(s) => s.get_mut().1.writer().write(&[]),
-            };
-            if stream.get_ref().1.wants_write() {
-                let _ = send_owed(stream);
+        let write_ended = this.write_ended.load(Ordering::Acquire);
+        match stream {
+            tokio_rustls::TlsStream::Client(s) => {
+                let (raw, session) = s.get_mut();
+                answer_owed(raw, session, unanswered, write_ended, read.is_ready());
             }
-        }
-        if read.is_ready() {
-            stream.get_mut().0.read_done();
+            tokio_rustls::TlsStream::Server(s) => {
+                let (raw, session) = s.get_mut();
+                answer_owed(raw, session, unanswered, write_ended, read.is_ready());
+            }
         }
         drop(locked);
         if let Poll::Ready(result) = &read {
