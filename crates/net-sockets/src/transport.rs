@@ -286,10 +286,11 @@ impl RawStream {
         read
     }
 
-    /// Whether the last read of this stream drained the socket: a read now would only wait,
-    /// unless the reactor has seen input since (which a later read finds all the same). For a
-    /// layer that reads on after it has something to return, so that it can skip a read that
-    /// would only wait.
+    /// Whether the last [`poll_read`](AsyncRead::poll_read) of this stream drained the socket
+    /// (it returned fewer bytes than it had room for; [`try_read`](Self::try_read) does not
+    /// count): a read now would only wait, unless the reactor has seen input since (which a
+    /// later read finds all the same). For a layer that reads on after it has something to
+    /// return, so that it can skip a read that would only wait.
     pub fn drained(&self) -> bool {
         self.read.drained()
     }

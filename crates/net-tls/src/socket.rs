@@ -910,7 +910,9 @@ fn truncated() -> io::Error {
 /// after update and reads nothing would grow the session's queue without bound. (Our next
 /// write, or `close_notify`, takes the reply rustls holds.) rustls makes a reply only as it
 /// takes in records, which only come with input: the write of nothing is made once after input
-/// came (`unanswered`), not on every poll (a read that waits took in nothing).
+/// came (`unanswered`, set by any socket read that returned something, in this poll or an
+/// earlier one, even when the poll then waits), not on every poll (a poll whose socket reads
+/// all found nothing took in no records).
 fn answer_owed<D>(
     raw: &mut RawStream,
     session: &mut rustls::ConnectionCommon<D>,
