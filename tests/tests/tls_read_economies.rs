@@ -38,6 +38,30 @@ fn no_tickets(ca: &TestCa) -> TlsServerConfig {
     TlsServerConfig::from_rustls(Arc::new(config))
 }
 
+/// A test's two ends: our server's TLS socket and a rustls client session on a raw TCP stream,
+/// past the handshake (with session tickets or without: see [`no_tickets`]), with what must
+/// outlive them (the selector and the listener).
+async fn ends(
+    name: &str,
+    tickets: bool,
+) -> (
+    (SelectorManager, ServerSocket),
+    TlsSocket,
+    TcpStream,
+    rustls::ClientConnection,
+) {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new(name);
+    let config = if tickets {
+        ca.server(&["localhost"]).server_config().build().unwrap()
+    } else {
+        no_tickets(&ca)
+    };
+    let listener = tcp_listener(&selector).await;
+    let (server, tcp, conn) = manual_pair(&listener, &ca, &config).await;
+    ((selector, listener), server, tcp, conn)
+}
+
 /// Takes the bytes `tcp` holds into `conn`, processing them (a decryption failure panics).
 fn take_in(conn: &mut rustls::ClientConnection, bytes: &[u8]) {
     let mut slice = bytes;
@@ -136,11 +160,7 @@ async fn a_key_update_that_came_with_the_clients_finished_is_answered_by_a_serve
 /// waits for the next line, still answers it.
 #[tokio::test]
 async fn a_key_update_that_came_with_the_data_a_read_returns_is_answered() {
-    let selector = SelectorManager::new();
-    let ca = TestCa::new("key update with data");
-    let config = no_tickets(&ca);
-    let listener = tcp_listener(&selector).await;
-    let (mut server, mut tcp, mut conn) = manual_pair(&listener, &ca, &config).await;
+    let (_keep, mut server, mut tcp, mut conn) = ends("key update with data", false).await;
     let mut input = server.open_read_channel().unwrap();
     conn.writer().write_all(b"one\n").unwrap();
     conn.refresh_traffic_keys().unwrap();
@@ -164,11 +184,7 @@ async fn a_key_update_that_came_with_the_data_a_read_returns_is_answered() {
 
 /// The last line and `close_notify` in one segment: the line, then the clean end.
 async fn last_line_and_close_notify_in_one_segment() {
-    let selector = SelectorManager::new();
-    let ca = TestCa::new("last line and close_notify");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = tcp_listener(&selector).await;
-    let (mut server, mut tcp, mut conn) = manual_pair(&listener, &ca, &config).await;
+    let (_keep, mut server, mut tcp, mut conn) = ends("last line and close_notify", true).await;
     let mut input = server.open_read_channel().unwrap();
     conn.writer().write_all(b"first\n").unwrap();
     tcp.write_all(&records(&mut conn)).await.unwrap();
@@ -197,11 +213,7 @@ async fn the_last_line_and_close_notify_in_one_segment_give_the_line_then_the_en
 /// The last line, then at once the FIN without `close_notify`: the line, then the truncation.
 #[tokio::test]
 async fn the_last_line_then_a_fin_give_the_line_then_the_truncation() {
-    let selector = SelectorManager::new();
-    let ca = TestCa::new("last line and fin");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = tcp_listener(&selector).await;
-    let (mut server, mut tcp, mut conn) = manual_pair(&listener, &ca, &config).await;
+    let (_keep, mut server, mut tcp, mut conn) = ends("last line and fin", true).await;
     let mut input = server.open_read_channel().unwrap();
     conn.writer().write_all(b"last\n").unwrap();
     tcp.write_all(&records(&mut conn)).await.unwrap();
@@ -228,11 +240,7 @@ impl Wake for Flag {
 /// not read on), then a poll that waits: input that comes after wakes that poll, which then
 /// returns it.
 async fn a_wait_after_an_early_return_is_woken() {
-    let selector = SelectorManager::new();
-    let ca = TestCa::new("wake-up after an early return");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = tcp_listener(&selector).await;
-    let (server, mut tcp, mut conn) = manual_pair(&listener, &ca, &config).await;
+    let (_keep, server, mut tcp, mut conn) = ends("wake-up after an early return", true).await;
     let mut stream = server.into_stream().unwrap();
     let mut buf = [0u8; 4096];
     for round in 0..20u8 {
@@ -283,11 +291,7 @@ async fn a_wait_after_a_read_that_returned_early_is_woken_by_later_input_multi_t
 /// still sends the reply; the peer's next line, under its new keys, is read.
 #[tokio::test]
 async fn a_key_update_that_comes_alone_to_a_waiting_read_is_answered() {
-    let selector = SelectorManager::new();
-    let ca = TestCa::new("key update alone");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = tcp_listener(&selector).await;
-    let (mut server, mut tcp, mut conn) = manual_pair(&listener, &ca, &config).await;
+    let (_keep, mut server, mut tcp, mut conn) = ends("key update alone", true).await;
     let mut input = server.open_read_channel().unwrap();
 
     conn.writer().write_all(b"before\n").unwrap();
