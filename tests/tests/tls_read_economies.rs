@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use net_io::LineEnding;
+use net_io::{ByteReadChannel, LineEnding};
 use net_sockets::{SelectorManager, ServerSocket};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
@@ -60,6 +60,17 @@ async fn ends(
     let listener = tcp_listener(&selector).await;
     let (server, tcp, conn) = manual_pair(&listener, &ca, &config).await;
     ((selector, listener), server, tcp, conn)
+}
+
+/// Sends `plaintext` from the client: rustls makes its records, the raw socket takes them.
+async fn send(conn: &mut rustls::ClientConnection, tcp: &mut TcpStream, plaintext: &[u8]) {
+    conn.writer().write_all(plaintext).unwrap();
+    tcp.write_all(&records(conn)).await.unwrap();
+}
+
+/// Our server's next line (within the test's time limit).
+async fn next_line(input: &mut ByteReadChannel) -> net_io::Result<Option<String>> {
+    within(input.read_line(LIMIT, LineEnding::Default)).await
 }
 
 /// Takes the bytes `tcp` holds into `conn`, processing them (a decryption failure panics).
@@ -148,8 +159,7 @@ async fn a_key_update_that_came_with_the_clients_finished_is_answered_by_a_serve
         "our server, which only reads, never answered the KeyUpdate its handshake took in"
     );
     assert!(!reader.is_finished(), "the read still waits for a line");
-    conn.writer().write_all(b"after\n").unwrap();
-    tcp.write_all(&records(&mut conn)).await.unwrap();
+    send(&mut conn, &mut tcp, b"after\n").await;
     let (_input, line) = within(reader).await.unwrap();
     assert_eq!(line.unwrap().as_deref(), Some("after"));
     server.close();
@@ -165,7 +175,7 @@ async fn a_key_update_that_came_with_the_data_a_read_returns_is_answered() {
     conn.writer().write_all(b"one\n").unwrap();
     conn.refresh_traffic_keys().unwrap();
     tcp.write_all(&records(&mut conn)).await.unwrap();
-    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    let line = next_line(&mut input).await;
     assert_eq!(line.unwrap().as_deref(), Some("one"));
     let reader = tokio::spawn(async move {
         let line = input.read_line(LIMIT, LineEnding::Default).await;
@@ -175,8 +185,7 @@ async fn a_key_update_that_came_with_the_data_a_read_returns_is_answered() {
         take_some(&tcp, &mut conn).await > 0,
         "our server, which only reads, never answered the KeyUpdate that came with its data"
     );
-    conn.writer().write_all(b"two\n").unwrap();
-    tcp.write_all(&records(&mut conn)).await.unwrap();
+    send(&mut conn, &mut tcp, b"two\n").await;
     let (_input, line) = within(reader).await.unwrap();
     assert_eq!(line.unwrap().as_deref(), Some("two"));
     server.close();
@@ -186,16 +195,15 @@ async fn a_key_update_that_came_with_the_data_a_read_returns_is_answered() {
 async fn last_line_and_close_notify_in_one_segment() {
     let (_keep, mut server, mut tcp, mut conn) = ends("last line and close_notify", true).await;
     let mut input = server.open_read_channel().unwrap();
-    conn.writer().write_all(b"first\n").unwrap();
-    tcp.write_all(&records(&mut conn)).await.unwrap();
-    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    send(&mut conn, &mut tcp, b"first\n").await;
+    let line = next_line(&mut input).await;
     assert_eq!(line.unwrap().as_deref(), Some("first"));
     conn.writer().write_all(b"last\n").unwrap();
     conn.send_close_notify();
     tcp.write_all(&records(&mut conn)).await.unwrap();
-    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    let line = next_line(&mut input).await;
     assert_eq!(line.unwrap().as_deref(), Some("last"));
-    let end = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    let end = next_line(&mut input).await;
     assert_eq!(end.unwrap(), None, "the clean end after the last line");
     server.close();
 }
@@ -215,12 +223,11 @@ async fn the_last_line_and_close_notify_in_one_segment_give_the_line_then_the_en
 async fn the_last_line_then_a_fin_give_the_line_then_the_truncation() {
     let (_keep, mut server, mut tcp, mut conn) = ends("last line and fin", true).await;
     let mut input = server.open_read_channel().unwrap();
-    conn.writer().write_all(b"last\n").unwrap();
-    tcp.write_all(&records(&mut conn)).await.unwrap();
+    send(&mut conn, &mut tcp, b"last\n").await;
     tcp.shutdown().await.unwrap();
-    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    let line = next_line(&mut input).await;
     assert_eq!(line.unwrap().as_deref(), Some("last"));
-    let end = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    let end = next_line(&mut input).await;
     let e = end.expect_err("a truncation, not a clean end");
     assert!(is_truncated(&e), "{e:?}");
     server.close();
@@ -244,8 +251,7 @@ async fn a_wait_after_an_early_return_is_woken() {
     let mut stream = server.into_stream().unwrap();
     let mut buf = [0u8; 4096];
     for round in 0..20u8 {
-        conn.writer().write_all(&[b'a' + round]).unwrap();
-        tcp.write_all(&records(&mut conn)).await.unwrap();
+        send(&mut conn, &mut tcp, &[b'a' + round]).await;
         let n = within(stream.read(&mut buf)).await.unwrap();
         assert_eq!(&buf[..n], &[b'a' + round], "round {round}");
 
@@ -255,8 +261,7 @@ async fn a_wait_after_an_early_return_is_woken() {
         let mut read = ReadBuf::new(&mut buf);
         let polled = Pin::new(&mut stream).poll_read(&mut cx, &mut read);
         assert!(polled.is_pending(), "round {round}: {polled:?}");
-        conn.writer().write_all(&[b'A' + round]).unwrap();
-        tcp.write_all(&records(&mut conn)).await.unwrap();
+        send(&mut conn, &mut tcp, &[b'A' + round]).await;
         within(flag.0.notified()).await;
         // Woken: the input is there (a poll that still finds nothing would be a spurious
         // wake-up; poll until it comes, each time woken again).
@@ -294,9 +299,8 @@ async fn a_key_update_that_comes_alone_to_a_waiting_read_is_answered() {
     let (_keep, mut server, mut tcp, mut conn) = ends("key update alone", true).await;
     let mut input = server.open_read_channel().unwrap();
 
-    conn.writer().write_all(b"before\n").unwrap();
-    tcp.write_all(&records(&mut conn)).await.unwrap();
-    let line = within(input.read_line(LIMIT, LineEnding::Default)).await;
+    send(&mut conn, &mut tcp, b"before\n").await;
+    let line = next_line(&mut input).await;
     assert_eq!(line.unwrap().as_deref(), Some("before"));
     // The session tickets the server sent after the handshake, out of the way: nothing else
     // comes until the key update.
@@ -316,8 +320,7 @@ async fn a_key_update_that_comes_alone_to_a_waiting_read_is_answered() {
     );
     assert!(!reader.is_finished(), "the read still waits for a line");
 
-    conn.writer().write_all(b"after\n").unwrap();
-    tcp.write_all(&records(&mut conn)).await.unwrap();
+    send(&mut conn, &mut tcp, b"after\n").await;
     let (_input, line) = within(reader).await.unwrap();
     assert_eq!(line.unwrap().as_deref(), Some("after"));
     server.close();
