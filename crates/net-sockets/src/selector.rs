@@ -158,7 +158,11 @@ impl SelectorManager {
     /// - where the cores are busy anyway (many connections, other processes), polling takes
     ///   time from other work. The polling thread offers its core to other runnable threads at
     ///   every turn (`sched_yield`, which the kernel takes as a hint), but under a CPU quota (a
-    ///   container's `cpu.max`) the time it spends counts against the process all the same;
+    ///   container's `cpu.max`) the time it spends counts against the process all the same.
+    ///   That yield has a price on idle cores: on a 2-vCPU virtual machine it cut one
+    ///   pipelining connection's rate to about half of what a poller that never yields made,
+    ///   and without it two CPU-bound processes alongside cut the rate two to five times
+    ///   (`BENCHMARKS.md`, forty-first pass);
     /// - tokio lets one thread at a time poll for I/O: when an idle worker of the runtime is
     ///   already asleep polling, the busy one cannot, and input wakes the sleeper as usual, so
     ///   not every request is caught. A runtime of one worker (current-thread, or
