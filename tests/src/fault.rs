@@ -138,3 +138,39 @@ pub fn reset(stream: tokio::net::TcpStream) {
         .expect("set SO_LINGER 0");
     drop(stream);
 }
+
+/// Whether the kernel still lists the TCP connection from `local` to `remote` (IPv4) in
+/// `/proc/net/tcp` (Linux). A connection the peer's reset ended is not listed any more, though
+/// its socket is still open and no read or write of ours has been told: a test waits for that
+/// (with [`reset_arrived`]) to act on a reset the library cannot know of yet.
+pub fn kernel_lists_connection(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> bool {
+    fn hex(address: std::net::SocketAddr) -> String {
+        let std::net::SocketAddr::V4(v4) = address else {
+            panic!("an IPv4 address: {address}");
+        };
+        let ip = u32::from_ne_bytes(v4.ip().octets());
+        format!("{ip:08X}:{:04X}", v4.port())
+    }
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        fields.next() == Some(local.as_str()) && fields.next() == Some(remote.as_str())
+    })
+}
+
+/// Resets `peer`'s connection ([`reset`]) and returns once the reset reached our side of it
+/// (the kernel no longer lists it: [`kernel_lists_connection`]; hang safety net: [`within`]).
+pub async fn reset_arrived(peer: tokio::net::TcpStream) {
+    let (ours, theirs) = (
+        peer.peer_addr().expect("the peer's remote address"),
+        peer.local_addr().expect("the peer's local address"),
+    );
+    reset(peer);
+    within(async {
+        while kernel_lists_connection(ours, theirs) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}

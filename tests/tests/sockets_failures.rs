@@ -1329,10 +1329,16 @@ async fn flush_and_close_after_the_peers_reset_is_a_typed_error() {
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(peer);
-    // The reset arrives; what is written next cannot be delivered.
+    // The reset arrives; what is written next cannot be delivered. Once a read reported it,
+    // the write channel accepts nothing (`EPIPE`, as a send then gets), and reports it again.
     let _ = within(connection.input.read_u8()).await;
     good.round_trip("after the reset").await;
-    connection.output.write_fully(b"too late").await.unwrap();
+    let e = connection
+        .output
+        .write_fully(b"too late")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{e:?}");
     let e = within(connection.output.flush_and_close())
         .await
         .unwrap_err();

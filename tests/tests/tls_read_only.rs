@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, ServerSocket, a_socket};
 use net_tests::block_on;
-use net_tests::fault::reset;
+use net_tests::fault::reset_arrived;
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
 use net_tests::tls::{
@@ -848,9 +848,11 @@ async fn a_tls_close_after_a_timed_out_write_was_retried_ends_with_close_notify(
 }
 
 /// A TLS write that fails took none of its bytes, also when the socket fails under them: our
-/// server's first write after the peer reset is taken by rustls and succeeds (its bytes are as
-/// good as sent: a caller that retried a failed call would send them twice); the socket's error
-/// comes with the next write, before it takes anything, and with every one after it.
+/// server's first write after the peer's reset arrived, before any read reported it, is taken
+/// by rustls and succeeds (its bytes are as good as sent: a caller that retried a failed call
+/// would send them twice); the socket's error comes with the next write, before it takes
+/// anything, and with every one after it. (Once a read has reported the reset, a write takes
+/// nothing and fails at once, as on a plain socket: `writes_after_a_reset`.)
 #[tokio::test]
 async fn a_tls_write_whose_bytes_were_taken_succeeds_and_the_next_reports_the_socket_error() {
     let selector = SelectorManager::new();
@@ -861,11 +863,8 @@ async fn a_tls_write_whose_bytes_were_taken_succeeds_and_the_next_reports_the_so
     let (server, client) = handshake(&listener, port, &ca, &config).await;
     let mut server = server.into_stream().unwrap();
     let (tcp, _) = client.into_inner();
-    reset(tcp);
-    // The reset has arrived once a read reports it.
-    let mut buf = [0u8; 16];
-    let e = within(server.read(&mut buf)).await.unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
+    // The reset has arrived once the kernel ended our side of the connection; no read saw it.
+    reset_arrived(tcp).await;
 
     let taken = within(server.write(b"taken by rustls\n")).await;
     assert_eq!(taken.unwrap(), 16);

@@ -122,7 +122,8 @@ impl WriteState {
     /// never be sent: a write that returned `Ok` after the close would report bytes written
     /// that the peer never gets, after an end that looked clean to it. The sockets of
     /// `net-sockets` end the state of their write channel as they close (their error:
-    /// `Closed`, or `SelectorClosed`).
+    /// `Closed`, or `SelectorClosed`), and once a read reported the connection's failure (the
+    /// peer's reset: `EPIPE`, the error a send then gets).
     ///
     /// A call already past its start (waiting for the transport, on another thread) is not
     /// stopped: it learns of the close from the transport, or, if it only buffers, the next

@@ -630,7 +630,7 @@ impl<T: Transport> Connection<T> {
 
 impl Connection<Plain> {
     /// Hands the connection to a layer (TLS; for STARTTLS after a plain-text exchange): the
-    /// output is flushed first, and input already buffered (bytes that arrived with the
+    /// output is flushed before the layer starts, and input already buffered (bytes that arrived with the
     /// plain-text command) is the layer's first input. When a read of the input already failed
     /// (the peer reset the connection), that error is returned and no layer is started. On
     /// error, or when the returned future is dropped, the socket is closed.
@@ -664,14 +664,15 @@ impl Connection<Plain> {
         // be (see `close_gracefully`).
         let mut deadline = SelectorSleep::new(socket.link.conn.core().selector(), limit);
         let taken = async {
-            output.flush().await?;
             let prefix = input.read_bytes(input.available_for_read()).await?;
             // A read that failed (a reset) is final, but the socket reports it only once: on
             // it, the layer would see an end of stream, or a broken pipe when it writes. The
             // channel reports it again, without reading (an end of stream it saw: `false`).
+            // Before the flush, which it fails too, with the broken pipe.
             if input.is_closed_for_read() {
                 input.await_content(1).await?;
             }
+            output.flush().await?;
             Ok::<_, net_io::Error>(prefix)
         };
         let taken = tokio::select! {

@@ -224,6 +224,13 @@ pub(crate) struct Conn {
     write_state: AtomicU8,
     /// Whether a task is sending held bytes for a reader that could not wait for them.
     cork_task: AtomicBool,
+    /// A read reported the socket's own failure (an OS error: the peer's reset): the kernel
+    /// holds the connection for dead, and nothing written from now on can reach the peer.
+    broken: AtomicBool,
+    /// A send or a shutdown was told of the peer's reset (`ECONNRESET`): the kernel reports it
+    /// once, so a read after it finds only the end of the stream, and reports the reset
+    /// instead (see [`told_to_send`](Self::told_to_send)).
+    reset_told_to_send: AtomicBool,
     /// With the connection's places in its selector's count and its listener's group as its
     /// release hook, left when the descriptor is released (see [`Counted`]).
     core: Core<Stream, Mutex<Counted>>,
@@ -406,6 +413,8 @@ impl Conn {
             received: Mutex::new(received),
             backlog: options.coalesce_flushes.then(Backlog::new),
             cork_task: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+            reset_told_to_send: AtomicBool::new(false),
             before_cut: BeforeCut::default(),
         })?;
         if let Some(backlog) = &conn.backlog {
@@ -704,9 +713,10 @@ impl Conn {
                         held.advance(bytes);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                    Err(_) => {
+                    Err(e) => {
                         // The peer is gone: what was held back cannot be delivered. The write
                         // channel learns it from its next write; the close resets.
+                        self.told_to_send(&e);
                         self.write_state.fetch_max(FAILED, Ordering::AcqRel);
                         self.stop_holding();
                         held.clear();
@@ -825,11 +835,49 @@ impl Conn {
         if self.core.close_begun() {
             state.end(io::Error::from(self.core.closed_error()));
         }
+        // So is one opened after a read reported the connection's failure (see `broke`).
+        if self.is_broken() {
+            state.end(sent_after_failure());
+        }
         let before = channel.replace(state);
         drop(channel);
         if before.is_some_and(|before| before.lost_bytes() || before.has_unsent()) {
             self.write_state.fetch_max(FAILED, Ordering::AcqRel);
         }
+    }
+
+    /// A read reported the socket's own failure (an OS error, kept by the read half): the
+    /// connection is dead. From now on its write channel's calls fail at once with the error a
+    /// send then gets from the kernel (`EPIPE`), as does a shutdown (a TCP socket's would
+    /// report `ENOTCONN`, which is taken for the peer's earlier close, a Unix socket's would
+    /// succeed) and a layer's write ([`RawStream::check_alive`](crate::layer::RawStream::check_alive)):
+    /// none may report success for bytes, or an end, that can never reach the peer. Out of
+    /// line: only a failed read comes here; writes load the flag (the channel its state's).
+    #[cold]
+    #[inline(never)]
+    fn broke(&self) {
+        self.broken.store(true, Ordering::Release);
+        if let Some(state) = lock(&self.channel).as_ref() {
+            state.end(sent_after_failure());
+        }
+    }
+
+    /// A call other than a read (a send, a shutdown) was told the socket's error `e`: when it
+    /// is the peer's reset, which the kernel tells once, the read that then finds only the end
+    /// of the stream reports the reset instead (see `ReadHalf`'s `poll_read`). Out of line:
+    /// only failures come here.
+    #[cold]
+    #[inline(never)]
+    fn told_to_send(&self, e: &io::Error) {
+        if e.raw_os_error() == Some(libc::ECONNRESET) {
+            self.reset_told_to_send.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether a read reported the socket's own failure (see [`broke`](Self::broke)).
+    #[inline]
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
     }
 
     /// After a send went through, or a flush (or the flush a shutdown makes) found everything
@@ -1227,7 +1275,8 @@ pub struct ReadHalf {
     /// The OS error a read of the socket failed with, reported again by every later read: the
     /// kernel reports a reset once and an end of stream after it, which a reader without a
     /// channel to remember the failure (a `SocketStream`, a TLS layer) would take for a clean
-    /// end or a truncation.
+    /// end or a truncation. (`ECONNRESET` also when a send was told of the reset first, and
+    /// the read found that end of stream: see `Conn::reset_told_to_send`.)
     failed: Option<i32>,
     /// The end of stream was read: later reads read it again (once both directions are done
     /// the socket closes itself, and a read of a closed socket would fail).
@@ -1314,6 +1363,9 @@ impl ReadHalf {
                 // only the socket's own errors are final.
                 let e = core.failed(e);
                 self.failed = e.raw_os_error();
+                if self.failed.is_some() {
+                    self.half.conn.broke();
+                }
                 Err(e)
             }
             read => read,
@@ -1385,6 +1437,9 @@ impl AsyncRead for ReadHalf {
                 // Only the socket's own errors are final; a timeout or a close is reported by
                 // the next read as it finds things then.
                 this.failed = e.raw_os_error();
+                if this.failed.is_some() {
+                    half.conn.broke();
+                }
                 return Poll::Ready(Err(e));
             }
         };
@@ -1394,6 +1449,15 @@ impl AsyncRead for ReadHalf {
             // selector) reports the close.
             if conn.core.is_closed() {
                 return Poll::Ready(Err(conn.core.closed_error().into()));
+            }
+            if conn.reset_told_to_send.load(Ordering::Acquire) {
+                // The peer reset the connection, and a send, not a read, was told (the kernel
+                // tells once): this end of the stream is the reset's, never the peer's clean
+                // end. Reported as a read that met it would have, and again by every later
+                // read.
+                this.failed = Some(libc::ECONNRESET);
+                conn.broke();
+                return Poll::Ready(Err(io::Error::from_raw_os_error(libc::ECONNRESET)));
             }
             this.ended = true;
             conn.finish(READ_DONE);
@@ -1483,6 +1547,7 @@ impl WriteHalf {
     /// selector is closed (see [`Core::failed`]).
     #[inline(never)]
     fn record_failure(&self, e: io::Error) -> io::Error {
+        self.half.conn.told_to_send(&e);
         // A close is not a write failure: the close itself decided how the connection ends.
         if !self.half.conn.core.is_closed() {
             let state = if e.kind() == io::ErrorKind::TimedOut {
@@ -1592,6 +1657,12 @@ fn written_after_shutdown() -> io::Error {
     io::Error::from_raw_os_error(libc::EPIPE)
 }
 
+/// The error of a write (or shutdown) after a read reported the socket's own failure: the
+/// kernel's to a send then (`EPIPE`, after it reported `ECONNRESET` to the read).
+pub(crate) fn sent_after_failure() -> io::Error {
+    io::Error::from_raw_os_error(libc::EPIPE)
+}
+
 impl AsyncWrite for WriteHalf {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -1667,6 +1738,11 @@ impl AsyncWrite for WriteHalf {
         // flush before it): everything written is with the kernel, so a timed-out write, which
         // took nothing, has been made good as by `poll_flush`.
         conn.timeout_made_good();
+        if conn.is_broken() {
+            // A read reported the connection's failure: no end can reach the peer, and none
+            // is reported as made (every time: the flag stays).
+            return Poll::Ready(Err(sent_after_failure()));
+        }
         if conn.write_failed() {
             // No FIN after a failed write: the close resets the connection instead.
             return Poll::Ready(Err(io::Error::new(
@@ -1686,9 +1762,23 @@ impl AsyncWrite for WriteHalf {
             conn.finish(WRITE_DONE);
             return Poll::Ready(Ok(()));
         }
-        match SockRef::from(&*stream).shutdown(std::net::Shutdown::Write) {
+        let socket = SockRef::from(&*stream);
+        match socket.shutdown(std::net::Shutdown::Write) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                // The connection is gone. When the peer reset it before its end (`ECONNRESET`,
+                // which the kernel still holds for the next call when none was told), this
+                // shutdown reports the reset: no clean end. Otherwise (`EPIPE`: the peer's
+                // reset came after its clean end, to bytes that reached it after it closed;
+                // or none), `Ok`, as before: the peer ended the connection cleanly, and what
+                // it refused after is an HTTP client's usual way to leave, not a failure.
+                if let Ok(Some(e)) = socket.take_error() {
+                    if e.raw_os_error() == Some(libc::ECONNRESET) {
+                        conn.told_to_send(&e);
+                        return Poll::Ready(Err(e));
+                    }
+                }
+            }
             Err(e) => return Poll::Ready(Err(e)),
         }
         drop(stream);

@@ -253,6 +253,23 @@ impl RawStream {
         self.link.conn.core().check_open().map_err(io::Error::from)
     }
 
+    /// Fails with the error a send then gets from the kernel (`EPIPE`, kind
+    /// [`BrokenPipe`](io::ErrorKind::BrokenPipe)) once a read of the connection reported the
+    /// socket's own failure (the peer's reset): for a layer that must not take bytes a dead
+    /// connection can never send (and report them written) before the socket says so. One
+    /// atomic load.
+    ///
+    /// # Errors
+    ///
+    /// As said.
+    #[inline]
+    pub fn check_alive(&self) -> io::Result<()> {
+        if self.link.conn.is_broken() {
+            return Err(crate::stream::sent_after_failure());
+        }
+        Ok(())
+    }
+
     /// The connection.
     pub fn link(&self) -> &Link {
         &self.link

@@ -274,6 +274,10 @@ struct Locked {
     reader: Option<Waker>,
     /// An error a read met after plaintext, for the next read (see `read_session`).
     kept: Option<io::Error>,
+    /// The socket's error that a write whose bytes rustls had taken met (that write
+    /// succeeded, see [`write_records`]), for the next write, flush or shutdown, which reports
+    /// it as it was (the kernel would answer it with `EPIPE`, having reported the reset once).
+    unreported: Option<io::Error>,
     /// Input came in (and rustls may have taken a KeyUpdate from it) since a read last asked
     /// rustls for the reply it may hold back (see [`answer_owed`]).
     unanswered: bool,
@@ -352,6 +356,7 @@ impl TlsSession {
             stream,
             reader: None,
             kept: None,
+            unreported: None,
             // The handshake's last reads may have brought records in.
             unanswered: true,
         }));
@@ -660,16 +665,18 @@ fn write_now<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) 
 /// Hands `buf` to `session` and sends its records as far as the socket takes them in this poll,
 /// as tokio-rustls's `poll_write` does, with one difference: a call whose bytes rustls took
 /// never fails, since those bytes are on their way (a caller that retried a failed call would
-/// send them twice). The socket's error after that is reported by the next call instead, which
-/// sends the records left queued before it takes anything; a timeout needs nothing (the records
-/// leave with the next write or flush, or with the close); any other error marks the session
-/// `failed` at once.
+/// send them twice). The socket's error after that is reported by the next call instead: it
+/// is kept in `unreported`, for the next write, flush or shutdown to report as it was (the
+/// socket would answer that one with `EPIPE`, having reported the reset once); a timeout needs
+/// nothing (the records leave with the next write or flush, or with the close); any other
+/// error marks the session `failed` at once.
 fn write_records<D>(
     raw: &mut RawStream,
     session: &mut rustls::ConnectionCommon<D>,
     cx: &mut Context<'_>,
     buf: &[u8],
     failed: &AtomicBool,
+    unreported: &mut Option<io::Error>,
 ) -> Poll<io::Result<usize>> {
     // Records an earlier call left queued go first: a socket that failed under them reports
     // its error here, before this call takes any of its bytes.
@@ -703,6 +710,7 @@ fn write_records<D>(
             Err(e) => {
                 if e.kind() != io::ErrorKind::TimedOut {
                     failed.store(true, Ordering::Release);
+                    *unreported = Some(e);
                 }
                 return Poll::Ready(Ok(taken));
             }
@@ -961,6 +969,7 @@ impl AsyncRead for TlsRead {
             reader,
             kept,
             unanswered,
+            ..
         } = &mut *locked;
         if this.closed.load(Ordering::Acquire) {
             // What the close took in, to spare the connection a reset, is input a plain
@@ -1062,8 +1071,12 @@ impl AsyncRead for TlsRead {
 /// caller writes instead) or a flush does (`poll_shutdown` flushes first, as tokio's contract
 /// has it). Any other failure is for good.
 ///
-/// A write after `close_notify` (from `poll_shutdown` or the socket's `close`), or once the
-/// socket is closed, fails before rustls takes anything: its bytes could never reach the peer.
+/// A write after `close_notify` (from `poll_shutdown` or the socket's `close`), once the
+/// socket is closed, or once a read reported the socket's failure (the peer's reset: then with
+/// `EPIPE`, as a plain socket's send, and so does a shutdown, unless ours went through
+/// before), fails before rustls takes anything: its bytes could never reach the peer. A write
+/// whose bytes rustls took and that met the socket's failure succeeds; the next write, flush
+/// or shutdown reports that error.
 /// A shutdown once the socket's close began fails with its error (`Closed`) and sends nothing:
 /// that close sends the session's last records, then the FIN.
 #[doc(hidden)]
@@ -1134,12 +1147,27 @@ impl AsyncWrite for TlsWrite {
             )));
         }
         let mut locked = lock_for_writing(&self.shared);
-        let stream = &mut locked.stream;
+        let Locked {
+            stream, unreported, ..
+        } = &mut *locked;
         // Nothing written after close_notify or the socket's close can reach the peer: fail
         // before rustls takes the bytes (it would, and the call would succeed). An empty write
         // too, as on a plain socket.
         if let Err(e) = stream.get_ref().0.check_open() {
             return Poll::Ready(Err(e));
+        }
+        // The socket's error that the last write met after rustls took its bytes (the session
+        // failed then).
+        if let Some(e) = unreported.take() {
+            drop(locked);
+            return Poll::Ready(Err(e));
+        }
+        // Nor once a read reported the socket's failure (the peer's reset): rustls would take
+        // the bytes, and the call succeed, though the library knows they can never be sent.
+        // The error is the one a plain socket's send gets then; it fails the session.
+        if let Err(e) = stream.get_ref().0.check_alive() {
+            drop(locked);
+            return self.check(Poll::Ready(Err(e)));
         }
         if self.ended.load(Ordering::Acquire) {
             return Poll::Ready(Err(io::Error::new(
@@ -1155,11 +1183,11 @@ impl AsyncWrite for TlsWrite {
         let result = match stream {
             tokio_rustls::TlsStream::Client(s) => {
                 let (raw, session) = s.get_mut();
-                write_records(raw, session, cx, buf, &self.failed)
+                write_records(raw, session, cx, buf, &self.failed, unreported)
             }
             tokio_rustls::TlsStream::Server(s) => {
                 let (raw, session) = s.get_mut();
-                write_records(raw, session, cx, buf, &self.failed)
+                write_records(raw, session, cx, buf, &self.failed, unreported)
             }
         };
         write_done(stream, &result);
@@ -1169,6 +1197,11 @@ impl AsyncWrite for TlsWrite {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut locked = lock_for_writing(&self.shared);
+        if let Some(e) = locked.unreported.take() {
+            // See `poll_write` (the session failed already).
+            drop(locked);
+            return Poll::Ready(Err(e));
+        }
         let stream = &mut locked.stream;
         let result = Pin::new(&mut *stream).poll_flush(cx);
         write_done(stream, &result);
@@ -1183,6 +1216,22 @@ impl AsyncWrite for TlsWrite {
         // fails this shutdown with that timeout, which a retry may make good.)
         if self.timed_out.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire) {
             ready!(self.as_mut().poll_flush(cx))?;
+        }
+        // The socket's error a write met after rustls took its bytes (see `poll_write`); or,
+        // once a read reported the socket's failure, the error a plain socket's shutdown
+        // reports then, every time. Not after our own shutdown went through: the end was
+        // made before the connection died (a plain socket's shutdown stays `Ok` then).
+        let dead = if self.shut_down {
+            Ok(())
+        } else {
+            let mut locked = lock_for_writing(&self.shared);
+            match locked.unreported.take() {
+                Some(e) => Err(e),
+                None => locked.stream.get_ref().0.check_alive(),
+            }
+        };
+        if let Err(e) = dead {
+            return self.check_shutdown(Poll::Ready(Err(e)));
         }
         // As the socket's close: no close_notify once bytes are missing (a write channel that
         // holds or lost some, a write cut short).

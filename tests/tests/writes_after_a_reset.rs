@@ -1,0 +1,607 @@
+//! Writes on a connection the library already knows is dead: once a read reported the peer's
+//! reset, every write path (a buffered write, a write that reaches the transport, a flush,
+//! `flush_and_close`, tokio's `AsyncWrite` of the channel and of `into_stream`) fails at once
+//! with the error a plain socket's send then gets (`EPIPE`, kind `BrokenPipe`), the same over
+//! TCP, TLS and a Unix socket: none reports success for bytes that can never be delivered, and
+//! none ends the connection as if it had ended cleanly. A reset told to a call other than a read
+//! (a write, a flush, the send of held-back answers, a shutdown) is reported by the reads after
+//! it, never an end of stream. And what is not a failure of the connection (a read's timeout;
+//! the peer's clean end, then its reset of our later data) leaves writes and reads as they were.
+
+use std::io::ErrorKind;
+use std::path::PathBuf;
+
+use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
+use net_sockets::{SelectorManager, ServerSocket, Socket, Transport, UnixSocketAddress, a_socket};
+use net_tests::fault::{raw_peer_of, reset, reset_arrived};
+use net_tests::loopback::tcp_listener;
+use net_tests::pki::TestCa;
+use net_tests::tls::manual_pair;
+use net_tests::{TempDir, within};
+use net_tls::TlsServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// What a failure says: its kind and OS error code.
+type Identity = (ErrorKind, Option<i32>);
+
+/// The error of a send once the kernel reported the connection's reset to a read.
+const EPIPE: Identity = (ErrorKind::BrokenPipe, Some(libc::EPIPE));
+
+fn of_channel(e: &net_io::Error) -> Identity {
+    let os = match e {
+        net_io::Error::Io(io) => io.raw_os_error(),
+        _ => None,
+    };
+    (e.kind(), os)
+}
+
+fn of_io(e: &std::io::Error) -> Identity {
+    (e.kind(), e.raw_os_error())
+}
+
+/// A channel call's result: `Ok` (what the call returned, as text) or the failure's identity.
+fn channel_result<T: std::fmt::Debug>(r: net_io::Result<T>) -> Result<String, Identity> {
+    r.map(|v| format!("{v:?}")).map_err(|e| of_channel(&e))
+}
+
+fn io_result<T: std::fmt::Debug>(r: std::io::Result<T>) -> Result<String, Identity> {
+    r.map(|v| format!("{v:?}")).map_err(|e| of_io(&e))
+}
+
+/// The peer of one connection, which resets it.
+enum Peer {
+    Tcp(tokio::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Peer {
+    /// TCP: `SO_LINGER` 0, then the close. Unix: a close with input unread (our "hello"),
+    /// which the other end reads as `ECONNRESET`.
+    fn reset(self) {
+        match self {
+            Peer::Tcp(s) => reset(s),
+            Peer::Unix(s) => drop(s),
+        }
+    }
+
+    /// [`reset`](Self::reset), and returns once the reset reached our side, though no read or
+    /// write of ours was told (a Unix socket's close reaches it before it returns).
+    async fn reset_arrived(self) {
+        match self {
+            Peer::Tcp(s) => reset_arrived(s).await,
+            Peer::Unix(s) => drop(s),
+        }
+    }
+}
+
+/// The three kinds of connection, each with its listener.
+struct Servers {
+    selector: SelectorManager,
+    tcp: ServerSocket,
+    unix: ServerSocket,
+    unix_path: PathBuf,
+    ca: TestCa,
+    config: TlsServerConfig,
+    _dir: TempDir,
+}
+
+impl Servers {
+    async fn new() -> Servers {
+        let selector = SelectorManager::new();
+        let tcp = tcp_listener(&selector).await;
+        let dir = TempDir::new("writes-after-a-reset");
+        let unix_path = dir.path().join("s.sock");
+        let unix = a_socket(&selector)
+            .tcp()
+            .bind(UnixSocketAddress::new(&unix_path))
+            .await
+            .unwrap();
+        let ca = TestCa::new("dead writes ca");
+        let config = ca.server(&["localhost"]).server_config().build().unwrap();
+        Servers {
+            selector,
+            tcp,
+            unix,
+            unix_path,
+            ca,
+            config,
+            _dir: dir,
+        }
+    }
+
+    async fn tcp(&self) -> (Socket, Peer) {
+        let (peer, socket) = raw_peer_of(&self.tcp).await;
+        (socket, Peer::Tcp(peer))
+    }
+
+    async fn unix(&self) -> (Socket, Peer) {
+        let peer = std::os::unix::net::UnixStream::connect(&self.unix_path).unwrap();
+        let socket = within(self.unix.accept()).await.unwrap();
+        (socket, Peer::Unix(peer))
+    }
+
+    /// TLS 1.3 with a rustls client on a raw TCP stream (which never reads).
+    async fn tls(&self) -> (net_tls::TlsSocket, Peer) {
+        let (tls, tcp, _client) = manual_pair(&self.tcp, &self.ca, &self.config).await;
+        (tls, Peer::Tcp(tcp))
+    }
+}
+
+/// Runs `case` over TCP, TLS and a Unix socket: (name, what it saw) for each.
+macro_rules! over_each {
+    ($servers:expr, $case:ident) => {{
+        let servers = &$servers;
+        let (socket, peer) = servers.tcp().await;
+        let tcp = $case(socket, peer).await;
+        let (socket, peer) = servers.tls().await;
+        let tls = $case(socket, peer).await;
+        let (socket, peer) = servers.unix().await;
+        let unix = $case(socket, peer).await;
+        [("tcp", tcp), ("tls", tls), ("unix", unix)]
+    }};
+}
+
+/// The channels, after "hello\n" went to the peer (which leaves it unread).
+async fn channels<T: Transport>(
+    socket: &mut Socket<T>,
+    auto_flush: bool,
+) -> (ByteReadChannel, ByteWriteChannel) {
+    let input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(auto_flush).unwrap();
+    output.write_string_utf8("hello\n").await.unwrap();
+    output.flush().await.unwrap();
+    (input, output)
+}
+
+/// Resets the connection and waits for a read to report it: from then on the library knows
+/// the connection is dead.
+async fn reset_seen_by_a_read(peer: Peer, input: &mut ByteReadChannel) {
+    peer.reset();
+    let e = within(input.read_u8()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+}
+
+/// Each write call of the channel after the read reported the reset, and `flush_and_close`.
+#[derive(Debug, PartialEq)]
+struct ChannelCalls {
+    /// `write_string_utf8` on a channel without auto flush (the bytes would only be buffered).
+    buffered: Result<String, Identity>,
+    flush: Result<String, Identity>,
+    flush_and_close: Result<String, Identity>,
+    flush_and_close_again: Result<String, Identity>,
+    closed_for_write: bool,
+}
+
+async fn buffered_then_flush_and_close<T: Transport>(
+    mut socket: Socket<T>,
+    peer: Peer,
+) -> ChannelCalls {
+    let (mut input, mut output) = channels(&mut socket, false).await;
+    reset_seen_by_a_read(peer, &mut input).await;
+    let calls = ChannelCalls {
+        buffered: channel_result(within(output.write_string_utf8("too late\n")).await),
+        flush: channel_result(within(output.flush()).await),
+        flush_and_close: channel_result(within(output.flush_and_close()).await),
+        flush_and_close_again: channel_result(within(output.flush_and_close()).await),
+        closed_for_write: output.is_closed_for_write(),
+    };
+    socket.close();
+    calls
+}
+
+/// A write to a channel without auto flush, after a read reported the reset, accepts nothing:
+/// its bytes could never be sent. Before, it returned `Ok` (TCP, TLS, Unix alike), and only
+/// the flush reported the failure.
+#[tokio::test]
+async fn a_buffered_write_after_a_read_reported_the_reset_fails_at_once() {
+    let servers = Servers::new().await;
+    let seen = over_each!(servers, buffered_then_flush_and_close);
+    let expected = ["tcp", "tls", "unix"].map(|net| {
+        let calls = ChannelCalls {
+            buffered: Err(EPIPE),
+            flush: Err(EPIPE),
+            flush_and_close: Err(EPIPE),
+            flush_and_close_again: Err(EPIPE),
+            closed_for_write: true,
+        };
+        (net, calls)
+    });
+    assert_eq!(seen, expected);
+    servers.selector.close();
+}
+
+async fn flush_and_close_with_nothing_buffered<T: Transport>(
+    mut socket: Socket<T>,
+    peer: Peer,
+) -> [Result<String, Identity>; 2] {
+    let (mut input, mut output) = channels(&mut socket, false).await;
+    reset_seen_by_a_read(peer, &mut input).await;
+    let first = channel_result(within(output.flush_and_close()).await);
+    let again = channel_result(within(output.flush_and_close()).await);
+    socket.close();
+    [first, again]
+}
+
+/// `flush_and_close` with nothing buffered, after a read reported the reset, is no clean end:
+/// the FIN can never reach the peer, and our "hello" never did. Before, it returned `Ok` over
+/// TCP and Unix (the kernel's `ENOTCONN` to the shutdown was taken for success; a Unix
+/// socket's shutdown succeeds whatever the peer did) and the second call `BrokenPipe`, while
+/// TLS failed with `EPIPE` both times.
+#[tokio::test]
+async fn flush_and_close_after_a_read_reported_the_reset_fails_with_nothing_buffered() {
+    let servers = Servers::new().await;
+    let seen = over_each!(servers, flush_and_close_with_nothing_buffered);
+    let expected = ["tcp", "tls", "unix"].map(|net| (net, [Err(EPIPE), Err(EPIPE)]));
+    assert_eq!(seen, expected);
+    servers.selector.close();
+}
+
+/// `write_string_utf8` on an auto-flush channel, after a read reported the reset.
+async fn auto_flushed_write<T: Transport>(
+    mut socket: Socket<T>,
+    peer: Peer,
+) -> Result<String, Identity> {
+    let (mut input, mut output) = channels(&mut socket, true).await;
+    reset_seen_by_a_read(peer, &mut input).await;
+    let written = channel_result(within(output.write_string_utf8("too late\n")).await);
+    socket.close();
+    written
+}
+
+/// tokio's `AsyncWrite::poll_write` of an auto-flush channel, after a read reported the reset.
+async fn channel_poll_write<T: Transport>(
+    mut socket: Socket<T>,
+    peer: Peer,
+) -> Result<String, Identity> {
+    let (mut input, mut output) = channels(&mut socket, true).await;
+    reset_seen_by_a_read(peer, &mut input).await;
+    let written = io_result(within(AsyncWriteExt::write(&mut output, b"too late\n")).await);
+    socket.close();
+    written
+}
+
+/// `write_fully` of more than the buffer holds, on a channel without auto flush, after a read
+/// reported the reset.
+async fn large_write<T: Transport>(mut socket: Socket<T>, peer: Peer) -> Result<String, Identity> {
+    let (mut input, mut output) = channels(&mut socket, false).await;
+    reset_seen_by_a_read(peer, &mut input).await;
+    let large = channel_result(within(output.write_fully(&vec![7u8; 64 * 1024])).await);
+    socket.close();
+    large
+}
+
+/// A write that goes to the transport, after a read reported the reset, fails with the same
+/// error over TLS as over TCP: before, TLS took the bytes (rustls did, and the socket's
+/// failure was left to the next call), so tokio's `poll_write` of an auto-flush channel and a
+/// `write_fully` larger than the buffer returned `Ok` for bytes the library knew could never
+/// be delivered.
+#[tokio::test]
+async fn a_write_to_the_transport_after_a_read_reported_the_reset_fails_alike_over_tls() {
+    let servers = Servers::new().await;
+    let expected = ["tcp", "tls", "unix"].map(|net| (net, Err(EPIPE)));
+    let auto_flushed = over_each!(servers, auto_flushed_write);
+    let poll_write = over_each!(servers, channel_poll_write);
+    let large = over_each!(servers, large_write);
+    assert_eq!(
+        [auto_flushed, poll_write, large],
+        [expected.clone(), expected.clone(), expected],
+        "write_string_utf8 with auto flush; poll_write with auto flush; write_fully of 64 KiB \
+         without auto flush"
+    );
+    servers.selector.close();
+}
+
+/// `into_stream`, after its read reported the reset: two writes.
+async fn stream_writes<T: Transport>(
+    socket: Socket<T>,
+    peer: Peer,
+) -> [Result<String, Identity>; 2] {
+    let mut stream = socket.into_stream().unwrap();
+    stream.write_all(b"hello\n").await.unwrap();
+    stream.flush().await.unwrap();
+    peer.reset();
+    let mut buf = [0u8; 16];
+    let e = within(stream.read(&mut buf)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+    [
+        io_result(within(stream.write(b"too late\n")).await),
+        io_result(within(stream.write(b"too late\n")).await),
+    ]
+}
+
+/// `into_stream`, after its read reported the reset: two shutdowns, without a write before.
+async fn stream_shutdown<T: Transport>(
+    socket: Socket<T>,
+    peer: Peer,
+) -> [Result<String, Identity>; 2] {
+    let mut stream = socket.into_stream().unwrap();
+    stream.write_all(b"hello\n").await.unwrap();
+    stream.flush().await.unwrap();
+    peer.reset();
+    let mut buf = [0u8; 16];
+    let e = within(stream.read(&mut buf)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+    [
+        io_result(within(stream.shutdown()).await),
+        io_result(within(stream.shutdown()).await),
+    ]
+}
+
+/// Through `into_stream`, after its read reported the reset: a write fails with `EPIPE` over
+/// TLS as over TCP (before, TLS's first write returned `Ok(9)`), and a shutdown is no clean
+/// end (before, it returned `Ok` over TCP and Unix, every time).
+#[tokio::test]
+async fn a_stream_write_or_shutdown_after_its_read_reported_the_reset_fails_alike() {
+    let servers = Servers::new().await;
+    let writes = over_each!(servers, stream_writes);
+    let shutdowns = over_each!(servers, stream_shutdown);
+    let expected = ["tcp", "tls", "unix"].map(|net| (net, [Err(EPIPE), Err(EPIPE)]));
+    assert_eq!(writes, expected, "two writes");
+    assert_eq!(shutdowns, expected, "two shutdowns");
+    servers.selector.close();
+}
+
+/// A flush of bytes buffered before the peer's reset arrived (no read reported it): twice.
+async fn flush_after_the_reset_arrived<T: Transport>(
+    mut socket: Socket<T>,
+    peer: Peer,
+) -> [Result<String, Identity>; 2] {
+    let (_input, mut output) = channels(&mut socket, false).await;
+    output.write_string_utf8("buffered\n").await.unwrap();
+    peer.reset_arrived().await;
+    let flushes = [
+        channel_result(within(output.flush()).await),
+        channel_result(within(output.flush()).await),
+    ];
+    socket.close();
+    flushes
+}
+
+/// The peer resets while our bytes sit in the write channel's buffer; then we flush. The flush
+/// reports the socket's error, the same over TLS as over TCP (`ECONNRESET`), and again on the
+/// next call (a Unix socket's send reports `EPIPE`). Before, TLS reported `EPIPE`: its write
+/// whose bytes rustls took met the reset and succeeded, and the flush after it got the
+/// kernel's next answer instead of the reset.
+#[tokio::test]
+async fn a_flush_after_the_peers_reset_reports_the_reset_over_tls_as_over_tcp() {
+    let servers = Servers::new().await;
+    let seen = over_each!(servers, flush_after_the_reset_arrived);
+    let reset = (ErrorKind::ConnectionReset, Some(libc::ECONNRESET));
+    let expected = [
+        ("tcp", [Err(reset), Err(reset)]),
+        ("tls", [Err(reset), Err(reset)]),
+        ("unix", [Err(EPIPE), Err(EPIPE)]),
+    ];
+    assert_eq!(seen, expected);
+    servers.selector.close();
+}
+
+/// Two line reads after a flush met the peer's reset (no read had reported it): what each saw.
+async fn reads_after_a_flush_met_the_reset<T: Transport>(
+    mut socket: Socket<T>,
+    peer: Peer,
+) -> [Result<Option<String>, Identity>; 2] {
+    let (mut input, mut output) = channels(&mut socket, false).await;
+    output.write_string_utf8("buffered\n").await.unwrap();
+    peer.reset_arrived().await;
+    within(output.flush()).await.unwrap_err();
+    let mut read = async || {
+        within(input.read_line(1024, LineEnding::Default))
+            .await
+            .map_err(|e| of_channel(&e))
+    };
+    let reads = [read().await, read().await];
+    socket.close();
+    reads
+}
+
+/// A read after a write met the peer's reset (the kernel reports `ECONNRESET` once, and to a
+/// send that came first, then only the end of the stream) reports the reset, every time, as a
+/// read that met it first does: never an end of stream, which a reader takes for the peer's
+/// clean end. Before, TCP's read returned the end of the stream (`Ok(None)`), and TLS's a
+/// truncation (the socket's end without `close_notify`), while a Unix socket's reported the
+/// reset.
+#[tokio::test]
+async fn a_read_after_a_write_met_the_reset_reports_the_reset_not_an_end() {
+    let servers = Servers::new().await;
+    let seen = over_each!(servers, reads_after_a_flush_met_the_reset);
+    let reset = (ErrorKind::ConnectionReset, Some(libc::ECONNRESET));
+    let expected = ["tcp", "tls", "unix"].map(|net| (net, [Err(reset), Err(reset)]));
+    assert_eq!(seen, expected);
+    servers.selector.close();
+}
+
+/// `flush_and_close` with nothing buffered once the peer's reset arrived (no read or write of
+/// ours was told): twice.
+async fn flush_and_close_after_the_reset_arrived<T: Transport>(
+    mut socket: Socket<T>,
+    peer: Peer,
+) -> [Result<String, Identity>; 2] {
+    let (_input, mut output) = channels(&mut socket, false).await;
+    peer.reset_arrived().await;
+    let closes = [
+        channel_result(within(output.flush_and_close()).await),
+        channel_result(within(output.flush_and_close()).await),
+    ];
+    socket.close();
+    closes
+}
+
+/// `flush_and_close` with nothing buffered after the peer's reset arrived, though no read or
+/// write reported it yet, is no clean end either: the kernel holds the reset for the next call,
+/// and TCP's shutdown reports it (`ECONNRESET`), then again. Before, it returned `Ok`: the
+/// shutdown's `ENOTCONN` was taken for success. (TLS takes the input in before its
+/// `close_notify`, which tells the reset to that read, and the send of `close_notify` then gets
+/// `EPIPE`. A Unix socket's shutdown succeeds whatever the peer did; a second `flush_and_close`
+/// of a channel that closed is `ClosedForWrite`.)
+#[tokio::test]
+async fn flush_and_close_after_the_reset_arrived_reports_the_reset() {
+    let servers = Servers::new().await;
+    let seen = over_each!(servers, flush_and_close_after_the_reset_arrived);
+    let reset = (ErrorKind::ConnectionReset, Some(libc::ECONNRESET));
+    let expected = [
+        ("tcp", [Err(reset), Err(reset)]),
+        ("tls", [Err(EPIPE), Err(EPIPE)]),
+        (
+            "unix",
+            [Ok("()".to_string()), Err((ErrorKind::BrokenPipe, None))],
+        ),
+    ];
+    assert_eq!(seen, expected);
+    servers.selector.close();
+}
+
+/// The reader sends the answers flush coalescing held back before it waits for input; when
+/// that send is the one the kernel tells of the peer's reset (it tells once), the read that
+/// follows finds only the end of the stream, and must report the reset, as when a write or
+/// flush of ours met it (`writes_after_a_reset`), never a clean end.
+#[tokio::test]
+async fn a_read_after_held_back_answers_met_the_reset_reports_the_reset_not_an_end() {
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let (mut client, mut socket) = raw_peer_of(&server).await;
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    client.write_all(b"a\nb\n").await.unwrap();
+    assert!(within(input.await_content(4)).await.unwrap());
+    let line = within(input.read_line(16, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("a"));
+    // `b` is pending: this answer is held back.
+    output.write_string_utf8("answer a\n").await.unwrap();
+    reset_arrived(client).await;
+    let line = within(input.read_line(16, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("b"));
+    let reads = [
+        within(input.read_line(16, LineEnding::Default))
+            .await
+            .map_err(|e| e.kind()),
+        within(input.read_line(16, LineEnding::Default))
+            .await
+            .map_err(|e| e.kind()),
+    ];
+    assert_eq!(
+        reads,
+        [
+            Err(ErrorKind::ConnectionReset),
+            Err(ErrorKind::ConnectionReset)
+        ]
+    );
+    socket.close();
+    selector.close();
+}
+
+/// A read that timed out is no failure of the connection: writes, a flush and
+/// `flush_and_close` still go through, and the peer reads every byte, then a clean end.
+#[tokio::test]
+async fn a_read_timeout_leaves_the_writes_alone() {
+    use tokio::io::AsyncReadExt;
+    let selector = SelectorManager::new();
+    let server = net_tests::loopback::tcp_listener_with(&selector, |b| {
+        b.socket_timeout(std::time::Duration::from_millis(100))
+    })
+    .await;
+    let (mut client, mut socket) = raw_peer_of(&server).await;
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(false).unwrap();
+    let e = within(input.read_u8()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:?}");
+    output.write_string_utf8("still here\n").await.unwrap();
+    within(output.flush_and_close()).await.unwrap();
+    let mut everything = Vec::new();
+    within(client.read_to_end(&mut everything)).await.unwrap();
+    assert_eq!(everything, b"still here\n");
+    socket.close();
+    selector.close();
+}
+
+/// The peer sends a line and its FIN, then resets on what we wrote after (Linux reports that
+/// reset as `EPIPE` in CLOSE_WAIT): our writes fail, but the reads still deliver every byte the
+/// peer sent, then a clean end (the peer's own end was clean), every time. With nothing written
+/// after the peer's end, our `flush_and_close` is `Ok`: nothing of ours was lost (an HTTP
+/// client's usual way to leave, which must not turn every such connection into an error).
+#[tokio::test]
+async fn a_clean_end_then_a_reset_on_our_data_still_reads_as_a_clean_end() {
+    for shutdown_only in [false, true] {
+        let selector = SelectorManager::new();
+        let server = tcp_listener(&selector).await;
+        let (mut client, mut socket) = raw_peer_of(&server).await;
+        let mut input = socket.open_read_channel().unwrap();
+        let mut output = socket.open_write_channel(false).unwrap();
+        client.write_all(b"bye\n").await.unwrap();
+        client.shutdown().await.unwrap();
+        if !shutdown_only {
+            // Unread by the peer: its close resets.
+            output.write_string_utf8("unread\n").await.unwrap();
+            output.flush().await.unwrap();
+        }
+        reset_arrived(client).await;
+        let ours = if shutdown_only {
+            within(output.flush_and_close()).await.map_err(|e| e.kind())
+        } else {
+            output.write_string_utf8("late\n").await.unwrap();
+            within(output.flush()).await.map_err(|e| e.kind())
+        };
+        let expected = if shutdown_only {
+            Ok(())
+        } else {
+            Err(ErrorKind::BrokenPipe)
+        };
+        assert_eq!(ours, expected, "shutdown only {shutdown_only}");
+        let mut reads = Vec::new();
+        for _ in 0..3 {
+            reads.push(
+                within(input.read_line(16, LineEnding::Default))
+                    .await
+                    .map_err(|e| e.kind()),
+            );
+        }
+        assert_eq!(
+            reads,
+            [Ok(Some("bye".to_owned())), Ok(None), Ok(None)],
+            "shutdown only {shutdown_only}"
+        );
+        socket.close();
+        selector.close();
+    }
+}
+
+/// Our own shutdown, the peer's reset, a read that reports it, then a second shutdown: its
+/// result.
+async fn shutdown_again<S>(mut stream: S, peer: tokio::net::TcpStream) -> Result<(), ErrorKind>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    stream.write_all(b"hello\n").await.unwrap();
+    within(stream.shutdown()).await.unwrap();
+    net_tests::fault::reset(peer);
+    let mut buf = [0u8; 16];
+    let e = within(stream.read(&mut buf)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+    within(stream.shutdown()).await.map_err(|e| e.kind())
+}
+
+/// A shutdown of `into_stream` after our own shutdown went through stays `Ok`, also once a
+/// read reported the peer's reset since (as on a plain socket: the end was made before the
+/// connection died). Over TLS the check for a dead connection came before the shutdown looked
+/// at its own earlier success, and the second shutdown failed with `EPIPE`.
+#[tokio::test]
+async fn a_shutdown_after_our_own_shutdown_stays_ok_once_a_read_reported_the_reset() {
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let ca = net_tests::pki::TestCa::new("audit reviewdw ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let (peer, socket) = raw_peer_of(&server).await;
+    let tcp = shutdown_again(socket.into_stream().unwrap(), peer).await;
+    let (socket, peer, _client) = net_tests::tls::manual_pair(&server, &ca, &config).await;
+    let tls = shutdown_again(socket.into_stream().unwrap(), peer).await;
+    assert_eq!(
+        [("tcp", tcp), ("tls", tls)],
+        [("tcp", Ok(())), ("tls", Ok(()))]
+    );
+    selector.close();
+}
