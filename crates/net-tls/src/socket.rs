@@ -1097,6 +1097,14 @@ pub struct TlsWrite {
 }
 
 impl TlsWrite {
+    /// A write refused before rustls took anything, on a connection known to be dead: fails
+    /// the session (see [`check`](Self::check)). Out of line: the common write never comes here.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&self, e: io::Error) -> Poll<io::Result<usize>> {
+        self.check(Poll::Ready(Err(e)))
+    }
+
     /// After a write or flush: a timeout is made good by the next call that goes through; any
     /// other failure fails the session for good.
     fn check<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
@@ -1157,17 +1165,15 @@ impl AsyncWrite for TlsWrite {
             return Poll::Ready(Err(e));
         }
         // The socket's error that the last write met after rustls took its bytes (the session
-        // failed then).
-        if let Some(e) = unreported.take() {
+        // failed then). Nor once a read reported the socket's failure (the peer's reset):
+        // rustls would take the bytes, and the call succeed, though the library knows they can
+        // never be sent; the error is the one a plain socket's send gets then.
+        if let Some(e) = unreported
+            .take()
+            .or_else(|| stream.get_ref().0.check_alive().err())
+        {
             drop(locked);
-            return Poll::Ready(Err(e));
-        }
-        // Nor once a read reported the socket's failure (the peer's reset): rustls would take
-        // the bytes, and the call succeed, though the library knows they can never be sent.
-        // The error is the one a plain socket's send gets then; it fails the session.
-        if let Err(e) = stream.get_ref().0.check_alive() {
-            drop(locked);
-            return self.check(Poll::Ready(Err(e)));
+            return self.refuse(e);
         }
         if self.ended.load(Ordering::Acquire) {
             return Poll::Ready(Err(io::Error::new(
