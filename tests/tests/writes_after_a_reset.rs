@@ -27,6 +27,9 @@ type Identity = (ErrorKind, Option<i32>);
 /// The error of a send once the kernel reported the connection's reset to a read.
 const EPIPE: Identity = (ErrorKind::BrokenPipe, Some(libc::EPIPE));
 
+/// The peer's reset, as the first call told of it reports it.
+const RESET: Identity = (ErrorKind::ConnectionReset, Some(libc::ECONNRESET));
+
 fn of_channel(e: &net_io::Error) -> Identity {
     let os = match e {
         net_io::Error::Io(io) => io.raw_os_error(),
@@ -129,14 +132,14 @@ impl Servers {
 
 /// Runs `case` over TCP, TLS and a Unix socket: (name, what it saw) for each.
 macro_rules! over_each {
-    ($servers:expr, $case:ident) => {{
+    ($servers:expr, $case:ident $(, $arg:expr)*) => {{
         let servers = &$servers;
         let (socket, peer) = servers.tcp().await;
-        let tcp = $case(socket, peer).await;
+        let tcp = $case(socket, peer $(, $arg)*).await;
         let (socket, peer) = servers.tls().await;
-        let tls = $case(socket, peer).await;
+        let tls = $case(socket, peer $(, $arg)*).await;
         let (socket, peer) = servers.unix().await;
-        let unix = $case(socket, peer).await;
+        let unix = $case(socket, peer $(, $arg)*).await;
         [("tcp", tcp), ("tls", tls), ("unix", unix)]
     }};
 }
@@ -341,20 +344,29 @@ async fn a_stream_write_or_shutdown_after_its_read_reported_the_reset_fails_alik
     servers.selector.close();
 }
 
-/// A flush of bytes buffered before the peer's reset arrived (no read reported it): twice.
-async fn flush_after_the_reset_arrived<T: Transport>(
+/// Once the peer's reset arrived (no read or write of ours was told), twice: `flush` of bytes
+/// buffered before, or (`close`) `flush_and_close` with nothing buffered.
+async fn twice_after_the_reset_arrived<T: Transport>(
     mut socket: Socket<T>,
     peer: Peer,
+    close: bool,
 ) -> [Result<String, Identity>; 2] {
     let (_input, mut output) = channels(&mut socket, false).await;
-    output.write_string_utf8("buffered\n").await.unwrap();
+    if !close {
+        output.write_string_utf8("buffered\n").await.unwrap();
+    }
     peer.reset_arrived().await;
-    let flushes = [
-        channel_result(within(output.flush()).await),
-        channel_result(within(output.flush()).await),
-    ];
+    let mut call = async || {
+        let called = if close {
+            within(output.flush_and_close()).await
+        } else {
+            within(output.flush()).await
+        };
+        channel_result(called)
+    };
+    let calls = [call().await, call().await];
     socket.close();
-    flushes
+    calls
 }
 
 /// The peer resets while our bytes sit in the write channel's buffer; then we flush. The flush
@@ -365,11 +377,10 @@ async fn flush_after_the_reset_arrived<T: Transport>(
 #[tokio::test]
 async fn a_flush_after_the_peers_reset_reports_the_reset_over_tls_as_over_tcp() {
     let servers = Servers::new().await;
-    let seen = over_each!(servers, flush_after_the_reset_arrived);
-    let reset = (ErrorKind::ConnectionReset, Some(libc::ECONNRESET));
+    let seen = over_each!(servers, twice_after_the_reset_arrived, false);
     let expected = [
-        ("tcp", [Err(reset), Err(reset)]),
-        ("tls", [Err(reset), Err(reset)]),
+        ("tcp", [Err(RESET), Err(RESET)]),
+        ("tls", [Err(RESET), Err(RESET)]),
         ("unix", [Err(EPIPE), Err(EPIPE)]),
     ];
     assert_eq!(seen, expected);
@@ -405,26 +416,9 @@ async fn reads_after_a_flush_met_the_reset<T: Transport>(
 async fn a_read_after_a_write_met_the_reset_reports_the_reset_not_an_end() {
     let servers = Servers::new().await;
     let seen = over_each!(servers, reads_after_a_flush_met_the_reset);
-    let reset = (ErrorKind::ConnectionReset, Some(libc::ECONNRESET));
-    let expected = ["tcp", "tls", "unix"].map(|net| (net, [Err(reset), Err(reset)]));
+    let expected = ["tcp", "tls", "unix"].map(|net| (net, [Err(RESET), Err(RESET)]));
     assert_eq!(seen, expected);
     servers.selector.close();
-}
-
-/// `flush_and_close` with nothing buffered once the peer's reset arrived (no read or write of
-/// ours was told): twice.
-async fn flush_and_close_after_the_reset_arrived<T: Transport>(
-    mut socket: Socket<T>,
-    peer: Peer,
-) -> [Result<String, Identity>; 2] {
-    let (_input, mut output) = channels(&mut socket, false).await;
-    peer.reset_arrived().await;
-    let closes = [
-        channel_result(within(output.flush_and_close()).await),
-        channel_result(within(output.flush_and_close()).await),
-    ];
-    socket.close();
-    closes
 }
 
 /// `flush_and_close` with nothing buffered after the peer's reset arrived, though no read or
@@ -437,10 +431,9 @@ async fn flush_and_close_after_the_reset_arrived<T: Transport>(
 #[tokio::test]
 async fn flush_and_close_after_the_reset_arrived_reports_the_reset() {
     let servers = Servers::new().await;
-    let seen = over_each!(servers, flush_and_close_after_the_reset_arrived);
-    let reset = (ErrorKind::ConnectionReset, Some(libc::ECONNRESET));
+    let seen = over_each!(servers, twice_after_the_reset_arrived, true);
     let expected = [
-        ("tcp", [Err(reset), Err(reset)]),
+        ("tcp", [Err(RESET), Err(RESET)]),
         ("tls", [Err(EPIPE), Err(EPIPE)]),
         (
             "unix",
