@@ -1359,17 +1359,26 @@ impl ReadHalf {
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) =>
             {
-                // As a waiting read's: a failure as the selector closes is the close, and
-                // only the socket's own errors are final.
-                let e = core.failed(e);
-                self.failed = e.raw_os_error();
-                if self.failed.is_some() {
-                    self.half.conn.broke();
-                }
-                Err(e)
+                // As a waiting read's.
+                Err(self.read_failed(e))
             }
             read => read,
         }
+    }
+
+    /// A read of the socket failed with `e`: a failure as the selector closes is the close;
+    /// only the socket's own errors (an OS error: the peer's reset) are final, kept for every
+    /// later read, and tell the connection it is dead (see `Conn::broke`); a timeout or a close
+    /// is reported by the next read as it finds things then. Returns the error to report.
+    #[cold]
+    #[inline(never)]
+    fn read_failed(&mut self, e: io::Error) -> io::Error {
+        let e = self.half.conn.core.failed(e);
+        self.failed = e.raw_os_error();
+        if self.failed.is_some() {
+            self.half.conn.broke();
+        }
+        e
     }
 }
 
@@ -1431,17 +1440,7 @@ impl AsyncRead for ReadHalf {
         }
         let n = match ready!(polled) {
             Ok(n) => n,
-            Err(e) => {
-                // A failure as the selector closes is the close.
-                let e = half.conn.core.failed(e);
-                // Only the socket's own errors are final; a timeout or a close is reported by
-                // the next read as it finds things then.
-                this.failed = e.raw_os_error();
-                if this.failed.is_some() {
-                    half.conn.broke();
-                }
-                return Poll::Ready(Err(e));
-            }
+            Err(e) => return Poll::Ready(Err(this.read_failed(e))),
         };
         if n == 0 {
             let conn = &half.conn;
