@@ -283,6 +283,18 @@ struct Locked {
     unanswered: bool,
 }
 
+impl Locked {
+    /// Why nothing more can be written, on a connection known to be dead: the socket's error
+    /// a write met after rustls took its bytes ([`unreported`](Self::unreported), taken: the
+    /// session failed then), or, once a read reported the socket's failure (the peer's reset),
+    /// the error a plain socket's send gets then (`EPIPE`).
+    fn dead(&mut self) -> Option<io::Error> {
+        self.unreported
+            .take()
+            .or_else(|| self.stream.get_ref().0.check_alive().err())
+    }
+}
+
 impl Drop for Locked {
     /// The session goes with the last of the socket and its channels (dropped without
     /// `close`, or after it): the session's own messages the socket holds (a TLS 1.3 server's
@@ -1155,26 +1167,21 @@ impl AsyncWrite for TlsWrite {
             )));
         }
         let mut locked = lock_for_writing(&self.shared);
-        let Locked {
-            stream, unreported, ..
-        } = &mut *locked;
         // Nothing written after close_notify or the socket's close can reach the peer: fail
         // before rustls takes the bytes (it would, and the call would succeed). An empty write
         // too, as on a plain socket.
-        if let Err(e) = stream.get_ref().0.check_open() {
+        if let Err(e) = locked.stream.get_ref().0.check_open() {
             return Poll::Ready(Err(e));
         }
-        // The socket's error that the last write met after rustls took its bytes (the session
-        // failed then). Nor once a read reported the socket's failure (the peer's reset):
-        // rustls would take the bytes, and the call succeed, though the library knows they can
-        // never be sent; the error is the one a plain socket's send gets then.
-        if let Some(e) = unreported
-            .take()
-            .or_else(|| stream.get_ref().0.check_alive().err())
-        {
+        // Nor on a connection known to be dead: rustls would take the bytes, and the call
+        // succeed, though they can never be sent.
+        if let Some(e) = locked.dead() {
             drop(locked);
             return self.refuse(e);
         }
+        let Locked {
+            stream, unreported, ..
+        } = &mut *locked;
         if self.ended.load(Ordering::Acquire) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -1228,15 +1235,11 @@ impl AsyncWrite for TlsWrite {
         // reports then, every time. Not after our own shutdown went through: the end was
         // made before the connection died (a plain socket's shutdown stays `Ok` then).
         let dead = if self.shut_down {
-            Ok(())
+            None
         } else {
-            let mut locked = lock_for_writing(&self.shared);
-            match locked.unreported.take() {
-                Some(e) => Err(e),
-                None => locked.stream.get_ref().0.check_alive(),
-            }
+            lock_for_writing(&self.shared).dead()
         };
-        if let Err(e) = dead {
+        if let Some(e) = dead {
             return self.check_shutdown(Poll::Ready(Err(e)));
         }
         // As the socket's close: no close_notify once bytes are missing (a write channel that
