@@ -43,6 +43,14 @@ const FLOOD_LIMIT: Duration = Duration::from_secs(30);
 /// under way by then.
 const FLOOD_UNDER_WAY: u64 = 256 << 10;
 
+/// How far the flood's writer may run ahead of its echo. Unbounded, both directions of the one
+/// loopback connection filled to megabytes (the server echoes with `copy_to`, which reads no
+/// more while a write waits): the kernel then dropped segments from a receive queue that
+/// overran its buffer (`TcpExtRcvPruned`), and the sender's retransmission timer, doubling at
+/// each try, outlasted the reader's 10 s bound, about once in 2,500–5,000 runs, every task
+/// waiting on the kernel as it should.
+const IN_FLIGHT: u64 = 1 << 20;
+
 /// The flood's socket buffers (the server's receive buffer, the client's send buffer; Linux
 /// caps them at `net.core.rmem_max` and `wmem_max`): large, so that the server's socket holds
 /// more input than the greedy task reads in a turn, whenever the client last ran. Its reads
@@ -305,14 +313,24 @@ impl Flood {
         let echoed = Arc::new(AtomicU64::new(0));
         let writer = tokio::spawn({
             let stop = Arc::clone(&stop);
+            let echoed = Arc::clone(&echoed);
             async move {
                 // Short lines: many items per transport read.
                 let block = b"0123456789abcde\n".repeat(4096);
                 let started = Instant::now();
-                while !stop.load(Ordering::Relaxed) && started.elapsed() < FLOOD_LIMIT {
+                let going = || !stop.load(Ordering::Relaxed) && started.elapsed() < FLOOD_LIMIT;
+                let mut written = 0u64;
+                while going() {
+                    // At most `IN_FLIGHT` ahead of the echo: the server always has lines to
+                    // take, and neither direction's kernel buffers overrun (see `IN_FLIGHT`).
+                    if written.saturating_sub(echoed.load(Ordering::Relaxed)) > IN_FLIGHT {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
                     if write.write_all(&block).await.is_err() {
                         break;
                     }
+                    written += block.len() as u64;
                 }
                 let _ = write.shutdown().await;
             }
