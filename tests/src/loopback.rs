@@ -216,6 +216,20 @@ pub async fn udp_socket(selector: &SelectorManager) -> BoundDatagramSocket {
         .expect("bind a UDP socket on 127.0.0.1:0")
 }
 
+/// An address no UDP socket is bound to, for datagrams that draw an ICMP "port unreachable":
+/// a port on 127.0.0.93, with the same port held on 127.0.0.1 by the returned socket while it
+/// lives, so that no bind to port 0 (on any address) or to the wildcard address is given it.
+///
+/// Nothing is ever bound there: a socket bound and closed for the purpose would live on in any
+/// child process another test spawns meanwhile, until that child's `exec`, and take the
+/// datagram (no ICMP error then). Bind the address to make the port answer again.
+pub fn unbound_udp_address() -> (net_sockets::SocketAddress, std::net::UdpSocket) {
+    let reserved = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+    let port = reserved.local_addr().unwrap().port();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 93], port));
+    (address.into(), reserved)
+}
+
 /// Whether this machine has an IPv6 loopback (`::1`), asked of std rather than of our own
 /// builders: a test that skips its IPv6 part without one must not also skip it when a bind of
 /// ours fails.

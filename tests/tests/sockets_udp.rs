@@ -213,9 +213,7 @@ async fn an_ipv4_socket_sends_to_an_ipv4_peer_written_in_its_mapped_form() {
 #[tokio::test]
 async fn icmp_unreachable_is_connection_refused_and_the_socket_survives() {
     let selector = SelectorManager::new();
-    let gone = udp_socket(&selector).await;
-    let gone_address = gone.local_address();
-    gone.close();
+    let (gone_address, _port) = net_tests::loopback::unbound_udp_address();
     let client = a_socket(&selector)
         .udp()
         .connect(gone_address.clone())
@@ -426,9 +424,7 @@ async fn a_receive_dropped_while_waiting_loses_no_datagram() {
 #[tokio::test]
 async fn icmp_unreachable_ends_a_receive_that_already_waits() {
     let selector = SelectorManager::new();
-    let gone = udp_socket(&selector).await;
-    let gone_address = gone.local_address();
-    gone.close();
+    let (gone_address, _port) = net_tests::loopback::unbound_udp_address();
     let client = Arc::new(
         a_socket(&selector)
             .udp()

@@ -38,14 +38,10 @@ fn poll_one(fd: &mut libc::pollfd, timeout_ms: i32) -> i32 {
     unsafe { libc::poll(fd, 1, timeout_ms) }
 }
 
-/// A UDP socket connected to a port nobody listens on any more (a socket there was closed),
-/// with a send buffer of `send_buffer` bytes when given; that port's address; and a socket that
-/// keeps the port taken on 127.0.0.1 while it lives.
-///
-/// The closed port is on 127.0.0.93, with the same port bound on 127.0.0.1 meanwhile: the
-/// other tests of this file bind ports 0 on 127.0.0.1 (or `::`) at the same time, and one of
-/// them could otherwise be given the closed port and take the datagrams, so that no ICMP error
-/// ever came (a flaky "no ICMP error arrived").
+/// A UDP socket connected to a port nobody is bound to (see
+/// [`unbound_udp_address`](net_tests::loopback::unbound_udp_address)), with a send buffer of
+/// `send_buffer` bytes when given; that port's address; and the socket that keeps the port
+/// number taken on 127.0.0.1 while it lives.
 async fn connected_to_a_closed_port(
     selector: &SelectorManager,
     send_buffer: Option<usize>,
@@ -54,15 +50,7 @@ async fn connected_to_a_closed_port(
     net_sockets::SocketAddress,
     std::net::UdpSocket,
 ) {
-    let reserved = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
-    let port = reserved.local_addr().unwrap().port();
-    let gone = a_socket(selector)
-        .udp()
-        .bind(("127.0.0.93", port))
-        .await
-        .unwrap();
-    let gone_address = gone.local_address();
-    gone.close();
+    let (gone_address, reserved) = net_tests::loopback::unbound_udp_address();
     let mut builder = a_socket(selector).udp();
     if let Some(size) = send_buffer {
         builder = builder.send_buffer_size(size);
@@ -515,6 +503,17 @@ fn runtime_end_and_families_while_sends_wait_child() {
                     .unwrap();
             } else {
                 selector_rt.shutdown_background();
+                // The runtime ends in the background: until it has, the waiting send may still
+                // find room (the slow loopback drains) and succeed. Once the selector knows,
+                // every operation fails.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while !selector.is_closed() {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the selector never closed"
+                    );
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
             }
             let e = within(waiting.as_mut()).await.unwrap_err();
             println!("runtime end ({shutdown}): {e:?}");
