@@ -7,6 +7,9 @@
 //! - [`LineClient`]: a blocking line client on loopback, optionally from another source
 //!   address (`127.0.0.2`), for the tests that drive the example servers from plain threads.
 //! - [`rerun_self_with_fd_limit`]: this test binary run again under a descriptor limit.
+//! - [`without_spawns`]: a section in which no child process starts (a child holds every
+//!   descriptor of the process from its fork to its `exec`); every child here starts through
+//!   [`spawn`].
 //!
 //! [`Process`]'s reads block the calling thread (bounded by [`HANG_LIMIT`]). From an async test,
 //! call them on a multi-thread runtime: `#[tokio::test(flavor = "multi_thread")]` runs the test's
@@ -17,8 +20,8 @@ use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::{PoisonError, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::{HANG_LIMIT, TempDir};
@@ -174,11 +177,12 @@ impl Process {
     /// panics if it cannot be sent (the program has been reaped).
     pub fn signal(&self, name: &str) {
         // The shell's own `kill`: no dependency on procps, and no `unsafe` for `kill(2)`.
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -s {name} {}", self.child.id()))
-            .status()
-            .expect("run sh -c kill");
+        let status = status(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("kill -s {name} {}", self.child.id())),
+        )
+        .expect("run sh -c kill");
         assert!(status.success(), "{}: kill -s {name} failed", self.program);
     }
 
@@ -242,6 +246,56 @@ impl Drop for Process {
     }
 }
 
+/// Held shared by every start of a child process through [`spawn`], and exclusively by
+/// [`without_spawns`].
+static SPAWNS: RwLock<()> = RwLock::new(());
+
+/// Runs `f` while no child process is being started through [`spawn`] (and the helpers here,
+/// which all use it): those wait until `f` returns.
+///
+/// From its fork to its `exec`, a child holds a copy of every descriptor of the process
+/// (close-on-exec closes them only at the `exec`), so a socket closed meanwhile lives on in
+/// it: a listener goes on taking connections, a UDP port datagrams. A test that asserts a
+/// socket it closed is gone (a connect refused at once) runs the close and the check in `f`.
+pub fn without_spawns<R>(f: impl FnOnce() -> R) -> R {
+    let _quiet = SPAWNS.write().unwrap_or_else(PoisonError::into_inner);
+    f()
+}
+
+/// `command.spawn()`, never during a [`without_spawns`] section.
+///
+/// # Errors
+///
+/// As `Command::spawn`.
+pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
+    let _starting = SPAWNS.read().unwrap_or_else(PoisonError::into_inner);
+    command.spawn()
+}
+
+/// As `command.output()` (stdin empty, stdout and stderr captured), started through [`spawn`].
+///
+/// # Errors
+///
+/// As `Command::output`.
+pub fn output(command: &mut Command) -> std::io::Result<Output> {
+    spawn(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?
+    .wait_with_output()
+}
+
+/// As `command.status()`, started through [`spawn`].
+///
+/// # Errors
+///
+/// As `Command::status`.
+pub fn status(command: &mut Command) -> std::io::Result<ExitStatus> {
+    spawn(command)?.wait()
+}
+
 /// Starts `program` with `args` and pipes for stdin, stdout and stderr, killed when the thread
 /// that started it ends (the test's thread, or the whole test process on a signal).
 ///
@@ -258,13 +312,14 @@ where
 {
     static SETPRIV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let has_setpriv = *SETPRIV.get_or_init(|| {
-        Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "true"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success())
+        status(
+            Command::new("setpriv")
+                .args(["--pdeathsig", "KILL", "true"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .is_ok_and(|status| status.success())
     });
     let mut command = if has_setpriv {
         let mut c = Command::new("setpriv");
@@ -273,13 +328,14 @@ where
     } else {
         Command::new(program)
     };
-    command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
+    spawn(
+        command
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
 }
 
 /// What [`run_with_input`] returns: the exit status and the whole output, as text.
@@ -638,11 +694,8 @@ pub fn rerun_self_alone(child_test: &str, env: &str, marker: &str) -> String {
 /// its stdout and stderr.
 fn rerun_self(command: &mut Command, env: &str, marker: &str) -> String {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let output = command
-        .arg(exe)
-        .env(env, "1")
-        .output()
-        .expect("could not start the child test process");
+    let output =
+        output(command.arg(exe).env(env, "1")).expect("could not start the child test process");
     let text = format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),
@@ -706,11 +759,12 @@ fn rerun_self_in_namespace(
     env: &str,
     marker: &str,
 ) -> Option<String> {
-    let allowed = Command::new("unshare")
-        .args(["-n", "true"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
+    let allowed = status(
+        Command::new("unshare")
+            .args(["-n", "true"])
+            .stderr(std::process::Stdio::null()),
+    )
+    .is_ok_and(|status| status.success());
     if !allowed {
         eprintln!("skipped: `unshare -n` is not available or not permitted here");
         return None;

@@ -96,7 +96,6 @@ async fn icmp_unreachable_fails_only_the_connected_socket() {
 
     // A client that leaves before the answer: the server's reply meets a closed port.
     let leaver = udp_socket(&selector).await;
-    let leaver_address = leaver.local_address();
     leaver
         .send(Datagram::new("answer me later", to.clone()).unwrap())
         .await
@@ -104,14 +103,17 @@ async fn icmp_unreachable_fails_only_the_connected_socket() {
     leaver.close();
     echo_round_trip(&good, &to, b"served after the unreachable reply").await;
 
-    // A connected socket to the closed port learns of the ICMP error.
+    // A connected socket to a port nobody is bound to learns of the ICMP error. (Not the
+    // leaver's: a parallel test may be given that port, or a child process another test
+    // spawns meanwhile may hold the leaver until its `exec`.)
+    let (closed, _port) = net_tests::loopback::unbound_udp_address();
     let connected = a_socket(&selector)
         .udp()
-        .connect(leaver_address.clone())
+        .connect(closed.clone())
         .await
         .unwrap();
     connected
-        .send(Datagram::new("anyone?", leaver_address.clone()).unwrap())
+        .send(Datagram::new("anyone?", closed.clone()).unwrap())
         .await
         .unwrap();
     let refused = within(connected.receive()).await.unwrap_err();
@@ -122,11 +124,11 @@ async fn icmp_unreachable_fails_only_the_connected_socket() {
     // Still usable: once someone listens there again, it talks.
     let back = a_socket(&selector)
         .udp()
-        .bind(leaver_address.clone())
+        .bind(closed.clone())
         .await
         .unwrap();
     connected
-        .send(Datagram::new("again", leaver_address).unwrap())
+        .send(Datagram::new("again", closed).unwrap())
         .await
         .unwrap();
     let got = within(back.receive()).await.unwrap();

@@ -945,8 +945,11 @@ async fn a_lingering_listener_refuses_new_connects_as_its_close_returns() {
             listener
         };
         let address = std::net::SocketAddr::from(([127, 0, 0, 1], listener.port().unwrap()));
-        listener.close();
-        let connect = std::net::TcpStream::connect(address);
+        // No child process starting meanwhile: one would hold the listener until its `exec`.
+        let connect = net_tests::harness::without_spawns(|| {
+            listener.close();
+            std::net::TcpStream::connect(address)
+        });
         assert!(
             matches!(&connect, Err(e) if e.kind() == ErrorKind::ConnectionRefused),
             "a connect right after the close of a lingering listener (adopted: {adopted}): \
@@ -985,22 +988,23 @@ const IN_OWN_NETNS: &str = "NET_TESTS_IN_OWN_NETNS";
 /// ran and passed. Where no namespace can be made (not root, or no `unshare` or `ip`), returns
 /// with a note instead.
 fn run_in_own_netns(name: &str) {
-    let probe = std::process::Command::new("unshare")
-        .args(["-n", "ip", "link", "set", "lo", "up"])
-        .output();
+    let probe = net_tests::harness::output(
+        std::process::Command::new("unshare").args(["-n", "ip", "link", "set", "lo", "up"]),
+    );
     if !matches!(&probe, Ok(out) if out.status.success()) {
         eprintln!(
             "{name}: skipped, no network namespace can be made here (needs root, unshare, ip)"
         );
         return;
     }
-    let out = std::process::Command::new("unshare")
-        .arg("-n")
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(IN_OWN_NETNS, "1")
-        .output()
-        .unwrap();
+    let out = net_tests::harness::output(
+        std::process::Command::new("unshare")
+            .arg("-n")
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(IN_OWN_NETNS, "1"),
+    )
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
