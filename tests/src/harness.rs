@@ -749,6 +749,23 @@ pub fn rerun_self_on_slow_tcp_loopback(
     )
 }
 
+/// Runs `child_test` again, as [`rerun_self_on_slow_loopback`] does, in a network namespace of
+/// its own whose loopback is as usual: the child may take it down ([`set_loopback`]) to make
+/// every peer go silent, without touching the machine's.
+pub fn rerun_self_in_own_netns(child_test: &str, env: &str, marker: &str) -> Option<String> {
+    rerun_self_in_namespace("", "pfifo", child_test, env, marker)
+}
+
+/// Takes the loopback interface `"up"` or `"down"` (`ip link set lo`): in a child that
+/// [`rerun_self_in_own_netns`] started, only its network namespace's.
+pub fn set_loopback(state: &str) {
+    let done = status(Command::new("ip").args(["link", "set", "lo", state]));
+    assert!(
+        done.as_ref().is_ok_and(ExitStatus::success),
+        "ip link set lo {state}: {done:?}"
+    );
+}
+
 /// Runs `child_test` again in a network namespace whose loopback has the link settings `link`
 /// (for `ip link set lo`) and the queueing discipline `qdisc` (see
 /// [`rerun_self_on_slow_loopback`]).

@@ -5,8 +5,9 @@
 //! TCP, TLS and a Unix socket: none reports success for bytes that can never be delivered, and
 //! none ends the connection as if it had ended cleanly. A reset told to a call other than a read
 //! (a write, a flush, the send of held-back answers, a shutdown) is reported by the reads after
-//! it, never an end of stream. And what is not a failure of the connection (a read's timeout;
-//! the peer's clean end, then its reset of our later data) leaves writes and reads as they were.
+//! it, never an end of stream, and so is a timeout of the connection. And what is not a failure
+//! of the connection (a read's timeout; the peer's clean end, then its reset of our later data)
+//! leaves writes and reads as they were.
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
@@ -597,4 +598,119 @@ async fn a_shutdown_after_our_own_shutdown_stays_ok_once_a_read_reported_the_res
         [("tcp", Ok(())), ("tls", Ok(()))]
     );
     selector.close();
+}
+
+const TIMED_OUT_ENV: &str = "NET_TESTS_WRITES_TIMED_OUT";
+
+/// The channels of a connection that timed out with a write under way, though no call was
+/// told yet: the peer's host goes silent (the loopback down) with "lost" unacknowledged, and
+/// `TCP_USER_TIMEOUT` ends the connection after 300 ms. The loopback is up again when
+/// [`loopback_back`] is called.
+async fn timed_out_under_a_write<T: Transport>(
+    socket: &mut Socket<T>,
+    peer: Peer,
+) -> (ByteReadChannel, ByteWriteChannel) {
+    let Peer::Tcp(peer) = peer else {
+        unreachable!("over TCP only: a Unix socket never times out")
+    };
+    let (ours, theirs) = (peer.peer_addr().unwrap(), peer.local_addr().unwrap());
+    let channels = channels(socket, false).await;
+    socket
+        .with_sock_ref(|s| s.set_tcp_user_timeout(Some(std::time::Duration::from_millis(300))))
+        .unwrap();
+    net_tests::harness::set_loopback("down");
+    let (input, mut output) = channels;
+    output.write_string_utf8("lost\n").await.unwrap();
+    output.flush().await.unwrap();
+    within(async {
+        while net_tests::fault::kernel_lists_connection(ours, theirs) {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    (input, output)
+}
+
+fn loopback_back() {
+    net_tests::harness::set_loopback("up");
+}
+
+/// Two line reads after a flush met the connection's timeout: the flush's error and what each
+/// read saw.
+async fn reads_after_a_flush_timed_out<T: Transport>(
+    mut socket: Socket<T>,
+    peer: Peer,
+) -> (Identity, [Result<Option<String>, Identity>; 2]) {
+    let (mut input, mut output) = timed_out_under_a_write(&mut socket, peer).await;
+    output.write_string_utf8("more\n").await.unwrap();
+    let flushed = of_channel(&within(output.flush()).await.unwrap_err());
+    let mut read = async || {
+        within(input.read_line(1024, LineEnding::Default))
+            .await
+            .map_err(|e| of_channel(&e))
+    };
+    let reads = [read().await, read().await];
+    socket.close();
+    loopback_back();
+    (flushed, reads)
+}
+
+/// `flush_and_close` with nothing buffered after the connection timed out, no call told yet.
+async fn flush_and_close_after_a_timeout<T: Transport>(
+    mut socket: Socket<T>,
+    peer: Peer,
+) -> Result<String, Identity> {
+    let (_input, mut output) = timed_out_under_a_write(&mut socket, peer).await;
+    let closed = channel_result(within(output.flush_and_close()).await);
+    socket.close();
+    loopback_back();
+    closed
+}
+
+/// The connection timed out while only a write was under way (`TCP_USER_TIMEOUT`, the peer's
+/// host silent): the kernel tells `ETIMEDOUT` once, to the next call. A flush told reports it
+/// (TLS reported the `EPIPE` of the call after: it took the OS's timeout for `socket_timeout`'s),
+/// and every read after it reports the timeout, over TCP and TLS, never an end of stream, which
+/// a reader takes for the peer's clean end (and what it wrote last for delivered). Before, TCP's
+/// read returned `Ok(None)` and TLS's a truncation: only the peer's reset was carried from a
+/// send to the reads. A `flush_and_close` with nothing buffered is no clean end either: TCP's
+/// reports the timeout (it returned `Ok`: the shutdown's `ENOTCONN` was taken for success), and
+/// TLS's `EPIPE`. In a network namespace of the test's own.
+#[test]
+fn a_read_after_a_write_met_a_timeout_reports_it_not_an_end() {
+    net_tests::harness::rerun_self_in_own_netns(
+        "a_read_after_a_write_met_a_timeout_reports_it_not_an_end_child",
+        TIMED_OUT_ENV,
+        "timeouts seen",
+    );
+}
+
+#[test]
+fn a_read_after_a_write_met_a_timeout_reports_it_not_an_end_child() {
+    net_tests::harness::run_if_child(TIMED_OUT_ENV, async {
+        const TIMED_OUT: Identity = (ErrorKind::TimedOut, Some(libc::ETIMEDOUT));
+        let servers = Servers::new().await;
+        let (socket, peer) = servers.tcp().await;
+        let tcp = reads_after_a_flush_timed_out(socket, peer).await;
+        let (socket, peer) = servers.tls().await;
+        let tls = reads_after_a_flush_timed_out(socket, peer).await;
+        let (socket, peer) = servers.tcp().await;
+        let tcp_close = flush_and_close_after_a_timeout(socket, peer).await;
+        let (socket, peer) = servers.tls().await;
+        let tls_close = flush_and_close_after_a_timeout(socket, peer).await;
+        println!("tcp {tcp:?}, tls {tls:?}; flush_and_close: tcp {tcp_close:?}, tls {tls_close:?}");
+        println!("timeouts seen");
+        let expected = (TIMED_OUT, [Err(TIMED_OUT), Err(TIMED_OUT)]);
+        assert_eq!(
+            [("tcp", tcp), ("tls", tls)],
+            [("tcp", expected.clone()), ("tls", expected)]
+        );
+        // TLS takes the input in before its `close_notify`, and that read is told the
+        // timeout: the send of `close_notify` then gets `EPIPE`, as after a reset.
+        assert_eq!(
+            [("tcp", tcp_close), ("tls", tls_close)],
+            [("tcp", Err(TIMED_OUT)), ("tls", Err(EPIPE))]
+        );
+        servers.selector.close();
+    });
 }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
@@ -227,10 +227,11 @@ pub(crate) struct Conn {
     /// A read reported the socket's own failure (an OS error: the peer's reset): the kernel
     /// holds the connection for dead, and nothing written from now on can reach the peer.
     broken: AtomicBool,
-    /// A send or a shutdown was told of the peer's reset (`ECONNRESET`): the kernel reports it
-    /// once, so a read after it finds only the end of the stream, and reports the reset
-    /// instead (see [`told_to_send`](Self::told_to_send)).
-    reset_told_to_send: AtomicBool,
+    /// The OS error of the connection's own failure (the peer's reset, a timeout, an
+    /// unreachable host) that a send or a shutdown was told, or 0: the kernel reports it once,
+    /// so a read after it finds only the end of the stream, and reports this error instead (see
+    /// [`told_to_send`](Self::told_to_send)).
+    failure_told_to_send: AtomicI32,
     /// With the connection's places in its selector's count and its listener's group as its
     /// release hook, left when the descriptor is released (see [`Counted`]).
     core: Core<Stream, Mutex<Counted>>,
@@ -414,7 +415,7 @@ impl Conn {
             backlog: options.coalesce_flushes.then(Backlog::new),
             cork_task: AtomicBool::new(false),
             broken: AtomicBool::new(false),
-            reset_told_to_send: AtomicBool::new(false),
+            failure_told_to_send: AtomicI32::new(0),
             before_cut: BeforeCut::default(),
         })?;
         if let Some(backlog) = &conn.backlog {
@@ -837,7 +838,7 @@ impl Conn {
         }
         // So is one opened after a read reported the connection's failure (see `broke`).
         if self.is_broken() {
-            state.end(sent_after_failure());
+            state.end(broken_pipe());
         }
         let before = channel.replace(state);
         drop(channel);
@@ -858,19 +859,24 @@ impl Conn {
     fn broke(&self) {
         self.broken.store(true, Ordering::Release);
         if let Some(state) = lock(&self.channel).as_ref() {
-            state.end(sent_after_failure());
+            state.end(broken_pipe());
         }
     }
 
     /// A call other than a read (a send, a shutdown) was told the socket's error `e`: when it
-    /// is the peer's reset, which the kernel tells once, the read that then finds only the end
-    /// of the stream reports the reset instead (see `ReadHalf`'s `poll_read`). Out of line:
-    /// only failures come here.
+    /// is the connection's own failure, which the kernel tells once (see
+    /// [`connection_failure`]), the read that then finds only the end of the stream reports it
+    /// instead (see `ReadHalf`'s `poll_read`). Out of line: only failures come here.
     #[cold]
     #[inline(never)]
     fn told_to_send(&self, e: &io::Error) {
-        if e.raw_os_error() == Some(libc::ECONNRESET) {
-            self.reset_told_to_send.store(true, Ordering::Release);
+        if let Some(code) = connection_failure(e) {
+            let _ = self.failure_told_to_send.compare_exchange(
+                0,
+                code,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
     }
 
@@ -1276,7 +1282,8 @@ pub struct ReadHalf {
     /// kernel reports a reset once and an end of stream after it, which a reader without a
     /// channel to remember the failure (a `SocketStream`, a TLS layer) would take for a clean
     /// end or a truncation. (`ECONNRESET` also when a send was told of the reset first, and
-    /// the read found that end of stream: see `Conn::reset_told_to_send`.)
+    /// the read found that end of stream, and likewise a timeout: see
+    /// `Conn::failure_told_to_send`.)
     failed: Option<i32>,
     /// The end of stream was read: later reads read it again (once both directions are done
     /// the socket closes itself, and a read of a closed socket would fail).
@@ -1449,14 +1456,15 @@ impl AsyncRead for ReadHalf {
             if conn.core.is_closed() {
                 return Poll::Ready(Err(conn.core.closed_error().into()));
             }
-            if conn.reset_told_to_send.load(Ordering::Acquire) {
-                // The peer reset the connection, and a send, not a read, was told (the kernel
-                // tells once): this end of the stream is the reset's, never the peer's clean
-                // end. Reported as a read that met it would have, and again by every later
-                // read.
-                this.failed = Some(libc::ECONNRESET);
+            let told = conn.failure_told_to_send.load(Ordering::Acquire);
+            if told != 0 {
+                // The connection failed (the peer's reset, a timeout), and a send, not a read,
+                // was told (the kernel tells once): this end of the stream is the failure's,
+                // never the peer's clean end. Reported as a read that met it would have, and
+                // again by every later read.
+                this.failed = Some(told);
                 conn.broke();
-                return Poll::Ready(Err(io::Error::from_raw_os_error(libc::ECONNRESET)));
+                return Poll::Ready(Err(io::Error::from_raw_os_error(told)));
             }
             this.ended = true;
             conn.finish(READ_DONE);
@@ -1495,7 +1503,7 @@ impl WriteHalf {
     /// owes the peer while it reads.
     pub(crate) fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.shut_down {
-            return Err(written_after_shutdown());
+            return Err(broken_pipe());
         }
         let conn = &self.half.conn;
         // Held-back bytes leave first. When they cannot all leave now, these join them, or,
@@ -1549,7 +1557,8 @@ impl WriteHalf {
         self.half.conn.told_to_send(&e);
         // A close is not a write failure: the close itself decided how the connection ends.
         if !self.half.conn.core.is_closed() {
-            let state = if e.kind() == io::ErrorKind::TimedOut {
+            // `socket_timeout`'s, not the OS's `ETIMEDOUT` (the connection is dead then).
+            let state = if e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none() {
                 TIMED_OUT
             } else {
                 FAILED
@@ -1647,19 +1656,31 @@ fn went(held: &BytesMut, of_buf: usize) -> Option<usize> {
     (of_buf > 0 || !held.is_empty()).then_some(of_buf)
 }
 
-/// The error of a write after the write side was shut down: the kernel's (`EPIPE`), as tokio's
-/// `TcpStream` reports it, without a system call. Such a write is refused, not failed: the
-/// stream's data and its FIN went out before it, so it must not mark the connection's writes
-/// failed (a close would then reset the connection and throw away what the kernel has not sent
-/// yet).
-fn written_after_shutdown() -> io::Error {
+/// The kernel's `EPIPE`, without a system call: what a write gets after the write side was
+/// shut down (as tokio's `TcpStream` reports it), and what a write or a shutdown gets after a
+/// read reported the socket's own failure (a send gets it then, after the read got
+/// `ECONNRESET`).
+///
+/// A write after the shutdown is refused, not failed: the stream's data and its FIN went out
+/// before it, so it must not mark the connection's writes failed (a close would then reset the
+/// connection and throw away what the kernel has not sent yet).
+pub(crate) fn broken_pipe() -> io::Error {
     io::Error::from_raw_os_error(libc::EPIPE)
 }
 
-/// The error of a write (or shutdown) after a read reported the socket's own failure: the
-/// kernel's to a send then (`EPIPE`, after it reported `ECONNRESET` to the read).
-pub(crate) fn sent_after_failure() -> io::Error {
-    io::Error::from_raw_os_error(libc::EPIPE)
+/// The OS error code of `e` when it is the connection's own failure, which the kernel reports
+/// once, to whichever call comes first, and as an end of stream to every read after it: the
+/// peer's reset, a timeout (`TCP_USER_TIMEOUT`, keepalive, retransmissions), an unreachable
+/// host or network (an ICMP error, after the retransmissions). Not `EPIPE`: the peer's reset
+/// after its own clean end (a read reads that end, rightly), or a send after the write side
+/// was shut down.
+fn connection_failure(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().filter(|code| {
+        matches!(
+            *code,
+            libc::ECONNRESET | libc::ETIMEDOUT | libc::EHOSTUNREACH | libc::ENETUNREACH
+        )
+    })
 }
 
 impl AsyncWrite for WriteHalf {
@@ -1671,7 +1692,7 @@ impl AsyncWrite for WriteHalf {
         let this = self.get_mut();
         // An empty write after the shutdown fails too, as tokio's `TcpStream`'s.
         if this.shut_down {
-            return Poll::Ready(Err(written_after_shutdown()));
+            return Poll::Ready(Err(broken_pipe()));
         }
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -1691,7 +1712,7 @@ impl AsyncWrite for WriteHalf {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.shut_down {
-            return Poll::Ready(Err(written_after_shutdown()));
+            return Poll::Ready(Err(broken_pipe()));
         }
         if this.half.conn.corked() || this.half.conn.deferring() {
             // One slice at a time through the cork: the vectored form is for the plain path.
@@ -1740,7 +1761,7 @@ impl AsyncWrite for WriteHalf {
         if conn.is_broken() {
             // A read reported the connection's failure: no end can reach the peer, and none
             // is reported as made (every time: the flag stays).
-            return Poll::Ready(Err(sent_after_failure()));
+            return Poll::Ready(Err(broken_pipe()));
         }
         if conn.write_failed() {
             // No FIN after a failed write: the close resets the connection instead.
@@ -1765,14 +1786,14 @@ impl AsyncWrite for WriteHalf {
         match socket.shutdown(std::net::Shutdown::Write) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                // The connection is gone. When the peer reset it before its end (`ECONNRESET`,
-                // which the kernel still holds for the next call when none was told), this
-                // shutdown reports the reset: no clean end. Otherwise (`EPIPE`: the peer's
-                // reset came after its clean end, to bytes that reached it after it closed;
-                // or none), `Ok`, as before: the peer ended the connection cleanly, and what
-                // it refused after is an HTTP client's usual way to leave, not a failure.
+                // The connection is gone. When it failed before the peer's end (its reset, a
+                // timeout: the kernel still holds the error for the next call when none was
+                // told), this shutdown reports the failure: no clean end. Otherwise (`EPIPE`:
+                // the peer's reset came after its clean end, to bytes that reached it after it
+                // closed; or none), `Ok`, as before: the peer ended the connection cleanly, and
+                // what it refused after is an HTTP client's usual way to leave, not a failure.
                 if let Ok(Some(e)) = socket.take_error() {
-                    if e.raw_os_error() == Some(libc::ECONNRESET) {
+                    if connection_failure(&e).is_some() {
                         conn.told_to_send(&e);
                         return Poll::Ready(Err(e));
                     }

@@ -265,7 +265,7 @@ impl RawStream {
     #[inline]
     pub fn check_alive(&self) -> io::Result<()> {
         if self.link.conn.is_broken() {
-            return Err(crate::stream::sent_after_failure());
+            return Err(crate::stream::broken_pipe());
         }
         Ok(())
     }

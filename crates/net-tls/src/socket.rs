@@ -679,9 +679,10 @@ fn write_now<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) 
 /// never fails, since those bytes are on their way (a caller that retried a failed call would
 /// send them twice). The socket's error after that is reported by the next call instead: it
 /// is kept in `unreported`, for the next write, flush or shutdown to report as it was (the
-/// socket would answer that one with `EPIPE`, having reported the reset once); a timeout needs
-/// nothing (the records leave with the next write or flush, or with the close); any other
-/// error marks the session `failed` at once.
+/// socket would answer that one with `EPIPE`, having reported the reset once); a
+/// `socket_timeout` needs nothing (the records leave with the next write or flush, or with the
+/// close); any other error (the OS's `ETIMEDOUT` too: the connection is dead) marks the
+/// session `failed` at once.
 fn write_records<D>(
     raw: &mut RawStream,
     session: &mut rustls::ConnectionCommon<D>,
@@ -720,7 +721,7 @@ fn write_records<D>(
             Ok(drained) => drained == Drained::Blocked,
             Err(e) if taken == 0 => return Poll::Ready(Err(e)),
             Err(e) => {
-                if e.kind() != io::ErrorKind::TimedOut {
+                if !is_socket_timeout(&e) {
                     failed.store(true, Ordering::Release);
                     *unreported = Some(e);
                 }
@@ -1117,8 +1118,8 @@ impl TlsWrite {
         self.check(Poll::Ready(Err(e)))
     }
 
-    /// After a write or flush: a timeout is made good by the next call that goes through; any
-    /// other failure fails the session for good.
+    /// After a write or flush: a `socket_timeout` is made good by the next call that goes
+    /// through; any other failure (the OS's `ETIMEDOUT` too) fails the session for good.
     fn check<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match &result {
             Poll::Ready(Ok(_)) => {
@@ -1126,7 +1127,7 @@ impl TlsWrite {
                     self.timed_out.store(false, Ordering::Release);
                 }
             }
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+            Poll::Ready(Err(e)) if is_socket_timeout(e) => {
                 self.timed_out.store(true, Ordering::Release);
             }
             Poll::Ready(Err(_)) => self.failed.store(true, Ordering::Release),
