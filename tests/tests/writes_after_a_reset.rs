@@ -388,6 +388,16 @@ async fn a_flush_after_the_peers_reset_reports_the_reset_over_tls_as_over_tcp() 
     servers.selector.close();
 }
 
+/// What two line reads give, one after the other.
+async fn two_line_reads(input: &mut ByteReadChannel) -> [Result<Option<String>, Identity>; 2] {
+    let mut read = async || {
+        within(input.read_line(1024, LineEnding::Default))
+            .await
+            .map_err(|e| of_channel(&e))
+    };
+    [read().await, read().await]
+}
+
 /// Two line reads after a flush met the peer's reset (no read had reported it): what each saw.
 async fn reads_after_a_flush_met_the_reset<T: Transport>(
     mut socket: Socket<T>,
@@ -397,12 +407,7 @@ async fn reads_after_a_flush_met_the_reset<T: Transport>(
     output.write_string_utf8("buffered\n").await.unwrap();
     peer.reset_arrived().await;
     within(output.flush()).await.unwrap_err();
-    let mut read = async || {
-        within(input.read_line(1024, LineEnding::Default))
-            .await
-            .map_err(|e| of_channel(&e))
-    };
-    let reads = [read().await, read().await];
+    let reads = two_line_reads(&mut input).await;
     socket.close();
     reads
 }
@@ -644,12 +649,7 @@ async fn reads_after_a_flush_timed_out<T: Transport>(
     let (mut input, mut output) = timed_out_under_a_write(&mut socket, peer).await;
     output.write_string_utf8("more\n").await.unwrap();
     let flushed = of_channel(&within(output.flush()).await.unwrap_err());
-    let mut read = async || {
-        within(input.read_line(1024, LineEnding::Default))
-            .await
-            .map_err(|e| of_channel(&e))
-    };
-    let reads = [read().await, read().await];
+    let reads = two_line_reads(&mut input).await;
     socket.close();
     loopback_back();
     (flushed, reads)
