@@ -131,19 +131,22 @@ pub async fn raw_peer_from(
     )
 }
 
-/// Makes `stream` reset its connection when it is dropped (`SO_LINGER` 0), then drops it.
+/// Makes `stream` reset its connection when it is dropped (`SO_LINGER` 0), then drops it, with
+/// no child process starting meanwhile ([`without_spawns`](crate::harness::without_spawns)):
+/// one would hold the socket until its `exec`, and the reset would wait for that.
 pub fn reset(stream: tokio::net::TcpStream) {
     socket2::SockRef::from(&stream)
         .set_linger(Some(Duration::ZERO))
         .expect("set SO_LINGER 0");
-    drop(stream);
+    crate::harness::without_spawns(|| drop(stream));
 }
 
-/// Whether the kernel still lists the TCP connection from `local` to `remote` (IPv4) in
-/// `/proc/net/tcp` (Linux). A connection the peer's reset ended is not listed any more, though
-/// its socket is still open and no read or write of ours has been told: a test waits for that
-/// (with [`reset_arrived`]) to act on a reset the library cannot know of yet.
-pub fn kernel_lists_connection(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> bool {
+/// The fields of the line of `/proc/net/tcp` (Linux) for the TCP connection from `local` to
+/// `remote` (IPv4), if the kernel lists it.
+fn proc_net_tcp_line(
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+) -> Option<Vec<String>> {
     fn hex(address: std::net::SocketAddr) -> String {
         let std::net::SocketAddr::V4(v4) = address else {
             panic!("an IPv4 address: {address}");
@@ -153,10 +156,113 @@ pub fn kernel_lists_connection(local: std::net::SocketAddr, remote: std::net::So
     }
     let (local, remote) = (hex(local), hex(remote));
     let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    table.lines().skip(1).any(|line| {
-        let mut fields = line.split_whitespace().skip(1);
-        fields.next() == Some(local.as_str()) && fields.next() == Some(remote.as_str())
-    })
+    table
+        .lines()
+        .skip(1)
+        .map(|line| {
+            line.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .find(|fields| fields.get(1) == Some(&local) && fields.get(2) == Some(&remote))
+}
+
+/// Whether the kernel still lists the TCP connection from `local` to `remote` (IPv4) in
+/// `/proc/net/tcp` (Linux). A connection the peer's reset ended is not listed any more, though
+/// its socket is still open and no read or write of ours has been told: a test waits for that
+/// (with [`reset_arrived`]) to act on a reset the library cannot know of yet.
+pub fn kernel_lists_connection(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> bool {
+    proc_net_tcp_line(local, remote).is_some()
+}
+
+/// How many bytes the kernel holds unacknowledged on the TCP connection from `local` to
+/// `remote` (`/proc/net/tcp`'s `tx_queue`); panics when it does not list the connection.
+pub fn unacknowledged(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> u32 {
+    let line = proc_net_tcp_line(local, remote).expect("the connection in /proc/net/tcp");
+    let tx = line[4].split(':').next().expect("tx_queue:rx_queue");
+    u32::from_str_radix(tx, 16).expect("a hex tx_queue")
+}
+
+/// The Internet checksum of `bytes`.
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A packet socket that sees every frame on the network namespace's interfaces, for
+/// [`port_unreachable`] (needs `CAP_NET_RAW`: in a network namespace of the test's own).
+pub fn sniffer() -> socket2::Socket {
+    let sniffer = socket2::Socket::new(
+        socket2::Domain::PACKET,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(i32::from(
+            (libc::ETH_P_ALL as u16).to_be(),
+        ))),
+    )
+    .expect("a packet socket (in the test's own network namespace)");
+    sniffer
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a read timeout on the packet socket");
+    sniffer
+}
+
+/// Sends the end `ours` of the TCP connection to `theirs` (on loopback) an ICMP port
+/// unreachable (what a firewall's `REJECT` answers by default) about the segment that would
+/// come next from it, as a router on the path would: the kernel keeps `ECONNREFUSED` as the
+/// connection's soft error, and the connection lives on. `sniffer` ([`sniffer`], made before
+/// it) saw that end's last segment with data, which tells the next sequence number. With
+/// nothing unacknowledged then, no acknowledgement clears the soft error.
+pub fn port_unreachable(
+    sniffer: &socket2::Socket,
+    ours: std::net::SocketAddr,
+    theirs: std::net::SocketAddr,
+) {
+    use std::io::Read as _;
+    let mut frame = [0u8; 65536];
+    let (ip_header, next_seq) = loop {
+        let n = (&*sniffer).read(&mut frame).expect("a frame on lo");
+        // lo's frames: a 14-byte Ethernet header, then IPv4.
+        if n < 14 + 20 || frame[12..14] != [0x08, 0x00] || frame[14 + 9] != 6 {
+            continue;
+        }
+        let ip = &frame[14..n];
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let tcp = &ip[ihl..];
+        let data_offset = usize::from(tcp[12] >> 4) * 4;
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let payload = total - ihl - data_offset;
+        if u16::from_be_bytes([tcp[0], tcp[1]]) != ours.port()
+            || u16::from_be_bytes([tcp[2], tcp[3]]) != theirs.port()
+            || payload == 0
+        {
+            continue;
+        }
+        let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+        break (ip[..ihl].to_vec(), seq.wrapping_add(payload as u32));
+    };
+    // Type 3 (destination unreachable), code 3 (port), then the offending segment's IP header
+    // and the first 8 bytes of its TCP header: the ports and the sequence number.
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&ip_header);
+    icmp.extend_from_slice(&ours.port().to_be_bytes());
+    icmp.extend_from_slice(&theirs.port().to_be_bytes());
+    icmp.extend_from_slice(&next_seq.to_be_bytes());
+    let sum = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let raw = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::ICMPV4),
+    )
+    .expect("a raw ICMP socket (in the test's own network namespace)");
+    raw.send_to(&icmp, &ours.into())
+        .expect("send the ICMP error");
 }
 
 /// Resets `peer`'s connection ([`reset`]) and returns once the reset reached our side of it

@@ -256,7 +256,8 @@ static SPAWNS: RwLock<()> = RwLock::new(());
 /// From its fork to its `exec`, a child holds a copy of every descriptor of the process
 /// (close-on-exec closes them only at the `exec`), so a socket closed meanwhile lives on in
 /// it: a listener goes on taking connections, a UDP port datagrams. A test that asserts a
-/// socket it closed is gone (a connect refused at once) runs the close and the check in `f`.
+/// socket it closed is gone (a connect refused at once) closes it in `f` (a child started
+/// after that holds nothing of it).
 pub fn without_spawns<R>(f: impl FnOnce() -> R) -> R {
     let _quiet = SPAWNS.write().unwrap_or_else(PoisonError::into_inner);
     f()

@@ -122,7 +122,10 @@ async fn an_abstract_name_takes_all_108_bytes_and_no_more() {
         .await
         .unwrap();
     assert_eq!(client.remote_address().as_unix(), Some(&longest));
-    listener.close();
+    // No child process starting meanwhile: from its fork to its `exec` one would hold the
+    // listener, and its abstract name with it (the connect below would then be taken), and
+    // this binary starts children (`a_unix_accept_out_of_descriptors_waits_and_resumes`).
+    net_tests::harness::without_spawns(|| listener.close());
 
     let too_long = fill(109);
     let e = a_socket(&selector)

@@ -60,11 +60,13 @@ enum Peer {
 
 impl Peer {
     /// TCP: `SO_LINGER` 0, then the close. Unix: a close with input unread (our "hello"),
-    /// which the other end reads as `ECONNRESET`.
+    /// which the other end reads as `ECONNRESET`. With no child process starting meanwhile
+    /// (this binary starts some): one would hold the peer's socket until its `exec`, and the
+    /// close would not end the connection yet.
     fn reset(self) {
         match self {
             Peer::Tcp(s) => reset(s),
-            Peer::Unix(s) => drop(s),
+            Peer::Unix(s) => net_tests::harness::without_spawns(|| drop(s)),
         }
     }
 
@@ -73,7 +75,7 @@ impl Peer {
     async fn reset_arrived(self) {
         match self {
             Peer::Tcp(s) => reset_arrived(s).await,
-            Peer::Unix(s) => drop(s),
+            Peer::Unix(s) => Peer::Unix(s).reset(),
         }
     }
 }
@@ -605,26 +607,80 @@ async fn a_shutdown_after_our_own_shutdown_stays_ok_once_a_read_reported_the_res
     selector.close();
 }
 
-const TIMED_OUT_ENV: &str = "NET_TESTS_WRITES_TIMED_OUT";
+/// How a connection dies with a write under way, no call of ours told yet (each in a network
+/// namespace of the test's own).
+#[derive(Clone, Copy, Debug)]
+enum Death {
+    /// The peer's host goes silent (the loopback down) with "lost" unacknowledged, and
+    /// `TCP_USER_TIMEOUT` ends the connection after 300 ms: `ETIMEDOUT`.
+    TimedOut,
+    /// As `TimedOut`, after an ICMP port unreachable (a firewall's `REJECT` on the path) left
+    /// its soft error on the connection: the timeout reports that one, `ECONNREFUSED`
+    /// (Linux's `tcp_write_err`).
+    TimedOutAfterAPortUnreachable,
+    /// The kernel destroys our end (`ss -K`, `SOCK_DESTROY`): `ECONNABORTED`.
+    Destroyed,
+}
 
-/// The channels of a connection that timed out with a write under way, though no call was
-/// told yet: the peer's host goes silent (the loopback down) with "lost" unacknowledged, and
-/// `TCP_USER_TIMEOUT` ends the connection after 300 ms. The loopback is up again when
-/// [`loopback_back`] is called.
-async fn timed_out_under_a_write<T: Transport>(
+/// The error the first call told of `death` reports.
+fn told(death: Death) -> Identity {
+    match death {
+        Death::TimedOut => (ErrorKind::TimedOut, Some(libc::ETIMEDOUT)),
+        Death::TimedOutAfterAPortUnreachable => {
+            (ErrorKind::ConnectionRefused, Some(libc::ECONNREFUSED))
+        }
+        Death::Destroyed => (ErrorKind::ConnectionAborted, Some(libc::ECONNABORTED)),
+    }
+}
+
+/// `ss -K` on the TCP connection from `ours` to `theirs`; whether the kernel destroyed it
+/// (`false`: no `ss`, or a kernel without `SOCK_DESTROY`).
+fn destroy(ours: std::net::SocketAddr, theirs: std::net::SocketAddr) -> bool {
+    let killed = net_tests::harness::output(std::process::Command::new("ss").args([
+        "-K",
+        "-t",
+        "-n",
+        "src",
+        &ours.to_string(),
+        "dst",
+        &theirs.to_string(),
+    ]));
+    killed.is_ok_and(|out| out.status.success())
+        && !net_tests::fault::kernel_lists_connection(ours, theirs)
+}
+
+/// The channels of a connection that died of `death` with a write under way, though no call
+/// was told yet; the loopback is up again when [`loopback_back`] is called.
+async fn dead_under_a_write<T: Transport>(
     socket: &mut Socket<T>,
     peer: Peer,
+    death: Death,
 ) -> (ByteReadChannel, ByteWriteChannel) {
     let Peer::Tcp(peer) = peer else {
         unreachable!("over TCP only: a Unix socket never times out")
     };
     let (ours, theirs) = (peer.peer_addr().unwrap(), peer.local_addr().unwrap());
-    let channels = channels(socket, false).await;
+    // Made before "hello" leaves, which tells the next sequence number.
+    let sniffer =
+        matches!(death, Death::TimedOutAfterAPortUnreachable).then(net_tests::fault::sniffer);
+    let (input, mut output) = channels(socket, false).await;
+    if matches!(death, Death::Destroyed) {
+        assert!(destroy(ours, theirs), "ss -K left the connection alive");
+        return (input, output);
+    }
     socket
         .with_sock_ref(|s| s.set_tcp_user_timeout(Some(std::time::Duration::from_millis(300))))
         .unwrap();
+    if let Some(sniffer) = sniffer {
+        within(async {
+            while net_tests::fault::unacknowledged(ours, theirs) != 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        net_tests::fault::port_unreachable(&sniffer, ours, theirs);
+    }
     net_tests::harness::set_loopback("down");
-    let (input, mut output) = channels;
     output.write_string_utf8("lost\n").await.unwrap();
     output.flush().await.unwrap();
     within(async {
@@ -640,13 +696,14 @@ fn loopback_back() {
     net_tests::harness::set_loopback("up");
 }
 
-/// Two line reads after a flush met the connection's timeout: the flush's error and what each
+/// Two line reads after a flush met the connection's death: the flush's error and what each
 /// read saw.
-async fn reads_after_a_flush_timed_out<T: Transport>(
+async fn reads_after_a_flush_met_a_death<T: Transport>(
     mut socket: Socket<T>,
     peer: Peer,
+    death: Death,
 ) -> (Identity, [Result<Option<String>, Identity>; 2]) {
-    let (mut input, mut output) = timed_out_under_a_write(&mut socket, peer).await;
+    let (mut input, mut output) = dead_under_a_write(&mut socket, peer, death).await;
     output.write_string_utf8("more\n").await.unwrap();
     let flushed = of_channel(&within(output.flush()).await.unwrap_err());
     let reads = two_line_reads(&mut input).await;
@@ -655,17 +712,52 @@ async fn reads_after_a_flush_timed_out<T: Transport>(
     (flushed, reads)
 }
 
-/// `flush_and_close` with nothing buffered after the connection timed out, no call told yet.
-async fn flush_and_close_after_a_timeout<T: Transport>(
+/// `flush_and_close` with nothing buffered after the connection died, no call told yet.
+async fn flush_and_close_after_a_death<T: Transport>(
     mut socket: Socket<T>,
     peer: Peer,
+    death: Death,
 ) -> Result<String, Identity> {
-    let (_input, mut output) = timed_out_under_a_write(&mut socket, peer).await;
+    let (_input, mut output) = dead_under_a_write(&mut socket, peer, death).await;
     let closed = channel_result(within(output.flush_and_close()).await);
     socket.close();
     loopback_back();
     closed
 }
+
+/// What a flush, the two reads after it and a `flush_and_close` see over TCP and TLS after a
+/// connection died of `death`, asserted: the error the kernel tells once, everywhere, never an
+/// end of stream; TLS's `flush_and_close` `EPIPE` (it takes the input in before its
+/// `close_notify`, and that read is told first, as after a reset).
+async fn assert_death_reported(death: Death) {
+    let servers = Servers::new().await;
+    let (socket, peer) = servers.tcp().await;
+    let tcp = reads_after_a_flush_met_a_death(socket, peer, death).await;
+    let (socket, peer) = servers.tls().await;
+    let tls = reads_after_a_flush_met_a_death(socket, peer, death).await;
+    let (socket, peer) = servers.tcp().await;
+    let tcp_close = flush_and_close_after_a_death(socket, peer, death).await;
+    let (socket, peer) = servers.tls().await;
+    let tls_close = flush_and_close_after_a_death(socket, peer, death).await;
+    println!(
+        "{death:?}: tcp {tcp:?}, tls {tls:?}; flush_and_close: tcp {tcp_close:?}, tls {tls_close:?}"
+    );
+    let e = told(death);
+    let expected = (e, [Err(e), Err(e)]);
+    assert_eq!(
+        [("tcp", tcp), ("tls", tls)],
+        [("tcp", expected.clone()), ("tls", expected)],
+        "{death:?}"
+    );
+    assert_eq!(
+        [("tcp", tcp_close), ("tls", tls_close)],
+        [("tcp", Err(e)), ("tls", Err(EPIPE))],
+        "{death:?}"
+    );
+    servers.selector.close();
+}
+
+const TIMED_OUT_ENV: &str = "NET_TESTS_WRITES_TIMED_OUT";
 
 /// The connection timed out while only a write was under way (`TCP_USER_TIMEOUT`, the peer's
 /// host silent): the kernel tells `ETIMEDOUT` once, to the next call. A flush told reports it
@@ -675,7 +767,9 @@ async fn flush_and_close_after_a_timeout<T: Transport>(
 /// read returned `Ok(None)` and TLS's a truncation: only the peer's reset was carried from a
 /// send to the reads. A `flush_and_close` with nothing buffered is no clean end either: TCP's
 /// reports the timeout (it returned `Ok`: the shutdown's `ENOTCONN` was taken for success), and
-/// TLS's `EPIPE`. In a network namespace of the test's own.
+/// TLS's `EPIPE`. The same when an ICMP port unreachable reached the connection before it timed
+/// out: the timeout is then reported as `ECONNREFUSED` (before, TCP's reads returned `Ok(None)`,
+/// TLS's a truncation). In a network namespace of the test's own.
 #[test]
 fn a_read_after_a_write_met_a_timeout_reports_it_not_an_end() {
     net_tests::harness::rerun_self_in_own_netns(
@@ -688,29 +782,39 @@ fn a_read_after_a_write_met_a_timeout_reports_it_not_an_end() {
 #[test]
 fn a_read_after_a_write_met_a_timeout_reports_it_not_an_end_child() {
     net_tests::harness::run_if_child(TIMED_OUT_ENV, async {
-        const TIMED_OUT: Identity = (ErrorKind::TimedOut, Some(libc::ETIMEDOUT));
-        let servers = Servers::new().await;
-        let (socket, peer) = servers.tcp().await;
-        let tcp = reads_after_a_flush_timed_out(socket, peer).await;
-        let (socket, peer) = servers.tls().await;
-        let tls = reads_after_a_flush_timed_out(socket, peer).await;
-        let (socket, peer) = servers.tcp().await;
-        let tcp_close = flush_and_close_after_a_timeout(socket, peer).await;
-        let (socket, peer) = servers.tls().await;
-        let tls_close = flush_and_close_after_a_timeout(socket, peer).await;
-        println!("tcp {tcp:?}, tls {tls:?}; flush_and_close: tcp {tcp_close:?}, tls {tls_close:?}");
+        assert_death_reported(Death::TimedOut).await;
+        assert_death_reported(Death::TimedOutAfterAPortUnreachable).await;
         println!("timeouts seen");
-        let expected = (TIMED_OUT, [Err(TIMED_OUT), Err(TIMED_OUT)]);
-        assert_eq!(
-            [("tcp", tcp), ("tls", tls)],
-            [("tcp", expected.clone()), ("tls", expected)]
-        );
-        // TLS takes the input in before its `close_notify`, and that read is told the
-        // timeout: the send of `close_notify` then gets `EPIPE`, as after a reset.
-        assert_eq!(
-            [("tcp", tcp_close), ("tls", tls_close)],
-            [("tcp", Err(TIMED_OUT)), ("tls", Err(EPIPE))]
-        );
-        servers.selector.close();
+    });
+}
+
+const DESTROYED_ENV: &str = "NET_TESTS_WRITES_DESTROYED";
+
+/// Our end of the connection destroyed by the kernel (`ss -K`: `SOCK_DESTROY`, the kernel's
+/// `tcp_abort`) with a write under way: as for a timeout, `ECONNABORTED`, told once, is
+/// reported by the flush told and by every read after it, never an end of stream (before:
+/// TCP's reads returned `Ok(None)` and its `flush_and_close` `Ok`, TLS's reads a truncation).
+/// In a network namespace of the test's own (`ss -K` needs `CAP_NET_ADMIN`); skipped with a
+/// note where the kernel cannot destroy sockets or `ss` is missing.
+#[test]
+fn a_read_after_a_write_met_the_sockets_destruction_reports_it_not_an_end() {
+    net_tests::harness::rerun_self_in_own_netns(
+        "a_read_after_a_write_met_the_sockets_destruction_reports_it_not_an_end_child",
+        DESTROYED_ENV,
+        "destructions seen",
+    );
+}
+
+#[test]
+fn a_read_after_a_write_met_the_sockets_destruction_reports_it_not_an_end_child() {
+    net_tests::harness::run_if_child(DESTROYED_ENV, async {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let probe = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        if destroy(probe.local_addr().unwrap(), probe.peer_addr().unwrap()) {
+            assert_death_reported(Death::Destroyed).await;
+        } else {
+            println!("skipped: `ss -K` cannot destroy a socket here");
+        }
+        println!("destructions seen");
     });
 }

@@ -1670,15 +1670,31 @@ pub(crate) fn broken_pipe() -> io::Error {
 
 /// The OS error code of `e` when it is the connection's own failure, which the kernel reports
 /// once, to whichever call comes first, and as an end of stream to every read after it: the
-/// peer's reset, a timeout (`TCP_USER_TIMEOUT`, keepalive, retransmissions), an unreachable
-/// host or network (an ICMP error, after the retransmissions). Not `EPIPE`: the peer's reset
-/// after its own clean end (a read reads that end, rightly), or a send after the write side
-/// was shut down.
+/// peer's reset; the socket's destruction (`ECONNABORTED`: `ss -K`, `SOCK_DESTROY`); a timeout
+/// (`TCP_USER_TIMEOUT`, keepalive, retransmissions), reported as `ETIMEDOUT` or as the soft
+/// error an ICMP message or a failed route left on the connection before it (Linux's
+/// `tcp_write_err`): an unreachable host or network, a port or protocol unreachable (a
+/// firewall's `REJECT`), an administratively prohibited destination, a parameter problem, a
+/// source route failed, an unknown or isolated host. Not `EPIPE`: the peer's reset after its
+/// own clean end (a read reads that end, rightly), or a send after the write side was shut
+/// down. (Without `IP_RECVERR`, which this crate never sets, an ICMP error reaches a send only
+/// once the connection timed out.)
 fn connection_failure(e: &io::Error) -> Option<i32> {
     e.raw_os_error().filter(|code| {
         matches!(
             *code,
-            libc::ECONNRESET | libc::ETIMEDOUT | libc::EHOSTUNREACH | libc::ENETUNREACH
+            libc::ECONNRESET
+                | libc::ECONNABORTED
+                | libc::ETIMEDOUT
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::ECONNREFUSED
+                | libc::ENOPROTOOPT
+                | libc::EACCES
+                | libc::EPROTO
+                | libc::EOPNOTSUPP
+                | libc::EHOSTDOWN
+                | libc::ENONET
         )
     })
 }
