@@ -757,6 +757,27 @@ async fn assert_death_reported(death: Death) {
     servers.selector.close();
 }
 
+/// The peer sends "request" and ends its side cleanly (FIN), then the connection times out
+/// under our answer and a flush is told: what two reads after it see.
+async fn reads_after_the_peers_end_then_a_timeout(
+    servers: &Servers,
+) -> [Result<Option<String>, Identity>; 2] {
+    let (mut socket, peer) = servers.tcp().await;
+    let Peer::Tcp(mut peer) = peer else {
+        unreachable!("servers.tcp() gives a TCP peer")
+    };
+    peer.write_all(b"request\n").await.unwrap();
+    peer.shutdown().await.unwrap();
+    let (mut input, mut output) =
+        dead_under_a_write(&mut socket, Peer::Tcp(peer), Death::TimedOut).await;
+    output.write_string_utf8("more\n").await.unwrap();
+    within(output.flush()).await.unwrap_err();
+    let reads = two_line_reads(&mut input).await;
+    socket.close();
+    loopback_back();
+    reads
+}
+
 const TIMED_OUT_ENV: &str = "NET_TESTS_WRITES_TIMED_OUT";
 
 /// The connection timed out while only a write was under way (`TCP_USER_TIMEOUT`, the peer's
@@ -784,6 +805,14 @@ fn a_read_after_a_write_met_a_timeout_reports_it_not_an_end_child() {
     net_tests::harness::run_if_child(TIMED_OUT_ENV, async {
         assert_death_reported(Death::TimedOut).await;
         assert_death_reported(Death::TimedOutAfterAPortUnreachable).await;
+        // A clean end the peer made before our answer timed out reads as the timeout, once
+        // its line was read: after the send was told, the kernel keeps nothing that tells the
+        // two apart (its own `recv` returns the end of stream).
+        let servers = Servers::new().await;
+        let reads = reads_after_the_peers_end_then_a_timeout(&servers).await;
+        let timed_out = told(Death::TimedOut);
+        assert_eq!(reads, [Ok(Some("request".to_owned())), Err(timed_out)]);
+        servers.selector.close();
         println!("timeouts seen");
     });
 }
