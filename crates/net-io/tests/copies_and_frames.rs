@@ -768,20 +768,28 @@ fn cases() -> u32 {
         .unwrap_or(300)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
+/// The write model (support/writes.rs) with frames of ~8 KiB and > 16 KiB, many drops and
+/// partial takes, and the memory the channel holds measured after every step. `SERIAL` is held
+/// for the whole run, not per case: proptest allocates between cases (the next case, its
+/// shrinking), which another test's allocation count would otherwise take for its own.
+#[test]
+fn frames_and_writes_follow_the_model_with_bounded_memory() {
+    let _s = serial();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: cases(),
         failure_persistence: None,
         ..ProptestConfig::default()
-    })]
-
-    /// The write model (support/writes.rs) with frames of ~8 KiB and > 16 KiB, many drops and
-    /// partial takes, and the memory the channel holds measured after every step.
-    #[test]
-    fn frames_and_writes_follow_the_model_with_bounded_memory(case in case()) {
-        let _s = serial();
-        let meter = Metered { base: Cell::new(live()), outside: Cell::new(0) };
+    });
+    let result = runner.run(&case(), |case| {
+        let meter = Metered {
+            base: Cell::new(live()),
+            outside: Cell::new(0),
+        };
         writes::run(&case, &meter);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 

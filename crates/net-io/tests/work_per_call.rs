@@ -4,7 +4,8 @@
 //!
 //! This test binary installs a counting global allocator (`stats_alloc`, as tests/alloc.rs).
 //! Its counters are process-wide: every test here takes `SERIAL` so that no other test of this
-//! binary allocates while one counts.
+//! binary allocates while one counts (the harness's own thread still may: see the
+//! `write_frame` test).
 
 mod support;
 
@@ -34,12 +35,12 @@ fn allocation_count() -> usize {
 }
 
 /// Runs `test` on a current-thread runtime while no other test of this binary runs.
-fn serially(test: impl std::future::Future<Output = ()>) {
+fn serially<T>(test: impl std::future::Future<Output = T>) -> T {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
-        .block_on(test);
+        .block_on(test)
 }
 
 /// A source that is always ready: `left` bytes, at most `chunk` per read (a body already
@@ -139,10 +140,21 @@ impl Encoder<&[u8]> for Raw {
 /// written after buffered bytes, the usual case of a loop of `write_frame`).
 #[test]
 fn write_frame_takes_back_the_room_before_bytes_left_by_a_partial_write_out() {
-    serially(write_frame_takes_back_the_room_body());
+    // The counters are process-wide, and the test harness's own thread may allocate as the
+    // other test ends (its result, its output): the least of three runs is the call's own.
+    let least = (0..3)
+        .map(|_| serially(write_frame_takes_back_the_room_body()))
+        .min();
+    assert_eq!(
+        least,
+        Some(0),
+        "a frame that fits the buffer's allocation, once what was written out is taken back, \
+         was encoded into an allocation of its own"
+    );
 }
 
-async fn write_frame_takes_back_the_room_body() {
+/// The scenario, checked for what it delivers; returns the allocations of the measured call.
+async fn write_frame_takes_back_the_room_body() -> usize {
     let mock = MockWriter::default();
     let mut out = ByteWriteChannel::new(mock.clone(), false);
     // A frame after buffered bytes (the buffer then shares its allocation with frames), sent.
@@ -165,9 +177,5 @@ async fn write_frame_takes_back_the_room_body() {
     expected.extend_from_slice(&[2; 6000]);
     expected.extend_from_slice(&[3; 4000]);
     assert_eq!(mock.accepted(), expected);
-    assert_eq!(
-        allocations, 0,
-        "a frame that fits the buffer's allocation, once what was written out is taken back, \
-         was encoded into an allocation of its own"
-    );
+    allocations
 }
