@@ -884,7 +884,10 @@ fn copies_dropped_at_every_poll_never_end_a_wrong_stream_cleanly() {
         let small = small_buffer_peer_listener();
         let large = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let before = fd_count();
-        for slow in [false, true] {
+        // The slow case shows something only when a copy is dropped while the socket took part
+        // of a chunk, which depends on how the kernel's buffers fill: a run where none was is
+        // exact and ends cleanly, and is run again (at most three times).
+        for (slow, attempt) in [(false, 1), (true, 1), (true, 2), (true, 3)] {
             let peers = if slow { &small } else { &large };
             let port = peers.local_addr().unwrap().port();
             let data = payload(60_000);
@@ -963,20 +966,25 @@ fn copies_dropped_at_every_poll_never_end_a_wrong_stream_cleanly() {
             to.close();
             drop(to);
             let (got, end) = within(reader).await.unwrap();
-            match (closed, end) {
+            let shown = match (closed, end) {
                 (Ok(()), Ok(())) => {
-                    assert!(
-                        !slow,
-                        "no copy took part of a chunk: the test shows nothing"
-                    );
                     assert!(got == data, "a clean end after a wrong stream");
+                    !slow
                 }
                 (Err(_), Err(e)) => {
                     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
+                    true
                 }
                 (closed, end) => panic!("the close: {closed:?}, the peer's end: {end:?}"),
-            }
+            };
             drop(within(writer).await.unwrap());
+            if slow && shown {
+                break;
+            }
+            assert!(
+                !slow || attempt < 3,
+                "in three runs, no copy took part of a chunk: the test shows nothing"
+            );
         }
         settle_to(before).await;
     });
