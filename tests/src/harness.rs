@@ -757,6 +757,67 @@ pub fn rerun_self_in_own_netns(child_test: &str, env: &str, marker: &str) -> Opt
     rerun_self_in_namespace("", "pfifo", child_test, env, marker)
 }
 
+/// Runs the test `child_test` of the current test binary again under `strace`, which writes a
+/// line to `log` for each system call of the child named in `calls` (a list for `strace -e
+/// trace=`: `"sendto,sendmsg"` for sends, `"recvfrom"` for socket reads) as the call returns in
+/// the kernel, and then holds the call's return to the child back for `delay`: a window, as
+/// wide as `delay`, between what the kernel did for the call and what the child's code does
+/// with the result, which a test can enter by waiting for the line. The environment
+/// variable `env` tells the child test it is the child (see [`run_if_child`]), and
+/// [`strace_log`] gives it `log`. Panics unless the child succeeds and prints `marker`; returns
+/// its output.
+///
+/// Returns `None`, after saying so on stderr, where `strace` is missing or may not trace here.
+pub fn rerun_self_under_strace(
+    child_test: &str,
+    env: &str,
+    marker: &str,
+    log: &Path,
+    calls: &str,
+    delay: Duration,
+) -> Option<String> {
+    let traces = status(
+        Command::new("strace")
+            .args(["-qq", "-o", "/dev/null", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .is_ok_and(|status| status.success());
+    if !traces {
+        eprintln!("skipped: `strace` is not installed or may not trace here");
+        return None;
+    }
+    let trace = format!("trace={calls}");
+    let inject = format!("inject={calls}:delay_exit={}", delay.as_micros().max(1));
+    let script = format!(r#"exec "$0" --exact {child_test} --nocapture --test-threads=1"#);
+    Some(rerun_self(
+        Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "signal=none",
+                "-e",
+                &trace,
+                "-e",
+                &inject,
+                "-o",
+            ])
+            .arg(log)
+            .args(["sh", "-c", &script])
+            .env(STRACE_LOG_ENV, log),
+        env,
+        marker,
+    ))
+}
+
+const STRACE_LOG_ENV: &str = "NET_TESTS_STRACE_LOG";
+
+/// In a child that [`rerun_self_under_strace`] started, the path of `strace`'s log.
+pub fn strace_log() -> Option<std::path::PathBuf> {
+    std::env::var_os(STRACE_LOG_ENV).map(Into::into)
+}
+
 /// Takes the loopback interface `"up"` or `"down"` (`ip link set lo`): in a child that
 /// [`rerun_self_in_own_netns`] started, only its network namespace's.
 pub fn set_loopback(state: &str) {

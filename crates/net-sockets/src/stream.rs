@@ -8,7 +8,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
@@ -232,6 +232,13 @@ pub(crate) struct Conn {
     /// so a read after it finds only the end of the stream, and reports this error instead (see
     /// [`told_to_send`](Self::told_to_send)).
     failure_told_to_send: AtomicI32,
+    /// How many sends (and shutdowns) are under way on the connection: a read that finds the
+    /// end of the stream while one is asks again once it is over, since it may have been told
+    /// the connection's failure and not noted it yet (see [`sending`](Self::sending)).
+    sends: AtomicU32,
+    /// How many reads are under way on the connection: a shutdown that may have missed the
+    /// connection's failure asks again once they are over (see [`reading`](Self::reading)).
+    reads: AtomicU32,
     /// With the connection's places in its selector's count and its listener's group as its
     /// release hook, left when the descriptor is released (see [`Counted`]).
     core: Core<Stream, Mutex<Counted>>,
@@ -416,6 +423,8 @@ impl Conn {
             cork_task: AtomicBool::new(false),
             broken: AtomicBool::new(false),
             failure_told_to_send: AtomicI32::new(0),
+            sends: AtomicU32::new(0),
+            reads: AtomicU32::new(0),
             before_cut: BeforeCut::default(),
         })?;
         if let Some(backlog) = &conn.backlog {
@@ -707,6 +716,7 @@ impl Conn {
             return true;
         };
         backlog.with_held(|held| {
+            let _sending = self.sending();
             while !held.is_empty() {
                 match stream.try_send(held) {
                     Ok(bytes) => {
@@ -878,6 +888,60 @@ impl Conn {
                 Ordering::Acquire,
             );
         }
+    }
+
+    /// Counts a send (or a shutdown) as under way until the guard drops; a failure told to it
+    /// must be noted ([`told_to_send`](Self::told_to_send)) before then.
+    ///
+    /// The kernel tells the connection's failure once, to the first call: a send on one thread
+    /// may take it, and a read on another find only the end of the stream, before the send's
+    /// failure is noted. Such a read sees the send counted and asks again once it is over
+    /// (see `ReadHalf`'s `poll_read`), so that it reports the failure, never a clean end. The
+    /// count is taken before the system call, so a read that finds the end the send left sees
+    /// it; it drops after the failure was noted, so a read that finds it dropped sees the note.
+    #[inline]
+    fn sending(&self) -> UnderWay<'_> {
+        self.sends.fetch_add(1, Ordering::SeqCst);
+        UnderWay(&self.sends)
+    }
+
+    /// Whether a send (or a shutdown) is under way (see [`sending`](Self::sending)).
+    #[inline]
+    fn is_sending(&self) -> bool {
+        self.sends.load(Ordering::Acquire) != 0
+    }
+
+    /// Counts a read as under way until the guard drops; a failure of the socket told to it
+    /// must be noted ([`read_failed`](Self::read_failed)) before then.
+    ///
+    /// As [`sending`](Self::sending), the other way: a read on one thread may take the
+    /// connection's failure, and a shutdown on another find nothing that tells it the
+    /// connection is gone (a TCP shutdown's `ENOTCONN` with no error left; a Unix socket's
+    /// shutdown succeeds whatever the peer did), before the read noted it. Such a shutdown sees
+    /// the read counted and asks again once it is over (see `WriteHalf`'s `poll_shutdown`).
+    #[inline]
+    fn reading(&self) -> UnderWay<'_> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        UnderWay(&self.reads)
+    }
+
+    /// Whether a read is under way (see [`reading`](Self::reading)).
+    #[inline]
+    fn is_reading(&self) -> bool {
+        self.reads.load(Ordering::Acquire) != 0
+    }
+
+    /// A read of the socket failed with `e`: a failure as the selector closes is the close;
+    /// only the socket's own errors (an OS error: the peer's reset) tell the connection it is
+    /// dead (see [`broke`](Self::broke)). Returns the error to report.
+    #[cold]
+    #[inline(never)]
+    fn read_failed(&self, e: io::Error) -> io::Error {
+        let e = self.core.failed(e);
+        if e.raw_os_error().is_some() {
+            self.broke();
+        }
+        e
     }
 
     /// Whether a read reported the socket's own failure (see [`broke`](Self::broke)).
@@ -1177,19 +1241,62 @@ impl Half {
         }
     }
 
-    /// Polls `op`; a pending operation that outlives `socket_timeout` fails with a timeout.
-    ///
-    /// With `layered`, an operation that completes leaves the timer armed: the layer above
-    /// (TLS) says when its own operation is over ([`done`](Self::done)), so that records that
-    /// carry nothing for the application do not count as progress.
+    /// Polls the send `op` (see [`polled`](Self::polled)), counted as under way
+    /// ([`Conn::sending`]) while it runs; a failure of the connection told to it is noted
+    /// before the count drops.
     #[inline]
-    fn poll<R>(
+    fn poll_send<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(&Stream, &mut Context<'_>) -> Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        let polled = {
+            let conn = &*self.conn;
+            let _sending = conn.sending();
+            let polled = conn.core.poll_io(cx, &mut self.wait, op);
+            if let Poll::Ready(Err(e)) = &polled {
+                conn.told_to_send(e);
+            }
+            polled
+        };
+        self.polled(cx, false, polled)
+    }
+
+    /// Polls the read `op` (see [`polled`](Self::polled)), counted as under way
+    /// ([`Conn::reading`]) while it runs; a failure of the socket told to it is noted before
+    /// the count drops.
+    #[inline]
+    fn poll_recv<R>(
         &mut self,
         cx: &mut Context<'_>,
         layered: bool,
         op: impl FnOnce(&Stream, &mut Context<'_>) -> Poll<io::Result<R>>,
     ) -> Poll<io::Result<R>> {
-        match self.conn.core.poll_io(cx, &mut self.wait, op) {
+        let polled = {
+            let conn = &*self.conn;
+            let _reading = conn.reading();
+            match conn.core.poll_io(cx, &mut self.wait, op) {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(conn.read_failed(e))),
+                polled => polled,
+            }
+        };
+        self.polled(cx, layered, polled)
+    }
+
+    /// What an operation's poll returns once its `op` was polled: a pending operation that
+    /// outlives `socket_timeout` fails with a timeout.
+    ///
+    /// With `layered`, an operation that completes leaves the timer armed: the layer above
+    /// (TLS) says when its own operation is over ([`done`](Self::done)), so that records that
+    /// carry nothing for the application do not count as progress.
+    #[inline(always)]
+    fn polled<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        layered: bool,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match polled {
             Poll::Ready(r) => {
                 if !layered {
                     self.done();
@@ -1235,6 +1342,17 @@ impl Half {
 impl Drop for Half {
     fn drop(&mut self) {
         self.wait.leave(&self.conn.core);
+    }
+}
+
+/// A send or a read under way on a connection, counted until it drops (see
+/// [`Conn::sending`], [`Conn::reading`]).
+struct UnderWay<'a>(&'a AtomicU32);
+
+impl Drop for UnderWay<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -1357,8 +1475,9 @@ impl ReadHalf {
         if self.ended {
             return Ok(0);
         }
-        let core = &self.half.conn.core;
-        let stream = core.io().map_err(io::Error::from)?;
+        let conn = &self.half.conn;
+        let stream = conn.core.io().map_err(io::Error::from)?;
+        let reading = conn.reading();
         match stream.try_recv(buf) {
             Err(e)
                 if !matches!(
@@ -1367,24 +1486,23 @@ impl ReadHalf {
                 ) =>
             {
                 // As a waiting read's.
+                let e = conn.read_failed(e);
+                drop(reading);
+                drop(stream);
                 Err(self.read_failed(e))
             }
             read => read,
         }
     }
 
-    /// A read of the socket failed with `e`: a failure as the selector closes is the close;
+    /// A read failed with `e`, which [`Conn::read_failed`] saw when the socket's read failed:
     /// only the socket's own errors (an OS error: the peer's reset) are final, kept for every
-    /// later read, and tell the connection it is dead (see `Conn::broke`); a timeout or a close
-    /// is reported by the next read as it finds things then. Returns the error to report.
+    /// later read; a timeout or a close is reported by the next read as it finds things then.
+    /// Returns the error to report.
     #[cold]
     #[inline(never)]
     fn read_failed(&mut self, e: io::Error) -> io::Error {
-        let e = self.half.conn.core.failed(e);
         self.failed = e.raw_os_error();
-        if self.failed.is_some() {
-            self.half.conn.broke();
-        }
         e
     }
 }
@@ -1436,7 +1554,7 @@ impl AsyncRead for ReadHalf {
             half.conn.uncork_for_reader();
         }
         let readable = &mut this.readable;
-        let polled = half.poll(cx, this.layered, |s, cx| {
+        let polled = half.poll_recv(cx, this.layered, |s, cx| {
             s.poll_read_into(cx, buf, readable)
         });
         if polled.is_pending() {
@@ -1455,6 +1573,13 @@ impl AsyncRead for ReadHalf {
             // selector) reports the close.
             if conn.core.is_closed() {
                 return Poll::Ready(Err(conn.core.closed_error().into()));
+            }
+            if conn.is_sending() {
+                // A send on another thread may have been told the connection's failure, which
+                // left this end, and not noted it yet (see `Conn::sending`): asked again once
+                // it is over (a few instructions after its system call returns).
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             let told = conn.failure_told_to_send.load(Ordering::Acquire);
             if told != 0 {
@@ -1516,7 +1641,12 @@ impl WriteHalf {
             };
         }
         let stream = conn.core.io().map_err(io::Error::from)?;
+        let sending = conn.sending();
         let result = stream.try_send(buf);
+        if let Err(e) = &result {
+            conn.told_to_send(e);
+        }
+        drop(sending);
         self.record(result)
     }
 
@@ -1526,7 +1656,7 @@ impl WriteHalf {
         cx: &mut Context<'_>,
         send: impl Fn(SockRef<'_>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        let result = ready!(self.half.poll(cx, false, |s, cx| s.poll_send(cx, send)));
+        let result = ready!(self.half.poll_send(cx, |s, cx| s.poll_send(cx, send)));
         if let Ok(bytes) = &result {
             tracing::trace!(parent: self.half.conn.core.span(), bytes, "sent");
         }
@@ -1554,7 +1684,6 @@ impl WriteHalf {
     /// selector is closed (see [`Core::failed`]).
     #[inline(never)]
     fn record_failure(&self, e: io::Error) -> io::Error {
-        self.half.conn.told_to_send(&e);
         // A close is not a write failure: the close itself decided how the connection ends.
         if !self.half.conn.core.is_closed() {
             // `socket_timeout`'s, not the OS's `ETIMEDOUT` (the connection is dead then).
@@ -1799,8 +1928,11 @@ impl AsyncWrite for WriteHalf {
             return Poll::Ready(Ok(()));
         }
         let socket = SockRef::from(&*stream);
-        match socket.shutdown(std::net::Shutdown::Write) {
-            Ok(()) => {}
+        let sending = conn.sending();
+        // Whether nothing this shutdown found tells the connection is gone though it may be:
+        // a Unix socket's shutdown succeeds whatever the peer did.
+        let unsure = match socket.shutdown(std::net::Shutdown::Write) {
+            Ok(()) => matches!(*stream, Stream::Unix(_)),
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                 // The connection is gone. When it failed before the peer's end (its reset, a
                 // timeout: the kernel still holds the error for the next call when none was
@@ -1814,10 +1946,25 @@ impl AsyncWrite for WriteHalf {
                         return Poll::Ready(Err(e));
                     }
                 }
+                true
             }
             Err(e) => return Poll::Ready(Err(e)),
-        }
+        };
+        drop(sending);
         drop(stream);
+        if unsure {
+            // A read on another thread may have been told the connection's failure (the
+            // kernel tells one call) and not noted it yet (see `Conn::reading`): asked again
+            // once it is over (the shutdown again too, which changes nothing). A failure a
+            // read noted is no clean end, as above.
+            if conn.is_reading() {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if conn.is_broken() {
+                return Poll::Ready(Err(broken_pipe()));
+            }
+        }
         this.shut_down = true;
         tracing::debug!(parent: conn.core.span(), "write side shut down");
         conn.finish(WRITE_DONE);
