@@ -1019,3 +1019,33 @@ fn a_close_racing_a_read_told_the_reset_is_no_clean_end_child() {
         println!("read races seen");
     });
 }
+
+/// `into_stream`, once the peer's reset arrived (no call of ours was told yet): two shutdowns,
+/// then a read.
+async fn stream_shutdowns_after_the_reset_arrived<T: Transport>(
+    socket: Socket<T>,
+    peer: Peer,
+) -> [Result<String, Identity>; 3] {
+    let mut stream = socket.into_stream().unwrap();
+    stream.write_all(b"hello\n").await.unwrap();
+    stream.flush().await.unwrap();
+    peer.reset_arrived().await;
+    let first = io_result(within(stream.shutdown()).await);
+    let again = io_result(within(stream.shutdown()).await);
+    let mut buf = [0u8; 16];
+    let read = io_result(within(stream.read(&mut buf)).await);
+    [first, again, read]
+}
+
+/// A TCP shutdown told the peer's reset (its `ENOTCONN`, then `SO_ERROR`, which the kernel
+/// clears) reports it; a second shutdown is no clean end either: it reports the reset, as the
+/// read after it does. Before, the second shutdown found `ENOTCONN` with no error left, took it
+/// for the peer's clean end, and returned `Ok(())`.
+#[tokio::test]
+async fn a_second_shutdown_after_one_told_the_reset_is_no_clean_end() {
+    let servers = Servers::new().await;
+    let (socket, peer) = servers.tcp().await;
+    let seen = stream_shutdowns_after_the_reset_arrived(socket, peer).await;
+    assert_eq!(seen, [Err(RESET), Err(RESET), Err(RESET)]);
+    servers.selector.close();
+}

@@ -490,6 +490,12 @@ impl<T: Transport> Socket<T> {
 
     /// Runs `f` with a [`socket2::SockRef`] to the open socket, to read or set options.
     ///
+    /// The channels rely on the kernel's report of a connection's failure (a reset, a
+    /// timeout), which it makes once, to the first call that asks: `f` should not read or
+    /// write through the socket, nor take its pending error (`SO_ERROR`, socket2's
+    /// `take_error`). A failure taken so is lost to the channels, whose reads then find a clean
+    /// end of stream.
+    ///
     /// # Errors
     ///
     /// [`Error::Closed`] (or [`Error::SelectorClosed`]) when the socket is closed; the error `f`

@@ -1964,6 +1964,13 @@ impl AsyncWrite for WriteHalf {
             if conn.is_broken() {
                 return Poll::Ready(Err(broken_pipe()));
             }
+            // Nor is a failure a send or an earlier shutdown was told (this one's `ENOTCONN`
+            // finds no error left once a shutdown's `SO_ERROR` took it): reported as the
+            // reads after it report it, every time.
+            let told = conn.failure_told_to_send.load(Ordering::Acquire);
+            if told != 0 {
+                return Poll::Ready(Err(io::Error::from_raw_os_error(told)));
+            }
         }
         this.shut_down = true;
         tracing::debug!(parent: conn.core.span(), "write side shut down");
