@@ -1049,3 +1049,63 @@ async fn a_second_shutdown_after_one_told_the_reset_is_no_clean_end() {
     assert_eq!(seen, [Err(RESET), Err(RESET), Err(RESET)]);
     servers.selector.close();
 }
+
+/// The peer's clean end (FIN) reads as the end of the stream while a writer on another thread
+/// keeps sending: a read that finds the end waits only for the sends under way as it found it
+/// (see the races above), not for a writer whose sends follow one another. Each round's read
+/// returns `Ok(None)`, and the writes go on after it.
+#[test]
+fn a_clean_end_reads_as_the_end_while_another_thread_keeps_sending() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        for _ in 0..5 {
+            let (peer, mut socket) = raw_peer_of(&listener).await;
+            let mut input = socket.open_read_channel().unwrap();
+            let mut output = socket.open_write_channel(true).unwrap();
+            let (stop, writes) = (
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicU64::new(0)),
+            );
+            let writer = tokio::spawn({
+                let (stop, writes) = (stop.clone(), writes.clone());
+                async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        output.write_fully(&[b'x'; 512]).await.unwrap();
+                        writes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            let (mut peer_input, mut peer_output) = peer.into_split();
+            let drain = tokio::spawn(async move {
+                tokio::io::copy(&mut peer_input, &mut tokio::io::sink()).await
+            });
+            let at_least = |count: u64| {
+                let writes = writes.clone();
+                within(async move {
+                    while writes.load(Ordering::Relaxed) < count {
+                        tokio::task::yield_now().await;
+                    }
+                })
+            };
+            at_least(100).await;
+            peer_output.shutdown().await.unwrap();
+            let read = within(input.read_line(100, LineEnding::Default)).await;
+            assert_eq!(channel_result(read), Ok("None".to_owned()));
+            at_least(writes.load(Ordering::Relaxed) + 100).await;
+            stop.store(true, Ordering::Relaxed);
+            within(writer).await.unwrap();
+            socket.close();
+            drop(peer_output);
+            let _ = within(drain).await;
+        }
+        selector.close();
+    });
+}

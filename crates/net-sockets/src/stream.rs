@@ -232,13 +232,13 @@ pub(crate) struct Conn {
     /// so a read after it finds only the end of the stream, and reports this error instead (see
     /// [`told_to_send`](Self::told_to_send)).
     failure_told_to_send: AtomicI32,
-    /// How many sends (and shutdowns) are under way on the connection: a read that finds the
-    /// end of the stream while one is asks again once it is over, since it may have been told
-    /// the connection's failure and not noted it yet (see [`sending`](Self::sending)).
-    sends: AtomicU32,
-    /// How many reads are under way on the connection: a shutdown that may have missed the
-    /// connection's failure asks again once they are over (see [`reading`](Self::reading)).
-    reads: AtomicU32,
+    /// The sends (and shutdowns) under way on the connection: a read that finds the end of the
+    /// stream waits for those under way then, since one may have been told the connection's
+    /// failure and not noted it yet (see [`sending`](Self::sending)).
+    sends: CallsUnderWay,
+    /// The reads under way on the connection: a shutdown that may have missed the connection's
+    /// failure waits for those under way then (see [`reading`](Self::reading)).
+    reads: CallsUnderWay,
     /// With the connection's places in its selector's count and its listener's group as its
     /// release hook, left when the descriptor is released (see [`Counted`]).
     core: Core<Stream, Mutex<Counted>>,
@@ -423,8 +423,8 @@ impl Conn {
             cork_task: AtomicBool::new(false),
             broken: AtomicBool::new(false),
             failure_told_to_send: AtomicI32::new(0),
-            sends: AtomicU32::new(0),
-            reads: AtomicU32::new(0),
+            sends: CallsUnderWay::default(),
+            reads: CallsUnderWay::default(),
             before_cut: BeforeCut::default(),
         })?;
         if let Some(backlog) = &conn.backlog {
@@ -895,20 +895,11 @@ impl Conn {
     ///
     /// The kernel tells the connection's failure once, to the first call: a send on one thread
     /// may take it, and a read on another find only the end of the stream, before the send's
-    /// failure is noted. Such a read sees the send counted and asks again once it is over
-    /// (see `ReadHalf`'s `poll_read`), so that it reports the failure, never a clean end. The
-    /// count is taken before the system call, so a read that finds the end the send left sees
-    /// it; it drops after the failure was noted, so a read that finds it dropped sees the note.
+    /// failure is noted. Such a read waits for the sends under way ([`CallsUnderWay::wait`];
+    /// see `ReadHalf`'s `poll_read`), so that it reports the failure, never a clean end.
     #[inline]
     fn sending(&self) -> UnderWay<'_> {
-        self.sends.fetch_add(1, Ordering::SeqCst);
-        UnderWay(&self.sends)
-    }
-
-    /// Whether a send (or a shutdown) is under way (see [`sending`](Self::sending)).
-    #[inline]
-    fn is_sending(&self) -> bool {
-        self.sends.load(Ordering::Acquire) != 0
+        self.sends.begin()
     }
 
     /// Counts a read as under way until the guard drops; a failure of the socket told to it
@@ -917,18 +908,11 @@ impl Conn {
     /// As [`sending`](Self::sending), the other way: a read on one thread may take the
     /// connection's failure, and a shutdown on another find nothing that tells it the
     /// connection is gone (a TCP shutdown's `ENOTCONN` with no error left; a Unix socket's
-    /// shutdown succeeds whatever the peer did), before the read noted it. Such a shutdown sees
-    /// the read counted and asks again once it is over (see `WriteHalf`'s `poll_shutdown`).
+    /// shutdown succeeds whatever the peer did), before the read noted it. Such a shutdown
+    /// waits for the reads under way (see `WriteHalf`'s `poll_shutdown`).
     #[inline]
     fn reading(&self) -> UnderWay<'_> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        UnderWay(&self.reads)
-    }
-
-    /// Whether a read is under way (see [`reading`](Self::reading)).
-    #[inline]
-    fn is_reading(&self) -> bool {
-        self.reads.load(Ordering::Acquire) != 0
+        self.reads.begin()
     }
 
     /// A read of the socket failed with `e`: a failure as the selector closes is the close;
@@ -1345,14 +1329,86 @@ impl Drop for Half {
     }
 }
 
+/// The calls of one kind (sends, or reads) under way on a connection, for a caller that must
+/// see what each call that began before a moment noted: it [`wait`](Self::wait)s for the calls
+/// under way then, not for those that begin later (a busy writer on another thread, say,
+/// whose sends follow one another).
+///
+/// Counted in two epochs: bit 31 says which is current, bits 0–14 count the calls that began
+/// in epoch 0, bits 16–30 those that began in epoch 1. A call counts itself in the current
+/// epoch before its system call (a locked add) and uncounts itself after it noted what the
+/// call was told (a `Release` subtract); a waiter makes the other epoch current and waits until
+/// nothing is counted in the one it ended.
+///
+/// Why a waiter misses nothing: a call whose system call took the connection's failure before
+/// the waiter's own call (a read that found the end it left; the kernel's lock on the socket
+/// orders the two) had counted itself before that, so before the waiter ended the epoch; the waiter sees it counted, and once its count drops
+/// (the `Acquire` load that finds it dropped reads the subtract, or a later change of the same
+/// word) sees its note. A call that counts itself in the epoch the waiter just ended, because
+/// it read the epoch before the change, makes its system call after the waiter's: it cannot
+/// have taken what the waiter's call missed.
+#[derive(Debug, Default)]
+struct CallsUnderWay(AtomicU32);
+
+/// Which epoch is current (see [`CallsUnderWay`]).
+const EPOCH: u32 = 1 << 31;
+/// The count of each epoch.
+const COUNT: [u32; 2] = [0x7FFF, 0x7FFF << 16];
+
+impl CallsUnderWay {
+    /// Counts a call as under way until the guard drops.
+    #[inline]
+    fn begin(&self) -> UnderWay<'_> {
+        // 1 << 0 in epoch 0, 1 << 16 in epoch 1 (bit 31 moved to bit 4).
+        let one = 1 << ((self.0.load(Ordering::Relaxed) >> 27) & 16);
+        self.0.fetch_add(one, Ordering::SeqCst);
+        UnderWay {
+            calls: &self.0,
+            one,
+        }
+    }
+
+    /// Returns once every call under way now is over, and what it noted can be seen. A call
+    /// takes a system call's time (microseconds) after the kernel answered it, so this spins
+    /// briefly, then yields the thread until it is over; calls that begin meanwhile are not
+    /// waited for.
+    #[inline]
+    fn wait(&self) {
+        if self.0.load(Ordering::Acquire) & !EPOCH != 0 {
+            self.wait_for_those_under_way();
+        }
+    }
+
+    /// [`wait`](Self::wait), when calls are under way: ends their epoch, and waits for them.
+    #[cold]
+    #[inline(never)]
+    fn wait_for_those_under_way(&self) {
+        let before = self.0.fetch_xor(EPOCH, Ordering::AcqRel);
+        let ended = COUNT[usize::from(before & EPOCH != 0)];
+        let mut spins = 0_u32;
+        while self.0.load(Ordering::Acquire) & ended != 0 {
+            if spins < 64 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
 /// A send or a read under way on a connection, counted until it drops (see
 /// [`Conn::sending`], [`Conn::reading`]).
-struct UnderWay<'a>(&'a AtomicU32);
+struct UnderWay<'a> {
+    calls: &'a AtomicU32,
+    /// What it added: one call, in the epoch current when it began.
+    one: u32,
+}
 
 impl Drop for UnderWay<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Release);
+        self.calls.fetch_sub(self.one, Ordering::Release);
     }
 }
 
@@ -1574,13 +1630,9 @@ impl AsyncRead for ReadHalf {
             if conn.core.is_closed() {
                 return Poll::Ready(Err(conn.core.closed_error().into()));
             }
-            if conn.is_sending() {
-                // A send on another thread may have been told the connection's failure, which
-                // left this end, and not noted it yet (see `Conn::sending`): asked again once
-                // it is over (a few instructions after its system call returns).
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
+            // A send on another thread may have been told the connection's failure, which left
+            // this end, and not noted it yet (see `Conn::sending`).
+            conn.sends.wait();
             let told = conn.failure_told_to_send.load(Ordering::Acquire);
             if told != 0 {
                 // The connection failed (the peer's reset, a timeout), and a send, not a read,
@@ -1954,13 +2006,9 @@ impl AsyncWrite for WriteHalf {
         drop(stream);
         if unsure {
             // A read on another thread may have been told the connection's failure (the
-            // kernel tells one call) and not noted it yet (see `Conn::reading`): asked again
-            // once it is over (the shutdown again too, which changes nothing). A failure a
+            // kernel tells one call) and not noted it yet (see `Conn::reading`). A failure a
             // read noted is no clean end, as above.
-            if conn.is_reading() {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
+            conn.reads.wait();
             if conn.is_broken() {
                 return Poll::Ready(Err(broken_pipe()));
             }
