@@ -1335,18 +1335,20 @@ impl Drop for Half {
 /// whose sends follow one another).
 ///
 /// Counted in two epochs: bit 31 says which is current, bits 0–14 count the calls that began
-/// in epoch 0, bits 16–30 those that began in epoch 1. A call counts itself in the current
-/// epoch before its system call (a locked add) and uncounts itself after it noted what the
-/// call was told (a `Release` subtract); a waiter makes the other epoch current and waits until
-/// nothing is counted in the one it ended.
+/// in epoch 0, bits 16–30 those that began in epoch 1. A call counts itself in the epoch
+/// current as it counts itself (a compare-exchange), before its system call, and uncounts
+/// itself after it noted what the call was told (a `Release` subtract); a waiter makes the
+/// other epoch current and waits until nothing is counted in the one it ended. One waiter at a
+/// time per counter: the sends' is the read half (one per connection, as it finds the end of
+/// the stream), the reads' the write half's shutdown.
 ///
 /// Why a waiter misses nothing: a call whose system call took the connection's failure before
 /// the waiter's own call (a read that found the end it left; the kernel's lock on the socket
-/// orders the two) had counted itself before that, so before the waiter ended the epoch; the waiter sees it counted, and once its count drops
-/// (the `Acquire` load that finds it dropped reads the subtract, or a later change of the same
-/// word) sees its note. A call that counts itself in the epoch the waiter just ended, because
-/// it read the epoch before the change, makes its system call after the waiter's: it cannot
-/// have taken what the waiter's call missed.
+/// orders the two) had counted itself before that, so before the waiter ended the epoch, and
+/// in the epoch it ended; the waiter sees it counted, and once its count drops (the `Acquire`
+/// load that finds it dropped reads the subtract, or a later change of the same word) sees its
+/// note. A call counted after the waiter ended the epoch makes its system call after the
+/// waiter's: it cannot have taken what the waiter's call missed.
 #[derive(Debug, Default)]
 struct CallsUnderWay(AtomicU32);
 
@@ -1360,11 +1362,28 @@ impl CallsUnderWay {
     #[inline]
     fn begin(&self) -> UnderWay<'_> {
         // 1 << 0 in epoch 0, 1 << 16 in epoch 1 (bit 31 moved to bit 4).
-        let one = 1 << ((self.0.load(Ordering::Relaxed) >> 27) & 16);
-        self.0.fetch_add(one, Ordering::SeqCst);
-        UnderWay {
-            calls: &self.0,
-            one,
+        // Counted in the epoch current as it counts itself (one compare-exchange): a call
+        // counted in an epoch read before a waiter ended it could land in a slot that is no
+        // longer the one the next waiter ends.
+        let mut word = self.0.load(Ordering::Relaxed);
+        #[cfg(test)]
+        tests::between_epoch_and_count();
+        loop {
+            let one = 1 << ((word >> 27) & 16);
+            match self.0.compare_exchange_weak(
+                word,
+                word + one,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return UnderWay {
+                        calls: &self.0,
+                        one,
+                    };
+                }
+                Err(now) => word = now,
+            }
         }
     }
 
@@ -2134,6 +2153,80 @@ mod tests {
         /// the close runs on this thread.
         pub(super) static GATE: std::cell::RefCell<Option<tokio::sync::oneshot::Receiver<()>>> =
             const { std::cell::RefCell::new(None) };
+    }
+
+    thread_local! {
+        /// What runs on this thread in `CallsUnderWay::begin`, after it read the epoch and
+        /// before it counts itself (a preemption there).
+        static EPOCH_READ: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+            std::cell::RefCell::new(None);
+    }
+
+    pub(super) fn between_epoch_and_count() {
+        if let Some(step) = EPOCH_READ.with(|b| b.borrow_mut().take()) {
+            step();
+        }
+    }
+
+    /// A call that read the epoch before one waiter ended it, and counted itself only after
+    /// that waiter was done (preempted between its load and its add), is counted in a slot that
+    /// is not current: the next waiter ends the other slot and returns at once, though the
+    /// call is still under way (its system call may have taken the connection's failure
+    /// before the waiter's own call, and not noted it yet).
+    #[test]
+    fn a_waiter_waits_for_a_call_that_read_the_epoch_before_an_earlier_waiter_ended_it() {
+        use std::sync::mpsc::channel;
+        let calls = Arc::new(CallsUnderWay::default());
+        // A call under way on another thread, so that the first waiter ends epoch 0.
+        let (counted_tx, counted) = channel();
+        let (release, release_rx) = channel::<()>();
+        let first = {
+            let calls = Arc::clone(&calls);
+            std::thread::spawn(move || {
+                let call = calls.begin();
+                counted_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                drop(call);
+            })
+        };
+        counted.recv().unwrap();
+        // This thread's call reads epoch 0, then is preempted while the first waiter ends
+        // epoch 0 and returns once the first call is over.
+        EPOCH_READ.with(|b| {
+            let calls = Arc::clone(&calls);
+            *b.borrow_mut() = Some(Box::new(move || {
+                let waiter = {
+                    let calls = Arc::clone(&calls);
+                    std::thread::spawn(move || calls.wait())
+                };
+                while calls.0.load(Ordering::Acquire) & EPOCH == 0 {
+                    std::thread::yield_now();
+                }
+                release.send(()).unwrap();
+                first.join().unwrap();
+                waiter.join().unwrap();
+            }));
+        });
+        let late = calls.begin();
+        // Its system call runs now (say it takes the connection's failure); before it notes
+        // it, another waiter's call finds what it left, and waits for the calls under way.
+        let (returned_tx, returned) = channel();
+        let second = {
+            let calls = Arc::clone(&calls);
+            std::thread::spawn(move || {
+                calls.wait();
+                returned_tx.send(()).unwrap();
+            })
+        };
+        let early = returned.recv_timeout(Duration::from_millis(300)).is_ok();
+        let word = calls.0.load(Ordering::Acquire);
+        drop(late);
+        second.join().unwrap();
+        assert!(
+            !early,
+            "the second waiter returned while a call it must wait for was under way \
+             (counted in the slot the first waiter ended, which is current again: {word:#010x})"
+        );
     }
 
     pub(super) fn between_close_steps() {
