@@ -862,6 +862,41 @@ fn calls_told_the_reset(log: &Path) -> usize {
         .count()
 }
 
+/// Runs the child test `child_test` under `strace`, which holds the return of each of `calls`
+/// back 300 ms (see [`rerun_self_under_strace`](net_tests::harness::rerun_self_under_strace)).
+fn rerun_with_calls_held_back(child_test: &str, env: &str, marker: &str, calls: &str) {
+    let dir = TempDir::new("writes-race");
+    net_tests::harness::rerun_self_under_strace(
+        child_test,
+        env,
+        marker,
+        &dir.path().join("strace.log"),
+        calls,
+        Duration::from_millis(300),
+    );
+}
+
+/// A runtime with two worker threads: a task spawned on it runs on another thread than the
+/// future `block_on` runs.
+fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The body of a child test that [`rerun_with_calls_held_back`] started: runs `body` with
+/// `strace`'s log on [`two_workers`] when the environment variable `env` is set; does nothing
+/// (the test passes) in the ordinary run of the test binary.
+fn run_race_child<F: Future<Output = ()>>(env: &str, body: impl FnOnce(PathBuf) -> F) {
+    if std::env::var_os(env).is_none() {
+        return;
+    }
+    let log = net_tests::harness::strace_log().expect("strace's log");
+    two_workers().block_on(body(log));
+}
+
 /// Waits until `strace`'s log shows more calls told the reset than `before`.
 fn wait_for_a_call_told_the_reset(log: &Path, before: usize) {
     let started = std::time::Instant::now();
@@ -908,30 +943,18 @@ async fn reads_racing_a_send_told_the_reset<T: Transport>(
 /// so it has no such race. Skipped with a note where `strace` is missing or may not trace.
 #[test]
 fn a_read_racing_a_send_told_the_reset_reports_the_reset_not_an_end() {
-    let dir = TempDir::new("writes-race");
-    net_tests::harness::rerun_self_under_strace(
+    rerun_with_calls_held_back(
         "a_read_racing_a_send_told_the_reset_reports_the_reset_not_an_end_child",
         RACE_ENV,
         "races seen",
-        &dir.path().join("strace.log"),
         "sendto,sendmsg",
-        Duration::from_millis(300),
     );
 }
 
 #[test]
 fn a_read_racing_a_send_told_the_reset_reports_the_reset_not_an_end_child() {
-    if std::env::var_os(RACE_ENV).is_none() {
-        return;
-    }
-    let log = net_tests::harness::strace_log().expect("strace's log");
     // The flush's task runs on a worker thread, the reads on this one.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    run_race_child(RACE_ENV, |log| async move {
         let servers = Servers::new().await;
         let (socket, peer) = servers.tcp().await;
         let tcp = reads_racing_a_send_told_the_reset(socket, peer, &log).await;
@@ -981,30 +1004,18 @@ async fn flush_and_close_racing_a_read_told_the_reset<T: Transport>(
 /// note where `strace` is missing or may not trace.
 #[test]
 fn a_close_racing_a_read_told_the_reset_is_no_clean_end() {
-    let dir = TempDir::new("writes-read-race");
-    net_tests::harness::rerun_self_under_strace(
+    rerun_with_calls_held_back(
         "a_close_racing_a_read_told_the_reset_is_no_clean_end_child",
         READ_RACE_ENV,
         "read races seen",
-        &dir.path().join("strace.log"),
         "recvfrom",
-        Duration::from_millis(300),
     );
 }
 
 #[test]
 fn a_close_racing_a_read_told_the_reset_is_no_clean_end_child() {
-    if std::env::var_os(READ_RACE_ENV).is_none() {
-        return;
-    }
-    let log = net_tests::harness::strace_log().expect("strace's log");
     // The read's task runs on a worker thread, the close on this one.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    run_race_child(READ_RACE_ENV, |log| async move {
         let servers = Servers::new().await;
         let (socket, peer) = servers.tcp().await;
         let tcp = flush_and_close_racing_a_read_told_the_reset(socket, peer, &log).await;
@@ -1058,12 +1069,7 @@ async fn a_second_shutdown_after_one_told_the_reset_is_no_clean_end() {
 fn a_clean_end_reads_as_the_end_while_another_thread_keeps_sending() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    two_workers().block_on(async {
         let selector = SelectorManager::new();
         let listener = tcp_listener(&selector).await;
         for _ in 0..5 {
