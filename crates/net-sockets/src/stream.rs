@@ -1361,7 +1361,6 @@ impl CallsUnderWay {
     /// Counts a call as under way until the guard drops.
     #[inline]
     fn begin(&self) -> UnderWay<'_> {
-        // 1 << 0 in epoch 0, 1 << 16 in epoch 1 (bit 31 moved to bit 4).
         // Counted in the epoch current as it counts itself (one compare-exchange): a call
         // counted in an epoch read before a waiter ended it could land in a slot that is no
         // longer the one the next waiter ends.
@@ -1369,6 +1368,7 @@ impl CallsUnderWay {
         #[cfg(test)]
         tests::between_epoch_and_count();
         loop {
+            // 1 << 0 in epoch 0, 1 << 16 in epoch 1 (bit 31 moved to bit 4).
             let one = 1 << ((word >> 27) & 16);
             match self.0.compare_exchange_weak(
                 word,
