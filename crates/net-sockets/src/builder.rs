@@ -300,8 +300,10 @@ impl TcpSocketBuilder {
     }
 
     /// How long a connection may take to send its PROXY protocol header (default 5 s): then it
-    /// is dropped when the header is required, and taken as it is when it is optional. A
-    /// deadline counted from the accept, however slowly the header's bytes come.
+    /// is dropped when the header is required, and when it is optional it is taken as it is,
+    /// unless what it sent starts with a whole signature (`PROXY`, or the 12 bytes of v2): that
+    /// header, cut short, drops it too (see [`ProxyProtocol::Optional`]). A deadline counted
+    /// from the accept, however slowly the header's bytes come.
     pub fn proxy_header_timeout(mut self, timeout: Duration) -> Self {
         self.options.proxy_header_timeout = timeout;
         self

@@ -122,9 +122,10 @@ pub struct SocketOptions {
     /// Listeners: whether each connection starts with a PROXY protocol header (v1 or v2) that
     /// names the client. Default: [`ProxyProtocol::Off`].
     pub proxy_protocol: ProxyProtocol,
-    /// Listeners: how long a connection may take to send its PROXY protocol header before it
-    /// is dropped: a deadline for the whole header from the accept, however slowly its bytes
-    /// come (not an inactivity timeout). Default: 5 seconds.
+    /// Listeners: how long a connection may take to send its PROXY protocol header: a deadline
+    /// for the whole header from the accept, however slowly its bytes come (not an inactivity
+    /// timeout). Then the connection is dropped, or, with [`ProxyProtocol::Optional`] and no
+    /// whole signature received, taken as it is. Default: 5 seconds.
     pub proxy_header_timeout: Duration,
 }
 

@@ -289,7 +289,7 @@ pub(crate) fn has_signature(buf: &[u8]) -> bool {
 ///
 /// If one address is IPv4 and the other IPv6, the IPv4 one is sent as an IPv4-mapped IPv6
 /// address. IPv6 flow information and scope IDs are not sent.
-#[allow(dead_code)] // For the tcp-proxy example's --send-proxy-v2.
+#[allow(dead_code)] // For the unit tests and the fuzz target (the tcp-proxy example has its own).
 pub(crate) fn encode_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     let mut out = Vec::with_capacity(V2_FIXED + 36);
     out.extend_from_slice(&V2_SIGNATURE);
@@ -314,7 +314,7 @@ pub(crate) fn encode_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> 
 }
 
 /// A v2 `LOCAL` header: the proxy's own connection (a health check), no addresses.
-#[allow(dead_code)] // For the tcp-proxy example.
+#[allow(dead_code)] // For the unit tests and the fuzz target.
 pub(crate) fn encode_v2_local() -> Vec<u8> {
     let mut out = Vec::with_capacity(V2_FIXED);
     out.extend_from_slice(&V2_SIGNATURE);
@@ -325,7 +325,7 @@ pub(crate) fn encode_v2_local() -> Vec<u8> {
 /// A v1 `TCP4` or `TCP6` line for a relayed connection, CRLF included.
 ///
 /// Mixed families are sent as `TCP6`, the IPv4 address mapped (`::ffff:192.0.2.1`).
-#[allow(dead_code)] // For the tcp-proxy example.
+#[allow(dead_code)] // For the unit tests and the fuzz target.
 pub(crate) fn encode_v1(source: SocketAddr, destination: SocketAddr) -> String {
     let (s, d) = (source.port(), destination.port());
     match (source.ip(), destination.ip()) {
