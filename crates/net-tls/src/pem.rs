@@ -19,8 +19,17 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
+/// `pem` without the UTF-8 byte order mark that some Windows tools write before a file's text
+/// (PowerShell's `-Encoding UTF8`, older Notepad): the PEM parser takes a BEGIN line only at the
+/// start of a line, so it would skip the first section as text before the PEM, and without an
+/// error when others follow (a CA bundle would lose its first CA, a chain its leaf).
+fn without_bom(pem: &[u8]) -> &[u8] {
+    pem.strip_prefix("\u{feff}".as_bytes()).unwrap_or(pem)
+}
+
 /// Every certificate in `pem`, in order; at least one.
 fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = without_bom(pem);
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| unusable(pem, origin, bad(origin, e)))?;
@@ -36,7 +45,11 @@ fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>
 /// A certificate chain in `pem`, leaf first: as [`certificates`], and the leaf must parse as a
 /// certificate (rustls parses it when the configuration is built, to match it with its key,
 /// and its error there could not name `origin`). Only the leaf: rustls sends the others as
-/// they are, and a peer may accept what it would not parse.
+/// they are, and a peer may accept what it would not parse. Each of the others must still be
+/// one whole DER value ([`one_der_value`]): a PEM section that lost a whole base64 line, or
+/// whose END line is missing (its base64 then runs on into the next section's) and that ends
+/// without `=` padding, decodes without a base64 error, into bytes no peer takes for a
+/// certificate, which rustls would send to every client.
 pub(crate) fn chain(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>> {
     let chain = certificates(pem, origin)?;
     if let Err(e) = rustls::server::ParsedCertificate::try_from(&chain[0]) {
@@ -49,7 +62,43 @@ pub(crate) fn chain(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'stat
             ),
         });
     }
+    if let Some(place) = chain.iter().skip(1).position(|cert| !one_der_value(cert)) {
+        return Err(Error::Pem {
+            origin: origin.into(),
+            reason: format!(
+                "certificate {} is not one whole DER value: cut short or run together with \
+                 what follows (a base64 line lost, or its END line missing?)",
+                place + 2
+            ),
+        });
+    }
     Ok(chain)
+}
+
+/// Whether `der` is exactly one DER value of tag SEQUENCE, as every certificate is: its
+/// length field, in the short or long form, covers the bytes after its header, no more and no
+/// fewer.
+fn one_der_value(der: &[u8]) -> bool {
+    /// The tag of a constructed SEQUENCE.
+    const SEQUENCE: u8 = 0x30;
+    let [SEQUENCE, first, rest @ ..] = der else {
+        return false;
+    };
+    let (length, body) = match usize::from(*first) {
+        short @ 0..0x80 => (short, rest),
+        long => {
+            let octets = long & 0x7f;
+            if octets == 0 || octets > std::mem::size_of::<u32>() || rest.len() < octets {
+                return false;
+            }
+            let (length, body) = rest.split_at(octets);
+            let length = length
+                .iter()
+                .fold(0usize, |length, &octet| length << 8 | usize::from(octet));
+            (length, body)
+        }
+    };
+    length == body.len()
 }
 
 /// A rustls error about a certificate, in words: the reason alone, without rustls's "invalid
@@ -81,6 +130,7 @@ pub(crate) fn add_roots(roots: &mut rustls::RootCertStore, pem: &[u8], origin: &
 /// provider can sign with (it loads the key when the configuration is built, and its error
 /// there could not name `origin`).
 pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'static>> {
+    let pem = without_bom(pem);
     let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
         let e = match e {
             pem::Error::NoItemsFound => Error::Pem {
@@ -263,6 +313,28 @@ PAFf949od6diBPMB2tC8ls10C719spfNfKApIlwZ56k=\n\
         let told = reason(certificates(&huge, "huge.pem").unwrap_err(), "huge.pem");
         assert!(told.contains("-----BEGIN AAA"), "{told}");
         assert!(told.len() < 300, "{} bytes of reason", told.len());
+    }
+
+    /// A byte order mark before the first BEGIN line made the parser skip the first section:
+    /// a chain lost its leaf (its CA was taken for the leaf), a key file had "no private key".
+    #[test]
+    fn a_byte_order_mark_hides_no_section() {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(vec!["ca.test".into()])
+            .unwrap()
+            .self_signed(&ca_key)
+            .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pem = format!("\u{feff}{}{}", leaf.pem(), ca.pem());
+        let chain = chain(pem.as_bytes(), "chain.pem").unwrap();
+        assert_eq!(chain, [leaf.der().clone(), ca.der().clone()]);
+        let key_pem = format!("\u{feff}{}", key.serialize_pem());
+        let read = private_key(key_pem.as_bytes(), "key.pem").unwrap();
+        assert_eq!(read.secret_der(), key.serialize_der());
     }
 
     #[test]

@@ -185,8 +185,10 @@ impl TlsServerConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] for input with no certificate or bad PEM, or whose first certificate (the
-    /// leaf) is not one (its body corrupted).
+    /// [`Error::Pem`] for input with no certificate or bad PEM, whose first certificate (the
+    /// leaf) is not one (its body corrupted), or with a certificate after the leaf that is not
+    /// one whole DER value (a base64 line lost, an END line missing). The certificates after
+    /// the leaf are not parsed further: they are sent as they are.
     pub fn certificate_chain_pem(mut self, pem: &[u8]) -> Result<Self> {
         self.chain = Some(pem::chain(pem, pem::BYTES)?);
         Ok(self)
