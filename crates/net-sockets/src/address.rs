@@ -425,6 +425,13 @@ impl SocketTarget {
     fn host(host: &str, port: u16) -> SocketTarget {
         // Brackets make an IPv6 literal (as in `"[::1]:80"`), never an IPv4 one.
         let literal = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            // The resolver takes the address without its brackets.
+            Some(inner) if named_scope(inner) => {
+                return SocketTarget::Host {
+                    host: inner.to_owned(),
+                    port,
+                };
+            }
             Some(inner) => ipv6_literal(inner, port),
             None => host
                 .parse::<IpAddr>()
@@ -456,6 +463,16 @@ fn ipv6_literal(text: &str, port: u16) -> Option<SocketAddr> {
     }
 }
 
+/// Whether `text` is an IPv6 address with a scope that names an interface (`fe80::1%eth0`),
+/// which `std` does not parse (its scope is a number) and the system resolver looks up.
+fn named_scope(text: &str) -> bool {
+    text.split_once('%').is_some_and(|(ip, scope)| {
+        ip.parse::<Ipv6Addr>().is_ok()
+            && !scope.is_empty()
+            && !scope.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 mod sealed {
     /// Keeps [`ToSocketAddress`](super::ToSocketAddress) implemented by this crate only.
     pub trait Sealed {}
@@ -467,12 +484,16 @@ mod sealed {
 ///
 /// A host that is an IP literal (`"127.0.0.1"`, `"::1"`, `"[::1]"`: brackets go only around an
 /// IPv6 address, which may have a numeric scope, `"fe80::1%2"`) is used as it is; any other
-/// host name is resolved when the socket is bound or connected. In a `"host:port"` string an
-/// IPv6 literal takes brackets (`"[::1]:80"`): without them (`"::1:80"`, itself an IPv6
-/// address) the string is ambiguous and refused with [`Error::Io`](crate::Error::Io) of kind
-/// [`InvalidInput`](std::io::ErrorKind::InvalidInput), as `std` refuses it; so is a string
-/// whose bracketed host is not an IPv6 address (`"[fe80::1%eth0]:80"`: a scope is a number)
-/// or whose port is not all digits or over 65535.
+/// host name is resolved when the socket is bound or connected. So is an IPv6 address whose
+/// scope names an interface (`"fe80::1%eth0"`, with or without its brackets, in either form:
+/// `("[fe80::1%eth0]", 80)`, `"[fe80::1%eth0]:80"`), given to the resolver without its
+/// brackets (glibc's takes an interface's name as the scope of a link-local address only).
+///
+/// In a `"host:port"` string an IPv6 literal takes brackets (`"[::1]:80"`): without them
+/// (`"::1:80"`, itself an IPv6 address) the string is ambiguous and refused with
+/// [`Error::Io`](crate::Error::Io) of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput),
+/// as `std` refuses it; so is a string whose bracketed host is not an IPv6 address
+/// (`"[localhost]:80"`, `"[127.0.0.1]:80"`) or whose port is not all digits or over 65535.
 ///
 /// The trait is sealed: the conversions are the ones listed here.
 pub trait ToSocketAddress: sealed::Sealed {
@@ -537,14 +558,20 @@ fn parse_host_port(text: &str) -> Result<SocketTarget> {
         // `SocketAddr` took every IPv6 literal in brackets with a port: refused with one, it
         // is the port that is wrong.
         let inner = bracketed.strip_suffix(']').ok_or_else(invalid)?;
+        if named_scope(inner) {
+            // `std` parses a numeric scope only: an interface's name is the resolver's.
+            let port = port_number(port).ok_or_else(invalid)?;
+            return Ok(SocketTarget::host(host, port));
+        }
         if ipv6_literal(inner, 0).is_some() {
             return Err(invalid());
         }
         return Err(Error::Io(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "invalid socket address {text:?}: {inner:?} is not an IPv6 address (a scope is \
-                 a number, as in \"[fe80::1%2]:80\")"
+                "invalid socket address {text:?}: {inner:?} is not an IPv6 address (brackets \
+                 go around one, with or without a scope: \"[fe80::1%2]:80\", \
+                 \"[fe80::1%eth0]:80\")"
             ),
         )));
     }
@@ -558,15 +585,19 @@ fn parse_host_port(text: &str) -> Result<SocketTarget> {
             ),
         )));
     }
-    // Digits only: `u16`'s parser also takes a sign.
-    if !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid());
-    }
-    let port = port.parse::<u16>().map_err(|_| invalid())?;
+    let port = port_number(port).ok_or_else(invalid)?;
     if host.is_empty() {
         return Err(invalid());
     }
     Ok(SocketTarget::host(host, port))
+}
+
+/// A port: digits only (`u16`'s parser also takes a sign), at most 65535.
+fn port_number(text: &str) -> Option<u16> {
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u16>().ok()
 }
 
 #[cfg(test)]
@@ -651,7 +682,8 @@ mod tests {
     fn a_bracketed_host_must_be_an_ipv6_address_and_a_port_digits() {
         // With its brackets, the hint about brackets is wrong: say what is.
         for (text, says) in [
-            ("[fe80::1%eth0]:80", "is not an IPv6 address"),
+            ("[localhost%eth0]:80", "is not an IPv6 address"),
+            ("[fe80::1%]:80", "is not an IPv6 address"),
             ("[127.0.0.1]:80", "is not an IPv6 address"),
             ("[localhost]:80", "is not an IPv6 address"),
             ("[::1]", "expected host:port"),
@@ -718,11 +750,25 @@ mod tests {
                 .unwrap(),
             scoped
         );
-        // A scope that is a name is the resolver's to look up (it knows interface names).
-        assert!(matches!(
-            ("fe80::1%eth0", 80).to_socket_target().unwrap(),
-            SocketTarget::Host { .. }
-        ));
+        // A scope that is a name is the resolver's to look up (it knows interface names), in
+        // every form, given without brackets (before, a bracketed one was refused, or given to
+        // the resolver with its brackets, which no resolver takes).
+        let named = SocketTarget::Host {
+            host: "fe80::1%eth0".into(),
+            port: 80,
+        };
+        assert_eq!(("fe80::1%eth0", 80).to_socket_target().unwrap(), named);
+        assert_eq!(("[fe80::1%eth0]", 80).to_socket_target().unwrap(), named);
+        assert_eq!("[fe80::1%eth0]:80".to_socket_target().unwrap(), named);
+        for bad in [
+            "[fe80::1%eth0]:99999",
+            "[fe80::1%eth0]:+80",
+            "[fe80::1%eth0]",
+        ] {
+            let e = bad.to_socket_target().unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}");
+            assert!(e.to_string().contains("expected host:port"), "{bad}: {e}");
+        }
     }
 
     #[test]
