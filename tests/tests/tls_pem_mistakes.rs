@@ -1,6 +1,7 @@
 //! PEM files as people get them wrong: a certificate after the leaf cut short or run together
-//! with the next, a byte order mark before the first section. Each is refused with a typed error
-//! or read as the same file without the mistake, never half-accepted.
+//! with the next, a byte order mark before the first section, a certificate under a label
+//! OpenSSL also reads. Each is refused with a typed error or read as the same file without the
+//! mistake, never half-accepted.
 
 use net_tests::TempDir;
 use net_tests::pki::TestCa;
@@ -193,4 +194,51 @@ async fn pem_files_with_a_byte_order_mark_lose_nothing() {
         built.is_ok(),
         "one certificate after a byte order mark: {built:?}"
     );
+}
+
+/// `pem` with each of its sections' labels changed from `CERTIFICATE` to `label`.
+fn relabelled(pem: &str, label: &str) -> String {
+    pem.replace(
+        "-----BEGIN CERTIFICATE-----",
+        &format!("-----BEGIN {label}-----"),
+    )
+    .replace(
+        "-----END CERTIFICATE-----",
+        &format!("-----END {label}-----"),
+    )
+}
+
+/// A CA bundle or a chain with a certificate under a label OpenSSL also reads, `TRUSTED
+/// CERTIFICATE` (what `openssl x509 -trustout` writes: the certificate and OpenSSL's trust
+/// settings) or the old `X509 CERTIFICATE`. The PEM parser skips such a section as one of
+/// another kind: a bundle with ordinary certificates around it loaded without it, and the
+/// servers of that CA then failed with an unknown issuer. Each is refused with `Error::Pem`
+/// naming the section's line and how to convert it, as a roots bundle, client-auth CAs and a
+/// chain alike.
+#[test]
+fn a_certificate_under_another_label_is_refused_not_skipped() {
+    let first = TestCa::new("first ca");
+    let second = TestCa::new("second ca");
+    let leaf = first.server(&["localhost"]);
+    let dir = TempDir::new("tls-pem-labels");
+    for label in ["TRUSTED CERTIFICATE", "X509 CERTIFICATE"] {
+        let bundle = format!("{}{}", first.pem(), relabelled(second.pem(), label));
+        let line = first.pem().lines().count() + 1;
+        let file = dir.join("bundle.pem");
+        std::fs::write(&file, &bundle).unwrap();
+        let roots = TlsConfig::builder().add_root_certificates_pem_file(&file);
+        let reason = pem_reason(roots, "bundle.pem", label);
+        assert!(
+            reason.contains(&format!("line {line} begins a {label} section"))
+                && reason.contains("openssl x509"),
+            "{label}: {reason}"
+        );
+        let client_cas = TlsServerConfig::builder().client_auth_required(bundle.as_bytes());
+        let reason = pem_reason(client_cas, "PEM bytes", label);
+        assert!(reason.contains(label), "{label}: {reason}");
+        let chain = format!("{}{}", leaf.cert_pem(), relabelled(first.pem(), label));
+        let server = TlsServerConfig::builder().certificate_chain_pem(chain.as_bytes());
+        let reason = pem_reason(server, "PEM bytes", label);
+        assert!(reason.contains(label), "{label}: {reason}");
+    }
 }

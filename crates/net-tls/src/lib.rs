@@ -112,7 +112,9 @@
 //!
 //! A file that cannot be read is [`Error::ReadFile`], whose kind and source are the operating
 //! system's error (`NotFound` for a missing file: a deployment can tell it from a bad file); an
-//! empty or malformed one is [`Error::Pem`] naming the file; a key that does not match the
+//! empty or malformed one is [`Error::Pem`] naming the file (certificates are read from
+//! `CERTIFICATE` sections; one under OpenSSL's `TRUSTED CERTIFICATE` or `X509 CERTIFICATE`
+//! label is refused, not skipped); a key that does not match the
 //! certificate is [`Error::Config`]. The key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC),
 //! unencrypted (an encrypted one is [`Error::Pem`] saying so), and one `ring` signs with: RSA
 //! of 2048 to 4096 bits, ECDSA on P-256 or P-384 (with its public key included, as OpenSSL

@@ -30,6 +30,7 @@ fn without_bom(pem: &[u8]) -> &[u8] {
 /// Every certificate in `pem`, in order; at least one.
 fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>> {
     let pem = without_bom(pem);
+    refuse_other_certificate_labels(pem, origin)?;
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| unusable(pem, origin, bad(origin, e)))?;
@@ -40,6 +41,41 @@ fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>
         });
     }
     Ok(certs)
+}
+
+/// The labels OpenSSL also reads certificates under, which the PEM parser skips as sections of
+/// another kind: `TRUSTED CERTIFICATE` (a certificate followed by OpenSSL's own trust settings,
+/// as `openssl x509 -trustout` writes it) and the old `X509 CERTIFICATE`.
+const OTHER_CERTIFICATE_LABELS: [&str; 2] = ["TRUSTED CERTIFICATE", "X509 CERTIFICATE"];
+
+/// Refuses `pem` when one of its sections is a certificate under a label of
+/// [`OTHER_CERTIFICATE_LABELS`]: skipped, it would be missing without an error when ordinary
+/// certificates surround it (a CA bundle that loads without one of its CAs, whose servers then
+/// fail with an unknown issuer). Ignoring a `TRUSTED CERTIFICATE`'s trust settings (which may
+/// reject purposes) to read its certificate would trust it more than OpenSSL does: refused.
+fn refuse_other_certificate_labels(pem: &[u8], origin: &str) -> Result<()> {
+    let found = pem
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .find_map(|(at, line)| {
+            let label = line.trim_ascii_end().strip_prefix(b"-----BEGIN ")?;
+            let label = label.strip_suffix(b"-----")?;
+            OTHER_CERTIFICATE_LABELS
+                .into_iter()
+                .find(|other| label == other.as_bytes())
+                .map(|other| (at + 1, other))
+        });
+    match found {
+        Some((line, label)) => Err(Error::Pem {
+            origin: origin.into(),
+            reason: format!(
+                "line {line} begins a {label} section, which is not read (only CERTIFICATE \
+                 sections are): write it as a plain certificate first, e.g. with \
+                 `openssl x509 -in FILE -out PLAIN`"
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A certificate chain in `pem`, leaf first: as [`certificates`], and the leaf must parse as a
