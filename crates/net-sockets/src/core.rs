@@ -231,9 +231,12 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
             })
         });
         // A selector that closed after the core registered, while it was still being built,
-        // could not reach it (its weak reference did not upgrade yet): fail, and dropping the
-        // owner closes it.
+        // could not reach it (its weak reference did not upgrade yet): fail, and close it as
+        // the selector's close would have, as cut (a connection a listener admitted before a
+        // graceful shutdown began, still being set up when the selector closed, is one that
+        // shutdown counts as open at its start: the close cut it).
         if owner.core().id.is_none() || !selector.reaches_registered() {
+            owner.core().close_as(CloseMode::Graceful, Cause::Cut);
             return Err(Error::SelectorClosed);
         }
         Ok(owner)

@@ -486,16 +486,20 @@ impl Group {
     }
 
     /// Admits a connection from `ip`, or refuses it when its address is at its cap or the group
-    /// is [shut](Self::shut).
+    /// is [shut](Self::shut); `counted` (the connection's place in its selector's count) is
+    /// taken for an admitted one, and returned with its membership.
     ///
     /// Under the lock that shutting takes: a connection is admitted before the listener closed
     /// or a shutdown began (and is among those that shutdown counts open at its start), or not
-    /// at all.
-    pub(crate) fn admit(
+    /// at all. `counted` runs under that lock too: a graceful shutdown of the selector closes
+    /// the listener (which shuts the group) before it counts the connections open, so an
+    /// admitted connection is among them, however long it then takes to become a socket.
+    pub(crate) fn admit<T>(
         self: &Arc<Self>,
         ip: Option<IpAddr>,
         slot: Option<OwnedSemaphorePermit>,
-    ) -> Result<Membership, Refused> {
+        counted: impl FnOnce() -> T,
+    ) -> Result<(Membership, T), Refused> {
         let mut members = lock(&self.state);
         if members.shut {
             return Err(Refused::Shut);
@@ -523,15 +527,17 @@ impl Group {
         let key = members.next;
         members.next += 1;
         let generation = self.open.join();
+        let counted = counted();
         drop(members);
-        Ok(Membership {
+        let membership = Membership {
             group: Arc::clone(self),
             key,
             ip: ip.filter(|_| self.per_ip_limit.is_some()),
             _slot: slot,
             cause: Cause::Own,
             generation,
-        })
+        };
+        Ok((membership, counted))
     }
 
     /// Admits no connection any more: the listener closed.
@@ -729,8 +735,8 @@ mod tests {
             let mut admitted = Vec::new();
             for i in 0..100u8 {
                 let ip = IpAddr::from([192, 0, 2, i]);
-                match group.admit(Some(ip), None) {
-                    Ok(membership) => admitted.push(membership),
+                match group.admit(Some(ip), None, || ()) {
+                    Ok((membership, ())) => admitted.push(membership),
                     Err(refused) => assert_eq!(refused, Refused::PerIp, "limit {limit}"),
                 }
             }

@@ -25,7 +25,7 @@ use crate::group::{Group, ListenerStats, Membership, Refused, ShutdownReport};
 use crate::options::{Kind, ProxyProtocol, SocketOptions};
 use crate::proxy_protocol::{self, Parse, ProxyError, ProxyHeader};
 use crate::repeat::Repeat;
-use crate::selector::{SelectorInner, SelectorSleep, lock};
+use crate::selector::{OpenConnection, SelectorInner, SelectorSleep, lock};
 use crate::stream::{Conn, Origin, Stream};
 use crate::transport::Link;
 use crate::{Error, Result, SelectorManager, Socket, SocketAddress, UnixSocketAddress};
@@ -848,15 +848,19 @@ impl ListenerInner {
             received,
         } = taken;
         let ip = remote.as_inet().map(|a| a.ip().to_canonical());
-        let membership = match self.group.admit(ip, slot) {
-            Ok(membership) => membership,
+        let selector = self.core.selector();
+        let admitted = self.group.admit(ip, slot, || selector.connection_opened());
+        let (membership, counted) = match admitted {
+            Ok(admitted) => admitted,
             Err(Refused::PerIp) => {
                 tracing::debug!(parent: self.core.span(), remote = %remote, "refused: too many connections from this address");
                 return Ok(None);
             }
             Err(Refused::Shut) => return Err(self.core.closed_error()),
         };
-        match self.wrap(stream, remote, membership, proxy, received) {
+        #[cfg(test)]
+        tests::between_admission_and_wrap();
+        match self.wrap(stream, remote, membership, counted, proxy, received) {
             Ok(socket) => Ok(Some(socket)),
             Err(e) => {
                 tracing::warn!(parent: self.core.span(), error = %e, "dropped a connection that failed set-up");
@@ -889,6 +893,7 @@ impl ListenerInner {
         stream: Stream,
         remote: SocketAddress,
         membership: Membership,
+        counted: OpenConnection,
         proxy: Option<SocketAddress>,
         received: Bytes,
     ) -> Result<Socket> {
@@ -926,6 +931,7 @@ impl ListenerInner {
         let origin = Origin::Accepted {
             group: Arc::clone(&self.group),
             membership,
+            counted,
             proxy,
             received,
         };
@@ -1400,6 +1406,143 @@ mod tests {
                     .unwrap();
                 assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
             }
+        }
+    }
+
+    thread_local! {
+        /// What runs on this thread in `admit`, after the group admitted the connection and
+        /// before it becomes a socket (another thread acting in that moment).
+        static ADMITTED: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+            std::cell::RefCell::new(None);
+    }
+
+    pub(super) fn between_admission_and_wrap() {
+        if let Some(step) = ADMITTED.with(|a| a.borrow_mut().take()) {
+            step();
+        }
+    }
+
+    type Report = Pin<Box<dyn std::future::Future<Output = ShutdownReport> + Send>>;
+
+    /// Has the next `admit` on this thread begin a graceful shutdown of `selector`, with
+    /// `grace`, after the group admitted its connection: the shutdown runs on the selector's
+    /// runtime, and `admit` goes on once it began (with `until_closed`, once it closed the
+    /// selector); it comes back through the receiver.
+    fn shutdown_in_admission(
+        selector: &SelectorManager,
+        grace: Duration,
+        until_closed: bool,
+    ) -> std::sync::mpsc::Receiver<Report> {
+        let (begun, shutdown) = std::sync::mpsc::channel::<Report>();
+        let selector = selector.clone();
+        ADMITTED.with(|a| {
+            *a.borrow_mut() = Some(Box::new(move || {
+                let inner = Arc::clone(selector.inner());
+                let running = inner
+                    .handle()
+                    .spawn(async move { selector.shutdown(grace).await });
+                for _ in 0..5_000 {
+                    let reached = if until_closed {
+                        inner.is_closed()
+                    } else {
+                        inner.draining().has_begun()
+                    };
+                    if reached {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                begun
+                    .send(Box::pin(async move { running.await.unwrap() }))
+                    .unwrap();
+            }));
+        });
+        shutdown
+    }
+
+    /// `accept` admitted a connection, then a graceful shutdown of the selector began (on
+    /// another thread) before the connection became a socket. The listener was open when it
+    /// was admitted, so `accept` hands it out, told that shutdown began, and the selector's
+    /// report counts it among the connections open when it began (with another connection
+    /// held open, so that the shutdown waits; without one, it must not end at once and close
+    /// the selector under the connection being set up).
+    #[tokio::test]
+    async fn a_connection_admitted_as_a_selector_shutdown_begins_is_in_its_report() {
+        for held in [false, true] {
+            // A runtime of its own, which runs the shutdown while this thread is held in `admit`.
+            let selector = SelectorManager::builder()
+                .worker_threads(1)
+                .build()
+                .unwrap();
+            let server = crate::a_socket(&selector)
+                .tcp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let port = server.port().unwrap();
+            let mut clients = Vec::new();
+            let mut sockets = Vec::new();
+            if held {
+                clients.push(
+                    tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .unwrap(),
+                );
+                sockets.push(server.accept().await.unwrap());
+            }
+            clients.push(
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap(),
+            );
+            let shutdown = shutdown_in_admission(&selector, Duration::from_secs(10), false);
+            let accepted = server.accept().await;
+            let report = shutdown.try_recv().expect("the shutdown began in `admit`");
+            let socket = accepted.unwrap_or_else(|e| panic!("held {held}: {e}"));
+            assert!(socket.is_shutdown_requested(), "held {held}");
+            sockets.push(socket);
+            for socket in &sockets {
+                socket.close();
+            }
+            let report = tokio::time::timeout(Duration::from_secs(5), report)
+                .await
+                .unwrap();
+            let open = sockets.len();
+            assert_eq!(
+                (report.finished, report.cut),
+                (open, 0),
+                "held {held}: {report:?}"
+            );
+        }
+    }
+
+    /// As above, with no grace: the selector closes while the admitted connection is still
+    /// being set up (its registration then fails). It was open when the shutdown began and the
+    /// selector's close ended it: the report counts it as cut, not as finished.
+    #[tokio::test]
+    async fn a_connection_the_selector_closed_while_it_was_set_up_counts_as_cut() {
+        let selector = SelectorManager::builder()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let server = crate::a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = server.port().unwrap();
+        let _client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let shutdown = shutdown_in_admission(&selector, Duration::ZERO, true);
+        let accepted = server.accept().await;
+        let report = shutdown.try_recv().expect("the shutdown began in `admit`");
+        let report = tokio::time::timeout(Duration::from_secs(5), report)
+            .await
+            .unwrap();
+        assert_eq!((report.finished, report.cut), (0, 1), "{report:?}");
+        if let Ok(socket) = accepted {
+            assert!(socket.is_closed());
         }
     }
 

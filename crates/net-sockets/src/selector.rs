@@ -284,8 +284,9 @@ impl SelectorManager {
     ///
     /// The report counts the connected sockets open when it began (accepted and connected
     /// ones): those closed by the selector's close, or cut by a listener's shutdown running at
-    /// the same time, as cut; the others as finished. Connections made during the grace period
-    /// are not counted, whether they finish or are cut.
+    /// the same time, as cut; the others as finished. A connection a listener admitted before it
+    /// began is among them, also when `accept` hands it out only after. Connections made during
+    /// the grace period are not counted, whether they finish or are cut.
     ///
     /// What the peer of a connection cut at the end of the grace period sees is what
     /// [`ServerSocket::shutdown`](crate::ServerSocket::shutdown) says: a clean end after what

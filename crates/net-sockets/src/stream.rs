@@ -323,6 +323,9 @@ pub(crate) enum Origin {
         group: Arc<Group>,
         /// This connection's place in it.
         membership: Membership,
+        /// Its place in the selector's count, taken as the group admitted it (see
+        /// [`Group::admit`]).
+        counted: OpenConnection,
         /// The proxy, when a PROXY protocol header named the client as `remote`.
         proxy: Option<SocketAddress>,
         /// Bytes already read from the connection that belong to the application.
@@ -368,19 +371,21 @@ impl Conn {
             }
             _ => tracing::debug_span!("connection", local = %local, remote = %remote),
         };
-        let (connect_host, proxy, draining, group, held, received, file) = match origin {
+        let (connect_host, proxy, draining, group, held, counted, received, file) = match origin {
             Origin::Connected { host, file } => (
                 host,
                 None,
                 selector.draining().clone(),
                 None,
                 None,
+                selector.connection_opened(),
                 Bytes::new(),
                 file,
             ),
             Origin::Accepted {
                 group,
                 membership,
+                counted,
                 proxy,
                 received,
             } => {
@@ -392,6 +397,7 @@ impl Conn {
                     draining,
                     Some((group, key)),
                     Some(membership),
+                    counted,
                     received,
                     None,
                 )
@@ -399,7 +405,7 @@ impl Conn {
         };
         // Released with the descriptor (see its `ReleaseHook`).
         let counted = Mutex::new(Counted {
-            selector: Some(selector.connection_opened()),
+            selector: Some(counted),
             group: held,
             file: file.map(Box::new),
         });
