@@ -259,9 +259,12 @@ impl TcpSocketBuilder {
     /// Caps the connections a listener has open at once: `accept` waits while `n` connections
     /// it accepted are open, and goes on when one closes (default: no cap). A connection closed
     /// with answers still held back by flush coalescing counts as open until they left (or
-    /// failed: see `socket_timeout` for a peer that stops reading). A connection's slot is free
-    /// before its client can see the end (see
-    /// [`max_connections_per_ip`](Self::max_connections_per_ip)).
+    /// failed: see `socket_timeout` for a peer that stops reading). A plain connection's slot
+    /// is free before its client can see the end (its FIN or reset); over TLS, the slot is
+    /// free once the descriptor is released, just after the `close_notify` the client sees as
+    /// the end (a client that connects again at once waits in the listen queue for those
+    /// moments, and is never refused; its place under
+    /// [`max_connections_per_ip`](Self::max_connections_per_ip) is free before the end).
     ///
     /// `n` must be at least 1: with 0, [`bind`](Self::bind), [`from_std`](Self::from_std) and
     /// [`systemd_listeners`](Self::systemd_listeners) fail with [`Error::InvalidOption`].
