@@ -611,3 +611,35 @@ fn an_upstream_that_does_not_resolve_at_start_is_reported_and_tried_again_per_co
     assert!(failed.contains(&format!(" -> {upstream}: ")), "{failed}");
     proxy.kill();
 }
+
+/// A client still in its TLS handshake when the proxy stops is reset too, as the README says
+/// of every open connection: it was counted in `Shutting down (1 open)`.
+#[test]
+fn a_signal_during_a_clients_tls_handshake_resets_that_client() {
+    use std::io::ErrorKind::ConnectionReset;
+    let pki = Pki::generate();
+    let files = pki.temp_files();
+    let (chain, key) = (path_arg(&files.server_chain), path_arg(&files.server_key));
+    // Never reached: the client stops before its handshake ends.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap().port();
+    let (mut proxy, port) = start_proxy(upstream, &["--tls-cert", chain, "--tls-key", key]);
+
+    let config = net_tests::tls::rustls_client(&pki.ca);
+    let name = "localhost".try_into().unwrap();
+    let mut tls = tokio_rustls::rustls::ClientConnection::new(config, name).unwrap();
+    let mut client = connect(port);
+    client
+        .write_all(&net_tests::tls::records(&mut tls))
+        .unwrap();
+    // The server's first flight: the proxy has accepted and is in the handshake.
+    client.read_exact(&mut [0; 5]).unwrap();
+
+    proxy.signal("TERM");
+    assert_eq!(proxy.stdout_line(), "Shutting down (1 open)");
+    let mut rest = Vec::new();
+    let end = client.read_to_end(&mut rest).map_err(|e| e.kind());
+    assert_eq!(end, Err(ConnectionReset), "the client's end");
+    let finished = proxy.finish();
+    assert!(finished.status.success(), "{finished:?}");
+}

@@ -277,10 +277,20 @@ async fn relay(
         .then(|| proxy_header(&client.remote_address(), &client.local_address()));
     match &route.tls {
         Some(config) => {
+            // A stop during the handshake resets the client too: a handle of its own on the
+            // socket outlives the handshake (and the socket it owns) to set that up (best
+            // effort, as `reset_on_close` is: without a descriptor to spare, a plain close).
+            let handle = client.with_sock_ref(|socket| socket.try_clone()).ok();
             let tls = tokio::select! {
                 tls = client.tls_server(config) => tls.context("no TLS with the client")?,
-                () = stopping(stop) => return Err(stopped().into()),
+                () = stopping(stop) => {
+                    if let Some(handle) = &handle {
+                        let _ = handle.set_linger(Some(Duration::ZERO));
+                    }
+                    return Err(stopped().into());
+                }
             };
+            drop(handle);
             let upstream = connect_upstream(route, header, stop)
                 .await
                 .inspect_err(|_| tls.reset_on_close())?;
