@@ -232,9 +232,10 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         });
         // A selector that closed after the core registered, while it was still being built,
         // could not reach it (its weak reference did not upgrade yet): fail, and close it as
-        // the selector's close would have, as cut (a connection a listener admitted before a
-        // graceful shutdown began, still being set up when the selector closed, is one that
-        // shutdown counts as open at its start: the close cut it).
+        // cut, as the selector's close cuts a connection (a connection a listener admitted
+        // before a graceful shutdown began, still being set up when the selector closed, is
+        // one that shutdown counts as open at its start: the close cut it; the hooks of
+        // listeners and datagram sockets do not look at the cause).
         if owner.core().id.is_none() || !selector.reaches_registered() {
             owner.core().close_as(CloseMode::Graceful, Cause::Cut);
             return Err(Error::SelectorClosed);
