@@ -1460,6 +1460,22 @@ mod tests {
         shutdown
     }
 
+    /// A selector with a runtime of its own (which runs a shutdown while the test's thread is
+    /// held in `admit`), a listener of it on 127.0.0.1, and the listener's port.
+    async fn selector_of_its_own_listening() -> (SelectorManager, ServerSocket, u16) {
+        let selector = SelectorManager::builder()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let server = crate::a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = server.port().unwrap();
+        (selector, server, port)
+    }
+
     /// `accept` admitted a connection, then a graceful shutdown of the selector began (on
     /// another thread) before the connection became a socket. The listener was open when it
     /// was admitted, so `accept` hands it out, told that shutdown began, and the selector's
@@ -1469,17 +1485,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_admitted_as_a_selector_shutdown_begins_is_in_its_report() {
         for held in [false, true] {
-            // A runtime of its own, which runs the shutdown while this thread is held in `admit`.
-            let selector = SelectorManager::builder()
-                .worker_threads(1)
-                .build()
-                .unwrap();
-            let server = crate::a_socket(&selector)
-                .tcp()
-                .bind(("127.0.0.1", 0))
-                .await
-                .unwrap();
-            let port = server.port().unwrap();
+            let (selector, server, port) = selector_of_its_own_listening().await;
             let mut clients = Vec::new();
             let mut sockets = Vec::new();
             if held {
@@ -1521,16 +1527,7 @@ mod tests {
     /// selector's close ended it: the report counts it as cut, not as finished.
     #[tokio::test]
     async fn a_connection_the_selector_closed_while_it_was_set_up_counts_as_cut() {
-        let selector = SelectorManager::builder()
-            .worker_threads(1)
-            .build()
-            .unwrap();
-        let server = crate::a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let port = server.port().unwrap();
+        let (selector, server, port) = selector_of_its_own_listening().await;
         let _client = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .unwrap();
