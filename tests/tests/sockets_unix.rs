@@ -496,6 +496,39 @@ async fn the_unix_path_limit_is_exact_and_named() {
     );
 }
 
+/// A directory, or a file that is not a socket, at the path a listener binds: `AddrInUse`
+/// naming the path and what is there. Before, the message said a socket file was there,
+/// "another socket's, or one left behind by a process that ended", advice that fits neither.
+/// Neither is touched.
+#[tokio::test]
+async fn binding_where_a_directory_or_a_plain_file_is_says_what_is_there() {
+    let selector = SelectorManager::new();
+    let dir = socket_path("a-directory");
+    // One an earlier run that failed left.
+    let _ = std::fs::remove_dir(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let file = socket_path("a-plain-file");
+    std::fs::write(&file, b"not a socket").unwrap();
+    for (path, says) in [(&dir, "a directory is at"), (&file, "not a socket")] {
+        let e = a_socket(&selector)
+            .tcp()
+            .bind(UnixSocketAddress::new(path))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e:?}");
+        let message = e.to_string();
+        assert!(
+            message.contains(&*path.to_string_lossy())
+                && message.contains(says)
+                && !message.contains("left behind"),
+            "{message}"
+        );
+    }
+    assert!(dir.is_dir() && file.is_file());
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::remove_file(&file).unwrap();
+}
+
 /// A socket file left behind by a process that ended without removing it (a crash) is not
 /// replaced: `bind` fails with `AddrInUse`, and the message names the path and says what to do,
 /// since the OS's own ("Address already in use") names neither. The file is left as it is.

@@ -387,12 +387,26 @@ impl UnixSocketAddress {
                 self.path
             )
         } else {
-            format!(
-                "a file exists at Unix socket path {}: another socket's, or one left behind by \
-                 a process that ended without removing it (remove it once no process uses it): \
-                 {e}",
-                self.path.display()
-            )
+            use std::os::unix::fs::FileTypeExt;
+            // What is there decides the advice: only a socket file can be left behind.
+            match std::fs::symlink_metadata(&self.path).map(|m| m.file_type()) {
+                Ok(kind) if kind.is_dir() => format!(
+                    "a directory is at Unix socket path {}: a socket needs a path of its own \
+                     (name a file inside it): {e}",
+                    self.path.display()
+                ),
+                Ok(kind) if !kind.is_socket() => format!(
+                    "a file that is not a socket is at Unix socket path {} (remove it, or \
+                     choose another path): {e}",
+                    self.path.display()
+                ),
+                _ => format!(
+                    "a file exists at Unix socket path {}: another socket's, or one left behind \
+                     by a process that ended without removing it (remove it once no process \
+                     uses it): {e}",
+                    self.path.display()
+                ),
+            }
         };
         io::Error::new(io::ErrorKind::AddrInUse, message)
     }
