@@ -52,6 +52,11 @@ pub enum Error {
     /// The write side was closed (or cancelled) before this write.
     ClosedForWrite,
     /// The channel, or its other end, was cancelled.
+    ///
+    /// An in-memory [`ByteChannel`](crate::ByteChannel) reports it for an other end that went
+    /// away too: to its writer once the reader is dropped, and to its reader, once it has read
+    /// what was delivered, when the writer was dropped or failed with bytes missing from the
+    /// stream (see [`ByteChannel`](crate::ByteChannel)).
     Cancelled,
     /// The transport saw no progress within its inactivity timeout.
     Timeout,
