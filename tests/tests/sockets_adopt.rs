@@ -688,3 +688,83 @@ fn out_of_descriptors_child() {
         output.flush_and_close().await.unwrap();
     });
 }
+
+/// A socket unit with a datagram socket among its sockets (`ListenStream=` beside
+/// `ListenDatagram=`): `systemd_listeners` fails with `InvalidInput` (datagram sockets are not
+/// supported) and takes nothing, as it does for the other errors it finds before adopting: every
+/// descriptor stays where systemd put it, open, for the service to adopt another way. (Before,
+/// the TCP listener at descriptor 3, checked first, was taken, then closed with the error: the
+/// service had lost it, and descriptor 3 was free for the next file it opened.)
+#[test]
+fn a_datagram_socket_among_the_activated_ones_leaves_every_descriptor_in_place() {
+    if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let datagram = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for fd in [
+        socket2::SockRef::from(&listener),
+        socket2::SockRef::from(&datagram),
+    ] {
+        fd.set_cloexec(false).unwrap();
+    }
+    let (stream_fd, datagram_fd) = (
+        std::os::fd::AsRawFd::as_raw_fd(&listener),
+        std::os::fd::AsRawFd::as_raw_fd(&datagram),
+    );
+    // Both moved out of the way first (either may be descriptor 3 or 4 already), then to 3
+    // (the listener) and 4 (the datagram socket), as systemd orders a unit's sockets.
+    let script = format!(
+        "exec 20<&{stream_fd} 21<&{datagram_fd}; exec {stream_fd}<&- {datagram_fd}<&-; \
+         exec 3<&20 4<&21 20<&- 21<&-; \
+         LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=web:dns exec \"$0\" \
+         --exact datagram_among_them_child --nocapture"
+    );
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg(std::env::current_exe().unwrap())
+        .env(ACTIVATED, "datagram_among_them_child")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    drop((listener, datagram));
+    assert!(
+        output.status.success(),
+        "the activated child failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The socket-activated side of the test above (does nothing in a normal run).
+#[test]
+fn datagram_among_them_child() {
+    if !is_child("datagram_among_them_child") {
+        return;
+    }
+    let target = |fd: i32| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+    let before = [target(3), target(4)];
+    assert!(
+        before.iter().all(Option::is_some),
+        "passed descriptors: {before:?}"
+    );
+    block_on(async {
+        let selector = SelectorManager::new();
+        // Twice: the first call took nothing, so the second finds the same descriptors.
+        for call in 1..=2 {
+            let e = a_socket(&selector).tcp().systemd_listeners().unwrap_err();
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput,
+                "call {call}: {e:?}"
+            );
+        }
+    });
+    assert_eq!(
+        [target(3), target(4)],
+        before,
+        "descriptors 3 and 4 after the refused calls"
+    );
+}

@@ -127,8 +127,9 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 ///
 /// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when the variables are
 /// malformed, the descriptors were taken already (each may be taken once per process), or one
-/// is not a listening stream socket; [`NotFound`](io::ErrorKind::NotFound) when the variables
-/// are not set for this process. On error, descriptors already taken are closed.
+/// is not a listening TCP or Unix stream socket; [`NotFound`](io::ErrorKind::NotFound) when the
+/// variables are not set for this process. Every descriptor is checked before any is taken: on
+/// error, none is (they stay open where systemd put them).
 pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
     let invalid = |what: String| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, what));
     let var = |name: &str| std::env::var(name).ok();
@@ -160,15 +161,23 @@ pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
             "the descriptors of socket activation were taken already".into(),
         ));
     }
+    // All checked first: one that is not a listening TCP or Unix stream socket (a datagram
+    // socket of the same unit) leaves them all where systemd put them, none closed.
+    if let Some(fd) =
+        (LISTEN_FDS_START..LISTEN_FDS_START + count).find(|&fd| !is_inherited_listener(fd))
+    {
+        TAKEN.store(false, Ordering::Release);
+        return Err(invalid(format!(
+            "descriptor {fd} of socket activation is not a listening TCP or Unix stream socket"
+        )));
+    }
     let mut sockets = Vec::new();
     for i in 0..count {
         let fd = LISTEN_FDS_START + i;
-        let Some(socket) = take_inherited(fd) else {
-            return Err(invalid(format!(
-                "descriptor {fd} of socket activation is not a listening TCP or Unix stream socket"
-            )));
-        };
-        let socket = RawSocket::from(socket);
+        // SAFETY: counted by `LISTEN_FDS`, checked just above, and taken once: `TAKEN` makes
+        // sure of that, so each gets exactly one owner.
+        #[allow(unsafe_code)]
+        let socket = RawSocket::from(unsafe { take_inherited(fd) });
         socket.set_cloexec(true)?;
         let name = names.get(i as usize).cloned();
         sockets.push((name.unwrap_or_else(|| "unknown".into()), socket));
@@ -188,30 +197,42 @@ pub(crate) fn give_back(sockets: Vec<(String, RawSocket)>) {
     TAKEN.store(false, Ordering::Release);
 }
 
-/// Takes ownership of a descriptor systemd passed, if it is an open, listening TCP or Unix
-/// stream socket. What is checked first, through a borrow: a `LISTEN_FDS` that counts more
-/// descriptors than were passed must not make this process take one it does not own (closing it
-/// would close what another part of the process owns, such as the runtime's own descriptors,
-/// and closing one that is not open aborts a debug build).
+/// Whether a descriptor systemd passed is an open, listening TCP or Unix stream socket, one
+/// that `ServerSocket::adopt` takes (its protocol too). Checked through a borrow: a
+/// `LISTEN_FDS` that counts more descriptors than were passed must not make this process take
+/// one it does not own (closing it would close what another part of the process owns, such as
+/// the runtime's own descriptors, and closing one that is not open aborts a debug build).
 #[allow(unsafe_code)]
-fn take_inherited(fd: RawFd) -> Option<OwnedFd> {
+fn is_inherited_listener(fd: RawFd) -> bool {
     // SAFETY: `F_GETFD` only reads the descriptor table; any integer is a valid argument.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        return None;
+        return false;
     }
     // SAFETY: the descriptor is open (checked just above), and the borrow ends in this
     // function, before anything here could close it.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let socket = SockRef::from(&borrowed);
-    let listening = socket.r#type().ok()? == Type::STREAM
-        && socket.is_listener().ok()?
-        && matches!(
-            socket.domain().ok()?,
-            d if d == Domain::IPV4 || d == Domain::IPV6 || d == Domain::UNIX
-        );
+    let families = [Domain::IPV4, Domain::IPV6, Domain::UNIX];
+    check_kind(
+        &socket,
+        Type::STREAM,
+        &families,
+        "TCP or Unix stream socket",
+    )
+    .is_ok()
+        && socket.is_listener().unwrap_or(false)
+}
+
+/// Takes ownership of a descriptor systemd passed.
+///
+/// # Safety
+///
+/// `fd` is one of those `LISTEN_FDS` counts, found open and listening by
+/// [`is_inherited_listener`], and not taken before.
+#[allow(unsafe_code)]
+unsafe fn take_inherited(fd: RawFd) -> OwnedFd {
     // SAFETY: socket activation hands this process descriptors LISTEN_FDS_START ..
     // LISTEN_FDS_START + LISTEN_FDS, open and owned by nobody else in it (LISTEN_PID names this
-    // process), and this one is the listening socket it promised. `TAKEN` makes sure they are
-    // taken once, so each gets exactly one owner.
-    listening.then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    // process), and this one is the listening socket it promised (the caller checked).
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }

@@ -375,11 +375,12 @@ impl TcpSocketBuilder {
     /// [`Error::Io`] of kind [`NotFound`](std::io::ErrorKind::NotFound) when the process was not
     /// socket-activated; of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the
     /// variables are malformed, the descriptors were taken already, or one is not a listening
-    /// TCP or Unix stream socket (datagram sockets are not supported); [`Error::InvalidOption`]
-    /// for a cap of zero connections or an option value the OS refuses, and
-    /// [`Error::SelectorClosed`] when the selector is closed or its graceful shutdown began (all
-    /// found before a descriptor is adopted: they are left for a call with the options
-    /// corrected, or on an open selector, to take).
+    /// TCP or Unix stream socket (datagram sockets are not supported: then none is taken, and
+    /// they all stay open where systemd put them, for the service to adopt another way);
+    /// [`Error::InvalidOption`] for a cap of zero connections or an option value the OS
+    /// refuses, and [`Error::SelectorClosed`] when the selector is closed or its graceful
+    /// shutdown began (all found before a descriptor is adopted: they are left for a call with
+    /// the options corrected, or on an open selector, to take).
     ///
     /// # Examples
     ///
