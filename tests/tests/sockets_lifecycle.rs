@@ -369,3 +369,63 @@ fn an_own_runtime_selector_shut_down_from_two_threads_then_closed_reports_alike(
         assert!(accepted.iter().all(|socket| socket.is_closed()));
     }
 }
+
+/// Closing the selector while a `bind` or a UDP `connect` to a host name waits for its lookup
+/// (here queued behind a blocking task that holds the runtime's only blocking thread) fails it
+/// with `SelectorClosed` at once, as it fails a TCP `connect` then: the close does not wait for
+/// the lookup (before, each waited until the lookup had run, however long that took).
+#[test]
+fn closing_the_selector_fails_binds_and_connects_waiting_for_their_lookup() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (busy, blocker_runs) = std::sync::mpsc::channel();
+    let blocker = runtime.spawn_blocking(move || {
+        busy.send(()).unwrap();
+        // Bounded: released below, or after the hang limit.
+        let _ = held.recv_timeout(net_tests::HANG_LIMIT);
+    });
+    blocker_runs.recv().unwrap();
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let mut tcp_bind = Box::pin(a_socket(&selector).tcp().bind(("localhost", 0)));
+        let mut udp_bind = Box::pin(a_socket(&selector).udp().bind(("localhost", 0)));
+        let mut udp_connect = Box::pin(a_socket(&selector).udp().connect(("localhost", 9)));
+        let mut tcp_connect = Box::pin(a_socket(&selector).tcp().connect(("localhost", 9)));
+        // Each polled once: it has begun, and waits for its lookup, which cannot run while the
+        // blocker holds the blocking thread.
+        let now = std::time::Duration::ZERO;
+        assert!(tokio::time::timeout(now, &mut tcp_bind).await.is_err());
+        assert!(tokio::time::timeout(now, &mut udp_bind).await.is_err());
+        assert!(tokio::time::timeout(now, &mut udp_connect).await.is_err());
+        assert!(tokio::time::timeout(now, &mut tcp_connect).await.is_err());
+        selector.close();
+        let limit = std::time::Duration::from_secs(5);
+        let tcp_bind = tokio::time::timeout(limit, tcp_bind).await;
+        assert!(
+            matches!(tcp_bind, Ok(Err(Error::SelectorClosed))),
+            "TCP bind: {tcp_bind:?}"
+        );
+        let udp_bind = tokio::time::timeout(limit, udp_bind).await;
+        assert!(
+            matches!(udp_bind, Ok(Err(Error::SelectorClosed))),
+            "UDP bind: {udp_bind:?}"
+        );
+        let udp_connect = tokio::time::timeout(limit, udp_connect).await;
+        assert!(
+            matches!(udp_connect, Ok(Err(Error::SelectorClosed))),
+            "UDP connect: {udp_connect:?}"
+        );
+        let tcp_connect = tokio::time::timeout(limit, tcp_connect).await;
+        assert!(
+            matches!(tcp_connect, Ok(Err(Error::SelectorClosed))),
+            "TCP connect: {tcp_connect:?}"
+        );
+    });
+    let _ = release.send(());
+    runtime.block_on(blocker).unwrap();
+}

@@ -110,9 +110,14 @@ pub(crate) async fn resolve_first(
         SocketTarget::Host { host, port } => {
             // Resolved on a blocking thread of the selector's runtime, which a closed selector
             // may have lost (its end cancels the resolution): closed, before or meanwhile, the
-            // selector fails it as it fails an address.
+            // selector fails it as it fails an address, at once (a lookup under way runs on to
+            // its end on its blocking thread, as when the future is dropped).
             selector.check_open()?;
-            let resolved = resolve(selector.handle(), &host, port).await;
+            let resolved = tokio::select! {
+                biased;
+                () = selector.token().cancelled() => return Err(Error::SelectorClosed),
+                resolved = resolve(selector.handle(), &host, port) => resolved,
+            };
             selector.check_open()?;
             let mut addresses = resolved?;
             if let Some(SocketAddress::Inet(local)) = local {
