@@ -533,7 +533,8 @@ impl ServerSocket {
         self.inner.core.close(CloseMode::Graceful);
     }
 
-    /// Shuts down gracefully: stops accepting at once (new connects are refused; pending
+    /// Shuts down gracefully: stops accepting at once (new connects are refused, except at a
+    /// socket that other descriptors keep listening, as [`close`](Self::close) says; pending
     /// `accept` calls fail with [`Error::Closed`]), tells every connection it accepted that
     /// shutdown began ([`Socket::shutdown_requested`]), waits up to `grace` for them to close,
     /// then closes the rest, and reports how many finished and how many were cut (see

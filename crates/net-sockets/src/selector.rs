@@ -277,7 +277,9 @@ impl SelectorManager {
     }
 
     /// Shuts down gracefully: every listener made through this selector stops accepting at
-    /// once (new connects are refused; binding a new one fails with
+    /// once (new connects are refused, except at an adopted socket that other descriptors keep
+    /// listening, such as the copy systemd keeps: see
+    /// [`ServerSocket::close`](crate::ServerSocket::close); binding a new one fails with
     /// [`Error::SelectorClosed`](crate::Error::SelectorClosed)), every connection learns that shutdown began
     /// ([`Socket::shutdown_requested`](crate::Socket::shutdown_requested)), the selector waits
     /// up to `grace` for the connections to close, then [closes](Self::close) everything left.
@@ -343,7 +345,9 @@ impl SelectorManager {
         ShutdownReport::between(start, inner.open_connections.counts_since(start))
     }
 
-    /// Whether [`close`](Self::close) was called.
+    /// Whether the selector is closed: by [`close`](Self::close), at the end of a graceful
+    /// [`shutdown`](Self::shutdown), or, for a selector made by [`new`](Self::new) or
+    /// [`with_busy_poll`](Self::with_busy_poll), by the end of its runtime.
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
     }
