@@ -1,8 +1,9 @@
 //! TLS beyond the basic handshake, with real peers (`openssl`, `python3`'s `ssl`) and our own:
 //! optional client certificates, a client certificate from an untrusted CA (optional or
-//! required), a peer that speaks only the other TLS version, SNI as OpenSSL sends it (case,
-//! trailing dot, unknown name, none), a reload while a handshake is under way, and the session
-//! queries of resumed sessions, on both sides.
+//! required), client CAs too many to name in the request, a peer that speaks only the other
+//! TLS version, SNI as OpenSSL sends it (case, trailing dot, unknown name, none, a name that is
+//! not a DNS name), a reload while a handshake is under way, and the session queries of
+//! resumed sessions, on both sides.
 
 use std::future::Future;
 use std::pin::pin;
@@ -389,6 +390,57 @@ async fn openssl_s_client_gets_the_sni_certificate_whatever_the_case_or_trailing
     }
 }
 
+/// A name sent by SNI that is not a DNS name (a space in it, two trailing dots, a label of
+/// 64 characters: OpenSSL sends what it is given) does not get the default certificate, as
+/// another name does: rustls refuses the ClientHello, the server's handshake fails with
+/// `Handshake(PeerMisbehaved(ServerNameMustContainOneHostName))` and the client is told
+/// `illegal_parameter`, with or without SNI certificates. (The docs said every other name got
+/// the default chain.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sni_name_that_is_not_a_dns_name_fails_the_handshake() {
+    let selector = SelectorManager::new();
+    let pki = Pki::generate();
+    let named = pki.ca.server(&["other.test"]);
+    let with_sni = named
+        .sni_certificate("other.test", pki.server_config())
+        .build()
+        .unwrap();
+    let without_sni = pki.server_config().build().unwrap();
+    let long_label = format!("{}.test", "x".repeat(64));
+    for config in [with_sni, without_sni] {
+        for name in ["other test", "other.test..", &long_label] {
+            let (port, task) = accept_one(&selector, config.clone()).await;
+            let connect_to = format!("127.0.0.1:{port}");
+            let args = [
+                "s_client",
+                "-brief",
+                "-connect",
+                &connect_to,
+                "-servername",
+                name,
+            ]
+            .map(str::to_owned);
+            let s_client = tokio::task::spawn_blocking(move || Process::run("openssl", args));
+            let served = within(task).await.unwrap();
+            assert!(
+                matches!(
+                    served,
+                    Err(Error::Handshake(rustls::Error::PeerMisbehaved(
+                        rustls::PeerMisbehaved::ServerNameMustContainOneHostName
+                    )))
+                ),
+                "{name:?}: {served:?}"
+            );
+            let finished = within(s_client).await.unwrap();
+            let told = finished.stderr.join("\n");
+            assert!(
+                told.contains("alert illegal parameter"),
+                "{name:?}: {finished:?}"
+            );
+        }
+    }
+}
+
 /// A reload while a server handshake is under way (it started, and waits for the ClientHello):
 /// that handshake completes with the certificate current when it started, and the one after
 /// the reload gets the new certificate. (Guard of `tls_server`'s "the configuration current at
@@ -613,5 +665,62 @@ async fn resumed_sessions_answer_the_session_queries_as_the_full_handshake_did()
         assert_eq!(view.alpn.as_deref(), Some(&b"x-review"[..]));
         assert_eq!(view.server_name.as_deref(), Some("localhost"));
         assert_eq!(chain, pki.server.chain_der());
+    }
+}
+
+/// The names of the client CAs go into the server's CertificateRequest as a hint, in a list
+/// whose length field has two bytes. A CA bundle whose names take more than that (here 70
+/// CAs whose names are 1 KB each) made rustls overflow it: a panic in the handshake (an
+/// abort of the whole process, the assertion failing in a destructor) in a debug build, a
+/// length that wrapped (a request no client can decode) in a release one. The server now asks
+/// without naming the CAs when they do not fit, and still verifies against all of them; a
+/// bundle whose names fit is still named, to OpenSSL's `s_client` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_cas_too_many_to_name_in_the_request_still_authenticate_clients() {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("server ca");
+    let client_cas: Vec<TestCa> = (0..70)
+        .map(|i| TestCa::new(&format!("client ca {i:02} {}", "n".repeat(1000))))
+        .collect();
+    let bundle = |cas: &[TestCa]| cas.iter().map(TestCa::pem).collect::<String>();
+    // (CAs trusted, whether the request names them): about 61 KB of names fit, 71 KB do not.
+    for (cas, named) in [(&client_cas[..59], true), (&client_cas[..], false)] {
+        let member = cas[cas.len() - 1].client("member.test");
+        for version in VERSIONS {
+            let config = ca
+                .server(&["localhost"])
+                .server_config()
+                .client_auth_optional(bundle(cas).as_bytes())
+                .unwrap()
+                .protocol_versions(&[version])
+                .build()
+                .unwrap();
+            let mut server = TlsLineServer::lines(&selector, config).await;
+            let client = member
+                .client_certificate(ca.client_config().server_name("localhost"))
+                .build()
+                .unwrap();
+            let mut good = server.good_client(&selector, client).await;
+            good.round_trip("member").await;
+            let session = server.finish_good(good).await;
+            assert_eq!(session.peer_chain, member.chain_der(), "{version:?}");
+
+            let connect_to = format!("127.0.0.1:{}", server.port());
+            let s_client = tokio::task::spawn_blocking(move || {
+                Process::run(
+                    "openssl",
+                    ["s_client", "-connect", &connect_to, openssl_flag(version)],
+                )
+            });
+            let finished = within(s_client).await.unwrap();
+            let stdout = finished.stdout.join("\n");
+            let told = if named {
+                "Acceptable client certificate CA names"
+            } else {
+                "No client certificate CA names sent"
+            };
+            assert!(stdout.contains(told), "{version:?}, {named}: {finished:?}");
+            assert!(server.next().await.is_ok(), "{version:?}: s_client served");
+        }
     }
 }

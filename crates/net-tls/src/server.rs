@@ -9,6 +9,7 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::client::verify_server_name;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
@@ -272,7 +273,12 @@ impl TlsServerConfigBuilder {
 
     /// Serves another certificate to clients that ask for `host_name` by SNI (compared without
     /// regard to ASCII case, and to a fully qualified name's trailing dot). Clients that send
-    /// another name, or none, get the default chain. A name given again replaces its earlier
+    /// another DNS name, an IP address (which SNI may not carry) or none get the default
+    /// chain; one that sends a name that is not a DNS name (a space in it, a label over 63
+    /// characters, two trailing dots) is refused by rustls, with or without SNI certificates:
+    /// its handshake fails with
+    /// [`Error::Handshake`]`(`[`PeerMisbehaved::ServerNameMustContainOneHostName`](rustls::PeerMisbehaved::ServerNameMustContainOneHostName)`)`,
+    /// the client told `illegal_parameter`. A name given again replaces its earlier
     /// certificate.
     ///
     /// # Errors
@@ -343,6 +349,11 @@ impl TlsServerConfigBuilder {
     /// Asks clients for a certificate and verifies any that is sent against the CAs in
     /// `ca_pem`; clients without one are still accepted.
     ///
+    /// The request names the CAs, a hint for a client with several certificates, unless their
+    /// names take more than one handshake message carries (over 64,511 bytes, each with a
+    /// two-byte length: some 600 CAs of usual names); then it names none, and clients are
+    /// verified against all of them just the same.
+    ///
     /// # Errors
     ///
     /// [`Error::Pem`] for unusable PEM or an unusable CA certificate (the reason says which,
@@ -353,6 +364,8 @@ impl TlsServerConfigBuilder {
     }
 
     /// Requires every client to present a certificate issued by one of the CAs in `ca_pem`.
+    /// The request names the CAs when their names fit in it, as
+    /// [`client_auth_optional`](Self::client_auth_optional) says.
     ///
     /// # Errors
     ///
@@ -423,17 +436,12 @@ impl TlsServerConfigBuilder {
         };
         let builder = match self.client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
-            ClientAuth::Optional(roots) => builder.with_client_cert_verifier(
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-                    .allow_unauthenticated()
-                    .build()
-                    .map_err(Error::ClientVerifier)?,
-            ),
-            ClientAuth::Required(roots) => builder.with_client_cert_verifier(
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-                    .build()
-                    .map_err(Error::ClientVerifier)?,
-            ),
+            ClientAuth::Optional(roots) => {
+                builder.with_client_cert_verifier(client_verifier(roots, &provider, false)?)
+            }
+            ClientAuth::Required(roots) => {
+                builder.with_client_cert_verifier(client_verifier(roots, &provider, true)?)
+            }
         };
         let resolver = SniResolver {
             default,
@@ -450,6 +458,37 @@ impl TlsServerConfigBuilder {
             current: Arc::new(RwLock::new(Arc::new(settings))),
         })
     }
+}
+
+/// The most bytes the client CAs' names may take in a CertificateRequest, each with its
+/// two-byte length: what one handshake message carries (65,535 bytes, the most rustls's
+/// clients take and the most the list's own length field can say), less room for the
+/// request's other fields.
+const MAX_CA_NAMES: usize = 0xffff - 1024;
+
+/// Verifies client certificates against `roots`. The request names the CAs (a hint for a
+/// client with several certificates) only when their names fit in it: rustls would encode a
+/// longer list with a length that wrapped (a request no client can decode; in a debug build,
+/// a panic that aborts the process).
+fn client_verifier(
+    roots: RootCertStore,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    required: bool,
+) -> Result<Arc<dyn ClientCertVerifier>> {
+    let names: usize = roots
+        .subjects()
+        .iter()
+        .map(|name| 2 + name.as_ref().len())
+        .sum();
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider));
+    if names > MAX_CA_NAMES {
+        verifier = verifier.clear_root_hint_subjects();
+    }
+    if !required {
+        verifier = verifier.allow_unauthenticated();
+    }
+    verifier.build().map_err(Error::ClientVerifier)
 }
 
 fn roots(ca_pem: &[u8]) -> Result<RootCertStore> {
