@@ -224,6 +224,62 @@ async fn a_linger_under_a_second_never_turns_close_into_a_reset() {
     }
 }
 
+/// `linger(Duration::ZERO)` makes `close` a reset, as its docs say; but a connection whose two
+/// directions both ended cleanly (the peer's end of stream read, and our write side shut down
+/// with `flush_and_close`, which reported success) is not closed by `close`: it closes itself,
+/// and that close must be the end `flush_and_close` promised — everything written, then the
+/// FIN. Before, it was a reset: the peer read `ConnectionReset` instead of the end of the
+/// stream, and what the kernel still had for it was thrown away. Either order: the input ended
+/// first (the shutdown closes the connection), or the write side was shut down first (the end
+/// of the input closes it; on loopback everything has arrived by then, so this order passed
+/// before too). The answer fits in the kernel's buffers; the peer reads it only after the
+/// server's socket closed.
+#[tokio::test]
+async fn a_zero_linger_never_turns_the_end_of_both_directions_into_a_reset() {
+    use net_io::LineEnding;
+    use net_tests::loopback::tcp_listener_with;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| b.linger(Duration::ZERO)).await;
+    let answer = net_tests::payload(64 * 1024);
+    for input_ends_first in [true, false] {
+        let mut peer = within(tokio::net::TcpStream::connect(
+            listener.local_address().to_string(),
+        ))
+        .await
+        .unwrap();
+        let accepted = within(listener.accept()).await.unwrap();
+        let mut connection = accepted.connection().unwrap();
+        peer.write_all(b"request\n").await.unwrap();
+        let request = within(connection.input.read_line(64, LineEnding::Default)).await;
+        assert_eq!(request.unwrap().as_deref(), Some("request"));
+        if input_ends_first {
+            peer.shutdown().await.unwrap();
+            let end = within(connection.input.read_line(64, LineEnding::Default)).await;
+            assert!(matches!(end, Ok(None)), "{end:?}");
+        }
+        connection.output.write_fully(&answer).await.unwrap();
+        within(connection.output.flush_and_close()).await.unwrap();
+        if !input_ends_first {
+            peer.shutdown().await.unwrap();
+            let end = within(connection.input.read_line(64, LineEnding::Default)).await;
+            assert!(matches!(end, Ok(None)), "{end:?}");
+        }
+        // Both directions ended: the socket closed itself.
+        within(connection.socket.await_closed()).await;
+        let mut received = Vec::new();
+        let read = within(peer.read_to_end(&mut received)).await;
+        assert!(
+            read.is_ok(),
+            "input ended first: {input_ends_first}: the peer read {read:?} after {} of {} bytes",
+            received.len(),
+            answer.len()
+        );
+        assert!(received == answer, "input ended first: {input_ends_first}");
+    }
+}
+
 /// `closing` writes a line and closes; `reading` must get the line, then a clean end of stream.
 async fn close_after_a_line_and_see_a_clean_end(
     mut closing: net_sockets::Socket,

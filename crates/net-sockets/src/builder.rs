@@ -169,7 +169,10 @@ impl TcpSocketBuilder {
 
     /// Sets `SO_LINGER` (the kernel's wait for it runs on a blocking thread, never a runtime
     /// thread). The kernel counts whole seconds: a time with a fraction is rounded up, so one
-    /// under a second is 1 s. `Duration::ZERO` makes `close` reset the connection. On a
+    /// under a second is 1 s. `Duration::ZERO` makes `close` reset the connection; a
+    /// connection that closes itself because both its directions ended cleanly (the end of its
+    /// input read, and its write side shut down with success, in either order) still ends as
+    /// that shutdown promised: everything written, then the FIN. On a
     /// listener it applies to the connections `accept` hands out; one the listener refuses or
     /// drops before that (over `max_connections_per_ip`, a bad PROXY header) closes without
     /// lingering, as nothing was sent on it (with `Duration::ZERO`, with a reset). On a connect

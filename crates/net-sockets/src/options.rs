@@ -62,7 +62,8 @@ pub struct SocketOptions {
     pub keep_alive_count: Option<u32>,
     /// `SO_LINGER`. Default: the OS's (off). The kernel counts whole seconds: a time with a
     /// fraction is rounded up (so one under a second is 1 s); `Duration::ZERO` makes `close`
-    /// reset the connection.
+    /// reset the connection (not the close of a connection whose directions both ended
+    /// cleanly, which sends everything written, then the FIN).
     pub linger: Option<Duration>,
     /// Inactivity timeout on reads and writes of connected and accepted stream sockets (TCP
     /// and Unix; datagram sockets ignore it): a read or write that makes no progress for this

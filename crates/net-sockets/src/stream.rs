@@ -975,7 +975,27 @@ impl Conn {
     fn finish(&self, direction: u8) {
         let before = self.done.fetch_or(direction, Ordering::AcqRel);
         if before | direction == READ_DONE | WRITE_DONE && before != READ_DONE | WRITE_DONE {
+            self.end_without_reset();
             self.close();
+        }
+    }
+
+    /// Before the close of a connection whose directions both ended cleanly (its write side
+    /// shut down with success, which promised everything written, then the FIN): takes off an
+    /// `SO_LINGER` of 0 (the builder's `linger(Duration::ZERO)`, or one set through
+    /// `with_sock_ref`), which would make that close a reset that throws away what the kernel
+    /// still has for the peer. A reset the close decides itself (a write failed since) still
+    /// resets.
+    fn end_without_reset(&self) {
+        if !self.core.may_linger() {
+            return;
+        }
+        if let Ok(stream) = self.core.io() {
+            let socket = SockRef::from(&*stream);
+            if matches!(socket.linger(), Ok(Some(time)) if time.is_zero()) {
+                // Best effort: a socket that refuses it closes as it would have.
+                let _ = socket.set_linger(None);
+            }
         }
     }
 
