@@ -210,6 +210,34 @@ async fn max_connections_makes_accept_wait_for_a_free_slot() {
     finish_good_client_of(good, good_served).await;
 }
 
+/// At `max_connections`, clients wait in the listen queue, as the guide says; once the queue is
+/// full too (a backlog of 0: Linux queues one), the kernel drops the SYN of a new TCP client:
+/// its connect is neither refused nor failed but waits (its kernel sends the SYN again), and
+/// completes once a slot frees and `accept` makes room in the queue. (The guide said the kernel
+/// "turns new ones away".)
+#[tokio::test]
+async fn a_tcp_client_past_a_full_listen_queue_waits_and_gets_in_once_a_slot_frees() {
+    let (_selector, server, address) = listener(|b| b.max_connections(1).backlog(0)).await;
+    let _first = TcpStream::connect(address).await.unwrap();
+    let held = within(server.accept()).await.unwrap();
+    // Queued: the kernel completes its handshake.
+    let _queued = within(TcpStream::connect(address)).await.unwrap();
+    // Past the full queue: pending, not refused.
+    let mut late = Box::pin(TcpStream::connect(address));
+    let waiting = tokio::time::timeout(QUIET, late.as_mut()).await;
+    assert!(
+        waiting.is_err(),
+        "a connect past the full listen queue was not left waiting: {waiting:?}"
+    );
+    // A slot frees: `accept` takes the queued one, and the waiting connect gets in.
+    held.close();
+    let queued = within(server.accept()).await.unwrap();
+    let late = within(late).await;
+    assert!(late.is_ok(), "{late:?}");
+    drop(queued);
+    let _late = within(server.accept()).await.unwrap();
+}
+
 #[tokio::test]
 async fn max_connections_per_ip_closes_the_one_too_many_and_spares_other_addresses() {
     let (selector, server, address) = listener(|b| b.max_connections_per_ip(1)).await;

@@ -116,6 +116,100 @@ async fn a_zero_socket_timeout_fails_every_wait_at_once_and_loses_nothing() {
     assert_eq!(line.unwrap().as_deref(), Some("hallo"));
 }
 
+/// `socket_timeout` after a read given up while it waited: the docs say that time runs on for
+/// the next read, and that only a read that completes with something from the socket (bytes
+/// received, the end, an error) starts it afresh. A read served from bytes received before
+/// (here `read_bytes`, after a `read_line` that waited for the rest of its line) is none: the
+/// time the server then spends counts, and the next read that waits fails once the given-up
+/// read's timeout passed, losing nothing. (The docs said any read that completes "with bytes
+/// read" started it afresh: the next read failed at once all the same.)
+#[tokio::test]
+async fn a_read_served_from_bytes_received_before_leaves_a_given_up_reads_timeout_running() {
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| b.socket_timeout(TIMEOUT)).await;
+    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
+        .await
+        .unwrap();
+    let mut server = within(listener.accept()).await.unwrap();
+    let mut input = server.open_read_channel().unwrap();
+    peer.write_all(b"ab").await.unwrap();
+    // Waits for the rest of the line (its timeout running from here), and is given up.
+    let waited = Instant::now();
+    let given_up = tokio::time::timeout(
+        Duration::from_millis(50),
+        input.read_line(64, LineEnding::Default),
+    )
+    .await;
+    assert!(given_up.is_err(), "{given_up:?}");
+    // Served from what was received before: no wait, nothing from the socket.
+    assert_eq!(&within(input.read_bytes(2)).await.unwrap()[..], b"ab");
+    // The server is busy past the given-up read's timeout; the peer sends nothing meanwhile.
+    tokio::time::sleep_until((waited + TIMEOUT + Duration::from_millis(50)).into()).await;
+    let started = Instant::now();
+    let read = within(input.read_line(64, LineEnding::Default)).await;
+    assert!(matches!(read, Err(net_io::Error::Timeout)), "{read:?}");
+    assert!(
+        started.elapsed() < TIMEOUT,
+        "the read waited {:?}: a read served from bytes received before started the timeout \
+         afresh",
+        started.elapsed()
+    );
+    // Nothing was lost, and a read that receives bytes goes on as usual.
+    peer.write_all(b"cd\n").await.unwrap();
+    let line = within(input.read_line(64, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("cd"));
+}
+
+/// `socket_timeout` on a write counts from when the write waits for the kernel to say the
+/// socket takes bytes again, and Linux says so only once a third of the send buffer drained: a
+/// peer that reads steadily, but slower than that per timeout (here 4 KiB every 50 ms against
+/// a send buffer of 512 KiB, some 2 s), sets it off though it reads, as the builder's docs now
+/// say. (They called it an inactivity timeout on writes, with no word of this.)
+#[tokio::test]
+async fn a_write_to_a_peer_that_reads_slower_than_the_kernel_wakes_writers_times_out() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+
+    const TIMEOUT: Duration = Duration::from_millis(300);
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| {
+        b.socket_timeout(TIMEOUT).send_buffer_size(256 * 1024)
+    })
+    .await;
+    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
+        .await
+        .unwrap();
+    let mut server = within(listener.accept()).await.unwrap();
+    let mut output = server.open_write_channel(false).unwrap();
+    let read = Arc::new(AtomicUsize::new(0));
+    let reading = {
+        let read = Arc::clone(&read);
+        tokio::spawn(async move {
+            let mut chunk = vec![0; 4 * 1024];
+            while let Ok(n @ 1..) = peer.read(&mut chunk).await {
+                read.fetch_add(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    // More than the kernel's buffers hold: the write waits, and times out.
+    let written = within(output.write_fully(&net_tests::payload(16 << 20))).await;
+    let read_before = read.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        matches!(written, Err(net_io::Error::Timeout)),
+        "{written:?}"
+    );
+    assert!(
+        read.load(Ordering::SeqCst) > read_before,
+        "the peer was reading all along"
+    );
+    server.close();
+    reading.abort();
+}
+
 /// Guard: `socket_timeout` and `connect_timeout` are stream sockets' options; a datagram
 /// socket ignores them, as the options' documentation says (a UDP `receive` waits until a
 /// datagram comes: bound it with `tokio::time::timeout`, it is cancel safe).

@@ -188,10 +188,16 @@ impl TcpSocketBuilder {
     /// operation that makes no progress for this long fails with a timeout.
     ///
     /// The time runs from when a read (or a write) starts waiting, and only one that completes
-    /// (bytes read or sent, the end of the stream, an error) starts it afresh: a read given up
-    /// while waiting (its future dropped by `select!` or `timeout`) leaves it running for the
-    /// next read, so a `select!` loop that makes a new read each turn still ends after this
-    /// long without input.
+    /// on the socket (bytes received or sent, the end of the stream, an error) starts it
+    /// afresh: a read given up while waiting (its future dropped by `select!` or `timeout`)
+    /// leaves it running for the next read, so a `select!` loop that makes a new read each turn
+    /// still ends after this long without input. A read served from bytes received before (a
+    /// `read_bytes` of what a given-up `read_line` left buffered) leaves it running too: the
+    /// time spent after it counts, and the next read that waits fails at once when the time
+    /// is up. A write waits for the kernel to say that the socket takes bytes again, which
+    /// Linux says only once a third of the send buffer drained: a peer that reads, but slower
+    /// than that per timeout (a third of a 4 MiB buffer in 30 s is some 45 KB/s), times out
+    /// all the same (a smaller [`send_buffer_size`](Self::send_buffer_size) lowers that rate).
     ///
     /// Over TLS, a read completes when it returns data (or the end, or an error): records that
     /// carry no data (session tickets, key updates, empty records, which a peer can send for
