@@ -276,6 +276,48 @@ async fn a_tls_stream_refuses_writes_after_its_close_or_shutdown() {
     }
 }
 
+/// A `TlsStream` flushed or shut down after its own `close` or its selector's close fails with
+/// that close's error, `Closed` or `SelectorClosed`, as a plain stream does (and as
+/// `TlsWrite`'s docs say of a shutdown). Before, a flush that met the close failed the session as
+/// a failed write does, so the shutdown after it reported `BrokenPipe`, "an earlier write
+/// failed; the session ends without close_notify" (no write had failed, and `close` had sent
+/// `close_notify`), and a shutdown after the selector's close reported `Closed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_stream_flushed_or_shut_down_after_a_close_reports_that_close() {
+    let ca = TestCa::new("stream ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    for by_selector in [false, true] {
+        for flush_first in [false, true] {
+            let selector = SelectorManager::new();
+            let listener = tcp_listener(&selector).await;
+            let (mut stream, _peer) =
+                net_tests::tls::accept_stream(&listener, &config, rustls_client(&ca)).await;
+            if by_selector {
+                selector.close();
+            } else {
+                stream.close();
+            }
+            let case = format!("by the selector: {by_selector}, flushed first: {flush_first}");
+            let assert_closed = |what: &str, e: std::io::Error| {
+                let shown = format!("{e:?}");
+                let closed = match net_sockets::Error::from(e) {
+                    net_sockets::Error::SelectorClosed => by_selector,
+                    net_sockets::Error::Closed => !by_selector,
+                    _ => false,
+                };
+                assert!(closed, "{case}: {what}: {shown}");
+            };
+            if flush_first {
+                assert_closed("flush", within(stream.flush()).await.expect_err(&case));
+            }
+            assert_closed(
+                "shutdown",
+                within(stream.shutdown()).await.expect_err(&case),
+            );
+        }
+    }
+}
+
 /// A `TlsStream` that half-closed (`poll_shutdown`: `close_notify` and FIN) and then sees its
 /// peer end without `close_notify` reports the truncation on every later read. (With both
 /// directions done the socket closes itself, and a read that asked it again would report

@@ -1090,8 +1090,9 @@ impl AsyncRead for TlsRead {
 /// before), fails before rustls takes anything: its bytes could never reach the peer. A write
 /// whose bytes rustls took and that met the socket's failure succeeds; the next write, flush
 /// or shutdown reports that error.
-/// A shutdown once the socket's close began fails with its error (`Closed`) and sends nothing:
-/// that close sends the session's last records, then the FIN.
+/// A flush after the socket's close fails with the close's error; a shutdown once the socket's
+/// close began fails with its error (`Closed`, or `SelectorClosed` after its selector's close)
+/// and sends nothing: that close sends the session's last records, then the FIN.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TlsWrite {
@@ -1211,6 +1212,14 @@ impl AsyncWrite for TlsWrite {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut locked = lock_for_writing(&self.shared);
+        // After the socket's close (ours or a cut), the close's error, as on a plain socket:
+        // no write failed, so the session is not failed by it (a shutdown after it reports the
+        // close too, not a failed write).
+        if self.closed.load(Ordering::Acquire) {
+            if let Err(e) = locked.stream.get_ref().0.check_open() {
+                return Poll::Ready(Err(e));
+            }
+        }
         if let Some(e) = locked.unreported.take() {
             // See `poll_write` (the session failed already).
             drop(locked);
@@ -1254,8 +1263,10 @@ impl AsyncWrite for TlsWrite {
         let mut locked = lock_for_writing(&self.shared);
         if self.closed.load(Ordering::Acquire) {
             // The socket's close sends the session's last records and the FIN: the error of a
-            // shutdown after the close, also while that close is still under way.
-            return Poll::Ready(Err(net_sockets::Error::Closed.into()));
+            // shutdown after the close (`SelectorClosed` after a cut by the selector), also while
+            // that close is still under way.
+            let e = locked.stream.get_ref().0.check_open().err();
+            return Poll::Ready(Err(e.unwrap_or_else(|| net_sockets::Error::Closed.into())));
         }
         let mut woken = None;
         if !self.ended.load(Ordering::Acquire) {
