@@ -574,6 +574,14 @@ async fn tls_on_an_adopted_socket_verifies_the_peer_address() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidServerName { .. }), "{err:?}");
     assert!(err.to_string().contains("server_name"), "{err}");
+
+    // A configuration from `from_rustls` has no `server_name`: over a Unix socket its handshake
+    // fails the same way, as its docs say.
+    let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+    let adopted = net_sockets::Socket::from_std(&selector, unix).unwrap();
+    let config = net_tls::TlsConfig::from_rustls(net_tests::tls::rustls_client(&ca));
+    let err = within(adopted.tls(config)).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidServerName { .. }), "{err:?}");
 }
 
 /// TLS over a Unix socket, both ways: the client names the server (`server_name`, a Unix path

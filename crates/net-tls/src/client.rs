@@ -91,7 +91,10 @@ impl TlsConfig {
     /// added. The name passed to the verifier, and sent as SNI when it is a DNS name (never an
     /// IP address), is the host given to `connect` (a socket connected to a bare address passes
     /// its IP literal); whether and how the certificate is checked against it is up to the
-    /// configuration's verifier. The handshake
+    /// configuration's verifier. A connection without a host name (a Unix socket) has no name
+    /// to pass, and such a configuration cannot be given one: its handshake fails with
+    /// [`Error::InvalidServerName`] (the builder's
+    /// [`server_name`](TlsConfigBuilder::server_name) names the server there). The handshake
     /// timeout is the default, 10 seconds. An ALPN list that cannot be sent (a name empty or
     /// over 255 bytes, a list over [`MAX_ALPN_LIST`](crate::MAX_ALPN_LIST)) fails each
     /// handshake with [`Error::InvalidAlpnProtocol`] before any TLS record is sent (on a
