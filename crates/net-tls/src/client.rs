@@ -299,6 +299,19 @@ impl TlsConfigBuilder {
     /// Adding any root replaces the bundled Mozilla roots: the client then trusts exactly the
     /// roots it was given (plus the OS store after [`native_roots`](Self::native_roots)).
     ///
+    /// A root is trusted as rustls trusts any anchor: for its subject name and key, whatever
+    /// its basicConstraints and key usage say. So give only CA certificates: one that is not a
+    /// CA's (`CA:FALSE`, no `keyCertSign`; `openssl verify` refuses it as an issuer) is
+    /// trusted all the same to issue certificates, for any name, to whoever holds its key.
+    ///
+    /// A server's self-signed certificate can be pinned as a root only if it is not marked as
+    /// a CA (no basicConstraints, as rcgen makes it by default, or `CA:FALSE`: `openssl req
+    /// -x509` marks it `CA:TRUE` unless given `-addext basicConstraints=critical,CA:FALSE`). One
+    /// marked `CA:TRUE` is refused as the server's own certificate: the handshake fails with
+    /// [`Error::Handshake`]`(InvalidCertificate(Other(other)))`, where `other` holds webpki's
+    /// `CaUsedAsEndEntity`, an error type rustls does not re-export: `other.to_string()` is
+    /// `"CaUsedAsEndEntity"`.
+    ///
     /// # Errors
     ///
     /// [`Error::Pem`] for input with no certificate, bad PEM, or a certificate that cannot be
@@ -309,7 +322,8 @@ impl TlsConfigBuilder {
         Ok(self)
     }
 
-    /// As [`add_root_certificates_pem`](Self::add_root_certificates_pem), from a file.
+    /// As [`add_root_certificates_pem`](Self::add_root_certificates_pem), from a file: each
+    /// certificate is trusted as an anchor, CA or not, as said there.
     ///
     /// # Errors
     ///
@@ -327,6 +341,10 @@ impl TlsConfigBuilder {
 
     /// Trusts one CA certificate (DER). A certificate that cannot be a trust anchor makes
     /// [`build`](Self::build) fail with [`Error::Config`].
+    ///
+    /// The certificate is trusted as an anchor, CA or not, and a pinned self-signed
+    /// certificate must not be marked as a CA, as
+    /// [`add_root_certificates_pem`](Self::add_root_certificates_pem) says.
     pub fn add_root_certificate(mut self, der: CertificateDer<'static>) -> Self {
         if let Err(e) = self.roots.add(der) {
             self.deferred.get_or_insert(Error::Config(e));

@@ -354,6 +354,14 @@ impl TlsServerConfigBuilder {
     /// two-byte length: some 600 CAs of usual names); then it names none, and clients are
     /// verified against all of them just the same.
     ///
+    /// The CA certificates are trusted as a client's roots are
+    /// ([`add_root_certificates_pem`](crate::TlsConfigBuilder::add_root_certificates_pem)
+    /// says how): for their subject name and key, whatever their basicConstraints and key usage
+    /// say, so give only CA certificates (one that is not a CA's still issues client
+    /// certificates). A client's self-signed certificate pinned here must not be marked as a
+    /// CA: one marked `CA:TRUE` fails the server's handshake with
+    /// [`Error::Handshake`]`(InvalidCertificate(Other(..)))`, webpki's `CaUsedAsEndEntity`.
+    ///
     /// # Errors
     ///
     /// [`Error::Pem`] for unusable PEM or an unusable CA certificate (the reason says which,
@@ -364,8 +372,9 @@ impl TlsServerConfigBuilder {
     }
 
     /// Requires every client to present a certificate issued by one of the CAs in `ca_pem`.
-    /// The request names the CAs when their names fit in it, as
-    /// [`client_auth_optional`](Self::client_auth_optional) says.
+    /// The request names the CAs when their names fit in it, and the CAs are trusted as
+    /// anchors, CA certificates or not, as [`client_auth_optional`](Self::client_auth_optional)
+    /// says.
     ///
     /// # Errors
     ///
@@ -377,7 +386,8 @@ impl TlsServerConfigBuilder {
     }
 
     /// As [`client_auth_optional`](Self::client_auth_optional) or, with `required`,
-    /// [`client_auth_required`](Self::client_auth_required), with the CA certificates in DER.
+    /// [`client_auth_required`](Self::client_auth_required), with the CA certificates in DER
+    /// (trusted as anchors, CA certificates or not, as there).
     ///
     /// # Errors
     ///
