@@ -1344,7 +1344,13 @@ impl ByteReadChannel {
     /// and counts as having lost bytes, so its peer never sees a clean end of a stream that
     /// stops short (the reader of an in-memory [`ByteChannel`](crate::ByteChannel) fails with
     /// [`Error::Cancelled`]; a socket's close resets the connection). But for a
-    /// [`Error::Timeout`]: then `dst` stays open, and a later call goes on with the copy.
+    /// [`Error::Timeout`] of this channel, or one of `dst` that had no effect (its transport
+    /// took none of the chunk it was writing): then `dst` stays open, and a later call goes on
+    /// with the copy. A timeout of `dst` after its transport took part of a chunk fails `dst`
+    /// for good (see [Failures](ByteWriteChannel#failures)): its stream already ends in the
+    /// middle of that chunk, so it never ends cleanly (as when cut short), and every later
+    /// call returns the same `Timeout` at once, so a loop that retries on `Timeout` must check
+    /// [`is_closed_for_write`](ByteWriteChannel::is_closed_for_write).
     ///
     /// # Errors
     ///

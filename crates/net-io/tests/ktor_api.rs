@@ -262,6 +262,49 @@ async fn copy_and_close_cuts_the_destination_short_on_error() {
     assert_eq!(mock.shutdowns(), 1);
 }
 
+/// copy_and_close, "But for a Timeout": a timeout of `dst` after its transport took part of the
+/// chunk it was writing does not leave `dst` open for a later call to go on (the doc said it
+/// did): `dst` is failed for good, its stream is marked lost (no clean end), and a later call
+/// returns the same `Timeout` at once and sends nothing more, so a loop that retries on
+/// `Timeout` must check `is_closed_for_write`.
+#[tokio::test]
+async fn copy_and_close_after_a_timeout_of_dst_part_way_leaves_dst_failed() {
+    let mut src = ByteReadChannel::from_bytes(vec![7u8; 20_000]);
+    let mock = MockWriter::default();
+    mock.on_write([Act::Take(100), Act::Fail(timeout())]);
+    let mut dst = ByteWriteChannel::new(mock.clone(), false);
+    let state = net_io::WriteState::new();
+    dst.share_state(state.clone());
+    let e = src.copy_and_close(&mut dst, u64::MAX).await.unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    assert!(dst.is_closed_for_write());
+    assert!(state.lost_bytes());
+    // The chunk is not consumed here; `dst` counts what its transport took.
+    assert_eq!(src.total_bytes_read(), 0);
+    assert_eq!(dst.total_bytes_written(), 100);
+    for _ in 0..3 {
+        let e = guard(src.copy_and_close(&mut dst, u64::MAX))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Timeout), "{e:?}");
+    }
+    assert_eq!(mock.accepted().len(), 100);
+    assert_eq!(mock.shutdowns(), 0);
+
+    // A timeout of `dst` before its transport took a byte of the chunk had no effect: the
+    // copy goes on, each byte once.
+    let mut src = ByteReadChannel::from_bytes("payload");
+    let mock = MockWriter::default();
+    mock.on_write([Act::Fail(timeout())]);
+    let mut dst = ByteWriteChannel::new(mock.clone(), false);
+    let e = src.copy_and_close(&mut dst, u64::MAX).await.unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    assert!(!dst.is_closed_for_write());
+    assert_eq!(src.copy_and_close(&mut dst, u64::MAX).await.unwrap(), 7);
+    assert_eq!(mock.accepted(), b"payload");
+    assert_eq!(mock.shutdowns(), 1);
+}
+
 /// total_bytes_read counts what reads consumed (delimiters, skips and copies included), not what
 /// is buffered or was cancelled.
 #[tokio::test]
