@@ -85,8 +85,11 @@
 //!
 //! # Platforms
 //!
-//! Unix (Linux first; macOS and the BSDs compile the same code). Unix datagram sockets are
-//! not supported; Unix stream sockets are, through the TCP builder.
+//! Linux, where it is built and tested. macOS and the BSDs do not build it as it stands:
+//! adopting a socket ([`ServerSocket::from_std`] and the others) asks the OS for the socket's
+//! family (`SO_DOMAIN`), which socket2 offers on Linux and Android only, and whether it listens
+//! (`SO_ACCEPTCONN`), which it does not offer on macOS, NetBSD or OpenBSD. Unix datagram
+//! sockets are not supported; Unix stream sockets are, through the TCP builder.
 //!
 //! # Tracing
 //!

@@ -1906,9 +1906,14 @@ pub(crate) fn broken_pipe() -> io::Error {
 /// down. (Without `IP_RECVERR`, which this crate never sets, an ICMP error reaches a send only
 /// once the connection timed out.)
 fn connection_failure(e: &io::Error) -> Option<i32> {
-    e.raw_os_error().filter(|code| {
+    e.raw_os_error().filter(|&code| {
+        // An unknown or isolated host: an error code only Linux has.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if code == libc::ENONET {
+            return true;
+        }
         matches!(
-            *code,
+            code,
             libc::ECONNRESET
                 | libc::ECONNABORTED
                 | libc::ETIMEDOUT
@@ -1920,7 +1925,6 @@ fn connection_failure(e: &io::Error) -> Option<i32> {
                 | libc::EPROTO
                 | libc::EOPNOTSUPP
                 | libc::EHOSTDOWN
-                | libc::ENONET
         )
     })
 }
