@@ -520,7 +520,7 @@ async fn guide_step3_a_read_after_a_timeout_goes_on() {
 }
 
 // ---------------------------------------------------------------------------------------
-// README.md, "Using net-io" (not compiled by any doc test): verbatim.
+// README.md, "Using net-io": verbatim (also a doc test of this package, `WorkspaceReadme`).
 
 #[test]
 fn readme_using_net_io_snippet() {
