@@ -137,6 +137,9 @@ const ACTIVATED: &str = "NET_TESTS_SYSTEMD_CHILD";
 /// Set in the child that plays a service whose `LISTEN_FDS` counts more descriptors than it
 /// was given.
 const MISCOUNTED: &str = "NET_TESTS_SYSTEMD_MISCOUNTED";
+/// Set for `datagram_among_them_child`: what its descriptors 3 and 4 must be
+/// (`socket:[inode]` each, `:` between them).
+const PASSED_SOCKETS: &str = "NET_TESTS_SYSTEMD_PASSED_SOCKETS";
 
 /// As systemd does: the listening socket is descriptor 3 of the service's process, and
 /// `LISTEN_PID` is that process's id (bash sets it to its own and `exec`s the service, which
@@ -712,19 +715,37 @@ fn a_datagram_socket_among_the_activated_ones_leaves_every_descriptor_in_place()
         std::os::fd::AsRawFd::as_raw_fd(&listener),
         std::os::fd::AsRawFd::as_raw_fd(&datagram),
     );
-    // Both moved out of the way first (either may be descriptor 3 or 4 already), then to 3
-    // (the listener) and 4 (the datagram socket), as systemd orders a unit's sockets.
+    // What the child must find at descriptors 3 and 4 (checked there before the calls).
+    let target = |fd: i32| std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+    let expected = format!(
+        "{}:{}",
+        target(stream_fd).display(),
+        target(datagram_fd).display()
+    );
+    // In the child's shell: every other descriptor it inherited closed first (other tests of
+    // this process may be passing descriptors of their own meanwhile, without close-on-exec:
+    // bash, asked to put one where another is open, saves that one to a descriptor of 10 or
+    // more, which can lose one of ours), then both moved out of the way to spare descriptors
+    // under 10 (either may be descriptor 3 or 4 already), then to 3 (the listener) and 4 (the
+    // datagram socket), as systemd orders a unit's sockets.
+    let mut spare = (5..10).filter(|fd| ![stream_fd, datagram_fd].contains(fd));
+    let (spare_stream, spare_datagram) = (spare.next().unwrap(), spare.next().unwrap());
     let script = format!(
-        "exec 20<&{stream_fd} 21<&{datagram_fd}; exec {stream_fd}<&- {datagram_fd}<&-; \
-         exec 3<&20 4<&21 20<&- 21<&-; \
+        "for fd in $(cd /proc/$$/fd && echo *); do \
+           case $fd in 0|1|2|{stream_fd}|{datagram_fd}) ;; *) eval \"exec $fd<&-\" ;; esac; \
+         done; \
+         exec {spare_stream}<&{stream_fd} {spare_datagram}<&{datagram_fd}; \
+         exec {stream_fd}<&- {datagram_fd}<&-; \
+         exec 3<&{spare_stream} 4<&{spare_datagram} {spare_stream}<&- {spare_datagram}<&-; \
          LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=web:dns exec \"$0\" \
          --exact datagram_among_them_child --nocapture"
     );
     let output = Command::new("bash")
         .arg("-c")
-        .arg(script)
+        .arg(&script)
         .arg(std::env::current_exe().unwrap())
         .env(ACTIVATED, "datagram_among_them_child")
+        .env(PASSED_SOCKETS, expected)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
@@ -732,7 +753,7 @@ fn a_datagram_socket_among_the_activated_ones_leaves_every_descriptor_in_place()
     drop((listener, datagram));
     assert!(
         output.status.success(),
-        "the activated child failed: {}{}",
+        "the activated child failed ({script}): {}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
@@ -746,8 +767,18 @@ fn datagram_among_them_child() {
     }
     let target = |fd: i32| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
     let before = [target(3), target(4)];
-    assert!(
-        before.iter().all(Option::is_some),
+    // The listener at 3 and the datagram socket at 4, as the parent passed them (else the
+    // calls below would fail for another reason, and the test prove nothing).
+    let passed = std::env::var(PASSED_SOCKETS).unwrap();
+    let shown = |target: &Option<std::path::PathBuf>| {
+        target
+            .as_ref()
+            .map(|path| path.display().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        format!("{}:{}", shown(&before[0]), shown(&before[1])),
+        passed,
         "passed descriptors: {before:?}"
     );
     block_on(async {
