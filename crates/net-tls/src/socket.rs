@@ -1212,7 +1212,8 @@ impl AsyncWrite for TlsWrite {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut locked = lock_for_writing(&self.shared);
-        // After the socket's close (ours or a cut), the close's error, as on a plain socket:
+        // After our own close of the socket, the close's error, as on a plain socket (after a
+        // cut, the flush below fails with it):
         // no write failed, so the session is not failed by it (a shutdown after it reports the
         // close too, not a failed write).
         if self.closed.load(Ordering::Acquire) {
