@@ -573,3 +573,223 @@ async fn an_over_long_line_costs_that_line_only_when_read_until_follows() {
     let headers = input.read_until(b"\r\n\r\n", 64).await.unwrap();
     assert_eq!(headers.as_deref(), Some(&b"Host: a\r\nAccept: b"[..]));
 }
+
+/// SPEC §4 ("closing loses nothing that was accepted": unread input never turns the close into
+/// a reset that destroys queued output) with a peer that sends bytes after its `close_notify`,
+/// which RFC 8446 §6.1 says to ignore. rustls ignores them by reading nothing more, so they
+/// stayed in our socket, and the kernel answered our close with a reset that threw away the
+/// reply still queued for the peer: the peer saw a reset after part of it, never our
+/// `close_notify`. The peer sends a line and `close_notify`, then, once our server read the
+/// end, bytes that are no record at all; it reads nothing (a small receive buffer) until our
+/// server wrote its reply and closed (`close`, then `close_gracefully`, whose drain ends at the
+/// peer's `close_notify`). It must get all of the reply, then `close_notify`.
+#[tokio::test]
+async fn hostiletls_bytes_after_the_peers_close_notify_do_not_reset_our_close() {
+    use net_io::LineEnding;
+    use net_tests::tls::{records, rustls_client};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const REPLY: usize = 32 * 1024;
+    for graceful in [false, true] {
+        let selector = SelectorManager::new();
+        let ca = TestCa::new("after close_notify");
+        let config = ca.server(&["localhost"]).server_config().build().unwrap();
+        // Room in our socket for the whole reply, which the peer does not read yet.
+        let listener = tcp_listener_with(&selector, |b| b.send_buffer_size(256 * 1024)).await;
+        let port = listener.port().unwrap();
+        let connect = async {
+            let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+            tcp.set_recv_buffer_size(4096).unwrap();
+            let tcp = tcp.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+            TlsConnector::from(rustls_client(&ca))
+                .connect(localhost(), tcp)
+                .await
+                .expect("the client's handshake")
+        };
+        let accept = async {
+            listener
+                .accept()
+                .await
+                .unwrap()
+                .tls_server(&config)
+                .await
+                .expect("the server handshake")
+        };
+        let (client, server) = within(async { tokio::join!(connect, accept) }).await;
+        let (mut tcp, mut conn) = client.into_inner();
+        let mut connection = server.connection().unwrap();
+
+        std::io::Write::write_all(&mut conn.writer(), b"request\n").unwrap();
+        conn.send_close_notify();
+        tcp.write_all(&records(&mut conn)).await.unwrap();
+        let line = within(connection.input.read_line(1024, LineEnding::Default)).await;
+        assert_eq!(line.unwrap().as_deref(), Some("request"));
+        let end = within(connection.input.read_line(1024, LineEnding::Default)).await;
+        assert_eq!(end.unwrap(), None, "the peer's close_notify");
+        // Not a record: whatever comes after close_notify is ignored.
+        tcp.write_all(b"bytes after close_notify").await.unwrap();
+
+        connection
+            .output
+            .write_fully(&vec![b'r'; REPLY])
+            .await
+            .unwrap();
+        within(connection.output.flush()).await.unwrap();
+        if graceful {
+            within(connection.close_gracefully(std::time::Duration::from_secs(5)))
+                .await
+                .unwrap();
+        } else {
+            connection.socket.close();
+        }
+
+        let mut reply = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        let ended = within(async {
+            loop {
+                let n = match tcp.read(&mut buf).await {
+                    Ok(0) => return "the end of the TCP stream without close_notify".to_owned(),
+                    Ok(n) => n,
+                    Err(e) => return format!("{e} after {reply} bytes of the reply"),
+                };
+                let mut slice = &buf[..n];
+                while !slice.is_empty() {
+                    conn.read_tls(&mut slice).unwrap();
+                    let state = conn.process_new_packets().unwrap();
+                    let mut plain = vec![0u8; state.plaintext_bytes_to_read()];
+                    std::io::Read::read_exact(&mut conn.reader(), &mut plain).unwrap();
+                    reply += plain.len();
+                    if state.peer_has_closed() {
+                        return "close_notify".to_owned();
+                    }
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            (ended.as_str(), reply),
+            ("close_notify", REPLY),
+            "the peer's view of our reply and close (close_gracefully: {graceful})"
+        );
+    }
+}
+
+/// SPEC §4 ("bytes received before the error are still readable before the error is
+/// reported") with a TLS peer whose good record and bad one come in one segment: a line, then
+/// a record whose tag was changed. rustls takes both in one go, keeps the line's plaintext and
+/// fails on the second; the read reported the failure at once, and every later read the same
+/// failure, so the line, received and authenticated, was lost. The line must come first, then
+/// `DecryptError`.
+#[tokio::test]
+async fn hostiletls_a_line_before_a_corrupted_record_in_one_segment_is_read_first() {
+    use net_io::LineEnding;
+    use net_tests::loopback::tcp_listener;
+    use net_tests::tls::{manual_pair, records, rustls_error};
+    use tokio::io::AsyncWriteExt;
+
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("line then a corrupted record");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let (mut server, mut tcp, mut conn) = manual_pair(&listener, &ca, &config).await;
+    let mut input = server.open_read_channel().unwrap();
+    std::io::Write::write_all(&mut conn.writer(), b"first line\n").unwrap();
+    let mut bytes = records(&mut conn);
+    std::io::Write::write_all(&mut conn.writer(), b"second line\n").unwrap();
+    let mut bad = records(&mut conn);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x01; // the last byte of the record's tag
+    bytes.extend_from_slice(&bad);
+    tcp.write_all(&bytes).await.unwrap();
+
+    let first = within(input.read_line(64, LineEnding::Default)).await;
+    assert_eq!(
+        first.as_ref().map(|line| line.as_deref()).ok(),
+        Some(Some("first line")),
+        "{first:?}"
+    );
+    let e = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rustls_error(&e),
+        Some(&rustls::Error::DecryptError),
+        "{e:?}"
+    );
+    server.close();
+}
+
+/// A TLS 1.3 peer interleaves its lines with `user_canceled` warning alerts (the one warning
+/// TLS 1.3 lets pass), all in one segment. rustls lets four warnings pass and fails on the
+/// fifth (`TooManyWarningAlertsReceived`): the lines before it are read, in order, then the
+/// typed failure, never a panic or a wait; the line after it is not delivered.
+#[tokio::test]
+async fn hostiletls_warning_alerts_between_lines_give_the_lines_then_a_typed_failure() {
+    use net_io::LineEnding;
+    use net_tests::loopback::tcp_listener;
+    use net_tests::records::{ClientSecret, RecordWriter, secret_logging_client};
+    use net_tests::tls::rustls_error;
+    use rustls::{ContentType, PeerMisbehaved};
+    use tokio::io::AsyncWriteExt;
+
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("warning alerts between lines");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    let secret = Arc::new(ClientSecret::default());
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        TlsConnector::from(secret_logging_client(&ca, Arc::clone(&secret)))
+            .connect(localhost(), tcp)
+            .await
+            .expect("the client's handshake")
+    };
+    let accept = async {
+        listener
+            .accept()
+            .await
+            .unwrap()
+            .tls_server(&config)
+            .await
+            .expect("the server handshake")
+    };
+    let (client, mut server) = within(async { tokio::join!(connect, accept) }).await;
+    let (mut tcp, _conn) = client.into_inner();
+    let secret = secret.0.lock().unwrap().clone().unwrap();
+    let mut records = RecordWriter::new(&secret);
+    let mut bytes = Vec::new();
+    for i in 0..6 {
+        records.record(
+            ContentType::ApplicationData,
+            format!("line {i}\n").as_bytes(),
+            &mut bytes,
+        );
+        // warning(1), user_canceled(90)
+        records.record(ContentType::Alert, &[1, 90], &mut bytes);
+    }
+    tcp.write_all(&bytes).await.unwrap();
+
+    let mut input = server.open_read_channel().unwrap();
+    for i in 0..5 {
+        let line = within(input.read_line(64, LineEnding::Default)).await;
+        assert_eq!(
+            line.as_ref().ok().cloned().flatten(),
+            Some(format!("line {i}")),
+            "{line:?}"
+        );
+    }
+    let e = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rustls_error(&e),
+        Some(&rustls::Error::PeerMisbehaved(
+            PeerMisbehaved::TooManyWarningAlertsReceived
+        )),
+        "{e:?}"
+    );
+    server.close();
+}

@@ -68,7 +68,9 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   Application data nobody read is left in the socket, as on a plain socket (see
 ///   [`Connection::close_gracefully`]), and so is what comes past the first 64 KiB of the
 ///   session's own messages (a hostile peer can send records without data for ever): the
-///   close is then a reset.
+///   close is then a reset. Bytes a peer sent after its `close_notify`, which TLS says to
+///   ignore, are thrown away (the same 64 KiB at most), so that they do not make the close a
+///   reset.
 pub type TlsSocket = Socket<TlsSession>;
 
 /// A [`TlsSocket`] with both channels open, from [`connection`](Socket::connection).
@@ -550,7 +552,8 @@ const OWN_INPUT_LIMIT: usize = 64 * 1024;
 /// answers the close of a socket with input left unread with a reset, which destroys what is
 /// still queued for the peer (the last data, `close_notify`, the FIN). Application data
 /// stays for the reader, and what comes after it in the socket is left there, as on a plain
-/// socket; so is the end of stream.
+/// socket; so is the end of stream. What comes after the peer's `close_notify` is thrown away:
+/// nobody can read it.
 ///
 /// At most [`OWN_INPUT_LIMIT`] bytes are taken in: a peer may send records without data for
 /// ever (TLS 1.3 KeyUpdates, each after an empty data record, stay within rustls's limits),
@@ -587,6 +590,23 @@ fn receive_own(stream: &mut tokio_rustls::TlsStream<RawStream>) -> bool {
             // goes out with the records sent next.
             if session.process_new_packets().is_err() {
                 return false;
+            }
+        }
+        // After the peer's `close_notify`, rustls reads nothing more: what follows it is no
+        // data for anyone ("MUST be ignored", RFC 8446 §6.1), and, left in the socket, it
+        // would make the close a reset that destroys what is still queued for the peer (our
+        // last data, our `close_notify`). It is thrown away, within the same limit.
+        if session
+            .process_new_packets()
+            .is_ok_and(|state| state.peer_has_closed())
+        {
+            let mut ignored = [0u8; 4096];
+            while taken < OWN_INPUT_LIMIT {
+                let room = ignored.len().min(OWN_INPUT_LIMIT - taken);
+                match raw.try_read(&mut ignored[..room]) {
+                    Ok(n) if n > 0 => taken += n,
+                    _ => break,
+                }
             }
         }
         true
@@ -808,6 +828,9 @@ fn drain<D>(
 /// and an error of kind [`io::ErrorKind::ConnectionAborted`] (the kind of `SelectorClosed`, and
 /// of `ECONNABORTED`), which tokio-rustls takes for the end of reading and answers with an end
 /// of stream from then on (here the socket is asked again, and reports the same error).
+/// Plaintext received before the failure is read first: a bad record (or the peer's fatal
+/// alert) that came in one socket read with records of data fails the read that finds no
+/// more of their plaintext, not the one that took them in (as tokio-rustls would).
 ///
 /// A session failed by records that a shutdown took in (it reads what the socket holds: see
 /// [`receive_own`]) fails the read that finds no more input, with that error: rustls would
@@ -863,7 +886,9 @@ enum ReadEnd {
 /// does (once it has plaintext, it reads on while the socket has records, to fill `buf`; but
 /// not once a read drained the socket, where tokio-rustls polls it once more to be told to
 /// wait), but for one error: a `socket_timeout` met by a read after plaintext is dropped, not
-/// kept for the next call as any other error of such a read is (in `kept`). That timeout is a
+/// kept for the next call as any other error of such a read is (in `kept`: the next call
+/// returns the plaintext the session still holds first, as does a call whose session fails on
+/// records after some with plaintext, see [`held_plaintext`]). That timeout is a
 /// deadline that passed while the task was late to run, the records having come in time: this
 /// read returns plaintext, which restarts the timeout, so the next read must wait afresh, not
 /// fail at once.
@@ -874,10 +899,26 @@ fn read_session(
     buf: &mut ReadBuf<'_>,
 ) -> Poll<io::Result<()>> {
     if let Some(e) = kept.take() {
+        if held_plaintext(stream, buf) > 0 {
+            *kept = Some(e);
+            return Poll::Ready(Ok(()));
+        }
         return Poll::Ready(Err(e));
     }
     let mut stream = Pin::new(stream);
-    let data = ready!(stream.as_mut().poll_fill_buf(cx))?;
+    let data = match ready!(stream.as_mut().poll_fill_buf(cx)) {
+        Ok(data) => data,
+        Err(e) => {
+            // The session failed on a record that came in one socket read with records before
+            // it: their plaintext, which rustls keeps, comes first (tokio-rustls reports the
+            // failure at once), and the failure with the read after the last of it.
+            if held_plaintext(stream.as_mut().get_mut(), buf) > 0 {
+                *kept = Some(e);
+                return Poll::Ready(Ok(()));
+            }
+            return Poll::Ready(Err(e));
+        }
+    };
     let n = data.len().min(buf.remaining());
     buf.put_slice(&data[..n]);
     stream.as_mut().consume(n);
@@ -902,6 +943,20 @@ fn read_session(
         stream.as_mut().consume(n);
     }
     Poll::Ready(Ok(()))
+}
+
+/// Moves what plaintext the session holds into `buf`, without reading the socket; how many
+/// bytes (none when the session holds none, whatever its state).
+fn held_plaintext(stream: &mut tokio_rustls::TlsStream<RawStream>, buf: &mut ReadBuf<'_>) -> usize {
+    fn take<D>(session: &mut rustls::ConnectionCommon<D>, buf: &mut ReadBuf<'_>) -> usize {
+        let n = io::Read::read(&mut session.reader(), buf.initialize_unfilled()).unwrap_or(0);
+        buf.advance(n);
+        n
+    }
+    match stream {
+        tokio_rustls::TlsStream::Client(s) => take(s.get_mut().1, buf),
+        tokio_rustls::TlsStream::Server(s) => take(s.get_mut().1, buf),
+    }
 }
 
 /// Whether `e` is the socket's `socket_timeout` (not an error of the OS's).
