@@ -288,7 +288,7 @@ macro_rules! typed_writes {
                     }
                     value = None;
                     self.buffer().$put(v);
-                    self.note_buffer();
+                    self.added(CALL)?;
                     self.written += CALL as u64;
                     rest = self.after_write(CALL);
                 }
@@ -359,6 +359,30 @@ impl ByteWriteChannel {
         if let Some(state) = &self.state {
             state.set_unsent(!self.buf.is_empty() || self.torn);
         }
+    }
+
+    /// Tells the shared state that the last `n` bytes of the buffer were just added by a
+    /// call, unless the transport's owner ended the stream meanwhile: an owner on another
+    /// thread that ended it after this call checked (a socket's close) may have looked for
+    /// unsent bytes before they came, and decided on a clean end without them. Then the
+    /// bytes are taken back out and the call fails with the end's error, having added
+    /// nothing. Both sides are sequentially consistent (see [`WriteState::add_unsent`]).
+    fn added(&mut self, n: usize) -> Result<()> {
+        if n == 0 {
+            // Nothing added (an empty write, a frame encoded to no bytes): no unsent bytes to
+            // tell of, and nothing for the end to lose.
+            self.note_buffer();
+            return Ok(());
+        }
+        #[cfg(test)]
+        tests::before_noting();
+        if self.state.as_ref().is_none_or(WriteState::add_unsent) {
+            return Ok(());
+        }
+        let keep = self.buf.len() - n;
+        self.buf.truncate(keep);
+        self.note_buffer();
+        Err(self.fail_ended())
     }
 
     /// Tells the shared state, if bytes are about to be thrown away (or a write was cut
@@ -555,7 +579,7 @@ impl ByteWriteChannel {
         }
         if self.buf.len() + src.len() <= WRITE_BUFFER && self.fits_in_place(src.len()) {
             self.buffer().extend_from_slice(src);
-            self.note_buffer();
+            self.added(src.len())?;
             self.written += src.len() as u64;
             return Ok(self.after_write(src.len()));
         }
@@ -626,7 +650,10 @@ impl ByteWriteChannel {
                         return Poll::Ready(Err(self.call_failed(e, 0)));
                     }
                     self.buffer().extend_from_slice(src);
-                    self.note_buffer();
+                    if let Err(e) = self.added(src.len()) {
+                        *rest = Rest::Done;
+                        return Poll::Ready(Err(e));
+                    }
                     self.written += src.len() as u64;
                     *rest = self.after_write(src.len());
                 }
@@ -815,6 +842,7 @@ impl ByteWriteChannel {
         self.note_buffer();
         encoded?;
         let call = self.buf.len() - before;
+        self.added(call).map_err(io::Error::from)?;
         // The encoder writes the whole frame into the buffer, which grows to hold a large one:
         // its allocation is given back once the buffer is written out (`poll_drain`), also
         // when this call is dropped or times out before that.
@@ -1265,7 +1293,7 @@ impl ByteWriteChannel {
         } else {
             let n = (WRITE_BUFFER - self.buf.len()).min(src.len());
             self.buffer().extend_from_slice(&src[..n]);
-            self.note_buffer();
+            self.added(n)?;
             self.written += n as u64;
             n
         };
@@ -1484,5 +1512,58 @@ impl Drop for ByteWriteChannel {
                 pipe.cancel();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::task::Waker;
+
+    use super::*;
+
+    thread_local! {
+        /// Run by this thread's next buffered write once its bytes are in the buffer, before
+        /// it tells the shared state.
+        static BEFORE_NOTING: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+    }
+
+    /// The seam in `added`: runs the hook this thread set, if any.
+    pub(super) fn before_noting() {
+        if let Some(hook) = BEFORE_NOTING.with(|hook| hook.borrow_mut().take()) {
+            hook();
+        }
+    }
+
+    /// The owner ends the stream (a socket's close on another thread) after a buffered write
+    /// checked that it may write, and looks for unsent bytes before the write told the state
+    /// of its own: the owner then ends the stream cleanly, so the write must fail, having
+    /// added nothing, not report bytes written that are never sent. It returned `Ok`.
+    #[test]
+    fn a_buffered_write_that_meets_the_end_as_it_buffers_fails() {
+        let state = WriteState::new();
+        let mut output = ByteWriteChannel::new(tokio::io::sink(), false);
+        output.share_state(state.clone());
+        let owner = state.clone();
+        let looked = std::rc::Rc::new(std::cell::Cell::new(None));
+        let seen = std::rc::Rc::clone(&looked);
+        BEFORE_NOTING.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move || {
+                owner.end(io::Error::new(io::ErrorKind::NotConnected, "closed"));
+                seen.set(Some(owner.has_unsent()));
+            }));
+        });
+        let written = std::pin::pin!(output.write_fully(b"lost?"))
+            .poll(&mut Context::from_waker(Waker::noop()));
+        assert_eq!(
+            looked.get(),
+            Some(false),
+            "the owner looked as the write buffered"
+        );
+        assert!(
+            matches!(written, Poll::Ready(Err(_))),
+            "a write returned {written:?} though the owner ended the stream without its bytes"
+        );
+        assert!(!state.has_unsent());
     }
 }

@@ -112,6 +112,15 @@ impl WriteState {
         self.flags().unsent.store(true, Ordering::SeqCst);
     }
 
+    /// A buffered write added bytes: unsent, sequentially consistent with
+    /// [`end`](Self::end). Returns whether the stream is still open; `false` when the owner
+    /// ended it meanwhile (and may have asked [`has_unsent`](Self::has_unsent) before this),
+    /// so that the caller takes the bytes back and fails.
+    pub(crate) fn add_unsent(&self) -> bool {
+        self.flags().unsent.store(true, Ordering::SeqCst);
+        !self.flags().ended.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn set_lost(&self) {
         self.flags().lost.store(true, Ordering::Release);
     }
@@ -126,8 +135,10 @@ impl WriteState {
     /// peer's reset: `EPIPE`, the error a send then gets).
     ///
     /// A call already past its start (waiting for the transport, on another thread) is not
-    /// stopped: it learns of the close from the transport, or, if it only buffers, the next
-    /// call fails. `error` is reported as an error the transport returned would be.
+    /// stopped: it learns of the close from the transport. One that only buffers, on another
+    /// thread at that moment, either fails having added nothing, or added its bytes before,
+    /// so that an owner that asks [`has_unsent`](Self::has_unsent) after this sees them (the
+    /// next call fails). `error` is reported as an error the transport returned would be.
     ///
     /// ```
     /// use std::io;
@@ -147,7 +158,9 @@ impl WriteState {
     /// ```
     pub fn end(&self, error: io::Error) {
         let _ = self.0.end.set(Failure::new(Error::from(error)));
-        self.flags().ended.store(true, Ordering::Release);
+        // Sequentially consistent with a buffered write's `add_unsent`: the owner that asks
+        // `has_unsent` after this sees its bytes, or the write sees the end.
+        self.flags().ended.store(true, Ordering::SeqCst);
     }
 
     /// Whether [`end`](Self::end) was called.
