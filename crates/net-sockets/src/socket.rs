@@ -453,6 +453,11 @@ impl<T: Transport> Socket<T> {
         if core.is_closed() {
             return self.closed_by_another();
         }
+        // The write channel's calls fail from here on: a write on another thread that only
+        // buffers its bytes (no auto-flush) must not report them written once the layer's
+        // `closing` decided the end (TLS: `close_notify`) without them. One that buffered
+        // them before is found unsent by that decision.
+        self.link.conn.end_channel();
         match self.transport.closing(&self.link) {
             Ending::GracefulAfter(last) => self.link.conn.close_sending(last),
             // The channels' bytes are the socket's: the connection decides again once the

@@ -528,9 +528,7 @@ impl Conn {
             || {
                 // From now on the write channel's calls fail with the close's error, so that
                 // none reports bytes written after this close decided (never sent).
-                if let Some(state) = lock(&self.channel).as_ref() {
-                    state.end(io::Error::from(self.core.closed_error()));
-                }
+                self.end_channel();
                 let mode = if again && mode == CloseMode::Graceful && self.write_failed() {
                     CloseMode::Reset
                 } else {
@@ -547,6 +545,17 @@ impl Conn {
         // on every write fails. A close that became a reset drops them (`Owed` resets).
         if let Some(owed) = owed.filter(|_| decided != Some(CloseMode::Reset)) {
             self.send_held_after_close(owed, last);
+        }
+    }
+
+    /// Ends the write channel's calls: from now on they fail with the close's error (`Closed`,
+    /// or `SelectorClosed` once the selector began closing), never adding bytes to its buffer
+    /// that the close would not send. Before a layer's `closing` decides how the connection
+    /// ends (TLS: whether `close_notify` may follow everything written), and again, a no-op
+    /// then, as the socket is marked closed.
+    pub(crate) fn end_channel(&self) {
+        if let Some(state) = lock(&self.channel).as_ref() {
+            state.end(io::Error::from(self.core.closed_error()));
         }
     }
 

@@ -35,10 +35,14 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 /// - [`close`](Socket::close) sends TLS's `close_notify` (after everything written; what the
 ///   socket cannot take at once is sent as it drains), then closes the socket. After a write,
 ///   flush or write timeout failed, or while the write channel still holds bytes it did not
-///   send (or threw some away), or while a write of it is under way in another task (any of
-///   it may have left), it sends no `close_notify`, so the peer sees the stream end
-///   truncated instead of cleanly; a write that starts as the close runs fails having sent
-///   nothing. (A write or flush that timed out took nothing: a later
+///   send (or threw some away), or while a write of it is under way in another task and
+///   the session has not taken all of its bytes (any of them may have left), it sends no
+///   `close_notify`, so the peer sees the stream end truncated instead of cleanly; a write
+///   that starts as the close runs fails having sent nothing, also one that would only add
+///   to the write channel's buffer. A write whose bytes the session took, all of them, and
+///   that waits for the socket to take their records (an auto-flushed write, a flush) may
+///   fail with the close's error, though its bytes are sent whole before `close_notify`, as
+///   everything written is. (A write or flush that timed out took nothing: a later
 ///   write that goes through, such as its retry, or a flush makes it good, as on a plain
 ///   socket.) Reads after the close, and those waiting when it came, fail with
 ///   [`Error::Closed`](net_sockets::Error::Closed), as on a plain socket, also when the peer's
@@ -1508,6 +1512,59 @@ mod tests {
             drop(peer);
             selector.close();
         }
+    }
+
+    /// A write that only adds to the write channel's buffer (no auto-flush), on another thread
+    /// just as a close decided on `close_notify` (nothing was buffered then): the close sends
+    /// those bytes no more than any others still buffered, so the write must fail, or the close
+    /// must omit `close_notify`. The peer must never read a clean end after a write that
+    /// returned `Ok` was lost. It did: the write channel learnt of the close only after the
+    /// layer's `closing` had queued `close_notify`, and took the bytes meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_buffered_write_racing_the_close_is_never_followed_by_close_notify() {
+        let selector = SelectorManager::new();
+        let (mut client, server) = tls_pair(&selector).await;
+        let mut server = server;
+        let mut output = server.open_write_channel(false).unwrap();
+        let mut input = client.open_read_channel().unwrap();
+        let server = Arc::new(server);
+        // The close, which writes (once, without waiting) as it decided.
+        let (wrote, written) = mpsc::channel();
+        let closer = std::thread::spawn({
+            let server = Arc::clone(&server);
+            move || {
+                CLOSE_DECIDED.with(|hook| {
+                    *hook.borrow_mut() = Some(Box::new(move || {
+                        let mut write = std::pin::pin!(output.write_fully(b"accepted?\n"));
+                        let polled = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+                        let _ = wrote.send(matches!(polled, Poll::Ready(Ok(()))));
+                    }));
+                });
+                server.close();
+            }
+        });
+        let accepted = written
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the close decided");
+        closer.join().unwrap();
+        let mut buf = [0; 64];
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match input.read_available(&mut buf).await {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+        .expect("the peer's read ended");
+        assert!(
+            !(accepted && end.is_ok()),
+            "a write returned Ok as the close ran, and the peer read a clean end without it"
+        );
+        drop(client);
+        selector.close();
     }
 
     fn assert_send_sync<T: Send + Sync>() {}
