@@ -62,7 +62,8 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   connection makes reads fail with [`Truncated`](crate::Truncated) (an
 ///   [`io::ErrorKind::UnexpectedEof`] error). Once the read channel has had the clean end and
 ///   the write channel was closed, the socket closes itself, as a plain socket does after the
-///   peer's FIN.
+///   peer's FIN (bytes the peer sent after its `close_notify` thrown away first, as for
+///   `close`, so that they do not make that close a reset).
 /// - A connection that only reads still answers what the session owes the peer: a KeyUpdate
 ///   reply, a fatal alert for a corrupted record.
 /// - A connection that only writes still takes in the session's own messages when its
@@ -1093,9 +1094,17 @@ impl AsyncRead for TlsRead {
                 answer_owed(raw, session, unanswered, write_ended, read.is_ready());
             }
         }
+        let ended = matches!(read, Poll::Ready(Ok(()))) && room && buf.filled().len() == before;
+        if ended {
+            // The peer's `close_notify`: what came after it is thrown away (see
+            // `receive_own`), since the socket may close itself below (our write side done
+            // too), and input left unread would make the kernel answer that close with a
+            // reset that destroys what is still queued for the peer (our last data, our
+            // `close_notify`).
+            receive_own(stream);
+        }
         drop(locked);
         if let Poll::Ready(result) = &read {
-            let ended = result.is_ok() && room && buf.filled().len() == before;
             if result.is_err() || ended {
                 // The end of the stream (or a failure), which rustls may report without a read
                 // from the socket (a `close_notify` that came with the last records): the
