@@ -607,10 +607,9 @@ fn receive_own(stream: &mut tokio_rustls::TlsStream<RawStream>) -> bool {
         {
             let mut ignored = [0u8; 4096];
             while taken < OWN_INPUT_LIMIT {
-                let room = ignored.len().min(OWN_INPUT_LIMIT - taken);
-                match raw.try_read(&mut ignored[..room]) {
-                    Ok(n) if n > 0 => taken += n,
-                    _ => break,
+                match io::Read::read(&mut Now(raw, OWN_INPUT_LIMIT - taken), &mut ignored) {
+                    Ok(n) => taken += n,
+                    Err(_) => break,
                 }
             }
         }
