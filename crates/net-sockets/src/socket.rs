@@ -646,8 +646,11 @@ impl Connection<Plain> {
     /// Hands the connection to a layer (TLS; for STARTTLS after a plain-text exchange): the
     /// output is flushed before the layer starts, and input already buffered (bytes that arrived with the
     /// plain-text command) is the layer's first input. When a read of the input already failed
-    /// (the peer reset the connection), that error is returned and no layer is started. On
-    /// error, or when the returned future is dropped, the socket is closed.
+    /// (the peer reset the connection), that error is returned and no layer is started. Nor is
+    /// one started when the output's stream misses the rest of a write dropped part-way: the
+    /// upgrade fails with an [`Error::Io`] of kind [`BrokenPipe`](io::ErrorKind::BrokenPipe),
+    /// as the output's `flush_and_close` would. On error, or when the returned future is
+    /// dropped, the socket is closed.
     ///
     /// `limit` bounds the whole upgrade, the flush included: `start` gets the rest of it, a
     /// sleep on the selector runtime's clock that ends `limit` after this call was first
@@ -687,6 +690,17 @@ impl Connection<Plain> {
                 input.await_content(1).await?;
             }
             output.flush().await?;
+            // A write that went to the socket directly and was dropped part-way left the
+            // stream without the rest of its bytes: a layer must not start on a stream with a
+            // gap (its session could never end cleanly either), as after a cancelled input.
+            if socket.link.conn.bytes_lost() {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "a write was dropped after the socket took part of it; the stream misses \
+                     the rest, and no layer starts on it",
+                )
+                .into());
+            }
             Ok::<_, net_io::Error>(prefix)
         };
         let taken = tokio::select! {

@@ -229,7 +229,11 @@
 //! upgrade, so a peer that never reads fails it with [`Error::HandshakeTimeout`] too. When a read of its
 //! input already failed (the peer reset the connection), no handshake starts: the upgrade
 //! fails with that error, as [`Error::Socket`] (kind
-//! [`ConnectionReset`](std::io::ErrorKind::ConnectionReset) for a reset):
+//! [`ConnectionReset`](std::io::ErrorKind::ConnectionReset) for a reset). Nor does one start
+//! on an output that misses the rest of a write dropped part-way (see
+//! [`ByteWriteChannel`](net_io::ByteWriteChannel)'s "Dropped writes"): the upgrade fails
+//! with [`Error::Socket`] of kind [`BrokenPipe`](std::io::ErrorKind::BrokenPipe), rather
+//! than start TLS on a stream with a gap. The server's side:
 //!
 //! ```no_run
 //! use net_io::LineEnding;
