@@ -215,7 +215,7 @@ impl Future for Waiter<'_> {
         Poll::Ready(
             received
                 .map(|(size, from)| (size, from, buffer))
-                .map_err(Error::Io),
+                .map_err(|e| Error::from(self.udp.core.failed(e))),
         )
     }
 }
@@ -373,7 +373,9 @@ impl UdpCore {
         tokio::task::coop::consume_budget().await;
         match try_send(&*self.core.io()?) {
             Ok(_) => return Ok(()),
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(Error::from(e)),
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                return Err(Error::from(self.core.failed(e)));
+            }
             Err(_) => {}
         }
         let _turn = self
@@ -433,7 +435,7 @@ impl UdpCore {
                 let waiter = self.wait(socket, buffer)?;
                 self.core.until_closed(waiter).await?
             }
-            Err(e) => return Err(Error::Io(e)),
+            Err(e) => return Err(Error::from(self.core.failed(e))),
         };
         let mut buffer = buffer;
         let datagram = Datagram {
@@ -513,7 +515,9 @@ macro_rules! datagram_methods {
         /// in effect), or an IPv4 address (in either form) on a socket bound to an IPv6 address
         /// other than `::` (such as `::1`), and from the OS (for example
         /// [`PermissionDenied`](io::ErrorKind::PermissionDenied) for a broadcast address
-        /// without `broadcast(true)`); [`Error::Closed`] / [`Error::SelectorClosed`].
+        /// without `broadcast(true)`); [`Error::Closed`] / [`Error::SelectorClosed`]. A send
+        /// that fails did not send its datagram, also one that reports an ICMP error a
+        /// connected socket got for an earlier datagram (see [`ConnectedDatagramSocket`]).
         ///
         /// # Cancel safety
         ///
@@ -539,6 +543,10 @@ macro_rules! datagram_methods {
 
         /// The received datagrams as a [`Stream`](futures_core::Stream); errors are items,
         /// and the stream ends when the socket or its selector is closed.
+        ///
+        /// The stream holds the socket: dropping the socket while the stream lives leaves it
+        /// open (its port bound, the stream receiving) until the stream is dropped too, or
+        /// the selector is closed.
         pub fn incoming(&self) -> DatagramIncoming {
             DatagramIncoming::new(Arc::clone(&self.core))
         }
@@ -677,7 +685,8 @@ impl BoundDatagramSocket {
 ///
 /// An ICMP "port unreachable" for an earlier datagram surfaces as an [`Error::Io`] of kind
 /// [`ConnectionRefused`](io::ErrorKind::ConnectionRefused) on the next `send` or `receive`;
-/// the socket stays usable.
+/// the socket stays usable. The `send` that reports it has not sent its own datagram (a `send`
+/// that fails never has): send that one again for it to go out.
 ///
 /// # Examples
 ///
@@ -743,10 +752,10 @@ impl ConnectedDatagramSocket {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] of kind [`NotConnected`](io::ErrorKind::NotConnected) when it has no
-    /// peer, of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when the descriptor the
-    /// wrapper holds is not a UDP socket, or when it cannot be registered;
-    /// [`Error::SelectorClosed`].
+    /// [`Error::Io`] when it cannot be registered, of kind
+    /// [`NotConnected`](io::ErrorKind::NotConnected) when it has no peer, of kind
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) when the descriptor the wrapper holds is
+    /// not a UDP socket; [`Error::SelectorClosed`].
     pub fn from_std(
         selector: &SelectorManager,
         socket: std::net::UdpSocket,
@@ -823,5 +832,105 @@ impl futures_core::Stream for DatagramIncoming {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().inner.poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+    use crate::a_socket;
+
+    /// A socket connected to a port of 127.0.0.93 nobody is bound to (the same port held on
+    /// 127.0.0.1 by the returned `std` socket while it lives, so that no bind to port 0 gets
+    /// it), and that address.
+    async fn connected_to_nobody(
+        selector: &SelectorManager,
+    ) -> (ConnectedDatagramSocket, SocketAddr, std::net::UdpSocket) {
+        let reserved = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let gone = SocketAddr::from(([127, 0, 0, 93], reserved.local_addr().unwrap().port()));
+        let socket = a_socket(selector).udp().connect(gone).await.unwrap();
+        (socket, gone, reserved)
+    }
+
+    /// Awaits `future`, failing the test after 20 s.
+    async fn within<T>(future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(20), future)
+            .await
+            .expect("hung")
+    }
+
+    /// Sends a datagram to nobody and waits until the ICMP error for it is pending on `socket`
+    /// (seen on a duplicate of its descriptor, registered with the same runtime, without
+    /// taking it).
+    async fn draw_icmp_error(socket: &ConnectedDatagramSocket, gone: SocketAddr) {
+        within(socket.send(Datagram::new("anyone?", gone).unwrap()))
+            .await
+            .unwrap();
+        let duplicate = socket.with_sock_ref(|s| s.try_clone()).unwrap();
+        let duplicate = UdpSocket::from_std(duplicate.into()).unwrap();
+        let ready = within(duplicate.ready(tokio::io::Interest::ERROR))
+            .await
+            .unwrap();
+        assert!(ready.is_error(), "{ready:?}");
+    }
+
+    /// A receive that waits when an error of its socket comes (an ICMP "port unreachable"),
+    /// polled after the selector was marked closed and before its close reached this socket,
+    /// reports the close, `SelectorClosed`, as the selector's close promises of every pending
+    /// operation (and as a send that waited for room, and a stream's reads, do), not the error
+    /// the socket happened to hold.
+    #[tokio::test]
+    async fn a_waiting_receive_failing_as_the_selector_closes_reports_the_close() {
+        let selector = SelectorManager::new();
+        let (socket, gone, _reserved) = connected_to_nobody(&selector).await;
+        let mut receive = pin!(socket.receive());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(receive.as_mut().poll(&mut cx).is_pending());
+        draw_icmp_error(&socket, gone).await;
+        // The selector is closing: marked closed, this socket not closed yet.
+        selector.inner().mark_closed();
+        let received = receive.as_mut().poll(&mut cx);
+        assert!(
+            matches!(received, Poll::Ready(Err(Error::SelectorClosed))),
+            "{received:?}"
+        );
+    }
+
+    /// The same for a receive that finds the error without waiting (its socket readable, as
+    /// after a datagram taken earlier).
+    #[tokio::test]
+    async fn a_receive_failing_at_once_as_the_selector_closes_reports_the_close() {
+        let selector = SelectorManager::new();
+        let (socket, gone, _reserved) = connected_to_nobody(&selector).await;
+        // A receive that took an error leaves the socket readable in tokio's eyes (only a
+        // receive that finds nothing clears that): the next one tries at once.
+        draw_icmp_error(&socket, gone).await;
+        let first = within(socket.receive()).await;
+        assert!(
+            matches!(&first, Err(Error::Io(e)) if e.kind() == io::ErrorKind::ConnectionRefused),
+            "{first:?}"
+        );
+        draw_icmp_error(&socket, gone).await;
+        selector.inner().mark_closed();
+        let received = within(socket.receive()).await;
+        assert!(
+            matches!(received, Err(Error::SelectorClosed)),
+            "{received:?}"
+        );
+    }
+
+    /// The same for a send, which finds its socket's error before it sends.
+    #[tokio::test]
+    async fn a_send_failing_as_the_selector_closes_reports_the_close() {
+        let selector = SelectorManager::new();
+        let (socket, gone, _reserved) = connected_to_nobody(&selector).await;
+        draw_icmp_error(&socket, gone).await;
+        selector.inner().mark_closed();
+        let sent = within(socket.send(Datagram::new("again?", gone).unwrap())).await;
+        assert!(matches!(sent, Err(Error::SelectorClosed)), "{sent:?}");
     }
 }
