@@ -283,12 +283,15 @@ impl SelectorManager {
     /// [`Error::SelectorClosed`](crate::Error::SelectorClosed)), every connection learns that shutdown began
     /// ([`Socket::shutdown_requested`](crate::Socket::shutdown_requested)), the selector waits
     /// up to `grace` for the connections to close, then [closes](Self::close) everything left.
+    /// Datagram sockets are no connections: nothing tells them, nor waits for them, and that
+    /// close closes them (so a shutdown with only datagram sockets open closes them at once).
     ///
-    /// The report counts the connected sockets open when it began (accepted and connected
-    /// ones): those closed by the selector's close, or cut by a listener's shutdown running at
-    /// the same time, as cut; the others as finished. A connection a listener admitted before it
-    /// began is among them, also when `accept` hands it out only after. Connections made during
-    /// the grace period are not counted, whether they finish or are cut.
+    /// The report counts the connected stream sockets open when it began (accepted and
+    /// connected ones, not datagram sockets): those closed by the selector's close, or cut by
+    /// a listener's shutdown running at the same time, as cut; the others as finished. A
+    /// connection a listener admitted before it began is among them, also when `accept` hands
+    /// it out only after. Connections made during the grace period are not counted, whether
+    /// they finish or are cut.
     ///
     /// What the peer of a connection cut at the end of the grace period sees is what
     /// [`ServerSocket::shutdown`](crate::ServerSocket::shutdown) says: a clean end after what
