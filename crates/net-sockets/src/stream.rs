@@ -561,11 +561,15 @@ impl Conn {
 
     /// For a graceful close that leaves held-back answers to a task: the descriptor, and the
     /// connection's places in the counts, which the task keeps until they left (`None` when
-    /// another close released the descriptor already).
+    /// another close released the descriptor already, or took the places: a close under way
+    /// on another thread, such as a cut racing the socket's own close, which sends what is
+    /// held back itself, so that the places stay taken until it left).
     fn owe(&self, cause: Cause) -> Option<Owed> {
         let stream = self.core.io().ok()?;
         let (open, group) = {
             let mut counted = lock(self.core.on_release());
+            // Taken together, by a close's `owe` or the release: never one without the other.
+            counted.selector.as_ref()?;
             (counted.selector.take(), counted.group.take())
         };
         Some(Owed {
@@ -2369,6 +2373,124 @@ mod tests {
             ),
             Err(e) => panic!("the peer read {e} after a close that lost nothing"),
         }
+    }
+
+    /// A close and a cut of one accepted connection at once (its task's `close` on one thread,
+    /// the end of a listener shutdown's grace period or the selector's close on another), with
+    /// an answer held back that the socket cannot take: whichever close sends it, the
+    /// connection keeps its place in its listener's group (its `max_connections` slot, the
+    /// count a shutdown waits on) until it left. (Each close took the answer's descriptor;
+    /// only the first took the places, and when the other took the answer, the first found
+    /// nothing to send and let the places go at once: the slot freed, and a shutdown stopped
+    /// waiting, while the answer was still on its way, sent by a task no shutdown could cut.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_cut_racing_a_close_with_an_answer_held_back_keeps_the_group_place_until_it_left() {
+        use std::io::{Read as _, Write as _};
+        use std::task::{Wake, Waker};
+
+        const HELD: &[u8] = b"held back before the close\n";
+        struct Noop;
+        impl Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+
+        let selector = crate::SelectorManager::new();
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        // The socket takes nothing more: the held-back answer cannot leave at the close.
+        ours.set_nonblocking(true).unwrap();
+        let mut filled = 0;
+        for size in [4096, 256, 16, 1] {
+            loop {
+                match (&ours).write(&vec![b'.'; size]) {
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        // Accepted by a listener with `max_connections(1)`.
+        let group = Group::new(selector.inner().draining().child(), Some(1), None);
+        let slot = group.slot().await;
+        let (membership, counted) = group
+            .admit(None, slot, || selector.inner().connection_opened())
+            .unwrap();
+        let local = crate::address::UnixSocketAddress::reported(&ours.local_addr().unwrap());
+        let remote = crate::address::UnixSocketAddress::reported(&ours.peer_addr().unwrap());
+        let stream = {
+            let _runtime = selector.inner().handle().enter();
+            Stream::Unix(tokio::net::UnixStream::from_std(ours).unwrap())
+        };
+        let origin = Origin::Accepted {
+            group: Arc::clone(&group),
+            membership,
+            counted,
+            proxy: None,
+            received: Bytes::new(),
+        };
+        let options = SocketOptions::default();
+        let conn = Conn::open(
+            selector.inner(),
+            stream,
+            local.into(),
+            remote.into(),
+            &options,
+            origin,
+            false,
+        )
+        .unwrap();
+        // A request still to read: the answer is held back.
+        let (mut requests, reader) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut requests, b"a\nb\n")
+            .await
+            .unwrap();
+        let mut input = net_io::ByteReadChannel::new(reader);
+        input.share_backlog(conn.backlog().unwrap().clone());
+        input
+            .read_line(8, net_io::LineEnding::Default)
+            .await
+            .unwrap();
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let mut write = WriteHalf::new(Arc::clone(&conn));
+        let held = Pin::new(&mut write).poll_write(&mut cx, HELD);
+        assert!(matches!(held, Poll::Ready(Ok(n)) if n == HELD.len()));
+        assert!(conn.corked());
+        drop(write);
+
+        // The cut lands between the close's steps: after the close took the places, before
+        // it marked the socket closed.
+        let cutting = Arc::clone(&conn);
+        BETWEEN.with(|b| *b.borrow_mut() = Some(Box::new(move || cutting.cut())));
+        conn.close();
+        assert!(conn.is_closed());
+        // The peer has read nothing: the answer has not left, and the connection is open.
+        // (A window for the tasks the close started to run: once they have, it stays so.)
+        let watched = std::time::Instant::now();
+        while watched.elapsed() < Duration::from_millis(300) {
+            assert_eq!(
+                group.stats().open,
+                1,
+                "the connection left its group with its answer still held back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The peer reads: everything arrives, then the end, and the connection leaves.
+        let received = tokio::task::spawn_blocking(move || {
+            theirs.set_read_timeout(Some(LIMIT)).unwrap();
+            let mut received = Vec::new();
+            theirs.read_to_end(&mut received).map(|_| received)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(received.len(), filled + HELD.len());
+        assert!(received.ends_with(HELD));
+        let started = std::time::Instant::now();
+        while group.stats().open > 0 {
+            assert!(started.elapsed() < LIMIT, "the connection never left");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(group.slot().await.is_some());
     }
 
     /// Waits until `timer` expires; how long that took.
