@@ -526,17 +526,21 @@ impl ServerSocket {
     /// socket with other descriptors (adopted from systemd, which keeps a copy, or handed over
     /// to a successor) goes on listening for them: only this process's descriptor goes.
     /// Connections taken from the kernel but not handed out by `accept` (their PROXY protocol
-    /// header being read, or read and waiting) are closed too. Idempotent: a close that finds
-    /// another under way (another thread's, the selector's) returns once that one released
-    /// the descriptor.
+    /// header being read, or read and waiting) are closed too, and those still in the kernel's
+    /// listen queue (connected, never accepted: at `max_connections`, say) are reset by the
+    /// kernel (their clients read `ConnectionReset`; what they sent is never read), unless
+    /// other descriptors keep the socket listening. Idempotent: a close that finds another
+    /// under way (another thread's, the selector's) returns once that one released the
+    /// descriptor.
     pub fn close(&self) {
         self.inner.core.close(CloseMode::Graceful);
     }
 
-    /// Shuts down gracefully: stops accepting at once (new connects are refused, except at a
-    /// socket that other descriptors keep listening, as [`close`](Self::close) says; pending
-    /// `accept` calls fail with [`Error::Closed`]), tells every connection it accepted that
-    /// shutdown began ([`Socket::shutdown_requested`]), waits up to `grace` for them to close,
+    /// Shuts down gracefully: stops accepting at once (new connects are refused, and those
+    /// still in the kernel's listen queue reset, except at a socket that other descriptors keep
+    /// listening, as [`close`](Self::close) says; pending `accept` calls fail with
+    /// [`Error::Closed`]), tells every connection it accepted that shutdown began
+    /// ([`Socket::shutdown_requested`]), waits up to `grace` for them to close,
     /// then closes the rest, and reports how many finished and how many were cut (see
     /// [`ShutdownReport`] for how they are counted when another shutdown runs at the same
     /// time).

@@ -574,10 +574,10 @@ impl<T: Transport> Connection<T> {
     /// that was cancelled (the socket is then closed at once: with a reset after a failed write
     /// or bytes thrown away); [`Error::Timeout`] when the output could not be flushed and
     /// closed within `wait`. Errors while discarding input are not reported, nor is a drain
-    /// that `wait` (or the selector's close) ends before the peer's end of stream: the output
-    /// was flushed and closed by then, but the close of a socket with input left unread is a
-    /// reset, which on TCP drops what the kernel still queued for a peer that had not read it
-    /// all.
+    /// that `wait` (or the selector's close, or a graceful shutdown's cut at the end of its
+    /// grace period) ends before the peer's end of stream: the output was flushed and closed
+    /// by then, but the close of a socket with input left unread is a reset, which on TCP
+    /// drops what the kernel still queued for a peer that had not read it all.
     ///
     /// # Cancel safety
     ///
