@@ -185,7 +185,32 @@ impl TestCa {
         self.leaf(&[name], ExtendedKeyUsagePurpose::ClientAuth, false)
     }
 
+    /// A client leaf for `name` whose validity ends `valid_for` from now (to the second).
+    pub fn client_expiring_in(&self, name: &str, valid_for: std::time::Duration) -> Leaf {
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            + valid_for;
+        self.leaf_with(&[name], ExtendedKeyUsagePurpose::ClientAuth, |params| {
+            params.not_after = rcgen::date_time_ymd(1970, 1, 1) + end;
+        })
+    }
+
     fn leaf(&self, names: &[&str], usage: ExtendedKeyUsagePurpose, expired: bool) -> Leaf {
+        self.leaf_with(names, usage, |params| {
+            if expired {
+                params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+            }
+        })
+    }
+
+    fn leaf_with(
+        &self,
+        names: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+        validity: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).expect("leaf parameters");
         params.distinguished_name.push(
@@ -198,10 +223,7 @@ impl TestCa {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-        }
+        validity(&mut params);
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("signed leaf");
         Leaf {

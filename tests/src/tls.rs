@@ -262,7 +262,8 @@ impl TlsTestServer<LineSession> {
 pub struct SessionView {
     /// The protocol version.
     pub version: Option<TlsVersion>,
-    /// The cipher suite, as rustls's `Debug` prints it (the IANA name).
+    /// The cipher suite, as rustls's `Debug` prints it (the IANA name, `TLS13_` for `TLS_` in
+    /// TLS 1.3).
     pub suite: String,
     /// The ALPN protocol, if one was agreed.
     pub alpn: Option<Vec<u8>>,

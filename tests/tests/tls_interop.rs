@@ -19,7 +19,8 @@ use net_tests::tls::{SessionView, TlsTestServer};
 use net_tests::within;
 use net_tls::{Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket, TlsVersion};
 
-/// A cipher suite by its OpenSSL name and by the IANA name rustls's `Debug` prints.
+/// A cipher suite by its OpenSSL name and by the name rustls's `Debug` prints (the IANA name,
+/// with `TLS13_` for its `TLS_` in TLS 1.3).
 #[derive(Clone, Copy, Debug)]
 struct Suite {
     openssl: &'static str,

@@ -24,12 +24,13 @@ pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// handshake timeout.
 ///
 /// Sessions are resumed, as rustls does by default: a configuration keeps the sessions its
-/// handshakes made in memory (TLS 1.3 tickets and TLS 1.2 sessions, of the servers it
-/// connected to last: a bounded number), by the name the server was verified against, and its
-/// clones share them, so a client that connects again with a clone skips the full handshake
-/// where the server agrees (the session queries answer as after the full one). A configuration
-/// built anew starts with none. [`from_rustls`](TlsConfig::from_rustls) takes other settings
-/// (`resumption`).
+/// handshakes made in memory (up to 8 TLS 1.3 tickets and one TLS 1.2 session a server), by
+/// the name the server was verified against, for 32 servers: when a 33rd comes, the server it
+/// met first is forgotten, however recently it connected to that one since (rustls keeps them
+/// in the order it first met them, not by use). Its clones share them, so a client that
+/// connects again with a clone skips the full handshake where the server agrees (the session
+/// queries answer as after the full one). A configuration built anew starts with none.
+/// [`from_rustls`](TlsConfig::from_rustls) takes other settings (`resumption`).
 ///
 /// Its `Debug` output shows how the server's certificate is checked, as `verification`:
 /// `"enabled"` (against the trusted roots and the server name), `"disabled"` (after

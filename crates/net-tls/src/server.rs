@@ -27,11 +27,18 @@ use crate::{Error, Result, TlsVersion, pem, provider};
 /// Sessions are resumed, as rustls does by default: a configuration made by
 /// [`build`](TlsServerConfigBuilder::build) keeps the sessions its handshakes made in memory
 /// (the last 256 tickets and session IDs: a TLS 1.3 client gets two tickets, each naming its
-/// session, a TLS 1.2 client a session ID). A session is resumed only under the configuration
-/// that made it: after a [`reload`](Self::reload) to one built anew, none made before is, so
-/// every client does a full handshake under the new configuration, gets its certificate and
-/// meets what it requires (a client certificate, another client CA): resuming skips none of
-/// it.
+/// session, a TLS 1.2 client a session ID). A ticket resumes once (a client that offers it
+/// again gets a full handshake), a session ID as often as it is offered; neither resumes for
+/// another SNI name than its own. A session is resumed only under the configuration that
+/// made it: after a [`reload`](Self::reload) to one built anew, none made before is, so every
+/// client does a full handshake under the new configuration, gets its certificate and meets
+/// what it requires (a client certificate, another client CA): resuming skips none of it.
+/// Under one configuration, though, a session is resumed however long ago it was made, while
+/// it is among the last 256 (rustls gives the sessions it keeps no time limit: a TLS 1.3
+/// ticket tells the client to drop it after a day, a TLS 1.2 session ID says nothing), and no
+/// certificate is checked again: a client whose certificate expired since its session was
+/// made still resumes, its `peer_certificates` that certificate. A reload to a configuration
+/// built anew ends every session.
 /// Configurations given to [`from_rustls`](Self::from_rustls) keep their own
 /// `session_storage` and `ticketer`: two that share them resume each other's sessions, across
 /// a reload too (see rustls's `ServerConfig`).

@@ -417,8 +417,9 @@ impl TlsSession {
         self.session.protocol_version
     }
 
-    /// The cipher suite in use (its `Debug` form is the IANA name, e.g.
-    /// `TLS13_AES_256_GCM_SHA384`).
+    /// The cipher suite in use. Its `Debug` form is rustls's name: the IANA name for a TLS 1.2
+    /// suite (`TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384`), and for a TLS 1.3 one the IANA name
+    /// with `TLS13_` for its `TLS_` (`TLS13_AES_256_GCM_SHA384` for `TLS_AES_256_GCM_SHA384`).
     pub fn cipher_suite(&self) -> Option<CipherSuite> {
         self.session.cipher_suite
     }
