@@ -15,8 +15,8 @@ use crate::write_state::Flags;
 /// yet — requests already received and still to be answered — and the answers held back
 /// meanwhile. A reader that waits for more input has none pending, whatever part of a request
 /// it holds; nor has one that has seen the end of its stream (or whose transport failed for
-/// good), whatever it still holds: it never waits again, so nothing would send answers held
-/// back for it.
+/// good, or whose [`Frames`](crate::Frames) stream ended at an error), whatever it still holds:
+/// it never waits again, so nothing would send answers held back for it.
 ///
 /// A transport that carries both directions of a connection can use it to coalesce flushes: while
 /// the reader has a backlog, the answers it writes are held back and leave together when the
@@ -176,14 +176,16 @@ impl Backlog {
     }
 
     /// Sets what the transport runs when a read through tokio's traits (which passes its bytes
-    /// on, and may stop reading while its writes wait) leaves nothing pending while bytes are
+    /// on, and may stop reading while its writes wait), or a [`Frames`](crate::Frames) stream
+    /// that ends at an error (it never reads again), leaves nothing pending while bytes are
     /// held: the transport sends them, as when its reader is about to wait. Once: a later call
     /// changes nothing.
     pub fn on_passed_on(&self, f: impl Fn() + Send + Sync + 'static) {
         let _ = self.0.passed_on.0.set(Box::new(f));
     }
 
-    /// A read through tokio's traits: nothing is pending, and what is held leaves.
+    /// A read through tokio's traits, or a frame stream's end at an error: nothing is pending,
+    /// and what is held leaves.
     #[inline]
     pub(crate) fn passed_on(&self) {
         self.set(false);

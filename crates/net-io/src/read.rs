@@ -343,7 +343,7 @@ impl ByteReadChannel {
 
     /// After a read through tokio's traits: nothing is pending, and answers held back before
     /// (for an own read's pending input) leave, since such code may stop reading while its
-    /// writes wait.
+    /// writes wait. The same when a frame stream ends at an error (it never reads again).
     fn pass_on(&self) {
         if let Some(backlog) = &self.backlog {
             backlog.passed_on();
@@ -1915,7 +1915,13 @@ impl AsyncBufRead for ByteReadChannel {
 /// A [`Stream`](futures_core::Stream) of frames decoded from a [`ByteReadChannel`]; made by
 /// [`ByteReadChannel::into_frames`].
 ///
-/// The stream ends (yields `None`) at the end of the channel, and after the first error.
+/// The stream ends (yields `None`) at the end of the channel, and after the first error. Ended
+/// at an error, it never reads again, whatever is still buffered (the bytes the decoder failed
+/// on): for a shared [`Backlog`](crate::Backlog) nothing is pending any more, as at the end of
+/// the stream, and what was held back for it leaves then (see
+/// [`Backlog::on_passed_on`](crate::Backlog::on_passed_on)), so that an answer to the bad frame
+/// is not held back until the connection closes. ([`into_parts`](Self::into_parts) gives the
+/// channel back to read on.)
 #[derive(Debug)]
 #[must_use = "streams do nothing unless polled"]
 pub struct Frames<D> {
@@ -1969,6 +1975,10 @@ impl<D> Frames<D> {
             }
             Err(e) => {
                 self.done = true;
+                // The stream ends here, perhaps with what the decoder failed on still buffered:
+                // as a reader at the end of its stream, it never reads again, so nothing is
+                // pending, and what was held back for it leaves now.
+                self.channel.pass_on();
                 Poll::Ready(Some(Err(e)))
             }
         }

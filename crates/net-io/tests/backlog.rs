@@ -206,3 +206,47 @@ async fn a_decoder_error_that_consumed_the_input_leaves_nothing_pending() {
     output.write_string_utf8("bad frame\n").await.unwrap();
     assert!(!backlog.is_holding(), "held back for input that is gone");
 }
+
+/// Decodes `ok\n` frames; anything else is an error that leaves the input where it is (as
+/// `LengthDelimitedCodec` leaves a header that announces a frame over its limit).
+struct OkOrKept;
+
+impl tokio_util::codec::Decoder for OkOrKept {
+    type Item = ();
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut bytes::BytesMut) -> std::io::Result<Option<()>> {
+        if src.len() < 3 {
+            return Ok(None);
+        }
+        if src.starts_with(b"ok\n") {
+            let _ = src.split_to(3);
+            return Ok(Some(()));
+        }
+        Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad"))
+    }
+}
+
+/// A frame stream ends at its first error and never reads again, though the bytes it failed on
+/// stay buffered: nothing is pending any more (as at the end of the stream), and the transport
+/// is told to send what it held back.
+#[tokio::test]
+async fn a_frame_stream_that_ended_at_an_error_has_nothing_pending() {
+    let (mut peer, input, backlog) = reader();
+    let sends = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let told = std::sync::Arc::clone(&sends);
+    backlog.on_passed_on(move || {
+        told.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    peer.write_all(b"ok\nbad\n").await.unwrap();
+    let mut frames = input.into_frames(OkOrKept);
+    assert!(frames.next_frame().await.unwrap().is_ok());
+    assert!(backlog.is_pending(), "`bad` is unread");
+    assert!(backlog.hold(b"fine\n", 1024));
+    assert!(frames.next_frame().await.unwrap().is_err());
+    assert!(frames.next_frame().await.is_none());
+    assert!(!backlog.is_pending(), "the stream never reads `bad`");
+    assert_eq!(sends.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let (input, _) = frames.into_parts();
+    assert_eq!(input.available_for_read(), 4, "`bad` stays buffered");
+}

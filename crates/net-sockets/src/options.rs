@@ -90,8 +90,9 @@ pub struct SocketOptions {
     /// leave with the burst's answers). `flush_and_close`, `close` and `close_gracefully` send
     /// what was held back first.
     ///
-    /// Held-back bytes leave when the reader waits for input or sees the end of its stream,
-    /// when its read channel is dropped, when a write would pass the 64 KiB limit (on TLS,
+    /// Held-back bytes leave when the reader waits for input or sees the end of its stream
+    /// (a frame stream's end at its first error too, which never reads again), when its read
+    /// channel is dropped, when a write would pass the 64 KiB limit (on TLS,
     /// 64 KiB of the records that carry them, about 22 bytes more per record), or when the
     /// write side closes. So a reader that stops reading while input is still unread (a server
     /// that reads a command sent with a trailing empty line, then only pushes and never reads
