@@ -193,10 +193,12 @@ pub(crate) async fn connect(
             (Stream::Tcp(stream), Some(host), Unclaimed(None))
         }
     };
+    #[cfg(test)]
+    tests::before_the_addresses(&stream);
     let (local, remote) = match &stream {
         Stream::Tcp(s) => (
             SocketAddress::from(s.local_addr()?),
-            SocketAddress::from(s.peer_addr()?),
+            SocketAddress::from(tcp_peer(s)?),
         ),
         Stream::Unix(s) => {
             let sock = socket2::SockRef::from(s);
@@ -366,8 +368,17 @@ async fn connect_one(
         return Err(e);
     }
     // A connect that failed without a pending error still has no peer.
-    stream.peer_addr()?;
+    tcp_peer(&stream)?;
     Ok(stream)
+}
+
+/// The peer of a connected TCP stream. Without one, the error the kernel holds for the
+/// connection when there is one (a reset that came since the connect: `ECONNRESET`), else
+/// `getpeername`'s own (`ENOTCONN`, which says only that there is no connection).
+fn tcp_peer(stream: &TcpStream) -> io::Result<SocketAddr> {
+    stream
+        .peer_addr()
+        .or_else(|e| Err(stream.take_error()?.unwrap_or(e)))
 }
 
 /// Orders addresses so that the families alternate, starting with the resolver's first.
@@ -674,6 +685,63 @@ mod tests {
         assert_eq!(
             out,
             ["[::1]:1", "1.1.1.1:1", "[::2]:1", "2.2.2.2:1", "3.3.3.3:1"]
+        );
+    }
+
+    /// A step run with the connected stream.
+    type Step = Box<dyn FnOnce(&TcpStream)>;
+
+    thread_local! {
+        /// What runs on this thread in `connect`, once the connection is made and before its
+        /// addresses are read (the peer acting in that moment).
+        static BEFORE_ADDRESSES: std::cell::RefCell<Option<Step>> = std::cell::RefCell::new(None);
+    }
+
+    pub(super) fn before_the_addresses(stream: &Stream) {
+        if let Stream::Tcp(s) = stream {
+            if let Some(step) = BEFORE_ADDRESSES.with(|b| b.borrow_mut().take()) {
+                step(s);
+            }
+        }
+    }
+
+    /// A connection its peer resets once it is made, before `connect` reads its addresses,
+    /// fails the connect with the reset, the error the kernel holds for it. (Before, with
+    /// `getpeername`'s `ENOTCONN`: kind `NotConnected`, "Transport endpoint is not
+    /// connected", as if no connection had been made.)
+    #[tokio::test]
+    async fn a_connection_reset_before_its_addresses_are_read_fails_with_the_reset() {
+        let selector = SelectorManager::new();
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = server.local_addr().unwrap();
+        BEFORE_ADDRESSES.with(|b| {
+            *b.borrow_mut() = Some(Box::new(move |client: &TcpStream| {
+                let (accepted, _) = server.accept().unwrap();
+                socket2::SockRef::from(&accepted)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                drop(accepted);
+                // Bounded: the reset crosses the loopback at once.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while client.peer_addr().is_ok() {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the reset never arrived"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }))
+        });
+        let e = connect(
+            selector.inner(),
+            SocketTarget::Address(address.into()),
+            &SocketOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::Io(io) if io.kind() == io::ErrorKind::ConnectionReset),
+            "{e:?}"
         );
     }
 }
