@@ -190,10 +190,12 @@ impl std::str::FromStr for InetSocketAddress {
 /// listener accepts it, and reports its path.) A name in
 /// Linux's abstract namespace is a NUL byte and then any bytes, NUL bytes included (each one
 /// counts: `"\0svc\0a"` is not `"\0svc"`), none at all included (`"\0"`), 108 bytes in all
-/// at most. A relative path
-/// is the OS's: resolved against the working directory when the socket is bound or connected,
-/// and reported as it was given; the file it made is removed there, though the working
-/// directory changed since.
+/// at most. A path that begins with `@` is a file's (relative) path, not an abstract name,
+/// though `Display` shows both alike, as `ss` does (`"@svc"` and `"\0svc"` show as `@svc`):
+/// what `Display` shows is for reading, not for giving back to [`new`](Self::new). A relative
+/// path is the OS's: resolved against the working directory when the socket is bound or
+/// connected, and reported as it was given; the file it made is removed there, though the
+/// working directory changed since.
 ///
 /// Two paths are equal (and hash and order alike) as [`Path`]s are, component by component
 /// (`"/tmp/x.sock"` and `"/tmp//x.sock"` name one file); two names in the abstract namespace
@@ -502,12 +504,18 @@ mod sealed {
 /// scope names an interface (`"fe80::1%eth0"`, with or without its brackets, in either form:
 /// `("[fe80::1%eth0]", 80)`, `"[fe80::1%eth0]:80"`), given to the resolver without its
 /// brackets (glibc's takes an interface's name as the scope of a link-local address only).
+/// The resolver gets the host as it is, nothing trimmed (`" localhost"` is a name of its
+/// own) or converted (an internationalized name goes as UTF-8, not in its IDNA form
+/// `xn--…`: give that form), and reads it as the system's does: glibc's, for one, also reads
+/// the numeric forms of `inet_aton`, which `std` refuses, as IPv4 addresses (`"127.1"`,
+/// `"0x7f.1"` and `"2130706433"` reach `127.0.0.1`), on a blocking thread as for any name.
 ///
 /// In a `"host:port"` string an IPv6 literal takes brackets (`"[::1]:80"`): without them
 /// (`"::1:80"`, itself an IPv6 address) the string is ambiguous and refused with
 /// [`Error::Io`](crate::Error::Io) of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput),
 /// as `std` refuses it; so is a string whose bracketed host is not an IPv6 address
-/// (`"[localhost]:80"`, `"[127.0.0.1]:80"`) or whose port is not all digits or over 65535.
+/// (`"[localhost]:80"`, `"[127.0.0.1]:80"`) or whose port is not all digits or over 65535,
+/// and one with a colon too many after a host that is not an IPv6 address (`"host:80:90"`).
 ///
 /// The trait is sealed: the conversions are the ones listed here.
 pub trait ToSocketAddress: sealed::Sealed {
@@ -590,7 +598,12 @@ fn parse_host_port(text: &str) -> Result<SocketTarget> {
         )));
     }
     if host.contains(':') {
-        // An IPv6 literal without brackets: `::1:80` is also an address of its own.
+        // An IPv6 literal without brackets (`::1:80` is also an address of its own) gets the
+        // hint; a host with a colon that is no IPv6 address (`host:80:90`) is no host:port.
+        let ipv6 = |t: &str| named_scope(t) || ipv6_literal(t, 0).is_some();
+        if !ipv6(host) && !ipv6(text) {
+            return Err(invalid());
+        }
         return Err(Error::Io(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(

@@ -434,9 +434,11 @@ impl TcpSocketBuilder {
     }
 
     /// Connects to `address`. A host name is resolved and every address tried, IPv6 and IPv4
-    /// interleaved and raced (a new attempt starts every 250 ms, or as soon as one fails), so
-    /// a dead address family does not stall the connect (one at a time with a fixed local
-    /// port: see [`local_address`](Self::local_address)).
+    /// interleaved and raced, the resolver's first address first (`localhost`, on a host whose
+    /// resolver gives `::1` and then `127.0.0.1`, tries `::1` first; a new attempt starts
+    /// every 250 ms, or as soon as one fails), so a dead address family does not stall the
+    /// connect (one at a time with a fixed local port: see
+    /// [`local_address`](Self::local_address)).
     ///
     /// # Errors
     ///
@@ -506,7 +508,8 @@ impl UdpSocketBuilder {
         self
     }
 
-    /// Binds a datagram socket to `address` (port 0 picks a free port).
+    /// Binds a datagram socket to `address` (port 0 picks a free port; a host name binds its
+    /// first resolved address).
     ///
     /// # Errors
     ///
@@ -524,8 +527,9 @@ impl UdpSocketBuilder {
         BoundDatagramSocket::bind(self.selector.inner(), address, &self.options)
     }
 
-    /// A datagram socket connected to `remote`, bound to a free port on the unspecified
-    /// address of the same family.
+    /// A datagram socket connected to `remote` (with a host name, its first resolved address
+    /// only: no other is tried, as no datagram says whether it arrived), bound to a free port
+    /// on the unspecified address of the same family.
     ///
     /// The socket's peer is the one the kernel connected it to: for the unspecified address
     /// (`0.0.0.0:p`), which the kernel takes for this host, that is this host's address

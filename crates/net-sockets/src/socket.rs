@@ -359,6 +359,8 @@ impl<T: Transport> Socket<T> {
 
     /// The local address. A connection a dual-stack listener (bound to `::`) accepted from an
     /// IPv4 client has it IPv4-mapped, as [`remote_address`](Self::remote_address) does.
+    /// Behind a PROXY protocol header it is still the socket's own, where the proxy connected
+    /// to: the address the header says the client connected to is not reported.
     pub fn local_address(&self) -> SocketAddress {
         self.link.conn.local.clone()
     }
