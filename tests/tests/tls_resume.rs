@@ -319,8 +319,9 @@ async fn our_client_resumes_with_openssl_s_server_by_session_id_and_by_ticket() 
 }
 
 /// Relays one connection from `front` to `127.0.0.1:back` and returns how many bytes the
-/// server sent in it (to its end).
+/// server sent in it (to its end, or until the client took no more).
 async fn relay_counting(front: tokio::net::TcpListener, back: u16) -> u64 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let (mut client, _) = front.accept().await.unwrap();
     let mut server = tokio::net::TcpStream::connect(("127.0.0.1", back))
         .await
@@ -329,14 +330,23 @@ async fn relay_counting(front: tokio::net::TcpListener, back: u16) -> u64 {
     let (mut server_read, mut server_write) = server.split();
     let up = async {
         let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut server_write).await;
+        let _ = server_write.shutdown().await;
     };
+    // Counted as read from the server, whatever becomes of them: the client may close (with a
+    // reset, the server's last records unread) before they all went through, which fails a
+    // write to it (`tokio::io::copy` then loses its count: a full handshake counted as 0
+    // bytes, "resumed"). What the handshake sent went through before the client's answer.
     let down = async {
-        let n = tokio::io::copy(&mut server_read, &mut client_write)
-            .await
-            .unwrap_or(0);
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut client_write).await;
-        n
+        let mut sent = 0;
+        let mut buffer = vec![0; 16 * 1024];
+        while let Ok(n @ 1..) = server_read.read(&mut buffer).await {
+            sent += n as u64;
+            if client_write.write_all(&buffer[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = client_write.shutdown().await;
+        sent
     };
     tokio::join!(up, down).1
 }
