@@ -49,7 +49,9 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   last records were still unread (the close takes them in, so that the kernel does not
 ///   answer it with a reset); so do reads after a cut (the selector's close, the end of a
 ///   graceful shutdown's grace period or of the runtime), with that close's error
-///   (`SelectorClosed`, or `Closed`), never data the cut took in.
+///   (`SelectorClosed`, or `Closed`), never data the cut took in. A read that failed for good
+///   before the close (a truncation, a corrupted record, the peer's reset) reports that
+///   failure again instead, as on a plain socket.
 /// - Dropping the socket (and its channels) without `close`, or a [`TlsStream`] without
 ///   `poll_shutdown`, sends no `close_notify` either: the peer sees a truncation, as with
 ///   tokio-rustls's streams.
@@ -882,6 +884,9 @@ enum ReadEnd {
     Truncated,
     /// The socket failed with `ConnectionAborted`.
     Aborted,
+    /// The socket failed with this OS error (the peer's reset): reported again by every later
+    /// read, also after the socket's close, as a plain socket's read does.
+    Os(i32),
     /// The session failed (a corrupted record, the peer's fatal alert): rustls keeps its
     /// error but does not report it again, and would wait for more input instead.
     Failed(rustls::Error),
@@ -1034,6 +1039,9 @@ impl AsyncRead for TlsRead {
             Some(ReadEnd::Failed(e)) => {
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e.clone())));
             }
+            Some(ReadEnd::Os(code)) => {
+                return Poll::Ready(Err(io::Error::from_raw_os_error(*code)));
+            }
             _ => {}
         }
         let mut locked = lock(&this.shared);
@@ -1125,6 +1133,12 @@ impl AsyncRead for TlsRead {
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => {
                 this.ended = Some(ReadEnd::Aborted);
+                Poll::Ready(Err(e))
+            }
+            Poll::Ready(Err(e)) if e.raw_os_error().is_some() => {
+                // The socket's own failure, final (as the socket's read half keeps it): a
+                // close after it must not turn it into the close's error.
+                this.ended = e.raw_os_error().map(ReadEnd::Os);
                 Poll::Ready(Err(e))
             }
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
