@@ -772,7 +772,10 @@ impl ShutdownSignal {
 /// `poll_shutdown` half-closes (sends FIN; over TLS, `close_notify` first). A write after it
 /// fails with `BrokenPipe` (on a plain socket the OS error `EPIPE`, as tokio's `TcpStream`
 /// reports it) and changes nothing: what was written before the shutdown still reaches the
-/// peer, then the end of the stream.
+/// peer, then the end of the stream. Otherwise a write after the socket's close or its
+/// selector's, a write of nothing too, fails with that close's error
+/// ([`Error::Closed`](crate::Error::Closed) or
+/// [`Error::SelectorClosed`](crate::Error::SelectorClosed)), over TLS as on a plain socket.
 ///
 /// A write that timed out (`socket_timeout`) took none of its bytes; a retry that went
 /// through, a flush or the shutdown itself (a flush first) makes it good, and the shutdown

@@ -1760,6 +1760,17 @@ impl WriteHalf {
         self.record(result)
     }
 
+    /// The result of a write of nothing: `Ok(0)`, or, once the socket's close began (`close`,
+    /// a cut, the selector's close), the close's error, as a write of something gets (and as
+    /// TLS's write of nothing).
+    fn nothing_written(&self) -> io::Result<usize> {
+        let core = &self.half.conn.core;
+        if core.close_begun() {
+            return Err(core.closed_error().into());
+        }
+        Ok(0)
+    }
+
     #[inline]
     fn poll_send(
         &mut self,
@@ -1954,7 +1965,7 @@ impl AsyncWrite for WriteHalf {
             return Poll::Ready(Err(broken_pipe()));
         }
         if buf.is_empty() {
-            return Poll::Ready(Ok(0));
+            return Poll::Ready(this.nothing_written());
         }
         if this.half.conn.deferring() && this.half.conn.hold(buf) {
             // Held back to leave before anything written later: as good as sent.
