@@ -1007,7 +1007,6 @@ impl HeaderBytes {
         required: bool,
     ) -> std::result::Result<(Option<ProxyHeader>, Bytes), HeaderError> {
         use bytes::BufMut;
-        use tokio::io::AsyncReadExt;
         loop {
             match proxy_protocol::parse(&self.buf) {
                 Parse::Done { header, consumed } => {
@@ -1034,11 +1033,7 @@ impl HeaderBytes {
                 self.buf.reserve_exact(room);
             }
             let mut room = (&mut self.buf).limit(room);
-            let n = match stream {
-                Stream::Tcp(s) => s.read_buf(&mut room).await,
-                Stream::Unix(s) => s.read_buf(&mut room).await,
-            }
-            .map_err(|e| {
+            let n = stream.read_some(&mut room).await.map_err(|e| {
                 // After a whole signature, a header cut short (counted, also when optional).
                 if self.has_signature() {
                     HeaderError::Failed(e)
