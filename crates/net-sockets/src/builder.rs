@@ -195,7 +195,8 @@ impl TcpSocketBuilder {
     /// `read_bytes` of what a given-up `read_line` left buffered) leaves it running too: the
     /// time spent after it counts, and the next read that waits fails at once when the time
     /// is up. A write waits for the kernel to say that the socket takes bytes again, which
-    /// Linux says only once a third of the send buffer drained: a peer that reads, but slower
+    /// Linux says only once a third of the send buffer drained (of a Unix socket's, whose
+    /// peer's unread input counts against it, three quarters): a peer that reads, but slower
     /// than that per timeout (a third of a 4 MiB buffer in 30 s is some 45 KB/s), times out
     /// all the same (a smaller [`send_buffer_size`](Self::send_buffer_size) lowers that rate).
     ///
