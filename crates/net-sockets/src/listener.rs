@@ -902,6 +902,10 @@ impl ListenerInner {
         proxy: Option<SocketAddress>,
         received: Bytes,
     ) -> Result<Socket> {
+        // A set-up that fails drops the two places in this order: the group's first, then the
+        // selector's (parameters would go in the reverse order of theirs), so that the
+        // selector's count reads none only once its listeners' do.
+        let places = (membership, counted);
         let tcp = matches!(stream, Stream::Tcp(_));
         let (local, ipv6) = match &stream {
             Stream::Tcp(s) => {
@@ -933,6 +937,7 @@ impl ListenerInner {
                 SockRef::from(&stream).set_linger(Some(time))?;
             }
         }
+        let (membership, counted) = places;
         let origin = Origin::Accepted {
             group: Arc::clone(&self.group),
             membership,

@@ -291,7 +291,8 @@ impl SelectorManager {
     /// a listener's shutdown running at the same time, as cut; the others as finished. A
     /// connection a listener admitted before it began is among them, also when `accept` hands
     /// it out only after. Connections made during the grace period are not counted, whether
-    /// they finish or are cut.
+    /// they finish or are cut. Once it returns, no connection of the selector is open: every
+    /// listener's [`stats`](crate::ServerSocket::stats) counts none open.
     ///
     /// What the peer of a connection cut at the end of the grace period sees is what
     /// [`ServerSocket::shutdown`](crate::ServerSocket::shutdown) says: a clean end after what
@@ -465,6 +466,12 @@ impl SelectorInner {
     /// The signal that a graceful shutdown began.
     pub(crate) fn draining(&self) -> &Drain {
         &self.draining
+    }
+
+    /// How many connections the selector counts open.
+    #[cfg(test)]
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open_connections.open()
     }
 
     /// Counts a connection open until the guard leaves (or is dropped: the connection closed

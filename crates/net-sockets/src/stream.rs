@@ -312,8 +312,9 @@ impl fmt::Debug for BeforeCut {
 /// group.
 #[derive(Debug)]
 pub(crate) struct Counted {
-    selector: Option<OpenConnection>,
+    /// Declared (so dropped) before the selector's place: see the release.
     group: Option<Membership>,
+    selector: Option<OpenConnection>,
     /// The socket file a connecting Unix socket bound to, removed with the descriptor (boxed:
     /// rare, and every connection keeps this record).
     file: Option<Box<SocketFile>>,
@@ -334,11 +335,15 @@ impl ReleaseHook for Mutex<Counted> {
         if let Some(file) = file {
             file.remove();
         }
-        if let Some(open) = open {
-            open.leave(cause);
-        }
+        // The listener's group first, then the selector's count: the selector's shutdown
+        // waits for its count only, so when it sees none open, no listener of it counts one.
         if let Some(membership) = membership {
             membership.leave(cause);
+        }
+        #[cfg(test)]
+        tests::between_count_leaves();
+        if let Some(open) = open {
+            open.leave(cause);
         }
     }
 }
@@ -439,8 +444,8 @@ impl Conn {
         };
         // Released with the descriptor (see its `ReleaseHook`).
         let counted = Mutex::new(Counted {
-            selector: Some(counted),
             group: held,
+            selector: Some(counted),
             file: file.map(Box::new),
         });
         let setup = Setup {
@@ -1080,11 +1085,12 @@ impl Owed {
         // runtime shutting down drops the closure instead, and with it all three.) The counts
         // first: the peer may connect again as soon as it sees the FIN (see `Core::release`).
         drop(tokio::task::spawn_blocking(move || {
-            if let Some(open) = open {
-                open.leave(cause);
-            }
+            // The group before the selector's count (see `Counted`'s release).
             if let Some(group) = group {
                 group.leave(cause);
+            }
+            if let Some(open) = open {
+                open.leave(cause);
             }
             drop(stream);
         }));
@@ -1094,12 +1100,13 @@ impl Owed {
 impl Drop for Owed {
     fn drop(&mut self) {
         // The counts before the reset, as before a FIN (see `Core::release`).
+        // The group before the selector's count (see `Counted`'s release).
         let stream = self.stream.take();
-        if let Some(open) = self.open.take() {
-            open.leave(self.cause);
-        }
         if let Some(group) = self.group.take() {
             group.leave(self.cause);
+        }
+        if let Some(open) = self.open.take() {
+            open.leave(self.cause);
         }
         if let Some(stream) = stream {
             let _ = SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
@@ -2315,6 +2322,73 @@ mod tests {
             "the second waiter returned while a call it must wait for was under way \
              (counted in the slot the first waiter ended, which is current again: {word:#010x})"
         );
+    }
+
+    thread_local! {
+        /// What runs on this thread in a connection's release, between its leaving one count
+        /// and the other.
+        static BETWEEN_LEAVES: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+            std::cell::RefCell::new(None);
+    }
+
+    pub(super) fn between_count_leaves() {
+        if let Some(step) = BETWEEN_LEAVES.with(|b| b.borrow_mut().take()) {
+            step();
+        }
+    }
+
+    /// A closing connection leaves its listener's group before its selector's count: when the
+    /// selector's count reads none open (and a graceful shutdown of the selector, which waits
+    /// for that, returns), its listener's `stats().open` reads none too.
+    #[test]
+    fn a_connection_leaves_its_listeners_count_before_its_selectors() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let selector = {
+            let _inside = runtime.enter();
+            crate::SelectorManager::new()
+        };
+        let (listener, _client, server_side) = runtime.block_on(async {
+            let listener = crate::a_socket(&selector)
+                .tcp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            let client = crate::a_socket(&selector)
+                .tcp()
+                .connect(listener.local_address())
+                .await
+                .unwrap();
+            let server_side = listener.accept().await.unwrap();
+            (Arc::new(listener), client, server_side)
+        });
+        assert_eq!(listener.stats().open, 1);
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        BETWEEN_LEAVES.with(|b| {
+            let selector = selector.clone();
+            let listener = Arc::clone(&listener);
+            *b.borrow_mut() = Some(Box::new(move || {
+                let counted = selector.inner().open_connections();
+                seen_tx.send((counted, listener.stats().open)).unwrap();
+            }));
+        });
+        {
+            let _inside = runtime.enter();
+            server_side.close();
+        }
+        let (selectors, listeners) = seen
+            .recv_timeout(LIMIT)
+            .expect("the release ran on this thread");
+        // `_client` is still open: the selector counts it.
+        assert!(
+            selectors > 1 || listeners == 0,
+            "the selector's count left first: it reads {selectors} open (its client only) while \
+             the listener's reads {listeners}"
+        );
+        assert_eq!(listener.stats().open, 0);
+        selector.close();
     }
 
     pub(super) fn between_close_steps() {
