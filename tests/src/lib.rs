@@ -19,6 +19,7 @@
 //! - [`probe`]: descriptors, CPU time and memory of this process.
 //! - [`records`]: TLS 1.3 records written by hand (empty records, KeyUpdates) for hostile peers.
 //! - [`fault`]: the fault suite's line server, its well-behaved client and hostile peers.
+//! - [`rng`]: a small deterministic generator for the seeded stress tests.
 //! - [`TempDir`]: a temporary directory that removes itself.
 
 use std::future::Future;
@@ -33,6 +34,7 @@ pub mod loopback;
 pub mod pki;
 pub mod probe;
 pub mod records;
+pub mod rng;
 pub mod sends;
 mod temp;
 pub mod tls;

@@ -8,23 +8,8 @@ use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
 use net_sockets::{Error, SelectorManager, UnixSocketAddress, a_socket};
+use net_tests::rng::Rng;
 use net_tests::{TempDir, within};
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
 
 /// One round: an accept loop (in two tasks, so accepts are pending at the close), eight
 /// clients connecting and ending at random, the file removed half-way, then the close.
