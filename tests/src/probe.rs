@@ -12,6 +12,17 @@ pub fn fd_count() -> usize {
         .count()
 }
 
+/// The sockets this process holds, from `/proc/self/fd`: only sockets, so that another test's
+/// runtime (its epoll and event descriptors, made whenever that test starts) never counts as a
+/// leak of the one counting.
+pub fn socket_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
 /// Opens resources with `open` until this process has no descriptor left, and returns them
 /// (dropping them frees the descriptors again). Panics if `open` fails with anything but
 /// `EMFILE`.

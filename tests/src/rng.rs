@@ -1,6 +1,18 @@
 //! A small deterministic generator for the seeded stress tests (xorshift64*): the same seed
 //! gives the same rounds, so that a failing seed can be run again (`…_SEED`, `…_ROUNDS`).
 
+/// The seeds a stress test runs: `{prefix}_ROUNDS` of them (`default_rounds` when it is not
+/// set) from `{prefix}_SEED` on (1 when it is not set).
+pub fn seeds(prefix: &str, default_rounds: u64) -> std::ops::Range<u64> {
+    let var = |name: &str| -> Option<u64> {
+        std::env::var(format!("{prefix}_{name}"))
+            .ok()
+            .and_then(|v| v.parse().ok())
+    };
+    let first = var("SEED").unwrap_or(1);
+    first..first + var("ROUNDS").unwrap_or(default_rounds)
+}
+
 /// A small deterministic generator (xorshift64*).
 #[derive(Debug)]
 pub struct Rng(u64);

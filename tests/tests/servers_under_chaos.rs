@@ -682,37 +682,14 @@ async fn round(seed: u64, tls: bool, pki: &net_tests::pki::Pki) -> Result<(), St
     Ok(())
 }
 
-fn rounds(default: u64) -> (u64, u64) {
-    let rounds = std::env::var("CHAOS_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(default);
-    let first = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(1);
-    (first, rounds)
-}
-
-/// The sockets this process holds, from `/proc/self/fd`: only sockets, so that the other
-/// test's runtime (its epoll and event descriptors, made whenever that test starts) never
-/// counts as a leak of this one's.
-fn socket_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("socket:"))
-        .count()
-}
-
 /// The tests of this file one at a time: each counts the process's sockets.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn many(tls: bool, default: u64) {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let (first, rounds) = rounds(default);
+    let seeds = net_tests::rng::seeds("CHAOS", default);
     let pki = net_tests::pki::Pki::generate();
-    let before = socket_count();
+    let before = net_tests::probe::socket_count();
     // Long runs (`CHAOS_ROUNDS`) are bounded by their count; the default one also in time.
     let limit = if std::env::var_os("CHAOS_ROUNDS").is_some() {
         Duration::from_secs(3600)
@@ -721,7 +698,7 @@ async fn many(tls: bool, default: u64) {
     };
     let started = Instant::now();
     let mut failures = Vec::new();
-    for seed in first..first + rounds {
+    for seed in seeds {
         if started.elapsed() > limit {
             break;
         }
@@ -731,10 +708,10 @@ async fn many(tls: bool, default: u64) {
         }
     }
     let waited = Instant::now();
-    while socket_count() > before && waited.elapsed() < Duration::from_secs(5) {
+    while net_tests::probe::socket_count() > before && waited.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let after = socket_count();
+    let after = net_tests::probe::socket_count();
     assert!(
         failures.is_empty(),
         "{} failures: {failures:#?}",

@@ -612,33 +612,12 @@ async fn round(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn rounds(default: u64) -> (u64, u64) {
-    let rounds = std::env::var("CHAOS_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(default);
-    let first = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(1);
-    (first, rounds)
-}
-
-/// The sockets this process holds, from `/proc/self/fd`.
-fn socket_count() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().starts_with("socket:"))
-        .count()
-}
-
 /// PROXY headers, per-address caps and Unix listeners under chaos (`CHAOS_SEED`,
 /// `CHAOS_ROUNDS` choose the rounds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn a_server_behind_proxy_headers_and_per_address_caps_keeps_its_answers_exact() {
-    let (first, rounds) = rounds(5);
-    let before = socket_count();
+    let seeds = net_tests::rng::seeds("CHAOS", 5);
+    let before = net_tests::probe::socket_count();
     let limit = if std::env::var_os("CHAOS_ROUNDS").is_some() {
         Duration::from_secs(3600)
     } else {
@@ -646,7 +625,7 @@ async fn a_server_behind_proxy_headers_and_per_address_caps_keeps_its_answers_ex
     };
     let started = Instant::now();
     let mut failures = Vec::new();
-    for seed in first..first + rounds {
+    for seed in seeds {
         if started.elapsed() > limit {
             break;
         }
@@ -656,10 +635,10 @@ async fn a_server_behind_proxy_headers_and_per_address_caps_keeps_its_answers_ex
         }
     }
     let waited = Instant::now();
-    while socket_count() > before && waited.elapsed() < Duration::from_secs(5) {
+    while net_tests::probe::socket_count() > before && waited.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let after = socket_count();
+    let after = net_tests::probe::socket_count();
     assert!(
         failures.is_empty(),
         "{} failures: {failures:#?}",

@@ -639,18 +639,11 @@ async fn graceful_round(seed: u64, kind: Kind, pki: &net_tests::pki::Pki) -> Res
 /// Many rounds of `graceful_round` (`HALVES_SEED`, `HALVES_ROUNDS` choose the rounds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn close_gracefully_while_the_selector_closes_or_the_peer_misbehaves() {
-    let rounds: u64 = std::env::var("HALVES_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(150);
-    let first: u64 = std::env::var("HALVES_SEED")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(1);
+    let seeds = net_tests::rng::seeds("HALVES", 150);
     let pki = net_tests::pki::Pki::generate();
     let started = Instant::now();
     let mut failures = Vec::new();
-    for seed in first..first + rounds {
+    for seed in seeds {
         if started.elapsed() > Duration::from_secs(60) {
             break;
         }
@@ -670,19 +663,12 @@ async fn close_gracefully_while_the_selector_closes_or_the_peer_misbehaves() {
 /// Many rounds, bounded in count and time; descriptors counted before and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn halves_in_two_tasks_while_a_third_ends_the_socket() {
-    let rounds: u64 = std::env::var("HALVES_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(300);
-    let first: u64 = std::env::var("HALVES_SEED")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(1);
+    let seeds = net_tests::rng::seeds("HALVES", 300);
     let pki = net_tests::pki::Pki::generate();
     let before = net_tests::probe::fd_count();
     let started = Instant::now();
     let mut failures = Vec::new();
-    for seed in first..first + rounds {
+    for seed in seeds {
         if started.elapsed() > Duration::from_secs(60) {
             break;
         }

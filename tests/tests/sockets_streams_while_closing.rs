@@ -664,29 +664,24 @@ async fn setup(
 /// descriptors counted before and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn stream_reads_and_writes_in_two_tasks_while_a_third_ends_the_socket() {
-    let given: Option<u64> = std::env::var("STREAMS_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok());
-    let rounds = given.unwrap_or(1000);
+    let seeds = net_tests::rng::seeds("STREAMS", 1000);
+    let first = seeds.start;
     // Long runs stop in time to report (`STREAMS_SECS`, 500 s by default when
     // `STREAMS_ROUNDS` is given).
+    let given = std::env::var_os("STREAMS_ROUNDS").is_some();
     let budget = Duration::from_secs(
         std::env::var("STREAMS_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(if given.is_some() { 500 } else { 2 }),
+            .unwrap_or(if given { 500 } else { 2 }),
     );
-    let first: u64 = std::env::var("STREAMS_SEED")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(1);
     let pki = net_tests::pki::Pki::generate();
     let before = net_tests::probe::fd_count();
     let started = Instant::now();
     let mut failures = Vec::new();
     let mut ran = 0;
     let mut skipped = 0;
-    for seed in first..first + rounds {
+    for seed in seeds {
         if started.elapsed() > budget {
             break;
         }
