@@ -19,6 +19,8 @@
 //! - [`probe`]: descriptors, CPU time and memory of this process.
 //! - [`records`]: TLS 1.3 records written by hand (empty records, KeyUpdates) for hostile peers.
 //! - [`fault`]: the fault suite's line server, its well-behaved client and hostile peers.
+//! - [`pairs`]: one connection through a listener of ours, TCP, Unix or TLS, with the peer's
+//!   end, for the stress tests that race a socket's users and its close.
 //! - [`rng`]: a small deterministic generator for the seeded stress tests.
 //! - [`TempDir`]: a temporary directory that removes itself.
 
@@ -31,6 +33,7 @@ pub mod fault;
 pub mod greeting;
 pub mod harness;
 pub mod loopback;
+pub mod pairs;
 pub mod pki;
 pub mod probe;
 pub mod records;

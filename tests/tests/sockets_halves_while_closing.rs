@@ -12,7 +12,7 @@ use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
-use net_sockets::{SelectorManager, a_socket};
+use net_tests::pairs::{self, Kind, Ours, Pair, Setup};
 use net_tests::rng::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -38,81 +38,6 @@ enum Closer {
     Drop,
     /// Nothing: the channels and the peer end it.
     Nothing,
-}
-
-/// What carries the connection.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    Tcp,
-    Unix,
-    Tls,
-}
-
-/// Our side of the connection.
-enum Ours {
-    Plain(net_sockets::Socket),
-    Tls(net_tls::TlsSocket),
-}
-
-impl Ours {
-    fn channels(
-        &mut self,
-        auto_flush: bool,
-    ) -> (net_io::ByteReadChannel, net_io::ByteWriteChannel) {
-        match self {
-            Ours::Plain(s) => (
-                s.open_read_channel().unwrap(),
-                s.open_write_channel(auto_flush).unwrap(),
-            ),
-            Ours::Tls(s) => (
-                s.open_read_channel().unwrap(),
-                s.open_write_channel(auto_flush).unwrap(),
-            ),
-        }
-    }
-
-    fn close(&self) {
-        match self {
-            Ours::Plain(s) => s.close(),
-            Ours::Tls(s) => s.close(),
-        }
-    }
-
-    fn is_closed(&self) -> bool {
-        match self {
-            Ours::Plain(s) => s.is_closed(),
-            Ours::Tls(s) => s.is_closed(),
-        }
-    }
-
-    async fn await_closed(&self) {
-        match self {
-            Ours::Plain(s) => s.await_closed().await,
-            Ours::Tls(s) => s.await_closed().await,
-        }
-    }
-}
-
-/// The peer's stream.
-trait PeerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {
-    /// Ends the connection with a reset (where there is one).
-    fn reset(self: Box<Self>);
-}
-
-impl PeerIo for tokio::net::TcpStream {
-    fn reset(self: Box<Self>) {
-        net_tests::fault::reset(*self);
-    }
-}
-
-impl PeerIo for tokio::net::UnixStream {
-    fn reset(self: Box<Self>) {}
-}
-
-impl PeerIo for tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    fn reset(self: Box<Self>) {
-        net_tests::fault::reset(self.into_inner().0);
-    }
 }
 
 /// How the peer's read ended.
@@ -141,8 +66,18 @@ async fn round(seed: u64, kind: Kind, pki: &net_tests::pki::Pki) -> Result<(), S
     let auto_flush = rng.chance(2);
     let coalesce = rng.chance(2);
     let small_buffers = rng.chance(2) && kind != Kind::Unix;
-    let (selector, _listener, peer, ours, _dir) = setup(kind, pki, coalesce, small_buffers).await?;
-    let mut ours = ours;
+    let setup = Setup {
+        coalesce,
+        small_buffers,
+        timeout: None,
+    };
+    let Pair {
+        selector,
+        listener: _listener,
+        peer,
+        mut ours,
+        dir: _dir,
+    } = pairs::connect(kind, pki, setup).await?;
     let (mut input, mut output) = ours.channels(auto_flush);
     let socket = ours;
     let (acted_tx, acted_rx) = tokio::sync::oneshot::channel::<()>();
@@ -425,77 +360,6 @@ async fn round(seed: u64, kind: Kind, pki: &net_tests::pki::Pki) -> Result<(), S
     Ok(())
 }
 
-/// A selector, a listener of `kind`, and a connection through it: the peer's end and ours.
-async fn setup(
-    kind: Kind,
-    pki: &net_tests::pki::Pki,
-    coalesce: bool,
-    small_buffers: bool,
-) -> Result<
-    (
-        SelectorManager,
-        net_sockets::ServerSocket,
-        Box<dyn PeerIo>,
-        Ours,
-        net_tests::TempDir,
-    ),
-    String,
-> {
-    use net_tls::TlsExt;
-
-    let selector = SelectorManager::new();
-    let dir = net_tests::TempDir::new("halves");
-    let path = dir.join("s.sock");
-    let builder = a_socket(&selector)
-        .tcp()
-        .coalesce_flushes(coalesce)
-        .configure(|o| {
-            if small_buffers {
-                o.send_buffer_size = Some(8 * 1024);
-            }
-        });
-    let listener = if kind == Kind::Unix {
-        builder
-            .bind(net_sockets::UnixSocketAddress::new(&path))
-            .await
-    } else {
-        builder.bind(("127.0.0.1", 0)).await
-    }
-    .map_err(|e| e.to_string())?;
-    let (peer, ours): (Box<dyn PeerIo>, Ours) = match kind {
-        Kind::Unix => {
-            let (peer, ours) =
-                tokio::join!(tokio::net::UnixStream::connect(&path), listener.accept());
-            (Box::new(peer.unwrap()), Ours::Plain(ours.unwrap()))
-        }
-        Kind::Tcp | Kind::Tls => {
-            let port = listener.local_address().as_inet().unwrap().port();
-            let peer_socket = tokio::net::TcpSocket::new_v4().unwrap();
-            if small_buffers {
-                peer_socket.set_recv_buffer_size(8 * 1024).unwrap();
-            }
-            let (peer, ours) = tokio::join!(
-                peer_socket.connect(([127, 0, 0, 1], port).into()),
-                listener.accept()
-            );
-            let (peer, ours) = (peer.unwrap(), ours.unwrap());
-            if kind == Kind::Tcp {
-                (Box::new(peer), Ours::Plain(ours))
-            } else {
-                let config = pki.server_config().build().unwrap();
-                let connector =
-                    tokio_rustls::TlsConnector::from(net_tests::tls::rustls_client(&pki.ca));
-                let (peer, ours) = tokio::join!(
-                    connector.connect(net_tests::tls::localhost(), peer),
-                    ours.tls_server(&config)
-                );
-                (Box::new(peer.unwrap()), Ours::Tls(ours.unwrap()))
-            }
-        }
-    };
-    Ok((selector, listener, peer, ours, dir))
-}
-
 /// Writes pieces of the stream to `output`, returning how many bytes writes accepted.
 async fn write_pieces(
     output: &mut net_io::ByteWriteChannel,
@@ -524,7 +388,18 @@ async fn graceful_round(seed: u64, kind: Kind, pki: &net_tests::pki::Pki) -> Res
     let close_selector = rng.chance(3);
     let coalesce = rng.chance(2);
     let small_buffers = rng.chance(2) && kind != Kind::Unix;
-    let (selector, _listener, peer, ours, _dir) = setup(kind, pki, coalesce, small_buffers).await?;
+    let setup = Setup {
+        coalesce,
+        small_buffers,
+        timeout: None,
+    };
+    let Pair {
+        selector,
+        listener: _listener,
+        peer,
+        ours,
+        dir: _dir,
+    } = pairs::connect(kind, pki, setup).await?;
     let wait = Duration::from_millis(rng.below(200));
     let pieces: Vec<usize> = (0..rng.below(8))
         .map(|_| 1 + rng.below(20_000) as usize)
@@ -647,7 +522,7 @@ async fn close_gracefully_while_the_selector_closes_or_the_peer_misbehaves() {
         if started.elapsed() > Duration::from_secs(60) {
             break;
         }
-        let kind = [Kind::Tcp, Kind::Unix, Kind::Tls][(seed % 3) as usize];
+        let kind = Kind::for_seed(seed);
         if let Err(e) = graceful_round(seed, kind, &pki).await {
             eprintln!("{e}");
             failures.push(e);
@@ -672,7 +547,7 @@ async fn halves_in_two_tasks_while_a_third_ends_the_socket() {
         if started.elapsed() > Duration::from_secs(60) {
             break;
         }
-        let kind = [Kind::Tcp, Kind::Unix, Kind::Tls][(seed % 3) as usize];
+        let kind = Kind::for_seed(seed);
         if let Err(e) = round(seed, kind, &pki).await {
             eprintln!("{e}");
             failures.push(e);

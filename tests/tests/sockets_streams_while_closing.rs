@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use net_sockets::{SelectorManager, SocketStream, Transport, a_socket};
+use net_sockets::{SelectorManager, SocketStream, Transport};
+use net_tests::pairs::{self, Kind, Ours, Pair, PeerIo, SKIPPED, Setup};
 use net_tests::rng::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -48,14 +49,6 @@ enum Closer {
     ListenerShutdown,
     /// Nothing: the stream's users and the peer end it.
     Nothing,
-}
-
-/// What carries the connection.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    Tcp,
-    Unix,
-    Tls,
 }
 
 /// The stream shared by the reading task, the writing task and the closer, as
@@ -109,34 +102,6 @@ impl<T: Transport> AsyncWrite for Shared<T> {
     }
 }
 
-/// The peer's stream.
-trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// Ends the connection with a reset (where there is one).
-    fn reset(self: Box<Self>);
-}
-
-impl PeerIo for tokio::net::TcpStream {
-    fn reset(self: Box<Self>) {
-        net_tests::fault::reset(*self);
-    }
-}
-
-impl PeerIo for tokio::net::UnixStream {
-    fn reset(self: Box<Self>) {}
-}
-
-impl PeerIo for tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    fn reset(self: Box<Self>) {
-        net_tests::fault::reset(self.into_inner().0);
-    }
-}
-
-/// Our side of the connection.
-enum Ours {
-    Plain(net_sockets::Socket),
-    Tls(net_tls::TlsSocket),
-}
-
 /// How a side's read ended.
 #[derive(Clone, Debug, PartialEq)]
 enum End {
@@ -147,10 +112,6 @@ enum End {
 }
 
 const STREAM: usize = 512 * 1024;
-
-/// What `setup` returns when a TLS handshake timed out (a round with a `socket_timeout` on a
-/// loaded machine): the round is skipped.
-const SKIPPED: &str = "skipped: the handshake timed out";
 
 /// What one round chose, for the failure message.
 #[derive(Debug)]
@@ -194,14 +155,18 @@ async fn round(seed: u64, kind: Kind, pki: &net_tests::pki::Pki) -> Result<(), S
             .chance(4)
             .then(|| Duration::from_millis(50 + rng.below(100))),
     };
-    let (selector, listener, peer_io, ours, _dir) = setup(
-        kind,
-        pki,
-        choice.coalesce,
-        choice.small_buffers,
-        choice.timeout,
-    )
-    .await?;
+    let setup = Setup {
+        coalesce: choice.coalesce,
+        small_buffers: choice.small_buffers,
+        timeout: choice.timeout,
+    };
+    let Pair {
+        selector,
+        listener,
+        peer: peer_io,
+        ours,
+        dir: _dir,
+    } = pairs::connect(kind, pki, setup).await?;
     match ours {
         Ours::Plain(s) => {
             let stream = s.into_stream().map_err(|e| e.to_string())?;
@@ -579,87 +544,6 @@ async fn run<T: Transport>(
     Ok(())
 }
 
-/// A selector, a listener of `kind`, and a connection through it: the peer's end and ours.
-async fn setup(
-    kind: Kind,
-    pki: &net_tests::pki::Pki,
-    coalesce: bool,
-    small_buffers: bool,
-    timeout: Option<Duration>,
-) -> Result<
-    (
-        SelectorManager,
-        net_sockets::ServerSocket,
-        Box<dyn PeerIo>,
-        Ours,
-        net_tests::TempDir,
-    ),
-    String,
-> {
-    use net_tls::TlsExt;
-
-    let selector = SelectorManager::new();
-    let dir = net_tests::TempDir::new("streams");
-    let path = dir.join("s.sock");
-    let builder = a_socket(&selector)
-        .tcp()
-        .coalesce_flushes(coalesce)
-        .configure(|o| {
-            if small_buffers {
-                o.send_buffer_size = Some(8 * 1024);
-            }
-            o.socket_timeout = timeout;
-        });
-    let listener = if kind == Kind::Unix {
-        builder
-            .bind(net_sockets::UnixSocketAddress::new(&path))
-            .await
-    } else {
-        builder.bind(("127.0.0.1", 0)).await
-    }
-    .map_err(|e| e.to_string())?;
-    let (peer, ours): (Box<dyn PeerIo>, Ours) = match kind {
-        Kind::Unix => {
-            let (peer, ours) =
-                tokio::join!(tokio::net::UnixStream::connect(&path), listener.accept());
-            (Box::new(peer.unwrap()), Ours::Plain(ours.unwrap()))
-        }
-        Kind::Tcp | Kind::Tls => {
-            let port = listener.local_address().as_inet().unwrap().port();
-            let peer_socket = tokio::net::TcpSocket::new_v4().unwrap();
-            if small_buffers {
-                peer_socket.set_recv_buffer_size(8 * 1024).unwrap();
-            }
-            let (peer, ours) = tokio::join!(
-                peer_socket.connect(([127, 0, 0, 1], port).into()),
-                listener.accept()
-            );
-            let (peer, ours) = (peer.unwrap(), ours.unwrap());
-            if kind == Kind::Tcp {
-                (Box::new(peer), Ours::Plain(ours))
-            } else {
-                let config = pki.server_config().build().unwrap();
-                let connector =
-                    tokio_rustls::TlsConnector::from(net_tests::tls::rustls_client(&pki.ca));
-                let (peer, ours) = tokio::join!(
-                    connector.connect(net_tests::tls::localhost(), peer),
-                    ours.tls_server(&config)
-                );
-                let ours = match ours {
-                    // The handshake's reads keep `socket_timeout` too: on a loaded machine it
-                    // may pass before the handshake is over (no round then).
-                    Err(net_tls::Error::Socket(net_sockets::Error::Timeout)) => {
-                        return Err(SKIPPED.into());
-                    }
-                    ours => ours.unwrap(),
-                };
-                (Box::new(peer.unwrap()), Ours::Tls(ours))
-            }
-        }
-    };
-    Ok((selector, listener, peer, ours, dir))
-}
-
 /// Many rounds, bounded in count and time (about 2 s unless `STREAMS_ROUNDS` is given);
 /// descriptors counted before and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
@@ -686,7 +570,7 @@ async fn stream_reads_and_writes_in_two_tasks_while_a_third_ends_the_socket() {
             break;
         }
         ran += 1;
-        let kind = [Kind::Tcp, Kind::Unix, Kind::Tls][(seed % 3) as usize];
+        let kind = Kind::for_seed(seed);
         match round(seed, kind, &pki).await {
             Err(e) if e == SKIPPED => skipped += 1,
             Err(e) => {
