@@ -781,8 +781,14 @@ impl ByteReadChannel {
                     return Err(Error::TooLongLine { limit });
                 }
                 Until::Unterminated => {
+                    // The item needed what is there and the part of the delimiter missing
+                    // after it (its first bytes may end the buffer).
+                    let begun = (1..delimiter.len().min(self.buf.len() + 1))
+                        .rev()
+                        .find(|&k| self.buf.ends_with(&delimiter[..k]))
+                        .unwrap_or(0);
                     return Err(Error::UnexpectedEof {
-                        needed: self.buf.len().saturating_add(delimiter.len()),
+                        needed: self.buf.len() + (delimiter.len() - begun),
                         available: self.buf.len(),
                     });
                 }

@@ -63,3 +63,30 @@ async fn an_answer_after_a_read_that_timed_out_is_not_held_back() {
         assert_eq!(&dst, b"abcd");
     }
 }
+
+/// `UnexpectedEof.needed` of a `read_until` is what the item needed: the bytes there and the
+/// part of the delimiter missing after them, not the whole delimiter again when its first
+/// bytes are already there (also for a delimiter that overlaps itself).
+#[tokio::test]
+async fn read_until_at_the_end_needs_only_the_missing_part_of_the_delimiter() {
+    for (input, delimiter, needed) in [
+        (&b"ab"[..], &b"\r\n\r\n"[..], 6),
+        (b"ab\r", b"\r\n\r\n", 6),
+        (b"ab\r\n\r", b"\r\n\r\n", 6),
+        (b"xaa", b"aab", 4),
+        (b"x", b"\n", 2),
+    ] {
+        let mut channel = ByteReadChannel::from_bytes(input.to_vec());
+        match channel.read_until(delimiter, 64).await {
+            Err(Error::UnexpectedEof {
+                needed: n,
+                available,
+            }) => assert_eq!(
+                (n, available),
+                (needed, input.len()),
+                "{input:?} until {delimiter:?}"
+            ),
+            other => panic!("{input:?} until {delimiter:?}: {other:?}"),
+        }
+    }
+}

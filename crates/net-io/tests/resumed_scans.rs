@@ -368,8 +368,13 @@ impl Model {
                     return Poll::Ready(Err(format!("TooLong({limit})")));
                 }
                 UScan::Unterminated => {
+                    // What the item needed: the bytes there and the delimiter's missing part.
                     let len = self.buf.len();
-                    return Poll::Ready(Err(format!("Eof({},{len})", len + d.len())));
+                    let begun = (1..d.len())
+                        .rev()
+                        .find(|&k| k <= len && self.buf[len - k..] == d[..k])
+                        .unwrap_or(0);
+                    return Poll::Ready(Err(format!("Eof({},{len})", len + d.len() - begun)));
                 }
                 UScan::NeedMore => {}
             }
