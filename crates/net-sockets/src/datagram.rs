@@ -267,10 +267,7 @@ impl UdpCore {
         socket.set_nonblocking(true)?;
         let bound = socket.local_addr()?;
         let dual_stack = dual_stack(bound) && !SockRef::from(&socket).only_v6()?;
-        let socket = {
-            let _runtime = selector.handle().enter();
-            UdpSocket::from_std(socket)?
-        };
+        let socket = selector.register_io(|| UdpSocket::from_std(socket))?;
         let local = SocketAddress::from(bound);
         let span = match remote {
             Some(remote) => tracing::debug_span!("udp", local = %local, remote = %remote),

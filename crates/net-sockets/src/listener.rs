@@ -288,10 +288,7 @@ impl ServerSocket {
                 raw.bind(&target.into())?;
                 raw.listen(backlog)?;
                 raw.set_nonblocking(true)?;
-                let listener = {
-                    let _runtime = selector.handle().enter();
-                    TcpListener::from_std(raw.into())?
-                };
+                let listener = selector.register_io(|| TcpListener::from_std(raw.into()))?;
                 let local = SocketAddress::from(listener.local_addr()?);
                 Self::open(
                     selector,
@@ -312,14 +309,13 @@ impl ServerSocket {
                 let listening = (|| {
                     raw.listen(backlog)?;
                     raw.set_nonblocking(true)?;
-                    let _runtime = selector.handle().enter();
-                    unix_listener(raw)
+                    selector.register_io(|| unix_listener(raw))
                 })();
                 let listener = match listening {
                     Ok(listener) => listener,
                     Err(e) => {
                         owned.remove();
-                        return Err(e.into());
+                        return Err(e);
                     }
                 };
                 let on_release: OnRelease = Arc::new(move |_| owned.remove());
@@ -376,13 +372,12 @@ impl ServerSocket {
         // Whoever made it may have set a lingering SO_LINGER, which the sockets it accepts
         // inherit; asked once here (after this, only `with_sock_ref` can set one, and it says so).
         let lingers = linger_time(&raw).is_some();
-        let _runtime = selector.handle().enter();
         if unix {
-            let listener = unix_listener(raw)?;
+            let listener = selector.register_io(|| unix_listener(raw))?;
             let local = listener.local_address()?;
             Self::open(selector, listener, local, options, None, lingers, true)
         } else {
-            let listener = TcpListener::from_std(raw.into())?;
+            let listener = selector.register_io(|| TcpListener::from_std(raw.into()))?;
             let local = SocketAddress::from(listener.local_addr()?);
             Self::open(
                 selector,
@@ -842,8 +837,9 @@ impl ListenerInner {
     ///
     /// # Errors
     ///
-    /// The close error when the listener closed (or a shutdown began) since `accept` found it
-    /// open: the connection is closed unanswered.
+    /// The close error when the listener or its selector closed (or a shutdown began) since
+    /// `accept` found it open, also while the connection was being set up: the connection is
+    /// closed unanswered (no `warn`: no set-up failed).
     fn admit(&self, taken: Taken) -> Result<Option<Socket>> {
         let Taken {
             stream,
@@ -867,6 +863,8 @@ impl ListenerInner {
         tests::between_admission_and_wrap();
         match self.wrap(stream, remote, membership, counted, proxy, received) {
             Ok(socket) => Ok(Some(socket)),
+            // The selector (or the listener) closed under it, as asked: no set-up failed.
+            Err(_) if self.core.is_closed() => Err(self.core.closed_error()),
             Err(e) => {
                 tracing::warn!(parent: self.core.span(), error = %e, "dropped a connection that failed set-up");
                 Ok(None)
@@ -1546,6 +1544,57 @@ mod tests {
         if let Ok(socket) = accepted {
             assert!(socket.is_closed());
         }
+    }
+
+    /// Counts the `warn` events of this thread (installed with `set_default`).
+    struct Warnings(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl tracing::Subscriber for Warnings {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// The selector closes (its `close`, another thread's, in that moment) while `accept` sets
+    /// up a connection it took: `accept` fails with `SelectorClosed`, as every operation
+    /// pending then, and logs no warning. The connection is not one that "failed set-up"
+    /// (a `warn`, for an operator to look into): its selector closed under it, as the
+    /// operator asked.
+    #[tokio::test]
+    async fn a_connection_set_up_as_the_selector_closes_is_no_warning() {
+        let warnings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let _recording = tracing::subscriber::set_default(Warnings(warnings.clone()));
+        let selector = SelectorManager::new();
+        let server = crate::a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let _client = tokio::net::TcpStream::connect(("127.0.0.1", server.port().unwrap()))
+            .await
+            .unwrap();
+        let closing = selector.clone();
+        ADMITTED.with(|a| *a.borrow_mut() = Some(Box::new(move || closing.close())));
+        let accepted = tokio::time::timeout(Duration::from_secs(5), server.accept())
+            .await
+            .unwrap();
+        assert!(
+            matches!(accepted, Err(Error::SelectorClosed)),
+            "{accepted:?}"
+        );
+        assert_eq!(warnings.load(Ordering::SeqCst), 0, "warnings logged");
     }
 
     /// Polls `future` once: its output, if it completed.

@@ -120,9 +120,11 @@ impl SelectorManager {
     /// give): without I/O, `bind` and `connect` panic; without timers (`enable_io` alone),
     /// so do a `connect` to a host name (its attempts are 250 ms apart), the graceful
     /// shutdowns, `close_gracefully`, TLS handshakes, every configured timeout, an `accept`
-    /// that finds the process out of descriptors (it pauses 100 ms before it tries again), and
-    /// a UDP send that waits for room once its socket reported an error (it tries again every
-    /// millisecond: see `send`), with tokio's message ("timers are disabled").
+    /// of a listener with the PROXY protocol on (its header's timeout is always set: 5 s by
+    /// default), an `accept` that finds the process out of descriptors (it pauses 100 ms
+    /// before it tries again), and a UDP send that waits for room once its socket reported an
+    /// error (it tries again every millisecond: see `send`), with tokio's message ("timers are
+    /// disabled").
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Self::on_current_runtime(None)
@@ -394,6 +396,27 @@ impl SelectorInner {
             let _runtime = self.handle.enter();
             tokio::time::Instant::now()
         }
+    }
+
+    /// Registers an I/O resource with the selector's runtime: runs `make` (a tokio type's
+    /// `from_std`) in that runtime's context.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SelectorClosed`] when the registration fails with the selector closed: the end
+    /// of a `new()` selector's runtime closes the selector, then shuts its I/O driver down, and
+    /// a registration that comes after (its caller found the selector open just before) fails
+    /// with tokio's own error ("A Tokio 1.x context was found, but it is being shutdown").
+    /// Otherwise `make`'s error, as [`Error::Io`].
+    pub(crate) fn register_io<T>(&self, make: impl FnOnce() -> io::Result<T>) -> Result<T> {
+        let _runtime = self.handle.enter();
+        make().map_err(|e| {
+            if self.is_closed() {
+                Error::SelectorClosed
+            } else {
+                Error::Io(e)
+            }
+        })
     }
 
     pub(crate) fn token(&self) -> &CancellationToken {

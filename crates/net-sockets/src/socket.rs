@@ -148,22 +148,19 @@ impl Socket<Plain> {
         check_kind(&SockRef::from(&fd), Type::STREAM, families, what)?;
         let inner = selector.inner();
         inner.check_open()?;
-        let (stream, local, remote): (Stream, SocketAddress, SocketAddress) = {
-            let _runtime = inner.handle().enter();
-            if unix {
-                let stream = std::os::unix::net::UnixStream::from(fd);
-                stream.set_nonblocking(true)?;
-                let local = UnixSocketAddress::reported(&stream.local_addr()?);
-                let remote = UnixSocketAddress::reported(&stream.peer_addr()?);
-                let stream = Stream::Unix(tokio::net::UnixStream::from_std(stream)?);
-                (stream, local.into(), remote.into())
-            } else {
-                let stream = std::net::TcpStream::from(fd);
-                stream.set_nonblocking(true)?;
-                let (local, remote) = (stream.local_addr()?, stream.peer_addr()?);
-                let stream = Stream::Tcp(tokio::net::TcpStream::from_std(stream)?);
-                (stream, local.into(), remote.into())
-            }
+        let (stream, local, remote): (Stream, SocketAddress, SocketAddress) = if unix {
+            let stream = std::os::unix::net::UnixStream::from(fd);
+            stream.set_nonblocking(true)?;
+            let local = UnixSocketAddress::reported(&stream.local_addr()?);
+            let remote = UnixSocketAddress::reported(&stream.peer_addr()?);
+            let stream = inner.register_io(|| tokio::net::UnixStream::from_std(stream))?;
+            (Stream::Unix(stream), local.into(), remote.into())
+        } else {
+            let stream = std::net::TcpStream::from(fd);
+            stream.set_nonblocking(true)?;
+            let (local, remote) = (stream.local_addr()?, stream.peer_addr()?);
+            let stream = inner.register_io(|| tokio::net::TcpStream::from_std(stream))?;
+            (Stream::Tcp(stream), local.into(), remote.into())
         };
         // No host name, but a TCP peer's address: a TLS client verifies the server against
         // it, as for a socket connected to an address.
