@@ -510,9 +510,14 @@ macro_rules! datagram_methods {
         /// [`InvalidInput`](io::ErrorKind::InvalidInput) for an IPv6 address (other than an
         /// IPv4-mapped one) on a socket bound to an IPv4 address (or an IPv4-mapped one, IPv4
         /// in effect), or an IPv4 address (in either form) on a socket bound to an IPv6 address
-        /// other than `::` (such as `::1`), and from the OS (for example
+        /// other than `::` (such as `::1`), for a Unix socket address, and on a connected
+        /// socket for an address other than its peer's; and from the OS (for example
         /// [`PermissionDenied`](io::ErrorKind::PermissionDenied) for a broadcast address
-        /// without `broadcast(true)`); [`Error::Closed`] / [`Error::SelectorClosed`]. A send
+        /// without `broadcast(true)`, and `ENOBUFS`, of kind `Uncategorized`, for a datagram
+        /// that must go in IP fragments, being larger than the link's MTU lets through whole
+        /// (over loopback, an IPv6 payload over 65,488 bytes), when it takes more than twice
+        /// the socket's send buffer: with a `send_buffer_size` of a few KiB, every send of
+        /// such a datagram fails so); [`Error::Closed`] / [`Error::SelectorClosed`]. A send
         /// that fails did not send its datagram, also one that reports an ICMP error a
         /// connected socket got for an earlier datagram (see [`ConnectedDatagramSocket`]).
         ///
