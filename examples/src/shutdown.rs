@@ -12,8 +12,12 @@
 //! 4. the listener waits for them at most the grace period, then closes those still open; a
 //!    second SIGINT or SIGTERM ends the wait at once (`Second signal: not waiting for the grace
 //!    period`), as a second Ctrl-C ends most servers;
-//! 5. print `Server stopped`.
+//! 5. the connections' tasks end (each reports how its connection ended: a socket can close
+//!    itself, when the client leaves after the server closed its side, before its task has
+//!    said so), waited for at most [`TASKS_WAIT`];
+//! 6. print `Server stopped`.
 
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,6 +26,10 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// The line the example servers send each open connection when they shut down.
 pub const SHUTDOWN_LINE: &str = "Server is shutting down\n";
+
+/// How long [`serve_until_signal`], once every connection is closed, waits for the tasks that
+/// served them to end (they print their last lines), before it prints `Server stopped`.
+pub const TASKS_WAIT: Duration = Duration::from_secs(1);
 
 /// SIGINT and SIGTERM, caught from the moment [`Signals::install`] returns (install them
 /// before announcing that the server listens, so that a signal sent right after the
@@ -62,23 +70,38 @@ impl Signals {
 /// steps are in the [module docs](self)), or at once on a second signal; returns when the
 /// server has stopped.
 ///
-/// `accepted` is called for each accepted socket; it decides what to do with it (usually spawn
-/// a task that serves it and watches its shutdown signal).
+/// `accepted` is called for each accepted socket and returns the task that serves it (which
+/// watches its shutdown signal); the task is spawned here, and the shutdown waits for it (at
+/// most [`TASKS_WAIT`] after the connections closed), so that nothing it prints comes after
+/// `Server stopped`.
 ///
 /// # Errors
 ///
 /// An accept error that the listener does not retry by itself.
-pub async fn serve_until_signal(
+pub async fn serve_until_signal<F>(
     server: &ServerSocket,
     mut signals: Signals,
     grace: Duration,
-    mut accepted: impl FnMut(Socket),
-) -> anyhow::Result<()> {
+    mut accepted: impl FnMut(Socket) -> F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    // Each connection's task holds a sender: the receiver's `recv` ends (`None`) once all of
+    // them have ended.
+    let (running, mut all_ended) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         tokio::select! {
             biased;
             () = signals.recv() => break,
-            socket = server.accept() => accepted(socket.context("accept failed")?),
+            socket = server.accept() => {
+                let task = accepted(socket.context("accept failed")?);
+                let running = running.clone();
+                tokio::spawn(async move {
+                    task.await;
+                    drop(running);
+                });
+            }
         }
     }
     crate::say!("Shutting down ({} open)", server.stats().open);
@@ -97,6 +120,8 @@ pub async fn serve_until_signal(
             if report.cut == 1 { "" } else { "s" }
         );
     }
+    drop(running);
+    let _ = tokio::time::timeout(TASKS_WAIT, all_ended.recv()).await;
     crate::say!("Server stopped");
     Ok(())
 }

@@ -313,6 +313,49 @@ fn an_over_long_line_for_a_nick_is_told_then_ends_that_connection() {
     alice.expect("bob: hi");
 }
 
+/// A member's over-long line gets the notice as its last line, even while another member
+/// talks without a pause: nothing the room says is queued for it after its goodbye (the notice
+/// and the leave are one turn of the room), and the others see it leave.
+#[test]
+fn the_goodbye_for_an_over_long_line_is_the_last_line_even_in_a_busy_room() {
+    const LINES: usize = 3000;
+    let (_server, port) = start();
+    let mut alice = join(port, "alice", "* Welcome, alice. Nobody else is here yet.");
+    let mut bob = join(port, "bob", "* Welcome, bob. Here: alice");
+    alice.expect("* bob joined");
+    let mut carol = join(port, "carol", "* Welcome, carol. Here: alice, bob");
+    alice.expect("* carol joined");
+    bob.expect("* carol joined");
+    // Bob reads Alice's paste as it comes, so that she keeps talking.
+    let reader = std::thread::spawn(move || {
+        let mut carol_left = false;
+        for n in 0..LINES {
+            let line = next_line_but_left(&mut bob, "carol", &mut carol_left).unwrap();
+            assert_eq!(line, format!("alice: line {n}"));
+        }
+        (bob, carol_left)
+    });
+    let burst: String = (0..LINES).map(|n| format!("line {n}\n")).collect();
+    let mut writer = alice.stream().try_clone().unwrap();
+    let pasting = std::thread::spawn(move || writer.write_all(burst.as_bytes()).unwrap());
+    // Carol reads Alice's lines for a while, then says a line over the limit.
+    carol.expect("alice: line 0");
+    carol.send(&"y".repeat(8193));
+    loop {
+        let line = carol.line().expect("the notice before the end");
+        if line == "* Line too long (limit 8192 bytes), goodbye." {
+            break;
+        }
+        assert!(line.starts_with("alice: line "), "{line}");
+    }
+    carol.expect_end();
+    pasting.join().unwrap();
+    let (mut bob, carol_left) = reader.join().unwrap();
+    if !carol_left {
+        bob.expect("* carol left");
+    }
+}
+
 /// A nick with a separator of the room's lines in it is refused: with it, `NICK: LINE` (or the
 /// welcome's list of who is here) would no longer tell who said what, and one member could
 /// put words in another's mouth.

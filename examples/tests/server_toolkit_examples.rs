@@ -244,3 +244,34 @@ fn max_connections_makes_new_clients_wait_until_a_place_frees() {
     first.expect_end();
     second.expect("Please enter your name");
 }
+
+/// A connection that ends while the shutdown waits for it is reported before `Server stopped`,
+/// never after it (or not at all, lost with the process): the shutdown waits for the
+/// connection's task, not only for its socket, which closes itself when the client leaves.
+#[test]
+fn a_connection_that_ends_during_the_shutdown_is_reported_before_server_stopped() {
+    for _ in 0..10 {
+        let (mut server, port) = start(&[]);
+        let mut client = greeted(port);
+        server.stdout_line_where("accept", |l| l.starts_with("Accepted "));
+        client.send(&"x".repeat(8193));
+        client.expect("Line too long (limit 8192 bytes), closing the connection");
+        client.expect_end();
+        // The server drains our input until we leave (at most a second): we leave as it shuts
+        // down.
+        server.signal("TERM");
+        drop(client);
+        let finished = server.finish();
+        assert_eq!(finished.status.code(), Some(0), "{finished:?}");
+        let ended = finished
+            .stdout
+            .iter()
+            .position(|l| l.ends_with("ended: line longer than the limit of 8192 bytes"));
+        assert!(ended.is_some(), "{finished:?}");
+        assert_eq!(
+            finished.stdout.last().map(String::as_str),
+            Some("Server stopped"),
+            "{finished:?}"
+        );
+    }
+}

@@ -145,7 +145,7 @@ async fn serve(
     let room = Arc::new(Room::new(queue_lines as usize));
     serve_until_signal(&server, signals, grace, |socket| {
         examples::say!("Accepted {}", socket.remote_address());
-        tokio::spawn(chat(socket, Arc::clone(&room)));
+        chat(socket, Arc::clone(&room))
     })
     .await?;
     selector.close();
@@ -319,10 +319,20 @@ impl Room {
     /// Removes member `id` (if the room has not dropped it already) and announces that it
     /// left, on the room's turn (the news waits for room as a line does).
     async fn leave(&self, id: u64) {
+        self.leave_with(id, None).await;
+    }
+
+    /// As [`leave`](Self::leave), with `farewell` queued for member `id` as its last line (if
+    /// its queue has room, as [`tell`](Self::tell) does): on the same turn as the leave, so
+    /// that no other member's line is queued after it.
+    async fn leave_with(&self, id: u64, farewell: Option<String>) {
         let _turn = self.speaking.lock().await;
         let Some(member) = self.lock().remove(&id) else {
             return;
         };
+        if let Some(farewell) = farewell {
+            let _ = member.queue.try_send(Arc::from(farewell));
+        }
         examples::say!("{} left", member.nick);
         self.make_room(id).await;
         Self::broadcast(&mut self.lock(), id, format!("* {} left\n", member.nick));
@@ -585,12 +595,15 @@ async fn read_lines(
                 return Ok(());
             }
             Err(e) => {
-                if let net_io::Error::TooLongLine { limit } = e {
-                    let notice = format!("* Line too long (limit {limit} bytes), goodbye.\n");
-                    room.tell(id, notice).await;
-                }
-                // Leaving closes the queue: what is queued for this client is still written.
-                room.leave(id).await;
+                let notice = match e {
+                    net_io::Error::TooLongLine { limit } => {
+                        Some(format!("* Line too long (limit {limit} bytes), goodbye.\n"))
+                    }
+                    _ => None,
+                };
+                // Leaving closes the queue: what is queued for this client is still written,
+                // the notice last.
+                room.leave_with(id, notice).await;
                 return Err(e);
             }
         }

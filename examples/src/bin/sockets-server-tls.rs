@@ -100,7 +100,7 @@ async fn serve(args: Args, host: String, port: u16) -> anyhow::Result<()> {
     examples::say!("Server is listening at {}", server.local_address());
     serve_until_signal(&server, signals, grace, |socket| {
         examples::say!("Accepted {}", socket.remote_address());
-        tokio::spawn(greet(socket, config.clone()));
+        greet(socket, config.clone())
     })
     .await?;
     selector.close();

@@ -191,13 +191,13 @@ fn connections(n: u64) -> String {
     format!("{n} connection{}", if n == 1 { "" } else { "s" })
 }
 
-/// A new connection: announced, and served in a task of its own.
-fn accepted(socket: Socket) {
+/// A new connection: announced; returns the task that serves it.
+fn accepted(socket: Socket) -> impl Future<Output = ()> + Send + 'static {
     match socket.proxy_address() {
         Some(proxy) => examples::say!("Accepted {} via {proxy}", socket.remote_address()),
         None => examples::say!("Accepted {}", socket.remote_address()),
     }
-    tokio::spawn(greet(socket));
+    greet(socket)
 }
 
 /// One client: the prompt, then a greeting per line until the client closes its side or the

@@ -112,14 +112,14 @@ async fn serve(args: Args, host: String, port: u16) -> anyhow::Result<()> {
         examples::say!("Accepted {remote}");
         let (config, host) = (config.clone(), Arc::clone(&host));
         let stop = socket.shutdown_signal();
-        tokio::spawn(async move {
+        async move {
             match session(socket, &config, &host, &stop).await {
                 // Cut at the end of a shutdown's grace period: the server reports those itself.
                 Err(e) if stop.is_requested() && is_closed(&e) => {}
                 Err(e) => examples::say!("Connection with {remote} ended: {e:#}"),
                 Ok(()) => {}
             }
-        });
+        }
     })
     .await?;
     selector.close();
