@@ -466,7 +466,9 @@ impl ByteWriteChannel {
     /// [Failures](Self#failures)) counts nothing; one dropped before it completed (see
     /// [Dropped writes](Self#dropped-writes)) counts exactly the bytes it left buffered or
     /// that the transport took, so the count before and after such a call tells how much of
-    /// it the peer will receive.
+    /// it the peer will receive. One that failed the channel for good counts the bytes of it
+    /// that the transport took, if any (a prefix, for a typed write or a frame too: the rest
+    /// was thrown away with the buffer).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
