@@ -21,7 +21,8 @@
 //! - [`fault`]: the fault suite's line server, its well-behaved client and hostile peers.
 //! - [`pairs`]: one connection through a listener of ours, TCP, Unix or TLS, with the peer's
 //!   end, for the stress tests that race a socket's users and its close.
-//! - [`rng`]: a small deterministic generator for the seeded stress tests.
+//! - [`rng`]: a small deterministic generator for the seeded stress tests; [`stress`]: their
+//!   loop of rounds.
 //! - [`TempDir`]: a temporary directory that removes itself.
 
 use std::future::Future;
@@ -39,6 +40,7 @@ pub mod probe;
 pub mod records;
 pub mod rng;
 pub mod sends;
+pub mod stress;
 mod temp;
 pub mod tls;
 

@@ -889,39 +889,10 @@ type Totals = (usize, usize, Option<HashMap<String, usize>>);
 /// UDP sockets under chaos (`DCHAOS_SEED`, `DCHAOS_ROUNDS` choose the rounds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn datagram_sockets_shared_by_tasks_under_chaos_keep_every_datagram_exact() {
-    let seeds = net_tests::rng::seeds("DCHAOS", 40);
     let ipv6 = net_tests::loopback::has_ipv6_loopback();
-    let before = net_tests::probe::socket_count();
-    // Long runs (`DCHAOS_ROUNDS`) are bounded by their count; the default one also in time.
-    let limit = if std::env::var_os("DCHAOS_ROUNDS").is_some() {
-        Duration::from_secs(3600)
-    } else {
-        Duration::from_secs(5)
-    };
-    let started = Instant::now();
-    let mut failures = Vec::new();
-    for seed in seeds {
-        if started.elapsed() > limit {
-            break;
-        }
-        if let Err(e) = round(seed, ipv6).await {
-            eprintln!("{e}");
-            failures.push(e);
-        }
-    }
-    let waited = Instant::now();
-    while net_tests::probe::socket_count() > before && waited.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let after = net_tests::probe::socket_count();
+    net_tests::stress::run_rounds("DCHAOS", 40, Duration::from_secs(5), |seed| {
+        round(seed, ipv6)
+    })
+    .await;
     eprintln!("sent, received, errors: {:?}", TOTALS.lock().unwrap());
-    assert!(
-        failures.is_empty(),
-        "{} failures: {failures:#?}",
-        failures.len()
-    );
-    assert!(
-        after <= before,
-        "descriptors: {before} before, {after} after"
-    );
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, Socket, Transport, a_socket};
 use net_tests::rng::Rng;
+use net_tests::stress::ServerEnd;
 use net_tls::TlsExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -468,27 +469,17 @@ async fn client(
     outcome
 }
 
-/// What the server side does, once per round.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Event {
-    Nothing,
-    ListenerShutdown,
-    ListenerClose,
-    SelectorClose,
-    SelectorShutdown,
-}
-
 async fn round(seed: u64, tls: bool, pki: &net_tests::pki::Pki) -> Result<(), String> {
     let mut rng = Rng::new(seed);
     let cap = 1 + rng.below(5) as usize;
     let event = [
-        Event::Nothing,
-        Event::Nothing,
-        Event::ListenerShutdown,
-        Event::ListenerShutdown,
-        Event::ListenerClose,
-        Event::SelectorClose,
-        Event::SelectorShutdown,
+        ServerEnd::Nothing,
+        ServerEnd::Nothing,
+        ServerEnd::ListenerShutdown,
+        ServerEnd::ListenerShutdown,
+        ServerEnd::ListenerClose,
+        ServerEnd::SelectorClose,
+        ServerEnd::SelectorShutdown,
     ][rng.below(7) as usize];
     let grace = Duration::from_millis(rng.below(300));
     let when = Duration::from_millis(rng.below(150));
@@ -556,45 +547,8 @@ async fn round(seed: u64, tls: bool, pki: &net_tests::pki::Pki) -> Result<(), St
         })
         .collect();
     tokio::time::sleep(when).await;
+    net_tests::stress::end_server(event, &server, &selector, grace, cap, &what).await?;
     let limit = Duration::from_secs(15);
-    let mut report = None;
-    match event {
-        Event::Nothing => {}
-        Event::ListenerShutdown => {
-            report = Some(
-                tokio::time::timeout(limit, server.shutdown(grace))
-                    .await
-                    .map_err(|_| format!("{what}: the listener's shutdown hung"))?,
-            );
-        }
-        Event::ListenerClose => server.close(),
-        Event::SelectorClose => selector.close(),
-        Event::SelectorShutdown => {
-            report = Some(
-                tokio::time::timeout(limit, selector.shutdown(grace))
-                    .await
-                    .map_err(|_| format!("{what}: the selector's shutdown hung"))?,
-            );
-        }
-    }
-    if let Some(report) = report {
-        // Every connection open when it began finished or was cut: none is open now. (After
-        // the selector's shutdown, its listener's count may lag for a moment: a connection
-        // leaves the selector's count first, then its listener's.)
-        if event == Event::ListenerShutdown && server.stats().open != 0 {
-            return Err(format!("{what}: {report:?}, then {:?}", server.stats()));
-        }
-        let waited = Instant::now();
-        while server.stats().open != 0 {
-            if waited.elapsed() > Duration::from_secs(5) {
-                return Err(format!("{what}: {report:?}, then {:?}", server.stats()));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        if report.finished + report.cut > cap {
-            return Err(format!("{what}: {report:?} counts more than the cap"));
-        }
-    }
     let mut outcomes = Vec::new();
     for running in running {
         let outcome = tokio::time::timeout(limit, running)
@@ -615,7 +569,7 @@ async fn round(seed: u64, tls: bool, pki: &net_tests::pki::Pki) -> Result<(), St
             .map_err(|e| format!("{what}: a connection's task panicked: {e}"))?;
     }
     let written = written.lock().unwrap().clone();
-    let served_all = event == Event::Nothing && timeout.is_none();
+    let served_all = event == ServerEnd::Nothing && timeout.is_none();
     for o in &outcomes {
         let ok = written.get(&o.port).copied().unwrap_or(0);
         let answers = o.received.iter().filter(|&&b| b == b'\n').count();
@@ -653,7 +607,7 @@ async fn round(seed: u64, tls: bool, pki: &net_tests::pki::Pki) -> Result<(), St
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    if event == Event::Nothing {
+    if event == ServerEnd::Nothing {
         let mut held = Vec::new();
         for _ in 0..=cap {
             held.push(
@@ -687,40 +641,11 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 async fn many(tls: bool, default: u64) {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let seeds = net_tests::rng::seeds("CHAOS", default);
     let pki = net_tests::pki::Pki::generate();
-    let before = net_tests::probe::socket_count();
-    // Long runs (`CHAOS_ROUNDS`) are bounded by their count; the default one also in time.
-    let limit = if std::env::var_os("CHAOS_ROUNDS").is_some() {
-        Duration::from_secs(3600)
-    } else {
-        Duration::from_secs(60)
-    };
-    let started = Instant::now();
-    let mut failures = Vec::new();
-    for seed in seeds {
-        if started.elapsed() > limit {
-            break;
-        }
-        if let Err(e) = round(seed, tls, &pki).await {
-            eprintln!("{e}");
-            failures.push(e);
-        }
-    }
-    let waited = Instant::now();
-    while net_tests::probe::socket_count() > before && waited.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let after = net_tests::probe::socket_count();
-    assert!(
-        failures.is_empty(),
-        "{} failures: {failures:#?}",
-        failures.len()
-    );
-    assert!(
-        after <= before,
-        "descriptors: {before} before, {after} after"
-    );
+    net_tests::stress::run_rounds("CHAOS", default, Duration::from_secs(60), |seed| {
+        round(seed, tls, &pki)
+    })
+    .await;
 }
 
 /// Plain TCP servers under chaos (`CHAOS_SEED`, `CHAOS_ROUNDS` choose the rounds).

@@ -616,36 +616,5 @@ async fn round(seed: u64) -> Result<(), String> {
 /// `CHAOS_ROUNDS` choose the rounds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn a_server_behind_proxy_headers_and_per_address_caps_keeps_its_answers_exact() {
-    let seeds = net_tests::rng::seeds("CHAOS", 5);
-    let before = net_tests::probe::socket_count();
-    let limit = if std::env::var_os("CHAOS_ROUNDS").is_some() {
-        Duration::from_secs(3600)
-    } else {
-        Duration::from_secs(30)
-    };
-    let started = Instant::now();
-    let mut failures = Vec::new();
-    for seed in seeds {
-        if started.elapsed() > limit {
-            break;
-        }
-        if let Err(e) = round(seed).await {
-            eprintln!("{e}");
-            failures.push(e);
-        }
-    }
-    let waited = Instant::now();
-    while net_tests::probe::socket_count() > before && waited.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let after = net_tests::probe::socket_count();
-    assert!(
-        failures.is_empty(),
-        "{} failures: {failures:#?}",
-        failures.len()
-    );
-    assert!(
-        after <= before,
-        "descriptors: {before} before, {after} after"
-    );
+    net_tests::stress::run_rounds("CHAOS", 5, Duration::from_secs(30), round).await;
 }

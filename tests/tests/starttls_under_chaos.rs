@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
 use net_sockets::{ProxyProtocol, SelectorManager, ServerSocket, Socket, a_socket};
 use net_tests::rng::Rng;
+use net_tests::stress::ServerEnd;
 use net_tls::{TlsExt, TlsServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -773,16 +774,6 @@ async fn tls_phase(
     outcome
 }
 
-/// What the server side does, once per round.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Event {
-    Nothing,
-    ListenerShutdown,
-    ListenerClose,
-    SelectorClose,
-    SelectorShutdown,
-}
-
 /// Connects (with a PROXY header naming `proxy`), for the check of the free places.
 async fn hold(address: SocketAddr, proxy: Option<Ipv4Addr>) -> std::io::Result<TcpStream> {
     let mut tcp = TcpStream::connect(address).await?;
@@ -796,14 +787,14 @@ async fn round(seed: u64, pki: &net_tests::pki::Pki) -> Result<(), String> {
     let mut rng = Rng::new(seed);
     let cap = 1 + rng.below(5) as usize;
     let event = [
-        Event::Nothing,
-        Event::Nothing,
-        Event::Nothing,
-        Event::ListenerShutdown,
-        Event::ListenerShutdown,
-        Event::ListenerClose,
-        Event::SelectorClose,
-        Event::SelectorShutdown,
+        ServerEnd::Nothing,
+        ServerEnd::Nothing,
+        ServerEnd::Nothing,
+        ServerEnd::ListenerShutdown,
+        ServerEnd::ListenerShutdown,
+        ServerEnd::ListenerClose,
+        ServerEnd::SelectorClose,
+        ServerEnd::SelectorShutdown,
     ][rng.below(8) as usize];
     let grace = Duration::from_millis(rng.below(300));
     let when = Duration::from_millis(rng.below(150));
@@ -877,42 +868,8 @@ async fn round(seed: u64, pki: &net_tests::pki::Pki) -> Result<(), String> {
         })
         .collect();
     tokio::time::sleep(when).await;
+    net_tests::stress::end_server(event, &server, &selector, grace, cap, &what).await?;
     let limit = Duration::from_secs(15);
-    let mut shutdown = None;
-    match event {
-        Event::Nothing => {}
-        Event::ListenerShutdown => {
-            shutdown = Some(
-                tokio::time::timeout(limit, server.shutdown(grace))
-                    .await
-                    .map_err(|_| format!("{what}: the listener's shutdown hung"))?,
-            );
-        }
-        Event::ListenerClose => server.close(),
-        Event::SelectorClose => selector.close(),
-        Event::SelectorShutdown => {
-            shutdown = Some(
-                tokio::time::timeout(limit, selector.shutdown(grace))
-                    .await
-                    .map_err(|_| format!("{what}: the selector's shutdown hung"))?,
-            );
-        }
-    }
-    if let Some(shutdown) = shutdown {
-        if event == Event::ListenerShutdown && server.stats().open != 0 {
-            return Err(format!("{what}: {shutdown:?}, then {:?}", server.stats()));
-        }
-        let waited = Instant::now();
-        while server.stats().open != 0 {
-            if waited.elapsed() > Duration::from_secs(5) {
-                return Err(format!("{what}: {shutdown:?}, then {:?}", server.stats()));
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        if shutdown.finished + shutdown.cut > cap {
-            return Err(format!("{what}: {shutdown:?} counts more than the cap"));
-        }
-    }
     let mut outcomes = Vec::new();
     for running in running {
         outcomes.push(
@@ -937,7 +894,7 @@ async fn round(seed: u64, pki: &net_tests::pki::Pki) -> Result<(), String> {
             .map_err(|e| format!("{what}: a connection's task panicked: {e}"))?;
     }
     let report = report.lock().unwrap().clone();
-    let ended_by_server = event != Event::Nothing || timeout.is_some();
+    let ended_by_server = event != ServerEnd::Nothing || timeout.is_some();
     for o in &outcomes {
         let served = report.get(&o.orders.id).cloned().unwrap_or_default();
         let answers = o.received.windows(2).filter(|w| w == b"\r\n").count();
@@ -999,7 +956,7 @@ async fn round(seed: u64, pki: &net_tests::pki::Pki) -> Result<(), String> {
         // handshake is done, before the count is read.)
         let open = served.open_after_upgrade;
         if matches!(served.upgrade, Some(Ok(())))
-            && ((open == 0 && event == Event::Nothing) || open > cap)
+            && ((open == 0 && event == ServerEnd::Nothing) || open > cap)
         {
             return Err(format!("{who}: open {open} after the upgrade"));
         }
@@ -1055,7 +1012,7 @@ async fn round(seed: u64, pki: &net_tests::pki::Pki) -> Result<(), String> {
             "{what}: {stats:?}, but {served_connections} connections accepted"
         ));
     }
-    if event == Event::Nothing {
+    if event == ServerEnd::Nothing {
         // Exactly the cap's places are free: `per_ip` for the one address when it is the
         // tighter cap (the next of it is refused), `cap` otherwise (the next waits).
         let places = per_ip.unwrap_or(cap);
@@ -1119,39 +1076,11 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn a_starttls_server_under_misbehaving_clients_keeps_its_answers_exact() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let seeds = net_tests::rng::seeds("STCHAOS", 12);
     let pki = net_tests::pki::Pki::generate();
-    let before = net_tests::probe::socket_count();
-    let limit = if std::env::var_os("STCHAOS_ROUNDS").is_some() {
-        Duration::from_secs(3600)
-    } else {
-        Duration::from_secs(30)
-    };
-    let started = Instant::now();
-    let mut failures = Vec::new();
-    for seed in seeds {
-        if started.elapsed() > limit {
-            break;
-        }
-        if let Err(e) = round(seed, &pki).await {
-            eprintln!("{e}");
-            failures.push(e);
-        }
-    }
-    let waited = Instant::now();
-    while net_tests::probe::socket_count() > before && waited.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let after = net_tests::probe::socket_count();
-    assert!(
-        failures.is_empty(),
-        "{} failures: {failures:#?}",
-        failures.len()
-    );
-    assert!(
-        after <= before,
-        "descriptors: {before} before, {after} after"
-    );
+    net_tests::stress::run_rounds("STCHAOS", 12, Duration::from_secs(30), |seed| {
+        round(seed, &pki)
+    })
+    .await;
 }
 
 /// Python's `smtplib` (OpenSSL): EHLO, STARTTLS, EHLO, NOOP, QUIT; prints what it got.
