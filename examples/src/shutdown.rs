@@ -15,7 +15,8 @@
 //! 5. the connections' tasks end (each reports how its connection ended: a socket can close
 //!    itself, when the client leaves after the server closed its side, before its task has
 //!    said so), waited for at most [`TASKS_WAIT`];
-//! 6. print `Server stopped`.
+//! 6. the server's last report, if it has one (see [`serve_until_signal_then`]);
+//! 7. print `Server stopped`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -80,9 +81,30 @@ impl Signals {
 /// An accept error that the listener does not retry by itself.
 pub async fn serve_until_signal<F>(
     server: &ServerSocket,
+    signals: Signals,
+    grace: Duration,
+    accepted: impl FnMut(Socket) -> F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    serve_until_signal_then(server, signals, grace, accepted, || {}).await
+}
+
+/// As [`serve_until_signal`], with `last` called once the shutdown has waited for the
+/// connections' tasks (step 5 of the [module docs](self)), just before `Server stopped` is
+/// printed: for a server's last report of its own (what it printed
+/// after `serve_until_signal` returned would come after `Server stopped`).
+///
+/// # Errors
+///
+/// As [`serve_until_signal`] (`last` is not called then).
+pub async fn serve_until_signal_then<F>(
+    server: &ServerSocket,
     mut signals: Signals,
     grace: Duration,
     mut accepted: impl FnMut(Socket) -> F,
+    last: impl FnOnce(),
 ) -> anyhow::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
@@ -122,6 +144,7 @@ where
     }
     drop(running);
     let _ = tokio::time::timeout(TASKS_WAIT, all_ended.recv()).await;
+    last();
     crate::say!("Server stopped");
     Ok(())
 }

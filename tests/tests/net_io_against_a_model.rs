@@ -963,16 +963,28 @@ async fn reader(
 
 // ----- checks ---------------------------------------------------------------------------
 
-/// The outcome of a line read or `read_until` as the model says it.
-fn outcome(result: &Result<Got, Error>, rest: usize, delimiter: Option<usize>) -> Outcome {
+/// The outcome of a line read or `read_until` as the model says it; `item`: the bytes left
+/// for the item (after the skip of an over-long one).
+fn outcome(result: &Result<Got, Error>, item: &[u8], delimiter: Option<&[u8]>) -> Outcome {
+    let rest = item.len();
     match result {
         Ok(Got::Line(Some(line))) => Outcome::Line(line.clone()),
         Ok(Got::Item(Some(item))) => Outcome::Item(item.clone()),
         Ok(Got::Line(None) | Got::Item(None)) => Outcome::End,
         Err(Error::TooLongLine { .. }) => Outcome::TooLong,
         Err(Error::UnexpectedEof { needed, available }) => {
-            // read_line_strict: the line and one byte more; read_until: and its delimiter.
-            let want = rest + delimiter.unwrap_or(1);
+            // read_line_strict: the line and one byte more; read_until: and the part of its
+            // delimiter missing after the bytes there (its first bytes may end them).
+            let want = match delimiter {
+                None => rest + 1,
+                Some(d) => {
+                    let begun = (1..d.len())
+                        .rev()
+                        .find(|&k| item.ends_with(&d[..k]))
+                        .unwrap_or(0);
+                    rest + d.len() - begun
+                }
+            };
             if (*needed, *available) != (want, rest) {
                 return Outcome::Line(format!("UnexpectedEof {needed}/{available}"));
             }
@@ -1086,7 +1098,8 @@ fn check(m: &mut Model, rec: &Record) -> Result<(), String> {
         ) => {
             let before = m.consumed();
             let want = m.line(*lenient, *kind == 1, *limit);
-            let got = outcome(result, rest_at_line_for(&rest, m, before), None);
+            let item = &rest[rest.len() - rest_at_line_for(&rest, m, before)..];
+            let got = outcome(result, item, None);
             if got != want {
                 return bad(&format!("the model says {want:?}"));
             }
@@ -1107,11 +1120,8 @@ fn check(m: &mut Model, rec: &Record) -> Result<(), String> {
         (ReadOp::Until(delimiter, limit), _) => {
             let before = m.consumed();
             let want = m.until(delimiter, *limit);
-            let got = outcome(
-                result,
-                rest_at_line_for(&rest, m, before),
-                Some(delimiter.len()),
-            );
+            let item = &rest[rest.len() - rest_at_line_for(&rest, m, before)..];
+            let got = outcome(result, item, Some(&delimiter[..]));
             if got != want {
                 return bad(&format!("the model says {want:?}"));
             }

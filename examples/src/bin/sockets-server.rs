@@ -27,13 +27,14 @@
 // The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+use std::cell::RefCell;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use examples::Ending;
-use examples::shutdown::{Signals, serve_until_signal};
+use examples::shutdown::{Signals, serve_until_signal_then};
 use net_sockets::{
     ListenerStats, ProxyProtocol, SelectorManager, ServerSocket, Socket, TcpSocketBuilder, a_socket,
 };
@@ -94,15 +95,16 @@ async fn serve(host: String, port: u16, config: ServerConfig) -> anyhow::Result<
         .with_context(|| format!("cannot listen at {}", examples::join_host_port(&host, port)))?;
     let signals = Signals::install().context("cannot catch SIGINT and SIGTERM")?;
     examples::say!("Server is listening at {}", server.local_address());
-    // The reports end with the serving, and take a last look then: the listener closed at the
-    // start of the shutdown, so nothing is turned away after that look.
-    let mut turned_away = TurnedAway::default();
+    // The reports end with the serving, and take a last look before `Server stopped` (a
+    // shutdown with nothing to wait for ends before the reports look again): the listener
+    // closed at the start of the shutdown, so nothing is turned away after that look.
+    let turned_away = RefCell::new(TurnedAway::default());
+    let last = || turned_away.borrow_mut().report(server.stats());
     tokio::select! {
         biased;
-        served = serve_until_signal(&server, signals, config.grace, accepted) => served?,
-        never = report_turned_away(&server, &mut turned_away) => match never {},
+        served = serve_until_signal_then(&server, signals, config.grace, accepted, last) => served?,
+        never = report_turned_away(&server, &turned_away) => match never {},
     }
-    turned_away.report(server.stats());
     selector.close();
     Ok(())
 }
@@ -161,11 +163,12 @@ impl TurnedAway {
 }
 
 /// Reports what `server` turned away every [`REPORT_EVERY`], and once more as soon as it
-/// closes (a shutdown closes it first; the caller looks a last time after the shutdown, which
-/// may end before this is polled again). Runs until dropped.
+/// closes (a shutdown closes it first; the caller looks a last time at the end of the
+/// shutdown, before `Server stopped`, which may come before this is polled again). Runs until
+/// dropped.
 async fn report_turned_away(
     server: &ServerSocket,
-    turned_away: &mut TurnedAway,
+    turned_away: &RefCell<TurnedAway>,
 ) -> std::convert::Infallible {
     let mut ticks = tokio::time::interval(REPORT_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -175,7 +178,7 @@ async fn report_turned_away(
             () = server.await_closed() => true,
             _ = ticks.tick() => false,
         };
-        turned_away.report(server.stats());
+        turned_away.borrow_mut().report(server.stats());
         if closed {
             return std::future::pending().await;
         }
