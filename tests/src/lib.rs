@@ -16,7 +16,8 @@
 //! - [`harness`]: child processes — a program read line by line, signalled and killed on drop,
 //!   a real HAProxy in front of a server, this test binary run again under a descriptor limit —
 //!   and a blocking line client (from `127.0.0.2` if need be) for the example servers.
-//! - [`probe`]: descriptors, CPU time and memory of this process.
+//! - [`probe`]: descriptors, CPU time and memory of this process. [`leaks`]: checks that a
+//!   scenario run many times leaves no heap, descriptor, task or thread behind.
 //! - [`records`]: TLS 1.3 records written by hand (empty records, KeyUpdates) for hostile peers.
 //! - [`fault`]: the fault suite's line server, its well-behaved client and hostile peers.
 //! - [`pairs`]: one connection through a listener of ours, TCP, Unix or TLS, with the peer's
@@ -33,6 +34,7 @@ use std::time::Duration;
 pub mod fault;
 pub mod greeting;
 pub mod harness;
+pub mod leaks;
 pub mod loopback;
 pub mod pairs;
 pub mod pki;

@@ -20,13 +20,12 @@
 
 use std::alloc::System;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, ServerSocket, a_socket};
+use net_tests::leaks::{Leaks as Report, N2};
 use net_tests::pki::Pki;
-use net_tests::probe::fd_count;
-use net_tests::within;
 use net_tls::{TlsConfig, TlsExt, TlsServerConfig};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,117 +38,6 @@ fn live() -> isize {
     s.bytes_allocated as isize - s.bytes_deallocated as isize
 }
 
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-const WARM: usize = 20;
-const N1: usize = 60;
-const N2: usize = 200;
-/// Heap growth allowed between the marks (fixed, not proportional to `N2`).
-const HEAP_SLACK: isize = 48 * 1024;
-/// A short keep-alive for the blocking pool's idle threads (see `lifecycles_leave_nothing.rs`).
-const BLOCKING_KEEP_ALIVE: Duration = Duration::from_millis(100);
-
-#[derive(Clone, Copy, Debug)]
-struct Mark {
-    heap: isize,
-    fds: usize,
-    tasks: usize,
-    threads: usize,
-}
-
-/// Waits (bounded) until descriptors and tasks are no more than `limit`'s, then marks.
-async fn settle(limit: Option<Mark>) -> Mark {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        for _ in 0..5 {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let fds = fd_count();
-        let tasks = alive_tasks();
-        let done = match limit {
-            None => true,
-            Some(l) => fds <= l.fds && tasks <= l.tasks && thread_count() <= l.threads,
-        };
-        if done || Instant::now() > deadline {
-            return Mark {
-                heap: live(),
-                fds,
-                tasks,
-                threads: thread_count(),
-            };
-        }
-    }
-}
-
-#[derive(Default)]
-struct Report {
-    failures: Vec<String>,
-}
-
-impl Report {
-    async fn check<F, Fut>(&mut self, name: &str, one: F)
-    where
-        F: FnMut(usize) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        self.check_n(name, N1, N2, one).await;
-    }
-
-    async fn check_n<F, Fut>(&mut self, name: &str, n1: usize, n2: usize, mut one: F)
-    where
-        F: FnMut(usize) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        if std::env::var("LEAKS_ONLY").is_ok_and(|only| !name.contains(&only)) {
-            return;
-        }
-        let started = Instant::now();
-        for i in 0..WARM {
-            within(one(i)).await;
-        }
-        let base = settle(None).await;
-        for i in 0..n1 {
-            within(one(WARM + i)).await;
-        }
-        let first = settle(Some(base)).await;
-        for i in 0..n2 {
-            within(one(WARM + n1 + i)).await;
-        }
-        let second = settle(Some(first)).await;
-        let heap = second.heap - first.heap;
-        let line = format!(
-            "{name}: heap +{} over {n1} then +{heap} over {n2}; fds {} -> {} -> {}; tasks {} -> {} -> {}; threads {} -> {} -> {} ({:?})",
-            first.heap - base.heap,
-            base.fds,
-            first.fds,
-            second.fds,
-            base.tasks,
-            first.tasks,
-            second.tasks,
-            base.threads,
-            first.threads,
-            second.threads,
-            started.elapsed()
-        );
-        eprintln!("{line}");
-        if heap > HEAP_SLACK
-            || second.fds > base.fds
-            || second.tasks > base.tasks
-            || second.threads > first.threads + 4
-        {
-            self.failures.push(line);
-        }
-    }
-}
-
 struct Ctx {
     selector: SelectorManager,
     dir: net_tests::TempDir,
@@ -160,20 +48,7 @@ struct Ctx {
 #[test]
 fn abnormal_ends_leave_nothing_behind() {
     // `LEAKS_CURRENT_THREAD=1`: the same on a current-thread runtime.
-    let runtime = if std::env::var("LEAKS_CURRENT_THREAD").is_ok() {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_keep_alive(BLOCKING_KEEP_ALIVE)
-            .build()
-            .unwrap()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .thread_keep_alive(BLOCKING_KEEP_ALIVE)
-            .build()
-            .unwrap()
-    };
+    let runtime = net_tests::leaks::runtime();
     runtime.block_on(async {
         let pki = Pki::generate();
         let ctx = Ctx {
@@ -182,7 +57,7 @@ fn abnormal_ends_leave_nothing_behind() {
             server_config: pki.server_config().build().unwrap(),
             client_config: pki.client_config().build().unwrap(),
         };
-        let mut report = Report::default();
+        let mut report = Report::new(live);
         if std::env::var("LEAKS_SANITY").is_ok() {
             report
                 .check("sanity: a deliberate leak", |_| async {

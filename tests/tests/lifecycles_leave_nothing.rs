@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use net_io::{ByteChannel, LineEnding};
 use net_sockets::{SelectorManager, ServerSocket, Socket, UnixSocketAddress, a_socket};
+use net_tests::TempDir;
+use net_tests::leaks::{Leaks as Report, N2, alive_tasks};
 use net_tests::loopback::{RefusingPort, never_accepting_listener};
 use net_tests::pki::Pki;
-use net_tests::probe::fd_count;
 use net_tests::tls::{garbage_client, localhost, rustls_client};
-use net_tests::{TempDir, within};
 use net_tls::{TlsConfig, TlsExt, TlsServerConfig};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,61 +41,6 @@ fn live() -> isize {
     s.bytes_allocated as isize - s.bytes_deallocated as isize
 }
 
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
-
-const WARM: usize = 20;
-const N1: usize = 60;
-const N2: usize = 200;
-/// Heap growth allowed between the marks (fixed, not proportional to `N2`).
-const HEAP_SLACK: isize = 48 * 1024;
-
-/// How long an idle thread of the runtime's blocking pool lives (tokio's default: 10 s). On a
-/// loaded machine, blocking closes (linger) overlap and the pool grows by several threads,
-/// which then outlive `settle`'s 3 s and read as a thread leak; with a short keep-alive they
-/// are gone when `settle` counts.
-const BLOCKING_KEEP_ALIVE: Duration = Duration::from_millis(100);
-
-#[derive(Clone, Copy, Debug)]
-struct Mark {
-    heap: isize,
-    fds: usize,
-    tasks: usize,
-    threads: usize,
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-/// Waits (bounded) until descriptors and tasks are no more than `limit`'s, then marks.
-async fn settle(limit: Option<Mark>) -> Mark {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        // A few turns for closes under way (their tasks, the blocking pool).
-        for _ in 0..5 {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let fds = fd_count();
-        let tasks = alive_tasks();
-        let done = match limit {
-            None => true,
-            Some(l) => fds <= l.fds && tasks <= l.tasks && thread_count() <= l.threads,
-        };
-        if done || Instant::now() > deadline {
-            return Mark {
-                heap: live(),
-                fds,
-                tasks,
-                threads: thread_count(),
-            };
-        }
-    }
-}
-
 struct Ctx {
     selector: SelectorManager,
     listener: ServerSocket,
@@ -107,84 +52,10 @@ struct Ctx {
     dir: TempDir,
 }
 
-#[derive(Default)]
-struct Report {
-    failures: Vec<String>,
-}
-
-impl Report {
-    async fn check<F, Fut>(&mut self, name: &str, one: F)
-    where
-        F: FnMut(usize) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        self.check_n(name, N1, N2, one).await;
-    }
-
-    /// [`check`](Self::check) with fewer lifecycles, for slow ones.
-    async fn check_n<F, Fut>(&mut self, name: &str, n1: usize, n2: usize, mut one: F)
-    where
-        F: FnMut(usize) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        // For a rerun of some scenarios only.
-        if std::env::var("LEAKS_ONLY").is_ok_and(|only| !name.contains(&only)) {
-            return;
-        }
-        for i in 0..WARM {
-            within(one(i)).await;
-        }
-        let base = settle(None).await;
-        for i in 0..n1 {
-            within(one(WARM + i)).await;
-        }
-        let first = settle(Some(base)).await;
-        for i in 0..n2 {
-            within(one(WARM + n1 + i)).await;
-        }
-        let second = settle(Some(first)).await;
-        let heap = second.heap - first.heap;
-        let line = format!(
-            "{name}: heap +{} over {n1} then +{heap} over {n2}; fds {} -> {} -> {}; tasks {} -> {} -> {}; threads {} -> {} -> {}",
-            first.heap - base.heap,
-            base.fds,
-            first.fds,
-            second.fds,
-            base.tasks,
-            first.tasks,
-            second.tasks,
-            base.threads,
-            first.threads,
-            second.threads
-        );
-        eprintln!("{line}");
-        if heap > HEAP_SLACK
-            || second.fds > base.fds
-            || second.tasks > base.tasks
-            || second.threads > first.threads + 4
-        {
-            self.failures.push(line);
-        }
-    }
-}
-
 #[test]
 fn lifecycles_leave_nothing_behind() {
     // `LEAKS_CURRENT_THREAD=1`: the same on a current-thread runtime.
-    let runtime = if std::env::var("LEAKS_CURRENT_THREAD").is_ok() {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_keep_alive(BLOCKING_KEEP_ALIVE)
-            .build()
-            .unwrap()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .thread_keep_alive(BLOCKING_KEEP_ALIVE)
-            .build()
-            .unwrap()
-    };
+    let runtime = net_tests::leaks::runtime();
     runtime.block_on(async {
         let selector = SelectorManager::new();
         let listener = a_socket(&selector)
@@ -216,7 +87,7 @@ fn lifecycles_leave_nothing_behind() {
             quick_timeout_config,
             dir: TempDir::new("leaks"),
         };
-        let mut report = Report::default();
+        let mut report = Report::new(live);
         if std::env::var("LEAKS_SANITY").is_ok() {
             // The harness itself: a lifecycle that leaks 200 bytes, a descriptor and a task
             // must fail each count.
