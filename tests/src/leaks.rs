@@ -143,6 +143,28 @@ impl Leaks {
         }
     }
 
+    /// With `LEAKS_SANITY` set, checks the harness itself first: a scenario that leaks
+    /// 200 bytes, a descriptor and a task each run must fail each count.
+    pub async fn sanity_if_asked(&mut self) {
+        if std::env::var("LEAKS_SANITY").is_ok() {
+            self.check("sanity: a deliberate leak", |_| async {
+                std::mem::forget(vec![0u8; 200]);
+                std::mem::forget(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+                drop(tokio::spawn(std::future::pending::<()>()));
+            })
+            .await;
+        }
+    }
+
+    /// Fails with every check that left something behind, under `what`.
+    pub fn assert_none_left(&self, what: &str) {
+        assert!(
+            self.failures.is_empty(),
+            "{what} that left something behind:\n{}",
+            self.failures.join("\n")
+        );
+    }
+
     /// Waits (bounded) until descriptors, tasks and threads are no more than `limit`'s, then
     /// marks.
     async fn settle(&self, limit: Option<Mark>) -> Mark {

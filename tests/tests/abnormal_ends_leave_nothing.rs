@@ -58,15 +58,7 @@ fn abnormal_ends_leave_nothing_behind() {
             client_config: pki.client_config().build().unwrap(),
         };
         let mut report = Report::new(live);
-        if std::env::var("LEAKS_SANITY").is_ok() {
-            report
-                .check("sanity: a deliberate leak", |_| async {
-                    std::mem::forget(vec![0u8; 200]);
-                    std::mem::forget(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
-                    drop(tokio::spawn(std::future::pending::<()>()));
-                })
-                .await;
-        }
+        report.sanity_if_asked().await;
         run_shutdown_cuts(&ctx, &mut report).await;
         run_shutdowns_more(&ctx, &mut report).await;
         run_groups_and_upgrades(&ctx, &mut report).await;
@@ -74,11 +66,7 @@ fn abnormal_ends_leave_nothing_behind() {
         run_resets(&ctx, &mut report).await;
         run_dropped_handshakes(&ctx, &mut report).await;
         run_listener_ends(&ctx, &mut report).await;
-        assert!(
-            report.failures.is_empty(),
-            "abnormal ends that left something behind:\n{}",
-            report.failures.join("\n")
-        );
+        report.assert_none_left("abnormal ends");
     });
 }
 

@@ -88,17 +88,7 @@ fn lifecycles_leave_nothing_behind() {
             dir: TempDir::new("leaks"),
         };
         let mut report = Report::new(live);
-        if std::env::var("LEAKS_SANITY").is_ok() {
-            // The harness itself: a lifecycle that leaks 200 bytes, a descriptor and a task
-            // must fail each count.
-            report
-                .check("sanity: a deliberate leak", |_| async {
-                    std::mem::forget(vec![0u8; 200]);
-                    std::mem::forget(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
-                    drop(tokio::spawn(std::future::pending::<()>()));
-                })
-                .await;
-        }
+        report.sanity_if_asked().await;
         run_all(&ctx, &mut report).await;
         run_more(&ctx, &mut report).await;
         run_long_lived(&ctx, &mut report).await;
@@ -106,11 +96,7 @@ fn lifecycles_leave_nothing_behind() {
         run_stuck_peers(&ctx, &mut report).await;
         run_proxy_listeners(&ctx, &mut report).await;
         run_tls_more(&ctx, &mut report).await;
-        assert!(
-            report.failures.is_empty(),
-            "lifecycles that left something behind:\n{}",
-            report.failures.join("\n")
-        );
+        report.assert_none_left("lifecycles");
     });
 }
 
