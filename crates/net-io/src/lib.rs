@@ -15,8 +15,29 @@
 //!
 //! Both channels implement tokio's I/O traits ([`AsyncRead`](tokio::io::AsyncRead) and
 //! [`AsyncBufRead`](tokio::io::AsyncBufRead) for reading, [`AsyncWrite`](tokio::io::AsyncWrite)
-//! for writing), so [`tokio::io::copy`], `copy_bidirectional` and tokio-util's `Framed` work on
-//! them, mixed freely with the channels' own methods.
+//! for writing), so [`tokio::io::copy`] and tokio-util's `FramedRead` and `FramedWrite` work on
+//! them, mixed freely with the channels' own methods. What takes one stream that both reads and
+//! writes (`copy_bidirectional`, tokio-util's `Framed`) takes the two channels of a connection
+//! joined with [`tokio::io::join`], as here:
+//!
+//! ```
+//! use net_io::ByteChannel;
+//! use tokio::io::AsyncWriteExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+//! // A connection's two channels (here in-memory pipes), as one stream.
+//! let (mut client_out, input) = ByteChannel::new(true);
+//! let (output, mut client_in) = ByteChannel::new(true);
+//! let mut near = tokio::io::join(input, output);
+//! let (mut far, mut far_peer) = tokio::io::duplex(64);
+//! client_out.write_all(b"ping").await?;
+//! client_out.shutdown().await?;
+//! far_peer.write_all(b"pong").await?;
+//! far_peer.shutdown().await?;
+//! assert_eq!(tokio::io::copy_bidirectional(&mut near, &mut far).await?, (4, 4));
+//! assert_eq!(client_in.read_remaining(16).await?, &b"pong"[..]);
+//! # Ok(()) }
+//! ```
 //!
 //! # Failures
 //!
