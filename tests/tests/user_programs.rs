@@ -1062,11 +1062,11 @@ async fn udp_service_with_state_timeouts_and_a_unix_admin_port() {
     assert_eq!(ask(&one, "GET").await, "3");
     assert_eq!(ask(&two, "BOGUS").await, "ERR");
 
-    // A real admin client: nc over the Unix socket, two commands and a bad one, then the end.
+    // A real admin client: OpenBSD's nc over the Unix socket, two commands and a bad one, then the end.
     let one_address = one.local_address().to_string();
     let nc_path = path.clone();
     let out = blocking(move || {
-        let mut nc = Command::new("nc")
+        let mut nc = Command::new("nc.openbsd")
             .args(["-N", "-U"])
             .arg(&nc_path)
             .stdin(Stdio::piped())
