@@ -100,10 +100,32 @@ fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn wake(waker: &mut Option<Waker>) {
-    if let Some(w) = waker.take() {
+/// Lets go of the lock, then wakes `waker`, taken out under it.
+///
+/// Never under the lock: a waker may be the last reference to its task (an executor whose
+/// pending tasks only their wakers keep), and waking or dropping it may drop the task's future,
+/// and with it an end of this pipe, whose drop takes the lock.
+fn wake_after(state: MutexGuard<'_, State>, waker: Option<Waker>) {
+    drop(state);
+    if let Some(w) = waker {
         w.wake();
     }
+}
+
+/// Keeps the task's waker in `slot` (not cloned again when it is the same task's), and lets go
+/// of the lock before the waker it replaces goes (see [`wake_after`]).
+fn wait_in(
+    mut state: MutexGuard<'_, State>,
+    slot: fn(&mut State) -> &mut Option<Waker>,
+    cx: &Context<'_>,
+) {
+    let kept = slot(&mut state);
+    if kept.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        return;
+    }
+    let replaced = kept.replace(cx.waker().clone());
+    drop(state);
+    drop(replaced);
 }
 
 #[derive(Debug)]
@@ -121,7 +143,8 @@ impl PipeWriter {
     pub(crate) fn cancel(&self) {
         let mut state = lock(&self.shared);
         state.write_cancelled = true;
-        wake(&mut state.read_waker);
+        let reader = state.read_waker.take();
+        wake_after(state, reader);
     }
 }
 
@@ -155,7 +178,8 @@ impl PipeReader {
             buf.put_slice(&front[..from_front]);
             buf.put_slice(&back[..n - from_front]);
             state.bytes.drain(..n);
-            wake(&mut state.write_waker);
+            let writer = state.write_waker.take();
+            wake_after(state, writer);
             return Poll::Ready(Ok(()));
         }
         if state.write_cancelled {
@@ -164,7 +188,7 @@ impl PipeReader {
         if state.write_closed {
             return Poll::Ready(Ok(()));
         }
-        state.read_waker = Some(cx.waker().clone());
+        wait_in(state, |state| &mut state.read_waker, cx);
         Poll::Pending
     }
 }
@@ -174,7 +198,8 @@ impl Drop for PipeReader {
         let mut state = lock(&self.shared);
         state.read_gone = true;
         state.bytes = VecDeque::new();
-        wake(&mut state.write_waker);
+        let writer = state.write_waker.take();
+        wake_after(state, writer);
     }
 }
 
@@ -201,7 +226,8 @@ impl AsyncWrite for PipeWriter {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = lock(&self.shared);
         state.write_closed = true;
-        wake(&mut state.read_waker);
+        let reader = state.read_waker.take();
+        wake_after(state, reader);
         Poll::Ready(Ok(()))
     }
 }
@@ -218,12 +244,13 @@ impl PipeWriter {
         }
         let room = PIPE_CAPACITY - state.bytes.len();
         if room == 0 {
-            state.write_waker = Some(cx.waker().clone());
+            wait_in(state, |state| &mut state.write_waker, cx);
             return Poll::Pending;
         }
         let n = room.min(src.len());
         state.bytes.extend(&src[..n]);
-        wake(&mut state.read_waker);
+        let reader = state.read_waker.take();
+        wake_after(state, reader);
         Poll::Ready(Ok(n))
     }
 }
@@ -232,6 +259,7 @@ impl Drop for PipeWriter {
     fn drop(&mut self) {
         let mut state = lock(&self.shared);
         state.write_closed = true;
-        wake(&mut state.read_waker);
+        let reader = state.read_waker.take();
+        wake_after(state, reader);
     }
 }

@@ -706,7 +706,8 @@ impl CloseWait {
     }
 
     /// Under the waiters' lock, which a close takes to wake them: either this sees the close's
-    /// mark, or the close finds the waker put here.
+    /// mark, or the close finds the waker put here. The wakers this lets go of go after the
+    /// lock (see [`LetGo`]).
     #[inline(never)]
     fn poll_registering<S: SocketIo, H: ReleaseHook>(
         &mut self,
@@ -716,17 +717,23 @@ impl CloseWait {
     ) -> Poll<()> {
         let mut waiters = lock(&core.waiters);
         if waiters.released || (with_selector && core.selector.is_closed()) {
-            self.registration.leave(&mut waiters.slots);
+            let gone = self.registration.leave(&mut waiters.slots);
+            drop(waiters);
+            drop(gone);
             return Poll::Ready(());
         }
-        self.registration.register(&mut waiters.slots, cx);
+        let gone = self.registration.register(&mut waiters.slots, cx);
+        drop(waiters);
+        drop(gone);
         Poll::Pending
     }
 
     /// Gives the place back: the wait is over for good.
     pub(crate) fn leave<S: SocketIo, H: ReleaseHook>(&mut self, core: &Core<S, H>) {
         if self.registration.is_registered() {
-            self.registration.leave(&mut lock(&core.waiters).slots);
+            // The lock goes at the end of this statement, before the wakers.
+            let gone = self.registration.leave(&mut lock(&core.waiters).slots);
+            drop(gone);
         }
     }
 }
@@ -735,6 +742,14 @@ impl CloseWait {
 /// there: the registration a wait keeps from poll to poll, renewed only when another task polls.
 #[derive(Debug, Default)]
 pub(crate) struct Registration(Option<(usize, Waker)>);
+
+/// The wakers a [`Registration`] let go of (replaced by another task's, or given back), for
+/// the caller to drop once it let go of the lock of the [`Slots`]: a waker may be the last
+/// reference to its task (an executor whose pending tasks only their wakers keep, the task's
+/// wait having moved to another task), whose future then goes with it, and with it what that
+/// future holds: another wait on the same slots, a socket of the same core, whose drop takes
+/// that lock.
+pub(crate) type LetGo = [Option<Waker>; 2];
 
 impl Registration {
     /// Whether this task's waker is in place: the wait registered, and this task polled it last.
@@ -751,26 +766,31 @@ impl Registration {
     }
 
     /// Puts this task's waker in the wait's place, taking one the first time; `slots` is
-    /// locked by the caller, who checked under that lock that the event has not come.
-    pub(crate) fn register(&mut self, slots: &mut Slots, cx: &Context<'_>) {
+    /// locked by the caller, who checked under that lock that the event has not come. Returns
+    /// the wakers it replaced, to drop after that lock.
+    #[must_use = "dropped once the lock of the slots is let go of"]
+    pub(crate) fn register(&mut self, slots: &mut Slots, cx: &Context<'_>) -> LetGo {
         match &mut self.0 {
             Some((place, waker)) => {
-                if !waker.will_wake(cx.waker()) {
-                    waker.clone_from(cx.waker());
-                }
-                slots.put(*place, waker.clone());
+                let replaced = (!waker.will_wake(cx.waker()))
+                    .then(|| std::mem::replace(waker, cx.waker().clone()));
+                [replaced, slots.put(*place, waker.clone())]
             }
             None => {
                 let place = slots.insert(cx.waker().clone());
                 self.0 = Some((place, cx.waker().clone()));
+                [None, None]
             }
         }
     }
 
-    /// Gives the place back (if the event did not take it already).
-    pub(crate) fn leave(&mut self, slots: &mut Slots) {
-        if let Some((place, _)) = self.0.take() {
-            slots.remove(place);
+    /// Gives the place back (if the event did not take it already). Returns the wakers it let
+    /// go of, to drop after the lock of `slots`.
+    #[must_use = "dropped once the lock of the slots is let go of"]
+    pub(crate) fn leave(&mut self, slots: &mut Slots) -> LetGo {
+        match self.0.take() {
+            Some((place, waker)) => [Some(waker), slots.remove(place)],
+            None => [None, None],
         }
     }
 }
@@ -864,26 +884,33 @@ impl Slots {
 
     /// Puts `waker` in `place`, which this wait took and still holds (the places are taken away
     /// only by [`take`](Self::take), once the event came, and no wait takes one after it).
-    fn put(&mut self, place: usize, waker: Waker) {
+    /// Returns the waker it replaces.
+    fn put(&mut self, place: usize, waker: Waker) -> Option<Waker> {
         match place {
-            0 | 1 => self.inline[place] = Some(waker),
-            _ => {
-                if let Some(Place::Taken(held)) = self.more.get_mut(place - 2) {
-                    *held = waker;
-                }
-            }
+            0 | 1 => self.inline[place].replace(waker),
+            _ => match self.more.get_mut(place - 2) {
+                Some(Place::Taken(held)) => Some(std::mem::replace(held, waker)),
+                _ => None,
+            },
         }
     }
 
-    /// Frees `place`, unless [`take`](Self::take) took it already.
-    fn remove(&mut self, place: usize) {
+    /// Frees `place`, unless [`take`](Self::take) took it already; returns its waker.
+    fn remove(&mut self, place: usize) -> Option<Waker> {
         match place {
-            0 | 1 => self.inline[place] = None,
+            0 | 1 => self.inline[place].take(),
             _ => {
                 let index = place - 2;
-                if let Some(held @ Place::Taken(_)) = self.more.get_mut(index) {
-                    *held = Place::Free(self.free);
-                    self.free = index;
+                let held = self.more.get_mut(index)?;
+                match std::mem::replace(held, Place::Free(self.free)) {
+                    Place::Taken(waker) => {
+                        self.free = index;
+                        Some(waker)
+                    }
+                    free @ Place::Free(_) => {
+                        *held = free;
+                        None
+                    }
                 }
             }
         }

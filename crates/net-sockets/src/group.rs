@@ -269,15 +269,19 @@ impl Drain {
     /// Begins the shutdown: wakes every wait on this drain and its children.
     pub(crate) fn begin(&self) {
         self.0.began.store(true, Ordering::SeqCst);
-        // Each under the waits' lock, which a wait takes to register: it either sees the flag,
-        // or is woken here.
-        lock(&self.0.waiting).take().wake();
+        // Each taken under the waits' lock, which a wait takes to register: it either sees the
+        // flag, or is woken here. Woken once that lock is let go of: a wake may drop its task
+        // (an executor that can no longer run it), and with it another wait on this drain,
+        // whose drop takes the lock.
+        let woken = lock(&self.0.waiting).take();
+        woken.wake();
         let children: Vec<_> = lock(&self.0.children)
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
         for child in children {
-            lock(&child.waiting).take().wake();
+            let woken = lock(&child.waiting).take();
+            woken.wake();
         }
     }
 
@@ -326,14 +330,19 @@ impl Future for Requested<'_> {
 }
 
 impl Requested<'_> {
+    /// Under the waits' lock; the wakers it lets go of go after it (see `LetGo`).
     #[inline(never)]
     fn poll_registering(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut waiting = lock(&self.drain.0.waiting);
         if self.drain.has_begun() {
-            self.registration.leave(&mut waiting);
+            let gone = self.registration.leave(&mut waiting);
+            drop(waiting);
+            drop(gone);
             return Poll::Ready(());
         }
-        self.registration.register(&mut waiting, cx);
+        let gone = self.registration.register(&mut waiting, cx);
+        drop(waiting);
+        drop(gone);
         Poll::Pending
     }
 }
@@ -341,7 +350,9 @@ impl Requested<'_> {
 impl Drop for Requested<'_> {
     fn drop(&mut self) {
         if self.registration.is_registered() {
-            self.registration.leave(&mut lock(&self.drain.0.waiting));
+            // The lock goes at the end of this statement, before the wakers.
+            let gone = self.registration.leave(&mut lock(&self.drain.0.waiting));
+            drop(gone);
         }
     }
 }
