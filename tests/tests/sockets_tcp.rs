@@ -479,6 +479,30 @@ async fn incoming_yields_connections() {
     }
 }
 
+/// `incoming()` holds the listener: dropping the `ServerSocket` leaves the stream yielding
+/// connections, and the listener closes (connects refused) once the stream is dropped too.
+#[tokio::test]
+async fn incoming_keeps_the_listener_open_after_the_server_socket_is_dropped() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let address = listener.local_address();
+    let mut incoming = listener.incoming();
+    drop(listener);
+    let client = connect(&selector, address.clone()).await;
+    let accepted = next_item(&mut incoming).await.unwrap().unwrap();
+    assert_eq!(accepted.remote_address(), client.local_address());
+    drop(incoming);
+    let refused = a_socket(&selector)
+        .tcp()
+        .connect(address)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::Io(e) if e.kind() == io::ErrorKind::ConnectionRefused),
+        "{refused:?}"
+    );
+}
+
 /// A listener whose `accept(2)` fails with an error it does not retry: a listening socket shut
 /// down for reading makes Linux's `accept(2)` fail with `EINVAL`.
 #[cfg(any(target_os = "linux", target_os = "android"))]

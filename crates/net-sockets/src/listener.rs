@@ -500,7 +500,9 @@ impl ServerSocket {
     /// listener or its selector is closed, and after an error: the errors `accept(2)` says to
     /// retry are retried as [`accept`](Self::accept) does, so an [`Error::Io`] item means the
     /// listener itself is broken, and it is the stream's last item. The listener stays open
-    /// (a later `accept` reports the error again) until it is closed or dropped.
+    /// (a later `accept` reports the error again) until it is closed or dropped. The stream
+    /// holds the listener: it stays open while the stream exists, also once this
+    /// `ServerSocket` is dropped (its [`close`](Self::close) ends both).
     pub fn incoming(&self) -> Incoming {
         Incoming::new(Arc::clone(&self.inner))
     }
