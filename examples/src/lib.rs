@@ -14,12 +14,10 @@
 //! - [`shutdown`]: graceful shutdown on SIGINT/SIGTERM for `sockets-server`,
 //!   `sockets-server-tls`, `chat-server` and `starttls-server`.
 //! - [`tls`]: certificates, trust and session descriptions for the TLS programs.
-//! - [`proxy_v2`]: the PROXY protocol v2 header `tcp-proxy --send-proxy-v2` sends.
 
 pub mod address;
 pub mod cli;
 pub mod peer;
-pub mod proxy_v2;
 pub mod shutdown;
 pub mod tls;
 

@@ -55,6 +55,56 @@ async fn read_all(stream: &mut TcpStream) -> Vec<u8> {
     rest
 }
 
+/// The headers `net_sockets::proxy_header` writes (v1 and v2, IPv4, IPv6 and mixed; v2
+/// `LOCAL`) are what a listener requiring them reads: the client named (or, for `LOCAL`, the
+/// connection's own peer kept), the proxy's address beside it, the bytes after the header kept.
+#[tokio::test]
+async fn the_headers_proxy_header_writes_are_read_by_a_listener() {
+    use net_sockets::proxy_header;
+    let (_selector, server, address) =
+        listener(|b| b.proxy_protocol(ProxyProtocol::Required)).await;
+    let v4: SocketAddr = "192.0.2.7:4242".parse().unwrap();
+    let v6: SocketAddr = "[2001:db8::7]:4242".parse().unwrap();
+    let cases: [(Vec<u8>, Option<&str>); 6] = [
+        (
+            proxy_header::v1(v4, address).into_bytes(),
+            Some("192.0.2.7:4242"),
+        ),
+        (proxy_header::v2(v4, address), Some("192.0.2.7:4242")),
+        (
+            proxy_header::v1(v6, address).into_bytes(),
+            Some("[2001:db8::7]:4242"),
+        ),
+        (proxy_header::v2(v6, address), Some("[2001:db8::7]:4242")),
+        // Mixed families: the IPv4 client is named in its IPv4-mapped form.
+        (
+            proxy_header::v2(v4, "[::1]:9".parse().unwrap()),
+            Some("[::ffff:192.0.2.7]:4242"),
+        ),
+        (proxy_header::v2_local(), None),
+    ];
+    for (header, client) in cases {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(&[&header[..], b"hello\n"].concat())
+            .await
+            .unwrap();
+        let mut socket = within(server.accept()).await.unwrap();
+        let peer = SocketAddress::from(stream.local_addr().unwrap());
+        match client {
+            Some(client) => {
+                assert_eq!(socket.remote_address().to_string(), client, "{header:?}");
+                assert_eq!(socket.proxy_address(), Some(peer));
+            }
+            None => {
+                assert_eq!(socket.remote_address(), peer);
+                assert_eq!(socket.proxy_address(), None);
+            }
+        }
+        assert_eq!(first_line(&mut socket).await.as_deref(), Some("hello"));
+    }
+}
+
 /// The longest v2 header accepted (4,096 bytes: addresses, then a NOOP TLV filling it), sent
 /// with the application's first line in one write: the header takes several reads of the
 /// listener's, and the line after it arrives whole and first.

@@ -691,18 +691,6 @@ async fn redis_like_server(frames: bool, over: Over) {
 
 // ----- (c) a TLS-terminating front with PROXY headers ----------------------------------------
 
-/// A PROXY v2 header for a TCP over IPv4 connection from `source` to `destination`, written by
-/// hand (the listener reads headers; nothing public writes one).
-fn proxy_v2(source: SocketAddrV4, destination: SocketAddrV4) -> Vec<u8> {
-    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    header.extend_from_slice(&[0x21, 0x11, 0, 12]);
-    header.extend_from_slice(&source.ip().octets());
-    header.extend_from_slice(&destination.ip().octets());
-    header.extend_from_slice(&source.port().to_be_bytes());
-    header.extend_from_slice(&destination.port().to_be_bytes());
-    header
-}
-
 /// What the front saw of one client: SNI, ALPN, the client's address, and the address it
 /// connected to the backend from.
 type FrontSaw = (
@@ -735,24 +723,15 @@ async fn front_session(
         .await
         .map_err(|e| e.to_string())?;
     let via = upstream.local_address();
-    let (SocketAddr::V4(source), SocketAddr::V4(destination)) = (
+    let (source, destination) = (
         from.as_inet().unwrap().socket_addr(),
         to.as_inet().unwrap().socket_addr(),
-    ) else {
-        panic!("IPv4")
-    };
+    );
     let mut upstream = upstream.into_stream().map_err(|e| e.to_string())?;
     let header = if sni.as_deref() == Some("a.test") {
-        format!(
-            "PROXY TCP4 {} {} {} {}\r\n",
-            source.ip(),
-            destination.ip(),
-            source.port(),
-            destination.port()
-        )
-        .into_bytes()
+        net_sockets::proxy_header::v1(source, destination).into_bytes()
     } else {
-        proxy_v2(source, destination)
+        net_sockets::proxy_header::v2(source, destination)
     };
     upstream
         .write_all(&header)

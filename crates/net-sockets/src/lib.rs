@@ -15,9 +15,9 @@
 //! - A server toolkit on the TCP builder and the listener: graceful shutdown
 //!   ([`ServerSocket::shutdown`], [`SelectorManager::shutdown`], [`Socket::shutdown_requested`]),
 //!   admission control ([`TcpSocketBuilder::max_connections`],
-//!   [`TcpSocketBuilder::max_connections_per_ip`]), the PROXY protocol ([`ProxyProtocol`]), and
-//!   flush coalescing for pipelined requests ([`TcpSocketBuilder::coalesce_flushes`], on by
-//!   default).
+//!   [`TcpSocketBuilder::max_connections_per_ip`]), the PROXY protocol ([`ProxyProtocol`] to
+//!   read its headers, [`proxy_header`] to write them), and flush coalescing for pipelined
+//!   requests ([`TcpSocketBuilder::coalesce_flushes`], on by default).
 //! - Sockets made elsewhere are adopted: [`ServerSocket::from_std`], [`Socket::from_std`], the
 //!   datagram sockets' `from_std`, and systemd socket activation
 //!   ([`TcpSocketBuilder::systemd_listeners`]).
@@ -144,6 +144,16 @@ pub use options::{ProxyProtocol, SocketOptions};
 pub use selector::{SelectorManager, SelectorManagerBuilder};
 pub use socket::{Connection, ShutdownSignal, Socket, SocketStream};
 pub use transport::{Plain, Transport};
+
+/// PROXY protocol headers to send, for a proxy in front of a server that reads them (this
+/// crate's listeners with [`ProxyProtocol`], HAProxy's `accept-proxy`, nginx's
+/// `proxy_protocol`): written first on the connection to that server, they tell it the
+/// client's address.
+pub mod proxy_header {
+    pub use crate::proxy_protocol::{
+        encode_v1 as v1, encode_v2 as v2, encode_v2_local as v2_local,
+    };
+}
 
 /// The seam a protocol layer (TLS, in `net-tls`) plugs into. Not part of the API: hidden from
 /// the documentation and free to change.

@@ -285,12 +285,24 @@ pub(crate) fn has_signature(buf: &[u8]) -> bool {
     buf.starts_with(V1_SIGNATURE) || buf.starts_with(&V2_SIGNATURE)
 }
 
-/// A v2 `PROXY` header (transport `STREAM`) for a relayed connection, without TLVs.
+/// A version 2 (binary) `PROXY` header for a TCP connection from `source` (the client, as the
+/// proxy saw it) to `destination` (the address the client reached), without TLVs: 28 bytes
+/// for two IPv4 addresses, 52 otherwise.
 ///
 /// If one address is IPv4 and the other IPv6, the IPv4 one is sent as an IPv4-mapped IPv6
 /// address. IPv6 flow information and scope IDs are not sent.
-#[allow(dead_code)] // For the unit tests and the fuzz target (the tcp-proxy example has its own).
-pub(crate) fn encode_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+///
+/// ```
+/// use net_sockets::proxy_header;
+///
+/// let header = proxy_header::v2(
+///     "192.0.2.1:51000".parse().unwrap(),
+///     "198.51.100.7:443".parse().unwrap(),
+/// );
+/// assert_eq!(header.len(), 28);
+/// assert!(header.starts_with(b"\r\n\r\n\0\r\nQUIT\n"));
+/// ```
+pub fn encode_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     let mut out = Vec::with_capacity(V2_FIXED + 36);
     out.extend_from_slice(&V2_SIGNATURE);
     out.push(0x21); // version 2, PROXY
@@ -313,20 +325,30 @@ pub(crate) fn encode_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> 
     out
 }
 
-/// A v2 `LOCAL` header: the proxy's own connection (a health check), no addresses.
-#[allow(dead_code)] // For the unit tests and the fuzz target.
-pub(crate) fn encode_v2_local() -> Vec<u8> {
+/// A version 2 `LOCAL` header (16 bytes): a connection of the proxy's own (a health check), or
+/// one whose addresses are not IP addresses (a Unix socket); the receiver uses the
+/// connection's own addresses.
+pub fn encode_v2_local() -> Vec<u8> {
     let mut out = Vec::with_capacity(V2_FIXED);
     out.extend_from_slice(&V2_SIGNATURE);
     out.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]); // version 2, LOCAL, AF_UNSPEC, length 0
     out
 }
 
-/// A v1 `TCP4` or `TCP6` line for a relayed connection, CRLF included.
+/// A version 1 (text) `PROXY` line for a TCP connection from `source` (the client) to
+/// `destination` (the address the client reached), CRLF included: `TCP4` for two IPv4
+/// addresses, otherwise `TCP6`, an IPv4 address mapped (`::ffff:192.0.2.1`).
 ///
-/// Mixed families are sent as `TCP6`, the IPv4 address mapped (`::ffff:192.0.2.1`).
-#[allow(dead_code)] // For the unit tests and the fuzz target.
-pub(crate) fn encode_v1(source: SocketAddr, destination: SocketAddr) -> String {
+/// ```
+/// use net_sockets::proxy_header;
+///
+/// let line = proxy_header::v1(
+///     "192.0.2.1:51000".parse().unwrap(),
+///     "198.51.100.7:443".parse().unwrap(),
+/// );
+/// assert_eq!(line, "PROXY TCP4 192.0.2.1 198.51.100.7 51000 443\r\n");
+/// ```
+pub fn encode_v1(source: SocketAddr, destination: SocketAddr) -> String {
     let (s, d) = (source.port(), destination.port());
     match (source.ip(), destination.ip()) {
         (IpAddr::V4(a), IpAddr::V4(b)) => format!("PROXY TCP4 {a} {b} {s} {d}\r\n"),

@@ -480,8 +480,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
 fn proxy_header(client: &SocketAddress, local: &SocketAddress) -> Vec<u8> {
     let ip = |a: &SocketAddress| a.as_inet().map(|inet| inet.socket_addr());
     match (ip(client), ip(local)) {
-        (Some(source), Some(destination)) => examples::proxy_v2::header(source, destination),
-        _ => examples::proxy_v2::local_header(),
+        (Some(source), Some(destination)) => net_sockets::proxy_header::v2(source, destination),
+        _ => net_sockets::proxy_header::v2_local(),
     }
 }
 
@@ -514,7 +514,7 @@ mod tests {
         ));
         assert_eq!(
             proxy_header(&unix, &inet),
-            examples::proxy_v2::local_header()
+            net_sockets::proxy_header::v2_local()
         );
         assert_eq!(proxy_header(&inet, &inet).len(), 28);
     }
