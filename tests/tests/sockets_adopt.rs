@@ -260,6 +260,54 @@ fn activated_child() {
     });
 }
 
+/// A listener systemd passed is close-on-exec once adopted: a process the service starts (a
+/// CGI-like helper) does not inherit it, and does not keep it listening after the service
+/// closes it. (systemd passes it without close-on-exec, for the service's `exec`.)
+#[test]
+fn a_socket_activated_listener_does_not_leak_into_the_services_children() {
+    if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
+        return;
+    }
+    let line = activate_tcp("", "activated_spawning_child");
+    assert_eq!(line, "the helper holds no listener\n");
+}
+
+#[test]
+fn activated_spawning_child() {
+    if !is_child("activated_spawning_child") {
+        return;
+    }
+    block_on(async {
+        let selector = SelectorManager::new();
+        let (_, server) = a_socket(&selector)
+            .tcp()
+            .systemd_listeners()
+            .unwrap()
+            .remove(0);
+        let listener = std::fs::read_link("/proc/self/fd/3").unwrap();
+        let helper = Command::new("sh")
+            .arg("-c")
+            .arg("for fd in /proc/$$/fd/*; do readlink \"$fd\"; done")
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        let held = String::from_utf8(helper.stdout).unwrap();
+        assert!(
+            !held
+                .lines()
+                .any(|target| target == listener.to_str().unwrap()),
+            "the helper inherited the listener {listener:?}: {held}"
+        );
+        let mut socket = within(server.accept()).await.unwrap();
+        let mut output = socket.open_write_channel(true).unwrap();
+        output
+            .write_string_utf8("the helper holds no listener\n")
+            .await
+            .unwrap();
+        output.flush_and_close().await.unwrap();
+    });
+}
+
 /// `LISTEN_FDS` that counts more descriptors than systemd passed (a hand-written unit, a wrapper
 /// script) must not make the process take descriptors it does not own: the call fails with
 /// `InvalidInput`, and what the process had open there (the runtime's own descriptors, a file)

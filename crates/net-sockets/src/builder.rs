@@ -362,6 +362,11 @@ impl TcpSocketBuilder {
     /// closed, it leaves the file where it is (as do the Unix listeners of
     /// [`systemd_listeners`](Self::systemd_listeners), whose files are systemd's).
     ///
+    /// The descriptor's close-on-exec flag is left as it is: `std` makes its sockets
+    /// close-on-exec, so a child process does not inherit them, but one made from an inherited
+    /// descriptor (`from_raw_fd`) may lack the flag, and is then inherited by every child
+    /// process started later (set it first: `socket2::SockRef::from(&s).set_cloexec(true)`).
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the socket
@@ -379,6 +384,9 @@ impl TcpSocketBuilder {
     ///
     /// The descriptors can be taken once per process. The variables are left as they are (a
     /// child process does not match `LISTEN_PID`).
+    /// Each is made close-on-exec as it is taken (systemd passes them without the flag, for
+    /// the service's `exec`): a process the service starts does not inherit them, nor keep
+    /// them listening after the service closes them.
     ///
     /// # Errors
     ///

@@ -641,6 +641,11 @@ impl BoundDatagramSocket {
 
     /// Adopts a bound `std` UDP socket (from a supervisor or another library).
     ///
+    /// The descriptor's close-on-exec flag is left as it is: `std` makes its sockets
+    /// close-on-exec, so a child process does not inherit them, but one made from an inherited
+    /// descriptor (`from_raw_fd`) may lack the flag, and is then inherited by every child
+    /// process started later (set it first: `socket2::SockRef::from(&s).set_cloexec(true)`).
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] when it cannot be registered, of kind
@@ -751,6 +756,9 @@ impl ConnectedDatagramSocket {
     }
 
     /// Adopts a connected `std` UDP socket (from a supervisor or another library).
+    ///
+    /// Its close-on-exec flag is left as it is, as by
+    /// [`BoundDatagramSocket::from_std`].
     ///
     /// # Errors
     ///

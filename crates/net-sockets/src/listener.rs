@@ -397,6 +397,11 @@ impl ServerSocket {
     /// [`TcpSocketBuilder::from_std`](crate::TcpSocketBuilder::from_std). A Unix listener's
     /// socket file is not its own: closed, it leaves the file where it is.
     ///
+    /// The descriptor's close-on-exec flag is left as it is: `std` makes its sockets
+    /// close-on-exec, so a child process does not inherit them, but one made from an inherited
+    /// descriptor (`from_raw_fd`) may lack the flag, and is then inherited by every child
+    /// process started later (set it first: `socket2::SockRef::from(&s).set_cloexec(true)`).
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when the socket is

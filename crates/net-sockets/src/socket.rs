@@ -133,6 +133,11 @@ impl Socket<Plain> {
     /// client on a TCP socket verifies the server against the peer's IP address unless told
     /// another name.
     ///
+    /// The descriptor's close-on-exec flag is left as it is: `std` makes its sockets
+    /// close-on-exec, so a child process does not inherit them, but one made from an inherited
+    /// descriptor (`from_raw_fd`) may lack the flag, and is then inherited by every child
+    /// process started later (set it first: `socket2::SockRef::from(&s).set_cloexec(true)`).
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] when it is not connected or cannot be registered, of kind
