@@ -593,9 +593,13 @@ impl Drop for RuntimeEnd {
 }
 
 /// A sleep on the timer of a selector's runtime, which any thread may poll: it completes with
-/// `Ok(())` when it elapses, or with [`Error::SelectorClosed`] once the selector is closed
-/// (also by the end of a `new()` selector's runtime, whose timer then cannot be polled: see
-/// [`SelectorInner::poll_sleep`]).
+/// `Ok(())` when it elapses, or with [`Error::SelectorClosed`] when polled once the selector is
+/// closed (also by the end of a `new()` selector's runtime, whose timer then cannot be polled:
+/// see [`SelectorInner::poll_sleep`]).
+///
+/// The selector's close does not wake a task waiting on it alone (the end of the runtime does,
+/// as it fires its timers): it bounds a wait the close wakes, beside it (a socket's operation,
+/// which then fails with the close; the selector's token), as a `select!` branch.
 ///
 /// For a protocol layer's timers (a TLS handshake's); not part of the API.
 #[doc(hidden)]

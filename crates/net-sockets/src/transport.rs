@@ -236,8 +236,11 @@ impl RawStream {
     }
 
     /// A timer on the selector's runtime, so a layer's handshake can be bounded whatever
-    /// executor polls it: `Ok(())` once `duration` passed, [`Error::SelectorClosed`](crate::Error::SelectorClosed) once the
-    /// selector is closed (also by the end of its runtime, whose timer cannot be polled then).
+    /// executor polls it: `Ok(())` once `duration` passed, [`Error::SelectorClosed`](crate::Error::SelectorClosed) when
+    /// polled once the selector is closed (also by the end of its runtime, whose timer cannot
+    /// be polled then). The selector's close does not wake it (the end of the runtime does):
+    /// the close ends a handshake through the socket's reads and writes beside it, which it
+    /// wakes and fails.
     pub fn sleep(&self, duration: Duration) -> SelectorSleep {
         SelectorSleep::new(self.link.conn.core().selector(), duration)
     }
