@@ -13,6 +13,8 @@
 //! - A connection's wait for its close, renewed by another task.
 //! - A connection's wait for its listener's shutdown, renewed by another task; the start of
 //!   that shutdown, which wakes it.
+//! - The selector's close, and the end of its runtime, waking a connection's waits.
+//! - A TLS session's read waker, renewed by another task or dropped with its channel.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,8 +23,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use net_io::{ByteChannel, ByteReadChannel};
-use net_sockets::SelectorManager;
+use net_sockets::{SelectorManager, a_socket};
 use net_tests::loopback::{connected_pair, tcp_listener};
+use net_tests::pki::Pki;
+use net_tls::{TlsExt, TlsSocket};
 
 /// How long a step that takes microseconds may take before the test calls it a deadlock.
 const DEADLOCK: Duration = Duration::from_secs(10);
@@ -74,6 +78,16 @@ fn check(outcome: Result<(), String>, kept: impl Sized) {
         std::mem::forget(kept);
         panic!("{e}");
     }
+}
+
+/// [`check`], then drops `kept` (a runtime among it) on a thread of its own, bounded as in
+/// [`returns`]: the runtime's end wakes what still waits, and a wake that deadlocks fails the
+/// test instead of hanging it.
+fn check_then_end(outcome: Result<(), String>, kept: impl Send + 'static) {
+    if outcome.is_err() {
+        return check(outcome, kept);
+    }
+    check(returns("the end of the runtime", move || drop(kept)), ());
 }
 
 /// Polls `future` once with `waker`.
@@ -220,4 +234,125 @@ fn a_shutdown_whose_wake_drops_another_wait_returns() {
         assert!(poll_once(requested.as_mut(), Waker::noop()).is_ready());
     });
     check(outcome, (runtime, selector, first, _clients));
+}
+
+/// A TLS client and its server, connected on loopback.
+fn tls_pair(runtime: &tokio::runtime::Runtime) -> (SelectorManager, TlsSocket, TlsSocket) {
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let pki = Pki::generate();
+        let server_config = pki.server_config().build().expect("a server config");
+        let client_config = pki.client_config().build().expect("a client config");
+        let listener = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .expect("a listener");
+        let port = listener.port().expect("its port");
+        let accept = async {
+            listener
+                .accept()
+                .await
+                .expect("accepted")
+                .tls_server(&server_config)
+                .await
+                .expect("the server's handshake")
+        };
+        let connect = async {
+            a_socket(&selector)
+                .tcp()
+                .connect(("localhost", port))
+                .await
+                .expect("connected")
+                .tls(client_config)
+                .await
+                .expect("the client's handshake")
+        };
+        let (server, client) = tokio::join!(accept, connect);
+        (selector, client, server)
+    })
+}
+
+/// A TLS read from another task (the read channel moved) renews the waker the session keeps
+/// for a shutdown: the earlier task, which only that waker kept, goes, and with it the socket
+/// and its write channel.
+#[test]
+fn a_tls_read_that_renews_the_last_waker_of_another_task_returns() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let (selector, mut client, server) = tls_pair(&runtime);
+    let mut input = client.open_read_channel().expect("a read channel");
+    let output = client.open_write_channel(true).expect("a write channel");
+    let (waker, owner) = owning_waker();
+    read_pending(&mut input, &waker);
+    *owner.0.lock().unwrap() = Some(Box::new((client, output)));
+    drop((waker, owner));
+    let outcome = returns(
+        "a TLS read that renews an earlier task's waker",
+        move || {
+            read_pending(&mut input, Waker::noop());
+            drop(input);
+        },
+    );
+    check_then_end(outcome, (runtime, selector, server));
+}
+
+/// The TLS read channel dropped by another task lets go of the waker the session keeps: the
+/// earlier task, which only that waker kept, goes, and with it the socket and its write
+/// channel.
+#[test]
+fn a_tls_read_channel_dropped_after_another_task_waited_returns() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let (selector, mut client, server) = tls_pair(&runtime);
+    let mut input = client.open_read_channel().expect("a read channel");
+    let output = client.open_write_channel(true).expect("a write channel");
+    let (waker, owner) = owning_waker();
+    read_pending(&mut input, &waker);
+    *owner.0.lock().unwrap() = Some(Box::new((client, output)));
+    drop((waker, owner));
+    let outcome = returns("a TLS read channel's drop", move || drop(input));
+    check_then_end(outcome, (runtime, selector, server));
+}
+
+/// The selector's close wakes every pending operation of its sockets: a wake that drops its
+/// task (an executor that can no longer run it) drops the read channel that task owned, whose
+/// drop gives its wait's place back under the connection's waiters' lock.
+#[test]
+fn a_selector_close_whose_wake_drops_a_read_channel_returns() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let selector = runtime.block_on(async { SelectorManager::new() });
+    let (mut client, server) = runtime.block_on(async {
+        let listener = tcp_listener(&selector).await;
+        connected_pair(&selector, &listener).await
+    });
+    let mut input = client.open_read_channel().expect("a read channel");
+    let (waker, owner) = owning_waker();
+    read_pending(&mut input, &waker);
+    *owner.0.lock().unwrap() = Some(Box::new(input));
+    drop((waker, owner));
+    let closing = selector.clone();
+    let outcome = returns("a selector's close that wakes a read", move || {
+        closing.close();
+    });
+    check(outcome, (runtime, selector, client, server));
+}
+
+/// The same over TLS, through the end of the selector's runtime (as a `#[tokio::main]` that
+/// returns ends it): the task, woken, drops the socket and its write channel.
+#[test]
+fn a_runtime_end_whose_wake_drops_a_tls_socket_returns() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let (selector, mut client, server) = tls_pair(&runtime);
+    let mut input = client.open_read_channel().expect("a read channel");
+    let output = client.open_write_channel(true).expect("a write channel");
+    let (waker, owner) = owning_waker();
+    read_pending(&mut input, &waker);
+    *owner.0.lock().unwrap() = Some(Box::new((client, output, input)));
+    drop((waker, owner));
+    let outcome = returns(
+        "the end of a selector's runtime that wakes a TLS read",
+        move || {
+            drop(runtime);
+        },
+    );
+    check(outcome, (selector, server));
 }

@@ -526,9 +526,15 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
     }
 
     /// The selector closes: wakes every pending operation (which then fails with
-    /// [`Error::SelectorClosed`]) before the selector closes any socket.
+    /// [`Error::SelectorClosed`]) before the selector closes any socket. The waits keep their
+    /// places; their wakers are woken once the lock is let go of (see [`LetGo`]): a wake may
+    /// drop its task (an executor that can no longer run it), and with it a wait or channel of
+    /// this socket, whose drop takes that lock.
     pub(crate) fn wake_for_selector(&self) {
-        lock(&self.waiters).slots.wake_by_ref();
+        let woken = lock(&self.waiters).slots.wakers();
+        for waker in woken {
+            waker.wake();
+        }
     }
 
     /// [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed the socket (or,
@@ -931,14 +937,13 @@ impl Slots {
         }
     }
 
-    fn wake_by_ref(&self) {
+    /// A copy of every waker, to wake once the lock is let go of (the waits keep their places).
+    fn wakers(&self) -> Vec<Waker> {
         let more = self.more.iter().filter_map(|place| match place {
             Place::Taken(waker) => Some(waker),
             Place::Free(_) => None,
         });
-        for waker in self.inline.iter().flatten().chain(more) {
-            waker.wake_by_ref();
-        }
+        self.inline.iter().flatten().chain(more).cloned().collect()
     }
 
     /// How many waits hold a place, and the places of `more` (free or not).
