@@ -106,8 +106,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             );
         }
     }
-    // Every fuzz target briefly: hostile lengths and the line rules against the model, and the
-    // PROXY protocol header parser.
+    // Every fuzz target briefly: hostile lengths and the line rules against the model, the
+    // PROXY protocol header parser, address strings, PEM loading and TLS names.
     println!(
         "==> [{}/{total}] fuzz targets, 20 s each: cargo xtask fuzz --seconds 20",
         total - 2

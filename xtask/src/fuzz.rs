@@ -6,9 +6,13 @@
 //! it is missing (about 22 s on the 2-core CI machine). The fuzz project is a workspace of its
 //! own with a committed `fuzz/Cargo.lock`, checked with `cargo fetch --locked` before the build
 //! (cargo-fuzz has no `--locked`), so a clean clone builds exactly what was tested; after
-//! changing `net-io`'s dependencies, refresh it with
+//! changing the dependencies of `net-io`, `net-sockets` or `net-tls`, refresh it with
 //! `cargo update --manifest-path fuzz/Cargo.toml --workspace`. libfuzzer-sys compiles
 //! libFuzzer, which needs a C++ compiler (`c++`).
+//!
+//! A target's committed seed inputs, in `fuzz/seeds/TARGET/` (for the targets that have
+//! some), are read along with its corpus, `fuzz/corpus/TARGET/` (ignored by git: libFuzzer
+//! adds to it what it finds).
 //!
 //! An input that runs for more than [`INPUT_TIMEOUT_S`] seconds is a failure (a hang: a read
 //! that loops without returning), as is a crash. Either stops the run with a non-zero status;
@@ -30,6 +34,9 @@ const TARGETS: &[&str] = &[
     "writes",
     "proxy_header",
     "peer_text",
+    "addresses",
+    "pem",
+    "tls_names",
 ];
 
 /// How long one input may run before libFuzzer reports it as a hang and fails (its own default,
@@ -96,8 +103,18 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         );
     }
     for target in &targets {
-        let mut cmd = cargo(&fuzz_dir, &["fuzz", "run", target, "-s", "none", "--"]);
-        cmd.args(libfuzzer_args(seconds));
+        let mut cmd = cargo(&fuzz_dir, &["fuzz", "run", target, "-s", "none"]);
+        // The committed seeds, when the target has some, are read along with the corpus (the
+        // first directory, where libFuzzer writes what it finds); named, the corpus is not made
+        // for us.
+        let seeds = fuzz_dir.join("seeds").join(target);
+        if seeds.is_dir() {
+            let corpus = fuzz_dir.join("corpus").join(target);
+            std::fs::create_dir_all(&corpus)
+                .with_context(|| format!("cannot create {}", corpus.display()))?;
+            cmd.arg(corpus).arg(seeds);
+        }
+        cmd.arg("--").args(libfuzzer_args(seconds));
         // Instrumented builds stay in fuzz/target, apart from the workspace's own.
         cmd.env_remove("CARGO_TARGET_DIR");
         println!(

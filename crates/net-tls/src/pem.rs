@@ -53,18 +53,24 @@ const OTHER_CERTIFICATE_LABELS: [&str; 2] = ["TRUSTED CERTIFICATE", "X509 CERTIF
 /// certificates surround it (a CA bundle that loads without one of its CAs, whose servers then
 /// fail with an unknown issuer). Ignoring a `TRUSTED CERTIFICATE`'s trust settings (which may
 /// reject purposes) to read its certificate would trust it more than OpenSSL does: refused.
+///
+/// Lines and labels are found as the PEM parser finds them: a line ends at an LF, a CR or a
+/// CRLF (counted as one line), and the five dashes after a label may have spaces after and
+/// among them (`-----BEGIN X--- --` begins a section `X`).
 fn refuse_other_certificate_labels(pem: &[u8], origin: &str) -> Result<()> {
-    let found = pem
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .find_map(|(at, line)| {
-            let label = line.trim_ascii_end().strip_prefix(b"-----BEGIN ")?;
-            let label = label.strip_suffix(b"-----")?;
-            OTHER_CERTIFICATE_LABELS
-                .into_iter()
-                .find(|other| label == other.as_bytes())
-                .map(|other| (at + 1, other))
-        });
+    let found = lines(pem).enumerate().find_map(|(at, line)| {
+        let label = line.strip_prefix(b"-----BEGIN ")?;
+        // Without the dashes that close it, and the blanks after and among them.
+        let end = label
+            .iter()
+            .rposition(|&b| b != b'-' && !b.is_ascii_whitespace())
+            .map_or(0, |last| last + 1);
+        let label = &label[..end];
+        OTHER_CERTIFICATE_LABELS
+            .into_iter()
+            .find(|other| label == other.as_bytes())
+            .map(|other| (at + 1, other))
+    });
     match found {
         Some((line, label)) => Err(Error::Pem {
             origin: origin.into(),
@@ -76,6 +82,25 @@ fn refuse_other_certificate_labels(pem: &[u8], origin: &str) -> Result<()> {
         }),
         None => Ok(()),
     }
+}
+
+/// The lines of `pem`, each ended by an LF, a CR or a CRLF (as the PEM parser ends them).
+fn lines(pem: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(pem);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.iter().position(|&b| b == b'\n' || b == b'\r') {
+            Some(end) => {
+                let crlf = text[end..].starts_with(b"\r\n");
+                rest = Some(&text[end + 1 + usize::from(crlf)..]);
+                Some(&text[..end])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
 }
 
 /// A certificate chain in `pem`, leaf first: as [`certificates`], and the leaf must parse as a
