@@ -95,6 +95,15 @@ fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>, waker: &Waker) -> Poll<F::
     future.poll(&mut Context::from_waker(waker))
 }
 
+/// A read of one byte from `input`, polled once (pending) with a waker that alone owns `owned`
+/// (the task's future, holding it): once the input lets go of that waker, or wakes it,
+/// `owned` is dropped.
+fn read_pending_owning(input: &mut ByteReadChannel, owned: impl Send + 'static) {
+    let (waker, owner) = owning_waker();
+    read_pending(input, &waker);
+    *owner.0.lock().unwrap() = Some(Box::new(owned));
+}
+
 /// A read of one byte from `input`, polled once with `waker`, then dropped: pending.
 fn read_pending(input: &mut ByteReadChannel, waker: &Waker) {
     let read = std::pin::pin!(input.read_u8());
@@ -130,10 +139,7 @@ fn a_pipe_read_that_wakes_the_last_waker_of_the_writers_task_returns() {
 #[test]
 fn a_pipe_read_that_replaces_the_last_waker_of_another_task_returns() {
     let (output, mut input) = ByteChannel::new(true);
-    let (waker, owner) = owning_waker();
-    read_pending(&mut input, &waker);
-    *owner.0.lock().unwrap() = Some(Box::new(output));
-    drop((waker, owner));
+    read_pending_owning(&mut input, output);
     let outcome = returns(
         "a pipe read that replaces an earlier task's waker",
         move || {
@@ -159,10 +165,7 @@ fn a_socket_read_that_renews_the_last_waker_of_another_task_returns() {
     let mut closed: Pin<Box<dyn Future<Output = ()> + Send>> =
         Box::pin(async move { client.await_closed().await });
     assert!(poll_once(closed.as_mut(), Waker::noop()).is_pending());
-    let (waker, owner) = owning_waker();
-    read_pending(&mut input, &waker);
-    *owner.0.lock().unwrap() = Some(Box::new(closed));
-    drop((waker, owner));
+    read_pending_owning(&mut input, closed);
     let outcome = returns(
         "a socket read that renews an earlier task's waker",
         move || {
@@ -282,10 +285,7 @@ fn a_tls_read_that_renews_the_last_waker_of_another_task_returns() {
     let (selector, mut client, server) = tls_pair(&runtime);
     let mut input = client.open_read_channel().expect("a read channel");
     let output = client.open_write_channel(true).expect("a write channel");
-    let (waker, owner) = owning_waker();
-    read_pending(&mut input, &waker);
-    *owner.0.lock().unwrap() = Some(Box::new((client, output)));
-    drop((waker, owner));
+    read_pending_owning(&mut input, (client, output));
     let outcome = returns(
         "a TLS read that renews an earlier task's waker",
         move || {
@@ -305,10 +305,7 @@ fn a_tls_read_channel_dropped_after_another_task_waited_returns() {
     let (selector, mut client, server) = tls_pair(&runtime);
     let mut input = client.open_read_channel().expect("a read channel");
     let output = client.open_write_channel(true).expect("a write channel");
-    let (waker, owner) = owning_waker();
-    read_pending(&mut input, &waker);
-    *owner.0.lock().unwrap() = Some(Box::new((client, output)));
-    drop((waker, owner));
+    read_pending_owning(&mut input, (client, output));
     let outcome = returns("a TLS read channel's drop", move || drop(input));
     check_then_end(outcome, (runtime, selector, server));
 }

@@ -700,6 +700,40 @@ type FrontSaw = (
     SocketAddress,
 );
 
+/// A front session's end: what it saw, and the bytes it relayed each way.
+type FrontOutcome = Result<(FrontSaw, (u64, u64)), String>;
+
+/// The front's one session (the next connection `front` accepts), in a task of its own.
+fn spawn_front(
+    selector: &SelectorManager,
+    front: ServerSocket,
+    config: net_tls::TlsServerConfig,
+    backend_port: u16,
+) -> tokio::task::JoinHandle<FrontOutcome> {
+    let selector = selector.clone();
+    tokio::spawn(async move {
+        let client = front.accept().await.unwrap();
+        front_session(selector, client, config, backend_port).await
+    })
+}
+
+/// A TLS client of the front at `port`.
+async fn tls_client(
+    selector: &SelectorManager,
+    port: u16,
+    config: net_tls::TlsConfig,
+) -> net_tls::TlsSocket {
+    use net_tls::TlsExt;
+    a_socket(selector)
+        .tcp()
+        .connect(loopback(port))
+        .await
+        .unwrap()
+        .tls(config)
+        .await
+        .unwrap()
+}
+
 /// The front: terminates TLS, connects to the backend, writes a PROXY header (v1 for
 /// `a.test`, v2 otherwise) naming the client, then relays with `copy_bidirectional`.
 async fn front_session(
@@ -707,7 +741,7 @@ async fn front_session(
     client: Socket,
     config: net_tls::TlsServerConfig,
     backend: u16,
-) -> Result<(FrontSaw, (u64, u64)), String> {
+) -> FrontOutcome {
     use net_tls::TlsExt;
     use tokio::io::AsyncWriteExt;
     let tls = client
@@ -1186,7 +1220,6 @@ async fn front_and_backend() -> (
 /// then the backend's end as `close_notify`.
 #[tokio::test]
 async fn tls_front_passes_half_closes_on() {
-    use net_tls::TlsExt;
     let (config, client_config, selector, backend, backend_port) = front_and_backend().await;
     let backend_task = tokio::spawn(async move {
         let socket = backend.accept().await.unwrap();
@@ -1200,21 +1233,8 @@ async fn tls_front_passes_half_closes_on() {
     });
     let front = net_tests::loopback::tcp_listener(&selector).await;
     let front_port = front.port().unwrap();
-    let front_task = tokio::spawn({
-        let selector = selector.clone();
-        async move {
-            let client = front.accept().await.unwrap();
-            front_session(selector, client, config, backend_port).await
-        }
-    });
-    let tls = a_socket(&selector)
-        .tcp()
-        .connect(loopback(front_port))
-        .await
-        .unwrap()
-        .tls(client_config)
-        .await
-        .unwrap();
+    let front_task = spawn_front(&selector, front, config, backend_port);
+    let tls = tls_client(&selector, front_port, client_config).await;
     let me = tls.local_address();
     let mut conn = tls.connection().unwrap();
     let data = payload(100_000);
@@ -1679,13 +1699,7 @@ async fn curl_through_a_connect_relay_and_the_tls_front() {
     });
     let front = net_tests::loopback::tcp_listener(&selector).await;
     let front_port = front.port().unwrap();
-    let front_task = tokio::spawn({
-        let selector = selector.clone();
-        async move {
-            let client = front.accept().await.unwrap();
-            front_session(selector, client, config, backend_port).await
-        }
-    });
+    let front_task = spawn_front(&selector, front, config, backend_port);
     let relay = net_tests::loopback::tcp_listener(&selector).await;
     let relay_port = relay.port().unwrap();
     let relay_task = tokio::spawn({
@@ -1800,7 +1814,6 @@ async fn socks_relay_full_duplex_with_small_buffers() {
 /// of a backend behind the front's PROXY header; every byte comes back, then `close_notify`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_front_full_duplex() {
-    use net_tls::TlsExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ca = net_tests::pki::TestCa::new("front CA");
     let leaf = ca.server(&["a.test"]);
@@ -1826,21 +1839,13 @@ async fn tls_front_full_duplex() {
         .await
         .unwrap();
     let front_port = front.port().unwrap();
-    let front_task = tokio::spawn({
-        let selector = selector.clone();
-        async move {
-            let client = front.accept().await.unwrap();
-            front_session(selector, client, config, backend_port).await
-        }
-    });
-    let tls = a_socket(&selector)
-        .tcp()
-        .connect(loopback(front_port))
-        .await
-        .unwrap()
-        .tls(ca.client_config().server_name("a.test").build().unwrap())
-        .await
-        .unwrap();
+    let front_task = spawn_front(&selector, front, config, backend_port);
+    let tls = tls_client(
+        &selector,
+        front_port,
+        ca.client_config().server_name("a.test").build().unwrap(),
+    )
+    .await;
     let (mut from, mut to) = tokio::io::split(tls.into_stream().unwrap());
     let size = 8 << 20;
     let data = payload(size);
@@ -2024,7 +2029,6 @@ async fn udp_service_with_a_pool_of_workers() {
 /// word and the end.
 #[tokio::test]
 async fn tls_front_passes_the_backends_half_close_on_first() {
-    use net_tls::TlsExt;
     let (config, client_config, selector, backend, backend_port) = front_and_backend().await;
     let backend_task = tokio::spawn(async move {
         let socket = backend.accept().await.unwrap();
@@ -2043,21 +2047,8 @@ async fn tls_front_passes_the_backends_half_close_on_first() {
     });
     let front = net_tests::loopback::tcp_listener(&selector).await;
     let front_port = front.port().unwrap();
-    let front_task = tokio::spawn({
-        let selector = selector.clone();
-        async move {
-            let client = front.accept().await.unwrap();
-            front_session(selector, client, config, backend_port).await
-        }
-    });
-    let tls = a_socket(&selector)
-        .tcp()
-        .connect(loopback(front_port))
-        .await
-        .unwrap()
-        .tls(client_config)
-        .await
-        .unwrap();
+    let front_task = spawn_front(&selector, front, config, backend_port);
+    let tls = tls_client(&selector, front_port, client_config).await;
     let mut conn = tls.connection().unwrap();
     conn.output.write_string_utf8("request\n").await.unwrap();
     conn.output.flush().await.unwrap();
