@@ -138,6 +138,23 @@ impl TcpSocketBuilder {
     }
 
     /// Turns `SO_KEEPALIVE` on or off.
+    ///
+    /// Keep-alive is what ends a connection whose peer vanished (its host dropped off the
+    /// network: no FIN, no reset, nothing of it arrives again) while nothing sent on it is
+    /// unacknowledged: a read waiting on it fails with `net_io::Error::Io` of kind
+    /// [`TimedOut`](std::io::ErrorKind::TimedOut) (the OS's `ETIMEDOUT`) some idle + interval
+    /// × count after the last packet ([`keep_alive_idle`](Self::keep_alive_idle),
+    /// [`keep_alive_interval`](Self::keep_alive_interval),
+    /// [`keep_alive_count`](Self::keep_alive_count)), and a write after it with `EPIPE`, kind
+    /// [`BrokenPipe`](std::io::ErrorKind::BrokenPipe). Without keep-alive such a connection,
+    /// idle, stays open for ever. The kernel sends no probe while data sent is unacknowledged
+    /// (written just before the peer vanished; a TLS 1.3 server's session tickets, sent as its
+    /// handshake ends): it retransmits instead, for some 15 minutes
+    /// (`net.ipv4.tcp_retries2`), before the same `ETIMEDOUT`. [`socket_timeout`](Self::socket_timeout)
+    /// bounds every wait in both cases. The builder has no option for Linux's
+    /// `TCP_USER_TIMEOUT`, which bounds those retransmissions: set it with socket2's
+    /// `set_tcp_user_timeout` (its `all` feature) through [`ServerSocket::with_sock_ref`] (the connections a
+    /// listener accepts inherit it) or [`Socket::with_sock_ref`](crate::Socket::with_sock_ref).
     pub fn keep_alive(mut self, on: bool) -> Self {
         self.options.keep_alive = Some(on);
         self

@@ -572,6 +572,12 @@ impl<T: Transport> Connection<T> {
     /// can be flushed without waiting; one too large for the clock (`Duration::MAX`) is no
     /// bound.
     ///
+    /// `Ok` says that the output was flushed to the kernel and closed, not that the peer
+    /// received it: to a peer that vanished (its host dropped off the network, answering
+    /// nothing), a call whose output the socket took returns `Ok` once `wait` has passed, and
+    /// the kernel goes on retransmitting the data and the FIN on its own after the descriptor
+    /// was released.
+    ///
     /// # Errors
     ///
     /// The error of the flush or of the output's close, or the output's failure, or
