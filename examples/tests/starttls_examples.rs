@@ -1,5 +1,6 @@
 //! `starttls-server` and `starttls-client` end to end: against each other, against
-//! `openssl s_client -starttls smtp`, against Python's `smtplib`, and against a client that
+//! `openssl s_client -starttls smtp` and GnuTLS's `gnutls-cli --starttls-proto=smtp`, against
+//! Python's `smtplib`, and against a client that
 //! sends `STARTTLS` and its ClientHello in one write (the bytes after the command must reach
 //! TLS, not be lost or read as a command).
 
@@ -140,6 +141,49 @@ fn openssl_s_client_starttls_smtp() {
     let (stdout, stderr) = (finished.stdout, finished.stderr);
     assert!(finished.status.success(), "{stdout:?} {stderr:?}");
     // `-quiet` shows what the server sent after the upgrade, CRLF and all.
+    assert_eq!(
+        stdout,
+        [
+            "250-[127.0.0.1]\r",
+            "250 PIPELINING\r",
+            "250 OK\r",
+            "502 Command not implemented\r",
+            "221 Bye\r"
+        ]
+    );
+}
+
+/// `starttls-server` against GnuTLS's `gnutls-cli --starttls-proto=smtp`, which sends `EHLO`
+/// and `STARTTLS` itself, verifies the certificate for `localhost`, and then sends its stdin
+/// over TLS (LF endings: its `--crlf` garbles a read of several lines); `QUIT` ends the
+/// session with our `close_notify`, which gnutls-cli reports. Skipped (with a line saying so)
+/// without `gnutls-cli`.
+#[test]
+fn gnutls_cli_starttls_smtp() {
+    if !net_tests::harness::gnutls_present() {
+        return;
+    }
+    let (_, files) = pki();
+    let (_server, port, _) = start_server_with(&files);
+    let port_text = port.to_string();
+    let mut gnutls = Process::start(
+        "gnutls-cli",
+        [
+            "--starttls-proto=smtp",
+            "--x509cafile",
+            path_arg(&files.ca),
+            "--verify-hostname=localhost",
+            "--logfile=/dev/null",
+            "--port",
+            &port_text,
+            "127.0.0.1",
+        ],
+    );
+    gnutls.send("EHLO gnutls.test\nNOOP\nHELP\nQUIT\n");
+    let finished = gnutls.finish();
+    let (stdout, stderr) = (finished.stdout, finished.stderr);
+    assert!(finished.status.success(), "{stdout:?} {stderr:?}");
+    // What the server sent after the upgrade, CRLF and all.
     assert_eq!(
         stdout,
         [

@@ -1,11 +1,12 @@
-//! End-to-end runs of `sockets-server-tls` and `sockets-client-tls`, against each other and
-//! against a TLS HTTP server made here with net-tls. Certificates come from the test kit's PKI,
+//! End-to-end runs of `sockets-server-tls` and `sockets-client-tls`, against each other,
+//! against a TLS HTTP server made here with net-tls, and against GnuTLS (`gnutls-cli`,
+//! `gnutls-serv --http`; skipped without them). Certificates come from the test kit's PKI,
 //! written to a fresh temporary directory that is removed afterwards.
 
 use net_io::LineEnding;
 use net_sockets::SelectorManager;
 use net_tests::TempDir;
-use net_tests::harness::{Process, path_arg, port_at_end};
+use net_tests::harness::{Process, free_port, gnutls_present, path_arg, port_at_end};
 use net_tests::pki::{Pki, PkiFiles};
 use net_tests::tls::TlsTestServer;
 
@@ -523,4 +524,111 @@ fn tls_client_gives_up_on_a_silent_server_after_its_timeout() {
     );
     assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
     selector.close();
+}
+
+/// `sockets-server-tls` against GnuTLS's `gnutls-cli`: the prompt and an answer per line
+/// arrive, both ends report TLS 1.3 (the server's `TLS with` line, gnutls-cli's
+/// description), and gnutls-cli's `close_notify` at the end of its stdin ends the session
+/// cleanly on both sides. Skipped (with a line saying so) without GnuTLS's tools.
+#[test]
+fn sockets_server_tls_against_gnutls_cli() {
+    if !gnutls_present() {
+        return;
+    }
+    let (_, files) = pki();
+    let (mut server, port, _) = start_server(&[
+        "--cert",
+        path_arg(&files.server_chain),
+        "--key",
+        path_arg(&files.server_key),
+    ]);
+    let port_text = port.to_string();
+    let mut gnutls = Process::start(
+        "gnutls-cli",
+        [
+            "--x509cafile",
+            path_arg(&files.ca),
+            "--sni-hostname=localhost",
+            "--verify-hostname=localhost",
+            "--port",
+            &port_text,
+            "127.0.0.1",
+        ],
+    );
+    gnutls.send("Alice\nBob\n");
+    let description = gnutls.stdout_line_where("description", |l| l.starts_with("- Description: "));
+    assert!(
+        description.starts_with("- Description: (TLS1.3-X.509)"),
+        "{description}"
+    );
+    for expected in ["Please enter your name", "Hello, Alice!", "Hello, Bob!"] {
+        gnutls.stdout_line_where(expected, |l| l == expected);
+    }
+    let finished = gnutls.finish();
+    assert!(finished.status.success(), "{finished:?}");
+    assert!(
+        finished
+            .stdout
+            .iter()
+            .any(|l| l == "- Peer has closed the GnuTLS connection"),
+        "{finished:?}"
+    );
+    let accepted = server.stdout_line();
+    assert!(accepted.starts_with("Accepted 127.0.0.1:"), "{accepted}");
+    let session = server.stdout_line();
+    assert!(
+        session.starts_with(&format!("TLS with {}: TLS 1.3, TLS13_", &accepted[9..])),
+        "{session}"
+    );
+}
+
+/// `sockets-client-tls` against GnuTLS's `gnutls-serv --http`: it verifies the certificate
+/// for `localhost`, prints the whole HTML page (which names our SNI and TLS 1.3), reports the
+/// session on stderr, and exits 0 on gnutls-serv's `close_notify`. Skipped (with a line saying
+/// so) without GnuTLS's tools.
+#[test]
+fn sockets_client_tls_against_gnutls_serv_http() {
+    if !gnutls_present() {
+        return;
+    }
+    let (_, files) = pki();
+    let port_text = free_port().to_string();
+    let mut gnutls = Process::start(
+        "gnutls-serv",
+        [
+            "--http",
+            "--port",
+            &port_text,
+            "--x509certfile",
+            path_arg(&files.server_chain),
+            "--x509keyfile",
+            path_arg(&files.server_key),
+        ],
+    );
+    loop {
+        let line = gnutls.stderr_line();
+        if line.starts_with("HTTP Server listening on IPv4") {
+            break;
+        }
+    }
+    let client = Process::run(
+        CLIENT,
+        ["localhost", &port_text, "--ca", path_arg(&files.ca)],
+    );
+    assert!(client.status.success(), "{client:?}");
+    // Its lines end in CRLF.
+    let lines: Vec<&str> = client.stdout.iter().map(|l| l.trim_end()).collect();
+    assert_eq!(lines.first(), Some(&"HTTP/1.0 200 OK"));
+    assert!(
+        lines.contains(&"<p>Server Name: localhost</p>"),
+        "{:?}",
+        client.stdout
+    );
+    assert!(lines.contains(&"</BODY></HTML>"), "{:?}", client.stdout);
+    assert_eq!(client.stderr.len(), 1, "{:?}", client.stderr);
+    assert!(
+        client.stderr[0].contains(": TLS 1.3, TLS13_"),
+        "{:?}",
+        client.stderr
+    );
 }

@@ -7,6 +7,7 @@
 //! - [`LineClient`]: a blocking line client on loopback, optionally from another source
 //!   address (`127.0.0.2`), for the tests that drive the example servers from plain threads.
 //! - [`rerun_self_with_fd_limit`]: this test binary run again under a descriptor limit.
+//! - [`gnutls_present`]: whether the GnuTLS tools are there, for the tests that skip without.
 //! - [`without_spawns`]: a section in which no child process starts (a child holds every
 //!   descriptor of the process from its fork to its `exec`); every child here starts through
 //!   [`spawn`].
@@ -398,6 +399,28 @@ fn forward_lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
         }
     });
     rx
+}
+
+/// Whether GnuTLS's `gnutls-cli` and `gnutls-serv` can be run. When they cannot, prints why
+/// (for a test that then passes without them: Debian's `gnutls-bin` has both) and returns
+/// `false`.
+pub fn gnutls_present() -> bool {
+    let found = ["gnutls-cli", "gnutls-serv"].iter().all(|tool| {
+        status(
+            Command::new(tool)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .is_ok_and(|s| s.success())
+    });
+    if !found {
+        println!(
+            "SKIPPED: gnutls-cli or gnutls-serv cannot be run (Debian: apt-get install \
+             gnutls-bin); the GnuTLS interop tests need them"
+        );
+    }
+    found
 }
 
 /// `path` as a command-line argument; panics unless it is UTF-8.

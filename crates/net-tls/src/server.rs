@@ -38,7 +38,10 @@ use crate::{Error, Result, TlsVersion, pem, provider};
 /// ticket tells the client to drop it after a day, a TLS 1.2 session ID says nothing), and no
 /// certificate is checked again: a client whose certificate expired since its session was
 /// made still resumes, its `peer_certificates` that certificate. A reload to a configuration
-/// built anew ends every session.
+/// built anew ends every session. The tickets of a configuration made by
+/// [`build`](TlsServerConfigBuilder::build) allow no TLS 1.3 early data (0-RTT): a client
+/// that sends some all the same has it refused and thrown away, unread, and must send it
+/// again after the handshake (`gnutls-cli --earlydata` does not: those bytes are lost).
 /// Configurations given to [`from_rustls`](Self::from_rustls) keep their own
 /// `session_storage` and `ticketer`: two that share them resume each other's sessions, across
 /// a reload too (see rustls's `ServerConfig`).
@@ -110,7 +113,9 @@ impl TlsServerConfig {
     /// ALPN protocols, client authentication and certificate resolver (which decides how SNI
     /// chooses a certificate); nothing of the builder's defaults is added, and one thing is
     /// taken away: TLS 1.3 early data (0-RTT) is refused whatever `max_early_data_size` says
-    /// (a client sends those bytes again after the handshake), as the socket has no way to
+    /// (a client that wants those bytes delivered must send them again after the handshake;
+    /// RFC 8446 leaves that to the client's application, and some clients never do, such as
+    /// `gnutls-cli --earlydata`: its early data is then lost), as the socket has no way to
     /// hand them to the application. The handshake timeout is the default, 10 seconds. The
     /// result can be [`reload`](Self::reload)ed like any other.
     ///

@@ -57,7 +57,10 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   tokio-rustls's streams.
 /// - [`flush_and_close`](net_io::ByteWriteChannel::flush_and_close) on the write channel sends
 ///   `close_notify` and FIN: a half-close; the read channel keeps working (a read waiting in
-///   another task gets what the half-close took in from the socket). After a failed
+///   another task gets what the half-close took in from the socket). Not every peer answers
+///   with a `close_notify` of its own: one that then closes TCP without it (`gnutls-cli`
+///   does, with TLS 1.2 and 1.3 alike) makes the next read fail with
+///   [`Truncated`](crate::Truncated), not end cleanly. After a failed
 ///   write, or a write to the socket dropped part-way (see [`ByteWriteChannel`](net_io::ByteWriteChannel)'s
 ///   "Dropped writes"), it sends neither and reports an error.
 /// - A peer that sends `close_notify` gives a clean end of stream; one that just drops the
