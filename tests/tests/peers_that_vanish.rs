@@ -13,7 +13,7 @@
 //! waiting read with the OS's `ETIMEDOUT` (and the write after it with `EPIPE`), and the
 //! socket's descriptor is released after the drop; keep-alive does nothing while data sent
 //! before is unacknowledged (`socket_timeout` then bounds the read, and so does
-//! `TCP_USER_TIMEOUT` set through `with_sock_ref`); `socket_timeout` ends reads and writes;
+//! `TCP_USER_TIMEOUT`, the builder's `tcp_user_timeout`); `socket_timeout` ends reads and writes;
 //! `close_gracefully`, `linger` and a listener's shutdown are bounded by their own times; a
 //! PROXY header and a TLS handshake that the peer left half-way end at their timeouts; and a
 //! connection to a peer that stays (`127.0.0.1`) on the same selector works all the while.
@@ -313,9 +313,9 @@ async fn user_timeout_ends<T: Transport>(mut connection: Connection<T>, what: &'
 /// unacknowledged (the kernel sends no probe then, it retransmits): a read waiting after such
 /// a write is ended by `socket_timeout` (`net_io::Error::Timeout`), not keep-alive's
 /// `ETIMEDOUT`, though the timeout is twice keep-alive's time; the kernel's
-/// `TCP_USER_TIMEOUT`, for which the builder has no option, set through `with_sock_ref` on a
-/// listener (inherited by the connection it accepts) or on a connected socket (then upgraded
-/// to TLS) ends such a read with `ETIMEDOUT`. A connection to a peer that stayed, on the same
+/// `TCP_USER_TIMEOUT`, set by the builder's `tcp_user_timeout` on a listener (for the
+/// connection it accepts) or on a client (then upgraded to TLS), ends such a read with
+/// `ETIMEDOUT`. A connection to a peer that stayed, on the same
 /// selector, echoes all the while.
 #[test]
 fn keep_alive_ends_the_waits_on_a_vanished_peer() {
@@ -350,19 +350,15 @@ fn keep_alive_ends_the_waits_on_a_vanished_peer_child() {
         })
         .await;
         let mut unacked = unacked.connection().unwrap();
-        // The same with the kernel's TCP_USER_TIMEOUT, which the builder has no option for,
-        // set through `with_sock_ref`: on a listener (its connections inherit it), and on a
-        // connected socket before its TLS handshake.
-        let user_timeout = Some(Duration::from_secs(1));
-        let bounded = listener(&selector, STAYING, |b| b).await;
-        bounded
-            .with_sock_ref(|s| s.set_tcp_user_timeout(user_timeout))
-            .unwrap();
+        // The same with the kernel's TCP_USER_TIMEOUT, set by the builder: on a listener (for
+        // the connections it accepts), and on a client (then upgraded to TLS).
+        let user_timeout = Duration::from_secs(1);
+        let bounded = listener(&selector, STAYING, |b| b.tcp_user_timeout(user_timeout)).await;
         let (bounded_server, _gone_client) = pair(&selector, &bounded, VANISHING, |b| b).await;
-        let (gone_server, bounded_client) = pair(&selector, &gone, STAYING, |b| b).await;
-        bounded_client
-            .with_sock_ref(|s| s.set_tcp_user_timeout(user_timeout))
-            .unwrap();
+        let (gone_server, bounded_client) = pair(&selector, &gone, STAYING, |b| {
+            b.tcp_user_timeout(user_timeout)
+        })
+        .await;
         let client_config = pki
             .client_config()
             .server_name("localhost")

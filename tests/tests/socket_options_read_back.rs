@@ -237,6 +237,68 @@ async fn listener_options_reach_every_accepted_socket_exactly_ipv4() {
     drop(client);
 }
 
+/// `tcp_user_timeout` is on the listener, on each socket it accepts, and on a connected
+/// socket, in the milliseconds the kernel counts: a fraction rounded up (never the 0 that
+/// means the kernel's default), a time past the kernel's largest (`i32::MAX` ms, some 24.8
+/// days) clamped to it rather than refused, and `Duration::ZERO` the kernel's default (none).
+/// Unset, the OS's default (none) is left; Unix sockets ignore it.
+#[tokio::test]
+async fn tcp_user_timeout_reaches_listener_accepted_and_connected_sockets() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .tcp_user_timeout(Duration::from_millis(2500))
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let user_timeout = |s: SockRef<'_>| s.tcp_user_timeout();
+    assert_eq!(
+        listener.with_sock_ref(user_timeout).unwrap(),
+        Some(Duration::from_millis(2500)),
+        "listener"
+    );
+    let cases = [
+        (None, None),
+        (Some(Duration::from_millis(700)), Some(700)),
+        (Some(Duration::from_micros(1500)), Some(2)),
+        (Some(Duration::from_nanos(1)), Some(1)),
+        (Some(Duration::MAX), Some(i32::MAX as u64)),
+        (Some(Duration::ZERO), None),
+    ];
+    for (asked, read_back) in cases {
+        let builder = a_socket(&selector).tcp();
+        let builder = match asked {
+            Some(timeout) => builder.tcp_user_timeout(timeout),
+            None => builder,
+        };
+        let client = within(builder.connect(("127.0.0.1", port))).await.unwrap();
+        let accepted = within(listener.accept()).await.unwrap();
+        assert_eq!(
+            client.with_sock_ref(user_timeout).unwrap(),
+            read_back.map(Duration::from_millis),
+            "connected, asked {asked:?}"
+        );
+        assert_eq!(
+            accepted.with_sock_ref(user_timeout).unwrap(),
+            Some(Duration::from_millis(2500)),
+            "accepted (the listener's), the client asked {asked:?}"
+        );
+    }
+    // Unix sockets ignore it, as they do the other TCP options.
+    let path = unique_path("user-timeout");
+    let _ = std::fs::remove_file(&path);
+    let builder = a_socket(&selector)
+        .tcp()
+        .tcp_user_timeout(Duration::from_secs(1));
+    let address = UnixSocketAddress::new(&path);
+    let unix = builder.clone().bind(address.clone()).await.unwrap();
+    let _client = within(builder.connect(address)).await.unwrap();
+    let _accepted = within(unix.accept()).await.unwrap();
+    unix.close();
+    let _ = std::fs::remove_file(&path);
+}
+
 /// IPv6: the traffic class (and `IP_TOS`, on Linux) of a listener on `::1` and of the sockets
 /// it accepts, and of an IPv6 client; exact buffer sizes.
 #[tokio::test]

@@ -151,10 +151,8 @@ impl TcpSocketBuilder {
     /// (written just before the peer vanished; a TLS 1.3 server's session tickets, sent as its
     /// handshake ends): it retransmits instead, for some 15 minutes
     /// (`net.ipv4.tcp_retries2`), before the same `ETIMEDOUT`. [`socket_timeout`](Self::socket_timeout)
-    /// bounds every wait in both cases. The builder has no option for Linux's
-    /// `TCP_USER_TIMEOUT`, which bounds those retransmissions: set it with socket2's
-    /// `set_tcp_user_timeout` (its `all` feature) through [`ServerSocket::with_sock_ref`] (the connections a
-    /// listener accepts inherit it) or [`Socket::with_sock_ref`](crate::Socket::with_sock_ref).
+    /// bounds every wait in both cases, and [`tcp_user_timeout`](Self::tcp_user_timeout) the
+    /// retransmissions.
     pub fn keep_alive(mut self, on: bool) -> Self {
         self.options.keep_alive = Some(on);
         self
@@ -181,6 +179,24 @@ impl TcpSocketBuilder {
     pub fn keep_alive_count(mut self, count: u32) -> Self {
         self.options.keep_alive = Some(true);
         self.options.keep_alive_count = Some(count);
+        self
+    }
+
+    /// Sets Linux's `TCP_USER_TIMEOUT` (default: the OS's, none): how long data sent may stay
+    /// unacknowledged before the kernel drops the connection, whose waiting read, and next
+    /// read or write, then fail with `net_io::Error::Io` of kind
+    /// [`TimedOut`](std::io::ErrorKind::TimedOut) (the OS's `ETIMEDOUT`). It bounds what
+    /// keep-alive does not: a peer that vanished while something sent to it was still
+    /// unacknowledged, to which the kernel otherwise retransmits for some 15 minutes (see
+    /// [`keep_alive`](Self::keep_alive)). With keep-alive on too, it also decides when
+    /// unanswered probes end the connection, in place of
+    /// [`keep_alive_count`](Self::keep_alive_count) (tcp(7)). The kernel counts milliseconds:
+    /// a fraction is rounded up, a time over `i32::MAX` milliseconds (some 24.8 days) is that,
+    /// and `Duration::ZERO` is the kernel's default (no such bound). On a listener it applies
+    /// to the connections `accept` hands out. Unix sockets ignore it; systems other than
+    /// Linux too.
+    pub fn tcp_user_timeout(mut self, timeout: Duration) -> Self {
+        self.options.tcp_user_timeout = Some(timeout);
         self
     }
 

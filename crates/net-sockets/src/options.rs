@@ -25,7 +25,7 @@ use crate::{Error, Result, SocketAddress};
 ///
 /// `None` leaves the operating system's default. Options that do not apply to a kind of socket
 /// (TCP options on UDP, `broadcast` on TCP, the TCP and IP options on Unix sockets: `no_delay`,
-/// keep-alive, `type_of_service`, `reuse_address`, `reuse_port`) are ignored there, also with a
+/// keep-alive, `tcp_user_timeout`, `type_of_service`, `reuse_address`, `reuse_port`) are ignored there, also with a
 /// value the OS would refuse. The buffer sizes a listener is built with reach each socket it
 /// accepts, Unix ones included (whose OS does not pass a listener's on).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +60,13 @@ pub struct SocketOptions {
     pub keep_alive_interval: Option<Duration>,
     /// TCP keep-alive probe count before the connection is dropped (`TCP_KEEPCNT`).
     pub keep_alive_count: Option<u32>,
+    /// Linux's `TCP_USER_TIMEOUT`: how long data sent may stay unacknowledged before the
+    /// kernel drops the connection (see
+    /// [`TcpSocketBuilder::tcp_user_timeout`](crate::TcpSocketBuilder::tcp_user_timeout)), in
+    /// the milliseconds the kernel counts (a fraction is rounded up; a time over `i32::MAX`
+    /// milliseconds is that). `Duration::ZERO` is the kernel's default: no such bound.
+    /// Default: the OS's (none). Other systems ignore it.
+    pub tcp_user_timeout: Option<Duration>,
     /// `SO_LINGER`. Default: the OS's (off). The kernel counts whole seconds: a time with a
     /// fraction is rounded up (so one under a second is 1 s); `Duration::ZERO` makes `close`
     /// reset the connection (not the close of a connection whose directions both ended
@@ -174,6 +181,7 @@ impl Default for SocketOptions {
             keep_alive_idle: None,
             keep_alive_interval: None,
             keep_alive_count: None,
+            tcp_user_timeout: None,
             linger: None,
             socket_timeout: None,
             connect_timeout: None,
@@ -311,6 +319,13 @@ impl SocketOptions {
             } else if let Some(on) = self.keep_alive {
                 set("keep_alive", socket.set_keepalive(on))?;
             }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            if let Some(timeout) = self.tcp_user_timeout {
+                // socket2 truncates to whole milliseconds (so under one would be 0, the
+                // kernel's default) and passes up to `u32::MAX`, which the kernel refuses.
+                let timeout = Some(whole_millis(timeout)).filter(|t| !t.is_zero());
+                set("tcp_user_timeout", socket.set_tcp_user_timeout(timeout))?;
+            }
         }
         Ok(())
     }
@@ -338,6 +353,18 @@ fn whole_seconds(time: Duration) -> Duration {
         .saturating_add(u64::from(time.subsec_nanos() > 0))
         .min(i32::MAX as u64);
     Duration::from_secs(seconds)
+}
+
+/// `time` in the whole milliseconds the kernel counts `TCP_USER_TIMEOUT` in, a C int: a fraction
+/// rounded up (a time under a millisecond must not become 0, the kernel's default), clamped
+/// rather than refused.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn whole_millis(time: Duration) -> Duration {
+    let millis = time
+        .as_millis()
+        .saturating_add(u128::from(time.subsec_nanos() % 1_000_000 > 0))
+        .min(i32::MAX as u128);
+    Duration::from_millis(millis as u64)
 }
 
 /// A buffer size as the kernel takes it, in a C int: a larger one is clamped (the kernel then
