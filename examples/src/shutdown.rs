@@ -6,7 +6,9 @@
 //! 1. accept connections (each runs in a task of its own, watching
 //!    [`Socket::shutdown_signal`](net_sockets::Socket::shutdown_signal)) until SIGINT or
 //!    SIGTERM;
-//! 2. print `Shutting down (N open)`; the listener closes at once (new connects are refused);
+//! 2. print `Shutting down (N open)`; the listener closes at once (new connects are refused;
+//!    the accept loop and the shutdown run in one task, so no `accept` is under way as it
+//!    closes: see the restarts of [`ServerSocket::close`]);
 //! 3. every connection learns that shutdown began; each finishes the reply it is writing, says
 //!    goodbye in its own protocol and closes;
 //! 4. the listener waits for them at most the grace period, then closes those still open; a

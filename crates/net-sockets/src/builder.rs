@@ -46,7 +46,8 @@ macro_rules! common_setters {
         /// listeners) or the datagrams of each peer (UDP) among them. Closing a TCP listener
         /// resets the connections still waiting in its accept queue, unless
         /// `net.ipv4.tcp_migrate_req` is 1 (Linux 5.14 on), which hands them to another; a UDP
-        /// socket's close drops the datagrams still waiting in it.
+        /// socket's close drops the datagrams still waiting in it. (For a restart, see
+        /// [`ServerSocket::close`].)
         pub fn reuse_port(mut self, on: bool) -> Self {
             self.options.reuse_port = on;
             self

@@ -54,6 +54,13 @@ const EXHAUSTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// A Unix listener removes its socket file when it is closed or dropped, if the file is still
 /// the one it created (a successor that bound the same path keeps its file). A listener
 /// adopted with `from_std` or from systemd created none: it leaves the file to whoever made it.
+/// A restart that replaces the file (the successor binds a temporary name and renames it over
+/// the path) sends every connect made after the rename to the successor, and the old
+/// listener's close leaves the successor's file; the connections still waiting in the old
+/// listener's queue (made before the rename, never accepted) are reset at its close, as a Unix
+/// socket has no `tcp_migrate_req` (see [`close`](Self::close)). A listener renamed into place
+/// removes nothing when it closes (the name it bound is gone): its file stays at the path,
+/// where connects are refused, until the next server renames its own over it.
 ///
 /// # Examples
 ///
@@ -532,9 +539,29 @@ impl ServerSocket {
     /// header being read, or read and waiting) are closed too, and those still in the kernel's
     /// listen queue (connected, never accepted: at `max_connections`, say) are reset by the
     /// kernel (their clients read `ConnectionReset`; what they sent is never read), unless
-    /// other descriptors keep the socket listening. Idempotent: a close that finds another
+    /// other descriptors keep the socket listening, or, for a TCP listener made with
+    /// [`reuse_port`](crate::TcpSocketBuilder::reuse_port), `net.ipv4.tcp_migrate_req` is 1 and
+    /// another listener of the port takes them over. Idempotent: a close that finds another
     /// under way (another thread's, the selector's) returns once that one released the
     /// descriptor.
+    ///
+    /// # Restarts
+    ///
+    /// To hand the port to a successor without losing a connection, give it a copy of this
+    /// socket (a duplicate through [`with_sock_ref`](Self::with_sock_ref), adopted with
+    /// [`from_std`](Self::from_std) or through socket activation), whose queue this close leaves
+    /// to it; or let it bind its own `reuse_port` listener with `net.ipv4.tcp_migrate_req` set
+    /// to 1 (with 0, the connections in this listener's queue are reset). Then end the accept
+    /// loop before the close: drop its pending `accept`, which then takes no connection, or
+    /// accept and close in one task, as a `select!` between `accept` and a stop signal does.
+    /// (A listener that reads PROXY protocol headers takes connections from the kernel as they
+    /// come, and its close drops those it has not handed out.) An `accept` under way on another
+    /// thread as the close comes may have taken a connection from the kernel already: that one
+    /// is closed, never handed out (a client that sent something is reset); and one that still
+    /// holds the listener 50 ms into the close (a thread stalled in its poll), as a
+    /// `with_sock_ref` closure can, makes the close of a listener this process bound (never of
+    /// an adopted one) stop the listening with `shutdown(SHUT_RD)`, for every copy of the
+    /// socket: the successor's accept fails, and connects are refused.
     pub fn close(&self) {
         self.inner.core.close(CloseMode::Graceful);
     }
@@ -542,7 +569,8 @@ impl ServerSocket {
     /// Shuts down gracefully: stops accepting at once (new connects are refused, and those
     /// still in the kernel's listen queue reset, except at a socket that other descriptors keep
     /// listening, as [`close`](Self::close) says; pending `accept` calls fail with
-    /// [`Error::Closed`]), tells every connection it accepted that shutdown began
+    /// [`Error::Closed`]; see [`close`](Self::close) for a restart that hands the port to a
+    /// successor), tells every connection it accepted that shutdown began
     /// ([`Socket::shutdown_requested`]), waits up to `grace` for them to close,
     /// then closes the rest, and reports how many finished and how many were cut (see
     /// [`ShutdownReport`] for how they are counted when another shutdown runs at the same
