@@ -780,6 +780,51 @@ pub fn rerun_self_in_own_netns(child_test: &str, env: &str, marker: &str) -> Opt
     rerun_self_in_namespace("", "pfifo", child_test, env, marker)
 }
 
+/// Runs `child_test` again, as [`rerun_self_in_own_netns`] does, in a network namespace of its
+/// own and also a mount namespace of its own in which `/etc/hosts` reads `hosts`, so that the
+/// child controls what the system's resolver answers for a name (`localhost` included) without
+/// touching the machine's file. The child and the programs it starts see that file.
+///
+/// Returns `None`, after saying so on stderr, where this process may not create those
+/// namespaces (`unshare -n -m` needs root or a user namespace) or mount over `/etc/hosts`.
+pub fn rerun_self_in_own_netns_with_hosts(
+    child_test: &str,
+    env: &str,
+    hosts: &str,
+    marker: &str,
+) -> Option<String> {
+    let dir = TempDir::new("hosts-file");
+    let file = dir.write("hosts", hosts);
+    let mount = |then: &str| {
+        format!("mount --bind \"$NET_TESTS_HOSTS_FILE\" /etc/hosts && ip link set lo up && {then}")
+    };
+    let allowed = status(
+        Command::new("unshare")
+            .args(["-n", "-m", "sh", "-c", &mount("true")])
+            .env("NET_TESTS_HOSTS_FILE", &file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .is_ok_and(|status| status.success());
+    if !allowed {
+        eprintln!(
+            "skipped: `unshare -n -m` is not available or not permitted here, \
+             or /etc/hosts cannot be mounted over"
+        );
+        return None;
+    }
+    let script = mount(&format!(
+        "exec \"$0\" --exact {child_test} --nocapture --test-threads=1"
+    ));
+    Some(rerun_self(
+        Command::new("unshare")
+            .args(["-n", "-m", "sh", "-c", &script])
+            .env("NET_TESTS_HOSTS_FILE", &file),
+        env,
+        marker,
+    ))
+}
+
 /// Runs the test `child_test` of the current test binary again under `strace`, which writes a
 /// line to `log` for each system call of the child named in `calls` (a list for `strace -e
 /// trace=`: `"sendto,sendmsg"` for sends, `"recvfrom"` for socket reads) as the call returns in

@@ -294,7 +294,11 @@ impl TcpSocketBuilder {
         self
     }
 
-    /// Sets the listen backlog (default 1024).
+    /// Sets the listen backlog (default 1024). Linux caps it, without an error, at
+    /// `net.core.somaxconn` (4096 by default since Linux 5.4, 128 before; a container may set
+    /// less): a listener then holds at most about that many connections it has not accepted.
+    /// A connect beyond them waits, its SYNs unanswered (SYN cookies or not), until the
+    /// listener accepts or the connect's `connect_timeout` ends it with [`Error::Timeout`].
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.options.backlog = backlog;
         self
@@ -363,10 +367,15 @@ impl TcpSocketBuilder {
     /// default (on Linux, `net.ipv6.bindv6only = 0`): it accepts IPv4 clients too, and reports
     /// them IPv4-mapped (see [`Socket::remote_address`]); the port is then taken for IPv4 as
     /// well, so binding `0.0.0.0` at it fails with kind
-    /// [`AddrInUse`](std::io::ErrorKind::AddrInUse). A specific IPv6 address (`::1`) takes IPv6
-    /// clients only. The builder has no `IPV6_V6ONLY` option: for an IPv6-only listener on
-    /// `::` (beside an IPv4 one at the same port), make it with `socket2`
-    /// (`set_only_v6(true)` before its `bind`) and adopt it with [`from_std`](Self::from_std).
+    /// [`AddrInUse`](std::io::ErrorKind::AddrInUse). On a host with `net.ipv6.bindv6only = 1`
+    /// it is IPv6-only instead: an IPv4 client's connect is refused, and `0.0.0.0` binds at the
+    /// same port (bind both for both families). With IPv6 disabled
+    /// (`net.ipv6.conf.all.disable_ipv6 = 1`) `::` still binds and takes IPv4 clients, but
+    /// `::1` fails with kind [`AddrNotAvailable`](std::io::ErrorKind::AddrNotAvailable). A
+    /// specific IPv6 address (`::1`) takes IPv6 clients only. The builder has no
+    /// `IPV6_V6ONLY` option: for an IPv6-only listener on `::` (beside an IPv4 one at the same
+    /// port), make it with `socket2` (`set_only_v6(true)` before its `bind`) and adopt it with
+    /// [`from_std`](Self::from_std).
     ///
     /// # Errors
     ///
@@ -487,7 +496,12 @@ impl TcpSocketBuilder {
     /// # Errors
     ///
     /// [`Error::Io`] of kind [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused)
-    /// (or another kind) when every attempt failed — the last attempt's error;
+    /// (or another kind) when every attempt failed — the last attempt's error, unless that
+    /// attempt's address is one this host cannot use at all (kind
+    /// [`AddrNotAvailable`](std::io::ErrorKind::AddrNotAvailable), `EAFNOSUPPORT` or
+    /// [`NetworkUnreachable`](std::io::ErrorKind::NetworkUnreachable): `::1` where IPv6 is
+    /// disabled) and an earlier one's error is not such an error: `localhost` with IPv6
+    /// disabled and nobody listening fails with `ConnectionRefused`, not `AddrNotAvailable`;
     /// [`Error::Timeout`] after `connect_timeout`; [`Error::Resolve`] when the name does not
     /// resolve (or has no address of the `local_address`'s family); [`Error::Io`] of kind
     /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the `local_address` is of the

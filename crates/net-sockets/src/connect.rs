@@ -405,7 +405,9 @@ type Attempt<'a> = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send + '
 
 /// Races connects to `addresses`: the next starts after [`ATTEMPT_DELAY`] or as soon as one
 /// fails; the first to connect wins and the others are dropped (their descriptors closed, at
-/// once: the attempts have no `linger` yet, see `Kind::TcpStream`).
+/// once: the attempts have no `linger` yet, see `Kind::TcpStream`). When every attempt fails,
+/// the error is the last one's, but an address this host cannot use (see [`unusable`]) does
+/// not hide the error of one it could.
 ///
 /// With a fixed local port the attempts cannot overlap (a second one could not bind the port
 /// the first holds): the next starts only when the one before failed.
@@ -443,7 +445,11 @@ async fn race(
                 match attempts[i].as_mut().poll(cx) {
                     Poll::Ready(Ok(stream)) => return Poll::Ready(Ok(stream)),
                     Poll::Ready(Err(e)) => {
-                        last_error = Some(e);
+                        // The error reported is the last attempt's, unless that attempt's
+                        // address was one this host cannot use and an earlier one's was not.
+                        if !(unusable(&e) && last_error.as_ref().is_some_and(|l| !unusable(l))) {
+                            last_error = Some(e);
+                        }
                         drop(attempts.swap_remove(i));
                         start_now = true;
                     }
@@ -466,6 +472,18 @@ async fn race(
         }
     })
     .await
+}
+
+/// Whether a connect failed because this host cannot use the address at all, before any
+/// packet left: `EADDRNOTAVAIL` (no source address of its family: `::1` with IPv6 disabled),
+/// `EAFNOSUPPORT` (no IPv6 in the kernel), `ENETUNREACH` (no route). Such an error says
+/// nothing of the peer, and would hide one that does (`ECONNREFUSED` from another address of
+/// the same name).
+fn unusable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT | libc::ENETUNREACH)
+    )
 }
 
 /// Whether `delay` elapsed; the close error once the selector is closed.

@@ -370,12 +370,14 @@ impl<T: Transport> Socket<T> {
 
     /// The peer's address.
     ///
-    /// A listener bound to `::` is dual-stack (the OS's default on Linux) and sees an IPv4
-    /// client as the OS reports it, IPv4-mapped: `[::ffff:127.0.0.1]:p`, which is not equal
-    /// to `127.0.0.1:p`. Compare the IP's [`to_canonical`](std::net::IpAddr::to_canonical)
-    /// form with an IPv4 address (`max_connections_per_ip` counts such a client as its IPv4
-    /// address). A listener bound to `0.0.0.0`, or a PROXY protocol header with IPv4
-    /// addresses (v1 `TCP4`, v2 `AF_INET`), gives the plain IPv4 form. A header with IPv6
+    /// A listener bound to `::` is dual-stack (the OS's default on Linux; not on a host with
+    /// `net.ipv6.bindv6only = 1`, see [`TcpSocketBuilder::bind`](crate::TcpSocketBuilder::bind))
+    /// and sees an IPv4 client as the OS reports it, IPv4-mapped: `[::ffff:127.0.0.1]:p`,
+    /// which is not equal to `127.0.0.1:p`. Compare the IP's
+    /// [`to_canonical`](std::net::IpAddr::to_canonical) form with an IPv4 address
+    /// (`max_connections_per_ip` counts such a client as its IPv4 address). A listener bound
+    /// to `0.0.0.0`, or a PROXY protocol header with IPv4 addresses (v1 `TCP4`, v2
+    /// `AF_INET`), gives the plain IPv4 form. A header with IPv6
     /// addresses (v1 `TCP6`, v2 `AF_INET6`) that names an IPv4-mapped client, as a proxy
     /// writes one when the client's family differs from that of the address it connected to,
     /// gives the mapped form, as written.

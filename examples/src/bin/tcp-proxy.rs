@@ -27,9 +27,12 @@
 //!
 //! An UPSTREAM that is the proxy's own listening address (the same address, a name that
 //! resolves to it, or an address of this host when the proxy listens on every address, such
-//! as `0.0.0.0`, with the same port) is refused at start, exit status 1: every connection
-//! would connect to the proxy again, and that one again, until the descriptors ran out. (A
-//! name that resolves to it only later, or two proxies pointed at each other, are not seen.)
+//! as `0.0.0.0`, with the same port; `::` is every IPv4 address too, unless the host makes it
+//! IPv6-only with `net.ipv6.bindv6only = 1`) is refused at start, exit status 1: every
+//! connection would connect to the proxy again, and that one again, until the descriptors ran
+//! out. (A name that resolves to it only later, or two proxies pointed at each other, are not
+//! seen. An address this host can bind but does not have, as any is with
+//! `net.ipv4.ip_nonlocal_bind = 1`, is another host's, and accepted.)
 //! An UPSTREAM whose name does not resolve at start is reported then, `Upstream HOST:PORT does
 //! not resolve now (ERROR): each connection tries again`, and the proxy serves on: each
 //! connection resolves the name again (it may resolve later) and reports its own failure.
@@ -138,11 +141,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // once when the name does not resolve; every connection resolves it again.
     let resolved = resolve(&args.upstream).await;
     let listening = server.local_address().as_inet().map(|a| a.socket_addr());
+    // `::` takes IPv4 clients too unless the host made it IPv6-only (`net.ipv6.bindv6only`).
+    let ipv6_only = listening.is_some_and(|a| a.is_ipv6())
+        && server.with_sock_ref(|s| s.only_v6()).unwrap_or(false);
     // Not a let-chain (`if let .. && let ..`): the libraries' Rust 1.85 has none.
     let looping = match (listening, &resolved) {
         (Some(own), Ok(addresses)) => addresses
             .iter()
-            .find(|&&target| reaches(own, target))
+            .find(|&&target| reaches(own, ipv6_only, target))
             .map(|&target| (target, own)),
         _ => None,
     };
@@ -238,17 +244,41 @@ async fn resolve(upstream: &(String, u16)) -> std::io::Result<Vec<SocketAddr>> {
 }
 
 /// Whether a connection to `target` reaches a listener bound to `listening`: the same address,
-/// or, for a listener on every address (`0.0.0.0`, or `::`, which takes IPv4 too), any address
-/// of this host with its port.
-fn reaches(listening: SocketAddr, target: SocketAddr) -> bool {
+/// or, for a listener on every address (`0.0.0.0`, or `::`, which takes IPv4 too unless it is
+/// `ipv6_only`, as `net.ipv6.bindv6only = 1` makes it), any address of this host with its
+/// port (of its family, for an IPv6-only one).
+fn reaches(listening: SocketAddr, ipv6_only: bool, target: SocketAddr) -> bool {
     let (own, ip) = (listening.ip().to_canonical(), target.ip().to_canonical());
-    let every = own.is_unspecified() && (listening.is_ipv6() || ip.is_ipv4());
+    let every = own.is_unspecified()
+        && if listening.is_ipv6() {
+            !ipv6_only || ip.is_ipv6()
+        } else {
+            ip.is_ipv4()
+        };
     target.port() == listening.port() && (ip == own || (every && is_local(ip)))
 }
 
-/// Whether `ip` is an address of this host: one a socket can be bound to.
+/// Whether `ip` is an address of this host: one a socket can be bound to, and, unless it is a
+/// loopback address, the source address the kernel picks to reach it (a UDP socket's connect
+/// sends nothing). Binding alone is not enough: with `net.ipv4.ip_nonlocal_bind = 1` (or
+/// `net.ipv6.ip_nonlocal_bind`) any address can be bound.
 fn is_local(ip: IpAddr) -> bool {
-    std::net::UdpSocket::bind((ip, 0)).is_ok()
+    if std::net::UdpSocket::bind((ip, 0)).is_err() {
+        return false;
+    }
+    let unspecified: IpAddr = match ip {
+        IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    };
+    // An address of this host has a local route, whose source is the address itself (the
+    // loopback's are all reached from 127.0.0.1).
+    ip.is_loopback()
+        || std::net::UdpSocket::bind((unspecified, 0))
+            .and_then(|socket| {
+                socket.connect((ip, 9))?;
+                socket.local_addr()
+            })
+            .is_ok_and(|source| source.ip() == ip)
 }
 
 /// How long a stopping proxy waits for its relays to reset their connections and report.
@@ -494,6 +524,7 @@ mod tests {
     #[test]
     fn what_reaches_a_listener() {
         let at = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let reaches = |listening, target| reaches(listening, false, target);
         assert!(reaches(at("127.0.0.1:80"), at("127.0.0.1:80")));
         assert!(!reaches(at("127.0.0.1:80"), at("127.0.0.1:81")));
         assert!(!reaches(at("127.0.0.1:80"), at("127.0.0.2:80")));
@@ -503,6 +534,17 @@ mod tests {
         assert!(reaches(at("[::ffff:127.0.0.1]:80"), at("127.0.0.1:80")));
         // TEST-NET-1: no address of this host.
         assert!(!reaches(at("0.0.0.0:80"), at("192.0.2.1:80")));
+    }
+
+    /// `::` made IPv6-only (`net.ipv6.bindv6only = 1`) takes no IPv4 client: an IPv4 upstream
+    /// at its port is another server; an IPv6 one of this host is still the proxy.
+    #[test]
+    fn what_reaches_an_ipv6_only_listener() {
+        let at = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert!(!reaches(at("[::]:80"), true, at("127.0.0.1:80")));
+        assert!(!reaches(at("[::]:80"), true, at("[::ffff:127.0.0.1]:80")));
+        assert!(reaches(at("[::]:80"), true, at("[::1]:80")));
+        assert!(reaches(at("[::]:80"), true, at("[::]:80")));
     }
 
     #[test]
