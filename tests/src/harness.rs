@@ -793,33 +793,78 @@ pub fn rerun_self_in_own_netns_with_hosts(
     hosts: &str,
     marker: &str,
 ) -> Option<String> {
-    let dir = TempDir::new("hosts-file");
-    let file = dir.write("hosts", hosts);
-    let mount = |then: &str| {
-        format!("mount --bind \"$NET_TESTS_HOSTS_FILE\" /etc/hosts && ip link set lo up && {then}")
-    };
+    rerun_self_in_own_netns_with_files(child_test, env, &[("/etc/hosts", hosts)], marker)
+}
+
+/// Runs `child_test` again, as [`rerun_self_in_own_netns_with_hosts`] does, with the system's
+/// resolver set up by the child: `/etc/hosts` reads `hosts`, `/etc/resolv.conf` reads
+/// `resolv_conf` (a `nameserver 127.0.0.1` line sends queries to a DNS server the child runs
+/// on `127.0.0.1:53` of its own namespace), and `/etc/nsswitch.conf` reads `hosts: files dns`
+/// (glibc asks the hosts file, then DNS, whatever the machine's file says).
+///
+/// Returns `None`, after saying so on stderr, where those namespaces cannot be made or the
+/// files mounted over (see [`rerun_self_in_own_netns_with_hosts`]).
+pub fn rerun_self_in_own_netns_with_resolver(
+    child_test: &str,
+    env: &str,
+    hosts: &str,
+    resolv_conf: &str,
+    marker: &str,
+) -> Option<String> {
+    rerun_self_in_own_netns_with_files(
+        child_test,
+        env,
+        &[
+            ("/etc/hosts", hosts),
+            ("/etc/resolv.conf", resolv_conf),
+            ("/etc/nsswitch.conf", "hosts: files dns\n"),
+        ],
+        marker,
+    )
+}
+
+/// Runs `child_test` again in a network namespace and a mount namespace of its own in which
+/// each file `(path, contents)` of `files` (an existing file: a bind mount goes over it) reads
+/// `contents`.
+fn rerun_self_in_own_netns_with_files(
+    child_test: &str,
+    env: &str,
+    files: &[(&str, &str)],
+    marker: &str,
+) -> Option<String> {
+    let dir = TempDir::new("netns-files");
+    let mut mounts = String::new();
+    let mut vars = Vec::new();
+    for (i, (path, contents)) in files.iter().enumerate() {
+        let var = format!("NET_TESTS_NETNS_FILE_{i}");
+        mounts.push_str(&format!("mount --bind \"${var}\" {path} && "));
+        vars.push((var, dir.write(&format!("file-{i}"), contents)));
+    }
+    let script = |then: &str| format!("{mounts}ip link set lo up && {then}");
     let allowed = status(
         Command::new("unshare")
-            .args(["-n", "-m", "sh", "-c", &mount("true")])
-            .env("NET_TESTS_HOSTS_FILE", &file)
+            .args(["-n", "-m", "sh", "-c", &script("true")])
+            .envs(vars.iter().map(|(var, file)| (var, file)))
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )
     .is_ok_and(|status| status.success());
     if !allowed {
+        let paths: Vec<&str> = files.iter().map(|(path, _)| *path).collect();
         eprintln!(
             "skipped: `unshare -n -m` is not available or not permitted here, \
-             or /etc/hosts cannot be mounted over"
+             or {} cannot be mounted over",
+            paths.join(", ")
         );
         return None;
     }
-    let script = mount(&format!(
+    let script = script(&format!(
         "exec \"$0\" --exact {child_test} --nocapture --test-threads=1"
     ));
     Some(rerun_self(
         Command::new("unshare")
             .args(["-n", "-m", "sh", "-c", &script])
-            .env("NET_TESTS_HOSTS_FILE", &file),
+            .envs(vars.iter().map(|(var, file)| (var, file))),
         env,
         marker,
     ))

@@ -506,7 +506,12 @@ mod sealed {
 /// brackets (glibc's takes an interface's name as the scope of a link-local address only).
 /// The resolver gets the host as it is, nothing trimmed (`" localhost"` is a name of its
 /// own) or converted (an internationalized name goes as UTF-8, not in its IDNA form
-/// `xn--…`: give that form), and reads it as the system's does: glibc's, for one, also reads
+/// `xn--…`: give that form; glibc refuses it without asking DNS, with an
+/// [`Error::Resolve`](crate::Error::Resolve) whose source says "Name or service not known",
+/// as it refuses a host with a port or brackets in it, `("localhost:80", 80)`). A fully
+/// qualified name's trailing dot is kept: glibc 2.36 does not find `localhost.` in
+/// `/etc/hosts`, and asks DNS; it finds names there without regard to case (`LOCALHOST`).
+/// The system resolver reads the host as the system's does: glibc's, for one, also reads
 /// the numeric forms of `inet_aton`, which `std` refuses, as IPv4 addresses (`"127.1"`,
 /// `"0x7f.1"` and `"2130706433"` reach `127.0.0.1`), on a blocking thread as for any name.
 ///

@@ -256,7 +256,12 @@ impl TcpSocketBuilder {
     /// Unix socket file) behind, but for a host name's lookup under way: the system resolver
     /// (`getaddrinfo`, on a blocking thread) cannot be stopped, and runs on, holding that
     /// thread and its query's socket, until it answers or its own timeout passes (5 s per try
-    /// by default), as after a connect future dropped during the lookup. With
+    /// by default), as after a connect future dropped during the lookup. Meanwhile dropping
+    /// the runtime it runs on, the selector's, waits for it (tokio's runtime waits for its
+    /// blocking threads when dropped: the end of `#[tokio::main]`, for a
+    /// [`SelectorManager::new`](crate::SelectorManager::new) selector); a selector of its own
+    /// runtime ([`SelectorManager::builder`](crate::SelectorManager::builder)) is dropped
+    /// without waiting, the lookup running on. With
     /// [`Duration::ZERO`] the deadline passes at the timer's next tick (about 1 ms): only a
     /// connect that completes by then succeeds (to a loopback address, or a host name found
     /// at once, it usually does); a duration too large for the clock (`Duration::MAX`) is no
@@ -587,7 +592,11 @@ impl UdpSocketBuilder {
 
     /// A datagram socket connected to `remote` (with a host name, its first resolved address
     /// only: no other is tried, as no datagram says whether it arrived), bound to a free port
-    /// on the unspecified address of the same family.
+    /// on the unspecified address of the same family. A host name's lookup has no bound but
+    /// the system resolver's own (with glibc, `resolv.conf`'s `timeout` and `attempts`, 5 s
+    /// and 2 by default, for each server), as for [`bind`](Self::bind), here and on the TCP
+    /// builder: bound it with `tokio::time::timeout` if need be (the lookup runs on after
+    /// it, as after a TCP [`connect_timeout`](crate::TcpSocketBuilder::connect_timeout)).
     ///
     /// The socket's peer is the one the kernel connected it to: for the unspecified address
     /// (`0.0.0.0:p`), which the kernel takes for this host, that is this host's address

@@ -62,7 +62,14 @@ pub enum Error {
         /// The host name that failed.
         host: String,
         /// The resolver's error (kind [`NotFound`](io::ErrorKind::NotFound) when the name
-        /// resolved to no address).
+        /// resolved to no address). The system resolver's errors all come with the same kind
+        /// from `std` (uncategorized; [`InvalidInput`](io::ErrorKind::InvalidInput) for a
+        /// name with a NUL byte), so only their message tells a name that does not exist from
+        /// a failure worth retrying; glibc's say "Name or service not known" for the first
+        /// (NXDOMAIN, or a name it refuses to ask for: not ASCII, a label over 63 bytes),
+        /// "Temporary failure in name resolution" for the second (a server's failure, no
+        /// answer within `resolv.conf`'s timeout), and "No address associated with hostname"
+        /// for a name without an address.
         source: io::Error,
     },
     /// The operating system refused a socket option's value (for example a keep-alive interval

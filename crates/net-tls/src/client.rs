@@ -289,7 +289,10 @@ impl TlsConfigBuilder {
     /// The name is checked when the configuration is built: an empty one, or one that is
     /// neither a DNS name nor an IP address, makes [`build`](Self::build) fail with
     /// [`Error::InvalidServerName`]. A DNS name is in ASCII: give an internationalised one in
-    /// its punycode form (`xn--bcher-kva.example` for `bücher.example`).
+    /// its punycode form (`xn--bcher-kva.example` for `bücher.example`). A fully qualified
+    /// name's trailing dot is dropped (rustls drops it), here as from the host given to
+    /// `connect`: `localhost.` is verified as `localhost`, and sent so by SNI. The case is kept,
+    /// and the certificate check ignores it: `LOCALHOST` passes a certificate for `localhost`.
     pub fn server_name(mut self, name: &str) -> Self {
         self.server_name = Some(name.to_owned());
         self

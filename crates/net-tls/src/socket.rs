@@ -437,7 +437,9 @@ impl TlsSession {
     /// On a client, the name it gave for the server (the host given to `connect`, or
     /// [`server_name`](crate::TlsConfigBuilder::server_name)), in the form its certificate was
     /// verified against (an IPv6 literal without brackets or scope: `fe80::1`, where the host
-    /// was `[fe80::1%eth0]`); also when nothing verified it, the verification being off
+    /// was `[fe80::1%eth0]`; a DNS name in the case given, without a fully qualified name's
+    /// trailing dot: `LocalHost`, where the host was `LocalHost.`); also when nothing verified
+    /// it, the verification being off
     /// ([`dangerous_accept_any_server_certificate`](crate::TlsConfigBuilder::dangerous_accept_any_server_certificate))
     /// or left to a configuration's own verifier ([`TlsConfig::from_rustls`]). On a server,
     /// the name the client asked for by SNI, lower-case and without a trailing dot, if any.
