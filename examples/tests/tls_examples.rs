@@ -608,6 +608,7 @@ fn sockets_client_tls_against_gnutls_serv_http() {
     loop {
         let line = gnutls.stderr_line();
         if line.starts_with("HTTP Server listening on IPv4") {
+            assert!(line.ends_with("...done"), "{line}");
             break;
         }
     }
@@ -621,6 +622,11 @@ fn sockets_client_tls_against_gnutls_serv_http() {
     assert_eq!(lines.first(), Some(&"HTTP/1.0 200 OK"));
     assert!(
         lines.contains(&"<p>Server Name: localhost</p>"),
+        "{:?}",
+        client.stdout
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("(TLS1.3-X.509)")),
         "{:?}",
         client.stdout
     );

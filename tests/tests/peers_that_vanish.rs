@@ -292,7 +292,8 @@ async fn keep_alive_ends<T: Transport>(mut connection: Connection<T>, what: &'st
 }
 
 /// On a connection with TCP_USER_TIMEOUT whose peer vanished after data was sent to it: a read
-/// waiting for the answer fails with the OS's `ETIMEDOUT`. Then drops the connection.
+/// waiting for the answer fails with the OS's `ETIMEDOUT`, and a write (with its flush) after
+/// it with `EPIPE`, as after keep-alive's end. Then drops the connection.
 async fn user_timeout_ends<T: Transport>(mut connection: Connection<T>, what: &'static str) {
     let read = tokio::time::timeout(
         KEEP_ALIVE_BOUND,
@@ -301,6 +302,16 @@ async fn user_timeout_ends<T: Transport>(mut connection: Connection<T>, what: &'
     .await
     .unwrap_or_else(|_| panic!("{what}: the read still waits after {KEEP_ALIVE_BOUND:?}"));
     assert_os_timeout(&read.unwrap_err(), what);
+    let write = async {
+        connection.output.write_string_utf8("too late\n").await?;
+        connection.output.flush().await
+    };
+    let e = within(write).await.unwrap_err();
+    assert!(
+        matches!(&e, net_io::Error::Io(io) if io.raw_os_error() == Some(libc::EPIPE)),
+        "{what}: the write after the read's ETIMEDOUT: not a plain socket's EPIPE: {e:?}"
+    );
+    assert_eq!(e.kind(), ErrorKind::BrokenPipe, "{what}");
 }
 
 /// Keep-alive (`keep_alive_idle`, `keep_alive_interval`, `keep_alive_count` on the builder)
@@ -315,7 +326,9 @@ async fn user_timeout_ends<T: Transport>(mut connection: Connection<T>, what: &'
 /// `ETIMEDOUT`, though the timeout is twice keep-alive's time; the kernel's
 /// `TCP_USER_TIMEOUT`, set by the builder's `tcp_user_timeout` on a listener (for the
 /// connection it accepts) or on a client (then upgraded to TLS), ends such a read with
-/// `ETIMEDOUT`. A connection to a peer that stayed, on the same
+/// `ETIMEDOUT`, and the write after it with `EPIPE`; with keep-alive on too, it decides when
+/// unanswered probes end an idle connection, in place of the count (tcp(7)): a count of 100,
+/// which alone would hold it some 100 s, ends within the same bound. A connection to a peer that stayed, on the same
 /// selector, echoes all the while.
 #[test]
 fn keep_alive_ends_the_waits_on_a_vanished_peer() {
@@ -372,10 +385,19 @@ fn keep_alive_ends_the_waits_on_a_vanished_peer_child() {
             )
         })
         .await;
+        // Keep-alive whose count alone would hold the connection some 100 s, with the same
+        // TCP_USER_TIMEOUT: the user timeout decides when unanswered probes end it (tcp(7)).
+        let (_gone_server_3, overridden) = pair(&selector, &gone, STAYING, |b| {
+            keep_alive(b)
+                .keep_alive_count(100)
+                .tcp_user_timeout(user_timeout)
+        })
+        .await;
         let mut bounded_server = bounded_server.connection().unwrap();
         let mut bounded_client = bounded_client.unwrap().connection().unwrap();
         let connections = [tcp_server, tcp_client].map(|s| s.connection().unwrap());
         let tls = [tls_server, tls_client].map(|s| s.connection().unwrap());
+        let overridden = overridden.connection().unwrap();
         let fds = fd_count();
         all_acknowledged().await;
         vanish();
@@ -410,10 +432,14 @@ fn keep_alive_ends_the_waits_on_a_vanished_peer_child() {
                 unacked_read,
                 user_timeout_ends(bounded_server, "TCP_USER_TIMEOUT, TCP, the server's side"),
                 user_timeout_ends(bounded_client, "TCP_USER_TIMEOUT, TLS, the client's side"),
+                keep_alive_ends(
+                    overridden,
+                    "keep-alive's count overridden by TCP_USER_TIMEOUT"
+                ),
             )
         })
         .await;
-        descriptors_back_to(fds - 7, "after the connections were dropped").await;
+        descriptors_back_to(fds - 8, "after the connections were dropped").await;
         println!("keep-alive ended every wait");
     });
 }

@@ -481,6 +481,7 @@ async fn spec_signatures(
         .keep_alive_idle(Duration::from_secs(1))
         .keep_alive_interval(Duration::from_secs(1))
         .keep_alive_count(3)
+        .tcp_user_timeout(Duration::from_secs(30))
         .reuse_port(false)
         .type_of_service(0)
         .send_buffer_size(1 << 16)

@@ -516,10 +516,10 @@ async fn a_unix_socket_file_renamed_over_loses_no_connection() {
 /// The limits of the restart above, as `ServerSocket`'s docs state them: a Unix socket has no
 /// `tcp_migrate_req`, so connections still waiting in the old listener's queue when it closes
 /// are reset, also once the path names the successor's socket (a connect reached the old
-/// socket before the rename); the old server accepts them first, and they are answered. The
-/// successor, renamed into place, removes nothing when it closes (the name it bound is gone):
-/// its file stays at the path, where a connect is refused, until the next server renames its
-/// own over it.
+/// socket before the rename): the old server accepts half of them first, and those are
+/// answered, the other half reset. The successor, renamed into place, removes nothing when it
+/// closes (the name it bound is gone): its file stays at the path, where a connect is refused,
+/// until the next server renames its own over it.
 #[tokio::test]
 async fn a_unix_listeners_queue_is_reset_at_its_close_after_the_rename() {
     /// Connections waiting in the old listener's queue at the rename.

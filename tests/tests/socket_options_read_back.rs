@@ -241,7 +241,9 @@ async fn listener_options_reach_every_accepted_socket_exactly_ipv4() {
 /// socket, in the milliseconds the kernel counts: a fraction rounded up (never the 0 that
 /// means the kernel's default), a time past the kernel's largest (`i32::MAX` ms, some 24.8
 /// days) clamped to it rather than refused, and `Duration::ZERO` the kernel's default (none).
-/// Unset, the OS's default (none) is left; Unix sockets ignore it.
+/// Unset, the OS's default (none) is left; Unix sockets ignore it. A listener adopted with the
+/// builder's `from_std` gets it too, for itself and each socket it accepts, as a bound one
+/// does.
 #[tokio::test]
 async fn tcp_user_timeout_reaches_listener_accepted_and_connected_sockets() {
     let selector = SelectorManager::new();
@@ -285,6 +287,32 @@ async fn tcp_user_timeout_reaches_listener_accepted_and_connected_sockets() {
             "accepted (the listener's), the client asked {asked:?}"
         );
     }
+    // An adopted listener: set on it as it is adopted, and on what it accepts.
+    let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let adopted = a_socket(&selector)
+        .tcp()
+        .tcp_user_timeout(Duration::from_millis(1200))
+        .from_std(std_listener)
+        .unwrap();
+    assert_eq!(
+        adopted.with_sock_ref(user_timeout).unwrap(),
+        Some(Duration::from_millis(1200)),
+        "adopted listener"
+    );
+    let adopted_port = adopted.port().unwrap();
+    let _client = within(
+        a_socket(&selector)
+            .tcp()
+            .connect(("127.0.0.1", adopted_port)),
+    )
+    .await
+    .unwrap();
+    let accepted = within(adopted.accept()).await.unwrap();
+    assert_eq!(
+        accepted.with_sock_ref(user_timeout).unwrap(),
+        Some(Duration::from_millis(1200)),
+        "accepted by the adopted listener"
+    );
     // Unix sockets ignore it, as they do the other TCP options.
     let path = unique_path("user-timeout");
     let _ = std::fs::remove_file(&path);

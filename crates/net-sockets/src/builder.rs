@@ -184,13 +184,15 @@ impl TcpSocketBuilder {
     }
 
     /// Sets Linux's `TCP_USER_TIMEOUT` (default: the OS's, none): how long data sent may stay
-    /// unacknowledged before the kernel drops the connection, whose waiting read, and next
-    /// read or write, then fail with `net_io::Error::Io` of kind
-    /// [`TimedOut`](std::io::ErrorKind::TimedOut) (the OS's `ETIMEDOUT`). It bounds what
-    /// keep-alive does not: a peer that vanished while something sent to it was still
-    /// unacknowledged, to which the kernel otherwise retransmits for some 15 minutes (see
-    /// [`keep_alive`](Self::keep_alive)). With keep-alive on too, it also decides when
-    /// unanswered probes end the connection, in place of
+    /// unacknowledged before the kernel drops the connection. A read waiting on it then fails
+    /// with `net_io::Error::Io` of kind [`TimedOut`](std::io::ErrorKind::TimedOut) (the OS's
+    /// `ETIMEDOUT`), and a write after that read with `EPIPE`, kind
+    /// [`BrokenPipe`](std::io::ErrorKind::BrokenPipe), as after keep-alive's end; when no read
+    /// waits, the write or flush that meets it fails with `ETIMEDOUT`, and so does every read
+    /// after it. It bounds what keep-alive does not: a peer that vanished while something sent
+    /// to it was still unacknowledged, to which the kernel otherwise retransmits for some 15
+    /// minutes (see [`keep_alive`](Self::keep_alive)). With keep-alive on too, it also decides
+    /// when unanswered probes end the connection, in place of
     /// [`keep_alive_count`](Self::keep_alive_count) (tcp(7)). The kernel counts milliseconds:
     /// a fraction is rounded up, a time over `i32::MAX` milliseconds (some 24.8 days) is that,
     /// and `Duration::ZERO` is the kernel's default (no such bound). On a listener it applies
