@@ -825,7 +825,10 @@ pub fn rerun_self_in_own_netns_with_resolver(
 
 /// Runs `child_test` again in a network namespace and a mount namespace of its own in which
 /// each file `(path, contents)` of `files` (an existing file: a bind mount goes over it) reads
-/// `contents`.
+/// `contents`. The mount namespace's mounts are made private first (`--propagation private`,
+/// util-linux's default, asked for by name so that an `unshare` without it skips rather than
+/// lets a bind mount reach the machine's `/` where that is shared, as systemd makes it); they
+/// end with the namespace, when its last process exits.
 fn rerun_self_in_own_netns_with_files(
     child_test: &str,
     env: &str,
@@ -843,7 +846,15 @@ fn rerun_self_in_own_netns_with_files(
     let script = |then: &str| format!("{mounts}ip link set lo up && {then}");
     let allowed = status(
         Command::new("unshare")
-            .args(["-n", "-m", "sh", "-c", &script("true")])
+            .args([
+                "-n",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script("true"),
+            ])
             .envs(vars.iter().map(|(var, file)| (var, file)))
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
@@ -863,7 +874,7 @@ fn rerun_self_in_own_netns_with_files(
     ));
     Some(rerun_self(
         Command::new("unshare")
-            .args(["-n", "-m", "sh", "-c", &script])
+            .args(["-n", "-m", "--propagation", "private", "sh", "-c", &script])
             .envs(vars.iter().map(|(var, file)| (var, file))),
         env,
         marker,

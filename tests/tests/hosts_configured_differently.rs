@@ -2,8 +2,9 @@
 //! own (skipped, saying why, where one cannot be made), some with an `/etc/hosts` of their own:
 //! IPv6 disabled (`net.ipv6.conf.*.disable_ipv6 = 1`), `::` made IPv6-only
 //! (`net.ipv6.bindv6only = 1`), and a tiny accept queue cap (`net.core.somaxconn = 4`) with SYN
-//! cookies always on. Binds, connects (of a name with an address this host cannot use among
-//! others) and listeners behave as documented, with typed errors.
+//! cookies always on; and the ephemeral ports spent towards one address of a name. Binds,
+//! connects (of a name with an address this host cannot use among others) and listeners
+//! behave as documented, with typed errors.
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -18,8 +19,10 @@ use net_tests::within;
 
 const CHILD: &str = "NET_TESTS_HOSTS_CHILD";
 
-/// A name with an IPv6 and an IPv4 loopback address, and a name with the IPv6 one only.
-const HOSTS: &str = "::1 dualhost\n127.0.0.1 dualhost\n::1 v6host\n127.0.0.1 localhost\n";
+/// A name with an IPv6 and an IPv4 loopback address, a name with the IPv6 one only, and a
+/// name with two IPv4 loopback addresses (which the resolver gives in this order).
+const HOSTS: &str = "::1 dualhost\n127.0.0.1 dualhost\n::1 v6host\n127.0.0.1 localhost\n\
+                     127.0.0.1 splithost\n127.0.0.2 splithost\n";
 
 /// A fixed port (the namespace is the test's own).
 const PORT: u16 = 5000;
@@ -172,6 +175,53 @@ fn ipv6_disabled_child() {
             .unwrap_err();
         assert_io(&e, ErrorKind::AddrNotAvailable, "UDP connect to v6host");
         println!("ipv6 disabled as documented");
+    });
+}
+
+/// With every ephemeral port in use towards `127.0.0.2` (where a server listens), a connect to
+/// a name with `127.0.0.1` (nobody listening: refused) and then `127.0.0.2` fails with
+/// `127.0.0.2`'s error, kind `AddrNotAvailable`: the ports ran out, which a caller must see,
+/// not `ConnectionRefused`, as if the server were down. (This host has a route and a source
+/// address for `127.0.0.2`, so its `EADDRNOTAVAIL` is not that of an address the host cannot
+/// use: before, the refusal hid it.)
+#[test]
+fn ports_spent_towards_one_address_of_a_name() {
+    rerun_self_in_own_netns_with_hosts(
+        "ports_spent_towards_one_address_of_a_name_child",
+        CHILD,
+        HOSTS,
+        "spent ports reported as documented",
+    );
+}
+
+#[test]
+fn ports_spent_towards_one_address_of_a_name_child() {
+    run_if_child(CHILD, async {
+        sysctl("ipv4/ip_local_port_range", "40000 40001");
+        let _server = std::net::TcpListener::bind(("127.0.0.2", PORT)).unwrap();
+        let _held: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.2", PORT)).unwrap())
+            .collect();
+        let spent = std::net::TcpStream::connect(("127.0.0.2", PORT)).unwrap_err();
+        assert_eq!(spent.kind(), ErrorKind::AddrNotAvailable, "{spent:?}");
+        // The order the connect tries them in: the refused address first.
+        let order: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&("splithost", PORT))
+            .unwrap()
+            .collect();
+        let [first, second] =
+            [[127, 0, 0, 1], [127, 0, 0, 2]].map(|ip| SocketAddr::from((ip, PORT)));
+        assert_eq!(order, [first, second], "the resolver's order");
+        let selector = SelectorManager::new();
+        let e = within(a_socket(&selector).tcp().connect(("splithost", PORT)))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert_io(
+            &e,
+            ErrorKind::AddrNotAvailable,
+            "connect to splithost, ports spent towards 127.0.0.2",
+        );
+        println!("spent ports reported as documented");
     });
 }
 

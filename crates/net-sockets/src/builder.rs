@@ -506,9 +506,12 @@ impl TcpSocketBuilder {
     /// (or another kind) when every attempt failed — the last attempt's error, unless that
     /// attempt's address is one this host cannot use at all (kind
     /// [`AddrNotAvailable`](std::io::ErrorKind::AddrNotAvailable), `EAFNOSUPPORT` or
-    /// [`NetworkUnreachable`](std::io::ErrorKind::NetworkUnreachable): `::1` where IPv6 is
-    /// disabled) and an earlier one's error is not such an error: `localhost` with IPv6
-    /// disabled and nobody listening fails with `ConnectionRefused`, not `AddrNotAvailable`;
+    /// [`NetworkUnreachable`](std::io::ErrorKind::NetworkUnreachable), where the host has no
+    /// route or no source address for it: `::1` where IPv6 is disabled) and an earlier one's
+    /// error is not such an error: `localhost` with IPv6 disabled and nobody listening fails
+    /// with `ConnectionRefused`, not `AddrNotAvailable`. The ephemeral ports spent towards an
+    /// address of the name are not such an error: its `AddrNotAvailable` is reported as the
+    /// last attempt's;
     /// [`Error::Timeout`] after `connect_timeout`; [`Error::Resolve`] when the name does not
     /// resolve (or has no address of the `local_address`'s family); [`Error::Io`] of kind
     /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the `local_address` is of the

@@ -420,10 +420,12 @@ async fn race(
         &options.local_address,
         Some(SocketAddress::Inet(local)) if local.socket_addr().port() != 0
     );
-    let mut attempts: Vec<Attempt<'_>> = Vec::new();
+    // Each attempt with its address.
+    let mut attempts: Vec<(SocketAddr, Attempt<'_>)> = Vec::new();
     let mut next = 0;
     let mut start_now = true;
-    let mut last_error: Option<io::Error> = None;
+    // The error to report, and whether its address is one this host cannot use.
+    let mut last_error: Option<(io::Error, bool)> = None;
     // A sleep of the selector's runtime, which fails with `SelectorClosed` once the selector
     // is closed (also by the end of that runtime, whose timer cannot be polled then).
     let mut delay = SelectorSleep::new(selector, ATTEMPT_DELAY);
@@ -433,7 +435,7 @@ async fn race(
             if next < addresses.len() && due {
                 let address = addresses[next];
                 tracing::debug!(%address, "connect attempt");
-                attempts.push(Box::pin(connect_one(selector, address, options)));
+                attempts.push((address, Box::pin(connect_one(selector, address, options))));
                 next += 1;
                 start_now = false;
                 // From "now" on the delay's clock, the selector runtime's: the task polling may
@@ -442,13 +444,15 @@ async fn race(
             }
             let mut i = 0;
             while i < attempts.len() {
-                match attempts[i].as_mut().poll(cx) {
+                let (address, attempt) = &mut attempts[i];
+                match attempt.as_mut().poll(cx) {
                     Poll::Ready(Ok(stream)) => return Poll::Ready(Ok(stream)),
                     Poll::Ready(Err(e)) => {
                         // The error reported is the last attempt's, unless that attempt's
                         // address was one this host cannot use and an earlier one's was not.
-                        if !(unusable(&e) && last_error.as_ref().is_some_and(|l| !unusable(l))) {
-                            last_error = Some(e);
+                        let unusable = unusable(&e, *address);
+                        if !(unusable && last_error.as_ref().is_some_and(|(_, u)| !u)) {
+                            last_error = Some((e, unusable));
                         }
                         drop(attempts.swap_remove(i));
                         start_now = true;
@@ -460,6 +464,7 @@ async fn race(
                 if attempts.is_empty() {
                     let error = last_error
                         .take()
+                        .map(|(e, _)| e)
                         .unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound));
                     return Poll::Ready(Err(Error::from(error)));
                 }
@@ -474,16 +479,26 @@ async fn race(
     .await
 }
 
-/// Whether a connect failed because this host cannot use the address at all, before any
-/// packet left: `EADDRNOTAVAIL` (no source address of its family: `::1` with IPv6 disabled),
-/// `EAFNOSUPPORT` (no IPv6 in the kernel), `ENETUNREACH` (no route). Such an error says
-/// nothing of the peer, and would hide one that does (`ECONNREFUSED` from another address of
-/// the same name).
-fn unusable(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT | libc::ENETUNREACH)
-    )
+/// Whether a connect to `address` failed because this host cannot use the address at all:
+/// `EADDRNOTAVAIL` (no source address of its family: `::1` with IPv6 disabled),
+/// `EAFNOSUPPORT` (no IPv6 in the kernel), `ENETUNREACH` (no route), and a UDP socket's
+/// connect to it (which sends nothing and needs no TCP port) fails with one of them too.
+/// Such an error says nothing of the peer, and would hide one that does (`ECONNREFUSED` from
+/// another address of the same name). The same errors where the host has a route and a
+/// source address are the peer's or this host's state, and are reported: `EADDRNOTAVAIL`
+/// when the ephemeral ports towards the address are spent, `ENETUNREACH` from a router on the
+/// way.
+fn unusable(e: &io::Error, address: SocketAddr) -> bool {
+    let of_this_host = |e: &io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT | libc::ENETUNREACH)
+        )
+    };
+    of_this_host(e)
+        && RawSocket::new(Domain::for_address(address), Type::DGRAM, None)
+            .and_then(|probe| probe.connect(&address.into()))
+            .is_err_and(|probe| of_this_host(&probe))
 }
 
 /// Whether `delay` elapsed; the close error once the selector is closed.
