@@ -8,6 +8,9 @@
 //!   address (`127.0.0.2`), for the tests that drive the example servers from plain threads.
 //! - [`rerun_self_with_fd_limit`]: this test binary run again under a descriptor limit.
 //! - [`gnutls_present`]: whether the GnuTLS tools are there, for the tests that skip without.
+//! - [`unshare_netns`]: how to make a network namespace here, as root or in an unprivileged
+//!   user namespace; [`path_with_sbin`] and [`system_program`]: `PATH` as root's, so that an
+//!   ordinary user's tests find `haproxy`, `ip` and `tc` too.
 //! - [`without_spawns`]: a section in which no child process starts (a child holds every
 //!   descriptor of the process from its fork to its `exec`); every child here starts through
 //!   [`spawn`].
@@ -580,9 +583,9 @@ impl SendProxy {
     }
 }
 
-/// A real HAProxy (`haproxy -db`; Debian's package, which `.ci/run` installs) in TCP mode on a
-/// loopback port, relaying every connection to one backend with a PROXY protocol header; killed
-/// when dropped.
+/// A real HAProxy (`haproxy -db`; Debian's package, which `.ci/run` installs, found in
+/// `/usr/sbin` also off `PATH`: see [`system_program`]) in TCP mode on a loopback port,
+/// relaying every connection to one backend with a PROXY protocol header; killed when dropped.
 #[derive(Debug)]
 pub struct Haproxy {
     process: Process,
@@ -626,7 +629,8 @@ impl Haproxy {
             send.keyword()
         );
         let path = dir.write("haproxy.cfg", &config);
-        let mut process = Process::start("haproxy", ["-db", "-f", path_arg(&path)]);
+        let haproxy = system_program("haproxy");
+        let mut process = Process::start(&haproxy, ["-db", "-f", path_arg(&path)]);
         let started = Instant::now();
         while TcpStream::connect(front).is_err() {
             if !process.is_running() {
@@ -738,7 +742,8 @@ fn rerun_self(command: &mut Command, env: &str, marker: &str) -> String {
 /// `marker`; returns its output.
 ///
 /// Returns `None`, after saying so on stderr, where this process may not create a network
-/// namespace (`unshare -n` needs root or a user namespace).
+/// namespace (`unshare -n` needs root, or else unprivileged user namespaces: see
+/// [`unshare_netns`]).
 pub fn rerun_self_on_slow_loopback(
     child_test: &str,
     env: &str,
@@ -786,7 +791,8 @@ pub fn rerun_self_in_own_netns(child_test: &str, env: &str, marker: &str) -> Opt
 /// touching the machine's file. The child and the programs it starts see that file.
 ///
 /// Returns `None`, after saying so on stderr, where this process may not create those
-/// namespaces (`unshare -n -m` needs root or a user namespace) or mount over `/etc/hosts`.
+/// namespaces (`unshare -n -m` needs root, or else unprivileged user namespaces: see
+/// [`unshare_netns`]) or mount over `/etc/hosts`.
 pub fn rerun_self_in_own_netns_with_hosts(
     child_test: &str,
     env: &str,
@@ -844,10 +850,11 @@ fn rerun_self_in_own_netns_with_files(
         vars.push((var, dir.write(&format!("file-{i}"), contents)));
     }
     let script = |then: &str| format!("{mounts}ip link set lo up && {then}");
+    let netns = unshare_netns().unwrap_or(&["-n"]);
     let allowed = status(
         Command::new("unshare")
+            .args(netns)
             .args([
-                "-n",
                 "-m",
                 "--propagation",
                 "private",
@@ -855,6 +862,7 @@ fn rerun_self_in_own_netns_with_files(
                 "-c",
                 &script("true"),
             ])
+            .env("PATH", path_with_sbin())
             .envs(vars.iter().map(|(var, file)| (var, file)))
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
@@ -863,8 +871,8 @@ fn rerun_self_in_own_netns_with_files(
     if !allowed {
         let paths: Vec<&str> = files.iter().map(|(path, _)| *path).collect();
         eprintln!(
-            "skipped: `unshare -n -m` is not available or not permitted here, \
-             or {} cannot be mounted over",
+            "skipped: `unshare -n -m` is not available or not permitted here (needs root or \
+             unprivileged user namespaces), or {} cannot be mounted over",
             paths.join(", ")
         );
         return None;
@@ -874,7 +882,9 @@ fn rerun_self_in_own_netns_with_files(
     ));
     Some(rerun_self(
         Command::new("unshare")
-            .args(["-n", "-m", "--propagation", "private", "sh", "-c", &script])
+            .args(netns)
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .env("PATH", path_with_sbin())
             .envs(vars.iter().map(|(var, file)| (var, file))),
         env,
         marker,
@@ -952,6 +962,58 @@ pub fn set_loopback(state: &str) {
     );
 }
 
+/// `PATH` with `/usr/sbin` and `/sbin` added at its end where it lacks them: Debian installs
+/// `haproxy` and `tc` there, which root's `PATH` holds and an ordinary user's does not. The
+/// tests give it to the commands that configure a network namespace and to the test run
+/// again in one, so that they find `tc` and `ip` whoever runs them.
+pub fn path_with_sbin() -> std::ffi::OsString {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    for dir in ["/usr/sbin", "/sbin"] {
+        if !dirs.iter().any(|known| known == Path::new(dir)) {
+            dirs.push(dir.into());
+        }
+    }
+    std::env::join_paths(dirs).expect("the directories of PATH joined again")
+}
+
+/// The program `name` as found in a directory of [`path_with_sbin`] (a full path), or `name`
+/// itself where none holds it (starting it then fails, saying the program is missing).
+pub fn system_program(name: &str) -> String {
+    std::env::split_paths(&path_with_sbin())
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .map_or_else(
+            || name.to_owned(),
+            |path| path.to_string_lossy().into_owned(),
+        )
+}
+
+/// The options that put a command run by `unshare` in a network namespace of its own: `-n`
+/// where this process may make one itself (root, as in CI), otherwise `--user
+/// --map-root-user -n` where unprivileged user namespaces are enabled (the command is then
+/// root in a user namespace of its own, which owns the network namespace and any mount
+/// namespace made with it, so it may configure them as root would, and nothing else); `None`
+/// where neither works. Asked once per process.
+pub fn unshare_netns() -> Option<&'static [&'static str]> {
+    static FLAGS: std::sync::OnceLock<Option<&'static [&'static str]>> = std::sync::OnceLock::new();
+    *FLAGS.get_or_init(|| {
+        let candidates: [&'static [&'static str]; 2] =
+            [&["-n"], &["--user", "--map-root-user", "-n"]];
+        candidates.into_iter().find(|flags| {
+            status(
+                Command::new("unshare")
+                    .args(*flags)
+                    .arg("true")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )
+            .is_ok_and(|status| status.success())
+        })
+    })
+}
+
 /// Runs `child_test` again in a network namespace whose loopback has the link settings `link`
 /// (for `ip link set lo`) and the queueing discipline `qdisc` (see
 /// [`rerun_self_on_slow_loopback`]).
@@ -962,22 +1024,22 @@ fn rerun_self_in_namespace(
     env: &str,
     marker: &str,
 ) -> Option<String> {
-    let allowed = status(
-        Command::new("unshare")
-            .args(["-n", "true"])
-            .stderr(std::process::Stdio::null()),
-    )
-    .is_ok_and(|status| status.success());
-    if !allowed {
-        eprintln!("skipped: `unshare -n` is not available or not permitted here");
+    let Some(netns) = unshare_netns() else {
+        eprintln!(
+            "skipped: `unshare -n` is not available or not permitted here \
+             (needs root or unprivileged user namespaces)"
+        );
         return None;
-    }
+    };
     let script = format!(
         "ip link set lo {link} up && tc qdisc add dev lo root {qdisc} \\
          && exec \"$0\" --exact {child_test} --nocapture --test-threads=1"
     );
     Some(rerun_self(
-        Command::new("unshare").args(["-n", "sh", "-c", &script]),
+        Command::new("unshare")
+            .args(netns)
+            .args(["sh", "-c", &script])
+            .env("PATH", path_with_sbin()),
         env,
         marker,
     ))

@@ -67,16 +67,21 @@ fn can_vanish(name: &str) -> bool {
          && tc filter add dev lo parent ffff: protocol ip prio 1 {}",
         U32_DROP.replace("{dir}", "dst")
     );
-    let made = status(
-        Command::new("unshare")
-            .args(["-n", "sh", "-c", &script])
-            .stderr(std::process::Stdio::null()),
-    )
-    .is_ok_and(|status| status.success());
+    let made = net_tests::harness::unshare_netns().is_some_and(|netns| {
+        status(
+            Command::new("unshare")
+                .args(netns)
+                .args(["sh", "-c", &script])
+                .env("PATH", net_tests::harness::path_with_sbin())
+                .stderr(std::process::Stdio::null()),
+        )
+        .is_ok_and(|status| status.success())
+    });
     if !made {
         eprintln!(
             "{name}: skipped, no network namespace with a veth pair and a tc u32 filter with a \
-             mirred action on its loopback can be made here (needs root, unshare, ip, ss, tc)"
+             mirred action on its loopback can be made here (needs root or unprivileged user \
+             namespaces, unshare, ip, ss, tc)"
         );
     }
     made

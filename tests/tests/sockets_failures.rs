@@ -983,24 +983,31 @@ async fn linger_on_an_adopted_stream_never_blocks_the_runtime() {
 /// Set in the environment of a test run again in a network namespace of its own.
 const IN_OWN_NETNS: &str = "NET_TESTS_IN_OWN_NETNS";
 
-/// Runs this binary's test `name` again in a network namespace of its own (`unshare -n`), where
-/// it may take the loopback interface down without touching the machine's, and asserts that it
-/// ran and passed. Where no namespace can be made (not root, or no `unshare` or `ip`), returns
-/// with a note instead.
+/// Runs this binary's test `name` again in a network namespace of its own (`unshare -n`, or a
+/// user namespace's: see [`net_tests::harness::unshare_netns`]), where it may take the
+/// loopback interface down without touching the machine's, and asserts that it ran and passed.
+/// Where no namespace can be made (neither root nor unprivileged user namespaces, or no
+/// `unshare` or `ip`), returns with a note instead.
 fn run_in_own_netns(name: &str) {
+    let netns = net_tests::harness::unshare_netns().unwrap_or(&["-n"]);
     let probe = net_tests::harness::output(
-        std::process::Command::new("unshare").args(["-n", "ip", "link", "set", "lo", "up"]),
+        std::process::Command::new("unshare")
+            .args(netns)
+            .args(["ip", "link", "set", "lo", "up"])
+            .env("PATH", net_tests::harness::path_with_sbin()),
     );
     if !matches!(&probe, Ok(out) if out.status.success()) {
         eprintln!(
-            "{name}: skipped, no network namespace can be made here (needs root, unshare, ip)"
+            "{name}: skipped, no network namespace can be made here (needs root or \
+             unprivileged user namespaces, unshare, ip)"
         );
         return;
     }
     let out = net_tests::harness::output(
         std::process::Command::new("unshare")
-            .arg("-n")
+            .args(netns)
             .arg(std::env::current_exe().unwrap())
+            .env("PATH", net_tests::harness::path_with_sbin())
             .args(["--exact", name, "--nocapture", "--test-threads=1"])
             .env(IN_OWN_NETNS, "1"),
     )
