@@ -219,10 +219,11 @@ fn runtime_failures_are_one_line_and_exit_1() {
 
 #[test]
 fn huge_counts_and_durations_mean_no_limit() {
-    // `usize::MAX` and `u64::MAX` seconds, and 2^61 (one past tokio's `Semaphore::MAX_PERMITS`):
+    // `usize::MAX` and `u64::MAX` seconds, and one past tokio's `Semaphore::MAX_PERMITS` (2^61
+    // where `usize` has 64 bits):
     // accepted as "no limit in practice", never a panic (exit 101).
     let huge = usize::MAX.to_string();
-    let past_max_permits = (1_usize << 61).to_string();
+    let past_max_permits = ((usize::MAX >> 3) + 1).to_string();
 
     // tcp-proxy relays a connection to an upstream that says one line and closes.
     let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

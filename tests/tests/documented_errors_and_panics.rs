@@ -479,7 +479,11 @@ fn a_thread_name_with_a_nul_byte_is_an_invalid_input_error() {
 /// (before, tokio's builder overflowed adding it to its blocking threads).
 #[test]
 fn an_absurd_worker_count_is_an_invalid_input_error() {
-    for n in [usize::MAX, 1 << 40] {
+    // Where `usize` has 32 bits, 2^40 is `usize::MAX`.
+    for n in [
+        usize::MAX,
+        usize::try_from(1u64 << 40).unwrap_or(usize::MAX),
+    ] {
         let built =
             std::panic::catch_unwind(|| SelectorManager::builder().worker_threads(n).build());
         match built {

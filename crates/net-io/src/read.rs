@@ -1850,15 +1850,28 @@ fn grow(buf: &mut BytesMut, additional: usize) {
 /// [`grow`]'s allocation (off the path of a steady stream of reads): the bytes move to the
 /// front of their allocation (or to one of their own, if a `Bytes` handed out shares it), which
 /// `realloc` grows to exactly the room asked for (as `Vec::reserve` would, without doubling).
+/// Where twice what it holds cannot be had in one piece (a 32-bit process holding 1 GiB, whose
+/// address space may have no free 2 GiB run), it grows by `additional` only.
 #[cold]
 #[inline(never)]
 fn reallocate(buf: &mut BytesMut, additional: usize) {
     let len = buf.len();
-    let room = len.saturating_add(additional).max(len.saturating_mul(2));
+    let room = grown_capacity(len, additional);
     let mut bytes = Vec::from(std::mem::take(buf));
-    bytes.reserve_exact(room - len);
+    if bytes.try_reserve_exact(room - len).is_err() {
+        bytes.reserve_exact(additional);
+    }
     // No copy: the `Bytes` is the allocation's only handle.
     *buf = BytesMut::from(Bytes::from(bytes));
+}
+
+/// The capacity [`reallocate`] asks for, for `additional` bytes more than the `len` held:
+/// twice `len` if that is more, but never past what a `Vec` may hold (`isize::MAX` bytes, 2 GiB
+/// where `usize` has 32 bits, where a buffer of 1 GiB doubled made `reserve_exact` panic with
+/// "capacity overflow" though the room asked for fitted).
+fn grown_capacity(len: usize, additional: usize) -> usize {
+    let doubled = len.saturating_mul(2).min(isize::MAX.unsigned_abs());
+    len.saturating_add(additional).max(doubled)
 }
 
 impl Drop for ByteReadChannel {
@@ -2188,6 +2201,26 @@ mod tests {
             }
         }
         panic!("a read on a transport that is always ready did not complete");
+    }
+
+    /// A buffer of more than half of what a `Vec` may hold (`isize::MAX` bytes: 1 GiB and
+    /// more where `usize` has 32 bits, reached by `read_remaining(usize::MAX)` or a long line
+    /// with a high limit) grows to that at most, or by what is asked for, instead of to twice
+    /// its length, which no `Vec` may have: `reserve_exact` panicked ("capacity overflow")
+    /// where the room asked for fitted.
+    #[test]
+    fn a_buffer_past_half_of_what_a_vec_holds_grows_within_it() {
+        let most = isize::MAX.unsigned_abs();
+        for len in [most / 2 + 1, most - MAX_STEP, most - READ_CHUNK / 2] {
+            let room = grown_capacity(len, READ_CHUNK / 2);
+            assert!(room <= most, "len {len}: room {room} past isize::MAX");
+            assert!(room >= len + READ_CHUNK / 2, "len {len}: room {room}");
+        }
+        // Below that: twice the length, or the length and the room asked for if that is more.
+        assert_eq!(grown_capacity(most / 2, 1), most - 1);
+        assert_eq!(grown_capacity(1024, READ_CHUNK), 1024 + READ_CHUNK);
+        // The room asked for is never cut short: a `Vec` past `isize::MAX` fails as it must.
+        assert_eq!(grown_capacity(most, 1), most + 1);
     }
 
     /// SPEC §4.1: a count-taking read grows its buffer as the bytes arrive, to at most twice

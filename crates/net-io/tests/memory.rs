@@ -174,7 +174,8 @@ fn child_u32_max() {
     println!("child child_u32_max passed");
 }
 
-/// `read_bytes(1 << 40)` does not abort the process ("memory allocation failed").
+/// `read_bytes(1 << 40)` does not abort the process ("memory allocation failed"). (Where
+/// `usize` has 32 bits the count is `usize::MAX`, the largest there is.)
 #[test]
 fn read_bytes_2_pow_40_does_not_abort() {
     run_child("child_2_pow_40");
@@ -185,7 +186,8 @@ fn child_2_pow_40() {
     if !is_child("child_2_pow_40") {
         return;
     }
-    runtime().block_on(hostile_read_bytes(1 << 40, "read_bytes(1 << 40)"));
+    let n = usize::try_from(1u64 << 40).unwrap_or(usize::MAX);
+    runtime().block_on(hostile_read_bytes(n, "read_bytes(1 << 40)"));
     println!("child child_2_pow_40 passed");
 }
 
@@ -231,7 +233,8 @@ fn child_usize_max() {
         drop(w);
         assert_eq!(r.peek(usize::MAX).await.unwrap(), None);
         assert!(!r.await_content(usize::MAX).await.unwrap());
-        assert!(!r.await_content(1 << 40).await.unwrap());
+        let two_pow_40 = usize::try_from(1u64 << 40).unwrap_or(usize::MAX);
+        assert!(!r.await_content(two_pow_40).await.unwrap());
         assert_eq!(r.available_for_read(), 7);
         assert!(matches!(
             r.discard_exact(u64::MAX).await,
