@@ -184,15 +184,24 @@ fn reply(query: &[u8], rcode: u8, tc: bool, addresses: &[IpAddr]) -> Vec<u8> {
     out
 }
 
-/// The UDP sockets of this namespace connected to the DNS server: glibc's, one per lookup
-/// under way (`/proc/net/udp` lists the namespace's sockets; the server's own is not
-/// connected).
+/// The resolver's UDP sockets in this namespace, one per lookup under way (`/proc/net/udp`
+/// lists the namespace's sockets): glibc's, connected to the DNS server (the server's own is
+/// not connected); musl's, which sends with `sendto` and connects none, are those besides the
+/// server's (no test here makes another UDP socket while it counts).
 fn lookups_under_way() -> usize {
     let table = std::fs::read_to_string("/proc/net/udp").expect("/proc/net/udp");
     table
         .lines()
         .skip(1)
-        .filter(|line| line.split_whitespace().nth(2) == Some("0100007F:0035"))
+        .filter(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let (local, remote) = (fields.next(), fields.next());
+            if cfg!(target_env = "musl") {
+                local != Some("0100007F:0035")
+            } else {
+                remote == Some("0100007F:0035")
+            }
+        })
         .count()
 }
 
@@ -245,12 +254,25 @@ fn run(child: &str, marker: &str) {
     }
 }
 
-/// glibc's message for a name that does not exist (NXDOMAIN, `EAI_NONAME`).
-const NO_NAME: &str = "Name or service not known";
-/// glibc's message for a server's failure, or no answer (`EAI_AGAIN`).
-const TRY_AGAIN: &str = "Temporary failure in name resolution";
-/// glibc's message for a name without an address (`EAI_NODATA`).
-const NO_ADDRESS: &str = "No address associated with hostname";
+/// The C library's message for a name that does not exist (NXDOMAIN, `EAI_NONAME`): glibc's,
+/// or musl's.
+const NO_NAME: &str = if cfg!(target_env = "musl") {
+    "Name does not resolve"
+} else {
+    "Name or service not known"
+};
+/// The C library's message for a server's failure, or no answer (`EAI_AGAIN`).
+const TRY_AGAIN: &str = if cfg!(target_env = "musl") {
+    "Try again"
+} else {
+    "Temporary failure in name resolution"
+};
+/// The C library's message for a name without an address (glibc: `EAI_NODATA`).
+const NO_ADDRESS: &str = if cfg!(target_env = "musl") {
+    "Name has no usable address"
+} else {
+    "No address associated with hostname"
+};
 
 /// A resolver that never answers. With `connect_timeout` (100 ms) the connect ends with
 /// `Error::Timeout` before glibc gives up (it would then be `Error::Resolve`), and the lookup
@@ -365,8 +387,9 @@ fn a_resolver_that_never_answers_child() {
 /// reports as temporary), one without an address, and one whose answer is truncated (glibc
 /// asks again over TCP, where nobody listens): a TCP connect and bind, a UDP bind, connect and
 /// `connect_from` (either name) fail with `Error::Resolve` naming the host, kind `NotFound`,
-/// whose source carries glibc's message: the one way to tell a name that does not exist from
-/// a failure worth retrying (std gives every resolver error the same uncategorized kind). A
+/// whose source carries the C library's message (glibc's; musl's in a musl build): the one way
+/// to tell a name that does not exist from a failure worth retrying (std gives every resolver
+/// error the same uncategorized kind). A
 /// slow answer (300 ms) within glibc's timeout is an answer.
 #[test]
 fn names_that_fail_to_resolve() {
@@ -611,7 +634,10 @@ fn a_name_with_many_addresses_child() {
 /// `xn--bcher-kva.example`, resolves); so do a label over 63 bytes, a name over 253, a host
 /// with a port (`"localhost:80"` as the host of `(host, port)`) or in brackets
 /// (`"[localhost]"`), none of them asked for; a NUL byte fails with a source of kind
-/// `InvalidInput`; `"[::1]"` is the IPv6 loopback. No panic, and binds fail alike.
+/// `InvalidInput`; `"[::1]"` is the IPv6 loopback. No panic, and binds fail alike. Built with
+/// musl, whose resolver compares names in the hosts file as they are and checks fewer names
+/// before asking DNS, `LOCALHOST`, `bücher.example` (as UTF-8), `"localhost:80"` and
+/// `"[localhost]"` are asked of DNS, and only the over-long names are refused unasked.
 #[test]
 fn host_strings_as_users_write_them() {
     run(
@@ -654,19 +680,32 @@ fn host_strings_as_users_write_them_child() {
                 assert_eq!(socket.remote_address(), listener.local_address(), "{host}");
             }
         }
-        assert!(!dns.asked("LOCALHOST"), "the hosts file answers LOCALHOST");
+        // glibc finds names in the hosts file without regard to case; musl compares them as
+        // they are, and asks DNS (here answered with `127.0.0.1`).
+        assert_eq!(
+            dns.asked("LOCALHOST"),
+            cfg!(target_env = "musl"),
+            "the hosts file answers LOCALHOST with glibc only"
+        );
         assert!(dns.asked("localhost"), "glibc asks DNS for localhost.");
         assert!(dns.asked("xn--bcher-kva.example"));
 
         let long_name = format!("{}test", "abcdefghi.".repeat(26));
         let long_label = "a".repeat(64);
-        for host in [
-            "bücher.example",
-            long_label.as_str(),
-            long_name.as_str(),
-            "localhost:80",
-            "[localhost]",
-        ] {
+        // musl asks DNS for a name that is not ASCII (as UTF-8), and for one with a port or in
+        // brackets, which glibc refuses; both refuse the over-long ones.
+        let refused = if cfg!(target_env = "musl") {
+            vec![long_label.as_str(), long_name.as_str()]
+        } else {
+            vec![
+                "bücher.example",
+                long_label.as_str(),
+                long_name.as_str(),
+                "localhost:80",
+                "[localhost]",
+            ]
+        };
+        for host in refused {
             let e = within(a_socket(&selector).tcp().connect((host, PORT)))
                 .await
                 .map(|_| ())

@@ -69,7 +69,8 @@ pub enum Error {
         /// (NXDOMAIN, or a name it refuses to ask for: not ASCII, a label over 63 bytes),
         /// "Temporary failure in name resolution" for the second (a server's failure, no
         /// answer within `resolv.conf`'s timeout), and "No address associated with hostname"
-        /// for a name without an address.
+        /// for a name without an address; musl's (a `*-linux-musl` build) say "Name does not
+        /// resolve", "Try again" and "Name has no usable address".
         source: io::Error,
     },
     /// The operating system refused a socket option's value (for example a keep-alive interval

@@ -122,8 +122,8 @@ impl Listener {
 }
 
 /// Registers a listening Unix socket with the current runtime.
-// The crate's one `unsafe`: tokio's registration of a descriptor is `unsafe` (its safe forms
-// are deprecated), for the descriptor must stay open and the same while registered.
+// `unsafe`: tokio's registration of a descriptor is `unsafe` (its safe forms are deprecated),
+// for the descriptor must stay open and the same while registered.
 #[allow(unsafe_code)]
 fn unix_listener(raw: RawSocket) -> io::Result<Listener> {
     let listener = StdUnixListener::from(std::os::fd::OwnedFd::from(raw));
@@ -1188,15 +1188,30 @@ impl SocketFile {
 
 /// The inode at `path` (the link itself, as `identity` sees it), held open without opening the
 /// socket behind it; `None` where the OS cannot (then the record holds the numbers only).
+///
+/// `open(2)` is called directly: `std`'s `custom_flags` drops the bits of the C library's
+/// `O_ACCMODE`, which musl's counts `O_PATH` among (as its `O_SEARCH`), so through `std` a
+/// musl build opened the socket file for reading, which fails (`ENXIO`).
+#[allow(unsafe_code)]
 fn pin(path: &Path) -> Option<std::fs::File> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
-            .open(path)
-            .ok()
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: `path` is a NUL-terminated string that lives through the call, the only
+        // pointer `open` reads; no mode is passed, as the flags create nothing.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `open` just returned this descriptor, open and owned by nothing else.
+        Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
@@ -1291,6 +1306,43 @@ mod tests {
             drop(second);
             std::fs::remove_file(&path).unwrap();
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// On Linux the record of a socket file holds the file's inode open, whatever the C library
+    /// the program is built with. (Before, with musl, it held the numbers only: `O_PATH` went
+    /// through `std`'s `custom_flags`, which drops the bits of `O_ACCMODE`, and musl counts
+    /// `O_PATH` in it; the open without it failed with `ENXIO`, a socket file opened for
+    /// reading, so a file that got the inode's number after the socket's close was removed.)
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn the_record_holds_the_socket_files_inode_open() {
+        use std::os::unix::net::UnixListener as StdUnixListener;
+        let dir = std::env::temp_dir().join(format!(
+            "net-sockets-{}-socket-file-pinned",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let listener = StdUnixListener::bind(&path).unwrap();
+        let file = SocketFile::record(&path);
+        let pinned = lock(&file.pinned)
+            .as_ref()
+            .map(|pinned| pinned.metadata().map(|m| (m.dev(), m.ino())));
+        let on_disk = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(
+            pinned
+                .expect("the record holds no descriptor of the socket file's inode")
+                .unwrap(),
+            (on_disk.dev(), on_disk.ino())
+        );
+        file.remove();
+        assert!(
+            std::fs::symlink_metadata(&path).is_err(),
+            "the record did not remove its own file"
+        );
+        drop(listener);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
