@@ -43,6 +43,67 @@ fn forget_packaged_sources() -> Result<()> {
     Ok(())
 }
 
+/// The targets whose builds differ from x86_64 glibc's where the libraries lean on them:
+/// musl's C library (whose `O_ACCMODE` counts `O_PATH`; its resolver's messages) and a 32-bit
+/// `usize` (where a read buffer reaches what a `Vec` may hold).
+const OTHER_TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "i686-unknown-linux-gnu"];
+
+/// Whether the standard library for `target` is installed (`rustup target add` installs it).
+fn target_installed(target: &str) -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(out) = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", target])
+        .output()
+    else {
+        return false;
+    };
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    out.status.success()
+        && std::fs::read_dir(&dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+        })
+}
+
+/// The three libraries' unit and integration tests, built for each of [`OTHER_TARGETS`] whose
+/// standard library is installed (`.ci/run` installs them, with `musl-tools` and
+/// `gcc-multilib` for ring's C code); a target not installed is skipped, saying so.
+fn other_targets(root: &std::path::Path) -> Result<()> {
+    for target in OTHER_TARGETS {
+        if !target_installed(target) {
+            println!(
+                "    skipped {target}: its standard library is not installed \
+                 (rustup target add {target})"
+            );
+            continue;
+        }
+        let mut cmd = cargo(
+            root,
+            &[
+                "test",
+                "--locked",
+                "--target",
+                target,
+                "-p",
+                "knet-io",
+                "-p",
+                "knet-sockets",
+                "-p",
+                "knet-tls",
+                "--lib",
+                "--tests",
+            ],
+        );
+        println!("    {}", describe(&cmd));
+        let status = cmd.status().context("could not start cargo")?;
+        if !status.success() {
+            bail!("{target}: {status}; command: {}", describe(&cmd));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the steps. `ci` takes no arguments: any is refused before a step runs.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     if let Some(arg) = args.first() {
@@ -92,7 +153,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             },
         ),
     ];
-    let total = steps.len() + 3;
+    let total = steps.len() + 4;
     forget_packaged_sources()?;
     for (i, (name, mut cmd)) in steps.into_iter().enumerate() {
         println!("==> [{}/{total}] {name}: {}", i + 1, describe(&cmd));
@@ -106,6 +167,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             );
         }
     }
+    println!(
+        "==> [{}/{total}] other targets: the libraries' tests built for {}",
+        total - 3,
+        OTHER_TARGETS.join(" and ")
+    );
+    other_targets(&root).context("step `other targets` failed")?;
     // Every fuzz target briefly: hostile lengths and the line rules against the model, the
     // PROXY protocol header parser, address strings, PEM loading and TLS names.
     println!(

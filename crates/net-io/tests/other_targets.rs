@@ -1,10 +1,10 @@
 //! What differs on targets other than x86_64 Linux: where `usize` has 32 bits (i686, armv7),
 //! counts that a 64-bit `usize` never reaches are a read away.
 //!
-//! CI runs on x86_64, where these tests are compiled out or cannot fail; run them with
-//! `cargo test --target i686-unknown-linux-gnu -p net-tests --test other_targets`. The pure
-//! pieces they rest on have unit tests that run everywhere (`grown_capacity` in
-//! `crates/net-io/src/read.rs`).
+//! On x86_64 these tests are compiled out; `cargo xtask ci` runs them built for
+//! `i686-unknown-linux-gnu` (its step "other targets"), or by hand:
+//! `cargo test --target i686-unknown-linux-gnu -p knet-io --test other_targets`. The pure
+//! pieces they rest on have unit tests that run everywhere (`grown_capacity` in `src/read.rs`).
 
 /// Where `usize` has 32 bits, a read buffer that holds 1 GiB grows past it: a `read_remaining`
 /// with a limit past 1 GiB returns all of it. (The buffer used to double to 2 GiB, one byte more
