@@ -5,6 +5,7 @@
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
+use std::process::Command;
 
 use net_tests::HANG_LIMIT;
 use net_tests::harness::{
@@ -163,4 +164,79 @@ fn tcp_proxy_with_ip_nonlocal_bind_child() {
         );
         println!("tcp-proxy with ip_nonlocal_bind as documented");
     });
+}
+
+/// An upstream on a link-local address of this host (`fe80::1%d0`, on one end of a veth pair) at the port
+/// of a proxy listening on `::` is the proxy itself: refused (before, the address's scope was
+/// dropped where the check asks whether it is this host's, the bind failed, and the proxy
+/// started, every connection coming back to it); another link-local address on that link is
+/// another host.
+#[test]
+fn tcp_proxy_with_a_link_local_upstream() {
+    rerun_self_in_own_netns_with_hosts(
+        "tcp_proxy_with_a_link_local_upstream_child",
+        CHILD,
+        HOSTS,
+        "tcp-proxy with a link-local upstream as documented",
+    );
+}
+
+#[test]
+fn tcp_proxy_with_a_link_local_upstream_child() {
+    run_if_child(CHILD, async {
+        for args in [
+            "link add d0 type veth peer name d1",
+            "link set d0 up",
+            "link set d1 up",
+            "-6 addr add fe80::1/64 dev d0 nodad",
+        ] {
+            let done = Command::new("ip").args(args.split(' ')).status();
+            assert!(
+                done.as_ref().is_ok_and(|s| s.success()),
+                "ip {args}: {done:?}"
+            );
+        }
+        let looping = Process::run(PROXY, ["[::]:5003", "[fe80::1%d0]:5003"]);
+        assert_eq!(looping.status.code(), Some(1), "{looping:?}");
+        assert!(
+            looping
+                .failure_line()
+                .contains("is this proxy's own listening address"),
+            "{looping:?}"
+        );
+        let mut proxy = Process::start(PROXY, ["[::]:5004", "[fe80::2%d0]:5004"]);
+        assert_eq!(proxy.listening_port_after_banner(), 5004);
+        proxy.kill();
+        println!("tcp-proxy with a link-local upstream as documented");
+    });
+}
+
+/// A proxy listening on `127.0.0.1:P` (or `[::1]:P`) whose upstream is `0.0.0.0:P` (`[::]:P`)
+/// is refused: a connect to the unspecified address reaches the loopback (before, the proxy
+/// started, and each connection opened another to itself until descriptors ran out).
+#[test]
+fn tcp_proxy_to_the_unspecified_address_at_its_own_port() {
+    for (listen, upstream) in [("127.0.0.1", "0.0.0.0"), ("::1", "::")] {
+        // A port free now, for the proxy to listen at.
+        let Ok(port) = TcpListener::bind((listen, 0)).and_then(|l| l.local_addr()) else {
+            println!("skipped {listen}: cannot bind it here");
+            continue;
+        };
+        let port = port.port();
+        let at = |host: &str| {
+            if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            }
+        };
+        let looping = Process::run(PROXY, [at(listen), at(upstream)]);
+        assert_eq!(looping.status.code(), Some(1), "{looping:?}");
+        assert!(
+            looping
+                .failure_line()
+                .contains("is this proxy's own listening address"),
+            "{looping:?}"
+        );
+    }
 }

@@ -28,7 +28,9 @@
 //! An UPSTREAM that is the proxy's own listening address (the same address, a name that
 //! resolves to it, or an address of this host when the proxy listens on every address, such
 //! as `0.0.0.0`, with the same port; `::` is every IPv4 address too, unless the host makes it
-//! IPv6-only with `net.ipv6.bindv6only = 1`) is refused at start, exit status 1: every
+//! IPv6-only with `net.ipv6.bindv6only = 1`; `0.0.0.0` or `::` as UPSTREAM, which a connect
+//! takes as 127.0.0.1 or `::1`; a link-local address of this host on the link its scope names)
+//! is refused at start, exit status 1: every
 //! connection would connect to the proxy again, and that one again, until the descriptors ran
 //! out. (A name that resolves to it only later, or two proxies pointed at each other, are not
 //! seen. An address this host can bind but does not have, as any is with
@@ -246,24 +248,40 @@ async fn resolve(upstream: &(String, u16)) -> std::io::Result<Vec<SocketAddr>> {
 /// Whether a connection to `target` reaches a listener bound to `listening`: the same address,
 /// or, for a listener on every address (`0.0.0.0`, or `::`, which takes IPv4 too unless it is
 /// `ipv6_only`, as `net.ipv6.bindv6only = 1` makes it), any address of this host with its
-/// port (of its family, for an IPv6-only one).
+/// port (of its family, for an IPv6-only one). A connect to `0.0.0.0` reaches 127.0.0.1, and
+/// one to `::` reaches `::1` (Linux), so an unspecified target is taken as that loopback.
 fn reaches(listening: SocketAddr, ipv6_only: bool, target: SocketAddr) -> bool {
-    let (own, ip) = (listening.ip().to_canonical(), target.ip().to_canonical());
+    let own = listening.ip().to_canonical();
+    let ip = match target.ip().to_canonical() {
+        IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
     let every = own.is_unspecified()
         && if listening.is_ipv6() {
             !ipv6_only || ip.is_ipv6()
         } else {
             ip.is_ipv4()
         };
-    target.port() == listening.port() && (ip == own || (every && is_local(ip)))
+    // A link-local address is this host's only on the link its scope names.
+    let scope = match target {
+        SocketAddr::V6(target) => target.scope_id(),
+        SocketAddr::V4(_) => 0,
+    };
+    target.port() == listening.port() && (ip == own || (every && is_local(ip, scope)))
 }
 
-/// Whether `ip` is an address of this host: one a socket can be bound to, and, unless it is a
-/// loopback address, the source address the kernel picks to reach it (a UDP socket's connect
-/// sends nothing). Binding alone is not enough: with `net.ipv4.ip_nonlocal_bind = 1` (or
-/// `net.ipv6.ip_nonlocal_bind`) any address can be bound.
-fn is_local(ip: IpAddr) -> bool {
-    if std::net::UdpSocket::bind((ip, 0)).is_err() {
+/// Whether `ip` (with `scope`, the link of an IPv6 link-local address) is an address of this
+/// host: one a socket can be bound to, and, unless it is a loopback address, the source address
+/// the kernel picks to reach it (a UDP socket's connect sends nothing). Binding alone is not
+/// enough: with `net.ipv4.ip_nonlocal_bind = 1` (or `net.ipv6.ip_nonlocal_bind`) any address
+/// can be bound.
+fn is_local(ip: IpAddr, scope: u32) -> bool {
+    let at = |ip: IpAddr, port: u16| match ip {
+        IpAddr::V4(v4) => SocketAddr::from((v4, port)),
+        IpAddr::V6(v6) => std::net::SocketAddrV6::new(v6, port, 0, scope).into(),
+    };
+    if std::net::UdpSocket::bind(at(ip, 0)).is_err() {
         return false;
     }
     let unspecified: IpAddr = match ip {
@@ -275,7 +293,7 @@ fn is_local(ip: IpAddr) -> bool {
     ip.is_loopback()
         || std::net::UdpSocket::bind((unspecified, 0))
             .and_then(|socket| {
-                socket.connect((ip, 9))?;
+                socket.connect(at(ip, 9))?;
                 socket.local_addr()
             })
             .is_ok_and(|source| source.ip() == ip)
@@ -534,6 +552,16 @@ mod tests {
         assert!(reaches(at("[::ffff:127.0.0.1]:80"), at("127.0.0.1:80")));
         // TEST-NET-1: no address of this host.
         assert!(!reaches(at("0.0.0.0:80"), at("192.0.2.1:80")));
+        // A connect to `0.0.0.0` reaches 127.0.0.1, one to `::` reaches `::1` (Linux).
+        assert!(reaches(at("127.0.0.1:80"), at("0.0.0.0:80")));
+        assert!(reaches(at("[::1]:80"), at("[::]:80")));
+        assert!(reaches(
+            at("[::ffff:127.0.0.1]:80"),
+            at("[::ffff:0.0.0.0]:80")
+        ));
+        assert!(!reaches(at("127.0.0.2:80"), at("0.0.0.0:80")));
+        assert!(!reaches(at("[::1]:80"), at("0.0.0.0:80")));
+        assert!(!reaches(at("127.0.0.1:80"), at("[::]:80")));
     }
 
     /// `::` made IPv6-only (`net.ipv6.bindv6only = 1`) takes no IPv4 client: an IPv4 upstream
