@@ -66,9 +66,38 @@ fn target_installed(target: &str) -> bool {
         })
 }
 
+/// What is missing to build ring's C code for `target`, if anything: musl's compiler wrapper
+/// (`musl-gcc`, Debian's `musl-tools`), or a C compiler that makes and links 32-bit programs
+/// (Debian's `gcc-multilib`).
+fn c_toolchain_missing(target: &str) -> Option<&'static str> {
+    let works = |cmd: &mut Command| {
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if target.ends_with("-musl") {
+        (!works(Command::new("musl-gcc").arg("--version"))).then_some("musl-gcc (musl-tools)")
+    } else if target.starts_with("i686-") {
+        let dir = std::env::temp_dir().join(format!("xtask-m32-{}", std::process::id()));
+        let made = std::fs::create_dir_all(&dir).is_ok()
+            && std::fs::write(dir.join("m.c"), "int main(void) { return 0; }\n").is_ok()
+            && works(
+                Command::new("cc")
+                    .args(["-m32", "m.c", "-o", "m"])
+                    .current_dir(&dir),
+            );
+        let _ = std::fs::remove_dir_all(&dir);
+        (!made).then_some("a C compiler for 32-bit programs (gcc-multilib)")
+    } else {
+        None
+    }
+}
+
 /// The three libraries' unit and integration tests, built for each of [`OTHER_TARGETS`] whose
-/// standard library is installed (`.ci/run` installs them, with `musl-tools` and
-/// `gcc-multilib` for ring's C code); a target not installed is skipped, saying so.
+/// standard library and C compiler are installed (`.ci/run` installs them: the targets through
+/// rustup, `musl-tools` and `gcc-multilib` for ring's C code); a target without them is
+/// skipped, saying so.
 fn other_targets(root: &std::path::Path) -> Result<()> {
     for target in OTHER_TARGETS {
         if !target_installed(target) {
@@ -76,6 +105,10 @@ fn other_targets(root: &std::path::Path) -> Result<()> {
                 "    skipped {target}: its standard library is not installed \
                  (rustup target add {target})"
             );
+            continue;
+        }
+        if let Some(missing) = c_toolchain_missing(target) {
+            println!("    skipped {target}: ring's C code needs {missing}, not installed");
             continue;
         }
         let mut cmd = cargo(

@@ -81,7 +81,11 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// the buffer is given back once it is empty). The `Bytes` that reads return share the
 /// buffer's allocation from 1 KiB on, except in a buffer that a large item grew: there one of
 /// at most 256 KiB is copied, so that a small item the application keeps does not keep the
-/// large item's buffer alive.
+/// large item's buffer alive. The count or limit a read allows is the caller's bound: a peer
+/// that sends more than the process can allocate to a read that takes it all
+/// (`read_remaining(usize::MAX)`) ends the process, as any allocation that fails does in Rust;
+/// where `usize` has 32 bits that comes near 2 GiB, the most one buffer may hold there (a
+/// buffer that cannot double grows by what the read needs).
 ///
 /// # Failures
 ///

@@ -263,12 +263,20 @@ fn reaches(listening: SocketAddr, ipv6_only: bool, target: SocketAddr) -> bool {
         } else {
             ip.is_ipv4()
         };
-    // A link-local address is this host's only on the link its scope names.
-    let scope = match target {
-        SocketAddr::V6(target) => target.scope_id(),
+    // A link-local address is this host's only on the link its scope names: `fe80::1` on
+    // another link than the listener's is another host.
+    let scope = |address: SocketAddr| match address {
+        SocketAddr::V6(address) => address.scope_id(),
         SocketAddr::V4(_) => 0,
     };
-    target.port() == listening.port() && (ip == own || (every && is_local(ip, scope)))
+    let same = ip == own && (scope(target) == scope(listening) || !is_link_local(ip));
+    target.port() == listening.port() && (same || (every && is_local(ip, scope(target))))
+}
+
+/// Whether `ip` is an IPv6 link-local address (`fe80::/10`), which names a host only together
+/// with its link.
+fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// Whether `ip` (with `scope`, the link of an IPv6 link-local address) is an address of this
@@ -562,6 +570,9 @@ mod tests {
         assert!(!reaches(at("127.0.0.2:80"), at("0.0.0.0:80")));
         assert!(!reaches(at("[::1]:80"), at("0.0.0.0:80")));
         assert!(!reaches(at("127.0.0.1:80"), at("[::]:80")));
+        // `fe80::1` on another link (scope) than the listener's is another host.
+        assert!(reaches(at("[fe80::1%2]:80"), at("[fe80::1%2]:80")));
+        assert!(!reaches(at("[fe80::1%2]:80"), at("[fe80::1%3]:80")));
     }
 
     /// `::` made IPv6-only (`net.ipv6.bindv6only = 1`) takes no IPv4 client: an IPv4 upstream
