@@ -81,11 +81,13 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// the buffer is given back once it is empty). The `Bytes` that reads return share the
 /// buffer's allocation from 1 KiB on, except in a buffer that a large item grew: there one of
 /// at most 256 KiB is copied, so that a small item the application keeps does not keep the
-/// large item's buffer alive. The count or limit a read allows is the caller's bound: a peer
-/// that sends more than the process can allocate to a read that takes it all
-/// (`read_remaining(usize::MAX)`) ends the process, as any allocation that fails does in Rust;
-/// where `usize` has 32 bits that comes near 2 GiB, the most one buffer may hold there (a
-/// buffer that cannot double grows by what the read needs).
+/// large item's buffer alive. The count or limit a read allows is the caller's bound: where a
+/// peer sends a read that takes it all (`read_remaining(usize::MAX)`) more than the process may
+/// allocate (a 32-bit process near 2 GiB, a limit on its memory, strict overcommit), the buffer
+/// first grows by what the read needs instead of doubling, then the read fails with an I/O
+/// error of kind [`OutOfMemory`](io::ErrorKind::OutOfMemory), as after a transport error (see
+/// Failures), instead of the failed allocation ending the process. (A decoder's own
+/// allocations in [`read_frame`](Self::read_frame) are the decoder's.)
 ///
 /// # Failures
 ///
@@ -1745,7 +1747,9 @@ impl ByteReadChannel {
             if self.received == 0 && self.buf.capacity() == 0 {
                 return self.poll_first_fill(cx, want);
             }
-            self.make_room(want);
+            if !self.make_room(want) {
+                return Poll::Ready(Err(self.fail(out_of_memory())));
+            }
         }
         let Some(source) = self.source.as_deref_mut().map(exclusive::get) else {
             return Poll::Ready(Ok(0));
@@ -1796,18 +1800,21 @@ impl ByteReadChannel {
         }
     }
 
-    /// Makes room for at least `want` more bytes, and half a chunk, before a read.
+    /// Makes room for at least `want` more bytes, and half a chunk, before a read; false if the
+    /// allocation failed (the buffer is left as it was).
     #[inline(never)]
-    fn make_room(&mut self, want: usize) {
-        if self.buf.capacity() == 0 {
+    fn make_room(&mut self, want: usize) -> bool {
+        let made = if self.buf.capacity() == 0 {
             self.buf.bytes_mut().reserve(want.max(READ_CHUNK));
+            true
         } else {
             // Asking for no more than half a chunk lets the unread tail move to the front of
             // the existing allocation instead of allocating, so a steady stream of reads does
             // not allocate.
-            grow(self.buf.bytes_mut(), want.max(READ_CHUNK / 2));
-        }
+            grow(self.buf.bytes_mut(), want.max(READ_CHUNK / 2))
+        };
         self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
+        made
     }
 
     /// Gives back the buffer that a large item grew; what it still holds moves to a buffer of
@@ -1844,29 +1851,38 @@ impl ByteReadChannel {
 /// more than it holds, or twice what it holds if that is more (amortized growth, following the
 /// bytes held). Not `BytesMut::reserve`, which doubles the whole allocation whatever it holds:
 /// a read toward a count that had received 64 KiB and one byte held 256 KiB.
+/// False if the allocation failed (the buffer is left as it was).
 #[inline]
-fn grow(buf: &mut BytesMut, additional: usize) {
-    if !buf.try_reclaim(additional) {
-        reallocate(buf, additional);
-    }
+fn grow(buf: &mut BytesMut, additional: usize) -> bool {
+    buf.try_reclaim(additional) || reallocate(buf, additional)
 }
 
 /// [`grow`]'s allocation (off the path of a steady stream of reads): the bytes move to the
 /// front of their allocation (or to one of their own, if a `Bytes` handed out shares it), which
 /// `realloc` grows to exactly the room asked for (as `Vec::reserve` would, without doubling).
-/// Where twice what it holds cannot be had in one piece (a 32-bit process holding 1 GiB, whose
-/// address space may have no free 2 GiB run), it grows by `additional` only.
+/// Where twice what it holds cannot be had (a 32-bit process holding 1 GiB, whose address
+/// space may have no free 2 GiB run; a limit on the process's memory), it grows by `additional`
+/// only; false where that cannot be had either (the bytes stay as they were).
 #[cold]
 #[inline(never)]
-fn reallocate(buf: &mut BytesMut, additional: usize) {
+fn reallocate(buf: &mut BytesMut, additional: usize) -> bool {
     let len = buf.len();
     let room = grown_capacity(len, additional);
     let mut bytes = Vec::from(std::mem::take(buf));
-    if bytes.try_reserve_exact(room - len).is_err() {
-        bytes.reserve_exact(additional);
-    }
+    let made =
+        bytes.try_reserve_exact(room - len).is_ok() || bytes.try_reserve_exact(additional).is_ok();
     // No copy: the `Bytes` is the allocation's only handle.
     *buf = BytesMut::from(Bytes::from(bytes));
+    made
+}
+
+/// The error of a read whose buffer could not grow: the process may not allocate that much.
+#[cold]
+fn out_of_memory() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        "the read buffer could not grow: the process may not allocate more memory",
+    )
 }
 
 /// The capacity [`reallocate`] asks for, for `additional` bytes more than the `len` held:

@@ -353,3 +353,72 @@ fn child_100_mib_line() {
     });
     println!("child child_100_mib_line passed");
 }
+
+/// A read that the peer fills past what the process may allocate fails with an I/O error of
+/// kind `OutOfMemory`, as after a transport error (the bytes received stay readable; a later read
+/// that needs more fails the same); the process goes on, and another channel reads as before. (Before, the failed allocation aborted the process: "memory
+/// allocation of … bytes failed".) The child's address space is limited to 1 GiB (`ulimit -v`),
+/// as strict overcommit (`vm.overcommit_memory = 2`), a container's limit or a 32-bit process
+/// would bound it.
+#[test]
+fn a_read_past_what_can_be_allocated_fails_without_ending_the_process() {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let name = "child_allocation_fails";
+    let output = Command::new("sh")
+        .args(["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\""])
+        .arg(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, name)
+        .output()
+        .expect("could not start the child test process");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && text.contains(&format!("child {name} passed")),
+        "child {name} failed ({}):\n{text}",
+        output.status
+    );
+}
+
+#[test]
+fn child_allocation_fails() {
+    if !is_child("child_allocation_fails") {
+        return;
+    }
+    runtime().block_on(async {
+        let mut input = ByteReadChannel::new(tokio::io::repeat(7));
+        let e = input
+            .read_remaining(usize::MAX)
+            .await
+            .expect_err("1 GiB of address space holds no more than 1 GiB");
+        assert!(
+            matches!(&e, Error::Io(io) if io.kind() == std::io::ErrorKind::OutOfMemory),
+            "{e:?}"
+        );
+        // As after a transport error: the bytes received stay readable, and a read that needs
+        // more reports the failure again.
+        assert_eq!(
+            input.read_bytes(3).await.expect("bytes received").as_ref(),
+            [7; 3]
+        );
+        let again = input
+            .read_remaining(usize::MAX)
+            .await
+            .expect_err("the channel failed");
+        assert!(
+            matches!(&again, Error::Io(io) if io.kind() == std::io::ErrorKind::OutOfMemory),
+            "{again:?}"
+        );
+        drop(input);
+        let mut other = ByteReadChannel::new(&b"still here\n"[..]);
+        let line = other
+            .read_line(64, LineEnding::Lenient)
+            .await
+            .expect("another channel reads");
+        assert_eq!(line.as_deref(), Some("still here"));
+    });
+    println!("child child_allocation_fails passed");
+}
