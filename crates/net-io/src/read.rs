@@ -1861,16 +1861,26 @@ fn grow(buf: &mut BytesMut, additional: usize) -> bool {
 /// front of their allocation (or to one of their own, if a `Bytes` handed out shares it), which
 /// `realloc` grows to exactly the room asked for (as `Vec::reserve` would, without doubling).
 /// Where twice what it holds cannot be had (a 32-bit process holding 1 GiB, whose address
-/// space may have no free 2 GiB run; a limit on the process's memory), it grows by `additional`
-/// only; false where that cannot be had either (the bytes stay as they were).
+/// space may have no free 2 GiB run; a limit on the process's memory), it tries half as much
+/// more, and so on down to `additional` (not `additional` at once: each step may copy all it
+/// holds, as musl's `realloc` does, and steps of `additional` near the limit copied a buffer of
+/// hundreds of MiB thousands of times); false where not even that can be had (the bytes stay as
+/// they were).
 #[cold]
 #[inline(never)]
 fn reallocate(buf: &mut BytesMut, additional: usize) -> bool {
     let len = buf.len();
-    let room = grown_capacity(len, additional);
+    let mut more = grown_capacity(len, additional) - len;
     let mut bytes = Vec::from(std::mem::take(buf));
-    let made =
-        bytes.try_reserve_exact(room - len).is_ok() || bytes.try_reserve_exact(additional).is_ok();
+    let made = loop {
+        if bytes.try_reserve_exact(more).is_ok() {
+            break true;
+        }
+        if more <= additional {
+            break false;
+        }
+        more = (more / 2).max(additional);
+    };
     // No copy: the `Bytes` is the allocation's only handle.
     *buf = BytesMut::from(Bytes::from(bytes));
     made
