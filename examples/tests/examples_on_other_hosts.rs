@@ -26,6 +26,19 @@ fn sysctl(path: &str, value: &str) {
     std::fs::write(&path, value).unwrap_or_else(|e| panic!("set {path} to {value}: {e}"));
 }
 
+/// Runs `tcp-proxy` with `args` (LISTEN, UPSTREAM), and checks that it refuses them as a loop:
+/// exit status 1, its last line saying the upstream is its own listening address.
+fn refused_as_a_loop<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: [S; 2]) {
+    let looping = Process::run(PROXY, args);
+    assert_eq!(looping.status.code(), Some(1), "{looping:?}");
+    assert!(
+        looping
+            .failure_line()
+            .contains("is this proxy's own listening address"),
+        "{looping:?}"
+    );
+}
+
 /// With IPv6 disabled: `sockets-server` on its default address (127.0.0.1 9002) serves
 /// `sockets-client localhost` (whose `::1` cannot be used: the connect goes on to
 /// `127.0.0.1`), and `sockets-server ::` takes IPv4 clients. With nobody listening,
@@ -120,14 +133,7 @@ fn tcp_proxy_with_bindv6only_child() {
         client.read_to_string(&mut got).unwrap();
         assert_eq!(got, "from upstream");
         proxy.kill();
-        let looping = Process::run(PROXY, ["[::]:5001", "[::1]:5001"]);
-        assert_eq!(looping.status.code(), Some(1), "{looping:?}");
-        assert!(
-            looping
-                .failure_line()
-                .contains("is this proxy's own listening address"),
-            "{looping:?}"
-        );
+        refused_as_a_loop(["[::]:5001", "[::1]:5001"]);
         println!("tcp-proxy with bindv6only as documented");
     });
 }
@@ -154,14 +160,7 @@ fn tcp_proxy_with_ip_nonlocal_bind_child() {
         let mut proxy = Process::start(PROXY, ["0.0.0.0:5000", "192.0.2.1:5000"]);
         assert_eq!(proxy.listening_port_after_banner(), 5000);
         proxy.kill();
-        let looping = Process::run(PROXY, ["0.0.0.0:5001", "127.0.0.2:5001"]);
-        assert_eq!(looping.status.code(), Some(1), "{looping:?}");
-        assert!(
-            looping
-                .failure_line()
-                .contains("is this proxy's own listening address"),
-            "{looping:?}"
-        );
+        refused_as_a_loop(["0.0.0.0:5001", "127.0.0.2:5001"]);
         println!("tcp-proxy with ip_nonlocal_bind as documented");
     });
 }
@@ -203,14 +202,7 @@ fn tcp_proxy_with_a_link_local_upstream_child() {
                 "ip {args}: {done:?}"
             );
         }
-        let looping = Process::run(PROXY, ["[::]:5003", "[fe80::1%d0]:5003"]);
-        assert_eq!(looping.status.code(), Some(1), "{looping:?}");
-        assert!(
-            looping
-                .failure_line()
-                .contains("is this proxy's own listening address"),
-            "{looping:?}"
-        );
+        refused_as_a_loop(["[::]:5003", "[fe80::1%d0]:5003"]);
         let mut proxy = Process::start(PROXY, ["[::]:5004", "[fe80::2%d0]:5004"]);
         assert_eq!(proxy.listening_port_after_banner(), 5004);
         proxy.kill();
@@ -237,13 +229,6 @@ fn tcp_proxy_to_the_unspecified_address_at_its_own_port() {
                 format!("{host}:{port}")
             }
         };
-        let looping = Process::run(PROXY, [at(listen), at(upstream)]);
-        assert_eq!(looping.status.code(), Some(1), "{looping:?}");
-        assert!(
-            looping
-                .failure_line()
-                .contains("is this proxy's own listening address"),
-            "{looping:?}"
-        );
+        refused_as_a_loop([at(listen), at(upstream)]);
     }
 }

@@ -19,8 +19,23 @@ const MAX_GROWTH_KIB: u64 = 16 * 1024;
 
 /// Runs the scenario `name` (a `#[test]` of this binary) in a child process; returns its output.
 fn run_child(name: &str) -> String {
+    run_child_limited(name, None)
+}
+
+/// As [`run_child`], the child's address space limited to `limit_kib` KiB (`ulimit -v`) if
+/// given.
+fn run_child_limited(name: &str, limit_kib: Option<u64>) -> String {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let output = Command::new(exe)
+    let mut command = match limit_kib {
+        Some(kib) => {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", &format!("ulimit -v {kib} && exec \"$0\" \"$@\"")])
+                .arg(exe);
+            sh
+        }
+        None => Command::new(exe),
+    };
+    let output = command
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, name)
         .output()
@@ -362,25 +377,7 @@ fn child_100_mib_line() {
 /// would bound it.
 #[test]
 fn a_read_past_what_can_be_allocated_fails_without_ending_the_process() {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let name = "child_allocation_fails";
-    let output = Command::new("sh")
-        .args(["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, name)
-        .output()
-        .expect("could not start the child test process");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && text.contains(&format!("child {name} passed")),
-        "child {name} failed ({}):\n{text}",
-        output.status
-    );
+    run_child_limited("child_allocation_fails", Some(1024 * 1024));
 }
 
 #[test]
