@@ -84,10 +84,10 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// large item's buffer alive. The count or limit a read allows is the caller's bound: where a
 /// peer sends a read that takes it all (`read_remaining(usize::MAX)`) more than the process may
 /// allocate (a 32-bit process near 2 GiB, a limit on its memory, strict overcommit), the buffer
-/// first grows by what the read needs instead of doubling, then the read fails with an I/O
-/// error of kind [`OutOfMemory`](io::ErrorKind::OutOfMemory), as after a transport error (see
-/// Failures), instead of the failed allocation ending the process. (A decoder's own
-/// allocations in [`read_frame`](Self::read_frame) are the decoder's.)
+/// first grows by less than double (half as much more, down to what the read needs), then the
+/// read fails with an I/O error of kind [`OutOfMemory`](io::ErrorKind::OutOfMemory), as after a
+/// transport error (see Failures), instead of the failed allocation ending the process. (A
+/// decoder's own allocations in [`read_frame`](Self::read_frame) are the decoder's.)
 ///
 /// # Failures
 ///
@@ -2249,7 +2249,8 @@ mod tests {
         // Below that: twice the length, or the length and the room asked for if that is more.
         assert_eq!(grown_capacity(most / 2, 1), most - 1);
         assert_eq!(grown_capacity(1024, READ_CHUNK), 1024 + READ_CHUNK);
-        // The room asked for is never cut short: a `Vec` past `isize::MAX` fails as it must.
+        // The room asked for is never cut short: past `isize::MAX`, `try_reserve_exact` fails
+        // (and the read with `OutOfMemory`).
         assert_eq!(grown_capacity(most, 1), most + 1);
     }
 
