@@ -20,7 +20,6 @@ use std::time::Instant;
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, a_socket};
 use net_tls::{TlsExt, TlsServerConfig};
-use rustls::crypto::ring;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -69,7 +68,7 @@ fn cpu_ns() -> f64 {
 fn rustls_config() -> (Arc<rustls::ServerConfig>, String) {
     // The test kit's CA and a server leaf for `localhost`; the peer trusts the CA.
     let pki = net_tests::pki::Pki::generate();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    let config = rustls::ServerConfig::builder_with_provider(net_tls::crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .with_no_client_auth()
@@ -164,7 +163,7 @@ async fn peer(port: u16, n: usize) {
     roots
         .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
         .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    let config = rustls::ClientConfig::builder_with_provider(net_tls::crypto_provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
         .with_root_certificates(roots)

@@ -44,7 +44,7 @@ impl KeyLog for ClientSecret {
 pub fn secret_logging_client(ca: &TestCa, secret: Arc<ClientSecret>) -> Arc<ClientConfig> {
     let provider = CryptoProvider {
         cipher_suites: vec![SUITE],
-        ..ring::default_provider()
+        ..Arc::unwrap_or_clone(net_tls::crypto_provider())
     };
     let mut roots = RootCertStore::empty();
     roots.add(ca.der()).expect("hand-made records");

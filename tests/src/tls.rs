@@ -505,9 +505,10 @@ pub fn rustls_io_error(e: &std::io::Error) -> Option<&rustls::Error> {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
-/// The ring provider, passed explicitly as the library does.
+/// The library's crypto provider (`net_tls::crypto_provider`), passed explicitly as the
+/// library does.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(ring::default_provider())
+    net_tls::crypto_provider()
 }
 
 /// A rustls client configuration (for a tokio-rustls peer) that trusts `ca` only and speaks

@@ -22,7 +22,9 @@ use net_tests::TempDir;
 use net_tests::pki::TestCa;
 use net_tls::rustls::crypto::cipher::{MessageEncrypter, OutboundChunks, OutboundPlainMessage};
 use net_tls::rustls::crypto::{CryptoProvider, ring};
-use net_tls::rustls::{self, ConnectionTrafficSecrets, ContentType, ProtocolVersion, ServerConfig};
+use net_tls::rustls::{
+    self, CipherSuite, ConnectionTrafficSecrets, ContentType, ProtocolVersion, ServerConfig,
+};
 use net_tls::{TlsExt, TlsSocket};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
@@ -109,8 +111,10 @@ impl Hostile {
 
 fn hostile_config(ca: &TestCa) -> Arc<ServerConfig> {
     let leaf = ca.server(&["localhost"]);
-    let mut provider = ring::default_provider();
-    provider.cipher_suites = vec![ring::cipher_suite::TLS13_AES_128_GCM_SHA256];
+    let mut provider = Arc::unwrap_or_clone(net_tls::crypto_provider());
+    provider
+        .cipher_suites
+        .retain(|suite| suite.suite() == CipherSuite::TLS13_AES_128_GCM_SHA256);
     let provider: Arc<CryptoProvider> = Arc::new(provider);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -164,6 +164,42 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "tests (unit, integration, doc; examples end to end)",
             cargo(&root, &["test", "--workspace", "--locked"]),
         ),
+        // knet-tls's other crypto provider (its `aws-lc-rs` feature, without `ring`): the
+        // workspace's build has `ring` only.
+        (
+            "clippy, knet-tls on aws-lc-rs",
+            cargo(
+                &root,
+                &[
+                    "clippy",
+                    "-p",
+                    "knet-tls",
+                    "--no-default-features",
+                    "--features",
+                    "aws-lc-rs",
+                    "--all-targets",
+                    "--locked",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            ),
+        ),
+        (
+            "tests, knet-tls on aws-lc-rs (unit, doc)",
+            cargo(
+                &root,
+                &[
+                    "test",
+                    "-p",
+                    "knet-tls",
+                    "--no-default-features",
+                    "--features",
+                    "aws-lc-rs",
+                    "--locked",
+                ],
+            ),
+        ),
         ("docs", {
             let mut c = cargo(&root, &["doc", "--workspace", "--no-deps", "--locked"]);
             c.env("RUSTDOCFLAGS", "-D warnings");

@@ -33,9 +33,10 @@ impl Pki {
     }
 }
 
-/// The ring provider, passed explicitly everywhere (as net-tls does).
+/// net-tls's crypto provider, passed explicitly everywhere (as net-tls does), so that both
+/// sides of every TLS scenario use the same one.
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    net_tls::crypto_provider()
 }
 
 /// The load generator's client configuration: trusts the CA, no session resumption (every

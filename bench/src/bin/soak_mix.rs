@@ -466,7 +466,7 @@ fn client_config(ca: &PathBuf) -> Result<Arc<rustls::ClientConfig>> {
     for cert in CertificateDer::pem_file_iter(ca).context("reading the CA")? {
         roots.add(cert?)?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = net_tls::crypto_provider();
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

@@ -113,17 +113,24 @@ impl TlsConfig {
     /// use net_tls::rustls::client::danger::{
     ///     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
     /// };
+    /// use net_tls::rustls::crypto::hash::HashAlgorithm;
     /// use net_tls::rustls::crypto::{
-    ///     CryptoProvider, ring, verify_tls12_signature, verify_tls13_signature,
+    ///     CryptoProvider, verify_tls12_signature, verify_tls13_signature,
     /// };
     /// use net_tls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     /// use net_tls::rustls::{self, CertificateError, DigitallySignedStruct, SignatureScheme};
     /// use net_tls::TlsConfig;
     ///
-    /// /// The SHA-256 of `data`, from rustls's ring provider (no other crate needed).
+    /// /// The SHA-256 of `data`, from the crate's crypto provider (no other crate needed).
     /// fn sha256(data: &[u8]) -> Vec<u8> {
-    ///     let suite = ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
-    ///     let hash = suite.tls13().expect("a TLS 1.3 suite").common.hash_provider;
+    ///     let provider = net_tls::crypto_provider();
+    ///     let hash = provider
+    ///         .cipher_suites
+    ///         .iter()
+    ///         .filter_map(|suite| suite.tls13())
+    ///         .map(|suite| suite.common.hash_provider)
+    ///         .find(|hash| hash.algorithm() == HashAlgorithm::SHA256)
+    ///         .expect("TLS13_AES_128_GCM_SHA256 is in every provider");
     ///     hash.hash(data).as_ref().to_vec()
     /// }
     ///
@@ -178,7 +185,7 @@ impl TlsConfig {
     /// }
     ///
     /// # fn demo(server_certificate_der: &[u8]) -> Result<TlsConfig, rustls::Error> {
-    /// let provider = Arc::new(ring::default_provider());
+    /// let provider = net_tls::crypto_provider();
     /// let verifier = PinnedCertificate {
     ///     pin: sha256(server_certificate_der),
     ///     provider: Arc::clone(&provider),

@@ -4,7 +4,7 @@ use std::io;
 use std::sync::Arc;
 
 use net_sockets::layer::{RawStream, SelectorSleep};
-use rustls::{CipherSuite, CommonState};
+use rustls::{CipherSuite, CommonState, NamedGroup};
 use rustls_pki_types::CertificateDer;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
@@ -17,6 +17,7 @@ pub(crate) struct Session {
     pub(crate) alpn_protocol: Option<Vec<u8>>,
     pub(crate) protocol_version: Option<TlsVersion>,
     pub(crate) cipher_suite: Option<CipherSuite>,
+    pub(crate) key_exchange_group: Option<NamedGroup>,
     pub(crate) peer_certificates: Vec<CertificateDer<'static>>,
     pub(crate) server_name: Option<String>,
 }
@@ -27,6 +28,7 @@ impl Session {
             alpn_protocol: state.alpn_protocol().map(<[u8]>::to_vec),
             protocol_version: state.protocol_version().and_then(TlsVersion::from_rustls),
             cipher_suite: state.negotiated_cipher_suite().map(|s| s.suite()),
+            key_exchange_group: state.negotiated_key_exchange_group().map(|g| g.name()),
             peer_certificates: state
                 .peer_certificates()
                 .map(<[_]>::to_vec)

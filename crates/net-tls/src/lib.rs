@@ -22,12 +22,26 @@
 //!
 //! # Crypto provider
 //!
-//! This crate uses rustls's `ring` provider and passes it to every configuration explicitly, so
+//! This crate passes its provider ([`crypto_provider`]) to every configuration it builds, so
 //! there is no process-wide default to install and no panic when another crate in the build
-//! enables a different provider. `ring` was chosen on measurements made on the project's 2-core
-//! build machines: it builds about 3× faster than `aws-lc-rs` (22 s against 64 s cold in debug,
-//! 37 s against 115 s in release), needs no C toolchain beyond what `cc` finds and no cmake or
-//! NASM, and supports every TLS 1.2 and 1.3 cipher suite rustls offers by default.
+//! enables a different provider. A Cargo feature chooses it:
+//!
+//! - **`ring`** (the default): rustls's `ring` provider. It builds about 3× faster than
+//!   `aws-lc-rs` (22 s against 64 s cold in debug, 37 s against 115 s in release, measured on
+//!   the project's 2-core build machines) and needs no C toolchain beyond what `cc` finds. It
+//!   has **no post-quantum key exchange**: a handshake's keys come from elliptic curves alone
+//!   (P-384, X25519 or P-256), which a quantum computer could one day break in traffic
+//!   recorded today. rustls deprecates the provider for that reason from 0.23.48 on, and
+//!   still supports it.
+//! - **`aws-lc-rs`**: rustls's `aws-lc-rs` provider, preferring the hybrid post-quantum key
+//!   exchange `X25519MLKEM768` (the one Chrome, Go from 1.24 and OpenSSL from 3.5 offer by
+//!   default), and the elliptic curves with peers that lack it. When both features are on,
+//!   it is the one used. To build without `ring`:
+//!   `knet-tls = { version = "0.1", default-features = false, features = ["aws-lc-rs"] }`.
+//!
+//! Both offer every TLS 1.2 and 1.3 cipher suite rustls offers by default; they differ in the
+//! private keys they sign with (see "Certificates from PEM files" below).
+//! [`key_exchange_group`](TlsSession::key_exchange_group) says what a handshake used.
 //!
 //! # Truncation
 //!
@@ -116,9 +130,11 @@
 //! `CERTIFICATE` sections; one under OpenSSL's `TRUSTED CERTIFICATE` or `X509 CERTIFICATE`
 //! label is refused, not skipped); a key that does not match the
 //! certificate is [`Error::Config`]. The key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC),
-//! unencrypted (an encrypted one is [`Error::Pem`] saying so), and one `ring` signs with: RSA
-//! of 2048 to 4096 bits, ECDSA on P-256 or P-384 (with its public key included, as OpenSSL
-//! writes it), or Ed25519; any other is [`Error::Pem`] saying what is accepted.
+//! unencrypted (an encrypted one is [`Error::Pem`] saying so), and one the crypto provider
+//! signs with: with `ring`, RSA of 2048 to 4096 bits, ECDSA on P-256 or P-384 (with its public
+//! key included, as OpenSSL writes it), or Ed25519; with `aws-lc-rs`, RSA of 2048 to 8192
+//! bits, ECDSA on P-256, P-384 or P-521, or Ed25519. Any other is [`Error::Pem`] saying what
+//! is accepted.
 //! [`sni_certificate_pem`](TlsServerConfigBuilder::sni_certificate_pem) adds a certificate for
 //! clients that ask for another name by SNI (a leaf whose subject alternative names do not
 //! cover that name is refused).
@@ -466,10 +482,32 @@ fn negotiated(
         .finish_non_exhaustive()
 }
 
-/// The one crypto provider this crate uses (see the crate docs).
+/// The crypto provider this crate gives every configuration it builds: rustls's `aws-lc-rs`
+/// provider with the `aws-lc-rs` feature on, else its `ring` provider (see the crate docs'
+/// "Crypto provider"). A new `Arc` of the same provider each call.
+///
+/// A rustls configuration built for [`TlsConfig::from_rustls`] or
+/// [`TlsServerConfig::from_rustls`] can take it, so that it negotiates what this crate's own
+/// configurations do.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    provider()
+}
+
+#[cfg(feature = "aws-lc-rs")]
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    // rustls 0.23.48 deprecates the `ring` provider for its lack of post-quantum key exchange;
+    // it is still supported, and the crate docs say what it lacks and how to choose the other.
+    #[allow(deprecated)]
     Arc::new(rustls::crypto::ring::default_provider())
 }
+
+#[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+compile_error!("knet-tls needs a crypto provider: its `ring` feature (the default) or `aws-lc-rs`");
 
 /// A configuration builder, or a setter's result, that is dropped unused loses its settings:
 /// the compiler warns (both builders are `#[must_use]`). Each of these fails to compile under

@@ -7,6 +7,15 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::{Error, Result};
 
+/// The private keys the crate's crypto provider signs with, as [`private_key`]'s error says.
+#[cfg(feature = "aws-lc-rs")]
+const SIGNS_WITH: &str = "`aws-lc-rs` signs with RSA of 2048 to 8192 bits, ECDSA on P-256, \
+     P-384 or P-521, or Ed25519 in PKCS#8";
+/// The private keys the crate's crypto provider signs with, as [`private_key`]'s error says.
+#[cfg(not(feature = "aws-lc-rs"))]
+const SIGNS_WITH: &str = "`ring` signs with RSA of 2048 to 4096 bits, ECDSA on P-256 or P-384 \
+     with its public key included, or Ed25519 in PKCS#8";
+
 /// Where PEM input came from, for error messages.
 pub(crate) const BYTES: &str = "PEM bytes";
 
@@ -211,9 +220,8 @@ pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'sta
         return Err(Error::Pem {
             origin: origin.into(),
             reason: format!(
-                "the private key cannot be used: {e} (`ring` signs with RSA of 2048 to 4096 \
-                 bits, ECDSA on P-256 or P-384 with its public key included, or Ed25519 in \
-                 PKCS#8; is the file corrupted, or the key of another kind?)"
+                "the private key cannot be used: {e} ({SIGNS_WITH}; is the file corrupted, or \
+                 the key of another kind?)"
             ),
         });
     }
@@ -271,6 +279,35 @@ fn bad(origin: &str, e: pem::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A throwaway ECDSA key on P-521 (`openssl genpkey -algorithm EC -pkeyopt
+    /// ec_paramgen_curve:P-521`): `aws-lc-rs` signs with it, `ring` does not.
+    const P521_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIHuAgEAMBAGByqGSM49AgEGBSuBBAAjBIHWMIHTAgEBBEIBTMCuaCwcTl3i+8t0
+b9xZpPod0NGOIyGblYpCA296l1uETcYipSOg9kfy3vk633OShvf2UlA9PLEADK1f
+4J3aUO6hgYkDgYYABACUfjywjDYD07VU4SKWDW2qNHeBk5lxAHpCn65HFnhanu47
+GrwxdoUlyc9rmf/8zOSv2YxiCTczuN8tsHIN5dY3BQEtbAtqvXwC9Uh+tDBwb7Lw
+rVAxfLCu/HSMhu90nyfJxEBxO0X6KDNYlXWD9JBxH1eJFZ10Mhjs9A+qVa/a1Z6r
+jA==
+-----END PRIVATE KEY-----
+";
+
+    /// The keys accepted are the crypto provider's, and a refusal names that provider and
+    /// what it signs with.
+    #[test]
+    fn a_key_is_taken_if_the_crypto_provider_signs_with_it() {
+        let taken = private_key(P521_KEY.as_bytes(), "p521.pem");
+        if cfg!(feature = "aws-lc-rs") {
+            assert!(taken.is_ok(), "{:?}", taken.err());
+        } else {
+            let e = taken.unwrap_err().to_string();
+            assert!(e.contains("p521.pem"), "{e}");
+            assert!(
+                e.contains("`ring` signs with RSA of 2048 to 4096 bits, ECDSA on P-256 or P-384"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn empty_and_garbage_pem_are_errors_naming_the_origin() {

@@ -124,12 +124,12 @@ impl TlsServerConfig {
     /// ```
     /// use std::sync::Arc;
     ///
-    /// use net_tls::rustls::{self, crypto::ring};
+    /// use net_tls::rustls;
     /// use net_tls::{CertificateDer, PrivateKeyDer, TlsServerConfig};
     ///
     /// # fn demo(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<(), rustls::Error> {
     /// let mut rustls_config =
-    ///     rustls::ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    ///     rustls::ServerConfig::builder_with_provider(net_tls::crypto_provider())
     ///         .with_protocol_versions(&[&rustls::version::TLS13])?
     ///         .with_no_client_auth()
     ///         .with_single_cert(chain, key)?;
@@ -259,9 +259,11 @@ impl TlsServerConfigBuilder {
     /// # Errors
     ///
     /// [`Error::Pem`] when no key is found, the PEM is malformed, the key is encrypted, or it is
-    /// not a key the `ring` provider can sign with: its body corrupted, or anything but RSA of
-    /// 2048 to 4096 bits, ECDSA on P-256 or P-384 with its public key included (OpenSSL
-    /// includes it unless told `-no_public`), or Ed25519 (PKCS#8 only).
+    /// not a key the crypto provider can sign with: its body corrupted, or, with `ring` (the
+    /// default), anything but RSA of 2048 to 4096 bits, ECDSA on P-256 or P-384 with its
+    /// public key included (OpenSSL includes it unless told `-no_public`), or Ed25519 (PKCS#8
+    /// only); with `aws-lc-rs`, anything but RSA of 2048 to 8192 bits, ECDSA on P-256, P-384
+    /// or P-521, or Ed25519 (see the crate docs' "Crypto provider").
     pub fn private_key_pem(mut self, pem: &[u8]) -> Result<Self> {
         self.key = Some(pem::private_key(pem, pem::BYTES)?);
         Ok(self)

@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker, ready};
 
 use net_sockets::layer::{Ending, Link, RawStream, Transport};
 use net_sockets::{Connection, Socket, SocketStream};
-use rustls::CipherSuite;
+use rustls::{CipherSuite, NamedGroup};
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 
@@ -429,6 +429,14 @@ impl TlsSession {
         self.session.cipher_suite
     }
 
+    /// The key exchange group the handshake's keys came from: with the `aws-lc-rs` feature,
+    /// `X25519MLKEM768` where the peer has it (post-quantum; see the crate docs' "Crypto
+    /// provider"), else an elliptic curve (`secp384r1`, `X25519`, `secp256r1`). `None` for a
+    /// resumed TLS 1.2 session, which makes no new keys.
+    pub fn key_exchange_group(&self) -> Option<NamedGroup> {
+        self.session.key_exchange_group
+    }
+
     /// The certificates the peer presented, its own first; empty when it presented none.
     pub fn peer_certificates(&self) -> &[CertificateDer<'static>] {
         &self.session.peer_certificates
@@ -453,6 +461,7 @@ impl fmt::Debug for TlsSession {
         f.debug_struct("TlsSession")
             .field("protocol_version", &self.session.protocol_version)
             .field("cipher_suite", &self.session.cipher_suite)
+            .field("key_exchange_group", &self.session.key_exchange_group)
             .field("alpn_protocol", &self.session.alpn_protocol)
             .finish_non_exhaustive()
     }
@@ -1411,21 +1420,31 @@ mod tests {
 
     /// A TLS connection over loopback: (client, server).
     async fn tls_pair(selector: &SelectorManager) -> (TlsSocket, TlsSocket) {
+        let client_config = TlsConfig::builder()
+            .dangerous_accept_any_server_certificate()
+            .server_name("localhost")
+            .build()
+            .unwrap();
+        tls_pair_with(selector, |_| client_config).await
+    }
+
+    /// A TLS connection over loopback whose client's configuration `client` makes from the
+    /// server's certificate (DER, for `localhost` and `127.0.0.1`): (client, server).
+    async fn tls_pair_with(
+        selector: &SelectorManager,
+        client: impl FnOnce(CertificateDer<'static>) -> TlsConfig,
+    ) -> (TlsSocket, TlsSocket) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
             .unwrap()
             .self_signed(&key)
             .unwrap();
+        let client_config = client(cert.der().clone());
         let server_config = TlsServerConfig::builder()
             .certificate_chain_pem(cert.pem().as_bytes())
             .unwrap()
             .private_key_pem(key.serialize_pem().as_bytes())
             .unwrap()
-            .build()
-            .unwrap();
-        let client_config = TlsConfig::builder()
-            .dangerous_accept_any_server_certificate()
-            .server_name("localhost")
             .build()
             .unwrap();
         let listener = a_socket(selector)
@@ -1442,6 +1461,57 @@ mod tests {
             server.unwrap().tls_server(&server_config)
         );
         (client.unwrap(), server.unwrap())
+    }
+
+    /// Both sides report the key exchange their handshake made, the one the crate's provider
+    /// prefers: with `aws-lc-rs`, the post-quantum hybrid `X25519MLKEM768`; with `ring`, which
+    /// has none, an elliptic curve.
+    #[tokio::test]
+    async fn both_sides_report_the_key_exchange_the_provider_prefers() {
+        let selector = SelectorManager::new();
+        let (client, server) = tls_pair(&selector).await;
+        let group = client.key_exchange_group();
+        assert_eq!(group, server.key_exchange_group());
+        if cfg!(feature = "aws-lc-rs") {
+            assert_eq!(group, Some(NamedGroup::X25519MLKEM768));
+        } else {
+            assert!(
+                matches!(
+                    group,
+                    Some(NamedGroup::X25519 | NamedGroup::secp256r1 | NamedGroup::secp384r1)
+                ),
+                "{group:?}"
+            );
+        }
+        let debug = format!("{:?}", *client);
+        assert!(
+            debug.contains(&format!("key_exchange_group: {group:?}")),
+            "{debug}"
+        );
+    }
+
+    /// A client whose provider has no post-quantum key exchange (X25519 alone, as many peers
+    /// have today) still connects to the server, on X25519, and both sides say so.
+    #[tokio::test]
+    async fn a_client_without_post_quantum_key_exchange_connects_on_an_elliptic_curve() {
+        let selector = SelectorManager::new();
+        let (client, server) = tls_pair_with(&selector, |certificate| {
+            let mut provider = Arc::unwrap_or_clone(crate::crypto_provider());
+            provider
+                .kx_groups
+                .retain(|group| group.name() == NamedGroup::X25519);
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(certificate).unwrap();
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            TlsConfig::from_rustls(Arc::new(config))
+        })
+        .await;
+        assert_eq!(client.key_exchange_group(), Some(NamedGroup::X25519));
+        assert_eq!(server.key_exchange_group(), Some(NamedGroup::X25519));
     }
 
     /// A close (another thread's) that decided on `close_notify` because no write was under
