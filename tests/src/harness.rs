@@ -1045,6 +1045,34 @@ fn rerun_self_in_namespace(
     ))
 }
 
+/// Waits, at most 10 s, until the kernel routes to the IPv6 `address` that was just added to
+/// an interface (`ip addr add`) as to one of this host's: it inserts that local route only
+/// once the address's duplicate address detection ends, in a work queue that needs the
+/// network's global lock, even where no detection is done (`nodad`, the loopback). So a
+/// connect to the address made at once, while other network namespaces come and go, may find
+/// no route (`ENETUNREACH`). (IPv4's local route comes with the address.) Panics if the
+/// route does not come.
+pub fn wait_for_local_route(address: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let shown = output(
+            Command::new("ip")
+                .args(["-6", "route", "show", "table", "local", address])
+                .env("PATH", path_with_sbin()),
+        )
+        .expect("ip runs");
+        assert!(shown.status.success(), "ip -6 route show: {shown:?}");
+        if !shown.stdout.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no local route to {address} 10 s after it was added"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// The body of a child test (see [`rerun_self_with_fd_limit`]): runs `body` on a
 /// current-thread runtime when the environment variable `env` is set, and does nothing (the
 /// test passes) in the ordinary run of the test binary.

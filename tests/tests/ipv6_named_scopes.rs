@@ -32,6 +32,7 @@ fn an_ipv6_scope_naming_an_interface_works_in_every_form_child() {
             .status()
             .unwrap();
         assert!(added.success(), "ip addr add: {added}");
+        net_tests::harness::wait_for_local_route("fe80::1");
         let selector = SelectorManager::new();
         let server = a_socket(&selector)
             .tcp()

@@ -56,9 +56,13 @@ fn single(address: &str) -> String {
     format!("{address}/{bits}")
 }
 
-/// Adds `address` to the loopback.
+/// Adds `address` to the loopback, and waits for its local route (IPv6's comes a moment
+/// later: see `wait_for_local_route`).
 fn add(address: &str) {
     ip(&format!("addr add {} dev lo", single(address)));
+    if address.contains(':') {
+        net_tests::harness::wait_for_local_route(address);
+    }
 }
 
 /// Removes `address` from the loopback: its local route goes with it.
