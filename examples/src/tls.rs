@@ -190,8 +190,9 @@ pub fn sha256_fingerprint(der: &[u8]) -> String {
 }
 
 /// What a TLS handshake negotiated, for people: e.g.
-/// `TLS 1.3, TLS13_AES_256_GCM_SHA384, ALPN h2`, followed by the peer certificate's SHA-256
-/// fingerprint when it presented one. Takes a `TlsSocket`, a `TlsStream` or the session.
+/// `TLS 1.3, TLS13_AES_256_GCM_SHA384, key exchange X25519MLKEM768, ALPN h2`, followed by the
+/// peer certificate's SHA-256 fingerprint when it presented one. Takes a `TlsSocket`, a
+/// `TlsStream` or the session.
 pub fn describe_session(tls: &TlsSession) -> String {
     let version = match tls.protocol_version() {
         Some(TlsVersion::Tls12) => "TLS 1.2",
@@ -201,15 +202,19 @@ pub fn describe_session(tls: &TlsSession) -> String {
     let suite = tls
         .cipher_suite()
         .map_or_else(|| "no cipher suite".to_owned(), |s| format!("{s:?}"));
+    let exchange = tls.key_exchange_group().map_or_else(
+        || "no key exchange".to_owned(),
+        |g| format!("key exchange {g:?}"),
+    );
     let alpn = tls.alpn_protocol().map_or_else(
         || "no ALPN".to_owned(),
         |p| format!("ALPN {}", String::from_utf8_lossy(p)),
     );
     match tls.peer_certificates().first() {
         Some(cert) => format!(
-            "{version}, {suite}, {alpn}, peer certificate SHA-256 {}",
+            "{version}, {suite}, {exchange}, {alpn}, peer certificate SHA-256 {}",
             sha256_fingerprint(cert)
         ),
-        None => format!("{version}, {suite}, {alpn}"),
+        None => format!("{version}, {suite}, {exchange}, {alpn}"),
     }
 }

@@ -92,6 +92,19 @@ fn tls_client_and_server_with_a_ca_issued_certificate() {
         session.starts_with(&format!("TLS with {}: TLS 1.3, TLS13_", &accepted[9..])),
         "{session}"
     );
+    // Both say which key exchange the handshake made, the same one: with net-tls's `ring`
+    // provider (these tests' build) an elliptic curve.
+    let exchange = |line: &str| {
+        let (_, rest) = line
+            .split_once(", key exchange ")
+            .unwrap_or_else(|| panic!("no key exchange in {line:?}"));
+        rest.split(',').next().unwrap().to_owned()
+    };
+    assert_eq!(exchange(&connected), exchange(&session));
+    assert!(
+        ["secp384r1", "X25519", "secp256r1"].contains(&exchange(&session).as_str()),
+        "{session}"
+    );
 
     // The server waits for more lines, as sockets-server does; the client for the end of the
     // response. Killing the server ends the TCP stream without close_notify: the client reports
