@@ -431,7 +431,7 @@ impl TlsSession {
 
     /// The key exchange group the handshake's keys came from: with the `aws-lc-rs` feature,
     /// `X25519MLKEM768` where the peer has it (post-quantum; see the crate docs' "Crypto
-    /// provider"), else an elliptic curve (`secp384r1`, `X25519`, `secp256r1`). `None` for a
+    /// provider"), else an elliptic curve (`X25519`, `secp256r1`, `secp384r1`). `None` for a
     /// resumed TLS 1.2 session, which makes no new keys.
     pub fn key_exchange_group(&self) -> Option<NamedGroup> {
         self.session.key_exchange_group
@@ -1465,7 +1465,8 @@ mod tests {
 
     /// Both sides report the key exchange their handshake made, the one the crate's provider
     /// prefers: with `aws-lc-rs`, the post-quantum hybrid `X25519MLKEM768`; with `ring`, which
-    /// has none, an elliptic curve.
+    /// has none, X25519 (rustls 0.23.48's `ring` provider puts P-384 first, at about 12 times
+    /// the cost: this crate orders them as before).
     #[tokio::test]
     async fn both_sides_report_the_key_exchange_the_provider_prefers() {
         let selector = SelectorManager::new();
@@ -1475,13 +1476,7 @@ mod tests {
         if cfg!(feature = "aws-lc-rs") {
             assert_eq!(group, Some(NamedGroup::X25519MLKEM768));
         } else {
-            assert!(
-                matches!(
-                    group,
-                    Some(NamedGroup::X25519 | NamedGroup::secp256r1 | NamedGroup::secp384r1)
-                ),
-                "{group:?}"
-            );
+            assert_eq!(group, Some(NamedGroup::X25519));
         }
         let debug = format!("{:?}", *client);
         assert!(
