@@ -200,6 +200,31 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 ],
             ),
         ),
+        (
+            // The interop suites against openssl, curl, Python and GnuTLS, and session
+            // resumption, with knet-tls on aws-lc-rs (which takes `ring`'s place when both
+            // are on): its post-quantum key exchange against peers that lack it.
+            "TLS interop, knet-tls on aws-lc-rs",
+            cargo(
+                &root,
+                &[
+                    "test",
+                    "-p",
+                    "net-tests",
+                    "--features",
+                    "net-tls/aws-lc-rs",
+                    "--locked",
+                    "--test",
+                    "tls_interop",
+                    "--test",
+                    "tls_gnutls_interop",
+                    "--test",
+                    "tls_resume",
+                    "--test",
+                    "tls_session_resumption",
+                ],
+            ),
+        ),
         ("docs", {
             let mut c = cargo(&root, &["doc", "--workspace", "--no-deps", "--locked"]);
             c.env("RUSTDOCFLAGS", "-D warnings");

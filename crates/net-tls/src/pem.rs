@@ -10,7 +10,7 @@ use crate::{Error, Result};
 /// The private keys the crate's crypto provider signs with, as [`private_key`]'s error says.
 #[cfg(feature = "aws-lc-rs")]
 const SIGNS_WITH: &str = "`aws-lc-rs` signs with RSA of 2048 to 8192 bits, ECDSA on P-256, \
-     P-384 or P-521, or Ed25519 in PKCS#8";
+     P-384 or P-521, or Ed25519 or ML-DSA in PKCS#8";
 /// The private keys the crate's crypto provider signs with, as [`private_key`]'s error says.
 #[cfg(not(feature = "aws-lc-rs"))]
 const SIGNS_WITH: &str = "`ring` signs with RSA of 2048 to 4096 bits, ECDSA on P-256 or P-384 \

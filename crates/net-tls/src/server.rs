@@ -263,7 +263,7 @@ impl TlsServerConfigBuilder {
     /// default), anything but RSA of 2048 to 4096 bits, ECDSA on P-256 or P-384 with its
     /// public key included (OpenSSL includes it unless told `-no_public`), or Ed25519 (PKCS#8
     /// only); with `aws-lc-rs`, anything but RSA of 2048 to 8192 bits, ECDSA on P-256, P-384
-    /// or P-521, or Ed25519 (see the crate docs' "Crypto provider").
+    /// or P-521, Ed25519, or ML-DSA (PKCS#8 only; see the crate docs' "Crypto provider").
     pub fn private_key_pem(mut self, pem: &[u8]) -> Result<Self> {
         self.key = Some(pem::private_key(pem, pem::BYTES)?);
         Ok(self)
