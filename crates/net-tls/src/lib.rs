@@ -37,8 +37,8 @@
 //!   first, as OpenSSL, Go and the browsers do.)
 //! - **`aws-lc-rs`**: rustls's `aws-lc-rs` provider, preferring the hybrid post-quantum key
 //!   exchange `X25519MLKEM768` (the one Chrome, Go from 1.24 and OpenSSL from 3.5 offer by
-//!   default), and the elliptic curves, in the same order, with peers that lack it. When both features are on,
-//!   it is the one used. To build without `ring`:
+//!   default), and the elliptic curves, in the same order, with peers that lack it. When both
+//!   features are on, it is the one used. To build without `ring`:
 //!   `knet-tls = { version = "0.1", default-features = false, features = ["aws-lc-rs"] }`.
 //!
 //! Both offer every TLS 1.2 and 1.3 cipher suite rustls offers by default; they differ in the

@@ -13,7 +13,8 @@
 //! without its CRLF, escaped as `net_io::PeerText` shows peer text, tabs kept (a control character,
 //! a bidi control or a Unicode line or paragraph separator shows as `\u{1b}`, `\r`, `\u{202e}`,
 //! `\u{2028}`: a hostile server cannot drive the terminal), and after the handshake one line says
-//! what it negotiated: `TLS: TLS 1.3, TLS13_..., key exchange ..., no ALPN, peer certificate SHA-256 ...`. The
+//! what it negotiated:
+//! `TLS: TLS 1.3, TLS13_..., key exchange ..., no ALPN, peer certificate SHA-256 ...`. The
 //! certificate is verified against HOST by default. Any reply other than the expected one ends the
 //! program with status 1 (the reply quoted in the error, escaped as a Rust string literal is), and
 //! so does a server that sends nothing, or takes nothing, for `--timeout` seconds (connecting
