@@ -1,10 +1,13 @@
 //! A measuring harness (not an example of use): one-line TLS round trips against a tokio-rustls
-//! peer in a child process, served by net-tls (`ours`) or by the tokio-rustls idiom (`tokio`).
+//! peer in a child process, served by net-tls (`ours`) or by the tokio-rustls idiom (`tokio`);
+//! or a bulk echo of 64 KiB chunks (`bulk-ours`, `bulk-tokio`: netbench's `tls-echo` servers,
+//! the peer writing its chunks while it reads the echo back; a current-thread runtime).
 //!
 //! ```sh
 //! cargo build --release -p bench --example tls_rt
 //! valgrind --tool=cachegrind --cache-sim=no target/release/examples/tls_rt ours 2000
 //! taskset -c 1 target/release/examples/tls_rt tokio 50000   # natively
+//! target/release/examples/tls_rt bulk-ours 10000             # CPU per 64 KiB chunk
 //! ```
 //!
 //! The peer is this program run again (`peer PORT N`): valgrind follows no child, so it counts
@@ -34,6 +37,20 @@ fn main() {
         .unwrap();
     match args.get(1).map(String::as_str) {
         Some("peer") => rt.block_on(peer(args[2].parse().unwrap(), args[3].parse().unwrap())),
+        Some("bulk-peer") => rt.block_on(bulk_peer(
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+        )),
+        Some(which @ ("bulk-ours" | "bulk-tokio")) => {
+            let n: usize = args[2].parse().unwrap();
+            let ours = which == "bulk-ours";
+            let elapsed = rt.block_on(async { tokio::spawn(bulk(ours, n)).await.unwrap() });
+            println!(
+                "{which} {n} chunks of {CHUNK} bytes: {:.0} ns per chunk, cpu {:.0} ns",
+                elapsed.0 / n as f64,
+                elapsed.1 / n as f64
+            );
+        }
         Some(which @ ("ours" | "tokio")) => {
             let n: usize = args[2].parse().unwrap();
             // In a task of its own, as a server runs each connection (`block_on`'s own waker
@@ -78,8 +95,12 @@ fn rustls_config() -> (Arc<rustls::ServerConfig>, String) {
 }
 
 fn spawn_peer(port: u16, n: usize, pem: &str) -> std::process::Child {
+    spawn(port, n, pem, "peer")
+}
+
+fn spawn(port: u16, n: usize, pem: &str, mode: &str) -> std::process::Child {
     std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["peer", &port.to_string(), &n.to_string()])
+        .args([mode, &port.to_string(), &n.to_string()])
         .env("TLS_RT_CERT", pem)
         .spawn()
         .unwrap()
@@ -156,8 +177,96 @@ async fn serve(ours: bool, n: usize) -> (f64, f64) {
     result
 }
 
-/// The client: `n` round trips of [`LINE`], then `close_notify`.
-async fn peer(port: u16, n: usize) {
+/// The size of one bulk chunk (netbench's `tls-echo` writes 64 KiB chunks).
+const CHUNK: usize = 64 * 1024;
+
+/// Echoes one connection's bulk stream of `n` chunks; returns (wall ns, CPU ns) from its
+/// first byte.
+async fn bulk(ours: bool, n: usize) -> (f64, f64) {
+    let (config, pem) = rustls_config();
+    let child;
+    let started;
+    if ours {
+        let selector = SelectorManager::new();
+        let config = TlsServerConfig::from_rustls(config);
+        let listener = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_address().port().unwrap();
+        child = spawn(port, n, &pem, "bulk-peer");
+        let socket = listener.accept().await.unwrap();
+        let mut tls = socket.tls_server(&config).await.unwrap();
+        let mut input = tls.open_read_channel().unwrap();
+        let mut output = tls.open_write_channel(false).unwrap();
+        input.await_content(1).await.unwrap();
+        started = (Instant::now(), cpu_ns());
+        input.copy_to(&mut output, u64::MAX).await.unwrap();
+        output.flush_and_close().await.unwrap();
+        drop((input, output));
+        tls.close();
+        selector.close();
+    } else {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        child = spawn(port, n, &pem, "bulk-peer");
+        let (tcp, _) = listener.accept().await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let mut tls = tokio_rustls::TlsAcceptor::from(config)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; CHUNK];
+        let mut first = None;
+        loop {
+            let n = tls.read(&mut buf).await.unwrap();
+            if first.is_none() {
+                first = Some((Instant::now(), cpu_ns()));
+            }
+            if n == 0 {
+                break;
+            }
+            tls.write_all(&buf[..n]).await.unwrap();
+            tls.flush().await.unwrap();
+        }
+        tls.shutdown().await.unwrap();
+        started = first.unwrap();
+    }
+    let (wall, cpu) = started;
+    let result = (wall.elapsed().as_nanos() as f64, cpu_ns() - cpu);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+    result
+}
+
+/// The bulk client: `n` chunks of [`CHUNK`] bytes written while a second task reads the echo
+/// back, then `close_notify`.
+async fn bulk_peer(port: u16, n: usize) {
+    let tls = connect(port).await;
+    let (mut read, mut write) = tokio::io::split(tls);
+    let writer = tokio::spawn(async move {
+        let chunk = vec![7u8; CHUNK];
+        for _ in 0..n {
+            write.write_all(&chunk).await.unwrap();
+        }
+        write.flush().await.unwrap();
+        write
+    });
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = n * CHUNK;
+    while left > 0 {
+        let got = read.read(&mut buf).await.unwrap();
+        assert!(got > 0 && buf[..got].iter().all(|&b| b == 7));
+        left -= got;
+    }
+    let mut write = writer.await.unwrap();
+    write.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = read.read_to_end(&mut rest).await;
+}
+
+async fn connect(port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let pem = std::env::var("TLS_RT_CERT").unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -172,10 +281,15 @@ async fn peer(port: u16, n: usize) {
         .await
         .unwrap();
     tcp.set_nodelay(true).unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect("localhost".try_into().unwrap(), tcp)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The client: `n` round trips of [`LINE`], then `close_notify`.
+async fn peer(port: u16, n: usize) {
+    let tls = connect(port).await;
     let mut tls = BufReader::new(tls);
     let mut line = Vec::new();
     for _ in 0..n {
