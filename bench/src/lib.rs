@@ -235,6 +235,38 @@ impl Announcement {
     }
 }
 
+/// The `GLIBC_TUNABLES` value that makes glibc copy as its releases since the fix for its bug
+/// 30994 do on AMD processors, for a glibc without that fix; `None` where it has it, or the
+/// processor is not AMD's.
+///
+/// From Zen 3 on, AMD's `rep movsb` is slower than glibc's vector loop in many cases, and
+/// about twenty times slower for some distances between source and destination (a 16 KiB copy
+/// whose destination starts 11 bytes after its misaligned source, modulo 4 KiB: 4.7 µs
+/// against 0.22 µs on the AMD EPYC host of BENCHMARKS.md). glibc since that fix uses the
+/// vector loop on AMD for every copy below its non-temporal threshold (`rep_movsb_threshold =
+/// non_temporal_threshold`); Debian 12's glibc 2.36 still uses `rep movsb` from 2,112 bytes on.
+/// Which copies land on such a distance is decided by where the heap puts rustls's buffers,
+/// so in a process of this benchmark it is chance, and it decides a TLS scenario's rate.
+///
+/// `amd`: whether the processor is AMD's (`vendor_id : AuthenticAMD` in `/proc/cpuinfo`);
+/// `tunables`: what `ld.so --list-tunables` prints.
+pub fn rep_movsb_fix(amd: bool, tunables: &str) -> Option<String> {
+    fn value(tunables: &str, name: &str) -> Option<u64> {
+        let line = tunables
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(": "))?;
+        let hex = line.split_whitespace().next()?.strip_prefix("0x")?;
+        u64::from_str_radix(hex, 16).ok()
+    }
+    if !amd {
+        return None;
+    }
+    let threshold = value(tunables, "glibc.cpu.x86_rep_movsb_threshold")?;
+    let non_temporal = value(tunables, "glibc.cpu.x86_non_temporal_threshold")?;
+    (threshold < non_temporal)
+        .then(|| format!("glibc.cpu.x86_rep_movsb_threshold={non_temporal:#x}"))
+}
+
 /// Checks that a byte stream is one pattern repeated, however the stream is cut into reads (the
 /// bulk echo's replies: every byte must come back as it was sent).
 #[derive(Debug, Clone)]
@@ -298,6 +330,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What glibc 2.36's `ld.so --list-tunables` printed on the AMD EPYC host (the lines that
+    /// matter, and one around them).
+    const GLIBC_236_AMD: &str = "\
+glibc.cpu.x86_rep_stosb_threshold: 0x800 (min: 0x1, max: 0xffffffffffffffff)
+glibc.cpu.x86_rep_movsb_threshold: 0x840 (min: 0x200, max: 0xffffffffffffffff)
+glibc.cpu.x86_non_temporal_threshold: 0xf000000 (min: 0x4040, max: 0xfffffffffffffff)
+";
+
+    #[test]
+    fn an_amd_processor_with_a_glibc_before_the_fix_gets_the_vector_loop() {
+        assert_eq!(
+            rep_movsb_fix(true, GLIBC_236_AMD).as_deref(),
+            Some("glibc.cpu.x86_rep_movsb_threshold=0xf000000")
+        );
+    }
+
+    #[test]
+    fn a_fixed_glibc_another_vendor_or_unreadable_tunables_change_nothing() {
+        // glibc since the fix: the threshold is the non-temporal one already.
+        let fixed = GLIBC_236_AMD.replace("threshold: 0x840", "threshold: 0xf000000");
+        assert_eq!(rep_movsb_fix(true, &fixed), None);
+        assert_eq!(rep_movsb_fix(false, GLIBC_236_AMD), None);
+        assert_eq!(rep_movsb_fix(true, ""), None);
+        assert_eq!(
+            rep_movsb_fix(true, "glibc.cpu.x86_rep_movsb_threshold: 2112\n"),
+            None
+        );
+    }
 
     #[test]
     fn ratios_are_ours_over_the_baseline_and_bars_hold_them() {

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! netbench [--rounds N] [--secs S] [--only ours|raw|tuned|go] [--no-go] [--go-flush idle|each]
-//!          [--connect HOST:PORT] [--smoke] [--list] [--help] [SCENARIO…]
+//!          [--connect HOST:PORT] [--keep-rep-movsb] [--smoke] [--list] [--help] [SCENARIO…]
 //! netbench serve --impl ours|raw|tuned|go --role ROLE [--chain PEM --key PEM] [--go-flush M]
 //!                [--busy-poll MICROS]
 //! ```
@@ -38,6 +38,13 @@
 //! `--connect HOST:PORT` measures a server already running there (for example the
 //! `sockets-server` example) instead of starting any: one side, `ext`, no ratios.
 //!
+//! On an AMD processor whose glibc predates the fix for glibc's bug 30994 (Debian 12's 2.36),
+//! the driver runs itself again with `GLIBC_TUNABLES` set so that every process of the run
+//! copies memory as a fixed glibc does there, with its vector loop instead of `rep movsb`
+//! (`bench::rep_movsb_fix`; BENCHMARKS.md, "rep movsb"). Otherwise where the heap happens to
+//! put rustls's buffers, in the load generator as in the servers, decides the TLS scenarios.
+//! `--keep-rep-movsb`, or any `GLIBC_TUNABLES` already set, leaves the environment as it is.
+//!
 //! `--rounds` is at least 1; `--secs` is more than 0 and at most 3,600 (an hour a round).
 //!
 //! `--smoke` runs one short round (0.3 s measured, unless `--rounds` or `--secs` say otherwise)
@@ -63,7 +70,7 @@ use crate::server::{Impl, Role};
 /// What `--help` prints (the first lines of this file's docs).
 const USAGE: &str = "\
 usage: netbench [--rounds N] [--secs S] [--only ours|raw|tuned|go] [--no-go] [--go-flush idle|each]
-                [--connect HOST:PORT] [--smoke] [--list] [--help] [SCENARIO...]
+                [--connect HOST:PORT] [--keep-rep-movsb] [--smoke] [--list] [--help] [SCENARIO...]
        netbench serve --impl ours|raw|tuned|go --role ROLE [--chain PEM --key PEM] [--go-flush M]
                 [--busy-poll MICROS]
 (see bench/benches/netbench/main.rs and BENCHMARKS.md; --list names the scenarios)";
@@ -378,6 +385,7 @@ fn main() -> Result<()> {
     let mut go_flush = go::Flush::Idle;
     let mut connect = None;
     let mut smoke = false;
+    let mut keep_rep_movsb = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -416,6 +424,7 @@ fn main() -> Result<()> {
                 );
             }
             "--smoke" => smoke = true,
+            "--keep-rep-movsb" => keep_rep_movsb = true,
             // `cargo bench` passes it to a `harness = false` bench target.
             "--bench" => {}
             name if !name.starts_with('-') => names.push(name.to_owned()),
@@ -470,6 +479,19 @@ fn main() -> Result<()> {
         "the idle scenario measures the server process's own memory: run it without \
          NETBENCH_WRAP"
     );
+    // Every process of the run (the load generator here, each server it starts) copies memory
+    // as a glibc with the fix for its bug 30994 does: see `bench::rep_movsb_fix`.
+    if !keep_rep_movsb
+        && std::env::var_os("GLIBC_TUNABLES").is_none()
+        && let Some(tunables) = rep_movsb_fix()
+    {
+        use std::os::unix::process::CommandExt as _;
+        let e = Command::new(std::env::current_exe()?)
+            .args(&args)
+            .env("GLIBC_TUNABLES", &tunables)
+            .exec();
+        return Err(e).context("could not run netbench again with GLIBC_TUNABLES set");
+    }
     let dir = TempDir(std::env::temp_dir().join(format!("netbench-{}", std::process::id())));
     let wants_go = connect.is_none()
         && chosen
@@ -517,6 +539,15 @@ fn main() -> Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    if let Some(tunables) = std::env::var_os("GLIBC_TUNABLES") {
+        let tunables = tunables.to_string_lossy();
+        let why = if tunables.contains("x86_rep_movsb_threshold") {
+            " (BENCHMARKS.md, \"rep movsb\"; --keep-rep-movsb leaves glibc's default)"
+        } else {
+            ""
+        };
+        println!("netbench: GLIBC_TUNABLES={tunables} for every process{why}");
+    }
     match &cfg.go {
         GoState::Unused => {}
         GoState::Ready(server) => println!(
@@ -1301,4 +1332,29 @@ fn print_table(cfg: &Config, rows: &[Row]) {
          PASS/FAIL is reported, never the exit status."
     );
     print_paired(rows);
+}
+
+/// The `GLIBC_TUNABLES` that [`bench::rep_movsb_fix`] finds this machine needs, if any (on
+/// x86-64 Linux with glibc, where `ld.so --list-tunables` answers).
+fn rep_movsb_fix() -> Option<String> {
+    if !cfg!(all(
+        target_os = "linux",
+        target_arch = "x86_64",
+        target_env = "gnu"
+    )) {
+        return None;
+    }
+    let amd = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()?
+        .lines()
+        .any(|line| line.starts_with("vendor_id") && line.ends_with("AuthenticAMD"));
+    if !amd {
+        return None;
+    }
+    let listed = Command::new("/lib64/ld-linux-x86-64.so.2")
+        .arg("--list-tunables")
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    bench::rep_movsb_fix(true, &String::from_utf8_lossy(&listed.stdout))
 }
