@@ -7,7 +7,7 @@
 //!   works (CI runs this; the numbers mean nothing and nothing is asserted about them). With
 //!   scenarios named, only those; options after `--` still go to `netbench`.
 //! - Anything after `--` goes to `netbench` (`--rounds N`, `--secs S`,
-//!   `--only ours|raw|tuned|go`, `--no-go`, `--go-flush idle|each`).
+//!   `--only ours|raw|tuned|go`, `--no-go`, `--go-flush idle|each`, `--keep-rep-movsb`).
 //!
 //! The Go baseline of the ping-pong and pipeline scenarios is built from `bench/go/` when a
 //! `go` tool is on `PATH` (or named by `NETBENCH_GO`); without one those scenarios run without
