@@ -737,24 +737,41 @@ fn small_buffer_peer_listener() -> tokio::net::TcpListener {
 
 /// Fills the socket buffers through `output` (its peer does not read yet): until a flush still
 /// cannot finish a while after one had to wait (loopback moves bytes on after a write
-/// returned). Then 7 KB more, buffered (8 KiB fit), for a close to flush. Returns what was
+/// returned). Then up to 7 KB more, buffered, for a close to flush: as many of seven 1,000-byte
+/// writes as the channel's 8 KiB buffer takes without waiting. That is all seven where the
+/// stalled flush left the buffer empty; fewer where it left bytes there, as through TLS on
+/// `aws-lc-rs`, where a write that waited for room would wait for ever. Returns what was
 /// written.
 async fn fill_the_socket_then_buffer(output: &mut net_io::ByteWriteChannel) -> Vec<u8> {
     let mut sent = Vec::new();
-    let mut extra = 0;
+    let mut extra = None;
     for chunk in payload(4_000_000).chunks(1000) {
-        within(output.write_fully(chunk)).await.unwrap();
-        sent.extend_from_slice(chunk);
-        if extra > 0 {
-            extra += 1;
-            if extra == 8 {
+        let Some(extra) = &mut extra else {
+            within(output.write_fully(chunk)).await.unwrap();
+            sent.extend_from_slice(chunk);
+            if poll_at_most(output.flush(), 1).await.is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if poll_at_most(output.flush(), 1).await.is_none() {
+                    extra = Some(0);
+                }
+            }
+            continue;
+        };
+        let before = output.total_bytes_written();
+        match poll_at_most(output.write_fully(chunk), 1).await {
+            Some(written) => written.unwrap(),
+            None => {
+                // No room: a dropped write of up to 8 KiB is taken whole or not at all.
+                if output.total_bytes_written() > before {
+                    sent.extend_from_slice(chunk);
+                }
                 return sent;
             }
-        } else if poll_at_most(output.flush(), 1).await.is_none() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if poll_at_most(output.flush(), 1).await.is_none() {
-                extra = 1;
-            }
+        }
+        sent.extend_from_slice(chunk);
+        *extra += 1;
+        if *extra == 7 {
+            return sent;
         }
     }
     panic!("the socket buffers took 4 MB");

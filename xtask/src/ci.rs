@@ -201,9 +201,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             ),
         ),
         (
-            // The interop suites against openssl, curl, Python and GnuTLS, and session
-            // resumption, with knet-tls on aws-lc-rs (which takes `ring`'s place when both
-            // are on): its post-quantum key exchange against peers that lack it.
+            // The interop suites against openssl, curl, Python and GnuTLS, session
+            // resumption, and graceful closes dropped at every poll, with knet-tls on
+            // aws-lc-rs (which takes `ring`'s place when both are on): its post-quantum key
+            // exchange against peers that lack it, and its own record sizes under backpressure.
             "TLS interop, knet-tls on aws-lc-rs",
             cargo(
                 &root,
@@ -222,6 +223,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                     "tls_resume",
                     "--test",
                     "tls_session_resumption",
+                    "--test",
+                    "cancel_every_poll",
                 ],
             ),
         ),
