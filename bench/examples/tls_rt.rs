@@ -10,11 +10,12 @@
 //! target/release/examples/tls_rt bulk-ours 10000             # CPU per 64 KiB chunk
 //! ```
 //!
-//! The peer is this program run again (`peer PORT N`): valgrind follows no child, so it counts
-//! only the server. Instructions per round trip: the runs for N and 2N, their difference / N.
-//! Natively it prints the server's wall and CPU time (all its threads, from `/proc`) per round
-//! trip; pin it to one core (`taskset`, which the peer inherits): across two cores of a VM the
-//! wake-ups between the processes make the times bimodal.
+//! The peer is this program run again (`peer PORT N`, `bulk-peer PORT N`): valgrind follows no
+//! child, so it counts only the server. Instructions per round trip (or chunk): the runs for N
+//! and 2N, their difference / N. Natively it prints the server's wall and CPU time (all its
+//! threads, from `/proc`) per round trip or chunk; pin it to one core (`taskset`, which the
+//! peer inherits): across two cores of a VM the wake-ups between the processes make the times
+//! bimodal.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -63,7 +64,9 @@ fn main() {
                 elapsed.1 / n as f64
             );
         }
-        _ => eprintln!("usage: tls_rt ours|tokio N | tls_rt peer PORT N"),
+        _ => eprintln!(
+            "usage: tls_rt ours|tokio|bulk-ours|bulk-tokio N | tls_rt peer|bulk-peer PORT N"
+        ),
     }
 }
 
@@ -180,12 +183,12 @@ async fn serve(ours: bool, n: usize) -> (f64, f64) {
 /// The size of one bulk chunk (netbench's `tls-echo` writes 64 KiB chunks).
 const CHUNK: usize = 64 * 1024;
 
-/// Echoes one connection's bulk stream of `n` chunks; returns (wall ns, CPU ns) from its
-/// first byte.
+/// Echoes one connection's bulk stream of `n` chunks; returns (wall ns, CPU ns) from when its
+/// first bytes were read to when its `close_notify` was sent.
 async fn bulk(ours: bool, n: usize) -> (f64, f64) {
     let (config, pem) = rustls_config();
     let child;
-    let started;
+    let result;
     if ours {
         let selector = SelectorManager::new();
         let config = TlsServerConfig::from_rustls(config);
@@ -201,9 +204,10 @@ async fn bulk(ours: bool, n: usize) -> (f64, f64) {
         let mut input = tls.open_read_channel().unwrap();
         let mut output = tls.open_write_channel(false).unwrap();
         input.await_content(1).await.unwrap();
-        started = (Instant::now(), cpu_ns());
+        let (wall, cpu) = (Instant::now(), cpu_ns());
         input.copy_to(&mut output, u64::MAX).await.unwrap();
         output.flush_and_close().await.unwrap();
+        result = (wall.elapsed().as_nanos() as f64, cpu_ns() - cpu);
         drop((input, output));
         tls.close();
         selector.close();
@@ -231,10 +235,9 @@ async fn bulk(ours: bool, n: usize) -> (f64, f64) {
             tls.flush().await.unwrap();
         }
         tls.shutdown().await.unwrap();
-        started = first.unwrap();
+        let (wall, cpu): (Instant, f64) = first.unwrap();
+        result = (wall.elapsed().as_nanos() as f64, cpu_ns() - cpu);
     }
-    let (wall, cpu) = started;
-    let result = (wall.elapsed().as_nanos() as f64, cpu_ns() - cpu);
     let mut child = child;
     assert!(child.wait().unwrap().success());
     result
@@ -266,6 +269,8 @@ async fn bulk_peer(port: u16, n: usize) {
     let _ = read.read_to_end(&mut rest).await;
 }
 
+/// A tokio-rustls client connection to the server on `port`, trusting the CA the server passed
+/// in `TLS_RT_CERT`.
 async fn connect(port: u16) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let pem = std::env::var("TLS_RT_CERT").unwrap();
     let mut roots = rustls::RootCertStore::empty();

@@ -235,36 +235,49 @@ impl Announcement {
     }
 }
 
-/// The `GLIBC_TUNABLES` value that makes glibc copy as its releases since the fix for its bug
-/// 30994 do on AMD processors, for a glibc without that fix; `None` where it has it, or the
-/// processor is not AMD's.
+/// The tunable that makes an AMD processor's glibc copy as glibc does there since the fix for
+/// its bug 30994, where it lacks that fix: `Ok(None)` where it has it; an error where
+/// `tunables` (what `ld.so --list-tunables` printed) does not give both thresholds in hex.
 ///
 /// From Zen 3 on, AMD's `rep movsb` is slower than glibc's vector loop in many cases, and
 /// about twenty times slower for some distances between source and destination (a 16 KiB copy
 /// whose destination starts 11 bytes after its misaligned source, modulo 4 KiB: 4.7 µs
 /// against 0.22 µs on the AMD EPYC host of BENCHMARKS.md). glibc since that fix uses the
 /// vector loop on AMD for every copy below its non-temporal threshold (`rep_movsb_threshold =
-/// non_temporal_threshold`); Debian 12's glibc 2.36 still uses `rep movsb` from 2,112 bytes on.
-/// Which copies land on such a distance is decided by where the heap puts rustls's buffers,
-/// so in a process of this benchmark it is chance, and it decides a TLS scenario's rate.
+/// non_temporal_threshold`); Debian 12's glibc 2.36 still uses `rep movsb` there from 2,112
+/// bytes (with fast short `rep movsb`) up to the size of the L2 cache. Which copies land on a
+/// slow distance is decided by where the heap puts rustls's buffers, so in a process of this
+/// benchmark it is chance, and it decides a TLS scenario's rate.
 ///
-/// `amd`: whether the processor is AMD's (`vendor_id : AuthenticAMD` in `/proc/cpuinfo`);
-/// `tunables`: what `ld.so --list-tunables` prints.
-pub fn rep_movsb_fix(amd: bool, tunables: &str) -> Option<String> {
-    fn value(tunables: &str, name: &str) -> Option<u64> {
-        let line = tunables
+/// # Errors
+///
+/// A message naming the tunable that `tunables` lacks, or whose value is not hex.
+pub fn rep_movsb_fix(tunables: &str) -> Result<Option<String>, String> {
+    fn value(tunables: &str, name: &str) -> Result<u64, String> {
+        tunables
             .lines()
-            .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(": "))?;
-        let hex = line.split_whitespace().next()?.strip_prefix("0x")?;
-        u64::from_str_radix(hex, 16).ok()
+            .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(": "))
+            .and_then(|line| line.split_whitespace().next()?.strip_prefix("0x"))
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .ok_or_else(|| format!("no hex value of {name} in `ld.so --list-tunables`"))
     }
-    if !amd {
-        return None;
-    }
-    let threshold = value(tunables, "glibc.cpu.x86_rep_movsb_threshold")?;
+    let threshold = value(tunables, REP_MOVSB_THRESHOLD)?;
     let non_temporal = value(tunables, "glibc.cpu.x86_non_temporal_threshold")?;
-    (threshold < non_temporal)
-        .then(|| format!("glibc.cpu.x86_rep_movsb_threshold={non_temporal:#x}"))
+    Ok((threshold < non_temporal).then(|| format!("{REP_MOVSB_THRESHOLD}={non_temporal:#x}")))
+}
+
+/// The name of glibc's `rep movsb` threshold tunable.
+const REP_MOVSB_THRESHOLD: &str = "glibc.cpu.x86_rep_movsb_threshold";
+
+/// `GLIBC_TUNABLES` with `tunable` (a [`rep_movsb_fix`]) added to what it was (`existing`,
+/// colon-separated, as glibc reads it); `None` where it names the `rep movsb` threshold
+/// already, which is then left as it was set.
+pub fn with_tunable(existing: Option<&str>, tunable: &str) -> Option<String> {
+    match existing {
+        None | Some("") => Some(tunable.to_owned()),
+        Some(set) if set.split(':').any(|t| t.starts_with(REP_MOVSB_THRESHOLD)) => None,
+        Some(set) => Some(format!("{set}:{tunable}")),
+    }
 }
 
 /// Checks that a byte stream is one pattern repeated, however the stream is cut into reads (the
@@ -340,24 +353,37 @@ glibc.cpu.x86_non_temporal_threshold: 0xf000000 (min: 0x4040, max: 0xfffffffffff
 ";
 
     #[test]
-    fn an_amd_processor_with_a_glibc_before_the_fix_gets_the_vector_loop() {
+    fn a_glibc_before_the_fix_gets_the_vector_loop() {
         assert_eq!(
-            rep_movsb_fix(true, GLIBC_236_AMD).as_deref(),
-            Some("glibc.cpu.x86_rep_movsb_threshold=0xf000000")
+            rep_movsb_fix(GLIBC_236_AMD),
+            Ok(Some(
+                "glibc.cpu.x86_rep_movsb_threshold=0xf000000".to_owned()
+            ))
         );
     }
 
     #[test]
-    fn a_fixed_glibc_another_vendor_or_unreadable_tunables_change_nothing() {
+    fn a_fixed_glibc_changes_nothing_and_unreadable_tunables_say_so() {
         // glibc since the fix: the threshold is the non-temporal one already.
         let fixed = GLIBC_236_AMD.replace("threshold: 0x840", "threshold: 0xf000000");
-        assert_eq!(rep_movsb_fix(true, &fixed), None);
-        assert_eq!(rep_movsb_fix(false, GLIBC_236_AMD), None);
-        assert_eq!(rep_movsb_fix(true, ""), None);
+        assert_eq!(rep_movsb_fix(&fixed), Ok(None));
+        let missing = rep_movsb_fix("").unwrap_err();
+        assert!(missing.contains("x86_rep_movsb_threshold"), "{missing}");
+        let decimal = rep_movsb_fix(&GLIBC_236_AMD.replace("0xf000000 (", "251658240 ("));
+        assert!(decimal.unwrap_err().contains("x86_non_temporal_threshold"));
+    }
+
+    #[test]
+    fn the_tunable_joins_those_already_set_unless_they_set_it() {
+        let fix = "glibc.cpu.x86_rep_movsb_threshold=0xf000000";
+        assert_eq!(with_tunable(None, fix).as_deref(), Some(fix));
+        assert_eq!(with_tunable(Some(""), fix).as_deref(), Some(fix));
         assert_eq!(
-            rep_movsb_fix(true, "glibc.cpu.x86_rep_movsb_threshold: 2112\n"),
-            None
+            with_tunable(Some("glibc.malloc.check=3"), fix).as_deref(),
+            Some("glibc.malloc.check=3:glibc.cpu.x86_rep_movsb_threshold=0xf000000")
         );
+        let chosen = "glibc.malloc.check=3:glibc.cpu.x86_rep_movsb_threshold=0x840";
+        assert_eq!(with_tunable(Some(chosen), fix), None);
     }
 
     #[test]

@@ -43,7 +43,8 @@
 //! copies memory as a fixed glibc does there, with its vector loop instead of `rep movsb`
 //! (`bench::rep_movsb_fix`; BENCHMARKS.md, "rep movsb"). Otherwise where the heap happens to
 //! put rustls's buffers, in the load generator as in the servers, decides the TLS scenarios.
-//! `--keep-rep-movsb`, or any `GLIBC_TUNABLES` already set, leaves the environment as it is.
+//! `--keep-rep-movsb`, or a `GLIBC_TUNABLES` that sets that threshold already, leaves the
+//! environment as it is; other tunables already set are kept beside it.
 //!
 //! `--rounds` is at least 1; `--secs` is more than 0 and at most 3,600 (an hour a round).
 //!
@@ -481,16 +482,31 @@ fn main() -> Result<()> {
     );
     // Every process of the run (the load generator here, each server it starts) copies memory
     // as a glibc with the fix for its bug 30994 does: see `bench::rep_movsb_fix`.
-    if !keep_rep_movsb
-        && std::env::var_os("GLIBC_TUNABLES").is_none()
-        && let Some(tunables) = rep_movsb_fix()
-    {
-        use std::os::unix::process::CommandExt as _;
-        let e = Command::new(std::env::current_exe()?)
-            .args(&args)
-            .env("GLIBC_TUNABLES", &tunables)
-            .exec();
-        return Err(e).context("could not run netbench again with GLIBC_TUNABLES set");
+    if !keep_rep_movsb {
+        match rep_movsb_fix() {
+            Ok(None) => {}
+            Ok(Some(tunable)) => {
+                let existing = std::env::var("GLIBC_TUNABLES").ok();
+                if let Some(tunables) = bench::with_tunable(existing.as_deref(), &tunable) {
+                    use std::os::unix::process::CommandExt as _;
+                    // `exec` returns only when it failed.
+                    let e = match std::env::current_exe() {
+                        Ok(me) => Command::new(me)
+                            .args(&args)
+                            .env("GLIBC_TUNABLES", &tunables)
+                            .exec(),
+                        Err(e) => e,
+                    };
+                    println!(
+                        "netbench: could not run again with GLIBC_TUNABLES={tunables} ({e}); \
+                         glibc's rep movsb threshold left as it is"
+                    );
+                }
+            }
+            Err(why) => {
+                println!("netbench: {why}; glibc's rep movsb threshold left as it is");
+            }
+        }
     }
     let dir = TempDir(std::env::temp_dir().join(format!("netbench-{}", std::process::id())));
     let wants_go = connect.is_none()
@@ -1334,27 +1350,29 @@ fn print_table(cfg: &Config, rows: &[Row]) {
     print_paired(rows);
 }
 
-/// The `GLIBC_TUNABLES` that [`bench::rep_movsb_fix`] finds this machine needs, if any (on
-/// x86-64 Linux with glibc, where `ld.so --list-tunables` answers).
-fn rep_movsb_fix() -> Option<String> {
+/// The tunable that [`bench::rep_movsb_fix`] finds this machine needs: `Ok(None)` but on an
+/// AMD processor whose glibc lacks the fix (on x86-64 Linux with glibc); an error where
+/// `ld.so --list-tunables` does not say.
+fn rep_movsb_fix() -> Result<Option<String>, String> {
+    const LD_SO: &str = "/lib64/ld-linux-x86-64.so.2";
     if !cfg!(all(
         target_os = "linux",
         target_arch = "x86_64",
         target_env = "gnu"
     )) {
-        return None;
+        return Ok(None);
     }
-    let amd = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()?
-        .lines()
-        .any(|line| line.starts_with("vendor_id") && line.ends_with("AuthenticAMD"));
+    let amd = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|cpus| {
+        cpus.lines()
+            .any(|line| line.starts_with("vendor_id") && line.ends_with("AuthenticAMD"))
+    });
     if !amd {
-        return None;
+        return Ok(None);
     }
-    let listed = Command::new("/lib64/ld-linux-x86-64.so.2")
+    let listed = Command::new(LD_SO)
         .arg("--list-tunables")
         .stderr(Stdio::null())
         .output()
-        .ok()?;
-    bench::rep_movsb_fix(true, &String::from_utf8_lossy(&listed.stdout))
+        .map_err(|e| format!("`{LD_SO} --list-tunables`: {e}"))?;
+    bench::rep_movsb_fix(&String::from_utf8_lossy(&listed.stdout))
 }
