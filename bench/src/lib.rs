@@ -245,7 +245,7 @@ impl Announcement {
 /// against 0.22 µs on the AMD EPYC host of BENCHMARKS.md). glibc since that fix uses the
 /// vector loop on AMD for every copy below its non-temporal threshold (`rep_movsb_threshold =
 /// non_temporal_threshold`); Debian 12's glibc 2.36 still uses `rep movsb` there from 2,112
-/// bytes (with fast short `rep movsb`) up to the size of the L2 cache. Which copies land on a
+/// bytes (with fast short `rep movsb`) up to a stop threshold. Which copies land on a
 /// slow distance is decided by where the heap puts rustls's buffers, so in a process of this
 /// benchmark it is chance, and it decides a TLS scenario's rate.
 ///
