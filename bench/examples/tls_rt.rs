@@ -97,16 +97,54 @@ fn rustls_config() -> (Arc<rustls::ServerConfig>, String) {
     (Arc::new(config), pki.ca.pem().to_owned())
 }
 
-fn spawn_peer(port: u16, n: usize, pem: &str) -> std::process::Child {
-    spawn(port, n, pem, "peer")
-}
-
+/// The peer: this program run again as `mode PORT N`, trusting the CA in `pem`.
 fn spawn(port: u16, n: usize, pem: &str, mode: &str) -> std::process::Child {
     std::process::Command::new(std::env::current_exe().unwrap())
         .args([mode, &port.to_string(), &n.to_string()])
         .env("TLS_RT_CERT", pem)
         .spawn()
         .unwrap()
+}
+
+/// Our side: a listener on `selector`, the peer started against it (`mode`, `n`), and the TLS
+/// session of the connection it made.
+async fn ours_accept(
+    selector: &SelectorManager,
+    config: Arc<rustls::ServerConfig>,
+    pem: &str,
+    mode: &str,
+    n: usize,
+) -> (std::process::Child, net_tls::TlsSocket) {
+    let config = TlsServerConfig::from_rustls(config);
+    let listener = a_socket(selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let peer = spawn(listener.local_address().port().unwrap(), n, pem, mode);
+    let socket = listener.accept().await.unwrap();
+    (peer, socket.tls_server(&config).await.unwrap())
+}
+
+/// tokio-rustls's side, as [`ours_accept`].
+async fn tokio_accept(
+    config: Arc<rustls::ServerConfig>,
+    pem: &str,
+    mode: &str,
+    n: usize,
+) -> (
+    std::process::Child,
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = spawn(listener.local_addr().unwrap().port(), n, pem, mode);
+    let (tcp, _) = listener.accept().await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let tls = tokio_rustls::TlsAcceptor::from(config)
+        .accept(tcp)
+        .await
+        .unwrap();
+    (peer, tls)
 }
 
 /// Serves one connection of `n` round trips; returns (wall ns, CPU ns) of the round trips.
@@ -117,16 +155,8 @@ async fn serve(ours: bool, n: usize) -> (f64, f64) {
     let child;
     if ours {
         let selector = SelectorManager::new();
-        let config = TlsServerConfig::from_rustls(config);
-        let listener = a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let port = listener.local_address().port().unwrap();
-        child = spawn_peer(port, n, &pem);
-        let socket = listener.accept().await.unwrap();
-        let mut tls = socket.tls_server(&config).await.unwrap();
+        let (peer, mut tls) = ours_accept(&selector, config, &pem, "peer", n).await;
+        child = peer;
         let mut input = tls.open_read_channel().unwrap();
         let mut output = tls.open_write_channel(false).unwrap();
         let mut reply = String::new();
@@ -145,15 +175,8 @@ async fn serve(ours: bool, n: usize) -> (f64, f64) {
         tls.close();
         selector.close();
     } else {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        child = spawn_peer(port, n, &pem);
-        let (tcp, _) = listener.accept().await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let tls = tokio_rustls::TlsAcceptor::from(config)
-            .accept(tcp)
-            .await
-            .unwrap();
+        let (peer, tls) = tokio_accept(config, &pem, "peer", n).await;
+        child = peer;
         let (read, write) = tokio::io::split(tls);
         let mut read = BufReader::new(read);
         let mut write = BufWriter::new(write);
@@ -191,16 +214,8 @@ async fn bulk(ours: bool, n: usize) -> (f64, f64) {
     let result;
     if ours {
         let selector = SelectorManager::new();
-        let config = TlsServerConfig::from_rustls(config);
-        let listener = a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let port = listener.local_address().port().unwrap();
-        child = spawn(port, n, &pem, "bulk-peer");
-        let socket = listener.accept().await.unwrap();
-        let mut tls = socket.tls_server(&config).await.unwrap();
+        let (peer, mut tls) = ours_accept(&selector, config, &pem, "bulk-peer", n).await;
+        child = peer;
         let mut input = tls.open_read_channel().unwrap();
         let mut output = tls.open_write_channel(false).unwrap();
         input.await_content(1).await.unwrap();
@@ -212,15 +227,8 @@ async fn bulk(ours: bool, n: usize) -> (f64, f64) {
         tls.close();
         selector.close();
     } else {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        child = spawn(port, n, &pem, "bulk-peer");
-        let (tcp, _) = listener.accept().await.unwrap();
-        tcp.set_nodelay(true).unwrap();
-        let mut tls = tokio_rustls::TlsAcceptor::from(config)
-            .accept(tcp)
-            .await
-            .unwrap();
+        let (peer, mut tls) = tokio_accept(config, &pem, "bulk-peer", n).await;
+        child = peer;
         let mut buf = vec![0u8; CHUNK];
         let mut first = None;
         loop {
