@@ -42,24 +42,26 @@ fn main() {
             args[2].parse().unwrap(),
             args[3].parse().unwrap(),
         )),
-        Some(which @ ("bulk-ours" | "bulk-tokio")) => {
+        Some(which @ ("ours" | "tokio" | "bulk-ours" | "bulk-tokio")) => {
             let n: usize = args[2].parse().unwrap();
-            let ours = which == "bulk-ours";
-            let elapsed = rt.block_on(async { tokio::spawn(bulk(ours, n)).await.unwrap() });
-            println!(
-                "{which} {n} chunks of {CHUNK} bytes: {:.0} ns per chunk, cpu {:.0} ns",
-                elapsed.0 / n as f64,
-                elapsed.1 / n as f64
-            );
-        }
-        Some(which @ ("ours" | "tokio")) => {
-            let n: usize = args[2].parse().unwrap();
+            let ours = which.ends_with("ours");
+            let bulk_echo = which.starts_with("bulk");
             // In a task of its own, as a server runs each connection (`block_on`'s own waker
             // is not one whose clones `will_wake` recognises).
-            let ours = which == "ours";
-            let elapsed = rt.block_on(async { tokio::spawn(serve(ours, n)).await.unwrap() });
+            let elapsed = rt.block_on(async move {
+                if bulk_echo {
+                    tokio::spawn(bulk(ours, n)).await.unwrap()
+                } else {
+                    tokio::spawn(serve(ours, n)).await.unwrap()
+                }
+            });
+            let (what, each) = if bulk_echo {
+                (format!("chunks of {CHUNK} bytes"), "chunk")
+            } else {
+                ("round trips".to_owned(), "round trip")
+            };
             println!(
-                "{which} {n} round trips: {:.0} ns per round trip, cpu {:.0} ns",
+                "{which} {n} {what}: {:.0} ns per {each}, cpu {:.0} ns",
                 elapsed.0 / n as f64,
                 elapsed.1 / n as f64
             );
