@@ -1794,8 +1794,11 @@ impl WriteHalf {
         let stream = conn.core.io().map_err(io::Error::from)?;
         let sending = conn.sending();
         let result = stream.try_send(buf);
-        if let Err(e) = &result {
-            conn.told_to_send(e);
+        match &result {
+            // A send like any other (a TLS `close_notify`, a KeyUpdate's reply): traced as
+            // the crate's docs say of every send of a stream socket.
+            Ok(bytes) => tracing::trace!(parent: conn.core.span(), bytes, "sent"),
+            Err(e) => conn.told_to_send(e),
         }
         drop(sending);
         self.record(result)
