@@ -246,7 +246,10 @@ impl<T: Transport> Socket<T> {
     }
 
     /// Opens the channel that writes to the socket; with `auto_flush` every write reaches the
-    /// socket before it returns.
+    /// socket before it returns, but for one made while the read channel holds requests not
+    /// read yet: flush coalescing (on by default) holds that one back, to leave with the
+    /// answers written after it when the reader next waits for input (see
+    /// [`SocketOptions::coalesce_flushes`](crate::SocketOptions::coalesce_flushes)).
     ///
     /// [`flush_and_close`](ByteWriteChannel::flush_and_close) on it half-closes the
     /// connection (sends FIN). Writing to a peer that is gone fails with an I/O error
