@@ -1,10 +1,10 @@
-//! Claims of the crates' docs that no other test states as such (review 53).
+//! Every send of a TLS socket is a `sent` trace event, as the crates' docs say.
 //!
-//! - net-sockets' crate docs, "Tracing": "each send of a stream socket (TCP or Unix, TLS
-//!   included) is a `trace` event, `sent`" (and the guide's table of events: `sent`, with
-//!   `bytes`). The bytes a TLS session owes its peer and sends without waiting (its
-//!   `close_notify` at the socket's close, a KeyUpdate's reply made while it reads) went out
-//!   with no `sent` event.
+//! net-sockets' crate docs, "Tracing": "each send of a stream socket (TCP or Unix, TLS
+//! included) is a `trace` event, `sent`" (and the guide's table of events: `sent`, with
+//! `bytes`). The bytes a TLS session owes its peer and sends without waiting (its
+//! `close_notify` at the socket's close, a KeyUpdate's reply made while it reads) once went out
+//! with no `sent` event.
 
 use net_io::LineEnding;
 use net_sockets::SelectorManager;
