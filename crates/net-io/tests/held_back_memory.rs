@@ -157,7 +157,7 @@ fn a_writer_held_back_by_its_peer_holds_at_most_its_buffer() {
                 })
                 .await;
                 // A frame that does not fit the room left is added whole, and the buffer's
-                // allocation grows to hold it (see `a_buffer_that_fills_up_keeps_its_size`).
+                // allocation grows to hold it (as `ByteWriteChannel`'s docs say of `write_frame`).
                 let most = if kind == "write_frame" {
                     2 * BUFFER
                 } else {
