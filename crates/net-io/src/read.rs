@@ -70,9 +70,10 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// after a hostile length prefix costs a few KiB until the bytes really come. A decoder given to
 /// [`read_frame`](Self::read_frame) may make room for a whole frame when it reads the frame's
 /// length (tokio-util's `LengthDelimitedCodec` does, up to its `max_frame_length`); room past
-/// 256 KiB and past twice what is buffered is given back at once, before the next read from
-/// the transport, so the buffer then grows as the frame's bytes arrive (once per frame: room a
-/// decoder makes again for the same frame is kept, as its `max_frame_length` bounds it).
+/// 256 KiB and past twice what is buffered and 64 KiB more is given back at once, before the
+/// next read from the transport, so the buffer then grows as the frame's bytes arrive (once per
+/// frame: room a decoder makes again for the same frame is kept, as its `max_frame_length`
+/// bounds it). Room within that (a 300 KiB frame begun with 120 KiB buffered) is kept.
 /// A buffer that a large item grew (past 256 KiB) is given back once the item has been
 /// consumed, when the channel next reads from its transport: a connection that once received a
 /// large message or line does not keep that much memory while it waits for the next one (what

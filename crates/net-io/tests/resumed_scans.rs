@@ -1,7 +1,12 @@
 //! A line read or `read_until` started again after a cancel goes on scanning where the dropped
-//! one stopped (written by the review of `2aebbf6`). A randomized differential test: the channel, its
-//! reads polled once (dropped at random, or polled again after more bytes), against a plain
-//! model of the channel whose every scan starts at the first buffered byte.
+//! one stopped (written by the review of `2aebbf6`), with every other kind of read mixed in on
+//! the same channel. A randomized differential test: the channel, its reads polled once
+//! (dropped at random, or polled again after more bytes), against a plain model of the channel
+//! whose every scan starts at the first buffered byte; the reads are line reads, `read_until`,
+//! `discard`, `read_fully`, typed reads of several bytes, `read_bytes` (zero-copy and large),
+//! `read_remaining`, `copy_to` and `read_frame` with tokio-util's `LinesCodec`. Also: the room
+//! a decoder makes for a large frame, given back or kept as `ByteReadChannel`'s `# Memory`
+//! section says.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -11,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
-use net_io::{ByteReadChannel, Error, LineEnding};
-use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
-use tokio_util::codec::Decoder;
+use net_io::{ByteReadChannel, ByteWriteChannel, Error, LineEnding};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::codec::{Decoder, LinesCodec, LinesCodecError};
 
 #[derive(Clone, Debug)]
 enum Ev {
@@ -50,6 +55,27 @@ impl AsyncRead for Script {
             }
             Some(Ev::Fail) => Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
         }
+    }
+}
+
+/// A destination for `copy_to` that takes every byte at once and keeps them.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl AsyncWrite for Sink {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        src: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.lock().unwrap().extend_from_slice(src);
+        Poll::Ready(Ok(src.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -581,6 +607,117 @@ impl Model {
     }
 }
 
+impl Model {
+    /// A typed read or `read_bytes` of `n` bytes.
+    fn read_n(&mut self, n: usize) -> MResult<Vec<u8>> {
+        let complete = match self.await_content(n) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r,
+        };
+        if n > 0 {
+            self.skip = None;
+        }
+        Poll::Ready(match complete {
+            Err(e) => Err(e),
+            Ok(false) => Err(format!("Eof({n},{})", self.buf.len())),
+            Ok(true) => {
+                let out = self.buf[..n].to_vec();
+                self.consume(n);
+                Ok(out)
+            }
+        })
+    }
+
+    fn remaining(&mut self, limit: usize) -> MResult<Vec<u8>> {
+        let mut done = Ok(());
+        while self.buf.len() < limit {
+            match self.fill() {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => break,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    done = Err(e);
+                    break;
+                }
+            }
+        }
+        if limit > 0 {
+            self.skip = None;
+        }
+        Poll::Ready(done.map(|()| {
+            let n = self.buf.len().min(limit);
+            let out = self.buf[..n].to_vec();
+            self.consume(n);
+            out
+        }))
+    }
+
+    /// `read_frame(&mut LinesCodec::new())`.
+    fn lines(&mut self) -> MResult<Option<String>> {
+        // The line is consumed before its text is checked: invalid UTF-8 is an error after it.
+        fn strip(line: &[u8]) -> Result<Option<String>, String> {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            match String::from_utf8(line.to_vec()) {
+                Ok(line) => Ok(Some(line)),
+                Err(_) => Err("Io(InvalidData)".into()),
+            }
+        }
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                self.skip = None;
+                let line = strip(&self.buf[..i]);
+                self.consume(i + 1);
+                return Poll::Ready(line);
+            }
+            if self.eof {
+                self.skip = None;
+                if self.buf.is_empty() || self.buf == b"\r" {
+                    return Poll::Ready(Ok(None));
+                }
+                let line = strip(&self.buf);
+                let len = self.buf.len();
+                self.consume(len);
+                return Poll::Ready(line);
+            }
+            match self.fill() {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.skip = None;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+    }
+
+    /// `copy_to` polled once (not cancel safe, as `discard`).
+    fn copy(&mut self, limit: u64) -> MResult<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut done = Ok(());
+        while (out.len() as u64) < limit {
+            if self.buf.is_empty() {
+                match self.fill() {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(0)) => break,
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Ready(Err(e)) => {
+                        done = Err(e);
+                        break;
+                    }
+                }
+            }
+            let n = ((limit - out.len() as u64) as usize).min(self.buf.len());
+            out.extend_from_slice(&self.buf[..n]);
+            self.consume(n);
+            self.skip = None;
+        }
+        if limit > 0 {
+            self.skip = None;
+        }
+        Poll::Ready(done.map(|()| out))
+    }
+}
+
 // ----- the harness ----------------------------------------------------------------------
 
 struct Rng(u64);
@@ -602,7 +739,20 @@ impl Rng {
 }
 
 const DELIMITERS: [&[u8]; 7] = [b"\n", b"\r\n", b"\r\n\r\n", b"ab", b"aba", b"ba", b"\r"];
-const LIMITS: [usize; 10] = [0, 1, 2, 3, 4, 6, 9, 15, 40, 1000];
+const LIMITS: [usize; 12] = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    6,
+    9,
+    15,
+    40,
+    1000,
+    usize::MAX - 1,
+    usize::MAX,
+];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -619,11 +769,17 @@ enum Op {
     FlipFrame,
     Discard(u64),
     Fully(usize),
+    /// A typed read of 2, 4 or 8 bytes.
+    Typed(usize),
+    Bytes(usize),
+    Remaining(usize),
+    Lines,
+    Copy(u64),
 }
 
 impl Op {
     fn cancel_safe(&self) -> bool {
-        !matches!(self, Op::Discard(_) | Op::Fully(_))
+        !matches!(self, Op::Discard(_) | Op::Fully(_) | Op::Copy(_))
     }
 
     fn random(rng: &mut Rng) -> Op {
@@ -633,7 +789,7 @@ impl Op {
         } else {
             LineEnding::Lenient
         };
-        match rng.below(100) {
+        match rng.below(130) {
             0..=29 => Op::Line(limit, ending),
             30..=37 => Op::Strict(limit, ending),
             38..=45 => Op::LineTo(limit, ending),
@@ -646,7 +802,12 @@ impl Op {
             85..=87 => Op::SkipIfFound(DELIMITERS[rng.below(DELIMITERS.len())]),
             88..=92 => Op::FlipFrame,
             93..=96 => Op::Discard(rng.below(4) as u64),
-            _ => Op::Fully(1 + rng.below(4)),
+            97..=99 => Op::Fully(1 + rng.below(4)),
+            100..=105 => Op::Typed([2, 4, 8][rng.below(3)]),
+            106..=111 => Op::Bytes(rng.below(6)),
+            112..=116 => Op::Remaining(rng.below(6)),
+            117..=124 => Op::Lines,
+            _ => Op::Copy(rng.below(6) as u64),
         }
     }
 
@@ -745,6 +906,35 @@ fn real_op<'a>(ch: &'a mut ByteReadChannel, op: &Op) -> Pin<Box<dyn Future<Outpu
                 let r = ch.read_fully(&mut dst).await;
                 fmt(r, |()| format!("fully {}", show(&dst)))
             }
+            Op::Typed(size) => {
+                let r = match size {
+                    2 => ch.read_u16().await.map(|v| v.to_be_bytes().to_vec()),
+                    4 => ch.read_u32_le().await.map(|v| v.to_le_bytes().to_vec()),
+                    _ => ch.read_u64().await.map(|v| v.to_be_bytes().to_vec()),
+                };
+                fmt(r, |b| format!("typed {}", show(&b)))
+            }
+            Op::Bytes(n) => fmt(ch.read_bytes(n).await, |b| format!("bytes {}", show(&b))),
+            Op::Remaining(n) => fmt(ch.read_remaining(n).await, |b| format!("rem {}", show(&b))),
+            Op::Lines => {
+                let r = ch.read_frame(&mut LinesCodec::new()).await;
+                let r = r.map_err(|e| match e {
+                    LinesCodecError::Io(e) => Error::from(e),
+                    other => panic!("{other:?}"),
+                });
+                fmt(r, |l| format!("lines {l:?}"))
+            }
+            Op::Copy(limit) => {
+                let sink = Sink::default();
+                let mut w = ByteWriteChannel::new(sink.clone(), false);
+                let res = ch.copy_to(&mut w, limit).await;
+                drop(w);
+                let got = sink.0.lock().unwrap().clone();
+                fmt(res, |n| {
+                    assert_eq!(n as usize, got.len());
+                    format!("copied {}", show(&got))
+                })
+            }
         }
     })
 }
@@ -782,6 +972,19 @@ fn model_op(m: &mut Model, op: &Op) -> Poll<String> {
         Op::Fully(k) => m
             .read_fully(k)
             .map(|r| mfmt(r, |b| format!("fully {}", show(&b)))),
+        Op::Typed(n) => m
+            .read_n(n)
+            .map(|r| mfmt(r, |b| format!("typed {}", show(&b)))),
+        Op::Bytes(n) => m
+            .read_n(n)
+            .map(|r| mfmt(r, |b| format!("bytes {}", show(&b)))),
+        Op::Remaining(n) => m
+            .remaining(n)
+            .map(|r| mfmt(r, |b| format!("rem {}", show(&b)))),
+        Op::Lines => m.lines().map(|r| mfmt(r, |l| format!("lines {l:?}"))),
+        Op::Copy(n) => m
+            .copy(n)
+            .map(|r| mfmt(r, |b| format!("copied {}", show(&b)))),
     }
 }
 
@@ -799,14 +1002,17 @@ fn random_event(rng: &mut Rng, ended: &mut bool) -> Option<Ev> {
         *ended = true;
         Ev::Fail
     } else {
-        const ALPHABET: [u8; 20] = *b"aaaaaabbbrrrrnnnnxxx";
+        // 'u': a byte of invalid UTF-8 (0xff); 'e': the two bytes of U+00E9.
+        const ALPHABET: [u8; 22] = *b"aaaaaabbbrrrrnnnnxxxue";
         let len = 1 + rng.below(5);
         Ev::Chunk(
             (0..len)
-                .map(|_| match ALPHABET[rng.below(ALPHABET.len())] {
-                    b'r' => b'\r',
-                    b'n' => b'\n',
-                    other => other,
+                .flat_map(|_| match ALPHABET[rng.below(ALPHABET.len())] {
+                    b'r' => vec![b'\r'],
+                    b'n' => vec![b'\n'],
+                    b'u' => vec![0xff],
+                    b'e' => "\u{e9}".as_bytes().to_vec(),
+                    other => vec![other],
                 })
                 .collect(),
         )
@@ -856,6 +1062,9 @@ fn run_seed(seed: u64, steps: usize, big: bool) -> Result<(), String> {
                 Op::Until(d, _) if rng.chance(50) => Op::Until(d, 1 << 20),
                 Op::Available(_) if rng.chance(50) => Op::Available(9000),
                 Op::Discard(_) if rng.chance(50) => Op::Discard(200_000),
+                Op::Bytes(_) if rng.chance(50) => Op::Bytes([1500, 300_000][rng.below(2)]),
+                Op::Remaining(_) if rng.chance(50) => Op::Remaining(300_000),
+                Op::Copy(_) if rng.chance(50) => Op::Copy(200_000),
                 other => other,
             };
         }
@@ -997,7 +1206,11 @@ fn next_frame_dropped_and_mixed_with_poll_next_yields_what_the_stream_yields() {
 /// destination.
 #[test]
 fn reads_dropped_and_started_again_match_with_large_buffers() {
-    for seed in 0..12 {
+    let seeds: u64 = std::env::var("RESUME_BIG_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    for seed in 0..seeds {
         if let Err(log) = run_seed(1_000_000 + seed, 60, true) {
             let tail: Vec<&str> = log
                 .lines()
@@ -1010,4 +1223,102 @@ fn reads_dropped_and_started_again_match_with_large_buffers() {
             panic!("seed {seed}:\n{}", tail.join("\n"));
         }
     }
+}
+
+/// A decoder of frames that start with a 4-byte big-endian length of the bytes after it: it
+/// makes room for the whole frame when it reads the length (as tokio-util's
+/// `LengthDelimitedCodec` does), and notes the buffer's length and capacity at every call, after
+/// its own `reserve`.
+#[derive(Default)]
+struct Announced {
+    calls: Vec<(usize, usize)>,
+    reserved: bool,
+}
+
+impl Decoder for Announced {
+    type Item = BytesMut;
+    type Error = io::Error;
+    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<BytesMut>> {
+        if buf.len() < 4 {
+            self.calls.push((buf.len(), buf.capacity()));
+            return Ok(None);
+        }
+        let whole = 4 + u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+        if !self.reserved {
+            self.reserved = true;
+            buf.reserve(whole.saturating_sub(buf.len()));
+        }
+        self.calls.push((buf.len(), buf.capacity()));
+        if buf.len() < whole {
+            return Ok(None);
+        }
+        self.reserved = false;
+        Ok(Some(buf.split_to(whole)))
+    }
+}
+
+/// `# Memory`: "room past 256 KiB and past twice what is buffered and 64 KiB more is given back
+/// at once, before the next read from the transport". A decoder makes room for a frame when some
+/// of it is buffered already (read ahead by a look-ahead). The docs said "past twice what is
+/// buffered" and left out the 64 KiB the channel allows (as the change that gave the room back
+/// meant): 300 KiB of room made with 120 KiB buffered was kept, against the docs. The room kept
+/// within the 64 KiB is bounded all the same.
+#[test]
+fn decoder_room_past_256_kib_and_twice_what_is_buffered_and_64_kib_is_given_back() {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut kept = Vec::new();
+    let (mut given_back, mut within) = (0, 0);
+    for before in (64..=160).step_by(8) {
+        let before = before * 1024;
+        for frame in [300 * 1024, 400 * 1024] {
+            let script = Script::default();
+            let mut ch = ByteReadChannel::new(script.clone());
+            let mut bytes = (frame as u32).to_be_bytes().to_vec();
+            bytes.resize(before, b'x');
+            for chunk in bytes.chunks(1024) {
+                script
+                    .0
+                    .lock()
+                    .unwrap()
+                    .push_back(Ev::Chunk(chunk.to_vec()));
+            }
+            // A look-ahead reads what came of the frame.
+            {
+                let mut ahead = std::pin::pin!(ch.await_content(before));
+                let mut polls = 0;
+                while ahead.as_mut().poll(&mut cx).is_pending() {
+                    polls += 1;
+                    assert!(polls < 10_000);
+                }
+            }
+            let mut decoder = Announced::default();
+            {
+                let mut read = std::pin::pin!(ch.read_frame(&mut decoder));
+                assert!(read.as_mut().poll(&mut cx).is_pending());
+                // One more chunk: the next call sees the buffer after the read.
+                script
+                    .0
+                    .lock()
+                    .unwrap()
+                    .push_back(Ev::Chunk(vec![b'x'; 1024]));
+                assert!(read.as_mut().poll(&mut cx).is_pending());
+            }
+            let (len, room) = decoder.calls[0];
+            let (_, later) = decoder.calls[decoder.calls.len() - 1];
+            let past = room > 256 * 1024 && room > 2 * len + 64 * 1024;
+            if past && later >= room {
+                kept.push(format!(
+                    "{len} bytes buffered, room for {room} made by the decoder, {later} still held after the next read"
+                ));
+            }
+            if past {
+                given_back += 1;
+            } else if room > 256 * 1024 && room > 2 * len {
+                within += 1;
+            }
+        }
+    }
+    assert!(kept.is_empty(), "room kept:\n{}", kept.join("\n"));
+    // Both cases were met: room given back, and room within the 64 KiB kept.
+    assert!(given_back > 0 && within > 0, "{given_back} {within}");
 }
