@@ -1178,7 +1178,9 @@ impl AsyncRead for TlsRead {
 /// fail the session for good, as on a plain socket: the session ends without `close_notify`
 /// only until a later write goes through (rustls takes its bytes: the retry, or whatever the
 /// caller writes instead) or a flush does (`poll_shutdown` flushes first, as tokio's contract
-/// has it). Any other failure is for good.
+/// has it). A shutdown that times out is such a flush too, also once its `close_notify` is
+/// queued: its retry sends the records left, `close_notify` last. Any other failure is for
+/// good.
 ///
 /// A write after `close_notify` (from `poll_shutdown` or the socket's `close`), once the
 /// socket is closed, or once a read reported the socket's failure (the peer's reset: then with
@@ -1233,11 +1235,17 @@ impl TlsWrite {
         result
     }
 
-    /// After a shutdown: any failure fails the session for good (`close_notify` may be
-    /// queued, and nothing may be written after it).
+    /// After a shutdown: a `socket_timeout` is a flush's (the shutdown sends what the session
+    /// holds, `close_notify` last, and rustls keeps every record the socket did not take), made
+    /// good by a retry, whose flush sends them; any other failure fails the session for good.
+    /// (Writes fail either way once `close_notify` is queued: nothing may follow it.)
     fn check_shutdown(&self, result: Poll<io::Result<()>>) -> Poll<io::Result<()>> {
-        if let Poll::Ready(Err(_)) = &result {
-            self.failed.store(true, Ordering::Release);
+        match &result {
+            Poll::Ready(Err(e)) if is_socket_timeout(e) => {
+                self.timed_out.store(true, Ordering::Release);
+            }
+            Poll::Ready(Err(_)) => self.failed.store(true, Ordering::Release),
+            _ => {}
         }
         result
     }
