@@ -89,7 +89,9 @@ pub type TlsConnection = Connection<TlsSession>;
 /// A [`TlsSocket`] as one [`AsyncRead`] + [`AsyncWrite`] stream, from
 /// [`into_stream`](Socket::into_stream), for code written against tokio's I/O traits (hyper,
 /// `tokio::io::copy_bidirectional`, codecs). It dereferences to the socket, so the session
-/// queries work on it too; `poll_shutdown` sends `close_notify` and FIN.
+/// queries work on it too; `poll_shutdown` sends `close_notify` and FIN (once the session
+/// failed, by the peer's fatal alert or a corrupted record a read took in, it fails with that
+/// error instead, as writes and flushes do, and sends nothing).
 pub type TlsStream = SocketStream<TlsSession>;
 
 /// Adds TLS to a connected [`Socket`] or, for STARTTLS, to a [`Connection`] that already
@@ -654,6 +656,15 @@ fn kept_error(stream: &mut tokio_rustls::TlsStream<RawStream>) -> Option<io::Err
     Some(io::Error::new(io::ErrorKind::InvalidData, kept))
 }
 
+/// The error a failed session keeps, as rustls's writer reports it (`InvalidData`), without
+/// processing any input; `None` while the session has not failed.
+fn session_failure(stream: &mut tokio_rustls::TlsStream<RawStream>) -> Option<io::Error> {
+    match stream {
+        tokio_rustls::TlsStream::Client(s) => s.get_mut().1.writer().flush().err(),
+        tokio_rustls::TlsStream::Server(s) => s.get_mut().1.writer().flush().err(),
+    }
+}
+
 /// The records `session` still has queued, taken out of it.
 fn take_owed(stream: &mut tokio_rustls::TlsStream<RawStream>) -> Vec<u8> {
     fn take<D>(session: &mut rustls::ConnectionCommon<D>) -> Vec<u8> {
@@ -1187,7 +1198,9 @@ impl AsyncRead for TlsRead {
 /// `EPIPE`, as a plain socket's send, and so does a shutdown, unless ours went through
 /// before), fails before rustls takes anything: its bytes could never reach the peer. A write
 /// whose bytes rustls took and that met the socket's failure succeeds; the next write, flush
-/// or shutdown reports that error.
+/// or shutdown reports that error. Once the session failed (the peer's fatal alert, or a
+/// corrupted record, taken in by a read), a write, flush or shutdown fails with that error
+/// (`InvalidData`), as rustls's writer reports it; the shutdown sends nothing.
 /// A flush after the socket's close fails with the close's error; a shutdown once the socket's
 /// close began fails with its error (`Closed`, or `SelectorClosed` after its selector's close)
 /// and sends nothing: that close sends the session's last records, then the FIN.
@@ -1375,6 +1388,14 @@ impl AsyncWrite for TlsWrite {
         }
         let mut woken = None;
         if !self.ended.load(Ordering::Acquire) {
+            // A session that failed before this shutdown (the peer's fatal alert, a corrupted
+            // record, taken in by a read) can end in no clean way: the shutdown fails with that
+            // error and sends nothing, as a write or flush does (rustls's writer reports it),
+            // and as a shutdown after a read reported the peer's reset does.
+            if let Some(e) = session_failure(&mut locked.stream) {
+                drop(locked);
+                return self.check_shutdown(Poll::Ready(Err(e)));
+            }
             if !receive_own(&mut locked.stream) {
                 // The FIN must not be followed by a close answered with a reset; what failed
                 // the session on the way is the reader's to report.
