@@ -91,7 +91,10 @@ pub type TlsConnection = Connection<TlsSession>;
 /// `tokio::io::copy_bidirectional`, codecs). It dereferences to the socket, so the session
 /// queries work on it too; `poll_shutdown` sends `close_notify` and FIN (once the session
 /// failed, by the peer's fatal alert or a corrupted record a read took in, it fails with that
-/// error instead, as writes and flushes do, and sends nothing).
+/// error instead, as writes and flushes do, and sends nothing). A `poll_shutdown` that meets
+/// `socket_timeout` (a peer that reads nothing while the session still holds records) loses
+/// nothing, as a flush that times out: retried, it sends them, then `close_notify`; a close
+/// before that sends no `close_notify`.
 pub type TlsStream = SocketStream<TlsSession>;
 
 /// Adds TLS to a connected [`Socket`] or, for STARTTLS, to a [`Connection`] that already
