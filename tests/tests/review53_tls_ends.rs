@@ -14,12 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
 /// The listener's `socket_timeout`.
-const TIMEOUT: Duration = Duration::from_millis(500);
+const TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The peer's reader: every byte until a clean end, or the error that ended it.
 type Reader = tokio::task::JoinHandle<std::io::Result<Vec<u8>>>;
 
-/// A server `TlsStream` with `socket_timeout` 200 ms and small buffers, whose writes all went
+/// A server `TlsStream` with `socket_timeout` 1 s and small buffers, whose writes all went
 /// through (the session took every byte) though the peer reads nothing, so that the session
 /// still holds records the socket could not take; the bytes written; and the peer (a
 /// tokio-rustls client), which reads to its end once `go` is sent.
