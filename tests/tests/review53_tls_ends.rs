@@ -328,3 +328,28 @@ async fn a_half_close_after_a_read_reported_the_peers_fatal_alert_fails() {
         drop(tcp);
     }
 }
+
+/// The other way on from a shutdown that met `socket_timeout`: no retry, but the socket's
+/// `close()`. The session still held records the peer never got, so the close sends no
+/// `close_notify`: the peer reads what arrived, then a truncation, never a clean end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_stream_closed_after_its_shutdown_timed_out_is_truncated() {
+    let selector = SelectorManager::new();
+    let (mut stream, go, reader, sent) = stalled_after_accepted_writes(&selector).await;
+    let shut = within(stream.shutdown()).await;
+    assert_eq!(
+        shut.as_ref().map_err(std::io::Error::kind),
+        Err(std::io::ErrorKind::TimedOut),
+        "the shutdown, the peer reading nothing: {shut:?}"
+    );
+    stream.close();
+    go.send(()).unwrap();
+    let received = within(reader).await.unwrap();
+    let e = received.expect_err("a truncation, not a clean end, after the records left behind");
+    assert_eq!(
+        e.kind(),
+        std::io::ErrorKind::UnexpectedEof,
+        "{e:?} ({} sent)",
+        sent.len()
+    );
+}
