@@ -1,4 +1,4 @@
-//! How TLS connections end (review 53): a shutdown whose own flush of `close_notify` and the
+//! How a TLS stream's shutdown ends a connection: a shutdown whose own flush of `close_notify` and the
 //! data before it meets `socket_timeout`, and what a retry of it, or the peer, sees then.
 
 use std::pin::Pin;
