@@ -1,5 +1,7 @@
-//! How a TLS stream's shutdown ends a connection: a shutdown whose own flush of `close_notify` and the
-//! data before it meets `socket_timeout`, and what a retry of it, or the peer, sees then.
+//! How a TLS stream's shutdown ends a connection: a shutdown whose own flush of `close_notify`
+//! and the data before it meets `socket_timeout`, and what a retry of it, a close, or the peer
+//! sees then; a half-close after a read reported the peer's fatal alert; a writing-only server
+//! asked to update its keys.
 
 use std::pin::Pin;
 use std::task::Poll;
