@@ -18,6 +18,7 @@
 //!   and a blocking line client (from `127.0.0.2` if need be) for the example servers.
 //! - [`probe`]: descriptors, CPU time and memory of this process. [`leaks`]: checks that a
 //!   scenario run many times leaves no heap, descriptor, task or thread behind.
+//! - [`proxy`]: PROXY protocol v2 headers written by hand.
 //! - [`records`]: TLS 1.3 records written by hand (empty records, KeyUpdates) for hostile peers.
 //! - [`fault`]: the fault suite's line server, its well-behaved client and hostile peers.
 //! - [`pairs`]: one connection through a listener of ours, TCP, Unix or TLS, with the peer's
@@ -39,6 +40,7 @@ pub mod loopback;
 pub mod pairs;
 pub mod pki;
 pub mod probe;
+pub mod proxy;
 pub mod records;
 pub mod rng;
 pub mod sends;

@@ -12,6 +12,7 @@ use net_sockets::{
     Datagram, Error, ProxyProtocol, SelectorManager, ServerSocket, Socket, SocketAddress, a_socket,
 };
 use net_tests::loopback::has_ipv6_loopback;
+use net_tests::proxy::v2;
 use net_tests::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -346,16 +347,6 @@ async fn proxied_listener(selector: &SelectorManager) -> (ServerSocket, SocketAd
         .unwrap();
     let address = v6(&format!("[::1]:{}", server.port().unwrap()));
     (server, address)
-}
-
-/// A v2 header: signature, the two bytes, the length of `body`, `body`.
-fn v2(version_command: u8, family_transport: u8, body: &[u8]) -> Vec<u8> {
-    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    header.push(version_command);
-    header.push(family_transport);
-    header.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
-    header.extend_from_slice(body);
-    header
 }
 
 /// Guard: at a listener on `::1`, a v1 `TCP6` header and a v2 `AF_INET6` header name the

@@ -8,6 +8,7 @@ use std::time::Duration;
 use net_io::LineEnding;
 use net_sockets::{ProxyProtocol, SelectorManager, ServerSocket, Socket, SocketAddress, a_socket};
 use net_tests::probe::fd_count;
+use net_tests::proxy::{inet_block, v2};
 use net_tests::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,24 +23,6 @@ async fn listener(
         .unwrap();
     let address = SocketAddr::from(([127, 0, 0, 1], server.port().unwrap()));
     (selector, server, address)
-}
-
-/// A v2 header: signature, the two bytes, the length of `body`, `body`.
-fn v2(version_command: u8, family_transport: u8, body: &[u8]) -> Vec<u8> {
-    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    header.push(version_command);
-    header.push(family_transport);
-    header.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
-    header.extend_from_slice(body);
-    header
-}
-
-/// The v2 address block of 192.0.2.7:4242 -> 127.0.0.1:9002.
-fn inet_block() -> Vec<u8> {
-    let mut block = vec![192, 0, 2, 7, 127, 0, 0, 1];
-    block.extend_from_slice(&4242u16.to_be_bytes());
-    block.extend_from_slice(&9002u16.to_be_bytes());
-    block
 }
 
 async fn first_line(socket: &mut Socket) -> Option<String> {
