@@ -557,7 +557,12 @@ async fn haproxy_headers(keyword: &str) {
     let dir = net_tests::TempDir::new("haproxy-spec");
     let unix_front = dir.join("front.sock");
     let front = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let front6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, free_port()));
+    // `free_port` checks 127.0.0.1 only: a port free there may be taken on `::1`.
+    let port6 = (0..100)
+        .map(|_| free_port())
+        .find(|&port| std::net::TcpListener::bind(("::1", port)).is_ok() || !ipv6)
+        .expect("a port free on ::1");
+    let front6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port6));
     let options = if keyword == "send-proxy-v2" {
         " proxy-v2-options crc32c,unique-id"
     } else {
