@@ -27,7 +27,9 @@ pub const MAX_DATAGRAM_SIZE: usize = 65_507;
 /// (UDP) bytes, the IPv6 header not counting towards its payload length.
 pub const MAX_DATAGRAM_SIZE_V6: usize = 65_527;
 
-/// The receive buffer: larger than any UDP payload, so a datagram is never silently cut.
+/// The receive buffer: larger than any UDP payload but an IPv6 jumbogram's (RFC 2675), so a
+/// datagram is never silently cut: one that fills more of it than [`MAX_DATAGRAM_SIZE_V6`] is
+/// a jumbogram, perhaps cut, and `receive` reports it (see [`jumbogram`]).
 const RECEIVE_BUFFER: usize = 65_536;
 
 /// How long a send that waits for room on a socket whose readiness is stuck (see
@@ -125,6 +127,20 @@ fn unreachable(local: SocketAddr, to: SocketAddr) -> Error {
              bound to `::`, unless it is IPv6-only, reaches both families)",
             crate::connect::family(local),
             crate::connect::family(to)
+        ),
+    ))
+}
+
+/// The error of a receive that took a datagram of more than [`MAX_DATAGRAM_SIZE_V6`] bytes:
+/// an IPv6 jumbogram (RFC 2675), which a link whose MTU passes 65,575 bytes carries, and which
+/// the receive buffer may have cut (the OS reports its bytes up to the buffer's size, and not
+/// whether more were dropped).
+fn jumbogram(from: SocketAddr) -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "a datagram of more than {MAX_DATAGRAM_SIZE_V6} bytes (an IPv6 jumbogram) from \
+             {from} was dropped: jumbograms are not received"
         ),
     ))
 }
@@ -435,6 +451,11 @@ impl UdpCore {
             Err(e) => return Err(Error::from(self.core.failed(e))),
         };
         let mut buffer = buffer;
+        if size > MAX_DATAGRAM_SIZE_V6 {
+            buffer.clear();
+            *lock(&self.spare) = buffer;
+            return Err(jumbogram(from));
+        }
         let datagram = Datagram {
             packet: Bytes::copy_from_slice(&buffer[..size]),
             address: from.into(),
@@ -528,11 +549,16 @@ macro_rules! datagram_methods {
             self.core.send(&datagram).await
         }
 
-        /// Receives one datagram, whole: the buffer is larger than any UDP payload.
+        /// Receives one datagram, whole: the buffer is larger than any UDP payload but an
+        /// IPv6 jumbogram's (RFC 2675: over [`MAX_DATAGRAM_SIZE_V6`] bytes, on a link whose
+        /// MTU passes 65,575 bytes), which is dropped and reported, never returned cut.
         ///
         /// # Errors
         ///
-        /// [`Error::Io`] from the OS; [`Error::Closed`] / [`Error::SelectorClosed`].
+        /// [`Error::Io`] from the OS, and of kind
+        /// [`InvalidData`](io::ErrorKind::InvalidData) for a jumbogram, which is dropped (the
+        /// socket goes on: receive again for the next datagram); [`Error::Closed`] /
+        /// [`Error::SelectorClosed`].
         ///
         /// # Cancel safety
         ///

@@ -111,7 +111,7 @@ async fn server(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
                     examples::say_err!("udp-echo: send failed: {e}");
                 }
             }
-            // An ICMP error for an earlier reply; the socket keeps working.
+            // One datagram's error (the OS's, or a jumbogram dropped); the socket keeps working.
             Err(net_sockets::Error::Io(e)) => examples::say_err!("udp-echo: receive failed: {e}"),
             Err(e) => return Err(e.into()),
         }
