@@ -1,5 +1,6 @@
-//! UDP sockets checked against their docs (SPEC §2.2, §4.1): a datagram larger than any the
-//! receive buffer was sized for.
+//! A UDP datagram larger than any the receive buffer was sized for: an IPv6 jumbogram
+//! (RFC 2675) is reported, never returned cut as if it were whole (SPEC §2.2: datagrams are
+//! never silently truncated).
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-const JUMBO_CHILD: &str = "NET_TESTS_DATAGRAM_REVIEW_JUMBO";
+const JUMBO_CHILD: &str = "NET_TESTS_UDP_JUMBOGRAM";
 
 /// An IPv6 packet from `[::1]:4242` to `[::1]:port` carrying a UDP datagram of `payload` as an
 /// RFC 2675 jumbogram: a Hop-by-Hop Jumbo Payload option, the IPv6 and UDP length fields 0,
