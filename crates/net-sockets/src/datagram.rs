@@ -630,6 +630,12 @@ macro_rules! datagram_methods {
 /// IPv6-mapped form (`[::ffff:a.b.c.d]:p`, as a socket bound to `::` reports its IPv4 peers)
 /// to `a.b.c.d:p`.
 ///
+/// A socket bound to an unspecified address (`0.0.0.0`, `::`) sends each datagram from the
+/// address the OS picks for the route to its peer, which need not be the address the peer sent
+/// to: a client that sent to `127.0.0.2` gets its answer from `127.0.0.1`, and a client whose
+/// socket is connected (as a [`ConnectedDatagramSocket`] is) drops it. A server whose host has
+/// several addresses that clients use binds a socket to each.
+///
 /// Every method takes `&self`: share it in an [`Arc`] to send and receive from different
 /// tasks.
 ///
