@@ -10,6 +10,8 @@
 // held across the call's `await` is the call itself.
 #![allow(clippy::await_holding_refcell_ref)]
 
+mod support;
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -28,6 +30,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Buf, BytesMut};
 use futures_core::Stream;
 use net_io::ByteReadChannel;
+use support::rng::Rng;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::codec::{Decoder, LengthDelimitedCodec, LinesCodec};
 
@@ -226,20 +229,6 @@ impl Kind {
 }
 
 // ----- randomness -----------------------------------------------------------------------------
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Frames (and the stream encoding them, with each frame's end offset).
 fn make_input(rng: &mut Rng, kind: Kind) -> (Vec<Vec<u8>>, Vec<u8>, Vec<usize>) {

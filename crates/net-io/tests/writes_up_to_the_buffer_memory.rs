@@ -14,6 +14,7 @@ use std::task::{Context, Poll, Waker};
 
 use net_io::ByteWriteChannel;
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use support::rng::Rng;
 use support::timeout;
 
 #[global_allocator]
@@ -103,21 +104,6 @@ impl tokio::io::AsyncWrite for CheapWriter {
     }
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-/// A small deterministic generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: the scripted `AsyncRead` and the reference model
-//! (in `model.rs`, shared with the fuzz targets), a one-shot poll, and a hang guard.
+//! (in `model.rs`, shared with the fuzz targets), a one-shot poll, a hang guard, and the seeded
+//! tests' generator (`rng.rs`).
 #![allow(dead_code)]
 
 pub(crate) mod model;
+pub(crate) mod rng;
 
 use std::future::Future;
 use std::task::Poll;
