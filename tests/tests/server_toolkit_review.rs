@@ -371,3 +371,209 @@ async fn an_accept_beside_an_idle_incoming_stream_gets_the_connection() {
     assert!(matches!(accepted, Ok(Ok(_))), "{accepted:?}");
     drop(incoming);
 }
+
+/// A selector's graceful shutdown while a PROXY protocol header is still being read, while
+/// an `incoming()` stream waits in another task, and while an accepted connection runs as a
+/// `SocketStream` (it learns of the shutdown through the stream, and ends by the stream's
+/// drop): the stream of connections ends, the connection whose header never came is closed and
+/// neither counted nor reported, the one handed out finishes, and the stats say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selector_shutdown_amid_a_header_read_an_incoming_stream_and_a_socket_stream() {
+    use futures_core::Stream;
+    let selector = SelectorManager::new();
+    let (server, address) = listener(&selector, |b| {
+        b.proxy_protocol(net_sockets::ProxyProtocol::Required)
+            .proxy_header_timeout(Duration::from_secs(30))
+    })
+    .await;
+    let mut incoming = server.incoming();
+    let mut good = within(TcpStream::connect(address)).await.unwrap();
+    good.write_all(b"PROXY TCP4 192.0.2.1 127.0.0.1 1000 80\r\n")
+        .await
+        .unwrap();
+    let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut incoming).poll_next(cx));
+    let socket = within(next).await.unwrap().unwrap();
+    let stream = socket.into_stream().unwrap();
+    let serving = tokio::spawn(async move {
+        stream.shutdown_requested().await;
+        drop(stream);
+    });
+    let mut silent = within(TcpStream::connect(address)).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut incoming).poll_next(cx));
+        next.await.map(|item| item.map(|s| s.remote_address()))
+    });
+    // Let the stream take the silent one from the kernel and begin reading its header.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let report = within(selector.shutdown(Duration::from_secs(5))).await;
+    assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
+    let ended = within(waiting).await.unwrap();
+    assert!(ended.is_none(), "{ended:?}");
+    within(serving).await.unwrap();
+    assert!(read_all(&mut silent).await.is_empty());
+    assert!(read_all(&mut good).await.is_empty());
+    let stats = server.stats();
+    assert_eq!(
+        (stats.accepted, stats.open, stats.proxy_header_failures),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+}
+
+/// A listener's shutdown after its selector closed (the connections cut by that close, before
+/// it began) returns at once and reports nothing; a selector of its own runtime, shut down
+/// from another runtime, tells a connected (outgoing) socket, and counts it finished when it
+/// closes at the signal.
+#[tokio::test]
+async fn shutdowns_after_the_close_and_from_another_runtime() {
+    let selector = SelectorManager::new();
+    let (server, address) = listener(&selector, |b| b).await;
+    let _client = within(TcpStream::connect(address)).await.unwrap();
+    let accepted = within(server.accept()).await.unwrap();
+    selector.close();
+    assert!(accepted.is_closed());
+    let report = within(server.shutdown(Duration::MAX)).await;
+    assert_eq!((report.finished, report.cut), (0, 0), "{report:?}");
+    assert_eq!(server.stats().open, 0);
+
+    let own = SelectorManager::builder()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let peer = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let connected = within(a_socket(&own).tcp().connect(peer.local_addr().unwrap()))
+        .await
+        .unwrap();
+    let (_peer_side, _) = within(peer.accept()).await.unwrap();
+    let closing = closes_at_the_signal(connected);
+    let report = within(own.shutdown(Duration::from_secs(60))).await;
+    within(closing).await.unwrap();
+    assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
+    assert!(own.is_closed());
+}
+
+/// `max_connections(1)`: a connection whose two directions both ended cleanly (its input read
+/// to the end, its write side shut down) is closed, and frees its slot, while its handle is
+/// still held: as a `Connection`, as a `SocketStream`, and over TLS as a `TlsStream`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_directions_both_ended_frees_its_slot_while_still_held() {
+    use net_tls::TlsExt;
+    use tokio::io::AsyncWriteExt as _;
+    let pki = net_tests::pki::Pki::generate();
+    let tls = pki.server_config().build().unwrap();
+    let client_tls = pki.client_config().build().unwrap();
+    let selector = SelectorManager::new();
+    let (server, address) = listener(&selector, |b| b.max_connections(1)).await;
+    let mut held = Vec::<Box<dyn std::any::Any + Send>>::new();
+    for (round, how) in ["connection", "stream", "tls stream"]
+        .into_iter()
+        .enumerate()
+    {
+        let over_tls = how == "tls stream";
+        let client = {
+            let selector = selector.clone();
+            let client_tls = client_tls.clone();
+            tokio::spawn(async move {
+                let socket = a_socket(&selector).tcp().connect(address).await.unwrap();
+                if over_tls {
+                    let mut stream = socket.tls(client_tls).await.unwrap().into_stream().unwrap();
+                    stream.write_all(b"hi").await.unwrap();
+                    stream.shutdown().await.unwrap();
+                    let mut all = Vec::new();
+                    let _ = stream.read_to_end(&mut all).await;
+                    all
+                } else {
+                    let mut stream = socket.into_stream().unwrap();
+                    stream.write_all(b"hi").await.unwrap();
+                    stream.shutdown().await.unwrap();
+                    let mut all = Vec::new();
+                    let _ = stream.read_to_end(&mut all).await;
+                    all
+                }
+            })
+        };
+        let socket = within(server.accept())
+            .await
+            .unwrap_or_else(|e| panic!("{how}: {e}"));
+        match how {
+            "connection" => {
+                let mut connection = socket.connection().unwrap();
+                let got = within(connection.input.read_remaining(64)).await.unwrap();
+                assert_eq!(&got[..], b"hi");
+                connection.output.write_fully(b"yo").await.unwrap();
+                within(connection.output.flush_and_close()).await.unwrap();
+                held.push(Box::new(connection));
+            }
+            "stream" => {
+                let mut stream = socket.into_stream().unwrap();
+                let mut got = Vec::new();
+                within(stream.read_to_end(&mut got)).await.unwrap();
+                assert_eq!(got, b"hi");
+                stream.write_all(b"yo").await.unwrap();
+                within(stream.shutdown()).await.unwrap();
+                held.push(Box::new(stream));
+            }
+            _ => {
+                let socket = within(socket.tls_server(&tls)).await.unwrap();
+                let mut stream = socket.into_stream().unwrap();
+                let mut got = Vec::new();
+                within(stream.read_to_end(&mut got)).await.unwrap();
+                assert_eq!(got, b"hi");
+                stream.write_all(b"yo").await.unwrap();
+                within(stream.shutdown()).await.unwrap();
+                held.push(Box::new(stream));
+            }
+        }
+        assert_eq!(within(client).await.unwrap(), b"yo", "{how}");
+        let freed = tokio::time::timeout(Duration::from_secs(2), until_open(&server, 0)).await;
+        assert!(freed.is_ok(), "{how}: {:?}", server.stats());
+        assert_eq!(server.stats().accepted, round as u64 + 1);
+    }
+    drop(held);
+}
+
+/// `max_connections(1)` with `max_connections_per_ip(1)`: a STARTTLS upgrade that fails (the
+/// client sends no TLS after its command) or whose future the server drops mid-handshake
+/// gives both places back: the next client from the same address is accepted.
+#[tokio::test]
+async fn caps_free_their_place_when_a_starttls_upgrade_fails_or_is_dropped() {
+    use net_tls::TlsExt;
+    let pki = net_tests::pki::Pki::generate();
+    let tls = pki.server_config().build().unwrap();
+    let selector = SelectorManager::new();
+    let (server, address) = listener(&selector, |b| {
+        b.max_connections(1).max_connections_per_ip(1)
+    })
+    .await;
+    for (round, fails) in [true, false, true, false].into_iter().enumerate() {
+        let mut client = within(TcpStream::connect(address)).await.unwrap();
+        client.write_all(b"STARTTLS\n").await.unwrap();
+        if fails {
+            client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        }
+        let socket = within(server.accept())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let mut connection = socket.connection().unwrap();
+        let line = within(connection.input.read_line(64, LineEnding::Default))
+            .await
+            .unwrap();
+        assert_eq!(line.as_deref(), Some("STARTTLS"));
+        let upgrade =
+            tokio::time::timeout(Duration::from_millis(200), connection.tls_server(&tls)).await;
+        match upgrade {
+            Ok(Err(_)) => assert!(fails, "round {round}"),
+            Err(_) => assert!(!fails, "round {round}"),
+            Ok(Ok(_)) => panic!("round {round}: a handshake with no TLS client succeeded"),
+        }
+        let _ = read_all(&mut client).await;
+        let freed = tokio::time::timeout(Duration::from_secs(2), until_open(&server, 0)).await;
+        assert!(freed.is_ok(), "round {round}: {:?}", server.stats());
+    }
+    let _client = within(TcpStream::connect(address)).await.unwrap();
+    let last = within(server.accept()).await.unwrap();
+    assert_eq!(server.stats().accepted, 5);
+    drop(last);
+}
