@@ -577,3 +577,79 @@ async fn caps_free_their_place_when_a_starttls_upgrade_fails_or_is_dropped() {
     assert_eq!(server.stats().accepted, 5);
     drop(last);
 }
+
+/// `max_connections(1)` with its one connection open, an `accept` waiting for the slot and a
+/// client waiting in the kernel's queue: a graceful shutdown fails the `accept` at once (not at
+/// the end of the grace period) with `Closed`, the queued client is never handed out nor
+/// counted, and the report counts only the open connection.
+#[tokio::test]
+async fn a_shutdown_at_the_cap_fails_the_waiting_accept_at_once_and_counts_only_the_open_one() {
+    let selector = SelectorManager::new();
+    let (server, address) = listener(&selector, |b| b.max_connections(1)).await;
+    let _first = within(TcpStream::connect(address)).await.unwrap();
+    let open = within(server.accept()).await.unwrap();
+    let mut queued = within(TcpStream::connect(address)).await.unwrap();
+    let server = Arc::new(server);
+    let waiting = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move { server.accept().await.map(|s| s.remote_address()) })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let shutting = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move { server.shutdown(Duration::from_secs(60)).await })
+    };
+    let failed = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    assert!(
+        matches!(failed, Ok(Ok(Err(net_sockets::Error::Closed)))),
+        "{failed:?}"
+    );
+    assert!(read_all(&mut queued).await.is_empty());
+    open.close();
+    let report = within(shutting).await.unwrap();
+    assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
+    let stats = server.stats();
+    assert_eq!((stats.accepted, stats.open), (1, 0), "{stats:?}");
+}
+
+/// `max_connections_per_ip(1)` behind PROXY protocol headers: a client the proxy names as
+/// `TCP4 192.0.2.1` and again as `TCP6 ::ffff:192.0.2.1` (a proxy listening on IPv6) is one
+/// client: the second is refused.
+#[tokio::test]
+async fn the_per_address_cap_counts_a_client_named_ipv4_mapped_by_its_proxy_once() {
+    let selector = SelectorManager::new();
+    let (server, address) = listener(&selector, |b| {
+        b.proxy_protocol(net_sockets::ProxyProtocol::Required)
+            .max_connections_per_ip(1)
+    })
+    .await;
+    let mut first = within(TcpStream::connect(address)).await.unwrap();
+    first
+        .write_all(b"PROXY TCP4 192.0.2.1 192.0.2.100 1000 80\r\n")
+        .await
+        .unwrap();
+    let accepted = within(server.accept()).await.unwrap();
+    let server = Arc::new(server);
+    // An `accept` under way, which refuses the mapped one as its header is read.
+    let accepting = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move { server.accept().await })
+    };
+    let mut mapped = within(TcpStream::connect(address)).await.unwrap();
+    mapped
+        .write_all(b"PROXY TCP6 ::ffff:192.0.2.1 2001:db8::1 1001 80\r\n")
+        .await
+        .unwrap();
+    assert!(read_all(&mut mapped).await.is_empty());
+    let mut other = within(TcpStream::connect(address)).await.unwrap();
+    other
+        .write_all(b"PROXY TCP4 192.0.2.2 192.0.2.100 1002 80\r\n")
+        .await
+        .unwrap();
+    let next = within(accepting).await.unwrap().unwrap();
+    assert_eq!(next.remote_address().to_string(), "192.0.2.2:1002");
+    assert_eq!(server.stats().refused_per_ip, 1, "{:?}", server.stats());
+    drop((accepted, next));
+    let _ = read_all(&mut first).await;
+    let _ = read_all(&mut other).await;
+}
