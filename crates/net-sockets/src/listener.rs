@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Wake, Waker, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -173,13 +173,69 @@ struct ListenerInner {
     /// their own, so a slow one holds up no other but for the `max_connections` slot it
     /// holds) wait here for `accept`.
     proxied: Option<Arc<HeaderRead>>,
-    /// Taken by the one `accept` that waits on the kernel: tokio's listener wakes only the
-    /// last task that polled it, so concurrent `accept`s queue here (each woken in turn), and
-    /// one that gives up hands the turn on instead of leaving a connection unaccepted.
-    turn: tokio::sync::Mutex<()>,
+    /// The `accept`s waiting on the kernel: tokio's listener wakes only the waker it was last
+    /// polled with, so it is polled with [`accept_waker`](Self::accept_waker), which wakes
+    /// every one of them. An `accept` kept and not polled (an `incoming()` stream whose
+    /// `next()` gave up) then holds up no other.
+    waiting: Arc<AcceptWaiters>,
+    /// The waker of [`waiting`](Self::waiting).
+    accept_waker: Waker,
     /// Whether the listener was adopted (`from_std`, systemd): listening before its options
     /// were set on it, so connections already queued then did not inherit them.
     adopted: bool,
+}
+
+/// The wakers of the `accept`s waiting on a listener's kernel socket (see
+/// [`ListenerInner::waiting`]): woken all at once, each takes the connection, or notes itself
+/// again and waits on.
+#[derive(Default)]
+struct AcceptWaiters {
+    /// Each waiting `accept`'s number and waker.
+    wakers: Mutex<Vec<(u64, Waker)>>,
+    /// The number of the next `accept` to wait.
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Wake for AcceptWaiters {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Taken out first: a waker woken may note itself again, under the same lock.
+        let wakers = std::mem::take(&mut *lock(&self.wakers));
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+    }
+}
+
+/// One `accept`'s place among a listener's [`AcceptWaiters`]; it leaves as it drops.
+struct AcceptWait<'a> {
+    waiters: &'a AcceptWaiters,
+    number: u64,
+}
+
+impl<'a> AcceptWait<'a> {
+    fn new(waiters: &'a AcceptWaiters) -> AcceptWait<'a> {
+        let number = waiters.next.fetch_add(1, Ordering::Relaxed);
+        AcceptWait { waiters, number }
+    }
+
+    /// Notes `waker` as this `accept`'s, to be woken with the others.
+    fn note(&self, waker: &Waker) {
+        let mut wakers = lock(&self.waiters.wakers);
+        match wakers.iter_mut().find(|(number, _)| *number == self.number) {
+            Some((_, noted)) => noted.clone_from(waker),
+            None => wakers.push((self.number, waker.clone())),
+        }
+    }
+}
+
+impl Drop for AcceptWait<'_> {
+    fn drop(&mut self) {
+        lock(&self.waiters.wakers).retain(|(number, _)| *number != self.number);
+    }
 }
 
 /// A connection taken from the kernel and not yet handed out by `accept`. It is not a member
@@ -465,6 +521,7 @@ impl ServerSocket {
             listens: !adopted,
             ..Setup::releasing(tracing::debug_span!("listener", local = %local), shut)
         };
+        let waiting = Arc::new(AcceptWaiters::default());
         let inner = Core::open(selector, listener, setup, |core| ListenerInner {
             core,
             local,
@@ -473,7 +530,8 @@ impl ServerSocket {
             exhaustion_warned: Mutex::new(None),
             group,
             proxied,
-            turn: tokio::sync::Mutex::new(()),
+            waiting: Arc::clone(&waiting),
+            accept_waker: Waker::from(waiting),
             adopted,
         })?;
         // Checked after registering: a graceful shutdown of the selector that began earlier
@@ -489,7 +547,12 @@ impl ServerSocket {
     /// `no_delay`, keep-alive, `linger` and `socket_timeout` applied.
     ///
     /// Several tasks may wait in `accept` on one listener (through an `Arc`): each connection
-    /// goes to one of them, and one that gives up leaves the others waiting, not stranded.
+    /// goes to one of them, and one that gives up leaves the others waiting, not stranded. So
+    /// does one kept and not polled, such as the `accept` an [`incoming`](Self::incoming)
+    /// stream keeps under way when a `next()` on it gave up (a timeout around it): the
+    /// connections go to the others meanwhile. Under
+    /// [`max_connections`](crate::TcpSocketBuilder::max_connections), a waiting `accept`
+    /// holds one of the places, polled or not, until it completes or is dropped.
     ///
     /// # Errors
     ///
@@ -679,9 +742,7 @@ impl ListenerInner {
     async fn next(&self) -> Result<Next> {
         let from_kernel = async {
             let slot = self.group.slot().await;
-            let turn = self.turn.lock().await;
             let (stream, peer) = self.accept_stream().await?;
-            drop(turn);
             Ok(match self.proxied {
                 None => Next::Ready(Taken {
                     stream,
@@ -709,6 +770,7 @@ impl ListenerInner {
     /// retry and pausing while descriptors or memory are exhausted.
     async fn accept_stream(&self) -> Result<(Stream, SocketAddress)> {
         let selector = self.core.selector();
+        let wait = AcceptWait::new(&self.waiting);
         loop {
             let accepted = self
                 .core
@@ -716,7 +778,9 @@ impl ListenerInner {
                     // The accepted stream registers with the runtime current while it is made:
                     // the selector's.
                     let _runtime = selector.handle().enter();
-                    listener.poll_accept(cx)
+                    // Noted before the poll: a connection that comes after it wakes this task.
+                    wait.note(cx.waker());
+                    listener.poll_accept(&mut Context::from_waker(&self.accept_waker))
                 })
                 .await;
             match accepted {

@@ -351,13 +351,11 @@ async fn close_gracefully_cut_by_the_grace_end_is_ok_and_counted_as_cut() {
 
 /// An `incoming()` stream whose `next()` gave up (a timeout around it) and is kept, not
 /// polled: an `accept` called meanwhile on the same listener gets the next connection, as
-/// `accept`'s docs say of several waiters ("one that gives up leaves the others waiting, not
-/// stranded"). The stream keeps its accept operation under way across the dropped `next()`,
-/// and that operation holds the listener's turn (`ListenerInner::turn`, taken in
-/// `ListenerInner::next` for the whole wait on the kernel): the `accept` waits for the turn,
-/// and the connection waits in the kernel's queue, until the stream is polled again or dropped.
+/// `accept`'s docs say of several waiters. The stream keeps its accept operation under way
+/// across the dropped `next()`; before, that operation held the listener's turn to wait on
+/// the kernel, and the `accept` waited for it (the connection in the kernel's queue) until the
+/// stream was polled again or dropped.
 #[tokio::test]
-#[ignore = "defect: an idle incoming() stream holds the accept turn; accept beside it hangs"]
 async fn an_accept_beside_an_idle_incoming_stream_gets_the_connection() {
     use futures_core::Stream;
     let selector = SelectorManager::new();
@@ -369,6 +367,37 @@ async fn an_accept_beside_an_idle_incoming_stream_gets_the_connection() {
     let _client = within(TcpStream::connect(address)).await.unwrap();
     let accepted = tokio::time::timeout(Duration::from_secs(2), server.accept()).await;
     assert!(matches!(accepted, Ok(Ok(_))), "{accepted:?}");
+    drop(incoming);
+}
+
+/// As above, with the `accept` already waiting on the kernel (in a task of its own) when the
+/// client connects: the connection wakes it, though the idle stream's accept waits on the same
+/// listener and is not polled.
+#[tokio::test]
+async fn an_accept_waiting_beside_an_idle_incoming_stream_is_woken_by_a_connection() {
+    use futures_core::Stream;
+    let selector = SelectorManager::new();
+    let (server, address) = listener(&selector, |b| b).await;
+    let server = Arc::new(server);
+    let mut incoming = server.incoming();
+    let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut incoming).poll_next(cx));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), next)
+            .await
+            .is_err()
+    );
+    let waiting = tokio::spawn({
+        let server = Arc::clone(&server);
+        async move { server.accept().await }
+    });
+    // On this one thread, the task polls its `accept` (which waits) before the client starts.
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished());
+    let _client = within(TcpStream::connect(address)).await.unwrap();
+    let accepted = tokio::time::timeout(Duration::from_secs(2), waiting).await;
+    assert!(matches!(accepted, Ok(Ok(Ok(_)))), "{accepted:?}");
     drop(incoming);
 }
 
