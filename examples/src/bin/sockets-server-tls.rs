@@ -114,9 +114,14 @@ fn server_config(args: &Args) -> anyhow::Result<(TlsServerConfig, Vec<String>)> 
         Some(file) => {
             let pem =
                 std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-            builder
-                .client_auth_required(&pem)
-                .with_context(|| format!("unusable client CA in {}", file.display()))?
+            // The library is given bytes, so its PEM errors say `PEM bytes`: name the file.
+            builder.client_auth_required(&pem).map_err(|e| {
+                let reason = match &e {
+                    net_tls::Error::Pem { reason, .. } => reason.to_string(),
+                    e => e.to_string(),
+                };
+                anyhow::anyhow!("unusable client CA in {}: {reason}", file.display())
+            })?
         }
         None => builder,
     };
