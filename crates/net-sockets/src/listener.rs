@@ -222,19 +222,33 @@ impl<'a> AcceptWait<'a> {
         AcceptWait { waiters, number }
     }
 
-    /// Notes `waker` as this `accept`'s, to be woken with the others.
+    /// Notes `waker` as this `accept`'s, to be woken with the others. A waker it replaces is
+    /// dropped once the lock is let go of (its drop may drop a task, whose `accept` takes it).
     fn note(&self, waker: &Waker) {
-        let mut wakers = lock(&self.waiters.wakers);
-        match wakers.iter_mut().find(|(number, _)| *number == self.number) {
-            Some((_, noted)) => noted.clone_from(waker),
-            None => wakers.push((self.number, waker.clone())),
-        }
+        let replaced = {
+            let mut wakers = lock(&self.waiters.wakers);
+            match wakers.iter_mut().find(|(number, _)| *number == self.number) {
+                Some((_, noted)) if noted.will_wake(waker) => None,
+                Some((_, noted)) => Some(std::mem::replace(noted, waker.clone())),
+                None => {
+                    wakers.push((self.number, waker.clone()));
+                    None
+                }
+            }
+        };
+        drop(replaced);
     }
 }
 
 impl Drop for AcceptWait<'_> {
     fn drop(&mut self) {
-        lock(&self.waiters.wakers).retain(|(number, _)| *number != self.number);
+        // The waker is dropped once the lock is let go of, as in `note`.
+        let removed = {
+            let mut wakers = lock(&self.waiters.wakers);
+            let place = wakers.iter().position(|(number, _)| *number == self.number);
+            place.map(|place| wakers.swap_remove(place))
+        };
+        drop(removed);
     }
 }
 
