@@ -316,17 +316,20 @@ async fn close_gracefully_cut_by_the_grace_end_is_ok_and_counted_as_cut() {
             })
         };
         let socket = within(server.accept()).await.unwrap();
+        let (set_up, ready) = tokio::sync::oneshot::channel();
         let serving = tokio::spawn({
             let tls = tls.clone();
             async move {
                 if over_tls {
                     let socket = socket.tls_server(&tls).await.unwrap();
                     let mut connection = socket.connection().unwrap();
+                    let _ = set_up.send(());
                     connection.socket.shutdown_requested().await;
                     connection.output.write_string_utf8("bye\n").await.unwrap();
                     connection.close_gracefully(Duration::from_secs(10)).await
                 } else {
                     let mut connection = socket.connection().unwrap();
+                    let _ = set_up.send(());
                     connection.socket.shutdown_requested().await;
                     connection.output.write_string_utf8("bye\n").await.unwrap();
                     connection.close_gracefully(Duration::from_secs(10)).await
@@ -334,8 +337,8 @@ async fn close_gracefully_cut_by_the_grace_end_is_ok_and_counted_as_cut() {
             }
         });
         until_open(&server, 1).await;
-        // Let the TLS handshake end before the signal.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The TLS handshake ends before the signal.
+        within(ready).await.unwrap();
         let started = std::time::Instant::now();
         let report = within(server.shutdown(Duration::from_millis(300))).await;
         let closed = within(serving).await.unwrap();
@@ -395,6 +398,38 @@ async fn an_accept_waiting_beside_an_idle_incoming_stream_is_woken_by_a_connecti
         tokio::task::yield_now().await;
     }
     assert!(!waiting.is_finished());
+    let _client = within(TcpStream::connect(address)).await.unwrap();
+    let accepted = tokio::time::timeout(Duration::from_secs(2), waiting).await;
+    assert!(matches!(accepted, Ok(Ok(Ok(_)))), "{accepted:?}");
+    drop(incoming);
+}
+
+/// An `accept` waiting on the kernel (in a task of its own), then an `incoming()` stream's
+/// `next()` that gives up after it waited too: the stream's accept, kept and not polled, is
+/// the last to have polled the listener, and a connection must still wake the waiting
+/// `accept` (tokio's listener keeps the waker it was last polled with only).
+#[tokio::test]
+async fn an_accept_waiting_before_an_idle_incoming_stream_is_woken_by_a_connection() {
+    use futures_core::Stream;
+    let selector = SelectorManager::new();
+    let (server, address) = listener(&selector, |b| b).await;
+    let server = Arc::new(server);
+    let waiting = tokio::spawn({
+        let server = Arc::clone(&server);
+        async move { server.accept().await }
+    });
+    // On this one thread, the task polls its `accept` (which waits) before the stream does.
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished());
+    let mut incoming = server.incoming();
+    let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut incoming).poll_next(cx));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), next)
+            .await
+            .is_err()
+    );
     let _client = within(TcpStream::connect(address)).await.unwrap();
     let accepted = tokio::time::timeout(Duration::from_secs(2), waiting).await;
     assert!(matches!(accepted, Ok(Ok(Ok(_)))), "{accepted:?}");

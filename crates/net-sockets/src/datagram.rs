@@ -133,8 +133,8 @@ fn unreachable(local: SocketAddr, to: SocketAddr) -> Error {
 
 /// The error of a receive that took a datagram of more than [`MAX_DATAGRAM_SIZE_V6`] bytes:
 /// an IPv6 jumbogram (RFC 2675), which a link whose MTU passes 65,575 bytes carries, and which
-/// the receive buffer may have cut (the OS reports its bytes up to the buffer's size, and not
-/// whether more were dropped).
+/// the receive buffer may have cut (tokio's `recv_from` reports the bytes up to the buffer's
+/// size, and not the `MSG_TRUNC` that says whether more were dropped).
 fn jumbogram(from: SocketAddr) -> Error {
     Error::Io(io::Error::new(
         io::ErrorKind::InvalidData,
