@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use net_io::LineEnding;
 use net_sockets::{ProxyProtocol, SelectorManager, SocketAddress, UnixSocketAddress, a_socket};
 use net_tests::pki::TestCa;
+use net_tests::proxy::v2;
 use net_tests::{TempDir, within};
 use net_tls::{TlsExt, TlsServerConfig};
 
@@ -22,15 +23,6 @@ fn v2_inet(source: ([u8; 4], u16), destination: ([u8; 4], u16), tlvs: &[u8]) -> 
     body.extend_from_slice(&destination.1.to_be_bytes());
     body.extend_from_slice(tlvs);
     v2(0x21, 0x11, &body)
-}
-
-fn v2(version_command: u8, family_transport: u8, body: &[u8]) -> Vec<u8> {
-    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    header.push(version_command);
-    header.push(family_transport);
-    header.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
-    header.extend_from_slice(body);
-    header
 }
 
 fn tlv(kind: u8, value: &[u8]) -> Vec<u8> {
