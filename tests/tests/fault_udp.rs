@@ -273,3 +273,65 @@ fn concurrent_sends_on_a_full_send_buffer_all_finish_child() {
         assert_eq!(within(receiving).await.unwrap(), [EACH; TASKS]);
     });
 }
+
+const KEPT_SEND: &str = "NET_TESTS_UDP_KEPT_SEND";
+
+/// A send that waits for room and is then kept and not polled (a future held past a
+/// `select!` that moved on) holds up no other send on the socket: another task's sends, which
+/// fill the buffer and wait for room in turn, all finish. Before, the waiting sends took turns,
+/// and the kept one held the turn until it was polled again or dropped. On the slowed loopback
+/// of a network namespace of its own, as above.
+#[test]
+fn a_send_kept_and_not_polled_holds_up_no_other_send() {
+    net_tests::harness::rerun_self_on_slow_loopback(
+        "a_send_kept_and_not_polled_holds_up_no_other_send_child",
+        KEPT_SEND,
+        "4mbit",
+        "the other sends finished",
+    );
+}
+
+#[test]
+fn a_send_kept_and_not_polled_holds_up_no_other_send_child() {
+    const SIZE: usize = 1_000;
+    net_tests::harness::run_if_child(KEPT_SEND, async {
+        let selector = SelectorManager::new();
+        let receiver = udp_socket(&selector).await;
+        let to = receiver.local_address().clone();
+        let sender = std::sync::Arc::new(
+            a_socket(&selector)
+                .udp()
+                .send_buffer_size(4_096)
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap(),
+        );
+        // Sends polled once each until one has to wait for room: that one is kept.
+        let mut kept = None;
+        for _ in 0..10_000 {
+            let mut send =
+                Box::pin(sender.send(Datagram::new(vec![1u8; SIZE], to.clone()).unwrap()));
+            let waits = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(send.as_mut().poll(cx).is_pending())
+            })
+            .await;
+            if waits {
+                kept = Some(send);
+                break;
+            }
+        }
+        let kept = kept.expect("a send that waits for room");
+        let others = tokio::spawn({
+            let sender = std::sync::Arc::clone(&sender);
+            async move {
+                for _ in 0..32 {
+                    let datagram = Datagram::new(vec![2u8; SIZE], to.clone()).unwrap();
+                    sender.send(datagram).await.unwrap();
+                }
+            }
+        });
+        within(others).await.unwrap();
+        println!("the other sends finished");
+        drop((kept, receiver));
+    });
+}
