@@ -18,6 +18,7 @@ use crate::core::{CloseMode, Core, Owner, Setup};
 use crate::options::{Kind, SocketOptions};
 use crate::repeat::Repeat;
 use crate::selector::{SelectorInner, SelectorSleep, lock};
+use crate::waiters::Waiters;
 use crate::{Error, Result, SelectorManager, SocketAddress};
 
 /// The largest payload a UDP datagram can carry over IPv4: 65,535 − 8 (UDP) − 20 (IP) bytes.
@@ -151,8 +152,8 @@ struct UdpCore {
     spare: Mutex<BytesMut>,
     /// The receives waiting for a datagram.
     receives: Mutex<Receives>,
-    /// Taken by a send that waits for room (see `send_or_wait`).
-    send_turn: tokio::sync::Mutex<()>,
+    /// The sends waiting for room (see `send_or_wait`).
+    send_waiting: Waiters,
     local: SocketAddress,
     remote: Option<SocketAddr>,
     /// Whether it reaches IPv4 peers too: bound to `::` (or an IPv4-mapped address) and not
@@ -300,7 +301,7 @@ impl UdpCore {
             core,
             spare: Mutex::new(BytesMut::new()),
             receives: Mutex::new(Receives::default()),
-            send_turn: tokio::sync::Mutex::new(()),
+            send_waiting: Waiters::new(),
             local,
             remote,
             dual_stack,
@@ -366,10 +367,10 @@ impl UdpCore {
     }
 
     /// Takes a unit of the cooperative budget, then sends with `try_send` (which registers no
-    /// wake-up); if the send buffer is full, waits for its turn among the sends that wait, then
-    /// for room, and sends again. The socket wakes only the last task that polled it for room,
-    /// so concurrent sends that wait queue on `send_turn` (each woken in turn, and one that is
-    /// dropped hands the turn on) instead of leaving all but one waiting for ever.
+    /// wake-up); if the send buffer is full, waits for room, and sends again. The socket is
+    /// polled for room with the waker of `send_waiting`, which wakes every send that waits
+    /// (tokio's readiness keeps only the last waker): one kept and not polled, or dropped,
+    /// leaves none of the others waiting for ever.
     ///
     /// A wait for room that ends at once, followed by a send that still finds none, is taken
     /// for readiness that is stuck: tokio takes an error the socket reports (`EPOLLERR`: an
@@ -377,8 +378,8 @@ impl UdpCore {
     /// side closed for good, and from then on every wait for room ends at once. The send then
     /// tries again after [`STUCK_RETRY`] rather than at once, again and again, on a CPU. (A
     /// healthy socket can look the same now and then: readiness left over from an event that
-    /// came meanwhile, or a send outside the turns that took the room first. That send then
-    /// waits a millisecond longer than it had to, once.)
+    /// came meanwhile, or another send that took the room first. That send then waits a
+    /// millisecond longer than it had to, once.)
     async fn send_or_wait(&self, try_send: impl Fn(&UdpSocket) -> io::Result<usize>) -> Result<()> {
         // A unit of the task's cooperative budget, as tokio's own sends take: a task whose sends
         // never wait (loopback, a fast link) still yields to the other tasks of its thread.
@@ -391,15 +392,15 @@ impl UdpCore {
             }
             Err(_) => {}
         }
-        let _turn = self
-            .core
-            .until_closed(async { Ok(self.send_turn.lock().await) })
-            .await?;
+        let wait = self.send_waiting.join();
         loop {
             let mut waited = false;
             self.core
                 .run(|s, cx| {
-                    let ready = s.poll_send_ready(cx);
+                    // Noted before the poll: room that frees after it wakes this task.
+                    wait.note(cx.waker());
+                    let ready =
+                        s.poll_send_ready(&mut Context::from_waker(self.send_waiting.waker()));
                     waited |= ready.is_pending();
                     ready
                 })
@@ -517,7 +518,8 @@ macro_rules! datagram_methods {
         /// Sends one datagram.
         ///
         /// Several tasks may send on one socket at once (through an `Arc`): when the send
-        /// buffer is full, those that wait for room take turns, and each goes on as it drains.
+        /// buffer is full, those that wait for room are all woken as it drains, and each goes
+        /// on once it finds room; one kept and not polled, or dropped, holds up no other.
         ///
         /// Once the socket reported an error of its own (`EPOLLERR`: an ICMP error on a
         /// connected socket, or anything on its error queue with `IP_RECVERR` set through

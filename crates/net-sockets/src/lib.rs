@@ -129,6 +129,7 @@ mod selector;
 mod socket;
 mod stream;
 mod transport;
+mod waiters;
 
 pub use address::{InetSocketAddress, SocketAddress, ToSocketAddress, UnixSocketAddress};
 pub use adopt::{StdListener, StdStream};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker, ready};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,6 +28,7 @@ use crate::repeat::Repeat;
 use crate::selector::{OpenConnection, SelectorInner, SelectorSleep, lock};
 use crate::stream::{Conn, Origin, Stream};
 use crate::transport::Link;
+use crate::waiters::Waiters;
 use crate::{Error, Result, SelectorManager, Socket, SocketAddress, UnixSocketAddress};
 
 /// How long the accept loop pauses when the process or system is out of descriptors or memory.
@@ -173,83 +174,13 @@ struct ListenerInner {
     /// their own, so a slow one holds up no other but for the `max_connections` slot it
     /// holds) wait here for `accept`.
     proxied: Option<Arc<HeaderRead>>,
-    /// The `accept`s waiting on the kernel: tokio's listener wakes only the waker it was last
-    /// polled with, so it is polled with [`accept_waker`](Self::accept_waker), which wakes
-    /// every one of them. An `accept` kept and not polled (an `incoming()` stream whose
-    /// `next()` gave up) then holds up no other.
-    waiting: Arc<AcceptWaiters>,
-    /// The waker of [`waiting`](Self::waiting).
-    accept_waker: Waker,
+    /// The `accept`s waiting on the kernel: the listener is polled with their waker, which
+    /// wakes every one of them, so that an `accept` kept and not polled (an `incoming()`
+    /// stream whose `next()` gave up) holds up no other.
+    waiting: Waiters,
     /// Whether the listener was adopted (`from_std`, systemd): listening before its options
     /// were set on it, so connections already queued then did not inherit them.
     adopted: bool,
-}
-
-/// The wakers of the `accept`s waiting on a listener's kernel socket (see
-/// [`ListenerInner::waiting`]): woken all at once, each takes the connection, or notes itself
-/// again and waits on.
-#[derive(Default)]
-struct AcceptWaiters {
-    /// Each waiting `accept`'s number and waker.
-    wakers: Mutex<Vec<(u64, Waker)>>,
-    /// The number of the next `accept` to wait.
-    next: std::sync::atomic::AtomicU64,
-}
-
-impl Wake for AcceptWaiters {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        // Taken out first: a waker woken may note itself again, under the same lock.
-        let wakers = std::mem::take(&mut *lock(&self.wakers));
-        for (_, waker) in wakers {
-            waker.wake();
-        }
-    }
-}
-
-/// One `accept`'s place among a listener's [`AcceptWaiters`]; it leaves as it drops.
-struct AcceptWait<'a> {
-    waiters: &'a AcceptWaiters,
-    number: u64,
-}
-
-impl<'a> AcceptWait<'a> {
-    fn new(waiters: &'a AcceptWaiters) -> AcceptWait<'a> {
-        let number = waiters.next.fetch_add(1, Ordering::Relaxed);
-        AcceptWait { waiters, number }
-    }
-
-    /// Notes `waker` as this `accept`'s, to be woken with the others. A waker it replaces is
-    /// dropped once the lock is let go of (its drop may drop a task, whose `accept` takes it).
-    fn note(&self, waker: &Waker) {
-        let replaced = {
-            let mut wakers = lock(&self.waiters.wakers);
-            match wakers.iter_mut().find(|(number, _)| *number == self.number) {
-                Some((_, noted)) if noted.will_wake(waker) => None,
-                Some((_, noted)) => Some(std::mem::replace(noted, waker.clone())),
-                None => {
-                    wakers.push((self.number, waker.clone()));
-                    None
-                }
-            }
-        };
-        drop(replaced);
-    }
-}
-
-impl Drop for AcceptWait<'_> {
-    fn drop(&mut self) {
-        // The waker is dropped once the lock is let go of, as in `note`.
-        let removed = {
-            let mut wakers = lock(&self.waiters.wakers);
-            let place = wakers.iter().position(|(number, _)| *number == self.number);
-            place.map(|place| wakers.swap_remove(place))
-        };
-        drop(removed);
-    }
 }
 
 /// A connection taken from the kernel and not yet handed out by `accept`. It is not a member
@@ -535,7 +466,6 @@ impl ServerSocket {
             listens: !adopted,
             ..Setup::releasing(tracing::debug_span!("listener", local = %local), shut)
         };
-        let waiting = Arc::new(AcceptWaiters::default());
         let inner = Core::open(selector, listener, setup, |core| ListenerInner {
             core,
             local,
@@ -544,8 +474,7 @@ impl ServerSocket {
             exhaustion_warned: Mutex::new(None),
             group,
             proxied,
-            waiting: Arc::clone(&waiting),
-            accept_waker: Waker::from(waiting),
+            waiting: Waiters::new(),
             adopted,
         })?;
         // Checked after registering: a graceful shutdown of the selector that began earlier
@@ -784,7 +713,7 @@ impl ListenerInner {
     /// retry and pausing while descriptors or memory are exhausted.
     async fn accept_stream(&self) -> Result<(Stream, SocketAddress)> {
         let selector = self.core.selector();
-        let wait = AcceptWait::new(&self.waiting);
+        let wait = self.waiting.join();
         loop {
             let accepted = self
                 .core
@@ -794,7 +723,7 @@ impl ListenerInner {
                     let _runtime = selector.handle().enter();
                     // Noted before the poll: a connection that comes after it wakes this task.
                     wait.note(cx.waker());
-                    listener.poll_accept(&mut Context::from_waker(&self.accept_waker))
+                    listener.poll_accept(&mut Context::from_waker(self.waiting.waker()))
                 })
                 .await;
             match accepted {
