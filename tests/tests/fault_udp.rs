@@ -210,6 +210,21 @@ async fn a_flood_to_a_slow_receiver_drops_in_the_kernel_and_the_socket_keeps_wor
     }
 }
 
+/// A receiver, and a sender whose small send buffer (4 KiB) a few datagrams fill while the
+/// slowed loopback drains it.
+async fn receiver_and_small_buffer_sender(
+    selector: &SelectorManager,
+) -> (BoundDatagramSocket, std::sync::Arc<BoundDatagramSocket>) {
+    let receiver = udp_socket(selector).await;
+    let sender = a_socket(selector)
+        .udp()
+        .send_buffer_size(4_096)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    (receiver, std::sync::Arc::new(sender))
+}
+
 const SLOW_LOOPBACK: &str = "NET_TESTS_UDP_SLOW_LOOPBACK";
 
 /// Several tasks sending on one socket whose send buffer is full each finish as it drains:
@@ -232,16 +247,8 @@ fn concurrent_sends_on_a_full_send_buffer_all_finish_child() {
     const SIZE: usize = 1_000;
     net_tests::harness::run_if_child(SLOW_LOOPBACK, async {
         let selector = SelectorManager::new();
-        let receiver = udp_socket(&selector).await;
+        let (receiver, sender) = receiver_and_small_buffer_sender(&selector).await;
         let to = receiver.local_address().clone();
-        let sender = std::sync::Arc::new(
-            a_socket(&selector)
-                .udp()
-                .send_buffer_size(4_096)
-                .bind(("127.0.0.1", 0))
-                .await
-                .unwrap(),
-        );
         let receiving = tokio::spawn(async move {
             let mut counts = [0usize; TASKS];
             for _ in 0..TASKS * EACH {
@@ -296,16 +303,8 @@ fn a_send_kept_and_not_polled_holds_up_no_other_send_child() {
     const SIZE: usize = 1_000;
     net_tests::harness::run_if_child(KEPT_SEND, async {
         let selector = SelectorManager::new();
-        let receiver = udp_socket(&selector).await;
+        let (receiver, sender) = receiver_and_small_buffer_sender(&selector).await;
         let to = receiver.local_address().clone();
-        let sender = std::sync::Arc::new(
-            a_socket(&selector)
-                .udp()
-                .send_buffer_size(4_096)
-                .bind(("127.0.0.1", 0))
-                .await
-                .unwrap(),
-        );
         // Sends polled once each until one has to wait for room: that one is kept.
         let mut kept = None;
         for _ in 0..10_000 {
