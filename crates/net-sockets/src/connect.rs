@@ -351,7 +351,9 @@ async fn connect_one(
         .apply(&raw, Kind::TcpStream, address.is_ipv6())
         .map_err(io::Error::from)?;
     if let Some(SocketAddress::Inet(local)) = &options.local_address {
-        raw.bind(&local.socket_addr().into())?;
+        let local = local.socket_addr();
+        raw.bind(&local.into())
+            .map_err(|source| LocalBindFailed::error(local, address, source))?;
     }
     raw.set_nonblocking(true)?;
     if let Err(e) = raw.connect(&address.into()) {
@@ -370,6 +372,48 @@ async fn connect_one(
     // A connect that failed without a pending error still has no peer.
     tcp_peer(&stream)?;
     Ok(stream)
+}
+
+/// A connect's `local_address` that could not be bound: the error names it, and says it is the
+/// local address that failed (the OS's own message, "Address already in use" or "Cannot
+/// assign requested address", names neither, and the latter is also what a connect reports
+/// when the ephemeral ports towards its target are spent). Carried by an `io::Error` of the
+/// OS error's kind; the OS error is its source.
+#[derive(Debug)]
+struct LocalBindFailed {
+    local: SocketAddr,
+    target: SocketAddr,
+    source: io::Error,
+}
+
+impl LocalBindFailed {
+    /// The error of a bind to `local`, before a connect to `target`, that failed with `source`.
+    fn error(local: SocketAddr, target: SocketAddr, source: io::Error) -> io::Error {
+        io::Error::new(
+            source.kind(),
+            LocalBindFailed {
+                local,
+                target,
+                source,
+            },
+        )
+    }
+}
+
+impl std::fmt::Display for LocalBindFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "could not bind the local address {} to connect to {}",
+            self.local, self.target
+        )
+    }
+}
+
+impl std::error::Error for LocalBindFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
 }
 
 /// The peer of a connected TCP stream. Without one, the error the kernel holds for the
