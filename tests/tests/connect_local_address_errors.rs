@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use net_sockets::{Error, SelectorManager, a_socket};
+use net_sockets::{Error, SelectorManager, UnixSocketAddress, a_socket};
 use net_tests::within;
 
 /// The error's OS error, as the OS reported it: the error itself, or its source.
@@ -77,4 +77,49 @@ async fn a_local_address_that_cannot_be_bound_is_named_in_the_error() {
         "{e:?}"
     );
     drop(holder);
+}
+
+/// A Unix `local_address` that cannot be bound for another reason than a file already there
+/// (its directory missing): the error names the local path as the one that failed, kind and OS
+/// error kept. (Before, the bare "No such file or directory (os error 2)", which is also what
+/// a connect to a server path that does not exist reports: it sent the user looking for the
+/// server's socket.) A connect to a missing server path is still the OS's error as it was.
+#[tokio::test]
+async fn a_unix_local_path_that_cannot_be_bound_is_named_in_the_error() {
+    let selector = SelectorManager::new();
+    let dir = net_tests::TempDir::new("local-bind");
+    let server_path = dir.path().join("server.sock");
+    let _server = a_socket(&selector)
+        .tcp()
+        .bind(UnixSocketAddress::new(&server_path))
+        .await
+        .unwrap();
+    let local = dir.path().join("missing").join("client.sock");
+    let e = within(
+        a_socket(&selector)
+            .tcp()
+            .local_address(UnixSocketAddress::new(&local))
+            .connect(UnixSocketAddress::new(&server_path)),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e:?}");
+    let message = e.to_string();
+    assert!(message.contains(&local.display().to_string()), "{message}");
+    assert!(message.contains("local address"), "{message}");
+    assert_eq!(os_error(&e), Some(libc::ENOENT), "{e:?}");
+    // No local address, a server path that does not exist: the OS's error.
+    let e = within(
+        a_socket(&selector)
+            .tcp()
+            .connect(UnixSocketAddress::new(dir.path().join("nobody.sock"))),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::Io(io) if io.raw_os_error() == Some(libc::ENOENT)),
+        "{e:?}"
+    );
 }

@@ -287,12 +287,15 @@ impl TcpSocketBuilder {
     /// the one before fails, so bound the whole with [`connect_timeout`](Self::connect_timeout)
     /// when an address may not answer at all. A Unix path makes a socket file, which the socket
     /// removes when it closes (while it is still that file), as a listener does, and at once
-    /// when the connect fails or its future is dropped. An IP address that cannot be bound (its
-    /// port held by another socket, an address this host does not have) fails the connect with
+    /// when the connect fails or its future is dropped. An address that cannot be bound (an IP
+    /// address's port held by another socket, an IP address this host does not have, a Unix
+    /// path in a directory that does not exist) fails the connect with
     /// [`Error::Io`](crate::Error::Io) of the OS error's kind
     /// ([`AddrInUse`](std::io::ErrorKind::AddrInUse),
-    /// [`AddrNotAvailable`](std::io::ErrorKind::AddrNotAvailable)), whose message names the
-    /// local address (and the address it was to connect to), the OS error its source.
+    /// [`AddrNotAvailable`](std::io::ErrorKind::AddrNotAvailable),
+    /// [`NotFound`](std::io::ErrorKind::NotFound)), whose message names the local address
+    /// (and the address it was to connect to), the OS error its source; a file already at a
+    /// Unix path is named as [`bind`](Self::bind) names it.
     pub fn local_address(mut self, address: impl Into<SocketAddress>) -> Self {
         self.options.local_address = Some(address.into());
         self

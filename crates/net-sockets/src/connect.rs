@@ -142,7 +142,13 @@ pub(crate) async fn connect(
             options.apply(&raw, Kind::Unix, false)?;
             let file = match &options.local_address {
                 Some(SocketAddress::Unix(local)) => {
-                    raw.bind(&local.sock_addr()?).map_err(|e| local.in_use(e))?;
+                    raw.bind(&local.sock_addr()?).map_err(|e| {
+                        if e.kind() == io::ErrorKind::AddrInUse {
+                            local.in_use(e)
+                        } else {
+                            LocalBindFailed::error(local.clone(), unix.clone(), e)
+                        }
+                    })?;
                     Some(SocketFile::record(local.path()))
                 }
                 _ => None,
@@ -351,9 +357,8 @@ async fn connect_one(
         .apply(&raw, Kind::TcpStream, address.is_ipv6())
         .map_err(io::Error::from)?;
     if let Some(SocketAddress::Inet(local)) = &options.local_address {
-        let local = local.socket_addr();
-        raw.bind(&local.into())
-            .map_err(|source| LocalBindFailed::error(local, address, source))?;
+        raw.bind(&local.socket_addr().into())
+            .map_err(|source| LocalBindFailed::error(*local, address, source))?;
     }
     raw.set_nonblocking(true)?;
     if let Err(e) = raw.connect(&address.into()) {
@@ -375,25 +380,30 @@ async fn connect_one(
 }
 
 /// A connect's `local_address` that could not be bound: the error names it, and says it is the
-/// local address that failed (the OS's own message, "Address already in use" or "Cannot
-/// assign requested address", names neither, and the latter is also what a connect reports
-/// when the ephemeral ports towards its target are spent). Carried by an `io::Error` of the
-/// OS error's kind; the OS error is its source.
+/// local address that failed. The OS's own message names neither, and reads as the target's
+/// failure: "Cannot assign requested address" is also what a TCP connect reports when the
+/// ephemeral ports towards its target are spent, "No such file or directory" what a Unix
+/// connect to a path where no socket is reports. Carried by an `io::Error` of the OS error's
+/// kind; the OS error is its source.
 #[derive(Debug)]
 struct LocalBindFailed {
-    local: SocketAddr,
-    target: SocketAddr,
+    local: SocketAddress,
+    target: SocketAddress,
     source: io::Error,
 }
 
 impl LocalBindFailed {
     /// The error of a bind to `local`, before a connect to `target`, that failed with `source`.
-    fn error(local: SocketAddr, target: SocketAddr, source: io::Error) -> io::Error {
+    fn error(
+        local: impl Into<SocketAddress>,
+        target: impl Into<SocketAddress>,
+        source: io::Error,
+    ) -> io::Error {
         io::Error::new(
             source.kind(),
             LocalBindFailed {
-                local,
-                target,
+                local: local.into(),
+                target: target.into(),
                 source,
             },
         )
