@@ -2101,7 +2101,19 @@ impl AsyncWrite for WriteHalf {
         // Whether nothing this shutdown found tells the connection is gone though it may be:
         // a Unix socket's shutdown succeeds whatever the peer did.
         let unsure = match socket.shutdown(std::net::Shutdown::Write) {
-            Ok(()) => matches!(*stream, Stream::Unix(_)),
+            Ok(()) if matches!(*stream, Stream::Unix(_)) => {
+                // The peer closed with what we sent unread (or, never accepted, its
+                // listener did): those bytes are lost, and Linux leaves `ECONNRESET` for this
+                // socket, as a TCP peer's reset would. No clean end: reported as over TCP.
+                if let Ok(Some(e)) = socket.take_error() {
+                    if connection_failure(&e).is_some() {
+                        conn.told_to_send(&e);
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                true
+            }
+            Ok(()) => false,
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {
                 // The connection is gone. When it failed before the peer's end (its reset, a
                 // timeout: the kernel still holds the error for the next call when none was
