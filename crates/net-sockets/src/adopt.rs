@@ -126,7 +126,7 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// # Errors
 ///
 /// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when the variables are
-/// malformed, the descriptors were taken already (each may be taken once per process), or one
+/// malformed (among them a `LISTEN_FDNAMES` that does not name each descriptor once), the descriptors were taken already (each may be taken once per process), or one
 /// is not a listening TCP or Unix stream socket; [`NotFound`](io::ErrorKind::NotFound) when the
 /// variables are not set for this process. Every descriptor is checked before any is taken: on
 /// error, none is (they stay open where systemd put them).
@@ -153,9 +153,24 @@ pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
         .ok()
         .filter(|n| (0..=4096).contains(n))
         .ok_or_else(|| invalid(format!("LISTEN_FDS={count:?} is not a descriptor count")))?;
-    let names: Vec<String> = var("LISTEN_FDNAMES")
-        .map(|names| names.split(':').map(str::to_owned).collect())
-        .unwrap_or_default();
+    // One name for each descriptor, as systemd sets them: a list that names more or fewer
+    // cannot be matched to them (taken by position, a name may be another socket's), and
+    // `sd_listen_fds_with_names` fails on it too. An empty list names none.
+    let names: Option<Vec<String>> = var("LISTEN_FDNAMES").map(|names| match names.as_str() {
+        "" => Vec::new(),
+        names => names.split(':').map(str::to_owned).collect(),
+    });
+    if let Some(names) = &names
+        && count > 0
+        && names.len() != count as usize
+    {
+        return Err(invalid(format!(
+            "LISTEN_FDNAMES={:?} names {} descriptors, LISTEN_FDS counts {count}",
+            names.join(":"),
+            names.len()
+        )));
+    }
+    let names = names.unwrap_or_default();
     if TAKEN.swap(true, Ordering::AcqRel) {
         return Err(invalid(
             "the descriptors of socket activation were taken already".into(),

@@ -451,7 +451,9 @@ impl TcpSocketBuilder {
     ///
     /// [`Error::Io`] of kind [`NotFound`](std::io::ErrorKind::NotFound) when the process was not
     /// socket-activated; of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput) when the
-    /// variables are malformed, the descriptors were taken already, or one is not a listening
+    /// variables are malformed (among them a `LISTEN_FDNAMES` that names more or fewer
+    /// descriptors than `LISTEN_FDS` counts, which systemd never sets: its names could not be
+    /// matched to the descriptors), the descriptors were taken already, or one is not a listening
     /// TCP or Unix stream socket (datagram sockets are not supported: then none is taken, and
     /// they all stay open where systemd put them, for the service to adopt another way);
     /// [`Error::InvalidOption`] for a cap of zero connections or an option value the OS
