@@ -160,3 +160,27 @@ async fn a_half_close_after_the_peer_read_everything_and_closed_is_ok() {
         "the end of a peer that lost nothing: {read:?}"
     );
 }
+
+/// The half-close takes the kernel's error (it tells it once): what the peer sent before it
+/// closed is still read, every byte, and only then the reset, never a clean end.
+#[tokio::test]
+async fn what_the_peer_sent_before_it_closed_is_read_before_the_reset() {
+    use std::io::Write;
+    let selector = SelectorManager::new();
+    let dir = TempDir::new("unix-dropped-then-read");
+    let (mut connection, mut peer) = accepted_after_sending(&selector, &dir).await;
+    peer.write_all(b"last words\n").unwrap();
+    drop(peer);
+    let shut = within(connection.output.flush_and_close()).await;
+    assert!(
+        matches!(&shut, Err(net_io::Error::Io(e)) if is_reset(e)),
+        "flush_and_close after the peer dropped the bytes sent: {shut:?}, not ConnectionReset"
+    );
+    let line = within(connection.input.read_line(64, net_io::LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("last words"));
+    let end = within(connection.input.read_line(64, net_io::LineEnding::Default)).await;
+    assert!(
+        matches!(&end, Err(net_io::Error::Io(e)) if is_reset(e)),
+        "the read after the peer's last words: {end:?}, not ConnectionReset"
+    );
+}
