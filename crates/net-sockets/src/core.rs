@@ -236,7 +236,11 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         // before a graceful shutdown began, still being set up when the selector closed, is
         // one that shutdown counts as open at its start: the close cut it; the hooks of
         // listeners and datagram sockets do not look at the cause).
-        if owner.core().id.is_none() || !selector.reaches_registered() {
+        if !owner
+            .core()
+            .id
+            .is_some_and(|id| selector.reaches_registered(id))
+        {
             owner.core().close_as(CloseMode::Graceful, Cause::Cut);
             return Err(Error::SelectorClosed);
         }
@@ -403,8 +407,13 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
             .closing
             .compare_exchange(OPEN, closed, Ordering::SeqCst, Ordering::SeqCst);
         if let Some(io) = held.take() {
+            // Deregistered once the descriptor went, and also should a step below unwind: a
+            // selector's close that began as this socket's owner was being dropped waits for
+            // the deregistration (see `SelectorInner::close`).
+            let registered = Registered(self);
             let mode = mode();
             self.release(io, mode, cause);
+            drop(registered);
             tracing::debug!(parent: &self.span, reset = mode == CloseMode::Reset, "closed");
             // Only now, and only by the close that released it: a task that `await_closed`
             // wakes finds the descriptor released (a Unix listener's file removed), also when
@@ -478,11 +487,6 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
             }
         } else {
             drop(io);
-        }
-        // Only once the descriptor went: the selector's close that comes meanwhile still finds
-        // this socket, and waits for this close (see `close_deciding`) before it returns.
-        if let Some(id) = self.id {
-            self.selector.deregister(id);
         }
     }
 
@@ -564,6 +568,20 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
     /// The span of this socket's events.
     pub(crate) fn span(&self) -> &tracing::Span {
         &self.span
+    }
+}
+
+/// A core's registration with its selector, until the close that released the descriptor
+/// drops it: only once the descriptor went, so that the selector's close that comes meanwhile
+/// still finds this socket and waits for this close (see `close_deciding`) before it returns,
+/// and a selector's close that found the socket's owner being dropped waits for this.
+struct Registered<'a, S: SocketIo, H: ReleaseHook>(&'a Core<S, H>);
+
+impl<S: SocketIo, H: ReleaseHook> Drop for Registered<'_, S, H> {
+    fn drop(&mut self) {
+        if let Some(id) = self.0.id {
+            self.0.selector.deregister(id);
+        }
     }
 }
 

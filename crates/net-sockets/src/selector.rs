@@ -96,7 +96,17 @@ pub(crate) trait Release: Send + Sync {
 #[derive(Default)]
 struct Registry {
     next_id: u64,
-    entries: ById<Weak<dyn Release>>,
+    entries: ById<Entry>,
+}
+
+/// A registered core, until its descriptor is released (its close deregisters it then).
+struct Entry {
+    core: Weak<dyn Release>,
+    /// Whether its owner was built and handed out ([`SelectorInner::reaches_registered`] said
+    /// so): a weak reference that no longer upgrades is then one whose owner is being dropped,
+    /// its descriptor about to be released by that drop, on its thread. (Before, it is an
+    /// owner still being built, which closes itself once it finds the selector closed.)
+    built: bool,
 }
 
 impl SelectorManager {
@@ -268,7 +278,9 @@ impl SelectorManager {
     ///
     /// Pending operations on those sockets fail with [`Error::SelectorClosed`], their
     /// descriptors are released, and new sockets cannot be made through it. Idempotent: a close
-    /// that finds another under way (another thread's) returns once that one is done.
+    /// that finds another under way (another thread's) returns once that one is done. A socket
+    /// whose last handle another thread is dropping as the close begins is closed by that drop:
+    /// the close returns once its descriptor is released too.
     ///
     /// Each connection's peer sees what was written, then FIN, or a reset where the socket's
     /// own close resets (its write channel held or lost bytes; Linux also resets a connection
@@ -323,7 +335,7 @@ impl SelectorManager {
             registry
                 .entries
                 .values()
-                .filter_map(Weak::upgrade)
+                .filter_map(|entry| entry.core.upgrade())
                 .collect()
         };
         for entry in entries {
@@ -516,18 +528,26 @@ impl SelectorInner {
         }
         let id = registry.next_id;
         registry.next_id += 1;
-        registry.entries.insert(id, core);
+        registry.entries.insert(id, Entry { core, built: false });
         Ok(id)
     }
 
-    /// Whether a close will still reach the cores registered so far: `false` once it began.
+    /// Whether a close will still reach the core registered as `id`, now built: `false` once
+    /// a close began.
     ///
     /// Read under the registry's lock: a close that began earlier is seen, and one that begins
-    /// later takes its entries after this, when every core registered before is built (its
-    /// weak reference upgrades).
-    pub(crate) fn reaches_registered(&self) -> bool {
-        let _registry = lock(&self.registry);
-        !self.is_closed()
+    /// later reads the entries after this, when the core is built (its weak reference
+    /// upgrades, or, once its owner is being dropped, the close waits for that drop to release
+    /// it).
+    pub(crate) fn reaches_registered(&self, id: u64) -> bool {
+        let mut registry = lock(&self.registry);
+        if self.is_closed() {
+            return false;
+        }
+        if let Some(entry) = registry.entries.get_mut(&id) {
+            entry.built = true;
+        }
+        true
     }
 
     pub(crate) fn deregister(&self, id: u64) {
@@ -538,26 +558,61 @@ impl SelectorInner {
         // A close that finds another under way waits for it: it too returns with every socket
         // closed, its descriptor released.
         let _closing = lock(&self.closing);
-        let entries = {
-            let mut registry = lock(&self.registry);
+        // The entries stay until each core's close deregisters it, once its descriptor went:
+        // no core registers after this (the flag is set under the lock).
+        let (open, dropping) = {
+            let registry = lock(&self.registry);
             if self.closed.swap(true, Ordering::AcqRel) {
                 return;
             }
-            std::mem::take(&mut registry.entries)
+            let mut open = Vec::with_capacity(registry.entries.len());
+            let mut dropping = Vec::new();
+            for (&id, entry) in &registry.entries {
+                match entry.core.upgrade() {
+                    Some(core) => open.push(core),
+                    // Its last handle is being dropped on another thread: that drop closes it.
+                    None if entry.built => dropping.push(id),
+                    // Still being built: it finds the selector closed and closes itself.
+                    None => {}
+                }
+            }
+            (open, dropping)
         };
-        tracing::debug!(sockets = entries.len(), "selector manager closing");
+        tracing::debug!(
+            sockets = open.len() + dropping.len(),
+            "selector manager closing"
+        );
         // Waking every socket's pending operations first makes each fail with `SelectorClosed`
         // before any descriptor (and so any peer of a socket of this selector) is closed.
-        let open: Vec<_> = entries
-            .into_values()
-            .filter_map(|weak| weak.upgrade())
-            .collect();
         for core in &open {
             core.wake_for_close();
         }
         self.token.cancel();
         for core in open {
             core.release();
+        }
+        // A socket whose drop began as this close did is one of this selector's sockets too:
+        // the close returns once its descriptor is released (a listener's port free, a peer
+        // told), as for those it closed itself. The drop's close takes microseconds (at most
+        // `LET_GO` for an operation in flight).
+        for id in dropping {
+            self.wait_for_deregistration(id);
+        }
+    }
+
+    /// Returns once the core registered as `id`, which another thread is closing, has
+    /// deregistered (its descriptor released).
+    fn wait_for_deregistration(&self, id: u64) {
+        let mut turns = 0;
+        let mut pause = Duration::from_micros(100);
+        while lock(&self.registry).entries.contains_key(&id) {
+            if turns < 64 {
+                turns += 1;
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
         }
     }
 }
