@@ -126,8 +126,9 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// # Errors
 ///
 /// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when the variables are
-/// malformed (among them a `LISTEN_FDNAMES` that does not name each descriptor once), the descriptors were taken already (each may be taken once per process), or one
-/// is not a listening TCP or Unix stream socket; [`NotFound`](io::ErrorKind::NotFound) when the
+/// malformed (among them a `LISTEN_FDNAMES` that does not name each descriptor once), the
+/// descriptors were taken already (each may be taken once per process), or one is not a
+/// listening TCP or Unix stream socket; [`NotFound`](io::ErrorKind::NotFound) when the
 /// variables are not set for this process. Every descriptor is checked before any is taken: on
 /// error, none is (they stay open where systemd put them).
 pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
@@ -160,10 +161,7 @@ pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
         "" => Vec::new(),
         names => names.split(':').map(str::to_owned).collect(),
     });
-    if let Some(names) = &names
-        && count > 0
-        && names.len() != count as usize
-    {
+    if let Some(names) = names.as_ref().filter(|n| count > 0 && n.len() != count as usize) {
         return Err(invalid(format!(
             "LISTEN_FDNAMES={:?} names {} descriptors, LISTEN_FDS counts {count}",
             names.join(":"),
