@@ -16,7 +16,8 @@
 //! `alice` plus a mark would show exactly as `alice`), starts with `*`
 //! (the mark of the server's notices: `* bob left` saying an empty line would show as
 //! `* bob left: `), or contains `": "` or `", "` (which would make `NICK: L`, or the welcome's
-//! list of who is here, ambiguous) is refused, and the name asked again. A line that is not
+//! list of who is here, ambiguous; with a space of any kind after the mark, a tab or a
+//! no-break space as well) is refused, and the name asked again. A line that is not
 //! UTF-8 is not said: its sender is told `* Line not sent: it is not UTF-8.` and stays
 //! (replacing each bad byte by U+FFFD, 3 bytes, would let a line within the limit reach the
 //! others at up to three times it). Nor is a line with a control character other than a tab (a
@@ -506,7 +507,7 @@ async fn ask_nick(
             // The mark of the server's notices: `* bob left` saying an empty line would
             // reach the others as `* bob left: `.
             "* A name cannot start with \"*\".\n".to_owned()
-        } else if nick.contains(": ") || nick.contains(", ") {
+        } else if has_separator(nick) {
             // Either would make `NICK: L`, or the welcome's list of who is here, ambiguous.
             "* A name cannot contain \": \" or \", \".\n".to_owned()
         } else {
@@ -608,6 +609,20 @@ async fn read_lines(
             }
         }
     }
+}
+
+/// Whether `nick` has a separator of the room's lines in it: `:` or `,` followed by a space of
+/// any kind (Unicode's White_Space: a tab, a no-break space, a thin or an ideographic space
+/// show as a space does), which would make `NICK: L`, or the welcome's list of who is here,
+/// ambiguous (`carol,` and a no-break space before `dave` would pass for two members).
+fn has_separator(nick: &str) -> bool {
+    let mut chars = nick.chars().peekable();
+    while let Some(c) = chars.next() {
+        if matches!(c, ':' | ',') && chars.peek().is_some_and(|next| next.is_whitespace()) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether `text` has a character that [`PeerText`](net_io::PeerText) escapes, other than a
