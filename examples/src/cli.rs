@@ -1,7 +1,8 @@
 //! How every example program treats its command line and reports failure, so that each behaves
 //! like a tool a user can script:
 //!
-//! - `--help` prints the usage and exits 0 (`--version` likewise);
+//! - `--help` prints the usage and exits 0 (`--version` likewise); a stdout that does not take
+//!   it is a runtime failure, as below;
 //! - a bad argument prints one line, `PROGRAM: what is wrong (see --help)`, on stderr and exits
 //!   with status [`USAGE_ERROR`] (2);
 //! - a runtime failure prints one line, `PROGRAM: what failed: why`, on stderr and exits 1
@@ -104,8 +105,9 @@ fn executable_name() -> String {
 
 /// Parses this process's arguments into `A`.
 ///
-/// Exits 0 after printing the help or version when asked for them; exits
-/// [`USAGE_ERROR`] after printing one line on stderr when the arguments are wrong.
+/// Exits 0 after printing the help or version when asked for them (1, after one line on
+/// stderr, when stdout does not take them); exits [`USAGE_ERROR`] after printing one line on
+/// stderr when the arguments are wrong.
 pub fn parse<A: Parser>() -> A {
     // A negative number after an option or in a value's place is that value (`--grace -1`),
     // which its own check then refuses with a message naming it, not an unknown argument.
@@ -149,12 +151,23 @@ fn negative_numbers_are_values(command: clap::Command) -> clap::Command {
         .mut_subcommands(negative_numbers_are_values)
 }
 
-/// Prints what clap has to say and exits: 0 for help and version, [`USAGE_ERROR`] with one
-/// line on stderr for anything else.
+/// Prints what clap has to say and exits: 0 for help and version (1, with one line on stderr,
+/// when stdout does not take them), [`USAGE_ERROR`] with one line on stderr for anything else.
 fn exit_on<A: CommandFactory>(error: clap::Error) -> ! {
     match error.kind() {
-        // clap prints these on stdout and exits 0.
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => error.exit(),
+        // On stdout, then status 0; but a help or version that could not be written is a
+        // runtime failure, as any line `say!` cannot write is (clap's own `exit` ignores the
+        // error and exits 0, as if the usage had been printed).
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let printed = error.print().and_then(|()| std::io::stdout().flush());
+            if let Err(e) = printed {
+                let name = A::command().get_name().to_owned();
+                // Ignored: with stderr gone too, the exit status is all that is left to tell.
+                let _ = write_error_line(format_args!("{name}: cannot write to stdout: {e}"));
+                std::process::exit(1)
+            }
+            std::process::exit(0)
+        }
         _ => {
             let name = A::command().get_name().to_owned();
             // Ignored: with stderr gone, the exit status is all that is left to tell.
