@@ -10,7 +10,11 @@
 //! to an IPv6 one; a longer line ends it with status 1. It waits at most 3 seconds for each
 //! echo (UDP may lose a datagram or its echo, and nothing tells); none in that time ends it
 //! with status 1 (`no reply from HOST:PORT within 3s`), as does an ICMP error for the
-//! datagram (`Connection refused` when nothing listens there). A reply is printed as text
+//! datagram (`Connection refused` when nothing listens there). A name with several addresses
+//! is tried as a TCP client tries it: until a reply has come, a line refused at one address
+//! is sent to the next (`localhost` is `::1` first, then `127.0.0.1`, where `/etc/hosts` says
+//! so, while the server listens at 127.0.0.1 by default); the last one's error is reported. A
+//! reply is printed as text
 //! (bytes that are not UTF-8 shown as U+FFFD), escaped as `net_io::PeerText` shows peer text,
 //! tabs kept: a control character (a LF or CR in the reply included), a bidi control or a
 //! Unicode line or paragraph separator shows as `\n`, `\u{1b}`, `\u{202e}`, `\u{2028}`.
@@ -19,6 +23,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -28,7 +33,8 @@ use examples::address::HostArg;
 use examples::peer::PeerLine;
 use net_io::ByteReadChannel;
 use net_sockets::{
-    Datagram, MAX_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE_V6, SelectorManager, SocketAddress, a_socket,
+    ConnectedDatagramSocket, Datagram, MAX_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE_V6, SelectorManager,
+    SocketAddress, a_socket,
 };
 
 /// The port of server and client unless told otherwise.
@@ -119,29 +125,115 @@ async fn server(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
 }
 
 async fn client(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Result<()> {
-    let socket = a_socket(selector)
+    let mut socket = a_socket(selector)
         .udp()
         .connect((host, port))
         .await
         .with_context(|| format!("cannot reach {}", examples::join_host_port(host, port)))?;
-    let remote = socket.remote_address();
-    let limit = largest_datagram(&remote);
+    // The name's other addresses, resolved when the first is refused (see `other_addresses`).
+    let mut others = None;
+    // Whether a reply has come: from then on the server is where the socket sends.
+    let mut answered = false;
     let mut stdin = ByteReadChannel::new(tokio::io::stdin());
-    while let Some(line) = next_line(&mut stdin, limit)
-        .await
-        .context("reading stdin")?
-    {
-        socket
-            .send(Datagram::new(line, remote.clone())?)
+    loop {
+        let limit = largest_datagram(&socket.remote_address());
+        let Some(line) = next_line(&mut stdin, limit)
             .await
-            .with_context(|| format!("sending to {remote}"))?;
-        let reply = tokio::time::timeout(REPLY_TIMEOUT, socket.receive())
-            .await
-            .map_err(|_| anyhow::anyhow!("no reply from {remote} within {REPLY_TIMEOUT:?}"))?
-            .with_context(|| format!("no reply from {remote}"))?;
+            .context("reading stdin")?
+        else {
+            break;
+        };
+        let reply = loop {
+            match exchange(&socket, &line).await {
+                Err(e) if !answered && refused(&e) => {
+                    let others = match &mut others {
+                        Some(others) => others,
+                        None => others.insert(other_addresses(host, port, &socket).await),
+                    };
+                    let Some(next) = others.next() else {
+                        return Err(e);
+                    };
+                    socket = a_socket(selector)
+                        .udp()
+                        .connect(next)
+                        .await
+                        .with_context(|| {
+                            format!("cannot reach {}", examples::join_host_port(host, port))
+                        })?;
+                    // The next address may be of a family that carries less (IPv4 after IPv6).
+                    let limit = largest_datagram(&socket.remote_address());
+                    if line.len() > limit {
+                        let too_long = net_io::Error::TooLongLine { limit };
+                        return Err(anyhow::Error::new(too_long).context("reading stdin"));
+                    }
+                }
+                reply => break reply?,
+            }
+        };
+        answered = true;
         examples::say!("{}", PeerLine(&String::from_utf8_lossy(&reply.packet)));
     }
     Ok(())
+}
+
+/// Sends `line` as one datagram and waits at most [`REPLY_TIMEOUT`] for the reply.
+///
+/// # Errors
+///
+/// The send's, the receive's (an ICMP error for the datagram: `Connection refused` when
+/// nothing listens there), and no reply in time.
+async fn exchange(socket: &ConnectedDatagramSocket, line: &[u8]) -> anyhow::Result<Datagram> {
+    let remote = socket.remote_address();
+    socket
+        .send(Datagram::new(line.to_vec(), remote.clone())?)
+        .await
+        .with_context(|| format!("sending to {remote}"))?;
+    tokio::time::timeout(REPLY_TIMEOUT, socket.receive())
+        .await
+        .map_err(|_| anyhow::anyhow!("no reply from {remote} within {REPLY_TIMEOUT:?}"))?
+        .with_context(|| format!("no reply from {remote}"))
+}
+
+/// Whether `error` is the kernel's word that nothing listens where the datagram went (an ICMP
+/// port unreachable), which a name's next address may make good.
+fn refused(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<net_sockets::Error>(),
+        Some(net_sockets::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// The addresses of `host` after the one `socket` sends to, in the resolver's order (the order
+/// in which net-sockets took the first): with a name that has several, such as `localhost`
+/// (`::1` and `127.0.0.1` where `/etc/hosts` says so), the server may be at another than the
+/// first, which UDP, without a handshake, learns only from a datagram refused. None for an
+/// address, or a name that does not resolve now.
+async fn other_addresses(
+    host: &str,
+    port: u16,
+    socket: &ConnectedDatagramSocket,
+) -> std::vec::IntoIter<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let tried = socket.remote_address();
+    let tried = tried.as_inet().map(|inet| inet.socket_addr());
+    let host = host.to_owned();
+    let resolved = tokio::task::spawn_blocking(move || {
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .map(Iterator::collect::<Vec<_>>)
+    })
+    .await;
+    let mut addresses = match resolved {
+        Ok(Ok(addresses)) => addresses,
+        _ => Vec::new(),
+    };
+    // Those up to the one tried, which the resolver put first.
+    if let Some(at) = addresses.iter().position(|&a| Some(a) == tried) {
+        addresses.drain(..=at);
+    } else {
+        addresses.clear();
+    }
+    addresses.into_iter()
 }
 
 /// The next line of `input` as bytes, without its LF or CRLF (a last line may lack it); `None`
