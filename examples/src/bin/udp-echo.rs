@@ -13,11 +13,12 @@
 //! datagram (`Connection refused` when nothing listens there). A name with several addresses
 //! is tried as a TCP client tries it: until a reply has come, a line refused at one address
 //! is sent to the next (`localhost` is `::1` first, then `127.0.0.1`, where `/etc/hosts` says
-//! so, while the server listens at 127.0.0.1 by default); the last one's error is reported. A
-//! reply is printed as text
-//! (bytes that are not UTF-8 shown as U+FFFD), escaped as `net_io::PeerText` shows peer text,
-//! tabs kept: a control character (a LF or CR in the reply included), a bidi control or a
-//! Unicode line or paragraph separator shows as `\n`, `\u{1b}`, `\u{202e}`, `\u{2028}`.
+//! so, while the server listens at 127.0.0.1 by default); the last one's error is reported.
+//!
+//! A reply is printed as text (bytes that are not UTF-8 shown as U+FFFD), escaped as
+//! `net_io::PeerText` shows peer text, tabs kept: a control character (a LF or CR in the reply
+//! included), a bidi control or a Unicode line or paragraph separator shows as `\n`,
+//! `\u{1b}`, `\u{202e}`, `\u{2028}`.
 
 // The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
 #![allow(rustdoc::broken_intra_doc_links)]
