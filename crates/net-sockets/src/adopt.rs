@@ -161,7 +161,10 @@ pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
         "" => Vec::new(),
         names => names.split(':').map(str::to_owned).collect(),
     });
-    if let Some(names) = names.as_ref().filter(|n| count > 0 && n.len() != count as usize) {
+    if let Some(names) = names
+        .as_ref()
+        .filter(|n| count > 0 && n.len() != count as usize)
+    {
         return Err(invalid(format!(
             "LISTEN_FDNAMES={:?} names {} descriptors, LISTEN_FDS counts {count}",
             names.join(":"),

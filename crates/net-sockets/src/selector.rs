@@ -602,10 +602,23 @@ impl SelectorInner {
 
     /// Returns once the core registered as `id`, which another thread is closing, has
     /// deregistered (its descriptor released).
+    ///
+    /// Bounded: a drop's close lets go within `LET_GO` (50 ms) of an operation in
+    /// flight, so a wait past [`DROP_WAIT`] means something held the socket that should not
+    /// have; the close then returns with a warning rather than hang.
     fn wait_for_deregistration(&self, id: u64) {
+        let started = std::time::Instant::now();
         let mut turns = 0;
         let mut pause = Duration::from_micros(100);
         while lock(&self.registry).entries.contains_key(&id) {
+            if started.elapsed() > DROP_WAIT {
+                tracing::warn!(
+                    waited_ms = DROP_WAIT.as_millis() as u64,
+                    "selector manager closed while a socket being dropped on another thread \
+                     still held its descriptor"
+                );
+                return;
+            }
             if turns < 64 {
                 turns += 1;
                 std::thread::yield_now();
@@ -616,6 +629,10 @@ impl SelectorInner {
         }
     }
 }
+
+/// The longest a selector's close waits for a socket being dropped on another thread (see
+/// [`SelectorInner::wait_for_deregistration`]).
+const DROP_WAIT: Duration = Duration::from_secs(1);
 
 impl Drop for SelectorInner {
     fn drop(&mut self) {
