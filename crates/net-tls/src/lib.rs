@@ -130,8 +130,10 @@
 //! system's error (`NotFound` for a missing file: a deployment can tell it from a bad file); an
 //! empty or malformed one is [`Error::Pem`] naming the file (certificates are read from
 //! `CERTIFICATE` sections; one under OpenSSL's `TRUSTED CERTIFICATE` or `X509 CERTIFICATE`
-//! label is refused, not skipped); a key that does not match the
-//! certificate is [`Error::Config`]. The key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC),
+//! label is refused, not skipped, and so is a section, of a certificate or a key, whose BEGIN
+//! line does not start a line of its own, as `cat` leaves two files the first of which lacked
+//! its last newline: `-----END CERTIFICATE----------BEGIN CERTIFICATE-----`); a key that does
+//! not match the certificate is [`Error::Config`]. The key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC),
 //! unencrypted (an encrypted one is [`Error::Pem`] saying so), and one the crypto provider
 //! signs with: with `ring`, RSA of 2048 to 4096 bits, ECDSA on P-256 or P-384 (with its public
 //! key included, as OpenSSL writes it), or Ed25519; with `aws-lc-rs`, RSA of 2048 to 8192

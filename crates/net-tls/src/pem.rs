@@ -39,6 +39,7 @@ fn without_bom(pem: &[u8]) -> &[u8] {
 /// Every certificate in `pem`, in order; at least one.
 fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>> {
     let pem = without_bom(pem);
+    refuse_sections_after_text(pem, origin)?;
     refuse_other_certificate_labels(pem, origin)?;
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
@@ -91,6 +92,42 @@ fn refuse_other_certificate_labels(pem: &[u8], origin: &str) -> Result<()> {
         }),
         None => Ok(()),
     }
+}
+
+/// Refuses `pem` when one of its lines has a BEGIN marker after other text: the PEM parser
+/// takes a BEGIN line only at the start of a line, and skips the section as text, without an
+/// error when another section came before it. So a chain would lose a certificate after its
+/// leaf, a CA bundle a CA, and a key be "not found", in files joined by `cat` from one that
+/// lacked its last newline (`-----END CERTIFICATE----------BEGIN CERTIFICATE-----`, which
+/// OpenSSL refuses: "bad end line"), with a byte order mark in the middle (two files saved with
+/// one, then joined; only a file's first is skipped) or a section indented as in a YAML file.
+fn refuse_sections_after_text(pem: &[u8], origin: &str) -> Result<()> {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    /// The most bytes of the line before the marker that the error quotes.
+    const BEFORE: usize = 32;
+    let found = lines(pem).enumerate().find_map(|(at, line)| {
+        let begin = line.windows(BEGIN.len()).skip(1).position(|w| w == BEGIN)? + 1;
+        Some((at + 1, line, begin))
+    });
+    let Some((line, text, begin)) = found else {
+        return Ok(());
+    };
+    let from = begin.saturating_sub(BEFORE);
+    let to = text.len().min(begin + BEGIN.len() + BEFORE);
+    let quoted = format!(
+        "{}{:?}{}",
+        if from > 0 { "..." } else { "" },
+        String::from_utf8_lossy(&text[from..to]),
+        if to < text.len() { "..." } else { "" }
+    );
+    Err(Error::Pem {
+        origin: origin.into(),
+        reason: format!(
+            "line {line} has a BEGIN line after other text ({quoted}), and a section is read only \
+             from a BEGIN at the start of its own line: put it on a line of its own (were two \
+             files joined without a newline between them?)"
+        ),
+    })
 }
 
 /// The lines of `pem`, each ended by an LF, a CR or a CRLF (as the PEM parser ends them).
@@ -201,6 +238,7 @@ pub(crate) fn add_roots(roots: &mut rustls::RootCertStore, pem: &[u8], origin: &
 /// there could not name `origin`).
 pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'static>> {
     let pem = without_bom(pem);
+    refuse_sections_after_text(pem, origin)?;
     let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
         let e = match e {
             pem::Error::NoItemsFound => Error::Pem {
@@ -433,6 +471,39 @@ PAFf949od6diBPMB2tC8ls10C719spfNfKApIlwZ56k=\n\
         let key_pem = format!("\u{feff}{}", key.serialize_pem());
         let read = private_key(key_pem.as_bytes(), "key.pem").unwrap();
         assert_eq!(read.secret_der(), key.serialize_der());
+    }
+
+    /// A BEGIN line joined to the END line before it (`cat` of a file without its last
+    /// newline) is refused, quoting the joint, also on a long line: the section was skipped.
+    #[test]
+    fn a_begin_line_after_other_text_is_quoted() {
+        let joined = "-----BEGIN X-----\nAAAA\n-----END X----------BEGIN CERTIFICATE-----\n";
+        let told = reason(
+            certificates(joined.as_bytes(), "a.pem").unwrap_err(),
+            "a.pem",
+        );
+        assert!(
+            told.starts_with(
+                "line 3 has a BEGIN line after other text \
+                 (\"-----END X----------BEGIN CERTIFICATE-----\")"
+            ),
+            "{told}"
+        );
+        let long = format!(
+            "{}-----BEGIN PRIVATE KEY-----{}",
+            "x".repeat(1000),
+            "y".repeat(1000)
+        );
+        let told = reason(private_key(long.as_bytes(), "k.pem").unwrap_err(), "k.pem");
+        assert!(
+            told.contains(&format!(
+                "(...\"{}-----BEGIN PRIVATE KEY-----{}\"...)",
+                "x".repeat(32),
+                "y".repeat(16)
+            )),
+            "{told}"
+        );
+        assert!(told.len() < 300, "{} bytes of reason", told.len());
     }
 
     #[test]
