@@ -1,0 +1,60 @@
+//! Configuration mistakes that rustls reports in words meant for other cases: each is still the
+//! documented `Error::Config`, and its text says what the caller gave, not what a peer did or
+//! what the caller never touched.
+
+use net_tests::pki::Pki;
+use net_tls::{Error, TlsConfig, TlsServerConfig, rustls};
+
+/// An empty chain for a client certificate (`client_certificate_der([], key)`) or an SNI
+/// certificate (`sni_certificate_der(name, [], key)`) is `Error::Config(NoCertificatesPresented)`,
+/// as documented, but its text was rustls's "invalid tls configuration: peer sent no
+/// certificates": no peer was there, the caller's chain was empty.
+#[test]
+fn an_empty_chain_is_not_blamed_on_a_peer() {
+    let pki = Pki::generate();
+    let client = TlsConfig::builder()
+        .client_certificate_der([], pki.client.key_der())
+        .build()
+        .unwrap_err();
+    let sni = TlsServerConfig::builder()
+        .sni_certificate_der("localhost", [], pki.server.key_der())
+        .unwrap_err();
+    for (what, e) in [("a client chain", client), ("an SNI chain", sni)] {
+        assert!(
+            matches!(e, Error::Config(rustls::Error::NoCertificatesPresented)),
+            "{what}: {e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            !text.contains("peer") && text.contains("chain is empty"),
+            "{what}: {text}"
+        );
+    }
+}
+
+/// `protocol_versions(&[])` fails `build()` with `Error::Config`, as documented ("no protocol
+/// version"), but its text was rustls's "unexpected error: no usable cipher suites
+/// configured", of cipher suites the caller never set.
+#[test]
+fn no_protocol_version_is_named_as_such() {
+    let pki = Pki::generate();
+    let client = TlsConfig::builder()
+        .protocol_versions(&[])
+        .build()
+        .unwrap_err();
+    let server = pki
+        .server_config()
+        .protocol_versions(&[])
+        .build()
+        .unwrap_err();
+    for (what, e) in [("a client", client), ("a server", server)] {
+        assert!(matches!(e, Error::Config(_)), "{what}: {e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("no protocol version")
+                && !text.contains("cipher suites")
+                && !text.contains("unexpected"),
+            "{what}: {text}"
+        );
+    }
+}
