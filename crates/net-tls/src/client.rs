@@ -446,7 +446,7 @@ impl TlsConfigBuilder {
         let provider = provider();
         let server_name = self.server_name.as_deref().map(server_name).transpose()?;
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_protocol_versions(&crate::versions(&self.versions))
+            .with_protocol_versions(&crate::versions(&self.versions)?)
             .map_err(Error::Config)?;
         let builder = if self.insecure {
             tracing::warn!(

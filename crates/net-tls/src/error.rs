@@ -54,8 +54,8 @@ pub enum Error {
         source: io::Error,
     },
     /// rustls refused the configuration (for example, a key that does not match its
-    /// certificate, or a CA certificate given in DER that it cannot use; one from PEM is
-    /// [`Error::Pem`]).
+    /// certificate, an empty chain given in DER, no protocol version, or a CA certificate given
+    /// in DER that it cannot use; one from PEM is [`Error::Pem`]).
     Config(rustls::Error),
     /// A server configuration was built without a certificate chain, or with an empty one.
     MissingCertificateChain,
@@ -177,6 +177,14 @@ impl fmt::Display for Error {
             Error::HandshakeTimeout(d) => write!(f, "tls handshake did not complete within {d:?}"),
             Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
             Error::ReadFile { path, .. } => write!(f, "cannot read pem file {}", path.display()),
+            // rustls words these for other cases: an empty chain of the caller's as a peer's
+            // ("peer sent no certificates"), a setting refused as "unexpected error: ...".
+            Error::Config(rustls::Error::NoCertificatesPresented) => {
+                f.write_str("invalid tls configuration: the certificate chain is empty")
+            }
+            Error::Config(rustls::Error::General(reason)) => {
+                write!(f, "invalid tls configuration: {reason}")
+            }
             Error::Config(e) => write!(f, "invalid tls configuration: {e}"),
             Error::InvalidServerName { name } if name.is_empty() => f.write_str(
                 "empty tls server name: give server_name a DNS name or an IP address (a connection without a host name, such as a Unix socket, needs one)",

@@ -439,14 +439,21 @@ impl TlsVersion {
     }
 }
 
-fn versions(versions: &[TlsVersion]) -> Vec<&'static rustls::SupportedProtocolVersion> {
-    versions
+/// The rustls versions of `versions`; none is [`Error::Config`] saying so (rustls's own error
+/// would be of "no usable cipher suites", which the caller did not set).
+fn versions(versions: &[TlsVersion]) -> Result<Vec<&'static rustls::SupportedProtocolVersion>> {
+    if versions.is_empty() {
+        return Err(Error::Config(rustls::Error::General(
+            "no protocol version was given (protocol_versions(&[]))".into(),
+        )));
+    }
+    Ok(versions
         .iter()
         .map(|v| match v {
             TlsVersion::Tls12 => &rustls::version::TLS12,
             TlsVersion::Tls13 => &rustls::version::TLS13,
         })
-        .collect()
+        .collect())
 }
 
 /// The most bytes an ALPN protocol list may take, each name with its length byte: about half

@@ -451,7 +451,7 @@ impl TlsServerConfigBuilder {
         let default =
             Arc::new(CertifiedKey::from_der(chain, key, &provider).map_err(Error::Config)?);
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_protocol_versions(&crate::versions(&self.versions))
+            .with_protocol_versions(&crate::versions(&self.versions)?)
             .map_err(Error::Config)?;
         let client_auth = match self.client_auth {
             ClientAuth::None => "none",
