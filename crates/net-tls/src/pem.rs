@@ -103,8 +103,8 @@ fn refuse_other_certificate_labels(pem: &[u8], origin: &str) -> Result<()> {
 /// one, then joined; only a file's first is skipped) or a section indented as in a YAML file.
 fn refuse_sections_after_text(pem: &[u8], origin: &str) -> Result<()> {
     const BEGIN: &[u8] = b"-----BEGIN ";
-    /// The most bytes of the line before the marker that the error quotes.
-    const BEFORE: usize = 32;
+    /// The most bytes of the line before the marker, and after it, that the error quotes.
+    const AROUND: usize = 24;
     let found = lines(pem).enumerate().find_map(|(at, line)| {
         let begin = line.windows(BEGIN.len()).skip(1).position(|w| w == BEGIN)? + 1;
         Some((at + 1, line, begin))
@@ -112,8 +112,8 @@ fn refuse_sections_after_text(pem: &[u8], origin: &str) -> Result<()> {
     let Some((line, text, begin)) = found else {
         return Ok(());
     };
-    let from = begin.saturating_sub(BEFORE);
-    let to = text.len().min(begin + BEGIN.len() + BEFORE);
+    let from = begin.saturating_sub(AROUND);
+    let to = text.len().min(begin + BEGIN.len() + AROUND);
     let quoted = format!(
         "{}{:?}{}",
         if from > 0 { "..." } else { "" },
@@ -498,12 +498,19 @@ PAFf949od6diBPMB2tC8ls10C719spfNfKApIlwZ56k=\n\
         assert!(
             told.contains(&format!(
                 "(...\"{}-----BEGIN PRIVATE KEY-----{}\"...)",
-                "x".repeat(32),
-                "y".repeat(16)
+                "x".repeat(24),
+                "y".repeat(8)
             )),
             "{told}"
         );
         assert!(told.len() < 300, "{} bytes of reason", told.len());
+        // Control characters, each quoted in six: the reason stays short.
+        let controls = format!("{0}-----BEGIN {0}", "\u{1}".repeat(100));
+        let told = reason(
+            certificates(controls.as_bytes(), "c.pem").unwrap_err(),
+            "c.pem",
+        );
+        assert!(told.len() < 600, "{} bytes of reason: {told}", told.len());
     }
 
     #[test]
