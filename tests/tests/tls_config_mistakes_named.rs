@@ -58,3 +58,70 @@ fn no_protocol_version_is_named_as_such() {
         );
     }
 }
+
+/// A certificate of the caller's own that rustls refuses is `Error::Config`, as documented,
+/// but its text was rustls's, for a peer's: "invalid peer certificate: ..." for a root or a
+/// client CA given in DER that is not a certificate, or for an SNI certificate that does not
+/// cover its name; and a key that does not match its certificate (a chain given in the wrong
+/// order, a key file of another certificate) was "keys may not be consistent: KeyMismatch".
+#[test]
+fn the_callers_own_certificates_and_keys_are_not_called_a_peers() {
+    let pki = Pki::generate();
+    let not_a_certificate = || net_tls::CertificateDer::from(b"not a certificate".to_vec());
+    let root = TlsConfig::builder()
+        .add_root_certificate(not_a_certificate())
+        .build()
+        .unwrap_err();
+    let client_ca = TlsServerConfig::builder()
+        .client_auth_der([not_a_certificate()], true)
+        .unwrap_err();
+    let other = pki.ca.server(&["other.test"]);
+    let sni = TlsServerConfig::builder()
+        .sni_certificate_der("localhost", other.chain_der().to_vec(), other.key_der())
+        .unwrap_err();
+    for (what, e) in [
+        ("a root", root),
+        ("a client CA", client_ca),
+        ("an SNI certificate", sni),
+    ] {
+        assert!(
+            matches!(e, Error::Config(rustls::Error::InvalidCertificate(_))),
+            "{what}: {e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            !text.contains("peer") && text.contains("invalid certificate"),
+            "{what}: {text}"
+        );
+    }
+
+    let reversed: Vec<_> = pki.server.chain_der().iter().rev().cloned().collect();
+    let server = TlsServerConfig::builder()
+        .certificate_chain_der(reversed)
+        .private_key_der(pki.server.key_der())
+        .build()
+        .unwrap_err();
+    let client = TlsConfig::builder()
+        .client_certificate_der(pki.client.chain_der().to_vec(), pki.server.key_der())
+        .build()
+        .unwrap_err();
+    for (what, e) in [
+        ("a reversed server chain", server),
+        ("another's key", client),
+    ] {
+        assert!(
+            matches!(
+                e,
+                Error::Config(rustls::Error::InconsistentKeys(
+                    rustls::InconsistentKeys::KeyMismatch
+                ))
+            ),
+            "{what}: {e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("does not match") && text.contains("first"),
+            "{what}: {text}"
+        );
+    }
+}
