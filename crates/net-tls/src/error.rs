@@ -177,10 +177,20 @@ impl fmt::Display for Error {
             Error::HandshakeTimeout(d) => write!(f, "tls handshake did not complete within {d:?}"),
             Error::Pem { origin, reason } => write!(f, "unusable pem in {origin}: {reason}"),
             Error::ReadFile { path, .. } => write!(f, "cannot read pem file {}", path.display()),
-            // rustls words these for other cases: an empty chain of the caller's as a peer's
-            // ("peer sent no certificates"), a setting refused as "unexpected error: ...".
+            // rustls words these for other cases: the caller's own certificates as a peer's
+            // ("peer sent no certificates", "invalid peer certificate"), a key that does not
+            // match as "keys may not be consistent", a setting refused as "unexpected error".
             Error::Config(rustls::Error::NoCertificatesPresented) => {
                 f.write_str("invalid tls configuration: the certificate chain is empty")
+            }
+            Error::Config(rustls::Error::InvalidCertificate(reason)) => {
+                write!(f, "invalid tls configuration: invalid certificate: {reason}")
+            }
+            Error::Config(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+                f.write_str(
+                    "invalid tls configuration: the private key does not match the certificate \
+                     (the chain's first, its leaf)",
+                )
             }
             Error::Config(rustls::Error::General(reason)) => {
                 write!(f, "invalid tls configuration: {reason}")
