@@ -9,6 +9,8 @@
 //!   skips, is refused (never silently dropped) wherever its BEGIN line is, as the parser
 //!   reads lines (ended by LF, CRLF or CR) and labels (the five dashes may have spaces after
 //!   and among them);
+//! - a BEGIN marker after other text on its line (two files joined without a newline, a byte
+//!   order mark or blanks before it), which the parser skips, is refused by all three loaders;
 //! - an accepted chain is every CERTIFICATE section the parser reads, in order, each after the
 //!   leaf one whole DER value; accepted roots are every one of them; an accepted key is the
 //!   parser's first key;
@@ -296,6 +298,24 @@ fuzz_target!(|case: Case| {
             "{:?}: {got:?}",
             String::from_utf8_lossy(&pem)
         );
+    }
+    // A BEGIN marker after other text on its line is refused, never skipped.
+    if text
+        .split(|&b| b == b'\n' || b == b'\r')
+        .any(|line| line.windows(11).skip(1).any(|w| w == b"-----BEGIN "))
+    {
+        let reasons = [
+            got.chain.as_ref().err(),
+            got.key.as_ref().err(),
+            got.roots.as_ref().err(),
+        ];
+        for reason in reasons {
+            assert!(
+                reason.is_some_and(|reason| reason.contains("after other text")),
+                "{:?}: {got:?}",
+                String::from_utf8_lossy(&pem)
+            );
+        }
     }
     // What is accepted is everything the parser reads.
     let certificates: Option<Vec<CertificateDer<'_>>> = CertificateDer::pem_slice_iter(text)
