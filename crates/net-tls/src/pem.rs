@@ -43,7 +43,7 @@ fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>
     refuse_other_certificate_labels(pem, origin)?;
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| unusable(pem, origin, bad(origin, e)))?;
+        .map_err(|e| unusable(pem, origin, bad(pem, origin, e)))?;
     if certs.is_empty() {
         return Err(Error::Pem {
             origin: origin.into(),
@@ -128,6 +128,52 @@ fn refuse_sections_after_text(pem: &[u8], origin: &str) -> Result<()> {
              files joined without a newline between them?)"
         ),
     })
+}
+
+/// Where the PEM parser meets a byte that cannot be in base64: its line in `pem` (counting
+/// from 1), and the byte. Sections are found as the parser finds them: a BEGIN line at the
+/// start of a line opens one (its label ends at the first of the five dashes that end the
+/// line; the blanks after and among them are skipped); a BEGIN line inside a section opens
+/// another, whose END decodes both; the END line under the section's label closes it, and its
+/// base64 is decoded if the label is of a kind the parser reads, thrown away if not. Blanks
+/// and line ends may be in base64, and so may `=`.
+fn not_base64(pem: &[u8]) -> Option<(usize, u8)> {
+    let mut label: Option<&[u8]> = None;
+    // The first byte that cannot be in base64 among the lines the next END decodes.
+    let mut first_bad = None;
+    for (at, line) in lines(pem).enumerate() {
+        if let Some(rest) = line.strip_prefix(b"-----BEGIN ") {
+            let mut end = rest.len();
+            for (i, &b) in rest.iter().enumerate().rev() {
+                match b {
+                    b'-' => end = i,
+                    b' ' => {}
+                    _ => break,
+                }
+            }
+            label = Some(&rest[..end]);
+            continue;
+        }
+        let Some(open) = label else { continue };
+        let closes = line
+            .strip_prefix(b"-----END ")
+            .and_then(|rest| rest.strip_prefix(open))
+            .is_some_and(|rest| rest.starts_with(b"-----"));
+        if closes {
+            label = None;
+            if pem::SectionKind::try_from(open).is_ok() && first_bad.is_some() {
+                return first_bad;
+            }
+            first_bad = None;
+        } else if first_bad.is_none() {
+            let bad = line.iter().find(|&&b| {
+                !(b.is_ascii_alphanumeric()
+                    || matches!(b, b'+' | b'/' | b'=' | b' ' | b'\t'..=b'\r'))
+            });
+            first_bad = bad.map(|&bad| (at + 1, bad));
+        }
+    }
+    None
 }
 
 /// The lines of `pem`, each ended by an LF, a CR or a CRLF (as the PEM parser ends them).
@@ -247,7 +293,7 @@ pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'sta
                     "no private key (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section) found"
                         .into(),
             },
-            e => bad(origin, e),
+            e => bad(pem, origin, e),
         };
         unusable(pem, origin, e)
     })?;
@@ -289,8 +335,9 @@ fn unusable(pem: &[u8], origin: &str, e: Error) -> Error {
 }
 
 /// The parser's error in words: its own text shows the PEM lines it quotes as lists of byte
-/// values, and quotes a line whole, however long.
-fn bad(origin: &str, e: pem::Error) -> Error {
+/// values, and quotes a line whole, however long; a character that cannot be in base64 it
+/// shows as a number, without its line (found in `pem` here).
+fn bad(pem: &[u8], origin: &str, e: pem::Error) -> Error {
     /// The most bytes of a line an error quotes.
     const QUOTED: usize = 64;
     let reason = match e {
@@ -306,6 +353,21 @@ fn bad(origin: &str, e: pem::Error) -> Error {
                 text.trim_end()
             )
         }
+        // Its text is `InvalidCharacter(byte)`: shown with the line it is on, when found.
+        pem::Error::Base64Decode(text) => match not_base64(pem) {
+            Some((line, byte)) if text == format!("InvalidCharacter({byte})") => {
+                let shown = if byte.is_ascii_graphic() {
+                    format!("'{}'", char::from(byte))
+                } else {
+                    format!("the byte 0x{byte:02x}")
+                };
+                format!(
+                    "line {line} has {shown}, which cannot be in a section's base64 (a \
+                     character changed, or text put into the section?)"
+                )
+            }
+            _ => pem::Error::Base64Decode(text).to_string(),
+        },
         e => e.to_string(),
     };
     Error::Pem {
