@@ -4,7 +4,8 @@
 //! certificate and key, of one whole DER value or of the fuzzer's bytes, lines ended by LF,
 //! CRLF or a lone CR, a byte order mark, OpenSSL's encryption header — and raw bytes:
 //! - no panic; every error is `Error::Pem` naming "PEM bytes", kind `InvalidInput`, with a
-//!   reason of bounded length however long the input (lines are quoted in part);
+//!   reason of bounded length however long the input (lines are quoted in part), which names
+//!   the line of a character that cannot be in base64 (never the parser's number for it);
 //! - a certificate under `TRUSTED CERTIFICATE` or `X509 CERTIFICATE`, which the PEM parser
 //!   skips, is refused (never silently dropped) wherever its BEGIN line is, as the parser
 //!   reads lines (ended by LF, CRLF or CR) and labels (the five dashes may have spaces after
@@ -238,6 +239,12 @@ fn reason(e: Error, pem: &[u8]) -> String {
                 pem.len()
             );
             assert_eq!(shown, format!("unusable pem in PEM bytes: {reason}"));
+            // A character that cannot be in base64 is named with its line, never as a number.
+            assert!(
+                !reason.contains("InvalidCharacter"),
+                "{reason} for {:?}",
+                String::from_utf8_lossy(pem)
+            );
             reason
         }
         e => panic!("not a PEM error: {e:?}"),
