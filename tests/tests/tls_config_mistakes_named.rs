@@ -125,3 +125,33 @@ fn the_callers_own_certificates_and_keys_are_not_called_a_peers() {
         );
     }
 }
+
+/// A key the crypto provider does not sign with (Ed448, which neither `ring` nor `aws-lc-rs`
+/// does) is `Error::Pem` saying which keys it takes, but its reason began with rustls's
+/// "unexpected error: failed to parse private key ...": an expected refusal.
+#[test]
+fn a_key_the_provider_does_not_sign_with_is_no_unexpected_error() {
+    let dir = net_tests::TempDir::new("tls-ed448");
+    let path = dir.join("ed448.pem");
+    let made = net_tests::harness::Process::run(
+        "openssl",
+        [
+            "genpkey".as_ref(),
+            "-algorithm".as_ref(),
+            "ed448".as_ref(),
+            "-out".as_ref(),
+            path.as_os_str(),
+        ],
+    );
+    assert!(made.status.success(), "{made:?}");
+    let refused = TlsServerConfig::builder()
+        .private_key_pem_file(&path)
+        .unwrap_err();
+    match &refused {
+        Error::Pem { reason, .. } => assert!(
+            reason.contains("cannot be used") && !reason.contains("unexpected"),
+            "{reason}"
+        ),
+        other => panic!("not an Error::Pem: {other:?}"),
+    }
+}
