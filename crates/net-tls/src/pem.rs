@@ -259,6 +259,8 @@ fn one_der_value(der: &[u8]) -> bool {
 fn reason(e: rustls::Error) -> String {
     match e {
         rustls::Error::InvalidCertificate(reason) => format!("{reason:?}"),
+        // Without rustls's "unexpected error: ": these refusals are expected.
+        rustls::Error::General(reason) => reason,
         other => other.to_string(),
     }
 }
@@ -304,8 +306,9 @@ pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'sta
         return Err(Error::Pem {
             origin: origin.into(),
             reason: format!(
-                "the private key cannot be used: {e} ({SIGNS_WITH}; is the file corrupted, or \
-                 the key of another kind?)"
+                "the private key cannot be used: {} ({SIGNS_WITH}; is the file corrupted, or \
+                 the key of another kind?)",
+                reason(e)
             ),
         });
     }
