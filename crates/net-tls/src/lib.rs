@@ -132,8 +132,9 @@
 //! `CERTIFICATE` sections; one under OpenSSL's `TRUSTED CERTIFICATE` or `X509 CERTIFICATE`
 //! label is refused, not skipped, and so is a section, of a certificate or a key, whose BEGIN
 //! line does not start a line of its own, as `cat` leaves two files the first of which lacked
-//! its last newline: `-----END CERTIFICATE----------BEGIN CERTIFICATE-----`); a key that does
-//! not match the certificate is [`Error::Config`]. The key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC),
+//! its last newline: `-----END CERTIFICATE----------BEGIN CERTIFICATE-----`; a file in UTF-16,
+//! as Windows PowerShell's `>` writes it, is refused saying so); a key that does not match the
+//! certificate is [`Error::Config`]. The key may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC),
 //! unencrypted (an encrypted one is [`Error::Pem`] saying so), and one the crypto provider
 //! signs with: with `ring`, RSA of 2048 to 4096 bits, ECDSA on P-256 or P-384 (with its public
 //! key included, as OpenSSL writes it), or Ed25519; with `aws-lc-rs`, RSA of 2048 to 8192

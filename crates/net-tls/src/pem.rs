@@ -40,6 +40,7 @@ fn without_bom(pem: &[u8]) -> &[u8] {
 fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>> {
     let pem = without_bom(pem);
     refuse_sections_after_text(pem, origin)?;
+    refuse_utf16(pem, origin)?;
     refuse_other_certificate_labels(pem, origin)?;
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
@@ -176,6 +177,31 @@ fn not_base64(pem: &[u8]) -> Option<(usize, u8)> {
     None
 }
 
+/// Refuses `pem` in UTF-16 (two bytes a character, as Windows PowerShell 5's `>` and
+/// `Out-File` write text): its byte order mark, or a BEGIN marker in UTF-16 anywhere. The PEM
+/// parser reads ASCII, and finds no section in it: "no CERTIFICATE section found" of a file
+/// that shows one in any editor, or, after ASCII text, a section lost without an error.
+fn refuse_utf16(pem: &[u8], origin: &str) -> Result<()> {
+    const MARKER: &[u8] = b"-----BEGIN";
+    let little: Vec<u8> = MARKER.iter().flat_map(|&b| [b, 0]).collect();
+    let big: Vec<u8> = MARKER.iter().flat_map(|&b| [0, b]).collect();
+    let utf16 = pem.starts_with(&[0xff, 0xfe])
+        || pem.starts_with(&[0xfe, 0xff])
+        || pem
+            .windows(little.len())
+            .any(|w| w == little.as_slice() || w == big.as_slice());
+    if !utf16 {
+        return Ok(());
+    }
+    Err(Error::Pem {
+        origin: origin.into(),
+        reason: "it is in UTF-16 (two bytes a character, as Windows PowerShell's `>` and \
+                 `Out-File` write text), and PEM is read in ASCII: save it as ASCII or UTF-8 \
+                 (`Out-File -Encoding ascii`, or `iconv -f UTF-16 -t ASCII FILE`)"
+            .into(),
+    })
+}
+
 /// The lines of `pem`, each ended by an LF, a CR or a CRLF (as the PEM parser ends them).
 fn lines(pem: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(pem);
@@ -287,6 +313,7 @@ pub(crate) fn add_roots(roots: &mut rustls::RootCertStore, pem: &[u8], origin: &
 pub(crate) fn private_key(pem: &[u8], origin: &str) -> Result<PrivateKeyDer<'static>> {
     let pem = without_bom(pem);
     refuse_sections_after_text(pem, origin)?;
+    refuse_utf16(pem, origin)?;
     let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
         let e = match e {
             pem::Error::NoItemsFound => Error::Pem {
