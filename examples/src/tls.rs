@@ -58,8 +58,8 @@ pub fn server_identity(
 }
 
 /// Builds a configuration that began with [`server_identity`]`(cert_and_key, ..)`. A private
-/// key that is not the certificate's is reported as such, naming both files (rustls's own
-/// message is `keys may not be consistent: KeyMismatch`).
+/// key that is not the certificate's is reported as such, naming both files (net-tls's own
+/// message, from bytes, cannot name them).
 ///
 /// # Errors
 ///
