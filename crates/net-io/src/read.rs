@@ -301,8 +301,11 @@ impl ByteReadChannel {
     /// channel has a close cause).
     ///
     /// The end of the stream (or a failure) is known only once a read has seen it: unlike
-    /// Ktor's `ByteChannel`, whose `isClosedForRead` turns true as soon as its writer closes,
-    /// this stays `false` until a read (or [`await_content`](Self::await_content)) finds the end.
+    /// Ktor's `ByteChannel`, whose `isClosedForRead` turns true as soon as its writer has closed
+    /// and every byte was read, this stays `false` until a read (or
+    /// [`await_content`](Self::await_content)) finds the end: a loop that reads until
+    /// `is_closed_for_read` gets [`Error::UnexpectedEof`] from its last read; loop on
+    /// `await_content(1)` instead.
     pub fn is_closed_for_read(&self) -> bool {
         self.cancelled || (self.buf.is_empty() && (self.eof || self.failed.is_some()))
     }
