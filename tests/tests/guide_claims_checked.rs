@@ -189,3 +189,66 @@ async fn readme_tls_snippet(
     let tls = server.accept().await?.tls_server(&config).await?;
     Ok(())
 }
+
+/// The guide's step 5: `close_gracefully(wait)` "reads and discards the client's input until
+/// the client closes too or `wait` passes (a shorter `socket_timeout` does not end it)": a
+/// client that read the answer and stays silent, without closing, holds the call for `wait`,
+/// not for the listener's shorter `socket_timeout`, and the call returns `Ok`.
+#[tokio::test]
+async fn a_shorter_socket_timeout_does_not_end_close_gracefully_s_drain() {
+    const SOCKET: Duration = Duration::from_millis(100);
+    const WAIT: Duration = Duration::from_millis(600);
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| b.socket_timeout(SOCKET)).await;
+    let port = listener.port().unwrap();
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let server = within(listener.accept()).await.unwrap();
+    let mut connection = server.connection().unwrap();
+    connection.output.write_fully(b"goodbye\n").await.unwrap();
+
+    let started = std::time::Instant::now();
+    let closed = within(connection.close_gracefully(WAIT)).await;
+    let waited = started.elapsed();
+    assert!(closed.is_ok(), "{closed:?}");
+    assert!(waited >= WAIT, "the drain ended after {waited:?}");
+
+    // The client got the answer, then the end.
+    let mut got = Vec::new();
+    let end = within(tokio::io::AsyncReadExt::read_to_end(&mut client, &mut got)).await;
+    assert_eq!(got, b"goodbye\n");
+    assert!(end.is_ok(), "{end:?}");
+    selector.close();
+}
+
+/// The guide's step 5: "`wait` bounds the whole of it, the flush included: a client that reads
+/// nothing ... gets a reset after `wait`, and the call fails with `Error::Timeout`". The flush
+/// is a write: a listener's `socket_timeout` shorter than `wait` fails it first (as the guide's
+/// step 3 says of every write that makes no progress), with the same `Error::Timeout`.
+#[tokio::test]
+async fn a_shorter_socket_timeout_ends_close_gracefully_s_flush_first() {
+    const SOCKET: Duration = Duration::from_millis(100);
+    const WAIT: Duration = Duration::from_secs(10);
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| {
+        b.socket_timeout(SOCKET).send_buffer_size(4096)
+    })
+    .await;
+    let (server, _peer) = net_tests::loopback::accepted_with_full_buffers(&listener).await;
+    let mut connection = server.connection().unwrap();
+    connection.output.write_fully(b"goodbye\n").await.unwrap();
+
+    let started = std::time::Instant::now();
+    let closed = within(connection.close_gracefully(WAIT)).await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(closed, Err(net_sockets::Error::Timeout)),
+        "{closed:?}"
+    );
+    assert!(
+        waited >= SOCKET && waited < WAIT / 2,
+        "the flush gave up after {waited:?}"
+    );
+    selector.close();
+}
