@@ -252,3 +252,118 @@ async fn a_shorter_socket_timeout_ends_close_gracefully_s_flush_first() {
     );
     selector.close();
 }
+
+/// The string literals of `text` (a macro invocation's arguments), unescaped enough for a
+/// log message: `\"`, `\\` and a line continuation (`\` at the end of a line, and the next
+/// line's leading blanks).
+fn string_literals(text: &str) -> Vec<String> {
+    let mut literals = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut literal = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('\n') => {
+                        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                            chars.next();
+                        }
+                    }
+                    Some(escaped) => literal.push(escaped),
+                    None => {}
+                },
+                c => literal.push(c),
+            }
+        }
+        literals.push(literal);
+    }
+    literals
+}
+
+/// The messages of the `tracing` events in `source` (a Rust file, its `#[cfg(test)] mod tests`
+/// left out): the last string literal of each `tracing::LEVEL!(...)`.
+fn event_messages(source: &str) -> Vec<String> {
+    let source = source
+        .split("#[cfg(test)]\nmod tests")
+        .next()
+        .unwrap_or(source);
+    let mut messages = Vec::new();
+    for level in ["trace", "debug", "info", "warn", "error"] {
+        let call = format!("tracing::{level}!(");
+        for (at, _) in source.match_indices(&call) {
+            let args = &source[at + call.len()..];
+            // To the parenthesis that closes the call (the messages hold none).
+            let mut depth = 1;
+            let end = args
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map_or(args.len(), |(i, _)| i);
+            if let Some(message) = string_literals(&args[..end]).pop() {
+                messages.push(message);
+            }
+        }
+    }
+    messages
+}
+
+/// The guide's step 8 lists the crates' events, and net-sockets' crate docs say that it "lists
+/// them all": every event of the three libraries has a row there, found by the start of its
+/// message (up to its first format argument, at most 30 characters). (The selector's warning
+/// about a socket dropped on another thread that held its descriptor past the close had none.)
+#[test]
+fn the_guide_lists_every_event_of_the_libraries() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let guide = std::fs::read_to_string(root.join("crates/net-sockets/src/guide.md")).unwrap();
+    let tracing = guide
+        .split("# 8. Tracing")
+        .nth(1)
+        .and_then(|rest| rest.split("# 9. TLS").next())
+        .expect("the guide's step 8");
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for krate in ["net-io", "net-sockets", "net-tls"] {
+        let dir = root.join("crates").join(krate).join("src");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+            .collect();
+        files.sort();
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            for message in event_messages(&source) {
+                let start: String = message
+                    .split('{')
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(30)
+                    .collect();
+                checked += 1;
+                if !tracing.contains(&start) {
+                    missing.push(format!("{}: {message:?}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        checked >= 30,
+        "only {checked} events found: the scan is broken"
+    );
+    assert!(
+        missing.is_empty(),
+        "events without a row in the guide's step 8:\n{}",
+        missing.join("\n")
+    );
+}
