@@ -674,11 +674,17 @@ impl Connection<Plain> {
     /// `timed_out()`'s error (what the output still held is thrown away, as by
     /// [`close_gracefully`](Connection::close_gracefully)'s `wait`), or with the close once
     /// the selector is closed.
+    ///
+    /// Each failure of the upgrade itself (before `start` runs: the flush, a read that had
+    /// failed, a gap, the deadline, a closed socket) goes through `failed`, in the connection's
+    /// span, so that the layer can report it as it reports its own handshake's failures;
+    /// `start`'s failures are returned as they are.
     #[doc(hidden)]
     pub async fn upgrade<T, E, F, Fut>(
         self,
         limit: Duration,
         timed_out: impl FnOnce() -> E,
+        failed: impl FnOnce(E) -> E,
         start: F,
     ) -> Result<Socket<T>, E>
     where
@@ -727,20 +733,28 @@ impl Connection<Plain> {
                 socket.close();
                 // Thrown away on purpose: the caller learns it from the error (no `warn`).
                 output.cancel();
-                return Err(match over {
-                    Ok(()) => socket.link.conn.core().span().in_scope(timed_out),
-                    Err(closed) => closed.into(),
-                });
+                let span = socket.link.conn.core().span();
+                return Err(span.in_scope(|| {
+                    failed(match over {
+                        Ok(()) => timed_out(),
+                        Err(closed) => closed.into(),
+                    })
+                }));
             }
         };
         let prefix = match taken {
             Ok(prefix) => prefix,
             Err(e) => {
                 socket.close();
-                return Err(Error::from(e).into());
+                let span = socket.link.conn.core().span();
+                return Err(span.in_scope(|| failed(Error::from(e).into())));
             }
         };
         drop((input, output));
+        if let Err(e) = socket.link.conn.core().check_open() {
+            let span = socket.link.conn.core().span();
+            return Err(span.in_scope(|| failed(e.into())));
+        }
         socket
             .upgrade_with(prefix, |raw| start(raw, deadline))
             .await

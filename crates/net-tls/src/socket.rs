@@ -225,24 +225,33 @@ impl TlsExt for Connection {
 // The handshake timeout bounds the whole upgrade: the flush of the connection's output (STARTTLS)
 // and the handshake share one deadline.
 
+// A failure before the handshake starts (the flush, a closed socket) is logged as the
+// handshake's own are: the caller's upgrade failed either way.
+
 async fn client(connection: Connection, config: TlsConfig) -> Result<TlsSocket> {
     let limit = config.handshake_timeout;
-    let timed_out = || failed("client", Error::HandshakeTimeout(limit));
+    let timed_out = || Error::HandshakeTimeout(limit);
     let start = |raw, timer| async move {
         let started = handshake::connect(raw, timer, &config).await;
         finished(started, "client")
     };
-    connection.upgrade(limit, timed_out, start).await
+    let before_start = |e| failed("client", e);
+    connection
+        .upgrade(limit, timed_out, before_start, start)
+        .await
 }
 
 async fn server(connection: Connection, settings: Arc<Settings>) -> Result<TlsSocket> {
     let limit = settings.handshake_timeout;
-    let timed_out = || failed("server", Error::HandshakeTimeout(limit));
+    let timed_out = || Error::HandshakeTimeout(limit);
     let start = |raw, timer| async move {
         let started = handshake::accept(raw, timer, &settings).await;
         finished(started, "server")
     };
-    connection.upgrade(limit, timed_out, start).await
+    let before_start = |e| failed("server", e);
+    connection
+        .upgrade(limit, timed_out, before_start, start)
+        .await
 }
 
 fn finished(
