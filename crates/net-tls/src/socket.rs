@@ -159,7 +159,7 @@ pub trait TlsExt: Sized + sealed::Sealed {
     /// # Cancel safety
     ///
     /// Dropping the future closes the socket.
-    fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send;
+    fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send + 'static;
 
     /// Runs the server handshake with the configuration current at this moment (see
     /// [`TlsServerConfig::reload`]), bounded by its handshake timeout (on a [`Connection`], the
@@ -173,11 +173,17 @@ pub trait TlsExt: Sized + sealed::Sealed {
     /// read what its output held in time), or [`Error::Socket`](crate::Error::Socket). On error
     /// the socket is closed.
     ///
+    /// The future takes what it needs from `config` when it is made, and does not borrow it:
+    /// `tokio::spawn(socket.tls_server(&config))` works, also once `config` is dropped or
+    /// replaced.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the future closes the socket.
-    fn tls_server(self, config: &TlsServerConfig)
-    -> impl Future<Output = Result<TlsSocket>> + Send;
+    fn tls_server(
+        self,
+        config: &TlsServerConfig,
+    ) -> impl Future<Output = Result<TlsSocket>> + Send + 'static;
 }
 
 /// Keeps [`TlsExt`] to this crate's implementations.
@@ -196,28 +202,28 @@ mod sealed {
 // `handshake_futures_are_small_and_still_handshake`, `starttls_handshake_futures_are_small`.
 
 impl TlsExt for Socket {
-    fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send {
+    fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send + 'static {
         Box::pin(async move { client(self.connection_or_close()?, config).await })
     }
 
     fn tls_server(
         self,
         config: &TlsServerConfig,
-    ) -> impl Future<Output = Result<TlsSocket>> + Send {
+    ) -> impl Future<Output = Result<TlsSocket>> + Send + 'static {
         let settings = config.settings();
         Box::pin(async move { server(self.connection_or_close()?, settings).await })
     }
 }
 
 impl TlsExt for Connection {
-    fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send {
+    fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send + 'static {
         Box::pin(client(self, config))
     }
 
     fn tls_server(
         self,
         config: &TlsServerConfig,
-    ) -> impl Future<Output = Result<TlsSocket>> + Send {
+    ) -> impl Future<Output = Result<TlsSocket>> + Send + 'static {
         Box::pin(server(self, config.settings()))
     }
 }
