@@ -6,6 +6,9 @@
 //! did not compile (`config` does not live long enough: "argument requires that `config` is
 //! borrowed for `'static`"). Both forms: a `Socket` and a STARTTLS `Connection`; and the client's
 //! `tls(config)`, which owns its configuration.
+//!
+//! Pinned beside it (it held before): such a future, made and kept before it is spawned, counts
+//! its handshake timeout from its first poll, as the docs say.
 
 use std::sync::Arc;
 
@@ -114,4 +117,76 @@ async fn tls_server_futures_outlive_their_config_in_a_join_set() {
         secure.socket.close();
     }
     selector.close();
+}
+
+/// The handshake timeout counts from the future's first poll, not from the call that made it
+/// (as the docs say: "one deadline from the first poll"): a future made, kept past its
+/// timeout, then spawned still gets its whole handshake, on a `Socket` and on a STARTTLS
+/// `Connection`, on either side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_timeout_counts_from_the_first_poll() {
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+    let selector = SelectorManager::new();
+    let ca = Arc::new(TestCa::new("futures ca"));
+    let listener = tcp_listener(&selector).await;
+    let port = listener.port().unwrap();
+    for starttls in [false, true] {
+        for we_are_server in [true, false] {
+            let case = format!("starttls {starttls}, server {we_are_server}");
+            let (accepted, tcp) = within(async {
+                tokio::join!(listener.accept(), TcpStream::connect(("127.0.0.1", port)))
+            })
+            .await;
+            let (accepted, tcp) = (accepted.unwrap(), tcp.unwrap());
+            let handshake = if we_are_server {
+                let config = ca
+                    .server(&["localhost"])
+                    .server_config()
+                    .handshake_timeout(TIMEOUT)
+                    .build()
+                    .unwrap();
+                if starttls {
+                    futures_boxed(accepted.connection().unwrap().tls_server(&config))
+                } else {
+                    futures_boxed(accepted.tls_server(&config))
+                }
+            } else {
+                let config = ca
+                    .client_config()
+                    .server_name("localhost")
+                    .handshake_timeout(TIMEOUT)
+                    .build()
+                    .unwrap();
+                if starttls {
+                    futures_boxed(accepted.connection().unwrap().tls(config))
+                } else {
+                    futures_boxed(accepted.tls(config))
+                }
+            };
+            tokio::time::sleep(TIMEOUT * 3).await;
+            let handshake = tokio::spawn(handshake);
+            if we_are_server {
+                let connector = TlsConnector::from(rustls_client(&ca));
+                let client = within(connector.connect(localhost(), tcp)).await;
+                assert!(client.is_ok(), "{case}: {client:?}");
+            } else {
+                let leaf = ca.server(&["localhost"]);
+                let acceptor =
+                    tokio_rustls::TlsAcceptor::from(net_tests::tls::rustls_server(&leaf));
+                let server = within(acceptor.accept(tcp)).await;
+                assert!(server.is_ok(), "{case}: {server:?}");
+            }
+            let tls = within(handshake).await.unwrap();
+            assert!(tls.is_ok(), "{case}: {tls:?}");
+        }
+    }
+    selector.close();
+}
+
+/// `future`, boxed, so that the four kinds of upgrade have one type.
+fn futures_boxed(
+    future: impl std::future::Future<Output = net_tls::Result<net_tls::TlsSocket>> + Send + 'static,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = net_tls::Result<net_tls::TlsSocket>> + Send>>
+{
+    Box::pin(future)
 }
