@@ -243,7 +243,7 @@ async fn client(connection: Connection, config: TlsConfig) -> Result<TlsSocket> 
     };
     let before_start = |e| failed("client", e);
     connection
-        .upgrade(limit, timed_out, before_start, start)
+        .upgrade_reporting(limit, timed_out, before_start, start)
         .await
 }
 
@@ -256,7 +256,7 @@ async fn server(connection: Connection, settings: Arc<Settings>) -> Result<TlsSo
     };
     let before_start = |e| failed("server", e);
     connection
-        .upgrade(limit, timed_out, before_start, start)
+        .upgrade_reporting(limit, timed_out, before_start, start)
         .await
 }
 
