@@ -764,6 +764,10 @@ impl Connection<Plain> {
             Ok(prefix) => prefix,
             Err(e) => {
                 socket.close();
+                // What the output still holds (a reply left for this flush, when the input
+                // had failed already) is thrown away by the upgrade, which tells the caller
+                // why: not a flush the caller forgot (no `warn`).
+                output.cancel();
                 let span = socket.link.conn.core().span();
                 return Err(span.in_scope(|| failed(Error::from(e).into())));
             }
