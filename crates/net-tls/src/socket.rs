@@ -158,7 +158,9 @@ pub trait TlsExt: Sized + sealed::Sealed {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future closes the socket.
+    /// Dropping the future closes the socket. On a [`Connection`], what its output still held
+    /// for the upgrade to flush is thrown away, also when the future was never polled: the
+    /// close is a reset.
     fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send + 'static;
 
     /// Runs the server handshake with the configuration current at this moment (see
@@ -179,7 +181,9 @@ pub trait TlsExt: Sized + sealed::Sealed {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future closes the socket.
+    /// Dropping the future closes the socket. On a [`Connection`], what its output still held
+    /// for the upgrade to flush is thrown away, also when the future was never polled: the
+    /// close is a reset.
     fn tls_server(
         self,
         config: &TlsServerConfig,
@@ -217,14 +221,38 @@ impl TlsExt for Socket {
 
 impl TlsExt for Connection {
     fn tls(self, config: TlsConfig) -> impl Future<Output = Result<TlsSocket>> + Send + 'static {
-        Box::pin(client(self, config))
+        let unstarted = Unstarted(Some(self));
+        Box::pin(async move { client(unstarted.start(), config).await })
     }
 
     fn tls_server(
         self,
         config: &TlsServerConfig,
     ) -> impl Future<Output = Result<TlsSocket>> + Send + 'static {
-        Box::pin(server(self, config.settings()))
+        let unstarted = Unstarted(Some(self));
+        let settings = config.settings();
+        Box::pin(async move { server(unstarted.start(), settings).await })
+    }
+}
+
+/// A connection handed to an upgrade whose future was not polled yet. Dropped so (the future
+/// dropped before its first poll: a `select!` whose other branch was ready first), what its
+/// output holds for the upgrade to flush is thrown away on purpose, as by a drop of the
+/// upgrade under way: the close is a reset, and no `warn` says that a flush was forgotten.
+struct Unstarted(Option<Connection>);
+
+impl Unstarted {
+    /// The connection, for the upgrade that starts.
+    fn start(mut self) -> Connection {
+        self.0.take().expect("an upgrade starts once")
+    }
+}
+
+impl Drop for Unstarted {
+    fn drop(&mut self) {
+        if let Some(connection) = &mut self.0 {
+            connection.output.cancel();
+        }
     }
 }
 
