@@ -599,8 +599,14 @@ impl<T: Transport> Connection<T> {
     ///
     /// Dropping the future closes the socket at once, as [`Socket::close`]; what the output
     /// still held is thrown away as when `wait` runs out (the close then resets, and no
-    /// warning is logged: the caller dropped it on purpose).
-    pub async fn close_gracefully(self, wait: Duration) -> Result<()> {
+    /// warning is logged: the caller dropped it on purpose), also when it was never polled.
+    pub fn close_gracefully(self, wait: Duration) -> impl Future<Output = Result<()>> + Send {
+        let unstarted = Unstarted(Some(self));
+        async move { unstarted.start().close_gracefully_now(wait).await }
+    }
+
+    /// [`close_gracefully`](Self::close_gracefully), once its future is first polled.
+    async fn close_gracefully_now(self, wait: Duration) -> Result<()> {
         let Connection {
             socket,
             mut input,
@@ -655,6 +661,27 @@ impl<T: Transport> Connection<T> {
         }
         socket.close();
         Ok(())
+    }
+}
+
+/// A connection handed to [`Connection::close_gracefully`] whose future was not polled yet.
+/// Dropped so (the future dropped before its first poll: a `select!` whose other branch was
+/// ready first), what its output holds is thrown away on purpose, as by a drop of the call
+/// under way: the close is a reset, and no `warn` says that a flush was forgotten.
+struct Unstarted<T: Transport>(Option<Connection<T>>);
+
+impl<T: Transport> Unstarted<T> {
+    /// The connection, for the call that starts.
+    fn start(mut self) -> Connection<T> {
+        self.0.take().expect("a close starts once")
+    }
+}
+
+impl<T: Transport> Drop for Unstarted<T> {
+    fn drop(&mut self) {
+        if let Some(connection) = &mut self.0 {
+            connection.output.cancel();
+        }
     }
 }
 
