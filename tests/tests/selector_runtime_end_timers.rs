@@ -43,6 +43,7 @@ fn a_layer_timer_polled_after_the_selectors_runtime_ended_fails_with_selector_cl
                 .upgrade(
                     Duration::from_secs(60),
                     || Error::Timeout,
+                    |e| e,
                     |raw: RawStream, _| {
                         timers.send(raw.sleep(Duration::from_secs(60))).unwrap();
                         async { Err::<Plain, Error>(Error::Closed) }

@@ -855,6 +855,7 @@ async fn a_layers_handshake_wakes_the_waker_of_its_last_poll_at_the_selectors_cl
     let upgrade = pin!(connection.upgrade(
         Duration::from_secs(600),
         || net_sockets::Error::Timeout,
+        |e| e,
         |mut raw, timer| async move {
             let mut byte = [0u8; 1];
             let read = tokio::select! {

@@ -702,30 +702,12 @@ impl Connection<Plain> {
     /// [`close_gracefully`](Connection::close_gracefully)'s `wait`), or with the close once
     /// the selector is closed.
     ///
-    /// [`upgrade_reporting`](Self::upgrade_reporting) reports the upgrade's own failures to
-    /// the layer.
+    /// Each failure of the upgrade itself (before `start` runs: the flush, a read that had
+    /// failed, a gap, the deadline, a closed socket) goes through `failed`, in the
+    /// connection's span, so that the layer can report it as it reports its own handshake's
+    /// failures; `start`'s failures are returned as they are.
     #[doc(hidden)]
     pub async fn upgrade<T, E, F, Fut>(
-        self,
-        limit: Duration,
-        timed_out: impl FnOnce() -> E,
-        start: F,
-    ) -> Result<Socket<T>, E>
-    where
-        T: Transport,
-        E: From<Error>,
-        F: FnOnce(RawStream, SelectorSleep) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        self.upgrade_reporting(limit, timed_out, |e| e, start).await
-    }
-
-    /// [`upgrade`](Self::upgrade), where each failure of the upgrade itself (before `start`
-    /// runs: the flush, a read that had failed, a gap, the deadline, a closed socket) goes
-    /// through `failed`, in the connection's span, so that the layer can report it as it
-    /// reports its own handshake's failures; `start`'s failures are returned as they are.
-    #[doc(hidden)]
-    pub async fn upgrade_reporting<T, E, F, Fut>(
         self,
         limit: Duration,
         timed_out: impl FnOnce() -> E,

@@ -271,7 +271,7 @@ async fn client(connection: Connection, config: TlsConfig) -> Result<TlsSocket> 
     };
     let before_start = |e| failed("client", e);
     connection
-        .upgrade_reporting(limit, timed_out, before_start, start)
+        .upgrade(limit, timed_out, before_start, start)
         .await
 }
 
@@ -284,7 +284,7 @@ async fn server(connection: Connection, settings: Arc<Settings>) -> Result<TlsSo
     };
     let before_start = |e| failed("server", e);
     connection
-        .upgrade_reporting(limit, timed_out, before_start, start)
+        .upgrade(limit, timed_out, before_start, start)
         .await
 }
 
