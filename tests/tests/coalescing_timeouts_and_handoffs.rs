@@ -127,3 +127,31 @@ async fn a_read_channel_handed_to_another_task_mid_burst_loses_and_reorders_noth
     within(second).await.unwrap();
     drop(socket);
 }
+
+/// Over TLS, a reader that reads the rest of a burst without waiting (its request is handled
+/// before the next read, as a slow one is) holds nothing pending, but the answer held back
+/// before still waits: an explicit flush with nothing new to send lets it leave (through the
+/// session's flush, which has no records of its own).
+#[tokio::test]
+async fn tls_an_answer_held_for_a_request_since_read_leaves_at_a_flush_of_nothing_new() {
+    let selector = SelectorManager::new();
+    let pki = net_tests::pki::Pki::generate();
+    let listener = tcp_listener(&selector).await;
+    let (mut server, mut client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+    let mut input = server.open_read_channel().unwrap();
+    let mut output = server.open_write_channel(true).unwrap();
+    let mut client_out = client.open_write_channel(true).unwrap();
+    let mut client_in = client.open_read_channel().unwrap();
+    client_out.write_string_utf8("a\nb\n").await.unwrap();
+    let first = within(input.read_line(64, LineEnding::Default)).await;
+    assert_eq!(first.unwrap().as_deref(), Some("a"));
+    assert_eq!(input.available_for_read(), 2, "`b` is unread");
+    output.write_string_utf8("A\n").await.unwrap();
+    let second = within(input.read_line(64, LineEnding::Default)).await;
+    assert_eq!(second.unwrap().as_deref(), Some("b"));
+    assert_eq!(input.available_for_read(), 0, "nothing is pending");
+    within(output.flush()).await.unwrap();
+    let line = within(client_in.read_line(64, LineEnding::Default)).await;
+    assert_eq!(line.unwrap().as_deref(), Some("A"));
+    drop((input, output, server, client_out, client_in, client));
+}

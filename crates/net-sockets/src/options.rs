@@ -102,11 +102,14 @@ pub struct SocketOptions {
     /// (a frame stream's end at its first error too, which never reads again), when its read
     /// channel is dropped, when a write would pass the 64 KiB limit (on TLS,
     /// 64 KiB of the records that carry them, about 22 bytes more per record), or when the
-    /// write side closes. So a reader that stops reading while input is still unread (a server
-    /// that reads a command sent with a trailing empty line, then only pushes and never reads
-    /// again) keeps what is written after it held back, explicit flushes included. Such a
-    /// server keeps reading (a `select!` on a read beside its pushes), drops its read channel,
-    /// or turns coalescing off. A read through tokio's `AsyncRead` or `AsyncBufRead` (`copy`,
+    /// write side closes; and, once the reader has read the last unread request without waiting
+    /// (it handles that request before it reads again), at the next flush or auto-flushed
+    /// write, which sends them first: until then an earlier answer of the burst waits for that
+    /// handling. So a reader that stops reading while input is still unread (a server that
+    /// reads a command sent with a trailing empty line, then only pushes and never reads again)
+    /// keeps what is written after it held back, explicit flushes included. Such a server keeps
+    /// reading (a `select!` on a read beside its pushes), drops its read channel, or turns
+    /// coalescing off. A read through tokio's `AsyncRead` or `AsyncBufRead` (`copy`,
     /// `copy_bidirectional`, `FramedRead`) leaves nothing pending, whatever stays buffered:
     /// such code passes its bytes on and may stop reading while its writes wait.
     pub coalesce_flushes: bool,
