@@ -1902,10 +1902,13 @@ fn out_of_memory() -> io::Error {
 /// The capacity [`reallocate`] asks for, for `additional` bytes more than the `len` held:
 /// twice `len` if that is more, but never past what a `Vec` may hold (`isize::MAX` bytes, 2 GiB
 /// where `usize` has 32 bits, where a buffer of 1 GiB doubled made `reserve_exact` panic with
-/// "capacity overflow" though the room asked for fitted).
+/// "capacity overflow" though the room asked for fitted); and at least a chunk, the usual
+/// buffer. (A buffer whose allocation a run handed out without a copy still shares, with few
+/// bytes in it, was made anew with those bytes and half a chunk: the channel then read 4 KiB
+/// at a time, as long as it lived, since a buffer that empties keeps its allocation.)
 fn grown_capacity(len: usize, additional: usize) -> usize {
     let doubled = len.saturating_mul(2).min(isize::MAX.unsigned_abs());
-    len.saturating_add(additional).max(doubled)
+    len.saturating_add(additional).max(doubled).max(READ_CHUNK)
 }
 
 impl Drop for ByteReadChannel {
