@@ -925,7 +925,10 @@ impl ByteReadChannel {
                     // the bytes back so that a retry starts where this call started. They were
                     // received, so memory still follows bytes received.
                     if filled > 0 {
-                        let mut buf = BytesMut::with_capacity(filled + self.buf.len());
+                        // A buffer of the usual size at least: one that empties keeps its
+                        // allocation, and reads go into it.
+                        let size = (filled + self.buf.len()).max(READ_CHUNK);
+                        let mut buf = BytesMut::with_capacity(size);
                         buf.extend_from_slice(&dst[..filled]);
                         buf.extend_from_slice(&self.buf);
                         self.buf = Buffer::from(buf);

@@ -1,5 +1,6 @@
-//! The room a channel offers its transport after it handed out a run without a copy
-//! (`read_bytes` of 1 KiB or more, sharing the buffer's allocation) that the application keeps:
+//! The room a channel offers its transport once its buffer was made anew: after it handed out
+//! a run without a copy (`read_bytes` of 1 KiB or more, sharing the buffer's allocation) that
+//! the application keeps, and after a `read_fully` that timed out gave its bytes back.
 //! `ByteReadChannel`'s docs say that reads from the transport go "into a buffer of 8 KiB or
 //! more" (after the first, of at most 1 KiB).
 
@@ -13,7 +14,7 @@ use net_io::ByteReadChannel;
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// An endless transport that records the room each read is offered; its first reads return
-/// at most the sizes given, the later ones fill all the room.
+/// at most the sizes given (0: a timeout instead), the later ones fill all the room.
 struct Recording {
     offered: Arc<Mutex<Vec<usize>>>,
     sizes: Vec<usize>,
@@ -31,6 +32,12 @@ impl AsyncRead for Recording {
         } else {
             self.sizes.remove(0).min(buf.remaining())
         };
+        if n == 0 {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                net_io::Error::Timeout,
+            )));
+        }
         buf.put_slice(&vec![7; n]);
         Poll::Ready(Ok(()))
     }
@@ -86,5 +93,35 @@ async fn reads_after_a_kept_run_with_bytes_left_are_offered_8_kib() {
         later.iter().all(|&room| room >= 8 * 1024 - 500),
         "rooms offered after a kept run of {} bytes: {later:?}",
         kept.len()
+    );
+}
+
+/// `read_fully` gives the bytes it took back to the buffer when it times out (a retry reads
+/// them again); the buffer it made for them held exactly those bytes. Those few, then emptied
+/// by the reads after, left the channel reading into that much (5,000 bytes here) for as long
+/// as it lived.
+#[tokio::test]
+async fn reads_after_a_read_fully_that_timed_out_are_offered_8_kib() {
+    let offered = Arc::new(Mutex::new(Vec::new()));
+    let mut input = ByteReadChannel::new(Recording {
+        offered: Arc::clone(&offered),
+        sizes: vec![1000, 4000, 0],
+    });
+    let mut dst = [0; 6000];
+    let timed_out = input.read_fully(&mut dst).await;
+    assert!(
+        matches!(timed_out, Err(net_io::Error::Timeout)),
+        "{timed_out:?}"
+    );
+    assert_eq!(input.available_for_read(), 5000);
+    let before = offered.lock().unwrap().len();
+    for _ in 0..64 {
+        input.read_bytes(500).await.unwrap();
+    }
+    let later = offered.lock().unwrap()[before..].to_vec();
+    assert!(!later.is_empty());
+    assert!(
+        later.iter().all(|&room| room >= 8 * 1024 - 500),
+        "rooms offered after a read_fully that timed out: {later:?}"
     );
 }
