@@ -1647,14 +1647,18 @@ impl ByteReadChannel {
     }
 
     /// Runs a decoder's `decode` on the buffer. A decoder only consumes (tokio-util's do); bytes
-    /// one puts in count as received, so that the count of what was read stays whole.
+    /// one puts in count as received, so that the count of what was read stays whole, also
+    /// when the decoder panics after it put them in (the count is kept as it unwinds).
     fn decode_with<T>(&mut self, decode: impl FnOnce(&mut BytesMut) -> T) -> T {
-        let len = self.buf.len();
         // A decoder may change bytes in place, which would leave a partial item's scan wrong.
         self.resume_live = false;
-        let decoded = decode(self.buf.bytes_mut());
-        self.received += self.buf.len().saturating_sub(len) as u64;
-        decoded
+        let bytes = self.buf.bytes_mut();
+        let counted = PutIn {
+            len: bytes.len(),
+            bytes,
+            received: &mut self.received,
+        };
+        decode(counted.bytes)
     }
 
     /// Takes `n` buffered bytes: a run of at least `ZERO_COPY_MIN` shares the buffer's
@@ -2053,6 +2057,21 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_next_frame(cx)
+    }
+}
+
+/// The buffer a decoder is given, and the channel's count of bytes received, which the bytes the
+/// decoder put in (outside tokio-util's contract) join when it returns or panics.
+struct PutIn<'a> {
+    bytes: &'a mut BytesMut,
+    /// The buffer's length before the decoder ran.
+    len: usize,
+    received: &'a mut u64,
+}
+
+impl Drop for PutIn<'_> {
+    fn drop(&mut self) {
+        *self.received += self.bytes.len().saturating_sub(self.len) as u64;
     }
 }
 
