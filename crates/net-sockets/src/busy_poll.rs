@@ -67,15 +67,21 @@ impl BusyPoll {
     /// its task spent its cooperative budget (tokio wakes that task itself, input or not). A
     /// load of a line that stays shared while the spinner runs and sees reads begin waiting: it
     /// is written once per look of the spinner, not once per read.
+    ///
+    /// Returns whether the read was a cue (its task had budget left): the read waits for input.
     #[inline]
-    pub(crate) fn kick_unless_budget_spent(&self) {
-        if self.state.load(Ordering::Relaxed) != KICKED && tokio::task::coop::has_budget_remaining()
-        {
+    pub(crate) fn kick_unless_budget_spent(&self) -> bool {
+        if !tokio::task::coop::has_budget_remaining() {
+            return false;
+        }
+        if self.state.load(Ordering::Relaxed) != KICKED {
             self.kick_slow();
         }
+        true
     }
 
-    /// A read found nothing to read and waits: poll for the next `window`.
+    /// A receive found nothing queued and its socket begins waiting: poll for the next
+    /// `window`.
     #[inline]
     pub(crate) fn kick(&self) {
         if self.state.load(Ordering::Relaxed) != KICKED {
@@ -319,6 +325,81 @@ mod tests {
         };
         sender.send_to(b"ping", to.socket_addr()).await.unwrap();
         assert_eq!(&receiving.await.unwrap().unwrap().packet[..], b"ping");
+        selector.close();
+    }
+
+    /// A receive, and a stream read, that begin waiting on a socket that waits already (the one
+    /// before dropped while it waited, as a `select!` loop with a timer drops it) are no new
+    /// cue: the spinner stays asleep. Once input came, the next that waits is one again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_begun_again_while_its_socket_waits_is_no_new_cue() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+        use tokio::io::AsyncWriteExt;
+
+        /// Polls `future` once: whether it is pending.
+        fn pending<F: Future>(future: F) -> bool {
+            let mut future = std::pin::pin!(future);
+            future
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        }
+
+        let selector = crate::SelectorManager::with_busy_poll(Duration::from_millis(20));
+        let busy = selector.busy_poll().expect("busy polling");
+        let socket = crate::a_socket(&selector)
+            .udp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let crate::SocketAddress::Inet(to) = socket.local_address() else {
+            panic!("not an IP socket")
+        };
+        let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for round in 1..=2 {
+            assert!(pending(socket.receive()), "round {round}");
+            assert!(
+                !busy.is_dormant(),
+                "round {round}: the first receive is a cue"
+            );
+            assert!(until(|| busy.is_dormant()).await, "round {round}");
+            assert!(pending(socket.receive()), "round {round}");
+            assert!(
+                busy.is_dormant(),
+                "round {round}: a receive begun again kicked"
+            );
+            sender.send_to(b"ping", to.socket_addr()).await.unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(10), socket.receive()).await;
+            assert_eq!(&got.unwrap().unwrap().packet[..], b"ping");
+        }
+
+        let server = crate::a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let mut client = tokio::net::TcpStream::connect(("127.0.0.1", server.port().unwrap()))
+            .await
+            .unwrap();
+        let mut accepted = server.accept().await.unwrap();
+        let mut input = accepted.open_read_channel().unwrap();
+        for round in 1..=2 {
+            assert!(until(|| busy.is_dormant()).await, "round {round}");
+            let mut byte = [0; 1];
+            assert!(pending(input.read_available(&mut byte)), "round {round}");
+            assert!(!busy.is_dormant(), "round {round}: the first read is a cue");
+            assert!(until(|| busy.is_dormant()).await, "round {round}");
+            assert!(pending(input.read_available(&mut byte)), "round {round}");
+            assert!(
+                busy.is_dormant(),
+                "round {round}: a read begun again kicked"
+            );
+            client.write_all(b"p").await.unwrap();
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), input.read_available(&mut byte));
+            assert_eq!(read.await.unwrap().unwrap(), 1);
+        }
         selector.close();
     }
 

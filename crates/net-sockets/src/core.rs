@@ -289,17 +289,21 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         }
     }
 
-    /// A read of this socket is pending (maybe only for its task's spent budget): the cue of
-    /// the selector's busy polling, when it has it.
+    /// A read of this socket begins waiting (or is pending only for its task's spent budget):
+    /// the cue of the selector's busy polling, when it has it. Returns whether the read waits
+    /// for input (`false` for a spent budget, whose task tokio wakes itself): a read polled
+    /// again while it waits is no new cue (see `ReadHalf::waiting`).
     #[inline]
-    pub(crate) fn reader_waits(&self) {
-        if let Some(busy) = &self.selector.busy {
-            busy.kick_unless_budget_spent();
+    pub(crate) fn reader_waits(&self) -> bool {
+        match &self.selector.busy {
+            Some(busy) => busy.kick_unless_budget_spent(),
+            None => true,
         }
     }
 
-    /// A receive found nothing queued and waits for input: the cue of the selector's busy
-    /// polling, when it has it.
+    /// A receive found nothing queued, and the socket begins waiting for input (no other
+    /// receive waits since one last returned): the cue of the selector's busy polling, when it
+    /// has it.
     #[inline]
     pub(crate) fn receiver_waits(&self) {
         if let Some(busy) = &self.selector.busy {

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -154,6 +155,12 @@ struct UdpCore {
     receives: Mutex<Receives>,
     /// The sends waiting for room (see `send_or_wait`).
     send_waiting: Waiters,
+    /// Whether a receive waits for input since a receive last returned (a datagram or an
+    /// error): busy polling's cue is the socket beginning to wait, not every receive that
+    /// begins while it waits (one begun again after one dropped while it waited, as a
+    /// `select!` loop with a timer does at every turn, would keep a worker polling an idle
+    /// socket for ever).
+    waiting: AtomicBool,
     local: SocketAddress,
     remote: Option<SocketAddr>,
     /// Whether it reaches IPv4 peers too: bound to `::` (or an IPv4-mapped address) and not
@@ -302,6 +309,7 @@ impl UdpCore {
             spare: Mutex::new(BytesMut::new()),
             receives: Mutex::new(Receives::default()),
             send_waiting: Waiters::new(),
+            waiting: AtomicBool::new(false),
             local,
             remote,
             dual_stack,
@@ -443,13 +451,23 @@ impl UdpCore {
             None => socket.try_recv_buf_from(&mut buffer),
         };
         let (size, from, buffer) = match ready {
-            Ok((size, from)) => (size, from, buffer),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.core.receiver_waits();
-                let waiter = self.wait(socket, buffer)?;
-                self.core.until_closed(waiter).await?
+            Ok((size, from)) => {
+                self.returned();
+                (size, from, buffer)
             }
-            Err(e) => return Err(Error::from(self.core.failed(e))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !self.waiting.swap(true, Ordering::Relaxed) {
+                    self.core.receiver_waits();
+                }
+                let waiter = self.wait(socket, buffer)?;
+                let received = self.core.until_closed(waiter).await;
+                self.returned();
+                received?
+            }
+            Err(e) => {
+                self.returned();
+                return Err(Error::from(self.core.failed(e)));
+            }
         };
         let mut buffer = buffer;
         if size > MAX_DATAGRAM_SIZE_V6 {
@@ -464,6 +482,15 @@ impl UdpCore {
         buffer.clear();
         *lock(&self.spare) = buffer;
         Ok(datagram)
+    }
+
+    /// A receive returned (a datagram or an error): the next one that finds nothing queued is
+    /// busy polling's cue again (see `waiting`).
+    #[inline]
+    fn returned(&self) {
+        if self.waiting.load(Ordering::Relaxed) {
+            self.waiting.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Leaves a receive that must wait in the socket's keeping (see [`Receives`]).

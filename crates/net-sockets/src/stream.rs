@@ -1567,6 +1567,11 @@ pub struct ReadHalf {
     /// A protocol layer's reads: a socket read that returns does not end the wait of
     /// `socket_timeout`; the layer's own read that returns does ([`done`](Self::done)).
     layered: bool,
+    /// Whether a read waits for input since the socket last returned something (bytes, the
+    /// end, an error): busy polling's cue is a read that begins waiting, not every poll of one
+    /// that waits (its task woken by something else, such as a timer beside it in a
+    /// `select!`, which would keep a worker polling an idle socket for ever).
+    waiting: bool,
     /// Last: what every read checks comes first (see [`Half`]).
     half: Half,
 }
@@ -1594,6 +1599,7 @@ impl ReadHalf {
             ended: false,
             readable: true,
             layered: false,
+            waiting: false,
         }
     }
 
@@ -1716,7 +1722,11 @@ impl AsyncRead for ReadHalf {
             // The next poll comes once the reactor saw input (or for another reason: then the
             // read finds nothing and waits again).
             this.readable = true;
-            half.conn.core.reader_waits();
+            if !this.waiting {
+                this.waiting = half.conn.core.reader_waits();
+            }
+        } else {
+            this.waiting = false;
         }
         let n = match ready!(polled) {
             Ok(n) => n,
