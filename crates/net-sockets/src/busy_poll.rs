@@ -330,7 +330,8 @@ mod tests {
 
     /// A receive, and a stream read, that begin waiting on a socket that waits already (the one
     /// before dropped while it waited, as a `select!` loop with a timer drops it) are no new
-    /// cue: the spinner stays asleep. Once input came, the next that waits is one again.
+    /// cue: the spinner stays asleep. Once input came, or something was sent, the next that
+    /// waits is one again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_begun_again_while_its_socket_waits_is_no_new_cue() {
         use std::future::Future;
@@ -357,18 +358,21 @@ mod tests {
             panic!("not an IP socket")
         };
         let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let answer = crate::Datagram::new("ask", sender.local_addr().unwrap()).unwrap();
         for round in 1..=2 {
             assert!(pending(socket.receive()), "round {round}");
-            assert!(
-                !busy.is_dormant(),
-                "round {round}: the first receive is a cue"
-            );
+            assert!(!busy.is_dormant(), "round {round}: no cue");
             assert!(until(|| busy.is_dormant()).await, "round {round}");
             assert!(pending(socket.receive()), "round {round}");
             assert!(
                 busy.is_dormant(),
                 "round {round}: a receive begun again kicked"
             );
+            // A datagram sent: its answer may come at once.
+            socket.send(answer.clone()).await.unwrap();
+            assert!(pending(socket.receive()), "round {round}");
+            assert!(!busy.is_dormant(), "round {round}: no cue after a send");
+            assert!(until(|| busy.is_dormant()).await, "round {round}");
             sender.send_to(b"ping", to.socket_addr()).await.unwrap();
             let got = tokio::time::timeout(Duration::from_secs(10), socket.receive()).await;
             assert_eq!(&got.unwrap().unwrap().packet[..], b"ping");
@@ -384,17 +388,23 @@ mod tests {
             .unwrap();
         let mut accepted = server.accept().await.unwrap();
         let mut input = accepted.open_read_channel().unwrap();
+        let mut output = accepted.open_write_channel(false).unwrap();
+        let mut byte = [0; 1];
         for round in 1..=2 {
             assert!(until(|| busy.is_dormant()).await, "round {round}");
-            let mut byte = [0; 1];
             assert!(pending(input.read_available(&mut byte)), "round {round}");
-            assert!(!busy.is_dormant(), "round {round}: the first read is a cue");
+            assert!(!busy.is_dormant(), "round {round}: no cue");
             assert!(until(|| busy.is_dormant()).await, "round {round}");
             assert!(pending(input.read_available(&mut byte)), "round {round}");
             assert!(
                 busy.is_dormant(),
                 "round {round}: a read begun again kicked"
             );
+            // Bytes sent: the answer may come at once.
+            output.write_fully(b"a").await.unwrap();
+            output.flush().await.unwrap();
+            assert!(pending(input.read_available(&mut byte)), "round {round}");
+            assert!(!busy.is_dormant(), "round {round}: no cue after a send");
             client.write_all(b"p").await.unwrap();
             let read =
                 tokio::time::timeout(Duration::from_secs(10), input.read_available(&mut byte));

@@ -290,24 +290,28 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
     }
 
     /// A read of this socket begins waiting (or is pending only for its task's spent budget):
-    /// the cue of the selector's busy polling, when it has it. Returns whether the read waits
-    /// for input (`false` for a spent budget, whose task tokio wakes itself): a read polled
-    /// again while it waits is no new cue (see `ReadHalf::waiting`).
+    /// the cue of the selector's busy polling, when it has it. Returns whether it was one:
+    /// `false` without busy polling, and for a spent budget (whose task tokio wakes itself).
+    /// The caller remembers a cue until input comes or bytes leave: a read polled again while
+    /// it waits is no new one (see `Conn::read_pending`).
     #[inline]
     pub(crate) fn reader_waits(&self) -> bool {
         match &self.selector.busy {
             Some(busy) => busy.kick_unless_budget_spent(),
-            None => true,
+            None => false,
         }
     }
 
-    /// A receive found nothing queued, and the socket begins waiting for input (no other
-    /// receive waits since one last returned): the cue of the selector's busy polling, when it
-    /// has it.
+    /// A receive found nothing queued: the cue of the selector's busy polling, when it has it,
+    /// if the socket begins waiting for input, `waiting` false (set here, cleared by the
+    /// caller when a datagram comes or goes): a receive begun while another waits, or again
+    /// after one dropped while it waited, is no new cue.
     #[inline]
-    pub(crate) fn receiver_waits(&self) {
+    pub(crate) fn receiver_waits(&self, waiting: &AtomicBool) {
         if let Some(busy) = &self.selector.busy {
-            busy.kick();
+            if !waiting.swap(true, Ordering::Relaxed) {
+                busy.kick();
+            }
         }
     }
 

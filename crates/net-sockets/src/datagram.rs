@@ -155,11 +155,11 @@ struct UdpCore {
     receives: Mutex<Receives>,
     /// The sends waiting for room (see `send_or_wait`).
     send_waiting: Waiters,
-    /// Whether a receive waits for input since a receive last returned (a datagram or an
-    /// error): busy polling's cue is the socket beginning to wait, not every receive that
-    /// begins while it waits (one begun again after one dropped while it waited, as a
-    /// `select!` loop with a timer does at every turn, would keep a worker polling an idle
-    /// socket for ever).
+    /// With busy polling: whether a receive waits for input since a receive last returned (a
+    /// datagram or an error) or a datagram was sent. Busy polling's cue is the socket
+    /// beginning to wait, not every receive that begins while it waits (one begun again after
+    /// one dropped while it waited, as a `select!` loop with a timer does at every turn, would
+    /// keep a worker polling an idle socket for ever).
     waiting: AtomicBool,
     local: SocketAddress,
     remote: Option<SocketAddr>,
@@ -329,13 +329,18 @@ impl UdpCore {
         check_size(datagram.packet.len(), &to)?;
         let packet = &datagram.packet[..];
         match self.remote {
-            Some(remote) if !same_peer(remote, to) => Err(Error::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("datagram addressed to {to}, but the socket is connected to {remote}"),
-            ))),
-            Some(_) => self.send_or_wait(|s| s.try_send(packet)).await,
-            None => self.send_or_wait(|s| s.try_send_to(packet, to)).await,
+            Some(remote) if !same_peer(remote, to) => {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("datagram addressed to {to}, but the socket is connected to {remote}"),
+                )));
+            }
+            Some(_) => self.send_or_wait(|s| s.try_send(packet)).await?,
+            None => self.send_or_wait(|s| s.try_send_to(packet, to)).await?,
         }
+        // The peer's answer may come at once.
+        self.moved();
+        Ok(())
     }
 
     /// `to` as this socket reaches it: an IPv4 socket reaches an IPv4 peer written in its
@@ -452,20 +457,18 @@ impl UdpCore {
         };
         let (size, from, buffer) = match ready {
             Ok((size, from)) => {
-                self.returned();
+                self.moved();
                 (size, from, buffer)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !self.waiting.swap(true, Ordering::Relaxed) {
-                    self.core.receiver_waits();
-                }
+                self.core.receiver_waits(&self.waiting);
                 let waiter = self.wait(socket, buffer)?;
                 let received = self.core.until_closed(waiter).await;
-                self.returned();
+                self.moved();
                 received?
             }
             Err(e) => {
-                self.returned();
+                self.moved();
                 return Err(Error::from(self.core.failed(e)));
             }
         };
@@ -484,10 +487,11 @@ impl UdpCore {
         Ok(datagram)
     }
 
-    /// A receive returned (a datagram or an error): the next one that finds nothing queued is
-    /// busy polling's cue again (see `waiting`).
+    /// A receive returned (a datagram or an error), or a datagram was sent (the peer's answer
+    /// may come at once): the next receive that finds nothing queued is busy polling's cue
+    /// again (see `waiting`). A load alone where busy polling is off.
     #[inline]
-    fn returned(&self) {
+    fn moved(&self) {
         if self.waiting.load(Ordering::Relaxed) {
             self.waiting.store(false, Ordering::Relaxed);
         }

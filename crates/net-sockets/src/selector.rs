@@ -145,12 +145,13 @@ impl SelectorManager {
     /// its sockets begins waiting for input (a stream read, TLS included, or a datagram
     /// receive; not an accept), a task of the runtime keeps yielding, so that its worker thread
     /// polls for I/O without blocking instead of going to sleep, and input arriving then is
-    /// taken at once. A read begins waiting when its socket, having returned something since it
-    /// last waited (bytes, the end, an error; a datagram), has nothing more: a read polled again
-    /// while it waits (its task woken by something else, such as a timer beside it in a
-    /// `select!`), or begun again after one dropped while it waited (a `select!` loop's, at
-    /// every turn), is no new cue, so a socket that stays idle costs nothing once `window`
-    /// passed, however often its task polls it.
+    /// taken at once. A read begins waiting when it finds nothing, its socket having received
+    /// or sent something since a read of it last waited (bytes, the end, an error, a datagram;
+    /// an answer sent, whose reply may come at once): a read polled again while it waits (its
+    /// task woken by something else, such as a timer beside it in a `select!`), or begun again
+    /// after one dropped while it waited (a `select!` loop's, at every turn), is no new cue, so
+    /// a socket that stays idle costs nothing once `window` passed, however often its task
+    /// polls it.
     ///
     /// This trades CPU time for latency: a request that arrives while a worker would sleep is
     /// answered without the kernel having to wake that thread, which on a virtual machine takes

@@ -261,6 +261,9 @@ pub(crate) struct Conn {
     /// A read reported the socket's own failure (an OS error: the peer's reset): the kernel
     /// holds the connection for dead, and nothing written from now on can reach the peer.
     broken: AtomicBool,
+    /// With busy polling: whether a read waits for input since the connection last received or
+    /// sent something (see [`read_pending`](Self::read_pending)).
+    read_waits: AtomicBool,
     /// The OS error of the connection's own failure (the peer's reset, a timeout, an
     /// unreachable host) that a send or a shutdown was told, or 0: the kernel reports it once,
     /// so a read after it finds only the end of the stream, and reports this error instead (see
@@ -467,6 +470,7 @@ impl Conn {
             backlog: options.coalesce_flushes.then(Backlog::new),
             cork_task: AtomicBool::new(false),
             broken: AtomicBool::new(false),
+            read_waits: AtomicBool::new(false),
             failure_told_to_send: AtomicI32::new(0),
             sends: CallsUnderWay::default(),
             reads: CallsUnderWay::default(),
@@ -779,6 +783,7 @@ impl Conn {
                 match stream.try_send(held) {
                     Ok(bytes) => {
                         tracing::trace!(parent: self.core.span(), bytes, "sent");
+                        self.io_moved();
                         held.advance(bytes);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
@@ -984,6 +989,30 @@ impl Conn {
             self.broke();
         }
         e
+    }
+
+    /// A read of the connection is pending: busy polling's cue when the read begins waiting,
+    /// the connection having received or sent something since a read last waited (a read
+    /// that returned, an answer sent: the peer's next message may come at once). A read polled
+    /// again while it waits (its task woken by something else: a timer beside it in a
+    /// `select!`), or begun again after one dropped while it waited, is no new cue: it would
+    /// keep a worker polling an idle connection for ever. A read pending only for its task's
+    /// spent budget is none (see [`Core::reader_waits`]).
+    #[inline]
+    fn read_pending(&self) {
+        if !self.read_waits.load(Ordering::Relaxed) && self.core.reader_waits() {
+            self.read_waits.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A read returned, or bytes were sent: the next read that waits is busy polling's cue
+    /// again (see [`read_pending`](Self::read_pending)). A load alone where busy polling is
+    /// off.
+    #[inline]
+    fn io_moved(&self) {
+        if self.read_waits.load(Ordering::Relaxed) {
+            self.read_waits.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Whether a read reported the socket's own failure (see [`broke`](Self::broke)).
@@ -1567,11 +1596,6 @@ pub struct ReadHalf {
     /// A protocol layer's reads: a socket read that returns does not end the wait of
     /// `socket_timeout`; the layer's own read that returns does ([`done`](Self::done)).
     layered: bool,
-    /// Whether a read waits for input since the socket last returned something (bytes, the
-    /// end, an error): busy polling's cue is a read that begins waiting, not every poll of one
-    /// that waits (its task woken by something else, such as a timer beside it in a
-    /// `select!`, which would keep a worker polling an idle socket for ever).
-    waiting: bool,
     /// Last: what every read checks comes first (see [`Half`]).
     half: Half,
 }
@@ -1599,7 +1623,6 @@ impl ReadHalf {
             ended: false,
             readable: true,
             layered: false,
-            waiting: false,
         }
     }
 
@@ -1722,11 +1745,9 @@ impl AsyncRead for ReadHalf {
             // The next poll comes once the reactor saw input (or for another reason: then the
             // read finds nothing and waits again).
             this.readable = true;
-            if !this.waiting {
-                this.waiting = half.conn.core.reader_waits();
-            }
+            half.conn.read_pending();
         } else {
-            this.waiting = false;
+            half.conn.io_moved();
         }
         let n = match ready!(polled) {
             Ok(n) => n,
@@ -1807,7 +1828,10 @@ impl WriteHalf {
         match &result {
             // A send like any other (a TLS `close_notify`, a KeyUpdate's reply): traced as
             // the crate's docs say of every send of a stream socket.
-            Ok(bytes) => tracing::trace!(parent: conn.core.span(), bytes, "sent"),
+            Ok(bytes) => {
+                tracing::trace!(parent: conn.core.span(), bytes, "sent");
+                conn.io_moved();
+            }
             Err(e) => conn.told_to_send(e),
         }
         drop(sending);
@@ -1834,6 +1858,7 @@ impl WriteHalf {
         let result = ready!(self.half.poll_send(cx, |s, cx| s.poll_send(cx, send)));
         if let Ok(bytes) = &result {
             tracing::trace!(parent: self.half.conn.core.span(), bytes, "sent");
+            self.half.conn.io_moved();
         }
         Poll::Ready(self.record(result))
     }
