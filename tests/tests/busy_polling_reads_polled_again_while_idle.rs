@@ -56,13 +56,16 @@ async fn wait_beside_a_timer<F: Future>(read: F, stop: Arc<tokio::sync::Notify>)
     }
 }
 
+/// The task that waits for input beside a timer, until told to stop.
+struct Waiting(tokio::task::JoinHandle<()>);
+
 /// The CPU the runtime's threads spend over [`MEASURED`] while the task `start` spawns waits
 /// for input beside a timer (until `stop`), on a two-worker runtime whose threads are named
 /// `name`.
 fn cpu_while_waiting<S, F>(name: &str, start: S) -> Duration
 where
     S: FnOnce(SelectorManager, Arc<tokio::sync::Notify>) -> F,
-    F: Future<Output = tokio::task::JoinHandle<()>>,
+    F: Future<Output = Waiting>,
 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -81,7 +84,7 @@ where
         let spent = cpu_of_threads(name) - before;
         // A permit if the task is between two turns: it stops at its next.
         stop.notify_one();
-        task.await.unwrap();
+        task.0.await.unwrap();
         selector.close();
         spent
     })
@@ -100,10 +103,10 @@ fn a_stream_read_polled_again_by_its_tasks_timer_stops_the_polling_once_the_wind
             .unwrap();
         let mut socket = listener.accept().await.unwrap();
         let mut input = socket.open_read_channel().unwrap();
-        tokio::spawn(async move {
+        Waiting(tokio::spawn(async move {
             wait_beside_a_timer(input.read_line(64, LineEnding::Default), stop).await;
             drop((socket, client));
-        })
+        }))
     });
     assert!(
         spent < MEASURED / 4,
@@ -122,9 +125,9 @@ fn a_datagram_receive_polled_again_by_its_tasks_timer_stops_the_polling_once_the
             .bind(("127.0.0.1", 0))
             .await
             .unwrap();
-        tokio::spawn(async move {
+        Waiting(tokio::spawn(async move {
             wait_beside_a_timer(socket.receive(), stop).await;
-        })
+        }))
     });
     assert!(
         spent < MEASURED / 4,
@@ -146,7 +149,7 @@ fn a_stream_read_begun_again_at_every_turn_of_a_timer_stops_the_polling_once_the
             .unwrap();
         let mut socket = listener.accept().await.unwrap();
         let mut input = socket.open_read_channel().unwrap();
-        tokio::spawn(async move {
+        Waiting(tokio::spawn(async move {
             let mut tick = tokio::time::interval(TICK);
             loop {
                 tokio::select! {
@@ -158,7 +161,7 @@ fn a_stream_read_begun_again_at_every_turn_of_a_timer_stops_the_polling_once_the
                 }
             }
             drop((socket, client));
-        })
+        }))
     });
     assert!(
         spent < MEASURED / 4,
@@ -178,7 +181,7 @@ fn a_datagram_receive_begun_again_at_every_turn_of_a_timer_stops_the_polling_onc
             .bind(("127.0.0.1", 0))
             .await
             .unwrap();
-        tokio::spawn(async move {
+        Waiting(tokio::spawn(async move {
             let mut tick = tokio::time::interval(TICK);
             loop {
                 tokio::select! {
@@ -187,7 +190,7 @@ fn a_datagram_receive_begun_again_at_every_turn_of_a_timer_stops_the_polling_onc
                     () = stop.notified() => break,
                 }
             }
-        })
+        }))
     });
     assert!(
         spent < MEASURED / 4,
