@@ -1,0 +1,237 @@
+//! How our TLS client's reads end, and what its channels count, against a rustls server driven
+//! by hand on a raw TCP stream (TLS 1.3 and TLS 1.2), so that the test decides which records
+//! reach the client in which segments:
+//!
+//! - application data the server sends after its `close_notify` (in the same segment, or in a
+//!   later one) is never read: the line, then a clean end, again and again (RFC 8446 §6.1:
+//!   "Any data received after a closure alert has been received MUST be ignored");
+//! - a line, then part of the next record, then the FIN without `close_notify`: the line, then
+//!   `Truncated` (typed), and the same again;
+//! - `total_bytes_read` and `total_bytes_written` count plaintext (what the application read
+//!   and wrote), not the records' bytes.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use net_io::LineEnding;
+use net_sockets::{SelectorManager, a_socket};
+use net_tests::pki::TestCa;
+use net_tests::tls::{is_truncated, provider};
+use net_tests::within;
+use net_tls::rustls::{self, ServerConfig, ServerConnection, SupportedProtocolVersion};
+use net_tls::{TlsExt, TlsSocket, TlsVersion};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_rustls::TlsAcceptor;
+
+/// The records `conn` has queued, taken out of it.
+fn server_records(conn: &mut ServerConnection) -> Vec<u8> {
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).expect("writing to a Vec");
+    }
+    out
+}
+
+/// `conn`'s records for `plaintext`.
+fn data(conn: &mut ServerConnection, plaintext: &[u8]) -> Vec<u8> {
+    conn.set_buffer_limit(None);
+    conn.writer().write_all(plaintext).unwrap();
+    server_records(conn)
+}
+
+/// Our TLS client connected to a rustls server of `version` driven by hand, past the
+/// handshake, with no session tickets: (our client, the server's raw stream, its session).
+async fn hand_server(
+    selector: &SelectorManager,
+    ca: &TestCa,
+    version: &'static SupportedProtocolVersion,
+) -> (TlsSocket, tokio::net::TcpStream, ServerConnection) {
+    let leaf = ca.server(&["localhost"]);
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(leaf.chain_der().to_vec(), leaf.key_der())
+        .unwrap();
+    config.send_tls13_tickets = 0;
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = ca.client_config().server_name("localhost").build().unwrap();
+    let (accepted, client) = within(async {
+        tokio::join!(
+            async {
+                let (tcp, _) = listener.accept().await.expect("accept");
+                acceptor.accept(tcp).await
+            },
+            async {
+                a_socket(selector)
+                    .tcp()
+                    .connect(("127.0.0.1", port))
+                    .await
+                    .expect("connect")
+                    .tls(config)
+                    .await
+            }
+        )
+    })
+    .await;
+    let (tcp, conn) = accepted.expect("the server's handshake").into_inner();
+    // Each write leaves at once (no Nagle wait for our ACK): bytes written before one of our
+    // reads have arrived when it runs.
+    tcp.set_nodelay(true).unwrap();
+    (client.expect("our client's handshake"), tcp, conn)
+}
+
+const VERSIONS: [(&SupportedProtocolVersion, TlsVersion); 2] = [
+    (&rustls::version::TLS13, TlsVersion::Tls13),
+    (&rustls::version::TLS12, TlsVersion::Tls12),
+];
+
+/// The server sends a line, `close_notify`, then a line of application data in a valid record
+/// (in the same segment, or in a later one): our client reads the first line, then a clean
+/// end, every time; the second line never.
+#[tokio::test]
+async fn data_after_the_peers_close_notify_is_never_read() {
+    for (version, expected) in VERSIONS {
+        for same_segment in [true, false] {
+            let what = format!("{expected:?}, same segment: {same_segment}");
+            let selector = SelectorManager::new();
+            let ca = TestCa::new("data after close_notify");
+            let (mut client, mut tcp, mut conn) = hand_server(&selector, &ca, version).await;
+            assert_eq!(client.protocol_version(), Some(expected));
+            let mut input = client.open_read_channel().unwrap();
+            let mut bytes = data(&mut conn, b"hello\n");
+            conn.send_close_notify();
+            bytes.extend(server_records(&mut conn));
+            let after = data(&mut conn, b"after close_notify\n");
+            assert!(
+                !after.is_empty(),
+                "{what}: rustls made the record after close_notify"
+            );
+            if same_segment {
+                bytes.extend(&after);
+            }
+            tcp.write_all(&bytes).await.unwrap();
+            let line = within(input.read_line(64, LineEnding::Default)).await;
+            assert_eq!(line.unwrap().as_deref(), Some("hello"), "{what}");
+            if !same_segment {
+                tcp.write_all(&after).await.unwrap();
+            }
+            for _ in 0..3 {
+                let end = within(input.read_line(64, LineEnding::Default)).await;
+                assert_eq!(end.unwrap(), None, "{what}: the server's close_notify");
+            }
+            assert_eq!(input.total_bytes_read(), 6, "{what}");
+            // Our write side ends too: the socket closes itself, and reads still end cleanly.
+            let mut output = client.open_write_channel(true).unwrap();
+            within(output.flush_and_close()).await.unwrap();
+            let end = within(input.read_line(64, LineEnding::Default)).await;
+            assert_eq!(end.unwrap(), None, "{what}: after our flush_and_close");
+            let mut rest = Vec::new();
+            let read = within(tcp.read_to_end(&mut rest)).await;
+            assert!(read.is_ok(), "{what}: {read:?} after {} bytes", rest.len());
+            let mut slice = &rest[..];
+            while !slice.is_empty() {
+                conn.read_tls(&mut slice).unwrap();
+            }
+            let state = conn.process_new_packets().unwrap();
+            assert!(state.peer_has_closed(), "{what}: our close_notify");
+            drop(input);
+            drop(client);
+            selector.close();
+        }
+    }
+}
+
+/// The server sends a line, then the first half of the next record, then its FIN without
+/// `close_notify`: our client reads the line, then fails with `Truncated`, and again after.
+#[tokio::test]
+async fn a_fin_in_the_middle_of_a_record_is_a_truncation_after_the_line() {
+    for (version, expected) in VERSIONS {
+        let selector = SelectorManager::new();
+        let ca = TestCa::new("fin in a record");
+        let (mut client, mut tcp, mut conn) = hand_server(&selector, &ca, version).await;
+        let mut input = client.open_read_channel().unwrap();
+        let mut bytes = data(&mut conn, b"hello\n");
+        let next = data(&mut conn, b"the line cut short\n");
+        bytes.extend(&next[..next.len() / 2]);
+        tcp.write_all(&bytes).await.unwrap();
+        tcp.shutdown().await.unwrap();
+        let line = within(input.read_line(64, LineEnding::Default)).await;
+        assert_eq!(line.unwrap().as_deref(), Some("hello"), "{expected:?}");
+        for _ in 0..2 {
+            let end = within(input.read_line(64, LineEnding::Default)).await;
+            let e = end.expect_err("a truncation");
+            assert!(is_truncated(&e), "{expected:?}: {e:?}");
+        }
+        assert_eq!(input.total_bytes_read(), 6, "{expected:?}");
+        drop(input);
+        drop(client);
+        selector.close();
+    }
+}
+
+/// What the application wrote and read, counted in plaintext bytes, whatever the records
+/// around them: 100 KiB each way (many records), counted the same on both sides.
+#[tokio::test]
+async fn total_bytes_count_plaintext_not_records() {
+    const LEN: usize = 100 * 1024;
+    for (version, expected) in VERSIONS {
+        let selector = SelectorManager::new();
+        let ca = TestCa::new("plaintext counts");
+        let (client, mut tcp, mut conn) = hand_server(&selector, &ca, version).await;
+        let mut connection = client.connection().unwrap();
+        let sent = data(&mut conn, &vec![b's'; LEN]);
+        assert!(
+            sent.len() > LEN,
+            "{expected:?}: records are longer than their plaintext"
+        );
+        tcp.write_all(&sent).await.unwrap();
+        let mut buf = vec![0u8; LEN];
+        within(connection.input.read_fully(&mut buf)).await.unwrap();
+        assert_eq!(
+            connection.input.total_bytes_read(),
+            LEN as u64,
+            "{expected:?}"
+        );
+
+        within(connection.output.write_fully(&vec![b'c'; LEN]))
+            .await
+            .unwrap();
+        within(connection.output.flush()).await.unwrap();
+        assert_eq!(
+            connection.output.total_bytes_written(),
+            LEN as u64,
+            "{expected:?}"
+        );
+        // The server gets every byte, in more bytes of records.
+        let mut received = 0;
+        let mut raw = 0;
+        let mut chunk = vec![0u8; 64 * 1024];
+        within(async {
+            while received < LEN {
+                let n = tcp.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "{expected:?}: the end after {received} bytes");
+                raw += n;
+                let mut slice = &chunk[..n];
+                while !slice.is_empty() {
+                    conn.read_tls(&mut slice).unwrap();
+                    let state = conn.process_new_packets().unwrap();
+                    let mut plain = vec![0u8; state.plaintext_bytes_to_read()];
+                    std::io::Read::read_exact(&mut conn.reader(), &mut plain).unwrap();
+                    received += plain.len();
+                }
+            }
+        })
+        .await;
+        assert_eq!(received, LEN, "{expected:?}");
+        assert!(raw > LEN, "{expected:?}: {raw} bytes of records");
+        assert_eq!(connection.input.total_bytes_read(), LEN as u64);
+        assert_eq!(connection.output.total_bytes_written(), LEN as u64);
+        drop(connection);
+        selector.close();
+    }
+}
