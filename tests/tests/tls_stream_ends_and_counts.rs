@@ -8,7 +8,9 @@
 //! - a line, then part of the next record, then the FIN without `close_notify`: the line, then
 //!   `Truncated` (typed), and the same again;
 //! - `total_bytes_read` and `total_bytes_written` count plaintext (what the application read
-//!   and wrote), not the records' bytes.
+//!   and wrote), not the records' bytes;
+//! - against a real peer, python3's `ssl` (OpenSSL), TLS 1.3 and 1.2: 1 MiB, then the stream's
+//!   end without `close_notify`: every byte, then `Truncated`.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -232,6 +234,98 @@ async fn total_bytes_count_plaintext_not_records() {
         assert_eq!(connection.input.total_bytes_read(), LEN as u64);
         assert_eq!(connection.output.total_bytes_written(), LEN as u64);
         drop(connection);
+        selector.close();
+    }
+}
+
+/// A python3 `ssl` server (OpenSSL) of the version given: for each connection it sends
+/// the given number of bytes, then shuts its stream down without `close_notify`, and reads to
+/// our end; it prints `listening at 127.0.0.1:PORT` first. One connection.
+const PYTHON_TRUNCATING: &str = r#"
+import socket, ssl, sys
+chain, key, version, length = sys.argv[1:5]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(chain, key)
+v = ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2
+ctx.minimum_version = v
+ctx.maximum_version = v
+server = socket.create_server(("127.0.0.1", 0))
+print("listening at 127.0.0.1:%d" % server.getsockname()[1], flush=True)
+raw, _ = server.accept()
+tls = ctx.wrap_socket(raw, server_side=True)
+tls.sendall(b"t" * int(length))
+# An SSLSocket's shutdown drops the TLS session and shuts the TCP stream down, sending no
+# close_notify; what it reads then is the raw stream.
+tls.shutdown(socket.SHUT_WR)
+# Waits for our end, so that its close cannot be a reset of what it sent.
+while tls.recv(65536):
+    pass
+tls.close()
+"#;
+
+/// Against a real peer, python3's `ssl` (OpenSSL), TLS 1.3 and TLS 1.2: a server that sends
+/// 1 MiB and ends its stream without `close_notify`. Our client reads every byte, then
+/// `Truncated` (typed), never a clean end, and `total_bytes_read` is the plaintext's length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_python_ssl_a_stream_ended_without_close_notify_is_read_whole_then_truncated() {
+    use net_tests::harness::{Process, path_arg, port_at_end};
+    const LEN: usize = 1024 * 1024;
+    let pki = net_tests::pki::Pki::generate();
+    let files = pki.temp_files();
+    for (version, expected) in [("1.3", TlsVersion::Tls13), ("1.2", TlsVersion::Tls12)] {
+        let length = LEN.to_string();
+        let mut python = Process::start(
+            "python3",
+            [
+                "-c",
+                PYTHON_TRUNCATING,
+                path_arg(&files.server_chain),
+                path_arg(&files.server_key),
+                version,
+                &length,
+            ],
+        );
+        let port = port_at_end(&tokio::task::block_in_place(|| python.stdout_line()));
+        let selector = SelectorManager::new();
+        let config = pki.client_config().build().unwrap();
+        let mut tls = within(net_tests::tls::connect(
+            &selector,
+            "localhost",
+            port,
+            config,
+        ))
+        .await
+        .unwrap();
+        assert_eq!(tls.protocol_version(), Some(expected));
+        let mut input = tls.open_read_channel().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut read = 0;
+        let end = within(async {
+            loop {
+                match input.read_available(&mut buf).await {
+                    Ok(0) => return None,
+                    Ok(n) => {
+                        assert!(buf[..n].iter().all(|&b| b == b't'), "{expected:?}");
+                        read += n;
+                    }
+                    Err(e) => return Some(e),
+                }
+            }
+        })
+        .await;
+        assert_eq!(read, LEN, "{expected:?}: {end:?}");
+        let e = end.unwrap_or_else(|| panic!("{expected:?}: a clean end without close_notify"));
+        assert!(is_truncated(&e), "{expected:?}: {e:?}");
+        let again = within(input.read_available(&mut buf)).await;
+        assert!(
+            again.as_ref().is_err_and(is_truncated),
+            "{expected:?}: {again:?}"
+        );
+        assert_eq!(input.total_bytes_read(), LEN as u64, "{expected:?}");
+        drop(input);
+        tls.close();
+        let exit = tokio::task::block_in_place(|| python.finish());
+        assert!(exit.status.success(), "{exit:?}");
         selector.close();
     }
 }
