@@ -68,7 +68,8 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   [`io::ErrorKind::UnexpectedEof`] error). Once the read channel has had the clean end and
 ///   the write channel was closed, the socket closes itself, as a plain socket does after the
 ///   peer's FIN (bytes the peer sent after its `close_notify` thrown away first, as for
-///   `close`, so that they do not make that close a reset).
+///   `close`, so that they do not make that close a reset; see below for those that come
+///   later).
 /// - A connection that only reads still answers what the session owes the peer: a KeyUpdate
 ///   reply, a fatal alert for a corrupted record.
 /// - A connection that only writes still takes in the session's own messages when its
@@ -80,7 +81,13 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   session's own messages (a hostile peer can send records without data for ever): the
 ///   close is then a reset. Bytes a peer sent after its `close_notify`, which TLS says to
 ///   ignore, are thrown away (the same 64 KiB at most), so that they do not make the close a
-///   reset.
+///   reset. Only those that came before the close took in what the socket held, or before
+///   the socket closed itself: a peer that sends more later (which TLS forbids) meets a
+///   closed socket, which the kernel makes a reset, destroying what it still queued for the
+///   peer (the end of our last data, `close_notify`), also after
+///   [`close_gracefully`](Connection::close_gracefully), whose half-close closes the socket
+///   once the peer's `close_notify` was read. The peer still never reads a clean end after
+///   part of our data.
 pub type TlsSocket = Socket<TlsSession>;
 
 /// A [`TlsSocket`] with both channels open, from [`connection`](Socket::connection).
