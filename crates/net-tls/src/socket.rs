@@ -72,6 +72,10 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   later).
 /// - A connection that only reads still answers what the session owes the peer: a KeyUpdate
 ///   reply, a fatal alert for a corrupted record.
+/// - Once a read found the session failed (a corrupted record, the peer's fatal alert: the
+///   read's error, of kind [`io::ErrorKind::InvalidData`]), writes and flushes fail with that
+///   error, also one that was waiting for the socket then, in another task: the read wakes it,
+///   so that it does not wait on for a peer that may never read again.
 /// - A connection that only writes still takes in the session's own messages when its
 ///   sending ends (`close`, `flush_and_close`, `poll_shutdown`): the session tickets a TLS 1.3
 ///   server sends after the handshake, which such a client never reads, would otherwise make
@@ -348,6 +352,11 @@ struct Locked {
     /// Input came in (and rustls may have taken a KeyUpdate from it) since a read last asked
     /// rustls for the reply it may hold back (see [`answer_owed`]).
     unanswered: bool,
+    /// The task of the last write or flush that waited for the socket. A read that finds the
+    /// session failed (a corrupted record, the peer's fatal alert) wakes it: the session can
+    /// send nothing more, and that write or flush, which waits for a peer that may never read
+    /// again, fails with the session's error instead (see [`write_records`]).
+    writer: Option<Waker>,
 }
 
 impl Locked {
@@ -401,6 +410,16 @@ fn lock_for_writing(shared: &Shared) -> MutexGuard<'_, Locked> {
     locked
 }
 
+/// Keeps the waker of a write or flush that waits for the socket, for a read that finds the
+/// session failed (see [`Locked::writer`]); returns the one it replaces (another task's), to be
+/// dropped once the lock is released.
+fn writer_waits(locked: &mut Locked, cx: &Context<'_>) -> Option<Waker> {
+    match &locked.writer {
+        Some(waker) if waker.will_wake(cx.waker()) => None,
+        _ => locked.writer.replace(cx.waker().clone()),
+    }
+}
+
 /// The TLS layer of a [`TlsSocket`]: the session both channels share, and what its handshake
 /// negotiated.
 ///
@@ -438,6 +457,7 @@ impl TlsSession {
             unreported: None,
             // The handshake's last reads may have brought records in.
             unanswered: true,
+            writer: None,
         }));
         // A cut (the selector's close, the end of a graceful shutdown's grace period or of the
         // runtime) sends no `close_notify`, but takes in the session's own messages first, as a
@@ -1128,6 +1148,7 @@ impl AsyncRead for TlsRead {
             reader,
             kept,
             unanswered,
+            writer,
             ..
         } = &mut *locked;
         if this.closed.load(Ordering::Acquire) {
@@ -1180,6 +1201,15 @@ impl AsyncRead for TlsRead {
                 answer_owed(raw, session, unanswered, write_ended, read.is_ready());
             }
         }
+        // A read that failed, or keeps a failure for the next read: the session may have failed
+        // for good, and a write or flush waiting for the socket would wait on for a peer that
+        // may never read again. Woken, it fails with the session's error (or, for any other
+        // failure, waits again).
+        let waiting_writer = if matches!(read, Poll::Ready(Err(_))) || kept.is_some() {
+            writer.take()
+        } else {
+            None
+        };
         let ended = matches!(read, Poll::Ready(Ok(()))) && room && buf.filled().len() == before;
         if ended {
             // The peer's `close_notify`: what came after it is thrown away (see
@@ -1190,6 +1220,9 @@ impl AsyncRead for TlsRead {
             receive_own(stream);
         }
         drop(locked);
+        if let Some(writer) = waiting_writer {
+            writer.wake();
+        }
         if let Poll::Ready(result) = &read {
             if result.is_err() || ended {
                 // The end of the stream (or a failure), which rustls may report without a read
@@ -1253,7 +1286,9 @@ impl AsyncRead for TlsRead {
 /// whose bytes rustls took and that met the socket's failure succeeds; the next write, flush
 /// or shutdown reports that error. Once the session failed (the peer's fatal alert, or a
 /// corrupted record, taken in by a read), a write, flush or shutdown fails with that error
-/// (`InvalidData`), as rustls's writer reports it; the shutdown sends nothing.
+/// (`InvalidData`), as rustls's writer reports it; the shutdown sends nothing. A write or flush
+/// waiting for the socket then (in another task) is woken by the read that finds the failure,
+/// and fails with it: it would otherwise wait for a peer that may never read again.
 /// A flush after the socket's close fails with the close's error; a shutdown once the socket's
 /// close began fails with its error (`Closed`, or `SelectorClosed` after its selector's close)
 /// and sends nothing: that close sends the session's last records, then the FIN.
@@ -1272,6 +1307,23 @@ pub struct TlsWrite {
     /// This writer's own `poll_shutdown` completed: a later write fails with `BrokenPipe`, as
     /// on a plain socket, also once the socket closed itself (the peer's end read too).
     shut_down: bool,
+}
+
+impl Drop for TlsWrite {
+    /// The session lets go of the waker of this writer's last wait (which would keep its
+    /// task's memory for as long as the socket lives), dropped once the lock is released. Not
+    /// while the session is held: this drop may come from a waker the holder drops (a read
+    /// that renews the waker of a task that owned the write channel), or from the socket's
+    /// close under way on this thread. The waker then stays, to be woken for nothing or
+    /// replaced.
+    fn drop(&mut self) {
+        let writer = match self.shared.try_lock() {
+            Ok(mut locked) => locked.writer.take(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().writer.take(),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        drop(writer);
+    }
 }
 
 impl TlsWrite {
@@ -1376,7 +1428,13 @@ impl AsyncWrite for TlsWrite {
             }
         };
         write_done(stream, &result);
+        let replaced = if result.is_pending() {
+            writer_waits(&mut locked, cx)
+        } else {
+            None
+        };
         drop(locked);
+        drop(replaced);
         self.check(result)
     }
 
@@ -1399,7 +1457,13 @@ impl AsyncWrite for TlsWrite {
         let stream = &mut locked.stream;
         let result = Pin::new(&mut *stream).poll_flush(cx);
         write_done(stream, &result);
+        let replaced = if result.is_pending() {
+            writer_waits(&mut locked, cx)
+        } else {
+            None
+        };
         drop(locked);
+        drop(replaced);
         self.check(result)
     }
 
