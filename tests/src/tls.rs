@@ -411,8 +411,8 @@ pub async fn manual_pair(
     (server.expect("the server handshake"), tcp, conn)
 }
 
-/// The records `conn` has queued, taken out of it.
-pub fn records(conn: &mut rustls::ClientConnection) -> Vec<u8> {
+/// The records `conn` (a client's or a server's) has queued, taken out of it.
+pub fn records<D>(conn: &mut rustls::ConnectionCommon<D>) -> Vec<u8> {
     let mut out = Vec::new();
     while conn.wants_write() {
         conn.write_tls(&mut out).expect("writing to a Vec");

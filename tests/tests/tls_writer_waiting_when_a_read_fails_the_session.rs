@@ -143,3 +143,78 @@ async fn a_waiting_flush_fails_once_a_read_found_the_session_failed() {
     drop(tcp);
     selector.close();
 }
+
+/// The same for a `TlsStream`'s shutdown, waiting for the socket to take the records a write
+/// left queued and its `close_notify`: the session failed, so no clean end can come of it, and
+/// the shutdown fails with the session's error rather than wait on. The failure is the peer's
+/// fatal alert here, not a corrupted record: rustls (0.23, its issue #959) debug-asserts that it
+/// sends one alert at most, and our `close_notify` was one, so a record that fails to decrypt
+/// after it panics inside rustls in a debug build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_shutdown_fails_once_a_read_found_the_session_failed() {
+    use tokio::io::AsyncReadExt as _;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("shutdown waits");
+    let (client, mut tcp, mut conn) = hand_server(&selector, &ca).await;
+    let stream = client.into_stream().unwrap();
+    let (mut reading, mut writing) = tokio::io::split(stream);
+    let data = vec![b'w'; 1 << 20];
+    let mut accepted = 0;
+    for _ in 0..1024 {
+        let polled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::pin::Pin::new(&mut writing).poll_write(cx, &data))
+        })
+        .await;
+        match polled {
+            std::task::Poll::Ready(n) => accepted += n.unwrap(),
+            std::task::Poll::Pending => break,
+        }
+    }
+    assert!(accepted > 0);
+    let shutting = tokio::spawn(async move { writing.shutdown().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!shutting.is_finished(), "the shutdown waits for the server");
+    // The peer gets a record it cannot decrypt, and answers with its fatal alert.
+    conn.read_tls(&mut &bad_record()[..]).unwrap();
+    assert!(conn.process_new_packets().is_err());
+    let alert = net_tests::tls::records(&mut conn);
+    assert!(!alert.is_empty(), "the peer's fatal alert");
+    tcp.write_all(&alert).await.unwrap();
+    let e = within(reading.read(&mut [0u8; 64])).await.unwrap_err();
+    assert!(is_stream_alert(&e), "the read: {e:?}");
+    let shut = tokio::time::timeout(Duration::from_secs(5), shutting)
+        .await
+        .expect("the waiting shutdown still waits 5 s after the read found the session failed")
+        .unwrap();
+    let e = shut.unwrap_err();
+    assert!(is_stream_alert(&e), "the shutdown: {e:?}");
+    // The stream goes, and with it the connection: the peer's socket reads to its end.
+    drop(reading);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut end = None;
+    for _ in 0..100_000 {
+        match within(tcp.read(&mut chunk)).await {
+            Ok(0) => {
+                end = Some(Ok(()));
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                end = Some(Err(e.kind()));
+                break;
+            }
+        }
+    }
+    assert!(end.is_some(), "the peer's socket read no end");
+    selector.close();
+}
+
+/// Whether the error of a stream is the session's failure by the peer's fatal alert:
+/// `InvalidData`, rustls's `AlertReceived(BadRecordMac)`.
+fn is_stream_alert(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::InvalidData
+        && rustls_io_error(e)
+            == Some(&rustls::Error::AlertReceived(
+                rustls::AlertDescription::BadRecordMac,
+            ))
+}
