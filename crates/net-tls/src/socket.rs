@@ -73,9 +73,9 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 /// - A connection that only reads still answers what the session owes the peer: a KeyUpdate
 ///   reply, a fatal alert for a corrupted record.
 /// - Once a read found the session failed (a corrupted record, the peer's fatal alert: the
-///   read's error, of kind [`io::ErrorKind::InvalidData`]), writes and flushes fail with that
-///   error, also one that was waiting for the socket then, in another task: the read wakes it,
-///   so that it does not wait on for a peer that may never read again.
+///   read's error, of kind [`io::ErrorKind::InvalidData`]), writes, flushes and shutdowns fail
+///   with that error, also one that was waiting for the socket then, in another task: the read
+///   wakes it, so that it does not wait on for a peer that may never read again.
 /// - A connection that only writes still takes in the session's own messages when its
 ///   sending ends (`close`, `flush_and_close`, `poll_shutdown`): the session tickets a TLS 1.3
 ///   server sends after the handshake, which such a client never reads, would otherwise make
@@ -1286,9 +1286,9 @@ impl AsyncRead for TlsRead {
 /// whose bytes rustls took and that met the socket's failure succeeds; the next write, flush
 /// or shutdown reports that error. Once the session failed (the peer's fatal alert, or a
 /// corrupted record, taken in by a read), a write, flush or shutdown fails with that error
-/// (`InvalidData`), as rustls's writer reports it; the shutdown sends nothing. A write or flush
-/// waiting for the socket then (in another task) is woken by the read that finds the failure,
-/// and fails with it: it would otherwise wait for a peer that may never read again.
+/// (`InvalidData`), as rustls's writer reports it; the shutdown sends nothing. A write, flush or
+/// shutdown waiting for the socket then (in another task) is woken by the read that finds the
+/// failure, and fails with it: it would otherwise wait for a peer that may never read again.
 /// A flush after the socket's close fails with the close's error; a shutdown once the socket's
 /// close began fails with its error (`Closed`, or `SelectorClosed` after its selector's close)
 /// and sends nothing: that close sends the session's last records, then the FIN.
@@ -1521,6 +1521,15 @@ impl AsyncWrite for TlsWrite {
             // What was taken in (data, `close_notify`, a failure) may be what a waiting read
             // waits for, and the socket will not tell it.
             woken = locked.reader.take();
+        } else if !self.shut_down {
+            // Polled again, waiting for the socket to take the last records and
+            // `close_notify`, after a read found the session failed (and woke this task): no
+            // clean end can come of it, and the peer may never read again. (Once the shutdown
+            // went through, the end was made: it stays `Ok`.)
+            if let Some(e) = session_failure(&mut locked.stream) {
+                drop(locked);
+                return self.check_shutdown(Poll::Ready(Err(e)));
+            }
         }
         self.ended.store(true, Ordering::Release);
         if self.link.input_ended() {
@@ -1530,7 +1539,13 @@ impl AsyncWrite for TlsWrite {
             self.link.ending();
         }
         let result = Pin::new(&mut locked.stream).poll_shutdown(cx);
+        let replaced = if result.is_pending() {
+            writer_waits(&mut locked, cx)
+        } else {
+            None
+        };
         drop(locked);
+        drop(replaced);
         if let Some(reader) = woken {
             reader.wake();
         }
