@@ -149,7 +149,8 @@ impl SelectorManager {
     /// or sent something since a read of it last waited (bytes, the end, an error, a datagram;
     /// an answer sent, whose reply may come at once): a read polled again while it waits (its
     /// task woken by something else, such as a timer beside it in a `select!`), or begun again
-    /// after one dropped while it waited (a `select!` loop's, at every turn), is no new cue, so
+    /// after one dropped while it waited (a `select!` loop's, at every turn) or ended by
+    /// `socket_timeout` (which received nothing), is no new cue, so
     /// a socket that stays idle costs nothing once `window` passed, however often its task
     /// polls it.
     ///

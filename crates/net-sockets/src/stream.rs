@@ -995,9 +995,10 @@ impl Conn {
     /// the connection having received or sent something since a read last waited (a read
     /// that returned, an answer sent: the peer's next message may come at once). A read polled
     /// again while it waits (its task woken by something else: a timer beside it in a
-    /// `select!`), or begun again after one dropped while it waited, is no new cue: it would
-    /// keep a worker polling an idle connection for ever. A read pending only for its task's
-    /// spent budget is none (see [`Core::reader_waits`]).
+    /// `select!`), or begun again after one dropped while it waited or ended by
+    /// `socket_timeout`, is no new cue: it would keep a worker polling an idle connection for
+    /// ever. A read pending only for its task's spent budget is none (see
+    /// [`Core::reader_waits`]).
     #[inline]
     fn read_pending(&self) {
         if !self.read_waits.load(Ordering::Relaxed) && self.core.reader_waits() {
@@ -1005,7 +1006,8 @@ impl Conn {
         }
     }
 
-    /// A read returned, or bytes were sent: the next read that waits is busy polling's cue
+    /// A read returned (other than by `socket_timeout`), or bytes were sent: the next read
+    /// that waits is busy polling's cue
     /// again (see [`read_pending`](Self::read_pending)). A load alone where busy polling is
     /// off.
     #[inline]
@@ -1310,6 +1312,12 @@ fn deadline_after(now: Instant, duration: Duration) -> Option<Instant> {
 
 fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, net_io::Error::Timeout)
+}
+
+/// Whether `e` is `socket_timeout`'s (see [`timed_out`]), not the OS's `ETIMEDOUT` (a dead
+/// connection).
+fn is_socket_timeout(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none()
 }
 
 /// The state one direction's adapter keeps: the connection, the wake-up on close, the timer.
@@ -1741,13 +1749,18 @@ impl AsyncRead for ReadHalf {
         let polled = half.poll_recv(cx, this.layered, |s, cx| {
             s.poll_read_into(cx, buf, readable)
         });
-        if polled.is_pending() {
-            // The next poll comes once the reactor saw input (or for another reason: then the
-            // read finds nothing and waits again).
-            this.readable = true;
-            half.conn.read_pending();
-        } else {
-            half.conn.io_moved();
+        match &polled {
+            Poll::Pending => {
+                // The next poll comes once the reactor saw input (or for another reason: then
+                // the read finds nothing and waits again).
+                this.readable = true;
+                half.conn.read_pending();
+            }
+            // `socket_timeout` ended the wait: nothing came, so the read that waits next is no
+            // new cue for busy polling (a server that reads again after each timeout would keep
+            // a worker polling its idle connection).
+            Poll::Ready(Err(e)) if is_socket_timeout(e) => {}
+            Poll::Ready(_) => half.conn.io_moved(),
         }
         let n = match ready!(polled) {
             Ok(n) => n,
@@ -1887,7 +1900,7 @@ impl WriteHalf {
         // A close is not a write failure: the close itself decided how the connection ends.
         if !self.half.conn.core.is_closed() {
             // `socket_timeout`'s, not the OS's `ETIMEDOUT` (the connection is dead then).
-            let state = if e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none() {
+            let state = if is_socket_timeout(&e) {
                 TIMED_OUT
             } else {
                 FAILED
