@@ -150,9 +150,8 @@ impl SelectorManager {
     /// an answer sent, whose reply may come at once): a read polled again while it waits (its
     /// task woken by something else, such as a timer beside it in a `select!`), or begun again
     /// after one dropped while it waited (a `select!` loop's, at every turn) or ended by
-    /// `socket_timeout` (which received nothing), is no new cue, so
-    /// a socket that stays idle costs nothing once `window` passed, however often its task
-    /// polls it.
+    /// `socket_timeout` (which received nothing), is no new cue, so a socket that stays idle
+    /// costs nothing once `window` passed, however often its task polls it.
     ///
     /// This trades CPU time for latency: a request that arrives while a worker would sleep is
     /// answered without the kernel having to wake that thread, which on a virtual machine takes

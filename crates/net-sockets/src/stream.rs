@@ -1007,9 +1007,8 @@ impl Conn {
     }
 
     /// A read returned (other than by `socket_timeout`), or bytes were sent: the next read
-    /// that waits is busy polling's cue
-    /// again (see [`read_pending`](Self::read_pending)). A load alone where busy polling is
-    /// off.
+    /// that waits is busy polling's cue again (see [`read_pending`](Self::read_pending)). A
+    /// load alone where busy polling is off.
     #[inline]
     fn io_moved(&self) {
         if self.read_waits.load(Ordering::Relaxed) {
