@@ -48,8 +48,9 @@ const EXHAUSTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 ///
 /// `accept` keeps going through the errors `accept(2)` says to retry (a connection aborted
 /// before it was accepted, network errors of that connection). When the process runs out of
-/// file descriptors (`EMFILE`/`ENFILE`) or memory (`ENOBUFS`/`ENOMEM`), it neither fails nor
-/// spins: it logs one event (a warning, at most once a minute per listener), pauses 100 ms at
+/// file descriptors (`EMFILE`/`ENFILE`), memory (`ENOBUFS`/`ENOMEM`) or epoll watches for the
+/// connections it accepts (`ENOSPC`: `fs.epoll.max_user_watches`; such a connection is
+/// closed), it neither fails nor spins: it logs one event (a warning, at most once a minute per listener), pauses 100 ms at
 /// a time, and resumes once resources are free.
 ///
 /// A Unix listener removes its socket file when it is closed or dropped, if the file is still
@@ -1123,7 +1124,11 @@ enum AcceptError {
 
 /// Classifies an `accept(2)` error as its manual page says: errors of the pending connection
 /// (including the network errors Linux passes on from it, and `EPERM` from a firewall) are
-/// retried; running out of descriptors or memory waits.
+/// retried; running out of descriptors or memory waits. So does `ENOSPC`, which `accept(2)`
+/// never returns but the runtime's watch of the accepted connection does (`epoll_ctl(2)`: the
+/// user has `fs.epoll.max_user_watches` watches): a limit of the process's user, as `ENFILE`
+/// is of the system, not a fault of the listener (the connection is closed, as one that fails
+/// set-up is).
 fn classify(e: &io::Error) -> AcceptError {
     if e.kind() == io::ErrorKind::Interrupted {
         return AcceptError::Retry;
@@ -1147,7 +1152,9 @@ fn classify(e: &io::Error) -> AcceptError {
         | libc::ENETUNREACH
         | libc::EPERM
         | libc::EINTR => AcceptError::Retry,
-        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => AcceptError::Exhausted,
+        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ENOSPC => {
+            AcceptError::Exhausted
+        }
         _ => AcceptError::Fatal,
     }
 }
@@ -1374,7 +1381,14 @@ mod tests {
             let e = io::Error::from_raw_os_error(code);
             assert_eq!(classify(&e), AcceptError::Retry, "{e}");
         }
-        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+        let exhausted = [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::ENOSPC,
+        ];
+        for code in exhausted {
             let e = io::Error::from_raw_os_error(code);
             assert_eq!(classify(&e), AcceptError::Exhausted, "{e}");
         }

@@ -1,0 +1,148 @@
+//! A connection the kernel accepted but the runtime cannot watch: `epoll_ctl(EPOLL_CTL_ADD)`
+//! fails with `ENOSPC` once the user has `fs.epoll.max_user_watches` watches (a limit of every
+//! process of the user, as `ENFILE` is of the system). That is the process running out of a
+//! resource, as `EMFILE` is, not the listener breaking: `accept` must pause and go on, not fail
+//! (and end `incoming()`) with an error that says the listener is broken.
+//!
+//! The limit is the whole system's setting, so the check runs in a child process (this test
+//! binary again) with a small `LD_PRELOAD` library that fails the watch of the first accepted
+//! connection of one port with `ENOSPC`, as the kernel does at the limit. Needs a C compiler
+//! (`cc`); skipped without one.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use net_sockets::{SelectorManager, a_socket};
+use net_tests::TempDir;
+use net_tests::harness::{free_port, run_if_child};
+use net_tests::within;
+
+const CHILD_ENV: &str = "NET_TESTS_EPOLL_WATCHES_CHILD";
+const PORT_ENV: &str = "NET_TESTS_EPOLL_WATCHES_PORT";
+
+/// Fails `EPOLL_CTL_ADD` with `ENOSPC` for the first accepted (not listening) IPv4 socket
+/// whose local port is `$NET_TESTS_EPOLL_WATCHES_PORT`; every other call goes to the C library.
+const SHIM: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+static int failed;
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event) {
+    static int (*real)(int, int, int, struct epoll_event *);
+    if (!real) real = (int (*)(int, int, int, struct epoll_event *))dlsym(RTLD_NEXT, "epoll_ctl");
+    const char *port = getenv("NET_TESTS_EPOLL_WATCHES_PORT");
+    if (op == EPOLL_CTL_ADD && port && !__atomic_load_n(&failed, __ATOMIC_SEQ_CST)) {
+        int listening = 0;
+        socklen_t size = sizeof listening;
+        struct sockaddr_in local;
+        socklen_t local_size = sizeof local;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0 && !listening
+            && getsockname(fd, (struct sockaddr *)&local, &local_size) == 0
+            && local.sin_family == AF_INET && ntohs(local.sin_port) == atoi(port)
+            && !__atomic_exchange_n(&failed, 1, __ATOMIC_SEQ_CST)) {
+            errno = ENOSPC;
+            return -1;
+        }
+    }
+    return real(epfd, op, fd, event);
+}
+"#;
+
+/// Builds the shim; `None` without a C compiler.
+fn build_shim(dir: &Path) -> Option<std::path::PathBuf> {
+    let source = dir.join("shim.c");
+    let library = dir.join("shim.so");
+    std::fs::write(&source, SHIM).unwrap();
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .arg("-ldl")
+        .output()
+        .ok()?;
+    assert!(
+        built.status.success(),
+        "the shim did not build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    Some(library)
+}
+
+#[test]
+fn an_accepted_connection_the_runtime_cannot_watch_does_not_fail_accept() {
+    let dir = TempDir::new("epoll-watches");
+    let Some(shim) = build_shim(dir.path()) else {
+        eprintln!("skipped: no C compiler (`cc`) to build the LD_PRELOAD shim");
+        return;
+    };
+    let exe = std::env::current_exe().unwrap();
+    let output = Command::new(exe)
+        .args([
+            "--exact",
+            "out_of_watches_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .env(PORT_ENV, free_port().to_string())
+        .env("LD_PRELOAD", &shim)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "child failed:\n{text}");
+    assert!(
+        text.contains("out of watches child passed"),
+        "child did not run:\n{text}"
+    );
+}
+
+#[test]
+fn out_of_watches_child() {
+    run_if_child(CHILD_ENV, async {
+        let port: u16 = std::env::var(PORT_ENV).unwrap().parse().unwrap();
+        let selector = SelectorManager::new();
+        let server = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        // The first connection's watch fails: that connection is lost (closed), and `accept`
+        // goes on to the next.
+        let mut first = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        first
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let second = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let accepted = within(server.accept()).await;
+        let accepted = match accepted {
+            Ok(socket) => socket,
+            Err(e) => panic!("accept failed on a connection the runtime could not watch: {e:?}"),
+        };
+        assert_eq!(
+            accepted.remote_address().as_inet().map(|a| a.port()),
+            Some(second.local_addr().unwrap().port())
+        );
+        // The lost one was closed, not left hanging.
+        let mut byte = [0u8; 1];
+        let read = first.read(&mut byte);
+        assert!(
+            matches!(read, Ok(0))
+                || read.is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock),
+            "the connection that could not be watched is still open"
+        );
+        assert!(!server.is_closed());
+        println!("out of watches child passed");
+    });
+}
