@@ -34,6 +34,14 @@ use crate::{Error, Result, SelectorManager, Socket, SocketAddress, UnixSocketAdd
 /// How long the accept loop pauses when the process or system is out of descriptors or memory.
 const EXHAUSTION_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How many errors that `accept(2)` says to retry the accept loop meets in a row before it
+/// pauses for [`EXHAUSTION_BACKOFF`]. Each such error of a connection (aborted, reset, refused
+/// by a firewall) takes it off the listen queue, and the next try goes on to the next one; but
+/// one that takes nothing off (`EPERM` from a security policy that forbids the accept, a
+/// seccomp filter) comes back at once on every try, and without a pause the loop would spin.
+/// A burst of this many failing connections costs one pause.
+const RETRY_BURST: u32 = 64;
+
 /// The least time between two warnings that a listener ran out of descriptors or memory. At
 /// the limit, each connection that ends frees a descriptor, the next accept takes it and runs
 /// out again: an episode each time, as often as clients close connections (up to one per
@@ -47,7 +55,9 @@ const EXHAUSTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// [`Error::Closed`].
 ///
 /// `accept` keeps going through the errors `accept(2)` says to retry (a connection aborted
-/// before it was accepted, network errors of that connection). When the process runs out of
+/// before it was accepted, network errors of that connection), pausing 100 ms after 64 of them
+/// in a row: one that takes no connection off the queue (`EPERM` from a security policy that
+/// forbids the accept) comes back on every try, and is retried without spinning. When the process runs out of
 /// file descriptors (`EMFILE`/`ENFILE`), memory (`ENOBUFS`/`ENOMEM`) or epoll watches for the
 /// connections it accepts (`ENOSPC`: `fs.epoll.max_user_watches`; such a connection is
 /// closed), it neither fails nor spins: it logs one event (a warning, at most once a minute per listener), pauses 100 ms at
@@ -711,10 +721,13 @@ impl ListenerInner {
     }
 
     /// Takes the next connection from the kernel, retrying the errors `accept(2)` says to
-    /// retry and pausing while descriptors or memory are exhausted.
+    /// retry (pausing after [`RETRY_BURST`] of them in a row) and pausing while descriptors or
+    /// memory are exhausted.
     async fn accept_stream(&self) -> Result<(Stream, SocketAddress)> {
         let selector = self.core.selector();
         let wait = self.waiting.join();
+        // The errors to retry met in a row since the last pause.
+        let mut retried = 0;
         loop {
             let accepted = self
                 .core
@@ -754,6 +767,14 @@ impl ListenerInner {
                 Err(Error::Io(e)) => match classify(&e) {
                     AcceptError::Retry => {
                         tracing::debug!(parent: self.core.span(), error = %e, "accept failed; retrying");
+                        retried += 1;
+                        if retried == RETRY_BURST {
+                            retried = 0;
+                            if self.warn_of_exhaustion() {
+                                tracing::warn!(parent: self.core.span(), error = %e, "accept failed {RETRY_BURST} times in a row; pausing 100 ms between such bursts");
+                            }
+                            self.back_off().await?;
+                        }
                     }
                     AcceptError::Exhausted => {
                         if !self.exhausted.swap(true, Ordering::Relaxed) {
@@ -763,24 +784,29 @@ impl ListenerInner {
                                 tracing::debug!(parent: self.core.span(), error = %e, "out of descriptors or memory; accept pauses and retries every 100 ms");
                             }
                         }
-                        // A sleep of the selector's runtime, which fails once the selector is
-                        // closed (also by the end of that runtime: its timer must not be
-                        // polled after it, though the task polling is another runtime's).
-                        let backoff = SelectorSleep::new(selector, EXHAUSTION_BACKOFF);
-                        tokio::select! {
-                            biased;
-                            () = self.core.await_closed() => return Err(self.core.closed_error()),
-                            slept = backoff => {
-                                if slept.is_err() {
-                                    return Err(self.core.closed_error());
-                                }
-                            }
-                        }
+                        self.back_off().await?;
                     }
                     AcceptError::Fatal => return Err(Error::Io(e)),
                 },
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Pauses the accept loop for [`EXHAUSTION_BACKOFF`].
+    ///
+    /// # Errors
+    ///
+    /// The close error when the listener or its selector closes meanwhile.
+    async fn back_off(&self) -> Result<()> {
+        // A sleep of the selector's runtime, which fails once the selector is closed (also by
+        // the end of that runtime: its timer must not be polled after it, though the task
+        // polling is another runtime's).
+        let backoff = SelectorSleep::new(self.core.selector(), EXHAUSTION_BACKOFF);
+        tokio::select! {
+            biased;
+            () = self.core.await_closed() => Err(self.core.closed_error()),
+            slept = backoff => slept.map_err(|_| self.core.closed_error()),
         }
     }
 
