@@ -772,6 +772,8 @@ impl ListenerInner {
                             retried = 0;
                             if self.warn_of_exhaustion() {
                                 tracing::warn!(parent: self.core.span(), error = %e, "accept failed {RETRY_BURST} times in a row; pausing 100 ms between such bursts");
+                            } else {
+                                tracing::debug!(parent: self.core.span(), error = %e, "accept failed {RETRY_BURST} times in a row; pausing 100 ms between such bursts");
                             }
                             self.back_off().await?;
                         }
