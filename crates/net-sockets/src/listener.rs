@@ -57,11 +57,11 @@ const EXHAUSTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// `accept` keeps going through the errors `accept(2)` says to retry (a connection aborted
 /// before it was accepted, network errors of that connection), pausing 100 ms after 64 of them
 /// in a row: one that takes no connection off the queue (`EPERM` from a security policy that
-/// forbids the accept) comes back on every try, and is retried without spinning. When the process runs out of
-/// file descriptors (`EMFILE`/`ENFILE`), memory (`ENOBUFS`/`ENOMEM`) or epoll watches for the
-/// connections it accepts (`ENOSPC`: `fs.epoll.max_user_watches`; such a connection is
-/// closed), it neither fails nor spins: it logs one event (a warning, at most once a minute per listener), pauses 100 ms at
-/// a time, and resumes once resources are free.
+/// forbids the accept) comes back on every try, and is retried without spinning. When the
+/// process runs out of file descriptors (`EMFILE`/`ENFILE`), memory (`ENOBUFS`/`ENOMEM`) or
+/// epoll watches for the connections it accepts (`ENOSPC`: `fs.epoll.max_user_watches`; such a
+/// connection is closed), it neither fails nor spins: it logs one event (a warning, at most
+/// once a minute per listener), pauses 100 ms at a time, and resumes once resources are free.
 ///
 /// A Unix listener removes its socket file when it is closed or dropped, if the file is still
 /// the one it created (a successor that bound the same path keeps its file). A listener
