@@ -181,6 +181,13 @@ impl Trust {
     }
 }
 
+/// Whether a server's failed handshake (`e`) is the end of a shutdown's grace period closing
+/// the socket under it (`stop` is the socket's shutdown signal): a connection the shutdown
+/// reports as cut (`Closed N connections still open ...`), not a client whose handshake failed.
+pub fn cut_by_shutdown(e: &net_tls::Error, stop: &net_sockets::ShutdownSignal) -> bool {
+    stop.is_requested() && matches!(e, net_tls::Error::Socket(net_sockets::Error::Closed))
+}
+
 /// The SHA-256 fingerprint of a DER certificate, as upper-case hex pairs joined by colons (the
 /// form `openssl x509 -fingerprint -sha256` prints).
 pub fn sha256_fingerprint(der: &[u8]) -> String {

@@ -13,7 +13,9 @@
 //! Without `--cert`/`--key` it makes a self-signed certificate at start-up for `localhost`,
 //! `127.0.0.1` and `::1` and prints its SHA-256 fingerprint, so that a client run with
 //! `--insecure` can be checked by hand. A client whose handshake fails costs one line on stderr,
-//! `No TLS with CLIENT: REASON`; the server keeps serving everyone else.
+//! `No TLS with CLIENT: REASON`; the server keeps serving everyone else. (A handshake still
+//! under way when a shutdown's grace period ends is not a failed one: it is counted in
+//! `Closed N connections still open after the grace period`, as any connection cut then.)
 //!
 //! A connection that sends nothing (or takes nothing the server writes) for `--idle-timeout`
 //! seconds is closed, as in `sockets-server` (the listener's `socket_timeout`): after the
@@ -149,8 +151,11 @@ fn alpn_protocol(text: &str) -> Result<String, String> {
 /// One client: the handshake, then the conversation of `sockets-server`.
 async fn greet(socket: Socket, config: TlsServerConfig) {
     let remote = socket.remote_address();
+    let stop = socket.shutdown_signal();
     let mut tls = match socket.tls_server(&config).await {
         Ok(tls) => tls,
+        // A handshake cut at the end of a shutdown's grace period: the server reports it.
+        Err(e) if examples::tls::cut_by_shutdown(&e, &stop) => return,
         Err(e) => {
             examples::say_err!("No TLS with {remote}: {e}");
             return;

@@ -161,6 +161,8 @@ async fn session(
     // the handshake's first input.
     let tls = match plain.tls_server(config).await {
         Ok(tls) => tls,
+        // A handshake cut at the end of a shutdown's grace period: the server reports it.
+        Err(e) if examples::tls::cut_by_shutdown(&e, stop) => return Ok(()),
         Err(e) => {
             examples::say_err!("No TLS with {remote}: {e}");
             return Ok(());
