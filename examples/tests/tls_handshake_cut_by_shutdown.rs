@@ -14,10 +14,12 @@ use net_tests::harness::Process;
 const TLS_SERVER: &str = env!("CARGO_BIN_EXE_sockets-server-tls");
 const STARTTLS_SERVER: &str = env!("CARGO_BIN_EXE_starttls-server");
 
-/// `PROGRAM 127.0.0.1 0 --grace 1` (a self-signed certificate), its start-up lines read:
-/// (program, port).
-fn start(program: &str) -> (Process, u16) {
-    let mut server = Process::start(program, ["127.0.0.1", "0", "--grace", "1"]);
+/// `PROGRAM 127.0.0.1 0 EXTRA...` (without `--cert`, a self-signed certificate),
+/// its start-up lines read: (program, port).
+fn start(program: &str, extra: &[&str]) -> (Process, u16) {
+    let mut args = vec!["127.0.0.1", "0"];
+    args.extend_from_slice(extra);
+    let mut server = Process::start(program, args);
     server.stdout_line_where("the fingerprint", |l| {
         l.starts_with("SHA-256 fingerprint: ")
     });
@@ -54,7 +56,7 @@ fn cut_during_the_handshake(mut server: Process, mut client: TcpStream) {
 
 #[test]
 fn sockets_server_tls_reports_a_handshake_cut_by_the_grace_period_once() {
-    let (mut server, port) = start(TLS_SERVER);
+    let (mut server, port) = start(TLS_SERVER, &["--grace", "1"]);
     // A client that connects and never starts its handshake (the handshake's own limit is
     // 10 seconds, longer than the grace period).
     let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -64,7 +66,7 @@ fn sockets_server_tls_reports_a_handshake_cut_by_the_grace_period_once() {
 
 #[test]
 fn starttls_server_reports_a_handshake_cut_by_the_grace_period_once() {
-    let (mut server, port) = start(STARTTLS_SERVER);
+    let (mut server, port) = start(STARTTLS_SERVER, &["--grace", "1"]);
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -80,4 +82,76 @@ fn starttls_server_reports_a_handshake_cut_by_the_grace_period_once() {
     server.stdout_line_where("the client's acceptance", |l| l.starts_with("Accepted "));
     // The server now waits for the ClientHello, which never comes.
     cut_during_the_handshake(server, client);
+}
+
+/// The other side of the same rule (`starttls-server`'s docs: "A session in the middle of its
+/// TLS handshake finishes it first"): a client told `220 Ready to start TLS` just before the
+/// signal still gets its TLS session, and in it the SMTP goodbye, `421 HOST Server is
+/// shutting down`, then `close_notify` (a clean end); the server reports nothing on stderr.
+#[test]
+fn starttls_server_finishes_a_handshake_begun_before_the_signal_then_says_421() {
+    use net_tests::harness::path_arg;
+    use net_tests::pki::Pki;
+    use net_tests::tls::{localhost, rustls_client};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let pki = Pki::generate();
+    let files = pki.temp_files();
+    let chain = path_arg(&files.server_chain);
+    let key = path_arg(&files.server_key);
+    // The grace period (5 s) is longer than the handshake takes.
+    let (mut server, port) = start(
+        STARTTLS_SERVER,
+        &["--cert", chain, "--key", key, "--grace", "5"],
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let plain = runtime.block_on(async {
+        let plain = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut plain = BufReader::new(plain);
+        let mut line = String::new();
+        plain.read_line(&mut line).await.unwrap();
+        assert_eq!(line, "220 [127.0.0.1] ready\r\n");
+        plain.write_all(b"STARTTLS\r\n").await.unwrap();
+        line.clear();
+        plain.read_line(&mut line).await.unwrap();
+        assert_eq!(line, "220 Ready to start TLS\r\n");
+        plain
+    });
+    server.stdout_line_where("the client's acceptance", |l| l.starts_with("Accepted "));
+    server.signal("TERM");
+    assert_eq!(server.stdout_line(), "Shutting down (1 open)");
+    // The server is shutting down, and waits in the handshake for the ClientHello.
+    assert!(plain.buffer().is_empty());
+    let rest = runtime.block_on(async {
+        let connector = tokio_rustls::TlsConnector::from(rustls_client(&pki.ca));
+        let mut tls = connector
+            .connect(localhost(), plain.into_inner())
+            .await
+            .expect("the handshake begun before the signal completes");
+        let mut rest = String::new();
+        // An end without close_notify is an `UnexpectedEof` error here.
+        let read = tokio::time::timeout(HANG_LIMIT, tls.read_to_string(&mut rest))
+            .await
+            .expect("the server ends the session")
+            .map(|_| rest);
+        let _ = tls.shutdown().await;
+        read.map_err(|e| e.to_string())
+    });
+    assert_eq!(
+        rest,
+        Ok("421 [127.0.0.1] Server is shutting down\r\n".to_owned())
+    );
+    let finished = server.finish();
+    assert_eq!(finished.status.code(), Some(0), "{finished:?}");
+    assert_eq!(
+        finished.stdout.last().map(String::as_str),
+        Some("Server stopped")
+    );
+    assert!(
+        finished.stdout[0].starts_with("TLS with 127.0.0.1:"),
+        "{finished:?}"
+    );
+    assert!(finished.stderr.is_empty(), "{finished:?}");
 }
