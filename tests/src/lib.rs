@@ -16,6 +16,7 @@
 //! - [`harness`]: child processes — a program read line by line, signalled and killed on drop,
 //!   a real HAProxy in front of a server, this test binary run again under a descriptor limit —
 //!   and a blocking line client (from `127.0.0.2` if need be) for the example servers.
+//! - [`logs`]: the libraries' events at `info` and above, as lines.
 //! - [`probe`]: descriptors, CPU time and memory of this process. [`leaks`]: checks that a
 //!   scenario run many times leaves no heap, descriptor, task or thread behind.
 //! - [`proxy`]: PROXY protocol v2 headers written by hand.
@@ -36,6 +37,7 @@ pub mod fault;
 pub mod greeting;
 pub mod harness;
 pub mod leaks;
+pub mod logs;
 pub mod loopback;
 pub mod pairs;
 pub mod pki;

@@ -411,6 +411,87 @@ pub async fn manual_pair(
     (server.expect("the server handshake"), tcp, conn)
 }
 
+/// A rustls server configuration (ring, TLS 1.2 and 1.3) with a `localhost` certificate of
+/// `ca`, for [`hand_server`].
+pub fn rustls_localhost_server(ca: &TestCa) -> Arc<ServerConfig> {
+    rustls_server(&ca.server(&["localhost"]))
+}
+
+/// Our TLS client connected to a rustls server driven by hand (`config`'s session, past the
+/// handshake): (our client, the server's raw TCP stream, its rustls session). The server's
+/// socket has a receive buffer of `recv_buffer` bytes (`None`: the default). The test decides
+/// which records reach our client, in which segments, and when the server reads ([`records`],
+/// [`read_session_to_the_end`]).
+pub async fn hand_server(
+    selector: &SelectorManager,
+    ca: &TestCa,
+    config: Arc<ServerConfig>,
+    recv_buffer: Option<u32>,
+) -> (TlsSocket, tokio::net::TcpStream, rustls::ServerConnection) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listening = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(size) = recv_buffer {
+        listening.set_recv_buffer_size(size).unwrap();
+    }
+    listening.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let port = listening.local_addr().unwrap().port();
+    let listener = listening.listen(4).unwrap();
+    let config = ca.client_config().server_name("localhost").build().unwrap();
+    let (accepted, client) = within(async {
+        tokio::join!(
+            async {
+                let (tcp, _) = listener.accept().await.expect("accept");
+                acceptor.accept(tcp).await
+            },
+            async {
+                a_socket(selector)
+                    .tcp()
+                    .connect(("127.0.0.1", port))
+                    .await
+                    .expect("connect")
+                    .tls(config)
+                    .await
+            }
+        )
+    })
+    .await;
+    let (tcp, conn) = accepted.expect("the server's handshake").into_inner();
+    (client.expect("our client's handshake"), tcp, conn)
+}
+
+/// What a hand-driven peer (`conn` on `tcp`) reads of our side's records until the end: (how
+/// it ended: `"close_notify"`, `"truncated"` for a FIN without it, or the error's kind; the
+/// plaintext bytes received).
+pub async fn read_session_to_the_end<D>(
+    tcp: &mut tokio::net::TcpStream,
+    conn: &mut rustls::ConnectionCommon<D>,
+) -> (String, usize) {
+    use tokio::io::AsyncReadExt;
+    let mut received = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    within(async {
+        loop {
+            let n = match tcp.read(&mut buf).await {
+                Ok(0) => return ("truncated".to_owned(), received),
+                Ok(n) => n,
+                Err(e) => return (format!("{:?}", e.kind()), received),
+            };
+            let mut slice = &buf[..n];
+            while !slice.is_empty() {
+                conn.read_tls(&mut slice).unwrap();
+                let state = conn.process_new_packets().unwrap();
+                let mut plain = vec![0u8; state.plaintext_bytes_to_read()];
+                std::io::Read::read_exact(&mut conn.reader(), &mut plain).unwrap();
+                received += plain.len();
+                if state.peer_has_closed() {
+                    return ("close_notify".to_owned(), received);
+                }
+            }
+        }
+    })
+    .await
+}
+
 /// The records `conn` (a client's or a server's) has queued, taken out of it.
 pub fn records<D>(conn: &mut rustls::ConnectionCommon<D>) -> Vec<u8> {
     let mut out = Vec::new();

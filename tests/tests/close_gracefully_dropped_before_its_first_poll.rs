@@ -8,49 +8,15 @@
 //! channel dropped with 5 unflushed bytes; they are not sent (call flush_and_close, or cancel
 //! to drop them on purpose)".
 
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use net_sockets::{Connection, SelectorManager, Transport};
+use net_tests::logs::Loud;
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::Pki;
 use net_tests::within;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
-
-/// The events of the crates above `debug`, as `LEVEL name=value ...`.
-#[derive(Clone, Default)]
-struct Loud(Arc<Mutex<Vec<String>>>);
-
-impl Subscriber for Loud {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target().starts_with("net_")
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        if *event.metadata().level() > Level::INFO {
-            return;
-        }
-        struct Line(String);
-        impl tracing::field::Visit for Line {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                let _ = write!(self.0, " {}={value:?}", field.name());
-            }
-        }
-        let mut line = Line(event.metadata().level().to_string());
-        event.record(&mut line);
-        self.0.lock().unwrap().push(line.0);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
 
 /// Leaves `bye\r\n` unflushed in `connection`'s output, then makes its `close_gracefully`
 /// future and drops it unpolled, as a `select!` whose other branch was ready first does.
@@ -93,11 +59,7 @@ fn close_gracefully_dropped_before_its_first_poll_resets_and_warns_nothing() {
             if let Err(e) = end {
                 assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "plain");
             }
-            assert_eq!(
-                loud.0.lock().unwrap().clone(),
-                Vec::<String>::new(),
-                "plain"
-            );
+            assert_eq!(loud.lines(), Vec::<String>::new(), "plain");
             // TLS: the peer (our client) gets no clean end.
             let pki = Pki::generate();
             let (server, client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
@@ -109,7 +71,7 @@ fn close_gracefully_dropped_before_its_first_poll_resets_and_warns_nothing() {
                 "tls: the client read {read:?}, not a cut stream"
             );
             client.socket.close();
-            assert_eq!(loud.0.lock().unwrap().clone(), Vec::<String>::new(), "tls");
+            assert_eq!(loud.lines(), Vec::<String>::new(), "tls");
             selector.close();
         })
     });

@@ -9,91 +9,12 @@ use std::time::Duration;
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, a_socket};
 use net_tests::pki::TestCa;
+use net_tests::tls::{hand_server, read_session_to_the_end, records, rustls_localhost_server};
 use net_tests::tls::{rustls_error, rustls_server};
 use net_tests::within;
+use net_tls::TlsExt;
 use net_tls::rustls::{self, ServerConnection};
-use net_tls::{TlsExt, TlsSocket};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_rustls::TlsAcceptor;
-
-/// The records `conn` has queued, taken out of it.
-fn server_records(conn: &mut ServerConnection) -> Vec<u8> {
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).expect("writing to a Vec");
-    }
-    out
-}
-
-/// Our TLS client connected to a rustls server driven by hand (TLS 1.3, past the handshake):
-/// (our client, the server's raw TCP stream, its rustls session). The server's socket has a
-/// receive buffer of `recv_buffer` bytes (`None`: the default).
-async fn hand_server(
-    selector: &SelectorManager,
-    ca: &TestCa,
-    recv_buffer: Option<u32>,
-) -> (TlsSocket, tokio::net::TcpStream, ServerConnection) {
-    let leaf = ca.server(&["localhost"]);
-    let acceptor = TlsAcceptor::from(rustls_server(&leaf));
-    let listening = tokio::net::TcpSocket::new_v4().unwrap();
-    if let Some(size) = recv_buffer {
-        listening.set_recv_buffer_size(size).unwrap();
-    }
-    listening.bind(([127, 0, 0, 1], 0).into()).unwrap();
-    let port = listening.local_addr().unwrap().port();
-    let listener = listening.listen(4).unwrap();
-    let config = ca.client_config().server_name("localhost").build().unwrap();
-    let (accepted, client) = within(async {
-        tokio::join!(
-            async {
-                let (tcp, _) = listener.accept().await.expect("accept");
-                acceptor.accept(tcp).await
-            },
-            async {
-                a_socket(selector)
-                    .tcp()
-                    .connect(("127.0.0.1", port))
-                    .await
-                    .expect("connect")
-                    .tls(config)
-                    .await
-            }
-        )
-    })
-    .await;
-    let (tcp, conn) = accepted.expect("the server's handshake").into_inner();
-    (client.expect("our client's handshake"), tcp, conn)
-}
-
-/// Reads what our client sends until the end: (how it ended, plaintext bytes received).
-async fn read_to_the_end(
-    tcp: &mut tokio::net::TcpStream,
-    conn: &mut ServerConnection,
-) -> (String, usize) {
-    let mut received = 0;
-    let mut buf = vec![0u8; 64 * 1024];
-    within(async {
-        loop {
-            let n = match tcp.read(&mut buf).await {
-                Ok(0) => return ("truncated".to_owned(), received),
-                Ok(n) => n,
-                Err(e) => return (format!("{:?}", e.kind()), received),
-            };
-            let mut slice = &buf[..n];
-            while !slice.is_empty() {
-                conn.read_tls(&mut slice).unwrap();
-                let state = conn.process_new_packets().unwrap();
-                let mut plain = vec![0u8; state.plaintext_bytes_to_read()];
-                std::io::Read::read_exact(&mut conn.reader(), &mut plain).unwrap();
-                received += plain.len();
-                if state.peer_has_closed() {
-                    return ("close_notify".to_owned(), received);
-                }
-            }
-        }
-    })
-    .await
-}
 
 /// SPEC §4 ("bytes received before the error are still readable") from the client's side: a
 /// server's good record and a corrupted one in one segment. The line comes first, then
@@ -102,12 +23,13 @@ async fn read_to_the_end(
 async fn hostiletls2_our_client_reads_a_line_before_a_corrupted_record_in_one_segment() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("client: line then corrupted record");
-    let (mut client, mut tcp, mut conn) = hand_server(&selector, &ca, None).await;
+    let (mut client, mut tcp, mut conn) =
+        hand_server(&selector, &ca, rustls_localhost_server(&ca), None).await;
     let mut input = client.open_read_channel().unwrap();
     std::io::Write::write_all(&mut conn.writer(), b"first line\n").unwrap();
-    let mut bytes = server_records(&mut conn);
+    let mut bytes = records(&mut conn);
     std::io::Write::write_all(&mut conn.writer(), b"second line\n").unwrap();
-    let mut bad = server_records(&mut conn);
+    let mut bad = records(&mut conn);
     let last = bad.len() - 1;
     bad[last] ^= 0x01;
     bytes.extend_from_slice(&bad);
@@ -137,11 +59,12 @@ async fn hostiletls2_bytes_after_the_servers_close_notify_do_not_reset_our_clien
     for graceful in [false, true] {
         let selector = SelectorManager::new();
         let ca = TestCa::new("client: after close_notify");
-        let (client, mut tcp, mut conn) = hand_server(&selector, &ca, Some(4096)).await;
+        let (client, mut tcp, mut conn) =
+            hand_server(&selector, &ca, rustls_localhost_server(&ca), Some(4096)).await;
         let mut connection = client.connection().unwrap();
         std::io::Write::write_all(&mut conn.writer(), b"hello\n").unwrap();
         conn.send_close_notify();
-        tcp.write_all(&server_records(&mut conn)).await.unwrap();
+        tcp.write_all(&records(&mut conn)).await.unwrap();
         let line = within(connection.input.read_line(64, LineEnding::Default)).await;
         assert_eq!(line.unwrap().as_deref(), Some("hello"));
         let end = within(connection.input.read_line(64, LineEnding::Default)).await;
@@ -161,7 +84,7 @@ async fn hostiletls2_bytes_after_the_servers_close_notify_do_not_reset_our_clien
         } else {
             connection.socket.close();
         }
-        let seen = read_to_the_end(&mut tcp, &mut conn).await;
+        let seen = read_session_to_the_end(&mut tcp, &mut conn).await;
         assert_eq!(
             (seen.0.as_str(), seen.1),
             ("close_notify", REPLY),
@@ -180,7 +103,8 @@ async fn hostiletls2_records_rustls_holds_leave_with_close_and_a_drop_is_a_trunc
     for dropped in [false, true] {
         let selector = SelectorManager::new();
         let ca = TestCa::new("client: queued records");
-        let (client, mut tcp, mut conn) = hand_server(&selector, &ca, Some(4096)).await;
+        let (client, mut tcp, mut conn) =
+            hand_server(&selector, &ca, rustls_localhost_server(&ca), Some(4096)).await;
         let mut stream = client.into_stream().unwrap();
         let data = vec![b'w'; WRITE];
         // Writes until the socket and rustls take no more (a write that would wait is not
@@ -204,7 +128,7 @@ async fn hostiletls2_records_rustls_holds_leave_with_close_and_a_drop_is_a_trunc
             stream.close();
             drop(stream);
         }
-        let (ended, received) = read_to_the_end(&mut tcp, &mut conn).await;
+        let (ended, received) = read_session_to_the_end(&mut tcp, &mut conn).await;
         if dropped {
             assert_ne!(
                 ended, "close_notify",
@@ -230,7 +154,8 @@ async fn hostiletls2_a_server_that_stops_reading_never_sees_a_clean_end_after_a_
     for graceful in [false, true] {
         let selector = SelectorManager::new();
         let ca = TestCa::new("client: server stops reading");
-        let (client, mut tcp, mut conn) = hand_server(&selector, &ca, Some(4096)).await;
+        let (client, mut tcp, mut conn) =
+            hand_server(&selector, &ca, rustls_localhost_server(&ca), Some(4096)).await;
         let mut connection = client.connection().unwrap();
         let data = vec![b'w'; WRITE];
         let cut = tokio::time::timeout(
@@ -247,7 +172,7 @@ async fn hostiletls2_a_server_that_stops_reading_never_sees_a_clean_end_after_a_
             connection.socket.close();
             drop(connection);
         }
-        let (ended, received) = read_to_the_end(&mut tcp, &mut conn).await;
+        let (ended, received) = read_session_to_the_end(&mut tcp, &mut conn).await;
         if ended == "close_notify" {
             assert_eq!(
                 received as u64, accepted,
@@ -287,13 +212,13 @@ async fn hostiletls2_a_server_that_speaks_and_ends_before_our_client_writes() {
             }
             if !sent_flight && conn.wants_write() {
                 sent_flight = true;
-                let flight = server_records(&mut conn);
+                let flight = records(&mut conn);
                 tcp.write_all(&flight).await.unwrap();
             }
         }
         // rustls sends the line once the handshake is done: it, then `close_notify`.
         conn.send_close_notify();
-        let rest = server_records(&mut conn);
+        let rest = records(&mut conn);
         tcp.write_all(&rest).await.unwrap();
         tcp.shutdown().await.unwrap();
         // Reads to our client's end, so that our close is no reset.
@@ -379,7 +304,8 @@ async fn hostiletls2_a_server_that_resets_or_ends_mid_handshake_gives_a_socket_e
 async fn hostiletls2_a_reset_under_queued_records_fails_the_writes_typed() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("client: reset under queued records");
-    let (client, tcp, _conn) = hand_server(&selector, &ca, Some(4096)).await;
+    let (client, tcp, _conn) =
+        hand_server(&selector, &ca, rustls_localhost_server(&ca), Some(4096)).await;
     let mut stream = client.into_stream().unwrap();
     let data = vec![b'w'; 8 * 1024 * 1024];
     let mut accepted = 0;
@@ -429,7 +355,8 @@ async fn hostiletls2_bytes_after_close_notify_do_not_reset_the_close_after_both_
     const REPLY: usize = 32 * 1024;
     let selector = SelectorManager::new();
     let ca = TestCa::new("client: both ends, then bytes after close_notify");
-    let (client, mut tcp, mut conn) = hand_server(&selector, &ca, Some(4096)).await;
+    let (client, mut tcp, mut conn) =
+        hand_server(&selector, &ca, rustls_localhost_server(&ca), Some(4096)).await;
     let mut connection = client.connection().unwrap();
     connection
         .output
@@ -439,13 +366,13 @@ async fn hostiletls2_bytes_after_close_notify_do_not_reset_the_close_after_both_
     within(connection.output.flush_and_close()).await.unwrap();
 
     conn.send_close_notify();
-    let mut bytes = server_records(&mut conn);
+    let mut bytes = records(&mut conn);
     bytes.extend_from_slice(&vec![0x17; 64 * 1024]);
     tcp.write_all(&bytes).await.unwrap();
     let end = within(connection.input.read_line(64, LineEnding::Default)).await;
     assert_eq!(end.unwrap(), None, "the server's close_notify");
 
-    let seen = read_to_the_end(&mut tcp, &mut conn).await;
+    let seen = read_session_to_the_end(&mut tcp, &mut conn).await;
     assert_eq!((seen.0.as_str(), seen.1), ("close_notify", REPLY));
     drop(connection);
 }

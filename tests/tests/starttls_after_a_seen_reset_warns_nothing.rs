@@ -7,51 +7,17 @@
 //! the application forgot: "write channel dropped with 8 unflushed bytes; they are not sent
 //! (call flush_and_close, or cancel to drop them on purpose)", once per such client.
 
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use net_io::LineEnding;
 use net_sockets::SelectorManager;
+use net_tests::logs::Loud;
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
 use net_tests::within;
 use net_tls::TlsExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
-
-/// The events of the crates above `debug`, as `LEVEL message name=value ...`.
-#[derive(Clone, Default)]
-struct Loud(Arc<Mutex<Vec<String>>>);
-
-impl Subscriber for Loud {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target().starts_with("net_")
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        if *event.metadata().level() > Level::INFO {
-            return;
-        }
-        struct Line(String);
-        impl tracing::field::Visit for Line {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                let _ = write!(self.0, " {}={value:?}", field.name());
-            }
-        }
-        let mut line = Line(event.metadata().level().to_string());
-        event.record(&mut line);
-        self.0.lock().unwrap().push(line.0);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
 
 #[test]
 fn starttls_after_the_input_saw_a_reset_fails_typed_and_warns_nothing() {
@@ -107,7 +73,7 @@ fn starttls_after_the_input_saw_a_reset_fails_typed_and_warns_nothing() {
                 let e = upgraded.expect_err("no upgrade after a reset");
                 let kind = std::io::Error::from(e).kind();
                 assert_eq!(kind, std::io::ErrorKind::ConnectionReset, "server {server}");
-                let loud = loud.0.lock().unwrap().clone();
+                let loud = loud.lines();
                 assert_eq!(
                     loud,
                     Vec::<String>::new(),

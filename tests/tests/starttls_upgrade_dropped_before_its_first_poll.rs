@@ -8,50 +8,16 @@
 //! flush_and_close, or cancel to drop them on purpose)"), while the same upgrade dropped after
 //! one poll logged at `debug` only.
 
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use net_sockets::SelectorManager;
+use net_tests::logs::Loud;
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
 use net_tests::within;
 use net_tls::TlsExt;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
-
-/// The events of the crates above `debug`, as `LEVEL name=value ...`.
-#[derive(Clone, Default)]
-struct Loud(Arc<Mutex<Vec<String>>>);
-
-impl Subscriber for Loud {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target().starts_with("net_")
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        if *event.metadata().level() > Level::INFO {
-            return;
-        }
-        struct Line(String);
-        impl tracing::field::Visit for Line {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                let _ = write!(self.0, " {}={value:?}", field.name());
-            }
-        }
-        let mut line = Line(event.metadata().level().to_string());
-        event.record(&mut line);
-        self.0.lock().unwrap().push(line.0);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
 
 #[test]
 fn a_starttls_upgrade_dropped_before_its_first_poll_closes_and_warns_nothing() {
@@ -107,7 +73,7 @@ fn a_starttls_upgrade_dropped_before_its_first_poll_closes_and_warns_nothing() {
                         "server {server}"
                     );
                 }
-                let loud = loud.0.lock().unwrap().clone();
+                let loud = loud.lines();
                 assert_eq!(
                     loud,
                     Vec::<String>::new(),

@@ -13,93 +13,14 @@
 use std::time::Duration;
 
 use net_io::LineEnding;
-use net_sockets::{SelectorManager, a_socket};
+use net_sockets::SelectorManager;
 use net_tests::pki::TestCa;
-use net_tests::tls::rustls_server;
+use net_tests::tls::{hand_server, read_session_to_the_end, records, rustls_localhost_server};
 use net_tests::within;
-use net_tls::rustls::ServerConnection;
-use net_tls::{TlsExt, TlsSocket};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::TlsAcceptor;
+use tokio::io::AsyncWriteExt;
 
 /// Our reply: more than the kernel sends to a peer that reads nothing.
 const REPLY: usize = 512 * 1024;
-
-/// The records `conn` has queued, taken out of it.
-fn server_records(conn: &mut ServerConnection) -> Vec<u8> {
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).expect("writing to a Vec");
-    }
-    out
-}
-
-/// Our TLS client connected to a rustls server driven by hand (TLS 1.3, past the handshake),
-/// whose socket has a receive buffer of 4 KiB: (our client, the server's raw stream, its
-/// session).
-async fn hand_server(
-    selector: &SelectorManager,
-    ca: &TestCa,
-) -> (TlsSocket, tokio::net::TcpStream, ServerConnection) {
-    let leaf = ca.server(&["localhost"]);
-    let acceptor = TlsAcceptor::from(rustls_server(&leaf));
-    let listening = tokio::net::TcpSocket::new_v4().unwrap();
-    listening.set_recv_buffer_size(4096).unwrap();
-    listening.bind(([127, 0, 0, 1], 0).into()).unwrap();
-    let port = listening.local_addr().unwrap().port();
-    let listener = listening.listen(4).unwrap();
-    let config = ca.client_config().server_name("localhost").build().unwrap();
-    let (accepted, client) = within(async {
-        tokio::join!(
-            async {
-                let (tcp, _) = listener.accept().await.expect("accept");
-                acceptor.accept(tcp).await
-            },
-            async {
-                a_socket(selector)
-                    .tcp()
-                    .connect(("127.0.0.1", port))
-                    .await
-                    .expect("connect")
-                    .tls(config)
-                    .await
-            }
-        )
-    })
-    .await;
-    let (tcp, conn) = accepted.expect("the server's handshake").into_inner();
-    (client.expect("our client's handshake"), tcp, conn)
-}
-
-/// Reads what our client sends until the end: (how it ended, plaintext bytes received).
-async fn read_to_the_end(
-    tcp: &mut tokio::net::TcpStream,
-    conn: &mut ServerConnection,
-) -> (String, usize) {
-    let mut received = 0;
-    let mut buf = vec![0u8; 64 * 1024];
-    within(async {
-        loop {
-            let n = match tcp.read(&mut buf).await {
-                Ok(0) => return ("truncated".to_owned(), received),
-                Ok(n) => n,
-                Err(e) => return (format!("{:?}", e.kind()), received),
-            };
-            let mut slice = &buf[..n];
-            while !slice.is_empty() {
-                conn.read_tls(&mut slice).unwrap();
-                let state = conn.process_new_packets().unwrap();
-                let mut plain = vec![0u8; state.plaintext_bytes_to_read()];
-                std::io::Read::read_exact(&mut conn.reader(), &mut plain).unwrap();
-                received += plain.len();
-                if state.peer_has_closed() {
-                    return ("close_notify".to_owned(), received);
-                }
-            }
-        }
-    })
-    .await
-}
 
 /// The server sends a line and its `close_notify`; our client reads them, writes its reply
 /// (which mostly waits in the kernel: the server reads nothing yet), then closes (`close`, or
@@ -111,11 +32,12 @@ async fn bytes_the_peer_sends_after_its_close_notify_once_our_close_began_reset_
     for graceful in [false, true] {
         let selector = SelectorManager::new();
         let ca = TestCa::new("late bytes after close_notify");
-        let (client, mut tcp, mut conn) = hand_server(&selector, &ca).await;
+        let (client, mut tcp, mut conn) =
+            hand_server(&selector, &ca, rustls_localhost_server(&ca), Some(4096)).await;
         let mut connection = client.connection().unwrap();
         std::io::Write::write_all(&mut conn.writer(), b"hello\n").unwrap();
         conn.send_close_notify();
-        tcp.write_all(&server_records(&mut conn)).await.unwrap();
+        tcp.write_all(&records(&mut conn)).await.unwrap();
         let line = within(connection.input.read_line(64, LineEnding::Default)).await;
         assert_eq!(line.unwrap().as_deref(), Some("hello"));
         let end = within(connection.input.read_line(64, LineEnding::Default)).await;
@@ -136,7 +58,7 @@ async fn bytes_the_peer_sends_after_its_close_notify_once_our_close_began_reset_
         // `close_gracefully` through its flush and half-close (the socket then closes itself).
         tokio::time::sleep(Duration::from_millis(100)).await;
         tcp.write_all(b"bytes after close_notify").await.unwrap();
-        let (ended, received) = read_to_the_end(&mut tcp, &mut conn).await;
+        let (ended, received) = read_session_to_the_end(&mut tcp, &mut conn).await;
         assert!(
             ended != "close_notify" || received == REPLY,
             "graceful: {graceful}: our close_notify after {received} of the {REPLY} bytes"

@@ -16,34 +16,25 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use net_io::LineEnding;
-use net_sockets::{SelectorManager, a_socket};
+use net_sockets::SelectorManager;
 use net_tests::pki::TestCa;
+use net_tests::tls::{hand_server, records};
 use net_tests::tls::{is_truncated, provider};
 use net_tests::within;
 use net_tls::rustls::{self, ServerConfig, ServerConnection, SupportedProtocolVersion};
-use net_tls::{TlsExt, TlsSocket, TlsVersion};
+use net_tls::{TlsSocket, TlsVersion};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio_rustls::TlsAcceptor;
-
-/// The records `conn` has queued, taken out of it.
-fn server_records(conn: &mut ServerConnection) -> Vec<u8> {
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).expect("writing to a Vec");
-    }
-    out
-}
 
 /// `conn`'s records for `plaintext`.
 fn data(conn: &mut ServerConnection, plaintext: &[u8]) -> Vec<u8> {
     conn.set_buffer_limit(None);
     conn.writer().write_all(plaintext).unwrap();
-    server_records(conn)
+    records(conn)
 }
 
 /// Our TLS client connected to a rustls server of `version` driven by hand, past the
 /// handshake, with no session tickets: (our client, the server's raw stream, its session).
-async fn hand_server(
+async fn hand_server_of(
     selector: &SelectorManager,
     ca: &TestCa,
     version: &'static SupportedProtocolVersion,
@@ -56,35 +47,11 @@ async fn hand_server(
         .with_single_cert(leaf.chain_der().to_vec(), leaf.key_der())
         .unwrap();
     config.send_tls13_tickets = 0;
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let config = ca.client_config().server_name("localhost").build().unwrap();
-    let (accepted, client) = within(async {
-        tokio::join!(
-            async {
-                let (tcp, _) = listener.accept().await.expect("accept");
-                acceptor.accept(tcp).await
-            },
-            async {
-                a_socket(selector)
-                    .tcp()
-                    .connect(("127.0.0.1", port))
-                    .await
-                    .expect("connect")
-                    .tls(config)
-                    .await
-            }
-        )
-    })
-    .await;
-    let (tcp, conn) = accepted.expect("the server's handshake").into_inner();
+    let (client, tcp, conn) = hand_server(selector, ca, Arc::new(config), None).await;
     // Each write leaves at once (no Nagle wait for our ACK): bytes written before one of our
     // reads have arrived when it runs.
     tcp.set_nodelay(true).unwrap();
-    (client.expect("our client's handshake"), tcp, conn)
+    (client, tcp, conn)
 }
 
 /// Returns once `socket`'s kernel socket holds bytes not read yet (polled every millisecond).
@@ -116,12 +83,12 @@ async fn data_after_the_peers_close_notify_is_never_read() {
             let what = format!("{expected:?}, same segment: {same_segment}");
             let selector = SelectorManager::new();
             let ca = TestCa::new("data after close_notify");
-            let (mut client, mut tcp, mut conn) = hand_server(&selector, &ca, version).await;
+            let (mut client, mut tcp, mut conn) = hand_server_of(&selector, &ca, version).await;
             assert_eq!(client.protocol_version(), Some(expected));
             let mut input = client.open_read_channel().unwrap();
             let mut bytes = data(&mut conn, b"hello\n");
             conn.send_close_notify();
-            bytes.extend(server_records(&mut conn));
+            bytes.extend(records(&mut conn));
             let after = data(&mut conn, b"after close_notify\n");
             assert!(
                 !after.is_empty(),
@@ -172,7 +139,7 @@ async fn a_fin_in_the_middle_of_a_record_is_a_truncation_after_the_line() {
     for (version, expected) in VERSIONS {
         let selector = SelectorManager::new();
         let ca = TestCa::new("fin in a record");
-        let (mut client, mut tcp, mut conn) = hand_server(&selector, &ca, version).await;
+        let (mut client, mut tcp, mut conn) = hand_server_of(&selector, &ca, version).await;
         let mut input = client.open_read_channel().unwrap();
         let mut bytes = data(&mut conn, b"hello\n");
         let next = data(&mut conn, b"the line cut short\n");
@@ -201,7 +168,7 @@ async fn total_bytes_count_plaintext_not_records() {
     for (version, expected) in VERSIONS {
         let selector = SelectorManager::new();
         let ca = TestCa::new("plaintext counts");
-        let (client, mut tcp, mut conn) = hand_server(&selector, &ca, version).await;
+        let (client, mut tcp, mut conn) = hand_server_of(&selector, &ca, version).await;
         let mut connection = client.connection().unwrap();
         let sent = data(&mut conn, &vec![b's'; LEN]);
         assert!(

@@ -10,51 +10,13 @@
 
 use std::time::Duration;
 
-use net_sockets::{SelectorManager, a_socket};
+use net_sockets::SelectorManager;
 use net_tests::pki::TestCa;
-use net_tests::tls::{rustls_error, rustls_io_error, rustls_server};
+use net_tests::tls::{hand_server, rustls_localhost_server};
+use net_tests::tls::{rustls_error, rustls_io_error};
 use net_tests::within;
-use net_tls::rustls::{self, ServerConnection};
-use net_tls::{TlsExt, TlsSocket};
+use net_tls::rustls::{self};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio_rustls::TlsAcceptor;
-
-/// Our TLS client connected to a rustls server driven by hand (TLS 1.3, past the handshake),
-/// whose socket has a receive buffer of 4 KiB: (our client, the server's raw stream, its
-/// session).
-async fn hand_server(
-    selector: &SelectorManager,
-    ca: &TestCa,
-) -> (TlsSocket, tokio::net::TcpStream, ServerConnection) {
-    let leaf = ca.server(&["localhost"]);
-    let acceptor = TlsAcceptor::from(rustls_server(&leaf));
-    let listening = tokio::net::TcpSocket::new_v4().unwrap();
-    listening.set_recv_buffer_size(4096).unwrap();
-    listening.bind(([127, 0, 0, 1], 0).into()).unwrap();
-    let port = listening.local_addr().unwrap().port();
-    let listener = listening.listen(4).unwrap();
-    let config = ca.client_config().server_name("localhost").build().unwrap();
-    let (accepted, client) = within(async {
-        tokio::join!(
-            async {
-                let (tcp, _) = listener.accept().await.expect("accept");
-                acceptor.accept(tcp).await
-            },
-            async {
-                a_socket(selector)
-                    .tcp()
-                    .connect(("127.0.0.1", port))
-                    .await
-                    .expect("connect")
-                    .tls(config)
-                    .await
-            }
-        )
-    })
-    .await;
-    let (tcp, conn) = accepted.expect("the server's handshake").into_inner();
-    (client.expect("our client's handshake"), tcp, conn)
-}
 
 /// A record that cannot be decrypted: application data of 32 bytes of nothing.
 fn bad_record() -> Vec<u8> {
@@ -82,7 +44,8 @@ fn is_stream_decrypt_error(e: &std::io::Error) -> bool {
 async fn a_waiting_write_fails_once_a_read_found_the_session_failed() {
     let selector = SelectorManager::new();
     let ca = TestCa::new("write waits");
-    let (mut client, mut tcp, _conn) = hand_server(&selector, &ca).await;
+    let (mut client, mut tcp, _conn) =
+        hand_server(&selector, &ca, rustls_localhost_server(&ca), Some(4096)).await;
     let mut input = client.open_read_channel().unwrap();
     let mut output = client.open_write_channel(true).unwrap();
     let writer = tokio::spawn(async move { output.write_fully(&vec![b'w'; 16 << 20]).await });
@@ -110,7 +73,8 @@ async fn a_waiting_flush_fails_once_a_read_found_the_session_failed() {
     use tokio::io::AsyncReadExt as _;
     let selector = SelectorManager::new();
     let ca = TestCa::new("flush waits");
-    let (client, mut tcp, _conn) = hand_server(&selector, &ca).await;
+    let (client, mut tcp, _conn) =
+        hand_server(&selector, &ca, rustls_localhost_server(&ca), Some(4096)).await;
     let stream = client.into_stream().unwrap();
     let (mut reading, mut writing) = tokio::io::split(stream);
     // Writes until the socket and rustls take no more (a write that would wait is not made:
@@ -155,7 +119,8 @@ async fn a_waiting_shutdown_fails_once_a_read_found_the_session_failed() {
     use tokio::io::AsyncReadExt as _;
     let selector = SelectorManager::new();
     let ca = TestCa::new("shutdown waits");
-    let (client, mut tcp, mut conn) = hand_server(&selector, &ca).await;
+    let (client, mut tcp, mut conn) =
+        hand_server(&selector, &ca, rustls_localhost_server(&ca), Some(4096)).await;
     let stream = client.into_stream().unwrap();
     let (mut reading, mut writing) = tokio::io::split(stream);
     let data = vec![b'w'; 1 << 20];
