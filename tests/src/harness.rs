@@ -8,6 +8,7 @@
 //!   address (`127.0.0.2`), for the tests that drive the example servers from plain threads.
 //! - [`rerun_self_with_fd_limit`]: this test binary run again under a descriptor limit.
 //! - [`gnutls_present`]: whether the GnuTLS tools are there, for the tests that skip without.
+//! - [`preload_shim`]: a C shim built for `LD_PRELOAD`, to make a system call of a child fail.
 //! - [`unshare_netns`]: how to make a network namespace here, as root or in an unprivileged
 //!   user namespace; [`path_with_sbin`] and [`system_program`]: `PATH` as root's, so that an
 //!   ordinary user's tests find `haproxy`, `ip` and `tc` too.
@@ -402,6 +403,33 @@ fn forward_lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
         }
     });
     rx
+}
+
+/// Builds `c_source` into `dir/shim.so` with `cc`, for a child's `LD_PRELOAD` (a shim that
+/// makes a system call fail as the kernel would only under conditions a test cannot make);
+/// `None` without a C compiler (the test then skips).
+///
+/// # Panics
+///
+/// When the source does not build.
+pub fn preload_shim(dir: &Path, c_source: &str) -> Option<std::path::PathBuf> {
+    let source = dir.join("shim.c");
+    let library = dir.join("shim.so");
+    std::fs::write(&source, c_source).unwrap();
+    let built = output(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-O1", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .arg("-ldl"),
+    )
+    .ok()?;
+    assert!(
+        built.status.success(),
+        "the shim did not build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    Some(library)
 }
 
 /// Whether GnuTLS's `gnutls-cli` and `gnutls-serv` can be run. When they cannot, prints why

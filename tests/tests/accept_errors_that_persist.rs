@@ -9,7 +9,6 @@
 //! library that fails every accept of one port with `EPERM` while a file exists. Needs a C
 //! compiler (`cc`); skipped without one.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -65,30 +64,10 @@ int accept(int fd, struct sockaddr *address, socklen_t *size) {
 }
 "#;
 
-/// Builds the shim; `None` without a C compiler.
-fn build_shim(dir: &Path) -> Option<std::path::PathBuf> {
-    let source = dir.join("shim.c");
-    let library = dir.join("shim.so");
-    std::fs::write(&source, SHIM).unwrap();
-    let built = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O1", "-o"])
-        .arg(&library)
-        .arg(&source)
-        .arg("-ldl")
-        .output()
-        .ok()?;
-    assert!(
-        built.status.success(),
-        "the shim did not build: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    Some(library)
-}
-
 #[test]
 fn an_eperm_that_persists_makes_accept_pause_not_spin_nor_fail() {
     let dir = TempDir::new("accept-eperm");
-    let Some(shim) = build_shim(dir.path()) else {
+    let Some(shim) = net_tests::harness::preload_shim(dir.path(), SHIM) else {
         eprintln!("skipped: no C compiler (`cc`) to build the LD_PRELOAD shim");
         return;
     };

@@ -10,7 +10,6 @@
 //! (`cc`); skipped without one.
 
 use std::io::Read;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -56,30 +55,10 @@ int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event) {
 }
 "#;
 
-/// Builds the shim; `None` without a C compiler.
-fn build_shim(dir: &Path) -> Option<std::path::PathBuf> {
-    let source = dir.join("shim.c");
-    let library = dir.join("shim.so");
-    std::fs::write(&source, SHIM).unwrap();
-    let built = Command::new("cc")
-        .args(["-shared", "-fPIC", "-O1", "-o"])
-        .arg(&library)
-        .arg(&source)
-        .arg("-ldl")
-        .output()
-        .ok()?;
-    assert!(
-        built.status.success(),
-        "the shim did not build: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    Some(library)
-}
-
 #[test]
 fn an_accepted_connection_the_runtime_cannot_watch_does_not_fail_accept() {
     let dir = TempDir::new("epoll-watches");
-    let Some(shim) = build_shim(dir.path()) else {
+    let Some(shim) = net_tests::harness::preload_shim(dir.path(), SHIM) else {
         eprintln!("skipped: no C compiler (`cc`) to build the LD_PRELOAD shim");
         return;
     };
