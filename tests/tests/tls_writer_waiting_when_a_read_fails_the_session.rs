@@ -66,6 +66,24 @@ async fn a_waiting_write_fails_once_a_read_found_the_session_failed() {
     selector.close();
 }
 
+/// Writes until the socket and rustls take no more: a write that would wait is not made
+/// (polled once, it took nothing). At least one byte is taken.
+async fn write_until_full(writing: &mut (impl AsyncWrite + Unpin)) {
+    let data = vec![b'w'; 1 << 20];
+    let mut accepted = 0;
+    for _ in 0..1024 {
+        let polled = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::pin::Pin::new(&mut *writing).poll_write(cx, &data))
+        })
+        .await;
+        match polled {
+            std::task::Poll::Ready(n) => accepted += n.unwrap(),
+            std::task::Poll::Pending => break,
+        }
+    }
+    assert!(accepted > 0);
+}
+
 /// The same for a `TlsStream`'s flush, waiting for the socket to take the records a write left
 /// queued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,19 +97,7 @@ async fn a_waiting_flush_fails_once_a_read_found_the_session_failed() {
     let (mut reading, mut writing) = tokio::io::split(stream);
     // Writes until the socket and rustls take no more (a write that would wait is not made:
     // polled once, it took nothing), then flushes in a task of its own.
-    let data = vec![b'w'; 1 << 20];
-    let mut accepted = 0;
-    for _ in 0..1024 {
-        let polled = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(std::pin::Pin::new(&mut writing).poll_write(cx, &data))
-        })
-        .await;
-        match polled {
-            std::task::Poll::Ready(n) => accepted += n.unwrap(),
-            std::task::Poll::Pending => break,
-        }
-    }
-    assert!(accepted > 0);
+    write_until_full(&mut writing).await;
     let flusher = tokio::spawn(async move { writing.flush().await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!flusher.is_finished(), "the flush waits for the server");
@@ -123,19 +129,7 @@ async fn a_waiting_shutdown_fails_once_a_read_found_the_session_failed() {
         hand_server(&selector, &ca, rustls_localhost_server(&ca), Some(4096)).await;
     let stream = client.into_stream().unwrap();
     let (mut reading, mut writing) = tokio::io::split(stream);
-    let data = vec![b'w'; 1 << 20];
-    let mut accepted = 0;
-    for _ in 0..1024 {
-        let polled = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(std::pin::Pin::new(&mut writing).poll_write(cx, &data))
-        })
-        .await;
-        match polled {
-            std::task::Poll::Ready(n) => accepted += n.unwrap(),
-            std::task::Poll::Pending => break,
-        }
-    }
-    assert!(accepted > 0);
+    write_until_full(&mut writing).await;
     let shutting = tokio::spawn(async move { writing.shutdown().await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!shutting.is_finished(), "the shutdown waits for the server");
