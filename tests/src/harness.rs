@@ -741,8 +741,24 @@ pub fn rerun_self_with_fd_limit(
 /// what the whole process shares (its working directory), which would touch the tests running
 /// beside it. Panics unless the child succeeds and prints `marker`; returns its output.
 pub fn rerun_self_alone(child_test: &str, env: &str, marker: &str) -> String {
+    rerun_self_alone_with(child_test, env, &[], marker)
+}
+
+/// As [`rerun_self_alone`], with the variables `vars` set in the child's environment too (a
+/// port, a path, `LD_PRELOAD` with a [`preload_shim`]).
+pub fn rerun_self_alone_with(
+    child_test: &str,
+    env: &str,
+    vars: &[(&str, &OsStr)],
+    marker: &str,
+) -> String {
     let script = format!(r#"exec "$0" --exact {child_test} --nocapture --test-threads=1"#);
-    rerun_self(Command::new("sh").arg("-c").arg(script), env, marker)
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(script);
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    rerun_self(&mut command, env, marker)
 }
 
 /// Runs `command` (a shell script that `exec`s `$0`) with the current test binary as `$0` and

@@ -9,12 +9,11 @@
 //! library that fails every accept of one port with `EPERM` while a file exists. Needs a C
 //! compiler (`cc`); skipped without one.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use net_sockets::{SelectorManager, a_socket};
 use net_tests::TempDir;
-use net_tests::harness::{free_port, run_if_child};
+use net_tests::harness::{free_port, rerun_self_alone_with, run_if_child};
 use net_tests::probe::CpuClock;
 use net_tests::within;
 
@@ -71,24 +70,17 @@ fn an_eperm_that_persists_makes_accept_pause_not_spin_nor_fail() {
         eprintln!("skipped: no C compiler (`cc`) to build the LD_PRELOAD shim");
         return;
     };
-    let exe = std::env::current_exe().unwrap();
-    let output = Command::new(exe)
-        .args(["--exact", "eperm_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .env(PORT_ENV, free_port().to_string())
-        .env(FLAG_ENV, dir.join("deny"))
-        .env("LD_PRELOAD", &shim)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "child failed:\n{text}");
-    assert!(
-        text.contains("eperm child passed"),
-        "child did not run:\n{text}"
+    let port = free_port().to_string();
+    let flag = dir.join("deny");
+    let text = rerun_self_alone_with(
+        "eperm_child",
+        CHILD_ENV,
+        &[
+            (PORT_ENV, port.as_ref()),
+            (FLAG_ENV, flag.as_os_str()),
+            ("LD_PRELOAD", shim.as_os_str()),
+        ],
+        "eperm child passed",
     );
     for line in text.lines().filter(|l| l.contains("ticks")) {
         eprintln!("child: {line}");

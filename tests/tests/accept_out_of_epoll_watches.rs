@@ -10,12 +10,11 @@
 //! (`cc`); skipped without one.
 
 use std::io::Read;
-use std::process::Command;
 use std::time::Duration;
 
 use net_sockets::{SelectorManager, a_socket};
 use net_tests::TempDir;
-use net_tests::harness::{free_port, run_if_child};
+use net_tests::harness::{free_port, rerun_self_alone_with, run_if_child};
 use net_tests::within;
 
 const CHILD_ENV: &str = "NET_TESTS_EPOLL_WATCHES_CHILD";
@@ -62,28 +61,12 @@ fn an_accepted_connection_the_runtime_cannot_watch_does_not_fail_accept() {
         eprintln!("skipped: no C compiler (`cc`) to build the LD_PRELOAD shim");
         return;
     };
-    let exe = std::env::current_exe().unwrap();
-    let output = Command::new(exe)
-        .args([
-            "--exact",
-            "out_of_watches_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .env(PORT_ENV, free_port().to_string())
-        .env("LD_PRELOAD", &shim)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "child failed:\n{text}");
-    assert!(
-        text.contains("out of watches child passed"),
-        "child did not run:\n{text}"
+    let port = free_port().to_string();
+    rerun_self_alone_with(
+        "out_of_watches_child",
+        CHILD_ENV,
+        &[(PORT_ENV, port.as_ref()), ("LD_PRELOAD", shim.as_os_str())],
+        "out of watches child passed",
     );
 }
 
