@@ -30,9 +30,11 @@
 //!   form that `inet_ntop` writes for mapped addresses is accepted.
 //! - v2 is rejected at byte 13 for a version other than 2 or a command other than `LOCAL` or
 //!   `PROXY`, at byte 14 for an unknown family or transport, and at byte 16 for a length over
-//!   the limit or shorter than the family's addresses; the TLVs are checked when the whole
-//!   header is there: each must end within the header (their contents are skipped, `CRC32C`
-//!   is not verified).
+//!   the limit or shorter than the family's addresses; the TLVs after `AF_INET`, `AF_INET6` or
+//!   `AF_UNIX` addresses are checked when the whole header is there: each must end within the
+//!   header (their contents are skipped, `CRC32C` is not verified). The bytes after the fixed
+//!   part of a header without addresses (`LOCAL`, `AF_UNSPEC`, transport `UNSPEC`) are
+//!   skipped unread, TLVs or not.
 //! - Addresses are reported for v1 `TCP4`/`TCP6` and for v2 `PROXY` with `AF_INET` or
 //!   `AF_INET6` and `STREAM` or `DGRAM`. They are `None` for v1 `UNKNOWN`, for v2 `LOCAL` (a
 //!   connection of the proxy's own, such as a health check; its family byte and address block
@@ -61,9 +63,10 @@
 //!
 //! Read into a buffer, call [`parse`] after each read. [`Parse::NeedMore`] says to read again;
 //! its `at_least` is a number of bytes that reading exactly never reads past a valid header
-//! nor past the limit of the header's version (for v2, once 16 bytes are in, it is exactly the rest of the header), so a reader that must
-//! not take application bytes can read exactly that many each time. [`Parse::Done`] gives the
-//! header; bytes past `consumed` are the application's and must reach it first.
+//! nor past the limit of the header's version (for v2, once 16 bytes are in, it is exactly the
+//! rest of the header), so a reader that must not take application bytes can read exactly
+//! that many each time. [`Parse::Done`] gives the header; bytes past `consumed` are the
+//! application's and must reach it first.
 //! [`Parse::NotProxy`] means that a required header is missing, or, where the header is
 //! optional, that all the bytes read are the application's. [`Parse::Invalid`] means drop the
 //! connection. Reading more than [`MAX_HEADER`] bytes is never needed: by then the answer is
@@ -1118,6 +1121,25 @@ mod tests {
             assert_eq!(parse(&v2(0x21, family, &paths)), done(unix, 232));
             let header = v2(0x21, family, &cat(&paths, &tlvs()));
             assert_eq!(parse(&header), done(unix, header.len()));
+        }
+    }
+
+    #[test]
+    fn v2_bodies_without_addresses_are_skipped_unread() {
+        // A TLV that would run past the header (type 0x04, 16 bytes announced, 1 sent): after
+        // addresses it is refused; where the family gives none, the bytes are not read.
+        let cut_tlv = [0x04, 0x00, 0x10, 0x00];
+        let header = v2(0x21, 0x11, &cat(&INET_BLOCK, &cut_tlv));
+        assert_eq!(parse(&header), Parse::Invalid(ProxyError::V2BadTlv));
+        let local = without_addresses(Version::V2, Command::Local);
+        let unspec = without_addresses(Version::V2, Command::Proxy);
+        for (header, expected) in [
+            (v2(0x20, 0x00, &cut_tlv), local),
+            (v2(0x20, 0x11, &cat(&INET_BLOCK, &cut_tlv)), local),
+            (v2(0x21, 0x00, &cut_tlv), unspec),
+            (v2(0x21, 0x10, &cut_tlv), unspec),
+        ] {
+            assert_eq!(parse(&header), done(expected, header.len()), "{header:?}");
         }
     }
 
