@@ -665,19 +665,33 @@ impl ByteWriteChannel {
                         *rest = Rest::Done;
                         return Poll::Ready(Err(self.call_failed(e, call)));
                     }
-                    *rest = if flush { Rest::Flush } else { Rest::Done };
+                    // A call with bytes of its own had them all reach the transport; one of
+                    // none (an empty write, a frame encoded to no bytes) had none.
+                    *rest = if flush {
+                        Rest::Flush { took: call > 0 }
+                    } else {
+                        Rest::Done
+                    };
                 }
-                Rest::Flush => {
+                Rest::Flush { took } => {
+                    let took = *took;
                     let Some(sink) = self.sink.as_mut() else {
                         *rest = Rest::Done;
                         return Poll::Ready(Err(Error::ClosedForWrite));
                     };
-                    // The call's bytes all reached the transport: a failure now fails the
-                    // channel.
                     let flushed = ready!(sink.pin().poll_flush(cx));
                     *rest = Rest::Done;
                     if let Err(e) = flushed {
-                        return Poll::Ready(Err(self.fail(Error::from(e))));
+                        let e = Error::from(e);
+                        if !took && matches!(e, Error::Timeout) {
+                            // A call of no bytes: it had no effect, as a `flush` that timed
+                            // out in the transport (the buffer is written out).
+                            self.timed_out = true;
+                            return Poll::Ready(Err(e));
+                        }
+                        // The call's bytes all reached the transport: a failure now fails the
+                        // channel.
+                        return Poll::Ready(Err(self.fail(e)));
                     }
                 }
                 Rest::Through { then } => {
@@ -706,12 +720,22 @@ impl ByteWriteChannel {
                     }
                     *rest = match then {
                         Then::Done => Rest::Done,
-                        Then::FlushCall => Rest::FlushCall { call: 0 },
+                        Then::FlushCall => {
+                            // As `Rest::FlushCall` with none of the call's bytes in the (empty)
+                            // buffer: they all reached the transport.
+                            if !std::mem::take(&mut self.timed_out) && self.held(&self.buf) {
+                                Rest::Done
+                            } else {
+                                Rest::Flush { took: true }
+                            }
+                        }
                         Then::FlushUnlessDeferring => {
                             if self.backlog.as_ref().is_some_and(Backlog::is_deferring) {
                                 Rest::Done
                             } else {
-                                Rest::Flush
+                                Rest::Flush {
+                                    took: !src.is_empty(),
+                                }
                             }
                         }
                     };
@@ -1391,8 +1415,8 @@ enum Rest {
     /// them out again: the call has no effect); then the transport is flushed if `flush`.
     Drain { call: usize, flush: bool },
     /// The transport is flushed: the call's bytes all reached it, so a failure fails the
-    /// channel.
-    Flush,
+    /// channel, but for a call of no bytes (`took` false), whose timeout has no effect.
+    Flush { took: bool },
     /// The buffer (none of the call's bytes are in it) is written out, then the call's bytes
     /// go straight to the transport, then `then`.
     Through { then: Then },
