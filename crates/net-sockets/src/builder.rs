@@ -161,6 +161,9 @@ impl TcpSocketBuilder {
 
     /// Sets the keep-alive idle time before the first probe (turns keep-alive on, also after
     /// `keep_alive(false)`); the kernel counts whole seconds, so a fraction is rounded up.
+    /// Linux takes 1 to 32,767 s (after the rounding): another time, `Duration::ZERO` among
+    /// them, fails a TCP `bind`, `connect` or listener adoption with [`Error::InvalidOption`]
+    /// naming it (Unix sockets ignore it).
     pub fn keep_alive_idle(mut self, idle: Duration) -> Self {
         self.options.keep_alive = Some(true);
         self.options.keep_alive_idle = Some(idle);
@@ -168,7 +171,10 @@ impl TcpSocketBuilder {
     }
 
     /// Sets the keep-alive interval between probes (turns keep-alive on, also after
-    /// `keep_alive(false)`); a fraction of a second is rounded up.
+    /// `keep_alive(false)`); a fraction of a second is rounded up. Linux takes 1 to 32,767 s
+    /// (after the rounding): another time, `Duration::ZERO` among them, fails a TCP `bind`,
+    /// `connect` or listener adoption with [`Error::InvalidOption`] naming it (Unix sockets
+    /// ignore it).
     pub fn keep_alive_interval(mut self, interval: Duration) -> Self {
         self.options.keep_alive = Some(true);
         self.options.keep_alive_interval = Some(interval);
@@ -176,7 +182,8 @@ impl TcpSocketBuilder {
     }
 
     /// Sets how many unanswered probes drop the connection (turns keep-alive on, also after
-    /// `keep_alive(false)`).
+    /// `keep_alive(false)`). Linux takes 1 to 127: another count fails a TCP `bind`, `connect`
+    /// or listener adoption with [`Error::InvalidOption`] naming it (Unix sockets ignore it).
     pub fn keep_alive_count(mut self, count: u32) -> Self {
         self.options.keep_alive = Some(true);
         self.options.keep_alive_count = Some(count);
