@@ -620,6 +620,7 @@ impl Conn {
             open,
             group,
             cause,
+            span: self.core.span().clone(),
         })
     }
 
@@ -1102,6 +1103,9 @@ struct Owed {
     group: Option<Membership>,
     /// Why the connection ends, for the selector's count.
     cause: Cause,
+    /// The connection's span, for the event of the reset (the `closed` event, logged as the
+    /// close began, said `reset=false`).
+    span: tracing::Span,
 }
 
 impl Owed {
@@ -1140,6 +1144,7 @@ impl Drop for Owed {
         }
         if let Some(stream) = stream {
             let _ = SockRef::from(&*stream).set_linger(Some(Duration::ZERO));
+            tracing::debug!(parent: &self.span, "held-back answers not delivered: connection reset");
         }
     }
 }
