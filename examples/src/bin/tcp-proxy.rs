@@ -16,7 +16,9 @@
 //! `close_notify`) is not passed on as a clean end, which would make a cut request or response
 //! look complete: the proxy resets the other side too, as it resets a client whose upstream
 //! cannot be reached. It prints one line per connection: `CLIENT -> UPSTREAM: N bytes up, M
-//! bytes down` (up is client to upstream), or what went wrong.
+//! bytes down` (up is client to upstream), or what went wrong, naming the side a failed read
+//! or write was with (`CLIENT -> UPSTREAM: reading from the client: Connection reset by
+//! peer`).
 //!
 //! A connection through which nothing moves, either way, for `--idle-timeout` seconds (no
 //! byte from either side, none taken by either: a silent client with a silent upstream, or a
@@ -419,8 +421,8 @@ async fn copy_both_ways(
     stop: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<(u64, u64)> {
     let activity = Activity::new();
-    let mut client = Watched::new(client, &activity);
-    let mut upstream = Watched::new(upstream, &activity);
+    let mut client = Watched::new(client, "the client", &activity);
+    let mut upstream = Watched::new(upstream, "upstream", &activity);
     let copied = tokio::select! {
         copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => copied,
         () = activity.silence(idle_timeout) => Err(std::io::Error::new(
@@ -473,23 +475,32 @@ impl Activity {
     }
 }
 
-/// One side of a relay, noting in its [`Activity`] every read and write that completes.
+/// One side of a relay, noting in its [`Activity`] every read and write that completes, and
+/// naming the side in its errors (`reading from the client: Connection reset by peer`): the
+/// connection's line, `CLIENT -> UPSTREAM: ...`, would not say which peer failed.
 struct Watched<'a, S> {
     inner: S,
+    /// `the client` or `upstream`.
+    side: &'static str,
     activity: &'a Activity,
 }
 
 impl<'a, S> Watched<'a, S> {
-    fn new(inner: S, activity: &'a Activity) -> Self {
-        Watched { inner, activity }
+    fn new(inner: S, side: &'static str, activity: &'a Activity) -> Self {
+        Watched {
+            inner,
+            side,
+            activity,
+        }
     }
 
-    /// Notes `poll` in the activity when it completed.
-    fn noting<T>(&self, poll: Poll<T>) -> Poll<T> {
+    /// Notes `poll` in the activity when it completed; an error names the side and what was
+    /// being done (`reading from`, `writing to`), its kind kept.
+    fn noting<T>(&self, doing: &str, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
         if poll.is_ready() {
             self.activity.note();
         }
-        poll
+        poll.map_err(|e| std::io::Error::new(e.kind(), format!("{doing} {}: {e}", self.side)))
     }
 }
 
@@ -500,7 +511,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.noting(poll)
+        self.noting("reading from", poll)
     }
 }
 
@@ -511,7 +522,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.noting(poll)
+        self.noting("writing to", poll)
     }
 
     fn poll_flush(
@@ -519,7 +530,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
         cx: &mut std::task::Context<'_>,
     ) -> Poll<std::io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.noting(poll)
+        self.noting("writing to", poll)
     }
 
     fn poll_shutdown(
@@ -527,7 +538,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
         cx: &mut std::task::Context<'_>,
     ) -> Poll<std::io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.noting(poll)
+        self.noting("writing to", poll)
     }
 }
 
