@@ -207,7 +207,13 @@ fn one_line(text: &str) -> String {
 pub fn seconds(text: &str) -> Result<std::time::Duration, String> {
     text.parse::<u64>()
         .map(std::time::Duration::from_secs)
-        .map_err(|_| format!("{text:?} is not a whole number of seconds"))
+        .map_err(|e| match e.kind() {
+            std::num::IntErrorKind::PosOverflow => format!(
+                "{text:?} is more seconds than can be counted (at most {})",
+                u64::MAX
+            ),
+            _ => format!("{text:?} is not a whole number of seconds"),
+        })
 }
 
 /// Parses a whole number of seconds that must be at least 1, for an idle timeout
@@ -224,7 +230,9 @@ pub fn at_least_one_second(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-/// Parses a count that must be at least 1 (`--max-connections 100`).
+/// Parses a count that must be at least 1 (`--max-connections 100`). A count too large for a
+/// `usize` is `usize::MAX`: a cap beyond what can be open at once is no cap, as a smaller one
+/// beyond it is.
 ///
 /// # Errors
 ///
@@ -232,6 +240,7 @@ pub fn at_least_one_second(text: &str) -> Result<std::time::Duration, String> {
 pub fn at_least_one(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Ok(usize::MAX),
         _ => Err(format!("{text:?} is not a number from 1 up")),
     }
 }
@@ -291,5 +300,31 @@ mod tests {
         assert!(at_least_one_second("soon").is_err());
         assert_eq!(at_least_one("3"), Ok(3));
         assert!(at_least_one("0").is_err());
+    }
+
+    /// A whole number too large for the type is still a whole number: a count beyond what can
+    /// be open at once is no cap (as `tcp-proxy --help` says of `--max-connections`), and a
+    /// number of seconds beyond what can be counted is refused as that, not as "not a whole
+    /// number".
+    #[test]
+    fn numbers_too_large_for_the_type_are_not_called_something_else() {
+        let beyond = "18446744073709551616999";
+        assert_eq!(at_least_one(beyond), Ok(usize::MAX));
+        assert_eq!(
+            seconds(beyond).unwrap_err(),
+            format!(
+                "{beyond:?} is more seconds than can be counted (at most {})",
+                u64::MAX
+            )
+        );
+        assert_eq!(
+            at_least_one_second(beyond).unwrap_err(),
+            format!(
+                "{beyond:?} is more seconds than can be counted (at most {})",
+                u64::MAX
+            )
+        );
+        assert!(at_least_one("-18446744073709551616999").is_err());
+        assert!(seconds("+").is_err());
     }
 }
