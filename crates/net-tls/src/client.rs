@@ -424,6 +424,15 @@ impl TlsConfigBuilder {
     ///
     /// This is the trust-all mode of Ktor's documentation sample, for testing against a server
     /// with a throw-away certificate. Building such a configuration logs a warning.
+    ///
+    /// The server must still sign the handshake with its certificate's key, and that signature
+    /// is checked: the key must be one the crypto provider verifies signatures with (its
+    /// `signature_verification_algorithms`; with `ring`, the default: RSA of 2048 to 8192
+    /// bits, ECDSA on P-256 or P-384, Ed25519). A server whose certificate has another key is
+    /// refused all the same: one with an old device's 1,024-bit RSA key fails the handshake
+    /// with [`Error::Handshake`]`(InvalidCertificate(BadSignature))`; one with an ECDSA key on
+    /// P-521 (under `ring`) finds no signature scheme the client offers, and OpenSSL's server
+    /// then answers `handshake_failure`: [`Error::Handshake`]`(AlertReceived(HandshakeFailure))`.
     pub fn dangerous_accept_any_server_certificate(mut self) -> Self {
         self.insecure = true;
         self
