@@ -380,7 +380,10 @@ impl TlsConfigBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Pem`] for unusable PEM or an encrypted key.
+    /// [`Error::Pem`] for unusable PEM, an encrypted key, or a key the crypto provider cannot
+    /// sign with (those
+    /// [`TlsServerConfigBuilder::private_key_pem`](crate::TlsServerConfigBuilder::private_key_pem)
+    /// lists: with `ring`, not a 1,024-bit RSA key, for one).
     pub fn client_certificate_pem(mut self, chain: &[u8], key: &[u8]) -> Result<Self> {
         let chain = pem::chain(chain, pem::BYTES)?;
         let key = pem::private_key(key, pem::BYTES)?;
@@ -391,8 +394,9 @@ impl TlsConfigBuilder {
     /// Presents a client certificate (mutual TLS) given in DER: the chain, leaf first, and its
     /// private key.
     ///
-    /// A key that does not match the leaf, or an empty chain, makes [`build`](Self::build) fail
-    /// with [`Error::Config`].
+    /// A key that does not match the leaf, a key the crypto provider cannot sign with (as
+    /// [`client_certificate_pem`](Self::client_certificate_pem) says), or an empty chain, makes
+    /// [`build`](Self::build) fail with [`Error::Config`].
     ///
     /// # Examples
     ///
