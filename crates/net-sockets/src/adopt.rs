@@ -129,10 +129,18 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// malformed (among them a `LISTEN_FDNAMES` that does not name each descriptor once), the
 /// descriptors were taken already (each may be taken once per process), or one is not a
 /// listening TCP or Unix stream socket; [`NotFound`](io::ErrorKind::NotFound) when the
-/// variables are not set for this process. Every descriptor is checked before any is taken: on
+/// variables are not set for this process (and its descriptors were not taken: once taken,
+/// whatever the variables say since). Every descriptor is checked before any is taken: on
 /// error, none is (they stay open where systemd put them).
 pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
     let invalid = |what: String| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, what));
+    let taken_already =
+        || invalid("the descriptors of socket activation were taken already".into());
+    // Taken, they stay taken whatever the variables say since: a service may remove them once
+    // it took its listeners (as `sd_listen_fds(1)` does), and was socket-activated all the same.
+    if TAKEN.load(Ordering::Acquire) {
+        return Err(taken_already());
+    }
     let var = |name: &str| std::env::var(name).ok();
     let (Some(pid), Some(count)) = (var("LISTEN_PID"), var("LISTEN_FDS")) else {
         return Err(Error::Io(io::Error::new(
@@ -173,9 +181,7 @@ pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
     }
     let names = names.unwrap_or_default();
     if TAKEN.swap(true, Ordering::AcqRel) {
-        return Err(invalid(
-            "the descriptors of socket activation were taken already".into(),
-        ));
+        return Err(taken_already());
     }
     // All checked first: one that is not a listening TCP or Unix stream socket (a datagram
     // socket of the same unit) leaves them all where systemd put them, none closed.

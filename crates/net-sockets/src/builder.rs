@@ -448,8 +448,11 @@ impl TcpSocketBuilder {
     /// accept, each with its name (the socket unit's `FileDescriptorName=`, or `unknown`), in
     /// the order systemd passed them.
     ///
-    /// The descriptors can be taken once per process. The variables are left as they are (a
-    /// child process does not match `LISTEN_PID`).
+    /// The descriptors can be taken once per process: a later call fails with kind
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput), also once the variables are gone (a
+    /// service that removed them after taking its listeners is not told it was never
+    /// activated). The variables are left as they are (a child process does not match
+    /// `LISTEN_PID`).
     /// Each is made close-on-exec as it is taken (systemd passes them without the flag, for
     /// the service's `exec`): a process the service starts does not inherit them, nor keep
     /// them listening after the service closes them.
