@@ -141,9 +141,11 @@ impl Socket<Plain> {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when it is not connected or cannot be registered, of kind
-    /// [`InvalidInput`](io::ErrorKind::InvalidInput) when the descriptor the wrapper holds is
-    /// not a stream socket of its family; [`Error::SelectorClosed`].
+    /// [`Error::Io`] when it is not connected (of kind
+    /// [`ConnectionReset`](io::ErrorKind::ConnectionReset) for a TCP stream its peer reset
+    /// before the adoption, else [`NotConnected`](io::ErrorKind::NotConnected)) or cannot be
+    /// registered, of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when the descriptor
+    /// the wrapper holds is not a stream socket of its family; [`Error::SelectorClosed`].
     pub fn from_std(selector: &SelectorManager, stream: impl StdStream) -> Result<Socket> {
         let (fd, unix) = stream.into_parts();
         let (families, what) = if unix {
@@ -164,7 +166,12 @@ impl Socket<Plain> {
         } else {
             let stream = std::net::TcpStream::from(fd);
             stream.set_nonblocking(true)?;
-            let (local, remote) = (stream.local_addr()?, stream.peer_addr()?);
+            // Without a peer, the error the kernel holds for the connection when there is one
+            // (reset before the adoption: `ECONNRESET`), else `getpeername`'s (`ENOTCONN`).
+            let remote = stream
+                .peer_addr()
+                .or_else(|e| Err(stream.take_error()?.unwrap_or(e)))?;
+            let local = stream.local_addr()?;
             let stream = inner.register_io(|| tokio::net::TcpStream::from_std(stream))?;
             (Stream::Tcp(stream), local.into(), remote.into())
         };
