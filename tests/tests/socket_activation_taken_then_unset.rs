@@ -36,10 +36,6 @@ fn taken_then_unset_child() {
         return;
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    // As systemd passes it: without close-on-exec.
-    socket2::SockRef::from(&listener)
-        .set_cloexec(false)
-        .unwrap();
     let fd = std::os::fd::IntoRawFd::into_raw_fd(listener);
     assert_eq!(fd, 3, "the child's first descriptor is not 3");
     // SAFETY: this process runs this one test, on one thread, and reads no variable meanwhile.

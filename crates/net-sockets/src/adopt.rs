@@ -128,10 +128,9 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 /// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when the variables are
 /// malformed (among them a `LISTEN_FDNAMES` that does not name each descriptor once), the
 /// descriptors were taken already (each may be taken once per process), or one is not a
-/// listening TCP or Unix stream socket that this process inherited (one that is close-on-exec
-/// was opened by this process: no descriptor passed across an `exec` is);
-/// [`NotFound`](io::ErrorKind::NotFound) when the variables are not set for this process (and
-/// its descriptors were not taken: once taken, whatever the variables say since). Every descriptor is checked before any is taken: on
+/// listening TCP or Unix stream socket; [`NotFound`](io::ErrorKind::NotFound) when the
+/// variables are not set for this process (and its descriptors were not taken: once taken,
+/// whatever the variables say since). Every descriptor is checked before any is taken: on
 /// error, none is (they stay open where systemd put them).
 pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
     let invalid = |what: String| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, what));
@@ -191,8 +190,7 @@ pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
     {
         TAKEN.store(false, Ordering::Release);
         return Err(invalid(format!(
-            "descriptor {fd} of socket activation is not a listening TCP or Unix stream socket \
-             that this process inherited"
+            "descriptor {fd} of socket activation is not a listening TCP or Unix stream socket"
         )));
     }
     let mut sockets = Vec::new();
@@ -222,18 +220,14 @@ pub(crate) fn give_back(sockets: Vec<(String, RawSocket)>) {
 }
 
 /// Whether a descriptor systemd passed is an open, listening TCP or Unix stream socket, one
-/// that `ServerSocket::adopt` takes (its protocol too), and one this process inherited. Checked
-/// through a borrow: a `LISTEN_FDS` that counts more descriptors than were passed must not make
-/// this process take one it does not own (closing it would close what another part of the
-/// process owns, such as the runtime's own descriptors or a listener it bound itself, and
-/// closing one that is not open aborts a debug build).
+/// that `ServerSocket::adopt` takes (its protocol too). Checked through a borrow: a
+/// `LISTEN_FDS` that counts more descriptors than were passed must not make this process take
+/// one it does not own (closing it would close what another part of the process owns, such as
+/// the runtime's own descriptors, and closing one that is not open aborts a debug build).
 #[allow(unsafe_code)]
 fn is_inherited_listener(fd: RawFd) -> bool {
     // SAFETY: `F_GETFD` only reads the descriptor table; any integer is a valid argument.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    // Not open; or close-on-exec, so opened (or taken) by this process since its `exec`,
-    // which closes those: systemd passes its descriptors without the flag.
-    if flags == -1 || flags & libc::FD_CLOEXEC != 0 {
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
         return false;
     }
     // SAFETY: the descriptor is open (checked just above), and the borrow ends in this

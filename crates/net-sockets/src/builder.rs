@@ -465,10 +465,7 @@ impl TcpSocketBuilder {
     /// descriptors than `LISTEN_FDS` counts, which systemd never sets: its names could not be
     /// matched to the descriptors), the descriptors were taken already, or one is not a listening
     /// TCP or Unix stream socket (datagram sockets are not supported: then none is taken, and
-    /// they all stay open where systemd put them, for the service to adopt another way), or is
-    /// one this process opened itself, which a `LISTEN_FDS` that counts more descriptors than
-    /// were passed can reach (it is close-on-exec, as no descriptor passed across an `exec`
-    /// is: it is left to its owner);
+    /// they all stay open where systemd put them, for the service to adopt another way);
     /// [`Error::InvalidOption`] for a cap of zero connections or an option value the OS
     /// refuses, and [`Error::SelectorClosed`] when the selector is closed or its graceful
     /// shutdown began (all found before a descriptor is adopted: they are left for a call with
