@@ -585,9 +585,9 @@ async fn binding_over_a_stale_socket_file_is_addr_in_use_naming_the_path() {
     }
 }
 
-/// A Unix client has no IP address: `max_connections_per_ip` does not apply to it (all
-/// Unix clients are unnamed, so counting them by address would put every one in one bucket). With a PROXY protocol header, the client the header names is
-/// counted, as on a TCP listener.
+/// A Unix client has no IP address: `max_connections_per_ip` does not apply to it (most Unix
+/// clients are unnamed, so counting them by address would put every one in one bucket). With a
+/// PROXY protocol header, the client the header names is counted, as on a TCP listener.
 #[tokio::test]
 async fn a_unix_listener_caps_per_ip_only_the_clients_a_proxy_names() {
     use net_sockets::ProxyProtocol;

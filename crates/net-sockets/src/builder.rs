@@ -348,8 +348,9 @@ impl TcpSocketBuilder {
     /// address the proxy reports. An IPv4 client of a dual-stack listener (`::ffff:a.b.c.d`)
     /// counts as its IPv4 address; an IPv6 client as its whole address, so a host with a /64
     /// of its own has as many caps as addresses. A client of a Unix listener has no IP address
-    /// (every one is unnamed): the cap does not apply to it, unless a PROXY protocol header
-    /// names its IP address; [`max_connections`](Self::max_connections) bounds them all.
+    /// (at most a path or an abstract name it bound): the cap does not apply to it, unless a
+    /// PROXY protocol header names its IP address; [`max_connections`](Self::max_connections)
+    /// bounds them all.
     ///
     /// A connection's place is free before its client can see the end of it — the FIN (or
     /// reset) of its close, or of a shutdown of its write side after its input ended, which
