@@ -267,8 +267,9 @@ impl UdpCore {
         let remote = match remote {
             Some(remote) => {
                 // `::` made IPv6-only by `net.ipv6.bindv6only = 1`: the OS's error for an
-                // IPv4 peer would read as a routing fault.
-                if local.is_ipv6() && remote.is_ipv4() && raw.only_v6()? {
+                // IPv4 peer, in either form (`[::ffff:a.b.c.d]:p` too), would read as a
+                // routing fault.
+                if local.is_ipv6() && remote.ip().to_canonical().is_ipv4() && raw.only_v6()? {
                     return Err(unreachable(local, remote));
                 }
                 raw.connect(&remote.into())?;
