@@ -95,12 +95,25 @@ fn check_size(size: usize, to: &SocketAddr) -> Result<()> {
 
 /// Whether `to` is the connected peer `remote`, also written in the other family's form: a
 /// dual-stack socket connected to an IPv4 peer has it as `[::ffff:a.b.c.d]:p`, and `a.b.c.d:p`
-/// is the same peer (and the other way round).
+/// is the same peer (and the other way round). An IPv6 flow label is no part of the peer's
+/// address (the kernel keeps none for it), and neither is a scope id on an address that needs
+/// none (the kernel drops it: `[::1%1]:p` is connected as `[::1]:p`).
 fn same_peer(remote: SocketAddr, to: SocketAddr) -> bool {
-    remote == to
-        || (remote.port() == to.port()
-            && (remote.is_ipv4() || to.is_ipv4())
-            && remote.ip().to_canonical() == to.ip().to_canonical())
+    if remote.port() != to.port() || remote.ip().to_canonical() != to.ip().to_canonical() {
+        return false;
+    }
+    match (remote, to) {
+        (SocketAddr::V6(remote), SocketAddr::V6(to)) => {
+            remote.scope_id() == to.scope_id() || !needs_scope(remote.ip())
+        }
+        _ => true,
+    }
+}
+
+/// Whether the kernel keeps a scope id (an interface) with `ip`: a link-local unicast address,
+/// or a multicast one of interface-local or link-local scope.
+fn needs_scope(ip: &Ipv6Addr) -> bool {
+    ip.is_unicast_link_local() || matches!(ip.segments()[0] & 0xff0f, 0xff01 | 0xff02)
 }
 
 /// Whether a datagram from `from` came from the connected peer `remote`. The kernel delivers
@@ -754,8 +767,10 @@ impl BoundDatagramSocket {
 ///
 /// `send` takes a datagram addressed to the peer as [`remote_address`](Self::remote_address)
 /// reports it or, for an IPv4 peer, in the other form (`a.b.c.d:p` and `[::ffff:a.b.c.d]:p`
-/// are the same peer); any other address is refused with [`Error::Io`] of kind
-/// [`InvalidInput`](io::ErrorKind::InvalidInput).
+/// are the same peer), or for an IPv6 peer with what the kernel does not keep as the peer's:
+/// a flow label, or a scope id on an address that needs none (not link-local: `[::1%1]:p` is
+/// `[::1]:p`), as the address it was connected to may have; any other address is refused with
+/// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput).
 ///
 /// An ICMP "port unreachable" for an earlier datagram surfaces as an [`Error::Io`] of kind
 /// [`ConnectionRefused`](io::ErrorKind::ConnectionRefused) on the next `send` or `receive`;
@@ -920,6 +935,32 @@ mod tests {
 
     use super::*;
     use crate::a_socket;
+
+    /// The peer of a connected socket as `send` takes it: a flow label never counts, a scope id
+    /// only on an address that needs one (another link's `fe80::1` is another peer).
+    #[test]
+    fn same_peer_ignores_what_the_kernel_does_not_keep() {
+        let v6 = |ip: &str, port, flow, scope| {
+            SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip.parse().unwrap(),
+                port,
+                flow,
+                scope,
+            ))
+        };
+        let v4: SocketAddr = "127.0.0.1:5".parse().unwrap();
+        assert!(same_peer(v4, v6("::ffff:127.0.0.1", 5, 0, 0)));
+        assert!(same_peer(v6("::ffff:127.0.0.1", 5, 0, 0), v4));
+        assert!(!same_peer(v4, v6("::ffff:127.0.0.1", 6, 0, 0)));
+        assert!(same_peer(v6("::1", 5, 0, 0), v6("::1", 5, 7, 0)));
+        assert!(same_peer(v6("::1", 5, 0, 0), v6("::1", 5, 0, 1)));
+        assert!(!same_peer(v6("::1", 5, 0, 0), v6("::2", 5, 0, 0)));
+        assert!(same_peer(v6("fe80::1", 5, 0, 2), v6("fe80::1", 5, 9, 2)));
+        assert!(!same_peer(v6("fe80::1", 5, 0, 2), v6("fe80::1", 5, 0, 3)));
+        assert!(!same_peer(v6("fe80::1", 5, 0, 2), v6("fe80::1", 5, 0, 0)));
+        assert!(!same_peer(v6("ff02::1", 5, 0, 2), v6("ff02::1", 5, 0, 3)));
+        assert!(same_peer(v6("ff0e::1", 5, 0, 0), v6("ff0e::1", 5, 0, 3)));
+    }
 
     /// A socket connected to a port of 127.0.0.93 nobody is bound to (the same port held on
     /// 127.0.0.1 by the returned `std` socket while it lives, so that no bind to port 0 gets
