@@ -583,9 +583,12 @@ macro_rules! datagram_methods {
         /// [`PermissionDenied`](io::ErrorKind::PermissionDenied) for a broadcast address
         /// without `broadcast(true)`, and `ENOBUFS`, of kind `Uncategorized`, for a datagram
         /// that must go in IP fragments, being larger than the link's MTU lets through whole
-        /// (over loopback, an IPv6 payload over 65,488 bytes), when it takes more than twice
-        /// the socket's send buffer: with a `send_buffer_size` of a few KiB, every send of
-        /// such a datagram fails so); [`Error::Closed`] / [`Error::SelectorClosed`]. A send
+        /// (over loopback, an IPv6 payload over 65,488 bytes), when it and what the send
+        /// buffer still holds take more than twice the buffer's size: with a
+        /// `send_buffer_size` of a few KiB, every send of such a datagram fails so; with one
+        /// under the datagram's size, such a send from a busy socket fails so at once, where a
+        /// send that finds the buffer full otherwise waits for room, and goes once the buffer
+        /// drained); [`Error::Closed`] / [`Error::SelectorClosed`]. A send
         /// that fails did not send its datagram, also one that reports an ICMP error a
         /// connected socket got for an earlier datagram (see [`ConnectedDatagramSocket`]).
         ///
