@@ -227,6 +227,11 @@ const CORK_LIMIT: usize = 64 * 1024;
 /// in one plain send; a larger one goes with them in one vectored send.
 const SEND_COPY_LIMIT: usize = 4 * 1024;
 
+/// The most slices one vectored send passes (`IOV_MAX` on Linux, macOS and the BSDs): a
+/// `sendmsg` given more fails with `EMSGSIZE`, where tokio's streams (through std's `writev`)
+/// send the first ones and leave the rest to the caller, as a write may.
+const MAX_SLICES: usize = 1024;
+
 const READ_DONE: u8 = 1;
 const WRITE_DONE: u8 = 2;
 
@@ -2088,6 +2093,13 @@ impl AsyncWrite for WriteHalf {
                 .map_or(&[][..], |b| &b[..]);
             return Pin::new(this).poll_write(cx, first);
         }
+        // Empty slices at the start, then no more than one send takes.
+        let start = bufs
+            .iter()
+            .position(|b| !b.is_empty())
+            .unwrap_or(bufs.len());
+        let bufs = &bufs[start..];
+        let bufs = &bufs[..bufs.len().min(MAX_SLICES)];
         this.poll_send(cx, |s| s.send_vectored_with_flags(bufs, SEND_FLAGS))
     }
 
