@@ -975,9 +975,12 @@ impl Drop for TlsRead {
     }
 }
 
-/// A failure of a [`TlsRead`] that it reports again itself.
+/// An end of a [`TlsRead`] (a failure, or the peer's clean end) that it reports again itself.
 #[derive(Clone, Debug, PartialEq)]
 enum ReadEnd {
+    /// The peer's `close_notify` was read: every later read finds the end again (`Ok` with
+    /// nothing read), also after the socket's close, as a plain socket's read does.
+    Clean,
     /// The peer ended the stream without `close_notify`.
     Truncated,
     /// The socket failed with `ConnectionAborted`.
@@ -1133,6 +1136,7 @@ impl AsyncRead for TlsRead {
             return Poll::Ready(Ok(()));
         }
         match &this.ended {
+            Some(ReadEnd::Clean) => return Poll::Ready(Ok(())),
             Some(ReadEnd::Truncated) => return Poll::Ready(Err(truncated())),
             Some(ReadEnd::Failed(e)) => {
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e.clone())));
@@ -1235,6 +1239,7 @@ impl AsyncRead for TlsRead {
                 // end is never read. The read direction is done (with the write channel closed
                 // too, the socket closes itself, as a plain one does).
                 this.link.read_ended();
+                this.ended = Some(ReadEnd::Clean);
             }
         }
         match read {
