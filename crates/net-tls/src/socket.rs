@@ -1296,7 +1296,9 @@ impl AsyncRead for TlsRead {
 /// failure, and fails with it: it would otherwise wait for a peer that may never read again.
 /// A flush after the socket's close fails with the close's error; a shutdown once the socket's
 /// close began fails with its error (`Closed`, or `SelectorClosed` after its selector's close)
-/// and sends nothing: that close sends the session's last records, then the FIN.
+/// and sends nothing: that close sends the session's last records, then the FIN. Once this
+/// writer's own shutdown went through, a flush and another shutdown stay `Ok`, also after the
+/// close, as on a plain socket: the end was made.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TlsWrite {
@@ -1444,6 +1446,12 @@ impl AsyncWrite for TlsWrite {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.shut_down {
+            // Our own shutdown went through: everything, `close_notify` last, went to the
+            // socket, and nothing can be written since. `Ok`, as on a plain socket, also once
+            // the socket closed.
+            return Poll::Ready(Ok(()));
+        }
         let mut locked = lock_for_writing(&self.shared);
         // After our own close of the socket, the close's error, as on a plain socket (after a
         // cut, the flush below fails with it):
@@ -1473,6 +1481,11 @@ impl AsyncWrite for TlsWrite {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.shut_down {
+            // Done before (the end was made): `Ok` again, as on a plain socket, also once the
+            // socket closed.
+            return Poll::Ready(Ok(()));
+        }
         // A shutdown is a flush first (tokio's contract; `AsyncWriteExt::shutdown` does not
         // flush before it): a write that timed out took nothing, and the flush that sends what
         // the session holds makes it good, as on a plain socket. (A flush that times out again
