@@ -1862,11 +1862,15 @@ impl WriteHalf {
 
     /// The result of a write of nothing: `Ok(0)`, or, once the socket's close began (`close`,
     /// a cut, the selector's close), the close's error, as a write of something gets (and as
-    /// TLS's write of nothing).
+    /// TLS's write of nothing); once a read reported the connection's failure, `EPIPE`, as a
+    /// send then gets (and as TLS's write of nothing, and the write channel's).
     fn nothing_written(&self) -> io::Result<usize> {
         let core = &self.half.conn.core;
         if core.close_begun() {
             return Err(core.closed_error().into());
+        }
+        if self.half.conn.is_broken() {
+            return Err(broken_pipe());
         }
         Ok(0)
     }
