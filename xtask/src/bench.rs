@@ -16,7 +16,8 @@
 //! Line parsing runs in the `lines` program; every network scenario in one `netbench` run,
 //! which prints one table at the end.
 
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
@@ -136,32 +137,50 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let bin_dir = target_dir.join(if smoke { "debug" } else { "release" });
 
     // netbench is a `harness = false` bench target (its test PKI comes from a
-    // dev-dependency): `cargo bench` builds and runs it optimised, `cargo test` in debug.
-    let netbench = |args: &[&str]| {
-        let mut c = if smoke {
-            cargo(
-                &root,
-                &[
-                    "test", "--locked", "-p", "bench", "--bench", "netbench", "--",
-                ],
-            )
-        } else {
-            cargo(
-                &root,
-                &[
-                    "bench", "--locked", "-p", "bench", "--bench", "netbench", "--",
-                ],
-            )
-        };
-        c.args(args);
-        c
+    // dev-dependency): `cargo bench` builds it optimised, `cargo test` in debug. It is built
+    // here without running (`--no-run`) and then run by xtask itself, as `lines` is, under
+    // `child_command`: run by cargo, it was cargo's child, and a signal that ended xtask alone
+    // left cargo and netbench (with its servers) running a whole benchmark long.
+    let plan = plan(smoke, &chosen, passed);
+    let netbench = if plan.iter().any(|(p, _)| *p == Program::Netbench) {
+        let mut build = cargo(
+            &root,
+            &[
+                if smoke { "test" } else { "bench" },
+                "--no-run",
+                "--locked",
+                "-p",
+                "bench",
+                "--bench",
+                "netbench",
+                "--message-format=json-render-diagnostics",
+            ],
+        );
+        build.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        println!("==> {}", describe(&build));
+        let out = build.output().context("could not start cargo")?;
+        if !out.status.success() {
+            bail!("building netbench failed ({})", out.status);
+        }
+        Some(
+            netbench_executable(&String::from_utf8_lossy(&out.stdout))
+                .context("cargo named no netbench executable")?,
+        )
+    } else {
+        None
     };
-    let runs: Vec<Command> = plan(smoke, &chosen, passed)
+    let runs: Vec<Command> = plan
         .into_iter()
         .map(|(program, args)| {
-            let mut c = match program {
-                Program::Lines => child_command(bin_dir.join("lines")),
-                Program::Netbench => netbench(&[]),
+            let mut c = match (program, &netbench) {
+                (Program::Lines, _) => child_command(bin_dir.join("lines")),
+                (Program::Netbench, Some(exe)) => {
+                    let mut c = child_command(exe);
+                    // Where cargo runs a bench target: its package's folder.
+                    c.current_dir(root.join("bench"));
+                    c
+                }
+                (Program::Netbench, None) => unreachable!("built above"),
             };
             c.args(args);
             c
@@ -177,6 +196,35 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The netbench executable that cargo built, from its JSON messages (`--message-format=json`):
+/// the `executable` of the `compiler-artifact` message of the bench target `netbench`.
+fn netbench_executable(messages: &str) -> Option<PathBuf> {
+    messages
+        .lines()
+        .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
+        .filter(|l| l.contains(r#""name":"netbench""#) && l.contains(r#""kind":["bench"]"#))
+        .find_map(|l| json_string(l, "executable"))
+        .map(PathBuf::from)
+}
+
+/// The string value of `"key":"…"` in a line of JSON (its escapes `\\`, `\"` and `\/` undone);
+/// `None` when there is none, or it holds another escape.
+fn json_string(line: &str, key: &str) -> Option<String> {
+    let (_, rest) = line.split_once(&format!("\"{key}\":\""))?;
+    let mut value = String::new();
+    let mut chars = rest.chars();
+    loop {
+        match chars.next()? {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                c @ ('\\' | '"' | '/') => value.push(c),
+                _ => return None,
+            },
+            c => value.push(c),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +293,140 @@ mod tests {
             .collect();
         assert!(theirs.len() >= 20, "read too few names: {theirs:?}");
         assert_eq!(ours, theirs);
+    }
+
+    /// Set in the copy of this test binary that runs `bench` and dies while netbench runs.
+    const DYING_XTASK: &str = "XTASK_TEST_BENCH_PARENT";
+
+    /// netbench, like the other benchmark programs, dies with xtask even when xtask ends by a
+    /// way that runs no destructor (a SIGTERM or SIGKILL to its PID alone). It ran under
+    /// `cargo bench`, whose child it was: xtask's death left cargo and netbench running, a
+    /// whole benchmark long (with its servers). Here a stand-in `cargo` (`$CARGO`) builds
+    /// nothing and runs a stand-in netbench (`sleep`) as cargo would, or names it as the
+    /// executable it built when asked for JSON messages.
+    #[test]
+    fn netbench_does_not_outlive_xtask() {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        use std::time::{Duration, Instant};
+        if let Some(pid_file) = std::env::var_os(DYING_XTASK) {
+            // The dying xtask: run the benchmark on another thread, say netbench's PID once it
+            // runs `sleep`, and end without a destructor.
+            std::thread::spawn(|| run(&strings(&["--smoke", "echo-1"])));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let pid = loop {
+                let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+                let comm = format!("/proc/{}/comm", pid.trim());
+                let running = std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "sleep");
+                if running || Instant::now() >= deadline {
+                    break pid;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            println!("NETBENCH {}", pid.trim());
+            std::process::exit(0);
+        }
+        let dir = std::env::temp_dir().join(format!("xtask-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary folder");
+        let (cargo, netbench, pid_file) = (
+            dir.join("cargo"),
+            dir.join("netbench"),
+            dir.join("netbench.pid"),
+        );
+        let script = |path: &std::path::Path, text: String| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::write(path, text).expect("script");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        };
+        script(
+            &netbench,
+            format!(
+                "#!/bin/sh\necho $$ > '{}'\nexec sleep 30\n",
+                pid_file.display()
+            ),
+        );
+        script(
+            &cargo,
+            format!(
+                "#!/bin/sh\ncase \" $* \" in\n\
+                 *\" --no-run \"*) printf '%s\\n' \
+                 '{{\"reason\":\"compiler-artifact\",\"target\":{{\"kind\":[\"bench\"],\
+                 \"name\":\"netbench\"}},\"executable\":\"{}\"}}' ;;\n\
+                 *\" --bench netbench \"*) '{}' & wait ;;\n\
+                 esac\n",
+                netbench.display(),
+                netbench.display()
+            ),
+        );
+        let mut parent = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "bench::tests::netbench_does_not_outlive_xtask",
+                "--nocapture",
+            ])
+            .env(DYING_XTASK, &pid_file)
+            .env("CARGO", &cargo)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("rerun the test binary");
+        let out = BufReader::new(parent.stdout.take().expect("stdout"));
+        let pid: u32 = out
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.strip_prefix("NETBENCH ")
+                    .map(|p| p.trim().parse().expect("netbench's pid"))
+            })
+            .expect("the dying xtask printed netbench's PID");
+        assert!(parent.wait().expect("wait").success());
+        // Alive: listed and not a zombie (`/proc/PID/stat`: "PID (COMM) STATE ...").
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let survived = alive();
+        if survived {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!survived, "netbench ({pid}) outlived xtask by 5 s");
+    }
+
+    #[test]
+    fn the_netbench_executable_is_read_from_cargos_messages() {
+        // As `cargo test --no-run --message-format=json-render-diagnostics` prints them
+        // (shortened): the library's artifact has no executable, the bench target's has.
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"bench"},"#,
+            r#""executable":null,"fresh":true}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","target":{"kind":["bench"],"#,
+            r#""crate_types":["bin"],"name":"netbench"},"#,
+            r#""executable":"/t/a \"b\"\\c/debug/deps/netbench-15221b8668e605d5","fresh":true}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+        );
+        assert_eq!(
+            netbench_executable(messages),
+            Some(PathBuf::from(
+                r#"/t/a "b"\c/debug/deps/netbench-15221b8668e605d5"#
+            ))
+        );
+        assert_eq!(netbench_executable(r#"{"reason":"build-finished"}"#), None);
+        // An escape it does not undo: no path rather than a wrong one.
+        let odd = concat!(
+            r#"{"reason":"compiler-artifact","target":{"kind":["bench"],"name":"netbench"},"#,
+            r#""executable":"/t/\u00e9"}"#,
+        );
+        assert_eq!(netbench_executable(odd), None);
     }
 
     #[test]
