@@ -58,6 +58,22 @@ pub fn median_of(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// The order the sides of a comparison run in, in round `round` (from 0): `sides` rotated left
+/// by `round` places. A B C, then B C A, then C A B, and so on: each side moves one place ahead
+/// every round (so each takes every place equally often only when the rounds are a multiple of
+/// the sides), and with three sides or more no side runs twice in a row across the turn of a
+/// round, so a disturbance that outlasts one measurement falls on two sides, not twice on one
+/// (reversing, A B C then C B A, ran the sides at the ends twice in a row and the middle one
+/// never). With two sides this is the same as reversing: A B, B A.
+pub fn round_order<T: Copy>(sides: &[T], round: usize) -> Vec<T> {
+    let mut order = sides.to_vec();
+    if !order.is_empty() {
+        let by = round % order.len();
+        order.rotate_left(by);
+    }
+    order
+}
+
 /// A bar a benchmark figure is held to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Bar {
@@ -351,6 +367,37 @@ glibc.cpu.x86_rep_stosb_threshold: 0x800 (min: 0x1, max: 0xffffffffffffffff)
 glibc.cpu.x86_rep_movsb_threshold: 0x840 (min: 0x200, max: 0xffffffffffffffff)
 glibc.cpu.x86_non_temporal_threshold: 0xf000000 (min: 0x4040, max: 0xfffffffffffffff)
 ";
+
+    #[test]
+    fn the_order_of_the_sides_rotates_every_round() {
+        // netbench's pipeline scenarios: raw, tuned, go, ours.
+        let rounds: Vec<Vec<char>> = (0..4)
+            .map(|r| round_order(&['r', 't', 'g', 'o'], r))
+            .collect();
+        assert_eq!(
+            rounds,
+            [
+                ['r', 't', 'g', 'o'],
+                ['t', 'g', 'o', 'r'],
+                ['g', 'o', 'r', 't'],
+                ['o', 'r', 't', 'g']
+            ]
+        );
+        // Every side in every place once over four rounds; none twice in a row at a turn.
+        for place in 0..4 {
+            let mut at: Vec<char> = rounds.iter().map(|r| r[place]).collect();
+            at.sort_unstable();
+            assert_eq!(at, ['g', 'o', 'r', 't'], "place {place}");
+        }
+        for turn in rounds.windows(2) {
+            assert_ne!(turn[0][3], turn[1][0], "{turn:?}");
+        }
+        // Two sides: baseline and ours swap which goes first every round.
+        assert_eq!(round_order(&['r', 'o'], 0), ['r', 'o']);
+        assert_eq!(round_order(&['r', 'o'], 1), ['o', 'r']);
+        assert_eq!(round_order(&['r', 'o'], 2), ['r', 'o']);
+        assert_eq!(round_order::<char>(&[], 3), []);
+    }
 
     #[test]
     fn a_glibc_before_the_fix_gets_the_vector_loop() {

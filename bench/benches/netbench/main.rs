@@ -699,7 +699,7 @@ struct Stat {
 }
 
 fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Result<Row> {
-    let mut sides: Vec<Side> = match cfg.connect {
+    let sides: Vec<Side> = match cfg.connect {
         Some(addr) => vec![Side::External(addr)],
         None => s
             .baselines
@@ -716,7 +716,7 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
     }
     let mut samples: Vec<(Side, Vec<Stat>)> = sides.iter().map(|side| (*side, vec![])).collect();
     for round in 0..cfg.rounds {
-        for side in sides.iter().copied() {
+        for side in bench::round_order(&sides, round) {
             let stat = measure(rt, cfg, s, side)?;
             println!(
                 "    round {} {:<5} {:>14} {}{}",
@@ -742,13 +742,6 @@ fn run_scenario(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario) -> Res
                 v.push(stat);
             }
         }
-        // A B C, then B C A, then C A B, and so on: each side moves one place ahead every
-        // round (so each takes every place equally often only when the rounds are a multiple
-        // of the sides), and with three sides or more no side runs twice in a row across the
-        // turn of a round, so a disturbance that outlasts one measurement falls on two sides,
-        // not twice on one (reversing, A B C then C B A, ran the sides at the ends twice in a
-        // row and the middle one never). With two sides this is the same as reversing.
-        sides.rotate_left(1);
     }
     let rounds_of = |side: Side| samples.iter().find(|(x, _)| *x == side).map(|(_, v)| v);
     let summary = |side: Side| rounds_of(side).map(|v| summarize(v));
