@@ -178,6 +178,23 @@ fn ensure_cargo_fuzz() -> Result<()> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn the_fuzz_lock_file_is_committed_not_ignored() {
+        // `fuzz/Cargo.toml` once said the lock file was ignored by git; the run checks it with
+        // `cargo fetch --locked`, so a clean clone must have it.
+        let fuzz = crate::project_root().join("fuzz");
+        assert!(fuzz.join("Cargo.lock").is_file(), "no fuzz/Cargo.lock");
+        let ignored = std::fs::read_to_string(fuzz.join(".gitignore")).unwrap_or_default();
+        assert!(
+            !ignored
+                .lines()
+                .any(|l| l.trim().trim_start_matches('/') == "Cargo.lock"),
+            "{ignored}"
+        );
+        let manifest = std::fs::read_to_string(fuzz.join("Cargo.toml")).expect("fuzz/Cargo.toml");
+        assert!(!manifest.contains("(both ignored by git)"), "{manifest}");
+    }
+
+    #[test]
     fn an_input_that_hangs_fails_the_run_within_seconds() {
         // Without `-timeout`, libFuzzer waits 1,200 s on an input that never returns: a
         // `copy_to` that looped on a limit of 2^32 held `cargo xtask fuzz --seconds 40` past
