@@ -377,7 +377,10 @@ impl TcpSocketBuilder {
     /// is dropped when the header is required, and when it is optional it is taken as it is,
     /// unless what it sent starts with a whole signature (`PROXY`, or the 12 bytes of v2): that
     /// header, cut short, drops it too (see [`ProxyProtocol::Optional`]). A deadline counted
-    /// from the accept, however slowly the header's bytes come.
+    /// from the accept, however slowly the header's bytes come. With [`Duration::ZERO`] the
+    /// deadline passes at the timer's next tick (about 1 ms): only a header already received
+    /// when the listener takes the connection is read in time; a duration too large for the
+    /// clock (`Duration::MAX`) is no bound.
     pub fn proxy_header_timeout(mut self, timeout: Duration) -> Self {
         self.options.proxy_header_timeout = timeout;
         self
