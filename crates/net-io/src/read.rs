@@ -1413,7 +1413,11 @@ impl ByteReadChannel {
     ///
     /// The decoder works on this channel's buffer directly, so bytes buffered by earlier reads
     /// are seen by the decoder and vice versa. At the end of the stream the decoder's
-    /// [`decode_eof`](Decoder::decode_eof) decides what leftover bytes mean.
+    /// [`decode_eof`](Decoder::decode_eof) decides what leftover bytes mean. What the decoder
+    /// consumed of a frame it had begun is not left over: tokio-util's `LengthDelimitedCodec`,
+    /// whose stream ends right after a length prefix, returns `Ok(None)`, as at a clean end
+    /// between frames (as in `FramedRead`); with a byte of the frame more, its
+    /// "bytes remaining on stream" error.
     ///
     /// # Errors
     ///
@@ -1428,7 +1432,8 @@ impl ByteReadChannel {
     /// Cancel safe when the next call passes the same decoder: what a decoder consumed of a
     /// frame it had begun stays in the decoder (tokio-util's `LengthDelimitedCodec` keeps the
     /// length prefix it read; its line and delimiter codecs consume nothing until they return
-    /// a frame), and the channel keeps every byte not consumed. A new decoder after a dropped
+    /// a frame, but for the rest of an over-long line or item, which they discard after their
+    /// length error), and the channel keeps every byte not consumed. A new decoder after a dropped
     /// call starts from what the channel holds, without what the old one consumed.
     ///
     /// Between a call that returned no frame (dropped, or failed, a [`Error::Timeout`] say) and
