@@ -16,9 +16,12 @@
 //! Both channels implement tokio's I/O traits ([`AsyncRead`](tokio::io::AsyncRead) and
 //! [`AsyncBufRead`](tokio::io::AsyncBufRead) for reading, [`AsyncWrite`](tokio::io::AsyncWrite)
 //! for writing), so [`tokio::io::copy`] and tokio-util's `FramedRead` and `FramedWrite` work on
-//! them, mixed freely with the channels' own methods. What takes one stream that both reads and
-//! writes (`copy_bidirectional`, tokio-util's `Framed`) takes the two channels of a connection
-//! joined with [`tokio::io::join`], as here:
+//! them, mixed freely with the channels' own methods (but for the bytes a `FramedRead` read
+//! past its last frame: they stay in its own buffer, not in the channel;
+//! [`read_frame`](ByteReadChannel::read_frame) decodes on the channel's buffer, and leaves
+//! them there). What takes one stream that both reads and writes (`copy_bidirectional`,
+//! tokio-util's `Framed`) takes the two channels of a connection joined with
+//! [`tokio::io::join`], as here:
 //!
 //! ```
 //! use net_io::ByteChannel;
