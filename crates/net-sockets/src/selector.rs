@@ -63,6 +63,9 @@ pub(crate) struct SelectorInner {
     /// Held by `close` while it closes the sockets: a close that comes meanwhile returns once
     /// they are closed.
     closing: Mutex<()>,
+    /// The thread running `close`, while it closes the sockets: a close it calls itself (the
+    /// drop of a task that its wake dropped) returns at once instead of waiting for it.
+    closer: Mutex<Option<std::thread::ThreadId>>,
     registry: Mutex<Registry>,
     /// Cancelled when a graceful shutdown begins: every connection's "shutdown began" signal
     /// descends from it.
@@ -270,6 +273,7 @@ impl SelectorManager {
                 token: CancellationToken::new(),
                 closed: AtomicBool::new(false),
                 closing: Mutex::new(()),
+                closer: Mutex::new(None),
                 registry: Mutex::new(Registry::default()),
                 draining: Drain::new(),
                 stopped_accepting: AtomicBool::new(false),
@@ -284,7 +288,10 @@ impl SelectorManager {
     ///
     /// Pending operations on those sockets fail with [`Error::SelectorClosed`], their
     /// descriptors are released, and new sockets cannot be made through it. Idempotent: a close
-    /// that finds another under way (another thread's) returns once that one is done. A socket
+    /// that finds another under way (another thread's) returns once that one is done; one that
+    /// the close under way makes itself, on its thread (the drop of a task that its wake-up of
+    /// an operation dropped, with an executor that drops a task it can no longer run), returns
+    /// at once, the selector closed, that close closing the sockets. A socket
     /// whose last handle another thread is dropping as the close begins is closed by that drop:
     /// the close returns once its descriptor is released too.
     ///
@@ -561,9 +568,17 @@ impl SelectorInner {
     }
 
     fn close(&self) {
+        // A close called by the close under way, on its thread (a task its wake dropped, whose
+        // drop closes the selector): the selector is closed already, and that close closes the
+        // sockets; waiting for it would wait for ever.
+        let this_thread = std::thread::current().id();
+        if *lock(&self.closer) == Some(this_thread) {
+            return;
+        }
         // A close that finds another under way waits for it: it too returns with every socket
         // closed, its descriptor released.
         let _closing = lock(&self.closing);
+        let _closer = Closer::mark(&self.closer, this_thread);
         // The entries stay until each core's close deregisters it, once its descriptor went:
         // no core registers after this (the flag is set under the lock).
         let (open, dropping) = {
@@ -633,6 +648,22 @@ impl SelectorInner {
                 pause = (pause * 2).min(Duration::from_millis(10));
             }
         }
+    }
+}
+
+/// Marks the thread running a selector's close for as long as it closes the sockets.
+struct Closer<'a>(&'a Mutex<Option<std::thread::ThreadId>>);
+
+impl<'a> Closer<'a> {
+    fn mark(closer: &'a Mutex<Option<std::thread::ThreadId>>, id: std::thread::ThreadId) -> Self {
+        *lock(closer) = Some(id);
+        Closer(closer)
+    }
+}
+
+impl Drop for Closer<'_> {
+    fn drop(&mut self) {
+        *lock(self.0) = None;
     }
 }
 

@@ -1,0 +1,110 @@
+//! The selector's close (or the end of its runtime) wakes its sockets' pending operations and
+//! those waiting for a socket to close. An executor whose tasks only their wakers keep drops a
+//! task it can no longer run as it is woken: when that task owns something whose drop closes
+//! the selector (a server's guard that closes it on drop), that close runs on the closing
+//! thread, inside the close under way. It must return (the selector is closed already), not
+//! wait for the close that called it.
+
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use net_sockets::{SelectorManager, Socket, a_socket};
+
+/// Longer than any close takes here: past it, the closing thread waits on itself.
+const DEADLOCK: Duration = Duration::from_secs(5);
+
+/// A waker that owns its task's state, and drops it when woken.
+struct Owner(Mutex<Option<Box<dyn Send>>>);
+
+impl std::task::Wake for Owner {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let owned = self.0.lock().unwrap().take();
+        drop(owned);
+    }
+}
+
+/// Closes its selector when dropped.
+struct CloseOnDrop(SelectorManager);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// A selector of `runtime` and a connection through it (the client, the server's end).
+fn connection(runtime: &tokio::runtime::Runtime) -> (SelectorManager, Socket, Socket) {
+    runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let client = a_socket(&selector)
+            .tcp()
+            .connect(listener.local_address())
+            .await
+            .unwrap();
+        let server = listener.accept().await.unwrap();
+        (selector, client, server)
+    })
+}
+
+/// A read of `client` left pending, its task (the read channel and a guard that closes
+/// `selector`) owned by the waker only.
+fn task_closing_on_drop(client: &mut Socket, selector: &SelectorManager) {
+    let mut input = client.open_read_channel().unwrap();
+    let owner = Arc::new(Owner(Mutex::new(None)));
+    let waker = Waker::from(Arc::clone(&owner));
+    {
+        let read = std::pin::pin!(input.read_u8());
+        let pending = std::future::Future::poll(read, &mut Context::from_waker(&waker));
+        assert!(pending.is_pending(), "nothing to read yet");
+    }
+    *owner.0.lock().unwrap() = Some(Box::new((input, CloseOnDrop(selector.clone()))));
+}
+
+/// Runs `step` on a thread of its own: whether it returned within [`DEADLOCK`] (a thread that
+/// waits on itself is left behind).
+fn returns(step: impl FnOnce() + Send + 'static) -> bool {
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        step();
+        let _ = done_tx.send(());
+    });
+    done.recv_timeout(DEADLOCK).is_ok()
+}
+
+#[test]
+fn a_close_whose_wake_drops_a_task_that_closes_the_selector_returns() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (selector, mut client, server) = connection(&runtime);
+    task_closing_on_drop(&mut client, &selector);
+    let closing = selector.clone();
+    if !returns(move || closing.close()) {
+        // Left behind: their drops would wait for the deadlocked thread's locks.
+        std::mem::forget((runtime, selector, client, server));
+        panic!("the close deadlocked: a task it woke closed the selector on its thread");
+    }
+    assert!(selector.is_closed());
+    assert!(client.is_closed() && server.is_closed());
+}
+
+#[test]
+fn a_runtime_end_whose_wake_drops_a_task_that_closes_the_selector_returns() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (selector, mut client, server) = connection(&runtime);
+    task_closing_on_drop(&mut client, &selector);
+    if !returns(move || drop(runtime)) {
+        std::mem::forget((selector, client, server));
+        panic!("the end of the runtime deadlocked: a task its close woke closed the selector");
+    }
+    assert!(selector.is_closed());
+    assert!(client.is_closed() && server.is_closed());
+}
