@@ -1565,9 +1565,10 @@ mod tests {
     type Report = Pin<Box<dyn std::future::Future<Output = ShutdownReport> + Send>>;
 
     /// Has the next `admit` on this thread begin a graceful shutdown of `selector`, with
-    /// `grace`, after the group admitted its connection: the shutdown runs on the selector's
-    /// runtime, and `admit` goes on once it began (with `until_closed`, once it closed the
-    /// selector); it comes back through the receiver.
+    /// `grace`, after the group admitted its connection: the shutdown runs on a thread of its
+    /// own (not on the selector's runtime, which its close stops), and `admit` goes on once it
+    /// began (with `until_closed`, once it closed the selector); it comes back through the
+    /// receiver.
     fn shutdown_in_admission(
         selector: &SelectorManager,
         grace: Duration,
@@ -1578,9 +1579,14 @@ mod tests {
         ADMITTED.with(|a| {
             *a.borrow_mut() = Some(Box::new(move || {
                 let inner = Arc::clone(selector.inner());
-                let running = inner
-                    .handle()
-                    .spawn(async move { selector.shutdown(grace).await });
+                let (report, running) = tokio::sync::oneshot::channel();
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    let _ = report.send(runtime.block_on(selector.shutdown(grace)));
+                });
                 for _ in 0..5_000 {
                     let reached = if until_closed {
                         inner.is_closed()

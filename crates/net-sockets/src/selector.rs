@@ -24,8 +24,9 @@ use crate::{Error, Result, ShutdownReport};
 /// The I/O driver that sockets are registered with, and the switch that closes them all.
 ///
 /// [`SelectorManager::new`] uses the tokio runtime it is called from, and closes when that
-/// runtime shuts down; [`SelectorManager::builder`] starts a runtime of its own, and the sockets made through it
-/// have their I/O readiness driven there (your tasks can run on any runtime).
+/// runtime shuts down; [`SelectorManager::builder`] starts a runtime of its own, and the sockets
+/// made through it have their I/O readiness driven there (your tasks can run on any runtime).
+/// That runtime stops when the selector closes.
 ///
 /// `SelectorManager` is a cheap handle: clones share one selector. [`close`](Self::close)
 /// closes every socket, listener and datagram socket made through it: their pending
@@ -287,7 +288,9 @@ impl SelectorManager {
     /// Closes the selector and every socket made through it.
     ///
     /// Pending operations on those sockets fail with [`Error::SelectorClosed`], their
-    /// descriptors are released, and new sockets cannot be made through it. Idempotent: a close
+    /// descriptors are released, and new sockets cannot be made through it. A selector with a
+    /// runtime of its own ([`builder`](Self::builder)) stops that runtime: its threads end, in
+    /// the background, though the selector and its sockets are still held. Idempotent: a close
     /// that finds another under way (another thread's) returns once that one is done; one that
     /// the close under way makes itself, on its thread (the drop of a task that its wake-up of
     /// an operation dropped, with an executor that drops a task it can no longer run), returns
@@ -619,6 +622,14 @@ impl SelectorInner {
         for id in dropping {
             self.wait_for_deregistration(id);
         }
+        // A runtime of its own has nothing left to drive: its threads end (in the background:
+        // a blocking thread still closing a socket that lingers finishes that first), though
+        // handles of the selector and of its sockets are still held. What is made through it
+        // later fails on the closed selector before it reaches the runtime.
+        let runtime = lock(&self.runtime).take();
+        if let Some(runtime) = runtime {
+            runtime.shutdown_background();
+        }
     }
 
     /// Returns once the core registered as `id`, which another thread is closing, has
@@ -759,6 +770,11 @@ impl fmt::Debug for SelectorSleep {
 const MAX_WORKER_THREADS: usize = 32_768;
 
 /// Builds a [`SelectorManager`] with a tokio runtime of its own.
+///
+/// The runtime runs until the selector closes ([`close`](SelectorManager::close), or the end of
+/// a graceful [`shutdown`](SelectorManager::shutdown)), or until the selector and everything
+/// made through it are dropped: its threads then end, in the background (a blocking thread
+/// still closing a socket that lingers finishes that first).
 ///
 /// # Examples
 ///
