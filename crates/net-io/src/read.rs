@@ -900,6 +900,11 @@ impl ByteReadChannel {
 
     /// Fills `dst` completely.
     ///
+    /// `dst` is the caller's memory, allocated at its full size before a byte arrives: for a
+    /// count that a peer sent (a length prefix), [`read_bytes`](Self::read_bytes) grows with
+    /// the bytes received instead (see [Memory](Self#memory)). The read itself buffers no more
+    /// than the bytes received.
+    ///
     /// On [`Error::Timeout`] nothing is consumed: the bytes that had arrived are buffered again
     /// (`dst` holds a copy of them at its start), so a retry reads every byte once, in order.
     ///
