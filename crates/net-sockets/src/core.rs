@@ -6,7 +6,9 @@
 //!
 //! - **Ownership.** The core holds the only long-lived strong reference to the socket.
 //!   Operations take a short-lived strong reference per poll ([`Core::io`]), so closing releases
-//!   the descriptor at once, even while channels or `accept` calls are pending in other tasks.
+//!   the descriptor at once, even while channels or `accept` calls are pending in other tasks
+//!   (one in the middle of its poll on another thread is waited for, at most `LET_GO`; a
+//!   connection's held-back answers keep it, see `Conn::owe`).
 //! - **Registration.** The core is registered with its [`SelectorInner`] when it is made, and
 //!   deregistered when it closes, so closing the selector reaches every open socket.
 //! - **Closing.** [`Core::close`] is synchronous and idempotent: it marks the core closed,
@@ -74,6 +76,13 @@ pub(crate) enum Cause {
 pub(crate) trait ReleaseHook: Send + Sync + 'static {
     /// The descriptor is released now, the socket having closed for `cause`.
     fn released(&self, cause: Cause);
+
+    /// Whether the close left the descriptor to a task that still sends for the socket (a
+    /// connection's held-back answers, see `Conn::owe`): asked before
+    /// [`released`](Self::released), so that the close does not wait for that task.
+    fn handed_over(&self) -> bool {
+        false
+    }
 }
 
 impl ReleaseHook for () {
@@ -457,11 +466,12 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         // before this one comes back from the close. It must find the place this one held free
         // (`max_connections_per_ip`, `max_connections`). Those waiting for the socket to close
         // (`await_closed`, pending operations) are woken only after the descriptor went.
+        let handed_over = self.on_release.handed_over();
         self.on_release.released(cause);
         if mode == CloseMode::Reset {
             // Best effort: a socket that cannot take the option still closes.
             let _ = SockRef::from(&*io).set_linger(Some(Duration::ZERO));
-            drop(io);
+            self.let_go(io, handed_over);
         } else if let Some(linger) = (!self.never_lingers && self.may_linger())
             .then(|| linger_time(&io))
             .flatten()
@@ -494,7 +504,21 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
                 drop(shared);
             }
         } else {
+            self.let_go(io, handed_over);
+        }
+    }
+
+    /// Drops a connection's reference to its socket: the descriptor goes (the kernel sends the
+    /// FIN or the reset) before the close returns, also while an operation in flight on another
+    /// thread (a read or write of a channel) holds the socket for the moment of its poll: the
+    /// close waits for it (at most `LET_GO`; one still holding it then releases it as it lets
+    /// go). A descriptor `handed_over` to a task that sends what a graceful close still owes
+    /// goes once that task is done.
+    fn let_go(&self, io: Arc<S>, handed_over: bool) {
+        if handed_over {
             drop(io);
+        } else {
+            drop(drop_when_last(io, LET_GO));
         }
     }
 
@@ -593,14 +617,15 @@ impl<S: SocketIo, H: ReleaseHook> Drop for Registered<'_, S, H> {
     }
 }
 
-/// The longest a close of a socket that never lingers waits for operations in flight on other
+/// The longest a close of a socket that does not linger waits for operations in flight on other
 /// threads to let go of it (they hold it for one poll; a `with_sock_ref` closure that closes
 /// its own socket would hold it until the close returned, which then lets go at this bound).
 const LET_GO: Duration = Duration::from_millis(50);
 
 /// Drops `io` once no other reference to it is left, so that the socket's lingering close
-/// waits for the peer on this (blocking) thread (or, for a socket that never lingers, so that
-/// its descriptor goes before its close returns, with `LET_GO` as `linger`); waits at most
+/// waits for the peer on this (blocking) thread (or, for a socket that never lingers or a
+/// connection without a linger time, so that its descriptor goes before its close returns,
+/// with `LET_GO` as `linger`); waits at most
 /// `linger` (the socket's linger time) for the others. They hold theirs briefly (an operation while it runs, a task that
 /// sends held-back answers for a reader until the close wakes it), except a task that sends
 /// held-back answers after the close (bounded by `socket_timeout`): one still at it after

@@ -40,14 +40,16 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 /// # Closing
 ///
 /// - [`close`](Self::close) (from any task) is immediate and synchronous: the kernel sends what
-///   was already written to the socket, then FIN, and the descriptor is released; pending reads
-///   and writes on the channels fail with [`Error::Closed`], and so does every write or flush
-///   called after `close` returned, also one that would only add to the write channel's
-///   buffer (one racing the close on another thread may still be buffered: the next call
-///   reports the close). Bytes still buffered in a write channel are not sent (flush first):
-///   the close then resets the connection (TLS: omits `close_notify`), so that the peer never
-///   takes the stream for a complete one. Linux answers a close with unread input with a reset
-///   that also drops queued output:
+///   was already written to the socket, then FIN, and the descriptor is released before it
+///   returns (a read or write that another thread is polling at that moment holds the socket
+///   for the moment of its poll: the close waits for it, at most 50 ms, after which the
+///   descriptor goes as that poll ends); pending reads and writes on the channels fail with
+///   [`Error::Closed`], and so does every write or flush called after `close` returned, also
+///   one that would only add to the write channel's buffer (one racing the close on another
+///   thread may still be buffered: the next call reports the close). Bytes still buffered in
+///   a write channel are not sent (flush first): the close then resets the connection (TLS:
+///   omits `close_notify`), so that the peer never takes the stream for a complete one. Linux
+///   answers a close with unread input with a reset that also drops queued output:
 ///   [`Connection::close_gracefully`] avoids both. (TLS: a `close_notify` the socket cannot
 ///   take at once is sent, after everything written, as it drains, as held-back answers are.)
 ///   Answers held back by flush coalescing ([`SocketOptions::coalesce_flushes`](crate::SocketOptions::coalesce_flushes)) count as
@@ -511,6 +513,10 @@ impl<T: Transport> Socket<T> {
     }
 
     /// Runs `f` with a [`socket2::SockRef`] to the open socket, to read or set options.
+    ///
+    /// `f` holds the socket while it runs: a `close` meanwhile (inside `f`, or on another
+    /// thread) waits up to 50 ms for `f` to return, after which the descriptor (and the FIN or
+    /// reset) goes as `f` returns, no longer before the close returns.
     ///
     /// The channels rely on the kernel's report of a connection's failure (a reset, a
     /// timeout), which it makes once, to the first call that asks: `f` should not read or

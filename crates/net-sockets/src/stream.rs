@@ -331,6 +331,12 @@ pub(crate) struct Counted {
 /// Released with the descriptor: the selector's count and the group's slot, told whether the
 /// connection was cut; the socket file goes.
 impl ReleaseHook for Mutex<Counted> {
+    fn handed_over(&self) -> bool {
+        // Taken only by the release, or before it by a close's `owe`, whose `Owed` keeps the
+        // descriptor for the task that sends the held-back answers.
+        lock(self).selector.is_none()
+    }
+
     fn released(&self, cause: Cause) {
         let (open, membership, file) = {
             let mut counted = lock(self);
