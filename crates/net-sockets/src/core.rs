@@ -513,7 +513,8 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
     /// thread (a read or write of a channel) holds the socket for the moment of its poll: the
     /// close waits for it (at most `LET_GO`; one still holding it then releases it as it lets
     /// go). A descriptor `handed_over` to a task that sends what a graceful close still owes
-    /// goes once that task is done.
+    /// goes once that task is done; one a task holds while it waits for room to send held-back
+    /// answers goes as the close's wake-up makes that task let go, just after the close.
     fn let_go(&self, io: Arc<S>, handed_over: bool) {
         if handed_over {
             drop(io);

@@ -43,15 +43,18 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 ///   was already written to the socket, then FIN, and the descriptor is released before it
 ///   returns (a read or write that another thread is polling at that moment holds the socket
 ///   for the moment of its poll: the close waits for it, at most 50 ms, after which the
-///   descriptor goes as that poll ends); pending reads and writes on the channels fail with
-///   [`Error::Closed`], and so does every write or flush called after `close` returned, also
-///   one that would only add to the write channel's buffer (one racing the close on another
-///   thread may still be buffered: the next call reports the close). Bytes still buffered in
-///   a write channel are not sent (flush first): the close then resets the connection (TLS:
-///   omits `close_notify`), so that the peer never takes the stream for a complete one. Linux
-///   answers a close with unread input with a reset that also drops queued output:
-///   [`Connection::close_gracefully`] avoids both. (TLS: a `close_notify` the socket cannot
-///   take at once is sent, after everything written, as it drains, as held-back answers are.)
+///   descriptor goes as that poll ends; a task of flush coalescing waiting for room to send
+///   held-back answers holds it until the close wakes it, and is not waited for: the
+///   descriptor goes as it lets go, just after the close returns); pending reads and writes
+///   on the channels fail with [`Error::Closed`], and so does every write or flush called after
+///   `close` returned, also one that would only add to the write channel's buffer (one racing
+///   the close on another thread may still be buffered: the next call reports the close).
+///   Bytes still buffered in a write channel are not sent (flush first): the close then resets
+///   the connection (TLS: omits `close_notify`), so that the peer never takes the stream for a
+///   complete one. Linux answers a close with unread input with a reset that also drops queued
+///   output: [`Connection::close_gracefully`] avoids both. (TLS: a `close_notify` the socket
+///   cannot take at once is sent, after everything written, as it drains, as held-back answers
+///   are.)
 ///   Answers held back by flush coalescing ([`SocketOptions::coalesce_flushes`](crate::SocketOptions::coalesce_flushes)) count as
 ///   written: those the socket cannot take at once are sent by a task as it drains, and the
 ///   descriptor is released after them (a connection reset instead when they cannot be

@@ -9,7 +9,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
@@ -326,6 +326,23 @@ pub(crate) struct Counted {
     /// The socket file a connecting Unix socket bound to, removed with the descriptor (boxed:
     /// rare, and every connection keeps this record).
     file: Option<Box<SocketFile>>,
+    /// How many tasks that send held-back answers for a reader are alive (see
+    /// `Conn::uncork_for_reader`; one at a time, but one may start as the last ends): such a
+    /// task holds the socket while it waits for room, and lets go as the close wakes it, after
+    /// the release.
+    uncorking: u32,
+}
+
+/// Marks a connection's task that sends held-back answers for a reader ended, as it ends (or
+/// is dropped unpolled, by a runtime shutting down).
+struct Uncorking(Weak<Conn>);
+
+impl Drop for Uncorking {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.upgrade() {
+            lock(conn.core.on_release()).uncorking -= 1;
+        }
+    }
 }
 
 /// Released with the descriptor: the selector's count and the group's slot, told whether the
@@ -333,8 +350,11 @@ pub(crate) struct Counted {
 impl ReleaseHook for Mutex<Counted> {
     fn handed_over(&self) -> bool {
         // Taken only by the release, or before it by a close's `owe`, whose `Owed` keeps the
-        // descriptor for the task that sends the held-back answers.
-        lock(self).selector.is_none()
+        // descriptor for the task that sends the held-back answers; or a task sending them for
+        // a reader may hold it while it waits for room, until the close wakes it (waiting for
+        // it would stall the closing thread, on a thread of one runtime until `LET_GO`).
+        let counted = lock(self);
+        counted.selector.is_none() || counted.uncorking > 0
     }
 
     fn released(&self, cause: Cause) {
@@ -461,6 +481,7 @@ impl Conn {
             group: held,
             selector: Some(counted),
             file: file.map(Box::new),
+            uncorking: 0,
         });
         let setup = Setup {
             may_linger,
@@ -827,7 +848,10 @@ impl Conn {
         }
         let weak = Arc::downgrade(self);
         let closed = self.core.close_token();
+        lock(self.core.on_release()).uncorking += 1;
+        let alive = Uncorking(weak.clone());
         let task = async move {
+            let _alive = alive;
             loop {
                 let Some(stream) = weak.upgrade().and_then(|conn| conn.core.io().ok()) else {
                     break;
