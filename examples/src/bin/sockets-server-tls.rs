@@ -73,6 +73,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = examples::cli::parse::<Args>();
+    check_alpn_list(&args.alpn);
     let (host, port) = examples::address::endpoint::<Args>(&args.host, args.port, Some(9443));
     examples::run("sockets-server-tls", serve(args, host, port)).await
 }
@@ -145,6 +146,20 @@ fn alpn_protocol(text: &str) -> Result<String, String> {
             "an ALPN protocol name has 1 to 255 bytes, not {}",
             text.len()
         ))
+    }
+}
+
+/// Ends the program with a usage error (exit status 2) when the `--alpn` names, each with its
+/// length byte, take more than a ClientHello's list can carry (`net_tls::MAX_ALPN_LIST`): a bad
+/// argument, not a failure of the configuration once the server starts.
+fn check_alpn_list(names: &[String]) {
+    let total: usize = names.iter().map(|name| 1 + name.len()).sum();
+    if total > net_tls::MAX_ALPN_LIST {
+        examples::cli::usage_error::<Args>(format!(
+            "the --alpn protocols take {total} bytes with their length bytes, more than the \
+             {} an ALPN list can carry",
+            net_tls::MAX_ALPN_LIST
+        ));
     }
 }
 
