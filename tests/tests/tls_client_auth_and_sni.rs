@@ -176,6 +176,8 @@ async fn a_client_without_a_certificate_is_told_certificate_required_even_after_
                 let e = within(input.read_line(LINE_LIMIT, LineEnding::Default))
                     .await
                     .expect_err("the refused client's read fails");
+                assert!(matches!(e, net_io::Error::Io(_)), "{e:?}");
+                assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e:?}");
                 assert_eq!(
                     rustls_error(&e),
                     Some(&rustls::Error::AlertReceived(
