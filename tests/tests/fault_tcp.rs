@@ -113,6 +113,14 @@ async fn writes_after_the_peer_left_fail_without_a_signal() {
     for _ in 0..3 {
         let again = within(output.write_fully(&chunk)).await.unwrap_err();
         assert!(is_reset_or_broken_pipe(again.kind()), "{again:?}");
+        // The same way: the same variant, kind and OS error code as the first failure.
+        assert!(matches!(again, net_io::Error::Io(_)), "{again:?}");
+        assert_eq!(again.kind(), first.kind(), "{again:?} after {first:?}");
+        let code = |e: &net_io::Error| match e {
+            net_io::Error::Io(io) => io.raw_os_error(),
+            _ => None,
+        };
+        assert_eq!(code(&again), code(&first), "{again:?} after {first:?}");
     }
     good.round_trip("after more failed writes").await;
     finish_good_client_of(good, good_served).await;
