@@ -286,6 +286,9 @@ pub(crate) struct Conn {
     core: Core<Stream, Mutex<Counted>>,
     /// What the write channel holds or threw away, once one is open.
     channel: Mutex<Option<WriteState>>,
+    /// The error of the layer's session, once a read found it failed for good (see
+    /// [`layer_failed`](Self::layer_failed)): the write channel's calls fail with it.
+    layer_failure: Mutex<Option<LayerFailure>>,
     /// What the layer over the connection (TLS) does before a cut (see [`Conn::cut`]).
     before_cut: BeforeCut,
     pub(crate) local: SocketAddress,
@@ -492,6 +495,7 @@ impl Conn {
             done: AtomicU8::new(0),
             write_state: AtomicU8::new(CLEAN),
             channel: Mutex::new(None),
+            layer_failure: Mutex::new(None),
             local,
             remote,
             socket_timeout: options.socket_timeout,
@@ -945,9 +949,12 @@ impl Conn {
         if self.core.close_begun() {
             state.end(io::Error::from(self.core.closed_error()));
         }
-        // So is one opened after a read reported the connection's failure (see `broke`).
+        // So is one opened after a read reported the connection's failure (see `broke`), or
+        // its layer's (see `layer_failed`).
         if self.is_broken() {
             state.end(broken_pipe());
+        } else if let Some(failure) = lock(&self.layer_failure).as_ref() {
+            state.end((failure.0)());
         }
         let before = channel.replace(state);
         drop(channel);
@@ -969,6 +976,23 @@ impl Conn {
         self.broken.store(true, Ordering::Release);
         if let Some(state) = lock(&self.channel).as_ref() {
             state.end(broken_pipe());
+        }
+    }
+
+    /// A read of the layer over the connection (TLS) found its session failed for good (the
+    /// peer's fatal alert, a corrupted record), with the error `failure` makes: from now on the
+    /// write channel's calls fail at once with it, as the layer's own writes do, also those
+    /// that would only add bytes to the channel's buffer: none could ever reach the peer.
+    pub(crate) fn layer_failed(&self, failure: LayerFailure) {
+        let mut stored = lock(&self.layer_failure);
+        if stored.is_some() {
+            return;
+        }
+        let e = (failure.0)();
+        *stored = Some(failure);
+        drop(stored);
+        if let Some(state) = lock(&self.channel).as_ref() {
+            state.end(e);
         }
     }
 
@@ -2049,6 +2073,15 @@ fn went(held: &BytesMut, of_buf: usize) -> Option<usize> {
 /// A write after the shutdown is refused, not failed: the stream's data and its FIN went out
 /// before it, so it must not mark the connection's writes failed (a close would then reset the
 /// connection and throw away what the kernel has not sent yet).
+/// Makes the error of a layer's failed session, for each write channel it fails.
+pub(crate) struct LayerFailure(pub(crate) Box<dyn Fn() -> io::Error + Send + Sync>);
+
+impl fmt::Debug for LayerFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LayerFailure").field(&(self.0)()).finish()
+    }
+}
+
 pub(crate) fn broken_pipe() -> io::Error {
     io::Error::from_raw_os_error(libc::EPIPE)
 }

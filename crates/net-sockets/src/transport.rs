@@ -143,6 +143,15 @@ impl Link {
         self.conn.holds_bytes()
     }
 
+    /// The layer's session failed for good, as a read found (TLS: the peer's fatal alert, a
+    /// corrupted record): the write channel's calls fail at once with the error `failure`
+    /// makes, those that would only add bytes to its buffer too (a channel opened later as
+    /// well), since nothing written from now on can reach the peer. The first call counts.
+    pub fn session_failed(&self, failure: impl Fn() -> io::Error + Send + Sync + 'static) {
+        self.conn
+            .layer_failed(crate::stream::LayerFailure(Box::new(failure)));
+    }
+
     /// Whether the read direction finished: the socket's end of stream was read, or the layer
     /// said its stream ended ([`read_ended`](Self::read_ended)).
     pub fn input_ended(&self) -> bool {

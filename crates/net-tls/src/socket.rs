@@ -73,9 +73,10 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 /// - A connection that only reads still answers what the session owes the peer: a KeyUpdate
 ///   reply, a fatal alert for a corrupted record.
 /// - Once a read found the session failed (a corrupted record, the peer's fatal alert: the
-///   read's error, of kind [`io::ErrorKind::InvalidData`]), writes, flushes and shutdowns fail
-///   with that error, also one that was waiting for the socket then, in another task: the read
-///   wakes it, so that it does not wait on for a peer that may never read again.
+///   read's error, of kind [`io::ErrorKind::InvalidData`]), writes (also those the write
+///   channel would only buffer), flushes and shutdowns fail with that error, also one that was
+///   waiting for the socket then, in another task: the read wakes it, so that it does not wait
+///   on for a peer that may never read again.
 /// - A connection that only writes still takes in the session's own messages when its
 ///   sending ends (`close`, `flush_and_close`, `poll_shutdown`): the session tickets a TLS 1.3
 ///   server sends after the handshake, which such a client never reads, would otherwise make
@@ -1260,6 +1261,11 @@ impl AsyncRead for TlsRead {
             Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
                 if let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
                     this.ended = Some(ReadEnd::Failed(tls.clone()));
+                    // Writes fail with it, those the write channel would only buffer too.
+                    let failed = tls.clone();
+                    this.link.session_failed(move || {
+                        io::Error::new(io::ErrorKind::InvalidData, failed.clone())
+                    });
                 }
                 Poll::Ready(Err(e))
             }
@@ -1508,6 +1514,13 @@ impl AsyncWrite for TlsWrite {
         // As the socket's close: no close_notify once bytes are missing (a write channel that
         // holds or lost some, a write cut short).
         if ends_failed(&self.failed, &self.timed_out, &self.link) {
+            // A write or flush failed with the session's own failure (the peer's fatal alert,
+            // a corrupted record): the shutdown reports that error, as they did.
+            if !self.ended.load(Ordering::Acquire) {
+                if let Some(e) = session_failure(&mut lock_for_writing(&self.shared).stream) {
+                    return Poll::Ready(Err(e));
+                }
+            }
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "an earlier write failed; the session ends without close_notify",
