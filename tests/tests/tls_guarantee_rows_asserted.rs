@@ -177,3 +177,52 @@ async fn after_the_peers_fatal_alert_every_write_side_call_fails_with_it_and_sen
         "the stream's shutdown sent something"
     );
 }
+
+/// Row "A name given to `sni_certificate_pem` / `_der` that no client sends by SNI": the setter
+/// fails with `InvalidSniName { name, .. }`, the name as given, kind `InvalidInput`; and row
+/// "A client `server_name` that is empty, neither a DNS name nor an IP address, or bracketed
+/// around anything but an IPv6 literal, or with a scope on anything but an IPv6 literal":
+/// `build()` fails with `InvalidServerName { name, .. }`, kind `InvalidInput`. (The named unit
+/// tests checked the variants, through `sni_certificate_der` only, and not the kinds.)
+#[test]
+fn unusable_sni_and_server_names_are_the_documented_variants_of_kind_invalid_input() {
+    let leaf = TestCa::new("names ca").server(&["localhost"]);
+    for name in [
+        "*.example.com",
+        "127.0.0.1",
+        "::1",
+        "",
+        "b\u{fc}cher.example",
+        "a.test..",
+    ] {
+        let e = leaf
+            .server_config()
+            .sni_certificate_pem(name, leaf.chain_pem().as_bytes(), leaf.key_pem().as_bytes())
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidSniName { name: n, .. } if n == name),
+            "{name:?}: {e:?}"
+        );
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{name:?}: {e:?}"
+        );
+    }
+    for name in ["", "a b", "[localhost]", "[127.0.0.1]", "localhost%eth0"] {
+        let e = TestCa::new("names ca")
+            .client_config()
+            .server_name(name)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidServerName { name: n, .. } if n == name),
+            "{name:?}: {e:?}"
+        );
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{name:?}: {e:?}"
+        );
+    }
+}
