@@ -37,3 +37,29 @@ async fn lines_buffered_when_the_selector_closes_are_read_before_selector_closed
         assert!(matches!(Error::from(e), Error::SelectorClosed));
     }
 }
+
+/// Row "The socket is closed (by `close`, or cut by a graceful shutdown) while a read waits in
+/// a task that runs again only after the selector closed too": `Error::Closed`, on that read
+/// and every later one, for a listener's graceful shutdown that cut the connection too. (The
+/// named test closed the socket with `close` only.)
+#[tokio::test]
+async fn a_read_woken_by_a_graceful_shutdowns_cut_reports_closed_though_the_selector_closed_since()
+{
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (_client, mut server) = connected_pair(&selector, &listener).await;
+    let mut input = server.open_read_channel().unwrap();
+    {
+        let mut read = std::pin::pin!(input.read_u8());
+        assert!(net_tests::pending_after_one_poll(read.as_mut()).await);
+        // Cut at the end of a grace period of 0 while the read waits; the selector closes
+        // before the read is polled again.
+        let report = within(listener.shutdown(std::time::Duration::ZERO)).await;
+        assert_eq!(report.cut, 1, "{report:?}");
+        selector.close();
+        let e = Error::from(within(read).await.unwrap_err());
+        assert!(matches!(e, Error::Closed), "{e:?}");
+    }
+    let e = Error::from(within(input.read_u8()).await.unwrap_err());
+    assert!(matches!(e, Error::Closed), "{e:?}");
+}
