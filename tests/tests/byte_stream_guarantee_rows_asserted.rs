@@ -63,3 +63,41 @@ async fn a_read_woken_by_a_graceful_shutdowns_cut_reports_closed_though_the_sele
     let e = Error::from(within(input.read_u8()).await.unwrap_err());
     assert!(matches!(e, Error::Closed), "{e:?}");
 }
+
+/// Row "`socket_timeout(Duration::ZERO)`": every read or write that has to wait fails at once
+/// with `net_io::Error::Timeout`; and row "An idle peer, with `socket_timeout(t)`": kind
+/// `TimedOut`, `Error::Timeout` after conversion. (The named tests made only a read wait, and
+/// checked neither the kind nor the conversion.)
+#[tokio::test]
+async fn a_write_that_must_wait_under_a_zero_socket_timeout_fails_at_once() {
+    use std::time::{Duration, Instant};
+    let selector = SelectorManager::new();
+    let listener =
+        net_tests::loopback::tcp_listener_with(&selector, |b| b.socket_timeout(Duration::ZERO))
+            .await;
+    // A peer that reads nothing: once the socket buffers are full, a write has to wait.
+    let _peer = tokio::net::TcpStream::connect(("127.0.0.1", listener.port().unwrap()))
+        .await
+        .unwrap();
+    let mut server = within(listener.accept()).await.unwrap();
+    let mut output = server.open_write_channel(true).unwrap();
+    let chunk = net_tests::payload(64 * 1024);
+    let mut failure = None;
+    // Far more than loopback's socket buffers hold.
+    for _ in 0..1024 {
+        let started = Instant::now();
+        match within(output.write_fully(&chunk)).await {
+            Ok(()) => {}
+            Err(e) => {
+                failure = Some((e, started.elapsed()));
+                break;
+            }
+        }
+    }
+    let (e, took) = failure.expect("a write had to wait");
+    assert!(matches!(e, net_io::Error::Timeout), "{e:?}");
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e:?}");
+    // Not a speed test: the call waited for no timer (the payload's copy takes microseconds).
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(matches!(Error::from(e), Error::Timeout));
+}
