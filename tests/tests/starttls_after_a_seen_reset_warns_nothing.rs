@@ -71,6 +71,10 @@ fn starttls_after_the_input_saw_a_reset_fails_typed_and_warns_nothing() {
                     within(plain.tls(config)).await
                 };
                 let e = upgraded.expect_err("no upgrade after a reset");
+                assert!(
+                    matches!(e, net_tls::Error::Socket(_)),
+                    "server {server}: {e:?}"
+                );
                 let kind = std::io::Error::from(e).kind();
                 assert_eq!(kind, std::io::ErrorKind::ConnectionReset, "server {server}");
                 let loud = loud.lines();
