@@ -300,6 +300,12 @@ async fn a_tls_stream_flushed_or_shut_down_after_a_close_reports_that_close() {
             let case = format!("by the selector: {by_selector}, flushed first: {flush_first}");
             let assert_closed = |what: &str, e: std::io::Error| {
                 let shown = format!("{e:?}");
+                let kind = if by_selector {
+                    std::io::ErrorKind::ConnectionAborted
+                } else {
+                    std::io::ErrorKind::NotConnected
+                };
+                assert_eq!(e.kind(), kind, "{case}: {what}: {shown}");
                 let closed = match net_sockets::Error::from(e) {
                     net_sockets::Error::SelectorClosed => by_selector,
                     net_sockets::Error::Closed => !by_selector,
