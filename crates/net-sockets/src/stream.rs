@@ -2065,14 +2065,6 @@ fn went(held: &BytesMut, of_buf: usize) -> Option<usize> {
     (of_buf > 0 || !held.is_empty()).then_some(of_buf)
 }
 
-/// The kernel's `EPIPE`, without a system call: what a write gets after the write side was
-/// shut down (as tokio's `TcpStream` reports it), and what a write or a shutdown gets after a
-/// read reported the socket's own failure (a send gets it then, after the read got
-/// `ECONNRESET`).
-///
-/// A write after the shutdown is refused, not failed: the stream's data and its FIN went out
-/// before it, so it must not mark the connection's writes failed (a close would then reset the
-/// connection and throw away what the kernel has not sent yet).
 /// Makes the error of a layer's failed session, for each write channel it fails.
 pub(crate) struct LayerFailure(pub(crate) Box<dyn Fn() -> io::Error + Send + Sync>);
 
@@ -2082,6 +2074,14 @@ impl fmt::Debug for LayerFailure {
     }
 }
 
+/// The kernel's `EPIPE`, without a system call: what a write gets after the write side was
+/// shut down (as tokio's `TcpStream` reports it), and what a write or a shutdown gets after a
+/// read reported the socket's own failure (a send gets it then, after the read got
+/// `ECONNRESET`).
+///
+/// A write after the shutdown is refused, not failed: the stream's data and its FIN went out
+/// before it, so it must not mark the connection's writes failed (a close would then reset the
+/// connection and throw away what the kernel has not sent yet).
 pub(crate) fn broken_pipe() -> io::Error {
     io::Error::from_raw_os_error(libc::EPIPE)
 }
