@@ -48,7 +48,6 @@ async fn reset_close_with_a_waiting_uncork_task() -> Duration {
     let start = Instant::now();
     socket.close();
     let took = start.elapsed();
-    drop(third);
     drop(peer);
     took
 }
