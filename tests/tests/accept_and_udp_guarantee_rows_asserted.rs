@@ -4,9 +4,13 @@
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::pin::pin;
+use std::time::Duration;
 
-use net_sockets::{Datagram, Error, MAX_DATAGRAM_SIZE_V6, SelectorManager, a_socket};
-use net_tests::loopback::udp_socket;
+use net_io::LineEnding;
+use net_sockets::{
+    Datagram, Error, MAX_DATAGRAM_SIZE_V6, SelectorManager, UnixSocketAddress, a_socket,
+};
+use net_tests::loopback::{connected_pair, tcp_listener, udp_socket};
 use net_tests::{payload, pending_after_one_poll, within};
 
 /// Row "A datagram over 65,507 bytes (IPv4, ...) or 65,527 bytes (IPv6)": `send` of a
@@ -81,4 +85,106 @@ async fn a_udp_connect_from_a_fixed_port_to_port_zero_names_it_and_binds_nothing
     assert!(e.to_string().contains("port 0"), "{e}");
     let bound = a_socket(&selector).udp().bind(local.as_str()).await;
     assert!(bound.is_ok(), "{:?}", bound.err());
+}
+
+/// Row "An option value the OS refuses (`keep_alive_interval(0)`)": `bind` fails with
+/// `Error::InvalidOption` of kind `InvalidInput` too, and `connect`'s names the option. (The
+/// named test checked the kind of `connect`'s only, and the option of `bind`'s only.)
+#[tokio::test]
+async fn an_option_the_os_refuses_is_invalid_input_naming_it_from_bind_and_connect() {
+    let selector = SelectorManager::new();
+    let e = within(
+        a_socket(&selector)
+            .tcp()
+            .keep_alive_interval(Duration::ZERO)
+            .bind(("127.0.0.1", 0)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e:?}");
+    let listener = tcp_listener(&selector).await;
+    let e = within(
+        a_socket(&selector)
+            .tcp()
+            .keep_alive_interval(Duration::ZERO)
+            .connect(("127.0.0.1", listener.port().unwrap())),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidOption { option, .. } if *option == "keep_alive_interval"),
+        "{e:?}"
+    );
+}
+
+/// Row "A Unix socket path longer than this crate puts in a socket address": the message
+/// names the path, its length and the limit. (The named tests checked the numbers only.)
+#[tokio::test]
+async fn a_unix_path_too_long_is_refused_naming_the_path() {
+    let selector = SelectorManager::new();
+    let path = std::env::temp_dir().join(format!(
+        "nsl-named-{}-{}",
+        std::process::id(),
+        "z".repeat(150)
+    ));
+    for connect in [false, true] {
+        let builder = a_socket(&selector).tcp();
+        let e = if connect {
+            within(builder.connect(UnixSocketAddress::new(&path)))
+                .await
+                .unwrap_err()
+        } else {
+            within(builder.bind(UnixSocketAddress::new(&path)))
+                .await
+                .unwrap_err()
+        };
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e:?}");
+        let message = e.to_string();
+        let length = path.as_os_str().len().to_string();
+        assert!(
+            message.contains(&*path.to_string_lossy())
+                && message.contains(&length)
+                && message.contains("107"),
+            "{message}"
+        );
+        assert!(!path.exists());
+    }
+}
+
+/// Row "`accept(2)` fails with an error of the listener itself, one it does not say to
+/// retry": a connection accepted before is not affected (it is served after the failed
+/// accepts), and the listener stays open until closed. (The named tests had no connection
+/// accepted before, and did not look at the listener after.)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[tokio::test]
+async fn an_accept_error_not_retried_spares_the_connections_accepted_before() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (client, server) = connected_pair(&selector, &listener).await;
+    let mut client = client.connection().unwrap();
+    let mut server = server.connection().unwrap();
+    listener
+        .with_sock_ref(|sock| sock.shutdown(std::net::Shutdown::Read))
+        .unwrap();
+    for _ in 0..2 {
+        match within(listener.accept()).await {
+            Err(Error::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e:?}"),
+            other => panic!("accept: {other:?}"),
+        }
+    }
+    assert!(!listener.is_closed());
+    client.output.write_string_utf8("ping\n").await.unwrap();
+    client.output.flush().await.unwrap();
+    let line = within(server.input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("ping"));
+    server.output.write_string_utf8("pong\n").await.unwrap();
+    server.output.flush().await.unwrap();
+    let line = within(client.input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("pong"));
+    listener.close();
+    assert!(listener.is_closed());
 }
