@@ -6,11 +6,12 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::pin::pin;
 use std::time::Duration;
 
+use futures_core::Stream;
 use net_io::LineEnding;
 use net_sockets::{
     Datagram, Error, MAX_DATAGRAM_SIZE_V6, SelectorManager, UnixSocketAddress, a_socket,
 };
-use net_tests::loopback::{connected_pair, tcp_listener, udp_socket};
+use net_tests::loopback::{connected_pair, next_item, tcp_listener, udp_socket};
 use net_tests::{payload, pending_after_one_poll, within};
 
 /// Row "A datagram over 65,507 bytes (IPv4, ...) or 65,527 bytes (IPv6)": `send` of a
@@ -187,4 +188,32 @@ async fn an_accept_error_not_retried_spares_the_connections_accepted_before() {
     assert_eq!(line.as_deref(), Some("pong"));
     listener.close();
     assert!(listener.is_closed());
+}
+
+/// Row "`close()` (or the selector's close) while ... a `receive` waits ..., or in an
+/// `incoming()` stream kept without being polled": the port can be bound again straight after
+/// the close returns, and the stream ends, for the selector's close too. (The named test
+/// waited in `await_closed` before binding again, and closed the socket itself only.)
+#[tokio::test]
+async fn an_incoming_stream_kept_unpolled_frees_the_port_as_either_close_returns() {
+    for by_selector in [false, true] {
+        let selector = SelectorManager::new();
+        let other = SelectorManager::new();
+        let socket = udp_socket(&selector).await;
+        let address = socket.local_address();
+        let mut incoming = socket.incoming();
+        let waited = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::pin::Pin::new(&mut incoming).poll_next(cx).is_pending())
+        })
+        .await;
+        assert!(waited);
+        if by_selector {
+            selector.close();
+        } else {
+            socket.close();
+        }
+        let again = a_socket(&other).udp().bind(address).await;
+        assert!(again.is_ok(), "by the selector: {by_selector}: {again:?}");
+        assert!(next_item(&mut incoming).await.is_none(), "{by_selector}");
+    }
 }
