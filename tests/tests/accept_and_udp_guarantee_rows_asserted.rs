@@ -217,3 +217,37 @@ async fn an_incoming_stream_kept_unpolled_frees_the_port_as_either_close_returns
         assert!(next_item(&mut incoming).await.is_none(), "{by_selector}");
     }
 }
+
+/// Row "`send_buffer_size(n)` / `receive_buffer_size(n)` with `n` over what a C int holds":
+/// clamped on a TCP listener and a TCP client too, never wrapped. (The named test made UDP
+/// sockets only.)
+#[tokio::test]
+async fn tcp_buffer_sizes_beyond_a_c_int_are_the_largest_not_wrapped() {
+    let selector = SelectorManager::new();
+    let sizes = |requested: usize| {
+        let selector = selector.clone();
+        async move {
+            let builder = || {
+                a_socket(&selector)
+                    .tcp()
+                    .send_buffer_size(requested)
+                    .receive_buffer_size(requested)
+            };
+            let listener = within(builder().bind(("127.0.0.1", 0))).await.unwrap();
+            let client = within(builder().connect(listener.local_address()))
+                .await
+                .unwrap();
+            let of_listener = listener
+                .with_sock_ref(|s| Ok((s.send_buffer_size()?, s.recv_buffer_size()?)))
+                .unwrap();
+            let of_client = client
+                .with_sock_ref(|s| Ok((s.send_buffer_size()?, s.recv_buffer_size()?)))
+                .unwrap();
+            (of_listener, of_client)
+        }
+    };
+    let largest = sizes(i32::MAX as usize).await;
+    for requested in [1 << 32, (1 << 32) + 4096, usize::MAX] {
+        assert_eq!(sizes(requested).await, largest, "requested {requested}");
+    }
+}
