@@ -251,3 +251,61 @@ async fn tcp_buffer_sizes_beyond_a_c_int_are_the_largest_not_wrapped() {
         assert_eq!(sizes(requested).await, largest, "requested {requested}");
     }
 }
+
+/// Row "`close()` while another task on another thread waits in `await_closed()`": once it
+/// returns there, the Unix listener's file is gone and its path can be bound again. (The named
+/// test polled `await_closed` by hand on the closing thread, and bound nothing after.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn await_closed_on_another_thread_returns_with_the_unix_path_free_to_bind() {
+    let selector = SelectorManager::new();
+    let path = std::env::temp_dir().join(format!(
+        "net-sockets-{}-rows-await-closed.sock",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::sync::Arc::new(
+        within(
+            a_socket(&selector)
+                .tcp()
+                .bind(UnixSocketAddress::new(&path)),
+        )
+        .await
+        .unwrap(),
+    );
+    let (waiting, waits) = tokio::sync::oneshot::channel();
+    let waiter = tokio::spawn({
+        let listener = std::sync::Arc::clone(&listener);
+        let selector = selector.clone();
+        let path = path.clone();
+        async move {
+            let mut closed = pin!(listener.await_closed());
+            assert!(pending_after_one_poll(closed.as_mut()).await);
+            let _ = waiting.send(std::thread::current().id());
+            closed.await;
+            let gone = !path.exists();
+            let again = a_socket(&selector)
+                .tcp()
+                .bind(UnixSocketAddress::new(&path))
+                .await;
+            (gone, again)
+        }
+    });
+    let waiter_thread = within(waits).await.unwrap();
+    // Closed from a thread that is not a runtime worker, so that it is another thread.
+    let closer = std::thread::spawn({
+        let listener = std::sync::Arc::clone(&listener);
+        move || {
+            assert_ne!(std::thread::current().id(), waiter_thread);
+            listener.close();
+        }
+    });
+    let (gone, again) = within(waiter).await.unwrap();
+    closer.join().unwrap();
+    assert!(
+        gone,
+        "await_closed returned with the socket file still there"
+    );
+    let again = again.unwrap();
+    again.close();
+    assert!(!path.exists());
+}
