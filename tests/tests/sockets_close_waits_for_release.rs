@@ -245,11 +245,12 @@ async fn a_datagram_close_during_a_send_returns_only_once_the_port_is_free() {
             async move {
                 for _ in 0..1_000_000 {
                     let datagram = net_sockets::Datagram::new(&b"x"[..], target).unwrap();
-                    if socket.send(datagram).await.is_err() {
-                        return;
+                    if let Err(e) = socket.send(datagram).await {
+                        return Some(e);
                     }
                     sent.fetch_add(1, Ordering::SeqCst);
                 }
+                None
             }
         });
         let spin = Duration::from_micros((rounds as u64 * 7919) % 300);
@@ -265,7 +266,12 @@ async fn a_datagram_close_during_a_send_returns_only_once_the_port_is_free() {
         })
         .join()
         .unwrap();
-        within(sender).await.unwrap();
+        // The send under way when the close came, or the next one, fails with `Closed`.
+        let failed = within(sender).await.unwrap();
+        assert!(
+            matches!(failed, Some(net_sockets::Error::Closed)),
+            "round {rounds}: {failed:?}"
+        );
         // The close waits at most 50 ms for the send to let go (documented): a sender thread
         // the machine left unscheduled longer than that keeps the port until its poll ends.
         let (rebound, took) = rebound;
