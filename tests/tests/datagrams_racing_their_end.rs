@@ -423,6 +423,7 @@ async fn a_send_that_reports_an_earlier_icmp_error_sent_nothing_of_its_own() {
         .send(Datagram::new("lost", gone.clone()).unwrap())
         .await
         .unwrap_err();
+    assert!(matches!(error, Error::Io(_)), "{error:?}");
     assert_eq!(
         error.kind(),
         std::io::ErrorKind::ConnectionRefused,
