@@ -309,3 +309,83 @@ async fn await_closed_on_another_thread_returns_with_the_unix_path_free_to_bind(
     again.close();
     assert!(!path.exists());
 }
+
+/// Row "A `connect` whose `local_address` cannot be bound": the message names the target as
+/// well as the local address. (The named test checked the local address only.)
+#[tokio::test]
+async fn a_local_address_that_cannot_be_bound_names_the_target_too() {
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let target = server.local_address();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap();
+    let e = within(
+        a_socket(&selector)
+            .tcp()
+            .local_address(taken)
+            .connect(target.clone()),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e:?}");
+    let message = e.to_string();
+    assert!(
+        message.contains(&taken.to_string()) && message.contains(&target.to_string()),
+        "{message}"
+    );
+}
+
+/// Row "A `connect` whose `local_address` is of the other kind than its target":
+/// `InvalidInput` naming both, a Unix path and an IP address either way round. (The named test
+/// checked the kind only.)
+#[tokio::test]
+async fn a_local_address_of_the_other_kind_is_named_with_the_target() {
+    let selector = SelectorManager::new();
+    let dir = net_tests::TempDir::new("rows-local-kind");
+    let local = dir.path().join("client.sock");
+    let listener = tcp_listener(&selector).await;
+    let target = listener.local_address();
+    let e = within(
+        a_socket(&selector)
+            .tcp()
+            .local_address(UnixSocketAddress::new(&local))
+            .connect(target.clone()),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e:?}");
+    let message = e.to_string();
+    assert!(
+        message.contains(&*local.to_string_lossy()) && message.contains(&target.to_string()),
+        "{message}"
+    );
+    assert!(!local.exists());
+
+    let path = dir.path().join("server.sock");
+    let unix = within(
+        a_socket(&selector)
+            .tcp()
+            .bind(UnixSocketAddress::new(&path)),
+    )
+    .await
+    .unwrap();
+    let from: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let e = within(
+        a_socket(&selector)
+            .tcp()
+            .local_address(from)
+            .connect(UnixSocketAddress::new(&path)),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e:?}");
+    let message = e.to_string();
+    assert!(
+        message.contains("127.0.0.1") && message.contains(&*path.to_string_lossy()),
+        "{message}"
+    );
+    drop(unix);
+}

@@ -135,8 +135,11 @@ pub(crate) async fn connect(
 ) -> Result<Socket> {
     let (stream, host, file) = match target {
         SocketTarget::Address(SocketAddress::Unix(unix)) => {
-            if let Some(SocketAddress::Inet(_)) = &options.local_address {
-                return Err(other_kind("an IP address", "a Unix socket"));
+            if let Some(SocketAddress::Inet(local)) = &options.local_address {
+                return Err(other_kind(
+                    format!("{local}, an IP address"),
+                    format!("{unix}, a Unix socket"),
+                ));
             }
             let raw = RawSocket::new(Domain::UNIX, Type::STREAM, None)?;
             options.apply(&raw, Kind::Unix, false)?;
@@ -163,8 +166,11 @@ pub(crate) async fn connect(
         SocketTarget::Address(SocketAddress::Inet(inet)) => {
             let address = inet.socket_addr();
             match &options.local_address {
-                Some(SocketAddress::Unix(_)) => {
-                    return Err(other_kind("a Unix path", "an IP address"));
+                Some(SocketAddress::Unix(local)) => {
+                    return Err(other_kind(
+                        format!("{local}, a Unix path"),
+                        format!("{inet}, an IP address"),
+                    ));
                 }
                 Some(SocketAddress::Inet(local)) => {
                     check_family(local.socket_addr(), address)?;
@@ -237,9 +243,9 @@ pub(crate) async fn connect(
     Ok(Socket::new(Link { conn }))
 }
 
-/// A connect whose local address (`local`) cannot be bound by a socket that reaches its
-/// target (`target`).
-fn other_kind(local: &str, target: &str) -> Error {
+/// A connect whose local address (`local`: the address and its kind) cannot be bound by a
+/// socket that reaches its target (`target`, named alike).
+fn other_kind(local: String, target: String) -> Error {
     Error::Io(io::Error::new(
         io::ErrorKind::InvalidInput,
         format!(
