@@ -547,6 +547,8 @@ async fn binding_over_a_stale_socket_file_is_addr_in_use_naming_the_path() {
     assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e:?}");
     let message = e.to_string();
     assert!(message.contains(&*path.to_string_lossy()), "{message}");
+    // What is there, and the likely cause.
+    assert!(message.contains("left behind"), "{message}");
     assert!(path.exists(), "the stale file was removed");
     // So does a client's `local_address` on a left-behind file (before, only the OS's
     // "Address already in use", which names no path).
