@@ -389,3 +389,61 @@ async fn a_local_address_of_the_other_kind_is_named_with_the_target() {
     );
     drop(unix);
 }
+
+/// Row "`linger(Duration::ZERO)` (or `SO_LINGER` 0 set through `with_sock_ref`), and a
+/// connection whose directions both end cleanly": with `SO_LINGER` 0 set through
+/// `with_sock_ref`, the peer reads everything, then the end; and `close()` itself still
+/// resets, under either. (The named test used the builder's `linger` only, and never closed.)
+#[tokio::test]
+async fn a_zero_linger_set_through_with_sock_ref_ends_cleanly_and_close_still_resets() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let selector = SelectorManager::new();
+    let plain = tcp_listener(&selector).await;
+    let by_builder =
+        net_tests::loopback::tcp_listener_with(&selector, |b| b.linger(Duration::ZERO)).await;
+    let answer = payload(64 * 1024);
+    for (listener, set_by_hand) in [(&plain, true), (&by_builder, false)] {
+        for close in [false, true] {
+            let what = format!("set by hand: {set_by_hand}, close: {close}");
+            let mut peer = within(tokio::net::TcpStream::connect(
+                listener.local_address().to_string(),
+            ))
+            .await
+            .unwrap();
+            let accepted = within(listener.accept()).await.unwrap();
+            if set_by_hand {
+                accepted
+                    .with_sock_ref(|s| s.set_linger(Some(Duration::ZERO)))
+                    .unwrap();
+            }
+            let mut connection = accepted.connection().unwrap();
+            if close {
+                connection.output.write_fully(b"lost?\n").await.unwrap();
+                connection.output.flush().await.unwrap();
+                connection.socket.close();
+                let mut received = Vec::new();
+                let read = within(peer.read_to_end(&mut received)).await;
+                assert!(
+                    matches!(&read, Err(e) if e.kind() == io::ErrorKind::ConnectionReset),
+                    "{what}: {read:?}"
+                );
+                continue;
+            }
+            peer.shutdown().await.unwrap();
+            let end = within(connection.input.read_line(64, LineEnding::Default)).await;
+            assert!(matches!(end, Ok(None)), "{what}: {end:?}");
+            connection.output.write_fully(&answer).await.unwrap();
+            within(connection.output.flush_and_close()).await.unwrap();
+            within(connection.socket.await_closed()).await;
+            let mut received = Vec::new();
+            let read = within(peer.read_to_end(&mut received)).await;
+            assert!(
+                read.is_ok(),
+                "{what}: {read:?} after {} bytes",
+                received.len()
+            );
+            assert!(received == answer, "{what}");
+        }
+    }
+}
