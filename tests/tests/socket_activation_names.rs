@@ -116,7 +116,20 @@ fn activated_with_names_child() {
         if expect == "malformed" {
             let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
             match taken {
-                Err(net_sockets::Error::Io(e)) if e.kind() == ErrorKind::InvalidInput => {}
+                Err(net_sockets::Error::Io(e)) if e.kind() == ErrorKind::InvalidInput => {
+                    // Naming both counts.
+                    let named = if names.is_empty() {
+                        0
+                    } else {
+                        names.split(':').count()
+                    };
+                    let message = e.to_string();
+                    assert!(
+                        message.contains(&format!("names {named} descriptors"))
+                            && message.contains(&format!("LISTEN_FDS counts {count}")),
+                        "{message}"
+                    );
+                }
                 Ok(taken) => panic!(
                     "LISTEN_FDNAMES={names:?} for {count} descriptors was taken: names {:?}",
                     taken.iter().map(|(name, _)| name).collect::<Vec<_>>()
