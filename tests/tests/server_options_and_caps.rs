@@ -317,7 +317,9 @@ async fn an_adopted_listener_gives_its_connections_the_builders_buffer_sizes() {
     let path = dir.join("adopted.sock");
     let std_listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let server = builder.from_std(std_listener).unwrap();
-    server.with_sock_ref(check("adopted Unix listener")).unwrap();
+    server
+        .with_sock_ref(check("adopted Unix listener"))
+        .unwrap();
     let client = std::os::unix::net::UnixStream::connect(&path).unwrap();
     let accepted = within(server.accept()).await.unwrap();
     accepted.with_sock_ref(check("accepted Unix")).unwrap();
