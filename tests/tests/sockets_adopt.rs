@@ -834,6 +834,7 @@ fn datagram_among_them_child() {
         // Twice: the first call took nothing, so the second finds the same descriptors.
         for call in 1..=2 {
             let e = a_socket(&selector).tcp().systemd_listeners().unwrap_err();
+            assert!(matches!(&e, Error::Io(_)), "call {call}: {e:?}");
             assert_eq!(
                 e.kind(),
                 std::io::ErrorKind::InvalidInput,
