@@ -12,7 +12,8 @@ use net_sockets::{SelectorManager, Socket, Transport};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
 use net_tests::tls::{manual_pair, records};
-use net_tests::within;
+use net_tests::{HANG_LIMIT, within};
+use net_tls::rustls::ClientConnection;
 
 /// Waits (at most 5 s) until `count` reaches 3, then spins for `spin`: a close that lands at
 /// a varied moment inside a run of operations on another thread.
@@ -198,7 +199,7 @@ async fn a_tls_close_during_a_read_in_another_task_returns_only_once_the_peer_se
 async fn a_close_during_a_write_in_another_task_returns_only_once_the_peer_sees_the_end() {
     close_during_writes(|| async {
         let (selector, socket, peer) = accepted().await;
-        (socket, peer, Vec::new(), Some(selector))
+        ((socket, peer, Vec::new(), Some(selector)), None)
     })
     .await;
 }
@@ -212,28 +213,81 @@ async fn a_tls_close_during_a_write_in_another_task_returns_only_once_the_peer_s
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
     let (listener, ca, config) = (&listener, &ca, &config);
     close_during_writes(|| async move {
-        let (tls, tcp, _client) = manual_pair(listener, ca, config).await;
+        let (tls, tcp, client) = manual_pair(listener, ca, config).await;
         let peer = tcp.into_std().unwrap();
         peer.set_nonblocking(true).unwrap();
-        (tls, peer, Vec::new(), None)
+        ((tls, peer, Vec::new(), None), Some(client))
     })
     .await;
 }
 
+/// The peer of [`close_during_writes`]: its stream, whether a read found the end, and over
+/// TLS its session, which every byte read goes through, and whether it took `close_notify`.
+struct Peer {
+    stream: std::net::TcpStream,
+    ended: bool,
+    tls: Option<ClientConnection>,
+    close_notify: bool,
+}
+
+impl Peer {
+    /// Takes `bytes` read from the stream into the TLS session (if any), its plaintext dropped.
+    fn took(&mut self, bytes: &[u8]) {
+        let Some(tls) = self.tls.as_mut() else {
+            return;
+        };
+        let mut rest = bytes;
+        let mut plain = vec![0u8; 64 * 1024];
+        while !rest.is_empty() {
+            tls.read_tls(&mut rest).unwrap();
+            let state = tls.process_new_packets().unwrap();
+            self.close_notify |= state.peer_has_closed();
+            while matches!(tls.reader().read(&mut plain), Ok(n) if n > 0) {}
+        }
+    }
+
+    /// Reads without waiting, until nothing is queued or the end: the end found, if any.
+    fn read_queued(&mut self) -> Option<String> {
+        let mut buf = vec![0u8; 1 << 20];
+        for _ in 0..10_000 {
+            match (&self.stream).read(&mut buf) {
+                Ok(n) if n > 0 => self.took(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                end => return Some(format!("{end:?}")),
+            }
+        }
+        None
+    }
+}
+
 /// Rounds of: a task writes to the socket's write channel (auto-flushed) without pause, the
 /// peer reads without pause, and another thread closes the socket after a varied moment; once
-/// the close returns, the peer must find the end (or have found it).
-async fn close_during_writes<T: Transport, F: Future<Output = Round<T>>>(connect: impl Fn() -> F) {
+/// the close returns, the peer must find the end (or have found it). Over TLS, a close that
+/// lands between two writes is graceful, and when the socket cannot take its `close_notify` at
+/// once (the peer's reads lag behind the writes, as on a loaded host), a task sends it as the
+/// socket drains, then the FIN, after the close returned (as the socket's docs say): then the
+/// peer must take `close_notify`, then find the end, both after the close returned.
+async fn close_during_writes<
+    T: Transport,
+    F: Future<Output = (Round<T>, Option<ClientConnection>)>,
+>(
+    connect: impl Fn() -> F,
+) {
     let started = Instant::now();
     let mut rounds = 0;
     while rounds < 200 && started.elapsed() < Duration::from_millis(2000) {
         rounds += 1;
-        let (mut socket, peer, _, _selector) = connect().await;
+        let ((mut socket, stream, _, _selector), tls) = connect().await;
         let mut output = socket.open_write_channel(true).unwrap();
         let socket = Arc::new(socket);
         // The peer's reads and what they found, under one lock: a check after the close sees
         // either the end a read found, or the end still waiting (a reset's error, a FIN).
-        let peer = Arc::new(Mutex::new((peer, false)));
+        let peer = Arc::new(Mutex::new(Peer {
+            stream,
+            ended: false,
+            tls,
+            close_notify: false,
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let drainer = std::thread::spawn({
             let (peer, stop) = (Arc::clone(&peer), Arc::clone(&stop));
@@ -242,16 +296,16 @@ async fn close_during_writes<T: Transport, F: Future<Output = Round<T>>>(connect
                 let until = Instant::now() + Duration::from_secs(5);
                 while !stop.load(Ordering::SeqCst) && Instant::now() < until {
                     let mut peer = peer.lock().unwrap();
-                    if peer.1 {
+                    if peer.ended {
                         return;
                     }
-                    match (&peer.0).read(&mut buf) {
-                        Ok(n) if n > 0 => {}
+                    match (&peer.stream).read(&mut buf) {
+                        Ok(n) if n > 0 => peer.took(&buf[..n]),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             drop(peer);
                             std::thread::yield_now();
                         }
-                        _ => peer.1 = true,
+                        _ => peer.ended = true,
                     }
                 }
             }
@@ -277,30 +331,20 @@ async fn close_during_writes<T: Transport, F: Future<Output = Round<T>>>(connect
                 let closing = Instant::now();
                 socket.close();
                 let took = closing.elapsed();
-                let peer = peer.lock().unwrap();
-                let seen = if peer.1 {
+                let mut peer = peer.lock().unwrap();
+                let seen = if peer.ended {
                     "a read found it".to_owned()
                 } else {
-                    match peer.0.take_error() {
+                    match peer.stream.take_error() {
                         Ok(Some(e)) => format!("pending error {e}"),
-                        other => {
-                            // A FIN: a read finds the end after what is queued.
-                            let mut buf = vec![0u8; 1 << 20];
-                            let mut found = format!("nothing ({other:?})");
-                            for _ in 0..10_000 {
-                                match (&peer.0).read(&mut buf) {
-                                    Ok(n) if n > 0 => {}
-                                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                                        break;
-                                    }
-                                    end => {
-                                        found = format!("{end:?}");
-                                        break;
-                                    }
-                                }
+                        // A FIN: a read finds the end after what is queued.
+                        other => match peer.read_queued() {
+                            Some(end) => end,
+                            None if peer.tls.is_some() && !peer.close_notify => {
+                                late_close_notify(&mut peer)
                             }
-                            found
-                        }
+                            None => format!("nothing ({other:?})"),
+                        },
                     }
                 };
                 (seen, took)
@@ -317,4 +361,29 @@ async fn close_during_writes<T: Transport, F: Future<Output = Round<T>>>(connect
              {seen}"
         );
     }
+}
+
+/// Over TLS, the peer found neither the end nor `close_notify` once the close returned: a
+/// graceful close that left its `close_notify` to a task, which must come (within
+/// [`HANG_LIMIT`]), then the end (a FIN, `Ok(0)`); what the peer found ("nothing ..." if not).
+fn late_close_notify(peer: &mut Peer) -> String {
+    let until = Instant::now() + HANG_LIMIT;
+    while Instant::now() < until {
+        match peer.read_queued() {
+            Some(end) if peer.close_notify && end == "Ok(0)" => {
+                return "close_notify sent after the close, then the end".to_owned();
+            }
+            Some(end) => {
+                return format!(
+                    "nothing at the close, then {end} (close_notify: {})",
+                    peer.close_notify
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    format!(
+        "nothing within {HANG_LIMIT:?} (close_notify: {})",
+        peer.close_notify
+    )
 }
