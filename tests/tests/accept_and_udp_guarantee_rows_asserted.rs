@@ -9,10 +9,31 @@ use std::time::Duration;
 use futures_core::Stream;
 use net_io::LineEnding;
 use net_sockets::{
-    Datagram, Error, MAX_DATAGRAM_SIZE_V6, SelectorManager, UnixSocketAddress, a_socket,
+    Datagram, Error, MAX_DATAGRAM_SIZE_V6, SelectorManager, SocketAddress, ToSocketAddress,
+    UnixSocketAddress, a_socket,
 };
 use net_tests::loopback::{connected_pair, next_item, tcp_listener, udp_socket};
 use net_tests::{payload, pending_after_one_poll, within};
+
+/// The message of the error a connect from `local` to `target` fails with, of kind `kind`.
+async fn connect_fails(
+    selector: &SelectorManager,
+    local: impl Into<SocketAddress>,
+    target: impl ToSocketAddress,
+    kind: io::ErrorKind,
+) -> String {
+    let e = within(
+        a_socket(selector)
+            .tcp()
+            .local_address(local)
+            .connect(target),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    assert_eq!(e.kind(), kind, "{e:?}");
+    e.to_string()
+}
 
 /// Row "A datagram over 65,507 bytes (IPv4, ...) or 65,527 bytes (IPv6)": `send` of a
 /// hand-built IPv6 datagram one byte over the limit fails with `Error::DatagramTooLarge`, kind
@@ -319,17 +340,7 @@ async fn a_local_address_that_cannot_be_bound_names_the_target_too() {
     let target = server.local_address();
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = holder.local_addr().unwrap();
-    let e = within(
-        a_socket(&selector)
-            .tcp()
-            .local_address(taken)
-            .connect(target.clone()),
-    )
-    .await
-    .map(|_| ())
-    .unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e:?}");
-    let message = e.to_string();
+    let message = connect_fails(&selector, taken, target.clone(), io::ErrorKind::AddrInUse).await;
     assert!(
         message.contains(&taken.to_string()) && message.contains(&target.to_string()),
         "{message}"
@@ -346,17 +357,13 @@ async fn a_local_address_of_the_other_kind_is_named_with_the_target() {
     let local = dir.path().join("client.sock");
     let listener = tcp_listener(&selector).await;
     let target = listener.local_address();
-    let e = within(
-        a_socket(&selector)
-            .tcp()
-            .local_address(UnixSocketAddress::new(&local))
-            .connect(target.clone()),
+    let message = connect_fails(
+        &selector,
+        UnixSocketAddress::new(&local),
+        target.clone(),
+        io::ErrorKind::InvalidInput,
     )
-    .await
-    .map(|_| ())
-    .unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e:?}");
-    let message = e.to_string();
+    .await;
     assert!(
         message.contains(&*local.to_string_lossy()) && message.contains(&target.to_string()),
         "{message}"
@@ -372,17 +379,13 @@ async fn a_local_address_of_the_other_kind_is_named_with_the_target() {
     .await
     .unwrap();
     let from: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let e = within(
-        a_socket(&selector)
-            .tcp()
-            .local_address(from)
-            .connect(UnixSocketAddress::new(&path)),
+    let message = connect_fails(
+        &selector,
+        from,
+        UnixSocketAddress::new(&path),
+        io::ErrorKind::InvalidInput,
     )
-    .await
-    .map(|_| ())
-    .unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e:?}");
-    let message = e.to_string();
+    .await;
     assert!(
         message.contains("127.0.0.1") && message.contains(&*path.to_string_lossy()),
         "{message}"

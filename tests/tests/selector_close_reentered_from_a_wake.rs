@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
-use net_sockets::{SelectorManager, Socket, a_socket};
+use net_sockets::{SelectorManager, Socket};
+use net_tests::loopback::{connected_pair, tcp_listener};
 
 /// Longer than any close takes here: past it, the closing thread waits on itself.
 const DEADLOCK: Duration = Duration::from_secs(5);
@@ -41,17 +42,8 @@ impl Drop for CloseOnDrop {
 fn connection(runtime: &tokio::runtime::Runtime) -> (SelectorManager, Socket, Socket) {
     runtime.block_on(async {
         let selector = SelectorManager::new();
-        let listener = a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let client = a_socket(&selector)
-            .tcp()
-            .connect(listener.local_address())
-            .await
-            .unwrap();
-        let server = listener.accept().await.unwrap();
+        let listener = tcp_listener(&selector).await;
+        let (client, server) = connected_pair(&selector, &listener).await;
         (selector, client, server)
     })
 }

@@ -40,8 +40,16 @@ async fn read_all(peer: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     got
 }
 
-fn data() -> Vec<u8> {
-    (0..SLICES).map(|i| (i % 251) as u8).collect()
+/// Writes `SLICES` bytes one a slice through `stream`, and checks that `peer` reads them all,
+/// in order, then the end.
+async fn sends_every_byte_in_order(
+    stream: &mut (impl AsyncWrite + Unpin),
+    peer: &mut (impl AsyncRead + Unpin),
+) {
+    let data: Vec<u8> = (0..SLICES).map(|i| (i % 251) as u8).collect();
+    let (_, got) = tokio::join!(write_one_byte_slices(stream, &data), read_all(peer));
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the bytes arrived out of order");
 }
 
 #[tokio::test]
@@ -50,13 +58,7 @@ async fn a_vectored_write_of_more_slices_than_iov_max_over_tcp_sends_them_all() 
     let server = tcp_listener(&selector).await;
     let (mut client, socket) = raw_peer_of(&server).await;
     let mut stream = socket.into_stream().unwrap();
-    let data = data();
-    let (_, got) = tokio::join!(
-        write_one_byte_slices(&mut stream, &data),
-        read_all(&mut client)
-    );
-    assert_eq!(got.len(), data.len());
-    assert!(got == data, "the bytes arrived out of order");
+    sends_every_byte_in_order(&mut stream, &mut client).await;
 }
 
 #[tokio::test]
@@ -72,13 +74,7 @@ async fn a_vectored_write_of_more_slices_than_iov_max_over_unix_sends_them_all()
     let mut client = tokio::net::UnixStream::connect(&path).await.unwrap();
     let socket = within(listener.accept()).await.unwrap();
     let mut stream = socket.into_stream().unwrap();
-    let data = data();
-    let (_, got) = tokio::join!(
-        write_one_byte_slices(&mut stream, &data),
-        read_all(&mut client)
-    );
-    assert_eq!(got.len(), data.len());
-    assert!(got == data, "the bytes arrived out of order");
+    sends_every_byte_in_order(&mut stream, &mut client).await;
 }
 
 /// More empty slices than `IOV_MAX` before the bytes: the write still takes bytes (a write

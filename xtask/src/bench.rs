@@ -306,8 +306,6 @@ mod tests {
     /// executable it built when asked for JSON messages.
     #[test]
     fn netbench_does_not_outlive_xtask() {
-        use std::io::{BufRead, BufReader};
-        use std::process::Stdio;
         use std::time::{Duration, Instant};
         if let Some(pid_file) = std::env::var_os(DYING_XTASK) {
             // The dying xtask: run the benchmark on another thread, say netbench's PID once it
@@ -358,44 +356,15 @@ mod tests {
                 netbench.display()
             ),
         );
-        let mut parent = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "bench::tests::netbench_does_not_outlive_xtask",
-                "--nocapture",
-            ])
-            .env(DYING_XTASK, &pid_file)
-            .env("CARGO", &cargo)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("rerun the test binary");
-        let out = BufReader::new(parent.stdout.take().expect("stdout"));
-        let pid: u32 = out
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.strip_prefix("NETBENCH ")
-                    .map(|p| p.trim().parse().expect("netbench's pid"))
-            })
-            .expect("the dying xtask printed netbench's PID");
-        assert!(parent.wait().expect("wait").success());
-        // Alive: listed and not a zombie (`/proc/PID/stat`: "PID (COMM) STATE ...").
-        let alive = || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                stat.rsplit_once(") ")
-                    .is_some_and(|(_, rest)| !rest.starts_with('Z'))
-            })
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while alive() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let survived = alive();
-        if survived {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
+        let pid = crate::test_support::rerun_for_pid(
+            "bench::tests::netbench_does_not_outlive_xtask",
+            &[
+                (DYING_XTASK, pid_file.as_os_str()),
+                ("CARGO", cargo.as_os_str()),
+            ],
+            "NETBENCH ",
+        );
+        let survived = crate::test_support::outlives(pid);
         let _ = std::fs::remove_dir_all(&dir);
         assert!(!survived, "netbench ({pid}) outlived xtask by 5 s");
     }

@@ -124,7 +124,6 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader};
     use std::time::{Duration, Instant};
 
     /// Set in the copy of this test binary that starts a child and dies at once.
@@ -156,13 +155,32 @@ mod tests {
             println!("CHILD {}", child.id());
             std::process::exit(0);
         }
-        let mut parent = Command::new(env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "tests::a_child_does_not_outlive_xtask",
-                "--nocapture",
-            ])
-            .env(PARENT_ENV, "1")
+        let pid = test_support::rerun_for_pid(
+            "tests::a_child_does_not_outlive_xtask",
+            &[(PARENT_ENV, OsStr::new("1"))],
+            "CHILD ",
+        );
+        assert!(
+            !test_support::outlives(pid),
+            "the child {pid} outlived its parent by 5 s"
+        );
+    }
+}
+
+/// What xtask's tests that check a child dies with its parent share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::ffi::OsStr;
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// Runs `test` of this test binary again, with `envs` set, as a parent that starts a
+    /// process, prints `PREFIX PID` for it and ends without its destructors; that PID.
+    pub(crate) fn rerun_for_pid(test: &str, envs: &[(&str, &OsStr)], prefix: &str) -> u32 {
+        let mut parent = Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", test, "--nocapture"])
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .expect("rerun the test binary");
@@ -171,13 +189,17 @@ mod tests {
             .lines()
             .map_while(Result::ok)
             .find_map(|l| {
-                l.strip_prefix("CHILD ")
-                    .map(|p| p.trim().parse().expect("pid"))
+                l.strip_prefix(prefix)
+                    .map(|p| p.trim().parse().expect("a PID"))
             })
-            .expect("the parent printed its child's PID");
+            .expect("the parent printed the PID of what it started");
         assert!(parent.wait().expect("wait").success());
-        // The orphan, if any, is reaped by init at once when it ends: poll for it to go.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        pid
+    }
+
+    /// Whether `pid` still runs 5 s on (an orphan is reaped by init at once when it ends, so
+    /// it is polled for); killed then if it does.
+    pub(crate) fn outlives(pid: u32) -> bool {
         // Alive: listed and not a zombie (`/proc/PID/stat`: "PID (COMM) STATE ...").
         let alive = || {
             std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
@@ -185,6 +207,7 @@ mod tests {
                     .is_some_and(|(_, rest)| !rest.starts_with('Z'))
             })
         };
+        let deadline = Instant::now() + Duration::from_secs(5);
         while alive() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -194,6 +217,6 @@ mod tests {
                 .args(["-KILL", &pid.to_string()])
                 .status();
         }
-        assert!(!survived, "the child {pid} outlived its parent by 5 s");
+        survived
     }
 }
