@@ -293,6 +293,17 @@ pub fn output(command: &mut Command) -> std::io::Result<Output> {
     .wait_with_output()
 }
 
+/// Runs `openssl` with `args` in `dir` (started through [`spawn`]), and panics with its output
+/// if it fails: for keys and certificates a test makes with the tool its users have.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = output(Command::new("openssl").args(args).current_dir(dir)).expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// As `command.status()`, started through [`spawn`].
 ///
 /// # Errors

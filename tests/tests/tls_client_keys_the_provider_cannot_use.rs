@@ -1,24 +1,9 @@
 //! A client certificate whose key the crypto provider cannot sign with, given in PEM or DER.
 
-use std::path::Path;
-
 use net_tests::TempDir;
+use net_tests::harness::openssl;
 use net_tls::rustls::pki_types::pem::PemObject;
 use net_tls::{CertificateDer, Error, PrivateKeyDer, TlsConfig};
-
-/// Runs `openssl` with `args` in `dir`, and panics with its output if it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A client certificate with a 1,024-bit RSA key (which neither `ring` nor `aws-lc-rs` signs
 /// with) is refused: from PEM by `client_certificate_pem`, `Error::Pem` saying which keys are

@@ -7,26 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use net_sockets::{SelectorManager, ServerSocket, a_socket};
-use net_tests::harness::{Process, path_arg};
+use net_tests::harness::{Process, openssl, path_arg};
 use net_tests::pki::{Pki, TestCa};
 use net_tests::tls::connect;
 use net_tests::{TempDir, within};
 use net_tls::rustls;
 use net_tls::{CertificateDer, Error, TlsConfig, TlsExt, TlsServerConfig, TlsSocket};
-
-/// Runs `openssl` with `args` in `dir`, and panics with its output if it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A self-signed certificate for `localhost` made by `openssl req` with the key in `key`
 /// (in `dir`); its PEM file's path.

@@ -5,25 +5,11 @@
 use std::path::Path;
 
 use net_sockets::SelectorManager;
-use net_tests::harness::{Process, path_arg, port_at_end};
+use net_tests::harness::{Process, openssl, path_arg, port_at_end};
 use net_tests::loopback::connect;
 use net_tests::{TempDir, within};
 use net_tls::rustls::{self, AlertDescription, CertificateError, SignatureScheme};
 use net_tls::{Error, TlsConfig, TlsExt, TlsVersion};
-
-/// Runs `openssl` with `args` in `dir`, and panics with its output if it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Makes `<name>.key` and `<name>.pem` in `dir`: a self-signed certificate, as a device makes
 /// for itself, with a key of `newkey` (an `openssl req -newkey` argument) and its options.
