@@ -3,44 +3,13 @@
 //! so, once (the `closed` event, logged as the close began, said `reset=false`).
 
 use std::io::Write as _;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use net_io::LineEnding;
 use net_sockets::SelectorManager;
+use net_tests::logs::Every;
 use net_tests::loopback::{accepted_with_full_buffers, tcp_listener};
 use net_tests::within;
-
-/// The `net_sockets` events, each as its message then its other fields (`name=value`).
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<String>>>);
-
-impl tracing::Subscriber for Events {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        metadata.target().starts_with("net_sockets")
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut message = String::new();
-        let mut fields = String::new();
-        event.record(
-            &mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
-                if field.name() == "message" {
-                    message = format!("{value:?}");
-                } else {
-                    fields.push_str(&format!(" {}={value:?}", field.name()));
-                }
-            },
-        );
-        self.0.lock().unwrap().push(format!("{message}{fields}"));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
 
 /// The peer pipelines two requests and reads nothing (the kernel's buffers are full): the
 /// answer to the first is held back while the second waits to be read, the close leaves it
@@ -54,7 +23,7 @@ fn a_shutdown_that_resets_held_back_answers_logs_the_reset() {
 }
 
 fn a_shutdown_resets_held_back_answers(by_selector: bool) {
-    let events = Events::default();
+    let events = Every::default();
     let _default = tracing::subscriber::set_default(events.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -89,7 +58,7 @@ fn a_shutdown_resets_held_back_answers(by_selector: bool) {
         drop(peer);
     });
     drop(runtime);
-    let events = events.0.lock().unwrap().clone();
+    let events = events.lines();
     let resets = events
         .iter()
         .filter(|line| *line == "held-back answers not delivered: connection reset")
