@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use net_sockets::{SelectorManager, a_socket};
+use net_tests::loopback::tcp_listener;
 use net_tests::within;
 
 /// `reuse_address: None` on a TCP listener is `SO_REUSEADDR` on, not the OS's default (off);
@@ -31,11 +32,7 @@ async fn reuse_address_left_none_is_on_for_a_tcp_listener_only() {
         !reuse(Some(false)).await,
         "Some(false): the OS's default, off"
     );
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     let client = within(
         a_socket(&selector)
             .tcp()
@@ -52,11 +49,7 @@ async fn reuse_address_left_none_is_on_for_a_tcp_listener_only() {
 #[tokio::test]
 async fn keep_alive_left_none_is_on_when_a_parameter_is_set() {
     let selector = SelectorManager::new();
-    let listener = a_socket(&selector)
-        .tcp()
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let listener = tcp_listener(&selector).await;
     for (keep_alive, idle, expected) in [
         (None, Some(Duration::from_secs(7)), true),
         (Some(false), Some(Duration::from_secs(7)), false),

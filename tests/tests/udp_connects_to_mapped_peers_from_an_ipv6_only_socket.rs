@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use net_sockets::{Datagram, Error, SelectorManager, a_socket};
 use net_tests::harness::{rerun_self_in_own_netns, run_if_child};
+use net_tests::loopback::udp_socket;
 use net_tests::within;
 
 const CHILD: &str = "NET_TESTS_UDP_MAPPED_V6ONLY_CHILD";
@@ -44,11 +45,7 @@ fn a_udp_connect_to_a_mapped_peer_from_an_ipv6_only_socket_is_invalid_input_chil
     run_if_child(CHILD, async {
         std::fs::write("/proc/sys/net/ipv6/bindv6only", "1").unwrap();
         let selector = SelectorManager::new();
-        let peer = a_socket(&selector)
-            .udp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
+        let peer = udp_socket(&selector).await;
         let port = peer.local_address().port().unwrap();
         let plain = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let mapped = SocketAddr::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), port);
