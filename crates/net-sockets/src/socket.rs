@@ -418,6 +418,9 @@ impl<T: Transport> Socket<T> {
     /// Waits until a graceful shutdown of the listener that accepted this socket (or of its
     /// selector) begins: the moment to finish the exchange under way, say goodbye, and close.
     ///
+    /// The future may be pinned once and polled again after it completed (a `select!` on
+    /// `&mut` it in a loop that goes round once more): it is ready again.
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: made to be a branch of `tokio::select!` beside a read.
@@ -442,8 +445,8 @@ impl<T: Transport> Socket<T> {
     /// connection.close_gracefully(std::time::Duration::from_secs(1)).await
     /// # }
     /// ```
-    pub async fn shutdown_requested(&self) {
-        self.link.conn.draining.requested().await;
+    pub fn shutdown_requested(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.link.conn.draining.requested()
     }
 
     /// Whether a graceful shutdown of this socket's listener or selector began.
