@@ -23,13 +23,14 @@ use crate::{Error, Result, SocketAddress};
 /// # let _ = builder; }
 /// ```
 ///
-/// `None` leaves the operating system's default, but for two options: `reuse_address`, which `None`
-/// turns on for TCP listeners (`Some(false)` leaves them the OS's off), and `keep_alive`, which
-/// `None` turns on when a `keep_alive_*` parameter is set. Options that do not apply to a kind of
-/// socket (TCP options on UDP, `broadcast` on TCP, the TCP and IP options on Unix sockets:
-/// `no_delay`, keep-alive, `tcp_user_timeout`, `type_of_service`, `reuse_address`, `reuse_port`)
-/// are ignored there, also with a value the OS would refuse. The buffer sizes a listener is built
-/// with reach each socket it accepts, Unix ones included (whose OS does not pass a listener's on).
+/// `None` leaves the operating system's default, but for two options: `reuse_address`, which
+/// `None` turns on for TCP listeners (`Some(false)` leaves them the OS's off), and `keep_alive`,
+/// which `None` turns on when a `keep_alive_*` parameter is set. Options that do not apply to a
+/// kind of socket (TCP options and `linger` on UDP, whose close never waits; `broadcast` on TCP;
+/// the TCP and IP options on Unix sockets: `no_delay`, keep-alive, `tcp_user_timeout`,
+/// `type_of_service`, `reuse_address`, `reuse_port`) are ignored there, also with a value the
+/// OS would refuse. The buffer sizes a listener is built with reach each socket it accepts, Unix
+/// ones included (whose OS does not pass a listener's on).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SocketOptions {
