@@ -25,6 +25,9 @@
 //! connect's `connect_timeout`. It bounds silence, not the whole response: one that keeps
 //! coming, however slowly, is printed to its end. The TLS handshake has its own limit of 10
 //! seconds.
+//!
+//! A stdout that takes nothing more (`| head -c1`) makes the program fail with status 1
+//! (`cannot write to stdout: ...`), also after it ends its TLS session cleanly.
 
 // The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
 #![allow(rustdoc::broken_intra_doc_links)]
@@ -98,36 +101,12 @@ async fn fetch(args: Args, host: String, port: u16) -> anyhow::Result<()> {
     output.flush().await?;
 
     let mut input = tls.open_read_channel()?;
-    let mut stdout = tokio::io::stdout();
-    let mut buffer = vec![0; 16 * 1024];
-    // The response as it comes, escaped: a hostile server cannot drive the terminal.
-    let mut response = PeerBytes::default();
-    let mut shown = String::new();
-    let ended = loop {
-        let n = match input.read_available(&mut buffer).await {
-            Ok(0) => break Ok(()),
-            Ok(n) => n,
-            Err(e) => break Err(e),
-        };
-        shown.clear();
-        response.push(&buffer[..n], &mut shown);
-        stdout
-            .write_all(shown.as_bytes())
-            .await
-            .context(STDOUT_GONE)?;
-        stdout.flush().await.context(STDOUT_GONE)?;
-    };
-    // What waited for more: a CR, the start of a character.
-    shown.clear();
-    response.finish(&mut shown);
-    stdout
-        .write_all(shown.as_bytes())
-        .await
-        .context(STDOUT_GONE)?;
-    stdout.flush().await.context(STDOUT_GONE)?;
+    let printed = print_response(&mut input).await;
     // Ends the session cleanly (`close_notify`, then FIN) also when giving up on a silent
-    // server: the server sees a client that left, not a cut connection.
+    // server, or on a stdout that is gone (`| head -c1`): the server sees a client that left,
+    // not a cut connection.
     tls.close();
+    let ended = printed.context(STDOUT_GONE)?;
     match ended {
         Ok(()) => {}
         Err(net_io::Error::Timeout) => anyhow::bail!(
@@ -139,6 +118,35 @@ async fn fetch(args: Args, host: String, port: u16) -> anyhow::Result<()> {
     }
     selector.close();
     Ok(())
+}
+
+/// Copies the response to stdout as it comes, escaped (a hostile server cannot drive the
+/// terminal), until its end or a failed read: `Err` when stdout does not take it, else how the
+/// response ended (what arrived before a failed read is printed first).
+async fn print_response(
+    input: &mut net_io::ByteReadChannel,
+) -> std::io::Result<Result<(), net_io::Error>> {
+    let mut stdout = tokio::io::stdout();
+    let mut buffer = vec![0; 16 * 1024];
+    let mut response = PeerBytes::default();
+    let mut shown = String::new();
+    let ended = loop {
+        let n = match input.read_available(&mut buffer).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        shown.clear();
+        response.push(&buffer[..n], &mut shown);
+        stdout.write_all(shown.as_bytes()).await?;
+        stdout.flush().await?;
+    };
+    // What waited for more: a CR, the start of a character.
+    shown.clear();
+    response.finish(&mut shown);
+    stdout.write_all(shown.as_bytes()).await?;
+    stdout.flush().await?;
+    Ok(ended)
 }
 
 /// The `Host` header's value: the host (an IPv6 literal in brackets), and the port unless it
