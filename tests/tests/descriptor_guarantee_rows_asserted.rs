@@ -1,0 +1,396 @@
+//! Claims of the Unix-path, local-address, peer-display, backlog and path-limit rows of
+//! `guarantees.md` that none of the tests the rows named asserted.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+
+use net_sockets::{Error, SelectorManager, UnixSocketAddress, a_socket};
+use net_tests::harness::{rerun_self_alone, run_if_child};
+use net_tests::loopback::tcp_listener;
+use net_tests::{TempDir, within};
+
+const CHILD: &str = "NET_TESTS_DESCRIPTOR_ROWS_CHILD";
+
+/// A Unix listener bound to `address`.
+async fn unix_listener(
+    selector: &SelectorManager,
+    address: UnixSocketAddress,
+) -> net_sockets::ServerSocket {
+    within(a_socket(selector).tcp().bind(address))
+        .await
+        .unwrap()
+}
+
+/// The error of a connect from the Unix path `local` to `target`.
+async fn unix_connect_fails(selector: &SelectorManager, local: &Path, target: &Path) -> Error {
+    within(
+        a_socket(selector)
+            .tcp()
+            .local_address(UnixSocketAddress::new(local))
+            .connect(UnixSocketAddress::new(target)),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err()
+}
+
+/// Row "A Unix listener (or a connecting socket's `local_address`) bound to a relative path,
+/// after which the process changed its working directory": the close removes the file where
+/// the bind made it, "not one at the same relative path in the new directory". (The named test
+/// had nothing at that path in the new directory.) Here a socket file someone else serves sits
+/// there, for the listener and for the client, and both stay, still served.
+#[test]
+fn a_file_at_the_same_relative_path_in_the_new_directory_is_left() {
+    rerun_self_alone(
+        "a_file_at_the_same_relative_path_in_the_new_directory_is_left_child",
+        CHILD,
+        "the new directory's file left",
+    );
+}
+
+#[test]
+fn a_file_at_the_same_relative_path_in_the_new_directory_is_left_child() {
+    run_if_child(CHILD, async {
+        let selector = SelectorManager::new();
+        let bound_in = TempDir::new("rows-relative-bound");
+        let later_in = TempDir::new("rows-relative-later");
+        let served = |dir: &TempDir, name: &str| {
+            std::os::unix::net::UnixListener::bind(dir.join(name)).unwrap()
+        };
+        std::env::set_current_dir(bound_in.path()).unwrap();
+        let listener = unix_listener(&selector, UnixSocketAddress::new("rel.sock")).await;
+        let others = served(&later_in, "rel.sock");
+        std::env::set_current_dir(later_in.path()).unwrap();
+        listener.close();
+        assert!(!bound_in.join("rel.sock").exists(), "the bound file stayed");
+        assert!(
+            later_in.join("rel.sock").exists(),
+            "the close removed the file at the same relative path in the new directory"
+        );
+        // Still the other listener's: a client reaches it.
+        let client = std::os::unix::net::UnixStream::connect(later_in.join("rel.sock")).unwrap();
+        others.accept().unwrap();
+        drop(client);
+
+        // A connecting socket's relative `local_address`.
+        std::env::set_current_dir(bound_in.path()).unwrap();
+        let server =
+            unix_listener(&selector, UnixSocketAddress::new(bound_in.join("srv.sock"))).await;
+        let client = within(
+            a_socket(&selector)
+                .tcp()
+                .local_address(UnixSocketAddress::new("client.sock"))
+                .connect(UnixSocketAddress::new(bound_in.join("srv.sock"))),
+        )
+        .await
+        .unwrap();
+        let others_client = served(&later_in, "client.sock");
+        std::env::set_current_dir(later_in.path()).unwrap();
+        client.close();
+        within(client.await_closed()).await;
+        assert!(
+            !bound_in.join("client.sock").exists(),
+            "the client's file stayed"
+        );
+        assert!(
+            later_in.join("client.sock").exists(),
+            "the client's close removed the file at its relative path in the new directory"
+        );
+        drop(others_client);
+        server.close();
+        std::env::set_current_dir("/").unwrap();
+        println!("the new directory's file left");
+    });
+}
+
+/// Row "A Unix listener bound where a socket file is left behind ..., or where any file is; so
+/// a connecting socket's `local_address`": a connect whose `local_address` is a directory or a
+/// file that is not a socket fails with `AddrInUse`, its message naming the path and saying
+/// what is there (a left-behind socket file: the likely cause), and what is there stays. (The
+/// named tests said what is there for a listener's `bind` only.)
+#[tokio::test]
+async fn a_connects_local_address_where_a_file_is_says_what_is_there() {
+    let selector = SelectorManager::new();
+    let dir = TempDir::new("rows-local-over");
+    let target = dir.join("server.sock");
+    let listener = unix_listener(&selector, UnixSocketAddress::new(&target)).await;
+    let directory = dir.join("a-directory");
+    std::fs::create_dir(&directory).unwrap();
+    let file = dir.write("a-plain-file", b"precious");
+    let stale = dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    for (local, says) in [
+        (&directory, "a directory is at"),
+        (&file, "not a socket"),
+        (&stale, "left behind"),
+    ] {
+        let e = unix_connect_fails(&selector, local, &target).await;
+        assert_eq!(e.kind(), ErrorKind::AddrInUse, "{local:?}: {e:?}");
+        let message = e.to_string();
+        assert!(
+            message.contains(&*local.to_string_lossy()) && message.contains(says),
+            "{local:?}: {message}"
+        );
+    }
+    assert!(directory.is_dir());
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+    assert!(stale.exists(), "the left-behind file was removed");
+    listener.close();
+}
+
+/// Row "A `connect` whose `local_address` cannot be bound": every failure's message names the
+/// target as well as the local address (the named tests checked the target for `AddrInUse`
+/// only), and "nothing is left open": the process's descriptor count is where it was after
+/// each (checked in a child process of its own, where no other test opens descriptors).
+#[test]
+fn every_local_address_failure_names_the_target_and_leaves_nothing_open() {
+    rerun_self_alone(
+        "every_local_address_failure_names_the_target_and_leaves_nothing_open_child",
+        CHILD,
+        "local address failures asserted",
+    );
+}
+
+#[test]
+fn every_local_address_failure_names_the_target_and_leaves_nothing_open_child() {
+    run_if_child(CHILD, async {
+        let selector = SelectorManager::new();
+        let server = tcp_listener(&selector).await;
+        let target = server.local_address();
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = holder.local_addr().unwrap();
+        let foreign = SocketAddr::from(([192, 0, 2, 1], 0));
+        let dir = TempDir::new("rows-local-target");
+        let unix_target = dir.join("server.sock");
+        let unix_server = unix_listener(&selector, UnixSocketAddress::new(&unix_target)).await;
+        let missing = dir.join("missing").join("client.sock");
+        // One of each first, so that whatever the runtime opens once is open before the count.
+        for round in 0..2 {
+            let before = net_tests::probe::fd_count();
+            for (local, kind) in [
+                (taken, ErrorKind::AddrInUse),
+                (foreign, ErrorKind::AddrNotAvailable),
+            ] {
+                let e = within(
+                    a_socket(&selector)
+                        .tcp()
+                        .local_address(local)
+                        .connect(target.clone()),
+                )
+                .await
+                .map(|_| ())
+                .unwrap_err();
+                assert_eq!(e.kind(), kind, "{e:?}");
+                let message = e.to_string();
+                assert!(
+                    message.contains(&local.to_string()) && message.contains(&target.to_string()),
+                    "{message}"
+                );
+            }
+            let e = unix_connect_fails(&selector, &missing, &unix_target).await;
+            assert_eq!(e.kind(), ErrorKind::NotFound, "{e:?}");
+            let message = e.to_string();
+            assert!(
+                message.contains(&*missing.to_string_lossy())
+                    && message.contains(&*unix_target.to_string_lossy()),
+                "{message}"
+            );
+            if round == 1 {
+                assert_eq!(
+                    net_tests::probe::fd_count(),
+                    before,
+                    "descriptors left open by the failed connects"
+                );
+            }
+        }
+        drop(holder);
+        unix_server.close();
+        server.close();
+        println!("local address failures asserted");
+    });
+}
+
+/// What a subscriber saw of the `connection` spans of the `net_*` crates: each one's fields.
+#[derive(Clone, Default)]
+struct ConnectionSpans(Arc<Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for ConnectionSpans {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target().starts_with("net_")
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        /// The span's fields, as `name=value` (a `%` field's value as its `Display` shows it).
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write as _;
+                let _ = write!(self.0, " {}={value:?}", field.name());
+            }
+        }
+        if span.metadata().name() == "connection" {
+            let mut fields = Fields(String::new());
+            span.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Row "A Unix client bound to a path (or abstract name) with control characters": `Display`
+/// escapes them "for a path as for an abstract name", and so does the `connection` span's
+/// `remote`. (The named tests bound clients to paths only, and looked at `Display` alone.)
+#[test]
+fn an_abstract_peer_name_with_control_characters_is_shown_escaped_in_the_span_too() {
+    let spans = ConnectionSpans::default();
+    let _default = tracing::subscriber::set_default(spans.clone());
+    let shown_all = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let selector = SelectorManager::new();
+            let dir = TempDir::new("rows-abstract-display");
+            let server_path = dir.join("server.sock");
+            let listener = unix_listener(&selector, UnixSocketAddress::new(&server_path)).await;
+            let name = format!(
+                "\0rows-{}-c\nINFO forged\u{1b}[2J\u{2028}\u{202e}x",
+                std::process::id()
+            );
+            let escaped = format!(
+                "@rows-{}-c\\nINFO forged\\u{{1b}}[2J\\u{{2028}}\\u{{202e}}x",
+                std::process::id()
+            );
+            let path_client = dir.join("p\nINFO forged\u{1b}[2J\u{2028}\u{202e}y");
+            let mut shown_all = Vec::new();
+            for (local, shown) in [
+                (UnixSocketAddress::new(&name), escaped),
+                (
+                    UnixSocketAddress::new(&path_client),
+                    format!(
+                        "{}/p\\nINFO forged\\u{{1b}}[2J\\u{{2028}}\\u{{202e}}y",
+                        dir.path().display()
+                    ),
+                ),
+            ] {
+                let client = within(
+                    a_socket(&selector)
+                        .tcp()
+                        .local_address(local)
+                        .connect(UnixSocketAddress::new(&server_path)),
+                )
+                .await
+                .unwrap();
+                let accepted = within(listener.accept()).await.unwrap();
+                assert_eq!(accepted.remote_address().to_string(), shown);
+                assert_eq!(client.local_address().to_string(), shown);
+                drop((client, accepted));
+                shown_all.push(shown);
+            }
+            listener.close();
+            shown_all
+        });
+    let spans = spans.0.lock().unwrap().clone();
+    for raw in ["\n", "\u{1b}", "\u{2028}", "\u{202e}"] {
+        assert!(
+            spans.iter().all(|fields| !fields.contains(raw)),
+            "a raw {raw:?} in a connection span: {spans:?}"
+        );
+    }
+    for shown in &shown_all {
+        assert!(
+            spans
+                .iter()
+                .any(|fields| fields.contains(&format!(" remote={shown}"))),
+            "no connection span's remote is {shown:?}: {spans:?}"
+        );
+    }
+}
+
+/// Row "A Unix listener's backlog is full": the `connect` fails with `EAGAIN` "at once", on its
+/// first poll, never waiting. (The named test bounded it by the hang limit only.)
+#[tokio::test]
+async fn a_connect_to_a_full_unix_backlog_fails_on_its_first_poll() {
+    let selector = SelectorManager::new();
+    let dir = TempDir::new("rows-unix-backlog");
+    let path = dir.join("full.sock");
+    let _listener = within(
+        a_socket(&selector)
+            .tcp()
+            .backlog(0)
+            .bind(UnixSocketAddress::new(&path)),
+    )
+    .await
+    .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut connect = pin!(
+            a_socket(&selector)
+                .tcp()
+                .connect(UnixSocketAddress::new(&path))
+        );
+        // Its first poll, and what it gave.
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(connect.as_mut(), cx))
+        })
+        .await;
+        let (waited, outcome) = match first {
+            std::task::Poll::Ready(outcome) => (false, outcome),
+            std::task::Poll::Pending => (true, within(connect).await),
+        };
+        match outcome {
+            Ok(socket) => held.push(socket),
+            Err(e) => {
+                assert!(
+                    matches!(&e, Error::Io(io) if io.raw_os_error() == Some(libc::EAGAIN)),
+                    "{e:?}"
+                );
+                assert!(
+                    !waited,
+                    "the connect to the full backlog waited before it failed"
+                );
+                return;
+            }
+        }
+    }
+    panic!("the backlog never filled");
+}
+
+/// Row "A Unix socket path longer than this crate puts in a socket address": an abstract name of
+/// 109 bytes fails "the same way", `bind` and `connect` alike: `InvalidInput`, the message
+/// naming the name, its length and the limit. (The named test bound it only, and looked for its
+/// length alone.)
+#[tokio::test]
+async fn an_abstract_name_too_long_is_refused_naming_it_its_length_and_the_limit() {
+    let selector = SelectorManager::new();
+    let base = format!("\0rows-{}-too-long-", std::process::id());
+    let name = format!("{base}{}", "q".repeat(109 - base.len()));
+    assert_eq!(name.len(), 109);
+    for connect in [false, true] {
+        let builder = a_socket(&selector).tcp();
+        let address = UnixSocketAddress::new(&name);
+        let e = if connect {
+            within(builder.connect(address))
+                .await
+                .map(|_| ())
+                .unwrap_err()
+        } else {
+            within(builder.bind(address)).await.map(|_| ()).unwrap_err()
+        };
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e:?}");
+        let message = e.to_string();
+        assert!(
+            message.contains(&base[1..])
+                && message.contains("109 bytes")
+                && message.contains("108"),
+            "connect {connect}: {message}"
+        );
+    }
+}
