@@ -394,3 +394,110 @@ async fn an_abstract_name_too_long_is_refused_naming_it_its_length_and_the_limit
         );
     }
 }
+
+/// Row "A `std` socket to adopt ... that holds a descriptor of the wrong type, family or IP
+/// protocol": "a listening TCP or Unix stream socket is taken whatever its wrapper: a Unix
+/// listener in a `TcpListener` becomes a Unix `ServerSocket`" (and a TCP one in a
+/// `UnixListener` a TCP one), and "Multipath TCP is taken as TCP, as TCP peers reach it", a
+/// listener and a connected stream. (The named tests refused sockets only.) The Multipath TCP
+/// part is skipped where the kernel has none.
+#[tokio::test]
+async fn listeners_are_taken_whatever_their_wrapper_and_multipath_tcp_as_tcp() {
+    use std::io::{Read, Write};
+    use std::os::fd::OwnedFd;
+
+    use net_sockets::{ServerSocket, Socket, SocketAddress};
+
+    let selector = SelectorManager::new();
+    let dir = TempDir::new("rows-adopt-wrapper");
+    let path = dir.join("listener.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let adopted =
+        ServerSocket::from_std(&selector, std::net::TcpListener::from(OwnedFd::from(unix)))
+            .unwrap();
+    assert_eq!(
+        adopted.local_address(),
+        SocketAddress::Unix(UnixSocketAddress::new(&path))
+    );
+    let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let accepted = within(adopted.accept()).await.unwrap();
+    assert!(
+        accepted.remote_address().as_unix().is_some(),
+        "{accepted:?}"
+    );
+    client.write_all(b"u").unwrap();
+    let mut connection = accepted.connection().unwrap();
+    assert_eq!(
+        &within(connection.input.read_bytes(1)).await.unwrap()[..],
+        b"u"
+    );
+    adopted.close();
+
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = tcp.local_addr().unwrap();
+    let adopted = ServerSocket::from_std(
+        &selector,
+        std::os::unix::net::UnixListener::from(OwnedFd::from(tcp)),
+    )
+    .unwrap();
+    assert_eq!(adopted.local_address(), SocketAddress::from(address));
+    let client = std::net::TcpStream::connect(address).unwrap();
+    let accepted = within(adopted.accept()).await.unwrap();
+    assert_eq!(
+        accepted.remote_address(),
+        SocketAddress::from(client.local_addr().unwrap())
+    );
+    adopted.close();
+
+    /// `IPPROTO_MPTCP`.
+    const MPTCP: i32 = 262;
+    let multipath = || {
+        socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::from(MPTCP)),
+        )
+    };
+    let Ok(raw) = multipath() else {
+        eprintln!("no Multipath TCP here: that part skipped");
+        return;
+    };
+    raw.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    raw.listen(8).unwrap();
+    let address = raw.local_addr().unwrap().as_socket().unwrap();
+    let adopted =
+        ServerSocket::from_std(&selector, std::net::TcpListener::from(OwnedFd::from(raw))).unwrap();
+    // A TCP peer reaches it.
+    let mut client = std::net::TcpStream::connect(address).unwrap();
+    let accepted = within(adopted.accept()).await.unwrap();
+    client.write_all(b"m").unwrap();
+    let mut connection = accepted.connection().unwrap();
+    assert_eq!(
+        &within(connection.input.read_bytes(1)).await.unwrap()[..],
+        b"m"
+    );
+    // A connected Multipath TCP stream is taken too, and reaches a TCP peer.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let raw = multipath().unwrap();
+    raw.connect(&server.local_addr().unwrap().into()).unwrap();
+    let (mut peer, _) = server.accept().unwrap();
+    let socket =
+        Socket::from_std(&selector, std::net::TcpStream::from(OwnedFd::from(raw))).unwrap();
+    assert_eq!(
+        socket.remote_address(),
+        SocketAddress::from(server.local_addr().unwrap())
+    );
+    let mut connection = socket.connection().unwrap();
+    connection
+        .output
+        .write_bytes(bytes::Bytes::from_static(b"s"))
+        .await
+        .unwrap();
+    connection.output.flush().await.unwrap();
+    let mut got = [0];
+    peer.set_read_timeout(Some(net_tests::HANG_LIMIT)).unwrap();
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"s");
+    adopted.close();
+}
