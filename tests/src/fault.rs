@@ -280,3 +280,26 @@ pub async fn reset_arrived(peer: tokio::net::TcpStream) {
     })
     .await;
 }
+
+/// Sends `bytes` on `peer` with `passed` attached (one `SCM_RIGHTS` control message, laid out
+/// as glibc's `cmsghdr` on a 64-bit target: the length, a `size_t`; the level; the type; the
+/// descriptor; padding).
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+pub fn send_with_a_descriptor(
+    peer: &std::os::unix::net::UnixStream,
+    bytes: &[u8],
+    passed: &impl std::os::fd::AsRawFd,
+) {
+    assert_eq!(std::mem::size_of::<libc::cmsghdr>(), 16);
+    let mut control = Vec::with_capacity(24);
+    control.extend_from_slice(&20usize.to_ne_bytes());
+    control.extend_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+    control.extend_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
+    control.extend_from_slice(&passed.as_raw_fd().to_ne_bytes());
+    control.extend_from_slice(&[0; 4]);
+    let bufs = [std::io::IoSlice::new(bytes)];
+    let message = socket2::MsgHdr::new()
+        .with_buffers(&bufs)
+        .with_control(&control);
+    socket2::SockRef::from(peer).sendmsg(&message, 0).unwrap();
+}

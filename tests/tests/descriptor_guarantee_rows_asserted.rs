@@ -501,3 +501,100 @@ async fn listeners_are_taken_whatever_their_wrapper_and_multipath_tcp_as_tcp() {
     assert_eq!(&got, b"s");
     adopted.close();
 }
+
+/// Row "A peer sends an out-of-band byte (`MSG_OOB` ...) with more input after it, all queued
+/// before the read": "a peer that waits for an answer to what it sent after such a byte waits
+/// until `socket_timeout`" (the read ends with `Timeout` then, the rest still queued), and
+/// "nothing is lost or reordered": after that timeout, once more input arrives, the same reads
+/// get every byte in order, the out-of-band byte not among them. (The named tests sent more
+/// input a moment later, whatever the read did meanwhile, with no timeout.)
+#[tokio::test]
+async fn a_read_stopped_at_an_out_of_band_mark_times_out_and_loses_nothing() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    use net_io::LineEnding;
+
+    let selector = SelectorManager::new();
+    let dir = TempDir::new("rows-oob-timeout");
+    let path = dir.join("s.sock");
+    let timeout = Duration::from_millis(300);
+    let listener = within(
+        a_socket(&selector)
+            .tcp()
+            .socket_timeout(timeout)
+            .bind(UnixSocketAddress::new(&path)),
+    )
+    .await
+    .unwrap();
+    let mut peer = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let socket = within(listener.accept()).await.unwrap();
+    // A Unix send puts the bytes in the receiving socket's queue before it returns.
+    peer.write_all(b"abc").unwrap();
+    socket2::SockRef::from(&peer)
+        .send_out_of_band(b"X")
+        .unwrap();
+    peer.write_all(b"def\n").unwrap();
+    let mut connection = socket.connection().unwrap();
+    let started = Instant::now();
+    let e = within(connection.input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, net_io::Error::Timeout), "{e:?}");
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+    peer.write_all(b"more\n").unwrap();
+    let first = within(connection.input.read_line(64, LineEnding::Default)).await;
+    let second = within(connection.input.read_line(64, LineEnding::Default)).await;
+    assert_eq!(first.unwrap().as_deref(), Some("abcdef"));
+    assert_eq!(second.unwrap().as_deref(), Some("more"));
+    listener.close();
+}
+
+/// Row "A peer sends ... on a Unix socket bytes with descriptors attached (`SCM_RIGHTS`)": "the
+/// descriptors are closed by the kernel, never installed": once the bytes that came with one
+/// were read, this process holds the passed file only where the sender opened it. (The named
+/// tests looked at the bytes only.) The file is one of this test's own, so that no other test
+/// of the process opens it meanwhile.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+#[tokio::test]
+async fn descriptors_passed_with_the_bytes_read_are_never_installed() {
+    use std::io::Write;
+
+    use net_io::LineEnding;
+
+    /// How many of this process's descriptors are open on `file`.
+    fn opened(file: &Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target == file)
+            .count()
+    }
+
+    let selector = SelectorManager::new();
+    let dir = TempDir::new("rows-rights-closed");
+    let path = dir.join("s.sock");
+    let listener = unix_listener(&selector, UnixSocketAddress::new(&path)).await;
+    let mut peer = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let socket = within(listener.accept()).await.unwrap();
+    let file = dir.write("passed", b"passed");
+    let passed = std::fs::File::open(&file).unwrap();
+    assert_eq!(opened(&file), 1);
+    let mut connection = socket.connection().unwrap();
+    for _ in 0..3 {
+        net_tests::fault::send_with_a_descriptor(&peer, b"abc", &passed);
+        let came = within(connection.input.read_bytes(3)).await.unwrap();
+        assert_eq!(&came[..], b"abc");
+        peer.write_all(b"def\n").unwrap();
+        let line = within(connection.input.read_line(64, LineEnding::Default)).await;
+        assert_eq!(line.unwrap().as_deref(), Some("def"));
+    }
+    assert_eq!(
+        opened(&file),
+        1,
+        "a passed descriptor was installed in this process"
+    );
+    drop(passed);
+    assert_eq!(opened(&file), 0);
+    listener.close();
+}

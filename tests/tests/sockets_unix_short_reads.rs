@@ -104,33 +104,10 @@ async fn input_queued_after_bytes_that_came_with_a_descriptor_is_read() {
     let mut peer = std::os::unix::net::UnixStream::connect(&path).unwrap();
     let socket = within(listener.accept()).await.unwrap();
     let passed = std::fs::File::open("/dev/null").unwrap();
-    send_with_a_descriptor(&peer, b"abc", &passed);
+    net_tests::fault::send_with_a_descriptor(&peer, b"abc", &passed);
     peer.write_all(b"def\n").unwrap();
     let mut connection = socket.connection().unwrap();
     read_past_the_mark(&mut connection, &mut peer).await;
-}
-
-/// Sends `bytes` on `peer` with `passed` attached (one `SCM_RIGHTS` control message, laid out
-/// as glibc's `cmsghdr` on a 64-bit target: the length, a `size_t`; the level; the type; the
-/// descriptor; padding).
-#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
-fn send_with_a_descriptor(
-    peer: &std::os::unix::net::UnixStream,
-    bytes: &[u8],
-    passed: &impl std::os::fd::AsRawFd,
-) {
-    assert_eq!(std::mem::size_of::<libc::cmsghdr>(), 16);
-    let mut control = Vec::with_capacity(24);
-    control.extend_from_slice(&20usize.to_ne_bytes());
-    control.extend_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
-    control.extend_from_slice(&libc::SCM_RIGHTS.to_ne_bytes());
-    control.extend_from_slice(&passed.as_raw_fd().to_ne_bytes());
-    control.extend_from_slice(&[0; 4]);
-    let bufs = [std::io::IoSlice::new(bytes)];
-    let message = socket2::MsgHdr::new()
-        .with_buffers(&bufs)
-        .with_control(&control);
-    socket2::SockRef::from(peer).sendmsg(&message, 0).unwrap();
 }
 
 /// The same while a Unix listener reads a client's PROXY protocol header: a header whose
@@ -152,7 +129,7 @@ async fn a_proxy_header_whose_first_part_came_with_a_descriptor_is_read_at_once(
         .unwrap();
     let mut peer = std::os::unix::net::UnixStream::connect(&path).unwrap();
     let passed = std::fs::File::open("/dev/null").unwrap();
-    send_with_a_descriptor(&peer, b"PROXY UNKNOWN", &passed);
+    net_tests::fault::send_with_a_descriptor(&peer, b"PROXY UNKNOWN", &passed);
     peer.write_all(b"\r\nhello\n").unwrap();
     let socket = tokio::time::timeout(Duration::from_secs(5), listener.accept())
         .await
