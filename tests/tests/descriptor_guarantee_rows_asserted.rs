@@ -7,7 +7,7 @@ use std::path::Path;
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 
-use net_sockets::{Error, SelectorManager, UnixSocketAddress, a_socket};
+use net_sockets::{Error, SelectorManager, SocketAddress, UnixSocketAddress, a_socket};
 use net_tests::harness::{rerun_self_alone, run_if_child};
 use net_tests::loopback::tcp_listener;
 use net_tests::{TempDir, within};
@@ -597,4 +597,55 @@ async fn descriptors_passed_with_the_bytes_read_are_never_installed() {
     drop(passed);
     assert_eq!(opened(&file), 0);
     listener.close();
+}
+
+/// Row "A host with `net.ipv6.bindv6only = 1`": there IPv6 sockets are IPv6-only unless told
+/// otherwise, yet a TCP connect to an IPv4 peer in its IPv4-mapped form (`[::ffff:127.0.0.1]:p`)
+/// goes through, with no `local_address` or from `[::]:0` (which reaches both families, as the
+/// row on local addresses of the other family says), both ends reporting the addresses as on
+/// any host. (Before, each failed with the OS's `ENETUNREACH`, kind `NetworkUnreachable`,
+/// "Network is unreachable": a routing fault, though the route is there.) In a network namespace
+/// of its own.
+#[test]
+fn a_tcp_connect_to_an_ipv4_mapped_peer_goes_through_where_ipv6_is_ipv6_only() {
+    net_tests::harness::rerun_self_in_own_netns(
+        "a_tcp_connect_to_an_ipv4_mapped_peer_goes_through_where_ipv6_is_ipv6_only_child",
+        CHILD,
+        "mapped peer reached",
+    );
+}
+
+#[test]
+fn a_tcp_connect_to_an_ipv4_mapped_peer_goes_through_where_ipv6_is_ipv6_only_child() {
+    run_if_child(CHILD, async {
+        std::fs::write("/proc/sys/net/ipv6/bindv6only", "1").unwrap();
+        let selector = SelectorManager::new();
+        let server = tcp_listener(&selector).await;
+        let port = server.port().unwrap();
+        let mapped = SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), port);
+        let unspecified = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+        for local in [None, Some(unspecified)] {
+            let mut builder = a_socket(&selector).tcp();
+            if let Some(local) = local {
+                builder = builder.local_address(local);
+            }
+            let client = within(builder.connect(mapped))
+                .await
+                .unwrap_or_else(|e| panic!("from {local:?}: {e:?}"));
+            let accepted = within(server.accept()).await.unwrap();
+            assert_eq!(client.remote_address(), SocketAddress::from(mapped));
+            let client_local = client.local_address().as_inet().unwrap().socket_addr();
+            assert_eq!(
+                client_local.ip(),
+                std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped()),
+                "from {local:?}"
+            );
+            assert_eq!(
+                accepted.remote_address(),
+                SocketAddress::from(SocketAddr::from(([127, 0, 0, 1], client_local.port())))
+            );
+        }
+        server.close();
+        println!("mapped peer reached");
+    });
 }

@@ -362,6 +362,12 @@ async fn connect_one(
     options
         .apply(&raw, Kind::TcpStream, address.is_ipv6())
         .map_err(io::Error::from)?;
+    if address.is_ipv6() && address.ip().to_canonical().is_ipv4() {
+        // An IPv4 peer in its IPv4-mapped form is reached by a dual-stack socket, also where
+        // `net.ipv6.bindv6only = 1` makes IPv6 sockets IPv6-only (as the JDK under Ktor makes
+        // every socket dual-stack): there the OS's `ENETUNREACH` would read as a routing fault.
+        raw.set_only_v6(false)?;
+    }
     if let Some(SocketAddress::Inet(local)) = &options.local_address {
         raw.bind(&local.socket_addr().into())
             .map_err(|source| LocalBindFailed::error(*local, address, source))?;
