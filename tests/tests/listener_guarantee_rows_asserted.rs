@@ -8,8 +8,8 @@
 //! - Every way a listener closes (`close`, the drop of its last handle, the selector's close, a
 //!   shutdown) resets the connections still in the kernel's listen queue.
 //! - A connect that `connect_timeout` ends is `Error::Timeout` of kind `TimedOut`.
-//! - A listener whose address is removed: `incoming()` neither fails nor ends meanwhile (in a
-//!   network namespace of its own).
+//! - A listener whose address is removed: `incoming()` neither fails nor ends meanwhile, and a
+//!   connect to the address fails at once (in a network namespace of its own).
 //! - Every ephemeral port in use: one more connect fails at once, also under `connect_timeout`
 //!   (in a network namespace of its own).
 
@@ -212,8 +212,8 @@ async fn next_is_pending<S: Stream + Unpin>(stream: &mut S) -> bool {
 }
 
 /// A listener whose address is removed: `incoming()`, polled meanwhile, neither fails nor
-/// ends (the row's test made its `incoming()` only once the address was back), and yields
-/// the next connection once it is back.
+/// ends (the row's test made its `incoming()` only once the address was back), a connect to
+/// the address fails at once, and `incoming()` yields the next connection once it is back.
 #[test]
 fn incoming_neither_fails_nor_ends_while_its_address_is_removed() {
     rerun_self_in_own_netns(
@@ -233,11 +233,18 @@ fn incoming_neither_fails_nor_ends_while_its_address_is_removed_child() {
         let mut incoming = listener.incoming();
         assert!(next_is_pending(&mut incoming).await);
         ip(&format!("addr del {MOVING}/32 dev lo"));
+        // A connect meanwhile fails at once (never at a timeout), `NetworkUnreachable`.
+        let started = Instant::now();
         let e = within(a_socket(&selector).tcp().connect((MOVING, port)))
             .await
             .map(|_| ())
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NetworkUnreachable, "{e:?}");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "the connect failed after {took:?}"
+        );
         // Longer than a back-off of the accept loop (100 ms), polled throughout.
         let until = Instant::now() + Duration::from_millis(300);
         while Instant::now() < until {
