@@ -6,7 +6,7 @@
 //!   grace period still runs (a connection keeps it waiting), a pending `accept` has failed
 //!   with `Error::Closed`, a later one fails so, and a new connect is refused.
 //! - Every way a listener closes (`close`, the drop of its last handle, the selector's close, a
-//!   shutdown) resets the connections still in the kernel's listen queue.
+//!   shutdown) resets the connections still in the kernel's listen queue, TCP and Unix.
 //! - A connect that `connect_timeout` ends is `Error::Timeout` of kind `TimedOut`.
 //! - A listener whose address is removed: `incoming()` neither fails nor ends meanwhile, and a
 //!   connect to the address fails at once (in a network namespace of its own).
@@ -355,4 +355,64 @@ async fn a_listener_bound_during_a_selector_shutdown_leaves_nothing_bound() {
     drop(held);
     let report = within(shutdown).await;
     assert_eq!((report.finished, report.cut), (1, 0), "{report:?}");
+}
+
+/// As [`every_way_a_listener_closes_resets_the_connections_in_its_listen_queue`], for a Unix
+/// listener: its clients in the listen queue read `ConnectionReset` too, and once the close
+/// returned a connect to the path fails (the file is gone).
+#[tokio::test]
+async fn every_way_a_unix_listener_closes_resets_the_connections_in_its_listen_queue() {
+    for how in [
+        Closing::Method,
+        Closing::DropLastHandle,
+        Closing::SelectorsClose,
+        Closing::Shutdown,
+    ] {
+        let selector = SelectorManager::new();
+        let dir = net_tests::TempDir::new("unix-listen-queue");
+        let path = dir.join("s.sock");
+        let server = a_socket(&selector)
+            .tcp()
+            .bind(net_sockets::UnixSocketAddress::new(path.clone()))
+            .await
+            .unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..3 {
+            queued.push(
+                within(tokio::net::UnixStream::connect(&path))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let other = server.incoming();
+        match how {
+            Closing::Method => server.close(),
+            Closing::DropLastHandle => {
+                drop(server);
+                drop(other);
+            }
+            Closing::SelectorsClose => selector.close(),
+            Closing::Shutdown => {
+                let report = within(server.shutdown(LONG_GRACE)).await;
+                assert_eq!((report.finished, report.cut), (0, 0), "{how:?}: {report:?}");
+            }
+        }
+        for mut client in queued {
+            let mut rest = Vec::new();
+            let ended = within(client.read_to_end(&mut rest)).await;
+            let e = ended.expect_err("a reset, not a clean end");
+            assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{how:?}: {e}");
+        }
+        let failed = within(tokio::net::UnixStream::connect(&path))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                failed.kind(),
+                ErrorKind::NotFound | ErrorKind::ConnectionRefused
+            ),
+            "{how:?}: {failed}"
+        );
+        assert!(!path.exists(), "{how:?}: the socket file was left behind");
+    }
 }
