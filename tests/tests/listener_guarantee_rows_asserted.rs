@@ -7,6 +7,8 @@
 //!   with `Error::Closed`, a later one fails so, and a new connect is refused.
 //! - Every way a listener closes (`close`, the drop of its last handle, the selector's close, a
 //!   shutdown) resets the connections still in the kernel's listen queue, TCP and Unix.
+//! - A graceful shutdown of an adopted listener whose socket another descriptor keeps leaves
+//!   the socket listening and its queue to that copy.
 //! - A connect that `connect_timeout` ends is `Error::Timeout` of kind `TimedOut`.
 //! - A listener whose address is removed: `incoming()` neither fails nor ends meanwhile, and a
 //!   connect to the address fails at once (in a network namespace of its own).
@@ -414,5 +416,56 @@ async fn every_way_a_unix_listener_closes_resets_the_connections_in_its_listen_q
             "{how:?}: {failed}"
         );
         assert!(!path.exists(), "{how:?}: the socket file was left behind");
+    }
+}
+
+/// A graceful shutdown (the listener's, the selector's) of a listener adopted with `from_std`
+/// whose socket another descriptor keeps (systemd's copy, a successor's) closes as `close`
+/// does: it releases this process's descriptor only. The connections in the listen queue are
+/// not reset but left to the other copy, which accepts them and those made after.
+#[tokio::test]
+async fn a_shutdown_of_an_adopted_listener_leaves_its_queue_and_socket_to_the_other_copy() {
+    use std::io::{Read as _, Write as _};
+    for selectors in [false, true] {
+        let selector = SelectorManager::new();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = std_listener.local_addr().unwrap();
+        let kept = std_listener.try_clone().unwrap();
+        let server = ServerSocket::from_std(&selector, std_listener).unwrap();
+        let mut clients = vec![std::net::TcpStream::connect(address).unwrap()];
+        let report = if selectors {
+            within(selector.shutdown(LONG_GRACE)).await
+        } else {
+            within(server.shutdown(LONG_GRACE)).await
+        };
+        assert_eq!((report.finished, report.cut), (0, 0), "{report:?}");
+        assert!(server.is_closed());
+        clients.push(
+            std::net::TcpStream::connect(address)
+                .unwrap_or_else(|e| panic!("a connect after the shutdown: {e}")),
+        );
+        kept.set_nonblocking(true).unwrap();
+        for (i, client) in clients.iter_mut().enumerate() {
+            let until = Instant::now() + Duration::from_secs(5);
+            let mut accepted = loop {
+                match kept.accept() {
+                    Ok((stream, _)) => break stream,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("selector's {selectors}: the copy's accept {i}: {e}"),
+                }
+            };
+            client.write_all(b"hi").unwrap();
+            accepted.set_nonblocking(false).unwrap();
+            accepted
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut got = [0; 2];
+            accepted
+                .read_exact(&mut got)
+                .unwrap_or_else(|e| panic!("selector's {selectors}: connection {i}: {e}"));
+            assert_eq!(&got, b"hi");
+        }
     }
 }
