@@ -9,6 +9,8 @@
 //!   shutdown) resets the connections still in the kernel's listen queue, TCP and Unix.
 //! - A graceful shutdown of an adopted listener whose socket another descriptor keeps leaves
 //!   the socket listening and its queue to that copy.
+//! - A Unix listener handed over by a duplicate: the copy keeps listening, but the close
+//!   removes the listener's file (an abstract name stays reachable).
 //! - A connect that `connect_timeout` ends is `Error::Timeout` of kind `TimedOut`.
 //! - A listener whose address is removed: `incoming()` neither fails nor ends meanwhile, and a
 //!   connect to the address fails at once (in a network namespace of its own).
@@ -39,8 +41,8 @@ fn address_of(listener: &ServerSocket) -> std::net::SocketAddr {
 
 /// While a graceful shutdown's grace period runs, the listener accepts nothing: an `accept`
 /// pending as it began has failed with `Error::Closed`, a later one fails so, `incoming()`
-/// ended, a new connect is refused, and the connection open is told (`shutdown_requested()`). Before, the test of
-/// the row looked only after the shutdown had ended.
+/// ended, a new connect is refused, and the connection open is told (`shutdown_requested()`).
+/// Before, the test of the row looked only after the shutdown had ended.
 async fn a_shutdown_stops_accepting_before_its_grace_period_ends(
     selector: &SelectorManager,
     server: &ServerSocket,
@@ -466,6 +468,62 @@ async fn a_shutdown_of_an_adopted_listener_leaves_its_queue_and_socket_to_the_ot
                 .read_exact(&mut got)
                 .unwrap_or_else(|e| panic!("selector's {selectors}: connection {i}: {e}"));
             assert_eq!(&got, b"hi");
+        }
+    }
+}
+
+/// Accepts, within a bounded time, a connection from the queue of `copy`.
+fn accept_on_copy(
+    copy: &std::os::unix::net::UnixListener,
+) -> std::io::Result<std::os::unix::net::UnixStream> {
+    copy.set_nonblocking(true)?;
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        match copy.accept() {
+            Ok((stream, _)) => return Ok(stream),
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A Unix listener this process bound, handed over to a successor (a duplicate through
+/// `with_sock_ref`), then closed: the socket goes on listening for the copy, which accepts the
+/// connection queued before the close (not reset); but the close removes the socket file the
+/// listener made, so no connect reaches the copy by that path afterwards (before, the row on
+/// listeners with other descriptors said a connect then reached the copy, Unix or TCP). With
+/// an abstract name, which has no file, connects reach the copy after the close.
+#[tokio::test]
+async fn a_unix_listener_handed_over_by_a_duplicate_keeps_listening_but_its_file_goes() {
+    let selector = SelectorManager::new();
+    let dir = net_tests::TempDir::new("unix-handed-over");
+    let path = dir.join("s.sock");
+    let abstract_name = format!("\0net-tests-handed-over-{}", std::process::id());
+    for name in [path.clone(), std::path::PathBuf::from(&abstract_name)] {
+        let address = net_sockets::UnixSocketAddress::new(name.clone());
+        let server = a_socket(&selector)
+            .tcp()
+            .bind(address.clone())
+            .await
+            .unwrap();
+        let successor: std::os::unix::net::UnixListener =
+            server.with_sock_ref(|s| s.try_clone()).unwrap().into();
+        let queued = within(a_socket(&selector).tcp().connect(address.clone()))
+            .await
+            .unwrap();
+        server.close();
+        accept_on_copy(&successor).expect("the copy accepts the queued one");
+        drop(queued);
+        let after = within(a_socket(&selector).tcp().connect(address)).await;
+        if name == path {
+            assert!(!path.exists(), "the listener's file is still there");
+            let e = after.map(|_| ()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::NotFound, "{e:?}");
+        } else {
+            let _client = after.expect("a connect to the copy by its abstract name");
+            accept_on_copy(&successor).expect("the copy accepts a connect made after the close");
         }
     }
 }

@@ -64,8 +64,10 @@ const EXHAUSTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// once a minute per listener), pauses 100 ms at a time, and resumes once resources are free.
 ///
 /// A Unix listener removes its socket file when it is closed or dropped, if the file is still
-/// the one it created (a successor that bound the same path keeps its file). A listener
-/// adopted with `from_std` or from systemd created none: it leaves the file to whoever made it.
+/// the one it created (a successor that bound the same path keeps its file), also when a
+/// successor holds a duplicate of the socket: that copy goes on listening, but no connect
+/// reaches it by the path any more. A listener adopted with `from_std` or from systemd created
+/// none: it leaves the file to whoever made it.
 /// A restart that replaces the file (the successor binds a temporary name and renames it over
 /// the path) sends every connect made after the rename to the successor, and the old
 /// listener's close leaves the successor's file; the connections still waiting in the old
@@ -564,21 +566,25 @@ impl ServerSocket {
     ///
     /// # Restarts
     ///
-    /// To hand the port to a successor without losing a connection, give it a copy of this
-    /// socket (a duplicate through [`with_sock_ref`](Self::with_sock_ref), adopted with
-    /// [`from_std`](Self::from_std) or through socket activation), whose queue this close leaves
-    /// to it; or let it bind its own `reuse_port` listener with `net.ipv4.tcp_migrate_req` set
-    /// to 1 (with 0, the connections in this listener's queue are reset). Then end the accept
-    /// loop before the close: drop its pending `accept`, which then takes no connection, or
-    /// accept and close in one task, as a `select!` between `accept` and a stop signal does.
-    /// (A listener that reads PROXY protocol headers takes connections from the kernel as they
-    /// come, and its close drops those it has not handed out.) An `accept` under way on another
-    /// thread as the close comes may have taken a connection from the kernel already: that one
-    /// is closed, never handed out (a client that sent something is reset); and one that still
-    /// holds the listener 50 ms into the close (a thread stalled in its poll), as a
-    /// `with_sock_ref` closure can, makes the close of a listener this process bound (never of
-    /// an adopted one) stop the listening with `shutdown(SHUT_RD)`, for every copy of the
-    /// socket: the successor's accept fails, and connects are refused.
+    /// To hand the port to a successor without losing a connection, give it a copy of this socket
+    /// (a duplicate through [`with_sock_ref`](Self::with_sock_ref), adopted with
+    /// [`from_std`](Self::from_std) or through socket activation), whose queue this close leaves to
+    /// it; or let it bind its own `reuse_port` listener with `net.ipv4.tcp_migrate_req` set to 1
+    /// (with 0, the connections in this listener's queue are reset). A Unix listener this process
+    /// bound removes its socket file as it closes, duplicated or not: a copy is then reached by no
+    /// path (an abstract name has no file, and stays reachable). Let the successor bind a file of
+    /// its own and rename it over the path instead (see [`ServerSocket`]), or bind the socket with
+    /// `std` and adopt it with [`from_std`](Self::from_std): an adopted listener's close leaves the
+    /// file. Then end the accept loop before the close: drop its pending `accept`, which then takes
+    /// no connection, or accept and close in one task, as a `select!` between `accept` and a stop
+    /// signal does. (A listener that reads PROXY protocol headers takes connections from the kernel
+    /// as they come, and its close drops those it has not handed out.) An `accept` under way on
+    /// another thread as the close comes may have taken a connection from the kernel already: that
+    /// one is closed, never handed out (a client that sent something is reset); and one that still
+    /// holds the listener 50 ms into the close (a thread stalled in its poll), as a `with_sock_ref`
+    /// closure can, makes the close of a listener this process bound (never of an adopted one) stop
+    /// the listening with `shutdown(SHUT_RD)`, for every copy of the socket: the successor's accept
+    /// fails, and connects are refused.
     pub fn close(&self) {
         self.inner.core.close(CloseMode::Graceful);
     }
