@@ -326,7 +326,7 @@ fn a_connect_with_every_ephemeral_port_in_use_fails_at_once_child() {
 
 /// A listener bound during a selector's graceful shutdown fails with `Error::SelectorClosed`
 /// and leaves nothing bound: a Unix listener's socket file is removed, a TCP listener's port
-/// refuses connects and can be bound again.
+/// refuses connects.
 #[tokio::test]
 async fn a_listener_bound_during_a_selector_shutdown_leaves_nothing_bound() {
     let selector = SelectorManager::new();
@@ -347,14 +347,19 @@ async fn a_listener_bound_during_a_selector_shutdown_leaves_nothing_bound() {
     assert!(matches!(late, Err(Error::SelectorClosed)), "{late:?}");
     assert!(!path.exists(), "the socket file was left behind");
 
-    let port = net_tests::harness::free_port();
-    let late = a_socket(&selector).tcp().bind(("127.0.0.1", port)).await;
+    // A port held by a socket that never listens (so nothing else takes it meanwhile), shared
+    // with `reuse_port`: once the late listener is gone, connects there are refused.
+    let port = net_tests::loopback::RefusingPort::new();
+    let late = a_socket(&selector)
+        .tcp()
+        .reuse_port(true)
+        .bind(port.address())
+        .await;
     assert!(matches!(late, Err(Error::SelectorClosed)), "{late:?}");
-    let refused = within(TcpStream::connect(("127.0.0.1", port)))
+    let refused = within(TcpStream::connect(port.address()))
         .await
         .unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
-    drop(std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free again"));
 
     drop(held);
     let report = within(shutdown).await;
