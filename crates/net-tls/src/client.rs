@@ -99,7 +99,8 @@ impl TlsConfig {
     /// timeout is the default, 10 seconds. An ALPN list that cannot be sent (a name empty or
     /// over 255 bytes, a list over [`MAX_ALPN_LIST`](crate::MAX_ALPN_LIST)) fails each
     /// handshake with [`Error::InvalidAlpnProtocol`] before any TLS record is sent (on a
-    /// `Connection`, after its plain-text output was flushed).
+    /// `Connection`, after its plain-text output was flushed), and one rustls cannot start a
+    /// connection with (a `max_fragment_size` out of its range) with [`Error::Config`].
     ///
     /// # Examples
     ///

@@ -55,7 +55,9 @@ pub enum Error {
     },
     /// rustls refused the configuration (for example, a key that does not match its
     /// certificate, an empty chain given in DER, no protocol version, or a CA certificate given
-    /// in DER that it cannot use; one from PEM is [`Error::Pem`]).
+    /// in DER that it cannot use; one from PEM is [`Error::Pem`]). Also the error of each
+    /// handshake with a configuration given to `from_rustls` that rustls cannot start a
+    /// connection with (a `max_fragment_size` out of its range), before any byte is sent.
     Config(rustls::Error),
     /// A server configuration was built without a certificate chain, or with an empty one.
     MissingCertificateChain,
@@ -153,12 +155,17 @@ impl Error {
         }
     }
 
-    /// Maps an error from a tokio-rustls handshake: a rustls error inside becomes `Handshake`.
+    /// Maps an error from a tokio-rustls handshake: a rustls error inside becomes `Handshake`,
+    /// but for one rustls gave when the connection was made, before any byte was exchanged
+    /// (tokio-rustls wraps it in an error of kind `Other`, and the session's errors in
+    /// `InvalidData`): the configuration's (a `from_rustls` one with a `max_fragment_size` out
+    /// of range), which becomes `Config`, as the peer had no part in it.
     pub(crate) fn from_handshake(e: io::Error) -> Self {
         match e
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
+            Some(tls) if e.kind() == io::ErrorKind::Other => Error::Config(tls.clone()),
             Some(tls) => Error::Handshake(tls.clone()),
             None => Error::Socket(e.into()),
         }

@@ -117,7 +117,9 @@ impl TlsServerConfig {
     /// RFC 8446 leaves that to the client's application, and some clients never do, such as
     /// `gnutls-cli --earlydata`: its early data is then lost), as the socket has no way to
     /// hand them to the application. The handshake timeout is the default, 10 seconds. The
-    /// result can be [`reload`](Self::reload)ed like any other.
+    /// result can be [`reload`](Self::reload)ed like any other. A configuration rustls cannot
+    /// start a connection with (a `max_fragment_size` out of its range) fails each handshake
+    /// with [`Error::Config`], before any TLS record is sent.
     ///
     /// # Examples
     ///

@@ -165,8 +165,9 @@ pub trait TlsExt: Sized + sealed::Sealed {
     /// socket adopted with `Socket::from_std` its peer's; an adopted or connected Unix socket
     /// has none), [`Error::InvalidAlpnProtocol`](crate::Error::InvalidAlpnProtocol) for a
     /// configuration from [`TlsConfig::from_rustls`] whose ALPN list cannot be sent (before
-    /// any TLS record is sent), or [`Error::Socket`](crate::Error::Socket). On error the socket is
-    /// closed.
+    /// any TLS record is sent), [`Error::Config`](crate::Error::Config) for one rustls cannot
+    /// start a connection with (a `max_fragment_size` out of its range; nothing is sent either),
+    /// or [`Error::Socket`](crate::Error::Socket). On error the socket is closed.
     ///
     /// # Cancel safety
     ///
@@ -184,8 +185,10 @@ pub trait TlsExt: Sized + sealed::Sealed {
     /// [`Error::Handshake`](crate::Error::Handshake) with rustls's reason (garbage instead of a ClientHello, no client
     /// certificate when one is required, no common protocol), [`Error::HandshakeTimeout`](crate::Error::HandshakeTimeout) for
     /// a client that does not complete the handshake in time (or, on a [`Connection`], does not
-    /// read what its output held in time), or [`Error::Socket`](crate::Error::Socket). On error
-    /// the socket is closed.
+    /// read what its output held in time), [`Error::Config`](crate::Error::Config) for a
+    /// configuration from [`TlsServerConfig::from_rustls`] that rustls cannot start a
+    /// connection with (a `max_fragment_size` out of its range), or
+    /// [`Error::Socket`](crate::Error::Socket). On error the socket is closed.
     ///
     /// The future takes what it needs from `config` when it is made, and does not borrow it:
     /// `tokio::spawn(socket.tls_server(&config))` works, also once `config` is dropped or
