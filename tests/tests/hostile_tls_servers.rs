@@ -292,6 +292,12 @@ async fn hostiletls2_a_server_that_resets_or_ends_mid_handshake_gives_a_socket_e
         let net_tls::Error::Socket(socket_error) = &e else {
             panic!("reset: {reset}: {e:?}");
         };
+        let kind = if reset {
+            std::io::ErrorKind::ConnectionReset
+        } else {
+            std::io::ErrorKind::UnexpectedEof
+        };
+        assert_eq!(e.kind(), kind, "reset: {reset}: {e:?}");
         println!("reset {reset}: {e:?} / {socket_error}");
     }
 }
