@@ -14,7 +14,7 @@ use net_tests::tls::{
     garbage_client, is_expired, is_not_valid_for_name, is_truncated, is_unknown_issuer,
 };
 use net_tests::within;
-use net_tls::rustls::{self, CertificateError};
+use net_tls::rustls::{self, AlertDescription, CertificateError};
 use net_tls::{Error, TlsExt};
 use tokio::io::AsyncReadExt;
 
@@ -77,14 +77,27 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
     ));
     good.round_trip("after the silent client").await;
 
-    // Certificates the client rejects: wrong host, untrusted issuer, expired.
+    // Certificates the client rejects: wrong host, untrusted issuer, expired; the server is
+    // told why by the client's alert.
     type Check = fn(&CertificateError) -> bool;
-    let cases: [(&str, Check); 3] = [
-        ("wrong.test", is_not_valid_for_name),
-        ("untrusted.test", is_unknown_issuer),
-        ("expired.test", is_expired),
+    let cases: [(&str, Check, AlertDescription); 3] = [
+        (
+            "wrong.test",
+            is_not_valid_for_name,
+            AlertDescription::BadCertificate,
+        ),
+        (
+            "untrusted.test",
+            is_unknown_issuer,
+            AlertDescription::UnknownCA,
+        ),
+        (
+            "expired.test",
+            is_expired,
+            AlertDescription::CertificateExpired,
+        ),
     ];
-    for (name, check) in cases {
+    for (name, check, alert) in cases {
         let e = within(connect(&selector, "127.0.0.1", port, named(name)))
             .await
             .unwrap_err();
@@ -93,10 +106,10 @@ async fn hostile_tls_clients_fail_typed_while_a_session_goes_on() {
         let server_side = failed_handshake(&mut server).await;
         assert!(
             matches!(
-                server_side,
-                Error::Handshake(rustls::Error::AlertReceived(_))
+                &server_side,
+                Error::Handshake(rustls::Error::AlertReceived(seen)) if *seen == alert
             ),
-            "{name}: the server saw the client's alert: {server_side:?}"
+            "{name}: the server saw the client's alert {alert:?}: {server_side:?}"
         );
         good.round_trip(&format!("after {name}")).await;
     }
