@@ -159,9 +159,9 @@ impl Sink {
 ///   buffer out first when it is full, or when what a slow transport has not taken yet fills
 ///   the end of the buffer's allocation (so that the buffer keeps to its 8 KiB). In
 ///   `auto_flush` mode it then tries to flush without waiting (call `poll_flush` to be sure,
-///   as the trait says). So after `AsyncWriteExt::write_all` on a transport that was full (a TLS record
-///   the socket could not take yet), the last bytes may wait for the next write or a flush:
-///   a task that writes and then waits for something else flushes first
+///   as the trait says). So after `AsyncWriteExt::write_all` on a transport that was full (a
+///   TLS record the socket could not take yet), the last bytes may wait for the next write or
+///   a flush: a task that writes and then waits for something else flushes first
 ///   (`AsyncWriteExt::flush`). The channel's own [`write_fully`](Self::write_fully) and
 ///   typed writes wait for their auto-flush. The rules of [Failures](#failures) apply to each
 ///   call, but for one thing: an error from `poll_write` means that it took nothing (tokio's
@@ -1460,7 +1460,8 @@ impl Drop for PartialFrame<'_> {
 }
 
 impl AsyncWrite for ByteWriteChannel {
-    /// Accepts what fits in the buffer (see [tokio's I/O traits](ByteWriteChannel#tokios-io-traits)).
+    /// Accepts what fits in the buffer (see
+    /// [tokio's I/O traits](ByteWriteChannel#tokios-io-traits)).
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -67,7 +67,8 @@ impl WriteState {
         WriteState::default()
     }
 
-    /// The state in a backlog's allocation (see [`Backlog::write_state`](crate::Backlog::write_state)).
+    /// The state in a backlog's allocation (see
+    /// [`Backlog::write_state`](crate::Backlog::write_state)).
     pub(crate) fn in_backlog(shared: Arc<Shared>) -> WriteState {
         WriteState(shared)
     }
