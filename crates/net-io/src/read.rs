@@ -87,8 +87,9 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// allocate (a 32-bit process near 2 GiB, a limit on its memory, strict overcommit), the buffer
 /// first grows by less than double (half as much more, down to what the read needs), then the
 /// read fails with an I/O error of kind [`OutOfMemory`](io::ErrorKind::OutOfMemory), as after a
-/// transport error (see Failures), instead of the failed allocation ending the process. (A
-/// decoder's own allocations in [`read_frame`](Self::read_frame) are the decoder's.)
+/// transport error (see Failures), instead of the failed allocation ending the process; so
+/// does a [`peek`](Self::peek) whose copy cannot be allocated beside the bytes. (A decoder's
+/// own allocations in [`read_frame`](Self::read_frame) are the decoder's.)
 ///
 /// # Failures
 ///
@@ -1186,9 +1187,16 @@ impl ByteReadChannel {
     /// Returns a copy of the next `n` bytes without consuming them; `None` if the stream ends
     /// with fewer. A look-ahead, as [`await_content`](Self::await_content).
     ///
+    /// The copy is allocated once the bytes are there: where the process may hold them once
+    /// but not twice (see [Memory](Self#memory)), the read fails with an I/O error of kind
+    /// [`OutOfMemory`](io::ErrorKind::OutOfMemory), as one whose buffer cannot grow does,
+    /// instead of the failed allocation ending the process; the bytes stay buffered
+    /// ([`read_bytes`](Self::read_bytes) hands them out without a copy).
+    ///
     /// # Errors
     ///
-    /// [`Error::Cancelled`] or the transport's error.
+    /// [`Error::Cancelled`], the transport's error, or [`Error::Io`] of kind `OutOfMemory` as
+    /// above.
     ///
     /// # Cancel safety
     ///
@@ -1197,7 +1205,14 @@ impl ByteReadChannel {
         if !self.await_content(n).await? {
             return Ok(None);
         }
-        Ok(Some(Bytes::copy_from_slice(&self.buf[..n])))
+        // `n` may come from the peer: a copy that cannot be allocated fails the read, as a
+        // buffer that cannot grow does, instead of aborting the process.
+        let mut copy = Vec::new();
+        if copy.try_reserve_exact(n).is_err() {
+            return Err(self.fail(copy_out_of_memory()));
+        }
+        copy.extend_from_slice(&self.buf[..n]);
+        Ok(Some(Bytes::from(copy)))
     }
 
     /// Consumes `pattern` if the stream continues with it; returns whether it did.
@@ -1913,6 +1928,16 @@ fn out_of_memory() -> io::Error {
     io::Error::new(
         io::ErrorKind::OutOfMemory,
         "the read buffer could not grow: the process may not allocate more memory",
+    )
+}
+
+/// The error of a `peek` whose copy could not be allocated.
+#[cold]
+fn copy_out_of_memory() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        "the copy of the bytes peeked at could not be allocated: the process may not allocate \
+         more memory",
     )
 }
 
