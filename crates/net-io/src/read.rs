@@ -88,8 +88,9 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// first grows by less than double (half as much more, down to what the read needs), then the
 /// read fails with an I/O error of kind [`OutOfMemory`](io::ErrorKind::OutOfMemory), as after a
 /// transport error (see Failures), instead of the failed allocation ending the process; so
-/// does a [`peek`](Self::peek) whose copy cannot be allocated beside the bytes. (A decoder's
-/// own allocations in [`read_frame`](Self::read_frame) are the decoder's.)
+/// does a [`peek`](Self::peek) whose copy cannot be allocated beside the bytes, and a
+/// [`read_fully`](Self::read_fully) that timed out and cannot buffer its bytes again. (A
+/// decoder's own allocations in [`read_frame`](Self::read_frame) are the decoder's.)
 ///
 /// # Failures
 ///
@@ -908,12 +909,16 @@ impl ByteReadChannel {
     ///
     /// On [`Error::Timeout`] nothing is consumed: the bytes that had arrived are buffered again
     /// (`dst` holds a copy of them at its start), so a retry reads every byte once, in order.
+    /// Where the process cannot allocate that second copy (see [Memory](Self#memory)), the
+    /// read fails instead with an I/O error of kind
+    /// [`OutOfMemory`](io::ErrorKind::OutOfMemory), as after a transport error.
     ///
     /// # Errors
     ///
-    /// [`Error::UnexpectedEof`] if the stream ends first (`dst` then holds the bytes that did
-    /// arrive, at its start), [`Error::Timeout`] as above, [`Error::Cancelled`], or the
-    /// transport's error.
+    /// [`Error::UnexpectedEof`] if the stream ends first, [`Error::Timeout`] as above,
+    /// [`Error::Cancelled`], or the transport's error (`OutOfMemory` as above among them).
+    /// But for a timeout, `dst` then holds the bytes that did arrive, at its start, and they
+    /// are consumed ([`total_bytes_read`](Self::total_bytes_read) counts them).
     ///
     /// # Cancel safety
     ///
@@ -934,7 +939,14 @@ impl ByteReadChannel {
                         // A buffer of the usual size at least: one that empties keeps its
                         // allocation, and reads go into it.
                         let size = (filled + self.buf.len()).max(READ_CHUNK);
-                        let mut buf = BytesMut::with_capacity(size);
+                        // A second copy of what `dst` holds: where the process cannot hold it
+                        // (as large as `dst`), the bytes stay consumed and the channel fails,
+                        // instead of the failed allocation ending the process.
+                        let mut again = Vec::new();
+                        if again.try_reserve_exact(size).is_err() {
+                            return Err(self.fail(out_of_memory()));
+                        }
+                        let mut buf = BytesMut::from(Bytes::from(again));
                         buf.extend_from_slice(&dst[..filled]);
                         buf.extend_from_slice(&self.buf);
                         self.buf = Buffer::from(buf);
