@@ -282,6 +282,43 @@ pub(crate) fn scan_until(
     if eof { Until::Unterminated } else { next }
 }
 
+/// Lines longer than this are decoded into room reserved first, fallibly (see
+/// [`try_push_lossy`]): a line read whose limit lets a peer's line through may be asked for
+/// more than the process can allocate once the line is buffered.
+const LARGE_LINE: usize = 64 * 1024;
+
+/// How many bytes [`push_lossy`] appends for `bytes`: each malformed sequence becomes U+FFFD,
+/// three bytes. Saturated: where `usize` has 32 bits, a line of 2 GiB less a byte, all of it
+/// malformed, would make three times that.
+fn lossy_len(bytes: &[u8]) -> usize {
+    bytes.utf8_chunks().fold(0, |len: usize, chunk| {
+        let replaced = if chunk.invalid().is_empty() { 0 } else { 3 };
+        len.saturating_add(chunk.valid().len() + replaced)
+    })
+}
+
+/// As [`push_lossy`], but a large line's room is reserved first without aborting the process
+/// where it cannot be allocated: then `false`, and `out` is left as it was.
+#[inline]
+pub(crate) fn try_push_lossy(out: &mut String, bytes: &[u8]) -> bool {
+    if bytes.len() > LARGE_LINE && out.try_reserve_exact(lossy_len(bytes)).is_err() {
+        return false;
+    }
+    push_lossy(out, bytes);
+    true
+}
+
+/// A line's bytes as a `String`, as [`String::from_utf8_lossy`] makes it; `None` where a large
+/// line's room cannot be allocated (see [`try_push_lossy`]).
+#[inline]
+pub(crate) fn try_lossy_string(bytes: &[u8]) -> Option<String> {
+    if bytes.len() <= LARGE_LINE {
+        return Some(String::from_utf8_lossy(bytes).into_owned());
+    }
+    let mut line = String::new();
+    try_push_lossy(&mut line, bytes).then_some(line)
+}
+
 /// Lines up to this long are checked with [`std::str::from_utf8`] first: cheaper than the lossy
 /// decoder's set-up for a short request line (on longer text the lossy decoder's own scan is
 /// the faster check).
@@ -566,5 +603,34 @@ mod tests {
             push_lossy(&mut out, &bytes);
             proptest::prop_assert_eq!(out, format!("|{}", String::from_utf8_lossy(&bytes)));
         }
+
+        /// The room a large line reserves is what `push_lossy` appends, exactly; the fallible
+        /// decoders append what it does (and `try_lossy_string` makes the same string).
+        #[test]
+        fn fallible_decoding_reserves_what_push_lossy_appends(bytes in text_bytes()) {
+            let lossy = String::from_utf8_lossy(&bytes);
+            proptest::prop_assert_eq!(lossy_len(&bytes), lossy.len());
+            let mut out = String::from("|");
+            proptest::prop_assert!(try_push_lossy(&mut out, &bytes));
+            proptest::prop_assert_eq!(&out[1..], &lossy[..]);
+            let line = try_lossy_string(&bytes);
+            proptest::prop_assert_eq!(line.as_deref(), Some(&lossy[..]));
+        }
+    }
+
+    /// A large line (past `LARGE_LINE`) decodes through the reserved room: the same text, in
+    /// one allocation of exactly its length.
+    #[test]
+    fn a_large_line_decodes_into_room_reserved_for_it() {
+        let mut bytes = b"\xff".repeat(LARGE_LINE / 2);
+        bytes.extend_from_slice("caf\u{e9}".repeat(LARGE_LINE / 4).as_bytes());
+        bytes.push(0xc3);
+        let lossy = String::from_utf8_lossy(&bytes);
+        let line = try_lossy_string(&bytes).expect("room for the line");
+        assert_eq!(line, lossy);
+        assert_eq!(line.capacity(), lossy.len());
+        let mut out = String::from("kept ");
+        assert!(try_push_lossy(&mut out, &bytes));
+        assert_eq!(&out[5..], &lossy[..]);
     }
 }

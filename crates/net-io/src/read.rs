@@ -88,9 +88,10 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// first grows by less than double (half as much more, down to what the read needs), then the
 /// read fails with an I/O error of kind [`OutOfMemory`](io::ErrorKind::OutOfMemory), as after a
 /// transport error (see Failures), instead of the failed allocation ending the process; so
-/// does a [`peek`](Self::peek) whose copy cannot be allocated beside the bytes, and a
-/// [`read_fully`](Self::read_fully) that timed out and cannot buffer its bytes again. (A
-/// decoder's own allocations in [`read_frame`](Self::read_frame) are the decoder's.)
+/// does a read whose result cannot be allocated beside the bytes buffered (a line's `String`,
+/// the copy [`peek`](Self::peek) returns), and a [`read_fully`](Self::read_fully) that timed
+/// out and cannot buffer its bytes again. (A decoder's own allocations in
+/// [`read_frame`](Self::read_frame) are the decoder's.)
 ///
 /// # Failures
 ///
@@ -443,7 +444,10 @@ impl ByteReadChannel {
     ///
     /// # Errors
     ///
-    /// [`Error::TooLongLine`], [`Error::Cancelled`], or the transport's error.
+    /// [`Error::TooLongLine`], [`Error::Cancelled`], or the transport's error; an
+    /// [`Error::Io`] of kind [`OutOfMemory`](io::ErrorKind::OutOfMemory) where the line, as
+    /// large as the limit lets it be, cannot be allocated beside its bytes (see
+    /// [Memory](Self#memory): they stay buffered).
     ///
     /// # Cancel safety
     ///
@@ -475,7 +479,9 @@ impl ByteReadChannel {
         let Some((content, consumed, _)) = self.next_line(limit, ending).await? else {
             return Ok(None);
         };
-        let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
+        let Some(line) = crate::line::try_lossy_string(&self.buf[..content]) else {
+            return Err(self.fail(line_out_of_memory()));
+        };
         self.drop_consumed(consumed);
         Ok(Some(line))
     }
@@ -505,7 +511,9 @@ impl ByteReadChannel {
                 available: consumed,
             });
         }
-        let line = String::from_utf8_lossy(&self.buf[..content]).into_owned();
+        let Some(line) = crate::line::try_lossy_string(&self.buf[..content]) else {
+            return Err(self.fail(line_out_of_memory()));
+        };
         self.drop_consumed(consumed);
         Ok(Some(line))
     }
@@ -560,7 +568,9 @@ impl ByteReadChannel {
                 return Poll::Ready(Ok(None));
             };
             let before = out.len();
-            crate::line::push_lossy(out, &self.buf[..content]);
+            if !crate::line::try_push_lossy(out, &self.buf[..content]) {
+                return Poll::Ready(Err(self.fail(line_out_of_memory())));
+            }
             self.drop_consumed(consumed);
             Poll::Ready(Ok(Some(out.len() - before)))
         })
@@ -1940,6 +1950,15 @@ fn out_of_memory() -> io::Error {
     io::Error::new(
         io::ErrorKind::OutOfMemory,
         "the read buffer could not grow: the process may not allocate more memory",
+    )
+}
+
+/// The error of a line read whose line could not be allocated.
+#[cold]
+fn line_out_of_memory() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        "the line read could not be allocated: the process may not allocate more memory",
     )
 }
 

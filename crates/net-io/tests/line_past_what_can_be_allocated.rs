@@ -1,0 +1,153 @@
+//! A line read whose limit lets a peer's line through (here `usize::MAX`) returns the line in
+//! a `String` of its own, a second copy of the bytes buffered. Where the process may hold the
+//! line once but not twice (a 32-bit process, a limit on its memory, strict overcommit), that
+//! copy cannot be allocated: the read fails with an I/O error of kind `OutOfMemory`, as a read
+//! whose buffer cannot grow does (the line stays buffered), instead of the failed allocation
+//! ending the process (before: "memory allocation of 629145600 bytes failed", SIGABRT). The
+//! same for `read_line_strict` and `read_line_to`.
+//!
+//! Each scenario runs in a child process (this test binary again, `NET_IO_LINE_CHILD` naming
+//! it), its address space limited to 1 GiB (`ulimit -v`), so that an abort fails its test
+//! instead of killing the whole run.
+
+use std::io;
+use std::pin::Pin;
+use std::process::Command;
+use std::task::{Context, Poll};
+
+use net_io::{ByteReadChannel, Error, LineEnding};
+use tokio::io::{AsyncRead, ReadBuf};
+
+const CHILD_ENV: &str = "NET_IO_LINE_CHILD";
+/// The line's content: 600 MiB.
+const LINE: usize = 600 << 20;
+
+/// Hands out `left` bytes of `a`, then a LF, then ends.
+struct OneLine {
+    left: usize,
+    ended: bool,
+}
+
+impl AsyncRead for OneLine {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.left == 0 {
+            if !self.ended {
+                self.ended = true;
+                buf.put_slice(b"\n");
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let n = self.left.min(buf.remaining());
+        buf.initialize_unfilled_to(n).fill(b'a');
+        buf.advance(n);
+        self.left -= n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Runs the child scenario `name` under a 1 GiB address space; it must pass.
+fn run_child(name: &str) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let output = Command::new("sh")
+        .args(["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\""])
+        .arg(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, name)
+        .output()
+        .expect("could not start the child test process");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "child {name} failed ({}):\n{text}",
+        output.status
+    );
+    assert!(
+        text.contains(&format!("child {name} passed")),
+        "child {name} did not run:\n{text}"
+    );
+}
+
+/// Reads the 600 MiB line with `read`, which must fail with `OutOfMemory`; then the line is
+/// still buffered, and the channel has failed for good.
+fn child_scenario(name: &str, read: fn(&mut ByteReadChannel) -> Result<(), Error>) {
+    if !std::env::var(CHILD_ENV).is_ok_and(|v| v == name) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut input = ByteReadChannel::new(OneLine {
+        left: LINE,
+        ended: false,
+    });
+    runtime.block_on(async {
+        assert!(
+            input
+                .await_content(LINE + 1)
+                .await
+                .expect("the line arrives")
+        );
+    });
+    let e = read(&mut input).expect_err("1 GiB of address space holds 600 MiB once, not twice");
+    assert!(
+        matches!(&e, Error::Io(io) if io.kind() == io::ErrorKind::OutOfMemory),
+        "{e:?}"
+    );
+    assert_eq!(
+        input.available_for_read(),
+        LINE + 1,
+        "the line stays buffered"
+    );
+    assert_eq!(input.total_bytes_read(), 0);
+    runtime.block_on(async {
+        let head = input.read_bytes(4).await.expect("bytes received");
+        assert_eq!(&head[..], b"aaaa");
+    });
+    println!("child {name} passed");
+}
+
+#[test]
+fn a_line_whose_string_cannot_be_allocated_fails_without_ending_the_process() {
+    run_child("child_read_line");
+    run_child("child_read_line_strict");
+    run_child("child_read_line_to");
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn child_read_line() {
+    child_scenario("child_read_line", |input| {
+        block_on(input.read_line(usize::MAX, LineEnding::Default)).map(drop)
+    });
+}
+
+#[test]
+fn child_read_line_strict() {
+    child_scenario("child_read_line_strict", |input| {
+        block_on(input.read_line_strict(usize::MAX, LineEnding::Lenient)).map(drop)
+    });
+}
+
+#[test]
+fn child_read_line_to() {
+    child_scenario("child_read_line_to", |input| {
+        let mut line = String::from("kept");
+        let read = block_on(input.read_line_to(&mut line, usize::MAX, LineEnding::Default));
+        assert_eq!(line, "kept", "read_line_to touched its string");
+        read.map(drop)
+    });
+}
