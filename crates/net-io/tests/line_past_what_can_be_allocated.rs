@@ -115,6 +115,13 @@ fn child_scenario(name: &str, read: fn(&mut ByteReadChannel) -> Result<(), Error
 }
 
 #[test]
+// The buffer must grow past 512 MiB under 1 GiB of address space: glibc's `realloc` moves a
+// large allocation without copying it (`mremap`); an allocator that copies needs the old and the
+// new allocation at once, and stops short of that.
+#[cfg_attr(
+    not(target_env = "gnu"),
+    ignore = "needs a realloc that grows a large buffer without a copy (glibc's)"
+)]
 fn a_line_whose_string_cannot_be_allocated_fails_without_ending_the_process() {
     run_child("child_read_line");
     run_child("child_read_line_strict");
