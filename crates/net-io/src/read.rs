@@ -1946,7 +1946,9 @@ fn grow(buf: &mut BytesMut, additional: usize, shared: &mut bool) -> bool {
 /// Where a `Bytes` handed out may share the allocation (`shared`), the bytes are copied into
 /// an allocation of their own, made fallibly first: `Vec::from` would copy them with an
 /// allocation that cannot fail, and a process that could not hold them twice (a kept run of
-/// 300 MiB and 400 MiB after it, under 1 GiB) ended there.
+/// 300 MiB and 400 MiB after it, under 1 GiB) ended there. (`shared` cannot tell whether the
+/// runs were dropped since: then this copies where `realloc` might have moved the allocation
+/// without a copy, and a buffer near the process's limit fails a step sooner.)
 #[cold]
 #[inline(never)]
 fn reallocate(buf: &mut BytesMut, additional: usize, shared: &mut bool) -> bool {
