@@ -1622,7 +1622,7 @@ impl ByteReadChannel {
                 let after = self.buf.capacity();
                 if after > before
                     && after > RELEASE_ABOVE
-                    && after > self.buf.len().saturating_mul(2) + MAX_STEP
+                    && after > self.buf.len().saturating_mul(2).saturating_add(MAX_STEP)
                 {
                     // Room the decoder made just now for a length the peer announced, which
                     // no byte will fill any more. (Only that: a buffer the channel grew with
@@ -1649,7 +1649,7 @@ impl ByteReadChannel {
             decode = true;
             if self.oversized
                 && !self.room_given_back
-                && self.buf.capacity() > self.buf.len().saturating_mul(2) + MAX_STEP
+                && self.buf.capacity() > self.buf.len().saturating_mul(2).saturating_add(MAX_STEP)
             {
                 // The room is for a length the peer announced, not for bytes received (a
                 // 4-byte prefix saying 8 MiB made `LengthDelimitedCodec` reserve 8 MiB): give
