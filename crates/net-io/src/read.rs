@@ -314,7 +314,23 @@ impl ByteReadChannel {
     /// and every byte was read, this stays `false` until a read (or
     /// [`await_content`](Self::await_content)) finds the end: a loop that reads until
     /// `is_closed_for_read` gets [`Error::UnexpectedEof`] from its last read; loop on
-    /// `await_content(1)` instead.
+    /// `await_content(1)` instead. (A channel made by [`from_bytes`](Self::from_bytes) knows its
+    /// end from the start: it turns true as its last byte is read, so such a loop, tried on
+    /// one, works there and fails on a socket.)
+    ///
+    /// ```
+    /// use net_io::ByteChannel;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> net_io::Result<()> {
+    /// let (mut output, mut input) = ByteChannel::new(true);
+    /// output.write_u8(7).await?;
+    /// output.flush_and_close().await?;
+    /// assert_eq!(input.read_u8().await?, 7);
+    /// assert!(!input.is_closed_for_read()); // the end is not known yet
+    /// assert!(!input.await_content(1).await?);
+    /// assert!(input.is_closed_for_read());
+    /// # Ok(()) }
+    /// ```
     pub fn is_closed_for_read(&self) -> bool {
         self.cancelled || (self.buf.is_empty() && (self.eof || self.failed.is_some()))
     }
