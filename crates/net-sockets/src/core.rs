@@ -423,28 +423,34 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         let _ = self
             .closing
             .compare_exchange(OPEN, closed, Ordering::SeqCst, Ordering::SeqCst);
-        if let Some(io) = held.take() {
-            // Deregistered once the descriptor went, and also should a step below unwind: a
-            // selector's close that began as this socket's owner was being dropped waits for
-            // the deregistration (see `SelectorInner::close`).
-            let registered = Registered(self);
-            let mode = mode();
-            self.release(io, mode, cause);
-            drop(registered);
-            tracing::debug!(parent: &self.span, reset = mode == CloseMode::Reset, "closed");
-            // Only now, and only by the close that released it: a task that `await_closed`
-            // wakes finds the descriptor released (a Unix listener's file removed), also when
-            // another close ran at the same time. Operations that start meanwhile fail on
-            // `closing`; those pending are woken here and fail then.
-            let (woken, token) = {
-                let mut waiters = lock(&self.waiters);
-                waiters.released = true;
-                (waiters.slots.take(), waiters.token.take())
-            };
-            woken.wake();
-            if let Some(token) = token {
-                token.cancel();
-            }
+        let Some(io) = held.take() else {
+            return;
+        };
+        // Deregistered once the descriptor went, and also should a step below unwind: a
+        // selector's close that began as this socket's owner was being dropped waits for the
+        // deregistration (see `SelectorInner::close`).
+        let registered = Registered(self);
+        let mode = mode();
+        self.release(io, mode, cause);
+        drop(registered);
+        tracing::debug!(parent: &self.span, reset = mode == CloseMode::Reset, "closed");
+        // Only now, and only by the close that released it: a task that `await_closed` wakes
+        // finds the descriptor released (a Unix listener's file removed), also when another
+        // close ran at the same time. Operations that start meanwhile fail on `closing`; those
+        // pending are woken here and fail then.
+        let (woken, token) = {
+            let mut waiters = lock(&self.waiters);
+            waiters.released = true;
+            (waiters.slots.take(), waiters.token.take())
+        };
+        // The lock goes before the wake-ups: a wake may drop its task (an executor that can no
+        // longer run it), and with it a guard whose drop closes this same socket, on this
+        // thread; that close finds the socket closed and waits for this lock (see
+        // `await_release`), which it would wait for for ever.
+        drop(held);
+        woken.wake();
+        if let Some(token) = token {
+            token.cancel();
         }
     }
 
