@@ -8,6 +8,12 @@
 //!   called it. Before, the close woke its waiters while it still held the lock a second close
 //!   waits on: `close()` never returned (plain and TLS sockets, listeners alike; the selector's
 //!   close wakes them before that lock is taken, and returned).
+//! - The same when what the close wakes is a graceful shutdown (of the listener that accepted
+//!   the connection, or of its selector) waiting for its connections: the connection leaves
+//!   the shutdown's count, which wakes it, as its descriptor is released, under that lock; and
+//!   when the guard closes the selector instead, whose close closes that socket too. A close
+//!   made by the close under way, on its thread, returns at once (that close releases the
+//!   descriptor as it returns). Before, `close()` never returned there either.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -66,6 +72,16 @@ impl Closable for ServerSocket {
 
 /// Closes its socket when dropped (a connection's or a server's guard).
 struct CloseOnDrop(Arc<dyn Closable>);
+
+impl Closable for SelectorManager {
+    fn close(&self) {
+        SelectorManager::close(self);
+    }
+
+    fn is_closed(&self) -> bool {
+        SelectorManager::is_closed(self)
+    }
+}
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
@@ -217,5 +233,55 @@ fn a_close_whose_wake_drops_a_task_that_closes_the_same_socket_returns() {
         deadlocked.is_empty(),
         "the close never returned (a task it woke closed the same socket on its thread): \
          {deadlocked:?}"
+    );
+}
+
+/// A graceful shutdown of a listener (or of the selector) waits for its connections; the close
+/// of one of them wakes it as the connection leaves the counts, just before its descriptor
+/// goes. When that wake drops the shutdown's task (owned by its waker only) with a guard that
+/// closes the same connection, or the selector (whose close closes that connection too), that
+/// second close must return too.
+#[test]
+fn a_close_whose_count_wakes_a_shutdown_task_that_closes_the_same_socket_returns() {
+    let mut deadlocked = Vec::new();
+    for (of_selector, guard_closes_selector) in [(false, false), (true, false), (false, true)] {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (selector, listener, client, server) = runtime.block_on(async {
+            let selector = SelectorManager::new();
+            let listener = Arc::new(tcp_listener(&selector).await);
+            let (client, server) = connected_pair(&selector, &listener).await;
+            (selector, listener, client, Arc::new(server))
+        });
+        let shutting = (selector.clone(), Arc::clone(&listener));
+        let task: Task = Box::pin(async move {
+            let grace = Duration::from_secs(60);
+            if of_selector {
+                shutting.0.shutdown(grace).await;
+            } else {
+                shutting.1.shutdown(grace).await;
+            }
+        });
+        let guarded: Arc<dyn Closable> = if guard_closes_selector {
+            Arc::new(selector.clone())
+        } else {
+            server.clone()
+        };
+        pending_task_closing_on_drop(guarded, task, "shutdown");
+        let closing = Arc::clone(&server);
+        if !returns(move || closing.close()) {
+            std::mem::forget((runtime, selector, listener, client, server));
+            deadlocked.push(format!(
+                "the shutdown of the selector: {of_selector}, the guard closes the selector: \
+                 {guard_closes_selector}"
+            ));
+            continue;
+        }
+        assert!(server.is_closed());
+        assert_eq!(selector.is_closed(), guard_closes_selector);
+    }
+    assert!(
+        deadlocked.is_empty(),
+        "the close never returned (a shutdown task its count woke closed the same socket on \
+         its thread): {deadlocked:?}"
     );
 }

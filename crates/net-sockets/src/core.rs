@@ -32,7 +32,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -134,6 +134,11 @@ pub(crate) struct Core<S: SocketIo, H: ReleaseHook = ()> {
     io: Mutex<Option<Arc<S>>>,
     span: tracing::Span,
     on_release: H,
+    /// The thread (see [`this_thread`]) whose close releases the descriptor now, under `io`'s
+    /// lock, or 0: a close that this one causes on its own thread (a release hook's wake-up of
+    /// a listener's shutdown, which its executor drops with a guard that closes this socket)
+    /// must not wait for that lock, which its own thread holds.
+    releasing_on: AtomicUsize,
 }
 
 /// A socket type built around a [`Core`]: the selector closes it through its core.
@@ -237,6 +242,7 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
                 never_lingers: setup.never_lingers,
                 listens: setup.listens,
                 span: setup.span,
+                releasing_on: AtomicUsize::new(0),
             })
         });
         // A selector that closed after the core registered, while it was still being built,
@@ -415,6 +421,11 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         } else {
             CLOSED
         };
+        // A close made by the close under way, on its thread (see `releasing_on`): the socket
+        // is closed already, and that close releases it as this one returns.
+        if self.releases_on_this_thread() {
+            return;
+        }
         // Held from before the mark until the descriptor is released: a close that comes
         // meanwhile (another thread's, the selector's) and finds the socket marked waits here,
         // so that it too returns with the socket closed (a listener's port free, the peer
@@ -430,6 +441,7 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         // selector's close that began as this socket's owner was being dropped waits for the
         // deregistration (see `SelectorInner::close`).
         let registered = Registered(self);
+        let releasing = Releasing::on(&self.releasing_on);
         let mode = mode();
         self.release(io, mode, cause);
         drop(registered);
@@ -447,6 +459,7 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         // longer run it), and with it a guard whose drop closes this same socket, on this
         // thread; that close finds the socket closed and waits for this lock (see
         // `await_release`), which it would wait for for ever.
+        drop(releasing);
         drop(held);
         woken.wake();
         if let Some(token) = token {
@@ -462,8 +475,19 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         if self.closing.load(Ordering::SeqCst) == OPEN {
             return false;
         }
-        drop(lock(&self.io));
+        // Made by the close under way, on its thread: it releases the descriptor as this
+        // returns (waiting for its lock would wait for ever).
+        if !self.releases_on_this_thread() {
+            drop(lock(&self.io));
+        }
         true
+    }
+
+    /// Whether a close on this thread is releasing the descriptor now (this call comes from
+    /// inside it: a wake-up or a drop that it caused).
+    fn releases_on_this_thread(&self) -> bool {
+        let this = this_thread();
+        this != 0 && self.releasing_on.load(Ordering::SeqCst) == this
     }
 
     fn release(&self, io: Arc<S>, mode: CloseMode, cause: Cause) {
@@ -607,6 +631,33 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
     /// The span of this socket's events.
     pub(crate) fn span(&self) -> &tracing::Span {
         &self.span
+    }
+}
+
+/// An identity of the calling thread, unique among the threads alive (the address of a
+/// thread-local), or 0 where it cannot be had (the thread's locals being torn down).
+fn this_thread() -> usize {
+    thread_local! {
+        static MARK: u8 = const { 0 };
+    }
+    MARK.try_with(|mark| std::ptr::from_ref(mark) as usize)
+        .unwrap_or(0)
+}
+
+/// Marks the calling thread as the one releasing a core's descriptor (see
+/// `Core::releasing_on`), until dropped (also should the release unwind).
+struct Releasing<'a>(&'a AtomicUsize);
+
+impl<'a> Releasing<'a> {
+    fn on(releasing_on: &'a AtomicUsize) -> Self {
+        releasing_on.store(this_thread(), Ordering::SeqCst);
+        Releasing(releasing_on)
+    }
+}
+
+impl Drop for Releasing<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::SeqCst);
     }
 }
 
