@@ -1717,7 +1717,8 @@ impl ReadHalf {
     /// Reads what is there now, without waiting and without registering a wake-up
     /// (`WouldBlock` when nothing is): for input a protocol layer takes in as it ends its
     /// sending. The end of stream is `Ok(0)`, left for the next read to find; a socket error
-    /// is final, as a read's.
+    /// is final, as a read's. What it returns makes the next read that waits busy polling's
+    /// cue, as a read's does (see [`Conn::read_pending`]).
     pub(crate) fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if !self.received.is_empty() {
             let early = self.received.take_up_to(buf.len());
@@ -1746,7 +1747,12 @@ impl ReadHalf {
                 drop(stream);
                 Err(self.read_failed(e))
             }
-            read => read,
+            Err(e) => Err(e),
+            // Input received, as a read's: the next read that waits is busy polling's cue.
+            Ok(n) => {
+                conn.io_moved();
+                Ok(n)
+            }
         }
     }
 
@@ -2380,6 +2386,70 @@ mod tests {
         assert_eq!(read.failed, None, "the reset is not kept");
         drop(read);
         conn.close();
+    }
+
+    /// Bytes taken in by a read without waiting (a TLS layer's, as it ends its sending) are
+    /// input received, as a read's: the next read that waits is busy polling's cue again (the
+    /// peer's next message may come at once), though the read before it waited and no read
+    /// returned since.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bytes_taken_by_a_read_without_waiting_make_the_next_wait_a_cue() {
+        use std::io::Write as _;
+        use std::task::Waker;
+
+        /// Polls a read of `read` once: whether it is pending.
+        fn pending(read: &mut ReadHalf) -> bool {
+            let mut buf = [0; 16];
+            let mut buf = ReadBuf::new(&mut buf);
+            Pin::new(read)
+                .poll_read(&mut Context::from_waker(Waker::noop()), &mut buf)
+                .is_pending()
+        }
+
+        /// Waits (bounded) until `done` holds.
+        async fn until(done: impl Fn() -> bool) -> bool {
+            let start = std::time::Instant::now();
+            while start.elapsed() < LIMIT {
+                if done() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            false
+        }
+
+        let selector = crate::SelectorManager::with_busy_poll(Duration::from_millis(20));
+        let busy = selector.busy_poll().expect("busy polling");
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let conn = unix_conn(&selector, ours);
+        let mut read = ReadHalf::new(Arc::clone(&conn));
+        assert!(until(|| busy.is_dormant()).await, "polling before any read");
+        assert!(pending(&mut read));
+        assert!(!busy.is_dormant(), "no cue");
+        assert!(until(|| busy.is_dormant()).await, "still polling");
+        // The socket waits already: a read begun again is no cue.
+        assert!(pending(&mut read));
+        assert!(busy.is_dormant(), "a read begun again kicked");
+        theirs.write_all(b"tickets").unwrap();
+        let mut buf = [0; 16];
+        let start = std::time::Instant::now();
+        let got = loop {
+            match read.try_read(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && start.elapsed() < LIMIT => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                got => break got,
+            }
+        };
+        assert_eq!(got.unwrap(), 7);
+        assert!(pending(&mut read));
+        assert!(
+            !busy.is_dormant(),
+            "no cue after bytes taken without waiting"
+        );
+        drop(read);
+        conn.close();
+        selector.close();
     }
 
     thread_local! {
