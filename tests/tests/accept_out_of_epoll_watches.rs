@@ -18,46 +18,14 @@ use net_tests::harness::{free_port, rerun_self_alone_with, run_if_child};
 use net_tests::within;
 
 const CHILD_ENV: &str = "NET_TESTS_EPOLL_WATCHES_CHILD";
-const PORT_ENV: &str = "NET_TESTS_EPOLL_WATCHES_PORT";
-
-/// Fails `EPOLL_CTL_ADD` with `ENOSPC` for the first accepted (not listening) IPv4 socket
-/// whose local port is `$NET_TESTS_EPOLL_WATCHES_PORT`; every other call goes to the C library.
-const SHIM: &str = r#"
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <stdlib.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-
-static int failed;
-
-int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event) {
-    static int (*real)(int, int, int, struct epoll_event *);
-    if (!real) real = (int (*)(int, int, int, struct epoll_event *))dlsym(RTLD_NEXT, "epoll_ctl");
-    const char *port = getenv("NET_TESTS_EPOLL_WATCHES_PORT");
-    if (op == EPOLL_CTL_ADD && port && !__atomic_load_n(&failed, __ATOMIC_SEQ_CST)) {
-        int listening = 0;
-        socklen_t size = sizeof listening;
-        struct sockaddr_in local;
-        socklen_t local_size = sizeof local;
-        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0 && !listening
-            && getsockname(fd, (struct sockaddr *)&local, &local_size) == 0
-            && local.sin_family == AF_INET && ntohs(local.sin_port) == atoi(port)
-            && !__atomic_exchange_n(&failed, 1, __ATOMIC_SEQ_CST)) {
-            errno = ENOSPC;
-            return -1;
-        }
-    }
-    return real(epfd, op, fd, event);
-}
-"#;
+const PORT_ENV: &str = net_tests::fault::EPOLL_WATCH_SHIM_PORT_ENV;
 
 #[test]
 fn an_accepted_connection_the_runtime_cannot_watch_does_not_fail_accept() {
     let dir = TempDir::new("epoll-watches");
-    let Some(shim) = net_tests::harness::preload_shim(dir.path(), SHIM) else {
+    let Some(shim) =
+        net_tests::harness::preload_shim(dir.path(), net_tests::fault::EPOLL_WATCH_SHIM)
+    else {
         eprintln!("skipped: no C compiler (`cc`) to build the LD_PRELOAD shim");
         return;
     };

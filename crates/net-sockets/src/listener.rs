@@ -31,7 +31,8 @@ use crate::transport::Link;
 use crate::waiters::Waiters;
 use crate::{Error, Result, SelectorManager, Socket, SocketAddress, UnixSocketAddress};
 
-/// How long the accept loop pauses when the process or system is out of descriptors or memory.
+/// How long the accept loop pauses when the process or system is out of descriptors or memory
+/// (or its user out of epoll watches).
 const EXHAUSTION_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How many errors that `accept(2)` says to retry the accept loop meets in a row before it
@@ -42,10 +43,10 @@ const EXHAUSTION_BACKOFF: Duration = Duration::from_millis(100);
 /// A burst of this many failing connections costs one pause.
 const RETRY_BURST: u32 = 64;
 
-/// The least time between two warnings that a listener ran out of descriptors or memory. At
-/// the limit, each connection that ends frees a descriptor, the next accept takes it and runs
-/// out again: an episode each time, as often as clients close connections (up to one per
-/// back-off); the episodes after a warning, within this time, are `debug` events.
+/// The least time between two warnings that a listener ran out of descriptors, memory or epoll
+/// watches. At the limit, each connection that ends frees a descriptor, the next accept takes
+/// it and runs out again: an episode each time, as often as clients close connections (up to
+/// one per back-off); the episodes after a warning, within this time, are `debug` events.
 const EXHAUSTION_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A listening TCP or Unix socket, as `bind` on a TCP builder returns it.
@@ -786,10 +787,16 @@ impl ListenerInner {
                     }
                     AcceptError::Exhausted => {
                         if !self.exhausted.swap(true, Ordering::Relaxed) {
-                            if self.warn_of_exhaustion() {
-                                tracing::warn!(parent: self.core.span(), error = %e, "out of descriptors or memory; accept pauses and retries every 100 ms");
+                            // What ran out, for the operator who raises its limit.
+                            let what = if e.raw_os_error() == Some(libc::ENOSPC) {
+                                "epoll watches (fs.epoll.max_user_watches)"
                             } else {
-                                tracing::debug!(parent: self.core.span(), error = %e, "out of descriptors or memory; accept pauses and retries every 100 ms");
+                                "descriptors or memory"
+                            };
+                            if self.warn_of_exhaustion() {
+                                tracing::warn!(parent: self.core.span(), error = %e, "out of {what}; accept pauses and retries every 100 ms");
+                            } else {
+                                tracing::debug!(parent: self.core.span(), error = %e, "out of {what}; accept pauses and retries every 100 ms");
                             }
                         }
                         self.back_off().await?;
