@@ -23,7 +23,9 @@
 //! `--timeout` of the command (or of the connection, for the greeting), however steadily its lines
 //! come: a server that trickles a reply for ever, or sends one without end, is given up on (`timed
 //! out: no complete reply to EHLO within N s`, `the reply to EHLO has more than 100 lines`). The
-//! TLS handshake has its own limit of 10 seconds.
+//! TLS handshake has its own limit of 10 seconds. After the `221` answer to `QUIT` it sends its
+//! `close_notify` and FIN and waits up to `--timeout` for the server's end, then closes (a server
+//! that never closes costs that wait, not an error).
 
 // The argument docs are clap's --help text, where [::1] is an IPv6 literal, not a doc link.
 #![allow(rustdoc::broken_intra_doc_links)]
@@ -113,9 +115,8 @@ async fn talk(args: Args, host: String, port: u16) -> anyhow::Result<()> {
     }
     command(input, output, "NOOP", "250", timeout).await?;
     command(input, output, "QUIT", "221", timeout).await?;
-    secure
-        .close_gracefully(std::time::Duration::from_secs(5))
-        .await?;
+    // The server closes after its answer: its end is awaited as long as any reply is.
+    secure.close_gracefully(timeout).await?;
     selector.close();
     Ok(())
 }
