@@ -7,6 +7,11 @@
 //!   limit of the header's version (`V1_MAX_HEADER`, `V2_MAX_HEADER`), never asks for bytes
 //!   past the end of the header the whole input holds, nor past that limit, and is exact for
 //!   v2 once the length field is in; errors are found at the byte the module docs name;
+//! - answers agree with a reference parse written from the module docs apart from the parser
+//!   ([`reference`]): every prefix that holds a v2 fixed part, or a v1 line with its CRLF
+//!   within the limit, gets exactly the reference's answer (the header and its length, or the
+//!   error with its fields; for v2 also the exact `NeedMore`), and a v1 error found before the
+//!   CRLF is the one the line gets if it ends there;
 //! - a complete header takes no more than the input and the limit, ends at the first CRLF
 //!   (v1) or where its length field says (v2), and its addresses are what the encoders write;
 //! - addresses from the input, encoded with `encode_v1` and `encode_v2`, parse back exactly
@@ -232,10 +237,13 @@ fn check(input: &[u8]) -> Parse {
                     assert_eq!(cut + at_least, v2_total(input), "v2 NeedMore is exact");
                 }
             }
-            decided => {
+            ref decided => {
                 decided_at.get_or_insert(cut);
-                assert_eq!(decided, whole, "a decision at {cut} is not final");
+                assert_eq!(*decided, whole, "a decision at {cut} is not final");
             }
+        }
+        if let Some(expected) = reference(prefix) {
+            assert_eq!(answer, expected, "the reference parse of {prefix:?}");
         }
     }
     if let Some(at) = decided_at {
@@ -265,17 +273,184 @@ fn where_decided(input: &[u8], at: usize, answer: &Parse) {
             );
             total
         }
-        // v1 field errors: at the first byte that cannot belong to the field, or at the CRLF.
-        Parse::Invalid(_) => {
+        // v1 field errors: at the first byte that cannot belong to the field, or at the CRLF;
+        // of the kind of the first wrong field, as the line would be if it ended there (the
+        // field cut short is wrong whatever follows, as no field of its kind holds its bytes).
+        Parse::Invalid(error) => {
             assert!(
                 at > V1_SIGNATURE.len() && at <= V1_MAX_HEADER,
                 "v1 error at {at}"
             );
+            let ended = [&input[..at], b"\r\n"].concat();
+            if let (false, Some(expected)) = (*error == V1TooLong, reference(&ended)) {
+                assert_eq!(
+                    *answer, expected,
+                    "{error:?} at {at}, as if the line ended there"
+                );
+            }
             return;
         }
         Parse::NotProxy | Parse::NeedMore { .. } => return,
     };
     assert_eq!(at, expected, "{answer:?} decided at {at}");
+}
+
+/// What the module docs' rules answer for `input`, computed apart from the parser (whole
+/// fields split at spaces, addresses and ports as `std` parses them), where they decide it
+/// without following the parser byte by byte: a v2 header whose fixed part is in, a v1 line
+/// whose CRLF is within the limit; `None` for anything else.
+fn reference(input: &[u8]) -> Option<Parse> {
+    if input.len() >= V2_FIXED && input.starts_with(V2_SIGNATURE) {
+        return Some(reference_v2(input));
+    }
+    if !input.starts_with(V1_SIGNATURE) {
+        return None;
+    }
+    let window = &input[..input.len().min(V1_MAX_HEADER)];
+    let end = window.windows(2).position(|w| w == b"\r\n")?;
+    Some(match reference_v1(&window[..end]) {
+        Ok(addresses) => Parse::Done {
+            header: ProxyHeader {
+                version: Version::V1,
+                command: Command::Proxy,
+                addresses,
+            },
+            consumed: end + 2,
+        },
+        Err(e) => Parse::Invalid(e),
+    })
+}
+
+/// A whole v1 line without its CRLF: `PROXY`, a space, the protocol up to the next space;
+/// `UNKNOWN` takes anything after it; `TCP4` and `TCP6` take exactly four fields split by
+/// single spaces, the first wrong one (in order) naming the error; any other protocol is
+/// unknown.
+fn reference_v1(line: &[u8]) -> Result<Option<ProxyAddresses>, ProxyError> {
+    let rest = line
+        .strip_prefix(b"PROXY ")
+        .ok_or(ProxyError::V1Malformed)?;
+    let (protocol, fields) = match rest.iter().position(|&b| b == b' ') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let tcp4 = match protocol {
+        b"UNKNOWN" => return Ok(None),
+        b"TCP4" => true,
+        b"TCP6" => false,
+        _ => return Err(ProxyError::V1UnknownProtocol),
+    };
+    let fields: Vec<&[u8]> = fields
+        .ok_or(ProxyError::V1Malformed)?
+        .split(|&b| b == b' ')
+        .collect();
+    let text = |field: &[u8]| String::from_utf8(field.to_vec()).ok();
+    let ip = |field: &[u8]| -> Result<IpAddr, ProxyError> {
+        let text = text(field).ok_or(ProxyError::V1BadAddress)?;
+        let ip = if tcp4 {
+            text.parse().map(IpAddr::V4).ok()
+        } else {
+            text.parse().map(IpAddr::V6).ok()
+        };
+        ip.ok_or(ProxyError::V1BadAddress)
+    };
+    // Decimal as `u16`'s `Display` writes it: no sign, no leading zero.
+    let port = |field: &[u8]| -> Result<u16, ProxyError> {
+        text(field)
+            .and_then(|t| t.parse::<u16>().ok())
+            .filter(|p| p.to_string().as_bytes() == field)
+            .ok_or(ProxyError::V1BadPort)
+    };
+    let mut values = (None, None, 0, 0);
+    for (i, field) in fields.iter().enumerate() {
+        match i {
+            0 => values.0 = Some(ip(field)?),
+            1 => values.1 = Some(ip(field)?),
+            2 => values.2 = port(field)?,
+            3 => values.3 = port(field)?,
+            _ => return Err(ProxyError::V1Malformed),
+        }
+    }
+    match values {
+        (Some(source), Some(destination), source_port, destination_port) if fields.len() == 4 => {
+            Ok(Some(ProxyAddresses {
+                source: SocketAddr::new(source, source_port),
+                destination: SocketAddr::new(destination, destination_port),
+            }))
+        }
+        _ => Err(ProxyError::V1Malformed),
+    }
+}
+
+/// A v2 header from its fixed part on, by the specification's layout and the module docs'
+/// limits: version 2; command `LOCAL` (0) or `PROXY` (1); for `PROXY`, a family of 0 to 3
+/// and a transport of 0 to 2; a length within the limit and at least the family's addresses
+/// (none without addresses); then the rest of the header, whose addresses (IPv4: two
+/// addresses then two ports, 12 bytes; IPv6: the same in 36; Unix: two paths of 108) are
+/// followed by whole TLVs.
+fn reference_v2(input: &[u8]) -> Parse {
+    use ProxyError::*;
+    let version = input[12] >> 4;
+    if version != 2 {
+        return Parse::Invalid(V2BadVersion(version));
+    }
+    let command = match input[12] & 0x0F {
+        0 => Command::Local,
+        1 => Command::Proxy,
+        other => return Parse::Invalid(V2BadCommand(other)),
+    };
+    let (family, transport) = (input[13] >> 4, input[13] & 0x0F);
+    if command == Command::Proxy {
+        if family > 3 {
+            return Parse::Invalid(V2BadFamily(family));
+        }
+        if transport > 2 {
+            return Parse::Invalid(V2BadTransport(transport));
+        }
+    }
+    let read = command == Command::Proxy && transport != 0;
+    let needed: u16 = match (read, family) {
+        (true, 1) => 12,
+        (true, 2) => 36,
+        (true, 3) => 216,
+        _ => 0,
+    };
+    let length = u16::from_be_bytes([input[14], input[15]]);
+    let total = V2_FIXED + usize::from(length);
+    if total > V2_MAX_HEADER {
+        return Parse::Invalid(V2TooLong { length: total });
+    }
+    if length < needed {
+        return Parse::Invalid(V2AddressesTooShort { length, needed });
+    }
+    if input.len() < total {
+        return Parse::NeedMore {
+            at_least: total - input.len(),
+        };
+    }
+    let body = &input[V2_FIXED..total];
+    if needed > 0 && !tlvs_whole(&body[usize::from(needed)..]) {
+        return Parse::Invalid(V2BadTlv);
+    }
+    let port = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
+    let addresses = match needed {
+        12 => Some(ProxyAddresses {
+            source: SocketAddr::from((<[u8; 4]>::try_from(&body[..4]).unwrap(), port(8))),
+            destination: SocketAddr::from((<[u8; 4]>::try_from(&body[4..8]).unwrap(), port(10))),
+        }),
+        36 => Some(ProxyAddresses {
+            source: SocketAddr::from((<[u8; 16]>::try_from(&body[..16]).unwrap(), port(32))),
+            destination: SocketAddr::from((<[u8; 16]>::try_from(&body[16..32]).unwrap(), port(34))),
+        }),
+        _ => None,
+    };
+    Parse::Done {
+        header: ProxyHeader {
+            version: Version::V2,
+            command,
+            addresses,
+        },
+        consumed: total,
+    }
 }
 
 /// Checks a complete header against the bytes it was read from.
