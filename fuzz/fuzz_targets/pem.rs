@@ -13,8 +13,13 @@
 //! - a BEGIN marker after other text on its line (two files joined without a newline, a byte
 //!   order mark or blanks before it), which the parser skips, is refused by all three loaders;
 //! - an accepted chain is every CERTIFICATE section the parser reads, in order, each after the
-//!   leaf one whole DER value; accepted roots are every one of them; an accepted key is the
-//!   parser's first key;
+//!   leaf one whole DER value; accepted roots are every one of them; where a key is accepted
+//!   the parser reads one;
+//! - and what the docs take is taken: text the parser reads without a fault, with nothing the
+//!   loaders refuse (a skipped certificate label, a BEGIN marker after text, UTF-16), gives the
+//!   chain when its leaf is the real certificate and the others whole DER values, the roots
+//!   when every certificate is the real one, and the key when the parser's first key is one of
+//!   the real keys under its own label (PKCS#8 as `PRIVATE KEY`, SEC1 as `EC PRIVATE KEY`);
 //! - the same outcome, reason included, with a byte order mark before the text, and with every
 //!   LF turned into CRLF or into a lone CR (when the text has no CR of its own).
 
@@ -199,6 +204,19 @@ fn begin_labels(pem: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
+/// Whether `text` looks like UTF-16, which the loaders refuse: a UTF-16 byte order mark at its
+/// start, or a BEGIN marker in UTF-16 (either byte order) anywhere.
+fn utf16(text: &[u8]) -> bool {
+    let marker = b"-----BEGIN";
+    let little: Vec<u8> = marker.iter().flat_map(|&b| [b, 0]).collect();
+    let big: Vec<u8> = marker.iter().flat_map(|&b| [0, b]).collect();
+    text.starts_with(&[0xff, 0xfe])
+        || text.starts_with(&[0xfe, 0xff])
+        || text
+            .windows(little.len())
+            .any(|w| w == little.as_slice() || w == big.as_slice())
+}
+
 /// Whether `der` is one whole DER SEQUENCE (its length, short or long form, covers the rest).
 fn one_der_value(der: &[u8]) -> bool {
     let [0x30, first, rest @ ..] = der else {
@@ -347,6 +365,50 @@ fuzz_target!(|case: Case| {
     }
     if got.key.is_ok() {
         assert!(PrivateKeyDer::from_pem_slice(text).is_ok());
+    }
+
+    // And what the docs take is taken: text the parser reads without a fault, with no section
+    // the loaders refuse (a certificate under a label the parser skips, a BEGIN marker after
+    // other text, UTF-16), gives the chain when its leaf is the real certificate and every
+    // other certificate one whole DER value, the roots when every certificate is the real one,
+    // and the key when the parser's first key is one of the real ones.
+    // (The loaders refuse a skipped label also with blanks before its dashes, which the parser
+    // reads as part of the label: `-----BEGIN TRUSTED CERTIFICATE -----`.)
+    let refused = begin_labels(text)
+        .iter()
+        .any(|label| REFUSED.contains(&label.trim_ascii_end()))
+        || text
+            .split(|&b| b == b'\n' || b == b'\r')
+            .any(|line| line.windows(11).skip(1).any(|w| w == b"-----BEGIN "))
+        || utf16(text);
+    if let (false, Some(certificates)) = (refused, &certificates) {
+        let real = |cert: &CertificateDer<'_>| base64(cert) == CERTIFICATE;
+        let leaf_real = certificates.first().is_some_and(real);
+        if leaf_real && certificates[1..].iter().all(|cert| one_der_value(cert)) {
+            assert_eq!(
+                got.chain,
+                Ok(certificates.len()),
+                "{:?}",
+                String::from_utf8_lossy(&pem)
+            );
+        }
+        if leaf_real && certificates.iter().all(real) {
+            assert_eq!(
+                got.roots,
+                Ok(certificates.len()),
+                "{:?}",
+                String::from_utf8_lossy(&pem)
+            );
+        }
+    }
+    // A real key under its own label: PKCS#8 as `PRIVATE KEY`, SEC1 as `EC PRIVATE KEY`.
+    let real_key = match PrivateKeyDer::from_pem_slice(text) {
+        Ok(PrivateKeyDer::Pkcs8(key)) => base64(key.secret_pkcs8_der()) == PKCS8_KEY,
+        Ok(PrivateKeyDer::Sec1(key)) => base64(key.secret_sec1_der()) == SEC1_KEY,
+        _ => false,
+    };
+    if real_key && !refused {
+        assert_eq!(got.key, Ok(()), "{:?}", String::from_utf8_lossy(&pem));
     }
 
     // A byte order mark before the text changes nothing.
