@@ -24,7 +24,9 @@
 //! half-close (lines, write side shut, answers read to the end), an abrupt reset after a line
 //! (TCP and TLS, `SO_LINGER` 0), a TLS handshake cut short, and a UDP echo. It prints one
 //! `shape NAME ok=N failed=M` line per shape, then `total ok=N failed=M`. A failure of an
-//! orderly shape is counted, not fatal; the connections it cuts on purpose count as ok.
+//! orderly shape is counted, not fatal; the connections it cuts on purpose count as ok. A
+//! worker that panics (a bug of the load program) is counted, and after the report the load
+//! exits with an error naming how many did.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
 use net_sockets::{
     ProxyProtocol, SelectorManager, ServerSocket, Socket, UnixSocketAddress, a_socket,
@@ -313,17 +315,31 @@ struct Counts {
 }
 
 async fn load(cfg: Arc<LoadConfig>, workers: usize, secs: Duration) -> Result<()> {
+    let connect = move |shape, worker, n| {
+        let cfg = cfg.clone();
+        async move { one(&cfg, shape, worker, n).await }
+    };
+    load_with(connect, workers, secs).await
+}
+
+/// The load of [`load`], each connection made by `connect(shape, worker, n)`.
+async fn load_with<F, C>(connect: F, workers: usize, secs: Duration) -> Result<()>
+where
+    F: Fn(usize, usize, usize) -> C + Send + Sync + 'static,
+    C: Future<Output = Result<()>> + Send,
+{
+    let connect = Arc::new(connect);
     let counts = Arc::new(Counts::default());
     let end = Instant::now() + secs;
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..workers {
-        let (cfg, counts) = (cfg.clone(), counts.clone());
+        let (connect, counts) = (connect.clone(), counts.clone());
         tasks.spawn(async move {
             let mut n = worker;
             while Instant::now() < end {
                 let shape = n % SHAPES.len();
                 let ok = matches!(
-                    timeout(STEP_LIMIT * 2, one(&cfg, shape, worker, n)).await,
+                    timeout(STEP_LIMIT * 2, connect(shape, worker, n)).await,
                     Ok(Ok(()))
                 );
                 let slot = if ok { &counts.ok } else { &counts.failed };
@@ -333,7 +349,15 @@ async fn load(cfg: Arc<LoadConfig>, workers: usize, secs: Duration) -> Result<()
             }
         });
     }
-    while tasks.join_next().await.is_some() {}
+    // A worker's panic ends only that worker (tokio catches it): the others go on, and its
+    // connections stop without a count. Counted here, and it fails the load.
+    let mut panicked = 0;
+    while let Some(worker) = tasks.join_next().await {
+        if let Err(e) = worker {
+            eprintln!("soak-mix load: a worker ended: {e}");
+            panicked += 1;
+        }
+    }
     let (mut ok, mut failed) = (0, 0);
     for (i, name) in SHAPES.iter().enumerate() {
         let (o, f) = (
@@ -345,6 +369,10 @@ async fn load(cfg: Arc<LoadConfig>, workers: usize, secs: Duration) -> Result<()
         failed += f;
     }
     println!("total ok={ok} failed={failed}");
+    ensure!(
+        panicked == 0,
+        "{panicked} of {workers} load workers panicked (their message is above)"
+    );
     Ok(())
 }
 
@@ -477,6 +505,22 @@ fn client_config(ca: &PathBuf) -> Result<Arc<rustls::ClientConfig>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_load_worker_that_panics_fails_the_load() {
+        // Once dropped silently: the worker's connections stopped, the others went on, and the
+        // report (and the exit status) read as a clean run.
+        let connect = |_shape, worker, _n| async move {
+            assert_ne!(worker, 1, "a load worker's bug");
+            Ok(())
+        };
+        let loaded = load_with(connect, 3, Duration::from_millis(300)).await;
+        let err = loaded.expect_err("a worker panicked");
+        assert!(
+            err.to_string().contains("1 of 3 load workers panicked"),
+            "{err:#}"
+        );
+    }
 
     #[tokio::test]
     async fn a_handler_panic_and_an_accept_error_are_counted() {
