@@ -972,9 +972,10 @@ impl Drop for TlsRead {
     /// Records held back while this reader had requests pending leave now: the socket's read
     /// half lives on in the session, so its own drop does not say that no reader is left. The
     /// session lets go of the waker of this reader's last wait (which would keep its task's
-    /// memory for as long as the socket lives).
+    /// memory for as long as the socket lives), once the lock is released (see `poll_read`).
     fn drop(&mut self) {
-        lock(&self.shared).reader = None;
+        let reader = lock(&self.shared).reader.take();
+        drop(reader);
         self.link.reader_gone();
     }
 }
@@ -1190,14 +1191,18 @@ impl AsyncRead for TlsRead {
                 read = Poll::Ready(Err(e));
             }
         }
-        if read.is_pending() {
-            // For a shutdown that takes in the input this read waits for (the same task's
-            // waker, as nearly always, is not stored again).
-            match reader {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => *reader = Some(cx.waker().clone()),
-            }
-        }
+        // For a shutdown that takes in the input this read waits for (the same task's waker,
+        // as nearly always, is not stored again). The one it replaces (another task's) goes
+        // once the lock is released: it may be its task's last reference, and that task's drop
+        // may close this socket, whose close takes the lock.
+        let stands = reader
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        let replaced = if read.is_pending() && !stands {
+            reader.replace(cx.waker().clone())
+        } else {
+            None
+        };
         let write_ended = this.write_ended.load(Ordering::Acquire);
         match stream {
             tokio_rustls::TlsStream::Client(s) => {
@@ -1228,6 +1233,7 @@ impl AsyncRead for TlsRead {
             receive_own(stream);
         }
         drop(locked);
+        drop(replaced);
         if let Some(writer) = waiting_writer {
             writer.wake();
         }

@@ -1,0 +1,136 @@
+//! Wakers let go of under a lock, elsewhere than a socket's close (see `socket_call_orders` for
+//! those): a waker may be the last reference to its task (an executor whose pending tasks
+//! only their wakers keep), so dropping it drops the task's future, and with it a guard that
+//! may close the same socket, on the same thread. Under a lock that close takes, that close
+//! never returned.
+//!
+//! - A TLS read channel polled by another task than the one that last waited on it: the read
+//!   replaced the session's note of the reader's waker under the session's lock, dropping the
+//!   other task's waker there; when that was its last reference, the guard's close of the TLS
+//!   socket waited for that lock for ever (its `close_notify` is decided under it).
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use net_sockets::{SelectorManager, Socket, Transport};
+use net_tests::loopback::tcp_listener;
+use net_tests::pki::Pki;
+
+/// Longer than any step takes here: past it, the thread waits on itself.
+const DEADLOCK: Duration = Duration::from_secs(5);
+
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A waker that owns its task: the task goes with the waker's last copy (or as it is woken).
+struct Owner(Mutex<Option<Task>>);
+
+impl std::task::Wake for Owner {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let owned = self.0.lock().unwrap().take();
+        drop(owned);
+    }
+}
+
+/// Closes its socket when dropped (a connection's guard).
+struct CloseOnDrop<T: Transport>(Arc<Socket<T>>);
+
+impl<T: Transport> Drop for CloseOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Polls `task` once and leaves it pending, owned by its wakers only, with a guard that closes
+/// `socket` when the task is dropped.
+fn pending_task_closing_on_drop<T: Transport>(socket: Arc<Socket<T>>, task: Task) {
+    let guard = CloseOnDrop(socket);
+    let mut task: Task = Box::pin(async move {
+        task.await;
+        drop(guard);
+    });
+    let owner = Arc::new(Owner(Mutex::new(None)));
+    let waker = Waker::from(Arc::clone(&owner));
+    assert!(
+        task.as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    *owner.0.lock().unwrap() = Some(task);
+}
+
+/// Runs `step` on a thread of its own: whether it returned within [`DEADLOCK`] (a thread that
+/// waits on itself is left behind).
+fn returns(step: impl FnOnce() + Send + 'static) -> bool {
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        step();
+        let _ = done_tx.send(());
+    });
+    done.recv_timeout(DEADLOCK).is_ok()
+}
+
+/// Task A waits on a TLS read channel, then gives the channel away and waits on nothing that
+/// keeps it (its wakers, noted by the read, are its only references); another task then reads
+/// the channel, which replaces those wakers. As the last of them goes, task A goes, and its
+/// guard closes the TLS socket: that close must return, and the read with it.
+#[test]
+fn a_tls_read_that_replaces_another_tasks_last_waker_lets_it_go_outside_the_session_lock() {
+    let pki = Pki::generate();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (selector, listener, server, client, input) = runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let (server, mut client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+        let input = client.open_read_channel().unwrap();
+        (
+            selector,
+            listener,
+            server,
+            Arc::new(client),
+            Arc::new(Mutex::new(input)),
+        )
+    });
+    let handle = runtime.handle().clone();
+    {
+        let _context = handle.enter();
+        let waits = Arc::clone(&input);
+        let task: Task = Box::pin(async move {
+            std::future::poll_fn(|cx| {
+                let mut input = waits.lock().unwrap();
+                let read = pin!(input.read_u8());
+                assert!(read.poll(cx).is_pending(), "nothing was sent");
+                Poll::Ready(())
+            })
+            .await;
+            std::future::pending::<()>().await;
+        });
+        pending_task_closing_on_drop(Arc::clone(&client), task);
+    }
+    assert!(!client.is_closed());
+    let reads = Arc::clone(&input);
+    let returned = returns(move || {
+        let _context = handle.enter();
+        let mut input = reads.lock().unwrap();
+        let read = pin!(input.read_u8());
+        let _ = read.poll(&mut Context::from_waker(Waker::noop()));
+    });
+    if !returned {
+        // Left behind: their drops would wait for the deadlocked thread's locks.
+        std::mem::forget((runtime, selector, listener, server, client, input));
+        panic!(
+            "the read never returned: the close of the task whose last waker it replaced \
+             waited for the session's lock, which the read held"
+        );
+    }
+    assert!(
+        client.is_closed(),
+        "the read let go of task A's last waker: its guard closed the socket"
+    );
+}
