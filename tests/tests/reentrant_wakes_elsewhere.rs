@@ -8,6 +8,10 @@
 //!   replaced the session's note of the reader's waker under the session's lock, dropping the
 //!   other task's waker there; when that was its last reference, the guard's close of the TLS
 //!   socket waited for that lock for ever (its `close_notify` is decided under it).
+//! - A flush of a plain connection's write channel with answers held back (flush coalescing),
+//!   polled by another task than the one that last waited on it for room: it polled the socket
+//!   under the lock of the held-back bytes, which replaced the other task's wakers there; the
+//!   guard's close, which sends what is held back, waited for that lock for ever.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -15,7 +19,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use net_sockets::{SelectorManager, Socket, Transport};
+use net_io::LineEnding;
+use net_sockets::{SelectorManager, Socket, Transport, a_socket};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::Pki;
 
@@ -132,5 +137,87 @@ fn a_tls_read_that_replaces_another_tasks_last_waker_lets_it_go_outside_the_sess
     assert!(
         client.is_closed(),
         "the read let go of task A's last waker: its guard closed the socket"
+    );
+}
+
+/// Task A flushes a write channel whose answers are held back (flush coalescing) and more than
+/// the socket takes: it waits for room. It then gives the channel away and waits on nothing
+/// that keeps it; another task flushes, which replaces its wakers. As the last of them goes,
+/// task A goes, and its guard closes the socket: that close must return, and the flush with it.
+#[test]
+fn a_held_back_flush_that_replaces_another_tasks_last_waker_lets_it_go_outside_the_backlog() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (selector, listener, peer, server, output) = runtime.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let selector = SelectorManager::new();
+        let listener = a_socket(&selector)
+            .tcp()
+            .send_buffer_size(4096)
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let raw = tokio::net::TcpSocket::new_v4().unwrap();
+        raw.set_recv_buffer_size(4096).unwrap();
+        let (mut peer, mut server) = net_tests::fault::raw_peer_from(raw, &listener).await;
+        let mut input = server.open_read_channel().unwrap();
+        let mut output = server.open_write_channel(false).unwrap();
+        // Two requests: while the second is unread, the answers to the first are held back.
+        peer.write_all(b"x\ny\n").await.unwrap();
+        let first = input.read_line(16, LineEnding::Default).await.unwrap();
+        assert_eq!(first.as_deref(), Some("x"));
+        let answer = [b'a'; 1000];
+        for _ in 0..60 {
+            output.write_fully(&answer).await.unwrap();
+            output.flush().await.unwrap();
+        }
+        // The second request read: nothing is pending, a flush sends what is held back.
+        let second = input.read_line(16, LineEnding::Default).await.unwrap();
+        assert_eq!(second.as_deref(), Some("y"));
+        (
+            selector,
+            listener,
+            (peer, input),
+            Arc::new(server),
+            Arc::new(Mutex::new(output)),
+        )
+    });
+    let handle = runtime.handle().clone();
+    {
+        let _context = handle.enter();
+        let waits = Arc::clone(&output);
+        let task: Task = Box::pin(async move {
+            std::future::poll_fn(|cx| {
+                let mut output = waits.lock().unwrap();
+                let flush = pin!(output.flush());
+                assert!(
+                    flush.poll(cx).is_pending(),
+                    "the socket took 60 KB a peer never reads"
+                );
+                Poll::Ready(())
+            })
+            .await;
+            std::future::pending::<()>().await;
+        });
+        pending_task_closing_on_drop(Arc::clone(&server), task);
+    }
+    assert!(!server.is_closed());
+    let flushes = Arc::clone(&output);
+    let returned = returns(move || {
+        let _context = handle.enter();
+        let mut output = flushes.lock().unwrap();
+        let flush = pin!(output.flush());
+        let _ = flush.poll(&mut Context::from_waker(Waker::noop()));
+    });
+    if !returned {
+        // Left behind: their drops would wait for the deadlocked thread's locks.
+        std::mem::forget((runtime, selector, listener, peer, server, output));
+        panic!(
+            "the flush never returned: the close of the task whose last waker it replaced \
+             waited for the lock of the held-back bytes, which the flush held"
+        );
+    }
+    assert!(
+        server.is_closed(),
+        "the flush let go of task A's last waker: its guard closed the socket"
     );
 }

@@ -810,6 +810,12 @@ impl CloseWait {
         self.poll_registering(cx, core, true)
     }
 
+    /// Whether this task's waker is in place (see [`Registration::stands`]).
+    #[inline]
+    pub(crate) fn stands(&self, cx: &Context<'_>) -> bool {
+        self.registration.stands(cx)
+    }
+
     /// Ready once the core closed, its descriptor released (not before, also when its selector
     /// closes it).
     fn poll_released<S: SocketIo, H: ReleaseHook>(

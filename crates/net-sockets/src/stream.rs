@@ -1447,6 +1447,26 @@ impl Half {
         self.polled(cx, layered, polled)
     }
 
+    /// Makes this task the one a write waiting for room wakes (the socket's writability, the
+    /// wake-up on close, the timer), in place of another task that polled this half last:
+    /// `Pending` while the socket has no room. For a send made under a lock that the socket's
+    /// close takes (the held-back bytes'): the other task's wakers go here, before it, since
+    /// one may be the last reference to its task (an executor whose pending tasks only their
+    /// wakers keep), whose drop may close this socket on this thread.
+    #[cold]
+    #[inline(never)]
+    fn take_over_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = self.conn.core.poll_io(cx, &mut self.wait, |s, cx| match s {
+            Stream::Tcp(s) => s.poll_write_ready(cx),
+            Stream::Unix(s) => s.poll_write_ready(cx),
+        });
+        match polled {
+            // Room: the send under the lock goes on (the timer is the send's to end).
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            polled => self.polled(cx, false, polled),
+        }
+    }
+
     /// What an operation's poll returns once its `op` was polled: a pending operation that
     /// outlives `socket_timeout` fails with a timeout.
     ///
@@ -2020,6 +2040,14 @@ impl WriteHalf {
         buf: &[u8],
         held: &Backlog,
     ) -> Poll<io::Result<usize>> {
+        // The sends below wait for room under the lock of the held-back bytes, which the
+        // socket's close takes: the wakers of another task that waited here last go before it
+        // (see `take_over_send`).
+        if !self.half.wait.stands(cx) {
+            if let Err(e) = ready!(self.half.take_over_send(cx)) {
+                return Poll::Ready(self.record(Err(e)));
+            }
+        }
         loop {
             let sent = held.with_held(|held| {
                 if held.is_empty() {
