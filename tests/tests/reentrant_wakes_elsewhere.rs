@@ -12,6 +12,10 @@
 //!   polled by another task than the one that last waited on it for room: it polled the socket
 //!   under the lock of the held-back bytes, which replaced the other task's wakers there; the
 //!   guard's close, which sends what is held back, waited for that lock for ever.
+//! - A TLS write channel's shutdown after the peer's `close_notify` was read: it closes the
+//!   socket (both directions are done) under the session's lock, and that close wakes the tasks
+//!   waiting for it; a task dropped as it is woken, owning the read channel, waited in the read
+//!   channel's drop for that lock for ever.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -219,5 +223,58 @@ fn a_held_back_flush_that_replaces_another_tasks_last_waker_lets_it_go_outside_t
     assert!(
         server.is_closed(),
         "the flush let go of task A's last waker: its guard closed the socket"
+    );
+}
+
+/// A TLS client reads the server's `close_notify`, then a task waits for the socket's close,
+/// owning the read channel (dropped with the task); the client's write channel then shuts
+/// down, which closes the socket (both directions done) and wakes that task, which its
+/// executor drops: the read channel's drop must not wait for the session's lock, held by the
+/// shutdown that woke it.
+#[test]
+fn a_tls_shutdown_whose_close_wakes_a_task_owning_the_read_channel_returns() {
+    let pki = Pki::generate();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (selector, listener, server, client, input, output) = runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let (server, mut client) = net_tests::tls::pair_of(&selector, &listener, &pki).await;
+        let mut input = client.open_read_channel().unwrap();
+        let output = client.open_write_channel(false).unwrap();
+        server.close();
+        let end = net_tests::within(input.read_u8()).await;
+        assert!(end.is_err(), "the server's close_notify: {end:?}");
+        (selector, listener, server, Arc::new(client), input, output)
+    });
+    let handle = runtime.handle().clone();
+    {
+        let _context = handle.enter();
+        let waits = Arc::clone(&client);
+        let task: Task = Box::pin(async move {
+            waits.await_closed().await;
+            drop(input);
+        });
+        pending_task_closing_on_drop(Arc::clone(&client), task);
+    }
+    assert!(!client.is_closed());
+    let output = Arc::new(Mutex::new(output));
+    let shuts = Arc::clone(&output);
+    let returned = returns(move || {
+        let _context = handle.enter();
+        let mut output = shuts.lock().unwrap();
+        let shutdown = pin!(output.flush_and_close());
+        let _ = shutdown.poll(&mut Context::from_waker(Waker::noop()));
+    });
+    if !returned {
+        // Left behind: their drops would wait for the deadlocked thread's locks.
+        std::mem::forget((runtime, selector, listener, server, client, output));
+        panic!(
+            "the shutdown never returned: the task its close woke dropped the read channel, \
+             which waited for the session's lock, held by the shutdown"
+        );
+    }
+    assert!(
+        client.is_closed(),
+        "the shutdown closed the socket, both directions being done"
     );
 }

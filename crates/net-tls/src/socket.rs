@@ -973,8 +973,16 @@ impl Drop for TlsRead {
     /// half lives on in the session, so its own drop does not say that no reader is left. The
     /// session lets go of the waker of this reader's last wait (which would keep its task's
     /// memory for as long as the socket lives), once the lock is released (see `poll_read`).
+    /// Not while the session is held, as [`TlsWrite`]'s drop: this drop may come from a task
+    /// dropped by a wake-up that the holder made (a shutdown whose socket closes as it ends
+    /// the connection wakes the tasks waiting for that close), or from a waker it drops. The
+    /// waker then stays, to be woken for nothing or replaced.
     fn drop(&mut self) {
-        let reader = lock(&self.shared).reader.take();
+        let reader = match self.shared.try_lock() {
+            Ok(mut locked) => locked.reader.take(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().reader.take(),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
         drop(reader);
         self.link.reader_gone();
     }
