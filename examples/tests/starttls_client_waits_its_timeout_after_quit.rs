@@ -63,8 +63,12 @@ fn after_the_answer_to_quit_the_client_waits_for_the_servers_end_its_timeout() {
         assert_eq!(line(input).await, "NOOP");
         send(output, "250 OK\r\n").await;
         assert_eq!(line(input).await, "QUIT");
-        send(output, "221 Bye\r\n").await;
+        // Taken before the answer goes out: the client reads it, and starts its wait, later.
+        // (Taken after the send, a thread of this server's that the client's wake-up kept off
+        // the CPU took it after the client's wait had begun, and a wait of the full second
+        // read as less.)
         let answered = Instant::now();
+        send(output, "221 Bye\r\n").await;
         // The client's `close_notify` and FIN; the server's end never comes (the connection is
         // held open until the client has exited).
         let end = tokio::time::timeout(HANG_LIMIT, secure.input.discard(u64::MAX)).await;
@@ -88,7 +92,7 @@ fn after_the_answer_to_quit_the_client_waits_for_the_servers_end_its_timeout() {
     assert!(client.status.success(), "{:?}", client.stderr);
     assert_eq!(client.stdout.last().map(String::as_str), Some("221 Bye"));
     // It waited for the server's end (from its read of the answer: at least 1 s after the
-    // answer was sent), then gave up after its --timeout, well before 5 s.
+    // answer was about to be sent), then gave up after its --timeout, well before 5 s.
     assert!(waited >= Duration::from_secs(1), "exited after {waited:?}");
     assert!(
         waited < Duration::from_millis(3500),
