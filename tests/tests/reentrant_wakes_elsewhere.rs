@@ -16,6 +16,11 @@
 //!   socket (both directions are done) under the session's lock, and that close wakes the tasks
 //!   waiting for it; a task dropped as it is woken, owning the read channel, waited in the read
 //!   channel's drop for that lock for ever.
+//! - A TLS write that rustls took and whose records then filled the socket returned what
+//!   rustls took, its task's wakers left with the socket only (not with the session, as a
+//!   write that waits leaves them); the next write, another task's, replaced them under the
+//!   session's lock, and the guard's close of the task they were the last references to
+//!   waited for that lock for ever.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -27,6 +32,8 @@ use net_io::LineEnding;
 use net_sockets::{SelectorManager, Socket, Transport, a_socket};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::Pki;
+use net_tls::TlsExt;
+use tokio::io::AsyncWrite;
 
 /// Longer than any step takes here: past it, the thread waits on itself.
 const DEADLOCK: Duration = Duration::from_secs(5);
@@ -276,5 +283,93 @@ fn a_tls_shutdown_whose_close_wakes_a_task_owning_the_read_channel_returns() {
     assert!(
         client.is_closed(),
         "the shutdown closed the socket, both directions being done"
+    );
+}
+
+/// Task A writes to a TLS write channel more than the socket takes (a tiny send buffer, a peer
+/// that reads nothing): rustls takes the bytes, the socket fills under their records, and the
+/// write returns what rustls took, A's wakers left with the socket. A then gives the channel
+/// away and waits on nothing that keeps it; another task writes, which replaces those wakers.
+/// As the last of them goes, task A goes, and its guard closes the TLS socket: that close must
+/// return, and the write with it.
+#[test]
+fn a_tls_write_that_replaces_the_wakers_of_a_write_that_filled_the_socket_lets_them_go() {
+    let pki = Pki::generate();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (selector, listener, client, server, output) = runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = a_socket(&selector)
+            .tcp()
+            .send_buffer_size(4096)
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.port().unwrap();
+        let server_config = pki.server_config().build().unwrap();
+        let client_config = pki.client_config().build().unwrap();
+        let connect = async {
+            a_socket(&selector)
+                .tcp()
+                .receive_buffer_size(4096)
+                .connect(("localhost", port))
+                .await
+                .unwrap()
+                .tls(client_config)
+                .await
+                .unwrap()
+        };
+        let accept = net_tests::tls::accept(&listener, &server_config);
+        let (mut server, client) = net_tests::within(async { tokio::join!(accept, connect) }).await;
+        let output = server.open_write_channel(false).unwrap();
+        (
+            selector,
+            listener,
+            client,
+            Arc::new(server),
+            Arc::new(Mutex::new(output)),
+        )
+    });
+    let handle = runtime.handle().clone();
+    {
+        let _context = handle.enter();
+        let writes = Arc::clone(&output);
+        let task: Task = Box::pin(async move {
+            std::future::poll_fn(|cx| {
+                let mut output = writes.lock().unwrap();
+                // rustls takes the bytes; the socket (a few KiB of send buffer, a peer's
+                // window of a few KiB) fills under their records: the write returns what
+                // rustls took, the socket holding A's wakers for its room.
+                let big = vec![b'a'; 64 * 1024];
+                let written = Pin::new(&mut *output).poll_write(cx, &big);
+                assert!(
+                    matches!(written, Poll::Ready(Ok(n)) if n > 0),
+                    "rustls takes the bytes at once: {written:?}"
+                );
+                Poll::Ready(())
+            })
+            .await;
+            std::future::pending::<()>().await;
+        });
+        pending_task_closing_on_drop(Arc::clone(&server), task);
+    }
+    assert!(!server.is_closed());
+    let writes = Arc::clone(&output);
+    let returned = returns(move || {
+        let _context = handle.enter();
+        let mut output = writes.lock().unwrap();
+        let big = vec![b'b'; 64 * 1024];
+        let _ = Pin::new(&mut *output).poll_write(&mut Context::from_waker(Waker::noop()), &big);
+    });
+    if !returned {
+        // Left behind: their drops would wait for the deadlocked thread's locks.
+        std::mem::forget((runtime, selector, listener, client, server, output));
+        panic!(
+            "the write never returned: the close of the task whose last wakers it replaced \
+             waited for the session's lock, which the write held"
+        );
+    }
+    assert!(
+        server.is_closed(),
+        "the write let go of task A's last wakers: its guard closed the socket"
     );
 }

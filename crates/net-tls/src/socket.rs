@@ -356,10 +356,11 @@ struct Locked {
     /// Input came in (and rustls may have taken a KeyUpdate from it) since a read last asked
     /// rustls for the reply it may hold back (see [`answer_owed`]).
     unanswered: bool,
-    /// The task of the last write or flush that waited for the socket. A read that finds the
-    /// session failed (a corrupted record, the peer's fatal alert) wakes it: the session can
-    /// send nothing more, and that write or flush, which waits for a peer that may never read
-    /// again, fails with the session's error instead (see [`write_records`]).
+    /// The task of the last write or flush that waited for the socket (or returned with records
+    /// the socket had no room for, see [`write_records`]). A read that finds the session failed
+    /// (a corrupted record, the peer's fatal alert) wakes it: the session can send nothing
+    /// more, and that write or flush, which waits for a peer that may never read again, fails
+    /// with the session's error instead (see [`write_records`]).
     writer: Option<Waker>,
 }
 
@@ -812,6 +813,12 @@ fn write_now<D>(raw: &mut RawStream, session: &mut rustls::ConnectionCommon<D>) 
 /// `socket_timeout` needs nothing (the records leave with the next write or flush, or with the
 /// close); any other error (the OS's `ETIMEDOUT` too: the connection is dead) marks the
 /// session `failed` at once.
+///
+/// `waits` is set when the socket keeps the task's wakers for its room: when the call is
+/// `Pending`, and when it returns what rustls took with the socket full. The caller notes the
+/// task in the session then (see [`writer_waits`]), also in the second case: the next write,
+/// another task's, replaces those wakers under the session's lock, and the session's note of
+/// them, replaced after them and dropped once the lock is released, must be the last to go.
 fn write_records<D>(
     raw: &mut RawStream,
     session: &mut rustls::ConnectionCommon<D>,
@@ -819,6 +826,7 @@ fn write_records<D>(
     buf: &[u8],
     failed: &AtomicBool,
     unreported: &mut Option<io::Error>,
+    waits: &mut bool,
 ) -> Poll<io::Result<usize>> {
     // Records an earlier call left queued go first: a socket that failed under them reports
     // its error here, before this call takes any of its bytes.
@@ -832,6 +840,7 @@ fn write_records<D>(
         // read) says so at once, as rustls's writer would: the socket may never drain.
         // (rustls's `flush` only checks for that error; it queues nothing.)
         session.writer().flush()?;
+        *waits = true;
         return Poll::Pending;
     }
     let mut taken = 0;
@@ -857,6 +866,9 @@ fn write_records<D>(
                 return Poll::Ready(Ok(taken));
             }
         };
+        if socket_full {
+            *waits = true;
+        }
         match (taken, socket_full) {
             (0, true) => return Poll::Pending,
             (n, true) => return Poll::Ready(Ok(n)),
@@ -1447,18 +1459,21 @@ impl AsyncWrite for TlsWrite {
         }
         // rustls directly, not tokio-rustls's `poll_write`: that one reports the socket's error
         // from a call whose bytes rustls already took.
+        let mut waits = false;
         let result = match stream {
             tokio_rustls::TlsStream::Client(s) => {
                 let (raw, session) = s.get_mut();
-                write_records(raw, session, cx, buf, &self.failed, unreported)
+                write_records(raw, session, cx, buf, &self.failed, unreported, &mut waits)
             }
             tokio_rustls::TlsStream::Server(s) => {
                 let (raw, session) = s.get_mut();
-                write_records(raw, session, cx, buf, &self.failed, unreported)
+                write_records(raw, session, cx, buf, &self.failed, unreported, &mut waits)
             }
         };
         write_done(stream, &result);
-        let replaced = if result.is_pending() {
+        // Also after a write that returns what rustls took with the socket full, whose task's
+        // wakers the socket keeps (see `write_records`).
+        let replaced = if waits {
             writer_waits(&mut locked, cx)
         } else {
             None
