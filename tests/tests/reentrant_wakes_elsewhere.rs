@@ -21,6 +21,9 @@
 //!   write that waits leaves them); the next write, another task's, replaced them under the
 //!   session's lock, and the guard's close of the task they were the last references to
 //!   waited for that lock for ever.
+//! - A TLS read that returned plaintext after it read on and found nothing, which left its
+//!   task's wakers with the socket only (not with the session, as a read that waits leaves
+//!   them): the same, on the next read, another task's.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -33,7 +36,7 @@ use net_sockets::{SelectorManager, Socket, Transport, a_socket};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::Pki;
 use net_tls::TlsExt;
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Longer than any step takes here: past it, the thread waits on itself.
 const DEADLOCK: Duration = Duration::from_secs(5);
@@ -372,4 +375,120 @@ fn a_tls_write_that_replaces_the_wakers_of_a_write_that_filled_the_socket_lets_t
         server.is_closed(),
         "the write let go of task A's last wakers: its guard closed the socket"
     );
+}
+
+/// Task A reads a TLS read channel once the peer's records are there, four of 2 KiB (two full
+/// reads of the 4 KiB that rustls reads at a time): the read returns their plaintext, but after
+/// the second full read it read on, found nothing, and left A's wakers with the socket. A then
+/// gives the channel away and waits on nothing that keeps it; another task reads, which
+/// replaces those wakers. As the last of them goes, task A goes, and its guard closes the TLS
+/// socket: that close must return, and the read with it.
+#[test]
+fn a_tls_read_that_replaces_the_wakers_of_a_read_that_returned_plaintext_lets_them_go() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::AsyncWriteExt;
+    const PLAINTEXT: usize = 2048 - 22; // a TLS 1.3 record of 2 KiB
+    let pki = Pki::generate();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = pki.server_config().build().unwrap();
+    let (selector, listener, peer, server, input) = runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let (mut server, mut tcp, mut client) =
+            net_tests::tls::manual_pair(&listener, &pki.ca, &config).await;
+        let input = server.open_read_channel().unwrap();
+        let mut sent = Vec::new();
+        for _ in 0..4 {
+            std::io::Write::write_all(&mut client.writer(), &[b'r'; PLAINTEXT]).unwrap();
+            sent.extend(net_tests::tls::records(&mut client));
+        }
+        assert_eq!(sent.len(), 8192, "four records of 2 KiB");
+        tcp.write_all(&sent).await.unwrap();
+        (
+            selector,
+            listener,
+            (tcp, client),
+            Arc::new(server),
+            Arc::new(Mutex::new(input)),
+        )
+    });
+    let handle = runtime.handle().clone();
+    // Until the reactor saw the records: each try a task of its own, whose guard closes the
+    // socket only if its read returned them (a try that waits is let go of by the next one).
+    let started = std::time::Instant::now();
+    let mut returned_plaintext = false;
+    while !returned_plaintext && started.elapsed() < DEADLOCK {
+        let _context = handle.enter();
+        let reads = Arc::clone(&input);
+        let armed = Arc::new(AtomicBool::new(false));
+        let guard = CloseIfArmed(Arc::clone(&armed), Arc::clone(&server));
+        let arms = Arc::clone(&armed);
+        let mut task: Task = Box::pin(async move {
+            std::future::poll_fn(|cx| {
+                let mut input = reads.lock().unwrap();
+                let mut bytes = [0u8; 16 * 1024];
+                let mut buf = tokio::io::ReadBuf::new(&mut bytes);
+                match Pin::new(&mut *input).poll_read(cx, &mut buf) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(read) => read.unwrap(),
+                }
+                assert_eq!(
+                    buf.filled().len(),
+                    4 * PLAINTEXT,
+                    "every record's plaintext"
+                );
+                arms.store(true, Ordering::SeqCst);
+                Poll::Ready(())
+            })
+            .await;
+            std::future::pending::<()>().await;
+            drop(guard);
+        });
+        let owner = Arc::new(Owner(Mutex::new(None)));
+        let waker = Waker::from(Arc::clone(&owner));
+        assert!(
+            task.as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        *owner.0.lock().unwrap() = Some(task);
+        returned_plaintext = armed.load(Ordering::SeqCst);
+        if !returned_plaintext {
+            std::thread::yield_now();
+        }
+    }
+    assert!(returned_plaintext, "the peer's records never came in");
+    assert!(!server.is_closed());
+    let reads = Arc::clone(&input);
+    let returned = returns(move || {
+        let _context = handle.enter();
+        let mut input = reads.lock().unwrap();
+        let mut bytes = [0u8; 16 * 1024];
+        let mut buf = tokio::io::ReadBuf::new(&mut bytes);
+        let _ = Pin::new(&mut *input).poll_read(&mut Context::from_waker(Waker::noop()), &mut buf);
+    });
+    if !returned {
+        // Left behind: their drops would wait for the deadlocked thread's locks.
+        std::mem::forget((runtime, selector, listener, peer, server, input));
+        panic!(
+            "the read never returned: the close of the task whose last wakers it replaced \
+             waited for the session's lock, which the read held"
+        );
+    }
+    assert!(
+        server.is_closed(),
+        "the read let go of task A's last wakers: its guard closed the socket"
+    );
+}
+
+/// Closes its socket when dropped, once armed (a connection's guard, for a task that did what
+/// the test needs).
+struct CloseIfArmed<T: Transport>(Arc<std::sync::atomic::AtomicBool>, Arc<Socket<T>>);
+
+impl<T: Transport> Drop for CloseIfArmed<T> {
+    fn drop(&mut self) {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            self.1.close();
+        }
+    }
 }

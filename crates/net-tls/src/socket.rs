@@ -343,7 +343,8 @@ type Shared = Arc<Mutex<Locked>>;
 #[derive(Debug)]
 struct Locked {
     stream: tokio_rustls::TlsStream<RawStream>,
-    /// The task of the last read that waited for input. A shutdown takes in what the socket
+    /// The task of the last read that waited for input (or that returned plaintext after it
+    /// read on and found nothing, see [`read_session`]). A shutdown takes in what the socket
     /// holds ([`receive_own`]), which may be the very input that read waits for: the socket
     /// then never tells it of that input, so the shutdown wakes it.
     reader: Option<Waker>,
@@ -1028,11 +1029,16 @@ enum ReadEnd {
 /// deadline that passed while the task was late to run, the records having come in time: this
 /// read returns plaintext, which restarts the timeout, so the next read must wait afresh, not
 /// fail at once.
+///
+/// `waits` is set when a read on after plaintext found nothing: the call returns that
+/// plaintext, but the socket keeps the task's wakers for its input, as for a read that waits
+/// (the caller notes the task in the session then too, see [`TlsRead`]'s `poll_read`).
 fn read_session(
     stream: &mut tokio_rustls::TlsStream<RawStream>,
     kept: &mut Option<io::Error>,
     cx: &mut Context<'_>,
     buf: &mut ReadBuf<'_>,
+    waits: &mut bool,
 ) -> Poll<io::Result<()>> {
     if let Some(e) = kept.take() {
         if held_plaintext(stream, buf) > 0 {
@@ -1065,7 +1071,11 @@ fn read_session(
             break;
         }
         let data = match stream.as_mut().poll_fill_buf(cx) {
-            Poll::Ready(Ok([])) | Poll::Pending => break,
+            Poll::Ready(Ok([])) => break,
+            Poll::Pending => {
+                *waits = true;
+                break;
+            }
             Poll::Ready(Ok(data)) => data,
             Poll::Ready(Err(e)) => {
                 if !is_socket_timeout(&e) {
@@ -1203,7 +1213,8 @@ impl AsyncRead for TlsRead {
         let before = buf.filled().len();
         // A read into no room reads nothing without meaning the end.
         let room = buf.remaining() > 0;
-        let mut read = read_session(stream, kept, cx, buf);
+        let mut waits = false;
+        let mut read = read_session(stream, kept, cx, buf, &mut waits);
         stream.get_mut().0.reading(false);
         if read.is_pending() && this.failed_in.load(Ordering::Acquire) {
             // Waiting, though the session failed on records a shutdown took in.
@@ -1214,11 +1225,14 @@ impl AsyncRead for TlsRead {
         // For a shutdown that takes in the input this read waits for (the same task's waker,
         // as nearly always, is not stored again). The one it replaces (another task's) goes
         // once the lock is released: it may be its task's last reference, and that task's drop
-        // may close this socket, whose close takes the lock.
+        // may close this socket, whose close takes the lock. Also for a read that returns
+        // plaintext but left its task's wakers with the socket (it read on, and found nothing):
+        // the next read, another task's, replaces those under the lock, so this note of them,
+        // replaced after them and dropped once the lock is released, must be the last to go.
         let stands = reader
             .as_ref()
             .is_some_and(|waker| waker.will_wake(cx.waker()));
-        let replaced = if read.is_pending() && !stands {
+        let replaced = if (read.is_pending() || waits) && !stands {
             reader.replace(cx.waker().clone())
         } else {
             None
