@@ -10,7 +10,7 @@
 //! its address space limited to 1 GiB (`ulimit -v`), so that an abort fails this test instead
 //! of killing the whole run.
 
-use std::process::Command;
+mod support;
 
 use net_io::{ByteReadChannel, Error};
 
@@ -29,33 +29,12 @@ const MIB: usize = 1 << 20;
     ignore = "needs a realloc that grows a large buffer without a copy (glibc's)"
 )]
 fn a_read_that_must_grow_beside_a_kept_run_fails_without_ending_the_process() {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let output = Command::new("sh")
-        .args(["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args(["--exact", CHILD, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, CHILD)
-        .output()
-        .expect("could not start the child test process");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "child {CHILD} failed ({}):\n{text}",
-        output.status
-    );
-    assert!(
-        text.contains(&format!("child {CHILD} passed")),
-        "child {CHILD} did not run:\n{text}"
-    );
+    support::child::run_child(CHILD_ENV, CHILD, Some(1024 * 1024));
 }
 
 #[test]
 fn child_growth_beside_a_kept_run() {
-    if !std::env::var(CHILD_ENV).is_ok_and(|v| v == CHILD) {
+    if !support::child::is_child(CHILD_ENV, CHILD) {
         return;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -10,9 +10,10 @@
 //! it), its address space limited to 1 GiB (`ulimit -v`), so that an abort fails its test
 //! instead of killing the whole run.
 
+mod support;
+
 use std::io;
 use std::pin::Pin;
-use std::process::Command;
 use std::task::{Context, Poll};
 
 use net_io::{ByteReadChannel, Error, LineEnding};
@@ -51,34 +52,13 @@ impl AsyncRead for OneLine {
 
 /// Runs the child scenario `name` under a 1 GiB address space; it must pass.
 fn run_child(name: &str) {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let output = Command::new("sh")
-        .args(["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, name)
-        .output()
-        .expect("could not start the child test process");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "child {name} failed ({}):\n{text}",
-        output.status
-    );
-    assert!(
-        text.contains(&format!("child {name} passed")),
-        "child {name} did not run:\n{text}"
-    );
+    support::child::run_child(CHILD_ENV, name, Some(1024 * 1024));
 }
 
 /// Reads the 600 MiB line with `read`, which must fail with `OutOfMemory`; then the line is
 /// still buffered, and the channel has failed for good.
 fn child_scenario(name: &str, read: fn(&mut ByteReadChannel) -> Result<(), Error>) {
-    if !std::env::var(CHILD_ENV).is_ok_and(|v| v == name) {
+    if !support::child::is_child(CHILD_ENV, name) {
         return;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

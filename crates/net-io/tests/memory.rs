@@ -6,9 +6,10 @@
 //! allocation of 2^40 bytes) fails one test instead of killing the whole run. The parent test
 //! checks that the child passed.
 
+mod support;
+
 use std::future::Future;
 use std::pin::pin;
-use std::process::Command;
 use std::task::Poll;
 
 use net_io::{ByteChannel, ByteReadChannel, ByteWriteChannel, Error, LineEnding};
@@ -25,35 +26,7 @@ fn run_child(name: &str) -> String {
 /// As [`run_child`], the child's address space limited to `limit_kib` KiB (`ulimit -v`) if
 /// given.
 fn run_child_limited(name: &str, limit_kib: Option<u64>) -> String {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let mut command = match limit_kib {
-        Some(kib) => {
-            let mut sh = Command::new("sh");
-            sh.args(["-c", &format!("ulimit -v {kib} && exec \"$0\" \"$@\"")])
-                .arg(exe);
-            sh
-        }
-        None => Command::new(exe),
-    };
-    let output = command
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, name)
-        .output()
-        .expect("could not start the child test process");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "child {name} failed ({}):\n{text}",
-        output.status
-    );
-    assert!(
-        text.contains(&format!("child {name} passed")),
-        "child {name} did not run:\n{text}"
-    );
+    let text = support::child::run_child(CHILD_ENV, name, limit_kib);
     for line in text.lines().filter(|l| l.contains("KiB")) {
         eprintln!("{name}: {line}");
     }
@@ -62,7 +35,7 @@ fn run_child_limited(name: &str, limit_kib: Option<u64>) -> String {
 
 /// Whether this process is the child for `name`.
 fn is_child(name: &str) -> bool {
-    std::env::var(CHILD_ENV).is_ok_and(|v| v == name)
+    support::child::is_child(CHILD_ENV, name)
 }
 
 fn proc_status_kib(field: &str) -> u64 {

@@ -8,7 +8,7 @@
 //! address space limited to 1 GiB (`ulimit -v`), so that an abort fails this test instead of
 //! killing the whole run.
 
-use std::process::Command;
+mod support;
 
 use net_io::{ByteReadChannel, Error, LineEnding};
 
@@ -24,34 +24,12 @@ const CHILD_ENV: &str = "NET_IO_PEEK_CHILD";
     ignore = "needs a realloc that grows a large buffer without a copy (glibc's)"
 )]
 fn a_peek_whose_copy_cannot_be_allocated_fails_without_ending_the_process() {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let child = "child_peek_copy_fails";
-    let output = Command::new("sh")
-        .args(["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args(["--exact", child, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, child)
-        .output()
-        .expect("could not start the child test process");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "child {child} failed ({}):\n{text}",
-        output.status
-    );
-    assert!(
-        text.contains(&format!("child {child} passed")),
-        "child {child} did not run:\n{text}"
-    );
+    support::child::run_child(CHILD_ENV, "child_peek_copy_fails", Some(1024 * 1024));
 }
 
 #[test]
 fn child_peek_copy_fails() {
-    if !std::env::var(CHILD_ENV).is_ok_and(|v| v == "child_peek_copy_fails") {
+    if !support::child::is_child(CHILD_ENV, "child_peek_copy_fails") {
         return;
     }
     const COUNT: usize = 600 << 20;

@@ -10,9 +10,10 @@
 //! set), its address space limited to 1 GiB (`ulimit -v`), so that an abort fails this test
 //! instead of killing the whole run.
 
+mod support;
+
 use std::io;
 use std::pin::Pin;
-use std::process::Command;
 use std::task::{Context, Poll};
 
 use net_io::{ByteReadChannel, Error};
@@ -47,33 +48,12 @@ impl AsyncRead for ThenTimeout {
 /// under a 1 GiB address space.
 #[test]
 fn a_read_fully_that_times_out_and_cannot_give_back_fails_without_ending_the_process() {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let output = Command::new("sh")
-        .args(["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\""])
-        .arg(exe)
-        .args(["--exact", CHILD, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, CHILD)
-        .output()
-        .expect("could not start the child test process");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "child {CHILD} failed ({}):\n{text}",
-        output.status
-    );
-    assert!(
-        text.contains(&format!("child {CHILD} passed")),
-        "child {CHILD} did not run:\n{text}"
-    );
+    support::child::run_child(CHILD_ENV, CHILD, Some(1024 * 1024));
 }
 
 #[test]
 fn child_read_fully_timeout_cannot_give_back() {
-    if !std::env::var(CHILD_ENV).is_ok_and(|v| v == CHILD) {
+    if !support::child::is_child(CHILD_ENV, CHILD) {
         return;
     }
     const SIZE: usize = 600 << 20;

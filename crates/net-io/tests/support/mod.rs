@@ -3,6 +3,7 @@
 //! tests' generator (`rng.rs`).
 #![allow(dead_code)]
 
+pub(crate) mod child;
 pub(crate) mod model;
 pub(crate) mod rng;
 
