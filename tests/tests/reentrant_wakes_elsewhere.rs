@@ -24,6 +24,9 @@
 //! - A TLS read that returned plaintext after it read on and found nothing, which left its
 //!   task's wakers with the socket only (not with the session, as a read that waits leaves
 //!   them): the same, on the next read, another task's.
+//! - A TLS handshake, whose last poll read on after the peer's last message and found nothing,
+//!   which left the wakers of the task that ran it with the socket only (the session noted
+//!   no task): the same, on the first read, another task's.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -491,4 +494,97 @@ impl<T: Transport> Drop for CloseIfArmed<T> {
             self.1.close();
         }
     }
+}
+
+/// Task A runs a server handshake (polled until it is done, then left pending, owned by its
+/// wakers only): the handshake's last poll read on after the client's `Finished` and found
+/// nothing, so the socket keeps A's wakers for its input. A hands the channels away, with a
+/// guard that closes the TLS socket; another task reads, which replaces those wakers under the
+/// session's lock. As the last of them goes (once the write channel, whose session notes A
+/// too, is dropped), task A goes, and its guard closes the TLS socket: that close must return,
+/// and the read with it.
+#[test]
+fn a_tls_read_that_replaces_the_wakers_the_handshake_left_lets_them_go() {
+    let pki = Pki::generate();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = pki.server_config().build().unwrap();
+    let client_config = pki.client_config().build().unwrap();
+    let (selector, listener, client, accepted) = runtime.block_on(async {
+        let selector = SelectorManager::new();
+        let listener = tcp_listener(&selector).await;
+        let port = listener.port().unwrap();
+        let connecting = selector.clone();
+        let client = tokio::spawn(async move {
+            a_socket(&connecting)
+                .tcp()
+                .connect(("localhost", port))
+                .await
+                .unwrap()
+                .tls(client_config)
+                .await
+                .unwrap()
+        });
+        let accepted = net_tests::within(listener.accept()).await.unwrap();
+        (selector, listener, client, accepted)
+    });
+    let handle = runtime.handle().clone();
+    let (published, handed) = mpsc::channel();
+    let mut task: Task = Box::pin(async move {
+        let mut server = accepted.tls_server(&config).await.unwrap();
+        let input = server.open_read_channel().unwrap();
+        let output = server.open_write_channel(false).unwrap();
+        let server = Arc::new(server);
+        let guard = CloseOnDrop(Arc::clone(&server));
+        published.send((server, input, output)).unwrap();
+        std::future::pending::<()>().await;
+        drop(guard);
+    });
+    // Polled by this thread until the handshake is done (its wake-ups, which find no task in
+    // the owner meanwhile, are not needed: it is polled again and again), then left pending.
+    let owner = Arc::new(Owner(Mutex::new(None)));
+    let waker = Waker::from(Arc::clone(&owner));
+    let started = std::time::Instant::now();
+    let (server, input, output) = loop {
+        {
+            let _context = handle.enter();
+            assert!(
+                task.as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending()
+            );
+        }
+        if let Ok(handed) = handed.try_recv() {
+            break handed;
+        }
+        assert!(started.elapsed() < DEADLOCK, "the handshake never ended");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    // From now on only its wakers keep it.
+    *owner.0.lock().unwrap() = Some(task);
+    drop((waker, owner));
+    let client = runtime.block_on(net_tests::within(client)).unwrap();
+    assert!(!server.is_closed());
+    let input = Arc::new(Mutex::new(input));
+    let reads = Arc::clone(&input);
+    let returned = returns(move || {
+        let _context = handle.enter();
+        let mut input = reads.lock().unwrap();
+        let read = pin!(input.read_u8());
+        let _ = read.poll(&mut Context::from_waker(Waker::noop()));
+    });
+    if !returned {
+        // Left behind: their drops would wait for the deadlocked thread's locks.
+        std::mem::forget((runtime, selector, listener, client, server, input, output));
+        panic!(
+            "the read never returned: the close of the task whose last wakers it replaced (left \
+             by its handshake) waited for the session's lock, which the read held"
+        );
+    }
+    // The session notes task A for the socket's room too (a write of the handshake may have
+    // waited): the write channel's drop lets go of that note.
+    drop(output);
+    assert!(
+        server.is_closed(),
+        "the read let go of task A's last wakers: its guard closed the socket"
+    );
 }

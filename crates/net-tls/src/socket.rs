@@ -282,7 +282,7 @@ async fn client(connection: Connection, config: TlsConfig) -> Result<TlsSocket> 
     let timed_out = || Error::HandshakeTimeout(limit);
     let start = |raw, timer| async move {
         let started = handshake::connect(raw, timer, &config).await;
-        finished(started, "client")
+        finished(started, "client", handshaker().await)
     };
     let before_start = |e| failed("client", e);
     connection
@@ -295,7 +295,7 @@ async fn server(connection: Connection, settings: Arc<Settings>) -> Result<TlsSo
     let timed_out = || Error::HandshakeTimeout(limit);
     let start = |raw, timer| async move {
         let started = handshake::accept(raw, timer, &settings).await;
-        finished(started, "server")
+        finished(started, "server", handshaker().await)
     };
     let before_start = |e| failed("server", e);
     connection
@@ -303,9 +303,18 @@ async fn server(connection: Connection, settings: Arc<Settings>) -> Result<TlsSo
         .await
 }
 
+/// The waker of the task that polls the handshake, as its last poll ends: the socket keeps it
+/// for its input (the handshake reads on after the peer's last message, and finds nothing),
+/// and maybe for its room (a write of the handshake that waited). The session notes it (see
+/// [`TlsSession::new`]).
+fn handshaker() -> impl Future<Output = Waker> {
+    std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone()))
+}
+
 fn finished(
     started: Result<(tokio_rustls::TlsStream<RawStream>, Session)>,
     side: &'static str,
+    handshaker: Waker,
 ) -> Result<TlsSession> {
     match started {
         Ok((mut stream, session)) => {
@@ -318,7 +327,7 @@ fn finished(
             // Records without data (a KeyUpdate, a session ticket, an empty record) are no
             // progress of a read: only a read that returns ends its wait.
             raw.count_waits_by_layer();
-            Ok(TlsSession::new(stream, session))
+            Ok(TlsSession::new(stream, session, handshaker))
         }
         Err(e) => Err(failed(side, e)),
     }
@@ -344,9 +353,10 @@ type Shared = Arc<Mutex<Locked>>;
 struct Locked {
     stream: tokio_rustls::TlsStream<RawStream>,
     /// The task of the last read that waited for input (or that returned plaintext after it
-    /// read on and found nothing, see [`read_session`]). A shutdown takes in what the socket
-    /// holds ([`receive_own`]), which may be the very input that read waits for: the socket
-    /// then never tells it of that input, so the shutdown wakes it.
+    /// read on and found nothing, see [`read_session`]; at first, the handshake's, see
+    /// [`TlsSession::new`]). A shutdown takes in what the socket holds ([`receive_own`]),
+    /// which may be the very input that read waits for: the socket then never tells it of
+    /// that input, so the shutdown wakes it.
     reader: Option<Waker>,
     /// An error a read met after plaintext, for the next read (see `read_session`).
     kept: Option<io::Error>,
@@ -358,10 +368,10 @@ struct Locked {
     /// rustls for the reply it may hold back (see [`answer_owed`]).
     unanswered: bool,
     /// The task of the last write or flush that waited for the socket (or returned with records
-    /// the socket had no room for, see [`write_records`]). A read that finds the session failed
-    /// (a corrupted record, the peer's fatal alert) wakes it: the session can send nothing
-    /// more, and that write or flush, which waits for a peer that may never read again, fails
-    /// with the session's error instead (see [`write_records`]).
+    /// the socket had no room for, see [`write_records`]; at first, the handshake's). A read
+    /// that finds the session failed (a corrupted record, the peer's fatal alert) wakes it:
+    /// the session can send nothing more, and that write or flush, which waits for a peer that
+    /// may never read again, fails with the session's error instead (see [`write_records`]).
     writer: Option<Waker>,
 }
 
@@ -454,16 +464,26 @@ pub struct TlsSession {
 }
 
 impl TlsSession {
-    fn new(stream: tokio_rustls::TlsStream<RawStream>, session: Session) -> Self {
+    /// The session of a handshake done; `handshaker` is the waker of the task that polled it
+    /// last, whose wakers the socket keeps for its input (and maybe its room): it is noted as
+    /// a waiting read's and a waiting write's are, so that the first read and the first write
+    /// that wait, another task's, which replace those wakers under the session's lock, let go
+    /// of it last, once the lock is released (it may be its task's last reference, and that
+    /// task's drop may close this socket, whose close takes the lock).
+    fn new(
+        stream: tokio_rustls::TlsStream<RawStream>,
+        session: Session,
+        handshaker: Waker,
+    ) -> Self {
         let link = stream.get_ref().0.link().clone();
         let shared = Arc::new(Mutex::new(Locked {
             stream,
-            reader: None,
+            reader: Some(handshaker.clone()),
             kept: None,
             unreported: None,
             // The handshake's last reads may have brought records in.
             unanswered: true,
-            writer: None,
+            writer: Some(handshaker),
         }));
         // A cut (the selector's close, the end of a graceful shutdown's grace period or of the
         // runtime) sends no `close_notify`, but takes in the session's own messages first, as a
