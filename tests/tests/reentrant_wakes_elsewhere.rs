@@ -500,9 +500,9 @@ impl<T: Transport> Drop for CloseIfArmed<T> {
 /// wakers only): the handshake's last poll read on after the client's `Finished` and found
 /// nothing, so the socket keeps A's wakers for its input. A hands the channels away, with a
 /// guard that closes the TLS socket; another task reads, which replaces those wakers under the
-/// session's lock. As the last of them goes (once the write channel, whose session notes A
-/// too, is dropped), task A goes, and its guard closes the TLS socket: that close must return,
-/// and the read with it.
+/// session's lock. As the last of them goes (the session's note of A, let go of once the lock
+/// is), task A goes, and its guard closes the TLS socket: that close must return, and the read
+/// with it.
 #[test]
 fn a_tls_read_that_replaces_the_wakers_the_handshake_left_lets_them_go() {
     let pki = Pki::generate();
@@ -580,8 +580,6 @@ fn a_tls_read_that_replaces_the_wakers_the_handshake_left_lets_them_go() {
              by its handshake) waited for the session's lock, which the read held"
         );
     }
-    // The session notes task A for the socket's room too (a write of the handshake may have
-    // waited): the write channel's drop lets go of that note.
     drop(output);
     assert!(
         server.is_closed(),

@@ -304,9 +304,8 @@ async fn server(connection: Connection, settings: Arc<Settings>) -> Result<TlsSo
 }
 
 /// The waker of the task that polls the handshake, as its last poll ends: the socket keeps it
-/// for its input (the handshake reads on after the peer's last message, and finds nothing),
-/// and maybe for its room (a write of the handshake that waited). The session notes it (see
-/// [`TlsSession::new`]).
+/// for its input (the handshake reads on after the peer's last message, and finds nothing).
+/// The session notes it (see [`TlsSession::new`]).
 fn handshaker() -> impl Future<Output = Waker> {
     std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone()))
 }
@@ -368,10 +367,10 @@ struct Locked {
     /// rustls for the reply it may hold back (see [`answer_owed`]).
     unanswered: bool,
     /// The task of the last write or flush that waited for the socket (or returned with records
-    /// the socket had no room for, see [`write_records`]; at first, the handshake's). A read
-    /// that finds the session failed (a corrupted record, the peer's fatal alert) wakes it:
-    /// the session can send nothing more, and that write or flush, which waits for a peer that
-    /// may never read again, fails with the session's error instead (see [`write_records`]).
+    /// the socket had no room for, see [`write_records`]). A read that finds the session failed
+    /// (a corrupted record, the peer's fatal alert) wakes it: the session can send nothing
+    /// more, and that write or flush, which waits for a peer that may never read again, fails
+    /// with the session's error instead (see [`write_records`]).
     writer: Option<Waker>,
 }
 
@@ -465,11 +464,13 @@ pub struct TlsSession {
 
 impl TlsSession {
     /// The session of a handshake done; `handshaker` is the waker of the task that polled it
-    /// last, whose wakers the socket keeps for its input (and maybe its room): it is noted as
-    /// a waiting read's and a waiting write's are, so that the first read and the first write
-    /// that wait, another task's, which replace those wakers under the session's lock, let go
-    /// of it last, once the lock is released (it may be its task's last reference, and that
-    /// task's drop may close this socket, whose close takes the lock).
+    /// last, whose wakers the socket keeps for its input: it is noted as a waiting read's is,
+    /// so that the first read that waits, another task's, which replaces those wakers under
+    /// the session's lock, lets go of it last, once the lock is released (it may be its task's
+    /// last reference, and that task's drop may close this socket, whose close takes the
+    /// lock). (Not as a write's: the socket keeps the handshake's wakers for its room only
+    /// where a write of the handshake waited, and such a note would keep the task's memory,
+    /// the cell of the handshake's large future, for as long as no write waits.)
     fn new(
         stream: tokio_rustls::TlsStream<RawStream>,
         session: Session,
@@ -478,12 +479,12 @@ impl TlsSession {
         let link = stream.get_ref().0.link().clone();
         let shared = Arc::new(Mutex::new(Locked {
             stream,
-            reader: Some(handshaker.clone()),
+            reader: Some(handshaker),
             kept: None,
             unreported: None,
             // The handshake's last reads may have brought records in.
             unanswered: true,
-            writer: Some(handshaker),
+            writer: None,
         }));
         // A cut (the selector's close, the end of a graceful shutdown's grace period or of the
         // runtime) sends no `close_notify`, but takes in the session's own messages first, as a
