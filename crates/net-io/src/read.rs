@@ -176,10 +176,6 @@ pub struct ByteReadChannel {
     /// The buffer grew past `RELEASE_ABOVE`: give it back once it holds at most `MAX_STEP`
     /// bytes.
     oversized: bool,
-    /// A run handed out without a copy (or a decoder's frame) may still share the buffer's
-    /// allocation: growing the buffer then copies what it holds into an allocation of its own,
-    /// which may fail (see `reallocate`). Cleared when the buffer is made anew.
-    shared: bool,
     /// Room a decoder made for the frame it has begun, ahead of the frame's bytes, was given
     /// back; not again until a frame is decoded, `read_frame` is called again or the channel
     /// becomes a stream of frames (a decoder that makes room at every call would otherwise
@@ -266,7 +262,6 @@ impl ByteReadChannel {
             received: 0,
             backlog: None,
             oversized: false,
-            shared: false,
             room_given_back: false,
         }
     }
@@ -294,7 +289,6 @@ impl ByteReadChannel {
             received: bytes.len() as u64,
             backlog: None,
             oversized: false,
-            shared: false,
             room_given_back: false,
         }
     }
@@ -407,7 +401,6 @@ impl ByteReadChannel {
         self.resume_live = false;
         self.received -= self.buf.len() as u64;
         self.buf = Buffer::default();
-        self.shared = false;
         // Nothing is pending any more, before the transport learns that no reader is left (a
         // socket then sends the answers it held back for the reader).
         self.publish();
@@ -983,7 +976,6 @@ impl ByteReadChannel {
                         buf.extend_from_slice(&dst[..filled]);
                         buf.extend_from_slice(&self.buf);
                         self.buf = Buffer::from(buf);
-                        self.shared = false;
                         self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
                         // The reader waited for more: nothing is pending, whatever it holds
                         // (as after every read that timed out).
@@ -1723,8 +1715,6 @@ impl ByteReadChannel {
     fn decode_with<T>(&mut self, decode: impl FnOnce(&mut BytesMut) -> T) -> T {
         // A decoder may change bytes in place, which would leave a partial item's scan wrong.
         self.resume_live = false;
-        // And it may split a frame off without a copy (tokio-util's codecs do).
-        self.shared = true;
         let bytes = self.buf.bytes_mut();
         let counted = PutIn {
             len: bytes.len(),
@@ -1742,7 +1732,6 @@ impl ByteReadChannel {
     fn take(&mut self, n: usize) -> Bytes {
         if n >= ZERO_COPY_MIN && (!self.oversized || n > RELEASE_ABOVE) {
             let bytes = self.buf.bytes_mut().split_to(n).freeze();
-            self.shared = true;
             self.publish();
             bytes
         } else {
@@ -1896,11 +1885,7 @@ impl ByteReadChannel {
             // Asking for no more than half a chunk lets the unread tail move to the front of
             // the existing allocation instead of allocating, so a steady stream of reads does
             // not allocate.
-            grow(
-                self.buf.bytes_mut(),
-                want.max(READ_CHUNK / 2),
-                &mut self.shared,
-            )
+            grow(self.buf.bytes_mut(), want.max(READ_CHUNK / 2))
         };
         self.oversized |= self.buf.capacity() > RELEASE_ABOVE;
         made
@@ -1918,7 +1903,6 @@ impl ByteReadChannel {
             Buffer::from(usual)
         };
         self.oversized = false;
-        self.shared = false;
     }
 
     /// Records a transport error so later reads report it too (a timeout is not final); returns
@@ -1941,12 +1925,10 @@ impl ByteReadChannel {
 /// more than it holds, or twice what it holds if that is more (amortized growth, following the
 /// bytes held). Not `BytesMut::reserve`, which doubles the whole allocation whatever it holds:
 /// a read toward a count that had received 64 KiB and one byte held 256 KiB.
-/// False if the allocation failed (the buffer is left as it was). `shared`: a `Bytes` handed
-/// out may share the allocation (see [`reallocate`]); cleared once the bytes have one of their
-/// own.
+/// False if the allocation failed (the buffer is left as it was).
 #[inline]
-fn grow(buf: &mut BytesMut, additional: usize, shared: &mut bool) -> bool {
-    buf.try_reclaim(additional) || reallocate(buf, additional, shared)
+fn grow(buf: &mut BytesMut, additional: usize) -> bool {
+    buf.try_reclaim(additional) || reallocate(buf, additional)
 }
 
 /// [`grow`]'s allocation (off the path of a steady stream of reads): the bytes move to the
@@ -1958,38 +1940,11 @@ fn grow(buf: &mut BytesMut, additional: usize, shared: &mut bool) -> bool {
 /// holds, as musl's `realloc` does, and steps of `additional` near the limit copied a buffer of
 /// hundreds of MiB thousands of times); false where not even that can be had (the bytes stay as
 /// they were).
-///
-/// Where a `Bytes` handed out may share the allocation (`shared`), the bytes are copied into
-/// an allocation of their own, made fallibly first: `Vec::from` would copy them with an
-/// allocation that cannot fail, and a process that could not hold them twice (a kept run of
-/// 300 MiB and 400 MiB after it, under 1 GiB) ended there. (`shared` cannot tell whether the
-/// runs were dropped since: then this copies where `realloc` might have moved the allocation
-/// without a copy, and a buffer near the process's limit fails a step sooner.)
 #[cold]
 #[inline(never)]
-fn reallocate(buf: &mut BytesMut, additional: usize, shared: &mut bool) -> bool {
+fn reallocate(buf: &mut BytesMut, additional: usize) -> bool {
     let len = buf.len();
     let mut more = grown_capacity(len, additional) - len;
-    if *shared {
-        let made = loop {
-            let mut own = Vec::new();
-            if own.try_reserve_exact(len.saturating_add(more)).is_ok() {
-                own.extend_from_slice(buf);
-                break Some(own);
-            }
-            if more <= additional {
-                break None;
-            }
-            more = (more / 2).max(additional);
-        };
-        let Some(own) = made else {
-            return false;
-        };
-        // No copy: the `Bytes` is the new allocation's only handle.
-        *buf = BytesMut::from(Bytes::from(own));
-        *shared = false;
-        return true;
-    }
     let mut bytes = Vec::from(std::mem::take(buf));
     let made = loop {
         if bytes.try_reserve_exact(more).is_ok() {
