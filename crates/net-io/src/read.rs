@@ -91,7 +91,10 @@ type Source = Exclusive<dyn AsyncRead + Send + Unpin>;
 /// does a read whose result cannot be allocated beside the bytes buffered (a line's `String`,
 /// the copy [`peek`](Self::peek) returns), and a [`read_fully`](Self::read_fully) that timed
 /// out and cannot buffer its bytes again. (A decoder's own allocations in
-/// [`read_frame`](Self::read_frame) are the decoder's.)
+/// [`read_frame`](Self::read_frame) are the decoder's.) One growth still copies with an
+/// allocation that cannot fail: that of a buffer whose allocation a `Bytes` returned earlier
+/// (and still kept) shares, whose bytes must move to an allocation of their own; a process
+/// that cannot hold those bytes twice ends there.
 ///
 /// # Failures
 ///
