@@ -11,6 +11,8 @@
 //! - `read_until` at the end of the input: `None`, and a tail without the delimiter stays
 //!   readable (Ktor's `readUntil` throws an `IOException` there, or with `ignoreMissing`
 //!   returns how many bytes it wrote before the end).
+//! - `SocketOptions`' defaults are Ktor's where Ktor has the option, but for the backlog and
+//!   `reuse_address` on TCP listeners, as its docs now say (they said "with Ktor's defaults").
 
 use std::io::ErrorKind;
 use std::mem::MaybeUninit;
@@ -18,7 +20,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use net_io::{ByteReadChannel, Error as IoError};
-use net_sockets::{Datagram, Error, SelectorManager, SocketAddress, a_socket};
+use net_sockets::{Datagram, Error, SelectorManager, SocketAddress, SocketOptions, a_socket};
 use net_tests::harness::{rerun_self_in_own_netns_with_hosts, run_if_child};
 use net_tests::loopback::{connected_pair, next_item, tcp_listener, unbound_udp_address};
 use net_tests::within;
@@ -205,4 +207,45 @@ async fn read_until_at_the_end_is_none_and_a_tail_without_delimiter_stays_readab
     );
     assert_eq!(within(input.read_until(b"\r\n", 64)).await.unwrap(), None);
     assert!(input.is_closed_for_read());
+}
+
+/// `SocketOptions`' defaults, next to Ktor's `SocketOptions` (`TCPClientSocketOptions`,
+/// `AcceptorOptions`, `UDPSocketOptions`): `noDelay` on, `keepAlive` and `lingerSeconds` the
+/// OS's (off), no `socketTimeout`, the OS's buffer sizes and type of service, `reusePort` and
+/// `broadcast` off, the same here; the backlog is 1,024 (Ktor's 511), and `SO_REUSEADDR` is
+/// on for a TCP listener (Ktor's `reuseAddress` is off) and off for connected and datagram
+/// sockets, as in Ktor.
+#[tokio::test]
+async fn the_option_defaults_are_ktors_but_for_the_backlog_and_a_listeners_reuse_address() {
+    let defaults = SocketOptions::default();
+    assert!(defaults.no_delay);
+    assert_eq!(defaults.keep_alive, None);
+    assert_eq!(defaults.linger, None);
+    assert_eq!(defaults.socket_timeout, None);
+    assert_eq!(defaults.send_buffer_size, None);
+    assert_eq!(defaults.receive_buffer_size, None);
+    assert_eq!(defaults.type_of_service, None);
+    assert!(!defaults.reuse_port);
+    assert!(!defaults.broadcast);
+    assert_eq!(defaults.backlog, 1024, "Ktor's backlogSize is 511");
+    assert_eq!(defaults.reuse_address, None);
+
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    assert!(listener.with_sock_ref(|s| s.reuse_address()).unwrap());
+    let (client, server) = connected_pair(&selector, &listener).await;
+    for socket in [&client, &server] {
+        assert!(socket.with_sock_ref(|s| s.tcp_nodelay()).unwrap());
+        assert!(!socket.with_sock_ref(|s| s.keepalive()).unwrap());
+        assert_eq!(socket.with_sock_ref(|s| s.linger()).unwrap(), None);
+    }
+    // An accepted socket has the listener's (the kernel copies it), as under the JDK.
+    assert!(!client.with_sock_ref(|s| s.reuse_address()).unwrap());
+    let udp = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    assert!(!udp.with_sock_ref(|s| s.reuse_address()).unwrap());
+    assert!(!udp.with_sock_ref(|s| s.broadcast()).unwrap());
 }

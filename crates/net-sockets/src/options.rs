@@ -7,7 +7,10 @@ use socket2::{Domain, SockRef, Socket as RawSocket, TcpKeepalive, Type};
 
 use crate::{Error, Result, SocketAddress};
 
-/// Options for TCP, Unix and UDP sockets, with Ktor's defaults.
+/// Options for TCP, Unix and UDP sockets, with Ktor's defaults where Ktor has the option, but
+/// for two: `backlog` is 1,024 (Ktor's `backlogSize` is 511), and `reuse_address` is on for TCP
+/// listeners (Ktor's `reuseAddress` is off, though the JDK under it sets `SO_REUSEADDR` on
+/// every listener). Of those Ktor lacks, `coalesce_flushes` is on.
 ///
 /// Set them with the builder methods of [`TcpSocketBuilder`](crate::TcpSocketBuilder) and
 /// [`UdpSocketBuilder`](crate::UdpSocketBuilder), or several at once with `configure`:
