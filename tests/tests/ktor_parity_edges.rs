@@ -11,6 +11,8 @@
 //! - `read_until` at the end of the input: `None`, and a tail without the delimiter stays
 //!   readable (Ktor's `readUntil` throws an `IOException` there, or with `ignoreMissing`
 //!   returns how many bytes it wrote before the end).
+//! - On a datagram socket bound to `::`, an IPv4 peer's address is IPv4-mapped, as a TCP
+//!   listener's clients are (the JDK under Ktor gives the IPv4 address).
 //! - `SocketOptions`' defaults are Ktor's where Ktor has the option, but for the backlog and
 //!   `reuse_address` on TCP listeners, as its docs now say (they said "with Ktor's defaults").
 
@@ -22,7 +24,9 @@ use std::time::{Duration, Instant};
 use net_io::{ByteReadChannel, Error as IoError};
 use net_sockets::{Datagram, Error, SelectorManager, SocketAddress, SocketOptions, a_socket};
 use net_tests::harness::{rerun_self_in_own_netns_with_hosts, run_if_child};
-use net_tests::loopback::{connected_pair, next_item, tcp_listener, unbound_udp_address};
+use net_tests::loopback::{
+    connected_pair, has_ipv6_loopback, next_item, tcp_listener, unbound_udp_address,
+};
 use net_tests::within;
 
 const CHILD: &str = "NET_TESTS_KTOR_PARITY_EDGES_CHILD";
@@ -248,4 +252,43 @@ async fn the_option_defaults_are_ktors_but_for_the_backlog_and_a_listeners_reuse
         .unwrap();
     assert!(!udp.with_sock_ref(|s| s.reuse_address()).unwrap());
     assert!(!udp.with_sock_ref(|s| s.broadcast()).unwrap());
+}
+
+/// A datagram socket bound to `::` (dual-stack, as the OS makes it by default) reports an IPv4
+/// peer IPv4-mapped, `[::ffff:127.0.0.1]:p`, in `Datagram::address` (Ktor on the JVM gives
+/// `/127.0.0.1:p`: compare `ip().to_canonical()`), and a reply to that address reaches the peer.
+#[tokio::test]
+async fn a_dual_stack_datagram_socket_reports_ipv4_peers_ipv4_mapped() {
+    if !has_ipv6_loopback() {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let selector = SelectorManager::new();
+    let socket = a_socket(&selector).udp().bind(("::", 0)).await.unwrap();
+    if socket.with_sock_ref(|s| s.only_v6()).unwrap() {
+        eprintln!("skipped: `::` is IPv6-only here (net.ipv6.bindv6only = 1)");
+        return;
+    }
+    let port = inet(&socket.local_address()).port();
+    let peer = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    peer.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+    let datagram = within(socket.receive()).await.unwrap();
+    let from = inet(&datagram.address);
+    let peer_address = peer.local_addr().unwrap();
+    assert_eq!(
+        from.ip().to_string(),
+        format!("::ffff:{}", peer_address.ip()),
+        "IPv4-mapped"
+    );
+    assert_eq!(from.ip().to_canonical(), peer_address.ip());
+    assert_eq!(from.port(), peer_address.port());
+    socket
+        .send(Datagram::new(&b"pong"[..], datagram.address).unwrap())
+        .await
+        .unwrap();
+    let mut reply = [0; 8];
+    let (n, _) = peer.recv_from(&mut reply).unwrap();
+    assert_eq!(&reply[..n], b"pong");
 }
