@@ -13,6 +13,10 @@
 //!   returns how many bytes it wrote before the end).
 //! - On a datagram socket bound to `::`, an IPv4 peer's address is IPv4-mapped, as a TCP
 //!   listener's clients are (the JDK under Ktor gives the IPv4 address).
+//! - A socket whose two directions both ended (the peer's end read, the write channel closed)
+//!   closes itself: `is_closed` and `await_closed` say so without a `close` (Ktor's socket
+//!   closes only once `close` is called). And `close` sends nothing the write channel still
+//!   holds, resetting the connection instead (Ktor's `close` flushes the write channel first).
 //! - `SocketOptions`' defaults are Ktor's where Ktor has the option, but for the backlog and
 //!   `reuse_address` on TCP listeners, as its docs now say (they said "with Ktor's defaults").
 
@@ -291,4 +295,46 @@ async fn a_dual_stack_datagram_socket_reports_ipv4_peers_ipv4_mapped() {
     let mut reply = [0; 8];
     let (n, _) = peer.recv_from(&mut reply).unwrap();
     assert_eq!(&reply[..n], b"pong");
+}
+
+/// Both directions of a socket ended, and no `close`: the socket is closed all the same
+/// (`is_closed`, `await_closed`), where Ktor's stays open until `close` is called.
+#[tokio::test]
+async fn a_socket_whose_directions_both_ended_closes_itself_without_close() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (mut client, mut server) = connected_pair(&selector, &listener).await;
+    let mut input = client.open_read_channel().unwrap();
+    let mut output = client.open_write_channel(false).unwrap();
+    let mut server_output = server.open_write_channel(false).unwrap();
+    server_output.write_fully(b"x\n").await.unwrap();
+    server_output.flush_and_close().await.unwrap();
+    assert_eq!(
+        within(input.read_utf8_line(8)).await.unwrap().as_deref(),
+        Some("x")
+    );
+    assert_eq!(within(input.read_utf8_line(8)).await.unwrap(), None);
+    assert!(!client.is_closed(), "only the read direction ended");
+    output.flush_and_close().await.unwrap();
+    within(client.await_closed()).await;
+    assert!(client.is_closed());
+    server.close();
+}
+
+/// A line written to a channel that does not auto-flush, then `close`: the line is not sent,
+/// and the peer's read fails with a reset rather than ending cleanly (Ktor's `close` flushes
+/// and closes the write channel first, so its peer gets the line, then the end).
+#[tokio::test]
+async fn close_sends_nothing_the_write_channel_still_holds_and_resets() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (mut client, mut server) = connected_pair(&selector, &listener).await;
+    let mut output = client.open_write_channel(false).unwrap();
+    let mut input = server.open_read_channel().unwrap();
+    output.write_string_utf8("bye\n").await.unwrap();
+    client.close();
+    let e = within(input.read_utf8_line(8)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+    assert_eq!(input.total_bytes_read(), 0);
+    server.close();
 }

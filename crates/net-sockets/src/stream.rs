@@ -1112,8 +1112,8 @@ impl Conn {
                 .is_some_and(|state| state.has_unsent() || state.lost_bytes())
     }
 
-    /// Marks one direction finished; once both are, the socket closes itself (as Ktor's does
-    /// when both of its channels are done).
+    /// Marks one direction finished; once both are, the socket closes itself (Ktor's closes
+    /// only once `close` is called and both of its channels are done).
     fn finish(&self, direction: u8) {
         let before = self.done.fetch_or(direction, Ordering::AcqRel);
         if before | direction == READ_DONE | WRITE_DONE && before != READ_DONE | WRITE_DONE {
