@@ -17,6 +17,8 @@
 //!   closes itself: `is_closed` and `await_closed` say so without a `close` (Ktor's socket
 //!   closes only once `close` is called). And `close` sends nothing the write channel still
 //!   holds, resetting the connection instead (Ktor's `close` flushes the write channel first).
+//! - Without auto-flush, a write channel holds up to 8 KiB until `flush`, and writes out what
+//!   it holds when a write does not fit (Ktor's holds up to 1 MiB unflushed).
 //! - `SocketOptions`' defaults are Ktor's where Ktor has the option, but for the backlog and
 //!   `reuse_address` on TCP listeners, as its docs now say (they said "with Ktor's defaults").
 
@@ -25,13 +27,13 @@ use std::mem::MaybeUninit;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use net_io::{ByteReadChannel, Error as IoError};
+use net_io::{ByteChannel, ByteReadChannel, Error as IoError};
 use net_sockets::{Datagram, Error, SelectorManager, SocketAddress, SocketOptions, a_socket};
 use net_tests::harness::{rerun_self_in_own_netns_with_hosts, run_if_child};
 use net_tests::loopback::{
     connected_pair, has_ipv6_loopback, next_item, tcp_listener, unbound_udp_address,
 };
-use net_tests::within;
+use net_tests::{payload, pending_after_one_poll, within};
 
 const CHILD: &str = "NET_TESTS_KTOR_PARITY_EDGES_CHILD";
 
@@ -337,4 +339,29 @@ async fn close_sends_nothing_the_write_channel_still_holds_and_resets() {
     assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
     assert_eq!(input.total_bytes_read(), 0);
     server.close();
+}
+
+/// Nine writes of 1 KiB to a channel that does not auto-flush, and no `flush`: the first eight
+/// KiB reach the reader when the ninth does not fit, the ninth stays held until `flush`
+/// (Ktor's `ByteChannel` holds up to 1 MiB of writes until `flush`, so its reader would see
+/// none of them).
+#[tokio::test]
+async fn without_auto_flush_a_write_channel_holds_8_kib_not_a_mebibyte() {
+    let (mut output, mut input) = ByteChannel::new(false);
+    let data = payload(9 * 1024);
+    for chunk in data.chunks(1024) {
+        within(output.write_fully(chunk)).await.unwrap();
+    }
+    let first = within(input.read_bytes(8 * 1024)).await.unwrap();
+    assert_eq!(&first[..], &data[..8 * 1024]);
+    {
+        let more = std::pin::pin!(input.await_content(1));
+        assert!(
+            pending_after_one_poll(more).await,
+            "the last KiB waits for a flush"
+        );
+    }
+    within(output.flush()).await.unwrap();
+    let rest = within(input.read_bytes(1024)).await.unwrap();
+    assert_eq!(&rest[..], &data[8 * 1024..]);
 }
