@@ -27,6 +27,9 @@
 //! - A TLS handshake, whose last poll read on after the peer's last message and found nothing,
 //!   which left the wakers of the task that ran it with the socket only (the session noted
 //!   no task): the same, on the first read, another task's.
+//!
+//! A TLS handshake whose write waited for the socket's room: see
+//! `reentrant_wakes_after_a_handshake_write_waited`.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -580,9 +583,11 @@ fn a_tls_read_that_replaces_the_wakers_the_handshake_left_lets_them_go() {
              by its handshake) waited for the session's lock, which the read held"
         );
     }
-    drop(output);
+    // No write of the handshake waited: the session notes A as a reader only, and nothing
+    // else keeps it (the write channel, alive, holds no note of it).
     assert!(
         server.is_closed(),
         "the read let go of task A's last wakers: its guard closed the socket"
     );
+    drop(output);
 }

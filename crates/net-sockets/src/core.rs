@@ -849,6 +849,12 @@ impl CloseWait {
         Poll::Pending
     }
 
+    /// Whether a wait took a place and keeps it (with the waker of the task that polled it
+    /// last), until another task's wait renews it or it is given back.
+    pub(crate) fn is_registered(&self) -> bool {
+        self.registration.is_registered()
+    }
+
     /// Gives the place back: the wait is over for good.
     pub(crate) fn leave<S: SocketIo, H: ReleaseHook>(&mut self, core: &Core<S, H>) {
         if self.registration.is_registered() {

@@ -1907,6 +1907,13 @@ impl WriteHalf {
         self.half.done();
     }
 
+    /// Whether a send of this half waited (for the socket's room, or its task's spent budget):
+    /// the socket then keeps the wakers of the task that polled it last, after the send went
+    /// through too, until a wait of another task replaces them or the half goes.
+    pub(crate) fn waited(&self) -> bool {
+        self.half.wait.is_registered()
+    }
+
     /// Sends what the socket takes now, without waiting and without taking over the wake-up of
     /// a task waiting to write (`WouldBlock` when it takes nothing). For bytes a protocol layer
     /// owes the peer while it reads.

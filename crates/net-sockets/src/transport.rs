@@ -364,6 +364,16 @@ impl RawStream {
     pub fn write_done(&mut self) {
         self.write.done();
     }
+
+    /// Whether a write of this stream waited for the socket's room (not one made for a layer's
+    /// read, see [`reading`](Self::reading)): the socket then keeps the wakers of the task
+    /// that polled it last, also once that write went through, until a write of another task
+    /// that waits replaces them (or the stream goes). For a layer that replaces them under a
+    /// lock of its own, so that it can note that task and let go of it after the lock (its
+    /// wakers may be its task's last references, and its drop may close the socket).
+    pub fn write_waited(&self) -> bool {
+        self.write.waited()
+    }
 }
 
 impl AsyncRead for RawStream {

@@ -304,8 +304,9 @@ async fn server(connection: Connection, settings: Arc<Settings>) -> Result<TlsSo
 }
 
 /// The waker of the task that polls the handshake, as its last poll ends: the socket keeps it
-/// for its input (the handshake reads on after the peer's last message, and finds nothing).
-/// The session notes it (see [`TlsSession::new`]).
+/// for its input (the handshake reads on after the peer's last message, and finds nothing),
+/// and for its room where a write of the handshake waited. The session notes it (see
+/// [`TlsSession::new`]).
 fn handshaker() -> impl Future<Output = Waker> {
     std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone()))
 }
@@ -326,7 +327,8 @@ fn finished(
             // Records without data (a KeyUpdate, a session ticket, an empty record) are no
             // progress of a read: only a read that returns ends its wait.
             raw.count_waits_by_layer();
-            Ok(TlsSession::new(stream, session, handshaker))
+            let write_waited = raw.write_waited();
+            Ok(TlsSession::new(stream, session, handshaker, write_waited))
         }
         Err(e) => Err(failed(side, e)),
     }
@@ -367,7 +369,8 @@ struct Locked {
     /// rustls for the reply it may hold back (see [`answer_owed`]).
     unanswered: bool,
     /// The task of the last write or flush that waited for the socket (or returned with records
-    /// the socket had no room for, see [`write_records`]). A read that finds the session failed
+    /// the socket had no room for, see [`write_records`]; at first, the handshake's, where a
+    /// write of it waited, see [`TlsSession::new`]). A read that finds the session failed
     /// (a corrupted record, the peer's fatal alert) wakes it: the session can send nothing
     /// more, and that write or flush, which waits for a peer that may never read again, fails
     /// with the session's error instead (see [`write_records`]).
@@ -468,15 +471,20 @@ impl TlsSession {
     /// so that the first read that waits, another task's, which replaces those wakers under
     /// the session's lock, lets go of it last, once the lock is released (it may be its task's
     /// last reference, and that task's drop may close this socket, whose close takes the
-    /// lock). (Not as a write's: the socket keeps the handshake's wakers for its room only
-    /// where a write of the handshake waited, and such a note would keep the task's memory,
+    /// lock). Where a write of the handshake waited (`write_waited`: a certificate chain
+    /// larger than the socket's send buffer, a peer slow to read), the socket keeps that
+    /// task's wakers for its room too, also once the write went through: it is noted as a
+    /// waiting write's is then, for the first write that waits, another task's, which
+    /// replaces them under the lock. (Only then: such a note would keep the task's memory,
     /// the cell of the handshake's large future, for as long as no write waits.)
     fn new(
         stream: tokio_rustls::TlsStream<RawStream>,
         session: Session,
         handshaker: Waker,
+        write_waited: bool,
     ) -> Self {
         let link = stream.get_ref().0.link().clone();
+        let writer = write_waited.then(|| handshaker.clone());
         let shared = Arc::new(Mutex::new(Locked {
             stream,
             reader: Some(handshaker),
@@ -484,7 +492,7 @@ impl TlsSession {
             unreported: None,
             // The handshake's last reads may have brought records in.
             unanswered: true,
-            writer: None,
+            writer,
         }));
         // A cut (the selector's close, the end of a graceful shutdown's grace period or of the
         // runtime) sends no `close_notify`, but takes in the session's own messages first, as a
