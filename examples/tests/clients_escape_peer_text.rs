@@ -8,9 +8,10 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 
-use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
+use net_io::LineEnding;
 use net_sockets::{SelectorManager, a_socket};
 use net_tests::HANG_LIMIT;
+use net_tests::conversation::{line, send};
 use net_tests::harness::{Process, RunOutput, path_arg, run_with_input};
 use net_tests::pki::Pki;
 use net_tests::tls::TlsTestServer;
@@ -110,20 +111,6 @@ fn udp_echo_client_escapes_the_reply() {
         format!("{HOSTILE_SHOWN}\\nforged line\n{PLAIN}\tend\n")
     );
     assert_no_raw_controls(&stdout, false);
-}
-
-/// Reads one line of a plain or TLS conversation, failing the test after [`HANG_LIMIT`].
-async fn line(input: &mut ByteReadChannel) -> String {
-    tokio::time::timeout(HANG_LIMIT, input.read_line(1024, LineEnding::Default))
-        .await
-        .expect("the client's next line")
-        .expect("the client's line")
-        .expect("a line, not the end")
-}
-
-async fn send(output: &mut ByteWriteChannel, text: &str) {
-    output.write_string_utf8(text).await.unwrap();
-    output.flush().await.unwrap();
 }
 
 /// `starttls-client` shows the server's lines escaped before and after the upgrade; a server

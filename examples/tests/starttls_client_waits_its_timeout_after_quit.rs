@@ -5,26 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
 use net_sockets::{SelectorManager, a_socket};
 use net_tests::HANG_LIMIT;
+use net_tests::conversation::{line, send};
 use net_tests::harness::{Process, path_arg};
 use net_tests::pki::Pki;
 use net_tls::TlsExt;
-
-/// Reads one line of the client's, failing the test after [`HANG_LIMIT`].
-async fn line(input: &mut ByteReadChannel) -> String {
-    tokio::time::timeout(HANG_LIMIT, input.read_line(1024, LineEnding::Default))
-        .await
-        .expect("the client's next line")
-        .expect("the client's line")
-        .expect("a line, not the end")
-}
-
-async fn send(output: &mut ByteWriteChannel, text: &str) {
-    output.write_string_utf8(text).await.unwrap();
-    output.flush().await.unwrap();
-}
 
 #[test]
 fn after_the_answer_to_quit_the_client_waits_for_the_servers_end_its_timeout() {

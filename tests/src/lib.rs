@@ -11,6 +11,7 @@
 //!   sockets.
 //! - [`greeting`]: the seed's protocol (`Please enter your name` / `Hello, NAME!`), server and
 //!   client.
+//! - [`conversation`]: one end of a plain line conversation: the next line, a line sent.
 //! - [`pki`]: the test PKI (a CA and the leaves it issues), made at run time with rcgen, with
 //!   PEM files for tools. [`tls`]: connect, and classify the failures tests expect.
 //! - [`harness`]: child processes — a program read line by line, signalled and killed on drop,
@@ -33,6 +34,7 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
+pub mod conversation;
 pub mod fault;
 pub mod greeting;
 pub mod harness;

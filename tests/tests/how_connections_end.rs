@@ -8,14 +8,11 @@ use std::time::Duration;
 
 use net_io::ByteReadChannel;
 use net_sockets::SelectorManager;
+use net_tests::conversation::utf8_line;
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::TestCa;
 use net_tests::tls::{is_truncated, pair};
 use net_tests::within;
-
-async fn line(input: &mut ByteReadChannel) -> Option<String> {
-    within(input.read_utf8_line(64)).await.unwrap()
-}
 
 /// How a connection of a selector is ended from outside the connection.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,7 +54,7 @@ async fn peer_of_a_tls13_client_that_never_read(end: OuterEnd) -> net_io::Error 
     let mut input = server.open_read_channel().unwrap();
     let mut output = client.open_write_channel(true).unwrap();
     output.write_string_utf8("whole\nlast").await.unwrap();
-    assert_eq!(line(&mut input).await.as_deref(), Some("whole"));
+    assert_eq!(utf8_line(&mut input).await.as_deref(), Some("whole"));
     // The server's tickets went out with its handshake, before it read the line: on loopback
     // they are in the client's socket now, unread.
     let mut runtime = Some(runtime);

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use net_io::{ByteChannel, ByteReadChannel, Error as IoError, LineEnding};
 use net_sockets::{Error, SelectorManager};
+use net_tests::conversation::utf8_line;
 use net_tests::loopback::{connected_pair, tcp_listener};
 use net_tests::pki::TestCa;
 use net_tests::tls::{is_truncated, pair};
@@ -34,11 +35,6 @@ impl AsyncRead for ThenReset {
     }
 }
 
-/// The next line with Ktor's `readUTF8Line` rules.
-async fn line(input: &mut ByteReadChannel) -> Option<String> {
-    within(input.read_utf8_line(64)).await.unwrap()
-}
-
 // ----- readUTF8Line / readLine --------------------------------------------------------------
 
 /// Ktor's `readUTF8Line` (and `readLine`) return a last line that has no delimiter, then `null`
@@ -48,16 +44,16 @@ async fn a_last_line_without_a_newline_is_returned_then_none_for_good() {
     let (mut output, mut input) = ByteChannel::new(false);
     output.write_string_utf8("one\ntwo").await.unwrap();
     output.flush_and_close().await.unwrap();
-    assert_eq!(line(&mut input).await.as_deref(), Some("one"));
-    assert_eq!(line(&mut input).await.as_deref(), Some("two"));
+    assert_eq!(utf8_line(&mut input).await.as_deref(), Some("one"));
+    assert_eq!(utf8_line(&mut input).await.as_deref(), Some("two"));
     assert!(input.is_closed_for_read());
     for _ in 0..3 {
-        assert_eq!(line(&mut input).await, None);
+        assert_eq!(utf8_line(&mut input).await, None);
     }
 
     let (mut output, mut input) = ByteChannel::new(false);
     output.flush_and_close().await.unwrap();
-    assert_eq!(line(&mut input).await, None);
+    assert_eq!(utf8_line(&mut input).await, None);
     assert_eq!(
         within(input.read_line_strict(64, LineEnding::Default))
             .await
@@ -418,10 +414,10 @@ async fn over_tls_a_last_line_without_a_newline_is_a_line_only_after_close_notif
             output.write_u8(b'!').await.unwrap();
             client.close();
         }
-        assert_eq!(line(&mut input).await.as_deref(), Some("whole"));
+        assert_eq!(utf8_line(&mut input).await.as_deref(), Some("whole"));
         if clean {
-            assert_eq!(line(&mut input).await.as_deref(), Some("last"));
-            assert_eq!(line(&mut input).await, None);
+            assert_eq!(utf8_line(&mut input).await.as_deref(), Some("last"));
+            assert_eq!(utf8_line(&mut input).await, None);
         } else {
             for _ in 0..2 {
                 let e = within(input.read_utf8_line(64)).await.unwrap_err();
@@ -451,7 +447,7 @@ async fn a_dropped_tls_client_that_never_read_ends_truncated_not_reset() {
     output.write_string_utf8("whole\nlast").await.unwrap();
     drop(output);
     drop(client);
-    assert_eq!(line(&mut input).await.as_deref(), Some("whole"));
+    assert_eq!(utf8_line(&mut input).await.as_deref(), Some("whole"));
     let e = within(input.read_utf8_line(64)).await.unwrap_err();
     assert!(is_truncated(&e), "{e:?}");
     server.close();

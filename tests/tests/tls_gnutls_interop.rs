@@ -23,6 +23,7 @@
 
 use net_io::{ByteReadChannel, LineEnding};
 use net_sockets::{SelectorManager, a_socket};
+use net_tests::conversation::send;
 use net_tests::harness::{Process, free_port, gnutls_present, path_arg};
 use net_tests::pki::{CLIENT_NAME, Pki, PkiFiles};
 use net_tests::tls::{SessionView, TlsTestServer, connect, is_truncated, rustls_error};
@@ -684,12 +685,6 @@ struct StarttlsView {
     tls: Result<ServerView, net_tls::Error>,
 }
 
-/// Writes and flushes one plain-text reply.
-async fn reply(output: &mut net_io::ByteWriteChannel, text: &str) {
-    output.write_string_utf8(text).await.unwrap();
-    output.flush().await.unwrap();
-}
-
 /// Accepts one connection on 127.0.0.1 and speaks just enough SMTP for a STARTTLS client:
 /// the `220` greeting, `EHLO`/`HELO` offering `STARTTLS`, `STARTTLS` (then the upgrade with
 /// `tls_server` on the connection) and `502` for anything else; over TLS, [`converse`].
@@ -707,7 +702,7 @@ async fn smtp_like_server(
         let socket = listener.accept().await.unwrap();
         let mut plain = socket.connection().unwrap();
         let mut commands = Vec::new();
-        reply(&mut plain.output, "220 localhost ESMTP ready\r\n").await;
+        send(&mut plain.output, "220 localhost ESMTP ready\r\n").await;
         loop {
             let command = plain
                 .input
@@ -719,10 +714,10 @@ async fn smtp_like_server(
             let verb = command.split(' ').next().unwrap_or("").to_ascii_uppercase();
             match verb.as_str() {
                 "EHLO" | "HELO" => {
-                    reply(&mut plain.output, "250-localhost\r\n250 STARTTLS\r\n").await;
+                    send(&mut plain.output, "250-localhost\r\n250 STARTTLS\r\n").await;
                 }
                 "STARTTLS" => break,
-                _ => reply(&mut plain.output, "502 Command not implemented\r\n").await,
+                _ => send(&mut plain.output, "502 Command not implemented\r\n").await,
             }
         }
         // Not flushed here: the upgrade flushes it first.
