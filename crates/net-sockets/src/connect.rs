@@ -39,7 +39,9 @@ fn in_progress(e: &io::Error, tcp: bool) -> bool {
 /// # Errors
 ///
 /// [`Error::Resolve`] with the resolver's error as its source (an empty answer is a
-/// [`NotFound`](io::ErrorKind::NotFound) source).
+/// [`NotFound`](io::ErrorKind::NotFound) source); [`Error::Io`] with the OS's `EMFILE` or
+/// `ENFILE` when the lookup failed with the process or the system out of descriptors (see
+/// [`out_of_descriptors`]).
 pub(crate) async fn resolve(
     handle: &tokio::runtime::Handle,
     host: &str,
@@ -52,9 +54,10 @@ pub(crate) async fn resolve(
             (name.as_str(), port)
                 .to_socket_addrs()
                 .map(Iterator::collect::<Vec<_>>)
+                .map_err(|e| out_of_descriptors(&e).ok_or(e))
         })
         .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)));
+        .unwrap_or_else(|e| Err(Err(io::Error::other(e))));
     let failed = |source| Error::Resolve {
         host: host.to_owned(),
         source,
@@ -65,8 +68,25 @@ pub(crate) async fn resolve(
             "the name resolved to no address",
         ))),
         Ok(addresses) => Ok(addresses),
-        Err(e) => Err(failed(e)),
+        Err(Ok(exhausted)) => Err(Error::Io(exhausted)),
+        Err(Err(e)) => Err(failed(e)),
     }
+}
+
+/// The OS's `EMFILE` or `ENFILE` when a lookup that failed with `e` failed for want of a
+/// descriptor: the system resolver could open neither `/etc/hosts` nor a socket to a DNS
+/// server, and glibc then answers as for a name that does not exist ("Name or service not
+/// known"), a failure nobody retries, though the name is good and the same call to an IP
+/// address fails with `EMFILE`. Either the lookup says so itself (`EAI_SYSTEM`), or a
+/// descriptor made right after it cannot be had either.
+fn out_of_descriptors(e: &io::Error) -> Option<io::Error> {
+    let exhausted = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+    if exhausted(e) {
+        return Some(io::Error::from_raw_os_error(e.raw_os_error()?));
+    }
+    RawSocket::new(Domain::IPV4, Type::DGRAM, None)
+        .err()
+        .filter(exhausted)
 }
 
 /// Keeps the addresses a socket bound to `local` reaches (see [`reaches`]); with

@@ -70,7 +70,10 @@ pub enum Error {
         /// "Temporary failure in name resolution" for the second (a server's failure, no
         /// answer within `resolv.conf`'s timeout), and "No address associated with hostname"
         /// for a name without an address; musl's (a `*-linux-musl` build) say "Name does not
-        /// resolve", "Try again" and "Name has no usable address".
+        /// resolve", "Try again" and "Name has no usable address". A lookup that fails with the
+        /// process or the system out of descriptors is no `Resolve` error but
+        /// [`Error::Io`](Error::Io) with the OS's `EMFILE` (`ENFILE`), as the same call to an
+        /// IP address gets (glibc says "Name or service not known" then).
         source: io::Error,
     },
     /// The operating system refused a socket option's value (for example a keep-alive interval
