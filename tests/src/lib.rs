@@ -2,7 +2,8 @@
 //! the examples' tests (`examples/tests/`) and the benchmark's certificates.
 //!
 //! - [`within`]: a hang safety net around a future (tests synchronise on events; this only
-//!   turns a bug that hangs into a failure). [`pending_after_one_poll`]: drop a future midway.
+//!   turns a bug that hangs into a failure). [`pending_after_one_poll`]: drop a future midway;
+//!   [`poll_at_most`]: drop it after k wake-ups (the cancel-at-every-poll tests).
 //!   [`Ticker`]: tells whether a task gave other tasks of its thread a turn. [`block_on`]:
 //!   a future polled by a plain thread, with no tokio context at all.
 //!   [`payload`]: deterministic test data.
@@ -97,6 +98,39 @@ pub fn payload(len: usize) -> Vec<u8> {
 /// cancelled operation leaves behind).
 pub async fn pending_after_one_poll<F: Future>(mut future: Pin<&mut F>) -> bool {
     std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_pending())).await
+}
+
+/// How long [`poll_at_most`] lets a pending operation wait for its wake-up (less than
+/// [`HANG_LIMIT`]).
+pub const WAKE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Polls `future` at most `polls` times, each time after its waker was woken (the first at
+/// once), as a `select!` or a `timeout` that gives up after `polls` wake-ups would; `Some` with
+/// its output if it completed, `None` if it was still pending after the last poll, and then it
+/// is dropped before this returns. Panics when no wake-up came for [`WAKE_LIMIT`] (the
+/// operation hung, or the test waits for an event that cannot come).
+pub async fn poll_at_most<F: Future>(future: F, polls: usize) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut done = 0;
+    let mut last = std::time::Instant::now();
+    within(std::future::poll_fn(|cx| {
+        // The hang net's own timer wakes this task too: that is no wake-up of the future.
+        assert!(
+            last.elapsed() < WAKE_LIMIT,
+            "no wake-up for poll {} in {WAKE_LIMIT:?}",
+            done + 1
+        );
+        done += 1;
+        match future.as_mut().poll(cx) {
+            Poll::Ready(output) => Poll::Ready(Some(output)),
+            Poll::Pending if done >= polls => Poll::Ready(None),
+            Poll::Pending => {
+                last = std::time::Instant::now();
+                Poll::Pending
+            }
+        }
+    }))
+    .await
 }
 
 /// A task that counts its turns on the runtime, to tell whether another task of the same thread

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Mutex;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use net_io::LineEnding;
@@ -19,7 +19,7 @@ use net_tests::loopback::{
 };
 use net_tests::pki::Pki;
 use net_tests::probe::fd_count;
-use net_tests::{payload, within};
+use net_tests::{payload, poll_at_most, within};
 use net_tls::{TlsConfig, TlsExt, TlsServerConfig, TlsSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,37 +34,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// The most polls tried for one operation before the test gives up on it completing.
 const MAX_POLLS: usize = 64;
-
-/// How long a pending operation may wait for its wake-up (less than the hang net's limit).
-const WAKE_LIMIT: Duration = Duration::from_secs(10);
-
-/// Polls `future` at most `polls` times, each time after its waker was woken (the first at
-/// once); `Some` with its output if it completed, `None` if it was still pending after the
-/// last poll, and then it is dropped before this returns. Panics when no wake-up came for
-/// [`WAKE_LIMIT`] (the operation hung, or the test waits for an event that cannot come).
-async fn poll_at_most<F: Future>(future: F, polls: usize) -> Option<F::Output> {
-    let mut future = pin!(future);
-    let mut done = 0;
-    let mut last = Instant::now();
-    within(std::future::poll_fn(|cx| {
-        // The hang net's own timer wakes this task too: that is no wake-up of the future.
-        assert!(
-            last.elapsed() < WAKE_LIMIT,
-            "no wake-up for poll {} in {WAKE_LIMIT:?}",
-            done + 1
-        );
-        done += 1;
-        match future.as_mut().poll(cx) {
-            Poll::Ready(output) => Poll::Ready(Some(output)),
-            Poll::Pending if done >= polls => Poll::Ready(None),
-            Poll::Pending => {
-                last = Instant::now();
-                Poll::Pending
-            }
-        }
-    }))
-    .await
-}
 
 /// Waits (bounded) until the descriptor count is back to `expected`.
 async fn settle_to(expected: usize) {
@@ -1321,5 +1290,63 @@ fn a_client_starttls_upgrade_dropped_at_every_poll_closes_the_connection() {
             return;
         }
         panic!("the upgrade did not complete in {MAX_POLLS} polls");
+    });
+}
+
+/// A server's STARTTLS upgrade (`Connection::tls_server`) dropped after k polls (k = 1, 2, …
+/// until its flush is done) while it flushes output that the socket buffers cannot take yet, to
+/// a peer that reads slowly: its docs say the drop closes the socket and throws away what the
+/// output still held, so that the close is a reset; the peer reads everything and then the
+/// end, or a prefix and a reset — never a clean end after a cut stream; and the descriptors
+/// come back.
+#[test]
+fn starttls_upgrades_dropped_while_they_flush_never_end_a_cut_stream_cleanly() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let pki = Pki::generate();
+        let (server_config, _) = tls_configs(&pki);
+        let selector = SelectorManager::new();
+        let peers = small_buffer_peer_listener();
+        let port = peers.local_addr().unwrap().port();
+        let before = fd_count();
+        let mut cut = 0;
+        for polls in 1..=MAX_POLLS {
+            let socket = a_socket(&selector)
+                .tcp()
+                .send_buffer_size(4096)
+                .connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let (peer, _) = within(peers.accept()).await.unwrap();
+            let (go, started) = tokio::sync::oneshot::channel();
+            let reader = tokio::spawn(slow_reader(peer, started));
+            let mut connection = socket.connection().unwrap();
+            let sent = fill_the_socket_then_buffer(&mut connection.output).await;
+            // The peer never sends a ClientHello: the upgrade, once flushed, waits for it.
+            let upgrade = async {
+                let upgraded = connection.tls_server(&server_config).await;
+                upgraded
+                    .map(drop)
+                    .map_err(|e| net_sockets::Error::Io(std::io::Error::other(e)))
+            };
+            let done = close_then_go(upgrade, go, polls).await;
+            assert!(
+                done.is_none(),
+                "the upgrade ended without a ClientHello: {done:?}"
+            );
+            let (got, end) = within(reader).await.unwrap();
+            if judge_the_end(&done, &sent, &got, end, polls, |e| {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
+            }) {
+                cut += 1;
+            } else {
+                // Everything arrived: the flush was done, the handshake waited.
+                assert!(cut > 0, "no upgrade was dropped with bytes unsent");
+                settle_to(before).await;
+                return;
+            }
+            settle_to(before).await;
+        }
+        panic!("the flush did not complete in {MAX_POLLS} polls");
     });
 }

@@ -1,0 +1,804 @@
+//! Cancellation at every poll, for the operations `cancel_every_poll.rs` and the other cancel
+//! tests leave out: each is polled k times (k = 1, 2, …), woken only by its own waker, then
+//! dropped, as `select!` or `timeout` would; then what its documentation promises is checked.
+//!
+//! - The tokio traits of a socket's stream (`Socket::into_stream`, plain TCP, TLS and Unix):
+//!   a dropped `write` took nothing (tokio's contract), a dropped `read` consumed nothing, and
+//!   a dropped `shutdown` called again ends the stream cleanly after every byte.
+//! - Typed writes and `write_frame` of a socket's write channel: each value whole or absent.
+//! - `read_fully` and `discard` (not cancel safe; on an in-memory channel, where each poll sees
+//!   what was written before it): what a dropped one consumed is exactly what
+//!   `total_bytes_read` counts (`read_fully`: the start of its buffer), and nothing else.
+//! - `await_closed` of a socket, a listener and a datagram socket: a dropped one changes
+//!   nothing.
+
+use std::future::Future;
+use std::time::Duration;
+
+use net_io::{ByteChannel, ByteReadChannel, LineEnding};
+use net_sockets::{SelectorManager, Socket, UnixSocketAddress, a_socket};
+use net_tests::loopback::{connected_pair, tcp_listener, tcp_listener_with, udp_socket};
+use net_tests::pki::Pki;
+use net_tests::{TempDir, payload, poll_at_most, within};
+use net_tls::TlsExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The transports a socket's stream runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Tcp,
+    Tls,
+    Unix,
+}
+
+const KINDS: [Kind; 3] = [Kind::Tcp, Kind::Tls, Kind::Unix];
+
+/// A stream of either transport, behind tokio's traits.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// One connection of `kind` with small socket buffers on the way from ours to theirs (so that
+/// our writes wait): our side, the peer's, and what keeps the listener (and the socket file)
+/// alive.
+async fn connection(
+    selector: &SelectorManager,
+    kind: Kind,
+    pki: &Pki,
+) -> (Side, Side, Box<dyn std::any::Any + Send>) {
+    let (ours, theirs, keep): (Socket, Socket, Box<dyn std::any::Any + Send>) = match kind {
+        Kind::Tcp | Kind::Tls => {
+            let listener = tcp_listener_with(selector, |b| b.receive_buffer_size(4096)).await;
+            let ours = a_socket(selector)
+                .tcp()
+                .send_buffer_size(4096)
+                .connect(listener.local_address())
+                .await
+                .unwrap();
+            let theirs = within(listener.accept()).await.unwrap();
+            (ours, theirs, Box::new(listener))
+        }
+        Kind::Unix => {
+            let dir = TempDir::new("cancel-gaps");
+            let path = dir.join("s.sock");
+            let listener = a_socket(selector)
+                .tcp()
+                .receive_buffer_size(4096)
+                .bind(UnixSocketAddress::new(&path))
+                .await
+                .unwrap();
+            let ours = a_socket(selector)
+                .tcp()
+                .send_buffer_size(4096)
+                .connect(UnixSocketAddress::new(&path))
+                .await
+                .unwrap();
+            let theirs = within(listener.accept()).await.unwrap();
+            (ours, theirs, Box::new((listener, dir)))
+        }
+    };
+    if kind == Kind::Tls {
+        let server_config = pki.server_config().build().unwrap();
+        let client_config = pki.client_config().build().unwrap();
+        let (ours, theirs) = within(async {
+            tokio::join!(ours.tls(client_config), theirs.tls_server(&server_config))
+        })
+        .await;
+        (Side::Tls(ours.unwrap()), Side::Tls(theirs.unwrap()), keep)
+    } else {
+        (Side::Plain(ours), Side::Plain(theirs), keep)
+    }
+}
+
+/// [`connection`], our side as a stream.
+async fn stream_and_peer(
+    selector: &SelectorManager,
+    kind: Kind,
+    pki: &Pki,
+) -> (Box<dyn Stream>, Side, Box<dyn std::any::Any + Send>) {
+    let (ours, theirs, keep) = connection(selector, kind, pki).await;
+    let ours: Box<dyn Stream> = match ours {
+        Side::Plain(s) => Box::new(s.into_stream().unwrap()),
+        Side::Tls(s) => Box::new(s.into_stream().unwrap()),
+    };
+    (ours, theirs, keep)
+}
+
+/// One side of a connection, plain or TLS.
+enum Side {
+    Plain(Socket),
+    Tls(net_tls::TlsSocket),
+}
+
+impl Side {
+    fn input(&mut self) -> ByteReadChannel {
+        match self {
+            Self::Plain(s) => s.open_read_channel().unwrap(),
+            Self::Tls(s) => s.open_read_channel().unwrap(),
+        }
+    }
+
+    fn output(&mut self, auto_flush: bool) -> net_io::ByteWriteChannel {
+        match self {
+            Self::Plain(s) => s.open_write_channel(auto_flush).unwrap(),
+            Self::Tls(s) => s.open_write_channel(auto_flush).unwrap(),
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Self::Plain(s) => s.close(),
+            Self::Tls(s) => s.close(),
+        }
+    }
+}
+
+/// Reads `input` slowly once `go` fires, to its end: what it read, and how it ended (`Ok`: a
+/// clean end).
+fn slow_reader(
+    mut input: ByteReadChannel,
+    go: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<(Vec<u8>, net_io::Result<()>)> {
+    tokio::spawn(async move {
+        let _ = go.await;
+        let mut got = Vec::new();
+        let mut room = [0u8; 1024];
+        let end = loop {
+            match within(input.read_available(&mut room)).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => got.extend_from_slice(&room[..n]),
+                Err(e) => break Err(e),
+            }
+            tokio::task::yield_now().await;
+        };
+        (got, end)
+    })
+}
+
+/// `AsyncWriteExt::write` on a socket's stream, dropped after k polls (k = 1, 2, 3, 4, over
+/// and over) while the peer reads slowly through small buffers: tokio's contract is that a
+/// write that did not complete wrote nothing, so the peer reads exactly the bytes the completed
+/// writes reported, then the clean end that `shutdown` makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_writes_dropped_at_every_poll_send_exactly_what_they_reported() {
+    let pki = Pki::generate();
+    let selector = SelectorManager::new();
+    for kind in KINDS {
+        let (mut stream, mut peer, _keep) = stream_and_peer(&selector, kind, &pki).await;
+        let (go, started) = tokio::sync::oneshot::channel();
+        let reader = slow_reader(peer.input(), started);
+        let mut go = Some(go);
+        let data = payload(400_000);
+        let mut sent = 0;
+        let mut polls = 1;
+        let mut dropped = 0;
+        let mut calls = 0;
+        while sent < data.len() {
+            calls += 1;
+            assert!(calls < 100_000, "{kind:?}: no end after {calls} writes");
+            let end = (sent + 5000).min(data.len());
+            // One poll until the reader runs: no wake-up would come for a second.
+            let tries = if go.is_some() { 1 } else { polls };
+            match poll_at_most(stream.write(&data[sent..end]), tries).await {
+                Some(written) => sent += written.unwrap(),
+                None => {
+                    dropped += 1;
+                    if let Some(go) = go.take() {
+                        go.send(()).unwrap();
+                    }
+                }
+            }
+            polls = polls % 4 + 1;
+        }
+        assert!(dropped > 0, "{kind:?}: no write had to wait");
+        within(stream.shutdown()).await.unwrap();
+        if let Some(go) = go.take() {
+            go.send(()).unwrap();
+        }
+        let (got, end) = within(reader).await.unwrap();
+        end.unwrap_or_else(|e| panic!("{kind:?}: the peer's end: {e:?}"));
+        assert_eq!(got.len(), data.len(), "{kind:?}: the peer's length");
+        assert!(got == data, "{kind:?}: the peer's stream differs");
+        drop((stream, peer));
+    }
+}
+
+/// `AsyncReadExt::read` on a socket's stream, dropped after k polls (k = 1, 2, 3) while the
+/// peer writes in small pieces: a read that did not complete consumed nothing, so the reads
+/// that completed return the exact stream, then its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_reads_dropped_at_every_poll_lose_nothing() {
+    let pki = Pki::generate();
+    let selector = SelectorManager::new();
+    for kind in KINDS {
+        let (mut stream, mut peer, _keep) = stream_and_peer(&selector, kind, &pki).await;
+        let mut output = peer.output(false);
+        let data = payload(20_000);
+        // One chunk per read begun: a read often starts before its chunk is in.
+        let release = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        let writer = tokio::spawn({
+            let data = data.clone();
+            let release = release.clone();
+            async move {
+                for chunk in data.chunks(97) {
+                    release.acquire().await.unwrap().forget();
+                    output.write_fully(chunk).await.unwrap();
+                    output.flush().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+                output.flush_and_close().await.unwrap();
+                output
+            }
+        });
+        let mut got = Vec::new();
+        let mut room = vec![0u8; 300];
+        let mut polls = 1;
+        let mut dropped = 0;
+        loop {
+            match poll_at_most(stream.read(&mut room), polls).await {
+                Some(Ok(0)) => break,
+                Some(Ok(n)) => got.extend_from_slice(&room[..n]),
+                Some(Err(e)) => panic!("{kind:?}: {e:?}"),
+                None => dropped += 1,
+            }
+            release.add_permits(1);
+            polls = polls % 3 + 1;
+        }
+        assert!(dropped > 0, "{kind:?}: no read had to wait");
+        assert!(
+            got == data,
+            "{kind:?}: the stream differs ({} bytes)",
+            got.len()
+        );
+        drop(within(writer).await.unwrap());
+        drop((stream, peer));
+    }
+}
+
+/// `AsyncWriteExt::shutdown` on a socket's stream, dropped after k polls (k = 1, 2, … until it
+/// completes) while what was written cannot all leave yet (TLS: `close_notify` behind it), then
+/// called again: the peer reads every byte written, then one clean end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_shutdowns_dropped_at_every_poll_then_called_again_end_cleanly() {
+    let pki = Pki::generate();
+    let selector = SelectorManager::new();
+    for kind in KINDS {
+        let mut completed = false;
+        for polls in 1..=64 {
+            let (mut stream, mut peer, _keep) = stream_and_peer(&selector, kind, &pki).await;
+            let (go, started) = tokio::sync::oneshot::channel();
+            let reader = slow_reader(peer.input(), started);
+            // Fill the way to the peer, then one more write that waits for room.
+            let data = payload(300_000);
+            let mut sent = 0;
+            while sent < data.len() {
+                let end = (sent + 4000).min(data.len());
+                match poll_at_most(stream.write(&data[sent..end]), 1).await {
+                    Some(written) => sent += written.unwrap(),
+                    None => break,
+                }
+            }
+            assert!(sent < data.len(), "{kind:?}: the socket took everything");
+            // TLS keeps what rustls took of a write that waited: the shutdown sends it first.
+            let shutdown = stream.shutdown();
+            let mut go = Some(go);
+            let done = {
+                let mut shutdown = std::pin::pin!(shutdown);
+                let first = net_tests::pending_after_one_poll(shutdown.as_mut()).await;
+                if first {
+                    go.take().unwrap().send(()).unwrap();
+                    if polls > 1 {
+                        poll_at_most(shutdown, polls - 1).await
+                    } else {
+                        None
+                    }
+                } else {
+                    Some(Ok(()))
+                }
+            };
+            if let Some(go) = go.take() {
+                go.send(()).unwrap();
+            }
+            match done {
+                Some(result) => {
+                    result.unwrap();
+                    completed = true;
+                }
+                None => within(stream.shutdown())
+                    .await
+                    .unwrap_or_else(|e| panic!("{kind:?}, poll {polls}: {e:?}")),
+            }
+            let (got, end) = within(reader).await.unwrap();
+            end.unwrap_or_else(|e| panic!("{kind:?}, poll {polls}: the peer's end: {e:?}"));
+            assert_eq!(got.len(), sent, "{kind:?}, poll {polls}: the peer's length");
+            assert!(
+                got == data[..sent],
+                "{kind:?}, poll {polls}: the stream differs"
+            );
+            drop((stream, peer));
+            if completed {
+                break;
+            }
+        }
+        assert!(
+            completed,
+            "{kind:?}: the shutdown did not complete in 64 polls"
+        );
+    }
+}
+
+/// Typed writes (`write_u64`) and `write_frame` on a socket's write channel (with and without
+/// auto-flush), dropped after k polls (k = 1, 2, 3, 4, over and over) while the peer reads
+/// slowly: each value or frame is sent whole or not at all, in order; what the peer reads
+/// matches `total_bytes_written`, then a clean end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_writes_and_frames_dropped_at_every_poll_are_whole_or_absent() {
+    use tokio_util::codec::LengthDelimitedCodec;
+    let selector = SelectorManager::new();
+    let listener = tcp_listener_with(&selector, |b| b.receive_buffer_size(4096)).await;
+    for (auto_flush, frames) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut ours = a_socket(&selector)
+            .tcp()
+            .send_buffer_size(4096)
+            .connect(listener.local_address())
+            .await
+            .unwrap();
+        let mut theirs = within(listener.accept()).await.unwrap();
+        let mut output = ours.open_write_channel(auto_flush).unwrap();
+        let (go, started) = tokio::sync::oneshot::channel();
+        let reader = slow_reader(theirs.open_read_channel().unwrap(), started);
+        let mut go = Some(go);
+        let mut codec = LengthDelimitedCodec::new();
+        let mut polls = 1;
+        let mut dropped = 0;
+        for i in 0..60_000u64 {
+            let tries = if go.is_some() { 1 } else { polls };
+            let done = if frames {
+                let frame = bytes::Bytes::from(format!("frame {i:08}"));
+                poll_at_most(output.write_frame(&mut codec, frame), tries).await
+            } else {
+                poll_at_most(output.write_u64(i), tries)
+                    .await
+                    .map(|r| r.map_err(std::io::Error::from))
+            };
+            match done {
+                Some(result) => result.unwrap(),
+                None => {
+                    dropped += 1;
+                    if let Some(go) = go.take() {
+                        go.send(()).unwrap();
+                    }
+                }
+            }
+            polls = polls % 4 + 1;
+        }
+        if let Some(go) = go.take() {
+            go.send(()).unwrap();
+        }
+        within(output.flush_and_close()).await.unwrap();
+        let written = output.total_bytes_written();
+        let (got, end) = within(reader).await.unwrap();
+        let what = format!("auto_flush {auto_flush}, frames {frames}");
+        end.unwrap_or_else(|e| panic!("{what}: the peer's end: {e:?}"));
+        assert!(dropped > 0, "{what}: no write had to wait");
+        assert_eq!(got.len() as u64, written, "{what}: total_bytes_written");
+        // Whole values, increasing (some absent).
+        let mut last = None;
+        let mut rest = &got[..];
+        while !rest.is_empty() {
+            let value = if frames {
+                assert!(rest.len() >= 4 + 14, "{what}: a cut frame at the end");
+                let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+                assert_eq!(len, 14, "{what}: a frame of {len} bytes");
+                let text = std::str::from_utf8(&rest[4..4 + len]).unwrap();
+                let value = text.strip_prefix("frame ").unwrap().parse::<u64>().unwrap();
+                rest = &rest[4 + len..];
+                value
+            } else {
+                assert!(rest.len() >= 8, "{what}: a cut value at the end");
+                let value = u64::from_be_bytes(rest[..8].try_into().unwrap());
+                rest = &rest[8..];
+                value
+            };
+            assert!(last < Some(value), "{what}: {value} after {last:?}");
+            last = Some(value);
+        }
+        drop((output, ours, theirs));
+    }
+}
+
+/// Polls `future` once (then `None` if it is pending): the caller goes on polling it.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    poll_at_most(future, 1).await
+}
+
+/// `read_fully` polled k times (k = 1, 2, … 10, over and over), a piece of its bytes written
+/// (an in-memory channel: each poll sees what was written before it) before each poll, then
+/// dropped: not cancel safe, and what its docs say is lost is all that is: the bytes already
+/// copied into its buffer, at its start, which `total_bytes_read` counts; the next read goes
+/// on right after them.
+#[tokio::test]
+async fn read_fully_dropped_at_every_poll_consumes_only_what_it_copied() {
+    let (mut output, mut input) = ByteChannel::new(true);
+    let data = payload(30_000);
+    let mut written = 0;
+    let mut got = Vec::new();
+    let mut polls = 1;
+    let (mut cut, mut whole) = (0, 0);
+    while got.len() < data.len() {
+        let mut room = vec![0u8; 500.min(data.len() - got.len())];
+        let before = input.total_bytes_read();
+        let done = {
+            let mut read = Box::pin(input.read_fully(&mut room));
+            let mut done = None;
+            for _ in 0..polls {
+                let end = (written + 61).min(data.len());
+                output.write_fully(&data[written..end]).await.unwrap();
+                written = end;
+                done = poll_once(&mut read).await;
+                if done.is_some() {
+                    break;
+                }
+            }
+            done
+        };
+        let consumed = (input.total_bytes_read() - before) as usize;
+        match done {
+            Some(done) => {
+                done.unwrap();
+                assert_eq!(consumed, room.len());
+                whole += 1;
+            }
+            None => {
+                assert!(
+                    consumed < room.len(),
+                    "a dropped read_fully consumed it all"
+                );
+                if consumed > 0 {
+                    cut += 1;
+                }
+            }
+        }
+        got.extend_from_slice(&room[..consumed]);
+        assert!(
+            got == data[..got.len()],
+            "the stream differs at {}",
+            got.len()
+        );
+        polls = polls % 10 + 1;
+    }
+    assert!(
+        cut > 0 && whole > 0,
+        "{cut} cut, {whole} whole: the test shows too little"
+    );
+    output.flush_and_close().await.unwrap();
+    assert_eq!(within(input.read_remaining(10)).await.unwrap().len(), 0);
+    assert_eq!(input.total_bytes_read(), data.len() as u64);
+}
+
+/// `discard` polled k times (k = 1, 2, … 10, over and over), a piece of the stream written
+/// before each poll, then dropped: not cancel safe (the bytes it skipped are gone, its count
+/// lost), but `total_bytes_read` counts what it skipped, and the next read goes on right after
+/// them.
+#[tokio::test]
+async fn discard_dropped_at_every_poll_skips_what_total_bytes_read_counts() {
+    let (mut output, mut input) = ByteChannel::new(true);
+    let data = payload(30_000);
+    let mut written = 0;
+    let mut polls = 1;
+    let (mut cut, mut whole) = (0, 0);
+    while (input.total_bytes_read() as usize) < data.len() {
+        let at = input.total_bytes_read() as usize;
+        let done = {
+            let mut skip = Box::pin(input.discard(300));
+            let mut done = None;
+            for _ in 0..polls {
+                let end = (written + 61).min(data.len());
+                output.write_fully(&data[written..end]).await.unwrap();
+                written = end;
+                done = poll_once(&mut skip).await;
+                if done.is_some() {
+                    break;
+                }
+            }
+            done
+        };
+        let skipped = input.total_bytes_read() as usize - at;
+        match done {
+            Some(done) => {
+                assert_eq!(done.unwrap() as usize, skipped);
+                whole += 1;
+            }
+            None if skipped > 0 => cut += 1,
+            None => {}
+        }
+        // What follows is the stream right after what was skipped.
+        let n = 7.min(data.len() - at - skipped);
+        if n > 0 && input.available_for_read() >= n {
+            let read = within(input.read_bytes(n)).await.unwrap();
+            assert!(read[..] == data[at + skipped..][..n], "at {}", at + skipped);
+        }
+        polls = polls % 10 + 1;
+    }
+    assert!(
+        cut > 0 && whole > 0,
+        "{cut} cut, {whole} whole: the test shows too little"
+    );
+    output.flush_and_close().await.unwrap();
+    assert_eq!(within(input.discard(10)).await.unwrap(), 0);
+}
+
+/// `await_closed` of a socket, a listener and a datagram socket, dropped after one poll (and
+/// again after two: nothing wakes it before the close): cancel safe, "dropping the future
+/// changes nothing": the object still works, and a later `await_closed` returns at its close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn await_closed_dropped_changes_nothing() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (mut ours, mut theirs) = connected_pair(&selector, &listener).await;
+    let udp = udp_socket(&selector).await;
+    for _ in 0..3 {
+        assert!(poll_at_most(ours.await_closed(), 1).await.is_none());
+        assert!(poll_at_most(listener.await_closed(), 1).await.is_none());
+        assert!(poll_at_most(udp.await_closed(), 1).await.is_none());
+    }
+    // All still work.
+    let mut output = ours.open_write_channel(true).unwrap();
+    output.write_string_utf8("still open\n").await.unwrap();
+    let mut input = theirs.open_read_channel().unwrap();
+    let line = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("still open"));
+    let another = net_tests::loopback::connect(&selector, listener.local_address()).await;
+    drop((within(listener.accept()).await.unwrap(), another));
+    let to = udp.local_address();
+    let sender = udp_socket(&selector).await;
+    within(sender.send(net_sockets::Datagram::new(&b"x"[..], to).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(&within(udp.receive()).await.unwrap().packet[..], b"x");
+    // A later wait returns at the close.
+    let waits = async {
+        tokio::join!(
+            ours.await_closed(),
+            listener.await_closed(),
+            udp.await_closed()
+        )
+    };
+    let closes = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        ours.close();
+        listener.close();
+        udp.close();
+    };
+    within(async { tokio::join!(waits, closes) }).await;
+    drop((output, input, theirs));
+}
+
+/// `write_fully` of 20,000 bytes (more than the buffer: it goes to the transport directly),
+/// each call's bytes all one value, dropped after k polls (k = 1, 2, … 5, over and over) while
+/// the peer reads slowly: what the docs promise ("Dropped writes"): the peer receives each call
+/// in order, whole or a prefix (from nothing to all), never a byte twice; a call that
+/// completed is whole; and where a call was cut, `flush_and_close` fails with `BrokenPipe` and
+/// the peer sees no clean end (TCP: a reset; TLS: no `close_notify`), while with none cut both
+/// end cleanly after the exact bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_writes_dropped_at_every_poll_send_prefixes_and_never_end_a_cut_stream_cleanly() {
+    const CALL: usize = 20_000;
+    let pki = Pki::generate();
+    let selector = SelectorManager::new();
+    for kind in [Kind::Tcp, Kind::Tls] {
+        let (mut ours, mut theirs, _keep) = connection(&selector, kind, &pki).await;
+        let mut output = ours.output(false);
+        let (go, started) = tokio::sync::oneshot::channel();
+        let reader = slow_reader(theirs.input(), started);
+        let mut go = Some(go);
+        let mut completed = Vec::new();
+        let mut polls = 1;
+        for value in 1..=120u8 {
+            let call = vec![value; CALL];
+            let tries = if go.is_some() { 1 } else { polls };
+            match poll_at_most(output.write_fully(&call), tries).await {
+                Some(done) => {
+                    done.unwrap();
+                    completed.push(value);
+                }
+                None => {
+                    if let Some(go) = go.take() {
+                        go.send(()).unwrap();
+                    }
+                }
+            }
+            polls = polls % 5 + 1;
+        }
+        if let Some(go) = go.take() {
+            go.send(()).unwrap();
+        }
+        let closed = within(output.flush_and_close()).await;
+        ours.close();
+        let (got, end) = within(reader).await.unwrap();
+        // The runs of equal bytes: increasing values, none longer than a call.
+        let mut runs: Vec<(u8, usize)> = Vec::new();
+        for &byte in &got {
+            match runs.last_mut() {
+                Some((value, len)) if *value == byte => *len += 1,
+                _ => {
+                    if let Some(&(last, _)) = runs.last() {
+                        assert!(byte > last, "{kind:?}: {byte} after {last}");
+                    }
+                    runs.push((byte, 1));
+                }
+            }
+        }
+        for &(value, len) in &runs {
+            assert!(len <= CALL, "{kind:?}: call {value} sent {len} bytes");
+        }
+        // Every completed call is whole (but one a reset cut at the peer's end).
+        let last = runs.last().map(|r| r.0);
+        for &(value, len) in &runs {
+            if completed.contains(&value) && Some(value) != last {
+                assert_eq!(len, CALL, "{kind:?}: completed call {value}");
+            }
+        }
+        match (closed, end) {
+            (Ok(()), Ok(())) => {
+                assert!(
+                    runs.iter().all(|&(_, len)| len == CALL),
+                    "{kind:?}: a clean end after a cut call"
+                );
+                for value in &completed {
+                    assert!(runs.iter().any(|r| r.0 == *value), "{kind:?}: {value} lost");
+                }
+            }
+            (Err(e), Err(_)) => {
+                assert!(
+                    matches!(&e, net_io::Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
+                    "{kind:?}: the close: {e:?}"
+                );
+            }
+            (closed, end) => panic!("{kind:?}: the close: {closed:?}, the peer's end: {end:?}"),
+        }
+        drop((output, ours, theirs));
+    }
+}
+
+/// tokio's `AsyncWriteExt::write` and `AsyncReadExt::read` on a socket's channels (plain and
+/// TLS; the write channel with and without auto-flush), dropped after k polls: tokio's contract
+/// for its traits is that a call that did not complete took nothing, so the peer reads exactly
+/// the bytes the completed writes reported, and the completed reads return the exact stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_trait_writes_and_reads_dropped_at_every_poll_keep_the_exact_stream() {
+    let pki = Pki::generate();
+    let selector = SelectorManager::new();
+    for (kind, auto_flush) in [
+        (Kind::Tcp, false),
+        (Kind::Tcp, true),
+        (Kind::Tls, false),
+        (Kind::Tls, true),
+    ] {
+        let what = format!("{kind:?}, auto_flush {auto_flush}");
+        let (mut ours, mut theirs, _keep) = connection(&selector, kind, &pki).await;
+        let mut output = ours.output(auto_flush);
+        let mut input = theirs.input();
+        let data = payload(300_000);
+        let (go, started) = tokio::sync::oneshot::channel::<()>();
+        let reader = tokio::spawn(async move {
+            let _ = started.await;
+            let mut got = Vec::new();
+            let mut room = vec![0u8; 700];
+            let mut polls = 1;
+            loop {
+                match poll_at_most(input.read(&mut room), polls).await {
+                    Some(Ok(0)) => break,
+                    Some(Ok(n)) => got.extend_from_slice(&room[..n]),
+                    Some(Err(e)) => panic!("{e:?}"),
+                    // Dropped while it waited (where the writer did not keep up).
+                    None => {}
+                }
+                polls = polls % 3 + 1;
+                tokio::task::yield_now().await;
+            }
+            got
+        });
+        let mut go = Some(go);
+        let mut sent = 0;
+        let mut polls = 1;
+        let mut dropped = 0;
+        let mut calls = 0;
+        while sent < data.len() {
+            calls += 1;
+            assert!(calls < 100_000, "{what}: no end after {calls} writes");
+            let end = (sent + 3000).min(data.len());
+            let tries = if go.is_some() { 1 } else { polls };
+            match poll_at_most(output.write(&data[sent..end]), tries).await {
+                Some(written) => sent += written.unwrap(),
+                None => {
+                    dropped += 1;
+                    if let Some(go) = go.take() {
+                        go.send(()).unwrap();
+                    }
+                }
+            }
+            polls = polls % 4 + 1;
+        }
+        if let Some(go) = go.take() {
+            go.send(()).unwrap();
+        }
+        assert!(dropped > 0, "{what}: no write had to wait");
+        within(output.shutdown()).await.unwrap();
+        assert_eq!(output.total_bytes_written(), data.len() as u64, "{what}");
+        let got = within(reader).await.unwrap();
+        assert_eq!(got.len(), data.len(), "{what}: the peer's length");
+        assert!(got == data, "{what}: the peer's stream differs");
+        drop((output, ours, theirs));
+    }
+}
+
+/// A server that answers pipelined requests with flush coalescing on (the default: answers
+/// are held back while requests wait to be read), its `read_line` and `flush` calls dropped
+/// after k polls (k = 1, 2, 3, over and over) and begun again, over TCP and TLS: every answer
+/// reaches the client once, in order, and none is held back for ever (the client reads them
+/// all while it sends nothing more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_answers_with_reads_and_flushes_dropped_at_every_poll_all_arrive_once() {
+    const REQUESTS: usize = 300;
+    let pki = Pki::generate();
+    let selector = SelectorManager::new();
+    for kind in [Kind::Tcp, Kind::Tls] {
+        // The client is `ours` (small send buffer), the server `theirs`.
+        let (mut client, mut server, _keep) = connection(&selector, kind, &pki).await;
+        let mut server_in = server.input();
+        let mut server_out = server.output(false);
+        let served = tokio::spawn(async move {
+            let mut polls = 1;
+            let (mut reads_dropped, mut flushes_dropped) = (0, 0);
+            loop {
+                let line = loop {
+                    let read = server_in.read_line(64, LineEnding::Default);
+                    match poll_at_most(read, polls).await {
+                        Some(line) => break line.unwrap(),
+                        None => reads_dropped += 1,
+                    }
+                    polls = polls % 3 + 1;
+                };
+                let Some(line) = line else { break };
+                server_out
+                    .write_string_utf8(&format!("answer to {line}\n"))
+                    .await
+                    .unwrap();
+                loop {
+                    match poll_at_most(server_out.flush(), polls).await {
+                        Some(done) => break done.unwrap(),
+                        None => flushes_dropped += 1,
+                    }
+                    polls = polls % 3 + 1;
+                }
+            }
+            within(server_out.flush_and_close()).await.unwrap();
+            (reads_dropped, flushes_dropped)
+        });
+        let mut client_out = client.output(false);
+        let mut client_in = client.input();
+        // In three batches, each sent once the answers to the one before arrived: the server's
+        // read waits (and is dropped) at least there, as its held-back answers leave.
+        for batch in (0..REQUESTS).collect::<Vec<_>>().chunks(REQUESTS / 3) {
+            let requests: String = batch.iter().map(|i| format!("request {i}\n")).collect();
+            // All at once, in pieces that cut lines, as a pipelining client sends.
+            for piece in requests.as_bytes().chunks(1000) {
+                within(client_out.write_fully(piece)).await.unwrap();
+                within(client_out.flush()).await.unwrap();
+            }
+            for i in batch {
+                let answer = within(client_in.read_line(64, LineEnding::Default)).await;
+                let expected = format!("answer to request {i}");
+                assert_eq!(answer.unwrap().as_deref(), Some(&expected[..]), "{kind:?}");
+            }
+        }
+        within(client_out.flush_and_close()).await.unwrap();
+        let (reads_dropped, _) = within(served).await.unwrap();
+        assert!(reads_dropped > 0, "{kind:?}: no read was dropped");
+        let end = within(client_in.read_line(64, LineEnding::Default)).await;
+        assert_eq!(end.unwrap(), None, "{kind:?}");
+        drop((client_out, client_in, client, server));
+    }
+}
