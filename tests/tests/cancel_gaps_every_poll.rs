@@ -3,14 +3,18 @@
 //! dropped, as `select!` or `timeout` would; then what its documentation promises is checked.
 //!
 //! - The tokio traits of a socket's stream (`Socket::into_stream`, plain TCP, TLS and Unix):
-//!   a dropped `write` took nothing (tokio's contract), a dropped `read` consumed nothing, and
-//!   a dropped `shutdown` called again ends the stream cleanly after every byte.
-//! - Typed writes and `write_frame` of a socket's write channel: each value whole or absent.
+//!   a dropped `write` took nothing (tokio's contract), a dropped `read` consumed nothing, a
+//!   dropped `shutdown` called again ends the stream cleanly after every byte, and a stream
+//!   dropped during its shutdown never ends a cut stream cleanly.
+//! - The channels' own tokio traits (TCP, TLS): the same contract for `write` and `read`.
+//! - Typed writes and `write_frame` of a socket's write channel: each value whole or absent;
+//!   `write_fully` past the buffer: a prefix of each call, and no clean end after a cut one.
 //! - `read_fully` and `discard` (not cancel safe; on an in-memory channel, where each poll sees
 //!   what was written before it): what a dropped one consumed is exactly what
 //!   `total_bytes_read` counts (`read_fully`: the start of its buffer), and nothing else.
-//! - `await_closed` of a socket, a listener and a datagram socket: a dropped one changes
-//!   nothing.
+//! - Pipelined answers under flush coalescing, with reads and flushes dropped: each once.
+//! - `await_closed`; a listener's and a selector's `shutdown`; an `accept` that waits for a
+//!   place under `max_connections` (plain, and behind a PROXY header).
 
 use std::future::Future;
 use std::time::Duration;
@@ -323,6 +327,62 @@ async fn stream_shutdowns_dropped_at_every_poll_then_called_again_end_cleanly() 
             completed,
             "{kind:?}: the shutdown did not complete in 64 polls"
         );
+    }
+}
+
+/// The same, but the stream is dropped after its shutdown was polled k times (k = 0, 1, 2, 3)
+/// instead of called again, while what its writes reported written cannot all leave yet
+/// (TLS: records rustls holds for the socket): the peer reads every byte and a clean end, or
+/// a prefix (all of it, over TLS, when the drop came before `close_notify`) and a failed end —
+/// never a clean end after part of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_dropped_during_their_shutdown_never_end_a_cut_stream_cleanly() {
+    let pki = Pki::generate();
+    let selector = SelectorManager::new();
+    for kind in KINDS {
+        for polls in 0..=3 {
+            let what = format!("{kind:?}, {polls} polls");
+            let (mut stream, mut peer, keep) = stream_and_peer(&selector, kind, &pki).await;
+            let (go, started) = tokio::sync::oneshot::channel();
+            let reader = slow_reader(peer.input(), started);
+            let data = payload(300_000);
+            let mut sent = 0;
+            while sent < data.len() {
+                let end = (sent + 4000).min(data.len());
+                match poll_at_most(stream.write(&data[sent..end]), 1).await {
+                    Some(written) => sent += written.unwrap(),
+                    None => break,
+                }
+            }
+            assert!(sent < data.len(), "{what}: the socket took everything");
+            let mut go = Some(go);
+            if polls > 0 {
+                let mut shutdown = std::pin::pin!(stream.shutdown());
+                if net_tests::pending_after_one_poll(shutdown.as_mut()).await {
+                    go.take().unwrap().send(()).unwrap();
+                    if polls > 1 {
+                        drop(poll_at_most(shutdown, polls - 1).await);
+                    }
+                }
+            }
+            drop(stream);
+            if let Some(go) = go.take() {
+                go.send(()).unwrap();
+            }
+            let (got, end) = within(reader).await.unwrap();
+            assert!(
+                data[..sent].starts_with(&got),
+                "{what}: bytes that were not sent"
+            );
+            if end.is_ok() {
+                assert_eq!(
+                    got.len(),
+                    sent,
+                    "{what}: a clean end after part of the stream"
+                );
+            }
+            drop((peer, keep));
+        }
     }
 }
 
@@ -800,5 +860,168 @@ async fn pipelined_answers_with_reads_and_flushes_dropped_at_every_poll_all_arri
         let end = within(client_in.read_line(64, LineEnding::Default)).await;
         assert_eq!(end.unwrap(), None, "{kind:?}");
         drop((client_out, client_in, client, server));
+    }
+}
+
+/// A listener's and a selector's graceful `shutdown` dropped after k polls (k = 1, 2, 3, 4),
+/// each poll after the first woken by one of the connections closing (the test closes one
+/// after each poll): "dropping the future leaves the shutdown begun (the listener closed,
+/// connections signalled) but closes no connection": the others stay open and usable, and a
+/// second shutdown (no grace period) reports them as cut, none as finished (a selector's: the
+/// clients, its own outgoing connections, too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdowns_dropped_at_every_poll_close_no_connection_and_can_be_run_again() {
+    const OPEN: usize = 4;
+    for of_selector in [false, true] {
+        for polls in 1..=OPEN {
+            let what = format!("selector {of_selector}, {polls} polls");
+            let selector = SelectorManager::new();
+            let listener = tcp_listener(&selector).await;
+            let mut pairs = Vec::new();
+            for _ in 0..OPEN {
+                pairs.push(connected_pair(&selector, &listener).await);
+            }
+            let mut closed = 0;
+            let shutdown = async {
+                if of_selector {
+                    selector.shutdown(Duration::from_secs(60)).await
+                } else {
+                    listener.shutdown(Duration::from_secs(60)).await
+                }
+            };
+            let done = {
+                let mut shutdown = std::pin::pin!(shutdown);
+                // One connection closed after each poll: the wake-up of the next.
+                let closing = std::future::poll_fn(|cx| {
+                    let polled = shutdown.as_mut().poll(cx);
+                    if polled.is_pending() && closed < OPEN {
+                        pairs[closed].1.close();
+                        closed += 1;
+                    }
+                    polled
+                });
+                poll_at_most(closing, polls).await
+            };
+            assert!(done.is_none(), "{what}: the shutdown ended: {done:?}");
+            assert_eq!(closed, polls, "{what}");
+            assert!(listener.is_closed(), "{what}");
+            for (i, (client, served)) in pairs.iter_mut().enumerate().skip(closed) {
+                within(served.shutdown_requested()).await;
+                assert!(
+                    !served.is_closed(),
+                    "{what}: connection {i} closed by the drop"
+                );
+                // Still usable both ways.
+                let mut output = served.open_write_channel(true).unwrap();
+                output.write_string_utf8("still here\n").await.unwrap();
+                let mut input = client.open_read_channel().unwrap();
+                let line = within(input.read_line(64, LineEnding::Default)).await;
+                assert_eq!(line.unwrap().as_deref(), Some("still here"), "{what}");
+            }
+            let report = if of_selector {
+                within(selector.shutdown(Duration::ZERO)).await
+            } else {
+                within(listener.shutdown(Duration::ZERO)).await
+            };
+            // A selector's counts the clients too (outgoing connections of the same selector).
+            let open = OPEN - closed + if of_selector { OPEN } else { 0 };
+            assert_eq!(
+                (report.finished, report.cut),
+                (0, open),
+                "{what}: {report:?}"
+            );
+            for (i, (_, served)) in pairs.iter().enumerate() {
+                assert!(served.is_closed(), "{what}: connection {i} left open");
+            }
+            assert_eq!(listener.stats().open, 0, "{what}");
+        }
+    }
+}
+
+/// `accept` under `max_connections(2)`, with both places taken and a third client waiting
+/// (plain, and behind a PROXY protocol header), dropped after k polls (k = 1, 2, 3), one held
+/// connection closed after its first poll (the place that frees wakes it): no connection is
+/// lost or handed out twice, and no place is kept: once all are closed, two new connections
+/// are accepted at once, and the listener counts none open at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepts_waiting_for_a_place_dropped_at_every_poll_lose_and_keep_nothing() {
+    use net_sockets::ProxyProtocol;
+    let selector = SelectorManager::new();
+    for proxied in [false, true] {
+        for polls in 1..=3 {
+            let what = format!("proxied {proxied}, {polls} polls");
+            let listener = tcp_listener_with(&selector, |b| {
+                let b = b.max_connections(2);
+                if proxied {
+                    b.proxy_protocol(ProxyProtocol::Required)
+                } else {
+                    b
+                }
+            })
+            .await;
+            let port = listener.port().unwrap();
+            let client = |n: u8| async move {
+                let mut client = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                let header = format!("PROXY TCP4 192.0.2.{n} 192.0.2.200 4000 80\r\n");
+                if proxied {
+                    client.write_all(header.as_bytes()).await.unwrap();
+                }
+                client
+                    .write_all(format!("hello {n}\n").as_bytes())
+                    .await
+                    .unwrap();
+                client
+            };
+            let mut clients = Vec::new();
+            let mut held = Vec::new();
+            for n in 1..=2 {
+                clients.push(client(n).await);
+                held.push(within(listener.accept()).await.unwrap());
+            }
+            clients.push(client(3).await);
+            let mut freed = false;
+            let done = {
+                let mut accept = std::pin::pin!(listener.accept());
+                let closing = std::future::poll_fn(|cx| {
+                    let polled = accept.as_mut().poll(cx);
+                    if polled.is_pending() && !freed {
+                        held.remove(0).close();
+                        freed = true;
+                    }
+                    polled
+                });
+                poll_at_most(closing, polls).await
+            };
+            assert!(freed, "{what}: accepted without a free place");
+            let mut third = match done {
+                Some(accepted) => accepted.unwrap(),
+                None => within(listener.accept()).await.unwrap(),
+            };
+            let mut input = third.open_read_channel().unwrap();
+            let line = within(input.read_line(64, LineEnding::Default)).await;
+            assert_eq!(line.unwrap().as_deref(), Some("hello 3"), "{what}");
+            drop((input, third));
+            held.clear();
+            // Every place free again: two at once.
+            clients.clear();
+            for n in 4..=5 {
+                clients.push(client(n).await);
+                let mut socket = within(listener.accept()).await.unwrap();
+                let mut input = socket.open_read_channel().unwrap();
+                let line = within(input.read_line(64, LineEnding::Default)).await;
+                assert_eq!(line.unwrap(), Some(format!("hello {n}")), "{what}");
+                held.push(socket);
+            }
+            drop(held);
+            within(async {
+                while listener.stats().open != 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            assert_eq!(listener.stats().proxy_header_failures, 0, "{what}");
+        }
     }
 }
