@@ -13,8 +13,10 @@
 //!   what was written before it): what a dropped one consumed is exactly what
 //!   `total_bytes_read` counts (`read_fully`: the start of its buffer), and nothing else.
 //! - Pipelined answers under flush coalescing, with reads and flushes dropped: each once.
+//! - A write channel's `flush` dropped, then the socket's `close`: no clean end after a cut.
 //! - `await_closed`; a listener's and a selector's `shutdown`; an `accept` that waits for a
-//!   place under `max_connections` (plain, and behind a PROXY header).
+//!   place under `max_connections` (plain, and behind a PROXY header); a connected datagram
+//!   socket's `send` and `receive`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -1022,6 +1024,133 @@ async fn accepts_waiting_for_a_place_dropped_at_every_poll_lose_and_keep_nothing
             })
             .await;
             assert_eq!(listener.stats().proxy_header_failures, 0, "{what}");
+        }
+    }
+}
+
+/// A write channel's `flush` dropped after k polls (k = 1, 2, … until it completes) while the
+/// socket (TLS: and the session) cannot take everything yet, then the socket `close`d: "bytes
+/// still buffered in a write channel are not sent: the close then resets (TLS: omits
+/// `close_notify`)", and what the transport took is sent: the peer reads everything and a
+/// clean end, or a prefix and a failed end — never a clean end after part of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closes_after_flushes_dropped_at_every_poll_never_end_a_cut_stream_cleanly() {
+    let pki = Pki::generate();
+    let selector = SelectorManager::new();
+    // (A plain Unix socket has no reset: its peer cannot tell a cut stream, as documented.)
+    for kind in [Kind::Tcp, Kind::Tls] {
+        let mut completed = false;
+        for polls in 1..=64 {
+            let what = format!("{kind:?}, {polls} polls");
+            let (mut ours, mut theirs, keep) = connection(&selector, kind, &pki).await;
+            let mut output = ours.output(false);
+            let (go, started) = tokio::sync::oneshot::channel();
+            let reader = slow_reader(theirs.input(), started);
+            // Fill the way to the peer until a flush has to wait, then a little more.
+            let data = payload(300_000);
+            let mut sent = 0;
+            let mut go = Some(go);
+            let mut done = None;
+            for chunk in data.chunks(3000) {
+                within(output.write_fully(chunk)).await.unwrap();
+                sent += chunk.len();
+                if poll_at_most(output.flush(), 1).await.is_none() {
+                    within(output.write_fully(&data[sent..sent + 3000]))
+                        .await
+                        .ok();
+                    sent += 3000;
+                    let mut flush = std::pin::pin!(output.flush());
+                    assert!(net_tests::pending_after_one_poll(flush.as_mut()).await);
+                    go.take().unwrap().send(()).unwrap();
+                    done = Some(if polls > 1 {
+                        poll_at_most(flush, polls - 1).await
+                    } else {
+                        None
+                    });
+                    break;
+                }
+            }
+            let done = done.unwrap_or_else(|| panic!("{what}: no flush had to wait"));
+            ours.close();
+            let (got, end) = within(reader).await.unwrap();
+            assert!(
+                data[..sent].starts_with(&got),
+                "{what}: bytes that were not sent"
+            );
+            if end.is_ok() {
+                assert_eq!(
+                    got.len(),
+                    sent,
+                    "{what}: a clean end after part of the stream"
+                );
+            }
+            drop((output, ours, theirs, keep));
+            if let Some(flushed) = done {
+                flushed.unwrap();
+                completed = true;
+                break;
+            }
+        }
+        assert!(
+            completed,
+            "{kind:?}: the flush did not complete in 64 polls"
+        );
+    }
+}
+
+/// A connected datagram socket's `send` and `receive` dropped after k polls (k = 1, 2, 3),
+/// each way between it and a bound one: cancel safe, as a bound one's: every datagram sent is
+/// received once, whole, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_datagram_operations_dropped_at_every_poll_lose_and_double_nothing() {
+    use net_sockets::Datagram;
+    let selector = SelectorManager::new();
+    let bound = udp_socket(&selector).await;
+    let connected = a_socket(&selector)
+        .udp()
+        .connect(bound.local_address())
+        .await
+        .unwrap();
+    for to_connected in [false, true] {
+        let mut expected = Vec::new();
+        for i in 0..40u32 {
+            let packet = bytes::Bytes::from(format!("datagram {i}, {to_connected}"));
+            let polls = (i % 3 + 1) as usize;
+            let sent = if to_connected {
+                let datagram = Datagram::new(packet.clone(), connected.local_address()).unwrap();
+                poll_at_most(bound.send(datagram), polls).await
+            } else {
+                let datagram = Datagram::new(packet.clone(), bound.local_address()).unwrap();
+                poll_at_most(connected.send(datagram), polls).await
+            };
+            if let Some(done) = sent {
+                done.unwrap();
+                expected.push(packet);
+            }
+            if expected.is_empty() {
+                // Nothing to wake a receive that waits.
+                continue;
+            }
+            for k in 1..=3 {
+                let received = if to_connected {
+                    poll_at_most(connected.receive(), k).await
+                } else {
+                    poll_at_most(bound.receive(), k).await
+                };
+                if let Some(done) = received {
+                    assert_eq!(Some(&done.unwrap().packet), expected.first(), "at {i}");
+                    expected.remove(0);
+                    break;
+                }
+            }
+        }
+        while !expected.is_empty() {
+            let got = if to_connected {
+                within(connected.receive()).await
+            } else {
+                within(bound.receive()).await
+            };
+            assert_eq!(got.unwrap().packet, expected.remove(0));
         }
     }
 }
