@@ -14,6 +14,7 @@
 //!   `total_bytes_read` counts (`read_fully`: the start of its buffer), and nothing else.
 //! - Pipelined answers under flush coalescing, with reads and flushes dropped: each once.
 //! - A write channel's `flush` dropped, then the socket's `close`: no clean end after a cut.
+//! - Writes given up turn after turn still end at `socket_timeout`.
 //! - `await_closed`; a listener's and a selector's `shutdown`; an `accept` that waits for a
 //!   place under `max_connections` (plain, and behind a PROXY header); a connected datagram
 //!   socket's `send` and `receive`.
@@ -637,8 +638,9 @@ async fn await_closed_dropped_changes_nothing() {
     drop((output, input, theirs));
 }
 
-/// `write_fully` of 20,000 bytes (more than the buffer: it goes to the transport directly),
-/// each call's bytes all one value, dropped after k polls (k = 1, 2, … 5, over and over) while
+/// `write_fully` of 20,000 bytes (more than the buffer: it goes to the transport directly), and
+/// auto-flushed ones of 3,000 (made while the buffer is empty: they go there too), each call's
+/// bytes all one value, dropped after k polls (k = 1, 2, … 5, over and over) while
 /// the peer reads slowly: what the docs promise ("Dropped writes"): the peer receives each call
 /// in order, whole or a prefix (from nothing to all), never a byte twice; a call that
 /// completed is whole; and where a call was cut, `flush_and_close` fails with `BrokenPipe` and
@@ -646,19 +648,26 @@ async fn await_closed_dropped_changes_nothing() {
 /// end cleanly after the exact bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_writes_dropped_at_every_poll_send_prefixes_and_never_end_a_cut_stream_cleanly() {
-    const CALL: usize = 20_000;
     let pki = Pki::generate();
     let selector = SelectorManager::new();
-    for kind in [Kind::Tcp, Kind::Tls] {
+    for (kind, auto_flush) in [
+        (Kind::Tcp, false),
+        (Kind::Tls, false),
+        (Kind::Tcp, true),
+        (Kind::Tls, true),
+    ] {
+        // Auto-flushed, a call made while the buffer is empty goes to the transport too.
+        let call_len = if auto_flush { 3000 } else { 20_000 };
+        let what = format!("{kind:?}, auto_flush {auto_flush}");
         let (mut ours, mut theirs, _keep) = connection(&selector, kind, &pki).await;
-        let mut output = ours.output(false);
+        let mut output = ours.output(auto_flush);
         let (go, started) = tokio::sync::oneshot::channel();
         let reader = slow_reader(theirs.input(), started);
         let mut go = Some(go);
         let mut completed = Vec::new();
         let mut polls = 1;
         for value in 1..=120u8 {
-            let call = vec![value; CALL];
+            let call = vec![value; call_len];
             let tries = if go.is_some() { 1 } else { polls };
             match poll_at_most(output.write_fully(&call), tries).await {
                 Some(done) => {
@@ -686,39 +695,39 @@ async fn large_writes_dropped_at_every_poll_send_prefixes_and_never_end_a_cut_st
                 Some((value, len)) if *value == byte => *len += 1,
                 _ => {
                     if let Some(&(last, _)) = runs.last() {
-                        assert!(byte > last, "{kind:?}: {byte} after {last}");
+                        assert!(byte > last, "{what}: {byte} after {last}");
                     }
                     runs.push((byte, 1));
                 }
             }
         }
         for &(value, len) in &runs {
-            assert!(len <= CALL, "{kind:?}: call {value} sent {len} bytes");
+            assert!(len <= call_len, "{what}: call {value} sent {len} bytes");
         }
         // Every completed call is whole (but one a reset cut at the peer's end).
         let last = runs.last().map(|r| r.0);
         for &(value, len) in &runs {
             if completed.contains(&value) && Some(value) != last {
-                assert_eq!(len, CALL, "{kind:?}: completed call {value}");
+                assert_eq!(len, call_len, "{what}: completed call {value}");
             }
         }
         match (closed, end) {
             (Ok(()), Ok(())) => {
                 assert!(
-                    runs.iter().all(|&(_, len)| len == CALL),
-                    "{kind:?}: a clean end after a cut call"
+                    runs.iter().all(|&(_, len)| len == call_len),
+                    "{what}: a clean end after a cut call"
                 );
                 for value in &completed {
-                    assert!(runs.iter().any(|r| r.0 == *value), "{kind:?}: {value} lost");
+                    assert!(runs.iter().any(|r| r.0 == *value), "{what}: {value} lost");
                 }
             }
             (Err(e), Err(_)) => {
                 assert!(
                     matches!(&e, net_io::Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
-                    "{kind:?}: the close: {e:?}"
+                    "{what}: the close: {e:?}"
                 );
             }
-            (closed, end) => panic!("{kind:?}: the close: {closed:?}, the peer's end: {end:?}"),
+            (closed, end) => panic!("{what}: the close: {closed:?}, the peer's end: {end:?}"),
         }
         drop((output, ours, theirs));
     }
@@ -1151,6 +1160,98 @@ async fn connected_datagram_operations_dropped_at_every_poll_lose_and_double_not
                 within(bound.receive()).await
             };
             assert_eq!(got.unwrap().packet, expected.remove(0));
+        }
+    }
+}
+
+/// `socket_timeout`'s docs: "The time runs from when a read (or a write) starts waiting, and
+/// only one that completes on the socket … starts it afresh": so writes given up while they
+/// wait (a `select!` loop with a heartbeat, a `timeout` around each), to a peer that reads
+/// nothing, made again turn after turn, still end after `socket_timeout` without progress:
+/// `write_fully` past the buffer, `flush` after a buffered write, and the stream's `write`,
+/// over TCP and TLS. Each turn gives up after 20 ms; with a 200 ms `socket_timeout`, the
+/// timeout comes in a few turns (the bound, 400 turns, is some 40 times that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_given_up_turn_after_turn_still_time_out() {
+    const TURNS: usize = 400;
+    let pki = Pki::generate();
+    let selector = SelectorManager::new();
+    for kind in [Kind::Tcp, Kind::Tls] {
+        for how in ["write_fully", "flush", "stream write"] {
+            let what = format!("{kind:?}, {how}");
+            let listener = tcp_listener_with(&selector, |b| b.receive_buffer_size(4096)).await;
+            let socket = a_socket(&selector)
+                .tcp()
+                .send_buffer_size(4096)
+                .socket_timeout(Duration::from_millis(200))
+                .connect(listener.local_address())
+                .await
+                .unwrap();
+            // The peer never reads.
+            let accepted = within(listener.accept()).await.unwrap();
+            let (ours, _theirs): (Side, Box<dyn std::any::Any + Send>) = if kind == Kind::Tls {
+                let server_config = pki.server_config().build().unwrap();
+                let client_config = pki.client_config().build().unwrap();
+                let (ours, theirs) = within(async {
+                    tokio::join!(
+                        socket.tls(client_config),
+                        accepted.tls_server(&server_config)
+                    )
+                })
+                .await;
+                (Side::Tls(ours.unwrap()), Box::new(theirs.unwrap()))
+            } else {
+                (Side::Plain(socket), Box::new(accepted))
+            };
+            let chunk = payload(20_000);
+            let mut outcome = None;
+            if how == "stream write" {
+                let mut stream: Box<dyn Stream> = match ours {
+                    Side::Plain(s) => Box::new(s.into_stream().unwrap()),
+                    Side::Tls(s) => Box::new(s.into_stream().unwrap()),
+                };
+                for turn in 0..TURNS {
+                    let write = stream.write(&chunk);
+                    match tokio::time::timeout(Duration::from_millis(20), write).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            outcome = Some((turn, e.kind()));
+                            break;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            } else {
+                let mut ours = ours;
+                let mut output = ours.output(false);
+                for turn in 0..TURNS {
+                    let done = if how == "flush" {
+                        // A buffered write that fits (whole or not at all), then its flush.
+                        let turn = async {
+                            output.write_fully(&chunk[..1000]).await?;
+                            output.flush().await
+                        };
+                        tokio::time::timeout(Duration::from_millis(20), turn).await
+                    } else {
+                        let turn = output.write_fully(&chunk);
+                        tokio::time::timeout(Duration::from_millis(20), turn).await
+                    };
+                    let done = done.unwrap_or(Ok(()));
+                    if let Err(e) = done {
+                        outcome = Some((turn, std::io::Error::from(e).kind()));
+                        break;
+                    }
+                }
+                output.cancel();
+                drop((output, ours));
+            }
+            let (turn, error) =
+                outcome.unwrap_or_else(|| panic!("{what}: no timeout in {TURNS} turns"));
+            assert_eq!(
+                error,
+                std::io::ErrorKind::TimedOut,
+                "{what}: at turn {turn}"
+            );
         }
     }
 }
