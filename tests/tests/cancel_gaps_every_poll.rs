@@ -40,9 +40,23 @@ enum Kind {
 
 const KINDS: [Kind; 3] = [Kind::Tcp, Kind::Tls, Kind::Unix];
 
-/// A stream of either transport, behind tokio's traits.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+/// A socket's stream of either transport, behind tokio's traits.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The socket's `close` (the stream dereferences to its socket).
+    fn close(&self);
+}
+
+impl Stream for net_sockets::SocketStream {
+    fn close(&self) {
+        Socket::close(self);
+    }
+}
+
+impl Stream for net_tls::TlsStream {
+    fn close(&self) {
+        net_tls::TlsSocket::close(self);
+    }
+}
 
 /// One connection of `kind` with small socket buffers on the way from ours to theirs (so that
 /// our writes wait): our side, the peer's, and what keeps the listener (and the socket file)
@@ -333,18 +347,20 @@ async fn stream_shutdowns_dropped_at_every_poll_then_called_again_end_cleanly() 
     }
 }
 
-/// The same, but the stream is dropped after its shutdown was polled k times (k = 0, 1, 2, 3)
-/// instead of called again, while what its writes reported written cannot all leave yet
-/// (TLS: records rustls holds for the socket): the peer reads every byte and a clean end, or
-/// a prefix (all of it, over TLS, when the drop came before `close_notify`) and a failed end —
-/// never a clean end after part of the stream.
+/// The same, but the stream is dropped (or first `close`d, through its socket) after its
+/// shutdown was polled k times (k = 0, 1, 2, 3) instead of called again, while what its writes
+/// reported written cannot all leave yet (TLS: records rustls holds for the socket). Dropped:
+/// the peer reads every byte and a clean end, or a prefix and a failed end (TLS: a truncation,
+/// "as with tokio-rustls's streams") — never a clean end after part of the stream. Closed:
+/// "`close` sends TLS's `close_notify` (after everything written; what the socket cannot take
+/// at once is sent as it drains)": every byte, then a clean end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_dropped_during_their_shutdown_never_end_a_cut_stream_cleanly() {
     let pki = Pki::generate();
     let selector = SelectorManager::new();
-    for kind in KINDS {
+    for (kind, close) in KINDS.iter().flat_map(|&k| [(k, false), (k, true)]) {
         for polls in 0..=3 {
-            let what = format!("{kind:?}, {polls} polls");
+            let what = format!("{kind:?}, close {close}, {polls} polls");
             let (mut stream, mut peer, keep) = stream_and_peer(&selector, kind, &pki).await;
             let (go, started) = tokio::sync::oneshot::channel();
             let reader = slow_reader(peer.input(), started);
@@ -368,6 +384,9 @@ async fn streams_dropped_during_their_shutdown_never_end_a_cut_stream_cleanly() 
                     }
                 }
             }
+            if close {
+                stream.close();
+            }
             drop(stream);
             if let Some(go) = go.take() {
                 go.send(()).unwrap();
@@ -377,7 +396,10 @@ async fn streams_dropped_during_their_shutdown_never_end_a_cut_stream_cleanly() 
                 data[..sent].starts_with(&got),
                 "{what}: bytes that were not sent"
             );
-            if end.is_ok() {
+            if close {
+                end.unwrap_or_else(|e| panic!("{what}: after {} of {sent}: {e:?}", got.len()));
+                assert_eq!(got.len(), sent, "{what}: the close lost bytes written");
+            } else if end.is_ok() {
                 assert_eq!(
                     got.len(),
                     sent,
