@@ -12,6 +12,7 @@
 //! - `read_fully` and `discard` (not cancel safe; on an in-memory channel, where each poll sees
 //!   what was written before it): what a dropped one consumed is exactly what
 //!   `total_bytes_read` counts (`read_fully`: the start of its buffer), and nothing else.
+//! - `copy_to` into a socket (TCP, TLS) dropped and called again: never a clean wrong stream.
 //! - Pipelined answers under flush coalescing, with reads and flushes dropped: each once.
 //! - A write channel's `flush` dropped, then the socket's `close`: no clean end after a cut.
 //! - Writes given up turn after turn still end at `socket_timeout`.
@@ -1275,5 +1276,59 @@ async fn writes_given_up_turn_after_turn_still_time_out() {
                 "{what}: at turn {turn}"
             );
         }
+    }
+}
+
+/// `copy_to` into a socket's write channel (TCP, and TLS, whose session takes part of a large
+/// chunk), from a source that is always ready, dropped after k polls (k = 1, 2, 3, over and
+/// over) while the peer reads slowly, then called again until the source's end: not cancel
+/// safe ("a chunk may be written to `dst` and still be in this channel"), but never silently
+/// wrong: the source is read once, to its end, and either the peer reads the exact stream and
+/// a clean end, or `flush_and_close` fails and the peer sees no clean end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_into_a_socket_dropped_at_every_poll_never_end_a_wrong_stream_cleanly() {
+    let pki = Pki::generate();
+    let selector = SelectorManager::new();
+    for kind in [Kind::Tcp, Kind::Tls] {
+        let (mut ours, mut theirs, _keep) = connection(&selector, kind, &pki).await;
+        let mut output = ours.output(false);
+        let data = payload(400_000);
+        let mut source = ByteReadChannel::from_bytes(bytes::Bytes::from(data.clone()));
+        let (go, started) = tokio::sync::oneshot::channel();
+        let reader = slow_reader(theirs.input(), started);
+        let mut go = Some(go);
+        let mut polls = 1;
+        let mut dropped = 0;
+        for copies in 1.. {
+            // After 200 copies, one runs to the end.
+            let tries = if copies > 200 { usize::MAX } else { polls };
+            match poll_at_most(source.copy_to(&mut output, u64::MAX), tries).await {
+                Some(copied) => {
+                    copied.unwrap();
+                    break;
+                }
+                None => {
+                    dropped += 1;
+                    if let Some(go) = go.take() {
+                        go.send(()).unwrap();
+                    }
+                }
+            }
+            polls = polls % 3 + 1;
+        }
+        if let Some(go) = go.take() {
+            go.send(()).unwrap();
+        }
+        assert!(dropped > 0, "{kind:?}: no copy was dropped");
+        assert_eq!(source.total_bytes_read(), data.len() as u64, "{kind:?}");
+        let closed = within(output.flush_and_close()).await;
+        ours.close();
+        let (got, end) = within(reader).await.unwrap();
+        match (closed, end) {
+            (Ok(()), Ok(())) => assert!(got == data, "{kind:?}: a clean end after a wrong stream"),
+            (Err(_), Err(_)) => {}
+            (closed, end) => panic!("{kind:?}: the close: {closed:?}, the peer's end: {end:?}"),
+        }
+        drop((output, ours, theirs));
     }
 }
