@@ -412,26 +412,24 @@ async fn streams_dropped_during_their_shutdown_never_end_a_cut_stream_cleanly() 
     }
 }
 
-/// Typed writes (`write_u64`) and `write_frame` on a socket's write channel (with and without
-/// auto-flush), dropped after k polls (k = 1, 2, 3, 4, over and over) while the peer reads
+/// Typed writes (`write_u64`) and `write_frame` on a socket's write channel (TCP and TLS, with
+/// and without auto-flush), dropped after k polls (k = 1, 2, 3, 4, over and over) while the peer reads
 /// slowly: each value or frame is sent whole or not at all, in order; what the peer reads
 /// matches `total_bytes_written`, then a clean end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_writes_and_frames_dropped_at_every_poll_are_whole_or_absent() {
     use tokio_util::codec::LengthDelimitedCodec;
+    let pki = Pki::generate();
     let selector = SelectorManager::new();
-    let listener = tcp_listener_with(&selector, |b| b.receive_buffer_size(4096)).await;
-    for (auto_flush, frames) in [(false, false), (true, false), (false, true), (true, true)] {
-        let mut ours = a_socket(&selector)
-            .tcp()
-            .send_buffer_size(4096)
-            .connect(listener.local_address())
-            .await
-            .unwrap();
-        let mut theirs = within(listener.accept()).await.unwrap();
-        let mut output = ours.open_write_channel(auto_flush).unwrap();
+    let cases = [Kind::Tcp, Kind::Tls].into_iter().flat_map(|kind| {
+        [(false, false), (true, false), (false, true), (true, true)]
+            .map(|(auto_flush, frames)| (kind, auto_flush, frames))
+    });
+    for (kind, auto_flush, frames) in cases {
+        let (mut ours, mut theirs, _keep) = connection(&selector, kind, &pki).await;
+        let mut output = ours.output(auto_flush);
         let (go, started) = tokio::sync::oneshot::channel();
-        let reader = slow_reader(theirs.open_read_channel().unwrap(), started);
+        let reader = slow_reader(theirs.input(), started);
         let mut go = Some(go);
         let mut codec = LengthDelimitedCodec::new();
         let mut polls = 1;
@@ -463,7 +461,7 @@ async fn typed_writes_and_frames_dropped_at_every_poll_are_whole_or_absent() {
         within(output.flush_and_close()).await.unwrap();
         let written = output.total_bytes_written();
         let (got, end) = within(reader).await.unwrap();
-        let what = format!("auto_flush {auto_flush}, frames {frames}");
+        let what = format!("{kind:?}, auto_flush {auto_flush}, frames {frames}");
         end.unwrap_or_else(|e| panic!("{what}: the peer's end: {e:?}"));
         assert!(dropped > 0, "{what}: no write had to wait");
         assert_eq!(got.len() as u64, written, "{what}: total_bytes_written");
