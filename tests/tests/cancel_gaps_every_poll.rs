@@ -413,9 +413,9 @@ async fn streams_dropped_during_their_shutdown_never_end_a_cut_stream_cleanly() 
 }
 
 /// Typed writes (`write_u64`) and `write_frame` on a socket's write channel (TCP and TLS, with
-/// and without auto-flush), dropped after k polls (k = 1, 2, 3, 4, over and over) while the peer reads
-/// slowly: each value or frame is sent whole or not at all, in order; what the peer reads
-/// matches `total_bytes_written`, then a clean end.
+/// and without auto-flush), dropped after k polls (k = 1, 2, 3, 4, over and over) while the
+/// peer reads slowly: each value or frame is sent whole or not at all, in order; what the peer
+/// reads matches `total_bytes_written`, then a clean end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_writes_and_frames_dropped_at_every_poll_are_whole_or_absent() {
     use tokio_util::codec::LengthDelimitedCodec;
@@ -649,8 +649,8 @@ async fn await_closed_dropped_changes_nothing() {
             udp.await_closed()
         )
     };
+    // Polled after the waits (`join!` polls in order): they wait first.
     let closes = async {
-        tokio::time::sleep(Duration::from_millis(10)).await;
         ours.close();
         listener.close();
         udp.close();
@@ -743,8 +743,9 @@ async fn large_writes_dropped_at_every_poll_send_prefixes_and_never_end_a_cut_st
                 }
             }
             (Err(e), Err(_)) => {
+                let broken_pipe = std::io::ErrorKind::BrokenPipe;
                 assert!(
-                    matches!(&e, net_io::Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe),
+                    matches!(&e, net_io::Error::Io(io) if io.kind() == broken_pipe),
                     "{what}: the close: {e:?}"
                 );
             }
