@@ -1331,3 +1331,69 @@ async fn copies_into_a_socket_dropped_at_every_poll_never_end_a_wrong_stream_cle
         drop((output, ours, theirs));
     }
 }
+
+/// The same promise over an in-memory `ByteChannel` (whose pipe takes part of a write when it
+/// has room for only part): `write_fully` of 20,000 bytes, each call's bytes one value, polled
+/// once and dropped when the pipe is full, the reader taking 5,000 bytes between calls. The
+/// reader gets each call in order, whole or a prefix; where a call was cut, `flush_and_close`
+/// fails with `BrokenPipe` (or, with the writer dropped instead, nothing is said) and the
+/// reader fails with `Cancelled` after what was delivered, never a clean end.
+#[tokio::test]
+async fn pipe_writes_dropped_part_way_never_end_the_readers_stream_cleanly() {
+    const CALL: usize = 20_000;
+    for close in [true, false] {
+        let (mut output, mut input) = ByteChannel::new(false);
+        let mut got = Vec::new();
+        let mut room = vec![0u8; 5000];
+        let mut cut = 0;
+        for value in 1..=60u8 {
+            let call = vec![value; CALL];
+            let before = output.total_bytes_written();
+            if poll_at_most(output.write_fully(&call), 1).await.is_none() {
+                let took = output.total_bytes_written() - before;
+                if took > 0 && took < CALL as u64 {
+                    cut += 1;
+                }
+            }
+            let n = within(input.read_available(&mut room)).await.unwrap();
+            got.extend_from_slice(&room[..n]);
+        }
+        assert!(
+            cut > 0,
+            "close {close}: no write was cut: the test shows nothing"
+        );
+        if close {
+            let closed = within(output.flush_and_close()).await;
+            let e = closed.expect_err("a clean close after a cut write");
+            let kind = std::io::Error::from(e).kind();
+            assert_eq!(kind, std::io::ErrorKind::BrokenPipe, "close {close}");
+        } else {
+            drop(output);
+        }
+        let end = loop {
+            match within(input.read_available(&mut room)).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => got.extend_from_slice(&room[..n]),
+                Err(e) => break Err(e),
+            }
+        };
+        assert!(
+            matches!(end, Err(net_io::Error::Cancelled)),
+            "close {close}: the reader's end: {end:?}"
+        );
+        // Runs of increasing values, none longer than a call.
+        let mut last = 0u8;
+        let mut run = 0;
+        for &byte in &got {
+            if byte != last {
+                assert!(byte > last, "close {close}: {byte} after {last}");
+                (last, run) = (byte, 0);
+            }
+            run += 1;
+            assert!(
+                run <= CALL,
+                "close {close}: call {byte} delivered more than once"
+            );
+        }
+    }
+}
