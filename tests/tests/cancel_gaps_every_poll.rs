@@ -9,6 +9,8 @@
 //! - The channels' own tokio traits (TCP, TLS): the same contract for `write` and `read`.
 //! - Typed writes and `write_frame` of a socket's write channel: each value whole or absent;
 //!   `write_fully` past the buffer: a prefix of each call, and no clean end after a cut one.
+//! - `read_remaining`, `await_content`, `peek`, `skip_if_found` and `read_available` over TCP,
+//!   TLS and Unix, dropped at every byte: nothing consumed until they complete.
 //! - `read_fully` and `discard` (not cancel safe; on an in-memory channel, where each poll sees
 //!   what was written before it): what a dropped one consumed is exactly what
 //!   `total_bytes_read` counts (`read_fully`: the start of its buffer), and nothing else.
@@ -1395,5 +1397,116 @@ async fn pipe_writes_dropped_part_way_never_end_the_readers_stream_cleanly() {
                 "close {close}: call {byte} delivered more than once"
             );
         }
+    }
+}
+
+/// The look-aheads and the other cancel-safe reads the socket tests left out — `read_remaining`,
+/// `await_content`, `peek`, `skip_if_found`, `read_available` — over TCP, TLS (one record per
+/// byte) and Unix, each polled k times (k = 1, 2, 3, 4) while its item arrives one byte per
+/// poll, dropped, and made again until it completes: "cancel safe: nothing is consumed" until
+/// it completes, and then what it returns and consumes is its item, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn look_aheads_and_reads_dropped_at_every_byte_lose_nothing() {
+    let pki = Pki::generate();
+    let selector = SelectorManager::new();
+    for kind in KINDS {
+        let (mut ours, mut theirs, _keep) = connection(&selector, kind, &pki).await;
+        let mut input = ours.input();
+        // The peer writes one byte per permit (auto-flushed: TLS, one record per byte).
+        let mut output = theirs.output(true);
+        let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let items: [(&str, &[u8]); 5] = [
+            ("read_remaining", b"0123456789"),
+            ("await_content", b"abcdefg"),
+            ("peek", b"hijkl"),
+            ("skip_if_found", b"MARK"),
+            ("read_available", b"z"),
+        ];
+        let stream: Vec<u8> = items.iter().flat_map(|(_, item)| item.to_vec()).collect();
+        let writer = tokio::spawn({
+            let release = release.clone();
+            async move {
+                for byte in stream {
+                    release.acquire().await.unwrap().forget();
+                    output.write_u8(byte).await.unwrap();
+                }
+                output
+            }
+        });
+        let mut polls = 1;
+        for (name, item) in items {
+            let what = format!("{kind:?}, {name}");
+            let at = input.total_bytes_read();
+            // One byte released after each poll that waits: the wake-up of the next.
+            let mut dropped = 0;
+            loop {
+                let released = &release;
+                let mut pending_polls = 0;
+                macro_rules! attempt {
+                    ($read:expr) => {{
+                        let mut read = std::pin::pin!($read);
+                        let releasing = std::future::poll_fn(|cx| {
+                            let polled = read.as_mut().poll(cx);
+                            if polled.is_pending() {
+                                pending_polls += 1;
+                                released.add_permits(1);
+                            }
+                            polled
+                        });
+                        poll_at_most(releasing, polls).await
+                    }};
+                }
+                let mut room = [0u8; 64];
+                let done: Option<Vec<u8>> = match name {
+                    "read_remaining" => {
+                        attempt!(input.read_remaining(item.len())).map(|r| r.unwrap().to_vec())
+                    }
+                    "await_content" => attempt!(input.await_content(item.len())).map(|r| {
+                        assert!(r.unwrap());
+                        Vec::new()
+                    }),
+                    "peek" => {
+                        attempt!(input.peek(item.len())).map(|r| r.unwrap().unwrap().to_vec())
+                    }
+                    "skip_if_found" => attempt!(input.skip_if_found(item)).map(|r| {
+                        assert!(r.unwrap(), "{what}: not found");
+                        item.to_vec()
+                    }),
+                    _ => attempt!(input.read_available(&mut room))
+                        .map(|r| room[..r.unwrap()].to_vec()),
+                };
+                polls = polls % 4 + 1;
+                let Some(got) = done else {
+                    dropped += 1;
+                    // Nothing consumed.
+                    assert_eq!(
+                        input.total_bytes_read(),
+                        at,
+                        "{what}: a dropped read consumed"
+                    );
+                    assert!(pending_polls > 0);
+                    continue;
+                };
+                match name {
+                    "await_content" | "peek" => {
+                        // Look-aheads: nothing consumed; the item is then read whole.
+                        assert_eq!(input.total_bytes_read(), at, "{what}");
+                        if name == "peek" {
+                            assert_eq!(got, item, "{what}");
+                        }
+                        let read = within(input.read_bytes(item.len())).await.unwrap();
+                        assert_eq!(&read[..], item, "{what}");
+                    }
+                    _ => assert_eq!(got, item, "{what}"),
+                }
+                assert_eq!(input.total_bytes_read(), at + item.len() as u64, "{what}");
+                break;
+            }
+            assert!(
+                dropped > 0 || item.len() == 1,
+                "{what}: no read was dropped"
+            );
+        }
+        drop(within(writer).await.unwrap());
     }
 }
