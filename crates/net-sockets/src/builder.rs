@@ -54,7 +54,8 @@ macro_rules! common_setters {
         }
 
         /// Sets the IP type of service (`IP_TOS`, or `IPV6_TCLASS` on IPv6; on Linux, an IPv6
-        /// socket gets `IP_TOS` too, for the IPv4 traffic of a dual-stack one). On a TCP
+        /// socket gets `IP_TOS` too, for the IPv4 traffic of a dual-stack one; default: the
+        /// OS's). On a TCP
         /// socket Linux keeps only the upper six bits (the DSCP): the two ECN bits are the
         /// kernel's.
         pub fn type_of_service(mut self, tos: u8) -> Self {
@@ -62,13 +63,17 @@ macro_rules! common_setters {
             self
         }
 
-        /// Sets `SO_SNDBUF` in bytes.
+        /// Sets `SO_SNDBUF` in bytes (default: the OS's). The kernel caps it at its own limit
+        /// (a size over `i32::MAX` asks for that largest buffer) and raises a tiny one to its
+        /// floor; Linux keeps twice the size (room for its bookkeeping), and `getsockopt` reads
+        /// that double back.
         pub fn send_buffer_size(mut self, bytes: usize) -> Self {
             self.options.send_buffer_size = Some(bytes);
             self
         }
 
-        /// Sets `SO_RCVBUF` in bytes.
+        /// Sets `SO_RCVBUF` in bytes (default: the OS's), capped and doubled as
+        /// [`send_buffer_size`](Self::send_buffer_size) is.
         pub fn receive_buffer_size(mut self, bytes: usize) -> Self {
             self.options.receive_buffer_size = Some(bytes);
             self
@@ -138,7 +143,7 @@ impl TcpSocketBuilder {
         self
     }
 
-    /// Turns `SO_KEEPALIVE` on or off.
+    /// Turns `SO_KEEPALIVE` on or off (default: the OS's, off).
     ///
     /// Keep-alive is what ends a connection whose peer vanished (its host dropped off the
     /// network: no FIN, no reset, nothing of it arrives again) while nothing sent on it is
@@ -160,7 +165,8 @@ impl TcpSocketBuilder {
     }
 
     /// Sets the keep-alive idle time before the first probe (turns keep-alive on, also after
-    /// `keep_alive(false)`); the kernel counts whole seconds, so a fraction is rounded up.
+    /// `keep_alive(false)`; default: the OS's, `net.ipv4.tcp_keepalive_time` on Linux); the
+    /// kernel counts whole seconds, so a fraction is rounded up.
     /// Linux takes 1 to 32,767 s (after the rounding): another time, `Duration::ZERO` among
     /// them, fails a TCP `bind`, `connect` or listener adoption with [`Error::InvalidOption`]
     /// naming it (Unix sockets ignore it).
@@ -171,7 +177,8 @@ impl TcpSocketBuilder {
     }
 
     /// Sets the keep-alive interval between probes (turns keep-alive on, also after
-    /// `keep_alive(false)`); a fraction of a second is rounded up. Linux takes 1 to 32,767 s
+    /// `keep_alive(false)`; default: the OS's, `net.ipv4.tcp_keepalive_intvl` on Linux); a
+    /// fraction of a second is rounded up. Linux takes 1 to 32,767 s
     /// (after the rounding): another time, `Duration::ZERO` among them, fails a TCP `bind`,
     /// `connect` or listener adoption with [`Error::InvalidOption`] naming it (Unix sockets
     /// ignore it).
@@ -182,8 +189,9 @@ impl TcpSocketBuilder {
     }
 
     /// Sets how many unanswered probes drop the connection (turns keep-alive on, also after
-    /// `keep_alive(false)`). Linux takes 1 to 127: another count fails a TCP `bind`, `connect`
-    /// or listener adoption with [`Error::InvalidOption`] naming it (Unix sockets ignore it).
+    /// `keep_alive(false)`; default: the OS's, `net.ipv4.tcp_keepalive_probes` on Linux).
+    /// Linux takes 1 to 127: another count fails a TCP `bind`, `connect` or listener adoption
+    /// with [`Error::InvalidOption`] naming it (Unix sockets ignore it).
     pub fn keep_alive_count(mut self, count: u32) -> Self {
         self.options.keep_alive = Some(true);
         self.options.keep_alive_count = Some(count);
@@ -210,9 +218,10 @@ impl TcpSocketBuilder {
         self
     }
 
-    /// Sets `SO_LINGER` (the kernel's wait for it runs on a blocking thread, never a runtime
-    /// thread). The kernel counts whole seconds: a time with a fraction is rounded up, so one
-    /// under a second is 1 s. `Duration::ZERO` makes `close` reset the connection; a
+    /// Sets `SO_LINGER` (default: the OS's, off; the kernel's wait for it runs on a blocking
+    /// thread, never a runtime thread). The kernel counts whole seconds: a time with a
+    /// fraction is rounded up, so one under a second is 1 s. `Duration::ZERO` makes `close`
+    /// reset the connection; a
     /// connection that closes itself because both its directions ended cleanly (the end of its
     /// input read, and its write side shut down with success, in either order) still ends as
     /// that shutdown promised: everything written, then the FIN. On a
@@ -228,7 +237,7 @@ impl TcpSocketBuilder {
     }
 
     /// Sets the inactivity timeout on reads and writes of connected and accepted sockets: an
-    /// operation that makes no progress for this long fails with a timeout.
+    /// operation that makes no progress for this long fails with a timeout (default: none).
     ///
     /// The time runs from when a read (or a write) starts waiting, and only one that completes
     /// on the socket (bytes received or sent, the end of the stream, an error) starts it
@@ -260,10 +269,11 @@ impl TcpSocketBuilder {
     }
 
     /// Bounds the whole of [`connect`](Self::connect), name resolution included: one deadline
-    /// for every address of a host name together, not one per attempt. A connect it ends
-    /// fails with [`Error::Timeout`](crate::Error::Timeout) and leaves no descriptor (nor a
-    /// Unix socket file) behind, but for a host name's lookup under way: the system resolver
-    /// (`getaddrinfo`, on a blocking thread) cannot be stopped, and runs on, holding that
+    /// for every address of a host name together, not one per attempt (default: none). A
+    /// connect it ends fails with [`Error::Timeout`](crate::Error::Timeout) and leaves no
+    /// descriptor (nor a Unix socket file) behind, but for a host name's lookup under way:
+    /// the system resolver (`getaddrinfo`, on a blocking thread) cannot be stopped, and runs
+    /// on, holding that
     /// thread and its query's socket, until it answers or its own timeout passes (5 s per try
     /// by default), as after a connect future dropped during the lookup. Meanwhile dropping
     /// the runtime it runs on, the selector's, waits for it (tokio's runtime waits for its
@@ -281,8 +291,9 @@ impl TcpSocketBuilder {
     }
 
     /// Binds the connecting socket to `address` before it connects (a chosen source address,
-    /// or port). With a host name, only the addresses of `address`'s family are tried;
-    /// [`Error::Resolve`](crate::Error::Resolve) when it has none (always, for a Unix path).
+    /// or port; default: none, the OS picks). With a host name, only the addresses of
+    /// `address`'s family are tried; [`Error::Resolve`](crate::Error::Resolve) when it has
+    /// none (always, for a Unix path).
     /// A Unix path with an IP address to connect to, an IP address with a Unix socket, or an IP
     /// address of the other family than an IP address to connect to (IPv4 and IPv6), fails
     /// the connect with [`Error::Io`](crate::Error::Io) of kind

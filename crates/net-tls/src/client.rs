@@ -418,7 +418,7 @@ impl TlsConfigBuilder {
     }
 
     negotiation_setters! {
-        alpn: "Offers these application protocols (ALPN), most preferred first.",
+        alpn: "Offers these application protocols (ALPN), most preferred first (default: none).",
         versions: "Limits the protocol versions offered (default: TLS 1.3 and TLS 1.2).",
         timeout: "How long the handshake may take before it fails with \
                   [`Error::HandshakeTimeout`] (default 10 seconds)."

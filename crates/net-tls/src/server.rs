@@ -426,8 +426,10 @@ impl TlsServerConfigBuilder {
     }
 
     negotiation_setters! {
-        alpn: "The application protocols (ALPN) the server accepts, most preferred first. A \
-               client that offers ALPN but none of these is refused (`no_application_protocol`).",
+        alpn: "The application protocols (ALPN) the server accepts, most preferred first \
+               (default: none: no protocol is chosen, whatever a client offers). With a list, a \
+               client that offers ALPN but none of these is refused \
+               (`no_application_protocol`).",
         versions: "Limits the protocol versions accepted (default: TLS 1.3 and TLS 1.2).",
         timeout: "How long a client may take to complete the handshake before the connection \
                   is closed with [`Error::HandshakeTimeout`] (default 10 seconds), so a silent \
