@@ -149,7 +149,9 @@ impl fmt::Display for Error {
             Error::Channel(e) => fmt::Display::fmt(e, f),
             Error::ChannelAlreadyOpen => f.write_str("channel already open"),
             Error::Closed => f.write_str("socket closed"),
-            Error::SelectorClosed => f.write_str("selector manager closed"),
+            // Also the error of a listener bound or adopted while the selector's graceful
+            // shutdown runs, before the selector closes.
+            Error::SelectorClosed => f.write_str("selector manager closed or shutting down"),
             Error::DatagramTooLarge { size } => {
                 write!(
                     f,
