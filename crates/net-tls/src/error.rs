@@ -211,11 +211,12 @@ impl fmt::Display for Error {
                 f,
                 "no client sends {name:?} by SNI (give a DNS name, in ASCII, without wildcard)"
             ),
+            // The name's bytes escaped once (`{:?}` of the escaped text escaped its escapes).
             Error::InvalidAlpnProtocol { protocol } if crate::alpn_name_fits(protocol) => write!(
                 f,
-                "alpn protocol list longer than {} bytes at {:?}",
+                "alpn protocol list longer than {} bytes at \"{}\"",
                 crate::MAX_ALPN_LIST,
-                protocol.escape_ascii().to_string()
+                protocol.escape_ascii()
             ),
             Error::InvalidAlpnProtocol { protocol } => write!(
                 f,
