@@ -223,7 +223,9 @@ impl fmt::Display for Error {
                 "alpn protocol name of {} bytes (1 to 255 allowed)",
                 protocol.len()
             ),
-            Error::MissingCertificateChain => f.write_str("no certificate chain was given"),
+            Error::MissingCertificateChain => {
+                f.write_str("no certificate chain was given, or an empty one")
+            }
             Error::MissingPrivateKey => f.write_str("no private key was given"),
             Error::ClientVerifier(_) => f.write_str("cannot verify client certificates"),
             Error::NativeRoots(_) => {
