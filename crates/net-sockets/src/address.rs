@@ -377,40 +377,38 @@ impl fmt::Display for UnixSocketAddress {
 impl UnixSocketAddress {
     /// A bind's error at this address, with the address named when it is in use: the OS's own
     /// message ("Address already in use") says neither where nor why, and the usual cause is a
-    /// socket file left behind by a process that ended without removing it.
+    /// socket file left behind by a process that ended without removing it. The OS error is
+    /// kept, as the source of the message ([`PathInUse`]).
     pub(crate) fn in_use(&self, e: io::Error) -> io::Error {
         if e.kind() != io::ErrorKind::AddrInUse {
             return e;
         }
         let is_abstract = self.path.as_os_str().as_encoded_bytes().first() == Some(&0);
         let message = if is_abstract {
-            format!(
-                "the abstract Unix socket name {:?} is in use: {e}",
-                self.path
-            )
+            format!("the abstract Unix socket name {:?} is in use", self.path)
         } else {
             use std::os::unix::fs::FileTypeExt;
             // What is there decides the advice: only a socket file can be left behind.
             match std::fs::symlink_metadata(&self.path).map(|m| m.file_type()) {
                 Ok(kind) if kind.is_dir() => format!(
                     "a directory is at Unix socket path {}: a socket needs a path of its own \
-                     (name a file inside it): {e}",
+                     (name a file inside it)",
                     self.path.display()
                 ),
                 Ok(kind) if !kind.is_socket() => format!(
                     "a file that is not a socket is at Unix socket path {} (remove it, or \
-                     choose another path): {e}",
+                     choose another path)",
                     self.path.display()
                 ),
                 _ => format!(
                     "a file exists at Unix socket path {}: another socket's, or one left behind \
                      by a process that ended without removing it (remove it once no process \
-                     uses it): {e}",
+                     uses it)",
                     self.path.display()
                 ),
             }
         };
-        io::Error::new(io::ErrorKind::AddrInUse, message)
+        io::Error::new(io::ErrorKind::AddrInUse, PathInUse { message, source: e })
     }
 
     /// Writes what `Display` shows.
@@ -425,6 +423,27 @@ impl UnixSocketAddress {
             Some(_) => bytes,
         };
         write!(out, "{}", PeerText(&String::from_utf8_lossy(shown)))
+    }
+}
+
+/// A Unix socket address in use, in words that name it and say what is there (see
+/// [`UnixSocketAddress::in_use`]). Carried by an `io::Error` of kind `AddrInUse`; the OS error
+/// is its source, so that its code is kept and a chain of messages prints it once.
+#[derive(Debug)]
+struct PathInUse {
+    message: String,
+    source: io::Error,
+}
+
+impl fmt::Display for PathInUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PathInUse {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }
 
