@@ -69,7 +69,10 @@ pub enum Error {
     /// The operating system's certificate store gave no usable certificate
     /// ([`native_roots`](crate::TlsConfigBuilder::native_roots)): it could not be read, or it
     /// holds none. The source is the first error met reading it, or an
-    /// [`io::ErrorKind::NotFound`] error when there was none.
+    /// [`io::ErrorKind::NotFound`] error when there was none; the error has the kind of the
+    /// I/O error in that source (as [`Error::ReadFile`] has its source's: `NotFound` for a
+    /// missing file, `IsADirectory` for an `SSL_CERT_FILE` that names a directory), else
+    /// `NotFound`.
     NativeRoots(Box<dyn std::error::Error + Send + Sync>),
     /// An ALPN protocol list that cannot be sent in a handshake: `protocol` is empty or longer
     /// than 255 bytes, or it is the first name that takes the list past
@@ -120,7 +123,7 @@ impl Error {
             | Error::MissingCertificateChain
             | Error::MissingPrivateKey
             | Error::ClientVerifier(_) => io::ErrorKind::InvalidInput,
-            Error::NativeRoots(_) => io::ErrorKind::NotFound,
+            Error::NativeRoots(e) => io_kind_in(e.as_ref()).unwrap_or(io::ErrorKind::NotFound),
             Error::ReadFile { source, .. } => source.kind(),
             Error::Socket(e) => e.kind(),
         }
@@ -170,6 +173,13 @@ impl Error {
             None => Error::Socket(e.into()),
         }
     }
+}
+
+/// The kind of the first I/O error in `e`'s chain: `e` itself, then its sources.
+fn io_kind_in(e: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
+    std::iter::successors(Some(e), |e| e.source())
+        .find_map(|e| e.downcast_ref::<io::Error>())
+        .map(io::Error::kind)
 }
 
 impl fmt::Display for Error {
