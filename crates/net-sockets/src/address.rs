@@ -378,7 +378,7 @@ impl UnixSocketAddress {
     /// A bind's error at this address, with the address named when it is in use: the OS's own
     /// message ("Address already in use") says neither where nor why, and the usual cause is a
     /// socket file left behind by a process that ended without removing it. The OS error is
-    /// kept, as the source of the message ([`PathInUse`]).
+    /// kept, as the source of the message.
     pub(crate) fn in_use(&self, e: io::Error) -> io::Error {
         if e.kind() != io::ErrorKind::AddrInUse {
             return e;
@@ -408,7 +408,7 @@ impl UnixSocketAddress {
                 ),
             }
         };
-        io::Error::new(io::ErrorKind::AddrInUse, PathInUse { message, source: e })
+        crate::error::Described::error(io::ErrorKind::AddrInUse, message, e)
     }
 
     /// Writes what `Display` shows.
@@ -423,27 +423,6 @@ impl UnixSocketAddress {
             Some(_) => bytes,
         };
         write!(out, "{}", PeerText(&String::from_utf8_lossy(shown)))
-    }
-}
-
-/// A Unix socket address in use, in words that name it and say what is there (see
-/// [`UnixSocketAddress::in_use`]). Carried by an `io::Error` of kind `AddrInUse`; the OS error
-/// is its source, so that its code is kept and a chain of messages prints it once.
-#[derive(Debug)]
-struct PathInUse {
-    message: String,
-    source: io::Error,
-}
-
-impl fmt::Display for PathInUse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for PathInUse {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
     }
 }
 

@@ -53,8 +53,8 @@ std_socket!(StdStream: std::net::TcpStream => false, std::os::unix::net::UnixStr
 /// # Errors
 ///
 /// [`Error::Io`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) when it is not, also
-/// when it is not a socket at all (a pipe, a file: `ENOTSOCK`, which has no kind of its own);
-/// another OS error as it is.
+/// when it is not a socket at all (a pipe, a file: `ENOTSOCK`, which has no kind of its own,
+/// kept as the source); another OS error as it is.
 pub(crate) fn check_kind(
     socket: &SockRef<'_>,
     ty: Type,
@@ -70,7 +70,13 @@ pub(crate) fn check_kind(
     let socket_type = match socket.r#type() {
         Ok(socket_type) => socket_type,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
-            return refused(": the descriptor is not a socket");
+            // `ENOTSOCK` has no kind of its own: `InvalidInput`, the OS error kept as the
+            // source.
+            return Err(Error::Io(crate::error::Described::error(
+                io::ErrorKind::InvalidInput,
+                format!("the socket to adopt is not a {what}: the descriptor is not a socket"),
+                e,
+            )));
         }
         Err(e) => return Err(Error::Io(e)),
     };
