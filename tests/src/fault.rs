@@ -343,3 +343,44 @@ int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event) {
     return real(epfd, op, fd, event);
 }
 "#;
+
+/// The environment variable that names the port of [`EPOLL_LISTENER_WATCH_SHIM`], read at each
+/// call (a child may set it once it bound the listener).
+pub const EPOLL_LISTENER_WATCH_SHIM_PORT_ENV: &str = "NET_TESTS_EPOLL_LISTENER_WATCHES_PORT";
+
+/// The source of an `LD_PRELOAD` shim (see [`preload_shim`](crate::harness::preload_shim)) that
+/// fails `EPOLL_CTL_ADD` with `ENOSPC`, as the kernel does once the user has
+/// `fs.epoll.max_user_watches` watches, for the first listening IPv4 socket whose local port is
+/// [`EPOLL_LISTENER_WATCH_SHIM_PORT_ENV`]'s value (whatever its descriptor: a duplicate too);
+/// every other call goes to the C library.
+pub const EPOLL_LISTENER_WATCH_SHIM: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+static int failed;
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event) {
+    static int (*real)(int, int, int, struct epoll_event *);
+    if (!real) real = (int (*)(int, int, int, struct epoll_event *))dlsym(RTLD_NEXT, "epoll_ctl");
+    const char *port = getenv("NET_TESTS_EPOLL_LISTENER_WATCHES_PORT");
+    if (op == EPOLL_CTL_ADD && port && !__atomic_load_n(&failed, __ATOMIC_SEQ_CST)) {
+        int listening = 0;
+        socklen_t size = sizeof listening;
+        struct sockaddr_in local;
+        socklen_t local_size = sizeof local;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0 && listening
+            && getsockname(fd, (struct sockaddr *)&local, &local_size) == 0
+            && local.sin_family == AF_INET && ntohs(local.sin_port) == atoi(port)
+            && !__atomic_exchange_n(&failed, 1, __ATOMIC_SEQ_CST)) {
+            errno = ENOSPC;
+            return -1;
+        }
+    }
+    return real(epfd, op, fd, event);
+}
+"#;

@@ -277,6 +277,8 @@ fn activated_spawning_child() {
     if !is_child("activated_spawning_child") {
         return;
     }
+    // The socket passed (`socket:[inode]`), whichever descriptor holds it once adopted.
+    let listener = std::fs::read_link("/proc/self/fd/3").unwrap();
     block_on(async {
         let selector = SelectorManager::new();
         let (_, server) = a_socket(&selector)
@@ -284,7 +286,6 @@ fn activated_spawning_child() {
             .systemd_listeners()
             .unwrap()
             .remove(0);
-        let listener = std::fs::read_link("/proc/self/fd/3").unwrap();
         let helper = Command::new("sh")
             .arg("-c")
             .arg("for fd in /proc/$$/fd/*; do readlink \"$fd\"; done")

@@ -199,26 +199,26 @@ pub(crate) fn systemd_listen_fds() -> Result<Vec<(String, RawSocket)>> {
             "descriptor {fd} of socket activation is not a listening TCP or Unix stream socket"
         )));
     }
-    let mut sockets = Vec::new();
-    for i in 0..count {
-        let fd = LISTEN_FDS_START + i;
-        // SAFETY: counted by `LISTEN_FDS`, checked just above, and taken once: `TAKEN` makes
-        // sure of that, so each gets exactly one owner.
-        #[allow(unsafe_code)]
-        let socket = RawSocket::from(unsafe { take_inherited(fd) });
-        socket.set_cloexec(true)?;
-        let name = names.get(i as usize).cloned();
-        sockets.push((name.unwrap_or_else(|| "unknown".into()), socket));
-    }
+    // Taken as they are (systemd passes them without close-on-exec): the caller adopts
+    // duplicates, made close-on-exec, and closes these once all are adopted, or gives them back.
+    let sockets = (0..count)
+        .map(|i| {
+            let fd = LISTEN_FDS_START + i;
+            // SAFETY: counted by `LISTEN_FDS`, checked just above, and taken once: `TAKEN`
+            // makes sure of that, so each gets exactly one owner.
+            #[allow(unsafe_code)]
+            let socket = RawSocket::from(unsafe { take_inherited(fd) });
+            let name = names.get(i as usize).cloned();
+            (name.unwrap_or_else(|| "unknown".into()), socket)
+        })
+        .collect();
     Ok(sockets)
 }
 
-/// Gives back the descriptors [`systemd_listen_fds`] took, none of them adopted yet: each is
-/// left open where systemd put it (as systemd passed it, without close-on-exec), for a later
-/// call to take.
+/// Gives back the descriptors [`systemd_listen_fds`] took, none of them adopted: each is left
+/// open where systemd put it, for a later call to take.
 pub(crate) fn give_back(sockets: Vec<(String, RawSocket)>) {
     for (_, socket) in sockets {
-        let _ = socket.set_cloexec(false);
         // Open, and owned by nobody again until taken anew.
         let _ = std::os::fd::IntoRawFd::into_raw_fd(socket);
     }

@@ -468,9 +468,10 @@ impl TcpSocketBuilder {
     /// service that removed them after taking its listeners is not told it was never
     /// activated). The variables are left as they are (a child process does not match
     /// `LISTEN_PID`).
-    /// Each is made close-on-exec as it is taken (systemd passes them without the flag, for
-    /// the service's `exec`): a process the service starts does not inherit them, nor keep
-    /// them listening after the service closes them.
+    /// Each listener holds a close-on-exec duplicate of the descriptor systemd passed (which
+    /// systemd passes without the flag, for the service's `exec`), and the passed descriptors
+    /// (3 and on) are closed once every one is adopted: a process the service starts does not
+    /// inherit them, nor keep them listening after the service closes them.
     ///
     /// # Errors
     ///
@@ -484,7 +485,14 @@ impl TcpSocketBuilder {
     /// [`Error::InvalidOption`] for a cap of zero connections or an option value the OS
     /// refuses, and [`Error::SelectorClosed`] when the selector is closed or its graceful
     /// shutdown began (all found before a descriptor is adopted: they are left for a call with
-    /// the options corrected, or on an open selector, to take).
+    /// the options corrected, or on an open selector, to take); the OS error, kind kept, when
+    /// one cannot be adopted: the runtime cannot watch it (`epoll_ctl` fails with `ENOSPC`
+    /// once the user has `fs.epoll.max_user_watches` watches, or with `ENOMEM`), or no
+    /// descriptor is left for its duplicate (`EMFILE`). Then the listeners adopted already are
+    /// closed (their duplicates: the sockets go on listening), and every passed descriptor is
+    /// left open where systemd put it, blocking or not as it was (the builder's options set on
+    /// the sockets adopted already stay set), with the connections queued in it, for a later
+    /// call (once the limit is lifted) to take.
     ///
     /// # Examples
     ///
@@ -519,13 +527,42 @@ impl TcpSocketBuilder {
                 return Err(e);
             }
         }
-        taken
-            .into_iter()
-            .map(|(name, raw)| {
-                ServerSocket::adopt(selector, raw, self.options.clone())
-                    .map(|server| (name, server))
-            })
-            .collect()
+        // Each is adopted as a duplicate (close-on-exec), the descriptor systemd passed kept
+        // until all are: an error in adopting one (the runtime cannot watch it, `epoll_ctl`
+        // failing with ENOSPC at `fs.epoll.max_user_watches` or with ENOMEM; no descriptor
+        // left for a duplicate; a graceful shutdown of the selector begun meanwhile) closes
+        // the duplicates only, and gives the descriptors back, open where systemd put them.
+        // An adopted listener's close never stops its socket (`shutdown`), so the socket goes
+        // on listening through them.
+        let nonblocking: Vec<Option<bool>> = taken
+            .iter()
+            .map(|(_, raw)| raw.nonblocking().ok())
+            .collect();
+        let mut listeners = Vec::with_capacity(taken.len());
+        for (name, raw) in &taken {
+            let adopted = raw
+                .try_clone()
+                .map_err(Error::from)
+                .and_then(|copy| ServerSocket::adopt(selector, copy, self.options.clone()));
+            match adopted {
+                Ok(server) => listeners.push((name.clone(), server)),
+                Err(e) => {
+                    drop(listeners);
+                    // The adoption made the socket non-blocking (a flag its descriptors share):
+                    // given back as it was passed.
+                    for ((_, raw), nonblocking) in taken.iter().zip(nonblocking) {
+                        if let Some(nonblocking) = nonblocking {
+                            let _ = raw.set_nonblocking(nonblocking);
+                        }
+                    }
+                    crate::adopt::give_back(taken);
+                    return Err(e);
+                }
+            }
+        }
+        // Closes the descriptors systemd passed: their sockets are the listeners' now.
+        drop(taken);
+        Ok(listeners)
     }
 
     /// Connects to `address`. A host name is resolved and every address tried, IPv6 and IPv4
