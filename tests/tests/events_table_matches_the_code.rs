@@ -578,7 +578,8 @@ const FLOOD: usize = 20;
 /// and TLS: `FLOOD` clients each of a bad header, a header cut short by a reset, a reset
 /// before any header, garbage instead of a ClientHello behind a good header, and one over
 /// the cap. All of that logs one event above `debug`: the `warn` of the listener's first bad
-/// header; the stats count every bad header and every refusal.
+/// header; the stats count every bad header and every refusal. The connections accepted have
+/// a `connection` span with `via`, as the table's span row says.
 #[test]
 fn a_flood_of_hostile_clients_behind_proxy_headers_logs_one_warning() {
     let mut stats = None;
@@ -673,4 +674,92 @@ fn a_flood_of_hostile_clients_behind_proxy_headers_logs_one_warning() {
         "dropped a connection: bad PROXY protocol header"
     );
     assert_eq!(loud[0].level, Level::WARN);
+
+    // The connections the headers named a client for: their span has `via`, the proxy's
+    // address (here the client's own), after `local` and `remote` (the client named).
+    let accepted = row(
+        &traced,
+        "accepted",
+        Level::DEBUG,
+        "net_sockets",
+        &["connection"],
+        &[],
+    );
+    assert_eq!(accepted.len(), FLOOD + 1);
+    for event in &accepted {
+        assert_eq!(span_fields(event), ["local", "remote", "via"], "{event:#?}");
+        let remote = span_field(event, "remote").unwrap();
+        assert!(remote.ends_with(":5000"), "{event:#?}");
+        let via = span_field(event, "via").unwrap();
+        assert!(via.starts_with("127.0.0.1:"), "{event:#?}");
+        assert_ne!(via, "127.0.0.1:5000", "{event:#?}");
+    }
+}
+
+const EMFILE_CHILD_ENV: &str = "NET_TESTS_EVENTS_TABLE_EMFILE_CHILD";
+
+/// A listener out of descriptors logs its two rows: `out of descriptors or memory; ...` (its
+/// first a `warn`, with the OS error in `error`) once for the episode, and `resources
+/// available again, accepting` once an accept succeeds again, both in the `listener` span.
+/// (In a child process with a limit of 64 descriptors.)
+#[test]
+fn running_out_of_descriptors_logs_its_rows() {
+    net_tests::harness::rerun_self_with_fd_limit(
+        "running_out_of_descriptors_child",
+        EMFILE_CHILD_ENV,
+        64,
+        "events table emfile child passed",
+    );
+}
+
+#[test]
+fn running_out_of_descriptors_child() {
+    let traced = Traced::default();
+    let seen = traced.clone();
+    tracing::subscriber::with_default(traced, || {
+        net_tests::harness::run_if_child(EMFILE_CHILD_ENV, async move {
+            let selector = SelectorManager::new();
+            let listener = tcp_listener(&selector).await;
+            let local = listener.local_address().to_string();
+            let _client = std::net::TcpStream::connect(&local).unwrap();
+            let filler = net_tests::probe::exhaust_descriptors(|| std::fs::File::open("/dev/null"));
+            let out = "out of descriptors or memory; accept pauses and retries every 100 ms";
+            let accept = listener.accept();
+            tokio::pin!(accept);
+            tokio::select! {
+                accepted = &mut accept => panic!("accepted out of descriptors: {accepted:?}"),
+                () = until_logged(&seen, out, 1) => {}
+            }
+            drop(filler);
+            within(accept).await.unwrap();
+
+            let out = row(
+                &seen,
+                out,
+                Level::WARN,
+                "net_sockets",
+                &["listener"],
+                &["error"],
+            );
+            assert_eq!(out.len(), 1, "{out:#?}");
+            assert_eq!(span_field(&out[0], "local"), Some(&*local));
+            let error = out[0].field("error").unwrap();
+            assert!(
+                error.contains(&format!("os error {}", libc::EMFILE)),
+                "{error}"
+            );
+            let again = row(
+                &seen,
+                "resources available again, accepting",
+                Level::DEBUG,
+                "net_sockets",
+                &["listener"],
+                &[],
+            );
+            assert_eq!(again.len(), 1, "{again:#?}");
+            assert_eq!(span_field(&again[0], "local"), Some(&*local));
+            selector.close();
+            println!("events table emfile child passed");
+        });
+    });
 }
