@@ -96,10 +96,11 @@
 //! Each connection has a `connection` span (fields `local`, `remote`, and `via` behind a PROXY
 //! header), each listener a `listener` span; accept, connect and close are `debug` events, and
 //! each send of a stream socket (TCP or Unix, TLS included) is a `trace` event, `sent` (a
-//! datagram socket's sends are not traced). Running out of descriptors in `accept` is one event per
-//! episode, a `warn` at most once a minute per listener (`debug` otherwise); a connection dropped for a failed set-up is a `warn` event, one dropped for a bad
-//! PROXY header a `debug` event (a `warn` for the listener's first); a connection refused by
-//! `max_connections_per_ip` is a `debug` event. The guide's section *Tracing* lists them all.
+//! datagram socket's sends are not traced). Running out of descriptors in `accept` is one event
+//! per episode, a `warn` at most once a minute per listener (`debug` otherwise); a connection
+//! dropped for a failed set-up is a `warn` event, one dropped for a bad PROXY header a `debug`
+//! event (a `warn` for the listener's first); a connection refused by `max_connections_per_ip`
+//! is a `debug` event. The guide's section *Tracing* lists them all.
 
 #![cfg(unix)]
 
