@@ -277,11 +277,12 @@ fn a_connection_s_listener_s_and_datagram_socket_s_lives_log_the_table_s_rows() 
     }
 }
 
-/// A connection closed with bytes its write channel never sent: its `closed` event says
-/// `reset=true`, as the table's `reset` field says.
+/// A connection closed with bytes its write channel never sent, and one whose write failed
+/// (its peer reset it): each `closed` event says `reset=true`, as the table's `reset` field
+/// says ("whether the close was made a reset, as after bytes lost or a failed write").
 #[test]
-fn a_close_that_throws_bytes_away_logs_closed_with_reset_true() {
-    let mut client_at = None;
+fn closes_after_bytes_lost_or_a_failed_write_log_closed_with_reset_true() {
+    let mut at = None;
     let traced = traced(|_| async {
         let selector = SelectorManager::new();
         let listener = tcp_listener(&selector).await;
@@ -291,10 +292,25 @@ fn a_close_that_throws_bytes_away_logs_closed_with_reset_true() {
         within(output.write_fully(b"never sent")).await.unwrap();
         output.cancel();
         client.close();
-        client_at = Some(client.local_address().to_string());
+
+        let peer = std::net::TcpStream::connect(listener.local_address().to_string()).unwrap();
+        let mut server = within(listener.accept()).await.unwrap();
+        socket2::SockRef::from(&peer)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(peer);
+        let mut output = server.open_write_channel(true).unwrap();
+        let e = net_tests::loopback::write_until_error(&mut output, &[7; 4096]).await;
+        assert!(matches!(e, net_io::Error::Io(_)), "{e:?}");
+        drop(output);
+        server.close();
+        at = Some((
+            client.local_address().to_string(),
+            server.remote_address().to_string(),
+        ));
         selector.close();
     });
-    let client_at = client_at.unwrap();
+    let (client_at, server_peer) = at.unwrap();
     let closed = row(
         &traced,
         "closed",
@@ -303,12 +319,18 @@ fn a_close_that_throws_bytes_away_logs_closed_with_reset_true() {
         &["connection", "listener"],
         &["reset"],
     );
-    let client: Vec<_> = closed
-        .iter()
-        .filter(|e| span_field(e, "local") == Some(&*client_at))
-        .collect();
-    assert_eq!(client.len(), 1, "{closed:#?}");
-    assert_eq!(client[0].field("reset"), Some("true"), "{closed:#?}");
+    for (name, value) in [("local", &client_at), ("remote", &server_peer)] {
+        let of: Vec<_> = closed
+            .iter()
+            .filter(|e| e.span() == Some("connection") && span_field(e, name) == Some(value))
+            .collect();
+        assert_eq!(of.len(), 1, "{name}={value}: {closed:#?}");
+        assert_eq!(
+            of[0].field("reset"),
+            Some("true"),
+            "{name}={value}: {closed:#?}"
+        );
+    }
 }
 
 /// A listener's refusal over `max_connections_per_ip`, its dropped PROXY connections (a bad
