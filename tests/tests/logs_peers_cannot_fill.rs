@@ -211,9 +211,11 @@ fn a_flush_given_up_by_the_servers_own_deadline_does_not_warn_per_connection() {
 
 /// A relay written against tokio's traits (the docs: "works with `tokio::io::copy`"): each
 /// connection's input is copied to its output. A client that sends a few bytes, then resets,
-/// makes `copy` return the read's `ConnectionReset` with the bytes it had written still in the
-/// channel's buffer (tokio's `copy` flushes only when the reader waits, or at the end); the
-/// handler returns the error, and the channel's drop logs `warn`. One per hostile connection.
+/// makes `copy` return `ConnectionReset`: from the read, with the bytes it wrote still in the
+/// channel's buffer (tokio's `copy` flushes only when the reader waits, or at the end), or
+/// from the flush it made when the read waited, which met the reset (what Linux gives here:
+/// the bytes come before the reset is seen). Either way the handler returns the error and
+/// drops the channel, which logs nothing above `debug`: not one event per hostile connection.
 #[test]
 fn a_relay_whose_client_resets_logs_nothing_loud() {
     let loud = loud_events_of(async {
@@ -231,17 +233,13 @@ fn a_relay_whose_client_resets_logs_nothing_loud() {
             until_reset_arrived(&socket).await;
             // The handler: a relay, its error returned (here: dropped with the connection).
             let mut connection = socket.connection().unwrap();
-            let mut w = Spy(&mut connection.output, 0, 0);
-            let mut r = SpyR(&mut connection.input, Vec::new());
-            let copied = within(tokio::io::copy(&mut r, &mut w)).await;
-            eprintln!("flushes {} writes {} reads {:?}", w.1, w.2, r.1);
+            let copied = within(tokio::io::copy(
+                &mut connection.input,
+                &mut connection.output,
+            ))
+            .await;
             let e = copied.expect_err("the client reset");
             assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
-            eprintln!(
-                "read {} written {}",
-                connection.input.total_bytes_read(),
-                connection.output.total_bytes_written()
-            );
             drop(connection);
         }
         selector.close();
@@ -363,49 +361,6 @@ fn copy_to_from_a_client_that_resets_logs_nothing_loud() {
         selector.close();
     });
     assert!(loud.is_empty(), "{loud:#?}");
-}
-
-struct Spy<'a>(&'a mut net_io::ByteWriteChannel, usize, usize);
-impl tokio::io::AsyncWrite for Spy<'_> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        b: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.2 += 1;
-        std::pin::Pin::new(&mut *self.0).poll_write(cx, b)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        self.1 += 1;
-        std::pin::Pin::new(&mut *self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut *self.0).poll_shutdown(cx)
-    }
-}
-struct SpyR<'a>(&'a mut net_io::ByteReadChannel, Vec<String>);
-impl tokio::io::AsyncRead for SpyR<'_> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        b: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = b.filled().len();
-        let p = std::pin::Pin::new(&mut *self.0).poll_read(cx, b);
-        let s = match &p {
-            std::task::Poll::Pending => "P".to_string(),
-            std::task::Poll::Ready(Ok(())) => format!("{}", b.filled().len() - before),
-            std::task::Poll::Ready(Err(e)) => format!("{:?}", e.kind()),
-        };
-        self.1.push(s);
-        p
-    }
 }
 
 /// The same over TLS: replies flushed under a deadline of the server's own to a TLS client
