@@ -784,7 +784,12 @@ fn rerun_self(command: &mut Command, env: &str, marker: &str) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "child failed:\n{text}");
+    // The status says how a child that printed nothing ended (killed by a signal).
+    assert!(
+        output.status.success(),
+        "child failed ({}):\n{text}",
+        output.status
+    );
     assert!(text.contains(marker), "child did not run:\n{text}");
     text
 }
