@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -57,8 +58,17 @@ fn child_descriptors() -> Vec<(i32, String)> {
 }
 
 /// Asserts that a child started now inherits none of the descriptors this process opened since
-/// `before` (a listing of [`own_descriptors`]), and that the test sees some (`at_least`).
-fn assert_child_inherits_none(before: &[(i32, String)], at_least: usize, what: &str) {
+/// `before` (a listing of [`own_descriptors`]): sockets, pipes, the runtimes' own, and those
+/// of files in `dir` (a Unix socket file's, which pins its inode); and that the test sees some
+/// (`at_least`), of which `files` of files in `dir`.
+fn assert_child_inherits_none(
+    before: &[(i32, String)],
+    dir: &Path,
+    at_least: usize,
+    files: usize,
+    what: &str,
+) {
+    let dir = dir.display().to_string();
     let new: Vec<(i32, String)> = own_descriptors()
         .into_iter()
         .filter(|d| !before.contains(d))
@@ -66,8 +76,14 @@ fn assert_child_inherits_none(before: &[(i32, String)], at_least: usize, what: &
             target.starts_with("socket:")
                 || target.starts_with("anon_inode:")
                 || target.starts_with("pipe:")
+                || target.starts_with(&dir)
         })
         .collect();
+    let in_dir = new.iter().filter(|(_, t)| t.starts_with(&dir)).count();
+    assert!(
+        in_dir >= files,
+        "{what}: only {in_dir} descriptors of files in {dir} seen: {new:?}"
+    );
     assert!(
         new.len() >= at_least,
         "{what}: only {} new descriptors seen: {new:?}",
@@ -218,9 +234,16 @@ fn no_descriptor_leaks_into_a_child_process() {
             net_tests::tls::pair_of(&selector, &tls_listener, &pki).await;
 
         // 7 listeners, 14 streams (one of them the PROXY client's own), 2 UDP sockets, 2 TLS
-        // sockets, and the runtimes' epoll and eventfd descriptors (the test's and the
-        // selector's own: 4).
-        assert_child_inherits_none(&before, 7 + 14 + 2 + 2 + 4, "every kind of socket");
+        // sockets, the runtimes' epoll and eventfd descriptors (the test's and the selector's
+        // own: 4), and the 2 that pin the socket files of the Unix listener and of the client
+        // bound to a path (`O_PATH`).
+        assert_child_inherits_none(
+            &before,
+            dir.path(),
+            7 + 14 + 2 + 2 + 4 + 2,
+            2,
+            "every kind of socket",
+        );
 
         // As documented, `from_std` leaves the flag as it finds it: a listener adopted
         // without it (made from an inherited descriptor) is inherited, until it is set.
