@@ -9,9 +9,9 @@
 //! signal: over TCP, the peer sends its FIN, then resets (a connection in `CLOSE_WAIT` that is
 //! reset fails its sends so); a Unix stream socket whose peer closed fails its sends so at
 //! once. The paths: the write channel over TCP and over a Unix socket, a vectored write of
-//! `SocketStream`, answers held back by flush coalescing, a TLS server's handshake (its
-//! answer to a ClientHello), a TLS write, and the `close_notify` of a TLS write channel's
-//! close.
+//! `SocketStream`, answers held back by flush coalescing (sent by a later write, or at the
+//! socket's close), a TLS server's handshake (its answer to a ClientHello), a TLS write, and
+//! the `close_notify` of a TLS write channel's close.
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
@@ -49,6 +49,7 @@ fn sigpipe_child() {
         tls_write(&selector).await;
         tls_close_notify(&selector).await;
         selector.close();
+        held_back_answers_after_a_close().await;
         println!("sigpipe child passed");
     });
 }
@@ -186,6 +187,34 @@ async fn held_back_answers(selector: &SelectorManager) {
         Ok(()) => within(output.flush()).await.unwrap_err(),
     };
     assert_broken_pipe("held-back answers", failed.kind(), &failed);
+}
+
+/// Answers held back when the socket closes are sent at the close, or, where the socket cannot
+/// take them then, by a task of their own after it, which a graceful shutdown of the selector
+/// waits for.
+async fn held_back_answers_after_a_close() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let mut peer = TcpStream::connect(("127.0.0.1", listener.port().unwrap())).unwrap();
+    let mut ours = within(listener.accept()).await.unwrap();
+    let mut input = ours.open_read_channel().unwrap();
+    let mut output = ours.open_write_channel(true).unwrap();
+    peer.write_all(b"a\nb\n").unwrap();
+    wait_for(&ours, libc::POLLIN);
+    assert_eq!(
+        within(input.read_utf8_line(64)).await.unwrap().as_deref(),
+        Some("a")
+    );
+    within(output.write_fully(b"A\n")).await.unwrap();
+    peer_ends_then_resets(&ours, socket2::SockRef::from(&peer));
+    drop(peer);
+    wait_for(&ours, libc::POLLHUP);
+    ours.close();
+    drop((input, output));
+    let report = within(selector.shutdown(HANG_LIMIT)).await;
+    // Not cut: the send failed, and nothing was left to wait for.
+    assert_eq!(report.cut, 0, "{report:?}");
+    println!("sigpipe: held-back answers after a close: {report:?}");
 }
 
 async fn tls_handshake(selector: &SelectorManager) {
