@@ -211,7 +211,10 @@ impl TlsConfig {
     }
 
     /// The name the server is verified against, decided from an explicit
-    /// [`server_name`](TlsConfigBuilder::server_name) or else the host given to `connect`.
+    /// [`server_name`](TlsConfigBuilder::server_name) or else the host given to `connect`. An
+    /// IPv4-mapped IPv6 address there (`::ffff:a.b.c.d`, the text of a socket address such as
+    /// a dual-stack listener reports its IPv4 clients with) is the IPv4 address it reaches,
+    /// whose certificate names it so; an explicit name is verified as it is written.
     pub(crate) fn name_for(&self, connect_host: Option<&str>) -> Result<ServerName<'static>> {
         if let Some(name) = &self.server_name {
             return Ok(name.clone());
@@ -219,7 +222,13 @@ impl TlsConfig {
         let host = connect_host.ok_or_else(|| Error::InvalidServerName {
             name: String::new(),
         })?;
-        server_name(host)
+        match server_name(host)? {
+            ServerName::IpAddress(ip) => {
+                let ip = std::net::IpAddr::from(ip).to_canonical();
+                Ok(ServerName::IpAddress(ip.into()))
+            }
+            name => Ok(name),
+        }
     }
 }
 
@@ -292,7 +301,8 @@ impl TlsConfigBuilder {
     /// not sent as SNI (RFC 6066 allows only DNS names there). An IPv6 literal may be given in
     /// brackets (`[::1]`); no other name may. An IPv6 literal's scope (`fe80::1%eth0`,
     /// `fe80::1%2`, as the host given to `connect` may have it) is dropped: the certificate
-    /// names the address.
+    /// names the address. An IPv4-mapped address (`::ffff:a.b.c.d`) is verified as written
+    /// here, though as the host given to `connect` it is verified as its IPv4 address.
     ///
     /// The name is checked when the configuration is built: an empty one, or one that is
     /// neither a DNS name nor an IP address, makes [`build`](Self::build) fail with

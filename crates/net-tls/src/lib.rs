@@ -16,7 +16,8 @@
 //!
 //! The client sends SNI and verifies the server's certificate against the host name given to
 //! `connect` (an IP address against the certificate's IP SANs, and without SNI, which only
-//! carries DNS names), trusting the bundled Mozilla
+//! carries DNS names; an IPv4-mapped IPv6 address, `::ffff:a.b.c.d`, as the IPv4 address it
+//! reaches), trusting the bundled Mozilla
 //! roots unless told otherwise. Trusting everyone takes a call named
 //! [`dangerous_accept_any_server_certificate`](TlsConfigBuilder::dangerous_accept_any_server_certificate).
 //!

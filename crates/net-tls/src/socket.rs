@@ -152,7 +152,8 @@ pub trait TlsExt: Sized + sealed::Sealed {
     /// Runs the client handshake, bounded by `config`'s handshake timeout (on a [`Connection`],
     /// the flush of its output included). SNI and certificate verification use the host name given to
     /// `connect` unless `config` names another ([`TlsConfigBuilder::server_name`](crate::TlsConfigBuilder::server_name));
-    /// an IP address is verified against the certificate's IP SANs and sent without SNI.
+    /// an IP address is verified against the certificate's IP SANs and sent without SNI (an
+    /// IPv4-mapped one given to `connect`, `::ffff:a.b.c.d`, as the IPv4 address it reaches).
     ///
     /// # Errors
     ///
@@ -555,9 +556,10 @@ impl TlsSession {
     /// On a client, the name it gave for the server (the host given to `connect`, or
     /// [`server_name`](crate::TlsConfigBuilder::server_name)), in the form its certificate was
     /// verified against (an IPv6 literal without brackets or scope: `fe80::1`, where the host
-    /// was `[fe80::1%eth0]`; a DNS name in the case given, without a fully qualified name's
-    /// trailing dot: `LocalHost`, where the host was `LocalHost.`); also when nothing verified
-    /// it, the verification being off
+    /// was `[fe80::1%eth0]`; an IPv4-mapped address given to `connect`, `::ffff:a.b.c.d`, as
+    /// the IPv4 address it reaches, `a.b.c.d`; a DNS name in the case given, without a fully
+    /// qualified name's trailing dot: `LocalHost`, where the host was `LocalHost.`); also when
+    /// nothing verified it, the verification being off
     /// ([`dangerous_accept_any_server_certificate`](crate::TlsConfigBuilder::dangerous_accept_any_server_certificate))
     /// or left to a configuration's own verifier ([`TlsConfig::from_rustls`]). On a server,
     /// the name the client asked for by SNI, lower-case and without a trailing dot, if any.
