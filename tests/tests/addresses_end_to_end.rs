@@ -174,6 +174,119 @@ fn link_local_scopes_are_kept_end_to_end_child() {
     });
 }
 
+/// A link-local address given without its scope (`[fe80::1]:p`: which interface it is on is
+/// not said) fails a TCP or UDP `bind`, a TCP or UDP `connect`, and a connect's
+/// `local_address`, with `Error::Io` of kind `InvalidInput` whose message names the address and
+/// says it needs a scope, with an example of one; the OS error, `EINVAL`, is its source. (Before,
+/// the OS's bare "Invalid argument (os error 22)", which names nothing.) With its scope each
+/// goes through. In a network namespace of the test's own.
+#[test]
+fn a_link_local_address_without_its_scope_is_named() {
+    net_tests::harness::rerun_self_in_own_netns(
+        "a_link_local_address_without_its_scope_is_named_child",
+        UNSCOPED_ENV,
+        "unscoped link-local addresses named",
+    );
+}
+
+const UNSCOPED_ENV: &str = "NET_TESTS_UNSCOPED_LINK_LOCAL";
+
+#[test]
+fn a_link_local_address_without_its_scope_is_named_child() {
+    net_tests::harness::run_if_child(UNSCOPED_ENV, async {
+        let added = std::process::Command::new("ip")
+            .args(["addr", "add", "fe80::1/64", "dev", "lo", "nodad"])
+            .status()
+            .unwrap();
+        assert!(added.success(), "ip addr add: {added}");
+        net_tests::harness::wait_for_local_route("fe80::1");
+        let selector = SelectorManager::new();
+        let server = a_socket(&selector)
+            .tcp()
+            .bind("[fe80::1%1]:0")
+            .await
+            .unwrap();
+        let port = server.port().unwrap();
+        let unscoped = format!("[fe80::1]:{port}");
+        // The message names the address and says what it lacks (a connect's local address
+        // in its own error's source, printed in a chain); the OS error is the last source.
+        let check = |what: &str, e: net_sockets::Error, named: &str| {
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{what}: {e:?}");
+            let mut chain = vec![e.to_string()];
+            let mut os = None;
+            let mut source = std::error::Error::source(&e);
+            while let Some(error) = source {
+                chain.push(error.to_string());
+                if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                    os = io.raw_os_error().or(os);
+                }
+                source = error.source();
+            }
+            let message = chain.join(": ");
+            assert!(chain[0].contains(named), "{what}: {message}");
+            assert!(message.contains("without a scope"), "{what}: {message}");
+            assert!(message.contains("[fe80::1%eth0]:"), "{what}: {message}");
+            assert_eq!(os, Some(libc::EINVAL), "{what}: {message}");
+        };
+        let e = a_socket(&selector)
+            .tcp()
+            .bind("[fe80::1]:0")
+            .await
+            .unwrap_err();
+        check("TCP bind", e, "[fe80::1]:0");
+        let e = a_socket(&selector)
+            .udp()
+            .bind("[fe80::1]:0")
+            .await
+            .unwrap_err();
+        check("UDP bind", e, "[fe80::1]:0");
+        let e = a_socket(&selector)
+            .tcp()
+            .connect(&unscoped)
+            .await
+            .unwrap_err();
+        check("TCP connect", e, &unscoped);
+        let e = a_socket(&selector)
+            .udp()
+            .connect(&unscoped)
+            .await
+            .unwrap_err();
+        check("UDP connect", e, &unscoped);
+        let local: SocketAddr = "[fe80::1]:0".parse().unwrap();
+        let e = a_socket(&selector)
+            .tcp()
+            .local_address(local)
+            .connect(format!("[fe80::1%1]:{port}"))
+            .await
+            .unwrap_err();
+        check("TCP connect's local address", e, "[fe80::1]:0");
+        let e = a_socket(&selector)
+            .udp()
+            .connect_from(format!("[fe80::1%1]:{port}"), local)
+            .await
+            .unwrap_err();
+        check("UDP connect_from's local address", e, "[fe80::1]:0");
+        // With its scope, each goes through.
+        let scoped: SocketAddr = "[fe80::1%1]:0".parse().unwrap();
+        let client = a_socket(&selector)
+            .tcp()
+            .local_address(scoped)
+            .connect(format!("[fe80::1%1]:{port}"))
+            .await
+            .unwrap();
+        drop((client, within(server.accept()).await.unwrap()));
+        let udp = a_socket(&selector).udp().bind(scoped).await.unwrap();
+        let connected = a_socket(&selector)
+            .udp()
+            .connect_from(udp.local_address(), scoped)
+            .await
+            .unwrap();
+        assert_eq!(connected.remote_address(), udp.local_address());
+        selector.close();
+        println!("unscoped link-local addresses named");
+    });
+}
+
 async fn tls_to_a_scoped_address(selector: &SelectorManager) {
     use net_tls::TlsExt;
     let pki = net_tests::pki::Pki::with_server_names(&["fe80::1"]);

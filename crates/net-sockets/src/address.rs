@@ -477,6 +477,39 @@ fn ipv6_literal(text: &str, port: u16) -> Option<SocketAddr> {
     }
 }
 
+/// Whether the kernel keeps a scope id (an interface) with `ip`: a link-local unicast address,
+/// or a multicast one of interface-local or link-local scope.
+pub(crate) fn needs_scope(ip: &Ipv6Addr) -> bool {
+    ip.is_unicast_link_local() || matches!(ip.segments()[0] & 0xff0f, 0xff01 | 0xff02)
+}
+
+/// The error of a bind or connect to `address` that failed with `e`: where the address is
+/// link-local and has no scope, and the OS refused it for that (`EINVAL`: on Linux, a socket
+/// bound to no interface cannot bind or reach such an address), an error of kind
+/// `InvalidInput` that names the address and says what it lacks, with the OS error as its
+/// source (the OS's own message, "Invalid argument", says neither); else `e`.
+pub(crate) fn unscoped(address: SocketAddr, e: io::Error) -> io::Error {
+    match address {
+        SocketAddr::V6(v6)
+            if v6.scope_id() == 0
+                && needs_scope(v6.ip())
+                && e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            let (ip, port) = (v6.ip(), v6.port());
+            crate::error::Described::error(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{address} is a link-local address without a scope: give the interface \
+                     it is reached on, by name or by index (as in [{ip}%eth0]:{port} or \
+                     [{ip}%2]:{port})"
+                ),
+                e,
+            )
+        }
+        _ => e,
+    }
+}
+
 /// Whether `text` is an IPv6 address with a scope that names an interface (`fe80::1%eth0`),
 /// which `std` does not parse (its scope is a number) and the system resolver looks up.
 fn named_scope(text: &str) -> bool {
@@ -512,6 +545,12 @@ mod sealed {
 /// The system resolver reads the host as the system's does: glibc's, for one, also reads
 /// the numeric forms of `inet_aton`, which `std` refuses, as IPv4 addresses (`"127.1"`,
 /// `"0x7f.1"` and `"2130706433"` reach `127.0.0.1`), on a blocking thread as for any name.
+///
+/// A link-local IPv6 address (`fe80::…`) needs its scope, the interface it is on: without
+/// one, a `bind` or `connect` to it (or a connect's local address) fails with
+/// [`Error::Io`](crate::Error::Io) of kind [`InvalidInput`](std::io::ErrorKind::InvalidInput)
+/// that names the address and says so, the OS's `EINVAL` as its source (a socket on no
+/// interface cannot use such an address).
 ///
 /// In a `"host:port"` string an IPv6 literal takes brackets (`"[::1]:80"`): without them
 /// (`"::1:80"`, itself an IPv6 address) the string is ambiguous and refused with

@@ -12,7 +12,7 @@ use std::time::Duration;
 use socket2::{Domain, SockAddr, Socket as RawSocket, Type};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::address::SocketTarget;
+use crate::address::{SocketTarget, unscoped};
 use crate::core::Owner;
 use crate::listener::SocketFile;
 use crate::options::{Kind, SocketOptions};
@@ -389,13 +389,15 @@ async fn connect_one(
         raw.set_only_v6(false)?;
     }
     if let Some(SocketAddress::Inet(local)) = &options.local_address {
-        raw.bind(&local.socket_addr().into())
-            .map_err(|source| LocalBindFailed::error(*local, address, source))?;
+        raw.bind(&local.socket_addr().into()).map_err(|source| {
+            let source = unscoped(local.socket_addr(), source);
+            LocalBindFailed::error(*local, address, source)
+        })?;
     }
     raw.set_nonblocking(true)?;
     if let Err(e) = raw.connect(&address.into()) {
         if !in_progress(&e, true) {
-            return Err(e);
+            return Err(unscoped(address, e));
         }
     }
     let stream = {

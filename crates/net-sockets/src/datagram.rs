@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use socket2::{Domain, SockRef, Socket as RawSocket, Type};
 use tokio::net::UdpSocket;
 
+use crate::address::needs_scope;
 use crate::adopt::{INET, check_kind};
 use crate::core::{CloseMode, Core, Owner, Setup};
 use crate::options::{Kind, SocketOptions};
@@ -108,12 +109,6 @@ fn same_peer(remote: SocketAddr, to: SocketAddr) -> bool {
         }
         _ => true,
     }
-}
-
-/// Whether the kernel keeps a scope id (an interface) with `ip`: a link-local unicast address,
-/// or a multicast one of interface-local or link-local scope.
-fn needs_scope(ip: &Ipv6Addr) -> bool {
-    ip.is_unicast_link_local() || matches!(ip.segments()[0] & 0xff0f, 0xff01 | 0xff02)
 }
 
 /// Whether a datagram from `from` came from the connected peer `remote`. The kernel delivers
@@ -276,7 +271,8 @@ impl UdpCore {
         selector.check_open()?;
         let raw = RawSocket::new(Domain::for_address(local), Type::DGRAM, None)?;
         options.apply(&raw, Kind::Udp, local.is_ipv6())?;
-        raw.bind(&local.into())?;
+        raw.bind(&local.into())
+            .map_err(|e| crate::address::unscoped(local, e))?;
         let remote = match remote {
             Some(remote) => {
                 // `::` made IPv6-only by `net.ipv6.bindv6only = 1`: the OS's error for an
@@ -285,7 +281,8 @@ impl UdpCore {
                 if local.is_ipv6() && remote.ip().to_canonical().is_ipv4() && raw.only_v6()? {
                     return Err(unreachable(local, remote));
                 }
-                raw.connect(&remote.into())?;
+                raw.connect(&remote.into())
+                    .map_err(|e| crate::address::unscoped(remote, e))?;
                 // The peer as the kernel connected it: for the unspecified address, this host
                 // (`0.0.0.0:p` is `127.0.0.1:p`), where replies come from.
                 Some(raw.peer_addr()?.as_socket().unwrap_or(remote))

@@ -307,7 +307,8 @@ impl ServerSocket {
                 // Accepted sockets get these; a value the OS refuses fails here, not on every
                 // accepted connection.
                 options.apply_connected(&SockRef::from(&raw), true)?;
-                raw.bind(&target.into())?;
+                raw.bind(&target.into())
+                    .map_err(|e| crate::address::unscoped(target, e))?;
                 raw.listen(backlog)?;
                 raw.set_nonblocking(true)?;
                 let listener = selector.register_io(|| TcpListener::from_std(raw.into()))?;
