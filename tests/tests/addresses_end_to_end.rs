@@ -435,3 +435,21 @@ async fn tls_to_an_ipv4_mapped_peer_verifies_its_ipv4_address() {
         serving.abort();
     }
 }
+
+/// Guard (documented in `proxy_header::v1` and `v2`): neither PROXY header carries an IPv6
+/// scope id or flow information: a scoped client is written as its bare address (a v1 `TCP6`
+/// line with a scope in it is no PROXY line, and a listener refuses it).
+#[test]
+fn proxy_headers_leave_scopes_and_flow_labels_out() {
+    let source = SocketAddr::V6(SocketAddrV6::new("fe80::7".parse().unwrap(), 4242, 9, 2));
+    let destination: SocketAddr = "[fe80::1%2]:443".parse().unwrap();
+    assert_eq!(
+        proxy_header::v1(source, destination),
+        "PROXY TCP6 fe80::7 fe80::1 4242 443\r\n"
+    );
+    let unscoped = |a: SocketAddr| SocketAddr::new(a.ip(), a.port());
+    assert_eq!(
+        proxy_header::v2(source, destination),
+        proxy_header::v2(unscoped(source), unscoped(destination))
+    );
+}

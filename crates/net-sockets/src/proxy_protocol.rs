@@ -340,7 +340,9 @@ pub fn encode_v2_local() -> Vec<u8> {
 
 /// A version 1 (text) `PROXY` line for a TCP connection from `source` (the client) to
 /// `destination` (the address the client reached), CRLF included: `TCP4` for two IPv4
-/// addresses, otherwise `TCP6`, an IPv4 address mapped (`::ffff:192.0.2.1`).
+/// addresses, otherwise `TCP6`, an IPv4 address mapped (`::ffff:192.0.2.1`). IPv6 flow
+/// information and scope IDs are not sent, as in [`encode_v2`]: the line has no room for them
+/// (`fe80::1%2` is written `fe80::1`).
 ///
 /// ```
 /// use net_sockets::proxy_header;
