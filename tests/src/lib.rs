@@ -28,6 +28,8 @@
 //!   end, for the stress tests that race a socket's users and its close.
 //! - [`rng`]: a small deterministic generator for the seeded stress tests; [`stress`]: their
 //!   loop of rounds.
+//! - [`paused`]: a runtime whose clock the test pauses, on a thread of its own watched on the
+//!   real clock, and the check that a timer waited exactly its time on that clock.
 //! - [`TempDir`]: a temporary directory that removes itself.
 
 use std::future::Future;
@@ -43,6 +45,7 @@ pub mod leaks;
 pub mod logs;
 pub mod loopback;
 pub mod pairs;
+pub mod paused;
 pub mod pki;
 pub mod probe;
 pub mod proxy;

@@ -12,53 +12,22 @@
 //! `ksoftirqd` on a busy machine), and the set-up's timers (a TLS handshake's) must not fire
 //! then.
 
-use std::future::Future;
 use std::time::Duration;
 
 use net_io::LineEnding;
 use net_sockets::{ProxyProtocol, SelectorManager};
 use net_tests::HANG_LIMIT;
 use net_tests::loopback::{accepted_with_full_buffers, connected_pair, tcp_listener_with};
+use net_tests::paused::{exactly, paused};
 use net_tests::pki::Pki;
 use net_tls::TlsExt;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
-/// Runs `body` on a current-thread runtime (which `body` pauses: see [`pause_now`]), on a
-/// thread of its own; panics if it does not finish within [`HANG_LIMIT`] of real time.
-fn paused<F, Fut>(body: F) -> Fut::Output
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future,
-    Fut::Output: Send + 'static,
-{
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let _ = done.send(runtime.block_on(body()));
-    });
-    finished
-        .recv_timeout(HANG_LIMIT)
-        .expect("the paused runtime hung (or its test panicked)")
-}
-
 /// Pauses the runtime's clock (its set-up done): "now", frozen.
 fn pause_now() -> Instant {
     tokio::time::pause();
     Instant::now()
-}
-
-/// Asserts that `waited`, on the paused clock, is `limit` (the timer wheel rounds a deadline up
-/// to its next millisecond).
-#[track_caller]
-fn exactly(waited: Duration, limit: Duration) {
-    assert!(
-        waited >= limit && waited <= limit + Duration::from_millis(2),
-        "waited {waited:?} on the paused clock for a limit of {limit:?}"
-    );
 }
 
 const LIMIT: Duration = Duration::from_secs(30);

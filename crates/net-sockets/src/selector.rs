@@ -125,7 +125,10 @@ impl SelectorManager {
     /// Tasks of any runtime (or none) may use the sockets, but their I/O and timers are that
     /// runtime's: a current-thread runtime drives them only while it runs (inside its
     /// `block_on`), so an operation polled elsewhere meanwhile waits for it. A selector of its
-    /// own runtime ([`builder`](Self::builder)) has no such dependency.
+    /// own runtime ([`builder`](Self::builder)) has no such dependency. Every timeout of the
+    /// sockets runs on that runtime's clock: in a test that pauses it (`start_paused`),
+    /// `tokio::time::advance` drives them (see the
+    /// [guide](crate::guide#tests-with-a-paused-clock)).
     ///
     /// # Panics
     ///
@@ -775,6 +778,10 @@ const MAX_WORKER_THREADS: usize = 32_768;
 /// a graceful [`shutdown`](SelectorManager::shutdown)), or until the selector and everything
 /// made through it are dropped: its threads then end, in the background (a blocking thread
 /// still closing a socket that lingers finishes that first).
+///
+/// Its clock is the system's: the timeouts of its sockets end in real time, also when a test
+/// that uses them pauses its own runtime's clock (see the
+/// [guide](crate::guide#tests-with-a-paused-clock)).
 ///
 /// # Examples
 ///
