@@ -48,6 +48,11 @@ fn forget_packaged_sources() -> Result<()> {
 /// `usize` (where a read buffer reaches what a `Vec` may hold).
 const OTHER_TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "i686-unknown-linux-gnu"];
 
+/// The targets `net-io` and `net-sockets` are checked to build for, not tested on (their
+/// crate docs' "Platforms"): `cargo check` of the two libraries, which needs no C compiler
+/// (`net-tls`'s crypto provider's C code would need one for the target).
+const BUILD_ONLY_TARGETS: [&str; 2] = ["x86_64-apple-darwin", "x86_64-unknown-freebsd"];
+
 /// Whether the standard library for `target` is installed (`rustup target add` installs it).
 fn target_installed(target: &str) -> bool {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
@@ -97,7 +102,8 @@ fn c_toolchain_missing(target: &str) -> Option<&'static str> {
 /// The three libraries' unit and integration tests, built for each of [`OTHER_TARGETS`] whose
 /// standard library and C compiler are installed (`.ci/run` installs them: the targets through
 /// rustup, `musl-tools` and `gcc-multilib` for ring's C code); a target without them is
-/// skipped, saying so.
+/// skipped, saying so. Then `net-io` and `net-sockets` checked for each of
+/// [`BUILD_ONLY_TARGETS`] whose standard library is installed.
 fn other_targets(root: &std::path::Path) -> Result<()> {
     for target in OTHER_TARGETS {
         if !target_installed(target) {
@@ -126,6 +132,34 @@ fn other_targets(root: &std::path::Path) -> Result<()> {
                 "knet-tls",
                 "--lib",
                 "--tests",
+            ],
+        );
+        println!("    {}", describe(&cmd));
+        let status = cmd.status().context("could not start cargo")?;
+        if !status.success() {
+            bail!("{target}: {status}; command: {}", describe(&cmd));
+        }
+    }
+    for target in BUILD_ONLY_TARGETS {
+        if !target_installed(target) {
+            println!(
+                "    skipped {target}: its standard library is not installed \
+                 (rustup target add {target})"
+            );
+            continue;
+        }
+        let mut cmd = cargo(
+            root,
+            &[
+                "check",
+                "--locked",
+                "--target",
+                target,
+                "-p",
+                "knet-io",
+                "-p",
+                "knet-sockets",
+                "--lib",
             ],
         );
         println!("    {}", describe(&cmd));
@@ -265,9 +299,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
     }
     println!(
-        "==> [{}/{total}] other targets: the libraries' tests built for {}",
+        "==> [{}/{total}] other targets: the libraries' tests built for {}; net-io and \
+         net-sockets checked for {}",
         total - 3,
-        OTHER_TARGETS.join(" and ")
+        OTHER_TARGETS.join(" and "),
+        BUILD_ONLY_TARGETS.join(" and ")
     );
     other_targets(&root).context("step `other targets` failed")?;
     // Every fuzz target briefly: hostile lengths and the line rules against the model, the

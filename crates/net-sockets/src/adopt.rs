@@ -80,7 +80,7 @@ pub(crate) fn check_kind(
         }
         Err(e) => return Err(Error::Io(e)),
     };
-    let domain = socket.domain()?;
+    let domain = family(socket)?;
     if socket_type != ty || !families.contains(&domain) {
         return refused("");
     }
@@ -121,6 +121,68 @@ pub(crate) const INET: &[Domain] = &[Domain::IPV4, Domain::IPV6];
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: RawFd = 3;
+
+/// A socket's address family: `SO_DOMAIN` where the OS has it (Linux, Android), else
+/// [`family_by_address`].
+pub(crate) fn family(socket: &SockRef<'_>) -> io::Result<Domain> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        socket.domain()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        family_by_address(socket)
+    }
+}
+
+/// A socket's address family as its own address (`getsockname`) gives it, which every socket
+/// has, bound or not (an unnamed Unix socket's is `AF_UNIX` with no path): where the OS has no
+/// `SO_DOMAIN` (macOS, the BSDs). Built on Linux too, for its test.
+#[cfg(any(test, not(any(target_os = "linux", target_os = "android"))))]
+fn family_by_address(socket: &SockRef<'_>) -> io::Result<Domain> {
+    Ok(socket.local_addr()?.domain())
+}
+
+/// Whether a socket listens (`SO_ACCEPTCONN`): through socket2 where it offers the option
+/// (Linux, Android, FreeBSD), else [`listens_by_getsockopt`].
+pub(crate) fn listens(socket: &SockRef<'_>) -> io::Result<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        socket.is_listener()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        listens_by_getsockopt(socket)
+    }
+}
+
+/// `SO_ACCEPTCONN` by `getsockopt` itself: macOS and the other BSDs have the option, which
+/// socket2 does not offer there. Built on Linux too, for its test.
+#[cfg(any(
+    test,
+    not(any(target_os = "linux", target_os = "android", target_os = "freebsd"))
+))]
+fn listens_by_getsockopt(socket: &SockRef<'_>) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of the sizes `len` says, and the
+    // descriptor is borrowed for the call.
+    #[allow(unsafe_code)]
+    let done = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    if done == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value != 0)
+}
 
 /// Set once the descriptors systemd passed were taken: each may have one owner only.
 static TAKEN: AtomicBool = AtomicBool::new(false);
@@ -248,7 +310,7 @@ fn is_inherited_listener(fd: RawFd) -> bool {
         "TCP or Unix stream socket",
     )
     .is_ok()
-        && socket.is_listener().unwrap_or(false)
+        && listens(&socket).unwrap_or(false)
 }
 
 /// Takes ownership of a descriptor systemd passed.
@@ -263,4 +325,67 @@ unsafe fn take_inherited(fd: RawFd) -> OwnedFd {
     // LISTEN_FDS_START + LISTEN_FDS, open and owned by nobody else in it (LISTEN_PID names this
     // process), and this one is the listening socket it promised (the caller checked).
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+#[cfg(test)]
+mod platform_tests {
+    use super::*;
+
+    /// What the other platforms' ways find (the family by `getsockname`, `SO_ACCEPTCONN` by
+    /// `getsockopt`) agrees with Linux's (`SO_DOMAIN`, socket2's), on every kind of socket
+    /// adoption meets: unbound, bound, listening, connected and accepted, TCP over IPv4 and
+    /// IPv6, and Unix, named and not.
+    #[test]
+    fn the_other_platforms_ways_agree_with_linuxs() {
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v4_client = std::net::TcpStream::connect(v4.local_addr().unwrap()).unwrap();
+        let v4_accepted = v4.accept().unwrap().0;
+        let mut sockets: Vec<RawSocket> = vec![
+            RawSocket::new(Domain::IPV4, Type::STREAM, None).unwrap(),
+            RawSocket::new(Domain::UNIX, Type::STREAM, None).unwrap(),
+            RawSocket::from(std::os::fd::OwnedFd::from(v4)),
+            RawSocket::from(std::os::fd::OwnedFd::from(v4_client)),
+            RawSocket::from(std::os::fd::OwnedFd::from(v4_accepted)),
+        ];
+        if let Ok(v6) = std::net::TcpListener::bind("[::1]:0") {
+            sockets.push(RawSocket::new(Domain::IPV6, Type::STREAM, None).unwrap());
+            sockets.push(RawSocket::from(std::os::fd::OwnedFd::from(v6)));
+        }
+        let dir = std::env::temp_dir().join(format!("adopt-platforms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        let unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let unix_client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let unix_accepted = unix.accept().unwrap().0;
+        let (pair_a, _pair_b) = std::os::unix::net::UnixStream::pair().unwrap();
+        for fd in [
+            std::os::fd::OwnedFd::from(unix),
+            std::os::fd::OwnedFd::from(unix_client),
+            std::os::fd::OwnedFd::from(unix_accepted),
+            std::os::fd::OwnedFd::from(pair_a),
+        ] {
+            sockets.push(RawSocket::from(fd));
+        }
+        assert!(sockets.len() >= 9);
+        for socket in &sockets {
+            let socket = SockRef::from(socket);
+            assert_eq!(
+                family_by_address(&socket).unwrap(),
+                socket.domain().unwrap(),
+                "{socket:?}"
+            );
+            assert_eq!(
+                listens_by_getsockopt(&socket).unwrap(),
+                socket.is_listener().unwrap(),
+                "{socket:?}"
+            );
+        }
+        let listening = sockets
+            .iter()
+            .filter(|s| SockRef::from(*s).is_listener().unwrap())
+            .count();
+        assert!(listening >= 2, "both kinds of listener were asked");
+        drop(sockets);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use socket2::{Domain, Socket as RawSocket};
+use socket2::{Domain, SockRef, Socket as RawSocket};
 
 use crate::address::ToSocketAddress;
 use crate::adopt::StdListener;
@@ -519,7 +519,7 @@ impl TcpSocketBuilder {
         // corrected: an error after would close them for good.
         let tcp = taken
             .iter()
-            .filter_map(|(_, raw)| Some((raw.domain().ok()?, raw)))
+            .filter_map(|(_, raw)| Some((crate::adopt::family(&SockRef::from(raw)).ok()?, raw)))
             .find(|(domain, _)| *domain != Domain::UNIX);
         if let Some((domain, raw)) = tcp {
             if let Err(e) = self.options.check_on_a_scratch_socket(domain, raw) {

@@ -85,11 +85,11 @@
 //!
 //! # Platforms
 //!
-//! Linux, where it is built and tested. macOS and the BSDs do not build it as it stands:
-//! adopting a socket ([`ServerSocket::from_std`] and the others) asks the OS for the socket's
-//! family (`SO_DOMAIN`), which socket2 offers on Linux and Android only, and whether it listens
-//! (`SO_ACCEPTCONN`), which it does not offer on macOS, NetBSD or OpenBSD. Unix datagram
-//! sockets are not supported; Unix stream sockets are, through the TCP builder.
+//! Linux, where it is built and tested: what these docs say of behaviour is Linux's. It also
+//! builds for macOS and FreeBSD (`cargo xtask ci` checks that where their standard libraries
+//! are installed), but is tested on neither. (Adopting a socket, [`ServerSocket::from_std`] and
+//! the others, asks for its family through `getsockname` there, where Linux has `SO_DOMAIN`.)
+//! Unix datagram sockets are not supported; Unix stream sockets are, through the TCP builder.
 //!
 //! # Tracing
 //!

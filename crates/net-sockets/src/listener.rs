@@ -375,14 +375,14 @@ impl ServerSocket {
             &families,
             "TCP or Unix stream socket",
         )?;
-        if !raw.is_listener()? {
+        if !crate::adopt::listens(&SockRef::from(&raw))? {
             return Err(Error::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the socket to adopt is not listening",
             )));
         }
         raw.set_nonblocking(true)?;
-        let domain = raw.domain()?;
+        let domain = crate::adopt::family(&SockRef::from(&raw))?;
         let unix = domain == Domain::UNIX;
         if !unix {
             // Marks the connections it accepts, which inherit it, as a bound listener's do.
