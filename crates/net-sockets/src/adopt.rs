@@ -184,6 +184,59 @@ fn listens_by_getsockopt(socket: &SockRef<'_>) -> io::Result<bool> {
     Ok(value != 0)
 }
 
+/// Makes a send on `socket` fail with `EPIPE` rather than raise `SIGPIPE` where the send itself
+/// cannot ask that (Apple's systems have no `MSG_NOSIGNAL`: the socket's `SO_NOSIGPIPE` does
+/// it). The sockets this crate makes have it (socket2 sets it), and so do the connections its
+/// listeners accept (they inherit it); a socket made elsewhere may not (a C library's, one
+/// from `socketpair`), nor a connection an adopted listener queued before its adoption. Asked
+/// first, and set only where missing (setting it fails on a connection that is gone). Nothing
+/// to do elsewhere: sends pass `MSG_NOSIGNAL` (see `stream.rs`).
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos",
+    target_os = "visionos"
+))]
+pub(crate) fn ensure_no_sigpipe(socket: &SockRef<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of the sizes `len` says, and the
+    // descriptor is borrowed for the call.
+    #[allow(unsafe_code)]
+    let done = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NOSIGPIPE,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    if done == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if value == 0 {
+        socket.set_nosigpipe(true)?;
+    }
+    Ok(())
+}
+
+/// See the Apple version: elsewhere each send passes `MSG_NOSIGNAL`, or the platform is not
+/// one this crate is built for.
+#[cfg(not(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos",
+    target_os = "visionos"
+)))]
+#[inline]
+pub(crate) fn ensure_no_sigpipe(_socket: &SockRef<'_>) -> io::Result<()> {
+    Ok(())
+}
+
 /// Set once the descriptors systemd passed were taken: each may have one owner only.
 static TAKEN: AtomicBool = AtomicBool::new(false);
 

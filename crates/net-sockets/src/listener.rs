@@ -990,6 +990,9 @@ impl ListenerInner {
         // selector's (parameters would go in the reverse order of theirs), so that the
         // selector's count reads none only once its listeners' do.
         let places = (membership, counted);
+        // macOS: its sends must not raise SIGPIPE (one queued before an adopted listener was
+        // adopted did not inherit that from it).
+        crate::adopt::ensure_no_sigpipe(&SockRef::from(&stream))?;
         let tcp = matches!(stream, Stream::Tcp(_));
         let (local, ipv6) = match &stream {
             Stream::Tcp(s) => {

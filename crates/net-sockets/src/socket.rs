@@ -159,6 +159,8 @@ impl Socket<Plain> {
             (INET, "TCP stream socket")
         };
         check_kind(&SockRef::from(&fd), Type::STREAM, families, what)?;
+        // macOS: its sends must not raise SIGPIPE, whoever made it.
+        crate::adopt::ensure_no_sigpipe(&SockRef::from(&fd))?;
         let inner = selector.inner();
         inner.check_open()?;
         let (stream, local, remote): (Stream, SocketAddress, SocketAddress) = if unix {
