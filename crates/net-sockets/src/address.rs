@@ -182,16 +182,17 @@ impl std::str::FromStr for InetSocketAddress {
 /// [`local_address`](crate::TcpSocketBuilder::local_address), when it closes or its connect
 /// fails or is dropped. Either removes the file only while it is still the one it made.
 ///
-/// A path holds at most 107 bytes on Linux (this crate's limit, as std's and socket2's: room
-/// for a terminating NUL), and no NUL byte: `bind` and `connect` refuse a longer one, or one
-/// with a NUL byte, with [`Error::Io`] of kind
+/// A path holds at most 107 bytes on Linux (103 on macOS and FreeBSD; this crate's limit, as
+/// std's and socket2's: room for a terminating NUL), and no NUL byte: `bind` and `connect`
+/// refuse a longer one, or one with a NUL byte, with [`Error::Io`] of kind
 /// [`InvalidInput`](std::io::ErrorKind::InvalidInput), never cutting it short. (Linux also
 /// binds a path of 108 bytes without the NUL, which a client made another way may have: a
 /// listener accepts it, and reports its path.) A name in
 /// Linux's abstract namespace is a NUL byte and then any bytes, NUL bytes included (each one
 /// counts: `"\0svc\0a"` is not `"\0svc"`), none at all included (`"\0"`), 108 bytes in all
-/// at most. A path that begins with `@` is a file's (relative) path, not an abstract name,
-/// though `Display` shows both alike, as `ss` does (`"@svc"` and `"\0svc"` show as `@svc`):
+/// at most; other systems have no such names, and `bind` and `connect` refuse them there
+/// the same way. A path that begins with `@` is a file's (relative) path, not an abstract
+/// name, though `Display` shows both alike, as `ss` does (`"@svc"` and `"\0svc"` show as `@svc`):
 /// what `Display` shows is for reading, not for giving back to [`new`](Self::new). A relative
 /// path is the OS's: resolved against the working directory when the socket is bound or
 /// connected, and reported as it was given; the file it made is removed there, though the
@@ -313,12 +314,25 @@ impl UnixSocketAddress {
     /// of 108, as std and socket2 have it, though Linux takes 108 without it; an abstract
     /// name, which has none, may take all 108 with its leading NUL), or when a path that is not
     /// an abstract name holds a NUL byte: the OS would read the path only up to it, so a
-    /// different path would be bound or reached, and its file would never be removed.
+    /// different path would be bound or reached, and its file would never be removed (where
+    /// the OS has no abstract names, also when the NUL byte comes first).
     pub(crate) fn sock_addr(&self) -> io::Result<socket2::SockAddr> {
         use std::os::unix::ffi::OsStrExt;
         let bytes = self.path.as_os_str().as_bytes();
         let capacity = std::mem::size_of::<libc::sockaddr_un>()
             - std::mem::offset_of!(libc::sockaddr_un, sun_path);
+        // Elsewhere the OS would read the name only up to its leading NUL: the empty path.
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        if bytes.first() == Some(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "Unix socket name {:?} is in Linux's abstract namespace (a NUL byte \
+                     first), which this OS does not have",
+                    self.path
+                ),
+            ));
+        }
         let (is_abstract, limit) = match bytes.first() {
             Some(0) => (true, capacity),
             _ => (false, capacity - 1),
@@ -672,6 +686,27 @@ fn port_number(text: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On Linux the socket address takes a path of 107 bytes (not 108) and an abstract name of
+    /// 108 with its leading NUL, whatever the other systems' limits (103 bytes, no abstract
+    /// names) are.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn the_socket_address_limits_are_linuxs_on_linux() {
+        use std::os::unix::ffi::OsStringExt;
+        let name = |first: u8, len: usize| {
+            let mut bytes = vec![b'a'; len];
+            bytes[0] = first;
+            UnixSocketAddress::new(std::ffi::OsString::from_vec(bytes))
+        };
+        assert!(name(b'/', 107).sock_addr().is_ok());
+        let e = name(b'/', 108).sock_addr().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(name(0, 108).sock_addr().is_ok());
+        assert!(name(0, 1).sock_addr().is_ok());
+        let e = name(0, 109).sock_addr().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    }
 
     /// A name in Linux's abstract namespace displays as `ss` and systemd write it, `@` then the
     /// name (control characters escaped), never with a raw NUL byte; an unnamed socket (the
