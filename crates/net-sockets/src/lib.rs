@@ -91,6 +91,29 @@
 //! the others, asks for its family through `getsockname` there, where Linux has `SO_DOMAIN`.)
 //! Unix datagram sockets are not supported; Unix stream sockets are, through the TCP builder.
 //!
+//! What reading the code for those systems finds differs from Linux (none of it run there):
+//!
+//! - macOS has no `MSG_NOSIGNAL`: a send to a peer that is gone fails with `EPIPE`, without
+//!   `SIGPIPE`, because every stream socket has `SO_NOSIGPIPE` (socket2 sets it on the sockets
+//!   it makes and accepted ones inherit it; it is set where missing on adopted streams and
+//!   accepted connections).
+//! - macOS has neither `SOCK_CLOEXEC` nor `accept4`: sockets are made close-on-exec just after
+//!   they are created or accepted, not atomically, so a child process another thread starts
+//!   in between inherits the descriptor.
+//! - A Unix socket path holds at most 103 bytes; Linux's abstract names do not exist, and
+//!   `bind` and `connect` refuse them ([`UnixSocketAddress`]). A connect to a Unix listener
+//!   whose backlog is full fails with `ECONNREFUSED`, not `EAGAIN`.
+//! - After a TCP peer's reset, a write may fail with `EPIPE` (kind `BrokenPipe`) where Linux
+//!   reports `ECONNRESET`.
+//! - FreeBSD makes IPv6 sockets IPv6-only by default (`net.inet6.ip6.v6only = 1`): a listener
+//!   on `::` takes no IPv4 clients there.
+//! - [`reuse_port`](TcpSocketBuilder::reuse_port) shares the port, but how connections are
+//!   spread is Linux's (FreeBSD spreads them only with `SO_REUSEPORT_LB`, not set here).
+//! - A [`linger`](TcpSocketBuilder::linger) time other than zero may make no close wait:
+//!   these kernels skip that wait for a non-blocking socket, which these sockets are. Zero
+//!   still makes the close a reset.
+//! - [`tcp_user_timeout`](TcpSocketBuilder::tcp_user_timeout) is ignored.
+//!
 //! # Tracing
 //!
 //! Each connection has a `connection` span (fields `local`, `remote`, and `via` behind a PROXY
