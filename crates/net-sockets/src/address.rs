@@ -295,6 +295,7 @@ impl UnixSocketAddress {
     }
 
     /// As [`reported`](Self::reported), from a socket2 address.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) fn reported_raw(address: &socket2::SockAddr) -> UnixSocketAddress {
         if let Some(path) = address.as_pathname() {
             return UnixSocketAddress::new(path);
@@ -303,6 +304,41 @@ impl UnixSocketAddress {
             Some(name) => UnixSocketAddress::abstract_name(name),
             None => UnixSocketAddress::new(PathBuf::new()),
         }
+    }
+
+    /// As [`reported`](Self::reported), from a socket2 address: see
+    /// [`reported_up_to_nul`](Self::reported_up_to_nul).
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn reported_raw(address: &socket2::SockAddr) -> UnixSocketAddress {
+        UnixSocketAddress::reported_up_to_nul(address)
+    }
+
+    /// A Unix socket's address where the kernel reports it with the length its binder passed
+    /// (macOS, the BSDs; Linux counts the path's terminating NUL itself): the path is the
+    /// bytes within that length up to the first NUL. socket2 (as std) takes the last byte in
+    /// the length for a NUL, so a path bound with `SUN_LEN` (no NUL counted, the BSDs' own
+    /// idiom) would lose its last byte, and one bound with the whole structure's size would
+    /// keep the NUL bytes after it. No path (an unnamed socket, whose path is zeroed there):
+    /// the empty path. Built on Linux too, for its test.
+    #[cfg(any(test, not(any(target_os = "linux", target_os = "android"))))]
+    fn reported_up_to_nul(address: &socket2::SockAddr) -> UnixSocketAddress {
+        use std::os::unix::ffi::OsStrExt;
+        if address.family() != libc::AF_UNIX as libc::sa_family_t {
+            return UnixSocketAddress::new(PathBuf::new());
+        }
+        let offset = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+        let capacity = std::mem::size_of::<libc::sockaddr_un>() - offset;
+        let len = (address.len() as usize)
+            .saturating_sub(offset)
+            .min(capacity);
+        // SAFETY: the storage behind a `SockAddr` is a `sockaddr_storage`, larger than a
+        // `sockaddr_un` and aligned for it, and every byte of it is initialized; `len` bytes
+        // of the path are within it.
+        #[allow(unsafe_code)]
+        let bytes =
+            unsafe { std::slice::from_raw_parts(address.as_ptr().cast::<u8>().add(offset), len) };
+        let path = bytes.split(|&b| b == 0).next().unwrap_or_default();
+        UnixSocketAddress::new(std::ffi::OsStr::from_bytes(path))
     }
 
     /// The socket address for this path, as `bind` and `connect` give it to the OS.
@@ -361,6 +397,7 @@ impl UnixSocketAddress {
     }
 
     /// A name in the abstract namespace, written as the path that binds it: a NUL byte first.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     fn abstract_name(name: &[u8]) -> UnixSocketAddress {
         use std::os::unix::ffi::OsStringExt;
         let mut bytes = Vec::with_capacity(name.len() + 1);
@@ -686,6 +723,44 @@ fn port_number(text: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where the kernel reports a Unix address with its binder's length (macOS, the BSDs), the
+    /// path is read up to its first NUL within that length: bound with `SUN_LEN` (no NUL
+    /// counted) it keeps its last byte, bound with the whole structure's size it gets no NUL
+    /// bytes after it; with the NUL counted, and unnamed, it reads as socket2 reads it.
+    #[test]
+    fn a_unix_address_is_read_up_to_its_nul_within_the_reported_length() {
+        let offset = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+        let with_length = |len: usize| {
+            let mut address = socket2::SockAddr::unix("/tmp/abc").unwrap();
+            // SAFETY: within the storage, every byte of which is initialized.
+            #[allow(unsafe_code)]
+            unsafe {
+                address.set_length(len as libc::socklen_t)
+            };
+            address
+        };
+        let sun_len = with_length(offset + "/tmp/abc".len());
+        let whole = with_length(std::mem::size_of::<libc::sockaddr_un>());
+        for address in [&sun_len, &whole] {
+            assert_eq!(
+                UnixSocketAddress::reported_up_to_nul(address).path(),
+                Path::new("/tmp/abc"),
+                "length {}",
+                address.len()
+            );
+        }
+        let usual = socket2::SockAddr::unix("/tmp/abc").unwrap();
+        let unnamed = with_length(offset);
+        for address in [&usual, &unnamed] {
+            assert_eq!(
+                UnixSocketAddress::reported_up_to_nul(address),
+                UnixSocketAddress::reported_raw(address),
+                "length {}",
+                address.len()
+            );
+        }
+    }
 
     /// On Linux the socket address takes a path of 107 bytes (not 108) and an abstract name of
     /// 108 with its leading NUL, whatever the other systems' limits (103 bytes, no abstract

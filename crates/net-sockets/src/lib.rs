@@ -102,7 +102,10 @@
 //!   in between inherits the descriptor.
 //! - A Unix socket path holds at most 103 bytes; Linux's abstract names do not exist, and
 //!   `bind` and `connect` refuse them ([`UnixSocketAddress`]). A connect to a Unix listener
-//!   whose backlog is full fails with `ECONNREFUSED`, not `EAGAIN`.
+//!   whose backlog is full fails with `ECONNREFUSED`, not `EAGAIN`. The kernel reports a Unix
+//!   address with the length its binder gave: a peer's is read up to its first NUL, but an
+//!   adopted socket's addresses as `std` reads them, which drops the last byte of a path
+//!   bound without its NUL counted (`SUN_LEN`).
 //! - After a TCP peer's reset, a write may fail with `EPIPE` (kind `BrokenPipe`) where Linux
 //!   reports `ECONNRESET`.
 //! - FreeBSD makes IPv6 sockets IPv6-only by default (`net.inet6.ip6.v6only = 1`): a listener
