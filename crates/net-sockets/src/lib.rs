@@ -93,10 +93,13 @@
 //!
 //! What reading the code for those systems finds differs from Linux (none of it run there):
 //!
-//! - macOS has no `MSG_NOSIGNAL`: a send to a peer that is gone fails with `EPIPE`, without
-//!   `SIGPIPE`, because every stream socket has `SO_NOSIGPIPE` (socket2 sets it on the sockets
-//!   it makes and accepted ones inherit it; it is set where missing on adopted streams and
-//!   accepted connections).
+//! - Sends on macOS pass no `MSG_NOSIGNAL`: one to a peer that is gone fails with `EPIPE`,
+//!   without `SIGPIPE`, because every stream socket has `SO_NOSIGPIPE` (socket2 sets it on the
+//!   sockets it makes and accepted ones inherit it; it is set where missing on adopted streams
+//!   and accepted connections, and one whose connection is gone may refuse it: the adoption
+//!   then fails with the OS's error, the accepted connection is dropped).
+//! - macOS refuses a UDP datagram over `net.inet.udp.maxdgram` (9,216 bytes by default) with
+//!   `EMSGSIZE`, though [`Datagram::new`] takes up to [`MAX_DATAGRAM_SIZE`] bytes.
 //! - macOS has neither `SOCK_CLOEXEC` nor `accept4`: sockets are made close-on-exec just after
 //!   they are created or accepted, not atomically, so a child process another thread starts
 //!   in between inherits the descriptor.

@@ -202,7 +202,8 @@ impl AsFd for Stream {
 
 /// Writes use `MSG_NOSIGNAL` where the OS has it: a peer that is gone is an `EPIPE` error, never
 /// a `SIGPIPE`, even in a process that does not ignore the signal (Rust programs do; C hosts may
-/// not).
+/// not). On Apple's systems the socket's `SO_NOSIGPIPE` does it (see
+/// `adopt::ensure_no_sigpipe`).
 #[cfg(any(
     target_os = "linux",
     target_os = "android",
