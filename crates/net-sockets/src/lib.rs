@@ -110,7 +110,8 @@
 //!   adopted socket's addresses as `std` reads them, which drops the last byte of a path
 //!   bound without its NUL counted (`SUN_LEN`).
 //! - After a TCP peer's reset, a write may fail with `EPIPE` (kind `BrokenPipe`) where Linux
-//!   reports `ECONNRESET`.
+//!   reports `ECONNRESET`; on macOS, one racing the connection's teardown may fail with
+//!   `EPROTOTYPE` (a known kernel race), passed on as it is, not as a reset.
 //! - FreeBSD makes IPv6 sockets IPv6-only by default (`net.inet6.ip6.v6only = 1`): a listener
 //!   on `::` takes no IPv4 clients there.
 //! - [`reuse_port`](TcpSocketBuilder::reuse_port) shares the port, but how connections are
