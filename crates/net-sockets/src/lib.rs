@@ -109,9 +109,9 @@
 //!   address with the length its binder gave: a peer's is read up to its first NUL, but an
 //!   adopted socket's addresses as `std` reads them, which drops the last byte of a path
 //!   bound without its NUL counted (`SUN_LEN`). A listener's record of its socket file holds
-//!   the file's device and inode numbers only, not the inode (there is no `O_PATH`): a
-//!   successor's file bound at the path as the listener closes, if given the freed inode's
-//!   number, could be taken for its own and removed.
+//!   the file's device and inode numbers only, not the inode (held with `O_PATH` on Linux
+//!   only): a successor's file bound at the path as the listener closes, if given the freed
+//!   inode's number, could be taken for its own and removed.
 //! - After a TCP peer's reset, a write may fail with `EPIPE` (kind `BrokenPipe`) where Linux
 //!   reports `ECONNRESET`; on macOS, one racing the connection's teardown may fail with
 //!   `EPROTOTYPE` (a known kernel race), passed on as it is, not as a reset.
