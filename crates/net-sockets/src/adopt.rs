@@ -185,8 +185,8 @@ fn listens_by_getsockopt(socket: &SockRef<'_>) -> io::Result<bool> {
 }
 
 /// Makes a send on `socket` fail with `EPIPE` rather than raise `SIGPIPE` where the send itself
-/// cannot ask that (Apple's systems have no `MSG_NOSIGNAL`: the socket's `SO_NOSIGPIPE` does
-/// it). The sockets this crate makes have it (socket2 sets it), and so do the connections its
+/// does not ask that (on Apple's systems this crate's sends pass no `MSG_NOSIGNAL`: the
+/// socket's `SO_NOSIGPIPE` does it, as socket2 and std have it there). The sockets this crate makes have it (socket2 sets it), and so do the connections its
 /// listeners accept (they inherit it); a socket made elsewhere may not (a C library's, one
 /// from `socketpair`), nor a connection an adopted listener queued before its adoption. Asked
 /// first, and set only where missing (setting it fails on a connection that is gone). Nothing
