@@ -115,6 +115,10 @@
 //! - After a TCP peer's reset, a write may fail with `EPIPE` (kind `BrokenPipe`) where Linux
 //!   reports `ECONNRESET`; on macOS, one racing the connection's teardown may fail with
 //!   `EPROTOTYPE` (a known kernel race), passed on as it is, not as a reset.
+//! - These kernels may refuse an option set on a connection that is gone (macOS with
+//!   `EINVAL`, FreeBSD with `ECONNRESET`): a connection its client reset before `accept` set
+//!   it up is then dropped with the `warn` event of a failed set-up, where Linux hands it out
+//!   and its first read reports the reset.
 //! - FreeBSD makes IPv6 sockets IPv6-only by default (`net.inet6.ip6.v6only = 1`): a listener
 //!   on `::` takes no IPv4 clients there.
 //! - [`reuse_port`](TcpSocketBuilder::reuse_port) shares the port, but how connections are
