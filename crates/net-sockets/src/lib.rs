@@ -91,42 +91,10 @@
 //! the others, asks for its family through `getsockname` there, where Linux has `SO_DOMAIN`.)
 //! Unix datagram sockets are not supported; Unix stream sockets are, through the TCP builder.
 //!
-//! What reading the code for those systems finds differs from Linux (none of it run there):
-//!
-//! - Sends on macOS pass no `MSG_NOSIGNAL`: one to a peer that is gone fails with `EPIPE`,
-//!   without `SIGPIPE`, because every stream socket has `SO_NOSIGPIPE` (socket2 sets it on the
-//!   sockets it makes and accepted ones inherit it; it is set where missing on adopted streams
-//!   and accepted connections, and one whose connection is gone may refuse it: the adoption
-//!   then fails with the OS's error, the accepted connection is dropped).
-//! - macOS refuses a UDP datagram over `net.inet.udp.maxdgram` (9,216 bytes by default) with
-//!   `EMSGSIZE`, though [`Datagram::new`] takes up to [`MAX_DATAGRAM_SIZE`] bytes.
-//! - macOS has neither `SOCK_CLOEXEC` nor `accept4`: sockets are made close-on-exec just after
-//!   they are created or accepted, not atomically, so a child process another thread starts
-//!   in between inherits the descriptor.
-//! - A Unix socket path holds at most 103 bytes; Linux's abstract names do not exist, and
-//!   `bind` and `connect` refuse them ([`UnixSocketAddress`]). A connect to a Unix listener
-//!   whose backlog is full fails with `ECONNREFUSED`, not `EAGAIN`. The kernel reports a Unix
-//!   address with the length its binder gave: a peer's is read up to its first NUL, but an
-//!   adopted socket's addresses as `std` reads them, which drops the last byte of a path
-//!   bound without its NUL counted (`SUN_LEN`). A listener's record of its socket file holds
-//!   the file's device and inode numbers only, not the inode (held with `O_PATH` on Linux
-//!   only): a successor's file bound at the path as the listener closes, if given the freed
-//!   inode's number, could be taken for its own and removed.
-//! - After a TCP peer's reset, a write may fail with `EPIPE` (kind `BrokenPipe`) where Linux
-//!   reports `ECONNRESET`; on macOS, one racing the connection's teardown may fail with
-//!   `EPROTOTYPE` (a known kernel race), passed on as it is, not as a reset.
-//! - These kernels may refuse an option set on a connection that is gone (macOS with
-//!   `EINVAL`, FreeBSD with `ECONNRESET`): a connection its client reset before `accept` set
-//!   it up is then dropped with the `warn` event of a failed set-up, where Linux hands it out
-//!   and its first read reports the reset.
-//! - FreeBSD makes IPv6 sockets IPv6-only by default (`net.inet6.ip6.v6only = 1`): a listener
-//!   on `::` takes no IPv4 clients there.
-//! - [`reuse_port`](TcpSocketBuilder::reuse_port) shares the port, but how connections are
-//!   spread is Linux's (FreeBSD spreads them only with `SO_REUSEPORT_LB`, not set here).
-//! - A [`linger`](TcpSocketBuilder::linger) time other than zero may make no close wait:
-//!   these kernels skip that wait for a non-blocking socket, which these sockets are. Zero
-//!   still makes the close a reset.
-//! - [`tcp_user_timeout`](TcpSocketBuilder::tcp_user_timeout) is ignored.
+//! What reading the code for those systems finds differs from Linux (how a send to a peer
+//! that is gone avoids `SIGPIPE`, close-on-exec, Unix paths, options on a connection that
+//! is gone, IPv6-only defaults, `linger`) is in the [guide]'s section *Other
+//! platforms*.
 //!
 //! # Tracing
 //!
