@@ -291,7 +291,9 @@ impl TlsServerConfigBuilder {
     /// regard to ASCII case, and to a fully qualified name's trailing dot). Clients that send
     /// another DNS name, an IP address (which SNI may not carry) or none get the default
     /// chain; one that sends a name that is not a DNS name (a space in it, a label over 63
-    /// characters, two trailing dots) is refused by rustls, with or without SNI certificates:
+    /// characters, two trailing dots) is refused by rustls, with or without SNI certificates,
+    /// and so is one that sends a name of 253 characters, the longest, with the trailing dot
+    /// (rustls takes 253 characters, dot included; RFC 6066 says to send no dot):
     /// its handshake fails with
     /// [`Error::Handshake`]`(`[`PeerMisbehaved::ServerNameMustContainOneHostName`](rustls::PeerMisbehaved::ServerNameMustContainOneHostName)`)`,
     /// the client told `illegal_parameter`. A name given again replaces its earlier
