@@ -633,3 +633,61 @@ async fn the_longest_dns_names_by_sni_with_and_without_their_trailing_dot() {
         );
     }
 }
+
+/// Our client given the longest DNS name (253 characters) with a fully qualified name's
+/// trailing dot as its `server_name` drops the dot, as it does for every other name: it
+/// connects to a server with an SNI certificate for that name, which it verifies, and both
+/// sides report the name without the dot. Before, `build()` failed with
+/// `InvalidServerName` (rustls counts the dot toward its limit of 253 characters), though the
+/// docs say the dot is dropped, and the name without it was taken.
+#[tokio::test]
+async fn our_client_drops_the_trailing_dot_of_the_longest_dns_name() {
+    use net_sockets::a_socket;
+    use net_tests::pki::Pki;
+    use net_tls::TlsExt;
+    let selector = SelectorManager::new();
+    let pki = Pki::generate();
+    let label = "x".repeat(63);
+    let of_253 = format!("{label}.{label}.{label}.{}", "z".repeat(61));
+    let config = pki
+        .ca
+        .server(&[of_253.as_str()])
+        .sni_certificate(&of_253, pki.server_config())
+        .build()
+        .unwrap();
+    let client = pki
+        .ca
+        .client_config()
+        .server_name(&format!("{of_253}."))
+        .build()
+        .expect("the longest DNS name with its trailing dot");
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.port().unwrap();
+    let (server, client) = within(async {
+        tokio::join!(
+            async { listener.accept().await.unwrap().tls_server(&config).await },
+            net_tests::tls::connect(&selector, "127.0.0.1", port, client)
+        )
+    })
+    .await;
+    let (server, client) = (server.unwrap(), client.unwrap());
+    assert_eq!(server.server_name(), Some(of_253.as_str()));
+    assert_eq!(client.server_name(), Some(of_253.as_str()));
+    // Names that are no DNS name with or without one dot stay refused.
+    for name in [
+        format!("{of_253}.."),
+        format!("x{of_253}."),
+        "a b.".to_owned(),
+    ] {
+        let refused = pki.ca.client_config().server_name(&name).build();
+        assert!(
+            matches!(&refused, Err(net_tls::Error::InvalidServerName { name: n, .. }) if *n == name),
+            "{}: {refused:?}",
+            name.len()
+        );
+    }
+}

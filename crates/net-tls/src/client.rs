@@ -246,7 +246,19 @@ pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>> {
         let ip = ipv6_literal(name).ok_or_else(invalid)?;
         return Ok(ServerName::IpAddress(std::net::IpAddr::V6(ip).into()));
     }
-    ServerName::try_from(name.to_owned()).map_err(|_| invalid())
+    match ServerName::try_from(name.to_owned()) {
+        Ok(server_name) => Ok(server_name),
+        // rustls counts a fully qualified name's trailing dot toward its limit of 253
+        // characters: the longest DNS names are taken without it, as the dot is dropped
+        // anyway. A second dot, or what is no DNS name without the dot, stays refused.
+        Err(_) => match name.strip_suffix('.') {
+            Some(rest) if !rest.ends_with('.') => match ServerName::try_from(rest.to_owned()) {
+                Ok(dns_name @ ServerName::DnsName(_)) => Ok(dns_name),
+                _ => Err(invalid()),
+            },
+            _ => Err(invalid()),
+        },
+    }
 }
 
 /// An IPv6 address, with or without a scope (`fe80::1%eth0`, `fe80::1%2`), which is dropped:
