@@ -126,8 +126,22 @@ impl RecordWriter {
     /// A KeyUpdate that asks for no update in return, after which this side uses its next
     /// keys (RFC 8446 §4.6.3).
     pub fn key_update(&mut self, out: &mut Vec<u8>) {
-        // key_update(24), length 1, update_not_requested(0).
-        self.record(ContentType::Handshake, &[24, 0, 0, 1, 0], out);
+        self.key_update_with(false, out);
+    }
+
+    /// A KeyUpdate that asks the peer to update its keys too (`update_requested`), after which
+    /// this side uses its next keys.
+    pub fn key_update_requested(&mut self, out: &mut Vec<u8>) {
+        self.key_update_with(true, out);
+    }
+
+    fn key_update_with(&mut self, requested: bool, out: &mut Vec<u8>) {
+        // key_update(24), length 1, update_not_requested(0) or update_requested(1).
+        self.record(
+            ContentType::Handshake,
+            &[24, 0, 0, 1, u8::from(requested)],
+            out,
+        );
         let mut next = [0u8; 32];
         expand_label(&self.secret, b"traffic upd", &mut next);
         self.secret = next;

@@ -1,9 +1,10 @@
 //! TLS against real and byte-level peers that misbehave in ways the other suites leave out:
 //! data and `close_notify` then a reset; application data right behind a ClientHello; a
 //! client that goes away after each of its handshake flights; a ClientHello padded to nearly
-//! 64 KiB in many segments; alerts and content types TLS does not define; server names by SNI
-//! at and over the length limit of a DNS name (`openssl s_client -servername`), with and
-//! without a fully qualified name's trailing dot.
+//! 64 KiB in many segments; alerts and content types TLS does not define; `close_notify` at the
+//! fatal level or after `user_canceled`; a KeyUpdate request, then `close_notify` and a reset;
+//! server names by SNI at and over the length limit of a DNS name (`openssl s_client
+//! -servername`), with and without a fully qualified name's trailing dot.
 
 use std::io;
 use std::time::Duration;
@@ -689,5 +690,74 @@ async fn our_client_drops_the_trailing_dot_of_the_longest_dns_name() {
             "{}: {refused:?}",
             name.len()
         );
+    }
+}
+
+/// A TLS 1.3 peer ends with `close_notify` sent at the fatal level (as some implementations
+/// send it), or with `user_canceled` then `close_notify` (RFC 8446's way to cancel), after a
+/// line, all in one segment: our server reads the line, then a clean end, twice; no error.
+#[tokio::test]
+async fn close_notify_at_the_fatal_level_or_after_user_canceled_is_a_clean_end() {
+    use rustls::ContentType;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("close notify levels ca");
+    let ends: [(&str, &[&[u8]]); 2] = [
+        ("fatal close_notify", &[&[2, 0]]),
+        ("user_canceled, close_notify", &[&[1, 90], &[1, 0]]),
+    ];
+    for (what, alerts) in ends {
+        let (mut tcp, mut records, mut server) = raw_tls13_peer(&selector, &ca).await;
+        let mut bytes = Vec::new();
+        records.record(ContentType::ApplicationData, b"first\n", &mut bytes);
+        for alert in alerts {
+            records.record(ContentType::Alert, alert, &mut bytes);
+        }
+        within(tcp.write_all(&bytes)).await.unwrap();
+        let mut input = server.open_read_channel().unwrap();
+        let line = within(input.read_utf8_line(64)).await;
+        assert_eq!(line.unwrap().as_deref(), Some("first"), "{what}");
+        for _ in 0..2 {
+            let end = within(input.read_utf8_line(64)).await;
+            assert!(matches!(end, Ok(None)), "{what}: {end:?}");
+        }
+        server.close();
+    }
+}
+
+/// A TLS 1.3 peer sends a line, a KeyUpdate that asks for ours (`update_requested`), a line
+/// under its next keys and `close_notify`, then resets the connection (or only ends it, FIN):
+/// our server, which only reads, reads both lines, then a clean end, twice. Its KeyUpdate
+/// reply, which meets the reset, takes nothing away from what the peer sent before its
+/// `close_notify`.
+#[tokio::test]
+async fn a_key_update_request_then_close_notify_and_a_reset_give_every_line_then_the_end() {
+    use rustls::ContentType;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("key update then reset ca");
+    for after in [After::Reset, After::FinThenReset] {
+        let (mut tcp, mut records, mut server) = raw_tls13_peer(&selector, &ca).await;
+        let mut bytes = Vec::new();
+        records.record(ContentType::ApplicationData, b"first\n", &mut bytes);
+        records.key_update_requested(&mut bytes);
+        records.record(ContentType::ApplicationData, b"second\n", &mut bytes);
+        records.record(ContentType::Alert, &[1, 0], &mut bytes);
+        within(tcp.write_all(&bytes)).await.unwrap();
+        if after == After::FinThenReset {
+            within(tcp.shutdown()).await.unwrap();
+        }
+        socket2::SockRef::from(&tcp)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(tcp);
+        let mut input = server.open_read_channel().unwrap();
+        for expected in ["first", "second"] {
+            let line = within(input.read_utf8_line(64)).await;
+            assert_eq!(line.unwrap().as_deref(), Some(expected), "{after:?}");
+        }
+        for _ in 0..2 {
+            let end = within(input.read_utf8_line(64)).await;
+            assert!(matches!(end, Ok(None)), "{after:?}: {end:?}");
+        }
+        server.close();
     }
 }
