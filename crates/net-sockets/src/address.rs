@@ -429,7 +429,8 @@ impl UnixSocketAddress {
     /// A bind's error at this address, with the address named when it is in use: the OS's own
     /// message ("Address already in use") says neither where nor why, and the usual cause is a
     /// socket file left behind by a process that ended without removing it. The OS error is
-    /// kept, as the source of the message.
+    /// kept, as the source of the message. A path is named as `Display` shows it, its control
+    /// characters escaped: a message goes to logs as a peer's address does.
     pub(crate) fn in_use(&self, e: io::Error) -> io::Error {
         if e.kind() != io::ErrorKind::AddrInUse {
             return e;
@@ -444,18 +445,18 @@ impl UnixSocketAddress {
                 Ok(kind) if kind.is_dir() => format!(
                     "a directory is at Unix socket path {}: a socket needs a path of its own \
                      (name a file inside it)",
-                    self.path.display()
+                    self
                 ),
                 Ok(kind) if !kind.is_socket() => format!(
                     "a file that is not a socket is at Unix socket path {} (remove it, or \
                      choose another path)",
-                    self.path.display()
+                    self
                 ),
                 _ => format!(
                     "a file exists at Unix socket path {}: another socket's, or one left behind \
                      by a process that ended without removing it (remove it once no process \
                      uses it)",
-                    self.path.display()
+                    self
                 ),
             }
         };
