@@ -181,6 +181,10 @@ impl std::str::FromStr for InetSocketAddress {
 /// does a connecting socket given a path as its
 /// [`local_address`](crate::TcpSocketBuilder::local_address), when it closes or its connect
 /// fails or is dropped. Either removes the file only while it is still the one it made.
+/// The file is made as `bind(2)` makes it, with mode `0777` less the process's umask (`0755`
+/// under the usual `022`); a client needs write permission on it to connect. Nothing here
+/// changes the mode: to keep other users out, set the umask before `bind`, or bind in a
+/// directory they cannot reach (a `chmod` after `bind` leaves a moment when they can connect).
 ///
 /// A path holds at most 107 bytes on Linux (103 on macOS and FreeBSD; this crate's limit, as
 /// std's and socket2's: room for a terminating NUL), and no NUL byte: `bind` and `connect`
