@@ -30,6 +30,8 @@
 //!   loop of rounds.
 //! - [`paused`]: a runtime whose clock the test pauses, on a thread of its own watched on the
 //!   real clock, and the check that a timer waited exactly its time on that clock.
+//! - [`wakes`]: a task owned by its wakers only, and a step that must return (not deadlock),
+//!   for the tests of re-entrant wake-ups.
 //! - [`TempDir`]: a temporary directory that removes itself.
 
 use std::future::Future;
@@ -55,6 +57,7 @@ pub mod sends;
 pub mod stress;
 mod temp;
 pub mod tls;
+pub mod wakes;
 
 pub use temp::TempDir;
 

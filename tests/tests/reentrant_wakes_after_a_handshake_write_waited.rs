@@ -15,32 +15,14 @@ use std::time::{Duration, Instant};
 
 use net_sockets::{SelectorManager, Socket, Transport, a_socket};
 use net_tests::pki::Pki;
+use net_tests::wakes::{DEADLOCK, Owner, Task, returns};
 use net_tls::{TlsExt, TlsServerConfig};
 use tokio::io::AsyncWrite;
-
-/// Longer than any step takes here: past it, the thread waits on itself.
-const DEADLOCK: Duration = Duration::from_secs(5);
 
 /// The certificate chain's size: far more than a socket's send buffer of 4 KiB and a peer's
 /// receive buffer of 4 KiB hold, so that the handshake's write must wait; within rustls's
 /// limit of 64 KiB for a handshake message.
 const CHAIN_BYTES: usize = 48 * 1024;
-
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// A waker that owns its task: the task goes with the waker's last copy (or as it is woken).
-struct Owner(Mutex<Option<Task>>);
-
-impl std::task::Wake for Owner {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let owned = self.0.lock().unwrap().take();
-        drop(owned);
-    }
-}
 
 /// Closes its socket when dropped (a connection's guard).
 struct CloseOnDrop<T: Transport>(Arc<Socket<T>>);
@@ -49,17 +31,6 @@ impl<T: Transport> Drop for CloseOnDrop<T> {
     fn drop(&mut self) {
         self.0.close();
     }
-}
-
-/// Runs `step` on a thread of its own: whether it returned within [`DEADLOCK`] (a thread that
-/// waits on itself is left behind).
-fn returns(step: impl FnOnce() + Send + 'static) -> bool {
-    let (done_tx, done) = mpsc::channel();
-    std::thread::spawn(move || {
-        step();
-        let _ = done_tx.send(());
-    });
-    done.recv_timeout(DEADLOCK).is_ok()
 }
 
 /// The usual server leaf, its chain padded with copies of its CA's certificate to
@@ -153,7 +124,7 @@ fn a_tls_write_that_replaces_the_wakers_a_handshake_write_left_lets_them_go() {
     });
     // Polled by this thread until the handshake is done (its wake-ups, which find no task in
     // the owner meanwhile, are not needed: it is polled again and again), then left pending.
-    let owner = Arc::new(Owner(Mutex::new(None)));
+    let owner = Owner::<Task>::new();
     let waker = Waker::from(Arc::clone(&owner));
     let poll_a = |task: &mut Task| {
         let _context = handle.enter();

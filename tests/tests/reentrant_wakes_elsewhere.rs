@@ -41,27 +41,9 @@ use net_io::LineEnding;
 use net_sockets::{SelectorManager, Socket, Transport, a_socket};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::Pki;
+use net_tests::wakes::{DEADLOCK, Owner, Task, returns};
 use net_tls::TlsExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-
-/// Longer than any step takes here: past it, the thread waits on itself.
-const DEADLOCK: Duration = Duration::from_secs(5);
-
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// A waker that owns its task: the task goes with the waker's last copy (or as it is woken).
-struct Owner(Mutex<Option<Task>>);
-
-impl std::task::Wake for Owner {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let owned = self.0.lock().unwrap().take();
-        drop(owned);
-    }
-}
 
 /// Closes its socket when dropped (a connection's guard).
 struct CloseOnDrop<T: Transport>(Arc<Socket<T>>);
@@ -80,7 +62,7 @@ fn pending_task_closing_on_drop<T: Transport>(socket: Arc<Socket<T>>, task: Task
         task.await;
         drop(guard);
     });
-    let owner = Arc::new(Owner(Mutex::new(None)));
+    let owner = Owner::<Task>::new();
     let waker = Waker::from(Arc::clone(&owner));
     assert!(
         task.as_mut()
@@ -88,17 +70,6 @@ fn pending_task_closing_on_drop<T: Transport>(socket: Arc<Socket<T>>, task: Task
             .is_pending()
     );
     *owner.0.lock().unwrap() = Some(task);
-}
-
-/// Runs `step` on a thread of its own: whether it returned within [`DEADLOCK`] (a thread that
-/// waits on itself is left behind).
-fn returns(step: impl FnOnce() + Send + 'static) -> bool {
-    let (done_tx, done) = mpsc::channel();
-    std::thread::spawn(move || {
-        step();
-        let _ = done_tx.send(());
-    });
-    done.recv_timeout(DEADLOCK).is_ok()
 }
 
 /// Task A waits on a TLS read channel, then gives the channel away and waits on nothing that
@@ -450,7 +421,7 @@ fn a_tls_read_that_replaces_the_wakers_of_a_read_that_returned_plaintext_lets_th
             std::future::pending::<()>().await;
             drop(guard);
         });
-        let owner = Arc::new(Owner(Mutex::new(None)));
+        let owner = Owner::<Task>::new();
         let waker = Waker::from(Arc::clone(&owner));
         assert!(
             task.as_mut()
@@ -544,7 +515,7 @@ fn a_tls_read_that_replaces_the_wakers_the_handshake_left_lets_them_go() {
     });
     // Polled by this thread until the handshake is done (its wake-ups, which find no task in
     // the owner meanwhile, are not needed: it is polled again and again), then left pending.
-    let owner = Arc::new(Owner(Mutex::new(None)));
+    let owner = Owner::<Task>::new();
     let waker = Waker::from(Arc::clone(&owner));
     let started = std::time::Instant::now();
     let (server, input, output) = loop {

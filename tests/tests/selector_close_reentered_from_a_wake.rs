@@ -5,29 +5,12 @@
 //! thread, inside the close under way. It must return (the selector is closed already), not
 //! wait for the close that called it.
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
 use std::task::{Context, Waker};
-use std::time::Duration;
 
 use net_sockets::{SelectorManager, Socket};
 use net_tests::loopback::{connected_pair, tcp_listener};
-
-/// Longer than any close takes here: past it, the closing thread waits on itself.
-const DEADLOCK: Duration = Duration::from_secs(5);
-
-/// A waker that owns its task's state, and drops it when woken.
-struct Owner(Mutex<Option<Box<dyn Send>>>);
-
-impl std::task::Wake for Owner {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let owned = self.0.lock().unwrap().take();
-        drop(owned);
-    }
-}
+use net_tests::wakes::{Owner, returns};
 
 /// Closes its selector when dropped.
 struct CloseOnDrop(SelectorManager);
@@ -52,7 +35,7 @@ fn connection(runtime: &tokio::runtime::Runtime) -> (SelectorManager, Socket, So
 /// `selector`) owned by the waker only.
 fn task_closing_on_drop(client: &mut Socket, selector: &SelectorManager) {
     let mut input = client.open_read_channel().unwrap();
-    let owner = Arc::new(Owner(Mutex::new(None)));
+    let owner = Owner::<Box<dyn Send>>::new();
     let waker = Waker::from(Arc::clone(&owner));
     {
         let read = std::pin::pin!(input.read_u8());
@@ -60,17 +43,6 @@ fn task_closing_on_drop(client: &mut Socket, selector: &SelectorManager) {
         assert!(pending.is_pending(), "nothing to read yet");
     }
     *owner.0.lock().unwrap() = Some(Box::new((input, CloseOnDrop(selector.clone()))));
-}
-
-/// Runs `step` on a thread of its own: whether it returned within [`DEADLOCK`] (a thread that
-/// waits on itself is left behind).
-fn returns(step: impl FnOnce() + Send + 'static) -> bool {
-    let (done_tx, done) = mpsc::channel();
-    std::thread::spawn(move || {
-        step();
-        let _ = done_tx.send(());
-    });
-    done.recv_timeout(DEADLOCK).is_ok()
 }
 
 #[test]

@@ -15,34 +15,14 @@
 //!   made by the close under way, on its thread, returns at once (that close releases the
 //!   descriptor as it returns). Before, `close()` never returned there either.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::Duration;
 
 use net_sockets::{SelectorManager, ServerSocket, Socket, Transport};
 use net_tests::loopback::{connected_pair, tcp_listener};
 use net_tests::pki::Pki;
-
-/// Longer than any close takes here: past it, the closing thread waits on itself.
-const DEADLOCK: Duration = Duration::from_secs(5);
-
-/// A waker that owns its task, and drops it when woken.
-struct Owner(Mutex<Option<Task>>);
-
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-impl std::task::Wake for Owner {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let owned = self.0.lock().unwrap().take();
-        drop(owned);
-    }
-}
+use net_tests::wakes::{Owner, Task, returns};
 
 /// What the test closes: a connection (plain or TLS) or a listener.
 trait Closable: Send + Sync + 'static {
@@ -97,22 +77,11 @@ fn pending_task_closing_on_drop(socket: Arc<dyn Closable>, task: Task, case: &st
         task.await;
         drop(guard);
     });
-    let owner = Arc::new(Owner(Mutex::new(None)));
+    let owner = Owner::<Task>::new();
     let waker = Waker::from(Arc::clone(&owner));
     let polled = task.as_mut().poll(&mut Context::from_waker(&waker));
     assert!(polled.is_pending(), "{case}: nothing to wait for");
     *owner.0.lock().unwrap() = Some(task);
-}
-
-/// Runs `step` on a thread of its own: whether it returned within [`DEADLOCK`] (a thread that
-/// waits on itself is left behind).
-fn returns(step: impl FnOnce() + Send + 'static) -> bool {
-    let (done_tx, done) = mpsc::channel();
-    std::thread::spawn(move || {
-        step();
-        let _ = done_tx.send(());
-    });
-    done.recv_timeout(DEADLOCK).is_ok()
 }
 
 /// What a case closes, and what its woken task waits for.
