@@ -1434,13 +1434,20 @@ async fn look_aheads_and_reads_dropped_at_every_byte_lose_nothing() {
             }
         });
         let mut polls = 1;
+        // Bytes released so far, and up to where: never past the item read now (a poll that
+        // waits without a byte more, a wake-up of another cause, would otherwise release the
+        // next item's bytes ahead, and its read could complete before it was ever dropped).
+        let mut granted = 0;
+        let mut limit = 0;
         for (name, item) in items {
             let what = format!("{kind:?}, {name}");
             let at = input.total_bytes_read();
+            limit += item.len();
             // One byte released after each poll that waits: the wake-up of the next.
             let mut dropped = 0;
             loop {
                 let released = &release;
+                let granted = &mut granted;
                 let mut pending_polls = 0;
                 macro_rules! attempt {
                     ($read:expr) => {{
@@ -1449,7 +1456,10 @@ async fn look_aheads_and_reads_dropped_at_every_byte_lose_nothing() {
                             let polled = read.as_mut().poll(cx);
                             if polled.is_pending() {
                                 pending_polls += 1;
-                                released.add_permits(1);
+                                if *granted < limit {
+                                    *granted += 1;
+                                    released.add_permits(1);
+                                }
                             }
                             polled
                         });
