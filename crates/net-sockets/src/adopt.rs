@@ -163,6 +163,20 @@ pub(crate) fn listens(socket: &SockRef<'_>) -> io::Result<bool> {
     not(any(target_os = "linux", target_os = "android", target_os = "freebsd"))
 ))]
 fn listens_by_getsockopt(socket: &SockRef<'_>) -> io::Result<bool> {
+    Ok(int_option(socket, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0)
+}
+
+/// An `int` socket option by `getsockopt`, for the options socket2 does not read on the
+/// platform at hand. Built wherever [`listens_by_getsockopt`] is (Apple's systems included).
+#[cfg(any(
+    test,
+    not(any(target_os = "linux", target_os = "android", target_os = "freebsd"))
+))]
+fn int_option(
+    socket: &SockRef<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
     use std::os::fd::AsRawFd;
     let mut value: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -172,8 +186,8 @@ fn listens_by_getsockopt(socket: &SockRef<'_>) -> io::Result<bool> {
     let done = unsafe {
         libc::getsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
+            level,
+            name,
             (&raw mut value).cast(),
             &mut len,
         )
@@ -181,16 +195,17 @@ fn listens_by_getsockopt(socket: &SockRef<'_>) -> io::Result<bool> {
     if done == -1 {
         return Err(io::Error::last_os_error());
     }
-    Ok(value != 0)
+    Ok(value)
 }
 
 /// Makes a send on `socket` fail with `EPIPE` rather than raise `SIGPIPE` where the send itself
 /// does not ask that (on Apple's systems this crate's sends pass no `MSG_NOSIGNAL`: the
-/// socket's `SO_NOSIGPIPE` does it, as socket2 and std have it there). The sockets this crate makes have it (socket2 sets it), and so do the connections its
-/// listeners accept (they inherit it); a socket made elsewhere may not (a C library's, one
-/// from `socketpair`), nor a connection an adopted listener queued before its adoption. Asked
-/// first, and set only where missing (setting it fails on a connection that is gone). Nothing
-/// to do elsewhere: sends pass `MSG_NOSIGNAL` (see `stream.rs`).
+/// socket's `SO_NOSIGPIPE` does it, as socket2 and std have it there). The sockets this crate
+/// makes have it (socket2 sets it), and so do the connections its listeners accept (they
+/// inherit it); a socket made elsewhere may not (a C library's, one from `socketpair`), nor a
+/// connection an adopted listener queued before its adoption. Asked first, and set only where
+/// missing (setting it fails on a connection that is gone). Nothing to do elsewhere: sends
+/// pass `MSG_NOSIGNAL` (see `stream.rs`).
 #[cfg(any(
     target_os = "macos",
     target_os = "ios",
@@ -199,25 +214,7 @@ fn listens_by_getsockopt(socket: &SockRef<'_>) -> io::Result<bool> {
     target_os = "visionos"
 ))]
 pub(crate) fn ensure_no_sigpipe(socket: &SockRef<'_>) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are valid for writes of the sizes `len` says, and the
-    // descriptor is borrowed for the call.
-    #[allow(unsafe_code)]
-    let done = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NOSIGPIPE,
-            (&raw mut value).cast(),
-            &mut len,
-        )
-    };
-    if done == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    if value == 0 {
+    if int_option(socket, libc::SOL_SOCKET, libc::SO_NOSIGPIPE)? == 0 {
         socket.set_nosigpipe(true)?;
     }
     Ok(())
