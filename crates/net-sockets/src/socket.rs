@@ -144,6 +144,13 @@ impl Socket<Plain> {
     /// process started later (set it first: `socket2::SockRef::from(&s).set_cloexec(true)`,
     /// with socket2's `all` feature).
     ///
+    /// The socket may have other descriptors (a `try_clone` kept, a copy a child process
+    /// inherited): [`close`](Self::close) releases this one only, as tokio's and `std`'s drops
+    /// do, so the peer sees the end of the stream once the last goes. A half-close
+    /// ([`flush_and_close`](net_io::ByteWriteChannel::flush_and_close), a stream's
+    /// `poll_shutdown`, [`close_gracefully`](Connection::close_gracefully)) sends FIN all the
+    /// same.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] when it is not connected (of kind

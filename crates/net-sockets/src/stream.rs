@@ -1113,6 +1113,11 @@ impl Conn {
                 .is_some_and(|state| state.has_unsent() || state.lost_bytes())
     }
 
+    /// Whether a listener accepted the connection (and it still holds its place there).
+    fn accepted(&self) -> bool {
+        lock(self.core.on_release()).group.is_some()
+    }
+
     /// Marks one direction finished; once both are, the socket closes itself (Ktor's closes
     /// only once `close` is called and both of its channels are done).
     fn finish(&self, direction: u8) {
@@ -2263,6 +2268,16 @@ impl AsyncWrite for WriteHalf {
             // (gracefully: what was written, then the FIN), so that its place under the
             // listener's caps is free before the peer sees the end (see `Core::release`). A
             // shutdown made before the input ended is a half-close, of a connection still open.
+            // The close sends that FIN only where this descriptor is the socket's last: one
+            // adopted (`Socket::from_std`) or connected may have others (a `try_clone` kept, a
+            // copy a child process inherited, a duplicate made through `with_sock_ref`), which
+            // keep it open, so such a connection shuts its write side down itself first (one
+            // a listener accepted, whose FIN must follow its leaving the listener's counts,
+            // is left to the close).
+            if !conn.accepted() {
+                // Best effort, as the close's FIN: a peer gone since its end is no failure.
+                let _ = SockRef::from(&*stream).shutdown(std::net::Shutdown::Write);
+            }
             drop(stream);
             this.shut_down = true;
             tracing::debug!(parent: conn.core.span(), "write side shut down");
