@@ -1298,8 +1298,10 @@ impl ByteWriteChannel {
             // Large, and nothing buffered: one write straight to the transport.
             if self.sink.is_some() && std::mem::take(&mut self.torn) {
                 // A new write to the transport: the one cut short before it was dropped, and
-                // its rest is lost (as in `poll_write_direct`).
+                // its rest is lost (as in `poll_write_direct`), no longer unsent: the shared
+                // state says what the (empty) buffer holds.
                 self.mark_lost();
+                self.note_buffer();
             }
             let Some(sink) = self.sink.as_mut() else {
                 return Poll::Ready(Err(Error::ClosedForWrite));
