@@ -562,9 +562,10 @@ impl ServerSocket {
     /// kernel (their clients read `ConnectionReset`; what they sent is never read), unless
     /// other descriptors keep the socket listening, or, for a TCP listener made with
     /// [`reuse_port`](crate::TcpSocketBuilder::reuse_port), `net.ipv4.tcp_migrate_req` is 1 and
-    /// another listener of the port takes them over. Idempotent: a close that finds another
-    /// under way (another thread's, the selector's) returns once that one released the
-    /// descriptor.
+    /// another listener of the port takes them over. (On Linux a client whose handshake
+    /// completes just as the close runs may see no reset until it sends: its first send is
+    /// answered with one.) Idempotent: a close that finds another under way (another thread's,
+    /// the selector's) returns once that one released the descriptor.
     ///
     /// # Restarts
     ///
