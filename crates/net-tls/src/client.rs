@@ -418,8 +418,9 @@ impl TlsConfigBuilder {
     /// private key.
     ///
     /// A key that does not match the leaf, a key the crypto provider cannot sign with (as
-    /// [`client_certificate_pem`](Self::client_certificate_pem) says), or an empty chain, makes
-    /// [`build`](Self::build) fail with [`Error::Config`].
+    /// [`client_certificate_pem`](Self::client_certificate_pem) says), or an empty chain, or
+    /// one too large for a handshake message (over 16 MiB), makes [`build`](Self::build) fail
+    /// with [`Error::Config`].
     ///
     /// # Examples
     ///
@@ -472,7 +473,8 @@ impl TlsConfigBuilder {
     /// [`Error::InvalidServerName`] for an unusable [`server_name`](Self::server_name),
     /// [`Error::InvalidAlpnProtocol`] for an ALPN list that cannot be sent,
     /// [`Error::Config`] when rustls refuses the combination (no protocol version, a client key
-    /// that does not match its certificate), [`Error::NativeRoots`] when the OS certificate
+    /// that does not match its certificate, a client chain too large for a handshake message:
+    /// over 16 MiB), [`Error::NativeRoots`] when the OS certificate
     /// store was asked for and could not be read or held no usable certificate.
     pub fn build(self) -> Result<TlsConfig> {
         if let Some(e) = self.deferred {
@@ -515,9 +517,12 @@ impl TlsConfigBuilder {
             builder.with_root_certificates(roots)
         };
         let mut config = match self.client_auth {
-            Some((chain, key)) => builder
-                .with_client_auth_cert(chain, key)
-                .map_err(Error::Config)?,
+            Some((chain, key)) => {
+                crate::check_chain(&chain)?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(Error::Config)?
+            }
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = self.alpn;

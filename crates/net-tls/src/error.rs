@@ -54,8 +54,9 @@ pub enum Error {
         source: io::Error,
     },
     /// rustls refused the configuration (for example, a key that does not match its
-    /// certificate, an empty chain given in DER, no protocol version, or a CA certificate given
-    /// in DER that it cannot use; one from PEM is [`Error::Pem`]). Also the error of each
+    /// certificate, an empty chain given in DER, a chain too large for a handshake message
+    /// (over 16 MiB), no protocol version, or a CA certificate given in DER that it cannot use;
+    /// one from PEM is [`Error::Pem`]). Also the error of each
     /// handshake with a configuration given to `from_rustls` that rustls cannot start a
     /// connection with (a `max_fragment_size` out of its range), before any byte is sent.
     Config(rustls::Error),

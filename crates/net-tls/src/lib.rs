@@ -483,6 +483,28 @@ fn check_alpn(alpn: &[Vec<u8>]) -> Result<(), Error> {
     Ok(())
 }
 
+/// The most bytes a certificate chain may take, each certificate with the 5 bytes that frame
+/// it in a Certificate message (its 3-byte length, 2 for its extensions): what one handshake
+/// message carries (its length is 3 bytes: 16 MiB), less room for the message's other fields.
+const MAX_CHAIN: usize = 0xff_ffff - 1024;
+
+/// Checks that `chain` fits in one handshake message: rustls takes any chain, and encodes a
+/// longer one with a length that wrapped (in a debug build, a panic during the unwinding of
+/// another: the process aborts), in the first handshake that sends it.
+fn check_chain(chain: &[CertificateDer<'_>]) -> Result<()> {
+    let size = chain
+        .iter()
+        .map(|cert| 5 + cert.as_ref().len())
+        .fold(0usize, usize::saturating_add);
+    if size > MAX_CHAIN {
+        return Err(Error::Config(rustls::Error::General(format!(
+            "the certificate chain takes {size} bytes, more than a handshake message carries \
+             ({MAX_CHAIN})"
+        ))));
+    }
+    Ok(())
+}
+
 /// Ends a configuration's `Debug` with what both sides negotiate.
 fn negotiated(
     debug: &mut std::fmt::DebugStruct<'_, '_>,

@@ -203,7 +203,9 @@ impl TlsServerConfigBuilder {
     /// [`Error::Pem`] for input with no certificate or bad PEM, whose first certificate (the
     /// leaf) is not one (its body corrupted), or with a certificate after the leaf that is not
     /// one whole DER value (a base64 line lost, an END line missing). The certificates after
-    /// the leaf are not parsed further: they are sent as they are.
+    /// the leaf are not parsed further: they are sent as they are. A chain too large for a
+    /// handshake message (over 16 MiB) makes [`build`](Self::build) fail with
+    /// [`Error::Config`].
     pub fn certificate_chain_pem(mut self, pem: &[u8]) -> Result<Self> {
         self.chain = Some(pem::chain(pem, pem::BYTES)?);
         Ok(self)
@@ -226,7 +228,8 @@ impl TlsServerConfigBuilder {
     }
 
     /// The server's certificate chain in DER, leaf first. An empty chain makes
-    /// [`build`](Self::build) fail with [`Error::MissingCertificateChain`].
+    /// [`build`](Self::build) fail with [`Error::MissingCertificateChain`], and one too large
+    /// for a handshake message (over 16 MiB) with [`Error::Config`].
     ///
     /// # Examples
     ///
@@ -320,10 +323,11 @@ impl TlsServerConfigBuilder {
     /// (`*.example.com`: add each name) or a name with other characters (give its punycode
     /// form, `xn--...`), or one that ends with more than the one trailing dot of a fully
     /// qualified name. [`Error::Config`] when the key does not match the certificate, the
-    /// chain is empty, or its leaf does not cover `host_name` (a wildcard covers the names it
-    /// matches), as rustls's own SNI resolver refuses it: every client asking for that name
-    /// would fail its handshake. A leaf without a subjectAltName (its host only in the common
-    /// name, which rustls's clients ignore and OpenSSL's still check) is taken.
+    /// chain is empty or too large for a handshake message (over 16 MiB), or its leaf does
+    /// not cover `host_name` (a wildcard covers the names it matches), as rustls's own SNI
+    /// resolver refuses it: every client asking for that name would fail its handshake. A
+    /// leaf without a subjectAltName (its host only in the common name, which rustls's clients
+    /// ignore and OpenSSL's still check) is taken.
     pub fn sni_certificate_der(
         mut self,
         host_name: &str,
@@ -343,7 +347,8 @@ impl TlsServerConfigBuilder {
                 });
             }
         };
-        let chain = chain.into_iter().collect();
+        let chain: Vec<_> = chain.into_iter().collect();
+        crate::check_chain(&chain)?;
         let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(Error::Config)?;
         // A leaf that does not cover the name would fail every handshake that asks for it: a
         // mistake in the configuration, refused here as rustls's own SNI resolver refuses it.
@@ -445,7 +450,8 @@ impl TlsServerConfigBuilder {
     /// [`Error::MissingCertificateChain`] / [`Error::MissingPrivateKey`] when either was not
     /// given (or the chain is empty); [`Error::ClientVerifier`] when the client-certificate roots are unusable;
     /// [`Error::InvalidAlpnProtocol`] for an ALPN name no client can send; [`Error::Config`]
-    /// when the key does not match the certificate or rustls refuses the combination.
+    /// when the key does not match the certificate, the chain is too large for a handshake
+    /// message (over 16 MiB), or rustls refuses the combination.
     pub fn build(self) -> Result<TlsServerConfig> {
         crate::check_alpn(&self.alpn)?;
         let provider = provider();
@@ -453,6 +459,7 @@ impl TlsServerConfigBuilder {
             .chain
             .filter(|chain| !chain.is_empty())
             .ok_or(Error::MissingCertificateChain)?;
+        crate::check_chain(&chain)?;
         let key = self.key.ok_or(Error::MissingPrivateKey)?;
         let default =
             Arc::new(CertifiedKey::from_der(chain, key, &provider).map_err(Error::Config)?);
