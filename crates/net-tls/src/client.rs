@@ -30,7 +30,13 @@ pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// in the order it first met them, not by use). Its clones share them, so a client that
 /// connects again with a clone skips the full handshake where the server agrees (the session
 /// queries answer as after the full one). A configuration built anew starts with none.
-/// [`from_rustls`](TlsConfig::from_rustls) takes other settings (`resumption`).
+/// [`from_rustls`](TlsConfig::from_rustls) takes other settings (`resumption`). rustls keeps a
+/// server's ticket whatever its size (up to 64 KiB) and sends it in the next ClientHello: one
+/// that does not fit there beside the other extensions (an ALPN list near
+/// [`MAX_ALPN_LIST`](crate::MAX_ALPN_LIST), say) makes that connection to the server fail, and
+/// in a debug build rustls's assertion panics in the task that connects. Meet a server that
+/// sends such tickets with resumption off (`rustls::client::Resumption::disabled()` through
+/// [`from_rustls`](TlsConfig::from_rustls)).
 ///
 /// Its `Debug` output shows how the server's certificate is checked, as `verification`:
 /// `"enabled"` (against the trusted roots and the server name), `"disabled"` (after

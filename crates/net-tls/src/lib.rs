@@ -459,7 +459,8 @@ fn versions(versions: &[TlsVersion]) -> Result<Vec<&'static rustls::SupportedPro
 }
 
 /// The most bytes an ALPN protocol list may take, each name with its length byte: about half
-/// of the 65,535 bytes a ClientHello's extensions may take, leaving the rest to the others.
+/// of the 65,535 bytes a ClientHello's extensions may take, leaving the rest to the others
+/// (a resumed session's ticket among them: see [`TlsConfig`]'s resumption).
 pub const MAX_ALPN_LIST: usize = 32 * 1024;
 
 /// Whether `name` can be an ALPN protocol name (1 to 255 bytes: its length is one byte).
