@@ -910,6 +910,23 @@ fn write_records<D>(
     }
 }
 
+/// [`drain`] for either side of a session.
+fn drain_session(
+    stream: &mut tokio_rustls::TlsStream<RawStream>,
+    cx: &mut Context<'_>,
+) -> io::Result<Drained> {
+    match stream {
+        tokio_rustls::TlsStream::Client(s) => {
+            let (raw, session) = s.get_mut();
+            drain(raw, session, cx)
+        }
+        tokio_rustls::TlsStream::Server(s) => {
+            let (raw, session) = s.get_mut();
+            drain(raw, session, cx)
+        }
+    }
+}
+
 /// How far a [`drain`] got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Drained {
@@ -1640,13 +1657,26 @@ impl AsyncWrite for TlsWrite {
             }
         }
         self.ended.store(true, Ordering::Release);
+        let mut result = Poll::Ready(Ok(()));
         if self.link.input_ended() {
             // This shutdown ends the connection (its socket closes once the FIN is sent): its
             // per-address place frees before the peer can see our `close_notify`, as in
-            // `closing`.
-            self.link.ending();
+            // `closing`; but only once the records the session holds before it are with the
+            // socket. Until then the connection is open, its end not on its way: a peer that
+            // reads nothing would hold it open, with this shutdown pending, and connect again
+            // with its place free.
+            result = match drain_session(&mut locked.stream, cx) {
+                Ok(Drained::All) => {
+                    self.link.ending();
+                    Poll::Ready(Ok(()))
+                }
+                Ok(Drained::Blocked) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            };
         }
-        let result = Pin::new(&mut locked.stream).poll_shutdown(cx);
+        if let Poll::Ready(Ok(())) = result {
+            result = Pin::new(&mut locked.stream).poll_shutdown(cx);
+        }
         let replaced = if result.is_pending() {
             writer_waits(&mut locked, cx)
         } else {
