@@ -367,10 +367,10 @@ impl TcpSocketBuilder {
     /// reset) of its close, or of a shutdown of its write side after its input ended, which
     /// closes it; over TLS, the `close_notify` of that close or shutdown — so a client that saw
     /// the end and connects again at once is never refused for that place. The place is kept
-    /// while the end is not on its way: a TLS shutdown that still waits to send the records
-    /// before its `close_notify` (to a client that reads nothing) keeps it. A write side shut
-    /// down while the input has not ended is a half-close: the connection is still open, and
-    /// keeps its place until its input ends too (or it closes).
+    /// while the end is not on its way: a TLS close or shutdown that still has to send the
+    /// records before its `close_notify` (to a client that reads nothing) keeps it. A write
+    /// side shut down while the input has not ended is a half-close: the connection is still
+    /// open, and keeps its place until its input ends too (or it closes).
     ///
     /// `n` must be at least 1: with 0, [`bind`](Self::bind), [`from_std`](Self::from_std) and
     /// [`systemd_listeners`](Self::systemd_listeners) fail with [`Error::InvalidOption`].

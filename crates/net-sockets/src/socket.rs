@@ -493,7 +493,10 @@ impl<T: Transport> Socket<T> {
         // them before is found unsent by that decision.
         self.link.conn.end_channel();
         match self.transport.closing(&self.link) {
-            Ending::GracefulAfter(last) => self.link.conn.close_sending(last),
+            Ending::GracefulAfter(last) => self.link.conn.close_sending(&[], last),
+            Ending::GracefulAfterWritten(written, last) => {
+                self.link.conn.close_sending(&written, last)
+            }
             // The channels' bytes are the socket's: the connection decides again once the
             // socket is marked closed (a write under way then resets it).
             Ending::Graceful if T::WRITES_TO_SOCKET => self.link.conn.close(),

@@ -542,7 +542,7 @@ impl Conn {
     /// held back; what the socket does not take now is sent by a task as it drains, before the
     /// FIN).
     pub(crate) fn close_with(&self, mode: CloseMode) {
-        self.close_after(&[], mode, Cause::Own, false);
+        self.close_after(&[], &[], mode, Cause::Own, false);
     }
 
     /// Cuts the connection: closes it, as [`close`](Self::close) does, for a graceful shutdown
@@ -569,14 +569,16 @@ impl Conn {
     }
 
     fn close_as(&self, cause: Cause) {
-        self.close_after(&[], self.close_mode(), cause, true);
+        self.close_after(&[], &[], self.close_mode(), cause, true);
     }
 
-    /// Closes the socket gracefully after `last` (a layer's last message, such as what TLS's
-    /// `close_notify` left that the socket did not take at once): it leaves after the held-back
-    /// answers, as they do (see [`send_held_after_close`](Self::send_held_after_close)).
-    pub(crate) fn close_sending(&self, last: Bytes) {
-        self.close_after(&last, CloseMode::Graceful, Cause::Own, false);
+    /// Closes the socket gracefully after `written` (what a layer still held of what was
+    /// written, such as TLS records the socket did not take) and `last` (its last message,
+    /// such as what TLS's `close_notify` left that the socket did not take at once): they
+    /// leave after the held-back answers, as they do (see
+    /// [`send_held_after_close`](Self::send_held_after_close)).
+    pub(crate) fn close_sending(&self, written: &[u8], last: Bytes) {
+        self.close_after(written, &last, CloseMode::Graceful, Cause::Own, false);
     }
 
     /// Closes the socket with `mode`; a graceful close first sends what is held back as far as
@@ -586,7 +588,7 @@ impl Conn {
     /// (no write starts after), a write failed or the write channel holds unsent bytes: a
     /// write of the channel that started on another thread after `mode` was decided (its
     /// first bytes may be with the kernel, the rest never follows) must not end with FIN.
-    fn close_after(&self, last: &[u8], mode: CloseMode, cause: Cause, again: bool) {
+    fn close_after(&self, written: &[u8], last: &[u8], mode: CloseMode, cause: Cause, again: bool) {
         self.stop_holding();
         // The backlog's lock, once (the flag above is set without it): a `hold` on another
         // thread that saw holding still open, and decides under the lock, has finished, and
@@ -596,7 +598,8 @@ impl Conn {
         if let Some(backlog) = &self.backlog {
             backlog.with_held(|_| ());
         }
-        let owed = if mode == CloseMode::Graceful && (!self.send_cork_now() || !last.is_empty()) {
+        let owes = !self.send_cork_now() || !written.is_empty() || !last.is_empty();
+        let owed = if mode == CloseMode::Graceful && owes {
             self.owe(cause)
         } else {
             None
@@ -624,7 +627,7 @@ impl Conn {
         // bytes (once they are taken, it would find none held and overtake them); from now
         // on every write fails. A close that became a reset drops them (`Owed` resets).
         if let Some(owed) = owed.filter(|_| decided != Some(CloseMode::Reset)) {
-            self.send_held_after_close(owed, last);
+            self.send_held_after_close(owed, written, last);
         }
     }
 
@@ -672,10 +675,10 @@ impl Conn {
     /// the selector waits for them (within its grace period) instead of resetting the
     /// connection with its close.
     ///
-    /// `last` goes after the held-back answers. `owed.cause` is why the connection closes: a
-    /// cut stays one in the counts, whether the answers then leave or not (and also when the
-    /// task dies with its runtime unpolled).
-    fn send_held_after_close(&self, mut owed: Owed, last: &[u8]) {
+    /// `written`, then `last`, go after the held-back answers. `owed.cause` is why the
+    /// connection closes: a cut stays one in the counts, whether the answers then leave or not
+    /// (and also when the task dies with its runtime unpolled).
+    fn send_held_after_close(&self, mut owed: Owed, written: &[u8], last: &[u8]) {
         let Some(stream) = owed.stream.clone() else {
             return;
         };
@@ -683,6 +686,7 @@ impl Conn {
             Some(backlog) => backlog.with_held(std::mem::take),
             None => BytesMut::new(),
         };
+        rest.extend_from_slice(written);
         rest.extend_from_slice(last);
         // The layer's last message (TLS's `close_notify`) is what the peer takes for the end:
         // the connection leaves its per-address place once only that is left, after the

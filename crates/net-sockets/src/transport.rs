@@ -88,6 +88,12 @@ pub enum Ending {
     /// did not take at once), then FIN. They are sent as the socket drains, as answers held
     /// back by flush coalescing are after a close (a failure resets the connection instead).
     GracefulAfter(Bytes),
+    /// What was written, then `.0` (what the layer still held of it, that the socket did not
+    /// take at once), then `.1` (its last message), then FIN, sent as the socket drains, as
+    /// [`GracefulAfter`](Self::GracefulAfter)'s bytes are. The connection keeps its place
+    /// under `max_connections_per_ip` until only `.1` is left to send (a layer returning this
+    /// has not called [`Link::ending`]).
+    GracefulAfterWritten(Bytes, Bytes),
     /// A reset: the peer cannot take the end for a clean one.
     Reset,
 }

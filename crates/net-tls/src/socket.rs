@@ -617,16 +617,17 @@ impl Transport for TlsSession {
         //
         // The peer takes our `close_notify` for the end, and may connect again at once: the
         // connection's per-address place frees before it can be sent (a plain socket's frees
-        // before its FIN): here, or, when answers are held back by flush coalescing (the
-        // connection is open until they left, as a plain one is), by the task that sends them,
-        // then the records handed over below, `close_notify` last. (Under the lock: no write
-        // of ours holds more meanwhile.)
+        // before its FIN): below, once the socket took the records the session held before
+        // it, or, when those records (or answers held back by flush coalescing) wait for the
+        // socket (the connection is open until they left, as a plain one is), by the task
+        // that sends them, then the records handed over below, `close_notify` last. (Under
+        // the lock: no write of ours holds more meanwhile.)
         let mut locked = lock(&self.shared);
         let held = link.holds_back();
-        if !held {
-            link.ending();
-        }
         if ends_failed(&self.failed, &self.timed_out, link) {
+            if !held {
+                link.ending();
+            }
             // No close_notify: the peer sees a truncated stream, never a clean end. The
             // session's own messages are taken in all the same (a TLS 1.3 client that never
             // read holds the server's session tickets): left unread, they make the kernel
@@ -645,10 +646,24 @@ impl Transport for TlsSession {
         // From here until the socket is closed, a shutdown would find nothing left in the
         // session and send its FIN before the records taken below.
         self.closed.store(true, Ordering::Release);
-        stream.get_mut().1.send_close_notify();
         if held {
+            stream.get_mut().1.send_close_notify();
             // After the held-back answers, as the connection's last message.
             return Ending::GracefulAfter(take_owed(stream).into());
+        }
+        // What the session still holds of what was written goes first; what the socket does
+        // not take now leaves as it drains, and the connection keeps its place until then (a
+        // peer that reads nothing holds it open, its end not on its way).
+        if send_owed(stream).is_err() {
+            return Ending::Reset;
+        }
+        let written = take_owed(stream);
+        if written.is_empty() {
+            link.ending();
+        }
+        stream.get_mut().1.send_close_notify();
+        if !written.is_empty() {
+            return Ending::GracefulAfterWritten(written.into(), take_owed(stream).into());
         }
         if send_owed(stream).is_err() {
             // The socket failed (the peer reset the connection): nothing more reaches the
