@@ -651,6 +651,7 @@ struct Releasing<'a>(&'a AtomicUsize);
 impl<'a> Releasing<'a> {
     fn on(releasing_on: &'a AtomicUsize) -> Self {
         releasing_on.store(this_thread(), Ordering::SeqCst);
+        let _ = RELEASES_HERE.try_with(|n| n.set(n.get() + 1));
         Releasing(releasing_on)
     }
 }
@@ -658,7 +659,21 @@ impl<'a> Releasing<'a> {
 impl Drop for Releasing<'_> {
     fn drop(&mut self) {
         self.0.store(0, Ordering::SeqCst);
+        let _ = RELEASES_HERE.try_with(|n| n.set(n.get().saturating_sub(1)));
     }
+}
+
+thread_local! {
+    /// How many closes on this thread are releasing a descriptor now (a close made inside
+    /// another, by a wake-up it caused, counts too).
+    static RELEASES_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether a close on this thread is releasing a socket's descriptor now: this call comes from
+/// inside it (a wake-up or a drop it caused), and holds that socket's lock, which a selector's
+/// close on another thread may be waiting for (see `SelectorInner::close`).
+pub(crate) fn releasing_here() -> bool {
+    RELEASES_HERE.try_with(|n| n.get() > 0).unwrap_or(false)
 }
 
 /// A core's registration with its selector, until the close that released the descriptor

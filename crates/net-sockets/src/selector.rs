@@ -8,7 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -297,7 +297,10 @@ impl SelectorManager {
     /// that finds another under way (another thread's) returns once that one is done; one that
     /// the close under way makes itself, on its thread (the drop of a task that its wake-up of
     /// an operation dropped, with an executor that drops a task it can no longer run), returns
-    /// at once, the selector closed, that close closing the sockets. A socket
+    /// at once, the selector closed, that close closing the sockets; so does one made inside a
+    /// socket's close while another thread's close is under way (the drop of a task that the
+    /// socket's close woke, a graceful shutdown waiting for the connection to leave its count):
+    /// that close may be waiting to close the same socket. A socket
     /// whose last handle another thread is dropping as the close begins is closed by that drop:
     /// the close returns once its descriptor is released too.
     ///
@@ -582,8 +585,24 @@ impl SelectorInner {
             return;
         }
         // A close that finds another under way waits for it: it too returns with every socket
-        // closed, its descriptor released.
-        let _closing = lock(&self.closing);
+        // closed, its descriptor released. Except one made while this thread releases a
+        // socket's descriptor (inside that socket's close: the drop of a task that its release
+        // woke): the close under way may be waiting for that socket, whose lock this thread
+        // holds, so this one returns once that close marked the selector closed, as a close
+        // that the close under way makes itself does.
+        let _closing = match self.closing.try_lock() {
+            Ok(closing) => closing,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) if crate::core::releasing_here() => {
+                // The close under way marks it at once, under the registry's lock, which no
+                // socket's close holds while it releases its descriptor.
+                while !self.is_closed() {
+                    std::thread::yield_now();
+                }
+                return;
+            }
+            Err(TryLockError::WouldBlock) => lock(&self.closing),
+        };
         let _closer = Closer::mark(&self.closer, this_thread);
         // The entries stay until each core's close deregisters it, once its descriptor went:
         // no core registers after this (the flag is set under the lock).
