@@ -158,6 +158,23 @@ pub fn stop_listening(listener: &impl std::os::fd::AsFd) {
         .expect("shutdown of a listening socket");
 }
 
+/// Whether `server` refuses the next connection from 127.0.0.1 (closes it before `accept`
+/// hands it out, as a per-address or total cap does) rather than accepting it; an accepted one
+/// is dropped. The server must listen on 127.0.0.1.
+pub async fn next_is_refused(server: &ServerSocket) -> bool {
+    use tokio::io::AsyncReadExt;
+    let address = server.local_address().as_inet().unwrap().socket_addr();
+    let mut again = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut byte = [0; 1];
+    within(async {
+        tokio::select! {
+            accepted = server.accept() => { drop(accepted.unwrap()); false }
+            _ = again.read(&mut byte) => true,
+        }
+    })
+    .await
+}
+
 fn reuse_port_socket() -> socket2::Socket {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .expect("a TCP socket");

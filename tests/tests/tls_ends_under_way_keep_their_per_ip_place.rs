@@ -11,26 +11,13 @@ use std::time::Duration;
 use net_io::LineEnding;
 
 use net_sockets::{SelectorManager, ServerSocket, a_socket};
+use net_tests::loopback::next_is_refused;
 use net_tests::pki::TestCa;
 use net_tests::tls::{localhost, rustls_client};
 use net_tests::within;
 use net_tls::TlsExt;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
-
-/// Whether a new connection from 127.0.0.1 is refused (closed before `accept` hands it out).
-async fn next_is_refused(server: &ServerSocket) -> bool {
-    let address = server.local_address().as_inet().unwrap().socket_addr();
-    let mut again = tokio::net::TcpStream::connect(address).await.unwrap();
-    let mut byte = [0; 1];
-    within(async {
-        tokio::select! {
-            accepted = server.accept() => { drop(accepted.unwrap()); false }
-            _ = again.read(&mut byte) => true,
-        }
-    })
-    .await
-}
 
 /// A listener on 127.0.0.1 with `max_connections_per_ip(1)` and a small send buffer, and a TLS
 /// connection to it from a client with a small receive buffer: the server's socket, the

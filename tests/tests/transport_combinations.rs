@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use net_io::LineEnding;
 use net_sockets::{ProxyProtocol, SelectorManager, SocketAddress, UnixSocketAddress, a_socket};
+use net_tests::loopback::next_is_refused;
 use net_tests::pki::TestCa;
 use net_tests::proxy::v2;
 use net_tests::{TempDir, within};
@@ -1191,21 +1192,6 @@ async fn reconnect_never_refused(
 
 /// Pipelined requests whose answers are held back when the server closes.
 const HELD_BURST: usize = 400;
-
-/// Whether the listener refuses the next connection from 127.0.0.1 (closes it unanswered)
-/// rather than accepting it.
-async fn next_is_refused(server: &net_sockets::ServerSocket) -> bool {
-    let address = server.local_address().as_inet().unwrap().socket_addr();
-    let mut again = tokio::net::TcpStream::connect(address).await.unwrap();
-    let mut byte = [0; 1];
-    within(async {
-        tokio::select! {
-            accepted = server.accept() => { drop(accepted.unwrap()); false }
-            _ = again.read(&mut byte) => true,
-        }
-    })
-    .await
-}
 
 /// Over TLS, a connection closed with answers held back by flush coalescing that the client
 /// has not read yet (the task that sends them waits for the client) is still open: it counts
