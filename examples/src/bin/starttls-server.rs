@@ -34,7 +34,8 @@
 //!
 //! On SIGINT or SIGTERM it shuts down as `sockets-server-tls` does: it prints `Shutting down
 //! (N open)` and closes the listener at once; each session answers the commands it already
-//! received, then says goodbye the SMTP way, `421 HOST Server is shutting down` (in plain text,
+//! received (a client that never pauses is answered until the grace period ends), then says
+//! goodbye the SMTP way, `421 HOST Server is shutting down` (in plain text,
 //! or over TLS followed by `close_notify`), closes its side and reads what the client still
 //! sends for at most a second; the server waits at most the grace period for them (a second
 //! signal: not at all), prints `Server stopped` and exits 0. A session in the middle of its TLS
