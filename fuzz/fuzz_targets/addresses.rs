@@ -41,35 +41,12 @@ use net_sockets::{Error, Result};
 #[path = "../../crates/net-sockets/src/address.rs"]
 mod address;
 
-/// The module's `crate::error::Described`, crate-private in net-sockets: an `io::Error` of a
-/// kind that says what went wrong where, with the OS error as its source (its messages are
-/// not what this target checks).
+#[path = "../../crates/net-sockets/src/described.rs"]
+mod described;
+
+/// Where `address.rs` finds `Described` in net-sockets.
 mod error {
-    use std::{fmt, io};
-
-    #[derive(Debug)]
-    pub(crate) struct Described {
-        message: String,
-        source: io::Error,
-    }
-
-    impl Described {
-        pub(crate) fn error(kind: io::ErrorKind, message: String, source: io::Error) -> io::Error {
-            io::Error::new(kind, Described { message, source })
-        }
-    }
-
-    impl fmt::Display for Described {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(&self.message)
-        }
-    }
-
-    impl std::error::Error for Described {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.source)
-        }
-    }
+    pub(crate) use crate::described::Described;
 }
 
 use address::{InetSocketAddress, SocketAddress, SocketTarget, ToSocketAddress, UnixSocketAddress};

@@ -125,6 +125,7 @@ mod busy_poll;
 mod connect;
 mod core;
 mod datagram;
+mod described;
 mod error;
 mod group;
 mod listener;
