@@ -207,7 +207,8 @@ struct Taken {
     slot: Option<OwnedSemaphorePermit>,
     /// The proxy's address, when a PROXY protocol header named the client.
     proxy: Option<SocketAddress>,
-    /// Bytes read while looking for an optional PROXY protocol header that was not there.
+    /// Bytes read with the PROXY protocol header that are the application's: those after
+    /// the header, or all of them when an optional header was not there.
     received: Bytes,
 }
 
@@ -1089,7 +1090,7 @@ struct HeaderBytes {
 impl HeaderBytes {
     /// Reads a PROXY protocol header from the start of `stream`. Returns the header (`None`
     /// when an optional header is absent: the bytes are not a header, or the stream ended
-    /// before one was complete) and the bytes read that belong to the application: all of
+    /// before a whole signature came; after one, a stream that ends is an error) and the bytes read that belong to the application: all of
     /// them when the header is absent, those that came after it otherwise (each read takes
     /// what has arrived, up to [`HEADER_READ`] bytes, so a header usually takes one read; the
     /// buffer holds at most that much more than was received).
