@@ -429,7 +429,10 @@ impl UdpCore {
                     ready
                 })
                 .await?;
-            match try_send(&*self.core.io()?) {
+            // Sent, and the socket let go of, before the match: a pause below must not hold
+            // it (a close meanwhile would wait for it, then return with the port still bound).
+            let sent = try_send(&*self.core.io()?);
+            match sent {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
                     return Err(Error::from(self.core.failed(e)));
