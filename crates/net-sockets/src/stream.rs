@@ -2203,19 +2203,20 @@ impl AsyncWrite for WriteHalf {
         if this.shut_down {
             return Poll::Ready(Err(broken_pipe()));
         }
-        if this.half.conn.corked() || this.half.conn.deferring() {
-            // One slice at a time through the cork: the vectored form is for the plain path.
-            let first = bufs
-                .iter()
-                .find(|b| !b.is_empty())
-                .map_or(&[][..], |b| &b[..]);
-            return Pin::new(this).poll_write(cx, first);
-        }
         // Empty slices at the start, then no more than one send takes.
         let start = bufs
             .iter()
             .position(|b| !b.is_empty())
             .unwrap_or(bufs.len());
+        let Some(first) = bufs.get(start) else {
+            // Nothing to write: a write of nothing, at once (a send of no bytes would wait for
+            // room, and could time out and spoil the end).
+            return Poll::Ready(this.nothing_written());
+        };
+        if this.half.conn.corked() || this.half.conn.deferring() {
+            // One slice at a time through the cork: the vectored form is for the plain path.
+            return Pin::new(this).poll_write(cx, first);
+        }
         let bufs = &bufs[start..];
         let bufs = &bufs[..bufs.len().min(MAX_SLICES)];
         this.poll_send(cx, |s| s.send_vectored_with_flags(bufs, SEND_FLAGS))
