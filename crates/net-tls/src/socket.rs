@@ -1532,7 +1532,16 @@ impl AsyncWrite for TlsWrite {
             )));
         }
         if buf.is_empty() {
-            return Poll::Ready(Ok(0));
+            // Once the session failed (the peer's fatal alert, a corrupted record, taken in by
+            // a read), a write of nothing fails with that error too, as a write of bytes does
+            // (and as a plain socket's write of nothing does once a read reported its reset).
+            return match session_failure(stream) {
+                Some(e) => {
+                    drop(locked);
+                    self.check(Poll::Ready(Err(e)))
+                }
+                None => Poll::Ready(Ok(0)),
+            };
         }
         // rustls directly, not tokio-rustls's `poll_write`: that one reports the socket's error
         // from a call whose bytes rustls already took.
