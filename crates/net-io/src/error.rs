@@ -274,9 +274,15 @@ impl Failure {
                 Some(code) => Repr::Os(code),
                 None => {
                     let kind = io.kind();
-                    match io.into_inner() {
-                        Some(inner) => Repr::Shared(kind, SharedError::new(inner)),
-                        None => Repr::Kind(kind),
+                    // A kind, perhaps with a message of the standard library's own
+                    // (`read_exact`'s "failed to fill whole buffer"), kept as text.
+                    let message = io.get_ref().is_none().then(|| io.to_string());
+                    match (io.into_inner(), message) {
+                        (Some(inner), _) => Repr::Shared(kind, SharedError::new(inner)),
+                        (None, Some(m)) if m != io::Error::from(kind).to_string() => {
+                            Repr::Shared(kind, SharedError::new(m))
+                        }
+                        (None, _) => Repr::Kind(kind),
                     }
                 }
             },
@@ -331,6 +337,28 @@ mod tests {
 
         let io: io::Error = Error::TooLongLine { limit: 7 }.into();
         assert!(matches!(Error::from(io), Error::TooLongLine { limit: 7 }));
+    }
+
+    /// A failure kept to be reported again keeps the message of an I/O error that has one but
+    /// no inner error (the standard library's own, e.g. `read_exact`'s), not only its kind.
+    #[test]
+    fn a_kept_failure_keeps_a_standard_librarys_message() {
+        let io = std::io::Read::read_exact(&mut &b""[..], &mut [0; 1]).unwrap_err();
+        let message = io.to_string();
+        assert_ne!(message, io::Error::from(io.kind()).to_string());
+        let failure = Failure::new(Error::Io(io));
+        for _ in 0..2 {
+            match failure.report() {
+                Error::Io(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+                    assert_eq!(e.to_string(), message);
+                }
+                other => panic!("expected Io, got {other:?}"),
+            }
+        }
+        // One of a kind and nothing more stays that.
+        let failure = Failure::new(Error::Io(io::ErrorKind::BrokenPipe.into()));
+        assert!(matches!(&*failure.0, Repr::Kind(io::ErrorKind::BrokenPipe)));
     }
 
     #[test]
