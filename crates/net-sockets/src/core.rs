@@ -811,7 +811,7 @@ pub(crate) struct CloseWait {
 impl CloseWait {
     /// Ready once the core closed (its descriptor released) or its selector began closing it.
     #[inline]
-    fn poll<S: SocketIo, H: ReleaseHook>(
+    pub(crate) fn poll<S: SocketIo, H: ReleaseHook>(
         &mut self,
         cx: &mut Context<'_>,
         core: &Core<S, H>,

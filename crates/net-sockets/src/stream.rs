@@ -1369,6 +1369,30 @@ impl Timer {
         false
     }
 
+    /// Makes this task the one the sleep wakes, in place of another task's waker that it may
+    /// keep (a wait of that task which this one takes over: see `Half::take_over_send`), which
+    /// goes here. Nothing else changes: whether the wait is over is still for the next
+    /// [`poll_expired`](Self::poll_expired) to say.
+    #[cold]
+    #[inline(never)]
+    fn take_over(&mut self, cx: &mut Context<'_>, selector: &SelectorInner) {
+        let Some(sleep) = &mut self.sleep else {
+            return;
+        };
+        if self
+            .waker
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return;
+        }
+        // As `poll_sleep` keeps it: a fired sleep (or a closed selector) keeps no waker.
+        self.waker = match selector.poll_sleep(sleep.as_mut(), cx) {
+            Poll::Pending => tokio::task::coop::has_budget_remaining().then(|| cx.waker().clone()),
+            Poll::Ready(_) => None,
+        };
+    }
+
     /// The operation is over: the next one that waits starts afresh.
     fn disarm(&mut self) {
         self.deadline = None;
@@ -1462,7 +1486,9 @@ impl Half {
     /// `Pending` while the socket has no room. For a send made under a lock that the socket's
     /// close takes (the held-back bytes'): the other task's wakers go here, before it, since
     /// one may be the last reference to its task (an executor whose pending tasks only their
-    /// wakers keep), whose drop may close this socket on this thread.
+    /// wakers keep), whose drop may close this socket on this thread. Also when the socket has
+    /// room now: the send under the lock may take only part of it, then wait, and put this
+    /// task's wakers in place of the other task's there.
     #[cold]
     #[inline(never)]
     fn take_over_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -1471,8 +1497,18 @@ impl Half {
             Stream::Unix(s) => s.poll_write_ready(cx),
         });
         match polled {
-            // Room: the send under the lock goes on (the timer is the send's to end).
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            // Room: the send under the lock goes on (the timer is the send's to end), this
+            // task's wakers in place of the other's.
+            Poll::Ready(Ok(())) => {
+                let core = &self.conn.core;
+                if self.wait.poll(cx, core).is_ready() {
+                    return Poll::Ready(Err(core.closed_error().into()));
+                }
+                if let Some(timer) = &mut self.timer {
+                    timer.take_over(cx, core.selector());
+                }
+                Poll::Ready(Ok(()))
+            }
             polled => self.polled(cx, false, polled),
         }
     }
