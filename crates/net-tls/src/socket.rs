@@ -1668,8 +1668,11 @@ impl AsyncWrite for TlsWrite {
                 self.failed_in.store(true, Ordering::Release);
             }
             // What was taken in (data, `close_notify`, a failure) may be what a waiting read
-            // waits for, and the socket will not tell it.
-            woken = locked.reader.take();
+            // waits for, and the socket will not tell it. The note stays: the socket keeps that
+            // task's wakers too, which the next read, another task's, replaces under the lock;
+            // the note, replaced after them and dropped once the lock is released, must be the
+            // last of them to go (see `TlsRead`'s `poll_read`).
+            woken = locked.reader.clone();
         } else if !self.shut_down {
             // Polled again, waiting for the socket to take the last records and
             // `close_notify`, after a read found the session failed (and woke this task): no
