@@ -1314,9 +1314,12 @@ impl AsyncRead for TlsRead {
         // A read that failed, or keeps a failure for the next read: the session may have failed
         // for good, and a write or flush waiting for the socket would wait on for a peer that
         // may never read again. Woken, it fails with the session's error (or, for any other
-        // failure, waits again).
+        // failure, waits again). The note stays: the socket keeps that task's wakers too,
+        // which the next write or flush, another task's, replaces under the lock; the note,
+        // replaced after them and dropped once the lock is released, must be the last of them
+        // to go (see `writer_waits`).
         let waiting_writer = if matches!(read, Poll::Ready(Err(_))) || kept.is_some() {
-            writer.take()
+            writer.clone()
         } else {
             None
         };
