@@ -96,7 +96,9 @@ async fn refuse_long_line(
 
 /// The greeting conversation of `sockets-server` over any pair of channels: sends
 /// `Please enter your name`, then answers each line with `Hello, <line>!` until the client
-/// closes its side or the server shuts down.
+/// closes its side or the server shuts down. A line ends at LF or CRLF
+/// ([`net_io::LineEnding::Default`]): a lone CR is part of it, where the seed's
+/// `readUTF8Line` ends a line there too.
 ///
 /// When `stop` comes, a line the client already sent is still answered (the read is tried
 /// before the notice); then the client gets `Server is shutting down` and the write side is

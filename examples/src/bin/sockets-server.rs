@@ -11,7 +11,11 @@
 //! ```
 //!
 //! Unlike the documentation's Kotlin sample, it stops answering when the client leaves (no
-//! `Hello, null!` loop), and a line over 8192 bytes ends only that connection.
+//! `Hello, null!` loop), and a line over 8192 bytes ends only that connection. A line ends at
+//! LF or CRLF (`net_io::LineEnding::Default`); a lone CR, which Ktor's `readUTF8Line` also
+//! takes as a line's end, is part of the line: `Alice\rBob\n` is answered `Hello, Alice\rBob!`,
+//! and a client that ends its lines with CR alone (a terminal in raw mode) is answered only
+//! once an LF comes (8192 bytes without one are a line too long).
 //!
 //! On SIGINT or SIGTERM it prints `Shutting down (N open)`, closes the listener at once, lets
 //! each connection finish the reply it is writing, sends it `Server is shutting down` and
