@@ -9,7 +9,10 @@
 //!
 //! Each client is asked `Your name?`; its first line is its nick. Every later line `L` (up to
 //! 8192 bytes) reaches every other client as `NICK: L`; joins and leaves are announced to the
-//! others as `* NICK joined` and `* NICK left`. A nick that is empty, taken, longer than
+//! others as `* NICK joined` and `* NICK left`. A newcomer is told who is here
+//! (`* Welcome, NICK. Here: alice, bob`), the list going on in lines `* Also here: ...` so that
+//! none passes 8192 bytes however crowded the room (a client that reads lines of a bounded
+//! length, as `sockets-client` does, can join any room). A nick that is empty, taken, longer than
 //! [`NICK_LIMIT`] bytes, not UTF-8, has a control character other than a tab (or a separator
 //! or bidi control, as for a line below), has an invisible formatting character (a
 //! zero-width space, a direction mark, a byte order mark: see [`is_invisible`]; with one,
@@ -431,11 +434,7 @@ async fn chat(mut socket: Socket, room: Arc<Room>) {
             }
         };
     examples::say!("{remote} joined as {nick}");
-    let welcome = if present.is_empty() {
-        format!("* Welcome, {nick}. Nobody else is here yet.\n")
-    } else {
-        format!("* Welcome, {nick}. Here: {}\n", present.join(", "))
-    };
+    let welcome = welcome(&nick, &present);
     let writing = async {
         let written = write_lines(&mut output, welcome, lines, stop.clone()).await;
         if written.is_err() {
@@ -463,6 +462,36 @@ async fn chat(mut socket: Socket, room: Arc<Room>) {
             socket.close();
         }
     }
+}
+
+/// The welcome for `nick`: `* Welcome, NICK. Nobody else is here yet.`, or `* Welcome, NICK.
+/// Here: ` and the nicks of those `present`, joined by `, `, the list going on in lines
+/// `* Also here: ...` so that no line passes [`LINE_LIMIT`] bytes: a client that reads lines
+/// of a bounded length (`sockets-client` takes 64 KiB) can join a room however crowded.
+fn welcome(nick: &str, present: &[Arc<str>]) -> String {
+    if present.is_empty() {
+        return format!("* Welcome, {nick}. Nobody else is here yet.\n");
+    }
+    let mut welcome = String::new();
+    let mut line = format!("* Welcome, {nick}. Here: ");
+    let mut listed = 0;
+    for name in present {
+        // A nick (at most NICK_LIMIT bytes) always fits on a line that lists none yet.
+        if listed > 0 && line.len() + ", ".len() + name.len() > LINE_LIMIT {
+            welcome.push_str(&line);
+            welcome.push('\n');
+            line = "* Also here: ".to_owned();
+            listed = 0;
+        }
+        if listed > 0 {
+            line.push_str(", ");
+        }
+        line.push_str(name);
+        listed += 1;
+    }
+    welcome.push_str(&line);
+    welcome.push('\n');
+    welcome
 }
 
 /// Asks for a nick until the client gives a usable one, and joins the room with it; `None`
