@@ -14,7 +14,9 @@
 //!
 //! When the server closes the connection it prints `Server closed a connection` and exits 0.
 //! At the end of stdin it half-closes (the server sees the end of input) and exits once the
-//! server has answered and closed.
+//! server has answered and closed. A line longer than 64 KiB, from the server or on stdin,
+//! ends it with status 1 (`reading from HOST:PORT: line longer than the limit of 65536
+//! bytes`, or `reading stdin: ...`).
 //!
 //! By default it waits for the server as long as the connection lasts, as a chat client must
 //! (`chat-server` may have nothing to say for a long time), and a connect as long as the system
