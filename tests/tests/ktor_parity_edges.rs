@@ -342,7 +342,7 @@ async fn close_sends_nothing_the_write_channel_still_holds_and_resets() {
 }
 
 /// Nine writes of 1 KiB to a channel that does not auto-flush, and no `flush`: the first eight
-/// KiB reach the reader when the ninth does not fit, the ninth stays held until `flush`
+/// KiB reach the reader as the eighth fills the buffer, the ninth stays held until `flush`
 /// (Ktor's `ByteChannel` holds up to 1 MiB of writes until `flush`, so its reader would see
 /// none of them).
 #[tokio::test]
