@@ -187,7 +187,7 @@ fn tcp_proxy_with_a_link_local_upstream_child() {
             .args("link add d0 type veth peer name d1".split(' '))
             .status();
         if !veth.as_ref().is_ok_and(|s| s.success()) {
-            println!("skipped: no veth pair can be made here ({veth:?})");
+            net_tests::harness::skipped(&format!("no veth pair can be made here ({veth:?})"));
             println!("tcp-proxy with a link-local upstream as documented");
             return;
         }
@@ -218,7 +218,7 @@ fn tcp_proxy_to_the_unspecified_address_at_its_own_port() {
     for (listen, upstream) in [("127.0.0.1", "0.0.0.0"), ("::1", "::")] {
         // A port free now, for the proxy to listen at.
         let Ok(port) = TcpListener::bind((listen, 0)).and_then(|l| l.local_addr()) else {
-            println!("skipped {listen}: cannot bind it here");
+            net_tests::harness::skipped(&format!("{listen} cannot be bound here"));
             continue;
         };
         let port = port.port();

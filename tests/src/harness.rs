@@ -8,6 +8,7 @@
 //!   address (`127.0.0.2`), for the tests that drive the example servers from plain threads.
 //! - [`rerun_self_with_fd_limit`]: this test binary run again under a descriptor limit.
 //! - [`gnutls_present`]: whether the GnuTLS tools are there, for the tests that skip without.
+//! - [`skipped`]: how a test says it skips a part of itself, so that a CI log shows it.
 //! - [`preload_shim`]: a C shim built for `LD_PRELOAD`, to make a system call of a child fail.
 //! - [`unshare_netns`]: how to make a network namespace here, as root or in an unprivileged
 //!   user namespace; [`path_with_sbin`] and [`system_program`]: `PATH` as root's, so that an
@@ -434,6 +435,11 @@ pub fn preload_shim(dir: &Path, c_source: &str) -> Option<std::path::PathBuf> {
             .arg(&source)
             .arg("-ldl"),
     )
+    .inspect_err(|e| {
+        skipped(&format!(
+            "no C compiler (`cc`: {e}) to build an LD_PRELOAD shim"
+        ))
+    })
     .ok()?;
     assert!(
         built.status.success(),
@@ -457,12 +463,53 @@ pub fn gnutls_present() -> bool {
         .is_ok_and(|s| s.success())
     });
     if !found {
-        println!(
-            "SKIPPED: gnutls-cli or gnutls-serv cannot be run (Debian: apt-get install \
-             gnutls-bin); the GnuTLS interop tests need them"
+        skipped(
+            "gnutls-cli or gnutls-serv cannot be run (Debian: apt-get install gnutls-bin); the \
+             GnuTLS interop tests need them",
         );
     }
     found
+}
+
+/// The environment variable that names the file where [`skipped`] also appends its line
+/// (`cargo xtask ci` sets it, and lists the file's lines in its summary).
+pub const SKIP_LOG_ENV: &str = "NET_TESTS_SKIP_LOG";
+
+/// Says that the running test skips a part of itself, `why` (a tool or a permission this
+/// machine lacks), in a line `SKIPPED <test binary> <test>: <why>`: on this process's stderr
+/// itself, not through `eprintln!`, whose output libtest captures and shows only for a test
+/// that fails (a test that skips passes, and its skip went unseen in a CI log); and appended to
+/// the file [`SKIP_LOG_ENV`] names, where it is set.
+pub fn skipped(why: &str) {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .map(|name| match name.rsplit_once('-') {
+            // Cargo's `NAME-HASH`.
+            Some((stem, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => stem.to_owned(),
+            _ => name,
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    let line = format!("SKIPPED {binary} {test}: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os(SKIP_LOG_ENV) {
+        // One write of one line to a file opened to append: lines of tests that skip at once,
+        // in several processes, do not mix.
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut file| file.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            let _ = writeln!(
+                std::io::stderr(),
+                "could not add the skip to {}: {e}",
+                Path::new(&log).display()
+            );
+        }
+    }
 }
 
 /// `path` as a command-line argument; panics unless it is UTF-8.
@@ -930,11 +977,11 @@ fn rerun_self_in_own_netns_with_files(
     .is_ok_and(|status| status.success());
     if !allowed {
         let paths: Vec<&str> = files.iter().map(|(path, _)| *path).collect();
-        eprintln!(
-            "skipped: `unshare -n -m` is not available or not permitted here (needs root or \
+        skipped(&format!(
+            "`unshare -n -m` is not available or not permitted here (needs root or \
              unprivileged user namespaces), or {} cannot be mounted over",
             paths.join(", ")
-        );
+        ));
         return None;
     }
     let script = script(&format!(
@@ -978,7 +1025,7 @@ pub fn rerun_self_under_strace(
     )
     .is_ok_and(|status| status.success());
     if !traces {
-        eprintln!("skipped: `strace` is not installed or may not trace here");
+        skipped("`strace` is not installed or may not trace here");
         return None;
     }
     let trace = format!("trace={calls}");
@@ -1085,9 +1132,9 @@ fn rerun_self_in_namespace(
     marker: &str,
 ) -> Option<String> {
     let Some(netns) = unshare_netns() else {
-        eprintln!(
-            "skipped: `unshare -n` is not available or not permitted here \
-             (needs root or unprivileged user namespaces)"
+        skipped(
+            "`unshare -n` is not available or not permitted here (needs root or unprivileged \
+             user namespaces)",
         );
         return None;
     };

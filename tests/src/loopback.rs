@@ -249,9 +249,14 @@ pub fn unbound_udp_address() -> (net_sockets::SocketAddress, std::net::UdpSocket
 
 /// Whether this machine has an IPv6 loopback (`::1`), asked of std rather than of our own
 /// builders: a test that skips its IPv6 part without one must not also skip it when a bind of
-/// ours fails.
+/// ours fails. Without one, says so with [`skipped`](crate::harness::skipped): every caller
+/// skips or narrows an IPv6 part then.
 pub fn has_ipv6_loopback() -> bool {
-    std::net::UdpSocket::bind(("::1", 0)).is_ok()
+    let has = std::net::UdpSocket::bind(("::1", 0)).is_ok();
+    if !has {
+        crate::harness::skipped("no IPv6 loopback (`::1`): the test's IPv6 part");
+    }
+    has
 }
 
 /// The next item of `stream` (`Incoming`, `DatagramIncoming`), or `None` at its end.

@@ -980,6 +980,6 @@ async fn hyper_over_our_streams_answers_every_request_exactly() {
         curls.get()
     );
     if curls.get() == 0 {
-        eprintln!("note: no `curl` on PATH (or no round asked for it): curl's part skipped");
+        net_tests::harness::skipped("no `curl` on PATH (or no round asked for it): curl's part");
     }
 }

@@ -272,7 +272,7 @@ async fn a_dual_stack_datagram_socket_reports_ipv4_peers_ipv4_mapped() {
     let selector = SelectorManager::new();
     let socket = a_socket(&selector).udp().bind(("::", 0)).await.unwrap();
     if socket.with_sock_ref(|s| s.only_v6()).unwrap() {
-        eprintln!("skipped: `::` is IPv6-only here (net.ipv6.bindv6only = 1)");
+        net_tests::harness::skipped("`::` is IPv6-only here (net.ipv6.bindv6only = 1)");
         return;
     }
     let port = inet(&socket.local_address()).port();

@@ -78,11 +78,11 @@ fn can_vanish(name: &str) -> bool {
         .is_ok_and(|status| status.success())
     });
     if !made {
-        eprintln!(
-            "{name}: skipped, no network namespace with a veth pair and a tc u32 filter with a \
-             mirred action on its loopback can be made here (needs root or unprivileged user \
+        net_tests::harness::skipped(&format!(
+            "{name}: no network namespace with a veth pair and a tc u32 filter with a mirred \
+             action on its loopback can be made here (needs root or unprivileged user \
              namespaces, unshare, ip, ss, tc)"
-        );
+        ));
     }
     made
 }

@@ -997,10 +997,10 @@ fn run_in_own_netns(name: &str) {
             .env("PATH", net_tests::harness::path_with_sbin()),
     );
     if !matches!(&probe, Ok(out) if out.status.success()) {
-        eprintln!(
-            "{name}: skipped, no network namespace can be made here (needs root or \
-             unprivileged user namespaces, unshare, ip)"
-        );
+        net_tests::harness::skipped(&format!(
+            "{name}: no network namespace can be made here (needs root or unprivileged user \
+             namespaces, unshare, ip)"
+        ));
         return;
     }
     let out = net_tests::harness::output(

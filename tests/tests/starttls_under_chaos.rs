@@ -1117,7 +1117,7 @@ async fn python_smtplib_starttls_against_the_server() {
         .output()
         .map_or(true, |o| !o.status.success())
     {
-        eprintln!("python3 with smtplib and ssl is not there: skipped");
+        net_tests::harness::skipped("python3 with smtplib and ssl is not there");
         return;
     }
     const ROUNDS: u64 = 5;

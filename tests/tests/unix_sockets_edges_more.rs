@@ -108,7 +108,7 @@ async fn a_real_peer_half_closes_both_ways_over_unix() {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stderr).contains("OpenBSD"));
     if !openbsd_nc {
-        eprintln!("skipped: no OpenBSD nc");
+        net_tests::harness::skipped("no OpenBSD nc (Debian: netcat-openbsd)");
         return;
     }
     let selector = SelectorManager::new();

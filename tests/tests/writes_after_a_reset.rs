@@ -843,7 +843,7 @@ fn a_read_after_a_write_met_the_sockets_destruction_reports_it_not_an_end_child(
         if destroy(probe.local_addr().unwrap(), probe.peer_addr().unwrap()) {
             assert_death_reported(Death::Destroyed).await;
         } else {
-            println!("skipped: `ss -K` cannot destroy a socket here");
+            net_tests::harness::skipped("`ss -K` cannot destroy a socket here");
         }
         println!("destructions seen");
     });

@@ -103,18 +103,24 @@ fn c_toolchain_missing(target: &str) -> Option<&'static str> {
 /// standard library and C compiler are installed (`.ci/run` installs them: the targets through
 /// rustup, `musl-tools` and `gcc-multilib` for ring's C code); a target without them is
 /// skipped, saying so. Then `net-io` and `net-sockets` checked for each of
-/// [`BUILD_ONLY_TARGETS`] whose standard library is installed.
-fn other_targets(root: &std::path::Path) -> Result<()> {
+/// [`BUILD_ONLY_TARGETS`] whose standard library is installed. Returns what it skipped.
+fn other_targets(root: &std::path::Path) -> Result<Vec<String>> {
+    let mut skipped = Vec::new();
+    let mut skip = |why: String| {
+        println!("    SKIPPED {why}");
+        skipped.push(why);
+    };
     for target in OTHER_TARGETS {
         if !target_installed(target) {
-            println!(
-                "    skipped {target}: its standard library is not installed \
-                 (rustup target add {target})"
-            );
+            skip(format!(
+                "{target}: its standard library is not installed (rustup target add {target})"
+            ));
             continue;
         }
         if let Some(missing) = c_toolchain_missing(target) {
-            println!("    skipped {target}: ring's C code needs {missing}, not installed");
+            skip(format!(
+                "{target}: ring's C code needs {missing}, not installed"
+            ));
             continue;
         }
         let mut cmd = cargo(
@@ -142,10 +148,9 @@ fn other_targets(root: &std::path::Path) -> Result<()> {
     }
     for target in BUILD_ONLY_TARGETS {
         if !target_installed(target) {
-            println!(
-                "    skipped {target}: its standard library is not installed \
-                 (rustup target add {target})"
-            );
+            skip(format!(
+                "{target}: its standard library is not installed (rustup target add {target})"
+            ));
             continue;
         }
         let mut cmd = cargo(
@@ -168,7 +173,36 @@ fn other_targets(root: &std::path::Path) -> Result<()> {
             bail!("{target}: {status}; command: {}", describe(&cmd));
         }
     }
-    Ok(())
+    Ok(skipped)
+}
+
+/// The file where the tests note what they skip, removed when dropped.
+struct SkipLog(std::path::PathBuf);
+
+impl Drop for SkipLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The last lines of a run whose `total` steps passed: that they passed, and everything that
+/// was skipped, `targets` (by the step `other targets`) and `tests` (the lines the tests
+/// appended to the skip log), so that a green run says what it did not cover.
+fn summary(total: usize, targets: &[String], tests: &str) -> String {
+    let tests: Vec<&str> = tests.lines().filter(|l| !l.trim().is_empty()).collect();
+    let count = targets.len() + tests.len();
+    if count == 0 {
+        return format!("==> ci: all {total} steps passed; nothing was skipped");
+    }
+    let mut text =
+        format!("==> ci: all {total} steps passed, but {count} part(s) were SKIPPED, not checked:");
+    for target in targets {
+        text.push_str(&format!("\n    SKIPPED target {target}"));
+    }
+    for line in tests {
+        text.push_str(&format!("\n    {line}"));
+    }
+    text
 }
 
 /// Runs the steps. `ci` takes no arguments: any is refused before a step runs.
@@ -286,6 +320,17 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     ];
     let total = steps.len() + 4;
     forget_packaged_sources()?;
+    // Every test that skips a part of itself (a tool, a permission or IPv6 this machine lacks)
+    // passes; it adds a line here, and the summary lists them.
+    let log = SkipLog(std::env::temp_dir().join(format!("xtask-ci-skips-{}", std::process::id())));
+    std::fs::write(&log.0, "").with_context(|| format!("could not create {}", log.0.display()))?;
+    if crate::SKIP_LOG.set(log.0.clone()).is_err() {
+        bail!("ci runs once per process");
+    }
+    let mut steps = steps;
+    for (_, cmd) in &mut steps {
+        cmd.env(crate::SKIP_LOG_ENV, &log.0);
+    }
     for (i, (name, mut cmd)) in steps.into_iter().enumerate() {
         println!("==> [{}/{total}] {name}: {}", i + 1, describe(&cmd));
         let status = cmd
@@ -305,7 +350,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         OTHER_TARGETS.join(" and "),
         BUILD_ONLY_TARGETS.join(" and ")
     );
-    other_targets(&root).context("step `other targets` failed")?;
+    let skipped_targets = other_targets(&root).context("step `other targets` failed")?;
     // Every fuzz target briefly: hostile lengths and the line rules against the model, the
     // PROXY protocol header parser, address strings, PEM loading and TLS names.
     println!(
@@ -322,7 +367,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     // The interop matrix also runs inside the test step; this run prints it case by case.
     println!("==> [{total}/{total}] TLS interop against openssl and curl: cargo xtask interop");
     crate::interop::run(&[]).context("step `TLS interop` failed")?;
-    println!("==> ci: all {total} steps passed");
+    let tests = std::fs::read_to_string(&log.0)
+        .with_context(|| format!("could not read {}", log.0.display()))?;
+    println!("{}", summary(total, &skipped_targets, &tests));
     Ok(())
 }
 
@@ -334,5 +381,27 @@ mod tests {
         let err = super::run(&["--fast".to_owned()]).expect_err("an unknown argument");
         let msg = err.to_string();
         assert!(msg.contains("--fast") && msg.contains("usage"), "{msg}");
+    }
+
+    #[test]
+    fn the_summary_of_a_green_run_lists_what_was_skipped() {
+        // A test that skipped its namespace part (no `unshare -n` in a container, say) passed,
+        // its note hidden by libtest's capture; `ci` ended "all 12 steps passed" all the same.
+        let tests = "SKIPPED fault_udp slowed: `unshare -n` is not available\n\
+                     SKIPPED ipv6_end_to_end v6: no IPv6 loopback (`::1`)\n";
+        let targets = ["i686-unknown-linux-gnu: ring's C code needs gcc-multilib".to_owned()];
+        let text = super::summary(13, &targets, tests);
+        assert!(text.contains("3 part(s) were SKIPPED"), "{text}");
+        assert!(
+            text.contains("    SKIPPED fault_udp slowed: `unshare -n`"),
+            "{text}"
+        );
+        assert!(text.contains("    SKIPPED ipv6_end_to_end v6"), "{text}");
+        assert!(
+            text.contains("    SKIPPED target i686-unknown-linux-gnu"),
+            "{text}"
+        );
+        let clean = super::summary(13, &[], "");
+        assert_eq!(clean, "==> ci: all 13 steps passed; nothing was skipped");
     }
 }

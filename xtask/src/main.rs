@@ -61,9 +61,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// The environment variable with which the tests' kit (`net_tests::harness::skipped`) is told
+/// the file where a test that skips a part of itself adds a line saying so.
+pub(crate) const SKIP_LOG_ENV: &str = "NET_TESTS_SKIP_LOG";
+
+/// Where the tests that `cargo xtask ci` runs note what they skip: set by `ci` before its first
+/// step, given to every cargo command after that ([`cargo`]).
+pub(crate) static SKIP_LOG: OnceLock<PathBuf> = OnceLock::new();
+
 pub(crate) fn cargo(root: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.args(args).current_dir(root);
+    if let Some(log) = SKIP_LOG.get() {
+        c.env(SKIP_LOG_ENV, log);
+    }
     c
 }
 
