@@ -1,4 +1,7 @@
-//! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
+//! `cargo xtask ci`: every check CI runs, in order, stopping at the first failure. A run whose
+//! steps all pass ends with what was skipped: the targets of the step `other targets` it could
+//! not build for, and every part of a test that `net_tests::harness::skipped` noted in the file
+//! `NET_TESTS_SKIP_LOG` names (set here for every cargo command).
 
 use std::process::Command;
 

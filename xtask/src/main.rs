@@ -1,6 +1,7 @@
 //! Project automation, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
 //!
-//! - `cargo xtask ci` — everything CI checks, in order, stopping at the first failure.
+//! - `cargo xtask ci` — everything CI checks, in order, stopping at the first failure; a green
+//!   run ends with the list of what the tests and the step "other targets" skipped (or none).
 //! - `cargo xtask bench [SCENARIO…]` — release-build the benchmark programs and run them
 //!   (see `BENCHMARKS.md`). `cargo xtask bench --list` names the scenarios.
 //! - `cargo xtask interop` — TLS against real `openssl s_server`, `openssl s_client` and `curl`.
