@@ -406,12 +406,17 @@ async fn guide_complete_server_cut_at_the_end_of_the_grace_period_prints_nothing
     // for a second: it is then stuck writing an answer (its answers fill the buffers our
     // way), where the shutdown finds it. (A shutdown that found it waiting for a line instead
     // would let it buffer the goodbye and end the connection itself, by `close_gracefully`'s
-    // wait: finished, not cut. A shorter pause of a busy machine looked like that.)
+    // wait: finished, not cut. A shorter pause of a busy machine looked like that.) The names
+    // are long, so that the answers are as large as what we send, and a chunk is 4 of them: a
+    // server that still reads takes a chunk in 4 answers. (With a 1-byte name, a chunk was
+    // 8,192 answers of 10 bytes, which the kernel's buffers took for megabytes: a server that
+    // answered them one by one on a loaded machine took more than a second for a chunk, and
+    // was found waiting for a line.)
     let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
         let written = std::sync::Arc::clone(&written);
         tokio::spawn(async move {
-            let chunk = b"x\n".repeat(8192);
+            let chunk = [vec![b'x'; 4000], b"\n".to_vec()].concat().repeat(4);
             for _ in 0..100_000 {
                 if wr.write_all(&chunk).await.is_err() {
                     break;
