@@ -6,9 +6,12 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::task::Wake;
 use std::time::Duration;
+
+use net_sockets::{Socket, Transport};
 
 /// Longer than any step of these tests takes (microseconds): past it, the thread that runs
 /// the step waits on itself.
@@ -56,4 +59,58 @@ pub fn returns(step: impl FnOnce() + Send + 'static) -> bool {
         let _ = done_tx.send(());
     });
     done.recv_timeout(DEADLOCK).is_ok()
+}
+
+/// Closes its socket when dropped: a connection's guard, held by a task, so that the task's
+/// drop closes the connection (plain or TLS: a `TlsSocket` is a `Socket` too).
+pub struct CloseOnDrop<T: Transport>(pub Arc<Socket<T>>);
+
+impl<T: Transport> std::fmt::Debug for CloseOnDrop<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CloseOnDrop").field(&self.0).finish()
+    }
+}
+
+impl<T: Transport> Drop for CloseOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// A task that only its wakers keep and that a wake-up leaves pending: a wake only notes that
+/// it came (in `woken`), registering nothing new; the task put in `task` goes with the last of
+/// its wakers.
+pub struct KeptByWakers {
+    /// The task, dropped with the last waker.
+    pub task: Mutex<Option<Task>>,
+    /// Set by each wake-up.
+    pub woken: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for KeptByWakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptByWakers")
+            .field("woken", &self.woken.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeptByWakers {
+    /// A waker-kept task of nothing yet (put it in `task`), whose wakes set `woken`.
+    pub fn new(woken: &Arc<AtomicBool>) -> Arc<Self> {
+        Arc::new(KeptByWakers {
+            task: Mutex::new(None),
+            woken: Arc::clone(woken),
+        })
+    }
+}
+
+impl Wake for KeptByWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+    }
 }

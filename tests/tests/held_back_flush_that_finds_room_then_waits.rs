@@ -15,39 +15,13 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use net_io::LineEnding;
-use net_sockets::{SelectorManager, Socket, a_socket};
-use net_tests::wakes::{Task, returns};
+use net_sockets::{SelectorManager, a_socket};
+use net_tests::wakes::{CloseOnDrop, KeptByWakers, Task, returns};
 use tokio::io::AsyncReadExt;
-
-/// Closes its socket when dropped (a connection's guard).
-struct CloseOnDrop(Arc<Socket>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
-
-/// A task that only its wakers keep: a wake-up runs it (it stays pending, registering nothing
-/// new: here, nothing happens), and it goes with the last of its wakers.
-struct KeptByWakers {
-    task: Mutex<Option<Task>>,
-    woken: Arc<AtomicBool>,
-}
-
-impl Wake for KeptByWakers {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::SeqCst);
-    }
-}
 
 /// Without `socket_timeout`: task A's waker is kept by the connection's wait for its close.
 #[test]
@@ -103,10 +77,7 @@ fn flush_finding_some_room(socket_timeout: Option<Duration>) {
     let handle = runtime.handle().clone();
     // Task A: its flush waits for room; then it waits on nothing that keeps it.
     let woken = Arc::new(AtomicBool::new(false));
-    let kept = Arc::new(KeptByWakers {
-        task: Mutex::new(None),
-        woken: Arc::clone(&woken),
-    });
+    let kept = KeptByWakers::new(&woken);
     {
         let _context = handle.enter();
         let waits = Arc::clone(&output);

@@ -41,18 +41,9 @@ use net_io::LineEnding;
 use net_sockets::{SelectorManager, Socket, Transport, a_socket};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::Pki;
-use net_tests::wakes::{DEADLOCK, Owner, Task, returns};
+use net_tests::wakes::{CloseOnDrop, DEADLOCK, Owner, Task, returns};
 use net_tls::TlsExt;
 use tokio::io::{AsyncRead, AsyncWrite};
-
-/// Closes its socket when dropped (a connection's guard).
-struct CloseOnDrop<T: Transport>(Arc<Socket<T>>);
-
-impl<T: Transport> Drop for CloseOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
 
 /// Polls `task` once and leaves it pending, owned by its wakers only, with a guard that closes
 /// `socket` when the task is dropped.

@@ -13,39 +13,12 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 
 use net_sockets::SelectorManager;
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::Pki;
-use net_tests::wakes::{Task, returns};
-use net_tls::TlsSocket;
-
-/// Closes its socket when dropped (a connection's guard).
-struct CloseOnDrop(Arc<TlsSocket>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
-
-/// A task that only its wakers keep: a wake-up runs it (it stays pending, registering nothing
-/// new: here, nothing happens), and it goes with the last of its wakers.
-struct KeptByWakers {
-    task: Mutex<Option<Task>>,
-    woken: Arc<AtomicBool>,
-}
-
-impl Wake for KeptByWakers {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::SeqCst);
-    }
-}
+use net_tests::wakes::{CloseOnDrop, KeptByWakers, Task, returns};
 
 #[test]
 fn a_tls_read_after_a_shutdown_woke_the_last_reader_lets_its_wakers_go_outside_the_session_lock() {
@@ -70,10 +43,7 @@ fn a_tls_read_after_a_shutdown_woke_the_last_reader_lets_its_wakers_go_outside_t
     // Task A: its read waits; then it waits on nothing that keeps it.
     let woken = Arc::new(AtomicBool::new(false));
     {
-        let kept = Arc::new(KeptByWakers {
-            task: Mutex::new(None),
-            woken: Arc::clone(&woken),
-        });
+        let kept = KeptByWakers::new(&woken);
         let _context = handle.enter();
         let waits = Arc::clone(&input);
         let guard = CloseOnDrop(Arc::clone(&client));

@@ -14,45 +14,18 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use net_io::ByteReadChannel;
 use net_sockets::{SelectorManager, a_socket};
-use net_tests::wakes::{Task, returns};
-use net_tls::{TlsExt, TlsSocket};
+use net_tests::wakes::{CloseOnDrop, KeptByWakers, Task, returns};
+use net_tls::TlsExt;
 use tokio::io::AsyncWrite;
 
 /// The connection's `socket_timeout`: task A's flush begins to wait half of it after the read
 /// began, so that its own wait is far from over when the read's is.
 const TIMEOUT: Duration = Duration::from_secs(6);
-
-/// Closes its socket when dropped (a connection's guard).
-struct CloseOnDrop(Arc<TlsSocket>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
-
-/// A task that only its wakers keep: a wake-up runs it (it stays pending, registering nothing
-/// new: here, nothing happens but a note that it was woken), and it goes with the last of its
-/// wakers.
-struct KeptByWakers {
-    task: Mutex<Option<Task>>,
-    woken: Arc<AtomicBool>,
-}
-
-impl Wake for KeptByWakers {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::SeqCst);
-    }
-}
 
 /// Waits (bounded) until `flag` is set.
 fn until_set(flag: &AtomicBool, what: &str) {
@@ -107,10 +80,7 @@ fn a_tls_flush_after_a_failed_read_woke_the_last_writer_lets_its_wakers_go_outsi
     let handle = runtime.handle().clone();
     // A read that waits for the client, which sends nothing: it times out after `TIMEOUT`.
     let read_woken = Arc::new(AtomicBool::new(false));
-    let read_waker = Waker::from(Arc::new(KeptByWakers {
-        task: Mutex::new(None),
-        woken: Arc::clone(&read_woken),
-    }));
+    let read_waker = Waker::from(KeptByWakers::new(&read_woken));
     let mut read: Pin<Box<dyn Future<Output = net_io::Result<u8>> + Send>> = {
         let mut input: ByteReadChannel = input;
         Box::pin(async move { input.read_u8().await })
@@ -128,10 +98,7 @@ fn a_tls_flush_after_a_failed_read_woke_the_last_writer_lets_its_wakers_go_outsi
     // that keeps it.
     let writer_woken = Arc::new(AtomicBool::new(false));
     {
-        let kept = Arc::new(KeptByWakers {
-            task: Mutex::new(None),
-            woken: Arc::clone(&writer_woken),
-        });
+        let kept = KeptByWakers::new(&writer_woken);
         let _context = handle.enter();
         let writes = Arc::clone(&output);
         let guard = CloseOnDrop(Arc::clone(&server));
