@@ -1090,10 +1090,11 @@ struct HeaderBytes {
 impl HeaderBytes {
     /// Reads a PROXY protocol header from the start of `stream`. Returns the header (`None`
     /// when an optional header is absent: the bytes are not a header, or the stream ended
-    /// before a whole signature came; after one, a stream that ends is an error) and the bytes read that belong to the application: all of
-    /// them when the header is absent, those that came after it otherwise (each read takes
-    /// what has arrived, up to [`HEADER_READ`] bytes, so a header usually takes one read; the
-    /// buffer holds at most that much more than was received).
+    /// before a whole signature came; after one, a stream that ends is an error) and the bytes
+    /// read that belong to the application: all of them when the header is absent, those that
+    /// came after it otherwise (each read takes what has arrived, up to [`HEADER_READ`] bytes,
+    /// so a header usually takes one read; the buffer holds at most that much more than was
+    /// received).
     /// Cancel safe: what was read stays here.
     async fn read(
         &mut self,
