@@ -290,19 +290,21 @@ impl SelectorManager {
 
     /// Closes the selector and every socket made through it.
     ///
-    /// Pending operations on those sockets fail with [`Error::SelectorClosed`], their
-    /// descriptors are released, and new sockets cannot be made through it. A selector with a
-    /// runtime of its own ([`builder`](Self::builder)) stops that runtime: its threads end, in
-    /// the background, though the selector and its sockets are still held. Idempotent: a close
-    /// that finds another under way (another thread's) returns once that one is done; one that
-    /// the close under way makes itself, on its thread (the drop of a task that its wake-up of
-    /// an operation dropped, with an executor that drops a task it can no longer run), returns
-    /// at once, the selector closed, that close closing the sockets; so does one made inside a
-    /// socket's close while another thread's close is under way (the drop of a task that the
-    /// socket's close woke, a graceful shutdown waiting for the connection to leave its count):
-    /// that close may be waiting to close the same socket. A socket
-    /// whose last handle another thread is dropping as the close begins is closed by that drop:
-    /// the close returns once its descriptor is released too.
+    /// Pending operations on those sockets fail with [`Error::SelectorClosed`], their descriptors
+    /// are released (as by each socket's own `close`: a task of flush coalescing that waits for
+    /// room to send a connection's held-back answers lets go of its socket as the close wakes it,
+    /// just after the close returns), and new sockets cannot be made through it. A selector with a
+    /// runtime of its own ([`builder`](Self::builder)) stops that runtime: its threads end, in the
+    /// background, though the selector and its sockets are still held. Idempotent: a close that
+    /// finds another under way (another thread's) returns once that one is done; one that the close
+    /// under way makes itself, on its thread (the drop of a task that its wake-up of an operation
+    /// dropped, with an executor that drops a task it can no longer run), returns at once, the
+    /// selector closed, that close closing the sockets; so does one made inside a socket's close
+    /// while another thread's close is under way (the drop of a task that the socket's close woke,
+    /// a graceful shutdown waiting for the connection to leave its count): that close may be
+    /// waiting to close the same socket. A socket whose last handle another thread is dropping as
+    /// the close begins is closed by that drop: the close returns once its descriptor is released
+    /// too.
     ///
     /// Each connection's peer sees what was written, then FIN, or a reset where the socket's
     /// own close resets (its write channel held or lost bytes; Linux also resets a connection
