@@ -131,6 +131,42 @@ pub async fn raw_peer_from(
     )
 }
 
+/// A connection whose write channel holds answers back (flush coalescing) and has more of
+/// them than the socket takes: a raw peer with a 4 KiB receive buffer connects to `listener`
+/// (bound with a small send buffer) and sends two requests; the server reads the first, writes
+/// and flushes 60 answers of 1,000 bytes (held back while the second request is unread), then
+/// reads the second. The next flush sends what is held back and, the peer reading nothing,
+/// waits for room. Returns the peer, the server's socket and its channels (no auto-flush).
+pub async fn held_back_answers(
+    listener: &ServerSocket,
+) -> (
+    tokio::net::TcpStream,
+    Socket,
+    net_io::ByteReadChannel,
+    net_io::ByteWriteChannel,
+) {
+    use net_io::LineEnding;
+    use tokio::io::AsyncWriteExt;
+    let raw = tokio::net::TcpSocket::new_v4().unwrap();
+    raw.set_recv_buffer_size(4096).unwrap();
+    let (mut peer, mut server) = raw_peer_from(raw, listener).await;
+    let mut input = server.open_read_channel().unwrap();
+    let mut output = server.open_write_channel(false).unwrap();
+    // Two requests: while the second is unread, the answers to the first are held back.
+    peer.write_all(b"x\ny\n").await.unwrap();
+    let first = input.read_line(16, LineEnding::Default).await.unwrap();
+    assert_eq!(first.as_deref(), Some("x"));
+    let answer = [b'a'; 1000];
+    for _ in 0..60 {
+        output.write_fully(&answer).await.unwrap();
+        output.flush().await.unwrap();
+    }
+    // The second request read: nothing is pending, a flush sends what is held back.
+    let second = input.read_line(16, LineEnding::Default).await.unwrap();
+    assert_eq!(second.as_deref(), Some("y"));
+    (peer, server, input, output)
+}
+
 /// Makes `stream` reset its connection when it is dropped (`SO_LINGER` 0), then drops it, with
 /// no child process starting meanwhile ([`without_spawns`](crate::harness::without_spawns)):
 /// one would hold the socket until its `exec`, and the reset would wait for that.

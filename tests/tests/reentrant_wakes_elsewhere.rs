@@ -37,7 +37,6 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use net_io::LineEnding;
 use net_sockets::{SelectorManager, Socket, Transport, a_socket};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::Pki;
@@ -130,7 +129,6 @@ fn a_tls_read_that_replaces_another_tasks_last_waker_lets_it_go_outside_the_sess
 fn a_held_back_flush_that_replaces_another_tasks_last_waker_lets_it_go_outside_the_backlog() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (selector, listener, peer, server, output) = runtime.block_on(async {
-        use tokio::io::AsyncWriteExt;
         let selector = SelectorManager::new();
         let listener = a_socket(&selector)
             .tcp()
@@ -138,23 +136,7 @@ fn a_held_back_flush_that_replaces_another_tasks_last_waker_lets_it_go_outside_t
             .bind(("127.0.0.1", 0))
             .await
             .unwrap();
-        let raw = tokio::net::TcpSocket::new_v4().unwrap();
-        raw.set_recv_buffer_size(4096).unwrap();
-        let (mut peer, mut server) = net_tests::fault::raw_peer_from(raw, &listener).await;
-        let mut input = server.open_read_channel().unwrap();
-        let mut output = server.open_write_channel(false).unwrap();
-        // Two requests: while the second is unread, the answers to the first are held back.
-        peer.write_all(b"x\ny\n").await.unwrap();
-        let first = input.read_line(16, LineEnding::Default).await.unwrap();
-        assert_eq!(first.as_deref(), Some("x"));
-        let answer = [b'a'; 1000];
-        for _ in 0..60 {
-            output.write_fully(&answer).await.unwrap();
-            output.flush().await.unwrap();
-        }
-        // The second request read: nothing is pending, a flush sends what is held back.
-        let second = input.read_line(16, LineEnding::Default).await.unwrap();
-        assert_eq!(second.as_deref(), Some("y"));
+        let (peer, server, input, output) = net_tests::fault::held_back_answers(&listener).await;
         (
             selector,
             listener,
