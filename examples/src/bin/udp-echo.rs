@@ -5,6 +5,9 @@
 //! cargo run -p examples --bin udp-echo -- client [HOST] [PORT]   # sends stdin lines, prints replies
 //! ```
 //!
+//! The server echoes every datagram back to its sender until SIGINT or SIGTERM; then it prints
+//! `Server stopped` and exits 0.
+//!
 //! The client sends each line of stdin (without its line ending, LF or CRLF) as one datagram,
 //! its bytes as they are (UTF-8 or not): a line of up to 65,507 bytes to an IPv4 server, 65,527
 //! to an IPv6 one; a longer line ends it with status 1. It waits at most 3 seconds for each
@@ -32,6 +35,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use examples::address::HostArg;
 use examples::peer::PeerLine;
+use examples::shutdown::Signals;
 use net_io::ByteReadChannel;
 use net_sockets::{
     ConnectedDatagramSocket, Datagram, MAX_DATAGRAM_SIZE, MAX_DATAGRAM_SIZE_V6, SelectorManager,
@@ -105,9 +109,16 @@ async fn server(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
         .bind((host, port))
         .await
         .with_context(|| format!("cannot bind {}", examples::join_host_port(host, port)))?;
+    // Caught before the announcement, so that a signal sent right after it is not lost.
+    let mut signals = Signals::install().context("cannot install the signal handlers")?;
     examples::say!("UDP echo server is listening at {}", socket.local_address());
     loop {
-        match socket.receive().await {
+        // `receive` is cancel safe: a datagram that arrives as the signal does stays unread.
+        let received = tokio::select! {
+            () = signals.recv() => break,
+            received = socket.receive() => received,
+        };
+        match received {
             Ok(datagram) => {
                 examples::say!(
                     "Echoing {} bytes to {}",
@@ -123,6 +134,9 @@ async fn server(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Re
             Err(e) => return Err(e.into()),
         }
     }
+    socket.close();
+    examples::say!("Server stopped");
+    Ok(())
 }
 
 async fn client(selector: &SelectorManager, host: &str, port: u16) -> anyhow::Result<()> {
