@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -225,6 +225,14 @@ struct Waiter<'a> {
     udp: &'a UdpCore,
     /// `None` once the receive completed.
     id: Option<u64>,
+    /// A copy of the waker it was last polled with, let go of only after the lock of the
+    /// waiting receives (and when dropped, only after the receive): the copy that tokio's
+    /// readiness replaces under that lock, or drops with the receive, is then never a task's
+    /// last. Its drop may drop the task (an executor whose pending tasks only their wakers
+    /// keep), and with it a guard that closes this socket: that close would wait for the lock
+    /// for ever, or find the socket still held by the receive being dropped and return before
+    /// the descriptor went.
+    waker: Option<Waker>,
 }
 
 impl Future for Waiter<'_> {
@@ -234,15 +242,27 @@ impl Future for Waiter<'_> {
         let Some(id) = self.id else {
             return Poll::Ready(Err(self.udp.core.closed_error()));
         };
-        let mut receives = lock(&self.udp.receives);
-        // Gone: `close` dropped it.
-        let Some(waiting) = receives.get_mut(id) else {
-            return Poll::Ready(Err(self.udp.core.closed_error()));
+        let replaced = match &mut self.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => None,
+            waker => waker.replace(cx.waker().clone()),
         };
-        let (received, buffer) = ready!(waiting.as_mut().poll(cx));
-        let done = receives.remove(id);
+        let mut receives = lock(&self.udp.receives);
+        // `None`: gone, `close` dropped it.
+        let polled = receives
+            .get_mut(id)
+            .map(|waiting| waiting.as_mut().poll(cx));
+        let done = match polled {
+            Some(Poll::Ready(_)) => receives.remove(id),
+            _ => None,
+        };
         drop(receives);
         drop(done);
+        drop(replaced);
+        let (received, buffer) = match polled {
+            None => return Poll::Ready(Err(self.udp.core.closed_error())),
+            Some(Poll::Pending) => return Poll::Pending,
+            Some(Poll::Ready(received)) => received,
+        };
         self.id = None;
         Poll::Ready(
             received
@@ -258,6 +278,7 @@ impl Drop for Waiter<'_> {
             let abandoned = lock(&self.udp.receives).remove(id);
             drop(abandoned);
         }
+        // `waker` goes only now (see the field).
     }
 }
 
@@ -542,6 +563,7 @@ impl UdpCore {
         Ok(Waiter {
             udp: self,
             id: Some(id),
+            waker: None,
         })
     }
 
