@@ -866,6 +866,9 @@ impl ShutdownSignal {
 /// selector's, a write of nothing too, fails with that close's error
 /// ([`Error::Closed`](crate::Error::Closed) or
 /// [`Error::SelectorClosed`](crate::Error::SelectorClosed)), over TLS as on a plain socket.
+/// Once the connection failed (a read reported the peer's reset, or a write met it), every
+/// later write, a write of nothing too, fails with `EPIPE` (kind `BrokenPipe`), as a send of any
+/// size then gets from the kernel, and as tokio's `TcpStream` reports it.
 ///
 /// A write that timed out (`socket_timeout`) took none of its bytes; a retry that went
 /// through, a flush or the shutdown itself (a flush first) makes it good, and the shutdown

@@ -244,6 +244,10 @@ const CLEAN: u8 = 0;
 const TIMED_OUT: u8 = 1;
 /// A write failed: the connection can only be reset.
 const FAILED: u8 = 2;
+/// A send failed (the kernel refused it: the connection is dead): as `FAILED`, and nothing
+/// more can be sent, so a write of nothing fails too, as the kernel answers a send of any size
+/// then.
+const SEND_FAILED: u8 = 3;
 
 /// What a connected socket, its channels and its adapters share.
 ///
@@ -260,7 +264,7 @@ pub(crate) struct Conn {
     backlog: Option<Backlog>,
     /// Which directions finished (`READ_DONE`, `WRITE_DONE`).
     done: AtomicU8,
-    /// Whether a write failed: `CLEAN`, `TIMED_OUT` or `FAILED`.
+    /// Whether a write failed: `CLEAN`, `TIMED_OUT`, `FAILED` or `SEND_FAILED`.
     write_state: AtomicU8,
     /// Whether a task is sending held bytes for a reader that could not wait for them.
     cork_task: AtomicBool,
@@ -833,7 +837,7 @@ impl Conn {
                         // The peer is gone: what was held back cannot be delivered. The write
                         // channel learns it from its next write; the close resets.
                         self.told_to_send(&e);
-                        self.write_state.fetch_max(FAILED, Ordering::AcqRel);
+                        self.write_state.fetch_max(SEND_FAILED, Ordering::AcqRel);
                         self.stop_holding();
                         held.clear();
                     }
@@ -1111,7 +1115,7 @@ impl Conn {
     /// Whether a write failed other than by timing out, or the write channel holds or threw
     /// away bytes its writes accepted (see [`Link::bytes_lost`](crate::layer::Link::bytes_lost)).
     pub(crate) fn bytes_lost(&self) -> bool {
-        self.write_state.load(Ordering::Acquire) == FAILED
+        self.write_state.load(Ordering::Acquire) >= FAILED
             || lock(&self.channel)
                 .as_ref()
                 .is_some_and(|state| state.has_unsent() || state.lost_bytes())
@@ -1995,14 +1999,16 @@ impl WriteHalf {
 
     /// The result of a write of nothing: `Ok(0)`, or, once the socket's close began (`close`,
     /// a cut, the selector's close), the close's error, as a write of something gets (and as
-    /// TLS's write of nothing); once a read reported the connection's failure, `EPIPE`, as a
-    /// send then gets (and as TLS's write of nothing, and the write channel's).
+    /// TLS's write of nothing); once a read reported the connection's failure, or a send was
+    /// refused (the peer's reset told to a write), `EPIPE`, as a send of any size then gets
+    /// (tokio's `TcpStream`'s write of nothing too), and as TLS's write of nothing and the
+    /// write channel's.
     fn nothing_written(&self) -> io::Result<usize> {
-        let core = &self.half.conn.core;
-        if core.close_begun() {
-            return Err(core.closed_error().into());
+        let conn = &self.half.conn;
+        if conn.core.close_begun() {
+            return Err(conn.core.closed_error().into());
         }
-        if self.half.conn.is_broken() {
+        if conn.is_broken() || conn.write_state.load(Ordering::Acquire) == SEND_FAILED {
             return Err(broken_pipe());
         }
         Ok(0)
@@ -2049,13 +2055,13 @@ impl WriteHalf {
             let state = if is_socket_timeout(&e) {
                 TIMED_OUT
             } else {
-                FAILED
+                SEND_FAILED
             };
             self.half
                 .conn
                 .write_state
                 .fetch_max(state, Ordering::AcqRel);
-            if state == FAILED {
+            if state == SEND_FAILED {
                 self.half.conn.stop_holding();
             }
         }

@@ -1404,7 +1404,8 @@ impl AsyncRead for TlsRead {
 /// `EPIPE`, as a plain socket's send, and so does a shutdown, unless ours went through
 /// before), fails before rustls takes anything: its bytes could never reach the peer. A write
 /// whose bytes rustls took and that met the socket's failure succeeds; the next write, flush
-/// or shutdown reports that error. Once the session failed (the peer's fatal alert, or a
+/// or shutdown reports that error, and every write after it fails with `EPIPE`, a write of
+/// nothing too, as on a plain socket. Once the session failed (the peer's fatal alert, or a
 /// corrupted record, taken in by a read), a write, flush or shutdown fails with that error
 /// (`InvalidData`), as rustls's writer reports it; the shutdown sends nothing. A write, flush or
 /// shutdown waiting for the socket then (in another task) is woken by the read that finds the
@@ -1538,12 +1539,15 @@ impl AsyncWrite for TlsWrite {
             // Once the session failed (the peer's fatal alert, a corrupted record, taken in by
             // a read), a write of nothing fails with that error too, as a write of bytes does
             // (and as a plain socket's write of nothing does once a read reported its reset).
+            // Otherwise it is the socket's write of nothing: `EPIPE` once a send of the
+            // session's records met the socket's failure (the peer's reset), as a write of
+            // bytes gets then, from the records left queued.
             return match session_failure(stream) {
                 Some(e) => {
                     drop(locked);
                     self.check(Poll::Ready(Err(e)))
                 }
-                None => Poll::Ready(Ok(0)),
+                None => Pin::new(&mut stream.get_mut().0).poll_write(cx, buf),
             };
         }
         // rustls directly, not tokio-rustls's `poll_write`: that one reports the socket's error

@@ -1,0 +1,725 @@
+//! The state a connection is left in after a failure, compared across transports: plain TCP, a
+//! Unix stream socket, and TLS on our server's side and on our client's, through tokio's traits
+//! (`into_stream`). After each failure (the peer's reset, told to a read or to a send; a read's
+//! or a write's `socket_timeout`; the peer's clean end; our own shutdown; our close; for TLS,
+//! the peer's fatal alert and a record that does not decrypt), the operations that follow
+//! (reads, a read into no room, writes of bytes, writes of nothing, single and vectored,
+//! flushes, shutdowns, a close) give what the docs say: `SocketStream`'s and `TlsWrite`'s docs,
+//! guarantees.md's rows on resets, timeouts and the peer's end. Where the transports give the
+//! same, the tests say so with one expectation for all of them; where they differ, the
+//! difference is the documented one (TLS's flush sends the records the session holds).
+//!
+//! Defect found: once a send (not a read) met the peer's reset, a write of nothing, single or
+//! vectored, returned `Ok(0)` over every transport, while a write of bytes failed with `EPIPE`
+//! and tokio's own `TcpStream` fails a write of nothing with it too.
+
+use std::io::{ErrorKind, IoSlice};
+use std::time::Duration;
+
+use net_sockets::{SelectorManager, ServerSocket, Transport, UnixSocketAddress, a_socket};
+use net_tests::fault::{raw_peer_from, reset, reset_arrived};
+use net_tests::pki::TestCa;
+use net_tests::tls::{hand_server, manual_pair, records, rustls_localhost_server};
+use net_tests::{TempDir, within};
+use net_tls::TlsServerConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// A call's result: `Ok` (what it returned, as text), or the failure's kind and OS error code.
+type Seen = Result<String, (ErrorKind, Option<i32>)>;
+
+/// The error of a send once the kernel has reported the connection's failure (or after our
+/// shutdown).
+const EPIPE: Seen = Err((ErrorKind::BrokenPipe, Some(libc::EPIPE)));
+
+/// The peer's reset.
+const RESET: Seen = Err((ErrorKind::ConnectionReset, Some(libc::ECONNRESET)));
+
+/// `socket_timeout` (not an OS error).
+const TIMED_OUT: Seen = Err((ErrorKind::TimedOut, None));
+
+/// Our close: `Error::Closed`, kind `NotConnected`.
+const CLOSED: Seen = Err((ErrorKind::NotConnected, None));
+
+/// What `r` shows.
+fn seen<T: std::fmt::Debug>(r: std::io::Result<T>) -> Seen {
+    r.map(|v| format!("{v:?}"))
+        .map_err(|e| (e.kind(), e.raw_os_error()))
+}
+
+/// A successful call that returned what `text` shows.
+fn ok(text: &str) -> Seen {
+    Ok(text.to_owned())
+}
+
+/// A record no key decrypts.
+const CORRUPTED: &[u8] = b"\x17\x03\x03\x00\x20corrupted record, not decryptable";
+
+/// The `socket_timeout` of the listeners of the timeout tests (long enough for a TLS handshake
+/// on a loaded machine: its reads keep it too).
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Our end of a connection, through `into_stream`, plain or TLS.
+trait Ours: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The socket's `close`.
+    fn close(&self);
+}
+
+impl<T: Transport> Ours for net_sockets::SocketStream<T> {
+    fn close(&self) {
+        (**self).close();
+    }
+}
+
+/// The peer of a connection: a raw socket (for TLS, with a rustls session driven by hand).
+enum Peer {
+    Tcp(tokio::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+    TlsClient(tokio::net::TcpStream, net_tls::rustls::ClientConnection),
+    TlsServer(tokio::net::TcpStream, net_tls::rustls::ServerConnection),
+}
+
+impl Peer {
+    /// Resets the connection (a Unix peer: closes it with our bytes unread, which reads as a
+    /// reset), and returns once the reset reached our side, though no call of ours was told.
+    async fn reset_arrived(self) {
+        match self {
+            Peer::Tcp(s) | Peer::TlsClient(s, _) | Peer::TlsServer(s, _) => reset_arrived(s).await,
+            Peer::Unix(s) => net_tests::harness::without_spawns(|| drop(s)),
+        }
+    }
+
+    /// Resets the connection ([`reset_arrived`](Self::reset_arrived) without the wait).
+    fn reset(self) {
+        match self {
+            Peer::Tcp(s) | Peer::TlsClient(s, _) | Peer::TlsServer(s, _) => reset(s),
+            Peer::Unix(s) => net_tests::harness::without_spawns(|| drop(s)),
+        }
+    }
+
+    /// Ends the peer's sending cleanly: FIN (over TLS, `close_notify` first).
+    async fn end_cleanly(&mut self) {
+        match self {
+            Peer::Tcp(s) => s.shutdown().await.unwrap(),
+            Peer::Unix(s) => s.shutdown(std::net::Shutdown::Write).unwrap(),
+            Peer::TlsClient(s, c) => {
+                c.send_close_notify();
+                s.write_all(&records(c)).await.unwrap();
+                s.shutdown().await.unwrap();
+            }
+            Peer::TlsServer(s, c) => {
+                c.send_close_notify();
+                s.write_all(&records(c)).await.unwrap();
+                s.shutdown().await.unwrap();
+            }
+        }
+    }
+
+    /// Sends a record our side cannot decrypt.
+    async fn corrupt(&mut self) {
+        self.tcp_mut().write_all(CORRUPTED).await.unwrap();
+    }
+
+    /// Sends the peer's fatal alert (its session failed on a record it could not decrypt).
+    async fn alert(&mut self) {
+        match self {
+            Peer::TlsClient(s, c) => {
+                c.read_tls(&mut &CORRUPTED[..]).unwrap();
+                assert!(c.process_new_packets().is_err());
+                s.write_all(&records(c)).await.unwrap();
+            }
+            Peer::TlsServer(s, c) => {
+                c.read_tls(&mut &CORRUPTED[..]).unwrap();
+                assert!(c.process_new_packets().is_err());
+                s.write_all(&records(c)).await.unwrap();
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// The TCP stream under a TCP or TLS peer.
+    fn tcp_mut(&mut self) -> &mut tokio::net::TcpStream {
+        match self {
+            Peer::Tcp(s) | Peer::TlsClient(s, _) | Peer::TlsServer(s, _) => s,
+            Peer::Unix(_) => unreachable!(),
+        }
+    }
+}
+
+/// What carries a connection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Net {
+    /// TCP on `127.0.0.1`.
+    Tcp,
+    /// A Unix stream socket.
+    Unix,
+    /// TLS over TCP, our server's side (a rustls client driven by hand).
+    TlsServer,
+    /// TLS over TCP, our client's side (a rustls server driven by hand).
+    TlsClient,
+}
+
+/// A selector, its TCP and Unix listeners, and a CA for TLS.
+struct World {
+    selector: SelectorManager,
+    tcp: ServerSocket,
+    unix: ServerSocket,
+    unix_path: std::path::PathBuf,
+    ca: TestCa,
+    config: TlsServerConfig,
+    _dir: TempDir,
+}
+
+impl World {
+    /// With `timeout`, the listeners give the connections they accept a `socket_timeout` of
+    /// [`TIMEOUT`] and an 8 KiB send buffer.
+    async fn new(timeout: bool) -> World {
+        let selector = SelectorManager::new();
+        let configure = |b: net_sockets::TcpSocketBuilder| {
+            b.configure(|o| {
+                if timeout {
+                    o.socket_timeout = Some(TIMEOUT);
+                    o.send_buffer_size = Some(8 * 1024);
+                }
+            })
+        };
+        let tcp = configure(a_socket(&selector).tcp())
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let dir = TempDir::new("failure-state-parity");
+        let unix_path = dir.join("s.sock");
+        let unix = configure(a_socket(&selector).tcp())
+            .bind(UnixSocketAddress::new(&unix_path))
+            .await
+            .unwrap();
+        let ca = TestCa::new("failure state parity ca");
+        let config = ca.server(&["localhost"]).server_config().build().unwrap();
+        World {
+            selector,
+            tcp,
+            unix,
+            unix_path,
+            ca,
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// A connection over `net` (a TCP peer with a 4 KiB receive buffer).
+    async fn connect(&self, net: Net) -> (Box<dyn Ours>, Peer) {
+        match net {
+            Net::Tcp => {
+                let raw = tokio::net::TcpSocket::new_v4().unwrap();
+                raw.set_recv_buffer_size(4096).unwrap();
+                let (peer, socket) = raw_peer_from(raw, &self.tcp).await;
+                (Box::new(socket.into_stream().unwrap()), Peer::Tcp(peer))
+            }
+            Net::Unix => {
+                let peer = std::os::unix::net::UnixStream::connect(&self.unix_path).unwrap();
+                let socket = within(self.unix.accept()).await.unwrap();
+                (Box::new(socket.into_stream().unwrap()), Peer::Unix(peer))
+            }
+            Net::TlsServer => {
+                let (tls, tcp, conn) = manual_pair(&self.tcp, &self.ca, &self.config).await;
+                (
+                    Box::new(tls.into_stream().unwrap()),
+                    Peer::TlsClient(tcp, conn),
+                )
+            }
+            Net::TlsClient => {
+                let (tls, tcp, conn) = hand_server(
+                    &self.selector,
+                    &self.ca,
+                    rustls_localhost_server(&self.ca),
+                    None,
+                )
+                .await;
+                (
+                    Box::new(tls.into_stream().unwrap()),
+                    Peer::TlsServer(tcp, conn),
+                )
+            }
+        }
+    }
+}
+
+/// Every transport.
+const ALL: [Net; 4] = [Net::Tcp, Net::Unix, Net::TlsServer, Net::TlsClient];
+
+/// Those whose `socket_timeout` the listener sets (our TLS client connects without one).
+const ACCEPTED: [Net; 3] = [Net::Tcp, Net::Unix, Net::TlsServer];
+
+/// A connection of `net` through `world`, after "hello\n" went to the peer (which leaves it
+/// unread: a Unix peer's close then reads as a reset).
+async fn started(world: &World, net: Net) -> (Box<dyn Ours>, Peer) {
+    let (mut ours, peer) = world.connect(net).await;
+    within(ours.write_all(b"hello\n")).await.unwrap();
+    within(ours.flush()).await.unwrap();
+    (ours, peer)
+}
+
+/// The error of a write after our shutdown went through: `BrokenPipe` (`EPIPE` on a plain
+/// socket, as tokio's `TcpStream` reports it).
+fn refused_after_our_shutdown(net: Net) -> Seen {
+    match net {
+        Net::Tcp | Net::Unix => EPIPE,
+        Net::TlsServer | Net::TlsClient => Err((ErrorKind::BrokenPipe, None)),
+    }
+}
+
+/// A read into 64 bytes.
+async fn read(ours: &mut Box<dyn Ours>) -> Seen {
+    let mut buf = [0u8; 64];
+    seen(within(ours.read(&mut buf)).await)
+}
+
+/// A read into no room.
+async fn read_nothing(ours: &mut Box<dyn Ours>) -> Seen {
+    seen(within(ours.read(&mut [])).await)
+}
+
+/// `read_exact` of 4 bytes.
+async fn read_exact(ours: &mut Box<dyn Ours>) -> Seen {
+    let mut buf = [0u8; 4];
+    seen(within(ours.read_exact(&mut buf)).await)
+}
+
+/// A write of one byte.
+async fn write(ours: &mut Box<dyn Ours>) -> Seen {
+    seen(within(ours.write(b"x")).await)
+}
+
+/// A write of nothing.
+async fn write_nothing(ours: &mut Box<dyn Ours>) -> Seen {
+    seen(within(ours.write(b"")).await)
+}
+
+/// A vectored write of two empty slices.
+async fn write_nothing_vectored(ours: &mut Box<dyn Ours>) -> Seen {
+    let nothing = [IoSlice::new(b""), IoSlice::new(b"")];
+    seen(within(ours.write_vectored(&nothing)).await)
+}
+
+/// A flush.
+async fn flush(ours: &mut Box<dyn Ours>) -> Seen {
+    seen(within(ours.flush()).await)
+}
+
+/// A shutdown.
+async fn shutdown(ours: &mut Box<dyn Ours>) -> Seen {
+    seen(within(ours.shutdown()).await)
+}
+
+/// Writes a byte at a time until a write fails (the reset arrived: the first send, or the one
+/// after a write whose bytes rustls took, is told); returns that failure.
+async fn write_until_it_fails(ours: &mut Box<dyn Ours>, chunk: &[u8]) -> Seen {
+    for _ in 0..100_000 {
+        if let Err(e) = within(ours.write(chunk)).await {
+            return seen::<()>(Err(e));
+        }
+    }
+    panic!("100,000 writes went through");
+}
+
+/// Asserts what `net` saw, call by call.
+fn assert_calls(net: Net, what: &str, calls: &[(&str, Seen)], expected: &[Seen]) {
+    assert_eq!(calls.len(), expected.len());
+    for ((call, got), wanted) in calls.iter().zip(expected) {
+        assert_eq!(got, wanted, "{net:?}, {what}: {call}");
+    }
+}
+
+/// Once a read reported the peer's reset, every read reports it again (also after the close:
+/// never the close's error nor an end of stream), and every write, of nothing too, and every
+/// shutdown fails with `EPIPE` (the guarantees' rows on the peer's reset); once the socket is
+/// closed, a write of nothing fails with the close's error (`SocketStream`'s docs). A read into
+/// no room reads nothing, without meaning the end. The same over every transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_read_reported_the_reset() {
+    let world = World::new(false).await;
+    for net in ALL {
+        let (mut ours, peer) = started(&world, net).await;
+        peer.reset();
+        assert_eq!(
+            read(&mut ours).await,
+            RESET,
+            "{net:?}: the read told of the reset"
+        );
+        let calls = [
+            ("a read into no room", read_nothing(&mut ours).await),
+            ("a write of nothing", write_nothing(&mut ours).await),
+            (
+                "a vectored write of nothing",
+                write_nothing_vectored(&mut ours).await,
+            ),
+            ("a read", read(&mut ours).await),
+            ("read_exact", read_exact(&mut ours).await),
+            ("a write", write(&mut ours).await),
+            ("a write of nothing again", write_nothing(&mut ours).await),
+            ("a shutdown", shutdown(&mut ours).await),
+            ("a shutdown again", shutdown(&mut ours).await),
+        ];
+        let expected = [
+            ok("0"),
+            EPIPE,
+            EPIPE,
+            RESET,
+            RESET,
+            EPIPE,
+            EPIPE,
+            EPIPE,
+            EPIPE,
+        ];
+        assert_calls(net, "after the read's reset", &calls, &expected);
+        ours.close();
+        let calls = [
+            ("a read", read(&mut ours).await),
+            ("a write of nothing", write_nothing(&mut ours).await),
+            ("a write", write(&mut ours).await),
+        ];
+        assert_calls(net, "after the close", &calls, &[RESET, CLOSED, CLOSED]);
+    }
+    world.selector.close();
+}
+
+/// Once a send met the peer's reset (no read told of it: `ECONNRESET` over TCP and TLS, `EPIPE`
+/// from a Unix socket's send), a write of nothing, single or vectored, fails as a write of bytes
+/// then does, with `EPIPE` (the kernel's answer to a send of any size on the dead connection, as
+/// tokio's `TcpStream` reports it: see the next test), every time; reads report the reset, and a
+/// shutdown is no clean end. The same over every transport. Before, the write of nothing
+/// returned `Ok(0)` over all four, as if the connection could still take bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_send_met_the_reset() {
+    let world = World::new(false).await;
+    for net in ALL {
+        let (mut ours, peer) = started(&world, net).await;
+        peer.reset_arrived().await;
+        let told = if net == Net::Unix { EPIPE } else { RESET };
+        assert_eq!(
+            write_until_it_fails(&mut ours, b"y").await,
+            told,
+            "{net:?}: the write told of the reset"
+        );
+        let calls = [
+            ("a write of nothing", write_nothing(&mut ours).await),
+            (
+                "a vectored write of nothing",
+                write_nothing_vectored(&mut ours).await,
+            ),
+            ("a write of nothing again", write_nothing(&mut ours).await),
+            ("a write", write(&mut ours).await),
+            ("a read", read(&mut ours).await),
+            ("read_exact", read_exact(&mut ours).await),
+            (
+                "a write of nothing after the read",
+                write_nothing(&mut ours).await,
+            ),
+            ("a shutdown", shutdown(&mut ours).await),
+        ];
+        let expected = [EPIPE, EPIPE, EPIPE, EPIPE, RESET, RESET, EPIPE, EPIPE];
+        assert_calls(net, "after the send's reset", &calls, &expected);
+        ours.close();
+    }
+    world.selector.close();
+}
+
+/// The reference for the previous test: tokio's own `TcpStream`, once a send met the peer's
+/// reset, fails a write of nothing with `EPIPE`, as a write of bytes.
+#[tokio::test]
+async fn tokios_tcp_stream_after_a_send_met_the_reset() {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    let (ours, accepted) = tokio::join!(tokio::net::TcpStream::connect(address), listener.accept());
+    let (mut ours, peer) = (ours.unwrap(), accepted.unwrap().0);
+    reset_arrived(peer).await;
+    let mut told = None;
+    for _ in 0..100 {
+        if let Err(e) = ours.write(b"y").await {
+            told = Some(e);
+            break;
+        }
+    }
+    assert_eq!(seen::<()>(Err(told.expect("a failed write"))), RESET);
+    assert_eq!(seen(ours.write(b"").await), EPIPE);
+    assert_eq!(seen(ours.write(b"x").await), EPIPE);
+}
+
+/// A read's `socket_timeout` leaves the connection usable: the writes (of nothing too) go
+/// through, the next read times out again, and the shutdown is a clean end (the guarantees:
+/// a channel whose transport reports the timeout stays usable; and
+/// `writes_after_a_reset::a_read_timeout_leaves_the_writes_alone`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_read_timed_out() {
+    let world = World::new(true).await;
+    for net in ACCEPTED {
+        let (mut ours, peer) = started(&world, net).await;
+        assert_eq!(
+            read(&mut ours).await,
+            TIMED_OUT,
+            "{net:?}: the read timed out"
+        );
+        let calls = [
+            ("a read into no room", read_nothing(&mut ours).await),
+            ("a write of nothing", write_nothing(&mut ours).await),
+            (
+                "a vectored write of nothing",
+                write_nothing_vectored(&mut ours).await,
+            ),
+            ("a write", write(&mut ours).await),
+            ("a flush", flush(&mut ours).await),
+            ("a read", read(&mut ours).await),
+            ("a shutdown", shutdown(&mut ours).await),
+            (
+                "a write of nothing after the shutdown",
+                write_nothing(&mut ours).await,
+            ),
+        ];
+        let expected = [
+            ok("0"),
+            ok("0"),
+            ok("0"),
+            ok("1"),
+            ok("()"),
+            TIMED_OUT,
+            ok("()"),
+            refused_after_our_shutdown(net),
+        ];
+        assert_calls(net, "after the read's timeout", &calls, &expected);
+        ours.close();
+        drop(peer);
+    }
+    world.selector.close();
+}
+
+/// A write's `socket_timeout` (the peer reads nothing) took nothing and leaves the connection
+/// usable: a write of nothing is `Ok(0)`. The shutdown, a flush first, makes the timeout good
+/// on a plain socket, where everything written is with the kernel, and sends FIN
+/// (`SocketStream`'s docs); over TLS it sends the records the session holds first, and the
+/// peer, reading nothing, lets it time out too, losing nothing (`TlsWrite`'s docs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_write_timed_out() {
+    let world = World::new(true).await;
+    let chunk = vec![7u8; 64 * 1024];
+    for net in ACCEPTED {
+        let (mut ours, peer) = started(&world, net).await;
+        assert_eq!(
+            write_until_it_fails(&mut ours, &chunk).await,
+            TIMED_OUT,
+            "{net:?}: the write timed out"
+        );
+        let calls = [
+            ("a write of nothing", write_nothing(&mut ours).await),
+            (
+                "a vectored write of nothing",
+                write_nothing_vectored(&mut ours).await,
+            ),
+            ("a read into no room", read_nothing(&mut ours).await),
+            ("a shutdown", shutdown(&mut ours).await),
+        ];
+        let shut = if net == Net::TlsServer {
+            TIMED_OUT
+        } else {
+            ok("()")
+        };
+        assert_calls(
+            net,
+            "after the write's timeout",
+            &calls,
+            &[ok("0"), ok("0"), ok("0"), shut],
+        );
+        ours.close();
+        drop(peer);
+    }
+    world.selector.close();
+}
+
+/// After the peer's clean end (FIN; over TLS, `close_notify` first), every read reads the end
+/// again (`read_exact`: `UnexpectedEof`), and writes go on until our own shutdown (the
+/// guarantees' row on the peer's half-close), after which a write fails with `BrokenPipe`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_peers_clean_end() {
+    let world = World::new(false).await;
+    for net in ALL {
+        let (mut ours, mut peer) = started(&world, net).await;
+        peer.end_cleanly().await;
+        assert_eq!(read(&mut ours).await, ok("0"), "{net:?}: the end");
+        let calls = [
+            ("a read", read(&mut ours).await),
+            ("read_exact", read_exact(&mut ours).await),
+            ("a read into no room", read_nothing(&mut ours).await),
+            ("a write of nothing", write_nothing(&mut ours).await),
+            (
+                "a vectored write of nothing",
+                write_nothing_vectored(&mut ours).await,
+            ),
+            ("a write", write(&mut ours).await),
+            ("a flush", flush(&mut ours).await),
+            ("a shutdown", shutdown(&mut ours).await),
+            (
+                "a write of nothing after the shutdown",
+                write_nothing(&mut ours).await,
+            ),
+            ("a read after the shutdown", read(&mut ours).await),
+        ];
+        let expected = [
+            ok("0"),
+            Err((ErrorKind::UnexpectedEof, None)),
+            ok("0"),
+            ok("0"),
+            ok("0"),
+            ok("1"),
+            ok("()"),
+            ok("()"),
+            refused_after_our_shutdown(net),
+            ok("0"),
+        ];
+        assert_calls(net, "after the peer's end", &calls, &expected);
+        ours.close();
+    }
+    world.selector.close();
+}
+
+/// After our own shutdown, a write (of nothing too) fails with `BrokenPipe`, a flush and another
+/// shutdown stay `Ok`, also after the close (`SocketStream`'s and `TlsWrite`'s docs), and the
+/// reads go on to the peer's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_our_shutdown() {
+    let world = World::new(false).await;
+    for net in ALL {
+        let (mut ours, mut peer) = started(&world, net).await;
+        assert_eq!(shutdown(&mut ours).await, ok("()"), "{net:?}: the shutdown");
+        peer.end_cleanly().await;
+        let calls = [
+            ("a write", write(&mut ours).await),
+            ("a write of nothing", write_nothing(&mut ours).await),
+            (
+                "a vectored write of nothing",
+                write_nothing_vectored(&mut ours).await,
+            ),
+            ("a flush", flush(&mut ours).await),
+            ("a shutdown again", shutdown(&mut ours).await),
+            ("a read", read(&mut ours).await),
+        ];
+        let refused = refused_after_our_shutdown(net);
+        let expected = [
+            refused.clone(),
+            refused.clone(),
+            refused.clone(),
+            ok("()"),
+            ok("()"),
+            ok("0"),
+        ];
+        assert_calls(net, "after our shutdown", &calls, &expected);
+        ours.close();
+        let calls = [
+            ("a flush", flush(&mut ours).await),
+            ("a shutdown", shutdown(&mut ours).await),
+            ("a write of nothing", write_nothing(&mut ours).await),
+        ];
+        assert_calls(
+            net,
+            "after the close",
+            &calls,
+            &[ok("()"), ok("()"), refused],
+        );
+    }
+    world.selector.close();
+}
+
+/// After our close, every call fails with the close's error, `Error::Closed` (a write of
+/// nothing too, a flush, a shutdown: `SocketStream`'s and `TlsWrite`'s docs; every read: the
+/// guarantees' row on a close), over every transport; a read into no room reads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_our_close() {
+    let world = World::new(false).await;
+    for net in ALL {
+        let (mut ours, peer) = started(&world, net).await;
+        ours.close();
+        let calls = [
+            ("a read", read(&mut ours).await),
+            ("read_exact", read_exact(&mut ours).await),
+            ("a write", write(&mut ours).await),
+            ("a write of nothing", write_nothing(&mut ours).await),
+            (
+                "a vectored write of nothing",
+                write_nothing_vectored(&mut ours).await,
+            ),
+            ("a flush", flush(&mut ours).await),
+            ("a shutdown", shutdown(&mut ours).await),
+            ("a read into no room", read_nothing(&mut ours).await),
+        ];
+        let expected = [
+            CLOSED,
+            CLOSED,
+            CLOSED,
+            CLOSED,
+            CLOSED,
+            CLOSED,
+            CLOSED,
+            ok("0"),
+        ];
+        assert_calls(net, "after our close", &calls, &expected);
+        let e = within(ours.write(b"")).await.unwrap_err();
+        assert!(
+            matches!(net_sockets::Error::from(e), net_sockets::Error::Closed),
+            "{net:?}: the close's error"
+        );
+        drop(peer);
+    }
+    world.selector.close();
+}
+
+/// How a TLS session fails.
+#[derive(Clone, Copy, Debug)]
+enum SessionFailure {
+    /// The peer sends its fatal alert.
+    PeersAlert,
+    /// The peer sends a record that does not decrypt.
+    Corrupted,
+}
+
+/// Once a read reported the session's failure (`InvalidData`), every read, write (of nothing
+/// too), flush and shutdown fails with that error (`TlsWrite`'s docs), on our server's side as
+/// on our client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_tls_session_failed() {
+    let world = World::new(false).await;
+    for failure in [SessionFailure::PeersAlert, SessionFailure::Corrupted] {
+        for net in [Net::TlsServer, Net::TlsClient] {
+            let (mut ours, mut peer) = started(&world, net).await;
+            match failure {
+                SessionFailure::PeersAlert => peer.alert().await,
+                SessionFailure::Corrupted => peer.corrupt().await,
+            }
+            let mut buf = [0u8; 64];
+            let e = within(ours.read(&mut buf)).await.unwrap_err();
+            assert_eq!(
+                e.kind(),
+                ErrorKind::InvalidData,
+                "{net:?}, {failure:?}: {e:?}"
+            );
+            let wanted = e.to_string();
+            let mut again = Vec::new();
+            for _ in 0..2 {
+                again.push(within(ours.read(&mut buf)).await.map(drop));
+                again.push(within(ours.write(b"")).await.map(drop));
+                let nothing = [IoSlice::new(b"")];
+                again.push(within(ours.write_vectored(&nothing)).await.map(drop));
+                again.push(within(ours.write(b"x")).await.map(drop));
+                again.push(within(ours.flush()).await);
+                again.push(within(ours.shutdown()).await);
+            }
+            for (i, result) in again.iter().enumerate() {
+                assert!(
+                    matches!(result, Err(e) if e.kind() == ErrorKind::InvalidData
+                        && e.to_string() == wanted),
+                    "{net:?}, {failure:?}, call {i}: {result:?}, not the read's {wanted}"
+                );
+            }
+            ours.close();
+        }
+    }
+    world.selector.close();
+}
