@@ -1,13 +1,16 @@
 //! The state a connection is left in after a failure, compared across transports: plain TCP, a
 //! Unix stream socket, and TLS on our server's side and on our client's, through tokio's traits
-//! (`into_stream`). After each failure (the peer's reset, told to a read or to a send; a read's
-//! or a write's `socket_timeout`; the peer's clean end; our own shutdown; our close; for TLS,
-//! the peer's fatal alert and a record that does not decrypt), the operations that follow
-//! (reads, a read into no room, writes of bytes, writes of nothing, single and vectored,
-//! flushes, shutdowns, a close) give what the docs say: `SocketStream`'s and `TlsWrite`'s docs,
-//! guarantees.md's rows on resets, timeouts and the peer's end. Where the transports give the
-//! same, the tests say so with one expectation for all of them; where they differ, the
-//! difference is the documented one (TLS's flush sends the records the session holds).
+//! (`into_stream`) and through the Ktor-style channels. After each failure (the peer's reset,
+//! told to a read or to a send; a read's or a write's `socket_timeout`; the peer's clean end,
+//! and that end followed by its reset; our own shutdown; our close; for TLS, the peer's fatal
+//! alert, a record that does not decrypt, a truncation), the operations that follow (reads, a
+//! read into no room, typed reads, writes of bytes, writes of nothing, single and vectored,
+//! flushes, shutdowns, a close) give what the docs say: `SocketStream`'s, `into_stream`'s and
+//! `TlsWrite`'s docs, net-io's Failures, guarantees.md's rows on resets, timeouts and the
+//! peer's end. Where the transports give the same, a test says so with one expectation for
+//! all of them; where they differ, the difference is the documented one (a Unix socket's send
+//! told of its peer's close gets `EPIPE`, not `ECONNRESET`; TLS's shutdown sends the records
+//! the session holds, so after a write's timeout it times out too).
 //!
 //! Defect found: once a send (not a read) met the peer's reset, a write of nothing, single or
 //! vectored, returned `Ok(0)` over every transport, while a write of bytes failed with `EPIPE`
@@ -18,6 +21,7 @@ use std::time::Duration;
 
 use net_sockets::{SelectorManager, ServerSocket, Transport, UnixSocketAddress, a_socket};
 use net_tests::fault::{raw_peer_from, reset, reset_arrived};
+use net_tests::pairs::Ours as Socket;
 use net_tests::pki::TestCa;
 use net_tests::tls::{hand_server, manual_pair, records, rustls_localhost_server};
 use net_tests::{TempDir, within};
@@ -205,41 +209,40 @@ impl World {
         }
     }
 
-    /// A connection over `net` (a TCP peer with a 4 KiB receive buffer).
-    async fn connect(&self, net: Net) -> (Box<dyn Ours>, Peer) {
+    /// A connection over `net` (a TCP peer with a 4 KiB receive buffer), our end a socket.
+    async fn socket(&self, net: Net) -> (Socket, Peer) {
         match net {
             Net::Tcp => {
                 let raw = tokio::net::TcpSocket::new_v4().unwrap();
                 raw.set_recv_buffer_size(4096).unwrap();
                 let (peer, socket) = raw_peer_from(raw, &self.tcp).await;
-                (Box::new(socket.into_stream().unwrap()), Peer::Tcp(peer))
+                (Socket::Plain(socket), Peer::Tcp(peer))
             }
             Net::Unix => {
                 let peer = std::os::unix::net::UnixStream::connect(&self.unix_path).unwrap();
                 let socket = within(self.unix.accept()).await.unwrap();
-                (Box::new(socket.into_stream().unwrap()), Peer::Unix(peer))
+                (Socket::Plain(socket), Peer::Unix(peer))
             }
             Net::TlsServer => {
                 let (tls, tcp, conn) = manual_pair(&self.tcp, &self.ca, &self.config).await;
-                (
-                    Box::new(tls.into_stream().unwrap()),
-                    Peer::TlsClient(tcp, conn),
-                )
+                (Socket::Tls(tls), Peer::TlsClient(tcp, conn))
             }
             Net::TlsClient => {
-                let (tls, tcp, conn) = hand_server(
-                    &self.selector,
-                    &self.ca,
-                    rustls_localhost_server(&self.ca),
-                    None,
-                )
-                .await;
-                (
-                    Box::new(tls.into_stream().unwrap()),
-                    Peer::TlsServer(tcp, conn),
-                )
+                let config = rustls_localhost_server(&self.ca);
+                let (tls, tcp, conn) = hand_server(&self.selector, &self.ca, config, None).await;
+                (Socket::Tls(tls), Peer::TlsServer(tcp, conn))
             }
         }
+    }
+
+    /// [`socket`](Self::socket), our end through `into_stream`.
+    async fn connect(&self, net: Net) -> (Box<dyn Ours>, Peer) {
+        let (socket, peer) = self.socket(net).await;
+        let ours: Box<dyn Ours> = match socket {
+            Socket::Plain(s) => Box::new(s.into_stream().unwrap()),
+            Socket::Tls(s) => Box::new(s.into_stream().unwrap()),
+        };
+        (ours, peer)
     }
 }
 
@@ -719,6 +722,222 @@ async fn after_the_tls_session_failed() {
                 );
             }
             ours.close();
+        }
+    }
+    world.selector.close();
+}
+
+/// A TLS peer that ends the TCP connection without `close_notify`: every read reports the
+/// truncation again (`into_stream`'s docs), on our server's side as on our client's; the
+/// writes go on, as after the peer's clean end (the peer only ended its sending).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_tls_truncation() {
+    let world = World::new(false).await;
+    for net in [Net::TlsServer, Net::TlsClient] {
+        let (mut ours, mut peer) = started(&world, net).await;
+        within(peer.tcp_mut().shutdown()).await.unwrap();
+        let truncated = (ErrorKind::UnexpectedEof, None);
+        for round in 0..3 {
+            let mut buf = [0u8; 64];
+            let e = within(ours.read(&mut buf)).await.unwrap_err();
+            assert_eq!(
+                (e.kind(), e.raw_os_error()),
+                truncated,
+                "{net:?}, read {round}"
+            );
+            assert!(
+                e.get_ref()
+                    .is_some_and(|inner| inner.is::<net_tls::Truncated>()),
+                "{net:?}, read {round}: {e:?}"
+            );
+        }
+        let calls = [
+            ("read_exact", read_exact(&mut ours).await),
+            ("a read into no room", read_nothing(&mut ours).await),
+            ("a write of nothing", write_nothing(&mut ours).await),
+            (
+                "a vectored write of nothing",
+                write_nothing_vectored(&mut ours).await,
+            ),
+            ("a write", write(&mut ours).await),
+            ("a flush", flush(&mut ours).await),
+        ];
+        let expected = [Err(truncated), ok("0"), ok("0"), ok("0"), ok("1"), ok("()")];
+        assert_calls(net, "after the truncation", &calls, &expected);
+        ours.close();
+    }
+    world.selector.close();
+}
+
+/// A peer that ended cleanly, then reset the connection on bytes of ours that reached it after:
+/// the reads still read the clean end (the guarantees' reset row), while a send fails with
+/// `EPIPE` and so does every write after it, a write of nothing too (the write of nothing
+/// returned `Ok(0)` before), and the shutdown is no clean end. The same over every transport
+/// (a Unix peer: its close with our bytes unread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_peers_clean_end_then_its_reset() {
+    let world = World::new(false).await;
+    for net in ALL {
+        let (mut ours, mut peer) = started(&world, net).await;
+        peer.end_cleanly().await;
+        assert_eq!(read(&mut ours).await, ok("0"), "{net:?}: the end");
+        assert_eq!(
+            write(&mut ours).await,
+            ok("1"),
+            "{net:?}: a write after the end"
+        );
+        peer.reset_arrived().await;
+        assert_eq!(
+            write_until_it_fails(&mut ours, b"y").await,
+            EPIPE,
+            "{net:?}: the write told of the reset"
+        );
+        let calls = [
+            ("a write of nothing", write_nothing(&mut ours).await),
+            (
+                "a vectored write of nothing",
+                write_nothing_vectored(&mut ours).await,
+            ),
+            ("a write", write(&mut ours).await),
+            ("a read", read(&mut ours).await),
+            (
+                "a write of nothing after the read",
+                write_nothing(&mut ours).await,
+            ),
+        ];
+        let expected = [EPIPE, EPIPE, EPIPE, ok("0"), EPIPE];
+        assert_calls(net, "after the end and the reset", &calls, &expected);
+        let e = within(ours.shutdown()).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::BrokenPipe,
+            "{net:?}: the shutdown: {e:?}"
+        );
+        ours.close();
+    }
+    world.selector.close();
+}
+
+/// A channel call's result, as [`Seen`].
+fn channel_seen<T: std::fmt::Debug>(r: net_io::Result<T>) -> Seen {
+    r.map(|v| format!("{v:?}")).map_err(|e| {
+        let os = match &e {
+            net_io::Error::Io(io) => io.raw_os_error(),
+            _ => None,
+        };
+        (e.kind(), os)
+    })
+}
+
+/// What a connection's channels give after a failure.
+#[derive(Clone, Copy, Debug)]
+enum ChannelCase {
+    /// A read reported the peer's reset.
+    ResetRead,
+    /// A flush met the peer's reset.
+    ResetFlush,
+    /// The peer ended cleanly.
+    PeersEnd,
+    /// Our close.
+    OurClose,
+}
+
+/// The Ktor-style channels (`open_read_channel`, `open_write_channel`, with and without
+/// auto-flush) give the same after each failure over every transport: a failure is reported
+/// again with its type by every later read and every write call, a write of nothing and a
+/// flush too (net-io's Failures; the guarantees' reset rows: `EPIPE` once a read reported the
+/// reset, the reset itself, `ECONNRESET`, when a flush met it first, `EPIPE` from a Unix
+/// socket's send); the peer's clean end is read again and leaves the writes alone; our close
+/// fails every call with `Error::Closed`. A read into no room is `Ok(0)` at once
+/// (`read_available`'s docs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_channels_after_each_failure() {
+    use net_io::LineEnding::Default as Lf;
+    let world = World::new(false).await;
+    let cases = [
+        ChannelCase::ResetRead,
+        ChannelCase::ResetFlush,
+        ChannelCase::PeersEnd,
+        ChannelCase::OurClose,
+    ];
+    for case in cases {
+        for auto_flush in [false, true] {
+            for net in ALL {
+                let (mut socket, peer) = world.socket(net).await;
+                // Kept open until the end, but where the case resets it.
+                let mut peer = Some(peer);
+                let (mut input, mut output) = socket.channels(auto_flush);
+                within(output.write_fully(b"hello\n")).await.unwrap();
+                within(output.flush()).await.unwrap();
+                let what = format!("{case:?}, auto_flush {auto_flush}");
+                let (read_error, write_error) = match case {
+                    ChannelCase::ResetRead => {
+                        peer.take().unwrap().reset();
+                        let first = within(input.read_line(64, Lf)).await;
+                        assert_eq!(channel_seen(first), RESET, "{net:?}, {what}");
+                        (RESET, EPIPE)
+                    }
+                    ChannelCase::ResetFlush => {
+                        peer.take().unwrap().reset_arrived().await;
+                        let written = within(output.write_fully(b"y")).await;
+                        let flushed = match written {
+                            Ok(()) => within(output.flush()).await,
+                            failed => failed,
+                        };
+                        let told = if net == Net::Unix { EPIPE } else { RESET };
+                        assert_eq!(channel_seen(flushed), told, "{net:?}, {what}");
+                        (RESET, told)
+                    }
+                    ChannelCase::PeersEnd => {
+                        peer.as_mut().unwrap().end_cleanly().await;
+                        let first = within(input.read_line(64, Lf)).await;
+                        assert_eq!(channel_seen(first), ok("None"), "{net:?}, {what}");
+                        (ok("None"), ok("()"))
+                    }
+                    ChannelCase::OurClose => {
+                        socket.close();
+                        (CLOSED, CLOSED)
+                    }
+                };
+                let mut none = [0u8; 0];
+                let calls = [
+                    (
+                        "read_line",
+                        channel_seen(within(input.read_line(64, Lf)).await),
+                    ),
+                    ("read_available into no room", {
+                        channel_seen(within(input.read_available(&mut none)).await)
+                    }),
+                    ("write_fully of nothing", {
+                        channel_seen(within(output.write_fully(b"")).await)
+                    }),
+                    ("flush", channel_seen(within(output.flush()).await)),
+                    ("write_fully of nothing again", {
+                        channel_seen(within(output.write_fully(b"")).await)
+                    }),
+                    ("read_line again", {
+                        channel_seen(within(input.read_line(64, Lf)).await)
+                    }),
+                ];
+                let expected = [
+                    read_error.clone(),
+                    ok("0"),
+                    write_error.clone(),
+                    write_error.clone(),
+                    write_error,
+                    read_error,
+                ];
+                assert_calls(net, &what, &calls, &expected);
+                let read_u32 = channel_seen(within(input.read_u32()).await);
+                let wanted = match case {
+                    ChannelCase::PeersEnd => Err((ErrorKind::UnexpectedEof, None)),
+                    ChannelCase::OurClose => CLOSED,
+                    ChannelCase::ResetRead | ChannelCase::ResetFlush => RESET,
+                };
+                assert_eq!(read_u32, wanted, "{net:?}, {what}: read_u32");
+                socket.close();
+                drop(peer);
+            }
         }
     }
     world.selector.close();
