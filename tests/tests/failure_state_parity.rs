@@ -491,6 +491,12 @@ async fn after_a_read_timed_out() {
         ];
         assert_calls(net, "after the read's timeout", &calls, &expected);
         ours.close();
+        // A timeout is no failure for good: a read after the close reports the close.
+        assert_eq!(
+            read(&mut ours).await,
+            CLOSED,
+            "{net:?}: a read after the close"
+        );
         drop(peer);
     }
     world.selector.close();
@@ -580,6 +586,11 @@ async fn after_the_peers_clean_end() {
         ];
         assert_calls(net, "after the peer's end", &calls, &expected);
         ours.close();
+        assert_eq!(
+            read(&mut ours).await,
+            ok("0"),
+            "{net:?}: a read after the close"
+        );
     }
     world.selector.close();
 }
@@ -722,6 +733,11 @@ async fn after_the_tls_session_failed() {
                 );
             }
             ours.close();
+            let after = within(ours.read(&mut buf)).await;
+            assert!(
+                matches!(&after, Err(e) if e.to_string() == wanted),
+                "{net:?}, {failure:?}: a read after the close: {after:?}"
+            );
         }
     }
     world.selector.close();
@@ -765,6 +781,12 @@ async fn after_a_tls_truncation() {
         let expected = [Err(truncated), ok("0"), ok("0"), ok("0"), ok("1"), ok("()")];
         assert_calls(net, "after the truncation", &calls, &expected);
         ours.close();
+        let mut buf = [0u8; 64];
+        let after = within(ours.read(&mut buf)).await;
+        assert!(
+            matches!(&after, Err(e) if e.get_ref().is_some_and(|i| i.is::<net_tls::Truncated>())),
+            "{net:?}: a read after the close: {after:?}"
+        );
     }
     world.selector.close();
 }
