@@ -964,3 +964,107 @@ async fn the_channels_after_each_failure() {
     }
     world.selector.close();
 }
+
+/// What comes before a `close_gracefully`.
+#[derive(Clone, Copy, Debug)]
+enum BeforeTheClose {
+    /// A read reported the peer's reset.
+    ResetRead,
+    /// The peer's reset arrived; no call was told.
+    ResetArrived,
+    /// A flush met the peer's reset.
+    ResetFlush,
+    /// The peer ended cleanly, and a read read the end.
+    PeersEnd,
+    /// Our close.
+    OurClose,
+    /// A read reported the TLS session's failure (a record that does not decrypt).
+    SessionFailed,
+}
+
+/// `connection().close_gracefully(wait)` after `before`: the result, as [`Seen`].
+async fn close_gracefully<T: Transport>(
+    mut connection: net_sockets::Connection<T>,
+    before: BeforeTheClose,
+    peer: Peer,
+) -> Seen {
+    use net_io::LineEnding::Default as Lf;
+    within(connection.output.write_fully(b"hello\n"))
+        .await
+        .unwrap();
+    within(connection.output.flush()).await.unwrap();
+    // Kept open until the end, but where the case resets it.
+    let mut peer = Some(peer);
+    match before {
+        BeforeTheClose::ResetRead => {
+            peer.take().unwrap().reset();
+            within(connection.input.read_line(64, Lf))
+                .await
+                .unwrap_err();
+        }
+        BeforeTheClose::ResetArrived => peer.take().unwrap().reset_arrived().await,
+        BeforeTheClose::ResetFlush => {
+            peer.take().unwrap().reset_arrived().await;
+            within(connection.output.write_fully(b"y")).await.unwrap();
+            within(connection.output.flush()).await.unwrap_err();
+        }
+        BeforeTheClose::PeersEnd => {
+            peer.as_mut().unwrap().end_cleanly().await;
+            let end = within(connection.input.read_line(64, Lf)).await;
+            assert!(matches!(end, Ok(None)), "{end:?}");
+        }
+        BeforeTheClose::OurClose => connection.socket.close(),
+        BeforeTheClose::SessionFailed => {
+            peer.as_mut().unwrap().corrupt().await;
+            within(connection.input.read_line(64, Lf))
+                .await
+                .unwrap_err();
+        }
+    }
+    let closed = within(connection.close_gracefully(Duration::from_secs(5))).await;
+    drop(peer);
+    seen(closed.map_err(std::io::Error::from))
+}
+
+/// `close_gracefully` after each failure reports it (never `Ok`, a clean end, after one), the
+/// same over every transport but where the docs say otherwise: after a read reported the reset,
+/// `EPIPE` (the guarantees' reset row); after a flush met it, the flush's error again (the
+/// output's failure: `ECONNRESET`, a Unix socket's `EPIPE`); once the reset arrived with no
+/// call told, the reset over TCP and Unix, `EPIPE` over TLS (whose read of what came in before
+/// its `close_notify` is told the reset: the same row); after our close, `Error::Closed`; after
+/// a TLS session's failure, that failure. After the peer's clean end, `Ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_gracefully_after_each_failure() {
+    let world = World::new(false).await;
+    let cases = [
+        BeforeTheClose::ResetRead,
+        BeforeTheClose::ResetArrived,
+        BeforeTheClose::ResetFlush,
+        BeforeTheClose::PeersEnd,
+        BeforeTheClose::OurClose,
+        BeforeTheClose::SessionFailed,
+    ];
+    for before in cases {
+        for net in ALL {
+            let tls = matches!(net, Net::TlsServer | Net::TlsClient);
+            let expected = match before {
+                BeforeTheClose::SessionFailed if !tls => continue,
+                BeforeTheClose::SessionFailed => Err((ErrorKind::InvalidData, None)),
+                BeforeTheClose::ResetRead => EPIPE,
+                BeforeTheClose::ResetArrived if tls => EPIPE,
+                BeforeTheClose::ResetArrived => RESET,
+                BeforeTheClose::ResetFlush if net == Net::Unix => EPIPE,
+                BeforeTheClose::ResetFlush => RESET,
+                BeforeTheClose::PeersEnd => ok("()"),
+                BeforeTheClose::OurClose => CLOSED,
+            };
+            let (socket, peer) = world.socket(net).await;
+            let closed = match socket {
+                Socket::Plain(s) => close_gracefully(s.connection().unwrap(), before, peer).await,
+                Socket::Tls(s) => close_gracefully(s.connection().unwrap(), before, peer).await,
+            };
+            assert_eq!(closed, expected, "{net:?}, {before:?}");
+        }
+    }
+    world.selector.close();
+}
