@@ -1068,3 +1068,28 @@ async fn close_gracefully_after_each_failure() {
     }
     world.selector.close();
 }
+
+/// `into_stream` after our close fails with `Error::Closed` (its docs), over every transport,
+/// and so does `connection`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn into_stream_and_connection_after_our_close() {
+    let world = World::new(false).await;
+    for net in ALL {
+        for stream in [true, false] {
+            let (socket, peer) = world.socket(net).await;
+            socket.close();
+            let refused = match (socket, stream) {
+                (Socket::Plain(s), true) => s.into_stream().err(),
+                (Socket::Plain(s), false) => s.connection().err(),
+                (Socket::Tls(s), true) => s.into_stream().err(),
+                (Socket::Tls(s), false) => s.connection().err(),
+            };
+            assert!(
+                matches!(refused, Some(net_sockets::Error::Closed)),
+                "{net:?}, into_stream {stream}: {refused:?}"
+            );
+            drop(peer);
+        }
+    }
+    world.selector.close();
+}
