@@ -66,7 +66,9 @@ impl Sink {
 /// channel returned [`Error::Timeout`], until what it kept was written out, or when its last
 /// write or flush was dropped while it waited, by a deadline of the caller's own or a
 /// `select!`: its caller knows, and a peer that reads nothing must not be able to fill a log
-/// kept at `info`) and tells the
+/// kept at `info`; a `debug` event too once the connection failed, as its owner told the
+/// [shared state](WriteState::fail), a socket once a read reported the peer's reset: no flush
+/// could have sent them) and tells the
 /// [shared state](Self::share_state) (a socket then resets the connection on close; the reader
 /// of an in-memory [`ByteChannel`](crate::ByteChannel) fails with [`Error::Cancelled`] once it
 /// has read what was delivered, never seeing a clean end of a stream that lacks those bytes).
@@ -1510,7 +1512,16 @@ impl AsyncWrite for ByteWriteChannel {
 impl Drop for ByteWriteChannel {
     fn drop(&mut self) {
         if !self.buf.is_empty() {
-            if self.timeout_reported || self.waiting {
+            if self.state.as_ref().is_some_and(WriteState::is_failed) {
+                // The connection failed (the peer's reset, as a read reported): no flush could
+                // have sent them, and the peer chose when.
+                tracing::debug!(
+                    unflushed = self.buf.len(),
+                    "write channel dropped with {} unflushed bytes after its connection failed; \
+                     they could not be sent",
+                    self.buf.len()
+                );
+            } else if self.timeout_reported || self.waiting {
                 // The caller was told (the timeout), and gave up: the usual end of a
                 // connection whose peer reads nothing, which a peer must not turn into
                 // warnings at a rate of its choosing.

@@ -59,6 +59,8 @@ pub(crate) struct Flags {
     /// Whether the transport's owner [ended](WriteState::end) it (the error is kept in the
     /// allocation's cold part).
     ended: AtomicBool,
+    /// Whether that end was the connection's failure ([`WriteState::fail`]).
+    failed: AtomicBool,
 }
 
 impl WriteState {
@@ -162,6 +164,41 @@ impl WriteState {
         // Sequentially consistent with a buffered write's `add_unsent`: the owner that asks
         // `has_unsent` after this sees its bytes, or the write sees the end.
         self.flags().ended.store(true, Ordering::SeqCst);
+    }
+
+    /// The connection failed for good (the peer reset it, or a layer over it failed, as a
+    /// read reported): as [`end`](Self::end) with `error`, and a channel then dropped with bytes
+    /// buffered logs its event at `debug`, not `warn`: no flush could have sent them, and the
+    /// peer, not the application, chose when (a peer must not be able to fill a log kept at
+    /// `info`). The sockets of `net-sockets` call it instead of `end` once a read reported the
+    /// connection's failure. An end that came first (a close) stays what it was.
+    ///
+    /// ```
+    /// use std::io;
+    ///
+    /// use net_io::{ByteWriteChannel, WriteState};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let state = WriteState::new();
+    /// let mut output = ByteWriteChannel::new(tokio::io::sink(), false);
+    /// output.share_state(state.clone());
+    /// output.write_fully(b"an answer").await.unwrap();
+    /// state.fail(io::Error::from(io::ErrorKind::ConnectionReset));
+    /// let e = output.flush().await.unwrap_err();
+    /// assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+    /// drop(output); // a `debug` event: the bytes could not be sent
+    /// # }
+    /// ```
+    pub fn fail(&self, error: io::Error) {
+        if self.0.end.set(Failure::new(Error::from(error))).is_ok() {
+            self.flags().failed.store(true, Ordering::Release);
+        }
+        self.flags().ended.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`fail`](Self::fail) ended the stream (and no other end came before it).
+    pub(crate) fn is_failed(&self) -> bool {
+        self.flags().failed.load(Ordering::Acquire)
     }
 
     /// Whether [`end`](Self::end) was called.

@@ -961,9 +961,9 @@ impl Conn {
         // So is one opened after a read reported the connection's failure (see `broke`), or
         // its layer's (see `layer_failed`).
         if self.is_broken() {
-            state.end(broken_pipe());
+            state.fail(broken_pipe());
         } else if let Some(failure) = lock(&self.layer_failure).as_ref() {
-            state.end((failure.0)());
+            state.fail((failure.0)());
         }
         let before = channel.replace(state);
         drop(channel);
@@ -984,7 +984,7 @@ impl Conn {
     fn broke(&self) {
         self.broken.store(true, Ordering::Release);
         if let Some(state) = lock(&self.channel).as_ref() {
-            state.end(broken_pipe());
+            state.fail(broken_pipe());
         }
     }
 
@@ -1001,7 +1001,7 @@ impl Conn {
         *stored = Some(failure);
         drop(stored);
         if let Some(state) = lock(&self.channel).as_ref() {
-            state.end(e);
+            state.fail(e);
         }
     }
 
