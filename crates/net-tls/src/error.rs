@@ -35,6 +35,12 @@ pub enum Error {
     /// The handshake did not complete within the configured time; the connection was closed.
     HandshakeTimeout(Duration),
     /// PEM input (a certificate chain, a key or a CA bundle) could not be used.
+    ///
+    /// The reason quotes little of the input: a PEM whose newlines were lost (a key on one
+    /// line, or with `\n` for its newlines, as an environment variable may hold it) is named by
+    /// its marker and the count of bytes after it, which are not shown (they would be the
+    /// key's); a BEGIN marker after other text on its line is quoted with at most 24 bytes
+    /// either side (after a key's marker, that is less than the key's header).
     #[non_exhaustive]
     Pem {
         /// Where the PEM came from: a file's path, or `PEM bytes`.

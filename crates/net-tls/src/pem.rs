@@ -364,6 +364,19 @@ fn unusable(pem: &[u8], origin: &str, e: Error) -> Error {
     e
 }
 
+/// The start of a section's label in `text` (what follows `-----BEGIN `): the longest prefix of
+/// the characters labels are made of (capitals, digits, spaces), without trailing spaces; and
+/// how many bytes follow it (after trailing whitespace is dropped). The bytes after a label are
+/// never quoted: a PEM whose newlines were lost has its base64 there, a key's included.
+fn label_of(text: &[u8]) -> (&[u8], usize) {
+    let end = text
+        .iter()
+        .position(|&b| !(b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' '))
+        .unwrap_or(text.len());
+    let label = text[..end].trim_ascii_end();
+    (label, text.trim_ascii_end().len() - label.len())
+}
+
 /// The parser's error in words: its own text shows the PEM lines it quotes as lists of byte
 /// values, and quotes a line whole, however long; a character that cannot be in base64 it
 /// shows as a number, without its line (found in `pem` here).
@@ -371,16 +384,44 @@ fn bad(pem: &[u8], origin: &str, e: pem::Error) -> Error {
     /// The most bytes of a line an error quotes.
     const QUOTED: usize = 64;
     let reason = match e {
-        pem::Error::MissingSectionEnd { end_marker } => format!(
-            "no \"-----END {}-----\" line (is the file cut short?)",
-            String::from_utf8_lossy(&end_marker[..end_marker.len().min(QUOTED)])
-        ),
+        pem::Error::MissingSectionEnd { end_marker } => {
+            let (label, rest) = label_of(&end_marker);
+            let label = &label[..label.len().min(QUOTED)];
+            if rest == 0 {
+                format!(
+                    "no \"-----END {}-----\" line (is the file cut short?)",
+                    String::from_utf8_lossy(label)
+                )
+            } else {
+                format!(
+                    "no \"-----END {0}-----\" line: the line of \"-----BEGIN {0}\" goes on \
+                     with {rest} more bytes, not shown (they may be a key's; were the PEM's \
+                     newlines lost?)",
+                    String::from_utf8_lossy(label)
+                )
+            }
+        }
         pem::Error::IllegalSectionStart { line } => {
-            let text = String::from_utf8_lossy(&line[..line.len().min(QUOTED)]);
-            let more = if line.len() > QUOTED { "..." } else { "" };
+            let marker = line.strip_prefix(b"-----BEGIN ").unwrap_or_default();
+            let (label, _) = label_of(marker);
+            let dashes = marker[label.len()..]
+                .iter()
+                .take_while(|&&b| b == b'-')
+                .count();
+            let shown = &marker[..(label.len() + dashes).min(QUOTED)];
+            let rest = marker.trim_ascii_end().len().saturating_sub(shown.len());
+            let more = if rest == 0 {
+                String::new()
+            } else {
+                format!(
+                    ", then {rest} more bytes on its line, not shown (they may be a key's; \
+                     were the PEM's newlines lost?)"
+                )
+            };
             format!(
-                "malformed section start {:?}{more} (expected \"-----BEGIN LABEL-----\")",
-                text.trim_end()
+                "malformed section start \"-----BEGIN {}\"{more} (expected \
+                 \"-----BEGIN LABEL-----\" alone on its line)",
+                String::from_utf8_lossy(shown)
             )
         }
         // Its text is `InvalidCharacter(byte)`: shown with the line it is on, when found.
