@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::task::Wake;
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use net_sockets::{Socket, Transport};
@@ -102,6 +102,22 @@ impl KeptByWakers {
             task: Mutex::new(None),
             woken: Arc::clone(woken),
         })
+    }
+}
+
+impl KeptByWakers {
+    /// Starts `task` as this waker-kept task: polls it once with a waker of this (it must be
+    /// left pending, waiting on what it polled), then keeps it in `task`, so that it goes with
+    /// the last of the wakers its waits hold.
+    pub fn start(self: &Arc<Self>, mut task: Task) {
+        let waker = Waker::from(Arc::clone(self));
+        assert!(
+            task.as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending(),
+            "the task ended at its first poll"
+        );
+        *self.task.lock().unwrap() = Some(task);
     }
 }
 

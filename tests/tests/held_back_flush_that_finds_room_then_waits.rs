@@ -64,7 +64,7 @@ fn flush_finding_some_room(socket_timeout: Option<Duration>) {
         let _context = handle.enter();
         let waits = Arc::clone(&output);
         let guard = CloseOnDrop(Arc::clone(&server));
-        let mut task: Task = Box::pin(async move {
+        let task: Task = Box::pin(async move {
             std::future::poll_fn(|cx| {
                 let mut output = waits.lock().unwrap();
                 let flush = pin!(output.flush());
@@ -78,13 +78,7 @@ fn flush_finding_some_room(socket_timeout: Option<Duration>) {
             std::future::pending::<()>().await;
             drop(guard);
         });
-        let waker = Waker::from(Arc::clone(&kept));
-        assert!(
-            task.as_mut()
-                .poll(&mut Context::from_waker(&waker))
-                .is_pending()
-        );
-        *kept.task.lock().unwrap() = Some(task);
+        kept.start(task);
     }
     // Only task A's wakers keep it from now on.
     drop(kept);

@@ -47,7 +47,7 @@ fn a_tls_read_after_a_shutdown_woke_the_last_reader_lets_its_wakers_go_outside_t
         let _context = handle.enter();
         let waits = Arc::clone(&input);
         let guard = CloseOnDrop(Arc::clone(&client));
-        let mut task: Task = Box::pin(async move {
+        let task: Task = Box::pin(async move {
             std::future::poll_fn(|cx| {
                 let mut input = waits.lock().unwrap();
                 let read = pin!(input.read_u8());
@@ -58,13 +58,7 @@ fn a_tls_read_after_a_shutdown_woke_the_last_reader_lets_its_wakers_go_outside_t
             std::future::pending::<()>().await;
             drop(guard);
         });
-        let waker = Waker::from(Arc::clone(&kept));
-        assert!(
-            task.as_mut()
-                .poll(&mut Context::from_waker(&waker))
-                .is_pending()
-        );
-        *kept.task.lock().unwrap() = Some(task);
+        kept.start(task);
     }
     // The write channel's shutdown wakes the reader the session noted: task A.
     let mut output = output;

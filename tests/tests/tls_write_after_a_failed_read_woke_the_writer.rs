@@ -102,7 +102,7 @@ fn a_tls_flush_after_a_failed_read_woke_the_last_writer_lets_its_wakers_go_outsi
         let _context = handle.enter();
         let writes = Arc::clone(&output);
         let guard = CloseOnDrop(Arc::clone(&server));
-        let mut task: Task = Box::pin(async move {
+        let task: Task = Box::pin(async move {
             std::future::poll_fn(|cx| {
                 let mut output = writes.lock().unwrap();
                 let big = vec![b'a'; 256 * 1024];
@@ -122,13 +122,7 @@ fn a_tls_flush_after_a_failed_read_woke_the_last_writer_lets_its_wakers_go_outsi
             std::future::pending::<()>().await;
             drop(guard);
         });
-        let waker = Waker::from(Arc::clone(&kept));
-        assert!(
-            task.as_mut()
-                .poll(&mut Context::from_waker(&waker))
-                .is_pending()
-        );
-        *kept.task.lock().unwrap() = Some(task);
+        kept.start(task);
     }
     // The read's `socket_timeout` ends its wait: it fails, and wakes the writer the session
     // noted, task A.

@@ -177,7 +177,7 @@ fn receive_of_a_task_kept_by_its_wakers(kind: Kind, then: Then) {
             local,
             freed: Arc::clone(&freed),
         };
-        let mut task: Task = Box::pin(async move {
+        let task: Task = Box::pin(async move {
             std::future::poll_fn(|cx| {
                 let mut receive = waits.lock().unwrap();
                 let receive = receive.as_mut().unwrap();
@@ -188,13 +188,7 @@ fn receive_of_a_task_kept_by_its_wakers(kind: Kind, then: Then) {
             std::future::pending::<()>().await;
             drop(guard);
         });
-        let waker = Waker::from(Arc::clone(&kept));
-        assert!(
-            task.as_mut()
-                .poll(&mut Context::from_waker(&waker))
-                .is_pending()
-        );
-        *kept.task.lock().unwrap() = Some(task);
+        kept.start(task);
     }
     // Only task A's wakers keep it from now on.
     assert!(!udp.is_closed(), "task A went before task B came");
