@@ -440,16 +440,25 @@ impl UdpCore {
         let wait = self.send_waiting.join();
         loop {
             let mut waited = false;
-            self.core
-                .run(|s, cx| {
-                    // Noted before the poll: room that frees after it wakes this task.
-                    wait.note(cx.waker());
+            {
+                let mut room = std::pin::pin!(self.core.run(|s, _| {
                     let ready =
                         s.poll_send_ready(&mut Context::from_waker(self.send_waiting.waker()));
                     waited |= ready.is_pending();
                     ready
+                }));
+                std::future::poll_fn(|cx| {
+                    // Noted before the poll: room that frees after it wakes this task. And
+                    // outside it, which holds the socket: the waker this replaces may be the
+                    // last of a task that waited here before (its pause after a stuck
+                    // readiness renewed the others), whose drop may close this socket, and
+                    // that close must not find the socket held (it would return with the
+                    // port still bound).
+                    wait.note(cx.waker());
+                    room.as_mut().poll(cx)
                 })
                 .await?;
+            }
             // Sent, and the socket let go of, before the match: a pause below must not hold
             // it (a close meanwhile would wait for it, then return with the port still bound).
             let sent = try_send(&*self.core.io()?);
