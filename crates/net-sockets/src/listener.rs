@@ -739,17 +739,23 @@ impl ListenerInner {
         // The errors to retry met in a row since the last pause.
         let mut retried = 0;
         loop {
-            let accepted = self
-                .core
-                .run(|listener, cx| {
-                    // The accepted stream registers with the runtime current while it is made:
-                    // the selector's.
-                    let _runtime = selector.handle().enter();
-                    // Noted before the poll: a connection that comes after it wakes this task.
-                    wait.note(cx.waker());
-                    listener.poll_accept(&mut Context::from_waker(self.waiting.waker()))
-                })
-                .await;
+            let accept = self.core.run(|listener, _| {
+                // The accepted stream registers with the runtime current while it is made:
+                // the selector's.
+                let _runtime = selector.handle().enter();
+                listener.poll_accept(&mut Context::from_waker(self.waiting.waker()))
+            });
+            let mut accept = std::pin::pin!(accept);
+            let accepted = std::future::poll_fn(|cx| {
+                // Noted before the poll: a connection that comes after it wakes this task. And
+                // outside it, which holds the listener: the waker this replaces may be the
+                // last of a task that waited here before (its pause renewed the others), whose
+                // drop may close this listener, and that close must not find the listener
+                // held (it would return with the descriptor still open).
+                wait.note(cx.waker());
+                accept.as_mut().poll(cx)
+            })
+            .await;
             match accepted {
                 Ok(accepted) => {
                     if self.exhausted.swap(false, Ordering::Relaxed) {
