@@ -130,3 +130,61 @@ impl Wake for KeptByWakers {
         self.woken.store(true, Ordering::SeqCst);
     }
 }
+
+/// Runs its closure when dropped: the guard of a task that only its wakers keep, closing a
+/// socket (and noting what the test checks as that close returns) when the task goes.
+pub struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnDrop<F> {
+    /// A guard that runs `then` when dropped.
+    pub fn new(then: F) -> Self {
+        OnDrop(Some(then))
+    }
+}
+
+impl<F: FnOnce()> std::fmt::Debug for OnDrop<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnDrop")
+            .field("ran", &self.0.is_none())
+            .finish()
+    }
+}
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(then) = self.0.take() {
+            then();
+        }
+    }
+}
+
+/// A future that several tasks poll in turn (`None` once it completed).
+pub type Shared<T> = Arc<Mutex<Option<Pin<Box<dyn Future<Output = T> + Send>>>>>;
+
+/// Polls `shared` as another task would (task B: a waker that does nothing), at most `rounds`
+/// times, `pause` apart, until it completes or `done` says what the test waits for came.
+pub fn poll_as_another_task<T>(
+    shared: &Shared<T>,
+    rounds: usize,
+    pause: Duration,
+    done: impl Fn() -> bool,
+) {
+    for _ in 0..rounds {
+        let mut polled = shared.lock().unwrap();
+        let Some(future) = polled.as_mut() else {
+            return;
+        };
+        if future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+        {
+            *polled = None;
+        }
+        drop(polled);
+        if done() {
+            return;
+        }
+        std::thread::sleep(pause);
+    }
+}

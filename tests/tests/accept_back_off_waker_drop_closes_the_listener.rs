@@ -26,12 +26,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use net_sockets::{SelectorManager, ServerSocket, Socket};
+use net_sockets::{SelectorManager, Socket};
 use net_tests::harness::rerun_self_with_fd_limit;
 use net_tests::logs::Loud;
 use net_tests::loopback::tcp_listener;
 use net_tests::probe::exhaust_descriptors;
-use net_tests::wakes::{KeptByWakers, Task, returns};
+use net_tests::wakes::{KeptByWakers, OnDrop, Task, poll_as_another_task, returns};
 
 const CHILD_ENV: &str = "NET_TESTS_ACCEPT_BACK_OFF_WAKER_DROP_CHILD";
 
@@ -72,26 +72,6 @@ fn holds(link: &PathBuf) -> bool {
         .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == *link))
 }
 
-/// Closes its listener when dropped (the guard of task A), gives back the descriptors that
-/// kept the process out of them, and notes whether the listener's descriptor was released as
-/// the close returned.
-struct CloseOnDrop {
-    listener: Arc<ServerSocket>,
-    link: PathBuf,
-    filler: Vec<File>,
-    /// Whether the descriptor was released as the close returned; `None` before the close.
-    released: Arc<Mutex<Option<bool>>>,
-}
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.listener.close();
-        drop(std::mem::take(&mut self.filler));
-        let released = !holds(&self.link);
-        *self.released.lock().unwrap() = Some(released);
-    }
-}
-
 /// Task A's `accept` pauses, out of descriptors; then only task A's wakers keep task A; task B
 /// polls that `accept` until task A is gone: task A's guard must find the listener's
 /// descriptor released as its close returns.
@@ -124,12 +104,15 @@ fn paused_accept_of_a_task_kept_by_its_wakers() {
         let waits = Arc::clone(&accept);
         let paused = Arc::new(AtomicBool::new(false));
         let pausing = Arc::clone(&paused);
-        let guard = CloseOnDrop {
-            listener: Arc::clone(&listener),
-            link: link.clone(),
-            filler,
-            released: Arc::clone(&released),
-        };
+        // Closes the listener as task A goes, gives back the descriptors that kept the
+        // process out of them, and notes whether the listener's descriptor was released as the
+        // close returned.
+        let (closes, link, notes) = (Arc::clone(&listener), link.clone(), Arc::clone(&released));
+        let guard = OnDrop::new(move || {
+            closes.close();
+            drop(filler);
+            *notes.lock().unwrap() = Some(!holds(&link));
+        });
         let mut task: Task = Box::pin(async move {
             std::future::poll_fn(|cx| {
                 if pausing.load(Ordering::SeqCst) {
@@ -187,24 +170,9 @@ fn paused_accept_of_a_task_kept_by_its_wakers() {
     let returned = returns(move || {
         let _context = handle.enter();
         // Past the accept's pause (100 ms), the accept notes task B among those waiting.
-        for _ in 0..300 {
-            let mut accept = polls.lock().unwrap();
-            let Some(polled) = accept.as_mut() else {
-                break;
-            };
-            if polled
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-                .is_ready()
-            {
-                *accept = None;
-            }
-            drop(accept);
-            if gone.lock().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        poll_as_another_task(&polls, 300, Duration::from_millis(10), || {
+            gone.lock().unwrap().is_some()
+        });
     });
     if !returned {
         std::mem::forget((runtime, selector, listener, accept));

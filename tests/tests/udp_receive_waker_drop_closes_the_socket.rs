@@ -24,7 +24,7 @@ use net_sockets::{
     BoundDatagramSocket, ConnectedDatagramSocket, Datagram, Error, SelectorManager, SocketAddress,
     a_socket,
 };
-use net_tests::wakes::{KeptByWakers, Task, returns};
+use net_tests::wakes::{KeptByWakers, OnDrop, Task, returns};
 
 /// A receive in flight, shared by the tasks that poll it.
 type Receive = Pin<Box<dyn Future<Output = net_sockets::Result<Datagram>> + Send>>;
@@ -88,23 +88,6 @@ impl Udp {
             panic!("a UDP socket bound to {local:?}");
         };
         local.socket_addr()
-    }
-}
-
-/// Closes its socket when dropped (the guard of task A), and notes whether the socket's port
-/// was free as the close returned.
-struct CloseOnDrop {
-    udp: Udp,
-    local: SocketAddr,
-    /// Whether the port was free as the close returned; `None` before the close.
-    freed: Arc<Mutex<Option<bool>>>,
-}
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.udp.close();
-        let free = std::net::UdpSocket::bind(self.local).is_ok();
-        *self.freed.lock().unwrap() = Some(free);
     }
 }
 
@@ -172,11 +155,13 @@ fn receive_of_a_task_kept_by_its_wakers(kind: Kind, then: Then) {
         let kept = KeptByWakers::new(&woken);
         let _context = handle.enter();
         let waits = Arc::clone(&receive);
-        let guard = CloseOnDrop {
-            udp: udp.clone(),
-            local,
-            freed: Arc::clone(&freed),
-        };
+        // Closes the socket as task A goes, and notes whether the port was free as the close
+        // returned.
+        let (closes, notes) = (udp.clone(), Arc::clone(&freed));
+        let guard = OnDrop::new(move || {
+            closes.close();
+            *notes.lock().unwrap() = Some(std::net::UdpSocket::bind(local).is_ok());
+        });
         let task: Task = Box::pin(async move {
             std::future::poll_fn(|cx| {
                 let mut receive = waits.lock().unwrap();

@@ -17,15 +17,14 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use net_sockets::{ConnectedDatagramSocket, Datagram, SelectorManager, SocketAddress, a_socket};
-use net_tests::wakes::{KeptByWakers, Task, returns};
+use net_sockets::{Datagram, SelectorManager, SocketAddress, a_socket};
+use net_tests::wakes::{KeptByWakers, OnDrop, Task, poll_as_another_task, returns};
 
 const SLOW_LOOPBACK: &str = "NET_TESTS_UDP_SEND_RETRY_WAKER_DROP_CLOSES_THE_SOCKET";
 
@@ -51,23 +50,6 @@ fn a_stuck_send_taken_over_by_another_task_lets_the_last_waker_go_outside_the_so
     }
     stuck_send_of_a_task_kept_by_its_wakers();
     println!("port freed");
-}
-
-/// Closes its socket when dropped (the guard of task A), and notes whether the socket's port
-/// was free as the close returned.
-struct CloseOnDrop {
-    udp: Arc<ConnectedDatagramSocket>,
-    local: SocketAddr,
-    /// Whether the port was free as the close returned; `None` before the close.
-    freed: Arc<Mutex<Option<bool>>>,
-}
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.udp.close();
-        let free = std::net::UdpSocket::bind(self.local).is_ok();
-        *self.freed.lock().unwrap() = Some(free);
-    }
 }
 
 /// Task A's send waits (its readiness stuck, the buffer full), then only task A's wakers keep
@@ -132,11 +114,12 @@ fn stuck_send_of_a_task_kept_by_its_wakers() {
                 // The socket had room: the next send tries.
                 return;
             }
-            let guard = CloseOnDrop {
-                udp: closes,
-                local,
-                freed,
-            };
+            // Closes the socket as task A goes, and notes whether the port was free as the
+            // close returned.
+            let guard = OnDrop::new(move || {
+                closes.close();
+                *freed.lock().unwrap() = Some(std::net::UdpSocket::bind(local).is_ok());
+            });
             noted.store(true, Ordering::SeqCst);
             std::future::pending::<()>().await;
             drop(guard);
@@ -158,24 +141,9 @@ fn stuck_send_of_a_task_kept_by_its_wakers() {
     let returned = returns(move || {
         let _context = handle.enter();
         // Past the send's pause (a millisecond), the send notes task B among those waiting.
-        for _ in 0..1_000 {
-            let mut send = polls.lock().unwrap();
-            let Some(polled) = send.as_mut() else {
-                break;
-            };
-            if polled
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
-                .is_ready()
-            {
-                *send = None;
-            }
-            drop(send);
-            if gone.lock().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        poll_as_another_task(&polls, 1_000, Duration::from_millis(2), || {
+            gone.lock().unwrap().is_some()
+        });
     });
     if !returned {
         std::mem::forget((runtime, selector, udp, send));
