@@ -69,6 +69,56 @@ pub async fn tcp_listener_with(
         .expect("bind a TCP listener on 127.0.0.1:0")
 }
 
+/// A selector with a listener of each kind a connection of ours comes through: TCP on
+/// `127.0.0.1:0` (TLS too, with [`config`](Self::config), a certificate for `localhost` from
+/// [`ca`](Self::ca)) and Unix, in a temporary directory of its own.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The selector of both listeners.
+    pub selector: SelectorManager,
+    /// The TCP listener.
+    pub tcp: ServerSocket,
+    /// The Unix listener.
+    pub unix: ServerSocket,
+    /// Where the Unix listener listens.
+    pub unix_path: std::path::PathBuf,
+    /// The CA of the TLS server's certificate.
+    pub ca: crate::pki::TestCa,
+    /// A TLS server's configuration: a certificate for `localhost`.
+    pub config: net_tls::TlsServerConfig,
+    _dir: crate::TempDir,
+}
+
+impl Listeners {
+    /// Both listeners made with the options `configure` sets on their builders; `name` names
+    /// the temporary directory and the CA.
+    pub async fn new(name: &str, configure: impl Fn(TcpSocketBuilder) -> TcpSocketBuilder) -> Self {
+        let selector = SelectorManager::new();
+        let tcp = tcp_listener_with(&selector, &configure).await;
+        let dir = crate::TempDir::new(name);
+        let unix_path = dir.join("s.sock");
+        let unix = configure(a_socket(&selector).tcp())
+            .bind(net_sockets::UnixSocketAddress::new(&unix_path))
+            .await
+            .expect("bind a Unix listener");
+        let ca = crate::pki::TestCa::new(&format!("{name} ca"));
+        let config = ca
+            .server(&["localhost"])
+            .server_config()
+            .build()
+            .expect("a TLS server's configuration");
+        Listeners {
+            selector,
+            tcp,
+            unix,
+            unix_path,
+            ca,
+            config,
+            _dir: dir,
+        }
+    }
+}
+
 /// A TCP listener on `127.0.0.1:0` with a backlog of 0, which the test never accepts from: once
 /// its queue is full, further SYNs are dropped and connects to it stay pending.
 pub async fn never_accepting_listener(selector: &SelectorManager) -> ServerSocket {

@@ -19,13 +19,12 @@
 use std::io::{ErrorKind, IoSlice};
 use std::time::Duration;
 
-use net_sockets::{SelectorManager, ServerSocket, Transport, UnixSocketAddress, a_socket};
+use net_sockets::Transport;
 use net_tests::fault::{raw_peer_from, reset, reset_arrived};
+use net_tests::loopback::Listeners;
 use net_tests::pairs::Ours as Socket;
-use net_tests::pki::TestCa;
 use net_tests::tls::{hand_server, manual_pair, records, rustls_localhost_server};
-use net_tests::{TempDir, within};
-use net_tls::TlsServerConfig;
+use net_tests::within;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// A call's result: `Ok` (what it returned, as text), or the failure's kind and OS error code.
@@ -163,21 +162,20 @@ enum Net {
 }
 
 /// A selector, its TCP and Unix listeners, and a CA for TLS.
-struct World {
-    selector: SelectorManager,
-    tcp: ServerSocket,
-    unix: ServerSocket,
-    unix_path: std::path::PathBuf,
-    ca: TestCa,
-    config: TlsServerConfig,
-    _dir: TempDir,
+struct World(Listeners);
+
+impl std::ops::Deref for World {
+    type Target = Listeners;
+
+    fn deref(&self) -> &Listeners {
+        &self.0
+    }
 }
 
 impl World {
     /// With `timeout`, the listeners give the connections they accept a `socket_timeout` of
     /// [`TIMEOUT`] and an 8 KiB send buffer.
     async fn new(timeout: bool) -> World {
-        let selector = SelectorManager::new();
         let configure = |b: net_sockets::TcpSocketBuilder| {
             b.configure(|o| {
                 if timeout {
@@ -186,27 +184,7 @@ impl World {
                 }
             })
         };
-        let tcp = configure(a_socket(&selector).tcp())
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let dir = TempDir::new("failure-state-parity");
-        let unix_path = dir.join("s.sock");
-        let unix = configure(a_socket(&selector).tcp())
-            .bind(UnixSocketAddress::new(&unix_path))
-            .await
-            .unwrap();
-        let ca = TestCa::new("failure state parity ca");
-        let config = ca.server(&["localhost"]).server_config().build().unwrap();
-        World {
-            selector,
-            tcp,
-            unix,
-            unix_path,
-            ca,
-            config,
-            _dir: dir,
-        }
+        World(Listeners::new("failure-state-parity", configure).await)
     }
 
     /// A connection over `net` (a TCP peer with a 4 KiB receive buffer), our end a socket.

@@ -16,13 +16,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
-use net_sockets::{SelectorManager, ServerSocket, Socket, Transport, UnixSocketAddress, a_socket};
+use net_sockets::{SelectorManager, Socket, Transport};
 use net_tests::fault::{raw_peer_of, reset, reset_arrived};
-use net_tests::loopback::tcp_listener;
-use net_tests::pki::TestCa;
+use net_tests::loopback::{Listeners, tcp_listener};
 use net_tests::tls::manual_pair;
 use net_tests::{TempDir, within};
-use net_tls::TlsServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What a failure says: its kind and OS error code.
@@ -84,38 +82,19 @@ impl Peer {
 }
 
 /// The three kinds of connection, each with its listener.
-struct Servers {
-    selector: SelectorManager,
-    tcp: ServerSocket,
-    unix: ServerSocket,
-    unix_path: PathBuf,
-    ca: TestCa,
-    config: TlsServerConfig,
-    _dir: TempDir,
+struct Servers(Listeners);
+
+impl std::ops::Deref for Servers {
+    type Target = Listeners;
+
+    fn deref(&self) -> &Listeners {
+        &self.0
+    }
 }
 
 impl Servers {
     async fn new() -> Servers {
-        let selector = SelectorManager::new();
-        let tcp = tcp_listener(&selector).await;
-        let dir = TempDir::new("writes-after-a-reset");
-        let unix_path = dir.path().join("s.sock");
-        let unix = a_socket(&selector)
-            .tcp()
-            .bind(UnixSocketAddress::new(&unix_path))
-            .await
-            .unwrap();
-        let ca = TestCa::new("dead writes ca");
-        let config = ca.server(&["localhost"]).server_config().build().unwrap();
-        Servers {
-            selector,
-            tcp,
-            unix,
-            unix_path,
-            ca,
-            config,
-            _dir: dir,
-        }
+        Servers(Listeners::new("writes-after-a-reset", |builder| builder).await)
     }
 
     async fn tcp(&self) -> (Socket, Peer) {
