@@ -296,33 +296,87 @@ pub fn with_tunable(existing: Option<&str>, tunable: &str) -> Option<String> {
     }
 }
 
-/// Checks that a byte stream is one pattern repeated, however the stream is cut into reads (the
-/// bulk echo's replies: every byte must come back as it was sent).
+/// What one bulk-echo connection sends (`conn`, its number in the run): chunks of `len` bytes
+/// (more than 8), one after another, that [`EchoSource::check`] recognises when they come back.
+///
+/// Each chunk is the connection's own pseudo-random bytes (seeded by `conn`) with the chunk's
+/// number in its first 8 bytes, so that no part of the stream equals another: a server that
+/// sends a segment twice, skips one, or mixes two connections' bytes is caught, whatever the
+/// segment's length. (Until the sixtieth pass each chunk was `b × 31 + conn` for its byte `b`,
+/// a pattern that repeats every 256 bytes: a repeated or skipped segment of 256 bytes or a
+/// multiple, a page say, passed the check, and repeated bytes counted as echoed.)
 #[derive(Debug, Clone)]
-pub struct RepeatCheck {
-    pattern: Vec<u8>,
-    /// Where in `pattern` the next byte falls.
-    at: usize,
+pub struct EchoSource {
+    chunk: Vec<u8>,
+    /// The number of the next chunk.
+    next: u64,
 }
 
-impl RepeatCheck {
-    /// A check for `pattern` repeated (`pattern` must not be empty).
-    pub fn new(pattern: Vec<u8>) -> Self {
-        assert!(!pattern.is_empty(), "an empty pattern");
-        RepeatCheck { pattern, at: 0 }
+/// How many bytes at the start of each echo chunk hold its number.
+const ECHO_STAMP: usize = 8;
+
+impl EchoSource {
+    /// The source of connection `conn`, in chunks of `len` bytes (more than 8).
+    pub fn new(conn: usize, len: usize) -> Self {
+        assert!(len > ECHO_STAMP, "an echo chunk of {len} bytes");
+        let mut rng = Rng::new(0xec40_0000_0000_0000 ^ conn as u64);
+        let chunk = (0..len).map(|_| (rng.next_u64() >> 56) as u8).collect();
+        EchoSource { chunk, next: 0 }
     }
 
-    /// Whether `got`, the next bytes of the stream, continue the pattern. After a `false` the
-    /// position is unspecified.
+    /// The next chunk to send.
+    pub fn next_chunk(&mut self) -> &[u8] {
+        self.chunk[..ECHO_STAMP].copy_from_slice(&self.next.to_be_bytes());
+        self.next += 1;
+        &self.chunk
+    }
+
+    /// A check of what comes back: every chunk this source gives, in order, from the first.
+    pub fn check(&self) -> EchoCheck {
+        EchoCheck {
+            pattern: self.chunk.clone(),
+            at: 0,
+            chunk: 0,
+        }
+    }
+}
+
+/// Checks that a byte stream is what an [`EchoSource`] sent, however it is cut into reads (the
+/// bulk echo's replies: every byte must come back as it was sent, once, in order).
+#[derive(Debug, Clone)]
+pub struct EchoCheck {
+    /// A chunk's bytes (its first 8 are the stamp's place).
+    pattern: Vec<u8>,
+    /// Where in the chunk the next byte falls.
+    at: usize,
+    /// The number of the chunk the next byte belongs to.
+    chunk: u64,
+}
+
+impl EchoCheck {
+    /// Whether `got`, the next bytes of the stream, continue it. After a `false` the position is
+    /// unspecified.
     pub fn check(&mut self, mut got: &[u8]) -> bool {
         while !got.is_empty() {
-            let want = &self.pattern[self.at..];
-            let n = want.len().min(got.len());
-            if got[..n] != want[..n] {
+            let n = (self.pattern.len() - self.at).min(got.len());
+            let (piece, rest) = got.split_at(n);
+            // The part of the chunk's number in this piece, then the chunk's own bytes.
+            let stamped = ECHO_STAMP.saturating_sub(self.at).min(n);
+            if stamped > 0 {
+                let stamp = self.chunk.to_be_bytes();
+                if piece[..stamped] != stamp[self.at..self.at + stamped] {
+                    return false;
+                }
+            }
+            if piece[stamped..] != self.pattern[self.at + stamped..self.at + n] {
                 return false;
             }
-            self.at = (self.at + n) % self.pattern.len();
-            got = &got[n..];
+            self.at += n;
+            if self.at == self.pattern.len() {
+                self.at = 0;
+                self.chunk += 1;
+            }
+            got = rest;
         }
         true
     }
@@ -583,12 +637,19 @@ glibc.cpu.x86_non_temporal_threshold: 0xf000000 (min: 0x4040, max: 0xfffffffffff
         }
     }
 
+    /// The first `chunks` chunks `source` sends, one after another.
+    fn sent(source: &mut EchoSource, chunks: usize) -> Vec<u8> {
+        (0..chunks)
+            .flat_map(|_| source.next_chunk().to_vec())
+            .collect()
+    }
+
     #[test]
-    fn a_repeated_pattern_passes_however_it_is_cut() {
-        let pattern: Vec<u8> = (0..10u8).collect();
-        let stream: Vec<u8> = pattern.iter().copied().cycle().take(95).collect();
-        for cut in [1, 3, 7, 10, 13, 95] {
-            let mut check = RepeatCheck::new(pattern.clone());
+    fn the_echo_passes_however_it_is_cut() {
+        let mut source = EchoSource::new(3, 1000);
+        let stream = sent(&mut source, 5);
+        for cut in [1, 3, 7, 8, 9, 10, 13, 999, 1000, 1001, 5000] {
+            let mut check = source.check();
             for piece in stream.chunks(cut) {
                 assert!(check.check(piece), "cut {cut}");
             }
@@ -597,19 +658,61 @@ glibc.cpu.x86_non_temporal_threshold: 0xf000000 (min: 0x4040, max: 0xfffffffffff
 
     #[test]
     fn a_wrong_byte_anywhere_fails() {
-        let pattern: Vec<u8> = (0..10u8).collect();
-        let stream: Vec<u8> = pattern.iter().copied().cycle().take(35).collect();
+        let mut source = EchoSource::new(0, 100);
+        let stream = sent(&mut source, 3);
         for wrong in 0..stream.len() {
             let mut bad = stream.clone();
             bad[wrong] ^= 1;
-            let mut check = RepeatCheck::new(pattern.clone());
+            let mut check = source.check();
             assert!(
                 !bad.chunks(4).all(|piece| check.check(piece)),
                 "byte {wrong}"
             );
         }
         // A server that answers with zeros of the right length is wrong too.
-        assert!(!RepeatCheck::new(pattern).check(&[0; 20]));
+        assert!(!source.check().check(&[0; 20]));
+    }
+
+    #[test]
+    fn an_echo_that_repeats_or_skips_a_segment_fails() {
+        // netbench's bulk echo sends 64 KiB chunks. A server that sends a segment of the stream
+        // twice (a buffer written again after a partial write, say), or skips one, must fail:
+        // a repeated segment would otherwise count as echoed bytes, and score. The segments are
+        // of the sizes reads and writes come in (256 bytes, a page, a whole chunk).
+        const CHUNK: usize = 64 * 1024;
+        let mut source = EchoSource::new(0, CHUNK);
+        let stream = sent(&mut source, 4);
+        for len in [256, 4096, 16 * 1024, CHUNK] {
+            for at in [0, 10_000, CHUNK, CHUNK + 4096] {
+                let twice = [&stream[..at + len], &stream[at..]].concat();
+                let skipped = [&stream[..at], &stream[at + len..]].concat();
+                for (what, bad) in [("repeated", twice), ("skipped", skipped)] {
+                    let mut check = source.check();
+                    assert!(
+                        !bad.chunks(1500).all(|piece| check.check(piece)),
+                        "{len} bytes at {at} {what} went unseen"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn another_connections_echo_fails() {
+        // 16 connections echo at once: bytes of one that reach another are wrong, from any
+        // point of its stream.
+        const CHUNK: usize = 64 * 1024;
+        let mine = EchoSource::new(0, CHUNK);
+        let theirs = sent(&mut EchoSource::new(1, CHUNK), 2);
+        let own = sent(&mut mine.clone(), 1);
+        for skip in [0, 1, 223, 256, 4096] {
+            let mut check = mine.check();
+            assert!(check.check(&own[..skip]));
+            assert!(
+                !check.check(&theirs[..4096]),
+                "connection 1's bytes taken for 0's after {skip} bytes"
+            );
+        }
     }
 
     fn ms(list: &[u64]) -> Vec<Duration> {

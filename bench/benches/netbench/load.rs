@@ -439,8 +439,9 @@ async fn tls_connect(connector: &tokio_rustls::TlsConnector, addr: SocketAddr) -
 
 /// `conns` connections, each streaming 64 KiB writes to an echo server with up to four chunks
 /// in flight while a second task reads the echo back and compares every byte with what was
-/// sent. One operation is one 64 KiB chunk back; its latency runs from the start of its write
-/// to the arrival of its last byte.
+/// sent (each chunk numbered, see [`bench::EchoSource`]: a byte repeated, skipped or another
+/// connection's fails the run). One operation is one 64 KiB chunk back; its latency runs from
+/// the start of its write to the arrival of its last byte.
 pub(crate) async fn echo(
     addr: SocketAddr,
     conns: usize,
@@ -481,9 +482,9 @@ pub(crate) async fn echo(
             barrier.wait().await;
             let (mut reader, mut writer) = connected?;
             let window = window_rx.wait_for(Option::is_some).await?.expect("set");
-            let chunk: Vec<u8> = (0..CHUNK).map(|b| (b * 31 + i) as u8).collect();
+            let mut source = bench::EchoSource::new(i, CHUNK);
             // Every byte must come back as sent: a server that answers wrong must not score.
-            let mut check = bench::RepeatCheck::new(chunk.clone());
+            let mut check = source.check();
             let (sent_tx, mut sent_rx) = mpsc::channel::<Instant>(WINDOW);
             let write = tokio::spawn(async move {
                 for _ in 0..MAX_OPS {
@@ -497,7 +498,7 @@ pub(crate) async fn echo(
                         break;
                     };
                     permit.send(Instant::now());
-                    writer.write_all(&chunk).await?;
+                    writer.write_all(source.next_chunk()).await?;
                 }
                 writer.flush().await?;
                 Ok::<_, std::io::Error>(writer)
