@@ -128,11 +128,26 @@ fn finish(mut total: Tally, secs: Duration) -> Outcome {
     }
 }
 
+/// Adds up what `tasks` measured in a window of `secs`; an error when one failed, or when none
+/// completed an operation in the window.
 async fn collect(mut tasks: JoinSet<Result<Tally>>, secs: Duration) -> Result<Outcome> {
     let mut total = Tally::default();
     while let Some(joined) = tasks.join_next().await {
         total.merge(joined.context("load task panicked")??);
     }
+    // Most loads fail when an answer is wrong or never comes, but the bulk echo's reader stops
+    // at the window's end and a UDP client counts an echo that never comes as lost: a server
+    // that answers nothing would score zero and the run (the smoke run CI runs among them)
+    // would pass.
+    ensure!(
+        total.ops > 0,
+        "no operation completed in the {secs:?} measured window{}: the server answered nothing",
+        if total.lost > 0 {
+            format!(" ({} datagrams lost)", total.lost)
+        } else {
+            String::new()
+        }
+    );
     Ok(finish(total, secs))
 }
 
