@@ -58,6 +58,20 @@ pub fn median_of(values: &[f64]) -> Option<f64> {
     }
 }
 
+/// The `percent`th percentile of `sorted` (in ascending order), by nearest rank: the smallest
+/// value that at least `percent`% of the values are at or below (the p99 of 100 values is the
+/// 99th smallest); `None` for no value.
+pub fn percentile(sorted: &[u64], percent: u32) -> Option<u64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    // The rank (from 1) is ⌈n × percent ÷ 100⌉, in whole numbers so that no rounding of a
+    // fraction moves it; at least the first value, at most the last.
+    let rank = (n * percent as usize).div_ceil(100).clamp(1, n);
+    Some(sorted[rank - 1])
+}
+
 /// The order the sides of a comparison run in, in round `round` (from 0): `sides` rotated left
 /// by `round` places. A B C, then B C A, then C A B, and so on: each side moves one place ahead
 /// every round (so each takes every place equally often only when the rounds are a multiple of
@@ -713,6 +727,28 @@ glibc.cpu.x86_non_temporal_threshold: 0xf000000 (min: 0x4040, max: 0xfffffffffff
                 "connection 1's bytes taken for 0's after {skip} bytes"
             );
         }
+    }
+
+    #[test]
+    fn a_percentile_is_the_value_at_its_nearest_rank() {
+        // 1 to 100: the p99 is the 99th value, not the largest; the p50 the 50th.
+        let hundred: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&hundred, 99), Some(99));
+        assert_eq!(percentile(&hundred, 50), Some(50));
+        assert_eq!(percentile(&hundred, 100), Some(100));
+        // 1 to 1,000: 990 values are at or below the p99.
+        let thousand: Vec<u64> = (1..=1000).collect();
+        assert_eq!(percentile(&thousand, 99), Some(990));
+        // 10, 20, 30, 40: half the values are at or below 20.
+        assert_eq!(percentile(&[10, 20, 30, 40], 50), Some(20));
+        // Odd counts: the middle value; one value is every percentile; none, none.
+        assert_eq!(percentile(&[10, 20, 30], 50), Some(20));
+        assert_eq!(percentile(&[7], 50), Some(7));
+        assert_eq!(percentile(&[7], 99), Some(7));
+        assert_eq!(percentile(&[], 50), None);
+        // 250 values: the p99 is the 248th (247.5 rounded up).
+        let odd: Vec<u64> = (1..=250).collect();
+        assert_eq!(percentile(&odd, 99), Some(248));
     }
 
     fn ms(list: &[u64]) -> Vec<Duration> {

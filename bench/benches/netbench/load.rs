@@ -111,19 +111,14 @@ pub(crate) struct Outcome {
 
 fn finish(mut total: Tally, secs: Duration) -> Outcome {
     total.latencies.sort_unstable();
-    let at = |q: f64| {
-        let n = total.latencies.len();
-        if n == 0 {
-            return Duration::ZERO;
-        }
-        let i = ((n as f64 * q) as usize).min(n - 1);
-        Duration::from_nanos(total.latencies[i])
+    let at = |percent| {
+        Duration::from_nanos(bench::percentile(&total.latencies, percent).unwrap_or_default())
     };
     Outcome {
         ops_per_sec: total.ops as f64 / secs.as_secs_f64(),
         bytes_per_sec: total.bytes as f64 / secs.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
+        p50: at(50),
+        p99: at(99),
         lost: total.lost,
     }
 }
