@@ -396,6 +396,54 @@ impl EchoCheck {
     }
 }
 
+/// What a UDP echo client makes of the datagrams it receives: each datagram it sends starts with
+/// its sequence number (8 bytes, big-endian), and it waits for that datagram's echo before it
+/// sends the next, or gives up on it ([`UdpEchoCheck::lost`]).
+#[derive(Debug, Clone, Default)]
+pub struct UdpEchoCheck {
+    /// The datagrams given up on whose echo has not come since.
+    lost: Vec<u64>,
+}
+
+impl UdpEchoCheck {
+    /// A check with no datagram given up on.
+    pub fn new() -> Self {
+        UdpEchoCheck::default()
+    }
+
+    /// Notes that the echo of datagram `seq` did not come in time: it may still come, once.
+    pub fn lost(&mut self, seq: u64) {
+        self.lost.push(seq);
+    }
+
+    /// Judges `got`, a datagram that arrived while the client waited for the echo of `sent` (at
+    /// least 8 bytes; every datagram the client sends has its length): `Ok(true)` when it is
+    /// that echo, `Ok(false)` when it is the late echo of a datagram given up on, and an error
+    /// for anything else (a byte changed, a datagram cut short, an echo sent twice).
+    pub fn check(&mut self, sent: &[u8], got: &[u8]) -> Result<bool, String> {
+        if got == sent {
+            return Ok(true);
+        }
+        // Every datagram has the same bytes after its number: a late echo differs from `sent`
+        // in its number alone, and that number is one of those given up on (once).
+        if got.len() == sent.len() && got[8..] == sent[8..] {
+            let seq = u64::from_be_bytes(got[..8].try_into().expect("8 bytes"));
+            if let Some(i) = self.lost.iter().position(|l| *l == seq) {
+                self.lost.swap_remove(i);
+                return Ok(false);
+            }
+            return Err(format!(
+                "an echo of datagram {seq}, which had its echo already or was never sent"
+            ));
+        }
+        Err(format!(
+            "a datagram of {} bytes that is no echo of the {} bytes sent",
+            got.len(),
+            sent.len()
+        ))
+    }
+}
+
 /// Ends a conversation of requests and answers once every request sent has had its answer: shuts
 /// the writing side down (a server under test closes when its client leaves) and reads until the
 /// server closes, within `limit`.
@@ -749,6 +797,47 @@ glibc.cpu.x86_non_temporal_threshold: 0xf000000 (min: 0x4040, max: 0xfffffffffff
         // 250 values: the p99 is the 248th (247.5 rounded up).
         let odd: Vec<u64> = (1..=250).collect();
         assert_eq!(percentile(&odd, 99), Some(248));
+    }
+
+    /// Datagram `seq` of a UDP client: its number, then 56 bytes 0x5a.
+    fn datagram(seq: u64) -> Vec<u8> {
+        let mut d = vec![0x5a; 64];
+        d[..8].copy_from_slice(&seq.to_be_bytes());
+        d
+    }
+
+    #[test]
+    fn a_udp_echo_is_the_datagram_or_the_late_echo_of_one_given_up_on() {
+        let mut check = UdpEchoCheck::new();
+        assert_eq!(check.check(&datagram(0), &datagram(0)), Ok(true));
+        // Datagram 1's echo is late: given up on, then taken for what it is once it comes.
+        check.lost(1);
+        assert_eq!(check.check(&datagram(2), &datagram(1)), Ok(false));
+        assert_eq!(check.check(&datagram(2), &datagram(2)), Ok(true));
+    }
+
+    #[test]
+    fn a_garbled_cut_or_repeated_udp_echo_fails() {
+        let mut check = UdpEchoCheck::new();
+        check.lost(1);
+        let sent = datagram(3);
+        // A byte changed, in the payload or in the number; the datagram cut short.
+        for at in [0, 5, 7, 8, 63] {
+            let mut bad = sent.clone();
+            bad[at] ^= 1;
+            assert!(check.check(&sent, &bad).is_err(), "byte {at}");
+        }
+        for len in [0, 4, 8, 63] {
+            assert!(check.check(&sent, &sent[..len]).is_err(), "{len} bytes");
+        }
+        // An echo of a datagram that had its echo already (a server that answers twice), and
+        // of one the client never sent.
+        assert!(check.check(&sent, &datagram(2)).is_err());
+        assert!(check.check(&sent, &datagram(9)).is_err());
+        // The late echo of datagram 1 counts once.
+        assert_eq!(check.check(&sent, &datagram(1)), Ok(false));
+        assert!(check.check(&sent, &datagram(1)).is_err());
+        assert_eq!(check.check(&sent, &sent), Ok(true));
     }
 
     fn ms(list: &[u64]) -> Vec<Duration> {
