@@ -581,6 +581,46 @@ glibc.cpu.x86_non_temporal_threshold: 0xf000000 (min: 0x4040, max: 0xfffffffffff
         assert_eq!(p.against(Bar::AtMost(1.25)), Resolved::Missed);
     }
 
+    #[test]
+    fn a_bar_at_an_end_of_the_interval_is_met_by_that_end() {
+        let interval = |low, high| PairedRatio {
+            pairs: 4,
+            geomean: f64::sqrt(low * high),
+            low,
+            high,
+        };
+        // ">= 1.0": an interval from exactly 1.0 meets it; one up to exactly 1.0 straddles it
+        // (its top meets it, the rest does not); one wholly below misses it.
+        assert_eq!(interval(1.0, 1.2).against(Bar::AtLeast(1.0)), Resolved::Met);
+        assert_eq!(
+            interval(0.9, 1.0).against(Bar::AtLeast(1.0)),
+            Resolved::Unresolved
+        );
+        assert_eq!(
+            interval(0.8, 0.999).against(Bar::AtLeast(1.0)),
+            Resolved::Missed
+        );
+        // "<= 1.25" (memory): up to exactly 1.25 meets it; from exactly 1.25 straddles it.
+        assert_eq!(
+            interval(1.0, 1.25).against(Bar::AtMost(1.25)),
+            Resolved::Met
+        );
+        assert_eq!(
+            interval(1.25, 1.5).against(Bar::AtMost(1.25)),
+            Resolved::Unresolved
+        );
+        assert_eq!(
+            interval(1.26, 1.5).against(Bar::AtMost(1.25)),
+            Resolved::Missed
+        );
+        // A paired run whose every round is exactly at the bar: a one-point interval on it.
+        let p = paired_ratio(&[95.0, 190.0, 47.5, 9.5], &[100.0, 200.0, 50.0, 10.0]).unwrap();
+        assert!(
+            near(p.low, 0.95, 1e-12) && near(p.high, 0.95, 1e-12),
+            "{p:?}"
+        );
+    }
+
     /// Whether `got` is within `tolerance` of `want`, relatively.
     fn near(got: f64, want: f64, tolerance: f64) -> bool {
         ((got - want) / want).abs() < tolerance
