@@ -14,6 +14,10 @@
 //!   builds nothing) hold no crate that only the tests, examples or benchmarks use, and none of
 //!   the futures-util stack that no library uses; knet-io's hold no procedural macro at all
 //!   (a user of knet-io alone would compile syn for nothing).
+//! - The version floors `[workspace.dependencies]` declares for the libraries' dependencies are
+//!   no lower than what the libraries were found to need (`FLOORS`, below, says how): a user
+//!   whose lock file holds an older version that the floor allows would get a build that
+//!   fails, or one that breaks the libraries' docs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -249,6 +253,135 @@ fn libraries_depend_on_nothing_they_do_not_use() {
                     "{package} compiles the procedural macro {dependency}"
                 ));
             }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The lowest versions of the libraries' dependencies that their code needs, each with what
+/// in the libraries' sources (`crates/*/src`) needs it and why: the floors the workspace's
+/// `Cargo.toml` declares must be no lower. Found by hand, for it takes a nightly cargo and the
+/// network: `cargo +nightly update -Z direct-minimal-versions` with the workspace's members cut
+/// to the three libraries (the dev tools' dependencies do not resolve at their floors), then
+/// the libraries' builds (each alone, and knet-tls on `aws-lc-rs`) and their tests; and
+/// net-tests' tests with the lock file's versions taken down to the floors one by one (`cargo
+/// update -p PACKAGE --precise VERSION`). Neither lock file is to be committed.
+const FLOORS: [(&str, &str, &str, &str); 8] = [
+    (
+        "bytes",
+        "1.7.1",
+        "try_reclaim",
+        "1.7.0's `BytesMut::advance` past all its bytes left the buffer where it was: \
+         write_frame allocated again after partial write-outs",
+    ),
+    (
+        "rustls",
+        "0.23.46",
+        "writer().flush()",
+        "before, rustls's `Writer` took bytes on a failed session and its `flush` said \
+         nothing: TLS writes, flushes and shutdowns after a fatal alert waited or succeeded",
+    ),
+    (
+        "rustls-native-certs",
+        "0.8.1",
+        "load_native_certs",
+        "0.8.0 read the platform's store when the one SSL_CERT_FILE names held nothing",
+    ),
+    (
+        "rustls-pki-types",
+        "1.16",
+        "ServerName::try_from",
+        "before, a DNS name kept its trailing dot (verified, reported and matched with it)",
+    ),
+    (
+        "tokio",
+        "1.53.3",
+        "register_with_interest",
+        "`AsyncFd::register_with_interest`: 1.51.6 has it, 1.52.0 to 1.53.2 lack it",
+    ),
+    (
+        "tokio",
+        "1.54.1",
+        "try_io(",
+        "before 1.54, an accepted socket's first send (tried before waiting) waited for the \
+         reactor's first event, and a timeout ending in the clock's last millisecond panicked \
+         in tokio's timer (1.54.0 is yanked)",
+    ),
+    (
+        "tokio-util",
+        "0.7.11",
+        "poll_read_buf",
+        "`io::poll_read_buf` on a reader that is not `Sized`",
+    ),
+    (
+        "tracing",
+        "0.1.21",
+        "tracing::Instrument",
+        "`tracing::Instrument`",
+    ),
+];
+
+/// A version's numbers (`1.7` is `[1, 7, 0]`).
+fn version_numbers(version: &str) -> [u64; 3] {
+    let mut numbers = [0; 3];
+    for (slot, part) in numbers.iter_mut().zip(version.split('.')) {
+        *slot = part
+            .parse()
+            .unwrap_or_else(|e| panic!("version {version:?}: {e}"));
+    }
+    numbers
+}
+
+/// The version requirement `[workspace.dependencies]` gives `package` (`None` if none).
+fn workspace_floor(manifest: &str, package: &str) -> Option<String> {
+    let section = &manifest[manifest.find("[workspace.dependencies]")?..];
+    let line = section
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .find(|line| line.split(['=', ' ']).next() == Some(package))?;
+    let value = line.split_once('=')?.1;
+    let value = match value.find("version") {
+        Some(at) => &value[at..],
+        None => value,
+    };
+    Some(value.split('"').nth(1)?.to_owned())
+}
+
+#[test]
+fn declared_floors_are_no_lower_than_what_the_libraries_need() {
+    let manifest = read(&root().join("Cargo.toml"));
+    let mut sources = String::new();
+    for (_, dir) in LIBRARIES {
+        let mut pending = vec![root().join(dir).join("src")];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+                let path = entry.expect("a directory entry").path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    sources.push_str(&read(&path));
+                }
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    for (package, needed, used, why) in FLOORS {
+        if !sources.contains(used) {
+            failures.push(format!(
+                "the libraries no longer use {used:?}: check {package}'s floor and this entry"
+            ));
+            continue;
+        }
+        let Some(floor) = workspace_floor(&manifest, package) else {
+            failures.push(format!("[workspace.dependencies] has no {package}"));
+            continue;
+        };
+        let floor = floor.trim_start_matches('^');
+        if version_numbers(floor) < version_numbers(needed) {
+            failures.push(format!(
+                "{package} {floor}: the libraries need {needed} ({why})"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
