@@ -326,16 +326,25 @@ fn connections_dropped_for_their_header_leave_nothing_behind_child() {
 /// with a good header waits for the next `accept`, which hands it out with what it sent after
 /// the header; one whose header does not come in time is dropped although no `accept` is
 /// pending (without a header to read, both would wait in the kernel's queue).
+///
+/// The header timeout is far longer than the dropped `accept`'s wait: the good header is sent
+/// after that wait, and must come in time however late a loaded machine runs the test's task.
+/// (With 300 ms against a 200 ms wait, a pause of 100 ms made the good one late too: dropped
+/// and counted, 2 failures instead of 1.)
 #[tokio::test]
 async fn a_dropped_accept_leaves_the_connections_it_took_to_their_header_reads() {
+    /// How long the dropped `accept` waits: time for it to take both connections.
+    const ACCEPT_WAIT: Duration = Duration::from_millis(500);
+    /// The header timeout: the good header, sent after `ACCEPT_WAIT`, comes well before it.
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
     let (_selector, server, address) = listener(|b| {
         b.proxy_protocol(ProxyProtocol::Required)
-            .proxy_header_timeout(Duration::from_millis(300))
+            .proxy_header_timeout(HEADER_TIMEOUT)
     })
     .await;
     let mut silent = TcpStream::connect(address).await.unwrap();
     let mut proxied = TcpStream::connect(address).await.unwrap();
-    let dropped = tokio::time::timeout(Duration::from_millis(200), server.accept()).await;
+    let dropped = tokio::time::timeout(ACCEPT_WAIT, server.accept()).await;
     assert!(dropped.is_err(), "accepted without a header");
     // No `accept` is pending now.
     proxied
@@ -343,7 +352,12 @@ async fn a_dropped_accept_leaves_the_connections_it_took_to_their_header_reads()
         .await
         .unwrap();
     let mut rest = Vec::new();
-    let end = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
+    // The silent one is dropped at its header timeout, a bounded wait after it.
+    let end = tokio::time::timeout(
+        HEADER_TIMEOUT + net_tests::HANG_LIMIT,
+        silent.read_to_end(&mut rest),
+    )
+    .await;
     assert!(
         matches!(end, Ok(Ok(0))),
         "the silent one was not dropped: {end:?}"
