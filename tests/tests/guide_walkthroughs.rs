@@ -448,12 +448,17 @@ async fn guide_complete_server_cut_at_the_end_of_the_grace_period_prints_nothing
 
 /// "The same holds for a client that stops reading what we send: once the kernel's buffers
 /// are full, our write waits, and fails after the timeout" (the seed's loop, auto-flushed).
+///
+/// The buffers are small (our send buffer, the client's receive buffer), so that a few hundred
+/// answers fill them: with the kernel's defaults it took some hundred thousand answers, one
+/// write each, which a starved machine did not finish in the test's 20 s limit.
 #[tokio::test]
 async fn guide_step3_socket_timeout_ends_a_client_that_reads_nothing() {
     let selector = SelectorManager::new();
     let server = a_socket(&selector)
         .tcp()
         .socket_timeout(Duration::from_millis(300))
+        .send_buffer_size(4096)
         .bind(("127.0.0.1", 0))
         .await
         .unwrap();
@@ -483,7 +488,9 @@ async fn guide_step3_socket_timeout_ends_a_client_that_reads_nothing() {
         #[allow(unreachable_code)]
         Ok::<_, net_sockets::Error>(())
     });
-    let client = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let client = tokio::net::TcpSocket::new_v4().unwrap();
+    client.set_recv_buffer_size(4096).unwrap();
+    let client = client.connect(([127, 0, 0, 1], port).into()).await.unwrap();
     let (_rd, mut wr) = client.into_split();
     let writer = tokio::spawn(async move {
         let chunk = b"a-name-of-some-length\n".repeat(4096);
