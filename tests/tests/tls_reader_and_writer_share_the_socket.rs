@@ -18,8 +18,14 @@ use net_tests::pki::TestCa;
 use net_tests::tls::{localhost, records, rustls_client};
 use net_tls::TlsExt;
 
-/// The socket's `socket_timeout`.
-const TIMEOUT: Duration = Duration::from_secs(1);
+/// The socket's `socket_timeout`: far longer than the peer's pauses between reads, even on a
+/// loaded machine that runs the peer late. (At 1 s, a starved test saw the write time out, its
+/// peer having paused that long.) A reader that kept the writer from making progress would
+/// still make it time out, and the peer stops 2 s after that.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the peer goes on at most: a bound for a hang, not a rate the test asks for (a
+/// starved peer, a few KiB a turn, took over 30 s for the 4 MiB).
+const PEER_BUDGET: Duration = Duration::from_secs(120);
 /// What our server writes.
 const LEN: usize = 4 * 1024 * 1024;
 
@@ -97,7 +103,7 @@ async fn both_ways(key_updates: bool) {
     });
 
     // The peer: a record out and a few KiB in, every millisecond, until it has everything
-    // (or the writer is over and nothing came for 2 s, or 30 s passed).
+    // (or the writer is over and nothing came for 2 s, or `PEER_BUDGET` passed).
     let received = Arc::new(AtomicU64::new(0));
     let mut longest_pause = Duration::ZERO;
     let mut last_read = Instant::now();
@@ -108,7 +114,7 @@ async fn both_ways(key_updates: bool) {
     let started = Instant::now();
     while (received.load(Ordering::Relaxed) as usize) < LEN
         && !(writer.is_finished() && last_read.elapsed() > Duration::from_secs(2))
-        && started.elapsed() < Duration::from_secs(30)
+        && started.elapsed() < PEER_BUDGET
     {
         tokio::time::sleep(Duration::from_millis(1)).await;
         if out.is_empty() {
