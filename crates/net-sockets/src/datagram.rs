@@ -41,6 +41,9 @@ const STUCK_RETRY: Duration = Duration::from_millis(1);
 
 /// A UDP packet and the address it came from or goes to.
 ///
+/// `Debug` shows the packet's size and the address, never the packet's bytes (a peer's data,
+/// up to 64 KiB, for a datagram received).
+///
 /// # Examples
 ///
 /// ```
@@ -49,15 +52,27 @@ const STUCK_RETRY: Duration = Duration::from_millis(1);
 /// let to = InetSocketAddress::new([127, 0, 0, 1], 9003);
 /// let datagram = Datagram::new("hello", to)?;
 /// assert_eq!(&datagram.packet[..], b"hello");
+/// assert!(format!("{datagram:?}").starts_with("Datagram { packet: [5 bytes], address: "));
 /// assert!(matches!(Datagram::new(vec![0; 65_508], to), Err(Error::DatagramTooLarge { size: 65_508 })));
 /// # Ok::<(), Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Datagram {
     /// The payload (may be empty: a 0-byte datagram is data).
     pub packet: Bytes,
     /// The peer: where it came from, or where to send it.
     pub address: SocketAddress,
+}
+
+impl fmt::Debug for Datagram {
+    /// The address and the packet's size: never the packet's bytes, which are the
+    /// application's (a peer's, for a datagram received).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Datagram")
+            .field("packet", &format_args!("[{} bytes]", self.packet.len()))
+            .field("address", &self.address)
+            .finish()
+    }
 }
 
 impl Datagram {
