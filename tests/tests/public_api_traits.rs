@@ -1,10 +1,14 @@
 //! The public API's traits as a user of tokio and rustls expects them, beside what
 //! `public_api.rs`, `public_types_are_send_sync_debug.rs` and `public_api_printing.rs` assert:
-//! a received datagram's `Debug` shows its size, never the peer's bytes; every handle a user
+//! a received datagram's `Debug` shows its size, never the peer's bytes; the options enum a user
+//! compares or keys a map by hashes, as `LineEnding` and `TlsVersion` do; every handle a user
 //! keeps in a struct that is polled or pinned is `Unpin`, as tokio's sockets are; and a
 //! `Frames` stream's `next_frame` future is `Send`.
 
-use net_sockets::{Datagram, InetSocketAddress, SelectorManager, a_socket};
+use std::collections::HashSet;
+use std::hash::Hash;
+
+use net_sockets::{Datagram, InetSocketAddress, ProxyProtocol, SelectorManager, a_socket};
 use tokio_util::codec::LinesCodec;
 
 /// A secret a user's protocol carries in a datagram (a token, a password).
@@ -12,6 +16,7 @@ const SECRET: &str = "token=hunter2-SECRET";
 
 fn unpin<T: Unpin>() {}
 fn send<T: Send>(_: &T) {}
+fn hash<T: Hash + Eq + Copy>() {}
 
 /// `Debug` of a `Datagram` (what `{:?}` of a received datagram, or of a `Result` that holds
 /// one, writes to a log) names its address and its size, never its bytes: the peer's data, up
@@ -51,6 +56,24 @@ async fn a_datagrams_debug_shows_its_size_not_its_payload() {
     // Pretty-printed, or inside a `Result` as a `receive` returns it: the same.
     let shown = format!("{:#?}", Ok::<_, net_sockets::Error>(received));
     assert!(!shown.contains("hunter2") && shown.len() < 300, "{shown}");
+}
+
+/// `ProxyProtocol` is a small option value like `LineEnding` and `TlsVersion`: a user who keys
+/// listeners (or their counts) by it needs `Hash`, with `Eq` agreeing.
+#[test]
+fn the_small_option_enums_hash() {
+    hash::<ProxyProtocol>();
+    hash::<net_io::LineEnding>();
+    hash::<net_tls::TlsVersion>();
+    let modes: HashSet<ProxyProtocol> = [
+        ProxyProtocol::Off,
+        ProxyProtocol::Optional,
+        ProxyProtocol::Required,
+        ProxyProtocol::default(),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(modes.len(), 3);
 }
 
 /// Every handle a user keeps beside a pinned future or in a type that implements `Future` or

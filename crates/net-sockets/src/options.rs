@@ -158,7 +158,7 @@ pub struct SocketOptions {
 /// connection with a `debug` event (a `warn` for the listener's first: clients cannot fill a
 /// log kept at `info`), counted in [`ListenerStats`](crate::ListenerStats); other connections
 /// are not affected, and `accept` goes on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ProxyProtocol {
     /// No header: the peer is the client.
