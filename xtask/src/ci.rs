@@ -179,6 +179,53 @@ fn other_targets(root: &std::path::Path) -> Result<Vec<String>> {
     Ok(skipped)
 }
 
+/// The message of knet-tls's `compile_error!` for a build with neither crypto provider.
+const NO_PROVIDER_MESSAGE: &str = "knet-tls needs a crypto provider";
+
+/// Checks what `cargo check` printed (`--message-format=short`) for knet-tls built with
+/// neither crypto provider: it failed with the crate's `compile_error!` and no other error, so
+/// that a user who turned the default feature off reads one clear message.
+fn judge_no_provider_build(succeeded: bool, stderr: &str) -> Result<()> {
+    if succeeded {
+        bail!("knet-tls built without a crypto provider; its compile_error! did not fire");
+    }
+    // A diagnostic is `error...` at the start of a line or after its `FILE:LINE:COL: `; cargo's
+    // progress lines (`Checking thiserror v2.0.17`) are neither.
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error") || line.contains(": error"))
+        .filter(|line| !line.starts_with("error: could not compile"))
+        .collect();
+    match errors.as_slice() {
+        [only] if only.contains(NO_PROVIDER_MESSAGE) => Ok(()),
+        _ => bail!(
+            "knet-tls without a crypto provider should fail with its compile_error! alone; \
+             it reported:\n{}",
+            errors.join("\n")
+        ),
+    }
+}
+
+/// `cargo check` of knet-tls with neither crypto provider, judged by
+/// [`judge_no_provider_build`].
+fn no_provider_build(root: &std::path::Path) -> Result<()> {
+    let mut cmd = cargo(
+        root,
+        &[
+            "check",
+            "-p",
+            "knet-tls",
+            "--no-default-features",
+            "--lib",
+            "--locked",
+            "--message-format=short",
+        ],
+    );
+    println!("    {}", describe(&cmd));
+    let out = cmd.output().context("could not start cargo")?;
+    judge_no_provider_build(out.status.success(), &String::from_utf8_lossy(&out.stderr))
+}
+
 /// The file where the tests note what they skip, removed when dropped.
 struct SkipLog(std::path::PathBuf);
 
@@ -321,7 +368,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             },
         ),
     ];
-    let total = steps.len() + 4;
+    let total = steps.len() + 5;
     forget_packaged_sources()?;
     // Every test that skips a part of itself (a tool, a permission or IPv6 this machine lacks)
     // passes; it adds a line here, and the summary lists them.
@@ -346,6 +393,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             );
         }
     }
+    println!(
+        "==> [{}/{total}] knet-tls without a crypto provider: its compile_error! alone",
+        total - 4
+    );
+    no_provider_build(&root).context("step `knet-tls without a crypto provider` failed")?;
     println!(
         "==> [{}/{total}] other targets: the libraries' tests built for {}; net-io and \
          net-sockets checked for {}",
@@ -384,6 +436,25 @@ mod tests {
         let err = super::run(&["--fast".to_owned()]).expect_err("an unknown argument");
         let msg = err.to_string();
         assert!(msg.contains("--fast") && msg.contains("usage"), "{msg}");
+    }
+
+    #[test]
+    fn a_build_without_a_crypto_provider_must_report_its_compile_error_alone() {
+        // Before the stand-in `provider` (net-tls's lib.rs), the build added E0425 beside it.
+        let two = "crates/net-tls/src/lib.rs:564:1: error: knet-tls needs a crypto provider: \
+                   its `ring` feature (the default) or `aws-lc-rs`\n\
+                   crates/net-tls/src/pem.rs:329:28: error[E0425]: cannot find function \
+                   `provider` in the crate root: not found in the crate root\n\
+                   error: could not compile `knet-tls` (lib) due to 2 previous errors\n";
+        let err = super::judge_no_provider_build(false, two).expect_err("two errors");
+        assert!(err.to_string().contains("E0425"), "{err}");
+        let one = "    Checking thiserror v2.0.17\n\
+                   \x20   Checking knet-tls v0.1.0 (/w/crates/net-tls)\n\
+                   crates/net-tls/src/lib.rs:564:1: error: knet-tls needs a crypto provider: \
+                   its `ring` feature (the default) or `aws-lc-rs`\n\
+                   error: could not compile `knet-tls` (lib) due to 1 previous error\n";
+        super::judge_no_provider_build(false, one).expect("the compile_error! alone");
+        super::judge_no_provider_build(true, "").expect_err("a build that succeeded");
     }
 
     #[test]
