@@ -425,6 +425,88 @@ async fn tokios_tcp_stream_after_a_send_met_the_reset() {
     assert_eq!(seen::<()>(Err(told.expect("a failed write"))), RESET);
     assert_eq!(seen(ours.write(b"").await), EPIPE);
     assert_eq!(seen(ours.write(b"x").await), EPIPE);
+    // Nothing is held above the kernel: a flush has nothing to send.
+    assert_eq!(seen(ours.flush().await), ok("()"));
+    assert_eq!(seen(ours.flush().await), ok("()"));
+}
+
+/// A flush after a send met the peer's reset, and after a read reported it: over TCP and Unix
+/// `Ok`, every time, as tokio's `TcpStream`'s (nothing is held above the kernel, so a flush has
+/// nothing to send: the reference above); over TLS `EPIPE` once a send met the reset, every
+/// time, as tokio-rustls's (the next test): the session still holds the records of the bytes
+/// it took that the socket refused, which can never be sent, and a flush that succeeded would
+/// say they were; with nothing held (the reset told to a read first) `Ok`, as over TCP. The
+/// guarantees' row on writes after the peer's reset says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_after_the_reset() {
+    let world = World::new(false).await;
+    for net in ALL {
+        let tls = matches!(net, Net::TlsServer | Net::TlsClient);
+        let (mut ours, peer) = started(&world, net).await;
+        peer.reset_arrived().await;
+        let told = if net == Net::Unix { EPIPE } else { RESET };
+        assert_eq!(
+            write_until_it_fails(&mut ours, b"y").await,
+            told,
+            "{net:?}: the write told of the reset"
+        );
+        let held = if tls { EPIPE } else { ok("()") };
+        let calls = [
+            ("a flush", flush(&mut ours).await),
+            ("a flush again", flush(&mut ours).await),
+        ];
+        let expected = [held.clone(), held];
+        assert_calls(net, "after a send met the reset", &calls, &expected);
+        ours.close();
+
+        let (mut ours, peer) = started(&world, net).await;
+        peer.reset();
+        assert_eq!(read(&mut ours).await, RESET, "{net:?}: the read's reset");
+        let calls = [
+            ("a flush", flush(&mut ours).await),
+            ("a flush again", flush(&mut ours).await),
+        ];
+        let expected = [ok("()"), ok("()")];
+        assert_calls(net, "after a read reported the reset", &calls, &expected);
+        ours.close();
+    }
+    world.selector.close();
+}
+
+/// The reference for the previous test: tokio-rustls's client stream, once a send met the
+/// peer's reset (rustls took the bytes of that write), fails a flush with `EPIPE`, every time:
+/// the flush sends the records the session holds first.
+#[tokio::test]
+async fn tokio_rustls_flush_after_a_send_met_the_reset() {
+    use net_tests::tls::{localhost, rustls_client};
+    let world = World::new(false).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(rustls_client(&world.ca));
+    let acceptor = tokio_rustls::TlsAcceptor::from(rustls_localhost_server(&world.ca));
+    let client = async {
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        connector.connect(localhost(), tcp).await.unwrap()
+    };
+    let server = async {
+        let tcp = listener.accept().await.unwrap().0;
+        acceptor.accept(tcp).await.unwrap()
+    };
+    let (mut ours, peer) = within(async { tokio::join!(client, server) }).await;
+    reset_arrived(peer.into_inner().0).await;
+    let mut told = None;
+    for _ in 0..100 {
+        if let Err(e) = within(ours.write(b"y")).await {
+            told = Some(e);
+            break;
+        }
+    }
+    assert_eq!(seen::<()>(Err(told.expect("a failed write"))), RESET);
+    assert_eq!(seen(within(ours.flush()).await), EPIPE);
+    assert_eq!(seen(within(ours.flush()).await), EPIPE);
+    world.selector.close();
 }
 
 /// A read's `socket_timeout` leaves the connection usable: the writes (of nothing too) go
