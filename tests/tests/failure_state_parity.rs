@@ -12,9 +12,11 @@
 //! told of its peer's close gets `EPIPE`, not `ECONNRESET`; TLS's shutdown sends the records
 //! the session holds, so after a write's timeout it times out too).
 //!
-//! Defect found: once a send (not a read) met the peer's reset, a write of nothing, single or
+//! Defects found: once a send (not a read) met the peer's reset, a write of nothing, single or
 //! vectored, returned `Ok(0)` over every transport, while a write of bytes failed with `EPIPE`
-//! and tokio's own `TcpStream` fails a write of nothing with it too.
+//! and tokio's own `TcpStream` fails a write of nothing with it too; once our close followed
+//! the peer's reset, a shutdown failed with `EPIPE` while every other write call reported the
+//! close.
 
 use std::io::{ErrorKind, IoSlice};
 use std::time::Duration;
@@ -1149,6 +1151,209 @@ async fn into_stream_and_connection_after_our_close() {
                 "{net:?}, into_stream {stream}: {refused:?}"
             );
             drop(peer);
+        }
+    }
+    world.selector.close();
+}
+
+/// What failed before our close.
+#[derive(Clone, Copy, Debug)]
+enum BeforeOurClose {
+    /// A read reported the peer's reset.
+    ResetRead,
+    /// A send met the peer's reset (no read told of it).
+    ResetSend,
+    /// A read read the peer's clean end.
+    PeersEnd,
+    /// A read reported the TLS session's failure (a record that does not decrypt).
+    SessionFailed,
+    /// A read reported a TLS truncation.
+    Truncation,
+}
+
+/// Once our close came after a failure, every call of the write side fails with the close's
+/// error, `Error::Closed`, whatever failed before: a write, of nothing too (single or
+/// vectored), a flush and a shutdown alike, every time (`SocketStream`'s and `TlsWrite`'s
+/// docs: a shutdown once the socket's close began fails with its error). A read reports again
+/// what a read reported before the close (the reset, the end, the session's failure, the
+/// truncation: the guarantees' rows), else the close's error (only a send was told of the
+/// reset). The same over every transport. Before, a shutdown after the peer's reset (told to a
+/// read or to a send) then our close failed with `EPIPE`, the earlier failure's error, while
+/// the writes, of nothing too, and the flush reported the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_each_failure_then_our_close() {
+    let world = World::new(false).await;
+    let cases = [
+        BeforeOurClose::ResetRead,
+        BeforeOurClose::ResetSend,
+        BeforeOurClose::PeersEnd,
+        BeforeOurClose::SessionFailed,
+        BeforeOurClose::Truncation,
+    ];
+    for before in cases {
+        for net in ALL {
+            let tls = matches!(net, Net::TlsServer | Net::TlsClient);
+            if !tls
+                && matches!(
+                    before,
+                    BeforeOurClose::SessionFailed | BeforeOurClose::Truncation
+                )
+            {
+                continue;
+            }
+            let (mut ours, peer) = started(&world, net).await;
+            // Kept open until the end, but where the case resets it.
+            let mut peer = Some(peer);
+            let first = match before {
+                BeforeOurClose::ResetRead => {
+                    peer.take().unwrap().reset();
+                    read(&mut ours).await
+                }
+                BeforeOurClose::ResetSend => {
+                    peer.take().unwrap().reset_arrived().await;
+                    write_until_it_fails(&mut ours, b"y").await
+                }
+                BeforeOurClose::PeersEnd => {
+                    peer.as_mut().unwrap().end_cleanly().await;
+                    read(&mut ours).await
+                }
+                BeforeOurClose::SessionFailed => {
+                    peer.as_mut().unwrap().corrupt().await;
+                    read(&mut ours).await
+                }
+                BeforeOurClose::Truncation => {
+                    within(peer.as_mut().unwrap().tcp_mut().shutdown())
+                        .await
+                        .unwrap();
+                    read(&mut ours).await
+                }
+            };
+            let (told, read_after) = match before {
+                BeforeOurClose::ResetRead => (RESET, RESET),
+                BeforeOurClose::ResetSend if net == Net::Unix => (EPIPE, CLOSED),
+                BeforeOurClose::ResetSend => (RESET, CLOSED),
+                BeforeOurClose::PeersEnd => (ok("0"), ok("0")),
+                BeforeOurClose::SessionFailed => {
+                    let failed = Err((ErrorKind::InvalidData, None));
+                    (failed.clone(), failed)
+                }
+                BeforeOurClose::Truncation => {
+                    let truncated = Err((ErrorKind::UnexpectedEof, None));
+                    (truncated.clone(), truncated)
+                }
+            };
+            assert_eq!(first, told, "{net:?}, {before:?}: the failure");
+            ours.close();
+            let calls = [
+                ("a write", write(&mut ours).await),
+                ("a write of nothing", write_nothing(&mut ours).await),
+                (
+                    "a vectored write of nothing",
+                    write_nothing_vectored(&mut ours).await,
+                ),
+                ("a flush", flush(&mut ours).await),
+                ("a shutdown", shutdown(&mut ours).await),
+                ("a shutdown again", shutdown(&mut ours).await),
+                ("a flush after the shutdown", flush(&mut ours).await),
+                ("a read", read(&mut ours).await),
+                ("a read again", read(&mut ours).await),
+            ];
+            let expected = [
+                CLOSED,
+                CLOSED,
+                CLOSED,
+                CLOSED,
+                CLOSED,
+                CLOSED,
+                CLOSED,
+                read_after.clone(),
+                read_after,
+            ];
+            let what = format!("{before:?}, then our close");
+            assert_calls(net, &what, &calls, &expected);
+            drop(peer);
+        }
+    }
+    world.selector.close();
+}
+
+/// The channels after a failure, then our close: a channel whose connection failed (a read
+/// reported the reset: `EPIPE`; a flush met it: the flush's error) reports that failure again
+/// to every later call, as net-io's Failures have it, the close's error only where none came
+/// before (after the peer's clean end); the read channel reads again what it read before.
+/// The same over every transport, with and without auto-flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_channels_after_each_failure_then_our_close() {
+    use net_io::LineEnding::Default as Lf;
+    let world = World::new(false).await;
+    let cases = [
+        ChannelCase::ResetRead,
+        ChannelCase::ResetFlush,
+        ChannelCase::PeersEnd,
+    ];
+    for case in cases {
+        for auto_flush in [false, true] {
+            for net in ALL {
+                let (mut socket, peer) = world.socket(net).await;
+                // Kept open until the end, but where the case resets it.
+                let mut peer = Some(peer);
+                let (mut input, mut output) = socket.channels(auto_flush);
+                within(output.write_fully(b"hello\n")).await.unwrap();
+                within(output.flush()).await.unwrap();
+                let what = format!("{case:?}, auto_flush {auto_flush}, then our close");
+                let (read_error, write_error) = match case {
+                    ChannelCase::ResetRead => {
+                        peer.take().unwrap().reset();
+                        let first = within(input.read_line(64, Lf)).await;
+                        assert_eq!(channel_seen(first), RESET, "{net:?}, {what}");
+                        (RESET, EPIPE)
+                    }
+                    ChannelCase::ResetFlush => {
+                        peer.take().unwrap().reset_arrived().await;
+                        let written = within(output.write_fully(b"y")).await;
+                        let flushed = match written {
+                            Ok(()) => within(output.flush()).await,
+                            failed => failed,
+                        };
+                        let told = if net == Net::Unix { EPIPE } else { RESET };
+                        assert_eq!(channel_seen(flushed), told.clone(), "{net:?}, {what}");
+                        (CLOSED, told)
+                    }
+                    ChannelCase::PeersEnd => {
+                        peer.as_mut().unwrap().end_cleanly().await;
+                        let first = within(input.read_line(64, Lf)).await;
+                        assert_eq!(channel_seen(first), ok("None"), "{net:?}, {what}");
+                        (ok("None"), CLOSED)
+                    }
+                    ChannelCase::OurClose => unreachable!(),
+                };
+                socket.close();
+                let calls = [
+                    ("write_fully", {
+                        channel_seen(within(output.write_fully(b"x")).await)
+                    }),
+                    ("write_fully of nothing", {
+                        channel_seen(within(output.write_fully(b"")).await)
+                    }),
+                    ("flush", channel_seen(within(output.flush()).await)),
+                    ("flush_and_close", {
+                        channel_seen(within(output.flush_and_close()).await)
+                    }),
+                    (
+                        "read_line",
+                        channel_seen(within(input.read_line(64, Lf)).await),
+                    ),
+                ];
+                let expected = [
+                    write_error.clone(),
+                    write_error.clone(),
+                    write_error.clone(),
+                    write_error,
+                    read_error,
+                ];
+                assert_calls(net, &what, &calls, &expected);
+                drop(peer);
+            }
         }
     }
     world.selector.close();

@@ -48,7 +48,9 @@ use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
 ///   descriptor goes as it lets go, just after the close returns); pending reads and writes
 ///   on the channels fail with [`Error::Closed`], and so does every write or flush called after
 ///   `close` returned, also one that would only add to the write channel's buffer (one racing
-///   the close on another thread may still be buffered: the next call reports the close).
+///   the close on another thread may still be buffered: the next call reports the close). A
+///   channel that failed before the close (a read reported the peer's reset, a flush met it)
+///   reports that failure again instead, as `net_io`'s channels report every failure.
 ///   Bytes still buffered in a write channel are not sent (flush first): the close then resets
 ///   the connection (TLS: omits `close_notify`), so that the peer never takes the stream for a
 ///   complete one. Linux answers a close with unread input with a reset that also drops queued
@@ -863,9 +865,11 @@ impl ShutdownSignal {
 /// fails with `BrokenPipe` (on a plain socket the OS error `EPIPE`, as tokio's `TcpStream`
 /// reports it) and changes nothing: what was written before the shutdown still reaches the
 /// peer, then the end of the stream. Otherwise a write after the socket's close or its
-/// selector's, a write of nothing too, fails with that close's error
-/// ([`Error::Closed`](crate::Error::Closed) or
-/// [`Error::SelectorClosed`](crate::Error::SelectorClosed)), over TLS as on a plain socket.
+/// selector's, a write of nothing too, and so a flush and a shutdown, fails with that close's
+/// error ([`Error::Closed`](crate::Error::Closed) or
+/// [`Error::SelectorClosed`](crate::Error::SelectorClosed)), over TLS as on a plain socket,
+/// whatever failed before it (the close decided how the connection ends); a read after it
+/// reports again the failure or end a read reported before it, else the close's error.
 /// Once the connection failed (a read reported the peer's reset, or a write met it), every
 /// later write, a write of nothing too, fails with `EPIPE` (kind `BrokenPipe`), as a send of any
 /// size then gets from the kernel, and as tokio's `TcpStream` reports it.

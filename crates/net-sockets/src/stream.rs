@@ -2290,6 +2290,12 @@ impl AsyncWrite for WriteHalf {
         if this.shut_down {
             return Poll::Ready(Ok(()));
         }
+        if this.half.conn.core.close_begun() {
+            // Closed (by `close`, a cut, the selector): the close's error, as a write (of
+            // nothing too) and a flush get then, whatever failed before (the peer's reset, a
+            // failed write): the close decided how the connection ends.
+            return Poll::Ready(Err(this.half.conn.core.closed_error().into()));
+        }
         // What the cork holds leaves before the FIN.
         ready!(this.poll_send_after_cork(cx, &[]))?;
         let conn = &this.half.conn;

@@ -1402,7 +1402,8 @@ impl AsyncRead for TlsRead {
 /// A write after `close_notify` (from `poll_shutdown` or the socket's `close`), once the
 /// socket is closed, or once a read reported the socket's failure (the peer's reset: then with
 /// `EPIPE`, as a plain socket's send, and so does a shutdown, unless ours went through
-/// before), fails before rustls takes anything: its bytes could never reach the peer. A write
+/// before or the socket's close came since), fails before rustls takes anything: its bytes
+/// could never reach the peer. A write
 /// whose bytes rustls took and that met the socket's failure succeeds; the next write, flush
 /// or shutdown reports that error, and every write after it fails with `EPIPE`, a write of
 /// nothing too, as on a plain socket. Once the session failed (the peer's fatal alert, or a
@@ -1411,8 +1412,9 @@ impl AsyncRead for TlsRead {
 /// shutdown waiting for the socket then (in another task) is woken by the read that finds the
 /// failure, and fails with it: it would otherwise wait for a peer that may never read again.
 /// A flush after the socket's close fails with the close's error; a shutdown once the socket's
-/// close began fails with its error (`Closed`, or `SelectorClosed` after its selector's close)
-/// and sends nothing: that close sends the session's last records, then the FIN. Once this
+/// close began fails with its error (`Closed`, or `SelectorClosed` after its selector's close),
+/// whatever failed before (the peer's reset, a failed write, the session's failure), and sends
+/// nothing: that close sends the session's last records, then the FIN. Once this
 /// writer's own shutdown went through, a flush and another shutdown stay `Ok`, also after the
 /// close, as on a plain socket: the end was made.
 #[doc(hidden)]
@@ -1617,6 +1619,21 @@ impl AsyncWrite for TlsWrite {
             // socket closed.
             return Poll::Ready(Ok(()));
         }
+        // Once the socket's close began (ours, a cut, the selector's), the close's error, as a
+        // write (of nothing too) and a flush get then, whatever failed before (the peer's
+        // reset, a failed write, the session's failure): that close sends the session's last
+        // records, or decided not to. (Also while that close is still under way.)
+        let open = lock_for_writing(&self.shared)
+            .stream
+            .get_ref()
+            .0
+            .check_open();
+        if let Err(e) = open {
+            return Poll::Ready(Err(e));
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Poll::Ready(Err(net_sockets::Error::Closed.into()));
+        }
         // A shutdown is a flush first (tokio's contract; `AsyncWriteExt::shutdown` does not
         // flush before it): a write that timed out took nothing, and the flush that sends what
         // the session holds makes it good, as on a plain socket. (A flush that times out again
@@ -1655,7 +1672,7 @@ impl AsyncWrite for TlsWrite {
         if self.closed.load(Ordering::Acquire) {
             // The socket's close sends the session's last records and the FIN: the error of a
             // shutdown after the close (`SelectorClosed` after a cut by the selector), also while
-            // that close is still under way.
+            // that close is still under way (it may have begun since the check above).
             let e = locked.stream.get_ref().0.check_open().err();
             return Poll::Ready(Err(e.unwrap_or_else(|| net_sockets::Error::Closed.into())));
         }
