@@ -872,7 +872,10 @@ impl ShutdownSignal {
 /// reports again the failure or end a read reported before it, else the close's error.
 /// Once the connection failed (a read reported the peer's reset, or a write met it), every
 /// later write, a write of nothing too, fails with `EPIPE` (kind `BrokenPipe`), as a send of any
-/// size then gets from the kernel, and as tokio's `TcpStream` reports it.
+/// size then gets from the kernel, and as tokio's `TcpStream` reports it. A send the kernel
+/// refuses only for the moment (short of memory: `ENOBUFS`, `ENOMEM`) fails that write alone:
+/// a write of nothing after it is `Ok(0)`, and later writes go through, though the close then
+/// resets the connection, as after any failed write.
 ///
 /// A write that timed out (`socket_timeout`) took none of its bytes; a retry that went
 /// through, a flush or the shutdown itself (a flush first) makes it good, and the shutdown

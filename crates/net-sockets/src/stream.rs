@@ -244,7 +244,8 @@ const CLEAN: u8 = 0;
 const TIMED_OUT: u8 = 1;
 /// A write failed: the connection can only be reset.
 const FAILED: u8 = 2;
-/// A send failed (the kernel refused it: the connection is dead): as `FAILED`, and nothing
+/// A send failed for good (the kernel refused it and says why the connection is gone: see
+/// [`ends_the_connection`]), or held-back bytes could not be sent: as `FAILED`, and nothing
 /// more can be sent, so a write of nothing fails too, as the kernel answers a send of any size
 /// then.
 const SEND_FAILED: u8 = 3;
@@ -834,7 +835,9 @@ impl Conn {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                     Err(e) => {
-                        // The peer is gone: what was held back cannot be delivered. The write
+                        // What was held back cannot be delivered (the peer is gone, or the
+                        // kernel refused the send for the moment: either way these bytes,
+                        // taken as written, are lost, and nothing may follow them). The write
                         // channel learns it from its next write; the close resets.
                         self.told_to_send(&e);
                         self.write_state.fetch_max(SEND_FAILED, Ordering::AcqRel);
@@ -2054,8 +2057,13 @@ impl WriteHalf {
             // `socket_timeout`'s, not the OS's `ETIMEDOUT` (the connection is dead then).
             let state = if is_socket_timeout(&e) {
                 TIMED_OUT
-            } else {
+            } else if ends_the_connection(&e) {
                 SEND_FAILED
+            } else {
+                // Refused for now (short of memory: `ENOBUFS`, `ENOMEM`), the connection alive:
+                // the call took nothing, and a later one may go through (a write of nothing is
+                // `Ok(0)`); a failed write all the same, so the close resets.
+                FAILED
             };
             self.half
                 .conn
@@ -2177,6 +2185,16 @@ impl fmt::Debug for LayerFailure {
 /// connection and throw away what the kernel has not sent yet).
 pub(crate) fn broken_pipe() -> io::Error {
     io::Error::from_raw_os_error(libc::EPIPE)
+}
+
+/// Whether a send's error `e` says the connection is gone, so that no send can go through any
+/// more: `EPIPE` (the connection's failure was told before, or a Unix socket's peer closed),
+/// `ENOTCONN`, or the connection's own failure ([`connection_failure`]: the peer's reset, a
+/// timeout, an unreachable host). Not an error the kernel gives for the moment, the connection
+/// alive (`ENOBUFS`, `ENOMEM`: short of memory; `EINTR`), nor one that is no OS error.
+fn ends_the_connection(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ENOTCONN))
+        || connection_failure(e).is_some()
 }
 
 /// The OS error code of `e` when it is the connection's own failure, which the kernel reports
@@ -2454,6 +2472,56 @@ mod tests {
             false,
         )
         .unwrap()
+    }
+
+    /// A send the kernel refused for the moment (short of memory: `ENOBUFS`, `ENOMEM`; `EINTR`),
+    /// the connection alive, fails that write only: a write of nothing after it is `Ok(0)` and
+    /// the next write of bytes goes through, though the writes count as failed (the close
+    /// resets, as after any failed write). A send refused for good (`EPIPE`, `ENOTCONN`, the
+    /// peer's reset, the connection's timeout, an unreachable host) fails every later write of
+    /// nothing with `EPIPE`, as the kernel answers a send of any size then.
+    #[tokio::test]
+    async fn only_a_send_refused_for_good_fails_the_writes_of_nothing_after_it() {
+        let selector = crate::SelectorManager::new();
+        let errors = [
+            (libc::ENOBUFS, false),
+            (libc::ENOMEM, false),
+            (libc::EINTR, false),
+            (libc::EPIPE, true),
+            (libc::ENOTCONN, true),
+            (libc::ECONNRESET, true),
+            (libc::ETIMEDOUT, true),
+            (libc::EHOSTUNREACH, true),
+        ];
+        for (code, for_good) in errors {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            let conn = unix_conn(&selector, ours);
+            let mut write = WriteHalf::new(Arc::clone(&conn));
+            let e = write.record(Err(io::Error::from_raw_os_error(code)));
+            assert_eq!(
+                e.unwrap_err().raw_os_error(),
+                Some(code),
+                "{code}: reported"
+            );
+            let nothing = write.nothing_written();
+            if for_good {
+                let e = nothing.expect_err("EPIPE");
+                assert_eq!(e.raw_os_error(), Some(libc::EPIPE), "{code}: {e:?}");
+            } else {
+                assert_eq!(nothing.ok(), Some(0), "{code}: a write of nothing");
+                let send = poll_fn(|cx| Pin::new(&mut write).poll_write(cx, b"x"));
+                let sent = tokio::time::timeout(LIMIT, send).await;
+                assert!(
+                    matches!(sent, Ok(Ok(1))),
+                    "{code}: a write of bytes: {sent:?}"
+                );
+            }
+            assert!(conn.write_failed(), "{code}: the writes count as failed");
+            drop(write);
+            conn.close();
+            drop(theirs);
+        }
+        selector.close();
     }
 
     /// A read without waiting (a TLS layer's, as it ends its sending) that fails as the
