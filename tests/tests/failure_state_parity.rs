@@ -1358,3 +1358,53 @@ async fn the_channels_after_each_failure_then_our_close() {
     }
     world.selector.close();
 }
+
+/// As [`after_each_failure_then_our_close`], the close its selector's: once a read reported the
+/// peer's reset and the selector closed, every call of the write side fails with the
+/// selector's close, `Error::SelectorClosed` (kind `ConnectionAborted`), a shutdown as the
+/// writes and the flush (before, the shutdown failed with `EPIPE`), and a read reports the
+/// reset again (the guarantees' reset row). The same over every transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_peers_reset_then_the_selectors_close() {
+    let selector_closed: Seen = Err((ErrorKind::ConnectionAborted, None));
+    for net in ALL {
+        let world = World::new(false).await;
+        let (mut ours, peer) = started(&world, net).await;
+        peer.reset();
+        assert_eq!(read(&mut ours).await, RESET, "{net:?}: the read's reset");
+        world.selector.close();
+        let calls = [
+            ("a write", write(&mut ours).await),
+            ("a write of nothing", write_nothing(&mut ours).await),
+            (
+                "a vectored write of nothing",
+                write_nothing_vectored(&mut ours).await,
+            ),
+            ("a flush", flush(&mut ours).await),
+            ("a shutdown", shutdown(&mut ours).await),
+            ("a read", read(&mut ours).await),
+        ];
+        let expected = [
+            selector_closed.clone(),
+            selector_closed.clone(),
+            selector_closed.clone(),
+            selector_closed.clone(),
+            selector_closed.clone(),
+            RESET,
+        ];
+        assert_calls(
+            net,
+            "the reset, then the selector's close",
+            &calls,
+            &expected,
+        );
+        let e = within(ours.shutdown()).await.unwrap_err();
+        assert!(
+            matches!(
+                net_sockets::Error::from(e),
+                net_sockets::Error::SelectorClosed
+            ),
+            "{net:?}: the selector's close"
+        );
+    }
+}
