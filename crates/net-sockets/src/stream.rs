@@ -2003,9 +2003,10 @@ impl WriteHalf {
     /// The result of a write of nothing: `Ok(0)`, or, once the socket's close began (`close`,
     /// a cut, the selector's close), the close's error, as a write of something gets (and as
     /// TLS's write of nothing); once a read reported the connection's failure, or a send was
-    /// refused (the peer's reset told to a write), `EPIPE`, as a send of any size then gets
-    /// (tokio's `TcpStream`'s write of nothing too), and as TLS's write of nothing and the
-    /// write channel's.
+    /// refused for good (the peer's reset told to a write: see [`ends_the_connection`]; not a
+    /// send refused for the moment, `ENOBUFS`) or held-back bytes could not be sent, `EPIPE`,
+    /// as a send of any size then gets (tokio's `TcpStream`'s write of nothing too), and as
+    /// TLS's write of nothing and the write channel's.
     fn nothing_written(&self) -> io::Result<usize> {
         let conn = &self.half.conn;
         if conn.core.close_begun() {
