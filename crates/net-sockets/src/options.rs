@@ -117,6 +117,12 @@ pub struct SocketOptions {
     /// coalescing off. A read through tokio's `AsyncRead` or `AsyncBufRead` (`copy`,
     /// `copy_bidirectional`, `FramedRead`) leaves nothing pending, whatever stays buffered:
     /// such code passes its bytes on and may stop reading while its writes wait.
+    ///
+    /// Held-back bytes count as written: when their send fails (the peer is gone, or the
+    /// kernel is short of memory for the moment, `ENOBUFS`), they are lost as bytes the kernel
+    /// took would be, and every later write, of nothing too, fails (`EPIPE`, as the kernel
+    /// answers every send once a connection is dead), so that no byte reaches the peer without
+    /// those before it; the close resets the connection.
     pub coalesce_flushes: bool,
     /// Stream `connect` (`tcp().connect`): the local address to bind to first
     /// (bind-before-connect: a source address or port of your choosing, or a Unix path, whose

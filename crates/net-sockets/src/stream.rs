@@ -183,6 +183,10 @@ impl Stream {
     /// Sends what the socket takes now, without waiting and without registering a wake-up
     /// (`WouldBlock` when it takes nothing).
     fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(test)]
+        if let Some(code) = tests::refused_send() {
+            return Err(io::Error::from_raw_os_error(code));
+        }
         let send = || SockRef::from(self).send_with_flags(buf, SEND_FLAGS);
         match self {
             Stream::Tcp(s) => s.try_io(Interest::WRITABLE, send),
@@ -1088,6 +1092,17 @@ impl Conn {
         }
     }
 
+    /// Whether no byte may be sent any more (`SEND_FAILED`): a send was refused for good, or
+    /// held-back bytes, taken as written, could not be sent, and nothing written later may
+    /// reach the peer without them. A write then fails as a write of nothing does (`EPIPE`,
+    /// or the close's error), without a send: the kernel's answer after a dead connection's
+    /// refusal, and the only one that leaves no gap after bytes lost for a passing reason
+    /// (`ENOBUFS`).
+    #[inline]
+    fn sends_refused(&self) -> bool {
+        self.write_state.load(Ordering::Acquire) == SEND_FAILED
+    }
+
     /// Whether a read reported the socket's own failure (see [`broke`](Self::broke)).
     #[inline]
     pub(crate) fn is_broken(&self) -> bool {
@@ -1975,6 +1990,9 @@ impl WriteHalf {
             return Err(broken_pipe());
         }
         let conn = &self.half.conn;
+        if conn.sends_refused() {
+            return self.nothing_written();
+        }
         // Held-back bytes leave first. When they cannot all leave now, these join them, or,
         // when they do not fit, wait: sent now, they would overtake bytes written before them.
         if !conn.send_cork_now() {
@@ -2012,7 +2030,7 @@ impl WriteHalf {
         if conn.core.close_begun() {
             return Err(conn.core.closed_error().into());
         }
-        if conn.is_broken() || conn.write_state.load(Ordering::Acquire) == SEND_FAILED {
+        if conn.is_broken() || conn.sends_refused() {
             return Err(broken_pipe());
         }
         Ok(0)
@@ -2244,7 +2262,7 @@ impl AsyncWrite for WriteHalf {
         if this.shut_down {
             return Poll::Ready(Err(broken_pipe()));
         }
-        if buf.is_empty() {
+        if buf.is_empty() || this.half.conn.sends_refused() {
             return Poll::Ready(this.nothing_written());
         }
         if this.half.conn.deferring() && this.half.conn.hold(buf) {
@@ -2274,6 +2292,9 @@ impl AsyncWrite for WriteHalf {
             // room, and could time out and spoil the end).
             return Poll::Ready(this.nothing_written());
         };
+        if this.half.conn.sends_refused() {
+            return Poll::Ready(this.nothing_written());
+        }
         if this.half.conn.corked() || this.half.conn.deferring() {
             // One slice at a time through the cork: the vectored form is for the plain path.
             return Pin::new(this).poll_write(cx, first);
@@ -2777,6 +2798,91 @@ mod tests {
              the listener's reads {listeners}"
         );
         assert_eq!(listener.stats().open, 0);
+        selector.close();
+    }
+
+    thread_local! {
+        /// The error this thread's next `Stream::try_send` fails with, without a send.
+        static REFUSED_SEND: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// The seam in `Stream::try_send`: the error this thread set, if any, once.
+    pub(super) fn refused_send() -> Option<i32> {
+        REFUSED_SEND.with(std::cell::Cell::take)
+    }
+
+    /// Held-back answers whose send the kernel refused, though only for the moment (`ENOBUFS`:
+    /// short of memory; the connection alive), are lost, taken as written as they were: no
+    /// later byte may reach the peer without them, a gap in the stream it reads. A write after
+    /// them fails (`EPIPE`, as after held-back answers a dead connection refused, where the
+    /// kernel refuses every later send), and so does a write of nothing; the writes count as
+    /// failed (the close resets). Before, the next write went out, and the peer read it with
+    /// the answers before it missing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn no_write_reaches_the_peer_without_the_held_back_answers_a_send_lost() {
+        use std::io::Read as _;
+        use std::task::{Wake, Waker};
+
+        const FIRST: &[u8] = b"held back, then refused\n";
+        const SECOND: &[u8] = b"written after it\n";
+        struct Noop;
+        impl Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+
+        let selector = crate::SelectorManager::new();
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let conn = unix_conn(&selector, ours);
+        // A request still to read: writes are held back.
+        let (mut requests, reader) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut requests, b"a\nb\n")
+            .await
+            .unwrap();
+        let mut input = net_io::ByteReadChannel::new(reader);
+        input.share_backlog(conn.backlog().unwrap().clone());
+        input
+            .read_line(8, net_io::LineEnding::Default)
+            .await
+            .unwrap();
+        assert!(conn.backlog().unwrap().is_pending());
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let mut write = WriteHalf::new(Arc::clone(&conn));
+        let held = Pin::new(&mut write).poll_write(&mut cx, FIRST);
+        assert!(matches!(held, Poll::Ready(Ok(n)) if n == FIRST.len()));
+        assert!(conn.corked());
+        // The reader is about to wait: the held-back answer leaves, and the kernel refuses it.
+        REFUSED_SEND.with(|refused| refused.set(Some(libc::ENOBUFS)));
+        assert!(conn.send_cork_now(), "nothing is held any more");
+        assert!(!conn.holds_bytes());
+
+        let sent = tokio::time::timeout(
+            LIMIT,
+            poll_fn(|cx| Pin::new(&mut write).poll_write(cx, SECOND)),
+        )
+        .await
+        .expect("the write returns");
+        let e = sent.expect_err("no write after the lost answer");
+        assert_eq!(e.raw_os_error(), Some(libc::EPIPE), "{e:?}");
+        let nothing = Pin::new(&mut write).poll_write(&mut cx, b"");
+        assert!(
+            matches!(&nothing, Poll::Ready(Err(e)) if e.raw_os_error() == Some(libc::EPIPE)),
+            "a write of nothing: {nothing:?}"
+        );
+        assert!(conn.write_failed());
+        // The peer got nothing: neither the lost answer nor what followed it.
+        theirs.set_nonblocking(true).unwrap();
+        let mut got = [0u8; 64];
+        let read = theirs.read(&mut got);
+        assert!(
+            matches!(&read, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "the peer read {read:?}: {:?}",
+            read.as_ref()
+                .map(|&n| String::from_utf8_lossy(&got[..n]).into_owned())
+        );
+        drop(write);
+        drop(input);
+        conn.close();
         selector.close();
     }
 
