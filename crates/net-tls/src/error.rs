@@ -140,7 +140,7 @@ impl Error {
     /// ([`net_sockets::Error::inner_error`]): for example [`Truncated`](crate::Truncated),
     /// when the peer ended the stream without `close_notify`. `None` for the other variants.
     ///
-    /// ```no_run
+    /// ```
     /// use net_io::LineEnding;
     /// use net_tls::{Error, TlsSocket, Truncated};
     ///
@@ -152,11 +152,37 @@ impl Error {
     /// # async fn demo(mut tls: TlsSocket) {
     /// match first_line(&mut tls).await {
     ///     Err(e) if e.inner_error().is_some_and(|inner| inner.is::<Truncated>()) => {
-    ///         println!("the peer cut the session")
+    ///         println!("the peer cut the session");
+    /// #       return;
     ///     }
     ///     other => println!("{other:?}"),
     /// }
+    /// # unreachable!("the peer's cut was not seen as one");
     /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use net_tls::{TlsConfig, TlsExt, TlsServerConfig};
+    /// # let key = rcgen::KeyPair::generate()?;
+    /// # let cert = rcgen::CertificateParams::new(vec!["localhost".into()])?.self_signed(&key)?;
+    /// # let config = TlsServerConfig::builder()
+    /// #     .certificate_chain_pem(cert.pem().as_bytes())?
+    /// #     .private_key_pem(key.serialize_pem().as_bytes())?
+    /// #     .build()?;
+    /// # let client_config = TlsConfig::builder()
+    /// #     .add_root_certificates_pem(cert.pem().as_bytes())?
+    /// #     .server_name("localhost")
+    /// #     .build()?;
+    /// # let selector = net_sockets::SelectorManager::new();
+    /// # let server = net_sockets::a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+    /// # let client = net_sockets::a_socket(&selector).tcp().connect(server.local_address());
+    /// # let client = tokio::spawn(async move { client.await?.tls(client_config).await });
+    /// # let accepted = server.accept().await?.tls_server(&config).await?;
+    /// # let tls = client.await??;
+    /// # // The end of the grace period cuts `accepted`: a FIN without `close_notify`.
+    /// # assert_eq!(server.shutdown(std::time::Duration::ZERO).await.cut, 1);
+    /// # demo(tls).await;
+    /// # drop(accepted);
+    /// # Ok(()) }
     /// ```
     pub fn inner_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
         match self {

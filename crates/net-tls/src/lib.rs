@@ -194,10 +194,16 @@
 //! [`peer_certificates`](TlsSession::peer_certificates) holds the client's chain, its own
 //! certificate first (empty when it sent none):
 //!
-//! ```no_run
+//! ```
 //! use net_tls::{TlsExt, TlsServerConfig};
 //!
-//! # async fn demo(socket: net_sockets::Socket, chain: &[u8], key: &[u8], clients_ca: &[u8]) -> net_tls::Result<()> {
+//! # use net_tls::CertificateDer;
+//! # async fn demo(
+//! #     socket: net_sockets::Socket,
+//! #     chain: &[u8],
+//! #     key: &[u8],
+//! #     clients_ca: &[u8],
+//! # ) -> net_tls::Result<CertificateDer<'static>> {
 //! let config = TlsServerConfig::builder()
 //!     .certificate_chain_pem(chain)?
 //!     .private_key_pem(key)?
@@ -205,7 +211,37 @@
 //!     .build()?;
 //! let tls = socket.tls_server(&config).await?;
 //! let client_certificate = &tls.peer_certificates()[0]; // DER, verified against `clients_ca`
-//! # let _ = client_certificate; Ok(()) }
+//! # Ok(client_certificate.clone()) }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let ca_key = rcgen::KeyPair::generate()?;
+//! # let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+//! # ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+//! # let ca_cert = ca_params.self_signed(&ca_key)?;
+//! # let ca = rcgen::Issuer::new(ca_params, ca_key);
+//! # let client_key = rcgen::KeyPair::generate()?;
+//! # let client_cert = rcgen::CertificateParams::new(vec!["client.test".into()])?
+//! #     .signed_by(&client_key, &ca)?;
+//! # let key = rcgen::KeyPair::generate()?;
+//! # let cert = rcgen::CertificateParams::new(vec!["localhost".into()])?.self_signed(&key)?;
+//! # let selector = net_sockets::SelectorManager::new();
+//! # let server = net_sockets::a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+//! # let client_config = net_tls::TlsConfig::builder()
+//! #     .add_root_certificates_pem(cert.pem().as_bytes())?
+//! #     .server_name("localhost")
+//! #     .client_certificate_pem(
+//! #         client_cert.pem().as_bytes(),
+//! #         client_key.serialize_pem().as_bytes(),
+//! #     )?
+//! #     .build()?;
+//! # let client = net_sockets::a_socket(&selector).tcp().connect(server.local_address());
+//! # let client = tokio::spawn(async move { client.await?.tls(client_config).await });
+//! # let (chain, key) = (cert.pem(), key.serialize_pem());
+//! # let socket = server.accept().await?;
+//! # let seen = demo(socket, chain.as_bytes(), key.as_bytes(), ca_cert.pem().as_bytes()).await?;
+//! # assert_eq!(&seen, client_cert.der());
+//! # drop(client.await??);
+//! # Ok(()) }
 //! ```
 //!
 //! A client without a certificate fails the server's handshake with
@@ -219,7 +255,7 @@
 //! which one the handshake chose. A client that offers ALPN but none of these is refused; one
 //! that offers none gets `None`.
 //!
-//! ```no_run
+//! ```
 //! use net_tls::{TlsExt, TlsServerConfig};
 //!
 //! # async fn demo(socket: net_sockets::Socket, chain: &[u8], key: &[u8]) -> net_tls::Result<()> {
@@ -233,6 +269,23 @@
 //!     Some(b"h2") => { /* HTTP/2 */ }
 //!     _ => { /* HTTP/1.1 */ }
 //! }
+//! # assert_eq!(tls.alpn_protocol(), Some(&b"h2"[..])); // ours first, whatever the client's order
+//! # Ok(()) }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let key = rcgen::KeyPair::generate()?;
+//! # let cert = rcgen::CertificateParams::new(vec!["localhost".into()])?.self_signed(&key)?;
+//! # let selector = net_sockets::SelectorManager::new();
+//! # let server = net_sockets::a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+//! # let client_config = net_tls::TlsConfig::builder()
+//! #     .add_root_certificates_pem(cert.pem().as_bytes())?
+//! #     .server_name("localhost")
+//! #     .alpn_protocols(["http/1.1", "h2"])
+//! #     .build()?;
+//! # let client = net_sockets::a_socket(&selector).tcp().connect(server.local_address());
+//! # let client = tokio::spawn(async move { client.await?.tls(client_config).await });
+//! # demo(server.accept().await?, cert.pem().as_bytes(), key.serialize_pem().as_bytes()).await?;
+//! # assert_eq!(client.await??.alpn_protocol(), Some(&b"h2"[..]));
 //! # Ok(()) }
 //! ```
 //!
@@ -259,7 +312,7 @@
 //! with [`Error::Socket`] of kind [`BrokenPipe`](std::io::ErrorKind::BrokenPipe), rather
 //! than start TLS on a stream with a gap. The server's side:
 //!
-//! ```no_run
+//! ```
 //! use net_io::LineEnding;
 //! use net_tls::{TlsExt, TlsServerConfig, TlsSocket};
 //!
@@ -277,6 +330,39 @@
 //! }
 //! Ok(None) // the client left without upgrading
 //! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # type BoxError = Box<dyn std::error::Error + Send + Sync>;
+//! # let key = rcgen::KeyPair::generate()?;
+//! # let cert = rcgen::CertificateParams::new(vec!["localhost".into()])?.self_signed(&key)?;
+//! # let config = TlsServerConfig::builder()
+//! #     .certificate_chain_pem(cert.pem().as_bytes())?
+//! #     .private_key_pem(key.serialize_pem().as_bytes())?
+//! #     .build()?;
+//! # let selector = net_sockets::SelectorManager::new();
+//! # let server = net_sockets::a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+//! # let client_config = net_tls::TlsConfig::builder()
+//! #     .add_root_certificates_pem(cert.pem().as_bytes())?
+//! #     .server_name("localhost")
+//! #     .build()?;
+//! # let client = net_sockets::a_socket(&selector).tcp().connect(server.local_address());
+//! # let client = tokio::spawn(async move {
+//! #     let mut plain = client.await?.connection()?;
+//! #     let reply = plain.input.read_line(512, LineEnding::Default).await?;
+//! #     assert_eq!(reply.as_deref(), Some("220 greeter ready"));
+//! #     plain.output.write_string_utf8("NOOP\r\nSTARTTLS\r\n").await?;
+//! #     plain.output.flush().await?;
+//! #     let reply = plain.input.read_line(512, LineEnding::Default).await?;
+//! #     assert_eq!(reply.as_deref(), Some("502 Command not implemented"));
+//! #     // Not flushed when `tls_server` began: the upgrade sent it.
+//! #     let reply = plain.input.read_line(512, LineEnding::Default).await?;
+//! #     assert_eq!(reply.as_deref(), Some("220 Ready to start TLS"));
+//! #     Ok::<_, BoxError>(plain.tls(client_config).await?)
+//! # });
+//! # let tls = demo(server.accept().await?, config).await?.expect("upgraded");
+//! # assert!(tls.protocol_version().is_some());
+//! # drop(client.await.unwrap().map_err(|e| e.to_string())?);
+//! # Ok(()) }
 //! ```
 //!
 //! ## Handshake timeout

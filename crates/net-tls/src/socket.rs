@@ -133,7 +133,7 @@ pub type TlsStream = SocketStream<TlsSession>;
 /// (one deadline from the first poll), so a peer that reads nothing cannot hold the upgrade for
 /// longer.
 ///
-/// ```no_run
+/// ```
 /// use net_io::LineEnding;
 /// use net_tls::{TlsExt, TlsServerConfig, TlsSocket};
 ///
@@ -144,6 +144,35 @@ pub type TlsStream = SocketStream<TlsSession>;
 /// }
 /// let tls = connection.tls_server(&config).await?;
 /// # Ok(tls) }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// # let key = rcgen::KeyPair::generate()?;
+/// # let cert = rcgen::CertificateParams::new(vec!["localhost".into()])?.self_signed(&key)?;
+/// # let config = TlsServerConfig::builder()
+/// #     .certificate_chain_pem(cert.pem().as_bytes())?
+/// #     .private_key_pem(key.serialize_pem().as_bytes())?
+/// #     .build()?;
+/// # let client_config = net_tls::TlsConfig::builder()
+/// #     .add_root_certificates_pem(cert.pem().as_bytes())?
+/// #     .server_name("localhost")
+/// #     .build()?;
+/// # let selector = net_sockets::SelectorManager::new();
+/// # let server = net_sockets::a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+/// # let client = net_sockets::a_socket(&selector).tcp().connect(server.local_address());
+/// # let client = tokio::spawn(async move {
+/// #     let mut plain = client.await?.connection()?;
+/// #     plain.output.write_string_utf8("STARTTLS\r\n").await?;
+/// #     plain.output.flush().await?;
+/// #     // Not flushed when `tls_server` began: the upgrade sent it.
+/// #     let reply = plain.input.read_line(512, LineEnding::Default).await?;
+/// #     assert_eq!(reply.as_deref(), Some("220 Ready to start TLS"));
+/// #     Ok::<_, BoxError>(plain.tls(client_config).await?)
+/// # });
+/// # let tls = demo(server.accept().await?, config).await?;
+/// # assert!(tls.protocol_version().is_some());
+/// # drop(client.await.unwrap().map_err(|e| e.to_string())?);
+/// # Ok(()) }
 /// ```
 ///
 /// The trait is sealed: it is implemented for [`Socket`] and [`Connection`] only, so that
