@@ -621,11 +621,22 @@ impl ServerSocket {
     ///
     /// # Examples
     ///
-    /// ```no_run
-    /// # async fn demo(server: net_sockets::ServerSocket) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> net_sockets::Result<()> {
+    /// # let selector = net_sockets::SelectorManager::new();
+    /// # let server = net_sockets::a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+    /// # let _client = net_sockets::a_socket(&selector).tcp().connect(server.local_address());
+    /// # let _client = _client.await?;
+    /// # let socket = server.accept().await?;
+    /// # // A connection that closes when told the shutdown began, as a server's would.
+    /// # let serving = tokio::spawn(async move { socket.shutdown_requested().await });
     /// let report = server.shutdown(std::time::Duration::from_secs(10)).await;
     /// println!("{} finished, {} cut", report.finished, report.cut);
-    /// # }
+    /// # assert_eq!((report.finished, report.cut), (1, 0));
+    /// # assert!(server.is_closed());
+    /// # serving.await.unwrap();
+    /// # Ok(()) }
     /// ```
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.close();

@@ -343,11 +343,24 @@ impl SelectorManager {
     ///
     /// # Examples
     ///
-    /// ```no_run
-    /// # async fn demo(selector: net_sockets::SelectorManager) {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> net_sockets::Result<()> {
+    /// # let selector = net_sockets::SelectorManager::new();
+    /// # let server = net_sockets::a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+    /// # let client = net_sockets::a_socket(&selector).tcp().connect(server.local_address());
+    /// # let client = client.await?;
+    /// # let socket = server.accept().await?;
+    /// # // Both ends are the selector's: each closes when told the shutdown began.
+    /// # let serving = tokio::spawn(async move { socket.shutdown_requested().await });
+    /// # let leaving = tokio::spawn(async move { client.shutdown_requested().await });
     /// let report = selector.shutdown(std::time::Duration::from_secs(10)).await;
     /// println!("{} finished, {} cut", report.finished, report.cut);
-    /// # }
+    /// # assert_eq!((report.finished, report.cut), (2, 0));
+    /// # assert!(server.is_closed() && selector.is_closed());
+    /// # serving.await.unwrap();
+    /// # leaving.await.unwrap();
+    /// # Ok(()) }
     /// ```
     pub async fn shutdown(&self, grace: std::time::Duration) -> ShutdownReport {
         let inner = &self.inner;

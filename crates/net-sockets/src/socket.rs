@@ -408,13 +408,37 @@ impl<T: Transport> Socket<T> {
     /// writes one when the client's family differs from that of the address it connected to,
     /// gives the mapped form, as written.
     ///
-    /// ```no_run
-    /// # async fn f(socket: net_sockets::Socket) {
+    /// ```
+    /// # async fn f(socket: net_sockets::Socket) -> bool {
     /// let ip = socket.remote_address().as_inet().map(|a| a.ip().to_canonical());
     /// if ip == Some(std::net::Ipv4Addr::LOCALHOST.into()) {
     ///     // 127.0.0.1, over IPv4 or IPv4-mapped.
+    /// #   return true;
     /// }
+    /// # false
     /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> net_sockets::Result<()> {
+    /// # let selector = net_sockets::SelectorManager::new();
+    /// # let mut checked = 0;
+    /// # // `::` where the host has IPv6 and dual-stack listeners, then plain IPv4.
+    /// # for host in ["::", "127.0.0.1"] {
+    /// #     let Ok(server) = net_sockets::a_socket(&selector).tcp().bind((host, 0)).await else {
+    /// #         continue;
+    /// #     };
+    /// #     let port = server.local_address().port().unwrap();
+    /// #     let client = net_sockets::a_socket(&selector).tcp().connect(("127.0.0.1", port));
+    /// #     let Ok(_client) = client.await else { continue };
+    /// #     let socket = server.accept().await?;
+    /// #     let seen = socket.remote_address().as_inet().unwrap().ip();
+    /// #     let mapped = std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped();
+    /// #     let plain = std::net::IpAddr::from([127, 0, 0, 1]);
+    /// #     assert_eq!(seen, if host == "::" { mapped.into() } else { plain });
+    /// #     assert!(f(socket).await, "{host}");
+    /// #     checked += 1;
+    /// # }
+    /// # assert!(checked > 0);
+    /// # Ok(()) }
     /// ```
     pub fn remote_address(&self) -> SocketAddress {
         self.link.conn.remote.clone()
@@ -438,7 +462,7 @@ impl<T: Transport> Socket<T> {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// use net_io::LineEnding;
     ///
     /// # async fn serve(socket: net_sockets::Socket) -> net_sockets::Result<()> {
@@ -455,6 +479,30 @@ impl<T: Transport> Socket<T> {
     /// connection.output.write_string_utf8("Server is shutting down\n").await?;
     /// connection.close_gracefully(std::time::Duration::from_secs(1)).await
     /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> net_sockets::Result<()> {
+    /// # let selector = net_sockets::SelectorManager::new();
+    /// # let server = net_sockets::a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+    /// # let client = net_sockets::a_socket(&selector).tcp().connect(server.local_address());
+    /// # let mut client = client.await?.connection()?;
+    /// # let serving = tokio::spawn(serve(server.accept().await?));
+    /// # client.output.write_string_utf8("Alice\n").await?;
+    /// # client.output.flush().await?;
+    /// # let reply = client.input.read_line(1024, LineEnding::Default).await?;
+    /// # assert_eq!(reply.as_deref(), Some("Hello, Alice!"));
+    /// # let shutdown = server.shutdown(std::time::Duration::from_secs(10));
+    /// # let client = async move {
+    /// #     let goodbye = client.input.read_line(1024, LineEnding::Default).await?;
+    /// #     assert_eq!(goodbye.as_deref(), Some("Server is shutting down"));
+    /// #     assert_eq!(client.input.read_line(1024, LineEnding::Default).await?, None);
+    /// #     drop(client); // closed, as `close_gracefully` waits for
+    /// #     Ok::<_, net_sockets::Error>(())
+    /// # };
+    /// # let (report, client) = tokio::join!(shutdown, client);
+    /// # client?;
+    /// # assert_eq!((report.finished, report.cut), (1, 0));
+    /// # serving.await.unwrap()?;
+    /// # Ok(()) }
     /// ```
     pub fn shutdown_requested(&self) -> impl Future<Output = ()> + Send + '_ {
         self.link.conn.draining.requested()
