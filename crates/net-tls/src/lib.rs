@@ -375,13 +375,23 @@
 //! `socket_timeout` ends such a handshake first, with [`Error::Socket`]`(`[`Timeout`](net_sockets::Error::Timeout)`)`:
 //! both have the kind [`TimedOut`](std::io::ErrorKind::TimedOut). Failed handshakes are worth a log
 //! line, not an alarm: scanners and clients with an outdated trust store make them all the time.
+//! A client that ends or resets the connection before the handshake is done (a port scan, a
+//! load balancer's TCP health check) fails it at once with [`Error::Socket`], of kind
+//! [`UnexpectedEof`](std::io::ErrorKind::UnexpectedEof) or
+//! [`ConnectionReset`](std::io::ErrorKind::ConnectionReset), which the example passes on with
+//! the other errors.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //!
 //! use net_tls::{Error, TlsExt, TlsServerConfig};
 //!
-//! # async fn demo(socket: net_sockets::Socket, chain: &[u8], key: &[u8]) -> net_tls::Result<()> {
+//! # async fn demo(
+//! #     socket: net_sockets::Socket,
+//! #     chain: &[u8],
+//! #     key: &[u8],
+//! #     logged: &mut bool,
+//! # ) -> net_tls::Result<()> {
 //! let config = TlsServerConfig::builder()
 //!     .certificate_chain_pem(chain)?
 //!     .private_key_pem(key)?
@@ -396,11 +406,44 @@
 //!     }
 //!     Err(Error::Handshake(reason)) => {
 //!         eprintln!("{peer}: handshake failed: {reason}");
+//! #       *logged = true;
 //!         return Ok(());
 //!     }
 //!     Err(e) => return Err(e),
 //! };
 //! # let _ = tls; Ok(()) }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # use tokio::io::AsyncWriteExt;
+//! # let key = rcgen::KeyPair::generate()?;
+//! # let cert = rcgen::CertificateParams::new(vec!["localhost".into()])?.self_signed(&key)?;
+//! # let (chain, key) = (cert.pem(), key.serialize_pem());
+//! # let selector = net_sockets::SelectorManager::new();
+//! # let server = net_sockets::a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await?;
+//! # let address = server.local_address().as_inet().unwrap().socket_addr();
+//! # // A scanner that speaks plain text.
+//! # let mut scanner = tokio::net::TcpStream::connect(address).await?;
+//! # scanner.write_all(b"GET / HTTP/1.1\r\n\r\n").await?;
+//! # let mut logged = false;
+//! # demo(server.accept().await?, chain.as_bytes(), key.as_bytes(), &mut logged).await?;
+//! # assert!(logged, "a scanner");
+//! # // A client whose trust store lacks the server's issuer (here: the bundled roots).
+//! # let outdated = net_tls::TlsConfig::builder().server_name("localhost").build()?;
+//! # let client = net_sockets::a_socket(&selector).tcp().connect(address);
+//! # let client = tokio::spawn(async move { client.await?.tls(outdated).await });
+//! # let mut logged = false;
+//! # demo(server.accept().await?, chain.as_bytes(), key.as_bytes(), &mut logged).await?;
+//! # assert!(logged, "a client with an outdated trust store");
+//! # assert!(client.await?.is_err());
+//! # // A health check: connects, then ends the connection.
+//! # drop(tokio::net::TcpStream::connect(address).await?);
+//! # let mut logged = false;
+//! # let e = demo(server.accept().await?, chain.as_bytes(), key.as_bytes(), &mut logged).await;
+//! # let e = e.unwrap_err();
+//! # assert!(matches!(e, Error::Socket(_)), "{e:?}");
+//! # assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+//! # assert!(!logged);
+//! # Ok(()) }
 //! ```
 //!
 //! ## tokio's I/O traits: `TlsStream`
