@@ -631,10 +631,16 @@ impl ServerSocket {
     /// # let socket = server.accept().await?;
     /// # // A connection that closes when told the shutdown began, as a server's would.
     /// # let serving = tokio::spawn(async move { socket.shutdown_requested().await });
+    /// # let (accepting, report) = tokio::join!(server.accept(), async {
     /// let report = server.shutdown(std::time::Duration::from_secs(10)).await;
     /// println!("{} finished, {} cut", report.finished, report.cut);
+    /// # report });
     /// # assert_eq!((report.finished, report.cut), (1, 0));
     /// # assert!(server.is_closed());
+    /// # assert!(matches!(accepting, Err(net_sockets::Error::Closed)));
+    /// # let address = server.local_address();
+    /// # let refused = net_sockets::a_socket(&selector).tcp().connect(address).await;
+    /// # assert!(refused.is_err());
     /// # serving.await.unwrap();
     /// # Ok(()) }
     /// ```

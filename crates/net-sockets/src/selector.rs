@@ -354,10 +354,15 @@ impl SelectorManager {
     /// # // Both ends are the selector's: each closes when told the shutdown began.
     /// # let serving = tokio::spawn(async move { socket.shutdown_requested().await });
     /// # let leaving = tokio::spawn(async move { client.shutdown_requested().await });
+    /// # let udp = net_sockets::a_socket(&selector).udp().bind(("127.0.0.1", 0)).await?;
     /// let report = selector.shutdown(std::time::Duration::from_secs(10)).await;
     /// println!("{} finished, {} cut", report.finished, report.cut);
     /// # assert_eq!((report.finished, report.cut), (2, 0));
     /// # assert!(server.is_closed() && selector.is_closed());
+    /// # assert_eq!(server.stats().open, 0);
+    /// # assert!(udp.is_closed());
+    /// # let bind = net_sockets::a_socket(&selector).tcp().bind(("127.0.0.1", 0)).await;
+    /// # assert!(matches!(bind, Err(net_sockets::Error::SelectorClosed)));
     /// # serving.await.unwrap();
     /// # leaving.await.unwrap();
     /// # Ok(()) }
