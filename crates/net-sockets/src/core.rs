@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use socket2::SockRef;
 use tokio_util::sync::CancellationToken;
 
-use crate::selector::{Release, SelectorInner, lock};
+use crate::selector::{Release, SelectorInner, Unwinds, lock, wake_all};
 use crate::{Error, Result};
 
 /// `Core::closing`: open.
@@ -461,10 +461,14 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         // `await_release`), which it would wait for for ever.
         drop(releasing);
         drop(held);
-        woken.wake();
+        // A waker that panics (see `Unwinds`) leaves neither the other waits asleep nor the
+        // token standing.
+        let mut unwinds = Unwinds::default();
+        unwinds.run(|| woken.wake());
         if let Some(token) = token {
-            token.cancel();
+            unwinds.run(|| token.cancel());
         }
+        unwinds.finish();
     }
 
     /// For a close that found the socket closed or closing: returns once the close that marked
@@ -599,9 +603,7 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
     /// this socket, whose drop takes that lock.
     pub(crate) fn wake_for_selector(&self) {
         let woken = lock(&self.waiters).slots.wakers();
-        for waker in woken {
-            waker.wake();
-        }
+        wake_all(woken);
     }
 
     /// [`Error::Closed`], or [`Error::SelectorClosed`] when the selector closed the socket (or,
@@ -1068,9 +1070,7 @@ impl Slots {
             Place::Taken(waker) => Some(waker),
             Place::Free(_) => None,
         });
-        for waker in self.inline.into_iter().flatten().chain(more) {
-            waker.wake();
-        }
+        wake_all(self.inline.into_iter().flatten().chain(more));
     }
 
     /// A copy of every waker, to wake once the lock is let go of (the waits keep their places).

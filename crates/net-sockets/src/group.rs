@@ -16,7 +16,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::core::{Cause, Registration, Slots};
-use crate::selector::{ById, SelectorSleep, lock};
+use crate::selector::{ById, SelectorSleep, Unwinds, lock};
 use crate::stream::Conn;
 
 /// What a graceful shutdown did with the connections open when it began: how many finished
@@ -273,16 +273,19 @@ impl Drain {
         // flag, or is woken here. Woken once that lock is let go of: a wake may drop its task
         // (an executor that can no longer run it), and with it another wait on this drain,
         // whose drop takes the lock.
+        // A waker that panics (see `Unwinds`) leaves no other wait asleep.
+        let mut unwinds = Unwinds::default();
         let woken = lock(&self.0.waiting).take();
-        woken.wake();
+        unwinds.run(|| woken.wake());
         let children: Vec<_> = lock(&self.0.children)
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
         for child in children {
             let woken = lock(&child.waiting).take();
-            woken.wake();
+            unwinds.run(|| woken.wake());
         }
+        unwinds.finish();
     }
 
     /// Whether the shutdown began.
@@ -596,6 +599,8 @@ impl Group {
         timer: SelectorSleep,
         closed: &CancellationToken,
     ) -> ShutdownReport {
+        // A task's waker that panics as a step wakes it stops no step (see `Unwinds`).
+        let mut unwinds = Unwinds::default();
         // Counted before the signal: a connection that closes as the signal wakes it (on
         // another thread, before this one reads on) finished within the grace period. Shut
         // under the same lock: every connection admitted is counted here, none is admitted
@@ -606,7 +611,7 @@ impl Group {
             members.shut = true;
             self.open.begin()
         };
-        self.draining.begin();
+        unwinds.run(|| self.draining.begin());
         tokio::select! {
             biased;
             () = closed.cancelled() => {}
@@ -617,9 +622,9 @@ impl Group {
             members.cutting = true;
             members.open.values().filter_map(Weak::upgrade).collect()
         };
-        self.cut.cancel();
+        unwinds.run(|| self.cut.cancel());
         for conn in remaining {
-            conn.cut();
+            unwinds.run(|| conn.cut());
         }
         // Those closing meanwhile (by themselves, or cut by another shutdown or the selector
         // on another thread) have left once their close is done: only then does the count of
@@ -633,6 +638,7 @@ impl Group {
             ?grace,
             "shutdown drained"
         );
+        unwinds.finish();
         report
     }
 }

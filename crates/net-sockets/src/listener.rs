@@ -25,7 +25,7 @@ use crate::group::{Group, ListenerStats, Membership, Refused, ShutdownReport};
 use crate::options::{Kind, ProxyProtocol, SocketOptions};
 use crate::proxy_protocol::{self, Parse, ProxyError, ProxyHeader};
 use crate::repeat::Repeat;
-use crate::selector::{OpenConnection, SelectorInner, SelectorSleep, lock};
+use crate::selector::{OpenConnection, SelectorInner, SelectorSleep, Unwinds, lock};
 use crate::stream::{Conn, Origin, Stream};
 use crate::transport::Link;
 use crate::waiters::Waiters;
@@ -645,10 +645,15 @@ impl ServerSocket {
     /// # Ok(()) }
     /// ```
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
-        self.close();
+        // A task's waker that panics as the close wakes it stops no step: the shutdown ends as
+        // always, then its panic goes on to the caller.
+        let mut unwinds = Unwinds::default();
+        unwinds.run(|| self.close());
         let timer = SelectorSleep::new(self.inner.core.selector(), grace);
         let closed = self.inner.core.selector().token();
-        self.inner.group.drain(grace, timer, closed).await
+        let report = self.inner.group.drain(grace, timer, closed).await;
+        unwinds.finish();
+        report
     }
 
     /// Counters of this listener: connections accepted and open, refused by

@@ -9,7 +9,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
@@ -380,15 +380,18 @@ impl SelectorManager {
                 .filter_map(|entry| entry.core.upgrade())
                 .collect()
         };
+        // A task's waker that panics as a step wakes it stops no step: the shutdown ends as
+        // always, then its panic goes on to the caller.
+        let mut unwinds = Unwinds::default();
         for entry in entries {
-            entry.stop_accepting();
+            unwinds.run(|| entry.stop_accepting());
         }
         // Counted before the signal: a connection that closes as the signal wakes it (on
         // another thread, before this one reads on) finished within the grace period.
         // Marked begun at the same instant: a connection made from now on (an outgoing
         // connect during the grace period) is not one of those this shutdown reports on.
         let start = inner.open_connections.begin();
-        inner.draining.begin();
+        unwinds.run(|| inner.draining.begin());
         let timer = SelectorSleep::new(inner, grace);
         // A close (also the end of the runtime) ends the wait: what is left is being closed.
         tokio::select! {
@@ -396,13 +399,15 @@ impl SelectorManager {
             () = inner.token.cancelled() => {}
             () = all_leave_or(&inner.open_connections, timer) => {}
         }
-        inner.close();
+        unwinds.run(|| inner.close());
         // A close running on another thread (a plain `close`, another shutdown's) may still be
         // closing connections when this one returns: they have left once it is done, and only
         // then does the count of cuts say how each ended. None stays open after a close: a
         // connection still being set up fails to register and is closed.
         inner.open_connections.all_left().await;
-        ShutdownReport::between(start, inner.open_connections.counts_since(start))
+        let report = ShutdownReport::between(start, inner.open_connections.counts_since(start));
+        unwinds.finish();
+        report
     }
 
     /// Whether the selector is closed: by [`close`](Self::close), at the end of a graceful
@@ -649,13 +654,16 @@ impl SelectorInner {
             "selector manager closing"
         );
         // Waking every socket's pending operations first makes each fail with `SelectorClosed`
-        // before any descriptor (and so any peer of a socket of this selector) is closed.
+        // before any descriptor (and so any peer of a socket of this selector) is closed. A
+        // task's waker that panics stops none of the steps: the close ends as always, then
+        // its panic goes on to the caller.
+        let mut unwinds = Unwinds::default();
         for core in &open {
-            core.wake_for_close();
+            unwinds.run(|| core.wake_for_close());
         }
-        self.token.cancel();
+        unwinds.run(|| self.token.cancel());
         for core in open {
-            core.release();
+            unwinds.run(|| core.release());
         }
         // A socket whose drop began as this close did is one of this selector's sockets too:
         // the close returns once its descriptor is released (a listener's port free, a peer
@@ -672,6 +680,7 @@ impl SelectorInner {
         if let Some(runtime) = runtime {
             runtime.shutdown_background();
         }
+        unwinds.finish();
     }
 
     /// Returns once the core registered as `id`, which another thread is closing, has
@@ -919,6 +928,46 @@ impl Drop for OpenConnection {
 /// Locks a mutex, ignoring poisoning (the guarded data stays consistent on every path).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Steps that may run code the user supplied (a task's waker: a custom executor's may panic as
+/// it is woken), each run whatever the steps before it did: a step's panic is kept, and goes
+/// on to the caller at [`finish`](Self::finish), once every step ran. So one task's waker that
+/// panics leaves no other task unwoken, no socket open, nothing half done.
+///
+/// (The panic is kept behind a `Mutex`, never locked, only so that a future that keeps it
+/// across an `await`, a graceful shutdown's, stays `Sync`.)
+#[derive(Default)]
+pub(crate) struct Unwinds(Mutex<Option<Box<dyn std::any::Any + Send>>>);
+
+impl Unwinds {
+    /// Runs `step`, keeping its panic (the first one) for [`finish`](Self::finish).
+    pub(crate) fn run(&mut self, step: impl FnOnce()) {
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
+            self.0
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert(panic);
+        }
+    }
+
+    /// Goes on with the first panic a step met, if any.
+    pub(crate) fn finish(self) {
+        let kept = self.0.into_inner().unwrap_or_else(PoisonError::into_inner);
+        if let Some(panic) = kept {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// Wakes every waker of `wakers`, also when one panics (see [`Unwinds`]): the first panic goes
+/// on once all were woken.
+pub(crate) fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
+    let mut unwinds = Unwinds::default();
+    for waker in wakers {
+        unwinds.run(|| waker.wake());
+    }
+    unwinds.finish();
 }
 
 /// A map keyed by numbers this crate hands out itself, one after another (a socket's

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 
-use crate::selector::lock;
+use crate::selector::{lock, wake_all};
 
 /// The operations waiting on one readiness of a socket, and the waker that wakes them all.
 pub(crate) struct Waiters {
@@ -55,9 +55,7 @@ impl Wake for List {
             .iter_mut()
             .filter_map(Option::take)
             .collect();
-        for waker in wakers {
-            waker.wake();
-        }
+        wake_all(wakers);
     }
 }
 
