@@ -6,8 +6,13 @@
 //!   every descriptor and wakes the other tasks; a socket's close still wakes the other tasks
 //!   waiting on it; a graceful shutdown (the selector's, a listener's) still stops every
 //!   listener, tells every connection, and cuts and counts those left.
+//! - A TLS client's session store (`TlsConfig::from_rustls`) that panics as rustls hands it
+//!   the server's session tickets, which a close or a cut takes in before it releases the
+//!   socket: the connection is closed all the same (its peer sees the end), and the panic goes
+//!   on to the caller of that close, or of the selector's close or shutdown.
 
 use std::future::Future;
+use std::mem::MaybeUninit;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,7 +22,15 @@ use std::time::Duration;
 
 use net_sockets::{Error, SelectorManager, ServerSocket, Socket};
 use net_tests::loopback::tcp_listener;
+use net_tests::pki::Pki;
+use net_tests::tls::{pair, rustls_client};
 use net_tests::within;
+use net_tls::rustls::NamedGroup;
+use net_tls::rustls::client::{
+    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
+use net_tls::rustls::pki_types::ServerName;
+use net_tls::{TlsConfig, TlsSocket};
 
 /// A waker that panics when woken, as a custom executor's may.
 struct Panics;
@@ -269,4 +282,138 @@ async fn a_waker_that_panics_as_a_listeners_shutdown_wakes_it_leaves_the_shutdow
     // The selector goes on: a listener bound through it now works.
     let another = tcp_listener(&selector).await;
     let (_socket, _peer) = accepted(&another).await;
+}
+
+/// A client session store that panics when rustls hands it a TLS 1.3 session ticket.
+#[derive(Debug)]
+struct PanickingStore;
+
+impl ClientSessionStore for PanickingStore {
+    fn set_kx_hint(&self, _: ServerName<'static>, _: NamedGroup) {}
+
+    fn kx_hint(&self, _: &ServerName<'_>) -> Option<NamedGroup> {
+        None
+    }
+
+    fn set_tls12_session(&self, _: ServerName<'static>, _: Tls12ClientSessionValue) {}
+
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        None
+    }
+
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {}
+
+    fn insert_tls13_ticket(&self, _: ServerName<'static>, _: Tls13ClientSessionValue) {
+        panic!("a session store that panics");
+    }
+
+    fn take_tls13_ticket(&self, _: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+        None
+    }
+}
+
+/// A TLS 1.3 session (server side through `server_selector`, client side through
+/// `client_selector`) whose client's session store panics, and whose client holds the server's
+/// session tickets unread in its socket.
+async fn session_with_tickets_unread(
+    server_selector: &SelectorManager,
+    client_selector: &SelectorManager,
+) -> (TlsSocket, TlsSocket) {
+    let pki = Pki::generate();
+    let listener = tcp_listener(server_selector).await;
+    let server_config = pki.server_config().build().expect("server configuration");
+    let mut client_config = (*rustls_client(&pki.ca)).clone();
+    client_config.resumption = Resumption::store(Arc::new(PanickingStore));
+    let client_config = TlsConfig::from_rustls(Arc::new(client_config));
+    let (server, client) = pair(client_selector, &listener, &server_config, client_config).await;
+    // The server's handshake ended with its tickets sent: they are on their way.
+    within(async {
+        loop {
+            let mut byte = [MaybeUninit::new(0u8)];
+            if let Ok(1) = client.with_sock_ref(|socket| socket.peek(&mut byte)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    (server, client)
+}
+
+/// Asserts that the server's next read fails (a truncation or a reset): the client's socket
+/// is closed.
+async fn server_sees_the_end(server: &mut TlsSocket) {
+    let mut input = server
+        .open_read_channel()
+        .expect("the server's read channel");
+    let read = within(input.read_available(&mut [0; 64])).await;
+    assert!(read.is_err(), "the server sees the client's end: {read:?}");
+}
+
+/// The client's session store panics as the selector's close cuts the connection (the cut
+/// takes in the session tickets the socket holds first). The connection is closed all the
+/// same, and the panic goes on to the caller of the close. (Before, the cut stopped there: the
+/// connection stayed open, its peer waiting, until the client's socket was dropped.)
+#[tokio::test]
+async fn a_session_store_that_panics_as_the_selectors_close_cuts_a_tls_session_leaves_it_closed() {
+    let server_selector = SelectorManager::new();
+    let client_selector = SelectorManager::new();
+    let (mut server, client) =
+        session_with_tickets_unread(&server_selector, &client_selector).await;
+
+    let closed = catch_unwind(AssertUnwindSafe(|| client_selector.close()));
+
+    assert!(
+        closed.is_err(),
+        "the store's panic goes on to the close's caller"
+    );
+    server_sees_the_end(&mut server).await;
+    drop(client);
+}
+
+/// The client's session store panics as the client's own `close` takes in the session tickets
+/// the socket holds (before its `close_notify`). The connection is reset all the same, and the
+/// panic goes on to the caller of the close. (Before, the close stopped there: the connection
+/// stayed open, its peer waiting, until the client's socket was dropped.)
+#[tokio::test]
+async fn a_session_store_that_panics_as_a_tls_socket_closes_leaves_it_closed() {
+    let selector = SelectorManager::new();
+    let (mut server, client) = session_with_tickets_unread(&selector, &selector).await;
+
+    let closed = catch_unwind(AssertUnwindSafe(|| client.close()));
+
+    assert!(
+        closed.is_err(),
+        "the store's panic goes on to the close's caller"
+    );
+    assert!(client.is_closed());
+    server_sees_the_end(&mut server).await;
+    // Another close finds it closed.
+    client.close();
+}
+
+/// The client's session store panics as the selector's graceful shutdown cuts the connection
+/// at the end of its grace period. The shutdown still closes it and returns, and the panic
+/// goes on to its caller. (Before, the cut stopped there, and the shutdown waited for ever for
+/// the connection to close.)
+#[tokio::test]
+async fn a_session_store_that_panics_as_a_graceful_shutdown_cuts_a_tls_session_ends_the_shutdown() {
+    let server_selector = SelectorManager::new();
+    let client_selector = SelectorManager::new();
+    let (mut server, client) =
+        session_with_tickets_unread(&server_selector, &client_selector).await;
+
+    let shutdown = tokio::spawn({
+        let selector = client_selector.clone();
+        async move { selector.shutdown(Duration::ZERO).await }
+    });
+    let shutdown = within(shutdown).await;
+
+    assert!(
+        shutdown.is_err_and(|e| e.is_panic()),
+        "the store's panic goes on to the shutdown's caller"
+    );
+    assert!(client_selector.is_closed());
+    server_sees_the_end(&mut server).await;
+    drop(client);
 }

@@ -21,7 +21,7 @@ use crate::adopt::{INET, StdStream, check_kind};
 use crate::core::{CloseMode, Owner};
 use crate::group::Drain;
 use crate::options::SocketOptions;
-use crate::selector::{SelectorSleep, lock};
+use crate::selector::{SelectorSleep, Unwinds, lock};
 use crate::stream::{Conn, Origin, Stream};
 use crate::transport::{Ending, Link, Plain, RawStream, Transport};
 use crate::{Error, Result, SelectorManager, SocketAddress, UnixSocketAddress};
@@ -542,7 +542,14 @@ impl<T: Transport> Socket<T> {
         // `closing` decided the end (TLS: `close_notify`) without them. One that buffered
         // them before is found unsent by that decision.
         self.link.conn.end_channel();
-        match self.transport.closing(&self.link) {
+        // The layer's `closing` may run code the user supplied (a TLS session store from
+        // `TlsConfig::from_rustls`, handed the session tickets taken in): should it panic, no
+        // clean end is known, and the connection is reset all the same before the panic goes
+        // on to the caller.
+        let mut unwinds = Unwinds::default();
+        let mut ending = Ending::Reset;
+        unwinds.run(|| ending = self.transport.closing(&self.link));
+        match ending {
             Ending::GracefulAfter(last) => self.link.conn.close_sending(&[], last),
             Ending::GracefulAfterWritten(written, last) => {
                 self.link.conn.close_sending(&written, last)
@@ -553,6 +560,7 @@ impl<T: Transport> Socket<T> {
             Ending::Graceful => self.link.conn.close_with(CloseMode::Graceful),
             Ending::Reset => self.link.conn.close_with(CloseMode::Reset),
         }
+        unwinds.finish();
     }
 
     /// A close that found the socket closed or closing (by another thread's close, or the

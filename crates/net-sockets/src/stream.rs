@@ -24,7 +24,7 @@ use crate::core::{Cause, CloseMode, CloseWait, Core, Owner, ReleaseHook, Setup};
 use crate::group::{Drain, Group, Membership};
 use crate::listener::SocketFile;
 use crate::options::SocketOptions;
-use crate::selector::{OpenConnection, SelectorInner, lock};
+use crate::selector::{OpenConnection, SelectorInner, Unwinds, lock};
 use crate::{Result, SocketAddress};
 
 /// A connected stream of either family.
@@ -563,12 +563,18 @@ impl Conn {
     /// tickets, which a client that never read leaves there), so that the kernel answers the
     /// close with the FIN of a truncated stream, not with a reset that the peer reads as
     /// `ConnectionReset` and that destroys what is still queued for it.
+    ///
+    /// What runs first may run code the user supplied (a TLS session store from
+    /// `TlsConfig::from_rustls`, which rustls hands the session tickets it takes in): a panic
+    /// there closes the connection all the same, then goes on to the caller.
     pub(crate) fn cut(&self) {
         let before = lock(&self.before_cut.0).take();
+        let mut unwinds = Unwinds::default();
         if let Some(before) = before {
-            before();
+            unwinds.run(before);
         }
         self.close_as(Cause::Cut);
+        unwinds.finish();
     }
 
     /// Sets what runs before a [`cut`](Self::cut) (once per connection: a later call replaces
