@@ -417,3 +417,20 @@ async fn a_session_store_that_panics_as_a_graceful_shutdown_cuts_a_tls_session_e
     server_sees_the_end(&mut server).await;
     drop(client);
 }
+
+/// A task that panics while it holds a TLS socket whose client session store panics too, as
+/// the socket's drop takes in the session tickets it holds: the task ends with its own panic
+/// (the process goes on), and the connection is closed.
+#[tokio::test]
+async fn a_session_store_that_panics_as_a_panicking_task_drops_its_tls_socket_aborts_nothing() {
+    let selector = SelectorManager::new();
+    let (mut server, client) = session_with_tickets_unread(&selector, &selector).await;
+
+    let task = tokio::spawn(async move {
+        let _client = client;
+        panic!("the task's own panic");
+    });
+
+    assert!(within(task).await.is_err_and(|e| e.is_panic()));
+    server_sees_the_end(&mut server).await;
+}

@@ -951,11 +951,16 @@ impl Unwinds {
         }
     }
 
-    /// Goes on with the first panic a step met, if any.
+    /// Goes on with the first panic a step met, if any; but not on a thread that unwinds
+    /// already (the steps ran in a drop during that unwinding), where a second panic would
+    /// abort the process: the kept one is dropped then (its message was printed as it
+    /// panicked).
     pub(crate) fn finish(self) {
         let kept = self.0.into_inner().unwrap_or_else(PoisonError::into_inner);
         if let Some(panic) = kept {
-            std::panic::resume_unwind(panic);
+            if !std::thread::panicking() {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 }

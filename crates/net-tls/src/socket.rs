@@ -426,8 +426,19 @@ impl Drop for Locked {
     /// that the kernel answers the socket's close with the FIN of a truncated stream, not with
     /// a reset, which the peer would read as `ConnectionReset` and which destroys what is still
     /// queued for it. (After a close, the socket is closed already and this takes nothing.)
+    ///
+    /// rustls hands what it takes in to code the user supplied (a client's session store,
+    /// given through [`TlsConfig::from_rustls`](crate::TlsConfig::from_rustls), gets the
+    /// session tickets). Should that panic while the thread unwinds already (a task that
+    /// panicked while it held the socket), the process would abort: that second panic is
+    /// dropped then (its message was printed as it panicked). Otherwise it goes on.
     fn drop(&mut self) {
-        receive_own(&mut self.stream);
+        if std::thread::panicking() {
+            let receive = std::panic::AssertUnwindSafe(|| receive_own(&mut self.stream));
+            let _ = std::panic::catch_unwind(receive);
+        } else {
+            receive_own(&mut self.stream);
+        }
     }
 }
 
