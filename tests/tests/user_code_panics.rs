@@ -5,7 +5,8 @@
 //!   which wakes every pending operation of its sockets, still closes every socket, releases
 //!   every descriptor and wakes the other tasks; a socket's close still wakes the other tasks
 //!   waiting on it; a graceful shutdown (the selector's, a listener's) still stops every
-//!   listener, tells every connection, and cuts and counts those left.
+//!   listener, tells every connection, and cuts and counts those left; a connection's close
+//!   whose count wakes such a shutdown still wakes the tasks waiting on the connection.
 //! - A TLS client's session store (`TlsConfig::from_rustls`) that panics as rustls hands it
 //!   the server's session tickets, which a close or a cut takes in before it releases the
 //!   socket: the connection is closed all the same (its peer sees the end), and the panic goes
@@ -24,7 +25,7 @@ use net_sockets::{Error, SelectorManager, ServerSocket, Socket};
 use net_tests::loopback::tcp_listener;
 use net_tests::pki::Pki;
 use net_tests::tls::{pair, rustls_client};
-use net_tests::within;
+use net_tests::{HANG_LIMIT, within};
 use net_tls::rustls::NamedGroup;
 use net_tls::rustls::client::{
     ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
@@ -282,6 +283,56 @@ async fn a_waker_that_panics_as_a_listeners_shutdown_wakes_it_leaves_the_shutdow
     // The selector goes on: a listener bound through it now works.
     let another = tcp_listener(&selector).await;
     let (_socket, _peer) = accepted(&another).await;
+}
+
+/// The waker of the task that runs the selector's graceful shutdown panics as a connection's
+/// close leaves the selector's count of connections, which wakes that shutdown. The close ends
+/// all the same: the task waiting for it is woken, the peer sees the end, and the panic goes on
+/// to the close's caller; the shutdown, polled again, finds the connection gone. (Before, the
+/// close stopped in its release: the tasks waiting on the connection were never woken.)
+#[tokio::test]
+async fn a_waker_that_panics_as_a_close_wakes_a_graceful_shutdown_leaves_the_close_whole() {
+    let selector = SelectorManager::new();
+    let listener = tcp_listener(&selector).await;
+    let (socket, mut peer) = accepted(&listener).await;
+    let panics = Waker::from(Arc::new(Panics));
+    let counts = Arc::new(Counts::default());
+    let mut closed_wait = Box::pin(socket.await_closed());
+    let counting = Waker::from(Arc::clone(&counts));
+    assert!(
+        closed_wait
+            .as_mut()
+            .poll(&mut Context::from_waker(&counting))
+            .is_pending()
+    );
+    let mut shutdown = Box::pin(selector.shutdown(HANG_LIMIT));
+    let polled = shutdown.as_mut().poll(&mut Context::from_waker(&panics));
+    assert!(polled.is_pending(), "the shutdown waits for the connection");
+
+    let closed = catch_unwind(AssertUnwindSafe(|| socket.close()));
+
+    assert!(
+        closed.is_err(),
+        "the waker's panic goes on to the close's caller"
+    );
+    assert!(
+        counts.woken() >= 1,
+        "the task waiting for the close was woken"
+    );
+    assert!(
+        closed_wait
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+    );
+    peer.set_read_timeout(Some(HANG_LIMIT))
+        .expect("a read timeout");
+    assert_eq!(
+        std::io::Read::read(&mut peer, &mut [0; 16]).expect("the peer reads the end"),
+        0
+    );
+    let report = within(shutdown).await;
+    assert_eq!((report.finished, report.cut), (1, 0));
 }
 
 /// A client session store that panics when rustls hands it a TLS 1.3 session ticket.

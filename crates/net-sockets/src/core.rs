@@ -443,7 +443,11 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         let registered = Registered(self);
         let releasing = Releasing::on(&self.releasing_on);
         let mode = mode();
-        self.release(io, mode, cause);
+        // A task's waker that panics as a step wakes it (the release's counts wake a graceful
+        // shutdown waiting for them) stops no step: the close ends as always, every task
+        // waiting on the socket woken, then the panic goes on (see `Unwinds`).
+        let mut unwinds = Unwinds::default();
+        self.release(io, mode, cause, &mut unwinds);
         drop(registered);
         tracing::debug!(parent: &self.span, reset = mode == CloseMode::Reset, "closed");
         // Only now, and only by the close that released it: a task that `await_closed` wakes
@@ -461,9 +465,7 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         // `await_release`), which it would wait for for ever.
         drop(releasing);
         drop(held);
-        // A waker that panics (see `Unwinds`) leaves neither the other waits asleep nor the
-        // token standing.
-        let mut unwinds = Unwinds::default();
+        // A waker that panics leaves neither the other waits asleep nor the token standing.
         unwinds.run(|| woken.wake());
         if let Some(token) = token {
             unwinds.run(|| token.cancel());
@@ -494,14 +496,16 @@ impl<S: SocketIo, H: ReleaseHook> Core<S, H> {
         this != 0 && self.releasing_on.load(Ordering::SeqCst) == this
     }
 
-    fn release(&self, io: Arc<S>, mode: CloseMode, cause: Cause) {
+    /// `unwinds` keeps a panic of the release hook (a waker it wakes), for the close to go on
+    /// with once done.
+    fn release(&self, io: Arc<S>, mode: CloseMode, cause: Cause, unwinds: &mut Unwinds) {
         // First the counts: the kernel's close sends the FIN (or the reset), the peer sees the
         // end at once and may connect again, and another thread may accept that connection
         // before this one comes back from the close. It must find the place this one held free
         // (`max_connections_per_ip`, `max_connections`). Those waiting for the socket to close
         // (`await_closed`, pending operations) are woken only after the descriptor went.
         let handed_over = self.on_release.handed_over();
-        self.on_release.released(cause);
+        unwinds.run(|| self.on_release.released(cause));
         if mode == CloseMode::Reset {
             // Best effort: a socket that cannot take the option still closes.
             let _ = SockRef::from(&*io).set_linger(Some(Duration::ZERO));

@@ -384,14 +384,18 @@ impl ReleaseHook for Mutex<Counted> {
         }
         // The listener's group first, then the selector's count: the selector's shutdown
         // waits for its count only, so when it sees none open, no listener of it counts one.
+        // Each leaves, for `cause`, also when the other's wake of a shutdown waiting for it
+        // panics (a waker that panics, see `Unwinds`).
+        let mut unwinds = Unwinds::default();
         if let Some(membership) = membership {
-            membership.leave(cause);
+            unwinds.run(|| membership.leave(cause));
         }
         #[cfg(test)]
         tests::between_count_leaves();
         if let Some(open) = open {
-            open.leave(cause);
+            unwinds.run(|| open.leave(cause));
         }
+        unwinds.finish();
     }
 }
 
