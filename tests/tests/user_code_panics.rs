@@ -10,7 +10,9 @@
 //! - A TLS client's session store (`TlsConfig::from_rustls`) that panics as rustls hands it
 //!   the server's session tickets, which a close or a cut takes in before it releases the
 //!   socket: the connection is closed all the same (its peer sees the end), and the panic goes
-//!   on to the caller of that close, or of the selector's close or shutdown.
+//!   on to the caller of that close, or of the selector's close or shutdown. Where the socket's
+//!   drop takes them in as a task that panicked unwinds, that second panic does not abort the
+//!   process.
 
 use std::future::Future;
 use std::mem::MaybeUninit;
@@ -58,7 +60,7 @@ impl Counts {
     }
 }
 
-type Accept<'a> = Pin<Box<dyn Future<Output = net_sockets::Result<net_sockets::Socket>> + 'a>>;
+type Accept<'a> = Pin<Box<dyn Future<Output = net_sockets::Result<Socket>> + 'a>>;
 
 /// `listener`'s `accept`, polled once with `waker`: it waits.
 fn waiting_accept<'a>(listener: &'a ServerSocket, waker: &Waker) -> Accept<'a> {
@@ -76,7 +78,7 @@ fn port_is_free(listener: &ServerSocket) -> bool {
 }
 
 /// The result of `accept` polled again, with a waker that does not panic.
-fn polled_again(accept: &mut Accept<'_>) -> Poll<net_sockets::Result<net_sockets::Socket>> {
+fn polled_again(accept: &mut Accept<'_>) -> Poll<net_sockets::Result<Socket>> {
     accept
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()))
