@@ -767,6 +767,48 @@ mod tests {
         }
     }
 
+    /// A reported length beyond the path's room (up to the whole storage a `SockAddr` has, as
+    /// a kernel may report for a truncated address), shorter than the family, or of the family
+    /// alone (an unnamed socket), reads no byte outside the path's room, and never panics: a
+    /// path that fills the room without a NUL is read whole, a length without a path is the
+    /// empty path.
+    #[test]
+    fn a_unix_address_of_an_odd_reported_length_is_read_within_the_path() {
+        let offset = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+        let room = std::mem::size_of::<libc::sockaddr_un>() - offset;
+        let storage_len = std::mem::size_of::<libc::sockaddr_storage>();
+        let with = |fill: u8, len: usize| {
+            let mut storage = socket2::SockAddrStorage::zeroed();
+            // SAFETY: the storage is larger than a `sockaddr_un` and aligned for it.
+            #[allow(unsafe_code)]
+            let un = unsafe { storage.view_as::<libc::sockaddr_un>() };
+            un.sun_family = libc::AF_UNIX as libc::sa_family_t;
+            for b in un.sun_path.iter_mut() {
+                *b = fill as libc::c_char;
+            }
+            // SAFETY: `len` is within the storage, every byte of which is initialized.
+            #[allow(unsafe_code)]
+            unsafe {
+                socket2::SockAddr::new(storage, len as libc::socklen_t)
+            }
+        };
+        let whole = "a".repeat(room);
+        for len in [offset + room, storage_len] {
+            assert_eq!(
+                UnixSocketAddress::reported_up_to_nul(&with(b'a', len)).path(),
+                Path::new(&whole),
+                "length {len}"
+            );
+        }
+        for len in [0, 1, std::mem::size_of::<libc::sa_family_t>(), offset] {
+            assert_eq!(
+                UnixSocketAddress::reported_up_to_nul(&with(b'a', len)).path(),
+                Path::new(""),
+                "length {len}"
+            );
+        }
+    }
+
     /// On Linux the socket address takes a path of 107 bytes (not 108) and an abstract name of
     /// 108 with its leading NUL, whatever the other systems' limits (103 bytes, no abstract
     /// names) are.
