@@ -497,3 +497,89 @@ async fn a_byte_channels_ends_follow_tokios_io_contracts() {
         buf_read_contract("pipe's reader", &mut input, &mut output).await;
     }
 }
+
+/// Both directions waiting at once, each polled again with another waker: the peer's bytes wake
+/// the read's latest waker, its reads the write's, neither taking the other's place.
+async fn both_ways_contract<R, W, P>(what: &str, reader: &mut R, writer: &mut W, mut peer: P)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    P: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let chunk = payload(64 * 1024);
+    let mut full = false;
+    for _ in 0..10_000 {
+        match poll_write_with(writer, Waker::noop(), &chunk) {
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(e)) => panic!("{what}: a write to a full socket: {e}"),
+            Poll::Pending => {
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(full, "{what}: the socket never filled");
+    let (_, read_first) = Flag::waker();
+    let (read, read_second) = Flag::waker();
+    let (_, write_first) = Flag::waker();
+    let (write, write_second) = Flag::waker();
+    let mut room = [0u8; 16];
+    let mut buf = ReadBuf::new(&mut room);
+    assert!(
+        poll_read_with(reader, &read_first, &mut buf).is_pending(),
+        "{what}: read"
+    );
+    assert!(
+        poll_write_with(writer, &write_first, &chunk).is_pending(),
+        "{what}: write"
+    );
+    assert!(
+        poll_read_with(reader, &read_second, &mut buf).is_pending(),
+        "{what}: read"
+    );
+    assert!(
+        poll_write_with(writer, &write_second, &chunk).is_pending(),
+        "{what}: write"
+    );
+    peer.write_all(b"abc").await.unwrap();
+    peer.flush().await.unwrap();
+    read.wait(&format!("{what}: read beside a write")).await;
+    let (mut peer_reader, _peer_writer) = tokio::io::split(peer);
+    let drain = tokio::spawn(async move {
+        let mut sink = tokio::io::sink();
+        tokio::io::copy(&mut peer_reader, &mut sink).await
+    });
+    write.wait(&format!("{what}: write beside a read")).await;
+    let mut buf = ReadBuf::new(&mut room);
+    within(poll_fn(|cx| Pin::new(&mut *reader).poll_read(cx, &mut buf)))
+        .await
+        .unwrap();
+    assert_eq!(buf.filled(), b"abc", "{what}");
+    within(writer.shutdown()).await.unwrap();
+    within(drain).await.unwrap().unwrap();
+}
+
+/// Both directions of each kind of stream waiting at once, their tasks moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_directions_waiting_wake_their_latest_wakers() {
+    let (tokio_stream, peer) = tokio_pair().await;
+    let (mut r, mut w) = tokio::io::split(tokio_stream);
+    both_ways_contract("tokio", &mut r, &mut w, peer).await;
+
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let (peer, socket) = raw_peer_of(&server).await;
+    let (mut r, mut w) = tokio::io::split(socket.into_stream().unwrap());
+    both_ways_contract("plain", &mut r, &mut w, peer).await;
+
+    let (peer, mut socket) = raw_peer_of(&server).await;
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(false).unwrap();
+    both_ways_contract("channels", &mut input, &mut output, peer).await;
+
+    let ca = TestCa::new("contracts ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let (stream, peer) = accept_stream(&server, &config, rustls_client(&ca)).await;
+    let (mut r, mut w) = tokio::io::split(stream);
+    both_ways_contract("tls", &mut r, &mut w, peer).await;
+}
