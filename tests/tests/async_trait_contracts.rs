@@ -264,6 +264,12 @@ where
         }
     }
     assert!(pending, "{what}: the socket never filled");
+    // A write of nothing to a full socket: nothing written (tokio's `TcpStream` waits for room
+    // first).
+    match poll_write_with(writer, Waker::noop(), &[]) {
+        Poll::Ready(Ok(0)) | Poll::Pending => {}
+        other => panic!("{what}: a write of nothing to a full socket: {other:?}"),
+    }
     let (_, first_waker) = Flag::waker();
     let (second, second_waker) = Flag::waker();
     let _ = poll_write_with(writer, &first_waker, &chunk);
