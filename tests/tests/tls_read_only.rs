@@ -23,7 +23,7 @@ use net_io::LineEnding;
 use net_sockets::{SelectorManager, ServerSocket, a_socket};
 use net_tests::block_on;
 use net_tests::fault::reset_arrived;
-use net_tests::loopback::tcp_listener;
+use net_tests::loopback::{tcp_listener, tcp_listener_with};
 use net_tests::pki::TestCa;
 use net_tests::tls::{
     LINE_LIMIT as LIMIT, connect, is_truncated, localhost, rustls_client, rustls_error,
@@ -45,14 +45,22 @@ async fn handshake(
     ca: &TestCa,
     config: &TlsServerConfig,
 ) -> (TlsSocket, tokio_rustls::client::TlsStream<TcpStream>) {
+    let tcp = async { TcpStream::connect(("127.0.0.1", port)).await.unwrap() };
+    handshake_over(listener, tcp, ca, config).await
+}
+
+/// As [`handshake`], the client's TCP connection made by `tcp`.
+async fn handshake_over(
+    listener: &ServerSocket,
+    tcp: impl Future<Output = TcpStream>,
+    ca: &TestCa,
+    config: &TlsServerConfig,
+) -> (TlsSocket, tokio_rustls::client::TlsStream<TcpStream>) {
     let connector = TlsConnector::from(rustls_client(ca));
     let (server, client) = within(async {
         tokio::join!(
             async { listener.accept().await.unwrap().tls_server(config).await },
-            async {
-                let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-                connector.connect(localhost(), tcp).await
-            }
+            async { connector.connect(localhost(), tcp.await).await }
         )
     })
     .await;
@@ -896,16 +904,25 @@ async fn a_tls_write_whose_bytes_were_taken_succeeds_and_the_next_reports_the_so
 /// gets the line while the writer still waits, and once the client reads, the writer's bytes
 /// — those encrypted before the update, the KeyUpdate reply, those after it — all arrive in
 /// order and decrypt, followed by a clean end.
+///
+/// Our send buffer and the client's receive buffer are 4 KiB, so that a fill of 1 MiB is far
+/// more than the socket and rustls hold. (With the kernel's default buffers the fill was
+/// 32 MiB, which a starved machine did not make and encrypt within the 20 s hang limit.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_writer_and_a_reader_taking_a_key_update_share_the_session() {
-    /// More than loopback's socket buffers hold.
-    const FILL: usize = 32 << 20;
+    /// Far more than the small socket buffers and rustls (64 KiB) hold.
+    const FILL: usize = 1 << 20;
     let selector = SelectorManager::new();
     let ca = TestCa::new("shared session ca");
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = tcp_listener(&selector).await;
+    let listener = tcp_listener_with(&selector, |tcp| tcp.send_buffer_size(4096)).await;
     let port = listener.port().unwrap();
-    let (mut server, mut client) = handshake(&listener, port, &ca, &config).await;
+    let tcp = async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+    };
+    let (mut server, mut client) = handshake_over(&listener, tcp, &ca, &config).await;
     assert_eq!(server.protocol_version(), Some(TlsVersion::Tls13));
     let mut input = server.open_read_channel().unwrap();
     let mut output = server.open_write_channel(false).unwrap();
