@@ -68,22 +68,46 @@ async fn handshake_over(
 }
 
 /// A CA named `name`, a server configuration for `localhost` it signed, and a listener on
-/// 127.0.0.1 whose connections have `socket_timeout(timeout)`, with its port.
+/// 127.0.0.1 whose connections have `socket_timeout(timeout)` (and `send_buffer_size`, if
+/// given), with its port.
 async fn timed_tls_listener(
     selector: &SelectorManager,
     name: &str,
     timeout: Duration,
+    send_buffer_size: Option<usize>,
 ) -> (TestCa, TlsServerConfig, ServerSocket, u16) {
     let ca = TestCa::new(name);
     let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = a_socket(selector)
-        .tcp()
-        .socket_timeout(timeout)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let mut tcp = a_socket(selector).tcp().socket_timeout(timeout);
+    if let Some(size) = send_buffer_size {
+        tcp = tcp.send_buffer_size(size);
+    }
+    let listener = tcp.bind(("127.0.0.1", 0)).await.unwrap();
     let port = listener.port().unwrap();
     (ca, config, listener, port)
+}
+
+/// The send buffer of our server's connections and the receive buffer of its client in the
+/// tests whose retried write waits for the client's reads under `socket_timeout`: so small
+/// that the retry waits for a few KiB of reads. (Linux wakes a waiting writer once a third of
+/// its send buffer drained; with the kernel's default buffers, grown to MiBs, a starved client
+/// did not read that much within the timeout.)
+const SMALL_BUFFER: usize = 4096;
+
+/// Our client, its receive buffer [`SMALL_BUFFER`], connected to 127.0.0.1:`port` and past the
+/// handshake, trusting `ca`.
+async fn small_window_client(selector: &SelectorManager, port: u16, ca: &TestCa) -> TlsSocket {
+    let config = ca.client_config().server_name("localhost").build().unwrap();
+    let connecting = async {
+        let tcp = a_socket(selector)
+            .tcp()
+            .receive_buffer_size(SMALL_BUFFER)
+            .connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        tcp.tls(config).await.unwrap()
+    };
+    within(connecting).await
 }
 
 /// Our server only reads while a tokio-rustls client updates its keys (requesting that we
@@ -574,7 +598,7 @@ async fn a_failed_write_never_ends_with_close_notify() {
     const MAX_CHUNKS: usize = 1024;
     let selector = SelectorManager::new();
     let (ca, config, listener, port) =
-        timed_tls_listener(&selector, "failed write ca", TIMEOUT).await;
+        timed_tls_listener(&selector, "failed write ca", TIMEOUT, None).await;
     let (timed_out, stalled) = tokio::sync::oneshot::channel();
     let (close_now, close) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -653,7 +677,7 @@ async fn a_tls_read_times_out_only_after_waiting_socket_timeout() {
     const LINES: [&str; 2] = ["first", "second"];
     let selector = SelectorManager::new();
     let (ca, config, listener, port) =
-        timed_tls_listener(&selector, "read timer ca", TIMEOUT).await;
+        timed_tls_listener(&selector, "read timer ca", TIMEOUT, None).await;
     let (reading_now, mut reading) = mpsc::unbounded_channel::<()>();
     let server = tokio::spawn(async move {
         let mut tls = net_tests::tls::accept(&listener, &config).await;
@@ -705,15 +729,19 @@ fn stream_bytes(offset: usize, len: usize) -> Vec<u8> {
 /// has room for succeed, and the first that must wait for the socket times out after waiting
 /// the timeout. Retried once the client reads, every byte arrives once, in order, and the retry
 /// and flush made the timeout good: the close ends the session with `close_notify`.
+///
+/// The timeout also governs the handshake and the retry, which the client's reads must keep
+/// going: 1 s, for a loaded machine, and the buffers are [`SMALL_BUFFER`]. (At 300 ms with the
+/// kernel's default buffers, a starved test saw the retry time out.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_write_retried_after_timeout_delivers_each_byte_once() {
-    const TIMEOUT: Duration = Duration::from_millis(300);
+    const TIMEOUT: Duration = Duration::from_secs(1);
     /// One write while the socket fills: far more than rustls buffers (64 KiB).
     const FILL: usize = 1 << 20;
     const CHUNK: usize = 16 * 1024;
     let selector = SelectorManager::new();
     let (ca, config, listener, port) =
-        timed_tls_listener(&selector, "write retry ca", TIMEOUT).await;
+        timed_tls_listener(&selector, "write retry ca", TIMEOUT, Some(SMALL_BUFFER)).await;
     let (read_now, may_read) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let tls = net_tests::tls::accept(&listener, &config).await;
@@ -747,10 +775,7 @@ async fn a_tls_write_retried_after_timeout_delivers_each_byte_once() {
         (sent, failure, waited)
     });
 
-    let client_config = ca.client_config().server_name("localhost").build().unwrap();
-    let mut tls = within(connect(&selector, "127.0.0.1", port, client_config))
-        .await
-        .unwrap();
+    let mut tls = small_window_client(&selector, port, &ca).await;
     let mut input = tls.open_read_channel().unwrap();
     within(may_read).await.unwrap();
     let mut received = Vec::new();
@@ -783,15 +808,16 @@ async fn a_tls_write_retried_after_timeout_delivers_each_byte_once() {
 /// `Truncated`.) A timed-out call that is not retried still ends without `close_notify`.
 ///
 /// The timeout also governs the handshake and the retried write, which the client's reads must
-/// keep going: 1 s, for a loaded machine. (At 200 ms, a starved test saw the server handshake
-/// or the retried write time out.)
+/// keep going: 1 s, for a loaded machine, and the buffers are [`SMALL_BUFFER`]. (At 200 ms, a
+/// starved test saw the server handshake or the retried write time out; at 1 s with the
+/// kernel's default buffers, the retried write.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_close_after_a_timed_out_write_was_retried_ends_with_close_notify() {
     const TIMEOUT: Duration = Duration::from_secs(1);
     const CHUNK: usize = 64 * 1024;
     let selector = SelectorManager::new();
     let (ca, config, listener, port) =
-        timed_tls_listener(&selector, "retried close ca", TIMEOUT).await;
+        timed_tls_listener(&selector, "retried close ca", TIMEOUT, Some(SMALL_BUFFER)).await;
     let listener = Arc::new(listener);
     for retried in [true, false] {
         let (read_now, may_read) = oneshot::channel::<()>();
@@ -826,10 +852,7 @@ async fn a_tls_close_after_a_timed_out_write_was_retried_ends_with_close_notify(
             }
         });
 
-        let client_config = ca.client_config().server_name("localhost").build().unwrap();
-        let mut tls = within(connect(&selector, "127.0.0.1", port, client_config))
-            .await
-            .unwrap();
+        let mut tls = small_window_client(&selector, port, &ca).await;
         let mut input = tls.open_read_channel().unwrap();
         within(may_read).await.unwrap();
         let mut received = Vec::new();
