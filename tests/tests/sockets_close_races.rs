@@ -187,12 +187,37 @@ async fn a_close_during_a_large_write_never_ends_the_stream_cleanly_after_part_o
 /// peer does not read) and times out on its own: every byte arrives once, in order, through
 /// the read channel and through a `SocketStream` (read half) alike, each read retried after
 /// its timeout; the stalled write ends with its own timeout. (Guard: passes on the old code.)
+///
+/// The peer sends `BYTES` bytes, and goes on, each pause twice as long as the one before (up
+/// to 1.28 s), until a read has timed out: on a loaded machine, the reader, woken late by each
+/// byte, started its wait (and its timeout) so late that the next byte came before the timeout
+/// was seen, byte after byte, and no read timed out in 40 bytes (nor in 250 at the same pace).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_retried_after_timeouts_that_race_arriving_bytes_lose_and_double_nothing() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const TIMEOUT: Duration = Duration::from_millis(10);
+    /// The bytes the peer sends at least.
     const BYTES: usize = 40;
+    /// The bytes the peer sends at most, waiting for a read to time out.
+    const MOST_BYTES: usize = 60;
+    /// What the reader and the peer of a round tell each other.
+    #[derive(Default)]
+    struct Round {
+        /// A read timed out.
+        timed_out: AtomicBool,
+        /// The bytes the peer sent.
+        sent: AtomicUsize,
+        /// The peer sends no more.
+        done: AtomicBool,
+    }
+    impl Round {
+        /// Whether the reader has every byte the peer will send, given `received` of them.
+        fn over(&self, received: usize) -> bool {
+            self.done.load(Ordering::SeqCst) && received == self.sent.load(Ordering::SeqCst)
+        }
+    }
     let selector = SelectorManager::new();
     let listener = net_tests::loopback::tcp_listener_with(&selector, |b| {
         b.socket_timeout(TIMEOUT).send_buffer_size(4096)
@@ -201,20 +226,28 @@ async fn reads_retried_after_timeouts_that_race_arriving_bytes_lose_and_double_n
     let port = listener.local_address().as_inet().unwrap().port();
     // A peer that sends one byte about every timeout (a little before, at, a little after)
     // and never reads.
-    let peer = |port: u16| async move {
+    let peer = |port: u16, round: Arc<Round>| async move {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let mut stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-        for i in 0..BYTES {
-            let pause = TIMEOUT * 8 / 10 + Duration::from_micros((i as u64 % 5) * 1000);
+        for i in 0..MOST_BYTES {
+            if i >= BYTES && round.timed_out.load(Ordering::SeqCst) {
+                break;
+            }
+            let pause = match i.checked_sub(BYTES) {
+                None => TIMEOUT * 8 / 10 + Duration::from_micros((i as u64 % 5) * 1000),
+                Some(late) => TIMEOUT * 2u32.pow(late.min(6) as u32 + 1),
+            };
             tokio::time::sleep(pause).await;
             stream.write_all(&[i as u8]).await.unwrap();
+            round.sent.store(i + 1, Ordering::SeqCst);
         }
+        round.done.store(true, Ordering::SeqCst);
         stream
     };
-    let expected: Vec<u8> = (0..BYTES as u8).collect();
     for stream_form in [false, true] {
-        let peer = tokio::spawn(peer(port));
+        let round = Arc::new(Round::default());
+        let peer = tokio::spawn(peer(port, Arc::clone(&round)));
         let socket = within(listener.accept()).await.unwrap();
         let mut timeouts = 0;
         let mut received = Vec::new();
@@ -230,11 +263,14 @@ async fn reads_retried_after_timeouts_that_race_arriving_bytes_lose_and_double_n
                 }
             });
             let mut byte = [0; 8];
-            while received.len() < BYTES {
+            while !round.over(received.len()) {
                 match within(input.read(&mut byte)).await {
                     Ok(0) => panic!("end of stream after {received:?}"),
                     Ok(n) => received.extend_from_slice(&byte[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => timeouts += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        timeouts += 1;
+                        round.timed_out.store(true, Ordering::SeqCst);
+                    }
                     Err(e) => panic!("{e:?} after {received:?}"),
                 }
             }
@@ -255,25 +291,29 @@ async fn reads_retried_after_timeouts_that_race_arriving_bytes_lose_and_double_n
                 }
             });
             let mut byte = [0; 8];
-            while received.len() < BYTES {
+            while !round.over(received.len()) {
                 match within(connection.input.read_available(&mut byte)).await {
                     Ok(0) => panic!("end of stream after {received:?}"),
                     Ok(n) => received.extend_from_slice(&byte[..n]),
-                    Err(net_io::Error::Timeout) => timeouts += 1,
+                    Err(net_io::Error::Timeout) => {
+                        timeouts += 1;
+                        round.timed_out.store(true, Ordering::SeqCst);
+                    }
                     Err(e) => panic!("{e:?} after {received:?}"),
                 }
             }
             write_error = format!("{:?}", within(writer).await.unwrap());
         }
+        let expected: Vec<u8> = (0..round.sent.load(Ordering::SeqCst) as u8).collect();
         assert_eq!(received, expected, "stream form: {stream_form}");
         assert!(
             write_error.contains("TimedOut") || write_error.contains("Timeout"),
             "stream form: {stream_form}: the stalled write ended with {write_error}"
         );
-        // Pauses of 11 and 12 ms: some reads timed out.
+        // Pauses of 11 and 12 ms: some reads timed out (the peer went on until one did).
         assert!(
             timeouts > 0,
-            "stream form: {stream_form}: no read timed out"
+            "stream form: {stream_form}: no read timed out in {MOST_BYTES} bytes"
         );
         drop(within(peer).await.unwrap());
     }
