@@ -772,8 +772,9 @@ impl BoundDatagramSocket {
     /// The descriptor's close-on-exec flag is left as it is: `std` makes its sockets
     /// close-on-exec, so a child process does not inherit them, but one made from an inherited
     /// descriptor (`from_raw_fd`) may lack the flag, and is then inherited by every child
-    /// process started later (set it first: `socket2::SockRef::from(&s).set_cloexec(true)`,
-    /// with socket2's `all` feature).
+    /// process started later (set it first, through the [re-exported](crate::socket2) socket2,
+    /// built with the `all` feature this needs:
+    /// `net_sockets::socket2::SockRef::from(&s).set_cloexec(true)`).
     ///
     /// # Errors
     ///

@@ -7,7 +7,8 @@
 //!   binds a [`ServerSocket`] or connects a [`Socket`]; [`SocketBuilder::udp`] a
 //!   [`UdpSocketBuilder`] that binds a [`BoundDatagramSocket`] or connects a
 //!   [`ConnectedDatagramSocket`]. Options ([`SocketOptions`]) are plain data on the builder,
-//!   applied with socket2.
+//!   applied with socket2; any other option is set through `with_sock_ref` (socket2's
+//!   `SockRef`, with the crate re-exported as [`socket2`]).
 //! - A [`Socket`] hands out `net_io` channels: [`Socket::open_read_channel`],
 //!   [`Socket::open_write_channel`], or both as a [`Connection`]; or it becomes one tokio
 //!   stream ([`Socket::into_stream`]). The same socket type carries TLS (`net-tls`'s
@@ -152,6 +153,14 @@ pub use options::{ProxyProtocol, SocketOptions};
 pub use selector::{SelectorManager, SelectorManagerBuilder};
 pub use socket::{Connection, ShutdownSignal, Socket, SocketStream};
 pub use transport::{Plain, Transport};
+
+/// The `socket2` crate, whose [`SockRef`](socket2::SockRef) the `with_sock_ref` methods
+/// ([`Socket::with_sock_ref`], [`ServerSocket::with_sock_ref`], the datagram sockets') hand
+/// over: the same version, with the features this crate builds it with (`all`). A helper that
+/// takes a `SockRef`, and the socket2 values its setters take (a
+/// [`TcpKeepalive`](socket2::TcpKeepalive), a [`SockAddr`](socket2::SockAddr)), named from
+/// here fit those methods whatever version of `socket2` the application itself depends on.
+pub use socket2;
 
 /// PROXY protocol headers to send, for a proxy in front of a server that reads them (this
 /// crate's listeners with [`ProxyProtocol`], HAProxy's `accept-proxy`, nginx's
