@@ -10,7 +10,8 @@
 //! - Certificates and keys come as PEM (bytes or files) or as DER ([`CertificateDer`],
 //!   [`PrivateKeyDer`]); for anything the builders do not offer (a custom verifier, certificate
 //!   pinning), [`TlsConfig::from_rustls`] and [`TlsServerConfig::from_rustls`] take a rustls
-//!   configuration as it is.
+//!   configuration as it is. rustls is re-exported as [`rustls`], the version these take (and
+//!   its `pki_types` as `rustls::pki_types`), so the application need not depend on it itself.
 //!
 //! # Secure by default
 //!
@@ -541,6 +542,13 @@ use std::sync::Arc;
 pub use client::{TlsConfig, TlsConfigBuilder};
 pub use error::{Error, Result};
 pub use handshake::Truncated;
+/// rustls, the version this crate runs on: what [`TlsConfig::from_rustls`] and
+/// [`TlsServerConfig::from_rustls`] take, what [`crypto_provider`] returns, the types of
+/// [`TlsSession::cipher_suite`] and [`TlsSession::key_exchange_group`], and the causes
+/// [`Error::Handshake`], [`Error::Config`] and [`Error::ClientVerifier`] hold. A configuration
+/// or verifier written against it fits this crate whatever version of rustls the application
+/// itself depends on; its [`pki_types`](rustls::pki_types) has the key types a
+/// [`PrivateKeyDer`] holds (`PrivatePkcs8KeyDer`, `PrivatePkcs1KeyDer`, `PrivateSec1KeyDer`).
 pub use rustls;
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 pub use server::{TlsServerConfig, TlsServerConfigBuilder};
