@@ -8,6 +8,7 @@
 //!   address (`127.0.0.2`), for the tests that drive the example servers from plain threads.
 //! - [`rerun_self_with_fd_limit`]: this test binary run again under a descriptor limit.
 //! - [`gnutls_present`]: whether the GnuTLS tools are there, for the tests that skip without.
+//! - [`java_peer`]: `tests/java/JssePeer.java` run as a JVM peer (java.net, JSSE), compiled once.
 //! - [`skipped`]: how a test says it skips a part of itself, so that a CI log shows it.
 //! - [`preload_shim`]: a C shim built for `LD_PRELOAD`, to make a system call of a child fail.
 //! - [`unshare_netns`]: how to make a network namespace here, as root or in an unprivileged
@@ -469,6 +470,53 @@ pub fn gnutls_present() -> bool {
         );
     }
     found
+}
+
+/// `tests/java/JssePeer.java`, the JVM as a peer (java.net and JSSE), run with the JVM's
+/// `options` and the program's `args`: compiled with `javac` on the first call of the test
+/// binary, into `classes` (the test's `env!("CARGO_TARGET_TMPDIR")` and a name of its own; later
+/// calls use the first call's), then started as a [`Process`]. Where `java` or `javac` cannot
+/// be run, says so with [`skipped`] and returns `None` (Debian: `default-jdk-headless`).
+///
+/// The JVM starts with C1 only and the serial collector, which halves its start-up time.
+pub fn java_peer(classes: &Path, options: &[&str], args: &[String]) -> Option<Process> {
+    static COMPILED: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    let compiled = COMPILED.get_or_init(|| {
+        let java = output(Command::new("java").arg("-version"));
+        if !java.is_ok_and(|o| o.status.success()) {
+            return Err("java cannot be run (Debian: apt-get install default-jdk-headless)".into());
+        }
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("java/JssePeer.java");
+        match output(Command::new("javac").arg("-d").arg(classes).arg(&source)) {
+            Ok(o) if o.status.success() => Ok(classes.to_owned()),
+            Ok(o) => panic!(
+                "javac {}: {}",
+                source.display(),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => Err(format!(
+                "javac cannot be run ({e}; Debian: apt-get install default-jdk-headless)"
+            )),
+        }
+    });
+    let classes = match compiled {
+        Ok(classes) => classes,
+        Err(why) => {
+            skipped(&format!(
+                "{why}; the tests with a JVM as the peer need a JDK"
+            ));
+            return None;
+        }
+    };
+    let mut all: Vec<String> = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp"]
+        .map(str::to_owned)
+        .to_vec();
+    all.push(path_arg(classes).to_owned());
+    all.extend(options.iter().map(|o| (*o).to_owned()));
+    all.push("JssePeer".to_owned());
+    all.extend(args.iter().cloned());
+    Some(Process::start("java", all))
 }
 
 /// The environment variable that names the file where [`skipped`] also appends its line
