@@ -118,6 +118,38 @@ public class JssePeer {
         return (byte) ((i * 31 + (i >>> 8) * 7 + (i >>> 16)) & 0xff);
     }
 
+    /** Writes `total` bytes of the bulk pattern, then flushes. */
+    static void writeBulk(OutputStream out, long total) throws IOException {
+        byte[] chunk = new byte[7001];
+        long sent = 0;
+        while (sent < total) {
+            int n = (int) Math.min(chunk.length, total - sent);
+            for (int i = 0; i < n; i++) {
+                chunk[i] = bulkByte(sent + i);
+            }
+            out.write(chunk, 0, n);
+            sent += n;
+        }
+        out.flush();
+    }
+
+    /** Reads to the end, checking the bulk pattern: `received=N first-bad=I` (-1: none). */
+    static String readBulk(InputStream in) throws IOException {
+        byte[] buffer = new byte[9000];
+        long received = 0;
+        long firstBad = -1;
+        int n;
+        while ((n = in.read(buffer)) >= 0) {
+            for (int i = 0; i < n; i++) {
+                if (firstBad < 0 && buffer[i] != bulkByte(received + i)) {
+                    firstBad = received + i;
+                }
+            }
+            received += n;
+        }
+        return "received=" + received + " first-bad=" + firstBad;
+    }
+
     static BufferedReader reader(Socket s) throws IOException {
         return new BufferedReader(
                 new InputStreamReader(s.getInputStream(), StandardCharsets.UTF_8));
@@ -229,6 +261,7 @@ public class JssePeer {
      * <li>`resume`: two connections with the same context, each with one line; prints
      *     whether the second session is the first one resumed;
      * <li>`bulk`: BYTES (the flag) written while the answer is read and compared;
+     * <li>`flood`: `shutdownOutput` at once, then BYTES (the flag) read and compared;
      * <li>`renegotiate`: a line, then a renegotiation, then a line;
      * <li>`cut`: a line, then the TCP connection closed without close_notify;
      * <li>`close`: a line, its answer, then `close()` (TLS 1.3: `user_canceled`, then
@@ -289,39 +322,26 @@ public class JssePeer {
                     say(describe(tls));
                     Thread writer = new Thread(() -> {
                         try {
-                            OutputStream out = tls.getOutputStream();
-                            byte[] chunk = new byte[7001];
-                            long sent = 0;
-                            while (sent < total) {
-                                int n = (int) Math.min(chunk.length, total - sent);
-                                for (int i = 0; i < n; i++) {
-                                    chunk[i] = bulkByte(sent + i);
-                                }
-                                out.write(chunk, 0, n);
-                                sent += n;
-                            }
-                            out.flush();
+                            writeBulk(tls.getOutputStream(), total);
                             tls.shutdownOutput();
                         } catch (IOException e) {
                             say("WRITE-FAILED " + e);
                         }
                     });
                     writer.start();
-                    InputStream in = tls.getInputStream();
-                    byte[] buffer = new byte[9000];
-                    long received = 0;
-                    long firstBad = -1;
-                    int n;
-                    while ((n = in.read(buffer)) >= 0) {
-                        for (int i = 0; i < n; i++) {
-                            if (firstBad < 0 && buffer[i] != bulkByte(received + i)) {
-                                firstBad = received + i;
-                            }
-                        }
-                        received += n;
-                    }
+                    String read = readBulk(tls.getInputStream());
                     writer.join();
-                    say("BULK received=" + received + " first-bad=" + firstBad);
+                    say("BULK " + read);
+                    tls.close();
+                    break;
+                }
+                case "flood": {
+                    long total = Long.parseLong(parts[3]);
+                    SSLSocket tls = connect(context, port, protocol, alpn);
+                    tls.startHandshake();
+                    tls.shutdownOutput();
+                    say("HALF-CLOSED");
+                    say("FLOOD " + readBulk(tls.getInputStream()));
                     tls.close();
                     break;
                 }
@@ -427,6 +447,7 @@ public class JssePeer {
      *     `Bye` line and closes;
      * <li>`refused`: the handshake only (our client is to refuse it, or be refused);
      * <li>`bulk`: echoes bytes until our close_notify, then closes;
+     * <li>`flood`: waits for our close_notify, then writes BYTES (`flood/PROTOCOL/BYTES`);
      * <li>`renegotiate`: answers a line, asks for a renegotiation, then answers a line;
      * <li>`close`: answers a line, then `close()` (TLS 1.3: `user_canceled`, then
      *     close_notify, as the input is still open);
@@ -480,6 +501,15 @@ public class JssePeer {
                     }
                     out.flush();
                     say("ECHOED " + echoed);
+                    break;
+                }
+                case "flood": {
+                    long total = Long.parseLong(parts[2]);
+                    tls.startHandshake();
+                    int n = tls.getInputStream().read();
+                    say("CLIENT-CLOSED " + n);
+                    writeBulk(tls.getOutputStream(), total);
+                    say("FLOODED " + total);
                     break;
                 }
                 case "renegotiate": {

@@ -504,6 +504,38 @@ async fn jsse_client_refused_cut_or_renegotiating_ends_typed_on_our_server() {
     assert!(exit.status.success(), "{exit:#?}");
 }
 
+/// A server that reads to the client's end (its half-close), then writes [`BULK`] bytes of
+/// the bulk pattern and closes; reports how the read ended and how the writes did.
+async fn flood_server(
+    selector: &SelectorManager,
+    config: TlsServerConfig,
+) -> TlsTestServer<(Result<String, End>, Result<(), End>)> {
+    TlsTestServer::start(
+        selector,
+        config,
+        |mut tls: TlsSocket, reporter| async move {
+            let mut input = tls.open_read_channel().unwrap();
+            let mut output = tls.open_write_channel(false).unwrap();
+            let end = next_line(&mut input).await;
+            let written = async {
+                let mut sent = 0u64;
+                while sent < BULK {
+                    let n = (BULK - sent).min(9_001);
+                    let chunk: Vec<u8> = (sent..sent + n).map(bulk_byte).collect();
+                    output.write_fully(&chunk).await?;
+                    sent += n;
+                }
+                output.flush_and_close().await
+            }
+            .await
+            .map_err(|e| end_of(&e));
+            tls.close();
+            reporter.report((end, written));
+        },
+    )
+    .await
+}
+
 /// How many KeyUpdates JSSE's log says it sent and received.
 fn key_updates(log: &[String]) -> (usize, usize) {
     let count = |what: &str| log.iter().filter(|l| l.contains(what)).count();
@@ -516,7 +548,9 @@ fn key_updates(log: &[String]) -> (usize, usize) {
 /// KeyUpdates both ways across megabytes, JSSE the client: JSSE sends 4 MiB while it reads
 /// our server's echo of them, updating its keys after every record once 4 KiB went either way
 /// (`jdk.tls.keyLimits`) and asking our server to update its own; every byte comes back, in
-/// order, and the session ends cleanly both ways. JSSE's log shows hundreds of its KeyUpdates
+/// order, and the session ends cleanly both ways. Then JSSE half-closes first and reads 4 MiB
+/// our server writes after that (JSSE's read limits ask for no KeyUpdate then): every byte
+/// arrives, and the session ends cleanly. JSSE's log shows hundreds of its KeyUpdates
 /// and some of ours (rustls answers requests that arrive together with one KeyUpdate).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_updates_every_few_kib_across_megabytes_with_a_jsse_client() {
@@ -524,8 +558,12 @@ async fn key_updates_every_few_kib_across_megabytes_with_a_jsse_client() {
     let files = pki.temp_files();
     let selector = SelectorManager::new();
     let mut server = echo_server(&selector, pki.server_config().build().unwrap()).await;
-    let step = format!("bulk/{}/TLSv1.3/{BULK}", server.port());
-    let Some(mut jvm) = jsse_client(&files, &files.ca, &KEY_UPDATES_EVERY_4_KIB, &[step]) else {
+    let mut flood = flood_server(&selector, pki.server_config().build().unwrap()).await;
+    let steps = [
+        format!("bulk/{}/TLSv1.3/{BULK}", server.port()),
+        format!("flood/{}/TLSv1.3/{BULK}", flood.port()),
+    ];
+    let Some(mut jvm) = jsse_client(&files, &files.ca, &KEY_UPDATES_EVERY_4_KIB, &steps) else {
         return;
     };
     let said = step_lines(&mut jvm, "bulk");
@@ -536,6 +574,19 @@ async fn key_updates_every_few_kib_across_megabytes_with_a_jsse_client() {
         [
             java_session("TLSv1.3", &session, false, 2),
             format!("BULK received={BULK} first-bad=-1"),
+        ]
+    );
+    // JSSE's half-close first: our server writes after it, and JSSE's reads make it update
+    // its keys and ask for ours, though it cannot send its KeyUpdates any more.
+    let said = step_lines(&mut jvm, "flood");
+    let (end, written) = flood.next().await.expect("our server's handshake");
+    assert_eq!(end, Ok("END".to_owned()));
+    assert_eq!(written, Ok(()));
+    assert_eq!(
+        said,
+        [
+            "HALF-CLOSED".to_owned(),
+            format!("FLOOD received={BULK} first-bad=-1"),
         ]
     );
     let exit = jvm.finish();
@@ -827,14 +878,17 @@ async fn jsse_server_refusing_cutting_or_renegotiating_ends_typed_on_our_client(
 /// KeyUpdates both ways across megabytes, JSSE the server: our client sends 4 MiB while it
 /// reads JSSE's echo of them, JSSE updating its keys after every record once 4 KiB went
 /// either way and asking ours to update; every byte comes back in order, and our
-/// `close_notify` gets JSSE's (a clean end) after the last of them.
+/// `close_notify` gets JSSE's (a clean end) after the last of them. Then JSSE writes after our
+/// half-close, and ends the session at its first key limit (JSSE's, see below): what it sent
+/// arrives exactly, then a clean end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_updates_every_few_kib_across_megabytes_with_a_jsse_server() {
     let pki = Pki::generate();
     let files = pki.temp_files();
     let selector = SelectorManager::new();
-    let Some((mut jvm, port)) = jsse_server(&files, &KEY_UPDATES_EVERY_4_KIB, &["bulk/TLSv1.3"])
-    else {
+    let flood = format!("flood/TLSv1.3/{BULK}");
+    let steps = ["bulk/TLSv1.3", flood.as_str()];
+    let Some((mut jvm, port)) = jsse_server(&files, &KEY_UPDATES_EVERY_4_KIB, &steps) else {
         return;
     };
     let config = our_client_config(&pki, TlsVersion::Tls13, false, false);
@@ -882,6 +936,40 @@ async fn key_updates_every_few_kib_across_megabytes_with_a_jsse_server() {
             java_session("TLSv1.3", &session, false, 0),
             format!("ECHOED {BULK}")
         ]
+    );
+    // Our half-close first, then JSSE writes 4 MiB. JSSE 17 cannot update its keys once it has
+    // read our close_notify: at its first key limit it ends the session instead (its
+    // KeyUpdate would start a "handshake", which it refuses on a closed input), with a
+    // close_notify, and its write fails. That is JSSE's (its own comment allows key updates on
+    // a write-only connection); ours is to deliver every byte JSSE sent, exactly, then report
+    // the clean end its close_notify is.
+    let config = our_client_config(&pki, TlsVersion::Tls13, false, false);
+    let mut tls = within(connect(&selector, "127.0.0.1", port, config))
+        .await
+        .unwrap();
+    let mut input = tls.open_read_channel().unwrap();
+    let mut output = tls.open_write_channel(false).unwrap();
+    output.flush_and_close().await.unwrap();
+    let mut buffer = vec![0u8; 13_000];
+    let mut received = 0u64;
+    loop {
+        let n = within(input.read_available(&mut buffer)).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        for (i, byte) in buffer[..n].iter().enumerate() {
+            let at = received + i as u64;
+            assert_eq!(*byte, bulk_byte(at), "byte {at}");
+        }
+        received += n as u64;
+    }
+    assert!(received > 0 && received < BULK, "{received}");
+    tls.close();
+    let said = step_lines(&mut jvm, "flood");
+    assert_eq!(said[0], "CLIENT-CLOSED -1");
+    assert!(
+        said[1].starts_with("FAILED java.net.SocketException"),
+        "{said:?}"
     );
     let exit = jvm.finish();
     assert!(exit.status.success(), "{exit:#?}");
