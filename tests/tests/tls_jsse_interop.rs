@@ -277,7 +277,8 @@ fn jsse_client(
 /// own `close_notify` ends its reads. Then STARTTLS (plain lines, then JSSE layered on the same
 /// connection), and session resumption: JSSE resumes its TLS 1.2 session (the same session ID)
 /// and its TLS 1.3 one (our server accepts its PSK, as JSSE's log says: JSSE gives a resumed
-/// TLS 1.3 session a new ID).
+/// TLS 1.3 session a new ID), and our server still reports the client certificate JSSE
+/// presented in the first handshake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jsse_client_against_our_server() {
     let pki = Pki::generate();
@@ -304,8 +305,8 @@ async fn jsse_client_against_our_server() {
     ];
     let mut steps = talks.to_vec();
     steps.push(format!("starttls/{starttls_port}/TLSv1.3"));
-    steps.push(format!("resume/{p}/TLSv1.2"));
-    steps.push(format!("resume/{p}/TLSv1.3"));
+    steps.push(format!("resume/{p}/TLSv1.2/cert"));
+    steps.push(format!("resume/{p}/TLSv1.3/cert"));
     let Some(mut jvm) = jsse_client(
         &files,
         &other_ca,
@@ -371,6 +372,10 @@ async fn jsse_client_against_our_server() {
             let view = server.next().await.expect("our server's handshake");
             assert_eq!(view.received, [format!("round {round}")], "{version}");
             assert_eq!(view.end, End::Clean, "{version}");
+            // The client's certificate, presented in the first handshake, is the resumed
+            // session's too.
+            let certificates = view.session.peer_certificates;
+            assert_eq!(certificates, 2, "{version} round {round}");
         }
         assert_eq!(
             said,
@@ -409,6 +414,8 @@ async fn jsse_client_against_our_server() {
 /// - JSSE closing the TCP connection without `close_notify` after a line: the line arrives,
 ///   then a truncation (not a clean end), TLS 1.3 and 1.2; while JSSE's `close()` (in TLS 1.3
 ///   a `user_canceled` warning, then `close_notify`) is a clean end;
+/// - no protocol in common with JSSE's ALPN list (`h2`, `http/1.1` against our `imap`):
+///   `NoApplicationProtocol`, and JSSE gets our `no_application_protocol` alert;
 /// - a TLS 1.2 renegotiation JSSE starts (`startHandshake` again): rustls answers with a
 ///   `no_renegotiation` warning and goes on; the line JSSE writes after its ClientHello still
 ///   arrives, then JSSE takes the warning as fatal (`received handshake warning`) and sends a
@@ -428,7 +435,13 @@ async fn jsse_client_refused_cut_or_renegotiating_ends_typed_on_our_server() {
         .build()
         .unwrap();
     let mut strict = line_server(&selector, required).await;
-    let (p, q) = (server.port(), strict.port());
+    let imap_only = pki
+        .server_config()
+        .alpn_protocols(["imap"])
+        .build()
+        .unwrap();
+    let mut picky = line_server(&selector, imap_only).await;
+    let (p, q, r) = (server.port(), strict.port(), picky.port());
     let steps = [
         format!("talk/{p}/TLSv1.3/untrusted"),
         format!("talk/{p}/TLSv1.2/untrusted"),
@@ -439,6 +452,8 @@ async fn jsse_client_refused_cut_or_renegotiating_ends_typed_on_our_server() {
         format!("renegotiate/{p}/TLSv1.2"),
         format!("close/{p}/TLSv1.3"),
         format!("close/{p}/TLSv1.2"),
+        format!("talk/{r}/TLSv1.3/alpn"),
+        format!("talk/{r}/TLSv1.2/alpn"),
     ];
     let Some(mut jvm) = jsse_client(&files, &other_ca, &[], &steps) else {
         return;
@@ -493,12 +508,27 @@ async fn jsse_client_refused_cut_or_renegotiating_ends_typed_on_our_server() {
         view.end,
         End::Failed(std::io::ErrorKind::InvalidData, Some(handshake_failure))
     );
-    for step in &steps[7..] {
+    for step in &steps[7..9] {
         let said = step_lines(&mut jvm, "close");
         assert_eq!(said, ["ANSWER Hello, closing!", "CLOSED"], "{step}");
         let view = server.next().await.expect("our server's handshake");
         assert_eq!(view.received, ["closing"], "{step}");
         assert_eq!(view.end, End::Clean, "{step}");
+    }
+    for step in &steps[9..] {
+        let said = step_lines(&mut jvm, "talk");
+        match picky.next().await {
+            Err(net_tls::Error::Handshake(net_tls::rustls::Error::NoApplicationProtocol)) => {}
+            other => panic!("{step}: {other:?}"),
+        }
+        assert_eq!(
+            said,
+            [
+                "FAILED javax.net.ssl.SSLHandshakeException: Received fatal alert: \
+              no_application_protocol"
+            ],
+            "{step}"
+        );
     }
     let exit = jvm.finish();
     assert!(exit.status.success(), "{exit:#?}");
@@ -719,6 +749,8 @@ async fn our_client_against_a_jsse_server() {
 /// - JSSE closing the TCP connection without `close_notify` after a line: the line, then a
 ///   truncation, TLS 1.3 and 1.2; while JSSE's `close()` (in TLS 1.3 a `user_canceled`
 ///   warning, then `close_notify`) is a clean end;
+/// - no protocol in common with JSSE's ALPN list (our `h2` against its `http/1.1`): our
+///   handshake fails on its `no_application_protocol` alert;
 /// - a TLS 1.2 renegotiation JSSE asks for (HelloRequest): rustls answers `no_renegotiation`
 ///   and goes on; the line JSSE wrote after asking arrives, then JSSE takes the warning as
 ///   fatal and sends `handshake_failure`, which ends our read with kind `InvalidData`.
@@ -737,6 +769,8 @@ async fn jsse_server_refusing_cutting_or_renegotiating_ends_typed_on_our_client(
         "renegotiate/TLSv1.2",
         "close/TLSv1.3",
         "close/TLSv1.2",
+        "refused/TLSv1.3/alpn",
+        "refused/TLSv1.2/alpn",
     ];
     let Some((mut jvm, port)) = jsse_server(&files, &[], &steps) else {
         return;
@@ -852,7 +886,7 @@ async fn jsse_server_refusing_cutting_or_renegotiating_ends_typed_on_our_client(
              warning: no_renegotiation",
         ]
     );
-    for step in &steps[7..] {
+    for step in &steps[7..9] {
         let (_, version) = protocol_of(step);
         let config = our_client_config(&pki, version, false, false);
         let mut tls = within(connect(&selector, "127.0.0.1", port, config))
@@ -869,6 +903,29 @@ async fn jsse_server_refusing_cutting_or_renegotiating_ends_typed_on_our_client(
             step_lines(&mut jvm, "close"),
             ["GOT before", "CLOSED"],
             "{step}"
+        );
+    }
+    let no_protocol = net_tls::rustls::Error::AlertReceived(
+        net_tls::rustls::AlertDescription::NoApplicationProtocol,
+    );
+    for step in &steps[9..] {
+        let (_, version) = protocol_of(step);
+        let config = pki
+            .client_config()
+            .server_name("localhost")
+            .protocol_versions(&[version])
+            .alpn_protocols(["h2"])
+            .build()
+            .unwrap();
+        match within(connect(&selector, "127.0.0.1", port, config)).await {
+            Err(net_tls::Error::Handshake(e)) => assert_eq!(e, no_protocol, "{step}"),
+            other => panic!("{step}: {other:?}"),
+        }
+        let said = step_lines(&mut jvm, "refused");
+        assert_eq!(said.len(), 1, "{step}: {said:?}");
+        assert!(
+            said[0].starts_with("FAILED javax.net.ssl.SSLHandshakeException"),
+            "{step}: {said:?}"
         );
     }
     let exit = jvm.finish();
