@@ -60,7 +60,6 @@ public class JssePeer {
 
     /** An SSLContext trusting the CA in `ca` (none: "-"), with the chain and key in PKCS#12. */
     static SSLContext context(String ca, String chain, String key) throws Exception {
-        TrustManager[] trust = null;
         KeyStore trusted = KeyStore.getInstance("PKCS12");
         trusted.load(null, null);
         if (!ca.equals("-")) {
@@ -72,7 +71,7 @@ public class JssePeer {
         TrustManagerFactory tmf =
                 TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
         tmf.init(trusted);
-        trust = tmf.getTrustManagers();
+        TrustManager[] trust = tmf.getTrustManagers();
         KeyManager[] keys = null;
         if (!chain.equals("-")) {
             byte[] pkcs8 = pemBlocks(key, "PRIVATE KEY").get(0);
@@ -259,7 +258,8 @@ public class JssePeer {
      * <li>`talk`: two lines (one of 20 000 bytes), their answers, then `shutdownOutput`
      *     (close_notify) and the lines that still come;
      * <li>`resume`: two connections with the same context, each with one line; prints
-     *     whether the second session is the first one resumed;
+     *     whether the second session has the first one's ID (`RESUMED true`: a resumed TLS
+     *     1.2 session; JSSE gives a resumed TLS 1.3 session an ID of its own);
      * <li>`bulk`: BYTES (the flag) written while the answer is read and compared;
      * <li>`flood`: `shutdownOutput` at once, then BYTES (the flag) read and compared;
      * <li>`renegotiate`: a line, then a renegotiation, then a line;
