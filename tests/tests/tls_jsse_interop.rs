@@ -4,15 +4,18 @@
 //! (compiled once per test binary with `javac`, run with `java`).
 //!
 //! Checked, each time from both ends: the session TLS 1.3 and 1.2 negotiate (version, suite,
-//! ALPN, the client's certificate in PKCS#12), certificate checks that fail on either side
-//! (typed errors on ours), `close_notify` both ways and the TLS 1.3 half-close, a TCP close
-//! without `close_notify` (a truncation for us), session resumption by JSSE, KeyUpdates that
-//! JSSE forces every 4 KiB (`jdk.tls.keyLimits`) across megabytes both ways, byte for byte,
-//! a TLS 1.2 renegotiation asked by JSSE (which rustls refuses), and STARTTLS.
+//! ALPN, the client's certificate in PKCS#12), failures on either side (certificates, ALPN:
+//! typed errors on ours), `close_notify` both ways and the TLS 1.3 half-close, JSSE's
+//! `close()` (`user_canceled`, then `close_notify`: a clean end), a TCP close without
+//! `close_notify` (a truncation for us), session resumption both ways, KeyUpdates that JSSE
+//! forces (`jdk.tls.keyLimits` of 4 KiB: one after every record) across megabytes both ways,
+//! byte for byte, a TLS 1.2 renegotiation asked by JSSE (which rustls refuses), and STARTTLS.
+//! What is JSSE's own behaviour (no SNI for `localhost` unless set, no half-close in TLS 1.2,
+//! no KeyUpdate once its input is closed) is said where a test meets it.
 //!
 //! Needs a JDK (`java` and `javac`; Debian: `default-jdk-headless`); without one every test
-//! says why (the kit's `skipped`) and passes. Each test starts one JVM (two for the key
-//! updates) and runs all its connections in it, as the JVM takes a second or so to start.
+//! says why (the kit's `skipped`) and passes. Each test starts one JVM and runs all its
+//! connections in it, as the JVM takes a second or so to start.
 
 use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
 use net_sockets::{SelectorManager, a_socket};
