@@ -8,9 +8,18 @@
 //! blocking pool's). The heap is counted by a counting global allocator that the test binary
 //! installs (`stats_alloc`; the workspace forbids `unsafe`): its live bytes are given to
 //! [`Leaks::new`], and the counts being process-wide, such a binary holds a single `#[test]`.
+//! [`count_spans`] installs a tracing subscriber that keeps each span, with 1 KiB of heap,
+//! until its last handle closes it: a span left open then shows in the heap too.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
 
 use crate::probe::fd_count;
 use crate::within;
@@ -189,5 +198,94 @@ impl Leaks {
                 };
             }
         }
+    }
+}
+
+/// A tracing subscriber that keeps each span until its last handle closes it, as
+/// `tracing-subscriber`'s registry does, with 1 KiB of heap: installed as the global default by
+/// [`count_spans`], a span that outlives its connection shows in the heap a leak check counts
+/// (no subscriber, the default, makes spans that hold nothing).
+#[derive(Debug, Default)]
+pub struct SpanCount {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, OpenSpan>>,
+}
+
+/// An open span's handles, and the heap it holds.
+#[derive(Debug)]
+struct OpenSpan {
+    handles: usize,
+    _held: Box<[u8]>,
+}
+
+impl SpanCount {
+    /// The spans open now.
+    pub fn open(&self) -> usize {
+        lock(&self.open).len()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Installs a [`SpanCount`] as the process's global tracing subscriber (once per process: the
+/// test binary holds a single test) and returns it.
+pub fn count_spans() -> Arc<SpanCount> {
+    let count = Arc::new(SpanCount::default());
+    tracing::subscriber::set_global_default(Counting(Arc::clone(&count)))
+        .expect("no global subscriber installed before");
+    count
+}
+
+struct Counting(Arc<SpanCount>);
+
+impl Subscriber for Counting {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        let id = self.0.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let span = OpenSpan {
+            handles: 1,
+            _held: vec![0u8; 1024].into_boxed_slice(),
+        };
+        lock(&self.0.open).insert(id, span);
+        Id::from_u64(id)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, _: &Event<'_>) {}
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+
+    fn clone_span(&self, id: &Id) -> Id {
+        if let Some(span) = lock(&self.0.open).get_mut(&id.into_u64()) {
+            span.handles += 1;
+        }
+        id.clone()
+    }
+
+    fn try_close(&self, id: Id) -> bool {
+        let mut open = lock(&self.0.open);
+        let Some(span) = open.get_mut(&id.into_u64()) else {
+            return false;
+        };
+        span.handles -= 1;
+        if span.handles > 0 {
+            return false;
+        }
+        open.remove(&id.into_u64());
+        true
     }
 }
