@@ -12,6 +12,9 @@
 //! - `cargo xtask soak-mix [--minutes N] [--workers W]` — W workers churning connections of
 //!   every kind (TCP, TLS, UDP, Unix, PROXY headers, resets, half-closes) through one server
 //!   process for N minutes; checks its memory, descriptors and tasks (see `RELIABILITY.md`).
+//! - `cargo xtask sanitize [--asan] [--tsan]` — the libraries' tests and net-tests' lifecycle
+//!   and concurrency tests under AddressSanitizer and ThreadSanitizer (nightly with `rust-src`;
+//!   skipped, saying why, without). Long builds, so not part of `ci`.
 
 use std::env;
 use std::ffi::OsStr;
@@ -23,13 +26,15 @@ mod bench;
 mod ci;
 mod fuzz;
 mod interop;
+mod sanitize;
 mod soak;
 mod soak_mix;
 
 const USAGE: &str = "usage: cargo xtask ci | bench [--smoke] [--list] [SCENARIO…] [-- NETBENCH-OPTIONS] \
                      | interop | fuzz [--seconds N] [--list] [TARGET…] \
-                     | soak [--minutes N] [--conns C] [--port P] | soak-mix [--minutes N] [--workers W]   \
-                     (soak, soak-mix: minutes long, not in ci)";
+                     | soak [--minutes N] [--conns C] [--port P] | soak-mix [--minutes N] [--workers W] \
+                     | sanitize [--asan] [--tsan] [--list]   \
+                     (soak, soak-mix, sanitize: minutes long, not in ci)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -40,6 +45,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("soak") => soak::run(&args[1..]),
         Some("soak-mix") => soak_mix::run(&args[1..]),
+        Some("sanitize") => sanitize::run(&args[1..]),
         // Asked for: the usage on stdout, and success.
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
