@@ -30,6 +30,13 @@ use crate::{describe, project_root, target_dir};
 /// closes, shutdowns and cancellations against reads and writes, split TLS sessions between a
 /// reader and a writer task, swap wakers, and run user code that panics, on multi-thread
 /// runtimes, without long timing loops.
+///
+/// Left out: `sockets_close_waits_for_release`, whose check that a connect is refused once a
+/// listener's close returned fails now and then under TSan (2 runs in 12, each in its first
+/// round; never in 16 with `report_bugs=0`). When TSan first symbolizes a report it forks
+/// `llvm-symbolizer`, and the child, before its `exec`, closes descriptors one by one up to
+/// `RLIMIT_NOFILE` (20,055 `close` calls under strace), holding a copy of every descriptor of
+/// the test process meanwhile: a listener closed then keeps accepting.
 const NET_TESTS: &[&str] = &[
     "sockets_close_races",
     "failure_state_parity",
