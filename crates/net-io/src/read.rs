@@ -34,6 +34,10 @@ const MAX_STEP: usize = 64 * 1024;
 /// item grew the buffer (see `take`).
 const ZERO_COPY_MIN: usize = 1024;
 
+/// The room lent to a decoder when the channel has no buffer (see `decode_with`): an
+/// allocation, so that the buffer's pointer points into memory.
+const LENT: usize = 1;
+
 /// A buffer grown past this (by a large item: a long line, `read_bytes` of a large count) is
 /// given back once it holds at most `MAX_STEP` bytes (what is left after the item: the start of
 /// the next one, moved to a usual buffer; for a decoder, once it is empty), before the next
@@ -1715,16 +1719,35 @@ impl ByteReadChannel {
     /// Runs a decoder's `decode` on the buffer. A decoder only consumes (tokio-util's do); bytes
     /// one puts in count as received, so that the count of what was read stays whole, also
     /// when the decoder panics after it put them in (the count is kept as it unwinds).
+    ///
+    /// A channel without a buffer (a new one, one of no bytes, one that gave its room back)
+    /// holds an empty `BytesMut` whose pointer dangles, which `FramedRead` never hands a
+    /// decoder and which a decoder may pass where a pointer must be valid even for no bytes
+    /// (tokio-util's `LinesCodec` to the C library's `memchr`: undefined behaviour). Such a
+    /// decoder is lent a buffer of `LENT` byte instead, dropped after it if still empty: an
+    /// idle channel still holds no buffer.
     fn decode_with<T>(&mut self, decode: impl FnOnce(&mut BytesMut) -> T) -> T {
         // A decoder may change bytes in place, which would leave a partial item's scan wrong.
         self.resume_live = false;
         let bytes = self.buf.bytes_mut();
+        let lent = bytes.capacity() == 0;
+        if lent {
+            *bytes = BytesMut::with_capacity(LENT);
+        }
         let counted = PutIn {
             len: bytes.len(),
             bytes,
             received: &mut self.received,
         };
-        decode(counted.bytes)
+        let decoded = decode(counted.bytes);
+        drop(counted);
+        if lent {
+            let bytes = self.buf.bytes_mut();
+            if bytes.is_empty() && bytes.capacity() <= LENT {
+                *bytes = BytesMut::new();
+            }
+        }
+        decoded
     }
 
     /// Takes `n` buffered bytes: a run of at least `ZERO_COPY_MIN` shares the buffer's
