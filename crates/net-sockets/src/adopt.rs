@@ -381,6 +381,15 @@ unsafe fn take_inherited(fd: RawFd) -> OwnedFd {
 mod platform_tests {
     use super::*;
 
+    /// A descriptor that is not open (one a `LISTEN_FDS` counting more than systemd passed
+    /// names) is no inherited listener: found out by `fcntl` alone, never borrowed. (Miri
+    /// runs this test: the `unsafe` check is reached without a socket.)
+    #[test]
+    fn a_descriptor_that_is_not_open_is_no_inherited_listener() {
+        // No process has a descriptor this high (past any `RLIMIT_NOFILE`).
+        assert!(!is_inherited_listener(RawFd::MAX));
+    }
+
     /// What the other platforms' ways find (the family by `getsockname`, `SO_ACCEPTCONN` by
     /// `getsockopt`) agrees with Linux's (`SO_DOMAIN`, socket2's), on every kind of socket
     /// adoption meets: unbound, bound, listening, connected and accepted, TCP over IPv4 and
