@@ -15,6 +15,8 @@
 //! - `cargo xtask sanitize [--asan] [--tsan]` — the libraries' tests and net-tests' lifecycle
 //!   and concurrency tests under AddressSanitizer and ThreadSanitizer (nightly with `rust-src`;
 //!   skipped, saying why, without). Long builds, so not part of `ci`.
+//! - `cargo xtask miri [--tree-borrows] [--seeds N] [SUITE…]` — the in-memory tests under Miri
+//!   (nightly; skipped, with the reason, where `cargo +nightly miri` is missing). Not in `ci`.
 
 use std::env;
 use std::ffi::OsStr;
@@ -26,6 +28,7 @@ mod bench;
 mod ci;
 mod fuzz;
 mod interop;
+mod miri;
 mod sanitize;
 mod soak;
 mod soak_mix;
@@ -33,8 +36,9 @@ mod soak_mix;
 const USAGE: &str = "usage: cargo xtask ci | bench [--smoke] [--list] [SCENARIO…] [-- NETBENCH-OPTIONS] \
                      | interop | fuzz [--seconds N] [--list] [TARGET…] \
                      | soak [--minutes N] [--conns C] [--port P] | soak-mix [--minutes N] [--workers W] \
-                     | sanitize [--asan] [--tsan] [--list]   \
-                     (soak, soak-mix, sanitize: minutes long, not in ci)";
+                     | sanitize [--asan] [--tsan] [--list] \
+                     | miri [--tree-borrows] [--seeds N] [--list] [SUITE…]   \
+                     (soak, soak-mix, sanitize, miri: minutes long, not in ci)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Some("soak") => soak::run(&args[1..]),
         Some("soak-mix") => soak_mix::run(&args[1..]),
         Some("sanitize") => sanitize::run(&args[1..]),
+        Some("miri") => miri::run(&args[1..]),
         // Asked for: the usage on stdout, and success.
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
