@@ -938,7 +938,7 @@ async fn jsse_server_refusing_cutting_or_renegotiating_ends_typed_on_our_client(
 /// KeyUpdates both ways across megabytes, JSSE the server: our client sends 4 MiB while it
 /// reads JSSE's echo of them, JSSE updating its keys after every record once 4 KiB went
 /// either way and asking ours to update; every byte comes back in order, and our
-/// `close_notify` gets JSSE's (a clean end) after the last of them. Then JSSE writes after our
+/// `close_notify`, sent once they all came back, gets JSSE's (a clean end). Then JSSE writes after our
 /// half-close, and ends the session at its first key limit (JSSE's, see below): what it sent
 /// arrives exactly, then a clean end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -958,6 +958,9 @@ async fn key_updates_every_few_kib_across_megabytes_with_a_jsse_server() {
     let session = SessionView::of(&tls);
     let mut input = tls.open_read_channel().unwrap();
     let mut output = tls.open_write_channel(false).unwrap();
+    // Our close_notify only once the whole echo came back: JSSE 17, once it has read it, fails
+    // its next write at a key limit ("Socket has been closed or broken", seen 1 run in 7).
+    let echoed = tokio::sync::Notify::new();
     let write = async {
         let mut sent = 0u64;
         while sent < BULK {
@@ -966,6 +969,8 @@ async fn key_updates_every_few_kib_across_megabytes_with_a_jsse_server() {
             output.write_fully(&chunk).await.unwrap();
             sent += n;
         }
+        output.flush().await.unwrap();
+        echoed.notified().await;
         output.flush_and_close().await.unwrap();
     };
     let read = async {
@@ -985,6 +990,9 @@ async fn key_updates_every_few_kib_across_megabytes_with_a_jsse_server() {
                 );
             }
             received += n as u64;
+            if received == BULK {
+                echoed.notify_one();
+            }
         }
     };
     let ((), received) = within(async { tokio::join!(write, read) }).await;
