@@ -139,10 +139,29 @@ mod tests {
         assert_eq!(stat_ticks("no command here"), None);
     }
 
+    /// The spin is measured on this thread's own CPU clock, not the wall clock: on a loaded
+    /// machine 30 ms of wall time could hold less than a tick of CPU time (CI failed so).
     #[test]
     fn this_process_has_spent_cpu_time() {
-        let spin = std::time::Instant::now();
-        while spin.elapsed() < std::time::Duration::from_millis(30) {}
+        let thread_cpu = || {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `now` is a valid, writable timespec.
+            #[allow(unsafe_code)]
+            let done = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+            assert_eq!(done, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+            std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+        };
+        let wall = std::time::Instant::now();
+        let start = thread_cpu();
+        while thread_cpu() - start < 5 * CLOCK_TICK {
+            assert!(
+                wall.elapsed() < std::time::Duration::from_secs(60),
+                "no CPU time in 60 s"
+            );
+        }
         assert!(process_cpu(std::process::id()) >= CLOCK_TICK);
     }
 }
