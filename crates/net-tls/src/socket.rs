@@ -36,7 +36,9 @@ use crate::{Error, Result, TlsConfig, TlsServerConfig, TlsVersion};
 ///   socket cannot take at once is sent as it drains), then closes the socket. After a write,
 ///   flush or write timeout failed, or while the write channel still holds bytes it did not
 ///   send (or threw some away), or while a write of it is under way in another task and
-///   the session has not taken all of its bytes (any of them may have left), it sends no
+///   the session has not taken all of its bytes (any of them may have left), or once the
+///   session failed (a read found the peer's fatal alert, or a record that broke the
+///   protocol; a fatal alert rustls owes the peer still goes), it sends no
 ///   `close_notify`, so the peer sees the stream end truncated instead of cleanly; a write
 ///   that starts as the close runs fails having sent nothing, also one that would only add
 ///   to the write channel's buffer. A write whose bytes the session took, all of them, and
@@ -682,12 +684,20 @@ impl Transport for TlsSession {
         let stream = &mut locked.stream;
         // A record that fails the session here needs no report: reads fail with the close.
         receive_own(stream);
+        // A session the peer failed (its fatal alert, a record that broke the protocol, taken
+        // in by a read or just now) has no clean end, as a shutdown finds (`poll_shutdown`):
+        // no `close_notify`, which rustls would still queue where it sent no fatal alert of
+        // its own (for `MessageInterleavedWithHandshakeMessage` it sends none). What it owes
+        // the peer (such an alert) still goes.
+        let clean = session_failure(stream).is_none();
         self.ended.store(true, Ordering::Release);
         // From here until the socket is closed, a shutdown would find nothing left in the
         // session and send its FIN before the records taken below.
         self.closed.store(true, Ordering::Release);
         if held {
-            stream.get_mut().1.send_close_notify();
+            if clean {
+                stream.get_mut().1.send_close_notify();
+            }
             // After the held-back answers, as the connection's last message.
             return Ending::GracefulAfter(take_owed(stream).into());
         }
@@ -701,7 +711,9 @@ impl Transport for TlsSession {
         if written.is_empty() {
             link.ending();
         }
-        stream.get_mut().1.send_close_notify();
+        if clean {
+            stream.get_mut().1.send_close_notify();
+        }
         if !written.is_empty() {
             return Ending::GracefulAfterWritten(written.into(), take_owed(stream).into());
         }

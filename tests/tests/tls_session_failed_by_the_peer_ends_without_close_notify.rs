@@ -1,0 +1,131 @@
+//! A TLS 1.3 session that a read found failed by the peer, where rustls queued no fatal alert
+//! of its own, ends without `close_notify` when our side closes: a handshake message split over
+//! two records with application data between them (tlsfuzzer's `test-tls13-keyupdate`, "1/4
+//! fragmented keyupdate msg, appdata between": RFC 8446 §5.1 forbids the interleaving, and
+//! rustls fails the session with `MessageInterleavedWithHandshakeMessage` but sends no alert),
+//! and the peer's own fatal alert (RFC 8446 §6.2: both sides close at once). The read fails
+//! typed; the close sends no `close_notify`, so the peer never reads a clean end of a session
+//! that its misbehaviour ended (as a shutdown of the write side sends nothing then).
+
+use std::io;
+use std::sync::Arc;
+
+use net_sockets::SelectorManager;
+use net_tests::pki::TestCa;
+use net_tests::records::{ClientSecret, RecordWriter, secret_logging_client};
+use net_tests::tls::rustls_error;
+use net_tests::within;
+use net_tls::TlsExt;
+use net_tls::rustls::{self, ClientConnection, ContentType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A TLS 1.3 client's raw TCP stream and its session (which reads our records), a writer of
+/// its records by hand, and our server's side of the connection.
+async fn raw_peer(
+    selector: &SelectorManager,
+    ca: &TestCa,
+) -> (
+    tokio::net::TcpStream,
+    ClientConnection,
+    RecordWriter,
+    net_tls::TlsSocket,
+) {
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let listener = net_tests::loopback::tcp_listener(selector).await;
+    let port = listener.port().unwrap();
+    let secret = Arc::new(ClientSecret::default());
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        tokio_rustls::TlsConnector::from(secret_logging_client(ca, Arc::clone(&secret)))
+            .connect(net_tests::tls::localhost(), tcp)
+            .await
+            .expect("the client's handshake")
+    };
+    let accept = async {
+        listener
+            .accept()
+            .await
+            .unwrap()
+            .tls_server(&config)
+            .await
+            .expect("the server handshake")
+    };
+    let (client, server) = within(async { tokio::join!(connect, accept) }).await;
+    let (tcp, conn) = client.into_inner();
+    let secret = secret.0.lock().unwrap().clone().unwrap();
+    (tcp, conn, RecordWriter::new(&secret), server)
+}
+
+/// The client sends what `write` makes; our server's read fails with `expected` (kind
+/// `InvalidData`), and then it closes. Whether what the client then reads to the end holds our
+/// `close_notify`.
+async fn close_after_failed_read(
+    what: &str,
+    expected: &rustls::Error,
+    write: impl FnOnce(&mut RecordWriter, &mut Vec<u8>),
+) -> bool {
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("failed session ca");
+    let (mut tcp, mut conn, mut records, mut server) = raw_peer(&selector, &ca).await;
+    let mut bytes = Vec::new();
+    write(&mut records, &mut bytes);
+    within(tcp.write_all(&bytes)).await.unwrap();
+    let mut input = server.open_read_channel().unwrap();
+    let mut buf = [0u8; 64];
+    let e = within(input.read_available(&mut buf))
+        .await
+        .expect_err(what);
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{what}: {e:?}");
+    assert_eq!(rustls_error(&e), Some(expected), "{what}: {e:?}");
+    server.close();
+    let mut ours = Vec::new();
+    within(tcp.read_to_end(&mut ours))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the client's read of our end: {e}"));
+    let mut rest = &ours[..];
+    while !rest.is_empty() {
+        conn.read_tls(&mut rest).unwrap();
+        conn.process_new_packets()
+            .unwrap_or_else(|e| panic!("{what}: our records: {e}"));
+    }
+    selector.close();
+    conn.process_new_packets().unwrap().peer_has_closed()
+}
+
+/// A KeyUpdate split over two handshake records, with application data between them: the
+/// read fails with `MessageInterleavedWithHandshakeMessage`, and the close sends no
+/// `close_notify`.
+#[tokio::test]
+async fn a_handshake_message_interleaved_with_data_ends_the_session_without_close_notify() {
+    let expected = rustls::Error::PeerMisbehaved(
+        rustls::PeerMisbehaved::MessageInterleavedWithHandshakeMessage,
+    );
+    let clean = close_after_failed_read("interleaved", &expected, |records, out| {
+        // key_update(24), length 1, update_not_requested(0): its first byte, then the rest.
+        records.record(ContentType::Handshake, &[24], out);
+        records.record(ContentType::ApplicationData, b"between\n", out);
+        records.record(ContentType::Handshake, &[0, 0, 1, 0], out);
+    })
+    .await;
+    assert!(
+        !clean,
+        "our close sent close_notify after the peer broke the protocol"
+    );
+}
+
+/// The peer's fatal alert (`unexpected_message`): the read fails with `AlertReceived`, and the
+/// close sends no `close_notify`.
+#[tokio::test]
+async fn the_peers_fatal_alert_ends_the_session_without_close_notify() {
+    let expected = rustls::Error::AlertReceived(rustls::AlertDescription::UnexpectedMessage);
+    let clean = close_after_failed_read("fatal alert", &expected, |records, out| {
+        records.record(ContentType::Alert, &[2, 10], out);
+    })
+    .await;
+    assert!(
+        !clean,
+        "our close sent close_notify after the peer's fatal alert"
+    );
+}
