@@ -1,0 +1,212 @@
+//! What goes on the wire, counted by the kernel rather than seen through the API: Linux's
+//! `TCP_INFO` per socket (`tcpi_data_segs_in`, `tcpi_data_segs_out`: segments that carried
+//! data; `tcpi_notsent_bytes`: bytes written to the socket and not sent yet). The other tests
+//! observe our sockets through what a peer reads; these check the promises about segments:
+//! flush coalescing answers a burst of 16 pipelined requests in one segment (SPEC §4.4, plain
+//! and TLS), and, with `TCP_NODELAY` on as documented, each auto-flushed write is sent before
+//! it returns, even with the one before it not yet acknowledged (Nagle's algorithm would keep
+//! it back until the peer's delayed acknowledgement, some 40 ms later).
+//!
+//! A capture on `lo` (tcpdump) of the examples showed the same: the seed's `sockets-server`
+//! answers 16 pipelined lines with one 192-byte segment, a lone line at once (0.1 ms), and a
+//! writer-only task's writes each in a segment of its own as it writes.
+
+use std::os::fd::AsRawFd as _;
+
+use net_io::LineEnding;
+use net_sockets::{SelectorManager, Socket, Transport, a_socket};
+use net_tests::fault::raw_peer_of;
+use net_tests::loopback::tcp_listener;
+use net_tests::within;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The kernel's `TCP_INFO` of the socket `fd`.
+#[allow(unsafe_code)]
+fn tcp_info(fd: i32) -> libc::tcp_info {
+    // SAFETY: an all-zero `tcp_info` is valid (integers only).
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is valid and writable for `len` bytes, which `len` says.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info
+}
+
+/// `TCP_INFO` of one of our sockets.
+fn info_of<T: Transport>(socket: &Socket<T>) -> libc::tcp_info {
+    socket
+        .with_sock_ref(|s| Ok(tcp_info(s.as_raw_fd())))
+        .unwrap()
+}
+
+/// How many segments with data `peer` has received.
+fn segments_in(peer: &TcpStream) -> u32 {
+    tcp_info(peer.as_raw_fd()).tcpi_data_segs_in
+}
+
+/// The seed's server loop: greet, answer each line with `Hello, NAME!`.
+async fn greet<T: Transport>(mut socket: Socket<T>) {
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    output
+        .write_string_utf8("Please enter your name\n")
+        .await
+        .unwrap();
+    while let Ok(Some(name)) = input.read_line(1024, LineEnding::Default).await {
+        output
+            .write_string_utf8(&format!("Hello, {name}!\n"))
+            .await
+            .unwrap();
+    }
+}
+
+async fn read_exactly(peer: &mut TcpStream, text: &str) {
+    let mut buf = vec![0; text.len()];
+    within(peer.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&buf), text);
+}
+
+fn burst() -> String {
+    (0..16).map(|i| format!("n{i:02}\n")).collect()
+}
+
+fn answers() -> String {
+    (0..16).map(|i| format!("Hello, n{i:02}!\n")).collect()
+}
+
+/// The seed's server as shipped (coalescing on by default): the greeting is one segment, 16
+/// pipelined requests sent in one segment are answered with one segment, and a lone request's
+/// answer is one segment, sent at once.
+#[tokio::test]
+async fn sixteen_pipelined_requests_are_answered_in_one_segment() {
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let (mut peer, accepted) = raw_peer_of(&server).await;
+    let serving = tokio::spawn(greet(accepted));
+    read_exactly(&mut peer, "Please enter your name\n").await;
+    assert_eq!(segments_in(&peer), 1, "segments for the greeting");
+    peer.write_all(burst().as_bytes()).await.unwrap();
+    read_exactly(&mut peer, &answers()).await;
+    assert_eq!(segments_in(&peer), 2, "segments for 16 answers to a burst");
+    peer.write_all(b"lone\n").await.unwrap();
+    read_exactly(&mut peer, "Hello, lone!\n").await;
+    assert_eq!(segments_in(&peer), 3, "segments for a lone answer");
+    drop(peer);
+    within(serving).await.unwrap();
+}
+
+/// Over TLS too: the 16 answers' records leave together, in one segment.
+#[tokio::test]
+async fn a_tls_burst_of_sixteen_is_answered_in_one_segment() {
+    use net_tls::TlsExt;
+    let selector = SelectorManager::new();
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki.server_config().build().unwrap();
+    let server = tcp_listener(&selector).await;
+    let port = server.port().unwrap();
+    let serving = tokio::spawn(async move {
+        let socket = server.accept().await.unwrap();
+        greet(socket.tls_server(&server_config).await.unwrap()).await;
+    });
+    let client = a_socket(&selector)
+        .tcp()
+        .connect(("localhost", port))
+        .await
+        .unwrap();
+    let mut tls = within(client.tls(pki.client_config().build().unwrap()))
+        .await
+        .unwrap();
+    let mut input = tls.open_read_channel().unwrap();
+    let mut output = tls.open_write_channel(false).unwrap();
+    let greeting = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(greeting.as_deref(), Some("Please enter your name"));
+    // A lone request first: what the server sent after its handshake (session tickets) has
+    // arrived once its answer has.
+    output.write_string_utf8("warm\n").await.unwrap();
+    output.flush().await.unwrap();
+    let warm = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(warm.as_deref(), Some("Hello, warm!"));
+    let before = info_of(&tls).tcpi_data_segs_in;
+    output.write_string_utf8(&burst()).await.unwrap();
+    output.flush().await.unwrap();
+    for i in 0..16 {
+        let line = within(input.read_line(64, LineEnding::Default))
+            .await
+            .unwrap();
+        assert_eq!(line, Some(format!("Hello, n{i:02}!")));
+    }
+    assert_eq!(
+        info_of(&tls).tcpi_data_segs_in - before,
+        1,
+        "segments for the records of 16 answers to a TLS burst"
+    );
+    drop((tls, input, output));
+    within(serving).await.unwrap();
+}
+
+/// Request and answer in turn (the peer then acknowledges late, as a peer in an interactive
+/// exchange does), then two answers to one request: each write of an auto-flushing channel is
+/// sent before it returns, the second with the first unacknowledged, on an accepted socket and
+/// on a connected one (`no_delay` on by default; with `no_delay(false)` the second write's
+/// bytes stay unsent until the peer's acknowledgement).
+#[tokio::test]
+async fn each_auto_flushed_write_is_sent_before_it_returns() {
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let (peer, accepted) = raw_peer_of(&server).await;
+    answers_leave_at_once("accepted", peer, accepted).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (connected, peer) = within(async {
+        tokio::join!(
+            a_socket(&selector).tcp().connect(address),
+            listener.accept()
+        )
+    })
+    .await;
+    answers_leave_at_once("connected", peer.unwrap().0, connected.unwrap()).await;
+}
+
+async fn answers_leave_at_once(which: &str, mut peer: TcpStream, mut socket: Socket) {
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    for round in 0..6 {
+        peer.write_all(b"q\n").await.unwrap();
+        let request = within(input.read_line(16, LineEnding::Default))
+            .await
+            .unwrap();
+        assert_eq!(request.as_deref(), Some("q"));
+        for part in ["first", "second"] {
+            let before = info_of(&socket).tcpi_data_segs_out;
+            output
+                .write_string_utf8(&format!("{part} {round}\n"))
+                .await
+                .unwrap();
+            let after = info_of(&socket);
+            assert_eq!(
+                after.tcpi_notsent_bytes, 0,
+                "{which}: round {round}: the {part} answer's bytes were not sent as its write returned"
+            );
+            assert_eq!(
+                after.tcpi_data_segs_out - before,
+                1,
+                "{which}: round {round}: segments for the {part} answer"
+            );
+        }
+        read_exactly(&mut peer, &format!("first {round}\nsecond {round}\n")).await;
+    }
+}
