@@ -210,3 +210,89 @@ async fn answers_leave_at_once(which: &str, mut peer: TcpStream, mut socket: Soc
         read_exactly(&mut peer, &format!("first {round}\nsecond {round}\n")).await;
     }
 }
+
+/// Answers each line with itself, after a write of nothing, a write of an empty string and a
+/// flush with nothing to send.
+async fn echo_after_nothing<T: Transport>(mut socket: Socket<T>) {
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    while let Ok(Some(line)) = input.read_line(64, LineEnding::Default).await {
+        output.write_fully(&[]).await.unwrap();
+        output.write_string_utf8("").await.unwrap();
+        output.flush().await.unwrap();
+        output
+            .write_string_utf8(&format!("{line}\n"))
+            .await
+            .unwrap();
+    }
+}
+
+/// Writes of nothing and a flush with nothing to send put nothing on the wire: each answer
+/// after them comes as one segment of its own bytes only, plain, and over TLS as one record
+/// (no empty record before it: 5 bytes of header, the content type and a 16-byte tag).
+#[tokio::test]
+async fn writes_and_flushes_of_nothing_send_nothing() {
+    use net_tls::TlsExt;
+    let selector = SelectorManager::new();
+    let server = tcp_listener(&selector).await;
+    let (mut peer, accepted) = raw_peer_of(&server).await;
+    let serving = tokio::spawn(echo_after_nothing(accepted));
+    for i in 0..4 {
+        let before = tcp_info(peer.as_raw_fd());
+        peer.write_all(format!("r{i}\n").as_bytes()).await.unwrap();
+        read_exactly(&mut peer, &format!("r{i}\n")).await;
+        let after = tcp_info(peer.as_raw_fd());
+        let segments = after.tcpi_data_segs_in - before.tcpi_data_segs_in;
+        let bytes = after.tcpi_bytes_received - before.tcpi_bytes_received;
+        assert_eq!(
+            (segments, bytes),
+            (1, 3),
+            "plain: segments and bytes of answer {i}"
+        );
+    }
+    drop(peer);
+    within(serving).await.unwrap();
+
+    let pki = net_tests::pki::Pki::generate();
+    let server_config = pki.server_config().build().unwrap();
+    let port = server.port().unwrap();
+    let serving = tokio::spawn(async move {
+        let socket = server.accept().await.unwrap();
+        echo_after_nothing(socket.tls_server(&server_config).await.unwrap()).await;
+    });
+    let client = a_socket(&selector)
+        .tcp()
+        .connect(("localhost", port))
+        .await
+        .unwrap();
+    let mut tls = within(client.tls(pki.client_config().build().unwrap()))
+        .await
+        .unwrap();
+    let mut input = tls.open_read_channel().unwrap();
+    let mut output = tls.open_write_channel(true).unwrap();
+    // What the server sent after its handshake (session tickets) has arrived once the first
+    // answer has.
+    output.write_string_utf8("warm\n").await.unwrap();
+    let warm = within(input.read_line(64, LineEnding::Default))
+        .await
+        .unwrap();
+    assert_eq!(warm.as_deref(), Some("warm"));
+    for i in 0..4 {
+        let before = info_of(&tls);
+        output.write_string_utf8(&format!("r{i}\n")).await.unwrap();
+        let line = within(input.read_line(64, LineEnding::Default))
+            .await
+            .unwrap();
+        assert_eq!(line, Some(format!("r{i}")));
+        let after = info_of(&tls);
+        let segments = after.tcpi_data_segs_in - before.tcpi_data_segs_in;
+        let bytes = after.tcpi_bytes_received - before.tcpi_bytes_received;
+        assert_eq!(
+            (segments, bytes),
+            (1, 5 + 3 + 1 + 16),
+            "TLS: segments and bytes of answer {i}"
+        );
+    }
+    drop((tls, input, output));
+    within(serving).await.unwrap();
+}
