@@ -17,6 +17,9 @@
 //!   skipped, saying why, without). Long builds, so not part of `ci`.
 //! - `cargo xtask miri [--tree-borrows] [--seeds N] [SUITE…]` — the in-memory tests under Miri
 //!   (nightly; skipped, with the reason, where `cargo +nightly miri` is missing). Not in `ci`.
+//! - `cargo xtask coverage [--net-tests] [--html]` — the lines and regions of the libraries that
+//!   the tests execute (LLVM source-based coverage; skipped, with the reason, where rustup's
+//!   `llvm-tools` component is missing). Not in `ci`.
 
 use std::env;
 use std::ffi::OsStr;
@@ -26,6 +29,7 @@ use std::sync::OnceLock;
 
 mod bench;
 mod ci;
+mod coverage;
 mod fuzz;
 mod interop;
 mod miri;
@@ -37,8 +41,9 @@ const USAGE: &str = "usage: cargo xtask ci | bench [--smoke] [--list] [SCENARIO�
                      | interop | fuzz [--seconds N] [--list] [TARGET…] \
                      | soak [--minutes N] [--conns C] [--port P] | soak-mix [--minutes N] [--workers W] \
                      | sanitize [--asan] [--tsan] [--list] \
-                     | miri [--tree-borrows] [--seeds N] [--list] [SUITE…]   \
-                     (soak, soak-mix, sanitize, miri: minutes long, not in ci)";
+                     | miri [--tree-borrows] [--seeds N] [--list] [SUITE…] \
+                     | coverage [--net-tests] [--html]   \
+                     (soak, soak-mix, sanitize, miri, coverage: minutes long, not in ci)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
         Some("soak-mix") => soak_mix::run(&args[1..]),
         Some("sanitize") => sanitize::run(&args[1..]),
         Some("miri") => miri::run(&args[1..]),
+        Some("coverage") => coverage::run(&args[1..]),
         // Asked for: the usage on stdout, and success.
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
