@@ -1451,56 +1451,83 @@ async fn run_stuck_peers(ctx: &Ctx, report: &mut Report) {
         )
         .await;
 
-    let tport = timing_out.port().unwrap();
+    // Each run waits out the 100 ms socket timeout: four at a time, each with a listener of its
+    // own (so that each server times out on its own client), 4 x (20 + 15 + 50) lifecycles, 200
+    // of them between the last marks as in `check`, in a third of the time.
+    let mut timing_out_each = Vec::new();
+    for _ in 0..4 {
+        timing_out_each.push(
+            a_socket(&ctx.selector)
+                .tcp()
+                .socket_timeout(Duration::from_millis(100))
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap(),
+        );
+    }
+    let timing_out_each = &timing_out_each;
     report
-        .check(
-            "TLS write to a peer that reads nothing, socket_timeout",
+        .check_n(
+            "TLS write to a peer that reads nothing, socket_timeout (4 at a time)",
+            15,
+            50,
             |_| async move {
-                let connect = async {
-                    a_socket(&ctx.selector)
-                        .tcp()
-                        .receive_buffer_size(4096)
-                        .connect(("localhost", tport))
-                        .await
-                        .unwrap()
-                        .tls(ctx.client_config.clone())
-                        .await
-                };
-                let accept = async {
-                    timing_out
-                        .accept()
-                        .await
-                        .unwrap()
-                        .tls_server(&ctx.server_config)
-                        .await
-                };
-                let (client, server) = tokio::join!(connect, accept);
-                // The socket timeout covers the handshake's reads too: on a loaded machine
-                // the client may be slower than that, a lifecycle that ends there.
-                let mut server = match server {
-                    Ok(server) => server,
-                    Err(e) => {
-                        assert!(
-                            matches!(e, net_tls::Error::Socket(net_sockets::Error::Timeout)),
-                            "{e:?}"
-                        );
-                        return;
-                    }
-                };
-                let mut sout = server.open_write_channel(false).unwrap();
-                let big = vec![7u8; 64 * 1024];
-                let mut failed = false;
-                for _ in 0..200 {
-                    if sout.write_fully(&big).await.is_err() || sout.flush().await.is_err() {
-                        failed = true;
-                        break;
-                    }
-                }
-                assert!(failed);
-                drop((sout, server, client));
+                tokio::join!(
+                    tls_write_to_a_peer_that_reads_nothing(ctx, &timing_out_each[0]),
+                    tls_write_to_a_peer_that_reads_nothing(ctx, &timing_out_each[1]),
+                    tls_write_to_a_peer_that_reads_nothing(ctx, &timing_out_each[2]),
+                    tls_write_to_a_peer_that_reads_nothing(ctx, &timing_out_each[3]),
+                );
             },
         )
         .await;
+}
+
+/// A TLS server on `listener` (whose socket timeout is 100 ms) writes 64 KiB at a time to a
+/// client that reads nothing, until a write or flush fails.
+async fn tls_write_to_a_peer_that_reads_nothing(ctx: &Ctx, listener: &ServerSocket) {
+    let connect = async {
+        a_socket(&ctx.selector)
+            .tcp()
+            .receive_buffer_size(4096)
+            .connect(("localhost", listener.port().unwrap()))
+            .await
+            .unwrap()
+            .tls(ctx.client_config.clone())
+            .await
+    };
+    let accept = async {
+        listener
+            .accept()
+            .await
+            .unwrap()
+            .tls_server(&ctx.server_config)
+            .await
+    };
+    let (client, server) = tokio::join!(connect, accept);
+    // The socket timeout covers the handshake's reads too: on a loaded machine
+    // the client may be slower than that, a lifecycle that ends there.
+    let mut server = match server {
+        Ok(server) => server,
+        Err(e) => {
+            assert!(
+                matches!(e, net_tls::Error::Socket(net_sockets::Error::Timeout)),
+                "{e:?}"
+            );
+            return;
+        }
+    };
+    let mut sout = server.open_write_channel(false).unwrap();
+    let big = vec![7u8; 64 * 1024];
+    let mut failed = false;
+    for _ in 0..200 {
+        if sout.write_fully(&big).await.is_err() || sout.flush().await.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed);
+    drop((sout, server, client));
 }
 
 /// PROXY protocol listeners closed while connections wait for their header, or wait in the
