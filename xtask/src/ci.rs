@@ -56,6 +56,22 @@ const OTHER_TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "i686-unknown-lin
 /// (`net-tls`'s crypto provider's C code would need one for the target).
 const BUILD_ONLY_TARGETS: [&str; 2] = ["x86_64-apple-darwin", "x86_64-unknown-freebsd"];
 
+/// The case counts of `net-io`'s randomized tests on [`OTHER_TARGETS`]: a quarter of their
+/// defaults, which the test step runs natively. What differs on those targets (the C library,
+/// the width of `usize`) is met by every case alike; the full counts took about 40 of each
+/// target's 100 seconds of tests, a quarter about 12.
+const OTHER_TARGETS_CASES: [(&str, &str); 5] = [
+    ("WRITES_CASES", "250"),
+    ("COPIES_CASES", "75"),
+    ("RESUME_SEEDS", "500"),
+    ("RESUME_BIG_SEEDS", "3"),
+    ("WRITE_REVIEW_SEEDS", "125"),
+];
+
+/// How long `cargo xtask ci` runs each fuzz target, in seconds: a smoke run of every target
+/// (longer campaigns are `cargo xtask fuzz --seconds N`).
+const FUZZ_SECONDS: u32 = 10;
+
 /// Whether the standard library for `target` is installed (`rustup target add` installs it).
 fn target_installed(target: &str) -> bool {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
@@ -102,7 +118,8 @@ fn c_toolchain_missing(target: &str) -> Option<&'static str> {
     }
 }
 
-/// The three libraries' unit and integration tests, built for each of [`OTHER_TARGETS`] whose
+/// The three libraries' unit and integration tests (the randomized ones with
+/// [`OTHER_TARGETS_CASES`]), built for each of [`OTHER_TARGETS`] whose
 /// standard library and C compiler are installed (`.ci/run` installs them: the targets through
 /// rustup, `musl-tools` and `gcc-multilib` for ring's C code); a target without them is
 /// skipped, saying so. Then `net-io` and `net-sockets` checked for each of
@@ -143,7 +160,12 @@ fn other_targets(root: &std::path::Path) -> Result<Vec<String>> {
                 "--tests",
             ],
         );
-        println!("    {}", describe(&cmd));
+        cmd.envs(OTHER_TARGETS_CASES);
+        let cases: Vec<String> = OTHER_TARGETS_CASES
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        println!("    {} {}", cases.join(" "), describe(&cmd));
         let status = cmd.status().context("could not start cargo")?;
         if !status.success() {
             bail!("{target}: {status}; command: {}", describe(&cmd));
@@ -409,10 +431,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     // Every fuzz target briefly: hostile lengths and the line rules against the model, the
     // PROXY protocol header parser, address strings, PEM loading and TLS names.
     println!(
-        "==> [{}/{total}] fuzz targets, 20 s each: cargo xtask fuzz --seconds 20",
+        "==> [{}/{total}] fuzz targets, {FUZZ_SECONDS} s each: cargo xtask fuzz --seconds \
+         {FUZZ_SECONDS}",
         total - 2
     );
-    crate::fuzz::run(&["--seconds".to_owned(), "20".to_owned()])
+    crate::fuzz::run(&["--seconds".to_owned(), FUZZ_SECONDS.to_string()])
         .context("step `fuzz targets` failed")?;
     println!(
         "==> [{}/{total}] benchmark smoke run: cargo xtask bench --smoke",

@@ -1,6 +1,6 @@
 //! `cargo xtask fuzz --seconds N [TARGET…]`: runs each cargo-fuzz target in `fuzz/` for N
 //! seconds (default 60), one after the other, on stable Rust (`-s none`: no sanitizer).
-//! `cargo xtask ci` runs every target for 20 seconds.
+//! `cargo xtask ci` runs every target for 10 seconds.
 //!
 //! cargo-fuzz is installed with `cargo install cargo-fuzz --version 0.13.2 --locked` first if
 //! it is missing (about 22 s on the 2-core CI machine). The fuzz project is a workspace of its
