@@ -20,6 +20,9 @@
 //! - `cargo xtask coverage [--net-tests] [--html]` — the lines and regions of the libraries that
 //!   the tests execute (LLVM source-based coverage; skipped, with the reason, where rustup's
 //!   `llvm-tools` component is missing). Not in `ci`.
+//! - `cargo xtask msrv` — the libraries checked with Rust of their `rust-version` (1.85), the
+//!   whole workspace with the examples' and tests' (1.88); skipped, saying so, where rustup
+//!   lacks those toolchains. Not in `ci`.
 
 use std::env;
 use std::ffi::OsStr;
@@ -33,6 +36,7 @@ mod coverage;
 mod fuzz;
 mod interop;
 mod miri;
+mod msrv;
 mod sanitize;
 mod soak;
 mod soak_mix;
@@ -42,8 +46,8 @@ const USAGE: &str = "usage: cargo xtask ci | bench [--smoke] [--list] [SCENARIO�
                      | soak [--minutes N] [--conns C] [--port P] | soak-mix [--minutes N] [--workers W] \
                      | sanitize [--asan] [--tsan] [--list] \
                      | miri [--tree-borrows] [--seeds N] [--list] [SUITE…] \
-                     | coverage [--net-tests] [--html]   \
-                     (soak, soak-mix, sanitize, miri, coverage: minutes long, not in ci)";
+                     | coverage [--net-tests] [--html] | msrv   \
+                     (soak, soak-mix, sanitize, miri, coverage, msrv: minutes long, not in ci)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Some("sanitize") => sanitize::run(&args[1..]),
         Some("miri") => miri::run(&args[1..]),
         Some("coverage") => coverage::run(&args[1..]),
+        Some("msrv") => msrv::run(&args[1..]),
         // Asked for: the usage on stdout, and success.
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
