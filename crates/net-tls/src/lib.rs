@@ -480,7 +480,9 @@
 //! [`TlsConnection`] flushes, sends `close_notify` and FIN, and waits (up to a time you give)
 //! for the client to close too, so that no reply is lost to a reset. After a failed write
 //! neither sends `close_notify`, nor does `close` while the write channel still holds bytes it
-//! did not send (or after it threw some away, cancelled or dropped with bytes unsent): the
+//! did not send (or after it threw some away, cancelled or dropped with bytes unsent), or once
+//! a read found the session failed (the client's fatal alert, a record that broke the
+//! protocol; an alert rustls owes the client still goes): the
 //! client sees a cut stream ([`Truncated`] on its side, if it uses this crate), never a clean
 //! end. Dropping the socket without `close` sends no `close_notify` either, nor does a cut:
 //! the selector's close, the end of its runtime, or the end of a graceful shutdown's grace
