@@ -420,38 +420,49 @@ async fn an_optional_header_cut_short_after_its_signature_is_dropped_not_handed_
         ("v2, timeout", v2_start.clone(), false),
         ("v2, end", v2_start, true),
     ];
-    for (what, sent, end) in cases {
-        let (_selector, server, address) = listener(|b| {
-            b.proxy_protocol(ProxyProtocol::Optional)
-                .proxy_header_timeout(Duration::from_millis(300))
-        })
-        .await;
-        let mut client = TcpStream::connect(address).await.unwrap();
-        client.write_all(&sent).await.unwrap();
-        if end {
-            client.shutdown().await.unwrap();
-        }
-        // Ten times the header timeout: the header's read has given up long before.
-        if let Ok(accepted) = tokio::time::timeout(Duration::from_secs(3), server.accept()).await {
-            let accepted = accepted.unwrap();
-            panic!(
-                "{what}: a partial header was handed out as data, from {}",
-                accepted.remote_address()
-            );
-        }
-        // The client sees the connection end (an end or a reset), unanswered.
-        let mut rest = Vec::new();
-        let read = within(client.read_to_end(&mut rest)).await;
-        assert!(rest.is_empty(), "{what}: {rest:?}");
-        assert!(
-            read.is_ok()
-                || read
-                    .as_ref()
-                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
-            "{what}: {read:?}"
-        );
-        assert_eq!(server.stats().proxy_header_failures, 1, "{what}");
+    // The cases at once, each on a listener of its own: each waits out ten header timeouts.
+    let [a, b, c, d] = cases;
+    tokio::join!(
+        partial_header_dropped(a),
+        partial_header_dropped(b),
+        partial_header_dropped(c),
+        partial_header_dropped(d),
+    );
+}
+
+/// One case of [`an_optional_header_cut_short_after_its_signature_is_dropped_not_handed_out`]:
+/// `sent`, then the client's end if `end`.
+async fn partial_header_dropped((what, sent, end): (&str, Vec<u8>, bool)) {
+    let (_selector, server, address) = listener(|b| {
+        b.proxy_protocol(ProxyProtocol::Optional)
+            .proxy_header_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let mut client = TcpStream::connect(address).await.unwrap();
+    client.write_all(&sent).await.unwrap();
+    if end {
+        client.shutdown().await.unwrap();
     }
+    // Ten times the header timeout: the header's read has given up long before.
+    if let Ok(accepted) = tokio::time::timeout(Duration::from_secs(3), server.accept()).await {
+        let accepted = accepted.unwrap();
+        panic!(
+            "{what}: a partial header was handed out as data, from {}",
+            accepted.remote_address()
+        );
+    }
+    // The client sees the connection end (an end or a reset), unanswered.
+    let mut rest = Vec::new();
+    let read = within(client.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "{what}: {rest:?}");
+    assert!(
+        read.is_ok()
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{what}: {read:?}"
+    );
+    assert_eq!(server.stats().proxy_header_failures, 1, "{what}");
 }
 
 /// What `ss` shows of the receive queue of the connection from `client` to `server` (both on
