@@ -159,7 +159,7 @@ fn max_per_ip_closes_extra_connections_and_frees_places_when_they_close() {
 /// ones are counted in each line), and nothing more when nothing else is refused.
 #[test]
 fn a_connection_over_max_per_ip_makes_the_server_print_a_refusal_line() {
-    let (mut server, port, _first) = one_held_one_refused();
+    let (mut server, port, first) = one_held_one_refused();
     let line = server.stdout_line_where("the refusal line", |l| l.starts_with("Refused "));
     assert_eq!(line, "Refused 1 connection: over --max-per-ip");
 
@@ -169,6 +169,8 @@ fn a_connection_over_max_per_ip_makes_the_server_print_a_refusal_line() {
     let line = server.stdout_line_where("the second refusal line", |l| l.starts_with("Refused "));
     assert_eq!(line, "Refused 1 connection: over --max-per-ip");
 
+    // Gone before the shutdown, which would otherwise wait its 10 s grace period for it.
+    drop(first);
     let finished = stopped(&mut server);
     let refused = refusal_lines(&finished);
     assert!(refused.is_empty(), "refusals reported twice: {refused:?}");
