@@ -56,6 +56,29 @@ const OTHER_TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "i686-unknown-lin
 /// (`net-tls`'s crypto provider's C code would need one for the target).
 const BUILD_ONLY_TARGETS: [&str; 2] = ["x86_64-apple-darwin", "x86_64-unknown-freebsd"];
 
+/// The integration tests (all `net-io`'s) that run built for musl: those where the C library
+/// shows, allocations past what the address space holds (`ulimit -v`) and the resident memory
+/// the process reads from `/proc`. The others drive byte logic over scripted transports, which
+/// musl changes nothing of; they run natively and on i686 (a 32-bit `usize`).
+const MUSL_TESTS: [&str; 4] = [
+    "line_past_what_can_be_allocated",
+    "peek_past_what_can_be_allocated",
+    "read_fully_timeout_past_what_can_be_allocated",
+    "memory",
+];
+
+/// The `cargo test` arguments that pick the integration tests built for `target`.
+fn integration_tests(target: &str) -> Vec<&'static str> {
+    if target.ends_with("-musl") {
+        MUSL_TESTS
+            .iter()
+            .flat_map(|test| ["--test", test])
+            .collect()
+    } else {
+        vec!["--tests"]
+    }
+}
+
 /// The case counts of `net-io`'s randomized tests on [`OTHER_TARGETS`]: a quarter of their
 /// defaults, which the test step runs natively. What differs on those targets (the C library,
 /// the width of `usize`) is met by every case alike; the full counts took about 40 of each
@@ -118,8 +141,8 @@ fn c_toolchain_missing(target: &str) -> Option<&'static str> {
     }
 }
 
-/// The three libraries' unit and integration tests (the randomized ones with
-/// [`OTHER_TARGETS_CASES`]), built for each of [`OTHER_TARGETS`] whose
+/// The three libraries' unit and integration tests (on musl [`MUSL_TESTS`] only; the
+/// randomized ones with [`OTHER_TARGETS_CASES`]), built for each of [`OTHER_TARGETS`] whose
 /// standard library and C compiler are installed (`.ci/run` installs them: the targets through
 /// rustup, `musl-tools` and `gcc-multilib` for ring's C code); a target without them is
 /// skipped, saying so. Then `net-io` and `net-sockets` checked for each of
@@ -157,9 +180,9 @@ fn other_targets(root: &std::path::Path) -> Result<Vec<String>> {
                 "-p",
                 "knet-tls",
                 "--lib",
-                "--tests",
             ],
         );
+        cmd.args(integration_tests(target));
         cmd.envs(OTHER_TARGETS_CASES);
         let cases: Vec<String> = OTHER_TARGETS_CASES
             .iter()
@@ -453,6 +476,24 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn musl_builds_the_tests_it_names_and_i686_all() {
+        use super::{MUSL_TESTS, integration_tests};
+        let root = crate::project_root();
+        for test in MUSL_TESTS {
+            let file = root.join("crates/net-io/tests").join(format!("{test}.rs"));
+            assert!(file.exists(), "{}", file.display());
+        }
+        assert_eq!(
+            integration_tests("x86_64-unknown-linux-musl"),
+            MUSL_TESTS
+                .iter()
+                .flat_map(|t| ["--test", t])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(integration_tests("i686-unknown-linux-gnu"), ["--tests"]);
+    }
+
     #[test]
     fn an_argument_is_refused_before_any_step_runs() {
         // `cargo xtask ci --fast` once ran the whole pipeline (many minutes), the argument unseen.
