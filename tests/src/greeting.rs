@@ -6,7 +6,7 @@
 //! [`TlsSocket`](net_tls::TlsSocket) (anything that is [`Channels`]).
 
 use net_io::{ByteReadChannel, ByteWriteChannel, LineEnding};
-use net_sockets::{SelectorManager, Socket};
+use net_sockets::{SelectorManager, Socket, Transport};
 
 use crate::loopback::{Channels, connect};
 use crate::within;
@@ -37,6 +37,15 @@ pub async fn serve_greetings(
         lines.push(line);
     }
     Ok(())
+}
+
+/// The seed's server loop on `socket`: opens its channels (the write channel auto-flushed, as
+/// the seed's is), then [`serve_greetings`] with lines of at most 1 KiB, until the client's end
+/// of stream or the first error. Closes nothing: the channels and the socket are dropped.
+pub async fn serve_seed<T: Transport>(mut socket: Socket<T>) {
+    let mut input = socket.open_read_channel().unwrap();
+    let mut output = socket.open_write_channel(true).unwrap();
+    let _ = serve_greetings(&mut input, &mut output, 1024, &mut Vec::new()).await;
 }
 
 /// How one connection served by [`serve_lines`] ended, as the server saw it.

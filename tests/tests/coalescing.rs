@@ -10,6 +10,7 @@ use std::time::Duration;
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, ServerSocket, Socket, a_socket};
 use net_tests::fault::raw_peer_of;
+use net_tests::greeting::serve_seed;
 use net_tests::loopback::tcp_listener;
 use net_tests::sends::Sends;
 use net_tests::within;
@@ -23,22 +24,6 @@ fn counting(test: impl std::future::Future<Output = ()>, sends: &Sends) {
         .build()
         .unwrap();
     tracing::subscriber::with_default(sends.clone(), || runtime.block_on(test));
-}
-
-/// The seed's server loop: greet, answer each line with `Hello, NAME!`.
-async fn greet(mut socket: Socket) {
-    let mut input = socket.open_read_channel().unwrap();
-    let mut output = socket.open_write_channel(true).unwrap();
-    output
-        .write_string_utf8("Please enter your name\n")
-        .await
-        .unwrap();
-    while let Ok(Some(name)) = input.read_line(1024, LineEnding::Default).await {
-        output
-            .write_string_utf8(&format!("Hello, {name}!\n"))
-            .await
-            .unwrap();
-    }
 }
 
 async fn read_exactly(stream: &mut TcpStream, text: &str) {
@@ -64,7 +49,7 @@ fn sends_for_a_burst_of_sixteen(
                 .await
                 .unwrap();
             let (mut client, accepted) = raw_peer_of(&server).await;
-            let serving = tokio::spawn(greet(accepted));
+            let serving = tokio::spawn(serve_seed(accepted));
             read_exactly(&mut client, "Please enter your name\n").await;
             let before = counted.count();
             let burst: String = (0..16).map(|i| format!("n{i:02}\n")).collect();
@@ -247,7 +232,7 @@ fn held_back_answers_the_socket_cannot_take_at_once_still_arrive_in_order() {
             raw.set_nonblocking(true).unwrap();
             let mut client = TcpStream::from_std(raw.into()).unwrap();
             let accepted = within(server.accept()).await.unwrap();
-            let serving = tokio::spawn(greet(accepted));
+            let serving = tokio::spawn(serve_seed(accepted));
             read_exactly(&mut client, "Please enter your name\n").await;
             // About 40 KiB of answers, less than the coalescing limit, far more than the
             // socket takes; the burst ends in half a request, so the answers are still held

@@ -16,6 +16,7 @@ use std::os::fd::AsRawFd as _;
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, Socket, Transport, a_socket};
 use net_tests::fault::raw_peer_of;
+use net_tests::greeting::serve_seed;
 use net_tests::loopback::tcp_listener;
 use net_tests::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,22 +54,6 @@ fn segments_in(peer: &TcpStream) -> u32 {
     tcp_info(peer.as_raw_fd()).tcpi_data_segs_in
 }
 
-/// The seed's server loop: greet, answer each line with `Hello, NAME!`.
-async fn greet<T: Transport>(mut socket: Socket<T>) {
-    let mut input = socket.open_read_channel().unwrap();
-    let mut output = socket.open_write_channel(true).unwrap();
-    output
-        .write_string_utf8("Please enter your name\n")
-        .await
-        .unwrap();
-    while let Ok(Some(name)) = input.read_line(1024, LineEnding::Default).await {
-        output
-            .write_string_utf8(&format!("Hello, {name}!\n"))
-            .await
-            .unwrap();
-    }
-}
-
 async fn read_exactly(peer: &mut TcpStream, text: &str) {
     let mut buf = vec![0; text.len()];
     within(peer.read_exact(&mut buf)).await.unwrap();
@@ -91,7 +76,7 @@ async fn sixteen_pipelined_requests_are_answered_in_one_segment() {
     let selector = SelectorManager::new();
     let server = tcp_listener(&selector).await;
     let (mut peer, accepted) = raw_peer_of(&server).await;
-    let serving = tokio::spawn(greet(accepted));
+    let serving = tokio::spawn(serve_seed(accepted));
     read_exactly(&mut peer, "Please enter your name\n").await;
     assert_eq!(segments_in(&peer), 1, "segments for the greeting");
     peer.write_all(burst().as_bytes()).await.unwrap();
@@ -108,7 +93,7 @@ async fn sixteen_pipelined_requests_are_answered_in_one_segment() {
 /// flushed once the read channel holds no more input (the guide's way to a record per burst).
 async fn greet_tls(socket: net_tls::TlsSocket, auto_flush: bool) {
     if auto_flush {
-        return greet(socket).await;
+        return serve_seed(socket).await;
     }
     let mut socket = socket;
     let mut input = socket.open_read_channel().unwrap();
