@@ -1854,7 +1854,12 @@ mod tests {
             ours.set_nonblocking(true).unwrap();
             let mut stream = Stream::Unix(UnixStream::from_std(ours).unwrap());
             let mut bytes = HeaderBytes::default();
-            let (read, after) = bytes.read(&mut stream, true).await.unwrap();
+            // Bounded: the peer stays open, so a parser that never decides would wait forever.
+            let (read, after) =
+                tokio::time::timeout(Duration::from_secs(5), bytes.read(&mut stream, true))
+                    .await
+                    .expect("the header is decided from the bytes sent")
+                    .unwrap();
             let addresses = read.and_then(|h| h.addresses).expect("the addresses");
             assert_eq!(addresses.source.to_string(), "192.0.2.7:4242");
             assert_eq!(&after[..], b"hello\n");

@@ -1362,6 +1362,30 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_signature_makes_the_bytes_a_header() {
+        // The listener asks this when a header stalls or ends: a whole signature makes it a
+        // header cut short (refused), anything less leaves the bytes the application's.
+        for header in [
+            &b"PROXY"[..],
+            b"PROXY TCP4 192.0.2",
+            &V2_SIGNATURE,
+            &encode_v2_local(),
+        ] {
+            assert!(has_signature(header), "{header:?}");
+        }
+        let partial_v2 = &V2_SIGNATURE[..11];
+        for not in [
+            &b""[..],
+            b"PROX",
+            b"proxy ",
+            b"GET / HTTP/1.1\r\n",
+            partial_v2,
+        ] {
+            assert!(!has_signature(not), "{not:?}");
+        }
+    }
+
+    #[test]
     fn max_header_bytes_always_decide() {
         let mut v2_start = V2_SIGNATURE.to_vec();
         v2_start.extend_from_slice(&[0x21, 0x11, 0x0F, 0xF0]); // the longest length accepted
