@@ -362,6 +362,9 @@ mod tests {
         assert_eq!(scan_line(b"ab\ncd", 10, D, false, 0), line(2, 3));
         assert_eq!(scan_line(b"ab\r\ncd", 10, D, false, 0), line(2, 4));
         assert_eq!(scan_line(b"a\rb\n", 10, D, false, 0), line(3, 4));
+        // An empty line: the LF at index 0 has no byte before it to be a CR.
+        assert_eq!(scan_line(b"\nab", 10, D, false, 0), line(0, 1));
+        assert_eq!(scan_line(b"\r\nab", 10, D, false, 0), line(0, 2));
         assert_eq!(
             scan_line(b"ab\r", 10, D, false, 0),
             Scan::NeedMore { from: 3 }

@@ -2317,8 +2317,9 @@ mod tests {
                 assert!(read(&mut input, &mut out).is_pending(), "{name}");
             }
             let scanned = crate::line::SCANNED.get();
+            // At least the byte each read found new: a count that stayed 0 would prove nothing.
             assert!(
-                scanned <= CANCELS * 8,
+                (CANCELS..=CANCELS * 8).contains(&scanned),
                 "{name}: {CANCELS} reads started again scanned {scanned} bytes"
             );
             peer.put(b"\r\n\r\n");
