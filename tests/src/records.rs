@@ -1,12 +1,12 @@
 //! TLS 1.3 records written by hand, for hostile-peer tests: a client configuration that logs
 //! its traffic secret ([`secret_logging_client`], [`ClientSecret`]), a [`RecordWriter`] that
 //! encrypts records of that session from it (empty records, KeyUpdates: what rustls itself
-//! never sends), and [`no_data_flood`], a connection to our server whose socket such records
-//! fill.
+//! never sends), [`raw_tls13_peer`], a session with our server whose client writes them, and
+//! [`no_data_flood`], a connection to our server whose socket such records fill.
 
 use std::sync::{Arc, Mutex};
 
-use net_sockets::ServerSocket;
+use net_sockets::{SelectorManager, ServerSocket};
 use net_tls::rustls::crypto::cipher::{AeadKey, Iv, OutboundChunks, OutboundPlainMessage};
 use net_tls::rustls::crypto::tls13::OkmBlock;
 use net_tls::rustls::crypto::{CryptoProvider, ring};
@@ -15,6 +15,7 @@ use net_tls::rustls::{
 };
 use net_tls::{TlsExt, TlsServerConfig, TlsSocket};
 
+use crate::loopback::tcp_listener;
 use crate::pki::TestCa;
 use crate::tls::localhost;
 use crate::within;
@@ -148,6 +149,56 @@ impl RecordWriter {
         self.encrypter = RecordWriter::encrypter(&self.secret);
         self.seq = 0;
     }
+}
+
+/// A TLS 1.3 session between a [`secret_logging_client`] and our server (on a listener of
+/// `selector`, with a certificate of `ca` for `localhost`), for records written by hand: the
+/// client's raw TCP stream and its session (which reads our records), a [`RecordWriter`] of
+/// its records, and our server's socket.
+pub async fn raw_tls13_peer(
+    selector: &SelectorManager,
+    ca: &TestCa,
+) -> (
+    tokio::net::TcpStream,
+    rustls::ClientConnection,
+    RecordWriter,
+    TlsSocket,
+) {
+    let config = ca
+        .server(&["localhost"])
+        .server_config()
+        .build()
+        .expect("a server configuration");
+    let listener = tcp_listener(selector).await;
+    let port = listener.port().expect("a TCP listener");
+    let secret = Arc::new(ClientSecret::default());
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        tokio_rustls::TlsConnector::from(secret_logging_client(ca, Arc::clone(&secret)))
+            .connect(localhost(), tcp)
+            .await
+            .expect("the client's handshake")
+    };
+    let accept = async {
+        listener
+            .accept()
+            .await
+            .expect("accept")
+            .tls_server(&config)
+            .await
+            .expect("the server handshake")
+    };
+    let (client, server) = within(async { tokio::join!(connect, accept) }).await;
+    let (tcp, session) = client.into_inner();
+    let secret = secret
+        .0
+        .lock()
+        .expect("the secret's lock")
+        .clone()
+        .expect("the client's traffic secret");
+    (tcp, session, RecordWriter::new(&secret), server)
 }
 
 /// A TLS 1.3 connection from a [`secret_logging_client`] to `listener` (accepted with

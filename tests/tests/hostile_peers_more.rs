@@ -726,40 +726,14 @@ async fn hostiletls_a_line_before_a_corrupted_record_in_one_segment_is_read_firs
 #[tokio::test]
 async fn hostiletls_warning_alerts_between_lines_give_the_lines_then_a_typed_failure() {
     use net_io::LineEnding;
-    use net_tests::loopback::tcp_listener;
-    use net_tests::records::{ClientSecret, RecordWriter, secret_logging_client};
+    use net_tests::records::raw_tls13_peer;
     use net_tests::tls::rustls_error;
     use rustls::{ContentType, PeerMisbehaved};
     use tokio::io::AsyncWriteExt;
 
     let selector = SelectorManager::new();
     let ca = TestCa::new("warning alerts between lines");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = tcp_listener(&selector).await;
-    let port = listener.port().unwrap();
-    let secret = Arc::new(ClientSecret::default());
-    let connect = async {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        TlsConnector::from(secret_logging_client(&ca, Arc::clone(&secret)))
-            .connect(localhost(), tcp)
-            .await
-            .expect("the client's handshake")
-    };
-    let accept = async {
-        listener
-            .accept()
-            .await
-            .unwrap()
-            .tls_server(&config)
-            .await
-            .expect("the server handshake")
-    };
-    let (client, mut server) = within(async { tokio::join!(connect, accept) }).await;
-    let (mut tcp, _conn) = client.into_inner();
-    let secret = secret.0.lock().unwrap().clone().unwrap();
-    let mut records = RecordWriter::new(&secret);
+    let (mut tcp, _session, mut records, mut server) = raw_tls13_peer(&selector, &ca).await;
     let mut bytes = Vec::new();
     for i in 0..6 {
         records.record(

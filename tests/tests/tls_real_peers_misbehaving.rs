@@ -403,36 +403,8 @@ async fn raw_tls13_peer(
     net_tests::records::RecordWriter,
     net_tls::TlsSocket,
 ) {
-    use net_tests::loopback::tcp_listener;
-    use net_tests::records::{ClientSecret, RecordWriter, secret_logging_client};
-    use net_tls::TlsExt;
-    use std::sync::Arc;
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = tcp_listener(selector).await;
-    let port = listener.port().unwrap();
-    let secret = Arc::new(ClientSecret::default());
-    let connect = async {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        tokio_rustls::TlsConnector::from(secret_logging_client(ca, Arc::clone(&secret)))
-            .connect(net_tests::tls::localhost(), tcp)
-            .await
-            .expect("the client's handshake")
-    };
-    let accept = async {
-        listener
-            .accept()
-            .await
-            .unwrap()
-            .tls_server(&config)
-            .await
-            .expect("the server handshake")
-    };
-    let (client, server) = within(async { tokio::join!(connect, accept) }).await;
-    let (tcp, _conn) = client.into_inner();
-    let secret = secret.0.lock().unwrap().clone().unwrap();
-    (tcp, RecordWriter::new(&secret), server)
+    let (tcp, _session, records, server) = net_tests::records::raw_tls13_peer(selector, ca).await;
+    (tcp, records, server)
 }
 
 /// A TLS 1.3 peer sends a line, then an alert whose code TLS does not define (200), as a

@@ -8,55 +8,14 @@
 //! that its misbehaviour ended (as a shutdown of the write side sends nothing then).
 
 use std::io;
-use std::sync::Arc;
 
 use net_sockets::SelectorManager;
 use net_tests::pki::TestCa;
-use net_tests::records::{ClientSecret, RecordWriter, secret_logging_client};
+use net_tests::records::{RecordWriter, raw_tls13_peer};
 use net_tests::tls::rustls_error;
 use net_tests::within;
-use net_tls::TlsExt;
-use net_tls::rustls::{self, ClientConnection, ContentType};
+use net_tls::rustls::{self, ContentType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A TLS 1.3 client's raw TCP stream and its session (which reads our records), a writer of
-/// its records by hand, and our server's side of the connection.
-async fn raw_peer(
-    selector: &SelectorManager,
-    ca: &TestCa,
-) -> (
-    tokio::net::TcpStream,
-    ClientConnection,
-    RecordWriter,
-    net_tls::TlsSocket,
-) {
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let listener = net_tests::loopback::tcp_listener(selector).await;
-    let port = listener.port().unwrap();
-    let secret = Arc::new(ClientSecret::default());
-    let connect = async {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        tokio_rustls::TlsConnector::from(secret_logging_client(ca, Arc::clone(&secret)))
-            .connect(net_tests::tls::localhost(), tcp)
-            .await
-            .expect("the client's handshake")
-    };
-    let accept = async {
-        listener
-            .accept()
-            .await
-            .unwrap()
-            .tls_server(&config)
-            .await
-            .expect("the server handshake")
-    };
-    let (client, server) = within(async { tokio::join!(connect, accept) }).await;
-    let (tcp, conn) = client.into_inner();
-    let secret = secret.0.lock().unwrap().clone().unwrap();
-    (tcp, conn, RecordWriter::new(&secret), server)
-}
 
 /// The client sends what `write` makes; our server's read fails with `expected` (kind
 /// `InvalidData`), and then it closes. Whether what the client then reads to the end holds our
@@ -68,7 +27,7 @@ async fn close_after_failed_read(
 ) -> bool {
     let selector = SelectorManager::new();
     let ca = TestCa::new("failed session ca");
-    let (mut tcp, mut conn, mut records, mut server) = raw_peer(&selector, &ca).await;
+    let (mut tcp, mut conn, mut records, mut server) = raw_tls13_peer(&selector, &ca).await;
     let mut bytes = Vec::new();
     write(&mut records, &mut bytes);
     within(tcp.write_all(&bytes)).await.unwrap();
