@@ -97,6 +97,34 @@ pub fn process_cpu(pid: u32) -> std::time::Duration {
     CLOCK_TICK * u32::try_from(ticks).expect("CPU time in range")
 }
 
+/// The kernel's `TCP_INFO` of the TCP socket `fd` (tcp(7)): its counters of segments, bytes
+/// not yet sent, probes and more.
+///
+/// # Errors
+///
+/// `getsockopt`'s, for a descriptor that is no TCP socket.
+#[allow(unsafe_code)]
+pub fn tcp_info(fd: std::os::fd::RawFd) -> std::io::Result<libc::tcp_info> {
+    // SAFETY: an all-zero `tcp_info` is valid (integers only).
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is valid and writable for `len` bytes, which `len` says.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(info)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`, ...).
 pub fn proc_status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");

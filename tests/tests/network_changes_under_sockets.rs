@@ -26,6 +26,7 @@ use net_tests::harness::{
 };
 use net_tests::loopback::next_item;
 use net_tests::pki::Pki;
+use net_tests::probe::tcp_info;
 use net_tests::{pending_after_one_poll, within};
 use net_tls::TlsExt as _;
 
@@ -87,28 +88,6 @@ fn failed_sends<T: Transport>(socket: &Socket<T>) -> u8 {
     socket
         .with_sock_ref(|s| tcp_info(s.as_raw_fd()).map(|info| info.tcpi_probes))
         .unwrap()
-}
-
-#[allow(unsafe_code)]
-fn tcp_info(fd: i32) -> std::io::Result<libc::tcp_info> {
-    // SAFETY: an all-zero `tcp_info` is valid (integers only).
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: `info` is valid and writable for `len` bytes, which `len` says.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(info)
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// Waits (bounded) until the kernel has tried to send what `socket` holds and failed: the

@@ -18,40 +18,19 @@ use net_sockets::{SelectorManager, Socket, Transport, a_socket};
 use net_tests::fault::raw_peer_of;
 use net_tests::greeting::serve_seed;
 use net_tests::loopback::tcp_listener;
+use net_tests::probe::tcp_info;
 use net_tests::within;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The kernel's `TCP_INFO` of the socket `fd`.
-#[allow(unsafe_code)]
-fn tcp_info(fd: i32) -> libc::tcp_info {
-    // SAFETY: an all-zero `tcp_info` is valid (integers only).
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: `info` is valid and writable for `len` bytes, which `len` says.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
-    info
-}
-
 /// `TCP_INFO` of one of our sockets.
 fn info_of<T: Transport>(socket: &Socket<T>) -> libc::tcp_info {
-    socket
-        .with_sock_ref(|s| Ok(tcp_info(s.as_raw_fd())))
-        .unwrap()
+    socket.with_sock_ref(|s| tcp_info(s.as_raw_fd())).unwrap()
 }
 
 /// How many segments with data `peer` has received.
 fn segments_in(peer: &TcpStream) -> u32 {
-    tcp_info(peer.as_raw_fd()).tcpi_data_segs_in
+    tcp_info(peer.as_raw_fd()).unwrap().tcpi_data_segs_in
 }
 
 async fn read_exactly(peer: &mut TcpStream, text: &str) {
@@ -266,10 +245,10 @@ async fn writes_and_flushes_of_nothing_send_nothing() {
     let (mut peer, accepted) = raw_peer_of(&server).await;
     let serving = tokio::spawn(echo_after_nothing(accepted));
     for i in 0..4 {
-        let before = tcp_info(peer.as_raw_fd());
+        let before = tcp_info(peer.as_raw_fd()).unwrap();
         peer.write_all(format!("r{i}\n").as_bytes()).await.unwrap();
         read_exactly(&mut peer, &format!("r{i}\n")).await;
-        let after = tcp_info(peer.as_raw_fd());
+        let after = tcp_info(peer.as_raw_fd()).unwrap();
         let segments = after.tcpi_data_segs_in - before.tcpi_data_segs_in;
         let bytes = after.tcpi_bytes_received - before.tcpi_bytes_received;
         assert_eq!(
