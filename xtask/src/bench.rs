@@ -34,6 +34,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("pipeline-1", "netbench"),
     ("pipeline-50", "netbench"),
     ("pipeline-500", "netbench"),
+    ("tls-pipeline-50", "netbench"),
     ("echo-1", "netbench"),
     ("echo-16", "netbench"),
     ("tls-echo", "netbench"),

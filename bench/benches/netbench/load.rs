@@ -181,10 +181,10 @@ async fn read_greeting<S: AsyncRead + Unpin>(stream: &mut S) -> Result<()> {
 
 // ----- ping-pong and pipelining ------------------------------------------------------------
 
-/// Sets up `conns` connections (each greeted), then runs `client` on each over the same
-/// measured window and adds up what they measured.
-async fn greeted_clients<F, Fut>(
-    addr: SocketAddr,
+/// Sets up `conns` connections with `open` (each greeted), then runs `client` on each over the
+/// same measured window and adds up what they measured.
+async fn greeted_clients<S, O, OFut, F, Fut>(
+    open: O,
     conns: usize,
     warmup: Duration,
     secs: Duration,
@@ -192,7 +192,10 @@ async fn greeted_clients<F, Fut>(
     client: F,
 ) -> Result<Outcome>
 where
-    F: Fn(TcpStream, Window) -> Fut + Clone + Send + 'static,
+    S: AsyncRead + Unpin + Send + 'static,
+    O: Fn() -> OFut + Clone + Send + Sync + 'static,
+    OFut: Future<Output = Result<S>> + Send,
+    F: Fn(S, Window) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<Tally>> + Send + 'static,
 {
     let barrier = Arc::new(Barrier::new(conns + 1));
@@ -204,9 +207,10 @@ where
         let gate = Arc::clone(&gate);
         let mut window_rx = window_rx.clone();
         let client = client.clone();
+        let open = open.clone();
         tasks.spawn(async move {
             let connected = bounded(&gate, async {
-                let mut stream = connect(addr).await?;
+                let mut stream = open().await?;
                 read_greeting(&mut stream).await?;
                 Ok(stream)
             })
@@ -235,7 +239,7 @@ pub(crate) async fn pingpong(
     report: WindowReport,
 ) -> Result<Outcome> {
     greeted_clients(
-        addr,
+        move || connect(addr),
         conns,
         warmup,
         secs,
@@ -268,19 +272,50 @@ pub(crate) async fn pingpong(
 /// `conns` connections, each: read the greeting, then in a loop send `burst` lines `Alice` in
 /// one write and wait for all `burst` replies `Hello, Alice!` before the next burst. One
 /// operation is one request; a latency is one burst's (its write to its last reply). At the end
-/// the client leaves, and a byte from the server before it closes is an error.
+/// the client leaves, and a byte from the server before it closes is an error. Over TLS
+/// (`transport`) each burst is one record, flushed.
 pub(crate) async fn pipeline(
     addr: SocketAddr,
+    conns: usize,
+    burst: usize,
+    transport: Transport,
+    warmup: Duration,
+    secs: Duration,
+    report: WindowReport,
+) -> Result<Outcome> {
+    match transport {
+        Transport::Tcp => {
+            let open = move || connect(addr);
+            pipeline_on(open, conns, burst, warmup, secs, report).await
+        }
+        Transport::Tls(connector) => {
+            let open = move || {
+                let connector = connector.clone();
+                async move { tls_connect(&connector, addr).await }
+            };
+            pipeline_on(open, conns, burst, warmup, secs, report).await
+        }
+    }
+}
+
+/// [`pipeline`] over the streams `open` makes.
+async fn pipeline_on<S, O, OFut>(
+    open: O,
     conns: usize,
     burst: usize,
     warmup: Duration,
     secs: Duration,
     report: WindowReport,
-) -> Result<Outcome> {
+) -> Result<Outcome>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    O: Fn() -> OFut + Clone + Send + Sync + 'static,
+    OFut: Future<Output = Result<S>> + Send,
+{
     let request = Arc::new(format!("{NAME}\n").repeat(burst).into_bytes());
     let expected = Arc::new(format!("Hello, {NAME}!\n").repeat(burst).into_bytes());
     greeted_clients(
-        addr,
+        open,
         conns,
         warmup,
         secs,
@@ -296,6 +331,8 @@ pub(crate) async fn pipeline(
                     }
                     let started = Instant::now();
                     stream.write_all(&request).await?;
+                    // A TLS client's records leave with the flush (a plain socket's at once).
+                    stream.flush().await?;
                     // The replies have a known total length: read exactly that much.
                     stream
                         .read_exact(&mut got)

@@ -9,8 +9,9 @@
 //!
 //! - `raw`: the plainest good tokio / tokio-rustls code a user writes by hand (every role);
 //!   `TCP_NODELAY` on, as ours has it by default.
-//! - `tuned`: the ping-pong protocol hand-tuned for pipelining: replies collect in a
-//!   `BufWriter` that is flushed only when the `BufReader` holds no complete request line.
+//! - `tuned`: the ping-pong protocol (plain, or over tokio-rustls) hand-tuned for pipelining:
+//!   replies collect in a buffer that is written and flushed only when the `BufReader` holds no
+//!   complete request line (over TLS, one record per burst).
 //! - `go`: the ping-pong protocol in Go (`bench/go/server.go`, see [`crate::go`]); `serve
 //!   --impl go` builds it and runs it in this process's place (the driver starts the Go
 //!   executable itself).
@@ -86,6 +87,8 @@ pub(crate) enum Role {
     TlsEcho,
     /// TLS, then greet, then wait for the client to leave.
     TlsHandshake,
+    /// TLS, then the sample protocol.
+    TlsPingPong,
     /// Echo every datagram to its sender.
     Udp,
 }
@@ -97,6 +100,7 @@ impl Role {
             Role::Echo => "echo",
             Role::TlsEcho => "tls-echo",
             Role::TlsHandshake => "tls-handshake",
+            Role::TlsPingPong => "tls-pingpong",
             Role::Udp => "udp",
         }
     }
@@ -107,6 +111,7 @@ impl Role {
             "echo" => Role::Echo,
             "tls-echo" => Role::TlsEcho,
             "tls-handshake" => Role::TlsHandshake,
+            "tls-pingpong" => Role::TlsPingPong,
             "udp" => Role::Udp,
             _ => bail!("unknown role {s}"),
         })
@@ -143,8 +148,11 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let (Some(imp), Some(role)) = (imp, role) else {
         bail!("serve needs --impl and --role");
     };
-    if matches!(imp, Impl::Tuned | Impl::Go) && role != Role::PingPong {
-        bail!("--impl {} serves only --role pingpong", imp.name());
+    if imp == Impl::Go && role != Role::PingPong {
+        bail!("--impl go serves only --role pingpong");
+    }
+    if imp == Impl::Tuned && !matches!(role, Role::PingPong | Role::TlsPingPong) {
+        bail!("--impl tuned serves only --role pingpong and tls-pingpong");
     }
     if imp == Impl::Go {
         return serve_go(go_flush);
@@ -167,7 +175,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         match (imp, role) {
             (Impl::Ours, Role::PingPong) => ours_tcp(Role::PingPong, None, busy_poll).await,
             (Impl::Ours, Role::Echo) => ours_tcp(Role::Echo, None, busy_poll).await,
-            (Impl::Ours, Role::TlsEcho | Role::TlsHandshake) => {
+            (Impl::Ours, Role::TlsEcho | Role::TlsHandshake | Role::TlsPingPong) => {
                 let (chain, key) = tls()?;
                 let config = TlsServerConfig::builder()
                     .certificate_chain_pem_file(&chain)?
@@ -176,12 +184,23 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
                 ours_tcp(role, Some(config), busy_poll).await
             }
             (Impl::Ours, Role::Udp) => ours_udp().await,
-            (Impl::Tuned, _) => tuned_tcp().await,
+            (Impl::Tuned, _) => {
+                let acceptor = match role {
+                    Role::TlsPingPong => {
+                        let (chain, key) = tls()?;
+                        Some(tokio_rustls::TlsAcceptor::from(
+                            crate::pki::raw_server_config(&chain, &key)?,
+                        ))
+                    }
+                    _ => None,
+                };
+                tuned_tcp(acceptor).await
+            }
             (Impl::Go, _) => unreachable!("handled above"),
             (Impl::Raw, Role::Udp) => raw_udp().await,
             (Impl::Raw, _) => {
                 let acceptor = match role {
-                    Role::TlsEcho | Role::TlsHandshake => {
+                    Role::TlsEcho | Role::TlsHandshake | Role::TlsPingPong => {
                         let (chain, key) = tls()?;
                         Some(tokio_rustls::TlsAcceptor::from(
                             crate::pki::raw_server_config(&chain, &key)?,
@@ -298,6 +317,15 @@ async fn ours_connection(
             let _ = input.read_line(LINE_LIMIT, LineEnding::Default).await;
             tls.close();
         }
+        Role::TlsPingPong => {
+            // `sockets-server-tls`'s conversation (its `greet`), with the library's defaults.
+            let mut tls = socket.tls_server(&tls.context("no TLS config")?).await?;
+            let stop = tls.shutdown_signal();
+            let mut input = tls.open_read_channel()?;
+            let mut output = tls.open_write_channel(true)?;
+            examples::greet(&mut input, &mut output, &stop).await?;
+            tls.close();
+        }
         Role::Udp => unreachable!(),
     }
     Ok(())
@@ -399,6 +427,29 @@ async fn raw_connection(
             let mut line = String::new();
             let _ = tls.read_line(&mut line).await;
         }
+        Role::TlsPingPong => {
+            // As `raw_pingpong`, over tokio-rustls: each reply written and flushed (one record,
+            // one send).
+            let acceptor = acceptor.expect("TLS acceptor");
+            let mut tls = BufReader::new(acceptor.accept(stream).await?);
+            tls.write_all(GREETING.as_bytes()).await?;
+            tls.flush().await?;
+            let (mut line, mut reply) = (String::new(), String::new());
+            loop {
+                line.clear();
+                if tls.read_line(&mut line).await? == 0 {
+                    break;
+                }
+                let name = line.trim_end_matches(['\r', '\n']);
+                reply.clear();
+                reply.push_str("Hello, ");
+                reply.push_str(name);
+                reply.push_str("!\n");
+                tls.write_all(reply.as_bytes()).await?;
+                tls.flush().await?;
+            }
+            tls.shutdown().await?;
+        }
         Role::Udp => unreachable!(),
     }
     Ok(())
@@ -416,7 +467,7 @@ async fn raw_udp() -> Result<()> {
 
 // ----- the hand-tuned baseline ---------------------------------------------------------------
 
-async fn tuned_tcp() -> Result<()> {
+async fn tuned_tcp(acceptor: Option<tokio_rustls::TlsAcceptor>) -> Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     announce(listener.local_addr()?.port())?;
     loop {
@@ -424,7 +475,16 @@ async fn tuned_tcp() -> Result<()> {
             continue;
         };
         stream.set_nodelay(true)?;
-        tokio::spawn(tuned_connection(stream));
+        match &acceptor {
+            None => drop(tokio::spawn(tuned_connection(stream))),
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let tls = acceptor.accept(stream).await?;
+                    tuned_tls_connection(tls).await
+                });
+            }
+        }
     }
 }
 
@@ -453,6 +513,32 @@ async fn tuned_connection(mut stream: TcpStream) -> io::Result<()> {
         }
     }
     writer.flush().await
+}
+
+/// [`tuned_connection`] over tokio-rustls: the replies collect in a buffer that is written to
+/// the session, and flushed, only when the `BufReader` holds no complete line, so a burst's
+/// replies are one record and one send.
+async fn tuned_tls_connection(tls: tokio_rustls::server::TlsStream<TcpStream>) -> io::Result<()> {
+    let mut tls = BufReader::new(tls);
+    tls.write_all(GREETING.as_bytes()).await?;
+    tls.flush().await?;
+    let (mut line, mut replies) = (String::new(), Vec::new());
+    loop {
+        line.clear();
+        if tls.read_line(&mut line).await? == 0 {
+            break;
+        }
+        let name = line.trim_end_matches(['\r', '\n']);
+        replies.extend_from_slice(b"Hello, ");
+        replies.extend_from_slice(name.as_bytes());
+        replies.extend_from_slice(b"!\n");
+        if !tls.buffer().contains(&b'\n') {
+            tls.write_all(&replies).await?;
+            tls.flush().await?;
+            replies.clear();
+        }
+    }
+    tls.shutdown().await
 }
 
 // ----- Go ------------------------------------------------------------------------------------
