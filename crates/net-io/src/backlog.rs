@@ -214,6 +214,22 @@ impl Backlog {
         true
     }
 
+    /// Holds `bytes` back after those already held, as [`hold`](Self::hold), but whether or not
+    /// input is pending: for a layer above the transport that holds its own bytes while input is
+    /// pending (TLS plaintext, sealed as one record per burst) and turns them into the
+    /// transport's when its reader is about to wait, then has the transport send them. `false`
+    /// (nothing held) once holding ended for good, or when the total would pass `limit`.
+    #[must_use = "on `false` nothing was held: the bytes must be written another way"]
+    pub fn hold_regardless(&self, bytes: &[u8], limit: usize) -> bool {
+        let mut held = self.lock();
+        if self.0.closed.load(Ordering::Acquire) || held.len() + bytes.len() > limit {
+            return false;
+        }
+        held.extend_from_slice(bytes);
+        self.0.holding.store(true, Ordering::Release);
+        true
+    }
+
     /// Ends holding for good: from now on [`hold`](Self::hold) returns `false`, so that later
     /// writes reach the transport and learn that it closed or failed. Bytes already held stay
     /// until the transport sends or clears them.
@@ -225,7 +241,7 @@ impl Backlog {
 
     /// Whether writes are held back now: input is pending and holding has not ended.
     #[inline]
-    pub(crate) fn is_deferring(&self) -> bool {
+    pub fn is_deferring(&self) -> bool {
         self.is_pending() && !self.0.closed.load(Ordering::Acquire)
     }
 

@@ -797,7 +797,7 @@ impl Conn {
     }
 
     /// Whether writes are held back now: the reader has requests still to read.
-    fn deferring(&self) -> bool {
+    pub(crate) fn deferring(&self) -> bool {
         self.backlog.as_ref().is_some_and(Backlog::is_pending)
     }
 
@@ -815,6 +815,14 @@ impl Conn {
         self.backlog
             .as_ref()
             .is_some_and(|backlog| backlog.hold(buf, CORK_LIMIT))
+    }
+
+    /// Holds `buf` back whether or not the reader has requests pending (a layer's bytes, see
+    /// `Link::hold`); `false` when it must be sent instead.
+    pub(crate) fn hold_regardless(&self, buf: &[u8]) -> bool {
+        self.backlog
+            .as_ref()
+            .is_some_and(|backlog| backlog.hold_regardless(buf, CORK_LIMIT))
     }
 
     /// Whether bytes are held back, checked under the backlog's lock.

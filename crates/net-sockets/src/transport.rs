@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use net_io::Backlog;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::core::{CloseMode, Owner};
@@ -147,6 +148,29 @@ impl Link {
     /// open until then), and leaves it before that last message.
     pub fn holds_back(&self) -> bool {
         self.conn.holds_bytes()
+    }
+
+    /// Whether writes are held back now by flush coalescing: the reader has requests still to
+    /// read. A layer may hold its own bytes meanwhile (TLS: plaintext, so that a burst's answers
+    /// are sealed as one record), and must hand them over with [`hold`](Self::hold) and
+    /// [`send_held`](Self::send_held) when its reader is about to read again, when this turns
+    /// `false` after it held some, and before its last message.
+    pub fn defers_writes(&self) -> bool {
+        self.conn.backlog().is_some_and(Backlog::is_deferring)
+    }
+
+    /// Holds `bytes` (the layer's, ready for the socket) after the answers held back, whether or
+    /// not the reader has requests pending; `false` (nothing held) when the socket holds nothing
+    /// back any more (flush coalescing off, or ended: the connection closes or a send failed),
+    /// or past the limit of what it holds. They leave with [`send_held`](Self::send_held).
+    pub fn hold(&self, bytes: &[u8]) -> bool {
+        self.conn.hold_regardless(bytes)
+    }
+
+    /// What is held back leaves now: sent as far as the socket takes it, the rest by a task as
+    /// the socket drains (as when the reader is about to wait).
+    pub fn send_held(&self) {
+        self.conn.reader_gone();
     }
 
     /// The layer's session failed for good, as a read found (TLS: the peer's fatal alert, a

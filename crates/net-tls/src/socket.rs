@@ -407,6 +407,12 @@ struct Locked {
     /// more, and that write or flush, which waits for a peer that may never read again, fails
     /// with the session's error instead (see [`write_records`]).
     writer: Option<Waker>,
+    /// Plaintext written while flush coalescing held writes back (the reader had requests
+    /// still to read), not handed to rustls yet, so that the burst's answers are sealed as one
+    /// record instead of one per flush: sealed when the reader reads again (or is gone), by
+    /// the next write or flush that is not held back, and before `close_notify` (the socket's
+    /// close, a shutdown). At most [`PLAIN_LIMIT`] bytes.
+    plain: Vec<u8>,
 }
 
 impl Locked {
@@ -481,6 +487,112 @@ fn writer_waits(locked: &mut Locked, cx: &Context<'_>) -> Option<Waker> {
     }
 }
 
+/// The most plaintext held back for one record ([`Locked::plain`]): what one TLS record
+/// carries.
+const PLAIN_LIMIT: usize = 16 * 1024;
+
+/// Hands the plaintext held back ([`Locked::plain`]) to rustls, which seals it (as one record
+/// where it fits) after the records it has queued; what rustls does not take (its queue is
+/// full) stays held, unless `whole` (for the close, which sends no more plaintext after it:
+/// rustls's queue then takes it all, past its limit). Dropped once the session failed: it can
+/// reach the peer no more, and the session ends without `close_notify`.
+fn seal_held(locked: &mut Locked, whole: bool) {
+    fn seal<D>(
+        session: &mut rustls::ConnectionCommon<D>,
+        plain: &[u8],
+        whole: bool,
+    ) -> io::Result<usize> {
+        if whole {
+            session.set_buffer_limit(None);
+        }
+        let mut taken = 0;
+        while taken < plain.len() {
+            match session.writer().write(&plain[taken..])? {
+                0 => break,
+                n => taken += n,
+            }
+        }
+        Ok(taken)
+    }
+    if locked.plain.is_empty() {
+        return;
+    }
+    let sealed = match &mut locked.stream {
+        tokio_rustls::TlsStream::Client(s) => seal(s.get_mut().1, &locked.plain, whole),
+        tokio_rustls::TlsStream::Server(s) => seal(s.get_mut().1, &locked.plain, whole),
+    };
+    match sealed {
+        Ok(n) => drop(locked.plain.drain(..n)),
+        Err(_) => locked.plain.clear(),
+    }
+    if locked.plain.is_empty() && locked.plain.capacity() > PLAIN_KEEP {
+        // A burst of large answers: a connection keeps no more than a small one's room.
+        locked.plain = Vec::new();
+    }
+}
+
+/// The most room for held plaintext a connection keeps between bursts.
+const PLAIN_KEEP: usize = 4 * 1024;
+
+/// Seals the plaintext held back ([`seal_held`]), then, as answers held back by flush
+/// coalescing leave when the reader is about to wait, has the socket send the session's
+/// records: after the answers it holds back, as far as the socket takes them now, the rest by a
+/// task as it drains. Where the socket holds nothing back any more (the connection closes or a
+/// send failed), what it does not take now stays queued, for the next write, flush or close.
+fn release_held(locked: &mut Locked, link: &Link) {
+    /// The socket's backlog as rustls's `io::Write`.
+    struct Held<'a>(&'a Link);
+
+    impl io::Write for Held<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.0.hold(buf) {
+                Ok(buf.len())
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn hold<D>(session: &mut rustls::ConnectionCommon<D>, link: &Link) -> bool {
+        while session.wants_write() {
+            if session.write_tls(&mut Held(link)).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    seal_held(locked, false);
+    let all_held = match &mut locked.stream {
+        tokio_rustls::TlsStream::Client(s) => hold(s.get_mut().1, link),
+        tokio_rustls::TlsStream::Server(s) => hold(s.get_mut().1, link),
+    };
+    if !all_held {
+        // An error here is the next write's or the close's to meet.
+        let _ = send_owed(&mut locked.stream);
+    }
+    link.send_held();
+}
+
+/// Seals all the plaintext held back ([`seal_held`]), for a write, flush or shutdown that is
+/// not held back and must come after it: where rustls's queue is full, the socket takes its
+/// records first, and the call waits for it as a write does.
+fn poll_seal(locked: &mut Locked, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    loop {
+        seal_held(locked, false);
+        if locked.plain.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        if drain_session(&mut locked.stream, cx)? == Drained::Blocked {
+            return Poll::Pending;
+        }
+    }
+}
+
 /// The TLS layer of a [`TlsSocket`]: the session both channels share, and what its handshake
 /// negotiated.
 ///
@@ -536,6 +648,7 @@ impl TlsSession {
             // The handshake's last reads may have brought records in.
             unanswered: true,
             writer,
+            plain: Vec::new(),
         }));
         // A cut (the selector's close, the end of a graceful shutdown's grace period or of the
         // runtime) sends no `close_notify`, but takes in the session's own messages first, as a
@@ -665,6 +778,9 @@ impl Transport for TlsSession {
         // that sends them, then the records handed over below, `close_notify` last. (Under
         // the lock: no write of ours holds more meanwhile.)
         let mut locked = lock(&self.shared);
+        // Answers held back above rustls come before `close_notify`, after the records rustls
+        // holds (their place in the stream).
+        seal_held(&mut locked, true);
         let held = link.holds_back();
         if ends_failed(&self.failed, &self.timed_out, link) {
             if !held {
@@ -1105,10 +1221,22 @@ impl Drop for TlsRead {
     /// dropped by a wake-up that the holder made (a shutdown whose socket closes as it ends
     /// the connection wakes the tasks waiting for that close), or from a waker it drops. The
     /// waker then stays, to be woken for nothing or replaced.
+    ///
+    /// Plaintext held back while this reader had requests pending ([`Locked::plain`]) is sealed
+    /// and leaves now too; while another holds the session, that holder is a write, which
+    /// releases it itself once it finds nothing pending any more, or a close or shutdown, which
+    /// seals it before its `close_notify`.
     fn drop(&mut self) {
         let reader = match self.shared.try_lock() {
-            Ok(mut locked) => locked.reader.take(),
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().reader.take(),
+            Ok(mut locked) => {
+                release_held(&mut locked, &self.link);
+                locked.reader.take()
+            }
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                let mut locked = p.into_inner();
+                release_held(&mut locked, &self.link);
+                locked.reader.take()
+            }
             Err(std::sync::TryLockError::WouldBlock) => None,
         };
         drop(reader);
@@ -1297,6 +1425,12 @@ impl AsyncRead for TlsRead {
             _ => {}
         }
         let mut locked = lock(&this.shared);
+        if !locked.plain.is_empty() && !this.closed.load(Ordering::Acquire) {
+            // The reader reads again, with no request pending: the answers held back above
+            // rustls are sealed, as one record, and leave (as held-back answers leave when the
+            // reader is about to wait).
+            release_held(&mut locked, &this.link);
+        }
         let Locked {
             stream,
             reader,
@@ -1580,9 +1714,6 @@ impl AsyncWrite for TlsWrite {
             drop(locked);
             return self.refuse(e);
         }
-        let Locked {
-            stream, unreported, ..
-        } = &mut *locked;
         if self.ended.load(Ordering::Acquire) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
@@ -1596,14 +1727,79 @@ impl AsyncWrite for TlsWrite {
             // Otherwise it is the socket's write of nothing: `EPIPE` once a send of the
             // session's records met the socket's failure (the peer's reset), as a write of
             // bytes gets then, from the records left queued.
-            return match session_failure(stream) {
+            return match session_failure(&mut locked.stream) {
                 Some(e) => {
                     drop(locked);
                     self.check(Poll::Ready(Err(e)))
                 }
-                None => Pin::new(&mut stream.get_mut().0).poll_write(cx, buf),
+                None => Pin::new(&mut locked.stream.get_mut().0).poll_write(cx, buf),
             };
         }
+        if self.link.defers_writes() && locked.plain.len() + buf.len() <= PLAIN_LIMIT {
+            // Flush coalescing: the reader has requests still to read, so this answer waits
+            // above rustls, to be sealed with the rest of the burst's as one record (see
+            // `Locked::plain`).
+            locked.plain.extend_from_slice(buf);
+            write_done(&mut locked.stream, &Poll::Ready(Ok(())));
+            drop(locked);
+            if !self.link.defers_writes() {
+                // The reader read again (or was dropped) before this write took the session,
+                // and may have found nothing held: the answers leave now.
+                let mut locked = lock_for_writing(&self.shared);
+                if !locked.plain.is_empty() {
+                    release_held(&mut locked, &self.link);
+                }
+            }
+            return self.check(Poll::Ready(Ok(buf.len())));
+        }
+        if !locked.plain.is_empty() && locked.plain.len() + buf.len() <= PLAIN_LIMIT {
+            // Not held back any more: the answers held back and this one leave now, sealed as
+            // one record. rustls takes them (what its full queue does not take stays held, for
+            // the flush that follows, and goes first); the socket takes the records as far as
+            // it can, as `write_records` has it (a failure after the bytes were taken is the
+            // next call's to report).
+            locked.plain.extend_from_slice(buf);
+            seal_held(&mut locked, false);
+            let waits = match drain_session(&mut locked.stream, cx) {
+                Ok(drained) => drained == Drained::Blocked,
+                Err(e) => {
+                    if !is_socket_timeout(&e) {
+                        self.failed.store(true, Ordering::Release);
+                        locked.unreported = Some(e);
+                    }
+                    false
+                }
+            };
+            let result = Poll::Ready(Ok(buf.len()));
+            write_done(&mut locked.stream, &result);
+            let replaced = if waits {
+                writer_waits(&mut locked, cx)
+            } else {
+                None
+            };
+            drop(locked);
+            drop(replaced);
+            return self.check(result);
+        }
+        if !locked.plain.is_empty() {
+            // What was held back goes first.
+            match poll_seal(&mut locked, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    drop(locked);
+                    return self.check(Poll::Ready(Err(e)));
+                }
+                Poll::Pending => {
+                    let replaced = writer_waits(&mut locked, cx);
+                    drop(locked);
+                    drop(replaced);
+                    return Poll::Pending;
+                }
+            }
+        }
+        let Locked {
+            stream, unreported, ..
+        } = &mut *locked;
         // rustls directly, not tokio-rustls's `poll_write`: that one reports the socket's error
         // from a call whose bytes rustls already took.
         let mut waits = false;
@@ -1651,6 +1847,22 @@ impl AsyncWrite for TlsWrite {
             // See `poll_write` (the session failed already).
             drop(locked);
             return Poll::Ready(Err(e));
+        }
+        if !locked.plain.is_empty() && !self.link.defers_writes() {
+            // Not held back: what was held back goes first, as one record.
+            match poll_seal(&mut locked, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    drop(locked);
+                    return self.check(Poll::Ready(Err(e)));
+                }
+                Poll::Pending => {
+                    let replaced = writer_waits(&mut locked, cx);
+                    drop(locked);
+                    drop(replaced);
+                    return Poll::Pending;
+                }
+            }
         }
         let stream = &mut locked.stream;
         let result = Pin::new(&mut *stream).poll_flush(cx);
@@ -1727,6 +1939,20 @@ impl AsyncWrite for TlsWrite {
             // that close is still under way (it may have begun since the check above).
             let e = locked.stream.get_ref().0.check_open().err();
             return Poll::Ready(Err(e.unwrap_or_else(|| net_sockets::Error::Closed.into())));
+        }
+        // What flush coalescing held back above rustls comes before `close_notify`.
+        match poll_seal(&mut locked, cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => {
+                drop(locked);
+                return self.check_shutdown(Poll::Ready(Err(e)));
+            }
+            Poll::Pending => {
+                let replaced = writer_waits(&mut locked, cx);
+                drop(locked);
+                drop(replaced);
+                return Poll::Pending;
+            }
         }
         let mut woken = None;
         if !self.ended.load(Ordering::Acquire) {
