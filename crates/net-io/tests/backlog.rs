@@ -250,3 +250,34 @@ async fn a_frame_stream_that_ended_at_an_error_has_nothing_pending() {
     let (input, _) = frames.into_parts();
     assert_eq!(input.available_for_read(), 4, "`bad` stays buffered");
 }
+
+/// `hold_regardless` holds with nothing pending (a layer's bytes, handed over as its reader
+/// reads again), after what is held and within its limit; `is_deferring` says whether writes
+/// are held back: input pending and holding not ended.
+#[tokio::test]
+async fn a_layer_holds_its_bytes_regardless_of_pending_input_until_holding_ends() {
+    let (mut peer, mut input, backlog) = reader();
+    assert!(!backlog.is_deferring());
+    peer.write_all(b"one\ntwo\n").await.unwrap();
+    assert_eq!(line(&mut input).await.as_deref(), Some("one"));
+    assert!(backlog.is_deferring());
+    assert!(backlog.hold(b"ONE\n", 64));
+    assert_eq!(line(&mut input).await.as_deref(), Some("two"));
+    assert!(!backlog.is_pending() && !backlog.is_deferring());
+    assert!(backlog.hold_regardless(b"TWO\n", 64));
+    assert!(!backlog.hold_regardless(&[b'x'; 64], 64), "past the limit");
+    backlog.with_held(|held| assert_eq!(&held[..], b"ONE\nTWO\n"));
+    backlog.with_held(|held| held.clear());
+    assert!(
+        backlog.hold_regardless(b"THREE\n", 64),
+        "with nothing held either"
+    );
+    backlog.close();
+    assert!(!backlog.hold_regardless(b"late", 64));
+    peer.write_all(b"three\nfour\n").await.unwrap();
+    assert_eq!(line(&mut input).await.as_deref(), Some("three"));
+    assert!(
+        backlog.is_pending() && !backlog.is_deferring(),
+        "holding ended"
+    );
+}
