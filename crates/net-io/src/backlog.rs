@@ -177,9 +177,10 @@ impl Backlog {
 
     /// Sets what the transport runs when a read through tokio's traits (which passes its bytes
     /// on, and may stop reading while its writes wait), or a [`Frames`](crate::Frames) stream
-    /// that ends at an error (it never reads again), leaves nothing pending while bytes are
-    /// held: the transport sends them, as when its reader is about to wait. Once: a later call
-    /// changes nothing.
+    /// that ends at an error (it never reads again), leaves nothing pending where input was
+    /// pending or bytes are held: the transport sends what is held, as when its reader is about
+    /// to wait (and a layer above it what it held itself meanwhile). Once: a later call changes
+    /// nothing.
     pub fn on_passed_on(&self, f: impl Fn() + Send + Sync + 'static) {
         let _ = self.0.passed_on.0.set(Box::new(f));
     }
@@ -188,8 +189,9 @@ impl Backlog {
     /// and what is held leaves.
     #[inline]
     pub(crate) fn passed_on(&self) {
+        let was_pending = self.is_pending();
         self.set(false);
-        if self.is_holding() {
+        if was_pending || self.is_holding() {
             if let Some(f) = self.0.passed_on.0.get() {
                 f();
             }

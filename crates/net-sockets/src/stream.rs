@@ -9,7 +9,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
@@ -301,6 +301,9 @@ pub(crate) struct Conn {
     layer_failure: Mutex<Option<LayerFailure>>,
     /// What the layer over the connection (TLS) does before a cut (see [`Conn::cut`]).
     before_cut: BeforeCut,
+    /// What the layer over the connection sends of its own when a read through tokio's traits
+    /// leaves nothing pending (see [`Link::on_passed_on`](crate::transport::Link::on_passed_on)).
+    layer_passed_on: LayerPassedOn,
     pub(crate) local: SocketAddress,
     pub(crate) remote: SocketAddress,
     socket_timeout: Option<Duration>,
@@ -314,6 +317,21 @@ pub(crate) struct Conn {
     /// Bytes received before the socket was handed out (after a PROXY protocol header, when the
     /// header was optional and absent): the read channel's first bytes.
     received: Mutex<Bytes>,
+}
+
+/// A layer's hook for [`Link::on_passed_on`](crate::transport::Link::on_passed_on).
+pub(crate) type LayerHook = Box<dyn Fn(&crate::transport::Link) + Send + Sync>;
+
+/// Where a connection keeps its layer's [`LayerHook`].
+#[derive(Default)]
+pub(crate) struct LayerPassedOn(OnceLock<LayerHook>);
+
+impl fmt::Debug for LayerPassedOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LayerPassedOn")
+            .field(&self.0.get().is_some())
+            .finish()
+    }
 }
 
 /// A layer's last step before its connection is cut without the layer's `closing` (see
@@ -525,6 +543,7 @@ impl Conn {
             sends: CallsUnderWay::default(),
             reads: CallsUnderWay::default(),
             before_cut: BeforeCut::default(),
+            layer_passed_on: LayerPassedOn::default(),
         })?;
         if let Some(backlog) = &conn.backlog {
             // A read through tokio's traits that leaves nothing pending sends what was held
@@ -532,6 +551,11 @@ impl Conn {
             let weak = Arc::downgrade(&conn);
             backlog.on_passed_on(move || {
                 if let Some(conn) = weak.upgrade() {
+                    if let Some(layer) = conn.layer_passed_on.0.get() {
+                        layer(&crate::transport::Link {
+                            conn: Arc::clone(&conn),
+                        });
+                    }
                     conn.reader_gone();
                 }
             });
@@ -583,6 +607,11 @@ impl Conn {
 
     /// Sets what runs before a [`cut`](Self::cut) (once per connection: a later call replaces
     /// it).
+    /// Sets the layer's hook for a read through tokio's traits (once).
+    pub(crate) fn set_layer_passed_on(&self, hook: LayerHook) {
+        let _ = self.layer_passed_on.0.set(hook);
+    }
+
     pub(crate) fn set_before_cut(&self, before: Box<dyn FnOnce() + Send>) {
         *lock(&self.before_cut.0) = Some(before);
     }

@@ -173,6 +173,18 @@ impl Link {
         self.conn.reader_gone();
     }
 
+    /// Runs `hook` when a read of the read channel through tokio's traits (which passes its
+    /// bytes on, and may stop reading while its writes wait) leaves nothing pending: for a
+    /// layer that holds its own bytes while the reader has requests pending
+    /// ([`defers_writes`](Self::defers_writes)), to hand them over then ([`hold`](Self::hold),
+    /// [`send_held`](Self::send_held)); what the socket holds back leaves after it. Such a read
+    /// may not reach the layer's reader (the channel hands out what it buffered). The hook gets
+    /// the connection's link (it must not keep one itself: the connection keeps the hook).
+    /// Once: a later call changes nothing.
+    pub fn on_passed_on(&self, hook: impl Fn(&Link) + Send + Sync + 'static) {
+        self.conn.set_layer_passed_on(Box::new(hook));
+    }
+
     /// The layer's session failed for good, as a read found (TLS: the peer's fatal alert, a
     /// corrupted record): the write channel's calls fail at once with the error `failure`
     /// makes, those that would only add bytes to its buffer too (a channel opened later as

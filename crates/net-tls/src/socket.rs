@@ -667,6 +667,21 @@ impl TlsSession {
                 }
             }
         });
+        // A read of the read channel through tokio's traits hands out what the channel
+        // buffered without a read of the session, and may stop reading while its writes wait:
+        // the answers held back above rustls leave then, as when the reader reads again. (Not
+        // while another holds the session: a write then releases them itself, once it finds
+        // nothing pending.)
+        let session_of_reads = Arc::downgrade(&shared);
+        link.on_passed_on(move |link| {
+            if let Some(shared) = session_of_reads.upgrade() {
+                if let Ok(mut locked) = shared.try_lock() {
+                    if !locked.plain.is_empty() {
+                        release_held(&mut locked, link);
+                    }
+                }
+            }
+        });
         TlsSession {
             shared,
             session,
