@@ -1042,6 +1042,16 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
         let end = server.cpu().ok()?;
         Some((start, end, window.end - window.start))
     };
+    // The load generator's clients: TLS ones trust the run's CA.
+    let transport = |tls: bool| -> Result<Transport> {
+        Ok(if tls {
+            Transport::Tls(tokio_rustls::TlsConnector::from(pki::client_config(
+                &cfg.pki.ca,
+            )?))
+        } else {
+            Transport::Tcp
+        })
+    };
     let (stat, cpu) = rt.block_on(async {
         let run = async {
             Ok::<_, anyhow::Error>(match s.load {
@@ -1050,25 +1060,13 @@ fn measure(rt: &tokio::runtime::Runtime, cfg: &Config, s: &Scenario, side: Side)
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Pipeline { conns, burst, tls } => {
-                    let transport = if tls {
-                        Transport::Tls(tokio_rustls::TlsConnector::from(pki::client_config(
-                            &cfg.pki.ca,
-                        )?))
-                    } else {
-                        Transport::Tcp
-                    };
+                    let transport = transport(tls)?;
                     let o =
                         load::pipeline(addr, conns, burst, transport, warmup, secs, report).await?;
                     throughput(o, o.ops_per_sec)
                 }
                 Load::Echo { conns, tls } => {
-                    let transport = if tls {
-                        Transport::Tls(tokio_rustls::TlsConnector::from(pki::client_config(
-                            &cfg.pki.ca,
-                        )?))
-                    } else {
-                        Transport::Tcp
-                    };
+                    let transport = transport(tls)?;
                     let o = load::echo(addr, conns, transport, warmup, secs, report).await?;
                     throughput(o, o.bytes_per_sec / 1e6)
                 }

@@ -26,7 +26,9 @@ use anyhow::{Context, Result, bail};
 use net_io::LineEnding;
 use net_sockets::{SelectorManager, a_socket};
 use net_tls::{TlsExt, TlsServerConfig};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use crate::go;
@@ -353,7 +355,7 @@ async fn raw_tcp(role: Role, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Res
         // Our sockets default to TCP_NODELAY; a careful user sets it too.
         stream.set_nodelay(true)?;
         if role == Role::PingPong {
-            tokio::spawn(raw_pingpong(stream));
+            tokio::spawn(raw_pingpong(stream, false));
             continue;
         }
         let acceptor = acceptor.clone();
@@ -365,10 +367,17 @@ async fn raw_tcp(role: Role, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Res
 
 /// The seed's server loop as a user writes it with tokio: a `BufReader`, `read_line` into a
 /// reused `String`, the reply built in a reused `String` (as ours builds it) and sent with
-/// `write_all`, one `send` per reply.
-async fn raw_pingpong(stream: tokio::net::TcpStream) -> io::Result<()> {
+/// `write_all`, one `send` per reply; over tokio-rustls (`flush`) each reply is flushed too (one
+/// record each). Returns the stream at the client's end, for a TLS shutdown.
+async fn raw_pingpong<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    flush: bool,
+) -> io::Result<BufReader<S>> {
     let mut stream = BufReader::new(stream);
     stream.write_all(GREETING.as_bytes()).await?;
+    if flush {
+        stream.flush().await?;
+    }
     let (mut line, mut reply) = (String::new(), String::new());
     loop {
         line.clear();
@@ -381,8 +390,11 @@ async fn raw_pingpong(stream: tokio::net::TcpStream) -> io::Result<()> {
         reply.push_str(name);
         reply.push_str("!\n");
         stream.write_all(reply.as_bytes()).await?;
+        if flush {
+            stream.flush().await?;
+        }
     }
-    Ok(())
+    Ok(stream)
 }
 
 async fn raw_connection(
@@ -391,7 +403,7 @@ async fn raw_connection(
     acceptor: Option<tokio_rustls::TlsAcceptor>,
 ) -> io::Result<()> {
     match role {
-        Role::PingPong => raw_pingpong(stream).await?,
+        Role::PingPong => drop(raw_pingpong(stream, false).await?),
         Role::Echo => {
             let mut stream = stream;
             let (mut reader, mut writer) = stream.split();
@@ -428,26 +440,8 @@ async fn raw_connection(
             let _ = tls.read_line(&mut line).await;
         }
         Role::TlsPingPong => {
-            // As `raw_pingpong`, over tokio-rustls: each reply written and flushed (one record,
-            // one send).
             let acceptor = acceptor.expect("TLS acceptor");
-            let mut tls = BufReader::new(acceptor.accept(stream).await?);
-            tls.write_all(GREETING.as_bytes()).await?;
-            tls.flush().await?;
-            let (mut line, mut reply) = (String::new(), String::new());
-            loop {
-                line.clear();
-                if tls.read_line(&mut line).await? == 0 {
-                    break;
-                }
-                let name = line.trim_end_matches(['\r', '\n']);
-                reply.clear();
-                reply.push_str("Hello, ");
-                reply.push_str(name);
-                reply.push_str("!\n");
-                tls.write_all(reply.as_bytes()).await?;
-                tls.flush().await?;
-            }
+            let mut tls = raw_pingpong(acceptor.accept(stream).await?, true).await?;
             tls.shutdown().await?;
         }
         Role::Udp => unreachable!(),

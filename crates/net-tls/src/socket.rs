@@ -593,6 +593,25 @@ fn poll_seal(locked: &mut Locked, cx: &mut Context<'_>) -> Poll<io::Result<()>> 
     }
 }
 
+/// [`poll_seal`] for a write, flush or shutdown, which goes on with the session it returns;
+/// otherwise the session is let go, and the call returns: `Err(None)` waiting for the socket
+/// (noted as a writer's wait, see [`writer_waits`]), `Err(Some(e))` failed.
+fn seal_first<'a>(
+    mut locked: MutexGuard<'a, Locked>,
+    cx: &mut Context<'_>,
+) -> Result<MutexGuard<'a, Locked>, Option<io::Error>> {
+    match poll_seal(&mut locked, cx) {
+        Poll::Ready(Ok(())) => Ok(locked),
+        Poll::Ready(Err(e)) => Err(Some(e)),
+        Poll::Pending => {
+            let replaced = writer_waits(&mut locked, cx);
+            drop(locked);
+            drop(replaced);
+            Err(None)
+        }
+    }
+}
+
 /// The TLS layer of a [`TlsSocket`]: the session both channels share, and what its handshake
 /// negotiated.
 ///
@@ -1767,7 +1786,8 @@ impl AsyncWrite for TlsWrite {
             }
             return self.check(Poll::Ready(Ok(buf.len())));
         }
-        if !locked.plain.is_empty() && locked.plain.len() + buf.len() <= PLAIN_LIMIT {
+        let mut waits = false;
+        let result = if !locked.plain.is_empty() && locked.plain.len() + buf.len() <= PLAIN_LIMIT {
             // Not held back any more: the answers held back and this one leave now, sealed as
             // one record. rustls takes them (what its full queue does not take stays held, for
             // the flush that follows, and goes first); the socket takes the records as far as
@@ -1775,60 +1795,42 @@ impl AsyncWrite for TlsWrite {
             // next call's to report).
             locked.plain.extend_from_slice(buf);
             seal_held(&mut locked, false);
-            let waits = match drain_session(&mut locked.stream, cx) {
-                Ok(drained) => drained == Drained::Blocked,
+            match drain_session(&mut locked.stream, cx) {
+                Ok(drained) => waits = drained == Drained::Blocked,
                 Err(e) => {
                     if !is_socket_timeout(&e) {
                         self.failed.store(true, Ordering::Release);
                         locked.unreported = Some(e);
                     }
-                    false
-                }
-            };
-            let result = Poll::Ready(Ok(buf.len()));
-            write_done(&mut locked.stream, &result);
-            let replaced = if waits {
-                writer_waits(&mut locked, cx)
-            } else {
-                None
-            };
-            drop(locked);
-            drop(replaced);
-            return self.check(result);
-        }
-        if !locked.plain.is_empty() {
-            // What was held back goes first.
-            match poll_seal(&mut locked, cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => {
-                    drop(locked);
-                    return self.check(Poll::Ready(Err(e)));
-                }
-                Poll::Pending => {
-                    let replaced = writer_waits(&mut locked, cx);
-                    drop(locked);
-                    drop(replaced);
-                    return Poll::Pending;
                 }
             }
-        }
-        let Locked {
-            stream, unreported, ..
-        } = &mut *locked;
-        // rustls directly, not tokio-rustls's `poll_write`: that one reports the socket's error
-        // from a call whose bytes rustls already took.
-        let mut waits = false;
-        let result = match stream {
-            tokio_rustls::TlsStream::Client(s) => {
-                let (raw, session) = s.get_mut();
-                write_records(raw, session, cx, buf, &self.failed, unreported, &mut waits)
+            Poll::Ready(Ok(buf.len()))
+        } else {
+            if !locked.plain.is_empty() {
+                // What was held back goes first.
+                locked = match seal_first(locked, cx) {
+                    Ok(locked) => locked,
+                    Err(None) => return Poll::Pending,
+                    Err(Some(e)) => return self.check(Poll::Ready(Err(e))),
+                };
             }
-            tokio_rustls::TlsStream::Server(s) => {
-                let (raw, session) = s.get_mut();
-                write_records(raw, session, cx, buf, &self.failed, unreported, &mut waits)
+            let Locked {
+                stream, unreported, ..
+            } = &mut *locked;
+            // rustls directly, not tokio-rustls's `poll_write`: that one reports the socket's
+            // error from a call whose bytes rustls already took.
+            match stream {
+                tokio_rustls::TlsStream::Client(s) => {
+                    let (raw, session) = s.get_mut();
+                    write_records(raw, session, cx, buf, &self.failed, unreported, &mut waits)
+                }
+                tokio_rustls::TlsStream::Server(s) => {
+                    let (raw, session) = s.get_mut();
+                    write_records(raw, session, cx, buf, &self.failed, unreported, &mut waits)
+                }
             }
         };
-        write_done(stream, &result);
+        write_done(&mut locked.stream, &result);
         // Also after a write that returns what rustls took with the socket full, whose task's
         // wakers the socket keeps (see `write_records`).
         let replaced = if waits {
@@ -1865,19 +1867,11 @@ impl AsyncWrite for TlsWrite {
         }
         if !locked.plain.is_empty() && !self.link.defers_writes() {
             // Not held back: what was held back goes first, as one record.
-            match poll_seal(&mut locked, cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => {
-                    drop(locked);
-                    return self.check(Poll::Ready(Err(e)));
-                }
-                Poll::Pending => {
-                    let replaced = writer_waits(&mut locked, cx);
-                    drop(locked);
-                    drop(replaced);
-                    return Poll::Pending;
-                }
-            }
+            locked = match seal_first(locked, cx) {
+                Ok(locked) => locked,
+                Err(None) => return Poll::Pending,
+                Err(Some(e)) => return self.check(Poll::Ready(Err(e))),
+            };
         }
         let stream = &mut locked.stream;
         let result = Pin::new(&mut *stream).poll_flush(cx);
@@ -1956,19 +1950,11 @@ impl AsyncWrite for TlsWrite {
             return Poll::Ready(Err(e.unwrap_or_else(|| net_sockets::Error::Closed.into())));
         }
         // What flush coalescing held back above rustls comes before `close_notify`.
-        match poll_seal(&mut locked, cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => {
-                drop(locked);
-                return self.check_shutdown(Poll::Ready(Err(e)));
-            }
-            Poll::Pending => {
-                let replaced = writer_waits(&mut locked, cx);
-                drop(locked);
-                drop(replaced);
-                return Poll::Pending;
-            }
-        }
+        locked = match seal_first(locked, cx) {
+            Ok(locked) => locked,
+            Err(None) => return Poll::Pending,
+            Err(Some(e)) => return self.check_shutdown(Poll::Ready(Err(e))),
+        };
         let mut woken = None;
         if !self.ended.load(Ordering::Acquire) {
             // A session that failed before this shutdown (the peer's fatal alert, a corrupted
