@@ -652,4 +652,131 @@ PAFf949od6diBPMB2tC8ls10C719spfNfKApIlwZ56k=\n\
         assert!(e.to_string().contains("/nonexistent/cert.pem"), "{e}");
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e:?}");
     }
+
+    /// A DER header's length, in the short form or the long form of one to four octets,
+    /// must cover exactly the bytes after it: the bounds of each form are taken or refused
+    /// as `one_der_value` says (no length octets, five, or fewer than announced: refused).
+    #[test]
+    fn one_der_value_takes_each_length_form_at_its_bounds() {
+        let with_body = |header: &[u8], body: usize| {
+            let mut der = header.to_vec();
+            der.resize(header.len() + body, 0xaa);
+            der
+        };
+        for (der, whole) in [
+            (vec![0x30, 0x00], true),
+            (vec![0x31, 0x00], false),
+            (vec![0x30, 0x81, 0x00], true),
+            (vec![0x30, 0x84, 0, 0, 0, 1, 0xaa], true),
+            (vec![0x30, 0x85, 0, 0, 0, 0, 0], false),
+            (vec![0x30, 0x80], false),
+            (vec![0x30, 0x82, 0x01], false),
+            (with_body(&[0x30, 0x82, 0x01, 0x00], 256), true),
+            (with_body(&[0x30, 0x82, 0x01, 0x00], 255), false),
+            (with_body(&[0x30, 0x82, 0x01, 0x00], 257), false),
+        ] {
+            assert_eq!(
+                one_der_value(&der),
+                whole,
+                "{:02x?}",
+                &der[..der.len().min(8)]
+            );
+        }
+    }
+
+    /// UTF-16 is told by its byte order mark, in either byte order, whatever follows it, and
+    /// by a BEGIN marker in UTF-16 without a byte order mark; ASCII PEM is not UTF-16.
+    #[test]
+    fn utf16_is_told_by_its_byte_order_mark_or_a_begin_marker() {
+        let utf16 = |text: &str, little: bool| -> Vec<u8> {
+            text.encode_utf16()
+                .flat_map(|u| {
+                    if little {
+                        u.to_le_bytes()
+                    } else {
+                        u.to_be_bytes()
+                    }
+                })
+                .collect()
+        };
+        for little in [true, false] {
+            for text in ["\u{feff}no PEM here", "-----BEGIN CERTIFICATE-----\n"] {
+                let e = refuse_utf16(&utf16(text, little), "u.pem").unwrap_err();
+                let told = reason(e, "u.pem");
+                assert!(told.contains("UTF-16"), "{text:?}, little {little}: {told}");
+            }
+        }
+        assert!(refuse_utf16(b"-----BEGIN CERTIFICATE-----\nMAA=\n", "a.pem").is_ok());
+    }
+
+    /// Lines end at an LF, a CR or a CRLF (one end, not two), as the PEM parser ends them.
+    #[test]
+    fn lines_end_at_lf_cr_or_crlf() {
+        let split = |text: &'static [u8]| lines(text).take(8).collect::<Vec<_>>();
+        assert_eq!(split(b"a\nb\rc\r\nd"), [&b"a"[..], b"b", b"c", b"d"]);
+        assert_eq!(split(b"a\r\n\r\nb\n"), [&b"a"[..], b"", b"b", b""]);
+    }
+
+    /// A section without its END line says whether the file looks cut short (nothing after
+    /// the label) or its newlines lost (bytes after it, counted, not shown); a BEGIN line
+    /// whose dashes are wrong is quoted up to them, and what follows it counted.
+    #[test]
+    fn section_errors_say_what_follows_the_label() {
+        let told = |pem: &str| reason(certificates(pem.as_bytes(), "s.pem").unwrap_err(), "s.pem");
+        let cut = told("-----BEGIN CERTIFICATE-----\nMAA=\n");
+        assert_eq!(
+            cut,
+            "no \"-----END CERTIFICATE-----\" line (is the file cut short?)"
+        );
+        // The label the parser reads is all up to the last five dashes: 29 bytes follow
+        // `CERTIFICATE` in it.
+        let one_line = told("-----BEGIN CERTIFICATE-----AAAA-----END CERTIFICATE-----");
+        assert!(
+            one_line.starts_with(
+                "no \"-----END CERTIFICATE-----\" line: the line of \"-----BEGIN CERTIFICATE\" \
+                 goes on with 29 more bytes, not shown"
+            ),
+            "{one_line}"
+        );
+        let three_dashes = told("-----BEGIN CERTIFICATE---\nMAA=\n-----END CERTIFICATE-----\n");
+        assert!(
+            three_dashes.starts_with("malformed section start \"-----BEGIN CERTIFICATE---\" ("),
+            "{three_dashes}"
+        );
+        let escaped = told("-----BEGIN CERTIFICATE-----\\nMAA=\\n-----END CERTIFICATE-----\\n");
+        assert!(
+            escaped.starts_with(
+                "malformed section start \"-----BEGIN CERTIFICATE-----\", then 35 more bytes \
+                 on its line, not shown"
+            ),
+            "{escaped}"
+        );
+    }
+
+    /// A character that cannot be in base64 is located also in a section whose BEGIN line has
+    /// blanks after its dashes (the parser's label ends at them); and it is not named when
+    /// the parser failed on something else first (`=` padding too early).
+    #[test]
+    fn a_bad_base64_character_is_located_only_when_the_parser_met_it() {
+        let told = |pem: &str| reason(certificates(pem.as_bytes(), "b.pem").unwrap_err(), "b.pem");
+        let spaced = told("-----BEGIN CERTIFICATE----- \nMAA=\nMA!=\n-----END CERTIFICATE-----\n");
+        assert!(spaced.starts_with("line 3 has '!', "), "{spaced}");
+        let padded =
+            told("-----BEGIN CERTIFICATE-----\nMA==MA==AAAA\n!!!!\n-----END CERTIFICATE-----\n");
+        assert!(!padded.contains("'!'"), "{padded}");
+        assert!(padded.contains("PrematurePadding"), "{padded}");
+    }
+
+    /// A leaf that is one DER value but no certificate is refused with rustls's reason, in
+    /// words.
+    #[test]
+    fn a_leaf_that_is_no_certificate_is_refused_with_the_reason() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+        let told = reason(chain(pem.as_bytes(), "l.pem").unwrap_err(), "l.pem");
+        assert_eq!(
+            told,
+            "the first certificate (the leaf) is not a certificate: BadEncoding (is the file \
+             corrupted?)"
+        );
+    }
 }
