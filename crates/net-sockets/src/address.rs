@@ -779,6 +779,12 @@ mod tests {
         let storage_len = std::mem::size_of::<libc::sockaddr_storage>();
         let with = |fill: u8, len: usize| {
             let mut storage = socket2::SockAddrStorage::zeroed();
+            // The bytes past the path's room too: a read beyond the room would show them.
+            // SAFETY: a byte array of the storage's size, every byte of which is initialized.
+            #[allow(unsafe_code)]
+            let all =
+                unsafe { storage.view_as::<[u8; std::mem::size_of::<libc::sockaddr_storage>()]>() };
+            all.fill(fill);
             // SAFETY: the storage is larger than a `sockaddr_un` and aligned for it.
             #[allow(unsafe_code)]
             let un = unsafe { storage.view_as::<libc::sockaddr_un>() };
@@ -824,10 +830,21 @@ mod tests {
         assert!(name(b'/', 107).sock_addr().is_ok());
         let e = name(b'/', 108).sock_addr().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        // Refused here, naming the limit, not by socket2 after.
+        assert!(
+            e.to_string()
+                .ends_with("is 108 bytes; a socket address holds at most 107"),
+            "{e}"
+        );
         assert!(name(0, 108).sock_addr().is_ok());
         assert!(name(0, 1).sock_addr().is_ok());
         let e = name(0, 109).sock_addr().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("is 109 bytes; a socket address holds at most 108"),
+            "{e}"
+        );
     }
 
     /// A name in Linux's abstract namespace displays as `ss` and systemd write it, `@` then the
@@ -1007,5 +1024,77 @@ mod tests {
         assert_eq!(unix.to_string(), "/tmp/s.sock");
         assert_eq!(unix.port(), None);
         assert_eq!(v6.port(), Some(9002));
+    }
+
+    /// Unix addresses are equal, hash alike and order as their identity says: paths as
+    /// `Path`s (a doubled or trailing `/` names the same file), names in the abstract
+    /// namespace byte for byte (`"\0svc/"` is not `"\0svc"`); different ones order one way.
+    #[test]
+    fn unix_addresses_compare_as_paths_or_as_bytes() {
+        use std::cmp::Ordering;
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        for (a, b) in [
+            ("/tmp/x.sock", "/tmp//x.sock"),
+            ("/tmp/x.sock", "/tmp/x.sock/"),
+        ] {
+            let (a, b) = (UnixSocketAddress::new(a), UnixSocketAddress::new(b));
+            assert_eq!(a, b);
+            assert_eq!(hasher.hash_one(&a), hasher.hash_one(&b), "{a:?} {b:?}");
+            assert_eq!(a.partial_cmp(&b), Some(Ordering::Equal), "{a:?} {b:?}");
+        }
+        for (a, b) in [
+            ("\0svc", "\0svc/"),
+            ("\0svc", "\0svc\0"),
+            ("/tmp/a.sock", "/tmp/b.sock"),
+            ("\0a", "/a"),
+        ] {
+            let (a, b) = (UnixSocketAddress::new(a), UnixSocketAddress::new(b));
+            assert_ne!(a, b);
+            assert_ne!(hasher.hash_one(&a), hasher.hash_one(&b), "{a:?} {b:?}");
+            let order = a.cmp(&b);
+            assert_ne!(order, Ordering::Equal, "{a:?} {b:?}");
+            assert_eq!(b.cmp(&a), order.reverse(), "{a:?} {b:?}");
+            assert_eq!(a.partial_cmp(&b), Some(order), "{a:?} {b:?}");
+        }
+    }
+
+    /// An address in use is told by what is at its path: a directory, a file that is not a
+    /// socket, a socket file (or nothing there now), or a name in the abstract namespace;
+    /// another error is kept as it is.
+    #[test]
+    fn an_address_in_use_is_told_by_what_is_there() {
+        let dir = std::env::temp_dir().join(format!("knet-in-use-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a-directory")).unwrap();
+        std::fs::write(dir.join("a-file"), b"kept").unwrap();
+        let socket = dir.join("a.sock");
+        let _ = std::fs::remove_file(&socket);
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let in_use = || io::Error::from(io::ErrorKind::AddrInUse);
+        for (path, told) in [
+            (
+                dir.join("a-directory"),
+                "a directory is at Unix socket path ",
+            ),
+            (
+                dir.join("a-file"),
+                "a file that is not a socket is at Unix socket path ",
+            ),
+            (socket.clone(), "a file exists at Unix socket path "),
+            (dir.join("gone.sock"), "a file exists at Unix socket path "),
+            (
+                PathBuf::from("\0knet-in-use"),
+                "the abstract Unix socket name ",
+            ),
+        ] {
+            let e = UnixSocketAddress::new(&path).in_use(in_use());
+            assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+            assert!(e.to_string().starts_with(told), "{path:?}: {e}");
+        }
+        let other =
+            UnixSocketAddress::new(&socket).in_use(io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(other.raw_os_error(), Some(libc::EACCES));
+        drop(listener);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
