@@ -1097,4 +1097,28 @@ mod tests {
         drop(listener);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// `EINVAL` of a link-local address without a scope is told as such; with a scope, of a
+    /// global address, or another error, the OS's error is kept as it is.
+    #[test]
+    fn an_unscoped_link_local_address_is_named() {
+        let einval = || io::Error::from_raw_os_error(libc::EINVAL);
+        let told = unscoped("[fe80::1]:80".parse().unwrap(), einval());
+        assert_eq!(told.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            told.to_string()
+                .starts_with("[fe80::1]:80 is a link-local address without a scope"),
+            "{told}"
+        );
+        for (address, e) in [
+            ("[fe80::1%2]:80", einval()),
+            ("[2001:db8::1]:80", einval()),
+            ("127.0.0.1:80", einval()),
+            ("[fe80::1]:80", io::Error::from_raw_os_error(libc::EACCES)),
+        ] {
+            let os = e.raw_os_error();
+            let kept = unscoped(address.parse().unwrap(), e);
+            assert_eq!(kept.raw_os_error(), os, "{address}: {kept}");
+        }
+    }
 }
