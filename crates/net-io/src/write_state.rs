@@ -218,7 +218,11 @@ impl WriteState {
 
 #[cfg(test)]
 mod tests {
-    use crate::Backlog;
+    use std::io;
+
+    use tokio::io::AsyncReadExt;
+
+    use crate::{Backlog, ByteWriteChannel, WriteState};
 
     #[test]
     fn a_write_state_shows_its_flags_and_not_the_backlog_beside_it() {
@@ -228,5 +232,48 @@ mod tests {
             format!("{state:?}"),
             "WriteState { unsent: true, lost: false, ended: false }"
         );
+    }
+
+    /// Every call of `Backlog::write_state` gives the one state in the backlog's allocation:
+    /// what a channel sharing one tells it, another sees.
+    #[tokio::test]
+    async fn every_write_state_of_a_backlog_is_one_state() {
+        let backlog = Backlog::new();
+        let seen = backlog.write_state();
+        let mut output = ByteWriteChannel::new(tokio::io::sink(), false);
+        output.share_state(backlog.write_state());
+        output.write_fully(b"not flushed yet").await.unwrap();
+        assert!(seen.has_unsent());
+        output.cancel();
+        assert!(seen.lost_bytes());
+    }
+
+    /// After `end`, a write that would buffer, a flush of nothing and a write too large to
+    /// buffer (which would go to the transport directly) each fail with the end's error, and
+    /// the transport gets nothing.
+    #[tokio::test]
+    async fn after_the_end_every_write_and_flush_fails_with_its_error() {
+        for call in ["buffered", "flush", "direct"] {
+            let state = WriteState::new();
+            let (transport, mut peer) = tokio::io::duplex(1 << 16);
+            let mut output = ByteWriteChannel::new(transport, false);
+            output.share_state(state.clone());
+            state.end(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "closed by its owner",
+            ));
+            let result = match call {
+                "buffered" => output.write_fully(b"never accepted").await,
+                "flush" => output.flush().await,
+                _ => output.write_fully(&[7; 20_000]).await,
+            };
+            let e = result.expect_err(call);
+            assert_eq!(e.kind(), io::ErrorKind::NotConnected, "{call}: {e}");
+            assert!(!state.has_unsent(), "{call}");
+            drop(output);
+            let mut received = Vec::new();
+            peer.read_to_end(&mut received).await.unwrap();
+            assert!(received.is_empty(), "{call}: {} bytes sent", received.len());
+        }
     }
 }
