@@ -278,6 +278,8 @@ impl Backlog {
 mod tests {
     use std::mem::{offset_of, size_of};
 
+    use bytes::Buf;
+
     use super::*;
 
     /// What reads and writes touch ends within the allocation's first 64 bytes (an `Arc`'s
@@ -287,5 +289,127 @@ mod tests {
         let hot_end = offset_of!(Shared, held) + size_of::<Mutex<BytesMut>>();
         assert!(16 + hot_end <= 64, "{hot_end}");
         assert!(offset_of!(Shared, passed_on) >= hot_end);
+    }
+
+    /// A backlog with input pending.
+    fn pending() -> Backlog {
+        let backlog = Backlog::new();
+        backlog.set(true);
+        backlog
+    }
+
+    #[test]
+    fn the_pending_flag_follows_every_change() {
+        let backlog = Backlog::new();
+        assert!(!backlog.is_pending());
+        backlog.set(true);
+        assert!(backlog.is_pending());
+        backlog.set(true);
+        assert!(backlog.is_pending());
+        backlog.set(false);
+        assert!(!backlog.is_pending());
+    }
+
+    /// Bytes are held while input is pending, or after bytes already held (which they must not
+    /// overtake), up to the limit exactly; never once holding was closed.
+    #[test]
+    fn hold_holds_exactly_when_pending_or_holding_within_the_limit_and_open() {
+        assert!(
+            !Backlog::new().hold(b"a", 10),
+            "nothing pending, nothing held"
+        );
+        let backlog = pending();
+        assert!(!backlog.hold(&[1; 11], 10), "past the limit");
+        assert!(!backlog.is_holding());
+        assert!(backlog.hold(&[1; 4], 10));
+        assert!(backlog.is_holding());
+        backlog.set(false);
+        assert!(
+            backlog.hold(&[2; 6], 10),
+            "after held bytes, up to the limit"
+        );
+        assert!(!backlog.hold(&[3], 10), "one past the limit");
+        backlog.with_held(|held| assert_eq!(&held[..], [1, 1, 1, 1, 2, 2, 2, 2, 2, 2]));
+        let closed = pending();
+        closed.close();
+        assert!(!closed.hold(b"a", 10), "closed");
+    }
+
+    #[test]
+    fn writes_are_deferred_while_input_is_pending_and_holding_is_open() {
+        let backlog = Backlog::new();
+        assert!(!backlog.is_deferring());
+        backlog.set(true);
+        assert!(backlog.is_deferring());
+        backlog.close();
+        assert!(!backlog.is_deferring());
+    }
+
+    /// A read that passes its bytes on leaves nothing pending, and runs the transport's hook
+    /// when (and only when) bytes are held.
+    #[test]
+    fn passing_bytes_on_sends_what_is_held() {
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let backlog = pending();
+        let counted = Arc::clone(&runs);
+        backlog.on_passed_on(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        backlog.passed_on();
+        assert!(!backlog.is_pending());
+        assert_eq!(runs.load(Ordering::Relaxed), 0, "nothing held");
+        backlog.set(true);
+        assert!(backlog.hold(b"answer", 64));
+        backlog.passed_on();
+        assert!(!backlog.is_pending());
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
+        backlog.with_held(BytesMut::clear);
+        assert!(!backlog.is_holding());
+    }
+
+    /// The held bytes' allocation is kept between bursts up to `HELD_KEEP` bytes exactly,
+    /// counted over the whole allocation (also when the bytes were advanced past).
+    #[test]
+    fn an_allocation_of_held_bytes_is_kept_up_to_held_keep() {
+        for (size, advanced, kept) in [
+            (100, false, true),
+            // A write buffer's worth of answers.
+            (8 * 1024, false, true),
+            (HELD_KEEP, false, true),
+            (HELD_KEEP, true, true),
+            (HELD_KEEP + 1, false, false),
+            (HELD_KEEP + 1, true, false),
+        ] {
+            let backlog = Backlog::new();
+            backlog.with_held(|held| {
+                *held = BytesMut::with_capacity(size);
+                if advanced {
+                    held.extend_from_slice(&vec![0; size]);
+                    held.advance(size);
+                }
+            });
+            let capacity = backlog.with_held(|held| {
+                let _ = held.try_reclaim(size);
+                held.capacity()
+            });
+            assert_eq!(
+                capacity >= size,
+                kept,
+                "{size} (advanced: {advanced}): {capacity}"
+            );
+        }
+    }
+
+    /// `Debug` shows how many bytes are held, never the bytes, and does not wait for the lock.
+    #[test]
+    fn a_backlog_shows_how_many_bytes_it_holds() {
+        let backlog = pending();
+        assert!(backlog.hold(b"secret", 64));
+        assert_eq!(
+            format!("{backlog:?}"),
+            "Backlog { pending: true, holding: true, closed: false, held_bytes: Some(6), .. }"
+        );
+        let shown = backlog.with_held(|_| format!("{backlog:?}"));
+        assert!(shown.contains("held_bytes: None"), "{shown}");
     }
 }
