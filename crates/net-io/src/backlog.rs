@@ -360,7 +360,11 @@ mod tests {
         assert!(!backlog.is_pending());
         assert_eq!(runs.load(Ordering::Relaxed), 1, "input was pending");
         backlog.passed_on();
-        assert_eq!(runs.load(Ordering::Relaxed), 1, "nothing pending, nothing held");
+        assert_eq!(
+            runs.load(Ordering::Relaxed),
+            1,
+            "nothing pending, nothing held"
+        );
         assert!(backlog.hold_regardless(b"answer", 64));
         backlog.passed_on();
         assert!(!backlog.is_pending());
