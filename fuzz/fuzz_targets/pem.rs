@@ -6,10 +6,10 @@
 //! - no panic; every error is `Error::Pem` naming "PEM bytes", kind `InvalidInput`, with a
 //!   reason of bounded length however long the input (lines are quoted in part), which names
 //!   the line of a character that cannot be in base64 (never the parser's number for it);
-//! - a certificate under `TRUSTED CERTIFICATE` or `X509 CERTIFICATE`, which the PEM parser
-//!   skips, is refused (never silently dropped) wherever its BEGIN line is, as the parser
-//!   reads lines (ended by LF, CRLF or CR) and labels (the five dashes may have spaces after
-//!   and among them);
+//! - a certificate under `TRUSTED CERTIFICATE` or `X509 CERTIFICATE`, or under `CERTIFICATE`
+//!   written otherwise (blanks around it, lower case), which the PEM parser skips, is refused
+//!   (never silently dropped) wherever its BEGIN line is, as the parser reads lines (ended by
+//!   LF, CRLF or CR) and labels (the five dashes may have spaces after and among them);
 //! - a BEGIN marker after other text on its line (two files joined without a newline, a byte
 //!   order mark or blanks before it), which the parser skips, is refused by all three loaders;
 //! - an accepted chain is every CERTIFICATE section the parser reads, in order, each after the
@@ -52,12 +52,25 @@ const LABELS: &[&str] = &[
     "X509 CRL",
     "CERTIFICATE REQUEST",
     "CERTIFICATE ",
+    " CERTIFICATE",
+    "certificate",
     "TRUSTED CERTIFICATE ",
     "",
 ];
 
-/// The labels OpenSSL reads certificates under that the loaders refuse.
-const REFUSED: [&[u8]; 2] = [b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE"];
+/// Whether the loaders refuse a certificate section under `label` (as the parser reads it):
+/// OpenSSL's other certificate labels, and `CERTIFICATE` other than exactly so, up to case and
+/// blanks.
+fn refused(label: &[u8]) -> bool {
+    let words: Vec<Vec<u8>> = label
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|word| !word.is_empty())
+        .map(|word| word.to_ascii_uppercase())
+        .collect();
+    let normal = words.join(&b' ');
+    label != b"CERTIFICATE"
+        && [&b"CERTIFICATE"[..], b"TRUSTED CERTIFICATE", b"X509 CERTIFICATE"].contains(&&normal[..])
+}
 
 /// The ends of BEGIN and END lines: five dashes, with spaces after or among them.
 const TRAILERS: &[&str] = &[
@@ -311,7 +324,7 @@ fuzz_target!(|case: Case| {
     // A certificate under a label the parser skips is refused, never dropped.
     if begin_labels(text)
         .iter()
-        .any(|label| REFUSED.contains(label))
+        .any(|label| refused(label))
     {
         assert!(
             got.chain.is_err(),
@@ -372,11 +385,9 @@ fuzz_target!(|case: Case| {
     // other text, UTF-16), gives the chain when its leaf is the real certificate and every
     // other certificate one whole DER value, the roots when every certificate is the real one,
     // and the key when the parser's first key is one of the real ones.
-    // (The loaders refuse a skipped label also with blanks before its dashes, which the parser
-    // reads as part of the label: `-----BEGIN TRUSTED CERTIFICATE -----`.)
     let refused = begin_labels(text)
         .iter()
-        .any(|label| REFUSED.contains(&label.trim_ascii_end()))
+        .any(|label| refused(label))
         || text
             .split(|&b| b == b'\n' || b == b'\r')
             .any(|line| line.windows(11).skip(1).any(|w| w == b"-----BEGIN "))

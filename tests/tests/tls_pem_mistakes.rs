@@ -242,3 +242,57 @@ fn a_certificate_under_another_label_is_refused_not_skipped() {
         assert!(reason.contains(label), "{label}: {reason}");
     }
 }
+
+/// A certificate whose label is `CERTIFICATE` written a little differently: a blank before the
+/// closing dashes (`-----BEGIN CERTIFICATE -----`, with its END line alike), two blanks after
+/// BEGIN, or in lower case. The PEM parser reads the label as written, so such a section is one
+/// of another kind and was skipped: a bundle with ordinary certificates around it loaded
+/// without that CA. Each is refused with `Error::Pem` naming the line and the label as the
+/// parser read it, quoted, and saying how to write it.
+#[test]
+fn a_certificate_label_written_differently_is_refused_not_skipped() {
+    let first = TestCa::new("first ca");
+    let second = TestCa::new("second ca");
+    let leaf = first.server(&["localhost"]);
+    let dir = TempDir::new("tls-pem-label-blanks");
+    for label in [
+        "CERTIFICATE ",
+        " CERTIFICATE",
+        "certificate",
+        "Certificate  ",
+    ] {
+        let bundle = format!("{}{}", first.pem(), relabelled(second.pem(), label));
+        let line = first.pem().lines().count() + 1;
+        let file = dir.join("bundle.pem");
+        std::fs::write(&file, &bundle).unwrap();
+        let roots = TlsConfig::builder().add_root_certificates_pem_file(&file);
+        let reason = pem_reason(roots, "bundle.pem", label);
+        assert!(
+            reason.contains(&format!(
+                "line {line} begins a section labelled \"{label}\""
+            )) && reason.contains("-----BEGIN CERTIFICATE-----"),
+            "{label:?}: {reason}"
+        );
+        let client_cas = TlsServerConfig::builder().client_auth_required(bundle.as_bytes());
+        let reason = pem_reason(client_cas, "PEM bytes", label);
+        assert!(
+            reason.contains(&format!("\"{label}\"")),
+            "{label:?}: {reason}"
+        );
+        let chain = format!("{}{}", leaf.cert_pem(), relabelled(first.pem(), label));
+        let server = TlsServerConfig::builder().certificate_chain_pem(chain.as_bytes());
+        let reason = pem_reason(server, "PEM bytes", label);
+        assert!(
+            reason.contains(&format!("\"{label}\"")),
+            "{label:?}: {reason}"
+        );
+    }
+    // A section of another kind whose label only mentions certificates is still skipped.
+    let request = "-----BEGIN CERTIFICATE REQUEST-----\nMAA=\n-----END CERTIFICATE REQUEST-----\n";
+    let bundle = format!("{}{request}{}", first.pem(), second.pem());
+    let built = TlsConfig::builder().add_root_certificates_pem(bundle.as_bytes());
+    assert!(
+        built.is_ok(),
+        "a bundle with a CSR among its CAs: {built:?}"
+    );
+}

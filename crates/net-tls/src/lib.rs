@@ -134,7 +134,8 @@
 //! system's error (`NotFound` for a missing file: a deployment can tell it from a bad file); an
 //! empty or malformed one is [`Error::Pem`] naming the file (certificates are read from
 //! `CERTIFICATE` sections; one under OpenSSL's `TRUSTED CERTIFICATE` or `X509 CERTIFICATE`
-//! label is refused, not skipped, and so is a section, of a certificate or a key, whose BEGIN
+//! label, or under `CERTIFICATE` written otherwise (a blank before its dashes, lower case), is
+//! refused, not skipped, and so is a section, of a certificate or a key, whose BEGIN
 //! line does not start a line of its own, as `cat` leaves two files the first of which lacked
 //! its last newline: `-----END CERTIFICATE----------BEGIN CERTIFICATE-----`; a file in UTF-16,
 //! as Windows PowerShell's `>` writes it, is refused saying so); a key that does not match the

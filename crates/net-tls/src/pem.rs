@@ -59,40 +59,80 @@ fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>
 /// as `openssl x509 -trustout` writes it) and the old `X509 CERTIFICATE`.
 const OTHER_CERTIFICATE_LABELS: [&str; 2] = ["TRUSTED CERTIFICATE", "X509 CERTIFICATE"];
 
-/// Refuses `pem` when one of its sections is a certificate under a label of
-/// [`OTHER_CERTIFICATE_LABELS`]: skipped, it would be missing without an error when ordinary
-/// certificates surround it (a CA bundle that loads without one of its CAs, whose servers then
-/// fail with an unknown issuer). Ignoring a `TRUSTED CERTIFICATE`'s trust settings (which may
-/// reject purposes) to read its certificate would trust it more than OpenSSL does: refused.
+/// Refuses `pem` when one of its sections is a certificate under a label the PEM parser does
+/// not read certificates from: one of [`OTHER_CERTIFICATE_LABELS`], or `CERTIFICATE` written
+/// otherwise (a blank before the closing dashes, two after BEGIN, lower case). Skipped, it
+/// would be missing without an error when ordinary certificates surround it (a CA bundle that
+/// loads without one of its CAs, whose servers then fail with an unknown issuer). Ignoring a
+/// `TRUSTED CERTIFICATE`'s trust settings (which may reject purposes) to read its certificate
+/// would trust it more than OpenSSL does: refused. Labels are compared up to case and blanks;
+/// other labels (`CERTIFICATE REQUEST`, `X509 CRL`) are left to the parser, which skips them.
 ///
 /// Lines and labels are found as the PEM parser finds them: a line ends at an LF, a CR or a
-/// CRLF (counted as one line), and the five dashes after a label may have spaces after and
-/// among them (`-----BEGIN X--- --` begins a section `X`).
+/// CRLF (counted as one line), and the label is all before the five dashes that end the line,
+/// which may have spaces after and among them (`-----BEGIN X--- --` begins a section `X`).
 fn refuse_other_certificate_labels(pem: &[u8], origin: &str) -> Result<()> {
     let found = lines(pem).enumerate().find_map(|(at, line)| {
-        let label = line.strip_prefix(b"-----BEGIN ")?;
-        // Without the dashes that close it, and the blanks after and among them.
-        let end = label
-            .iter()
-            .rposition(|&b| b != b'-' && !b.is_ascii_whitespace())
-            .map_or(0, |last| last + 1);
-        let label = &label[..end];
-        OTHER_CERTIFICATE_LABELS
+        let label = parsed_label(line.strip_prefix(b"-----BEGIN ")?)?;
+        if label == b"CERTIFICATE" {
+            return None;
+        }
+        let words = label
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty());
+        let mut normal = Vec::with_capacity(label.len());
+        for word in words {
+            if !normal.is_empty() {
+                normal.push(b' ');
+            }
+            normal.extend(word.iter().map(u8::to_ascii_uppercase));
+        }
+        let other = OTHER_CERTIFICATE_LABELS
             .into_iter()
-            .find(|other| label == other.as_bytes())
-            .map(|other| (at + 1, other))
+            .find(|other| normal == other.as_bytes());
+        match other {
+            Some(other) => Some((at + 1, Err(other))),
+            None if normal == b"CERTIFICATE" => Some((at + 1, Ok(label))),
+            None => None,
+        }
     });
-    match found {
-        Some((line, label)) => Err(Error::Pem {
-            origin: origin.into(),
-            reason: format!(
-                "line {line} begins a {label} section, which is not read (only CERTIFICATE \
-                 sections are): write it as a plain certificate first, e.g. with \
-                 `openssl x509 -in FILE -out PLAIN`"
-            ),
-        }),
-        None => Ok(()),
+    let reason = match found {
+        None => return Ok(()),
+        Some((line, Err(label))) => format!(
+            "line {line} begins a {label} section, which is not read (only CERTIFICATE \
+             sections are): write it as a plain certificate first, e.g. with \
+             `openssl x509 -in FILE -out PLAIN`"
+        ),
+        Some((line, Ok(label))) => format!(
+            "line {line} begins a section labelled \"{}\", which is not read as a \
+             certificate (the label must be CERTIFICATE exactly, in capitals, without blanks \
+             around it): write \"-----BEGIN CERTIFICATE-----\" and \"-----END \
+             CERTIFICATE-----\"",
+            String::from_utf8_lossy(label)
+        ),
+    };
+    Err(Error::Pem {
+        origin: origin.into(),
+        reason,
+    })
+}
+
+/// The label the PEM parser reads from a BEGIN line (`rest` is what follows `-----BEGIN `):
+/// all before the run of dashes and blanks that ends the line, blanks before the dashes
+/// included; `None` when that run has other than five dashes (the parser refuses the line).
+fn parsed_label(rest: &[u8]) -> Option<&[u8]> {
+    let (mut dashes, mut start) = (0, rest.len());
+    for (at, &b) in rest.iter().enumerate().rev() {
+        match b {
+            b'-' => {
+                dashes += 1;
+                start = at;
+            }
+            b' ' | b'\r' | b'\n' => {}
+            _ => break,
+        }
     }
+    (dashes == 5).then(|| &rest[..start])
 }
 
 /// Refuses `pem` when one of its lines has a BEGIN marker after other text: the PEM parser
@@ -778,5 +818,36 @@ PAFf949od6diBPMB2tC8ls10C719spfNfKApIlwZ56k=\n\
             "the first certificate (the leaf) is not a certificate: BadEncoding (is the file \
              corrupted?)"
         );
+    }
+
+    /// The label is what the parser reads: blanks before the closing dashes kept, blanks and
+    /// line ends among and after them dropped; a line without exactly five dashes has none.
+    #[test]
+    fn the_parsed_label_keeps_blanks_before_the_dashes() {
+        assert_eq!(parsed_label(b"CERTIFICATE-----"), Some(&b"CERTIFICATE"[..]));
+        assert_eq!(
+            parsed_label(b"CERTIFICATE -----"),
+            Some(&b"CERTIFICATE "[..])
+        );
+        assert_eq!(parsed_label(b"X--- -- \r\n"), Some(&b"X"[..]));
+        assert_eq!(parsed_label(b"CERTIFICATE----"), None);
+        assert_eq!(parsed_label(b"CERTIFICATE------"), None);
+        assert_eq!(parsed_label(b"CERTIFICATE-----\t"), None);
+        assert_eq!(parsed_label(b"-----"), Some(&b""[..]));
+        let refused = |label: &str| {
+            let pem = format!("-----BEGIN {label}-----\nMAA=\n-----END {label}-----\n");
+            refuse_other_certificate_labels(pem.as_bytes(), "a.pem").is_err()
+        };
+        for label in ["CERTIFICATE\t", "trusted  certificate ", "X509 CERTIFICATE"] {
+            assert!(refused(label), "{label:?}");
+        }
+        for label in [
+            "CERTIFICATE",
+            "CER TIFICATE",
+            "CERTIFICATE REQUEST",
+            "X509 CRL",
+        ] {
+            assert!(!refused(label), "{label:?}");
+        }
     }
 }
