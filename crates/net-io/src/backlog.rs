@@ -204,16 +204,7 @@ impl Backlog {
     /// to it.
     #[must_use = "on `false` nothing was held: the bytes must be written another way"]
     pub fn hold(&self, bytes: &[u8], limit: usize) -> bool {
-        let mut held = self.lock();
-        if self.0.closed.load(Ordering::Acquire)
-            || held.len() + bytes.len() > limit
-            || (held.is_empty() && !self.0.pending.load(Ordering::Relaxed))
-        {
-            return false;
-        }
-        held.extend_from_slice(bytes);
-        self.0.holding.store(true, Ordering::Release);
-        true
+        self.hold_if(bytes, limit, true)
     }
 
     /// Holds `bytes` back after those already held, as [`hold`](Self::hold), but whether or not
@@ -223,8 +214,17 @@ impl Backlog {
     /// (nothing held) once holding ended for good, or when the total would pass `limit`.
     #[must_use = "on `false` nothing was held: the bytes must be written another way"]
     pub fn hold_regardless(&self, bytes: &[u8], limit: usize) -> bool {
+        self.hold_if(bytes, limit, false)
+    }
+
+    /// [`hold`](Self::hold) when `only_pending`, else
+    /// [`hold_regardless`](Self::hold_regardless).
+    fn hold_if(&self, bytes: &[u8], limit: usize, only_pending: bool) -> bool {
         let mut held = self.lock();
-        if self.0.closed.load(Ordering::Acquire) || held.len() + bytes.len() > limit {
+        if self.0.closed.load(Ordering::Acquire)
+            || held.len() + bytes.len() > limit
+            || (only_pending && held.is_empty() && !self.0.pending.load(Ordering::Relaxed))
+        {
             return false;
         }
         held.extend_from_slice(bytes);
