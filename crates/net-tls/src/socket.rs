@@ -9,7 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::io::{self, Write as _};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker, ready};
 
@@ -1261,6 +1261,9 @@ impl Drop for TlsRead {
     /// releases it itself once it finds nothing pending any more, or a close or shutdown, which
     /// seals it before its `close_notify`.
     fn drop(&mut self) {
+        // The read channel said "nothing pending" before this drop: ordered before the
+        // try-lock, for a write that holds the session now (see `poll_write`'s held answers).
+        fence(Ordering::SeqCst);
         let reader = match self.shared.try_lock() {
             Ok(mut locked) => {
                 release_held(&mut locked, &self.link);
@@ -1776,6 +1779,12 @@ impl AsyncWrite for TlsWrite {
             locked.plain.extend_from_slice(buf);
             write_done(&mut locked.stream, &Poll::Ready(Ok(())));
             drop(locked);
+            // A reader dropped while this write held the session left the answers to it (see
+            // `TlsRead`'s drop). Its "nothing pending" then its try-lock, and this unlock then
+            // this check, are a store then a load on each side: only a fence on both orders
+            // them, so that one of the two sees the other (x86's locked instructions already
+            // do; weaker memory models do not).
+            fence(Ordering::SeqCst);
             if !self.link.defers_writes() {
                 // The reader read again (or was dropped) before this write took the session,
                 // and may have found nothing held: the answers leave now.
