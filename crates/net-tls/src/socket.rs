@@ -694,6 +694,9 @@ impl TlsSession {
         let session_of_reads = Arc::downgrade(&shared);
         link.on_passed_on(move |link| {
             if let Some(shared) = session_of_reads.upgrade() {
+                // The read channel said "nothing pending" before this: ordered before the
+                // try-lock, as in `TlsRead`'s drop, for a write that holds the session now.
+                fence(Ordering::SeqCst);
                 if let Ok(mut locked) = shared.try_lock() {
                     if !locked.plain.is_empty() {
                         release_held(&mut locked, link);
@@ -1779,8 +1782,9 @@ impl AsyncWrite for TlsWrite {
             locked.plain.extend_from_slice(buf);
             write_done(&mut locked.stream, &Poll::Ready(Ok(())));
             drop(locked);
-            // A reader dropped while this write held the session left the answers to it (see
-            // `TlsRead`'s drop). Its "nothing pending" then its try-lock, and this unlock then
+            // A reader dropped, or read through tokio's traits, while this write held the
+            // session left the answers to it (see `TlsRead`'s drop and the session's
+            // `on_passed_on`). Its "nothing pending" then its try-lock, and this unlock then
             // this check, are a store then a load on each side: only a fence on both orders
             // them, so that one of the two sees the other (x86's locked instructions already
             // do; weaker memory models do not).
