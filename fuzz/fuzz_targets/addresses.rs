@@ -8,8 +8,9 @@
 //!   `InvalidInput`, the message naming the text and saying why as the docs do: brackets for an
 //!   IPv6 address given without them, "not an IPv6 address" for brackets around anything else,
 //!   "expected host:port" for the rest (`host:80:90` among them);
-//! - `(host, port)`: never refused; an address exactly when the host is an IP literal (an IPv6
-//!   one possibly in brackets, with a numeric scope), and the same target as the `"host:port"`
+//! - `(host, port)`: refused exactly when the host is empty (`Error::Io`, `InvalidInput`,
+//!   "the host is empty"); an address exactly when the host is an IP literal (an IPv6 one
+//!   possibly in brackets, with a numeric scope), and the same target as the `"host:port"`
 //!   string that writes it (in brackets for an IPv6 host);
 //! - round trips: what `Display` prints for an address (and `"host:port"` for a name) parses
 //!   back to the same target, and `InetSocketAddress`'s `FromStr` reads its own `Display`;
@@ -336,10 +337,24 @@ fn check_text(text: &str) {
 }
 
 fn check_pair(host: &str, port: u16) {
+    if host.is_empty() {
+        for refused in [
+            (host, port).to_socket_target(),
+            (host.to_owned(), port).to_socket_target(),
+        ] {
+            match refused {
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::InvalidInput => {
+                    assert!(e.to_string().contains("the host is empty"), "{e}");
+                }
+                other => panic!("(\"\", {port}) is not refused: {other:?}"),
+            }
+        }
+        return;
+    }
     let want = pair_target(host, port);
     let got = (host, port)
         .to_socket_target()
-        .expect("the (host, port) form is never refused");
+        .expect("the (host, port) form is refused only for an empty host");
     assert_eq!(got, want, "({host:?}, {port})");
     assert_eq!(
         (host.to_owned(), port).to_socket_target().ok(),
@@ -351,11 +366,11 @@ fn check_pair(host: &str, port: u16) {
         Some(inner) if std_ipv6(inner) || named_scope_ipv6(inner) => Some(format!("{host}:{port}")),
         Some(_) => None,
         None if std_ipv6(host) || named_scope_ipv6(host) => Some(format!("[{host}]:{port}")),
-        None if host.is_empty() || host.contains(':') || host.starts_with('[') => None,
+        None if host.contains(':') || host.starts_with('[') => None,
         None => Some(format!("{host}:{port}")),
     };
-    // (An empty host, or one with a colon that is no IPv6 address, is a name only in this
-    // form: no string writes it.)
+    // (A host with a colon that is no IPv6 address is a name only in this form: no string
+    // writes it.)
     if let Some(string) = string {
         assert_eq!(
             string.to_socket_target().ok(),

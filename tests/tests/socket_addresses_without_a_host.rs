@@ -41,3 +41,36 @@ async fn an_empty_host_before_a_port_is_refused_by_connect_and_bind() {
         refused(text, &e);
     }
 }
+
+/// The same host given apart from its port, `("", 80)` (as `&str` or `String`): refused alike
+/// with `InvalidInput` naming the empty host, not handed to the resolver (which failed it as
+/// `Error::Resolve`, kind `NotFound`, "could not resolve host \"\"": a lookup that was never
+/// one).
+#[tokio::test]
+async fn an_empty_host_beside_a_port_is_refused_as_the_text_is() {
+    let selector = SelectorManager::new();
+    let check = |what: &str, e: Error| {
+        assert!(
+            matches!(&e, Error::Io(io) if io.kind() == io::ErrorKind::InvalidInput),
+            "{what}: {e:?}"
+        );
+        assert!(e.to_string().contains("the host is empty"), "{what}: {e}");
+    };
+    for port in [80, 0] {
+        let e = within(a_socket(&selector).tcp().connect(("", port)))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        check("connect", e);
+        let e = within(a_socket(&selector).tcp().bind((String::new(), port)))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        check("bind", e);
+        let e = within(a_socket(&selector).udp().bind(("", port)))
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        check("udp bind", e);
+    }
+}

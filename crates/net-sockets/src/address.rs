@@ -614,6 +614,8 @@ mod sealed {
 /// as `std` refuses it; so is a string whose bracketed host is not an IPv6 address
 /// (`"[localhost]:80"`, `"[127.0.0.1]:80"`) or whose port is not all digits or over 65535,
 /// and one with a colon too many after a host that is not an IPv6 address (`"host:80:90"`).
+/// An empty host (`":80"`, `("", 80)`) is refused the same way: it is neither "every
+/// interface" (that is `"0.0.0.0"` or `"::"`) nor a name for the resolver.
 ///
 /// The trait is sealed: the conversions are the ones listed here.
 pub trait ToSocketAddress: sealed::Sealed {
@@ -647,8 +649,8 @@ to_socket_address! {
     (IpAddr, u16) => |a| SocketAddr::new(a.0, a.1).to_socket_target();
     (Ipv4Addr, u16) => |a| SocketAddr::new(a.0.into(), a.1).to_socket_target();
     (Ipv6Addr, u16) => |a| SocketAddr::new(a.0.into(), a.1).to_socket_target();
-    (&str, u16) => |a| Ok(SocketTarget::host(a.0, a.1));
-    (String, u16) => |a| Ok(SocketTarget::host(&a.0, a.1));
+    (&str, u16) => |a| host_and_port(a.0, a.1);
+    (String, u16) => |a| host_and_port(&a.0, a.1);
     str => |a| parse_host_port(a);
     String => |a| parse_host_port(a);
 }
@@ -660,6 +662,20 @@ impl<T: ToSocketAddress + ?Sized> ToSocketAddress for &T {
     fn to_socket_target(&self) -> Result<SocketTarget> {
         (**self).to_socket_target()
     }
+}
+
+/// `(host, port)`; an empty host is refused, as in `":80"`.
+fn host_and_port(host: &str, port: u16) -> Result<SocketTarget> {
+    if host.is_empty() {
+        return Err(Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "invalid socket address (\"\", {port}): the host is empty (every interface \
+                 is \"0.0.0.0\" or \"::\")"
+            ),
+        )));
+    }
+    Ok(SocketTarget::host(host, port))
 }
 
 /// Parses `"host:port"` (`"[::1]:80"` for IPv6 literals, which need their brackets).
