@@ -448,6 +448,25 @@ mod tests {
         spinner.abort();
     }
 
+    /// A read begun waiting now and then is no busy runtime: the spinner rests only after
+    /// [`BUSY_LOOKS`] looks in a row found one. Three kicks per wake-up (the one that wakes it
+    /// included) can make at most three such looks, however they fall: it never rests.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kicks_fewer_than_the_busy_looks_never_make_the_spinner_rest() {
+        let busy = Arc::new(BusyPoll::new(Duration::from_millis(20)));
+        let spinner = spinner(&busy);
+        for round in 1..=3 {
+            for _ in 0..3 {
+                busy.kick();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            assert!(until(|| busy.is_dormant()).await, "round {round}");
+            assert_eq!(busy.rests(), 0, "round {round}: rested");
+        }
+        assert!(busy.wakes() >= 3, "{} wake-ups", busy.wakes());
+        spinner.abort();
+    }
+
     /// A window too long for the clock (`Duration::MAX`, "always poll") polls for as long as
     /// kicks come: the spinner's deadline does not overflow (which panicked the selector's
     /// task, so that the selector closed as if its runtime had ended).
