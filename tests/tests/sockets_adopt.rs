@@ -210,7 +210,12 @@ fn socket_activate_after(
 
 /// [`socket_activate_after`] with a TCP listener on `127.0.0.1`, which the parent connects to.
 fn activate_tcp(setup: &str, child: &str) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    activate_tcp_on("127.0.0.1:0", setup, child)
+}
+
+/// [`activate_tcp`] with the listener bound to `address`.
+fn activate_tcp_on(address: &str, setup: &str, child: &str) -> String {
+    let listener = std::net::TcpListener::bind(address).unwrap();
     let address = listener.local_addr().unwrap();
     socket_activate_after(listener.into(), setup, child, || {
         let stream = std::net::TcpStream::connect(address).unwrap();
@@ -256,6 +261,72 @@ fn activated_child() {
             .write_string_utf8(&format!("hello from {name}\n"))
             .await
             .unwrap();
+        output.flush_and_close().await.unwrap();
+    });
+}
+
+/// The type of service `type_of_service_child`'s builder asks for.
+const TOS: u32 = 0x28;
+
+/// A socket-activated listener takes the builder's options as a bound one does, its family's
+/// included: they are first tried on a scratch socket of the listener's family (a value the
+/// OS refuses is found before the descriptors are taken). An IPv4 listener with a type of
+/// service is taken (were the scratch socket an IPv6 one, the traffic class set on it would
+/// fail the call with `InvalidOption { option: "type_of_service" }`, "Protocol not
+/// available"), and the listener and what it accepts carry `IP_TOS`. (Found by mutation
+/// testing: no test saw the scratch socket's family.)
+#[test]
+fn an_activated_ipv4_listener_takes_its_type_of_service() {
+    if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
+        return;
+    }
+    let line = activate_tcp_on("127.0.0.1:0", "", "type_of_service_child");
+    assert_eq!(line, "tos 40\n");
+}
+
+/// The same on IPv6, where the listener carries both the traffic class and `IP_TOS`.
+#[test]
+fn an_activated_ipv6_listener_takes_its_type_of_service() {
+    if std::env::var_os(ACTIVATED).is_some() || std::env::var_os(MISCOUNTED).is_some() {
+        return;
+    }
+    if !net_tests::loopback::has_ipv6_loopback() {
+        net_tests::harness::skipped("no IPv6 loopback here");
+        return;
+    }
+    let line = activate_tcp_on("[::1]:0", "", "type_of_service_child");
+    assert_eq!(line, "tos 40\n");
+}
+
+/// The socket-activated side of the two tests above (does nothing in a normal run).
+#[test]
+fn type_of_service_child() {
+    if !is_child("type_of_service_child") {
+        return;
+    }
+    block_on(async {
+        let selector = SelectorManager::new();
+        let mut listeners = a_socket(&selector)
+            .tcp()
+            .type_of_service(TOS as u8)
+            .systemd_listeners()
+            .expect("an activated listener with a type of service");
+        assert_eq!(listeners.len(), 1);
+        let (_, server) = listeners.remove(0);
+        let SocketAddress::Inet(address) = server.local_address() else {
+            panic!("not an IP listener: {:?}", server.local_address())
+        };
+        let ipv6 = address.socket_addr().is_ipv6();
+        let tos = |s: socket2::SockRef<'_>| {
+            let class = if ipv6 { Some(s.tclass_v6()?) } else { None };
+            Ok((s.tos_v4()?, class))
+        };
+        let expected = (TOS, ipv6.then_some(TOS));
+        assert_eq!(server.with_sock_ref(tos).unwrap(), expected, "listener");
+        let mut socket = within(server.accept()).await.unwrap();
+        assert_eq!(socket.with_sock_ref(tos).unwrap(), expected, "accepted");
+        let mut output = socket.open_write_channel(true).unwrap();
+        output.write_string_utf8("tos 40\n").await.unwrap();
         output.flush_and_close().await.unwrap();
     });
 }
