@@ -208,6 +208,36 @@ fn relabelled(pem: &str, label: &str) -> String {
     )
 }
 
+/// The reasons a certificate relabelled `label` is refused for: in a roots bundle read from a
+/// file (after one ordinary CA), as client-auth CAs, and in a chain after the leaf; with the
+/// bundle's line the section begins at.
+struct Refusals {
+    line: usize,
+    roots: String,
+    client_cas: String,
+    chain: String,
+}
+
+fn refusals(label: &str) -> Refusals {
+    let first = TestCa::new("first ca");
+    let second = TestCa::new("second ca");
+    let leaf = first.server(&["localhost"]);
+    let dir = TempDir::new("tls-pem-labels");
+    let bundle = format!("{}{}", first.pem(), relabelled(second.pem(), label));
+    let file = dir.join("bundle.pem");
+    std::fs::write(&file, &bundle).unwrap();
+    let roots = TlsConfig::builder().add_root_certificates_pem_file(&file);
+    let client_cas = TlsServerConfig::builder().client_auth_required(bundle.as_bytes());
+    let chain = format!("{}{}", leaf.cert_pem(), relabelled(first.pem(), label));
+    let server = TlsServerConfig::builder().certificate_chain_pem(chain.as_bytes());
+    Refusals {
+        line: first.pem().lines().count() + 1,
+        roots: pem_reason(roots, "bundle.pem", label),
+        client_cas: pem_reason(client_cas, "PEM bytes", label),
+        chain: pem_reason(server, "PEM bytes", label),
+    }
+}
+
 /// A CA bundle or a chain with a certificate under a label OpenSSL also reads, `TRUSTED
 /// CERTIFICATE` (what `openssl x509 -trustout` writes: the certificate and OpenSSL's trust
 /// settings) or the old `X509 CERTIFICATE`. The PEM parser skips such a section as one of
@@ -217,29 +247,17 @@ fn relabelled(pem: &str, label: &str) -> String {
 /// chain alike.
 #[test]
 fn a_certificate_under_another_label_is_refused_not_skipped() {
-    let first = TestCa::new("first ca");
-    let second = TestCa::new("second ca");
-    let leaf = first.server(&["localhost"]);
-    let dir = TempDir::new("tls-pem-labels");
     for label in ["TRUSTED CERTIFICATE", "X509 CERTIFICATE"] {
-        let bundle = format!("{}{}", first.pem(), relabelled(second.pem(), label));
-        let line = first.pem().lines().count() + 1;
-        let file = dir.join("bundle.pem");
-        std::fs::write(&file, &bundle).unwrap();
-        let roots = TlsConfig::builder().add_root_certificates_pem_file(&file);
-        let reason = pem_reason(roots, "bundle.pem", label);
+        let told = refusals(label);
+        let begins = format!("line {} begins a {label} section", told.line);
         assert!(
-            reason.contains(&format!("line {line} begins a {label} section"))
-                && reason.contains("openssl x509"),
-            "{label}: {reason}"
+            told.roots.contains(&begins) && told.roots.contains("openssl x509"),
+            "{label}: {}",
+            told.roots
         );
-        let client_cas = TlsServerConfig::builder().client_auth_required(bundle.as_bytes());
-        let reason = pem_reason(client_cas, "PEM bytes", label);
-        assert!(reason.contains(label), "{label}: {reason}");
-        let chain = format!("{}{}", leaf.cert_pem(), relabelled(first.pem(), label));
-        let server = TlsServerConfig::builder().certificate_chain_pem(chain.as_bytes());
-        let reason = pem_reason(server, "PEM bytes", label);
-        assert!(reason.contains(label), "{label}: {reason}");
+        for reason in [told.client_cas, told.chain] {
+            assert!(reason.contains(label), "{label}: {reason}");
+        }
     }
 }
 
@@ -251,43 +269,28 @@ fn a_certificate_under_another_label_is_refused_not_skipped() {
 /// parser read it, quoted, and saying how to write it.
 #[test]
 fn a_certificate_label_written_differently_is_refused_not_skipped() {
-    let first = TestCa::new("first ca");
-    let second = TestCa::new("second ca");
-    let leaf = first.server(&["localhost"]);
-    let dir = TempDir::new("tls-pem-label-blanks");
     for label in [
         "CERTIFICATE ",
         " CERTIFICATE",
         "certificate",
         "Certificate  ",
     ] {
-        let bundle = format!("{}{}", first.pem(), relabelled(second.pem(), label));
-        let line = first.pem().lines().count() + 1;
-        let file = dir.join("bundle.pem");
-        std::fs::write(&file, &bundle).unwrap();
-        let roots = TlsConfig::builder().add_root_certificates_pem_file(&file);
-        let reason = pem_reason(roots, "bundle.pem", label);
+        let told = refusals(label);
+        let begins = format!("line {} begins a section labelled \"{label}\"", told.line);
         assert!(
-            reason.contains(&format!(
-                "line {line} begins a section labelled \"{label}\""
-            )) && reason.contains("-----BEGIN CERTIFICATE-----"),
-            "{label:?}: {reason}"
+            told.roots.contains(&begins) && told.roots.contains("-----BEGIN CERTIFICATE-----"),
+            "{label:?}: {}",
+            told.roots
         );
-        let client_cas = TlsServerConfig::builder().client_auth_required(bundle.as_bytes());
-        let reason = pem_reason(client_cas, "PEM bytes", label);
-        assert!(
-            reason.contains(&format!("\"{label}\"")),
-            "{label:?}: {reason}"
-        );
-        let chain = format!("{}{}", leaf.cert_pem(), relabelled(first.pem(), label));
-        let server = TlsServerConfig::builder().certificate_chain_pem(chain.as_bytes());
-        let reason = pem_reason(server, "PEM bytes", label);
-        assert!(
-            reason.contains(&format!("\"{label}\"")),
-            "{label:?}: {reason}"
-        );
+        for reason in [told.client_cas, told.chain] {
+            assert!(
+                reason.contains(&format!("\"{label}\"")),
+                "{label:?}: {reason}"
+            );
+        }
     }
     // A section of another kind whose label only mentions certificates is still skipped.
+    let (first, second) = (TestCa::new("first ca"), TestCa::new("second ca"));
     let request = "-----BEGIN CERTIFICATE REQUEST-----\nMAA=\n-----END CERTIFICATE REQUEST-----\n";
     let bundle = format!("{}{request}{}", first.pem(), second.pem());
     let built = TlsConfig::builder().add_root_certificates_pem(bundle.as_bytes());
