@@ -107,6 +107,17 @@ mod tests {
         assert_eq!(PeerText("").to_string(), "");
     }
 
+    /// What `escape_debug` would escape but `escapes` does not name (a quote, a backslash, a
+    /// combining mark) is shown as it is, at the end of the text too, where no escaped
+    /// character follows it.
+    #[test]
+    fn text_ending_in_a_character_not_escaped_is_shown_as_it_is() {
+        for text in ["a\\", "say \"hi\"", "it's", "e\u{301}", "\u{301}", "\n\\"] {
+            let shown = PeerText(text).to_string();
+            assert_eq!(shown, text.replace('\n', "\\n"), "{text:?}");
+        }
+    }
+
     #[test]
     fn padding_applies_to_the_escaped_text() {
         assert_eq!(
