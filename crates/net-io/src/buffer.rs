@@ -108,6 +108,8 @@ mod tests {
         let mut buf = Buffer::from(BytesMut::with_capacity(64));
         buf.bytes_mut().extend_from_slice(&[7; 40]);
         let spare = buf.spare();
+        // The room after the bytes received: capacity less length.
+        assert_eq!(spare, 64 - 40);
         buf.consume(10);
         assert_eq!(buf.spare(), spare);
         assert_eq!(buf.capacity(), 64);
