@@ -526,10 +526,17 @@ async fn a_corrupted_record_while_the_writer_waits_leaves_the_writer_its_wake_up
     let e = within(reader).await.unwrap().unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e:?}");
 
+    // Woken, the writer fails: with the close, or with the session's failure where it ran
+    // between the read's error and the close (the relay's last read of our server's output,
+    // made in the same turn as its forward of the corrupted record, lets the socket take more
+    // and wakes it then). A writer whose wake-up the reading task took would never end.
     let e = within(writer).await.unwrap().unwrap_err();
+    let session_failed = e.kind() == std::io::ErrorKind::InvalidData
+        && matches!(rustls_error(&e), Some(rustls::Error::DecryptError));
+    let shown = format!("{e:?}");
     assert!(
-        matches!(net_sockets::Error::from(e), net_sockets::Error::Closed),
-        "the writer fails with the close"
+        session_failed || matches!(net_sockets::Error::from(e), net_sockets::Error::Closed),
+        "the writer fails with the close or the session's failure: {shown}"
     );
     drop(client);
     relay.task.abort();
