@@ -72,7 +72,7 @@ const OTHER_CERTIFICATE_LABELS: [&str; 2] = ["TRUSTED CERTIFICATE", "X509 CERTIF
 /// CRLF (counted as one line), and the label is all before the five dashes that end the line,
 /// which may have spaces after and among them (`-----BEGIN X--- --` begins a section `X`).
 fn refuse_other_certificate_labels(pem: &[u8], origin: &str) -> Result<()> {
-    let found = lines(pem).enumerate().find_map(|(at, line)| {
+    let refused = lines(pem).enumerate().find_map(|(at, line)| {
         let label = parsed_label(line.strip_prefix(b"-----BEGIN ")?)?;
         if label == b"CERTIFICATE" {
             return None;
@@ -87,34 +87,34 @@ fn refuse_other_certificate_labels(pem: &[u8], origin: &str) -> Result<()> {
             }
             normal.extend(word.iter().map(u8::to_ascii_uppercase));
         }
-        let other = OTHER_CERTIFICATE_LABELS
+        let line = at + 1;
+        if let Some(other) = OTHER_CERTIFICATE_LABELS
             .into_iter()
-            .find(|other| normal == other.as_bytes());
-        match other {
-            Some(other) => Some((at + 1, Err(other))),
-            None if normal == b"CERTIFICATE" => Some((at + 1, Ok(label))),
-            None => None,
+            .find(|other| normal == other.as_bytes())
+        {
+            return Some(format!(
+                "line {line} begins a {other} section, which is not read (only CERTIFICATE \
+                 sections are): write it as a plain certificate first, e.g. with \
+                 `openssl x509 -in FILE -out PLAIN`"
+            ));
         }
+        (normal == b"CERTIFICATE").then(|| {
+            format!(
+                "line {line} begins a section labelled \"{}\", which is not read as a \
+                 certificate (the label must be CERTIFICATE exactly, in capitals, without \
+                 blanks around it): write \"-----BEGIN CERTIFICATE-----\" and \"-----END \
+                 CERTIFICATE-----\"",
+                String::from_utf8_lossy(label)
+            )
+        })
     });
-    let reason = match found {
-        None => return Ok(()),
-        Some((line, Err(label))) => format!(
-            "line {line} begins a {label} section, which is not read (only CERTIFICATE \
-             sections are): write it as a plain certificate first, e.g. with \
-             `openssl x509 -in FILE -out PLAIN`"
-        ),
-        Some((line, Ok(label))) => format!(
-            "line {line} begins a section labelled \"{}\", which is not read as a \
-             certificate (the label must be CERTIFICATE exactly, in capitals, without blanks \
-             around it): write \"-----BEGIN CERTIFICATE-----\" and \"-----END \
-             CERTIFICATE-----\"",
-            String::from_utf8_lossy(label)
-        ),
-    };
-    Err(Error::Pem {
-        origin: origin.into(),
-        reason,
-    })
+    match refused {
+        None => Ok(()),
+        Some(reason) => Err(Error::Pem {
+            origin: origin.into(),
+            reason,
+        }),
+    }
 }
 
 /// The label the PEM parser reads from a BEGIN line (`rest` is what follows `-----BEGIN `):
