@@ -302,7 +302,8 @@ pub(crate) struct Conn {
     /// What the layer over the connection (TLS) does before a cut (see [`Conn::cut`]).
     before_cut: BeforeCut,
     /// What the layer over the connection sends of its own when a read through tokio's traits
-    /// leaves nothing pending (see [`Link::on_passed_on`](crate::transport::Link::on_passed_on)).
+    /// leaves nothing pending, or the task that sends what was held back sent the last of it
+    /// (see [`Link::on_passed_on`](crate::transport::Link::on_passed_on)).
     layer_passed_on: LayerPassedOn,
     pub(crate) local: SocketAddress,
     pub(crate) remote: SocketAddress,
@@ -943,6 +944,15 @@ impl Conn {
                     continue;
                 }
                 conn.cork_task.store(false, Ordering::Release);
+                // All held bytes left: the layer hands over what `hold` refused it for want of
+                // room (TLS: the records of answers released while the socket held its most),
+                // which would otherwise wait for the next write while the reader waits for
+                // input (and the peer, maybe, for them).
+                if let Some(layer) = conn.layer_passed_on.0.get() {
+                    layer(&crate::transport::Link {
+                        conn: Arc::clone(&conn),
+                    });
+                }
                 // Bytes held after that send and before the flag was cleared found this task
                 // still running and started none: they are this task's to send. (The check
                 // takes the backlog's lock, which `hold` takes too, so either it sees them or

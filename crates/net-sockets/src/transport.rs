@@ -178,9 +178,12 @@ impl Link {
     /// layer that holds its own bytes while the reader has requests pending
     /// ([`defers_writes`](Self::defers_writes)), to hand them over then ([`hold`](Self::hold),
     /// [`send_held`](Self::send_held)); what the socket holds back leaves after it. Such a read
-    /// may not reach the layer's reader (the channel hands out what it buffered). The hook gets
-    /// the connection's link (it must not keep one itself: the connection keeps the hook).
-    /// Once: a later call changes nothing.
+    /// may not reach the layer's reader (the channel hands out what it buffered). Also when
+    /// the socket sent the last of what it held back after the reader began to wait: a layer
+    /// whose bytes [`hold`](Self::hold) refused for want of room hands them over then (nothing
+    /// else would: its reader waits for input). The hook gets the connection's link (it must
+    /// not keep one itself: the connection keeps the hook). Once: a later call changes
+    /// nothing.
     pub fn on_passed_on(&self, hook: impl Fn(&Link) + Send + Sync + 'static) {
         self.conn.set_layer_passed_on(Box::new(hook));
     }

@@ -572,7 +572,9 @@ fn release_held(locked: &mut Locked, link: &Link) {
         tokio_rustls::TlsStream::Server(s) => hold(s.get_mut().1, link),
     };
     if !all_held {
-        // An error here is the next write's or the close's to meet.
+        // The socket holds its most back: what it refused leaves once it sent that (the
+        // session's `on_passed_on` hook), or with the next write. An error here is the next
+        // write's or the close's to meet.
         let _ = send_owed(&mut locked.stream);
     }
     link.send_held();
@@ -688,9 +690,11 @@ impl TlsSession {
         });
         // A read of the read channel through tokio's traits hands out what the channel
         // buffered without a read of the session, and may stop reading while its writes wait:
-        // the answers held back above rustls leave then, as when the reader reads again. (Not
-        // while another holds the session: a write then releases them itself, once it finds
-        // nothing pending.)
+        // the answers held back above rustls leave then, as when the reader reads again. So do
+        // records a release left queued in the session, the socket holding back its most
+        // (see `release_held`), once the socket sent what it held (the reader may be waiting
+        // for input meanwhile, and the peer for them). (Not while another holds the session:
+        // a write then releases them itself, once it finds nothing pending, or sends them.)
         let session_of_reads = Arc::downgrade(&shared);
         link.on_passed_on(move |link| {
             if let Some(shared) = session_of_reads.upgrade() {
@@ -698,7 +702,7 @@ impl TlsSession {
                 // try-lock, as in `TlsRead`'s drop, for a write that holds the session now.
                 fence(Ordering::SeqCst);
                 if let Ok(mut locked) = shared.try_lock() {
-                    if !locked.plain.is_empty() {
+                    if !locked.plain.is_empty() || wants_write(&locked.stream) {
                         release_held(&mut locked, link);
                     }
                 }
@@ -992,6 +996,14 @@ fn session_failure(stream: &mut tokio_rustls::TlsStream<RawStream>) -> Option<io
     match stream {
         tokio_rustls::TlsStream::Client(s) => s.get_mut().1.writer().flush().err(),
         tokio_rustls::TlsStream::Server(s) => s.get_mut().1.writer().flush().err(),
+    }
+}
+
+/// Whether the session has records queued for the socket.
+fn wants_write(stream: &tokio_rustls::TlsStream<RawStream>) -> bool {
+    match stream {
+        tokio_rustls::TlsStream::Client(s) => s.get_ref().1.wants_write(),
+        tokio_rustls::TlsStream::Server(s) => s.get_ref().1.wants_write(),
     }
 }
 
