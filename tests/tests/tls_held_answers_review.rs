@@ -21,9 +21,14 @@ fn answer(i: usize) -> String {
 /// buffers: the answers pile up in what the socket holds back (at most 64 KiB), then in the
 /// session's queue. Past some count the server's write waits for the client, which is fine:
 /// the client stops sending when the server does not read its pair at once. Then it reads:
-/// every answer must come (the server's reader waits for input meanwhile). Returns how many
-/// pairs the server read, `None` when it read them all.
-async fn pile_up_then_read(selector: &SelectorManager, pairs: usize) -> Option<usize> {
+/// every answer must come (the server's reader waits for input meanwhile; or, `dropping`, the
+/// server drops its read channel after the last pair's "n" and writes nothing more). Returns
+/// how many pairs the server read, `None` when it read them all.
+async fn pile_up_then_read(
+    selector: &SelectorManager,
+    pairs: usize,
+    dropping: bool,
+) -> Option<usize> {
     let pki = net_tests::pki::Pki::generate();
     let server_config = pki.server_config().build().unwrap();
     let server = a_socket(selector)
@@ -34,6 +39,7 @@ async fn pile_up_then_read(selector: &SelectorManager, pairs: usize) -> Option<u
         .unwrap();
     let port = server.port().unwrap();
     let (read_n, mut n_read) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(async move {
         let mut tls = net_tests::tls::accept(&server, &server_config).await;
         let mut input = tls.open_read_channel().unwrap();
@@ -48,6 +54,12 @@ async fn pile_up_then_read(selector: &SelectorManager, pairs: usize) -> Option<u
                 i += 1;
             } else if read_n.send(()).is_err() {
                 break;
+            } else if line == "d" {
+                // The reader goes; the writer stays, with nothing more to say.
+                drop(input);
+                let _ = finished.await;
+                drop((tls, output));
+                return;
             }
         }
         drop((tls, input, output));
@@ -66,7 +78,15 @@ async fn pile_up_then_read(selector: &SelectorManager, pairs: usize) -> Option<u
     let mut sent = 0;
     let mut stopped = None;
     while sent < pairs {
-        output.write_string_utf8("q\nn\n").await.unwrap();
+        let last = if dropping && sent + 1 == pairs {
+            "d"
+        } else {
+            "n"
+        };
+        output
+            .write_string_utf8(&format!("q\n{last}\n"))
+            .await
+            .unwrap();
         sent += 1;
         // The server's write of this pair's answer waits for the client to read.
         if tokio::time::timeout(Duration::from_millis(300), n_read.recv())
@@ -85,6 +105,9 @@ async fn pile_up_then_read(selector: &SelectorManager, pairs: usize) -> Option<u
         .await;
         match read {
             Ok(line) => assert_eq!(line.unwrap().as_deref(), Some(answer(i).as_str())),
+            Err(_) if dropping => {
+                panic!("answer {i} of {sent} never came after the server dropped its reader")
+            }
             Err(_) => {
                 // Left in the session, not slow: the server's next write sends it.
                 output.write_string_utf8("q\n").await.unwrap();
@@ -98,6 +121,7 @@ async fn pile_up_then_read(selector: &SelectorManager, pairs: usize) -> Option<u
         }
     }
     drop((tls, input, output));
+    let _ = done.send(());
     within(serving).await.unwrap();
     stopped
 }
@@ -109,8 +133,20 @@ async fn pile_up_then_read(selector: &SelectorManager, pairs: usize) -> Option<u
 async fn answers_released_while_the_socket_holds_its_most_reach_a_peer_that_reads_late() {
     let selector = SelectorManager::new();
     for pairs in 3..=10 {
-        if pile_up_then_read(&selector, pairs).await.is_some() {
+        if pile_up_then_read(&selector, pairs, false).await.is_some() {
             // Past here the server's writes wait for the client: nothing more to learn.
+            return;
+        }
+    }
+}
+
+/// The same where the last release is the server's read channel's drop (the server writes
+/// nothing more, and keeps its socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_released_by_a_reader_dropped_while_the_socket_holds_its_most_all_leave() {
+    let selector = SelectorManager::new();
+    for pairs in 3..=10 {
+        if pile_up_then_read(&selector, pairs, true).await.is_some() {
             return;
         }
     }
