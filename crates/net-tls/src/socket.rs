@@ -1890,13 +1890,21 @@ impl AsyncWrite for TlsWrite {
             drop(locked);
             return Poll::Ready(Err(e));
         }
-        if !locked.plain.is_empty() && !self.link.defers_writes() {
-            // Not held back: what was held back goes first, as one record.
-            locked = match seal_first(locked, cx) {
-                Ok(locked) => locked,
-                Err(None) => return Poll::Pending,
-                Err(Some(e)) => return self.check(Poll::Ready(Err(e))),
-            };
+        // Held back, the reader still having requests pending.
+        let mut deferred = false;
+        if !locked.plain.is_empty() {
+            if self.link.defers_writes() {
+                deferred = true;
+                #[cfg(test)]
+                tests::flush_deferred();
+            } else {
+                // Not held back: what was held back goes first, as one record.
+                locked = match seal_first(locked, cx) {
+                    Ok(locked) => locked,
+                    Err(None) => return Poll::Pending,
+                    Err(Some(e)) => return self.check(Poll::Ready(Err(e))),
+                };
+            }
         }
         let stream = &mut locked.stream;
         let result = Pin::new(&mut *stream).poll_flush(cx);
@@ -1908,6 +1916,18 @@ impl AsyncWrite for TlsWrite {
         };
         drop(locked);
         drop(replaced);
+        if deferred {
+            // A reader dropped, or read through tokio's traits, while this flush held the
+            // session left the answers to it, as to a write that held them back (see
+            // `poll_write`, and its fence).
+            fence(Ordering::SeqCst);
+            if !self.link.defers_writes() {
+                let mut locked = lock_for_writing(&self.shared);
+                if !locked.plain.is_empty() {
+                    release_held(&mut locked, &self.link);
+                }
+            }
+        }
         self.check(result)
     }
 
@@ -2063,6 +2083,16 @@ mod tests {
     thread_local! {
         /// Run by this thread's next `closing` once it decided whether to send `close_notify`.
         static CLOSE_DECIDED: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+        /// Run by this thread's next flush that found answers held back, the reader having
+        /// requests pending, while it holds the session.
+        static FLUSH_DEFERRED: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+    }
+
+    /// The seam in `poll_flush`: runs the hook this thread set, if any.
+    pub(super) fn flush_deferred() {
+        if let Some(hook) = FLUSH_DEFERRED.with(|hook| hook.borrow_mut().take()) {
+            hook();
+        }
     }
 
     /// The seam in `closing`: runs the hook this thread set, if any.
@@ -2338,5 +2368,59 @@ mod tests {
         assert_send_sync::<TlsStream>();
         assert_send_sync::<TlsConfig>();
         assert_send_sync::<TlsServerConfig>();
+    }
+
+    /// The reader's read channel is dropped (another thread) while a flush that found an
+    /// answer held back for it, the reader still having a request pending, holds the session:
+    /// the drop cannot take the session, and leaves the answer to that flush, which must send
+    /// it once it finds nothing pending any more (as a write does). The flush pauses at that
+    /// point (a seam) while the drop happens.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_a_flush_held_as_the_reader_was_dropped_leaves() {
+        let selector = SelectorManager::new();
+        let (mut client, mut server) = tls_pair(&selector).await;
+        let mut client_out = client.open_write_channel(true).unwrap();
+        let mut client_in = client.open_read_channel().unwrap();
+        let mut server_in = server.open_read_channel().unwrap();
+        let mut server_out = server.open_write_channel(false).unwrap();
+        client_out.write_string_utf8("a\nb\n").await.unwrap();
+        let line = server_in.read_line(16, net_io::LineEnding::Default).await;
+        assert_eq!(line.unwrap().as_deref(), Some("a"));
+        server_out.write_string_utf8("A\n").await.unwrap();
+        let (paused, has_paused) = mpsc::channel();
+        let (go, wait_go) = mpsc::channel::<()>();
+        let flusher = std::thread::spawn(move || {
+            FLUSH_DEFERRED.with(|hook| {
+                *hook.borrow_mut() = Some(Box::new(move || {
+                    let _ = paused.send(());
+                    let _ = wait_go.recv_timeout(Duration::from_secs(5));
+                }));
+            });
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let flushed = server_out.flush().await;
+                    (flushed.is_ok(), server_out)
+                })
+        });
+        has_paused
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the flush found the answer held");
+        drop(server_in);
+        go.send(()).unwrap();
+        let (flushed, _server_out) = flusher.join().unwrap();
+        assert!(flushed);
+        let answer = tokio::time::timeout(
+            Duration::from_secs(2),
+            client_in.read_line(16, net_io::LineEnding::Default),
+        )
+        .await;
+        assert!(
+            matches!(answer, Ok(Ok(Some(ref line))) if line == "A"),
+            "the answer never came after the reader was dropped: {answer:?}"
+        );
+        drop(server);
     }
 }
