@@ -1272,12 +1272,13 @@ impl Drop for TlsRead {
     /// waker then stays, to be woken for nothing or replaced.
     ///
     /// Plaintext held back while this reader had requests pending ([`Locked::plain`]) is sealed
-    /// and leaves now too; while another holds the session, that holder is a write, which
-    /// releases it itself once it finds nothing pending any more, or a close or shutdown, which
-    /// seals it before its `close_notify`.
+    /// and leaves now too; while another holds the session, that holder is a write or a flush,
+    /// which releases it itself once it finds nothing pending any more, or a close or shutdown,
+    /// which seals it before its `close_notify`.
     fn drop(&mut self) {
         // The read channel said "nothing pending" before this drop: ordered before the
-        // try-lock, for a write that holds the session now (see `poll_write`'s held answers).
+        // try-lock, for a write or flush that holds the session now (see
+        // `TlsWrite::release_left_to_this`).
         fence(Ordering::SeqCst);
         let reader = match self.shared.try_lock() {
             Ok(mut locked) => {
@@ -1716,6 +1717,23 @@ impl TlsWrite {
         result
     }
 
+    /// After a write or flush that left answers held for the reader's pending requests, and
+    /// let the session go: a reader dropped, or read through tokio's traits, while this call
+    /// held the session could not take it and left the answers to this call (see `TlsRead`'s
+    /// drop and the session's `on_passed_on`), which releases them once nothing is pending.
+    /// Their "nothing pending" then their try-lock, and this call's unlock then its check, are
+    /// a store then a load on each side: only a fence on both orders them, so that one of the
+    /// two sees the other (x86's locked instructions already do; weaker memory models do not).
+    fn release_left_to_this(&self) {
+        fence(Ordering::SeqCst);
+        if !self.link.defers_writes() {
+            let mut locked = lock_for_writing(&self.shared);
+            if !locked.plain.is_empty() {
+                release_held(&mut locked, &self.link);
+            }
+        }
+    }
+
     /// After a shutdown: a `socket_timeout` is a flush's (the shutdown sends what the session
     /// holds, `close_notify` last, and rustls keeps every record the socket did not take), made
     /// good by a retry, whose flush sends them; any other failure fails the session for good.
@@ -1794,21 +1812,7 @@ impl AsyncWrite for TlsWrite {
             locked.plain.extend_from_slice(buf);
             write_done(&mut locked.stream, &Poll::Ready(Ok(())));
             drop(locked);
-            // A reader dropped, or read through tokio's traits, while this write held the
-            // session left the answers to it (see `TlsRead`'s drop and the session's
-            // `on_passed_on`). Its "nothing pending" then its try-lock, and this unlock then
-            // this check, are a store then a load on each side: only a fence on both orders
-            // them, so that one of the two sees the other (x86's locked instructions already
-            // do; weaker memory models do not).
-            fence(Ordering::SeqCst);
-            if !self.link.defers_writes() {
-                // The reader read again (or was dropped) before this write took the session,
-                // and may have found nothing held: the answers leave now.
-                let mut locked = lock_for_writing(&self.shared);
-                if !locked.plain.is_empty() {
-                    release_held(&mut locked, &self.link);
-                }
-            }
+            self.release_left_to_this();
             return self.check(Poll::Ready(Ok(buf.len())));
         }
         let mut waits = false;
@@ -1917,16 +1921,7 @@ impl AsyncWrite for TlsWrite {
         drop(locked);
         drop(replaced);
         if deferred {
-            // A reader dropped, or read through tokio's traits, while this flush held the
-            // session left the answers to it, as to a write that held them back (see
-            // `poll_write`, and its fence).
-            fence(Ordering::SeqCst);
-            if !self.link.defers_writes() {
-                let mut locked = lock_for_writing(&self.shared);
-                if !locked.plain.is_empty() {
-                    release_held(&mut locked, &self.link);
-                }
-            }
+            self.release_left_to_this();
         }
         self.check(result)
     }
