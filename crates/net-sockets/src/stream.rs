@@ -552,11 +552,7 @@ impl Conn {
             let weak = Arc::downgrade(&conn);
             backlog.on_passed_on(move || {
                 if let Some(conn) = weak.upgrade() {
-                    if let Some(layer) = conn.layer_passed_on.0.get() {
-                        layer(&crate::transport::Link {
-                            conn: Arc::clone(&conn),
-                        });
-                    }
+                    conn.pass_on_to_layer();
                     conn.reader_gone();
                 }
             });
@@ -606,13 +602,24 @@ impl Conn {
         unwinds.finish();
     }
 
-    /// Sets what runs before a [`cut`](Self::cut) (once per connection: a later call replaces
-    /// it).
-    /// Sets the layer's hook for a read through tokio's traits (once).
+    /// Sets the layer's hook for a read through tokio's traits that leaves nothing pending, and
+    /// for the end of the task that sends what was held back (once).
     pub(crate) fn set_layer_passed_on(&self, hook: LayerHook) {
         let _ = self.layer_passed_on.0.set(hook);
     }
 
+    /// Runs the layer's hook (see [`set_layer_passed_on`](Self::set_layer_passed_on)), if it
+    /// set one.
+    fn pass_on_to_layer(self: &Arc<Self>) {
+        if let Some(layer) = self.layer_passed_on.0.get() {
+            layer(&crate::transport::Link {
+                conn: Arc::clone(self),
+            });
+        }
+    }
+
+    /// Sets what runs before a [`cut`](Self::cut) (once per connection: a later call replaces
+    /// it).
     pub(crate) fn set_before_cut(&self, before: Box<dyn FnOnce() + Send>) {
         *lock(&self.before_cut.0) = Some(before);
     }
@@ -948,11 +955,7 @@ impl Conn {
                 // room (TLS: the records of answers released while the socket held its most),
                 // which would otherwise wait for the next write while the reader waits for
                 // input (and the peer, maybe, for them).
-                if let Some(layer) = conn.layer_passed_on.0.get() {
-                    layer(&crate::transport::Link {
-                        conn: Arc::clone(&conn),
-                    });
-                }
+                conn.pass_on_to_layer();
                 // Bytes held after that send and before the flag was cleared found this task
                 // still running and started none: they are this task's to send. (The check
                 // takes the backlog's lock, which `hold` takes too, so either it sees them or
