@@ -618,6 +618,24 @@ impl Conn {
         }
     }
 
+    /// Runs `work` from a task of the selector's runtime (see
+    /// [`Link::run_soon`](crate::transport::Link::run_soon)); the task keeps the connection
+    /// until it ran.
+    pub(crate) fn run_soon(
+        self: &Arc<Self>,
+        work: Box<dyn FnOnce(&crate::transport::Link) + Send>,
+    ) {
+        let link = crate::transport::Link {
+            conn: Arc::clone(self),
+        };
+        drop(
+            self.core
+                .selector()
+                .handle()
+                .spawn(async move { work(&link) }),
+        );
+    }
+
     /// Sets what runs before a [`cut`](Self::cut) (once per connection: a later call replaces
     /// it).
     pub(crate) fn set_before_cut(&self, before: Box<dyn FnOnce() + Send>) {

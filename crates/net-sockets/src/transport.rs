@@ -188,6 +188,15 @@ impl Link {
         self.conn.set_layer_passed_on(Box::new(hook));
     }
 
+    /// Runs `work` soon, with the connection's link, from a task of the selector's runtime: for
+    /// work a layer cannot do where it is, such as a drop that finds its session held by
+    /// another (TLS hands over the answers held for a reader dropped then, once the session is
+    /// free: the task may wait for it, where the drop could not). Never once that runtime
+    /// ended: the connection is cut then.
+    pub fn run_soon(&self, work: impl FnOnce(&Link) + Send + 'static) {
+        self.conn.run_soon(Box::new(work));
+    }
+
     /// The layer's session failed for good, as a read found (TLS: the peer's fatal alert, a
     /// corrupted record): the write channel's calls fail at once with the error `failure`
     /// makes, those that would only add bytes to its buffer too (a channel opened later as

@@ -9,7 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::io::{self, Write as _};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker, ready};
 
@@ -580,6 +580,31 @@ fn release_held(locked: &mut Locked, link: &Link) {
     link.send_held();
 }
 
+/// [`release_held`] where the session holds plaintext held back, or records a release left
+/// queued: for a reader that will not read them out itself (gone, or read through tokio's
+/// traits).
+fn release_owed(locked: &mut Locked, link: &Link) {
+    if !locked.plain.is_empty() || wants_write(&locked.stream) {
+        release_held(locked, link);
+    }
+}
+
+/// [`release_owed`] by a task of the selector's runtime, which waits for the session: for a
+/// reader's drop, or the socket's hook, that finds it held by another (a write or flush of
+/// another thread, a write of nothing, the write channel's drop, a close under way on this
+/// thread), where waiting could wait on this thread itself. The holder need not look for
+/// what was left to it (no store-then-load handover, whose order only a fence on the
+/// holder's every call would keep): the mutex orders the task's look after the holder's
+/// last change, and the reader's "nothing pending" before both.
+fn release_soon(shared: &Shared, link: &Link) {
+    let shared = Arc::downgrade(shared);
+    link.run_soon(move |link| {
+        if let Some(shared) = shared.upgrade() {
+            release_owed(&mut lock(&shared), link);
+        }
+    });
+}
+
 /// Seals all the plaintext held back ([`seal_held`]), for a write, flush or shutdown that is
 /// not held back and must come after it: where rustls's queue is full, the socket takes its
 /// records first, and the call waits for it as a write does.
@@ -693,18 +718,17 @@ impl TlsSession {
         // the answers held back above rustls leave then, as when the reader reads again. So do
         // records a release left queued in the session, the socket holding back its most
         // (see `release_held`), once the socket sent what it held (the reader may be waiting
-        // for input meanwhile, and the peer for them). (Not while another holds the session:
-        // a write then releases them itself, once it finds nothing pending, or sends them.)
+        // for input meanwhile, and the peer for them). While another holds the session, a
+        // task does it once the session is free (see `release_soon`).
         let session_of_reads = Arc::downgrade(&shared);
         link.on_passed_on(move |link| {
             if let Some(shared) = session_of_reads.upgrade() {
-                // The read channel said "nothing pending" before this: ordered before the
-                // try-lock, as in `TlsRead`'s drop, for a write that holds the session now.
-                fence(Ordering::SeqCst);
-                if let Ok(mut locked) = shared.try_lock() {
-                    if !locked.plain.is_empty() || wants_write(&locked.stream) {
-                        release_held(&mut locked, link);
+                match shared.try_lock() {
+                    Ok(mut locked) => release_owed(&mut locked, link),
+                    Err(std::sync::TryLockError::Poisoned(p)) => {
+                        release_owed(&mut p.into_inner(), link);
                     }
+                    Err(std::sync::TryLockError::WouldBlock) => release_soon(&shared, link),
                 }
             }
         });
@@ -1272,14 +1296,9 @@ impl Drop for TlsRead {
     /// waker then stays, to be woken for nothing or replaced.
     ///
     /// Plaintext held back while this reader had requests pending ([`Locked::plain`]) is sealed
-    /// and leaves now too; while another holds the session, that holder is a write or a flush,
-    /// which releases it itself once it finds nothing pending any more, or a close or shutdown,
-    /// which seals it before its `close_notify`.
+    /// and leaves now too; while another holds the session, a task of the selector's runtime
+    /// releases it once the session is free (see [`release_soon`]).
     fn drop(&mut self) {
-        // The read channel said "nothing pending" before this drop: ordered before the
-        // try-lock, for a write or flush that holds the session now (see
-        // `TlsWrite::release_left_to_this`).
-        fence(Ordering::SeqCst);
         let reader = match self.shared.try_lock() {
             Ok(mut locked) => {
                 release_held(&mut locked, &self.link);
@@ -1290,7 +1309,10 @@ impl Drop for TlsRead {
                 release_held(&mut locked, &self.link);
                 locked.reader.take()
             }
-            Err(std::sync::TryLockError::WouldBlock) => None,
+            Err(std::sync::TryLockError::WouldBlock) => {
+                release_soon(&self.shared, &self.link);
+                None
+            }
         };
         drop(reader);
         self.link.reader_gone();
@@ -1717,23 +1739,6 @@ impl TlsWrite {
         result
     }
 
-    /// After a write or flush that left answers held for the reader's pending requests, and
-    /// let the session go: a reader dropped, or read through tokio's traits, while this call
-    /// held the session could not take it and left the answers to this call (see `TlsRead`'s
-    /// drop and the session's `on_passed_on`), which releases them once nothing is pending.
-    /// Their "nothing pending" then their try-lock, and this call's unlock then its check, are
-    /// a store then a load on each side: only a fence on both orders them, so that one of the
-    /// two sees the other (x86's locked instructions already do; weaker memory models do not).
-    fn release_left_to_this(&self) {
-        fence(Ordering::SeqCst);
-        if !self.link.defers_writes() {
-            let mut locked = lock_for_writing(&self.shared);
-            if !locked.plain.is_empty() {
-                release_held(&mut locked, &self.link);
-            }
-        }
-    }
-
     /// After a shutdown: a `socket_timeout` is a flush's (the shutdown sends what the session
     /// holds, `close_notify` last, and rustls keeps every record the socket did not take), made
     /// good by a retry, whose flush sends them; any other failure fails the session for good.
@@ -1812,7 +1817,6 @@ impl AsyncWrite for TlsWrite {
             locked.plain.extend_from_slice(buf);
             write_done(&mut locked.stream, &Poll::Ready(Ok(())));
             drop(locked);
-            self.release_left_to_this();
             return self.check(Poll::Ready(Ok(buf.len())));
         }
         let mut waits = false;
@@ -1895,10 +1899,8 @@ impl AsyncWrite for TlsWrite {
             return Poll::Ready(Err(e));
         }
         // Held back, the reader still having requests pending.
-        let mut deferred = false;
         if !locked.plain.is_empty() {
             if self.link.defers_writes() {
-                deferred = true;
                 #[cfg(test)]
                 tests::flush_deferred();
             } else {
@@ -1920,9 +1922,6 @@ impl AsyncWrite for TlsWrite {
         };
         drop(locked);
         drop(replaced);
-        if deferred {
-            self.release_left_to_this();
-        }
         self.check(result)
     }
 
@@ -2367,9 +2366,9 @@ mod tests {
 
     /// The reader's read channel is dropped (another thread) while a flush that found an
     /// answer held back for it, the reader still having a request pending, holds the session:
-    /// the drop cannot take the session, and leaves the answer to that flush, which must send
-    /// it once it finds nothing pending any more (as a write does). The flush pauses at that
-    /// point (a seam) while the drop happens.
+    /// the drop cannot take the session, and leaves the answer to a task, which must send it
+    /// once the flush let the session go. The flush pauses at that point (a seam) while the
+    /// drop happens.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_answer_a_flush_held_as_the_reader_was_dropped_leaves() {
         let selector = SelectorManager::new();
@@ -2416,6 +2415,46 @@ mod tests {
             matches!(answer, Ok(Ok(Some(ref line))) if line == "A"),
             "the answer never came after the reader was dropped: {answer:?}"
         );
+        drop(server);
+    }
+
+    /// A reader dropped while another holds the session, one that is neither a write nor a
+    /// flush (here the test; in use a write of nothing, the write channel's drop, a read
+    /// through tokio's traits of the socket's own bytes), cannot take it, and leaves the
+    /// answers held for its pending requests to a task of the selector's runtime, which
+    /// sends them once the session is free: the holder need not look for them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_held_as_the_reader_was_dropped_under_another_holder_leaves() {
+        let selector = SelectorManager::new();
+        let (mut client, mut server) = tls_pair(&selector).await;
+        let mut client_out = client.open_write_channel(true).unwrap();
+        let mut client_in = client.open_read_channel().unwrap();
+        let mut server_in = server.open_read_channel().unwrap();
+        let mut server_out = server.open_write_channel(false).unwrap();
+        client_out.write_string_utf8("a\nb\n").await.unwrap();
+        let line = server_in.read_line(16, net_io::LineEnding::Default).await;
+        assert_eq!(line.unwrap().as_deref(), Some("a"));
+        server_out.write_string_utf8("A\n").await.unwrap();
+        server_out.flush().await.unwrap();
+        {
+            let held = lock(&server.shared);
+            assert_eq!(
+                held.plain, b"A\n",
+                "the answer is held for the pending request"
+            );
+            drop(server_in);
+            drop(held);
+        }
+        let answer = tokio::time::timeout(
+            Duration::from_secs(2),
+            client_in.read_line(16, net_io::LineEnding::Default),
+        )
+        .await;
+        assert!(
+            matches!(answer, Ok(Ok(Some(ref line))) if line == "A"),
+            "the answer never came after the reader was dropped: {answer:?}"
+        );
+        drop(server_out);
         drop(server);
     }
 }
