@@ -2457,4 +2457,320 @@ mod tests {
         drop(server_out);
         drop(server);
     }
+
+    /// A client and a server configuration, made once for many connections.
+    fn configs() -> (TlsConfig, TlsServerConfig) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let client = TlsConfig::builder()
+            .dangerous_accept_any_server_certificate()
+            .server_name("localhost")
+            .build()
+            .unwrap();
+        let server = TlsServerConfig::builder()
+            .certificate_chain_pem(cert.pem().as_bytes())
+            .unwrap()
+            .private_key_pem(key.serialize_pem().as_bytes())
+            .unwrap()
+            .build()
+            .unwrap();
+        (client, server)
+    }
+
+    /// A TLS connection over loopback, the server's socket on `server_selector`, the client's
+    /// on `client_selector` (which may be the same): (client, server).
+    async fn pair_across(
+        server_selector: &SelectorManager,
+        client_selector: &SelectorManager,
+        configs: &(TlsConfig, TlsServerConfig),
+    ) -> (TlsSocket, TlsSocket) {
+        let listener = a_socket(server_selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let (client, server) = tokio::join!(
+            a_socket(client_selector)
+                .tcp()
+                .connect(listener.local_address()),
+            listener.accept()
+        );
+        let (client, server) = tokio::join!(
+            client.unwrap().tls(configs.0.clone()),
+            server.unwrap().tls_server(&configs.1)
+        );
+        (client.unwrap(), server.unwrap())
+    }
+
+    /// The channels of a connection whose server read "a" of the client's "a\nb\n" ("b" is
+    /// pending), and wrote and flushed the answer "A", held above rustls for it.
+    struct AnswerHeld {
+        client_in: net_io::ByteReadChannel,
+        _client_out: net_io::ByteWriteChannel,
+        server_in: net_io::ByteReadChannel,
+        server_out: net_io::ByteWriteChannel,
+    }
+
+    async fn answer_held(client: &mut TlsSocket, server: &mut TlsSocket) -> AnswerHeld {
+        let mut client_out = client.open_write_channel(true).unwrap();
+        let client_in = client.open_read_channel().unwrap();
+        let mut server_in = server.open_read_channel().unwrap();
+        let mut server_out = server.open_write_channel(false).unwrap();
+        client_out.write_string_utf8("a\nb\n").await.unwrap();
+        let line = server_in.read_line(16, net_io::LineEnding::Default).await;
+        assert_eq!(line.unwrap().as_deref(), Some("a"));
+        server_out.write_string_utf8("A\n").await.unwrap();
+        server_out.flush().await.unwrap();
+        assert_eq!(lock(&server.shared).plain, b"A\n", "the answer is held");
+        AnswerHeld {
+            client_in,
+            _client_out: client_out,
+            server_in,
+            server_out,
+        }
+    }
+
+    /// The next line the client reads, within 2 s.
+    async fn next_line(
+        client_in: &mut net_io::ByteReadChannel,
+    ) -> std::result::Result<net_io::Result<Option<String>>, tokio::time::error::Elapsed> {
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            client_in.read_line(16, net_io::LineEnding::Default),
+        )
+        .await
+    }
+
+    /// A reader dropped under another holder on a current-thread runtime, the selector's: the
+    /// task that takes the answer over runs once the runtime runs again, and sends it.
+    #[tokio::test]
+    async fn a_handover_on_a_current_thread_runtime_sends_the_answer() {
+        let selector = SelectorManager::new();
+        let (mut client, mut server) = pair_across(&selector, &selector, &configs()).await;
+        let mut held = answer_held(&mut client, &mut server).await;
+        {
+            let session = lock(&server.shared);
+            drop(held.server_in);
+            drop(session);
+        }
+        let answer = next_line(&mut held.client_in).await;
+        assert!(
+            matches!(answer, Ok(Ok(Some(ref line))) if line == "A"),
+            "{answer:?}"
+        );
+    }
+
+    /// The reader dropped under another holder on a thread with no runtime: the task is
+    /// spawned on the selector's runtime all the same, and sends the answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handover_from_a_thread_without_a_runtime_sends_the_answer() {
+        let selector = SelectorManager::new();
+        let (mut client, mut server) = pair_across(&selector, &selector, &configs()).await;
+        let mut held = answer_held(&mut client, &mut server).await;
+        {
+            let session = lock(&server.shared);
+            let server_in = held.server_in;
+            std::thread::spawn(move || drop(server_in)).join().unwrap();
+            drop(session);
+        }
+        let answer = next_line(&mut held.client_in).await;
+        assert!(
+            matches!(answer, Ok(Ok(Some(ref line))) if line == "A"),
+            "{answer:?}"
+        );
+    }
+
+    /// The server's selector has a runtime of its own, which its close ends (in the
+    /// background), as the test holds the session; the reader is dropped then: no panic and
+    /// no hang (the task may find that runtime ended), and the client sees no clean end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handover_as_the_selectors_own_runtime_ends_neither_panics_nor_ends_cleanly() {
+        let client_selector = SelectorManager::new();
+        let server_selector = SelectorManager::builder().build().unwrap();
+        let (mut client, mut server) =
+            pair_across(&server_selector, &client_selector, &configs()).await;
+        let mut held = answer_held(&mut client, &mut server).await;
+        {
+            let session = lock(&server.shared);
+            server_selector.close();
+            drop(held.server_in);
+            drop(session);
+        }
+        let end = next_line(&mut held.client_in).await;
+        assert!(matches!(end, Ok(Err(_))), "{end:?}");
+    }
+
+    /// Two runtimes for [`stalled_handover`]: a multi-thread one for the client's selector, and
+    /// a current-thread one for the server's, which runs only inside its `block_on`s.
+    fn two_runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
+        let client = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        (client, server)
+    }
+
+    /// A connection whose server's selector runs on `server_runtime`, which is not running as
+    /// the reader is dropped under another holder (the test): the task that takes the answer
+    /// over waits for that runtime.
+    struct Stalled {
+        client_in: net_io::ByteReadChannel,
+        _client_out: net_io::ByteWriteChannel,
+        _client: TlsSocket,
+        _server: TlsSocket,
+        _server_out: net_io::ByteWriteChannel,
+    }
+
+    fn stalled_handover(
+        client_runtime: &tokio::runtime::Runtime,
+        server_runtime: &tokio::runtime::Runtime,
+    ) -> Stalled {
+        let client_selector = client_runtime.block_on(async { SelectorManager::new() });
+        let server_selector = server_runtime.block_on(async { SelectorManager::new() });
+        let configs = configs();
+        let (mut client, mut server) =
+            server_runtime.block_on(pair_across(&server_selector, &client_selector, &configs));
+        let held = server_runtime.block_on(answer_held(&mut client, &mut server));
+        {
+            let session = lock(&server.shared);
+            drop(held.server_in);
+            drop(session);
+        }
+        Stalled {
+            client_in: held.client_in,
+            _client_out: held._client_out,
+            _client: client,
+            _server: server,
+            _server_out: held.server_out,
+        }
+    }
+
+    /// The selector's runtime is dropped while the task that takes the answer over waits for
+    /// it: the task is dropped unrun, without a panic or a hang, and the connection is cut
+    /// (the client sees no clean end).
+    #[test]
+    fn a_runtime_dropped_with_a_handover_waiting_cuts_the_connection() {
+        let (client_runtime, server_runtime) = two_runtimes();
+        let mut stalled = stalled_handover(&client_runtime, &server_runtime);
+        drop(server_runtime);
+        let end = client_runtime.block_on(next_line(&mut stalled.client_in));
+        assert!(matches!(end, Ok(Err(_))), "{end:?}");
+    }
+
+    /// What the writer thread does after its answer, in [`race_once`].
+    #[derive(Clone, Copy, Debug)]
+    enum Then {
+        Flush,
+        FlushAndClose,
+        Close,
+    }
+
+    /// The answer "A" written, then `then`, on another thread, as the reader (with "b"
+    /// pending) is dropped or, `trait_read`, reads "b" through tokio's traits (the socket's
+    /// hook): the client gets "A", then the clean end after a close or half-close.
+    async fn race_once(
+        selector: &SelectorManager,
+        configs: &(TlsConfig, TlsServerConfig),
+        run: usize,
+        then: Then,
+        trait_read: bool,
+    ) {
+        let (mut client, mut server) = pair_across(selector, selector, configs).await;
+        let mut client_out = client.open_write_channel(true).unwrap();
+        let mut client_in = client.open_read_channel().unwrap();
+        let mut server_in = server.open_read_channel().unwrap();
+        let mut server_out = server.open_write_channel(false).unwrap();
+        client_out.write_string_utf8("a\nb\n").await.unwrap();
+        let line = server_in.read_line(16, net_io::LineEnding::Default).await;
+        assert_eq!(line.unwrap().as_deref(), Some("a"));
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let writer_start = Arc::clone(&start);
+        let writer = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    writer_start.wait();
+                    // Shifts the two sides against each other from run to run.
+                    for _ in 0..(run % 7) * 50 {
+                        std::hint::spin_loop();
+                    }
+                    server_out.write_string_utf8("A\n").await.unwrap();
+                    match then {
+                        Then::Flush => server_out.flush().await.unwrap(),
+                        Then::FlushAndClose => server_out.flush_and_close().await.unwrap(),
+                        Then::Close => {
+                            server_out.flush().await.unwrap();
+                            server.close();
+                        }
+                    }
+                    (server_out, server)
+                })
+        });
+        start.wait();
+        for _ in 0..(run % 5) * 50 {
+            std::hint::spin_loop();
+        }
+        if trait_read {
+            let mut buf = [0u8; 8];
+            let n = tokio::io::AsyncReadExt::read(&mut server_in, &mut buf)
+                .await
+                .unwrap();
+            assert_eq!(&buf[..n], b"b\n");
+        } else {
+            drop(server_in);
+        }
+        let _kept = tokio::task::spawn_blocking(move || writer.join().unwrap())
+            .await
+            .unwrap();
+        let answer = next_line(&mut client_in).await;
+        assert!(
+            matches!(answer, Ok(Ok(Some(ref line))) if line == "A"),
+            "run {run}, {then:?}, trait read {trait_read}: {answer:?}"
+        );
+        if !matches!(then, Then::Flush) {
+            let end = next_line(&mut client_in).await;
+            assert!(
+                matches!(end, Ok(Ok(None))),
+                "run {run}, {then:?}, trait read {trait_read}: no clean end: {end:?}"
+            );
+        }
+    }
+
+    /// [`race_once`] each way, `RACE_RUNS` times (default 8).
+    async fn races(selector: &SelectorManager) {
+        let configs = configs();
+        let runs = std::env::var("RACE_RUNS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(8);
+        for run in 0..runs {
+            for then in [Then::Flush, Then::FlushAndClose, Then::Close] {
+                race_once(selector, &configs, run, then, run % 2 == 1).await;
+            }
+        }
+    }
+
+    /// A write and flush, half-close or close of another thread racing the reader's drop, or
+    /// its read through tokio's traits, on a multi-thread runtime: the answer always leaves,
+    /// before the clean end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_racing_the_readers_drop_leaves_on_a_multi_thread_runtime() {
+        races(&SelectorManager::new()).await;
+    }
+
+    /// The same on a current-thread runtime, the selector's.
+    #[tokio::test]
+    async fn a_write_racing_the_readers_drop_leaves_on_a_current_thread_runtime() {
+        races(&SelectorManager::new()).await;
+    }
 }
