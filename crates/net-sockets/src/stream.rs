@@ -619,21 +619,20 @@ impl Conn {
     }
 
     /// Runs `work` from a task of the selector's runtime (see
-    /// [`Link::run_soon`](crate::transport::Link::run_soon)); the task keeps the connection
-    /// until it ran.
+    /// [`Link::run_soon`](crate::transport::Link::run_soon)), if the connection is still
+    /// there then. The task does not keep it: a connection whose socket and channels are all
+    /// dropped closes at once, also while that runtime is not running (a current-thread
+    /// runtime between two `block_on`s), and the work, whose layer went with it, is not run.
     pub(crate) fn run_soon(
         self: &Arc<Self>,
         work: Box<dyn FnOnce(&crate::transport::Link) + Send>,
     ) {
-        let link = crate::transport::Link {
-            conn: Arc::clone(self),
-        };
-        drop(
-            self.core
-                .selector()
-                .handle()
-                .spawn(async move { work(&link) }),
-        );
+        let conn = Arc::downgrade(self);
+        drop(self.core.selector().handle().spawn(async move {
+            if let Some(conn) = conn.upgrade() {
+                work(&crate::transport::Link { conn });
+            }
+        }));
     }
 
     /// Sets what runs before a [`cut`](Self::cut) (once per connection: a later call replaces

@@ -192,7 +192,9 @@ impl Link {
     /// work a layer cannot do where it is, such as a drop that finds its session held by
     /// another (TLS hands over the answers held for a reader dropped then, once the session is
     /// free: the task may wait for it, where the drop could not). Never once that runtime
-    /// ended: the connection is cut then.
+    /// ended (the connection is cut then), nor once the connection is gone: the task does not
+    /// keep it, so a socket whose handles are all dropped closes at once, also while that
+    /// runtime is not running.
     pub fn run_soon(&self, work: impl FnOnce(&Link) + Send + 'static) {
         self.conn.run_soon(Box::new(work));
     }

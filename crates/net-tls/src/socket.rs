@@ -2625,8 +2625,8 @@ mod tests {
         client_in: net_io::ByteReadChannel,
         _client_out: net_io::ByteWriteChannel,
         _client: TlsSocket,
-        _server: TlsSocket,
-        _server_out: net_io::ByteWriteChannel,
+        server: TlsSocket,
+        server_out: net_io::ByteWriteChannel,
     }
 
     fn stalled_handover(
@@ -2648,9 +2648,27 @@ mod tests {
             client_in: held.client_in,
             _client_out: held._client_out,
             _client: client,
-            _server: server,
-            _server_out: held.server_out,
+            server,
+            server_out: held.server_out,
         }
+    }
+
+    /// The server's socket and channels are all dropped while the task that takes its answer
+    /// over waits for the selector's runtime, which is not running: the socket closes at once
+    /// all the same, as a dropped socket does (the peer sees its end, a truncation). The task
+    /// does not keep the connection: before, it did, and the socket stayed open until that
+    /// runtime ran again (the client waited 2 s for nothing).
+    #[test]
+    fn a_socket_dropped_while_a_handover_waits_for_a_stalled_runtime_closes_at_once() {
+        let (client_runtime, server_runtime) = two_runtimes();
+        let mut stalled = stalled_handover(&client_runtime, &server_runtime);
+        drop(stalled.server_out);
+        drop(stalled.server);
+        let end = client_runtime.block_on(next_line(&mut stalled.client_in));
+        assert!(
+            matches!(end, Ok(Err(_))),
+            "the client never saw the dropped socket's end: {end:?}"
+        );
     }
 
     /// The selector's runtime is dropped while the task that takes the answer over waits for
