@@ -745,4 +745,75 @@ mod tests {
         assert_eq!(config.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
         assert!(config.server_name.is_none());
     }
+
+    /// A fully qualified name's trailing dot is dropped once, also from the longest DNS name
+    /// (253 characters, which rustls refuses with the dot); a second dot is refused, though
+    /// the name without one of them (`localhost.`) is one rustls takes.
+    #[test]
+    fn a_trailing_dot_is_dropped_once_and_a_second_is_refused() {
+        let label = "x".repeat(63);
+        let of_253 = format!("{label}.{label}.{label}.{}", "z".repeat(61));
+        let config = TlsConfig::builder()
+            .server_name(&format!("{of_253}."))
+            .build()
+            .expect("the longest DNS name with its trailing dot");
+        assert_eq!(
+            config.server_name,
+            Some(ServerName::try_from(of_253.clone()).unwrap())
+        );
+        for name in ["localhost..", "a.example..", "127.0.0.1.", "a b."] {
+            let err = TlsConfig::builder().server_name(name).build().unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidServerName { name: given } if given == name),
+                "{name}: {err:?}"
+            );
+        }
+    }
+
+    /// The builder's Debug output shows what it trusts and presents, turned-off verification
+    /// first among them, as the built configuration's does.
+    #[test]
+    fn the_builders_debug_shows_its_trust_settings() {
+        let (cert, key) = client_leaf();
+        let builder = TlsConfig::builder()
+            .server_name("localhost")
+            .add_root_certificate(cert.clone())
+            .native_roots()
+            .client_certificate_der([cert], key)
+            .dangerous_accept_any_server_certificate();
+        let text = format!("{builder:?}");
+        for field in [
+            r#"server_name: Some("localhost")"#,
+            "custom_roots: 1",
+            "native_roots: true",
+            "client_certificate: true",
+            "insecure: true",
+        ] {
+            assert!(text.contains(field), "{field}: {text}");
+        }
+        let text = format!("{:?}", TlsConfig::builder());
+        assert!(text.contains("insecure: false"), "{text}");
+    }
+
+    /// A root added replaces the bundled Mozilla roots (the client trusts exactly the roots it
+    /// was given); with none added, the bundled ones are trusted. rustls's verifier shows how
+    /// many roots it holds only in its Debug output, so that is read here.
+    #[test]
+    fn an_added_root_replaces_the_bundled_roots() {
+        let (cert, _) = client_leaf();
+        let custom = TlsConfig::builder()
+            .add_root_certificate(cert)
+            .build()
+            .unwrap();
+        let text = format!("{:?}", custom.rustls);
+        assert!(text.contains(r#"roots: "(1 roots)""#), "{text}");
+        let bundled = TlsConfig::builder().build().unwrap();
+        let text = format!("{:?}", bundled.rustls);
+        let count = webpki_roots::TLS_SERVER_ROOTS.len();
+        assert!(count > 1, "{count}");
+        assert!(
+            text.contains(&format!(r#"roots: "({count} roots)""#)),
+            "{text}"
+        );
+    }
 }
