@@ -773,4 +773,76 @@ mod tests {
         assert!(Arc::ptr_eq(&settings.rustls, &rustls_config));
         assert_eq!(settings.handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
     }
+
+    /// Anchors (not parsed: only their subjects count here) whose names, as a
+    /// CertificateRequest carries them (each a DER SEQUENCE with a two-byte length before it),
+    /// take exactly `total` bytes.
+    fn anchors_naming(total: usize) -> RootCertStore {
+        let anchor = |subject_len: usize| rustls_pki_types::TrustAnchor {
+            subject: vec![b'n'; subject_len].into(),
+            subject_public_key_info: Vec::new().into(),
+            name_constraints: None,
+        };
+        let mut roots = RootCertStore::empty();
+        let mut left = total;
+        // Each name of 256 to 65,535 bytes takes 2 + 4 (SEQUENCE tag and length) more.
+        while left > 2_000 {
+            roots.roots.push(anchor(1_000));
+            left -= 1_006;
+        }
+        roots.roots.push(anchor(left - 6));
+        let named: usize = roots.subjects().iter().map(|s| 2 + s.as_ref().len()).sum();
+        assert_eq!(named, total);
+        roots
+    }
+
+    /// The client CAs are named in the request while their names fit in it (up to
+    /// MAX_CA_NAMES bytes), and not beyond: a list over 65,535 bytes made rustls wrap its
+    /// length (a debug build panics). Required client auth refuses a client without a
+    /// certificate; optional lets it in.
+    #[test]
+    fn client_cas_are_named_while_they_fit_and_required_means_required() {
+        let provider = provider();
+        for (total, named) in [
+            (MAX_CA_NAMES, true),
+            (MAX_CA_NAMES + 1, false),
+            (0xffff + 1, false),
+        ] {
+            let roots = anchors_naming(total);
+            let count = roots.len();
+            let verifier = client_verifier(roots, &provider, true).unwrap();
+            let hints = verifier.root_hint_subjects().len();
+            assert_eq!(hints, if named { count } else { 0 }, "{total} bytes");
+        }
+        let required = client_verifier(anchors_naming(3_000), &provider, true).unwrap();
+        assert!(required.client_auth_mandatory());
+        let optional = client_verifier(anchors_naming(3_000), &provider, false).unwrap();
+        assert!(!optional.client_auth_mandatory());
+    }
+
+    /// The builder's Debug output shows what the configuration will serve and require.
+    #[test]
+    fn the_builders_debug_shows_its_certificates_and_client_auth() {
+        let (cert, key) = self_signed("localhost");
+        let (other, other_key) = self_signed("other.test");
+        let (ca, _) = self_signed("client ca");
+        let builder = TlsServerConfig::builder()
+            .certificate_chain_der([cert])
+            .private_key_der(key)
+            .sni_certificate_der("Other.Test", [other], other_key)
+            .unwrap()
+            .client_auth_der([ca], true)
+            .unwrap();
+        let text = format!("{builder:?}");
+        for field in [
+            "certificates: 1",
+            "key: true",
+            r#"sni_names: ["other.test"]"#,
+            "client_auth: Required(",
+        ] {
+            assert!(text.contains(field), "{field}: {text}");
+        }
+        let text = format!("{:?}", TlsServerConfig::builder());
+        assert!(text.contains("client_auth: None"), "{text}");
+    }
 }
