@@ -389,4 +389,35 @@ mod tests {
              a\\u{2028}b\\u{2029}c\\u{202e}d\\u{2066}e\\u{2069}f\\u{85}g \u{5d0}"
         );
     }
+
+    /// `Socket` is transparent: its source is the socket error's own, so the cause a transport
+    /// error carries stays reachable through `source()`.
+    #[test]
+    fn a_socket_errors_source_is_the_socket_errors_own() {
+        #[derive(Debug)]
+        struct Cause;
+        impl fmt::Display for Cause {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the cause")
+            }
+        }
+        impl std::error::Error for Cause {}
+        #[derive(Debug)]
+        struct Failure(Cause);
+        impl fmt::Display for Failure {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the failure")
+            }
+        }
+        impl std::error::Error for Failure {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let socket = net_sockets::Error::from(io::Error::other(Failure(Cause)));
+        let cause = |e: &dyn std::error::Error| e.source().map(ToString::to_string);
+        assert_eq!(cause(&socket).as_deref(), Some("the cause"), "{socket:?}");
+        let tls = Error::from(socket);
+        assert_eq!(cause(&tls).as_deref(), Some("the cause"), "{tls:?}");
+    }
 }
