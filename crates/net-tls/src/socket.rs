@@ -2099,12 +2099,7 @@ mod tests {
 
     /// A TLS connection over loopback: (client, server).
     async fn tls_pair(selector: &SelectorManager) -> (TlsSocket, TlsSocket) {
-        let client_config = TlsConfig::builder()
-            .dangerous_accept_any_server_certificate()
-            .server_name("localhost")
-            .build()
-            .unwrap();
-        tls_pair_with(selector, |_| client_config).await
+        pair_across(selector, selector, &configs()).await
     }
 
     /// A TLS connection over loopback whose client's configuration `client` makes from the
@@ -2113,33 +2108,27 @@ mod tests {
         selector: &SelectorManager,
         client: impl FnOnce(CertificateDer<'static>) -> TlsConfig,
     ) -> (TlsSocket, TlsSocket) {
+        pair_across(selector, selector, &configs_with(client)).await
+    }
+
+    /// A server configuration with a certificate for `localhost` and `127.0.0.1`, and the
+    /// client's, which `client` makes from that certificate (DER).
+    fn configs_with(
+        client: impl FnOnce(CertificateDer<'static>) -> TlsConfig,
+    ) -> (TlsConfig, TlsServerConfig) {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
             .unwrap()
             .self_signed(&key)
             .unwrap();
-        let client_config = client(cert.der().clone());
-        let server_config = TlsServerConfig::builder()
+        let server = TlsServerConfig::builder()
             .certificate_chain_pem(cert.pem().as_bytes())
             .unwrap()
             .private_key_pem(key.serialize_pem().as_bytes())
             .unwrap()
             .build()
             .unwrap();
-        let listener = a_socket(selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let (client, server) = tokio::join!(
-            a_socket(selector).tcp().connect(listener.local_address()),
-            listener.accept()
-        );
-        let (client, server) = tokio::join!(
-            client.unwrap().tls(client_config),
-            server.unwrap().tls_server(&server_config)
-        );
-        (client.unwrap(), server.unwrap())
+        (client(cert.der().clone()), server)
     }
 
     /// Both sides report the key exchange their handshake made, the one the crate's provider
@@ -2374,13 +2363,12 @@ mod tests {
     async fn an_answer_a_flush_held_as_the_reader_was_dropped_leaves() {
         let selector = SelectorManager::new();
         let (mut client, mut server) = tls_pair(&selector).await;
-        let mut client_out = client.open_write_channel(true).unwrap();
-        let mut client_in = client.open_read_channel().unwrap();
-        let mut server_in = server.open_read_channel().unwrap();
-        let mut server_out = server.open_write_channel(false).unwrap();
-        client_out.write_string_utf8("a\nb\n").await.unwrap();
-        let line = server_in.read_line(16, net_io::LineEnding::Default).await;
-        assert_eq!(line.unwrap().as_deref(), Some("a"));
+        let Channels {
+            mut client_in,
+            _client_out,
+            server_in,
+            mut server_out,
+        } = b_pending(&mut client, &mut server).await;
         server_out.write_string_utf8("A\n").await.unwrap();
         let (paused, has_paused) = mpsc::channel();
         let (go, wait_go) = mpsc::channel::<()>();
@@ -2426,59 +2414,19 @@ mod tests {
     /// sends them once the session is free: the holder need not look for them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_answer_held_as_the_reader_was_dropped_under_another_holder_leaves() {
-        let selector = SelectorManager::new();
-        let (mut client, mut server) = tls_pair(&selector).await;
-        let mut client_out = client.open_write_channel(true).unwrap();
-        let mut client_in = client.open_read_channel().unwrap();
-        let mut server_in = server.open_read_channel().unwrap();
-        let mut server_out = server.open_write_channel(false).unwrap();
-        client_out.write_string_utf8("a\nb\n").await.unwrap();
-        let line = server_in.read_line(16, net_io::LineEnding::Default).await;
-        assert_eq!(line.unwrap().as_deref(), Some("a"));
-        server_out.write_string_utf8("A\n").await.unwrap();
-        server_out.flush().await.unwrap();
-        {
-            let held = lock(&server.shared);
-            assert_eq!(
-                held.plain, b"A\n",
-                "the answer is held for the pending request"
-            );
-            drop(server_in);
-            drop(held);
-        }
-        let answer = tokio::time::timeout(
-            Duration::from_secs(2),
-            client_in.read_line(16, net_io::LineEnding::Default),
-        )
-        .await;
-        assert!(
-            matches!(answer, Ok(Ok(Some(ref line))) if line == "A"),
-            "the answer never came after the reader was dropped: {answer:?}"
-        );
-        drop(server_out);
-        drop(server);
+        reader_dropped_under_the_test(drop).await;
     }
 
-    /// A client and a server configuration, made once for many connections.
+    /// A client and a server configuration, made once for many connections: the client
+    /// accepts any server certificate, for `localhost`.
     fn configs() -> (TlsConfig, TlsServerConfig) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let client = TlsConfig::builder()
-            .dangerous_accept_any_server_certificate()
-            .server_name("localhost")
-            .build()
-            .unwrap();
-        let server = TlsServerConfig::builder()
-            .certificate_chain_pem(cert.pem().as_bytes())
-            .unwrap()
-            .private_key_pem(key.serialize_pem().as_bytes())
-            .unwrap()
-            .build()
-            .unwrap();
-        (client, server)
+        configs_with(|_| {
+            TlsConfig::builder()
+                .dangerous_accept_any_server_certificate()
+                .server_name("localhost")
+                .build()
+                .unwrap()
+        })
     }
 
     /// A TLS connection over loopback, the server's socket on `server_selector`, the client's
@@ -2507,31 +2455,38 @@ mod tests {
     }
 
     /// The channels of a connection whose server read "a" of the client's "a\nb\n" ("b" is
-    /// pending), and wrote and flushed the answer "A", held above rustls for it.
-    struct AnswerHeld {
+    /// pending).
+    struct Channels {
         client_in: net_io::ByteReadChannel,
         _client_out: net_io::ByteWriteChannel,
         server_in: net_io::ByteReadChannel,
         server_out: net_io::ByteWriteChannel,
     }
 
-    async fn answer_held(client: &mut TlsSocket, server: &mut TlsSocket) -> AnswerHeld {
+    async fn b_pending(client: &mut TlsSocket, server: &mut TlsSocket) -> Channels {
         let mut client_out = client.open_write_channel(true).unwrap();
         let client_in = client.open_read_channel().unwrap();
         let mut server_in = server.open_read_channel().unwrap();
-        let mut server_out = server.open_write_channel(false).unwrap();
+        let server_out = server.open_write_channel(false).unwrap();
         client_out.write_string_utf8("a\nb\n").await.unwrap();
         let line = server_in.read_line(16, net_io::LineEnding::Default).await;
         assert_eq!(line.unwrap().as_deref(), Some("a"));
-        server_out.write_string_utf8("A\n").await.unwrap();
-        server_out.flush().await.unwrap();
-        assert_eq!(lock(&server.shared).plain, b"A\n", "the answer is held");
-        AnswerHeld {
+        Channels {
             client_in,
             _client_out: client_out,
             server_in,
             server_out,
         }
+    }
+
+    /// [`b_pending`], then the server wrote and flushed the answer "A", held above rustls for
+    /// "b".
+    async fn answer_held(client: &mut TlsSocket, server: &mut TlsSocket) -> Channels {
+        let mut channels = b_pending(client, server).await;
+        channels.server_out.write_string_utf8("A\n").await.unwrap();
+        channels.server_out.flush().await.unwrap();
+        assert_eq!(lock(&server.shared).plain, b"A\n", "the answer is held");
+        channels
     }
 
     /// The next line the client reads, within 2 s.
@@ -2549,38 +2504,34 @@ mod tests {
     /// task that takes the answer over runs once the runtime runs again, and sends it.
     #[tokio::test]
     async fn a_handover_on_a_current_thread_runtime_sends_the_answer() {
-        let selector = SelectorManager::new();
-        let (mut client, mut server) = pair_across(&selector, &selector, &configs()).await;
-        let mut held = answer_held(&mut client, &mut server).await;
-        {
-            let session = lock(&server.shared);
-            drop(held.server_in);
-            drop(session);
-        }
-        let answer = next_line(&mut held.client_in).await;
-        assert!(
-            matches!(answer, Ok(Ok(Some(ref line))) if line == "A"),
-            "{answer:?}"
-        );
+        reader_dropped_under_the_test(drop).await;
     }
 
     /// The reader dropped under another holder on a thread with no runtime: the task is
     /// spawned on the selector's runtime all the same, and sends the answer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_handover_from_a_thread_without_a_runtime_sends_the_answer() {
+        reader_dropped_under_the_test(|reader| {
+            std::thread::spawn(move || drop(reader)).join().unwrap();
+        })
+        .await;
+    }
+
+    /// An answer held ([`answer_held`]), then the reader dropped by `drop_reader` while the
+    /// test holds the session: the client gets the answer all the same.
+    async fn reader_dropped_under_the_test(drop_reader: impl FnOnce(net_io::ByteReadChannel)) {
         let selector = SelectorManager::new();
-        let (mut client, mut server) = pair_across(&selector, &selector, &configs()).await;
+        let (mut client, mut server) = tls_pair(&selector).await;
         let mut held = answer_held(&mut client, &mut server).await;
         {
             let session = lock(&server.shared);
-            let server_in = held.server_in;
-            std::thread::spawn(move || drop(server_in)).join().unwrap();
+            drop_reader(held.server_in);
             drop(session);
         }
         let answer = next_line(&mut held.client_in).await;
         assert!(
             matches!(answer, Ok(Ok(Some(ref line))) if line == "A"),
-            "{answer:?}"
+            "the answer never came after the reader was dropped: {answer:?}"
         );
     }
 
@@ -2703,13 +2654,12 @@ mod tests {
         trait_read: bool,
     ) {
         let (mut client, mut server) = pair_across(selector, selector, configs).await;
-        let mut client_out = client.open_write_channel(true).unwrap();
-        let mut client_in = client.open_read_channel().unwrap();
-        let mut server_in = server.open_read_channel().unwrap();
-        let mut server_out = server.open_write_channel(false).unwrap();
-        client_out.write_string_utf8("a\nb\n").await.unwrap();
-        let line = server_in.read_line(16, net_io::LineEnding::Default).await;
-        assert_eq!(line.unwrap().as_deref(), Some("a"));
+        let Channels {
+            mut client_in,
+            _client_out,
+            mut server_in,
+            mut server_out,
+        } = b_pending(&mut client, &mut server).await;
         let start = Arc::new(std::sync::Barrier::new(2));
         let writer_start = Arc::clone(&start);
         let writer = std::thread::spawn(move || {
