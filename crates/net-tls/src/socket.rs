@@ -1298,7 +1298,8 @@ impl Drop for TlsRead {
     ///
     /// Plaintext held back while this reader had requests pending ([`Locked::plain`]) is sealed
     /// and leaves now too; while another holds the session, a task of the selector's runtime
-    /// releases it once the session is free (see [`release_soon`]).
+    /// releases it once the session is free (see [`release_soon`]): at that runtime's next
+    /// turn, so not while it does not run (a current-thread runtime between two `block_on`s).
     fn drop(&mut self) {
         let reader = match self.shared.try_lock() {
             Ok(mut locked) => {
