@@ -369,4 +369,20 @@ mod tests {
             other => panic!("expected Io, got {other:?}"),
         }
     }
+
+    /// `same_as` tells the very same error from an equal one, and `Debug` shows the wrapped
+    /// error. (Mutation testing: `same_as` answering `true` whatever it was given, and `Debug`
+    /// writing nothing, passed every test, which checked only a failure's own reports.)
+    #[test]
+    fn a_shared_error_is_the_same_as_its_clones_only_and_shows_what_it_wraps() {
+        let shared = SharedError::new(io::Error::other("the cause"));
+        assert!(shared.same_as(&shared.clone()));
+        let equal = SharedError::new(io::Error::other("the cause"));
+        assert!(!shared.same_as(&equal), "an equal error is not the same");
+        let shown = format!("{shared:?}");
+        assert!(
+            shown.starts_with("SharedError(") && shown.contains("the cause"),
+            "{shown}"
+        );
+    }
 }
