@@ -989,10 +989,20 @@ async fn a_failed_read_of_bytes_ends_the_skip_and_a_failed_look_ahead_does_not()
 /// The same sentence when the skip has taken all that was buffered and then timed out: a read
 /// of one byte or more that finds nothing buffered and fails ends the skip too, whichever read
 /// it is (`read_available`, `read_fully`, the `AsyncRead` implementation each kept it due, so
-/// the next line read threw away a line that `read_bytes` would have kept).
+/// the next line read threw away a line that `read_bytes` would have kept; `discard` and
+/// `read_remaining` end it themselves, which no test checked until mutation testing found it).
 #[tokio::test]
 async fn a_failed_read_of_bytes_with_nothing_buffered_ends_the_skip() {
-    for read in ["read_bytes", "read_available", "read_fully", "poll_read"] {
+    let reads = [
+        "read_bytes",
+        "read_available",
+        "read_fully",
+        "poll_read",
+        "discard",
+        "discard_exact",
+        "read_remaining",
+    ];
+    for read in reads {
         let mut input = ByteReadChannel::new(ChunkedReader::new([
             Step::Data(b"abcdef".to_vec()),
             Step::Fail(timeout()),
@@ -1013,6 +1023,9 @@ async fn a_failed_read_of_bytes_with_nothing_buffered_ends_the_skip() {
             "read_bytes" => input.read_bytes(10).await.map(drop),
             "read_available" => input.read_available(&mut [0; 10]).await.map(drop),
             "read_fully" => input.read_fully(&mut [0; 10]).await,
+            "discard" => input.discard(10).await.map(drop),
+            "discard_exact" => input.discard_exact(10).await,
+            "read_remaining" => input.read_remaining(10).await.map(drop),
             _ => tokio::io::AsyncReadExt::read(&mut input, &mut [0; 10])
                 .await
                 .map(drop)
