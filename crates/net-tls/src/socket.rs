@@ -590,13 +590,13 @@ fn release_owed(locked: &mut Locked, link: &Link) {
 }
 
 /// [`release_owed`] by a task of the selector's runtime, which waits for the session: for a
-/// reader's drop, or the socket's hook, that finds it held by another (a write or flush of
-/// another thread, a write of nothing, the write channel's drop, a close, shutdown or cut
-/// under way, maybe on this thread, the reader's own read when the socket's task runs the
-/// hook, another such release), where waiting could wait on this thread itself. The holder need not look for
-/// what was left to it (no store-then-load handover, whose order only a fence on the
-/// holder's every call would keep): the mutex orders the task's look after the holder's
-/// last change, and the reader's "nothing pending" before both.
+/// reader's drop, or the socket's hook, that finds it held by another (a write or flush of another
+/// thread, a write of nothing, the write channel's drop, a close, shutdown or cut under way, maybe
+/// on this thread, the reader's own read when the socket's task runs the hook, another such
+/// release), where waiting could wait on this thread itself. The holder need not look for what was
+/// left to it (no store-then-load handover, whose order only a fence on the holder's every call
+/// would keep): the mutex orders the task's look after the holder's last change, and the reader's
+/// "nothing pending" before both.
 fn release_soon(shared: &Shared, link: &Link) {
     let shared = Arc::downgrade(shared);
     link.run_soon(move |link| {
