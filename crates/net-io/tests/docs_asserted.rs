@@ -855,6 +855,18 @@ fn drop_after_a_timeout_logs_debug_until_the_kept_bytes_left() {
     rt.block_on(output.flush()).unwrap();
     rt.block_on(output.write_fully(b"def")).unwrap();
     assert_eq!(levels_during(|| drop(output)), [tracing::Level::WARN]);
+
+    // A write call that timed out without effect with nothing buffered kept nothing: bytes
+    // written after it and dropped are a forgotten flush (warn).
+    let mock = MockWriter::default();
+    let mut output = ByteWriteChannel::new(mock.clone(), false);
+    mock.on_write([Act::Fail(timeout())]);
+    assert!(matches!(
+        rt.block_on(output.write_fully(&[1; 9000])),
+        Err(Error::Timeout)
+    ));
+    rt.block_on(output.write_fully(b"def")).unwrap();
+    assert_eq!(levels_during(|| drop(output)), [tracing::Level::WARN]);
 }
 
 /// Pipe: "a flush or close with bytes buffered" fails after the reader is gone; a close with
