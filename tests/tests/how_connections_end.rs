@@ -88,6 +88,11 @@ async fn a_tls13_client_that_never_read_ended_by_its_selector_or_runtime_is_trun
             is_truncated(&e) && e.kind() == io::ErrorKind::UnexpectedEof,
             "{end:?}: the peer read {e:?}"
         );
+        // What a log shows says what happened.
+        assert!(
+            e.to_string().contains("without tls close_notify"),
+            "{end:?}: {e}"
+        );
     }
 }
 

@@ -630,6 +630,10 @@ fn check_alpn(alpn: &[Vec<u8>]) -> Result<(), Error> {
 /// it in a Certificate message (its 3-byte length, 2 for its extensions): what one handshake
 /// message carries (its length is 3 bytes: 16 MiB), less room for the message's other fields.
 const MAX_CHAIN: usize = 0xff_ffff - 1024;
+const _: () = assert!(
+    MAX_CHAIN < 1 << 24,
+    "a chain at the limit must fit a 3-byte length"
+);
 
 /// Checks that `chain` fits in one handshake message: rustls takes any chain, and encodes a
 /// longer one with a length that wrapped (in a debug build, a panic during the unwinding of

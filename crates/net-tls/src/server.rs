@@ -845,4 +845,27 @@ mod tests {
         let text = format!("{:?}", TlsServerConfig::builder());
         assert!(text.contains("client_auth: None"), "{text}");
     }
+
+    /// A chain is taken while it fits one handshake message, each certificate framed by its 5
+    /// bytes, up to the limit itself; one byte more is refused.
+    #[test]
+    fn a_chain_is_taken_up_to_what_one_handshake_message_carries() {
+        let chain = |sizes: &[usize]| -> Vec<CertificateDer<'static>> {
+            sizes
+                .iter()
+                .map(|&n| CertificateDer::from(vec![0; n - 5]))
+                .collect()
+        };
+        let half = crate::MAX_CHAIN / 2;
+        for sizes in [vec![crate::MAX_CHAIN], vec![half, crate::MAX_CHAIN - half]] {
+            assert!(crate::check_chain(&chain(&sizes)).is_ok(), "{sizes:?}");
+            let mut over = sizes.clone();
+            *over.last_mut().unwrap() += 1;
+            let refused = crate::check_chain(&chain(&over)).unwrap_err();
+            assert!(
+                refused.to_string().contains("certificate chain"),
+                "{over:?}: {refused}"
+            );
+        }
+    }
 }
