@@ -265,7 +265,9 @@ async fn async_write_follows_the_failure_rules() {
     assert_eq!(mock.shutdowns(), 0);
 }
 
-/// With auto_flush, a trait write reaches the peer without a flush when the transport is ready.
+/// With auto_flush, a trait write reaches the peer without a flush when the transport is ready;
+/// without it, trait writes that fit the buffer wait there for a flush (a second one does not
+/// write the first out).
 #[tokio::test]
 async fn async_write_in_auto_flush_mode_reaches_the_peer() {
     let (mut w, mut r) = ByteChannel::new(true);
@@ -279,9 +281,12 @@ async fn async_write_in_auto_flush_mode_reaches_the_peer() {
     );
     let (mut w, mut r) = ByteChannel::new(false);
     w.write_all(b"hi\n").await.unwrap();
+    w.write_all(b"there\n").await.unwrap();
     assert!(support::poll_once(r.read_u8()).await.is_none());
     AsyncWriteExt::flush(&mut w).await.unwrap();
-    assert_eq!(guard(r.read_u8()).await.unwrap(), b'h');
+    let mut both = [0; 9];
+    guard(r.read_exact(&mut both)).await.unwrap();
+    assert_eq!(&both, b"hi\nthere\n");
 }
 
 /// `poll_shutdown` is `flush_and_close`: on a cancelled channel (its bytes dropped, the reader
