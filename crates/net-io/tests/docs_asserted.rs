@@ -1189,3 +1189,26 @@ async fn next_frame_yields_frames_then_the_error_then_none() {
     assert_eq!(frames.next_frame().await.unwrap().unwrap(), "y");
     assert!(frames.next_frame().await.is_none());
 }
+
+/// ByteWriteChannel, Failures: "`Error::Timeout` during a write call: if none of the call's
+/// bytes had reached the transport, the call had no effect ... the channel stays usable": a
+/// call of no bytes, auto-flushed, whose flush times out after bytes kept before it left.
+#[tokio::test]
+async fn a_write_of_no_bytes_whose_flush_timed_out_had_no_effect() {
+    let mock = MockWriter::default();
+    let mut output = ByteWriteChannel::new(mock.clone(), true);
+    // A trait write whose auto-flush timed out keeps its bytes (and took them).
+    mock.on_write([Act::Fail(timeout())]);
+    let took = tokio::io::AsyncWriteExt::write(&mut output, b"kept").await;
+    assert_eq!(took.unwrap(), 4);
+    mock.on_flush([Act::Fail(timeout())]);
+    let e = output.write_fully(b"").await.unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    assert_eq!(mock.accepted(), b"kept");
+    assert!(
+        !output.is_closed_for_write(),
+        "a call of no bytes whose flush timed out failed the channel"
+    );
+    output.write_fully(b"next").await.unwrap();
+    assert_eq!(mock.accepted(), b"keptnext");
+}
