@@ -1212,3 +1212,31 @@ async fn a_write_of_no_bytes_whose_flush_timed_out_had_no_effect() {
     output.write_fully(b"next").await.unwrap();
     assert_eq!(mock.accepted(), b"keptnext");
 }
+
+/// ByteWriteChannel: "Writes go into a buffer of up to 8 KiB, which is written to the
+/// transport when it fills, on flush, and, in auto_flush mode, at the end of every write call":
+/// frames wait in the buffer for the flush; a write larger than the buffer, which goes to the
+/// transport directly after what the buffer holds, still ends flushed in auto_flush mode.
+#[tokio::test]
+async fn writes_leave_when_the_buffer_fills_on_flush_or_flushed_at_the_end_of_each_call() {
+    let mock = MockWriter::default();
+    let mut output = ByteWriteChannel::new(mock.clone(), false);
+    let mut codec = LinesCodec::new();
+    output.write_frame(&mut codec, "one").await.unwrap();
+    output.write_frame(&mut codec, "two").await.unwrap();
+    assert_eq!(mock.accepted(), b"", "a frame left before the flush");
+    output.flush().await.unwrap();
+    assert_eq!(mock.accepted(), b"one\ntwo\n");
+
+    // In auto_flush mode, after a trait write that found the transport not ready (its bytes
+    // wait in the buffer), so that the large write goes out after them.
+    let mock = MockWriter::default();
+    let mut output = ByteWriteChannel::new(mock.clone(), true);
+    mock.on_write([Act::Stall]);
+    let took = tokio::io::AsyncWriteExt::write(&mut output, b"first").await;
+    assert_eq!(took.unwrap(), 5);
+    let large = vec![7; 20_000];
+    output.write_fully(&large).await.unwrap();
+    assert_eq!(mock.accepted(), [&b"first"[..], &large].concat());
+    assert_eq!(mock.log().flushes, 1, "the large write did not end flushed");
+}
