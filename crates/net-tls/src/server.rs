@@ -630,19 +630,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn sni_certificates_and_client_roots_in_der() {
+    /// A builder given everything in DER: a chain and key for `localhost`, an SNI certificate
+    /// for `Other.Test`, and required client auth under one root.
+    fn builder_with_everything() -> TlsServerConfigBuilder {
         let (cert, key) = self_signed("localhost");
         let (other, other_key) = self_signed("other.test");
         let (ca, _) = self_signed("client ca");
-        let built = TlsServerConfig::builder()
+        TlsServerConfig::builder()
             .certificate_chain_der([cert])
             .private_key_der(key)
             .sni_certificate_der("Other.Test", [other], other_key)
             .unwrap()
             .client_auth_der([ca], true)
             .unwrap()
-            .build();
+    }
+
+    #[test]
+    fn sni_certificates_and_client_roots_in_der() {
+        let built = builder_with_everything().build();
         assert!(built.is_ok(), "{built:?}");
         let (cert, _) = self_signed("localhost");
         let (_, wrong_key) = self_signed("x");
@@ -823,16 +828,7 @@ mod tests {
     /// The builder's Debug output shows what the configuration will serve and require.
     #[test]
     fn the_builders_debug_shows_its_certificates_and_client_auth() {
-        let (cert, key) = self_signed("localhost");
-        let (other, other_key) = self_signed("other.test");
-        let (ca, _) = self_signed("client ca");
-        let builder = TlsServerConfig::builder()
-            .certificate_chain_der([cert])
-            .private_key_der(key)
-            .sni_certificate_der("Other.Test", [other], other_key)
-            .unwrap()
-            .client_auth_der([ca], true)
-            .unwrap();
+        let builder = builder_with_everything();
         let text = format!("{builder:?}");
         for field in [
             "certificates: 1",
