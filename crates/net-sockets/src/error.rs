@@ -250,19 +250,104 @@ mod tests {
         assert!(matches!(Error::from(channel), Error::Closed));
     }
 
+    /// Every variant that can be copied is recovered as itself from a failure reported again
+    /// (its error shared), as `From<net_io::Error>` says.
     #[test]
-    fn closed_is_recovered_through_a_shared_inner_error() {
-        for closed in [Error::Closed, Error::SelectorClosed] {
-            let kind = closed.kind();
-            let shared = net_io::SharedError::new(closed);
+    fn each_copied_variant_is_recovered_through_a_shared_inner_error() {
+        for variant in [
+            Error::Closed,
+            Error::SelectorClosed,
+            Error::ChannelAlreadyOpen,
+            Error::DatagramTooLarge { size: 70_000 },
+            Error::Timeout,
+        ] {
+            let (kind, text) = (variant.kind(), format!("{variant:?}"));
+            let shared = net_io::SharedError::new(variant);
             let channel = net_io::Error::Io(io::Error::new(kind, shared));
             let back = Error::from(channel);
-            assert!(
-                matches!(back, Error::Closed | Error::SelectorClosed),
-                "{back:?}"
-            );
+            assert_eq!(format!("{back:?}"), text);
             assert_eq!(back.kind(), kind);
         }
+    }
+
+    /// `InvalidOption` says whether the OS refused the value (an OS error as its source) or the
+    /// value is one no socket can serve with (`max_connections(0)`).
+    #[test]
+    fn an_invalid_option_says_who_refused_it() {
+        let refused = Error::InvalidOption {
+            option: "keep_alive_count",
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "the operating system refused the value of keep_alive_count"
+        );
+        let invalid = Error::InvalidOption {
+            option: "max_connections",
+            source: io::Error::new(io::ErrorKind::InvalidInput, "a cap of 0 admits none"),
+        };
+        assert_eq!(invalid.to_string(), "invalid value of max_connections");
+    }
+
+    /// `source()` gives the cause of every variant that wraps one: an I/O error's (which is the
+    /// source of the error it carries), a channel error's, and a resolver's or an option's own.
+    #[test]
+    fn source_gives_the_cause_of_each_variant_that_has_one() {
+        let os = || io::Error::from_raw_os_error(libc::EADDRINUSE);
+        let described = || Described::error(io::ErrorKind::AddrInUse, "in use".into(), os());
+        let with_source = [
+            Error::Io(described()),
+            Error::Channel(net_io::Error::Io(described())),
+            Error::Resolve {
+                host: "example.invalid".into(),
+                source: os(),
+            },
+            Error::InvalidOption {
+                option: "linger",
+                source: os(),
+            },
+        ];
+        for e in &with_source {
+            let source = std::error::Error::source(e);
+            let os_code = source
+                .and_then(|s| s.downcast_ref::<io::Error>())
+                .and_then(io::Error::raw_os_error);
+            assert_eq!(os_code, Some(libc::EADDRINUSE), "{e:?}: {source:?}");
+        }
+        for e in [Error::Closed, Error::Timeout, Error::Io(os())] {
+            assert!(std::error::Error::source(&e).is_none(), "{e:?}");
+        }
+    }
+
+    /// `inner_error` finds the error a transport reported inside an I/O error, in `Io` and in a
+    /// `Channel` error made by hand from an I/O one, shared or not.
+    #[test]
+    fn inner_error_is_found_in_io_and_channel_errors() {
+        #[derive(Debug)]
+        struct Transport;
+        impl fmt::Display for Transport {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the transport's own error")
+            }
+        }
+        impl std::error::Error for Transport {}
+        let carried = || io::Error::other(Transport);
+        let shared = || io::Error::other(net_io::SharedError::new(Transport));
+        for e in [
+            Error::Io(carried()),
+            Error::Io(shared()),
+            Error::Channel(net_io::Error::Io(carried())),
+            Error::Channel(net_io::Error::Io(shared())),
+        ] {
+            let inner = e.inner_error();
+            assert!(
+                inner.is_some_and(|inner| inner.is::<Transport>()),
+                "{e:?}: {inner:?}"
+            );
+        }
+        let os = Error::Io(io::Error::from_raw_os_error(libc::ECONNRESET));
+        assert!(os.inner_error().is_none());
+        assert!(Error::Closed.inner_error().is_none());
     }
 
     #[test]
