@@ -225,6 +225,82 @@ fn ports_spent_towards_one_address_of_a_name_child() {
     });
 }
 
+/// A connect from a local address to a name tries only the name's addresses of the local
+/// address's family, as `local_address` and `connect_from` say, and fails with
+/// `Error::Resolve`, naming that family, where the name has none: `v6host` (`::1` only) from
+/// `127.0.0.1`; `localhost` (`127.0.0.1` only) from `::1` and `::`, and over TCP from
+/// `::ffff:127.0.0.1` (IPv4 in effect, but a TCP connect to a name keeps its IPv4-mapped
+/// addresses only; a UDP socket reaches IPv4 from it). A name with both families is reached
+/// from either, at the address of the local one's family. (Before this test, a connect that
+/// tried every address of the name, or kept the wrong family, passed every test.)
+#[test]
+fn connects_from_a_local_address_keep_the_names_addresses_of_its_family() {
+    rerun_self_in_own_netns_with_hosts(
+        "connects_from_a_local_address_keep_the_names_addresses_of_its_family_child",
+        CHILD,
+        HOSTS,
+        "families kept as documented",
+    );
+}
+
+#[test]
+fn connects_from_a_local_address_keep_the_names_addresses_of_its_family_child() {
+    run_if_child(CHILD, async {
+        let check = |e: &Error, host: &str, family: &str, what: &str| {
+            let expected = format!("the name has no {family} address, the local address's family");
+            assert!(
+                matches!(e, Error::Resolve { host: h, source, .. }
+                    if h == host && source.kind() == ErrorKind::NotFound
+                        && source.to_string() == expected),
+                "{what}: expected Resolve ({expected}), got {e:?}"
+            );
+        };
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        let selector = SelectorManager::new();
+        for (host, local, family, udp_too) in [
+            ("v6host", "127.0.0.1", "IPv4", true),
+            ("localhost", "::1", "IPv6", true),
+            ("localhost", "::", "IPv6", false),
+            ("localhost", "::ffff:127.0.0.1", "IPv4-mapped", false),
+        ] {
+            let what = format!("TCP to {host} from {local}");
+            let tcp = a_socket(&selector)
+                .tcp()
+                .local_address(SocketAddr::new(ip(local), 0))
+                .connect((host, PORT));
+            let e = within(tcp).await.map(|_| ()).unwrap_err();
+            check(&e, host, family, &what);
+            if udp_too {
+                let what = format!("UDP to {host} from {local}");
+                let udp = a_socket(&selector)
+                    .udp()
+                    .connect_from((host, PORT), (ip(local), 0));
+                let e = within(udp).await.map(|_| ()).unwrap_err();
+                check(&e, host, family, &what);
+            }
+        }
+        let v4 = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", PORT))
+            .await
+            .unwrap();
+        let v6 = a_socket(&selector).tcp().bind(("::1", PORT)).await.unwrap();
+        for (local, listener) in [("127.0.0.1", &v4), ("::1", &v6)] {
+            let connect = a_socket(&selector)
+                .tcp()
+                .local_address(SocketAddr::new(ip(local), 0))
+                .connect(("dualhost", PORT));
+            let client = within(connect).await.unwrap();
+            assert_eq!(
+                client.remote_address(),
+                listener.local_address(),
+                "dualhost from {local}"
+            );
+        }
+        println!("families kept as documented");
+    });
+}
+
 /// With `net.ipv6.bindv6only = 1`, a listener bound to `::` is IPv6-only, as `bind`'s docs
 /// say: an IPv4 client's connect is refused (`ConnectionRefused`), an IPv6 one is served and
 /// both ends report plain IPv6 addresses, and a listener on `0.0.0.0` binds at the same port
