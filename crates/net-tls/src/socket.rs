@@ -2464,6 +2464,45 @@ mod tests {
         server_out: net_io::ByteWriteChannel,
     }
 
+    /// The peer's `close_notify`, come with its last requests, ends the server's stream
+    /// without another read from the socket: an answer held back for those requests (one
+    /// larger than the session holds as plaintext, so its records wait in the socket) leaves
+    /// at that end, though the server then neither writes, flushes nor closes (its reader,
+    /// whose wait would send it, never waits again). With the end's `reader_gone` call left
+    /// out, the answer never came ("Err(Elapsed(()))").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_held_when_the_peers_close_notify_is_read_leaves_at_that_end() {
+        let selector = SelectorManager::new();
+        let (mut client, mut server) = tls_pair(&selector).await;
+        let mut client_out = client.open_write_channel(true).unwrap();
+        let mut client_in = client.open_read_channel().unwrap();
+        let mut server_in = server.open_read_channel().unwrap();
+        let mut server_out = server.open_write_channel(false).unwrap();
+        let answer = format!("{}\n", "A".repeat(40_000));
+        // The requests and `close_notify` are in the server's socket before it reads.
+        client_out.write_string_utf8("a\nb\n").await.unwrap();
+        client_out.flush_and_close().await.unwrap();
+        let line = server_in.read_line(16, net_io::LineEnding::Default).await;
+        assert_eq!(line.unwrap().as_deref(), Some("a"));
+        server_out.write_string_utf8(&answer).await.unwrap();
+        server_out.flush().await.unwrap();
+        let line = server_in.read_line(16, net_io::LineEnding::Default).await;
+        assert_eq!(line.unwrap().as_deref(), Some("b"));
+        let end = server_in.read_line(16, net_io::LineEnding::Default).await;
+        assert!(matches!(end, Ok(None)), "{end:?}");
+        let came = tokio::time::timeout(
+            Duration::from_secs(2),
+            client_in.read_line(64 * 1024, net_io::LineEnding::Default),
+        )
+        .await;
+        assert!(
+            matches!(came, Ok(Ok(Some(ref line))) if line.len() == answer.len() - 1),
+            "the answer never came after the peer's end was read: {:?}",
+            came.map(|read| read.map(|line| line.map(|line| line.len())))
+        );
+        drop((server_in, server_out, server));
+    }
+
     async fn b_pending(client: &mut TlsSocket, server: &mut TlsSocket) -> Channels {
         let mut client_out = client.open_write_channel(true).unwrap();
         let client_in = client.open_read_channel().unwrap();
