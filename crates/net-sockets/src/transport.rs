@@ -214,12 +214,6 @@ impl Link {
         self.conn.input_ended()
     }
 
-    /// Whether a write to the connection failed (or timed out and was not made good): the
-    /// connection must not end as if nothing was lost.
-    pub fn write_failed(&self) -> bool {
-        self.conn.write_failed()
-    }
-
     /// Whether bytes written to the connection may be lost: a write failed other than by
     /// timing out, or the write channel holds or threw away bytes its writes accepted. For a
     /// layer that keeps what the socket did not take (a socket write that times out takes
