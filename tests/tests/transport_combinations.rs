@@ -1090,6 +1090,67 @@ async fn a_tls_client_that_saw_close_notify_is_never_refused_its_place() {
     assert!(rounds > 0);
 }
 
+/// A TLS server's shutdown of its write side while its client has not ended (a half-close:
+/// `close_notify`, and the socket's FIN) leaves the connection open, and it keeps its place
+/// under `max_connections_per_ip`, as `Link::ending`'s docs say: the next connection from
+/// the address is refused. Once the client ends too and the connection closes, the place is
+/// free. (With the connection taken for ended at that shutdown, its place was freed while it
+/// was still open, and this test's second connection was accepted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_half_close_keeps_the_connections_place_until_it_closes() {
+    use tokio::io::AsyncReadExt;
+    let selector = SelectorManager::new();
+    let ca = TestCa::new("per ip tls half close ca");
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(net_tests::tls::rustls_client_config(
+        &ca,
+        net_tls::rustls::DEFAULT_VERSIONS,
+    ));
+    let server = a_socket(&selector)
+        .tcp()
+        .max_connections_per_ip(1)
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let peer = tokio::net::TcpSocket::new_v4().unwrap();
+    let (tcp, accepted) = net_tests::fault::raw_peer_from(peer, &server).await;
+    let serving = tokio::spawn(async move {
+        let mut tls = accepted.tls_server(&config).await.unwrap();
+        let mut input = tls.open_read_channel().unwrap();
+        let mut output = tls.open_write_channel(false).unwrap();
+        output.write_string_utf8("bye\n").await.unwrap();
+        output.flush_and_close().await.unwrap();
+        // The client's end, then the socket closes.
+        let end = input.read_line(64, LineEnding::Default).await;
+        assert!(matches!(end, Ok(None)), "{end:?}");
+        (tls, input)
+    });
+    let mut client = within(connector.connect(net_tests::tls::localhost(), tcp))
+        .await
+        .unwrap();
+    let mut everything = Vec::new();
+    within(client.read_to_end(&mut everything)).await.unwrap();
+    assert_eq!(everything, b"bye\n");
+    assert!(
+        next_is_refused(&server).await,
+        "a connection half-closed by its server gave up its place while open"
+    );
+    assert_eq!(server.stats().refused_per_ip, 1);
+    within(client.shutdown()).await.unwrap();
+    let (tls, input) = within(serving).await.unwrap();
+    drop((input, tls));
+    let open = async {
+        while server.stats().open != 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    within(open).await;
+    assert!(
+        !next_is_refused(&server).await,
+        "the place was freed at the close"
+    );
+}
+
 /// As above, for the other way a connection ends: a shutdown of its write side after its
 /// input ended (the client sent its line and `close_notify`; the server reads them, answers,
 /// and `flush_and_close`s, which sends `close_notify` and closes the socket). The client reads
