@@ -972,6 +972,30 @@ async fn a_cut_reply_over_tls_on_a_unix_socket_is_noticed_as_truncated() {
     }
 }
 
+/// A TLS server configuration for `localhost`, under a new CA named `ca`, and a tokio-rustls
+/// connector that trusts that CA.
+fn localhost_tls(ca: &str) -> (TlsServerConfig, tokio_rustls::TlsConnector) {
+    let ca = TestCa::new(ca);
+    let config = ca.server(&["localhost"]).server_config().build().unwrap();
+    let connector = tokio_rustls::TlsConnector::from(net_tests::tls::rustls_client_config(
+        &ca,
+        net_tls::rustls::DEFAULT_VERSIONS,
+    ));
+    (config, connector)
+}
+
+/// A listener on `127.0.0.1` that admits one connection per client address
+/// (`max_connections_per_ip(1)`), with what `configure` sets besides.
+async fn one_per_address(
+    selector: &SelectorManager,
+    configure: impl FnOnce(net_sockets::TcpSocketBuilder) -> net_sockets::TcpSocketBuilder,
+) -> net_sockets::ServerSocket {
+    configure(a_socket(selector).tcp().max_connections_per_ip(1))
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap()
+}
+
 /// The guarantee "a client that saw the end and connects again at once is never refused for
 /// that place" (`max_connections_per_ip`), over TLS, where the end a client sees is the
 /// server's `close_notify`: with answers held back by flush coalescing at the `close` (more
@@ -983,19 +1007,8 @@ async fn a_tls_client_that_saw_close_notify_after_held_answers_is_never_refused_
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const BURST: usize = 400;
     let selector = SelectorManager::new();
-    let ca = TestCa::new("per ip tls ca");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let connector = tokio_rustls::TlsConnector::from(net_tests::tls::rustls_client_config(
-        &ca,
-        net_tls::rustls::DEFAULT_VERSIONS,
-    ));
-    let server = a_socket(&selector)
-        .tcp()
-        .send_buffer_size(4096)
-        .max_connections_per_ip(1)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let (config, connector) = localhost_tls("per ip tls ca");
+    let server = one_per_address(&selector, |b| b.send_buffer_size(4096)).await;
     let started = Instant::now();
     let mut rounds = 0;
     let mut next: Option<(tokio::net::TcpStream, net_sockets::Socket)> = None;
@@ -1043,18 +1056,8 @@ async fn a_tls_client_that_saw_close_notify_after_held_answers_is_never_refused_
 async fn a_tls_client_that_saw_close_notify_is_never_refused_its_place() {
     use tokio::io::AsyncReadExt;
     let selector = SelectorManager::new();
-    let ca = TestCa::new("per ip tls direct ca");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let connector = tokio_rustls::TlsConnector::from(net_tests::tls::rustls_client_config(
-        &ca,
-        net_tls::rustls::DEFAULT_VERSIONS,
-    ));
-    let server = a_socket(&selector)
-        .tcp()
-        .max_connections_per_ip(1)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let (config, connector) = localhost_tls("per ip tls direct ca");
+    let server = one_per_address(&selector, |b| b).await;
     let started = Instant::now();
     let mut rounds = 0;
     let mut next: Option<(tokio::net::TcpStream, net_sockets::Socket)> = None;
@@ -1100,18 +1103,8 @@ async fn a_tls_client_that_saw_close_notify_is_never_refused_its_place() {
 async fn a_tls_half_close_keeps_the_connections_place_until_it_closes() {
     use tokio::io::AsyncReadExt;
     let selector = SelectorManager::new();
-    let ca = TestCa::new("per ip tls half close ca");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let connector = tokio_rustls::TlsConnector::from(net_tests::tls::rustls_client_config(
-        &ca,
-        net_tls::rustls::DEFAULT_VERSIONS,
-    ));
-    let server = a_socket(&selector)
-        .tcp()
-        .max_connections_per_ip(1)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let (config, connector) = localhost_tls("per ip tls half close ca");
+    let server = one_per_address(&selector, |b| b).await;
     let peer = tokio::net::TcpSocket::new_v4().unwrap();
     let (tcp, accepted) = net_tests::fault::raw_peer_from(peer, &server).await;
     let serving = tokio::spawn(async move {
@@ -1160,12 +1153,7 @@ async fn a_tls_half_close_keeps_the_connections_place_until_it_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_client_that_saw_close_notify_of_a_shutdown_after_its_own_end_is_never_refused() {
     let selector = SelectorManager::new();
-    let ca = TestCa::new("per ip tls shutdown ca");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let connector = tokio_rustls::TlsConnector::from(net_tests::tls::rustls_client_config(
-        &ca,
-        net_tls::rustls::DEFAULT_VERSIONS,
-    ));
+    let (config, connector) = localhost_tls("per ip tls shutdown ca");
     let rounds = shutdown_rounds(selector, config, connector).await;
     assert!(rounds > 0);
 }
@@ -1177,12 +1165,7 @@ async fn shutdown_rounds(
     connector: tokio_rustls::TlsConnector,
 ) -> usize {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = a_socket(&selector)
-        .tcp()
-        .max_connections_per_ip(1)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let server = one_per_address(&selector, |b| b).await;
     let started = Instant::now();
     let mut rounds = 0;
     let mut next: Option<(tokio::net::TcpStream, net_sockets::Socket)> = None;
@@ -1267,19 +1250,8 @@ const HELD_BURST: usize = 400;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_connection_closed_with_undelivered_held_answers_keeps_its_per_ip_place() {
     let selector = SelectorManager::new();
-    let ca = TestCa::new("review2 ca");
-    let config = ca.server(&["localhost"]).server_config().build().unwrap();
-    let connector = tokio_rustls::TlsConnector::from(net_tests::tls::rustls_client_config(
-        &ca,
-        net_tls::rustls::DEFAULT_VERSIONS,
-    ));
-    let server = a_socket(&selector)
-        .tcp()
-        .send_buffer_size(4096)
-        .max_connections_per_ip(1)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let (config, connector) = localhost_tls("review2 ca");
+    let server = one_per_address(&selector, |b| b.send_buffer_size(4096)).await;
     let peer = tokio::net::TcpSocket::new_v4().unwrap();
     peer.set_recv_buffer_size(4096).unwrap();
     let (tcp, accepted) = net_tests::fault::raw_peer_from(peer, &server).await;
@@ -1319,13 +1291,7 @@ async fn tls_connection_closed_with_undelivered_held_answers_keeps_its_per_ip_pl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_connection_closed_with_undelivered_held_answers_keeps_its_per_ip_place() {
     let selector = SelectorManager::new();
-    let server = a_socket(&selector)
-        .tcp()
-        .send_buffer_size(4096)
-        .max_connections_per_ip(1)
-        .bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
+    let server = one_per_address(&selector, |b| b.send_buffer_size(4096)).await;
     let peer = tokio::net::TcpSocket::new_v4().unwrap();
     peer.set_recv_buffer_size(4096).unwrap();
     let (mut client, accepted) = net_tests::fault::raw_peer_from(peer, &server).await;
