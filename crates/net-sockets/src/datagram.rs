@@ -1031,6 +1031,77 @@ mod tests {
             .expect("hung")
     }
 
+    /// Receives waiting side by side on one socket (two tasks sharing it through an `Arc`) each
+    /// keep their own place: both are woken and both get a datagram. Had they shared one (the
+    /// same id), the second's poll would drive the first's receive with its own waker, and the
+    /// first task, never woken again, would wait for ever.
+    #[tokio::test]
+    async fn receives_waiting_side_by_side_each_get_a_datagram() {
+        let selector = SelectorManager::new();
+        let socket = Arc::new(
+            a_socket(&selector)
+                .udp()
+                .bind(("127.0.0.1", 0))
+                .await
+                .unwrap(),
+        );
+        let receives: Vec<_> = (0..2)
+            .map(|_| {
+                let socket = Arc::clone(&socket);
+                tokio::spawn(async move { socket.receive().await })
+            })
+            .collect();
+        // Each task puts its receive in the socket's keeping and polls it in one turn.
+        while lock(&socket.core.receives).waiting.len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_address().port().unwrap();
+        for packet in ["one", "two"] {
+            peer.send_to(packet.as_bytes(), ("127.0.0.1", port))
+                .unwrap();
+        }
+        let mut received = Vec::new();
+        for receive in receives {
+            let datagram = tokio::time::timeout(Duration::from_secs(20), receive)
+                .await
+                .expect("a receive waiting beside another was never woken")
+                .unwrap()
+                .unwrap();
+            received.push(datagram.packet);
+        }
+        received.sort();
+        assert_eq!(received, ["one", "two"]);
+    }
+
+    /// The receive buffer (64 KiB) is kept between receives, not made again for each: a
+    /// datagram is copied out at its own size, and the same buffer waits for the next.
+    #[tokio::test]
+    async fn the_receive_buffer_is_kept_between_receives() {
+        let selector = SelectorManager::new();
+        let socket = a_socket(&selector)
+            .udp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_address().port().unwrap();
+        let mut buffers = Vec::new();
+        for packet in ["one", "two", "three"] {
+            peer.send_to(packet.as_bytes(), ("127.0.0.1", port))
+                .unwrap();
+            let datagram = within(socket.receive()).await.unwrap();
+            assert_eq!(datagram.packet, packet);
+            let spare = lock(&socket.core.spare);
+            assert!(spare.capacity() >= RECEIVE_BUFFER && spare.is_empty());
+            buffers.push(spare.as_ptr());
+        }
+        assert!(
+            buffers.iter().all(|each| *each == buffers[0]),
+            "a buffer made for each receive: {buffers:?}"
+        );
+    }
+
     /// Sends a datagram to nobody and waits until the ICMP error for it is pending on `socket`
     /// (seen on a duplicate of its descriptor, registered with the same runtime, without
     /// taking it).
