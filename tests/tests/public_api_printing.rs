@@ -166,6 +166,54 @@ async fn a_shutdown_signals_debug_is_its_state_not_the_signal_tree() {
     assert!(shown.contains("false"), "{shown}");
 }
 
+/// `Debug` of the datagram sockets and of their `incoming()` stream names what a log line of a
+/// UDP service needs, as `Socket`'s `Debug` does for a stream: the local address, the peer of a
+/// connected socket, and whether the socket is closed.
+#[tokio::test]
+async fn a_datagram_sockets_debug_names_its_addresses_and_state() {
+    let selector = SelectorManager::new();
+    let bound = a_socket(&selector)
+        .udp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let local = bound.local_address().to_string();
+    let connected = a_socket(&selector)
+        .udp()
+        .connect(bound.local_address())
+        .await
+        .unwrap();
+    let connected_local = connected.local_address().to_string();
+    let shown = format!("{bound:?}");
+    assert!(
+        shown.starts_with("BoundDatagramSocket") && shown.contains(&local),
+        "{shown}"
+    );
+    let shown = format!("{connected:?}");
+    assert!(
+        shown.starts_with("ConnectedDatagramSocket")
+            && shown.contains(&connected_local)
+            && shown.contains(&local),
+        "{shown}"
+    );
+    let shown = format!("{:?}", bound.incoming());
+    assert!(
+        shown.starts_with("DatagramIncoming") && shown.contains(&local),
+        "{shown}"
+    );
+    for (shown, socket) in [
+        (format!("{bound:?}"), "bound"),
+        (format!("{connected:?}"), "connected"),
+    ] {
+        assert!(shown.contains("closed: false"), "{socket}: {shown}");
+    }
+    bound.close();
+    connected.close();
+    for shown in [format!("{bound:?}"), format!("{connected:?}")] {
+        assert!(shown.contains("closed: true"), "{shown}");
+    }
+}
+
 /// Regression check (passes): no `Debug` of the TLS types a user prints (builders with a key,
 /// configurations, the socket, its connection and its stream, the errors of a bad key) shows
 /// private key material, as base64 (a line of the PEM) or as bytes (the DER's first bytes as
