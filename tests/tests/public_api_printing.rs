@@ -166,12 +166,34 @@ async fn a_shutdown_signals_debug_is_its_state_not_the_signal_tree() {
     assert!(shown.contains("false"), "{shown}");
 }
 
-/// `Debug` of the datagram sockets and of their `incoming()` stream names what a log line of a
-/// UDP service needs, as `Socket`'s `Debug` does for a stream: the local address, the peer of a
-/// connected socket, and whether the socket is closed.
+/// `Debug` of a listener, of the datagram sockets and of their `incoming()` streams names what
+/// a service's log line needs, as `Socket`'s `Debug` does for a stream: the local address, the
+/// peer of a connected socket, and whether the socket is closed.
 #[tokio::test]
-async fn a_datagram_sockets_debug_names_its_addresses_and_state() {
+async fn listeners_and_datagram_sockets_debug_name_their_addresses_and_state() {
     let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let listening = listener.local_address().to_string();
+    let shown = format!("{listener:?}");
+    assert!(
+        shown.starts_with("ServerSocket")
+            && shown.contains(&listening)
+            && shown.contains("closed: false"),
+        "{shown}"
+    );
+    let shown = format!("{:?}", listener.incoming());
+    assert!(
+        shown.starts_with("Incoming") && shown.contains(&listening),
+        "{shown}"
+    );
+    listener.close();
+    let shown = format!("{listener:?}");
+    assert!(shown.contains("closed: true"), "{shown}");
+
     let bound = a_socket(&selector)
         .udp()
         .bind(("127.0.0.1", 0))
