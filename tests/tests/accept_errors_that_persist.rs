@@ -5,24 +5,31 @@
 //! spin on it: it must pause between tries, as it does when out of descriptors, and take the
 //! connection once the policy lets it.
 //!
-//! The check runs in a child process (this test binary again) with a small `LD_PRELOAD`
-//! library that fails every accept of one port with `EPERM` while a file exists. Needs a C
-//! compiler (`cc`); skipped without one.
+//! A lone such error, by contrast (a connection aborted before it was taken), is retried at
+//! once: the pause is for a burst of them, not for each.
+//!
+//! The checks run in a child process (this test binary again) with a small `LD_PRELOAD`
+//! library that fails every accept of one port with `EPERM` while a file exists, or one accept
+//! when another file exists (removing it). Needs a C compiler (`cc`); skipped without one.
 
 use std::time::{Duration, Instant};
 
 use net_sockets::{SelectorManager, a_socket};
 use net_tests::TempDir;
 use net_tests::harness::{free_port, rerun_self_alone_with, run_if_child};
+use net_tests::logs::Every;
 use net_tests::probe::CpuClock;
 use net_tests::within;
 
 const CHILD_ENV: &str = "NET_TESTS_ACCEPT_EPERM_CHILD";
 const PORT_ENV: &str = "NET_TESTS_ACCEPT_EPERM_PORT";
 const FLAG_ENV: &str = "NET_TESTS_ACCEPT_EPERM_FLAG";
+const ONCE_CHILD_ENV: &str = "NET_TESTS_ACCEPT_EPERM_ONCE_CHILD";
+const ONCE_ENV: &str = "NET_TESTS_ACCEPT_EPERM_ONCE";
 
 /// Fails `accept4` and `accept` on the listener of `$NET_TESTS_ACCEPT_EPERM_PORT` with `EPERM`
-/// while the file `$NET_TESTS_ACCEPT_EPERM_FLAG` exists, taking nothing off its queue.
+/// while the file `$NET_TESTS_ACCEPT_EPERM_FLAG` exists, and once when the file
+/// `$NET_TESTS_ACCEPT_EPERM_ONCE` exists (removing it), taking nothing off its queue.
 const SHIM: &str = r#"
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -37,9 +44,11 @@ static int denied(int fd) {
     const char *flag = getenv("NET_TESTS_ACCEPT_EPERM_FLAG");
     struct sockaddr_in local;
     socklen_t size = sizeof local;
-    return port && flag && access(flag, F_OK) == 0
+    const char *once = getenv("NET_TESTS_ACCEPT_EPERM_ONCE");
+    return port && ((flag && access(flag, F_OK) == 0) || (once && access(once, F_OK) == 0))
         && getsockname(fd, (struct sockaddr *)&local, &size) == 0
-        && local.sin_family == AF_INET && ntohs(local.sin_port) == atoi(port);
+        && local.sin_family == AF_INET && ntohs(local.sin_port) == atoi(port)
+        && (!once || access(once, F_OK) != 0 || unlink(once) == 0);
 }
 
 int accept4(int fd, struct sockaddr *address, socklen_t *size, int flags) {
@@ -126,5 +135,68 @@ fn eperm_child() {
             Some(client.local_addr().unwrap().port())
         );
         println!("eperm child passed");
+    });
+}
+
+/// One `EPERM` (as a connection aborted before it was taken gives): `accept` retries at once
+/// and takes the connection, logging the retry at `debug`; the pause of a burst (64 in a row)
+/// neither comes nor is logged.
+#[test]
+fn a_lone_eperm_is_retried_at_once() {
+    let dir = TempDir::new("accept-eperm-once");
+    let Some(shim) = net_tests::harness::preload_shim(dir.path(), SHIM) else {
+        eprintln!("skipped: no C compiler (`cc`) to build the LD_PRELOAD shim");
+        return;
+    };
+    let port = free_port().to_string();
+    let once = dir.join("deny-once");
+    rerun_self_alone_with(
+        "eperm_once_child",
+        ONCE_CHILD_ENV,
+        &[
+            (PORT_ENV, port.as_ref()),
+            (ONCE_ENV, once.as_os_str()),
+            ("LD_PRELOAD", shim.as_os_str()),
+        ],
+        "eperm once child passed",
+    );
+}
+
+#[test]
+fn eperm_once_child() {
+    run_if_child(ONCE_CHILD_ENV, async {
+        let lines = Every::default();
+        tracing::subscriber::set_global_default(lines.clone()).unwrap();
+        let port: u16 = std::env::var(PORT_ENV).unwrap().parse().unwrap();
+        let once = std::env::var(ONCE_ENV).unwrap();
+        let selector = SelectorManager::new();
+        let server = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        std::fs::write(&once, b"").unwrap();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let accepted = within(server.accept()).await.unwrap();
+        assert_eq!(
+            accepted.remote_address().as_inet().map(|a| a.port()),
+            Some(client.local_addr().unwrap().port())
+        );
+        assert!(
+            !std::path::Path::new(&once).exists(),
+            "the accept was not denied"
+        );
+        let lines = lines.lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("accept failed; retrying")),
+            "{lines:#?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("pausing")),
+            "a lone retryable error paused the accept: {lines:#?}"
+        );
+        println!("eperm once child passed");
     });
 }
