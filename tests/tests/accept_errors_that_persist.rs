@@ -12,9 +12,10 @@
 //! library that fails every accept of one port with `EPERM` while a file exists, or one accept
 //! when another file exists (removing it). Needs a C compiler (`cc`); skipped without one.
 
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use net_sockets::{SelectorManager, a_socket};
+use net_sockets::{SelectorManager, ServerSocket, Socket, a_socket};
 use net_tests::TempDir;
 use net_tests::harness::{free_port, rerun_self_alone_with, run_if_child};
 use net_tests::logs::Every;
@@ -72,6 +73,30 @@ int accept(int fd, struct sockaddr *address, socklen_t *size) {
 }
 "#;
 
+/// In a child: a listener on the port of `$NET_TESTS_ACCEPT_EPERM_PORT`, the file `deny` made
+/// (the shim's cue), and a client connected, waiting in the listener's queue (with the selector,
+/// kept open by the caller).
+async fn denied_with_a_client(deny: &str) -> (SelectorManager, ServerSocket, TcpStream) {
+    let port: u16 = std::env::var(PORT_ENV).unwrap().parse().unwrap();
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    std::fs::write(deny, b"").unwrap();
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    (selector, server, client)
+}
+
+/// Checks that `accepted` is `client`'s connection.
+fn assert_accepted(accepted: &Socket, client: &TcpStream) {
+    assert_eq!(
+        accepted.remote_address().as_inet().map(|a| a.port()),
+        Some(client.local_addr().unwrap().port())
+    );
+}
+
 #[test]
 fn an_eperm_that_persists_makes_accept_pause_not_spin_nor_fail() {
     let dir = TempDir::new("accept-eperm");
@@ -99,16 +124,8 @@ fn an_eperm_that_persists_makes_accept_pause_not_spin_nor_fail() {
 #[test]
 fn eperm_child() {
     run_if_child(CHILD_ENV, async {
-        let port: u16 = std::env::var(PORT_ENV).unwrap().parse().unwrap();
         let flag = std::env::var(FLAG_ENV).unwrap();
-        let selector = SelectorManager::new();
-        let server = a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        std::fs::write(&flag, b"").unwrap();
-        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_selector, server, client) = denied_with_a_client(&flag).await;
         let cpu = CpuClock::open();
         let before = cpu.ticks();
         let started = Instant::now();
@@ -129,11 +146,7 @@ fn eperm_child() {
         );
         // Allowed again: the waiting connection is accepted.
         std::fs::remove_file(&flag).unwrap();
-        let accepted = within(server.accept()).await.unwrap();
-        assert_eq!(
-            accepted.remote_address().as_inet().map(|a| a.port()),
-            Some(client.local_addr().unwrap().port())
-        );
+        assert_accepted(&within(server.accept()).await.unwrap(), &client);
         println!("eperm child passed");
     });
 }
@@ -167,21 +180,9 @@ fn eperm_once_child() {
     run_if_child(ONCE_CHILD_ENV, async {
         let lines = Every::default();
         tracing::subscriber::set_global_default(lines.clone()).unwrap();
-        let port: u16 = std::env::var(PORT_ENV).unwrap().parse().unwrap();
         let once = std::env::var(ONCE_ENV).unwrap();
-        let selector = SelectorManager::new();
-        let server = a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        std::fs::write(&once, b"").unwrap();
-        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let accepted = within(server.accept()).await.unwrap();
-        assert_eq!(
-            accepted.remote_address().as_inet().map(|a| a.port()),
-            Some(client.local_addr().unwrap().port())
-        );
+        let (_selector, server, client) = denied_with_a_client(&once).await;
+        assert_accepted(&within(server.accept()).await.unwrap(), &client);
         assert!(
             !std::path::Path::new(&once).exists(),
             "the accept was not denied"
