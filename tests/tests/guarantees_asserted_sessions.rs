@@ -619,6 +619,47 @@ async fn an_optional_header_begun_then_cut_by_the_clients_end_is_handed_out_befo
     }
 }
 
+/// `ListenerStats::proxy_header_failures`: "a required header is missing also when the
+/// connection ended or failed before it was complete". Here it failed (a reset) after nothing,
+/// and after part of `PROXY`: each is dropped and counted, where an optional header's
+/// connection that failed before a whole signature is dropped without being counted.
+#[tokio::test]
+async fn a_required_header_cut_by_a_reset_before_a_whole_signature_is_counted() {
+    use net_sockets::ProxyProtocol;
+    let selector = SelectorManager::new();
+    let server = a_socket(&selector)
+        .tcp()
+        .proxy_protocol(ProxyProtocol::Required)
+        .proxy_header_timeout(Duration::from_secs(60))
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = server.port().unwrap();
+    for (n, start) in [&b""[..], b"PRO"].into_iter().enumerate() {
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client.write_all(start).unwrap();
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client);
+        let counted = async {
+            while server.stats().proxy_header_failures <= n as u64 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        // The listener reads only while an `accept` runs; it hands nothing out here.
+        tokio::select! {
+            accepted = server.accept() => panic!("{start:?} handed out: {:?}", accepted.map(|a| a.remote_address())),
+            () = within(counted) => {}
+        }
+        assert_eq!(
+            server.stats().proxy_header_failures,
+            n as u64 + 1,
+            "{start:?}"
+        );
+    }
+}
+
 /// Row "A listener with `linger(d)` (or `SO_LINGER` set on it another way), and a connection it
 /// refuses or drops before handing it out (one over `max_connections_per_ip`, a bad PROXY
 /// header, a failed set-up, the listener's close) ...": "With `linger(Duration::ZERO)` ... such
