@@ -270,6 +270,21 @@ fn bad_proxy_headers_log_one_warning_per_listener_not_one_per_connection() {
         assert_eq!(loud[0].level, Level::WARN);
         assert!(loud[0].field("peer").is_some(), "{:?}", loud[0]);
         assert!(loud[0].target.starts_with("net_sockets"), "{:?}", loud[0]);
+        // Each says why: garbage is no header, and a connection that ended before sending
+        // anything ended before one was complete (a header cut short says what the parser
+        // found).
+        let reasons: Vec<_> = events
+            .iter()
+            .filter(|e| e.message == "dropped a connection: bad PROXY protocol header")
+            .map(|e| e.field("error").unwrap_or_default())
+            .collect();
+        for reason in [
+            "the connection did not start with one",
+            "the connection ended before it was complete",
+        ] {
+            assert!(reasons.contains(&reason), "{reason:?} not in {reasons:#?}");
+        }
+        assert!(reasons.iter().all(|r| !r.is_empty()), "{reasons:#?}");
         taker.abort();
         listener.close();
         selector.close();
