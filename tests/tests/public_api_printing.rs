@@ -236,6 +236,57 @@ async fn listeners_and_datagram_sockets_debug_name_their_addresses_and_state() {
     }
 }
 
+/// `Socket`'s `Display` is `local -> remote`, and its `Debug` names both addresses and whether
+/// it is closed; a `SocketStream` prints as the socket it wraps.
+#[tokio::test]
+async fn a_sockets_debug_and_display_name_its_addresses_and_state() {
+    let selector = SelectorManager::new();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let (client, accepted) = tokio::join!(
+        a_socket(&selector).tcp().connect(listener.local_address()),
+        listener.accept()
+    );
+    let (client, accepted) = (client.unwrap(), accepted.unwrap());
+    let (local, remote) = (
+        client.local_address().to_string(),
+        client.remote_address().to_string(),
+    );
+    assert_eq!(client.to_string(), format!("{local} -> {remote}"));
+    assert_eq!(
+        accepted.to_string(),
+        format!("{remote} -> {local}"),
+        "the accepted side"
+    );
+    let shown = format!("{client:?}");
+    assert!(
+        shown.starts_with("Socket")
+            && shown.contains(&local)
+            && shown.contains(&remote)
+            && shown.contains("closed: false"),
+        "{shown}"
+    );
+
+    let stream = accepted.into_stream().unwrap();
+    assert_eq!(stream.to_string(), format!("{remote} -> {local}"));
+    let shown = format!("{stream:?}");
+    assert!(
+        shown.starts_with("SocketStream")
+            && shown.contains(&format!("{:?}", *stream))
+            && shown.contains("closed: false"),
+        "{shown}"
+    );
+
+    client.close();
+    stream.close();
+    for shown in [format!("{client:?}"), format!("{stream:?}")] {
+        assert!(shown.contains("closed: true"), "{shown}");
+    }
+}
+
 /// Regression check (passes): no `Debug` of the TLS types a user prints (builders with a key,
 /// configurations, the socket, its connection and its stream, the errors of a bad key) shows
 /// private key material, as base64 (a line of the PEM) or as bytes (the DER's first bytes as
