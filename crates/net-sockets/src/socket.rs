@@ -1072,6 +1072,48 @@ mod tests {
         selector.close();
     }
 
+    /// A plain socket's close decides again once the socket is marked closed: a write that
+    /// failed after the layer had chosen a clean end (here between the close's two steps, a
+    /// send the kernel refused for the moment, so the peer is alive and reads what it gets)
+    /// makes the close a reset, never FIN after a stream with a gap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_write_that_fails_as_the_close_decides_makes_it_a_reset() {
+        use std::io::Read as _;
+
+        let selector = SelectorManager::new();
+        let listener = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_address().as_inet().unwrap().port();
+        let peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let socket = listener.accept().await.unwrap();
+        let mut write = crate::stream::WriteHalf::new(std::sync::Arc::clone(&socket.link.conn));
+        let (refused_tx, refused) = std::sync::mpsc::channel();
+        crate::stream::tests::BETWEEN.with(|between| {
+            *between.borrow_mut() = Some(Box::new(move || {
+                crate::stream::tests::REFUSED_SEND.with(|r| r.set(Some(libc::ENOBUFS)));
+                refused_tx.send(write.try_write(b"lost")).unwrap();
+            }));
+        });
+        socket.close();
+        let refused = refused.try_recv().expect("the close ran its step");
+        assert_eq!(
+            refused.as_ref().map_err(std::io::Error::raw_os_error),
+            Err(Some(libc::ENOBUFS)),
+            "{refused:?}"
+        );
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let read = (&peer).read(&mut [0; 16]);
+        assert!(
+            matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "the peer read {read:?}"
+        );
+        selector.close();
+    }
+
     /// A lingering close while something else still holds the socket (an operation that runs,
     /// a task that waits for the socket to drain), with data the peer has not taken: whoever
     /// lets go last makes the kernel's close, which waits for the peer. That must be the

@@ -2515,7 +2515,7 @@ impl AsyncWrite for WriteHalf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::future::poll_fn;
 
     use super::*;
@@ -2726,7 +2726,7 @@ mod tests {
     thread_local! {
         /// What runs on this thread in a close, after the held-back answers were looked at and
         /// before the socket is marked closed.
-        static BETWEEN: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+        pub(crate) static BETWEEN: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
             std::cell::RefCell::new(None);
     }
 
@@ -2880,7 +2880,7 @@ mod tests {
 
     thread_local! {
         /// The error this thread's next `Stream::try_send` fails with, without a send.
-        static REFUSED_SEND: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+        pub(crate) static REFUSED_SEND: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
     }
 
     /// The seam in `Stream::try_send`: the error this thread set, if any, once.
