@@ -1114,6 +1114,84 @@ mod tests {
         selector.close();
     }
 
+    /// A close that finds another under way returns only once that one released the socket:
+    /// here the first close waits (up to 50 ms) for a holder of the socket, as for a poll in
+    /// flight on another thread, and the second, made once the socket reads closed, returns
+    /// with `await_closed` ready, not while the first still waits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_close_that_finds_another_under_way_returns_once_that_one_released_the_socket() {
+        use std::task::{Context, Poll, Waker};
+
+        let selector = SelectorManager::new();
+        let listener = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_address().as_inet().unwrap().port();
+        let _peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let socket = listener.accept().await.unwrap();
+        let held = socket.link.conn.core().io().unwrap();
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| socket.close());
+            let started = Instant::now();
+            while !socket.is_closed() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the first close never began"
+                );
+                std::thread::yield_now();
+            }
+            socket.close();
+            let closed = std::pin::pin!(socket.await_closed());
+            assert_eq!(
+                closed.poll(&mut Context::from_waker(Waker::noop())),
+                Poll::Ready(()),
+                "the second close returned before the socket was released"
+            );
+            first.join().unwrap();
+        });
+        drop(held);
+        selector.close();
+    }
+
+    /// A close of a socket that its selector's close has not reached yet (the selector reads
+    /// closed, its sockets not yet) closes it, as that close will: it returns with the socket
+    /// released, and the peer sees the end (FIN or reset).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_close_before_the_selectors_close_reached_the_socket_closes_it() {
+        use std::io::Read as _;
+        use std::task::{Context, Poll, Waker};
+
+        let selector = SelectorManager::new();
+        let listener = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_address().as_inet().unwrap().port();
+        let peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let socket = listener.accept().await.unwrap();
+        selector.inner().mark_closed();
+        assert!(socket.is_closed());
+        socket.close();
+        let closed = std::pin::pin!(socket.await_closed());
+        assert_eq!(
+            closed.poll(&mut Context::from_waker(Waker::noop())),
+            Poll::Ready(()),
+            "the close returned with the socket open"
+        );
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let read = (&peer).read(&mut [0; 16]);
+        assert!(
+            matches!(&read, Ok(0))
+                || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "the peer read {read:?}"
+        );
+        selector.close();
+    }
+
     /// A lingering close while something else still holds the socket (an operation that runs,
     /// a task that waits for the socket to drain), with data the peer has not taken: whoever
     /// lets go last makes the kernel's close, which waits for the peer. That must be the
