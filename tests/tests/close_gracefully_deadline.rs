@@ -317,3 +317,34 @@ async fn the_drain_outlasts_a_shorter_socket_timeout() {
          {closed:?} after {took:?}"
     );
 }
+
+/// With a `socket_timeout` of zero, every wait fails at once: `close_gracefully`'s drain of a
+/// silent peer ends at its first timeout (nothing to wait for), and the call returns `Ok`
+/// without waiting for `wait` (an hour here).
+#[test]
+fn with_a_socket_timeout_of_zero_the_drain_of_a_silent_peer_ends_at_once() {
+    let (done, finished) = std::sync::mpsc::channel();
+    // A runtime of its own: a drain that never waits would keep its thread for ever.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let selector = SelectorManager::new();
+            let listener = tcp_listener_with(&selector, |b| b.socket_timeout(Duration::ZERO)).await;
+            let peer =
+                std::net::TcpStream::connect(("127.0.0.1", listener.port().unwrap())).unwrap();
+            let socket = within(listener.accept()).await.unwrap();
+            let connection = socket.connection().unwrap();
+            let closed = connection.close_gracefully(Duration::from_secs(3600)).await;
+            let _ = done.send(closed);
+            drop(peer);
+            selector.close();
+        });
+    });
+    let closed = finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("close_gracefully never returned");
+    assert!(closed.is_ok(), "{closed:?}");
+}

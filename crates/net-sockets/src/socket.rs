@@ -736,11 +736,10 @@ impl<T: Transport> Connection<T> {
         // bounds the drain (a zero timeout fails every wait at once: nothing to wait for).
         let at_once = socket.link.conn.times_out_at_once();
         let drain = async {
-            loop {
-                match input.discard(u64::MAX).await {
-                    Ok(n) if n > 0 => {}
-                    Err(net_io::Error::Timeout) if !at_once => {}
-                    _ => break,
+            // `discard` returns `Ok` only at the peer's end of stream.
+            while let Err(net_io::Error::Timeout) = input.discard(u64::MAX).await {
+                if at_once {
+                    break;
                 }
             }
         };
