@@ -287,6 +287,29 @@ async fn a_sockets_debug_and_display_name_its_addresses_and_state() {
     }
 }
 
+/// `SelectorManager`'s `Debug` says whether it is closed and whether it runs a runtime of its
+/// own.
+#[tokio::test]
+async fn a_selectors_debug_names_its_state_and_runtime() {
+    let on_this_runtime = SelectorManager::new();
+    let own = SelectorManager::builder()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    for (selector, own_runtime) in [(&on_this_runtime, false), (&own, true)] {
+        let shown = format!("{selector:?}");
+        assert!(
+            shown.starts_with("SelectorManager")
+                && shown.contains("closed: false")
+                && shown.contains(&format!("own_runtime: {own_runtime}")),
+            "{shown}"
+        );
+        selector.close();
+        let shown = format!("{selector:?}");
+        assert!(shown.contains("closed: true"), "{shown}");
+    }
+}
+
 /// Regression check (passes): no `Debug` of the TLS types a user prints (builders with a key,
 /// configurations, the socket, its connection and its stream, the errors of a bad key) shows
 /// private key material, as base64 (a line of the PEM) or as bytes (the DER's first bytes as
