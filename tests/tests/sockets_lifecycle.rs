@@ -429,3 +429,47 @@ fn closing_the_selector_fails_binds_and_connects_waiting_for_their_lookup() {
     let _ = release.send(());
     runtime.block_on(blocker).unwrap();
 }
+
+/// Once the selector is closed, a bind or a connect fails with `SelectorClosed` before it
+/// touches the network, not with the error the network would have given: a TCP or UDP bind to
+/// a port in use, a TCP connect to a port nobody listens on, a Unix bind to a path in use.
+#[tokio::test]
+async fn a_closed_selector_fails_binds_and_connects_before_the_network() {
+    let selector = SelectorManager::new();
+    let tcp_taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp_taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let nobody = net_tests::loopback::RefusingPort::new();
+    let dir = net_tests::TempDir::new("closed-selector");
+    let path = dir.join("taken.sock");
+    let _unix_taken = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    selector.close();
+    let tcp_bind = a_socket(&selector)
+        .tcp()
+        .bind(tcp_taken.local_addr().unwrap())
+        .await;
+    assert!(
+        matches!(tcp_bind, Err(Error::SelectorClosed)),
+        "{tcp_bind:?}"
+    );
+    let udp_bind = a_socket(&selector)
+        .udp()
+        .bind(udp_taken.local_addr().unwrap())
+        .await;
+    assert!(
+        matches!(udp_bind, Err(Error::SelectorClosed)),
+        "{udp_bind:?}"
+    );
+    let tcp_connect = a_socket(&selector).tcp().connect(nobody.address()).await;
+    assert!(
+        matches!(tcp_connect, Err(Error::SelectorClosed)),
+        "{tcp_connect:?}"
+    );
+    let unix_bind = a_socket(&selector)
+        .tcp()
+        .bind(net_sockets::UnixSocketAddress::new(&path))
+        .await;
+    assert!(
+        matches!(unix_bind, Err(Error::SelectorClosed)),
+        "{unix_bind:?}"
+    );
+}
