@@ -1154,6 +1154,46 @@ mod tests {
         selector.close();
     }
 
+    /// A selector's close that finds another under way (on another thread) returns only once
+    /// that one closed the sockets: here the first waits (up to 50 ms) for a holder of a
+    /// socket, and the second, made once the selector reads closed, returns with that socket
+    /// released.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_selector_close_that_finds_another_under_way_returns_once_it_closed_the_sockets() {
+        use std::task::{Context, Poll, Waker};
+
+        let selector = SelectorManager::new();
+        let listener = a_socket(&selector)
+            .tcp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let port = listener.local_address().as_inet().unwrap().port();
+        let _peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let socket = listener.accept().await.unwrap();
+        let held = socket.link.conn.core().io().unwrap();
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| selector.close());
+            let started = Instant::now();
+            while !selector.is_closed() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the first close never began"
+                );
+                std::thread::yield_now();
+            }
+            selector.close();
+            let closed = std::pin::pin!(socket.await_closed());
+            assert_eq!(
+                closed.poll(&mut Context::from_waker(Waker::noop())),
+                Poll::Ready(()),
+                "the second close returned before the socket was released"
+            );
+            first.join().unwrap();
+        });
+        drop(held);
+    }
+
     /// A close of a socket that its selector's close has not reached yet (the selector reads
     /// closed, its sockets not yet) closes it, as that close will: it returns with the socket
     /// released, and the peer sees the end (FIN or reset).
