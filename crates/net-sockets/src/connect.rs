@@ -642,6 +642,31 @@ mod tests {
         );
     }
 
+    /// Each attempt waits its own attempt delay after the one before: behind two stalled
+    /// addresses, the third starts two delays after the first, not together with the second.
+    #[tokio::test]
+    async fn each_attempt_starts_an_attempt_delay_after_the_one_before() {
+        let selector = SelectorManager::new();
+        let (_first_hole, _first_fillers, first) = black_hole();
+        let (_second_hole, _second_fillers, second) = black_hole();
+        let good = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let good_address = good.local_addr().unwrap();
+        let started = std::time::Instant::now();
+        let stream = race(
+            selector.inner(),
+            &[first, second, good_address],
+            &SocketOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), good_address);
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= 2 * ATTEMPT_DELAY && elapsed < Duration::from_secs(3),
+            "{elapsed:?}"
+        );
+    }
+
     /// The attempt delay is a timer of the selector's runtime, and runs on its clock, whatever
     /// polls the connect: here a runtime whose (paused) clock is an hour ahead. (Before, each
     /// attempt reset the delay to the polling runtime's "now" plus 250 ms, which on the
