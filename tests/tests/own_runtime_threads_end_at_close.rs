@@ -1,5 +1,5 @@
 //! A selector with a runtime of its own (`SelectorManager::builder`) stops that runtime when
-//! it closes: its threads end though the selector and its sockets are still held (before, they
+//! it closes (or is dropped unclosed): its threads end though the selector and its sockets are still held (before, they
 //! ran until everything was dropped). What is still held then fails with `SelectorClosed`,
 //! never a panic of the stopped runtime.
 
@@ -126,4 +126,25 @@ fn an_own_runtime_selectors_threads_end_at_the_end_of_its_graceful_shutdown() {
     );
     assert!(listener.is_closed() && client.is_closed() && server.is_closed());
     assert!(udp.is_closed());
+}
+
+/// An own-runtime selector dropped without a close, its last handle let go in async code
+/// (where a blocking shutdown of its runtime would panic), stops its runtime in the background:
+/// no panic, and its threads end.
+#[tokio::test]
+async fn an_own_runtime_selector_dropped_unclosed_in_async_code_ends_its_threads() {
+    const NAME: &str = "knet-dropped";
+    let selector = SelectorManager::builder()
+        .worker_threads(1)
+        .thread_name(NAME)
+        .build()
+        .unwrap();
+    let listener = a_socket(&selector)
+        .tcp()
+        .bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    drop(listener);
+    drop(selector);
+    assert!(threads_end(NAME), "its threads still run");
 }
