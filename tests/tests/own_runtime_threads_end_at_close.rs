@@ -1,7 +1,7 @@
 //! A selector with a runtime of its own (`SelectorManager::builder`) stops that runtime when
-//! it closes (or is dropped unclosed): its threads end though the selector and its sockets are still held (before, they
-//! ran until everything was dropped). What is still held then fails with `SelectorClosed`,
-//! never a panic of the stopped runtime.
+//! it closes (or is dropped unclosed): its threads end though the selector and its sockets are
+//! still held (before, they ran until everything was dropped). What is still held then fails
+//! with `SelectorClosed`, never a panic of the stopped runtime.
 
 use std::time::{Duration, Instant};
 
