@@ -1071,23 +1071,74 @@ mod tests {
         selector.close();
     }
 
-    /// A plain socket's close decides again once the socket is marked closed: a write that
-    /// failed after the layer had chosen a clean end (here between the close's two steps, a
-    /// send the kernel refused for the moment, so the peer is alive and reads what it gets)
-    /// makes the close a reset, never FIN after a stream with a gap.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn a_write_that_fails_as_the_close_decides_makes_it_a_reset() {
-        use std::io::Read as _;
-
-        let selector = SelectorManager::new();
-        let listener = a_socket(&selector)
+    /// A connection accepted through `selector`, and its peer (a std stream, left open).
+    async fn accepted(selector: &SelectorManager) -> (crate::Socket, std::net::TcpStream) {
+        let listener = a_socket(selector)
             .tcp()
             .bind(("127.0.0.1", 0))
             .await
             .unwrap();
         let port = listener.local_address().as_inet().unwrap().port();
         let peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let socket = listener.accept().await.unwrap();
+        (listener.accept().await.unwrap(), peer)
+    }
+
+    /// Whether `socket` is closed, its descriptor released: `await_closed` is ready at once.
+    fn released(socket: &crate::Socket) -> bool {
+        use std::task::{Context, Waker};
+
+        let closed = std::pin::pin!(socket.await_closed());
+        closed
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+    }
+
+    /// What `peer` reads next (within 10 s).
+    fn peer_reads(peer: &std::net::TcpStream) -> std::io::Result<usize> {
+        use std::io::Read as _;
+
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        (&*peer).read(&mut [0; 16])
+    }
+
+    /// While something holds `socket` (a close then waits up to 50 ms for it, as for a poll
+    /// in flight on another thread), `close` on another thread, then, once `began` says it
+    /// marked its work, `close` again here: whether the second returned with the socket
+    /// released.
+    fn second_close_finds_it_released(
+        socket: &crate::Socket,
+        close: impl Fn() + Sync,
+        began: impl Fn() -> bool,
+    ) -> bool {
+        let held = socket.link.conn.core().io().unwrap();
+        let released = std::thread::scope(|scope| {
+            let first = scope.spawn(&close);
+            let started = Instant::now();
+            while !began() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the first close never began"
+                );
+                std::thread::yield_now();
+            }
+            close();
+            let released = released(socket);
+            first.join().unwrap();
+            released
+        });
+        drop(held);
+        released
+    }
+
+    /// A plain socket's close decides again once the socket is marked closed: a write that
+    /// failed after the layer had chosen a clean end (here between the close's two steps, a
+    /// send the kernel refused for the moment, so the peer is alive and reads what it gets)
+    /// makes the close a reset, never FIN after a stream with a gap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_write_that_fails_as_the_close_decides_makes_it_a_reset() {
+        let selector = SelectorManager::new();
+        let (socket, peer) = accepted(&selector).await;
         let mut write = crate::stream::WriteHalf::new(std::sync::Arc::clone(&socket.link.conn));
         let (refused_tx, refused) = std::sync::mpsc::channel();
         crate::stream::tests::BETWEEN.with(|between| {
@@ -1103,9 +1154,7 @@ mod tests {
             Err(Some(libc::ENOBUFS)),
             "{refused:?}"
         );
-        peer.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let read = (&peer).read(&mut [0; 16]);
+        let read = peer_reads(&peer);
         assert!(
             matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
             "the peer read {read:?}"
@@ -1114,84 +1163,30 @@ mod tests {
     }
 
     /// A close that finds another under way returns only once that one released the socket:
-    /// here the first close waits (up to 50 ms) for a holder of the socket, as for a poll in
-    /// flight on another thread, and the second, made once the socket reads closed, returns
-    /// with `await_closed` ready, not while the first still waits.
+    /// the second close, made once the socket reads closed, returns with `await_closed` ready,
+    /// not while the first still waits for the socket's holder.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_close_that_finds_another_under_way_returns_once_that_one_released_the_socket() {
-        use std::task::{Context, Poll, Waker};
-
         let selector = SelectorManager::new();
-        let listener = a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let port = listener.local_address().as_inet().unwrap().port();
-        let _peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let socket = listener.accept().await.unwrap();
-        let held = socket.link.conn.core().io().unwrap();
-        std::thread::scope(|scope| {
-            let first = scope.spawn(|| socket.close());
-            let started = Instant::now();
-            while !socket.is_closed() {
-                assert!(
-                    started.elapsed() < Duration::from_secs(10),
-                    "the first close never began"
-                );
-                std::thread::yield_now();
-            }
-            socket.close();
-            let closed = std::pin::pin!(socket.await_closed());
-            assert_eq!(
-                closed.poll(&mut Context::from_waker(Waker::noop())),
-                Poll::Ready(()),
-                "the second close returned before the socket was released"
-            );
-            first.join().unwrap();
-        });
-        drop(held);
+        let (socket, _peer) = accepted(&selector).await;
+        assert!(
+            second_close_finds_it_released(&socket, || socket.close(), || socket.is_closed()),
+            "the second close returned before the socket was released"
+        );
         selector.close();
     }
 
     /// A selector's close that finds another under way (on another thread) returns only once
-    /// that one closed the sockets: here the first waits (up to 50 ms) for a holder of a
-    /// socket, and the second, made once the selector reads closed, returns with that socket
-    /// released.
+    /// that one closed the sockets: the second, made once the selector reads closed, returns
+    /// with the socket released, not while the first still waits for the socket's holder.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_selector_close_that_finds_another_under_way_returns_once_it_closed_the_sockets() {
-        use std::task::{Context, Poll, Waker};
-
         let selector = SelectorManager::new();
-        let listener = a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let port = listener.local_address().as_inet().unwrap().port();
-        let _peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let socket = listener.accept().await.unwrap();
-        let held = socket.link.conn.core().io().unwrap();
-        std::thread::scope(|scope| {
-            let first = scope.spawn(|| selector.close());
-            let started = Instant::now();
-            while !selector.is_closed() {
-                assert!(
-                    started.elapsed() < Duration::from_secs(10),
-                    "the first close never began"
-                );
-                std::thread::yield_now();
-            }
-            selector.close();
-            let closed = std::pin::pin!(socket.await_closed());
-            assert_eq!(
-                closed.poll(&mut Context::from_waker(Waker::noop())),
-                Poll::Ready(()),
-                "the second close returned before the socket was released"
-            );
-            first.join().unwrap();
-        });
-        drop(held);
+        let (socket, _peer) = accepted(&selector).await;
+        assert!(
+            second_close_finds_it_released(&socket, || selector.close(), || selector.is_closed()),
+            "the second close returned before the socket was released"
+        );
     }
 
     /// A close of a socket that its selector's close has not reached yet (the selector reads
@@ -1199,30 +1194,13 @@ mod tests {
     /// released, and the peer sees the end (FIN or reset).
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_close_before_the_selectors_close_reached_the_socket_closes_it() {
-        use std::io::Read as _;
-        use std::task::{Context, Poll, Waker};
-
         let selector = SelectorManager::new();
-        let listener = a_socket(&selector)
-            .tcp()
-            .bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let port = listener.local_address().as_inet().unwrap().port();
-        let peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let socket = listener.accept().await.unwrap();
+        let (socket, peer) = accepted(&selector).await;
         selector.inner().mark_closed();
         assert!(socket.is_closed());
         socket.close();
-        let closed = std::pin::pin!(socket.await_closed());
-        assert_eq!(
-            closed.poll(&mut Context::from_waker(Waker::noop())),
-            Poll::Ready(()),
-            "the close returned with the socket open"
-        );
-        peer.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let read = (&peer).read(&mut [0; 16]);
+        assert!(released(&socket), "the close returned with the socket open");
+        let read = peer_reads(&peer);
         assert!(
             matches!(&read, Ok(0))
                 || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
