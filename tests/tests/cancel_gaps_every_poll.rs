@@ -23,6 +23,8 @@
 //!   socket's `send` and `receive`.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use net_io::{ByteChannel, ByteReadChannel, LineEnding};
@@ -833,7 +835,9 @@ async fn channel_trait_writes_and_reads_dropped_at_every_poll_keep_the_exact_str
 /// are held back while requests wait to be read), its `read_line` and `flush` calls dropped
 /// after k polls (k = 1, 2, 3, over and over) and begun again, over TCP and TLS: every answer
 /// reaches the client once, in order, and none is held back for ever (the client reads them
-/// all while it sends nothing more).
+/// all while it sends nothing more). The client sends each batch once a read of the server
+/// was dropped while it waited, so that every run drops reads there, however the two tasks
+/// are scheduled (the server's first poll of a read after its flush is its only one then).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_answers_with_reads_and_flushes_dropped_at_every_poll_all_arrive_once() {
     const REQUESTS: usize = 300;
@@ -844,15 +848,25 @@ async fn pipelined_answers_with_reads_and_flushes_dropped_at_every_poll_all_arri
         let (mut client, mut server, _keep) = connection(&selector, kind, &pki).await;
         let mut server_in = server.input();
         let mut server_out = server.output(false);
+        let reads_dropped = Arc::new(AtomicUsize::new(0));
+        let dropping = Arc::clone(&reads_dropped);
         let served = tokio::spawn(async move {
             let mut polls = 1;
-            let (mut reads_dropped, mut flushes_dropped) = (0, 0);
+            let mut flushes_dropped = 0;
+            let mut flushed = false;
             loop {
                 let line = loop {
                     let read = server_in.read_line(64, LineEnding::Default);
-                    match poll_at_most(read, polls).await {
+                    let tries = if std::mem::take(&mut flushed) {
+                        1
+                    } else {
+                        polls
+                    };
+                    match poll_at_most(read, tries).await {
                         Some(line) => break line.unwrap(),
-                        None => reads_dropped += 1,
+                        None => {
+                            dropping.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
                     polls = polls % 3 + 1;
                 };
@@ -868,15 +882,17 @@ async fn pipelined_answers_with_reads_and_flushes_dropped_at_every_poll_all_arri
                     }
                     polls = polls % 3 + 1;
                 }
+                flushed = true;
             }
             within(server_out.flush_and_close()).await.unwrap();
-            (reads_dropped, flushes_dropped)
+            flushes_dropped
         });
         let mut client_out = client.output(false);
         let mut client_in = client.input();
         // In three batches, each sent once the answers to the one before arrived: the server's
         // read waits (and is dropped) at least there, as its held-back answers leave.
         for batch in (0..REQUESTS).collect::<Vec<_>>().chunks(REQUESTS / 3) {
+            let before = reads_dropped.load(Ordering::SeqCst);
             let requests: String = batch.iter().map(|i| format!("request {i}\n")).collect();
             // All at once, in pieces that cut lines, as a pipelining client sends.
             for piece in requests.as_bytes().chunks(1000) {
@@ -888,10 +904,20 @@ async fn pipelined_answers_with_reads_and_flushes_dropped_at_every_poll_all_arri
                 let expected = format!("answer to request {i}");
                 assert_eq!(answer.unwrap().as_deref(), Some(&expected[..]), "{kind:?}");
             }
+            // The server, with nothing to read, drops its read after one poll.
+            within(async {
+                while reads_dropped.load(Ordering::SeqCst) == before {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await;
         }
         within(client_out.flush_and_close()).await.unwrap();
-        let (reads_dropped, _) = within(served).await.unwrap();
-        assert!(reads_dropped > 0, "{kind:?}: no read was dropped");
+        within(served).await.unwrap();
+        assert!(
+            reads_dropped.load(Ordering::SeqCst) >= 3,
+            "{kind:?}: a read dropped at each batch"
+        );
         let end = within(client_in.read_line(64, LineEnding::Default)).await;
         assert_eq!(end.unwrap(), None, "{kind:?}");
         drop((client_out, client_in, client, server));
