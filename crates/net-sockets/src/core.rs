@@ -1211,6 +1211,66 @@ mod tests {
         assert_eq!(places(core), (0, 0));
     }
 
+    /// A waker that counts its wake-ups.
+    struct Counted(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A pending operation that another task polls next (a listener's accept or a datagram
+    /// socket's receive moved between tasks) is woken by the close through that task's waker,
+    /// not the first one's: the two places inline and those beyond them alike. A stale waker
+    /// would leave the task that waits now asleep for ever.
+    #[tokio::test]
+    async fn a_wait_polled_by_another_task_is_woken_by_the_close_through_that_tasks_waker() {
+        let selector = SelectorManager::new();
+        let udp = udp_socket(&selector).await;
+        let core = udp.core();
+        let first = Arc::new(Counted(0.into()));
+        let then = Arc::new(Counted(0.into()));
+        let first_waker = Waker::from(Arc::clone(&first));
+        let then_waker = Waker::from(Arc::clone(&then));
+        let mut waits: Vec<_> = (0..5)
+            .map(|_| Box::pin(core.run(|socket, cx| socket.poll_recv_ready(cx))))
+            .collect();
+        for wait in &mut waits {
+            assert!(
+                wait.as_mut()
+                    .poll(&mut Context::from_waker(&first_waker))
+                    .is_pending()
+            );
+        }
+        for wait in &mut waits {
+            assert!(
+                wait.as_mut()
+                    .poll(&mut Context::from_waker(&then_waker))
+                    .is_pending()
+            );
+        }
+        assert_eq!(places(core), (5, 3));
+        core.close(CloseMode::Graceful);
+        assert_eq!(
+            then.0.load(Ordering::SeqCst),
+            5,
+            "every wait's new task woken"
+        );
+        assert_eq!(first.0.load(Ordering::SeqCst), 0, "no task that left woken");
+        for wait in &mut waits {
+            let polled = wait.as_mut().poll(&mut Context::from_waker(&then_waker));
+            assert!(
+                matches!(polled, Poll::Ready(Err(Error::Closed))),
+                "{polled:?}"
+            );
+        }
+    }
+
     /// A wait that begins on one thread while the socket, or its selector, closes on another
     /// is always woken (the close error), however the two interleave: a lost wake-up would
     /// leave the operation pending for ever.
