@@ -1346,6 +1346,31 @@ mod tests {
         }
     }
 
+    /// Who closed a socket is settled by its first close: one closed on its own before its
+    /// selector closed fails with `Closed` also after the selector closed, and one the
+    /// selector closed with `SelectorClosed`, also after its own close came later.
+    #[tokio::test]
+    async fn the_close_error_names_the_first_close_also_after_the_other() {
+        let selector = SelectorManager::new();
+        let own = udp_socket(&selector).await;
+        let by_selector = udp_socket(&selector).await;
+        own.core().close(CloseMode::Graceful);
+        selector.close();
+        by_selector.core().close(CloseMode::Graceful);
+        for (udp, expected) in [(own, Error::Closed), (by_selector, Error::SelectorClosed)] {
+            let core = udp.core();
+            for error in [core.io().unwrap_err(), core.check_open().unwrap_err()] {
+                assert_eq!(error.to_string(), expected.to_string());
+            }
+            let polled = pin!(core.run(|socket, cx| socket.poll_recv_ready(cx)))
+                .poll(&mut Context::from_waker(Waker::noop()));
+            assert!(
+                matches!(&polled, Poll::Ready(Err(e)) if e.to_string() == expected.to_string()),
+                "{expected:?}: {polled:?}"
+            );
+        }
+    }
+
     /// The token of a task that must not keep its socket alive is cancelled once the socket
     /// closed, whether it was asked for before the close or after.
     #[tokio::test]
