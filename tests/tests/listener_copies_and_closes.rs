@@ -151,6 +151,47 @@ async fn a_listener_closed_inside_its_own_with_sock_ref_refuses_connects_once_cl
     assert!(connect_to(port).is_none());
 }
 
+/// A listener's or datagram socket's close never waits for a peer, so `SO_LINGER` on it (the
+/// builder's `linger`, or one set through `with_sock_ref`) changes nothing: its descriptor
+/// goes before `close` returns, never later on a blocking thread as a lingering
+/// connection's does. Once `close` returns, connects are refused and the UDP port binds
+/// again.
+#[tokio::test]
+async fn a_listener_or_datagram_socket_with_a_linger_time_frees_its_port_as_close_returns() {
+    let selector = SelectorManager::new();
+    for round in 0..5 {
+        let held = net_tests::loopback::RefusingPort::new();
+        let listener = a_socket(&selector)
+            .tcp()
+            .reuse_port(true)
+            .linger(Duration::from_secs(3))
+            .bind(held.address())
+            .await
+            .unwrap();
+        listener.close();
+        let seen = connect_to(held.port());
+        assert!(
+            seen.is_none(),
+            "round {round}: a connect after the close: {seen:?}"
+        );
+
+        let udp = a_socket(&selector)
+            .udp()
+            .bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        udp.with_sock_ref(|s| s.set_linger(Some(Duration::from_secs(3))))
+            .unwrap();
+        let address = udp.local_address().as_inet().unwrap().socket_addr();
+        udp.close();
+        let rebound = std::net::UdpSocket::bind(address);
+        assert!(
+            rebound.is_ok(),
+            "round {round}: the UDP port after the close: {rebound:?}"
+        );
+    }
+}
+
 /// Guard: a datagram socket closed (by its own close, or its selector's) while a receive of
 /// another task waits on it, from the thread of that task's runtime: the waiting receive
 /// holds the socket, and the close lets go of it first, so that the port is free as the close
