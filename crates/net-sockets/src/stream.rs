@@ -2969,6 +2969,85 @@ pub(crate) mod tests {
         }
     }
 
+    /// A write made after the close's first step, while the reader still has requests pending
+    /// and the socket took every answer held back (so the close owes nothing), is not held
+    /// back: it goes to the socket, which the peer reads before the end, or fails. Held back
+    /// there, its write reported success and no one sent it: the peer read a clean end with
+    /// the answer missing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_write_after_the_close_began_is_never_held_back_unsent() {
+        use std::io::Read as _;
+        use std::task::{Wake, Waker};
+
+        const FIRST: &[u8] = b"held back, then sent by the close\n";
+        const SECOND: &[u8] = b"written as the close decides\n";
+        struct Noop;
+        impl Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+
+        let selector = crate::SelectorManager::new();
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let conn = unix_conn(&selector, ours);
+        // A request still to read: writes are held back.
+        let (mut requests, reader) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut requests, b"a\nb\n")
+            .await
+            .unwrap();
+        let mut input = net_io::ByteReadChannel::new(reader);
+        input.share_backlog(conn.backlog().unwrap().clone());
+        input
+            .read_line(8, net_io::LineEnding::Default)
+            .await
+            .unwrap();
+        assert!(conn.backlog().unwrap().is_pending());
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let mut write = WriteHalf::new(Arc::clone(&conn));
+        let held = Pin::new(&mut write).poll_write(&mut cx, FIRST);
+        assert!(matches!(held, Poll::Ready(Ok(n)) if n == FIRST.len()));
+        assert!(conn.corked());
+
+        let (done, result) = std::sync::mpsc::channel();
+        BETWEEN.with(|b| {
+            *b.borrow_mut() = Some(Box::new(move || {
+                assert!(
+                    conn_is_pending_still(&write),
+                    "the reader's request is still pending"
+                );
+                let waker = Waker::from(Arc::new(Noop));
+                let mut cx = Context::from_waker(&waker);
+                let written = match Pin::new(&mut write).poll_write(&mut cx, SECOND) {
+                    Poll::Ready(written) => written.ok(),
+                    Poll::Pending => panic!("the socket has room"),
+                };
+                done.send((written, write)).unwrap();
+            }));
+        });
+        conn.close();
+        let (written, write) = result.recv().unwrap();
+        drop((write, input));
+        theirs.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut received = Vec::new();
+        let read = theirs.read_to_end(&mut received);
+        let expected = match written {
+            Some(n) => [FIRST, &SECOND[..n]].concat(),
+            None => FIRST.to_vec(),
+        };
+        assert!(read.is_ok(), "the peer read {read:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&received),
+            String::from_utf8_lossy(&expected),
+            "every answer whose write succeeded, in order, before the end"
+        );
+        selector.close();
+    }
+
+    /// Whether the reader of `write`'s connection still has requests pending.
+    fn conn_is_pending_still(write: &WriteHalf) -> bool {
+        write.half.conn.backlog().unwrap().is_pending()
+    }
+
     /// A write on another thread that reaches the socket while a close sends the held-back
     /// answers the socket did not take at once leaves after them, or fails: it must not
     /// overtake them (the peer would read the answers out of order, then a clean end).
