@@ -2979,6 +2979,7 @@ pub(crate) mod tests {
         use std::io::Read as _;
         use std::task::{Wake, Waker};
 
+        const ZERO: &[u8] = b"sent before any request\n";
         const FIRST: &[u8] = b"held back, then sent by the close\n";
         const SECOND: &[u8] = b"written as the close decides\n";
         struct Noop;
@@ -2989,6 +2990,16 @@ pub(crate) mod tests {
         let selector = crate::SelectorManager::new();
         let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         let conn = unix_conn(&selector, ours);
+        let waker = Waker::from(Arc::new(Noop));
+        let mut cx = Context::from_waker(&waker);
+        let mut write = WriteHalf::new(Arc::clone(&conn));
+        // Sent at once (no request read yet), once the runtime saw the socket writable: so
+        // the close finds it writable too, and sends the held-back answer itself.
+        let started = std::time::Instant::now();
+        while Pin::new(&mut write).poll_write(&mut cx, ZERO).is_pending() {
+            assert!(started.elapsed() < LIMIT, "the socket never took the write");
+            tokio::task::yield_now().await;
+        }
         // A request still to read: writes are held back.
         let (mut requests, reader) = tokio::io::duplex(64);
         tokio::io::AsyncWriteExt::write_all(&mut requests, b"a\nb\n")
@@ -3001,9 +3012,6 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert!(conn.backlog().unwrap().is_pending());
-        let waker = Waker::from(Arc::new(Noop));
-        let mut cx = Context::from_waker(&waker);
-        let mut write = WriteHalf::new(Arc::clone(&conn));
         let held = Pin::new(&mut write).poll_write(&mut cx, FIRST);
         assert!(matches!(held, Poll::Ready(Ok(n)) if n == FIRST.len()));
         assert!(conn.corked());
@@ -3017,9 +3025,14 @@ pub(crate) mod tests {
                 );
                 let waker = Waker::from(Arc::new(Noop));
                 let mut cx = Context::from_waker(&waker);
-                let written = match Pin::new(&mut write).poll_write(&mut cx, SECOND) {
-                    Poll::Ready(written) => written.ok(),
-                    Poll::Pending => panic!("the socket has room"),
+                // The socket has room; the runtime may not have seen it writable yet.
+                let started = std::time::Instant::now();
+                let written = loop {
+                    match Pin::new(&mut write).poll_write(&mut cx, SECOND) {
+                        Poll::Ready(written) => break written.ok(),
+                        Poll::Pending if started.elapsed() < LIMIT => std::thread::yield_now(),
+                        Poll::Pending => panic!("the socket never took the write"),
+                    }
                 };
                 done.send((written, write)).unwrap();
             }));
@@ -3031,8 +3044,8 @@ pub(crate) mod tests {
         let mut received = Vec::new();
         let read = theirs.read_to_end(&mut received);
         let expected = match written {
-            Some(n) => [FIRST, &SECOND[..n]].concat(),
-            None => FIRST.to_vec(),
+            Some(n) => [ZERO, FIRST, &SECOND[..n]].concat(),
+            None => [ZERO, FIRST].concat(),
         };
         assert!(read.is_ok(), "the peer read {read:?}");
         assert_eq!(
