@@ -2545,6 +2545,22 @@ pub(crate) mod tests {
         assert!(Early::new(Bytes::new()).0.is_none());
     }
 
+    /// A read channel sharing `conn`'s backlog that read one request and has another still to
+    /// read, so that the connection's writes are held back; and the end its requests come from.
+    async fn request_pending(conn: &Conn) -> (tokio::io::DuplexStream, net_io::ByteReadChannel) {
+        let (mut requests, reader) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut requests, b"a\nb\n")
+            .await
+            .unwrap();
+        let mut input = net_io::ByteReadChannel::new(reader);
+        input.share_backlog(conn.backlog().unwrap().clone());
+        input
+            .read_line(8, net_io::LineEnding::Default)
+            .await
+            .unwrap();
+        (requests, input)
+    }
+
     /// A connection of `selector` over `ours`, one end of a Unix socket pair (set non-blocking
     /// here), with the default options.
     fn unix_conn(
@@ -2911,16 +2927,7 @@ pub(crate) mod tests {
         let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         let conn = unix_conn(&selector, ours);
         // A request still to read: writes are held back.
-        let (mut requests, reader) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut requests, b"a\nb\n")
-            .await
-            .unwrap();
-        let mut input = net_io::ByteReadChannel::new(reader);
-        input.share_backlog(conn.backlog().unwrap().clone());
-        input
-            .read_line(8, net_io::LineEnding::Default)
-            .await
-            .unwrap();
+        let (_requests, input) = request_pending(&conn).await;
         assert!(conn.backlog().unwrap().is_pending());
         let waker = Waker::from(Arc::new(Noop));
         let mut cx = Context::from_waker(&waker);
@@ -3001,16 +3008,7 @@ pub(crate) mod tests {
             tokio::task::yield_now().await;
         }
         // A request still to read: writes are held back.
-        let (mut requests, reader) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut requests, b"a\nb\n")
-            .await
-            .unwrap();
-        let mut input = net_io::ByteReadChannel::new(reader);
-        input.share_backlog(conn.backlog().unwrap().clone());
-        input
-            .read_line(8, net_io::LineEnding::Default)
-            .await
-            .unwrap();
+        let (_requests, input) = request_pending(&conn).await;
         assert!(conn.backlog().unwrap().is_pending());
         let held = Pin::new(&mut write).poll_write(&mut cx, FIRST);
         assert!(matches!(held, Poll::Ready(Ok(n)) if n == FIRST.len()));
@@ -3092,16 +3090,7 @@ pub(crate) mod tests {
         }
         let conn = unix_conn(&selector, ours);
         // A request still to read: writes are held back.
-        let (mut requests, reader) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut requests, b"a\nb\n")
-            .await
-            .unwrap();
-        let mut input = net_io::ByteReadChannel::new(reader);
-        input.share_backlog(conn.backlog().unwrap().clone());
-        input
-            .read_line(8, net_io::LineEnding::Default)
-            .await
-            .unwrap();
+        let (_requests, _input) = request_pending(&conn).await;
         assert!(conn.backlog().unwrap().is_pending());
         let waker = Waker::from(Arc::new(Noop));
         let mut cx = Context::from_waker(&waker);
@@ -3221,17 +3210,8 @@ pub(crate) mod tests {
             false,
         )
         .unwrap();
-        // A request still to read: the answer is held back.
-        let (mut requests, reader) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut requests, b"a\nb\n")
-            .await
-            .unwrap();
-        let mut input = net_io::ByteReadChannel::new(reader);
-        input.share_backlog(conn.backlog().unwrap().clone());
-        input
-            .read_line(8, net_io::LineEnding::Default)
-            .await
-            .unwrap();
+        // A request still to read: writes are held back.
+        let (_requests, _input) = request_pending(&conn).await;
         let waker = Waker::from(Arc::new(Noop));
         let mut cx = Context::from_waker(&waker);
         let mut write = WriteHalf::new(Arc::clone(&conn));
