@@ -2984,21 +2984,16 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_write_after_the_close_began_is_never_held_back_unsent() {
         use std::io::Read as _;
-        use std::task::{Wake, Waker};
+        use std::task::Waker;
 
         const ZERO: &[u8] = b"sent before any request\n";
         const FIRST: &[u8] = b"held back, then sent by the close\n";
         const SECOND: &[u8] = b"written as the close decides\n";
-        struct Noop;
-        impl Wake for Noop {
-            fn wake(self: Arc<Self>) {}
-        }
 
         let selector = crate::SelectorManager::new();
         let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         let conn = unix_conn(&selector, ours);
-        let waker = Waker::from(Arc::new(Noop));
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(Waker::noop());
         let mut write = WriteHalf::new(Arc::clone(&conn));
         // Sent at once (no request read yet), once the runtime saw the socket writable: so
         // the close finds it writable too, and sends the held-back answer itself.
@@ -3021,17 +3016,8 @@ pub(crate) mod tests {
                     conn_is_pending_still(&write),
                     "the reader's request is still pending"
                 );
-                let waker = Waker::from(Arc::new(Noop));
-                let mut cx = Context::from_waker(&waker);
                 // The socket has room; the runtime may not have seen it writable yet.
-                let started = std::time::Instant::now();
-                let written = loop {
-                    match Pin::new(&mut write).poll_write(&mut cx, SECOND) {
-                        Poll::Ready(written) => break written.ok(),
-                        Poll::Pending if started.elapsed() < LIMIT => std::thread::yield_now(),
-                        Poll::Pending => panic!("the socket never took the write"),
-                    }
-                };
+                let written = write_when_it_takes(&mut write, SECOND);
                 done.send((written, write)).unwrap();
             }));
         });
@@ -3052,6 +3038,20 @@ pub(crate) mod tests {
             "every answer whose write succeeded, in order, before the end"
         );
         selector.close();
+    }
+
+    /// Polls a write of `bytes` on this thread until the socket takes it or it fails (within
+    /// `LIMIT`): what it wrote, `None` when it failed.
+    fn write_when_it_takes(write: &mut WriteHalf, bytes: &[u8]) -> Option<usize> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let started = std::time::Instant::now();
+        loop {
+            match Pin::new(&mut *write).poll_write(&mut cx, bytes) {
+                Poll::Ready(written) => return written.ok(),
+                Poll::Pending if started.elapsed() < LIMIT => std::thread::yield_now(),
+                Poll::Pending => panic!("the socket never took the write"),
+            }
+        }
     }
 
     /// Whether the reader of `write`'s connection still has requests pending.
@@ -3109,16 +3109,7 @@ pub(crate) mod tests {
             *b.borrow_mut() = Some(Box::new(move || {
                 let mut filler = vec![0; filled];
                 theirs.read_exact(&mut filler).unwrap();
-                let waker = Waker::from(Arc::new(Noop));
-                let mut cx = Context::from_waker(&waker);
-                let started = std::time::Instant::now();
-                let written = loop {
-                    match Pin::new(&mut write).poll_write(&mut cx, SECOND) {
-                        Poll::Ready(written) => break written.ok(),
-                        Poll::Pending if started.elapsed() < LIMIT => std::thread::yield_now(),
-                        Poll::Pending => panic!("the socket never took the write"),
-                    }
-                };
+                let written = write_when_it_takes(&mut write, SECOND);
                 let _ = open_gate.send(());
                 done.send((theirs, written, write)).unwrap();
             }));
